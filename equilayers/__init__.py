@@ -1,0 +1,20 @@
+"""equilayers: drop-in PyTorch layers for equivariant and invariant networks.
+
+Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each with a fiber of
+``F`` slots (``|G|`` for regular fields, ``2M+1`` harmonic coefficients for rotation-order
+fields). See :mod:`equilayers.groups` for the conventions.
+"""
+
+from . import functional, groups, nn, testing
+from .groups import get as get_group
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "functional",
+    "groups",
+    "nn",
+    "testing",
+    "get_group",
+]

@@ -1,0 +1,123 @@
+"""How a group element acts on a tensor: the one definition layers, tests and metrics share.
+
+A *rep* names how the non-spatial part of a tensor transforms:
+
+* ``"trivial"``: plain images/feature maps ``(B, C, H, W)`` (any rank >= 2): they only move
+  spatially.
+* ``"regular"``: group feature maps ``(B, C, F, H, W)`` with ``F = |G|`` slots, one per group
+  element in :meth:`Group.elements` order; ``(g . f)[h] = g . f[g^-1 h]`` (spatial move plus a
+  permutation of the slots).
+* ``"harmonic"``: ``(B, C, F, H, W)`` with ``F = 2M + 1`` slots ``[a_0, c_1, s_1, ..., c_M, s_M]``
+  (rotation orders 0..M). A rotation by ``t`` turns each pair ``(c_m, s_m)`` by ``m t``; the
+  flip maps ``(c_m, s_m) -> ((-1)^m c_m, -(-1)^m s_m)`` (how ``x -> -x`` acts on
+  ``(cos m phi, sin m phi)``); order 0 is invariant.
+* ``"invariant"``: no spatial dims to move and nothing to permute (logits, pooled features).
+
+Because ``C`` and ``F`` are separate dims, ``nn.BatchNorm3d`` (statistics per field over
+``F, H, W``), ``nn.Dropout3d`` (one mask per field) and pointwise activations commute with
+every regular action; on harmonic fibers only pointwise maps of the order-0 slot and norm
+nonlinearities do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._group import GroupElement
+from ._transforms import _check_spatial, flip, rot90, rotate
+
+__all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
+
+REPS = ("trivial", "regular", "harmonic", "invariant")
+
+
+def check_rep(rep: str) -> str:
+    if rep not in REPS:
+        raise ValueError(f"unknown rep {rep!r}; valid reps: {', '.join(map(repr, REPS))}")
+    return rep
+
+
+def fiber_size(group, rep: str, max_order: int | None = None) -> int:
+    """Length of the fiber dim for ``rep``: ``|G|`` (regular), ``2M+1`` (harmonic), 1 else."""
+    from ._group import get
+
+    check_rep(rep)
+    if rep == "regular":
+        g = get(group)
+        if not g.is_finite:
+            raise ValueError(f"{g.name} is continuous and has no regular fiber; use rep='harmonic'")
+        return int(g.order)
+    if rep == "harmonic":
+        if max_order is None or max_order < 0:
+            raise ValueError(f"a harmonic fiber needs max_order >= 0; got {max_order!r}")
+        return 2 * max_order + 1
+    return 1
+
+
+def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> torch.Tensor:
+    """Move the last two dims by ``g``: exact flip/rot90 for grid elements, else interpolated."""
+    _check_spatial(x, "act_spatial")
+    if g.reflection:
+        x = flip(x)
+    q = g.quarter_turns
+    if q is not None:
+        return x if q == 0 else rot90(x, q)
+    return rotate(x, g.angle, mode=mode)
+
+
+def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, device=None):
+    """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber."""
+    size = 2 * max_order + 1
+    rho = torch.zeros(size, size, dtype=torch.float64)
+    rho[0, 0] = 1.0
+    for m in range(1, max_order + 1):
+        c, s = math.cos(m * g.angle), math.sin(m * g.angle)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        if g.reflection:
+            sign = (-1.0) ** m
+            rot = rot @ torch.diag(torch.tensor([sign, -sign], dtype=torch.float64))
+        rho[2 * m - 1 : 2 * m + 1, 2 * m - 1 : 2 * m + 1] = rot
+    return rho.to(dtype=dtype, device=device)
+
+
+def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch.Tensor:
+    """Transform the fiber dim (``dim``, default 2 of ``(B, C, F, H, W)``) by ``g``."""
+    check_rep(rep)
+    if rep in ("trivial", "invariant"):
+        return x
+    size = x.shape[dim]
+    if rep == "regular":
+        group = g.group
+        if not group.is_finite:
+            raise ValueError(f"{group.name} is continuous and has no regular fiber; "
+                             "use rep='harmonic'")
+        if size != group.order:
+            raise ValueError(f"a regular fiber of {group.name} has F={group.order} slots; got "
+                             f"F={size} in shape {tuple(x.shape)}")
+        perm = group.regular_permutation(g).to(x.device)
+        return x.index_select(dim, perm)
+    if size % 2 == 0:
+        raise ValueError(f"a harmonic fiber has F = 2*max_order + 1 (odd) slots; got F={size} in "
+                         f"shape {tuple(x.shape)}")
+    rho = harmonic_matrix(g, (size - 1) // 2, dtype=x.dtype, device=x.device)
+    return torch.movedim(torch.tensordot(rho, torch.movedim(x, dim, 0), dims=1), 0, dim)
+
+
+def act(
+    x: torch.Tensor, g: GroupElement, rep: str = "trivial", *, mode: str = "bilinear"
+) -> torch.Tensor:
+    """Apply ``g`` to ``x`` as a feature map of type ``rep`` (spatial move and fiber action).
+
+    ``rep="regular"`` and ``"harmonic"`` expect 5-D ``(B, C, F, H, W)`` tensors.
+    """
+    if not isinstance(g, GroupElement):
+        raise TypeError(f"act needs a GroupElement (from group.elements()); got {g!r}")
+    check_rep(rep)
+    if rep == "invariant":
+        return x
+    if rep in ("regular", "harmonic") and x.dim() != 5:
+        raise ValueError(f"rep={rep!r} expects a 5-D (B, C, F, H, W) tensor; got shape "
+                         f"{tuple(x.shape)}")
+    return act_fiber(act_spatial(x, g, mode=mode), g, rep)

@@ -1,0 +1,3 @@
+"""Modules: thin shells that own parameters and buffers and call :mod:`equilayers.functional`."""
+
+__all__: list[str] = []

@@ -1,0 +1,290 @@
+"""The equivariance harness: one definition of the error, used by tests, metrics and the CLI.
+
+For a map ``f`` with input rep ``rho_in`` and output rep ``rho_out``, the error of one element is
+
+    err(g) = || f(g . x) - g . f(x) || / max(|| g . f(x) ||, || f(g . x) ||, tiny)
+
+(Frobenius norms over the whole batch, in float64), and the reported error is the worst over
+the elements tested. Elements that do not map the pixel grid onto itself (e.g. 45 degrees) are
+handled as an approximate check: the input is Gaussian-smoothed, both sides are compared only
+inside the inscribed disk of the output, and the *interpolation floor*, the error of rotating
+``f(x)`` forth and back, is reported next to the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..groups import GroupElement, GroupLike, act, disk_mask, gaussian_smooth, get
+from ..groups._actions import check_rep
+
+__all__ = [
+    "EquivarianceReport",
+    "equivariance_report",
+    "equivariance_error",
+    "invariance_error",
+    "assert_equivariant",
+    "assert_invariant",
+    "shift_equivariance_error",
+    "default_tolerance",
+    "infer_rep",
+]
+
+_TINY = 1e-300
+
+
+def default_tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance for exact (grid) equivariance: 1e-10 in float64, 1e-5 in float32,
+    1e-2 in half precision."""
+    if dtype == torch.float64:
+        return 1e-10
+    if dtype == torch.float32:
+        return 1e-5
+    return 1e-2
+
+
+def infer_rep(t: torch.Tensor, declared: str | None) -> str:
+    """The rep of ``t``: the declared one, else by rank (2-D: invariant, 5-D: regular,
+    other: trivial)."""
+    if declared is not None:
+        return check_rep(declared)
+    if t.dim() <= 2:
+        return "invariant"
+    if t.dim() == 5:
+        return "regular"
+    return "trivial"
+
+
+@dataclass
+class EquivarianceReport:
+    """Result of :func:`equivariance_report`.
+
+    Attributes:
+        error: the worst relative error over the elements.
+        worst: the element with that error.
+        errors: relative error per element (in the order tested).
+        floors: interpolation floor per element (0 for grid elements).
+        approximate: whether off-grid elements were involved.
+    """
+
+    error: float
+    worst: GroupElement
+    errors: dict[GroupElement, float] = field(default_factory=dict)
+    floors: dict[GroupElement, float] = field(default_factory=dict)
+    approximate: bool = False
+
+    @property
+    def floor(self) -> float:
+        return max(self.floors.values(), default=0.0)
+
+    def __str__(self) -> str:
+        text = f"relative error {self.error:.3g} (worst element {self.worst!r})"
+        if self.approximate:
+            text += f", interpolation floor {self.floor:.3g}"
+        return text
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
+    a = a.detach().to(torch.float64)
+    b = b.detach().to(torch.float64)
+    if mask is not None:
+        a, b = a * mask, b * mask
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return float("nan")
+    num = torch.linalg.vector_norm(a - b).item()
+    den = max(torch.linalg.vector_norm(a).item(), torch.linalg.vector_norm(b).item(), _TINY)
+    return num / den
+
+
+def _elements(group, elements) -> list[GroupElement]:
+    if elements is None:
+        return group.elements() if group.is_finite else group.grid_elements()
+    out = []
+    for e in elements:
+        if isinstance(e, GroupElement):
+            if e.group != group:
+                raise ValueError(f"element {e!r} belongs to {e.group.name}, not {group.name}")
+            out.append(e)
+        elif isinstance(e, int) and group.is_finite:
+            out.append(group.elements()[e])
+        else:
+            raise TypeError(f"elements must be GroupElements of {group.name} (or slot indices "
+                            f"for a finite group); got {e!r}")
+    if not out:
+        raise ValueError("elements is empty: pass at least one group element")
+    return out
+
+
+def equivariance_report(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | None = None,
+    out_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+    smooth: float = 1.0,
+    margin: float = 2.0,
+) -> EquivarianceReport:
+    """Measure ``f``'s equivariance on ``x`` for each element; see the module docstring.
+
+    Args:
+        f: a module or function. Modules may declare ``in_rep``/``out_rep`` attributes.
+        x: the input batch; ``f`` runs in its dtype, the error is computed in float64.
+        group: a group name or :class:`~equilayers.groups.Group`.
+        in_rep, out_rep: override the declared/inferred reps (``"trivial"``, ``"regular"``,
+            ``"harmonic"``, ``"invariant"``).
+        elements: the elements to test; default all elements of a finite group, the grid
+            elements (multiples of 90 degrees, flips) of SO(2)/O(2).
+        smooth: Gaussian sigma (pixels) for the input when off-grid elements are tested.
+        margin: pixels inside the inscribed disk that off-grid comparisons ignore.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor; got {type(x).__name__}")
+    grp = get(group)
+    els = _elements(grp, elements)
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None))
+    approximate = any(not g.is_grid for g in els)
+    if approximate and in_rep != "invariant":
+        x = gaussian_smooth(x, smooth)
+    with torch.no_grad():
+        y = f(x)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"f must return a tensor; got {type(y).__name__}")
+        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(f, "out_rep", None))
+        errors: dict[GroupElement, float] = {}
+        floors: dict[GroupElement, float] = {}
+        for g in els:
+            y_g = f(act(x, g, in_rep))
+            gy = act(y, g, out_rep)
+            mask = None
+            floor = 0.0
+            if not g.is_grid and out_rep != "invariant":
+                h, w = y.shape[-2:]
+                mask = disk_mask(h, w, margin, device=y.device)
+                back = act(gy, g.inverse(), out_rep)
+                floor = _rel(back, y, mask)
+            if y_g.shape != gy.shape:
+                raise ValueError(f"f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
+                                 f"{tuple(gy.shape)}: is out_rep={out_rep!r} right?")
+            errors[g] = _rel(y_g, gy, mask)
+            floors[g] = floor
+    worst = max(els, key=lambda g: (errors[g] != errors[g], errors[g]))  # NaN counts as worst
+    return EquivarianceReport(errors[worst], worst, errors, floors, approximate)
+
+
+def equivariance_error(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | None = None,
+    out_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+) -> float:
+    """The worst relative equivariance error of ``f`` on ``x`` over ``elements`` (float64).
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(1, 1, 3, padding=1).double()
+        >>> equivariance_error(conv, torch.randn(1, 1, 9, 9, dtype=torch.float64), "p4") > 1e-3
+        True
+    """
+    return equivariance_report(
+        f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements
+    ).error
+
+
+def invariance_error(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+) -> float:
+    """The worst relative change ``||f(g.x) - f(x)|| / ||f(x)||`` over ``elements``."""
+    return equivariance_report(
+        f, x, group, in_rep=in_rep, out_rep="invariant", elements=elements
+    ).error
+
+
+def assert_equivariant(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | None = None,
+    out_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+    tol: float | None = None,
+) -> EquivarianceReport:
+    """Raise ``AssertionError`` naming the worst element, its error and ``tol`` when ``f`` is
+    not equivariant on ``x``. ``tol`` defaults to :func:`default_tolerance` of the output
+    dtype for grid elements; off-grid elements need an explicit ``tol``."""
+    report = equivariance_report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements)
+    _check(report, tol, x.dtype, "equivariant")
+    return report
+
+
+def assert_invariant(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+    tol: float | None = None,
+) -> EquivarianceReport:
+    """Like :func:`assert_equivariant` with ``out_rep="invariant"``."""
+    report = equivariance_report(f, x, group, in_rep=in_rep, out_rep="invariant",
+                                 elements=elements)
+    _check(report, tol, x.dtype, "invariant")
+    return report
+
+
+def _check(report: EquivarianceReport, tol: float | None, dtype, what: str) -> None:
+    if tol is None:
+        if report.approximate:
+            raise ValueError("off-grid elements are approximate: pass tol= explicitly "
+                             f"(interpolation floor here: {report.floor:.3g})")
+        tol = default_tolerance(dtype)
+    err = report.error
+    if not (err <= tol):  # also catches NaN
+        raise AssertionError(
+            f"not {what}: relative error {err:.3g} at element {report.worst!r} exceeds "
+            f"tol={tol:g}" + (f" (interpolation floor {report.floor:.3g})"
+                              if report.approximate else "")
+        )
+
+
+def shift_equivariance_error(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    shifts: Sequence[tuple[int, int]],
+    *,
+    stride: int | tuple[int, int] = 1,
+    invariant: bool = False,
+) -> float:
+    """Worst relative error of ``f(roll(x, s)) == roll(f(x), s / stride)`` over integer
+    circular ``shifts`` (each a multiple of ``stride``); with ``invariant=True`` the output
+    must not move at all."""
+    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    worst = 0.0
+    with torch.no_grad():
+        y = f(x)
+        for dy, dx in shifts:
+            if not invariant and (dy % sy or dx % sx):
+                raise ValueError(f"shift {(dy, dx)} is not a multiple of stride {(sy, sx)}; "
+                                 "only those commute with subsampling (use invariant=True "
+                                 "for shift-invariant maps)")
+            y_s = f(torch.roll(x, (dy, dx), dims=(-2, -1)))
+            ref = y if invariant else torch.roll(y, (dy // sy, dx // sx), dims=(-2, -1))
+            e = _rel(y_s, ref, None)
+            worst = e if e != e else max(worst, e)
+            if worst != worst:
+                break
+    return worst

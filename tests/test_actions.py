@@ -1,0 +1,149 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equilayers.groups import (
+    act,
+    act_spatial,
+    circular_shift,
+    fractional_shift,
+    get,
+    harmonic_matrix,
+    rot90,
+    rotate,
+    shift,
+)
+
+
+def _rep_input(rep, group, gen, size=7):
+    if rep == "regular":
+        return torch.randn(2, 3, group.order, size, size, generator=gen, dtype=torch.float64)
+    if rep == "harmonic":
+        return torch.randn(2, 3, 7, size, size, generator=gen, dtype=torch.float64)
+    return torch.randn(2, 3, size, size, generator=gen, dtype=torch.float64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["c1", "c2", "c4", "d1", "d2", "d4"]),
+       st.sampled_from(["trivial", "regular", "harmonic"]), st.data())
+def test_action_is_homomorphism_on_grid(name, rep, data):
+    G = get(name)
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
+    x = _rep_input(rep, G, gen, size=data.draw(st.sampled_from([5, 6, 9])))
+    a = data.draw(st.sampled_from(G.elements()))
+    b = data.draw(st.sampled_from(G.elements()))
+    # exact: the same floats, moved
+    lhs, rhs = act(act(x, b, rep), a, rep), act(x, a * b, rep)
+    if rep == "harmonic":
+        torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+    else:
+        assert torch.equal(lhs, rhs)
+    assert torch.equal(act(act(x, a, rep), a.inverse(), rep), x) or rep == "harmonic"
+
+
+def test_fiber_action_homomorphism_off_grid():
+    # the fiber part is exact for every element, including the off-grid ones of C8/D8/O(2)
+    for name in ["c8", "d8", "d6"]:
+        G = get(name)
+        for a in G.elements():
+            for b in G.elements():
+                ra, rb, rab = (harmonic_matrix(e, 3) for e in (a, b, a * b))
+                torch.testing.assert_close(ra @ rb, rab, rtol=0, atol=1e-12)
+                pa, pb, pab = (G.regular_permutation(e) for e in (a, b, a * b))
+                assert torch.equal(pb[pa], pab)
+    o2 = get("o2")
+    a, b = o2.element(0.7, True), o2.element(2.1)
+    torch.testing.assert_close(harmonic_matrix(a, 4) @ harmonic_matrix(b, 4),
+                               harmonic_matrix(a * b, 4), rtol=0, atol=1e-12)
+
+
+def test_off_grid_action_is_approximately_homomorphic(gen):
+    from equilayers.groups import disk_mask, gaussian_smooth
+
+    x = gaussian_smooth(torch.randn(1, 1, 33, 33, generator=gen, dtype=torch.float64), 2.0)
+    G = get("so2")
+    a, b = G.element(math.radians(20)), G.element(math.radians(25))
+    m = disk_mask(33, 33, 3)
+    lhs, rhs = act_spatial(act_spatial(x, b), a), act_spatial(x, a * b)
+    err = ((lhs - rhs)[..., m].norm() / rhs[..., m].norm()).item()
+    assert err < 0.05
+
+
+def test_rotate_agrees_with_rot90(gen):
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    for k in range(4):
+        torch.testing.assert_close(rotate(x, k * math.pi / 2), rot90(x, k), atol=1e-12, rtol=0)
+    # non-square: a half turn is still exact
+    y = torch.randn(1, 1, 6, 10, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(rotate(y, math.pi), torch.rot90(y, 2, (-2, -1)), atol=1e-12,
+                               rtol=0)
+
+
+def test_rotation_direction_is_counter_clockwise():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 4] = 1.0  # a point on the +x axis (right of centre)
+    y = rot90(x, 1)
+    assert y[0, 0, 0, 2] == 1.0  # moves to +y: up (row 0)
+
+
+def test_flip_is_horizontal():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    y = act_spatial(x, get("d4").element(0, True))
+    assert torch.equal(y, torch.flip(x, (-1,)))
+
+
+def test_shifts(gen):
+    x = torch.randn(2, 3, 8, 9, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(fractional_shift(x, (2, -3)), circular_shift(x, (2, -3)),
+                               atol=1e-12, rtol=0)
+    s = shift(x, (2, -3))
+    assert torch.equal(s[..., 2:, :6], x[..., :6, 3:])
+    assert (s[..., :2, :] == 0).all() and (s[..., :, 6:] == 0).all()
+    assert (shift(x, (9, 0)) == 0).all()
+    assert torch.equal(circular_shift(x, (1, 0))[..., 1, :], x[..., 0, :])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3),
+       st.sampled_from([5, 7, 9]))
+def test_fractional_shifts_compose(a, b, c, d, size):
+    x = torch.randn(1, 2, size, size + 2, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    lhs = fractional_shift(fractional_shift(x, (a, b)), (c, d))
+    torch.testing.assert_close(lhs, fractional_shift(x, (a + c, b + d)), atol=1e-10, rtol=0)
+    back = fractional_shift(fractional_shift(x, (a, b)), (-a, -b))
+    torch.testing.assert_close(back, x, atol=1e-10, rtol=0)
+
+
+def test_fractional_shift_even_size_without_nyquist():
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spec = torch.fft.fft2(x)
+    spec[..., 4, :] = 0
+    spec[..., :, 4] = 0
+    x = torch.fft.ifft2(spec).real
+    lhs = fractional_shift(fractional_shift(x, (0.3, 0.6)), (0.5, -1.2))
+    torch.testing.assert_close(lhs, fractional_shift(x, (0.8, -0.6)), atol=1e-10, rtol=0)
+
+
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match="square"):
+        rot90(torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="H=4, W=5"):
+        act(torch.zeros(1, 1, 4, 5), get("p4").element(1))
+    with pytest.raises(ValueError, match="5-D"):
+        act(torch.zeros(1, 4, 5, 5), get("p4").element(1), "regular")
+    with pytest.raises(ValueError, match="F=4 slots; got F=3"):
+        act(torch.zeros(1, 1, 3, 5, 5), get("p4").element(1), "regular")
+    with pytest.raises(ValueError, match="odd"):
+        act(torch.zeros(1, 1, 4, 5, 5), get("p4").element(1), "harmonic")
+    with pytest.raises(ValueError, match="unknown rep 'vector'"):
+        act(torch.zeros(1, 1, 5, 5), get("p4").element(1), "vector")
+    with pytest.raises(ValueError, match="last two dims"):
+        rot90(torch.zeros(5))
+    with pytest.raises(ValueError, match="integer shifts"):
+        circular_shift(torch.zeros(1, 5, 5), (0.5, 0))
+    with pytest.raises(TypeError, match="GroupElement"):
+        act(torch.zeros(1, 1, 5, 5), 1)

@@ -1,0 +1,27 @@
+"""One parametrized test over the shared case table (every layer x group x element)."""
+
+import pytest
+
+from equilayers.testing.cases import all_cases, run_case
+
+
+def _params():
+    out = []
+    for case in all_cases():
+        if case.kind == "shift" or case.expect == "fail":
+            out.append(pytest.param(case, None, id=case.name))
+        else:
+            for g in case.group_elements():
+                out.append(pytest.param(case, g, id=f"{case.name}[{g!r}]"))
+    return out
+
+
+@pytest.mark.parametrize("case,element", _params())
+def test_case(case, element):
+    result = run_case(case, elements=None if element is None else [element])
+    if case.expect == "fail":
+        assert result.passed, (f"negative control {case.name} passed the harness: error "
+                               f"{result.error:.3g} <= {case.fail_above:g}")
+    else:
+        assert result.passed, (f"{case.name}: error {result.error:.3g} at {result.worst} "
+                               f"exceeds {case.tolerance():g} (floor {result.floor:.3g})")

@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equilayers.groups import Group, get
+
+finite_names = st.builds(lambda kind, n: f"{kind}{n}", st.sampled_from("cd"),
+                         st.integers(1, 16))
+
+
+@settings(max_examples=60, deadline=None)
+@given(finite_names, st.data())
+def test_group_axioms(name, data):
+    g = get(name)
+    els = g.elements()
+    assert len(els) == g.order == len(set(els))
+    pick = st.sampled_from(els)
+    a, b, c = data.draw(pick), data.draw(pick), data.draw(pick)
+    assert (a * b) * c == a * (b * c)
+    assert a * g.identity == a == g.identity * a
+    assert a * a.inverse() == g.identity == a.inverse() * a
+    assert (a * b) in els
+
+
+def test_cayley_table_is_latin_square():
+    for name in ["c1", "c4", "d1", "d4", "d6"]:
+        t = get(name).cayley_table
+        n = t.shape[0]
+        for row in t:
+            assert sorted(row.tolist()) == list(range(n))
+        for col in t.T:
+            assert sorted(col.tolist()) == list(range(n))
+
+
+@pytest.mark.parametrize("name,order", [("c1", 1), ("c4", 4), ("p4", 4), ("p4m", 8), ("d1", 2),
+                                        ("D8", 16), (" c16 ", 16)])
+def test_names_and_aliases(name, order):
+    assert get(name).order == order
+
+
+def test_aliases_are_same_group():
+    assert get("p4") == get("c4") and get("p4m") == get("d4")
+    assert get(get("d4")) is get("d4")
+
+
+def test_continuous_groups():
+    so2, o2 = get("so2"), get("o2")
+    assert so2.order == math.inf and not so2.is_finite and not so2.reflections
+    assert o2.reflections
+    a, b = so2.element(0.3), so2.element(1.1)
+    assert math.isclose((a * b).angle, 1.4)
+    assert math.isclose((a * a.inverse()).angle % (2 * math.pi), 0, abs_tol=1e-12)
+    f = o2.element(0.5, True)
+    assert f * f == o2.identity
+    assert len(so2.grid_elements()) == 4 and len(o2.grid_elements()) == 8
+    with pytest.raises(ValueError, match="continuous"):
+        so2.elements()
+
+
+@pytest.mark.parametrize("bad", ["c0", "d0", "p5", "foo", "so3", "", "c-1", "c4m"])
+def test_unknown_name_lists_valid_forms(bad):
+    with pytest.raises(ValueError, match="valid forms") as info:
+        get(bad)
+    assert repr(bad.strip().lower()) in str(info.value) or bad.strip() == ""
+
+
+def test_bad_type():
+    with pytest.raises(TypeError, match="group must be"):
+        get(4)
+
+
+def test_grid_elements():
+    assert [g.is_grid for g in get("c8").elements()] == [True, False] * 4
+    assert all(g.is_grid for g in get("d4").elements())
+    assert [g.degrees for g in get("c3").grid_elements()] == [0.0]
+    assert len(get("d2").grid_elements()) == 4
+
+
+def test_reflection_in_cyclic_group_rejected():
+    with pytest.raises(ValueError, match="no reflections"):
+        get("c4").element(1, True)
+    with pytest.raises(ValueError, match="not a rotation"):
+        get("c8").elements_at([30.0])
+
+
+def test_elements_of_other_group_rejected():
+    with pytest.raises(ValueError, match="belongs to"):
+        get("c4").compose(get("c4").identity, get("d4").identity)
+
+
+def test_regular_permutation_is_homomorphism():
+    for name in ["c4", "d4", "d3", "c5"]:
+        G = get(name)
+        for a in G.elements():
+            for b in G.elements():
+                pa, pb, pab = (G.regular_permutation(e) for e in (a, b, a * b))
+                # acting by b then a: f -> f[pb] -> (f[pb])[pa] = f[pb[pa]]
+                assert torch.equal(pb[pa], pab)
+
+
+def test_group_constructor_validation():
+    with pytest.raises(ValueError, match="n >= 1"):
+        Group(0, False)

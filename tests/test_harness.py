@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from equilayers.groups import get
+from equilayers.testing import (
+    assert_equivariant,
+    assert_invariant,
+    equivariance_error,
+    equivariance_report,
+    invariance_error,
+    shift_equivariance_error,
+    symmetrized_conv2d,
+)
+
+
+def test_random_conv_fails_p4_and_error_is_reported(gen):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    x = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+    err = equivariance_error(conv, x, "p4")
+    assert err > 0.1
+    with pytest.raises(AssertionError, match=r"relative error .* at element rot\d+ exceeds tol"):
+        assert_equivariant(conv, x, "p4")
+
+
+def test_symmetrized_conv_is_exact_for_p4m(gen):
+    torch.manual_seed(0)
+    conv = symmetrized_conv2d(3, 4, 5, "d4")
+    x = torch.randn(2, 3, 11, 11, generator=gen, dtype=torch.float64)
+    assert equivariance_error(conv, x, "p4m") < 1e-13
+    report = assert_equivariant(conv, x, "p4m")
+    assert len(report.errors) == 8
+    # the same conv in float32 passes the float32 tolerance
+    assert_equivariant(conv.float(), x.float(), "p4m")
+
+
+def test_c4_symmetric_filter_fails_flips(gen):
+    torch.manual_seed(0)
+    conv = symmetrized_conv2d(2, 2, 5, "c4")  # 3x3 C4 filters are D4 already
+    x = torch.randn(1, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(conv, x, "p4") < 1e-13
+    report = equivariance_report(conv, x, "p4m")
+    assert report.error > 1e-3 and report.worst.reflection
+
+
+def test_invariance(gen):
+    x = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+
+    def pooled(t):
+        return t.sum(dim=(-2, -1))
+
+    assert_invariant(pooled, x, "p4m")
+    assert invariance_error(lambda t: t[..., 0, :], x, "p4") > 0.1
+    with pytest.raises(AssertionError, match="not invariant"):
+        assert_invariant(lambda t: t[..., 0, :].sum(-1), x, "p4")
+
+
+def test_regular_fields_declared_by_module(gen):
+    from equilayers.groups import act_spatial
+
+    w = torch.randn(3, 2, 5, 5, generator=gen, dtype=torch.float64)
+
+    class Lift(nn.Module):
+        in_rep, out_rep = "trivial", "regular"
+
+        def forward(self, t):  # out[h] = t correlated with the filter moved by h
+            outs = [nn.functional.conv2d(t, act_spatial(w, h), padding=2)
+                    for h in get("d4").elements()]
+            return torch.stack(outs, dim=2)
+
+    x = torch.randn(1, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(Lift(), x, "d4") < 1e-13
+    # a wrong rep (no fiber permutation) is caught, not silently accepted
+    assert equivariance_error(Lift(), x, "d4", out_rep="trivial") > 0.1
+
+
+def test_off_grid_elements_report_floor_and_need_tol(gen):
+    iso = nn.Conv2d(1, 1, 5, padding=2, bias=False).double()
+    with torch.no_grad():
+        r = torch.arange(5, dtype=torch.float64) - 2
+        iso.weight.copy_(torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / 2))
+    x = torch.randn(1, 1, 33, 33, generator=gen, dtype=torch.float64)
+    G = get("so2")
+    els = G.elements_at([30.0, 45.0])
+    rep = equivariance_report(iso, x, G, elements=els)
+    assert rep.approximate and 0 < rep.floor < 0.2
+    assert rep.error < 3 * rep.floor
+    with pytest.raises(ValueError, match="pass tol"):
+        assert_equivariant(iso, x, G, elements=els)
+    assert_equivariant(iso, x, G, elements=els, tol=3 * rep.floor)
+    # a random (anisotropic) filter is worse than the floor by a wide margin
+    torch.manual_seed(0)
+    rnd = nn.Conv2d(1, 1, 5, padding=2, bias=False).double()
+    assert equivariance_report(rnd, x, G, elements=els).error > 3 * rep.floor
+
+
+def test_nan_output_is_reported_not_passed(gen):
+    x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
+    with pytest.raises(AssertionError, match="nan"):
+        assert_equivariant(lambda t: t * float("nan"), x, "p4")
+
+
+def test_bad_arguments(gen):
+    x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match="valid forms"):
+        equivariance_error(nn.Identity(), x, "p3m")
+    with pytest.raises(ValueError, match="belongs to"):
+        equivariance_error(nn.Identity(), x, "p4", elements=[get("d4").identity])
+    with pytest.raises(ValueError, match="square"):
+        equivariance_error(nn.Identity(), torch.zeros(1, 1, 4, 6), "p4")
+    with pytest.raises(TypeError, match="tensor"):
+        equivariance_error(nn.Identity(), [1, 2], "p4")
+    with pytest.raises(ValueError, match="not a multiple of stride"):
+        shift_equivariance_error(nn.Identity(), x, [(1, 0)], stride=2)
+
+
+def test_shift_equivariance(gen):
+    x = torch.randn(1, 2, 12, 12, generator=gen, dtype=torch.float64)
+
+    def sub(t):
+        return t[..., ::2, ::2]
+
+    assert shift_equivariance_error(sub, x, [(2, 4), (-2, 6)], stride=2) == 0
+    assert shift_equivariance_error(lambda t: t.mean((-2, -1)), x, [(1, 3)], invariant=True) \
+        < 1e-15
+    assert shift_equivariance_error(lambda t: t[..., 0, 0], x, [(1, 3)], invariant=True) > 0.1
+    assert math.isnan(shift_equivariance_error(lambda t: t * math.nan, x, [(2, 2)], stride=2))
