@@ -1,0 +1,71 @@
+"""The benchmark contract shared by every family module ``benchmarks/bench_<family>.py``.
+
+A family module defines ``cases(quick: bool) -> list[BenchCase]``. Each case builds the callable
+under test and its input; ``floor`` names the case (same family) it is compared against, so
+ratios are taken within one run. ``python -m benchmarks`` discovers the family modules, times
+every case, and writes the results.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["BenchCase", "time_call", "forward_backward"]
+
+
+@dataclass
+class BenchCase:
+    """One benchmark row.
+
+    Attributes:
+        name: unique within the family, e.g. ``"MaxBlurPool2d b32 c64 56x56"``.
+        family: ``"antialias"``, ``"gconv"``, ``"harmonic"``, ``"pool"`` ...
+        make: returns ``(fn, x)``; ``fn(x)`` is the forward pass (a module or function).
+        floor: the name of the case this one is compared with (``None`` for floors).
+        peer: the name of a peer library (``"kornia"``, ``"escnn"``...) or ``None`` for ours.
+        backward: whether forward+backward is timed too.
+        construct: optional builder whose construction time is measured.
+        params: free-form parameters recorded with the result (batch, channels, size...).
+    """
+
+    name: str
+    family: str
+    make: Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]
+    floor: str | None = None
+    peer: str | None = None
+    backward: bool = True
+    construct: Callable[[], object] | None = None
+    params: dict = field(default_factory=dict)
+
+
+def time_call(fn: Callable[[], object], *, reps: int = 10, warmup: int = 2,
+              sync: Callable[[], None] | None = None) -> float:
+    """Median wall time of ``fn()`` in seconds over ``reps`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def forward_backward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+    """A closure running forward and backward (sum of the output) with a fresh input grad."""
+    xg = x.detach().requires_grad_(True)
+
+    def run():
+        out = fn(xg)
+        out.sum().backward()
+        xg.grad = None
+    return run
