@@ -11,8 +11,10 @@ Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom m
   ``CircularPad2d``) appears only for asymmetric padding; symmetric padding stays in the
   ``Conv2d`` (with its ``padding_mode``).
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
-* ``GroupPool`` -> ``Sequential(AdaptiveMaxPool3d((1, None, None)), Flatten(1, 2))`` (or
-  ``AdaptiveAvgPool3d``): pools the fiber whatever its size.
+* ``GroupPool`` -> ``Sequential(MaxPool3d((F, 1, 1)), Flatten(1, 2))`` (or ``AvgPool3d``) when
+  every group conv of the model has the same fiber size ``F`` (TorchScript-able), else
+  ``Sequential(AdaptiveMaxPool3d((1, None, None)), Flatten(1, 2))``, which pools any fiber in
+  eager mode but is not scriptable.
 * ``GroupMaxPool2d`` / ``GroupAvgPool2d`` -> ``MaxPool3d`` / ``AvgPool3d`` with a
   ``(1, k, k)`` window.
 """
@@ -32,12 +34,14 @@ from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
 
 __all__ = ["export", "register_export"]
 
-_CONVERTERS: dict[type, Callable[[nn.Module], nn.Module]] = {}
+Converter = Callable[[nn.Module, "int | None"], nn.Module]
+_CONVERTERS: dict[type, Converter] = {}
 
 
-def register_export(cls: type) -> Callable:
-    """Register ``fn(module) -> nn.Module`` converting instances of ``cls`` (and subclasses)."""
-    def deco(fn: Callable[[nn.Module], nn.Module]) -> Callable[[nn.Module], nn.Module]:
+def register_export(cls: type) -> Callable[[Converter], Converter]:
+    """Register ``fn(module, fiber) -> nn.Module`` converting instances of ``cls`` (and
+    subclasses); ``fiber`` is the model's single group-conv fiber size, or ``None``."""
+    def deco(fn: Converter) -> Converter:
         _CONVERTERS[cls] = fn
         return fn
     return deco
@@ -48,7 +52,7 @@ _PADS = {"zeros": nn.ZeroPad2d, "reflect": nn.ReflectionPad2d,
 
 
 @register_export(_GroupConvNd)
-def _export_conv(m: _GroupConvNd) -> nn.Module:
+def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
     w = m.weight
     with torch.no_grad():
         expanded = m._expand().detach().clone()
@@ -70,7 +74,7 @@ def _export_conv(m: _GroupConvNd) -> nn.Module:
 
 
 @register_export(GroupBatchNorm2d)
-def _export_bn(m: GroupBatchNorm2d) -> nn.Module:
+def _export_bn(m: GroupBatchNorm2d, fiber: int | None) -> nn.Module:
     ref = m.weight if m.weight is not None else m.running_mean
     bn = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
                         device=None if ref is None else ref.device,
@@ -80,9 +84,13 @@ def _export_bn(m: GroupBatchNorm2d) -> nn.Module:
 
 
 @register_export(GroupPool)
-def _export_group_pool(m: GroupPool) -> nn.Module:
-    pool = (nn.AdaptiveMaxPool3d if m.reduction == "max" else nn.AdaptiveAvgPool3d)
-    return nn.Sequential(pool((1, None, None)), nn.Flatten(1, 2))
+def _export_group_pool(m: GroupPool, fiber: int | None) -> nn.Module:
+    if fiber is not None:
+        pool = (nn.MaxPool3d if m.reduction == "max" else nn.AvgPool3d)((fiber, 1, 1))
+    else:
+        pool = (nn.AdaptiveMaxPool3d if m.reduction == "max" else nn.AdaptiveAvgPool3d)(
+            (1, None, None))
+    return nn.Sequential(pool, nn.Flatten(1, 2))
 
 
 def _win(v) -> tuple[int, int, int]:
@@ -91,32 +99,32 @@ def _win(v) -> tuple[int, int, int]:
 
 
 @register_export(GroupMaxPool2d)
-def _export_max_pool(m: GroupMaxPool2d) -> nn.Module:
+def _export_max_pool(m: GroupMaxPool2d, fiber: int | None) -> nn.Module:
     k, s, p, d = _win(m.kernel_size), _win(m.stride), _win(m.padding), _win(m.dilation)
     return nn.MaxPool3d(k, s, (0,) + p[1:], d, ceil_mode=m.ceil_mode)
 
 
 @register_export(GroupAvgPool2d)
-def _export_avg_pool(m: GroupAvgPool2d) -> nn.Module:
+def _export_avg_pool(m: GroupAvgPool2d, fiber: int | None) -> nn.Module:
     k, s, p = _win(m.kernel_size), _win(m.stride), _win(m.padding)
     return nn.AvgPool3d(k, s, (0,) + p[1:], m.ceil_mode, m.count_include_pad)
 
 
-def _convert(m: nn.Module) -> nn.Module | None:
+def _convert(m: nn.Module, fiber: int | None) -> nn.Module | None:
     for cls in type(m).__mro__:
         fn = _CONVERTERS.get(cls)
         if fn is not None:
-            new = fn(m)
+            new = fn(m, fiber)
             new.train(m.training)
             return new
     return None
 
 
-def _replace(module: nn.Module) -> None:
+def _replace(module: nn.Module, fiber: int | None) -> None:
     for name, child in list(module.named_children()):
-        new = _convert(child)
+        new = _convert(child, fiber)
         if new is None:
-            _replace(child)
+            _replace(child, fiber)
         else:
             setattr(module, name, new)
 
@@ -140,9 +148,11 @@ def export(model: nn.Module) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"export expects an nn.Module; got {type(model).__name__}")
-    new = _convert(model)
+    fibers = {m.fiber_out for m in model.modules() if isinstance(m, _GroupConvNd)}
+    fiber = fibers.pop() if len(fibers) == 1 else None
+    new = _convert(model, fiber)
     if new is not None:
         return new
     out = copy.deepcopy(model)
-    _replace(out)
+    _replace(out, fiber)
     return out
