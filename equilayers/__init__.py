@@ -6,6 +6,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 """
 
 from . import functional, groups, nn, testing
+from ._surgery import antialias
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -17,4 +18,5 @@ __all__ = [
     "nn",
     "testing",
     "get_group",
+    "antialias",
 ]
