@@ -156,7 +156,8 @@ def test_dtype_and_device_move(gen):
 def test_repr():
     assert repr(BlurPool2d()) == "BlurPool2d(kernel_size=3, stride=2)"
     assert "padding_mode='circular'" in repr(BlurPool2d(4, 5, 3, "circular"))
-    assert repr(MaxBlurPool2d(3, 2, padding=1)) == "MaxBlurPool2d(kernel_size=3, stride=2, padding=1)"
+    assert repr(MaxBlurPool2d(3, 2, padding=1)) == (
+        "MaxBlurPool2d(kernel_size=3, stride=2, padding=1)")
     assert "blur_size=5" in repr(BlurConv2d(3, 4, 3, blur_size=5))
 
 
