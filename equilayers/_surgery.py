@@ -136,7 +136,12 @@ def antialias(
     ``PolyphasePool2d(s, blur_size=blur_size)``; convs keep their own padding and must keep the
     size at stride 1 (``2 padding == dilation (k - 1)``). Output shapes equal the original's
     when ``H, W`` are divisible by each stride and the layers pad "same"-style (3x3 pad 1,
-    7x7 pad 3, 1x1 pad 0, 2x2 max-pool): the usual ResNet layout.
+    7x7 pad 3, 1x1 pad 0, 2x2 max-pool): the usual ResNet layout. A chain of circular convs
+    and converted layers ending in a global pool is then exactly invariant to circular shifts
+    (tested). Residual blocks with a strided shortcut are not: each branch picks its own
+    polyphase component, so the branches can disagree after a shift (Chaman & Dokmanic pass the
+    main branch's index to the shortcut, which needs the block's code, not surgery); they still
+    measurably reduce the output change under 1-px shifts.
 
     Layers that cannot be converted exactly (unequal strides, dilated or ``ceil_mode`` pools,
     string padding, subclasses of ``nn.Conv2d``) are left alone with a ``UserWarning``.
