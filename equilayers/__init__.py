@@ -7,6 +7,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 
 from . import functional, groups, nn, testing
 from ._export import export
+from ._surgery import antialias
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __all__ = [
     "testing",
     "get_group",
     "export",
+    "antialias",
 ]
