@@ -24,12 +24,35 @@ from ._group_pool import (
     group_max_pool2d,
     group_pool,
 )
+from ._harmonic import (
+    fourier_matrix,
+    gated_nonlinearity,
+    harmonic_batch_norm,
+    harmonic_conv2d,
+    harmonic_lifting_conv2d,
+    harmonic_to_regular,
+    norm_nonlinearity,
+    norm_pool,
+    regular_to_harmonic,
+    steerable_conv2d,
+)
 from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
 )
+from ._steerable import (
+    expand_steerable,
+    steerable_basis,
+)
 
 __all__: list[str] = [
+    "binomial_filter",
+    "blur_conv2d",
+    "blur_pool1d",
+    "blur_pool2d",
+    "blur_pool3d",
+    "blur_upsample2d",
+    "max_blur_pool2d",
     "exactness_problems",
     "expand_group_filter",
     "expand_lifting_filter",
@@ -39,13 +62,18 @@ __all__: list[str] = [
     "group_avg_pool2d",
     "group_max_pool2d",
     "group_pool",
-    "binomial_filter",
-    "blur_conv2d",
-    "blur_pool1d",
-    "blur_pool2d",
-    "blur_pool3d",
-    "blur_upsample2d",
-    "max_blur_pool2d",
     "polyphase_pool2d",
     "polyphase_upsample2d",
+    "fourier_matrix",
+    "gated_nonlinearity",
+    "harmonic_batch_norm",
+    "harmonic_conv2d",
+    "harmonic_lifting_conv2d",
+    "harmonic_to_regular",
+    "norm_nonlinearity",
+    "norm_pool",
+    "regular_to_harmonic",
+    "steerable_conv2d",
+    "expand_steerable",
+    "steerable_basis",
 ]

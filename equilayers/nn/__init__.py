@@ -20,24 +20,40 @@ from ._group_pool import (
     GroupMaxPool2d,
     GroupPool,
 )
+from ._harmonic import (
+    GatedNonlinearity,
+    HarmonicBatchNorm,
+    HarmonicToRegular,
+    NormNonlinearity,
+    NormPool,
+    RegularToHarmonic,
+    SteerableConv2d,
+)
 from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
 )
 
 __all__: list[str] = [
-    "GroupConv2d",
-    "LiftingConv2d",
-    "GroupBatchNorm2d",
-    "GroupAvgPool2d",
-    "GroupMaxPool2d",
-    "GroupPool",
     "BlurConv2d",
     "BlurPool1d",
     "BlurPool2d",
     "BlurPool3d",
     "BlurUpsample2d",
     "MaxBlurPool2d",
+    "GroupConv2d",
+    "LiftingConv2d",
+    "GroupBatchNorm2d",
+    "GroupAvgPool2d",
+    "GroupMaxPool2d",
+    "GroupPool",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
+    "GatedNonlinearity",
+    "HarmonicBatchNorm",
+    "HarmonicToRegular",
+    "NormNonlinearity",
+    "NormPool",
+    "RegularToHarmonic",
+    "SteerableConv2d",
 ]

@@ -24,6 +24,7 @@ _FAMILIES = [
     "equilayers.testing._cases_foundation",
     "equilayers.testing._cases_gconv",
     "equilayers.testing._cases_blur",
+    "equilayers.testing._cases_harmonic",
 ]
 
 
