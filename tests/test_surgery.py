@@ -178,3 +178,14 @@ def test_real_images_one_pixel_shift_change_drops():
 
 def test_exported_at_top_level():
     assert equilayers.antialias is antialias and "antialias" in equilayers.__all__
+
+
+def test_readme_snippet_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Anti-aliased downsampling", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code, scope)
+    assert [r.name for r in scope["report"]] == ["0", "1"]
