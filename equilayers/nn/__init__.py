@@ -1,3 +1,7 @@
 """Modules: thin shells that own parameters and buffers and call :mod:`equilayers.functional`."""
 
-__all__: list[str] = []
+from ._heads import InvariantHead
+
+__all__: list[str] = [
+    "InvariantHead",
+]
