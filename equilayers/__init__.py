@@ -6,6 +6,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 """
 
 from . import functional, groups, metrics, nn, testing
+from ._grid import Finding, check_grid
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -18,4 +19,6 @@ __all__ = [
     "nn",
     "testing",
     "get_group",
+    "check_grid",
+    "Finding",
 ]
