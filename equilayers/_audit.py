@@ -70,12 +70,17 @@ def invariance_curves(model: nn.Module, x: torch.Tensor, *, angles: int = 37,
     return {"angle": degs, "rotation": rot, "shift": offs, "translation": sh}
 
 
-def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
+def _require_matplotlib():
     try:
         import matplotlib
     except ImportError:
         raise RuntimeError("the plot needs matplotlib, an optional extra: "
                            "pip install 'equilayers[plot]' (or leave out --out)") from None
+    return matplotlib
+
+
+def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
+    matplotlib = _require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -129,6 +134,8 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     file = file or sys.stdout
     shape = parse_shape(input_shape)
     grp = get(group)
+    if out is not None:
+        _require_matplotlib()  # fail before measuring, not after
     model = load_factory(spec).eval()
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
