@@ -6,6 +6,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 """
 
 from . import functional, groups, metrics, nn, testing
+from ._export import export
 from ._grid import Finding, check_grid
 from .groups import get as get_group
 
@@ -19,6 +20,7 @@ __all__ = [
     "nn",
     "testing",
     "get_group",
+    "export",
     "check_grid",
     "Finding",
 ]

@@ -21,8 +21,8 @@ class Finding:
     Attributes:
         layer: the module's qualified name (``"(input)"`` / ``"(group)"`` for model-level ones).
         kind: the module's class name.
-        problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"non-circular-padding"``,
-            ``"non-square"`` or ``"off-grid-group"``.
+        problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
+            ``"non-circular-padding"``, ``"non-square"`` or ``"off-grid-group"``.
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
         input_size: the ``(H, W)`` that reaches the layer.
         message: why.
@@ -139,7 +139,8 @@ def _axes(group) -> tuple[bool, bool, bool]:
     return rows, cols, square
 
 
-def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool) -> list[Finding]:
+def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
+                   ) -> list[Finding]:
     out = []
     for name, mod, (h, w) in sizes:
         prm = _spatial_params(mod) or _pad_params(mod)
@@ -160,6 +161,12 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool) -> list[Finding]
             rem = (n + lo + hi - k) % s
             if rem:
                 parity.append(f"{label}: ({n} + {lo + hi} - {k}) % {s} = {rem}")
+        if square and (prm["k"][0], prm["s"][0], top) != (prm["k"][1], prm["s"][1], left):
+            out.append(Finding(
+                name, kind, "anisotropic", "rotations", (h, w),
+                "90-degree rotations swap height and width, but kernel/stride/padding differ "
+                f"between them (kernel {prm['k']}, stride {prm['s']}, padding {(top, left)})",
+                "use the same kernel size, stride, dilation and padding on both dims"))
         if asym:
             out.append(Finding(
                 name, kind, "asymmetric-padding", rot_what, (h, w),
@@ -211,12 +218,16 @@ def check_grid(
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
       smallest larger input size for which every layer passes ("use an input size of 65").
       Even kernels with symmetric padding are symmetric and pass.
+    * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
+      between height and width.
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
       0, 1))``): the output grid is off-centre.
     * **non-circular padding** (integer circular shifts, when ``shifts``): zeros, reflect or
       replicate padding, and pooling padding, do not move with a circularly shifted image.
-      Subsampling by a stride is equivariant only to shifts by multiples of the stride; that
-      is inherent aliasing, not a grid defect, and is measured (not listed) by
+      Subsampling by a stride ``s`` is equivariant only to shifts by multiples of ``s``, and
+      on a torus only when ``s`` divides the size (so under stride 2, exact rotations want odd
+      sizes and exact circular shifts even ones); that is inherent aliasing, not a grid
+      defect, and is measured (not listed) by
       :func:`equilayers.metrics.layerwise_shift_equivariance`.
     * **non-square input** under 90-degree rotations, and groups with off-grid rotations
       (``"c8"``: 45 degrees), which no pixel grid carries exactly.
@@ -260,7 +271,7 @@ def check_grid(
                                 f"90-degree rotations need a square input; got {h}x{w}",
                                 f"use an input size of {max(h, w)}x{max(h, w)}"))
     sizes = _record_sizes(model, shape)
-    layer = _grid_findings(sizes, rows, cols, shifts)
+    layer = _grid_findings(sizes, rows, cols, shifts, square)
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

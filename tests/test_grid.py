@@ -124,3 +124,31 @@ def test_bad_input():
         check_grid(conv, (1, 2, 8, 8), "p5")
     with pytest.raises(TypeError, match="nn.Module"):
         check_grid(lambda t: t, (1, 2, 8, 8))
+
+
+def test_anisotropic_stride_under_rotations():
+    conv = nn.Conv2d(2, 2, 3, stride=(1, 3), padding=1, padding_mode="circular")
+    problems = {f.problem for f in check_grid(conv, (1, 2, 9, 9), "p4")}
+    assert "anisotropic" in problems
+    assert "anisotropic" not in {f.problem for f in check_grid(conv, (1, 2, 9, 9), "d1")}
+
+
+def test_real_group_conv_layers():
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        LiftingConv2d(2, 3, 3, padding=1, padding_mode="circular", group="p4m"), nn.ReLU(),
+        GroupConv2d(3, 3, 3, stride=2, padding=1, padding_mode="circular", group="p4m")).double()
+    (f,) = check_grid(net, (1, 2, 10, 10), "p4m")
+    assert (f.layer, f.kind, f.problem, f.fix) == ("2", "GroupConv2d", "stride-parity",
+                                                   "use an input size of 11")
+    assert check_grid(net, (1, 2, 11, 11), "p4m") == []
+    gen = torch.Generator().manual_seed(0)
+    for size, exact in [(10, False), (11, True)]:
+        x = torch.randn(2, 2, size, size, generator=gen, dtype=torch.float64)
+        err = equivariance_error(net, x, "p4m")
+        assert (err < 1e-12) if exact else (err > 1e-3), (size, err)
+    zeros = GroupConv2d(3, 3, 3, padding=1, group="p4")
+    assert [g.problem for g in check_grid(zeros, (1, 3, 4, 9, 9), "p4")] == [
+        "non-circular-padding"]

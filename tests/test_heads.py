@@ -126,3 +126,24 @@ def test_compile_fullgraph(gen):
     x = torch.randn(2, 3, 4, 6, 6, generator=gen)
     compiled = torch.compile(head, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), head(x))
+
+
+def test_real_group_conv_backbone_logits_exactly_invariant(gen):
+    from torch import nn
+
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        LiftingConv2d(2, 4, 3, padding=1, padding_mode="circular", group="p4m"), nn.ReLU(),
+        GroupConv2d(4, 4, 3, stride=2, padding=1, padding_mode="circular", group="p4m"),
+        nn.ReLU(), InvariantHead(4, 5, group="p4m")).double()
+    # rotations need an odd size under stride 2 ((9 + 2 - 3) % 2 == 0) ...
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert invariance_error(net, x, "p4m") < 1e-12
+    # ... circular shifts by multiples of the stride need a size divisible by it
+    x = torch.randn(2, 2, 8, 8, generator=gen, dtype=torch.float64)
+    y = net(x)
+    for s in [(2, 0), (4, 6)]:
+        torch.testing.assert_close(net(circular_shift(x, s)), y, rtol=0, atol=1e-12)
+    assert (net(circular_shift(x, (1, 0))) - y).abs().max() > 1e-6  # odd shifts alias
