@@ -5,8 +5,9 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, nn, testing
+from . import functional, groups, metrics, nn, testing
 from ._export import export
+from ._grid import Finding, check_grid
 from ._surgery import antialias
 from .groups import get as get_group
 
@@ -16,9 +17,12 @@ __all__ = [
     "__version__",
     "functional",
     "groups",
+    "metrics",
     "nn",
     "testing",
     "get_group",
     "export",
     "antialias",
+    "check_grid",
+    "Finding",
 ]

@@ -36,6 +36,12 @@ from ._harmonic import (
     regular_to_harmonic,
     steerable_conv2d,
 )
+from ._heads import (
+    fiber_pool,
+    fiber_pose,
+    invariant_head,
+    spatial_pool,
+)
 from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
@@ -62,8 +68,6 @@ __all__: list[str] = [
     "group_avg_pool2d",
     "group_max_pool2d",
     "group_pool",
-    "polyphase_pool2d",
-    "polyphase_upsample2d",
     "fourier_matrix",
     "gated_nonlinearity",
     "harmonic_batch_norm",
@@ -74,6 +78,12 @@ __all__: list[str] = [
     "norm_pool",
     "regular_to_harmonic",
     "steerable_conv2d",
+    "polyphase_pool2d",
+    "polyphase_upsample2d",
     "expand_steerable",
     "steerable_basis",
+    "fiber_pool",
+    "fiber_pose",
+    "invariant_head",
+    "spatial_pool",
 ]

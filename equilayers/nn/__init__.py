@@ -29,6 +29,9 @@ from ._harmonic import (
     RegularToHarmonic,
     SteerableConv2d,
 )
+from ._heads import (
+    InvariantHead,
+)
 from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
@@ -47,8 +50,6 @@ __all__: list[str] = [
     "GroupAvgPool2d",
     "GroupMaxPool2d",
     "GroupPool",
-    "PolyphasePool2d",
-    "PolyphaseUpsample2d",
     "GatedNonlinearity",
     "HarmonicBatchNorm",
     "HarmonicToRegular",
@@ -56,4 +57,7 @@ __all__: list[str] = [
     "NormPool",
     "RegularToHarmonic",
     "SteerableConv2d",
+    "PolyphasePool2d",
+    "PolyphaseUpsample2d",
+    "InvariantHead",
 ]
