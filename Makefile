@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[test,demo]"
+	$(PY) -m pip install -e ".[test,demo,export]"
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -1,0 +1,81 @@
+"""One small instance of every public module, with an input builder: the table the
+compatibility tests (``tests/test_compat.py``) iterate over.
+
+Every name in ``equilayers.nn.__all__`` must have an entry here (a test enforces it), so a new
+module is covered by torch.compile / torch.export / ONNX / autocast / channels_last / pickle
+checks as soon as it is added to the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import nn as enn
+
+__all__ = ["ZooEntry", "ZOO", "build"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """``make()`` builds the module (float32, seeded); ``inputs(gen)`` the positional args."""
+
+    make: Callable[[], nn.Module]
+    inputs: Callable[[torch.Generator], tuple[torch.Tensor, ...]]
+
+
+def _x(*shape: int) -> Callable[[torch.Generator], tuple[torch.Tensor, ...]]:
+    return lambda gen: (torch.randn(*shape, generator=gen),)
+
+
+def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    x = torch.randn(2, 3, 4, 4, generator=gen)
+    index = torch.randint(0, 4, (2,), generator=gen)
+    return x, index
+
+
+ZOO: dict[str, ZooEntry] = {
+    "BlurConv2d": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1), _x(2, 3, 8, 8)),
+    "BlurPool1d": ZooEntry(lambda: enn.BlurPool1d(3), _x(2, 3, 10)),
+    "BlurPool2d": ZooEntry(lambda: enn.BlurPool2d(3), _x(2, 3, 8, 8)),
+    "BlurPool3d": ZooEntry(lambda: enn.BlurPool3d(3), _x(2, 3, 6, 6, 6)),
+    "BlurUpsample2d": ZooEntry(lambda: enn.BlurUpsample2d(), _x(2, 3, 5, 5)),
+    "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),
+    "LiftingConv2d": ZooEntry(lambda: enn.LiftingConv2d(3, 4, 3, padding=1, group="p4m"),
+                              _x(2, 3, 7, 7)),
+    "GroupConv2d": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="p4"),
+                            _x(2, 3, 4, 7, 7)),
+    "GroupBatchNorm2d": ZooEntry(lambda: enn.GroupBatchNorm2d(3), _x(2, 3, 4, 5, 5)),
+    "GroupAvgPool2d": ZooEntry(lambda: enn.GroupAvgPool2d(2), _x(2, 3, 4, 6, 6)),
+    "GroupMaxPool2d": ZooEntry(lambda: enn.GroupMaxPool2d(2), _x(2, 3, 4, 6, 6)),
+    "GroupPool": ZooEntry(lambda: enn.GroupPool(), _x(2, 3, 4, 5, 5)),
+    "GatedNonlinearity": ZooEntry(lambda: enn.GatedNonlinearity(2), _x(2, 3, 5, 5, 5)),
+    "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
+    "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
+    "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
+    "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
+    "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
+    "SteerableConv2d": ZooEntry(
+        lambda: enn.SteerableConv2d(3, 4, 5, padding=2, group="so2", out_order=2),
+        _x(2, 3, 9, 9)),
+    "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
+    "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
+    "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
+}
+
+
+def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The module (eval mode; running statistics moved off their init by one train-mode
+    forward) and its inputs, both deterministic in ``seed``."""
+    entry = ZOO[name]
+    torch.manual_seed(seed)
+    module = entry.make()
+    args = entry.inputs(torch.Generator().manual_seed(seed))
+    if any(isinstance(b, torch.Tensor) and n.endswith("running_mean")
+           for n, b in module.named_buffers()):
+        with torch.no_grad():
+            module.train()(*args)
+    return module.eval(), args

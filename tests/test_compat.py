@@ -1,0 +1,194 @@
+"""Ecosystem compatibility of every public module (the table is equilayers/testing/_zoo.py):
+torch.compile(fullgraph=True), torch.export, ONNX + onnxruntime, autocast(bfloat16) on CPU,
+channels_last inputs, pickle / deepcopy, and a DDP (gloo, 2 processes) training step."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import equilayers.nn
+from equilayers.testing._zoo import ZOO, build
+
+NAMES = sorted(ZOO)
+
+# Relative Frobenius error allowed for autocast(bfloat16) against float32 (bfloat16 has an 8-bit
+# mantissa, unit roundoff 2^-8 = 3.9e-3; measured worst over the zoo: 3.5e-3).
+BF16_RTOL = 2e-2
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def _assert_same(out, ref, rtol=1e-5, atol=1e-6):
+    if isinstance(ref, tuple):
+        assert isinstance(out, tuple) and len(out) == len(ref)
+        for o, r in zip(out, ref, strict=True):
+            torch.testing.assert_close(o, r, rtol=rtol, atol=atol)
+    else:
+        torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
+
+
+def test_zoo_covers_every_public_module():
+    missing = sorted(set(equilayers.nn.__all__) - set(ZOO))
+    assert not missing, f"add these modules to equilayers/testing/_zoo.py: {missing}"
+    assert not set(ZOO) - set(equilayers.nn.__all__)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compile_fullgraph_eager_backend(name):
+    """Dynamo captures forward and backward in one graph (no graph breaks); the eager backend
+    keeps this cheap, the inductor tests below check code generation."""
+    torch._dynamo.reset()
+    m, args = build(name)
+    ref = m(*args)
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    _assert_same(compiled(*args), ref, rtol=0, atol=0)
+    # train mode with a backward through the compiled graph
+    m.train()
+    leaf = args[0].clone().requires_grad_(True)
+    _first(compiled(leaf, *args[1:])).square().sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
+def _p4_model() -> nn.Module:
+    from equilayers.nn import (
+        GroupBatchNorm2d,
+        GroupConv2d,
+        GroupMaxPool2d,
+        InvariantHead,
+        LiftingConv2d,
+    )
+    torch.manual_seed(0)
+    return nn.Sequential(
+        LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
+        GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(), GroupMaxPool2d(2),
+        InvariantHead(4, 3, group="p4"),
+    ).eval()
+
+
+def _harmonic_model() -> nn.Module:
+    from equilayers.nn import NormNonlinearity, NormPool, SteerableConv2d
+    torch.manual_seed(0)
+    return nn.Sequential(
+        SteerableConv2d(1, 4, 5, padding=2, group="so2", out_order=2),
+        NormNonlinearity(4, 2), NormPool(2),
+    ).eval()
+
+
+@pytest.mark.parametrize("make", [_p4_model, _harmonic_model,
+                                  lambda: build("BlurPool2d")[0]],
+                         ids=["p4-model", "harmonic-model", "BlurPool2d"])
+def test_compile_fullgraph_inductor(make):
+    """The default (inductor) backend on representative modules: group convs, group BN, group
+    pooling, the head, the steerable conv, a norm nonlinearity and a blur pool."""
+    torch._dynamo.reset()
+    m = make()
+    x = torch.randn(2, 1, 9, 9) if not isinstance(m, equilayers.nn.BlurPool2d) else \
+        torch.randn(2, 3, 8, 8)
+    compiled = torch.compile(m, fullgraph=True)
+    _assert_same(compiled(x), m(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_export(name):
+    m, args = build(name)
+    ep = torch.export.export(m, args)
+    _assert_same(ep.module()(*args), m(*args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_onnx_onnxruntime(name):
+    """ONNX export with torch's dynamo-based exporter (``dynamo=True``, the default in torch
+    2.9+), run in onnxruntime: same outputs to float32 rounding."""
+    pytest.importorskip("onnx", reason="ONNX checks need the 'export' extra (onnx)")
+    pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
+    ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime")
+    m, args = build(name)
+    program = torch.onnx.export(m, args, dynamo=True, verbose=False)
+    session = ort.InferenceSession(program.model_proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+    outs = tuple(torch.from_numpy(o) for o in session.run(None, feeds))
+    ref = m(*args)
+    _assert_same(outs if isinstance(ref, tuple) else outs[0], ref)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_autocast_bfloat16_cpu(name):
+    m, args = build(name)
+    ref = _first(m(*args))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _first(m(*args))
+    # autocast runs convolutions / matmuls in bfloat16 and leaves the rest in float32
+    assert out.dtype in (torch.bfloat16, torch.float32), out.dtype
+    assert out.shape == ref.shape
+    assert torch.isfinite(out).all()
+    assert _rel(out, ref) < BF16_RTOL
+
+
+def test_autocast_bfloat16_model_chain(gen):
+    """bfloat16 activations flowing from a group conv into group BN, pooling and the head."""
+    m = _p4_model()
+    x = torch.randn(4, 1, 9, 9, generator=gen)
+    ref = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert out.dtype in (torch.bfloat16, torch.float32)
+    assert _rel(out, ref) < BF16_RTOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last(name):
+    m, args = build(name)
+    x = args[0]
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if fmt is None:
+        pytest.skip(f"no channels_last format for a {x.dim()}-D input")
+    x_cl = x.contiguous(memory_format=fmt)
+    assert not x_cl.is_contiguous()
+    _assert_same(m(x_cl, *args[1:]), m(*args))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_and_deepcopy(name):
+    m, args = build(name)
+    ref = m(*args)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for clone in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m), loaded):
+        assert type(clone) is type(m)
+        _assert_same(clone(*args), ref, rtol=0, atol=0)
+        assert repr(clone) == repr(m)
+
+
+def test_ddp_gloo_two_processes_same_gradients(tmp_path):
+    """One SGD step under DistributedDataParallel (gloo, 2 CPU processes, each on half the
+    batch) gives the gradients and parameters of one process on the full batch."""
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from equilayers.testing import _ddp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_ddp.ddp_worker, args=(2, _ddp.free_port(), str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    want = _ddp.single_process_step()
+    assert set(got) == set(want)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-10, atol=1e-12, msg=k)
