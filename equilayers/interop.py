@@ -1,0 +1,221 @@
+"""Interoperability with other equivariance libraries: ``from_escnn``.
+
+escnn (optional, imported only inside :func:`from_escnn`) stores a regular feature map of ``C``
+fields as ``(B, C * |G|, H, W)``; equilayers as ``(B, C, |G|, H, W)`` with the same slot order.
+escnn's ``rot2dOnR2(N)`` / ``flipRot2dOnR2(N)`` / ``flip2dOnR2()`` list their elements in our
+order (rotations ``r^0..r^{N-1}``, then the flipped ones), rotate counter-clockwise by
+``torch.rot90(x, 1, (-2, -1))``, flip by default with ``torch.flip(x, (-1,))`` and act on regular
+fields by ``(g . f)[h] = f[g^-1 h]``, as we do; :func:`from_escnn` re-checks this for every
+gspace it converts (an image probe per group element) and then checks that escnn's expanded
+filter is reproduced exactly by the converted layer, so a convention mismatch (e.g. a flip
+axis other than escnn's default) raises instead of silently converting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .groups import act_spatial, get
+from .nn import (
+    GroupAvgPool2d,
+    GroupBatchNorm2d,
+    GroupConv2d,
+    GroupMaxPool2d,
+    GroupPool,
+    LiftingConv2d,
+)
+
+__all__ = ["from_escnn"]
+
+# groups whose GroupConv2d/LiftingConv2d use full k x k filters (the "pixel" basis): every
+# escnn filter on these groups lies in our function class
+_PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
+
+_SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
+              "N in 1, 2, 4), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
+              "GroupPooling, IdentityModule, SequentialModule")
+
+
+def from_escnn(module: Any) -> nn.Module:
+    """Convert an escnn module into equilayers modules computing the same outputs.
+
+    Supported: ``R2Conv`` from trivial fields (-> :class:`~equilayers.nn.LiftingConv2d`) or
+    regular fields (-> :class:`~equilayers.nn.GroupConv2d`) to regular fields of ``C_N`` /
+    ``D_N`` for ``N`` in 1, 2, 4 (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``);
+    ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
+    :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
+    ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
+    :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
+    (max); ``IdentityModule`` -> ``nn.Identity``; ``SequentialModule`` of these ->
+    ``nn.Sequential``. The training flag is copied.
+
+    Layout: the converted modules take and return our layout. A trivial input is the same
+    tensor as escnn's; a regular one is ``x.view(B, C, |G|, H, W)`` of escnn's
+    ``(B, C * |G|, H, W)``, and a regular output ``y.flatten(1, 2)`` is escnn's ``.tensor``.
+
+    Raises:
+        TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
+            here (the message names it and lists what is supported).
+        ValueError: a supported layer with unsupported settings (other field types,
+            ``C_N`` with ``N`` not in 1, 2, 4, ``groups != 1``, a flip axis other than
+            escnn's default).
+
+    Example:
+        >>> from escnn import gspaces, nn as enn  # doctest: +SKIP
+        >>> gs = gspaces.rot2dOnR2(4)  # doctest: +SKIP
+        >>> conv = enn.R2Conv(enn.FieldType(gs, [gs.trivial_repr]),  # doctest: +SKIP
+        ...                   enn.FieldType(gs, 8 * [gs.regular_repr]), 3, padding=1)
+        >>> ours = from_escnn(conv)  # LiftingConv2d(1, 8, kernel_size=3, group='c4', ...)
+    """
+    try:
+        from escnn import nn as enn
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("from_escnn needs escnn: pip install 'equilayers[escnn]' "
+                          "(py3nj needs gfortran)") from e
+    if not isinstance(module, enn.EquivariantModule):
+        raise TypeError(f"from_escnn expects an escnn.nn.EquivariantModule; got "
+                        f"{type(module).__name__}. Supported: {_SUPPORTED}")
+    return _convert(module, enn, {})
+
+
+def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
+    if isinstance(m, enn.SequentialModule):
+        out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
+    elif isinstance(m, enn.R2Conv):
+        out = _conv(m, probed)
+    elif isinstance(m, enn.ReLU):
+        _regular_or_trivial(m, "ReLU")
+        out = nn.ReLU()
+    elif isinstance(m, enn.InnerBatchNorm):
+        out = _batch_norm(m, probed)
+    elif isinstance(m, enn.PointwiseMaxPool2D):
+        _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
+        out = GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+    elif isinstance(m, enn.PointwiseAvgPool2D):
+        _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
+        out = GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
+    elif isinstance(m, enn.GroupPooling):
+        _regular_fields(m.in_type, "GroupPooling", probed)
+        out = GroupPool("max")
+    elif isinstance(m, enn.IdentityModule):
+        out = nn.Identity()
+    else:
+        raise TypeError(f"from_escnn: escnn.nn.{type(m).__name__} has no equilayers "
+                        f"equivalent; supported: {_SUPPORTED}")
+    return out.train(m.training)
+
+
+def _group_name(gspace: Any, probed: dict) -> str:
+    """Our group for an escnn 2-D gspace, after checking element order and actions on an
+    image probe."""
+    key = id(gspace)
+    if key in probed:
+        return probed[key]
+    from escnn import group as eg
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    fg = gspace.fibergroup
+    if not isinstance(gspace, gspaces.GSpace2D):
+        raise ValueError(f"from_escnn: gspace {gspace.name} is not a 2-D gspace; only "
+                         "rot2dOnR2 / flipRot2dOnR2 / flip2dOnR2 are supported")
+    if isinstance(fg, eg.DihedralGroup):
+        candidates = [f"d{fg.rotation_order}"]
+    elif isinstance(fg, eg.CyclicGroup):
+        candidates = [f"c{fg.order()}"] + (["d1"] if fg.order() == 2 else [])
+    else:
+        raise ValueError(f"from_escnn: gspace {gspace.name} has the continuous fiber group "
+                         f"{fg.name}; only finite C_N / D_N with regular fields are supported")
+    if candidates[0] not in _PIXEL_GROUPS:
+        raise ValueError(
+            f"from_escnn: gspace {gspace.name} ({candidates[0]}): only C_N / D_N with N in "
+            f"1, 2, 4 are supported. For other N, equilayers' group convolutions use a "
+            f"steerable basis whose function class differs from escnn's, so escnn's filter "
+            f"cannot be loaded exactly; retrain the layer with "
+            f"GroupConv2d(..., group={candidates[0]!r}) instead")
+    ft = enn.FieldType(gspace, [gspace.trivial_repr])
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 0, 1], x[0, 0, 1, 1], x[0, 0, 3, 0] = 1.0, 2.0, 3.0  # no symmetry
+    elements = list(fg.elements)
+    for name in candidates:
+        ours = get(name).elements()
+        if len(ours) == len(elements) and all(
+                torch.equal(enn.GeometricTensor(x, ft).transform(e).tensor, act_spatial(x, g))
+                for e, g in zip(elements, ours, strict=True)):
+            probed[key] = name
+            return name
+    raise ValueError(f"from_escnn: gspace {gspace.name} acts on images differently from "
+                     f"equilayers' {candidates[0]} (probably a flip axis other than escnn's "
+                     "default, which is our horizontal flip torch.flip(x, dims=(-1,)))")
+
+
+def _regular_fields(ftype: Any, what: str, probed: dict) -> tuple[str, int]:
+    """``(group name, number of fields)`` when every field of ``ftype`` is regular."""
+    name = _group_name(ftype.gspace, probed)
+    reps = ftype.representations
+    bad = sorted({r.name for r in reps if r.name != "regular"})
+    if bad:
+        raise ValueError(f"from_escnn: {what} on {ftype} has non-regular fields {bad}; only "
+                         "regular fields are supported here")
+    return name, len(reps)
+
+
+def _regular_or_trivial(m: Any, what: str) -> None:
+    reps = m.in_type.representations
+    if not all(r.name == "regular" or r.is_trivial() for r in reps):
+        raise ValueError(f"from_escnn: {what} on {m.in_type}: only regular or trivial fields "
+                         "are supported (a pointwise ReLU is equivariant only on those)")
+
+
+def _conv(m: Any, probed: dict) -> nn.Module:
+    gname, c_out = _regular_fields(m.out_type, "R2Conv output", probed)
+    in_reps = m.in_type.representations
+    # regular first: for C_1 the regular representation is also trivial
+    if all(r.is_trivial() and r.name != "regular" for r in in_reps):
+        lifting, c_in = True, len(in_reps)
+    else:
+        _, c_in = _regular_fields(m.in_type, "R2Conv input", probed)
+        lifting = False
+    if m.in_type.gspace is not m.out_type.gspace:
+        raise ValueError("from_escnn: R2Conv between different gspaces is not supported")
+    if getattr(m, "groups", 1) != 1:
+        raise ValueError(f"from_escnn: R2Conv with groups={m.groups} is not supported; "
+                         "only groups=1")
+    n = get(gname).order
+    with torch.no_grad():
+        filt, bias = m.expand_parameters()
+    k = m.kernel_size
+    cls = LiftingConv2d if lifting else GroupConv2d
+    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname)
+    f_in = 1 if lifting else n
+    with torch.no_grad():
+        ours.weight.copy_(filt.view(c_out, n, c_in, f_in, k, k)[:, 0]
+                          .reshape(ours.weight.shape))
+        if bias is not None:
+            fields = bias.view(c_out, n)
+            if not torch.allclose(fields, fields[:, :1].expand(-1, n)):
+                raise ValueError("from_escnn: R2Conv bias is not constant over each regular "
+                                 "field; cannot convert")
+            ours.bias.copy_(fields[:, 0])
+        expanded = ours._expand()
+    scale = filt.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-6):
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
+                         f"{cls.__name__}(group={gname!r}); the conventions differ")
+    return ours
+
+
+def _batch_norm(m: Any, probed: dict) -> nn.Module:
+    _, c = _regular_fields(m.in_type, "InnerBatchNorm", probed)
+    (bn,) = [mod for name, mod in m.named_children() if name.startswith("batch_norm_")]
+    ref = next(iter(bn.state_dict().values()), None)
+    ours = GroupBatchNorm2d(c, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                            device=None if ref is None else ref.device,
+                            dtype=None if ref is None or not ref.is_floating_point()
+                            else ref.dtype)
+    ours.load_state_dict(bn.state_dict())
+    return ours

@@ -1,0 +1,145 @@
+"""equilayers.interop.from_escnn: same outputs as escnn, clear errors for what is unsupported.
+
+Needs escnn (optional extra; run with an environment that has it, e.g.
+``/work/venv-peers/bin/python -m pytest tests/test_interop.py``); skipped elsewhere, except the
+test that a non-escnn argument is refused.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from equilayers.interop import from_escnn
+from equilayers.nn import GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
+from equilayers.testing import assert_equivariant
+
+
+def _escnn():
+    return pytest.importorskip("escnn", reason="escnn is not installed (optional extra "
+                               "`.[escnn]`; it needs gfortran for py3nj)")
+
+
+def _space(name):
+    from escnn import gspaces
+    return {"c1": lambda: gspaces.rot2dOnR2(1), "c2": lambda: gspaces.rot2dOnR2(2),
+            "c4": lambda: gspaces.rot2dOnR2(4), "d1": lambda: gspaces.flip2dOnR2(),
+            "d1r": lambda: gspaces.flipRot2dOnR2(1), "d2": lambda: gspaces.flipRot2dOnR2(2),
+            "d4": lambda: gspaces.flipRot2dOnR2(4), "c8": lambda: gspaces.rot2dOnR2(8)}[name]()
+
+
+def _randomize(module):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    return module
+
+
+def _ftype(gs, c, rep):
+    from escnn import nn as enn
+    return enn.FieldType(gs, c * [gs.regular_repr if rep == "regular" else gs.trivial_repr])
+
+
+def _run_escnn(m, x, in_type):
+    from escnn import nn as enn
+    with torch.no_grad():
+        return m(enn.GeometricTensor(x.flatten(1, 2) if x.dim() == 5 else x, in_type)).tensor
+
+
+def test_not_an_escnn_module():
+    _escnn()
+    with pytest.raises(TypeError, match="expects an escnn.nn.EquivariantModule; got Conv2d"):
+        from_escnn(nn.Conv2d(1, 1, 3))
+
+
+@pytest.mark.parametrize("name", ["c1", "c2", "c4", "d1", "d1r", "d2", "d4"])
+@pytest.mark.parametrize("lifting", [True, False])
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=2, stride=2, bias=False),
+                                dict(padding=1, padding_mode="circular")])
+def test_r2conv_same_outputs(name, lifting, kw):
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    k = 5 if kw.get("stride") == 2 else 3
+    conv = _randomize(enn.R2Conv(_ftype(gs, 3, "trivial" if lifting else "regular"),
+                                 _ftype(gs, 4, "regular"), k, **kw)).eval()
+    ours = from_escnn(conv)
+    assert isinstance(ours, LiftingConv2d if lifting else GroupConv2d)
+    assert not ours.training
+    n = gs.fibergroup.order()
+    shape = (2, 3, 13, 13) if lifting else (2, 3, n, 13, 13)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    y = ours(x)
+    torch.testing.assert_close(y.flatten(1, 2), _run_escnn(conv, x, conv.in_type),
+                               rtol=1e-5, atol=1e-5)
+    group = ours.group.name
+    assert_equivariant(ours.double(), x.double(), group)
+
+
+def test_sequential_same_outputs_train_and_eval():
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("d4")
+    t_in, t1, t2 = _ftype(gs, 2, "trivial"), _ftype(gs, 4, "regular"), _ftype(gs, 3, "regular")
+    model = enn.SequentialModule(
+        enn.R2Conv(t_in, t1, 3, padding=1), enn.InnerBatchNorm(t1), enn.ReLU(t1),
+        enn.PointwiseMaxPool2D(t1, 2),
+        enn.R2Conv(t1, t2, 3, padding=1), enn.ReLU(t2), enn.PointwiseAvgPool2D(t2, 3, 1, 1),
+        enn.IdentityModule(t2), enn.GroupPooling(t2),
+    )
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 14, 14)
+    with torch.no_grad():
+        model.train()(enn.GeometricTensor(x, t_in))  # move the BN running stats
+    model.eval()
+    ours = from_escnn(model)
+    assert isinstance(ours, nn.Sequential)
+    assert [type(m).__name__ for m in ours] == [
+        "LiftingConv2d", "GroupBatchNorm2d", "ReLU", "GroupMaxPool2d", "GroupConv2d", "ReLU",
+        "GroupAvgPool2d", "Identity", "GroupPool"]
+    assert isinstance(ours[1], GroupBatchNorm2d) and isinstance(ours[-1], GroupPool)
+    assert not ours.training
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _run_escnn(model, x, t_in), rtol=1e-5, atol=1e-5)
+    # train mode (batch statistics) too
+    model.train()
+    ours = from_escnn(model)
+    assert ours.training
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), _run_escnn(model, x, t_in), rtol=1e-5, atol=1e-5)
+    assert_equivariant(ours.eval().double(), x.double(), "d4", in_rep="trivial",
+                       out_rep="trivial")
+
+
+def test_unsupported_layer_named():
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("c4")
+    t = _ftype(gs, 2, "regular")
+    with pytest.raises(TypeError, match="escnn.nn.ELU has no equilayers equivalent"):
+        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.ELU(t)))
+    with pytest.raises(TypeError, match="PointwiseMaxPoolAntialiased2D"):
+        from_escnn(enn.PointwiseMaxPoolAntialiased2D(t, 2))
+
+
+def test_unsupported_groups_and_fields():
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as enn
+    gs = _space("c8")
+    conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 2, "regular"), 3)
+    with pytest.raises(ValueError, match=r"only C_N / D_N with N in 1, 2, 4.*'c8'"):
+        from_escnn(conv)
+    so2 = gspaces.rot2dOnR2(-1, maximum_frequency=2)
+    conv = enn.R2Conv(enn.FieldType(so2, [so2.trivial_repr]),
+                      enn.FieldType(so2, [so2.irrep(1)]), 3)
+    with pytest.raises(ValueError, match="continuous fiber group"):
+        from_escnn(conv)
+    gs = _space("c4")
+    irrep = enn.FieldType(gs, [gs.irrep(1)])
+    with pytest.raises(ValueError, match="non-regular fields"):
+        from_escnn(enn.R2Conv(_ftype(gs, 1, "trivial"), irrep, 3))
+    vertical = gspaces.flip2dOnR2(axis=0.0)  # mirror line along x: a vertical flip
+    conv = enn.R2Conv(_ftype(vertical, 1, "trivial"), _ftype(vertical, 2, "regular"), 3)
+    with pytest.raises(ValueError, match="flip axis"):
+        from_escnn(conv)
