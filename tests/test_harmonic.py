@@ -132,3 +132,17 @@ def test_torch_compile_fullgraph(gen):
     x = torch.randn(1, 1, 8, 8, generator=gen)
     compiled = torch.compile(f, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), f(x))
+
+
+def test_norm_pool_gradient_finite_at_zero(gen):
+    """Exact zeros (zero padding, blank regions) get gradient 0, not nan; values unchanged."""
+    from equilayers.functional import norm_pool
+    x = torch.randn(2, 3, 5, 4, 4, generator=gen, dtype=torch.float64)
+    x[:, :, :, :2] = 0.0
+    x.requires_grad_(True)
+    y = norm_pool(x, 2)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert (x.grad[:, :, :, :2] == 0).all()
+    ref = torch.cat([x[:, :, :1].abs(), x[:, :, 1:].reshape(2, 3, 2, 2, 4, 4).norm(dim=3)], 2)
+    torch.testing.assert_close(y, ref.reshape(2, 9, 4, 4), rtol=1e-12, atol=0)

@@ -161,7 +161,11 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     sq = x * x
     if max_order:
         sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].view(b, c, max_order, 2, h, w).sum(3)], 2)
-    return sq.sqrt().reshape(b, c * (max_order + 1), h, w)
+    # sqrt's gradient at 0 is inf (and 0 * inf = nan through the squares): give exact zeros
+    # (zero-padded borders, blank image regions) the subgradient 0; values are unchanged
+    nonzero = sq > 0
+    norm = torch.where(nonzero, torch.where(nonzero, sq, 1.0).sqrt(), 0.0)
+    return norm.reshape(b, c * (max_order + 1), h, w)
 
 
 def _default_order(group, max_order: int | None) -> int:
