@@ -110,7 +110,7 @@ def test_conv_rejects_mismatched_harmonic_fiber(gen):
 
 def test_offgrid_error_per_order():
     """Per rotation order off-grid error of the so2 stack (k=7, M=2) on the camera image.
-    Measured: order 0 0.033, order 1 0.044, order 2 0.127 (floors 0.034, 0.045, 0.088):
+    Measured: order 0 0.029, order 1 0.035, order 2 0.129 (floors 0.039, 0.043, 0.087):
     higher orders carry more angular frequency and are less accurate; bounds ~2x measured."""
     torch.manual_seed(0)
     stack = HarmonicStack("so2", 7, 2)
