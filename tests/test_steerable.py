@@ -323,3 +323,12 @@ def test_torch_compile_fullgraph_so2(gen):
     x = torch.randn(1, 2, 9, 9, generator=gen)
     compiled = torch.compile(f, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), f(x))
+
+
+def test_readme_snippet_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Steerable (harmonic) filters", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(code, {})
