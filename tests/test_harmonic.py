@@ -106,3 +106,19 @@ def test_state_dict_round_trip(gen):
     bn2.load_state_dict(bn1.state_dict())
     torch.testing.assert_close(bn1.running_var, bn2.running_var)
     assert "max_order=1" in repr(bn1)
+
+
+def test_norm_pool_gradient_is_finite_at_zero():
+    # exact zeros (zero backgrounds, norm-ReLU cut-offs) must not turn the gradient into NaN
+    from equilayers.functional import norm_pool
+
+    x = torch.zeros(1, 2, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        x[0, 0, :, 1, 1] = torch.tensor([1.0, 3.0, 4.0, 0.0, 0.0], dtype=torch.float64)
+    out = norm_pool(x, 2)
+    assert out[0, 0, 1, 1] == 1.0 and out[0, 1, 1, 1] == 5.0 and out[0, 2, 1, 1] == 0.0
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert x.grad[0, 1].abs().sum() == 0  # an all-zero field passes no gradient
+    torch.testing.assert_close(x.grad[0, 0, 1:3, 1, 1],
+                               torch.tensor([0.6, 0.8], dtype=torch.float64))

@@ -152,14 +152,21 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     Channel ``c * (M + 1) + m`` is ``|v_m|`` of field ``c`` (``|a_0|`` for order 0): a
     plain (trivial) feature map, invariant to the fiber action, so rotating the input only moves
     it spatially. Computed as ``(v * v)`` summed over each pair, then ``sqrt`` (faster on CPU
-    than ``Tensor.norm`` over a middle dim).
+    than ``Tensor.norm`` over a middle dim); the gradient at an exactly zero magnitude is 0.
     """
     check_harmonic(x, max_order, "norm_pool")
     b, c, f, h, w = x.shape
     sq = x * x
     if max_order:
         sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].view(b, c, max_order, 2, h, w).sum(3)], 2)
-    return sq.sqrt().reshape(b, c * (max_order + 1), h, w)
+    return _safe_sqrt(sq).reshape(b, c * (max_order + 1), h, w)
+
+
+def _safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
+    """``sqrt`` with gradient 0 (not inf, which becomes NaN) where ``sq == 0``: norm
+    nonlinearities and zero backgrounds make exact zeros common. Values are unchanged."""
+    pos = sq > 0
+    return torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0)
 
 
 def _default_order(group, max_order: int | None) -> int:
