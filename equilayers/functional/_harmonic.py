@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..groups import GroupLike, get
 from ..groups._actions import harmonic_matrix
-from ._steerable import expand_steerable, steerable_basis
+from ._steerable import expand_steerable
 
 __all__ = [
     "check_harmonic",
@@ -27,8 +27,6 @@ __all__ = [
     "harmonic_to_regular",
     "fourier_matrix",
     "steerable_conv2d",
-    "harmonic_lifting_conv2d",
-    "harmonic_conv2d",
 ]
 
 
@@ -154,18 +152,21 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     Channel ``c * (M + 1) + m`` is ``|v_m|`` of field ``c`` (``|a_0|`` for order 0): a
     plain (trivial) feature map, invariant to the fiber action, so rotating the input only moves
     it spatially. Computed as ``(v * v)`` summed over each pair, then ``sqrt`` (faster on CPU
-    than ``Tensor.norm`` over a middle dim).
+    than ``Tensor.norm`` over a middle dim); the gradient at an exactly zero magnitude is 0.
     """
     check_harmonic(x, max_order, "norm_pool")
     b, c, f, h, w = x.shape
     sq = x * x
     if max_order:
         sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].view(b, c, max_order, 2, h, w).sum(3)], 2)
-    # sqrt's gradient at 0 is inf (and 0 * inf = nan through the squares): give exact zeros
-    # (zero-padded borders, blank image regions) the subgradient 0; values are unchanged
-    nonzero = sq > 0
-    norm = torch.where(nonzero, torch.where(nonzero, sq, 1.0).sqrt(), 0.0)
-    return norm.reshape(b, c * (max_order + 1), h, w)
+    return _safe_sqrt(sq).reshape(b, c * (max_order + 1), h, w)
+
+
+def _safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
+    """``sqrt`` with gradient 0 (not inf, which becomes NaN) where ``sq == 0``: norm
+    nonlinearities and zero backgrounds make exact zeros common. Values are unchanged."""
+    pos = sq > 0
+    return torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0)
 
 
 def _default_order(group, max_order: int | None) -> int:
@@ -281,49 +282,3 @@ def steerable_conv2d(
     if bias is not None:
         y = torch.cat([y[:, :, :1] + bias.view(1, -1, 1, 1, 1), y[:, :, 1:]], dim=2)
     return y
-
-
-def harmonic_lifting_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    *,
-    kernel_size: int,
-    group: GroupLike = "so2",
-    max_order: int = 1,
-) -> torch.Tensor:
-    """Lifting conv to harmonic fields: ``(B, C_in, H, W) -> (B, C_out, 2M+1, H', W')``.
-
-    :func:`steerable_conv2d` with ``steerable_basis(group, "trivial", "harmonic",
-    kernel_size, out_order=max_order)`` (cached); ``weight`` is ``(C_out, C_in // groups,
-    num_basis)``, ``bias`` ``(C_out,)`` goes to the order-0 slot.
-    """
-    basis = steerable_basis(group, "trivial", "harmonic", kernel_size, out_order=max_order,
-                            dtype=x.dtype, device=x.device)
-    return steerable_conv2d(x, weight, basis, bias, stride, padding, dilation, groups)
-
-
-def harmonic_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    *,
-    kernel_size: int,
-    group: GroupLike = "so2",
-    in_order: int = 1,
-    out_order: int = 1,
-) -> torch.Tensor:
-    """Harmonic-to-harmonic conv: ``(B, C_in, 2 M_in + 1, H, W) -> (B, C_out, 2 M_out + 1, H',
-    W')`` with ``steerable_basis(group, "harmonic", "harmonic", kernel_size, ...)`` (cached)."""
-    check_harmonic(x, in_order, "harmonic_conv2d")
-    basis = steerable_basis(group, "harmonic", "harmonic", kernel_size, in_order=in_order,
-                            out_order=out_order, dtype=x.dtype, device=x.device)
-    return steerable_conv2d(x, weight, basis, bias, stride, padding, dilation, groups)
