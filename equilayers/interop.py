@@ -190,7 +190,8 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     k = m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
     ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname)
+               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
+               basis="pixel")
     f_in = 1 if lifting else n
     with torch.no_grad():
         ours.weight.copy_(filt.view(c_out, n, c_in, f_in, k, k)[:, 0]

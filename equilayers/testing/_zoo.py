@@ -1,7 +1,8 @@
 """One small instance of every public module, with an input builder: the table the
 compatibility tests (``tests/test_compat.py``) iterate over.
 
-Every name in ``equilayers.nn.__all__`` must have an entry here (a test enforces it), so a new
+Every name in ``equilayers.nn.__all__`` must have an entry here (a test enforces it; keys are
+the class name, or ``Name[variant]`` for further configurations of the same class), so a new
 module is covered by torch.compile / torch.export / ONNX / autocast / channels_last / pickle
 checks as soon as it is added to the table.
 """
@@ -58,9 +59,15 @@ ZOO: dict[str, ZooEntry] = {
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
-    "SteerableConv2d": ZooEntry(
-        lambda: enn.SteerableConv2d(3, 4, 5, padding=2, group="so2", out_order=2),
+    # the steerable (harmonic) basis of the same two classes
+    "LiftingConv2d[so2]": ZooEntry(
+        lambda: enn.LiftingConv2d(3, 4, 5, padding=2, group="so2", max_order=2),
         _x(2, 3, 9, 9)),
+    "GroupConv2d[so2]": ZooEntry(
+        lambda: enn.GroupConv2d(3, 4, 5, padding=2, group="so2", max_order=2),
+        _x(2, 3, 5, 9, 9)),
+    "GroupConv2d[c8]": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="c8"),
+                                _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
