@@ -5,7 +5,7 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, nn, testing
+from . import functional, groups, kernels, nn, testing
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "functional",
     "groups",
+    "kernels",
     "nn",
     "testing",
     "get_group",
