@@ -6,6 +6,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 """
 
 from . import functional, groups, kernels, nn, testing
+from ._export import export
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -18,4 +19,5 @@ __all__ = [
     "nn",
     "testing",
     "get_group",
+    "export",
 ]

@@ -22,6 +22,7 @@ __all__ = ["Case", "all_cases", "run_case", "CaseResult"]
 # Modules contributing cases, in table order. Add one line per layer family.
 _FAMILIES = [
     "equilayers.testing._cases_foundation",
+    "equilayers.testing._cases_gconv",
 ]
 
 

@@ -1,0 +1,262 @@
+"""Group convolutions on the pixel grid: lifting (image -> regular fields) and group
+(regular -> regular) correlations for c1, c2, c4 (p4), d1, d2, d4 (p4m).
+
+Math (cross-correlation, as ``F.conv2d``). A filter ``psi`` of a lifting conv is a plain
+``k x k`` image per (out field, in channel); a filter of a group conv is a regular field
+``(F_in, k, k)`` per (out field, in field). The *expanded* filter stacks, for every group
+element ``g`` (the output slot), the filter transformed by ``g`` as a feature map of its kind:
+
+    W[o, g, c] = g . psi[o, c]        (``act(psi, g, "trivial")`` or ``act(psi, g, "regular")``)
+
+so ``out[o, g] = sum_c in[c] * W[o, g, c]`` and, for the regular action
+``(u . f)[h] = u . f[u^-1 h]``, ``conv(u . in) = u . conv(in)`` exactly whenever the sampling
+grid of the convolution maps onto itself (see :func:`exactness_problems`).
+
+Layout: the expanded filter is ``(C_out * F_out, C_in * F_in // groups, k, k)`` with fields
+major and slots minor on both sides, so ``F.conv2d`` on ``x.reshape(B, C_in * F_in, H, W)``
+followed by ``reshape(B, C_out, F_out, H', W')`` is the group convolution. It is built with
+one gather ``weight.reshape(-1)[index]`` from a precomputed index (obtained by applying the
+group action to ``arange``), so no Python loop over the group runs per call.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from ..groups import Group, GroupLike, act, get
+
+__all__ = [
+    "PIXEL_GROUPS",
+    "check_pixel_group",
+    "expansion_index",
+    "expand_lifting_filter",
+    "expand_group_filter",
+    "lifting_conv2d",
+    "group_conv2d",
+    "conv_expanded",
+    "resolve_padding",
+    "exactness_problems",
+]
+
+#: Groups whose elements all map the pixel grid onto itself, so full ``k x k`` pixel filters
+#: can be transformed exactly.
+PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def check_pixel_group(group: GroupLike) -> Group:
+    """The group, or ``ValueError`` when pixel filters cannot be transformed exactly by it."""
+    grp = get(group)
+    if grp.name not in PIXEL_GROUPS:
+        raise ValueError(
+            f"group {grp.name!r} needs steerable filters (basis='harmonic'), not available "
+            f"yet; pixel-filter groups: {', '.join(PIXEL_GROUPS)} (aliases p4 = c4, p4m = d4)"
+        )
+    return grp
+
+
+@functools.lru_cache(maxsize=256)
+def _index_cpu(group: Group, fiber_in: int, k: int) -> torch.Tensor:
+    base = torch.arange(fiber_in * k * k, dtype=torch.long).reshape(1, 1, fiber_in, k, k)
+    if fiber_in == 1:  # lifting: the filter is a plain image
+        moved = [act(base[0, 0], g, "trivial") for g in group.elements()]
+    else:
+        moved = [act(base, g, "regular")[0, 0] for g in group.elements()]
+    return torch.stack(moved).reshape(len(moved), fiber_in, k, k)  # (F_out, F_in, k, k)
+
+
+def expansion_index(group: GroupLike, out_channels: int, in_per_group: int, kernel_size: int,
+                    *, lifting: bool, device: torch.device | str | None = None) -> torch.Tensor:
+    """The flat index ``idx`` with ``expanded = weight.reshape(-1)[idx]``.
+
+    ``idx`` has the expanded layout ``(C_out * F_out, C_in_per_group * F_in, k, k)`` and points
+    into a weight of shape ``(C_out, C_in_per_group, k, k)`` (lifting) or
+    ``(C_out, C_in_per_group, |G|, k, k)`` (group conv).
+    """
+    grp = check_pixel_group(group)
+    n = int(grp.order)
+    f_in = 1 if lifting else n
+    k = int(kernel_size)
+    block = _index_cpu(grp, f_in, k)  # (F_out, F_in, k, k) into one (F_in, k, k) filter
+    per_filter = f_in * k * k
+    o = torch.arange(out_channels).view(-1, 1, 1, 1, 1, 1)
+    c = torch.arange(in_per_group).view(1, 1, -1, 1, 1, 1)
+    idx = (o * in_per_group + c) * per_filter + block.view(1, n, 1, f_in, k, k)
+    idx = idx.reshape(out_channels * n, in_per_group * f_in, k, k)
+    return idx.to(device) if device is not None else idx
+
+
+def _check_weight(weight: torch.Tensor, ndim: int, what: str) -> None:
+    if not isinstance(weight, torch.Tensor) or weight.dim() != ndim:
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else weight
+        layout = ("(C_out, C_in // groups, k, k)" if ndim == 4
+                  else "(C_out, C_in // groups, |G|, k, k)")
+        raise ValueError(f"{what} weight must have shape {layout}; got {shape}")
+    if weight.shape[-1] != weight.shape[-2]:
+        raise ValueError(f"{what} needs square filters (rotations map k x k onto itself); got "
+                         f"kernel {tuple(weight.shape[-2:])}")
+
+
+def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
+    """``(C_out, C_in/groups, k, k)`` -> expanded ``(C_out*|G|, C_in/groups, k, k)``:
+    block ``[o, g, c] = g . weight[o, c]`` (one gather)."""
+    _check_weight(weight, 4, "lifting")
+    c_out, c_in, k, _ = weight.shape
+    idx = expansion_index(group, c_out, c_in, k, lifting=True, device=weight.device)
+    return weight.reshape(-1)[idx]
+
+
+def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
+    """``(C_out, C_in/groups, |G|, k, k)`` -> expanded ``(C_out*|G|, C_in/groups*|G|, k, k)``:
+    block ``[o, g, c] = g . weight[o, c]`` with the regular action (one gather)."""
+    _check_weight(weight, 5, "group conv")
+    grp = check_pixel_group(group)
+    c_out, c_in, f, k, _ = weight.shape
+    if f != grp.order:
+        raise ValueError(f"a group conv weight of {grp.name} has |G|={grp.order} slots in dim 2;"
+                         f" got shape {tuple(weight.shape)}")
+    idx = expansion_index(grp, c_out, c_in, k, lifting=False, device=weight.device)
+    return weight.reshape(-1)[idx]
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in v):
+        return (int(v[0]), int(v[1]))
+    raise ValueError(f"{name} must be an int or a pair of ints; got {v!r}")
+
+
+def resolve_padding(padding, kernel_size: int, dilation) -> tuple[int, int, int, int]:
+    """``padding`` (int, pair, ``"same"``, ``"valid"``) -> ``(left, right, top, bottom)``.
+
+    ``"same"`` pads ``dilation * (k - 1)`` in total per dim, the extra pixel (when odd) on the
+    right/bottom, as ``nn.Conv2d`` does.
+    """
+    dh, dw = _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            th, tw = dh * (kernel_size - 1), dw * (kernel_size - 1)
+            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+        raise ValueError(f"padding must be an int, a pair, 'same' or 'valid'; got {padding!r}")
+    ph, pw = _pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"padding must be >= 0; got {padding!r}")
+    return (pw, pw, ph, ph)
+
+
+def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int, stride,
+                       pad: tuple[int, int, int, int], dilation) -> list[str]:
+    """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
+    of spatial ``size`` (empty list: exact).
+
+    A dim is exact for the flip of that dim iff its padding is symmetric and the windows tile
+    the padded length from both ends: ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``
+    (stride 1 always does; stride 2 on an odd size with odd ``k`` and symmetric padding does).
+    Even kernels are exact with symmetric padding; ``"same"`` padding of an even kernel is
+    asymmetric and is not. ``d1`` only flips the width; ``c2``/``d2`` also flip the height;
+    ``c4``/``d4`` additionally need the same options on both dims.
+    """
+    grp = get(group)
+    if grp.order == 1:
+        return []
+    h, w = size
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    left, right, top, bottom = pad
+    dims = [("width", w, sw, dw, left, right)]
+    if not (grp.n == 1):  # c2, c4, d2, d4 contain the half turn: both dims flip
+        dims.insert(0, ("height", h, sh, dh, top, bottom))
+    out = []
+    for name, n, s, d, lo, hi in dims:
+        if lo != hi:
+            out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
+                       f"even kernel): use an odd kernel or symmetric padding")
+        extent = d * (kernel_size - 1) + 1
+        rem = (n + lo + hi - extent) % s
+        if rem:
+            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
+                       f"(remainder {rem}): use an input {name} n with (n + padding - "
+                       f"{extent}) divisible by {s} (e.g. odd sizes such as 33 for stride 2, "
+                       f"k=3, padding=1)")
+    if grp.n is not None and grp.n % 4 == 0:
+        if (sh, dh, top, bottom) != (sw, dw, left, right):
+            out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
+                       "padding differ between them: use the same value for both")
+        if h != w:
+            out.append(f"rotations by 90 degrees need a square input; got {h}x{w}")
+    return out
+
+
+def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
+    """Split into an explicit ``F.pad`` (or None) and the ``padding`` arg of ``F.conv2d``."""
+    left, right, top, bottom = pad
+    if padding_mode == "zeros" and left == right and top == bottom:
+        return None, (top, left)
+    return pad, (0, 0)
+
+
+def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+    """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
+    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field."""
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    x4 = x.reshape(b, -1, h, w)
+    explicit, conv_pad = _pad_and_padding(pad, padding_mode)
+    if explicit is not None:
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        x4 = F.pad(x4, explicit, mode=mode)
+    if bias is not None:
+        bias = bias.repeat_interleave(fiber_out)
+    y = F.conv2d(x4, weight, bias, _pair(stride, "stride"), conv_pad, _pair(dilation, "dilation"),
+                 groups)
+    return y.reshape(b, -1, fiber_out, y.shape[-2], y.shape[-1])
+
+
+def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    if x.dim() != ndim:
+        layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, |G|, H, W) group maps"
+        hint = (" (a lifting conv, LiftingConv2d, maps images to group maps)" if ndim == 5
+                else " (use GroupConv2d for group feature maps)")
+        raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "
+                         f"{tuple(x.shape)}")
+    if fiber is not None and x.shape[2] != fiber:
+        raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
+                         f"shape {tuple(x.shape)}")
+
+
+def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   stride=1, padding=0, dilation=1, groups: int = 1,
+                   padding_mode: str = "zeros", *, group: GroupLike = "p4") -> torch.Tensor:
+    """Lifting correlation ``(B, C_in, H, W) -> (B, C_out, |G|, H', W')``; ``weight`` is
+    ``(C_out, C_in // groups, k, k)``, ``bias`` ``(C_out,)`` (one value per field)."""
+    grp = check_pixel_group(group)
+    _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
+    pad = resolve_padding(padding, weight.shape[-1], dilation)
+    return conv_expanded(x, expand_lifting_filter(weight, grp), bias, int(grp.order), stride,
+                         pad, dilation, groups, padding_mode)
+
+
+def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 stride=1, padding=0, dilation=1, groups: int = 1,
+                 padding_mode: str = "zeros", *, group: GroupLike = "p4") -> torch.Tensor:
+    """Group correlation ``(B, C_in, |G|, H, W) -> (B, C_out, |G|, H', W')``; ``weight`` is
+    ``(C_out, C_in // groups, |G|, k, k)``, ``bias`` ``(C_out,)``."""
+    grp = check_pixel_group(group)
+    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), "group_conv2d")
+    pad = resolve_padding(padding, weight.shape[-1], dilation)
+    return conv_expanded(x, expand_group_filter(weight, grp), bias, int(grp.order), stride,
+                         pad, dilation, groups, padding_mode)

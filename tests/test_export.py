@@ -1,0 +1,99 @@
+"""equilayers.export: standard torch.nn layers only, same outputs, whole models."""
+
+import pytest
+import torch
+from torch import nn
+
+import equilayers
+from equilayers.nn import (
+    GroupAvgPool2d,
+    GroupBatchNorm2d,
+    GroupConv2d,
+    GroupMaxPool2d,
+    GroupPool,
+    LiftingConv2d,
+)
+from equilayers.testing import assert_equivariant
+
+
+def _p4m_model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        LiftingConv2d(3, 6, 5, padding=2, group="p4m"), GroupBatchNorm2d(6), nn.ReLU(),
+        GroupConv2d(6, 6, 3, stride=2, padding=1, group="p4m"), GroupBatchNorm2d(6), nn.ReLU(),
+        GroupMaxPool2d(3, 2, 1),
+        GroupConv2d(6, 6, 3, padding=1, groups=2, padding_mode="circular", group="p4m"),
+        nn.ReLU(),
+        GroupConv2d(6, 6, 2, padding="same", padding_mode="reflect", group="p4m"), nn.ReLU(),
+        GroupAvgPool2d(1),
+        GroupConv2d(6, 4, 3, padding=1, dilation=1, group="p4m"),
+        GroupPool(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    ).double()
+
+
+def _only_torch_nn(model):
+    for m in model.modules():
+        assert type(m).__module__.startswith("torch.nn"), type(m)
+
+
+def test_export_whole_model_same_outputs(gen):
+    model = _p4m_model()
+    x = torch.randn(4, 3, 17, 17, generator=gen, dtype=torch.float64)
+    model.train()
+    model(x)  # move BN running stats away from their init
+    model.eval()
+    exported = equilayers.export(model)
+    _only_torch_nn(exported)
+    torch.testing.assert_close(exported(x), model(x), rtol=1e-12, atol=1e-12)
+    assert not exported.training
+    # the original is untouched, and its nested structure was replaced recursively
+    assert isinstance(model[0], LiftingConv2d)
+    wrapped = nn.Sequential(nn.Sequential(model))
+    torch.testing.assert_close(equilayers.export(wrapped)(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_export_train_mode_batch_stats(gen):
+    model = _p4m_model().train()
+    exported = equilayers.export(model)
+    x = torch.randn(4, 3, 17, 17, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(exported(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_exported_model_stays_invariant(gen):
+    """Non-square exactness (asymmetric 'same' pad of the k=2 layer) aside, the d4 parts are
+    exact: check an exported stack without that layer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(LiftingConv2d(2, 4, 3, padding=1, group="p4m"), GroupBatchNorm2d(4),
+                          nn.ReLU(), GroupConv2d(4, 4, 3, stride=2, padding=1, group="p4m"),
+                          GroupMaxPool2d(3, 2, 1), GroupPool("mean")).double().eval()
+    exported = equilayers.export(model)
+    x = torch.randn(2, 2, 17, 17, generator=gen, dtype=torch.float64)
+    assert_equivariant(exported, x, "p4m", in_rep="trivial", out_rep="trivial")
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (LiftingConv2d(3, 2, 4, padding="same", padding_mode="replicate", group="c4"),
+     (1, 3, 8, 8)),
+    (GroupConv2d(2, 2, 3, padding=(1, 1), padding_mode="circular", group="d2"),
+     (1, 2, 4, 7, 7)),
+    (GroupConv2d(2, 2, 3, bias=False, group="d1"), (1, 2, 2, 7, 7)),
+    (GroupPool("max"), (1, 2, 4, 5, 5)),
+])
+def test_export_single_layers(layer, shape, gen):
+    layer = layer.double().eval()
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    exported = equilayers.export(layer)
+    _only_torch_nn(exported)
+    torch.testing.assert_close(exported(x), layer(x), rtol=1e-12, atol=1e-12)
+
+
+def test_export_scriptable(gen):
+    model = _p4m_model().eval()
+    scripted = torch.jit.script(equilayers.export(model))
+    x = torch.randn(1, 3, 17, 17, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(scripted(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_export_bad_input():
+    with pytest.raises(TypeError, match="expects an nn.Module"):
+        equilayers.export(lambda x: x)

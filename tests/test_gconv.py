@@ -1,0 +1,305 @@
+"""LiftingConv2d / GroupConv2d: shapes, exactness (hypothesis), gradients, state, cache, errors."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from equilayers.functional import (
+    exactness_problems,
+    expand_group_filter,
+    expand_lifting_filter,
+    group_conv2d,
+    lifting_conv2d,
+)
+from equilayers.functional._gconv import resolve_padding
+from equilayers.groups import act, act_spatial, get
+from equilayers.nn import GroupConv2d, LiftingConv2d
+from equilayers.testing import equivariance_error
+
+GROUPS = ["c1", "c2", "c4", "d1", "d2", "d4"]
+
+
+def _rand(gen, *shape, dtype=torch.float64):
+    return torch.randn(*shape, generator=gen, dtype=dtype)
+
+
+def _ref_size(n, k, s, d, lo, hi):
+    return (n + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_smoke_shapes(group, gen):
+    n = get(group).order
+    lift = LiftingConv2d(3, 5, 3, padding=1, group=group)
+    conv = GroupConv2d(5, 2, 3, stride=2, group=group)
+    y = lift(_rand(gen, 2, 3, 9, 9, dtype=torch.float32))
+    assert y.shape == (2, 5, n, 9, 9)
+    assert conv(y).shape == (2, 2, n, 4, 4)
+
+
+def test_expanded_filter_layout(gen):
+    """Block [o, g, c] of the expanded filter is g . psi[o, c] (trivial / regular action)."""
+    grp = get("d4")
+    w = _rand(gen, 3, 2, 5, 5)
+    e = expand_lifting_filter(w, grp).reshape(3, 8, 2, 5, 5)
+    for i, g in enumerate(grp.elements()):
+        torch.testing.assert_close(e[:, i], act_spatial(w, g), rtol=0, atol=0)
+    w = _rand(gen, 3, 2, 8, 3, 3)
+    e = expand_group_filter(w, grp).reshape(3, 8, 2, 8, 3, 3)
+    for i, g in enumerate(grp.elements()):
+        torch.testing.assert_close(e[:, i], act(w, g, "regular"), rtol=0, atol=0)
+
+
+def test_index_buffer_is_not_persistent():
+    conv = GroupConv2d(4, 4, 3, group="p4m")
+    assert set(conv.state_dict()) == {"weight", "bias"}
+    assert conv.expansion_index.shape == (4 * 8, 4 * 8, 3, 3)
+    assert conv.weight.shape == (4, 4, 8, 3, 3)
+    assert LiftingConv2d(3, 4, 5, group="p4").weight.shape == (4, 3, 5, 5)
+
+
+def test_module_equals_functional(gen):
+    lift = LiftingConv2d(4, 6, 3, stride=2, padding=1, groups=2, group="d2").double()
+    x = _rand(gen, 2, 4, 9, 9)
+    y = lifting_conv2d(x, lift.weight, lift.bias, 2, 1, 1, 2, group="d2")
+    torch.testing.assert_close(lift(x), y, rtol=0, atol=0)
+    conv = GroupConv2d(6, 2, 5, padding="same", padding_mode="reflect", group="d2").double()
+    y2 = group_conv2d(y, conv.weight, conv.bias, padding="same", padding_mode="reflect",
+                      group="d2")
+    torch.testing.assert_close(conv(y), y2, rtol=0, atol=0)
+
+
+def test_non_contiguous_input(gen):
+    conv = GroupConv2d(3, 2, 3, padding=1, group="p4").double()
+    x = _rand(gen, 2, 4, 3, 7, 7).transpose(1, 2)  # (2, 3, 4, 7, 7) non-contiguous
+    assert not x.is_contiguous()
+    torch.testing.assert_close(conv(x), conv(x.contiguous()), rtol=0, atol=0)
+
+
+def test_bias_is_one_value_per_field(gen):
+    conv = GroupConv2d(2, 3, 1, group="p4m").double()
+    with torch.no_grad():
+        conv.weight.zero_()
+    y = conv(_rand(gen, 1, 2, 8, 4, 4))
+    torch.testing.assert_close(y, conv.bias.view(1, 3, 1, 1, 1).expand_as(y))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(group=st.sampled_from(GROUPS), k=st.integers(1, 7), stride=st.integers(1, 3),
+       dilation=st.integers(1, 2), padding=st.one_of(st.integers(0, 3), st.just("same"),
+                                                    st.just("valid")),
+       size=st.integers(7, 14), c_in=st.integers(1, 3), c_out=st.integers(1, 3),
+       mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
+       lifting=st.booleans())
+def test_property_exact_when_predicted(group, k, stride, dilation, padding, size, c_in, c_out,
+                                       mode, lifting):
+    """Output size matches nn.Conv2d's formula; exactness_problems() == [] implies exact
+    equivariance (<= 1e-10 in float64), and a predicted problem is warned about."""
+    if padding == "same" and stride != 1:
+        stride = 1
+    pad = resolve_padding(padding, k, dilation)
+    if mode != "zeros" and max(pad) >= size:  # reflect needs pad < size
+        mode = "zeros"
+    if size + pad[0] + pad[1] < dilation * (k - 1) + 1:
+        return
+    cls = LiftingConv2d if lifting else GroupConv2d
+    torch.manual_seed(0)
+    m = cls(c_in, c_out, k, stride, padding, dilation, padding_mode=mode, group=group).double()
+    n = get(group).order
+    shape = (2, c_in, size, size) if lifting else (2, c_in, n, size, size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    problems = exactness_problems(group, (size, size), k, stride, pad, dilation)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        y = m(x)
+    assert bool(rec) == bool(problems), [str(r.message) for r in rec]
+    h = _ref_size(size, k, stride, dilation, pad[2], pad[3])
+    assert y.shape == (2, c_out, n, h, h)
+    if not problems:
+        assert equivariance_error(m, x, group) <= 1e-10
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_exact_in_float32(group, gen):
+    torch.manual_seed(0)
+    stack = nn.Sequential(LiftingConv2d(3, 8, 5, padding=2, group=group), nn.ReLU(),
+                          GroupConv2d(8, 8, 3, stride=2, padding=1, group=group))
+    x = _rand(gen, 2, 3, 33, 33, dtype=torch.float32)
+    assert equivariance_error(stack, x, group, in_rep="trivial", out_rep="regular") <= 1e-5
+
+
+def test_even_size_stride2_is_not_exact(gen):
+    """Stride 2 on 32x32 samples different pixels after a rotation: error O(1)."""
+    torch.manual_seed(0)
+    m = GroupConv2d(4, 4, 3, stride=2, padding=1, group="p4").double()
+    with pytest.warns(UserWarning, match="stride 2 does not tile"):
+        err = equivariance_error(m, _rand(gen, 2, 4, 4, 32, 32), "p4")
+    assert err > 0.1
+
+
+def test_warning_once_per_module(gen):
+    m = GroupConv2d(2, 2, 3, stride=2, padding=1, group="p4").double()
+    m(_rand(gen, 1, 2, 4, 9, 9))  # exact: no warning, not consumed
+    with pytest.warns(UserWarning, match=r"not exactly equivariant on input of size 8x8.*"
+                                         r"odd sizes"):
+        m(_rand(gen, 1, 2, 4, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(_rand(gen, 1, 2, 4, 8, 8))
+    with pytest.warns(UserWarning, match="asymmetric"):
+        GroupConv2d(2, 2, 4, padding="same", group="d1").double()(_rand(gen, 1, 2, 2, 6, 6))
+
+
+@pytest.mark.parametrize("cls,shape", [(LiftingConv2d, (1, 2, 5, 5)),
+                                       (GroupConv2d, (1, 2, 4, 4, 4))])
+def test_gradcheck(cls, shape, gen):
+    m = cls(2, 2, 3, padding=1, padding_mode="circular", group="p4").double()
+    x = _rand(gen, *shape).requires_grad_(True)
+    fn = lifting_conv2d if cls is LiftingConv2d else group_conv2d
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: fn(x, w, b, padding=1, padding_mode="circular", group="p4"),
+        (x, m.weight, m.bias), fast_mode=True)
+
+
+def test_init_matches_conv2d_variance(gen):
+    """Output std of a GroupConv2d ~ that of an nn.Conv2d with the same fan-in."""
+    torch.manual_seed(0)
+    g = GroupConv2d(16, 64, 3, group="p4m", bias=False)
+    ref = nn.Conv2d(16 * 8, 64, 3, bias=False)
+    x = torch.randn(4, 16, 8, 12, 12, generator=gen)
+    with torch.no_grad():
+        ratio = g(x).std() / ref(x.flatten(1, 2)).std()
+    assert 0.9 < ratio < 1.1
+
+
+def test_state_dict_round_trip_train_eval(gen):
+    a = GroupConv2d(3, 4, 3, padding=1, group="p4m").double()
+    x = _rand(gen, 2, 3, 8, 7, 7)
+    sd_train = {k: v.clone() for k, v in a.state_dict().items()}
+    a.eval()
+    with torch.no_grad():
+        y = a(x)  # fills the eval cache
+    sd_eval = a.state_dict()
+    assert sd_train.keys() == sd_eval.keys()
+    for k in sd_train:
+        assert torch.equal(sd_train[k], sd_eval[k])
+    b = GroupConv2d(3, 4, 3, padding=1, group="p4m").double()
+    b.load_state_dict(sd_eval)
+    b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), y, rtol=0, atol=0)
+    b.train()
+    torch.testing.assert_close(b(x), y, rtol=0, atol=0)
+
+
+def _fresh(m, x):
+    return F.conv2d(x.flatten(1, 2), m._expand().detach(), m.bias.repeat_interleave(
+        m.fiber_out), padding=1).unflatten(1, (m.out_channels, m.fiber_out))
+
+
+def test_eval_cache_invalidation(gen):
+    m = GroupConv2d(3, 4, 3, padding=1, group="p4").double()
+    x = _rand(gen, 2, 3, 4, 7, 7)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.eval()
+    with torch.no_grad():
+        y0 = m(x)
+    assert m._cache is not None
+    cached = m._cache[1]
+    with torch.no_grad():
+        assert m(x) is not None and m._cache[1] is cached  # re-used while unchanged
+    # optimizer step (needs grads: eval mode with grad enabled bypasses the cache)
+    m(x).square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        y1 = m(x)
+        torch.testing.assert_close(y1, _fresh(m, x), rtol=0, atol=0)
+        assert not torch.allclose(y0, y1)
+    # load_state_dict
+    other = GroupConv2d(3, 4, 3, padding=1, group="p4").double()
+    m.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _fresh(other, x), rtol=0, atol=0)
+        # in-place edit
+        m.weight.mul_(2.0)
+        torch.testing.assert_close(m(x), _fresh(m, x), rtol=0, atol=0)
+        # .to(dtype)
+        m.float()
+        assert m(x.float()).dtype == torch.float32
+        torch.testing.assert_close(m(x.float()), _fresh(m, x.float()))
+
+
+def test_eval_with_grad_still_trains(gen):
+    m = GroupConv2d(2, 2, 3, group="p4").double().eval()
+    with torch.no_grad():
+        m(_rand(gen, 1, 2, 4, 5, 5))  # cache filled
+    m(_rand(gen, 1, 2, 4, 5, 5)).sum().backward()
+    assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(group="c8"), r"group 'c8' needs steerable filters.*pixel-filter groups: c1, c2, c4"),
+    (dict(group="so2"), "group 'so2' needs steerable"),
+    (dict(group="p5"), "unknown group 'p5'"),
+    (dict(groups=3), "groups=3 must divide in_channels=4"),
+    (dict(kernel_size=(3, 5)), "kernel_size must be a positive int"),
+    (dict(padding_mode="mirror"), "padding_mode must be one of"),
+    (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
+    (dict(padding="same", stride=2), "padding='same' needs stride=1"),
+    (dict(basis="harmonic"), "unknown basis 'harmonic'"),
+    (dict(in_channels=0), "in_channels must be a positive int"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(in_channels=4, out_channels=6, kernel_size=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        GroupConv2d(**args)
+
+
+def test_bad_inputs(gen):
+    conv = GroupConv2d(4, 2, 3, group="p4")
+    with pytest.raises(ValueError, match=r"expects 5-D .* got shape \(2, 4, 9, 9\).*Lifting"):
+        conv(torch.randn(2, 4, 9, 9))
+    with pytest.raises(ValueError, match=r"C_in=4 channels.*\(2, 3, 4, 9, 9\)"):
+        conv(torch.randn(2, 3, 4, 9, 9))
+    with pytest.raises(ValueError, match=r"\|G\|=4 slots.*\(2, 4, 8, 9, 9\)"):
+        conv(torch.randn(2, 4, 8, 9, 9))
+    with pytest.raises(ValueError, match="expects 4-D"):
+        LiftingConv2d(3, 2, 3)(torch.randn(2, 3, 4, 9, 9))
+    with pytest.raises(ValueError, match="C_in=3 channels"):
+        LiftingConv2d(3, 2, 3)(torch.randn(2, 4, 9, 9))
+
+
+def test_meta_device_and_repr():
+    m = GroupConv2d(4, 4, 3, stride=2, padding=1, group="p4m", device="meta")
+    assert m.weight.is_meta and m.expansion_index.is_meta
+    r = repr(GroupConv2d(4, 4, 3, padding="same", padding_mode="circular", group="p4m"))
+    assert "group='d4'" in r and "padding='same'" in r and "circular" in r
+
+
+def test_deepcopy_and_to(gen):
+    m = LiftingConv2d(2, 2, 3, group="p4")
+    m2 = copy.deepcopy(m).double()
+    assert m2.expansion_index.dtype == torch.long
+    x = _rand(gen, 1, 2, 5, 5)
+    torch.testing.assert_close(m2(x), m.double()(x))
+
+
+def test_torch_compile_fullgraph(gen):
+    torch.manual_seed(0)
+    net = nn.Sequential(LiftingConv2d(2, 4, 3, padding=1, group="p4m"), nn.ReLU(),
+                        GroupConv2d(4, 2, 3, stride=2, padding=1, group="p4m"))
+    x = _rand(gen, 2, 2, 9, 9, dtype=torch.float32)
+    compiled = torch.compile(net, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), net(x))
+    compiled(x).sum().backward()
+    assert net[0].weight.grad is not None
+    net.eval()
+    with torch.no_grad():  # the eval cache is bypassed while compiling: no graph break
+        torch.testing.assert_close(compiled(x), net(x))

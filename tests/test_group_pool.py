@@ -1,0 +1,95 @@
+"""GroupPool, GroupMaxPool2d/GroupAvgPool2d and GroupBatchNorm2d."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equilayers.functional import (
+    group_avg_pool2d,
+    group_batch_norm,
+    group_max_pool2d,
+    group_pool,
+)
+from equilayers.nn import GroupAvgPool2d, GroupBatchNorm2d, GroupMaxPool2d, GroupPool
+from equilayers.testing import assert_equivariant, invariance_error
+
+
+def _x(gen, *shape):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("reduction,ref", [("max", lambda x: x.max(2).values),
+                                           ("mean", lambda x: x.mean(2))])
+def test_group_pool_values(reduction, ref, gen):
+    x = _x(gen, 2, 3, 8, 5, 5)
+    y = GroupPool(reduction)(x)
+    assert y.shape == (2, 3, 5, 5)
+    torch.testing.assert_close(y, ref(x), rtol=0, atol=1e-15)
+    torch.testing.assert_close(group_pool(x, reduction), y, rtol=0, atol=0)
+
+
+def test_group_pool_invariant_over_fiber(gen):
+    x = _x(gen, 2, 3, 8, 5, 5)
+    perm = torch.randperm(8, generator=gen)
+    torch.testing.assert_close(GroupPool()(x[:, :, perm]), GroupPool()(x), rtol=0, atol=0)
+    # regular in -> trivial out, then a plain spatial pool makes it invariant
+    f = torch.nn.Sequential(GroupPool(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    assert invariance_error(f, x, "d4", in_rep="regular") <= 1e-12
+
+
+def test_group_pool_bad_input(gen):
+    with pytest.raises(ValueError, match=r"5-D .* got shape \(2, 3, 5, 5\)"):
+        GroupPool()(_x(gen, 2, 3, 5, 5))
+    with pytest.raises(ValueError, match="reduction must be one of.*'sum'"):
+        GroupPool("sum")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        group_pool(_x(gen, 1, 1, 4, 2, 2), "median")
+
+
+def test_spatial_pools_match_per_slot(gen):
+    x = _x(gen, 2, 3, 4, 9, 9)
+    y = GroupMaxPool2d(3, 2, 1)(x)
+    ref = torch.stack([F.max_pool2d(x[:, :, i], 3, 2, 1) for i in range(4)], 2)
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+    torch.testing.assert_close(group_max_pool2d(x, 3, 2, 1), y, rtol=0, atol=0)
+    z = GroupAvgPool2d(2)(x[..., :8, :8])
+    assert z.shape == (2, 3, 4, 4, 4)
+    torch.testing.assert_close(group_avg_pool2d(x[..., :8, :8], 2), z, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="5-D"):
+        GroupMaxPool2d(2)(_x(gen, 2, 3, 8, 8))
+
+
+def test_spatial_pool_equivariance_non_contiguous(gen):
+    x = _x(gen, 2, 8, 3, 9, 9).transpose(1, 2)
+    assert_equivariant(GroupMaxPool2d(3, 2, 1), x, "p4m")
+
+
+def test_batchnorm_shares_statistics_over_fiber(gen):
+    x = _x(gen, 4, 3, 8, 5, 5) * 3 + 1
+    bn = GroupBatchNorm2d(3).double()
+    y = bn(x)
+    ref = nn.BatchNorm3d(3).double()
+    torch.testing.assert_close(y, ref(x))
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    mean = y.transpose(0, 1).reshape(3, -1).mean(1)
+    torch.testing.assert_close(mean, torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(group_batch_norm(x, None, None, training=True), y)
+    assert set(bn.state_dict()) == set(ref.state_dict())
+
+
+def test_batchnorm_bad_input(gen):
+    bn = GroupBatchNorm2d(3)
+    with pytest.raises(ValueError, match=r"5-D .* got shape \(4, 3, 5, 5\)"):
+        bn(torch.randn(4, 3, 5, 5))
+    with pytest.raises(ValueError, match="C=3 fields"):
+        bn(torch.randn(4, 2, 4, 5, 5))
+    with pytest.raises(ValueError, match="5-D"):
+        group_batch_norm(torch.randn(4, 3, 5, 5), None, None, training=True)
+
+
+def test_gradcheck_pools(gen):
+    x = _x(gen, 1, 2, 4, 3, 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: group_pool(t, "mean"), (x,))
+    assert torch.autograd.gradcheck(lambda t: group_pool(t, "max"), (x,))
+    assert torch.autograd.gradcheck(lambda t: group_max_pool2d(t, 2, 1), (x,))
