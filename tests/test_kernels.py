@@ -191,7 +191,8 @@ def test_kernel_dispatch_cpu_default_is_reference(monkeypatch):
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8))
     assert path == "reference" and "CPU" in reason
     assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
-        "max_blur_pool2d: reference (the input is on CPU")
+        "max_blur_pool2d: fast (PyTorch fast path")
+    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "fast"
 
 
 def test_kernel_dispatch_reasons(monkeypatch):
@@ -204,15 +205,21 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert "interpreter" in kernels.explain("blur_pool2d", x)
     cases = [
         (("blur_pool2d", x.double()), {}, "float64"),
-        (("blur_pool2d", x), {"kernel_size": 9}, "outside the kernel's 1..7"),
+        (("blur_pool2d", x), {"kernel_size": 9}, "blur size 9 is invalid; the reference"),
         (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
-        (("max_blur_pool2d", x), {"kernel_size": 6}, "max-pool kernel_size 6"),
+        (("blur_pool2d", x.long()), {}, "not floating point"),
+        (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4}, "reflect padding"),
+        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4}, "reflect padding"),
         (("blur_pool2d", torch.zeros(2, 8, 8)), {}, "3 dims"),
+        (("blur_pool2d", [1.0]), {}, "not a tensor"),
         (("polyphase_pool2d", x), {}, "has no Triton kernel"),
     ]
     for args, kwargs, expected in cases:
         path, reason = kernels.select(*args, **kwargs)
         assert path == "reference" and expected in reason, (args, kwargs, reason)
+    for kwargs in ({"kernel_size": 6}, {"padding": 1}):  # valid, but not for the kernel
+        path, reason = kernels.select("max_blur_pool2d", x, **kwargs)
+        assert path == "fast" and "max-pool" in reason, reason
     with kernels.use_reference():
         assert kernels.select("blur_pool2d", x) == (
             "reference", "inside equilayers.kernels.use_reference()")
@@ -258,3 +265,32 @@ def test_kernel_dispatch_traces_fullgraph_on_the_reference_path(monkeypatch, gen
 
     x = torch.randn(1, 2, 8, 8, generator=gen)
     torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), ref_blur(x))
+
+
+# --- the CPU fast path: same values and gradients as max_pool2d(stride=1) ------------------------
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_kernel_cpu_max_pool2d_stride1_equals_max_pool2d(gen, m):
+    x = torch.randn(2, 3, 9, 8, generator=gen)
+    ties = torch.randint(0, 3, (2, 3, 9, 8), generator=gen).float()  # first-maximum routing
+    nan = x.clone()
+    nan[0, 1, 4, 4] = nan[1, 2, 0, 1] = float("nan")
+    for t in [x, ties, x.contiguous(memory_format=torch.channels_last), x.transpose(-1, -2),
+              nan]:
+        a = t.detach().requires_grad_(True)
+        b = t.detach().requires_grad_(True)
+        ya = kernels.max_pool2d_stride1(a, m)
+        yb = F.max_pool2d(b, m, stride=1)
+        assert torch.equal(ya, yb) or (ya.isnan() == yb.isnan()).all()
+        g = torch.randn(yb.shape, generator=gen)
+        (ga,) = torch.autograd.grad(ya, a, g)
+        (gb,) = torch.autograd.grad(yb, b, g)
+        # The same routing; sums over overlapping windows may round in another order.
+        torch.testing.assert_close(ga, gb, atol=1e-6, rtol=1e-6)
+
+
+def test_kernel_cpu_max_pool2d_stride1_gradcheck(gen):
+    x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: kernels.max_pool2d_stride1(t, 2), (x,))
+    with pytest.raises(ValueError, match="kernel_size=4 is larger"):
+        kernels.max_pool2d_stride1(torch.zeros(1, 1, 3, 8), 4)

@@ -2,7 +2,8 @@
 
 A functional op (``equilayers.functional.blur_pool2d``...) asks :func:`select` which
 implementation takes a call: the Triton kernel (CUDA; float32, float16, bfloat16; any layout,
-channels_last kept) or its pure-PyTorch reference, which is the specification and the CPU path.
+channels_last kept), a faster PyTorch formulation with the same semantics where one was measured
+faster (``"fast"``), or its pure-PyTorch reference, which is the specification.
 :func:`explain` says which and why; ``EQUILAYERS_DISABLE_TRITON=1`` and :func:`use_reference`
 force the reference. The kernels are ``torch.library`` custom ops (``torch.ops.equilayers.*``),
 so ``torch.compile(fullgraph=True)`` keeps each call as one node.
@@ -16,7 +17,9 @@ from collections.abc import Callable
 
 import torch
 
+from ._cpu import max_pool2d_stride1
 from ._dispatch import (
+    FAST_OPS,
     KERNEL_OPS,
     explain,
     kernel_support,
@@ -26,10 +29,12 @@ from ._dispatch import (
 )
 
 __all__ = [
+    "FAST_OPS",
     "KERNEL_OPS",
     "dispatch",
     "explain",
     "kernel_support",
+    "max_pool2d_stride1",
     "select",
     "triton_available",
     "triton_blur_pool2d",
@@ -67,15 +72,18 @@ def triton_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 
     return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
 
 
-def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tensor],
-             **kwargs) -> torch.Tensor:
+def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tensor], *,
+             fast: Callable[..., torch.Tensor] | None = None, **kwargs) -> torch.Tensor:
     """Run ``op_name(x, **kwargs)`` on the path :func:`select` picks.
 
-    ``reference`` is the pure-PyTorch implementation, called as ``reference(x, **kwargs)``;
-    arguments must already be validated (the kernels trust them).
+    ``reference`` is the pure-PyTorch specification and ``fast`` (optional) a faster formulation
+    with the same semantics, each called as ``f(x, **kwargs)``. Invalid arguments always reach
+    the reference, which raises the error.
     """
     path, _ = select(op_name, x, **kwargs)
-    if path == "reference":
+    if path == "fast" and fast is not None:
+        return fast(x, **kwargs)
+    if path != "triton":
         return reference(x, **kwargs)
     from . import _ops
 

@@ -1,18 +1,22 @@
-"""Which implementation a call takes: the Triton kernel or the pure-PyTorch reference.
+"""Which implementation a call takes: the Triton kernel, a fast PyTorch formulation, or the
+pure-PyTorch reference.
 
 The rule, checked in this order (the first that applies decides):
 
 1. ``EQUILAYERS_DISABLE_TRITON=1`` in the environment -> reference.
 2. Inside ``use_reference()`` -> reference.
-3. The op has no kernel -> reference.
-4. The input is on CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and
-   ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests) -> go on; any other device ->
-   reference.
-5. Triton is not installed -> reference.
-6. The dtype is not float32, float16 or bfloat16 -> reference.
-7. The arguments are outside what the kernel implements -> reference.
-8. Otherwise -> the Triton kernel. Any memory layout is accepted (the kernels index through the
-   strides; contiguous and channels_last outputs keep the input's layout).
+3. The arguments are invalid (not a floating-point tensor, sizes too small for the padding...)
+   -> reference, which raises the error that names the fix.
+4. The Triton kernel can take the call -> ``"triton"``: the op has a kernel; the input is on
+   CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and ``TRITON_INTERPRET=1`` (Triton's
+   interpreter, for tests); triton is installed; the dtype is float32, float16 or bfloat16; the
+   input is 4-D or 5-D; the arguments are within the kernel's (blur size 1..7, max window
+   1..4, no max-pool padding). Any memory layout is accepted (the kernels index through the
+   strides; a channels_last input gives a channels_last output).
+5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
+   on this device -> ``"fast"`` (today: ``max_blur_pool2d`` on CPU, whose stride-1 max pooling
+   becomes elementwise maxima; see :mod:`equilayers.kernels._cpu`).
+6. Otherwise -> ``"reference"``.
 
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
 traced like any Python code, so it is made at compile time: after changing a switch, call
@@ -29,11 +33,14 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["KERNEL_OPS", "explain", "kernel_support", "select", "triton_available",
+__all__ = ["FAST_OPS", "KERNEL_OPS", "explain", "kernel_support", "select", "triton_available",
            "use_reference"]
 
-#: Ops with a Triton kernel, and the kernel arguments each supports.
+#: Ops with a Triton kernel.
 KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d")
+#: Ops with a fast PyTorch formulation, per device type where it was measured faster.
+FAST_OPS = {"max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as "
+                                       "elementwise maxima (max_pool2d_stride1), then the blur"}}
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MODES = ("reflect", "replicate", "zeros", "circular")
 
@@ -69,26 +76,57 @@ def _interpret_enabled() -> bool:
             and os.environ.get("TRITON_INTERPRET") == "1")
 
 
-def _args_reason(op: str, kwargs: dict) -> str | None:
-    """Why the kernel cannot take these arguments, or ``None`` when it can."""
-    k = kwargs.get("kernel_size", 3) if op == "blur_pool2d" else kwargs.get("blur_size", 3)
-    if not isinstance(k, int) or not 1 <= k <= 7:
-        return f"blur size {k!r} is outside the kernel's 1..7"
-    stride = kwargs.get("stride", 2)
-    if not isinstance(stride, int) or stride < 1:
-        return f"stride {stride!r} is not a positive int"
+def _blur_size(op: str, kwargs: dict):
+    return kwargs.get("kernel_size", 3) if op == "blur_pool2d" else kwargs.get("blur_size", 3)
+
+
+def _invalid(op: str, dtype: torch.dtype, shape: tuple[int, ...], kwargs: dict) -> str | None:
+    """Why the reference will reject this call (it raises the error), or ``None``."""
+    if not dtype.is_floating_point:
+        return f"dtype {dtype} is not floating point"
+    k, stride = _blur_size(op, kwargs), kwargs.get("stride", 2)
     mode = kwargs.get("padding_mode", "reflect")
+    for name, value, top in (("blur size", k, 7), ("stride", stride, None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
+                top is not None and value > top):
+            return f"{name} {value!r} is invalid"
     if mode not in _MODES:
         return f"padding_mode {mode!r} is not one of {_MODES}"
+    if len(shape) < 3:
+        return f"the input has {len(shape)} dims"
+    spatial = shape[-2:]
     if op == "max_blur_pool2d":
-        mk = kwargs.get("kernel_size", 2)
-        if not isinstance(mk, int) or not 1 <= mk <= 4:
-            return f"max-pool kernel_size {mk!r} is outside the kernel's 1..4"
+        m, pad = kwargs.get("kernel_size", 2), kwargs.get("padding", 0)
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            return f"max-pool kernel_size {m!r} is invalid"
+        if not isinstance(pad, int) or pad < 0:
+            return f"padding {pad!r} is invalid"
+        spatial = tuple(n + 2 * pad - m + 1 for n in spatial)
+        if min(spatial) < 1:
+            return f"max-pool kernel_size {m} is larger than the input"
+    right = (k - 1) - (k - 1) // 2
+    if k > 1 and mode == "reflect" and min(spatial) <= right:
+        return f"reflect padding needs sizes > {right}"
+    if k > 1 and mode == "circular" and min(spatial) < right:
+        return f"circular padding needs sizes >= {right}"
+    return None
+
+
+def _kernel_args(op: str, ndim: int, kwargs: dict) -> str | None:
+    """Why the kernel cannot take these (valid) arguments, or ``None`` when it can."""
+    if ndim not in (4, 5):
+        return f"the input has {ndim} dims; the kernel takes 4-D or 5-D input"
+    if op == "max_blur_pool2d":
+        m = kwargs.get("kernel_size", 2)
+        if m > 4:
+            return f"max-pool kernel_size {m} is outside the kernel's 1..4"
+        if kwargs.get("padding", 0):
+            return "max-pool padding is not implemented by the kernel"
     return None
 
 
 def _support(op: str, device_type: str, dtype: torch.dtype, ndim: int,
-             args_reason: str | None) -> tuple[bool, str]:
+             kernel_args: str | None) -> tuple[bool, str]:
     """Whether the kernel can take the call (ignoring the switches that force the reference)."""
     if op not in KERNEL_OPS:
         return False, f"{op!r} has no Triton kernel (kernels exist for {KERNEL_OPS})"
@@ -106,41 +144,52 @@ def _support(op: str, device_type: str, dtype: torch.dtype, ndim: int,
         return False, "triton is not installed (pip install 'equilayers[triton]')"
     if dtype not in _DTYPES:
         return False, f"dtype {dtype} is not one of the kernel's float32/float16/bfloat16"
-    if ndim not in (4, 5):
-        return False, f"the input has {ndim} dims; the kernel takes 4-D or 5-D input"
-    if args_reason is not None:
-        return False, args_reason
+    if kernel_args is not None:
+        return False, kernel_args
     return True, f"Triton kernel {where}, {str(dtype).replace('torch.', '')}"
 
 
-def _select(op: str, device_type: str, dtype: torch.dtype, ndim: int,
-            args_reason: str | None) -> tuple[str, str]:
+def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...],
+            kwargs: dict) -> tuple[str, str]:
     if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
         return "reference", "EQUILAYERS_DISABLE_TRITON=1 is set"
     if getattr(_state, "force_reference", 0):
         return "reference", "inside equilayers.kernels.use_reference()"
-    ok, reason = _support(op, device_type, dtype, ndim, args_reason)
-    return ("triton" if ok else "reference"), reason
+    if op in KERNEL_OPS or op in FAST_OPS:
+        bad = _invalid(op, dtype, shape, kwargs)
+        if bad is not None:
+            return "reference", f"{bad}; the reference reports it"
+    kernel_args = _kernel_args(op, len(shape), kwargs) if op in KERNEL_OPS else None
+    ok, reason = _support(op, device_type, dtype, len(shape), kernel_args)
+    if ok:
+        return "triton", reason
+    if op in FAST_OPS and device_type in FAST_OPS[op]:
+        return "fast", f"{FAST_OPS[op][device_type]} (no kernel: {reason})"
+    return "reference", reason
 
 
 def kernel_support(op_name: str, x: torch.Tensor, **kwargs) -> tuple[bool, str]:
     """``(ok, reason)``: whether the Triton kernel can take this call, switches aside."""
-    reason = _args_reason(op_name, kwargs) if op_name in KERNEL_OPS else None
-    return _support(op_name, x.device.type, x.dtype, x.dim(), reason)
+    bad = _invalid(op_name, x.dtype, tuple(x.shape), kwargs) if op_name in KERNEL_OPS else None
+    if bad is not None:
+        return False, bad
+    kernel_args = _kernel_args(op_name, x.dim(), kwargs) if op_name in KERNEL_OPS else None
+    return _support(op_name, x.device.type, x.dtype, x.dim(), kernel_args)
 
 
 def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
-    """``(path, reason)``: ``path`` is ``"triton"`` or ``"reference"`` for ``op_name(x, **kwargs)``.
+    """``(path, reason)`` for ``op_name(x, **kwargs)``; ``path`` is ``"triton"``, ``"fast"``
+    or ``"reference"``.
 
     Args:
         op_name: ``"blur_pool2d"``, ``"max_blur_pool2d"``, or any other functional op name.
-        x: the input tensor (only its device, dtype and number of dims are read).
+        x: the input (only its type, device, dtype and shape are read).
         **kwargs: the op's keyword arguments (``kernel_size``, ``stride``, ``padding_mode``...).
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"select: x must be a torch.Tensor, got {type(x).__name__}")
-    reason = _args_reason(op_name, kwargs) if op_name in KERNEL_OPS else None
-    return _select(op_name, x.device.type, x.dtype, x.dim(), reason)
+        return "reference", (f"x is a {type(x).__name__}, not a tensor; the reference reports "
+                             "it")
+    return _select(op_name, x.device.type, x.dtype, tuple(x.shape), kwargs)
 
 
 def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
