@@ -5,8 +5,10 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, kernels, nn, testing
+from . import functional, groups, kernels, metrics, nn, testing
 from ._export import export
+from ._grid import Finding, check_grid
+from ._surgery import antialias
 from .groups import get as get_group
 
 __version__ = "0.1.0"
@@ -16,8 +18,12 @@ __all__ = [
     "functional",
     "groups",
     "kernels",
+    "metrics",
     "nn",
     "testing",
     "get_group",
     "export",
+    "antialias",
+    "check_grid",
+    "Finding",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``equilayers selfcheck | demo | ...`` (also ``python -m equilayers``)."""
+"""Command line: ``equilayers selfcheck | demo | audit | bench`` (also ``python -m equilayers``)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,16 @@ def _bench(args: argparse.Namespace) -> int:
                           env=env).returncode
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from ._audit import audit
+
+    try:
+        return audit(args.model, args.input_shape, args.group, args.out, args.seed)
+    except (ValueError, RuntimeError) as exc:
+        print(f"equilayers audit: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="equilayers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                        "source tree; arguments are passed on, e.g. --quick --family pool",
                        add_help=False)
     p.set_defaults(func=_bench)
+    p = sub.add_parser("audit", help="measure a model's equivariance layer by layer, its "
+                       "consistencies and grid findings; optionally plot its invariance")
+    p.add_argument("model", help="FILE.py:FACTORY, a function returning the nn.Module")
+    p.add_argument("--input-shape", required=True, help="e.g. 1,3,64,64")
+    p.add_argument("--group", default="p4", help="p4 (default), p4m, c2, d1, ...")
+    p.add_argument("--out", default=None, help="write a PNG of invariance against rotation "
+                   "angle and sub-pixel shift (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    p.set_defaults(func=_audit)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         args.args = rest  # everything after `bench` belongs to the runner

@@ -127,17 +127,19 @@ def _predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tenso
 
 def _random_rot90(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     k = torch.randint(1, 4, (len(x),), generator=gen)
-    return torch.stack([torch.rot90(img, int(kk), dims=(-2, -1)) for img, kk in zip(x, k)])
+    return torch.stack([torch.rot90(img, int(kk), dims=(-2, -1))
+                        for img, kk in zip(x, k, strict=True)])
 
 
 def _random_angle(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     angles = torch.rand(len(x), generator=gen) * 2 * math.pi
-    return torch.stack([rotate(img[None], float(a))[0] for img, a in zip(x, angles)])
+    return torch.stack([rotate(img[None], float(a))[0] for img, a in zip(x, angles, strict=True)])
 
 
 def _random_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
     d = torch.randint(-max_shift, max_shift + 1, (len(x), 2), generator=gen)
-    return torch.stack([circular_shift(img, (int(a), int(b))) for img, (a, b) in zip(x, d)])
+    return torch.stack([circular_shift(img, (int(a), int(b)))
+                        for img, (a, b) in zip(x, d, strict=True)])
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict:

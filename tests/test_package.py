@@ -19,7 +19,7 @@ def test_import_is_light():
 
 def test_public_api():
     for mod in [equilayers, equilayers.groups, equilayers.testing, equilayers.functional,
-                equilayers.nn]:
+                equilayers.nn, equilayers.metrics]:
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.__all__ lists missing {name}"
     assert (Path(equilayers.__file__).parent / "py.typed").exists()

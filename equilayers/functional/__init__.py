@@ -1,5 +1,14 @@
 """Pure functions on tensors: the math behind every module in :mod:`equilayers.nn`."""
 
+from ._blur import (
+    binomial_filter,
+    blur_conv2d,
+    blur_pool1d,
+    blur_pool2d,
+    blur_pool3d,
+    blur_upsample2d,
+    max_blur_pool2d,
+)
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -7,18 +16,74 @@ from ._gconv import (
     group_conv2d,
     lifting_conv2d,
 )
-from ._group_norm import group_batch_norm
-from ._group_pool import group_avg_pool2d, group_max_pool2d, group_pool
+from ._group_norm import (
+    group_batch_norm,
+)
+from ._group_pool import (
+    group_avg_pool2d,
+    group_max_pool2d,
+    group_pool,
+)
+from ._harmonic import (
+    fourier_matrix,
+    gated_nonlinearity,
+    harmonic_batch_norm,
+    harmonic_conv2d,
+    harmonic_lifting_conv2d,
+    harmonic_to_regular,
+    norm_nonlinearity,
+    norm_pool,
+    regular_to_harmonic,
+    steerable_conv2d,
+)
+from ._heads import (
+    fiber_pool,
+    fiber_pose,
+    invariant_head,
+    spatial_pool,
+)
+from ._polyphase import (
+    polyphase_pool2d,
+    polyphase_upsample2d,
+)
+from ._steerable import (
+    expand_steerable,
+    steerable_basis,
+)
 
 __all__: list[str] = [
-    # group convolutions (issue 4)
-    "lifting_conv2d",
-    "group_conv2d",
-    "expand_lifting_filter",
-    "expand_group_filter",
+    "binomial_filter",
+    "blur_conv2d",
+    "blur_pool1d",
+    "blur_pool2d",
+    "blur_pool3d",
+    "blur_upsample2d",
+    "max_blur_pool2d",
     "exactness_problems",
+    "expand_group_filter",
+    "expand_lifting_filter",
+    "group_conv2d",
+    "lifting_conv2d",
     "group_batch_norm",
-    "group_pool",
-    "group_max_pool2d",
     "group_avg_pool2d",
+    "group_max_pool2d",
+    "group_pool",
+    "fourier_matrix",
+    "gated_nonlinearity",
+    "harmonic_batch_norm",
+    "harmonic_conv2d",
+    "harmonic_lifting_conv2d",
+    "harmonic_to_regular",
+    "norm_nonlinearity",
+    "norm_pool",
+    "regular_to_harmonic",
+    "steerable_conv2d",
+    "polyphase_pool2d",
+    "polyphase_upsample2d",
+    "expand_steerable",
+    "steerable_basis",
+    "fiber_pool",
+    "fiber_pose",
+    "invariant_head",
+    "spatial_pool",
 ]

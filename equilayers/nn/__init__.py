@@ -1,15 +1,63 @@
 """Modules: thin shells that own parameters and buffers and call :mod:`equilayers.functional`."""
 
-from ._group_conv import GroupConv2d, LiftingConv2d
-from ._group_norm import GroupBatchNorm2d
-from ._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
+from ._blur_pool import (
+    BlurConv2d,
+    BlurPool1d,
+    BlurPool2d,
+    BlurPool3d,
+    BlurUpsample2d,
+    MaxBlurPool2d,
+)
+from ._group_conv import (
+    GroupConv2d,
+    LiftingConv2d,
+)
+from ._group_norm import (
+    GroupBatchNorm2d,
+)
+from ._group_pool import (
+    GroupAvgPool2d,
+    GroupMaxPool2d,
+    GroupPool,
+)
+from ._harmonic import (
+    GatedNonlinearity,
+    HarmonicBatchNorm,
+    HarmonicToRegular,
+    NormNonlinearity,
+    NormPool,
+    RegularToHarmonic,
+    SteerableConv2d,
+)
+from ._heads import (
+    InvariantHead,
+)
+from ._polyphase import (
+    PolyphasePool2d,
+    PolyphaseUpsample2d,
+)
 
 __all__: list[str] = [
-    # group convolutions (issue 4)
-    "LiftingConv2d",
+    "BlurConv2d",
+    "BlurPool1d",
+    "BlurPool2d",
+    "BlurPool3d",
+    "BlurUpsample2d",
+    "MaxBlurPool2d",
     "GroupConv2d",
+    "LiftingConv2d",
     "GroupBatchNorm2d",
-    "GroupPool",
-    "GroupMaxPool2d",
     "GroupAvgPool2d",
+    "GroupMaxPool2d",
+    "GroupPool",
+    "GatedNonlinearity",
+    "HarmonicBatchNorm",
+    "HarmonicToRegular",
+    "NormNonlinearity",
+    "NormPool",
+    "RegularToHarmonic",
+    "SteerableConv2d",
+    "PolyphasePool2d",
+    "PolyphaseUpsample2d",
+    "InvariantHead",
 ]

@@ -1,0 +1,140 @@
+"""Anti-aliased downsampling against its floors (``nn.MaxPool2d(2)``, ``nn.AvgPool2d(2)``, the
+strided ``nn.Conv2d``) and its peers (the naive reference composition, kornia).
+
+The "reference composition" is what the published anti-aliased models compute, written here
+from the paper: max-pool at stride 1, then reflect padding and a depthwise convolution with the
+binomial filter copied once per channel, at stride 2.
+
+Run ``python -m benchmarks.bench_antialias [--quick]`` for a small table (CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._core import BenchCase, forward_backward, time_call
+
+FAMILY = "antialias"
+
+
+def _sizes(quick: bool) -> list[tuple[int, int, int]]:
+    """(batch, channels, size) per case."""
+    if quick:
+        return [(4, 16, 32)]
+    return [(32, 64, 56), (32, 64, 112)]
+
+
+def _input(b: int, c: int, n: int, device=None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, c, n, n, generator=g).to(device)
+
+
+class ReferenceMaxBlurPool(nn.Module):
+    """Max at stride 1, then a depthwise blur with a per-channel copy of the filter."""
+
+    def __init__(self, channels: int, blur_size: int = 3, stride: int = 2) -> None:
+        super().__init__()
+        from equilayers.functional import binomial_filter
+
+        f = binomial_filter(blur_size)
+        self.register_buffer("filt", torch.outer(f, f)[None, None].repeat(channels, 1, 1, 1))
+        self.stride = stride
+        left = (blur_size - 1) // 2
+        self.pad = (left, blur_size - 1 - left) * 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(x, 2, 1)
+        x = F.pad(x, self.pad, mode="reflect")
+        return F.conv2d(x, self.filt, stride=self.stride, groups=x.shape[1])
+
+
+def _kornia():
+    try:
+        import kornia.filters as kf
+    except ImportError:
+        return None
+    return kf
+
+
+def cases(quick: bool) -> list[BenchCase]:
+    from equilayers.nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
+
+    kf = _kornia()
+    out = []
+    for b, c, n in _sizes(quick):
+        tag = f"b{b} c{c} {n}x{n}"
+        params = {"batch": b, "channels": c, "size": n}
+
+        def make(build, b=b, c=c, n=n):
+            def _make(device=None):
+                torch.manual_seed(0)
+                return build().to(device), _input(b, c, n, device)
+            return _make
+
+        max_floor, avg_floor, conv_floor = (f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}",
+                                            f"Conv2d 3x3 s2 {tag}")
+        out += [
+            BenchCase(max_floor, FAMILY, make(lambda: nn.MaxPool2d(2)), params=params),
+            BenchCase(avg_floor, FAMILY, make(lambda: nn.AvgPool2d(2)), params=params),
+            BenchCase(conv_floor, FAMILY, make(lambda c=c: nn.Conv2d(c, c, 3, 2, 1)),
+                      params=params),
+            BenchCase(f"BlurPool2d {tag}", FAMILY, make(lambda: BlurPool2d()),
+                      floor=avg_floor, params=params),
+            BenchCase(f"MaxBlurPool2d {tag}", FAMILY, make(lambda: MaxBlurPool2d()),
+                      floor=max_floor, params=params),
+            BenchCase(f"reference max+depthwise blur {tag}", FAMILY,
+                      make(lambda c=c: ReferenceMaxBlurPool(c)), floor=max_floor,
+                      peer="reference", params=params),
+            BenchCase(f"PolyphasePool2d {tag}", FAMILY, make(lambda: PolyphasePool2d(2)),
+                      floor=max_floor, params=params),
+            BenchCase(f"BlurConv2d 3x3 s2 {tag}", FAMILY,
+                      make(lambda c=c: BlurConv2d(c, c, 3, 2, 1)), floor=conv_floor,
+                      params=params),
+        ]
+        if kf is not None:
+            out += [
+                BenchCase(f"kornia BlurPool2D {tag}", FAMILY,
+                          make(lambda: kf.BlurPool2D(3, 2)), floor=avg_floor, peer="kornia",
+                          params=params),
+                BenchCase(f"kornia MaxBlurPool2D {tag}", FAMILY,
+                          make(lambda: kf.MaxBlurPool2D(3, 2, 2)), floor=max_floor,
+                          peer="kornia", params=params),
+            ]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--filter", default="")
+    args = p.parse_args(argv)
+    rows, fwd_times, fb_times = [], {}, {}
+    for case in cases(args.quick):
+        if args.filter not in case.name:
+            continue
+        fn, x = case.make()
+        with torch.no_grad():
+            t_f = time_call(lambda fn=fn, x=x: fn(x), reps=args.reps, warmup=1)
+        t_fb = time_call(forward_backward(fn, x), reps=args.reps, warmup=1)
+        fwd_times[case.name], fb_times[case.name] = t_f, t_fb
+        ratio = ""
+        if case.floor in fb_times:
+            ratio = f"{t_f / fwd_times[case.floor]:.2f}x / {t_fb / fb_times[case.floor]:.2f}x"
+        rows.append((case.name, f"{t_f * 1e3:.2f}", f"{t_fb * 1e3:.2f}", case.floor or "-",
+                     ratio))
+    head = ("case", "fwd ms", "fwd+bwd ms", "floor", "vs floor (fwd / fwd+bwd)")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join("{:<" + str(w) + "}" for w in widths)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    print(fmt.format(*head))
+    for r in rows:
+        print(fmt.format(*r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""check_grid: find the layers whose sampling grid breaks exact equivariance at an input size."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .groups import GroupLike, get
+
+__all__ = ["Finding", "check_grid"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason why a model is not exactly equivariant at an input size.
+
+    Attributes:
+        layer: the module's qualified name (``"(input)"`` / ``"(group)"`` for model-level ones).
+        kind: the module's class name.
+        problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
+            ``"non-circular-padding"``, ``"non-square"`` or ``"off-grid-group"``.
+        breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
+        input_size: the ``(H, W)`` that reaches the layer.
+        message: why.
+        fix: how to make it exact.
+    """
+
+    layer: str
+    kind: str
+    problem: str
+    breaks: str
+    input_size: tuple[int, int]
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.layer} ({self.kind}): {self.message}. Fix: {self.fix}"
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(a, int) for a in v):
+        return (int(v[0]), int(v[1]))
+    if isinstance(v, (tuple, list)) and len(v) == 1 and isinstance(v[0], int):
+        return (int(v[0]), int(v[0]))
+    raise TypeError(f"{name}={v!r} is not an int or a pair")
+
+
+def _spatial_params(mod: nn.Module) -> dict | None:
+    """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
+    a conv- or pool-like module, by duck typing (``kernel_size`` and ``stride`` attributes)."""
+    if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
+        return None
+    try:
+        k = _pair(mod.kernel_size, "kernel_size")
+        s = _pair(mod.stride if mod.stride is not None else mod.kernel_size, "stride")
+        d = _pair(getattr(mod, "dilation", 1), "dilation")
+    except TypeError:
+        return None
+    ke = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    pad = getattr(mod, "padding", 0)
+    if pad == "valid":
+        sides = (0, 0, 0, 0)
+    elif pad == "same":  # torch pads the extra pixel at the end (bottom/right)
+        sides = ((ke[0] - 1) // 2, ke[0] - 1 - (ke[0] - 1) // 2,
+                 (ke[1] - 1) // 2, ke[1] - 1 - (ke[1] - 1) // 2)
+    else:
+        try:
+            p = _pair(pad, "padding")
+        except TypeError:
+            return None
+        sides = (p[0], p[0], p[1], p[1])
+    if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)) or "pool" in type(mod).__name__.lower():
+        default_mode = "pool"
+    else:
+        default_mode = "zeros"
+    mode = getattr(mod, "padding_mode", default_mode)
+    return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer"}
+
+
+def _pad_params(mod: nn.Module) -> dict | None:
+    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom)."""
+    name = type(mod).__name__
+    pad = getattr(mod, "padding", None)
+    if not name.endswith("Pad2d") or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+        return None
+    left, right, top, bottom = (int(v) for v in pad)
+    mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
+    return {"k": (1, 1), "s": (1, 1), "sides": (top, bottom, left, right), "mode": mode,
+            "padded_by": "module"}
+
+
+def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.Module, tuple]]:
+    """Forward zeros once; the spatial size of the input of every leaf module, in call order."""
+    seen: list[tuple[str, nn.Module, tuple]] = []
+    handles = []
+
+    def pre(name):
+        def hook(mod, args):
+            if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 3:
+                seen.append((name, mod, tuple(args[0].shape[-2:])))
+        return hook
+
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    for name, mod in leaves:  # a model without children is its own (only) leaf
+        handles.append(mod.register_forward_pre_hook(pre(name or type(mod).__name__)))
+    p = next(model.parameters(), None)
+    x = torch.zeros(tuple(shape), dtype=p.dtype if p is not None and p.is_floating_point()
+                    else torch.float32, device=p.device if p is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _axes(group) -> tuple[bool, bool, bool]:
+    """(needs symmetric rows, needs symmetric columns, needs square) for the grid elements."""
+    rows = cols = square = False
+    for g in group.grid_elements():
+        q = g.quarter_turns or 0
+        if g.reflection:
+            cols = True
+        if q % 2 == 1:
+            rows = cols = square = True
+        elif q == 2:
+            rows = cols = True
+    return rows, cols, square
+
+
+def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
+                   ) -> list[Finding]:
+    out = []
+    for name, mod, (h, w) in sizes:
+        prm = _spatial_params(mod) or _pad_params(mod)
+        if prm is None:
+            continue
+        kind = type(mod).__name__
+        top, bottom, left, right = prm["sides"]
+        checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]
+        rot_what = "rotations" if rows and cols else "flips"
+        asym, parity = [], []
+        for axis, n, lo, hi, needed, label in checks:
+            if not needed:
+                continue
+            if lo != hi:
+                asym.append(f"{label}: {lo} before, {hi} after")
+                continue
+            k, s = prm["k"][axis], prm["s"][axis]
+            rem = (n + lo + hi - k) % s
+            if rem:
+                parity.append(f"{label}: ({n} + {lo + hi} - {k}) % {s} = {rem}")
+        if square and (prm["k"][0], prm["s"][0], top) != (prm["k"][1], prm["s"][1], left):
+            out.append(Finding(
+                name, kind, "anisotropic", "rotations", (h, w),
+                "90-degree rotations swap height and width, but kernel/stride/padding differ "
+                f"between them (kernel {prm['k']}, stride {prm['s']}, padding {(top, left)})",
+                "use the same kernel size, stride, dilation and padding on both dims"))
+        if asym:
+            out.append(Finding(
+                name, kind, "asymmetric-padding", rot_what, (h, w),
+                f"asymmetric padding ({'; '.join(asym)}), so the output grid is not centred "
+                "on the input's",
+                "use symmetric padding (an odd kernel with padding=kernel_size//2 instead of "
+                "padding='same' with an even kernel)"))
+        if parity:
+            s_txt = "x".join(map(str, prm["s"])) if prm["s"][0] != prm["s"][1] else prm["s"][0]
+            out.append(Finding(
+                name, kind, "stride-parity", rot_what, (h, w),
+                f"stride {s_txt} on a {h}x{w} input samples a grid that is not symmetric about "
+                f"the centre ((size + 2*padding - effective kernel) % stride must be 0; "
+                f"{'; '.join(parity)})",
+                "make (size + 2*padding - effective kernel) divisible by the stride at this "
+                "layer"))
+        if shifts and (top or bottom or left or right) and prm["mode"] != "circular":
+            mode = prm["mode"]
+            fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
+                   else "nn.CircularPad2d before it and padding=0" if mode == "pool"
+                   else "nn.CircularPad2d instead")
+            out.append(Finding(
+                name, kind, "non-circular-padding", "shifts", (h, w),
+                f"padding_mode={mode!r} pads with content that does not move with the image, "
+                "so circular shifts are not exact at the borders",
+                fix))
+    return out
+
+
+def check_grid(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    group: GroupLike = "p4",
+    *,
+    shifts: bool = True,
+    search: int = 64,
+) -> list[Finding]:
+    """List the layers that break exact equivariance at ``input_shape``, and the fix for each.
+
+    No training and no random data: one forward pass on zeros with hooks records the size that
+    reaches every leaf module; conv- and pool-like modules are recognised by their attributes
+    (``kernel_size``, ``stride``, ``padding``, ``dilation``, ``padding_mode``), so
+    ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``, ``nn.*Pad2d`` and equilayers' layers
+    are all checked. The conditions (necessary for exactness; the weights must also be
+    equivariant, which this does not inspect):
+
+    * **stride parity** (rotations by 90/180 degrees and flips): a layer with stride ``s``,
+      effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
+      a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
+      smallest larger input size for which every layer passes ("use an input size of 65").
+      Even kernels with symmetric padding are symmetric and pass.
+    * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
+      between height and width.
+    * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
+      0, 1))``): the output grid is off-centre.
+    * **non-circular padding** (integer circular shifts, when ``shifts``): zeros, reflect or
+      replicate padding, and pooling padding, do not move with a circularly shifted image.
+      Subsampling by a stride ``s`` is equivariant only to shifts by multiples of ``s``, and
+      on a torus only when ``s`` divides the size (so under stride 2, exact rotations want odd
+      sizes and exact circular shifts even ones); that is inherent aliasing, not a grid
+      defect, and is measured (not listed) by
+      :func:`equilayers.metrics.layerwise_shift_equivariance`.
+    * **non-square input** under 90-degree rotations, and groups with off-grid rotations
+      (``"c8"``: 45 degrees), which no pixel grid carries exactly.
+
+    Args:
+        model: the network.
+        input_shape: the full input shape, e.g. ``(1, 3, 64, 64)``.
+        group: the rotation/flip group (``"c1"`` to check shifts only).
+        shifts: also check circular-shift exactness.
+        search: how many larger input sizes to try when suggesting one.
+
+    Returns:
+        The findings; an empty list means the grid allows exact equivariance.
+
+    Example:
+        >>> net = nn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode="circular")
+        >>> [f.fix for f in check_grid(net, (1, 3, 64, 64))]
+        ['use an input size of 65']
+        >>> check_grid(net, (1, 3, 65, 65))
+        []
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"check_grid needs an nn.Module; got {type(model).__name__}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
+    if (shape is None or len(shape) < 3 or
+            not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ValueError(f"input_shape must be a full shape of positive ints such as "
+                         f"(1, 3, 64, 64); got {input_shape!r}")
+    grp = get(group)
+    rows, cols, square = _axes(grp)
+    findings: list[Finding] = []
+    h, w = shape[-2:]
+    if not grp.is_finite or any(not g.is_grid for g in grp.elements()):
+        findings.append(Finding("(group)", grp.name, "off-grid-group", "group", (h, w),
+                                f"{grp.name} has rotations that are not multiples of 90 "
+                                "degrees; no pixel grid carries them exactly",
+                                "measure the approximate error (equilayers.metrics), or use "
+                                "c4/d4 for exactness"))
+    if square and h != w:
+        findings.append(Finding("(input)", "input", "non-square", "rotations", (h, w),
+                                f"90-degree rotations need a square input; got {h}x{w}",
+                                f"use an input size of {max(h, w)}x{max(h, w)}"))
+    sizes = _record_sizes(model, shape)
+    layer = _grid_findings(sizes, rows, cols, shifts, square)
+    if any(f.problem == "stride-parity" for f in layer):
+        better = None
+        for extra in range(1, search + 1):
+            cand = (*shape[:-2], h + extra if rows else h, w + extra if cols else w)
+            try:
+                trial = _grid_findings(_record_sizes(model, cand), rows, cols, False)
+            except Exception:  # the model may only accept some sizes (a Linear after Flatten)
+                continue
+            if not any(f.problem == "stride-parity" for f in trial):
+                better = cand[-2:]
+                break
+        if better is not None:
+            size = str(better[0]) if better[0] == better[1] else f"{better[0]}x{better[1]}"
+            layer = [Finding(f.layer, f.kind, f.problem, f.breaks, f.input_size, f.message,
+                             f"use an input size of {size}") if f.problem == "stride-parity"
+                     else f for f in layer]
+    return findings + layer

@@ -1,0 +1,211 @@
+"""Model surgery: make the strided layers of any ``nn.Module`` anti-aliased."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .functional._blur import check_kernel_size
+from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
+
+__all__ = ["antialias", "Replacement"]
+
+_MODES = ("blur", "polyphase")
+
+
+class Replacement(NamedTuple):
+    """One layer replaced by :func:`antialias`: its qualified name, the old and the new
+    module."""
+
+    name: str
+    old: nn.Module
+    new: nn.Module
+
+
+class _CircularPad(nn.Module):
+    """Pad ``(k-1)//2`` before and the rest after, circularly, so a stride-1 window op of size
+    ``k`` keeps the size (the polyphase path needs that)."""
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw) = self.kernel_size
+        th, tw = kh - 1, kw - 1
+        return F.pad(x, (tw // 2, tw - tw // 2, th // 2, th - th // 2), mode="circular")
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _uniform(v) -> int | None:
+    a, b = _pair(v)
+    return a if a == b else None
+
+
+def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
+    """The replacement of ``m``, ``None`` when ``m`` is not a strided layer, or a string saying
+    why a strided layer is left alone."""
+    if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
+        return None
+    if isinstance(m, nn.MaxPool2d):
+        stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+        if stride == (1, 1):
+            return None
+        s, k, p = _uniform(stride), _uniform(m.kernel_size), _uniform(m.padding)
+        if None in (s, k, p) or _pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices:
+            return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
+        if mode == "blur":
+            return MaxBlurPool2d(k, s, blur_size, padding=p)
+        return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
+                             PolyphasePool2d(s, blur_size=blur_size))
+    if isinstance(m, nn.AvgPool2d):
+        stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+        if stride == (1, 1):
+            return None
+        s, k = _uniform(stride), _uniform(m.kernel_size)
+        if s is None or k is None or m.ceil_mode or m.divisor_override is not None:
+            return "AvgPool2d with unequal sizes, ceil_mode or divisor_override"
+        if mode == "blur":
+            return nn.Sequential(nn.AvgPool2d(k, 1, m.padding, count_include_pad=
+                                              m.count_include_pad), BlurPool2d(None, blur_size, s))
+        return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
+                             PolyphasePool2d(s, blur_size=blur_size))
+    if isinstance(m, nn.Conv2d):
+        if _pair(m.stride) == (1, 1):
+            return None
+        if type(m) is not nn.Conv2d:
+            return f"a subclass of Conv2d ({type(m).__name__})"
+        s = _uniform(m.stride)
+        if s is None or isinstance(m.padding, str):
+            return "Conv2d with unequal strides or string padding"
+        if mode == "blur":
+            new = BlurConv2d(m.in_channels, m.out_channels, m.kernel_size, s, m.padding,
+                             m.dilation, m.groups, m.bias is not None, m.padding_mode,
+                             device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size)
+            with torch.no_grad():
+                new.weight.copy_(m.weight)
+                if m.bias is not None:
+                    new.bias.copy_(m.bias)
+            return new
+        (kh, kw), (dh, dw), (ph, pw) = m.kernel_size, m.dilation, m.padding
+        if (2 * ph, 2 * pw) != (dh * (kh - 1), dw * (kw - 1)):
+            return ("Conv2d whose stride-1 output does not keep the size "
+                    "(2 * padding != dilation * (kernel_size - 1)): polyphase needs it")
+        conv = copy.deepcopy(m)
+        conv.stride = (1, 1)
+        return nn.Sequential(conv, PolyphasePool2d(s, blur_size=blur_size))
+    return None
+
+
+def antialias(
+    model: nn.Module,
+    *,
+    blur_size: int = 3,
+    mode: str = "blur",
+    skip: Iterable[str] | Callable[[str, nn.Module], bool] | None = None,
+    inplace: bool = False,
+    return_report: bool = False,
+) -> nn.Module | tuple[nn.Module, list[Replacement]]:
+    """Replace the strided downsampling layers of ``model`` with anti-aliased ones.
+
+    ``mode="blur"`` (Zhang 2019):
+
+    * ``nn.MaxPool2d(k, s, p)``, ``s > 1`` -> :class:`~equilayers.nn.MaxBlurPool2d`
+      ``(k, s, blur_size, padding=p)``;
+    * ``nn.Conv2d`` with stride ``s > 1`` -> :class:`~equilayers.nn.BlurConv2d` (same
+      arguments, weight and bias copied: the old ``state_dict`` loads into the new model);
+    * ``nn.AvgPool2d(k, s, p)``, ``s > 1`` -> ``Sequential(AvgPool2d(k, 1, p),
+      BlurPool2d(kernel_size=blur_size, stride=s))``.
+
+    These keep every output shape of the original for every input size.
+
+    ``mode="polyphase"`` (Chaman & Dokmanic 2021): the same layers become the op at stride 1
+    (pools padded circularly to keep the size) followed by
+    ``PolyphasePool2d(s, blur_size=blur_size)``; convs keep their own padding and must keep the
+    size at stride 1 (``2 padding == dilation (k - 1)``). Output shapes equal the original's
+    when ``H, W`` are divisible by each stride and the layers pad "same"-style (3x3 pad 1,
+    7x7 pad 3, 1x1 pad 0, 2x2 max-pool): the usual ResNet layout. A chain of circular convs
+    and converted layers ending in a global pool is then exactly invariant to circular shifts
+    (tested). Residual blocks with a strided shortcut are not: each branch picks its own
+    polyphase component, so the branches can disagree after a shift (Chaman & Dokmanic pass the
+    main branch's index to the shortcut, which needs the block's code, not surgery); they still
+    measurably reduce the output change under 1-px shifts.
+
+    Layers that cannot be converted exactly (unequal strides, dilated or ``ceil_mode`` pools,
+    string padding, subclasses of ``nn.Conv2d``) are left alone with a ``UserWarning``.
+
+    Args:
+        model: any module; not modified unless ``inplace=True``.
+        blur_size: binomial filter size, 1..7.
+        mode: ``"blur"`` or ``"polyphase"``.
+        skip: qualified module names (as in ``named_modules()``) to leave alone, with
+            everything inside them, or a predicate ``skip(name, module) -> bool``.
+        inplace: modify ``model`` itself instead of a deep copy.
+        return_report: also return the list of :class:`Replacement` records.
+
+    Returns:
+        The converted model, or ``(model, report)`` with ``return_report=True``.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.MaxPool2d(2))
+        >>> new, report = antialias(m, return_report=True)
+        >>> [(r.name, type(r.new).__name__) for r in report]
+        [('0', 'BlurConv2d'), ('1', 'MaxBlurPool2d')]
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"antialias expects an nn.Module; got {type(model).__name__}")
+    if mode not in _MODES:
+        raise ValueError(f"unknown mode={mode!r}; valid: {', '.join(map(repr, _MODES))}")
+    check_kernel_size(blur_size, "blur_size")
+    names = {n for n, _ in model.named_modules()}
+    if skip is None:
+        def skipped(name: str, module: nn.Module) -> bool:
+            return False
+    elif callable(skip):
+        skipped = skip
+    else:
+        if isinstance(skip, str):
+            raise TypeError(f"skip must be a collection of names or a predicate; got the string "
+                            f"{skip!r} (write skip=[{skip!r}])")
+        skip_set = set(skip)
+        unknown = sorted(skip_set - names)
+        if unknown:
+            raise ValueError(f"skip names {unknown} are not modules of the model; valid names "
+                             "are those of model.named_modules()")
+
+        def skipped(name: str, module: nn.Module) -> bool:  # a skipped name skips its subtree
+            return any(name == s or name.startswith(s + ".") for s in skip_set)
+
+    if not inplace:
+        model = copy.deepcopy(model)
+    report: list[Replacement] = []
+    left: list[str] = []
+    for name, module in list(model.named_modules()):
+        if not name or skipped(name, module):
+            continue
+        new = _convert(module, mode, blur_size)
+        if new is None:
+            continue
+        if isinstance(new, str):
+            left.append(f"{name} ({new})")
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, new)
+        report.append(Replacement(name, module, new))
+    if left:
+        warnings.warn(f"antialias left these strided layers alone: {'; '.join(left)}",
+                      stacklevel=2)
+    return (model, report) if return_report else model

@@ -1,0 +1,132 @@
+"""Adaptive polyphase sampling (Chaman & Dokmanic 2021) and its inverse placement.
+
+The ``s x s`` polyphase components of ``x`` are ``x[..., i::s, j::s]``, indexed by the flat
+index ``i * s + j``. :func:`polyphase_pool2d` keeps, per sample, the component with the largest
+norm (taken over every non-batch dim, so on 5-D group maps the choice does not depend on the
+fiber order). A circular shift of the input permutes the components cyclically (and shifts
+them), so the same samples are kept: circular convolutions, polyphase pools and a global pool
+make an exactly shift-invariant model.
+
+Rotations and flips (``H == W``, divisible by ``s``): ``rot90`` maps component ``(a, b)`` to
+``(s-1-b, a)``, rotated; the horizontal flip maps ``(a, b)`` to ``(a, s-1-b)``, flipped.
+Norms are preserved, so when the largest norm is unique the choice commutes with every element
+of D4 and the pooled map transforms like the input. Ties go to the lowest flat index; no rule
+can commute with D4 on tied inputs (e.g. a rot90-invariant image whose components have equal
+norms), so exactness holds for inputs whose largest norm is unique (random inputs, almost
+surely). The norms are accumulated in float64 so that rounding cannot reorder near ties of
+float32 inputs differently for a transformed input (except on MPS, which lacks float64).
+
+Measured pitfall: at stride 2 every binomial blur (``blur_size >= 2``) gives each phase half of
+the total mass, so with ``criterion="l1"`` on non-negative inputs (after a ReLU) all components
+tie exactly and the choice is decided by rounding; use ``"l2"`` (the default) with a blur.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._blur import binomial_filter, blur_nd, check_kernel_size, check_padding_mode, check_stride
+
+__all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
+
+CRITERIA = {"l2": 2, "l1": 1, "linf": math.inf}
+
+
+def _check_criterion(criterion: str) -> float:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion={criterion!r}; valid: "
+                         f"{', '.join(map(repr, CRITERIA))}")
+    return CRITERIA[criterion]
+
+
+def _check_input(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    if x.dim() < 3:
+        raise ValueError(f"{what} expects (B, ..., H, W) with a batch dim; got shape "
+                         f"{tuple(x.shape)}")
+
+
+def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
+                     blur_size: int = 1, padding_mode: str = "circular",
+                     return_index: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Keep the polyphase component of largest norm, per sample.
+
+    Optionally blurs first (``blur_size > 1``: a binomial blur at stride 1 with
+    ``padding_mode``). See :class:`equilayers.nn.PolyphasePool2d` and the module docstring.
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H`` and ``W`` divisible by ``stride``.
+        stride: integer >= 2.
+        criterion: ``"l2"``, ``"l1"`` or ``"linf"`` norm of a component.
+        blur_size: binomial blur before sampling, 1..7 (1 = none).
+        padding_mode: padding of the blur (``"circular"`` keeps exact shift invariance).
+        return_index: also return the chosen flat index ``i * stride + j`` per sample,
+            shape ``(B,)`` (int64), for :func:`polyphase_upsample2d`.
+
+    Example:
+        >>> y, idx = polyphase_pool2d(torch.randn(2, 3, 8, 8), return_index=True)
+        >>> y.shape, idx.shape
+        (torch.Size([2, 3, 4, 4]), torch.Size([2]))
+    """
+    s = check_stride(stride, "stride", minimum=2)
+    order = _check_criterion(criterion)
+    check_kernel_size(blur_size, "blur_size")
+    check_padding_mode(padding_mode)
+    _check_input(x, "polyphase_pool2d")
+    h, w = x.shape[-2:]
+    if h % s or w % s:
+        raise ValueError(f"polyphase_pool2d needs H and W divisible by stride={s} (circular "
+                         f"shifts must permute the components); got H={h}, W={w}. Crop or pad "
+                         f"the input to a multiple of {s} first")
+    if blur_size > 1:
+        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device)
+        x = blur_nd(x, filt, 1, padding_mode, 2, "polyphase_pool2d")
+    b = x.shape[0]
+    lead = x.shape[1:-2]
+    xr = x.reshape(b, -1, h // s, s, w // s, s)
+    acc = None if x.device.type == "mps" else torch.float64
+    crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4), dtype=acc)  # (B, s, s)
+    index = crit.reshape(b, s * s).argmax(dim=1)
+    rows = torch.arange(b, device=x.device)
+    out = xr[rows, :, :, index // s, :, index % s]  # (B, R, H/s, W/s)
+    out = out.reshape(b, *lead, h // s, w // s)
+    return (out, index) if return_index else out
+
+
+def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, *,
+                         blur_size: int = 1, padding_mode: str = "circular") -> torch.Tensor:
+    """Put ``x`` back on the polyphase component it came from; zeros elsewhere.
+
+    ``y[b, ..., i + s p, j + s q] = x[b, ..., p, q]`` with ``i * s + j = index[b]`` (the index
+    returned by :func:`polyphase_pool2d` with ``return_index=True``). With ``blur_size > 1`` the
+    result is then blurred at stride 1 with the binomial filter scaled by ``s**2`` (keeps the
+    mean, as :func:`blur_upsample2d`). Output ``(B, ..., s H, s W)``.
+
+    ``polyphase_upsample2d(*polyphase_pool2d(x, s, return_index=True), s)`` keeps the chosen
+    samples of ``x`` in place and is exactly equivariant to every integer circular shift.
+    """
+    s = check_stride(stride, "stride", minimum=2)
+    check_kernel_size(blur_size, "blur_size")
+    check_padding_mode(padding_mode)
+    _check_input(x, "polyphase_upsample2d")
+    b = x.shape[0]
+    if not isinstance(index, torch.Tensor) or index.shape != (b,) or index.is_floating_point():
+        raise ValueError(f"index must be an integer tensor of shape ({b},) (one flat component "
+                         f"index i*stride+j per sample, from polyphase_pool2d(..., "
+                         f"return_index=True)); got {index!r}")
+    h, w = x.shape[-2:]
+    lead = x.shape[1:-2]
+    xr = x.reshape(b, -1, h, w)
+    y = x.new_zeros(b, xr.shape[1], h, s, w, s)
+    index = index.to(x.device)
+    rows = torch.arange(b, device=x.device)
+    y[rows, :, :, index // s, :, index % s] = xr
+    y = y.reshape(b, *lead, h * s, w * s)
+    if blur_size > 1:
+        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
+        y = blur_nd(y, filt, 1, padding_mode, 2, "polyphase_upsample2d")
+    return y

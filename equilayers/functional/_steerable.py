@@ -1,0 +1,306 @@
+"""Steerable filter bases in closed form: circular harmonics times Gaussian rings.
+
+A filter is sampled on the ``k x k`` grid at offsets ``q = (x, y)`` with ``x = column - c`` and
+``y = c - row`` (``c = k // 2``; ``y`` up, so a positive angle is counter-clockwise as
+displayed). Every basis function is a product of a radial ring and an angular harmonic,
+
+    b(q) = exp(-(|q| - r_i)^2 / (2 sigma_i^2)) * e^{i f phi(q)},
+
+on rings ``r_i = 0, 1, ..., k // 2`` (``sigma = 0.4`` at the centre, ``0.6`` elsewhere), with
+the angular frequency capped per ring (``|f| <= max(1, 2 r_i - 1)`` on the outer ring and
+``|f| <= 2 r_i`` inside; only ``f = 0`` at the centre). Rotating such a function is exact
+(``phi -> phi - t``), so a basis built from them obeys the kernel constraint
+``K(g q) = rho_out(g) K(q) rho_in(g)^{-1}`` exactly as continuous functions, and on the grid
+for every element that maps the grid onto itself.
+
+Harmonic fibers (complex notation ``z_m = c_m + i s_m``): a block from order ``n`` to order
+``m`` is the real-linear map ``z -> alpha(q) z + beta(q) conj(z)``; rotation-equivariance needs
+``alpha`` to carry angular frequencies ``f = m - n`` and ``beta`` ``f = m + n`` (modulo ``N``
+for C_N), each with a complex radial coefficient; the flip of O(2)/D_N keeps the coefficients
+that are real when ``f + m + n`` is even and imaginary when it is odd. Order 0 is one real slot.
+
+Regular fibers of C_N/D_N: ``K[a, b](q) = psi_{a^-1 b}(a^-1 q)`` with ``psi`` free in the
+band-limited space above, i.e. the ``|G|`` rotated (and flipped) copies of continuous filters,
+evaluated analytically at the rotated coordinates (no pixel interpolation).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from ..groups import Group, GroupLike, get
+
+__all__ = ["steerable_basis", "expand_steerable", "basis_frequency_cap"]
+
+_SIGMA = 0.6
+_SIGMA_CENTRE = 0.4
+_SUPPORTED = (
+    "trivial->trivial, trivial->harmonic, harmonic->trivial and harmonic->harmonic for every "
+    "group; trivial->regular and regular->regular for finite groups (cN, dN)"
+)
+
+
+def basis_frequency_cap(radius: int, kernel_size: int) -> int:
+    """The largest angular frequency sampled on ring ``radius`` of a ``kernel_size`` filter."""
+    if radius == 0:
+        return 0
+    if radius == kernel_size // 2:
+        return max(1, 2 * radius - 1)
+    return 2 * radius
+
+
+def _grid(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    c = k // 2
+    idx = torch.arange(k, dtype=torch.float64)
+    x = (idx - c)[None, :].expand(k, k)
+    y = (c - idx)[:, None].expand(k, k)
+    return torch.sqrt(x * x + y * y), torch.atan2(y, x)
+
+
+def _rings(k: int, r: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    out = []
+    for i in range(k // 2 + 1):
+        sigma = _SIGMA_CENTRE if i == 0 else _SIGMA
+        out.append((i, torch.exp(-((r - i) ** 2) / (2 * sigma * sigma))))
+    return out
+
+
+def _freqs(cap: int, residue: int, n: int | None) -> list[int]:
+    """Frequencies ``|f| <= cap`` with ``f == residue`` (SO(2)) or ``f == residue mod n``."""
+    if n is None:
+        return [residue] if abs(residue) <= cap else []
+    return [f for f in range(-cap, cap + 1) if (f - residue) % n == 0]
+
+
+def _check_order(order, rep: str, which: str) -> int:
+    if rep != "harmonic":
+        return 0
+    if order is None:
+        raise ValueError(f"{which}_rep='harmonic' needs {which}_order=M (>= 0), the maximal "
+                         "rotation order of the fiber; got None")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+        raise ValueError(f"{which}_order must be an integer >= 0 (max_order); got {order!r}")
+    return order
+
+
+def _coefs(group: Group, f: int, m: int, n: int) -> list[complex]:
+    if not group.reflections:
+        return [1.0 + 0j, 1j]
+    return [1.0 + 0j] if (f + m + n) % 2 == 0 else [1j]
+
+
+# Patterns (P_u, P_v) of one block: the block is P_u * u + P_v * v with u + i v the complex
+# function coef * ring * e^{i f phi}.
+_P_ALPHA = (((1, 0), (0, 1)), ((0, -1), (1, 0)))  # z -> w z
+_P_BETA = (((1, 0), (0, -1)), ((0, 1), (1, 0)))  # z -> w conj(z)
+_P_GAMMA = (((1, 0), (0, 0)), ((0, 0), (1, 0)))  # x -> w x (column)
+_P_DELTA = (((1, 0), (0, 0)), ((0, -1), (0, 0)))  # z -> Re(w z) (row)
+_P_EPS = (((1, 0), (0, 0)), ((0, 0), (0, 0)))  # x -> Re(w) x
+
+
+def _block_specs(group: Group, m: int, n: int, k: int) -> list[tuple]:
+    """``(ring, f, coef, pattern)`` for the basis of the ``order n -> order m`` block."""
+    out = []
+    nn_ = group.n
+    for i in range(k // 2 + 1):
+        cap = basis_frequency_cap(i, k)
+        if m == 0 and n == 0:
+            terms = [(f, _P_EPS) for f in _freqs(cap, 0, nn_) if f >= 0]
+        elif n == 0:
+            terms = [(f, _P_GAMMA) for f in _freqs(cap, m, nn_)]
+        elif m == 0:
+            terms = [(f, _P_DELTA) for f in _freqs(cap, -n, nn_)]
+        else:
+            terms = [(f, _P_ALPHA) for f in _freqs(cap, m - n, nn_)]
+            terms += [(f, _P_BETA) for f in _freqs(cap, m + n, nn_)]
+        for f, pat in terms:
+            for coef in _coefs(group, f, m, n):
+                if pat is _P_EPS and f == 0 and coef.imag:
+                    continue  # Re(i) = 0
+                out.append((i, f, coef, pat))
+    return out
+
+
+def _ring_table(k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r, phi = _grid(k)
+    rings = torch.stack([radial for _, radial in _rings(k, r)])
+    return r, phi, rings
+
+
+def _harmonic_basis(group: Group, m_out: int, m_in: int, k: int) -> torch.Tensor:
+    f_out, f_in = 2 * m_out + 1, 2 * m_in + 1
+    specs, pu, pv = [], [], []
+    for m in range(m_out + 1):
+        for n in range(m_in + 1):
+            for i, f, coef, pat in _block_specs(group, m, n, k):
+                specs.append((i, f, coef))
+                for dst, p in ((pu, pat[0]), (pv, pat[1])):
+                    full = [[0.0] * f_in for _ in range(f_out)]
+                    for a in range(2 if m else 1):
+                        for b in range(2 if n else 1):
+                            full[(2 * m - 1 if m else 0) + a][(2 * n - 1 if n else 0) + b] = \
+                                float(p[a][b])
+                    dst.append(full)
+    if not specs:
+        return torch.zeros(0, f_out, f_in, k, k, dtype=torch.float64)
+    r, phi, rings = _ring_table(k)
+    ring = torch.tensor([s[0] for s in specs])
+    freq = torch.tensor([float(s[1]) for s in specs], dtype=torch.float64)
+    cre = torch.tensor([s[2].real for s in specs], dtype=torch.float64)[:, None, None]
+    cim = torch.tensor([s[2].imag for s in specs], dtype=torch.float64)[:, None, None]
+    ang = freq[:, None, None] * phi
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    radial = rings[ring].masked_fill((freq != 0)[:, None, None] & (r == 0), 0.0)
+    u = radial * (cre * cos - cim * sin)
+    v = radial * (cre * sin + cim * cos)
+    pu_t = torch.tensor(pu, dtype=torch.float64)
+    pv_t = torch.tensor(pv, dtype=torch.float64)
+    return (pu_t[:, :, :, None, None] * u[:, None, None]
+            + pv_t[:, :, :, None, None] * v[:, None, None])
+
+
+def _rotated_table(group: Group, k: int) -> torch.Tensor:
+    """``T[a, j]``: free function ``j`` of the unconstrained band-limited space (ring times
+    ``cos f phi`` or ``sin f phi``) evaluated at ``a^-1 q``, for every element ``a``:
+    ``(|G|, n_funcs, k, k)``."""
+    r, phi, rings = _ring_table(k)
+    ring, freq, is_sin = [], [], []
+    for i in range(k // 2 + 1):
+        for f in range(basis_frequency_cap(i, k) + 1):
+            for s in ((0, 1) if f > 0 else (0,)):
+                ring.append(i)
+                freq.append(float(f))
+                is_sin.append(bool(s))
+    els = group.elements()
+    t = torch.tensor([a.angle for a in els], dtype=torch.float64)[:, None, None]
+    refl = torch.tensor([a.reflection for a in els])[:, None, None]
+    # a = r^t m^s; a^-1 q has polar angle phi - t (s = 0) or pi - phi + t (s = 1)
+    ang = torch.where(refl, math.pi - phi + t, phi - t)  # (G, k, k)
+    freq_t = torch.tensor(freq, dtype=torch.float64)[None, :, None, None]
+    arg = freq_t * ang[:, None]
+    val = torch.where(torch.tensor(is_sin)[None, :, None, None], torch.sin(arg), torch.cos(arg))
+    radial = rings[torch.tensor(ring)].masked_fill((freq_t[0] != 0) & (r == 0), 0.0)
+    return val * radial
+
+
+def _regular_basis(group: Group, k: int, lifting: bool) -> torch.Tensor:
+    table = _rotated_table(group, k)  # (G, J, k, k)
+    # every rotated copy of psi_j has the norm of psi_j (rotations by grid-exact evaluation)
+    norms = table[0].flatten(1).norm(dim=1).clamp_min(1e-12)
+    g, j = table.shape[:2]
+    if lifting:  # K[a, 0] = psi(a^-1 q)
+        table = table / (norms[None, :, None, None] * math.sqrt(g))
+        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
+    table = table / (norms[None, :, None, None] * math.sqrt(g))
+    # basis (h, j): K[a, b] = [a^-1 b == h] psi_j(a^-1 q), i.e. b = a h
+    cay = group.cayley_table  # cay[a, h] = slot of a * h
+    out = torch.zeros(g, j, g, g, k, k, dtype=torch.float64)
+    a_idx = torch.arange(g)[:, None].expand(g, g)  # [a, h]
+    h_idx = torch.arange(g)[None, :].expand(g, g)
+    out[h_idx, :, a_idx, cay] = table[:, None].expand(g, g, j, k, k)
+    return out.reshape(g * j, g, g, k, k)
+
+
+def _normalize(basis: torch.Tensor) -> torch.Tensor:
+    if basis.shape[0] == 0:
+        return basis
+    norms = basis.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return basis / norms.view(-1, *([1] * (basis.dim() - 1)))
+
+
+@functools.lru_cache(maxsize=128)
+def _cached(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_out: int):
+    if out_rep == "regular":
+        return _regular_basis(group, k, lifting=in_rep == "trivial")
+    return _normalize(_harmonic_basis(group, m_out, m_in, k))
+
+
+def steerable_basis(
+    group: GroupLike,
+    in_rep: str,
+    out_rep: str,
+    kernel_size: int,
+    *,
+    in_order: int | None = None,
+    out_order: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The steerable filter basis for ``in_rep -> out_rep`` fields of ``group``.
+
+    Every element ``B[j]`` of the basis is a ``(F_out, F_in, k, k)`` filter that obeys the
+    kernel constraint ``K(g q) = rho_out(g) K(q) rho_in(g)^{-1}`` for every ``g`` of the group
+    (as a continuous function; on the pixel grid exactly for rotations by multiples of 90
+    degrees and the flip), so ``F.conv2d`` with any linear combination is equivariant. Built in
+    closed form from circular harmonics on Gaussian rings (see the module docstring), each
+    element scaled to unit Frobenius norm. Results are cached (float64) per arguments; a fresh
+    tensor is returned.
+
+    Args:
+        group: ``"cN"``, ``"dN"`` (any N), ``"so2"`` or ``"o2"``.
+        in_rep, out_rep: ``"trivial"`` (F = 1), ``"harmonic"`` (F = 2M + 1) or, for finite
+            groups, ``"regular"`` (F = |G|; supported: trivial->regular, regular->regular).
+        kernel_size: odd ``k >= 1``.
+        in_order, out_order: the maximal rotation order ``M`` of a harmonic in/out fiber.
+        dtype, device: of the result (default: torch's default dtype, CPU).
+
+    Returns:
+        ``(num_basis, F_out, F_in, k, k)``.
+
+    Example:
+        >>> steerable_basis("so2", "trivial", "harmonic", 5, out_order=2).shape
+        torch.Size([10, 5, 1, 5, 5])
+    """
+    grp = get(group)
+    for name, rep in (("in_rep", in_rep), ("out_rep", out_rep)):
+        if rep not in ("trivial", "regular", "harmonic"):
+            raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
+                             "'harmonic' or (finite groups) 'regular'")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
+                         f"{kernel_size!r}")
+    m_in = _check_order(in_order, in_rep, "in")
+    m_out = _check_order(out_order, out_rep, "out")
+    if "regular" in (in_rep, out_rep):
+        if not grp.is_finite:
+            raise ValueError(f"{grp.name} is continuous and has no regular fields; use "
+                             "in_rep/out_rep='harmonic' with a max_order")
+        if out_rep != "regular":
+            raise ValueError(f"basis {in_rep}->{out_rep} is not supported (supported: "
+                             f"{_SUPPORTED}); map regular fields to harmonic ones with "
+                             "RegularToHarmonic first")
+        if in_rep == "harmonic":
+            raise ValueError(f"basis harmonic->regular is not supported (supported: "
+                             f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
+    basis = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out)
+    return basis.to(dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
+
+
+def expand_steerable(weight: torch.Tensor, basis: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The dense ``F.conv2d`` filter ``sum_j weight[..., j] * basis[j]``, fields major.
+
+    Args:
+        weight: ``(C_out, C_in // groups, num_basis)``.
+        basis: ``(num_basis, F_out, F_in, k, k)`` from :func:`steerable_basis`.
+        groups: the conv's ``groups`` (checked against ``C_out``).
+
+    Returns:
+        ``(C_out * F_out, C_in // groups * F_in, k, k)``: slot ``(o, f)`` is row
+        ``o * F_out + f``, so ``F.conv2d(x.reshape(B, C_in * F_in, H, W), filt, groups=groups)``
+        reshaped to ``(B, C_out, F_out, H', W')`` is the steerable conv.
+    """
+    if weight.dim() != 3 or basis.dim() != 5 or weight.shape[-1] != basis.shape[0]:
+        raise ValueError(f"expand_steerable needs weight (C_out, C_in // groups, num_basis) and "
+                         f"basis (num_basis, F_out, F_in, k, k) with matching num_basis; got "
+                         f"{tuple(weight.shape)} and {tuple(basis.shape)}")
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
+    c_out, c_in, nb = weight.shape
+    _, f_out, f_in, kh, kw = basis.shape
+    filt = (weight.reshape(c_out * c_in, nb) @ basis.reshape(nb, -1)).reshape(
+        c_out, c_in, f_out, f_in, kh, kw)
+    return filt.transpose(1, 2).reshape(c_out * f_out, c_in * f_in, kh, kw)

@@ -1,0 +1,35 @@
+"""Metrics: how invariant or equivariant a model actually is, on a batch, on its device.
+
+Every function takes any ``nn.Module`` (or callable) and a batch, documents its formula and its
+source, and raises ``ValueError`` naming a bad value. ``invariance_error`` and
+``equivariance_error`` are the harness's own definitions (:mod:`equilayers.testing`), re-exported.
+"""
+
+from ._consistency import TRANSFORMS, consistency
+from ._deformation import DeformationStability, deformation_stability, random_deformation
+from ._geed import DISTANCES, equivariance_error, geed, invariance_error
+from ._layerwise import (
+    LayerRow,
+    capture_outputs,
+    layerwise_equivariance,
+    layerwise_shift_equivariance,
+)
+from ._lie import GENERATORS, lie_derivative
+
+__all__ = [
+    "consistency",
+    "TRANSFORMS",
+    "invariance_error",
+    "equivariance_error",
+    "geed",
+    "DISTANCES",
+    "lie_derivative",
+    "GENERATORS",
+    "deformation_stability",
+    "DeformationStability",
+    "random_deformation",
+    "layerwise_equivariance",
+    "layerwise_shift_equivariance",
+    "LayerRow",
+    "capture_outputs",
+]

@@ -1,0 +1,47 @@
+"""Shared checks for the metrics: model output, batch, transforms."""
+
+from __future__ import annotations
+
+import torch
+
+__all__: list[str] = []
+
+
+def check_batch(x: object, what: str, *, min_dim: int = 3) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what}: x must be a tensor batch; got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{what}: x must be a batch of images (B, C, H, W) or (B, C, F, H, W); "
+                         f"got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what}: x must be floating point; got dtype {x.dtype}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{what}: the batch is empty (shape {tuple(x.shape)})")
+    return x
+
+
+def check_model(model: object, what: str) -> None:
+    if not callable(model):
+        raise TypeError(f"{what}: model must be an nn.Module or a callable; got "
+                        f"{type(model).__name__}")
+
+
+def tensor_output(y: object, what: str) -> torch.Tensor:
+    if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor):
+        y = y[0]  # (logits, pose) of InvariantHead(return_pose=True) and similar
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{what}: the model must return a tensor; got {type(y).__name__}")
+    return y
+
+
+def positive_int(value: object, name: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what}: {name} must be a positive integer; got {value!r}")
+    return value
+
+
+def choice(value: object, name: str, valid: tuple[str, ...], what: str) -> str:
+    if value not in valid:
+        raise ValueError(f"{what}: unknown {name}={value!r}; valid: "
+                         + ", ".join(map(repr, valid)))
+    return value  # type: ignore[return-value]

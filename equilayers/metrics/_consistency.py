@@ -1,0 +1,165 @@
+"""Zhang's consistency: how often two transformed copies of an input get the same top-1 class."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from ..groups import circular_shift, flip, fractional_shift, rot90, rotate
+from ._common import check_batch, check_model, choice, positive_int, tensor_output
+
+__all__ = ["consistency", "TRANSFORMS"]
+
+TRANSFORMS = ("circular_shift", "crop_shift", "rot90", "flip", "rotate", "fractional_shift")
+_FINITE = ("circular_shift", "crop_shift", "rot90", "flip")
+_WHAT = "consistency"
+
+Transform = Literal["circular_shift", "crop_shift", "rot90", "flip", "rotate", "fractional_shift"]
+
+
+def _params(transform: str, h: int, w: int, max_shift: float | None, max_angle: float
+            ) -> list[tuple[float, ...]]:
+    """All parameters of a finite transform family (uniform distribution over this list)."""
+    if transform == "rot90":
+        return [(k,) for k in range(4)]
+    if transform == "flip":
+        return [(0,), (1,)]
+    if transform == "circular_shift":
+        my = h - 1 if max_shift is None else int(max_shift)
+        mx = w - 1 if max_shift is None else int(max_shift)
+        return [(dy, dx) for dy in range(my + 1) for dx in range(mx + 1)]
+    m = int(max_shift)  # crop_shift
+    return [(dy, dx) for dy in range(m + 1) for dx in range(m + 1)]
+
+
+def _draw(transform: str, h: int, w: int, max_shift: float | None, max_angle: float,
+          gen: torch.Generator) -> tuple[float, ...]:
+    if transform in _FINITE:
+        options = _params(transform, h, w, max_shift, max_angle)
+        return options[int(torch.randint(len(options), (1,), generator=gen))]
+    u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
+    if transform == "rotate":
+        return (math.radians((2 * u[0] - 1) * max_angle),)
+    m = 1.0 if max_shift is None else float(max_shift)  # fractional_shift
+    return (u[0] * m, u[1] * m)
+
+
+def _apply(x: torch.Tensor, transform: str, p: tuple[float, ...], crop: int) -> torch.Tensor:
+    if transform == "circular_shift":
+        return circular_shift(x, (int(p[0]), int(p[1])))
+    if transform == "crop_shift":
+        dy, dx = int(p[0]), int(p[1])
+        h, w = x.shape[-2:]
+        return x[..., dy : dy + h - crop, dx : dx + w - crop]
+    if transform == "rot90":
+        return rot90(x, int(p[0]))
+    if transform == "flip":
+        return flip(x) if p[0] else x
+    if transform == "rotate":
+        return rotate(x, p[0])
+    return fractional_shift(x, (p[0], p[1]))
+
+
+def consistency(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    transform: Transform = "circular_shift",
+    *,
+    pairs: int | Literal["all"] = 16,
+    max_shift: float | None = None,
+    max_angle: float = 180.0,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Zhang's consistency: the probability that two transformed copies get the same top-1 class.
+
+    .. math::
+        \\mathrm{Consistency} = \\mathbb{E}_{x,\\,t_1,\\,t_2}\\;
+        \\mathbf{1}\\big[\\arg\\max f(T_{t_1} x) = \\arg\\max f(T_{t_2} x)\\big]
+
+    with ``t_1, t_2`` drawn independently and uniformly (Zhang 2019, "Making Convolutional
+    Networks Shift-Invariant Again", Sec. 4: random diagonal/crop shifts on ImageNet, circular
+    shifts on CIFAR). Here one pair of parameters is drawn per round and applied to the whole
+    batch; the estimate averages over the ``pairs`` rounds and the ``B`` samples. A perfectly
+    invariant classifier scores 1.0; a constant-prediction one too (check accuracy as well).
+
+    Transforms (``H, W`` the input size):
+
+    * ``"circular_shift"``: integer shifts ``(dy, dx)`` uniform in ``[0, max_shift]``
+      (default the whole torus, ``[0, H-1] x [0, W-1]``), :func:`~equilayers.groups.circular_shift`.
+    * ``"crop_shift"``: crops of size ``(H - max_shift, W - max_shift)`` at offsets uniform in
+      ``[0, max_shift]`` (default ``max_shift = H // 8``); content enters and leaves, so 1.0
+      is not reachable in general.
+    * ``"rot90"``: ``k`` quarter turns, ``k`` uniform in ``{0, 1, 2, 3}``.
+    * ``"flip"``: the horizontal flip or not, each with probability 1/2.
+    * ``"rotate"``: an angle uniform in ``[-max_angle, max_angle]`` degrees, bilinear,
+      zeros outside (:func:`~equilayers.groups.rotate`).
+    * ``"fractional_shift"``: real shifts uniform in ``[0, max_shift)`` (default 1 pixel),
+      band-limited (:func:`~equilayers.groups.fractional_shift`).
+
+    Args:
+        model: maps ``x`` to logits ``(B, K)`` (a ``(logits, pose)`` tuple is accepted).
+        x: the batch, on the device the model runs on.
+        transform: one of the names above.
+        pairs: number of random pairs; ``"all"`` (finite transforms only) computes the exact
+            expectation over independent uniform draws, ``mean_x sum_c (n_c / T)^2`` with
+            ``n_c`` the number of the ``T`` transforms predicted as class ``c``.
+        max_shift: see the transforms; ``max_angle``: in degrees, for ``"rotate"``.
+        generator: a CPU ``torch.Generator`` for the draws (default: a fresh one seeded 0).
+
+    Returns:
+        The consistency in ``[0, 1]``.
+
+    Example:
+        >>> import torch
+        >>> model = lambda t: t.mean(dim=(-2, -1))   # shift invariant
+        >>> consistency(model, torch.randn(4, 3, 8, 8), "circular_shift")
+        1.0
+    """
+    check_model(model, _WHAT)
+    x = check_batch(x, _WHAT, min_dim=4)
+    transform = choice(transform, "transform", TRANSFORMS, _WHAT)
+    h, w = x.shape[-2:]
+    if transform == "rot90" and h != w:
+        raise ValueError(f"consistency: transform='rot90' needs a square input; got H={h}, W={w}")
+    crop = 0
+    if transform == "crop_shift":
+        max_shift = max(1, h // 8) if max_shift is None else max_shift
+        crop = int(max_shift)
+    if max_shift is not None:
+        if not (isinstance(max_shift, (int, float)) and max_shift >= 0) or (
+                transform in _FINITE and int(max_shift) != max_shift):
+            raise ValueError(f"consistency: max_shift must be a non-negative number (an integer "
+                             f"for {transform!r}); got {max_shift!r}")
+        if transform == "crop_shift" and max_shift >= min(h, w):
+            raise ValueError(f"consistency: max_shift={max_shift} leaves no crop of the "
+                             f"{h}x{w} input; use max_shift < {min(h, w)}")
+    if not (isinstance(max_angle, (int, float)) and 0 <= max_angle <= 180):
+        raise ValueError(f"consistency: max_angle must be in [0, 180] degrees; got {max_angle!r}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def predict(p: tuple[float, ...]) -> torch.Tensor:
+        y = tensor_output(model(_apply(x, transform, p, crop)), _WHAT)
+        if y.dim() != 2 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"consistency: the model must return logits (B, K) with "
+                             f"B={x.shape[0]}; got shape {tuple(y.shape)}")
+        return y.argmax(dim=1)
+
+    with torch.no_grad():
+        if pairs == "all":
+            if transform not in _FINITE:
+                raise ValueError(f"consistency: pairs='all' needs a finite transform "
+                                 f"({', '.join(_FINITE)}); got {transform!r}: pass an integer")
+            preds = torch.stack([predict(p) for p in _params(transform, h, w, max_shift,
+                                                              max_angle)])  # (T, B)
+            same = (preds[:, None, :] == preds[None, :, :]).to(torch.float64)  # (T, T, B)
+            return float(same.mean())
+        n = positive_int(pairs, "pairs", _WHAT)
+        agree = 0.0
+        for _ in range(n):
+            p1 = _draw(transform, h, w, max_shift, max_angle, gen)
+            p2 = _draw(transform, h, w, max_shift, max_angle, gen)
+            agree += float((predict(p1) == predict(p2)).to(torch.float64).mean())
+        return agree / n

@@ -1,0 +1,100 @@
+"""Kvinge et al.'s G-empirical equivariance deviation (G-EED), and the harness's errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..groups import GroupElement, GroupLike, act, get
+from ..testing._harness import _elements, equivariance_error, infer_rep, invariance_error
+from ._common import check_batch, check_model, choice, tensor_output
+
+__all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
+
+DISTANCES = ("cosine", "l2", "kl")
+_WHAT = "geed"
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
+    """Per-sample distance between two outputs (float64), shape (B,)."""
+    a = a.reshape(a.shape[0], -1).to(torch.float64)
+    b = b.reshape(b.shape[0], -1).to(torch.float64)
+    if distance == "cosine":
+        return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-300)
+    if distance == "l2":
+        return torch.linalg.vector_norm(a - b, dim=1)
+    la, lb = F.log_softmax(a, dim=1), F.log_softmax(b, dim=1)
+    return (la.exp() * (la - lb)).sum(dim=1)  # KL(softmax a || softmax b)
+
+
+def geed(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    distance: Literal["cosine", "l2", "kl"] = "cosine",
+    normalized: bool = False,
+    *,
+    in_rep: str | None = None,
+    out_rep: str | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+) -> float:
+    """G-empirical equivariance deviation (Kvinge et al. 2022, "In What Ways Are Deep Neural
+    Networks Invariant and How Should We Measure This?", NeurIPS).
+
+    .. math::
+        \\mathrm{GEED}(f) = \\frac{1}{|B|\\,|E|} \\sum_{x \\in B} \\sum_{g \\in E}
+        d\\big(f(g \\cdot x),\\; g \\cdot f(x)\\big)
+
+    over the batch ``B`` and the elements ``E`` (default all elements of a finite group, the
+    grid elements of SO(2)/O(2)); ``g . f(x)`` is the identity on invariant outputs, so the
+    same formula measures invariance. The normalized variant divides by the mean distance
+    between the outputs of *unrelated* inputs, ``d(f(x_b), f(x_{b+1 mod B}))``, so that 0
+    means equivariant and about 1 means "as different as two unrelated images".
+
+    Distances per sample (outputs flattened, computed in float64): ``"cosine"``
+    ``1 - <a, b> / (|a| |b|)``; ``"l2"`` ``|a - b|_2``; ``"kl"``
+    ``KL(softmax(a) || softmax(b))`` with ``a = f(g.x)`` (for logits).
+
+    Args:
+        model: any module or function; modules may declare ``in_rep`` / ``out_rep``.
+        x: the batch (``B >= 2`` when ``normalized``).
+        group: a group name or :class:`~equilayers.groups.Group`.
+        distance: ``"cosine"``, ``"l2"`` or ``"kl"``.
+        normalized: divide by the distance between unrelated inputs.
+        in_rep, out_rep, elements: as in :func:`equilayers.testing.equivariance_report`.
+
+    Returns:
+        The (normalized) deviation, a float >= 0.
+    """
+    check_model(model, _WHAT)
+    x = check_batch(x, _WHAT)
+    distance = choice(distance, "distance", DISTANCES, _WHAT)
+    grp = get(group)
+    els = _elements(grp, elements)
+    if normalized and x.shape[0] < 2:
+        raise ValueError(f"geed: normalized=True compares unrelated inputs and needs a batch of "
+                         f"B >= 2; got shape {tuple(x.shape)}")
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None))
+    with torch.no_grad():
+        y = tensor_output(model(x), _WHAT)
+        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(model, "out_rep", None))
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        for g in els:
+            y_g = tensor_output(model(act(x, g, in_rep)), _WHAT)
+            gy = act(y, g, out_rep)
+            if y_g.shape != gy.shape:
+                raise ValueError(f"geed: f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
+                                 f"{tuple(gy.shape)}: is out_rep={out_rep!r} right?")
+            total = total + _distance(y_g, gy, distance).mean()
+        value = total / len(els)
+        if normalized:
+            base = _distance(y, torch.roll(y, 1, dims=0), distance).mean()
+            if not base > 0:
+                raise ValueError("geed: the model gives the same output for every input of the "
+                                 "batch, so the normalization (distance between unrelated "
+                                 "inputs) is 0; use normalized=False or a varied batch")
+            value = value / base
+    return float(value)

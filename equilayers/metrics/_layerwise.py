@@ -1,0 +1,228 @@
+"""Layerwise equivariance through forward hooks: which layer loses the symmetry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..groups import GroupElement, GroupLike, act, circular_shift, get
+from ..testing._harness import _elements, _rel, default_tolerance, infer_rep
+from ._common import check_batch, tensor_output
+
+__all__ = ["LayerRow", "layerwise_equivariance", "layerwise_shift_equivariance",
+           "capture_outputs"]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of a layerwise report.
+
+    Attributes:
+        name: the module's qualified name (``"features.3"``; ``"#k"`` appended for the k-th
+            call of a module called several times; ``"(output)"`` for the model's output).
+        kind: the module's class name.
+        shape: the layer's output shape on ``x``.
+        rep: the rep its output was compared in.
+        error: worst relative error over the elements/shifts
+            ``||L(g.x) - g.L(x)|| / max(||g.L(x)||, ||L(g.x)||)`` (float64), NaN when not
+            comparable (see ``note``).
+        worst: the element or shift with that error.
+        lost: True on the first row whose error exceeds ``tol``: where equivariance is lost.
+        note: why a row could not be compared.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    rep: str
+    error: float
+    worst: str
+    lost: bool = False
+    note: str = ""
+
+
+def capture_outputs(model: nn.Module, x: torch.Tensor
+                    ) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """Run ``model(x)`` once and return ``(name, module, output)`` for every leaf module call
+    in call order, then ``("(output)", model, model(x))``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"layerwise metrics need an nn.Module (hooks); got {type(model).__name__}")
+    records: list[tuple[str, nn.Module, torch.Tensor]] = []
+    counts: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(mod, _inp, out):
+            if isinstance(out, (tuple, list)):
+                out = next((o for o in out if isinstance(o, torch.Tensor)), None)
+            if not isinstance(out, torch.Tensor):
+                return
+            k = counts.get(name, 0)
+            counts[name] = k + 1
+            records.append((name if k == 0 else f"{name}#{k}", mod, out.detach()))
+        return hook
+
+    for name, mod in model.named_modules():
+        if mod is model or any(True for _ in mod.children()):
+            continue
+        handles.append(mod.register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():
+            y = tensor_output(model(x), "layerwise")
+    finally:
+        for hd in handles:
+            hd.remove()
+    records.append(("(output)", model, y.detach()))
+    return records
+
+
+def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool) -> str:
+    declared = getattr(mod, "out_rep", None)
+    return infer_rep(out, declared if isinstance(declared, str) else None)
+
+
+def _mark_lost(rows: list[LayerRow], tol: float) -> list[LayerRow]:
+    out = []
+    found = False
+    for r in rows:
+        bad = not (r.error <= tol) and not r.note
+        if bad and not found:
+            found = True
+            r = LayerRow(r.name, r.kind, r.shape, r.rep, r.error, r.worst, True, r.note)
+        out.append(r)
+    return out
+
+
+def layerwise_equivariance(
+    model: nn.Module,
+    x: torch.Tensor,
+    group: GroupLike = "p4",
+    *,
+    elements: Sequence[GroupElement | int] | None = None,
+    in_rep: str | None = None,
+    tol: float | None = None,
+) -> list[LayerRow]:
+    """Equivariance error of every layer's output, in call order, naming the layer where it is
+    lost (the harness's definition, applied to the intermediate outputs through forward hooks).
+
+    For layer ``L`` (the sub-network up to that leaf module's output):
+    ``err_L = max_g ||L(g.x) - g.L(x)|| / max(||g.L(x)||, ||L(g.x)||)``, with ``g`` acting on
+    ``L``'s output by its declared ``out_rep`` or by rank (4-D trivial, 5-D regular, 2-D
+    invariant), exactly as :func:`equilayers.testing.equivariance_error` does.
+    Only elements that map the pixel grid onto itself are used (exact actions).
+
+    Args:
+        model: an ``nn.Module`` (leaf modules are hooked; functional ops between them are
+            attributed to the next hooked module).
+        x: the batch.
+        group: the group; elements default to its grid elements.
+        elements: restrict to these elements.
+        in_rep: the input's rep (default the model's ``in_rep`` or by rank).
+        tol: the error above which a row counts as broken (default 10x
+            :func:`~equilayers.testing.default_tolerance` of ``x.dtype``).
+
+    Returns:
+        A list of :class:`LayerRow`; the first row with ``lost=True`` names the layer.
+    """
+    x = check_batch(x, "layerwise_equivariance")
+    grp = get(group)
+    els = _elements(grp, elements if elements is not None else grp.grid_elements())
+    off = [g for g in els if not g.is_grid]
+    if off:
+        raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "
+                         "onto itself; use grid elements (multiples of 90 degrees, flips)")
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None))
+    base = capture_outputs(model, x)
+    moved = {g: capture_outputs(model, act(x, g, in_rep)) for g in els}
+    rows = []
+    for i, (name, mod, out) in enumerate(base):
+        rep = _rep_of(mod, out, name == "(output)")
+        worst, err, note = repr(els[0]), -1.0, ""
+        for g in els:
+            other = moved[g][i][2] if i < len(moved[g]) else None
+            try:
+                expect = act(out, g, rep)
+            except ValueError as exc:
+                note, err = f"cannot act on this output: {exc}", float("nan")
+                break
+            if other is None or other.shape != expect.shape:
+                note, err = "output shape changes with the input's orientation", float("nan")
+                worst = repr(g)
+                break
+            e = _rel(other, expect, None)
+            if e != e or e > err:
+                err, worst = e, repr(g)
+        rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
+                             note=note))
+    return _mark_lost(rows, tol if tol is not None else 10 * default_tolerance(x.dtype))
+
+
+def layerwise_shift_equivariance(
+    model: nn.Module,
+    x: torch.Tensor,
+    shifts: Sequence[tuple[int, int]] | None = None,
+    *,
+    tol: float | None = None,
+) -> list[LayerRow]:
+    """Circular-shift equivariance of every layer's output, naming where it is lost.
+
+    A circular shift ``s`` of the input should shift a layer's output of size ``(h, w)`` by
+    ``s * (h, w) / (H, W)``: ``err_L = max_s ||L(roll(x, s)) - roll(L(x), s h / H)|| / ...``;
+    outputs without spatial dims (logits) must not change (invariance). Rows where the
+    expected shift is not an integer get ``error = NaN`` and a note.
+
+    Args:
+        model: an ``nn.Module``.
+        x: the batch ``(B, C, H, W)``.
+        shifts: integer ``(dy, dx)`` input shifts; default one diagonal shift by the largest
+            integer downsampling factor among the layers (so every layer is comparable) and
+            one by 1 pixel (which shows where sub-sampling aliasing starts).
+        tol: as in :func:`layerwise_equivariance`.
+    """
+    x = check_batch(x, "layerwise_shift_equivariance", min_dim=4)
+    h_in, w_in = x.shape[-2:]
+    base = capture_outputs(model, x)
+    if shifts is None:
+        factor = 1
+        for _, _, out in base:
+            h, w = out.shape[-2:] if out.dim() >= 4 else (0, 0)
+            if h > 1 and w > 1 and h_in % h == 0 and w_in % w == 0:
+                factor = max(factor, h_in // out.shape[-2], w_in // out.shape[-1])
+        shifts = [(factor, factor)] + ([(1, 1)] if factor != 1 else [])
+    shifts = [tuple(s) for s in shifts]
+    for s in shifts:
+        if len(s) != 2 or any(int(v) != v for v in s):
+            raise ValueError(f"layerwise_shift_equivariance: shifts must be integer pairs "
+                             f"(dy, dx); got {s!r}")
+    moved = {s: capture_outputs(model, circular_shift(x, s)) for s in shifts}
+    rows = []
+    for i, (name, mod, out) in enumerate(base):
+        rep = _rep_of(mod, out, name == "(output)")
+        spatial = (rep in ("trivial", "regular", "harmonic") and out.dim() >= 3
+                   and out.shape[-2:] != (1, 1))  # a 1x1 map (global pooling) must not move
+        worst, err, note, compared = "-", 0.0, "", False
+        for s in shifts:
+            other = moved[s][i][2]
+            if other.shape != out.shape:
+                note, err = "output shape changes with the shift", float("nan")
+                break
+            if spatial:
+                h, w = out.shape[-2:]
+                ey, ex = s[0] * h / h_in, s[1] * w / w_in
+                if ey != int(ey) or ex != int(ex):
+                    continue  # not comparable at this shift; other shifts may be
+                expect = circular_shift(out, (int(ey), int(ex)))
+            else:
+                expect = out
+            e = _rel(other, expect, None)
+            if not compared or e != e or e > err:
+                err, worst = e, f"shift{s}"
+            compared = True
+        if not compared and not note:
+            note, err = "no shift is a multiple of this layer's downsampling", float("nan")
+        rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
+                             note=note))
+    return _mark_lost(rows, tol if tol is not None else 10 * default_tolerance(x.dtype))

@@ -1,0 +1,345 @@
+"""Anti-aliased pooling modules: blur pools, max-blur pool, blur conv, blur upsampling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..functional._blur import (
+    binomial_filter,
+    blur_conv2d,
+    blur_nd,
+    blur_upsample2d,
+    check_kernel_size,
+    check_max_blur_args,
+    check_padding_mode,
+    check_stride,
+    max_blur_pool2d,
+)
+
+__all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
+           "BlurUpsample2d"]
+
+
+class _BlurPoolNd(nn.Module):
+    _nd = 2
+    _shape = ""
+    # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
+    # the rep from the rank (4-D trivial, 5-D regular).
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, channels: int | None = None, kernel_size: int = 3, stride: int = 2,
+                 padding_mode: str = "reflect") -> None:
+        super().__init__()
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
+                                     or channels < 1):
+            raise ValueError(f"channels must be None or an integer >= 1; got "
+                             f"channels={channels!r}")
+        self.channels = channels
+        self.kernel_size = check_kernel_size(kernel_size)
+        self.stride = check_stride(stride)
+        self.padding_mode = check_padding_mode(padding_mode)
+        self.register_buffer("filter", torch.empty(kernel_size), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.filter.copy_(binomial_filter(self.kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels is not None and isinstance(x, torch.Tensor):
+            cdim = 1 if x.dim() >= self._nd + 2 else 0
+            if x.dim() > cdim and x.shape[cdim] != self.channels:
+                raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "
+                                 f"with {x.shape[cdim]} channels (shape {tuple(x.shape)}); pass "
+                                 "channels=None to accept any")
+        return blur_nd(x, self.filter, self.stride, self.padding_mode, self._nd,
+                       type(self).__name__)
+
+    def extra_repr(self) -> str:
+        parts = [] if self.channels is None else [f"channels={self.channels}"]
+        parts += [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]
+        if self.padding_mode != "reflect":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        return ", ".join(parts)
+
+
+class BlurPool1d(_BlurPoolNd):
+    """Anti-aliased subsampling of 1-D signals: binomial blur, then keep every ``stride``-th.
+
+    ``y[n] = sum_i b[i] xpad[s n + i]`` with ``b`` the normalized binomial of size
+    ``kernel_size`` and ``xpad`` padded by ``(k-1)//2`` left and ``(k-1) - (k-1)//2`` right.
+
+    Args:
+        channels: optional; only checked against the input (the filter is shared).
+        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``).
+        stride: subsampling factor, >= 1.
+        padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+
+    Shape:
+        ``(B, C, L) -> (B, C, floor((L - 1) / stride) + 1)``.
+
+    Equivariance:
+        With ``padding_mode="circular"`` exactly equivariant to circular shifts by multiples of
+        ``stride`` (a shift by ``s t`` moves the output by ``t``).
+
+    Example:
+        >>> BlurPool1d()(torch.randn(2, 3, 9)).shape
+        torch.Size([2, 3, 5])
+    """
+
+    _nd = 1
+
+
+class BlurPool2d(_BlurPoolNd):
+    """Anti-aliased subsampling (Zhang 2019): 2-D binomial blur, then subsample by ``stride``.
+
+    The filter is the outer product of the normalized binomial of size ``kernel_size``; each
+    spatial dim is padded ``(k-1)//2`` top/left and ``(k-1) - (k-1)//2`` bottom/right (Zhang's
+    reference: the extra pixel of even sizes at the bottom/right), then correlated at stride
+    ``s`` from offset 0. The filter is a buffer shared by every channel, never copied per
+    channel.
+
+    Args:
+        channels: optional; only checked against the input's dim 1.
+        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s, ::s]``).
+        stride: subsampling factor, >= 1.
+        padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+            ``"reflect"`` needs every spatial size > ``(k-1) - (k-1)//2``.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H', W')`` or ``(B, C, F, H, W) -> (B, C, F, H', W')`` (only
+        ``H, W`` are blurred), ``H' = floor((H - 1) / stride) + 1``.
+
+    Equivariance:
+        Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``
+        (any other mode breaks it at the borders). Exact for rot90 and flips (trivial or
+        regular fields) when ``kernel_size`` is odd, ``H == W`` and ``(H - 1) % stride == 0``
+        (e.g. 9x9 at stride 2); even sizes at stride 2 do not commute with rot90.
+
+    Example:
+        >>> BlurPool2d(channels=3)(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+
+    _nd = 2
+
+
+class BlurPool3d(_BlurPoolNd):
+    """Anti-aliased subsampling of volumes: 3-D binomial blur, then subsample by ``stride``.
+
+    Same semantics as :class:`BlurPool2d` over ``(D, H, W)``.
+
+    Shape:
+        ``(B, C, D, H, W) -> (B, C, D', H', W')``, ``D' = floor((D - 1) / stride) + 1``.
+
+    Equivariance:
+        Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``.
+
+    Example:
+        >>> BlurPool3d()(torch.randn(1, 2, 5, 6, 7)).shape
+        torch.Size([1, 2, 3, 3, 4])
+    """
+
+    _nd = 3
+
+
+class MaxBlurPool2d(nn.Module):
+    """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
+
+    A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: same output shape for every
+    input size.
+
+    Args:
+        kernel_size: max-pool window.
+        stride: subsampling factor of the blur pool.
+        blur_size: binomial filter size, 1..7.
+        padding_mode: padding of the blur (``"reflect"`` default).
+        padding: max-pool padding (``-inf``), as in ``nn.MaxPool2d``.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H', W')`` (also 5-D), ``H' = floor((H + 2 padding -
+        kernel_size) / stride) + 1``.
+
+    Equivariance:
+        Exact for circular shifts by multiples of ``stride`` only with circular padding of the
+        max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
+        shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
+        ``tests/test_blur.py``.
+
+    Example:
+        >>> MaxBlurPool2d()(torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
+                 padding_mode: str = "reflect", *, padding: int = 0) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.blur_size = blur_size
+        self.padding_mode = padding_mode
+        self.padding = padding
+        check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_blur_pool2d(x, self.kernel_size, self.stride, self.blur_size,
+                               self.padding_mode, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        parts = [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]
+        if self.blur_size != 3:
+            parts.append(f"blur_size={self.blur_size}")
+        if self.padding_mode != "reflect":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.padding:
+            parts.append(f"padding={self.padding}")
+        return ", ".join(parts)
+
+
+def _pair(v, name):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return v
+    raise ValueError(f"{name} must be an int or a pair of ints; got {name}={v!r}")
+
+
+class BlurConv2d(nn.Module):
+    """A strided ``nn.Conv2d`` made anti-aliased: convolve at stride 1, then blur-pool.
+
+    Same arguments, parameter names (``weight``, ``bias``) and initialization as
+    ``nn.Conv2d``, so a ``Conv2d``'s ``state_dict`` loads into it; ``stride`` is applied by
+    the blur pool (``blur_size`` binomial, padded with ``blur_padding_mode``: default
+    ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``).
+
+    Shape:
+        ``(B, C_in, H, W) -> (B, C_out, H', W')``, ``H' = floor((H + 2 padding - dilation
+        (kernel_size - 1) - 1) / stride) + 1``, as the strided ``nn.Conv2d``.
+
+    Equivariance:
+        With ``padding_mode="circular"`` exactly equivariant to circular shifts by multiples of
+        ``stride``.
+
+    Example:
+        >>> BlurConv2d(3, 8, 3, padding=1)(torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 8, 5, 5])
+    """
+
+    in_rep = "trivial"
+    out_rep = "trivial"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int = 2, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", device=None, dtype=None, *, blur_size: int = 3,
+                 blur_padding_mode: str | None = None) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must "
+                             f"be divisible by groups={groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = check_stride(stride)
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        self.groups = groups
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"unknown padding_mode={padding_mode!r}; valid modes: 'zeros', "
+                             "'reflect', 'replicate', 'circular'")
+        self.padding_mode = padding_mode
+        self.blur_size = check_kernel_size(blur_size, "blur_size")
+        if blur_padding_mode is not None:
+            check_padding_mode(blur_padding_mode, "blur_padding_mode")
+        self.blur_padding_mode = blur_padding_mode
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups,
+                                               *self.kernel_size, **kw))
+        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s initialization."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return blur_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                           self.groups, blur_size=self.blur_size, padding_mode=self.padding_mode,
+                           blur_padding_mode=self.blur_padding_mode)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        if self.blur_size != 3:
+            s += f", blur_size={self.blur_size}"
+        if self.blur_padding_mode is not None:
+            s += f", blur_padding_mode={self.blur_padding_mode!r}"
+        return s
+
+
+class BlurUpsample2d(nn.Module):
+    """Anti-aliased upsampling: zero insertion, then a binomial blur scaled by ``s**2``.
+
+    ``x[..., i, j]`` lands on ``y[..., s i, s j]`` (zeros elsewhere) and ``y`` is blurred at
+    stride 1 with the filter ``s**2 * b b^T``, which keeps the mean (exactly with circular
+    padding). ``scale_factor=2, blur_size=3`` keeps the input samples and fills the new ones
+    by linear interpolation. Odd ``blur_size`` keeps the output centred; even sizes shift it by
+    half a pixel.
+
+    Args:
+        scale_factor: integer upsampling factor, >= 1.
+        blur_size: binomial filter size, 1..7.
+        padding_mode: padding of the blur (``"reflect"`` default).
+
+    Shape:
+        ``(..., H, W) -> (..., s H, s W)``.
+
+    Equivariance:
+        With ``padding_mode="circular"``: a circular shift of the input by ``t`` shifts the
+        output by ``s t``, exactly.
+
+    Example:
+        >>> BlurUpsample2d()(torch.randn(1, 2, 4, 5)).shape
+        torch.Size([1, 2, 8, 10])
+    """
+
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, scale_factor: int = 2, blur_size: int = 3,
+                 padding_mode: str = "reflect") -> None:
+        super().__init__()
+        self.scale_factor = check_stride(scale_factor, "scale_factor")
+        self.blur_size = check_kernel_size(blur_size, "blur_size")
+        self.padding_mode = check_padding_mode(padding_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return blur_upsample2d(x, self.scale_factor, self.blur_size, self.padding_mode)
+
+    def extra_repr(self) -> str:
+        parts = [f"scale_factor={self.scale_factor}"]
+        if self.blur_size != 3:
+            parts.append(f"blur_size={self.blur_size}")
+        if self.padding_mode != "reflect":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        return ", ".join(parts)

@@ -1,0 +1,102 @@
+"""InvariantHead: fiber pooling, global spatial pooling and a linear classifier."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..functional._heads import _check_pool, fiber_pose, invariant_head
+from ..groups import GroupLike, get
+
+__all__ = ["InvariantHead"]
+
+
+class InvariantHead(nn.Module):
+    """Group-invariant classifier head: pool over the fiber, pool over space, then a ``Linear``.
+
+    ``logits = W . spatial_pool(fiber_pool(x)) + b``; ``fiber_pool`` is a max (or mean) over
+    the ``|G|`` slots of each regular field, ``spatial_pool`` a global mean (or max).
+
+    Args:
+        in_channels: ``C``, the number of fields.
+        num_classes: ``K``, the number of logits.
+        group: the group of the regular fields (``"p4"``, ``"p4m"``, ``"c8"``, ...).
+        pool: fiber pooling, ``"max"`` or ``"mean"``.
+        spatial: spatial pooling, ``"mean"`` or ``"max"``.
+        return_pose: also return the pose, :func:`equilayers.functional.fiber_pose`: per sample
+            the slot whose fiber energy ``mean_{c,h,w} x^2`` is largest.
+        bias: learn an additive bias.
+
+    Shape:
+        - Input: ``(B, C, |G|, H, W)`` (regular) or ``(B, C, H, W)`` (trivial; no fiber pooling,
+          and no pose).
+        - Output: ``(B, K)``; with ``return_pose`` a tuple ``(logits (B, K), pose (B,) int64)``.
+
+    Equivariance:
+        Exact invariance: ``head(g . x) == head(x)`` for every ``g`` of ``group`` (regular
+        action) and every integer circular shift, to float rounding; on a backbone of circular
+        convolutions equivariant to ``group`` the logits are exactly invariant. The pose is
+        equivariant, ``pose(g . x) = g * pose(x)``, wherever the maximum energy is unique.
+
+    Example:
+        >>> head = InvariantHead(16, 10, group="p4m")
+        >>> head(torch.randn(2, 16, 8, 9, 9)).shape
+        torch.Size([2, 10])
+    """
+
+    in_rep = "regular"
+    out_rep = "invariant"
+
+    def __init__(self, in_channels: int, num_classes: int, *, group: GroupLike = "p4",
+                 pool: str = "max", spatial: str = "mean", return_pose: bool = False,
+                 bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        grp = get(group)
+        if not grp.is_finite:
+            raise ValueError(f"group {grp.name!r} is continuous and has no regular fiber; use a "
+                             "finite group such as 'p4' or 'p4m'")
+        _check_pool(pool, spatial)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.group = grp
+        self.pool = pool
+        self.spatial = spatial
+        self.return_pose = bool(return_pose)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(num_classes, in_channels, **factory))
+        self.bias = nn.Parameter(torch.empty(num_classes, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The ``nn.Linear`` initialisation."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_channels)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor):
+        logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
+                                spatial=self.spatial)
+        if not self.return_pose:
+            return logits
+        if x.dim() != 5:
+            raise ValueError(f"return_pose=True needs a regular (B, C, |G|, H, W) input to read "
+                             f"a pose from; got shape {tuple(x.shape)}")
+        return logits, fiber_pose(x, self.group)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.num_classes}, group={self.group.name!r}"
+        if self.pool != "max":
+            text += f", pool={self.pool!r}"
+        if self.spatial != "mean":
+            text += f", spatial={self.spatial!r}"
+        if self.return_pose:
+            text += ", return_pose=True"
+        if self.bias is None:
+            text += ", bias=False"
+        return text

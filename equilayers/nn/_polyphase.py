@@ -1,0 +1,119 @@
+"""Adaptive polyphase sampling modules (Chaman & Dokmanic 2021)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..functional._blur import check_kernel_size, check_padding_mode, check_stride
+from ..functional._polyphase import _check_criterion, polyphase_pool2d, polyphase_upsample2d
+
+__all__ = ["PolyphasePool2d", "PolyphaseUpsample2d"]
+
+
+class PolyphasePool2d(nn.Module):
+    """Adaptive polyphase sampling: keep the ``stride x stride`` polyphase component of largest
+    norm, per sample.
+
+    Component ``(i, j)`` is ``x[..., i::s, j::s]``; its norm (``criterion``) is taken over every
+    non-batch dim (``C, H', W'`` or ``C, F, H', W'``). An optional binomial blur at stride 1
+    (``blur_size > 1``, padded with ``padding_mode``) comes first.
+
+    Args:
+        stride: integer >= 2.
+        criterion: ``"l2"`` (default), ``"l1"`` or ``"linf"``. Avoid ``"l1"`` with
+            ``blur_size > 1`` at stride 2 on non-negative inputs: the blur makes every
+            component's l1 norm equal (exact ties).
+        blur_size: 1..7; 1 = no blur (the published APS).
+        padding_mode: padding of the blur; ``"circular"`` (default) keeps exact invariance.
+        return_index: if True, ``forward`` returns ``(y, index)`` with the chosen flat index
+            ``i * stride + j`` per sample (for :class:`PolyphaseUpsample2d`).
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H / s, W / s)`` or ``(B, C, F, H, W) -> (B, C, F, H / s,
+        W / s)``; ``H`` and ``W`` must be divisible by ``stride`` (else ``ValueError``: crop or
+        pad first).
+
+    Equivariance:
+        Circular convolutions, ``PolyphasePool2d`` and a global pool are exactly invariant to
+        every integer circular shift. On square inputs (``H == W`` divisible by ``s``) the choice
+        commutes with rot90 and flips (trivial or regular fields; odd ``blur_size``) whenever the
+        largest norm is unique: ties (inputs with symmetric components) go to the lowest index,
+        and no rule can commute with D4 on those. See :mod:`equilayers.functional._polyphase`.
+
+    Example:
+        >>> PolyphasePool2d()(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, stride: int = 2, *, criterion: str = "l2", blur_size: int = 1,
+                 padding_mode: str = "circular", return_index: bool = False) -> None:
+        super().__init__()
+        self.stride = check_stride(stride, "stride", minimum=2)
+        _check_criterion(criterion)
+        self.criterion = criterion
+        self.blur_size = check_kernel_size(blur_size, "blur_size")
+        self.padding_mode = check_padding_mode(padding_mode)
+        self.return_index = bool(return_index)
+
+    def forward(self, x: torch.Tensor):
+        return polyphase_pool2d(x, self.stride, criterion=self.criterion,
+                                blur_size=self.blur_size, padding_mode=self.padding_mode,
+                                return_index=self.return_index)
+
+    def extra_repr(self) -> str:
+        parts = [f"stride={self.stride}"]
+        if self.criterion != "l2":
+            parts.append(f"criterion={self.criterion!r}")
+        if self.blur_size != 1:
+            parts.append(f"blur_size={self.blur_size}")
+        if self.padding_mode != "circular":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.return_index:
+            parts.append("return_index=True")
+        return ", ".join(parts)
+
+
+class PolyphaseUpsample2d(nn.Module):
+    """Put features back on the polyphase component :class:`PolyphasePool2d` took them from.
+
+    ``forward(x, index)``: ``y[b, ..., i + s p, j + s q] = x[b, ..., p, q]`` for
+    ``index[b] = i * s + j``, zeros elsewhere; then an optional binomial blur scaled by ``s**2``
+    (``blur_size > 1``, keeps the mean). For U-Nets: pair it with a
+    ``PolyphasePool2d(return_index=True)``.
+
+    Shape:
+        ``(B, ..., H, W), (B,) -> (B, ..., s H, s W)``.
+
+    Equivariance:
+        ``up(*pool(x))`` is exactly equivariant to every integer circular shift of ``x`` (the
+        same samples come back to the same, shifted, places).
+
+    Example:
+        >>> pool, up = PolyphasePool2d(return_index=True), PolyphaseUpsample2d()
+        >>> x = torch.randn(2, 3, 8, 8)
+        >>> up(*pool(x)).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(self, stride: int = 2, *, blur_size: int = 1,
+                 padding_mode: str = "circular") -> None:
+        super().__init__()
+        self.stride = check_stride(stride, "stride", minimum=2)
+        self.blur_size = check_kernel_size(blur_size, "blur_size")
+        self.padding_mode = check_padding_mode(padding_mode)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return polyphase_upsample2d(x, index, self.stride, blur_size=self.blur_size,
+                                    padding_mode=self.padding_mode)
+
+    def extra_repr(self) -> str:
+        parts = [f"stride={self.stride}"]
+        if self.blur_size != 1:
+            parts.append(f"blur_size={self.blur_size}")
+        if self.padding_mode != "circular":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        return ", ".join(parts)

@@ -1,0 +1,288 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import equilayers.functional as EF
+from equilayers.nn import (
+    BlurConv2d,
+    BlurPool1d,
+    BlurPool2d,
+    BlurPool3d,
+    BlurUpsample2d,
+    MaxBlurPool2d,
+)
+
+MODES = ["reflect", "replicate", "zeros", "circular"]
+
+
+def _out(n, s):
+    return (n - 1) // s + 1
+
+
+# --- filters and the reference semantics ------------------------------------------------------
+@pytest.mark.parametrize("k", range(1, 8))
+def test_binomial_coefficients(k):
+    f = EF.binomial_filter(k, dtype=torch.float64)
+    expected = torch.tensor([math.comb(k - 1, i) for i in range(k)], dtype=torch.float64)
+    torch.testing.assert_close(f, expected / expected.sum(), rtol=0, atol=0)
+    assert EF.binomial_filter(3).tolist() == [0.25, 0.5, 0.25]
+
+
+def _naive_blur_pool2d(x, k, s, mode):
+    """Straight from the spec: pad (k-1)//2 before, the rest after; correlate; subsample."""
+    left = (k - 1) // 2
+    right = k - 1 - left
+    b, c, h, w = x.shape
+    xp = F.pad(x, (left, right, left, right), mode="constant" if mode == "zeros" else mode)
+    f1 = EF.binomial_filter(k, dtype=x.dtype)
+    f2 = torch.outer(f1, f1)
+    out = torch.zeros(b, c, _out(h, s), _out(w, s), dtype=x.dtype)
+    for p in range(out.shape[-2]):
+        for q in range(out.shape[-1]):
+            out[..., p, q] = (xp[..., s * p:s * p + k, s * q:s * q + k] * f2).sum((-2, -1))
+    return out
+
+
+@pytest.mark.parametrize("k,s,mode", [(3, 2, "reflect"), (4, 2, "replicate"), (2, 3, "zeros"),
+                                      (5, 2, "circular"), (6, 3, "reflect"), (7, 1, "zeros")])
+def test_matches_spec_loop(k, s, mode, gen):
+    x = torch.randn(2, 3, 9, 8, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(EF.blur_pool2d(x, k, s, mode), _naive_blur_pool2d(x, k, s, mode))
+
+
+def test_even_kernel_pads_bottom_right(gen):
+    # k=2: out[p] = (x[2p] + x[2p+1]) / 2, so the last output of an odd size uses the padding
+    x = torch.arange(5, dtype=torch.float64).reshape(1, 1, 5)
+    torch.testing.assert_close(EF.blur_pool1d(x, 2, 2, "replicate"),
+                               torch.tensor([[[0.5, 2.5, 4.0]]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 5])
+def test_kernel_size_one_is_subsampling(s, gen):
+    x = torch.randn(2, 3, 11, 10, generator=gen)
+    assert torch.equal(EF.blur_pool2d(x, 1, s), x[..., ::s, ::s])
+    assert torch.equal(BlurPool1d(kernel_size=1, stride=s)(x), x[..., ::s])
+    v = torch.randn(1, 2, 7, 8, 9, generator=gen)
+    assert torch.equal(BlurPool3d(kernel_size=1, stride=s)(v), v[..., ::s, ::s, ::s])
+
+
+def test_max_blur_pool_is_max_then_blur(gen):
+    x = torch.randn(2, 3, 13, 12, generator=gen)
+    ref = EF.blur_pool2d(F.max_pool2d(x, 3, 1, 1), 5, 3, "replicate")
+    torch.testing.assert_close(MaxBlurPool2d(3, 3, 5, "replicate", padding=1)(x), ref)
+
+
+@pytest.mark.parametrize("n", [7, 8, 9, 16, 17, 56, 57])
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 2, 0), (2, 3, 0), (3, 3, 1)])
+def test_max_blur_pool_shape_equals_maxpool(n, k, s, p):
+    x = torch.randn(1, 2, n, n + 1)
+    assert MaxBlurPool2d(k, s, padding=p)(x).shape == nn.MaxPool2d(k, s, p)(x).shape
+
+
+@pytest.mark.parametrize("k,s,p,d", [(3, 2, 1, 1), (1, 2, 0, 1), (7, 2, 3, 1), (2, 2, 0, 1),
+                                     (4, 3, 1, 1), (3, 2, 2, 2)])
+@pytest.mark.parametrize("n", [9, 10, 33])
+def test_blur_conv_shape_and_weights(k, s, p, d, n, gen):
+    conv = nn.Conv2d(4, 6, k, s, p, d)
+    blur = BlurConv2d(4, 6, k, s, p, d)
+    blur.load_state_dict(conv.state_dict())  # same parameter names
+    x = torch.randn(2, 4, n, n, generator=gen)
+    assert blur(x).shape == conv(x).shape
+    ref = EF.blur_pool2d(F.conv2d(x, conv.weight, conv.bias, 1, p, d), 3, s)
+    torch.testing.assert_close(blur(x), ref)
+
+
+def test_blur_conv_padding_modes_and_groups(gen):
+    x = torch.randn(2, 4, 10, 10, generator=gen, dtype=torch.float64)
+    for mode in ["zeros", "reflect", "replicate", "circular"]:
+        conv = nn.Conv2d(4, 6, 3, 1, 1, groups=2, padding_mode=mode, dtype=torch.float64)
+        blur = BlurConv2d(4, 6, 3, 2, 1, groups=2, padding_mode=mode, dtype=torch.float64)
+        blur.load_state_dict(conv.state_dict())
+        bmode = "circular" if mode == "circular" else "reflect"
+        torch.testing.assert_close(blur(x), EF.blur_pool2d(conv(x), 3, 2, bmode))
+
+
+# --- shapes, ranks ----------------------------------------------------------------------------
+def test_shapes_all_ranks(gen):
+    assert BlurPool1d()(torch.randn(2, 3, 9)).shape == (2, 3, 5)
+    assert BlurPool2d()(torch.randn(2, 3, 9, 8)).shape == (2, 3, 5, 4)
+    assert BlurPool2d()(torch.randn(2, 3, 8, 9, 8)).shape == (2, 3, 8, 5, 4)
+    assert BlurPool3d(stride=3)(torch.randn(1, 2, 7, 8, 9)).shape == (1, 2, 3, 3, 3)
+    assert MaxBlurPool2d()(torch.randn(2, 3, 8, 9, 9)).shape == (2, 3, 8, 4, 4)
+
+
+def test_five_d_blurs_only_space(gen):
+    x = torch.randn(2, 3, 8, 9, 9, generator=gen)
+    y = BlurPool2d()(x)
+    for f in range(8):
+        torch.testing.assert_close(y[:, :, f], EF.blur_pool2d(x[:, :, f]))
+
+
+def test_filter_is_broadcast_not_copied():
+    m = BlurPool2d(channels=64)
+    assert m.filter.shape == (3,)
+    assert "filter" not in m.state_dict()  # derived: non-persistent
+
+
+def test_non_contiguous_input(gen):
+    x = torch.randn(2, 9, 10, 3, generator=gen).permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    torch.testing.assert_close(BlurPool2d()(x), BlurPool2d()(x.contiguous()))
+    xc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(MaxBlurPool2d()(xc), MaxBlurPool2d()(x.contiguous()))
+
+
+def test_module_equals_functional(gen):
+    x = torch.randn(2, 3, 11, 12, generator=gen)
+    torch.testing.assert_close(BlurPool2d(3, 5, 3, "zeros")(x), EF.blur_pool2d(x, 5, 3, "zeros"))
+    torch.testing.assert_close(BlurPool1d(None, 4, 2)(x), EF.blur_pool1d(x, 4, 2))
+    torch.testing.assert_close(MaxBlurPool2d(2, 2, 4)(x), EF.max_blur_pool2d(x, 2, 2, 4))
+    torch.testing.assert_close(BlurUpsample2d(3, 5)(x), EF.blur_upsample2d(x, 3, 5))
+
+
+def test_dtype_and_device_move(gen):
+    m = BlurPool2d().double()
+    assert m.filter.dtype == torch.float64
+    x = torch.randn(1, 1, 8, 8, generator=gen, dtype=torch.float64)
+    assert m(x).dtype == torch.float64
+    assert BlurPool2d()(x.half()).dtype == torch.float16
+
+
+def test_repr():
+    assert repr(BlurPool2d()) == "BlurPool2d(kernel_size=3, stride=2)"
+    assert "padding_mode='circular'" in repr(BlurPool2d(4, 5, 3, "circular"))
+    assert repr(MaxBlurPool2d(3, 2, padding=1)) == (
+        "MaxBlurPool2d(kernel_size=3, stride=2, padding=1)")
+    assert "blur_size=5" in repr(BlurConv2d(3, 4, 3, blur_size=5))
+
+
+# --- bad input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,match", [
+    ({"kernel_size": 0}, "kernel_size=0"), ({"kernel_size": 8}, "kernel_size=8"),
+    ({"stride": 0}, "stride=0"), ({"padding_mode": "mirror"}, "padding_mode='mirror'"),
+    ({"channels": 0}, "channels=0"),
+])
+def test_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        BlurPool2d(**kw)
+    if "channels" not in kw:
+        with pytest.raises(ValueError, match=match):
+            EF.blur_pool2d(torch.zeros(1, 1, 8, 8), **kw)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="with 4 channels"):
+        BlurPool2d(channels=3)(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="spatial size > 1"):
+        BlurPool2d()(torch.zeros(1, 1, 1, 8))
+    with pytest.raises(ValueError, match="at least 3 dims"):
+        BlurPool2d()(torch.zeros(8, 8))
+    with pytest.raises(TypeError, match="floating-point"):
+        BlurPool2d()(torch.zeros(1, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="blur_size=8"):
+        MaxBlurPool2d(blur_size=8)
+    with pytest.raises(ValueError, match="padding=2"):
+        MaxBlurPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="blur_padding_mode='x'"):
+        BlurConv2d(3, 4, 3, blur_padding_mode="x")
+    with pytest.raises(ValueError, match="scale_factor=0"):
+        BlurUpsample2d(0)
+
+
+# --- equivariance properties ------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(4, 17), w=st.integers(4, 17), s=st.integers(1, 4), c=st.integers(1, 4),
+       k=st.integers(1, 7), t=st.tuples(st.integers(-3, 3), st.integers(-3, 3)),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_circular_shift_by_stride_multiples_is_exact(h, w, s, c, k, t, dtype, seed):
+    h, w = h - h % s or s, w - w % s or s  # circular shifts commute with subsampling iff s | N
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c, h, w, generator=gen, dtype=dtype)
+    shift = (s * t[0], s * t[1])
+    y = EF.blur_pool2d(x, k, s, "circular")
+    ys = EF.blur_pool2d(torch.roll(x, shift, (-2, -1)), k, s, "circular")
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ys, torch.roll(y, t, (-2, -1)), rtol=tol, atol=tol)
+
+
+def _shift_error(f, x, shifts):
+    """Mean relative change of the globally pooled output under circular shifts."""
+    base = f(x).mean((-2, -1))
+    errs = [((f(torch.roll(x, d, (-2, -1))).mean((-2, -1)) - base).norm() / base.norm())
+            for d in shifts]
+    return float(torch.stack(errs).mean())
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(6, 12), mode=st.sampled_from(MODES), k=st.integers(3, 7),
+       seed=st.integers(0, 2**16))
+def test_one_pixel_shift_error_below_maxpool(n, mode, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen, dtype=torch.float64))
+    x = torch.randn(4, 3, 2 * n, 2 * n, generator=gen, dtype=torch.float64)
+    shifts = [(1, 0), (0, 1), (1, 1)]
+    with torch.no_grad():
+        e_max = _shift_error(lambda v: F.relu(nn.MaxPool2d(2)(conv(v))), x, shifts)
+        e_blur = _shift_error(lambda v: F.relu(MaxBlurPool2d(2, 2, k, mode)(conv(v))), x, shifts)
+    assert e_blur < e_max, (e_blur, e_max)
+
+
+def test_blur_upsample_mean_and_shift(gen):
+    x = torch.randn(2, 3, 6, 7, generator=gen, dtype=torch.float64)
+    for s, k in [(2, 3), (3, 5), (2, 4)]:
+        up = BlurUpsample2d(s, k, "circular")
+        y = up(x)
+        assert y.shape == (2, 3, 6 * s, 7 * s)
+        torch.testing.assert_close(y.mean((-2, -1)), x.mean((-2, -1)))
+        torch.testing.assert_close(up(torch.roll(x, (1, 2), (-2, -1))),
+                                   torch.roll(y, (s, 2 * s), (-2, -1)))
+    # scale 2, blur 3: the input samples stay, the new ones interpolate linearly
+    y = BlurUpsample2d(2, 3)(x)
+    torch.testing.assert_close(y[..., ::2, ::2], x)
+    torch.testing.assert_close(y[..., 1:-1:2, ::2], (x[..., :-1, :] + x[..., 1:, :]) / 2)
+
+
+# --- autograd, state, compile -----------------------------------------------------------------
+def test_gradcheck(gen):
+    x = torch.randn(1, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    for fn in [lambda v: EF.blur_pool2d(v, 4, 2, "reflect"),
+               lambda v: EF.blur_pool1d(v, 3, 3, "circular"),
+               lambda v: EF.max_blur_pool2d(v, 2, 2, 3),
+               lambda v: EF.blur_upsample2d(v, 2, 3)]:
+        assert torch.autograd.gradcheck(fn, (x,))
+    v = torch.randn(1, 1, 4, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: EF.blur_pool3d(t, 3, 2, "zeros"), (v,))
+    conv = BlurConv2d(2, 3, 3, padding=1, dtype=torch.float64)
+    assert torch.autograd.gradcheck(conv, (x,))
+
+
+def test_state_dict_round_trip(gen):
+    a = BlurConv2d(3, 4, 3, padding=1, blur_size=5)
+    b = BlurConv2d(3, 4, 3, padding=1, blur_size=5)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 9, 9, generator=gen)
+    torch.testing.assert_close(a(x), b(x))
+    p = BlurPool2d(3, 5)
+    assert p.state_dict() == {}
+    BlurPool2d(3, 5).load_state_dict(p.state_dict())
+
+
+def test_meta_device_and_to_empty():
+    m = BlurPool2d().to("meta")
+    m.to_empty(device="cpu")
+    m.reset_parameters()
+    assert m.filter.tolist() == [0.25, 0.5, 0.25]
+
+
+def test_compile_fullgraph(gen):
+    m = nn.Sequential(BlurConv2d(3, 4, 3, padding=1), MaxBlurPool2d(), BlurPool2d(channels=4))
+    x = torch.randn(2, 3, 16, 16, generator=gen)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), m(x))

@@ -1,0 +1,154 @@
+"""check_grid: findings agree with measured equivariance."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import equilayers
+from equilayers import check_grid
+from equilayers.testing import equivariance_error, symmetrized_conv2d
+
+
+def _sym_strided(stride=2, padding_mode="circular"):
+    torch.manual_seed(0)
+    conv = symmetrized_conv2d(2, 3, 3, "d4")
+    conv.stride = (stride, stride)
+    conv.padding_mode = padding_mode
+    return conv
+
+
+@pytest.mark.parametrize("size,flagged", [(8, True), (9, False), (64, True), (65, False)])
+def test_stride2_even_flagged_odd_passes_and_measurement_agrees(gen, size, flagged):
+    conv = _sym_strided()
+    findings = check_grid(conv, (1, 2, size, size), "p4m")
+    assert bool(findings) == flagged
+    if flagged:
+        (f,) = findings
+        assert f.problem == "stride-parity" and f.breaks == "rotations"
+        assert f.fix == f"use an input size of {size + 1}"
+    if size < 16:
+        x = torch.randn(2, 2, size, size, generator=gen, dtype=torch.float64)
+        err = equivariance_error(conv, x, "p4m")
+        assert (err > 1e-3) if flagged else (err < 1e-13)
+
+
+def test_public_and_str():
+    assert equilayers.check_grid is check_grid and "check_grid" in equilayers.__all__
+    (f,) = check_grid(_sym_strided(), (1, 2, 8, 8))
+    assert "stride 2 on a 8x8 input" in str(f) and "Fix: use an input size of 9" in str(f)
+
+
+def test_flips_only_need_the_columns():
+    conv = _sym_strided()
+    # 9 rows, 8 columns: a flip group only cares about the columns
+    assert [f.problem for f in check_grid(conv, (1, 2, 8, 9), "d1")] == []
+    assert [f.problem for f in check_grid(conv, (1, 2, 9, 8), "d1")] == ["stride-parity"]
+    assert check_grid(conv, (1, 2, 8, 8), "c1") == []  # shifts only, circular padding
+
+
+def test_network_search_suggests_a_size_for_the_whole_model():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, stride=2, padding=1,
+                                                   padding_mode="circular"))
+    (f,) = check_grid(net, (1, 3, 64, 64), "p4")
+    # 65 would break the pool; 66 -> pool 33 -> conv (33 + 2 - 3) % 2 == 0
+    assert f.layer == "3" and f.input_size == (32, 32) and f.fix == "use an input size of 66"
+    assert check_grid(net, (1, 3, 66, 66), "p4") == []
+
+
+def test_padding_findings():
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 4, padding="same"),
+                        nn.ZeroPad2d((0, 1, 0, 1)), nn.MaxPool2d(3, stride=1, padding=1),
+                        nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"))
+    found = {(f.layer, f.problem): f for f in check_grid(net, (1, 2, 9, 9), "p4")}
+    assert found[("0", "non-circular-padding")].fix == "padding_mode='circular'"
+    assert ("1", "asymmetric-padding") in found and ("2", "asymmetric-padding") in found
+    assert found[("3", "non-circular-padding")].fix == "nn.CircularPad2d before it and padding=0"
+    assert ("4", "non-circular-padding") in found
+    # reflect and zero padding are symmetric: no rotation finding for layers 0, 3, 4
+    assert not any(f.breaks == "rotations" for f in found.values()
+                   if f.layer in ("0", "3", "4"))
+    assert check_grid(net, (1, 2, 9, 9), "p4", shifts=False) == [
+        f for f in check_grid(net, (1, 2, 9, 9), "p4") if f.breaks != "shifts"]
+
+
+def test_measured_shift_breaks_where_flagged(gen):
+    conv = nn.Conv2d(2, 2, 3, padding=1).double()
+    assert [f.problem for f in check_grid(conv, (1, 2, 8, 8), "c1")] == ["non-circular-padding"]
+    x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
+    assert (conv(torch.roll(x, 1, -1)) - torch.roll(conv(x), 1, -1)).abs().max() > 1e-3
+
+
+def test_group_level_findings():
+    conv = _sym_strided()
+    problems = [f.problem for f in check_grid(conv, (1, 2, 9, 9), "c8")]
+    assert problems == ["off-grid-group"]
+    assert [f.problem for f in check_grid(conv, (1, 2, 9, 11), "p4")][:1] == ["non-square"]
+
+
+class DuckGroupConv(nn.Module):
+    """Stands in for equilayers' GroupConv2d: torch.nn-style attributes plus `group`, acting
+    on (B, C, |G|, H, W) (here: a strided circular 3x3 box filter per slot)."""
+
+    def __init__(self, stride, padding_mode="circular"):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = (3, 3), 2, 1, 1
+        self.padding_mode, self.group = padding_mode, "p4"
+
+    def forward(self, x):
+        b, c, f, h, w = x.shape
+        flat = x.reshape(b, c * f, h, w)
+        flat = F.pad(flat, (1, 1, 1, 1), mode="circular")
+        out = F.avg_pool2d(flat, 3, stride=self.stride)
+        return out.reshape(b, c, f, *out.shape[-2:])
+
+
+def test_duck_typed_layers_on_5d_maps():
+    layer = DuckGroupConv(2)
+    (f,) = check_grid(layer, (1, 2, 4, 16, 16), "p4")
+    assert f.kind == "DuckGroupConv" and f.input_size == (16, 16)
+    assert f.fix == "use an input size of 17"
+    assert check_grid(layer, (1, 2, 4, 17, 17), "p4") == []
+    assert [g.problem for g in check_grid(DuckGroupConv(2, "zeros"), (1, 2, 4, 17, 17))] == [
+        "non-circular-padding"]
+
+
+def test_bad_input():
+    conv = _sym_strided()
+    with pytest.raises(ValueError, match=r"input_shape .* got \(8, 8\)"):
+        check_grid(conv, (8, 8))
+    with pytest.raises(ValueError, match="got '1,2,8,8'"):
+        check_grid(conv, "1,2,8,8")
+    with pytest.raises(ValueError, match="unknown group 'p5'"):
+        check_grid(conv, (1, 2, 8, 8), "p5")
+    with pytest.raises(TypeError, match="nn.Module"):
+        check_grid(lambda t: t, (1, 2, 8, 8))
+
+
+def test_anisotropic_stride_under_rotations():
+    conv = nn.Conv2d(2, 2, 3, stride=(1, 3), padding=1, padding_mode="circular")
+    problems = {f.problem for f in check_grid(conv, (1, 2, 9, 9), "p4")}
+    assert "anisotropic" in problems
+    assert "anisotropic" not in {f.problem for f in check_grid(conv, (1, 2, 9, 9), "d1")}
+
+
+def test_real_group_conv_layers():
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        LiftingConv2d(2, 3, 3, padding=1, padding_mode="circular", group="p4m"), nn.ReLU(),
+        GroupConv2d(3, 3, 3, stride=2, padding=1, padding_mode="circular", group="p4m")).double()
+    (f,) = check_grid(net, (1, 2, 10, 10), "p4m")
+    assert (f.layer, f.kind, f.problem, f.fix) == ("2", "GroupConv2d", "stride-parity",
+                                                   "use an input size of 11")
+    assert check_grid(net, (1, 2, 11, 11), "p4m") == []
+    gen = torch.Generator().manual_seed(0)
+    for size, exact in [(10, False), (11, True)]:
+        x = torch.randn(2, 2, size, size, generator=gen, dtype=torch.float64)
+        err = equivariance_error(net, x, "p4m")
+        assert (err < 1e-12) if exact else (err > 1e-3), (size, err)
+    zeros = GroupConv2d(3, 3, 3, padding=1, group="p4")
+    assert [g.problem for g in check_grid(zeros, (1, 3, 4, 9, 9), "p4")] == [
+        "non-circular-padding"]

@@ -1,0 +1,134 @@
+"""Harmonic-field modules: smoke, shapes, bad input, gradcheck, module == functional."""
+
+import pytest
+import torch
+
+from equilayers import functional as EF
+from equilayers import nn as enn
+
+
+def _x(gen, shape=(2, 3, 5, 6, 6)):
+    return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+
+def test_shapes_and_module_equals_functional(gen):
+    x = _x(gen)
+    nl = enn.NormNonlinearity(3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        nl.bias.uniform_(-1, 1)
+    torch.testing.assert_close(nl(x), EF.norm_nonlinearity(x, nl.bias, 2))
+    torch.testing.assert_close(enn.GatedNonlinearity(2)(x), EF.gated_nonlinearity(x, 2))
+    y = enn.NormPool()(x)
+    assert y.shape == (2, 9, 6, 6)
+    torch.testing.assert_close(y, EF.norm_pool(x, 2))
+    # NormPool equals the per-order magnitudes
+    ref = torch.stack([x[:, :, 0].abs(), x[:, :, 1:3].pow(2).sum(2).sqrt(),
+                       x[:, :, 3:5].pow(2).sum(2).sqrt()], 2).reshape(2, 9, 6, 6)
+    torch.testing.assert_close(y, ref)
+    conv = enn.SteerableConv2d(3, 4, 5, stride=2, padding=1, group="so2", in_rep="harmonic",
+                               out_rep="harmonic", in_order=2, out_order=1, dtype=torch.float64)
+    out = conv(x)
+    assert out.shape == (2, 4, 3, (6 + 2 - 4 - 1) // 2 + 1, (6 + 2 - 4 - 1) // 2 + 1)
+    torch.testing.assert_close(out, EF.harmonic_conv2d(x, conv.weight, conv.bias, 2, 1,
+                                                       kernel_size=5, in_order=2, out_order=1))
+
+
+def test_batchnorm_rescales_magnitudes_only(gen):
+    x = _x(gen, (8, 3, 5, 6, 6)) + 3.0
+    bn = enn.HarmonicBatchNorm(3, 2, dtype=torch.float64)
+    y = bn(x)
+    assert y[:, :, 0].mean().abs() < 1e-10  # order 0 centred
+    ratio = y[:, :, 1:] / x[:, :, 1:]  # orders >= 1: one positive factor per field and order
+    assert torch.allclose(ratio[:, :, 0], ratio[:, :, 1]) and (ratio > 0).all()
+    assert torch.allclose(y[:, :, 1:3].pow(2).sum(2).mean((0, 2, 3)),
+                          torch.full((3,), 2.0, dtype=torch.float64), atol=1e-3)
+    bn.eval()
+    assert bn(x).shape == x.shape
+    assert bn.running_mean.abs().sum() > 0
+
+
+@pytest.mark.parametrize("group", ["c4", "c5", "c8", "c7"])
+def test_fourier_pair_is_exact_inverse(group, gen):
+    n = int(group[1:])
+    x = _x(gen, (2, 3, n, 5, 5))
+    h = EF.regular_to_harmonic(x, group)
+    assert h.shape[2] == 2 * (n // 2) + 1
+    torch.testing.assert_close(EF.harmonic_to_regular(h, group), x)
+    mod = enn.HarmonicToRegular(group)
+    torch.testing.assert_close(mod(enn.RegularToHarmonic(group)(x)), x)
+
+
+def test_noncontiguous(gen):
+    x = _x(gen, (2, 3, 6, 6, 5)).transpose(2, 4)  # (2, 3, 5, 6, 6) non-contiguous
+    assert not x.is_contiguous()
+    torch.testing.assert_close(enn.NormPool()(x), enn.NormPool()(x.contiguous()))
+    torch.testing.assert_close(EF.norm_nonlinearity(x, None, 2),
+                               EF.norm_nonlinearity(x.contiguous(), None, 2))
+    conv = enn.SteerableConv2d(3, 2, 3, group="o2", in_rep="harmonic", out_rep="harmonic",
+                               in_order=2, out_order=2, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), conv(x.contiguous()))
+
+
+def test_gradcheck(gen):
+    x = _x(gen, (1, 2, 5, 5, 5)).requires_grad_(True)
+    b = torch.randn(2, 3, generator=gen, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t, bb: EF.norm_nonlinearity(t, bb, 2), (x, b))
+    assert torch.autograd.gradcheck(lambda t: EF.norm_pool(t, 2), (x,))
+    assert torch.autograd.gradcheck(lambda t: EF.gated_nonlinearity(t, 2), (x,))
+    w = torch.randn(2, 2, 1, generator=gen, dtype=torch.float64)
+    basis = EF.steerable_basis("so2", "harmonic", "harmonic", 3, in_order=2, out_order=2,
+                               dtype=torch.float64)
+    w = torch.randn(2, 2, basis.shape[0], generator=gen, dtype=torch.float64)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t, ww: EF.steerable_conv2d(t, ww, basis), (x, w))
+    bn = enn.HarmonicBatchNorm(2, 2, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: bn(t), (x,))
+
+
+def test_bad_input(gen):
+    with pytest.raises(ValueError, match="max_order"):
+        enn.NormNonlinearity(3, -1)
+    with pytest.raises(ValueError, match="max_order"):
+        enn.NormPool(-2)
+    with pytest.raises(ValueError, match=r"2\*max_order\+1"):
+        EF.norm_pool(_x(gen, (1, 2, 3, 4, 4)), 2)
+    with pytest.raises(ValueError, match="harmonic field"):
+        enn.NormPool()(_x(gen, (1, 2, 4, 4, 4)))
+    with pytest.raises(ValueError, match="continuous"):
+        enn.RegularToHarmonic("so2")
+    with pytest.raises(ValueError, match="regular c8"):
+        EF.regular_to_harmonic(_x(gen, (1, 2, 7, 4, 4)), "c8")
+    with pytest.raises(ValueError, match="out_order"):
+        enn.SteerableConv2d(1, 2, 3, group="so2", out_order=-1)
+    with pytest.raises(ValueError, match="continuous"):
+        enn.SteerableConv2d(1, 2, 3, group="o2", out_rep="regular")
+    conv = enn.SteerableConv2d(2, 2, 3, group="so2", in_rep="harmonic", out_rep="harmonic",
+                               in_order=2, out_order=2)
+    with pytest.raises(ValueError, match="F_in=5"):
+        conv(torch.randn(1, 2, 3, 6, 6))
+
+
+def test_state_dict_round_trip(gen):
+    a = enn.SteerableConv2d(2, 3, 5, group="d8", out_rep="regular")
+    b = enn.SteerableConv2d(2, 3, 5, group="d8", out_rep="regular")
+    assert "basis" not in a.state_dict()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 2, 9, 9, generator=gen)
+    torch.testing.assert_close(a(x), b(x))
+    bn1, bn2 = enn.HarmonicBatchNorm(3, 1), enn.HarmonicBatchNorm(3, 1)
+    bn1(torch.randn(4, 3, 3, 5, 5, generator=gen))
+    bn2.load_state_dict(bn1.state_dict())
+    torch.testing.assert_close(bn1.running_var, bn2.running_var)
+    assert "max_order=1" in repr(bn1) and "group='d8'" in repr(a)
+
+
+def test_torch_compile_fullgraph(gen):
+    conv = enn.SteerableConv2d(1, 2, 3, padding=1, group="so2", out_order=1)
+    pool = enn.NormPool(1)
+
+    def f(t):
+        return pool(EF.norm_nonlinearity(conv(t), None, 1))
+
+    x = torch.randn(1, 1, 8, 8, generator=gen)
+    compiled = torch.compile(f, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), f(x))

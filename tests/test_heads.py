@@ -1,0 +1,149 @@
+"""InvariantHead and its functional twin."""
+
+import pytest
+import torch
+
+from equilayers.functional import fiber_pool, fiber_pose, invariant_head, spatial_pool
+from equilayers.groups import act, circular_shift, get
+from equilayers.nn import InvariantHead
+from equilayers.testing import assert_invariant, invariance_error
+from equilayers.testing._cases_heads import ToyLifting, toy_invariant_net
+
+
+def test_smoke_and_shape(gen):
+    head = InvariantHead(6, 10, group="p4m")
+    x = torch.randn(3, 6, 8, 9, 7, generator=gen)
+    assert head(x).shape == (3, 10)
+    assert head(torch.randn(3, 6, 9, 7, generator=gen)).shape == (3, 10)  # trivial input
+    assert "group='d4'" in repr(head)
+    assert "pool='mean'" in repr(InvariantHead(2, 3, pool="mean"))
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m", "d1", "c2"])
+@pytest.mark.parametrize("pool,spatial", [("max", "mean"), ("mean", "max")])
+def test_exactly_invariant(gen, group, pool, spatial):
+    order = get(group).order
+    head = InvariantHead(3, 4, group=group, pool=pool, spatial=spatial, dtype=torch.float64)
+    x = torch.randn(2, 3, order, 7, 7, generator=gen, dtype=torch.float64)
+    assert_invariant(head, x, group)
+    y = head(x)
+    for s in [(1, 0), (0, 3), (5, 2)]:
+        torch.testing.assert_close(head(circular_shift(x, s)), y, rtol=0, atol=1e-13)
+
+
+def test_toy_backbone_logits_exactly_invariant(gen):
+    torch.manual_seed(0)
+    net = toy_invariant_net("p4m", in_channels=2, width=4)
+    x = torch.randn(2, 2, 10, 10, generator=gen, dtype=torch.float64)
+    assert invariance_error(net, x, "p4m") < 1e-13
+    y = net(x)
+    for s in [(1, 0), (3, 7)]:
+        torch.testing.assert_close(net(circular_shift(x, s)), y, rtol=0, atol=1e-12)
+    # the same net with zero padding is not shift invariant (the control of the claim)
+    torch.manual_seed(0)
+    bad = toy_invariant_net("p4m", padding_mode="zeros", spatial="max")
+    assert (bad(circular_shift(x, (3, 7))) - bad(x)).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_pose_is_equivariant(gen, group):
+    grp = get(group)
+    torch.manual_seed(0)
+    lift = ToyLifting(2, 3, 3, group)
+    x = torch.randn(5, 2, 9, 9, generator=gen, dtype=torch.float64)
+    head = InvariantHead(3, 4, group=group, return_pose=True, dtype=torch.float64)
+    feats = lift(x)
+    logits, pose = head(feats)
+    assert pose.dtype == torch.long and pose.shape == (5,)
+    els = grp.elements()
+    for g in els:
+        logits_g, pose_g = head(act(feats, g, "regular"))
+        torch.testing.assert_close(logits_g, logits, rtol=0, atol=1e-12)
+        expect = torch.tensor([(g * els[p]).index for p in pose.tolist()])
+        assert torch.equal(pose_g, expect), (g, pose, pose_g)
+        # the lifting commutes: poses of g.x follow g too
+        assert torch.equal(head(lift(act(x, g, "trivial")))[1], expect)
+    # poses vary across samples (the test is not vacuous)
+    assert len(set(pose.tolist())) > 1
+
+
+def test_module_equals_functional(gen):
+    head = InvariantHead(3, 4, group="p4", pool="mean", spatial="max")
+    x = torch.randn(2, 3, 4, 6, 6, generator=gen)
+    ref = invariant_head(x, head.weight, head.bias, group="p4", pool="mean", spatial="max")
+    torch.testing.assert_close(head(x), ref)
+    torch.testing.assert_close(ref, torch.nn.functional.linear(
+        spatial_pool(fiber_pool(x, "mean"), "max"), head.weight, head.bias))
+    assert fiber_pose(x, "p4").shape == (2,)
+
+
+def test_bad_input(gen):
+    with pytest.raises(ValueError, match="pool='avg'"):
+        InvariantHead(3, 4, pool="avg")
+    with pytest.raises(ValueError, match="spatial='sum'"):
+        InvariantHead(3, 4, spatial="sum")
+    with pytest.raises(ValueError, match="in_channels must be a positive integer; got 0"):
+        InvariantHead(0, 4)
+    with pytest.raises(ValueError, match="so2"):
+        InvariantHead(3, 4, group="so2")
+    head = InvariantHead(3, 4, group="p4m")
+    with pytest.raises(ValueError, match="F=4"):
+        head(torch.randn(1, 3, 4, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match="C=2 channels"):
+        head(torch.randn(1, 2, 8, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 5\)"):
+        head(torch.randn(1, 3, 5, generator=gen))
+    with pytest.raises(ValueError, match="return_pose=True needs a regular"):
+        InvariantHead(3, 4, return_pose=True)(torch.randn(1, 3, 5, 5, generator=gen))
+
+
+def test_non_contiguous(gen):
+    head = InvariantHead(3, 4, group="p4", dtype=torch.float64)
+    x = torch.randn(2, 4, 3, 6, 6, generator=gen, dtype=torch.float64).transpose(1, 2)
+    assert not x.is_contiguous()
+    torch.testing.assert_close(head(x), head(x.contiguous()))
+
+
+def test_gradcheck(gen):
+    head = InvariantHead(2, 3, group="p4", pool="mean", dtype=torch.float64)
+    x = torch.randn(1, 2, 4, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = head.weight.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: invariant_head(a, b, None, group="p4", pool="mean"), (x, w))
+
+
+def test_state_dict_round_trip(gen):
+    a = InvariantHead(3, 4, group="p4m")
+    b = InvariantHead(3, 4, group="p4m")
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 8, 5, 5, generator=gen)
+    torch.testing.assert_close(a(x), b(x))
+    assert set(a.state_dict()) == {"weight", "bias"}
+
+
+def test_compile_fullgraph(gen):
+    head = InvariantHead(3, 4, group="p4")
+    x = torch.randn(2, 3, 4, 6, 6, generator=gen)
+    compiled = torch.compile(head, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), head(x))
+
+
+def test_real_group_conv_backbone_logits_exactly_invariant(gen):
+    from torch import nn
+
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        LiftingConv2d(2, 4, 3, padding=1, padding_mode="circular", group="p4m"), nn.ReLU(),
+        GroupConv2d(4, 4, 3, stride=2, padding=1, padding_mode="circular", group="p4m"),
+        nn.ReLU(), InvariantHead(4, 5, group="p4m")).double()
+    # rotations need an odd size under stride 2 ((9 + 2 - 3) % 2 == 0) ...
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert invariance_error(net, x, "p4m") < 1e-12
+    # ... circular shifts by multiples of the stride need a size divisible by it
+    x = torch.randn(2, 2, 8, 8, generator=gen, dtype=torch.float64)
+    y = net(x)
+    for s in [(2, 0), (4, 6)]:
+        torch.testing.assert_close(net(circular_shift(x, s)), y, rtol=0, atol=1e-12)
+    assert (net(circular_shift(x, (1, 0))) - y).abs().max() > 1e-6  # odd shifts alias

@@ -1,0 +1,222 @@
+"""equilayers.metrics: known values, invariant-by-construction models, controls, bad input."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import equilayers.testing as testing
+from equilayers import metrics
+from equilayers.groups import flip, fractional_shift
+from equilayers.metrics._lie import _shear_rotate
+from equilayers.testing import symmetrized_conv2d
+from equilayers.testing._cases_heads import toy_invariant_net
+
+
+def _strided_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.LazyLinear(4, bias=False)).double()
+
+
+class ParityModel(nn.Module):
+    """logits = [s, -s], s = <x, checkerboard>: the class flips on odd circular shifts."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        board = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
+        s = (x * board.to(x)).sum(dim=(1, 2, 3))
+        return torch.stack([s, -s], dim=1)
+
+
+class ChannelMeans(nn.Module):
+    """top-1 = the channel with the largest mean: invariant to shifts of every kind."""
+
+    def forward(self, x):
+        return x.mean(dim=(-2, -1))
+
+
+def test_harness_errors_are_reexported():
+    assert metrics.invariance_error is testing.invariance_error
+    assert metrics.equivariance_error is testing.equivariance_error
+
+
+def test_invariant_by_construction_scores_one(gen):
+    torch.manual_seed(0)
+    net = toy_invariant_net("p4m")
+    x = torch.randn(6, 2, 8, 8, generator=gen, dtype=torch.float64)
+    for t in ["circular_shift", "rot90", "flip"]:
+        assert metrics.consistency(net, x, t, pairs=4, generator=gen) == 1.0
+    assert metrics.consistency(net, x, "rot90", pairs="all") == 1.0
+    assert metrics.invariance_error(net, x, "p4m") < 1e-13
+    for d in metrics.DISTANCES:
+        assert metrics.geed(net, x, "p4m", d) < 1e-13
+    assert metrics.geed(net, x, "p4m", normalized=True) < 1e-12
+    # channel means: consistent under every transform family, fractional and rotated too
+    xm = torch.randn(6, 5, 9, 9, generator=gen, dtype=torch.float64)
+    xm = xm + 3 * torch.arange(5, dtype=torch.float64).view(1, 5, 1, 1)  # separated classes
+    for t in metrics.TRANSFORMS:
+        assert metrics.consistency(ChannelMeans(), xm, t, pairs=4, generator=gen) == 1.0, t
+
+
+def test_plain_strided_cnn_is_not_invariant(gen):
+    net = _strided_cnn()
+    x = torch.randn(16, 2, 8, 8, generator=gen, dtype=torch.float64)
+    net(x)  # materialize the lazy layer
+    assert metrics.consistency(net, x, "circular_shift", pairs="all") < 0.9
+    assert metrics.consistency(net, x, "rot90", pairs="all") < 1.0
+    assert metrics.invariance_error(net, x, "p4") > 1e-2
+    assert metrics.geed(net, x, "p4", "cosine") > 1e-3
+    assert metrics.geed(net, x, "p4", "kl") > 1e-4
+    assert metrics.lie_derivative(net, x, "translate_x") > 1e-4
+
+
+def test_consistency_known_value_parity_model(gen):
+    x = torch.randn(8, 1, 6, 6, generator=gen, dtype=torch.float64)
+    model = ParityModel()
+    # by hand: half of the 36 shifts of the 6x6 torus have odd dy + dx and flip the class,
+    # so two independent shifts agree with probability (1/2)^2 + (1/2)^2 = 1/2 exactly
+    assert metrics.consistency(model, x, "circular_shift", pairs="all") == 0.5
+    # shifts in {0, 1}^2: (0,0), (1,1) keep the class, (0,1), (1,0) flip it: again 1/2
+    assert metrics.consistency(model, x, "circular_shift", pairs="all", max_shift=1) == 0.5
+    # the flip of a 6-wide board maps it to minus itself: flip draws agree iff equal: 1/2
+    assert metrics.consistency(model, x, "flip", pairs="all") == 0.5
+    # rot90 on an even board negates it (k odd): 1/2 as well
+    assert metrics.consistency(model, x, "rot90", pairs="all") == 0.5
+    # the random estimator is unbiased: within 4 sigma of 1/2 over 200 pairs (one draw each)
+    est = metrics.consistency(model, x, "circular_shift", pairs=200, generator=gen)
+    assert abs(est - 0.5) < 4 * math.sqrt(0.25 / 200)
+
+
+def test_geed_known_values(gen):
+    x = torch.randn(4, 1, 5, 5, generator=gen, dtype=torch.float64)
+    ident = nn.Identity()
+    # the identity is equivariant on images (trivial rep) ...
+    assert metrics.geed(ident, x, "p4m", "l2") < 1e-15
+    # ... and, read as an invariant output, its d1 deviation is the mean over {e, flip}
+    got = metrics.geed(ident, x, "d1", "l2", out_rep="invariant")
+    by_hand = 0.5 * (flip(x) - x).flatten(1).norm(dim=1).mean().item()
+    assert got == pytest.approx(by_hand, rel=1e-12)
+    unrelated = (x - torch.roll(x, 1, dims=0)).flatten(1).norm(dim=1).mean().item()
+    assert metrics.geed(ident, x, "d1", "l2", True, out_rep="invariant") == pytest.approx(
+        by_hand / unrelated, rel=1e-12)
+    # cosine distance of a and -a is 2: an output that a half turn negates
+    odd = metrics.geed(lambda t: (t * torch.linspace(-1, 1, 5, dtype=t.dtype)).sum((1, 2, 3))
+                       [:, None], x, "c2", "cosine")
+    assert odd == pytest.approx(1.0, rel=1e-12)  # mean over {e: 0, r^2: 2}
+
+
+def test_lie_derivative_matches_finite_difference(gen):
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 3, 3, stride=2),
+                        nn.Flatten(), nn.LazyLinear(5)).double()
+    x = torch.randn(3, 2, 9, 9, generator=gen, dtype=torch.float64)
+    net(x)
+    eps = 1e-4
+    fd_paths = {
+        "translate_x": lambda t: fractional_shift(x, (0.0, t)),
+        "translate_y": lambda t: fractional_shift(x, (t, 0.0)),
+        "rotate": lambda t: _shear_rotate(x, torch.tensor(t, dtype=x.dtype)),
+    }
+    for name, path in fd_paths.items():
+        with torch.no_grad():
+            fd = (net(path(eps)) - net(path(-eps))) / (2 * eps)
+        want = fd.pow(2).sum(dim=1)
+        got = metrics.lie_derivative(net, x, name, reduction="none")
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+        assert metrics.lie_derivative(net, x, name) == pytest.approx(want.mean().item(),
+                                                                     rel=1e-6)
+
+
+def test_lie_derivative_known_and_zero(gen):
+    # hand-computed: f(x) = <w, x> on x = cos(2 pi k col / W): d/dt f(x(col - t))
+    # = <w, (2 pi k / W) sin(2 pi k col / W)>
+    w_, k = 12, 2
+    col = torch.arange(w_, dtype=torch.float64)
+    x = torch.cos(2 * math.pi * k * col / w_).expand(1, 1, 8, w_).clone()
+    weight = torch.randn(1, 1, 8, w_, generator=gen, dtype=torch.float64)
+    deriv = (weight * (2 * math.pi * k / w_) * torch.sin(2 * math.pi * k * col / w_)).sum()
+    got = metrics.lie_derivative(lambda t: (t * weight).sum(dim=(1, 2, 3))[:, None], x,
+                                 "translate_x")
+    assert got == pytest.approx(deriv.item() ** 2, rel=1e-9)
+    # exactly invariant / equivariant maps have a zero Lie derivative
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    for gname in metrics.GENERATORS:
+        assert metrics.lie_derivative(ChannelMeans(), x, gname) < 1e-20
+    conv = nn.Conv2d(3, 2, 3, padding=1, padding_mode="circular").double()
+    assert metrics.lie_derivative(conv, x, "translate_x") < 1e-20       # equivariant output
+    assert metrics.lie_derivative(conv, x, "translate_x", out_rep="invariant") > 1e-2
+    sym = symmetrized_conv2d(3, 2, 3, "d4")
+    sym.padding_mode = "circular"
+    assert metrics.lie_derivative(sym, x, "rotate") < metrics.lie_derivative(conv, x, "rotate")
+
+
+def test_deformation_stability(gen):
+    x = torch.randn(3, 2, 16, 16, generator=gen, dtype=torch.float64)
+    ident = metrics.deformation_stability(nn.Identity(), x, generator=gen)
+    assert ident.relative == pytest.approx(1.0, rel=1e-12)  # ||eta|| = ||tau x - x|| by design
+    small = metrics.deformation_stability(ChannelMeans(), x, temperature=1e-3,
+                                          generator=torch.Generator().manual_seed(0))
+    big = metrics.deformation_stability(ChannelMeans(), x, temperature=1e-1,
+                                        generator=torch.Generator().manual_seed(0))
+    assert big.displacement == pytest.approx(small.displacement * 10, rel=1e-9)
+    assert big.grad_tau > small.grad_tau > 0
+    assert big.deformation > small.deformation
+
+
+def test_layerwise_names_the_breaking_layer(gen):
+    torch.manual_seed(0)
+
+    def net():
+        strided = symmetrized_conv2d(4, 4, 3, "d4")
+        strided.stride = (2, 2)
+        return nn.Sequential(symmetrized_conv2d(2, 4, 3, "d4"), nn.ReLU(), strided, nn.ReLU())
+
+    model = net()
+    odd = metrics.layerwise_equivariance(model, torch.randn(2, 2, 9, 9, generator=gen,
+                                                            dtype=torch.float64), "p4m")
+    assert [r.name for r in odd] == ["0", "1", "2", "3", "(output)"]
+    assert not any(r.lost for r in odd) and max(r.error for r in odd) < 1e-13
+    even = metrics.layerwise_equivariance(model, torch.randn(2, 2, 8, 8, generator=gen,
+                                                             dtype=torch.float64), "p4m")
+    lost = [r for r in even if r.lost]
+    assert [r.name for r in lost] == ["2"] and lost[0].kind == "Conv2d"
+    assert even[1].error < 1e-13 and even[2].error > 0.1
+
+    circ = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                         nn.Conv2d(3, 3, 3, padding=1), nn.ReLU()).double()
+    rows = metrics.layerwise_shift_equivariance(circ, torch.randn(2, 2, 8, 8, generator=gen,
+                                                                 dtype=torch.float64))
+    assert [r.name for r in rows if r.lost] == ["2"]
+    assert rows[0].error < 1e-13 and rows[1].error < 1e-13
+
+
+def test_bad_input(gen):
+    x = torch.randn(2, 1, 6, 6, generator=gen)
+    m = ChannelMeans()
+    with pytest.raises(ValueError, match="transform='shear'"):
+        metrics.consistency(m, x, "shear")
+    with pytest.raises(ValueError, match="pairs must be a positive integer; got 0"):
+        metrics.consistency(m, x, "flip", pairs=0)
+    with pytest.raises(ValueError, match="pairs='all' needs a finite transform"):
+        metrics.consistency(m, x, "rotate", pairs="all")
+    with pytest.raises(ValueError, match="max_shift=6"):
+        metrics.consistency(m, x, "crop_shift", max_shift=6)
+    with pytest.raises(ValueError, match="logits"):
+        metrics.consistency(nn.Identity(), x, "flip")
+    with pytest.raises(ValueError, match=r"shape \(6, 6\)"):
+        metrics.consistency(m, x[0, 0], "flip")
+    with pytest.raises(ValueError, match="distance='cos'"):
+        metrics.geed(m, x, "p4", "cos")
+    with pytest.raises(ValueError, match="B >= 2"):
+        metrics.geed(m, x[:1], "p4", normalized=True)
+    with pytest.raises(ValueError, match="generator='shear'"):
+        metrics.lie_derivative(m, x, "shear")
+    with pytest.raises(ValueError, match="temperature must be a positive number; got 0"):
+        metrics.deformation_stability(m, x, temperature=0)
+    with pytest.raises(ValueError, match="do not map the pixel grid"):
+        metrics.layerwise_equivariance(nn.Sequential(nn.Identity()), x, "c8", elements=[1])
+    with pytest.raises(TypeError, match="must be a tensor"):
+        metrics.consistency(m, [1, 2], "flip")
