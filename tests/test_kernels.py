@@ -8,13 +8,13 @@ everywhere.
 
 from __future__ import annotations
 
-import math
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from equilayers import functional as EF
 from equilayers import kernels
 from equilayers.kernels import _dispatch
 
@@ -27,30 +27,15 @@ needs_triton = pytest.mark.skipif(
 DEVICE = "cuda" if ON_CUDA else "cpu"
 
 
-# The specification, written out here (independent of the kernels' tap tables).
 def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
-    k = kernel_size
-    shape = x.shape
-    x = x.flatten(1, 2) if x.dim() == 5 else x
-    if k == 1:
-        y = x[..., ::stride, ::stride]
-    else:
-        w = torch.tensor([math.comb(k - 1, i) for i in range(k)], dtype=x.dtype,
-                         device=x.device)
-        w = w / w.sum()
-        filt = (w[:, None] * w[None, :]).expand(x.shape[1], 1, k, k)
-        left, right = (k - 1) // 2, (k - 1) - (k - 1) // 2
-        mode = "constant" if padding_mode == "zeros" else padding_mode
-        y = F.conv2d(F.pad(x, (left, right, left, right), mode=mode), filt, stride=stride,
-                     groups=x.shape[1])
-    return y.unflatten(1, shape[1:3]) if len(shape) == 5 else y
+    """The specification: equilayers.functional's pure-PyTorch reference."""
+    with kernels.use_reference():
+        return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
 
 
 def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect"):
-    shape = x.shape
-    x = x.flatten(1, 2) if x.dim() == 5 else x
-    y = ref_blur(F.max_pool2d(x, kernel_size, stride=1), blur_size, stride, padding_mode)
-    return y.unflatten(1, shape[1:3]) if len(shape) == 5 else y
+    with kernels.use_reference():
+        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
 
 
 @pytest.fixture
@@ -192,7 +177,7 @@ def test_kernel_dispatch_cpu_default_is_reference(monkeypatch):
     assert path == "reference" and "CPU" in reason
     assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
         "max_blur_pool2d: fast (PyTorch fast path")
-    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "fast"
+    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "reference"
 
 
 def test_kernel_dispatch_reasons(monkeypatch):
@@ -217,9 +202,10 @@ def test_kernel_dispatch_reasons(monkeypatch):
     for args, kwargs, expected in cases:
         path, reason = kernels.select(*args, **kwargs)
         assert path == "reference" and expected in reason, (args, kwargs, reason)
-    for kwargs in ({"kernel_size": 6}, {"padding": 1}):  # valid, but not for the kernel
-        path, reason = kernels.select("max_blur_pool2d", x, **kwargs)
-        assert path == "fast" and "max-pool" in reason, reason
+    path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
+    assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
+    path, reason = kernels.select("max_blur_pool2d", x, padding=1)
+    assert path == "reference" and "padding is not implemented" in reason, reason
     with kernels.use_reference():
         assert kernels.select("blur_pool2d", x) == (
             "reference", "inside equilayers.kernels.use_reference()")
@@ -294,3 +280,42 @@ def test_kernel_cpu_max_pool2d_stride1_gradcheck(gen):
     assert torch.autograd.gradcheck(lambda t: kernels.max_pool2d_stride1(t, 2), (x,))
     with pytest.raises(ValueError, match="kernel_size=4 is larger"):
         kernels.max_pool2d_stride1(torch.zeros(1, 1, 3, 8), 4)
+
+
+@needs_triton
+def test_triton_functional_dispatches_to_the_kernel(interpret, gen):
+    x = _randn(gen, 2, 3, 9, 10)
+    assert kernels.select("max_blur_pool2d", x)[0] == "triton"
+    _compare(EF.max_blur_pool2d, ref_max_blur, x, gen, padding_mode="circular")
+    _compare(EF.blur_pool2d, ref_blur, x, gen, kernel_size=5)
+
+
+def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    x = torch.randn(2, 3, 2, 9, 8, generator=gen, dtype=torch.float64)
+    assert kernels.select("max_blur_pool2d", x)[0] == "fast"
+    for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
+        a = x.clone().requires_grad_(True)
+        b = x.clone().requires_grad_(True)
+        ya = EF.max_blur_pool2d(a, **kw)
+        yb = ref_max_blur(b, **kw)
+        torch.testing.assert_close(ya, yb, atol=0, rtol=0)
+        g = torch.randn(ya.shape, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(torch.autograd.grad(ya, a, g)[0],
+                                   torch.autograd.grad(yb, b, g)[0])
+    with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
+        EF.max_blur_pool2d(x, kernel_size=0)
+
+
+def test_kernel_fast_path_is_not_traced(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    x = torch.randn(1, 2, 9, 8, generator=gen)
+    out = torch.compile(EF.max_blur_pool2d, fullgraph=True, backend=backend)(x)
+    assert any("max_pool2d" in t for t in targets), targets
+    torch.testing.assert_close(out, ref_max_blur(x))

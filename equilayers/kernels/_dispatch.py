@@ -14,8 +14,11 @@ The rule, checked in this order (the first that applies decides):
    1..4, no max-pool padding). Any memory layout is accepted (the kernels index through the
    strides; a channels_last input gives a channels_last output).
 5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
-   on this device -> ``"fast"`` (today: ``max_blur_pool2d`` on CPU, whose stride-1 max pooling
-   becomes elementwise maxima; see :mod:`equilayers.kernels._cpu`).
+   on this device, and the call is not being traced -> ``"fast"`` (today: ``max_blur_pool2d``
+   on CPU without max-pool padding, whose stride-1 max pooling becomes elementwise maxima; see
+   :mod:`equilayers.kernels._cpu`). Under ``torch.compile``, ``torch.export`` and
+   ``torch.jit.trace`` the reference is traced instead (its backward has a data-dependent
+   branch for NaN windows, and a compiler fuses the reference itself).
 6. Otherwise -> ``"reference"``.
 
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
@@ -163,7 +166,10 @@ def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...
     ok, reason = _support(op, device_type, dtype, len(shape), kernel_args)
     if ok:
         return "triton", reason
-    if op in FAST_OPS and device_type in FAST_OPS[op]:
+    if op in FAST_OPS and device_type in FAST_OPS[op] and not kwargs.get("padding", 0):
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
+                                 f"which the compiler fuses itself (no kernel: {reason})")
         return "fast", f"{FAST_OPS[op][device_type]} (no kernel: {reason})"
     return "reference", reason
 
