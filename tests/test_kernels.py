@@ -317,5 +317,8 @@ def test_kernel_fast_path_is_not_traced(monkeypatch, gen):
 
     x = torch.randn(1, 2, 9, 8, generator=gen)
     out = torch.compile(EF.max_blur_pool2d, fullgraph=True, backend=backend)(x)
-    assert any("max_pool2d" in t for t in targets), targets
+    assert targets and not any("maximum" in t or "autograd_function" in t for t in targets)
     torch.testing.assert_close(out, ref_max_blur(x))
+    targets.clear()  # the check above can fail: the fast path, traced, shows its maxima
+    torch.compile(lambda t: kernels.max_pool2d_stride1(t, 2), fullgraph=True, backend=backend)(x)
+    assert any("maximum" in t or "autograd_function" in t for t in targets), targets
