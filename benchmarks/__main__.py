@@ -11,7 +11,8 @@ every case measures, on each requested device:
   order on CPU (see ``benchmarks/_memory.py``);
 - module construction time (median), when the case has ``construct``.
 
-Results go to ``<out>/<device>[-quick].json`` and ``.md`` with the device name, versions and date.
+Results go to ``<out>/<device>[-<family>...][-quick].json`` and ``.md`` with the device name,
+versions and date.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
         add_ratios(rows)
         failed += sum(r["status"].startswith("error") for r in rows)
-        stem = dev_name + ("-quick" if args.quick else "")
+        stem = "-".join([dev_name, *(sorted(args.family) if args.family else []),
+                         *(["quick"] if args.quick else [])])
         (args.out / f"{stem}.json").write_text(
             json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
         table = markdown(meta, rows)

@@ -16,7 +16,7 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
          "--device", "cpu", "--out", str(tmp_path), "--budget", "0.005", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    data = json.loads((tmp_path / "cpu-quick.json").read_text())
+    data = json.loads((tmp_path / "cpu-pool-quick.json").read_text())
     assert data["meta"]["device"] == "cpu" and data["meta"]["torch"] == torch.__version__
     assert data["meta"]["date"] and data["meta"]["device_name"]
     rows = {r["name"]: r for r in data["results"]}
@@ -29,7 +29,7 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
         assert abs(other[key.rsplit("_", 1)[0] + "_x_floor"] - other[key] / floor[key]) < 1e-9
     # b2 c4 f5 16x16 float32: the output alone is 8 KiB, so the training step allocates more.
     assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
-    table = (tmp_path / "cpu-quick.md").read_text()
+    table = (tmp_path / "cpu-pool-quick.md").read_text()
     assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
 
 
