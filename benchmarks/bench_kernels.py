@@ -1,7 +1,7 @@
 """The dispatched paths of the anti-aliasing ops against their forced references and floors.
 
-Each op runs twice: as dispatched (the Triton kernel on CUDA, the fast PyTorch path where one
-exists, else the reference; the row name says which was picked) and inside
+Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path where
+one exists and no gradient is needed, so the forward column, else the reference) and inside
 ``equilayers.kernels.use_reference()``. Floors: ``MaxPool2d(2)`` and ``AvgPool2d(2)``.
 """
 

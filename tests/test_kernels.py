@@ -295,14 +295,13 @@ def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
     x = torch.randn(2, 3, 2, 9, 8, generator=gen, dtype=torch.float64)
     assert kernels.select("max_blur_pool2d", x)[0] == "fast"
     for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
-        a = x.clone().requires_grad_(True)
-        b = x.clone().requires_grad_(True)
-        ya = EF.max_blur_pool2d(a, **kw)
-        yb = ref_max_blur(b, **kw)
-        torch.testing.assert_close(ya, yb, atol=0, rtol=0)
-        g = torch.randn(ya.shape, generator=gen, dtype=torch.float64)
-        torch.testing.assert_close(torch.autograd.grad(ya, a, g)[0],
-                                   torch.autograd.grad(yb, b, g)[0])
+        torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw),
+                                   atol=0, rtol=0)
+    # Training takes the reference (the fast backward was measured no faster).
+    path, reason = kernels.select("max_blur_pool2d", x.requires_grad_(True))
+    assert path == "reference" and "requires grad" in reason
+    with torch.no_grad():
+        assert kernels.select("max_blur_pool2d", x)[0] == "fast"
     with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
         EF.max_blur_pool2d(x, kernel_size=0)
 
