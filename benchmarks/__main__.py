@@ -4,7 +4,8 @@ Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCa
 every case measures, on each requested device:
 
 - forward time (under ``torch.no_grad``) and forward+backward time (``out.sum().backward()``),
-  as medians of repeated runs after warmup;
+  as medians over rounds after warmup; the cases of a family run interleaved, round by round,
+  so that a change of machine load hits a case and its floor alike;
 - the ratio of each to the case's ``floor``, measured in the same run;
 - peak memory of one training step (forward+backward; forward only when ``backward=False``):
   ``torch.cuda.max_memory_allocated`` on CUDA, the profiler's allocation events replayed in
@@ -25,6 +26,7 @@ import inspect
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 import traceback
@@ -74,49 +76,95 @@ def _sync(device: torch.device):
     return None
 
 
-def _reps_for(fn, budget_s: float, sync) -> int:
-    """Repetitions so that one measurement takes about ``budget_s`` (3 to 100)."""
+def _once(fn, sync) -> float:
     t = time.perf_counter()
     fn()
     if sync:
         sync()
-    once = max(time.perf_counter() - t, 1e-6)
-    return int(min(100, max(3, budget_s / once)))
+    return max(time.perf_counter() - t, 1e-6)
 
 
-def run_case(case: BenchCase, device: torch.device, budget_s: float) -> dict:
-    row: dict = {"family": case.family, "name": case.name, "floor": case.floor,
-                 "peer": case.peer, "device": device.type, "params": case.params}
+def _fail(row: dict, exc: BaseException) -> None:
+    if isinstance(exc, ImportError):
+        row["status"] = f"skipped: {exc}"
+    else:
+        row["status"] = f"error: {type(exc).__name__}: {exc}"
+        row["traceback"] = traceback.format_exc()
+
+
+def _interleaved(calls: dict, rows: list[dict], key: str, budget_s: float, rounds: int,
+                 sync, tick) -> None:
+    """Median per-call time of every callable, measured in ``rounds`` interleaved rounds.
+
+    Round ``r`` runs each case in turn (``per`` calls each, about ``budget_s / rounds``), so a
+    change in machine load during the run hits every case alike and ratios stay fair.
+    """
+    per, samples = {}, {i: [] for i in calls}
+    for i, fn in list(calls.items()):
+        try:
+            fn()  # warmup
+            per[i] = max(1, round(budget_s / rounds / _once(fn, sync)))
+        except Exception as e:  # a failing case is reported, the others still run
+            _fail(rows[i], e)
+            del calls[i]
+    for _ in range(rounds):
+        for i, fn in list(calls.items()):
+            try:
+                t = time.perf_counter()
+                for _ in range(per[i]):
+                    fn()
+                if sync:
+                    sync()
+                samples[i].append((time.perf_counter() - t) / per[i])
+            except Exception as e:
+                _fail(rows[i], e)
+                del calls[i]
+        tick()
+    for i in calls:
+        rows[i][key] = 1e3 * statistics.median(samples[i])
+        rows[i][key.replace("_ms", "_calls")] = per[i] * rounds
+
+
+def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, rounds: int,
+               tick=lambda: None) -> list[dict]:
+    """Time, measure and build every case of one family; one row per case."""
+    rows = [{"family": c.family, "name": c.name, "floor": c.floor, "peer": c.peer,
+             "device": device.type, "params": c.params, "status": "ok"} for c in cases]
     sync = _sync(device)
-    try:
-        fn, x = _build(case, device)
-        if isinstance(fn, torch.nn.Module):
-            fn.train(case.backward)
+    built = {}
+    for i, case in enumerate(cases):
+        try:
+            fn, x = _build(case, device)
+            if isinstance(fn, torch.nn.Module):
+                fn.train(case.backward)
+            built[i] = (fn, x)
+        except Exception as e:
+            _fail(rows[i], e)
 
-        def forward():
+    def forward(fn, x):
+        def run():
             with torch.no_grad():
                 fn(x)
-        reps = _reps_for(forward, budget_s, sync)
-        row["forward_ms"] = 1e3 * time_call(forward, reps=reps, warmup=1, sync=sync)
-        row["forward_reps"] = reps
-        step = forward
-        if case.backward:
-            step = forward_backward(fn, x)
-            reps = _reps_for(step, budget_s, sync)
-            row["fwd_bwd_ms"] = 1e3 * time_call(step, reps=reps, warmup=1, sync=sync)
-            row["fwd_bwd_reps"] = reps
-        row["peak_mib"] = peak_memory(step, device) / 2**20
-        if case.construct is not None:
-            builder = case.construct
-            row["construct_ms"] = 1e3 * time_call(lambda: _call_with_device(builder, device),
-                                                  reps=5, warmup=1)
-        row["status"] = "ok"
-    except ImportError as e:
-        row["status"] = f"skipped: {e}"
-    except Exception as e:  # a failing case is reported, the others still run
-        row["status"] = f"error: {type(e).__name__}: {e}"
-        row["traceback"] = traceback.format_exc()
-    return row
+        return run
+
+    _interleaved({i: forward(*fx) for i, fx in built.items()}, rows, "forward_ms", budget_s,
+                 rounds, sync, tick)
+    steps = {i: forward_backward(*built[i]) for i in built
+             if cases[i].backward and rows[i]["status"] == "ok"}
+    _interleaved(dict(steps), rows, "fwd_bwd_ms", budget_s, rounds, sync, tick)
+    for i, (fn, x) in built.items():
+        if rows[i]["status"] != "ok":
+            continue
+        try:
+            rows[i]["peak_mib"] = peak_memory(steps.get(i, forward(fn, x)), device) / 2**20
+            if cases[i].construct is not None:
+                builder = cases[i].construct
+                rows[i]["construct_ms"] = 1e3 * time_call(
+                    lambda b=builder: _call_with_device(b, device), reps=5, warmup=1)
+        except Exception as e:
+            _fail(rows[i], e)
+        tick()
+    return rows
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -219,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results",
                         help="directory for the JSON and markdown results")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per timing (default 0.05 quick, 0.5 full)")
+                        help="seconds per case and timing, over all rounds (default 0.05 "
+                        "quick, 0.5 full)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved timing rounds; the median is reported (default 3 "
+                        "quick, 7 full)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -228,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("benchmarks: --device cuda asked for, but torch.cuda.is_available() "
                          "is False; run with --device cpu")
     budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
+    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
     cases = [c for fam in discover(args.family) for c in load_cases(fam, args.quick)
              if args.filter in c.name]
     if not cases:
@@ -237,14 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     for dev_name in devices:
         device = torch.device(dev_name)
         meta = metadata(device, args.quick)
-        bar = _progress(len(cases), not args.no_progress)
+        families = sorted({c.family for c in cases})
+        bar = _progress(len(families) * 2 * rounds + len(cases), not args.no_progress)
         rows = []
-        for case in cases:
+        for fam in families:
             if bar is not None:
-                bar.set_description(f"{dev_name} {case.family}: {case.name}"[:60])
-            rows.append(run_case(case, device, budget))
-            if bar is not None:
-                bar.update()
+                bar.set_description(f"{dev_name} {fam}")
+            rows += run_family([c for c in cases if c.family == fam], device, budget, rounds,
+                               tick=bar.update if bar is not None else lambda: None)
         if bar is not None:
             bar.close()
         add_ratios(rows)
