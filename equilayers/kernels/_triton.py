@@ -55,11 +55,11 @@ def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
     base = b * s_b + c * s_c
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for a in tl.static_range(KA):
-        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1)
+        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
         wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
         row = tl.zeros([BLOCK], dtype=tl.float32)
         for t in tl.static_range(KB):
-            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1)
+            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
             wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
             v = tl.load(src + base + r * s_h + q * s_w, mask=live & (r >= 0) & (q >= 0),
                         other=0.0)
@@ -80,11 +80,11 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
     base = b * s_b + c * s_c
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for a in tl.static_range(KA):
-        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1)
+        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
         wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
         row = tl.zeros([BLOCK], dtype=tl.float32)
         for t in tl.static_range(KB):
-            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1)
+            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
             wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
             ok = live & (r >= 0) & (q >= 0)
             best = tl.full([BLOCK], float("-inf"), tl.float32)
@@ -129,11 +129,11 @@ def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM
             hit = inside & (bu == u) & (bv == v)
             gm = tl.zeros([BLOCK], dtype=tl.float32)
             for a in tl.static_range(MA):
-                rr = tl.load(br_ptr + r * MA + a, mask=hit, other=-1)
+                rr = tl.load(br_ptr + r * MA + a, mask=hit, other=-1).to(tl.int64)
                 w1 = tl.load(bwr_ptr + r * MA + a, mask=hit, other=0.0)
                 row = tl.zeros([BLOCK], dtype=tl.float32)
                 for t in tl.static_range(MB):
-                    cc = tl.load(bc_ptr + q * MB + t, mask=hit, other=-1)
+                    cc = tl.load(bc_ptr + q * MB + t, mask=hit, other=-1).to(tl.int64)
                     w2 = tl.load(bwc_ptr + q * MB + t, mask=hit, other=0.0)
                     gv = tl.load(g + gbase + rr * g_h + cc * g_w,
                                  mask=hit & (rr >= 0) & (cc >= 0), other=0.0)
