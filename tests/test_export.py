@@ -97,3 +97,16 @@ def test_export_scriptable(gen):
 def test_export_bad_input():
     with pytest.raises(TypeError, match="expects an nn.Module"):
         equilayers.export(lambda x: x)
+
+
+def test_readme_group_conv_example():
+    """The README's group-convolution snippet runs and is as exact as it says."""
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Group convolutions (p4, p4m)", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    ns: dict = {}
+    exec(code, ns)
+    assert equilayers.testing.equivariance_error(
+        ns["net"], ns["x"], "p4m", in_rep="trivial", out_rep="trivial") < 1e-5
+    torch.testing.assert_close(ns["deploy"](ns["x"]), ns["net"](ns["x"]))

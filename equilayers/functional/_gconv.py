@@ -204,9 +204,12 @@ def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
 
 def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-                  dilation=1, groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
+                  bias_repeat: int | None = None) -> torch.Tensor:
     """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
-    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field."""
+    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field, repeated
+    ``bias_repeat`` (default ``fiber_out``) times; pass an already repeated bias with
+    ``bias_repeat=1``."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
@@ -215,8 +218,9 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if explicit is not None:
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x4 = F.pad(x4, explicit, mode=mode)
-    if bias is not None:
-        bias = bias.repeat_interleave(fiber_out)
+    repeat = fiber_out if bias_repeat is None else bias_repeat
+    if bias is not None and repeat != 1:
+        bias = bias.repeat_interleave(repeat)
     y = F.conv2d(x4, weight, bias, _pair(stride, "stride"), conv_pad, _pair(dilation, "dilation"),
                  groups)
     return y.reshape(b, -1, fiber_out, y.shape[-2], y.shape[-1])

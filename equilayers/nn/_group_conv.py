@@ -77,6 +77,7 @@ class _GroupConvNd(nn.Module):
                              persistent=False)
         self._cache: tuple | None = None
         self._warned = False
+        self._exact_sizes: set[tuple[int, int]] = set()
         self.reset_parameters()
 
     # --- the basis decides the weight and the expansion ------------------------------------
@@ -113,6 +114,21 @@ class _GroupConvNd(nn.Module):
         self._cache = None
 
     # --- forward ---------------------------------------------------------------------------
+    def _expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(expanded filter, bias repeated over the fiber)``, from the eval cache when
+        valid (see :meth:`expanded_filter`)."""
+        w, b = self.weight, self.bias
+        if (self.training or torch.compiler.is_compiling()
+                or (torch.is_grad_enabled() and w.requires_grad)):
+            return self._expand(), None if b is None else b.repeat_interleave(self.fiber_out)
+        key = (w._version, w.data_ptr(), w.dtype, w.device,
+               None if b is None else (b._version, b.data_ptr()))
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self._expand(),
+                               None if b is None else b.repeat_interleave(self.fiber_out))
+        return self._cache[1], self._cache[2]
+
     def expanded_filter(self) -> torch.Tensor:
         """The expanded filter, from the eval cache when valid.
 
@@ -124,27 +140,21 @@ class _GroupConvNd(nn.Module):
         :meth:`reset_cache` after those. The cache is a plain attribute, never in the
         ``state_dict``.
         """
-        w = self.weight
-        if (self.training or torch.compiler.is_compiling()
-                or (torch.is_grad_enabled() and w.requires_grad)):
-            return self._expand()
-        key = (w._version, w.data_ptr(), w.dtype, w.device)
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key, self._expand())
-        return self._cache[1]
+        return self._expanded()[0]
 
     def reset_cache(self) -> None:
         """Drop the cached expanded filter (only needed after in-place ``weight.data`` edits)."""
         self._cache = None
 
     def _check_exact(self, x: torch.Tensor) -> None:
-        if self._warned:
+        size = (x.shape[-2], x.shape[-1])
+        if self._warned or size in self._exact_sizes:
             return
-        problems = G.exactness_problems(self.group, (x.shape[-2], x.shape[-1]),
-                                        self.kernel_size[0], self.stride, self._pad,
-                                        self.dilation)
-        if problems:
+        problems = G.exactness_problems(self.group, size, self.kernel_size[0], self.stride,
+                                        self._pad, self.dilation)
+        if not problems:
+            self._exact_sizes.add(size)  # memo: the check costs ~20 us of Python per call
+        else:
             self._warned = True
             warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
                           f"on input of size {x.shape[-2]}x{x.shape[-1]}: "
@@ -155,9 +165,9 @@ class _GroupConvNd(nn.Module):
                        None if self.lifting else self.fiber_in, type(self).__name__)
         if not torch.compiler.is_compiling():
             self._check_exact(x)
-        return G.conv_expanded(x, self.expanded_filter(), self.bias, self.fiber_out,
-                               self.stride, self._pad, self.dilation, self.groups,
-                               self.padding_mode)
+        weight, bias = self._expanded()
+        return G.conv_expanded(x, weight, bias, self.fiber_out, self.stride, self._pad,
+                               self.dilation, self.groups, self.padding_mode, bias_repeat=1)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
