@@ -35,10 +35,9 @@ def cases(quick: bool) -> list[BenchCase]:
                 params={"b": b, "c": c, "size": size, "k": k}))
             out_rep = "harmonic" if group == "so2" else "regular"
             out.append(BenchCase(
-                f"SteerableConv2d {group} {in_rep}->{out_rep} k{k} {tag}", "harmonic",
+                f"GroupConv2d {group} {in_rep}->{out_rep} k{k} {tag}", "harmonic",
                 lambda k=k, group=group, in_rep=in_rep, out_rep=out_rep, mi=mi, fib_in=fib_in: (
-                    enn.SteerableConv2d(c, c, k, padding=k // 2, group=group, in_rep=in_rep,
-                                        out_rep=out_rep, in_order=mi, out_order=mi),
+                    enn.GroupConv2d(c, c, k, padding=k // 2, group=group, max_order=mi),
                     torch.randn(b, c, fib_in, size, size)),
                 floor=f"{floor} {tag}",
                 construct=_basis_builder(group, in_rep, out_rep, k, mi, mi),

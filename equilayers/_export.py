@@ -6,8 +6,9 @@ Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom m
 
 * ``LiftingConv2d`` -> ``Sequential([pad,] Conv2d(C_in, C_out*|G|), Unflatten(1, (C_out, |G|)))``
 * ``GroupConv2d``   -> ``Sequential(Flatten(1, 2), [pad,] Conv2d(C_in*|G|, C_out*|G|),
-  Unflatten(1, (C_out, |G|)))``; the ``Conv2d`` holds the expanded filter and the bias
-  repeated over the fiber. ``pad`` (``ZeroPad2d``/``ReflectionPad2d``/``ReplicationPad2d``/
+  Unflatten(1, (C_out, |G|)))``; the ``Conv2d`` holds the expanded filter (pixel or steerable
+  basis; harmonic fields have ``2M+1`` slots in place of ``|G|``) and the bias per slot.
+  ``pad`` (``ZeroPad2d``/``ReflectionPad2d``/``ReplicationPad2d``/
   ``CircularPad2d``) appears only for asymmetric padding; symmetric padding stays in the
   ``Conv2d`` (with its ``padding_mode``).
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
@@ -65,7 +66,7 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if m.bias is not None:
-            conv.bias.copy_(m.bias.repeat_interleave(m.fiber_out))
+            conv.bias.copy_(m._slot_bias())
     layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
     if not symmetric:
         layers.append(_PADS[m.padding_mode](m._pad))

@@ -244,15 +244,21 @@ def test_eval_with_grad_still_trains(gen):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(group="c8"), r"group 'c8' needs steerable filters.*pixel-filter groups: c1, c2, c4"),
-    (dict(group="so2"), "group 'so2' needs steerable"),
+    (dict(group="c8", basis="pixel"),
+     r"group 'c8' has rotations off the pixel grid.*basis='harmonic'.*groups: c1, c2, c4"),
+    (dict(group="so2"), r"group 'so2' is continuous.*pass max_order=M"),
+    (dict(group="so2", max_order=-1), r"max_order must be an integer >= 0.*got -1"),
+    (dict(group="so2", max_order=1.5), r"max_order must be an integer >= 0.*got 1.5"),
+    (dict(group="p4", basis="pixel", max_order=2),
+     r"max_order=2 asks for harmonic fields.*basis='harmonic'"),
+    (dict(group="c8", in_max_order=2), r"in_max_order=2 needs harmonic output.*max_order=M"),
     (dict(group="p5"), "unknown group 'p5'"),
     (dict(groups=3), "groups=3 must divide in_channels=4"),
     (dict(kernel_size=(3, 5)), "kernel_size must be a positive int"),
     (dict(padding_mode="mirror"), "padding_mode must be one of"),
     (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
     (dict(padding="same", stride=2), "padding='same' needs stride=1"),
-    (dict(basis="harmonic"), "unknown basis 'harmonic'"),
+    (dict(basis="fourier"), "unknown basis 'fourier'.*'pixel'.*'harmonic'"),
     (dict(in_channels=0), "in_channels must be a positive int"),
 ])
 def test_bad_arguments(kwargs, match):

@@ -1,5 +1,6 @@
-"""Group convolutions on the pixel grid: lifting (image -> regular fields) and group
-(regular -> regular) correlations for c1, c2, c4 (p4), d1, d2, d4 (p4m).
+"""Group convolutions: lifting (image -> group fields) and group (fields -> fields)
+correlations, with pixel filters for c1, c2, c4 (p4), d1, d2, d4 (p4m) or with filters in the
+steerable basis (:mod:`._steerable`) for cN, dN (any N), so2 and o2.
 
 Math (cross-correlation, as ``F.conv2d``). A filter ``psi`` of a lifting conv is a plain
 ``k x k`` image per (out field, in channel); a filter of a group conv is a regular field
@@ -12,6 +13,11 @@ so ``out[o, g] = sum_c in[c] * W[o, g, c]`` and, for the regular action
 ``(u . f)[h] = u . f[u^-1 h]``, ``conv(u . in) = u . conv(in)`` exactly whenever the sampling
 grid of the convolution maps onto itself (see :func:`exactness_problems`).
 
+Steerable filters: the weight is ``(C_out, C_in // groups, num_basis)``, coefficients of
+:func:`~equilayers.functional.steerable_basis` (regular fields for cN/dN, harmonic fields of
+``2M+1`` slots when ``max_order=M`` is given, always for so2/o2); the expanded filter is
+``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`).
+
 Layout: the expanded filter is ``(C_out * F_out, C_in * F_in // groups, k, k)`` with fields
 major and slots minor on both sides, so ``F.conv2d`` on ``x.reshape(B, C_in * F_in, H, W)``
 followed by ``reshape(B, C_out, F_out, H', W')`` is the group convolution. It is built with
@@ -22,15 +28,19 @@ group action to ``arange``), so no Python loop over the group runs per call.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
 
 from ..groups import Group, GroupLike, act, get
+from ._steerable import expand_steerable, steerable_basis
 
 __all__ = [
     "PIXEL_GROUPS",
     "check_pixel_group",
+    "field_types",
+    "grid_subgroup",
     "expansion_index",
     "expand_lifting_filter",
     "expand_group_filter",
@@ -52,11 +62,56 @@ def check_pixel_group(group: GroupLike) -> Group:
     grp = get(group)
     if grp.name not in PIXEL_GROUPS:
         raise ValueError(
-            f"group {grp.name!r} needs steerable filters (basis='harmonic'), not available "
-            f"yet; pixel-filter groups: {', '.join(PIXEL_GROUPS)} (aliases p4 = c4, p4m = d4)"
+            f"group {grp.name!r} has rotations off the pixel grid: use steerable filters "
+            f"(basis='harmonic', a 3-D weight); pixel-filter groups: {', '.join(PIXEL_GROUPS)} "
+            "(aliases p4 = c4, p4m = d4)"
         )
     return grp
 
+
+def grid_subgroup(group: GroupLike) -> Group:
+    """The elements of ``group`` that map the pixel grid onto itself: rotations by multiples
+    of 90 degrees it contains (and its flips), e.g. c8 -> c4, d6 -> d2, so2 -> c4, o2 -> d4."""
+    grp = get(group)
+    n = 4 if grp.n is None else math.gcd(grp.n, 4)
+    return get(("d" if grp.reflections else "c") + str(n))
+
+
+def _check_max_order(v, what: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{what} must be an integer >= 0 (harmonic fibers have 2*{what}+1 "
+                         f"slots) or None; got {v!r}")
+    return v
+
+
+def field_types(group: GroupLike, lifting: bool, max_order: int | None = None,
+                in_max_order: int | None = None
+                ) -> tuple[str, str, int | None, int | None]:
+    """``(in_rep, out_rep, in_order, out_order)`` of a lifting/group conv.
+
+    so2/o2 need ``max_order=M`` (harmonic fields, ``2M+1`` slots); for cN/dN ``max_order``
+    selects harmonic fields too, else the fields are regular (``|G|`` slots). The input of a
+    group conv has ``in_max_order`` (default ``max_order``); a lifting conv's input is an image.
+    """
+    grp = get(group)
+    m_out = _check_max_order(max_order, "max_order")
+    m_in = _check_max_order(in_max_order, "in_max_order")
+    if m_out is None and not grp.is_finite:
+        raise ValueError(f"group {grp.name!r} is continuous: its fields are harmonic, pass "
+                         f"max_order=M (>= 0, fiber 2M+1 slots); got max_order=None")
+    if lifting and m_in is not None:
+        raise ValueError(f"in_max_order={m_in!r} is for group convs; a lifting conv's input is "
+                         "a plain image: drop in_max_order")
+    if m_out is None and m_in is not None:
+        raise ValueError(f"in_max_order={m_in!r} needs harmonic output fields: also pass "
+                         f"max_order=M (regular fields of {grp.name} need neither)")
+    if m_out is None:
+        return ("trivial" if lifting else "regular"), "regular", None, None
+    if lifting:
+        return "trivial", "harmonic", None, m_out
+    return "harmonic", "harmonic", (m_out if m_in is None else m_in), m_out
 
 @functools.lru_cache(maxsize=256)
 def _index_cpu(group: Group, fiber_in: int, k: int) -> torch.Tensor:
@@ -161,9 +216,10 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
     (stride 1 always does; stride 2 on an odd size with odd ``k`` and symmetric padding does).
     Even kernels are exact with symmetric padding; ``"same"`` padding of an even kernel is
     asymmetric and is not. ``d1`` only flips the width; ``c2``/``d2`` also flip the height;
-    ``c4``/``d4`` additionally need the same options on both dims.
+    ``c4``/``d4`` additionally need the same options on both dims. Other groups are judged on
+    their :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
     """
-    grp = get(group)
+    grp = grid_subgroup(group)
     if grp.order == 1:
         return []
     h, w = size
@@ -204,12 +260,10 @@ def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
 
 def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-                  dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
-                  bias_repeat: int | None = None) -> torch.Tensor:
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
     """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
-    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field, repeated
-    ``bias_repeat`` (default ``fiber_out``) times; pass an already repeated bias with
-    ``bias_repeat=1``."""
+    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field ``(C_out,)`` (added
+    to every slot) or per output slot ``(C_out * F_out,)``."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
@@ -218,19 +272,19 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if explicit is not None:
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x4 = F.pad(x4, explicit, mode=mode)
-    repeat = fiber_out if bias_repeat is None else bias_repeat
-    if bias is not None and repeat != 1:
-        bias = bias.repeat_interleave(repeat)
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        bias = bias.repeat_interleave(fiber_out)
     y = F.conv2d(x4, weight, bias, _pair(stride, "stride"), conv_pad, _pair(dilation, "dilation"),
                  groups)
     return y.reshape(b, -1, fiber_out, y.shape[-2], y.shape[-1])
 
 
-def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str):
+def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,
+                 in_order: int | None = None):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
     if x.dim() != ndim:
-        layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, |G|, H, W) group maps"
+        layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, F, H, W) group maps"
         hint = (" (a lifting conv, LiftingConv2d, maps images to group maps)" if ndim == 5
                 else " (use GroupConv2d for group feature maps)")
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
@@ -238,15 +292,61 @@ def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, w
         raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "
                          f"{tuple(x.shape)}")
     if fiber is not None and x.shape[2] != fiber:
-        raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
-                         f"shape {tuple(x.shape)}")
+        if in_order is None:
+            raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
+                             f"shape {tuple(x.shape)}")
+        raise ValueError(f"{what} expects a harmonic fiber of 2*in_max_order+1={fiber} slots "
+                         f"in dim 2 (in_max_order={in_order}); got shape {tuple(x.shape)}: set "
+                         f"in_max_order (default max_order) to the input's order "
+                         f"(F - 1) // 2")
+
+
+def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
+                      max_order: int | None, in_max_order: int | None, groups: int):
+    """``(expanded filter, F_out, F_in, in_order)`` for a 3-D steerable weight."""
+    if kernel_size is None:
+        raise ValueError("a steerable weight (C_out, C_in // groups, num_basis) needs "
+                         "kernel_size=k (the basis is sampled on k x k)")
+    in_rep, out_rep, m_in, m_out = field_types(group, lifting, max_order, in_max_order)
+    basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
+                            out_order=m_out, dtype=weight.dtype, device=weight.device)
+    if weight.shape[-1] != basis.shape[0]:
+        raise ValueError(f"the steerable basis of {get(group).name} {in_rep}->{out_rep} "
+                         f"k={kernel_size} has {basis.shape[0]} elements; got weight "
+                         f"{tuple(weight.shape)}")
+    return expand_steerable(weight, basis, groups), basis.shape[1], basis.shape[2], m_in
+
+
+def _bias_slot0(bias: torch.Tensor | None, fiber_out: int) -> torch.Tensor | None:
+    """Per-slot bias with ``bias`` on slot 0 (the invariant order 0) of each harmonic field."""
+    if bias is None:
+        return None
+    return F.pad(bias[:, None], (0, fiber_out - 1)).reshape(-1)
 
 
 def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                    stride=1, padding=0, dilation=1, groups: int = 1,
-                   padding_mode: str = "zeros", *, group: GroupLike = "p4") -> torch.Tensor:
-    """Lifting correlation ``(B, C_in, H, W) -> (B, C_out, |G|, H', W')``; ``weight`` is
-    ``(C_out, C_in // groups, k, k)``, ``bias`` ``(C_out,)`` (one value per field)."""
+                   padding_mode: str = "zeros", *, group: GroupLike = "p4",
+                   kernel_size: int | None = None,
+                   max_order: int | None = None) -> torch.Tensor:
+    """Lifting correlation ``(B, C_in, H, W) -> (B, C_out, F, H', W')``.
+
+    Pixel filters: ``weight`` ``(C_out, C_in // groups, k, k)``, ``F = |G|``. Steerable
+    filters: ``weight`` ``(C_out, C_in // groups, num_basis)`` with ``kernel_size=k``; regular
+    fields (``F = |G|``) of cN/dN, or harmonic fields (``F = 2M+1``) with ``max_order=M``
+    (required for so2/o2). ``bias`` ``(C_out,)``: one value per regular field, or on the
+    order-0 slot of a harmonic field."""
+    if isinstance(weight, torch.Tensor) and weight.dim() == 3:
+        _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
+        filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
+                                              groups)
+        if max_order is not None:
+            bias = _bias_slot0(bias, f_out)
+        pad = resolve_padding(padding, kernel_size, dilation)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
+    if max_order is not None:
+        raise ValueError(f"max_order={max_order!r} needs a steerable weight (C_out, C_in // "
+                         "groups, num_basis); pixel filters give regular fields")
     grp = check_pixel_group(group)
     _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
     pad = resolve_padding(padding, weight.shape[-1], dilation)
@@ -256,9 +356,26 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  stride=1, padding=0, dilation=1, groups: int = 1,
-                 padding_mode: str = "zeros", *, group: GroupLike = "p4") -> torch.Tensor:
-    """Group correlation ``(B, C_in, |G|, H, W) -> (B, C_out, |G|, H', W')``; ``weight`` is
-    ``(C_out, C_in // groups, |G|, k, k)``, ``bias`` ``(C_out,)``."""
+                 padding_mode: str = "zeros", *, group: GroupLike = "p4",
+                 kernel_size: int | None = None, max_order: int | None = None,
+                 in_max_order: int | None = None) -> torch.Tensor:
+    """Group correlation ``(B, C_in, F_in, H, W) -> (B, C_out, F_out, H', W')``.
+
+    Pixel filters: ``weight`` ``(C_out, C_in // groups, |G|, k, k)``. Steerable filters:
+    ``weight`` ``(C_out, C_in // groups, num_basis)`` with ``kernel_size=k``; regular fields
+    of cN/dN, or harmonic fields with ``max_order=M`` (output) and ``in_max_order`` (input,
+    default ``M``). ``bias`` ``(C_out,)`` as in :func:`lifting_conv2d`."""
+    if isinstance(weight, torch.Tensor) and weight.dim() == 3:
+        filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
+                                                    in_max_order, groups)
+        _check_input(x, 5, weight.shape[1] * groups, f_in, "group_conv2d", m_in)
+        if max_order is not None:
+            bias = _bias_slot0(bias, f_out)
+        pad = resolve_padding(padding, kernel_size, dilation)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
+    if max_order is not None or in_max_order is not None:
+        raise ValueError(f"max_order={max_order!r} needs a steerable weight (C_out, C_in // "
+                         "groups, num_basis); pixel filters give regular fields")
     grp = check_pixel_group(group)
     _check_input(x, 5, weight.shape[1] * groups, int(grp.order), "group_conv2d")
     pad = resolve_padding(padding, weight.shape[-1], dilation)

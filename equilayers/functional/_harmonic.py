@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..groups import GroupLike, get
 from ..groups._actions import harmonic_matrix
-from ._steerable import expand_steerable, steerable_basis
+from ._steerable import expand_steerable
 
 __all__ = [
     "check_harmonic",
@@ -27,8 +27,6 @@ __all__ = [
     "harmonic_to_regular",
     "fourier_matrix",
     "steerable_conv2d",
-    "harmonic_lifting_conv2d",
-    "harmonic_conv2d",
 ]
 
 
@@ -277,49 +275,3 @@ def steerable_conv2d(
     if bias is not None:
         y = torch.cat([y[:, :, :1] + bias.view(1, -1, 1, 1, 1), y[:, :, 1:]], dim=2)
     return y
-
-
-def harmonic_lifting_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    *,
-    kernel_size: int,
-    group: GroupLike = "so2",
-    max_order: int = 1,
-) -> torch.Tensor:
-    """Lifting conv to harmonic fields: ``(B, C_in, H, W) -> (B, C_out, 2M+1, H', W')``.
-
-    :func:`steerable_conv2d` with ``steerable_basis(group, "trivial", "harmonic",
-    kernel_size, out_order=max_order)`` (cached); ``weight`` is ``(C_out, C_in // groups,
-    num_basis)``, ``bias`` ``(C_out,)`` goes to the order-0 slot.
-    """
-    basis = steerable_basis(group, "trivial", "harmonic", kernel_size, out_order=max_order,
-                            dtype=x.dtype, device=x.device)
-    return steerable_conv2d(x, weight, basis, bias, stride, padding, dilation, groups)
-
-
-def harmonic_conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    *,
-    kernel_size: int,
-    group: GroupLike = "so2",
-    in_order: int = 1,
-    out_order: int = 1,
-) -> torch.Tensor:
-    """Harmonic-to-harmonic conv: ``(B, C_in, 2 M_in + 1, H, W) -> (B, C_out, 2 M_out + 1, H',
-    W')`` with ``steerable_basis(group, "harmonic", "harmonic", kernel_size, ...)`` (cached)."""
-    check_harmonic(x, in_order, "harmonic_conv2d")
-    basis = steerable_basis(group, "harmonic", "harmonic", kernel_size, in_order=in_order,
-                            out_order=out_order, dtype=x.dtype, device=x.device)
-    return steerable_conv2d(x, weight, basis, bias, stride, padding, dilation, groups)

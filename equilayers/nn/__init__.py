@@ -27,7 +27,6 @@ from ._harmonic import (
     NormNonlinearity,
     NormPool,
     RegularToHarmonic,
-    SteerableConv2d,
 )
 from ._heads import (
     InvariantHead,
@@ -56,7 +55,6 @@ __all__: list[str] = [
     "NormNonlinearity",
     "NormPool",
     "RegularToHarmonic",
-    "SteerableConv2d",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
     "InvariantHead",

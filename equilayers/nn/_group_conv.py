@@ -1,4 +1,5 @@
-"""Lifting and group convolutions (p4, p4m and their subgroups) as ``nn.Conv2d`` look-alikes."""
+"""Lifting and group convolutions as ``nn.Conv2d`` look-alikes: pixel filters for p4, p4m and
+their subgroups, steerable filters for cN, dN (any N), so2 and o2."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import torch
 from torch import nn
 
 from ..functional import _gconv as G
+from ..functional._steerable import expand_steerable, steerable_basis
 from ..groups import GroupLike, get
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
-#: Filter bases implemented now, and the groups each supports.
-_BASES = {"pixel": G.PIXEL_GROUPS}
+_BASES = ("pixel", "harmonic")
 
 
 class _GroupConvNd(nn.Module):
@@ -28,8 +29,8 @@ class _GroupConvNd(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None, *, group: GroupLike = "p4",
-                 basis: str = "pixel") -> None:
+                 device=None, dtype=None, *, group: GroupLike = "p4", basis: str | None = None,
+                 max_order: int | None = None, in_max_order: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -39,15 +40,26 @@ class _GroupConvNd(nn.Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        if basis not in _BASES:
-            raise ValueError(f"{name}: unknown basis {basis!r}; available now: "
-                             f"{', '.join(map(repr, _BASES))} ('harmonic' is not available yet)")
         grp = get(group)
-        if grp.name not in _BASES[basis]:
+        if basis is None:
+            basis = "pixel" if grp.name in G.PIXEL_GROUPS and max_order is None else "harmonic"
+        if basis not in _BASES:
+            raise ValueError(f"{name}: unknown basis {basis!r}; use 'pixel' (c1, c2, c4, d1, d2, "
+                             "d4) or 'harmonic' (any group)")
+        if basis == "pixel" and grp.name not in G.PIXEL_GROUPS:
             raise ValueError(
-                f"{name}: group {grp.name!r} needs steerable filters (basis='harmonic'), not "
-                f"available yet; pixel-filter groups: {', '.join(G.PIXEL_GROUPS)} "
-                "(aliases p4 = c4, p4m = d4)")
+                f"{name}: group {grp.name!r} has rotations off the pixel grid, so it needs "
+                f"steerable filters: use basis='harmonic' (the default for it); pixel-filter "
+                f"groups: {', '.join(G.PIXEL_GROUPS)} (aliases p4 = c4, p4m = d4)")
+        if basis == "pixel" and (max_order is not None or in_max_order is not None):
+            raise ValueError(f"{name}: max_order={max_order!r} asks for harmonic fields, but "
+                             "basis='pixel' gives regular fields of |G| slots: drop max_order or "
+                             "use basis='harmonic'")
+        try:
+            in_rep, out_rep, m_in, m_out = G.field_types(grp, self.lifting, max_order,
+                                                         in_max_order)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
         k = G._pair(kernel_size, "kernel_size")
         if k[0] != k[1] or k[0] < 1:
             raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
@@ -68,9 +80,14 @@ class _GroupConvNd(nn.Module):
         self.stride, self.padding, self.dilation = stride_p, padding, dil_p
         self.groups, self.padding_mode = groups, padding_mode
         self.group, self.basis = grp, basis
-        self.fiber_out = int(grp.order)
-        self.fiber_in = 1 if self.lifting else self.fiber_out
+        self.in_rep, self.out_rep = in_rep, out_rep
+        self.max_order, self.in_max_order = m_out, m_in
+        self.fiber_out = int(grp.order) if m_out is None else 2 * m_out + 1
+        self.fiber_in = 1 if self.lifting else (self.fiber_out if m_in is None else 2 * m_in + 1)
         factory = {"device": device, "dtype": dtype}
+        if basis == "harmonic":
+            self.register_buffer("filter_basis", self._build_basis(device, dtype),
+                                 persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
@@ -87,46 +104,72 @@ class _GroupConvNd(nn.Module):
         if self.basis == "pixel":
             return ((self.out_channels, c_in, k, k) if self.lifting
                     else (self.out_channels, c_in, self.fiber_in, k, k))
-        raise AssertionError(f"unreachable basis {self.basis!r}")  # validated in __init__
+        return (self.out_channels, c_in, self.filter_basis.shape[0])
+
+    def _build_basis(self, device, dtype) -> torch.Tensor:
+        return steerable_basis(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
+                               in_order=self.in_max_order, out_order=self.max_order,
+                               dtype=dtype, device=device)
 
     def _expand(self) -> torch.Tensor:
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
         if self.basis == "pixel":
             return self.weight.reshape(-1)[self.expansion_index]
-        raise AssertionError(f"unreachable basis {self.basis!r}")
+        return expand_steerable(self.weight, self.filter_basis, self.groups)
+
+    def _slot_bias(self) -> torch.Tensor | None:
+        """The bias per output slot ``(C_out * F_out,)``: a regular field's value on every
+        slot; a harmonic field's on its order-0 slot only (the other orders rotate)."""
+        if self.bias is None:
+            return None
+        if self.out_rep == "harmonic":
+            return G._bias_slot0(self.bias, self.fiber_out)
+        return self.bias.repeat_interleave(self.fiber_out)
 
     def reset_parameters(self) -> None:
-        """Uniform init with ``nn.Conv2d``'s bound ``1/sqrt(fan_in)`` for the *expanded* fan-in
-        ``C_in * F_in // groups * k * k``: every output unit sums ``fan_in`` distinct i.i.d.
-        weights (a permutation of one filter), so its activation variance equals that of an
-        ``nn.Conv2d`` with the same fan-in. Bias: uniform with the same bound."""
+        """Uniform init that keeps the activation variance of an ``nn.Conv2d`` with the same
+        *expanded* fan-in ``C_in * F_in // groups * k * k`` (bound ``1/sqrt(fan_in)``).
+
+        Pixel basis: every output unit sums ``fan_in`` distinct i.i.d. weights (a permutation
+        of one filter), so the bound is ``1/sqrt(fan_in)`` itself. Steerable basis: every basis
+        element has unit Frobenius norm, so for unit-variance i.i.d. inputs an output slot has
+        variance ``Var(w) * C_in/groups * (energy of the basis in that slot)``, whose mean over
+        the ``F_out`` slots is ``Var(w) * C_in/groups * num_basis / F_out``; the bound
+        ``sqrt(F_out / (C_in/groups * num_basis))`` makes that mean ``1/3``, as for
+        ``nn.Conv2d`` (regular fields: every slot exactly; harmonic fields: on average over
+        the orders). Bias: uniform with bound ``1/sqrt(fan_in)``."""
         k = self.kernel_size[0]
-        self.expansion_index = G.expansion_index(
-            self.group, self.out_channels, self.in_channels // self.groups, k,
-            lifting=self.lifting, device=self.weight.device)
-        fan_in = self.in_channels // self.groups * self.fiber_in * k * k
-        bound = 1.0 / math.sqrt(fan_in)
+        c_in = self.in_channels // self.groups
+        fan_in = c_in * self.fiber_in * k * k
+        bound = bias_bound = 1.0 / math.sqrt(fan_in)
+        if self.basis == "pixel":
+            self.expansion_index = G.expansion_index(
+                self.group, self.out_channels, c_in, k, lifting=self.lifting,
+                device=self.weight.device)
+        else:
+            self.filter_basis = self._build_basis(self.filter_basis.device,
+                                                  self.filter_basis.dtype)
+            bound = math.sqrt(self.fiber_out / (c_in * max(self.filter_basis.shape[0], 1)))
         with torch.no_grad():
             if self.weight.device.type != "meta":
                 nn.init.uniform_(self.weight, -bound, bound)
                 if self.bias is not None:
-                    nn.init.uniform_(self.bias, -bound, bound)
+                    nn.init.uniform_(self.bias, -bias_bound, bias_bound)
         self._cache = None
 
     # --- forward ---------------------------------------------------------------------------
     def _expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(expanded filter, bias repeated over the fiber)``, from the eval cache when
+        """``(expanded filter, bias per output slot)``, from the eval cache when
         valid (see :meth:`expanded_filter`)."""
         w, b = self.weight, self.bias
         if (self.training or torch.compiler.is_compiling()
                 or (torch.is_grad_enabled() and w.requires_grad)):
-            return self._expand(), None if b is None else b.repeat_interleave(self.fiber_out)
+            return self._expand(), self._slot_bias()
         key = (w._version, w.data_ptr(), w.dtype, w.device,
                None if b is None else (b._version, b.data_ptr()))
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                self._cache = (key, self._expand(),
-                               None if b is None else b.repeat_interleave(self.fiber_out))
+                self._cache = (key, self._expand(), self._slot_bias())
         return self._cache[1], self._cache[2]
 
     def expanded_filter(self) -> torch.Tensor:
@@ -156,18 +199,23 @@ class _GroupConvNd(nn.Module):
             self._exact_sizes.add(size)  # memo: the check costs ~20 us of Python per call
         else:
             self._warned = True
-            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
-                          f"on input of size {x.shape[-2]}x{x.shape[-1]}: "
+            sub = G.grid_subgroup(self.group)
+            what = ("" if sub == self.group else
+                    f" even on its grid subgroup {sub.name} (its only elements that can be exact;"
+                    " other rotations are approximate in any case)")
+            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
+                          f"{what} on input of size {x.shape[-2]}x{x.shape[-1]}: "
                           + "; ".join(problems) + " (warned once per module)", stacklevel=5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
-                       None if self.lifting else self.fiber_in, type(self).__name__)
+                       None if self.lifting else self.fiber_in, type(self).__name__,
+                       self.in_max_order)
         if not torch.compiler.is_compiling():
             self._check_exact(x)
         weight, bias = self._expanded()
         return G.conv_expanded(x, weight, bias, self.fiber_out, self.stride, self._pad,
-                               self.dilation, self.groups, self.padding_mode, bias_repeat=1)
+                               self.dilation, self.groups, self.padding_mode)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
@@ -184,8 +232,13 @@ class _GroupConvNd(nn.Module):
             s += ", bias=False"
         if self.padding_mode != "zeros":
             s += f", padding_mode={self.padding_mode!r}"
-        if self.basis != "pixel":
+        if self.basis != "pixel" and (self.group.name in G.PIXEL_GROUPS
+                                      and self.max_order is None):
             s += f", basis={self.basis!r}"
+        if self.max_order is not None:
+            s += f", max_order={self.max_order}"
+        if self.in_max_order is not None and self.in_max_order != self.max_order:
+            s += f", in_max_order={self.in_max_order}"
         return s
 
 
@@ -195,29 +248,47 @@ _SHARED_DOC = """
         padding_mode, device, dtype: as ``nn.Conv2d`` (``kernel_size`` square; ``padding`` an
             int, a pair, ``"same"`` or ``"valid"``; ``padding_mode`` ``"zeros"``,
             ``"reflect"``, ``"replicate"`` or ``"circular"``). Channels count *fields*.
-        group: ``"c1"``, ``"c2"``, ``"c4"`` (``"p4"``), ``"d1"``, ``"d2"``, ``"d4"``
-            (``"p4m"``) or a :class:`~equilayers.groups.Group`.
-        basis: ``"pixel"``: full ``k x k`` filters (the GrouPy function class).
+        group: ``"cN"``/``"dN"`` for any N (``"p4"`` = c4, ``"p4m"`` = d4), ``"so2"``,
+            ``"o2"`` or a :class:`~equilayers.groups.Group`.
+        basis: ``"pixel"``: full ``k x k`` filters (the GrouPy function class; c1, c2, c4,
+            d1, d2, d4 only, their default). ``"harmonic"``: filters in the closed-form
+            steerable basis (:func:`~equilayers.functional.steerable_basis`: circular
+            harmonics on Gaussian rings), weight ``(C_out, C_in // groups, num_basis)``; any
+            group, the default and only option for the others. For c4/d4 it is band-limited
+            and has fewer parameters than ``"pixel"``.
+        max_order: ``M``: harmonic output fields ``[a_0, c_1, s_1, ..., c_M, s_M]`` (``2M+1``
+            slots). Required for so2/o2; for cN/dN it selects harmonic instead of regular
+            fields (needs ``basis="harmonic"``).
+        in_max_order: (group conv only) the order of the harmonic input fields, default
+            ``max_order``.
+
+    Bias: one value per output field, on every slot of a regular field and on the order-0
+    slot of a harmonic field (a constant on the other orders would not rotate).
 
     Shape:
         ``H' = floor((H + pad_top + pad_bottom - dilation * (k - 1) - 1) / stride) + 1``,
-        the same for ``W'`` (as ``nn.Conv2d``); ``|G|`` is 1, 2, 4, 2, 4, 8 for c1, c2, c4,
-        d1, d2, d4.
+        the same for ``W'`` (as ``nn.Conv2d``); the fiber ``F`` is ``|G|`` (``N`` for cN,
+        ``2N`` for dN) for regular fields and ``2M+1`` for harmonic ones.
 
     Equivariance:
         Exact (float rounding: about 1e-7 relative in float32, 1e-16 in float64) for every
-        group element whenever each flipped dim has symmetric padding and
-        ``(n + pad - dilation*(k-1) - 1) % stride == 0`` (for 90-degree rotations also the
-        same options on both dims and a square input); see
-        :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
+        element of the group's grid subgroup (rotations by multiples of 90 degrees and flips
+        it contains: all of c1..d4; c4 of c8/so2, d4 of d8/o2, c2 of c6, ...) whenever each
+        flipped dim has symmetric padding and ``(n + pad - dilation*(k-1) - 1) % stride ==
+        0`` (for 90-degree rotations also the same options on both dims and a square input);
+        see :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
         ``"same"`` with an even kernel, breaks it: the first such forward warns, once per
-        module. Cost: one ``F.conv2d`` with the expanded filter.
+        module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
+        filters are exact rotations of continuous functions, but images are sampled on the
+        grid (measured errors: README, "Steerable (harmonic) filters"). Cost: one
+        ``F.conv2d`` with the expanded filter, plus (steerable basis) one matmul of the
+        weight with the basis per training forward.
 """
 
 
 class LiftingConv2d(_GroupConvNd):
-    __doc__ = """Lifting convolution: images ``(B, C_in, H, W)`` to regular group feature maps
-    ``(B, C_out, |G|, H', W')``.
+    __doc__ = """Lifting convolution: images ``(B, C_in, H, W)`` to group feature maps
+    ``(B, C_out, F, H', W')`` (regular fields, ``F = |G|``, or harmonic, ``F = 2M+1``).
 
     ``out[o, g] = sum_c in[c] (*) (g . psi[o, c]) + b[o]``: slot ``g`` correlates with the
     filter transformed by ``g`` (``(*)`` is ``F.conv2d``'s cross-correlation).
@@ -227,6 +298,9 @@ class LiftingConv2d(_GroupConvNd):
         >>> from equilayers.nn import LiftingConv2d
         >>> LiftingConv2d(3, 8, 3, padding=1, group="p4m")(torch.randn(2, 3, 9, 9)).shape
         torch.Size([2, 8, 8, 9, 9])
+        >>> LiftingConv2d(3, 8, 5, padding=2, group="so2", max_order=2)(
+        ...     torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 8, 5, 9, 9])
     """
     lifting = True
     in_rep = "trivial"
@@ -234,17 +308,20 @@ class LiftingConv2d(_GroupConvNd):
 
 
 class GroupConv2d(_GroupConvNd):
-    __doc__ = """Group convolution between regular feature maps
-    ``(B, C_in, |G|, H, W) -> (B, C_out, |G|, H', W')``.
+    __doc__ = """Group convolution between group feature maps
+    ``(B, C_in, F_in, H, W) -> (B, C_out, F_out, H', W')`` (regular or harmonic fields).
 
     ``out[o, g] = sum_{c, h} in[c, h] (*) (g . psi[o, c])[h] + b[o]`` where ``g . psi`` moves
-    the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``.
+    the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``. Harmonic
+    fields: ``psi`` obeys ``psi(g q) = rho_out(g) psi(q) rho_in(g)^-1`` (steerable basis).
     """ + _SHARED_DOC + """
     Example:
         >>> import torch
         >>> from equilayers.nn import GroupConv2d
         >>> GroupConv2d(8, 4, 3, padding=1, group="p4")(torch.randn(2, 8, 4, 9, 9)).shape
         torch.Size([2, 4, 4, 9, 9])
+        >>> GroupConv2d(8, 4, 5, padding=2, group="c8")(torch.randn(2, 8, 8, 9, 9)).shape
+        torch.Size([2, 4, 8, 9, 9])
     """
     lifting = False
     in_rep = "regular"

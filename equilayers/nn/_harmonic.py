@@ -1,8 +1,8 @@
-"""Modules for harmonic fields ``(B, C, 2M+1, H, W)`` and steerable convolutions."""
+"""Modules for harmonic fields ``(B, C, 2M+1, H, W)`` (the steerable convolutions are
+``LiftingConv2d``/``GroupConv2d`` with ``max_order``)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..functional import _harmonic as H
-from ..functional._steerable import steerable_basis
 from ..groups import GroupLike, get
 
 __all__ = [
@@ -20,7 +19,6 @@ __all__ = [
     "NormPool",
     "RegularToHarmonic",
     "HarmonicToRegular",
-    "SteerableConv2d",
 ]
 
 
@@ -223,80 +221,3 @@ class HarmonicToRegular(RegularToHarmonic):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return H.harmonic_to_regular(x, self.group, self.max_order)
-
-
-class SteerableConv2d(nn.Module):
-    """Convolution with filters in the closed-form steerable basis (a thin module over
-    :func:`~equilayers.functional.steerable_conv2d`).
-
-    ``in_rep``/``out_rep``: ``"trivial"``/``"harmonic"`` (any group, with ``in_order``/
-    ``out_order``) or ``"trivial"/"regular"`` -> ``"regular"`` (finite groups ``cN``/``dN``).
-    The weight ``(C_out, C_in // groups, num_basis)`` is initialised like ``nn.Conv2d``
-    (uniform with bound ``1 / sqrt(fan_in)``, ``fan_in = C_in * F_in * k^2 / groups``);
-    the bias (order-0 / slot-0 only for harmonic outputs, every slot of a field for regular
-    outputs) likewise.
-
-    Shape: ``(B, C_in, [F_in,] H, W) -> (B, C_out, F_out, H', W')``,
-    ``H' = (H + 2 padding - dilation (k - 1) - 1) // stride + 1``.
-
-    Equivariance: exact for rotations by multiples of 90 degrees and the flip; approximate at
-    other angles (continuous filters sampled on the pixel grid; see the README for measured
-    errors). Stride > 1 is exact only on odd input sizes.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True, *,
-                 group: GroupLike = "so2", in_rep: str = "trivial", out_rep: str = "harmonic",
-                 in_order: int | None = None, out_order: int | None = None,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self.group = get(group)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.groups = dilation, groups
-        self.in_rep, self.out_rep = in_rep, out_rep
-        self.in_order, self.out_order = in_order, out_order
-        basis = steerable_basis(self.group, in_rep, out_rep, kernel_size, in_order=in_order,
-                                out_order=out_order, dtype=dtype, device=device)
-        self.register_buffer("basis", basis, persistent=False)
-        nb = basis.shape[0]
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, nb,
-                                               device=device, dtype=dtype))
-        self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) \
-            if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.basis.copy_(steerable_basis(self.group, self.in_rep, self.out_rep,
-                                             self.kernel_size, in_order=self.in_order,
-                                             out_order=self.out_order, dtype=self.basis.dtype,
-                                             device=self.basis.device))
-        fan_in = self.weight.shape[1] * self.basis.shape[2] * self.kernel_size ** 2
-        bound = 1.0 / math.sqrt(max(fan_in, 1))
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.out_rep == "regular":
-            y = H.steerable_conv2d(x, self.weight, self.basis, None, self.stride, self.padding,
-                                   self.dilation, self.groups)
-            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1, 1)
-        return H.steerable_conv2d(x, self.weight, self.basis, self.bias, self.stride,
-                                  self.padding, self.dilation, self.groups)
-
-    def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"group={self.group.name!r}, {self.in_rep}->{self.out_rep}")
-        if self.in_order is not None:
-            s += f", in_order={self.in_order}"
-        if self.out_order is not None:
-            s += f", out_order={self.out_order}"
-        for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        return s + ("" if self.bias is not None else ", bias=False")
