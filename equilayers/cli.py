@@ -62,6 +62,13 @@ def _bench(args: argparse.Namespace) -> int:
                           env=env).returncode
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(args.args)
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from ._audit import audit
 
@@ -79,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                        "equivariance errors")
     p.add_argument("--filter", default="", help="only cases whose name contains this text")
     p.set_defaults(func=_selfcheck)
-    p = sub.add_parser("demo", help="the main job: until the training demo lands, the "
-                       "self-check of every layer")
-    p.add_argument("--filter", default="", help=argparse.SUPPRESS)
-    p.set_defaults(func=_selfcheck)
+    p = sub.add_parser("demo", help="the main job: train plain, anti-aliased, p4, p4m and SO(2) "
+                       "CNNs on real upright digits and test them rotated and shifted; "
+                       "arguments are passed on (equilayers demo --help)", add_help=False)
+    p.set_defaults(func=_demo)
     p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks) from the "
                        "source tree; arguments are passed on, e.g. --quick --family pool",
                        add_help=False)
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
     p.set_defaults(func=_audit)
     args, rest = parser.parse_known_args(argv)
-    if args.command == "bench":
+    if args.command in ("bench", "demo"):
         args.args = rest  # everything after `bench` belongs to the runner
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
