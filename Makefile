@@ -11,15 +11,16 @@ TORCH_SPEC ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[test,demo,export]"
+	$(PY) -m pip install -e ".[test,demo,triton,export]"
 	touch $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check equilayers tests benchmarks examples
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
+# TRITON_INTERPRET=1: the Triton kernel tests run on CPU through Triton's interpreter.
 test: lint
-	$(PY) -m pytest; rc=$$?; \
+	TRITON_INTERPRET=1 $(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 demo: $(STAMP)

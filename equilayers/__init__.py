@@ -5,7 +5,7 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, metrics, nn, testing
+from . import functional, groups, kernels, metrics, nn, testing
 from ._export import export
 from ._grid import Finding, check_grid
 from ._surgery import antialias
@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "functional",
     "groups",
+    "kernels",
     "metrics",
     "nn",
     "testing",

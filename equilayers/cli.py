@@ -1,9 +1,12 @@
-"""Command line: ``equilayers selfcheck | demo | audit`` (also ``python -m equilayers``)."""
+"""Command line: ``equilayers selfcheck | demo | audit | bench`` (also ``python -m equilayers``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
@@ -35,6 +38,37 @@ def _selfcheck(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _find_benchmarks(candidates: list[Path] | None = None) -> Path | None:
+    """The source root holding ``benchmarks/__main__.py``: next to the package, else the cwd."""
+    if candidates is None:
+        candidates = [Path(__file__).resolve().parent.parent, Path.cwd()]
+    for root in candidates:
+        if (root / "benchmarks" / "__main__.py").is_file():
+            return root
+    return None
+
+
+def _bench(args: argparse.Namespace) -> int:
+    root = _find_benchmarks()
+    if root is None:
+        print("equilayers bench: the benchmark suite ships with the source tree, not the wheel; "
+              "no benchmarks/ directory next to the package or in the current directory. "
+              "Clone the repository and run `equilayers bench` (or `python -m benchmarks`) "
+              "from its root.", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(root), env.get("PYTHONPATH")] if p)
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args.args],
+                          env=env).returncode
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(args.args)
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from ._audit import audit
 
@@ -52,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                        "equivariance errors")
     p.add_argument("--filter", default="", help="only cases whose name contains this text")
     p.set_defaults(func=_selfcheck)
-    p = sub.add_parser("demo", help="the main job: until the training demo lands, the "
-                       "self-check of every layer")
-    p.add_argument("--filter", default="", help=argparse.SUPPRESS)
-    p.set_defaults(func=_selfcheck)
+    p = sub.add_parser("demo", help="the main job: train plain, anti-aliased, p4, p4m and SO(2) "
+                       "CNNs on real upright digits and test them rotated and shifted; "
+                       "arguments are passed on (equilayers demo --help)", add_help=False)
+    p.set_defaults(func=_demo)
+    p = sub.add_parser("bench", help="run the benchmark suite (python -m benchmarks) from the "
+                       "source tree; arguments are passed on, e.g. --quick --family pool",
+                       add_help=False)
+    p.set_defaults(func=_bench)
     p = sub.add_parser("audit", help="measure a model's equivariance layer by layer, its "
                        "consistencies and grid findings; optionally plot its invariance")
     p.add_argument("model", help="FILE.py:FACTORY, a function returning the nn.Module")
@@ -65,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                    "angle and sub-pixel shift (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
     p.set_defaults(func=_audit)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("bench", "demo"):
+        args.args = rest  # everything after `bench` belongs to the runner
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

@@ -115,7 +115,7 @@ def model_specs() -> list[Spec]:
         Spec("plain + antialias", lambda: antialias(_plain_cnn(16))),
         Spec("p4 CNN", lambda: _group_cnn(8, "p4")),
         Spec("p4m CNN", lambda: _group_cnn(6, "p4m")),
-        Spec("SO(2) harmonic CNN", lambda: _harmonic_cnn(10)),
+        Spec("SO(2) harmonic CNN", lambda: _harmonic_cnn(11)),
     ]
 
 
@@ -133,7 +133,7 @@ def _random_rot90(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def _random_angle(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     angles = torch.rand(len(x), generator=gen) * 2 * math.pi
-    return torch.stack([rotate(img[None], float(a))[0] for img, a in zip(x, angles, strict=True)])
+    return rotate(x, angles)
 
 
 def _random_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
@@ -308,3 +308,7 @@ def _plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"plot saved to {path}")
+
+
+if __name__ == "__main__":
+    run()

@@ -147,3 +147,17 @@ def test_bad_input_messages():
         circular_shift(torch.zeros(1, 5, 5), (0.5, 0))
     with pytest.raises(TypeError, match="GroupElement"):
         act(torch.zeros(1, 1, 5, 5), 1)
+
+
+def test_rotate_per_sample_angles(gen):
+    x = torch.randn(3, 2, 9, 9, generator=gen, dtype=torch.float64)
+    angles = torch.tensor([0.3, math.pi / 2, -1.0], dtype=torch.float64)
+    out = rotate(x, angles)
+    for i in range(3):
+        torch.testing.assert_close(out[i], rotate(x[i:i + 1], float(angles[i]))[0])
+    torch.testing.assert_close(out[1], rot90(x[1], 1), atol=1e-12, rtol=0)
+    # float32 at 90 degrees agrees to float32 rounding of the sampling grid
+    torch.testing.assert_close(rotate(x.float(), math.pi / 2), rot90(x.float(), 1),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="3 angles for a batch of 2"):
+        rotate(x[:2], angles)

@@ -12,6 +12,10 @@ The reference semantics (a Triton kernel must reproduce them to float rounding):
   output has ``floor((N - 1) / s) + 1`` samples per dim and ``k = 1`` is exactly
   ``x[..., ::s, ::s]``.
 
+``blur_pool2d`` and ``max_blur_pool2d`` dispatch (:mod:`equilayers.kernels`): the Triton kernel
+on CUDA, a faster PyTorch formulation with the same semantics where one exists (``"fast"``), the
+reference here otherwise; ``equilayers.kernels.explain("blur_pool2d", x)`` says which.
+
 The filter is broadcast over every leading dim (a depthwise convolution over
 ``(prod(leading[:-1]), leading[-1], *spatial)`` with an ``expand()``-ed view of the one
 filter): no per-channel copy is stored.
@@ -23,6 +27,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from .. import kernels
 
 __all__ = [
     "binomial_filter",
@@ -165,6 +171,12 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
         >>> blur_pool2d(torch.ones(1, 2, 7, 8)).shape
         torch.Size([1, 2, 4, 4])
     """
+    return kernels.dispatch("blur_pool2d", x, _blur_pool2d_reference, kernel_size=kernel_size,
+                            stride=stride, padding_mode=padding_mode)
+
+
+def _blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
+                           padding_mode: str = "reflect") -> torch.Tensor:
     return _blur_pool(x, kernel_size, stride, padding_mode, 2, "blur_pool2d")
 
 
@@ -208,11 +220,31 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur
     Output size per dim: ``floor((N + 2 padding - kernel_size) / stride) + 1``, the same as
     ``nn.MaxPool2d(kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
     """
+    return kernels.dispatch("max_blur_pool2d", x, _max_blur_pool2d_reference,
+                            fast=_max_blur_pool2d_fast, kernel_size=kernel_size, stride=stride,
+                            blur_size=blur_size, padding_mode=padding_mode, padding=padding)
+
+
+def _max_blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
+                               blur_size: int = 3, padding_mode: str = "reflect",
+                               padding: int = 0, *, _max_pool=None) -> torch.Tensor:
     check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)
     flat, lead = _flat_spatial(x, "max_blur_pool2d")
-    y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
+    if _max_pool is None:
+        y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
+    else:
+        y = _max_pool(flat, kernel_size)
     y = y.reshape(*lead, *y.shape[-2:])
     return blur_pool2d(y, blur_size, stride, padding_mode)
+
+
+def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
+                          blur_size: int = 3, padding_mode: str = "reflect",
+                          padding: int = 0) -> torch.Tensor:
+    # The same composition with max_pool2d(stride=1) as elementwise maxima (same values and
+    # gradients; the dispatcher takes this path only with padding=0).
+    return _max_blur_pool2d_reference(x, kernel_size, stride, blur_size, padding_mode, padding,
+                                      _max_pool=kernels.max_pool2d_stride1)
 
 
 def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

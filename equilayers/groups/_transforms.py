@@ -53,7 +53,7 @@ def flip(x: torch.Tensor) -> torch.Tensor:
 
 def rotate(
     x: torch.Tensor,
-    angle: float,
+    angle: float | torch.Tensor,
     *,
     mode: str = "bilinear",
     padding_mode: str = "zeros",
@@ -61,7 +61,8 @@ def rotate(
     """Rotate the last two dims by ``angle`` radians counter-clockwise about the image centre.
 
     Interpolated with ``grid_sample`` (``mode`` ``"bilinear"``, ``"nearest"`` or ``"bicubic"``),
-    zeros outside the input. At multiples of 90 degrees it agrees with :func:`rot90` to float
+    zeros outside the input. ``angle`` may be a 1-D tensor with one angle per sample (its length
+    must be ``x.shape[0]``). At multiples of 90 degrees it agrees with :func:`rot90` to float
     rounding on square inputs; elsewhere it is approximate: on smooth inputs, inside the
     inscribed disk, rotating forth and back by bilinear interpolation loses about 1-3% of
     the signal (measure it with :func:`equilayers.testing.equivariance_report`'s ``floor``).
@@ -69,17 +70,23 @@ def rotate(
     _check_spatial(x, "rotate")
     shape = x.shape
     h, w = shape[-2:]
-    flat = x.reshape(-1, 1, h, w)
-    c, s = math.cos(angle), math.sin(angle)
+    if isinstance(angle, torch.Tensor) and angle.dim() == 1:
+        if angle.shape[0] != shape[0]:
+            raise ValueError(f"rotate got {angle.shape[0]} angles for a batch of {shape[0]}; "
+                             "pass one angle per sample (dim 0) or a single float")
+        flat = x.reshape(shape[0], -1, h, w)
+        ang = angle.to(dtype=torch.float64, device=x.device)
+    else:
+        flat = x.reshape(-1, 1, h, w)
+        ang = torch.full((flat.shape[0],), float(angle), dtype=torch.float64, device=x.device)
+    c, s = torch.cos(ang), torch.sin(ang)
     # grid_sample coords: x to the right, y down, normalised by half the size (align_corners
     # False). Output pixel p samples the input at R(-angle) p in the y-up frame, which is
     # R(+angle) in the y-down frame; scale by the aspect so rotations are rigid in pixels.
     sx, sy = w / 2.0, h / 2.0
-    theta = torch.tensor(
-        [[c, -s * sy / sx, 0.0], [s * sx / sy, c, 0.0]], dtype=x.dtype, device=x.device
-    )
-    # y-down frame: a CCW display rotation by +angle samples input at (c*x - s*y, s*x + c*y)
-    theta = theta.unsqueeze(0).expand(flat.shape[0], 2, 3)
+    zero = torch.zeros_like(c)
+    theta = torch.stack([torch.stack([c, -s * sy / sx, zero], -1),
+                         torch.stack([s * sx / sy, c, zero], -1)], -2).to(x.dtype)
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
     out = F.grid_sample(flat, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
     return out.reshape(shape)

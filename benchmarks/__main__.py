@@ -1,0 +1,319 @@
+"""``python -m benchmarks``: time every layer against its floor and write the results.
+
+Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCase]``), and for
+every case measures, on each requested device:
+
+- forward time (under ``torch.no_grad``) and forward+backward time (``out.sum().backward()``),
+  as medians over rounds after warmup; the cases of a family run interleaved, round by round,
+  so that a change of machine load hits a case and its floor alike;
+- the ratio of each to the case's ``floor``, measured in the same run;
+- peak memory of one training step (forward+backward; forward only when ``backward=False``):
+  ``torch.cuda.max_memory_allocated`` on CUDA, the profiler's allocation events replayed in
+  order on CPU (see ``benchmarks/_memory.py``);
+- module construction time (median), when the case has ``construct``.
+
+Results go to ``<out>/<device>[-<family>...][-quick].json`` and ``.md`` with the device name,
+versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from ._core import BenchCase, forward_backward, time_call
+from ._memory import peak_memory
+
+HERE = Path(__file__).resolve().parent
+PEERS = ["kornia", "escnn", "e2cnn", "triton"]
+
+
+def discover(families: list[str] | None) -> list[str]:
+    """Family names of the ``bench_<family>.py`` modules next to this file."""
+    found = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    if families:
+        unknown = sorted(set(families) - set(found))
+        if unknown:
+            raise SystemExit(f"benchmarks: unknown family {unknown}; available: {found}")
+        found = [f for f in found if f in families]
+    return found
+
+
+def load_cases(family: str, quick: bool) -> list[BenchCase]:
+    module = importlib.import_module(f"{__package__}.bench_{family}")
+    return list(module.cases(quick))
+
+
+def _call_with_device(builder, device: torch.device):
+    if "device" in inspect.signature(builder).parameters:
+        return builder(device=device)
+    return builder()
+
+
+def _build(case: BenchCase, device: torch.device):
+    fn, x = _call_with_device(case.make, device)
+    if isinstance(fn, torch.nn.Module):
+        fn = fn.to(device)
+    return fn, x.to(device)
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
+def _once(fn, sync) -> float:
+    t = time.perf_counter()
+    fn()
+    if sync:
+        sync()
+    return max(time.perf_counter() - t, 1e-6)
+
+
+def _fail(row: dict, exc: BaseException) -> None:
+    if isinstance(exc, ImportError):
+        row["status"] = f"skipped: {exc}"
+    else:
+        row["status"] = f"error: {type(exc).__name__}: {exc}"
+        row["traceback"] = traceback.format_exc()
+
+
+def _interleaved(calls: dict, rows: list[dict], key: str, budget_s: float, rounds: int,
+                 sync, tick) -> None:
+    """Median per-call time of every callable, measured in ``rounds`` interleaved rounds.
+
+    Round ``r`` runs each case in turn (``per`` calls each, about ``budget_s / rounds``), so a
+    change in machine load during the run hits every case alike and ratios stay fair.
+    """
+    per, samples = {}, {i: [] for i in calls}
+    for i, fn in list(calls.items()):
+        try:
+            fn()  # warmup
+            per[i] = max(1, round(budget_s / rounds / _once(fn, sync)))
+        except Exception as e:  # a failing case is reported, the others still run
+            _fail(rows[i], e)
+            del calls[i]
+    for _ in range(rounds):
+        for i, fn in list(calls.items()):
+            try:
+                t = time.perf_counter()
+                for _ in range(per[i]):
+                    fn()
+                if sync:
+                    sync()
+                samples[i].append((time.perf_counter() - t) / per[i])
+            except Exception as e:
+                _fail(rows[i], e)
+                del calls[i]
+        tick()
+    for i in calls:
+        rows[i][key] = 1e3 * statistics.median(samples[i])
+        rows[i][key.replace("_ms", "_calls")] = per[i] * rounds
+
+
+def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, rounds: int,
+               tick=lambda: None) -> list[dict]:
+    """Time, measure and build every case of one family; one row per case."""
+    rows = [{"family": c.family, "name": c.name, "floor": c.floor, "peer": c.peer,
+             "device": device.type, "params": c.params, "status": "ok"} for c in cases]
+    sync = _sync(device)
+    built = {}
+    for i, case in enumerate(cases):
+        try:
+            fn, x = _build(case, device)
+            if isinstance(fn, torch.nn.Module):
+                fn.train(case.backward)
+            built[i] = (fn, x)
+        except Exception as e:
+            _fail(rows[i], e)
+
+    def forward(fn, x):
+        def run():
+            with torch.no_grad():
+                fn(x)
+        return run
+
+    _interleaved({i: forward(*fx) for i, fx in built.items()}, rows, "forward_ms", budget_s,
+                 rounds, sync, tick)
+    steps = {i: forward_backward(*built[i]) for i in built
+             if cases[i].backward and rows[i]["status"] == "ok"}
+    _interleaved(dict(steps), rows, "fwd_bwd_ms", budget_s, rounds, sync, tick)
+    for i, (fn, x) in built.items():
+        if rows[i]["status"] != "ok":
+            continue
+        try:
+            rows[i]["peak_mib"] = peak_memory(steps.get(i, forward(fn, x)), device) / 2**20
+            if cases[i].construct is not None:
+                builder = cases[i].construct
+                rows[i]["construct_ms"] = 1e3 * time_call(
+                    lambda b=builder: _call_with_device(b, device), reps=5, warmup=1)
+        except Exception as e:
+            _fail(rows[i], e)
+        tick()
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run."""
+    index = {(r["family"], r["device"], r["name"]): r for r in rows}
+    for r in rows:
+        floor = index.get((r["family"], r["device"], r["floor"])) if r["floor"] else None
+        if floor is None or floor.get("status") != "ok" or r.get("status") != "ok":
+            continue
+        for key in ("forward_ms", "fwd_bwd_ms", "peak_mib"):
+            if key in r and floor.get(key):
+                r[key.rsplit("_", 1)[0] + "_x_floor"] = r[key] / floor[key]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def metadata(device: torch.device, quick: bool) -> dict:
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device.type,
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else _cpu_name()),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "quick": quick,
+        "peers": {},
+    }
+    for name in PEERS:
+        if importlib.util.find_spec(name) is not None:
+            try:
+                from importlib.metadata import version
+                meta["peers"][name] = version(name)
+            except Exception:
+                meta["peers"][name] = "installed"
+    return meta
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(meta: dict, rows: list[dict]) -> str:
+    peers = ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) or "none"
+    lines = [
+        f"# Benchmarks on {meta['device']} ({meta['device_name']})",
+        "",
+        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, "
+        f"{meta['torch_threads']} threads of {meta['cpu_count']} CPUs ({meta['cpu']}); "
+        f"peers: {peers}{'; quick mode' if meta['quick'] else ''}.",
+        "Times are medians in ms; `x floor` is the ratio to the row named in `floor`, measured "
+        "in the same run. Peak memory is for one forward+backward step (forward when the row "
+        "has no backward), beyond the input.",
+        "",
+        "| family | case | floor | fwd ms | x floor | fwd+bwd ms | x floor | peak MiB "
+        "| x floor | build ms | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        name = r["name"] + (f" ({r['peer']})" if r.get("peer") else "")
+        lines.append(
+            f"| {r['family']} | {name} | {r['floor'] or '-'} "
+            f"| {_fmt(r.get('forward_ms'), '.3f')} | {_fmt(r.get('forward_x_floor'), '.2f')} "
+            f"| {_fmt(r.get('fwd_bwd_ms'), '.3f')} | {_fmt(r.get('fwd_bwd_x_floor'), '.2f')} "
+            f"| {_fmt(r.get('peak_mib'), '.1f')} | {_fmt(r.get('peak_x_floor'), '.2f')} "
+            f"| {_fmt(r.get('construct_ms'), '.2f')} | {r.get('status', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, short timing")
+    parser.add_argument("--family", action="append", default=None,
+                        help="only this family (repeatable); default: every bench_*.py")
+    parser.add_argument("--filter", default="", help="only cases whose name contains this")
+    parser.add_argument("--device", action="append", choices=["cpu", "cuda"], default=None,
+                        help="repeatable; default: cpu, and cuda when available")
+    parser.add_argument("--out", type=Path, default=HERE / "results",
+                        help="directory for the JSON and markdown results")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds per case and timing, over all rounds (default 0.05 "
+                        "quick, 0.5 full)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved timing rounds; the median is reported (default 3 "
+                        "quick, 7 full)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit("benchmarks: --device cuda asked for, but torch.cuda.is_available() "
+                         "is False; run with --device cpu")
+    budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
+    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
+    cases = [c for fam in discover(args.family) for c in load_cases(fam, args.quick)
+             if args.filter in c.name]
+    if not cases:
+        raise SystemExit("benchmarks: no cases selected")
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        meta = metadata(device, args.quick)
+        families = sorted({c.family for c in cases})
+        bar = _progress(len(families) * 2 * rounds + len(cases), not args.no_progress)
+        rows = []
+        for fam in families:
+            if bar is not None:
+                bar.set_description(f"{dev_name} {fam}")
+            rows += run_family([c for c in cases if c.family == fam], device, budget, rounds,
+                               tick=bar.update if bar is not None else lambda: None)
+        if bar is not None:
+            bar.close()
+        add_ratios(rows)
+        failed += sum(r["status"].startswith("error") for r in rows)
+        stem = "-".join([dev_name, *(sorted(args.family) if args.family else []),
+                         *(["quick"] if args.quick else [])])
+        (args.out / f"{stem}.json").write_text(
+            json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
+        table = markdown(meta, rows)
+        (args.out / f"{stem}.md").write_text(table)
+        print(table)
+        for r in rows:
+            if r["status"].startswith("error"):
+                print(f"{r['name']}: {r['traceback']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The dispatched paths of the anti-aliasing ops against their forced references and floors.
+
+Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path where
+one exists and no gradient is needed, so the forward column, else the reference) and inside
+``equilayers.kernels.use_reference()``. Floors: ``MaxPool2d(2)`` and ``AvgPool2d(2)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._core import BenchCase
+
+FAMILY = "kernels"
+
+
+def _sizes(quick: bool) -> list[tuple[int, int, int]]:
+    if quick:
+        return [(4, 16, 32)]
+    return [(32, 64, 56), (32, 64, 112)]
+
+
+def _input(b: int, c: int, n: int, device=None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, c, n, n, generator=g).to(device)
+
+
+def _forced_reference(module: nn.Module):
+    from equilayers import kernels
+
+    def fn(x):
+        with kernels.use_reference():
+            return module(x)
+    return fn
+
+
+def cases(quick: bool) -> list[BenchCase]:
+    from equilayers.nn import BlurPool2d, MaxBlurPool2d
+
+    out = []
+    for b, c, n in _sizes(quick):
+        tag = f"b{b} c{c} {n}x{n}"
+        params = {"batch": b, "channels": c, "size": n}
+
+        def make(build, wrap=None, b=b, c=c, n=n):
+            def _make(device=None):
+                module = build().to(device)
+                return (wrap(module) if wrap else module), _input(b, c, n, device)
+            return _make
+
+        max_floor, avg_floor = f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}"
+        out += [
+            BenchCase(max_floor, FAMILY, make(lambda: nn.MaxPool2d(2)), params=params),
+            BenchCase(avg_floor, FAMILY, make(lambda: nn.AvgPool2d(2)), params=params),
+            BenchCase(f"MaxBlurPool2d dispatched {tag}", FAMILY, make(MaxBlurPool2d),
+                      floor=max_floor, params=params, construct=MaxBlurPool2d),
+            BenchCase(f"MaxBlurPool2d reference {tag}", FAMILY,
+                      make(MaxBlurPool2d, _forced_reference), floor=max_floor, params=params),
+            BenchCase(f"BlurPool2d dispatched {tag}", FAMILY, make(BlurPool2d),
+                      floor=avg_floor, params=params, construct=BlurPool2d),
+            BenchCase(f"BlurPool2d reference {tag}", FAMILY,
+                      make(BlurPool2d, _forced_reference), floor=avg_floor, params=params),
+        ]
+    return out

@@ -1,0 +1,218 @@
+"""Which implementation a call takes: the Triton kernel, a fast PyTorch formulation, or the
+pure-PyTorch reference.
+
+The rule, checked in this order (the first that applies decides):
+
+1. ``EQUILAYERS_DISABLE_TRITON=1`` in the environment -> reference.
+2. Inside ``use_reference()`` -> reference.
+3. The arguments are invalid (not a floating-point tensor, sizes too small for the padding...)
+   -> reference, which raises the error that names the fix.
+4. The Triton kernel can take the call -> ``"triton"``: the op has a kernel; the input is on
+   CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and ``TRITON_INTERPRET=1`` (Triton's
+   interpreter, for tests); triton is installed; the dtype is float32, float16 or bfloat16; the
+   input is 4-D or 5-D; the arguments are within the kernel's (blur size 1..7, max window
+   1..4, no max-pool padding). Any memory layout is accepted (the kernels index through the
+   strides; a channels_last input gives a channels_last output).
+5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
+   on this device, the call is not being traced and needs no gradient -> ``"fast"`` (today:
+   ``max_blur_pool2d`` on CPU without max-pool padding, whose stride-1 max pooling becomes
+   elementwise maxima, 2-4x faster forward; its backward measured no faster than the
+   reference's, so training takes the reference; see :mod:`equilayers.kernels._cpu`). Under
+   ``torch.compile``, ``torch.export`` and ``torch.jit.trace`` the reference is traced instead
+   (the fast backward has a data-dependent branch for NaN windows, and a compiler fuses the
+   reference itself).
+6. Otherwise -> ``"reference"``.
+
+Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
+traced like any Python code, so it is made at compile time: after changing a switch, call
+``torch.compiler.reset()`` before relying on a compiled function to follow it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["FAST_OPS", "KERNEL_OPS", "explain", "kernel_support", "select", "triton_available",
+           "use_reference"]
+
+#: Ops with a Triton kernel.
+KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d")
+#: Ops with a fast PyTorch formulation, per device type where it was measured faster.
+FAST_OPS = {"max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as "
+                                       "elementwise maxima (max_pool2d_stride1), then the blur"}}
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_MODES = ("reflect", "replicate", "zeros", "circular")
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def use_reference() -> Iterator[None]:
+    """Force the pure-PyTorch reference for every op called inside the ``with`` block.
+
+    Example:
+        >>> import torch
+        >>> from equilayers import kernels
+        >>> with kernels.use_reference():
+        ...     kernels.select("blur_pool2d", torch.zeros(1, 1, 4, 4))[0]
+        'reference'
+    """
+    depth = getattr(_state, "force_reference", 0)
+    _state.force_reference = depth + 1
+    try:
+        yield
+    finally:
+        _state.force_reference = depth
+
+
+def triton_available() -> bool:
+    """Whether the ``triton`` package is installed (it is not imported here)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _interpret_enabled() -> bool:
+    return (os.environ.get("EQUILAYERS_TRITON_INTERPRET") == "1"
+            and os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _blur_size(op: str, kwargs: dict):
+    return kwargs.get("kernel_size", 3) if op == "blur_pool2d" else kwargs.get("blur_size", 3)
+
+
+def _invalid(op: str, dtype: torch.dtype, shape: tuple[int, ...], kwargs: dict) -> str | None:
+    """Why the reference will reject this call (it raises the error), or ``None``."""
+    if not dtype.is_floating_point:
+        return f"dtype {dtype} is not floating point"
+    k, stride = _blur_size(op, kwargs), kwargs.get("stride", 2)
+    mode = kwargs.get("padding_mode", "reflect")
+    for name, value, top in (("blur size", k, 7), ("stride", stride, None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
+                top is not None and value > top):
+            return f"{name} {value!r} is invalid"
+    if mode not in _MODES:
+        return f"padding_mode {mode!r} is not one of {_MODES}"
+    if len(shape) < 3:
+        return f"the input has {len(shape)} dims"
+    spatial = shape[-2:]
+    if op == "max_blur_pool2d":
+        m, pad = kwargs.get("kernel_size", 2), kwargs.get("padding", 0)
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            return f"max-pool kernel_size {m!r} is invalid"
+        if not isinstance(pad, int) or pad < 0:
+            return f"padding {pad!r} is invalid"
+        spatial = tuple(n + 2 * pad - m + 1 for n in spatial)
+        if min(spatial) < 1:
+            return f"max-pool kernel_size {m} is larger than the input"
+    right = (k - 1) - (k - 1) // 2
+    if k > 1 and mode == "reflect" and min(spatial) <= right:
+        return f"reflect padding needs sizes > {right}"
+    if k > 1 and mode == "circular" and min(spatial) < right:
+        return f"circular padding needs sizes >= {right}"
+    return None
+
+
+def _kernel_args(op: str, ndim: int, kwargs: dict) -> str | None:
+    """Why the kernel cannot take these (valid) arguments, or ``None`` when it can."""
+    if ndim not in (4, 5):
+        return f"the input has {ndim} dims; the kernel takes 4-D or 5-D input"
+    if op == "max_blur_pool2d":
+        m = kwargs.get("kernel_size", 2)
+        if m > 4:
+            return f"max-pool kernel_size {m} is outside the kernel's 1..4"
+        if kwargs.get("padding", 0):
+            return "max-pool padding is not implemented by the kernel"
+    return None
+
+
+def _support(op: str, device_type: str, dtype: torch.dtype, ndim: int,
+             kernel_args: str | None) -> tuple[bool, str]:
+    """Whether the kernel can take the call (ignoring the switches that force the reference)."""
+    if op not in KERNEL_OPS:
+        return False, f"{op!r} has no Triton kernel (kernels exist for {KERNEL_OPS})"
+    if device_type == "cpu":
+        if not _interpret_enabled():
+            return False, ("the input is on CPU; the Triton kernels run on CUDA (set "
+                           "EQUILAYERS_TRITON_INTERPRET=1 and TRITON_INTERPRET=1 to run "
+                           "them on CPU through Triton's interpreter, for testing)")
+        where = "on CPU through Triton's interpreter (EQUILAYERS_TRITON_INTERPRET=1)"
+    elif device_type == "cuda":
+        where = "on CUDA"
+    else:
+        return False, f"the input is on {device_type}; the Triton kernels run on CUDA"
+    if not triton_available():
+        return False, "triton is not installed (pip install 'equilayers[triton]')"
+    if dtype not in _DTYPES:
+        return False, f"dtype {dtype} is not one of the kernel's float32/float16/bfloat16"
+    if kernel_args is not None:
+        return False, kernel_args
+    return True, f"Triton kernel {where}, {str(dtype).replace('torch.', '')}"
+
+
+def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...],
+            kwargs: dict, needs_grad: bool = False) -> tuple[str, str]:
+    if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
+        return "reference", "EQUILAYERS_DISABLE_TRITON=1 is set"
+    if getattr(_state, "force_reference", 0):
+        return "reference", "inside equilayers.kernels.use_reference()"
+    if op in KERNEL_OPS or op in FAST_OPS:
+        bad = _invalid(op, dtype, shape, kwargs)
+        if bad is not None:
+            return "reference", f"{bad}; the reference reports it"
+    kernel_args = _kernel_args(op, len(shape), kwargs) if op in KERNEL_OPS else None
+    ok, reason = _support(op, device_type, dtype, len(shape), kernel_args)
+    if ok:
+        return "triton", reason
+    if op in FAST_OPS and device_type in FAST_OPS[op] and not kwargs.get("padding", 0):
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
+                                 f"which the compiler fuses itself (no kernel: {reason})")
+        if needs_grad:
+            return "reference", (f"the input requires grad: the fast path's backward measured "
+                                 f"no faster than the reference's (no kernel: {reason})")
+        return "fast", f"{FAST_OPS[op][device_type]} (no kernel: {reason})"
+    return "reference", reason
+
+
+def kernel_support(op_name: str, x: torch.Tensor, **kwargs) -> tuple[bool, str]:
+    """``(ok, reason)``: whether the Triton kernel can take this call, switches aside."""
+    bad = _invalid(op_name, x.dtype, tuple(x.shape), kwargs) if op_name in KERNEL_OPS else None
+    if bad is not None:
+        return False, bad
+    kernel_args = _kernel_args(op_name, x.dim(), kwargs) if op_name in KERNEL_OPS else None
+    return _support(op_name, x.device.type, x.dtype, x.dim(), kernel_args)
+
+
+def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
+    """``(path, reason)`` for ``op_name(x, **kwargs)``; ``path`` is ``"triton"``, ``"fast"``
+    or ``"reference"``.
+
+    Args:
+        op_name: ``"blur_pool2d"``, ``"max_blur_pool2d"``, or any other functional op name.
+        x: the input (only its type, device, dtype and shape are read).
+        **kwargs: the op's keyword arguments (``kernel_size``, ``stride``, ``padding_mode``...).
+    """
+    if not isinstance(x, torch.Tensor):
+        return "reference", (f"x is a {type(x).__name__}, not a tensor; the reference reports "
+                             "it")
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    return _select(op_name, x.device.type, x.dtype, tuple(x.shape), kwargs, needs_grad)
+
+
+def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
+    """One line saying which implementation ``op_name(x, **kwargs)`` runs, and why.
+
+    Example:
+        >>> import torch
+        >>> from equilayers import kernels
+        >>> x = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+        >>> kernels.explain("blur_pool2d", x, kernel_size=3).startswith("blur_pool2d: reference")
+        True
+    """
+    path, reason = select(op_name, x, **kwargs)
+    return f"{op_name}: {path} ({reason})"

@@ -1,0 +1,129 @@
+"""The Triton kernels as ``torch.library`` custom ops, with fake implementations and autograd.
+
+``torch.ops.equilayers.blur_pool2d`` and ``torch.ops.equilayers.max_blur_pool2d`` (and their
+``*_backward`` ops) are opaque to ``torch.compile``: a compiled graph holds one node per call.
+Triton itself is imported only when an op runs on real tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["blur_pool2d", "max_blur_pool2d"]
+
+
+def _out_len(n: int, s: int) -> int:
+    return (n - 1) // s + 1
+
+
+def _as_4d(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1, 2) if x.dim() == 5 else x
+
+
+def _like_5d(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # 5-D results are always contiguous (as the fake implementations say).
+    return y.contiguous().unflatten(1, x.shape[1:3]) if x.dim() == 5 else y
+
+
+def _empty_out(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """An output the way the kernels allocate it: channels_last in, channels_last out."""
+    shape = (*x.shape[:-2], h, w)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return x.new_empty(shape).contiguous(memory_format=torch.channels_last)
+    return x.new_empty(shape)
+
+
+# --- blur_pool2d -------------------------------------------------------------------------------
+
+@torch.library.custom_op("equilayers::blur_pool2d", mutates_args=())
+def blur_pool2d(x: torch.Tensor, kernel_size: int, stride: int,
+                padding_mode: str) -> torch.Tensor:
+    """Blur pooling by the Triton kernel; ``x`` is ``(B, C, H, W)`` or ``(B, C, F, H, W)``."""
+    from . import _triton
+
+    y = _triton.blur_forward(_as_4d(x), kernel_size, stride, padding_mode)
+    return _like_5d(y, x)
+
+
+@blur_pool2d.register_fake
+def _(x, kernel_size, stride, padding_mode):
+    return _empty_out(x, _out_len(x.shape[-2], stride), _out_len(x.shape[-1], stride))
+
+
+@torch.library.custom_op("equilayers::blur_pool2d_backward", mutates_args=())
+def blur_pool2d_backward(grad: torch.Tensor, height: int, width: int, kernel_size: int,
+                         stride: int, padding_mode: str) -> torch.Tensor:
+    """The gradient of :func:`blur_pool2d` with respect to its input of size ``height x width``."""
+    from . import _triton
+
+    gx = _triton.blur_backward(_as_4d(grad), height, width, kernel_size, stride, padding_mode)
+    return _like_5d(gx, grad)
+
+
+@blur_pool2d_backward.register_fake
+def _(grad, height, width, kernel_size, stride, padding_mode):
+    return _empty_out(grad, height, width)
+
+
+def _blur_setup(ctx, inputs, output):
+    x, ctx.kernel_size, ctx.stride, ctx.padding_mode = inputs
+    ctx.size = (x.shape[-2], x.shape[-1])
+
+
+def _blur_backward(ctx, grad):
+    gx = blur_pool2d_backward(grad, *ctx.size, ctx.kernel_size, ctx.stride, ctx.padding_mode)
+    return gx, None, None, None
+
+
+blur_pool2d.register_autograd(_blur_backward, setup_context=_blur_setup)
+
+
+# --- max_blur_pool2d ---------------------------------------------------------------------------
+
+@torch.library.custom_op("equilayers::max_blur_pool2d", mutates_args=())
+def max_blur_pool2d(x: torch.Tensor, kernel_size: int, stride: int, blur_size: int,
+                    padding_mode: str) -> torch.Tensor:
+    """``blur_pool2d(max_pool2d(x, kernel_size, stride=1), blur_size, stride, padding_mode)``
+    fused by the Triton kernel."""
+    from . import _triton
+
+    y = _triton.max_blur_forward(_as_4d(x), kernel_size, blur_size, stride, padding_mode)
+    return _like_5d(y, x)
+
+
+@max_blur_pool2d.register_fake
+def _(x, kernel_size, stride, blur_size, padding_mode):
+    h, w = x.shape[-2] - kernel_size + 1, x.shape[-1] - kernel_size + 1
+    return _empty_out(x, _out_len(h, stride), _out_len(w, stride))
+
+
+@torch.library.custom_op("equilayers::max_blur_pool2d_backward", mutates_args=())
+def max_blur_pool2d_backward(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, stride: int,
+                             blur_size: int, padding_mode: str) -> torch.Tensor:
+    """The gradient of :func:`max_blur_pool2d` with respect to ``x`` (through the argmax)."""
+    from . import _triton
+
+    gx = _triton.max_blur_backward(_as_4d(grad), _as_4d(x), kernel_size, blur_size, stride,
+                                   padding_mode)
+    return _like_5d(gx, x)
+
+
+@max_blur_pool2d_backward.register_fake
+def _(grad, x, kernel_size, stride, blur_size, padding_mode):
+    return _empty_out(x, x.shape[-2], x.shape[-1])
+
+
+def _max_blur_setup(ctx, inputs, output):
+    x, ctx.kernel_size, ctx.stride, ctx.blur_size, ctx.padding_mode = inputs
+    ctx.save_for_backward(x)
+
+
+def _max_blur_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    gx = max_blur_pool2d_backward(grad, x, ctx.kernel_size, ctx.stride, ctx.blur_size,
+                                  ctx.padding_mode)
+    return gx, None, None, None, None
+
+
+max_blur_pool2d.register_autograd(_max_blur_backward, setup_context=_max_blur_setup)

@@ -1,0 +1,80 @@
+"""Tap tables: every padding mode of a strided binomial blur, as per-axis gather lists.
+
+Along one axis of size ``n``, blur pooling with a binomial filter of size ``k``, stride ``s`` and
+padding ``(k - 1) // 2`` left, the rest right, is a linear map ``A`` from ``n`` inputs to
+``(n - 1) // s + 1`` outputs with at most ``k`` taps per output. The padding mode only decides
+which input each tap reads (or none, for zeros). The 2-D op is ``A_h X A_w^T`` per plane, so a
+kernel needs, per axis:
+
+- forward: for each output ``o``, the ``k`` pairs ``(input index, weight)`` (index -1: no tap);
+- backward: for each input ``i``, the pairs ``(output index, summed weight)`` of ``A[:, i]``
+  (reflect, replicate and circular padding make several taps land on one input).
+
+The tables are tiny (``n x k``) and cached per (size, blur, stride, mode, device).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+__all__ = ["binomial", "axis_tables", "pad_amounts"]
+
+
+def binomial(k: int) -> list[float]:
+    """The normalized binomial coefficients of size ``k`` (exact dyadic rationals)."""
+    return [math.comb(k - 1, i) / 2 ** (k - 1) for i in range(k)]
+
+
+def pad_amounts(k: int) -> tuple[int, int]:
+    """Left and right padding of a size-``k`` blur: ``(k - 1) // 2`` and the rest."""
+    return (k - 1) // 2, (k - 1) - (k - 1) // 2
+
+
+def _source(p: int, n: int, mode: str) -> int:
+    """The input index that padded position ``p`` (in input coordinates) reads, or -1."""
+    if 0 <= p < n:
+        return p
+    if mode == "zeros":
+        return -1
+    if mode == "replicate":
+        return min(max(p, 0), n - 1)
+    if mode == "circular":
+        return p % n
+    if mode == "reflect":
+        return -p if p < 0 else 2 * (n - 1) - p
+    raise ValueError(f"padding_mode={mode!r} must be one of reflect, replicate, zeros, circular")
+
+
+@functools.lru_cache(maxsize=512)
+def _tables_cpu(n: int, k: int, s: int, mode: str):
+    w = binomial(k)
+    left, _ = pad_amounts(k)
+    n_out = (n - 1) // s + 1
+    f_idx = [[-1] * k for _ in range(n_out)]
+    f_w = [[0.0] * k for _ in range(n_out)]
+    back: list[dict[int, float]] = [{} for _ in range(n)]
+    for o in range(n_out):
+        for t in range(k):
+            i = _source(o * s + t - left, n, mode)
+            if i < 0:
+                continue
+            f_idx[o][t], f_w[o][t] = i, w[t]
+            back[i][o] = back[i].get(o, 0.0) + w[t]
+    m = max(1, max(len(b) for b in back))
+    b_idx = [list(b.keys()) + [-1] * (m - len(b)) for b in back]
+    b_w = [list(b.values()) + [0.0] * (m - len(b)) for b in back]
+    return (torch.tensor(f_idx, dtype=torch.int32), torch.tensor(f_w, dtype=torch.float32),
+            torch.tensor(b_idx, dtype=torch.int32), torch.tensor(b_w, dtype=torch.float32))
+
+
+@functools.lru_cache(maxsize=512)
+def _tables_on(n: int, k: int, s: int, mode: str, device: str):
+    return tuple(t.to(device) for t in _tables_cpu(n, k, s, mode))
+
+
+def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str):
+    """``(fwd_idx, fwd_w, bwd_idx, bwd_w)`` for one axis; shapes ``(n_out, k)`` and ``(n, m)``."""
+    return _tables_on(n, k, s, mode, str(device))

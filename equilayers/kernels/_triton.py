@@ -1,0 +1,228 @@
+"""Triton kernels for blur pooling and max-blur pooling, forward and backward.
+
+Imported only when a kernel runs (this module imports ``triton``). Every kernel walks one
+output tensor in its memory order (channels_last or contiguous), one element per lane, and
+reads its inputs through their strides, so any input layout works without a copy. The padding
+mode lives in the per-axis tap tables (:mod:`._tables`); accumulation is in float32.
+
+- ``_sep_gather``: ``out[b, c, i, j] = sum_{a, t} wr[i, a] wc[j, t] src[b, c, ir[i, a], ic[j, t]]``
+  -- the blur forward (forward tables) and its backward (transposed tables).
+- ``_max_blur_fwd``: the same with ``src`` replaced by the ``m x m`` stride-1 max of the input,
+  computed on the fly: max pooling then blur in one pass, nothing in between is stored.
+- ``_max_blur_bwd``: for every input pixel, the ``m x m`` windows that contain it; a window
+  sends it the blur's gradient at that window (transposed tables) when the pixel is the
+  window's first maximum in row-major order (PyTorch's ``max_pool2d`` rule). The argmax is
+  recomputed, not stored, so training keeps no index tensor.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ._tables import axis_tables
+
+
+@triton.jit
+def _decompose(idx, C, H, W, CL: tl.constexpr):
+    if CL:
+        c = idx % C
+        t = idx // C
+        j = t % W
+        t = t // W
+        i = t % H
+        b = t // H
+    else:
+        j = idx % W
+        t = idx // W
+        i = t % H
+        t = t // H
+        c = t % C
+        b = t // C
+    return b, c, i, j
+
+
+@triton.jit
+def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
+                s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
+                KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < total
+    b, c, i, j = _decompose(idx, C, HO, WO, CL)
+    base = b * s_b + c * s_c
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for a in tl.static_range(KA):
+        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
+        wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
+        row = tl.zeros([BLOCK], dtype=tl.float32)
+        for t in tl.static_range(KB):
+            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
+            wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
+            v = tl.load(src + base + r * s_h + q * s_w, mask=live & (r >= 0) & (q >= 0),
+                        other=0.0)
+            row += wq * v.to(tl.float32)
+        acc += wr * row
+    tl.store(out + b * o_b + c * o_c + i * o_h + j * o_w, acc.to(out.dtype.element_ty),
+             mask=live)
+
+
+@triton.jit
+def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
+                  s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
+                  MK: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < total
+    b, c, i, j = _decompose(idx, C, HO, WO, CL)
+    base = b * s_b + c * s_c
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for a in tl.static_range(KA):
+        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
+        wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
+        row = tl.zeros([BLOCK], dtype=tl.float32)
+        for t in tl.static_range(KB):
+            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
+            wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
+            ok = live & (r >= 0) & (q >= 0)
+            best = tl.full([BLOCK], float("-inf"), tl.float32)
+            for u in tl.static_range(MK):
+                for v in tl.static_range(MK):
+                    val = tl.load(src + base + (r + u) * s_h + (q + v) * s_w, mask=ok,
+                                  other=float("-inf")).to(tl.float32)
+                    best = tl.where((val > best) | (val != val), val, best)
+            row += wq * tl.where(ok, best, 0.0)
+        acc += wr * row
+    tl.store(out + b * o_b + c * o_c + i * o_h + j * o_w, acc.to(out.dtype.element_ty),
+             mask=live)
+
+
+@triton.jit
+def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM, WM,
+                  x_b, x_c, x_h, x_w, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
+                  MK: tl.constexpr, MA: tl.constexpr, MB: tl.constexpr, CL: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < total
+    b, c, y, z = _decompose(idx, C, H, W, CL)
+    xbase = b * x_b + c * x_c
+    gbase = b * g_b + c * g_c
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for u in tl.static_range(MK):
+        for v in tl.static_range(MK):
+            r = y - u
+            q = z - v
+            inside = live & (r >= 0) & (r < HM) & (q >= 0) & (q < WM)
+            best = tl.full([BLOCK], float("-inf"), tl.float32)
+            bu = tl.zeros([BLOCK], dtype=tl.int32)
+            bv = tl.zeros([BLOCK], dtype=tl.int32)
+            for uu in tl.static_range(MK):
+                for vv in tl.static_range(MK):
+                    val = tl.load(x + xbase + (r + uu) * x_h + (q + vv) * x_w, mask=inside,
+                                  other=float("-inf")).to(tl.float32)
+                    take = (val > best) | (val != val)
+                    best = tl.where(take, val, best)
+                    bu = tl.where(take, uu, bu)
+                    bv = tl.where(take, vv, bv)
+            hit = inside & (bu == u) & (bv == v)
+            gm = tl.zeros([BLOCK], dtype=tl.float32)
+            for a in tl.static_range(MA):
+                rr = tl.load(br_ptr + r * MA + a, mask=hit, other=-1).to(tl.int64)
+                w1 = tl.load(bwr_ptr + r * MA + a, mask=hit, other=0.0)
+                row = tl.zeros([BLOCK], dtype=tl.float32)
+                for t in tl.static_range(MB):
+                    cc = tl.load(bc_ptr + q * MB + t, mask=hit, other=-1).to(tl.int64)
+                    w2 = tl.load(bwc_ptr + q * MB + t, mask=hit, other=0.0)
+                    gv = tl.load(g + gbase + rr * g_h + cc * g_w,
+                                 mask=hit & (rr >= 0) & (cc >= 0), other=0.0)
+                    row += w2 * gv.to(tl.float32)
+                gm += w1 * row
+            acc += gm
+    tl.store(gx + b * o_b + c * o_c + y * o_h + z * o_w, acc.to(gx.dtype.element_ty),
+             mask=live)
+
+
+def _block(t: torch.Tensor) -> int:
+    # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
+    if t.device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
+        return 4096
+    return 256
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _empty_like_layout(x: torch.Tensor, shape) -> torch.Tensor:
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _launch_sep(src: torch.Tensor, out: torch.Tensor, rows, cols) -> torch.Tensor:
+    ir, wr = rows
+    ic, wc = cols
+    block = _block(out)
+    total = out.numel()
+    if total == 0:
+        return out
+    _sep_gather[(triton.cdiv(total, block),)](
+        src, out, ir, wr, ic, wc, total, out.shape[1], out.shape[2], out.shape[3],
+        *src.stride(), *out.stride(), KA=ir.shape[1], KB=ic.shape[1],
+        CL=_channels_last(out), BLOCK=block)
+    return out
+
+
+def blur_forward(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
+    """4-D ``(B, C, H, W)`` blur pooling; the output keeps channels_last when ``x`` has it."""
+    B, C, H, W = x.shape
+    fh, fwh, _, _ = axis_tables(H, k, s, mode, x.device)
+    fw, fww, _, _ = axis_tables(W, k, s, mode, x.device)
+    out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
+    return _launch_sep(x, out, (fh, fwh), (fw, fww))
+
+
+def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) -> torch.Tensor:
+    """The gradient of :func:`blur_forward` with respect to its ``(B, C, H, W)`` input."""
+    B, C = g.shape[:2]
+    _, _, bh, bwh = axis_tables(H, k, s, mode, g.device)
+    _, _, bw, bww = axis_tables(W, k, s, mode, g.device)
+    out = _empty_like_layout(g, (B, C, H, W))
+    return _launch_sep(g, out, (bh, bwh), (bw, bww))
+
+
+def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str) -> torch.Tensor:
+    """``blur_pool2d(max_pool2d(x, m, stride=1), k, s, mode)`` in one pass, 4-D input."""
+    B, C, H, W = x.shape
+    HM, WM = H - m + 1, W - m + 1
+    fh, fwh, _, _ = axis_tables(HM, k, s, mode, x.device)
+    fw, fww, _, _ = axis_tables(WM, k, s, mode, x.device)
+    out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
+    total = out.numel()
+    if total == 0:
+        return out
+    block = _block(out)
+    _max_blur_fwd[(triton.cdiv(total, block),)](
+        x, out, fh, fwh, fw, fww, total, C, out.shape[2], out.shape[3],
+        *x.stride(), *out.stride(), MK=m, KA=k, KB=k, CL=_channels_last(out), BLOCK=block)
+    return out
+
+
+def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
+                      mode: str) -> torch.Tensor:
+    """The gradient of :func:`max_blur_forward` with respect to ``x``."""
+    B, C, H, W = x.shape
+    HM, WM = H - m + 1, W - m + 1
+    _, _, bh, bwh = axis_tables(HM, k, s, mode, x.device)
+    _, _, bw, bww = axis_tables(WM, k, s, mode, x.device)
+    gx = _empty_like_layout(x, (B, C, H, W))
+    total = gx.numel()
+    if total == 0:
+        return gx
+    block = _block(gx)
+    _max_blur_bwd[(triton.cdiv(total, block),)](
+        x, g, gx, bh, bwh, bw, bww, total, C, H, W, HM, WM,
+        *x.stride(), *g.stride(), *gx.stride(), MK=m, MA=bh.shape[1], MB=bw.shape[1],
+        CL=_channels_last(gx), BLOCK=block)
+    return gx

@@ -1,0 +1,58 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from equilayers.cli import _find_benchmarks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_runner_quick_writes_json_and_markdown(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "pool", "--filter", "f5",
+         "--device", "cpu", "--out", str(tmp_path), "--budget", "0.005", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads((tmp_path / "cpu-pool-quick.json").read_text())
+    assert data["meta"]["device"] == "cpu" and data["meta"]["torch"] == torch.__version__
+    assert data["meta"]["date"] and data["meta"]["device_name"]
+    rows = {r["name"]: r for r in data["results"]}
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows.values())
+    floor = next(r for r in rows.values() if r["floor"] is None)
+    other = next(r for r in rows.values() if r["floor"] is not None)
+    assert other["floor"] == floor["name"]
+    for key in ("forward_ms", "fwd_bwd_ms"):
+        assert other[key] > 0 and floor[key] > 0
+        assert abs(other[key.rsplit("_", 1)[0] + "_x_floor"] - other[key] / floor[key]) < 1e-9
+    # b2 c4 f5 16x16 float32: the output alone is 8 KiB, so the training step allocates more.
+    assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
+    table = (tmp_path / "cpu-pool-quick.md").read_text()
+    assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
+
+
+def test_peak_memory_cpu_counts_the_allocations():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks._memory import peak_memory
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def allocate():
+        a = torch.empty(1 << 20, dtype=torch.uint8)
+        b = torch.empty(1 << 21, dtype=torch.uint8)
+        del a, b
+        c = torch.empty(1 << 20, dtype=torch.uint8)
+        return c.numel()
+
+    assert peak_memory(allocate, "cpu") == 3 << 20
+
+
+def test_cli_bench_finds_the_source_tree(tmp_path):
+    assert _find_benchmarks() == ROOT
+    assert _find_benchmarks([tmp_path]) is None
+    out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr

@@ -1,0 +1,323 @@
+"""Triton kernels == their pure-PyTorch references, and the dispatch between them.
+
+Kernel tests run on CUDA when present, else on CPU through Triton's interpreter: they need
+``TRITON_INTERPRET=1`` in the environment before Triton compiles anything (``make test`` sets
+it); without it, or without triton, they are skipped with the reason. The dispatch tests run
+everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from equilayers import functional as EF
+from equilayers import kernels
+from equilayers.kernels import _dispatch
+
+MODES = ["reflect", "replicate", "zeros", "circular"]
+ON_CUDA = torch.cuda.is_available()
+CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
+needs_triton = pytest.mark.skipif(
+    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
+    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels.py)")
+DEVICE = "cuda" if ON_CUDA else "cpu"
+
+
+def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
+    """The specification: equilayers.functional's pure-PyTorch reference."""
+    with kernels.use_reference():
+        return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
+
+
+def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect"):
+    with kernels.use_reference():
+        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    """Let CPU tensors take the kernel path (Triton's interpreter); no-op on CUDA."""
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+
+
+def _compare(kernel, reference, x, gen, atol=1e-5, **kw):
+    """Forward and backward of ``kernel`` vs ``reference`` (reference run in float64)."""
+    xk = x.detach().requires_grad_(True)
+    xr = x.detach().double().requires_grad_(True)
+    y = kernel(xk, **kw)
+    yr = reference(xr, **kw)
+    assert y.shape == yr.shape and y.dtype == x.dtype
+    gy = torch.randn(yr.shape, generator=gen, dtype=torch.float64).to(x.device)
+    (gk,) = torch.autograd.grad(y, xk, gy.to(x.dtype))
+    (gr,) = torch.autograd.grad(yr, xr, gy)
+    torch.testing.assert_close(y.double(), yr, atol=atol, rtol=atol)
+    torch.testing.assert_close(gk.double(), gr, atol=atol, rtol=atol)
+    return y, gk
+
+
+def _randn(gen, *shape, dtype=torch.float32):
+    return torch.randn(*shape, generator=gen).to(device=DEVICE, dtype=dtype)
+
+
+@needs_triton
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k", range(1, 8))
+def test_triton_blur_every_mode_and_size(interpret, gen, mode, k):
+    _compare(kernels.triton_blur_pool2d, ref_blur, _randn(gen, 2, 3, 9, 8), gen,
+             kernel_size=k, stride=2, padding_mode=mode)
+
+
+@needs_triton
+@pytest.mark.parametrize("k,stride,mode", [(3, 1, "reflect"), (4, 3, "circular"),
+                                           (2, 4, "replicate"), (5, 3, "zeros"),
+                                           (7, 1, "circular"), (1, 3, "reflect")])
+def test_triton_blur_strides(interpret, gen, k, stride, mode):
+    _compare(kernels.triton_blur_pool2d, ref_blur, _randn(gen, 1, 2, 11, 7), gen,
+             kernel_size=k, stride=stride, padding_mode=mode)
+
+
+@needs_triton
+def test_triton_blur_layouts(interpret, gen):
+    x = _randn(gen, 2, 5, 9, 13)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    y, g = _compare(kernels.triton_blur_pool2d, ref_blur, cl, gen, kernel_size=4,
+                    padding_mode="circular")
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    noncontig = _randn(gen, 2, 13, 5, 19).transpose(1, 2)[..., ::2]
+    assert not noncontig.is_contiguous()
+    _compare(kernels.triton_blur_pool2d, ref_blur, noncontig, gen, kernel_size=3)
+    # 5-D group feature maps (B, C, F, H, W): blur over H, W only.
+    _compare(kernels.triton_blur_pool2d, ref_blur, _randn(gen, 2, 2, 4, 7, 9), gen,
+             kernel_size=5, stride=3, padding_mode="replicate")
+    # sum().backward() hands the kernel a stride-0 (expanded) gradient.
+    xg = x.detach().requires_grad_(True)
+    kernels.triton_blur_pool2d(xg).sum().backward()
+    xr = x.detach().double().requires_grad_(True)
+    ref_blur(xr).sum().backward()
+    torch.testing.assert_close(xg.grad.double(), xr.grad, atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
+@pytest.mark.parametrize("op,ref", [(kernels.triton_blur_pool2d, ref_blur),
+                                    (kernels.triton_max_blur_pool2d, ref_max_blur)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_triton_half_dtypes(interpret, gen, op, ref, dtype):
+    # The kernels accumulate in float32: they are within one rounding of the exact result.
+    atol = 2e-3 if dtype == torch.float16 else 2e-2
+    _compare(op, ref, _randn(gen, 2, 3, 10, 9, dtype=dtype), gen, atol=atol)
+
+
+@needs_triton
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("m,k", [(2, 3), (3, 2), (1, 5), (2, 7)])
+def test_triton_max_blur_every_mode(interpret, gen, mode, m, k):
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, _randn(gen, 2, 3, 10, 9), gen,
+             kernel_size=m, blur_size=k, padding_mode=mode)
+
+
+@needs_triton
+def test_triton_max_blur_layouts_and_ties(interpret, gen):
+    x = _randn(gen, 2, 4, 11, 8)
+    y, _ = _compare(kernels.triton_max_blur_pool2d, ref_max_blur,
+                    x.contiguous(memory_format=torch.channels_last), gen, stride=3)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, x.transpose(-1, -2), gen)
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, _randn(gen, 1, 2, 3, 9, 7), gen,
+             padding_mode="zeros")
+    # Ties everywhere: the gradient must go to the first maximum of each window, as in
+    # max_pool2d, or it lands on a different pixel than the reference's.
+    ties = torch.randint(0, 3, (2, 3, 9, 10), generator=gen).float().to(DEVICE)
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, ties, gen)
+
+
+@needs_triton
+def test_triton_opcheck(interpret, gen):
+    from equilayers.kernels import _ops
+
+    x = _randn(gen, 2, 3, 9, 11).requires_grad_(True)
+    cl = _randn(gen, 2, 5, 8, 7).contiguous(memory_format=torch.channels_last)
+    for args in [(x, 3, 2, "reflect"), (cl.requires_grad_(True), 4, 3, "circular")]:
+        torch.library.opcheck(_ops.blur_pool2d, args)
+    torch.library.opcheck(_ops.max_blur_pool2d, (x, 2, 2, 3, "zeros"))
+    g = _randn(gen, 2, 3, 5, 6)
+    torch.library.opcheck(_ops.blur_pool2d_backward, (g, 9, 11, 3, 2, "replicate"))
+    torch.library.opcheck(_ops.max_blur_pool2d_backward, (_randn(gen, 2, 3, 4, 5), x.detach(),
+                                                          2, 2, 3, "reflect"))
+
+
+@needs_triton
+def test_triton_compile_fullgraph_sees_one_op(interpret, gen):
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    def f(t):
+        return kernels.dispatch("max_blur_pool2d", t, ref_max_blur, kernel_size=2, stride=2,
+                                blur_size=3, padding_mode="reflect")
+
+    x = _randn(gen, 2, 3, 9, 8)
+    out = torch.compile(f, fullgraph=True, backend=backend)(x)
+    assert targets == ["equilayers.max_blur_pool2d.default"]
+    torch.testing.assert_close(out, ref_max_blur(x))
+
+
+# --- dispatch: these run with or without triton ------------------------------------------------
+
+def test_kernel_dispatch_cpu_default_is_reference(monkeypatch):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+    path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8))
+    assert path == "reference" and "CPU" in reason
+    assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
+        "max_blur_pool2d: fast (PyTorch fast path")
+    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "reference"
+
+
+def test_kernel_dispatch_reasons(monkeypatch):
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: True)
+    x = torch.zeros(1, 2, 8, 8)
+    assert kernels.select("blur_pool2d", x)[0] == "triton"
+    assert "interpreter" in kernels.explain("blur_pool2d", x)
+    cases = [
+        (("blur_pool2d", x.double()), {}, "float64"),
+        (("blur_pool2d", x), {"kernel_size": 9}, "blur size 9 is invalid; the reference"),
+        (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
+        (("blur_pool2d", x.long()), {}, "not floating point"),
+        (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4}, "reflect padding"),
+        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4}, "reflect padding"),
+        (("blur_pool2d", torch.zeros(2, 8, 8)), {}, "3 dims"),
+        (("blur_pool2d", [1.0]), {}, "not a tensor"),
+        (("polyphase_pool2d", x), {}, "has no Triton kernel"),
+    ]
+    for args, kwargs, expected in cases:
+        path, reason = kernels.select(*args, **kwargs)
+        assert path == "reference" and expected in reason, (args, kwargs, reason)
+    path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
+    assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
+    path, reason = kernels.select("max_blur_pool2d", x, padding=1)
+    assert path == "reference" and "padding is not implemented" in reason, reason
+    with kernels.use_reference():
+        assert kernels.select("blur_pool2d", x) == (
+            "reference", "inside equilayers.kernels.use_reference()")
+        with kernels.use_reference():
+            pass
+        assert kernels.select("blur_pool2d", x)[0] == "reference"  # nesting restores depth
+    assert kernels.select("blur_pool2d", x)[0] == "triton"
+    monkeypatch.setenv("EQUILAYERS_DISABLE_TRITON", "1")
+    assert kernels.select("blur_pool2d", x) == ("reference", "EQUILAYERS_DISABLE_TRITON=1 is set")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON")
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: False)
+    assert "triton is not installed" in kernels.select("blur_pool2d", x)[1]
+
+
+def test_kernel_dispatch_calls_reference_when_forced(monkeypatch, gen):
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    calls = []
+
+    def reference(t, **kw):
+        calls.append(kw)
+        return ref_blur(t, **kw)
+
+    x = torch.randn(1, 2, 7, 7, generator=gen)
+    with kernels.use_reference():
+        y = kernels.dispatch("blur_pool2d", x, reference, kernel_size=3, stride=2,
+                             padding_mode="zeros")
+    assert calls == [{"kernel_size": 3, "stride": 2, "padding_mode": "zeros"}]
+    torch.testing.assert_close(y, ref_blur(x, 3, 2, "zeros"))
+
+
+def test_kernel_explicit_entry_rejects_unsupported_input(monkeypatch):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="cannot take this input"):
+        kernels.triton_blur_pool2d(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+
+
+def test_kernel_dispatch_traces_fullgraph_on_the_reference_path(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+
+    def f(t):
+        return kernels.dispatch("blur_pool2d", t, ref_blur, kernel_size=3, stride=2,
+                                padding_mode="reflect")
+
+    x = torch.randn(1, 2, 8, 8, generator=gen)
+    torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), ref_blur(x))
+
+
+# --- the CPU fast path: same values and gradients as max_pool2d(stride=1) ------------------------
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_kernel_cpu_max_pool2d_stride1_equals_max_pool2d(gen, m):
+    x = torch.randn(2, 3, 9, 8, generator=gen)
+    ties = torch.randint(0, 3, (2, 3, 9, 8), generator=gen).float()  # first-maximum routing
+    nan = x.clone()
+    nan[0, 1, 4, 4] = nan[1, 2, 0, 1] = float("nan")
+    for t in [x, ties, x.contiguous(memory_format=torch.channels_last), x.transpose(-1, -2),
+              nan]:
+        a = t.detach().requires_grad_(True)
+        b = t.detach().requires_grad_(True)
+        ya = kernels.max_pool2d_stride1(a, m)
+        yb = F.max_pool2d(b, m, stride=1)
+        assert torch.equal(ya, yb) or (ya.isnan() == yb.isnan()).all()
+        g = torch.randn(yb.shape, generator=gen)
+        (ga,) = torch.autograd.grad(ya, a, g)
+        (gb,) = torch.autograd.grad(yb, b, g)
+        # The same routing; sums over overlapping windows may round in another order.
+        torch.testing.assert_close(ga, gb, atol=1e-6, rtol=1e-6)
+
+
+def test_kernel_cpu_max_pool2d_stride1_gradcheck(gen):
+    x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: kernels.max_pool2d_stride1(t, 2), (x,))
+    with pytest.raises(ValueError, match="kernel_size=4 is larger"):
+        kernels.max_pool2d_stride1(torch.zeros(1, 1, 3, 8), 4)
+
+
+@needs_triton
+def test_triton_functional_dispatches_to_the_kernel(interpret, gen):
+    x = _randn(gen, 2, 3, 9, 10)
+    assert kernels.select("max_blur_pool2d", x)[0] == "triton"
+    _compare(EF.max_blur_pool2d, ref_max_blur, x, gen, padding_mode="circular")
+    _compare(EF.blur_pool2d, ref_blur, x, gen, kernel_size=5)
+
+
+def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    x = torch.randn(2, 3, 2, 9, 8, generator=gen, dtype=torch.float64)
+    assert kernels.select("max_blur_pool2d", x)[0] == "fast"
+    for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
+        torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw),
+                                   atol=0, rtol=0)
+    # Training takes the reference (the fast backward was measured no faster).
+    path, reason = kernels.select("max_blur_pool2d", x.requires_grad_(True))
+    assert path == "reference" and "requires grad" in reason
+    with torch.no_grad():
+        assert kernels.select("max_blur_pool2d", x)[0] == "fast"
+    with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
+        EF.max_blur_pool2d(x, kernel_size=0)
+
+
+def test_kernel_fast_path_is_not_traced(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    x = torch.randn(1, 2, 9, 8, generator=gen)
+    out = torch.compile(EF.max_blur_pool2d, fullgraph=True, backend=backend)(x)
+    assert targets and not any("maximum" in t or "autograd_function" in t for t in targets)
+    torch.testing.assert_close(out, ref_max_blur(x))
+    targets.clear()  # the check above can fail: the fast path, traced, shows its maxima
+    torch.compile(lambda t: kernels.max_pool2d_stride1(t, 2), fullgraph=True, backend=backend)(x)
+    assert any("maximum" in t or "autograd_function" in t for t in targets), targets
