@@ -6,6 +6,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 """
 
 from . import functional, groups, kernels, metrics, nn, testing
+from ._batchnorm import recalibrate_batch_norm
 from ._export import export
 from ._grid import Finding, check_grid
 from ._surgery import antialias
@@ -23,6 +24,7 @@ __all__ = [
     "testing",
     "get_group",
     "export",
+    "recalibrate_batch_norm",
     "antialias",
     "check_grid",
     "Finding",

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._batchnorm import recalibrate_batch_norm
 from .groups import circular_shift, rotate
 
 SIZE = 29  # odd: stride-2 sampling stays centred, so rot90 commutes with it exactly
@@ -170,24 +171,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> d
     }
 
 
-def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, n: int = 1000) -> None:
-    """Set every batch norm's running statistics to the exact statistics of (up to ``n`` of)
-    the training images, in one no-grad pass with ``momentum=1``, so that a short training run
-    evaluates with converged statistics. Works for any norm layer with ``momentum`` and
-    ``running_mean`` (``nn.BatchNorm*``, ``GroupBatchNorm2d``, ``HarmonicBatchNorm``)."""
-    norms = [m for m in model.modules()
-             if getattr(m, "running_mean", None) is not None and hasattr(m, "momentum")]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x[:n])
-    for m, mom in zip(norms, saved, strict=True):
-        m.momentum = mom
-    model.eval()
-
-
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, seed: int,
           progress, lr: float = 1e-2) -> float:
     gen = torch.Generator().manual_seed(seed)
@@ -239,7 +222,7 @@ def run(argv: list[str] | None = None) -> dict:
             model = spec.build()
             bar.set_description(spec.name)
             secs = train(model, x[tr], y[tr], epochs=epochs, seed=args.seed, progress=bar)
-            recalibrate_batch_norm(model, x[tr])
+            recalibrate_batch_norm(model, x[tr])  # short runs: exact eval-mode statistics
             row = evaluate(model, x[te], y[te], args.seed)
             row["params"] = sum(p.numel() for p in model.parameters())
             row["train s"] = secs

@@ -21,6 +21,7 @@ from _data import mnist_digits
 from torch import nn
 
 import equilayers
+from equilayers import recalibrate_batch_norm
 from equilayers.metrics import consistency
 
 
@@ -65,22 +66,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: f
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
-    """Re-estimate the batch-norm running statistics on training data (a cumulative average),
-    so that eval mode matches what the weights saw; needed after a short training run and after
-    ``antialias()``, whose blur changes the activation statistics."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    for chunk in x.split(250):
-        model(chunk)
-    for bn in bns:
-        bn.momentum = 0.1
-
-
-@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, float]:
     model.eval()
     acc = (model(x).argmax(1) == y).float().mean().item()
@@ -103,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     model = resnet()
     train(model, xtr, ytr, epochs, 3e-3, gen)
-    recalibrate_bn(model, xtr)
+    recalibrate_batch_norm(model, xtr)
     acc0, cons0 = evaluate(model, xte, yte, args.seed)
 
     blurred, report = equilayers.antialias(model, return_report=True)
@@ -112,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {r.name:22s} {type(r.old).__name__:10s} -> {type(r.new).__name__}")
     acc1, cons1 = evaluate(blurred, xte, yte, args.seed)
     train(blurred, xtr, ytr, 1, 1e-3, gen)  # brief fine-tune with the trained weights
-    recalibrate_bn(blurred, xtr)
+    recalibrate_batch_norm(blurred, xtr)
     acc2, cons2 = evaluate(blurred, xte, yte, args.seed)
 
     print(f"\n{'model':34s} {'accuracy':>9s} {'shift consistency':>18s}")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from _data import mnist_digits
 from torch import nn
 
+from equilayers import recalibrate_batch_norm
 from equilayers.groups import get, rotate
 from equilayers.nn import (
     GroupConv2d,
@@ -52,19 +53,6 @@ def harmonic_cnn(width: int = 6, classes: int = 10) -> nn.Module:
     )
 
 
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
-    """Set the batch-norm running statistics to those of one large training batch (momentum 1):
-    after a short run the momentum-0.1 estimates still lag behind the weights."""
-    bns = [m for m in model.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm | HarmonicBatchNorm)]
-    for bn in bns:
-        bn.momentum = 1.0
-    model.train()(x[:1000])
-    for bn in bns:
-        bn.momentum = 0.1
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
@@ -89,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             opt.zero_grad()
             F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
             opt.step()
-    recalibrate_bn(model, xtr)
+    recalibrate_batch_norm(model, xtr)
     model.eval()
     print(f"trained {epochs} epoch(s) on {n_train} upright digits in "
           f"{time.perf_counter() - t0:.1f} s")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from _data import mnist_digits
 from torch import nn
 
+from equilayers import recalibrate_batch_norm
 from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
 from equilayers.testing import assert_invariant, invariance_error
 
@@ -58,21 +59,6 @@ def p4m_resnet(width: int = 4, classes: int = 10) -> nn.Module:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
-    """Re-estimate the batch-norm running statistics on training data (cumulative average):
-    after a short run the momentum-0.1 estimates still lag behind the weights."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    for chunk in x.split(250):
-        model(chunk)
-    for bn in bns:
-        bn.momentum = 0.1
-
-
-@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 0) -> float:
     return (model(torch.rot90(x, k, (-2, -1))).argmax(1) == y).float().mean().item()
 
@@ -105,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             opt.zero_grad()
             F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
             opt.step()
-    recalibrate_bn(model, xtr)
+    recalibrate_batch_norm(model, xtr)
     model.eval()
     print(f"trained {epochs} epoch(s) on {n_train} upright digits in "
           f"{time.perf_counter() - t0:.1f} s")

@@ -1,0 +1,34 @@
+import pytest
+import torch
+from torch import nn
+
+from equilayers import recalibrate_batch_norm
+from equilayers.nn import GroupBatchNorm2d, HarmonicBatchNorm
+
+
+def test_one_chunk_gives_the_exact_batch_statistics(gen):
+    x = torch.randn(64, 3, 5, 5, generator=gen, dtype=torch.float64) * 3 + 1
+    bn = nn.BatchNorm2d(3).double()
+    out = recalibrate_batch_norm(nn.Sequential(bn), x, batch_size=64)
+    assert not out.training and bn.momentum == 0.1
+    torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(bn.running_var, x.var((0, 2, 3), unbiased=True))
+
+
+def test_chunks_average_and_cover_group_and_harmonic_norms(gen):
+    x5 = torch.randn(40, 2, 8, 4, 4, generator=gen, dtype=torch.float64)
+    gbn = GroupBatchNorm2d(2).double()
+    recalibrate_batch_norm(nn.Sequential(gbn), x5, batch_size=10)
+    torch.testing.assert_close(gbn.running_mean, x5.mean((0, 2, 3, 4)), atol=0.05, rtol=0)
+    hbn = HarmonicBatchNorm(2, max_order=1).double()
+    before = hbn.running_var.clone()
+    recalibrate_batch_norm(nn.Sequential(hbn), 5 * torch.randn(20, 2, 3, 4, 4, generator=gen,
+                                                               dtype=torch.float64))
+    assert not torch.equal(hbn.running_var, before) and (hbn.running_var > 5).all()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="non-empty batch"):
+        recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(0, 1, 2, 2))
+    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+        recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(2, 1, 2, 2), batch_size=0)
