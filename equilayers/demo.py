@@ -287,16 +287,21 @@ def _plot(results: dict, path: Path) -> None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install 'equilayers[demo]')")
         return
-    cols = ["acc upright", "acc rot90", "acc any angle", "acc shifted"]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    panels = [("test accuracy (%)", ["acc upright", "acc rot90", "acc any angle",
+                                     "acc shifted"]),
+              ("consistency (%)", ["rot90 consistency", "shift consistency"])]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), width_ratios=[2, 1])
     width = 0.8 / max(len(results), 1)
-    for i, (name, r) in enumerate(results.items()):
-        ax.bar([j + i * width for j in range(len(cols))], [100 * r[c] for c in cols], width,
-               label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Trained upright, tested rotated and shifted (real MNIST digits)")
-    ax.legend(fontsize=8)
+    for ax, (label, cols) in zip(axes, panels, strict=True):
+        for i, (name, r) in enumerate(results.items()):
+            ax.bar([j + i * width for j in range(len(cols))], [100 * r[c] for c in cols],
+                   width, label=name)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))],
+                      [c.replace(" consistency", "") for c in cols])
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 105)
+    fig.suptitle("Trained on upright real MNIST digits, tested rotated and shifted")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -22,3 +22,27 @@ def test_demo_quick(tmp_path):
     # parameter counts are matched within 25%
     counts = [r["params"] for r in results.values()]
     assert max(counts) < 1.25 * min(counts), counts
+
+
+def test_demo_is_deterministic_under_seed(tmp_path):
+    from equilayers.demo import run
+
+    args = ["--quick", "--seed", "3", "--models", "plain CNN", "--epochs", "1"]
+    a = run([*args, "--out", str(tmp_path / "a")])["plain CNN"]
+    b = run([*args, "--out", str(tmp_path / "b")])["plain CNN"]
+    a.pop("train s"), b.pop("train s")
+    assert a == b
+
+
+def test_fashion_mnist_loader():
+    from pathlib import Path
+
+    if not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+    from equilayers.demo import load_digits
+
+    x, y = load_digits("fashion-mnist")
+    assert x.shape == (10000, 1, 29, 29) and y.shape == (10000,)
+    assert x.min() == 0 and x.max() == 1 and sorted(y.unique().tolist()) == list(range(10))
+    assert (x[..., 28, :] == 0).all() and (x[..., :, 28] == 0).all()
