@@ -1,8 +1,18 @@
+from pathlib import Path
+
 import pytest
 import torch
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 @pytest.fixture
 def gen() -> torch.Generator:
     """A seeded generator: tests draw their randomness from it, never from global state."""
     return torch.Generator().manual_seed(1234)
+
+
+def readme_code(section: str) -> str:
+    """The first ```python block of the README section titled ``section``."""
+    body = README.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split("```python\n", 1)[1].split("```", 1)[0]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import readme_code
 from torch import nn
 
 import equilayers
@@ -101,12 +102,8 @@ def test_export_bad_input():
 
 def test_readme_group_conv_example():
     """The README's group-convolution snippet runs and is as exact as it says."""
-    from pathlib import Path
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    section = text.split("## Group convolutions (p4, p4m)", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
     ns: dict = {}
-    exec(code, ns)
+    exec(readme_code("Group convolutions (p4, p4m)"), ns)
     assert equilayers.testing.equivariance_error(
         ns["net"], ns["x"], "p4m", in_rep="trivial", out_rep="trivial") < 1e-5
     torch.testing.assert_close(ns["deploy"](ns["x"]), ns["net"](ns["x"]))

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import readme_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
 from equilayers.groups import get
@@ -326,9 +327,4 @@ def test_torch_compile_fullgraph_so2(gen):
 
 
 def test_readme_snippet_runs():
-    from pathlib import Path
-
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    section = text.split("## Steerable (harmonic) filters", 1)[1].split("\n## ", 1)[0]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    exec(code, {})
+    exec(readme_code("Steerable (harmonic) filters"), {})

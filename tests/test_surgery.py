@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import readme_code
 from torch import nn
 
 import equilayers
@@ -181,11 +182,6 @@ def test_exported_at_top_level():
 
 
 def test_readme_snippet_runs():
-    from pathlib import Path
-
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    section = text.split("## Anti-aliased downsampling", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict = {}
-    exec(code, scope)
+    exec(readme_code("Anti-aliased downsampling"), scope)
     assert [r.name for r in scope["report"]] == ["0", "1"]
