@@ -26,14 +26,15 @@ $(PEERS_STAMP):
 	command -v gfortran >/dev/null || apt-get install -y gfortran \
 	  || (apt-get update && apt-get install -y gfortran)
 	$(PEERS_PY) -m pip install escnn
-	$(PEERS_PY) -m pip install pytest hypothesis einops
+	$(PEERS_PY) -m pip install pytest hypothesis einops scikit-image "numpy<2"
 	touch $@
 
-# The escnn comparison tests (escnn_compat, interop) in the peers venv. Where escnn cannot be
+# The escnn comparison tests (escnn_compat, interop, escnn_harmonic) in the peers venv. Where escnn cannot be
 # installed (no gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py tests/test_interop.py \
+	    tests/test_escnn_harmonic.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 
