@@ -186,20 +186,29 @@ def _rotated_table(group: Group, k: int) -> torch.Tensor:
     return val * radial
 
 
-def _regular_basis(group: Group, k: int, lifting: bool) -> torch.Tensor:
+def _regular_table(group: Group, k: int) -> torch.Tensor:
+    """The ``|G|`` rotated copies ``psi_j(a^-1 q)``, each scaled to the norm that makes the
+    expanded basis element unit-norm: ``(|G|, J, k, k)`` float64 (``|G| J k^2`` values; the
+    dense basis only places them)."""
     table = _rotated_table(group, k)  # (G, J, k, k)
     # every rotated copy of psi_j has the norm of psi_j (rotations by grid-exact evaluation)
     norms = table[0].flatten(1).norm(dim=1).clamp_min(1e-12)
-    g, j = table.shape[:2]
+    return table / (norms[None, :, None, None] * math.sqrt(table.shape[0]))
+
+
+def _regular_basis(group: Group, table: torch.Tensor, lifting: bool, dtype: torch.dtype,
+                   device) -> torch.Tensor:
+    """The dense basis from :func:`_regular_table`, written once in ``dtype`` on ``device``."""
+    table = table.to(dtype=dtype, device=device)
+    g, j, k = table.shape[0], table.shape[1], table.shape[-1]
     if lifting:  # K[a, 0] = psi(a^-1 q)
-        table = table / (norms[None, :, None, None] * math.sqrt(g))
-        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
-    table = table / (norms[None, :, None, None] * math.sqrt(g))
-    # basis (h, j): K[a, b] = [a^-1 b == h] psi_j(a^-1 q), i.e. b = a h
-    cay = group.cayley_table  # cay[a, h] = slot of a * h
-    out = torch.zeros(g, j, g, g, k, k, dtype=torch.float64)
-    a_idx = torch.arange(g)[:, None].expand(g, g)  # [a, h]
-    h_idx = torch.arange(g)[None, :].expand(g, g)
+        return table.permute(1, 0, 2, 3).unsqueeze(2).clone(memory_format=torch.contiguous_format)
+    # basis (h, j): K[a, b] = [a^-1 b == h] psi_j(a^-1 q), i.e. b = a h; one scatter of the
+    # |G|^2 J k^2 non-zeros (a 1/|G| fraction) through the Cayley table
+    cay = group.cayley_table.to(device)  # cay[a, h] = slot of a * h
+    out = torch.zeros(g, j, g, g, k, k, dtype=dtype, device=device)
+    a_idx = torch.arange(g, device=device)[:, None].expand(g, g)  # [a, h]
+    h_idx = torch.arange(g, device=device)[None, :].expand(g, g)
     out[h_idx, :, a_idx, cay] = table[:, None].expand(g, g, j, k, k)
     return out.reshape(g * j, g, g, k, k)
 
@@ -213,8 +222,8 @@ def _normalize(basis: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=128)
 def _cached(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_out: int):
-    if out_rep == "regular":
-        return _regular_basis(group, k, lifting=in_rep == "trivial")
+    if out_rep == "regular":  # the compact table; the dense basis is placed per call
+        return _regular_table(group, k)
     return _normalize(_harmonic_basis(group, m_out, m_in, k))
 
 
@@ -277,6 +286,9 @@ def steerable_basis(
             raise ValueError(f"basis harmonic->regular is not supported (supported: "
                              f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
     basis = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out)
+    if out_rep == "regular":
+        return _regular_basis(grp, basis, in_rep == "trivial",
+                              dtype or torch.get_default_dtype(), device)
     return basis.to(dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
 
 
