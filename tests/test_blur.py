@@ -286,3 +286,20 @@ def test_compile_fullgraph(gen):
     x = torch.randn(2, 3, 16, 16, generator=gen)
     compiled = torch.compile(m, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), m(x))
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_blur_pool_1d_3d_circular_shift_equivariance(gen, dims):
+    # the shared table's shift cases move (H, W) only; 1-D and 3-D pools are checked here,
+    # over every spatial dim, with a zero-padded negative control
+    cls = {1: BlurPool1d, 3: BlurPool3d}[dims]
+    size = (12,) * dims
+    x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
+    axes = tuple(range(-dims, 0))
+    shift, stride = (4, 2, 6)[:dims], 2
+    for mode, exact in [("circular", True), ("zeros", False)]:
+        pool = cls(kernel_size=3, stride=stride, padding_mode=mode)
+        lhs = pool(torch.roll(x, shift, axes))
+        rhs = torch.roll(pool(x), tuple(s // stride for s in shift), axes)
+        err = ((lhs - rhs).norm() / rhs.norm()).item()
+        assert (err < 1e-14) if exact else (err > 1e-3), (mode, err)
