@@ -162,11 +162,27 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     return _safe_sqrt(sq).reshape(b, c * (max_order + 1), h, w)
 
 
+class _SafeSqrt(torch.autograd.Function):
+    """``sqrt`` whose gradient is 0 (not inf, which becomes NaN) where the input is 0: norm
+    nonlinearities and zero backgrounds make exact zeros common. One ``sqrt`` forward; the
+    guard costs only in backward."""
+
+    @staticmethod
+    def forward(sq: torch.Tensor) -> torch.Tensor:
+        return sq.sqrt()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return torch.where(out > 0, grad / (2 * out), 0.0)
+
+
 def _safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
-    """``sqrt`` with gradient 0 (not inf, which becomes NaN) where ``sq == 0``: norm
-    nonlinearities and zero backgrounds make exact zeros common. Values are unchanged."""
-    pos = sq > 0
-    return torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0)
+    return _SafeSqrt.apply(sq)
 
 
 def _default_order(group, max_order: int | None) -> int:
