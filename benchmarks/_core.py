@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BenchCase", "time_call", "forward_backward"]
+__all__ = ["BenchCase", "time_call", "forward_backward", "pool_sizes", "seeded_input"]
 
 
 @dataclass
@@ -69,3 +69,17 @@ def forward_backward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
         out.sum().backward()
         xg.grad = None
     return run
+
+
+def pool_sizes(quick: bool) -> list[tuple[int, int, int]]:
+    """(batch, channels, size) of the pooling benchmarks (antialias and kernels families share
+    them so their tables compare)."""
+    if quick:
+        return [(4, 16, 32)]
+    return [(32, 64, 56), (32, 64, 112)]
+
+
+def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:
+    """A fixed ``(b, c, n, n)`` normal input (seed 0), on ``device``."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, c, n, n, generator=g).to(device)

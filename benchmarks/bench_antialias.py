@@ -15,20 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import BenchCase, forward_backward, time_call
+from ._core import pool_sizes as _sizes
+from ._core import seeded_input as _input
 
 FAMILY = "antialias"
 
-
-def _sizes(quick: bool) -> list[tuple[int, int, int]]:
-    """(batch, channels, size) per case."""
-    if quick:
-        return [(4, 16, 32)]
-    return [(32, 64, 56), (32, 64, 112)]
-
-
-def _input(b: int, c: int, n: int, device=None) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(b, c, n, n, generator=g).to(device)
 
 
 class ReferenceMaxBlurPool(nn.Module):

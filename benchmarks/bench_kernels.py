@@ -7,23 +7,14 @@ one exists and no gradient is needed, so the forward column, else the reference)
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ._core import BenchCase
+from ._core import pool_sizes as _sizes
+from ._core import seeded_input as _input
 
 FAMILY = "kernels"
 
-
-def _sizes(quick: bool) -> list[tuple[int, int, int]]:
-    if quick:
-        return [(4, 16, 32)]
-    return [(32, 64, 56), (32, 64, 112)]
-
-
-def _input(b: int, c: int, n: int, device=None) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(b, c, n, n, generator=g).to(device)
 
 
 def _forced_reference(module: nn.Module):
