@@ -222,3 +222,20 @@ def test_kernel_polyphase_reference_path_unchanged(monkeypatch, gen):
         EF.polyphase_pool2d(x, 1)
     with pytest.raises(ValueError, match="cannot take this input"):
         kernels.triton_polyphase_pool2d(x.double())
+
+
+def test_kernel_polyphase_benchmark_rows_only_with_cuda(monkeypatch):
+    from benchmarks import bench_kernels
+
+    def names():
+        return [c.name for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert names() == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rows = [c for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
+    assert [c.name.split(" b")[0] for c in rows] == ["PolyphasePool2d dispatched",
+                                                     "PolyphasePool2d reference"]
+    for case in rows:
+        fn, x = case.make(device="cpu")
+        assert fn(x).shape == (*x.shape[:2], x.shape[-2] // 2, x.shape[-1] // 2)
