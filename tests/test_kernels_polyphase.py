@@ -11,6 +11,8 @@ import os
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from equilayers import functional as EF
 from equilayers import kernels
@@ -68,6 +70,29 @@ def _compare(x, gen, op=kernels.triton_polyphase_pool2d, atol=0.0, **kw):
 ])
 def test_triton_polyphase_equals_reference(interpret, gen, shape, stride, criterion):
     _compare(_randn(gen, *shape), gen, stride=stride, criterion=criterion)
+
+
+@needs_triton
+@settings(max_examples=12, deadline=None)
+@given(b=st.integers(1, 3), c=st.integers(1, 4), fiber=st.sampled_from([0, 1, 3]),
+       stride=st.integers(2, 4), ho=st.integers(1, 4), wo=st.integers(1, 4),
+       criterion=st.sampled_from(["l2", "l1", "linf"]),
+       layout=st.sampled_from(["contiguous", "channels_last", "transposed"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_triton_polyphase_property(b, c, fiber, stride, ho, wo, criterion, layout, seed):
+    # Hypothesis forbids function-scoped fixtures: the interpreter switch is set here.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+        mp.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+        g = torch.Generator().manual_seed(seed)
+        shape = (b, c, fiber, ho * stride, wo * stride) if fiber else (b, c, ho * stride,
+                                                                      wo * stride)
+        x = _randn(g, *shape)
+        if layout == "channels_last" and not fiber:
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif layout == "transposed":
+            x = _randn(g, *shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
+        _compare(x, g, stride=stride, criterion=criterion)
 
 
 @needs_triton
