@@ -3,10 +3,13 @@
 Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path where
 one exists and no gradient is needed, so the forward column, else the reference) and inside
 ``equilayers.kernels.use_reference()``. Floors: ``MaxPool2d(2)`` and ``AvgPool2d(2)``.
+``PolyphasePool2d`` rows are listed only when CUDA is present: on CPU its dispatched path is the
+reference (the antialias family times it there).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ._core import BenchCase
@@ -27,7 +30,7 @@ def _forced_reference(module: nn.Module):
 
 
 def cases(quick: bool) -> list[BenchCase]:
-    from equilayers.nn import BlurPool2d, MaxBlurPool2d
+    from equilayers.nn import BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
     out = []
     for b, c, n in _sizes(quick):
@@ -53,4 +56,12 @@ def cases(quick: bool) -> list[BenchCase]:
             BenchCase(f"BlurPool2d reference {tag}", FAMILY,
                       make(BlurPool2d, _forced_reference), floor=avg_floor, params=params),
         ]
+        if torch.cuda.is_available():
+            out += [
+                BenchCase(f"PolyphasePool2d dispatched {tag}", FAMILY, make(PolyphasePool2d),
+                          floor=max_floor, params=params, construct=PolyphasePool2d),
+                BenchCase(f"PolyphasePool2d reference {tag}", FAMILY,
+                          make(PolyphasePool2d, _forced_reference), floor=max_floor,
+                          params=params),
+            ]
     return out

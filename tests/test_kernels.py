@@ -197,7 +197,7 @@ def test_kernel_dispatch_reasons(monkeypatch):
         (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4}, "reflect padding"),
         (("blur_pool2d", torch.zeros(2, 8, 8)), {}, "3 dims"),
         (("blur_pool2d", [1.0]), {}, "not a tensor"),
-        (("polyphase_pool2d", x), {}, "has no Triton kernel"),
+        (("polyphase_upsample2d", x), {}, "has no Triton kernel"),
     ]
     for args, kwargs, expected in cases:
         path, reason = kernels.select(*args, **kwargs)

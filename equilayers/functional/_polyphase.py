@@ -19,6 +19,12 @@ float32 inputs differently for a transformed input (except on MPS, which lacks f
 Measured pitfall: at stride 2 every binomial blur (``blur_size >= 2``) gives each phase half of
 the total mass, so with ``criterion="l1"`` on non-negative inputs (after a ReLU) all components
 tie exactly and the choice is decided by rounding; use ``"l2"`` (the default) with a blur.
+
+``polyphase_pool2d`` dispatches (:mod:`equilayers.kernels`): on CUDA the Triton kernels (float64
+partial norms in a fixed order, the argmax, the gather; the blur, if any, by the blur_pool2d
+kernel at stride 1), the reference here otherwise; ``equilayers.kernels.explain(
+"polyphase_pool2d", x, stride=2)`` says which. Both pick the same component up to the order of
+the float64 sums (a choice can differ only between components whose norms agree to ~1e-16).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import math
 
 import torch
 
+from .. import kernels
 from ._blur import binomial_filter, blur_nd, check_kernel_size, check_padding_mode, check_stride
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
@@ -72,6 +79,16 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
         >>> y.shape, idx.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
+    return kernels.dispatch("polyphase_pool2d", x, _polyphase_pool2d_reference, stride=stride,
+                            criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
+                            return_index=return_index)
+
+
+def _polyphase_pool2d_reference(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
+                                blur_size: int = 1, padding_mode: str = "circular",
+                                return_index: bool = False
+                                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The pure-PyTorch specification of :func:`polyphase_pool2d`."""
     s = check_stride(stride, "stride", minimum=2)
     order = _check_criterion(criterion)
     check_kernel_size(blur_size, "blur_size")

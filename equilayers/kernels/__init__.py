@@ -39,6 +39,7 @@ __all__ = [
     "triton_available",
     "triton_blur_pool2d",
     "triton_max_blur_pool2d",
+    "triton_polyphase_pool2d",
     "use_reference",
 ]
 
@@ -72,6 +73,27 @@ def triton_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 
     return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
 
 
+def triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
+                            blur_size: int = 1, padding_mode: str = "circular",
+                            return_index: bool = False):
+    """Adaptive polyphase sampling by the Triton kernels, bypassing dispatch (the blur, when
+    ``blur_size > 1``, by the blur_pool2d kernel at stride 1)."""
+    kwargs = {"stride": stride, "criterion": criterion, "blur_size": blur_size,
+              "padding_mode": padding_mode}
+    _check_kernel_input("polyphase_pool2d", x, **kwargs)
+    return _polyphase(x, return_index=return_index, **kwargs)
+
+
+def _polyphase(x: torch.Tensor, stride: int = 2, criterion: str = "l2", blur_size: int = 1,
+               padding_mode: str = "circular", return_index: bool = False):
+    from . import _ops
+
+    if blur_size > 1:
+        x = _ops.blur_pool2d(x, blur_size, 1, padding_mode)
+    y, index = _ops.polyphase_pool2d(x, stride, criterion)
+    return (y, index) if return_index else y
+
+
 def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tensor], *,
              fast: Callable[..., torch.Tensor] | None = None, **kwargs) -> torch.Tensor:
     """Run ``op_name(x, **kwargs)`` on the path :func:`select` picks.
@@ -85,6 +107,8 @@ def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tenso
         return fast(x, **kwargs)
     if path != "triton":
         return reference(x, **kwargs)
+    if op_name == "polyphase_pool2d":
+        return _polyphase(x, **kwargs)
     from . import _ops
 
     if op_name == "blur_pool2d":

@@ -11,8 +11,10 @@ The rule, checked in this order (the first that applies decides):
    CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and ``TRITON_INTERPRET=1`` (Triton's
    interpreter, for tests); triton is installed; the dtype is float32, float16 or bfloat16; the
    input is 4-D or 5-D; the arguments are within the kernel's (blur size 1..7, max window
-   1..4, no max-pool padding). Any memory layout is accepted (the kernels index through the
-   strides; a channels_last input gives a channels_last output).
+   1..4, no max-pool padding; polyphase pooling: every valid stride, criterion, blur size and
+   padding mode, its blur being the blur_pool2d kernel at stride 1). Any memory layout is
+   accepted (the kernels index through the strides; a channels_last input gives a
+   channels_last output).
 5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
    on this device, the call is not being traced and needs no gradient -> ``"fast"`` (today:
    ``max_blur_pool2d`` on CPU without max-pool padding, whose stride-1 max pooling becomes
@@ -42,12 +44,13 @@ __all__ = ["FAST_OPS", "KERNEL_OPS", "explain", "kernel_support", "select", "tri
            "use_reference"]
 
 #: Ops with a Triton kernel.
-KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d")
+KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d", "polyphase_pool2d")
 #: Ops with a fast PyTorch formulation, per device type where it was measured faster.
 FAST_OPS = {"max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as "
                                        "elementwise maxima (max_pool2d_stride1), then the blur"}}
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MODES = ("reflect", "replicate", "zeros", "circular")
+_CRITERIA = ("l2", "l1", "linf")
 
 _state = threading.local()
 
@@ -85,10 +88,40 @@ def _blur_size(op: str, kwargs: dict):
     return kwargs.get("kernel_size", 3) if op == "blur_pool2d" else kwargs.get("blur_size", 3)
 
 
+def _invalid_polyphase(shape: tuple[int, ...], kwargs: dict) -> str | None:
+    """:func:`_invalid` for ``polyphase_pool2d`` (its argument checks, repeated here: the
+    kernels must not import the functional layer)."""
+    stride, k = kwargs.get("stride", 2), kwargs.get("blur_size", 1)
+    criterion = kwargs.get("criterion", "l2")
+    mode = kwargs.get("padding_mode", "circular")
+    for name, value, low, top in (("stride", stride, 2, None), ("blur size", k, 1, 7)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+                top is not None and value > top):
+            return f"{name} {value!r} is invalid"
+    if criterion not in _CRITERIA:
+        return f"criterion {criterion!r} is not one of {_CRITERIA}"
+    if mode not in _MODES:
+        return f"padding_mode {mode!r} is not one of {_MODES}"
+    if len(shape) < 3:
+        return f"the input has {len(shape)} dims"
+    if 0 in shape:
+        return f"the input is empty (shape {shape})"
+    if shape[-2] % stride or shape[-1] % stride:
+        return f"H, W = {shape[-2:]} are not divisible by stride {stride}"
+    right = (k - 1) - (k - 1) // 2
+    if k > 1 and mode == "reflect" and min(shape[-2:]) <= right:
+        return f"reflect padding needs sizes > {right}"
+    if k > 1 and mode == "circular" and min(shape[-2:]) < right:
+        return f"circular padding needs sizes >= {right}"
+    return None
+
+
 def _invalid(op: str, dtype: torch.dtype, shape: tuple[int, ...], kwargs: dict) -> str | None:
     """Why the reference will reject this call (it raises the error), or ``None``."""
     if not dtype.is_floating_point:
         return f"dtype {dtype} is not floating point"
+    if op == "polyphase_pool2d":
+        return _invalid_polyphase(shape, kwargs)
     k, stride = _blur_size(op, kwargs), kwargs.get("stride", 2)
     mode = kwargs.get("padding_mode", "reflect")
     for name, value, top in (("blur size", k, 7), ("stride", stride, None)):
@@ -193,7 +226,8 @@ def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
     or ``"reference"``.
 
     Args:
-        op_name: ``"blur_pool2d"``, ``"max_blur_pool2d"``, or any other functional op name.
+        op_name: ``"blur_pool2d"``, ``"max_blur_pool2d"``, ``"polyphase_pool2d"``, or any
+            other functional op name.
         x: the input (only its type, device, dtype and shape are read).
         **kwargs: the op's keyword arguments (``kernel_size``, ``stride``, ``padding_mode``...).
     """

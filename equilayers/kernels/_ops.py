@@ -1,6 +1,6 @@
 """The Triton kernels as ``torch.library`` custom ops, with fake implementations and autograd.
 
-``torch.ops.equilayers.blur_pool2d`` and ``torch.ops.equilayers.max_blur_pool2d`` (and their
+``torch.ops.equilayers.blur_pool2d``, ``max_blur_pool2d`` and ``polyphase_pool2d`` (and their
 ``*_backward`` ops) are opaque to ``torch.compile``: a compiled graph holds one node per call.
 Triton itself is imported only when an op runs on real tensors.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["blur_pool2d", "max_blur_pool2d"]
+__all__ = ["blur_pool2d", "max_blur_pool2d", "polyphase_pool2d"]
 
 
 def _out_len(n: int, s: int) -> int:
@@ -127,3 +127,52 @@ def _max_blur_backward(ctx, grad):
 
 
 max_blur_pool2d.register_autograd(_max_blur_backward, setup_context=_max_blur_setup)
+
+
+# --- polyphase_pool2d --------------------------------------------------------------------------
+
+@torch.library.custom_op("equilayers::polyphase_pool2d", mutates_args=())
+def polyphase_pool2d(x: torch.Tensor, stride: int,
+                     criterion: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, index)``: adaptive polyphase sampling by the Triton kernels (no blur; ``H`` and
+    ``W`` divisible by ``stride``); ``index`` is the chosen flat index per sample, int64."""
+    from . import _triton
+
+    y, index = _triton.polyphase_forward(_as_4d(x), stride, criterion)
+    return _like_5d(y, x), index
+
+
+@polyphase_pool2d.register_fake
+def _(x, stride, criterion):
+    out = _empty_out(x, x.shape[-2] // stride, x.shape[-1] // stride)
+    return out, x.new_empty((x.shape[0],), dtype=torch.int64)
+
+
+@torch.library.custom_op("equilayers::polyphase_pool2d_backward", mutates_args=())
+def polyphase_pool2d_backward(grad: torch.Tensor, index: torch.Tensor, height: int, width: int,
+                              stride: int) -> torch.Tensor:
+    """The gradient of :func:`polyphase_pool2d` with respect to its ``height x width`` input:
+    ``grad`` on the chosen component of each sample, zero elsewhere."""
+    from . import _triton
+
+    gx = _triton.polyphase_backward(_as_4d(grad), index, height, width, stride)
+    return _like_5d(gx, grad)
+
+
+@polyphase_pool2d_backward.register_fake
+def _(grad, index, height, width, stride):
+    return _empty_out(grad, height, width)
+
+
+def _polyphase_setup(ctx, inputs, output):
+    x, ctx.stride, _ = inputs
+    ctx.size = (x.shape[-2], x.shape[-1])
+    ctx.save_for_backward(output[1])
+
+
+def _polyphase_backward(ctx, grad, grad_index):
+    (index,) = ctx.saved_tensors
+    return polyphase_pool2d_backward(grad, index, *ctx.size, ctx.stride), None, None
+
+
+polyphase_pool2d.register_autograd(_polyphase_backward, setup_context=_polyphase_setup)

@@ -226,3 +226,124 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
         *x.stride(), *g.stride(), *gx.stride(), MK=m, MA=bh.shape[1], MB=bw.shape[1],
         CL=_channels_last(gx), BLOCK=block)
     return gx
+
+
+# --- polyphase pooling (adaptive polyphase sampling) --------------------------------------------
+# Component (a, c) of a stride-S input is x[..., a::S, c::S], flat index a * S + c. The forward
+# is two kernels and a tiny reduction: ``_phase_norms`` writes, per (sample, component, chunk of
+# the component's elements), a float64 partial norm (sum of squares, sum of magnitudes, or max
+# magnitude); torch finishes the (B, S*S) norms and their argmax (the first maximum: ties go to
+# the lowest index, NaN counts as the maximum, as ``torch.argmax``); ``_phase_gather`` copies the
+# chosen component. The partials have a fixed order, so the choice is deterministic (no atomics).
+# The backward ``_phase_scatter`` writes every input-gradient element once: the output gradient
+# on the chosen component, zero elsewhere (the choice is piecewise constant: no gradient flows
+# through the norms, as through the reference's argmax).
+
+_ORDERS = {"l2": 2, "l1": 1, "linf": 0}
+
+
+@triton.jit
+def _phase_norms(src, part, n_comp, R, HO, WO, NCH, s_b, s_c, s_h, s_w,
+                 S: tl.constexpr, ORD: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
+                 ITERS: tl.constexpr):
+    pid = tl.program_id(0)  # sample * S * S + component
+    chunk = tl.program_id(1)
+    b = pid // (S * S)
+    ph = pid % (S * S)
+    base = b.to(tl.int64) * s_b + (ph // S) * s_h + (ph % S) * s_w
+    acc = tl.zeros([BLOCK], dtype=tl.float64)
+    start = chunk.to(tl.int64) * (BLOCK * ITERS)
+    for it in tl.static_range(ITERS):
+        idx = start + it * BLOCK + tl.arange(0, BLOCK)
+        live = idx < n_comp
+        _, r, p, q = _decompose(idx, R, HO, WO, CL)
+        v = tl.load(src + base + r * s_c + p * (S * s_h) + q * (S * s_w), mask=live,
+                    other=0.0).to(tl.float64)
+        if ORD == 2:
+            acc += v * v
+        elif ORD == 1:
+            acc += tl.abs(v)
+        else:
+            v = tl.abs(v)
+            acc = tl.where((v > acc) | (v != v), v, acc)
+    if ORD == 0:
+        # tl.max need not propagate NaN: a NaN anywhere makes the partial NaN, as in amax.
+        nans = tl.sum((acc != acc).to(tl.int32), axis=0)
+        res = tl.where(nans > 0, float("nan"), tl.max(acc, axis=0))
+    else:
+        res = tl.sum(acc, axis=0)
+    tl.store(part + pid.to(tl.int64) * NCH + chunk, res)
+
+
+@triton.jit
+def _phase_gather(src, out, index, total, R, HO, WO, s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
+                  S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < total
+    b, r, p, q = _decompose(idx, R, HO, WO, CL)
+    k = tl.load(index + b, mask=live, other=0)
+    v = tl.load(src + b * s_b + r * s_c + (p * S + k // S) * s_h + (q * S + k % S) * s_w,
+                mask=live)
+    tl.store(out + b * o_b + r * o_c + p * o_h + q * o_w, v, mask=live)
+
+
+@triton.jit
+def _phase_scatter(g, gx, index, total, R, H, W, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
+                   S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < total
+    b, r, i, j = _decompose(idx, R, H, W, CL)
+    k = tl.load(index + b, mask=live, other=0)
+    hit = live & (i % S == k // S) & (j % S == k % S)
+    v = tl.load(g + b * g_b + r * g_c + (i // S) * g_h + (j // S) * g_w, mask=hit, other=0.0)
+    tl.store(gx + b * o_b + r * o_c + i * o_h + j * o_w, v.to(gx.dtype.element_ty), mask=live)
+
+
+def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
+    """``(y, index)``: per sample of the 4-D ``(B, R, H, W)`` input, the stride-``s`` polyphase
+    component of largest ``criterion`` norm (``(B, R, H/s, W/s)``, channels_last kept) and its
+    flat index ``a * s + c`` (int64, ``(B,)``)."""
+    B, R, H, W = x.shape
+    HO, WO = H // s, W // s
+    out = _empty_like_layout(x, (B, R, HO, WO))
+    n_comp = R * HO * WO
+    if B == 0 or n_comp == 0:
+        # Every norm is 0 (an empty sum): the first component wins, as in the reference.
+        return out, torch.zeros(B, dtype=torch.int64, device=x.device)
+    block = _block(out)
+    iters = 1 if block >= 4096 else 8
+    nch = triton.cdiv(n_comp, block * iters)
+    part = torch.empty((B, s * s, nch), dtype=torch.float64, device=x.device)
+    order = _ORDERS[criterion]
+    cl = _channels_last(x)
+    _phase_norms[(B * s * s, nch)](
+        x, part, n_comp, R, HO, WO, nch, *x.stride(), S=s, ORD=order, CL=cl, BLOCK=block,
+        ITERS=iters)
+    if order == 0:
+        crit = part.amax(dim=2)
+    else:
+        crit = part.sum(dim=2)
+        if order == 2:
+            crit = crit.sqrt()  # as the reference's norm: equal roundings tie the same way
+    index = crit.argmax(dim=1)
+    total = out.numel()
+    _phase_gather[(triton.cdiv(total, block),)](
+        x, out, index, total, R, HO, WO, *x.stride(), *out.stride(), S=s,
+        CL=_channels_last(out), BLOCK=block)
+    return out, index
+
+
+def polyphase_backward(g: torch.Tensor, index: torch.Tensor, H: int, W: int,
+                       s: int) -> torch.Tensor:
+    """The gradient of :func:`polyphase_forward`'s ``y`` with respect to its ``(B, R, H, W)``
+    input: ``g`` on the chosen component of each sample, zero elsewhere."""
+    B, R = g.shape[:2]
+    gx = _empty_like_layout(g, (B, R, H, W))
+    total = gx.numel()
+    if total == 0:
+        return gx
+    block = _block(gx)
+    _phase_scatter[(triton.cdiv(total, block),)](
+        g, gx, index, total, R, H, W, *g.stride(), *gx.stride(), S=s,
+        CL=_channels_last(gx), BLOCK=block)
+    return gx

@@ -1,0 +1,266 @@
+"""The polyphase pooling Triton kernels == the pure-PyTorch reference, and their dispatch.
+
+As in ``tests/test_kernels.py``: on CUDA when present, else on CPU through Triton's interpreter
+(``TRITON_INTERPRET=1``, set by ``make test``); skipped with the reason otherwise. The dispatch
+tests run everywhere. Tensors are small: the interpreter runs each program in numpy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equilayers import functional as EF
+from equilayers import kernels
+from equilayers.kernels import _dispatch
+
+ON_CUDA = torch.cuda.is_available()
+CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
+needs_triton = pytest.mark.skipif(
+    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
+    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels_polyphase.py)")
+DEVICE = "cuda" if ON_CUDA else "cpu"
+
+
+def ref_poly(x, stride=2, **kw):
+    """The specification: the functional's pure-PyTorch reference."""
+    with kernels.use_reference():
+        return EF.polyphase_pool2d(x, stride, **kw)
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    """Let CPU tensors take the kernel path (Triton's interpreter); no-op on CUDA."""
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+
+
+def _randn(gen, *shape, dtype=torch.float32):
+    return torch.randn(*shape, generator=gen).to(device=DEVICE, dtype=dtype)
+
+
+def _compare(x, gen, op=kernels.triton_polyphase_pool2d, atol=0.0, **kw):
+    """Forward (values and chosen index) and backward of ``op`` vs the float64 reference."""
+    xk = x.detach().requires_grad_(True)
+    xr = x.detach().double().requires_grad_(True)
+    y, index = op(xk, return_index=True, **kw)
+    yr, index_r = ref_poly(xr, return_index=True, **kw)
+    assert y.shape == yr.shape and y.dtype == x.dtype and index.dtype == torch.int64
+    assert torch.equal(index, index_r), (index, index_r)
+    gy = torch.randn(yr.shape, generator=gen, dtype=torch.float64).to(x.device).to(x.dtype)
+    (gk,) = torch.autograd.grad(y, xk, gy)
+    (gr,) = torch.autograd.grad(yr, xr, gy.double())
+    # Without a blur the forward is a copy and the backward a scatter: exact.
+    torch.testing.assert_close(y.double(), yr, atol=atol, rtol=atol)
+    torch.testing.assert_close(gk.double(), gr, atol=atol, rtol=atol)
+    return y, index
+
+
+@needs_triton
+@pytest.mark.parametrize("shape,stride,criterion", [
+    ((2, 3, 6, 10), 2, "l2"),  # odd H/s, W/s and channel count
+    ((3, 5, 9, 15), 3, "l1"),
+    ((2, 1, 12, 8), 4, "linf"),
+    ((2, 2, 3, 6, 10), 2, "l2"),  # 5-D: one choice per sample over C, F, H', W'
+    ((2, 2, 3, 9, 6), 3, "linf"),
+])
+def test_triton_polyphase_equals_reference(interpret, gen, shape, stride, criterion):
+    _compare(_randn(gen, *shape), gen, stride=stride, criterion=criterion)
+
+
+@needs_triton
+@settings(max_examples=12, deadline=None)
+@given(b=st.integers(1, 3), c=st.integers(1, 4), fiber=st.sampled_from([0, 1, 3]),
+       stride=st.integers(2, 4), ho=st.integers(1, 4), wo=st.integers(1, 4),
+       criterion=st.sampled_from(["l2", "l1", "linf"]),
+       layout=st.sampled_from(["contiguous", "channels_last", "transposed"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_triton_polyphase_property(b, c, fiber, stride, ho, wo, criterion, layout, seed):
+    # Hypothesis forbids function-scoped fixtures: the interpreter switch is set here.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+        mp.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+        g = torch.Generator().manual_seed(seed)
+        shape = (b, c, fiber, ho * stride, wo * stride) if fiber else (b, c, ho * stride,
+                                                                      wo * stride)
+        x = _randn(g, *shape)
+        if layout == "channels_last" and not fiber:
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif layout == "transposed":
+            x = _randn(g, *shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
+        _compare(x, g, stride=stride, criterion=criterion)
+
+
+@needs_triton
+def test_triton_polyphase_layouts(interpret, gen):
+    x = _randn(gen, 3, 5, 9, 12)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    y, _ = _compare(cl, gen, stride=3)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # Channels strided and spatial dims transposed; a sliced window with an offset.
+    noncontig = _randn(gen, 2, 6, 13, 10).transpose(1, 2)[:, ::2]
+    assert not noncontig.is_contiguous() and noncontig.shape == (2, 7, 6, 10)
+    _compare(noncontig, gen, stride=2)
+    _compare(_randn(gen, 2, 3, 11, 12).transpose(-1, -2)[..., 1:10, 1:7], gen, stride=3,
+             criterion="l1")
+    # sum().backward() hands the backward kernel a stride-0 (expanded) gradient.
+    xg = x.detach().requires_grad_(True)
+    kernels.triton_polyphase_pool2d(xg, 3).sum().backward()
+    xr = x.detach().double().requires_grad_(True)
+    ref_poly(xr, 3).sum().backward()
+    assert torch.equal(xg.grad.double(), xr.grad)
+
+
+@needs_triton
+def test_triton_polyphase_ties_go_to_the_lowest_index(interpret, gen):
+    # Integer values: the float64 sums are exact, so permuted components tie exactly.
+    base = torch.randint(-3, 4, (2, 3, 4, 4), generator=gen).float()
+    x = torch.zeros(2, 3, 8, 8)
+    x[..., 1::2, 0::2] = base  # component 2
+    x[..., 0::2, 1::2] = base.flip(-1)  # component 1, same norm
+    x = x.to(DEVICE)
+    for criterion in ["l2", "l1", "linf"]:
+        _, index = _compare(x, gen, criterion=criterion)
+        assert index.tolist() == [1, 1]
+    _, index = _compare(torch.zeros(2, 2, 6, 6, device=DEVICE), gen, stride=3)
+    assert index.tolist() == [0, 0]
+    # A NaN makes its component's norm NaN, which argmax takes as the largest.
+    nan = _randn(gen, 2, 2, 6, 6)
+    k = (ref_poly(nan, 2, return_index=True)[1][1].item() + 1) % 4  # not the clean choice
+    nan[1, 1, 2 + k // 2, 4 + k % 2] = float("nan")
+    y, index = kernels.triton_polyphase_pool2d(nan, 2, return_index=True)
+    assert index[1].item() == k and y[1].isnan().any()
+    assert torch.equal(index, ref_poly(nan, 2, return_index=True)[1])
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_triton_polyphase_half_dtypes(interpret, gen, dtype):
+    # The norms are float64 sums of the exact half values: the same choice as the reference.
+    _compare(_randn(gen, 2, 3, 6, 8, dtype=dtype), gen, criterion="l2")
+    _compare(_randn(gen, 2, 3, 2, 6, 6, dtype=dtype), gen, stride=3, criterion="linf")
+
+
+@needs_triton
+@pytest.mark.parametrize("blur_size,mode", [(3, "circular"), (4, "reflect"), (2, "zeros")])
+def test_triton_polyphase_blur_through_the_functional(interpret, gen, blur_size, mode):
+    x = _randn(gen, 2, 3, 8, 6)
+    kw = {"stride": 2, "blur_size": blur_size, "padding_mode": mode}
+    assert kernels.select("polyphase_pool2d", x, **kw)[0] == "triton"
+    # The blur (the blur_pool2d kernel, float32 accumulation) rounds differently.
+    _compare(x, gen, op=EF.polyphase_pool2d, atol=1e-5, **kw)
+
+
+@needs_triton
+def test_triton_polyphase_opcheck(interpret, gen):
+    from equilayers.kernels import _ops
+
+    x = _randn(gen, 2, 3, 6, 8).requires_grad_(True)
+    cl = _randn(gen, 2, 5, 6, 9).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(_ops.polyphase_pool2d, (x, 2, "l2"))
+    torch.library.opcheck(_ops.polyphase_pool2d, (cl.requires_grad_(True), 3, "linf"))
+    torch.library.opcheck(_ops.polyphase_pool2d, (_randn(gen, 1, 2, 2, 4, 4), 2, "l1"))
+    index = torch.tensor([3, 0], device=DEVICE)
+    torch.library.opcheck(_ops.polyphase_pool2d_backward,
+                          (_randn(gen, 2, 3, 3, 4), index, 6, 8, 2))
+
+
+@needs_triton
+def test_triton_polyphase_compile_fullgraph_sees_one_op(interpret, gen):
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    x = _randn(gen, 2, 3, 6, 8)
+    fn = torch.compile(lambda t: EF.polyphase_pool2d(t, 2, return_index=True), fullgraph=True,
+                       backend=backend)
+    y, index = fn(x)
+    assert [t for t in targets if "getitem" not in t] == ["equilayers.polyphase_pool2d.default"]
+    yr, index_r = ref_poly(x, return_index=True)
+    assert torch.equal(y, yr) and torch.equal(index, index_r)
+
+
+@needs_triton
+def test_triton_polyphase_module_dispatches(interpret, gen):
+    from equilayers.nn import PolyphasePool2d
+
+    x = _randn(gen, 2, 4, 6, 6)
+    assert kernels.explain("polyphase_pool2d", x, stride=3).startswith(
+        "polyphase_pool2d: triton (Triton kernel")
+    torch.testing.assert_close(PolyphasePool2d(3)(x), ref_poly(x, 3), atol=0, rtol=0)
+
+
+# --- dispatch: these run with or without triton ------------------------------------------------
+
+def test_kernel_polyphase_dispatch_reasons(monkeypatch, gen):
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: True)
+    x = torch.zeros(1, 2, 6, 6)
+    assert "polyphase_pool2d" in kernels.KERNEL_OPS
+    for kw in [{}, {"stride": 3, "criterion": "linf"}, {"blur_size": 7, "padding_mode": "zeros"}]:
+        assert kernels.select("polyphase_pool2d", x, **kw)[0] == "triton", kw
+    assert kernels.select("polyphase_pool2d", torch.zeros(1, 2, 3, 6, 6))[0] == "triton"
+    cases = [
+        (x.double(), {}, "float64"),
+        (x.long(), {}, "not floating point"),
+        (x, {"stride": 1}, "stride 1 is invalid"),
+        (x, {"stride": 4}, "not divisible by stride 4"),
+        (x, {"criterion": "l3"}, "criterion 'l3'"),
+        (x, {"blur_size": 8}, "blur size 8 is invalid"),
+        (x, {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
+        (torch.zeros(1, 2, 2, 2), {"blur_size": 5, "padding_mode": "reflect"}, "reflect padding"),
+        (torch.zeros(0, 2, 6, 6), {}, "empty"),
+        (torch.zeros(2, 6, 6), {}, "3 dims; the kernel takes 4-D or 5-D"),
+    ]
+    for t, kwargs, expected in cases:
+        path, reason = kernels.select("polyphase_pool2d", t, **kwargs)
+        assert path == "reference" and expected in reason, (kwargs, reason)
+    with kernels.use_reference():
+        assert kernels.select("polyphase_pool2d", x)[0] == "reference"
+    monkeypatch.setenv("EQUILAYERS_DISABLE_TRITON", "1")
+    assert kernels.select("polyphase_pool2d", x) == (
+        "reference", "EQUILAYERS_DISABLE_TRITON=1 is set")
+
+
+def test_kernel_polyphase_reference_path_unchanged(monkeypatch, gen):
+    # Without the kernel (CPU default) the functional is its reference, errors included.
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    x = torch.randn(2, 3, 6, 6, generator=gen)
+    assert kernels.select("polyphase_pool2d", x)[0] == "reference"
+    xr = x.reshape(2, 3, 3, 2, 3, 2)
+    index = (xr * xr).sum(dim=(1, 2, 4)).reshape(2, 4).argmax(1)
+    y, got = EF.polyphase_pool2d(x, return_index=True)
+    assert torch.equal(got, index)
+    assert torch.equal(y, torch.stack([xr[b, :, :, i // 2, :, i % 2] for b, i in
+                                       enumerate(index.tolist())]))
+    with pytest.raises(ValueError, match="divisible by stride=4"):
+        EF.polyphase_pool2d(x, 4)
+    with pytest.raises(ValueError, match="stride must be an integer >= 2"):
+        EF.polyphase_pool2d(x, 1)
+    with pytest.raises(ValueError, match="cannot take this input"):
+        kernels.triton_polyphase_pool2d(x.double())
+
+
+def test_kernel_polyphase_benchmark_rows_only_with_cuda(monkeypatch):
+    from benchmarks import bench_kernels
+
+    def names():
+        return [c.name for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert names() == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rows = [c for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
+    assert [c.name.split(" b")[0] for c in rows] == ["PolyphasePool2d dispatched",
+                                                     "PolyphasePool2d reference"]
+    for case in rows:
+        fn, x = case.make(device="cpu")
+        assert fn(x).shape == (*x.shape[:2], x.shape[-2] // 2, x.shape[-1] // 2)
