@@ -6,9 +6,18 @@ displayed). Every basis function is a product of a radial ring and an angular ha
 
     b(q) = exp(-(|q| - r_i)^2 / (2 sigma_i^2)) * e^{i f phi(q)},
 
-on rings ``r_i = 0, 1, ..., k // 2`` (``sigma = 0.4`` at the centre, ``0.6`` elsewhere), with
-the angular frequency capped per ring (``|f| <= max(1, 2 r_i - 1)`` on the outer ring and
-``|f| <= 2 r_i`` inside; only ``f = 0`` at the centre). Rotating such a function is exact
+on rings ``r_i = 0, 1, ..., k // 2``: the centre "ring" is the centre pixel alone, the inner
+rings have ``sigma = 0.6`` and the outer ring ``r = k // 2`` has ``sigma = 0.4`` (a wider one
+reaches into the corners, which only the diagonals have). The angular frequency is capped per
+ring, ``|f| <= r_i + 1`` inside and ``|f| <= 2`` on the outer ring (only ``f = 0`` at the
+centre): higher frequencies alias on the grid. Measured on a smooth image at 15 to 137 degrees,
+one element's relative off-grid rotation error is at most 0.112 under these caps for
+``k = 5..11`` (0.155 for ``f = 2`` on the radius-1 outer ring of ``k = 3``), against 0.6 to 1.9
+for the frequencies 3 and 4 that the former caps (``2 r`` inside, ``2 r - 1`` outside) let
+onto radius-2 rings, which made order-2 fields about twice as inexact as escnn's. For kernel
+sizes 1 to 7 these are escnn's default rings, widths and caps for ``R2Conv`` (the two bases
+span the same filters there); from ``k = 9`` escnn allows up to ``2 r`` on inner rings, which
+we do not (``f = 6`` on radius 3: error 0.27). Rotating such a function is exact
 (``phi -> phi - t``), so a basis built from them obeys the kernel constraint
 ``K(g q) = rho_out(g) K(q) rho_in(g)^{-1}`` exactly as continuous functions, and on the grid
 for every element that maps the grid onto itself.
@@ -35,8 +44,8 @@ from ..groups import Group, GroupLike, get
 
 __all__ = ["steerable_basis", "expand_steerable", "basis_frequency_cap"]
 
-_SIGMA = 0.6
-_SIGMA_CENTRE = 0.4
+_SIGMA = 0.6  # inner rings
+_SIGMA_OUTER = 0.4  # the outer ring r = k // 2
 _SUPPORTED = (
     "trivial->trivial, trivial->harmonic, harmonic->trivial and harmonic->harmonic for every "
     "group; trivial->regular and regular->regular for finite groups (cN, dN)"
@@ -44,12 +53,14 @@ _SUPPORTED = (
 
 
 def basis_frequency_cap(radius: int, kernel_size: int) -> int:
-    """The largest angular frequency sampled on ring ``radius`` of a ``kernel_size`` filter."""
+    """The largest angular frequency sampled on ring ``radius`` of a ``kernel_size`` filter:
+    0 at the centre, ``radius + 1`` on inner rings, ``min(radius + 1, 2)`` on the outer ring
+    ``kernel_size // 2`` (whose square support is anisotropic beyond its radius)."""
     if radius == 0:
         return 0
     if radius == kernel_size // 2:
-        return max(1, 2 * radius - 1)
-    return 2 * radius
+        return min(radius + 1, 2)
+    return radius + 1
 
 
 def _grid(k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,9 +72,9 @@ def _grid(k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _rings(k: int, r: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    out = []
-    for i in range(k // 2 + 1):
-        sigma = _SIGMA_CENTRE if i == 0 else _SIGMA
+    out = [(0, (r == 0).to(r.dtype))]  # the centre pixel: exactly isotropic
+    for i in range(1, k // 2 + 1):
+        sigma = _SIGMA_OUTER if i == k // 2 else _SIGMA
         out.append((i, torch.exp(-((r - i) ** 2) / (2 * sigma * sigma))))
     return out
 
