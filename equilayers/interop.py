@@ -6,9 +6,20 @@ escnn's ``rot2dOnR2(N)`` / ``flipRot2dOnR2(N)`` / ``flip2dOnR2()`` list their el
 order (rotations ``r^0..r^{N-1}``, then the flipped ones), rotate counter-clockwise by
 ``torch.rot90(x, 1, (-2, -1))``, flip by default with ``torch.flip(x, (-1,))`` and act on regular
 fields by ``(g . f)[h] = f[g^-1 h]``, as we do; :func:`from_escnn` re-checks this for every
-gspace it converts (an image probe per group element) and then checks that escnn's expanded
-filter is reproduced exactly by the converted layer, so a convention mismatch (e.g. a flip
-axis other than escnn's default) raises instead of silently converting.
+gspace it converts (plane matrices and regular permutations of every element, an image probe
+per element on the pixel grid) and then checks the converted filter (reproduced exactly by a
+pixel layer, or exactly equivariant on the grid subgroup), so a convention mismatch (e.g. a
+flip axis other than escnn's default) raises instead of silently converting.
+
+Two targets for ``R2Conv``. For c1, c2, c4, d1, d2, d4 every escnn filter is a full ``k x k``
+pixel filter transformed by the group, so it loads into a
+:class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` with
+``basis="pixel"``: a trainable layer with weight sharing, exactly equivariant like escnn's.
+For other N (c3, c8, d8, c16, ...) escnn's filters lie in its own steerable basis (other
+radial profiles and frequency cutoffs), which our harmonic basis does not span (a 12-14%
+least-squares residual for c8), so the conversion holds escnn's expanded filter densely in an
+:class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as equivariant as escnn's:
+exact on the grid subgroup, approximate at other angles).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from torch import nn
 
 from .groups import act_spatial, get
 from .nn import (
+    ExpandedGroupConv2d,
     GroupAvgPool2d,
     GroupBatchNorm2d,
     GroupConv2d,
@@ -35,7 +47,7 @@ __all__ = ["from_escnn"]
 _PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
-              "N in 1, 2, 4), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
+              "any N, groups=1), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "GroupPooling, IdentityModule, SequentialModule")
 
 
@@ -44,7 +56,8 @@ def from_escnn(module: Any) -> nn.Module:
 
     Supported: ``R2Conv`` from trivial fields (-> :class:`~equilayers.nn.LiftingConv2d`) or
     regular fields (-> :class:`~equilayers.nn.GroupConv2d`) to regular fields of ``C_N`` /
-    ``D_N`` for ``N`` in 1, 2, 4 (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``);
+    ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; for ``N`` not in 1, 2, 4 ->
+    :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter, frozen);
     ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
@@ -59,9 +72,8 @@ def from_escnn(module: Any) -> nn.Module:
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
-        ValueError: a supported layer with unsupported settings (other field types,
-            ``C_N`` with ``N`` not in 1, 2, 4, ``groups != 1``, a flip axis other than
-            escnn's default).
+        ValueError: a supported layer with unsupported settings (other field types, a
+            continuous group, ``groups != 1``, a flip axis other than escnn's default).
 
     Example:
         >>> from escnn import gspaces, nn as enn  # doctest: +SKIP
@@ -109,11 +121,15 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
 
 
 def _group_name(gspace: Any, probed: dict) -> str:
-    """Our group for an escnn 2-D gspace, after checking element order and actions on an
-    image probe."""
+    """Our group for an escnn 2-D gspace, after checking that its elements are ours in the same
+    order: the same matrices on the plane (``R(2 pi k / N)``, times ``diag(-1, 1)`` for the
+    flipped ones), the same regular-representation permutations, and (exactly, on an image
+    probe) the same image transforms for the elements that map the pixel grid onto itself."""
     key = id(gspace)
     if key in probed:
         return probed[key]
+    import math
+
     from escnn import group as eg
     from escnn import gspaces
     from escnn import nn as enn
@@ -129,22 +145,28 @@ def _group_name(gspace: Any, probed: dict) -> str:
     else:
         raise ValueError(f"from_escnn: gspace {gspace.name} has the continuous fiber group "
                          f"{fg.name}; only finite C_N / D_N with regular fields are supported")
-    if candidates[0] not in _PIXEL_GROUPS:
-        raise ValueError(
-            f"from_escnn: gspace {gspace.name} ({candidates[0]}): only C_N / D_N with N in "
-            f"1, 2, 4 are supported. For other N, equilayers' group convolutions use a "
-            f"steerable basis whose function class differs from escnn's, so escnn's filter "
-            f"cannot be loaded exactly; retrain the layer with "
-            f"GroupConv2d(..., group={candidates[0]!r}) instead")
     ft = enn.FieldType(gspace, [gspace.trivial_repr])
     x = torch.zeros(1, 1, 5, 5)
     x[0, 0, 0, 1], x[0, 0, 1, 1], x[0, 0, 3, 0] = 1.0, 2.0, 3.0  # no symmetry
     elements = list(fg.elements)
+
+    def same(e: Any, g: Any) -> bool:
+        c, s = math.cos(g.angle), math.sin(g.angle)
+        plane = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        if g.reflection:
+            plane = plane @ torch.diag(torch.tensor([-1.0, 1.0], dtype=torch.float64))
+        theirs = torch.as_tensor(gspace.basespace_action(e), dtype=torch.float64)
+        perm = torch.as_tensor(fg.regular_representation(e)).argmax(1)
+        return (torch.allclose(theirs, plane, atol=1e-9)
+                and torch.equal(perm, grp.regular_permutation(g).to(perm.dtype))
+                and (not g.is_grid or torch.equal(
+                    enn.GeometricTensor(x, ft).transform(e).tensor, act_spatial(x, g))))
+
     for name in candidates:
-        ours = get(name).elements()
+        grp = get(name)
+        ours = grp.elements()
         if len(ours) == len(elements) and all(
-                torch.equal(enn.GeometricTensor(x, ft).transform(e).tensor, act_spatial(x, g))
-                for e, g in zip(elements, ours, strict=True)):
+                same(e, g) for e, g in zip(elements, ours, strict=True)):
             probed[key] = name
             return name
     raise ValueError(f"from_escnn: gspace {gspace.name} acts on images differently from "
@@ -187,6 +209,8 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     n = get(gname).order
     with torch.no_grad():
         filt, bias = m.expand_parameters()
+    if gname not in _PIXEL_GROUPS:
+        return _expanded_conv(m, gname, filt, bias, lifting)
     k = m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
     ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
@@ -197,16 +221,37 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         ours.weight.copy_(filt.view(c_out, n, c_in, f_in, k, k)[:, 0]
                           .reshape(ours.weight.shape))
         if bias is not None:
-            fields = bias.view(c_out, n)
-            if not torch.allclose(fields, fields[:, :1].expand(-1, n)):
-                raise ValueError("from_escnn: R2Conv bias is not constant over each regular "
-                                 "field; cannot convert")
-            ours.bias.copy_(fields[:, 0])
+            ours.bias.copy_(_field_bias(bias, c_out, n))
         expanded = ours._expand()
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-6):
         raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
                          f"{cls.__name__}(group={gname!r}); the conventions differ")
+    return ours
+
+
+def _field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:
+    fields = bias.view(c_out, n)
+    if not torch.allclose(fields, fields[:, :1].expand(-1, n)):
+        raise ValueError("from_escnn: R2Conv bias is not constant over each regular field; "
+                         "cannot convert")
+    return fields[:, 0]
+
+
+def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+                   lifting: bool) -> nn.Module:
+    """An :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter (groups
+    with rotations off the pixel grid, whose escnn filters our bases cannot represent)."""
+    n = get(gname).order
+    if bias is not None:
+        bias = _field_bias(bias, bias.shape[0] // n, n)
+    ours = ExpandedGroupConv2d.from_filter(filt, bias, m.stride, m.padding, m.dilation, 1,
+                                           m.padding_mode, group=gname, lifting=lifting)
+    err = ours.grid_equivariance_error()
+    if not err <= 1e-5:
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not equivariant under "
+                         f"equilayers' {gname} grid elements (relative error {err:.3g}); the "
+                         "conventions differ")
     return ours
 
 

@@ -193,3 +193,27 @@ def test_ddp_gloo_two_processes_same_gradients(tmp_path):
     assert set(got) == set(want)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-10, atol=1e-12, msg=k)
+
+
+def test_fsdp2_gloo_two_processes_same_step(tmp_path):
+    """One SGD step under FSDP2 (``fully_shard`` per layer, CPU device mesh, gloo, 2 processes,
+    each on half the batch) on a p4 model with group batch norm gives the gradients and
+    parameters of one process running the same two halves (batch statistics per half)."""
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from equilayers.testing import _ddp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_ddp.fsdp_worker, args=(2, _ddp.free_port(), str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    want = _ddp.fsdp_single_process_step(2)
+    assert set(got) == set(want)
+    assert any("running" not in k and k.startswith("param/1.") for k in want)  # the BN affine
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-10, atol=1e-12, msg=k)
+    # not vacuous: a step on the full batch (one BN statistic) differs
+    full = _ddp._sharded_step(_ddp.fsdp_model(), [_ddp.ddp_batch()])
+    assert not torch.allclose(full["grad/0.weight"], want["grad/0.weight"])

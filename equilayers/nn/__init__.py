@@ -8,6 +8,9 @@ from ._blur_pool import (
     BlurUpsample2d,
     MaxBlurPool2d,
 )
+from ._expanded_conv import (
+    ExpandedGroupConv2d,
+)
 from ._group_conv import (
     GroupConv2d,
     LiftingConv2d,
@@ -45,6 +48,7 @@ __all__: list[str] = [
     "MaxBlurPool2d",
     "GroupConv2d",
     "LiftingConv2d",
+    "ExpandedGroupConv2d",
     "GroupBatchNorm2d",
     "GroupAvgPool2d",
     "GroupMaxPool2d",

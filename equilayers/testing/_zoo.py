@@ -32,6 +32,13 @@ def _x(*shape: int) -> Callable[[torch.Generator], tuple[torch.Tensor, ...]]:
     return lambda gen: (torch.randn(*shape, generator=gen),)
 
 
+def _expanded() -> nn.Module:
+    """An ExpandedGroupConv2d holding a c8 GroupConv2d's expanded filter (not all zeros)."""
+    conv = enn.GroupConv2d(3, 4, 3, padding=1, group="c8")
+    return enn.ExpandedGroupConv2d.from_filter(conv.expanded_filter().detach(),
+                                               conv.bias.detach(), padding=1, group="c8")
+
+
 def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     x = torch.randn(2, 3, 4, 4, generator=gen)
     index = torch.randint(0, 4, (2,), generator=gen)
@@ -68,6 +75,7 @@ ZOO: dict[str, ZooEntry] = {
         _x(2, 3, 5, 9, 9)),
     "GroupConv2d[c8]": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="c8"),
                                 _x(2, 3, 8, 7, 7)),
+    "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
