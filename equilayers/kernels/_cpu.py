@@ -175,9 +175,9 @@ def _plan(n: int, k: int, s: int, mode: str):
                 border.append((o, src, weights[j]))
     covered: set[int] = set()
     first = []
-    for j in sorted(range(k), key=lambda j: abs(taps[j][0])):
-        off, _, lo, hi = taps[j]
-        hit = set(range(s * lo + off, s * (hi - 1) + off + 1, s)) if hi > lo else set()
+    hits = [set(range(s * lo + off, s * (hi - 1) + off + 1, s)) for off, _, lo, hi in taps]
+    for j in sorted(range(k), key=lambda j: (-len(hits[j]), abs(taps[j][0]))):
+        hit = hits[j]
         if hit and not hit & covered:
             covered |= hit
             first.append(j)
