@@ -170,14 +170,17 @@ def test_triton_compile_fullgraph_sees_one_op(interpret, gen):
 
 # --- dispatch: these run with or without triton ------------------------------------------------
 
-def test_kernel_dispatch_cpu_default_is_reference(monkeypatch):
+def test_kernel_dispatch_cpu_default_is_fast_or_reference(monkeypatch):
     monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8))
-    assert path == "reference" and "CPU" in reason
+    assert path == "fast" and "separable" in reason and "CPU" in reason
     assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
         "max_blur_pool2d: fast (PyTorch fast path")
     assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "reference"
+    path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16))
+    assert path == "reference" and "takes float32 and float64, not bfloat16" in reason
+    assert kernels.select("polyphase_pool2d", torch.zeros(1, 2, 8, 8))[0] == "reference"
 
 
 def test_kernel_dispatch_reasons(monkeypatch):
@@ -189,19 +192,21 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert kernels.select("blur_pool2d", x)[0] == "triton"
     assert "interpreter" in kernels.explain("blur_pool2d", x)
     cases = [
-        (("blur_pool2d", x.double()), {}, "float64"),
         (("blur_pool2d", x), {"kernel_size": 9}, "blur size 9 is invalid; the reference"),
         (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
         (("blur_pool2d", x.long()), {}, "not floating point"),
         (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4}, "reflect padding"),
         (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4}, "reflect padding"),
-        (("blur_pool2d", torch.zeros(2, 8, 8)), {}, "3 dims"),
         (("blur_pool2d", [1.0]), {}, "not a tensor"),
         (("polyphase_upsample2d", x), {}, "has no Triton kernel"),
     ]
     for args, kwargs, expected in cases:
         path, reason = kernels.select(*args, **kwargs)
         assert path == "reference" and expected in reason, (args, kwargs, reason)
+    path, reason = kernels.select("blur_pool2d", x.double())  # not the kernel's: the CPU fast path
+    assert path == "fast" and "float64 is not one of the kernel's" in reason, reason
+    path, reason = kernels.select("blur_pool2d", torch.zeros(2, 8, 8))
+    assert path == "fast" and "the input has 3 dims" in reason, reason
     path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
     assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
     path, reason = kernels.select("max_blur_pool2d", x, padding=1)
@@ -295,13 +300,14 @@ def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
     x = torch.randn(2, 3, 2, 9, 8, generator=gen, dtype=torch.float64)
     assert kernels.select("max_blur_pool2d", x)[0] == "fast"
     for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
-        torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw),
-                                   atol=0, rtol=0)
-    # Training takes the reference (the fast backward was measured no faster).
-    path, reason = kernels.select("max_blur_pool2d", x.requires_grad_(True))
+        torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw))
+    # Training takes the fast path for 2x2 windows (its mask backward was measured faster),
+    # the reference for other windows.
+    assert kernels.select("max_blur_pool2d", x.requires_grad_(True))[0] == "fast"
+    path, reason = kernels.select("max_blur_pool2d", x, kernel_size=3)
     assert path == "reference" and "requires grad" in reason
     with torch.no_grad():
-        assert kernels.select("max_blur_pool2d", x)[0] == "fast"
+        assert kernels.select("max_blur_pool2d", x, kernel_size=3)[0] == "fast"
     with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
         EF.max_blur_pool2d(x, kernel_size=0)
 

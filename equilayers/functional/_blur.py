@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import kernels
+from ..kernels import _cpu
 
 __all__ = [
     "binomial_filter",
@@ -171,8 +172,8 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
         >>> blur_pool2d(torch.ones(1, 2, 7, 8)).shape
         torch.Size([1, 2, 4, 4])
     """
-    return kernels.dispatch("blur_pool2d", x, _blur_pool2d_reference, kernel_size=kernel_size,
-                            stride=stride, padding_mode=padding_mode)
+    return kernels.dispatch("blur_pool2d", x, _blur_pool2d_reference, fast=_cpu.blur_pool2d,
+                            kernel_size=kernel_size, stride=stride, padding_mode=padding_mode)
 
 
 def _blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
@@ -242,7 +243,8 @@ def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2
                           blur_size: int = 3, padding_mode: str = "reflect",
                           padding: int = 0) -> torch.Tensor:
     # The same composition with max_pool2d(stride=1) as elementwise maxima (same values and
-    # gradients; the dispatcher takes this path only with padding=0).
+    # gradients; the dispatcher takes this path only with padding=0); its blur_pool2d
+    # dispatches to the separable fast blur in turn.
     return _max_blur_pool2d_reference(x, kernel_size, stride, blur_size, padding_mode, padding,
                                       _max_pool=kernels.max_pool2d_stride1)
 

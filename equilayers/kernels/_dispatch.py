@@ -16,10 +16,12 @@ The rule, checked in this order (the first that applies decides):
    accepted (the kernels index through the strides; a channels_last input gives a
    channels_last output).
 5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
-   on this device, the call is not being traced and needs no gradient -> ``"fast"`` (today:
-   ``max_blur_pool2d`` on CPU without max-pool padding, whose stride-1 max pooling becomes
-   elementwise maxima, 2-4x faster forward; its backward measured no faster than the
-   reference's, so training takes the reference; see :mod:`equilayers.kernels._cpu`). Under
+   on this device, for this dtype (float32, float64), and the call is not being traced ->
+   ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
+   index arithmetic, and ``max_blur_pool2d`` without max-pool padding, whose stride-1 max
+   pooling becomes elementwise maxima, both with hand-written backwards; see
+   :mod:`equilayers.kernels._cpu`). Training a ``max_blur_pool2d`` whose max-pool window is
+   not 1 or 2 takes the reference: only the 2x2 backward was measured faster. Under
    ``torch.compile``, ``torch.export`` and ``torch.jit.trace`` the reference is traced instead
    (the fast backward has a data-dependent branch for NaN windows, and a compiler fuses the
    reference itself).
@@ -46,8 +48,14 @@ __all__ = ["FAST_OPS", "KERNEL_OPS", "explain", "kernel_support", "select", "tri
 #: Ops with a Triton kernel.
 KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d", "polyphase_pool2d")
 #: Ops with a fast PyTorch formulation, per device type where it was measured faster.
-FAST_OPS = {"max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as "
-                                       "elementwise maxima (max_pool2d_stride1), then the blur"}}
+FAST_OPS = {
+    "blur_pool2d": {"cpu": "PyTorch fast path: separable strided adds, padding by index "
+                           "arithmetic, hand-written backward"},
+    "max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as elementwise "
+                               "maxima with a mask backward, then the separable fast blur"},
+}
+# The dtypes the fast paths were checked and measured in.
+_FAST_DTYPES = (torch.float32, torch.float64)
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MODES = ("reflect", "replicate", "zeros", "circular")
 _CRITERIA = ("l2", "l1", "linf")
@@ -205,9 +213,12 @@ def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
                                  f"which the compiler fuses itself (no kernel: {reason})")
-        if needs_grad:
-            return "reference", (f"the input requires grad: the fast path's backward measured "
-                                 f"no faster than the reference's (no kernel: {reason})")
+        if dtype not in _FAST_DTYPES:
+            return "reference", (f"the fast path takes float32 and float64, not "
+                                 f"{str(dtype).replace('torch.', '')} (no kernel: {reason})")
+        if needs_grad and op == "max_blur_pool2d" and kwargs.get("kernel_size", 2) not in (1, 2):
+            return "reference", (f"the input requires grad and the fast backward is measured "
+                                 f"faster only for max-pool kernel_size 2 (no kernel: {reason})")
         return "fast", f"{FAST_OPS[op][device_type]} (no kernel: {reason})"
     return "reference", reason
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from .. import kernels
 from ..functional._blur import (
     binomial_filter,
     blur_conv2d,
@@ -18,6 +19,7 @@ from ..functional._blur import (
     check_stride,
     max_blur_pool2d,
 )
+from ..kernels import _cpu
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
            "BlurUpsample2d"]
@@ -56,6 +58,13 @@ class _BlurPoolNd(nn.Module):
                 raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "
                                  f"with {x.shape[cdim]} channels (shape {tuple(x.shape)}); pass "
                                  "channels=None to accept any")
+        if self._nd == 2:  # dispatched like the functional: Triton kernel, CPU fast path
+            return kernels.dispatch("blur_pool2d", x, self._reference, fast=_cpu.blur_pool2d,
+                                    kernel_size=self.kernel_size, stride=self.stride,
+                                    padding_mode=self.padding_mode)
+        return self._reference(x)
+
+    def _reference(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         return blur_nd(x, self.filter, self.stride, self.padding_mode, self._nd,
                        type(self).__name__)
 

@@ -1,0 +1,131 @@
+"""The CPU fast path (``equilayers.kernels._cpu``) == the pure-PyTorch reference, values and
+gradients: every blur size, stride and padding mode, odd sizes, non-contiguous, channels_last
+and 5-D inputs, ties and NaN in the max pooling, gradcheck in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from equilayers import functional as EF
+from equilayers import kernels
+from equilayers import nn as enn
+from equilayers.kernels import _cpu
+
+MODES = ["reflect", "replicate", "zeros", "circular"]
+
+
+def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
+    with kernels.use_reference():
+        return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
+
+
+def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect"):
+    with kernels.use_reference():
+        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+
+
+def _compare(fast, reference, x, gen, tol, **kw):
+    """Forward and backward (a random upstream gradient) of ``fast`` vs ``reference``."""
+    xf = x.detach().requires_grad_(True)
+    xr = x.detach().requires_grad_(True)
+    y, yr = fast(xf, **kw), reference(xr, **kw)
+    assert y.shape == yr.shape and y.dtype == yr.dtype
+    g = torch.randn(yr.shape, generator=gen, dtype=x.dtype)
+    (gf,) = torch.autograd.grad(y, xf, g)
+    (gr,) = torch.autograd.grad(yr, xr, g)
+    torch.testing.assert_close(y, yr, atol=tol, rtol=tol)
+    torch.testing.assert_close(gf, gr, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k", range(1, 8))
+def test_cpu_fast_blur_every_mode_size_and_stride(gen, mode, k):
+    for stride in (1, 2, 3):
+        for h, w in [(9, 8), (7, 11), (12, 5)]:
+            x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
+            _compare(_cpu.blur_pool2d, ref_blur, x, gen, 1e-12, kernel_size=k, stride=stride,
+                     padding_mode=mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cpu_fast_blur_layouts_float32(gen, mode):
+    base = torch.randn(2, 4, 11, 10, generator=gen)
+    for x in [base, base.transpose(-1, -2), base[:, ::2, 1:, ::3],
+              base.contiguous(memory_format=torch.channels_last),
+              torch.randn(2, 3, 4, 9, 7, generator=gen)]:
+        _compare(_cpu.blur_pool2d, ref_blur, x, gen, 1e-5, kernel_size=5, stride=2,
+                 padding_mode=mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("blur_size", [1, 2, 3, 4, 7])
+def test_cpu_fast_max_blur_every_mode(gen, mode, blur_size):
+    for m, stride, (h, w) in [(2, 2, (9, 8)), (2, 3, (12, 13)), (1, 2, (8, 9)), (3, 2, (11, 10))]:
+        x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
+        _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-12, kernel_size=m,
+                 stride=stride, blur_size=blur_size, padding_mode=mode)
+
+
+def test_cpu_fast_max_blur_layouts_and_ties(gen):
+    base = torch.randn(2, 4, 11, 10, generator=gen)
+    ties = torch.randint(0, 3, (2, 4, 11, 10), generator=gen).float()  # first-maximum routing
+    for x in [base.transpose(-1, -2), base.contiguous(memory_format=torch.channels_last),
+              base[:, 1:, ::2], ties, ties.contiguous(memory_format=torch.channels_last),
+              torch.randn(2, 3, 4, 9, 7, generator=gen)]:
+        _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-5)
+
+
+def test_cpu_fast_max_pool_2x2_nan_and_inf_take_the_reference_backward(gen):
+    x = torch.randn(2, 3, 7, 8, generator=gen)
+    nan = x.clone()
+    nan[0, 1, 3, 3] = nan[1, 2, 0, 0] = float("nan")
+    inf = x.clone()
+    inf[0, 0, 2, 5] = float("inf")
+    for t, g in [(nan, None), (inf, None), (x, float("inf")), (x, float("nan"))]:
+        a, b = t.detach().requires_grad_(True), t.detach().requires_grad_(True)
+        ya, yb = kernels.max_pool2d_stride1(a, 2), F.max_pool2d(b, 2, stride=1)
+        torch.testing.assert_close(ya, yb, equal_nan=True)
+        grad = torch.randn(yb.shape, generator=gen)
+        if g is not None:
+            grad[0, 0, 1, 1] = g
+        (ga,) = torch.autograd.grad(ya, a, grad)
+        (gb,) = torch.autograd.grad(yb, b, grad)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+
+
+def test_cpu_fast_gradcheck_float64(gen):
+    x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    for mode in MODES:
+        assert torch.autograd.gradcheck(lambda t, m=mode: _cpu.blur_pool2d(t, 3, 2, m), (x,))
+        assert torch.autograd.gradcheck(lambda t, m=mode: _cpu.max_blur_pool2d(t, 2, 2, 4, m),
+                                        (x,))
+    assert torch.autograd.gradcheck(lambda t: _cpu.blur_pool2d(t, 6, 3, "circular"), (x,))
+
+
+def test_cpu_fast_path_is_what_training_dispatches_to(monkeypatch, gen):
+    monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+    x = torch.randn(2, 3, 10, 9, generator=gen, requires_grad=True)
+    assert kernels.select("blur_pool2d", x)[0] == "fast"
+    assert kernels.select("max_blur_pool2d", x)[0] == "fast"
+    for module, functional, reference in [
+            (enn.BlurPool2d(padding_mode="circular"),
+             lambda t: EF.blur_pool2d(t, padding_mode="circular"),
+             lambda t: ref_blur(t, padding_mode="circular")),
+            (enn.MaxBlurPool2d(), EF.max_blur_pool2d, ref_max_blur)]:
+        y = module(x)
+        assert "_SeparableBlur2dBackward" in type(y.grad_fn).__name__, y.grad_fn
+        _compare(lambda t, m=module, **kw: m(t), reference, x, gen, 1e-5)
+        _compare(lambda t, f=functional, **kw: f(t), reference, x, gen, 1e-5)
+    # The switches force the reference (no fast autograd node).
+    def fast_node(y):
+        return "_SeparableBlur2dBackward" in type(y.grad_fn).__name__
+
+    assert fast_node(enn.BlurPool2d()(x)) and fast_node(EF.max_blur_pool2d(x))
+    with kernels.use_reference():
+        assert not fast_node(enn.BlurPool2d()(x)) and not fast_node(EF.blur_pool2d(x))
+    monkeypatch.setenv("EQUILAYERS_DISABLE_TRITON", "1")
+    assert kernels.select("max_blur_pool2d", x)[0] == "reference"
+    assert not fast_node(EF.max_blur_pool2d(x)) and not fast_node(enn.BlurPool2d()(x))
