@@ -11,14 +11,18 @@ per element on the pixel grid) and then checks the converted filter (reproduced 
 pixel layer, or exactly equivariant on the grid subgroup), so a convention mismatch (e.g. a
 flip axis other than escnn's default) raises instead of silently converting.
 
-Two targets for ``R2Conv``. For c1, c2, c4, d1, d2, d4 every escnn filter is a full ``k x k``
+Two targets for ``R2Conv``, both trainable layers with weight sharing, exactly equivariant on
+the pixel grid like escnn's. For c1, c2, c4, d1, d2, d4 every escnn filter is a full ``k x k``
 pixel filter transformed by the group, so it loads into a
 :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` with
-``basis="pixel"``: a trainable layer with weight sharing, exactly equivariant like escnn's.
-For other N (c3, c8, d8, c16, ...) escnn's filters lie in its own steerable basis (other
-radial profiles and frequency cutoffs), which our harmonic basis does not span (a 12-14%
-least-squares residual for c8), so the conversion holds escnn's expanded filter densely in an
-:class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as equivariant as escnn's:
+``basis="pixel"``. For other N (c3, c8, d8, c16, ...) escnn's default filters (kernel sizes up
+to 7) lie in our steerable basis, which uses escnn's default rings, widths and frequency caps:
+the weights are found by least squares (float64) and the layer is a
+``basis="harmonic"`` :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d`
+whose expanded filter is checked against escnn's. Where the filter is not in our span (escnn
+kernels of 9 and more allow higher frequencies on inner rings; non-default ``sigma``,
+``frequencies_cutoff`` or ``rings``), the conversion holds escnn's expanded filter densely in
+an :class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as equivariant as escnn's:
 exact on the grid subgroup, approximate at other angles).
 """
 
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .functional import steerable_basis
 from .groups import act_spatial, get
 from .nn import (
     ExpandedGroupConv2d,
@@ -56,8 +61,9 @@ def from_escnn(module: Any) -> nn.Module:
 
     Supported: ``R2Conv`` from trivial fields (-> :class:`~equilayers.nn.LiftingConv2d`) or
     regular fields (-> :class:`~equilayers.nn.GroupConv2d`) to regular fields of ``C_N`` /
-    ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; for ``N`` not in 1, 2, 4 ->
-    :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter, frozen);
+    ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; pixel filters for N in 1, 2, 4,
+    steerable ``basis="harmonic"`` filters for other N, and, where escnn's filter is outside
+    our steerable span, :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
     ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
@@ -210,7 +216,8 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     with torch.no_grad():
         filt, bias = m.expand_parameters()
     if gname not in _PIXEL_GROUPS:
-        return _expanded_conv(m, gname, filt, bias, lifting)
+        steer = _steerable_conv(m, gname, filt, bias, lifting, c_in, c_out)
+        return steer if steer is not None else _expanded_conv(m, gname, filt, bias, lifting)
     k = m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
     ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
@@ -227,6 +234,33 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-6):
         raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
                          f"{cls.__name__}(group={gname!r}); the conventions differ")
+    return ours
+
+
+def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+                    lifting: bool, c_in: int, c_out: int) -> nn.Module | None:
+    """A ``basis="harmonic"`` layer whose weights reproduce escnn's filter (least squares in
+    float64, then the expanded filter checked elementwise), or ``None`` when the filter is not
+    in our steerable basis's span."""
+    n, k = get(gname).order, m.kernel_size
+    cls = LiftingConv2d if lifting else GroupConv2d
+    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
+               basis="harmonic")
+    f_in = 1 if lifting else n
+    basis = steerable_basis(gname, "trivial" if lifting else "regular", "regular", k,
+                            dtype=torch.float64, device=filt.device)  # (J, n, f_in, k, k)
+    target = (filt.detach().double().view(c_out, n, c_in, f_in, k, k)
+              .transpose(1, 2).reshape(c_out * c_in, -1))
+    coef = torch.linalg.lstsq(basis.reshape(basis.shape[0], -1).T, target.T).solution
+    with torch.no_grad():
+        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
+        if bias is not None:
+            ours.bias.copy_(_field_bias(bias, c_out, n))
+        expanded = ours.expanded_filter()
+    scale = filt.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+        return None
     return ours
 
 

@@ -164,26 +164,50 @@ _OFF_GRID += [(name, dict(padding=2, padding_mode="circular")) for name in ("c8"
 @pytest.mark.parametrize("name,kw", _OFF_GRID)
 @pytest.mark.parametrize("lifting", [True, False])
 def test_r2conv_off_grid_groups_same_outputs(name, lifting, kw):
-    """Groups with rotations off the pixel grid: escnn's expanded filter, held densely, gives
-    escnn's outputs, and the layer is exactly equivariant on the grid subgroup (c4 of c8 and
-    c16, d4 of d8, c2 of c6, d1 of d3, c1 of c3), as escnn's is."""
+    """Groups with rotations off the pixel grid: escnn's default filters lie in our steerable
+    basis, so the conversion is a trainable ``basis="harmonic"`` layer giving escnn's outputs,
+    exactly equivariant on the grid subgroup (c4 of c8 and c16, d4 of d8, c2 of c6, d1 of d3,
+    c1 of c3), as escnn's is."""
     _escnn()
     from escnn import nn as enn
     gs = _space(name)
     conv = _randomize(enn.R2Conv(_ftype(gs, 2, "trivial" if lifting else "regular"),
                                  _ftype(gs, 3, "regular"), 5, **kw)).eval()
     ours = from_escnn(conv)
-    assert isinstance(ours, ExpandedGroupConv2d)
-    assert ours.group.name == name and ours.lifting is lifting
-    assert not ours.training and not ours.weight.requires_grad
-    assert ours.in_rep == ("trivial" if lifting else "regular") and ours.out_rep == "regular"
+    assert type(ours) is (LiftingConv2d if lifting else GroupConv2d)
+    assert ours.group.name == name and ours.basis == "harmonic"
+    assert not ours.training and ours.weight.requires_grad
     n = gs.fibergroup.order()
     shape = (2, 2, 13, 13) if lifting else (2, 2, n, 13, 13)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(conv, x, conv.in_type),
                                rtol=1e-5, atol=1e-5)
-    assert ours.grid_equivariance_error() < 1e-6
     # escnn's filter is float32: exact to float32 rounding (default tolerance of the dtype)
+    assert_equivariant(ours, x, name, elements=_grid(name))
+
+
+@pytest.mark.parametrize("name", ["c8", "d8"])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_r2conv_outside_steerable_span_held_densely(name, lifting):
+    """An escnn filter outside our steerable span (k=9: escnn allows frequency 2r on inner
+    rings, we cap at r+1) is held densely by an ExpandedGroupConv2d, frozen, giving escnn's
+    outputs and exactly equivariant on the grid subgroup."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    conv = _randomize(enn.R2Conv(_ftype(gs, 1, "trivial" if lifting else "regular"),
+                                 _ftype(gs, 2, "regular"), 9, padding=4)).eval()
+    ours = from_escnn(conv)
+    assert isinstance(ours, ExpandedGroupConv2d)
+    assert ours.group.name == name and ours.lifting is lifting
+    assert not ours.training and not ours.weight.requires_grad
+    assert ours.in_rep == ("trivial" if lifting else "regular") and ours.out_rep == "regular"
+    n = gs.fibergroup.order()
+    shape = (2, 1, 17, 17) if lifting else (2, 1, n, 17, 17)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(conv, x, conv.in_type),
+                               rtol=1e-5, atol=1e-5)
+    assert ours.grid_equivariance_error() < 1e-6
     assert_equivariant(ours, x, name, elements=_grid(name))
 
 
@@ -228,8 +252,8 @@ def test_sequential_off_grid_group_same_outputs(name):
         model.train(train)
         ours = from_escnn(model)
         assert [type(m).__name__ for m in ours] == [
-            "ExpandedGroupConv2d", "GroupBatchNorm2d", "ReLU", "GroupMaxPool2d",
-            "ExpandedGroupConv2d", "ReLU", "GroupAvgPool2d", "GroupPool"]
+            "LiftingConv2d", "GroupBatchNorm2d", "ReLU", "GroupMaxPool2d",
+            "GroupConv2d", "ReLU", "GroupAvgPool2d", "GroupPool"]
         assert ours.training is train
         with torch.no_grad():
             torch.testing.assert_close(ours(x), _run_escnn(model, x, t_in), rtol=1e-5,
