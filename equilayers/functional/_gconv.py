@@ -16,7 +16,9 @@ grid of the convolution maps onto itself (see :func:`exactness_problems`).
 Steerable filters: the weight is ``(C_out, C_in // groups, num_basis)``, coefficients of
 :func:`~equilayers.functional.steerable_basis` (regular fields for cN/dN, harmonic fields of
 ``2M+1`` slots when ``max_order=M`` is given, always for so2/o2); the expanded filter is
-``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`).
+``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`;
+for regular fields computed from the compact ``(|G|, J, k, k)`` table, ``|G|`` times fewer
+multiply-adds than the dense basis, see :func:`._steerable.expand_regular`).
 
 Layout: the expanded filter is ``(C_out * F_out, C_in * F_in // groups, k, k)`` with fields
 major and slots minor on both sides, so ``F.conv2d`` on ``x.reshape(B, C_in * F_in, H, W)``

@@ -303,8 +303,10 @@ _SHARED_DOC = """
         module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
         filters are exact rotations of continuous functions, but images are sampled on the
         grid (measured errors: README, "Steerable (harmonic) filters"). Cost: one
-        ``F.conv2d`` with the expanded filter, plus (steerable basis) one matmul of the
-        weight with the basis per training forward.
+        ``F.conv2d`` with the expanded filter, plus (steerable basis) per training forward one
+        matmul of the weight with the basis (regular fields: a gather of the weight through
+        the group's inverse Cayley table and one batched matmul with the ``|G|`` rotated
+        copies of the basis functions, held compactly as ``(|G|, J, k, k)``).
 """
 
 
