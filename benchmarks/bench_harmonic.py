@@ -8,13 +8,26 @@ from torch import nn
 from ._core import BenchCase
 
 
-def _basis_builder(group, in_rep, out_rep, k, mi=None, mo=None):
+def _layer_builder(group, c, k, mi=None):
+    """Build the layer with an empty basis cache: the per-layer cost of the first layer of its
+    (group, k) in a process where torch has already run (the table, the buffer, the init)."""
     def build():
         from equilayers.functional import _steerable
+        from equilayers.nn import GroupConv2d
 
-        _steerable._cached.cache_clear()  # time a cold build
-        return _steerable.steerable_basis(group, in_rep, out_rep, k, in_order=mi, out_order=mo)
+        _steerable._cached.cache_clear()
+        return GroupConv2d(c, c, k, padding=k // 2, group=group, max_order=mi)
     return build
+
+
+def _dense_expansion(conv):
+    """``conv`` expanding its filter the former way (the dense regular basis, one matmul of
+    ``|G|`` times the work): the before/after row of the compact expansion."""
+    from equilayers.functional import expand_steerable, steerable_basis
+
+    dense = steerable_basis(conv.group, "regular", "regular", conv.kernel_size[0])
+    conv._expand = lambda: expand_steerable(conv.weight, dense, conv.groups)
+    return conv
 
 
 def cases(quick: bool) -> list[BenchCase]:
@@ -40,8 +53,29 @@ def cases(quick: bool) -> list[BenchCase]:
                     enn.GroupConv2d(c, c, k, padding=k // 2, group=group, max_order=mi),
                     torch.randn(b, c, fib_in, size, size)),
                 floor=f"{floor} {tag}",
-                construct=_basis_builder(group, in_rep, out_rep, k, mi, mi),
+                construct=_layer_builder(group, c, k, mi),
                 params={"b": b, "c": c, "size": size, "k": k, "group": group}))
+            if group == "c8":
+                out.append(BenchCase(
+                    f"GroupConv2d {group} {in_rep}->{out_rep} k{k} {tag} dense-basis expansion",
+                    "harmonic",
+                    lambda k=k, group=group: (
+                        _dense_expansion(enn.GroupConv2d(c, c, k, padding=k // 2, group=group)),
+                        torch.randn(b, c, 8, size, size)),
+                    floor=f"{floor} {tag}",
+                    params={"b": b, "c": c, "size": size, "k": k, "group": group}))
+    # construction of regular-field layers, 16 -> 16 fields, cold basis cache; a tiny forward
+    # (batch 1, 15x15, no backward) so the rows stay cheap
+    for group in ("c8", "d8", "c16", "d16"):
+        for k in ((5,) if quick else (3, 5, 7, 11)):
+            fib = int(group[1:]) * (2 if group[0] == "d" else 1)
+            out.append(BenchCase(
+                f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)", "harmonic",
+                lambda group=group, k=k, fib=fib: (
+                    enn.GroupConv2d(16, 16, k, padding=k // 2, group=group),
+                    torch.randn(1, 16, fib, 15, 15)),
+                backward=False, construct=_layer_builder(group, 16, k),
+                params={"c": 16, "k": k, "group": group}))
     m = 3
 
     def per_order(v):  # NormPool's output with the fewest ops and no guard at zero

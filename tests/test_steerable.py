@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from conftest import readme_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
+from equilayers.functional._steerable import expand_regular, inverse_cayley_index, regular_table
 from equilayers.groups import get
 from equilayers.testing import assert_equivariant, equivariance_report
 from equilayers.testing._cases_harmonic import HarmonicStack, _camera
@@ -116,6 +117,76 @@ def test_regular_basis_equals_reference(group, irep, gen):
     assert torch.equal(expand_steerable(w, steerable_basis(group, irep, "regular", 5,
                                                            dtype=torch.float64)),
                        expand_steerable(w, ref))
+
+
+@pytest.mark.parametrize("group", ["c1", "c3", "c8", "d1", "d4", "d8", "c16", "d16"])
+def test_inverse_cayley_index(group):
+    grp = get(group)
+    els = grp.elements()
+    ref = torch.tensor([(a.inverse() * b).index for a in els for b in els])
+    assert torch.equal(inverse_cayley_index(group), ref)
+    # a * (a^-1 b) = b through the Cayley table
+    idx = inverse_cayley_index(group).view(len(els), len(els))
+    assert torch.equal(grp.cayley_table.gather(1, idx), torch.arange(len(els)).expand_as(idx))
+
+
+@pytest.mark.parametrize("group", ["c3", "c8", "d4", "d8", "c16"])
+@pytest.mark.parametrize("k", [3, 5, 11])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_expand_regular_equals_dense_expansion(group, k, lifting, gen):
+    """The compact expansion (what the layers and the functional convs use) builds the same
+    filters as the public dense basis with expand_steerable, to float rounding."""
+    dense = steerable_basis(group, "trivial" if lifting else "regular", "regular", k,
+                            dtype=torch.float64)
+    table = regular_table(group, k, dtype=torch.float64)
+    assert table.shape == (int(get(group).order), dense.shape[0] // (1 if lifting else
+                                                                       int(get(group).order)), k, k)
+    idx = None if lifting else inverse_cayley_index(group)
+    w = torch.randn(3, 2, dense.shape[0], generator=gen, dtype=torch.float64)
+    ref = expand_steerable(w, dense)
+    torch.testing.assert_close(expand_regular(w, table, idx), ref, rtol=0, atol=1e-13)
+    torch.testing.assert_close(expand_regular(w.float(), table.float(), idx), ref.float())
+    wt = w[:, :1].mT  # non-contiguous weight
+    torch.testing.assert_close(expand_regular(wt.mT, table, idx), expand_steerable(wt.mT, dense),
+                               rtol=0, atol=1e-13)
+
+
+def test_expand_regular_gradcheck(gen):
+    table = regular_table("d4", 3, dtype=torch.float64)
+    w = torch.randn(2, 2, 8 * table.shape[1], generator=gen, dtype=torch.float64,
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda w: expand_regular(w, table, inverse_cayley_index("d4")), (w,))
+
+
+def test_expand_regular_bad_input():
+    table = regular_table("c8", 3)
+    with pytest.raises(ValueError, match="basis elements"):
+        expand_regular(torch.randn(2, 2, 5), table, inverse_cayley_index("c8"))
+    with pytest.raises(ValueError, match="lifting"):
+        expand_regular(torch.randn(2, 2, 5), table)
+    with pytest.raises(ValueError, match="continuous"):
+        regular_table("so2", 3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        regular_table("c8", 4)
+
+
+def test_layers_hold_the_compact_table(gen):
+    """Regular fields: the buffer is the (|G|, J, k, k) table (|G| times smaller than the dense
+    basis), built once per layer; the weight keeps the dense basis' layout."""
+    from unittest import mock
+
+    from equilayers.functional import _steerable as S
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+    with mock.patch.object(S, "regular_table", wraps=S.regular_table) as spy:
+        conv = GroupConv2d(3, 2, 5, group="d8")
+        assert spy.call_count == 1
+    lift = LiftingConv2d(3, 2, 5, group="d8")
+    dense = steerable_basis("d8", "regular", "regular", 5)
+    j = dense.shape[0] // 16
+    assert conv.filter_basis.shape == lift.filter_basis.shape == (16, j, 5, 5)
+    assert conv.weight.shape == (2, 3, 16 * j) and lift.weight.shape == (2, 3, j)
+    torch.testing.assert_close(conv._expand(), expand_steerable(conv.weight, dense))
 
 
 @pytest.mark.parametrize("kwargs,match", [

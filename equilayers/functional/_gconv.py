@@ -16,7 +16,9 @@ grid of the convolution maps onto itself (see :func:`exactness_problems`).
 Steerable filters: the weight is ``(C_out, C_in // groups, num_basis)``, coefficients of
 :func:`~equilayers.functional.steerable_basis` (regular fields for cN/dN, harmonic fields of
 ``2M+1`` slots when ``max_order=M`` is given, always for so2/o2); the expanded filter is
-``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`).
+``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`;
+for regular fields computed from the compact ``(|G|, J, k, k)`` table, ``|G|`` times fewer
+multiply-adds than the dense basis, see :func:`._steerable.expand_regular`).
 
 Layout: the expanded filter is ``(C_out * F_out, C_in * F_in // groups, k, k)`` with fields
 major and slots minor on both sides, so ``F.conv2d`` on ``x.reshape(B, C_in * F_in, H, W)``
@@ -34,7 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from ..groups import Group, GroupLike, act, get
-from ._steerable import expand_steerable, steerable_basis
+from ._steerable import (
+    expand_regular,
+    expand_steerable,
+    inverse_cayley_index,
+    regular_table,
+    steerable_basis,
+)
 
 __all__ = [
     "PIXEL_GROUPS",
@@ -308,6 +316,18 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         raise ValueError("a steerable weight (C_out, C_in // groups, num_basis) needs "
                          "kernel_size=k (the basis is sampled on k x k)")
     in_rep, out_rep, m_in, m_out = field_types(group, lifting, max_order, in_max_order)
+    if out_rep == "regular":  # the compact table: |G| times less work than the dense basis
+        table = regular_table(group, kernel_size, dtype=weight.dtype, device=weight.device)
+        g, j = table.shape[:2]
+        nb = j if lifting else g * j
+        if weight.shape[-1] != nb:
+            raise ValueError(f"the steerable basis of {get(group).name} {in_rep}->{out_rep} "
+                             f"k={kernel_size} has {nb} elements; got weight "
+                             f"{tuple(weight.shape)}")
+        if groups < 1 or weight.shape[0] % groups:
+            raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
+        index = None if lifting else inverse_cayley_index(group, weight.device)
+        return expand_regular(weight, table, index), g, 1 if lifting else g, m_in
     basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
                             out_order=m_out, dtype=weight.dtype, device=weight.device)
     if weight.shape[-1] != basis.shape[0]:

@@ -209,7 +209,8 @@ def _regular_table(group: Group, k: int) -> torch.Tensor:
 
 def _regular_basis(group: Group, table: torch.Tensor, lifting: bool, dtype: torch.dtype,
                    device) -> torch.Tensor:
-    """The dense basis from :func:`_regular_table`, written once in ``dtype`` on ``device``."""
+    """The dense basis from :func:`_regular_table`, written once in ``dtype`` on ``device``
+    (the public :func:`steerable_basis` layout; the layers use the compact table instead)."""
     table = table.to(dtype=dtype, device=device)
     g, j, k = table.shape[0], table.shape[1], table.shape[-1]
     if lifting:  # K[a, 0] = psi(a^-1 q)
@@ -222,6 +223,82 @@ def _regular_basis(group: Group, table: torch.Tensor, lifting: bool, dtype: torc
     h_idx = torch.arange(g, device=device)[None, :].expand(g, g)
     out[h_idx, :, a_idx, cay] = table[:, None].expand(g, g, j, k, k)
     return out.reshape(g * j, g, g, k, k)
+
+
+def inverse_cayley_index(group: GroupLike, device=None) -> torch.Tensor:
+    """``idx[a * |G| + b]`` = slot of ``a^-1 b`` for the regular fiber order of a finite group
+    (int64, ``(|G|^2,)``), in closed form: ``a = r^i m^s`` gives ``a^-1 r^j m^t =
+    r^{(j - i) or (i - j)} m^{s xor t}``."""
+    grp = get(group)
+    n, g = grp.n, int(grp.order)
+    slot = torch.arange(g, device=device)
+    rot, refl = slot % n, slot // n
+    h_rot = torch.where(refl[:, None] == 1, rot[:, None] - rot[None, :],
+                        rot[None, :] - rot[:, None]) % n
+    return (h_rot + n * (refl[:, None] ^ refl[None, :])).reshape(-1)
+
+
+def regular_table(group: GroupLike, kernel_size: int, *, dtype: torch.dtype | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """The compact form of the regular steerable basis: ``T[a, j] = psi_j(a^-1 q)`` scaled as
+    in :func:`steerable_basis`, ``(|G|, J, k, k)`` (a fresh tensor).
+
+    The dense ``trivial->regular`` basis is ``T`` permuted to ``(J, |G|, 1, k, k)``; the dense
+    ``regular->regular`` basis element ``(h, j)`` holds ``T[a, j]`` at slot pair ``(a, a h)``
+    and zeros elsewhere, so it is ``|G|`` times larger than ``T``. :func:`expand_regular`
+    builds the filters from ``T`` directly.
+    """
+    grp = get(group)
+    if not grp.is_finite:
+        raise ValueError(f"{grp.name} is continuous and has no regular fields; use a harmonic "
+                         "basis (steerable_basis with out_rep='harmonic')")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
+                         f"{kernel_size!r}")
+    return _cached(grp, "trivial", "regular", kernel_size, 0, 0).to(
+        dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
+
+
+def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """:func:`expand_steerable` for regular output fields, from the compact table.
+
+    ``K[o, a, c, b] = sum_j weight[o, c, h, j] T[a, j]`` with ``h = a^-1 b`` (group conv), or
+    ``K[o, a, c] = sum_j weight[o, c, j] T[a, j]`` (lifting, ``index=None``): the same filter
+    as ``expand_steerable(weight, steerable_basis(...))`` (up to float rounding of the sum
+    order) with ``|G|`` times fewer multiply-adds for the group conv.
+
+    Args:
+        weight: ``(C_out, C_in // groups, J)`` (lifting) or ``(C_out, C_in // groups, |G| J)``
+            (basis element ``(h, j)`` at ``h * J + j``, as in :func:`steerable_basis`).
+        table: ``(|G|, J, k, k)`` from :func:`regular_table`.
+        index: ``(|G|^2,)`` from :func:`inverse_cayley_index` for a group conv; ``None`` for
+            a lifting conv.
+
+    Returns:
+        ``(C_out * |G|, C_in // groups * F_in, k, k)`` with ``F_in = |G|`` (group conv) or 1.
+    """
+    g, j, kh, kw = table.shape
+    c_out, c_in, nb = weight.shape
+    if index is None:
+        if nb != j:
+            raise ValueError(f"expand_regular (lifting): weight {tuple(weight.shape)} needs "
+                             f"J={j} basis elements in its last dim")
+        filt = (weight.reshape(c_out * c_in, j) @ table.transpose(0, 1).reshape(j, -1))
+        return filt.reshape(c_out, c_in, g, kh, kw).transpose(1, 2).reshape(
+            c_out * g, c_in, kh, kw)
+    if nb != g * j or index.shape != (g * g,):
+        raise ValueError(f"expand_regular: weight {tuple(weight.shape)} needs |G| J = {g * j} "
+                         f"basis elements and index |G|^2 = {g * g} entries; got "
+                         f"{tuple(index.shape)}")
+    # w[h, o, c, j] gathered to [a, b, o, c, j] = weight[o, c, a^-1 b, j]; one batched matmul
+    # over a with the copies T[a]: (b o c, j) @ (j, k k)
+    w = weight.reshape(c_out, c_in, g, j).permute(2, 0, 1, 3)
+    w = w.index_select(0, index).reshape(g, g * c_out * c_in, j)
+    filt = torch.bmm(w, table.reshape(g, j, kh * kw))  # (a, b o c, k k)
+    return filt.reshape(g, g, c_out, c_in, kh, kw).permute(2, 0, 3, 1, 4, 5).reshape(
+        c_out * g, c_in * g, kh, kw)
 
 
 def _normalize(basis: torch.Tensor) -> torch.Tensor:
@@ -296,10 +373,11 @@ def steerable_basis(
         if in_rep == "harmonic":
             raise ValueError(f"basis harmonic->regular is not supported (supported: "
                              f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
-    basis = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out)
-    if out_rep == "regular":
-        return _regular_basis(grp, basis, in_rep == "trivial",
+    if out_rep == "regular":  # one compact table serves lifting and group convs
+        return _regular_basis(grp, _cached(grp, "trivial", "regular", kernel_size, 0, 0),
+                              in_rep == "trivial",
                               dtype or torch.get_default_dtype(), device)
+    basis = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out)
     return basis.to(dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..functional import _gconv as G
-from ..functional._steerable import expand_steerable, steerable_basis
+from ..functional import _steerable as S
 from ..groups import GroupLike, get
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
@@ -85,9 +85,9 @@ class _GroupConvNd(nn.Module):
         self.fiber_out = int(grp.order) if m_out is None else 2 * m_out + 1
         self.fiber_in = 1 if self.lifting else (self.fiber_out if m_in is None else 2 * m_in + 1)
         factory = {"device": device, "dtype": dtype}
-        if basis == "harmonic":
-            self.register_buffer("filter_basis", self._build_basis(device, dtype),
-                                 persistent=False)
+        if basis == "harmonic":  # filled (once) by reset_parameters
+            self._num_basis = self._basis_size()
+            self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
@@ -104,18 +104,37 @@ class _GroupConvNd(nn.Module):
         if self.basis == "pixel":
             return ((self.out_channels, c_in, k, k) if self.lifting
                     else (self.out_channels, c_in, self.fiber_in, k, k))
-        return (self.out_channels, c_in, self.filter_basis.shape[0])
+        return (self.out_channels, c_in, self._num_basis)
+
+    def _basis_size(self) -> int:
+        """The number of basis elements (from the process-wide float64 cache)."""
+        k = self.kernel_size[0]
+        if self.out_rep == "regular":  # compact table (|G|, J, k, k); weight (h, j) or (j)
+            j = S._cached(self.group, "trivial", "regular", k, 0, 0).shape[1]
+            return j if self.lifting else int(self.group.order) * j
+        return S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
+                         self.max_order or 0).shape[0]
 
     def _build_basis(self, device, dtype) -> torch.Tensor:
-        return steerable_basis(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
-                               in_order=self.in_max_order, out_order=self.max_order,
-                               dtype=dtype, device=device)
+        """Regular fields: the compact table ``(|G|, J, k, k)`` of
+        :func:`~equilayers.functional._steerable.regular_table` (``|G|`` times smaller than
+        the dense basis; the expansion gathers the weight through ``expansion_index``, the
+        slot of ``a^-1 b``). Harmonic fields: the dense ``steerable_basis``."""
+        k = self.kernel_size[0]
+        if self.out_rep == "regular":
+            return S.regular_table(self.group, k, dtype=dtype, device=device)
+        return S.steerable_basis(self.group, self.in_rep, self.out_rep, k,
+                                 in_order=self.in_max_order, out_order=self.max_order,
+                                 dtype=dtype, device=device)
 
     def _expand(self) -> torch.Tensor:
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
         if self.basis == "pixel":
             return self.weight.reshape(-1)[self.expansion_index]
-        return expand_steerable(self.weight, self.filter_basis, self.groups)
+        if self.out_rep == "regular":
+            return S.expand_regular(self.weight, self.filter_basis,
+                                    None if self.lifting else self.expansion_index)
+        return S.expand_steerable(self.weight, self.filter_basis, self.groups)
 
     def _slot_bias(self) -> torch.Tensor | None:
         """The bias per output slot ``(C_out * F_out,)``: a regular field's value on every
@@ -149,7 +168,10 @@ class _GroupConvNd(nn.Module):
         else:
             self.filter_basis = self._build_basis(self.filter_basis.device,
                                                   self.filter_basis.dtype)
-            bound = math.sqrt(self.fiber_out / (c_in * max(self.filter_basis.shape[0], 1)))
+            if self.out_rep == "regular" and not self.lifting:
+                self.expansion_index = S.inverse_cayley_index(self.group,
+                                                              self.expansion_index.device)
+            bound = math.sqrt(self.fiber_out / (c_in * max(self._num_basis, 1)))
         with torch.no_grad():
             if self.weight.device.type != "meta":
                 nn.init.uniform_(self.weight, -bound, bound)
@@ -281,8 +303,10 @@ _SHARED_DOC = """
         module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
         filters are exact rotations of continuous functions, but images are sampled on the
         grid (measured errors: README, "Steerable (harmonic) filters"). Cost: one
-        ``F.conv2d`` with the expanded filter, plus (steerable basis) one matmul of the
-        weight with the basis per training forward.
+        ``F.conv2d`` with the expanded filter, plus (steerable basis) per training forward one
+        matmul of the weight with the basis (regular fields: a gather of the weight through
+        the group's inverse Cayley table and one batched matmul with the ``|G|`` rotated
+        copies of the basis functions, held compactly as ``(|G|, J, k, k)``).
 """
 
 
