@@ -17,6 +17,16 @@ def test_shapes_and_module_equals_functional(gen):
     with torch.no_grad():
         nl.bias.uniform_(-1, 1)
     torch.testing.assert_close(nl(x), EF.norm_nonlinearity(x, nl.bias, 2))
+    # order0="norm": order 0 keeps its sign, sign(a) relu(|a| + b); the other orders unchanged
+    nn_ = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0="norm")
+    with torch.no_grad():
+        nn_.bias.copy_(nl.bias)
+    y_norm, y_relu = nn_(x), nl(x)
+    a, b0 = x[:, :, 0], nl.bias[None, :, 0, None, None]
+    torch.testing.assert_close(y_norm[:, :, 0], a.sign() * torch.relu(a.abs() + b0))
+    torch.testing.assert_close(y_norm[:, :, 1:], y_relu[:, :, 1:])
+    assert (y_norm[:, :, 0] < 0).any() and not (y_relu[:, :, 0] < 0).any()
+    assert "order0='norm'" in repr(nn_)
     torch.testing.assert_close(enn.GatedNonlinearity(2)(x), EF.gated_nonlinearity(x, 2))
     y = enn.NormPool()(x)
     assert y.shape == (2, 9, 6, 6)
@@ -88,6 +98,10 @@ def test_gradcheck(gen):
 def test_bad_input(gen):
     with pytest.raises(ValueError, match="max_order"):
         enn.NormNonlinearity(3, -1)
+    with pytest.raises(ValueError, match="order0 must be"):
+        enn.NormNonlinearity(3, 2, order0="abs")
+    with pytest.raises(ValueError, match="order0 must be"):
+        EF.norm_nonlinearity(_x(gen), None, 2, order0="abs")
     with pytest.raises(ValueError, match="max_order"):
         enn.NormPool(-2)
     with pytest.raises(ValueError, match=r"2\*max_order\+1"):

@@ -55,14 +55,20 @@ def norm_nonlinearity(
     max_order: int,
     function: Callable[[torch.Tensor], torch.Tensor] = F.relu,
     eps: float = 1e-6,
+    order0: str = "function",
 ) -> torch.Tensor:
     """Norm nonlinearity: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|`` for orders m >= 1,
     and ``a_0 -> function(a_0 + b_0)`` (order 0 is a signed scalar, invariant by itself).
 
     ``bias`` is ``(C, M + 1)`` (one per field and order) or ``None``; ``|v_m|`` is computed as
-    ``sqrt(c^2 + s^2 + eps)`` so the map is smooth at 0.
+    ``sqrt(c^2 + s^2 + eps)`` so the map is smooth at 0. ``order0="norm"`` treats order 0 as a
+    one-dimensional norm field too, ``a_0 -> sign(a_0) * function(|a_0| + b_0)`` (escnn's
+    ``NormNonLinearity`` on a trivial field: both signs survive).
     """
     check_harmonic(x, max_order, "norm_nonlinearity")
+    if order0 not in ("function", "norm"):
+        raise ValueError(f"order0 must be 'function' (a_0 -> function(a_0 + b_0)) or 'norm' "
+                         f"(a_0 -> sign(a_0) function(|a_0| + b_0)); got {order0!r}")
     c = x.shape[1]
     if bias is not None and tuple(bias.shape) != (c, max_order + 1):
         raise ValueError(f"bias must be (C, max_order + 1) = ({c}, {max_order + 1}); got "
@@ -70,7 +76,12 @@ def norm_nonlinearity(
     a0 = x[:, :, :1]
     if bias is not None:
         a0 = a0 + bias[None, :, :1, None, None]
-    out0 = function(a0)
+    if order0 == "norm":
+        a0 = x[:, :, :1]
+        out0 = torch.sign(a0) * function(
+            a0.abs() if bias is None else a0.abs() + bias[None, :, :1, None, None])
+    else:
+        out0 = function(a0)
     if max_order == 0:
         return out0
     norm = (_pair_sq(x) + eps).sqrt()  # (B, C, M, H, W)

@@ -34,13 +34,16 @@ class NormNonlinearity(nn.Module):
 
     Orders ``m >= 1`` keep their direction and have their magnitude mapped (norm-ReLU by
     default, with a learnable bias per field and order, initialised to 0); order 0 is a signed
-    invariant scalar and becomes ``function(a_0 + b_0)``.
+    invariant scalar and becomes ``function(a_0 + b_0)``, or, with ``order0="norm"``, a
+    one-dimensional norm field like the others: ``sign(a_0) * function(|a_0| + b_0)`` (escnn's
+    ``NormNonLinearity`` convention; both signs survive).
 
     Args:
         channels: number of fields ``C``.
         max_order: ``M``.
         function: applied to the biased magnitude (default ``F.relu``).
         bias: learn the ``(C, M + 1)`` bias.
+        order0: ``"function"`` (default) or ``"norm"``, see above.
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same.
 
@@ -56,20 +59,26 @@ class NormNonlinearity(nn.Module):
 
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, order0: str = "function") -> None:
         super().__init__()
+        if order0 not in ("function", "norm"):
+            raise ValueError(f"NormNonlinearity: order0 must be 'function' or 'norm'; got "
+                             f"{order0!r}")
         self.channels = channels
         self.max_order = _order(max_order)
         self.function = function
+        self.order0 = order0
         self.bias = nn.Parameter(torch.zeros(channels, max_order + 1, device=device,
                                              dtype=dtype)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return H.norm_nonlinearity(x, self.bias, self.max_order, self.function)
+        return H.norm_nonlinearity(x, self.bias, self.max_order, self.function,
+                                   order0=self.order0)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, max_order={self.max_order}" + (
-            "" if self.bias is not None else ", bias=False")
+            "" if self.bias is not None else ", bias=False") + (
+            "" if self.order0 == "function" else f", order0={self.order0!r}")
 
 
 class GatedNonlinearity(nn.Module):

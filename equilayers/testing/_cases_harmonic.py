@@ -133,8 +133,8 @@ def _bn_train():
     return bn
 
 
-def _norm_relu():
-    mod = enn.NormNonlinearity(3, 2, dtype=torch.float64)
+def _norm_relu(order0="function"):
+    mod = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0=order0)
     with torch.no_grad():
         mod.bias.uniform_(-1, 1)
     return mod
@@ -195,6 +195,8 @@ CASES = [
          (2, 1, 49, 49), "c16", elements=(22.5, 45.0, 67.5), expect="approx", tol=0.09,
          input_fn=_camera_input),
     Case("harmonic/norm-relu-o2", _seeded(_norm_relu),
+         (2, 3, 5, 7, 7), "o2", in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/norm-relu-order0-norm-o2", _seeded(lambda: _norm_relu("norm")),
          (2, 3, 5, 7, 7), "o2", in_rep="harmonic", out_rep="harmonic"),
     Case("harmonic/gated-o2", lambda: enn.GatedNonlinearity(2), (2, 3, 5, 7, 7), "o2"),
     Case("harmonic/batchnorm-train-o2", _seeded(_bn_train), (4, 3, 5, 7, 7), "o2"),
