@@ -1,6 +1,10 @@
-"""Steerable convs and NormPool against their dense floors (see benchmarks/_core.py)."""
+"""Steerable convs and NormPool against their dense floors (see benchmarks/_core.py), and
+against escnn's SO(2) and C8 ``R2Conv`` of the same shape when escnn is importable."""
 
 from __future__ import annotations
+
+import functools
+import importlib.util
 
 import torch
 from torch import nn
@@ -30,8 +34,38 @@ def _dense_expansion(conv):
     return conv
 
 
+@functools.cache
+def _escnn_space(group: str):
+    from escnn import gspaces
+
+    if group == "so2":
+        return gspaces.rot2dOnR2(N=-1, maximum_frequency=2)
+    n = int(group[1:])
+    return gspaces.rot2dOnR2(n) if group[0] == "c" else gspaces.flipRot2dOnR2(n)
+
+
+def _escnn_conv(group: str, c: int, k: int):
+    """``(build, wrap)`` of escnn's ``R2Conv`` with our layer's fields: ``c`` fields of orders
+    0..2 (so2) or ``c`` regular fields. escnn keeps its own basis caches across layers, so its
+    construction rows are per layer in a process where that gspace already built a layer."""
+    from escnn import nn as esc
+
+    gs = _escnn_space(group)
+    reps = [gs.irrep(m) for m in range(3)] if group == "so2" else [gs.regular_repr]
+    ftype = esc.FieldType(gs, c * reps)
+
+    def build():
+        return esc.R2Conv(ftype, ftype, k, padding=k // 2)
+
+    def wrap(conv):
+        return lambda x: conv(esc.GeometricTensor(x, ftype)).tensor
+    return build, wrap
+
+
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers import nn as enn
+
+    peer = importlib.util.find_spec("escnn") is not None
 
     b, c, size = (4, 16, 32) if quick else (16, 32, 64)
     out: list[BenchCase] = []
@@ -55,6 +89,14 @@ def cases(quick: bool) -> list[BenchCase]:
                 floor=f"{floor} {tag}",
                 construct=_layer_builder(group, c, k, mi),
                 params={"b": b, "c": c, "size": size, "k": k, "group": group}))
+            if peer:
+                build, wrap = _escnn_conv(group, c, k)
+                out.append(BenchCase(
+                    f"escnn R2Conv {group} {in_rep}->{out_rep} k{k} {tag}", "harmonic",
+                    lambda build=build, wrap=wrap, fib_in=fib_in: (
+                        wrap(build().train()), torch.randn(b, c * fib_in, size, size)),
+                    floor=f"{floor} {tag}", peer="escnn", construct=build,
+                    params={"b": b, "c": c, "size": size, "k": k, "group": group}))
             if group == "c8":
                 out.append(BenchCase(
                     f"GroupConv2d {group} {in_rep}->{out_rep} k{k} {tag} dense-basis expansion",
@@ -76,6 +118,16 @@ def cases(quick: bool) -> list[BenchCase]:
                     torch.randn(1, 16, fib, 15, 15)),
                 backward=False, construct=_layer_builder(group, 16, k),
                 params={"c": 16, "k": k, "group": group}))
+            if peer and (group in ("c8", "d8") and k in (5, 7) or quick):
+                build, wrap = _escnn_conv(group, 16, k)
+                out.append(BenchCase(
+                    f"construction escnn R2Conv {group} 16->16 k{k} (b1 15x15 forward)",
+                    "harmonic",
+                    lambda build=build, wrap=wrap, fib=fib: (
+                        wrap(build().eval()), torch.randn(1, 16 * fib, 15, 15)),
+                    peer="escnn", backward=False, construct=build,
+                    floor=f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)",
+                    params={"c": 16, "k": k, "group": group}))
     m = 3
 
     def per_order(v):  # NormPool's output with the fewest ops and no guard at zero
