@@ -4,18 +4,17 @@ grid (c3, c8, d8, c16, ...)."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from ..functional import _gconv as G
 from ..groups import GroupLike, act, get
+from ._group_conv import _ExactConvMixin
 
 __all__ = ["ExpandedGroupConv2d"]
 
 
-class ExpandedGroupConv2d(nn.Module):
+class ExpandedGroupConv2d(_ExactConvMixin):
     """Lifting or group convolution on regular fields of ``cN`` / ``dN`` (any N) whose
     *expanded* filter is stored densely, the form escnn's ``R2Conv.expand_parameters()`` (and
     ``export()``) produces.
@@ -183,22 +182,6 @@ class ExpandedGroupConv2d(nn.Module):
                 worst = max(worst, float((moved - target).abs().max() / scale))
             return worst
 
-    def _check_exact(self, x: torch.Tensor) -> None:
-        size = (x.shape[-2], x.shape[-1])
-        if self._warned or size in self._exact_sizes:
-            return
-        problems = G.exactness_problems(self.group, size, self.kernel_size[0], self.stride,
-                                        self._pad, self.dilation)
-        if not problems:
-            self._exact_sizes.add(size)
-        else:
-            self._warned = True
-            sub = G.grid_subgroup(self.group)
-            what = "" if sub == self.group else f" even on its grid subgroup {sub.name}"
-            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
-                          f"{what} on input of size {size[0]}x{size[1]}: " + "; ".join(problems)
-                          + " (warned once per module)", stacklevel=5)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__)
@@ -208,20 +191,4 @@ class ExpandedGroupConv2d(nn.Module):
                                self.dilation, self.groups, self.padding_mode)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
-             f"group={self.group.name!r}")
-        if self.lifting:
-            s += ", lifting=True"
-        if self.stride != (1, 1):
-            s += f", stride={self.stride}"
-        if self.padding != 0:
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
-        return s
+        return self._conv_repr(", lifting=True" if self.lifting else "")

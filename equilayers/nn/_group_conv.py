@@ -18,7 +18,49 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(nn.Module):
+class _ExactConvMixin(nn.Module):
+    """What every group conv module shares: the once-per-module exactness warning and the
+    ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
+    ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
+    and ``_exact_sizes``)."""
+
+    def _check_exact(self, x: torch.Tensor) -> None:
+        size = (x.shape[-2], x.shape[-1])
+        if self._warned or size in self._exact_sizes:
+            return
+        problems = G.exactness_problems(self.group, size, self.kernel_size[0], self.stride,
+                                        self._pad, self.dilation)
+        if not problems:
+            self._exact_sizes.add(size)  # memo: the check costs ~20 us of Python per call
+        else:
+            self._warned = True
+            sub = G.grid_subgroup(self.group)
+            what = ("" if sub == self.group else
+                    f" even on its grid subgroup {sub.name} (its only elements that can be exact;"
+                    " other rotations are approximate in any case)")
+            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
+                          f"{what} on input of size {x.shape[-2]}x{x.shape[-1]}: "
+                          + "; ".join(problems) + " (warned once per module)", stacklevel=5)
+
+    def _conv_repr(self, extra: str = "") -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
+             f"group={self.group.name!r}{extra}")
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != 0:
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+class _GroupConvNd(_ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the expanded
     filter (one private method dispatching on ``self.basis``), the eval cache and the
     exactness warning."""
@@ -211,24 +253,6 @@ class _GroupConvNd(nn.Module):
         """Drop the cached expanded filter (only needed after in-place ``weight.data`` edits)."""
         self._cache = None
 
-    def _check_exact(self, x: torch.Tensor) -> None:
-        size = (x.shape[-2], x.shape[-1])
-        if self._warned or size in self._exact_sizes:
-            return
-        problems = G.exactness_problems(self.group, size, self.kernel_size[0], self.stride,
-                                        self._pad, self.dilation)
-        if not problems:
-            self._exact_sizes.add(size)  # memo: the check costs ~20 us of Python per call
-        else:
-            self._warned = True
-            sub = G.grid_subgroup(self.group)
-            what = ("" if sub == self.group else
-                    f" even on its grid subgroup {sub.name} (its only elements that can be exact;"
-                    " other rotations are approximate in any case)")
-            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
-                          f"{what} on input of size {x.shape[-2]}x{x.shape[-1]}: "
-                          + "; ".join(problems) + " (warned once per module)", stacklevel=5)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__,
@@ -240,20 +264,7 @@ class _GroupConvNd(nn.Module):
                                self.dilation, self.groups, self.padding_mode)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
-             f"group={self.group.name!r}")
-        if self.stride != (1, 1):
-            s += f", stride={self.stride}"
-        if self.padding != 0:
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
+        s = self._conv_repr()
         if self.basis != "pixel" and (self.group.name in G.PIXEL_GROUPS
                                       and self.max_order is None):
             s += f", basis={self.basis!r}"
