@@ -86,6 +86,13 @@ def _freqs(cap: int, residue: int, n: int | None) -> list[int]:
     return [f for f in range(-cap, cap + 1) if (f - residue) % n == 0]
 
 
+def _check_kernel_size(kernel_size) -> None:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+            or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
+                         f"{kernel_size!r}")
+
+
 def _check_order(order, rep: str, which: str) -> int:
     if rep != "harmonic":
         return 0
@@ -252,10 +259,7 @@ def regular_table(group: GroupLike, kernel_size: int, *, dtype: torch.dtype | No
     if not grp.is_finite:
         raise ValueError(f"{grp.name} is continuous and has no regular fields; use a harmonic "
                          "basis (steerable_basis with out_rep='harmonic')")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
-                         f"{kernel_size!r}")
+    _check_kernel_size(kernel_size)
     return _cached(grp, "trivial", "regular", kernel_size, 0, 0).to(
         dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
 
@@ -356,10 +360,7 @@ def steerable_basis(
         if rep not in ("trivial", "regular", "harmonic"):
             raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
                              "'harmonic' or (finite groups) 'regular'")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
-                         f"{kernel_size!r}")
+    _check_kernel_size(kernel_size)
     m_in = _check_order(in_order, in_rep, "in")
     m_out = _check_order(out_order, out_rep, "out")
     if "regular" in (in_rep, out_rep):
