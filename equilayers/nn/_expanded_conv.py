@@ -73,44 +73,23 @@ class ExpandedGroupConv2d(_ExactConvMixin):
                  lifting: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+        self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                            groups, padding_mode)
         grp = get(group)
         if not grp.is_finite:
             raise ValueError(f"{name}: group {grp.name!r} is continuous; a dense expanded filter "
                              "needs a finite group cN / dN (regular fields)")
-        k = G._pair(kernel_size, "kernel_size")
-        if k[0] != k[1] or k[0] < 1:
-            raise ValueError(f"{name}: kernel_size must be a positive int (square filters); got "
-                             f"{kernel_size!r}")
-        if padding_mode not in G.PADDING_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {G.PADDING_MODES}; got "
-                             f"{padding_mode!r}")
-        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
-        if min(stride_p) < 1 or min(dil_p) < 1:
-            raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
-                             f"dilation={dilation!r}")
-        self._pad = G.resolve_padding(padding, k[0], dilation)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
-        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
-        self.groups, self.padding_mode = groups, padding_mode
         self.group, self.lifting = grp, bool(lifting)
         self.in_rep = "trivial" if self.lifting else "regular"
         self.out_rep = "regular"
         self.fiber_out = int(grp.order)
         self.fiber_in = 1 if self.lifting else self.fiber_out
         factory = {"device": device, "dtype": dtype}
-        shape = (out_channels * self.fiber_out, in_channels // groups * self.fiber_in, k[0], k[0])
+        k = self.kernel_size[0]
+        shape = (out_channels * self.fiber_out, in_channels // groups * self.fiber_in, k, k)
         self.weight = nn.Parameter(torch.empty(shape, **factory), requires_grad=False)
         self.bias = (nn.Parameter(torch.empty(out_channels, **factory), requires_grad=False)
                      if bias else None)
-        self._warned = False
-        self._exact_sizes: set[tuple[int, int]] = set()
         self.reset_parameters()
 
     @classmethod

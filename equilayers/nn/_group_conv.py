@@ -24,6 +24,39 @@ class _ExactConvMixin(nn.Module):
     ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
     and ``_exact_sizes``)."""
 
+    def _set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                       groups, padding_mode) -> None:
+        """Validate ``nn.Conv2d``'s arguments (square kernels: rotations map them onto
+        themselves) and set them, with the resolved padding and the exactness-warning state."""
+        name = type(self).__name__
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("groups", groups)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        k = G._pair(kernel_size, "kernel_size")
+        if k[0] != k[1] or k[0] < 1:
+            raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
+                             f"that rotations map them onto themselves); got {kernel_size!r}")
+        if padding_mode not in G.PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {G.PADDING_MODES}; got "
+                             f"{padding_mode!r}")
+        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
+        if min(stride_p) < 1 or min(dil_p) < 1:
+            raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
+                             f"dilation={dilation!r}")
+        if isinstance(padding, str) and padding == "same" and max(stride_p) != 1:
+            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
+                             f"stride={stride!r}")
+        self._pad = G.resolve_padding(padding, k[0], dilation)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
+        self.groups, self.padding_mode = groups, padding_mode
+        self._warned = False
+        self._exact_sizes: set[tuple[int, int]] = set()
+
     def _check_exact(self, x: torch.Tensor) -> None:
         size = (x.shape[-2], x.shape[-1])
         if self._warned or size in self._exact_sizes:
@@ -75,13 +108,8 @@ class _GroupConvNd(_ExactConvMixin):
                  max_order: int | None = None, in_max_order: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+        self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                            groups, padding_mode)
         grp = get(group)
         if basis is None:
             basis = "pixel" if grp.name in G.PIXEL_GROUPS and max_order is None else "harmonic"
@@ -102,25 +130,6 @@ class _GroupConvNd(_ExactConvMixin):
                                                          in_max_order)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
-        k = G._pair(kernel_size, "kernel_size")
-        if k[0] != k[1] or k[0] < 1:
-            raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
-                             f"that rotations map them onto themselves); got {kernel_size!r}")
-        if padding_mode not in G.PADDING_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {G.PADDING_MODES}; got "
-                             f"{padding_mode!r}")
-        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
-        if min(stride_p) < 1 or min(dil_p) < 1:
-            raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
-                             f"dilation={dilation!r}")
-        if isinstance(padding, str) and padding == "same" and max(stride_p) != 1:
-            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
-                             f"stride={stride!r}")
-        self._pad = G.resolve_padding(padding, k[0], dilation)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = k
-        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
-        self.groups, self.padding_mode = groups, padding_mode
         self.group, self.basis = grp, basis
         self.in_rep, self.out_rep = in_rep, out_rep
         self.max_order, self.in_max_order = m_out, m_in
@@ -135,8 +144,6 @@ class _GroupConvNd(_ExactConvMixin):
         self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
                              persistent=False)
         self._cache: tuple | None = None
-        self._warned = False
-        self._exact_sizes: set[tuple[int, int]] = set()
         self.reset_parameters()
 
     # --- the basis decides the weight and the expansion ------------------------------------
