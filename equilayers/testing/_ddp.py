@@ -81,6 +81,10 @@ def ddp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
         result = {k.replace("module.", "", 1): v for k, v in result.items()}
         if rank == 0:
             torch.save(result, out_path)
+        # every rank done with its collectives before any tears gloo down: a rank that
+        # destroys the group while another still talks to it can abort the other
+        # ("terminate called without an active exception", seen once under the full suite)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -144,5 +148,9 @@ def fsdp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
         result = {k: v.full_tensor() for k, v in out.items()}
         if rank == 0:
             torch.save(result, out_path)
+        # every rank done with its collectives before any tears gloo down: a rank that
+        # destroys the group while another still talks to it can abort the other
+        # ("terminate called without an active exception", seen once under the full suite)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
