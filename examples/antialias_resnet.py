@@ -17,7 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _data import mnist_digits
+from _data import mnist_digits, train
 from torch import nn
 
 import equilayers
@@ -54,17 +54,6 @@ def resnet(width: int = 16, classes: int = 10) -> nn.Module:
     )
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
-          gen: torch.Generator) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(64):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, float]:
     model.eval()
@@ -87,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     model = resnet()
-    train(model, xtr, ytr, epochs, 3e-3, gen)
+    train(model, xtr, ytr, epochs, 3e-3, gen, batch=64)
     recalibrate_batch_norm(model, xtr)
     acc0, cons0 = evaluate(model, xte, yte, args.seed)
 
@@ -96,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in report:
         print(f"  {r.name:22s} {type(r.old).__name__:10s} -> {type(r.new).__name__}")
     acc1, cons1 = evaluate(blurred, xte, yte, args.seed)
-    train(blurred, xtr, ytr, 1, 1e-3, gen)  # brief fine-tune with the trained weights
+    train(blurred, xtr, ytr, 1, 1e-3, gen, batch=64)  # brief fine-tune with the trained weights
     recalibrate_batch_norm(blurred, xtr)
     acc2, cons2 = evaluate(blurred, xte, yte, args.seed)
 

@@ -21,8 +21,7 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
-from _data import mnist_digits
+from _data import mnist_digits, train
 from torch import nn
 
 from equilayers import recalibrate_batch_norm
@@ -70,13 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"harmonic CNN (SO(2), max order {M}): "
           f"{sum(p.numel() for p in model.parameters())} parameters")
     t0 = time.perf_counter()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=gen).split(50):
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
+    train(model, xtr, ytr, epochs, 5e-3, gen)
     recalibrate_batch_norm(model, xtr)
     model.eval()
     print(f"trained {epochs} epoch(s) on {n_train} upright digits in "

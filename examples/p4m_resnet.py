@@ -16,7 +16,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _data import mnist_digits
+from _data import mnist_digits, train
 from torch import nn
 
 from equilayers import recalibrate_batch_norm
@@ -84,13 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     x, y = mnist_digits(n_train + n_test, pad_to_29=True)
     xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     t0 = time.perf_counter()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=gen).split(50):
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
+    train(model, xtr, ytr, epochs, 3e-3, gen)
     recalibrate_batch_norm(model, xtr)
     model.eval()
     print(f"trained {epochs} epoch(s) on {n_train} upright digits in "
