@@ -116,12 +116,12 @@ def test_cpu_fast_path_is_what_training_dispatches_to(monkeypatch, gen):
              lambda t: ref_blur(t, padding_mode="circular")),
             (enn.MaxBlurPool2d(), EF.max_blur_pool2d, ref_max_blur)]:
         y = module(x)
-        assert "_SeparableBlur2dBackward" in type(y.grad_fn).__name__, y.grad_fn
+        assert "_BlurPoolBackward" in type(y.grad_fn).__name__, y.grad_fn
         _compare(lambda t, m=module, **kw: m(t), reference, x, gen, 1e-5)
         _compare(lambda t, f=functional, **kw: f(t), reference, x, gen, 1e-5)
     # The switches force the reference (no fast autograd node).
     def fast_node(y):
-        return "_SeparableBlur2dBackward" in type(y.grad_fn).__name__
+        return "_BlurPoolBackward" in type(y.grad_fn).__name__
 
     assert fast_node(enn.BlurPool2d()(x)) and fast_node(EF.max_blur_pool2d(x))
     with kernels.use_reference():
@@ -129,3 +129,50 @@ def test_cpu_fast_path_is_what_training_dispatches_to(monkeypatch, gen):
     monkeypatch.setenv("EQUILAYERS_DISABLE_TRITON", "1")
     assert kernels.select("max_blur_pool2d", x)[0] == "reference"
     assert not fast_node(EF.max_blur_pool2d(x)) and not fast_node(enn.BlurPool2d()(x))
+
+
+@pytest.mark.parametrize("chunk_planes", [1, 3])
+def test_cpu_fast_chunks_equal_the_reference(monkeypatch, gen, chunk_planes):
+    """Several chunks per call (CHUNK_BYTES shrunk): every layout, a NaN in one chunk only."""
+    monkeypatch.setattr(_cpu, "CHUNK_BYTES", chunk_planes * 11 * 10 * 4)
+    base = torch.randn(3, 5, 11, 10, generator=gen)
+    nan = base.clone()
+    nan[1, 2, 4, 4] = float("nan")
+    for x in [base, base.contiguous(memory_format=torch.channels_last), base[:, 1:, ::2],
+              base.transpose(-1, -2), torch.randn(2, 3, 4, 11, 10, generator=gen), nan]:
+        for mode in MODES:
+            xa, xb = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
+            for fast, ref in [(_cpu.blur_pool2d, ref_blur), (_cpu.max_blur_pool2d, ref_max_blur)]:
+                ya, yb = fast(xa, padding_mode=mode), ref(xb, padding_mode=mode)
+                torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5, equal_nan=True)
+                assert ya.is_contiguous(memory_format=torch.channels_last) == (
+                    x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                    and not x.is_contiguous())
+                g = torch.randn(yb.shape, generator=gen)
+                (ga,), (gb,) = torch.autograd.grad(ya, xa, g), torch.autograd.grad(yb, xb, g)
+                torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5, equal_nan=True)
+                # An expanded upstream gradient (from .sum()) reads the same.
+                (ga,) = torch.autograd.grad(fast(xa, padding_mode=mode).sum(), xa)
+                (gb,) = torch.autograd.grad(ref(xb, padding_mode=mode).sum(), xb)
+                torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5, equal_nan=True)
+    # Negative control: a chunk written to the wrong place is caught.
+    monkeypatch.setattr(_cpu, "_chunks", lambda t: (range(0, 1), 1))
+    y = _cpu.blur_pool2d(base)
+    assert not torch.allclose(y, ref_blur(base), atol=1e-3, equal_nan=True)
+
+
+def test_cpu_fast_double_backward_equals_the_reference(gen):
+    """create_graph=True (a gradient penalty) differentiates the backward again."""
+    x = torch.randn(1, 2, 8, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    for mode in MODES:
+        for fast in (_cpu.blur_pool2d, _cpu.max_blur_pool2d):
+            assert torch.autograd.gradgradcheck(lambda t, f=fast, m=mode: f(t, padding_mode=m),
+                                                (x,))
+    for fast, ref in [(_cpu.blur_pool2d, ref_blur), (_cpu.max_blur_pool2d, ref_max_blur)]:
+        pen = []
+        for fn in (fast, ref):
+            (g,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+            (gg,) = torch.autograd.grad((g ** 2).sum(), x)
+            pen.append(gg)
+        torch.testing.assert_close(*pen)
+        assert pen[0].abs().sum() > 0  # not trivially zero

@@ -228,13 +228,10 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur
 
 def _max_blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
                                blur_size: int = 3, padding_mode: str = "reflect",
-                               padding: int = 0, *, _max_pool=None) -> torch.Tensor:
+                               padding: int = 0) -> torch.Tensor:
     check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)
     flat, lead = _flat_spatial(x, "max_blur_pool2d")
-    if _max_pool is None:
-        y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
-    else:
-        y = _max_pool(flat, kernel_size)
+    y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
     y = y.reshape(*lead, *y.shape[-2:])
     return blur_pool2d(y, blur_size, stride, padding_mode)
 
@@ -242,11 +239,10 @@ def _max_blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 2, stride: in
 def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
                           blur_size: int = 3, padding_mode: str = "reflect",
                           padding: int = 0) -> torch.Tensor:
-    # The same composition with max_pool2d(stride=1) as elementwise maxima (same values and
-    # gradients; the dispatcher takes this path only with padding=0); its blur_pool2d
-    # dispatches to the separable fast blur in turn.
-    return _max_blur_pool2d_reference(x, kernel_size, stride, blur_size, padding_mode, padding,
-                                      _max_pool=kernels.max_pool2d_stride1)
+    # The dispatcher takes this path only with valid arguments and padding=0; the rank is
+    # checked here (the fast ops take any leading dims).
+    _flat_spatial(x, "max_blur_pool2d")
+    return _cpu.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
 
 
 def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
