@@ -1,11 +1,16 @@
-"""Pooling over the fiber: the floors of group pooling and norm pooling, and their alternatives.
+"""Pooling over the fiber: our GroupPool and NormPool against their floors and escnn's.
 
 Group pooling (invariant over a regular fiber) is at best ``x.amax(2)`` on the 5-D map
-``(B, C, F, H, W)``; norm pooling (the norm of each harmonic field) at best
-``(v * v).sum(2).sqrt()``. The other rows are formulations a layer might use instead.
+``(B, C, F, H, W)``; norm pooling at best ``(v * v)`` summed per rotation order, then ``sqrt``
+(NormPool's output: one magnitude per order), or ``(v * v).sum(2).sqrt()`` for one norm per
+field. The other rows are formulations a layer might use instead, and escnn's
+``GroupPooling`` (C8 regular fields) and ``NormPool`` (fields of orders 0, 1, 2) on the same
+tensors when escnn is installed (its ``GeometricTensor`` wrapping is timed with it).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 
@@ -26,7 +31,35 @@ def _input(b: int, c: int, f: int, n: int, device=None) -> torch.Tensor:
     return torch.randn(b, c, f, n, n, generator=g).to(device)
 
 
+def _per_order(v: torch.Tensor) -> torch.Tensor:
+    """NormPool's output (orders 0..M) with the fewest ops and no guard at zero."""
+    b, c, f, h, w = v.shape
+    sq = v * v
+    pairs = sq[:, :, 1:].view(b, c, (f - 1) // 2, 2, h, w).sum(3)
+    return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, -1, h, w)
+
+
+def _escnn(kind: str, c: int, f: int):
+    """escnn's GroupPooling (C_f regular fields) or NormPool (orders 0..(f-1)/2) on a 5-D map."""
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    if kind == "group":
+        gs = gspaces.rot2dOnR2(f)
+        ftype = esc.FieldType(gs, c * [gs.regular_repr])
+        layer = esc.GroupPooling(ftype)
+    else:
+        m = (f - 1) // 2
+        gs = gspaces.rot2dOnR2(N=-1, maximum_frequency=m)
+        ftype = esc.FieldType(gs, c * [gs.irrep(k) for k in range(m + 1)])
+        layer = esc.NormPool(ftype)
+    return lambda x: layer(esc.GeometricTensor(x.flatten(1, 2), ftype)).tensor
+
+
 def cases(quick: bool) -> list[BenchCase]:
+    from equilayers import nn as enn
+
+    peer = importlib.util.find_spec("escnn") is not None
     out = []
     for b, c, f, n in _sizes(quick):
         tag = f"b{b} c{c} f{f} {n}x{n}"
@@ -44,7 +77,13 @@ def cases(quick: bool) -> list[BenchCase]:
                       make(lambda x: torch.nn.functional.max_pool3d(
                           x, (x.shape[2], 1, 1)).squeeze(2)),
                       floor=group_floor, params=params),
+            BenchCase(f"GroupPool {tag}", FAMILY, make(enn.GroupPool()), floor=group_floor,
+                      params=params),
         ]
+        if peer:
+            out.append(BenchCase(f"escnn GroupPooling c{f} {tag}", FAMILY,
+                                 make(_escnn("group", c, f)), floor=group_floor, peer="escnn",
+                                 params=params))
         # Norm pooling over harmonic fields: fiber 2M+1 = 5.
         norm_floor = f"(v*v).sum(2).sqrt() {tag.replace(f'f{f}', 'f5')}"
         out += [
@@ -58,4 +97,17 @@ def cases(quick: bool) -> list[BenchCase]:
                            fiber=5),
                       floor=norm_floor, params={**params, "fiber": 5}),
         ]
+        # NormPool (one magnitude per order 0, 1, 2) against the same output's floor.
+        tag5 = tag.replace(f"f{f}", "f5")
+        order_floor = f"per-order (v*v) sum sqrt {tag5}"
+        out += [
+            BenchCase(order_floor, FAMILY, make(_per_order, fiber=5),
+                      params={**params, "fiber": 5}),
+            BenchCase(f"NormPool M2 {tag5}", FAMILY, make(enn.NormPool(2), fiber=5),
+                      floor=order_floor, params={**params, "fiber": 5}),
+        ]
+        if peer:
+            out.append(BenchCase(f"escnn NormPool M2 {tag5}", FAMILY,
+                                 make(_escnn("norm", c, 5), fiber=5), floor=order_floor,
+                                 peer="escnn", params={**params, "fiber": 5}))
     return out

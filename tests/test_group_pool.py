@@ -93,3 +93,30 @@ def test_gradcheck_pools(gen):
     assert torch.autograd.gradcheck(lambda t: group_pool(t, "mean"), (x,))
     assert torch.autograd.gradcheck(lambda t: group_pool(t, "max"), (x,))
     assert torch.autograd.gradcheck(lambda t: group_max_pool2d(t, 2, 1), (x,))
+
+
+def test_group_pool_max_gradient_equals_amax(gen):
+    """The hand-written backward == amax's: ties split evenly, NaN fibers, any layout."""
+    x = _x(gen, 2, 3, 8, 5, 4)
+    ties = torch.randint(0, 3, (2, 3, 8, 5, 4), generator=gen).double()
+    nan = x.clone()
+    nan[1, 2, 3, 0, 0] = float("nan")
+    for t in [x, ties, nan, x.transpose(-1, -2), x[:, :, ::2],
+              x.contiguous(memory_format=torch.channels_last_3d)]:
+        a, b = t.detach().requires_grad_(True), t.detach().requires_grad_(True)
+        ya, yb = group_pool(a, "max"), b.amax(2)
+        torch.testing.assert_close(ya, yb, rtol=0, atol=0, equal_nan=True)
+        g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
+        (ga,), (gb,) = torch.autograd.grad(ya, a, g), torch.autograd.grad(yb, b, g)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+    assert ties.eq(ties.amax(2, keepdim=True)).sum(2).max() > 1  # the tie case has ties
+    # Negative control: a gradient routed to the first maximum only differs on ties.
+    b = ties.detach().requires_grad_(True)
+    (first,) = torch.autograd.grad(b.max(2).values.sum(), b)
+    (ours,) = torch.autograd.grad(group_pool(b, "max").sum(), b)
+    assert not torch.allclose(first, ours)
+
+
+def test_group_pool_max_double_backward(gen):
+    x = _x(gen, 1, 2, 4, 3, 3).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: group_pool(t, "max"), (x,))

@@ -167,16 +167,29 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     """
     check_harmonic(x, max_order, "norm_pool")
     b, c, f, h, w = x.shape
-    sq = x * x
-    if max_order:
-        sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].view(b, c, max_order, 2, h, w).sum(3)], 2)
-    return _safe_sqrt(sq).reshape(b, c * (max_order + 1), h, w)
+    if torch.compiler.is_compiling():  # no out= buffers in a traced graph: plain ops
+        sq = x * x
+        if max_order:
+            sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
+        return _SafeSqrt.apply(sq).reshape(b, c * (max_order + 1), h, w)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _NormPool.apply(x).reshape(b, c * (max_order + 1), h, w)
+    return _norms(x).reshape(b, c * (max_order + 1), h, w)
+
+
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, M + 1, H, W)``: ``|a_0|`` and ``sqrt(c_m^2 + s_m^2)``, in one buffer."""
+    out = x.new_empty((*x.shape[:2], (x.shape[2] + 1) // 2, *x.shape[3:]))
+    torch.abs(x[:, :, :1], out=out[:, :, :1])
+    if x.shape[2] > 1:
+        sq = x[:, :, 1:] * x[:, :, 1:]
+        torch.sum(sq.unflatten(2, (-1, 2)), 3, out=out[:, :, 1:]).sqrt_()
+    return out
 
 
 class _SafeSqrt(torch.autograd.Function):
-    """``sqrt`` whose gradient is 0 (not inf, which becomes NaN) where the input is 0: norm
-    nonlinearities and zero backgrounds make exact zeros common. One ``sqrt`` forward; the
-    guard costs only in backward."""
+    """``sqrt`` whose gradient is 0 (not inf, which becomes NaN) where the input is 0 (the
+    traced path of :func:`norm_pool`)."""
 
     @staticmethod
     def forward(sq: torch.Tensor) -> torch.Tensor:
@@ -192,8 +205,32 @@ class _SafeSqrt(torch.autograd.Function):
         return torch.where(out > 0, grad / (2 * out), 0.0)
 
 
-def _safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
-    return _SafeSqrt.apply(sq)
+class _NormPool(torch.autograd.Function):
+    """Per-order norms with a hand-written backward ``x * g / |v|`` (0 where ``|v| = 0``: norm
+    nonlinearities and zero backgrounds make exact zeros common), written straight into the
+    gradient buffer: autograd through ``cat``, ``sum`` and a guarded ``sqrt`` measured 1.4x
+    the floor at (16, 16, 5, 32, 32) on CPU."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = _norms(x)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        scale = torch.where(out > 0, grad / out, 0.0)
+        if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
+            return torch.cat([x[:, :, :1] * scale[:, :, :1],
+                              (x[:, :, 1:].unflatten(2, (-1, 2))
+                               * scale[:, :, 1:].unsqueeze(3)).flatten(2, 3)], 2)
+        gx = torch.empty_like(x)
+        torch.mul(x[:, :, :1], scale[:, :, :1], out=gx[:, :, :1])
+        if x.shape[2] > 1:
+            torch.mul(x[:, :, 1:].unflatten(2, (-1, 2)), scale[:, :, 1:].unsqueeze(3),
+                      out=gx[:, :, 1:].unflatten(2, (-1, 2)))
+        return gx
 
 
 def _default_order(group, max_order: int | None) -> int:
