@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..groups import GroupLike, get
+from ._group_pool import group_pool
 
 __all__ = ["fiber_pool", "spatial_pool", "fiber_pose", "invariant_head", "POOLS", "SPATIAL"]
 
@@ -43,7 +44,7 @@ def fiber_pool(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
     _check_pool(pool)
     if x.dim() != 5:
         raise ValueError(f"fiber_pool expects (B, C, F, H, W); got shape {tuple(x.shape)}")
-    return x.amax(dim=2) if pool == "max" else x.mean(dim=2)
+    return group_pool(x, pool)  # amax's values and gradients, with a faster backward
 
 
 def spatial_pool(x: torch.Tensor, spatial: str = "mean") -> torch.Tensor:
