@@ -1,10 +1,15 @@
 """The dispatched paths of the anti-aliasing ops against their forced references and floors.
 
-Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path where
-one exists and no gradient is needed, so the forward column, else the reference) and inside
+Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path,
+forward and backward, see ``equilayers.kernels._cpu``) and inside
 ``equilayers.kernels.use_reference()``. Floors: ``MaxPool2d(2)`` and ``AvgPool2d(2)``.
 ``PolyphasePool2d`` rows are listed only when CUDA is present: on CPU its dispatched path is the
 reference (the antialias family times it there).
+
+The bandwidth goal (``BlurPool2d`` at >= 80% of the device's copy bandwidth) is read from the
+``BlurPool2d forward vs copy`` rows: a stride-2 blur pool reads the input once and writes a
+quarter of it (1.25x the input's bytes), ``x.clone()`` reads and writes it (2x), so 80% of the
+copy's bandwidth is a forward time of at most 1.25 / (0.8 * 2) = 0.78x the copy's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from ._core import seeded_input as _input
 
 FAMILY = "kernels"
 
+
+
+class _Clone(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
 
 
 def _forced_reference(module: nn.Module):
@@ -55,6 +65,10 @@ def cases(quick: bool) -> list[BenchCase]:
                       floor=avg_floor, params=params, construct=BlurPool2d),
             BenchCase(f"BlurPool2d reference {tag}", FAMILY,
                       make(BlurPool2d, _forced_reference), floor=avg_floor, params=params),
+            BenchCase(f"copy x.clone() {tag}", FAMILY, make(lambda: _Clone()), backward=False,
+                      params=params),
+            BenchCase(f"BlurPool2d forward vs copy {tag}", FAMILY, make(BlurPool2d),
+                      floor=f"copy x.clone() {tag}", backward=False, params=params),
         ]
         if torch.cuda.is_available():
             out += [

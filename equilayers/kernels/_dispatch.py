@@ -19,9 +19,10 @@ The rule, checked in this order (the first that applies decides):
    on this device, for this dtype (float32, float64), and the call is not being traced ->
    ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
    index arithmetic, and ``max_blur_pool2d`` without max-pool padding, whose stride-1 max
-   pooling becomes elementwise maxima, both with hand-written backwards; see
-   :mod:`equilayers.kernels._cpu`). Training a ``max_blur_pool2d`` whose max-pool window is
-   not 1 or 2 takes the reference: only the 2x2 backward was measured faster. Under
+   pooling becomes elementwise maxima, both with hand-written backwards and run in
+   cache-sized chunks; see :mod:`equilayers.kernels._cpu`). Training a ``max_blur_pool2d``
+   whose max-pool window is not 1 or 2 takes the reference: only the 2x2 backward was
+   measured faster. Under
    ``torch.compile``, ``torch.export`` and ``torch.jit.trace`` the reference is traced instead
    (the fast backward has a data-dependent branch for NaN windows, and a compiler fuses the
    reference itself).
