@@ -3,8 +3,6 @@
 Each op runs twice: as dispatched (the Triton kernel on CUDA; on CPU the fast PyTorch path,
 forward and backward, see ``equilayers.kernels._cpu``) and inside
 ``equilayers.kernels.use_reference()``. Floors: ``MaxPool2d(2)`` and ``AvgPool2d(2)``.
-``PolyphasePool2d`` rows are listed only when CUDA is present: on CPU its dispatched path is the
-reference (the antialias family times it there).
 
 The bandwidth goal (``BlurPool2d`` at >= 80% of the device's copy bandwidth) is read from the
 ``BlurPool2d forward vs copy`` rows: a stride-2 blur pool reads the input once and writes a
@@ -70,12 +68,11 @@ def cases(quick: bool) -> list[BenchCase]:
             BenchCase(f"BlurPool2d forward vs copy {tag}", FAMILY, make(BlurPool2d),
                       floor=f"copy x.clone() {tag}", backward=False, params=params),
         ]
-        if torch.cuda.is_available():
-            out += [
-                BenchCase(f"PolyphasePool2d dispatched {tag}", FAMILY, make(PolyphasePool2d),
-                          floor=max_floor, params=params, construct=PolyphasePool2d),
-                BenchCase(f"PolyphasePool2d reference {tag}", FAMILY,
-                          make(PolyphasePool2d, _forced_reference), floor=max_floor,
-                          params=params),
-            ]
+        out += [
+            BenchCase(f"PolyphasePool2d dispatched {tag}", FAMILY, make(PolyphasePool2d),
+                      floor=max_floor, params=params, construct=PolyphasePool2d),
+            BenchCase(f"PolyphasePool2d reference {tag}", FAMILY,
+                      make(PolyphasePool2d, _forced_reference), floor=max_floor,
+                      params=params),
+        ]
     return out

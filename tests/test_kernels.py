@@ -180,7 +180,10 @@ def test_kernel_dispatch_cpu_default_is_fast_or_reference(monkeypatch):
     assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "reference"
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16))
     assert path == "reference" and "takes float32 and float64, not bfloat16" in reason
-    assert kernels.select("polyphase_pool2d", torch.zeros(1, 2, 8, 8))[0] == "reference"
+    path, reason = kernels.select("polyphase_pool2d", torch.zeros(1, 2, 8, 8))
+    assert path == "fast" and "float64 by row chunks" in reason
+    path, reason = kernels.select("polyphase_pool2d", torch.zeros(1, 2, 8, 8, dtype=torch.half))
+    assert path == "reference" and "not float16" in reason
 
 
 def test_kernel_dispatch_reasons(monkeypatch):

@@ -176,3 +176,47 @@ def test_cpu_fast_double_backward_equals_the_reference(gen):
             pen.append(gg)
         torch.testing.assert_close(*pen)
         assert pen[0].abs().sum() > 0  # not trivially zero
+
+
+def ref_polyphase(x, **kw):
+    with kernels.use_reference():
+        return EF.polyphase_pool2d(x, return_index=True, **kw)
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 64, 1000])
+def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
+    """Same component, values and gradients: every criterion, stride, blur and padding mode,
+    every layout; chunks of whole samples (1000 bytes) and of rows within a sample (64)."""
+    if chunk_bytes is not None:
+        monkeypatch.setattr(_cpu, "CHUNK_BYTES", chunk_bytes)
+    base = torch.randn(3, 4, 12, 6, generator=gen)
+    nan = base.clone()
+    nan[1, 2, 5, 3] = float("nan")
+    inputs = [base, base.contiguous(memory_format=torch.channels_last), base[:, ::2],
+              base.transpose(-1, -2), torch.randn(2, 3, 4, 6, 6, generator=gen),
+              torch.randn(2, 6, 6, generator=gen), base.double(), nan, torch.zeros(2, 3, 6, 6)]
+    for x in inputs:
+        for kw in [{}, {"criterion": "l1"}, {"criterion": "linf"}, {"stride": 3},
+                   {"blur_size": 3}, {"blur_size": 4, "padding_mode": "reflect"},
+                   {"blur_size": 2, "padding_mode": "zeros", "criterion": "l1"}]:
+            a, b = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
+            (ya, ia), (yb, ib) = EF.polyphase_pool2d(a, return_index=True, **kw), \
+                ref_polyphase(b, **kw)
+            assert torch.equal(ia, ib), (kw, ia, ib)
+            torch.testing.assert_close(ya, yb, equal_nan=True)
+            g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
+            (ga,), (gb,) = torch.autograd.grad(ya, a, g), torch.autograd.grad(yb, b, g)
+            torch.testing.assert_close(ga, gb, equal_nan=True)
+    assert not EF.polyphase_pool2d(torch.zeros(2, 3, 6, 6), return_index=True)[1].any()  # ties
+
+
+def test_cpu_fast_polyphase_gradcheck_and_dispatch(gen):
+    x = torch.randn(2, 2, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    for kw in [{}, {"blur_size": 3, "criterion": "l1"}]:
+        assert torch.autograd.gradcheck(lambda t, k=kw: _cpu.polyphase_pool2d(t, **k), (x,))
+    y = EF.polyphase_pool2d(x)
+    assert "_PolyphaseGather" in type(y.grad_fn).__name__
+    # Negative control: the smallest-norm component is a different sample set.
+    xr = x.detach().reshape(2, 2, 3, 2, 2, 2)
+    worst = (xr ** 2).sum((1, 2, 4)).reshape(2, 4).argmin(1)
+    assert not torch.equal(EF.polyphase_pool2d(x.detach(), return_index=True)[1], worst)

@@ -208,8 +208,11 @@ def test_kernel_polyphase_dispatch_reasons(monkeypatch, gen):
     for kw in [{}, {"stride": 3, "criterion": "linf"}, {"blur_size": 7, "padding_mode": "zeros"}]:
         assert kernels.select("polyphase_pool2d", x, **kw)[0] == "triton", kw
     assert kernels.select("polyphase_pool2d", torch.zeros(1, 2, 3, 6, 6))[0] == "triton"
+    # No kernel, but the CPU fast path takes these (its reason says why there is no kernel).
+    for t, expected in [(x.double(), "float64"), (torch.zeros(2, 6, 6), "3 dims")]:
+        path, reason = kernels.select("polyphase_pool2d", t)
+        assert path == "fast" and expected in reason, reason
     cases = [
-        (x.double(), {}, "float64"),
         (x.long(), {}, "not floating point"),
         (x, {"stride": 1}, "stride 1 is invalid"),
         (x, {"stride": 4}, "not divisible by stride 4"),
@@ -218,7 +221,6 @@ def test_kernel_polyphase_dispatch_reasons(monkeypatch, gen):
         (x, {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
         (torch.zeros(1, 2, 2, 2), {"blur_size": 5, "padding_mode": "reflect"}, "reflect padding"),
         (torch.zeros(0, 2, 6, 6), {}, "empty"),
-        (torch.zeros(2, 6, 6), {}, "3 dims; the kernel takes 4-D or 5-D"),
     ]
     for t, kwargs, expected in cases:
         path, reason = kernels.select("polyphase_pool2d", t, **kwargs)
@@ -231,16 +233,20 @@ def test_kernel_polyphase_dispatch_reasons(monkeypatch, gen):
 
 
 def test_kernel_polyphase_reference_path_unchanged(monkeypatch, gen):
-    # Without the kernel (CPU default) the functional is its reference, errors included.
+    # Forced to the reference, the functional is its reference, errors included; the CPU
+    # fast path (the default) picks the same components.
     monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
     x = torch.randn(2, 3, 6, 6, generator=gen)
-    assert kernels.select("polyphase_pool2d", x)[0] == "reference"
     xr = x.reshape(2, 3, 3, 2, 3, 2)
-    index = (xr * xr).sum(dim=(1, 2, 4)).reshape(2, 4).argmax(1)
+    index = (xr.double() ** 2).sum(dim=(1, 2, 4)).reshape(2, 4).argmax(1)
+    expected = torch.stack([xr[b, :, :, i // 2, :, i % 2] for b, i in enumerate(index.tolist())])
+    with kernels.use_reference():
+        assert kernels.select("polyphase_pool2d", x)[0] == "reference"
+        y, got = EF.polyphase_pool2d(x, return_index=True)
+    assert torch.equal(got, index) and torch.equal(y, expected)
+    assert kernels.select("polyphase_pool2d", x)[0] == "fast"
     y, got = EF.polyphase_pool2d(x, return_index=True)
-    assert torch.equal(got, index)
-    assert torch.equal(y, torch.stack([xr[b, :, :, i // 2, :, i % 2] for b, i in
-                                       enumerate(index.tolist())]))
+    assert torch.equal(got, index) and torch.equal(y, expected)
     with pytest.raises(ValueError, match="divisible by stride=4"):
         EF.polyphase_pool2d(x, 4)
     with pytest.raises(ValueError, match="stride must be an integer >= 2"):
@@ -249,15 +255,9 @@ def test_kernel_polyphase_reference_path_unchanged(monkeypatch, gen):
         kernels.triton_polyphase_pool2d(x.double())
 
 
-def test_kernel_polyphase_benchmark_rows_only_with_cuda(monkeypatch):
+def test_kernel_polyphase_benchmark_rows():
     from benchmarks import bench_kernels
 
-    def names():
-        return [c.name for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert names() == []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     rows = [c for c in bench_kernels.cases(quick=True) if "Polyphase" in c.name]
     assert [c.name.split(" b")[0] for c in rows] == ["PolyphasePool2d dispatched",
                                                      "PolyphasePool2d reference"]

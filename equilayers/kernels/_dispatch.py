@@ -20,10 +20,11 @@ The rule, checked in this order (the first that applies decides):
    ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
    index arithmetic, and ``max_blur_pool2d`` without max-pool padding, whose stride-1 max
    pooling becomes elementwise maxima, both with hand-written backwards and run in
-   cache-sized chunks; see :mod:`equilayers.kernels._cpu`). Training a ``max_blur_pool2d``
-   whose max-pool window is not 1 or 2 takes the reference: only the 2x2 backward was
-   measured faster. Under
-   ``torch.compile``, ``torch.export`` and ``torch.jit.trace`` the reference is traced instead
+   cache-sized chunks, and ``polyphase_pool2d`` with its component norms summed in float64
+   row chunk by row chunk instead of ``vector_norm``; see :mod:`equilayers.kernels._cpu`).
+   Training a ``max_blur_pool2d`` whose max-pool window is not 1 or 2 takes the reference:
+   only the 2x2 backward was measured faster. Under ``torch.compile``, ``torch.export`` and
+   ``torch.jit.trace`` the reference is traced instead
    (the fast backward has a data-dependent branch for NaN windows, and a compiler fuses the
    reference itself).
 6. Otherwise -> ``"reference"``.
@@ -54,6 +55,8 @@ FAST_OPS = {
                            "arithmetic, hand-written backward"},
     "max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as elementwise "
                                "maxima with a mask backward, then the separable fast blur"},
+    "polyphase_pool2d": {"cpu": "PyTorch fast path: component norms in float64 by row chunks, "
+                                "one gather, a scatter backward"},
 }
 # The dtypes the fast paths were checked and measured in.
 _FAST_DTYPES = (torch.float32, torch.float64)
