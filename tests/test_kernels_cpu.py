@@ -133,8 +133,8 @@ def test_cpu_fast_path_is_what_training_dispatches_to(monkeypatch, gen):
 
 @pytest.mark.parametrize("chunk_planes", [1, 3])
 def test_cpu_fast_chunks_equal_the_reference(monkeypatch, gen, chunk_planes):
-    """Several chunks per call (CHUNK_BYTES shrunk): every layout, a NaN in one chunk only."""
-    monkeypatch.setattr(_cpu, "CHUNK_BYTES", chunk_planes * 11 * 10 * 4)
+    """Several chunks per call (chunks shrunk): every layout, a NaN in one chunk only."""
+    monkeypatch.setattr(_cpu, "_chunk_bytes", lambda: chunk_planes * 11 * 10 * 4)
     base = torch.randn(3, 5, 11, 10, generator=gen)
     nan = base.clone()
     nan[1, 2, 4, 4] = float("nan")
@@ -188,7 +188,7 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
     """Same component, values and gradients: every criterion, stride, blur and padding mode,
     every layout; chunks of whole samples (1000 bytes) and of rows within a sample (64)."""
     if chunk_bytes is not None:
-        monkeypatch.setattr(_cpu, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(_cpu, "_chunk_bytes", lambda: chunk_bytes)
     base = torch.randn(3, 4, 12, 6, generator=gen)
     nan = base.clone()
     nan[1, 2, 5, 3] = float("nan")

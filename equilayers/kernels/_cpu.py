@@ -22,14 +22,15 @@ Each op is an ``autograd.Function`` with a hand-written backward:
   reference's ``vector_norm`` over the strided component dims is 6-8x slower on CPU), the
   argmax, one gather; the backward scatters into zeros.
 
-Both run chunk by chunk (:data:`CHUNK_BYTES` of input planes at a time), so the intermediates
-(the stride-1 max map, the masks, the half-blurred rows) live in cache and the only full-size
-buffers are the output and the input's gradient. The backward saves only ``x`` (the max
-pooling) or nothing (the blur, which is linear) and recomputes the masks chunk by chunk:
-at 32 x 64 x 112 x 112 this took ``max_blur_pool2d`` forward+backward from 2.7x to about 1.1x
-``MaxPool2d(2)``, and its extra training memory from 2.6x to below ``MaxPool2d``'s (which keeps
-int64 indices). Under ``create_graph=True`` the backward runs the unchunked ops through
-autograd, so a gradient penalty differentiates it again.
+The blur and the max-blur run chunk by chunk (about :data:`CHUNK_BYTES_PER_THREAD` of input
+planes per intra-op thread at a time), so the intermediates (the stride-1 max map, the masks,
+the half-blurred rows) live in cache and the only full-size buffers are the output and the
+input's gradient. The backward saves only ``x`` (the max pooling) or nothing (the blur, which
+is linear) and recomputes the masks chunk by chunk: at 32 x 64 x 112 x 112 this took
+``max_blur_pool2d`` forward+backward from 2.7x to about 0.9-1.1x ``MaxPool2d(2)``, and its
+extra training memory from 2.6x to 0.7x ``MaxPool2d``'s (which keeps int64 indices). Under
+``create_graph=True`` the backward runs the unchunked ops through autograd, so a gradient
+penalty differentiates it again.
 
 Float rounding differs from the reference's convolution only in the order of the sums.
 """
@@ -245,12 +246,18 @@ def _blur_axis_transpose(g: torch.Tensor, dim: int, n: int, k: int, s: int,
 
 # --- cache-sized chunks ---------------------------------------------------------------------------
 
-#: Bytes of input per chunk. Each op runs plane-group by plane-group so that its intermediates
-#: (the stride-1 max map, the masks, the half-blurred rows) stay in cache instead of costing
-#: memory traffic and page faults for fresh full-size buffers. Measured on this machine's
-#: 2 MiB L2 (2 threads, 32 x 64 x 56/112 planes): 1 MiB per chunk was fastest; 8 planes per
-#: chunk loses to Python overhead, a whole batch at once to memory traffic.
-CHUNK_BYTES = 2 << 20
+#: Bytes of input per chunk and per intra-op thread. Each op runs plane-group by plane-group so
+#: that its intermediates (the stride-1 max map, the masks, the half-blurred rows) stay in cache
+#: instead of costing memory traffic and page faults for fresh full-size buffers; an elementwise
+#: op splits a chunk across the threads, so each thread's share stays near this size. Measured
+#: on this project's 2-core machine (2 MiB L2 per core, 2 threads, 32 x 64 x 56/112 planes),
+#: interleaved: 2 MiB chunks were fastest for max-blur pooling, 1 MiB lost to Python
+#: overhead at 112x112, 8 MiB to cache misses; blur alone was flat from 2 to 8 MiB.
+CHUNK_BYTES_PER_THREAD = 1 << 20
+
+
+def _chunk_bytes() -> int:
+    return CHUNK_BYTES_PER_THREAD * max(1, torch.get_num_threads())
 
 
 def _plane_views(*ts: torch.Tensor) -> tuple[list[torch.Tensor], bool]:
@@ -263,9 +270,9 @@ def _plane_views(*ts: torch.Tensor) -> tuple[list[torch.Tensor], bool]:
 
 
 def _chunks(t: torch.Tensor) -> tuple[range, int]:
-    """Start indices along dim 0 of ``t``, one per chunk of about :data:`CHUNK_BYTES`."""
+    """Start indices along dim 0 of ``t``, one per chunk of about :func:`_chunk_bytes`."""
     per = t[:1].numel() * t.element_size()
-    step = max(1, CHUNK_BYTES // max(per, 1))
+    step = max(1, _chunk_bytes() // max(per, 1))
     return range(0, t.shape[0], step), step
 
 
@@ -393,13 +400,13 @@ def _component_norms(x: torch.Tensor, s: int, criterion: str) -> torch.Tensor:
         part = part.to(torch.float64)
         return part * part if criterion == "l2" else part.abs()
 
-    per_sample = rows[0].numel() * 8
-    if per_sample <= CHUNK_BYTES:                       # whole samples per chunk
-        step = CHUNK_BYTES // per_sample
+    per_sample, budget = rows[0].numel() * 8, _chunk_bytes()
+    if per_sample <= budget:                            # whole samples per chunk
+        step = budget // per_sample
         for k in range(0, b, step):
             torch.sum(measure(rows[k:k + step]), 1, out=acc[k:k + step])
     else:                                               # row chunks within a sample
-        step = max(1, CHUNK_BYTES // (s * w * 8))
+        step = max(1, budget // (s * w * 8))
         acc.zero_()
         for k in range(b):
             for i in range(0, rows.shape[1], step):
