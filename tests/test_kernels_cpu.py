@@ -186,8 +186,10 @@ def ref_polyphase(x, **kw):
 @pytest.mark.parametrize("chunk_bytes", [None, 64, 1000])
 def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
     """Same component, values and gradients: every criterion, stride, blur and padding mode,
-    every layout; chunks of whole samples (1000 bytes) and of rows within a sample (64)."""
+    every layout; small inputs (vector_norm, None), chunks of whole samples (1000 bytes) and of
+    rows within a sample (64)."""
     if chunk_bytes is not None:
+        monkeypatch.setattr(_cpu, "_SMALL_POLYPHASE", 0)
         monkeypatch.setattr(_cpu, "_chunk_bytes", lambda: chunk_bytes)
     base = torch.randn(3, 4, 12, 6, generator=gen)
     nan = base.clone()
@@ -210,12 +212,15 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
     assert not EF.polyphase_pool2d(torch.zeros(2, 3, 6, 6), return_index=True)[1].any()  # ties
 
 
-def test_cpu_fast_polyphase_gradcheck_and_dispatch(gen):
+@pytest.mark.parametrize("small", [True, False])
+def test_cpu_fast_polyphase_gradcheck_and_dispatch(monkeypatch, gen, small):
+    if not small:  # the chunked norms and the scatter-backward gather of large inputs
+        monkeypatch.setattr(_cpu, "_SMALL_POLYPHASE", 0)
     x = torch.randn(2, 2, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     for kw in [{}, {"blur_size": 3, "criterion": "l1"}]:
         assert torch.autograd.gradcheck(lambda t, k=kw: _cpu.polyphase_pool2d(t, **k), (x,))
     y = EF.polyphase_pool2d(x)
-    assert "_PolyphaseGather" in type(y.grad_fn).__name__
+    assert ("_PolyphaseGather" in type(y.grad_fn).__name__) != small
     # Negative control: the smallest-norm component is a different sample set.
     xr = x.detach().reshape(2, 2, 3, 2, 2, 2)
     worst = (xr ** 2).sum((1, 2, 4)).reshape(2, 4).argmin(1)
