@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,14 @@ def test_cli_bench_finds_the_source_tree(tmp_path):
     out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
+
+
+def test_gpu_session_script_is_valid_and_names_existing_tests():
+    """benchmarks/gpu_session.sh runs only on a lent GPU machine: keep it from rotting here."""
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    out = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = script.read_text()
+    named = set(re.findall(r"tests/\w+\.py", text))
+    assert named and all((ROOT / t).is_file() for t in named), named
+    assert "--device cuda" in text and "--family kernels" in text
