@@ -3,9 +3,9 @@
 Group pooling (invariant over a regular fiber) is at best ``x.amax(2)`` on the 5-D map
 ``(B, C, F, H, W)``; norm pooling at best ``(v * v)`` summed per rotation order, then ``sqrt``
 (NormPool's output: one magnitude per order), or ``(v * v).sum(2).sqrt()`` for one norm per
-field. The other rows are formulations a layer might use instead, and escnn's
+field. The other rows are formulations a layer might use instead, and escnn's and e2cnn's
 ``GroupPooling`` (C8 regular fields) and ``NormPool`` (fields of orders 0, 1, 2) on the same
-tensors when escnn is installed (its ``GeometricTensor`` wrapping is timed with it).
+tensors when they are installed (their ``GeometricTensor`` wrapping is timed with them).
 """
 
 from __future__ import annotations
@@ -39,27 +39,34 @@ def _per_order(v: torch.Tensor) -> torch.Tensor:
     return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, -1, h, w)
 
 
-def _escnn(kind: str, c: int, f: int):
-    """escnn's GroupPooling (C_f regular fields) or NormPool (orders 0..(f-1)/2) on a 5-D map."""
-    from escnn import gspaces
-    from escnn import nn as esc
+def _peer(lib: str, kind: str, c: int, f: int):
+    """escnn's or e2cnn's GroupPooling (C_f regular fields) or NormPool (orders 0..(f-1)/2) on
+    a 5-D map (the two libraries share this API; e2cnn spells its gspace ``Rot2dOnR2``)."""
+    if lib == "escnn":
+        from escnn import gspaces
+        from escnn import nn as pnn
+        rot2d = gspaces.rot2dOnR2
+    else:
+        from e2cnn import gspaces
+        from e2cnn import nn as pnn
+        rot2d = gspaces.Rot2dOnR2
 
     if kind == "group":
-        gs = gspaces.rot2dOnR2(f)
-        ftype = esc.FieldType(gs, c * [gs.regular_repr])
-        layer = esc.GroupPooling(ftype)
+        gs = rot2d(f)
+        ftype = pnn.FieldType(gs, c * [gs.regular_repr])
+        layer = pnn.GroupPooling(ftype)
     else:
         m = (f - 1) // 2
-        gs = gspaces.rot2dOnR2(N=-1, maximum_frequency=m)
-        ftype = esc.FieldType(gs, c * [gs.irrep(k) for k in range(m + 1)])
-        layer = esc.NormPool(ftype)
-    return lambda x: layer(esc.GeometricTensor(x.flatten(1, 2), ftype)).tensor
+        gs = rot2d(N=-1, maximum_frequency=m)
+        ftype = pnn.FieldType(gs, c * [gs.irrep(k) for k in range(m + 1)])
+        layer = pnn.NormPool(ftype)
+    return lambda x: layer(pnn.GeometricTensor(x.flatten(1, 2), ftype)).tensor
 
 
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers import nn as enn
 
-    peer = importlib.util.find_spec("escnn") is not None
+    peers = [lib for lib in ("escnn", "e2cnn") if importlib.util.find_spec(lib) is not None]
     out = []
     for b, c, f, n in _sizes(quick):
         tag = f"b{b} c{c} f{f} {n}x{n}"
@@ -80,10 +87,9 @@ def cases(quick: bool) -> list[BenchCase]:
             BenchCase(f"GroupPool {tag}", FAMILY, make(enn.GroupPool()), floor=group_floor,
                       params=params),
         ]
-        if peer:
-            out.append(BenchCase(f"escnn GroupPooling c{f} {tag}", FAMILY,
-                                 make(_escnn("group", c, f)), floor=group_floor, peer="escnn",
-                                 params=params))
+        out += [BenchCase(f"{lib} GroupPooling c{f} {tag}", FAMILY,
+                          make(_peer(lib, "group", c, f)), floor=group_floor, peer=lib,
+                          params=params) for lib in peers]
         # Norm pooling over harmonic fields: fiber 2M+1 = 5.
         norm_floor = f"(v*v).sum(2).sqrt() {tag.replace(f'f{f}', 'f5')}"
         out += [
@@ -106,8 +112,7 @@ def cases(quick: bool) -> list[BenchCase]:
             BenchCase(f"NormPool M2 {tag5}", FAMILY, make(enn.NormPool(2), fiber=5),
                       floor=order_floor, params={**params, "fiber": 5}),
         ]
-        if peer:
-            out.append(BenchCase(f"escnn NormPool M2 {tag5}", FAMILY,
-                                 make(_escnn("norm", c, 5), fiber=5), floor=order_floor,
-                                 peer="escnn", params={**params, "fiber": 5}))
+        out += [BenchCase(f"{lib} NormPool M2 {tag5}", FAMILY,
+                          make(_peer(lib, "norm", c, 5), fiber=5), floor=order_floor, peer=lib,
+                          params={**params, "fiber": 5}) for lib in peers]
     return out
