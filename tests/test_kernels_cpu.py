@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from equilayers import functional as EF
 from equilayers import kernels
@@ -225,3 +227,59 @@ def test_cpu_fast_polyphase_gradcheck_and_dispatch(monkeypatch, gen, small):
     xr = x.detach().reshape(2, 2, 3, 2, 2, 2)
     worst = (xr ** 2).sum((1, 2, 4)).reshape(2, 4).argmin(1)
     assert not torch.equal(EF.polyphase_pool2d(x.detach(), return_index=True)[1], worst)
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(4, 13), w=st.integers(4, 13),
+       k=st.integers(1, 7), stride=st.integers(1, 3), m=st.sampled_from([1, 2]),
+       mode=st.sampled_from(MODES), budget=st.integers(1, 3000), layout=st.integers(0, 2))
+def test_cpu_fast_property_random_shapes_and_chunks(b, c, h, w, k, stride, m, mode, budget,
+                                                     layout):
+    """Blur / max-blur fast paths == the reference over random shapes, strides, blur sizes,
+    padding modes, layouts and chunk budgets (chunk boundaries anywhere)."""
+    if mode == "reflect" and min(h, w) - m + 1 <= (k - 1) - (k - 1) // 2:
+        return  # the reference rejects it (reflect padding wider than the input)
+    gen = torch.Generator().manual_seed(b * 1000 + h * 31 + w)
+    x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64)
+    x = [x, x.contiguous(memory_format=torch.channels_last), x.transpose(-1, -2)][layout]
+    orig = _cpu._chunk_bytes
+    _cpu._chunk_bytes = lambda: budget
+    try:
+        _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-12, kernel_size=m,
+                 stride=stride, blur_size=k, padding_mode=mode)
+        _compare(_cpu.blur_pool2d, ref_blur, x, gen, 1e-12, kernel_size=k, stride=stride,
+                 padding_mode=mode)
+    finally:
+        _cpu._chunk_bytes = orig
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 3), c=st.integers(1, 4), hs=st.integers(1, 5), ws=st.integers(1, 5),
+       s=st.integers(2, 3), k=st.integers(1, 5), criterion=st.sampled_from(["l2", "l1", "linf"]),
+       mode=st.sampled_from(MODES), budget=st.integers(8, 3000), small=st.booleans())
+def test_cpu_fast_polyphase_property(b, c, hs, ws, s, k, criterion, mode, budget, small):
+    h, w = hs * s, ws * s
+    if k > 1 and mode in ("reflect", "circular") and min(h, w) <= (k - 1) - (k - 1) // 2:
+        return  # the reference rejects it
+    gen = torch.Generator().manual_seed(b * 100 + h * 7 + w)
+    x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    orig = _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE
+    _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE = (lambda: budget), (1 << 19 if small else 0)
+    try:
+        kw = {"stride": s, "criterion": criterion, "blur_size": k, "padding_mode": mode}
+        ya, ia = _cpu.polyphase_pool2d(x, return_index=True, **kw)
+    finally:
+        _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE = orig
+    yb, ib = ref_polyphase(x, **kw)
+    if not torch.equal(ia, ib):  # allowed only between components whose norms tie to ~1e-16
+        with kernels.use_reference():
+            xb = EF.blur_pool2d(x.detach(), k, 1, mode) if k > 1 else x.detach()
+        order = {"l2": 2, "l1": 1, "linf": float("inf")}[criterion]
+        norms = torch.linalg.vector_norm(xb.reshape(b, c, hs, s, ws, s), order, dim=(1, 2, 4))
+        norms = norms.reshape(b, s * s)
+        top = norms.max(1).values
+        assert torch.allclose(norms.gather(1, ia[:, None])[:, 0], top, rtol=1e-12, atol=0)
+        return
+    torch.testing.assert_close(ya, yb)
+    g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
+    torch.testing.assert_close(torch.autograd.grad(ya, x, g)[0], torch.autograd.grad(yb, x, g)[0])
