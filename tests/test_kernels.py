@@ -33,9 +33,10 @@ def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
         return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
 
 
-def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect"):
+def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect", padding=0):
     with kernels.use_reference():
-        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
+                                  padding=padding)
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ def test_kernel_dispatch_cpu_default_is_fast_or_reference(monkeypatch):
     assert path == "fast" and "separable" in reason and "CPU" in reason
     assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
         "max_blur_pool2d: fast (PyTorch fast path")
-    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "reference"
+    assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "fast"
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16))
     assert path == "reference" and "takes float32 and float64, not bfloat16" in reason
     path, reason = kernels.select("polyphase_pool2d", torch.zeros(1, 2, 8, 8))
@@ -212,8 +213,8 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert path == "fast" and "the input has 3 dims" in reason, reason
     path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
     assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
-    path, reason = kernels.select("max_blur_pool2d", x, padding=1)
-    assert path == "reference" and "padding is not implemented" in reason, reason
+    path, reason = kernels.select("max_blur_pool2d", x, padding=1)  # the CPU fast path has it
+    assert path == "fast" and "padding is not implemented" in reason, reason
     with kernels.use_reference():
         assert kernels.select("blur_pool2d", x) == (
             "reference", "inside equilayers.kernels.use_reference()")
@@ -304,13 +305,14 @@ def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
     assert kernels.select("max_blur_pool2d", x)[0] == "fast"
     for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
         torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw))
-    # Training takes the fast path for 2x2 windows (its mask backward was measured faster),
-    # the reference for other windows.
-    assert kernels.select("max_blur_pool2d", x.requires_grad_(True))[0] == "fast"
-    path, reason = kernels.select("max_blur_pool2d", x, kernel_size=3)
-    assert path == "reference" and "requires grad" in reason
-    with torch.no_grad():
-        assert kernels.select("max_blur_pool2d", x, kernel_size=3)[0] == "fast"
+    # Training takes the fast path for every window and max-pool padding (the ResNet stem's
+    # MaxBlurPool2d(3, padding=1) included), values and gradients equal to the reference's.
+    x.requires_grad_(True)
+    for kw in [{}, {"kernel_size": 3, "padding": 1}, {"kernel_size": 4, "padding": 2}]:
+        assert kernels.select("max_blur_pool2d", x, **kw)[0] == "fast"
+        (ga,) = torch.autograd.grad(EF.max_blur_pool2d(x, **kw).sum(), x)
+        (gb,) = torch.autograd.grad(ref_max_blur(x, **kw).sum(), x)
+        torch.testing.assert_close(ga, gb)
     with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
         EF.max_blur_pool2d(x, kernel_size=0)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from equilayers import functional as EF
 from equilayers import kernels
 from equilayers import nn as enn
-from equilayers.kernels import _cpu
+from equilayers.kernels import _cpu, _cpu_polyphase
 
 MODES = ["reflect", "replicate", "zeros", "circular"]
 
@@ -23,9 +23,10 @@ def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
         return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
 
 
-def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect"):
+def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect", padding=0):
     with kernels.use_reference():
-        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
+                                  padding=padding)
 
 
 def _compare(fast, reference, x, gen, tol, **kw):
@@ -64,10 +65,12 @@ def test_cpu_fast_blur_layouts_float32(gen, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("blur_size", [1, 2, 3, 4, 7])
 def test_cpu_fast_max_blur_every_mode(gen, mode, blur_size):
-    for m, stride, (h, w) in [(2, 2, (9, 8)), (2, 3, (12, 13)), (1, 2, (8, 9)), (3, 2, (11, 10))]:
+    for m, pad, stride, (h, w) in [(2, 0, 2, (9, 8)), (2, 0, 3, (12, 13)), (1, 0, 2, (8, 9)),
+                                   (3, 0, 2, (11, 10)), (3, 1, 2, (11, 10)), (2, 1, 2, (9, 8)),
+                                   (4, 2, 3, (10, 9)), (4, 1, 1, (8, 7))]:
         x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
         _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-12, kernel_size=m,
-                 stride=stride, blur_size=blur_size, padding_mode=mode)
+                 stride=stride, blur_size=blur_size, padding_mode=mode, padding=pad)
 
 
 def test_cpu_fast_max_blur_layouts_and_ties(gen):
@@ -77,6 +80,33 @@ def test_cpu_fast_max_blur_layouts_and_ties(gen):
               base[:, 1:, ::2], ties, ties.contiguous(memory_format=torch.channels_last),
               torch.randn(2, 3, 4, 9, 7, generator=gen)]:
         _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-5)
+
+
+@pytest.mark.parametrize("m,pad", [(3, 1), (3, 0), (2, 1), (4, 2)])
+def test_cpu_fast_max_blur_general_windows_ties_nan_inf(gen, m, pad):
+    """Windows other than 2x2, max-pool padding: first-maximum routing on ties (integers),
+    NaN and inf (the reference backward, per chunk), every layout."""
+    ties = torch.randint(0, 3, (2, 4, 11, 10), generator=gen).double()
+    base = torch.randn(2, 4, 11, 10, generator=gen, dtype=torch.float64)
+    nan, inf = base.clone(), base.clone()
+    nan[0, 1, 3, 3] = float("nan")
+    inf[1, 2, 0, 0] = float("inf")
+    inf[1, 3, 5, 5] = float("-inf")
+    for x in [ties, ties.contiguous(memory_format=torch.channels_last), ties.transpose(-1, -2),
+              base[:, 1:, ::2], nan, inf, torch.full((2, 4, 11, 10), float("-inf"))]:
+        xa, xb = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
+        ya = _cpu.max_blur_pool2d(xa, m, 2, 3, "zeros", pad)
+        yb = ref_max_blur(xb, m, 2, 3, "zeros", pad)
+        torch.testing.assert_close(ya, yb, equal_nan=True)
+        g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
+        (ga,), (gb,) = torch.autograd.grad(ya, xa, g), torch.autograd.grad(yb, xb, g)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+    # Negative control: last-maximum routing differs from first-maximum on ties.
+    (g_first,) = torch.autograd.grad(_cpu.max_blur_pool2d(
+        ties.requires_grad_(True), m, 2, 3, "zeros", pad).sum(), ties)
+    flipped = ties.detach().flip(-1, -2).requires_grad_(True)
+    (g_last,) = torch.autograd.grad(ref_max_blur(flipped, m, 2, 3, "zeros", pad).sum(), flipped)
+    assert not torch.equal(g_first, g_last.flip(-1, -2))
 
 
 def test_cpu_fast_max_pool_2x2_nan_and_inf_take_the_reference_backward(gen):
@@ -191,7 +221,7 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
     every layout; small inputs (vector_norm, None), chunks of whole samples (1000 bytes) and of
     rows within a sample (64)."""
     if chunk_bytes is not None:
-        monkeypatch.setattr(_cpu, "_SMALL_POLYPHASE", 0)
+        monkeypatch.setattr(_cpu_polyphase, "_SMALL_POLYPHASE", 0)
         monkeypatch.setattr(_cpu, "_chunk_bytes", lambda: chunk_bytes)
     base = torch.randn(3, 4, 12, 6, generator=gen)
     nan = base.clone()
@@ -217,10 +247,11 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
 @pytest.mark.parametrize("small", [True, False])
 def test_cpu_fast_polyphase_gradcheck_and_dispatch(monkeypatch, gen, small):
     if not small:  # the chunked norms and the scatter-backward gather of large inputs
-        monkeypatch.setattr(_cpu, "_SMALL_POLYPHASE", 0)
+        monkeypatch.setattr(_cpu_polyphase, "_SMALL_POLYPHASE", 0)
     x = torch.randn(2, 2, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     for kw in [{}, {"blur_size": 3, "criterion": "l1"}]:
-        assert torch.autograd.gradcheck(lambda t, k=kw: _cpu.polyphase_pool2d(t, **k), (x,))
+        assert torch.autograd.gradcheck(
+            lambda t, k=kw: _cpu_polyphase.polyphase_pool2d(t, **k), (x,))
     y = EF.polyphase_pool2d(x)
     assert ("_PolyphaseGather" in type(y.grad_fn).__name__) != small
     # Negative control: the smallest-norm component is a different sample set.
@@ -231,13 +262,16 @@ def test_cpu_fast_polyphase_gradcheck_and_dispatch(monkeypatch, gen, small):
 
 @settings(max_examples=60, deadline=None)
 @given(b=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(4, 13), w=st.integers(4, 13),
-       k=st.integers(1, 7), stride=st.integers(1, 3), m=st.sampled_from([1, 2]),
-       mode=st.sampled_from(MODES), budget=st.integers(1, 3000), layout=st.integers(0, 2))
-def test_cpu_fast_property_random_shapes_and_chunks(b, c, h, w, k, stride, m, mode, budget,
-                                                     layout):
+       k=st.integers(1, 7), stride=st.integers(1, 3), m=st.integers(1, 4),
+       pad=st.integers(0, 2), mode=st.sampled_from(MODES), budget=st.integers(1, 3000),
+       layout=st.integers(0, 2))
+def test_cpu_fast_property_random_shapes_and_chunks(b, c, h, w, k, stride, m, pad, mode,
+                                                     budget, layout):
     """Blur / max-blur fast paths == the reference over random shapes, strides, blur sizes,
-    padding modes, layouts and chunk budgets (chunk boundaries anywhere)."""
-    if mode == "reflect" and min(h, w) - m + 1 <= (k - 1) - (k - 1) // 2:
+    max windows and paddings, padding modes, layouts and chunk budgets (chunk boundaries
+    anywhere)."""
+    pad = min(pad, m // 2)
+    if mode == "reflect" and min(h, w) + 2 * pad - m + 1 <= (k - 1) - (k - 1) // 2:
         return  # the reference rejects it (reflect padding wider than the input)
     gen = torch.Generator().manual_seed(b * 1000 + h * 31 + w)
     x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64)
@@ -246,7 +280,7 @@ def test_cpu_fast_property_random_shapes_and_chunks(b, c, h, w, k, stride, m, mo
     _cpu._chunk_bytes = lambda: budget
     try:
         _compare(_cpu.max_blur_pool2d, ref_max_blur, x, gen, 1e-12, kernel_size=m,
-                 stride=stride, blur_size=k, padding_mode=mode)
+                 stride=stride, blur_size=k, padding_mode=mode, padding=pad)
         _compare(_cpu.blur_pool2d, ref_blur, x, gen, 1e-12, kernel_size=k, stride=stride,
                  padding_mode=mode)
     finally:
@@ -263,13 +297,14 @@ def test_cpu_fast_polyphase_property(b, c, hs, ws, s, k, criterion, mode, budget
         return  # the reference rejects it
     gen = torch.Generator().manual_seed(b * 100 + h * 7 + w)
     x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
-    orig = _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE
-    _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE = (lambda: budget), (1 << 19 if small else 0)
+    orig = _cpu._chunk_bytes, _cpu_polyphase._SMALL_POLYPHASE
+    _cpu._chunk_bytes, _cpu_polyphase._SMALL_POLYPHASE = (lambda: budget), (1 << 19 if small
+                                                                          else 0)
     try:
         kw = {"stride": s, "criterion": criterion, "blur_size": k, "padding_mode": mode}
-        ya, ia = _cpu.polyphase_pool2d(x, return_index=True, **kw)
+        ya, ia = _cpu_polyphase.polyphase_pool2d(x, return_index=True, **kw)
     finally:
-        _cpu._chunk_bytes, _cpu._SMALL_POLYPHASE = orig
+        _cpu._chunk_bytes, _cpu_polyphase._SMALL_POLYPHASE = orig
     yb, ib = ref_polyphase(x, **kw)
     if not torch.equal(ia, ib):  # allowed only between components whose norms tie to ~1e-16
         with kernels.use_reference():

@@ -239,10 +239,10 @@ def _max_blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 2, stride: in
 def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
                           blur_size: int = 3, padding_mode: str = "reflect",
                           padding: int = 0) -> torch.Tensor:
-    # The dispatcher takes this path only with valid arguments and padding=0; the rank is
-    # checked here (the fast ops take any leading dims).
+    # The dispatcher takes this path only with valid arguments; the rank is checked here (the
+    # fast ops take any leading dims).
     _flat_spatial(x, "max_blur_pool2d")
-    return _cpu.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+    return _cpu.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
 
 
 def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

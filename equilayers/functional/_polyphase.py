@@ -36,7 +36,7 @@ import math
 import torch
 
 from .. import kernels
-from ..kernels import _cpu
+from ..kernels import _cpu_polyphase
 from ._blur import binomial_filter, blur_nd, check_kernel_size, check_padding_mode, check_stride
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
@@ -83,7 +83,7 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
     return kernels.dispatch("polyphase_pool2d", x, _polyphase_pool2d_reference,
-                            fast=_cpu.polyphase_pool2d, stride=stride,
+                            fast=_cpu_polyphase.polyphase_pool2d, stride=stride,
                             criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
                             return_index=return_index)
 

@@ -4,23 +4,22 @@ Each op is an ``autograd.Function`` with a hand-written backward:
 
 - ``max_pool2d_stride1(x, m)`` equals ``F.max_pool2d(x, m, stride=1)``, values and gradients.
   The forward is elementwise ``torch.maximum`` passes over shifted views (separable: along W,
-  then along H), where CPU ``max_pool2d`` computes an int64 index per output and is an order of
-  magnitude slower. The backward routes each output's gradient to the first maximum of its
-  window in row-major order, as ``max_pool2d`` does. For ``m = 2`` the forward stores two
-  float 0/1 masks (``torch.ge(..., out=float)``: one pass each, and float masks multiply several
-  times faster than bool ones on CPU) and the backward is six elementwise passes; other ``m``
-  build equality masks over the ``m * m`` windows in the backward. A window holding a NaN, or a
-  non-finite upstream gradient, takes the ``max_pool2d`` backward itself (masks would route
-  NaN/inf differently).
+  then along H; max-pool padding as a ``-inf`` border), where CPU ``max_pool2d`` computes an
+  int64 index per output and is an order of magnitude slower. The backward routes each
+  output's gradient to the first maximum of its window in row-major order, as ``max_pool2d``
+  does, separably too: the first window row reaching the maximum, then the first column of
+  that row reaching the row's maximum, each as float 0/1 masks (``torch.eq(..., out=float)``:
+  float masks multiply several times faster than bool ones on CPU). For ``m = 2`` without
+  padding the two masks are single comparisons of neighbours. A window holding a NaN or an
+  infinity, or a non-finite upstream gradient, takes the ``max_pool2d`` backward itself (masks
+  would route them differently).
 - ``blur_pool2d(x, k, s, mode)`` equals the reference blur pooling (pad, correlate with the
   outer product of the binomial, subsample): two separable 1-D passes, each the ``k`` taps as
   strided slices scaled and added (``out = w_c x[c::s]; out[lo:hi] += w_j x[...]``), the
   padding as a few single-row adds at the borders (the tap tables of :mod:`._tables`), never a
   padded copy; the backward is the transpose, strided adds into one buffer.
-- ``max_blur_pool2d`` with a 2x2 max window: the stride-1 maxima, then the blur above.
-- ``polyphase_pool2d``: the component norms summed in float64 chunk by chunk of rows (the
-  reference's ``vector_norm`` over the strided component dims is 6-8x slower on CPU), the
-  argmax, one gather; the backward scatters into zeros.
+- ``max_blur_pool2d``: the stride-1 maxima (any window, max-pool padding), then the blur above.
+(``polyphase_pool2d``'s fast path is in :mod:`._cpu_polyphase`.)
 
 The blur and the max-blur run chunk by chunk (about :data:`CHUNK_BYTES_PER_THREAD` of input
 planes per intra-op thread at a time), so the intermediates (the stride-1 max map, the masks,
@@ -38,7 +37,6 @@ Float rounding differs from the reference's convolution only in the order of the
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -50,14 +48,11 @@ __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
 
 # --- stride-1 max pooling ------------------------------------------------------------------------
 
-def _window(t: torch.Tensor, u: int, v: int, h: int, w: int) -> torch.Tensor:
-    return t[..., u:u + h, v:v + w]
-
-
-def _max_pool_reference_grad(x: torch.Tensor, m: int, grad: torch.Tensor) -> torch.Tensor:
+def _max_pool_reference_grad(x: torch.Tensor, m: int, grad: torch.Tensor,
+                             padding: int = 0) -> torch.Tensor:
     with torch.enable_grad():
         xd = x.detach().requires_grad_(True)
-        (gx,) = torch.autograd.grad(F.max_pool2d(xd, m, stride=1), xd, grad)
+        (gx,) = torch.autograd.grad(F.max_pool2d(xd, m, stride=1, padding=padding), xd, grad)
     return gx
 
 
@@ -88,6 +83,56 @@ def _max2x2_backward(gm: torch.Tensor, take_left: torch.Tensor, take_top: torch.
     out[..., :w].addcmul_(g_cols, take_left)
 
 
+def _padded(xc: torch.Tensor, p: int) -> torch.Tensor:
+    """``xc`` with ``p`` rows and columns of ``-inf`` around it (max pooling's padding)."""
+    return F.pad(xc, (p, p, p, p), value=float("-inf")) if p else xc
+
+
+def _max_map(xc: torch.Tensor, m: int, p: int):
+    """``max_pool2d(xc, m, stride=1, padding=p)`` as separable maxima: ``(cols, out)``,
+    ``cols`` the maxima along W (over the padded rows)."""
+    xp = _padded(xc, p)
+    hm, wm = xp.shape[-2] - m + 1, xp.shape[-1] - m + 1
+    cols = xp[..., :wm]
+    for v in range(1, m):
+        cols = torch.maximum(cols, xp[..., v:v + wm])
+    out = cols[..., :hm, :]
+    for u in range(1, m):
+        out = torch.maximum(out, cols[..., u:u + hm, :])
+    return xp, cols, out
+
+
+def _first_max_masks(windows, best: torch.Tensor):
+    """Float 0/1 masks, one per window offset, marking where that offset is the first (in
+    order) to reach ``best``: max_pool2d's row-major first-maximum rule, one axis at a time."""
+    left = None
+    for view in windows:
+        take = torch.eq(view, best, out=best.new_empty(best.shape))
+        if left is None:
+            left = 1 - take
+        else:
+            take.mul_(left)
+            left.sub_(take)
+        yield take
+
+
+def _max_backward(xc: torch.Tensor, m: int, p: int, gm: torch.Tensor,
+                  out: torch.Tensor) -> None:
+    """The gradient of ``max_pool2d(xc, m, 1, p)`` for upstream ``gm``, into ``out``: the first
+    row (of the window) reaching the maximum, then the first column within that row, is the
+    row-major first maximum. Needs finite ``xc`` (padding is ``-inf``; no NaN)."""
+    xp, cols, mx = _max_map(xc, m, p)
+    hm, wm = mx.shape[-2:]
+    g_cols = gm.new_zeros(cols.shape)
+    for u, take in enumerate(_first_max_masks([cols[..., u:u + hm, :] for u in range(m)], mx)):
+        g_cols[..., u:u + hm, :].addcmul_(gm, take)
+    gxp = gm.new_zeros(xp.shape) if p else out.zero_()
+    for v, take in enumerate(_first_max_masks([xp[..., v:v + wm] for v in range(m)], cols)):
+        gxp[..., v:v + wm].addcmul_(g_cols, take)
+    if p:
+        out.copy_(gxp[..., p:xp.shape[-2] - p, p:xp.shape[-1] - p])
+
+
 class _MaxPool2x2Stride1(torch.autograd.Function):
     """``max_pool2d(x, 2, stride=1)``; the backward from two float masks saved by the forward."""
 
@@ -116,37 +161,19 @@ class _MaxPool2x2Stride1(torch.autograd.Function):
 class _MaxPoolStride1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, m: int) -> torch.Tensor:
-        h, w = x.shape[-2] - m + 1, x.shape[-1] - m + 1
-        rows = x[..., :h, :]
-        for u in range(1, m):
-            rows = torch.maximum(rows, x[..., u:u + h, :])
-        out = rows[..., :w]
-        for v in range(1, m):
-            out = torch.maximum(out, rows[..., v:v + w])
-        if m == 1:
-            out = out.clone()
+        out = _max_map(x, m, 0)[2]
         ctx.m = m
-        ctx.save_for_backward(x, out)
-        return out
+        ctx.save_for_backward(x)
+        return out.clone() if m == 1 else out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        x, out = ctx.saved_tensors
-        m = ctx.m
-        if torch.isnan(out).any():
-            return _max_pool_reference_grad(x, m, grad), None
-        h, w = out.shape[-2:]
-        gx = torch.zeros_like(x)
-        taken = None
-        for u in range(m):
-            for v in range(m):
-                win = _window(x, u, v, h, w) == out
-                if taken is None:
-                    taken = win
-                else:
-                    win &= ~taken
-                    taken = taken | win
-                _window(gx, u, v, h, w).addcmul_(grad, win)
+        (x,) = ctx.saved_tensors
+        if not (bool(torch.isfinite(x.sum())) and bool(torch.isfinite(grad.sum()))):
+            return _max_pool_reference_grad(x, ctx.m, grad), None
+        gx = torch.empty_like(x)
+        _max_backward(x, ctx.m, 0, grad, gx)
         return gx, None
 
 
@@ -286,23 +313,25 @@ def _format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _graph_backward(x, grad, max_window, k, s, mode):
+def _graph_backward(x, grad, max_window, pad, k, s, mode):
     with torch.enable_grad():
         xd = x.detach().requires_grad_(True)
-        y = F.max_pool2d(xd, 2, stride=1) if max_window == 2 else xd
+        y = F.max_pool2d(xd, max_window, 1, pad) if max_window > 1 else xd
         y = _blur_axis(_blur_axis(y, -2, k, s, mode), -1, k, s, mode)
         (gx,) = torch.autograd.grad(y, xd, grad, create_graph=True)
     return gx
 
 
 class _BlurPool(torch.autograd.Function):
-    """Blur pooling (``max_window`` 1) or 2x2 stride-1 max then blur pooling (``max_window``
-    2), chunk by chunk; the backward saves only ``x`` and recomputes the masks per chunk."""
+    """Blur pooling (``max_window`` 1) or stride-1 max pooling (window ``max_window``, padding
+    ``pad``) then blur pooling, chunk by chunk; the backward saves only ``x`` and recomputes
+    the max pooling's masks per chunk."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, max_window: int, k: int, s: int,
+    def forward(ctx, x: torch.Tensor, max_window: int, pad: int, k: int, s: int,
                 mode: str) -> torch.Tensor:
-        h, w = x.shape[-2] - max_window + 1, x.shape[-1] - max_window + 1
+        h = x.shape[-2] + 2 * pad - max_window + 1
+        w = x.shape[-1] + 2 * pad - max_window + 1
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
         out = torch.empty((*x.shape[:-2], ho, wo), dtype=x.dtype, device=x.device,
                           memory_format=_format(x))
@@ -310,13 +339,15 @@ class _BlurPool(torch.autograd.Function):
         starts, step = _chunks(xv)
         for i in starts:
             xc = xv[i:i + step]
-            if max_window == 2:
+            if max_window == 2 and not pad:
                 cols = torch.maximum(xc[..., :-1], xc[..., 1:])
                 xc = torch.maximum(cols[..., :-1, :], cols[..., 1:, :])
+            elif max_window > 1:
+                xc = _max_map(xc, max_window, pad)[2]
             rows = _blur_axis(xc, -2, k, s, mode)
             _blur_axis(rows, -1, k, s, mode, out=ov[i:i + step])
-        ctx.args = (max_window, k, s, mode)
-        if max_window == 2:
+        ctx.args = (max_window, pad, k, s, mode)
+        if max_window > 1:
             ctx.save_for_backward(x)
         else:  # the blur alone is linear: the backward needs only x's shape and layout
             ctx.like = (x.shape, x.dtype, x.device, _format(x))
@@ -324,8 +355,8 @@ class _BlurPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        max_window, k, s, mode = ctx.args
-        if max_window == 2:
+        max_window, pad, k, s, mode = ctx.args
+        if max_window > 1:
             (x,) = ctx.saved_tensors
             gx = torch.empty_like(x)
         else:
@@ -334,29 +365,35 @@ class _BlurPool(torch.autograd.Function):
         if torch.is_grad_enabled():
             # create_graph=True (a gradient penalty): the unchunked ops, which autograd can
             # differentiate again (the chunked backward writes through out= buffers).
-            x = x if max_window == 2 else x.zero_()  # a linear op's gradient ignores x
-            return _graph_backward(x, grad, *ctx.args), None, None, None, None
+            x = x if max_window > 1 else x.zero_()  # a linear op's gradient ignores x
+            return _graph_backward(x, grad, *ctx.args), None, None, None, None, None
         (xv, gxv), planes = _plane_views(x, gx)
         gv = grad.reshape(-1, *grad.shape[-2:]) if planes else grad
-        h, w = xv.shape[-2] - max_window + 1, xv.shape[-1] - max_window + 1
+        h = xv.shape[-2] + 2 * pad - max_window + 1
+        w = xv.shape[-1] + 2 * pad - max_window + 1
         starts, step = _chunks(xv)
         for i in starts:
             gc = gv[i:i + step]
+            g_rows = _blur_axis_transpose(gc, -1, w, k, s, mode)
             if max_window == 1:
-                g_rows = _blur_axis_transpose(gc, -1, w, k, s, mode)
                 _blur_axis_transpose(g_rows, -2, h, k, s, mode, out=gxv[i:i + step])
                 continue
-            xc = xv[i:i + step]
-            cols, take_left, take_top = _max2x2_masks(xc)
-            g_rows = _blur_axis_transpose(gc, -1, w, k, s, mode)
             gm = _blur_axis_transpose(g_rows, -2, h, k, s, mode)
-            # NaN in the window or a non-finite gradient: max_pool2d's own backward (masks
-            # would route NaN/inf differently); decided per chunk (a sum reads, writes nothing).
-            if bool(torch.isfinite(cols.sum())) and bool(torch.isfinite(gm.sum())):
+            xc = xv[i:i + step]
+            if max_window == 2 and not pad:
+                cols, take_left, take_top = _max2x2_masks(xc)
+                finite = bool(torch.isfinite(cols.sum()))
+            else:
+                finite = bool(torch.isfinite(xc.sum()))
+            # NaN/inf in the window or a non-finite gradient: max_pool2d's own backward (masks
+            # would route them differently); decided per chunk (a sum reads, writes nothing).
+            if not (finite and bool(torch.isfinite(gm.sum()))):
+                gxv[i:i + step] = _max_pool_reference_grad(xc, max_window, gm, pad)
+            elif max_window == 2 and not pad:
                 _max2x2_backward(gm, take_left, take_top, gxv[i:i + step])
             else:
-                gxv[i:i + step] = _max_pool_reference_grad(xc, 2, gm)
-        return gx, None, None, None, None
+                _max_backward(xc, max_window, pad, gm, gxv[i:i + step])
+        return gx, None, None, None, None, None
 
 
 def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
@@ -373,99 +410,11 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
     """
     if kernel_size == 1:
         return x[..., ::stride, ::stride]
-    return _BlurPool.apply(x, 1, kernel_size, stride, padding_mode)
+    return _BlurPool.apply(x, 1, 0, kernel_size, stride, padding_mode)
 
 
 def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
-                    padding_mode: str = "reflect") -> torch.Tensor:
-    """``blur_pool2d(max_pool2d_stride1(x, kernel_size), blur_size, stride, padding_mode)``."""
-    if kernel_size in (1, 2) and blur_size > 1:
-        return _BlurPool.apply(x, kernel_size, blur_size, stride, padding_mode)
-    y = x if kernel_size == 1 else max_pool2d_stride1(x, kernel_size)
-    return blur_pool2d(y, blur_size, stride, padding_mode)
-
-
-# --- adaptive polyphase sampling -----------------------------------------------------------------
-
-#: Below this many input elements the component norms take ``vector_norm`` in one call
-#: (measured here: the chunked sums win from about 2**19 elements, 2-4x at 2**21 and up).
-_SMALL_POLYPHASE = 1 << 19
-
-
-def _component_norms(x: torch.Tensor, s: int, criterion: str) -> torch.Tensor:
-    """``(B, s * s)``: per sample, the criterion of each polyphase component up to a monotone
-    map (sums of squares for l2, of magnitudes for l1; maxima for linf), in float64 like the
-    reference. Chunks of rows: ``vector_norm`` over the strided component dims is 6-8x slower."""
-    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    if x.numel() < _SMALL_POLYPHASE:  # the reference's one call: fewer Python calls win here
-        xr = x.reshape(b, -1, h // s, s, w // s, s)
-        order = {"l2": 2, "l1": 1, "linf": math.inf}[criterion]
-        return torch.linalg.vector_norm(xr, order, dim=(1, 2, 4),
-                                        dtype=torch.float64).reshape(b, s * s)
-    rows = x.reshape(b, -1, s, w)                       # (B, R * H/s, s, W): one row phase per s
-    if criterion == "linf":                             # exact in any dtype: no float64
-        return rows.abs().amax(1).view(b, s, w // s, s).amax(2).reshape(b, s * s)
-    acc = x.new_empty((b, s, w), dtype=torch.float64)
-
-    def measure(part: torch.Tensor) -> torch.Tensor:
-        part = part.to(torch.float64)
-        return part * part if criterion == "l2" else part.abs()
-
-    per_sample, budget = rows[0].numel() * 8, _chunk_bytes()
-    if per_sample <= budget:                            # whole samples per chunk
-        step = budget // per_sample
-        for k in range(0, b, step):
-            torch.sum(measure(rows[k:k + step]), 1, out=acc[k:k + step])
-    else:                                               # row chunks within a sample
-        step = max(1, budget // (s * w * 8))
-        acc.zero_()
-        for k in range(b):
-            for i in range(0, rows.shape[1], step):
-                acc[k] += measure(rows[k, i:i + step]).sum(0)
-    return acc.view(b, s, w // s, s).sum(2).reshape(b, s * s)
-
-
-def _gather(x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
-    """``x[b, ..., i::s, j::s]`` with ``i * s + j = index[b]``."""
-    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    xr = x.reshape(b, -1, h // s, s, w // s, s)
-    rows = torch.arange(b, device=x.device)
-    return xr[rows, :, :, index // s, :, index % s].reshape(*x.shape[:-2], h // s, w // s)
-
-
-class _PolyphaseGather(torch.autograd.Function):
-    """:func:`_gather` whose backward scatters into zeros without accumulating (each input
-    receives at most one gradient): 12% faster than indexing's own backward at 32 x 64 x 56 x 56,
-    slower below :data:`_SMALL_POLYPHASE` elements (one more Python-level call)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
-        ctx.save_for_backward(index)
-        ctx.shape, ctx.s = x.shape, s
-        return _gather(x, index, s)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (index,) = ctx.saved_tensors
-        s, shape = ctx.s, ctx.shape
-        b, h, w = shape[0], shape[-2], shape[-1]
-        gx = grad.new_zeros((b, grad[0].numel() // (h // s * (w // s)), h // s, s, w // s, s))
-        rows = torch.arange(b, device=grad.device)
-        gx[rows, :, :, index // s, :, index % s] = grad.reshape(b, -1, h // s, w // s)
-        return gx.view(shape), None, None
-
-
-def polyphase_pool2d(x: torch.Tensor, stride: int = 2, criterion: str = "l2",
-                     blur_size: int = 1, padding_mode: str = "circular",
-                     return_index: bool = False):
-    """The reference ``polyphase_pool2d`` (arguments already validated): the component norms
-    in float64 by row chunks, the argmax, one gather; the blur, if any, the fast blur at
-    stride 1. Picks the reference's component up to the order of the float64 sums."""
-    if blur_size > 1:
-        x = blur_pool2d(x, blur_size, 1, padding_mode)
-    index = _component_norms(x.detach(), stride, criterion).argmax(1)
-    if x.numel() >= _SMALL_POLYPHASE and x.requires_grad and torch.is_grad_enabled():
-        y = _PolyphaseGather.apply(x, index, stride)
-    else:  # autograd differentiates the indexing itself
-        y = _gather(x, index, stride)
-    return (y, index) if return_index else y
+                    padding_mode: str = "reflect", padding: int = 0) -> torch.Tensor:
+    """``blur_pool2d(max_pool2d(x, kernel_size, 1, padding), blur_size, stride, padding_mode)``
+    (arguments already validated)."""
+    return _BlurPool.apply(x, kernel_size, padding, blur_size, stride, padding_mode)

@@ -18,15 +18,13 @@ The rule, checked in this order (the first that applies decides):
 5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
    on this device, for this dtype (float32, float64), and the call is not being traced ->
    ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
-   index arithmetic, and ``max_blur_pool2d`` without max-pool padding, whose stride-1 max
-   pooling becomes elementwise maxima, both with hand-written backwards and run in
-   cache-sized chunks, and ``polyphase_pool2d`` with its component norms summed in float64
-   row chunk by row chunk instead of ``vector_norm``; see :mod:`equilayers.kernels._cpu`).
-   Training a ``max_blur_pool2d`` whose max-pool window is not 1 or 2 takes the reference:
-   only the 2x2 backward was measured faster. Under ``torch.compile``, ``torch.export`` and
-   ``torch.jit.trace`` the reference is traced instead
-   (the fast backward has a data-dependent branch for NaN windows, and a compiler fuses the
-   reference itself).
+   index arithmetic, and ``max_blur_pool2d``, whose stride-1 max pooling becomes elementwise
+   maxima, both with hand-written backwards and run in cache-sized chunks, and
+   ``polyphase_pool2d`` with its component norms summed in float64 row chunk by row chunk
+   instead of ``vector_norm``; see :mod:`equilayers.kernels._cpu`). Under ``torch.compile``,
+   ``torch.export`` and ``torch.jit.trace`` the reference is traced instead (the fast
+   backward has a data-dependent branch for NaN windows, and a compiler fuses the reference
+   itself).
 6. Otherwise -> ``"reference"``.
 
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
@@ -53,8 +51,9 @@ KERNEL_OPS = ("blur_pool2d", "max_blur_pool2d", "polyphase_pool2d")
 FAST_OPS = {
     "blur_pool2d": {"cpu": "PyTorch fast path: separable strided adds, padding by index "
                            "arithmetic, hand-written backward"},
-    "max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling as elementwise "
-                               "maxima with a mask backward, then the separable fast blur"},
+    "max_blur_pool2d": {"cpu": "PyTorch fast path: the stride-1 max pooling (any window and "
+                               "padding) as elementwise maxima with a mask backward, then the "
+                               "separable fast blur"},
     "polyphase_pool2d": {"cpu": "PyTorch fast path: component norms in float64 by row chunks, "
                                 "one gather, a scatter backward"},
 }
@@ -200,7 +199,7 @@ def _support(op: str, device_type: str, dtype: torch.dtype, ndim: int,
 
 
 def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...],
-            kwargs: dict, needs_grad: bool = False) -> tuple[str, str]:
+            kwargs: dict) -> tuple[str, str]:
     if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
         return "reference", "EQUILAYERS_DISABLE_TRITON=1 is set"
     if getattr(_state, "force_reference", 0):
@@ -213,16 +212,13 @@ def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...
     ok, reason = _support(op, device_type, dtype, len(shape), kernel_args)
     if ok:
         return "triton", reason
-    if op in FAST_OPS and device_type in FAST_OPS[op] and not kwargs.get("padding", 0):
+    if op in FAST_OPS and device_type in FAST_OPS[op]:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
                                  f"which the compiler fuses itself (no kernel: {reason})")
         if dtype not in _FAST_DTYPES:
             return "reference", (f"the fast path takes float32 and float64, not "
                                  f"{str(dtype).replace('torch.', '')} (no kernel: {reason})")
-        if needs_grad and op == "max_blur_pool2d" and kwargs.get("kernel_size", 2) not in (1, 2):
-            return "reference", (f"the input requires grad and the fast backward is measured "
-                                 f"faster only for max-pool kernel_size 2 (no kernel: {reason})")
         return "fast", f"{FAST_OPS[op][device_type]} (no kernel: {reason})"
     return "reference", reason
 
@@ -249,8 +245,7 @@ def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
     if not isinstance(x, torch.Tensor):
         return "reference", (f"x is a {type(x).__name__}, not a tensor; the reference reports "
                              "it")
-    needs_grad = torch.is_grad_enabled() and x.requires_grad
-    return _select(op_name, x.device.type, x.dtype, tuple(x.shape), kwargs, needs_grad)
+    return _select(op_name, x.device.type, x.dtype, tuple(x.shape), kwargs)
 
 
 def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
