@@ -122,6 +122,29 @@ def test_triton_max_blur_every_mode(interpret, gen, mode, m, k):
 
 
 @needs_triton
+@pytest.mark.parametrize("m,pad,stride", [(3, 1, 2), (2, 1, 2), (4, 2, 3), (3, 1, 1)])
+def test_triton_max_blur_kernel_with_max_pool_padding(interpret, gen, m, pad, stride):
+    """The ResNet stem's MaxBlurPool2d(3, padding=1) and friends: -inf padding, ties routed to
+    the first real maximum, all -inf windows, channels_last."""
+    x = _randn(gen, 2, 3, 10, 9)
+    for t in [x, x.contiguous(memory_format=torch.channels_last),
+              torch.randint(0, 3, (2, 3, 9, 10), generator=gen).float().to(DEVICE)]:
+        for mode in ("zeros", "reflect"):
+            _compare(kernels.triton_max_blur_pool2d, ref_max_blur, t, gen, kernel_size=m,
+                     stride=stride, padding_mode=mode, padding=pad)
+    neg = torch.full((1, 2, 7, 8), float("-inf"), device=DEVICE)
+    neg[0, 0, 3, 3] = 1.0
+    xa, xb = neg.clone().requires_grad_(True), neg.clone().requires_grad_(True)
+    ya = kernels.triton_max_blur_pool2d(xa, m, stride, 1, "zeros", padding=pad)
+    yb = ref_max_blur(xb, m, stride, 1, "zeros", padding=pad)
+    torch.testing.assert_close(ya, yb)
+    ya.sum().backward()
+    yb.sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    assert xb.grad.abs().sum() > 0  # the all -inf windows route somewhere real
+
+
+@needs_triton
 def test_triton_max_blur_layouts_and_ties(interpret, gen):
     x = _randn(gen, 2, 4, 11, 8)
     y, _ = _compare(kernels.triton_max_blur_pool2d, ref_max_blur,
@@ -145,10 +168,13 @@ def test_triton_opcheck(interpret, gen):
     for args in [(x, 3, 2, "reflect"), (cl.requires_grad_(True), 4, 3, "circular")]:
         torch.library.opcheck(_ops.blur_pool2d, args)
     torch.library.opcheck(_ops.max_blur_pool2d, (x, 2, 2, 3, "zeros"))
+    torch.library.opcheck(_ops.max_blur_pool2d, (x, 3, 2, 3, "reflect", 1))
     g = _randn(gen, 2, 3, 5, 6)
     torch.library.opcheck(_ops.blur_pool2d_backward, (g, 9, 11, 3, 2, "replicate"))
     torch.library.opcheck(_ops.max_blur_pool2d_backward, (_randn(gen, 2, 3, 4, 5), x.detach(),
                                                           2, 2, 3, "reflect"))
+    torch.library.opcheck(_ops.max_blur_pool2d_backward, (_randn(gen, 2, 3, 5, 6), x.detach(),
+                                                          3, 2, 3, "zeros", 1))
 
 
 @needs_triton
@@ -213,8 +239,7 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert path == "fast" and "the input has 3 dims" in reason, reason
     path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
     assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
-    path, reason = kernels.select("max_blur_pool2d", x, padding=1)  # the CPU fast path has it
-    assert path == "fast" and "padding is not implemented" in reason, reason
+    assert kernels.select("max_blur_pool2d", x, kernel_size=3, padding=1)[0] == "triton"
     with kernels.use_reference():
         assert kernels.select("blur_pool2d", x) == (
             "reference", "inside equilayers.kernels.use_reference()")

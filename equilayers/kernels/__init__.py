@@ -64,13 +64,14 @@ def triton_blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
 
 
 def triton_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
-                           blur_size: int = 3, padding_mode: str = "reflect") -> torch.Tensor:
+                           blur_size: int = 3, padding_mode: str = "reflect", *,
+                           padding: int = 0) -> torch.Tensor:
     """Max-blur pooling by the fused Triton kernel, bypassing dispatch."""
     _check_kernel_input("max_blur_pool2d", x, kernel_size=kernel_size, stride=stride,
-                        blur_size=blur_size, padding_mode=padding_mode)
+                        blur_size=blur_size, padding_mode=padding_mode, padding=padding)
     from . import _ops
 
-    return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode)
+    return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
 
 
 def triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
@@ -115,4 +116,5 @@ def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tenso
         return _ops.blur_pool2d(x, kwargs.get("kernel_size", 3), kwargs.get("stride", 2),
                                 kwargs.get("padding_mode", "reflect"))
     return _ops.max_blur_pool2d(x, kwargs.get("kernel_size", 2), kwargs.get("stride", 2),
-                                kwargs.get("blur_size", 3), kwargs.get("padding_mode", "reflect"))
+                                kwargs.get("blur_size", 3), kwargs.get("padding_mode", "reflect"),
+                                kwargs.get("padding", 0))

@@ -11,9 +11,9 @@ The rule, checked in this order (the first that applies decides):
    CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and ``TRITON_INTERPRET=1`` (Triton's
    interpreter, for tests); triton is installed; the dtype is float32, float16 or bfloat16; the
    input is 4-D or 5-D; the arguments are within the kernel's (blur size 1..7, max window
-   1..4, no max-pool padding; polyphase pooling: every valid stride, criterion, blur size and
-   padding mode, its blur being the blur_pool2d kernel at stride 1). Any memory layout is
-   accepted (the kernels index through the strides; a channels_last input gives a
+   1..4 with any valid max-pool padding; polyphase pooling: every valid stride, criterion,
+   blur size and padding mode, its blur being the blur_pool2d kernel at stride 1). Any memory
+   layout is accepted (the kernels index through the strides; a channels_last input gives a
    channels_last output).
 5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
    on this device, for this dtype (float32, float64), and the call is not being traced ->
@@ -169,8 +169,6 @@ def _kernel_args(op: str, ndim: int, kwargs: dict) -> str | None:
         m = kwargs.get("kernel_size", 2)
         if m > 4:
             return f"max-pool kernel_size {m} is outside the kernel's 1..4"
-        if kwargs.get("padding", 0):
-            return "max-pool padding is not implemented by the kernel"
     return None
 
 

@@ -83,47 +83,50 @@ blur_pool2d.register_autograd(_blur_backward, setup_context=_blur_setup)
 
 @torch.library.custom_op("equilayers::max_blur_pool2d", mutates_args=())
 def max_blur_pool2d(x: torch.Tensor, kernel_size: int, stride: int, blur_size: int,
-                    padding_mode: str) -> torch.Tensor:
-    """``blur_pool2d(max_pool2d(x, kernel_size, stride=1), blur_size, stride, padding_mode)``
+                    padding_mode: str, padding: int = 0) -> torch.Tensor:
+    """``blur_pool2d(max_pool2d(x, kernel_size, 1, padding), blur_size, stride, padding_mode)``
     fused by the Triton kernel."""
     from . import _triton
 
-    y = _triton.max_blur_forward(_as_4d(x), kernel_size, blur_size, stride, padding_mode)
+    y = _triton.max_blur_forward(_as_4d(x), kernel_size, blur_size, stride, padding_mode,
+                                 padding)
     return _like_5d(y, x)
 
 
 @max_blur_pool2d.register_fake
-def _(x, kernel_size, stride, blur_size, padding_mode):
-    h, w = x.shape[-2] - kernel_size + 1, x.shape[-1] - kernel_size + 1
+def _(x, kernel_size, stride, blur_size, padding_mode, padding=0):
+    h = x.shape[-2] + 2 * padding - kernel_size + 1
+    w = x.shape[-1] + 2 * padding - kernel_size + 1
     return _empty_out(x, _out_len(h, stride), _out_len(w, stride))
 
 
 @torch.library.custom_op("equilayers::max_blur_pool2d_backward", mutates_args=())
 def max_blur_pool2d_backward(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, stride: int,
-                             blur_size: int, padding_mode: str) -> torch.Tensor:
+                             blur_size: int, padding_mode: str,
+                             padding: int = 0) -> torch.Tensor:
     """The gradient of :func:`max_blur_pool2d` with respect to ``x`` (through the argmax)."""
     from . import _triton
 
     gx = _triton.max_blur_backward(_as_4d(grad), _as_4d(x), kernel_size, blur_size, stride,
-                                   padding_mode)
+                                   padding_mode, padding)
     return _like_5d(gx, x)
 
 
 @max_blur_pool2d_backward.register_fake
-def _(grad, x, kernel_size, stride, blur_size, padding_mode):
+def _(grad, x, kernel_size, stride, blur_size, padding_mode, padding=0):
     return _empty_out(x, x.shape[-2], x.shape[-1])
 
 
 def _max_blur_setup(ctx, inputs, output):
-    x, ctx.kernel_size, ctx.stride, ctx.blur_size, ctx.padding_mode = inputs
+    x, ctx.kernel_size, ctx.stride, ctx.blur_size, ctx.padding_mode, ctx.padding = inputs
     ctx.save_for_backward(x)
 
 
 def _max_blur_backward(ctx, grad):
     (x,) = ctx.saved_tensors
     gx = max_blur_pool2d_backward(grad, x, ctx.kernel_size, ctx.stride, ctx.blur_size,
-                                  ctx.padding_mode)
-    return gx, None, None, None, None
+                                  ctx.padding_mode, ctx.padding)
+    return gx, None, None, None, None, None
 
 
 max_blur_pool2d.register_autograd(_max_blur_backward, setup_context=_max_blur_setup)

@@ -7,8 +7,9 @@ mode lives in the per-axis tap tables (:mod:`._tables`); accumulation is in floa
 
 - ``_sep_gather``: ``out[b, c, i, j] = sum_{a, t} wr[i, a] wc[j, t] src[b, c, ir[i, a], ic[j, t]]``
   -- the blur forward (forward tables) and its backward (transposed tables).
-- ``_max_blur_fwd``: the same with ``src`` replaced by the ``m x m`` stride-1 max of the input,
-  computed on the fly: max pooling then blur in one pass, nothing in between is stored.
+- ``_max_blur_fwd``: the same with ``src`` replaced by the ``m x m`` stride-1 max of the input
+  (max-pool padding read as ``-inf``), computed on the fly: max pooling then blur in one pass,
+  nothing in between is stored.
 - ``_max_blur_bwd``: for every input pixel, the ``m x m`` windows that contain it; a window
   sends it the blur's gradient at that window (transposed tables) when the pixel is the
   window's first maximum in row-major order (PyTorch's ``max_pool2d`` rule). The argmax is
@@ -70,10 +71,10 @@ def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
 
 
 @triton.jit
-def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
+def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H, W,
                   s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
-                  MK: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr,
-                  BLOCK: tl.constexpr):
+                  MK: tl.constexpr, PAD: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr,
+                  CL: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = idx < total
     b, c, i, j = _decompose(idx, C, HO, WO, CL)
@@ -90,7 +91,10 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
             best = tl.full([BLOCK], float("-inf"), tl.float32)
             for u in tl.static_range(MK):
                 for v in tl.static_range(MK):
-                    val = tl.load(src + base + (r + u) * s_h + (q + v) * s_w, mask=ok,
+                    ri = r + u - PAD  # max-pool padding: rows/columns outside read -inf
+                    qi = q + v - PAD
+                    val = tl.load(src + base + ri * s_h + qi * s_w,
+                                  mask=ok & (ri >= 0) & (ri < H) & (qi >= 0) & (qi < W),
                                   other=float("-inf")).to(tl.float32)
                     best = tl.where((val > best) | (val != val), val, best)
             row += wq * tl.where(ok, best, 0.0)
@@ -102,8 +106,8 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
 @triton.jit
 def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM, WM,
                   x_b, x_c, x_h, x_w, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
-                  MK: tl.constexpr, MA: tl.constexpr, MB: tl.constexpr, CL: tl.constexpr,
-                  BLOCK: tl.constexpr):
+                  MK: tl.constexpr, PAD: tl.constexpr, MA: tl.constexpr, MB: tl.constexpr,
+                  CL: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = idx < total
     b, c, y, z = _decompose(idx, C, H, W, CL)
@@ -112,15 +116,20 @@ def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for u in tl.static_range(MK):
         for v in tl.static_range(MK):
-            r = y - u
-            q = z - v
+            r = y + PAD - u  # the window (of the max map) holding (y, z) at offset (u, v)
+            q = z + PAD - v
             inside = live & (r >= 0) & (r < HM) & (q >= 0) & (q < WM)
             best = tl.full([BLOCK], float("-inf"), tl.float32)
-            bu = tl.zeros([BLOCK], dtype=tl.int32)
-            bv = tl.zeros([BLOCK], dtype=tl.int32)
+            # Start at the window's first real (unpadded) element, as max_pool2d does: an
+            # all -inf window routes its gradient there, never to the padding.
+            bu = tl.maximum(PAD - r, 0).to(tl.int32)
+            bv = tl.maximum(PAD - q, 0).to(tl.int32)
             for uu in tl.static_range(MK):
                 for vv in tl.static_range(MK):
-                    val = tl.load(x + xbase + (r + uu) * x_h + (q + vv) * x_w, mask=inside,
+                    ri = r + uu - PAD
+                    qi = q + vv - PAD
+                    val = tl.load(x + xbase + ri * x_h + qi * x_w,
+                                  mask=inside & (ri >= 0) & (ri < H) & (qi >= 0) & (qi < W),
                                   other=float("-inf")).to(tl.float32)
                     take = (val > best) | (val != val)
                     best = tl.where(take, val, best)
@@ -192,10 +201,12 @@ def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) ->
     return _launch_sep(g, out, (bh, bwh), (bw, bww))
 
 
-def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str) -> torch.Tensor:
-    """``blur_pool2d(max_pool2d(x, m, stride=1), k, s, mode)`` in one pass, 4-D input."""
+def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
+                     pad: int = 0) -> torch.Tensor:
+    """``blur_pool2d(max_pool2d(x, m, stride=1, padding=pad), k, s, mode)`` in one pass, 4-D
+    input."""
     B, C, H, W = x.shape
-    HM, WM = H - m + 1, W - m + 1
+    HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
     fh, fwh, _, _ = axis_tables(HM, k, s, mode, x.device)
     fw, fww, _, _ = axis_tables(WM, k, s, mode, x.device)
     out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
@@ -204,16 +215,17 @@ def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str) -> torc
         return out
     block = _block(out)
     _max_blur_fwd[(triton.cdiv(total, block),)](
-        x, out, fh, fwh, fw, fww, total, C, out.shape[2], out.shape[3],
-        *x.stride(), *out.stride(), MK=m, KA=k, KB=k, CL=_channels_last(out), BLOCK=block)
+        x, out, fh, fwh, fw, fww, total, C, out.shape[2], out.shape[3], H, W,
+        *x.stride(), *out.stride(), MK=m, PAD=pad, KA=k, KB=k, CL=_channels_last(out),
+        BLOCK=block)
     return out
 
 
 def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
-                      mode: str) -> torch.Tensor:
+                      mode: str, pad: int = 0) -> torch.Tensor:
     """The gradient of :func:`max_blur_forward` with respect to ``x``."""
     B, C, H, W = x.shape
-    HM, WM = H - m + 1, W - m + 1
+    HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
     _, _, bh, bwh = axis_tables(HM, k, s, mode, x.device)
     _, _, bw, bww = axis_tables(WM, k, s, mode, x.device)
     gx = _empty_like_layout(x, (B, C, H, W))
@@ -223,8 +235,8 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
     block = _block(gx)
     _max_blur_bwd[(triton.cdiv(total, block),)](
         x, g, gx, bh, bwh, bw, bww, total, C, H, W, HM, WM,
-        *x.stride(), *g.stride(), *gx.stride(), MK=m, MA=bh.shape[1], MB=bw.shape[1],
-        CL=_channels_last(gx), BLOCK=block)
+        *x.stride(), *g.stride(), *gx.stride(), MK=m, PAD=pad, MA=bh.shape[1],
+        MB=bw.shape[1], CL=_channels_last(gx), BLOCK=block)
     return gx
 
 
