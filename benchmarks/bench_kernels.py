@@ -45,11 +45,26 @@ def cases(quick: bool) -> list[BenchCase]:
         tag = f"b{b} c{c} {n}x{n}"
         params = {"batch": b, "channels": c, "size": n}
 
-        def make(build, wrap=None, b=b, c=c, n=n):
+        def make(build, wrap=None, b=b, c=c, n=n, fmt=torch.contiguous_format):
             def _make(device=None):
                 module = build().to(device)
-                return (wrap(module) if wrap else module), _input(b, c, n, device)
+                x = _input(b, c, n, device).contiguous(memory_format=fmt)
+                return (wrap(module) if wrap else module), x
             return _make
+
+        cl = torch.channels_last
+        out += [  # channels_last inputs (floors in the same layout)
+            BenchCase(f"MaxPool2d(2) channels_last {tag}", FAMILY,
+                      make(lambda: nn.MaxPool2d(2), fmt=cl), params=params),
+            BenchCase(f"AvgPool2d(2) channels_last {tag}", FAMILY,
+                      make(lambda: nn.AvgPool2d(2), fmt=cl), params=params),
+            BenchCase(f"MaxBlurPool2d dispatched channels_last {tag}", FAMILY,
+                      make(MaxBlurPool2d, fmt=cl), floor=f"MaxPool2d(2) channels_last {tag}",
+                      params=params),
+            BenchCase(f"BlurPool2d dispatched channels_last {tag}", FAMILY,
+                      make(BlurPool2d, fmt=cl), floor=f"AvgPool2d(2) channels_last {tag}",
+                      params=params),
+        ]
 
         max_floor, avg_floor = f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}"
         out += [

@@ -48,6 +48,21 @@ __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
 
 # --- stride-1 max pooling ------------------------------------------------------------------------
 
+def _format(x: torch.Tensor) -> torch.memory_format:
+    """``x``'s memory format for new buffers: channels_last(_3d) stays so, else contiguous."""
+    if not x.is_contiguous():
+        for fmt, nd in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
+            if x.dim() == nd and x.is_contiguous(memory_format=fmt):
+                return fmt
+    return torch.contiguous_format
+
+
+def _empty(shape, like: torch.Tensor) -> torch.Tensor:
+    """A buffer in ``like``'s dtype, device and memory format: elementwise ops over operands of
+    mixed layouts (an NCHW temporary beside NHWC views) take a slow strided path on CPU."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_format(like))
+
+
 def _max_pool_reference_grad(x: torch.Tensor, m: int, grad: torch.Tensor,
                              padding: int = 0) -> torch.Tensor:
     with torch.enable_grad():
@@ -62,8 +77,8 @@ def _max2x2_masks(xc: torch.Tensor):
     left, right = xc[..., :-1], xc[..., 1:]
     cols = torch.maximum(left, right)
     top, bottom = cols[..., :-1, :], cols[..., 1:, :]
-    take_left = torch.ge(left, right, out=xc.new_empty(cols.shape))
-    take_top = torch.ge(top, bottom, out=xc.new_empty(top.shape))
+    take_left = torch.ge(left, right, out=_empty(cols.shape, xc))
+    take_top = torch.ge(top, bottom, out=_empty(top.shape, xc))
     return cols, take_left, take_top
 
 
@@ -73,7 +88,7 @@ def _max2x2_backward(gm: torch.Tensor, take_left: torch.Tensor, take_top: torch.
     h, w = gm.shape[-2:]
     # Rows: the grad of cols (H, W-1) is [g top; 0] + [0; g (1 - top)]: the bottom share
     # first (g - g top, exact for finite g), then the top share added (addcmul: no temporary).
-    g_cols = gm.new_empty((*gm.shape[:-2], h + 1, w))
+    g_cols = _empty((*gm.shape[:-2], h + 1, w), gm)
     torch.addcmul(gm, gm, take_top, value=-1, out=g_cols[..., 1:, :])
     g_cols[..., :1, :] = 0
     g_cols[..., :h, :].addcmul_(gm, take_top)
@@ -107,7 +122,7 @@ def _first_max_masks(windows, best: torch.Tensor):
     order) to reach ``best``: max_pool2d's row-major first-maximum rule, one axis at a time."""
     left = None
     for view in windows:
-        take = torch.eq(view, best, out=best.new_empty(best.shape))
+        take = torch.eq(view, best, out=_empty(best.shape, best))
         if left is None:
             left = 1 - take
         else:
@@ -123,10 +138,10 @@ def _max_backward(xc: torch.Tensor, m: int, p: int, gm: torch.Tensor,
     row-major first maximum. Needs finite ``xc`` (padding is ``-inf``; no NaN)."""
     xp, cols, mx = _max_map(xc, m, p)
     hm, wm = mx.shape[-2:]
-    g_cols = gm.new_zeros(cols.shape)
+    g_cols = _empty(cols.shape, gm).zero_()
     for u, take in enumerate(_first_max_masks([cols[..., u:u + hm, :] for u in range(m)], mx)):
         g_cols[..., u:u + hm, :].addcmul_(gm, take)
-    gxp = gm.new_zeros(xp.shape) if p else out.zero_()
+    gxp = _empty(xp.shape, gm).zero_() if p else out.zero_()
     for v, take in enumerate(_first_max_masks([xp[..., v:v + wm] for v in range(m)], cols)):
         gxp[..., v:v + wm].addcmul_(g_cols, take)
     if p:
@@ -153,7 +168,7 @@ class _MaxPool2x2Stride1(torch.autograd.Function):
         x, take_top, take_left = ctx.saved_tensors
         if not ctx.finite or not bool(torch.isfinite(grad.sum())):
             return _max_pool_reference_grad(x, 2, grad)
-        gx = grad.new_empty((*grad.shape[:-2], grad.shape[-2] + 1, grad.shape[-1] + 1))
+        gx = _empty((*grad.shape[:-2], grad.shape[-2] + 1, grad.shape[-1] + 1), grad)
         _max2x2_backward(grad, take_left, take_top, gx)
         return gx
 
@@ -256,7 +271,7 @@ def _blur_axis_transpose(g: torch.Tensor, dim: int, n: int, k: int, s: int,
     if out is None:
         shape = list(g.shape)
         shape[dim] = n
-        gin = g.new_empty(shape) if first else g.new_zeros(shape)
+        gin = _empty(shape, g) if first else _empty(shape, g).zero_()
     else:
         gin = out if first else out.zero_()
     for j in first:
@@ -302,15 +317,6 @@ def _chunks(t: torch.Tensor) -> tuple[range, int]:
     per = t[:1].numel() * t.element_size()
     step = max(1, _chunk_bytes() // max(per, 1))
     return range(0, t.shape[0], step), step
-
-
-def _format(x: torch.Tensor) -> torch.memory_format:
-    """``x``'s memory format for new buffers: channels_last(_3d) stays so, else contiguous."""
-    if not x.is_contiguous():
-        for fmt, nd in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
-            if x.dim() == nd and x.is_contiguous(memory_format=fmt):
-                return fmt
-    return torch.contiguous_format
 
 
 def _graph_backward(x, grad, max_window, pad, k, s, mode):
@@ -368,7 +374,10 @@ class _BlurPool(torch.autograd.Function):
             x = x if max_window > 1 else x.zero_()  # a linear op's gradient ignores x
             return _graph_backward(x, grad, *ctx.args), None, None, None, None, None
         (xv, gxv), planes = _plane_views(x, gx)
-        gv = grad.reshape(-1, *grad.shape[-2:]) if planes else grad
+        if planes:
+            gv = grad.reshape(-1, *grad.shape[-2:])
+        else:  # channels_last and the like: grad in x's layout, or every temporary mixes two
+            gv = grad.contiguous(memory_format=_format(x))
         h = xv.shape[-2] + 2 * pad - max_window + 1
         w = xv.shape[-1] + 2 * pad - max_window + 1
         starts, step = _chunks(xv)
