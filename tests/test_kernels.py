@@ -13,6 +13,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from _refs import ref_blur, ref_max_blur
 
 from equilayers import functional as EF
 from equilayers import kernels
@@ -25,18 +26,6 @@ needs_triton = pytest.mark.skipif(
     not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
     "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels.py)")
 DEVICE = "cuda" if ON_CUDA else "cpu"
-
-
-def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
-    """The specification: equilayers.functional's pure-PyTorch reference."""
-    with kernels.use_reference():
-        return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
-
-
-def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect", padding=0):
-    with kernels.use_reference():
-        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
-                                  padding=padding)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _refs import ref_blur, ref_max_blur, ref_poly
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,17 +17,6 @@ from equilayers import nn as enn
 from equilayers.kernels import _cpu, _cpu_polyphase
 
 MODES = ["reflect", "replicate", "zeros", "circular"]
-
-
-def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
-    with kernels.use_reference():
-        return EF.blur_pool2d(x, kernel_size, stride, padding_mode)
-
-
-def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect", padding=0):
-    with kernels.use_reference():
-        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
-                                  padding=padding)
 
 
 def _compare(fast, reference, x, gen, tol, **kw):
@@ -210,11 +200,6 @@ def test_cpu_fast_double_backward_equals_the_reference(gen):
         assert pen[0].abs().sum() > 0  # not trivially zero
 
 
-def ref_polyphase(x, **kw):
-    with kernels.use_reference():
-        return EF.polyphase_pool2d(x, return_index=True, **kw)
-
-
 @pytest.mark.parametrize("chunk_bytes", [None, 64, 1000])
 def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
     """Same component, values and gradients: every criterion, stride, blur and padding mode,
@@ -235,7 +220,7 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
                    {"blur_size": 2, "padding_mode": "zeros", "criterion": "l1"}]:
             a, b = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
             (ya, ia), (yb, ib) = EF.polyphase_pool2d(a, return_index=True, **kw), \
-                ref_polyphase(b, **kw)
+                ref_poly(b, return_index=True, **kw)
             assert torch.equal(ia, ib), (kw, ia, ib)
             torch.testing.assert_close(ya, yb, equal_nan=True)
             g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
@@ -306,7 +291,7 @@ def test_cpu_fast_polyphase_property(b, c, hs, ws, s, k, criterion, mode, budget
         ya, ia = _cpu_polyphase.polyphase_pool2d(x, return_index=True, **kw)
     finally:
         _cpu._chunk_bytes, _cpu_polyphase._SMALL_POLYPHASE = orig
-    yb, ib = ref_polyphase(x, **kw)
+    yb, ib = ref_poly(x, return_index=True, **kw)
     if not torch.equal(ia, ib):  # allowed only between components whose norms tie to ~1e-16
         with kernels.use_reference():
             xb = EF.blur_pool2d(x.detach(), k, 1, mode) if k > 1 else x.detach()

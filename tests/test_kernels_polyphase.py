@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+from _refs import ref_poly
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,12 +25,6 @@ needs_triton = pytest.mark.skipif(
     not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
     "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels_polyphase.py)")
 DEVICE = "cuda" if ON_CUDA else "cpu"
-
-
-def ref_poly(x, stride=2, **kw):
-    """The specification: the functional's pure-PyTorch reference."""
-    with kernels.use_reference():
-        return EF.polyphase_pool2d(x, stride, **kw)
 
 
 @pytest.fixture
