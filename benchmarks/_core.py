@@ -83,3 +83,12 @@ def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:
     """A fixed ``(b, c, n, n)`` normal input (seed 0), on ``device``."""
     g = torch.Generator().manual_seed(0)
     return torch.randn(b, c, n, n, generator=g).to(device)
+
+
+def per_order_norms(v: torch.Tensor) -> torch.Tensor:
+    """NormPool's output (the magnitude of each order 0..M of ``(B, C, 2M+1, H, W)``) with the
+    fewest ops and no guard at zero: the floor of the NormPool rows."""
+    b, c, f, h, w = v.shape
+    sq = v * v
+    pairs = sq[:, :, 1:].view(b, c, (f - 1) // 2, 2, h, w).sum(3)
+    return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, -1, h, w)

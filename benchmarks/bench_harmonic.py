@@ -9,7 +9,7 @@ import importlib.util
 import torch
 from torch import nn
 
-from ._core import BenchCase
+from ._core import BenchCase, per_order_norms
 
 
 def _layer_builder(group, c, k, mi=None):
@@ -130,14 +130,9 @@ def cases(quick: bool) -> list[BenchCase]:
                     params={"c": 16, "k": k, "group": group}))
     m = 3
 
-    def per_order(v):  # NormPool's output with the fewest ops and no guard at zero
-        sq = v * v
-        pairs = sq[:, :, 1:].view(b, c, m, 2, size, size).sum(3)
-        return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, c * (m + 1), size, size)
-
     floor = f"floor per-order (v*v) sum sqrt M{m} b{b} c{c}"
     out.append(BenchCase(floor, "harmonic",
-                         lambda: (per_order, torch.randn(b, c, 2 * m + 1, size, size))))
+                         lambda: (per_order_norms, torch.randn(b, c, 2 * m + 1, size, size))))
     out.append(BenchCase(  # a different output (one norm per field), kept for reference
         f"whole-fiber (v*v).sum(2).sqrt() M{m} b{b} c{c}", "harmonic",
         lambda: (lambda v: (v * v).sum(2).sqrt(), torch.randn(b, c, 2 * m + 1, size, size)),

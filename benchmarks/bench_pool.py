@@ -14,7 +14,7 @@ import importlib.util
 
 import torch
 
-from ._core import BenchCase
+from ._core import BenchCase, per_order_norms
 
 FAMILY = "pool"
 
@@ -29,14 +29,6 @@ def _sizes(quick: bool) -> list[tuple[int, int, int, int]]:
 def _input(b: int, c: int, f: int, n: int, device=None) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randn(b, c, f, n, n, generator=g).to(device)
-
-
-def _per_order(v: torch.Tensor) -> torch.Tensor:
-    """NormPool's output (orders 0..M) with the fewest ops and no guard at zero."""
-    b, c, f, h, w = v.shape
-    sq = v * v
-    pairs = sq[:, :, 1:].view(b, c, (f - 1) // 2, 2, h, w).sum(3)
-    return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, -1, h, w)
 
 
 def _peer(lib: str, kind: str, c: int, f: int):
@@ -107,7 +99,7 @@ def cases(quick: bool) -> list[BenchCase]:
         tag5 = tag.replace(f"f{f}", "f5")
         order_floor = f"per-order (v*v) sum sqrt {tag5}"
         out += [
-            BenchCase(order_floor, FAMILY, make(_per_order, fiber=5),
+            BenchCase(order_floor, FAMILY, make(per_order_norms, fiber=5),
                       params={**params, "fiber": 5}),
             BenchCase(f"NormPool M2 {tag5}", FAMILY, make(enn.NormPool(2), fiber=5),
                       floor=order_floor, params={**params, "fiber": 5}),

@@ -104,8 +104,8 @@ def _padded(xc: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def _max_map(xc: torch.Tensor, m: int, p: int):
-    """``max_pool2d(xc, m, stride=1, padding=p)`` as separable maxima: ``(cols, out)``,
-    ``cols`` the maxima along W (over the padded rows)."""
+    """``max_pool2d(xc, m, stride=1, padding=p)`` as separable maxima: ``(xp, cols, out)``,
+    ``xp`` the ``-inf``-padded input and ``cols`` its maxima along W."""
     xp = _padded(xc, p)
     hm, wm = xp.shape[-2] - m + 1, xp.shape[-1] - m + 1
     cols = xp[..., :wm]
@@ -154,8 +154,7 @@ class _MaxPool2x2Stride1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         if not ctx.needs_input_grad[0]:
-            cols = torch.maximum(x[..., :-1], x[..., 1:])
-            return torch.maximum(cols[..., :-1, :], cols[..., 1:, :])
+            return _max_map(x, 2, 0)[2]
         cols, take_left, take_top = _max2x2_masks(x)
         out = torch.maximum(cols[..., :-1, :], cols[..., 1:, :])
         ctx.save_for_backward(x, take_top, take_left)
@@ -345,10 +344,7 @@ class _BlurPool(torch.autograd.Function):
         starts, step = _chunks(xv)
         for i in starts:
             xc = xv[i:i + step]
-            if max_window == 2 and not pad:
-                cols = torch.maximum(xc[..., :-1], xc[..., 1:])
-                xc = torch.maximum(cols[..., :-1, :], cols[..., 1:, :])
-            elif max_window > 1:
+            if max_window > 1:
                 xc = _max_map(xc, max_window, pad)[2]
             rows = _blur_axis(xc, -2, k, s, mode)
             _blur_axis(rows, -1, k, s, mode, out=ov[i:i + step])
