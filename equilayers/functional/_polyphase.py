@@ -23,10 +23,11 @@ tie exactly and the choice is decided by rounding; use ``"l2"`` (the default) wi
 ``polyphase_pool2d`` dispatches (:mod:`equilayers.kernels`): on CUDA the Triton kernels (float64
 partial norms in a fixed order, the argmax, the gather; the blur, if any, by the blur_pool2d
 kernel at stride 1), on CPU in float32/float64 a fast PyTorch path (the same float64 norms
-summed by row chunks, 0.4-0.75x ``MaxPool2d(2)`` where ``vector_norm`` made the reference
-1.3-1.6x), the reference here otherwise; ``equilayers.kernels.explain("polyphase_pool2d", x,
-stride=2)`` says which. All pick the same component up to the order of the float64 sums (a
-choice can differ only between components whose norms agree to ~1e-16).
+summed by row chunks: 0.35-0.55x ``MaxPool2d(2)`` where ``vector_norm`` made the reference
+1.0-1.6x, ``benchmarks/results/cpu-antialias-kernels.md``), the reference here otherwise;
+``equilayers.kernels.explain("polyphase_pool2d", x, stride=2)`` says which. All pick the same
+component up to the order of the float64 sums (a choice can differ only between components whose
+norms agree to ~1e-16).
 """
 
 from __future__ import annotations

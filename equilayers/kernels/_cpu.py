@@ -291,10 +291,11 @@ def _blur_axis_transpose(g: torch.Tensor, dim: int, n: int, k: int, s: int,
 #: Bytes of input per chunk and per intra-op thread. Each op runs plane-group by plane-group so
 #: that its intermediates (the stride-1 max map, the masks, the half-blurred rows) stay in cache
 #: instead of costing memory traffic and page faults for fresh full-size buffers; an elementwise
-#: op splits a chunk across the threads, so each thread's share stays near this size. Measured
-#: on this project's 2-core machine (2 MiB L2 per core, 2 threads, 32 x 64 x 56/112 planes),
-#: interleaved: 2 MiB chunks were fastest for max-blur pooling, 1 MiB lost to Python
-#: overhead at 112x112, 8 MiB to cache misses; blur alone was flat from 2 to 8 MiB.
+#: op splits a chunk across the threads, so each thread's share stays near this size. Chosen by
+#: an ad-hoc interleaved sweep (not a benchmarks/ case) on this project's 2-core machine (2 MiB
+#: L2 per core, 2 threads, 32 x 64 x 56/112 planes): 2 MiB chunks were fastest for max-blur
+#: pooling, 1 MiB lost to Python overhead at 112x112, 8 MiB to cache misses; blur alone was
+#: flat from 2 to 8 MiB.
 CHUNK_BYTES_PER_THREAD = 1 << 20
 
 

@@ -1,9 +1,9 @@
 """The CPU fast path of ``polyphase_pool2d`` (see :mod:`._cpu` for the others).
 
 The component norms are summed in float64 chunk by chunk of rows (the reference's
-``vector_norm`` over the strided component dims is 6-8x slower on CPU), then the argmax and one
-gather; the backward scatters into zeros. Picks the reference's component up to the order of the
-float64 sums.
+``vector_norm`` over the strided component dims took 6-8x longer in an ad-hoc measurement here),
+then the argmax and one gather; the backward scatters into zeros. Picks the reference's component
+up to the order of the float64 sums.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from . import _cpu
 __all__ = ["polyphase_pool2d"]
 
 #: Below this many input elements the component norms take ``vector_norm`` in one call
-#: (measured here: the chunked sums win from about 2**19 elements, 2-4x at 2**21 and up).
+#: (an ad-hoc interleaved sweep here, b4-32 x c16-64 x 32-64 px: the chunked sums win from
+#: about 2**19 elements, 2-4x at 2**21 and up; benchmarks/ times only the large sizes).
 _SMALL_POLYPHASE = 1 << 19
 
 
 def _component_norms(x: torch.Tensor, s: int, criterion: str) -> torch.Tensor:
     """``(B, s * s)``: per sample, the criterion of each polyphase component up to a monotone
     map (sums of squares for l2, of magnitudes for l1; maxima for linf), in float64 like the
-    reference. Chunks of rows: ``vector_norm`` over the strided component dims is 6-8x slower."""
+    reference. Chunks of rows: ``vector_norm`` over them took 6-8x longer."""
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     if x.numel() < _SMALL_POLYPHASE:  # the reference's one call: fewer Python calls win here
         xr = x.reshape(b, -1, h // s, s, w // s, s)
@@ -65,7 +66,8 @@ def _gather(x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
 class _PolyphaseGather(torch.autograd.Function):
     """:func:`_gather` whose backward scatters into zeros without accumulating (each input
     receives at most one gradient): 12% faster than indexing's own backward at 32 x 64 x 56 x 56,
-    slower below :data:`_SMALL_POLYPHASE` elements (one more Python-level call)."""
+    slower below :data:`_SMALL_POLYPHASE` elements (one more Python-level call); ad-hoc
+    measurements, as for :data:`_SMALL_POLYPHASE`."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
