@@ -64,6 +64,9 @@ def cases(quick: bool) -> list[BenchCase]:
             BenchCase(f"BlurPool2d dispatched channels_last {tag}", FAMILY,
                       make(BlurPool2d, fmt=cl), floor=f"AvgPool2d(2) channels_last {tag}",
                       params=params),
+            BenchCase(f"BlurPool2d reference channels_last {tag}", FAMILY,
+                      make(BlurPool2d, _forced_reference, fmt=cl),
+                      floor=f"AvgPool2d(2) channels_last {tag}", params=params),
         ]
 
         max_floor, avg_floor = f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}"
