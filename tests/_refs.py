@@ -1,8 +1,21 @@
-"""The specifications the kernel and fast-path tests compare against: the functional ops with
-``equilayers.kernels.use_reference()`` forced (their pure-PyTorch references)."""
+"""Shared by the kernel and fast-path tests: the specifications they compare against (the
+functional ops with ``equilayers.kernels.use_reference()`` forced: their pure-PyTorch
+references), and where the Triton kernels can run (the ``interpret`` fixture is in conftest)."""
+
+import os
+
+import pytest
+import torch
 
 from equilayers import functional as EF
 from equilayers import kernels
+
+ON_CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if ON_CUDA else "cpu"
+CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
+needs_triton = pytest.mark.skipif(
+    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
+    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels*.py)")
 
 
 def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):

@@ -7,6 +7,13 @@ README = Path(__file__).parents[1] / "README.md"
 
 
 @pytest.fixture
+def interpret(monkeypatch):
+    """Let CPU tensors take the Triton kernel path (Triton's interpreter); no-op on CUDA."""
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+
+
+@pytest.fixture
 def gen() -> torch.Generator:
     """A seeded generator: tests draw their randomness from it, never from global state."""
     return torch.Generator().manual_seed(1234)

@@ -8,31 +8,17 @@ everywhere.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
-from _refs import ref_blur, ref_max_blur
+from _refs import DEVICE, needs_triton, ref_blur, ref_max_blur
 
 from equilayers import functional as EF
 from equilayers import kernels
 from equilayers.kernels import _dispatch
 
 MODES = ["reflect", "replicate", "zeros", "circular"]
-ON_CUDA = torch.cuda.is_available()
-CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
-needs_triton = pytest.mark.skipif(
-    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
-    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels.py)")
-DEVICE = "cuda" if ON_CUDA else "cpu"
 
-
-@pytest.fixture
-def interpret(monkeypatch):
-    """Let CPU tensors take the kernel path (Triton's interpreter); no-op on CUDA."""
-    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
-    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
 
 
 def _compare(kernel, reference, x, gen, atol=1e-5, **kw):

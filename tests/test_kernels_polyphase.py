@@ -7,31 +7,15 @@ tests run everywhere. Tensors are small: the interpreter runs each program in nu
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from _refs import ref_poly
+from _refs import DEVICE, needs_triton, ref_poly
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from equilayers import functional as EF
 from equilayers import kernels
 from equilayers.kernels import _dispatch
-
-ON_CUDA = torch.cuda.is_available()
-CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
-needs_triton = pytest.mark.skipif(
-    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
-    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels_polyphase.py)")
-DEVICE = "cuda" if ON_CUDA else "cpu"
-
-
-@pytest.fixture
-def interpret(monkeypatch):
-    """Let CPU tensors take the kernel path (Triton's interpreter); no-op on CUDA."""
-    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
-    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
 
 
 def _randn(gen, *shape, dtype=torch.float32):
