@@ -35,11 +35,11 @@ evaluated analytically at the rotated coordinates (no pixel interpolation).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
+from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, get
 
 __all__ = ["steerable_basis", "expand_steerable", "basis_frequency_cap"]
@@ -312,7 +312,7 @@ def _normalize(basis: torch.Tensor) -> torch.Tensor:
     return basis / norms.view(-1, *([1] * (basis.dim() - 1)))
 
 
-@functools.lru_cache(maxsize=128)
+@cpu_cache(maxsize=128)
 def _cached(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_out: int):
     if out_rep == "regular":  # the compact table; the dense basis is placed per call
         return _regular_table(group, k)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._cpu_cache import cpu_cache
+
 __all__ = ["Group", "GroupElement", "get", "GroupLike"]
 
 _VALID_FORMS = (
@@ -209,11 +211,11 @@ class Group:
         return a.is_grid
 
     # --- tables for layers (finite groups) ------------------------------------------------
-    @functools.cached_property
+    @property
     def cayley_table(self) -> torch.Tensor:
-        """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64, ``|G| x |G|``)."""
-        els = self.elements()
-        return torch.tensor([[(a * b).index for b in els] for a in els], dtype=torch.long)
+        """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64, ``|G| x |G|``, on
+        the CPU; built once per group, shared: do not write to it)."""
+        return _cayley_table(self)
 
     def regular_permutation(self, g: GroupElement) -> torch.Tensor:
         """``perm`` with ``(g . f)[i] = f[perm[i]]`` on a regular fiber: ``perm[h] = g^-1 h``."""
@@ -223,6 +225,12 @@ class Group:
 
 
 GroupLike = str | Group
+
+
+@cpu_cache(maxsize=256)
+def _cayley_table(group: Group) -> torch.Tensor:
+    els = group.elements()
+    return torch.tensor([[(a * b).index for b in els] for a in els], dtype=torch.long)
 
 _NAME = re.compile(r"^(c|d)(\d+)$")
 _ALIASES = {"p4": "c4", "p4m": "d4"}

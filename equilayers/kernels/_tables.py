@@ -10,15 +10,18 @@ kernel needs, per axis:
 - backward: for each input ``i``, the pairs ``(output index, summed weight)`` of ``A[:, i]``
   (reflect, replicate and circular padding make several taps land on one input).
 
-The tables are tiny (``n x k``) and cached per (size, blur, stride, mode, device).
+The tables are tiny (``n x k``), cached on the CPU per (size, blur, stride, mode) and copied to
+the input's device per call (a device-side cache would outlive ``torch.cuda`` state and meta
+builds; see :mod:`equilayers._cpu_cache`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
+
+from .._cpu_cache import cpu_cache
 
 __all__ = ["binomial", "axis_tables", "pad_amounts"]
 
@@ -48,7 +51,7 @@ def _source(p: int, n: int, mode: str) -> int:
     raise ValueError(f"padding_mode={mode!r} must be one of reflect, replicate, zeros, circular")
 
 
-@functools.lru_cache(maxsize=512)
+@cpu_cache(maxsize=512)
 def _tables_cpu(n: int, k: int, s: int, mode: str):
     w = binomial(k)
     left, _ = pad_amounts(k)
@@ -70,11 +73,6 @@ def _tables_cpu(n: int, k: int, s: int, mode: str):
             torch.tensor(b_idx, dtype=torch.int32), torch.tensor(b_w, dtype=torch.float32))
 
 
-@functools.lru_cache(maxsize=512)
-def _tables_on(n: int, k: int, s: int, mode: str, device: str):
-    return tuple(t.to(device) for t in _tables_cpu(n, k, s, mode))
-
-
 def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str):
     """``(fwd_idx, fwd_w, bwd_idx, bwd_w)`` for one axis; shapes ``(n_out, k)`` and ``(n, m)``."""
-    return _tables_on(n, k, s, mode, str(device))
+    return tuple(t.to(device, non_blocking=True) for t in _tables_cpu(n, k, s, mode))

@@ -1,0 +1,67 @@
+"""``cpu_cache``: the one kind of process-wide cache equilayers keeps.
+
+Derived tables (steerable bases, gather indices, tap tables, Cayley tables) depend only on
+hashable arguments, so a process-wide cache of them is correct by construction, provided that
+what it stores does not depend on the caller's context. Two contexts would leak into a plain
+``functools.lru_cache``: a default device (a module built under ``with torch.device("meta"):``
+would store meta tensors, and every later CPU build would fail), and tracing modes (a
+``FakeTensor`` built under ``torch.export`` or ``torch.compile`` must not outlive the trace).
+So a ``cpu_cache`` builds under an explicit ``torch.device("cpu")`` and stores a result only
+when every tensor in it is a plain CPU ``torch.Tensor``; anything else is returned uncached.
+Callers move (copy) a cached tensor to their device and dtype; they never write to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["cpu_cache"]
+
+T = TypeVar("T")
+
+
+def _plain_cpu(obj: Any) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return type(obj) is torch.Tensor and obj.device.type == "cpu"
+    if isinstance(obj, (tuple, list)):
+        return all(_plain_cpu(o) for o in obj)
+    return True
+
+
+def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """An LRU cache (positional, hashable arguments) of CPU-only results; see the module
+    docstring. The wrapper has ``cache_clear()``."""
+
+    def deco(fn: Callable[..., T]) -> Callable[..., T]:
+        store: OrderedDict[tuple, T] = OrderedDict()
+        lock = threading.Lock()
+
+        @functools.wraps(fn)
+        def cached(*args: Any) -> T:
+            with lock:
+                if args in store:
+                    store.move_to_end(args)
+                    return store[args]
+            with torch.device("cpu"):
+                out = fn(*args)
+            if _plain_cpu(out):
+                with lock:
+                    store[args] = out
+                    while len(store) > maxsize:
+                        store.popitem(last=False)
+            return out
+
+        def cache_clear() -> None:
+            with lock:
+                store.clear()
+
+        cached.cache_clear = cache_clear  # type: ignore[attr-defined]
+        return cached
+
+    return deco
