@@ -184,7 +184,7 @@ def test_state_dict_round_trip_train_eval(gen):
     sd_train = {k: v.clone() for k, v in a.state_dict().items()}
     a.eval()
     with torch.no_grad():
-        y = a(x)  # fills the eval cache
+        y = a(x)
     sd_eval = a.state_dict()
     assert sd_train.keys() == sd_eval.keys()
     for k in sd_train:
@@ -203,33 +203,35 @@ def _fresh(m, x):
         m.fiber_out), padding=1).unflatten(1, (m.out_channels, m.fiber_out))
 
 
-def test_eval_cache_invalidation(gen):
+def test_every_weight_change_reaches_the_next_eval_forward(gen):
+    """No filter cache: whatever route changes the weight, the next eval forward uses it
+    (an optimizer step, fused too, which does not bump ``_version``; ``load_state_dict``;
+    in-place edits with or without ``.data``; ``.to(dtype)``)."""
     m = GroupConv2d(3, 4, 3, padding=1, group="p4").double()
     x = _rand(gen, 2, 3, 4, 7, 7)
-    opt = torch.optim.SGD(m.parameters(), lr=0.5)
     m.eval()
     with torch.no_grad():
         y0 = m(x)
-    assert m._cache is not None
-    cached = m._cache[1]
-    with torch.no_grad():
-        assert m(x) is not None and m._cache[1] is cached  # re-used while unchanged
-    # optimizer step (needs grads: eval mode with grad enabled bypasses the cache)
-    m(x).square().sum().backward()
-    opt.step()
-    with torch.no_grad():
-        y1 = m(x)
-        torch.testing.assert_close(y1, _fresh(m, x), rtol=0, atol=0)
-        assert not torch.allclose(y0, y1)
-    # load_state_dict
+    for opt in (torch.optim.SGD(m.parameters(), lr=0.5),
+                torch.optim.AdamW(m.parameters(), lr=0.1, fused=True)):
+        opt.zero_grad()
+        m(x).square().sum().backward()
+        opt.step()
+        with torch.no_grad():
+            y1 = m(x)
+            torch.testing.assert_close(y1, _fresh(m, x), rtol=0, atol=0)
+            assert not torch.allclose(y0, y1)
+            y0 = y1
     other = GroupConv2d(3, 4, 3, padding=1, group="p4").double()
     m.load_state_dict(other.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(m(x), _fresh(other, x), rtol=0, atol=0)
-        # in-place edit
         m.weight.mul_(2.0)
         torch.testing.assert_close(m(x), _fresh(m, x), rtol=0, atol=0)
-        # .to(dtype)
+    m.weight.data.mul_(0.5)  # .data: no version bump
+    m.bias.data.add_(1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _fresh(m, x), rtol=0, atol=0)
         m.float()
         assert m(x.float()).dtype == torch.float32
         torch.testing.assert_close(m(x.float()), _fresh(m, x.float()))

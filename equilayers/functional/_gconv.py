@@ -29,12 +29,12 @@ group action to ``arange``), so no Python loop over the group runs per call.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
 from ._steerable import (
     expand_regular,
@@ -121,7 +121,8 @@ def field_types(group: GroupLike, lifting: bool, max_order: int | None = None,
         return "trivial", "harmonic", None, m_out
     return "harmonic", "harmonic", (m_out if m_in is None else m_in), m_out
 
-@functools.lru_cache(maxsize=256)
+
+@cpu_cache(maxsize=256)
 def _index_cpu(group: Group, fiber_in: int, k: int) -> torch.Tensor:
     base = torch.arange(fiber_in * k * k, dtype=torch.long).reshape(1, 1, fiber_in, k, k)
     if fiber_in == 1:  # lifting: the filter is a plain image
@@ -145,8 +146,8 @@ def expansion_index(group: GroupLike, out_channels: int, in_per_group: int, kern
     k = int(kernel_size)
     block = _index_cpu(grp, f_in, k)  # (F_out, F_in, k, k) into one (F_in, k, k) filter
     per_filter = f_in * k * k
-    o = torch.arange(out_channels).view(-1, 1, 1, 1, 1, 1)
-    c = torch.arange(in_per_group).view(1, 1, -1, 1, 1, 1)
+    o = torch.arange(out_channels, device="cpu").view(-1, 1, 1, 1, 1, 1)
+    c = torch.arange(in_per_group, device="cpu").view(1, 1, -1, 1, 1, 1)
     idx = (o * in_per_group + c) * per_filter + block.view(1, n, 1, f_in, k, k)
     idx = idx.reshape(out_channels * n, in_per_group * f_in, k, k)
     return idx.to(device) if device is not None else idx
@@ -275,7 +276,7 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    x4 = x.reshape(b, -1, h, w)
+    x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
     if explicit is not None:
         mode = "constant" if padding_mode == "zeros" else padding_mode
@@ -284,7 +285,7 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         bias = bias.repeat_interleave(fiber_out)
     y = F.conv2d(x4, weight, bias, _pair(stride, "stride"), conv_pad, _pair(dilation, "dilation"),
                  groups)
-    return y.reshape(b, -1, fiber_out, y.shape[-2], y.shape[-1])
+    return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, y.shape[-2], y.shape[-1])
 
 
 def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,

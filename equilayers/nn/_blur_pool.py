@@ -48,8 +48,23 @@ class _BlurPoolNd(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Fill the ``filter`` buffer (a pure function of ``kernel_size``)."""
         with torch.no_grad():
             self.filter.copy_(binomial_filter(self.kernel_size))
+
+    # The filter is derived, never in the state dict: it is refilled after every conversion
+    # (``.double()`` computes it in float64; ``to_empty()`` would leave uninitialized memory)
+    # and every load.
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if not self.filter.is_meta:
+            self.reset_parameters()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if not self.filter.is_meta:
+            self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels is not None and isinstance(x, torch.Tensor):
@@ -65,8 +80,12 @@ class _BlurPoolNd(nn.Module):
         return self._reference(x)
 
     def _reference(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        return blur_nd(x, self.filter, self.stride, self.padding_mode, self._nd,
-                       type(self).__name__)
+        filt = self.filter
+        if filt.is_meta and isinstance(x, torch.Tensor) and not x.is_meta:
+            # built on the meta device and loaded with assign=True (nothing of this module is
+            # in a state dict): the filter is a pure function of kernel_size, build it here
+            filt = binomial_filter(self.kernel_size, dtype=filt.dtype, device=x.device)
+        return blur_nd(x, filt, self.stride, self.padding_mode, self._nd, type(self).__name__)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]

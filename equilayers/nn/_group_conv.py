@@ -94,9 +94,10 @@ class _ExactConvMixin(nn.Module):
 
 
 class _GroupConvNd(_ExactConvMixin):
-    """Shared machinery: validation, the weight (its shape decided by the basis), the expanded
-    filter (one private method dispatching on ``self.basis``), the eval cache and the
-    exactness warning."""
+    """Shared machinery: validation, the weight (its shape decided by the basis), the derived
+    buffers (basis tables, gather indices), the expanded filter (one private method
+    dispatching on ``self.basis``, run by every forward: nothing is cached) and the exactness
+    warning."""
 
     lifting: bool = False
     in_rep = "regular"
@@ -143,7 +144,6 @@ class _GroupConvNd(_ExactConvMixin):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
                              persistent=False)
-        self._cache: tuple | None = None
         self.reset_parameters()
 
     # --- the basis decides the weight and the expansion ------------------------------------
@@ -195,7 +195,9 @@ class _GroupConvNd(_ExactConvMixin):
         return self.bias.repeat_interleave(self.fiber_out)
 
     def reset_parameters(self) -> None:
-        """Uniform init that keeps the activation variance of an ``nn.Conv2d`` with the same
+        """Fill the derived buffers (:meth:`_fill_derived`) and draw the weight and bias.
+
+        Uniform init that keeps the activation variance of an ``nn.Conv2d`` with the same
         *expanded* fan-in ``C_in * F_in // groups * k * k`` (bound ``1/sqrt(fan_in)``).
 
         Pixel basis: every output unit sums ``fan_in`` distinct i.i.d. weights (a permutation
@@ -206,69 +208,91 @@ class _GroupConvNd(_ExactConvMixin):
         ``sqrt(F_out / (C_in/groups * num_basis))`` makes that mean ``1/3``, as for
         ``nn.Conv2d`` (regular fields: every slot exactly; harmonic fields: on average over
         the orders). Bias: uniform with bound ``1/sqrt(fan_in)``."""
+        self._fill_derived(self.weight.device)
         k = self.kernel_size[0]
         c_in = self.in_channels // self.groups
         fan_in = c_in * self.fiber_in * k * k
         bound = bias_bound = 1.0 / math.sqrt(fan_in)
-        if self.basis == "pixel":
-            self.expansion_index = G.expansion_index(
-                self.group, self.out_channels, c_in, k, lifting=self.lifting,
-                device=self.weight.device)
-        else:
-            self.filter_basis = self._build_basis(self.filter_basis.device,
-                                                  self.filter_basis.dtype)
-            if self.out_rep == "regular" and not self.lifting:
-                self.expansion_index = S.inverse_cayley_index(self.group,
-                                                              self.expansion_index.device)
+        if self.basis != "pixel":
             bound = math.sqrt(self.fiber_out / (c_in * max(self._num_basis, 1)))
         with torch.no_grad():
-            if self.weight.device.type != "meta":
-                nn.init.uniform_(self.weight, -bound, bound)
-                if self.bias is not None:
-                    nn.init.uniform_(self.bias, -bias_bound, bias_bound)
-        self._cache = None
+            nn.init.uniform_(self.weight, -bound, bound)
+            if self.bias is not None:
+                nn.init.uniform_(self.bias, -bias_bound, bias_bound)
+
+    def _fill_derived(self, device: torch.device) -> None:
+        """(Re)build the non-persistent buffers, which depend only on the constructor's
+        arguments, on ``device`` (the basis keeps its own dtype, which follows ``.to()``).
+
+        Called by :meth:`reset_parameters` and after every ``load_state_dict`` (on the loaded
+        weight's device), so that a model built on the meta device and then materialized by
+        ``to_empty()`` + ``load_state_dict()`` or by ``load_state_dict(..., assign=True)``
+        gets real buffers, not meta or uninitialized ones."""
+        if self.basis == "pixel":
+            self.expansion_index = G.expansion_index(
+                self.group, self.out_channels, self.in_channels // self.groups,
+                self.kernel_size[0], lifting=self.lifting, device=device)
+            return
+        self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
+        if self.out_rep == "regular" and not self.lifting:
+            self.expansion_index = S.inverse_cayley_index(self.group, device)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if not self.weight.is_meta:
+            self._fill_derived(self.weight.device)
+
+    def _apply(self, fn, recurse=True):
+        # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor,
+        # and channels_last does not exist for 5-D ones: a pixel group conv's weight
+        # ``(C_out, C_in, |G|, k, k)`` is converted as the ``(C_out, C_in * |G|, k, k)`` that
+        # it is to F.conv2d (a view back to 5-D; the expansion reads it through any strides).
+        def convert(t):
+            try:
+                return fn(t)
+            except RuntimeError:
+                if t.dim() != 5:
+                    raise
+                return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
+        out = super()._apply(convert, recurse)
+        # The derived buffers are rebuilt rather than converted: ``.double()`` then gets the
+        # basis computed in float64 (not a float32 basis widened), ``to_empty()`` gets real
+        # buffers, not uninitialized memory.
+        if not self.weight.is_meta:
+            self._fill_derived(self.weight.device)
+        return out
 
     # --- forward ---------------------------------------------------------------------------
-    def _expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(expanded filter, bias per output slot)``, from the eval cache when
-        valid (see :meth:`expanded_filter`)."""
-        w, b = self.weight, self.bias
-        if (self.training or torch.compiler.is_compiling()
-                or (torch.is_grad_enabled() and w.requires_grad)):
-            return self._expand(), self._slot_bias()
-        key = (w._version, w.data_ptr(), w.dtype, w.device,
-               None if b is None else (b._version, b.data_ptr()))
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key, self._expand(), self._slot_bias())
-        return self._cache[1], self._cache[2]
-
     def expanded_filter(self) -> torch.Tensor:
-        """The expanded filter, from the eval cache when valid.
+        """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)`` of the current
+        weight, as the forward computes it (differentiable).
 
-        In ``eval()`` mode, when no gradient to the weight is being recorded, the filter is
-        cached and re-used until the weight or bias changes: the key is the parameters'
-        ``_version`` (bumped by optimizer steps, ``load_state_dict`` and in-place edits),
-        ``data_ptr``, dtype and device (``.to()``, ``.double()``, ``weight.data = ...``). Edits
-        through ``weight.data`` in place bypass the version counter: call
-        :meth:`reset_cache` after those. The cache is a plain attribute, never in the
-        ``state_dict``.
+        Nothing is cached: every forward expands the weight (one gather, or one matmul with
+        the basis), so whatever changed the weight (an optimizer step, fused or not, a
+        ``.data`` edit, ``load_state_dict``, a parametrization, ``torch.func.functional_call``)
+        is seen by the next forward in train and eval mode alike. For inference at the cost
+        of a plain ``nn.Conv2d``, convert the trained model once with
+        :func:`equilayers.export` (README, "Caching and deployment").
         """
-        return self._expanded()[0]
-
-    def reset_cache(self) -> None:
-        """Drop the cached expanded filter (only needed after in-place ``weight.data`` edits)."""
-        self._cache = None
+        return self._expand()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__,
                        self.in_max_order)
+        if self.weight.is_meta and not x.is_meta:
+            raise RuntimeError(
+                f"{type(self).__name__}: the weight is on the meta device (built with "
+                "device='meta' or under torch.device('meta')); materialize the model first: "
+                "model.load_state_dict(state_dict, assign=True), or model.to_empty(device=...) "
+                "then load_state_dict(...) or reset_parameters()")
         if not torch.compiler.is_compiling():
             self._check_exact(x)
-        weight, bias = self._expanded()
-        return G.conv_expanded(x, weight, bias, self.fiber_out, self.stride, self._pad,
-                               self.dilation, self.groups, self.padding_mode)
+        return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
+                               self.stride, self._pad, self.dilation, self.groups,
+                               self.padding_mode)
 
     def extra_repr(self) -> str:
         s = self._conv_repr()
