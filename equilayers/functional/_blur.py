@@ -172,6 +172,11 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
         >>> blur_pool2d(torch.ones(1, 2, 7, 8)).shape
         torch.Size([1, 2, 4, 4])
     """
+    # the reference's argument checks run before any path is chosen, so the Triton kernel
+    # and the CPU fast path see exactly the arguments the reference accepts
+    check_kernel_size(kernel_size)
+    check_stride(stride)
+    check_padding_mode(padding_mode)
     return kernels.dispatch("blur_pool2d", x, _blur_pool2d_reference, fast=_cpu.blur_pool2d,
                             kernel_size=kernel_size, stride=stride, padding_mode=padding_mode)
 
@@ -221,6 +226,7 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur
     Output size per dim: ``floor((N + 2 padding - kernel_size) / stride) + 1``, the same as
     ``nn.MaxPool2d(kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
     """
+    check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)  # every path
     return kernels.dispatch("max_blur_pool2d", x, _max_blur_pool2d_reference,
                             fast=_max_blur_pool2d_fast, kernel_size=kernel_size, stride=stride,
                             blur_size=blur_size, padding_mode=padding_mode, padding=padding)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..kernels._dispatch import functorch_active
 from ._gconv import _pair
 
 __all__ = ["group_pool", "group_max_pool2d", "group_avg_pool2d"]
@@ -54,8 +55,8 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     """
     _check_5d(x, "group_pool")
     if reduction == "max":
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            return x.amax(2)  # no autograd node to build
+        if not (x.requires_grad and torch.is_grad_enabled()) or functorch_active():
+            return x.amax(2)  # no autograd node to build, or torch.func transforms it
         return _FiberMax.apply(x)
     if reduction == "mean":
         return x.mean(2)

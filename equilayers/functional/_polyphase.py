@@ -83,6 +83,10 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
         >>> y.shape, idx.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
+    check_stride(stride, "stride", minimum=2)  # the reference's checks, before every path
+    _check_criterion(criterion)
+    check_kernel_size(blur_size, "blur_size")
+    check_padding_mode(padding_mode)
     return kernels.dispatch("polyphase_pool2d", x, _polyphase_pool2d_reference,
                             fast=_cpu_polyphase.polyphase_pool2d, stride=stride,
                             criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
@@ -109,7 +113,7 @@ def _polyphase_pool2d_reference(x: torch.Tensor, stride: int = 2, *, criterion: 
         x = blur_nd(x, filt, 1, padding_mode, 2, "polyphase_pool2d")
     b = x.shape[0]
     lead = x.shape[1:-2]
-    xr = x.reshape(b, -1, h // s, s, w // s, s)
+    xr = x.reshape(b, math.prod(lead), h // s, s, w // s, s)  # no -1: empty batches work
     acc = None if x.device.type == "mps" else torch.float64
     crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4), dtype=acc)  # (B, s, s)
     index = crit.reshape(b, s * s).argmax(dim=1)
@@ -136,17 +140,22 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     check_padding_mode(padding_mode)
     _check_input(x, "polyphase_upsample2d")
     b = x.shape[0]
-    if not isinstance(index, torch.Tensor) or index.shape != (b,) or index.is_floating_point():
+    if (not isinstance(index, torch.Tensor) or index.shape != (b,) or index.is_floating_point()
+            or index.is_complex() or index.dtype == torch.bool):
         raise ValueError(f"index must be an integer tensor of shape ({b},) (one flat component "
                          f"index i*stride+j per sample, from polyphase_pool2d(..., "
                          f"return_index=True)); got {index!r}")
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and b and bool(
+            ((index < 0) | (index >= s * s)).any()):
+        raise ValueError(f"index values must lie in 0..stride**2-1 = 0..{s * s - 1} (component "
+                         f"i*stride+j); got {index.tolist()}")
     h, w = x.shape[-2:]
     lead = x.shape[1:-2]
-    xr = x.reshape(b, -1, h, w)
-    y = x.new_zeros(b, xr.shape[1], h, s, w, s)
-    index = index.to(x.device)
-    rows = torch.arange(b, device=x.device)
-    y[rows, :, :, index // s, :, index % s] = xr
+    xr = x.reshape(b, math.prod(lead), h, w)
+    # one-hot placement (no in-place indexing: differentiable, and torch.func.vmap batches it)
+    # (a select, not a product: inf or NaN samples do not leak into the zero components)
+    onehot = torch.nn.functional.one_hot(index.to(x.device).long(), s * s).bool()
+    y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr[:, :, :, None, :, None], 0.0)
     y = y.reshape(b, *lead, h * s, w * s)
     if blur_size > 1:
         filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s

@@ -5,9 +5,13 @@ The rule, checked in this order (the first that applies decides):
 
 1. ``EQUILAYERS_DISABLE_TRITON=1`` in the environment -> reference.
 2. Inside ``use_reference()`` -> reference.
-3. The arguments are invalid (not a floating-point tensor, sizes too small for the padding...)
+3. Inside a ``torch.func`` transform (``grad``, ``vmap``, ``jvp``, ``jacrev``, ...) ->
+   reference: plain PyTorch ops, which every transform differentiates and batches (the fast
+   paths write into preallocated buffers and have hand-written backwards, which functorch
+   cannot transform).
+4. The arguments are invalid (not a floating-point tensor, sizes too small for the padding...)
    -> reference, which raises the error that names the fix.
-4. The Triton kernel can take the call -> ``"triton"``: the op has a kernel; the input is on
+5. The Triton kernel can take the call -> ``"triton"``: the op has a kernel; the input is on
    CUDA, or on CPU with ``EQUILAYERS_TRITON_INTERPRET=1`` and ``TRITON_INTERPRET=1`` (Triton's
    interpreter, for tests); triton is installed; the dtype is float32, float16 or bfloat16; the
    input is 4-D or 5-D; the arguments are within the kernel's (blur size 1..7, max window
@@ -15,7 +19,7 @@ The rule, checked in this order (the first that applies decides):
    blur size and padding mode, its blur being the blur_pool2d kernel at stride 1). Any memory
    layout is accepted (the kernels index through the strides; a channels_last input gives a
    channels_last output).
-5. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
+6. The op has a fast PyTorch formulation with the reference's exact semantics, measured faster
    on this device, for this dtype (float32, float64), and the call is not being traced ->
    ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
    index arithmetic, and ``max_blur_pool2d``, whose stride-1 max pooling becomes elementwise
@@ -25,7 +29,7 @@ The rule, checked in this order (the first that applies decides):
    ``torch.export`` and ``torch.jit.trace`` the reference is traced instead (the fast
    backward has a data-dependent branch for NaN windows, and a compiler fuses the reference
    itself).
-6. Otherwise -> ``"reference"``.
+7. Otherwise -> ``"reference"``.
 
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
 traced like any Python code, so it is made at compile time: after changing a switch, call
@@ -83,6 +87,14 @@ def use_reference() -> Iterator[None]:
         yield
     finally:
         _state.force_reference = depth
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jvp, ...) is running: custom autograd
+    Functions with ``out=`` buffers must step aside for plain ops then."""
+    if torch.compiler.is_compiling():  # a traced graph holds plain ops either way
+        return False
+    return torch._C._are_functorch_transforms_active()
 
 
 def triton_available() -> bool:
@@ -148,8 +160,8 @@ def _invalid(op: str, dtype: torch.dtype, shape: tuple[int, ...], kwargs: dict) 
         m, pad = kwargs.get("kernel_size", 2), kwargs.get("padding", 0)
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             return f"max-pool kernel_size {m!r} is invalid"
-        if not isinstance(pad, int) or pad < 0:
-            return f"padding {pad!r} is invalid"
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= m // 2:
+            return f"padding {pad!r} is invalid (0..kernel_size//2, as nn.MaxPool2d)"
         spatial = tuple(n + 2 * pad - m + 1 for n in spatial)
         if min(spatial) < 1:
             return f"max-pool kernel_size {m} is larger than the input"
@@ -202,6 +214,9 @@ def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...
         return "reference", "EQUILAYERS_DISABLE_TRITON=1 is set"
     if getattr(_state, "force_reference", 0):
         return "reference", "inside equilayers.kernels.use_reference()"
+    if functorch_active():
+        return "reference", ("inside a torch.func transform, which differentiates and batches "
+                             "the plain-PyTorch reference")
     if op in KERNEL_OPS or op in FAST_OPS:
         bad = _invalid(op, dtype, shape, kwargs)
         if bad is not None:
