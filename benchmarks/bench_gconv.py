@@ -3,7 +3,8 @@ counts (``C_in*F_in -> C_out*|G|``), and against escnn/e2cnn ``R2Conv`` when imp
 
 Rows: LiftingConv2d / GroupConv2d x c4, d4 x 3x3, 5x5 x 32x32, 64x64; batch 16 with 16 fields
 in train mode (forward and forward+backward), and batch-1 inference in eval mode under
-``torch.no_grad`` (our eval cache and escnn's both skip the filter expansion there).
+``torch.no_grad`` (our layers expand the filter in every forward, escnn's skips it in eval
+mode; ``ours exported`` is the same layer after ``equilayers.export``, a plain ``nn.Conv2d``).
 Construction time per layer via ``construct``.
 
 Run: ``python -m benchmarks.bench_gconv [--quick]`` prints a table (``--quick``: 32x32, 3x3).
@@ -28,6 +29,12 @@ def _ours(kind: str, group: str, c: int, k: int):
     from equilayers.nn import GroupConv2d, LiftingConv2d
     cls = LiftingConv2d if kind == "lifting" else GroupConv2d
     return lambda: cls(c, c, k, padding=k // 2, group=group)
+
+
+def _exported(builder):
+    import equilayers
+
+    return lambda: equilayers.export(builder())
 
 
 def _floor(kind: str, group: str, c: int, k: int):
@@ -105,6 +112,11 @@ def cases(quick: bool) -> list[BenchCase]:
                         out.append(BenchCase(f"ours {tag}", FAMILY, mk(_ours(kind, group, c, k)),
                                              floor=floor_name, backward=mode == "train",
                                              construct=_ours(kind, group, c, k), params=params))
+                        if mode == "infer":  # the deployment path: equilayers.export()
+                            out.append(BenchCase(
+                                f"ours exported {tag}", FAMILY,
+                                mk(_exported(_ours(kind, group, c, k))), floor=floor_name,
+                                backward=False, params=params))
                         for lib in peers:
                             build, wrap = _peer(lib, kind, group, c, k)
 

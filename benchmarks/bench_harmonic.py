@@ -34,6 +34,22 @@ def _dense_expansion(conv):
     return conv
 
 
+def _infer(m):
+    """``m`` in eval mode, called under ``torch.no_grad``."""
+    m.eval()
+
+    def fn(x):
+        with torch.no_grad():
+            return m(x)
+    return fn
+
+
+def _maybe_export(m, how: str):
+    import equilayers
+
+    return equilayers.export(m) if how else m
+
+
 @functools.cache
 def _escnn_space(group: str):
     from escnn import gspaces
@@ -106,6 +122,28 @@ def cases(quick: bool) -> list[BenchCase]:
                         torch.randn(b, c, 8, size, size)),
                     floor=f"{floor} {tag}",
                     params={"b": b, "c": c, "size": size, "k": k, "group": group}))
+    # batch-1 inference (eval, no_grad): the filter is expanded by every forward (no cache),
+    # against the dense floor and against the same layer after equilayers.export()
+    for k in (5, 7):
+        for group, fib_in, mi in (("so2", 5, 2), ("c8", 8, None)):
+            f_out = 5 if group == "so2" else 8
+            tag = f"infer b1 c{c} {size}x{size}"
+            floor = f"Conv2d {c * fib_in}->{c * f_out} k{k} {tag}"
+            out.append(BenchCase(
+                floor, "harmonic",
+                lambda k=k, fib_in=fib_in, f_out=f_out: (
+                    _infer(nn.Conv2d(c * fib_in, c * f_out, k, padding=k // 2)),
+                    torch.randn(1, c * fib_in, size, size)),
+                backward=False, params={"b": 1, "c": c, "size": size, "k": k}))
+            for how in ("", " exported"):
+                out.append(BenchCase(
+                    f"GroupConv2d {group} k{k} {tag}{how}", "harmonic",
+                    lambda k=k, group=group, mi=mi, fib_in=fib_in, how=how: (
+                        _infer(_maybe_export(enn.GroupConv2d(c, c, k, padding=k // 2,
+                                                             group=group, max_order=mi), how)),
+                        torch.randn(1, c, fib_in, size, size)),
+                    floor=floor, backward=False,
+                    params={"b": 1, "c": c, "size": size, "k": k, "group": group}))
     # construction of regular-field layers, 16 -> 16 fields, cold basis cache; a tiny forward
     # (batch 1, 15x15, no backward) so the rows stay cheap
     for group in ("c8", "d8", "c16", "d16"):

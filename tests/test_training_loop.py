@@ -1,0 +1,288 @@
+"""The training-loop matrix: every module of the zoo (``equilayers/testing/_zoo.py``) inside the
+code users write around it, checked against a fresh copy of the model built from the same
+state dict (the reference a stale filter, a meta buffer or a NaN statistic would differ from).
+
+Routes that change the weights: optimizer steps (plain, foreach, fused: fused steps do not bump
+``_version``), ``.data`` edits, ``vector_to_parameters``, parametrizations, ``load_state_dict``
+(with ``assign=True`` and after ``to_empty`` on a meta-built model), ``torch.func.
+functional_call`` with other weights. Contexts: ``inference_mode`` then a forward with
+gradients, ``torch.jit.trace`` and ``torch.compile`` of a warm eval model, ``torch.func``
+``grad``/``vmap``/``jvp``, empty batches, ``channels_last`` conversion, checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from equilayers.testing._zoo import ZOO, build
+
+NAMES = sorted(ZOO)
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _double_args(args):
+    return tuple(a.double() if a.is_floating_point() else a for a in args)
+
+
+def _model(name: str, seed: int = 0):
+    """The zoo module in float64 (exact comparisons) and its float64 inputs."""
+    m, args = build(name, seed)
+    return m.double(), _double_args(args)
+
+
+def _fresh(name: str, m: nn.Module) -> nn.Module:
+    """A new instance of the same zoo entry (other random weights), loaded from ``m``."""
+    other = ZOO[name].make().double()
+    other.load_state_dict(m.state_dict())
+    return other.train(m.training)
+
+
+def _same(a, b, rtol=1e-12, atol=1e-12):
+    torch.testing.assert_close(_first(a), _first(b), rtol=rtol, atol=atol)
+
+
+def _eval_out(m, args):
+    m.eval()
+    with torch.no_grad():
+        return m(*args)
+
+
+def _train_step(m, args, opt):
+    m.train()
+    opt.zero_grad()
+    _first(m(*args)).square().mean().backward()
+    opt.step()
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=False),
+    "sgd-foreach": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=True),
+    "sgd-fused": lambda p: torch.optim.SGD(p, lr=0.1, fused=True),
+    "adam-fused": lambda p: torch.optim.Adam(p, lr=0.05, fused=True),
+    "adamw-fused": lambda p: torch.optim.AdamW(p, lr=0.05, fused=True),
+    "adagrad-fused": lambda p: torch.optim.Adagrad(p, lr=0.1, fused=True),
+}
+
+
+def _trainable(m):
+    return [p for p in m.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", NAMES)
+def test_train_validate_loop_matches_a_fresh_copy(name, opt_name):
+    """Two epochs of train step + validation: each validation output equals a fresh model's
+    built from the state dict at that point, and the second differs from the first."""
+    m, args = _model(name)
+    params = _trainable(m)
+    if not params:
+        pytest.skip(f"{name} has no trainable parameters")
+    opt = OPTIMIZERS[opt_name](params)
+    outs = []
+    for _ in range(2):
+        _train_step(m, args, opt)
+        out = _eval_out(m, args)
+        _same(out, _eval_out(_fresh(name, m), args))
+        outs.append(_first(out))
+    assert not torch.equal(outs[0], outs[1]), "the second validation repeated the first"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_data_edits_and_vector_to_parameters(name):
+    m, args = _model(name)
+    params = list(m.parameters())
+    if not params:
+        pytest.skip(f"{name} has no parameters")
+    _eval_out(m, args)  # warm
+    for p in params:
+        p.data.mul_(1.5).add_(0.01)  # no version bump
+    _same(_eval_out(m, args), _eval_out(_fresh(name, m), args))
+    vec = nn.utils.parameters_to_vector(params)
+    nn.utils.vector_to_parameters(vec * 0.5 - 0.02, params)
+    _same(_eval_out(m, args), _eval_out(_fresh(name, m), args))
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn_like(p))
+    _same(_eval_out(m, args), _eval_out(_fresh(name, m), args))
+
+
+class _Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, w):
+        return w * self.s
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parametrized_weight(name):
+    """A parametrized weight is recomputed per access (a new tensor, possibly at a recycled
+    address): every forward must use the current value."""
+    m, args = _model(name)
+    if not isinstance(getattr(m, "weight", None), nn.Parameter):
+        pytest.skip(f"{name} has no weight parameter")
+    parametrize.register_parametrization(m, "weight", _Scale())
+    scale = m.parametrizations.weight[0].s
+    for value in (2.0, 3.0, 0.5, 2.0):
+        with torch.no_grad():
+            scale.fill_(value)
+        out = _eval_out(m, args)
+        ref, _ = _model(name)
+        with torch.no_grad():
+            ref.weight.copy_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                ref.bias.copy_(m.bias)
+        _same(out, _eval_out(ref, args))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_functional_call_with_other_weights(name):
+    m, args = _model(name)
+    m.eval()
+    other, _ = _model(name, seed=7)
+    state = dict(other.named_parameters()) | dict(other.named_buffers())
+    with torch.no_grad():
+        _same(torch.func.functional_call(m, state, args), other.eval()(*args))
+        _same(m(*args), _fresh(name, m).eval()(*args))  # m itself unchanged
+
+
+@pytest.mark.parametrize("assign", [True, False], ids=["assign", "to_empty"])
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_device_init_then_load(name, assign):
+    """Build under ``torch.device("meta")``, materialize by ``load_state_dict(assign=True)`` or
+    ``to_empty()`` + ``load_state_dict()``: the real model's outputs, in eval and train mode.
+    Afterwards a plain CPU build of the same entry still works (no cache holds meta tensors)."""
+    ref, args = _model(name)
+    sd = ref.state_dict()
+    with torch.device("meta"):
+        m = ZOO[name].make().double()
+    if assign:
+        m.load_state_dict(sd, assign=True)
+    else:
+        m.to_empty(device="cpu")
+        m.load_state_dict(sd)
+    _same(_eval_out(m, args), _eval_out(ref, args))
+    m.train()
+    ref.train()
+    _same(m(*args), ref(*args))
+    again, args2 = build(name)  # CPU build after the meta build
+    assert torch.isfinite(_first(again(*args2))).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inference_mode_then_grad(name):
+    m, args = _model(name)
+    m.eval()
+    with torch.inference_mode():
+        y0 = m(*args)
+    leaf = args[0].clone().requires_grad_(True)
+    y = m(leaf, *args[1:])
+    _same(y.detach() if not isinstance(y, tuple) else y[0].detach(), y0)
+    _first(y).square().sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    params = [p for p in m.parameters() if p.requires_grad]
+    if params:
+        assert all(p.grad is not None for p in params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_trace_of_a_warm_eval_model_follows_weight_changes(name):
+    m, args = _model(name)
+    _eval_out(m, args)  # warm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings of data-dependent shapes
+        traced = torch.jit.trace(m, args, check_trace=False)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.data.mul_(1.25)
+        _same(traced(*args), _eval_out(_fresh(name, m), args))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_eval_model_follows_weight_changes(name):
+    torch._dynamo.reset()
+    m, args = _model(name)
+    m.eval()
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        _same(compiled(*args), m(*args))
+        for p in m.parameters():
+            p.data.mul_(0.75)  # .data: not seen by the version counter
+        _same(compiled(*args), _eval_out(_fresh(name, m), args))
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap", "jvp"])
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_func_transforms(name, transform):
+    """``torch.func`` through every module: gradients and JVPs equal autograd's, ``vmap`` over
+    a batch of inputs equals the loop."""
+    m, args = _model(name)
+    m.eval()
+    x, rest = args[0], args[1:]
+
+    def f(t):
+        return _first(m(t, *rest))
+
+    if transform == "grad":
+        g = torch.func.grad(lambda t: f(t).square().sum())(x)
+        leaf = x.clone().requires_grad_(True)
+        f(leaf).square().sum().backward()
+        _same(g, leaf.grad, rtol=1e-10, atol=1e-10)
+    elif transform == "vmap":
+        xs = torch.stack([x, 2 * x + 1])
+        out = torch.func.vmap(f)(xs)
+        _same(out, torch.stack([f(xs[0]), f(xs[1])]))
+    else:
+        v = torch.randn_like(x)
+        _, tangent = torch.func.jvp(f, (x,), (v,))
+        eps = 1e-6
+        fd = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+        torch.testing.assert_close(tangent, fd, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch(name):
+    """A batch of 0 samples gives an empty output of the right shape (as ``nn.Conv2d``) and
+    leaves running statistics untouched."""
+    m, args = _model(name)
+    ref_out = _first(_eval_out(m, args))
+    empty = (args[0][:0], *args[1:])
+    if name.startswith("PolyphaseUpsample2d"):
+        empty = (args[0][:0], args[1][:0])
+    stats = {k: v.clone() for k, v in m.state_dict().items()}
+    for mode in (False, True):
+        m.train(mode)
+        out = _first(m(*empty))
+        assert out.shape == (0, *ref_out.shape[1:])
+    for k, v in m.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(v, stats[k]), f"{k} changed on an empty batch"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_to_channels_last_and_checkpoint(name):
+    """``model.to(memory_format=torch.channels_last)`` works on every module (5-D weights
+    included) and changes no output; a checkpoint saved with ``torch.save(state_dict)`` and
+    loaded with ``weights_only=True`` restores the outputs."""
+    m, args = _model(name)
+    ref = _eval_out(m, args)
+    cl = copy.deepcopy(m).to(memory_format=torch.channels_last)
+    _same(_eval_out(cl, args), ref)
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    other = ZOO[name].make().double()
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    _same(_eval_out(other, args), ref)
