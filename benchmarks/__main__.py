@@ -1,5 +1,8 @@
 """``python -m benchmarks``: time every layer against its floor and write the results.
 
+Training families (``bench_accuracy.py``: a ``run(quick, out, ...)`` that trains models and
+writes its own table) run only when named, ``--family accuracy``.
+
 Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCase]``), and for
 every case measures, on each requested device:
 
@@ -50,6 +53,12 @@ def discover(families: list[str] | None) -> list[str]:
             raise SystemExit(f"benchmarks: unknown family {unknown}; available: {found}")
         found = [f for f in found if f in families]
     return found
+
+
+def _is_study(family: str) -> bool:
+    """Whether ``bench_<family>.py`` trains models (defines ``run``) instead of timing cases."""
+    module = importlib.import_module(f"{__package__}.bench_{family}")
+    return not hasattr(module, "cases") and hasattr(module, "run")
 
 
 def load_cases(family: str, quick: bool) -> list[BenchCase]:
@@ -273,7 +282,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="interleaved timing rounds; the median is reported (default 3 "
                         "quick, 7 full)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="training families (accuracy): seeds per model (default 3, quick 1)")
+    parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
+                        help="training families (accuracy): the data set")
     args = parser.parse_args(argv)
+
+    # Training families (a module with run() instead of cases(): trained models, minutes each)
+    # run only when named with --family.
+    studies = [f for f in (args.family or []) if _is_study(f)]
+    for fam in studies:
+        module = importlib.import_module(f"{__package__}.bench_{fam}")
+        module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
+                   name_filter=args.filter, data=args.data)
+    timing = [f for f in discover(args.family) if not _is_study(f)]
+    if args.family and not [f for f in args.family if not _is_study(f)]:
+        return 0
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
@@ -281,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                          "is False; run with --device cpu")
     budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
-    cases = [c for fam in discover(args.family) for c in load_cases(fam, args.quick)
+    cases = [c for fam in timing for c in load_cases(fam, args.quick)
              if args.filter in c.name]
     if not cases:
         raise SystemExit("benchmarks: no cases selected")

