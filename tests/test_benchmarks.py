@@ -69,3 +69,29 @@ def test_gpu_session_script_is_valid_and_names_existing_tests():
     named = set(re.findall(r"tests/\w+\.py", text))
     assert named and all((ROOT / t).is_file() for t in named), named
     assert "--device cuda" in text and "--family kernels" in text
+
+
+def test_accuracy_family_models_train_and_report(tmp_path):
+    """The accuracy family's pieces on a toy budget: every model builds, trains a step and is
+    evaluated; the table has one row per model (the real run: python -m benchmarks --family
+    accuracy, minutes per model)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_accuracy as acc
+    finally:
+        sys.path.remove(str(ROOT))
+    x = torch.rand(12, 1, 29, 29, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(12) % 10
+    data = (x[:8], y[:8], x[8:], y[8:])
+    results = []
+    for m in acc.models(quick=True):
+        torch.manual_seed(0)
+        model = m.build()
+        assert model(x[:2]).shape == (2, 10), m
+        r = acc.train_and_test(model, data, epochs=1, seed=0, batch=4)
+        assert 0.0 <= r["acc"] <= 1.0
+        results.append({"arch": m.arch, "library": m.library, "params": 1, "accs": [r["acc"]],
+                        "mean": r["acc"], "spread": 0.0, "train_s": r["train_s"]})
+    meta = acc._meta(True, "mnist", 8, 4, 1, 1)
+    table = acc.markdown(meta, results)
+    assert table.count("\n| ") == len(results) + 1  # header + one row per model
