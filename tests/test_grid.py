@@ -152,3 +152,69 @@ def test_real_group_conv_layers():
     zeros = GroupConv2d(3, 3, 3, padding=1, group="p4")
     assert [g.problem for g in check_grid(zeros, (1, 3, 4, 9, 9), "p4")] == [
         "non-circular-padding"]
+
+
+@pytest.mark.parametrize("k,stride,padding,n", [(3, 2, 1, 32), (3, 2, 1, 10), (5, 2, 2, 16),
+                                                (3, 3, 1, 32), (2, 2, 0, 9), (7, 4, 3, 50),
+                                                (1, 2, 0, 8)])
+def test_exactness_message_sizes_are_exact(k, stride, padding, n):
+    """The sizes a stride finding suggests are exact for that layer (the formula in the message
+    is the one the check applies), and the finding names the layer's own padding."""
+    import re
+
+    from equilayers.functional import exactness_problems
+
+    pad = (padding,) * 4
+    problems = exactness_problems("p4", (n, n), k, stride, pad, 1)
+    msgs = [m for m in problems if "does not tile" in m]
+    assert msgs, problems
+    for msg in msgs:
+        sizes = [int(v) for v in re.search(r"use an input \w+ of (\d+(?: or \d+)?)",
+                                           msg).group(1).split(" or ")]
+        assert f"n + {padding} + {padding} - {k} divisible by {stride}" in msg
+        for size in sizes:
+            assert not [m for m in exactness_problems("p4", (size, size), k, stride, pad, 1)
+                        if "does not tile" in m], (msg, size)
+
+
+def test_check_grid_does_not_use_up_the_layers_warnings():
+    """check_grid runs the model without arming anything: the model's own forward at the bad
+    size still warns (the once-per-module flag is untouched), and so do the spatial pools."""
+    import warnings
+
+    from equilayers.nn import GroupMaxPool2d, LiftingConv2d
+
+    m = nn.Sequential(LiftingConv2d(1, 2, 3, stride=2, padding=1, group="p4m"),
+                      GroupMaxPool2d(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # check_grid itself prints nothing
+        assert check_grid(m, (1, 1, 36, 36), group="p4m")
+    with pytest.warns(UserWarning) as record:
+        m(torch.randn(1, 1, 36, 36))
+    text = " | ".join(str(r.message) for r in record)
+    assert "LiftingConv2d (d4)" in text and "use an input height of 37 or 35" in text
+
+
+@pytest.mark.parametrize("pool,size,exact", [("max2", 16, True), ("max2", 35, False),
+                                             ("avg3s2p1", 35, True), ("avg3s2p1", 36, False)])
+def test_group_pools_warn_when_inexact(pool, size, exact):
+    """GroupMaxPool2d / GroupAvgPool2d warn once at the first inexact size (a p4m net at 35x35
+    with GroupMaxPool2d(2) measured invariance error 0.50 and used to print nothing)."""
+    import warnings
+
+    from equilayers.nn import GroupAvgPool2d, GroupMaxPool2d
+
+    m = GroupMaxPool2d(2) if pool == "max2" else GroupAvgPool2d(3, 2, 1)
+    x = torch.randn(1, 2, 8, size, size)
+    if exact:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m(x)
+        assert equivariance_error(m, x.double(), "p4m") < 1e-12
+    else:
+        with pytest.warns(UserWarning, match="not exactly equivariant"):
+            m(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m(x)  # once per module
+        assert equivariance_error(m, x.double(), "p4m") > 1e-3  # the warning was right

@@ -246,10 +246,11 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
         extent = d * (kernel_size - 1) + 1
         rem = (n + lo + hi - extent) % s
         if rem:
+            up, down = n + s - rem, n - rem
+            sizes = f"{up}" + (f" or {down}" if down >= extent - lo - hi and down > 0 else "")
             out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
-                       f"(remainder {rem}): use an input {name} n with (n + padding - "
-                       f"{extent}) divisible by {s} (e.g. odd sizes such as 33 for stride 2, "
-                       f"k=3, padding=1)")
+                       f"(remainder {rem}): use an input {name} of {sizes} (this layer needs "
+                       f"n + {lo} + {hi} - {extent} divisible by {s})")
     if grp.n is not None and grp.n % 4 == 0:
         if (sh, dh, top, bottom) != (sw, dw, left, right):
             out.append("rotations by 90 degrees swap height and width, but stride/dilation/"

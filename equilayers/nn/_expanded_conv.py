@@ -164,8 +164,7 @@ class ExpandedGroupConv2d(_ExactConvMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__)
-        if not torch.compiler.is_compiling():
-            self._check_exact(x)
+        self._check_exact(x)
         return G.conv_expanded(x, self.weight, self.bias, self.fiber_out, self.stride, self._pad,
                                self.dilation, self.groups, self.padding_mode)
 

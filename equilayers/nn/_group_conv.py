@@ -12,13 +12,14 @@ from torch import nn
 from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..groups import GroupLike, get
+from ._exactness import _WarnsInexact
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
 _BASES = ("pixel", "harmonic")
 
 
-class _ExactConvMixin(nn.Module):
+class _ExactConvMixin(_WarnsInexact):
     """What every group conv module shares: the once-per-module exactness warning and the
     ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
     ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
@@ -54,26 +55,10 @@ class _ExactConvMixin(nn.Module):
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
         self.stride, self.padding, self.dilation = stride_p, padding, dil_p
         self.groups, self.padding_mode = groups, padding_mode
-        self._warned = False
-        self._exact_sizes: set[tuple[int, int]] = set()
 
     def _check_exact(self, x: torch.Tensor) -> None:
-        size = (x.shape[-2], x.shape[-1])
-        if self._warned or size in self._exact_sizes:
-            return
-        problems = G.exactness_problems(self.group, size, self.kernel_size[0], self.stride,
-                                        self._pad, self.dilation)
-        if not problems:
-            self._exact_sizes.add(size)  # memo: the check costs ~20 us of Python per call
-        else:
-            self._warned = True
-            sub = G.grid_subgroup(self.group)
-            what = ("" if sub == self.group else
-                    f" even on its grid subgroup {sub.name} (its only elements that can be exact;"
-                    " other rotations are approximate in any case)")
-            warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
-                          f"{what} on input of size {x.shape[-2]}x{x.shape[-1]}: "
-                          + "; ".join(problems) + " (warned once per module)", stacklevel=5)
+        self._warn_if_inexact(x, self.group, self.kernel_size[0], self.stride, self._pad,
+                              self.dilation, stacklevel=6)
 
     def _conv_repr(self, extra: str = "") -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
@@ -346,8 +331,7 @@ class _GroupConvNd(_ExactConvMixin):
                 "device='meta' or under torch.device('meta')); materialize the model first: "
                 "model.load_state_dict(state_dict, assign=True), or model.to_empty(device=...) "
                 "then load_state_dict(...) or reset_parameters()")
-        if not torch.compiler.is_compiling():
-            self._check_exact(x)
+        self._check_exact(x)
         return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
                                self.stride, self._pad, self.dilation, self.groups,
                                self.padding_mode)

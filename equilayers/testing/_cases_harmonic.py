@@ -151,7 +151,7 @@ def _c4(*degs: float) -> tuple[float, ...]:
 # (0.024), c8/d8/c16 at 45 (and 22.5, 67.5 for c16) degrees 0.018/0.045/0.043
 # (0.028/0.067/0.072), the c8 conv at 45/135 degrees 0.068 (0.18). The plain conv stack: 0.30.
 CASES = [
-    Case("harmonic/lift-so2-M3", _conv("so2", "trivial", "harmonic", 5, mo=3), (2, 2, 11, 11),
+    Case("harmonic/lift-so2-M3", _conv("so2", "trivial", "harmonic", 7, mo=3), (2, 2, 11, 11),
          "so2", in_rep="trivial", out_rep="harmonic"),
     Case("harmonic/lift-o2-M2-stride2-odd", _conv("o2", "trivial", "harmonic", 5, mo=2,
                                                   stride=2), (2, 2, 11, 11), "o2"),
