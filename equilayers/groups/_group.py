@@ -212,14 +212,16 @@ class Group:
     @functools.cached_property
     def cayley_table(self) -> torch.Tensor:
         """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64, ``|G| x |G|``)."""
-        els = self.elements()
-        return torch.tensor([[(a * b).index for b in els] for a in els], dtype=torch.long)
+        els = self.elements()  # CPU explicitly: cached on a process-wide group object
+        return torch.tensor([[(a * b).index for b in els] for a in els], dtype=torch.long,
+                            device="cpu")
 
     def regular_permutation(self, g: GroupElement) -> torch.Tensor:
         """``perm`` with ``(g . f)[i] = f[perm[i]]`` on a regular fiber: ``perm[h] = g^-1 h``."""
         self._check(g)
         gi = g.inverse()
-        return torch.tensor([(gi * h).index for h in self.elements()], dtype=torch.long)
+        return torch.tensor([(gi * h).index for h in self.elements()], dtype=torch.long,
+                            device="cpu")
 
 
 GroupLike = str | Group

@@ -75,6 +75,10 @@ ZOO: dict[str, ZooEntry] = {
         _x(2, 3, 5, 9, 9)),
     "GroupConv2d[c8]": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="c8"),
                                 _x(2, 3, 8, 7, 7)),
+    "GroupConv2d[c8-settings]": ZooEntry(
+        lambda: enn.GroupConv2d(3, 4, 5, padding=2, group="c8", sigma=0.5,
+                                frequencies_cutoff=lambda r: r, rings=[0, 1, 1.5, 2]),
+        _x(2, 3, 8, 7, 7)),
     "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
