@@ -15,15 +15,15 @@ Two targets for ``R2Conv``, both trainable layers with weight sharing, exactly e
 the pixel grid like escnn's. For c1, c2, c4, d1, d2, d4 every escnn filter is a full ``k x k``
 pixel filter transformed by the group, so it loads into a
 :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` with
-``basis="pixel"``. For other N (c3, c8, d8, c16, ...) escnn's default filters (kernel sizes up
-to 7) lie in our steerable basis, which uses escnn's default rings, widths and frequency caps:
-the weights are found by least squares (float64) and the layer is a
-``basis="harmonic"`` :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d`
-whose expanded filter is checked against escnn's. Where the filter is not in our span (escnn
-kernels of 9 and more allow higher frequencies on inner rings; non-default ``sigma``,
-``frequencies_cutoff`` or ``rings``), the conversion holds escnn's expanded filter densely in
-an :class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as equivariant as escnn's:
-exact on the grid subgroup, approximate at other angles).
+``basis="pixel"``. For other N (c3, c8, d8, c16, ...) the layer is a ``basis="harmonic"``
+:class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` built with
+escnn's basis settings (its rings and ring widths, divided by the dilation, and per ring the
+largest frequency its basis holds: whatever ``sigma``, ``frequencies_cutoff`` and ``rings``
+the ``R2Conv`` was given, and escnn's default policy at any kernel size), so our basis spans
+escnn's: the weights are found by least squares (float64) and the expanded filter is checked
+against escnn's elementwise. Where that check fails, the conversion holds escnn's expanded
+filter densely in an :class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as
+equivariant as escnn's: exact on the grid subgroup, approximate at other angles).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def from_escnn(module: Any) -> nn.Module:
     Supported: ``R2Conv`` from trivial fields (-> :class:`~equilayers.nn.LiftingConv2d`) or
     regular fields (-> :class:`~equilayers.nn.GroupConv2d`) to regular fields of ``C_N`` /
     ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; pixel filters for N in 1, 2, 4,
-    steerable ``basis="harmonic"`` filters for other N, and, where escnn's filter is outside
-    our steerable span, :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
+    steerable ``basis="harmonic"`` filters with escnn's ``sigma``, ``frequencies_cutoff`` and
+    ``rings`` for other N, and, should escnn's filter still not be reproduced,
+    :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
     ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
@@ -237,19 +238,44 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     return ours
 
 
+def _escnn_basis_settings(m: Any) -> dict:
+    """escnn's basis settings of an ``R2Conv`` in our terms: its rings and widths divided by the
+    dilation (escnn samples at dilated offsets, we in filter taps) and, per ring, the largest
+    angular frequency its basis holds (read from the basis elements' ``radius`` and
+    ``irrep:frequency``; -1 for a ring without elements), which is where its
+    ``frequencies_cutoff`` (a float, a callable or its default policy) cut."""
+    d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
+    rings = [float(r) / d for r in m._rings]
+    caps = [-1] * len(rings)
+    be = m.basisexpansion
+    for pair in be._representations_pairs:
+        block = getattr(be, f"block_expansion_{be._escape_pair(pair)}")
+        for attr in block.get_basis_info():
+            i = min(range(len(rings)), key=lambda j: abs(rings[j] * d - attr["radius"]))
+            caps[i] = max(caps[i], abs(int(attr["irrep:frequency"])))
+    return {"rings": rings, "sigma": [float(s) / d for s in m._sigma],
+            "frequencies_cutoff": caps}
+
+
 def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
                     lifting: bool, c_in: int, c_out: int) -> nn.Module | None:
-    """A ``basis="harmonic"`` layer whose weights reproduce escnn's filter (least squares in
-    float64, then the expanded filter checked elementwise), or ``None`` when the filter is not
-    in our steerable basis's span."""
+    """A ``basis="harmonic"`` layer with escnn's basis settings whose weights reproduce escnn's
+    filter (least squares in float64, then the expanded filter checked elementwise), or
+    ``None`` when the filter is not in our steerable basis's span (or the settings are not
+    ours to take)."""
     n, k = get(gname).order, m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
-    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
-               basis="harmonic")
+    try:
+        settings = _escnn_basis_settings(m)
+        ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+                   m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
+                   basis="harmonic", **settings)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # another escnn version's internals, or settings we refuse
     f_in = 1 if lifting else n
     basis = steerable_basis(gname, "trivial" if lifting else "regular", "regular", k,
-                            dtype=torch.float64, device=filt.device)  # (J, n, f_in, k, k)
+                            dtype=torch.float64, device=filt.device,
+                            **settings)  # (J, n, f_in, k, k)
     target = (filt.detach().double().view(c_out, n, c_in, f_in, k, k)
               .transpose(1, 2).reshape(c_out * c_in, -1))
     coef = torch.linalg.lstsq(basis.reshape(basis.shape[0], -1).T, target.T).solution

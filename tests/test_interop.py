@@ -186,14 +186,84 @@ def test_r2conv_off_grid_groups_same_outputs(name, lifting, kw):
     assert_equivariant(ours, x, name, elements=_grid(name))
 
 
-@pytest.mark.parametrize("name", ["c8", "d8"])
+def _fco_escnn_default(k):
+    """escnn's default frequency policy, as a callable (escnn takes it for granted)."""
+    return lambda r: 0 if r == 0 else min(2 * r, 2 if r == k // 2 else 2 * r - (r + 1) % 2)
+
+
+# escnn's basis settings (fit residual measured here, max |ours - escnn| / max |escnn| over the
+# expanded filter, c8/d8/c3, lifting and group convs: 1.3e-7 to 1.3e-6, float32 rounding)
+_SETTINGS = [
+    ("c8", 5, dict(sigma=0.5)),
+    ("d8", 5, dict(frequencies_cutoff=2.0)),
+    ("c3", 5, dict(frequencies_cutoff=1.0)),
+    ("c8", 5, dict(frequencies_cutoff=lambda r: 1.5 * r)),
+    ("d8", 7, dict(rings=[0.0, 1.5, 2.5], sigma=[0.3, 0.5, 0.7])),
+    ("c8", 5, dict(rings=[0.0, 0.5, 1.0, 1.5, 2.0])),
+    ("c8", 9, {}),  # escnn's default policy allows 2r - 1 / 2r on inner rings from k = 9
+    ("d8", 11, {}),
+    ("c8", 5, dict(dilation=2)),  # escnn's dilated rings and widths, in our filter taps
+]
+
+
+@pytest.mark.parametrize("name,k,kw", _SETTINGS,
+                         ids=[f"{n}-k{k}-{'-'.join(kw) or 'default'}" for n, k, kw in _SETTINGS])
 @pytest.mark.parametrize("lifting", [True, False])
-def test_r2conv_outside_steerable_span_held_densely(name, lifting):
-    """An escnn filter outside our steerable span (k=9: escnn allows frequency 2r on inner
-    rings, we cap at r+1) is held densely by an ExpandedGroupConv2d, frozen, giving escnn's
-    outputs and exactly equivariant on the grid subgroup."""
+def test_r2conv_basis_settings_same_outputs(name, k, kw, lifting):
+    """Non-default sigma / frequencies_cutoff / rings (and kernels >= 9, dilation): the
+    conversion is a trainable basis="harmonic" layer with escnn's settings, escnn's outputs,
+    exactly equivariant on the grid subgroup."""
     _escnn()
     from escnn import nn as enn
+    gs = _space(name)
+    d = kw.get("dilation", 1)
+    conv = _randomize(enn.R2Conv(_ftype(gs, 2, "trivial" if lifting else "regular"),
+                                 _ftype(gs, 2, "regular"), k, padding=k // 2 * d, **kw)).eval()
+    ours = from_escnn(conv)
+    assert type(ours) is (LiftingConv2d if lifting else GroupConv2d)
+    assert ours.basis == "harmonic" and ours.weight.requires_grad
+    assert ours._basis_spec is not None  # not our default basis
+    # the same number of basis elements per field pair: the two bases span the same filters
+    assert conv.basisexpansion.dimension() == 2 * 2 * ours.weight.shape[-1]
+    n = gs.fibergroup.order()
+    size = 2 * k + 3
+    shape = (2, 2, size, size) if lifting else (2, 2, n, size, size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = _run_escnn(conv, x, conv.in_type)  # float32 sums over up to 16 x 11 x 11 taps
+    torch.testing.assert_close(ours(x).flatten(1, 2), ref, rtol=1e-5,
+                               atol=1e-6 * ref.abs().max().item())
+    filt = conv.expand_parameters()[0]
+    with torch.no_grad():
+        resid = (ours.expanded_filter() - filt).abs().max() / filt.abs().max()
+    assert resid < 5e-6, resid.item()
+    assert_equivariant(ours, x, name, elements=_grid(name))
+
+
+def test_r2conv_explicit_escnn_default_policy_at_k9():
+    """escnn's callable default policy given explicitly gives the same conversion."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("c8")
+    a = _randomize(enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 9)).eval()
+    b = _randomize(enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 9,
+                              frequencies_cutoff=_fco_escnn_default(9))).eval()
+    ca, cb = from_escnn(a), from_escnn(b)
+    assert ca.frequencies_cutoff == cb.frequencies_cutoff == (0, 2, 3, 6, 2)
+    torch.testing.assert_close(ca.weight, cb.weight)
+
+
+@pytest.mark.parametrize("name", ["c8", "d8"])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_r2conv_outside_steerable_span_held_densely(name, lifting, monkeypatch):
+    """An escnn filter that our basis does not reproduce (here: escnn's k=9 filter against our
+    default caps, r + 1 on inner rings, by withholding escnn's settings) is held densely by an
+    ExpandedGroupConv2d, frozen, giving escnn's outputs and exactly equivariant on the grid
+    subgroup."""
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers import interop
+    monkeypatch.setattr(interop, "_escnn_basis_settings", lambda m: {})
     gs = _space(name)
     conv = _randomize(enn.R2Conv(_ftype(gs, 1, "trivial" if lifting else "regular"),
                                  _ftype(gs, 2, "regular"), 9, padding=4)).eval()
