@@ -44,6 +44,10 @@ from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
 )
+from ._restrict import (
+    coset_pool,
+    restrict,
+)
 from ._steerable import (
     expand_steerable,
     steerable_basis,
@@ -82,4 +86,6 @@ __all__: list[str] = [
     "fiber_pose",
     "invariant_head",
     "spatial_pool",
+    "restrict",
+    "coset_pool",
 ]

@@ -38,6 +38,10 @@ from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
 )
+from ._restrict import (
+    CosetPool,
+    Restrict,
+)
 
 __all__: list[str] = [
     "BlurConv2d",
@@ -62,4 +66,6 @@ __all__: list[str] = [
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
     "InvariantHead",
+    "Restrict",
+    "CosetPool",
 ]

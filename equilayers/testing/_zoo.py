@@ -82,6 +82,10 @@ ZOO: dict[str, ZooEntry] = {
     "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
+    "Restrict": ZooEntry(lambda: enn.Restrict("d4", "d1"), _x(2, 3, 8, 5, 5)),
+    "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
+                                   _x(2, 3, 5, 5, 5)),
+    "CosetPool": ZooEntry(lambda: enn.CosetPool("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
 }
 
