@@ -9,6 +9,10 @@ from ._blur import (
     blur_upsample2d,
     max_blur_pool2d,
 )
+from ._gaussian import (
+    disk_mask2d,
+    gaussian_blur_pool2d,
+)
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -88,4 +92,6 @@ __all__: list[str] = [
     "spatial_pool",
     "restrict",
     "coset_pool",
+    "gaussian_blur_pool2d",
+    "disk_mask2d",
 ]

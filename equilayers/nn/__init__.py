@@ -11,6 +11,10 @@ from ._blur_pool import (
 from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
+from ._gaussian import (
+    DiskMask,
+    GaussianBlurPool2d,
+)
 from ._group_conv import (
     GroupConv2d,
     LiftingConv2d,
@@ -68,4 +72,6 @@ __all__: list[str] = [
     "InvariantHead",
     "Restrict",
     "CosetPool",
+    "GaussianBlurPool2d",
+    "DiskMask",
 ]

@@ -86,6 +86,11 @@ ZOO: dict[str, ZooEntry] = {
     "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
                                    _x(2, 3, 5, 5, 5)),
     "CosetPool": ZooEntry(lambda: enn.CosetPool("d4", "d1"), _x(2, 3, 8, 5, 5)),
+    "GaussianBlurPool2d": ZooEntry(lambda: enn.GaussianBlurPool2d(0.66), _x(2, 3, 9, 9)),
+    "GaussianBlurPool2d[5d]": ZooEntry(lambda: enn.GaussianBlurPool2d(1.0, 2, 1),
+                                       _x(2, 3, 4, 9, 9)),
+    "DiskMask": ZooEntry(lambda: enn.DiskMask(7, margin=10.0), _x(2, 3, 7, 7)),
+    "DiskMask[5d]": ZooEntry(lambda: enn.DiskMask(7), _x(2, 3, 8, 7, 7)),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
 }
 

@@ -28,6 +28,7 @@ _FAMILIES = [
     "equilayers.testing._cases_harmonic",
     "equilayers.testing._cases_heads",
     "equilayers.testing._cases_subgroup",
+    "equilayers.testing._cases_gaussian",
 ]
 
 
