@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from equilayers.functional import disk_mask2d, gaussian_blur_pool2d
 from equilayers.functional._gaussian import (
@@ -115,3 +117,16 @@ def test_disk_mask_formula(gen):
     assert m(torch.randn(0, 3, 9, 9)).shape == (0, 3, 9, 9)
     leaf = torch.randn(1, 2, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: disk_mask2d(t, 5.0), (leaf,))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(0, 4), st.integers(0, 3), st.floats(0.1, 1.2),
+       st.integers(1, 3), st.integers(0, 2), st.booleans())
+def test_shape_formula_property(b, extra_h, extra_w, sigma, stride, padding, five_d):
+    """``H' = floor((H + 2 padding - k) / stride) + 1`` over random sizes, strides, paddings."""
+    k = gaussian_filter_size(sigma)
+    h, w = max(k - 2 * padding, 1) + extra_h, max(k - 2 * padding, 1) + extra_w
+    shape = (b, 2, 3, h, w) if five_d else (b, 2, h, w)
+    y = gaussian_blur_pool2d(torch.randn(shape), sigma, stride, padding)
+    assert y.shape == (*shape[:-2], (h + 2 * padding - k) // stride + 1,
+                       (w + 2 * padding - k) // stride + 1)

@@ -3,6 +3,8 @@ every element (off-grid ones included), the quotient rep, bad input, module == f
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from equilayers.functional import coset_pool, restrict
 from equilayers.groups import act, act_fiber, fiber_size, get
@@ -161,3 +163,20 @@ def test_harness_in_group(gen):
         equivariance_report(lambda t: t, x, "d8", in_group="d4")
     with pytest.raises(ValueError, match="not a subgroup"):
         check_subgroup("c4", "d1")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.booleans(), st.data())
+def test_random_subgroups_property(n, dihedral, data):
+    """Any N, any divisor M, cyclic or dihedral subgroups: restriction is a permutation whose
+    fields are regular subgroup fields, coset pooling commutes with every element."""
+    grp = get(("d" if dihedral else "c") + str(n))
+    m = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    sub = get(("d" if dihedral and data.draw(st.booleans()) else "c") + str(m))
+    x = torch.randn(1, 2, int(grp.order), 1, 1, dtype=torch.float64)
+    for h in sub.elements():
+        assert torch.equal(restrict(act_fiber(x, embed(h, grp), "regular"), grp, sub),
+                           act_fiber(restrict(x, grp, sub), h, "regular"))
+    for g in grp.elements():
+        assert torch.equal(coset_pool(act_fiber(x, g, "regular"), grp, sub),
+                           act_fiber(coset_pool(x, grp, sub), g, f"quotient:{sub.name}"))

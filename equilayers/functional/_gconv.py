@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..groups import Group, GroupLike, act, get
+from ._basis_settings import Cutoff
 from ._steerable import (
     expand_regular,
     expand_steerable,
@@ -371,8 +373,9 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                    stride=1, padding=0, dilation=1, groups: int = 1,
                    padding_mode: str = "zeros", *, group: GroupLike = "p4",
                    kernel_size: int | None = None,
-                   max_order: int | None = None, sigma=None, frequencies_cutoff=None,
-                   rings=None) -> torch.Tensor:
+                   max_order: int | None = None, sigma: float | Sequence[float] | None = None,
+                   frequencies_cutoff: Cutoff | None = None,
+                   rings: Sequence[float] | None = None) -> torch.Tensor:
     """Lifting correlation ``(B, C_in, H, W) -> (B, C_out, F, H', W')``.
 
     Pixel filters: ``weight`` ``(C_out, C_in // groups, k, k)``, ``F = |G|``. Steerable
@@ -403,8 +406,9 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  stride=1, padding=0, dilation=1, groups: int = 1,
                  padding_mode: str = "zeros", *, group: GroupLike = "p4",
                  kernel_size: int | None = None, max_order: int | None = None,
-                 in_max_order: int | None = None, sigma=None, frequencies_cutoff=None,
-                 rings=None) -> torch.Tensor:
+                 in_max_order: int | None = None, sigma: float | Sequence[float] | None = None,
+                 frequencies_cutoff: Cutoff | None = None,
+                 rings: Sequence[float] | None = None) -> torch.Tensor:
     """Group correlation ``(B, C_in, F_in, H, W) -> (B, C_out, F_out, H', W')``.
 
     Pixel filters: ``weight`` ``(C_out, C_in // groups, |G|, k, k)``. Steerable filters:

@@ -254,8 +254,10 @@ def inverse_cayley_index(group: GroupLike, device=None) -> torch.Tensor:
     return (h_rot + n * (refl[:, None] ^ refl[None, :])).reshape(-1)
 
 
-def regular_table(group: GroupLike, kernel_size: int, *, sigma=None, frequencies_cutoff=None,
-                  rings=None, dtype: torch.dtype | None = None,
+def regular_table(group: GroupLike, kernel_size: int, *,
+                  sigma: float | Sequence[float] | None = None,
+                  frequencies_cutoff: Cutoff | None = None, rings: Sequence[float] | None = None,
+                  dtype: torch.dtype | None = None,
                   device: torch.device | str | None = None) -> torch.Tensor:
     """The compact form of the regular steerable basis: ``T[a, j] = psi_j(a^-1 q)`` scaled as
     in :func:`steerable_basis`, ``(|G|, J, k, k)`` (a fresh tensor). ``sigma``,
@@ -401,7 +403,7 @@ def steerable_basis(
 
     Example:
         >>> steerable_basis("so2", "trivial", "harmonic", 5, out_order=2).shape
-        torch.Size([10, 5, 1, 5, 5])
+        torch.Size([11, 5, 1, 5, 5])
         >>> steerable_basis("so2", "trivial", "harmonic", 5, out_order=2,
         ...                 frequencies_cutoff=1.0).shape  # |f| <= radius
         torch.Size([9, 5, 1, 5, 5])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -107,7 +108,9 @@ class _GroupConvNd(_ExactConvMixin):
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  device=None, dtype=None, *, group: GroupLike = "p4", basis: str | None = None,
                  max_order: int | None = None, in_max_order: int | None = None,
-                 sigma=None, frequencies_cutoff=None, rings=None) -> None:
+                 sigma: float | Sequence[float] | None = None,
+                 frequencies_cutoff: BS.Cutoff | None = None,
+                 rings: Sequence[float] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
