@@ -15,15 +15,15 @@ Two targets for ``R2Conv``, both trainable layers with weight sharing, exactly e
 the pixel grid like escnn's. For c1, c2, c4, d1, d2, d4 every escnn filter is a full ``k x k``
 pixel filter transformed by the group, so it loads into a
 :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` with
-``basis="pixel"``. For other N (c3, c8, d8, c16, ...) escnn's default filters (kernel sizes up
-to 7) lie in our steerable basis, which uses escnn's default rings, widths and frequency caps:
-the weights are found by least squares (float64) and the layer is a
-``basis="harmonic"`` :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d`
-whose expanded filter is checked against escnn's. Where the filter is not in our span (escnn
-kernels of 9 and more allow higher frequencies on inner rings; non-default ``sigma``,
-``frequencies_cutoff`` or ``rings``), the conversion holds escnn's expanded filter densely in
-an :class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as equivariant as escnn's:
-exact on the grid subgroup, approximate at other angles).
+``basis="pixel"``. For other N (c3, c8, d8, c16, ...) the layer is a ``basis="harmonic"``
+:class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` built with
+escnn's basis settings (its rings and ring widths, divided by the dilation, and per ring the
+largest frequency its basis holds: whatever ``sigma``, ``frequencies_cutoff`` and ``rings``
+the ``R2Conv`` was given, and escnn's default policy at any kernel size), so our basis spans
+escnn's: the weights are found by least squares (float64) and the expanded filter is checked
+against escnn's elementwise. Where that check fails, the conversion holds escnn's expanded
+filter densely in an :class:`~equilayers.nn.ExpandedGroupConv2d` (frozen by default; as
+equivariant as escnn's: exact on the grid subgroup, approximate at other angles).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import act_spatial, get
+from .groups._subgroups import restriction_index
 from .nn import (
     ExpandedGroupConv2d,
     GroupAvgPool2d,
@@ -53,7 +55,8 @@ _PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
-              "GroupPooling, IdentityModule, SequentialModule")
+              "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
+              "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
 
 
 def from_escnn(module: Any) -> nn.Module:
@@ -62,18 +65,31 @@ def from_escnn(module: Any) -> nn.Module:
     Supported: ``R2Conv`` from trivial fields (-> :class:`~equilayers.nn.LiftingConv2d`) or
     regular fields (-> :class:`~equilayers.nn.GroupConv2d`) to regular fields of ``C_N`` /
     ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; pixel filters for N in 1, 2, 4,
-    steerable ``basis="harmonic"`` filters for other N, and, where escnn's filter is outside
-    our steerable span, :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
+    steerable ``basis="harmonic"`` filters with escnn's ``sigma``, ``frequencies_cutoff`` and
+    ``rings`` for other N, and, should escnn's filter still not be reproduced,
+    :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
     ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
-    (max); ``IdentityModule`` -> ``nn.Identity``; ``SequentialModule`` of these ->
-    ``nn.Sequential``. The training flag is copied.
+    (max); ``PointwiseAvgPoolAntialiased2D`` -> :class:`~equilayers.nn.GaussianBlurPool2d`
+    (``sigma`` recovered from escnn's filter); ``MaskModule`` ->
+    :class:`~equilayers.nn.DiskMask`; ``RestrictionModule`` on regular fields (ids
+    ``(None, M)``, ``(0, M)`` of ``D_N``, ``M`` of ``C_N``) -> :class:`~equilayers.nn.Restrict`,
+    and after it ``ReLU``, pointwise pools and ``R2Conv`` on the restricted fields;
+    ``NormPool`` on fields ``[psi_0, psi_1, ..., psi_M]`` repeated (trivial, then 2-D irreps
+    of frequency 1..M) -> :class:`~equilayers.nn.NormPool`; ``IdentityModule`` ->
+    ``nn.Identity``; ``SequentialModule`` of these -> ``nn.Sequential``. The training flag is
+    copied. ``InnerBatchNorm`` and ``GroupPooling`` on restricted fields do not map (escnn
+    keeps each restricted field whole) and raise.
 
     Layout: the converted modules take and return our layout. A trivial input is the same
     tensor as escnn's; a regular one is ``x.view(B, C, |G|, H, W)`` of escnn's
     ``(B, C * |G|, H, W)``, and a regular output ``y.flatten(1, 2)`` is escnn's ``.tensor``.
+    Restricted fields (escnn leaves the tensor as it is) are ``|G|/|H|`` regular ``H`` fields
+    per escnn field, escnn's channels permuted by
+    :func:`~equilayers.groups._subgroups.restriction_index`. Harmonic-like fields for
+    ``NormPool``: ``x.view(B, C, 2M+1, H, W)``.
 
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
@@ -105,25 +121,47 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.R2Conv):
         out = _conv(m, probed)
     elif isinstance(m, enn.ReLU):
-        _regular_or_trivial(m, "ReLU")
+        if T.restricted_fields(m.in_type, probed, _group_name) is None:
+            _regular_or_trivial(m, "ReLU")
         out = nn.ReLU()
     elif isinstance(m, enn.InnerBatchNorm):
+        _not_restricted(m, "InnerBatchNorm", probed)
         out = _batch_norm(m, probed)
     elif isinstance(m, enn.PointwiseMaxPool2D):
-        _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
+        if T.restricted_fields(m.in_type, probed, _group_name) is None:
+            _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
         out = GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
     elif isinstance(m, enn.PointwiseAvgPool2D):
-        _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
+        if T.restricted_fields(m.in_type, probed, _group_name) is None:
+            _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
         out = GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
     elif isinstance(m, enn.GroupPooling):
+        _not_restricted(m, "GroupPooling", probed)
         _regular_fields(m.in_type, "GroupPooling", probed)
         out = GroupPool("max")
     elif isinstance(m, enn.IdentityModule):
         out = nn.Identity()
+    elif isinstance(m, enn.PointwiseAvgPoolAntialiased2D):
+        out = T.gaussian_pool(m)
+    elif isinstance(m, enn.MaskModule):
+        out = T.mask(m)
+    elif isinstance(m, enn.RestrictionModule):
+        out = T.restriction(m, probed, _regular_fields, _group_name)
+    elif isinstance(m, enn.NormPool):
+        out = T.norm_pool(m)
     else:
         raise TypeError(f"from_escnn: escnn.nn.{type(m).__name__} has no equilayers "
                         f"equivalent; supported: {_SUPPORTED}")
     return out.train(m.training)
+
+
+def _not_restricted(m: Any, what: str, probed: dict) -> None:
+    found = T.restricted_fields(m.in_type, probed, _group_name)
+    if found is not None:
+        g, h, _ = found
+        raise ValueError(f"from_escnn: {what} on {g} regular fields restricted to {h} does not "
+                         f"map: escnn treats each as one {g}-sized field, ours are "
+                         f"|{g}|/|{h}| regular {h} fields (statistics / pooling per {h} field)")
 
 
 def _group_name(gspace: Any, probed: dict) -> str:
@@ -201,8 +239,13 @@ def _regular_or_trivial(m: Any, what: str) -> None:
 def _conv(m: Any, probed: dict) -> nn.Module:
     gname, c_out = _regular_fields(m.out_type, "R2Conv output", probed)
     in_reps = m.in_type.representations
+    restricted = T.restricted_fields(m.in_type, probed, _group_name)
     # regular first: for C_1 the regular representation is also trivial
-    if all(r.is_trivial() and r.name != "regular" for r in in_reps):
+    if restricted is not None:  # our layout: |G|/|H| regular H fields per escnn field
+        parent, _, fields = restricted
+        per = int(get(parent).order)
+        lifting, c_in = False, fields * per // int(get(gname).order)
+    elif all(r.is_trivial() and r.name != "regular" for r in in_reps):
         lifting, c_in = True, len(in_reps)
     else:
         _, c_in = _regular_fields(m.in_type, "R2Conv input", probed)
@@ -215,6 +258,10 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     n = get(gname).order
     with torch.no_grad():
         filt, bias = m.expand_parameters()
+    if restricted is not None:  # escnn's input channels -> our restricted layout
+        idx = restriction_index(parent, gname)
+        cols = (torch.arange(fields)[:, None] * per + idx[None, :]).reshape(-1)
+        filt = filt[:, cols.to(filt.device)]
     if gname not in _PIXEL_GROUPS:
         steer = _steerable_conv(m, gname, filt, bias, lifting, c_in, c_out)
         return steer if steer is not None else _expanded_conv(m, gname, filt, bias, lifting)
@@ -237,19 +284,44 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     return ours
 
 
+def _escnn_basis_settings(m: Any) -> dict:
+    """escnn's basis settings of an ``R2Conv`` in our terms: its rings and widths divided by the
+    dilation (escnn samples at dilated offsets, we in filter taps) and, per ring, the largest
+    angular frequency its basis holds (read from the basis elements' ``radius`` and
+    ``irrep:frequency``; -1 for a ring without elements), which is where its
+    ``frequencies_cutoff`` (a float, a callable or its default policy) cut."""
+    d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
+    rings = [float(r) / d for r in m._rings]
+    caps = [-1] * len(rings)
+    be = m.basisexpansion
+    for pair in be._representations_pairs:
+        block = getattr(be, f"block_expansion_{be._escape_pair(pair)}")
+        for attr in block.get_basis_info():
+            i = min(range(len(rings)), key=lambda j: abs(rings[j] * d - attr["radius"]))
+            caps[i] = max(caps[i], abs(int(attr["irrep:frequency"])))
+    return {"rings": rings, "sigma": [float(s) / d for s in m._sigma],
+            "frequencies_cutoff": caps}
+
+
 def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
                     lifting: bool, c_in: int, c_out: int) -> nn.Module | None:
-    """A ``basis="harmonic"`` layer whose weights reproduce escnn's filter (least squares in
-    float64, then the expanded filter checked elementwise), or ``None`` when the filter is not
-    in our steerable basis's span."""
+    """A ``basis="harmonic"`` layer with escnn's basis settings whose weights reproduce escnn's
+    filter (least squares in float64, then the expanded filter checked elementwise), or
+    ``None`` when the filter is not in our steerable basis's span (or the settings are not
+    ours to take)."""
     n, k = get(gname).order, m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
-    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
-               basis="harmonic")
+    try:
+        settings = _escnn_basis_settings(m)
+        ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+                   m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
+                   basis="harmonic", **settings)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # another escnn version's internals, or settings we refuse
     f_in = 1 if lifting else n
     basis = steerable_basis(gname, "trivial" if lifting else "regular", "regular", k,
-                            dtype=torch.float64, device=filt.device)  # (J, n, f_in, k, k)
+                            dtype=torch.float64, device=filt.device,
+                            **settings)  # (J, n, f_in, k, k)
     target = (filt.detach().double().view(c_out, n, c_in, f_in, k, k)
               .transpose(1, 2).reshape(c_out * c_in, -1))
     coef = torch.linalg.lstsq(basis.reshape(basis.shape[0], -1).T, target.T).solution

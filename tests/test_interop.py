@@ -186,14 +186,84 @@ def test_r2conv_off_grid_groups_same_outputs(name, lifting, kw):
     assert_equivariant(ours, x, name, elements=_grid(name))
 
 
-@pytest.mark.parametrize("name", ["c8", "d8"])
+def _fco_escnn_default(k):
+    """escnn's default frequency policy, as a callable (escnn takes it for granted)."""
+    return lambda r: 0 if r == 0 else min(2 * r, 2 if r == k // 2 else 2 * r - (r + 1) % 2)
+
+
+# escnn's basis settings (fit residual measured here, max |ours - escnn| / max |escnn| over the
+# expanded filter, c8/d8/c3, lifting and group convs: 1.3e-7 to 1.3e-6, float32 rounding)
+_SETTINGS = [
+    ("c8", 5, dict(sigma=0.5)),
+    ("d8", 5, dict(frequencies_cutoff=2.0)),
+    ("c3", 5, dict(frequencies_cutoff=1.0)),
+    ("c8", 5, dict(frequencies_cutoff=lambda r: 1.5 * r)),
+    ("d8", 7, dict(rings=[0.0, 1.5, 2.5], sigma=[0.3, 0.5, 0.7])),
+    ("c8", 5, dict(rings=[0.0, 0.5, 1.0, 1.5, 2.0])),
+    ("c8", 9, {}),  # escnn's default policy allows 2r - 1 / 2r on inner rings from k = 9
+    ("d8", 11, {}),
+    ("c8", 5, dict(dilation=2)),  # escnn's dilated rings and widths, in our filter taps
+]
+
+
+@pytest.mark.parametrize("name,k,kw", _SETTINGS,
+                         ids=[f"{n}-k{k}-{'-'.join(kw) or 'default'}" for n, k, kw in _SETTINGS])
 @pytest.mark.parametrize("lifting", [True, False])
-def test_r2conv_outside_steerable_span_held_densely(name, lifting):
-    """An escnn filter outside our steerable span (k=9: escnn allows frequency 2r on inner
-    rings, we cap at r+1) is held densely by an ExpandedGroupConv2d, frozen, giving escnn's
-    outputs and exactly equivariant on the grid subgroup."""
+def test_r2conv_basis_settings_same_outputs(name, k, kw, lifting):
+    """Non-default sigma / frequencies_cutoff / rings (and kernels >= 9, dilation): the
+    conversion is a trainable basis="harmonic" layer with escnn's settings, escnn's outputs,
+    exactly equivariant on the grid subgroup."""
     _escnn()
     from escnn import nn as enn
+    gs = _space(name)
+    d = kw.get("dilation", 1)
+    conv = _randomize(enn.R2Conv(_ftype(gs, 2, "trivial" if lifting else "regular"),
+                                 _ftype(gs, 2, "regular"), k, padding=k // 2 * d, **kw)).eval()
+    ours = from_escnn(conv)
+    assert type(ours) is (LiftingConv2d if lifting else GroupConv2d)
+    assert ours.basis == "harmonic" and ours.weight.requires_grad
+    assert ours._basis_spec is not None  # not our default basis
+    # the same number of basis elements per field pair: the two bases span the same filters
+    assert conv.basisexpansion.dimension() == 2 * 2 * ours.weight.shape[-1]
+    n = gs.fibergroup.order()
+    size = 2 * k + 3
+    shape = (2, 2, size, size) if lifting else (2, 2, n, size, size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = _run_escnn(conv, x, conv.in_type)  # float32 sums over up to 16 x 11 x 11 taps
+    torch.testing.assert_close(ours(x).flatten(1, 2), ref, rtol=1e-5,
+                               atol=1e-6 * ref.abs().max().item())
+    filt = conv.expand_parameters()[0]
+    with torch.no_grad():
+        resid = (ours.expanded_filter() - filt).abs().max() / filt.abs().max()
+    assert resid < 5e-6, resid.item()
+    assert_equivariant(ours, x, name, elements=_grid(name))
+
+
+def test_r2conv_explicit_escnn_default_policy_at_k9():
+    """escnn's callable default policy given explicitly gives the same conversion."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("c8")
+    a = _randomize(enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 9)).eval()
+    b = _randomize(enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 9,
+                              frequencies_cutoff=_fco_escnn_default(9))).eval()
+    ca, cb = from_escnn(a), from_escnn(b)
+    assert ca.frequencies_cutoff == cb.frequencies_cutoff == (0, 2, 3, 6, 2)
+    torch.testing.assert_close(ca.weight, cb.weight)
+
+
+@pytest.mark.parametrize("name", ["c8", "d8"])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_r2conv_outside_steerable_span_held_densely(name, lifting, monkeypatch):
+    """An escnn filter that our basis does not reproduce (here: escnn's k=9 filter against our
+    default caps, r + 1 on inner rings, by withholding escnn's settings) is held densely by an
+    ExpandedGroupConv2d, frozen, giving escnn's outputs and exactly equivariant on the grid
+    subgroup."""
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers import interop
+    monkeypatch.setattr(interop, "_escnn_basis_settings", lambda m: {})
     gs = _space(name)
     conv = _randomize(enn.R2Conv(_ftype(gs, 1, "trivial" if lifting else "regular"),
                                  _ftype(gs, 2, "regular"), 9, padding=4)).eval()
@@ -272,3 +342,147 @@ def test_off_grid_flip_axis_refused():
     conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 2, "regular"), 3)
     with pytest.raises(ValueError, match="flip axis"):
         from_escnn(conv)
+
+
+# --- the toolbox modules: Gaussian pools, masks, restriction, norm pooling ----------------
+@pytest.mark.parametrize("sigma,stride,padding", [(0.66, 2, None), (1.0, 2, 1), (0.4, 1, None),
+                                                  (0.1, 2, 0)])
+@pytest.mark.parametrize("rep", ["trivial", "regular"])
+def test_antialiased_pool_same_outputs(sigma, stride, padding, rep):
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers.nn import GaussianBlurPool2d
+    gs = _space("d4")
+    ft = _ftype(gs, 3, rep)
+    pool = enn.PointwiseAvgPoolAntialiased2D(ft, sigma, stride, padding)
+    ours = from_escnn(pool)
+    assert isinstance(ours, GaussianBlurPool2d)
+    assert ours.kernel_size == pool.kernel_size[0]
+    if sigma > 1 / 6:
+        assert abs(ours.sigma - sigma) < 1e-5
+    shape = (2, 3, 13, 13) if rep == "trivial" else (2, 3, 8, 13, 13)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ours(x).reshape(2, -1, *ours(x).shape[-2:]),
+                               _run_escnn(pool, x, ft), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size,margin,sigma", [(29, 0.0, 2.0), (29, 10.0, 2.0), (16, 5.0, 1.0),
+                                               (9, 50.0, 3.0)])
+def test_mask_module_same_outputs(size, margin, sigma):
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers.nn import DiskMask
+    gs = _space("c4")
+    ft = _ftype(gs, 2, "regular")
+    mask = enn.MaskModule(ft, size, margin=margin, sigma=sigma)
+    ours = from_escnn(mask)
+    assert isinstance(ours, DiskMask) and ours.size == size and ours.margin == margin
+    assert abs(ours.sigma - sigma) < 1e-4
+    x = torch.randn(2, 2, 4, size, size, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(mask, x, ft), rtol=1e-5,
+                               atol=1e-6)
+
+
+_RESTRICTIONS = [("d4", (None, 4), "c4"), ("d4", (0, 1), "d1"), ("d4", (0, 2), "d2"),
+                 ("c8", 4, "c4"), ("d8", (0, 4), "d4"), ("d8", (None, 2), "c2")]
+
+
+@pytest.mark.parametrize("name,sid,sub", _RESTRICTIONS)
+def test_restriction_module(name, sid, sub):
+    """Our Restrict relays escnn's restricted tensor (which escnn leaves as it is) into regular
+    subgroup fields: the same channels, permuted per field by restriction_index."""
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers.groups._subgroups import restriction_index
+    from equilayers.nn import Restrict
+    gs = _space(name)
+    ft = _ftype(gs, 3, "regular")
+    res = enn.RestrictionModule(ft, sid)
+    ours = from_escnn(res)
+    assert isinstance(ours, Restrict) and ours.subgroup.name == sub
+    n = gs.fibergroup.order()
+    x = torch.randn(2, 3, n, 7, 7, generator=torch.Generator().manual_seed(0))
+    cols = (torch.arange(3)[:, None] * n + restriction_index(name, sub)).reshape(-1)
+    torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(res, x, ft)[:, cols],
+                               rtol=0, atol=0)
+    assert_equivariant(ours, x.double(), sub)
+
+
+@pytest.mark.parametrize("name,sid,sub", [("d4", (None, 4), "c4"), ("d4", (0, 1), "d1"),
+                                          ("d8", (0, 4), "d4"), ("c8", 4, "c4")])
+def test_restriction_then_subgroup_layers(name, sid, sub):
+    """escnn's usual pattern, a D_N/C_N stack continued on a subgroup: restriction, ReLU, pools
+    and an R2Conv on the restricted fields (its filter's input channels permuted into our
+    layout), then group pooling on the subgroup's regular fields."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    t_in, t1 = _ftype(gs, 1, "trivial"), _ftype(gs, 2, "regular")
+    res = enn.RestrictionModule(t1, sid)
+    sub_gs = res.out_type.gspace
+    t2 = enn.FieldType(sub_gs, 3 * [sub_gs.regular_repr])
+    model = enn.SequentialModule(
+        enn.R2Conv(t_in, t1, 5, padding=2), enn.ReLU(t1), res, enn.ReLU(res.out_type),
+        enn.PointwiseMaxPool2D(res.out_type, 3, 1, 1),
+        enn.R2Conv(res.out_type, t2, 3, padding=1), enn.ReLU(t2), enn.GroupPooling(t2))
+    _randomize(model).eval()
+    ours = from_escnn(model)
+    assert [type(m).__name__ for m in ours] == [
+        "LiftingConv2d", "ReLU", "Restrict", "ReLU", "GroupMaxPool2d", "GroupConv2d", "ReLU",
+        "GroupPool"]
+    assert ours[5].group.name == sub and ours[5].in_channels == 2 * int(
+        get(name).order) // int(get(sub).order)
+    x = torch.randn(2, 1, 13, 13, generator=torch.Generator().manual_seed(0))
+    ref = _run_escnn(model, x, t_in)
+    torch.testing.assert_close(ours(x), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    grid = [g for g in get(sub).elements() if g.is_grid]
+    assert_equivariant(ours.double(), x.double(), sub, in_rep="trivial", out_rep="trivial",
+                       elements=grid)
+
+
+def test_restriction_refusals():
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("d4")
+    t = _ftype(gs, 2, "regular")
+    with pytest.raises(ValueError, match=r"restriction \(1, 2\) keeps the flip r\^1 m"):
+        from_escnn(enn.RestrictionModule(t, (1, 2)))
+    res = enn.RestrictionModule(t, (None, 4))
+    with pytest.raises(ValueError, match="InnerBatchNorm on d4 regular fields restricted to c4 "
+                                         "does not map"):
+        from_escnn(enn.SequentialModule(res, enn.InnerBatchNorm(res.out_type)))
+    with pytest.raises(ValueError, match="GroupPooling on d4 regular fields restricted to c4"):
+        from_escnn(enn.SequentialModule(res, enn.GroupPooling(res.out_type)))
+
+
+@pytest.mark.parametrize("space", ["so2", "o2", "c8"])
+def test_norm_pool_same_outputs(space):
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    from equilayers.nn import NormPool
+    gs = {"so2": lambda: gspaces.rot2dOnR2(-1, maximum_frequency=3),
+          "o2": lambda: gspaces.flipRot2dOnR2(-1, maximum_frequency=3),
+          "c8": lambda: gspaces.rot2dOnR2(8)}[space]()
+    irreps = ([gs.irrep(0)] + [gs.irrep(m) for m in (1, 2)] if space != "o2" else
+              [gs.irrep(0, 0)] + [gs.irrep(1, m) for m in (1, 2)])
+    ft = enn.FieldType(gs, 3 * irreps)
+    pool = enn.NormPool(ft)
+    ours = from_escnn(pool)
+    assert isinstance(ours, NormPool) and ours.max_order == 2
+    x = torch.randn(2, 3, 5, 7, 7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ours(x), _run_escnn(pool, x, ft), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="NormPool on .*repeat"):
+        from_escnn(enn.NormPool(enn.FieldType(gs, irreps[::-1])))
+
+
+def test_norm_pool_on_regular_fields_refused():
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("c4")
+    with pytest.raises(ValueError, match="NormPool on .*only fields of one trivial irrep"):
+        from_escnn(enn.NormPool(_ftype(gs, 2, "regular")))

@@ -9,6 +9,10 @@ from ._blur import (
     blur_upsample2d,
     max_blur_pool2d,
 )
+from ._gaussian import (
+    disk_mask2d,
+    gaussian_blur_pool2d,
+)
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -43,6 +47,10 @@ from ._heads import (
 from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
+)
+from ._restrict import (
+    coset_pool,
+    restrict,
 )
 from ._steerable import (
     expand_steerable,
@@ -82,4 +90,8 @@ __all__: list[str] = [
     "fiber_pose",
     "invariant_head",
     "spatial_pool",
+    "restrict",
+    "coset_pool",
+    "gaussian_blur_pool2d",
+    "disk_mask2d",
 ]

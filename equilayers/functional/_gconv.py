@@ -30,12 +30,14 @@ group action to ``arange``), so no Python loop over the group runs per call.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
+from ._basis_settings import Cutoff
 from ._steerable import (
     expand_regular,
     expand_steerable,
@@ -124,7 +126,10 @@ def field_types(group: GroupLike, lifting: bool, max_order: int | None = None,
 
 @cpu_cache(maxsize=256)
 def _index_cpu(group: Group, fiber_in: int, k: int) -> torch.Tensor:
-    base = torch.arange(fiber_in * k * k, dtype=torch.long).reshape(1, 1, fiber_in, k, k)
+    # an explicit CPU device: under ``with torch.device("meta"):`` the cache would keep a meta
+    # tensor and break every later layer of this (group, k)
+    base = torch.arange(fiber_in * k * k, dtype=torch.long, device="cpu").reshape(
+        1, 1, fiber_in, k, k)
     if fiber_in == 1:  # lifting: the filter is a plain image
         moved = [act(base[0, 0], g, "trivial") for g in group.elements()]
     else:
@@ -312,14 +317,17 @@ def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, w
 
 
 def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
-                      max_order: int | None, in_max_order: int | None, groups: int):
-    """``(expanded filter, F_out, F_in, in_order)`` for a 3-D steerable weight."""
+                      max_order: int | None, in_max_order: int | None, groups: int,
+                      settings: dict):
+    """``(expanded filter, F_out, F_in, in_order)`` for a 3-D steerable weight (``settings``:
+    the basis settings ``sigma``, ``frequencies_cutoff``, ``rings``)."""
     if kernel_size is None:
         raise ValueError("a steerable weight (C_out, C_in // groups, num_basis) needs "
                          "kernel_size=k (the basis is sampled on k x k)")
     in_rep, out_rep, m_in, m_out = field_types(group, lifting, max_order, in_max_order)
     if out_rep == "regular":  # the compact table: |G| times less work than the dense basis
-        table = regular_table(group, kernel_size, dtype=weight.dtype, device=weight.device)
+        table = regular_table(group, kernel_size, dtype=weight.dtype, device=weight.device,
+                              **settings)
         g, j = table.shape[:2]
         nb = j if lifting else g * j
         if weight.shape[-1] != nb:
@@ -331,12 +339,29 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         index = None if lifting else inverse_cayley_index(group, weight.device)
         return expand_regular(weight, table, index), g, 1 if lifting else g, m_in
     basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
-                            out_order=m_out, dtype=weight.dtype, device=weight.device)
+                            out_order=m_out, dtype=weight.dtype, device=weight.device,
+                            **settings)
     if weight.shape[-1] != basis.shape[0]:
         raise ValueError(f"the steerable basis of {get(group).name} {in_rep}->{out_rep} "
                          f"k={kernel_size} has {basis.shape[0]} elements; got weight "
                          f"{tuple(weight.shape)}")
     return expand_steerable(weight, basis, groups), basis.shape[1], basis.shape[2], m_in
+
+
+def _pixel_weight_error(max_order, settings: dict, what: str = "max_order"):
+    if max_order is not None:
+        raise ValueError(f"{what}={max_order!r} needs a steerable weight (C_out, C_in // "
+                         "groups, num_basis); pixel filters give regular fields")
+    name, value = next(iter(settings.items()))
+    raise ValueError(f"{name}={value!r} sets the steerable basis, but the weight is a pixel "
+                     "filter (4-D/5-D): pass a steerable weight (C_out, C_in // groups, "
+                     f"num_basis) with kernel_size=k, or drop {name}")
+
+
+def _settings(sigma, frequencies_cutoff, rings) -> dict:
+    """The basis settings that are set, as keyword arguments."""
+    return {k: v for k, v in (("sigma", sigma), ("frequencies_cutoff", frequencies_cutoff),
+                              ("rings", rings)) if v is not None}
 
 
 def _bias_slot0(bias: torch.Tensor | None, fiber_out: int) -> torch.Tensor | None:
@@ -350,25 +375,28 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                    stride=1, padding=0, dilation=1, groups: int = 1,
                    padding_mode: str = "zeros", *, group: GroupLike = "p4",
                    kernel_size: int | None = None,
-                   max_order: int | None = None) -> torch.Tensor:
+                   max_order: int | None = None, sigma: float | Sequence[float] | None = None,
+                   frequencies_cutoff: Cutoff | None = None,
+                   rings: Sequence[float] | None = None) -> torch.Tensor:
     """Lifting correlation ``(B, C_in, H, W) -> (B, C_out, F, H', W')``.
 
     Pixel filters: ``weight`` ``(C_out, C_in // groups, k, k)``, ``F = |G|``. Steerable
     filters: ``weight`` ``(C_out, C_in // groups, num_basis)`` with ``kernel_size=k``; regular
     fields (``F = |G|``) of cN/dN, or harmonic fields (``F = 2M+1``) with ``max_order=M``
-    (required for so2/o2). ``bias`` ``(C_out,)``: one value per regular field, or on the
-    order-0 slot of a harmonic field."""
+    (required for so2/o2); ``sigma``, ``frequencies_cutoff``, ``rings``: the basis settings
+    of :func:`~equilayers.functional.steerable_basis`. ``bias`` ``(C_out,)``: one value per
+    regular field, or on the order-0 slot of a harmonic field."""
+    settings = _settings(sigma, frequencies_cutoff, rings)
     if isinstance(weight, torch.Tensor) and weight.dim() == 3:
         _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
-                                              groups)
+                                              groups, settings)
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
         pad = resolve_padding(padding, kernel_size, dilation)
         return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
-    if max_order is not None:
-        raise ValueError(f"max_order={max_order!r} needs a steerable weight (C_out, C_in // "
-                         "groups, num_basis); pixel filters give regular fields")
+    if max_order is not None or settings:
+        _pixel_weight_error(max_order, settings)
     grp = check_pixel_group(group)
     _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
     pad = resolve_padding(padding, weight.shape[-1], dilation)
@@ -380,24 +408,28 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  stride=1, padding=0, dilation=1, groups: int = 1,
                  padding_mode: str = "zeros", *, group: GroupLike = "p4",
                  kernel_size: int | None = None, max_order: int | None = None,
-                 in_max_order: int | None = None) -> torch.Tensor:
+                 in_max_order: int | None = None, sigma: float | Sequence[float] | None = None,
+                 frequencies_cutoff: Cutoff | None = None,
+                 rings: Sequence[float] | None = None) -> torch.Tensor:
     """Group correlation ``(B, C_in, F_in, H, W) -> (B, C_out, F_out, H', W')``.
 
     Pixel filters: ``weight`` ``(C_out, C_in // groups, |G|, k, k)``. Steerable filters:
     ``weight`` ``(C_out, C_in // groups, num_basis)`` with ``kernel_size=k``; regular fields
     of cN/dN, or harmonic fields with ``max_order=M`` (output) and ``in_max_order`` (input,
-    default ``M``). ``bias`` ``(C_out,)`` as in :func:`lifting_conv2d`."""
+    default ``M``); basis settings as in :func:`lifting_conv2d`. ``bias`` ``(C_out,)`` as in
+    :func:`lifting_conv2d`."""
+    settings = _settings(sigma, frequencies_cutoff, rings)
     if isinstance(weight, torch.Tensor) and weight.dim() == 3:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
-                                                    in_max_order, groups)
+                                                    in_max_order, groups, settings)
         _check_input(x, 5, weight.shape[1] * groups, f_in, "group_conv2d", m_in)
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
         pad = resolve_padding(padding, kernel_size, dilation)
         return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
-    if max_order is not None or in_max_order is not None:
-        raise ValueError(f"max_order={max_order!r} needs a steerable weight (C_out, C_in // "
-                         "groups, num_basis); pixel filters give regular fields")
+    if max_order is not None or in_max_order is not None or settings:
+        _pixel_weight_error(max_order if in_max_order is None else in_max_order, settings,
+                            "max_order" if in_max_order is None else "in_max_order")
     grp = check_pixel_group(group)
     _check_input(x, 5, weight.shape[1] * groups, int(grp.order), "group_conv2d")
     pad = resolve_padding(padding, weight.shape[-1], dilation)

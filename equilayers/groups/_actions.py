@@ -12,6 +12,10 @@ A *rep* names how the non-spatial part of a tensor transforms:
   flip maps ``(c_m, s_m) -> ((-1)^m c_m, -(-1)^m s_m)`` (how ``x -> -x`` acts on
   ``(cos m phi, sin m phi)``); order 0 is invariant.
 * ``"invariant"``: no spatial dims to move and nothing to permute (logits, pooled features).
+* ``"quotient:K"`` (e.g. ``"quotient:d1"``): ``(B, C, F, H, W)`` with ``F = |G| / |K|`` slots,
+  functions on the left cosets ``t_j K`` of a subgroup ``K`` (representatives and order in
+  :mod:`equilayers.groups._subgroups`); ``(g . f)[j] = g . f[coset of g^-1 t_j]``. What
+  pooling a regular field over ``K`` gives (``"quotient:c1"`` is ``"regular"``).
 
 Because ``C`` and ``F`` are separate dims, ``nn.BatchNorm3d`` (statistics per field over
 ``F, H, W``), ``nn.Dropout3d`` (one mask per field) and pointwise activations commute with
@@ -26,6 +30,7 @@ import math
 import torch
 
 from ._group import GroupElement
+from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
 from ._transforms import _check_spatial, flip, rot90, rotate
 
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
@@ -34,8 +39,15 @@ REPS = ("trivial", "regular", "harmonic", "invariant")
 
 
 def check_rep(rep: str) -> str:
+    if isinstance(rep, str) and rep.startswith("quotient:"):
+        try:
+            parse_quotient(rep)
+        except ValueError as e:
+            raise ValueError(f"rep {rep!r}: {e}") from None
+        return rep
     if rep not in REPS:
-        raise ValueError(f"unknown rep {rep!r}; valid reps: {', '.join(map(repr, REPS))}")
+        raise ValueError(f"unknown rep {rep!r}; valid reps: {', '.join(map(repr, REPS))} or "
+                         "'quotient:K' for a subgroup K (e.g. 'quotient:d1')")
     return rep
 
 
@@ -44,6 +56,8 @@ def fiber_size(group, rep: str, max_order: int | None = None) -> int:
     from ._group import get
 
     check_rep(rep)
+    if rep.startswith("quotient:"):
+        return quotient_size(group, parse_quotient(rep))
     if rep == "regular":
         g = get(group)
         if not g.is_finite:
@@ -88,6 +102,13 @@ def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch
     if rep in ("trivial", "invariant"):
         return x
     size = x.shape[dim]
+    if rep.startswith("quotient:"):
+        sub = check_subgroup(g.group, parse_quotient(rep), f"rep {rep!r}")[1]
+        count = quotient_size(g.group, sub)
+        if size != count:
+            raise ValueError(f"a {rep!r} fiber of {g.group.name} has |G|/|K|={count} slots; "
+                             f"got F={size} in shape {tuple(x.shape)}")
+        return x.index_select(dim, coset_permutation(g, sub).to(x.device))
     if rep == "regular":
         group = g.group
         if not group.is_finite:
@@ -117,7 +138,7 @@ def act(
     check_rep(rep)
     if rep == "invariant":
         return x
-    if rep in ("regular", "harmonic") and x.dim() != 5:
+    if (rep in ("regular", "harmonic") or rep.startswith("quotient:")) and x.dim() != 5:
         raise ValueError(f"rep={rep!r} expects a 5-D (B, C, F, H, W) tensor; got shape "
                          f"{tuple(x.shape)}")
     return act_fiber(act_spatial(x, g, mode=mode), g, rep)

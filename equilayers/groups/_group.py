@@ -221,7 +221,8 @@ class Group:
         """``perm`` with ``(g . f)[i] = f[perm[i]]`` on a regular fiber: ``perm[h] = g^-1 h``."""
         self._check(g)
         gi = g.inverse()
-        return torch.tensor([(gi * h).index for h in self.elements()], dtype=torch.long)
+        return torch.tensor([(gi * h).index for h in self.elements()], dtype=torch.long,
+                            device="cpu")
 
 
 GroupLike = str | Group

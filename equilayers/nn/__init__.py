@@ -11,6 +11,10 @@ from ._blur_pool import (
 from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
+from ._gaussian import (
+    DiskMask,
+    GaussianBlurPool2d,
+)
 from ._group_conv import (
     GroupConv2d,
     LiftingConv2d,
@@ -38,6 +42,10 @@ from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
 )
+from ._restrict import (
+    CosetPool,
+    Restrict,
+)
 
 __all__: list[str] = [
     "BlurConv2d",
@@ -62,4 +70,8 @@ __all__: list[str] = [
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
     "InvariantHead",
+    "Restrict",
+    "CosetPool",
+    "GaussianBlurPool2d",
+    "DiskMask",
 ]

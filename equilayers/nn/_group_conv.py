@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..groups import GroupLike, get
@@ -91,14 +93,19 @@ class _GroupConvNd(_ExactConvMixin):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  device=None, dtype=None, *, group: GroupLike = "p4", basis: str | None = None,
-                 max_order: int | None = None, in_max_order: int | None = None) -> None:
+                 max_order: int | None = None, in_max_order: int | None = None,
+                 sigma: float | Sequence[float] | None = None,
+                 frequencies_cutoff: BS.Cutoff | None = None,
+                 rings: Sequence[float] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
         grp = get(group)
+        settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
-            basis = "pixel" if grp.name in G.PIXEL_GROUPS and max_order is None else "harmonic"
+            basis = ("pixel" if grp.name in G.PIXEL_GROUPS and max_order is None
+                     and not settings else "harmonic")
         if basis not in _BASES:
             raise ValueError(f"{name}: unknown basis {basis!r}; use 'pixel' (c1, c2, c4, d1, d2, "
                              "d4) or 'harmonic' (any group)")
@@ -111,6 +118,16 @@ class _GroupConvNd(_ExactConvMixin):
             raise ValueError(f"{name}: max_order={max_order!r} asks for harmonic fields, but "
                              "basis='pixel' gives regular fields of |G| slots: drop max_order or "
                              "use basis='harmonic'")
+        if basis == "pixel" and settings:
+            arg, v = next(iter(settings.items()))
+            raise ValueError(f"{name}: {arg}={v!r} sets the steerable basis, but basis='pixel' "
+                             f"has full k x k filters: drop {arg} or use basis='harmonic'")
+        # the basis settings, validated and normalized (a callable cutoff becomes its per-ring
+        # caps, so the module pickles); None where the effective basis is the default one
+        self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
+            self.kernel_size[0], sigma, frequencies_cutoff, rings, name)
+        self._basis_spec = BS.resolve_settings(self.kernel_size[0], self.sigma,
+                                              self.frequencies_cutoff, self.rings, name)
         try:
             in_rep, out_rep, m_in, m_out = G.field_types(grp, self.lifting, max_order,
                                                          in_max_order)
@@ -124,6 +141,11 @@ class _GroupConvNd(_ExactConvMixin):
         factory = {"device": device, "dtype": dtype}
         if basis == "harmonic":  # filled (once) by reset_parameters
             self._num_basis = self._basis_size()
+            if self._num_basis == 0 and self._basis_spec is not None:
+                given = BS.settings_repr(self.sigma, self.frequencies_cutoff, self.rings)
+                raise ValueError(f"{name}: the steerable basis is empty with {given[2:]} for "
+                                 f"{self.in_rep}->{self.out_rep} fields of {grp.name}: raise "
+                                 "frequencies_cutoff or add rings")
             self._warn_unreached_orders()
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
@@ -145,10 +167,10 @@ class _GroupConvNd(_ExactConvMixin):
         """The number of basis elements (from the process-wide float64 cache)."""
         k = self.kernel_size[0]
         if self.out_rep == "regular":  # compact table (|G|, J, k, k); weight (h, j) or (j)
-            j = S._cached(self.group, "trivial", "regular", k, 0, 0).shape[1]
+            j = S._cached(self.group, "trivial", "regular", k, 0, 0, self._basis_spec).shape[1]
             return j if self.lifting else int(self.group.order) * j
         return S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
-                         self.max_order or 0).shape[0]
+                         self.max_order or 0, self._basis_spec).shape[0]
 
     def _warn_unreached_orders(self) -> None:
         """Harmonic output orders that no basis function of this kernel size reaches (their
@@ -157,7 +179,7 @@ class _GroupConvNd(_ExactConvMixin):
         if self.out_rep != "harmonic":
             return
         basis = S._cached(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
-                          self.in_max_order or 0, self.max_order or 0)
+                          self.in_max_order or 0, self.max_order or 0, self._basis_spec)
         energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
         dead = sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
         if dead:
@@ -173,11 +195,13 @@ class _GroupConvNd(_ExactConvMixin):
         the dense basis; the expansion gathers the weight through ``expansion_index``, the
         slot of ``a^-1 b``). Harmonic fields: the dense ``steerable_basis``."""
         k = self.kernel_size[0]
+        settings = {"sigma": self.sigma, "frequencies_cutoff": self.frequencies_cutoff,
+                    "rings": self.rings}
         if self.out_rep == "regular":
-            return S.regular_table(self.group, k, dtype=dtype, device=device)
+            return S.regular_table(self.group, k, dtype=dtype, device=device, **settings)
         return S.steerable_basis(self.group, self.in_rep, self.out_rep, k,
                                  in_order=self.in_max_order, out_order=self.max_order,
-                                 dtype=dtype, device=device)
+                                 dtype=dtype, device=device, **settings)
 
     def _expand(self) -> torch.Tensor:
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
@@ -245,7 +269,7 @@ class _GroupConvNd(_ExactConvMixin):
         if self.out_rep == "regular":
             return math.sqrt(self.init_gain2 * self.fiber_out / (c_in * max(self._num_basis, 1)))
         basis = S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
-                          self.max_order or 0)  # (nb, F_out, F_in, k, k) float64, CPU
+                          self.max_order or 0, self._basis_spec)  # (nb, F_out, F_in, k, k)
         # each unit-norm element lies in one block (input order n -> output order m) and puts
         # energy 1/F_m on each of m's F_m slots; a block of c_nm elements, drawn with
         # Var = gain^2 F_m / (C_in N_m c_nm), adds gain^2 / N_m to order m, where N_m counts
@@ -345,6 +369,8 @@ class _GroupConvNd(_ExactConvMixin):
             s += f", max_order={self.max_order}"
         if self.in_max_order is not None and self.in_max_order != self.max_order:
             s += f", in_max_order={self.in_max_order}"
+        if self.basis == "harmonic" and self._basis_spec is not None:
+            s += BS.settings_repr(self.sigma, self.frequencies_cutoff, self.rings)
         return s
 
 
@@ -367,6 +393,12 @@ _SHARED_DOC = """
             fields (needs ``basis="harmonic"``).
         in_max_order: (group conv only) the order of the harmonic input fields, default
             ``max_order``.
+        sigma, frequencies_cutoff, rings: (keyword-only, ``basis="harmonic"``, which they
+            select by default) the steerable basis settings of escnn's ``R2Conv``, same meaning
+            (:func:`~equilayers.functional.steerable_basis`): ring widths, the largest angular
+            frequency per ring (``c``: ``|f| <= c * radius``; a callable radius -> frequency,
+            stored as its per-ring values; a list, one per ring) and the ring radii in filter
+            taps. ``None``: the default (escnn's for ``k <= 7``). An empty basis raises.
 
     Bias: one value per output field, on every slot of a regular field and on the order-0
     slot of a harmonic field (a constant on the other orders would not rotate).

@@ -41,20 +41,21 @@ def _camera_input(gen: torch.Generator) -> torch.Tensor:
 
 
 class HarmonicStack(nn.Sequential):
-    """Lifting conv -> norm ReLU -> harmonic conv -> NormPool (rotation-invariant maps)."""
+    """Lifting conv -> norm ReLU -> harmonic conv -> NormPool (rotation-invariant maps);
+    ``settings``: basis settings of both convs (``sigma``, ``frequencies_cutoff``, ``rings``)."""
 
     in_rep = "trivial"
     out_rep = "trivial"
 
     def __init__(self, group: str = "so2", kernel_size: int = 5, max_order: int = 2,
-                 width: int = 4) -> None:
+                 width: int = 4, **settings) -> None:
         k, m = kernel_size, max_order
         super().__init__(
             enn.LiftingConv2d(1, width, k, padding=k // 2, group=group, max_order=m,
-                              dtype=torch.float64),
+                              dtype=torch.float64, **settings),
             enn.NormNonlinearity(width, m, dtype=torch.float64),
             enn.GroupConv2d(width, width, k, padding=k // 2, group=group, max_order=m,
-                            dtype=torch.float64),
+                            dtype=torch.float64, **settings),
             enn.NormPool(m),
         )
 
@@ -110,17 +111,21 @@ def _conv(group, in_rep, out_rep, k=5, mi=None, mo=None, cin=2, cout=3, **kw):
 
 
 class RegularStack(nn.Sequential):
-    """Steerable lifting conv -> ReLU -> group conv -> GroupPool (invariant maps)."""
+    """Steerable lifting conv -> ReLU -> group conv -> GroupPool (invariant maps);
+    ``settings``: basis settings of both convs."""
 
     in_rep = "trivial"
     out_rep = "trivial"
 
-    def __init__(self, group: str = "c8", kernel_size: int = 5, width: int = 4) -> None:
+    def __init__(self, group: str = "c8", kernel_size: int = 5, width: int = 4,
+                 **settings) -> None:
         k = kernel_size
         super().__init__(
-            enn.LiftingConv2d(1, width, k, padding=k // 2, group=group, dtype=torch.float64),
+            enn.LiftingConv2d(1, width, k, padding=k // 2, group=group, dtype=torch.float64,
+                              **settings),
             nn.ReLU(),
-            enn.GroupConv2d(width, width, k, padding=k // 2, group=group, dtype=torch.float64),
+            enn.GroupConv2d(width, width, k, padding=k // 2, group=group, dtype=torch.float64,
+                            **settings),
             enn.GroupPool("max"),
         )
 
@@ -182,6 +187,17 @@ CASES = [
          (2, 2, 16, 9, 9), "d8", elements=_c4()),
     Case("harmonic/conv-c16-regular-on-c4", _conv("c16", "regular", "regular", 3),
          (1, 2, 16, 9, 9), "c16", elements=_c4()),
+    # non-default basis settings (escnn's sigma / frequencies_cutoff / rings): exact on the grid
+    Case("harmonic/lift-so2-M2-settings",
+         _conv("so2", "trivial", "harmonic", 5, mo=2, sigma=0.5, frequencies_cutoff=2.0,
+               rings=[0, 0.7, 1.4, 2.3]), (2, 2, 11, 11), "so2", in_rep="trivial",
+         out_rep="harmonic"),
+    Case("harmonic/conv-c8-settings-on-c4",
+         _conv("c8", "regular", "regular", 5, frequencies_cutoff=1.0, sigma=[0.005, 0.5, 0.4]),
+         (2, 2, 8, 9, 9), "c8", elements=_c4()),
+    Case("harmonic/stack-c8-k5-half-rings-offgrid-camera",
+         _seeded(lambda: RegularStack("c8", 5, rings=[0, 0.5, 1, 1.5, 2])), (2, 1, 49, 49),
+         "c8", elements=(45.0,), expect="approx", tol=0.05, input_fn=_camera_input),
     Case("harmonic/conv-c8-regular-offgrid", _conv("c8", "regular", "regular", 5, cin=1,
                                                     cout=1),
          (1, 1, 8, 33, 33), "c8", elements=(45.0, 135.0), expect="approx", tol=0.25),

@@ -20,6 +20,7 @@ import torch
 
 from ..groups import GroupElement, GroupLike, act, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
+from ..groups._subgroups import check_subgroup, embed
 
 __all__ = [
     "EquivarianceReport",
@@ -128,6 +129,7 @@ def equivariance_report(
     elements: Sequence[GroupElement | int] | None = None,
     smooth: float = 1.0,
     margin: float = 2.0,
+    in_group: GroupLike | None = None,
 ) -> EquivarianceReport:
     """Measure ``f``'s equivariance on ``x`` for each element; see the module docstring.
 
@@ -141,11 +143,19 @@ def equivariance_report(
             elements (multiples of 90 degrees, flips) of SO(2)/O(2).
         smooth: Gaussian sigma (pixels) for the input when off-grid elements are tested.
         margin: pixels inside the inscribed disk that off-grid comparisons ignore.
+        in_group: the group acting on the input when it is larger than ``group`` (a map from
+            ``in_group``'s fields to a subgroup's, e.g. :class:`~equilayers.nn.Restrict`):
+            each tested element of ``group`` acts on the input as the element of
+            ``in_group`` it is (same angle and flip). Modules may declare it as an attribute.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor; got {type(x).__name__}")
     grp = get(group)
     els = _elements(grp, elements)
+    in_grp = in_group if in_group is not None else getattr(f, "in_group", None)
+    in_grp = grp if in_grp is None else get(in_grp)
+    if in_grp != grp:
+        check_subgroup(in_grp, grp, "equivariance_report")
     in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None))
     approximate = any(not g.is_grid for g in els)
     if approximate and in_rep != "invariant":
@@ -158,7 +168,7 @@ def equivariance_report(
         errors: dict[GroupElement, float] = {}
         floors: dict[GroupElement, float] = {}
         for g in els:
-            y_g = f(act(x, g, in_rep))
+            y_g = f(act(x, g if in_grp == grp else embed(g, in_grp), in_rep))
             gy = act(y, g, out_rep)
             mask = None
             floor = 0.0

@@ -75,9 +75,22 @@ ZOO: dict[str, ZooEntry] = {
         _x(2, 3, 5, 9, 9)),
     "GroupConv2d[c8]": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="c8"),
                                 _x(2, 3, 8, 7, 7)),
+    "GroupConv2d[c8-settings]": ZooEntry(
+        lambda: enn.GroupConv2d(3, 4, 5, padding=2, group="c8", sigma=0.5,
+                                frequencies_cutoff=lambda r: r, rings=[0, 1, 1.5, 2]),
+        _x(2, 3, 8, 7, 7)),
     "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
+    "Restrict": ZooEntry(lambda: enn.Restrict("d4", "d1"), _x(2, 3, 8, 5, 5)),
+    "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
+                                   _x(2, 3, 5, 5, 5)),
+    "CosetPool": ZooEntry(lambda: enn.CosetPool("d4", "d1"), _x(2, 3, 8, 5, 5)),
+    "GaussianBlurPool2d": ZooEntry(lambda: enn.GaussianBlurPool2d(0.66), _x(2, 3, 9, 9)),
+    "GaussianBlurPool2d[5d]": ZooEntry(lambda: enn.GaussianBlurPool2d(1.0, 2, 1),
+                                       _x(2, 3, 4, 9, 9)),
+    "DiskMask": ZooEntry(lambda: enn.DiskMask(7, margin=10.0), _x(2, 3, 7, 7)),
+    "DiskMask[5d]": ZooEntry(lambda: enn.DiskMask(7), _x(2, 3, 8, 7, 7)),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
 }
 

@@ -27,6 +27,8 @@ _FAMILIES = [
     "equilayers.testing._cases_blur",
     "equilayers.testing._cases_harmonic",
     "equilayers.testing._cases_heads",
+    "equilayers.testing._cases_subgroup",
+    "equilayers.testing._cases_gaussian",
 ]
 
 
@@ -45,6 +47,8 @@ class Case:
             elements or all elements of a finite group).
         kind: ``"group"`` (rotations/flips) or ``"shift"`` (integer circular shifts).
         shifts, stride, invariant: for ``kind="shift"``.
+        in_group: the group acting on the input when ``group`` is a subgroup of it (maps to a
+            subgroup's fields, e.g. restriction); default ``group``.
     """
 
     name: str
@@ -63,6 +67,7 @@ class Case:
     invariant: bool = False
     input_fn: Callable[[torch.Generator], torch.Tensor] | None = field(default=None)
     dtype: torch.dtype = torch.float64
+    in_group: str | None = None
 
     def make_input(self, seed: int = 0) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
@@ -115,7 +120,8 @@ def run_case(case: Case, elements: Sequence[GroupElement] | None = None,
         floor, worst = 0.0, "shifts"
     else:
         rep = equivariance_report(f, x, case.group, in_rep=case.in_rep, out_rep=case.out_rep,
-                                  elements=elements or case.group_elements())
+                                  elements=elements or case.group_elements(),
+                                  in_group=case.in_group)
         err, floor, worst = rep.error, rep.floor, repr(rep.worst)
     if case.expect == "fail":
         passed = err > case.fail_above

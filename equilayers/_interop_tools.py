@@ -1,0 +1,162 @@
+"""``from_escnn`` for escnn's toolbox modules: ``PointwiseAvgPoolAntialiased2D``,
+``MaskModule``, ``RestrictionModule``, ``NormPool``, and the fields a restriction produces.
+
+escnn keeps a restricted tensor as it is and changes its type: a regular ``G`` field becomes
+one field of ``G``'s regular representation restricted to ``H`` (named ``"<G>:regular"``, still
+``|G|`` channels). We relay those slots into ``|G| / |H|`` regular ``H`` fields
+(:class:`~equilayers.nn.Restrict`), so layers after a restriction take our layout:
+``(B, C * |G|/|H|, |H|, H, W)``, escnn's channels permuted per field by
+:func:`~equilayers.groups._subgroups.restriction_index`. Every conversion re-checks that
+permutation against escnn's representation matrices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .functional._gaussian import disk_mask_weights, gaussian_filter2d
+from .groups import get
+from .groups._subgroups import check_subgroup, restriction_index
+from .nn import DiskMask, GaussianBlurPool2d, NormPool, Restrict
+
+__all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields"]
+
+
+def gaussian_pool(m: Any) -> GaussianBlurPool2d:
+    """escnn stores the filter, not ``sigma``: recover ``sigma`` from the filter's centre and
+    its neighbour (``f(1) / f(0) = exp(-1 / (2 sigma^2))``), rebuild ours, and check it."""
+    filt = m.filter[0, 0].detach().double().cpu()
+    k = filt.shape[-1]
+    c = k // 2
+    if k == 1:
+        sigma = 0.1  # every sigma < 1/6 gives the 1-tap filter [1]
+    else:
+        sigma = math.sqrt(1.0 / (2.0 * math.log(float(filt[c, c] / filt[c, c + 1]))))
+    ours = GaussianBlurPool2d(sigma, tuple(m.stride), tuple(m.padding))
+    if ours.kernel_size != k or not torch.allclose(
+            gaussian_filter2d(sigma, dtype=torch.float64), filt, rtol=0, atol=1e-6):
+        raise ValueError(f"from_escnn: {type(m).__name__}'s filter is not a Gaussian with "
+                         "escnn's size rule; cannot convert")
+    return ours
+
+
+def mask(m: Any) -> DiskMask:
+    """escnn's ``MaskModule`` stores ``S``, ``margin`` and the mask: ``sigma`` from a pixel
+    outside the disk (``mask = exp((t - d^2) / sigma^2)``), then the mask checked."""
+    if getattr(m, "dim", 2) != 2:
+        raise ValueError(f"from_escnn: MaskModule on a {m.dim}-D space; only 2-D is supported")
+    theirs = m.mask.detach().double().cpu().reshape(m.S, m.S)
+    size, margin = int(m.S), float(m.margin)
+    c = (size - 1) / 2
+    t = (c - margin / 100.0 * c) ** 2
+    q = torch.arange(size, dtype=torch.float64) - c
+    r = q[:, None] ** 2 + q[None, :] ** 2
+    outside = (r > t) & (theirs > 1e-30) & (theirs < 1)
+    sigma = 2.0
+    if outside.any():
+        i = torch.argmin(torch.where(outside, r, torch.full_like(r, math.inf)))
+        sigma = math.sqrt(float((t - r.flatten()[i]) / math.log(theirs.flatten()[i])))
+    ours = DiskMask(size, margin, sigma)
+    if not torch.allclose(disk_mask_weights(size, margin, sigma, dtype=torch.float64), theirs,
+                          rtol=1e-5, atol=1e-6):
+        raise ValueError("from_escnn: MaskModule's mask does not follow escnn's formula; "
+                         "cannot convert")
+    return ours
+
+
+def _subgroup_name(gname: str, sid: Any) -> str:
+    """Our subgroup for escnn's id on ``gname``'s gspace (``(None, M)``, ``(0, M)``, ``M``)."""
+    grp = get(gname)
+    if grp.reflections:
+        if not (isinstance(sid, tuple) and len(sid) == 2 and isinstance(sid[1], int)):
+            raise ValueError(f"from_escnn: restriction id {sid!r} of {gname}: expected "
+                             "(None, M) or (0, M)")
+        axis, n = sid
+        if axis is None:
+            return f"c{n}"
+        if axis == 0:
+            return f"d{n}"
+        raise ValueError(f"from_escnn: restriction {sid!r} keeps the flip r^{axis} m, not ours "
+                         f"(m, x -> -x): only (None, M) and (0, M) are supported")
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        return f"c{sid}"
+    raise ValueError(f"from_escnn: restriction id {sid!r} of {gname}: expected an int M")
+
+
+def _check_layout(rep: Any, gname: str, hname: str, elements: list) -> None:
+    """Our slot permutation turns escnn's restricted representation into ``|G|/|H|`` copies
+    of ``H``'s regular representation, for every element."""
+    idx = restriction_index(gname, hname)
+    sub = get(hname)
+    n = int(get(gname).order) // int(sub.order)
+    for e, h in zip(elements, sub.elements(), strict=True):
+        mat = torch.as_tensor(rep(e), dtype=torch.float64)[idx][:, idx]
+        block = torch.zeros(int(sub.order), int(sub.order), dtype=torch.float64)
+        block[torch.arange(int(sub.order)), sub.regular_permutation(h)] = 1.0
+        if not torch.allclose(mat, torch.block_diag(*[block] * n), atol=1e-6):
+            raise ValueError(f"from_escnn: escnn's {gname} regular fields restricted to "
+                             f"{hname} do not match our layout at {h!r}; the conventions differ")
+
+
+def restricted_fields(ftype: Any, probed: dict, group_name) -> tuple[str, str, int] | None:
+    """``(G, H, number of escnn fields)`` when every field of ``ftype`` is ``G``'s regular
+    representation restricted to ``ftype``'s group ``H`` (checked), else ``None``."""
+    reps = ftype.representations
+    names = {r.name for r in reps}
+    if len(names) != 1 or not next(iter(names)).endswith(":regular"):
+        return None
+    hname = group_name(ftype.gspace, probed)
+    parent = next(iter(names)).split(":", 1)[0].lower()
+    try:
+        grp, sub = check_subgroup(parent, hname, "from_escnn")
+    except ValueError:
+        return None
+    if not grp.is_finite or reps[0].size != grp.order:
+        return None
+    key = ("restricted", id(ftype.gspace), parent)
+    if key not in probed:
+        _check_layout(reps[0], grp.name, sub.name, list(ftype.fibergroup.elements))
+        probed[key] = True
+    return grp.name, sub.name, len(reps)
+
+
+def restriction(m: Any, probed: dict, regular_fields, group_name) -> Restrict:
+    """escnn's ``RestrictionModule`` on regular fields -> :class:`Restrict` (our layout)."""
+    gname, _ = regular_fields(m.in_type, "RestrictionModule", probed)
+    hname = _subgroup_name(gname, m._id)
+    if group_name(m.out_type.gspace, probed) != hname:
+        raise ValueError(f"from_escnn: escnn's restriction {m._id!r} of {gname} is not our "
+                         f"{hname}")
+    ours = Restrict(gname, hname)
+    restricted_fields(m.out_type, probed, group_name)  # checks the layout
+    return ours
+
+
+def norm_pool(m: Any) -> NormPool:
+    """escnn's ``NormPool`` (one norm per field) on fields ``[psi_0, psi_1, ..., psi_M]``
+    repeated (``psi_0`` trivial, ``psi_m`` 2-D of frequency ``m``): our :class:`NormPool`
+    on harmonic fields ``x.view(B, C, 2M+1, H, W)`` of escnn's tensor (channel ``c (M+1) + m``
+    in both; a norm does not depend on the basis within a field)."""
+    reps = m.in_type.representations
+    block = []
+    for r in reps:
+        freq = getattr(r, "attributes", {}).get("frequency")
+        if freq is None or (freq == 0) != (r.size == 1) or (freq and r.size != 2) or (
+                freq == 0 and not r.is_trivial()):
+            raise ValueError(f"from_escnn: NormPool on {m.in_type}: only fields of one trivial "
+                             "irrep or one 2-D irrep of frequency m (harmonic fields "
+                             "[psi_0, ..., psi_M], repeated) map to our NormPool")
+        if freq == 0 and block:
+            break
+        block.append(freq)
+    order = len(block) - 1
+    if block != list(range(order + 1)) or len(reps) % len(block) or any(
+            getattr(r, "attributes", {}).get("frequency") != block[i % len(block)]
+            for i, r in enumerate(reps)):
+        raise ValueError(f"from_escnn: NormPool on {m.in_type}: the fields must repeat "
+                         "[psi_0, psi_1, ..., psi_M] (frequencies 0..M in order) to map to our "
+                         "NormPool(M)")
+    return NormPool(order)

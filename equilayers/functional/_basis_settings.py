@@ -1,0 +1,180 @@
+"""The settings of the steerable basis: rings, their widths and their frequency caps.
+
+escnn's ``R2Conv`` takes three optional settings that decide where and how its basis is
+sampled; :func:`~equilayers.functional.steerable_basis`, ``regular_table`` and the
+``basis="harmonic"`` convs take the same three, with escnn's meaning:
+
+* ``rings``: the radii ``r_i`` of the Gaussian rings, in filter taps of the ``k x k`` grid (at
+  most ``(k - 1) / 2 * sqrt(2)``, the corner; distinct, any order). Default ``0, 1, ..., k // 2``
+  (escnn's default for ``dilation=1``; escnn multiplies its default rings by ``dilation`` and
+  samples at dilated offsets, which is the same basis with rings and widths in taps).
+* ``sigma``: the ring widths: one positive number for every ring, or one per ring. Default
+  (escnn's): ``0.6``, ``0.4`` for the last ring listed, ``0.005`` (the centre pixel alone) for
+  a ring at radius 0.
+* ``frequencies_cutoff``: the largest angular frequency ``|f|`` sampled on each ring. A number
+  ``c`` allows ``|f| <= c * r_i`` (escnn's float convention), a callable maps a radius to the
+  largest frequency (escnn's callable convention), and a sequence gives the largest frequency
+  of each ring (our addition; what a callable is stored as). A non-integer cap is floored; a
+  negative one leaves the ring empty. Default: our caps (``basis_frequency_cap``): 0 at the
+  centre, ``floor(r + 1)`` inside, ``min(floor(r + 1), 2)`` from ``k // 2`` out; equal to
+  escnn's default for ``k <= 7``, lower on the inner rings of ``k >= 9`` (escnn allows up to
+  ``2 r`` there; frequency 6 on radius 3 measured 0.27 off-grid error in one element).
+
+Only frequency 0 is sampled at the centre pixel whatever the settings (the angle is undefined
+there; escnn does the same). The settings resolve to one hashable spec, a tuple of
+``(radius, sigma, max_frequency)`` per ring, which is part of every basis cache key;
+``None`` stands for the default spec.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+
+__all__ = ["basis_frequency_cap", "default_spec", "resolve_settings", "settings_repr",
+           "normalize_settings", "BasisSpec"]
+
+SIGMA_INNER = 0.6
+SIGMA_OUTER = 0.4  # the last ring
+SIGMA_CENTRE = 0.005  # a ring at radius 0: the centre pixel alone
+
+BasisSpec = tuple[tuple[float, float, int], ...]
+Cutoff = float | Callable[[float], float] | Sequence[float]
+
+
+def basis_frequency_cap(radius: float, kernel_size: int) -> int:
+    """The largest angular frequency sampled on ring ``radius`` of a ``kernel_size`` filter by
+    default: 0 at the centre, ``floor(radius + 1)`` on inner rings, ``min(floor(radius + 1),
+    2)`` from the outer ring ``kernel_size // 2`` out (whose square support is anisotropic
+    beyond its radius)."""
+    if radius == 0:
+        return 0
+    cap = math.floor(radius + 1)
+    if radius >= kernel_size // 2:
+        return min(cap, 2)
+    return cap
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _seq(v) -> bool:
+    return isinstance(v, (list, tuple))
+
+
+def _default_rings(k: int) -> tuple[float, ...]:
+    return tuple(float(i) for i in range(k // 2 + 1))
+
+
+def _default_sigma(rings: Sequence[float]) -> tuple[float, ...]:
+    out = [SIGMA_INNER] * (len(rings) - 1) + [SIGMA_OUTER]
+    return tuple(SIGMA_CENTRE if r == 0 else s for r, s in zip(rings, out, strict=True))
+
+
+def default_spec(kernel_size: int) -> BasisSpec:
+    """The spec of the default settings for ``kernel_size``."""
+    rings = _default_rings(kernel_size)
+    return tuple((r, s, basis_frequency_cap(r, kernel_size))
+                 for r, s in zip(rings, _default_sigma(rings), strict=True))
+
+
+def _cap(v, arg: str, what: str = "steerable basis") -> int:
+    if not _is_real(v):
+        raise TypeError(f"{what}: {arg} must be a finite real number (the largest angular "
+                        f"frequency); got {v!r}")
+    return math.floor(v) if v >= 0 else -1
+
+
+def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, rings=None,
+                       what: str = "steerable basis"):
+    """Validate the settings and return them in a canonical, picklable form ``(sigma,
+    frequencies_cutoff, rings)``: numbers as ``float``, sequences as tuples of floats, a
+    callable cutoff evaluated into the tuple of per-ring caps. ``ValueError``/``TypeError``
+    name the argument, the value and the fix."""
+    k = kernel_size
+    max_radius = (k - 1) / 2 * math.sqrt(2)
+    if rings is not None:
+        if not _seq(rings) or len(rings) == 0 or not all(_is_real(r) for r in rings):
+            raise ValueError(f"{what}: rings must be a non-empty list of radii (real numbers, "
+                             f"in filter taps), or None for 0..k//2; got rings={rings!r}")
+        rings = tuple(float(r) for r in rings)
+        bad = [r for r in rings if not 0 <= r <= max_radius + 1e-9]
+        if bad:
+            raise ValueError(f"{what}: rings={list(rings)} has radii {bad} outside [0, "
+                             f"{max_radius:.4g}] (0 to the corner of the {k}x{k} grid, "
+                             f"(k-1)/2*sqrt(2)); use radii in that range or a larger "
+                             "kernel_size")
+        if len(set(rings)) != len(rings):
+            raise ValueError(f"{what}: rings={list(rings)} repeats a radius (the basis would "
+                             "repeat its functions); list each radius once")
+    n = len(rings) if rings is not None else k // 2 + 1
+    if sigma is not None:
+        if _seq(sigma):
+            if len(sigma) != n or not all(_is_real(s) and s > 0 for s in sigma):
+                raise ValueError(f"{what}: sigma={list(sigma)!r} must list one positive width "
+                                 f"per ring ({n} rings), or be one positive number for all, "
+                                 "or None for the default (0.6, 0.4 on the last ring)")
+            sigma = tuple(float(s) for s in sigma)
+        elif _is_real(sigma) and sigma > 0:
+            sigma = float(sigma)
+        else:
+            raise ValueError(f"{what}: sigma must be a positive number, a list of one per ring, "
+                             f"or None for the default (0.6, 0.4 on the last ring); got "
+                             f"sigma={sigma!r}")
+    fco = frequencies_cutoff
+    if fco is not None:
+        radii = rings if rings is not None else _default_rings(k)
+        if callable(fco):
+            fco = tuple(float(_cap(fco(r), f"frequencies_cutoff({r})", what)) for r in radii)
+        elif _seq(fco):
+            if len(fco) != n or not all(_is_real(c) for c in fco):
+                raise ValueError(f"{what}: frequencies_cutoff={list(fco)!r} as a list must give "
+                                 f"the largest frequency of each of the {n} rings (numbers)")
+            fco = tuple(float(c) for c in fco)
+        elif _is_real(fco) and fco >= 0:
+            fco = float(fco)
+        else:
+            raise ValueError(f"{what}: frequencies_cutoff must be a number c >= 0 (|f| <= c * "
+                             "radius), a callable radius -> largest frequency, a list of one "
+                             f"largest frequency per ring, or None for the default caps; got "
+                             f"frequencies_cutoff={frequencies_cutoff!r} (escnn's -1/-2/-3 "
+                             "policies: pass a callable)")
+    return sigma, fco, rings
+
+
+def resolve_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, rings=None,
+                     what: str = "steerable basis") -> BasisSpec | None:
+    """The spec ``((radius, sigma, max_frequency), ...)`` of the settings, or ``None`` when it
+    equals the default spec (so that equal bases share one cache entry)."""
+    k = kernel_size
+    sigma, fco, rings = normalize_settings(k, sigma, frequencies_cutoff, rings, what)
+    radii = rings if rings is not None else _default_rings(k)
+    if sigma is None:
+        widths = _default_sigma(radii)
+    elif isinstance(sigma, float):
+        widths = (sigma,) * len(radii)
+    else:
+        widths = sigma
+    if fco is None:
+        caps = tuple(basis_frequency_cap(r, k) for r in radii)
+    elif isinstance(fco, float):
+        caps = tuple(_cap(fco * r, "frequencies_cutoff * radius", what) for r in radii)
+    else:
+        caps = tuple(_cap(c, "frequencies_cutoff", what) for c in fco)
+    spec = tuple(zip(radii, widths, caps, strict=True))
+    return None if spec == default_spec(k) else spec
+
+
+def settings_repr(sigma, frequencies_cutoff, rings) -> str:
+    """``", sigma=..., frequencies_cutoff=..., rings=..."`` for the settings that are set
+    (normalized values, as stored by the modules)."""
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else "(" + ", ".join(f"{x:g}" for x in v) + ")"
+    s = ""
+    for name, v in (("sigma", sigma), ("frequencies_cutoff", frequencies_cutoff),
+                    ("rings", rings)):
+        if v is not None:
+            s += f", {name}={fmt(v)}"
+    return s

@@ -1,0 +1,169 @@
+"""Gaussian anti-aliased pooling (escnn's ``PointwiseAvgPoolAntialiased2D``) and the smooth
+disk mask (escnn's ``MaskModule``), for images ``(B, C, H, W)`` and group maps
+``(B, C, F, H, W)`` (spatial dims only, so they commute with every fiber action).
+
+Gaussian pool, escnn's conventions: the filter has ``k = 2 * round(3 sigma) + 1`` taps per dim
+(``sigma = 0.66``, e2cnn's tutorial value, gives 5), values ``exp(-|q|^2 / (2 sigma^2))`` at
+the integer offsets ``q`` from the centre, normalized to sum 1; zero padding of ``(k - 1) // 2``
+by default (the size is kept at stride 1), ``F.conv2d`` at ``stride``:
+``H' = floor((H + 2 padding - k) / stride) + 1``.
+
+Disk mask, escnn's formula: for an ``S x S`` map with centre ``c = (S - 1) / 2`` and
+``t = (c - margin / 100 * c)^2``, the pixel at squared distance ``d^2`` from the centre is
+multiplied by 1 where ``d^2 <= t`` and by ``exp((t - d^2) / sigma^2)`` outside (``margin`` is
+a percentage of the radius ``c``; ``sigma`` in pixels, default 2).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from ._gconv import _pair
+
+__all__ = ["gaussian_filter_size", "gaussian_filter2d", "gaussian_blur_pool2d",
+           "disk_mask_weights", "disk_mask2d"]
+
+
+def _positive(v, name: str, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{what}: {name} must be a positive number; got {name}={v!r}")
+    return float(v)
+
+
+def gaussian_filter_size(sigma: float) -> int:
+    """escnn's filter size ``2 * int(round(3 * sigma)) + 1`` (odd)."""
+    return 2 * int(round(3 * _positive(sigma, "sigma", "gaussian_filter_size"))) + 1
+
+
+def gaussian_filter2d(sigma: float, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """The normalized ``(k, k)`` Gaussian filter of escnn's antialiased pool (computed in
+    float64, then cast).
+
+    Example:
+        >>> gaussian_filter2d(0.66).shape
+        torch.Size([5, 5])
+    """
+    k = gaussian_filter_size(sigma)
+    q = torch.arange(k, dtype=torch.float64, device="cpu") - (k - 1) / 2
+    filt = torch.exp(-(q[:, None] ** 2 + q[None, :] ** 2) / (2 * float(sigma) ** 2))
+    return (filt / filt.sum()).to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def check_pool_args(sigma, stride, padding, what: str):
+    """``(sigma, stride pair, padding pair)``, validated (``stride=None``: the filter size, as
+    escnn; ``padding=None``: ``(k - 1) // 2``)."""
+    sigma = _positive(sigma, "sigma", what)
+    k = gaussian_filter_size(sigma)
+    try:
+        stride_p = (k, k) if stride is None else _pair(stride, "stride")
+        pad_p = ((k - 1) // 2,) * 2 if padding is None else _pair(padding, "padding")
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+    if min(stride_p) < 1:
+        raise ValueError(f"{what}: stride must be >= 1; got stride={stride!r}")
+    if min(pad_p) < 0:
+        raise ValueError(f"{what}: padding must be >= 0; got padding={padding!r}")
+    return sigma, stride_p, pad_p
+
+
+def _check_map(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    if x.dim() not in (4, 5):
+        raise ValueError(f"{what} expects a 4-D (B, C, H, W) image or a 5-D (B, C, F, H, W) "
+                         f"group map; got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} expects a floating-point tensor; got dtype {x.dtype}")
+
+
+def blur_with(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int],
+              padding: tuple[int, int], what: str) -> torch.Tensor:
+    """A depthwise ``F.conv2d`` of every ``(H, W)`` plane with the one ``(k, k)`` filter (an
+    ``expand()``-ed view, no per-channel copy), zero padding."""
+    _check_map(x, what)
+    k = filt.shape[-1]
+    h, w = x.shape[-2:]
+    if h + 2 * padding[0] < k or w + 2 * padding[1] < k:
+        raise ValueError(f"{what}: the {k}x{k} filter does not fit the padded input "
+                         f"{h}+2*{padding[0]} x {w}+2*{padding[1]} (shape {tuple(x.shape)}); use "
+                         "a larger input, more padding or a smaller sigma")
+    planes = x.shape[-3]
+    flat = x.reshape(-1, planes, h, w)
+    weight = filt.to(dtype=x.dtype, device=x.device)[None, None].expand(planes, 1, k, k)
+    y = F.conv2d(flat, weight, stride=stride, padding=padding, groups=planes)
+    return y.reshape(*x.shape[:-2], *y.shape[-2:])
+
+
+def gaussian_blur_pool2d(x: torch.Tensor, sigma: float = 0.66, stride: int | None = 2,
+                         padding: int | None = None) -> torch.Tensor:
+    """Gaussian blur, then subsample: escnn's ``PointwiseAvgPoolAntialiased2D`` (module
+    docstring) on ``(B, C, H, W)`` or ``(B, C, F, H, W)``.
+
+    Example:
+        >>> gaussian_blur_pool2d(torch.randn(2, 3, 8, 9, 9), 0.66).shape
+        torch.Size([2, 3, 8, 5, 5])
+    """
+    sigma, stride_p, pad_p = check_pool_args(sigma, stride, padding, "gaussian_blur_pool2d")
+    return blur_with(x, gaussian_filter2d(sigma, dtype=torch.float64), stride_p, pad_p,
+                     "gaussian_blur_pool2d")
+
+
+def check_mask_args(margin, sigma, what: str) -> tuple[float, float]:
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not \
+            0 <= margin <= 100:
+        raise ValueError(f"{what}: margin must be a percentage of the radius in [0, 100]; got "
+                         f"margin={margin!r}")
+    return float(margin), _positive(sigma, "sigma", what)
+
+
+def disk_mask_weights(size: int, margin: float = 0.0, sigma: float = 2.0, *,
+                      dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """escnn's ``MaskModule`` mask, ``(size, size)`` (module docstring; float64, then cast).
+
+    Example:
+        >>> disk_mask_weights(5)[2].tolist()
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"disk_mask_weights: size must be an integer >= 1; got size={size!r}")
+    margin, sigma = check_mask_args(margin, sigma, "disk_mask_weights")
+    c = (size - 1) / 2
+    t = (c - margin / 100.0 * c) ** 2
+    q = torch.arange(size, dtype=torch.float64, device="cpu") - c
+    r = q[:, None] ** 2 + q[None, :] ** 2
+    mask = torch.where(r > t, torch.exp((t - r) / sigma ** 2), torch.ones_like(r))
+    return mask.to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def check_square(x: torch.Tensor, size: int | None, what: str) -> None:
+    _check_map(x, what)
+    h, w = x.shape[-2:]
+    if h != w or (size is not None and h != size):
+        want = f"{size}x{size}" if size is not None else "square"
+        raise ValueError(f"{what} expects {want} spatial dims; got shape {tuple(x.shape)}"
+                         + (f" (built for size={size})" if size is not None else ""))
+
+
+def disk_mask2d(x: torch.Tensor, margin: float = 0.0, sigma: float = 2.0) -> torch.Tensor:
+    """``x`` times escnn's smooth disk mask of its (square) size, on ``(B, C, S, S)`` or
+    ``(B, C, F, S, S)``.
+
+    Example:
+        >>> disk_mask2d(torch.ones(1, 1, 5, 5))[0, 0, 0, 0] < 1
+        tensor(True)
+    """
+    check_square(x, None, "disk_mask2d")
+    mask = disk_mask_weights(x.shape[-1], margin, sigma, dtype=x.dtype, device=x.device)
+    return apply_mask(x, mask, x.shape[-1], "disk_mask2d")
+
+
+def apply_mask(x: torch.Tensor, mask: torch.Tensor, size: int, what: str) -> torch.Tensor:
+    """``x * mask`` after checking that ``x`` is ``(..., size, size)``."""
+    check_square(x, size, what)
+    return x * mask.to(x.dtype)

@@ -1,0 +1,148 @@
+"""Restriction of group feature maps to a subgroup, and pooling over a subgroup's cosets.
+
+Subgroups keep the angles and the flip (``C_M``, ``D_M`` in ``D_N`` and ``C_M`` in ``C_N`` for
+``M | N``; ``SO(2)`` in ``O(2)``; ``D_1 = {e, m}`` the flips): escnn's subgroup ids
+``(None, M)``, ``(0, M)`` and ``M``. Coset representatives ``t_j = r^(j mod n) m^(j // n)``,
+``n = N / M`` (see :mod:`equilayers.groups._subgroups`).
+
+* :func:`restrict`: a regular ``G`` field is ``|G| / |H|`` regular ``H`` fields, one per right
+  coset ``H t_j``: output field ``c * |G|/|H| + j`` has slot ``i`` = input slot ``h_i t_j``. A
+  pure permutation of slots (for ``D_N -> C_N`` the identity: the rotations, then the flipped
+  ones). Harmonic fields are unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same
+  matrices (a harmonic O(2) or D_N field is a harmonic SO(2) or C_M field).
+* :func:`coset_pool`: a regular ``G`` field reduced (max or mean) over each left coset
+  ``t_j K``: a function on ``G / K`` (rep ``"quotient:K"``), on which ``G`` still acts,
+  ``(u . y)[j] = u . y[coset of u^-1 t_j]``. It forgets which element of its coset carried a
+  value, i.e. it is invariant to ``f[g] -> f[g k]``; for ``K = C_N`` in ``D_N`` the two slots
+  (max over the rotations, max over the flipped ones) form a regular ``D_1`` field of the
+  quotient ``D_N / C_N``, for ``K = D_1`` (flips) the ``N`` slots ``max(f[r^j], f[r^j m])``
+  rotate like a regular ``C_N`` field and the flip maps slot ``j`` to ``-j``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..groups import GroupLike, get
+from ..groups._subgroups import check_subgroup, coset_index, quotient_size, restriction_index
+
+__all__ = ["restrict", "coset_pool", "RESTRICT_REPS"]
+
+RESTRICT_REPS = ("regular", "harmonic")
+_REDUCTIONS = ("max", "mean")
+
+
+def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str):
+    """``(G, H)`` after validating the pair and the rep (``ValueError`` naming them)."""
+    if rep not in RESTRICT_REPS:
+        raise ValueError(f"{what}: rep must be one of {RESTRICT_REPS} (the fields' type); got "
+                         f"rep={rep!r}")
+    grp, sub = check_subgroup(group, subgroup, what)
+    if rep == "regular" and not grp.is_finite:
+        raise ValueError(f"{what}: {grp.name} is continuous and has no regular fields; use "
+                         "rep='harmonic'")
+    return grp, sub
+
+
+def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    if x.dim() != 5:
+        raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
+                         f"{tuple(x.shape)}")
+    if size is None:  # harmonic: 2M + 1 slots
+        if x.shape[2] % 2 == 0:
+            raise ValueError(f"{what} expects a harmonic fiber of 2M+1 (odd) slots in dim 2; "
+                             f"got shape {tuple(x.shape)}")
+    elif x.shape[2] != size:
+        raise ValueError(f"{what} expects a {kind} fiber of {size} slots in dim 2; got shape "
+                         f"{tuple(x.shape)}")
+
+
+def sorted_coset_index(group, subgroup) -> torch.Tensor:
+    """:func:`~equilayers.groups._subgroups.coset_index` with each coset's members in slot
+    order (a max or mean does not care; ``D_N / C_N`` becomes the identity)."""
+    grp, sub = check_subgroup(group, subgroup)
+    return coset_index(grp, sub).view(-1, int(sub.order)).sort(dim=1).values.reshape(-1)
+
+
+def is_identity(index: torch.Tensor) -> bool:
+    """Whether a (CPU) slot index is ``arange``: then the gather is a free view."""
+    return bool(torch.equal(index.cpu(), torch.arange(index.numel())))
+
+
+def gather_fibers(x: torch.Tensor, index: torch.Tensor, identity: bool,
+                  groups: int) -> torch.Tensor:
+    """``x[:, :, index]`` split into ``groups`` slot groups: ``(B, C, groups, F / groups, H,
+    W)`` (a view when ``identity``)."""
+    b, c, f, h, w = x.shape
+    if not identity:
+        x = x.index_select(2, index)
+    return x.reshape(b, c, groups, f // groups, h, w)
+
+
+def restrict_regular(x: torch.Tensor, index: torch.Tensor, identity: bool,
+                     count: int) -> torch.Tensor:
+    """The regular restriction with a precomputed :func:`restriction_index`."""
+    y = gather_fibers(x, index, identity, count)
+    return y.reshape(x.shape[0], x.shape[1] * count, x.shape[2] // count, *x.shape[-2:])
+
+
+def pool_cosets(x: torch.Tensor, index: torch.Tensor, identity: bool, count: int,
+                reduction: str) -> torch.Tensor:
+    """Coset pooling with a precomputed :func:`sorted_coset_index`."""
+    y = gather_fibers(x, index, identity, count)
+    return y.amax(3) if reduction == "max" else y.mean(3)
+
+
+def restrict(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
+             rep: str = "regular") -> torch.Tensor:
+    """Restrict ``group``'s fields to ``subgroup``'s (see the module docstring).
+
+    Args:
+        x: ``(B, C, F, H, W)``: regular fields (``F = |G|``) or harmonic ones (``F = 2M+1``).
+        group, subgroup: e.g. ``"d4"`` and ``"c4"``, ``"d8"`` and ``"d4"``, ``"d4"`` and
+            ``"d1"`` (the flips), ``"c8"`` and ``"c4"``, ``"o2"`` and ``"so2"``.
+        rep: ``"regular"`` or ``"harmonic"``.
+
+    Returns:
+        Regular: ``(B, C * |G|/|H|, |H|, H, W)``, field ``c * |G|/|H| + j`` = right coset
+        ``H t_j`` of input field ``c``. Harmonic: ``x`` itself.
+
+    Example:
+        >>> restrict(torch.randn(2, 3, 8, 5, 5), "d4", "c4").shape
+        torch.Size([2, 6, 4, 5, 5])
+    """
+    grp, sub = check_restriction(group, subgroup, rep, "restrict")
+    if rep == "harmonic":
+        check_fiber(x, None, "restrict", rep)
+        return x
+    check_fiber(x, int(grp.order), "restrict", f"regular {grp.name}")
+    index = restriction_index(grp, sub)
+    return restrict_regular(x, index.to(x.device), is_identity(index), quotient_size(grp, sub))
+
+
+def coset_pool(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
+               reduction: str = "max") -> torch.Tensor:
+    """Max or mean of a regular ``group`` field over each left coset of ``subgroup``.
+
+    ``y[c, j] = max_{k in K} x[c, t_j k]`` (or the mean): ``(B, C, |G|, H, W) -> (B, C,
+    |G|/|K|, H, W)``, a ``"quotient:K"`` field (see the module docstring).
+
+    Example:
+        >>> coset_pool(torch.randn(2, 3, 8, 5, 5), "d4", "d1").shape  # pool the flips
+        torch.Size([2, 3, 4, 5, 5])
+    """
+    grp, sub = check_restriction(group, subgroup, "regular", "coset_pool")
+    check_reduction(reduction, "coset_pool")
+    check_fiber(x, int(grp.order), "coset_pool", f"regular {get(grp).name}")
+    index = sorted_coset_index(grp, sub)
+    return pool_cosets(x, index.to(x.device), is_identity(index), quotient_size(grp, sub),
+                       reduction)
+
+
+def check_reduction(reduction: str, what: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{what}: reduction must be one of {_REDUCTIONS}; got "
+                         f"reduction={reduction!r}")
+    return reduction

@@ -1,0 +1,126 @@
+"""Subgroups of the plane groups, their cosets, and the slot tables for restriction and coset
+pooling.
+
+A subgroup ``H`` of ``G`` is one of our groups whose elements are elements of ``G`` with the
+same rotation angle and the same flip (``m``: ``x -> -x``): ``C_M`` and ``D_M`` in ``D_N``
+(``M | N``), ``C_M`` in ``C_N``, and any ``C_M``, ``D_M``, SO(2) in O(2) (``C_M``, SO(2) in
+SO(2)). This is escnn's subgroup ``(None, M)`` (rotations) and ``(0, M)`` (the flip of axis 0
+kept) of its ``D_N`` and ``M`` of its ``C_N``; ``D_1`` is ``{e, m}``, the flips.
+
+Cosets of a finite subgroup ``K`` of a finite ``G = C_N / D_N`` (``K = C_M`` or ``D_M``,
+``n = N / M``) are listed with the representatives
+
+    t_j = r^(j mod n) m^(j // n),   j = 0 .. |G| / |K| - 1
+
+(``j // n`` is 0 unless ``G`` has flips and ``K`` has none). For ``K = C_M`` (a normal
+subgroup) the coset of ``t_j`` is the element ``j`` of the quotient group ``C_n`` / ``D_n`` in
+its regular order; for ``K = D_M`` the ``n`` cosets ``r^j K`` are indexed by the rotation
+``j mod n``. Right cosets ``K t_j`` serve restriction (a regular ``G`` field restricted to
+``K`` is one regular ``K`` field per right coset), left cosets ``t_j K`` coset pooling (the
+pooled field is a function on ``G / K``, on which ``G`` acts by ``u . t_j K = (u t_j) K``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._cpu_cache import cpu_cache
+from ._group import Group, GroupElement, GroupLike, get
+
+__all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
+           "coset_index", "coset_permutation", "quotient_size", "parse_quotient"]
+
+
+def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
+                   ) -> tuple[Group, Group]:
+    """``(G, H)``, or ``ValueError`` naming both when ``H`` is not a subgroup of ``G`` in our
+    embedding (same angles, same flip)."""
+    grp, sub = get(group), get(subgroup)
+    ok = not (sub.reflections and not grp.reflections)
+    if grp.is_finite:
+        ok = ok and sub.is_finite and grp.n % sub.n == 0
+    if not ok:
+        hint = ("a dihedral subgroup needs a dihedral group" if sub.reflections
+                and not grp.reflections else
+                f"rotation subgroups of {grp.name} are c{{M}} for M dividing "
+                f"{grp.n}" if grp.is_finite else "")
+        raise ValueError(f"{what}: {sub.name} is not a subgroup of {grp.name} ({hint}; "
+                         f"subgroups here keep the angles and the flip x -> -x)")
+    return grp, sub
+
+
+def embed(h: GroupElement, group: GroupLike) -> GroupElement:
+    """The element of ``group`` that the subgroup element ``h`` is (same angle, same flip)."""
+    grp = get(group)
+    check_subgroup(grp, h.group, "embed")
+    if grp.n is None:
+        return grp.element(h.angle, h.reflection)
+    if h.group.n is None:  # pragma: no cover - excluded by check_subgroup
+        raise ValueError(f"{h.group.name} is not a subgroup of {grp.name}")
+    return grp.element(int(h.rotation) * (grp.n // h.group.n), h.reflection)
+
+
+def quotient_size(group: GroupLike, subgroup: GroupLike) -> int:
+    """``|G| / |K|``, the number of cosets (finite groups)."""
+    grp, sub = check_subgroup(group, subgroup)
+    if not grp.is_finite:
+        raise ValueError(f"{grp.name} is continuous: its cosets are not finitely many slots; "
+                         "use a finite group (cN, dN)")
+    return int(grp.order) // int(sub.order)
+
+
+def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[GroupElement]:
+    """``t_j = r^(j mod n) m^(j // n)`` (see the module docstring), ``j < |G| / |K|``."""
+    grp, sub = check_subgroup(group, subgroup)
+    count = quotient_size(grp, sub)
+    n = grp.n // sub.n
+    return [grp.element(j % n, bool(j // n)) for j in range(count)]
+
+
+@cpu_cache(maxsize=256)
+def _tables(grp: Group, sub: Group) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    reps = coset_representatives(grp, sub)
+    els = [embed(h, grp) for h in sub.elements()]
+    right = [(h * t).index for t in reps for h in els]  # field j, slot h: h t_j
+    left = [(t * h).index for t in reps for h in els]  # coset j, member h: t_j h
+    label = [0] * int(grp.order)
+    for j, t in enumerate(reps):
+        for h in els:
+            label[(t * h).index] = j
+    cpu = {"dtype": torch.long, "device": "cpu"}
+    return torch.tensor(right, **cpu), torch.tensor(left, **cpu), torch.tensor(label, **cpu)
+
+
+def restriction_index(group: GroupLike, subgroup: GroupLike) -> torch.Tensor:
+    """``idx`` (``(|G|,)``, int64): slot ``j * |H| + i`` of the restricted fibers is input slot
+    ``idx[j * |H| + i]`` = the slot of ``h_i t_j`` (``h_i`` the ``i``-th element of ``H`` in
+    its regular order), so ``x[:, :, idx]`` viewed as ``(|G| / |H|, |H|)`` holds one regular
+    ``H`` field per right coset ``H t_j``."""
+    grp, sub = check_subgroup(group, subgroup)
+    quotient_size(grp, sub)
+    return _tables(grp, sub)[0].clone()
+
+
+def coset_index(group: GroupLike, subgroup: GroupLike) -> torch.Tensor:
+    """``idx`` (``(|G|,)``, int64): ``x[:, :, idx]`` viewed as ``(|G| / |K|, |K|)`` lists the
+    members ``t_j k`` of each left coset ``t_j K`` (``k`` in ``K``'s regular order)."""
+    grp, sub = check_subgroup(group, subgroup)
+    quotient_size(grp, sub)
+    return _tables(grp, sub)[1].clone()
+
+
+def coset_permutation(g: GroupElement, subgroup: GroupLike) -> torch.Tensor:
+    """``perm`` with ``(g . f)[j] = f[perm[j]]`` for a function ``f`` on the left cosets of
+    ``subgroup`` in ``g``'s group: ``perm[j]`` = the coset of ``g^-1 t_j``."""
+    grp, sub = check_subgroup(g.group, subgroup)
+    quotient_size(grp, sub)
+    label = _tables(grp, sub)[2]
+    gi = g.inverse()
+    return torch.stack([label[(gi * t).index] for t in coset_representatives(grp, sub)])
+
+
+def parse_quotient(rep: str) -> Group | None:
+    """The subgroup ``K`` of a ``"quotient:K"`` rep name (e.g. ``"quotient:d1"``), else None."""
+    if not isinstance(rep, str) or not rep.startswith("quotient:"):
+        return None
+    return get(rep.split(":", 1)[1])

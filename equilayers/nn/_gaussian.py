@@ -1,0 +1,124 @@
+"""Gaussian anti-aliased pooling and the smooth disk mask, escnn's conventions (see
+:mod:`equilayers.functional._gaussian`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..functional import _gaussian as Gs
+
+__all__ = ["GaussianBlurPool2d", "DiskMask"]
+
+
+class GaussianBlurPool2d(nn.Module):
+    """Gaussian blur, then subsample (escnn's ``PointwiseAvgPoolAntialiased2D``).
+
+    The filter is the normalized 2-D Gaussian of standard deviation ``sigma`` sampled at the
+    integer offsets of a ``k x k`` grid, ``k = 2 * round(3 sigma) + 1``; the input is zero
+    padded by ``padding`` (default ``(k - 1) // 2``) and correlated at ``stride``. e2cnn's
+    tutorial uses ``sigma=0.66, stride=2`` (a 5 x 5 filter). Acts on ``H, W`` only.
+
+    Args:
+        sigma: the Gaussian's standard deviation in pixels, > 0.
+        stride: subsampling factor (int or pair; ``None``: the filter size, as escnn).
+        padding: zero padding per side (int or pair; ``None``: ``(k - 1) // 2``).
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H', W')`` or ``(B, C, F, H, W) -> (B, C, F, H', W')``,
+        ``H' = floor((H + 2 padding - k) / stride) + 1``.
+
+    Equivariance:
+        Exact (float rounding) for rot90 and flips, on trivial, regular or harmonic fields,
+        when the windows tile the input from both ends, ``(H + 2 padding - k) % stride == 0``
+        with a square input: odd sizes at stride 2 with the default padding (a 33 x 33 map
+        gives 17 x 17); even sizes at stride 2 do not commute with rot90 (tested as a negative
+        control). Off the grid it commutes with rotations up to the sampling of the Gaussian.
+
+    Example:
+        >>> import torch
+        >>> GaussianBlurPool2d(0.66)(torch.randn(2, 3, 8, 33, 33)).shape
+        torch.Size([2, 3, 8, 17, 17])
+    """
+
+    # spatial only: the harness infers the rep from the rank (4-D trivial, 5-D regular)
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int] | None = 2,
+                 padding: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.sigma, self.stride, self.padding = Gs.check_pool_args(sigma, stride, padding,
+                                                                   "GaussianBlurPool2d")
+        self.kernel_size = Gs.gaussian_filter_size(self.sigma)
+        self.register_buffer("filter", torch.empty(self.kernel_size, self.kernel_size),
+                             persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.filter.copy_(Gs.gaussian_filter2d(self.sigma, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Gs.blur_with(x, self.filter, self.stride, self.padding, "GaussianBlurPool2d")
+
+    def extra_repr(self) -> str:
+        s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != ((self.kernel_size - 1) // 2,) * 2:
+            s += f", padding={self.padding}"
+        return s
+
+
+class DiskMask(nn.Module):
+    """Multiply by a smooth disk mask (escnn's ``MaskModule``): 1 inside the disk of radius
+    ``(1 - margin / 100) * c``, ``c = (size - 1) / 2``, and ``exp((t - d^2) / sigma^2)``
+    outside (``d^2`` the squared distance from the centre, ``t`` the squared radius), so that
+    the corners, which rotations move off the grid, carry (almost) nothing.
+
+    Args:
+        size: the spatial size ``S`` of the (square) inputs.
+        margin: the margin as a percentage of the radius ``c``, in [0, 100] (escnn's
+            convention; ``equilayers.groups.disk_mask`` takes pixels instead).
+        sigma: how fast the mask decays outside the disk, in pixels (default 2, escnn's).
+
+    Shape:
+        ``(B, C, S, S)`` or ``(B, C, F, S, S)``, unchanged; other sizes raise ``ValueError``.
+
+    Equivariance:
+        Exact for rot90 and flips (the mask is symmetric about the centre); for other angles
+        it makes rotated and unrotated inputs carry the same information (the point of it).
+
+    Example:
+        >>> import torch
+        >>> DiskMask(29)(torch.randn(2, 3, 8, 29, 29)).shape
+        torch.Size([2, 3, 8, 29, 29])
+    """
+
+    in_rep = None
+    out_rep = None
+
+    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"DiskMask: size must be an integer >= 1 (the spatial size of the "
+                             f"square inputs); got size={size!r}")
+        self.size = size
+        self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "DiskMask")
+        self.register_buffer("mask", torch.empty(size, size), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.mask.copy_(Gs.disk_mask_weights(self.size, self.margin, self.sigma,
+                                                 dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Gs.apply_mask(x, self.mask, self.size, "DiskMask")
+
+    def extra_repr(self) -> str:
+        s = f"{self.size}"
+        if self.margin:
+            s += f", margin={self.margin:g}"
+        if self.sigma != 2.0:
+            s += f", sigma={self.sigma:g}"
+        return s

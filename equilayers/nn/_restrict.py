@@ -1,0 +1,132 @@
+"""Restriction to a subgroup and pooling over a subgroup's cosets (see
+:mod:`equilayers.functional._restrict` for the slot layouts)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..functional import _restrict as R
+from ..groups import GroupLike
+from ..groups._subgroups import quotient_size, restriction_index
+
+__all__ = ["Restrict", "CosetPool"]
+
+
+class Restrict(nn.Module):
+    """Restrict a group's fields to a subgroup's: ``D_N -> C_N``, ``D_N -> D_M`` and
+    ``C_N -> C_M`` (``M | N``), ``D_N -> D_1`` (the flips), ``O(2) -> SO(2)``, ...
+
+    Regular fields: a regular ``G`` field is ``|G| / |H|`` regular ``H`` fields, one per right
+    coset ``H t_j`` (``t_j = r^(j mod n) m^(j // n)``, ``n = N / M``): output field
+    ``c * |G|/|H| + j`` has slot ``i`` = input slot ``h_i t_j``, ``h_i`` the ``i``-th element of
+    ``H``. A permutation of the slots; ``D_N -> C_N`` is a plain reshape (the rotations, then
+    the flipped ones; escnn's restricted tensor is unchanged and keeps that order too, for the
+    other subgroups it keeps ``G``'s slot order under ``H``'s permutation action, so our fields
+    are its slots permuted by :func:`equilayers.groups._subgroups.restriction_index`). Harmonic
+    fields pass unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same matrices.
+
+    Args:
+        group: the input fields' group (``"d4"``, ``"c8"``, ``"o2"``, ...).
+        subgroup: a subgroup with the same angles and flip (``"c4"``, ``"d2"``, ``"d1"``,
+            ``"so2"``, ...).
+        rep: ``"regular"`` (default) or ``"harmonic"``.
+
+    Shape:
+        Regular: ``(B, C, |G|, H, W) -> (B, C * |G|/|H|, |H|, H, W)``. Harmonic: unchanged.
+
+    Equivariance:
+        Exact (a permutation): the output is ``H``-equivariant for every element of ``H``,
+        acting on the input as the element of ``G`` it is (``in_group`` for the harness).
+
+    Example:
+        >>> import torch
+        >>> Restrict("d4", "c4")(torch.randn(2, 3, 8, 5, 5)).shape
+        torch.Size([2, 6, 4, 5, 5])
+        >>> Restrict("d8", "d1")(torch.randn(2, 3, 16, 5, 5)).shape
+        torch.Size([2, 24, 2, 5, 5])
+    """
+
+    def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular") -> None:
+        super().__init__()
+        grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
+        self.group, self.subgroup, self.rep = grp, sub, rep
+        self.in_rep = self.out_rep = rep
+        self.in_group = grp.name  # the harness acts on the input with group elements
+        self._count = quotient_size(grp, sub) if rep == "regular" else 1
+        self._identity = False
+        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.rep == "regular":
+            index = restriction_index(self.group, self.subgroup)
+            self._identity = R.is_identity(index)
+            self.index = index.to(self.index.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rep == "harmonic":
+            R.check_fiber(x, None, "Restrict", "harmonic")
+            return x
+        R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}")
+        return R.restrict_regular(x, self.index, self._identity, self._count)
+
+    def extra_repr(self) -> str:
+        s = f"{self.group.name!r}, {self.subgroup.name!r}"
+        return s + (f", rep={self.rep!r}" if self.rep != "regular" else "")
+
+
+class CosetPool(nn.Module):
+    """Max (or mean) of a regular field over each left coset ``t_j K`` of a subgroup ``K``.
+
+    ``y[c, j] = max_{k in K} x[c, t_j k]``: a function on the ``|G|/|K|`` cosets (rep
+    ``"quotient:K"``), on which ``G`` still acts, ``(u . y)[j] = u . y[coset of u^-1 t_j]``.
+    It forgets which element of a coset carried the value (invariant to ``x[g] -> x[g k]``)
+    and stays equivariant to all of ``G``. ``D_N`` over the flips (``"d1"``): ``N`` slots
+    ``max(x[r^j], x[r^j m])`` that rotate like a regular ``C_N`` field, the flip sending slot
+    ``j`` to ``-j``. ``D_N`` over its rotations (``"cN"``): 2 slots (max over the rotations,
+    max over the flipped ones), a regular field of ``D_N / C_N`` that the flip swaps. ``C_N``
+    over ``C_M``: ``N/M`` slots, a regular ``C_{N/M}`` field. ``K = G`` is :class:`GroupPool`.
+
+    Args:
+        group: a finite group (``"d4"``, ``"c8"``, ...).
+        subgroup: the subgroup ``K`` whose cosets are pooled.
+        reduction: ``"max"`` (default) or ``"mean"``.
+
+    Shape:
+        ``(B, C, |G|, H, W) -> (B, C, |G|/|K|, H, W)``.
+
+    Equivariance:
+        Exact for every element of ``G``: regular in, ``"quotient:K"`` out.
+
+    Example:
+        >>> import torch
+        >>> CosetPool("d4", "d1")(torch.randn(2, 3, 8, 5, 5)).shape
+        torch.Size([2, 3, 4, 5, 5])
+    """
+
+    in_rep = "regular"
+
+    def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
+        super().__init__()
+        grp, sub = R.check_restriction(group, subgroup, "regular", "CosetPool")
+        self.group, self.subgroup = grp, sub
+        self.reduction = R.check_reduction(reduction, "CosetPool")
+        self.out_rep = f"quotient:{sub.name}"
+        self._count = quotient_size(grp, sub)
+        self._identity = False
+        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        index = R.sorted_coset_index(self.group, self.subgroup)
+        self._identity = R.is_identity(index)
+        self.index = index.to(self.index.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}")
+        return R.pool_cosets(x, self.index, self._identity, self._count, self.reduction)
+
+    def extra_repr(self) -> str:
+        s = f"{self.group.name!r}, {self.subgroup.name!r}"
+        return s + (f", reduction={self.reduction!r}" if self.reduction != "max" else "")

@@ -1,0 +1,132 @@
+"""GaussianBlurPool2d / gaussian_blur_pool2d and DiskMask / disk_mask2d: escnn's filter,
+padding and mask formulas, shapes, module == functional, bad input, gradcheck."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equilayers.functional import disk_mask2d, gaussian_blur_pool2d
+from equilayers.functional._gaussian import (
+    disk_mask_weights,
+    gaussian_filter2d,
+    gaussian_filter_size,
+)
+from equilayers.nn import DiskMask, GaussianBlurPool2d
+
+
+# Python's round, as escnn: round(1.5) = 2, round(2.5) = 2
+@pytest.mark.parametrize("sigma,k", [(0.66, 5), (0.5, 5), (0.4, 3), (1.0, 7), (0.1, 1),
+                                     (2.5 / 3, 5)])
+def test_filter_size_and_values(sigma, k):
+    assert gaussian_filter_size(sigma) == k
+    f = gaussian_filter2d(sigma, dtype=torch.float64)
+    c = (k - 1) / 2
+    ref = torch.tensor([[math.exp(-((i - c) ** 2 + (j - c) ** 2) / (2 * sigma ** 2))
+                         for j in range(k)] for i in range(k)], dtype=torch.float64)
+    torch.testing.assert_close(f, ref / ref.sum(), rtol=0, atol=1e-15)
+    torch.testing.assert_close(f, f.T, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape,sigma,stride,padding,out", [
+    ((2, 3, 33, 33), 0.66, 2, None, (17, 17)),
+    ((2, 3, 8, 9, 9), 0.66, 2, None, (5, 5)),
+    ((1, 2, 10, 7), 1.0, 2, 1, (3, 2)),
+    ((1, 2, 9, 9), 0.66, None, None, (2, 2)),  # stride None: the filter size, as escnn
+    ((1, 2, 9, 11), 0.66, (1, 2), (0, 2), (5, 6)),
+])
+def test_shapes_and_reference(shape, sigma, stride, padding, out, gen):
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    y = GaussianBlurPool2d(sigma, stride, padding).double()(x)
+    assert y.shape == (*shape[:-2], *out)
+    k = gaussian_filter_size(sigma)
+    s = (k, k) if stride is None else (stride if isinstance(stride, tuple) else (stride,) * 2)
+    p = ((k - 1) // 2,) * 2 if padding is None else (
+        padding if isinstance(padding, tuple) else (padding,) * 2)
+    flat = x.reshape(-1, 1, *shape[-2:])
+    ref = F.conv2d(flat, gaussian_filter2d(sigma, dtype=torch.float64)[None, None], stride=s,
+                   padding=p).reshape(y.shape)
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(gaussian_blur_pool2d(x, sigma, stride, padding), y)
+
+
+def test_module_behaviour(gen):
+    m = GaussianBlurPool2d(0.66)
+    assert m.state_dict() == {} and m.filter.shape == (5, 5)
+    assert repr(m) == "GaussianBlurPool2d(sigma=0.66, kernel_size=5, stride=(2, 2))"
+    assert "padding=(1, 1)" in repr(GaussianBlurPool2d(0.66, 2, 1))
+    assert m(torch.randn(0, 3, 9, 9)).shape == (0, 3, 5, 5)
+    x = torch.randn(2, 3, 9, 9, generator=gen).transpose(-1, -2)  # non-contiguous
+    torch.testing.assert_close(m(x), gaussian_blur_pool2d(x.contiguous(), 0.66))
+    assert m.double()(x.double()).dtype == torch.float64
+    meta = GaussianBlurPool2d(0.66).to("meta")
+    assert meta.filter.is_meta
+    leaf = torch.randn(1, 2, 7, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: gaussian_blur_pool2d(t, 0.5), (leaf,))
+
+
+@pytest.mark.parametrize("ctor,match", [
+    (lambda: GaussianBlurPool2d(0.0), r"GaussianBlurPool2d: sigma must be a positive number; "
+                                      r"got sigma=0.0"),
+    (lambda: GaussianBlurPool2d(-1), r"sigma must be a positive"),
+    (lambda: GaussianBlurPool2d(0.66, stride=0), r"stride must be >= 1; got stride=0"),
+    (lambda: GaussianBlurPool2d(0.66, padding=-1), r"padding must be >= 0"),
+    (lambda: GaussianBlurPool2d(0.66, stride=1.5), r"stride must be an int or a pair"),
+    (lambda: DiskMask(0), r"DiskMask: size must be an integer >= 1.*got size=0"),
+    (lambda: DiskMask(9, margin=150), r"margin must be a percentage of the radius in "
+                                      r"\[0, 100\]; got margin=150"),
+    (lambda: DiskMask(9, sigma=0), r"DiskMask: sigma must be a positive number"),
+])
+def test_bad_arguments(ctor, match):
+    with pytest.raises(ValueError, match=match):
+        ctor()
+
+
+def test_bad_inputs(gen):
+    with pytest.raises(ValueError, match=r"GaussianBlurPool2d expects a 4-D .* or a 5-D"):
+        GaussianBlurPool2d(0.66)(torch.randn(3, 9, 9, generator=gen))
+    with pytest.raises(ValueError, match=r"5x5 filter does not fit the padded input 1\+2\*2"):
+        GaussianBlurPool2d(0.66, padding=2)(torch.randn(1, 1, 1, 0))
+    with pytest.raises(TypeError, match="floating-point"):
+        gaussian_blur_pool2d(torch.ones(1, 1, 5, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"DiskMask expects 9x9 spatial dims; got shape "
+                                         r"\(1, 2, 8, 8\) \(built for size=9\)"):
+        DiskMask(9)(torch.randn(1, 2, 8, 8, generator=gen))
+    with pytest.raises(ValueError, match=r"disk_mask2d expects square spatial dims"):
+        disk_mask2d(torch.randn(1, 2, 8, 9, generator=gen))
+
+
+def test_disk_mask_formula(gen):
+    """escnn's build_mask: 1 where the squared distance r <= t = (c - margin/100 c)^2, else
+    exp((t - r) / sigma^2)."""
+    for size, margin, sigma in ((9, 0.0, 2.0), (10, 20.0, 1.0), (29, 5.0, 2.0), (1, 0.0, 2.0)):
+        c = (size - 1) / 2
+        t = (c - margin / 100 * c) ** 2
+        ref = torch.tensor([[1.0 if (i - c) ** 2 + (j - c) ** 2 <= t else
+                             math.exp((t - (i - c) ** 2 - (j - c) ** 2) / sigma ** 2)
+                             for j in range(size)] for i in range(size)], dtype=torch.float64)
+        torch.testing.assert_close(disk_mask_weights(size, margin, sigma, dtype=torch.float64),
+                                   ref, rtol=0, atol=1e-15)
+    m = DiskMask(9, margin=10.0)
+    assert m.state_dict() == {} and repr(m) == "DiskMask(9, margin=10)"
+    x = torch.randn(2, 3, 4, 9, 9, generator=gen)
+    torch.testing.assert_close(m(x), disk_mask2d(x, 10.0))
+    assert m(torch.randn(0, 3, 9, 9)).shape == (0, 3, 9, 9)
+    leaf = torch.randn(1, 2, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: disk_mask2d(t, 5.0), (leaf,))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(0, 4), st.integers(0, 3), st.floats(0.1, 1.2),
+       st.integers(1, 3), st.integers(0, 2), st.booleans())
+def test_shape_formula_property(b, extra_h, extra_w, sigma, stride, padding, five_d):
+    """``H' = floor((H + 2 padding - k) / stride) + 1`` over random sizes, strides, paddings."""
+    k = gaussian_filter_size(sigma)
+    h, w = max(k - 2 * padding, 1) + extra_h, max(k - 2 * padding, 1) + extra_w
+    shape = (b, 2, 3, h, w) if five_d else (b, 2, h, w)
+    y = gaussian_blur_pool2d(torch.randn(shape), sigma, stride, padding)
+    assert y.shape == (*shape[:-2], (h + 2 * padding - k) // stride + 1,
+                       (w + 2 * padding - k) // stride + 1)

@@ -1,0 +1,182 @@
+"""Restriction to subgroups and pooling over cosets: layouts, exact fiber equivariance for
+every element (off-grid ones included), the quotient rep, bad input, module == functional."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from equilayers.functional import coset_pool, restrict
+from equilayers.groups import act, act_fiber, fiber_size, get
+from equilayers.groups._subgroups import (
+    check_subgroup,
+    coset_permutation,
+    embed,
+    restriction_index,
+)
+from equilayers.nn import CosetPool, GroupPool, Restrict
+from equilayers.testing import equivariance_report
+
+PAIRS = [("d4", "c4"), ("d4", "d1"), ("d4", "d2"), ("d4", "c2"), ("d8", "d4"), ("d8", "c2"),
+         ("c8", "c4"), ("c8", "c2"), ("c8", "c1"), ("d6", "d3"), ("d6", "c3"), ("c16", "c4"),
+         ("d16", "d2"), ("d4", "d4"), ("d3", "d1")]
+
+
+def test_layouts():
+    x = torch.arange(8.0).view(1, 1, 8, 1, 1)
+    # D_N -> C_N: the rotations, then the flipped ones (a reshape; escnn's order too)
+    assert restrict(x, "d4", "c4").flatten().tolist() == list(range(8))
+    # C8 -> C4: field j holds r^j, r^(j+2), r^(j+4), r^(j+6)
+    assert restrict(x, "c8", "c4").view(2, 4).tolist() == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    # D4 -> D1 (flips): field j holds r^j and m r^j = r^-j m
+    assert restrict(x, "d4", "d1").view(4, 2).tolist() == [[0, 4], [1, 7], [2, 6], [3, 5]]
+    # coset pooling of D4 over the flips: max over {r^j, r^j m}
+    assert coset_pool(x, "d4", "d1").flatten().tolist() == [4, 5, 6, 7]
+    assert coset_pool(x, "d4", "c4", "mean").flatten().tolist() == [1.5, 5.5]
+    assert fiber_size("d4", "quotient:d1") == 4 and fiber_size("d8", "quotient:c4") == 4
+
+
+@pytest.mark.parametrize("group,sub", PAIRS)
+def test_restriction_is_exact_for_every_element(group, sub, gen):
+    """Fiber level (the maps act per pixel, so the spatial action commutes): every element of
+    H, off the grid too, acting on the input as the element of G it is."""
+    grp, h = get(group), get(sub)
+    x = torch.randn(2, 3, int(grp.order), 1, 1, generator=gen, dtype=torch.float64)
+    idx = restriction_index(grp, h)
+    assert sorted(idx.tolist()) == list(range(int(grp.order)))  # a permutation
+    for g in h.elements():
+        lhs = restrict(act_fiber(x, embed(g, grp), "regular"), grp, h)
+        rhs = act_fiber(restrict(x, grp, h), g, "regular")
+        assert torch.equal(lhs, rhs), (group, sub, g)
+
+
+@pytest.mark.parametrize("group,sub", PAIRS)
+@pytest.mark.parametrize("reduction", ["max", "mean"])
+def test_coset_pool_is_exact_for_every_element(group, sub, reduction, gen):
+    grp = get(group)
+    x = torch.randn(2, 3, int(grp.order), 1, 1, generator=gen, dtype=torch.float64)
+    rep = f"quotient:{sub}"
+    for g in grp.elements():
+        lhs = coset_pool(act_fiber(x, g, "regular"), grp, sub, reduction)
+        rhs = act_fiber(coset_pool(x, grp, sub, reduction), g, rep)
+        torch.testing.assert_close(lhs, rhs, rtol=0, atol=1e-15)
+
+
+def test_quotient_rep_is_a_group_action():
+    """``quotient:K`` is a permutation action: identity, composition, and for K = c1 the
+    regular one."""
+    for group, sub in (("d4", "d1"), ("d8", "c2"), ("c8", "c4"), ("d6", "d3")):
+        grp = get(group)
+        els = grp.elements()
+        assert torch.equal(coset_permutation(grp.identity, sub),
+                           torch.arange(int(grp.order) // int(get(sub).order)))
+        for a in els:
+            for b in els[::3]:
+                pa, pb, pab = (coset_permutation(a, sub), coset_permutation(b, sub),
+                               coset_permutation(a * b, sub))
+                # (a . (b . f))[j] = f[pb[pa[j]]]
+                assert torch.equal(pb[pa], pab)
+    for g in get("d4").elements():
+        assert torch.equal(coset_permutation(g, "c1"), get("d4").regular_permutation(g))
+
+
+def test_coset_pool_over_the_group_is_group_pool(gen):
+    x = torch.randn(2, 3, 8, 5, 5, generator=gen)
+    torch.testing.assert_close(CosetPool("d4", "d4")(x)[:, :, 0], GroupPool()(x))
+
+
+def test_harmonic_restriction_is_the_identity(gen):
+    x = torch.randn(2, 3, 5, 7, 7, generator=gen, dtype=torch.float64)
+    assert restrict(x, "o2", "so2", "harmonic") is x
+    assert Restrict("d8", "c4", rep="harmonic")(x) is x
+    # an O(2) harmonic field restricted to SO(2): rotations act by the same matrices
+    for g in get("so2").elements_at([30.0, 90.0, 200.0]):
+        torch.testing.assert_close(act(x, embed(g, "o2"), "harmonic"), act(x, g, "harmonic"))
+
+
+def test_module_equals_functional_grad_and_noncontiguous(gen):
+    x = torch.randn(2, 3, 16, 6, 5, generator=gen, dtype=torch.float64)
+    xt = x.transpose(-1, -2)  # non-contiguous
+    for sub in ("d4", "c2", "d1"):
+        torch.testing.assert_close(Restrict("d8", sub)(xt), restrict(xt, "d8", sub))
+        for red in ("max", "mean"):
+            torch.testing.assert_close(CosetPool("d8", sub, red)(xt),
+                                       coset_pool(xt, "d8", sub, red))
+    leaf = torch.randn(1, 2, 8, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: restrict(t, "d4", "d1"), (leaf,))
+    assert torch.autograd.gradcheck(lambda t: coset_pool(t, "d4", "d1", "mean"), (leaf,))
+    assert torch.autograd.gradcheck(lambda t: coset_pool(t, "d4", "c2"), (leaf,))
+
+
+def test_empty_batch_state_dict_repr_and_to(gen):
+    for m, f in ((Restrict("d4", "c2"), 8), (CosetPool("c8", "c2", "mean"), 8)):
+        out = m(torch.randn(0, 3, f, 5, 5))
+        assert out.shape[0] == 0
+        assert m.state_dict() == {} and "index" in dict(m.named_buffers())
+        assert m.double()(torch.randn(1, 3, f, 5, 5, dtype=torch.float64)).dtype == \
+            torch.float64
+    assert repr(Restrict("d4", "d1")) == "Restrict('d4', 'd1')"
+    assert repr(Restrict("o2", "so2", "harmonic")) == "Restrict('o2', 'so2', rep='harmonic')"
+    assert repr(CosetPool("d4", "c4", "mean")) == "CosetPool('d4', 'c4', reduction='mean')"
+    meta = Restrict("d4", "d1").to("meta")
+    assert meta.index.is_meta
+
+
+@pytest.mark.parametrize("ctor,match", [
+    (lambda: Restrict("d4", "c3"), r"Restrict: c3 is not a subgroup of d4"),
+    (lambda: Restrict("c8", "d4"), r"d4 is not a subgroup of c8 \(a dihedral subgroup needs"),
+    (lambda: Restrict("c6", "c4"), r"c\{M\} for M dividing 6"),
+    (lambda: Restrict("so2", "c4"), r"so2 is continuous and has no regular fields.*"
+                                    r"rep='harmonic'"),
+    (lambda: Restrict("d4", "c4", rep="trivial"), r"rep must be one of .*got rep='trivial'"),
+    (lambda: CosetPool("d4", "c4", "sum"), r"reduction must be one of.*got reduction='sum'"),
+    (lambda: CosetPool("o2", "so2"), r"o2 is continuous"),
+    (lambda: Restrict("d4", "bogus"), r"unknown group 'bogus'"),
+])
+def test_bad_arguments(ctor, match):
+    with pytest.raises(ValueError, match=match):
+        ctor()
+
+
+def test_bad_inputs(gen):
+    with pytest.raises(ValueError, match=r"Restrict expects a regular d4 fiber of 8 slots.*"
+                                         r"\(2, 3, 4, 5, 5\)"):
+        Restrict("d4", "c4")(torch.randn(2, 3, 4, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"CosetPool expects a 5-D"):
+        CosetPool("d4", "c4")(torch.randn(2, 8, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"harmonic fiber of 2M\+1 \(odd\) slots"):
+        restrict(torch.randn(2, 3, 4, 5, 5, generator=gen), "o2", "so2", "harmonic")
+    with pytest.raises(TypeError, match="expects a tensor"):
+        coset_pool([1.0], "d4", "c4")
+    with pytest.raises(ValueError, match=r"rep 'quotient:c3'.*c3 is not a subgroup of d4"):
+        act(torch.randn(1, 1, 4, 3, 3), get("d4").identity, "quotient:c3")
+    with pytest.raises(ValueError, match=r"'quotient:d1' fiber of d4 has \|G\|/\|K\|=4 slots"):
+        act(torch.randn(1, 1, 3, 3, 3), get("d4").identity, "quotient:d1")
+
+
+def test_harness_in_group(gen):
+    x = torch.randn(2, 3, 8, 7, 7, generator=gen, dtype=torch.float64)
+    assert equivariance_report(Restrict("d4", "c4"), x, "c4").error == 0  # declared in_group
+    assert equivariance_report(lambda t: restrict(t, "d4", "c4"), x, "c4",
+                               in_group="d4").error == 0
+    with pytest.raises(ValueError, match="equivariance_report: d8 is not a subgroup of d4"):
+        equivariance_report(lambda t: t, x, "d8", in_group="d4")
+    with pytest.raises(ValueError, match="not a subgroup"):
+        check_subgroup("c4", "d1")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.booleans(), st.data())
+def test_random_subgroups_property(n, dihedral, data):
+    """Any N, any divisor M, cyclic or dihedral subgroups: restriction is a permutation whose
+    fields are regular subgroup fields, coset pooling commutes with every element."""
+    grp = get(("d" if dihedral else "c") + str(n))
+    m = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    sub = get(("d" if dihedral and data.draw(st.booleans()) else "c") + str(m))
+    x = torch.randn(1, 2, int(grp.order), 1, 1, dtype=torch.float64)
+    for h in sub.elements():
+        assert torch.equal(restrict(act_fiber(x, embed(h, grp), "regular"), grp, sub),
+                           act_fiber(restrict(x, grp, sub), h, "regular"))
+    for g in grp.elements():
+        assert torch.equal(coset_pool(act_fiber(x, g, "regular"), grp, sub),
+                           act_fiber(coset_pool(x, grp, sub), g, f"quotient:{sub.name}"))
