@@ -63,12 +63,13 @@ def sorted_coset_index(group, subgroup) -> torch.Tensor:
     """:func:`~equilayers.groups._subgroups.coset_index` with each coset's members in slot
     order (a max or mean does not care; ``D_N / C_N`` becomes the identity)."""
     grp, sub = check_subgroup(group, subgroup)
-    return coset_index(grp, sub).view(-1, int(sub.order)).sort(dim=1).values.reshape(-1)
+    with torch.device("cpu"):  # host-side, whatever the default device
+        return coset_index(grp, sub).view(-1, int(sub.order)).sort(dim=1).values.reshape(-1)
 
 
 def is_identity(index: torch.Tensor) -> bool:
     """Whether a (CPU) slot index is ``arange``: then the gather is a free view."""
-    return bool(torch.equal(index.cpu(), torch.arange(index.numel())))
+    return bool(torch.equal(index.cpu(), torch.arange(index.numel(), device="cpu")))
 
 
 def gather_fibers(x: torch.Tensor, index: torch.Tensor, identity: bool,

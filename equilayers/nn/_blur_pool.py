@@ -20,12 +20,13 @@ from ..functional._blur import (
     max_blur_pool2d,
 )
 from ..kernels import _cpu
+from ._derived import _FixedBuffers
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
            "BlurUpsample2d"]
 
 
-class _BlurPoolNd(nn.Module):
+class _BlurPoolNd(_FixedBuffers):
     _nd = 2
     _shape = ""
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
@@ -52,20 +53,6 @@ class _BlurPoolNd(nn.Module):
         with torch.no_grad():
             self.filter.copy_(binomial_filter(self.kernel_size))
 
-    # The filter is derived, never in the state dict: it is refilled after every conversion
-    # (``.double()`` computes it in float64; ``to_empty()`` would leave uninitialized memory)
-    # and every load.
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        if not self.filter.is_meta:
-            self.reset_parameters()
-        return out
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        if not self.filter.is_meta:
-            self.reset_parameters()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels is not None and isinstance(x, torch.Tensor):
             cdim = 1 if x.dim() >= self._nd + 2 else 0
@@ -80,12 +67,8 @@ class _BlurPoolNd(nn.Module):
         return self._reference(x)
 
     def _reference(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        filt = self.filter
-        if filt.is_meta and isinstance(x, torch.Tensor) and not x.is_meta:
-            # built on the meta device and loaded with assign=True (nothing of this module is
-            # in a state dict): the filter is a pure function of kernel_size, build it here
-            filt = binomial_filter(self.kernel_size, dtype=filt.dtype, device=x.device)
-        return blur_nd(x, filt, self.stride, self.padding_mode, self._nd, type(self).__name__)
+        return blur_nd(x, self._buffers_for(x).filter, self.stride, self.padding_mode,
+                       self._nd, type(self).__name__)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]

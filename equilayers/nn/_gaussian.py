@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..functional import _gaussian as Gs
+from ._derived import _FixedBuffers
 
 __all__ = ["GaussianBlurPool2d", "DiskMask"]
 
 
-class GaussianBlurPool2d(nn.Module):
+class GaussianBlurPool2d(_FixedBuffers):
     """Gaussian blur, then subsample (escnn's ``PointwiseAvgPoolAntialiased2D``).
 
     The filter is the normalized 2-D Gaussian of standard deviation ``sigma`` sampled at the
@@ -60,7 +60,8 @@ class GaussianBlurPool2d(nn.Module):
             self.filter.copy_(Gs.gaussian_filter2d(self.sigma, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return Gs.blur_with(x, self.filter, self.stride, self.padding, "GaussianBlurPool2d")
+        return Gs.blur_with(x, self._buffers_for(x).filter, self.stride, self.padding,
+                            "GaussianBlurPool2d")
 
     def extra_repr(self) -> str:
         s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -69,7 +70,7 @@ class GaussianBlurPool2d(nn.Module):
         return s
 
 
-class DiskMask(nn.Module):
+class DiskMask(_FixedBuffers):
     """Multiply by a smooth disk mask (escnn's ``MaskModule``): 1 inside the disk of radius
     ``(1 - margin / 100) * c``, ``c = (size - 1) / 2``, and ``exp((t - d^2) / sigma^2)``
     outside (``d^2`` the squared distance from the centre, ``t`` the squared radius), so that
@@ -113,7 +114,7 @@ class DiskMask(nn.Module):
                                                  dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return Gs.apply_mask(x, self.mask, self.size, "DiskMask")
+        return Gs.apply_mask(x, self._buffers_for(x).mask, self.size, "DiskMask")
 
     def extra_repr(self) -> str:
         s = f"{self.size}"

@@ -251,7 +251,8 @@ class _GroupConvNd(_ExactConvMixin):
         size of the case table. The bias starts at 0."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
-            std = self._init_std()
+            with torch.device("cpu"):  # host-side arithmetic, whatever the default device
+                std = self._init_std()
             if isinstance(std, torch.Tensor):
                 self.weight.normal_().mul_(std.to(self.weight.device, self.weight.dtype))
             else:

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..functional import _restrict as R
 from ..groups import GroupLike
 from ..groups._subgroups import quotient_size, restriction_index
+from ._derived import _FixedBuffers
 
 __all__ = ["Restrict", "CosetPool"]
 
 
-class Restrict(nn.Module):
+class Restrict(_FixedBuffers):
     """Restrict a group's fields to a subgroup's: ``D_N -> C_N``, ``D_N -> D_M`` and
     ``C_N -> C_M`` (``M | N``), ``D_N -> D_1`` (the flips), ``O(2) -> SO(2)``, ...
 
@@ -69,14 +69,15 @@ class Restrict(nn.Module):
             R.check_fiber(x, None, "Restrict", "harmonic")
             return x
         R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}")
-        return R.restrict_regular(x, self.index, self._identity, self._count)
+        return R.restrict_regular(x, self._buffers_for(x).index, self._identity,
+                                  self._count)
 
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"
         return s + (f", rep={self.rep!r}" if self.rep != "regular" else "")
 
 
-class CosetPool(nn.Module):
+class CosetPool(_FixedBuffers):
     """Max (or mean) of a regular field over each left coset ``t_j K`` of a subgroup ``K``.
 
     ``y[c, j] = max_{k in K} x[c, t_j k]``: a function on the ``|G|/|K|`` cosets (rep
@@ -125,7 +126,8 @@ class CosetPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}")
-        return R.pool_cosets(x, self.index, self._identity, self._count, self.reduction)
+        return R.pool_cosets(x, self._buffers_for(x).index, self._identity, self._count,
+                             self.reduction)
 
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"

@@ -1,0 +1,53 @@
+"""Parameter-free modules whose buffers are all derived (blur filters, masks, slot indices):
+pure functions of the constructor's arguments, non-persistent, filled by ``reset_parameters()``.
+
+Three places where ``torch.nn`` would leave such a buffer wrong are handled once, here:
+
+- conversions (``.to()``, ``.double()``, ``to_empty()``): the buffers are refilled after the
+  conversion, so ``.double()`` gets a filter computed in float64 (not a float32 one widened)
+  and ``to_empty()`` gets the real values, not uninitialized memory;
+- ``load_state_dict``: the buffers (never in a state dict) are refilled, which also covers a
+  model built on the meta device and materialized by ``to_empty()`` + ``load_state_dict()``;
+- a module built on the meta device and never materialized (``load_state_dict(..., assign=
+  True)`` has nothing of it to assign): its forward builds the buffers for the input's device
+  on a throwaway copy, so the output is right and the module is not mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["_FixedBuffers"]
+
+
+class _FixedBuffers(nn.Module):
+    """Mixin; subclasses fill every buffer in ``reset_parameters()`` and read them in
+    ``forward`` through :meth:`_buffers_for`."""
+
+    def _refill(self) -> None:
+        if not any(b is not None and b.is_meta for b in self._buffers.values()):
+            self.reset_parameters()
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._refill()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refill()
+
+    def _buffers_for(self, x) -> nn.Module:
+        """``self``, or (when the buffers are still on the meta device and ``x`` is not) a
+        shallow copy holding buffers built for ``x``'s device."""
+        if not isinstance(x, torch.Tensor) or x.is_meta or not any(
+                b is not None and b.is_meta for b in self._buffers.values()):
+            return self
+        tmp = copy.copy(self)
+        tmp._buffers = {n: None if b is None else torch.empty_like(b, device=x.device)
+                        for n, b in self._buffers.items()}
+        tmp.reset_parameters()
+        return tmp
