@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import torch
 __all__ = ["cpu_cache"]
 
 T = TypeVar("T")
+CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
 def _plain_cpu(obj: Any) -> bool:
@@ -36,18 +37,22 @@ def _plain_cpu(obj: Any) -> bool:
 
 def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """An LRU cache (positional, hashable arguments) of CPU-only results; see the module
-    docstring. The wrapper has ``cache_clear()``."""
+    docstring. The wrapper has ``cache_clear()`` and ``cache_info()``, as
+    ``functools.lru_cache``'s."""
 
     def deco(fn: Callable[..., T]) -> Callable[..., T]:
         store: OrderedDict[tuple, T] = OrderedDict()
         lock = threading.Lock()
+        counts = {"hits": 0, "misses": 0}
 
         @functools.wraps(fn)
         def cached(*args: Any) -> T:
             with lock:
                 if args in store:
                     store.move_to_end(args)
+                    counts["hits"] += 1
                     return store[args]
+                counts["misses"] += 1
             with torch.device("cpu"):
                 out = fn(*args)
             if _plain_cpu(out):
@@ -60,8 +65,14 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], Callable[..., 
         def cache_clear() -> None:
             with lock:
                 store.clear()
+                counts["hits"] = counts["misses"] = 0
+
+        def cache_info() -> CacheInfo:
+            with lock:
+                return CacheInfo(counts["hits"], counts["misses"], maxsize, len(store))
 
         cached.cache_clear = cache_clear  # type: ignore[attr-defined]
+        cached.cache_info = cache_info  # type: ignore[attr-defined]
         return cached
 
     return deco
