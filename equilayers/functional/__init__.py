@@ -9,6 +9,11 @@ from ._blur import (
     blur_upsample2d,
     max_blur_pool2d,
 )
+from ._fourier import (
+    fourier_matrix,
+    harmonic_to_regular,
+    regular_to_harmonic,
+)
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -25,14 +30,13 @@ from ._group_pool import (
     group_pool,
 )
 from ._harmonic import (
-    fourier_matrix,
     gated_nonlinearity,
-    harmonic_batch_norm,
-    harmonic_to_regular,
     norm_nonlinearity,
     norm_pool,
-    regular_to_harmonic,
     steerable_conv2d,
+)
+from ._harmonic_bn import (
+    harmonic_batch_norm,
 )
 from ._heads import (
     fiber_pool,

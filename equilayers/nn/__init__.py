@@ -11,6 +11,10 @@ from ._blur_pool import (
 from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
+from ._fourier import (
+    HarmonicToRegular,
+    RegularToHarmonic,
+)
 from ._group_conv import (
     GroupConv2d,
     LiftingConv2d,
@@ -26,10 +30,8 @@ from ._group_pool import (
 from ._harmonic import (
     GatedNonlinearity,
     HarmonicBatchNorm,
-    HarmonicToRegular,
     NormNonlinearity,
     NormPool,
-    RegularToHarmonic,
 )
 from ._heads import (
     InvariantHead,

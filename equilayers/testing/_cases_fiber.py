@@ -1,0 +1,133 @@
+"""Harmonic-field cases that act on the fiber: nonlinearities (norm, gated), batch norm,
+norm pooling and the regular <-> harmonic Fourier maps, each with a negative
+control that must fail the harness.
+
+Off-grid angles move the image by interpolation, which does not commute with a nonlinearity;
+the ``*-constant-field`` cases feed fields that are constant over the image (random per batch
+item and field), which interpolation leaves unchanged inside the compared disk, so they measure
+the fiber action alone at any angle.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import nn as enn
+from .cases import Case
+
+_OFF = (15.0, 30.0, 45.0, 60.0, 137.0)
+
+
+def _seeded(fn):
+    def build():
+        torch.manual_seed(0)
+        return fn()
+    return build
+
+
+def _constant_fields(batch: int, channels: int, fiber: int, size: int = 7):
+    """An input builder: one random fiber per batch item and field, constant over the image."""
+    def make(gen: torch.Generator) -> torch.Tensor:
+        x = torch.randn(batch, channels, fiber, 1, 1, generator=gen, dtype=torch.float64)
+        return x.expand(-1, -1, -1, size, size).clone()
+    return make
+
+
+def _norm_relu(order0="function"):
+    mod = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0=order0)
+    with torch.no_grad():
+        mod.bias.uniform_(-1, 1)
+    return mod
+
+
+def _bn_train():
+    bn = enn.HarmonicBatchNorm(3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    return bn
+
+
+class _Slotwise(nn.Module):
+    """A negative control: a module applied to a harmonic field as if it were a regular one
+    (slot by slot): ``elu`` of every coefficient or ``nn.BatchNorm3d`` (one mean over all
+    slots, subtracted from the rotating ones too)."""
+
+    in_rep = out_rep = "harmonic"
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class _GateByC1(nn.Module):
+    """A negative control: a gated nonlinearity whose gate is ``c_1`` (it rotates) instead of
+    an invariant scalar."""
+
+    in_rep = out_rep = "harmonic"
+
+    def forward(self, x):
+        return torch.cat([F.relu(x[:, :, :1]), torch.sigmoid(x[:, :, 1:2]) * x[:, :, 1:]], 2)
+
+
+class _AbsC(nn.Module):
+    """A negative control for NormPool: ``|c_m|`` instead of ``|v_m|`` (not invariant)."""
+
+    in_rep, out_rep = "harmonic", "trivial"
+
+    def forward(self, x):
+        return torch.cat([x[:, :, :1].abs(), x[:, :, 1::2].abs()], 2).flatten(1, 2)
+
+
+class _SinFlipped(nn.Module):
+    """A negative control: RegularToHarmonic with its sine rows negated (the fiber turns the
+    wrong way)."""
+
+    in_rep, out_rep = "regular", "harmonic"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = enn.RegularToHarmonic("c8", dtype=torch.float64)
+
+    def forward(self, x):
+        y = self.inner(x)
+        sign = torch.ones(y.shape[2], dtype=y.dtype)
+        sign[2::2] = -1.0
+        return y * sign.view(1, 1, -1, 1, 1)
+
+
+# Measured here (float64, seed 0): every exact case below at rounding level (<= 1e-15, the
+# constant-field ones off the grid too); the controls 0.049 (nn.BatchNorm3d) to 1.45.
+CASES = [
+    Case("harmonic/norm-relu-o2", _seeded(_norm_relu), (2, 3, 5, 7, 7), "o2",
+         in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/norm-relu-order0-norm-o2", _seeded(lambda: _norm_relu("norm")),
+         (2, 3, 5, 7, 7), "o2", in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/norm-relu-o2-offgrid-constant-field", _seeded(_norm_relu), (8, 3, 5, 7, 7),
+         "o2", elements=_OFF, expect="approx", tol=1e-10, input_fn=_constant_fields(8, 3, 5)),
+    Case("harmonic/gated-o2", lambda: enn.GatedNonlinearity(2), (2, 3, 5, 7, 7), "o2"),
+    Case("harmonic/gated-so2-offgrid-constant-field",
+         lambda: enn.GatedNonlinearity(2), (8, 4, 5, 7, 7), "so2",
+         elements=_OFF, expect="approx", tol=1e-10, input_fn=_constant_fields(8, 4, 5)),
+    Case("harmonic/batchnorm-train-o2", _seeded(_bn_train), (4, 3, 5, 7, 7), "o2"),
+    Case("harmonic/normpool-o2", lambda: enn.NormPool(), (2, 3, 7, 7, 7), "o2",
+         in_rep="harmonic", out_rep="trivial"),
+    Case("harmonic/regular-to-harmonic-c8", lambda: enn.RegularToHarmonic("c8"),
+         (2, 3, 8, 9, 9), "c8"),
+    Case("harmonic/harmonic-to-regular-d6", lambda: enn.HarmonicToRegular("d6"),
+         (2, 3, 7, 9, 9), "d6"),
+    Case("harmonic/elu-on-harmonic-slots-fails", lambda: _Slotwise(nn.ELU()), (2, 3, 5, 7, 7),
+         "o2", expect="fail"),
+    Case("harmonic/gate-by-c1-fails", _GateByC1, (2, 3, 5, 7, 7), "o2", expect="fail"),
+    Case("harmonic/batchnorm3d-on-harmonic-fails",
+         _seeded(lambda: _Slotwise(nn.BatchNorm3d(3).double())), (4, 3, 5, 7, 7), "o2",
+         expect="fail"),
+    Case("harmonic/abs-c-pool-fails", _AbsC, (2, 3, 5, 7, 7), "o2", expect="fail"),
+    Case("harmonic/regular-to-harmonic-sines-flipped-fails", _SinFlipped, (2, 3, 8, 9, 9),
+         "c8", expect="fail"),
+]
