@@ -18,7 +18,7 @@ def _x(gen, shape=(4, 3, 5, 6, 6), dtype=torch.float64):
 
 # every module that takes (B, 3, 5, H, W) harmonic fields (M = 2), in eval mode
 MODULES = {
-    "NormNonlinearity": lambda: enn.NormNonlinearity(3, 2),
+    "NormNonlinearity": lambda: enn.NormNonlinearity(3, 2, threshold=0.5),
     "NormNonlinearity[norm]": lambda: enn.NormNonlinearity(3, 2, order0="norm"),
     "GatedNonlinearity": lambda: enn.GatedNonlinearity(2),
     "HarmonicBatchNorm[eval]": lambda: enn.HarmonicBatchNorm(3, 2).eval(),
@@ -228,6 +228,7 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
     (lambda: enn.NormNonlinearity(3.0, 2), ValueError, r"channels=3\.0"),
     (lambda: enn.NormNonlinearity(3, 2, None), TypeError, r"function must be callable.*None"),
     (lambda: enn.NormNonlinearity(3, 2, bias=1), TypeError, r"bias must be True or False"),
+    (lambda: enn.NormNonlinearity(3, 2, threshold=-1), ValueError, r"threshold.*>= 0"),
     (lambda: enn.GatedNonlinearity(2, function="relu"), TypeError, r"function must be callable"),
     (lambda: enn.GatedNonlinearity(-1), ValueError, r"max_order must be an integer >= 0"),
     (lambda: enn.HarmonicBatchNorm(-3, 2), ValueError, r"num_features must be.*num_features=-3"),

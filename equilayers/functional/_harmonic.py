@@ -94,7 +94,9 @@ def norm_nonlinearity(
     inputs, then cast back: no overflow below the dtype's largest magnitude).
     ``order0="norm"`` treats order 0 as a one-dimensional norm field too,
     ``a_0 -> sign(a_0) * function(|a_0| + b_0)`` (escnn's ``NormNonLinearity`` on a trivial
-    field: both signs survive).
+    field: both signs survive). A negative bias is a threshold: with ``function=relu``,
+    magnitudes below ``-b`` are cut to 0 (:class:`~equilayers.nn.NormNonlinearity` starts at
+    ``b = -1`` on its norm fields).
     """
     check_harmonic(x, max_order, "norm_nonlinearity")
     _check_function(function, "norm_nonlinearity")

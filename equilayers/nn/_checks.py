@@ -30,6 +30,13 @@ def positive_float(value, name: str, cls: str) -> float:
     return float(value)
 
 
+def nonnegative_float(value, name: str, cls: str) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+            or math.isinf(value)):
+        raise ValueError(f"{cls}: {name} must be a finite float >= 0; got {name}={value!r}")
+    return float(value)
+
+
 def momentum(value, cls: str) -> float | None:
     if value is None:
         return None

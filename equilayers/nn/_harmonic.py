@@ -22,24 +22,36 @@ __all__ = [
 
 
 class NormNonlinearity(nn.Module):
-    """Norm nonlinearity for harmonic fields: ``v_m -> v_m * function(|v_m| + b) / |v_m|``.
+    """Norm nonlinearity for harmonic fields: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|``.
 
-    Orders ``m >= 1`` keep their direction and have their magnitude mapped (norm-ReLU by
-    default, with a learnable bias per field and order, initialised to 0); order 0 is a signed
+    Orders ``m >= 1`` keep their direction and have their magnitude ``|v_m| = sqrt(c_m^2 +
+    s_m^2)`` mapped, with a learnable bias ``b`` per field and order; order 0 is a signed
     invariant scalar and becomes ``function(a_0 + b_0)``, or, with ``order0="norm"``, a
     one-dimensional norm field like the others: ``sign(a_0) * function(|a_0| + b_0)`` (escnn's
     ``NormNonLinearity`` convention; both signs survive).
+
+    The bias of every norm field starts at ``-threshold`` (default ``-1``), so the default
+    norm-ReLU ``relu(|v| - 1)`` cuts weak fields from the first step, as e2cnn's ``n_relu``
+    (``relu(|v| - exp(b))``, ``b = 0`` at init) does; the bias stays additive (``function(|v| +
+    b)``), so checkpoints saved before this init load with the same meaning. With ``b = 0`` a
+    norm-ReLU is the identity on every order ``m >= 1`` field and an SO(2) stack starts almost
+    linear: on rotated MNIST such a harmonic CNN reached 54.6% against 84.7-85.1% with a
+    thresholding init (measured in the project's issue). Order 0 with ``order0="function"``
+    starts at ``b_0 = 0`` (a plain ReLU already cuts). ``threshold=0`` gives the former init.
 
     Args:
         channels: number of fields ``C``.
         max_order: ``M``.
         function: applied to the biased magnitude (default ``F.relu``).
-        bias: learn the ``(C, M + 1)`` bias.
+        bias: learn the ``(C, M + 1)`` bias (``False``: ``function(|v|)``, no threshold).
         order0: ``"function"`` (default) or ``"norm"``, see above.
+        threshold: the initial cut ``-b`` of the norm fields (orders ``m >= 1``, and order 0
+            when ``order0="norm"``); ``>= 0``.
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same.
 
-    Equivariance: exact for every rotation and flip of the fiber (SO(2)/O(2) and subgroups).
+    Equivariance: exact for every rotation and flip of the fiber (SO(2)/O(2) and subgroups):
+    it only rescales each pair by a function of its magnitude.
 
     Example:
         >>> NormNonlinearity(4, 2)(torch.randn(1, 4, 5, 6, 6)).shape
@@ -51,7 +63,8 @@ class NormNonlinearity(nn.Module):
 
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
-                 device=None, dtype=None, *, order0: str = "function") -> None:
+                 device=None, dtype=None, *, order0: str = "function",
+                 threshold: float = 1.0) -> None:
         super().__init__()
         name = type(self).__name__
         self.channels = C.positive_int(channels, "channels", name)
@@ -59,8 +72,18 @@ class NormNonlinearity(nn.Module):
         self.function = C.function(function, name)
         C.flag(bias, "bias", name)
         self.order0 = C.choice(order0, "order0", name, ("function", "norm"))
-        self.bias = nn.Parameter(torch.zeros(channels, max_order + 1, device=device,
+        self.threshold = C.nonnegative_float(threshold, "threshold", name)
+        self.bias = nn.Parameter(torch.empty(channels, max_order + 1, device=device,
                                              dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``b = -threshold`` on the norm fields, ``b_0 = 0`` with ``order0="function"``."""
+        if self.bias is not None:
+            with torch.no_grad():
+                self.bias.fill_(-self.threshold)
+                if self.order0 == "function":
+                    self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.fields(x, self.channels, type(self).__name__)
@@ -70,7 +93,8 @@ class NormNonlinearity(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, max_order={self.max_order}" + (
             "" if self.bias is not None else ", bias=False") + (
-            "" if self.order0 == "function" else f", order0={self.order0!r}")
+            "" if self.order0 == "function" else f", order0={self.order0!r}") + (
+            "" if self.threshold == 1.0 else f", threshold={self.threshold:g}")
 
 
 class GatedNonlinearity(nn.Module):
