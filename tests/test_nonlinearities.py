@@ -1,4 +1,4 @@
-"""NormNonlinearity's thresholding init:
+"""NormNonlinearity's thresholding init and GatedNonlinearity's separate gates:
 values, shapes, gradients, module == functional, state_dict."""
 
 import pytest
@@ -48,3 +48,31 @@ def test_norm_relu_old_checkpoint_keeps_its_meaning(gen):
                                                                           dtype=torch.float64), 2))
     with pytest.raises(RuntimeError, match="log_bias"):  # an e2cnn-style key fails clearly
         m.load_state_dict({"log_bias": torch.zeros(3, 3)})
+
+
+# --- GatedNonlinearity with separate gates ---------------------------------------------------
+
+def test_gated_first_half_formula_and_shapes(gen):
+    x = _x(gen, (2, 6, 5, 4, 4))
+    y = enn.GatedNonlinearity(2, gates="first_half")(x)
+    assert y.shape == (2, 3, 5, 4, 4)
+    gate, gated = x[:, :3, :1], x[:, 3:]
+    torch.testing.assert_close(y[:, :, 0], torch.relu(gated[:, :, 0]))
+    torch.testing.assert_close(y[:, :, 1:], torch.sigmoid(gate) * gated[:, :, 1:])
+    # the gate fields' higher orders are never read
+    x2 = x.clone()
+    x2[:, :3, 1:] = 123.0
+    torch.testing.assert_close(enn.GatedNonlinearity(2, gates="first_half")(x2), y)
+    torch.testing.assert_close(EF.gated_nonlinearity(x, 2, gates="first_half"), y)
+    assert enn.GatedNonlinearity(0, gates="first_half")(x[:, :, :1]).shape == (2, 3, 1, 4, 4)
+    assert "gates='first_half'" in repr(enn.GatedNonlinearity(2, gates="first_half"))
+    # the default is unchanged: each field's own a_0
+    z = enn.GatedNonlinearity(2)(x)
+    torch.testing.assert_close(z[:, :, 1:], torch.sigmoid(x[:, :, :1]) * x[:, :, 1:])
+
+
+def test_gated_bad_input(gen):
+    with pytest.raises(ValueError, match=r"even number of fields.*C=3"):
+        EF.gated_nonlinearity(_x(gen, (1, 3, 5, 2, 2)), 2, gates="first_half")
+    with pytest.raises(ValueError, match="gates must be"):
+        EF.gated_nonlinearity(_x(gen), 2, gates="second_half")

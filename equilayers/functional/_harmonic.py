@@ -28,7 +28,10 @@ __all__ = [
     "gated_nonlinearity",
     "norm_pool",
     "steerable_conv2d",
+    "GATES",
 ]
+
+GATES = ("own", "first_half")
 
 
 def check_floating(x: torch.Tensor, what: str) -> None:
@@ -130,15 +133,36 @@ def gated_nonlinearity(
     x: torch.Tensor,
     max_order: int,
     function: Callable[[torch.Tensor], torch.Tensor] = F.relu,
+    gates: str = "own",
 ) -> torch.Tensor:
-    """Gated nonlinearity: each field's order-0 slot gates its higher orders,
-    ``v_m -> sigmoid(a_0) v_m`` (m >= 1), and ``a_0 -> function(a_0)``."""
+    """Gated nonlinearity: ``v_m -> sigmoid(g) v_m`` (m >= 1) and ``a_0 -> function(a_0)``.
+
+    ``gates="own"`` (default): each field's own order-0 slot is its gate, ``g = a_0``;
+    ``(B, C, 2M+1, H, W) -> (B, C, 2M+1, H, W)``. ``gates="first_half"`` (escnn's
+    ``GatedNonLinearity1`` default split): the first half of the fields are gate fields, of
+    which only the invariant order-0 slot is read; gate field ``i`` gates field ``C + i``, and the
+    gates are dropped: ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1, H, W)``. A gate is invariant, so
+    either way the map commutes with every rotation and flip of the fiber.
+    """
     check_harmonic(x, max_order, "gated_nonlinearity")
     _check_function(function, "gated_nonlinearity")
-    a0 = x[:, :, :1]
+    if gates not in GATES:
+        raise ValueError(f"gated_nonlinearity: gates must be 'own' (each field gated by its own "
+                         f"a_0) or 'first_half' (the first C of 2C fields are gates); got "
+                         f"{gates!r}")
+    if gates == "own":
+        gate, y = x[:, :, :1], x
+    else:
+        c = x.shape[1]
+        if c % 2:
+            raise ValueError(f"gated_nonlinearity(gates='first_half') expects an even number of "
+                             f"fields (C gate fields, then the C gated fields); got C={c} in "
+                             f"shape {tuple(x.shape)}")
+        gate, y = x[:, : c // 2, :1], x[:, c // 2 :]
+    a0 = function(y[:, :, :1])
     if max_order == 0:
-        return function(a0)
-    return torch.cat([function(a0), torch.sigmoid(a0) * x[:, :, 1:]], dim=2)
+        return a0
+    return torch.cat([a0, torch.sigmoid(gate) * y[:, :, 1:]], dim=2)
 
 
 def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:

@@ -98,20 +98,27 @@ class NormNonlinearity(nn.Module):
 
 
 class GatedNonlinearity(nn.Module):
-    """Gated nonlinearity: ``v_m -> sigmoid(a_0) v_m`` for ``m >= 1``, ``a_0 -> function(a_0)``.
+    """Gated nonlinearity: ``v_m -> sigmoid(g) v_m`` for ``m >= 1``, ``a_0 -> function(a_0)``.
 
-    Each field's invariant order-0 slot gates its own higher orders (no extra channels).
+    The gate ``g`` is an invariant scalar, so rescaling by ``sigmoid(g)`` commutes with every
+    rotation and flip. ``gates="own"`` (default): each field's own order-0 slot ``a_0`` gates
+    its higher orders (no extra channels). ``gates="first_half"`` (escnn's
+    ``GatedNonLinearity1`` default split): the input carries ``2C`` fields, the first ``C`` are
+    gate fields of which only the order-0 slot is read (field ``i`` gates field ``C + i``), and
+    the output drops them. A steerable conv with ``2C`` output fields feeds it directly.
 
     Args:
         max_order: ``M``.
-        function: applied to ``a_0`` (default ``F.relu``).
+        function: applied to ``a_0`` of the gated fields (default ``F.relu``).
+        gates: ``"own"`` or ``"first_half"``, see above.
 
-    Shape: ``(B, C, 2M+1, H, W)`` -> same.
+    Shape: ``(B, C, 2M+1, H, W)`` -> same (``"own"``); ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1,
+    H, W)`` (``"first_half"``).
 
     Equivariance: exact (rotations and flips of the fiber).
 
     Example:
-        >>> GatedNonlinearity(2)(torch.randn(1, 4, 5, 6, 6)).shape
+        >>> GatedNonlinearity(2, gates="first_half")(torch.randn(1, 8, 5, 6, 6)).shape
         torch.Size([1, 4, 5, 6, 6])
     """
 
@@ -119,17 +126,20 @@ class GatedNonlinearity(nn.Module):
     out_rep = "harmonic"
 
     def __init__(self, max_order: int,
-                 function: Callable[[torch.Tensor], torch.Tensor] = F.relu) -> None:
+                 function: Callable[[torch.Tensor], torch.Tensor] = F.relu, *,
+                 gates: str = "own") -> None:
         super().__init__()
         name = type(self).__name__
         self.max_order = C.order(max_order, name)
         self.function = C.function(function, name)
+        self.gates = C.choice(gates, "gates", name, H.GATES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return H.gated_nonlinearity(x, self.max_order, self.function)
+        return H.gated_nonlinearity(x, self.max_order, self.function, self.gates)
 
     def extra_repr(self) -> str:
-        return f"max_order={self.max_order}"
+        return f"max_order={self.max_order}" + (
+            "" if self.gates == "own" else f", gates={self.gates!r}")
 
 
 class HarmonicBatchNorm(nn.Module):

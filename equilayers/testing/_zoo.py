@@ -61,6 +61,8 @@ ZOO: dict[str, ZooEntry] = {
     "GroupMaxPool2d": ZooEntry(lambda: enn.GroupMaxPool2d(2), _x(2, 3, 4, 6, 6)),
     "GroupPool": ZooEntry(lambda: enn.GroupPool(), _x(2, 3, 4, 5, 5)),
     "GatedNonlinearity": ZooEntry(lambda: enn.GatedNonlinearity(2), _x(2, 3, 5, 5, 5)),
+    "GatedNonlinearity[first_half]": ZooEntry(
+        lambda: enn.GatedNonlinearity(2, gates="first_half"), _x(2, 6, 5, 5, 5)),
     "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
     "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
