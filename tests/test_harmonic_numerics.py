@@ -27,6 +27,8 @@ MODULES = {
                                                                  track_running_stats=False),
     "NormPool": lambda: enn.NormPool(2),
     "HarmonicToRegular": lambda: enn.HarmonicToRegular("d4", 2),
+    "FourierNonlinearity[so2]": lambda: enn.FourierNonlinearity("so2", 2),
+    "FourierNonlinearity[c4]": lambda: enn.FourierNonlinearity("c4", 2),
 }
 
 
@@ -126,6 +128,7 @@ def test_non_floating_input_raises(name, dtype):
     lambda x: EF.norm_nonlinearity(x[:, :, :5], None, 2),
     lambda x: EF.gated_nonlinearity(x[:, :, :5], 2),
     lambda x: EF.harmonic_batch_norm(x[:, :, :5], 2, None, None, training=True),
+    lambda x: EF.fourier_nonlinearity(x[:, :, :5], "so2", 2),
     lambda x: EF.steerable_conv2d(x[:, :, :5], torch.ones(1, 2, 1), torch.ones(1, 5, 5, 1, 1)),
 ])
 def test_functionals_reject_integer_input(fn):
@@ -179,14 +182,15 @@ def test_batch_norm_train_with_running_stats_under_torch_func_raises(gen):
 
 def test_fourier_modules_build_matrices_once(monkeypatch, gen):
     mods = [enn.RegularToHarmonic("c8", dtype=torch.float64),
-            enn.HarmonicToRegular("c8", dtype=torch.float64)]
-    xs = [_x(gen, (1, 2, 8, 3, 3)), _x(gen, (1, 2, 9, 3, 3))]
+            enn.HarmonicToRegular("c8", dtype=torch.float64),
+            enn.FourierNonlinearity("o2", 2, dtype=torch.float64)]
+    xs = [_x(gen, (1, 2, 8, 3, 3)), _x(gen, (1, 2, 9, 3, 3)), _x(gen, (1, 2, 5, 3, 3))]
     refs = [m(x) for m, x in zip(mods, xs, strict=True)]
 
     def boom(*args):
         raise AssertionError("a forward rebuilt a matrix")
 
-    for name in ("_rows_cpu", "_forward_cpu", "_inverse_cpu"):
+    for name in ("_rows_cpu", "_forward_cpu", "_inverse_cpu", "_fourier_nl_cpu"):
         monkeypatch.setattr(FF, name, boom)
     for m, x, ref in zip(mods, xs, refs, strict=True):
         torch.testing.assert_close(m(x), ref, rtol=0, atol=0)
@@ -194,11 +198,13 @@ def test_fourier_modules_build_matrices_once(monkeypatch, gen):
 
 def test_meta_device_build_does_not_poison_caches(gen):
     FF._rows_cpu.cache_clear()
+    FF._fourier_nl_cpu.cache_clear()
     with torch.device("meta"):
-        mods = [enn.RegularToHarmonic("c6"), enn.HarmonicToRegular("d3")]
+        mods = [enn.RegularToHarmonic("c6"), enn.HarmonicToRegular("d3"),
+                enn.FourierNonlinearity("so2", 3), enn.FourierNonlinearity("d5")]
         assert EF.fourier_matrix("c6").device.type == "cpu"
     assert all(b.device.type == "meta" for m in mods for b in m.buffers())
-    for fn in (FF._rows_cpu, FF._forward_cpu, FF._inverse_cpu):
+    for fn in (FF._rows_cpu, FF._forward_cpu, FF._inverse_cpu, FF._fourier_nl_cpu):
         assert fn.cache_info().currsize > 0 or fn is FF._forward_cpu
     for m in mods:  # to_empty() refills the derived buffers
         fresh = type(m)(m.group, m.max_order)
@@ -218,7 +224,8 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
     x = _x(gen, (2, 3, 8, 4, 4))
     y = enn.HarmonicToRegular("c8")(enn.RegularToHarmonic("c8")(x))
     torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
-    assert m.half().matrix.dtype == torch.float16
+    f = enn.FourierNonlinearity("so2", 2)
+    assert not f.state_dict() and f.half().sample_matrix.dtype == torch.float16
 
 
 # --- checks at construction and in forward ------------------------------------------------
@@ -243,6 +250,11 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
     (lambda: enn.NormPool(1.0), ValueError, r"max_order=1\.0"),
     (lambda: enn.RegularToHarmonic("o2"), ValueError, r"continuous.*'cN'/'dN'"),
     (lambda: enn.HarmonicToRegular("c8", -1), ValueError, r"max_order=-1"),
+    (lambda: enn.FourierNonlinearity("so2"), ValueError, r"so2 needs max_order"),
+    (lambda: enn.FourierNonlinearity("so2", 2, samples=4), ValueError, r"samples must be.*>= "
+                                                                          r"2\*max_order\+1 = 5"),
+    (lambda: enn.FourierNonlinearity("c8", samples=8), ValueError, r"leave it None"),
+    (lambda: enn.FourierNonlinearity("c8", function=None), TypeError, r"callable"),
 ])
 def test_constructor_checks(make, exc, match):
     with pytest.raises(exc, match=match):

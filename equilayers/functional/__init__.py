@@ -11,6 +11,7 @@ from ._blur import (
 )
 from ._fourier import (
     fourier_matrix,
+    fourier_nonlinearity,
     harmonic_to_regular,
     regular_to_harmonic,
 )
@@ -71,6 +72,7 @@ __all__: list[str] = [
     "group_max_pool2d",
     "group_pool",
     "fourier_matrix",
+    "fourier_nonlinearity",
     "gated_nonlinearity",
     "harmonic_batch_norm",
     "harmonic_to_regular",

@@ -1,4 +1,5 @@
-"""Fourier maps over the fiber: regular C_N/D_N fields <-> harmonic fields.
+"""Fourier maps over the fiber: regular C_N/D_N fields <-> harmonic fields, and the Fourier
+nonlinearity (sample the fiber on group elements, act pointwise, transform back).
 
 Every matrix here comes from a process-wide cache of float64 **CPU** tensors, built with an
 explicit ``device="cpu"`` (so that building a module under ``with torch.device("meta"):``
@@ -13,16 +14,20 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..groups import GroupLike, get
-from ._harmonic import check_floating, check_harmonic
+from ._harmonic import _check_function, check_floating, check_harmonic
 
 __all__ = [
     "fourier_matrix",
     "regular_to_harmonic",
     "harmonic_to_regular",
+    "fourier_nonlinearity",
+    "fourier_samples",
 ]
 
 
@@ -151,3 +156,86 @@ def harmonic_to_regular(x: torch.Tensor, group: GroupLike, max_order: int | None
         matrix = _inverse_cpu(grp.n, grp.reflections, m)
     return _fiber_matmul(x, _check_matrix(matrix, (int(grp.order), 2 * m + 1),
                                           "harmonic_to_regular"))
+
+
+def default_samples(max_order: int) -> int:
+    """Rotations sampled for SO(2)/O(2) by default: ``8 (M + 1)`` (a multiple of 4, so the grid
+    rotations, multiples of 90 degrees, are among the samples)."""
+    return 8 * (max_order + 1)
+
+
+def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None):
+    """``(n, reflections)``: the sampled subgroup C_n/D_n of :func:`fourier_nonlinearity`
+    (C_N/D_N: the group itself; SO(2)/O(2): ``samples`` rotations, default
+    :func:`default_samples`)."""
+    grp = get(group)
+    if grp.is_finite:
+        if samples is not None:
+            raise ValueError(f"fourier_nonlinearity: {grp.name} is finite, its samples are its "
+                             f"{grp.n} rotations (and flips); got samples={samples!r} (leave it "
+                             "None)")
+        return grp.n, grp.reflections
+    if samples is None:
+        return default_samples(max_order), grp.reflections
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2 * max_order + 1:
+        raise ValueError(f"fourier_nonlinearity: samples must be an integer >= 2*max_order+1 = "
+                         f"{2 * max_order + 1} (fewer rotations cannot tell the orders apart); "
+                         f"got samples={samples!r} (a multiple of 4 keeps the 90-degree "
+                         "rotations exact)")
+    return samples, grp.reflections
+
+
+@functools.lru_cache(maxsize=256)
+def _fourier_nl_cpu(n: int, reflections: bool, max_order: int):
+    """``(A, A^+)``, float64 on CPU: ``A = rows * w`` samples a harmonic field on the ``n``
+    (``2n``) elements, with ``w = [1, sqrt2, sqrt2, ...] / sqrt(2M+1)`` (escnn's normalization:
+    unit-variance coefficients give unit-variance samples); ``A^+`` its pseudo-inverse."""
+    w = torch.full((2 * max_order + 1,), math.sqrt(2.0), dtype=torch.float64, device="cpu")
+    w[0] = 1.0
+    a = _rows_cpu(n, reflections, max_order) * (w / math.sqrt(2 * max_order + 1))[None, :]
+    return a, torch.linalg.pinv(a, rtol=1e-10)
+
+
+def fourier_matrices(group: GroupLike, max_order: int, samples: int | None = None):
+    """``(A, A^+)`` of :func:`fourier_nonlinearity`, float64 CPU copies."""
+    n, refl = fourier_samples(group, max_order, samples)
+    a, a_inv = _fourier_nl_cpu(n, refl, max_order)
+    return a.clone(), a_inv.clone()
+
+
+def fourier_nonlinearity(
+    x: torch.Tensor,
+    group: GroupLike,
+    max_order: int | None = None,
+    function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+    samples: int | None = None,
+    *,
+    matrices: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Fourier nonlinearity: ``x -> A^+ function(A x)`` on every harmonic fiber.
+
+    ``A`` evaluates the fiber as a function on sampled group elements, ``(A x)_h = <rho(h) e,
+    x>`` (``e = [1, sqrt2, 0, sqrt2, 0, ...] / sqrt(2M+1)``); ``function`` acts on each sample;
+    ``A^+`` (pseudo-inverse, least squares) transforms back. See
+    :class:`~equilayers.nn.FourierNonlinearity` for the samples, exactness and measured errors.
+    ``matrices``: ``(A, A^+)`` precomputed (the module passes its buffers); default from the
+    process-wide cache.
+    """
+    grp = get(group)
+    if max_order is None:
+        if not grp.is_finite:
+            raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
+                             "fields' highest rotation order)")
+        max_order = grp.n // 2
+    check_harmonic(x, max_order, "fourier_nonlinearity")
+    _check_function(function, "fourier_nonlinearity")
+    if matrices is None:
+        n, refl = fourier_samples(grp, max_order, samples)
+        matrices = _fourier_nl_cpu(n, refl, max_order)
+    a, a_inv = matrices
+    f = 2 * max_order + 1
+    if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
+        raise ValueError(f"fourier_nonlinearity: matrices must be (A, A^+) of shapes (S, {f}) "
+                         f"and ({f}, S); got {tuple(a.shape)} and {tuple(a_inv.shape)}")
+    y = function(_fiber_matmul(x, a))
+    return _fiber_matmul(y, a_inv)

@@ -12,6 +12,7 @@ from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
 from ._fourier import (
+    FourierNonlinearity,
     HarmonicToRegular,
     RegularToHarmonic,
 )
@@ -55,6 +56,7 @@ __all__: list[str] = [
     "GroupAvgPool2d",
     "GroupMaxPool2d",
     "GroupPool",
+    "FourierNonlinearity",
     "GatedNonlinearity",
     "HarmonicBatchNorm",
     "HarmonicToRegular",

@@ -1,5 +1,5 @@
-"""Harmonic-field cases that act on the fiber: nonlinearities (norm, gated), batch norm,
-norm pooling and the regular <-> harmonic Fourier maps, each with a negative
+"""Harmonic-field cases that act on the fiber: nonlinearities (norm, gated, Fourier), batch norm,
+norm pooling, norm max pooling and the regular <-> harmonic Fourier maps, each with a negative
 control that must fail the harness.
 
 Off-grid angles move the image by interpolation, which does not commute with a nonlinearity;
@@ -48,6 +48,11 @@ def _bn_train():
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-1, 1)
     return bn
+
+
+def _fourier(group, max_order=None, samples=None):
+    return lambda: enn.FourierNonlinearity(group, max_order, samples=samples,
+                                           dtype=torch.float64)
 
 
 class _Slotwise(nn.Module):
@@ -101,8 +106,14 @@ class _SinFlipped(nn.Module):
         return y * sign.view(1, 1, -1, 1, 1)
 
 
+def _c4() -> tuple[float, ...]:
+    return (0.0, 90.0, 180.0, 270.0)
+
+
 # Measured here (float64, seed 0): every exact case below at rounding level (<= 1e-15, the
-# constant-field ones off the grid too); the controls 0.049 (nn.BatchNorm3d) to 1.45.
+# constant-field ones off the grid too); the Fourier ELU off its samples (so2, M=2, default 24
+# samples, constant fields, the five angles) 4.0e-4, with 8 samples 0.033; the other controls
+# 0.049 (nn.BatchNorm3d) to 1.45.
 CASES = [
     Case("harmonic/norm-relu-o2", _seeded(_norm_relu), (2, 3, 5, 7, 7), "o2",
          in_rep="harmonic", out_rep="harmonic"),
@@ -123,8 +134,24 @@ CASES = [
          (2, 3, 8, 9, 9), "c8"),
     Case("harmonic/harmonic-to-regular-d6", lambda: enn.HarmonicToRegular("d6"),
          (2, 3, 7, 9, 9), "d6"),
+    Case("harmonic/fourier-elu-d4-M2", _fourier("d4"), (2, 3, 5, 9, 9), "d4",
+         in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/fourier-elu-c8-M3-on-c4", _fourier("c8", 3), (2, 3, 7, 9, 9), "c8",
+         in_rep="harmonic", out_rep="harmonic", elements=_c4()),
+    Case("harmonic/fourier-elu-d8-constant-field", _fourier("d8", 3), (8, 3, 7, 7, 7), "d8",
+         in_rep="harmonic", out_rep="harmonic", expect="approx", tol=1e-10,
+         input_fn=_constant_fields(8, 3, 7)),
+    Case("harmonic/fourier-elu-o2-M2", _fourier("o2", 2), (2, 3, 5, 9, 9), "o2",
+         in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/fourier-elu-so2-M2-offgrid-constant-field", _fourier("so2", 2),
+         (64, 4, 5, 7, 7), "so2", in_rep="harmonic", out_rep="harmonic", elements=_OFF,
+         expect="approx", tol=2e-3, input_fn=_constant_fields(64, 4, 5)),
+    # negative controls
     Case("harmonic/elu-on-harmonic-slots-fails", lambda: _Slotwise(nn.ELU()), (2, 3, 5, 7, 7),
          "o2", expect="fail"),
+    Case("harmonic/fourier-8-samples-offgrid-constant-field-fails", _fourier("so2", 2, 8),
+         (64, 4, 5, 7, 7), "so2", in_rep="harmonic", out_rep="harmonic", elements=_OFF,
+         expect="fail", fail_above=0.01, input_fn=_constant_fields(64, 4, 5)),
     Case("harmonic/gate-by-c1-fails", _GateByC1, (2, 3, 5, 7, 7), "o2", expect="fail"),
     Case("harmonic/batchnorm3d-on-harmonic-fails",
          _seeded(lambda: _Slotwise(nn.BatchNorm3d(3).double())), (4, 3, 5, 7, 7), "o2",

@@ -60,6 +60,10 @@ ZOO: dict[str, ZooEntry] = {
     "GroupAvgPool2d": ZooEntry(lambda: enn.GroupAvgPool2d(2), _x(2, 3, 4, 6, 6)),
     "GroupMaxPool2d": ZooEntry(lambda: enn.GroupMaxPool2d(2), _x(2, 3, 4, 6, 6)),
     "GroupPool": ZooEntry(lambda: enn.GroupPool(), _x(2, 3, 4, 5, 5)),
+    "FourierNonlinearity": ZooEntry(lambda: enn.FourierNonlinearity("so2", 2),
+                                    _x(2, 3, 5, 5, 5)),
+    "FourierNonlinearity[d4]": ZooEntry(lambda: enn.FourierNonlinearity("d4"),
+                                        _x(2, 3, 5, 5, 5)),
     "GatedNonlinearity": ZooEntry(lambda: enn.GatedNonlinearity(2), _x(2, 3, 5, 5, 5)),
     "GatedNonlinearity[first_half]": ZooEntry(
         lambda: enn.GatedNonlinearity(2, gates="first_half"), _x(2, 6, 5, 5, 5)),
