@@ -1,12 +1,13 @@
-"""NormNonlinearity's thresholding init, GatedNonlinearity's separate gates and FourierNonlinearity:
-values, shapes, gradients, module == functional, state_dict, and the measured
-off-sample bound of the Fourier nonlinearity."""
+"""NormNonlinearity's thresholding init, GatedNonlinearity's separate gates,
+FourierNonlinearity and NormMaxPool: values, shapes, gradients, module == functional,
+state_dict, and the measured off-sample bound of the Fourier nonlinearity."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from equilayers import functional as EF
 from equilayers import nn as enn
@@ -178,3 +179,58 @@ def test_fourier_gradcheck(gen):
     x = _x(gen, (1, 2, 5, 2, 2)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: EF.fourier_nonlinearity(t, "o2", 2), (x,))
     assert torch.autograd.gradgradcheck(lambda t: EF.fourier_nonlinearity(t, "c4"), (x,))
+
+
+# --- NormMaxPool --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,kw", [((2,), {}), ((3, 2, 1), {}), ((3, 1, 1), {}),
+                                     ((2, 2, 0, 1), {"ceil_mode": True}), ((3, 2, 1, 2), {}),
+                                     (((2, 3), (1, 2), (1, 1)), {}), ((3, 2), {"ceil_mode": True})])
+def test_norm_max_pool_shape_like_max_pool2d(args, kw, gen):
+    x = _x(gen, (2, 3, 5, 9, 8))
+    y = enn.NormMaxPool(*args, **kw)(x)
+    ref = nn.MaxPool2d(*args, **kw)(x[:, :, 0])
+    assert y.shape == (2, 3, 5, *ref.shape[-2:])
+    torch.testing.assert_close(EF.norm_max_pool2d(x, *args, **kw), y, rtol=0, atol=0)
+    with pytest.raises(TypeError):  # nn.MaxPool2d's 5th positional is return_indices
+        enn.NormMaxPool(2, 2, 0, 1, True)
+
+
+def test_norm_max_pool_picks_the_largest_vector(gen):
+    x = _x(gen, (2, 3, 5, 6, 6))
+    y = enn.NormMaxPool(2)(x)
+    win = x.unfold(3, 2, 2).unfold(4, 2, 2).flatten(-2)  # (B, C, F, 3, 3, 4)
+    best = win.pow(2).sum(2).argmax(-1)  # whole-fiber norm per window
+    want = win.gather(-1, best[:, :, None, ..., None].expand(-1, -1, 5, -1, -1, 1))[..., 0]
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
+    # per order: order m from the location of its own largest |v_m|
+    yo = enn.NormMaxPool(2, per="order")(x)
+    for sl in [slice(0, 1), slice(1, 3), slice(3, 5)]:
+        b = win[:, :, sl].pow(2).sum(2).argmax(-1)
+        w = win[:, :, sl].gather(-1, b[:, :, None, ..., None].expand(-1, -1, sl.stop - sl.start,
+                                                                      -1, -1, 1))[..., 0]
+        torch.testing.assert_close(yo[:, :, sl], w, rtol=0, atol=0)
+    assert not torch.equal(y, yo)
+    assert enn.NormMaxPool(2, max_order=2)(x).shape == y.shape
+    assert repr(enn.NormMaxPool(3, 2, 1, per="order")) == (
+        "NormMaxPool(kernel_size=3, stride=2, padding=1, per='order')")
+
+
+def test_norm_max_pool_gradient_goes_to_the_chosen_vector(gen):
+    x = _x(gen, (1, 2, 3, 4, 4)).requires_grad_(True)
+    enn.NormMaxPool(2)(x).sum().backward()
+    chosen = (x.grad != 0).any(2)  # (1, 2, 4, 4): one location per window and field
+    assert chosen.view(1, 2, 2, 2, 2, 2).transpose(3, 4).sum((-1, -2)).eq(1).all()
+    assert torch.autograd.gradcheck(lambda t: EF.norm_max_pool2d(t, 3, 2, 1, per="order"),
+                                    (x.detach().requires_grad_(True),))
+
+
+def test_norm_max_pool_bad_input(gen):
+    with pytest.raises(ValueError, match="odd fiber"):
+        EF.norm_max_pool2d(_x(gen, (1, 2, 4, 4, 4)), 2)
+    with pytest.raises(ValueError, match=r"2\*max_order\+1"):
+        enn.NormMaxPool(2, max_order=1)(_x(gen))
+    with pytest.raises(ValueError, match="per must be"):
+        EF.norm_max_pool2d(_x(gen), 2, per="slot")
+    with pytest.raises(ValueError, match="dilation must be"):
+        EF.norm_max_pool2d(_x(gen), 2, dilation=0)

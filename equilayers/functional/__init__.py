@@ -45,6 +45,9 @@ from ._heads import (
     invariant_head,
     spatial_pool,
 )
+from ._norm_max_pool import (
+    norm_max_pool2d,
+)
 from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
@@ -77,6 +80,7 @@ __all__: list[str] = [
     "harmonic_batch_norm",
     "harmonic_to_regular",
     "norm_nonlinearity",
+    "norm_max_pool2d",
     "norm_pool",
     "regular_to_harmonic",
     "steerable_conv2d",

@@ -31,6 +31,7 @@ from ._group_pool import (
 from ._harmonic import (
     GatedNonlinearity,
     HarmonicBatchNorm,
+    NormMaxPool,
     NormNonlinearity,
     NormPool,
 )
@@ -60,6 +61,7 @@ __all__: list[str] = [
     "GatedNonlinearity",
     "HarmonicBatchNorm",
     "HarmonicToRegular",
+    "NormMaxPool",
     "NormNonlinearity",
     "NormPool",
     "RegularToHarmonic",

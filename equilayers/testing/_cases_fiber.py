@@ -57,8 +57,8 @@ def _fourier(group, max_order=None, samples=None):
 
 class _Slotwise(nn.Module):
     """A negative control: a module applied to a harmonic field as if it were a regular one
-    (slot by slot): ``elu`` of every coefficient or ``nn.BatchNorm3d`` (one mean over all
-    slots, subtracted from the rotating ones too)."""
+    (slot by slot): ``elu`` of every coefficient, per-slot spatial max pooling, or
+    ``nn.BatchNorm3d`` (one mean over all slots, subtracted from the rotating ones too)."""
 
     in_rep = out_rep = "harmonic"
 
@@ -130,6 +130,10 @@ CASES = [
     Case("harmonic/batchnorm-train-o2", _seeded(_bn_train), (4, 3, 5, 7, 7), "o2"),
     Case("harmonic/normpool-o2", lambda: enn.NormPool(), (2, 3, 7, 7, 7), "o2",
          in_rep="harmonic", out_rep="trivial"),
+    Case("harmonic/norm-max-pool-k3s2p1-o2", lambda: enn.NormMaxPool(3, 2, 1),
+         (2, 3, 5, 9, 9), "o2"),
+    Case("harmonic/norm-max-pool-per-order-k2-o2", lambda: enn.NormMaxPool(2, per="order"),
+         (2, 3, 7, 8, 8), "o2"),
     Case("harmonic/regular-to-harmonic-c8", lambda: enn.RegularToHarmonic("c8"),
          (2, 3, 8, 9, 9), "c8"),
     Case("harmonic/harmonic-to-regular-d6", lambda: enn.HarmonicToRegular("d6"),
@@ -157,6 +161,8 @@ CASES = [
          _seeded(lambda: _Slotwise(nn.BatchNorm3d(3).double())), (4, 3, 5, 7, 7), "o2",
          expect="fail"),
     Case("harmonic/abs-c-pool-fails", _AbsC, (2, 3, 5, 7, 7), "o2", expect="fail"),
+    Case("harmonic/slotwise-max-pool-fails",
+         lambda: _Slotwise(enn.GroupMaxPool2d(3, 2, 1)), (2, 3, 5, 9, 9), "o2", expect="fail"),
     Case("harmonic/regular-to-harmonic-sines-flipped-fails", _SinFlipped, (2, 3, 8, 9, 9),
          "c8", expect="fail"),
 ]

@@ -70,6 +70,8 @@ ZOO: dict[str, ZooEntry] = {
     "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
     "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
+    "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
+    "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
     # the steerable (harmonic) basis of the same two classes
