@@ -160,9 +160,9 @@ class FourierNonlinearity(_FiberBuffers):
     ``S``). Off the samples approximate: measured on the fiber action alone (no spatial
     interpolation; 4096 unit-normal fibers, 64 angles off the samples, float64, seed 0), the
     worst relative error of any single order at the default samples is, with ELU, 0.0006,
-    0.0010, 0.0010, 0.0013, 0.0014 for M = 1..5 (so2 and o2 alike; ``tests/test_fourier.py``
-    asserts 0.002), with ReLU (a kink) 0.008-0.014. Fewer samples cost more: M = 2 with ELU
-    gives 0.0036 at 16 samples, 0.0098 at 12, 0.048 at 8.
+    0.0010, 0.0010, 0.0013, 0.0014 for M = 1..5 (so2 and o2 alike;
+    ``tests/test_nonlinearities.py`` asserts 0.002), with ReLU (a kink) 0.008-0.014. Fewer
+    samples cost more: M = 2 with ELU gives 0.0036 at 16 samples, 0.0098 at 12, 0.048 at 8.
 
     Example:
         >>> FourierNonlinearity("so2", 2)(torch.randn(2, 3, 5, 6, 6)).shape
