@@ -119,7 +119,30 @@ def test_state_dict_round_trip(gen):
     bn1(torch.randn(4, 3, 3, 5, 5, generator=gen))
     bn2.load_state_dict(bn1.state_dict())
     torch.testing.assert_close(bn1.running_var, bn2.running_var)
+    assert int(bn2.num_batches_tracked) == 1
     assert "max_order=1" in repr(bn1)
+
+
+@pytest.mark.parametrize("make,fields", [
+    (lambda: enn.NormNonlinearity(3, 1, order0="norm", threshold=0.3), 3),
+    (lambda: enn.GatedNonlinearity(1, gates="first_half"), 6),
+    (lambda: enn.HarmonicBatchNorm(3, 1, momentum=None), 3),
+    (lambda: enn.NormPool(1), 3),
+    (lambda: enn.NormMaxPool(3, 2, 1, per="order"), 3),
+    (lambda: enn.FourierNonlinearity("o2", 1, samples=12), 3),
+    (lambda: enn.HarmonicToRegular("d3", 1), 3),
+])
+def test_state_dict_round_trip_every_module(make, fields, gen):
+    a, b = make(), make()
+    x = torch.randn(4, fields, 3, 5, 5, generator=gen)
+    if isinstance(a, enn.NormNonlinearity):
+        with torch.no_grad():
+            a.bias.uniform_(-1, 1)
+    a(x)  # moves batch-norm statistics
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    assert repr(a) == repr(b)
 
 
 def test_norm_pool_gradient_is_finite_at_zero():

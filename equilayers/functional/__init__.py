@@ -9,6 +9,12 @@ from ._blur import (
     blur_upsample2d,
     max_blur_pool2d,
 )
+from ._fourier import (
+    fourier_matrix,
+    fourier_nonlinearity,
+    harmonic_to_regular,
+    regular_to_harmonic,
+)
 from ._gaussian import (
     disk_mask2d,
     gaussian_blur_pool2d,
@@ -29,20 +35,22 @@ from ._group_pool import (
     group_pool,
 )
 from ._harmonic import (
-    fourier_matrix,
     gated_nonlinearity,
-    harmonic_batch_norm,
-    harmonic_to_regular,
     norm_nonlinearity,
     norm_pool,
-    regular_to_harmonic,
     steerable_conv2d,
+)
+from ._harmonic_bn import (
+    harmonic_batch_norm,
 )
 from ._heads import (
     fiber_pool,
     fiber_pose,
     invariant_head,
     spatial_pool,
+)
+from ._norm_max_pool import (
+    norm_max_pool2d,
 )
 from ._polyphase import (
     polyphase_pool2d,
@@ -75,10 +83,12 @@ __all__: list[str] = [
     "group_max_pool2d",
     "group_pool",
     "fourier_matrix",
+    "fourier_nonlinearity",
     "gated_nonlinearity",
     "harmonic_batch_norm",
     "harmonic_to_regular",
     "norm_nonlinearity",
+    "norm_max_pool2d",
     "norm_pool",
     "regular_to_harmonic",
     "steerable_conv2d",

@@ -11,6 +11,11 @@ from ._blur_pool import (
 from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
+from ._fourier import (
+    FourierNonlinearity,
+    HarmonicToRegular,
+    RegularToHarmonic,
+)
 from ._gaussian import (
     DiskMask,
     GaussianBlurPool2d,
@@ -30,10 +35,9 @@ from ._group_pool import (
 from ._harmonic import (
     GatedNonlinearity,
     HarmonicBatchNorm,
-    HarmonicToRegular,
+    NormMaxPool,
     NormNonlinearity,
     NormPool,
-    RegularToHarmonic,
 )
 from ._heads import (
     InvariantHead,
@@ -61,9 +65,11 @@ __all__: list[str] = [
     "GroupAvgPool2d",
     "GroupMaxPool2d",
     "GroupPool",
+    "FourierNonlinearity",
     "GatedNonlinearity",
     "HarmonicBatchNorm",
     "HarmonicToRegular",
+    "NormMaxPool",
     "NormNonlinearity",
     "NormPool",
     "RegularToHarmonic",

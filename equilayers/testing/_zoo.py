@@ -60,10 +60,18 @@ ZOO: dict[str, ZooEntry] = {
     "GroupAvgPool2d": ZooEntry(lambda: enn.GroupAvgPool2d(2), _x(2, 3, 4, 6, 6)),
     "GroupMaxPool2d": ZooEntry(lambda: enn.GroupMaxPool2d(2), _x(2, 3, 4, 6, 6)),
     "GroupPool": ZooEntry(lambda: enn.GroupPool(), _x(2, 3, 4, 5, 5)),
+    "FourierNonlinearity": ZooEntry(lambda: enn.FourierNonlinearity("so2", 2),
+                                    _x(2, 3, 5, 5, 5)),
+    "FourierNonlinearity[d4]": ZooEntry(lambda: enn.FourierNonlinearity("d4"),
+                                        _x(2, 3, 5, 5, 5)),
     "GatedNonlinearity": ZooEntry(lambda: enn.GatedNonlinearity(2), _x(2, 3, 5, 5, 5)),
+    "GatedNonlinearity[first_half]": ZooEntry(
+        lambda: enn.GatedNonlinearity(2, gates="first_half"), _x(2, 6, 5, 5, 5)),
     "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
     "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
+    "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
+    "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
     # the steerable (harmonic) basis of the same two classes

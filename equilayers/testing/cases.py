@@ -26,6 +26,7 @@ _FAMILIES = [
     "equilayers.testing._cases_expanded",
     "equilayers.testing._cases_blur",
     "equilayers.testing._cases_harmonic",
+    "equilayers.testing._cases_fiber",
     "equilayers.testing._cases_heads",
     "equilayers.testing._cases_subgroup",
     "equilayers.testing._cases_gaussian",

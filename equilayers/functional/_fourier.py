@@ -1,0 +1,241 @@
+"""Fourier maps over the fiber: regular C_N/D_N fields <-> harmonic fields, and the Fourier
+nonlinearity (sample the fiber on group elements, act pointwise, transform back).
+
+Every matrix here comes from a process-wide cache of float64 **CPU** tensors, built with an
+explicit ``device="cpu"`` (so that building a module under ``with torch.device("meta"):``
+cannot leave a meta tensor in the cache) from the closed form of the harmonic action
+(:func:`equilayers.groups.harmonic_matrix`): a rotation by ``t`` turns ``(c_m, s_m)`` by
+``m t``, so ``rho(r_t) e`` for ``e = [1, 1, 0, 1, 0, ...]`` is ``[1, cos(m t), sin(m t), ...]``,
+and the flip ``r_t m`` gives ``[1, (-1)^m cos(m t), (-1)^m sin(m t), ...]``. Callers get copies
+(or casts) of the cached tensors, never the tensors themselves to write into.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..groups import GroupLike, get
+from ._harmonic import _check_function, check_floating, check_harmonic
+
+__all__ = [
+    "fourier_matrix",
+    "regular_to_harmonic",
+    "harmonic_to_regular",
+    "fourier_nonlinearity",
+    "fourier_samples",
+]
+
+
+def _check_order(max_order, what: str) -> int:
+    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 0:
+        raise ValueError(f"{what}: max_order must be an integer >= 0 (fiber 2*max_order+1); got "
+                         f"max_order={max_order!r}")
+    return max_order
+
+
+def _default_order(group, max_order: int | None, what: str = "fourier_matrix") -> int:
+    if max_order is None:
+        return group.n // 2
+    return _check_order(max_order, what)
+
+
+def _finite(group: GroupLike, what: str):
+    grp = get(group)
+    if not grp.is_finite:
+        raise ValueError(f"{what}: {grp.name} is continuous and has no regular fields; use a "
+                         "finite group 'cN'/'dN'")
+    return grp
+
+
+@functools.lru_cache(maxsize=256)
+def _rows_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
+    """``(N or 2N, 2M+1)`` float64 on CPU: row ``h`` is ``rho(h) e``, ``e = [1, 1, 0, 1, 0,
+    ...]``, for ``h`` in the elements of C_N (D_N: then the flipped ones), in
+    :meth:`Group.elements` order."""
+    rows = []
+    for flip in (False, True) if reflections else (False,):
+        for k in range(n):
+            t = 2.0 * math.pi * k / n
+            row = [1.0]
+            for m in range(1, max_order + 1):
+                sign = (-1.0) ** m if flip else 1.0
+                row += [sign * math.cos(m * t), sign * math.sin(m * t)]
+            rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64, device="cpu")
+
+
+def fourier_matrix(group: GroupLike, max_order: int | None = None,
+                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``E`` with ``E[h] = rho(h) e`` for every element ``h`` of C_N/D_N: ``(|G|, 2M+1)``.
+
+    ``rho`` is the harmonic action and ``e = [1, 1, 0, 1, 0, ...]``; for C_N row ``k`` is
+    ``[1, cos(m 2 pi k / N), sin(m 2 pi k / N), ...]``, the real DFT. ``max_order`` defaults to
+    ``N // 2``. Returns a new CPU tensor.
+    """
+    grp = _finite(group, "fourier_matrix")
+    m = _default_order(grp, max_order)
+    return _rows_cpu(grp.n, grp.reflections, m).to(dtype=dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _forward_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
+    """``E^T``: regular -> harmonic."""
+    return _rows_cpu(n, reflections, max_order).t().contiguous()
+
+
+@functools.lru_cache(maxsize=256)
+def _inverse_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
+    """``E diag(w)``: harmonic -> regular (see :func:`harmonic_to_regular`)."""
+    w = torch.full((2 * max_order + 1,), 2.0 / n, dtype=torch.float64, device="cpu")
+    w[0] = 1.0 / n
+    if n % 2 == 0 and max_order >= n // 2:
+        w[2 * (n // 2) - 1 : 2 * (n // 2) + 1] = 1.0 / n
+    if reflections:
+        w = w / 2
+    return _rows_cpu(n, reflections, max_order) * w[None, :]
+
+
+def _fiber_matmul(x: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    """``out[:, :, i] = sum_j mat[i, j] x[:, :, j]``."""
+    return torch.einsum("ij,bcjhw->bcihw", mat.to(dtype=x.dtype, device=x.device), x)
+
+
+def _check_matrix(matrix: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Tensor:
+    if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != shape:
+        got = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
+        raise ValueError(f"{what}: matrix must be the {shape} transform of this group and "
+                         f"max_order (leave matrix=None to build it); got {got}")
+    return matrix
+
+
+def regular_to_harmonic(x: torch.Tensor, group: GroupLike, max_order: int | None = None, *,
+                        matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Fourier transform over the fiber: regular C_N/D_N fields -> harmonic fields.
+
+    ``out = E^T f`` with :func:`fourier_matrix` ``E``: for C_N ``a_0 = sum_k f_k``,
+    ``c_m = sum_k f_k cos(2 pi m k / N)``, ``s_m = sum_k f_k sin(2 pi m k / N)``. Equivariant
+    for every element of the group (the harmonic action of ``r^k`` is the rotation by
+    ``2 pi k / N``). For even N the Nyquist order ``N/2`` has ``s_{N/2} = 0`` always. With
+    ``max_order = N // 2`` (default) and C_N, :func:`harmonic_to_regular` inverts it exactly;
+    for D_N (``2N`` slots) it is an equivariant projection. ``matrix``: ``E^T``, precomputed
+    (:class:`~equilayers.nn.RegularToHarmonic` passes its buffer); default from the
+    process-wide cache. ``x`` must be floating point (``TypeError`` otherwise).
+    """
+    grp = _finite(group, "regular_to_harmonic")
+    m = _default_order(grp, max_order, "regular_to_harmonic")
+    check_floating(x, "regular_to_harmonic")
+    order = int(grp.order)
+    if x.dim() != 5 or x.shape[2] != order:
+        raise ValueError(f"regular_to_harmonic expects a regular {grp.name} field "
+                         f"(B, C, {order}, H, W); got shape {tuple(x.shape)}")
+    if matrix is None:
+        matrix = _forward_cpu(grp.n, grp.reflections, m)
+    return _fiber_matmul(x, _check_matrix(matrix, (2 * m + 1, order), "regular_to_harmonic"))
+
+
+def harmonic_to_regular(x: torch.Tensor, group: GroupLike, max_order: int | None = None, *,
+                        matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Inverse Fourier transform over the fiber: harmonic fields -> regular C_N/D_N fields.
+
+    ``f_h = sum_i w_i (rho(h) e)_i x_i`` with ``w = 1/N`` for order 0 and the Nyquist order
+    ``N/2`` (even N), ``2/N`` for the others (``1/(2N)``, ``1/N`` for D_N). For C_N with
+    ``max_order = N // 2`` it is the exact inverse of :func:`regular_to_harmonic` (and a right
+    inverse on harmonic fields whose ``s_{N/2}`` is 0); equivariant for every element.
+    ``matrix``: ``E diag(w)``, precomputed (:class:`~equilayers.nn.HarmonicToRegular` passes
+    its buffer); default from the process-wide cache.
+    """
+    grp = _finite(group, "harmonic_to_regular")
+    m = _default_order(grp, max_order, "harmonic_to_regular")
+    check_harmonic(x, m, "harmonic_to_regular")
+    if matrix is None:
+        matrix = _inverse_cpu(grp.n, grp.reflections, m)
+    return _fiber_matmul(x, _check_matrix(matrix, (int(grp.order), 2 * m + 1),
+                                          "harmonic_to_regular"))
+
+
+def default_samples(max_order: int) -> int:
+    """Rotations sampled for SO(2)/O(2) by default: ``8 (M + 1)`` (a multiple of 4, so the grid
+    rotations, multiples of 90 degrees, are among the samples)."""
+    return 8 * (max_order + 1)
+
+
+def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None):
+    """``(n, reflections)``: the sampled subgroup C_n/D_n of :func:`fourier_nonlinearity`
+    (C_N/D_N: the group itself; SO(2)/O(2): ``samples`` rotations, default
+    :func:`default_samples`)."""
+    grp = get(group)
+    if grp.is_finite:
+        if samples is not None:
+            raise ValueError(f"fourier_nonlinearity: {grp.name} is finite, its samples are its "
+                             f"{grp.n} rotations (and flips); got samples={samples!r} (leave it "
+                             "None)")
+        return grp.n, grp.reflections
+    if samples is None:
+        return default_samples(max_order), grp.reflections
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2 * max_order + 1:
+        raise ValueError(f"fourier_nonlinearity: samples must be an integer >= 2*max_order+1 = "
+                         f"{2 * max_order + 1} (fewer rotations cannot tell the orders apart); "
+                         f"got samples={samples!r} (a multiple of 4 keeps the 90-degree "
+                         "rotations exact)")
+    return samples, grp.reflections
+
+
+@functools.lru_cache(maxsize=256)
+def _fourier_nl_cpu(n: int, reflections: bool, max_order: int):
+    """``(A, A^+)``, float64 on CPU: ``A = rows * w`` samples a harmonic field on the ``n``
+    (``2n``) elements, with ``w = [1, sqrt2, sqrt2, ...] / sqrt(2M+1)`` (escnn's normalization:
+    unit-variance coefficients give unit-variance samples); ``A^+`` its pseudo-inverse."""
+    w = torch.full((2 * max_order + 1,), math.sqrt(2.0), dtype=torch.float64, device="cpu")
+    w[0] = 1.0
+    a = _rows_cpu(n, reflections, max_order) * (w / math.sqrt(2 * max_order + 1))[None, :]
+    return a, torch.linalg.pinv(a, rtol=1e-10)
+
+
+def fourier_matrices(group: GroupLike, max_order: int, samples: int | None = None):
+    """``(A, A^+)`` of :func:`fourier_nonlinearity`, float64 CPU copies."""
+    n, refl = fourier_samples(group, max_order, samples)
+    a, a_inv = _fourier_nl_cpu(n, refl, max_order)
+    return a.clone(), a_inv.clone()
+
+
+def fourier_nonlinearity(
+    x: torch.Tensor,
+    group: GroupLike,
+    max_order: int | None = None,
+    function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+    samples: int | None = None,
+    *,
+    matrices: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Fourier nonlinearity: ``x -> A^+ function(A x)`` on every harmonic fiber.
+
+    ``A`` evaluates the fiber as a function on sampled group elements, ``(A x)_h = <rho(h) e,
+    x>`` (``e = [1, sqrt2, 0, sqrt2, 0, ...] / sqrt(2M+1)``); ``function`` acts on each sample;
+    ``A^+`` (pseudo-inverse, least squares) transforms back. See
+    :class:`~equilayers.nn.FourierNonlinearity` for the samples, exactness and measured errors.
+    ``matrices``: ``(A, A^+)`` precomputed (the module passes its buffers); default from the
+    process-wide cache.
+    """
+    grp = get(group)
+    if max_order is None:
+        if not grp.is_finite:
+            raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
+                             "fields' highest rotation order)")
+        max_order = grp.n // 2
+    check_harmonic(x, max_order, "fourier_nonlinearity")
+    _check_function(function, "fourier_nonlinearity")
+    if matrices is None:
+        n, refl = fourier_samples(grp, max_order, samples)
+        matrices = _fourier_nl_cpu(n, refl, max_order)
+    a, a_inv = matrices
+    f = 2 * max_order + 1
+    if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
+        raise ValueError(f"fourier_nonlinearity: matrices must be (A, A^+) of shapes (S, {f}) "
+                         f"and ({f}, S); got {tuple(a.shape)} and {tuple(a_inv.shape)}")
+    y = function(_fiber_matmul(x, a))
+    return _fiber_matmul(y, a_inv)

@@ -1,0 +1,116 @@
+"""Batch normalization of harmonic fields ``(B, C, 2M+1, H, W)``."""
+
+from __future__ import annotations
+
+import torch
+
+from ._harmonic import _low_precision, _pair_sq, check_harmonic
+
+__all__ = ["harmonic_batch_norm"]
+
+
+def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], c: int) -> None:
+    if t is not None and tuple(t.shape) != shape:
+        raise ValueError(f"harmonic_batch_norm: {name} must have shape {shape} for an input of "
+                         f"C={c} fields (num_features={c}); got {tuple(t.shape)}")
+
+
+def _wrapped(t: torch.Tensor) -> bool:
+    """A torch.func-transformed tensor (never inside a compiled graph, where Dynamo cannot
+    trace the check)."""
+    return (not torch.compiler.is_compiling()
+            and torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def _update(buf: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
+    """``buf = (1 - momentum) buf + momentum batch`` in place; half-precision buffers are
+    averaged in float32 (a batch statistic may not fit in float16 before the average)."""
+    if _low_precision(buf):
+        buf.copy_(buf.float().mul_(1 - momentum).add_(batch.float(), alpha=momentum))
+    else:
+        buf.mul_(1 - momentum).add_(momentum * batch.to(buf.dtype))
+
+
+def harmonic_batch_norm(
+    x: torch.Tensor,
+    max_order: int,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Batch norm for harmonic fields.
+
+    Order 0 (invariant) is normalized as ``nn.BatchNorm`` does (mean and variance over
+    ``B, H, W``, then ``weight[:, 0]`` and ``bias``). Orders m >= 1 are only rescaled:
+    ``v_m / sqrt(E|v_m|^2 / 2 + eps) * weight[:, m]``: no centring, so directions are kept.
+    ``running_mean`` is ``(C,)``, ``running_var`` and ``weight`` ``(C, M + 1)``, ``bias``
+    ``(C,)``; the running buffers are updated in place when ``training`` (``new = (1 -
+    momentum) old + momentum batch``, the unbiased variance for order 0, as ``nn.BatchNorm``).
+
+    As ``nn.BatchNorm3d``: an empty batch (``B = 0`` or ``H * W = 0``) leaves the running
+    statistics untouched and returns an empty output of the input's shape; float16/bfloat16
+    inputs get their statistics and the normalization in float32 (output in the input dtype),
+    and the running buffers keep their own dtype. Under ``torch.func`` transforms, training with
+    running buffers raises (they would be written with transformed values): use eval mode or
+    no running buffers there.
+    """
+    check_harmonic(x, max_order, "harmonic_batch_norm")
+    b, c, f, h, w = x.shape
+    _check_stat(running_mean, "running_mean", (c,), c)
+    _check_stat(running_var, "running_var", (c, max_order + 1), c)
+    _check_stat(weight, "weight", (c, max_order + 1), c)
+    _check_stat(bias, "bias", (c,), c)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+            0.0 <= momentum <= 1.0):
+        raise ValueError(f"harmonic_batch_norm: momentum must be a float in [0, 1]; got "
+                         f"{momentum!r}")
+    low = _low_precision(x)
+    ct = torch.float32 if low else x.dtype  # the dtype of the statistics and the scale
+    n = b * h * w
+    if training and n > 0:
+        a0 = x[:, :, 0].to(ct)
+        var0, mean0 = torch.var_mean(a0, dim=(0, 2, 3), unbiased=False)
+        var_m = (_pair_sq(x).to(ct).mean(dim=(0, 3, 4)) / 2 if max_order
+                 else a0.new_zeros(c, 0))
+        if running_mean is not None and running_var is not None:
+            if _wrapped(mean0) and not (_wrapped(running_mean) and _wrapped(running_var)):
+                raise RuntimeError(
+                    "harmonic_batch_norm: training mode updates running_mean/running_var in "
+                    "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
+                    "buffers; use eval mode, track_running_stats=False (running_mean="
+                    "running_var=None), or pass the buffers as inputs of the transformed "
+                    "function")
+            with torch.no_grad():
+                unb = var0 * (n / max(n - 1, 1))
+                _update(running_mean, mean0, momentum)
+                _update(running_var, torch.cat([unb[:, None], var_m], dim=1), momentum)
+    elif training:  # empty batch: nothing to estimate; running statistics untouched
+        mean0 = x.new_zeros(c, dtype=ct)
+        var0 = x.new_ones(c, dtype=ct)
+        var_m = x.new_ones(c, max_order, dtype=ct)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("harmonic_batch_norm in eval mode needs running_mean and "
+                             "running_var (or training=True)")
+        mean0 = running_mean.to(ct)
+        var0, var_m = running_var[:, 0].to(ct), running_var[:, 1:].to(ct)
+    if training and n == 0:
+        scale = x.new_ones(c, max_order + 1, dtype=ct)
+    else:
+        scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt()  # (C, M+1)
+    if weight is not None:
+        scale = scale * weight.to(ct)
+    # per-slot scale: order 0 once, each order m twice; the shift sits on order 0 only
+    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(2, dim=1)], dim=1)
+    shift0 = -mean0 * scale[:, 0]
+    if bias is not None:
+        shift0 = shift0 + bias.to(ct)
+    shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
+    if low:
+        return (x.to(ct) * slot[None, :, :, None, None]
+                + shift[None, :, :, None, None]).to(x.dtype)
+    return x * slot[None, :, :, None, None] + shift[None, :, :, None, None]

@@ -1,0 +1,87 @@
+"""Spatial max pooling of harmonic fields by magnitude (escnn's ``NormMaxPool``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._harmonic import _low_precision, check_harmonic
+
+__all__ = ["norm_max_pool2d", "PER"]
+
+PER = ("field", "order")
+
+
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    vals = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(vals, (tuple, list)) or len(vals) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in vals)):
+        raise ValueError(f"norm_max_pool2d: {name} must be an integer >= {minimum} or a pair of "
+                         f"them (as nn.MaxPool2d); got {name}={value!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def check_pool_args(kernel_size, stride, padding, dilation):
+    """``nn.MaxPool2d``'s arguments as pairs, with a ``ValueError`` naming the bad one."""
+    k = _pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else _pair(stride, "stride", 1)
+    p = _pair(padding, "padding", 0)
+    d = _pair(dilation, "dilation", 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"norm_max_pool2d: padding={padding!r} must be at most half of "
+                         f"kernel_size={kernel_size!r} (as nn.MaxPool2d)")
+    return k, s, p, d
+
+
+def norm_max_pool2d(
+    x: torch.Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    ceil_mode: bool = False,
+    *,
+    max_order: int | None = None,
+    per: str = "field",
+) -> torch.Tensor:
+    """Max pooling by magnitude: in every window keep the vector with the largest norm.
+
+    ``per="field"`` (default): one location per field, the one of largest ``|v|^2 = a_0^2 +
+    sum_m (c_m^2 + s_m^2)``, and the whole fiber is copied from it (escnn's ``NormMaxPool`` on
+    a field of type ``irrep(0) + ... + irrep(M)``). ``per="order"``: one location per field and
+    order, the one of largest ``|v_m|`` (escnn's ``NormMaxPool`` with one field per irrep).
+    The squared norms are compared (float32 for float16/bfloat16 inputs); the vectors are
+    gathered unchanged, so gradients flow to the chosen ones only. ``max_order`` defaults to
+    the one the fiber implies (``F = 2M + 1``). The other arguments are ``F.max_pool2d``'s
+    (padding is never chosen).
+    """
+    if max_order is None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] % 2 == 0:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"norm_max_pool2d expects a harmonic field (B, C, 2M+1, H, W) with "
+                             f"an odd fiber; got shape {shape}")
+        max_order = (x.shape[2] - 1) // 2
+    check_harmonic(x, max_order, "norm_max_pool2d")
+    if per not in PER:
+        raise ValueError(f"norm_max_pool2d: per must be 'field' (one location per field) or "
+                         f"'order' (one per field and rotation order); got per={per!r}")
+    k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation)
+    b, c, f, h, w = x.shape
+    v = x.detach()
+    if _low_precision(v):
+        v = v.float()
+    sq = v * v
+    if max_order:
+        sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
+    if per == "field":  # orders summed in a fixed order: rotations and flips keep it exact
+        sq = sq.sum(2, keepdim=True)
+    groups = sq.shape[2]
+    _, idx = F.max_pool2d(sq.flatten(1, 2), k, s, p, d, ceil_mode, return_indices=True)
+    ho, wo = idx.shape[-2:]
+    idx = idx.view(b, c, groups, ho * wo)
+    if per == "field":
+        idx = idx.expand(b, c, f, ho * wo)
+    elif max_order:  # slot -> order: [0, 1, 1, 2, 2, ...]
+        slot_order = torch.arange(f, device=idx.device).add(1).div(2, rounding_mode="floor")
+        idx = idx.index_select(2, slot_order)
+    return x.flatten(3).gather(3, idx).view(b, c, f, ho, wo)

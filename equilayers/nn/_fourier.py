@@ -1,0 +1,216 @@
+"""Fourier modules over the fiber: regular <-> harmonic fields, and the Fourier nonlinearity.
+
+Their matrices are non-persistent buffers filled once by ``reset_parameters()`` from the
+process-wide float64 CPU cache of :mod:`equilayers.functional._fourier`, and refilled (exactly
+rounded from float64) whenever the module is moved or cast (``.to()``, ``.double()``,
+``.half()``, ``to_empty()`` after a meta-device build), as ``nn.RNNBase`` re-flattens its
+weights on ``_apply``. ``forward`` uses the buffer when it has the input's dtype, else the
+cached float64 matrix rounded to the input's dtype (a float32 module on float64 input stays
+float64-exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..functional import _fourier as FF
+from ..groups import GroupLike, get
+from . import _checks as C
+
+__all__ = ["RegularToHarmonic", "HarmonicToRegular", "FourierNonlinearity"]
+
+
+class _FiberBuffers(nn.Module):
+    """Derived matrices as buffers: built in ``reset_parameters``, rebuilt on ``_apply``."""
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.reset_parameters()
+        return self
+
+    def _fill(self, name: str, source: torch.Tensor) -> None:
+        with torch.no_grad():
+            getattr(self, name).copy_(source)
+
+    def _matrix(self, name: str, x: torch.Tensor) -> torch.Tensor | None:
+        """The buffer when it matches the input's dtype; else ``None`` (the functional then
+        rounds the float64 cache to the input's dtype)."""
+        buf = getattr(self, name)
+        return buf if isinstance(x, torch.Tensor) and buf.dtype == x.dtype else None
+
+
+class RegularToHarmonic(_FiberBuffers):
+    """Fourier transform over the fiber: regular C_N/D_N fields -> harmonic fields.
+
+    ``out = E^T f`` with ``E[h] = rho(h) [1, 1, 0, 1, 0, ...]`` (for C_N: ``a_0 = sum_k f_k``,
+    ``c_m = sum_k f_k cos(2 pi m k / N)``, ``s_m = sum_k f_k sin(2 pi m k / N)``); see
+    :func:`~equilayers.functional.regular_to_harmonic`.
+
+    Args:
+        group: a finite group ``"cN"``/``"dN"``.
+        max_order: ``M`` (default ``N // 2``).
+        device, dtype: of the ``matrix`` buffer ``(2M+1, |G|)``.
+
+    Shape: ``(B, C, |G|, H, W) -> (B, C, 2M+1, H, W)``.
+
+    Equivariance: exact for every element of C_N/D_N. Inverted exactly by
+    :class:`HarmonicToRegular` for C_N with ``max_order = N // 2``.
+
+    Example:
+        >>> RegularToHarmonic("c8")(torch.randn(2, 3, 8, 5, 5)).shape
+        torch.Size([2, 3, 9, 5, 5])
+    """
+
+    in_rep = "regular"
+    out_rep = "harmonic"
+
+    def __init__(self, group: GroupLike, max_order: int | None = None, *, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.group = get(group)
+        if not self.group.is_finite:
+            raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
+                             "fields; use a finite group 'cN'/'dN'")
+        self.max_order = self.group.n // 2 if max_order is None else C.order(max_order, name)
+        self.register_buffer("matrix", torch.empty(self._shape(), device=device, dtype=dtype),
+                             persistent=False)
+        self.reset_parameters()
+
+    def _shape(self) -> tuple[int, int]:
+        return 2 * self.max_order + 1, int(self.group.order)
+
+    def reset_parameters(self) -> None:
+        self._fill("matrix", FF._forward_cpu(self.group.n, self.group.reflections,
+                                             self.max_order))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FF.regular_to_harmonic(x, self.group, self.max_order,
+                                      matrix=self._matrix("matrix", x))
+
+    def extra_repr(self) -> str:
+        return f"group={self.group.name!r}, max_order={self.max_order}"
+
+
+class HarmonicToRegular(RegularToHarmonic):
+    """Inverse Fourier transform over the fiber: harmonic fields -> regular C_N/D_N fields.
+
+    ``f_h = sum_i w_i (rho(h) e)_i x_i`` with ``w = 1/N`` for order 0 and the Nyquist order,
+    ``2/N`` for the others (halved for D_N); see
+    :func:`~equilayers.functional.harmonic_to_regular`.
+
+    Args:
+        group: a finite group ``"cN"``/``"dN"``.
+        max_order: ``M`` (default ``N // 2``).
+        device, dtype: of the ``matrix`` buffer ``(|G|, 2M+1)``.
+
+    Shape: ``(B, C, 2M+1, H, W) -> (B, C, |G|, H, W)``.
+
+    Equivariance: exact for every element of C_N/D_N.
+
+    Example:
+        >>> HarmonicToRegular("c8")(torch.randn(2, 3, 9, 5, 5)).shape
+        torch.Size([2, 3, 8, 5, 5])
+    """
+
+    in_rep = "harmonic"
+    out_rep = "regular"
+
+    def _shape(self) -> tuple[int, int]:
+        return int(self.group.order), 2 * self.max_order + 1
+
+    def reset_parameters(self) -> None:
+        self._fill("matrix", FF._inverse_cpu(self.group.n, self.group.reflections,
+                                             self.max_order))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FF.harmonic_to_regular(x, self.group, self.max_order,
+                                      matrix=self._matrix("matrix", x))
+
+
+class FourierNonlinearity(_FiberBuffers):
+    """Fourier nonlinearity (escnn's ``FourierPointwise``/``FourierELU``) for harmonic fields:
+    ``x -> A^+ function(A x)``.
+
+    ``A`` samples each fiber as a function on ``S`` group elements, ``(A x)_h = <rho(h) e, x>``
+    with ``e = [1, sqrt2, 0, sqrt2, 0, ...] / sqrt(2M+1)`` (unit-variance coefficients give
+    unit-variance samples); ``function`` acts on every sample; ``A^+`` (the pseudo-inverse:
+    least squares, exact when the samples determine the orders) maps back. Samples: all
+    ``N`` (C_N) or ``2N`` (D_N, with the flips) elements of a finite group; for SO(2)/O(2),
+    ``samples`` rotations by ``360 / samples`` degrees (O(2): and their flips), default
+    ``8 (M + 1)``.
+
+    Args:
+        group: ``"cN"``, ``"dN"``, ``"so2"`` or ``"o2"``.
+        max_order: ``M`` (required for so2/o2; default ``N // 2`` for cN/dN).
+        function: any pointwise callable (default ``F.elu``, as escnn's ``FourierELU``).
+        samples: rotations sampled for so2/o2 (``>= 2M + 1``; a multiple of 4 keeps the
+            90-degree rotations exact); must be ``None`` for finite groups.
+        device, dtype: of the buffers ``sample_matrix`` ``(S, 2M+1)`` and ``inverse_matrix``
+            ``(2M+1, S)``.
+
+    Shape: ``(B, C, 2M+1, H, W)`` -> same.
+
+    Equivariance: exact (float rounding) for every element of the sampled subgroup: C_N/D_N
+    themselves, C_S/D_S inside SO(2)/O(2) (so the grid rotations and flips for the default
+    ``S``). Off the samples approximate: measured on the fiber action alone (no spatial
+    interpolation; 4096 unit-normal fibers, 64 angles off the samples, float64, seed 0), the
+    worst relative error of any single order at the default samples is, with ELU, 0.0006,
+    0.0010, 0.0010, 0.0013, 0.0014 for M = 1..5 (so2 and o2 alike;
+    ``tests/test_nonlinearities.py`` asserts 0.002), with ReLU (a kink) 0.008-0.014. Fewer
+    samples cost more: M = 2 with ELU gives 0.0036 at 16 samples, 0.0098 at 12, 0.048 at 8.
+
+    Example:
+        >>> FourierNonlinearity("so2", 2)(torch.randn(2, 3, 5, 6, 6)).shape
+        torch.Size([2, 3, 5, 6, 6])
+    """
+
+    in_rep = "harmonic"
+    out_rep = "harmonic"
+
+    def __init__(self, group: GroupLike, max_order: int | None = None,
+                 function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+                 samples: int | None = None, *, device=None, dtype=None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.group = get(group)
+        if max_order is None:
+            if not self.group.is_finite:
+                raise ValueError(f"{name}: {self.group.name} needs max_order (the fields' "
+                                 "highest rotation order), e.g. max_order=2")
+            max_order = self.group.n // 2
+        self.max_order = C.order(max_order, name)
+        self.function = C.function(function, name)
+        try:
+            self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        s, f = int(self.samples * (2 if self.group.reflections else 1)), 2 * self.max_order + 1
+        kw = {"device": device, "dtype": dtype}
+        self.register_buffer("sample_matrix", torch.empty(s, f, **kw), persistent=False)
+        self.register_buffer("inverse_matrix", torch.empty(f, s, **kw), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        a, a_inv = FF._fourier_nl_cpu(self.samples, self.group.reflections, self.max_order)
+        self._fill("sample_matrix", a)
+        self._fill("inverse_matrix", a_inv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self._matrix("sample_matrix", x)
+        return FF.fourier_nonlinearity(
+            x, self.group, self.max_order, self.function, None if self.group.is_finite
+            else self.samples, matrices=None if a is None else (a, self.inverse_matrix))
+
+    def extra_repr(self) -> str:
+        text = f"group={self.group.name!r}, max_order={self.max_order}"
+        if not self.group.is_finite:
+            text += f", samples={self.samples}"
+        if self.function is not F.elu:
+            fn = getattr(self.function, "__name__", None)
+            text += f", function={fn}" if fn else f", function={self.function!r}"
+        return text
