@@ -12,13 +12,13 @@ and the flip ``r_t m`` gives ``[1, (-1)^m cos(m t), (-1)^m sin(m t), ...]``. Cal
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .._cpu_cache import cpu_cache
 from ..groups import GroupLike, get
 from ._harmonic import _check_function, check_floating, check_harmonic
 
@@ -52,7 +52,7 @@ def _finite(group: GroupLike, what: str):
     return grp
 
 
-@functools.lru_cache(maxsize=256)
+@cpu_cache(maxsize=256)
 def _rows_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
     """``(N or 2N, 2M+1)`` float64 on CPU: row ``h`` is ``rho(h) e``, ``e = [1, 1, 0, 1, 0,
     ...]``, for ``h`` in the elements of C_N (D_N: then the flipped ones), in
@@ -82,13 +82,13 @@ def fourier_matrix(group: GroupLike, max_order: int | None = None,
     return _rows_cpu(grp.n, grp.reflections, m).to(dtype=dtype, copy=True)
 
 
-@functools.lru_cache(maxsize=256)
+@cpu_cache(maxsize=256)
 def _forward_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
     """``E^T``: regular -> harmonic."""
     return _rows_cpu(n, reflections, max_order).t().contiguous()
 
 
-@functools.lru_cache(maxsize=256)
+@cpu_cache(maxsize=256)
 def _inverse_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
     """``E diag(w)``: harmonic -> regular (see :func:`harmonic_to_regular`)."""
     w = torch.full((2 * max_order + 1,), 2.0 / n, dtype=torch.float64, device="cpu")
@@ -185,7 +185,7 @@ def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None
     return samples, grp.reflections
 
 
-@functools.lru_cache(maxsize=256)
+@cpu_cache(maxsize=256)
 def _fourier_nl_cpu(n: int, reflections: bool, max_order: int):
     """``(A, A^+)``, float64 on CPU: ``A = rows * w`` samples a harmonic field on the ``n``
     (``2n``) elements, with ``w = [1, sqrt2, sqrt2, ...] / sqrt(2M+1)`` (escnn's normalization:

@@ -60,7 +60,7 @@ def norm_max_pool2d(
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"norm_max_pool2d expects a harmonic field (B, C, 2M+1, H, W) with "
                              f"an odd fiber; got shape {shape}")
-        max_order = (x.shape[2] - 1) // 2
+        max_order = (int(x.shape[2]) - 1) // 2  # int: a traced size is a tensor
     check_harmonic(x, max_order, "norm_max_pool2d")
     if per not in PER:
         raise ValueError(f"norm_max_pool2d: per must be 'field' (one location per field) or "

@@ -15,32 +15,31 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..functional import _fourier as FF
 from ..groups import GroupLike, get
 from . import _checks as C
+from ._derived import _FixedBuffers
 
 __all__ = ["RegularToHarmonic", "HarmonicToRegular", "FourierNonlinearity"]
 
 
-class _FiberBuffers(nn.Module):
-    """Derived matrices as buffers: built in ``reset_parameters``, rebuilt on ``_apply``."""
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        self.reset_parameters()
-        return self
+class _FiberBuffers(_FixedBuffers):
+    """Derived matrices as buffers: built in ``reset_parameters``, rebuilt after conversions
+    and loads (:class:`~equilayers.nn._derived._FixedBuffers`)."""
 
     def _fill(self, name: str, source: torch.Tensor) -> None:
         with torch.no_grad():
             getattr(self, name).copy_(source)
 
     def _matrix(self, name: str, x: torch.Tensor) -> torch.Tensor | None:
-        """The buffer when it matches the input's dtype; else ``None`` (the functional then
-        rounds the float64 cache to the input's dtype)."""
+        """The buffer when it matches the input's dtype and device; else ``None`` (the
+        functional then rounds the float64 CPU cache to the input's dtype and device: also
+        the case of a module still on the meta device)."""
         buf = getattr(self, name)
-        return buf if isinstance(x, torch.Tensor) and buf.dtype == x.dtype else None
+        usable = (isinstance(x, torch.Tensor) and buf.dtype == x.dtype and not buf.is_meta
+                  and buf.device == x.device)
+        return buf if usable else None
 
 
 class RegularToHarmonic(_FiberBuffers):
