@@ -123,9 +123,11 @@ class _GroupConvNd(_ExactConvMixin):
                 f"steerable filters: use basis='harmonic' (the default for it); pixel-filter "
                 f"groups: {', '.join(G.PIXEL_GROUPS)} (aliases p4 = c4, p4m = d4)")
         if basis == "pixel" and (max_order is not None or in_max_order is not None):
-            raise ValueError(f"{name}: max_order={max_order!r} asks for harmonic fields, but "
-                             "basis='pixel' gives regular fields of |G| slots: drop max_order or "
-                             "use basis='harmonic'")
+            arg, v = (("max_order", max_order) if max_order is not None
+                      else ("in_max_order", in_max_order))
+            raise ValueError(f"{name}: {arg}={v!r} asks for harmonic fields, but basis='pixel' "
+                             f"gives regular fields of |G| slots: drop {arg} or use "
+                             "basis='harmonic'")
         try:
             in_rep, out_rep, m_in, m_out = G.field_types(grp, self.lifting, max_order,
                                                          in_max_order)
