@@ -10,6 +10,7 @@ layer of the package (``groups``, ``functional``, ``kernels``, ``nn``, ``metrics
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,8 +35,8 @@ def _err(cls: type, what: str, name: str, value: Any, must: str, fix: str = "") 
 
 
 def is_int(value: Any) -> bool:
-    """An integer that is not a bool (``True`` is not a size)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (Python's or numpy's) that is not a bool (``True`` is not a size)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _bounds(minimum, maximum) -> str:
@@ -99,7 +100,10 @@ def check_number(value: Any, name: str, what: str = "", *, minimum: float | None
     if maximum is not None:
         parts.append(f"<= {maximum}")
     must = " ".join(parts)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not (
+            value.dtype == torch.bool or value.is_complex()):
+        value = value.item()  # a 0-d tensor holding a number
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _err(TypeError, what, name, value, must, fix)
     v = float(value)
     if (math.isnan(v) or (finite and math.isinf(v)) or (positive and not v > 0)
@@ -130,8 +134,8 @@ def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Call
 
 def check_module(value: Any, name: str = "model", what: str = "") -> torch.nn.Module:
     if not isinstance(value, torch.nn.Module):
-        raise TypeError(f"{_prefix(what)}{name} must be an nn.Module; got "
-                        f"{type(value).__name__} {value!r}"[:300])
+        raise TypeError(f"{what or 'this'} expects an nn.Module as {name}; got "
+                        f"{name}={value!r} ({type(value).__name__})"[:300])
     return value
 
 
