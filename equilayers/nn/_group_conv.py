@@ -9,6 +9,7 @@ import warnings
 import torch
 from torch import nn
 
+from .._checks import check_float_dtype
 from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..groups import GroupLike, get
@@ -111,6 +112,7 @@ class _GroupConvNd(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if basis is None:
             basis = "pixel" if grp.name in G.PIXEL_GROUPS and max_order is None else "harmonic"

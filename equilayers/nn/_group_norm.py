@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_float_dtype, check_int
 from ..functional._group_norm import check_input, check_norm_args
 
 __all__ = ["GroupBatchNorm2d"]
@@ -45,6 +45,7 @@ class GroupBatchNorm2d(nn.BatchNorm3d):
         what = type(self).__name__
         check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
         check_norm_args(eps, momentum, what, momentum_none=True)
+        check_float_dtype(dtype, "dtype", what)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
 
     def _check_input_dim(self, input: torch.Tensor) -> None:

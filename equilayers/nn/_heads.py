@@ -63,6 +63,7 @@ class InvariantHead(nn.Module):
                              "fiber; use a finite group such as 'p4' or 'p4m'")
         _check_pool(pool, what)
         _check_spatial(spatial, what)
+        C.check_float_dtype(dtype, "dtype", what)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.group = grp
