@@ -35,7 +35,7 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of inputs; got {type(x).__name__} "
                          f"{tuple(getattr(x, 'shape', ()))}")
-    C.check_tensor(x, "x", what)
+    C.check_tensor(x, "x", what, floating=False)  # any dtype the model takes
     C.check_int(batch_size, "batch_size", what, minimum=1)
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,
                          fix="None uses every sample")

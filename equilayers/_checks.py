@@ -92,14 +92,18 @@ def check_number(value: Any, name: str, what: str = "", *, minimum: float | None
                  fix: str = "") -> float:
     """A real number (not a bool, not NaN; finite unless ``finite=False``) in range;
     ``positive``: ``> 0``."""
-    parts = ["a real number"]
     if positive:
-        parts.append("> 0")
+        must = "a real number > 0" + (f" and <= {maximum}" if maximum is not None else "")
+    elif minimum is not None and maximum is not None:
+        must = f"a real number in [{minimum}, {maximum}]"
     elif minimum is not None:
-        parts.append(f">= {minimum}")
-    if maximum is not None:
-        parts.append(f"<= {maximum}")
-    must = " ".join(parts)
+        must = f"a real number >= {minimum}"
+    elif maximum is not None:
+        must = f"a real number <= {maximum}"
+    else:
+        must = "a real number"
+    if not finite:
+        must += " (inf allowed)"
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not (
             value.dtype == torch.bool or value.is_complex()):
         value = value.item()  # a 0-d tensor holding a number
@@ -192,8 +196,8 @@ def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, 
     left, right, top, bottom = pad
     if h + top + bottom < extent[0] or w + left + right < extent[1]:
         raise ValueError(f"{_prefix(what)}{name} of spatial size {h}x{w} (shape "
-                         f"{tuple(x.shape)}) padded by {pad} is smaller than the window "
-                         f"{extent[0]}x{extent[1]} (dilation * (kernel_size - 1) + 1); use a "
+                         f"{tuple(x.shape)}) padded by {pad} (left, right, top, bottom) is "
+                         f"smaller than the kernel's window {extent[0]}x{extent[1]}; use a "
                          f"larger input or more padding")
 
 

@@ -272,7 +272,8 @@ def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
 
 def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-                  dilation=1, groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
+                  what: str = "conv") -> torch.Tensor:
     """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
     ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field ``(C_out,)`` (added
     to every slot) or per output slot ``(C_out * F_out,)``."""
@@ -280,7 +281,6 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
     sp, dp = _pair(stride, "stride"), _pair(dilation, "dilation")
-    what = "conv"
     k = weight.shape[-1]
     C.check_window(x, (dp[0] * (k - 1) + 1, dp[1] * (k - 1) + 1), pad, what)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
@@ -410,14 +410,15 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
         pad = resolve_padding(padding, kernel_size, dilation, what)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                             what=what)
     _pixel_only(what, max_order)
     grp = check_pixel_group(group)
     _check_weight(weight, 4, what)
     _check_input(x, 4, weight.shape[1] * groups, None, what)
     pad = resolve_padding(padding, weight.shape[-1], dilation, what)
     return conv_expanded(x, expand_lifting_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode)
+                         pad, dilation, groups, padding_mode, what=what)
 
 
 def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -442,11 +443,12 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
         pad = resolve_padding(padding, kernel_size, dilation, what)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                             what=what)
     _pixel_only(what, max_order, in_max_order)
     grp = check_pixel_group(group)
     _check_weight(weight, 5, what)
     _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
     pad = resolve_padding(padding, weight.shape[-1], dilation, what)
     return conv_expanded(x, expand_group_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode)
+                         pad, dilation, groups, padding_mode, what=what)

@@ -81,8 +81,6 @@ def rotate(
     C.check_choice(padding_mode, "padding_mode", _GRID_PADDING, what)
     if isinstance(angle, torch.Tensor):
         C.check_tensor(angle, "angle", what, ndim=(0, 1), layout="(one angle per sample)")
-        if not torch.isfinite(angle).all():
-            raise ValueError(f"{what}: angle must be finite; got {angle}")
     else:
         C.check_number(angle, "angle", what, fix="radians, counter-clockwise")
     _check_spatial(x, what, floating=True)

@@ -147,7 +147,7 @@ def layerwise_equivariance(
         raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "
                          "onto itself; use grid elements (multiples of 90 degrees, flips)")
     in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None),
-                       name="in_rep")
+                       name="in_rep", what=what)
     base = capture_outputs(model, x)
     moved = {g: capture_outputs(model, act(x, g, in_rep)) for g in els}
     rows = []

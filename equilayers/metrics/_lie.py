@@ -112,7 +112,7 @@ def lie_derivative(
     with torch.no_grad():
         y0 = tensor_output(model(x), _WHAT)
     rep = infer_rep(y0, out_rep if out_rep is not None else getattr(model, "out_rep", None),
-                    name="out_rep")
+                    name="out_rep", what=_WHAT)
     if rep == "harmonic" or (rep == "regular" and generator == "rotate"):
         raise ValueError(f"lie_derivative: generator={generator!r} has no continuous action on "
                          f"out_rep={rep!r} outputs; measure an invariant output (logits) or "

@@ -169,7 +169,8 @@ class ExpandedGroupConv2d(_ExactConvMixin):
         if not torch.compiler.is_compiling():
             self._check_exact(x)
         return G.conv_expanded(x, self.weight, self.bias, self.fiber_out, self.stride, self._pad,
-                               self.dilation, self.groups, self.padding_mode)
+                               self.dilation, self.groups, self.padding_mode,
+                               what=type(self).__name__)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")

@@ -296,7 +296,7 @@ class _GroupConvNd(_ExactConvMixin):
             self._check_exact(x)
         return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
                                self.stride, self._pad, self.dilation, self.groups,
-                               self.padding_mode)
+                               self.padding_mode, what=type(self).__name__)
 
     def extra_repr(self) -> str:
         s = self._conv_repr()

@@ -48,12 +48,14 @@ def default_tolerance(dtype: torch.dtype) -> float:
     return 1e-2
 
 
-def infer_rep(t: torch.Tensor, declared: str | None, *, name: str = "declared") -> str:
+def infer_rep(t: torch.Tensor, declared: str | None, *, name: str = "declared",
+              what: str = "infer_rep") -> str:
     """The rep of ``t``: the declared one, else by rank (2-D: invariant, 5-D: regular,
-    other: trivial). ``name`` is the argument ``declared`` came from (for the error)."""
-    C.check_tensor(t, "t", "infer_rep", floating=False)
+    other: trivial). ``name`` and ``what`` are the argument ``declared`` came from and the
+    caller (for the error)."""
+    C.check_tensor(t, "t", what, floating=False)
     if declared is not None:
-        return check_rep(declared, name)
+        return check_rep(declared, name, what)
     if t.dim() <= 2:
         return "invariant"
     if t.dim() == 5:
@@ -159,7 +161,7 @@ def equivariance_report(
     grp = get(group)
     els = _elements(grp, elements)
     in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None),
-                       name="in_rep")
+                       name="in_rep", what=what)
     if out_rep is not None:
         check_rep(out_rep, "out_rep", what)
     need = {"trivial": "at least 2-D (..., H, W)", "regular": "5-D (B, C, F, H, W)",
@@ -175,7 +177,7 @@ def equivariance_report(
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"f must return a tensor; got {type(y).__name__}")
         out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(f, "out_rep", None),
-                            name="out_rep")
+                            name="out_rep", what=what)
         errors: dict[GroupElement, float] = {}
         floors: dict[GroupElement, float] = {}
         for g in els:
