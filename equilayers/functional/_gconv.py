@@ -227,6 +227,9 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
     """
     what = "exactness_problems"
     grp = grid_subgroup(group)
+    if isinstance(size, (tuple, list, torch.Size)):  # under jit.trace a shape holds 0-d tensors
+        size = tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0
+                     and not v.is_floating_point() else v for v in size)
     h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
     C.check_int(kernel_size, "kernel_size", what, minimum=1)
     sh, sw = _pair(stride, "stride", what, minimum=1)
