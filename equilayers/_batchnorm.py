@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _checks as C
+
 __all__ = ["recalibrate_batch_norm"]
 
 
@@ -28,11 +30,15 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
         >>> net.training
         False
     """
+    what = "recalibrate_batch_norm"
+    C.check_module(model, "model", what)
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of inputs; got {type(x).__name__} "
                          f"{tuple(getattr(x, 'shape', ()))}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    C.check_tensor(x, "x", what, floating=False)  # any dtype the model takes
+    C.check_int(batch_size, "batch_size", what, minimum=1)
+    C.check_optional_int(max_samples, "max_samples", what, minimum=1,
+                         fix="None uses every sample")
     norms = [m for m in model.modules()
              if hasattr(m, "momentum") and isinstance(getattr(m, "running_mean", None),
                                                       torch.Tensor)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .functional._gconv import _pair
+from . import _checks as C
 from .nn._group_conv import _GroupConvNd
 from .nn._group_norm import GroupBatchNorm2d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
@@ -95,7 +95,7 @@ def _export_group_pool(m: GroupPool, fiber: int | None) -> nn.Module:
 
 
 def _win(v) -> tuple[int, int, int]:
-    a, b = _pair(v, "pool argument")
+    a, b = C.check_pair(v, "pool argument")
     return (1, a, b)
 
 
@@ -147,8 +147,7 @@ def export(model: nn.Module) -> nn.Module:
         >>> torch.allclose(export(net)(x), net(x), atol=1e-6)
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"export expects an nn.Module; got {type(model).__name__}")
+    C.check_module(model, "model", "export")
     fibers = {m.fiber_out for m in model.modules() if isinstance(m, _GroupConvNd)}
     fiber = fibers.pop() if len(fibers) == 1 else None
     new = _convert(model, fiber)

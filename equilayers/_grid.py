@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import _checks as C
 from .groups import GroupLike, get
 from .nn._exactness import quiet_exactness_warnings
 
@@ -252,8 +253,9 @@ def check_grid(
         >>> check_grid(net, (1, 3, 65, 65))
         []
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"check_grid needs an nn.Module; got {type(model).__name__}")
+    C.check_module(model, "model", "check_grid")
+    C.check_int(search, "search", "check_grid", minimum=0,
+                fix="how many larger input sizes to try")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
     if (shape is None or len(shape) < 3 or
             not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):

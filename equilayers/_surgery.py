@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional._blur import check_kernel_size
+from . import _checks as C
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
 __all__ = ["antialias", "Replacement"]
@@ -164,11 +164,9 @@ def antialias(
         >>> [(r.name, type(r.new).__name__) for r in report]
         [('0', 'BlurConv2d'), ('1', 'MaxBlurPool2d')]
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"antialias expects an nn.Module; got {type(model).__name__}")
-    if mode not in _MODES:
-        raise ValueError(f"unknown mode={mode!r}; valid: {', '.join(map(repr, _MODES))}")
-    check_kernel_size(blur_size, "blur_size")
+    C.check_module(model, "model", "antialias")
+    C.check_choice(mode, "mode", _MODES, "antialias")
+    C.check_blur_size(blur_size, "blur_size", "antialias")
     names = {n for n, _ in model.named_modules()}
     if skip is None:
         def skipped(name: str, module: nn.Module) -> bool:
@@ -179,6 +177,9 @@ def antialias(
         if isinstance(skip, str):
             raise TypeError(f"skip must be a collection of names or a predicate; got the string "
                             f"{skip!r} (write skip=[{skip!r}])")
+        if not hasattr(skip, "__iter__") or not all(isinstance(n, str) for n in skip):
+            raise TypeError(f"antialias: skip={skip!r} must be a collection of module names "
+                            "(strings), a predicate skip(name, module) -> bool, or None")
         skip_set = set(skip)
         unknown = sorted(skip_set - names)
         if unknown:

@@ -139,7 +139,7 @@ def test_bad_input_messages():
         act(torch.zeros(1, 1, 3, 5, 5), get("p4").element(1), "regular")
     with pytest.raises(ValueError, match="odd"):
         act(torch.zeros(1, 1, 4, 5, 5), get("p4").element(1), "harmonic")
-    with pytest.raises(ValueError, match="unknown rep 'vector'"):
+    with pytest.raises(ValueError, match="rep='vector' must be one of"):
         act(torch.zeros(1, 1, 5, 5), get("p4").element(1), "vector")
     with pytest.raises(ValueError, match="last two dims"):
         rot90(torch.zeros(5))

@@ -180,7 +180,7 @@ def test_bad_inputs():
         BlurPool2d(channels=3)(torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="spatial size > 1"):
         BlurPool2d()(torch.zeros(1, 1, 1, 8))
-    with pytest.raises(ValueError, match="at least 3 dims"):
+    with pytest.raises(ValueError, match="at least 3-D"):
         BlurPool2d()(torch.zeros(8, 8))
     with pytest.raises(TypeError, match="floating-point"):
         BlurPool2d()(torch.zeros(1, 1, 8, 8, dtype=torch.long))

@@ -41,9 +41,9 @@ def test_group_pool_invariant_over_fiber(gen):
 def test_group_pool_bad_input(gen):
     with pytest.raises(ValueError, match=r"5-D .* got shape \(2, 3, 5, 5\)"):
         GroupPool()(_x(gen, 2, 3, 5, 5))
-    with pytest.raises(ValueError, match="reduction must be one of.*'sum'"):
+    with pytest.raises(ValueError, match="reduction='sum' must be one of"):
         GroupPool("sum")
-    with pytest.raises(ValueError, match="reduction must be one of"):
+    with pytest.raises(ValueError, match="reduction='median' must be one of"):
         group_pool(_x(gen, 1, 1, 4, 2, 2), "median")
 
 

@@ -82,7 +82,7 @@ def test_bad_input(gen):
         InvariantHead(3, 4, pool="avg")
     with pytest.raises(ValueError, match="spatial='sum'"):
         InvariantHead(3, 4, spatial="sum")
-    with pytest.raises(ValueError, match="in_channels must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match="in_channels=0 must be an integer >= 1"):
         InvariantHead(0, 4)
     with pytest.raises(ValueError, match="so2"):
         InvariantHead(3, 4, group="so2")

@@ -197,11 +197,13 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert kernels.select("blur_pool2d", x)[0] == "triton"
     assert "interpreter" in kernels.explain("blur_pool2d", x)
     cases = [
-        (("blur_pool2d", x), {"kernel_size": 9}, "blur size 9 is invalid; the reference"),
-        (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode 'mirror'"),
+        (("blur_pool2d", x), {"kernel_size": 9}, "kernel_size=9 must be an integer in 1..7"),
+        (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode='mirror'"),
         (("blur_pool2d", x.long()), {}, "not floating point"),
-        (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4}, "reflect padding"),
-        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4}, "reflect padding"),
+        (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4},
+         "padding_mode='reflect' with kernel_size=4"),
+        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4},
+         "padding_mode='reflect' with blur_size=3"),
         (("blur_pool2d", [1.0]), {}, "not a tensor"),
         (("polyphase_upsample2d", x), {}, "has no Triton kernel"),
     ]
@@ -313,7 +315,7 @@ def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
         (ga,) = torch.autograd.grad(EF.max_blur_pool2d(x, **kw).sum(), x)
         (gb,) = torch.autograd.grad(ref_max_blur(x, **kw).sum(), x)
         torch.testing.assert_close(ga, gb)
-    with pytest.raises(ValueError, match="kernel_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="kernel_size=0 must be an integer >= 1"):
         EF.max_blur_pool2d(x, kernel_size=0)
 
 

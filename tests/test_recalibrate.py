@@ -30,5 +30,5 @@ def test_chunks_average_and_cover_group_and_harmonic_norms(gen):
 def test_bad_input():
     with pytest.raises(ValueError, match="non-empty batch"):
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(0, 1, 2, 2))
-    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+    with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(2, 1, 2, 2), batch_size=0)

@@ -28,6 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from .. import kernels
 from ..kernels import _cpu
 
@@ -41,32 +42,16 @@ __all__ = [
     "blur_upsample2d",
 ]
 
-PADDING_MODES = ("reflect", "replicate", "zeros", "circular")
-MAX_KERNEL_SIZE = 7
+PADDING_MODES = C.BLUR_PADDING_MODES
+MAX_KERNEL_SIZE = C.MAX_BLUR_SIZE
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DIMS = {1: "L", 2: "H, W", 3: "D, H, W"}
 
-
-def check_kernel_size(kernel_size: int, name: str = "kernel_size") -> int:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or not (
-        1 <= kernel_size <= MAX_KERNEL_SIZE
-    ):
-        raise ValueError(f"{name} must be an integer in 1..{MAX_KERNEL_SIZE} (the binomial "
-                         f"filter size; 1 = plain subsampling); got {name}={kernel_size!r}")
-    return kernel_size
-
-
-def check_stride(stride: int, name: str = "stride", minimum: int = 1) -> int:
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {name}={stride!r}")
-    return stride
-
-
-def check_padding_mode(padding_mode: str, name: str = "padding_mode") -> str:
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"unknown {name}={padding_mode!r}; valid modes: "
-                         f"{', '.join(map(repr, PADDING_MODES))}")
-    return padding_mode
+# The shared checks (``equilayers._checks``), under the names the layers import from here.
+check_kernel_size = C.check_blur_size
+check_stride = C.check_stride
+check_padding_mode = C.check_padding_mode
+check_max_blur_args = C.check_max_blur_args
 
 
 def binomial_filter(
@@ -82,7 +67,8 @@ def binomial_filter(
         >>> binomial_filter(3).tolist()
         [0.25, 0.5, 0.25]
     """
-    k = check_kernel_size(kernel_size)
+    k = check_kernel_size(kernel_size, "kernel_size", "binomial_filter")
+    C.check_float_dtype(dtype, "dtype", "binomial_filter")
     coeffs = [math.comb(k - 1, i) / 2 ** (k - 1) for i in range(k)]
     return torch.tensor(coeffs, dtype=dtype, device=device)
 
@@ -100,34 +86,23 @@ def _outer(filt: torch.Tensor, nd: int) -> torch.Tensor:
 
 
 def blur_nd(
-    x: torch.Tensor, filt: torch.Tensor, stride: int, padding_mode: str, nd: int, what: str
+    x: torch.Tensor, filt: torch.Tensor, stride: int, padding_mode: str, nd: int, what: str,
+    name: str = "kernel_size",
 ) -> torch.Tensor:
     """Pad, correlate with the outer product of the 1-D ``filt`` and subsample by ``stride``
     over the last ``nd`` dims of ``x`` (the shared reference; inputs already validated except
     the tensor itself)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if x.dim() < nd + 1:
-        raise ValueError(f"{what} expects at least {nd + 1} dims (..., {_DIMS[nd]}); got shape "
-                         f"{tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{what} expects a floating-point tensor; got dtype {x.dtype}")
+    C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"(..., {_DIMS[nd]})")
     k = filt.shape[0]
     spatial = x.shape[-nd:]
     if k == 1:
         index = (Ellipsis,) + (slice(None, None, stride),) * nd
         return x[index]
     left, right = _pads(k)
-    if padding_mode == "reflect" and min(spatial) <= right:
-        raise ValueError(f"padding_mode='reflect' with kernel_size={k} needs every spatial size "
-                         f"> {right}; got spatial shape {tuple(spatial)}. Use "
-                         "padding_mode='replicate' or a smaller kernel_size")
-    if padding_mode == "circular" and min(spatial) < right:
-        raise ValueError(f"padding_mode='circular' with kernel_size={k} needs every spatial size "
-                         f">= {right}; got spatial shape {tuple(spatial)}")
+    C.check_blur_padding(spatial, k, padding_mode, what, x.shape, name)
     lead = x.shape[:-nd]
     channels = x.shape[-nd - 1]
-    flat = x.reshape(-1, channels, *spatial)
+    flat = x.reshape(math.prod(lead[:-1]), channels, *spatial)  # no -1: empty batches work
     pad = (left, right) * nd
     if padding_mode == "zeros":
         flat = F.pad(flat, pad)
@@ -142,9 +117,7 @@ def blur_nd(
 
 
 def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):
-    check_kernel_size(kernel_size)
-    check_stride(stride)
-    check_padding_mode(padding_mode)
+    C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
     filt = binomial_filter(kernel_size, dtype=x.dtype if isinstance(x, torch.Tensor) and
                            x.is_floating_point() else None,
                            device=x.device if isinstance(x, torch.Tensor) else None)
@@ -174,9 +147,7 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
     """
     # the reference's argument checks run before any path is chosen, so the Triton kernel
     # and the CPU fast path see exactly the arguments the reference accepts
-    check_kernel_size(kernel_size)
-    check_stride(stride)
-    check_padding_mode(padding_mode)
+    C.check_blur_pool_args(kernel_size, stride, padding_mode, "blur_pool2d")
     return kernels.dispatch("blur_pool2d", x, _blur_pool2d_reference, fast=_cpu.blur_pool2d,
                             kernel_size=kernel_size, stride=stride, padding_mode=padding_mode)
 
@@ -196,26 +167,13 @@ def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
 
 
 def _flat_spatial(x: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple[int, ...]]:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if x.dim() not in (4, 5):
-        raise ValueError(f"{what} expects (B, C, H, W) or (B, C, F, H, W); got shape "
-                         f"{tuple(x.shape)}")
-    return x.reshape(-1, *x.shape[-3:]) if x.dim() == 5 else x, tuple(x.shape[:-2])
+    C.check_tensor(x, "x", what, ndim=(4, 5), layout="(B, C, H, W) or (B, C, F, H, W)")
+    flat = x.reshape(math.prod(x.shape[:2]), *x.shape[-3:]) if x.dim() == 5 else x
+    return flat, tuple(x.shape[:-2])
 
 
-def check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding) -> None:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be an integer >= 1 (the max-pool window); got "
-                         f"kernel_size={kernel_size!r}")
-    check_stride(stride)
-    check_kernel_size(blur_size, "blur_size")
-    check_padding_mode(padding_mode)
-    if isinstance(padding, bool) or not isinstance(padding, int) or not (
-        0 <= padding <= kernel_size // 2
-    ):
-        raise ValueError(f"padding must be an integer in 0..kernel_size//2 (as nn.MaxPool2d); "
-                         f"got padding={padding!r}")
+def _check_max_window(x: torch.Tensor, kernel_size: int, padding: int, what: str) -> None:
+    C.check_window(x, (kernel_size, kernel_size), (padding,) * 4, what)
 
 
 def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
@@ -237,6 +195,7 @@ def _max_blur_pool2d_reference(x: torch.Tensor, kernel_size: int = 2, stride: in
                                padding: int = 0) -> torch.Tensor:
     check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)
     flat, lead = _flat_spatial(x, "max_blur_pool2d")
+    _check_max_window(x, kernel_size, padding, "max_blur_pool2d")
     y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
     y = y.reshape(*lead, *y.shape[-2:])
     return blur_pool2d(y, blur_size, stride, padding_mode)
@@ -248,6 +207,7 @@ def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2
     # The dispatcher takes this path only with valid arguments; the rank is checked here (the
     # fast ops take any leading dims).
     _flat_spatial(x, "max_blur_pool2d")
+    _check_max_window(x, kernel_size, padding, "max_blur_pool2d")
     return _cpu.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
 
 
@@ -263,16 +223,29 @@ def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     size per dim: ``floor((N + 2 padding - dilation (k - 1) - 1) / stride) + 1``, the same as
     the strided ``nn.Conv2d``. See :class:`equilayers.nn.BlurConv2d`.
     """
-    check_stride(stride)
-    check_kernel_size(blur_size, "blur_size")
-    if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-        raise ValueError(f"unknown padding_mode={padding_mode!r}; valid modes: 'zeros', "
-                         "'reflect', 'replicate', 'circular'")
+    what = "blur_conv2d"
+    check_stride(stride, "stride", what)
+    check_kernel_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if blur_padding_mode is None:
         blur_padding_mode = "circular" if padding_mode == "circular" else "reflect"
-    check_padding_mode(blur_padding_mode, "blur_padding_mode")
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
+    ph, pw = C.check_pair(padding, "padding", what, minimum=0)
+    dilation = C.check_pair(dilation, "dilation", what, minimum=1)
+    groups = C.check_int(groups, "groups", what, minimum=1)
+    C.check_tensor(x, "x", what, ndim=4, layout="(B, C_in, H, W)")
+    C.check_conv_weight(weight, groups, what)
+    C.check_channels(x, weight.shape[1] * groups, what, hint=" (weight.shape[1] * groups)")
+    C.check_bias(bias, (weight.shape[0],), what)
+    kh, kw = weight.shape[-2:]
+    C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
+                   (pw, pw, ph, ph), what)
+    # the blur pads the conv's stride-1 output: name blur_size, not blur_pool2d's kernel_size
+    out = [n + 2 * p - d * (k - 1) for n, p, d, k in zip(x.shape[-2:], (ph, pw), dilation,
+                                                         (kh, kw), strict=True)]
+    C.check_blur_padding(out, blur_size, blur_padding_mode, what, x.shape, "blur_size")
     if padding_mode != "zeros" and (ph or pw):
+        C.check_pad_fits(x, (pw, pw, ph, ph), padding_mode, what)
         x = F.pad(x, (pw, pw, ph, ph), mode=padding_mode)
         ph = pw = 0
     y = F.conv2d(x, weight, bias, 1, (ph, pw), dilation, groups)
@@ -291,15 +264,14 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
     mean is preserved exactly and a circular shift of the input by ``t`` shifts the output by
     ``s t``. See :class:`equilayers.nn.BlurUpsample2d`.
     """
-    s = check_stride(scale_factor, "scale_factor")
-    check_kernel_size(blur_size, "blur_size")
-    check_padding_mode(padding_mode)
-    if not isinstance(x, torch.Tensor) or x.dim() < 3:
-        raise ValueError("blur_upsample2d expects a tensor with at least 3 dims (..., H, W); got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    what = "blur_upsample2d"
+    s = check_stride(scale_factor, "scale_factor", what)
+    check_kernel_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+    C.check_tensor(x, "x", what, min_ndim=3, layout="(..., H, W) with a batch dim")
     h, w = x.shape[-2:]
     y = x.new_zeros(*x.shape[:-2], h, s, w, s)
     y[..., :, 0, :, 0] = x
     y = y.reshape(*x.shape[:-2], h * s, w * s)
     filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
-    return blur_nd(y, filt, 1, padding_mode, 2, "blur_upsample2d")
+    return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")

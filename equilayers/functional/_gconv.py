@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
 from ._basis_settings import Cutoff
@@ -64,7 +65,7 @@ __all__ = [
 #: Groups whose elements all map the pixel grid onto itself, so full ``k x k`` pixel filters
 #: can be transformed exactly.
 PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_MODES = C.PADDING_MODES
 
 
 def check_pixel_group(group: GroupLike) -> Group:
@@ -159,11 +160,11 @@ def expansion_index(group: GroupLike, out_channels: int, in_per_group: int, kern
 
 
 def _check_weight(weight: torch.Tensor, ndim: int, what: str) -> None:
-    if not isinstance(weight, torch.Tensor) or weight.dim() != ndim:
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else weight
+    C.check_tensor(weight, "weight", what, floating=False)  # a gather: any dtype
+    if weight.dim() != ndim:
         layout = ("(C_out, C_in // groups, k, k)" if ndim == 4
                   else "(C_out, C_in // groups, |G|, k, k)")
-        raise ValueError(f"{what} weight must have shape {layout}; got {shape}")
+        raise ValueError(f"{what} weight must have shape {layout}; got {tuple(weight.shape)}")
     if weight.shape[-1] != weight.shape[-2]:
         raise ValueError(f"{what} needs square filters (rotations map k x k onto itself); got "
                          f"kernel {tuple(weight.shape[-2:])}")
@@ -172,7 +173,7 @@ def _check_weight(weight: torch.Tensor, ndim: int, what: str) -> None:
 def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     """``(C_out, C_in/groups, k, k)`` -> expanded ``(C_out*|G|, C_in/groups, k, k)``:
     block ``[o, g, c] = g . weight[o, c]`` (one gather)."""
-    _check_weight(weight, 4, "lifting")
+    _check_weight(weight, 4, "expand_lifting_filter")
     c_out, c_in, k, _ = weight.shape
     idx = expansion_index(group, c_out, c_in, k, lifting=True, device=weight.device)
     return weight.reshape(-1)[idx]
@@ -181,7 +182,7 @@ def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torc
 def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     """``(C_out, C_in/groups, |G|, k, k)`` -> expanded ``(C_out*|G|, C_in/groups*|G|, k, k)``:
     block ``[o, g, c] = g . weight[o, c]`` with the regular action (one gather)."""
-    _check_weight(weight, 5, "group conv")
+    _check_weight(weight, 5, "expand_group_filter")
     grp = check_pixel_group(group)
     c_out, c_in, f, k, _ = weight.shape
     if f != grp.order:
@@ -191,32 +192,28 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
     return weight.reshape(-1)[idx]
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(
-            isinstance(i, int) and not isinstance(i, bool) for i in v):
-        return (int(v[0]), int(v[1]))
-    raise ValueError(f"{name} must be an int or a pair of ints; got {v!r}")
+def _pair(v, name: str, what: str = "", minimum: int | None = None) -> tuple[int, int]:
+    return C.check_pair(v, name, what, minimum=minimum)
 
 
-def resolve_padding(padding, kernel_size: int, dilation) -> tuple[int, int, int, int]:
+def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
+                    ) -> tuple[int, int, int, int]:
     """``padding`` (int, pair, ``"same"``, ``"valid"``) -> ``(left, right, top, bottom)``.
 
     ``"same"`` pads ``dilation * (k - 1)`` in total per dim, the extra pixel (when odd) on the
     right/bottom, as ``nn.Conv2d`` does.
     """
-    dh, dw = _pair(dilation, "dilation")
+    dh, dw = _pair(dilation, "dilation", what, minimum=1)
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding == "same":
             th, tw = dh * (kernel_size - 1), dw * (kernel_size - 1)
             return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        raise ValueError(f"padding must be an int, a pair, 'same' or 'valid'; got {padding!r}")
-    ph, pw = _pair(padding, "padding")
-    if ph < 0 or pw < 0:
-        raise ValueError(f"padding must be >= 0; got {padding!r}")
+        raise ValueError(f"{what + ': ' if what else ''}padding must be an int, a pair, 'same' "
+                         f"or 'valid'; got padding={padding!r}")
+    ph, pw = C.check_pair(padding, "padding", what, minimum=0,
+                          fix="an int, a pair, 'same' or 'valid'")
     return (pw, pw, ph, ph)
 
 
@@ -233,12 +230,21 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
     ``c4``/``d4`` additionally need the same options on both dims. Other groups are judged on
     their :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
     """
+    what = "exactness_problems"
     grp = grid_subgroup(group)
+    if isinstance(size, (tuple, list, torch.Size)):  # under jit.trace a shape holds 0-d tensors
+        size = tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0
+                     and not v.is_floating_point() else v for v in size)
+    h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
+    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    sh, sw = _pair(stride, "stride", what, minimum=1)
+    dh, dw = _pair(dilation, "dilation", what, minimum=1)
+    if not (isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
+            C.is_int(p) and p >= 0 for p in pad)):
+        raise TypeError(f"{what}: pad={pad!r} must be four integers >= 0 (left, right, top, "
+                        f"bottom), e.g. from resolve_padding")
     if grp.order == 1:
         return []
-    h, w = size
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
     left, right, top, bottom = pad
     dims = [("width", w, sw, dw, left, right)]
     if not (grp.n == 1):  # c2, c4, d2, d4 contain the half turn: both dims flip
@@ -275,29 +281,31 @@ def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
 
 def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-                  dilation=1, groups: int = 1, padding_mode: str = "zeros") -> torch.Tensor:
+                  dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
+                  what: str = "conv") -> torch.Tensor:
     """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
     ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field ``(C_out,)`` (added
     to every slot) or per output slot ``(C_out * F_out,)``."""
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
+    C.check_padding_mode(padding_mode, "padding_mode", "", PADDING_MODES)
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
+    sp, dp = _pair(stride, "stride"), _pair(dilation, "dilation")
+    k = weight.shape[-1]
+    C.check_window(x, (dp[0] * (k - 1) + 1, dp[1] * (k - 1) + 1), pad, what)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
     if explicit is not None:
+        C.check_pad_fits(x, explicit, padding_mode, what)
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x4 = F.pad(x4, explicit, mode=mode)
     if bias is not None and bias.shape[0] != weight.shape[0]:
         bias = bias.repeat_interleave(fiber_out)
-    y = F.conv2d(x4, weight, bias, _pair(stride, "stride"), conv_pad, _pair(dilation, "dilation"),
-                 groups)
+    y = F.conv2d(x4, weight, bias, sp, conv_pad, dp, groups)
     return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, y.shape[-2], y.shape[-1])
 
 
 def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,
                  in_order: int | None = None):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    C.check_tensor(x, "x", what, floating=False)
     if x.dim() != ndim:
         layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, F, H, W) group maps"
         hint = (" (a lifting conv, LiftingConv2d, maps images to group maps)" if ndim == 5
@@ -314,6 +322,51 @@ def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, w
                          f"in dim 2 (in_max_order={in_order}); got shape {tuple(x.shape)}: set "
                          f"in_max_order (default max_order) to the input's order "
                          f"(F - 1) // 2")
+    C.check_tensor(x, "x", what)  # floating point
+
+
+def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_mode,
+                     kernel_size, steerable: bool) -> None:
+    """The arguments of :func:`lifting_conv2d` / :func:`group_conv2d` (the tensors'
+    shapes are checked against them later)."""
+    _pair(stride, "stride", what, minimum=1)
+    _pair(dilation, "dilation", what, minimum=1)
+    C.check_int(groups, "groups", what, minimum=1)
+    C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
+    C.check_tensor(weight, "weight", what)
+    if steerable:
+        C.check_optional_int(kernel_size, "kernel_size", what, minimum=1,
+                             fix="odd, the size the steerable basis is sampled on")
+    elif kernel_size is not None and (not C.is_int(kernel_size)
+                                      or kernel_size != weight.shape[-1]):
+        raise ValueError(f"{what}: kernel_size={kernel_size!r} must be None or the pixel "
+                         f"filter's size {weight.shape[-1]} (weight shape "
+                         f"{tuple(weight.shape)}); drop it, it is read from the weight")
+    if weight.dim() and weight.shape[0] % groups:
+        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
+                         f"shape {tuple(weight.shape)})")
+    C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what)
+
+
+def _pixel_only(what: str, max_order, in_max_order=None, settings: dict | None = None) -> None:
+    """A pixel weight (4-D/5-D) with arguments that only a steerable weight takes."""
+    for name, v in (("max_order", max_order), ("in_max_order", in_max_order)):
+        if v is not None:
+            raise ValueError(f"{what}: {name}={v!r} needs a steerable weight (C_out, C_in // "
+                             "groups, num_basis); pixel filters give regular fields")
+    if settings:
+        name, value = next(iter(settings.items()))
+        raise ValueError(f"{what}: {name}={value!r} sets the steerable basis, but the weight is "
+                         "a pixel filter (4-D/5-D): pass a steerable weight (C_out, C_in // "
+                         f"groups, num_basis) with kernel_size=k, or drop {name}")
+
+
+def _basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight, max_order,
+                    in_max_order) -> str:
+    return (f"the steerable basis of {get(group).name} {in_rep}->{out_rep} k={kernel_size} "
+            f"(kernel_size={kernel_size}, max_order={max_order}, in_max_order={in_max_order}) "
+            f"has {nb} elements; got weight {tuple(weight.shape)}: its last dim must be the "
+            "number of basis elements")
 
 
 def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
@@ -331,9 +384,8 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         g, j = table.shape[:2]
         nb = j if lifting else g * j
         if weight.shape[-1] != nb:
-            raise ValueError(f"the steerable basis of {get(group).name} {in_rep}->{out_rep} "
-                             f"k={kernel_size} has {nb} elements; got weight "
-                             f"{tuple(weight.shape)}")
+            raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight,
+                                             max_order, in_max_order))
         if groups < 1 or weight.shape[0] % groups:
             raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
         index = None if lifting else inverse_cayley_index(group, weight.device)
@@ -342,20 +394,9 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
                             out_order=m_out, dtype=weight.dtype, device=weight.device,
                             **settings)
     if weight.shape[-1] != basis.shape[0]:
-        raise ValueError(f"the steerable basis of {get(group).name} {in_rep}->{out_rep} "
-                         f"k={kernel_size} has {basis.shape[0]} elements; got weight "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, basis.shape[0],
+                                         weight, max_order, in_max_order))
     return expand_steerable(weight, basis, groups), basis.shape[1], basis.shape[2], m_in
-
-
-def _pixel_weight_error(max_order, settings: dict, what: str = "max_order"):
-    if max_order is not None:
-        raise ValueError(f"{what}={max_order!r} needs a steerable weight (C_out, C_in // "
-                         "groups, num_basis); pixel filters give regular fields")
-    name, value = next(iter(settings.items()))
-    raise ValueError(f"{name}={value!r} sets the steerable basis, but the weight is a pixel "
-                     "filter (4-D/5-D): pass a steerable weight (C_out, C_in // groups, "
-                     f"num_basis) with kernel_size=k, or drop {name}")
 
 
 def _settings(sigma, frequencies_cutoff, rings) -> dict:
@@ -386,22 +427,27 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     (required for so2/o2); ``sigma``, ``frequencies_cutoff``, ``rings``: the basis settings
     of :func:`~equilayers.functional.steerable_basis`. ``bias`` ``(C_out,)``: one value per
     regular field, or on the order-0 slot of a harmonic field."""
+    what = "lifting_conv2d"
     settings = _settings(sigma, frequencies_cutoff, rings)
-    if isinstance(weight, torch.Tensor) and weight.dim() == 3:
-        _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
+    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
+    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
+                     steerable)
+    if steerable:
+        _check_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
                                               groups, settings)
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
-        pad = resolve_padding(padding, kernel_size, dilation)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
-    if max_order is not None or settings:
-        _pixel_weight_error(max_order, settings)
+        pad = resolve_padding(padding, kernel_size, dilation, what)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                             what=what)
+    _pixel_only(what, max_order, settings=settings)
     grp = check_pixel_group(group)
-    _check_input(x, 4, weight.shape[1] * groups, None, "lifting_conv2d")
-    pad = resolve_padding(padding, weight.shape[-1], dilation)
+    _check_weight(weight, 4, what)
+    _check_input(x, 4, weight.shape[1] * groups, None, what)
+    pad = resolve_padding(padding, weight.shape[-1], dilation, what)
     return conv_expanded(x, expand_lifting_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode)
+                         pad, dilation, groups, padding_mode, what=what)
 
 
 def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -418,20 +464,24 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     of cN/dN, or harmonic fields with ``max_order=M`` (output) and ``in_max_order`` (input,
     default ``M``); basis settings as in :func:`lifting_conv2d`. ``bias`` ``(C_out,)`` as in
     :func:`lifting_conv2d`."""
+    what = "group_conv2d"
     settings = _settings(sigma, frequencies_cutoff, rings)
-    if isinstance(weight, torch.Tensor) and weight.dim() == 3:
+    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
+    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
+                     steerable)
+    if steerable:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
                                                     in_max_order, groups, settings)
-        _check_input(x, 5, weight.shape[1] * groups, f_in, "group_conv2d", m_in)
+        _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
-        pad = resolve_padding(padding, kernel_size, dilation)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode)
-    if max_order is not None or in_max_order is not None or settings:
-        _pixel_weight_error(max_order if in_max_order is None else in_max_order, settings,
-                            "max_order" if in_max_order is None else "in_max_order")
+        pad = resolve_padding(padding, kernel_size, dilation, what)
+        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                             what=what)
+    _pixel_only(what, max_order, in_max_order, settings)
     grp = check_pixel_group(group)
-    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), "group_conv2d")
-    pad = resolve_padding(padding, weight.shape[-1], dilation)
+    _check_weight(weight, 5, what)
+    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
+    pad = resolve_padding(padding, weight.shape[-1], dilation, what)
     return conv_expanded(x, expand_group_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode)
+                         pad, dilation, groups, padding_mode, what=what)

@@ -5,7 +5,33 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
+
 __all__ = ["group_batch_norm"]
+
+
+def check_norm_args(eps, momentum, what: str, *, momentum_none: bool = False) -> None:
+    """``eps > 0`` and ``momentum`` in ``[0, 1]`` (``None``, cumulative averaging, where
+    ``nn.BatchNorm`` takes it)."""
+    C.check_number(eps, "eps", what, positive=True,
+                   fix="it keeps the division by the standard deviation finite")
+    if momentum is None and momentum_none:
+        return
+    C.check_number(momentum, "momentum", what, minimum=0, maximum=1,
+                   fix="the weight of the newest batch in the running statistics"
+                   + (" (None: a cumulative average)" if momentum_none else ""))
+
+
+def check_input(x: torch.Tensor, num_features: int, what: str) -> None:
+    """``x`` is a floating 5-D group feature map with ``num_features`` fields."""
+    C.check_tensor(x, "x", what, floating=False)
+    if x.dim() != 5:
+        raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
+                         f"{tuple(x.shape)} (use nn.BatchNorm2d for images)")
+    C.check_tensor(x, "x", what)
+    if x.shape[1] != num_features:
+        raise ValueError(f"{what} expects C={num_features} fields in dim 1; got shape "
+                         f"{tuple(x.shape)}")
 
 
 def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
@@ -15,8 +41,22 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
     """``F.batch_norm`` on ``(B, C, F, H, W)``: one mean/variance (and one affine pair) per
     field ``C``, computed over ``B, F, H, W``. Permuting the fiber or moving the image does
     not change the statistics, so the map is exactly equivariant for regular fields."""
+    what = "group_batch_norm"
+    check_norm_args(eps, momentum, what)
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"group_batch_norm expects a 5-D (B, C, F, H, W) group feature map; got "
                          f"{shape} (use nn.BatchNorm2d for images)")
+    check_input(x, x.shape[1], what)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None:
+            C.check_tensor(t, name, what)
+            if t.shape != x.shape[1:2]:
+                raise ValueError(f"{what}: {name} must have shape (C,) = ({x.shape[1]},), one "
+                                 f"value per field of x (shape {tuple(x.shape)}); got shape "
+                                 f"{tuple(t.shape)}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{what}: training=False normalizes with running_mean and running_var; "
+                         "pass both, or training=True (batch statistics)")
     return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ..kernels._dispatch import functorch_active
-from ._gconv import _pair
 
 __all__ = ["group_pool", "group_max_pool2d", "group_avg_pool2d"]
 
@@ -15,11 +15,30 @@ REDUCTIONS = ("max", "mean")
 
 
 def _check_5d(x: torch.Tensor, what: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    C.check_tensor(x, "x", what, floating=False)
     if x.dim() != 5:
         raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
                          f"{tuple(x.shape)}")
+    C.check_tensor(x, "x", what)  # floating point
+
+
+def check_pool_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
+                    ) -> tuple[tuple[int, int], ...]:
+    """``nn.MaxPool2d`` / ``nn.AvgPool2d``'s arguments as pairs ``(k, s, p, d)``: ``stride``
+    ``None`` means ``kernel_size``; ``padding`` at most half the (dilated) window, as torch
+    requires."""
+    k = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
+    s = k if stride is None else C.check_pair(stride, "stride", what, minimum=1,
+                                              fix="None means kernel_size")
+    p = C.check_pair(padding, "padding", what, minimum=0)
+    d = C.check_pair(dilation, "dilation", what, minimum=1)
+    limit = tuple((di * (ki - 1) + 1) // 2 if max_pool else ki // 2
+                  for ki, di in zip(k, d, strict=True))
+    if p[0] > limit[0] or p[1] > limit[1]:
+        raise ValueError(f"{what}: padding={padding!r} must be at most half the "
+                         f"{'(dilated) ' if max_pool else ''}window, {limit} here (as "
+                         "nn.MaxPool2d/nn.AvgPool2d)")
+    return k, s, p, d
 
 
 class _FiberMax(torch.autograd.Function):
@@ -53,18 +72,24 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     1 thread) ``amax`` measured 0.14 ms forward at (16, 16, 8, 32, 32) against 6.2 ms for
     ``x.max(2).values``, 10 ms for ``F.max_pool3d`` and 0.37 ms for pairwise ``torch.maximum``.
     """
+    C.check_choice(reduction, "reduction", REDUCTIONS, "group_pool")
     _check_5d(x, "group_pool")
     if reduction == "max":
         if not (x.requires_grad and torch.is_grad_enabled()) or functorch_active():
             return x.amax(2)  # no autograd node to build, or torch.func transforms it
         return _FiberMax.apply(x)
-    if reduction == "mean":
-        return x.mean(2)
-    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+    return x.mean(2)
 
 
-def _spatial(x: torch.Tensor, fn, what: str, *args) -> torch.Tensor:
+def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> torch.Tensor:
     _check_5d(x, what)
+    if not ceil_mode:  # torch's "Output size is too small"
+        C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+                       (p[1], p[1], p[0], p[0]), what)
+    if fn is F.max_pool2d:
+        args = (k, s, p, d, ceil_mode, *args)
+    else:
+        args = (k, s, p, ceil_mode, *args)
     b, c, f, h, w = x.shape
     y = fn(x.reshape(b, c * f, h, w), *args)
     return y.reshape(b, c, f, y.shape[-2], y.shape[-1])
@@ -73,16 +98,14 @@ def _spatial(x: torch.Tensor, fn, what: str, *args) -> torch.Tensor:
 def group_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
                      ceil_mode: bool = False) -> torch.Tensor:
     """``F.max_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
-    stride = kernel_size if stride is None else stride
-    return _spatial(x, F.max_pool2d, "group_max_pool2d", _pair(kernel_size, "kernel_size"),
-                    _pair(stride, "stride"), _pair(padding, "padding"),
-                    _pair(dilation, "dilation"), ceil_mode)
+    what = "group_max_pool2d"
+    k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
+    return _spatial(x, F.max_pool2d, what, k, s, p, d, ceil_mode)
 
 
 def group_avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0,
                      ceil_mode: bool = False, count_include_pad: bool = True) -> torch.Tensor:
     """``F.avg_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
-    stride = kernel_size if stride is None else stride
-    return _spatial(x, F.avg_pool2d, "group_avg_pool2d", _pair(kernel_size, "kernel_size"),
-                    _pair(stride, "stride"), _pair(padding, "padding"), ceil_mode,
-                    count_include_pad)
+    what = "group_avg_pool2d"
+    k, s, p, d = check_pool_args(kernel_size, stride, padding, 1, what, max_pool=False)
+    return _spatial(x, F.avg_pool2d, what, k, s, p, d, ceil_mode, count_include_pad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ..groups import GroupLike, get
 from ._group_pool import group_pool
 
@@ -14,17 +15,17 @@ POOLS = ("max", "mean")
 SPATIAL = ("mean", "max")
 
 
-def _check_pool(pool: str, spatial: str | None = None) -> None:
-    if pool not in POOLS:
-        raise ValueError(f"pool={pool!r} is not a fiber pooling; valid: "
-                         + ", ".join(map(repr, POOLS)))
-    if spatial is not None and spatial not in SPATIAL:
-        raise ValueError(f"spatial={spatial!r} is not a spatial pooling; valid: "
-                         + ", ".join(map(repr, SPATIAL)))
+def _check_pool(pool: str, what: str = "") -> None:
+    C.check_choice(pool, "pool", POOLS, what, fix="the fiber pooling")
+
+
+def _check_spatial(spatial: str, what: str = "") -> None:
+    C.check_choice(spatial, "spatial", SPATIAL, what, fix="the spatial pooling")
 
 
 def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     grp = get(group)
+    C.check_tensor(x, "x", what, floating=False)
     if not grp.is_finite:
         raise ValueError(f"{what}: group {grp.name!r} is continuous and has no regular fiber; "
                          "use a finite group such as 'p4' or 'p4m'")
@@ -34,6 +35,7 @@ def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     if x.shape[2] != grp.order:
         raise ValueError(f"{what}: a regular fiber of {grp.name} has |G|={grp.order} slots; got "
                          f"F={x.shape[2]} in shape {tuple(x.shape)} (is group= right?)")
+    C.check_tensor(x, "x", what)
     return int(grp.order)
 
 
@@ -41,17 +43,15 @@ def fiber_pool(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
     """Pool ``(B, C, F, H, W)`` over the fiber dim to ``(B, C, H, W)`` (max or mean): every
     permutation of the slots leaves the result unchanged, so a regular field becomes a trivial
     (plain) one."""
-    _check_pool(pool)
-    if x.dim() != 5:
-        raise ValueError(f"fiber_pool expects (B, C, F, H, W); got shape {tuple(x.shape)}")
+    _check_pool(pool, "fiber_pool")
+    C.check_tensor(x, "x", "fiber_pool", ndim=5, layout="(B, C, F, H, W)")
     return group_pool(x, pool)  # amax's values and gradients, with a faster backward
 
 
 def spatial_pool(x: torch.Tensor, spatial: str = "mean") -> torch.Tensor:
     """Global pooling of ``(B, C, H, W)`` over ``H, W`` to ``(B, C)`` (mean or max)."""
-    _check_pool("max", spatial)
-    if x.dim() != 4:
-        raise ValueError(f"spatial_pool expects (B, C, H, W); got shape {tuple(x.shape)}")
+    _check_spatial(spatial, "spatial_pool")
+    C.check_tensor(x, "x", "spatial_pool", ndim=4, layout="(B, C, H, W)")
     return x.mean(dim=(-2, -1)) if spatial == "mean" else x.amax(dim=(-2, -1))
 
 
@@ -87,16 +87,17 @@ def invariant_head(
     Exactly invariant to every element of ``group`` acting on the input and to integer
     circular shifts, because both poolings are symmetric functions of what they pool.
     """
-    _check_pool(pool, spatial)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"invariant_head expects a tensor; got {type(x).__name__}")
-    if x.dim() == 5:
-        _check_regular(x, group, "invariant_head")
-        x = fiber_pool(x, pool)
-    elif x.dim() != 4:
-        raise ValueError(f"invariant_head expects (B, C, |G|, H, W) or (B, C, H, W); got shape "
-                         f"{tuple(x.shape)}")
+    what = "invariant_head"
+    _check_pool(pool, what)
+    _check_spatial(spatial, what)
+    C.check_tensor(weight, "weight", what, ndim=2, layout="(num_classes, C)")
+    C.check_bias(bias, (weight.shape[0],), what)
+    C.check_tensor(x, "x", what, ndim=(4, 5), layout="(B, C, |G|, H, W) or (B, C, H, W)")
     if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"invariant_head: the input has C={x.shape[1]} channels but the head "
-                         f"expects in_channels={weight.shape[1]}")
+        raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
+                         f"the head expects in_channels={weight.shape[1]} (weight shape "
+                         f"{tuple(weight.shape)})")
+    if x.dim() == 5:
+        _check_regular(x, group, what)
+        x = fiber_pool(x, pool)
     return F.linear(spatial_pool(x, spatial), weight, bias)

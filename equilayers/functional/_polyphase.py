@@ -36,28 +36,22 @@ import math
 
 import torch
 
+from .. import _checks as C
 from .. import kernels
 from ..kernels import _cpu_polyphase
-from ._blur import binomial_filter, blur_nd, check_kernel_size, check_padding_mode, check_stride
+from ._blur import binomial_filter, blur_nd
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
 
 CRITERIA = {"l2": 2, "l1": 1, "linf": math.inf}
 
 
-def _check_criterion(criterion: str) -> float:
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion={criterion!r}; valid: "
-                         f"{', '.join(map(repr, CRITERIA))}")
-    return CRITERIA[criterion]
+def _check_criterion(criterion: str, what: str = "") -> float:
+    return CRITERIA[C.check_choice(criterion, "criterion", tuple(CRITERIA), what)]
 
 
 def _check_input(x: torch.Tensor, what: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if x.dim() < 3:
-        raise ValueError(f"{what} expects (B, ..., H, W) with a batch dim; got shape "
-                         f"{tuple(x.shape)}")
+    C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
 
 
 def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
@@ -83,10 +77,8 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
         >>> y.shape, idx.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
-    check_stride(stride, "stride", minimum=2)  # the reference's checks, before every path
-    _check_criterion(criterion)
-    check_kernel_size(blur_size, "blur_size")
-    check_padding_mode(padding_mode)
+    # the reference's checks, before every path
+    C.check_polyphase_args(stride, criterion, blur_size, padding_mode, "polyphase_pool2d")
     return kernels.dispatch("polyphase_pool2d", x, _polyphase_pool2d_reference,
                             fast=_cpu_polyphase.polyphase_pool2d, stride=stride,
                             criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
@@ -98,19 +90,18 @@ def _polyphase_pool2d_reference(x: torch.Tensor, stride: int = 2, *, criterion: 
                                 return_index: bool = False
                                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The pure-PyTorch specification of :func:`polyphase_pool2d`."""
-    s = check_stride(stride, "stride", minimum=2)
-    order = _check_criterion(criterion)
-    check_kernel_size(blur_size, "blur_size")
-    check_padding_mode(padding_mode)
-    _check_input(x, "polyphase_pool2d")
+    what = "polyphase_pool2d"
+    C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
+    s, order = stride, CRITERIA[criterion]
+    _check_input(x, what)
     h, w = x.shape[-2:]
     if h % s or w % s:
         raise ValueError(f"polyphase_pool2d needs H and W divisible by stride={s} (circular "
-                         f"shifts must permute the components); got H={h}, W={w}. Crop or pad "
-                         f"the input to a multiple of {s} first")
+                         f"shifts must permute the components); got H={h}, W={w} (shape "
+                         f"{tuple(x.shape)}). Crop or pad the input to a multiple of {s} first")
     if blur_size > 1:
         filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device)
-        x = blur_nd(x, filt, 1, padding_mode, 2, "polyphase_pool2d")
+        x = blur_nd(x, filt, 1, padding_mode, 2, what, "blur_size")
     b = x.shape[0]
     lead = x.shape[1:-2]
     xr = x.reshape(b, math.prod(lead), h // s, s, w // s, s)  # no -1: empty batches work
@@ -135,10 +126,11 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     ``polyphase_upsample2d(*polyphase_pool2d(x, s, return_index=True), s)`` keeps the chosen
     samples of ``x`` in place and is exactly equivariant to every integer circular shift.
     """
-    s = check_stride(stride, "stride", minimum=2)
-    check_kernel_size(blur_size, "blur_size")
-    check_padding_mode(padding_mode)
-    _check_input(x, "polyphase_upsample2d")
+    what = "polyphase_upsample2d"
+    s = C.check_stride(stride, "stride", what, minimum=2)
+    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_padding_mode(padding_mode, "padding_mode", what)
+    _check_input(x, what)
     b = x.shape[0]
     if (not isinstance(index, torch.Tensor) or index.shape != (b,) or index.is_floating_point()
             or index.is_complex() or index.dtype == torch.bool):
@@ -159,5 +151,5 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     y = y.reshape(b, *lead, h * s, w * s)
     if blur_size > 1:
         filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
-        y = blur_nd(y, filt, 1, padding_mode, 2, "polyphase_upsample2d")
+        y = blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")
     return y

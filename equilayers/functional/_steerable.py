@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, get
 from ._basis_settings import (
@@ -410,6 +411,7 @@ def steerable_basis(
         torch.Size([9, 5, 1, 5, 5])
     """
     grp = get(group)
+    C.check_float_dtype(dtype, "dtype", "steerable_basis")
     for name, rep in (("in_rep", in_rep), ("out_rep", out_rep)):
         if rep not in ("trivial", "regular", "harmonic"):
             raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
@@ -450,6 +452,9 @@ def expand_steerable(weight: torch.Tensor, basis: torch.Tensor, groups: int = 1)
         ``o * F_out + f``, so ``F.conv2d(x.reshape(B, C_in * F_in, H, W), filt, groups=groups)``
         reshaped to ``(B, C_out, F_out, H', W')`` is the steerable conv.
     """
+    C.check_tensor(weight, "weight", "expand_steerable")
+    C.check_tensor(basis, "basis", "expand_steerable")
+    C.check_int(groups, "groups", "expand_steerable", minimum=1)
     if weight.dim() != 3 or basis.dim() != 5 or weight.shape[-1] != basis.shape[0]:
         raise ValueError(f"expand_steerable needs weight (C_out, C_in // groups, num_basis) and "
                          f"basis (num_basis, F_out, F_in, k, k) with matching num_basis; got "

@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from .. import _checks as C
 from ._group import GroupElement
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
 from ._transforms import _check_spatial, flip, rot90, rotate
@@ -38,40 +39,50 @@ __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_ma
 REPS = ("trivial", "regular", "harmonic", "invariant")
 
 
-def check_rep(rep: str) -> str:
+def check_rep(rep: str, name: str = "rep", what: str = "") -> str:
     if isinstance(rep, str) and rep.startswith("quotient:"):
         try:
             parse_quotient(rep)
         except ValueError as e:
-            raise ValueError(f"rep {rep!r}: {e}") from None
+            where = f"{what}: " if what else ""
+            raise ValueError(f"{where}{name}={rep!r}: {e}") from None
         return rep
-    if rep not in REPS:
-        raise ValueError(f"unknown rep {rep!r}; valid reps: {', '.join(map(repr, REPS))} or "
-                         "'quotient:K' for a subgroup K (e.g. 'quotient:d1')")
-    return rep
+    return C.check_choice(rep, name, REPS, what,
+                          "or 'quotient:K' for a subgroup K (e.g. 'quotient:d1')")
+
+
+def _check_element(g, what: str) -> GroupElement:
+    if not isinstance(g, GroupElement):
+        raise TypeError(f"{what}: g={g!r} must be a GroupElement (from group.elements() or "
+                        "group.element(...))")
+    return g
 
 
 def fiber_size(group, rep: str, max_order: int | None = None) -> int:
     """Length of the fiber dim for ``rep``: ``|G|`` (regular), ``2M+1`` (harmonic), 1 else."""
     from ._group import get
 
-    check_rep(rep)
+    g = get(group)
+    check_rep(rep, "rep", "fiber_size")
     if rep.startswith("quotient:"):
-        return quotient_size(group, parse_quotient(rep))
+        return quotient_size(g, parse_quotient(rep))
+    max_order = C.check_optional_int(max_order, "max_order", "fiber_size", minimum=0)
     if rep == "regular":
-        g = get(group)
         if not g.is_finite:
             raise ValueError(f"{g.name} is continuous and has no regular fiber; use rep='harmonic'")
         return int(g.order)
     if rep == "harmonic":
-        if max_order is None or max_order < 0:
-            raise ValueError(f"a harmonic fiber needs max_order >= 0; got {max_order!r}")
+        if max_order is None:
+            raise ValueError(f"fiber_size: a harmonic fiber needs max_order >= 0; got "
+                             f"max_order={max_order!r}")
         return 2 * max_order + 1
     return 1
 
 
 def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> torch.Tensor:
     """Move the last two dims by ``g``: exact flip/rot90 for grid elements, else interpolated."""
+    _check_element(g, "act_spatial")
+    C.check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"), "act_spatial")
     _check_spatial(x, "act_spatial")
     if g.reflection:
         x = flip(x)
@@ -83,6 +94,9 @@ def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> 
 
 def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, device=None):
     """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber."""
+    _check_element(g, "harmonic_matrix")
+    max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
+    C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
     size = 2 * max_order + 1
     rho = torch.zeros(size, size, dtype=torch.float64)
     rho[0, 0] = 1.0
@@ -98,7 +112,12 @@ def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, dev
 
 def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch.Tensor:
     """Transform the fiber dim (``dim``, default 2 of ``(B, C, F, H, W)``) by ``g``."""
-    check_rep(rep)
+    what = "act_fiber"
+    _check_element(g, what)
+    check_rep(rep, "rep", what)
+    C.check_tensor(x, "x", what, floating=False)
+    C.check_int(dim, "dim", what, minimum=-max(x.dim(), 1), maximum=max(x.dim(), 1) - 1,
+                fix=f"a dim of x (shape {tuple(x.shape)})")
     if rep in ("trivial", "invariant"):
         return x
     size = x.shape[dim]
@@ -116,12 +135,13 @@ def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch
                              "use rep='harmonic'")
         if size != group.order:
             raise ValueError(f"a regular fiber of {group.name} has F={group.order} slots; got "
-                             f"F={size} in shape {tuple(x.shape)}")
+                             f"F={size} in dim={dim} of shape {tuple(x.shape)}")
         perm = group.regular_permutation(g).to(x.device)
         return x.index_select(dim, perm)
     if size % 2 == 0:
         raise ValueError(f"a harmonic fiber has F = 2*max_order + 1 (odd) slots; got F={size} in "
-                         f"shape {tuple(x.shape)}")
+                         f"dim={dim} of shape {tuple(x.shape)}")
+    C.check_tensor(x, "x", what)  # the harmonic action mixes slots: floating point
     rho = harmonic_matrix(g, (size - 1) // 2, dtype=x.dtype, device=x.device)
     return torch.movedim(torch.tensordot(rho, torch.movedim(x, dim, 0), dims=1), 0, dim)
 
@@ -134,8 +154,9 @@ def act(
     ``rep="regular"`` and ``"harmonic"`` expect 5-D ``(B, C, F, H, W)`` tensors.
     """
     if not isinstance(g, GroupElement):
-        raise TypeError(f"act needs a GroupElement (from group.elements()); got {g!r}")
-    check_rep(rep)
+        raise TypeError(f"act needs a GroupElement (from group.elements()); got g={g!r}")
+    check_rep(rep, "rep", "act")
+    C.check_tensor(x, "x", "act", floating=False)
     if rep == "invariant":
         return x
     if (rep in ("regular", "harmonic") or rep.startswith("quotient:")) and x.dim() != 5:

@@ -100,7 +100,7 @@ class Group:
     """
 
     def __init__(self, n: int | None, reflections: bool) -> None:
-        if n is not None and (not isinstance(n, int) or n < 1):
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ValueError(f"a finite rotation group needs n >= 1 rotations; got n={n!r}")
         self.n = n
         self.reflections = bool(reflections)

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
+
 __all__ = [
     "rot90",
     "flip",
@@ -23,12 +25,17 @@ __all__ = [
 ]
 
 
-def _check_spatial(x: torch.Tensor, what: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+_MODES = ("bilinear", "nearest", "bicubic")
+_GRID_PADDING = ("zeros", "border", "reflection")
+
+
+def _check_spatial(x: torch.Tensor, what: str, floating: bool = False) -> None:
+    C.check_tensor(x, "x", what, floating=False)
     if x.dim() < 2:
         raise ValueError(f"{what} acts on the last two dims (H, W); got a {x.dim()}-D tensor "
                          f"of shape {tuple(x.shape)}")
+    if floating:
+        C.check_tensor(x, "x", what)
 
 
 def _check_square(x: torch.Tensor, what: str) -> None:
@@ -36,13 +43,15 @@ def _check_square(x: torch.Tensor, what: str) -> None:
     h, w = x.shape[-2:]
     if h != w:
         raise ValueError(f"{what} needs a square input (H == W) for the rotation to map the "
-                         f"image onto itself; got H={h}, W={w}. Pad or crop to a square.")
+                         f"image onto itself; got H={h}, W={w} (x of shape {tuple(x.shape)}). "
+                         "Pad or crop to a square.")
 
 
 def rot90(x: torch.Tensor, k: int = 1) -> torch.Tensor:
     """Rotate the last two dims by ``k`` quarter turns counter-clockwise (as displayed)."""
+    k = C.check_int(k, "k", "rot90", fix="the number of quarter turns")
     _check_square(x, "rot90")
-    return torch.rot90(x, int(k) % 4, dims=(-2, -1))
+    return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
 def flip(x: torch.Tensor) -> torch.Tensor:
@@ -67,9 +76,18 @@ def rotate(
     inscribed disk, rotating forth and back by bilinear interpolation loses about 1-3% of
     the signal (measure it with :func:`equilayers.testing.equivariance_report`'s ``floor``).
     """
-    _check_spatial(x, "rotate")
+    what = "rotate"
+    C.check_choice(mode, "mode", _MODES, what)
+    C.check_choice(padding_mode, "padding_mode", _GRID_PADDING, what)
+    if isinstance(angle, torch.Tensor):
+        C.check_tensor(angle, "angle", what, ndim=(0, 1), layout="(one angle per sample)")
+    else:
+        C.check_number(angle, "angle", what, fix="radians, counter-clockwise")
+    _check_spatial(x, what, floating=True)
     shape = x.shape
     h, w = shape[-2:]
+    if x.numel() == 0:  # grid_sample takes no empty batch; nothing moves
+        return x.clone()
     if isinstance(angle, torch.Tensor) and angle.dim() == 1:
         if angle.shape[0] != shape[0]:
             raise ValueError(f"rotate got {angle.shape[0]} angles for a batch of {shape[0]}; "
@@ -103,6 +121,7 @@ def shift(x: torch.Tensor, shifts: tuple[int, int], fill: float = 0.0) -> torch.
     """Integer shift of the last two dims with ``fill`` entering at the borders."""
     _check_spatial(x, "shift")
     dy, dx = _int_pair(shifts, "shift")
+    C.check_number(fill, "fill", "shift", finite=False)
     h, w = x.shape[-2:]
     out = torch.full_like(x, fill)
     ys, yd = (slice(0, max(h - dy, 0)), slice(dy, h)) if dy >= 0 else (
@@ -122,11 +141,12 @@ def fractional_shift(x: torch.Tensor, shifts: tuple[float, float]) -> torch.Tens
     on even sizes the Nyquist row/column can only keep its real part, so composition is exact
     only for inputs without a Nyquist component.
     """
-    _check_spatial(x, "fractional_shift")
-    if not x.is_floating_point():
-        raise TypeError(f"fractional_shift needs a floating tensor; got {x.dtype}")
-    dy, dx = (float(s) for s in shifts)
+    what = "fractional_shift"
+    _check_spatial(x, what, floating=True)
+    dy, dx = _real_pair(shifts, what)
     h, w = x.shape[-2:]
+    if x.numel() == 0:  # the FFT takes no empty batch; nothing moves
+        return x.clone()
     py = _phase(torch.fft.fftfreq(h, device=x.device, dtype=x.dtype), dy, h)
     px = _phase(torch.fft.rfftfreq(w, device=x.device, dtype=x.dtype), dx, w)
     spec = torch.fft.rfft2(x) * (py[:, None] * px[None, :])
@@ -145,8 +165,10 @@ def _phase(freq: torch.Tensor, d: float, n: int) -> torch.Tensor:
 def gaussian_smooth(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Separable Gaussian blur of the last two dims (reflect padding), used to band-limit
     test inputs before interpolated rotations."""
-    _check_spatial(x, "gaussian_smooth")
-    if sigma <= 0:
+    what = "gaussian_smooth"
+    sigma = C.check_number(sigma, "sigma", what, minimum=0, fix="pixels; 0 = no smoothing")
+    _check_spatial(x, what, floating=True)
+    if sigma == 0 or x.numel() == 0:
         return x
     r = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
@@ -163,18 +185,30 @@ def gaussian_smooth(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
 def disk_mask(h: int, w: int, margin: float = 1.0, *, device=None, dtype=None) -> torch.Tensor:
     """Boolean ``(H, W)`` mask of the pixels inside the inscribed disk, ``margin`` px inside."""
+    h = C.check_int(h, "h", "disk_mask", minimum=0)
+    w = C.check_int(w, "w", "disk_mask", minimum=0)
+    margin = C.check_number(margin, "margin", "disk_mask", minimum=0)
     yy = torch.arange(h, device=device, dtype=torch.float64) - (h - 1) / 2
     xx = torch.arange(w, device=device, dtype=torch.float64) - (w - 1) / 2
     r = min(h, w) / 2 - margin
     return (yy[:, None] ** 2 + xx[None, :] ** 2) <= r * r
 
 
-def _int_pair(shifts, what: str) -> tuple[int, int]:
+def _real_pair(shifts, what: str) -> tuple[float, float]:
     try:
+        if isinstance(shifts, str):
+            raise TypeError
         dy, dx = shifts
     except (TypeError, ValueError):
-        raise ValueError(f"{what} needs shifts=(dy, dx); got {shifts!r}") from None
+        raise TypeError(f"{what}: shifts={shifts!r} must be a pair (dy, dx) of numbers"
+                        ) from None
+    return (C.check_number(dy, "shifts[0]", what, fix="(dy, dx) in pixels"),
+            C.check_number(dx, "shifts[1]", what, fix="(dy, dx) in pixels"))
+
+
+def _int_pair(shifts, what: str) -> tuple[int, int]:
+    dy, dx = _real_pair(shifts, what)
     if int(dy) != dy or int(dx) != dx:
-        raise ValueError(f"{what} needs integer shifts; got {shifts!r} "
+        raise ValueError(f"{what} needs integer shifts; got shifts={shifts!r} "
                          "(use fractional_shift for real-valued shifts)")
     return int(dy), int(dx)

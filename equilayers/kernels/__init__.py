@@ -17,10 +17,14 @@ from collections.abc import Callable
 
 import torch
 
+from .. import _checks as C
 from ._cpu import max_pool2d_stride1
 from ._dispatch import (
     FAST_OPS,
     KERNEL_OPS,
+    _check_arguments,
+    _check_op_name,
+    _check_sizes,
     explain,
     kernel_support,
     select,
@@ -45,6 +49,11 @@ __all__ = [
 
 
 def _check_kernel_input(name: str, x: torch.Tensor, **kwargs) -> None:
+    # the reference's own checks first (the same errors as the functional op), then the
+    # kernel's limits
+    _check_arguments(name, kwargs)
+    C.check_tensor(x, "x", name)
+    _check_sizes(name, tuple(x.shape), kwargs)
     ok, reason = kernel_support(name, x, **kwargs)
     if not ok:
         raise ValueError(f"{name}: the Triton kernel cannot take this input: {reason}")
@@ -81,6 +90,13 @@ def triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str 
     ``blur_size > 1``, by the blur_pool2d kernel at stride 1)."""
     kwargs = {"stride": stride, "criterion": criterion, "blur_size": blur_size,
               "padding_mode": padding_mode}
+    _check_arguments("polyphase_pool2d", kwargs)
+    C.check_tensor(x, "x", "polyphase_pool2d")
+    _check_sizes("polyphase_pool2d", tuple(x.shape), kwargs)
+    if x.numel() == 0:  # nothing to launch: the empty result, as the reference gives it
+        y = x.new_empty(*x.shape[:-2], x.shape[-2] // stride, x.shape[-1] // stride)
+        index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        return (y, index) if return_index else y
     _check_kernel_input("polyphase_pool2d", x, **kwargs)
     return _polyphase(x, return_index=return_index, **kwargs)
 
@@ -103,6 +119,10 @@ def dispatch(op_name: str, x: torch.Tensor, reference: Callable[..., torch.Tenso
     with the same semantics, each called as ``f(x, **kwargs)``. Invalid arguments always reach
     the reference, which raises the error.
     """
+    _check_op_name(op_name, "dispatch")
+    C.check_callable(reference, "reference", "dispatch", fix="the op's pure-PyTorch reference")
+    if fast is not None:
+        C.check_callable(fast, "fast", "dispatch", fix="or None")
     path, _ = select(op_name, x, **kwargs)
     if path == "fast" and fast is not None:
         return fast(x, **kwargs)

@@ -41,6 +41,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ._tables import _source, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
@@ -199,6 +200,9 @@ def max_pool2d_stride1(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
         >>> torch.equal(max_pool2d_stride1(x, 2), F.max_pool2d(x, 2, stride=1))
         True
     """
+    what = "max_pool2d_stride1"
+    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    C.check_tensor(x, "x", what, min_ndim=2, layout="(..., H, W)")
     if x.shape[-2] < kernel_size or x.shape[-1] < kernel_size:
         raise ValueError(f"max_pool2d_stride1: kernel_size={kernel_size} is larger than the "
                          f"spatial size {tuple(x.shape[-2:])}")

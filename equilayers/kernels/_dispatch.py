@@ -46,6 +46,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .. import _checks as C
+
 __all__ = ["FAST_OPS", "KERNEL_OPS", "explain", "kernel_support", "select", "triton_available",
            "use_reference"]
 
@@ -64,8 +66,6 @@ FAST_OPS = {
 # The dtypes the fast paths were checked and measured in.
 _FAST_DTYPES = (torch.float32, torch.float64)
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MODES = ("reflect", "replicate", "zeros", "circular")
-_CRITERIA = ("l2", "l1", "linf")
 
 _state = threading.local()
 
@@ -107,69 +107,62 @@ def _interpret_enabled() -> bool:
             and os.environ.get("TRITON_INTERPRET") == "1")
 
 
-def _blur_size(op: str, kwargs: dict):
-    return kwargs.get("kernel_size", 3) if op == "blur_pool2d" else kwargs.get("blur_size", 3)
+def _check_arguments(op: str, kwargs: dict) -> None:
+    """The reference's argument checks (the shared ones of :mod:`equilayers._checks`, which
+    the functional ops run too): raise their ``TypeError``/``ValueError``."""
+    if op == "blur_pool2d":
+        C.check_blur_pool_args(kwargs.get("kernel_size", 3), kwargs.get("stride", 2),
+                               kwargs.get("padding_mode", "reflect"), op)
+    elif op == "max_blur_pool2d":
+        C.check_max_blur_args(kwargs.get("kernel_size", 2), kwargs.get("stride", 2),
+                              kwargs.get("blur_size", 3), kwargs.get("padding_mode", "reflect"),
+                              kwargs.get("padding", 0), op)
+    elif op == "polyphase_pool2d":
+        C.check_polyphase_args(kwargs.get("stride", 2), kwargs.get("criterion", "l2"),
+                               kwargs.get("blur_size", 1), kwargs.get("padding_mode", "circular"),
+                               op)
 
 
-def _invalid_polyphase(shape: tuple[int, ...], kwargs: dict) -> str | None:
-    """:func:`_invalid` for ``polyphase_pool2d`` (its argument checks, repeated here: the
-    kernels must not import the functional layer)."""
-    stride, k = kwargs.get("stride", 2), kwargs.get("blur_size", 1)
-    criterion = kwargs.get("criterion", "l2")
-    mode = kwargs.get("padding_mode", "circular")
-    for name, value, low, top in (("stride", stride, 2, None), ("blur size", k, 1, 7)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-                top is not None and value > top):
-            return f"{name} {value!r} is invalid"
-    if criterion not in _CRITERIA:
-        return f"criterion {criterion!r} is not one of {_CRITERIA}"
-    if mode not in _MODES:
-        return f"padding_mode {mode!r} is not one of {_MODES}"
+def _check_sizes(op: str, shape: tuple[int, ...], kwargs: dict) -> None:
+    """The reference's checks of the input's rank and sizes against valid arguments: raise
+    its ``ValueError``."""
     if len(shape) < 3:
-        return f"the input has {len(shape)} dims"
-    if 0 in shape:
-        return f"the input is empty (shape {shape})"
-    if shape[-2] % stride or shape[-1] % stride:
-        return f"H, W = {shape[-2:]} are not divisible by stride {stride}"
-    right = (k - 1) - (k - 1) // 2
-    if k > 1 and mode == "reflect" and min(shape[-2:]) <= right:
-        return f"reflect padding needs sizes > {right}"
-    if k > 1 and mode == "circular" and min(shape[-2:]) < right:
-        return f"circular padding needs sizes >= {right}"
-    return None
+        raise ValueError(f"{op}: x must be at least 3-D (B, ..., H, W); got a {len(shape)}-D "
+                         f"tensor of shape {shape}")
+    spatial = shape[-2:]
+    if op == "polyphase_pool2d":
+        stride, k = kwargs.get("stride", 2), kwargs.get("blur_size", 1)
+        if spatial[0] % stride or spatial[1] % stride:
+            raise ValueError(f"{op} needs H and W divisible by stride={stride}; got H="
+                             f"{spatial[0]}, W={spatial[1]} (shape {shape})")
+        C.check_blur_padding(spatial, k, kwargs.get("padding_mode", "circular"), op, shape,
+                             "blur_size")
+        return
+    if op == "max_blur_pool2d":
+        m, pad = kwargs.get("kernel_size", 2), kwargs.get("padding", 0)
+        spatial = tuple(n + 2 * pad - m + 1 for n in spatial)
+        if min(spatial) < 1:
+            raise ValueError(f"{op}: x of spatial size {shape[-2]}x{shape[-1]} (shape {shape}) "
+                             f"padded by {pad} is smaller than the max-pool window {m}x{m}")
+        C.check_blur_padding(spatial, kwargs.get("blur_size", 3),
+                             kwargs.get("padding_mode", "reflect"), op, shape, "blur_size")
+        return
+    C.check_blur_padding(spatial, kwargs.get("kernel_size", 3),
+                         kwargs.get("padding_mode", "reflect"), op, shape)
 
 
 def _invalid(op: str, dtype: torch.dtype, shape: tuple[int, ...], kwargs: dict) -> str | None:
-    """Why the reference will reject this call (it raises the error), or ``None``."""
+    """Why the reference will reject this call (it raises the error), or ``None``: the same
+    checks (:mod:`equilayers._checks`), so no path accepts what the reference rejects."""
     if not dtype.is_floating_point:
         return f"dtype {dtype} is not floating point"
-    if op == "polyphase_pool2d":
-        return _invalid_polyphase(shape, kwargs)
-    k, stride = _blur_size(op, kwargs), kwargs.get("stride", 2)
-    mode = kwargs.get("padding_mode", "reflect")
-    for name, value, top in (("blur size", k, 7), ("stride", stride, None)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
-                top is not None and value > top):
-            return f"{name} {value!r} is invalid"
-    if mode not in _MODES:
-        return f"padding_mode {mode!r} is not one of {_MODES}"
-    if len(shape) < 3:
-        return f"the input has {len(shape)} dims"
-    spatial = shape[-2:]
-    if op == "max_blur_pool2d":
-        m, pad = kwargs.get("kernel_size", 2), kwargs.get("padding", 0)
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            return f"max-pool kernel_size {m!r} is invalid"
-        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= m // 2:
-            return f"padding {pad!r} is invalid (0..kernel_size//2, as nn.MaxPool2d)"
-        spatial = tuple(n + 2 * pad - m + 1 for n in spatial)
-        if min(spatial) < 1:
-            return f"max-pool kernel_size {m} is larger than the input"
-    right = (k - 1) - (k - 1) // 2
-    if k > 1 and mode == "reflect" and min(spatial) <= right:
-        return f"reflect padding needs sizes > {right}"
-    if k > 1 and mode == "circular" and min(spatial) < right:
-        return f"circular padding needs sizes >= {right}"
+    try:
+        _check_arguments(op, kwargs)
+        _check_sizes(op, shape, kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    if op == "polyphase_pool2d" and 0 in shape:
+        return f"the input is empty (shape {shape})"
     return None
 
 
@@ -236,8 +229,16 @@ def _select(op: str, device_type: str, dtype: torch.dtype, shape: tuple[int, ...
     return "reference", reason
 
 
+def _check_op_name(op_name, what: str) -> None:
+    if not isinstance(op_name, str):
+        raise TypeError(f"{what}: op_name={op_name!r} must be the op's name, a string such as "
+                        f"'blur_pool2d' (kernels exist for {KERNEL_OPS})")
+
+
 def kernel_support(op_name: str, x: torch.Tensor, **kwargs) -> tuple[bool, str]:
     """``(ok, reason)``: whether the Triton kernel can take this call, switches aside."""
+    _check_op_name(op_name, "kernel_support")
+    C.check_tensor(x, "x", "kernel_support", floating=False)
     bad = _invalid(op_name, x.dtype, tuple(x.shape), kwargs) if op_name in KERNEL_OPS else None
     if bad is not None:
         return False, bad
@@ -255,6 +256,7 @@ def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
         x: the input (only its type, device, dtype and shape are read).
         **kwargs: the op's keyword arguments (``kernel_size``, ``stride``, ``padding_mode``...).
     """
+    _check_op_name(op_name, "select")
     if not isinstance(x, torch.Tensor):
         return "reference", (f"x is a {type(x).__name__}, not a tensor; the reference reports "
                              "it")
@@ -271,5 +273,6 @@ def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
         >>> kernels.explain("blur_pool2d", x, kernel_size=3).startswith("blur_pool2d: reference")
         True
     """
+    _check_op_name(op_name, "explain")
     path, reason = select(op_name, x, **kwargs)
     return f"{op_name}: {path} ({reason})"

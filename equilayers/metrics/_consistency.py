@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from .. import _checks as C
 from ..groups import circular_shift, flip, fractional_shift, rot90, rotate
 from ._common import check_batch, check_model, choice, positive_int, tensor_output
 
@@ -129,15 +130,17 @@ def consistency(
         max_shift = max(1, h // 8) if max_shift is None else max_shift
         crop = int(max_shift)
     if max_shift is not None:
-        if not (isinstance(max_shift, (int, float)) and max_shift >= 0) or (
-                transform in _FINITE and int(max_shift) != max_shift):
-            raise ValueError(f"consistency: max_shift must be a non-negative number (an integer "
-                             f"for {transform!r}); got {max_shift!r}")
+        C.check_number(max_shift, "max_shift", _WHAT, minimum=0, fix="pixels")
+        if transform in _FINITE and int(max_shift) != max_shift:
+            raise ValueError(f"consistency: max_shift={max_shift!r} must be an integer for "
+                             f"transform={transform!r}")
         if transform == "crop_shift" and max_shift >= min(h, w):
             raise ValueError(f"consistency: max_shift={max_shift} leaves no crop of the "
                              f"{h}x{w} input; use max_shift < {min(h, w)}")
-    if not (isinstance(max_angle, (int, float)) and 0 <= max_angle <= 180):
-        raise ValueError(f"consistency: max_angle must be in [0, 180] degrees; got {max_angle!r}")
+    C.check_number(max_angle, "max_angle", _WHAT, minimum=0, maximum=180, fix="degrees")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"consistency: generator={generator!r} must be a torch.Generator or "
+                        "None")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def predict(p: tuple[float, ...]) -> torch.Tensor:
@@ -147,6 +150,8 @@ def consistency(
                              f"B={x.shape[0]}; got shape {tuple(y.shape)}")
         return y.argmax(dim=1)
 
+    if pairs != "all":
+        positive_int(pairs, "pairs", _WHAT)
     with torch.no_grad():
         if pairs == "all":
             if transform not in _FINITE:

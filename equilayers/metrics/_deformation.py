@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ._common import check_batch, check_model, positive_int, tensor_output
 
 __all__ = ["deformation_stability", "DeformationStability", "random_deformation"]
@@ -48,6 +49,15 @@ def random_deformation(
     ``C_ij ~ N(0, T / (i^2 + j^2))`` independently for each component; the displacement
     vanishes on the border and is scaled by the image side to pixels.
     """
+    what = "random_deformation"
+    C.check_int(h, "h", what, minimum=1)
+    C.check_int(w, "w", what, minimum=1)
+    C.check_number(temperature, "temperature", what, positive=True)
+    C.check_int(cutoff, "cutoff", what, minimum=1, fix="the highest mode of the field")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{what}: generator={generator!r} must be a torch.Generator (or None: "
+                        "torch's global one)")
+    C.check_float_dtype(dtype, "dtype", what, optional=False)
     s = (torch.arange(w, dtype=torch.float64) + 0.5) / w
     t = (torch.arange(h, dtype=torch.float64) + 0.5) / h
     i = torch.arange(1, cutoff + 1, dtype=torch.float64)
@@ -114,10 +124,7 @@ def deformation_stability(
     """
     check_model(model, _WHAT)
     x = check_batch(x, _WHAT, min_dim=4)
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and
-            math.isfinite(temperature)):
-        raise ValueError(f"deformation_stability: temperature must be a positive number; got "
-                         f"{temperature!r}")
+    C.check_number(temperature, "temperature", _WHAT, positive=True)
     cutoff = positive_int(cutoff, "cutoff", _WHAT)
     samples = positive_int(samples, "samples", _WHAT)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..groups import GroupElement, GroupLike, act, get
+from ..groups._actions import check_rep
 from ..testing._harness import _elements, equivariance_error, infer_rep, invariance_error
 from ._common import check_batch, check_model, choice, tensor_output
 
@@ -77,10 +78,14 @@ def geed(
     if normalized and x.shape[0] < 2:
         raise ValueError(f"geed: normalized=True compares unrelated inputs and needs a batch of "
                          f"B >= 2; got shape {tuple(x.shape)}")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None))
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None),
+                       name="in_rep", what=_WHAT)
+    if out_rep is not None:
+        check_rep(out_rep, "out_rep", _WHAT)
     with torch.no_grad():
         y = tensor_output(model(x), _WHAT)
-        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(model, "out_rep", None))
+        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(model, "out_rep", None),
+                            name="out_rep", what=_WHAT)
         total = torch.zeros((), dtype=torch.float64, device=x.device)
         for g in els:
             y_g = tensor_output(model(act(x, g, in_rep)), _WHAT)

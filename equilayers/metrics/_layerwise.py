@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import _checks as C
 from ..groups import GroupElement, GroupLike, act, circular_shift, get
 from ..testing._harness import _elements, _rel, default_tolerance, infer_rep
 from ._common import check_batch, tensor_output
@@ -49,7 +50,9 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
     """Run ``model(x)`` once and return ``(name, module, output)`` for every leaf module call
     in call order, then ``("(output)", model, model(x))``."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"layerwise metrics need an nn.Module (hooks); got {type(model).__name__}")
+        raise TypeError(f"layerwise metrics need an nn.Module (hooks) as model; got "
+                        f"{type(model).__name__}")
+    check_batch(x, "capture_outputs")
     records: list[tuple[str, nn.Module, torch.Tensor]] = []
     counts: dict[str, int] = {}
     handles = []
@@ -82,6 +85,12 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
 def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool) -> str:
     declared = getattr(mod, "out_rep", None)
     return infer_rep(out, declared if isinstance(declared, str) else None)
+
+
+def _check_tol(tol, what: str) -> None:
+    if tol is not None:
+        C.check_number(tol, "tol", what, minimum=0, finite=False,
+                       fix="a relative error (None: 10x default_tolerance of x.dtype)")
 
 
 def _mark_lost(rows: list[LayerRow], tol: float) -> list[LayerRow]:
@@ -127,14 +136,18 @@ def layerwise_equivariance(
     Returns:
         A list of :class:`LayerRow`; the first row with ``lost=True`` names the layer.
     """
-    x = check_batch(x, "layerwise_equivariance")
+    what = "layerwise_equivariance"
+    C.check_module(model, "model", what)
+    x = check_batch(x, what)
+    _check_tol(tol, what)
     grp = get(group)
     els = _elements(grp, elements if elements is not None else grp.grid_elements())
     off = [g for g in els if not g.is_grid]
     if off:
         raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "
                          "onto itself; use grid elements (multiples of 90 degrees, flips)")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None))
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None),
+                       name="in_rep", what=what)
     base = capture_outputs(model, x)
     moved = {g: capture_outputs(model, act(x, g, in_rep)) for g in els}
     rows = []
@@ -182,7 +195,16 @@ def layerwise_shift_equivariance(
             one by 1 pixel (which shows where sub-sampling aliasing starts).
         tol: as in :func:`layerwise_equivariance`.
     """
-    x = check_batch(x, "layerwise_shift_equivariance", min_dim=4)
+    what = "layerwise_shift_equivariance"
+    C.check_module(model, "model", what)
+    x = check_batch(x, what, min_dim=4)
+    _check_tol(tol, what)
+    if shifts is not None:
+        if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
+            raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs "
+                            "(dy, dx), or None")
+        shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
+                  for s in shifts]
     h_in, w_in = x.shape[-2:]
     base = capture_outputs(model, x)
     if shifts is None:

@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from ..groups._actions import check_rep
 from ..testing._harness import infer_rep
 from ._common import check_batch, check_model, choice, tensor_output
 
@@ -105,10 +106,13 @@ def lie_derivative(
     x = check_batch(x, _WHAT, min_dim=4)
     generator = choice(generator, "generator", GENERATORS, _WHAT)
     reduction = choice(reduction, "reduction", ("mean", "none"), _WHAT)
+    if out_rep is not None:
+        check_rep(out_rep, "out_rep", _WHAT)
     path = _path(generator)
     with torch.no_grad():
         y0 = tensor_output(model(x), _WHAT)
-    rep = infer_rep(y0, out_rep if out_rep is not None else getattr(model, "out_rep", None))
+    rep = infer_rep(y0, out_rep if out_rep is not None else getattr(model, "out_rep", None),
+                    name="out_rep", what=_WHAT)
     if rep == "harmonic" or (rep == "regular" and generator == "rotate"):
         raise ValueError(f"lie_derivative: generator={generator!r} has no continuous action on "
                          f"out_rep={rep!r} outputs; measure an invariant output (logits) or "

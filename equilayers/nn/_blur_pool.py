@@ -7,16 +7,13 @@ import math
 import torch
 from torch import nn
 
+from .. import _checks as C
 from .. import kernels
 from ..functional._blur import (
     binomial_filter,
     blur_conv2d,
     blur_nd,
     blur_upsample2d,
-    check_kernel_size,
-    check_max_blur_args,
-    check_padding_mode,
-    check_stride,
     max_blur_pool2d,
 )
 from ..kernels import _cpu
@@ -37,14 +34,11 @@ class _BlurPoolNd(_FixedBuffers):
     def __init__(self, channels: int | None = None, kernel_size: int = 3, stride: int = 2,
                  padding_mode: str = "reflect") -> None:
         super().__init__()
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
-                                     or channels < 1):
-            raise ValueError(f"channels must be None or an integer >= 1; got "
-                             f"channels={channels!r}")
-        self.channels = channels
-        self.kernel_size = check_kernel_size(kernel_size)
-        self.stride = check_stride(stride)
-        self.padding_mode = check_padding_mode(padding_mode)
+        what = type(self).__name__
+        self.channels = C.check_optional_int(channels, "channels", what, minimum=1,
+                                             fix="None accepts any number of channels")
+        C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
+        self.kernel_size, self.stride, self.padding_mode = kernel_size, stride, padding_mode
         self.register_buffer("filter", torch.empty(kernel_size), persistent=False)
         self.reset_parameters()
 
@@ -60,6 +54,8 @@ class _BlurPoolNd(_FixedBuffers):
                 raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "
                                  f"with {x.shape[cdim]} channels (shape {tuple(x.shape)}); pass "
                                  "channels=None to accept any")
+        if isinstance(x, torch.Tensor) and not x.is_floating_point():
+            C.check_tensor(x, "x", type(self).__name__)  # the dtype error, before any path
         if self._nd == 2:  # dispatched like the functional: Triton kernel, CPU fast path
             return kernels.dispatch("blur_pool2d", x, self._reference, fast=_cpu.blur_pool2d,
                                     kernel_size=self.kernel_size, stride=self.stride,
@@ -192,12 +188,13 @@ class MaxBlurPool2d(nn.Module):
     def __init__(self, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
                  padding_mode: str = "reflect", *, padding: int = 0) -> None:
         super().__init__()
+        C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding,
+                              type(self).__name__)
         self.kernel_size = kernel_size
         self.stride = stride
         self.blur_size = blur_size
         self.padding_mode = padding_mode
         self.padding = padding
-        check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return max_blur_pool2d(x, self.kernel_size, self.stride, self.blur_size,
@@ -212,14 +209,6 @@ class MaxBlurPool2d(nn.Module):
         if self.padding:
             parts.append(f"padding={self.padding}")
         return ", ".join(parts)
-
-
-def _pair(v, name):
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v)
-    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return v
-    raise ValueError(f"{name} must be an int or a pair of ints; got {name}={v!r}")
 
 
 class BlurConv2d(nn.Module):
@@ -252,23 +241,26 @@ class BlurConv2d(nn.Module):
                  padding_mode: str = "zeros", device=None, dtype=None, *, blur_size: int = 3,
                  blur_padding_mode: str | None = None) -> None:
         super().__init__()
+        what = type(self).__name__
+        C.check_int(in_channels, "in_channels", what, minimum=1)
+        C.check_int(out_channels, "out_channels", what, minimum=1)
+        C.check_int(groups, "groups", what, minimum=1)
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must "
-                             f"be divisible by groups={groups}")
+            raise ValueError(f"{what}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = check_stride(stride)
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
+        self.kernel_size = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
+        self.stride = C.check_stride(stride, "stride", what)
+        self.padding = C.check_pair(padding, "padding", what, minimum=0)
+        self.dilation = C.check_pair(dilation, "dilation", what, minimum=1)
         self.groups = groups
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise ValueError(f"unknown padding_mode={padding_mode!r}; valid modes: 'zeros', "
-                             "'reflect', 'replicate', 'circular'")
-        self.padding_mode = padding_mode
-        self.blur_size = check_kernel_size(blur_size, "blur_size")
+        self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what,
+                                                 C.PADDING_MODES)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
         if blur_padding_mode is not None:
-            check_padding_mode(blur_padding_mode, "blur_padding_mode")
+            C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
         self.blur_padding_mode = blur_padding_mode
+        C.check_float_dtype(dtype, "dtype", what)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups,
                                                *self.kernel_size, **kw))
@@ -340,9 +332,10 @@ class BlurUpsample2d(nn.Module):
     def __init__(self, scale_factor: int = 2, blur_size: int = 3,
                  padding_mode: str = "reflect") -> None:
         super().__init__()
-        self.scale_factor = check_stride(scale_factor, "scale_factor")
-        self.blur_size = check_kernel_size(blur_size, "blur_size")
-        self.padding_mode = check_padding_mode(padding_mode)
+        what = type(self).__name__
+        self.scale_factor = C.check_stride(scale_factor, "scale_factor", what)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
+        self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur_upsample2d(x, self.scale_factor, self.blur_size, self.padding_mode)

@@ -1,69 +1,49 @@
-"""Constructor and forward checks shared by the harmonic-field modules: each error names the
+"""Constructor and forward checks of the harmonic-field modules, in the vocabulary of those
+modules, on top of the one shared rule set (:mod:`equilayers._checks`): each error names the
 module, the argument, the value and the fix."""
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from .. import _checks as C
 
 
 def positive_int(value, name: str, cls: str, what: str = "the number of fields C") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{cls}: {name} must be a positive integer ({what}); got "
-                         f"{name}={value!r}")
-    return value
+    return C.check_int(value, name, cls, minimum=1, fix=what)
 
 
 def order(max_order, cls: str) -> int:
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 0:
-        raise ValueError(f"{cls}: max_order must be an integer >= 0 (fiber 2*max_order+1); got "
-                         f"max_order={max_order!r}")
-    return max_order
+    return C.check_int(max_order, "max_order", cls, minimum=0, fix="fiber 2*max_order+1")
 
 
 def positive_float(value, name: str, cls: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-            or math.isinf(value)):
-        raise ValueError(f"{cls}: {name} must be a finite float > 0 (e.g. {name}=1e-5); got "
-                         f"{name}={value!r}")
-    return float(value)
+    return C.check_number(value, name, cls, positive=True, fix=f"e.g. {name}=1e-5")
 
 
 def nonnegative_float(value, name: str, cls: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
-            or math.isinf(value)):
-        raise ValueError(f"{cls}: {name} must be a finite float >= 0; got {name}={value!r}")
-    return float(value)
+    return C.check_number(value, name, cls, minimum=0)
 
 
 def momentum(value, cls: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{cls}: momentum must be a float in [0, 1] (or None for a cumulative "
-                         f"moving average, as nn.BatchNorm); got momentum={value!r}")
-    return float(value)
+    return C.check_number(value, "momentum", cls, minimum=0, maximum=1,
+                          fix="or None for a cumulative moving average, as nn.BatchNorm")
 
 
 def function(value, cls: str):
-    if not callable(value):
-        raise TypeError(f"{cls}: function must be callable, e.g. torch.nn.functional.relu; got "
-                        f"function={value!r}")
-    return value
+    return C.check_callable(value, "function", cls, fix="e.g. torch.nn.functional.relu")
 
 
 def flag(value, name: str, cls: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{cls}: {name} must be True or False; got {name}={value!r}")
+        raise TypeError(f"{cls}: {name}={value!r} must be True or False")
     return value
 
 
 def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"{cls}: {name} must be one of {', '.join(map(repr, options))}; got "
-                         f"{name}={value!r}")
-    return value
+    return C.check_choice(value, name, options, cls)
 
 
 def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels") -> None:

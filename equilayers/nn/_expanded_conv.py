@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_float_dtype
 from ..functional import _gconv as G
 from ..groups import GroupLike, act, get
 from ._group_conv import _ExactConvMixin
@@ -75,6 +76,7 @@ class ExpandedGroupConv2d(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if not grp.is_finite:
             raise ValueError(f"{name}: group {grp.name!r} is continuous; a dense expanded filter "
@@ -166,7 +168,8 @@ class ExpandedGroupConv2d(_ExactConvMixin):
                        None if self.lifting else self.fiber_in, type(self).__name__)
         self._check_exact(x)
         return G.conv_expanded(x, self.weight, self.bias, self.fiber_out, self.stride, self._pad,
-                               self.dilation, self.groups, self.padding_mode)
+                               self.dilation, self.groups, self.padding_mode,
+                               what=type(self).__name__)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")

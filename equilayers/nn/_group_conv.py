@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._checks import check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
@@ -101,6 +102,7 @@ class _GroupConvNd(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
@@ -115,9 +117,11 @@ class _GroupConvNd(_ExactConvMixin):
                 f"steerable filters: use basis='harmonic' (the default for it); pixel-filter "
                 f"groups: {', '.join(G.PIXEL_GROUPS)} (aliases p4 = c4, p4m = d4)")
         if basis == "pixel" and (max_order is not None or in_max_order is not None):
-            raise ValueError(f"{name}: max_order={max_order!r} asks for harmonic fields, but "
-                             "basis='pixel' gives regular fields of |G| slots: drop max_order or "
-                             "use basis='harmonic'")
+            arg, v = (("max_order", max_order) if max_order is not None
+                      else ("in_max_order", in_max_order))
+            raise ValueError(f"{name}: {arg}={v!r} asks for harmonic fields, but basis='pixel' "
+                             f"gives regular fields of |G| slots: drop {arg} or use "
+                             "basis='harmonic'")
         if basis == "pixel" and settings:
             arg, v = next(iter(settings.items()))
             raise ValueError(f"{name}: {arg}={v!r} sets the steerable basis, but basis='pixel' "
@@ -359,7 +363,7 @@ class _GroupConvNd(_ExactConvMixin):
         self._check_exact(x)
         return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
                                self.stride, self._pad, self.dilation, self.groups,
-                               self.padding_mode)
+                               self.padding_mode, what=type(self).__name__)
 
     def extra_repr(self) -> str:
         s = self._conv_repr()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_float_dtype, check_int
+from ..functional._group_norm import check_input, check_norm_args
+
 __all__ = ["GroupBatchNorm2d"]
 
 
@@ -36,10 +39,14 @@ class GroupBatchNorm2d(nn.BatchNorm3d):
     in_rep = "regular"
     out_rep = "regular"
 
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None,
+                 dtype=None) -> None:
+        what = type(self).__name__
+        check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
+        check_norm_args(eps, momentum, what, momentum_none=True)
+        check_float_dtype(dtype, "dtype", what)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
     def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() != 5:
-            raise ValueError(f"GroupBatchNorm2d expects a 5-D (B, C, F, H, W) group feature map;"
-                             f" got shape {tuple(input.shape)} (use nn.BatchNorm2d for images)")
-        if input.shape[1] != self.num_features:
-            raise ValueError(f"GroupBatchNorm2d expects C={self.num_features} fields in dim 1; "
-                             f"got shape {tuple(input.shape)}")
+        check_input(input, self.num_features, type(self).__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks as C
 from ..functional import _group_pool as P
 from ..functional._gconv import _pair
 from ._exactness import _WarnsInexact
@@ -39,10 +40,7 @@ class GroupPool(nn.Module):
 
     def __init__(self, reduction: str = "max") -> None:
         super().__init__()
-        if reduction not in P.REDUCTIONS:
-            raise ValueError(f"GroupPool: reduction must be one of {P.REDUCTIONS}; got "
-                             f"{reduction!r}")
-        self.reduction = reduction
+        self.reduction = C.check_choice(reduction, "reduction", P.REDUCTIONS, "GroupPool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return P.group_pool(x, self.reduction)
@@ -55,8 +53,10 @@ class _SpatialPool(_WarnsInexact):
     in_rep = "regular"
     out_rep = "regular"
 
-    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
         super().__init__()
+        P.check_pool_args(kernel_size, stride, padding, dilation, type(self).__name__,
+                          max_pool=isinstance(self, GroupMaxPool2d))
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -101,7 +101,7 @@ class GroupMaxPool2d(_SpatialPool):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  ceil_mode: bool = False) -> None:
-        super().__init__(kernel_size, stride, padding)
+        super().__init__(kernel_size, stride, padding, dilation)
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

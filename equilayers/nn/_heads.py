@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..functional._heads import _check_pool, fiber_pose, invariant_head
+from .. import _checks as C
+from ..functional._heads import _check_pool, _check_spatial, fiber_pose, invariant_head
 from ..groups import GroupLike, get
 
 __all__ = ["InvariantHead"]
@@ -53,14 +54,16 @@ class InvariantHead(nn.Module):
                  pool: str = "max", spatial: str = "mean", return_pose: bool = False,
                  bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        what = type(self).__name__
+        C.check_int(in_channels, "in_channels", what, minimum=1)
+        C.check_int(num_classes, "num_classes", what, minimum=1)
         grp = get(group)
         if not grp.is_finite:
-            raise ValueError(f"group {grp.name!r} is continuous and has no regular fiber; use a "
-                             "finite group such as 'p4' or 'p4m'")
-        _check_pool(pool, spatial)
+            raise ValueError(f"{what}: group {grp.name!r} is continuous and has no regular "
+                             "fiber; use a finite group such as 'p4' or 'p4m'")
+        _check_pool(pool, what)
+        _check_spatial(spatial, what)
+        C.check_float_dtype(dtype, "dtype", what)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.group = grp

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..functional._blur import check_kernel_size, check_padding_mode, check_stride
-from ..functional._polyphase import _check_criterion, polyphase_pool2d, polyphase_upsample2d
+from .. import _checks as C
+from ..functional._polyphase import polyphase_pool2d, polyphase_upsample2d
 
 __all__ = ["PolyphasePool2d", "PolyphaseUpsample2d"]
 
@@ -52,11 +52,9 @@ class PolyphasePool2d(nn.Module):
     def __init__(self, stride: int = 2, *, criterion: str = "l2", blur_size: int = 1,
                  padding_mode: str = "circular", return_index: bool = False) -> None:
         super().__init__()
-        self.stride = check_stride(stride, "stride", minimum=2)
-        _check_criterion(criterion)
-        self.criterion = criterion
-        self.blur_size = check_kernel_size(blur_size, "blur_size")
-        self.padding_mode = check_padding_mode(padding_mode)
+        C.check_polyphase_args(stride, criterion, blur_size, padding_mode, type(self).__name__)
+        self.stride, self.criterion = stride, criterion
+        self.blur_size, self.padding_mode = blur_size, padding_mode
         self.return_index = bool(return_index)
 
     def forward(self, x: torch.Tensor):
@@ -102,9 +100,10 @@ class PolyphaseUpsample2d(nn.Module):
     def __init__(self, stride: int = 2, *, blur_size: int = 1,
                  padding_mode: str = "circular") -> None:
         super().__init__()
-        self.stride = check_stride(stride, "stride", minimum=2)
-        self.blur_size = check_kernel_size(blur_size, "blur_size")
-        self.padding_mode = check_padding_mode(padding_mode)
+        what = type(self).__name__
+        self.stride = C.check_stride(stride, "stride", what, minimum=2)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
+        self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return polyphase_upsample2d(x, index, self.stride, blur_size=self.blur_size,

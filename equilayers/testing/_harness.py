@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import _checks as C
 from ..groups import GroupElement, GroupLike, act, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._subgroups import check_subgroup, embed
@@ -40,6 +41,7 @@ _TINY = 1e-300
 def default_tolerance(dtype: torch.dtype) -> float:
     """Relative tolerance for exact (grid) equivariance: 1e-10 in float64, 1e-5 in float32,
     1e-2 in half precision."""
+    C.check_float_dtype(dtype, "dtype", "default_tolerance", optional=False)
     if dtype == torch.float64:
         return 1e-10
     if dtype == torch.float32:
@@ -47,11 +49,14 @@ def default_tolerance(dtype: torch.dtype) -> float:
     return 1e-2
 
 
-def infer_rep(t: torch.Tensor, declared: str | None) -> str:
+def infer_rep(t: torch.Tensor, declared: str | None, *, name: str = "declared",
+              what: str = "infer_rep") -> str:
     """The rep of ``t``: the declared one, else by rank (2-D: invariant, 5-D: regular,
-    other: trivial)."""
+    other: trivial). ``name`` and ``what`` are the argument ``declared`` came from and the
+    caller (for the error)."""
+    C.check_tensor(t, "t", what, floating=False)
     if declared is not None:
-        return check_rep(declared)
+        return check_rep(declared, name, what)
     if t.dim() <= 2:
         return "invariant"
     if t.dim() == 5:
@@ -103,13 +108,19 @@ def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
 def _elements(group, elements) -> list[GroupElement]:
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
+    if isinstance(elements, (str, GroupElement)) or not hasattr(elements, "__iter__"):
+        raise TypeError(f"elements={elements!r} must be a list of GroupElements of "
+                        f"{group.name} (or slot indices for a finite group), or None for all")
     out = []
     for e in elements:
         if isinstance(e, GroupElement):
             if e.group != group:
                 raise ValueError(f"element {e!r} belongs to {e.group.name}, not {group.name}")
             out.append(e)
-        elif isinstance(e, int) and group.is_finite:
+        elif C.is_int(e) and group.is_finite:
+            C.check_int(e, "elements[i]", "", minimum=-int(group.order),
+                        maximum=int(group.order) - 1,
+                        fix=f"a slot index of {group.name} (|G|={group.order})")
             out.append(group.elements()[e])
         else:
             raise TypeError(f"elements must be GroupElements of {group.name} (or slot indices "
@@ -148,15 +159,26 @@ def equivariance_report(
             each tested element of ``group`` acts on the input as the element of
             ``in_group`` it is (same angle and flip). Modules may declare it as an attribute.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a tensor; got {type(x).__name__}")
+    what = "equivariance_report"
+    C.check_callable(f, "f", what)
+    C.check_tensor(x, "x", what)
+    C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
+    C.check_number(margin, "margin", what, minimum=0, fix="pixels")
     grp = get(group)
     els = _elements(grp, elements)
     in_grp = in_group if in_group is not None else getattr(f, "in_group", None)
     in_grp = grp if in_grp is None else get(in_grp)
     if in_grp != grp:
         check_subgroup(in_grp, grp, "equivariance_report")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None))
+    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None),
+                       name="in_rep", what=what)
+    if out_rep is not None:
+        check_rep(out_rep, "out_rep", what)
+    need = {"trivial": "at least 2-D (..., H, W)", "regular": "5-D (B, C, F, H, W)",
+            "harmonic": "5-D (B, C, F, H, W)"}.get(in_rep)
+    if need and (x.dim() < 2 or (in_rep != "trivial" and x.dim() != 5)):
+        raise ValueError(f"{what}: x with in_rep={in_rep!r} must be {need}; got shape "
+                         f"{tuple(x.shape)}")
     approximate = any(not g.is_grid for g in els)
     if approximate and in_rep != "invariant":
         x = gaussian_smooth(x, smooth)
@@ -164,7 +186,8 @@ def equivariance_report(
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"f must return a tensor; got {type(y).__name__}")
-        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(f, "out_rep", None))
+        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(f, "out_rep", None),
+                            name="out_rep", what=what)
         errors: dict[GroupElement, float] = {}
         floors: dict[GroupElement, float] = {}
         for g in els:
@@ -235,6 +258,7 @@ def assert_equivariant(
     """Raise ``AssertionError`` naming the worst element, its error and ``tol`` when ``f`` is
     not equivariant on ``x``. ``tol`` defaults to :func:`default_tolerance` of the output
     dtype for grid elements; off-grid elements need an explicit ``tol``."""
+    _check_tol(tol, "assert_equivariant")
     report = equivariance_report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements)
     _check(report, tol, x.dtype, "equivariant")
     return report
@@ -250,10 +274,17 @@ def assert_invariant(
     tol: float | None = None,
 ) -> EquivarianceReport:
     """Like :func:`assert_equivariant` with ``out_rep="invariant"``."""
+    _check_tol(tol, "assert_invariant")
     report = equivariance_report(f, x, group, in_rep=in_rep, out_rep="invariant",
                                  elements=elements)
     _check(report, tol, x.dtype, "invariant")
     return report
+
+
+def _check_tol(tol, what: str) -> None:
+    if tol is not None:
+        C.check_number(tol, "tol", what, minimum=0, finite=False,
+                       fix="a relative error (None: default_tolerance of the dtype)")
 
 
 def _check(report: EquivarianceReport, tol: float | None, dtype, what: str) -> None:
@@ -282,7 +313,13 @@ def shift_equivariance_error(
     """Worst relative error of ``f(roll(x, s)) == roll(f(x), s / stride)`` over integer
     circular ``shifts`` (each a multiple of ``stride``); with ``invariant=True`` the output
     must not move at all."""
-    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    what = "shift_equivariance_error"
+    C.check_callable(f, "f", what)
+    C.check_tensor(x, "x", what, min_ndim=2, layout="(..., H, W)")
+    sy, sx = C.check_pair(stride, "stride", what, minimum=1)
+    if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
+        raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx)")
+    shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)") for s in shifts]
     worst = 0.0
     with torch.no_grad():
         y = f(x)

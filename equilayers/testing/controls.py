@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks as C
 from ..groups import GroupLike, act_spatial, get
 
 __all__ = ["symmetrized_conv2d"]
@@ -15,12 +16,17 @@ def symmetrized_conv2d(in_channels: int, out_channels: int, kernel_size: int,
     """A random ``nn.Conv2d`` (odd kernel, 'same' zero padding) whose every filter is averaged
     over the grid elements of ``group``: invariant filters, so the conv is exactly
     equivariant for those elements on trivial (plain image) fields."""
+    what = "symmetrized_conv2d"
+    C.check_int(in_channels, "in_channels", what, minimum=1)
+    C.check_int(out_channels, "out_channels", what, minimum=1)
+    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    C.check_float_dtype(dtype, "dtype", what)
     if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd for a centred symmetric filter; got "
-                         f"{kernel_size}")
+        raise ValueError(f"{what}: kernel_size must be odd for a centred symmetric filter; got "
+                         f"kernel_size={kernel_size}")
+    grp = get(group)
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                      dtype=dtype)
-    grp = get(group)
     with torch.no_grad():
         w = conv.weight
         els = grp.grid_elements()

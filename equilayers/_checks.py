@@ -1,0 +1,310 @@
+"""Argument and input checks shared by every layer: one definition and one message format,
+``"<what>: <arg>=<value> must be ...; <fix>"``.
+
+Wrong types (``None``, a float or a bool where an int goes, a string where a number goes)
+raise ``TypeError``; wrong values raise ``ValueError``. Tensors that are not floating point
+raise ``TypeError`` naming the dtype and the fix. This module imports only torch, so every
+layer of the package (``groups``, ``functional``, ``kernels``, ``nn``, ``metrics``) can use it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__: list[str] = []
+
+#: ``nn.Conv2d``'s padding modes (``"zeros"`` pads with 0).
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+#: The padding modes of the binomial blurs (the same four; ``"reflect"`` is their default).
+BLUR_PADDING_MODES = ("reflect", "replicate", "zeros", "circular")
+#: The largest binomial filter.
+MAX_BLUR_SIZE = 7
+
+
+def _prefix(what: str) -> str:
+    return f"{what}: " if what else ""
+
+
+def _err(cls: type, what: str, name: str, value: Any, must: str, fix: str = "") -> Exception:
+    return cls(f"{_prefix(what)}{name}={value!r} must be {must}" + (f"; {fix}" if fix else ""))
+
+
+def is_int(value: Any) -> bool:
+    """An integer (Python's or numpy's) that is not a bool (``True`` is not a size)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _bounds(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in {minimum}..{maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def check_int(value: Any, name: str, what: str = "", *, minimum: int | None = None,
+              maximum: int | None = None, fix: str = "") -> int:
+    """``value`` as an int, or ``TypeError`` (not an int) / ``ValueError`` (out of range)."""
+    must = "an integer" + _bounds(minimum, maximum)
+    if not is_int(value):
+        raise _err(TypeError, what, name, value, must, fix)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _err(ValueError, what, name, value, must, fix)
+    return int(value)
+
+
+def check_optional_int(value: Any, name: str, what: str = "", *, minimum: int | None = None,
+                       maximum: int | None = None, fix: str = "") -> int | None:
+    """:func:`check_int`, with ``None`` passed through."""
+    if value is None:
+        return None
+    must = f"None or an integer{_bounds(minimum, maximum)}"
+    if not is_int(value):
+        raise _err(TypeError, what, name, value, must, fix)
+    return check_int(value, name, what, minimum=minimum, maximum=maximum, fix=fix)
+
+
+def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = None,
+               fix: str = "") -> tuple[int, int]:
+    """An int or a pair of ints (``nn.Conv2d``'s ``stride``, ``dilation``...) as a pair."""
+    must = "an integer or a pair of integers" + _bounds(minimum, None)
+    if is_int(value):
+        pair = (value, value)
+    elif (isinstance(value, (tuple, list, torch.Size)) and len(value) == 2
+          and all(is_int(v) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise _err(TypeError, what, name, value, must, fix)
+    if minimum is not None and min(pair) < minimum:
+        raise _err(ValueError, what, name, value, must, fix)
+    return pair
+
+
+def check_number(value: Any, name: str, what: str = "", *, minimum: float | None = None,
+                 maximum: float | None = None, positive: bool = False, finite: bool = True,
+                 fix: str = "") -> float:
+    """A real number (not a bool, not NaN; finite unless ``finite=False``) in range;
+    ``positive``: ``> 0``."""
+    if positive:
+        must = "a real number > 0" + (f" and <= {maximum}" if maximum is not None else "")
+    elif minimum is not None and maximum is not None:
+        must = f"a real number in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        must = f"a real number >= {minimum}"
+    elif maximum is not None:
+        must = f"a real number <= {maximum}"
+    else:
+        must = "a real number"
+    if not finite:
+        must += " (inf allowed)"
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not (
+            value.dtype == torch.bool or value.is_complex()):
+        value = value.item()  # a 0-d tensor holding a number
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _err(TypeError, what, name, value, must, fix)
+    v = float(value)
+    if (math.isnan(v) or (finite and math.isinf(v)) or (positive and not v > 0)
+            or (minimum is not None and v < minimum) or (maximum is not None and v > maximum)):
+        raise _err(ValueError, what, name, value, must, fix)
+    return v
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any], what: str = "",
+                 fix: str = "") -> Any:
+    """One of ``choices`` (``ValueError`` listing them otherwise)."""
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value tested against a dict
+        ok = False
+    if not ok:
+        must = "one of " + ", ".join(map(repr, choices))
+        raise _err(ValueError if isinstance(value, str) else TypeError, what, name, value, must,
+                   fix)
+    return value
+
+
+def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Callable:
+    if not callable(value):
+        raise _err(TypeError, what, name, value, "callable (a function or a module)", fix)
+    return value
+
+
+def check_module(value: Any, name: str = "model", what: str = "") -> torch.nn.Module:
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{what or 'this'} expects an nn.Module as {name}; got "
+                        f"{name}={value!r} ({type(value).__name__})"[:300])
+    return value
+
+
+def check_float_dtype(value: Any, name: str = "dtype", what: str = "", *,
+                      optional: bool = True) -> torch.dtype | None:
+    """A floating-point ``torch.dtype`` (or ``None`` when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise _err(TypeError, what, name, value, "a floating-point torch.dtype such as "
+                   "torch.float32 or torch.float64" + (" (or None)" if optional else ""))
+    return value
+
+
+def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = True,
+                 ndim: int | Sequence[int] | None = None, min_ndim: int | None = None,
+                 layout: str = "") -> torch.Tensor:
+    """A tensor (``TypeError`` otherwise), floating point when ``floating`` (``TypeError``
+    naming the dtype and the fix), with ``ndim`` dims (an int or the allowed ranks) or at
+    least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes it)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{_prefix(what)}{name} has dtype {x.dtype}, but it must be a "
+                        f"floating-point tensor (float32, float64, float16 or bfloat16); "
+                        f"convert it with {name}.float()")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    bad = (ranks is not None and x.dim() not in ranks) or (min_ndim is not None
+                                                           and x.dim() < min_ndim)
+    if bad:
+        if ranks is not None:
+            want = " or ".join(f"{n}-D" for n in ranks)
+        else:
+            want = f"at least {min_ndim}-D"
+        raise ValueError(f"{_prefix(what)}{name} must be {want}{' ' + layout if layout else ''};"
+                         f" got a {x.dim()}-D tensor of shape {tuple(x.shape)}")
+    return x
+
+
+def check_size(x: torch.Tensor, dim: int, size: int, name: str, what: str, means: str,
+               fix: str = "") -> None:
+    """``x.shape[dim] == size`` (``ValueError`` naming the shape otherwise)."""
+    if x.shape[dim] != size:
+        raise ValueError(f"{_prefix(what)}{name} must have {means}={size} in dim {dim}; got "
+                         f"shape {tuple(x.shape)}" + (f"; {fix}" if fix else ""))
+
+
+def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, int, int],
+                 what: str, name: str = "x") -> None:
+    """The padded input ``(H + top + bottom, W + left + right)`` holds at least one window of
+    ``extent = (dilation * (k - 1) + 1)`` per dim (``pad`` is ``(left, right, top, bottom)``),
+    where ``nn.Conv2d`` / ``nn.MaxPool2d`` would raise a ``RuntimeError``."""
+    h, w = x.shape[-2:]
+    left, right, top, bottom = pad
+    if h + top + bottom < extent[0] or w + left + right < extent[1]:
+        raise ValueError(f"{_prefix(what)}{name} of spatial size {h}x{w} (shape "
+                         f"{tuple(x.shape)}) padded by {pad} (left, right, top, bottom) is "
+                         f"smaller than the kernel's window {extent[0]}x{extent[1]}; use a "
+                         f"larger input or more padding")
+
+
+# --- the binomial blurs' arguments ---------------------------------------------------------------
+def check_blur_size(value: Any, name: str = "kernel_size", what: str = "") -> int:
+    """A binomial filter size, ``1..7`` (1 = plain subsampling)."""
+    return check_int(value, name, what, minimum=1, maximum=MAX_BLUR_SIZE,
+                     fix="the binomial filter size (1 = plain subsampling)")
+
+
+def check_stride(value: Any, name: str = "stride", what: str = "", minimum: int = 1) -> int:
+    return check_int(value, name, what, minimum=minimum)
+
+
+def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
+                       modes: Sequence[str] = BLUR_PADDING_MODES) -> str:
+    return check_choice(value, name, modes, what)
+
+
+def check_blur_padding(spatial: Sequence[int], k: int, padding_mode: str, what: str,
+                       shape: Sequence[int], name: str = "kernel_size") -> None:
+    """The sizes a binomial blur of size ``k`` can pad with ``padding_mode`` (``"reflect"``
+    needs every size > the right pad, ``"circular"`` >= it; ``F.pad`` raises otherwise)."""
+    right = (k - 1) - (k - 1) // 2
+    if k > 1 and padding_mode == "reflect" and min(spatial) <= right:
+        raise ValueError(f"{_prefix(what)}padding_mode='reflect' with {name}={k} needs every "
+                         f"spatial size > {right}; got spatial shape {tuple(spatial)} (input "
+                         f"shape {tuple(shape)}). Use padding_mode='replicate' or a smaller "
+                         f"{name}")
+    if k > 1 and padding_mode == "circular" and min(spatial) < right:
+        raise ValueError(f"{_prefix(what)}padding_mode='circular' with {name}={k} needs every "
+                         f"spatial size >= {right}; got spatial shape {tuple(spatial)} (input "
+                         f"shape {tuple(shape)})")
+
+
+# --- the arguments of the ops with a Triton kernel: one check for every path -----------------
+def check_blur_pool_args(kernel_size: Any, stride: Any, padding_mode: Any,
+                         what: str = "blur_pool2d") -> None:
+    check_blur_size(kernel_size, "kernel_size", what)
+    check_stride(stride, "stride", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+
+
+def check_max_blur_args(kernel_size: Any, stride: Any, blur_size: Any, padding_mode: Any,
+                        padding: Any, what: str = "max_blur_pool2d") -> None:
+    k = check_int(kernel_size, "kernel_size", what, minimum=1, fix="the max-pool window")
+    check_stride(stride, "stride", what)
+    check_blur_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+    check_int(padding, "padding", what, minimum=0, maximum=k // 2,
+              fix="0..kernel_size//2, as nn.MaxPool2d")
+
+
+POLYPHASE_CRITERIA = ("l2", "l1", "linf")
+
+
+def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mode: Any,
+                         what: str = "polyphase_pool2d") -> None:
+    check_stride(stride, "stride", what, minimum=2)
+    check_choice(criterion, "criterion", POLYPHASE_CRITERIA, what)
+    check_blur_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+
+
+# --- convolutions ---------------------------------------------------------------------------------
+def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias") -> None:
+    """``None`` or a 1-D floating tensor of one of ``sizes`` elements."""
+    if bias is None:
+        return
+    check_tensor(bias, name, what, ndim=1)
+    if bias.shape[0] not in sizes:
+        want = " or ".join(f"({n},)" for n in sizes)
+        raise ValueError(f"{_prefix(what)}{name} must have shape {want} (one value per output "
+                         f"channel); got shape {tuple(bias.shape)}")
+
+
+def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,
+                      layout: str = "(C_out, C_in // groups, kH, kW)") -> torch.Tensor:
+    check_tensor(weight, "weight", what, ndim=ndim, layout=layout)
+    if weight.shape[0] % groups:
+        raise ValueError(f"{_prefix(what)}groups={groups} must divide C_out="
+                         f"{weight.shape[0]} (weight shape {tuple(weight.shape)})")
+    return weight
+
+
+def check_channels(x: torch.Tensor, channels: int, what: str, dim: int = 1,
+                   hint: str = "") -> None:
+    """``x`` has ``channels`` channels in ``dim`` (``ValueError`` naming the shape)."""
+    if x.shape[dim] != channels:
+        raise ValueError(f"{_prefix(what)}x must have C_in={channels} channels in dim {dim}"
+                         f"{hint}; got shape {tuple(x.shape)}")
+
+
+def check_pad_fits(x: torch.Tensor, pad: tuple[int, int, int, int], padding_mode: str,
+                   what: str) -> None:
+    """``F.pad``'s limits: reflect padding must be smaller than the size it pads, circular
+    padding at most that size (``pad`` is ``(left, right, top, bottom)``)."""
+    h, w = x.shape[-2:]
+    left, right, top, bottom = pad
+    if padding_mode == "reflect":
+        ok = max(left, right) < w and max(top, bottom) < h
+    elif padding_mode == "circular":
+        ok = max(left, right) <= w and max(top, bottom) <= h
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{_prefix(what)}padding_mode={padding_mode!r} with padding {pad} "
+                         f"(left, right, top, bottom) needs a larger input than {h}x{w} (shape "
+                         f"{tuple(x.shape)}); use padding_mode='zeros' or 'replicate', or "
+                         f"less padding")

@@ -1,0 +1,106 @@
+"""The bad-input matrix: every public callable of equilayers, called with each bad value of
+each argument and each bad tensor, must raise a ``ValueError``/``TypeError`` that equilayers
+raises on purpose and that names the argument or the problem (not a deep torch error), or
+return a correct result; an empty batch gives an empty output of the right shape.
+
+The table lives in ``tests/_bad_input_layers.py`` (``nn``, ``functional``) and
+``tests/_bad_input_tools.py`` (top level, ``groups``, ``metrics``, ``testing``, ``kernels``);
+the machinery in ``tests/_bad_input.py``. A public name that is neither in the table nor in
+:data:`EXEMPT` (with the reason) fails :func:`test_every_public_name_is_covered`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from _bad_input import INT, Case, T, case_id, checks, run
+from _bad_input_layers import FUNCTIONAL, NN
+from _bad_input_tools import GROUPS, KERNELS, METRICS, TESTING, TOP
+
+import equilayers
+
+CASES = NN + FUNCTIONAL + TOP + GROUPS + METRICS + TESTING + KERNELS
+
+#: The namespaces whose ``__all__`` the matrix must cover.
+NAMESPACES = {
+    "equilayers": equilayers,
+    "equilayers.nn": equilayers.nn,
+    "equilayers.functional": equilayers.functional,
+    "equilayers.groups": equilayers.groups,
+    "equilayers.metrics": equilayers.metrics,
+    "equilayers.testing": equilayers.testing,
+    "equilayers.kernels": equilayers.kernels,
+}
+
+_CONSTANT = "a constant, not a callable"
+_RECORD = "a result record, built by the function that returns it (no user input)"
+EXEMPT = {
+    "equilayers.__version__": _CONSTANT,
+    **{f"equilayers.{m}": "a subpackage (its own names are covered)"
+       for m in ("functional", "groups", "kernels", "metrics", "nn", "testing")},
+    "equilayers.Finding": _RECORD,
+    "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
+    "equilayers.groups.GroupLike": "a type alias",
+    "equilayers.groups.REPS": _CONSTANT,
+    "equilayers.metrics.TRANSFORMS": _CONSTANT,
+    "equilayers.metrics.DISTANCES": _CONSTANT,
+    "equilayers.metrics.GENERATORS": _CONSTANT,
+    "equilayers.metrics.DeformationStability": _RECORD,
+    "equilayers.metrics.LayerRow": _RECORD,
+    "equilayers.testing.EquivarianceReport": _RECORD,
+    "equilayers.kernels.FAST_OPS": _CONSTANT,
+    "equilayers.kernels.KERNEL_OPS": _CONSTANT,
+    "equilayers.kernels.triton_available": "takes no arguments",
+    "equilayers.kernels.use_reference": "a context manager without arguments",
+}
+
+
+def _missing(namespaces) -> list[str]:
+    covered = {id(case.fn) for case in CASES}
+    return [f"{ns}.{name}" for ns, mod in namespaces.items() for name in mod.__all__
+            if f"{ns}.{name}" not in EXEMPT and id(getattr(mod, name)) not in covered]
+
+
+def test_every_public_name_is_covered():
+    missing = _missing(NAMESPACES)
+    assert not missing, (f"public names missing from the bad-input table "
+                         f"(tests/_bad_input_*.py) and from EXEMPT: {missing}")
+    stale = [key for key in EXEMPT
+             if key.rpartition(".")[2] not in NAMESPACES[key.rpartition(".")[0]].__all__]
+    assert not stale, f"EXEMPT names that are no longer public: {stale}"
+
+
+def test_a_new_public_name_is_reported(monkeypatch):
+    """The negative control of the coverage check: a name added to an ``__all__`` without a
+    table entry is reported."""
+    monkeypatch.setattr(equilayers.nn, "BrandNewPool2d", lambda x: x, raising=False)
+    monkeypatch.setattr(equilayers.nn, "__all__", [*equilayers.nn.__all__, "BrandNewPool2d"])
+    assert _missing(NAMESPACES) == ["equilayers.nn.BrandNewPool2d"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_bad_input(case, monkeypatch):
+    """Every bad value of every argument, every bad tensor, the baseline and the empty batch
+    of one public callable (all failures are reported together, one line each; run one
+    label with ``_bad_input.run(case, only="x:")``)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":  # let the kernel wrappers run on CPU
+        monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
+    run(case)
+
+
+def _naive_pool(x, kernel_size=2):
+    """A pool without validation: the negative control of the matrix."""
+    return torch.nn.functional.max_pool2d(x, kernel_size)
+
+
+@pytest.mark.parametrize("label", ["kernel_size=True", "kernel_size=0", "x:int64", "x:small"])
+def test_the_matrix_catches_unvalidated_input(label):
+    """A check that cannot fail proves nothing: an unvalidated function (torch's errors, a bool
+    taken as a size) fails the matrix on each of these labels."""
+    case = Case(_naive_pool, {}, {"kernel_size": INT},
+                {"x": T((2, 3, 6, 6), small=(2, 3, 1, 1))})
+    check = dict(checks(case))[label]
+    with pytest.raises(AssertionError, match="deep error|accepted"):
+        check()
