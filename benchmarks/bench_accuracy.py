@@ -17,7 +17,12 @@ odd sizes 29 -> 15 -> 8, global average pooling of the invariant maps, one linea
 - ``C8 regular``: C8 regular fields, steerable basis;
 - ``SO(2) norm-ReLU``: harmonic fields of orders 0..2, norm batch norm, norm-ReLU, norm pooling;
 - ``SO(2) gated``: the same with equilayers' ``GatedNonlinearity`` (no peer row: escnn's gated
-  nonlinearity needs separate gate fields).
+  nonlinearity needs separate gate fields);
+- ``SO(2) Fourier ELU``: the same with ``FourierNonlinearity`` (ELU on 24 sampled rotations,
+  escnn's ``FourierELU``);
+- ``D8 -> C8 Fourier ELU (escnn-style)``: the shape of escnn's published rotated-MNIST models
+  scaled to this budget: harmonic fields (orders 0..2) of D8 with Fourier ELU for two layers,
+  restricted to C8 (``Restrict``) for the last two.
 
 Peer rows: e2cnn for every architecture, escnn for the regular ones (its SO(2) ``R2Conv``
 trained about 3x slower than e2cnn's here, so its row would dominate the run).
@@ -81,24 +86,36 @@ def _equilayers_regular(group: str, width: int, basis: str) -> nn.Module:
                          nn.Linear(c_in, 10))
 
 
-def _equilayers_so2(width: int, nonlinearity: str, max_order: int = 2) -> nn.Module:
+def _equilayers_harmonic(width: int, nonlinearity: str, groups=("so2",) * 4,
+                         max_order: int = 2) -> nn.Module:
+    """Harmonic fields of orders 0..``max_order`` on every layer; ``groups[i]`` is layer
+    ``i``'s group (a change of group restricts the fields first: escnn's D_N -> C_N)."""
     from equilayers.nn import (
+        FourierNonlinearity,
         GatedNonlinearity,
         GroupConv2d,
         HarmonicBatchNorm,
         LiftingConv2d,
         NormNonlinearity,
         NormPool,
+        Restrict,
     )
 
     layers: list[nn.Module] = []
     c_in = 1
     for i, (_, mult, stride) in enumerate(ARCH):
+        group = groups[i]
+        if i and group != groups[i - 1]:
+            layers.append(Restrict(groups[i - 1], group, rep="harmonic"))
         cls = LiftingConv2d if i == 0 else GroupConv2d
         c_out = mult * width
-        act = (NormNonlinearity(c_out, max_order, order0="norm") if nonlinearity == "norm"
-               else GatedNonlinearity(max_order))
-        layers += [cls(c_in, c_out, 5, stride=stride, padding=2, group="so2",
+        if nonlinearity == "norm":
+            act = NormNonlinearity(c_out, max_order, order0="norm")
+        elif nonlinearity == "gated":
+            act = GatedNonlinearity(max_order)
+        else:
+            act = FourierNonlinearity(group, max_order)
+        layers += [cls(c_in, c_out, 5, stride=stride, padding=2, group=group,
                        max_order=max_order),
                    HarmonicBatchNorm(c_out, max_order), act]
         c_in = c_out
@@ -174,8 +191,11 @@ def models(quick: bool) -> list[Model]:
         Model("p4 regular", "equilayers (pixel filters, width 5)",
               lambda: _equilayers_regular("c4", 5, "pixel")),
         Model("C8 regular", "equilayers", lambda: _equilayers_regular("c8", 6, "harmonic")),
-        Model("SO(2) norm-ReLU", "equilayers", lambda: _equilayers_so2(8, "norm")),
-        Model("SO(2) gated", "equilayers", lambda: _equilayers_so2(8, "gated")),
+        Model("SO(2) norm-ReLU", "equilayers", lambda: _equilayers_harmonic(8, "norm")),
+        Model("SO(2) gated", "equilayers", lambda: _equilayers_harmonic(8, "gated")),
+        Model("SO(2) Fourier ELU", "equilayers", lambda: _equilayers_harmonic(8, "fourier")),
+        Model("D8 -> C8 Fourier ELU (escnn-style)", "equilayers",
+              lambda: _equilayers_harmonic(8, "fourier", ("d8", "d8", "c8", "c8"))),
     ]
     for lib in peers:
         out += [
