@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ._steerable import expand_steerable
 
 __all__ = [
@@ -32,23 +33,24 @@ __all__ = [
 ]
 
 GATES = ("own", "first_half")
+ORDER0 = ("function", "norm")
 
 
-def check_floating(x: torch.Tensor, what: str) -> None:
+def check_floating(x: torch.Tensor, what: str, name: str = "x") -> None:
     """Raise ``TypeError`` unless ``x`` is a real floating-point tensor (integer, bool and
     complex fibers have no meaningful rotation here; an integer Fourier matrix is all zeros)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{what} expects a real floating-point tensor; got dtype {x.dtype} "
-                        "(convert it first, e.g. x.float())")
+    C.check_tensor(x, name, what)
+
+
+def check_order(max_order, what: str, name: str = "max_order") -> int:
+    """``max_order`` as an int >= 0 (``TypeError`` for a non-integer, ``ValueError`` below 0)."""
+    return C.check_int(max_order, name, what, minimum=0, fix=f"fiber 2*{name}+1")
 
 
 def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
     """Raise ``ValueError`` unless ``x`` is ``(B, C, 2 * max_order + 1, H, W)``, ``TypeError``
     unless it is a real floating-point tensor."""
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 0:
-        raise ValueError(f"{what}: max_order must be an integer >= 0; got {max_order!r}")
+    check_order(max_order, what)
     check_floating(x, what)
     if x.dim() != 5 or x.shape[2] != 2 * max_order + 1:
         raise ValueError(f"{what} expects a harmonic field (B, C, 2*max_order+1, H, W) = "
@@ -57,9 +59,7 @@ def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
 
 
 def _check_function(function, what: str) -> None:
-    if not callable(function):
-        raise TypeError(f"{what}: function must be callable (e.g. torch.nn.functional.relu); "
-                        f"got {function!r}")
+    C.check_callable(function, "function", what, fix="e.g. torch.nn.functional.relu")
 
 
 def _low_precision(x: torch.Tensor) -> bool:
@@ -101,15 +101,19 @@ def norm_nonlinearity(
     magnitudes below ``-b`` are cut to 0 (:class:`~equilayers.nn.NormNonlinearity` starts at
     ``b = -1`` on its norm fields).
     """
-    check_harmonic(x, max_order, "norm_nonlinearity")
-    _check_function(function, "norm_nonlinearity")
-    if order0 not in ("function", "norm"):
-        raise ValueError(f"order0 must be 'function' (a_0 -> function(a_0 + b_0)) or 'norm' "
-                         f"(a_0 -> sign(a_0) function(|a_0| + b_0)); got {order0!r}")
+    what = "norm_nonlinearity"
+    check_harmonic(x, max_order, what)
+    _check_function(function, what)
+    eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-6")
+    C.check_choice(order0, "order0", ORDER0, what, fix="'function': a_0 -> function(a_0 + b_0), "
+                   "'norm': a_0 -> sign(a_0) function(|a_0| + b_0)")
     c = x.shape[1]
-    if bias is not None and tuple(bias.shape) != (c, max_order + 1):
-        raise ValueError(f"bias must be (C, max_order + 1) = ({c}, {max_order + 1}) for an input "
-                         f"of C={c} fields; got {tuple(bias.shape)}")
+    if bias is not None:
+        C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
+        if tuple(bias.shape) != (c, max_order + 1):
+            raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
+                             f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
+                             f"shape {tuple(bias.shape)}")
     a0 = x[:, :, :1]
     if bias is not None:
         a0 = a0 + bias[None, :, :1, None, None]
@@ -146,10 +150,9 @@ def gated_nonlinearity(
     """
     check_harmonic(x, max_order, "gated_nonlinearity")
     _check_function(function, "gated_nonlinearity")
-    if gates not in GATES:
-        raise ValueError(f"gated_nonlinearity: gates must be 'own' (each field gated by its own "
-                         f"a_0) or 'first_half' (the first C of 2C fields are gates); got "
-                         f"{gates!r}")
+    C.check_choice(gates, "gates", GATES, "gated_nonlinearity",
+                   fix="'own': each field gated by its own a_0, 'first_half': the first C of 2C "
+                   "fields are gates")
     if gates == "own":
         gate, y = x[:, :, :1], x
     else:
