@@ -283,7 +283,14 @@ def steerable_conv2d(
 
     Shape: ``(B, C_out, F_out, H', W')`` with ``H' = (H + 2 p - d (k - 1) - 1) // s + 1``.
     """
-    check_floating(x, "steerable_conv2d")
+    what = "steerable_conv2d"
+    check_floating(x, what)
+    C.check_tensor(weight, "weight", what, ndim=3, layout="(C_out, C_in // groups, num_basis)")
+    C.check_tensor(basis, "basis", what, ndim=5, layout="(num_basis, F_out, F_in, k, k)")
+    stride = C.check_pair(stride, "stride", what, minimum=1)
+    padding = C.check_pair(padding, "padding", what, minimum=0)
+    dilation = C.check_pair(dilation, "dilation", what, minimum=1)
+    groups = C.check_int(groups, "groups", what, minimum=1)
     f_in = basis.shape[2]
     if x.dim() == 4 and f_in == 1:
         x = x.unsqueeze(2)
@@ -292,10 +299,16 @@ def steerable_conv2d(
                          f"x of shape (B, C_in, {f_in}, H, W); got {tuple(x.shape)}")
     b, c_in = x.shape[:2]
     h, w = x.shape[-2:]
+    if weight.shape[1] * groups != c_in:
+        raise ValueError(f"steerable_conv2d: weight of shape {tuple(weight.shape)} has C_in // "
+                         f"groups = {weight.shape[1]} input fields, so x must have C_in="
+                         f"{weight.shape[1] * groups} fields in dim 1 (groups={groups}); got "
+                         f"shape {tuple(x.shape)}")
+    C.check_bias(bias, (weight.shape[0],), what)
+    kh, kw = basis.shape[-2:]
+    C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
+                   (padding[1], padding[1], padding[0], padding[0]), what)
     filt = expand_steerable(weight, basis, groups)
-    if filt.shape[1] * groups != c_in * f_in:
-        raise ValueError(f"weight has C_in // groups = {weight.shape[1]} fields but x has "
-                         f"C_in={c_in} (groups={groups})")
     y = F.conv2d(x.reshape(b, c_in * f_in, h, w), filt, None, stride, padding, dilation, groups)
     c_out, f_out = weight.shape[0], basis.shape[1]
     y = y.view(b, c_out, f_out, *y.shape[-2:])
