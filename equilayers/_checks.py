@@ -130,6 +130,14 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], what: str = "",
     return value
 
 
+def check_flag(value: Any, name: str, what: str = "", fix: str = "") -> bool:
+    """``True`` or ``False`` (``TypeError`` otherwise: ``0``, ``None`` or ``"True"`` would be
+    read by their truth value, which is rarely what was meant)."""
+    if not isinstance(value, bool):
+        raise _err(TypeError, what, name, value, "True or False", fix)
+    return value
+
+
 def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Callable:
     if not callable(value):
         raise _err(TypeError, what, name, value, "callable (a function or a module)", fix)

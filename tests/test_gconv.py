@@ -259,6 +259,15 @@ def test_bad_arguments(kwargs, match):
         GroupConv2d(**args)
 
 
+@pytest.mark.parametrize("cls", [GroupConv2d, LiftingConv2d])
+def test_bias_must_be_a_bool(cls):
+    """``bias=0`` or ``bias=None`` is not read as ``False`` behind the user's back."""
+    for bias in (0, None, "True"):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: bias={bias!r} must be True or "
+                                            "False"):
+            cls(4, 6, 3, bias=bias)
+
+
 def test_bad_inputs(gen):
     conv = GroupConv2d(4, 2, 3, group="p4")
     with pytest.raises(ValueError, match=r"expects 5-D .* got shape \(2, 4, 9, 9\).*Lifting"):

@@ -215,6 +215,27 @@ def test_conv_rejects_mismatched_harmonic_fiber(gen):
         steerable_conv2d(torch.randn(1, 1, 3, 7, 7, generator=gen), w, basis)
 
 
+@pytest.mark.parametrize("kwargs,x_shape,exc,match", [
+    ({"stride": 0}, (2, 2, 5, 7, 7), ValueError, r"stride=0 must be .* >= 1"),
+    ({"padding": -1}, (2, 2, 5, 7, 7), ValueError, r"padding=-1 must be .* >= 0"),
+    ({"dilation": 1.5}, (2, 2, 5, 7, 7), TypeError, r"dilation=1.5 must be an integer"),
+    ({"groups": True}, (2, 2, 5, 7, 7), TypeError, r"groups=True must be an integer"),
+    ({}, (2, 3, 5, 7, 7), ValueError, r"x must have C_in=2 fields .* \(2, 3, 5, 7, 7\)"),
+    ({}, (2, 2, 5, 2, 2), ValueError, r"spatial size 2x2 .* smaller than the kernel's window"),
+    ({"bias": torch.zeros(4)}, (2, 2, 5, 7, 7), ValueError, r"bias must have shape \(3,\)"),
+    ({}, (2, 2, 5, 7, 7, "int"), TypeError, r"x has dtype torch.int64.*x\.float\(\)"),
+])
+def test_conv_bad_arguments(gen, kwargs, x_shape, exc, match):
+    """steerable_conv2d checks its arguments before F.conv2d (whose errors name no argument)."""
+    basis = steerable_basis("so2", "harmonic", "harmonic", 3, in_order=2, out_order=2)
+    w = torch.randn(3, 2, basis.shape[0], generator=gen)
+    x = torch.randn(x_shape[:5], generator=gen)
+    if len(x_shape) > 5:
+        x = x.long()
+    with pytest.raises(exc, match=match):
+        steerable_conv2d(x, w, basis, **kwargs)
+
+
 def test_offgrid_error_per_order():
     """Per rotation order off-grid error of the so2 stack (k=7, M=2) on the camera image.
     Measured: order 0 0.029, order 1 0.035, order 2 0.129 (floors 0.039, 0.043, 0.087):

@@ -362,11 +362,12 @@ def _pixel_only(what: str, max_order, in_max_order=None, settings: dict | None =
 
 
 def _basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight, max_order,
-                    in_max_order) -> str:
+                    in_max_order, settings: dict) -> str:
+    given = "".join(f", {k}={v!r}" for k, v in settings.items())  # the basis settings set
     return (f"the steerable basis of {get(group).name} {in_rep}->{out_rep} k={kernel_size} "
-            f"(kernel_size={kernel_size}, max_order={max_order}, in_max_order={in_max_order}) "
-            f"has {nb} elements; got weight {tuple(weight.shape)}: its last dim must be the "
-            "number of basis elements")
+            f"(kernel_size={kernel_size}, max_order={max_order}, in_max_order={in_max_order}"
+            f"{given}) has {nb} elements; got weight {tuple(weight.shape)}: its last dim must "
+            "be the number of basis elements")
 
 
 def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
@@ -385,7 +386,7 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         nb = j if lifting else g * j
         if weight.shape[-1] != nb:
             raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight,
-                                             max_order, in_max_order))
+                                             max_order, in_max_order, settings))
         if groups < 1 or weight.shape[0] % groups:
             raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
         index = None if lifting else inverse_cayley_index(group, weight.device)
@@ -395,7 +396,7 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
                             **settings)
     if weight.shape[-1] != basis.shape[0]:
         raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, basis.shape[0],
-                                         weight, max_order, in_max_order))
+                                         weight, max_order, in_max_order, settings))
     return expand_steerable(weight, basis, groups), basis.shape[1], basis.shape[2], m_in
 
 

@@ -260,6 +260,7 @@ class BlurConv2d(nn.Module):
         if blur_padding_mode is not None:
             C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
         self.blur_padding_mode = blur_padding_mode
+        C.check_flag(bias, "bias", what)
         C.check_float_dtype(dtype, "dtype", what)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_float_dtype
+from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
@@ -102,6 +102,7 @@ class _GroupConvNd(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         settings = G._settings(sigma, frequencies_cutoff, rings)
