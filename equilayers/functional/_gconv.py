@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
+from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
 from ._steerable import (
     expand_regular,
@@ -179,9 +180,20 @@ def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torc
     return weight.reshape(-1)[idx]
 
 
+def from_fourier(weight: torch.Tensor, fourier: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """The per-element group axis ``w[h] = sum_k F[k, h] weight[k]`` of a weight whose axis
+    ``dim`` holds coefficients in the group's Fourier basis ``F`` (``(|G|, |G|)``, from
+    :func:`~equilayers.groups.group_fourier_basis`; its inverse is ``F`` itself applied the
+    other way, ``weight[k] = sum_h F[k, h] w[h]``)."""
+    return (weight.movedim(dim, -1) @ fourier.to(weight)).movedim(-1, dim)
+
+
 def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     """``(C_out, C_in/groups, |G|, k, k)`` -> expanded ``(C_out*|G|, C_in/groups*|G|, k, k)``:
-    block ``[o, g, c] = g . weight[o, c]`` with the regular action (one gather)."""
+    block ``[o, g, c] = g . w[o, c]`` with the regular action (one gather), where ``w[o, c, h]
+    = sum_k F[k, h] weight[o, c, k]``: the weight's group axis (dim 2) holds coefficients in
+    the group's Fourier basis ``F`` (:func:`~equilayers.groups.group_fourier_basis`; escnn's
+    parametrization through the irreps), as every ``GroupConv2d`` stores it."""
     _check_weight(weight, 5, "expand_group_filter")
     grp = check_pixel_group(group)
     c_out, c_in, f, k, _ = weight.shape
@@ -189,7 +201,8 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
         raise ValueError(f"a group conv weight of {grp.name} has |G|={grp.order} slots in dim 2;"
                          f" got shape {tuple(weight.shape)}")
     idx = expansion_index(grp, c_out, c_in, k, lifting=False, device=weight.device)
-    return weight.reshape(-1)[idx]
+    w = from_fourier(weight, group_fourier_basis(grp, dtype=weight.dtype, device=weight.device))
+    return w.reshape(-1)[idx]
 
 
 def _pair(v, name: str, what: str = "", minimum: int | None = None) -> tuple[int, int]:
@@ -390,7 +403,9 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         if groups < 1 or weight.shape[0] % groups:
             raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
         index = None if lifting else inverse_cayley_index(group, weight.device)
-        return expand_regular(weight, table, index), g, 1 if lifting else g, m_in
+        fourier = None if lifting else group_fourier_basis(group, dtype=weight.dtype,
+                                                           device=weight.device)
+        return expand_regular(weight, table, index, fourier), g, 1 if lifting else g, m_in
     basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
                             out_order=m_out, dtype=weight.dtype, device=weight.device,
                             **settings)

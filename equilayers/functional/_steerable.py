@@ -48,6 +48,7 @@ import torch
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, get
+from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import (
     BasisSpec,
     Cutoff,
@@ -239,6 +240,10 @@ def _regular_basis(group: Group, table: torch.Tensor, lifting: bool, dtype: torc
     a_idx = torch.arange(g, device=device)[:, None].expand(g, g)  # [a, h]
     h_idx = torch.arange(g, device=device)[None, :].expand(g, g)
     out[h_idx, :, a_idx, cay] = table[:, None].expand(g, g, j, k, k)
+    # element (k, j) = sum_h F[k, h] (h, j): the group axis in the group's Fourier basis, the
+    # parametrization of every layer (see equilayers.groups.group_fourier_basis)
+    fourier = group_fourier_basis(group, dtype=dtype, device=device)
+    out = (fourier @ out.reshape(g, -1)).reshape(g, j, g, g, k, k)
     return out.reshape(g * j, g, g, k, k)
 
 
@@ -279,8 +284,8 @@ def regular_table(group: GroupLike, kernel_size: int, *,
         dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
 
 
-def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tensor | None = None
-                   ) -> torch.Tensor:
+def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tensor | None = None,
+                   fourier: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`expand_steerable` for regular output fields, from the compact table.
 
     ``K[o, a, c, b] = sum_j weight[o, c, h, j] T[a, j]`` with ``h = a^-1 b`` (group conv), or
@@ -294,6 +299,10 @@ def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tenso
         table: ``(|G|, J, k, k)`` from :func:`regular_table`.
         index: ``(|G|^2,)`` from :func:`inverse_cayley_index` for a group conv; ``None`` for
             a lifting conv.
+        fourier: ``(|G|, |G|)`` from :func:`~equilayers.groups.group_fourier_basis` (group
+            conv): the weight's group axis holds coefficients ``k`` of that basis, ``w[h] =
+            sum_k F[k, h] weight[k]`` (as every layer stores it); ``None``: the weight is
+            per element ``h`` already.
 
     Returns:
         ``(C_out * |G|, C_in // groups * F_in, k, k)`` with ``F_in = |G|`` (group conv) or 1.
@@ -313,7 +322,9 @@ def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tenso
                          f"{tuple(index.shape)}")
     # w[h, o, c, j] gathered to [a, b, o, c, j] = weight[o, c, a^-1 b, j]; one batched matmul
     # over a with the copies T[a]: (b o c, j) @ (j, k k)
-    w = weight.reshape(c_out, c_in, g, j).permute(2, 0, 1, 3)
+    w = weight.reshape(c_out, c_in, g, j).permute(2, 0, 1, 3)  # (k or h, o, c, j)
+    if fourier is not None:
+        w = (fourier.t() @ w.reshape(g, -1)).reshape(g, c_out, c_in, j)  # w[h] = F^T w_hat
     w = w.index_select(0, index).reshape(g, g * c_out * c_in, j)
     filt = torch.bmm(w, table.reshape(g, j, kh * kw))  # (a, b o c, k k)
     return filt.reshape(g, g, c_out, c_in, kh, kw).permute(2, 0, 3, 1, 4, 5).reshape(
