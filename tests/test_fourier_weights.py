@@ -92,8 +92,9 @@ def test_layer_equals_per_element_definition(group, gen):
 @pytest.mark.parametrize("kw", [{"group": "p4"}, {"group": "d4"},
                                 {"group": "c8"}, {"group": "c4", "basis": "harmonic"}])
 def test_version1_checkpoint_is_converted_on_load(kw, gen):
-    """A state dict saved by equilayers 0.1.0 (metadata version 1, one slot per element) loads
-    into the same filter; a version-2 state dict loads unchanged."""
+    """A state dict saved by equilayers 0.1.0 (metadata version 1, one slot per element,
+    unit-norm steerable elements) loads into the same filter; a version-2 state dict loads
+    unchanged. Harmonic-field convs (no group axis) get the element norms only."""
     torch.manual_seed(0)
     new = GroupConv2d(2, 3, 3, padding=1, **kw).double()
     sd = new.state_dict()
@@ -101,9 +102,9 @@ def test_version1_checkpoint_is_converted_on_load(kw, gen):
     old._metadata = {"": {"version": 1}}  # what 0.1.0 wrote
     if new.basis == "pixel":  # 0.1.0's layout: one slot per element
         old["weight"] = from_fourier(sd["weight"], group_fourier_basis(kw["group"]).double())
-    else:
+    else:  # 0.1.0: unit-norm elements, one slot per element
         g = int(get(kw["group"]).order)
-        w = sd["weight"].unflatten(-1, (g, -1))
+        w = (sd["weight"] * new._irrep_scale()).unflatten(-1, (g, -1))
         old["weight"] = from_fourier(w, group_fourier_basis(kw["group"]).double()).flatten(-2)
     other = GroupConv2d(2, 3, 3, padding=1, **kw).double()
     other.load_state_dict(old)
@@ -112,3 +113,18 @@ def test_version1_checkpoint_is_converted_on_load(kw, gen):
     again.load_state_dict(sd)  # version 2: no conversion
     assert torch.equal(again.weight, new.weight)
     assert sd._metadata[""]["version"] == 2
+    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                               atol=1e-13)
+
+
+def test_version1_harmonic_checkpoint_is_converted_on_load():
+    torch.manual_seed(0)
+    new = GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2).double()
+    sd = new.state_dict()
+    old = OrderedDict((k, v.clone()) for k, v in sd.items())
+    old._metadata = {"": {"version": 1}}
+    old["weight"] = sd["weight"] * new._irrep_scale()  # 0.1.0: unit-norm elements
+    other = GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2).double()
+    other.load_state_dict(old)
+    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                               atol=1e-13)

@@ -94,13 +94,17 @@ def test_bias_starts_at_zero_and_reset_redraws():
 
 def test_harmonic_orders_get_balanced_weights():
     """Orders reached by few basis functions get larger weights (escnn's per-irrep balance):
-    the weight std differs per basis element for harmonic fields, not for regular ones."""
+    the weight std differs per basis element for harmonic fields beyond the elements' norms
+    (sqrt(d_out), divided out by the init); for regular fields only by those norms."""
     torch.manual_seed(0)
     so2 = GroupConv2d(8, 8, 5, group="so2", max_order=2)
-    std = so2._init_std()
+    std = so2._init_std() * so2._irrep_scale()
     assert isinstance(std, torch.Tensor) and std.shape == (so2._num_basis,)
     assert std.max() / std.min() > 1.2
-    assert isinstance(GroupConv2d(8, 8, 5, group="c8")._init_std(), float)
+    c8 = GroupConv2d(8, 8, 5, group="c8")
+    per_element = c8._init_std() * c8._irrep_scale()
+    torch.testing.assert_close(per_element, per_element[:1].expand_as(per_element))
+    assert c8._irrep_scale().min() == 1.0 and c8._irrep_scale().max() > 1.4
 
 
 def test_unreachable_orders_warn():

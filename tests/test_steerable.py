@@ -6,7 +6,12 @@ import torch.nn.functional as F
 from conftest import readme_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
-from equilayers.functional._steerable import expand_regular, inverse_cayley_index, regular_table
+from equilayers.functional._steerable import (
+    expand_regular,
+    inverse_cayley_index,
+    irrep_scale,
+    regular_table,
+)
 from equilayers.groups import get, group_fourier_basis
 from equilayers.testing import assert_equivariant, equivariance_report
 from equilayers.testing._cases_harmonic import HarmonicStack, _camera
@@ -72,8 +77,10 @@ def test_so2_basis_counts_and_centre():
     assert torch.all(b[:, 1:, :, 2, 2] == 0)  # only frequency 0 at the centre pixel
     o2 = steerable_basis("o2", "trivial", "harmonic", 5, out_order=2)
     assert o2.shape[0] == 3 + 2 + 2
+    # norm sqrt(d_out): 1 into order 0 (3 elements), sqrt(2) into orders 1 and 2 (escnn's)
     norms = b.flatten(1).norm(dim=1)
-    torch.testing.assert_close(norms, torch.ones_like(norms))
+    want = torch.tensor([1.0] * 3 + [2 ** 0.5] * 8, dtype=torch.float64)
+    torch.testing.assert_close(norms.sort().values, want)
 
 
 def test_deterministic_and_fresh():
@@ -96,15 +103,16 @@ def _reference_regular_basis(group, k, lifting):
     g, j = table.shape[:2]
     table = table / (norms[None, :, None, None] * math.sqrt(g))
     if lifting:
-        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
+        scale = irrep_scale(group, "trivial", "regular", k).view(-1, 1, 1, 1, 1)
+        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous() * scale
     out = torch.zeros(g, j, g, g, k, k, dtype=torch.float64)
     for a in range(g):  # per pair: slot b = a h carries psi_h(a^-1 q)
         for h in range(g):
             out[h, :, a, int(group.cayley_table[a, h])] = table[a]
     # the group axis in the group's Fourier basis: element (k, j) = sum_h F[k, h] (h, j)
     four = group_fourier_basis(group)
-    out = torch.einsum("kh,hjabxy->kjabxy", four, out)
-    return out.reshape(g * j, g, g, k, k)
+    out = torch.einsum("kh,hjabxy->kjabxy", four, out).reshape(g * j, g, g, k, k)
+    return out * irrep_scale(group, "regular", "regular", k).view(-1, 1, 1, 1, 1)
 
 
 @pytest.mark.parametrize("group", ["c3", "c8", "d4", "d8"])
@@ -148,14 +156,16 @@ def test_expand_regular_equals_dense_expansion(group, k, lifting, gen):
                                                                        int(get(group).order)), k, k)
     idx = None if lifting else inverse_cayley_index(group)
     four = None if lifting else group_fourier_basis(group)
+    scale = irrep_scale(group, "trivial" if lifting else "regular", "regular", k)
     w = torch.randn(3, 2, dense.shape[0], generator=gen, dtype=torch.float64)
     ref = expand_steerable(w, dense)
-    torch.testing.assert_close(expand_regular(w, table, idx, four), ref, rtol=0, atol=1e-13)
+    torch.testing.assert_close(expand_regular(w, table, idx, four, scale), ref, rtol=0,
+                               atol=1e-13)
     torch.testing.assert_close(expand_regular(w.float(), table.float(), idx,
-                                              None if four is None else four.float()),
+                                              None if four is None else four.float(), scale),
                                ref.float())
     wt = w[:, :1].mT  # non-contiguous weight
-    torch.testing.assert_close(expand_regular(wt.mT, table, idx, four),
+    torch.testing.assert_close(expand_regular(wt.mT, table, idx, four, scale),
                                expand_steerable(wt.mT, dense), rtol=0, atol=1e-13)
 
 

@@ -44,6 +44,7 @@ from ._steerable import (
     expand_regular,
     expand_steerable,
     inverse_cayley_index,
+    irrep_scale,
     regular_table,
     steerable_basis,
 )
@@ -405,7 +406,9 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         index = None if lifting else inverse_cayley_index(group, weight.device)
         fourier = None if lifting else group_fourier_basis(group, dtype=weight.dtype,
                                                            device=weight.device)
-        return expand_regular(weight, table, index, fourier), g, 1 if lifting else g, m_in
+        scale = irrep_scale(group, in_rep, "regular", kernel_size, **settings)
+        return (expand_regular(weight, table, index, fourier, scale), g, 1 if lifting else g,
+                m_in)
     basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
                             out_order=m_out, dtype=weight.dtype, device=weight.device,
                             **settings)

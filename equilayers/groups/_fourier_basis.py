@@ -54,6 +54,17 @@ def _basis(group: Group) -> torch.Tensor:
     return basis / basis.norm(dim=1, keepdim=True)
 
 
+def fourier_row_dims(group: GroupLike) -> torch.Tensor:
+    """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
+    the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order)."""
+    grp = get(group)
+    dims = [1] + ([1] if grp.reflections else [])
+    dims += [2] * ((4 if grp.reflections else 2) * ((grp.n - 1) // 2))
+    if grp.n % 2 == 0:
+        dims += [1] * (2 if grp.reflections else 1)
+    return torch.tensor(dims, dtype=torch.float64, device="cpu")
+
+
 def group_fourier_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """The orthonormal ``(|G|, |G|)`` Fourier basis of a finite group (module docstring): row

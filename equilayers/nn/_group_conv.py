@@ -160,6 +160,8 @@ class _GroupConvNd(_ExactConvMixin):
                              persistent=False)
         if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
             self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
+        if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
+            self.register_buffer("basis_scale", torch.empty(0, **factory), persistent=False)
         self.reset_parameters()
 
     # --- the basis decides the weight and the expansion ------------------------------------
@@ -228,9 +230,10 @@ class _GroupConvNd(_ExactConvMixin):
             return w.reshape(-1)[self.expansion_index]
         if self.out_rep == "regular":
             if self.lifting:
-                return S.expand_regular(self.weight, self.filter_basis)
+                return S.expand_regular(self.weight, self.filter_basis,
+                                        scale=self.basis_scale)
             return S.expand_regular(self.weight, self.filter_basis, self.expansion_index,
-                                    self.group_basis)
+                                    self.group_basis, self.basis_scale)
         return S.expand_steerable(self.weight, self.filter_basis, self.groups)
 
     def _slot_bias(self) -> torch.Tensor | None:
@@ -293,8 +296,12 @@ class _GroupConvNd(_ExactConvMixin):
         c_in = self.in_channels // self.groups
         if self.basis == "pixel":
             return math.sqrt(self.init_gain2 / (c_in * self.fiber_in * k * k))
+        # the elements have norm sqrt(d_out) (steerable_basis): divided out here, so the
+        # filters' distribution is that of unit-norm elements
+        scale = self._irrep_scale()
         if self.out_rep == "regular":
-            return math.sqrt(self.init_gain2 * self.fiber_out / (c_in * max(self._num_basis, 1)))
+            return math.sqrt(self.init_gain2 * self.fiber_out
+                             / (c_in * max(self._num_basis, 1))) / scale
         basis = S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
                           self.max_order or 0, self._basis_spec)  # (nb, F_out, F_in, k, k)
         # each unit-norm element lies in one block (input order n -> output order m) and puts
@@ -312,7 +319,7 @@ class _GroupConvNd(_ExactConvMixin):
         c_nm = torch.bincount(block)[block].double()
         n_m = torch.tensor([len(set(n[m == mm].tolist())) for mm in m.tolist()],
                            dtype=torch.float64)
-        return (self.init_gain2 * f_m / (c_in * n_m * c_nm)).sqrt()
+        return (self.init_gain2 * f_m / (c_in * n_m * c_nm)).sqrt() / scale
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's
@@ -331,17 +338,21 @@ class _GroupConvNd(_ExactConvMixin):
                 self.kernel_size[0], lifting=self.lifting, device=device)
             return
         self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
-        if self.out_rep == "regular" and not self.lifting:
-            self.expansion_index = S.inverse_cayley_index(self.group, device)
+        if self.out_rep == "regular":
+            self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype)
+            if not self.lifting:
+                self.expansion_index = S.inverse_cayley_index(self.group, device)
 
-    #: 2: the group axis of regular -> regular weights is in the group's Fourier basis
-    #: (equilayers 0.1.0 stored one slot per element; such checkpoints are converted on load).
+    #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
+    #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
+    #: and unit-norm elements; such checkpoints are converted on load).
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         key = prefix + "weight"
-        if (self._fourier_axis and local_metadata.get("version", 1) < 2 and key in state_dict
+        if ((self._fourier_axis or self.basis == "harmonic")
+                and local_metadata.get("version", 1) < 2 and key in state_dict
                 and isinstance(state_dict[key], torch.Tensor)):
             state_dict[key] = self._to_fourier(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
@@ -349,15 +360,26 @@ class _GroupConvNd(_ExactConvMixin):
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
 
+    def _irrep_scale(self) -> torch.Tensor:
+        """``sqrt(d_out)`` per basis element (float64, CPU): see ``steerable_basis``."""
+        return S._irrep_scale(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
+                              self.in_max_order or 0, self.max_order or 0, self._basis_spec)
+
     def _to_fourier(self, weight: torch.Tensor) -> torch.Tensor:
-        """A weight with one slot per group element (equilayers 0.1.0's layout, and escnn's
-        expanded filters read back) as coefficients of the group's Fourier basis."""
-        fourier = group_fourier_basis(self.group, dtype=torch.float64, device=weight.device)
-        if self.basis == "pixel":  # (C_out, C_in, |G|, k, k)
-            return G.from_fourier(weight.double(), fourier.t()).to(weight.dtype)
-        g = int(self.group.order)  # (C_out, C_in, |G| J), element (h, j) at h J + j
-        w = weight.double().unflatten(-1, (g, -1))
-        return G.from_fourier(w, fourier.t()).flatten(-2).to(weight.dtype)
+        """A weight in equilayers 0.1.0's parametrization (one slot per group element on the
+        group axis; unit-norm steerable elements), e.g. escnn's expanded filters read back,
+        in this version's (the group's Fourier basis; elements of norm ``sqrt(d_out)``)."""
+        w = weight.double()
+        if self._fourier_axis:
+            fourier = group_fourier_basis(self.group, dtype=torch.float64, device=w.device)
+            if self.basis == "pixel":  # (C_out, C_in, |G|, k, k)
+                w = G.from_fourier(w, fourier.t())
+            else:  # (C_out, C_in, |G| J), element (h, j) at h J + j
+                w = G.from_fourier(w.unflatten(-1, (int(self.group.order), -1)),
+                                   fourier.t()).flatten(-2)
+        if self.basis == "harmonic":
+            w = w / self._irrep_scale().to(w.device)
+        return w.to(weight.dtype)
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor,
