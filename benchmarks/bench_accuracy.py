@@ -263,6 +263,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         results.append({"arch": m.arch, "library": m.library, "params": params,
                         "accs": accs, "mean": statistics.mean(accs),
                         "spread": (max(accs) - min(accs)) / 2, "train_s": statistics.mean(secs)})
+        if not progress:  # one line per finished row, so a long run's log keeps what it has
+            print(json.dumps(results[-1]), flush=True)
     if bar is not None:
         bar.close()
     meta = _meta(quick, data, n_train, n_test, epochs, seeds)

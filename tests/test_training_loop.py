@@ -3,7 +3,7 @@ code users write around it, checked against a fresh copy of the model built from
 state dict (the reference a stale filter, a meta buffer or a NaN statistic would differ from).
 
 Routes that change the weights: optimizer steps (plain, foreach, fused: fused steps do not bump
-``_version``), ``.data`` edits, ``vector_to_parameters``, parametrizations, ``load_state_dict``
+``_version``), ``.data`` edits, ``vector_to_parameters``, ``swap_tensors``, parametrizations, ``load_state_dict``
 (with ``assign=True`` and after ``to_empty`` on a meta-built model), ``torch.func.
 functional_call`` with other weights. Contexts: ``inference_mode`` then a forward with
 gradients, ``torch.jit.trace`` and ``torch.compile`` of a warm eval model, ``torch.func``
@@ -114,6 +114,32 @@ def test_data_edits_and_vector_to_parameters(name):
         for p in params:
             p.copy_(torch.randn_like(p))
     _same(_eval_out(m, args), _eval_out(_fresh(name, m), args))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_swap_tensors(name):
+    """``torch.utils.swap_tensors`` (what ``load_state_dict(assign=True)`` and ``.to()`` use under
+    ``torch.__future__.set_swap_module_params_on_conversion(True)``) swaps a parameter's whole
+    payload in place: the object, its ``_version`` bookkeeping and its address stay unrelated
+    to the new values."""
+    m, args = _model(name)
+    params = list(m.parameters())
+    if not params:
+        pytest.skip(f"{name} has no parameters")
+    before = _eval_out(m, args)  # warm
+    for p in params:
+        torch.utils.swap_tensors(p, nn.Parameter(torch.randn_like(p) * 0.3,
+                                                 requires_grad=p.requires_grad))
+    after = _eval_out(m, args)
+    _same(after, _eval_out(_fresh(name, m), args))
+    assert not torch.equal(_first(before), _first(after)), "the swap was not seen"
+    was = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        m.float().double()  # swaps every parameter and buffer twice
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(was)
+    _same(_eval_out(m, args), after, rtol=1e-6, atol=1e-6)
 
 
 class _Scale(nn.Module):
