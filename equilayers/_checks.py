@@ -130,6 +130,16 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], what: str = "",
     return value
 
 
+def check_bool(value: Any, name: str, what: str = "", *, optional: bool = False,
+               fix: str = "") -> bool | None:
+    """``True`` or ``False`` (or ``None`` when ``optional``); ``TypeError`` otherwise (``0``
+    and ``1`` are not flags)."""
+    if (value is None and optional) or isinstance(value, bool):
+        return value
+    must = "True or False" + (" (or None)" if optional else "")
+    raise _err(TypeError, what, name, value, must, fix)
+
+
 def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Callable:
     if not callable(value):
         raise _err(TypeError, what, name, value, "callable (a function or a module)", fix)
