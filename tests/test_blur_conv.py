@@ -168,6 +168,7 @@ def test_path_choice():
     assert path(64, 128, 1, 40, pad=0, fold=True) == "pool_first"
     assert path(64, 128, 3, 40, fold=False) == "reference"
     assert path(8, 16, 3, 2, fold=True) == "reference"  # no output away from the border
+    assert path(8, 16, 3, 12) == "reference"  # tiny: the rewrites' extra ops cost more
 
 
 @pytest.mark.parametrize("bmode", MODES)
@@ -178,8 +179,9 @@ def test_strided_1x1_is_pool_then_conv(bmode, pad, gen):
     conv = nn.Conv2d(6, 8, 1, 2, pad, groups=2, dtype=torch.float64)
     x = torch.randn(2, 6, 13, 10, generator=gen, dtype=torch.float64)
     assert EF.blur_conv2d_path(x, conv.weight, conv.bias, 2, pad, groups=2,
-                               blur_padding_mode=bmode) == "pool_first"
-    got = EF.blur_conv2d(x, conv.weight, conv.bias, 2, pad, groups=2, blur_padding_mode=bmode)
+                               blur_padding_mode=bmode, fold=True) == "pool_first"
+    got = EF.blur_conv2d(x, conv.weight, conv.bias, 2, pad, groups=2, blur_padding_mode=bmode,
+                         fold=True)
     ref = EF.blur_conv2d(x, conv.weight, conv.bias, 2, pad, groups=2, blur_padding_mode=bmode,
                          fold=False)
     torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)

@@ -30,14 +30,17 @@ most ``ceil(r / s)`` at the bottom/right: the border ring, one output row and co
 strided conv of its own blurred input, the blur's padding mode folded into its taps
 (:func:`_ring_rows`). So the whole output is the reference's.
 
-``fold=None`` (the default) takes the path with the lowest cost in multiply-adds per sample,
-a depthwise blur's counted :data:`BLUR_COST` times and a border ring output's
+``fold=None`` (the default) takes the path with the lowest cost: multiply-adds over the
+batch, a depthwise blur's counted :data:`BLUR_COST` times and a border ring output's
 :data:`RING_COST` times (both measured slower per multiply-add than a dense conv on the CPU
-here); depthwise convs keep the composition (memory-bound: the rewrites measured slower for
-forward+backward). ``fold=True`` takes the fold itself (pool first for ``1 x 1`` kernels)
-wherever an output lies away from the border. The choice depends on shapes and arguments only
-(``torch.compile`` traces the chosen path; :func:`equilayers.kernels.use_reference` forces
-the reference of the blur pools inside, not the composition: ``fold=False`` does).
+here), plus :data:`OP_COST` per extra op a path launches (so tiny inputs keep the
+composition); depthwise convs keep the composition (memory-bound: the rewrites measured
+slower for forward+backward). The measurements are the ``BlurConv2d fold=...`` rows of
+``benchmarks/bench_antialias.py``. ``fold=True`` takes the fold itself (pool first for
+``1 x 1`` kernels) wherever an output lies away from the border. The choice depends on shapes
+and arguments only (``torch.compile`` traces the chosen path;
+:func:`equilayers.kernels.use_reference` forces the reference of the blur pools inside, not
+the composition: ``fold=False`` does).
 :func:`blur_conv2d_path` says which path a call takes.
 """
 
@@ -60,6 +63,10 @@ BLUR_COST = 8
 #: How many strided-conv outputs one output of the border ring costs (thin strips, a few more
 #: ops: measured about 2x).
 RING_COST = 2
+#: The fixed cost of one op in multiply-adds (about 20 us of launch and bookkeeping on the CPU
+#: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
+#: a few per path, eight per rectangle of its border ring.
+OP_COST = 300_000
 
 _Range = tuple[int, int]
 
@@ -140,35 +147,38 @@ def _pads_first(x_shape, pad, dilation, kernel, stride, blur) -> bool:
 
 
 def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
-    """``{path: (cost, axes)}`` for every path that applies: its cost (multiply-adds per
-    sample, weighted as in the module docstring; ``None``: never chosen by ``fold=None``) and,
+    """``{path: (cost, axes)}`` for every path that applies: its cost (multiply-adds over the
+    batch and ops, weighted as in the module docstring; ``None``: never chosen by
+    ``fold=None``) and,
     per dim, ``(n_out, lo, hi)``: the outputs ``lo..hi-1`` computed directly, the rest (the
     border ring) through :func:`_ring_rows`. ``pad`` is the conv's zero padding (other modes
     are applied to ``x`` first)."""
     c_out, cig, kh, kw = w_shape
-    c_in = cig * groups
+    c_in, batch = cig * groups, x_shape[0]
     n_conv = _conv_sizes(x_shape, w_shape, pad, dilation)
     axes = [_axis(n, stride, blur) for n in n_conv]
     n_out = axes[0][0] * axes[1][0]
     per_tap = cig * c_out  # multiply-adds per output pixel and kernel tap
     blur_macs = blur * blur * BLUR_COST
-    plan = {"reference": (n_conv[0] * n_conv[1] * kh * kw * per_tap + n_out * blur_macs * c_out,
-                          axes)}
+    plan = {"reference": (batch * (n_conv[0] * n_conv[1] * kh * kw * per_tap
+                                   + n_out * blur_macs * c_out), axes)}
     if kh == kw == 1:
-        plan["pool_first"] = (n_out * (blur_macs * c_in + per_tap), axes)
+        plan["pool_first"] = (batch * n_out * (blur_macs * c_in + per_tap) + OP_COST, axes)
         return plan
     if any(lo >= hi for _, lo, hi in axes):
         return plan  # no output lies away from the border: only the composition
     depthwise = cig == 1 and groups > 1
-    ring = sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in _ring(axes)) * kh * kw * per_tap
+    rects = _ring(axes)
+    ring = batch * sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) * kh * kw * per_tap \
+        * RING_COST + 8 * len(rects) * OP_COST
     fh, fw = (d * (k - 1) + blur for d, k in zip(dilation, (kh, kw), strict=True))
-    folded = n_out * fh * fw * per_tap + ring * RING_COST
+    folded = batch * n_out * fh * fw * per_tap + ring + 3 * OP_COST
     plan["folded"] = (None if depthwise else folded, axes)
     n_blur = x_shape[-2:]
     if _pads_first(x_shape, pad, dilation, (kh, kw), stride, blur):
         n_blur = [n + 2 * p for n, p in zip(x_shape[-2:], pad, strict=True)]
-    first = n_blur[0] * n_blur[1] * blur_macs * c_in + n_out * kh * kw * per_tap \
-        + ring * RING_COST
+    first = batch * (n_blur[0] * n_blur[1] * blur_macs * c_in + n_out * kh * kw * per_tap) \
+        + ring + 4 * OP_COST
     plan["blur_first"] = (None if depthwise else first, axes)
     return plan
 
