@@ -19,8 +19,8 @@ up to float rounding (only the order of the sums changes):
   convolved with the binomial, ``d (k - 1) + blur_size`` taps per dim, one convolution at
   stride ``s`` at output resolution, about ``(k + 2)**2 / k**2`` of the strided conv's work
   for a 3-tap blur and no full-resolution intermediate. The weight is folded in every call
-  (one small matrix product): nothing is cached, so nothing can go stale (see "Caching" in
-  ``equilayers/README.md``).
+  (one small matrix product): nothing that depends on the weight is cached, so nothing can
+  go stale (see "Caching, deferred init and deployment" in ``README.md``).
 
 Blur first and folded equal the composition wherever the blur's taps stay inside the
 stride-1 conv's output. Per dim, with ``l = (blur_size - 1) // 2`` and ``r = blur_size - 1 -
@@ -28,7 +28,8 @@ l`` the blur's padding, the other outputs (``ceil(l / s)`` rows/columns at the t
 most ``ceil(r / s)`` at the bottom/right: the border ring, one output row and column for a
 3-tap blur at stride 2) are recomputed exactly, at output resolution too: each is the
 strided conv of its own blurred input, the blur's padding mode folded into its taps
-(:func:`_ring_rows`). So the whole output is the reference's.
+(:func:`_ring_rows`; its host tables, a function of sizes and arguments only, are cached on
+the CPU like the blur pools' tap tables). So the whole output is the reference's.
 
 ``fold=None`` (the default) takes the path with the lowest cost: multiply-adds over the
 batch, a depthwise blur's counted :data:`BLUR_COST` times and a border ring output's
@@ -50,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._cpu_cache import cpu_cache
 from ..kernels._tables import _source, binomial, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
 
@@ -383,14 +385,32 @@ def _taps(outs: _Range, n_conv: int, n_in: int, pad: int, dilation: int, n_taps:
     return out
 
 
-def _dense(shape: tuple[int, int], entries: list[tuple[int, int, float]],
-           like: torch.Tensor) -> torch.Tensor:
-    """A dense matrix from ``(row, col, value)`` entries (repeats summed), in ``like``'s dtype
-    and device; built on the host in one call (per-element writes cost microseconds each)."""
-    dense = [[0.0] * shape[1] for _ in range(shape[0])]
-    for r, c, v in entries:
-        dense[r][c] += v
-    return torch.tensor(dense, dtype=like.dtype).reshape(shape).to(like.device)
+@cpu_cache(maxsize=256)
+def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tuple[int, int],
+                 pad: tuple[int, int], dilation: tuple[int, int], kernel: tuple[int, int],
+                 stride: int, blur: int, mode: str):
+    """The host tables of :func:`_ring_rows` (a function of sizes and arguments only, so
+    cached, on the CPU, in float64; see :mod:`equilayers._cpu_cache`): the input rows read,
+    ``A_h`` ``(rows kH, rows read)``, ``A_w`` ``(W, cols kW)``, and each output's sum of blur
+    taps ``(rows, cols)`` (1 except at a zero-padded border)."""
+    down = _taps(rows, n_conv[0], size[0], pad[0], dilation[0], kernel[0], stride, blur, mode)
+    across = _taps(cols, n_conv[1], size[1], pad[1], dilation[1], kernel[1], stride, blur, mode)
+    used = sorted({q for _, q, _ in down})
+    at = {q: n for n, q in enumerate(used)}
+    a_h = torch.zeros((rows[1] - rows[0]) * kernel[0], len(used), dtype=torch.float64)
+    a_w = torch.zeros(size[1], (cols[1] - cols[0]) * kernel[1], dtype=torch.float64)
+    for table, entries in ((a_h, [(r, at[q], wt) for r, q, wt in down]),
+                           (a_w, [(q, c, wt) for c, q, wt in across])):
+        if entries:
+            r, c, v = zip(*entries, strict=True)
+            table.index_put_((torch.tensor(r), torch.tensor(c)),
+                             torch.tensor(v, dtype=torch.float64), accumulate=True)
+    sums = [[sum(binomial(blur)[t] for t in range(blur)
+                 if _source(stride * i + t - pad_amounts(blur)[0], n, mode) >= 0)
+             for i in range(*outs)] for outs, n in ((rows, n_conv[0]), (cols, n_conv[1]))]
+    scale = torch.outer(torch.tensor(sums[0], dtype=torch.float64),
+                        torch.tensor(sums[1], dtype=torch.float64))
+    return torch.tensor(used, dtype=torch.long), a_h, a_w, scale
 
 
 def _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
@@ -405,27 +425,22 @@ def _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_con
     input rows the outputs read, laid out so that a conv of stride ``(kH, kW)`` contracts
     them with ``w``: the ring costs what its outputs cost in the strided conv, plus reading
     those rows."""
-    (kh, kw), (dh, dw), (ph, pw) = weight.shape[-2:], dilation, pad
-    h, w = x.shape[-2:]
-    n_rows, n_cols = rows[1] - rows[0], cols[1] - cols[0]
-    down = _taps(rows, n_conv[0], h, ph, dh, kh, stride, blur, mode)
-    across = _taps(cols, n_conv[1], w, pw, dw, kw, stride, blur, mode)
-    used = sorted({q for _, q, _ in down})
-    at = {q: n for n, q in enumerate(used)}
-    a_h = _dense((n_rows * kh, len(used)), [(r, at[q], wt) for r, q, wt in down], x)
-    a_w = _dense((w, n_cols * kw), [(q, c, wt) for c, q, wt in across], x)
-    g = x.index_select(2, torch.tensor(used, dtype=torch.long, device=x.device))
+    kh, kw = weight.shape[-2:]
+    # a traced graph builds the tables itself (dynamo cannot enter the cache's lock)
+    tables = _ring_tables.__wrapped__ if torch.compiler.is_compiling() else _ring_tables
+    used, a_h, a_w, scale = (t.to(x.device) if t.dtype == torch.long else
+                             t.to(dtype=x.dtype, device=x.device)
+                             for t in tables(rows, cols, tuple(n_conv), tuple(x.shape[-2:]),
+                                             tuple(pad), tuple(dilation), (kh, kw), stride,
+                                             blur, mode))
+    g = x.index_select(2, used)
     # (B, C, rows kH, cols kW): each product a single matrix product over folded batch dims
     stack = torch.matmul(torch.matmul(g, a_w).transpose(-1, -2), a_h.T).transpose(-1, -2)
     if bias is None or mode != "zeros":
         return F.conv2d(stack, weight, bias, (kh, kw), 0, 1, groups)
     # zero padding: the bias is blurred too, scaled by each output's sum of taps
     out = F.conv2d(stack, weight, None, (kh, kw), 0, 1, groups)
-    f = binomial_filter(blur, dtype=out.dtype, device=out.device)
-    sh, sw = (blur_nd(torch.ones(1, 1, n, dtype=out.dtype, device=out.device), f, stride,
-                      "zeros", 1, "blur_conv2d")[0, 0] for n in n_conv)
-    scale = sh[rows[0]:rows[1], None] * sw[None, cols[0]:cols[1]]
-    return out + bias.to(out.dtype)[:, None, None] * scale
+    return out + bias.to(out.dtype)[:, None, None] * scale.to(out.dtype)
 
 
 def _ring_block(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
