@@ -154,15 +154,16 @@ def test_float32_and_channels_last(gen):
 
 # --- which path, and the 1x1 rewrite ------------------------------------------------------------
 def test_path_choice():
-    def path(c_in, c_out, k, n, groups=1, pad=None, **kw):
-        x = torch.empty(2, c_in, n, n)
+    def path(c_in, c_out, k, n, groups=1, pad=None, batch=2, **kw):
+        x = torch.empty(batch, c_in, n, n)
         w = torch.empty(c_out, c_in // groups, k, k)
         return EF.blur_conv2d_path(x, w, None, 2, k // 2 if pad is None else pad, 1, groups, **kw)
 
     # a ResNet-18 at 160x160: stem, strided 3x3s, strided 1x1 shortcuts
-    assert path(3, 64, 7, 160) == "blur_first"
-    assert path(64, 128, 3, 40) == path(128, 256, 3, 20) == "blur_first"
+    assert path(3, 64, 7, 160, batch=16) == "blur_first"
+    assert path(64, 128, 3, 40, batch=16) == path(128, 256, 3, 20, batch=16) == "blur_first"
     assert path(64, 128, 1, 40, pad=0) == "pool_first"
+    assert path(256, 512, 3, 10, batch=16) == "reference"  # 9 of the 25 outputs are border
     assert path(96, 96, 3, 40, groups=96) == "reference"  # depthwise: memory-bound
     assert path(64, 128, 3, 40, fold=True) == path(96, 96, 3, 40, 96, fold=True) == "folded"
     assert path(64, 128, 1, 40, pad=0, fold=True) == "pool_first"

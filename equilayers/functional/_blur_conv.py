@@ -62,9 +62,10 @@ PATHS = ("reference", "pool_first", "blur_first", "folded")
 #: How many dense-conv multiply-adds one multiply-add of a depthwise blur costs in the cost
 #: model of ``fold=None`` (memory-bound: measured 4-40x slower per multiply-add here).
 BLUR_COST = 8
-#: How many strided-conv outputs one output of the border ring costs (thin strips, a few more
-#: ops: measured about 2x).
-RING_COST = 2
+#: How many strided-conv outputs one output of the border ring costs: thin strips, each conv
+#: call also writing a whole weight gradient (measured 5-10x per output for forward+backward,
+#: about 2x forward alone, at ResNet-18's 160x160 sizes; the cost model follows training).
+RING_COST = 10
 #: The fixed cost of one op in multiply-adds (about 20 us of launch and bookkeeping on the CPU
 #: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
 #: a few per path, eight per rectangle of its border ring.

@@ -54,7 +54,7 @@ ZOO: dict[str, ZooEntry] = {
     "BlurConv2d[fold]": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1, fold=True),
                                  _x(2, 3, 9, 8)),
     "BlurConv2d[blur_first]": ZooEntry(lambda: enn.BlurConv2d(32, 64, 3, padding=1),
-                                       _x(2, 32, 24, 23)),
+                                       _x(2, 32, 40, 39)),
     "BlurConv2d[pool_first]": ZooEntry(lambda: enn.BlurConv2d(4, 6, 1, fold=True),
                                        _x(2, 4, 9, 8)),
     "BlurPool1d": ZooEntry(lambda: enn.BlurPool1d(3), _x(2, 3, 10)),
