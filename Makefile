@@ -10,9 +10,11 @@ PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
-.PHONY: test test-peers demo selfcheck lint bench clean
+.PHONY: test test-peers demo selfcheck lint bench bench-accuracy clean
 
 $(STAMP): pyproject.toml
+	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
+	(about 1 GB: its interpreter runs the GPU kernels' tests on the CPU) and export extras"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[test,demo,triton,export]"
@@ -23,6 +25,8 @@ $(STAMP): pyproject.toml
 $(PEERS_STAMP):
 	test -x $(PEERS_PY) || $(PYTHON) -m venv $(PEERS)
 	$(PEERS_PY) -c "import torch" 2>/dev/null || $(PEERS_PY) -m pip install "$(TORCH_SPEC)"
+	@command -v gfortran >/dev/null || echo "make test: escnn's dependency py3nj needs a Fortran \
+	compiler; installing Debian's gfortran system-wide with apt-get (needs root)"
 	command -v gfortran >/dev/null || apt-get install -y gfortran \
 	  || (apt-get update && apt-get install -y gfortran)
 	$(PEERS_PY) -m pip install escnn
@@ -49,6 +53,12 @@ test: lint test-peers
 
 demo: $(STAMP)
 	$(PY) -m equilayers demo $(ARGS)
+
+# The accuracy family with its peer rows: e2cnn (and escnn) models trained beside ours, in the
+# peers venv (e2cnn needs numpy<2.3; it runs from the source tree). About an hour on 2 cores.
+bench-accuracy: $(PEERS_STAMP)
+	$(PEERS_PY) -m pip install e2cnn mlxtend tqdm "numpy<2"
+	$(PEERS_PY) -m benchmarks --family accuracy $(ARGS)
 
 selfcheck: $(STAMP)
 	$(PY) -m equilayers selfcheck

@@ -140,6 +140,12 @@ def check_bool(value: Any, name: str, what: str = "", *, optional: bool = False,
     raise _err(TypeError, what, name, value, must, fix)
 
 
+def check_flag(value: Any, name: str, what: str = "", fix: str = "") -> bool:
+    """``True`` or ``False`` (``TypeError`` otherwise: ``0``, ``None`` or ``"True"`` would be
+    read by their truth value, which is rarely what was meant)."""
+    return check_bool(value, name, what, fix=fix)
+
+
 def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Callable:
     if not callable(value):
         raise _err(TypeError, what, name, value, "callable (a function or a module)", fix)

@@ -272,8 +272,9 @@ def _conv(m: Any, probed: dict) -> nn.Module:
                basis="pixel")
     f_in = 1 if lifting else n
     with torch.no_grad():
-        ours.weight.copy_(filt.view(c_out, n, c_in, f_in, k, k)[:, 0]
-                          .reshape(ours.weight.shape))
+        per_element = filt.view(c_out, n, c_in, f_in, k, k)[:, 0].reshape(ours.weight.shape)
+        # a group conv's weight holds its group axis in the group's Fourier basis
+        ours.weight.copy_(per_element if lifting else ours._to_fourier(per_element))
         if bias is not None:
             ours.bias.copy_(_field_bias(bias, c_out, n))
         expanded = ours._expand()

@@ -85,6 +85,7 @@ GROUPS: list[Case] = [
     Case(G.harmonic_matrix, dict(g=G.get("c8").elements()[1], max_order=2),
          {"g": ELEMENT, "max_order": INT, "dtype": DTYPE},
          accept={"max_order": {"0": OK}, "g": {"other-group": OK}}),
+    Case(G.group_fourier_basis, dict(group="d4"), {"group": GROUP, "dtype": DTYPE}),
     Case(G.rot90, dict(k=1), {"k": INT}, {"x": _img(2, 3, 5, 5, dtype_ok=True)},
          accept={"k": {"0": OK, "-1": 3}}, extra=_NONSQUARE),
     Case(G.flip, {}, {}, {"x": _img(2, 3, 5, 5, dtype_ok=True)}),

@@ -22,7 +22,7 @@ escnn = pytest.importorskip("escnn", reason="escnn is not installed (optional ex
 from escnn import gspaces  # noqa: E402
 from escnn import nn as enn  # noqa: E402
 
-from equilayers.groups import act_spatial, get  # noqa: E402
+from equilayers.groups import act_spatial, get, group_fourier_basis  # noqa: E402
 from equilayers.nn import GroupConv2d, LiftingConv2d  # noqa: E402
 from equilayers.testing import assert_equivariant  # noqa: E402
 
@@ -69,7 +69,11 @@ def test_same_outputs_as_escnn(name, lifting, k, kw):
     cls = LiftingConv2d if lifting else GroupConv2d
     ours = cls(c_in, c_out, k, group=name, **kw).eval()
     with torch.no_grad():
-        ours.weight.copy_(filt.view(c_out, n, c_in, f_in, k, k)[:, 0].reshape(ours.weight.shape))
+        per_element = filt.view(c_out, n, c_in, f_in, k, k)[:, 0].reshape(ours.weight.shape)
+        if not lifting:  # the group axis of our weight is in the group's Fourier basis
+            per_element = torch.einsum("kh,ochxy->ockxy", group_fourier_basis(name).float(),
+                                       per_element)
+        ours.weight.copy_(per_element)
         bias_fields = bias.view(c_out, n)
         assert torch.allclose(bias_fields, bias_fields[:, :1].expand(-1, n))  # one per field
         ours.bias.copy_(bias_fields[:, 0])

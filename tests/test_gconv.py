@@ -18,7 +18,7 @@ from equilayers.functional import (
     lifting_conv2d,
 )
 from equilayers.functional._gconv import resolve_padding
-from equilayers.groups import act, act_spatial, get
+from equilayers.groups import act, act_spatial, get, group_fourier_basis
 from equilayers.nn import GroupConv2d, LiftingConv2d
 from equilayers.testing import equivariance_error
 
@@ -50,10 +50,11 @@ def test_expanded_filter_layout(gen):
     e = expand_lifting_filter(w, grp).reshape(3, 8, 2, 5, 5)
     for i, g in enumerate(grp.elements()):
         torch.testing.assert_close(e[:, i], act_spatial(w, g), rtol=0, atol=0)
-    w = _rand(gen, 3, 2, 8, 3, 3)
+    w = _rand(gen, 3, 2, 8, 3, 3)  # group axis: coefficients in the group's Fourier basis
+    per_element = torch.einsum("kh,ockxy->ochxy", group_fourier_basis(grp), w)
     e = expand_group_filter(w, grp).reshape(3, 8, 2, 8, 3, 3)
     for i, g in enumerate(grp.elements()):
-        torch.testing.assert_close(e[:, i], act(w, g, "regular"), rtol=0, atol=0)
+        torch.testing.assert_close(e[:, i], act(per_element, g, "regular"), rtol=0, atol=1e-15)
 
 
 def test_index_buffer_is_not_persistent():
@@ -257,6 +258,15 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         GroupConv2d(**args)
+
+
+@pytest.mark.parametrize("cls", [GroupConv2d, LiftingConv2d])
+def test_bias_must_be_a_bool(cls):
+    """``bias=0`` or ``bias=None`` is not read as ``False`` behind the user's back."""
+    for bias in (0, None, "True"):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: bias={bias!r} must be True or "
+                                            "False"):
+            cls(4, 6, 3, bias=bias)
 
 
 def test_bad_inputs(gen):

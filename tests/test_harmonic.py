@@ -98,10 +98,14 @@ def test_gradcheck(gen):
 def test_bad_input(gen):
     with pytest.raises(ValueError, match="max_order"):
         enn.NormNonlinearity(3, -1)
-    with pytest.raises(ValueError, match="order0 must be"):
+    with pytest.raises(ValueError, match="order0='abs' must be"):
         enn.NormNonlinearity(3, 2, order0="abs")
-    with pytest.raises(ValueError, match="order0 must be"):
+    with pytest.raises(ValueError, match="order0='abs' must be"):
         EF.norm_nonlinearity(_x(gen), None, 2, order0="abs")
+    with pytest.raises(ValueError, match=r"eps=0 must be a real number > 0"):
+        EF.norm_nonlinearity(_x(gen), None, 2, eps=0)
+    with pytest.raises(TypeError, match=r"training=None must be True or False"):
+        EF.harmonic_batch_norm(_x(gen), 2, None, None, training=None)
     with pytest.raises(ValueError, match="max_order"):
         enn.NormPool(-2)
     with pytest.raises(ValueError, match=r"2\*max_order\+1"):

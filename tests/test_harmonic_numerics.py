@@ -118,7 +118,7 @@ def test_batch_norm_half_statistics_in_float32(dtype, gen):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_non_floating_input_raises(name, dtype):
     x = torch.ones(2, _fields(name), 5, 4, 4, dtype=dtype)
-    with pytest.raises(TypeError, match=rf"floating-point tensor; got dtype {dtype}.*x\.float"):
+    with pytest.raises(TypeError, match=rf"x has dtype {dtype}.*floating-point.*x\.float\(\)"):
         MODULES[name]()(x)
 
 
@@ -233,33 +233,42 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
 
 # --- checks at construction and in forward ------------------------------------------------
 
+# the shared format (equilayers/_checks.py): "<what>: <arg>=<value> must be ...; <fix>",
+# TypeError for a wrong type, ValueError for a wrong value
 @pytest.mark.parametrize("make,exc,match", [
-    (lambda: enn.NormNonlinearity(0, 2), ValueError, r"channels must be a positive.*channels=0"),
-    (lambda: enn.NormNonlinearity(True, 2), ValueError, r"channels=True"),
-    (lambda: enn.NormNonlinearity(3.0, 2), ValueError, r"channels=3\.0"),
-    (lambda: enn.NormNonlinearity(3, 2, None), TypeError, r"function must be callable.*None"),
-    (lambda: enn.NormNonlinearity(3, 2, bias=1), TypeError, r"bias must be True or False"),
+    (lambda: enn.NormNonlinearity(0, 2), ValueError, r"channels=0 must be an integer >= 1"),
+    (lambda: enn.NormNonlinearity(True, 2), TypeError, r"channels=True"),
+    (lambda: enn.NormNonlinearity(3.0, 2), TypeError, r"channels=3\.0"),
+    (lambda: enn.NormNonlinearity(3, 2, None), TypeError, r"function=None must be callable"),
+    (lambda: enn.NormNonlinearity(3, 2, bias=1), TypeError, r"bias=1 must be True or False"),
     (lambda: enn.NormNonlinearity(3, 2, threshold=-1), ValueError, r"threshold.*>= 0"),
-    (lambda: enn.GatedNonlinearity(2, function="relu"), TypeError, r"function must be callable"),
-    (lambda: enn.GatedNonlinearity(2, gates="last"), ValueError, r"gates must be one of"),
-    (lambda: enn.GatedNonlinearity(-1), ValueError, r"max_order must be an integer >= 0"),
-    (lambda: enn.HarmonicBatchNorm(-3, 2), ValueError, r"num_features must be.*num_features=-3"),
-    (lambda: enn.HarmonicBatchNorm(3, 2.5), ValueError, r"max_order=2\.5"),
-    (lambda: enn.HarmonicBatchNorm(3, 2, eps=0), ValueError, r"eps must be a finite float > 0"),
-    (lambda: enn.HarmonicBatchNorm(3, 2, eps="1e-5"), ValueError, r"eps='1e-5'"),
+    (lambda: enn.NormNonlinearity(3, 2, dtype=torch.int64), TypeError, r"dtype=torch\.int64"),
+    (lambda: enn.GatedNonlinearity(2, function="relu"), TypeError,
+     r"function='relu' must be callable"),
+    (lambda: enn.GatedNonlinearity(2, gates="last"), ValueError, r"gates='last' must be one of"),
+    (lambda: enn.GatedNonlinearity(-1), ValueError, r"max_order=-1 must be an integer >= 0"),
+    (lambda: enn.HarmonicBatchNorm(-3, 2), ValueError, r"num_features=-3 must be"),
+    (lambda: enn.HarmonicBatchNorm(3, 2.5), TypeError, r"max_order=2\.5"),
+    (lambda: enn.HarmonicBatchNorm(3, 2, eps=0), ValueError, r"eps=0 must be a real number > 0"),
+    (lambda: enn.HarmonicBatchNorm(3, 2, eps="1e-5"), TypeError, r"eps='1e-5'"),
     (lambda: enn.HarmonicBatchNorm(3, 2, momentum=1.5), ValueError, r"momentum.*\[0, 1\]"),
-    (lambda: enn.HarmonicBatchNorm(3, 2, momentum=True), ValueError, r"momentum=True"),
-    (lambda: enn.HarmonicBatchNorm(3, 2, affine=None), TypeError, r"affine must be True"),
-    (lambda: enn.NormPool(1.0), ValueError, r"max_order=1\.0"),
-    (lambda: enn.NormMaxPool(0), ValueError, r"kernel_size must be an integer >= 1"),
-    (lambda: enn.NormMaxPool(2, stride=(1,)), ValueError, r"stride must be"),
+    (lambda: enn.HarmonicBatchNorm(3, 2, momentum=True), TypeError, r"momentum=True"),
+    (lambda: enn.HarmonicBatchNorm(3, 2, affine=None), TypeError, r"affine=None must be True"),
+    (lambda: enn.HarmonicBatchNorm(3, 2, dtype="float32"), TypeError, r"dtype='float32'"),
+    (lambda: enn.NormPool(1.0), TypeError, r"max_order=1\.0"),
+    (lambda: enn.NormMaxPool(0), ValueError, r"kernel_size=0 must be an integer or a pair of "
+                                             r"integers >= 1"),
+    (lambda: enn.NormMaxPool(2, stride=(1,)), TypeError, r"stride=\(1,\) must be"),
     (lambda: enn.NormMaxPool(2, padding=2), ValueError, r"padding=2 must be at most half"),
-    (lambda: enn.NormMaxPool(2, per="slot"), ValueError, r"per must be one of"),
+    (lambda: enn.NormMaxPool(2, per="slot"), ValueError, r"per='slot' must be one of"),
+    (lambda: enn.NormMaxPool(2, ceil_mode=1), TypeError, r"ceil_mode=1 must be True or False"),
     (lambda: enn.RegularToHarmonic("o2"), ValueError, r"continuous.*'cN'/'dN'"),
+    (lambda: enn.RegularToHarmonic("c8", dtype=torch.bool), TypeError, r"dtype=torch\.bool"),
     (lambda: enn.HarmonicToRegular("c8", -1), ValueError, r"max_order=-1"),
     (lambda: enn.FourierNonlinearity("so2"), ValueError, r"so2 needs max_order"),
-    (lambda: enn.FourierNonlinearity("so2", 2, samples=4), ValueError, r"samples must be.*>= "
-                                                                          r"2\*max_order\+1 = 5"),
+    (lambda: enn.FourierNonlinearity("so2", 2, samples=4), ValueError,
+     r"FourierNonlinearity: samples=4 must be an integer >= 5; at least 2\*max_order\+1 = 5"),
+    (lambda: enn.FourierNonlinearity("so2", 2, samples=True), TypeError, r"samples=True"),
     (lambda: enn.FourierNonlinearity("c8", samples=8), ValueError, r"leave it None"),
     (lambda: enn.FourierNonlinearity("c8", function=None), TypeError, r"callable"),
 ])
@@ -311,8 +320,8 @@ def test_batch_norm_old_checkpoint_without_counter_loads(gen):
 
 
 def test_function_none_fails_at_construction_not_in_torch():
-    with pytest.raises(TypeError, match="NormNonlinearity: function must be callable"):
+    with pytest.raises(TypeError, match="NormNonlinearity: function=None must be callable"):
         enn.NormNonlinearity(3, 2, function=None)
-    with pytest.raises(TypeError, match="norm_nonlinearity: function must be callable"):
+    with pytest.raises(TypeError, match="norm_nonlinearity: function=None must be callable"):
         EF.norm_nonlinearity(torch.randn(1, 3, 5, 2, 2), None, 2, function=None)
     assert F.relu  # the default still works

@@ -1,7 +1,7 @@
 """The generalized He init of the group convs (``_GroupConvNd.reset_parameters``): on unit-variance
 input every output slot (regular fields) or rotation order (harmonic fields) that the basis
-reaches has std ``sqrt(2)`` within 15%, for every group, basis, field type and kernel size of the
-case table; the check fails for a wrong scale."""
+reaches has std 1 (``init_gain2 = 1``) within 15%, for every group, basis, field type and
+kernel size of the case table; the check fails for a wrong scale."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from equilayers.nn import GroupConv2d, LiftingConv2d
 
-TARGET = math.sqrt(2.0)
+TARGET = 1.0  # init_gain2 = 1: the second moment is preserved
 REL = 0.15
 
 # (group, constructor kwargs) as in the shared equivariance cases
@@ -73,9 +73,9 @@ def test_output_std_is_he_scaled(group, kw, lifting, k, gen):
 
 def test_negative_control_wrong_scale_fails(gen):
     """The check can fail: nn.Conv2d's default scale (std 1/sqrt(3 fan_in): output std 0.58)
-    and a doubled weight are both caught."""
+    and He's ReLU gain (std sqrt(2)) are both caught."""
     torch.manual_seed(0)
-    for scale in (1 / math.sqrt(6), 2.0):
+    for scale in (1 / math.sqrt(3), math.sqrt(2)):
         m = GroupConv2d(16, 16, 5, padding=2, group="c8")
         with torch.no_grad():
             m.weight.mul_(scale)
@@ -94,13 +94,17 @@ def test_bias_starts_at_zero_and_reset_redraws():
 
 def test_harmonic_orders_get_balanced_weights():
     """Orders reached by few basis functions get larger weights (escnn's per-irrep balance):
-    the weight std differs per basis element for harmonic fields, not for regular ones."""
+    the weight std differs per basis element for harmonic fields beyond the elements' norms
+    (sqrt(d_out), divided out by the init); for regular fields only by those norms."""
     torch.manual_seed(0)
     so2 = GroupConv2d(8, 8, 5, group="so2", max_order=2)
-    std = so2._init_std()
+    std = so2._init_std() * so2._irrep_scale()
     assert isinstance(std, torch.Tensor) and std.shape == (so2._num_basis,)
     assert std.max() / std.min() > 1.2
-    assert isinstance(GroupConv2d(8, 8, 5, group="c8")._init_std(), float)
+    c8 = GroupConv2d(8, 8, 5, group="c8")
+    per_element = c8._init_std() * c8._irrep_scale()
+    torch.testing.assert_close(per_element, per_element[:1].expand_as(per_element))
+    assert c8._irrep_scale().min() == 1.0 and c8._irrep_scale().max() > 1.4
 
 
 def test_unreachable_orders_warn():

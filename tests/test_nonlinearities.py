@@ -81,7 +81,7 @@ def test_gated_first_half_formula_and_shapes(gen):
 def test_gated_bad_input(gen):
     with pytest.raises(ValueError, match=r"even number of fields.*C=3"):
         EF.gated_nonlinearity(_x(gen, (1, 3, 5, 2, 2)), 2, gates="first_half")
-    with pytest.raises(ValueError, match="gates must be"):
+    with pytest.raises(ValueError, match="gates='second_half' must be"):
         EF.gated_nonlinearity(_x(gen), 2, gates="second_half")
 
 
@@ -230,7 +230,12 @@ def test_norm_max_pool_bad_input(gen):
         EF.norm_max_pool2d(_x(gen, (1, 2, 4, 4, 4)), 2)
     with pytest.raises(ValueError, match=r"2\*max_order\+1"):
         enn.NormMaxPool(2, max_order=1)(_x(gen))
-    with pytest.raises(ValueError, match="per must be"):
+    with pytest.raises(ValueError, match="per='slot' must be"):
         EF.norm_max_pool2d(_x(gen), 2, per="slot")
-    with pytest.raises(ValueError, match="dilation must be"):
+    with pytest.raises(ValueError, match="dilation=0 must be"):
         EF.norm_max_pool2d(_x(gen), 2, dilation=0)
+    with pytest.raises(TypeError, match="ceil_mode=None must be True or False"):
+        EF.norm_max_pool2d(_x(gen), 2, ceil_mode=None)
+    with pytest.raises(ValueError, match=r"spatial size 1x1 .* smaller than the kernel's window "
+                                         r"3x3"):
+        EF.norm_max_pool2d(_x(gen, (1, 2, 5, 1, 1)), 3, padding=0)

@@ -128,10 +128,10 @@ def test_empty_batch_state_dict_repr_and_to(gen):
     (lambda: Restrict("c6", "c4"), r"c\{M\} for M dividing 6"),
     (lambda: Restrict("so2", "c4"), r"so2 is continuous and has no regular fields.*"
                                     r"rep='harmonic'"),
-    (lambda: Restrict("d4", "c4", rep="trivial"), r"rep must be one of .*got rep='trivial'"),
-    (lambda: CosetPool("d4", "c4", "sum"), r"reduction must be one of.*got reduction='sum'"),
+    (lambda: Restrict("d4", "c4", rep="trivial"), r"rep='trivial' must be one of "),
+    (lambda: CosetPool("d4", "c4", "sum"), r"reduction='sum' must be one of"),
     (lambda: CosetPool("o2", "so2"), r"o2 is continuous"),
-    (lambda: Restrict("d4", "bogus"), r"unknown group 'bogus'"),
+    (lambda: Restrict("d4", "bogus"), r"subgroup='bogus' is not a group: unknown group 'bogus'"),
 ])
 def test_bad_arguments(ctor, match):
     with pytest.raises(ValueError, match=match):
@@ -148,6 +148,10 @@ def test_bad_inputs(gen):
         restrict(torch.randn(2, 3, 4, 5, 5, generator=gen), "o2", "so2", "harmonic")
     with pytest.raises(TypeError, match="expects a tensor"):
         coset_pool([1.0], "d4", "c4")
+    with pytest.raises(TypeError, match=r"CosetPool: x has dtype torch.int64.*x\.float\(\)"):
+        CosetPool("d4", "c4")(torch.ones(2, 3, 8, 5, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"subgroup=None is not a group"):
+        coset_pool(torch.randn(2, 3, 8, 5, 5, generator=gen), "d4", None)
     with pytest.raises(ValueError, match=r"rep 'quotient:c3'.*c3 is not a subgroup of d4"):
         act(torch.randn(1, 1, 4, 3, 3), get("d4").identity, "quotient:c3")
     with pytest.raises(ValueError, match=r"'quotient:d1' fiber of d4 has \|G\|/\|K\|=4 slots"):

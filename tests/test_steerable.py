@@ -6,8 +6,13 @@ import torch.nn.functional as F
 from conftest import readme_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
-from equilayers.functional._steerable import expand_regular, inverse_cayley_index, regular_table
-from equilayers.groups import get
+from equilayers.functional._steerable import (
+    expand_regular,
+    inverse_cayley_index,
+    irrep_scale,
+    regular_table,
+)
+from equilayers.groups import get, group_fourier_basis
 from equilayers.testing import assert_equivariant, equivariance_report
 from equilayers.testing._cases_harmonic import HarmonicStack, _camera
 
@@ -72,8 +77,10 @@ def test_so2_basis_counts_and_centre():
     assert torch.all(b[:, 1:, :, 2, 2] == 0)  # only frequency 0 at the centre pixel
     o2 = steerable_basis("o2", "trivial", "harmonic", 5, out_order=2)
     assert o2.shape[0] == 3 + 2 + 2
+    # norm sqrt(d_out): 1 into order 0 (3 elements), sqrt(2) into orders 1 and 2 (escnn's)
     norms = b.flatten(1).norm(dim=1)
-    torch.testing.assert_close(norms, torch.ones_like(norms))
+    want = torch.tensor([1.0] * 3 + [2 ** 0.5] * 8, dtype=torch.float64)
+    torch.testing.assert_close(norms.sort().values, want)
 
 
 def test_deterministic_and_fresh():
@@ -96,27 +103,33 @@ def _reference_regular_basis(group, k, lifting):
     g, j = table.shape[:2]
     table = table / (norms[None, :, None, None] * math.sqrt(g))
     if lifting:
-        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
+        scale = irrep_scale(group, "trivial", "regular", k).view(-1, 1, 1, 1, 1)
+        return table.permute(1, 0, 2, 3).unsqueeze(2).contiguous() * scale
     out = torch.zeros(g, j, g, g, k, k, dtype=torch.float64)
     for a in range(g):  # per pair: slot b = a h carries psi_h(a^-1 q)
         for h in range(g):
             out[h, :, a, int(group.cayley_table[a, h])] = table[a]
-    return out.reshape(g * j, g, g, k, k)
+    # the group axis in the group's Fourier basis: element (k, j) = sum_h F[k, h] (h, j)
+    four = group_fourier_basis(group)
+    out = torch.einsum("kh,hjabxy->kjabxy", four, out).reshape(g * j, g, g, k, k)
+    return out * irrep_scale(group, "regular", "regular", k).view(-1, 1, 1, 1, 1)
 
 
 @pytest.mark.parametrize("group", ["c3", "c8", "d4", "d8"])
 @pytest.mark.parametrize("irep", ["trivial", "regular"])
 def test_regular_basis_equals_reference(group, irep, gen):
-    """The fast placement (compact table cached, one scatter in the target dtype) gives the
-    former dense basis bit for bit, in float64 and float32, and the same expanded filters."""
+    """The fast placement (compact table cached, one scatter and one Fourier transform of the
+    group axis in the target dtype) gives the per-pair reference to float rounding, in
+    float64 and float32, and the same expanded filters."""
     ref = _reference_regular_basis(group, 5, irep == "trivial")
-    for dtype in (torch.float64, torch.float32):
+    for dtype, tol in ((torch.float64, 1e-14), (torch.float32, 1e-6)):
         new = steerable_basis(group, irep, "regular", 5, dtype=dtype)
-        assert new.dtype == dtype and torch.equal(new, ref.to(dtype))
+        assert new.dtype == dtype
+        torch.testing.assert_close(new, ref.to(dtype), rtol=0, atol=tol)
     w = torch.randn(2, 3, ref.shape[0], generator=gen, dtype=torch.float64)
-    assert torch.equal(expand_steerable(w, steerable_basis(group, irep, "regular", 5,
-                                                           dtype=torch.float64)),
-                       expand_steerable(w, ref))
+    torch.testing.assert_close(expand_steerable(w, steerable_basis(group, irep, "regular", 5,
+                                                                   dtype=torch.float64)),
+                               expand_steerable(w, ref), rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("group", ["c1", "c3", "c8", "d1", "d4", "d8", "c16", "d16"])
@@ -142,13 +155,18 @@ def test_expand_regular_equals_dense_expansion(group, k, lifting, gen):
     assert table.shape == (int(get(group).order), dense.shape[0] // (1 if lifting else
                                                                        int(get(group).order)), k, k)
     idx = None if lifting else inverse_cayley_index(group)
+    four = None if lifting else group_fourier_basis(group)
+    scale = irrep_scale(group, "trivial" if lifting else "regular", "regular", k)
     w = torch.randn(3, 2, dense.shape[0], generator=gen, dtype=torch.float64)
     ref = expand_steerable(w, dense)
-    torch.testing.assert_close(expand_regular(w, table, idx), ref, rtol=0, atol=1e-13)
-    torch.testing.assert_close(expand_regular(w.float(), table.float(), idx), ref.float())
+    torch.testing.assert_close(expand_regular(w, table, idx, four, scale), ref, rtol=0,
+                               atol=1e-13)
+    torch.testing.assert_close(expand_regular(w.float(), table.float(), idx,
+                                              None if four is None else four.float(), scale),
+                               ref.float())
     wt = w[:, :1].mT  # non-contiguous weight
-    torch.testing.assert_close(expand_regular(wt.mT, table, idx), expand_steerable(wt.mT, dense),
-                               rtol=0, atol=1e-13)
+    torch.testing.assert_close(expand_regular(wt.mT, table, idx, four, scale),
+                               expand_steerable(wt.mT, dense), rtol=0, atol=1e-13)
 
 
 def test_expand_regular_gradcheck(gen):
@@ -213,6 +231,27 @@ def test_conv_rejects_mismatched_harmonic_fiber(gen):
     w = torch.randn(1, 1, basis.shape[0], generator=gen)
     with pytest.raises(ValueError, match="F_in=5"):
         steerable_conv2d(torch.randn(1, 1, 3, 7, 7, generator=gen), w, basis)
+
+
+@pytest.mark.parametrize("kwargs,x_shape,exc,match", [
+    ({"stride": 0}, (2, 2, 5, 7, 7), ValueError, r"stride=0 must be .* >= 1"),
+    ({"padding": -1}, (2, 2, 5, 7, 7), ValueError, r"padding=-1 must be .* >= 0"),
+    ({"dilation": 1.5}, (2, 2, 5, 7, 7), TypeError, r"dilation=1.5 must be an integer"),
+    ({"groups": True}, (2, 2, 5, 7, 7), TypeError, r"groups=True must be an integer"),
+    ({}, (2, 3, 5, 7, 7), ValueError, r"x must have C_in=2 fields .* \(2, 3, 5, 7, 7\)"),
+    ({}, (2, 2, 5, 2, 2), ValueError, r"spatial size 2x2 .* smaller than the kernel's window"),
+    ({"bias": torch.zeros(4)}, (2, 2, 5, 7, 7), ValueError, r"bias must have shape \(3,\)"),
+    ({}, (2, 2, 5, 7, 7, "int"), TypeError, r"x has dtype torch.int64.*x\.float\(\)"),
+])
+def test_conv_bad_arguments(gen, kwargs, x_shape, exc, match):
+    """steerable_conv2d checks its arguments before F.conv2d (whose errors name no argument)."""
+    basis = steerable_basis("so2", "harmonic", "harmonic", 3, in_order=2, out_order=2)
+    w = torch.randn(3, 2, basis.shape[0], generator=gen)
+    x = torch.randn(x_shape[:5], generator=gen)
+    if len(x_shape) > 5:
+        x = x.long()
+    with pytest.raises(exc, match=match):
+        steerable_conv2d(x, w, basis, **kwargs)
 
 
 def test_offgrid_error_per_order():

@@ -18,9 +18,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import GroupLike, get
-from ._harmonic import _check_function, check_floating, check_harmonic
+from ._harmonic import _check_function, check_floating, check_harmonic, check_order
 
 __all__ = [
     "fourier_matrix",
@@ -31,17 +32,10 @@ __all__ = [
 ]
 
 
-def _check_order(max_order, what: str) -> int:
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 0:
-        raise ValueError(f"{what}: max_order must be an integer >= 0 (fiber 2*max_order+1); got "
-                         f"max_order={max_order!r}")
-    return max_order
-
-
 def _default_order(group, max_order: int | None, what: str = "fourier_matrix") -> int:
     if max_order is None:
         return group.n // 2
-    return _check_order(max_order, what)
+    return check_order(max_order, what)
 
 
 def _finite(group: GroupLike, what: str):
@@ -79,6 +73,7 @@ def fourier_matrix(group: GroupLike, max_order: int | None = None,
     """
     grp = _finite(group, "fourier_matrix")
     m = _default_order(grp, max_order)
+    C.check_float_dtype(dtype, "dtype", "fourier_matrix", optional=False)
     return _rows_cpu(grp.n, grp.reflections, m).to(dtype=dtype, copy=True)
 
 
@@ -164,24 +159,23 @@ def default_samples(max_order: int) -> int:
     return 8 * (max_order + 1)
 
 
-def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None):
+def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None,
+                    what: str = "fourier_nonlinearity"):
     """``(n, reflections)``: the sampled subgroup C_n/D_n of :func:`fourier_nonlinearity`
     (C_N/D_N: the group itself; SO(2)/O(2): ``samples`` rotations, default
     :func:`default_samples`)."""
     grp = get(group)
     if grp.is_finite:
         if samples is not None:
-            raise ValueError(f"fourier_nonlinearity: {grp.name} is finite, its samples are its "
-                             f"{grp.n} rotations (and flips); got samples={samples!r} (leave it "
-                             "None)")
+            raise ValueError(f"{what}: {grp.name} is finite, its samples are its {grp.n} "
+                             f"rotations (and flips); got samples={samples!r} (leave it None)")
         return grp.n, grp.reflections
     if samples is None:
         return default_samples(max_order), grp.reflections
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2 * max_order + 1:
-        raise ValueError(f"fourier_nonlinearity: samples must be an integer >= 2*max_order+1 = "
-                         f"{2 * max_order + 1} (fewer rotations cannot tell the orders apart); "
-                         f"got samples={samples!r} (a multiple of 4 keeps the 90-degree "
-                         "rotations exact)")
+    m = 2 * max_order + 1
+    samples = C.check_int(samples, "samples", what, minimum=m,
+                          fix=f"at least 2*max_order+1 = {m} (fewer rotations cannot tell the "
+                          "orders apart); a multiple of 4 keeps the 90-degree rotations exact")
     return samples, grp.reflections
 
 
@@ -225,7 +219,7 @@ def fourier_nonlinearity(
     if max_order is None:
         if not grp.is_finite:
             raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
-                             "fields' highest rotation order)")
+                             "fields' highest rotation order), e.g. max_order=2")
         max_order = grp.n // 2
     check_harmonic(x, max_order, "fourier_nonlinearity")
     _check_function(function, "fourier_nonlinearity")

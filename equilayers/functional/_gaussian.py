@@ -16,22 +16,17 @@ a percentage of the radius ``c``; ``sigma`` in pixels, default 2).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 
-from ._gconv import _pair
+from .. import _checks as C
 
 __all__ = ["gaussian_filter_size", "gaussian_filter2d", "gaussian_blur_pool2d",
            "disk_mask_weights", "disk_mask2d"]
 
 
 def _positive(v, name: str, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{what}: {name} must be a positive number; got {name}={v!r}")
-    return float(v)
+    return C.check_number(v, name, what, positive=True, fix=f"{name} in pixels")
 
 
 def gaussian_filter_size(sigma: float) -> int:
@@ -59,26 +54,16 @@ def check_pool_args(sigma, stride, padding, what: str):
     escnn; ``padding=None``: ``(k - 1) // 2``)."""
     sigma = _positive(sigma, "sigma", what)
     k = gaussian_filter_size(sigma)
-    try:
-        stride_p = (k, k) if stride is None else _pair(stride, "stride")
-        pad_p = ((k - 1) // 2,) * 2 if padding is None else _pair(padding, "padding")
-    except ValueError as e:
-        raise ValueError(f"{what}: {e}") from None
-    if min(stride_p) < 1:
-        raise ValueError(f"{what}: stride must be >= 1; got stride={stride!r}")
-    if min(pad_p) < 0:
-        raise ValueError(f"{what}: padding must be >= 0; got padding={padding!r}")
+    stride_p = (k, k) if stride is None else C.check_pair(
+        stride, "stride", what, minimum=1, fix="or None for the filter size")
+    pad_p = ((k - 1) // 2,) * 2 if padding is None else C.check_pair(
+        padding, "padding", what, minimum=0, fix="or None for (k - 1) // 2")
     return sigma, stride_p, pad_p
 
 
 def _check_map(x: torch.Tensor, what: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if x.dim() not in (4, 5):
-        raise ValueError(f"{what} expects a 4-D (B, C, H, W) image or a 5-D (B, C, F, H, W) "
-                         f"group map; got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{what} expects a floating-point tensor; got dtype {x.dtype}")
+    C.check_tensor(x, "x", what, ndim=(4, 5),
+                   layout="(a (B, C, H, W) image or a (B, C, F, H, W) group map)")
 
 
 def blur_with(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int],
@@ -114,11 +99,14 @@ def gaussian_blur_pool2d(x: torch.Tensor, sigma: float = 0.66, stride: int | Non
 
 
 def check_mask_args(margin, sigma, what: str) -> tuple[float, float]:
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not \
-            0 <= margin <= 100:
-        raise ValueError(f"{what}: margin must be a percentage of the radius in [0, 100]; got "
-                         f"margin={margin!r}")
-    return float(margin), _positive(sigma, "sigma", what)
+    margin = C.check_number(margin, "margin", what, minimum=0, maximum=100,
+                            fix="a percentage of the radius")
+    return margin, _positive(sigma, "sigma", what)
+
+
+def check_mask_size(size, what: str) -> int:
+    return C.check_int(size, "size", what, minimum=1,
+                       fix="the spatial size of the square inputs")
 
 
 def disk_mask_weights(size: int, margin: float = 0.0, sigma: float = 2.0, *,
@@ -130,8 +118,7 @@ def disk_mask_weights(size: int, margin: float = 0.0, sigma: float = 2.0, *,
         >>> disk_mask_weights(5)[2].tolist()
         [1.0, 1.0, 1.0, 1.0, 1.0]
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"disk_mask_weights: size must be an integer >= 1; got size={size!r}")
+    check_mask_size(size, "disk_mask_weights")
     margin, sigma = check_mask_args(margin, sigma, "disk_mask_weights")
     c = (size - 1) / 2
     t = (c - margin / 100.0 * c) ** 2

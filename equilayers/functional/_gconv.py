@@ -38,11 +38,13 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
+from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
 from ._steerable import (
     expand_regular,
     expand_steerable,
     inverse_cayley_index,
+    irrep_scale,
     regular_table,
     steerable_basis,
 )
@@ -179,9 +181,20 @@ def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torc
     return weight.reshape(-1)[idx]
 
 
+def from_fourier(weight: torch.Tensor, fourier: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """The per-element group axis ``w[h] = sum_k F[k, h] weight[k]`` of a weight whose axis
+    ``dim`` holds coefficients in the group's Fourier basis ``F`` (``(|G|, |G|)``, from
+    :func:`~equilayers.groups.group_fourier_basis`; its inverse is ``F`` itself applied the
+    other way, ``weight[k] = sum_h F[k, h] w[h]``)."""
+    return (weight.movedim(dim, -1) @ fourier.to(weight)).movedim(-1, dim)
+
+
 def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     """``(C_out, C_in/groups, |G|, k, k)`` -> expanded ``(C_out*|G|, C_in/groups*|G|, k, k)``:
-    block ``[o, g, c] = g . weight[o, c]`` with the regular action (one gather)."""
+    block ``[o, g, c] = g . w[o, c]`` with the regular action (one gather), where ``w[o, c, h]
+    = sum_k F[k, h] weight[o, c, k]``: the weight's group axis (dim 2) holds coefficients in
+    the group's Fourier basis ``F`` (:func:`~equilayers.groups.group_fourier_basis`; escnn's
+    parametrization through the irreps), as every ``GroupConv2d`` stores it."""
     _check_weight(weight, 5, "expand_group_filter")
     grp = check_pixel_group(group)
     c_out, c_in, f, k, _ = weight.shape
@@ -189,7 +202,8 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
         raise ValueError(f"a group conv weight of {grp.name} has |G|={grp.order} slots in dim 2;"
                          f" got shape {tuple(weight.shape)}")
     idx = expansion_index(grp, c_out, c_in, k, lifting=False, device=weight.device)
-    return weight.reshape(-1)[idx]
+    w = from_fourier(weight, group_fourier_basis(grp, dtype=weight.dtype, device=weight.device))
+    return w.reshape(-1)[idx]
 
 
 def _pair(v, name: str, what: str = "", minimum: int | None = None) -> tuple[int, int]:
@@ -362,11 +376,12 @@ def _pixel_only(what: str, max_order, in_max_order=None, settings: dict | None =
 
 
 def _basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight, max_order,
-                    in_max_order) -> str:
+                    in_max_order, settings: dict) -> str:
+    given = "".join(f", {k}={v!r}" for k, v in settings.items())  # the basis settings set
     return (f"the steerable basis of {get(group).name} {in_rep}->{out_rep} k={kernel_size} "
-            f"(kernel_size={kernel_size}, max_order={max_order}, in_max_order={in_max_order}) "
-            f"has {nb} elements; got weight {tuple(weight.shape)}: its last dim must be the "
-            "number of basis elements")
+            f"(kernel_size={kernel_size}, max_order={max_order}, in_max_order={in_max_order}"
+            f"{given}) has {nb} elements; got weight {tuple(weight.shape)}: its last dim must "
+            "be the number of basis elements")
 
 
 def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
@@ -385,17 +400,21 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         nb = j if lifting else g * j
         if weight.shape[-1] != nb:
             raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight,
-                                             max_order, in_max_order))
+                                             max_order, in_max_order, settings))
         if groups < 1 or weight.shape[0] % groups:
             raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
         index = None if lifting else inverse_cayley_index(group, weight.device)
-        return expand_regular(weight, table, index), g, 1 if lifting else g, m_in
+        fourier = None if lifting else group_fourier_basis(group, dtype=weight.dtype,
+                                                           device=weight.device)
+        scale = irrep_scale(group, in_rep, "regular", kernel_size, **settings)
+        return (expand_regular(weight, table, index, fourier, scale), g, 1 if lifting else g,
+                m_in)
     basis = steerable_basis(group, in_rep, out_rep, kernel_size, in_order=m_in,
                             out_order=m_out, dtype=weight.dtype, device=weight.device,
                             **settings)
     if weight.shape[-1] != basis.shape[0]:
         raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, basis.shape[0],
-                                         weight, max_order, in_max_order))
+                                         weight, max_order, in_max_order, settings))
     return expand_steerable(weight, basis, groups), basis.shape[1], basis.shape[2], m_in
 
 

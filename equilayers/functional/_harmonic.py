@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ._steerable import expand_steerable
 
 __all__ = [
@@ -32,23 +33,24 @@ __all__ = [
 ]
 
 GATES = ("own", "first_half")
+ORDER0 = ("function", "norm")
 
 
-def check_floating(x: torch.Tensor, what: str) -> None:
+def check_floating(x: torch.Tensor, what: str, name: str = "x") -> None:
     """Raise ``TypeError`` unless ``x`` is a real floating-point tensor (integer, bool and
     complex fibers have no meaningful rotation here; an integer Fourier matrix is all zeros)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{what} expects a real floating-point tensor; got dtype {x.dtype} "
-                        "(convert it first, e.g. x.float())")
+    C.check_tensor(x, name, what)
+
+
+def check_order(max_order, what: str, name: str = "max_order") -> int:
+    """``max_order`` as an int >= 0 (``TypeError`` for a non-integer, ``ValueError`` below 0)."""
+    return C.check_int(max_order, name, what, minimum=0, fix=f"fiber 2*{name}+1")
 
 
 def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
     """Raise ``ValueError`` unless ``x`` is ``(B, C, 2 * max_order + 1, H, W)``, ``TypeError``
     unless it is a real floating-point tensor."""
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 0:
-        raise ValueError(f"{what}: max_order must be an integer >= 0; got {max_order!r}")
+    check_order(max_order, what)
     check_floating(x, what)
     if x.dim() != 5 or x.shape[2] != 2 * max_order + 1:
         raise ValueError(f"{what} expects a harmonic field (B, C, 2*max_order+1, H, W) = "
@@ -57,9 +59,7 @@ def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
 
 
 def _check_function(function, what: str) -> None:
-    if not callable(function):
-        raise TypeError(f"{what}: function must be callable (e.g. torch.nn.functional.relu); "
-                        f"got {function!r}")
+    C.check_callable(function, "function", what, fix="e.g. torch.nn.functional.relu")
 
 
 def _low_precision(x: torch.Tensor) -> bool:
@@ -101,15 +101,19 @@ def norm_nonlinearity(
     magnitudes below ``-b`` are cut to 0 (:class:`~equilayers.nn.NormNonlinearity` starts at
     ``b = -1`` on its norm fields).
     """
-    check_harmonic(x, max_order, "norm_nonlinearity")
-    _check_function(function, "norm_nonlinearity")
-    if order0 not in ("function", "norm"):
-        raise ValueError(f"order0 must be 'function' (a_0 -> function(a_0 + b_0)) or 'norm' "
-                         f"(a_0 -> sign(a_0) function(|a_0| + b_0)); got {order0!r}")
+    what = "norm_nonlinearity"
+    check_harmonic(x, max_order, what)
+    _check_function(function, what)
+    eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-6")
+    C.check_choice(order0, "order0", ORDER0, what, fix="'function': a_0 -> function(a_0 + b_0), "
+                   "'norm': a_0 -> sign(a_0) function(|a_0| + b_0)")
     c = x.shape[1]
-    if bias is not None and tuple(bias.shape) != (c, max_order + 1):
-        raise ValueError(f"bias must be (C, max_order + 1) = ({c}, {max_order + 1}) for an input "
-                         f"of C={c} fields; got {tuple(bias.shape)}")
+    if bias is not None:
+        C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
+        if tuple(bias.shape) != (c, max_order + 1):
+            raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
+                             f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
+                             f"shape {tuple(bias.shape)}")
     a0 = x[:, :, :1]
     if bias is not None:
         a0 = a0 + bias[None, :, :1, None, None]
@@ -146,10 +150,9 @@ def gated_nonlinearity(
     """
     check_harmonic(x, max_order, "gated_nonlinearity")
     _check_function(function, "gated_nonlinearity")
-    if gates not in GATES:
-        raise ValueError(f"gated_nonlinearity: gates must be 'own' (each field gated by its own "
-                         f"a_0) or 'first_half' (the first C of 2C fields are gates); got "
-                         f"{gates!r}")
+    C.check_choice(gates, "gates", GATES, "gated_nonlinearity",
+                   fix="'own': each field gated by its own a_0, 'first_half': the first C of 2C "
+                   "fields are gates")
     if gates == "own":
         gate, y = x[:, :, :1], x
     else:
@@ -280,7 +283,14 @@ def steerable_conv2d(
 
     Shape: ``(B, C_out, F_out, H', W')`` with ``H' = (H + 2 p - d (k - 1) - 1) // s + 1``.
     """
-    check_floating(x, "steerable_conv2d")
+    what = "steerable_conv2d"
+    check_floating(x, what)
+    C.check_tensor(weight, "weight", what, ndim=3, layout="(C_out, C_in // groups, num_basis)")
+    C.check_tensor(basis, "basis", what, ndim=5, layout="(num_basis, F_out, F_in, k, k)")
+    stride = C.check_pair(stride, "stride", what, minimum=1)
+    padding = C.check_pair(padding, "padding", what, minimum=0)
+    dilation = C.check_pair(dilation, "dilation", what, minimum=1)
+    groups = C.check_int(groups, "groups", what, minimum=1)
     f_in = basis.shape[2]
     if x.dim() == 4 and f_in == 1:
         x = x.unsqueeze(2)
@@ -289,10 +299,16 @@ def steerable_conv2d(
                          f"x of shape (B, C_in, {f_in}, H, W); got {tuple(x.shape)}")
     b, c_in = x.shape[:2]
     h, w = x.shape[-2:]
+    if weight.shape[1] * groups != c_in:
+        raise ValueError(f"steerable_conv2d: weight of shape {tuple(weight.shape)} has C_in // "
+                         f"groups = {weight.shape[1]} input fields, so x must have C_in="
+                         f"{weight.shape[1] * groups} fields in dim 1 (groups={groups}); got "
+                         f"shape {tuple(x.shape)}")
+    C.check_bias(bias, (weight.shape[0],), what)
+    kh, kw = basis.shape[-2:]
+    C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
+                   (padding[1], padding[1], padding[0], padding[0]), what)
     filt = expand_steerable(weight, basis, groups)
-    if filt.shape[1] * groups != c_in * f_in:
-        raise ValueError(f"weight has C_in // groups = {weight.shape[1]} fields but x has "
-                         f"C_in={c_in} (groups={groups})")
     y = F.conv2d(x.reshape(b, c_in * f_in, h, w), filt, None, stride, padding, dilation, groups)
     c_out, f_out = weight.shape[0], basis.shape[1]
     y = y.view(b, c_out, f_out, *y.shape[-2:])

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks as C
 from ._harmonic import _low_precision, _pair_sq, check_harmonic
 
 __all__ = ["harmonic_batch_norm"]
 
 
-def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], c: int) -> None:
-    if t is not None and tuple(t.shape) != shape:
-        raise ValueError(f"harmonic_batch_norm: {name} must have shape {shape} for an input of "
-                         f"C={c} fields (num_features={c}); got {tuple(t.shape)}")
+def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], x: torch.Tensor
+                ) -> None:
+    """``None`` or a floating-point tensor of ``shape`` (``C`` read from ``x``)."""
+    if t is None:
+        return
+    C.check_tensor(t, name, "harmonic_batch_norm")
+    if tuple(t.shape) != shape:
+        c = x.shape[1]
+        raise ValueError(f"harmonic_batch_norm: {name} must have shape {shape} for x of shape "
+                         f"{tuple(x.shape)} (C={c} fields, num_features={c}); got {name} of "
+                         f"shape {tuple(t.shape)}")
 
 
 def _wrapped(t: torch.Tensor) -> bool:
@@ -58,16 +66,16 @@ def harmonic_batch_norm(
     running buffers raises (they would be written with transformed values): use eval mode or
     no running buffers there.
     """
-    check_harmonic(x, max_order, "harmonic_batch_norm")
+    what = "harmonic_batch_norm"
+    check_harmonic(x, max_order, what)
     b, c, f, h, w = x.shape
-    _check_stat(running_mean, "running_mean", (c,), c)
-    _check_stat(running_var, "running_var", (c, max_order + 1), c)
-    _check_stat(weight, "weight", (c, max_order + 1), c)
-    _check_stat(bias, "bias", (c,), c)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
-            0.0 <= momentum <= 1.0):
-        raise ValueError(f"harmonic_batch_norm: momentum must be a float in [0, 1]; got "
-                         f"{momentum!r}")
+    _check_stat(running_mean, "running_mean", (c,), x)
+    _check_stat(running_var, "running_var", (c, max_order + 1), x)
+    _check_stat(weight, "weight", (c, max_order + 1), x)
+    _check_stat(bias, "bias", (c,), x)
+    C.check_flag(training, "training", what)
+    momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
+    eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")
     low = _low_precision(x)
     ct = torch.float32 if low else x.dtype  # the dtype of the statistics and the scale
     n = b * h * w

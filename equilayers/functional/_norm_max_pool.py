@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ._harmonic import _low_precision, check_harmonic
 
 __all__ = ["norm_max_pool2d", "PER"]
@@ -12,23 +13,16 @@ __all__ = ["norm_max_pool2d", "PER"]
 PER = ("field", "order")
 
 
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    vals = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(vals, (tuple, list)) or len(vals) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in vals)):
-        raise ValueError(f"norm_max_pool2d: {name} must be an integer >= {minimum} or a pair of "
-                         f"them (as nn.MaxPool2d); got {name}={value!r}")
-    return int(vals[0]), int(vals[1])
-
-
-def check_pool_args(kernel_size, stride, padding, dilation):
-    """``nn.MaxPool2d``'s arguments as pairs, with a ``ValueError`` naming the bad one."""
-    k = _pair(kernel_size, "kernel_size", 1)
-    s = k if stride is None else _pair(stride, "stride", 1)
-    p = _pair(padding, "padding", 0)
-    d = _pair(dilation, "dilation", 1)
+def check_pool_args(kernel_size, stride, padding, dilation, what: str = "norm_max_pool2d"):
+    """``nn.MaxPool2d``'s arguments as pairs (``TypeError`` for a non-integer,
+    ``ValueError`` for a value out of range, naming the bad one)."""
+    k = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
+    s = k if stride is None else C.check_pair(stride, "stride", what, minimum=1,
+                                               fix="or None for kernel_size")
+    p = C.check_pair(padding, "padding", what, minimum=0)
+    d = C.check_pair(dilation, "dilation", what, minimum=1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"norm_max_pool2d: padding={padding!r} must be at most half of "
+        raise ValueError(f"{what}: padding={padding!r} must be at most half of "
                          f"kernel_size={kernel_size!r} (as nn.MaxPool2d)")
     return k, s, p, d
 
@@ -61,11 +55,14 @@ def norm_max_pool2d(
             raise ValueError(f"norm_max_pool2d expects a harmonic field (B, C, 2M+1, H, W) with "
                              f"an odd fiber; got shape {shape}")
         max_order = (int(x.shape[2]) - 1) // 2  # int: a traced size is a tensor
-    check_harmonic(x, max_order, "norm_max_pool2d")
-    if per not in PER:
-        raise ValueError(f"norm_max_pool2d: per must be 'field' (one location per field) or "
-                         f"'order' (one per field and rotation order); got per={per!r}")
+    what = "norm_max_pool2d"
+    check_harmonic(x, max_order, what)
+    C.check_choice(per, "per", PER, what, fix="'field': one location per field, 'order': one "
+                   "per field and rotation order")
     k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation)
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), (p[1], p[1], p[0], p[0]),
+                   what)
     b, c, f, h, w = x.shape
     v = x.detach()
     if _low_precision(v):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks as C
 from ..groups import GroupLike, get
 from ..groups._subgroups import check_subgroup, coset_index, quotient_size, restriction_index
 
@@ -34,9 +35,7 @@ _REDUCTIONS = ("max", "mean")
 
 def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str):
     """``(G, H)`` after validating the pair and the rep (``ValueError`` naming them)."""
-    if rep not in RESTRICT_REPS:
-        raise ValueError(f"{what}: rep must be one of {RESTRICT_REPS} (the fields' type); got "
-                         f"rep={rep!r}")
+    C.check_choice(rep, "rep", RESTRICT_REPS, what, fix="the fields' type")
     grp, sub = check_subgroup(group, subgroup, what)
     if rep == "regular" and not grp.is_finite:
         raise ValueError(f"{what}: {grp.name} is continuous and has no regular fields; use "
@@ -44,9 +43,14 @@ def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str
     return grp, sub
 
 
-def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str) -> None:
+def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
+                floating: bool = False) -> None:
+    """``x`` is a 5-D map with a fiber of ``size`` slots (``None``: odd, harmonic);
+    ``floating``: a floating-point one (``TypeError`` naming the dtype otherwise)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+    if floating:
+        C.check_tensor(x, "x", what)
     if x.dim() != 5:
         raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
                          f"{tuple(x.shape)}")
@@ -136,14 +140,11 @@ def coset_pool(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
     """
     grp, sub = check_restriction(group, subgroup, "regular", "coset_pool")
     check_reduction(reduction, "coset_pool")
-    check_fiber(x, int(grp.order), "coset_pool", f"regular {get(grp).name}")
+    check_fiber(x, int(grp.order), "coset_pool", f"regular {get(grp).name}", floating=True)
     index = sorted_coset_index(grp, sub)
     return pool_cosets(x, index.to(x.device), is_identity(index), quotient_size(grp, sub),
                        reduction)
 
 
 def check_reduction(reduction: str, what: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{what}: reduction must be one of {_REDUCTIONS}; got "
-                         f"reduction={reduction!r}")
-    return reduction
+    return C.check_choice(reduction, "reduction", _REDUCTIONS, what)

@@ -5,6 +5,7 @@ element order in a regular fiber) and :mod:`equilayers.groups._actions` for the 
 """
 
 from ._actions import REPS, act, act_fiber, act_spatial, fiber_size, harmonic_matrix
+from ._fourier_basis import group_fourier_basis
 from ._group import Group, GroupElement, GroupLike, get
 from ._transforms import (
     circular_shift,
@@ -28,6 +29,7 @@ __all__ = [
     "act_fiber",
     "fiber_size",
     "harmonic_matrix",
+    "group_fourier_basis",
     "rot90",
     "flip",
     "rotate",

@@ -34,8 +34,13 @@ __all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_inde
 def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
                    ) -> tuple[Group, Group]:
     """``(G, H)``, or ``ValueError`` naming both when ``H`` is not a subgroup of ``G`` in our
-    embedding (same angles, same flip)."""
-    grp, sub = get(group), get(subgroup)
+    embedding (same angles, same flip); a ``subgroup`` that is no group at all raises
+    :func:`get`'s error, naming the argument."""
+    grp = get(group)
+    try:
+        sub = get(subgroup)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: subgroup={subgroup!r} is not a group: {e}") from None
     ok = not (sub.reflections and not grp.reflections)
     if grp.is_finite:
         ok = ok and sub.is_finite and grp.n % sub.n == 0

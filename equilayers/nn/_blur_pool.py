@@ -274,6 +274,7 @@ class BlurConv2d(nn.Module):
         self.blur_padding_mode = blur_padding_mode
         self.fold = C.check_bool(fold, "fold", what, optional=True,
                                  fix="None takes the cheaper exact path, False the composition")
+        C.check_flag(bias, "bias", what)
         C.check_float_dtype(dtype, "dtype", what)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups,

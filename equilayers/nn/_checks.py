@@ -37,9 +37,12 @@ def function(value, cls: str):
 
 
 def flag(value, name: str, cls: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{cls}: {name}={value!r} must be True or False")
-    return value
+    return C.check_flag(value, name, cls)
+
+
+def dtype(value, cls: str) -> torch.dtype | None:
+    """``None`` or a floating-point ``torch.dtype`` (of the module's parameters/buffers)."""
+    return C.check_float_dtype(value, "dtype", cls)
 
 
 def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_float_dtype
+from .._checks import check_flag, check_float_dtype
 from ..functional import _gconv as G
 from ..groups import GroupLike, act, get
 from ._group_conv import _ExactConvMixin
@@ -76,6 +76,7 @@ class ExpandedGroupConv2d(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if not grp.is_finite:

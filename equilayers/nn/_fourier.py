@@ -76,6 +76,7 @@ class RegularToHarmonic(_FiberBuffers):
             raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
                              "fields; use a finite group 'cN'/'dN'")
         self.max_order = self.group.n // 2 if max_order is None else C.order(max_order, name)
+        C.dtype(dtype, name)
         self.register_buffer("matrix", torch.empty(self._shape(), device=device, dtype=dtype),
                              persistent=False)
         self.reset_parameters()
@@ -184,10 +185,8 @@ class FourierNonlinearity(_FiberBuffers):
             max_order = self.group.n // 2
         self.max_order = C.order(max_order, name)
         self.function = C.function(function, name)
-        try:
-            self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples)
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+        C.dtype(dtype, name)
+        self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples, name)
         s, f = int(self.samples * (2 if self.group.reflections else 1)), 2 * self.max_order + 1
         kw = {"device": device, "dtype": dtype}
         self.register_buffer("sample_matrix", torch.empty(s, f, **kw), persistent=False)

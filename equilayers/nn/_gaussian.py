@@ -100,10 +100,7 @@ class DiskMask(_FixedBuffers):
 
     def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"DiskMask: size must be an integer >= 1 (the spatial size of the "
-                             f"square inputs); got size={size!r}")
-        self.size = size
+        self.size = Gs.check_mask_size(size, "DiskMask")
         self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "DiskMask")
         self.register_buffer("mask", torch.empty(size, size), persistent=False)
         self.reset_parameters()

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_float_dtype
+from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..groups import GroupLike, get
+from ..groups._fourier_basis import group_fourier_basis
 from ._exactness import _WarnsInexact
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
@@ -102,6 +103,7 @@ class _GroupConvNd(_ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode)
+        check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         settings = G._settings(sigma, frequencies_cutoff, rings)
@@ -156,6 +158,10 @@ class _GroupConvNd(_ExactConvMixin):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
                              persistent=False)
+        if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
+            self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
+        if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
+            self.register_buffer("basis_scale", torch.empty(0, **factory), persistent=False)
         self.reset_parameters()
 
     # --- the basis decides the weight and the expansion ------------------------------------
@@ -207,13 +213,27 @@ class _GroupConvNd(_ExactConvMixin):
                                  in_order=self.in_max_order, out_order=self.max_order,
                                  dtype=dtype, device=device, **settings)
 
+    @property
+    def _fourier_axis(self) -> bool:
+        """Whether the weight has a group axis (regular -> regular group convs), which is
+        stored in the group's Fourier basis (:func:`~equilayers.groups.group_fourier_basis`:
+        escnn's parametrization through the irreps; the same filters and the same init
+        distribution as one slot per element, and measured to train better with Adam)."""
+        return not self.lifting and self.in_rep == "regular" and self.out_rep == "regular"
+
     def _expand(self) -> torch.Tensor:
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
         if self.basis == "pixel":
-            return self.weight.reshape(-1)[self.expansion_index]
+            w = self.weight
+            if self._fourier_axis:
+                w = G.from_fourier(w, self.group_basis)
+            return w.reshape(-1)[self.expansion_index]
         if self.out_rep == "regular":
-            return S.expand_regular(self.weight, self.filter_basis,
-                                    None if self.lifting else self.expansion_index)
+            if self.lifting:
+                return S.expand_regular(self.weight, self.filter_basis,
+                                        scale=self.basis_scale)
+            return S.expand_regular(self.weight, self.filter_basis, self.expansion_index,
+                                    self.group_basis, self.basis_scale)
         return S.expand_steerable(self.weight, self.filter_basis, self.groups)
 
     def _slot_bias(self) -> torch.Tensor | None:
@@ -225,34 +245,39 @@ class _GroupConvNd(_ExactConvMixin):
             return G._bias_slot0(self.bias, self.fiber_out)
         return self.bias.repeat_interleave(self.fiber_out)
 
-    #: ``gain**2`` of the init: the output's second moment over the input's (He et al. 2015
-    #: for a ReLU that follows: 2).
-    init_gain2: float = 2.0
+    #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
+    #: moment is preserved, escnn/e2cnn's choice); 2 is He et al.'s factor for a ReLU, which
+    #: trained worse in the accuracy family (README, "Training quality").
+    init_gain2: float = 1.0
 
     def reset_parameters(self) -> None:
-        """Fill the derived buffers (:meth:`_fill_derived`) and draw the weight (generalized
-        He init) and the bias (zeros).
+        """Fill the derived buffers (:meth:`_fill_derived`) and draw the weight (a generalized
+        He init on the expanded filter) and the bias (zeros).
 
         The weight is drawn from ``N(0, std^2)`` with ``std`` chosen on the *expanded* filter,
-        so that for an input of i.i.d. slots with unit second moment every output slot has
-        second moment ``gain^2 = 2`` (He et al. 2015: the factor a ReLU halves again, so that
-        stacked conv-ReLU layers keep their scale), whatever the group, basis or fields:
+        so that for an input of i.i.d. slots with unit second moment every output slot of a
+        regular field, and every rotation order of a harmonic field, has second moment
+        ``gain^2 = init_gain2 = 1``, whatever the group, basis or fields (escnn's and e2cnn's
+        scale; He et al.'s ``gain^2 = 2`` for ReLU networks measured 1.8 points lower on the
+        rotated-digit p4 model of ``benchmarks/bench_accuracy.py``, 3 seeds, with batch norm
+        and Adam, where the scale sets the step size relative to the weights):
 
         - pixel basis: each output slot sums ``fan_in = C_in/groups * F_in * k * k`` distinct
           weights times inputs (the expanded filter permutes one filter), so
-          ``std = sqrt(2 / fan_in)``, as ``nn.init.kaiming_normal_`` for ``nn.Conv2d``;
-        - steerable basis: basis element ``j`` puts energy ``e[j, s] = ||B_j[s]||^2`` into
-          output slot ``s``, so slot ``s`` gets ``C_in/groups * sum_j Var(w_j) e[j, s]``; with
-          ``E_s = sum_j e[j, s]`` the basis energy of slot ``s``, ``Var(w_j) = 2 / (C_in/groups
-          * E_(j))`` (``E_(j)`` the mean of ``E_s`` over the slots ``j`` reaches) gives every
-          slot exactly 2: regular fields have ``E_s = num_basis / |G|`` on every slot (one
-          scalar std); harmonic fields have a different ``E_s`` per rotation order (orders
-          with few basis functions, e.g. order 0 from order 2, get larger weights), as
-          escnn's ``generalized_he_init`` balances its basis per irrep.
+          ``std = gain / sqrt(fan_in)``, as ``nn.init.kaiming_normal_`` for ``nn.Conv2d``;
+        - steerable basis: every unit-norm basis element lies in one block (input order or
+          slot ``n`` -> output order ``m``) and puts energy ``1/F_m`` on each of ``m``'s
+          ``F_m`` slots; a block of ``c_nm`` elements drawn with ``Var = gain^2 F_m / (C_in
+          N_m c_nm)`` adds ``gain^2 / N_m`` to order ``m``, where ``N_m`` counts the input
+          orders that reach ``m``: every order gets ``gain^2``, each input order an equal
+          share (escnn's ``generalized_he_init`` balances its irreps the same way); regular
+          fields have ``num_basis / |G|`` energy on every slot (one scalar std).
 
-        Measured on unit-variance Gaussian input (``tests/test_init.py``): every output
-        slot's std is within 15% of ``sqrt(2)`` for every group, basis, field type and kernel
-        size of the case table. The bias starts at 0."""
+        The group axis of a regular -> regular weight is stored in the group's Fourier basis
+        (orthonormal, so an i.i.d. draw has the same distribution as one per element).
+        Measured on unit-variance Gaussian input (``tests/test_init.py``): every output slot
+        (regular) or order (harmonic) std is within 15% of ``gain`` for every group, basis,
+        field type and kernel size of the case table. The bias starts at 0."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
             with torch.device("cpu"):  # host-side arithmetic, whatever the default device
@@ -271,8 +296,12 @@ class _GroupConvNd(_ExactConvMixin):
         c_in = self.in_channels // self.groups
         if self.basis == "pixel":
             return math.sqrt(self.init_gain2 / (c_in * self.fiber_in * k * k))
+        # the elements have norm sqrt(d_out) (steerable_basis): divided out here, so the
+        # filters' distribution is that of unit-norm elements
+        scale = self._irrep_scale()
         if self.out_rep == "regular":
-            return math.sqrt(self.init_gain2 * self.fiber_out / (c_in * max(self._num_basis, 1)))
+            return math.sqrt(self.init_gain2 * self.fiber_out
+                             / (c_in * max(self._num_basis, 1))) / scale
         basis = S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
                           self.max_order or 0, self._basis_spec)  # (nb, F_out, F_in, k, k)
         # each unit-norm element lies in one block (input order n -> output order m) and puts
@@ -290,7 +319,7 @@ class _GroupConvNd(_ExactConvMixin):
         c_nm = torch.bincount(block)[block].double()
         n_m = torch.tensor([len(set(n[m == mm].tolist())) for mm in m.tolist()],
                            dtype=torch.float64)
-        return (self.init_gain2 * f_m / (c_in * n_m * c_nm)).sqrt()
+        return (self.init_gain2 * f_m / (c_in * n_m * c_nm)).sqrt() / scale
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's
@@ -300,21 +329,57 @@ class _GroupConvNd(_ExactConvMixin):
         weight's device), so that a model built on the meta device and then materialized by
         ``to_empty()`` + ``load_state_dict()`` or by ``load_state_dict(..., assign=True)``
         gets real buffers, not meta or uninitialized ones."""
+        if self._fourier_axis:
+            self.group_basis = group_fourier_basis(self.group, dtype=self.group_basis.dtype,
+                                                   device=device)
         if self.basis == "pixel":
             self.expansion_index = G.expansion_index(
                 self.group, self.out_channels, self.in_channels // self.groups,
                 self.kernel_size[0], lifting=self.lifting, device=device)
             return
         self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
-        if self.out_rep == "regular" and not self.lifting:
-            self.expansion_index = S.inverse_cayley_index(self.group, device)
+        if self.out_rep == "regular":
+            self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype)
+            if not self.lifting:
+                self.expansion_index = S.inverse_cayley_index(self.group, device)
+
+    #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
+    #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
+    #: and unit-norm elements; such checkpoints are converted on load).
+    _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
+        key = prefix + "weight"
+        if ((self._fourier_axis or self.basis == "harmonic")
+                and local_metadata.get("version", 1) < 2 and key in state_dict
+                and isinstance(state_dict[key], torch.Tensor)):
+            state_dict[key] = self._to_fourier(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
+
+    def _irrep_scale(self) -> torch.Tensor:
+        """``sqrt(d_out)`` per basis element (float64, CPU): see ``steerable_basis``."""
+        return S._irrep_scale(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
+                              self.in_max_order or 0, self.max_order or 0, self._basis_spec)
+
+    def _to_fourier(self, weight: torch.Tensor) -> torch.Tensor:
+        """A weight in equilayers 0.1.0's parametrization (one slot per group element on the
+        group axis; unit-norm steerable elements), e.g. escnn's expanded filters read back,
+        in this version's (the group's Fourier basis; elements of norm ``sqrt(d_out)``)."""
+        w = weight.double()
+        if self._fourier_axis:
+            fourier = group_fourier_basis(self.group, dtype=torch.float64, device=w.device)
+            if self.basis == "pixel":  # (C_out, C_in, |G|, k, k)
+                w = G.from_fourier(w, fourier.t())
+            else:  # (C_out, C_in, |G| J), element (h, j) at h J + j
+                w = G.from_fourier(w.unflatten(-1, (int(self.group.order), -1)),
+                                   fourier.t()).flatten(-2)
+        if self.basis == "harmonic":
+            w = w / self._irrep_scale().to(w.device)
+        return w.to(weight.dtype)
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor,

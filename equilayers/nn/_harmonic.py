@@ -73,8 +73,9 @@ class NormNonlinearity(nn.Module):
         self.max_order = C.order(max_order, name)
         self.function = C.function(function, name)
         C.flag(bias, "bias", name)
-        self.order0 = C.choice(order0, "order0", name, ("function", "norm"))
+        self.order0 = C.choice(order0, "order0", name, H.ORDER0)
         self.threshold = C.nonnegative_float(threshold, "threshold", name)
+        C.dtype(dtype, name)
         self.bias = nn.Parameter(torch.empty(channels, max_order + 1, device=device,
                                              dtype=dtype)) if bias else None
         self.reset_parameters()
@@ -183,6 +184,7 @@ class HarmonicBatchNorm(nn.Module):
         self.momentum = C.momentum(momentum, name)
         self.affine = C.flag(affine, "affine", name)
         self.track_running_stats = C.flag(track_running_stats, "track_running_stats", name)
+        C.dtype(dtype, name)
         kw = {"device": device, "dtype": dtype}
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features, max_order + 1, **kw))
@@ -328,10 +330,7 @@ class NormMaxPool(nn.Module):
                  per: str = "field") -> None:
         super().__init__()
         name = type(self).__name__
-        try:
-            NMP.check_pool_args(kernel_size, stride, padding, dilation)
-        except ValueError as e:
-            raise ValueError(str(e).replace("norm_max_pool2d", name)) from None
+        NMP.check_pool_args(kernel_size, stride, padding, dilation, name)
         self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         self.padding, self.dilation = padding, dilation
         self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)

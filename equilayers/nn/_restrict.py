@@ -125,7 +125,8 @@ class CosetPool(_FixedBuffers):
         self.index = index.to(self.index.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}")
+        R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}",
+                      floating=True)
         return R.pool_cosets(x, self._buffers_for(x).index, self._identity, self._count,
                              self.reduction)
 

@@ -1,0 +1,130 @@
+"""The group axis of regular -> regular group-conv weights lives in the group's Fourier basis
+(``equilayers.groups.group_fourier_basis``): the basis is orthonormal and adapted to the irreps,
+the layers equal the per-element definition through it, and equilayers 0.1.0 checkpoints (one
+slot per element) are converted on load."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from equilayers.functional import expand_group_filter
+from equilayers.functional._gconv import from_fourier
+from equilayers.groups import act, get, group_fourier_basis, harmonic_matrix
+from equilayers.nn import GroupConv2d
+
+GROUPS = ["c1", "c2", "c3", "c4", "c5", "c8", "d1", "d2", "d3", "d4", "d5", "d8"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_orthonormal_and_adapted_to_the_irreps(group):
+    """Orthonormal rows, each a matrix coefficient of one irrep: under a rotation r the span
+    of each irrep's rows is invariant (translating a row by r stays in its block)."""
+    grp = get(group)
+    f = group_fourier_basis(grp)
+    n = int(grp.order)
+    torch.testing.assert_close(f @ f.T, torch.eye(n, dtype=torch.float64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(f[0], torch.full((n,), n ** -0.5, dtype=torch.float64))
+    # the left translation by any element u permutes the columns; the rows of one irrep
+    # span an invariant subspace, so the translated basis is block-diagonal in this basis
+    for u in grp.elements():
+        perm = torch.tensor([(u.inverse() * h).index for h in grp.elements()])
+        m = f[:, perm] @ f.T
+        blocks = _irrep_blocks(grp)
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        for lo, hi in blocks:
+            mask[lo:hi, lo:hi] = True
+        assert m[~mask].abs().max() < 1e-12 if (~mask).any() else True
+
+
+def _irrep_blocks(grp) -> list[tuple[int, int]]:
+    """Row ranges of one irrep's matrix coefficients, in group_fourier_basis order."""
+    out, i = [(0, 1)], 1
+    if grp.reflections:
+        out.append((1, 2))
+        i = 2
+    per = 4 if grp.reflections else 2
+    for _ in range(1, (grp.n - 1) // 2 + 1):
+        out.append((i, i + per))
+        i += per
+    if grp.n % 2 == 0:
+        out += [(i, i + 1)] + ([(i + 1, i + 2)] if grp.reflections else [])
+    return out
+
+
+def test_continuous_group_has_no_fourier_basis():
+    with pytest.raises(ValueError, match="continuous"):
+        group_fourier_basis("so2")
+
+
+def test_harmonic_matrix_agrees_with_the_2d_irreps():
+    """For D_N the order-m rows are rho_m(g)'s entries (the harmonic action of our fibers)."""
+    grp = get("d8")
+    f = group_fourier_basis(grp)
+    rho = torch.stack([harmonic_matrix(g, 1)[1:, 1:].reshape(-1) for g in grp.elements()]).T
+    q = torch.linalg.qr(rho.T)[0]  # the span of the order-1 matrix coefficients
+    torch.testing.assert_close(f[2:6] @ q @ q.T, f[2:6], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("group", ["c4", "d4", "c8"])
+def test_layer_equals_per_element_definition(group, gen):
+    """GroupConv2d's filter is g . w[o, c] per output slot, with w the per-element weight
+    ``F^T weight``: the per-element definition of a group conv."""
+    kw = {} if group in ("c4", "d4") else {"basis": "harmonic"}
+    m = GroupConv2d(2, 3, 3, group=group, **kw).double()
+    grp = get(group)
+    if m.basis == "pixel":
+        per_element = from_fourier(m.weight, group_fourier_basis(grp))
+        e = m.expanded_filter().reshape(3, grp.order, 2, grp.order, 3, 3)
+        for i, g in enumerate(grp.elements()):
+            torch.testing.assert_close(e[:, i], act(per_element, g, "regular"), rtol=0,
+                                       atol=1e-15)
+        torch.testing.assert_close(expand_group_filter(m.weight, grp), m.expanded_filter())
+    else:  # the public dense basis holds the same parametrization
+        from equilayers.functional import expand_steerable, steerable_basis
+        dense = steerable_basis(group, "regular", "regular", 3, dtype=torch.float64)
+        torch.testing.assert_close(expand_steerable(m.weight, dense), m.expanded_filter(),
+                                   rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kw", [{"group": "p4"}, {"group": "d4"},
+                                {"group": "c8"}, {"group": "c4", "basis": "harmonic"}])
+def test_version1_checkpoint_is_converted_on_load(kw, gen):
+    """A state dict saved by equilayers 0.1.0 (metadata version 1, one slot per element,
+    unit-norm steerable elements) loads into the same filter; a version-2 state dict loads
+    unchanged. Harmonic-field convs (no group axis) get the element norms only."""
+    torch.manual_seed(0)
+    new = GroupConv2d(2, 3, 3, padding=1, **kw).double()
+    sd = new.state_dict()
+    old = OrderedDict((k, v.clone()) for k, v in sd.items())
+    old._metadata = {"": {"version": 1}}  # what 0.1.0 wrote
+    if new.basis == "pixel":  # 0.1.0's layout: one slot per element
+        old["weight"] = from_fourier(sd["weight"], group_fourier_basis(kw["group"]).double())
+    else:  # 0.1.0: unit-norm elements, one slot per element
+        g = int(get(kw["group"]).order)
+        w = (sd["weight"] * new._irrep_scale()).unflatten(-1, (g, -1))
+        old["weight"] = from_fourier(w, group_fourier_basis(kw["group"]).double()).flatten(-2)
+    other = GroupConv2d(2, 3, 3, padding=1, **kw).double()
+    other.load_state_dict(old)
+    torch.testing.assert_close(other.weight, new.weight, rtol=0, atol=1e-14)
+    again = GroupConv2d(2, 3, 3, padding=1, **kw).double()
+    again.load_state_dict(sd)  # version 2: no conversion
+    assert torch.equal(again.weight, new.weight)
+    assert sd._metadata[""]["version"] == 2
+    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                               atol=1e-13)
+
+
+def test_version1_harmonic_checkpoint_is_converted_on_load():
+    torch.manual_seed(0)
+    new = GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2).double()
+    sd = new.state_dict()
+    old = OrderedDict((k, v.clone()) for k, v in sd.items())
+    old._metadata = {"": {"version": 1}}
+    old["weight"] = sd["weight"] * new._irrep_scale()  # 0.1.0: unit-norm elements
+    other = GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2).double()
+    other.load_state_dict(old)
+    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                               atol=1e-13)
