@@ -13,7 +13,8 @@ every case measures, on each requested device:
 - peak memory of one training step (forward+backward; forward only when ``backward=False``):
   ``torch.cuda.max_memory_allocated`` on CUDA, the profiler's allocation events replayed in
   order on CPU (see ``benchmarks/_memory.py``);
-- module construction time (median), when the case has ``construct``.
+- module construction time (median), when the case has ``construct``;
+- further untimed measurements, when the case has ``metrics`` (a model's shift consistency).
 
 Results go to ``<out>/<device>[-<family>...][-quick].json`` and ``.md`` with the device name,
 versions and date.
@@ -41,7 +42,7 @@ from ._core import BenchCase, forward_backward, time_call
 from ._memory import peak_memory
 
 HERE = Path(__file__).resolve().parent
-PEERS = ["kornia", "escnn", "e2cnn", "triton"]
+PEERS = ["kornia", "escnn", "e2cnn", "triton", "antialiased-cnns"]
 
 
 def discover(families: list[str] | None) -> list[str]:
@@ -166,6 +167,8 @@ def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, ro
             continue
         try:
             rows[i]["peak_mib"] = peak_memory(steps.get(i, forward(fn, x)), device) / 2**20
+            if cases[i].metrics is not None:
+                rows[i]["metrics"] = _call_with_device(cases[i].metrics, device)
             if cases[i].construct is not None:
                 builder = cases[i].construct
                 rows[i]["construct_ms"] = 1e3 * time_call(
@@ -214,7 +217,7 @@ def metadata(device: torch.device, quick: bool) -> dict:
         "peers": {},
     }
     for name in PEERS:
-        if importlib.util.find_spec(name) is not None:
+        if importlib.util.find_spec(name.replace("-", "_")) is not None:
             try:
                 from importlib.metadata import version
                 meta["peers"][name] = version(name)
@@ -227,7 +230,15 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _metrics(values: dict | None) -> str:
+    if not values:
+        return "-"
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in values.items())
+
+
 def markdown(meta: dict, rows: list[dict]) -> str:
+    extra = any(r.get("metrics") for r in rows)
     peers = ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) or "none"
     lines = [
         f"# Benchmarks on {meta['device']} ({meta['device_name']})",
@@ -240,8 +251,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "has no backward), beyond the input.",
         "",
         "| family | case | floor | fwd ms | x floor | fwd+bwd ms | x floor | peak MiB "
-        "| x floor | build ms | status |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| x floor | build ms | status |" + (" other |" if extra else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|" + ("---|" if extra else ""),
     ]
     for r in rows:
         name = r["name"] + (f" ({r['peer']})" if r.get("peer") else "")
@@ -250,7 +261,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
             f"| {_fmt(r.get('forward_ms'), '.3f')} | {_fmt(r.get('forward_x_floor'), '.2f')} "
             f"| {_fmt(r.get('fwd_bwd_ms'), '.3f')} | {_fmt(r.get('fwd_bwd_x_floor'), '.2f')} "
             f"| {_fmt(r.get('peak_mib'), '.1f')} | {_fmt(r.get('peak_x_floor'), '.2f')} "
-            f"| {_fmt(r.get('construct_ms'), '.2f')} | {r.get('status', '-')} |")
+            f"| {_fmt(r.get('construct_ms'), '.2f')} | {r.get('status', '-')} |"
+            + (f" {_metrics(r.get('metrics'))} |" if extra else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -281,12 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None,
                         help="interleaved timing rounds; the median is reported (default 3 "
                         "quick, 7 full)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads before timing (default: torch's own; "
+                        "recorded with the results)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--seeds", type=int, default=None,
                         help="training families (accuracy): seeds per model (default 3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="training families (accuracy): the data set")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     # Training families (a module with run() instead of cases(): trained models, minutes each)
     # run only when named with --family.

@@ -31,6 +31,8 @@ class BenchCase:
         backward: whether forward+backward is timed too.
         construct: optional builder whose construction time is measured.
         params: free-form parameters recorded with the result (batch, channels, size...).
+        metrics: optional ``metrics(device=None) -> dict`` of further measurements recorded
+            with the row after the timings (a model's shift consistency...), untimed.
     """
 
     name: str
@@ -41,6 +43,7 @@ class BenchCase:
     backward: bool = True
     construct: Callable[[], object] | None = None
     params: dict = field(default_factory=dict)
+    metrics: Callable[..., dict] | None = None
 
 
 def time_call(fn: Callable[[], object], *, reps: int = 10, warmup: int = 2,

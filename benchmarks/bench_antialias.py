@@ -5,6 +5,19 @@ The "reference composition" is what the published anti-aliased models compute, w
 from the paper: max-pool at stride 1, then reflect padding and a depthwise convolution with the
 binomial filter copied once per channel, at stride 2.
 
+Layout sweep (``... contiguous|channels_last ...`` rows, 28-224 px, the batch shrinking with
+the size so every input holds the same 6.4M floats: b128 at 28, b32 at 56, b8 at 112, b2 at
+224; 64 channels): ``BlurPool2d``, ``MaxBlurPool2d`` and kornia's ``BlurPool2D`` /
+``MaxBlurPool2D`` (where installed) against the bandwidth floor ``x[..., ::2, ::2].clone()``
+on the same tensor (reads a quarter of the input, writes the output once: no pool can be
+faster), forward only for the floor; their forward+backward times compare row to row.
+
+Strided-conv rows (``BlurConv2d ... fold=...``): the strided convs of a ResNet-18 at batch 16
+and 160x160 (the 7x7 stem, the 3x3 convs starting stages 2-4, a 1x1 shortcut) and a
+MobileNetV2 depthwise conv, each as ``BlurConv2d`` with ``fold=False`` (the composition),
+``None`` (the default: the cheapest exact path) and ``True`` (the folded weight), against
+the plain strided ``nn.Conv2d``, in both layouts: the measurements behind ``fold=None``.
+
 Run ``python -m benchmarks.bench_antialias [--quick]`` for a small table (CPU).
 """
 
@@ -49,11 +62,101 @@ def _kornia():
     return kf
 
 
+class _Subsample(nn.Module):
+    """The bandwidth floor of a stride-2 pool: read every other row and column, write them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., ::2, ::2].clone()
+
+
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def _sweep_sizes(quick: bool) -> list[tuple[int, int, int]]:
+    """(batch, channels, size) of the layout sweep: 6.4M floats per input."""
+    if quick:
+        return [(4, 16, 28), (1, 16, 56)]
+    return [(128, 64, 28), (32, 64, 56), (8, 64, 112), (2, 64, 224)]
+
+
+def _layout_sweep(quick: bool, kf) -> list[BenchCase]:
+    from equilayers.nn import BlurPool2d, MaxBlurPool2d
+
+    out = []
+    for b, c, n in _sweep_sizes(quick):
+        for layout, fmt in LAYOUTS.items():
+            tag = f"{layout} b{b} c{c} {n}x{n}"
+            params = {"batch": b, "channels": c, "size": n, "layout": layout}
+
+            def make(build, b=b, c=c, n=n, fmt=fmt):
+                def _make(device=None):
+                    torch.manual_seed(0)
+                    return build().to(device), _input(b, c, n, device).contiguous(
+                        memory_format=fmt)
+                return _make
+
+            floor = f"copy x[..., ::2, ::2] {tag}"
+            rows = [(floor, lambda: _Subsample(), None, None),
+                    (f"MaxPool2d(2) {tag}", lambda: nn.MaxPool2d(2), floor, None),
+                    (f"BlurPool2d {tag}", lambda: BlurPool2d(), floor, None),
+                    (f"MaxBlurPool2d {tag}", lambda: MaxBlurPool2d(), floor, None)]
+            if kf is not None:
+                rows += [(f"kornia BlurPool2D {tag}", lambda: kf.BlurPool2D(3, 2), floor,
+                          "kornia"),
+                         (f"kornia MaxBlurPool2D {tag}", lambda: kf.MaxBlurPool2D(3, 2, 2),
+                          floor, "kornia")]
+            out += [BenchCase(name, FAMILY, make(build), floor=fl, peer=peer,
+                              backward=name != floor, params=params)
+                    for name, build, fl, peer in rows]
+    return out
+
+
+def _conv_shapes(quick: bool) -> list[tuple[str, int, int, int, int, int, int]]:
+    """(what, batch, c_in, c_out, kernel, groups, input size) of the strided-conv rows."""
+    if quick:
+        return [("3x3", 2, 8, 16, 3, 1, 16), ("1x1", 2, 8, 16, 1, 1, 16)]
+    return [("ResNet-18 stem 7x7", 16, 3, 64, 7, 1, 160),
+            ("ResNet-18 layer2 3x3", 16, 64, 128, 3, 1, 40),
+            ("ResNet-18 layer3 3x3", 16, 128, 256, 3, 1, 20),
+            ("ResNet-18 layer4 3x3", 16, 256, 512, 3, 1, 10),
+            ("ResNet-18 shortcut 1x1", 16, 64, 128, 1, 1, 40),
+            ("MobileNetV2 depthwise 3x3", 16, 144, 144, 3, 144, 40)]
+
+
+def _strided_convs(quick: bool) -> list[BenchCase]:
+    from equilayers.nn import BlurConv2d
+
+    out = []
+    for what, b, c_in, c_out, k, groups, n in _conv_shapes(quick):
+        for layout, fmt in LAYOUTS.items():
+            tag = f"{what} {layout} b{b} {c_in}->{c_out} {n}x{n}"
+            params = {"batch": b, "c_in": c_in, "c_out": c_out, "kernel": k, "groups": groups,
+                      "size": n, "layout": layout}
+
+            def make(build, b=b, c=c_in, n=n, fmt=fmt):
+                def _make(device=None):
+                    torch.manual_seed(0)
+                    return (build().to(device=device, memory_format=fmt),
+                            _input(b, c, n, device).contiguous(memory_format=fmt))
+                return _make
+
+            conv = (c_in, c_out, k, 2, k // 2, 1, groups)
+            floor = f"Conv2d {tag}"
+            out.append(BenchCase(floor, FAMILY, make(lambda conv=conv: nn.Conv2d(*conv)),
+                                 params=params))
+            for fold in (False, None, True):
+                out.append(BenchCase(
+                    f"BlurConv2d fold={fold} {tag}", FAMILY,
+                    make(lambda conv=conv, fold=fold: BlurConv2d(*conv, fold=fold)),
+                    floor=floor, params={**params, "fold": fold}))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers.nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
     kf = _kornia()
-    out = []
+    out = _layout_sweep(quick, kf) + _strided_convs(quick)
     for b, c, n in _sizes(quick):
         tag = f"b{b} c{c} {n}x{n}"
         params = {"batch": b, "channels": c, "size": n}

@@ -130,12 +130,20 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], what: str = "",
     return value
 
 
+def check_bool(value: Any, name: str, what: str = "", *, optional: bool = False,
+               fix: str = "") -> bool | None:
+    """``True`` or ``False`` (or ``None`` when ``optional``); ``TypeError`` otherwise (``0``
+    and ``1`` are not flags)."""
+    if (value is None and optional) or isinstance(value, bool):
+        return value
+    must = "True or False" + (" (or None)" if optional else "")
+    raise _err(TypeError, what, name, value, must, fix)
+
+
 def check_flag(value: Any, name: str, what: str = "", fix: str = "") -> bool:
     """``True`` or ``False`` (``TypeError`` otherwise: ``0``, ``None`` or ``"True"`` would be
     read by their truth value, which is rarely what was meant)."""
-    if not isinstance(value, bool):
-        raise _err(TypeError, what, name, value, "True or False", fix)
-    return value
+    return check_bool(value, name, what, fix=fix)
 
 
 def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Callable:

@@ -16,7 +16,7 @@ from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
 __all__ = ["antialias", "Replacement"]
 
-_MODES = ("blur", "polyphase")
+_MODES = ("blur", "folded", "polyphase")
 
 
 class Replacement(NamedTuple):
@@ -66,7 +66,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         s, k, p = _uniform(stride), _uniform(m.kernel_size), _uniform(m.padding)
         if None in (s, k, p) or _pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
-        if mode == "blur":
+        if mode != "polyphase":
             return MaxBlurPool2d(k, s, blur_size, padding=p)
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
@@ -77,7 +77,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         s, k = _uniform(stride), _uniform(m.kernel_size)
         if s is None or k is None or m.ceil_mode or m.divisor_override is not None:
             return "AvgPool2d with unequal sizes, ceil_mode or divisor_override"
-        if mode == "blur":
+        if mode != "polyphase":
             return nn.Sequential(nn.AvgPool2d(k, 1, m.padding, count_include_pad=
                                               m.count_include_pad), BlurPool2d(None, blur_size, s))
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
@@ -90,10 +90,11 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         s = _uniform(m.stride)
         if s is None or isinstance(m.padding, str):
             return "Conv2d with unequal strides or string padding"
-        if mode == "blur":
+        if mode != "polyphase":
             new = BlurConv2d(m.in_channels, m.out_channels, m.kernel_size, s, m.padding,
                              m.dilation, m.groups, m.bias is not None, m.padding_mode,
-                             device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size)
+                             device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size,
+                             fold=True if mode == "folded" else None)
             with torch.no_grad():
                 new.weight.copy_(m.weight)
                 if m.bias is not None:
@@ -129,7 +130,16 @@ def antialias(
     * ``nn.AvgPool2d(k, s, p)``, ``s > 1`` -> ``Sequential(AvgPool2d(k, 1, p),
       BlurPool2d(kernel_size=blur_size, stride=s))``.
 
-    These keep every output shape of the original for every input size.
+    These keep every output shape of the original for every input size. The converted convs
+    compute the blur their cheapest exact way (``BlurConv2d(fold=None)``: a ``1 x 1`` conv
+    blur-pools its input first, a larger one blurs its input at stride 1 and keeps its stride,
+    or folds the blur into its weight; the border ring through the composition), so a
+    converted ResNet costs a fraction of the stride-1 convolutions the composition implies.
+
+    ``mode="folded"``: the same replacements with ``BlurConv2d(fold=True)``: the convs always
+    take an exact rewrite at output resolution, even where the multiply-add count favours the
+    composition (small maps, where the border ring is most of the output). Same outputs as
+    ``"blur"`` to float rounding.
 
     ``mode="polyphase"`` (Chaman & Dokmanic 2021): the same layers become the op at stride 1
     (pools padded circularly to keep the size) followed by
@@ -149,7 +159,7 @@ def antialias(
     Args:
         model: any module; not modified unless ``inplace=True``.
         blur_size: binomial filter size, 1..7.
-        mode: ``"blur"`` or ``"polyphase"``.
+        mode: ``"blur"``, ``"folded"`` or ``"polyphase"``.
         skip: qualified module names (as in ``named_modules()``) to leave alone, with
             everything inside them, or a predicate ``skip(name, module) -> bool``.
         inplace: modify ``model`` itself instead of a deep copy.

@@ -37,6 +37,7 @@ CHOICE = {"bogus": "bogus", "None": None, "0": 0}
 GROUP = {"bogus": "bogus", "None": None, "0": 0, "c0": "c0"}
 DTYPE = {"int64": torch.int64, "bool": torch.bool, "str": "float32"}
 CALLABLE = {"None": None, "0": 0, "str": "relu"}
+FLAG = {"None": None, "0": 0, "1": 1, "str": "True"}
 
 _BAD_DTYPES = {"int64": torch.int64, "bool": torch.bool, "complex64": torch.complex64}
 _EQUILAYERS = os.sep + "equilayers" + os.sep

@@ -4,7 +4,7 @@ function of ``equilayers.functional`` (see ``tests/_bad_input.py`` for what a ca
 from __future__ import annotations
 
 import torch
-from _bad_input import CALLABLE, CHOICE, DTYPE, FLOAT, GROUP, INT, OK, PAIR, Case, T
+from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAIR, Case, T
 
 import equilayers.functional as EF
 import equilayers.nn as enn
@@ -64,9 +64,15 @@ _G5 = dict(ranks=(4, 6))
 NN: list[Case] = [
     Case(enn.BlurConv2d, dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1,
                               blur_padding_mode=None),
-         {**_CONV_ARGS, "stride": INT, "blur_size": INT, "blur_padding_mode": CHOICE},
+         {**_CONV_ARGS, "stride": INT, "blur_size": INT, "blur_padding_mode": CHOICE,
+          "fold": FLAG},
          {"x": _img(2, 3, 8, 8, channel=1, small=(2, 3, 1, 1))},
-         accept={"padding": {"0": OK}, "blur_padding_mode": {"None": OK}}),
+         accept={"padding": {"0": OK}, "blur_padding_mode": {"None": OK}, "fold": {"None": OK}}),
+    Case(enn.BlurConv2d, dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1,
+                              fold=True),
+         {"fold": FLAG, "blur_size": INT, "dilation": PAIR},
+         {"x": _img(2, 3, 8, 8, channel=1, small=(2, 3, 1, 1))},
+         accept={"fold": {"None": OK}}, variant="[fold]"),
     Case(enn.BlurPool1d, dict(channels=3), {"channels": INT, **_BLUR_ARGS},
          {"x": T((2, 3, 10), ranks=(1,), channel=1, small=(2, 3, 1))},
          accept={"channels": {"None": OK}}),
@@ -194,11 +200,14 @@ _BLURF = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE}
 
 FUNCTIONAL: list[Case] = [
     Case(EF.binomial_filter, dict(kernel_size=3), {"kernel_size": INT, "dtype": DTYPE}),
-    Case(EF.blur_conv2d, dict(stride=2, padding=1),
-         {"stride": INT, "padding": PAIR, "dilation": PAIR, "groups": INT, "blur_size": INT,
-          "padding_mode": CHOICE, "blur_padding_mode": CHOICE},
-         {"x": _img(2, 3, 8, 8, channel=1, small=(2, 3, 1, 1)), "weight": _W, "bias": _B4},
-         accept={"padding": {"0": OK}, "blur_padding_mode": {"None": OK}}),
+    *(Case(fn, dict(stride=2, padding=1, **kw),
+           {"stride": INT, "padding": PAIR, "dilation": PAIR, "groups": INT, "blur_size": INT,
+            "padding_mode": CHOICE, "blur_padding_mode": CHOICE, "fold": FLAG},
+           {"x": _img(2, 3, 8, 8, channel=1, small=(2, 3, 1, 1)), "weight": _W, "bias": _B4},
+           accept={"padding": {"0": OK}, "blur_padding_mode": {"None": OK},
+                   "fold": {"None": OK}}, variant=variant)
+      for fn in (EF.blur_conv2d, EF.blur_conv2d_path)
+      for kw, variant in (({}, ""), ({"fold": True}, "[fold]"))),
     Case(EF.blur_pool1d, {}, _BLURF, {"x": T((2, 3, 10), ranks=(1,), small=(2, 3, 1))}),
     Case(EF.blur_pool2d, {}, _BLURF, {"x": T((2, 3, 8, 8), ranks=(2,), small=(2, 3, 1, 1))}),
     Case(EF.blur_pool3d, {}, _BLURF,

@@ -2,12 +2,15 @@
 
 from ._blur import (
     binomial_filter,
-    blur_conv2d,
     blur_pool1d,
     blur_pool2d,
     blur_pool3d,
     blur_upsample2d,
     max_blur_pool2d,
+)
+from ._blur_conv import (
+    blur_conv2d,
+    blur_conv2d_path,
 )
 from ._fourier import (
     fourier_matrix,
@@ -68,6 +71,7 @@ from ._steerable import (
 __all__: list[str] = [
     "binomial_filter",
     "blur_conv2d",
+    "blur_conv2d_path",
     "blur_pool1d",
     "blur_pool2d",
     "blur_pool3d",

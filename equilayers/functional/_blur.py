@@ -38,7 +38,6 @@ __all__ = [
     "blur_pool2d",
     "blur_pool3d",
     "max_blur_pool2d",
-    "blur_conv2d",
     "blur_upsample2d",
 ]
 
@@ -209,47 +208,6 @@ def _max_blur_pool2d_fast(x: torch.Tensor, kernel_size: int = 2, stride: int = 2
     _flat_spatial(x, "max_blur_pool2d")
     _check_max_window(x, kernel_size, padding, "max_blur_pool2d")
     return _cpu.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
-
-
-def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                stride: int = 2, padding: int | tuple[int, int] = 0,
-                dilation: int | tuple[int, int] = 1, groups: int = 1, *, blur_size: int = 3,
-                padding_mode: str = "zeros", blur_padding_mode: str | None = None
-                ) -> torch.Tensor:
-    """``conv2d`` at stride 1 followed by ``blur_pool2d(., blur_size, stride, ...)``.
-
-    ``padding_mode`` pads the convolution (as in ``nn.Conv2d``); ``blur_padding_mode`` pads the
-    blur (default ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``). Output
-    size per dim: ``floor((N + 2 padding - dilation (k - 1) - 1) / stride) + 1``, the same as
-    the strided ``nn.Conv2d``. See :class:`equilayers.nn.BlurConv2d`.
-    """
-    what = "blur_conv2d"
-    check_stride(stride, "stride", what)
-    check_kernel_size(blur_size, "blur_size", what)
-    check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
-    if blur_padding_mode is None:
-        blur_padding_mode = "circular" if padding_mode == "circular" else "reflect"
-    check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
-    ph, pw = C.check_pair(padding, "padding", what, minimum=0)
-    dilation = C.check_pair(dilation, "dilation", what, minimum=1)
-    groups = C.check_int(groups, "groups", what, minimum=1)
-    C.check_tensor(x, "x", what, ndim=4, layout="(B, C_in, H, W)")
-    C.check_conv_weight(weight, groups, what)
-    C.check_channels(x, weight.shape[1] * groups, what, hint=" (weight.shape[1] * groups)")
-    C.check_bias(bias, (weight.shape[0],), what)
-    kh, kw = weight.shape[-2:]
-    C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
-                   (pw, pw, ph, ph), what)
-    # the blur pads the conv's stride-1 output: name blur_size, not blur_pool2d's kernel_size
-    out = [n + 2 * p - d * (k - 1) for n, p, d, k in zip(x.shape[-2:], (ph, pw), dilation,
-                                                         (kh, kw), strict=True)]
-    C.check_blur_padding(out, blur_size, blur_padding_mode, what, x.shape, "blur_size")
-    if padding_mode != "zeros" and (ph or pw):
-        C.check_pad_fits(x, (pw, pw, ph, ph), padding_mode, what)
-        x = F.pad(x, (pw, pw, ph, ph), mode=padding_mode)
-        ph = pw = 0
-    y = F.conv2d(x, weight, bias, 1, (ph, pw), dilation, groups)
-    return blur_pool2d(y, blur_size, stride, blur_padding_mode)
 
 
 def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,

@@ -11,11 +11,11 @@ from .. import _checks as C
 from .. import kernels
 from ..functional._blur import (
     binomial_filter,
-    blur_conv2d,
     blur_nd,
     blur_upsample2d,
     max_blur_pool2d,
 )
+from ..functional._blur_conv import blur_conv2d
 from ..kernels import _cpu
 from ._derived import _FixedBuffers
 
@@ -219,13 +219,25 @@ class BlurConv2d(nn.Module):
     the blur pool (``blur_size`` binomial, padded with ``blur_padding_mode``: default
     ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``).
 
+    ``fold`` chooses how the output is computed, never what it is (every path equals the
+    composition to float rounding, tested on random configurations): ``None`` (default) the
+    path with the fewest multiply-adds, ``True`` an exact rewrite at output resolution wherever
+    one applies, ``False`` the composition itself. The rewrites: a ``1 x 1`` kernel blur-pools
+    its input and convolves a quarter of the pixels (stride 2); a larger kernel blurs its input
+    at stride 1 and runs the strided conv on it, or (depthwise convs) convolves with the blur
+    folded into the weight (``k + 2`` taps per dim for a 3-tap blur, recomputed in every
+    forward from the stored ``k x k`` weight); the outputs whose blur taps reach the padding
+    (a one-pixel ring for a 3-tap blur at stride 2) are recomputed from the few stride-1 conv
+    rows and columns they read. :func:`equilayers.functional.blur_conv2d_path` says which path
+    an input takes.
+
     Shape:
         ``(B, C_in, H, W) -> (B, C_out, H', W')``, ``H' = floor((H + 2 padding - dilation
         (kernel_size - 1) - 1) / stride) + 1``, as the strided ``nn.Conv2d``.
 
     Equivariance:
         With ``padding_mode="circular"`` exactly equivariant to circular shifts by multiples of
-        ``stride``.
+        ``stride`` (every ``fold``).
 
     Example:
         >>> BlurConv2d(3, 8, 3, padding=1)(torch.randn(2, 3, 9, 9)).shape
@@ -239,7 +251,7 @@ class BlurConv2d(nn.Module):
                  stride: int = 2, padding: int | tuple[int, int] = 0,
                  dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device=None, dtype=None, *, blur_size: int = 3,
-                 blur_padding_mode: str | None = None) -> None:
+                 blur_padding_mode: str | None = None, fold: bool | None = None) -> None:
         super().__init__()
         what = type(self).__name__
         C.check_int(in_channels, "in_channels", what, minimum=1)
@@ -260,6 +272,8 @@ class BlurConv2d(nn.Module):
         if blur_padding_mode is not None:
             C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
         self.blur_padding_mode = blur_padding_mode
+        self.fold = C.check_bool(fold, "fold", what, optional=True,
+                                 fix="None takes the cheaper exact path, False the composition")
         C.check_flag(bias, "bias", what)
         C.check_float_dtype(dtype, "dtype", what)
         kw = {"device": device, "dtype": dtype}
@@ -279,7 +293,7 @@ class BlurConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                            self.groups, blur_size=self.blur_size, padding_mode=self.padding_mode,
-                           blur_padding_mode=self.blur_padding_mode)
+                           blur_padding_mode=self.blur_padding_mode, fold=self.fold)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -298,6 +312,8 @@ class BlurConv2d(nn.Module):
             s += f", blur_size={self.blur_size}"
         if self.blur_padding_mode is not None:
             s += f", blur_padding_mode={self.blur_padding_mode!r}"
+        if self.fold is not None:
+            s += f", fold={self.fold}"
         return s
 
 

@@ -47,6 +47,16 @@ def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
 
 ZOO: dict[str, ZooEntry] = {
     "BlurConv2d": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1), _x(2, 3, 8, 8)),
+    # the paths of blur_conv2d: the composition, the folded weight, blur first (chosen by
+    # fold=None for these channel counts), pool first (1x1), each with its exact border ring
+    "BlurConv2d[composition]": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1, fold=False),
+                                        _x(2, 3, 8, 8)),
+    "BlurConv2d[fold]": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1, fold=True),
+                                 _x(2, 3, 9, 8)),
+    "BlurConv2d[blur_first]": ZooEntry(lambda: enn.BlurConv2d(32, 64, 3, padding=1),
+                                       _x(2, 32, 40, 39)),
+    "BlurConv2d[pool_first]": ZooEntry(lambda: enn.BlurConv2d(4, 6, 1, fold=True),
+                                       _x(2, 4, 9, 8)),
     "BlurPool1d": ZooEntry(lambda: enn.BlurPool1d(3), _x(2, 3, 10)),
     "BlurPool2d": ZooEntry(lambda: enn.BlurPool2d(3), _x(2, 3, 8, 8)),
     "BlurPool3d": ZooEntry(lambda: enn.BlurPool3d(3), _x(2, 3, 6, 6, 6)),

@@ -1,0 +1,456 @@
+"""``blur_conv2d``: a strided convolution made anti-aliased, and three exact faster ways to
+compute it.
+
+The specification (the reference, ``fold=False``) is the composition ``conv2d`` at stride 1,
+then ``blur_pool2d(., blur_size, stride, blur_padding_mode)``: a stride-1 convolution at full
+resolution, ``stride**2`` times the strided conv's work. Three rewrites give the same numbers
+up to float rounding (only the order of the sums changes):
+
+* **Pool first** (``1 x 1`` kernels). A per-channel blur commutes with a pointwise linear map,
+  padding included, so the blur pool runs on the input (after the conv's own padding) and the
+  ``1 x 1`` conv on ``1 / stride**2`` of the pixels. The bias passes unchanged through a blur
+  padded with ``"reflect"``, ``"replicate"`` or ``"circular"`` (the binomial weights sum to 1
+  exactly); with ``"zeros"`` it is scaled by the blur pool of an all-ones image, as in the
+  composition (the border outputs see less of it).
+* **Blur first** (larger kernels). A stride-1 blur commutes with a convolution away from the
+  borders, so the input is blurred at stride 1 (one memory-bound pass) and the strided conv
+  runs on it at output resolution: the plain strided conv's work plus the blur.
+* **Folded** (larger kernels). The blur folded into the weight: ``w`` (dilated by ``d``)
+  convolved with the binomial, ``d (k - 1) + blur_size`` taps per dim, one convolution at
+  stride ``s`` at output resolution, about ``(k + 2)**2 / k**2`` of the strided conv's work
+  for a 3-tap blur and no full-resolution intermediate. The weight is folded in every call
+  (one small matrix product): nothing that depends on the weight is cached, so nothing can
+  go stale (see "Caching, deferred init and deployment" in ``README.md``).
+
+Blur first and folded equal the composition wherever the blur's taps stay inside the
+stride-1 conv's output. Per dim, with ``l = (blur_size - 1) // 2`` and ``r = blur_size - 1 -
+l`` the blur's padding, the other outputs (``ceil(l / s)`` rows/columns at the top/left, at
+most ``ceil(r / s)`` at the bottom/right: the border ring, one output row and column for a
+3-tap blur at stride 2) are recomputed exactly, at output resolution too: each is the
+strided conv of its own blurred input, the blur's padding mode folded into its taps
+(:func:`_ring_rows`; its host tables, a function of sizes and arguments only, are cached on
+the CPU like the blur pools' tap tables). So the whole output is the reference's.
+
+``fold=None`` (the default) takes the path with the lowest cost: multiply-adds over the
+batch, a depthwise blur's counted :data:`BLUR_COST` times and a border ring output's
+:data:`RING_COST` times (both measured slower per multiply-add than a dense conv on the CPU
+here), plus :data:`OP_COST` per extra op a path launches (so tiny inputs keep the
+composition); depthwise convs keep the composition (memory-bound: the rewrites measured
+slower for forward+backward). The measurements are the ``BlurConv2d fold=...`` rows of
+``benchmarks/bench_antialias.py``. ``fold=True`` takes the fold itself (pool first for
+``1 x 1`` kernels) wherever an output lies away from the border. The choice depends on shapes
+and arguments only (``torch.compile`` traces the chosen path;
+:func:`equilayers.kernels.use_reference` forces the reference of the blur pools inside, not
+the composition: ``fold=False`` does).
+:func:`blur_conv2d_path` says which path a call takes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _checks as C
+from .._cpu_cache import cpu_cache
+from ..kernels._tables import _source, binomial, pad_amounts
+from ._blur import binomial_filter, blur_nd, blur_pool2d
+
+__all__ = ["blur_conv2d", "blur_conv2d_path"]
+
+#: The paths of :func:`blur_conv2d`: the composition and its three exact rewrites.
+PATHS = ("reference", "pool_first", "blur_first", "folded")
+#: How many dense-conv multiply-adds one multiply-add of a depthwise blur costs in the cost
+#: model of ``fold=None`` (memory-bound: measured 4-40x slower per multiply-add here).
+BLUR_COST = 8
+#: How many strided-conv outputs one output of the border ring costs: thin strips, each conv
+#: call also writing a whole weight gradient (measured 5-10x per output for forward+backward,
+#: about 2x forward alone, at ResNet-18's 160x160 sizes; the cost model follows training).
+RING_COST = 10
+#: The fixed cost of one op in multiply-adds (about 20 us of launch and bookkeeping on the CPU
+#: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
+#: a few per path, eight per rectangle of its border ring.
+OP_COST = 300_000
+
+_Range = tuple[int, int]
+
+
+def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
+           blur_padding_mode, fold, what):
+    """The shared argument checks; returns the normalized arguments."""
+    stride = C.check_stride(stride, "stride", what)
+    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
+    if blur_padding_mode is None:
+        blur_padding_mode = "circular" if padding_mode == "circular" else "reflect"
+    C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
+    pad = C.check_pair(padding, "padding", what, minimum=0)
+    dilation = C.check_pair(dilation, "dilation", what, minimum=1)
+    groups = C.check_int(groups, "groups", what, minimum=1)
+    C.check_bool(fold, "fold", what, optional=True,
+                 fix="None takes the cheapest exact path, True the fold, False the composition")
+    C.check_tensor(x, "x", what, ndim=4, layout="(B, C_in, H, W)")
+    C.check_conv_weight(weight, groups, what)
+    C.check_channels(x, weight.shape[1] * groups, what, hint=" (weight.shape[1] * groups)")
+    C.check_bias(bias, (weight.shape[0],), what)
+    kh, kw = weight.shape[-2:]
+    ph, pw = pad
+    C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
+                   (pw, pw, ph, ph), what)
+    # the blur pads the conv's stride-1 output: name blur_size, not blur_pool2d's kernel_size
+    C.check_blur_padding(_conv_sizes(x.shape, weight.shape, pad, dilation), blur_size,
+                         blur_padding_mode, what, x.shape, "blur_size")
+    if padding_mode != "zeros" and (ph or pw):
+        C.check_pad_fits(x, (pw, pw, ph, ph), padding_mode, what)
+    return stride, pad, dilation, groups, blur_padding_mode
+
+
+def _conv_sizes(x_shape, w_shape, pad, dilation) -> tuple[int, int]:
+    """The stride-1 convolution's output size ``(H_c, W_c)``."""
+    h, w = (n + 2 * p - d * (k - 1) for n, p, d, k in
+            zip(x_shape[-2:], pad, dilation, w_shape[-2:], strict=True))
+    return h, w
+
+
+def _axis(n_conv: int, stride: int, blur: int) -> tuple[int, int, int]:
+    """``(n_out, lo, hi)`` along one dim: the output count and the outputs ``lo..hi-1`` whose
+    blur taps stay inside the ``n_conv`` stride-1 outputs (the rest form the border ring)."""
+    left, right = pad_amounts(blur)
+    n_out = (n_conv - 1) // stride + 1
+    lo = min(-(-left // stride), n_out)
+    hi = (n_conv - 1 - right) // stride + 1 if n_conv - 1 - right >= 0 else 0
+    return n_out, lo, max(hi, lo)
+
+
+def _ring(axes) -> list[tuple[_Range, _Range]]:
+    """The border ring as output rectangles ``((row0, row1), (col0, col1))``: full-width strips
+    at the top and bottom, the left and right strips between them."""
+    (nh, loh, hih), (nw, low, hiw) = axes
+    rects = []
+    if loh > 0:
+        rects.append(((0, loh), (0, nw)))
+    if hih < nh:
+        rects.append(((hih, nh), (0, nw)))
+    if low > 0:
+        rects.append(((loh, hih), (0, low)))
+    if hiw < nw:
+        rects.append(((loh, hih), (hiw, nw)))
+    return rects
+
+
+def _pads_first(x_shape, pad, dilation, kernel, stride, blur) -> bool:
+    """Whether blur first must blur the zero-padded input (a copy) rather than ``x`` itself
+    (the conv then zero-pads the blurred ``x``, which is exact only for the outputs whose conv
+    window stays off the padding): true when an output away from the border ring reaches the
+    padding (a 7x7 stem with padding 3 at stride 2, say)."""
+    for n, p, d, k in zip(x_shape[-2:], pad, dilation, kernel, strict=True):
+        _, lo, hi = _axis(n + 2 * p - d * (k - 1), stride, blur)
+        if stride * lo < p or stride * (hi - 1) + d * (k - 1) > p + n - 1:
+            return True
+    return False
+
+
+def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
+    """``{path: (cost, axes)}`` for every path that applies: its cost (multiply-adds over the
+    batch and ops, weighted as in the module docstring; ``None``: never chosen by
+    ``fold=None``) and,
+    per dim, ``(n_out, lo, hi)``: the outputs ``lo..hi-1`` computed directly, the rest (the
+    border ring) through :func:`_ring_rows`. ``pad`` is the conv's zero padding (other modes
+    are applied to ``x`` first)."""
+    c_out, cig, kh, kw = w_shape
+    c_in, batch = cig * groups, x_shape[0]
+    n_conv = _conv_sizes(x_shape, w_shape, pad, dilation)
+    axes = [_axis(n, stride, blur) for n in n_conv]
+    n_out = axes[0][0] * axes[1][0]
+    per_tap = cig * c_out  # multiply-adds per output pixel and kernel tap
+    blur_macs = blur * blur * BLUR_COST
+    plan = {"reference": (batch * (n_conv[0] * n_conv[1] * kh * kw * per_tap
+                                   + n_out * blur_macs * c_out), axes)}
+    if kh == kw == 1:
+        plan["pool_first"] = (batch * n_out * (blur_macs * c_in + per_tap) + OP_COST, axes)
+        return plan
+    if any(lo >= hi for _, lo, hi in axes):
+        return plan  # no output lies away from the border: only the composition
+    depthwise = cig == 1 and groups > 1
+    rects = _ring(axes)
+    ring = batch * sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) * kh * kw * per_tap \
+        * RING_COST + 8 * len(rects) * OP_COST
+    fh, fw = (d * (k - 1) + blur for d, k in zip(dilation, (kh, kw), strict=True))
+    folded = batch * n_out * fh * fw * per_tap + ring + 3 * OP_COST
+    plan["folded"] = (None if depthwise else folded, axes)
+    n_blur = x_shape[-2:]
+    if _pads_first(x_shape, pad, dilation, (kh, kw), stride, blur):
+        n_blur = [n + 2 * p for n, p in zip(x_shape[-2:], pad, strict=True)]
+    first = batch * (n_blur[0] * n_blur[1] * blur_macs * c_in + n_out * kh * kw * per_tap) \
+        + ring + 4 * OP_COST
+    plan["blur_first"] = (None if depthwise else first, axes)
+    return plan
+
+
+def _choose(plan: dict, fold: bool | None) -> str:
+    if fold is False or len(plan) == 1:
+        return "reference"
+    if fold is True:
+        return "pool_first" if "pool_first" in plan else "folded"
+    costs = {p: c for p, (c, _) in plan.items() if c is not None}
+    return min(costs, key=lambda p: (costs[p], PATHS.index(p)))
+
+
+def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                     stride: int = 2, padding: int | tuple[int, int] = 0,
+                     dilation: int | tuple[int, int] = 1, groups: int = 1, *,
+                     blur_size: int = 3, padding_mode: str = "zeros",
+                     blur_padding_mode: str | None = None, fold: bool | None = None) -> str:
+    """Which path :func:`blur_conv2d` takes for these arguments (same signature):
+    ``"reference"`` (stride-1 conv, then blur pool), ``"pool_first"`` (``1 x 1`` kernels: blur
+    pool, then the conv), ``"blur_first"`` (stride-1 blur of the input, then the strided conv)
+    or ``"folded"`` (the blur folded into the weight); the last two recompute the border ring
+    exactly. Only shapes and arguments are read.
+
+    Example:
+        >>> x, w = torch.randn(2, 64, 32, 32), torch.randn(128, 64, 3, 3)
+        >>> blur_conv2d_path(x, w, padding=1)
+        'blur_first'
+        >>> blur_conv2d_path(x, w, padding=1, fold=True)
+        'folded'
+        >>> blur_conv2d_path(x, w, padding=1, fold=False)
+        'reference'
+        >>> blur_conv2d_path(x, torch.randn(128, 64, 1, 1))
+        'pool_first'
+    """
+    stride, pad, dilation, groups, bmode = _check(
+        x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
+        blur_padding_mode, fold, "blur_conv2d_path")
+    shape = tuple(x.shape)
+    if padding_mode != "zeros":  # blur_conv2d pads x itself first
+        shape = (*shape[:2], shape[2] + 2 * pad[0], shape[3] + 2 * pad[1])
+        pad = (0, 0)
+    return _choose(_plan(shape, weight.shape, pad, dilation, groups, stride, blur_size, bmode),
+                   fold)
+
+
+def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                stride: int = 2, padding: int | tuple[int, int] = 0,
+                dilation: int | tuple[int, int] = 1, groups: int = 1, *, blur_size: int = 3,
+                padding_mode: str = "zeros", blur_padding_mode: str | None = None,
+                fold: bool | None = None) -> torch.Tensor:
+    """``conv2d`` at stride 1 followed by ``blur_pool2d(., blur_size, stride, ...)``.
+
+    ``padding_mode`` pads the convolution (as in ``nn.Conv2d``); ``blur_padding_mode`` pads the
+    blur (default ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``). Output
+    size per dim: ``floor((N + 2 padding - dilation (k - 1) - 1) / stride) + 1``, the same as
+    the strided ``nn.Conv2d``. See :class:`equilayers.nn.BlurConv2d`.
+
+    ``fold`` chooses how, never what: ``False`` runs the composition (a stride-1 conv at full
+    resolution, then the blur pool); ``True`` the blur folded into the weight (one strided
+    conv with ``k + blur_size - 1`` taps per dim; ``1 x 1`` kernels: blur pool, then the conv);
+    ``None`` (default) the cheapest of these and of blurring the input at stride 1 before the
+    strided conv. The rewrites compute the outputs whose blur taps reach the padding
+    separately, exactly. Every path gives the composition's output to float rounding (see the
+    module docstring of ``equilayers.functional._blur_conv``); :func:`blur_conv2d_path` says
+    which one a call takes.
+
+    Example:
+        >>> x, w = torch.randn(2, 3, 16, 16), torch.randn(8, 3, 3, 3)
+        >>> a = blur_conv2d(x, w, padding=1, fold=True)
+        >>> torch.allclose(a, blur_conv2d(x, w, padding=1, fold=False), atol=1e-5)
+        True
+    """
+    stride, pad, dilation, groups, bmode = _check(
+        x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
+        blur_padding_mode, fold, "blur_conv2d")
+    return _run(x, weight, bias, stride, pad, dilation, groups, blur_size, padding_mode, bmode,
+                fold)
+
+
+def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mode, fold,
+         path: str | None = None) -> torch.Tensor:
+    """``blur_conv2d`` on checked arguments, by ``path`` (default: the one ``fold`` picks;
+    tests force each)."""
+    ph, pw = pad
+    if padding_mode != "zeros" and (ph or pw):
+        x = F.pad(x, (pw, pw, ph, ph), mode=padding_mode)
+        ph = pw = 0
+    plan = _plan(x.shape, weight.shape, (ph, pw), dilation, groups, stride, blur, mode)
+    if path is None:
+        path = _choose(plan, fold)
+    elif path not in plan:
+        raise ValueError(f"blur_conv2d: path {path!r} does not apply here (only {list(plan)})")
+    if path == "reference":
+        y = F.conv2d(x, weight, bias, 1, (ph, pw), dilation, groups)
+        return blur_pool2d(y, blur, stride, mode)
+    if path == "pool_first":
+        return _pool_first(x, weight, bias, (ph, pw), groups, stride, blur, mode)
+    left, right = pad_amounts(blur)
+    if path == "blur_first":
+        if (ph or pw) and _pads_first(x.shape, (ph, pw), dilation, weight.shape[-2:], stride,
+                                      blur):
+            x, ph, pw = F.pad(x, (pw, pw, ph, ph)), 0, 0
+        if left == right and _channels_last(x):
+            # oneDNN's depthwise conv runs at the copy floor in channels_last (the separable
+            # fast path of blur_pool2d is ~4x slower there, and ~3x faster than it in the
+            # contiguous layout; measured at 16 x 64 x 40 x 40)
+            c = x.shape[1]
+            f = binomial_filter(blur, dtype=x.dtype, device=x.device)
+            xb = F.conv2d(x, torch.outer(f, f)[None, None].expand(c, 1, blur, blur), None, 1,
+                          left, 1, c)
+        else:
+            xb = blur_pool2d(x, blur, 1, "zeros")
+        out = F.conv2d(xb, weight, bias, stride, (ph, pw), dilation, groups)
+    else:
+        wf = _folded_weight(weight, blur, dilation)
+        if left == right:
+            out = F.conv2d(x, wf, bias, stride, (ph + left, pw + left), 1, groups)
+        else:  # even blur sizes pad one more after than before: no symmetric conv padding
+            out = F.conv2d(F.pad(x, (pw + left, pw + right, ph + left, ph + right)), wf, bias,
+                           stride, 0, 1, groups)
+    axes = plan[path][1]
+    n_conv = _conv_sizes(x.shape, weight.shape, (ph, pw), dilation)
+    for rows, cols in _ring(axes):
+        out[..., rows[0]:rows[1], cols[0]:cols[1]] = _ring_block(
+            x, weight, bias, (ph, pw), dilation, groups, stride, blur, mode, n_conv, rows, cols,
+            full_rows=cols == (0, axes[1][0]))
+    return out
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    try:
+        return x.is_contiguous(memory_format=torch.channels_last)
+    except RuntimeError:  # inside vmap the memory format of a batched tensor is not known
+        return False
+
+
+# --- pool first ------------------------------------------------------------------------------
+def _pool_first(x, weight, bias, pad, groups, stride, blur, mode):
+    ph, pw = pad
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph))  # zeros: the other modes were applied by the caller
+    pooled = blur_pool2d(x, blur, stride, mode)
+    if bias is None or mode != "zeros" or blur == 1:
+        return F.conv2d(pooled, weight, bias, 1, 0, 1, groups)
+    out = F.conv2d(pooled, weight, None, 1, 0, 1, groups)
+    # the composition blurs the bias with the zero padding too: scale it by the blur pool of
+    # an all-ones image (separable: one ones vector per dim)
+    filt = binomial_filter(blur, dtype=out.dtype, device=out.device)
+    mh, mw = (blur_nd(torch.ones(1, 1, n, dtype=out.dtype, device=out.device), filt, stride,
+                      "zeros", 1, "blur_conv2d")[0, 0] for n in x.shape[-2:])
+    return out + bias.to(out.dtype)[:, None, None] * (mh[:, None] * mw[None, :])
+
+
+# --- the folded weight ------------------------------------------------------------------------
+def _band(n_taps: int, dilation: int, blur: int, dtype, device) -> torch.Tensor:
+    """The ``(d (k - 1) + blur, k)`` matrix ``A[p, u] = b[p - d u]`` (``b`` the binomial): the
+    full convolution of a dilated ``k``-tap filter with ``b`` along one dim is ``A w``."""
+    b = binomial(blur)
+    rows = dilation * (n_taps - 1) + blur
+    a = [[b[p - dilation * u] if 0 <= p - dilation * u < blur else 0.0 for u in range(n_taps)]
+         for p in range(rows)]
+    return torch.tensor(a, dtype=dtype, device=device)
+
+
+def _folded_weight(weight: torch.Tensor, blur_size: int, dilation: tuple[int, int]
+                   ) -> torch.Tensor:
+    """The weight of one strided conv equal to the ``dilation``-dilated conv with ``weight``
+    followed by the ``blur_size`` binomial blur: ``weight`` (dilated) convolved with the 2-D
+    binomial, ``A_h w A_w^T`` per filter, shape ``(C_out, C_in / groups, d (kH - 1) +
+    blur_size, d (kW - 1) + blur_size)``. One matrix product with ``kron(A_h, A_w)`` (a
+    transposed convolution of ``C_out C_in`` one-channel images, or batched products per
+    filter, measured 15-100x slower on CPU), plain differentiable ops that ``torch.func``
+    batches."""
+    c_out, cig, kh, kw = weight.shape
+    a_h, a_w = (_band(k, d, blur_size, weight.dtype, weight.device)
+                for k, d in zip((kh, kw), dilation, strict=True))
+    fold = torch.kron(a_h, a_w)  # (fH fW, kH kW)
+    return (weight.reshape(c_out * cig, kh * kw) @ fold.T).view(c_out, cig, a_h.shape[0],
+                                                                 a_w.shape[0])
+
+
+# --- the border ring ---------------------------------------------------------------------------
+def _taps(outs: _Range, n_conv: int, n_in: int, pad: int, dilation: int, n_taps: int,
+          stride: int, blur: int, mode: str) -> list[tuple[int, int, float]]:
+    """The blur pool along one dim of outputs ``outs``, shifted by the conv's taps, as
+    ``(row, input index, weight)`` triples: row ``o * n_taps + u`` (output ``o``, conv tap
+    ``u``) reads input ``j + dilation u - pad`` with the blur's weight on stride-1 output ``j``
+    (its padding mode folded in; taps on the conv's zero padding dropped)."""
+    left, _ = pad_amounts(blur)
+    b = binomial(blur)
+    out = []
+    for o, i in enumerate(range(*outs)):
+        for t in range(blur):
+            j = _source(stride * i + t - left, n_conv, mode)
+            if j < 0:
+                continue
+            for u in range(n_taps):
+                q = j + dilation * u - pad
+                if 0 <= q < n_in:
+                    out.append((o * n_taps + u, q, b[t]))
+    return out
+
+
+@cpu_cache(maxsize=256)
+def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tuple[int, int],
+                 pad: tuple[int, int], dilation: tuple[int, int], kernel: tuple[int, int],
+                 stride: int, blur: int, mode: str):
+    """The host tables of :func:`_ring_rows` (a function of sizes and arguments only, so
+    cached, on the CPU, in float64; see :mod:`equilayers._cpu_cache`): the input rows read,
+    ``A_h`` ``(rows kH, rows read)``, ``A_w`` ``(W, cols kW)``, and each output's sum of blur
+    taps ``(rows, cols)`` (1 except at a zero-padded border)."""
+    down = _taps(rows, n_conv[0], size[0], pad[0], dilation[0], kernel[0], stride, blur, mode)
+    across = _taps(cols, n_conv[1], size[1], pad[1], dilation[1], kernel[1], stride, blur, mode)
+    used = sorted({q for _, q, _ in down})
+    at = {q: n for n, q in enumerate(used)}
+    a_h = torch.zeros((rows[1] - rows[0]) * kernel[0], len(used), dtype=torch.float64)
+    a_w = torch.zeros(size[1], (cols[1] - cols[0]) * kernel[1], dtype=torch.float64)
+    for table, entries in ((a_h, [(r, at[q], wt) for r, q, wt in down]),
+                           (a_w, [(q, c, wt) for c, q, wt in across])):
+        if entries:
+            r, c, v = zip(*entries, strict=True)
+            table.index_put_((torch.tensor(r), torch.tensor(c)),
+                             torch.tensor(v, dtype=torch.float64), accumulate=True)
+    sums = [[sum(binomial(blur)[t] for t in range(blur)
+                 if _source(stride * i + t - pad_amounts(blur)[0], n, mode) >= 0)
+             for i in range(*outs)] for outs, n in ((rows, n_conv[0]), (cols, n_conv[1]))]
+    scale = torch.outer(torch.tensor(sums[0], dtype=torch.float64),
+                        torch.tensor(sums[1], dtype=torch.float64))
+    return torch.tensor(used, dtype=torch.long), a_h, a_w, scale
+
+
+def _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
+               rows: _Range, cols: _Range) -> torch.Tensor:
+    """The composition's outputs ``rows x cols`` (``rows`` a few border rows), computed at
+    output resolution as one strided conv of their own blurred inputs.
+
+    With ``A_h``, ``A_w`` the blur pool along each dim as a matrix (its padding mode folded
+    in), the composition is ``z[i, k] = sum_{u, v} w[u, v] (A_h[i] xp_{u, v} A_w[k]^T)``,
+    ``xp_{u, v}`` the padded input shifted by the conv tap ``(d_h u, d_w v)``. The inner
+    products for every ``(i, u)`` and ``(k, v)`` are two small matrix products on the few
+    input rows the outputs read, laid out so that a conv of stride ``(kH, kW)`` contracts
+    them with ``w``: the ring costs what its outputs cost in the strided conv, plus reading
+    those rows."""
+    kh, kw = weight.shape[-2:]
+    # a traced graph builds the tables itself (dynamo cannot enter the cache's lock)
+    tables = _ring_tables.__wrapped__ if torch.compiler.is_compiling() else _ring_tables
+    used, a_h, a_w, scale = (t.to(x.device) if t.dtype == torch.long else
+                             t.to(dtype=x.dtype, device=x.device)
+                             for t in tables(rows, cols, tuple(n_conv), tuple(x.shape[-2:]),
+                                             tuple(pad), tuple(dilation), (kh, kw), stride,
+                                             blur, mode))
+    g = x.index_select(2, used)
+    # (B, C, rows kH, cols kW): each product a single matrix product over folded batch dims
+    stack = torch.matmul(torch.matmul(g, a_w).transpose(-1, -2), a_h.T).transpose(-1, -2)
+    if bias is None or mode != "zeros":
+        return F.conv2d(stack, weight, bias, (kh, kw), 0, 1, groups)
+    # zero padding: the bias is blurred too, scaled by each output's sum of taps
+    out = F.conv2d(stack, weight, None, (kh, kw), 0, 1, groups)
+    return out + bias.to(out.dtype)[:, None, None] * scale.to(out.dtype)
+
+
+def _ring_block(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
+                rows: _Range, cols: _Range, full_rows: bool) -> torch.Tensor:
+    """:func:`_ring_rows` for a full-width strip of border rows, or (transposed) for a strip of
+    border columns between them."""
+    if full_rows:
+        return _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
+                          rows, cols)
+    t = _ring_rows(x.transpose(-1, -2), weight.transpose(-1, -2), bias, pad[::-1],
+                   dilation[::-1], groups, stride, blur, mode, n_conv[::-1], cols, rows)
+    return t.transpose(-1, -2)

@@ -1,0 +1,270 @@
+"""``blur_conv2d``'s exact rewrites (pool first, blur first, folded weight, each with its border
+ring) against the composition they rewrite: the whole output and the gradients, to float
+rounding, on random configurations."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import equilayers.functional as EF
+from equilayers import antialias
+from equilayers.functional import _blur_conv as BC
+from equilayers.nn import BlurConv2d
+
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+
+def _composition(x, w, b, stride, pad, dil, groups, blur, mode, bmode):
+    """The specification, written out: conv at stride 1 (padded by ``mode``), then pad with
+    ``bmode`` and correlate with the binomial at ``stride``."""
+    ph, pw = pad
+    if mode != "zeros":
+        x, ph, pw = F.pad(x, (pw, pw, ph, ph), mode=mode), 0, 0
+    y = F.conv2d(x, w, b, 1, (ph, pw), dil, groups)
+    left = (blur - 1) // 2
+    right = blur - 1 - left
+    y = F.pad(y, (left, right, left, right), mode="constant" if bmode == "zeros" else bmode)
+    f = EF.binomial_filter(blur, dtype=x.dtype)
+    taps = torch.outer(f, f)[None, None].expand(y.shape[1], 1, blur, blur)
+    return F.conv2d(y, taps, stride=stride, groups=y.shape[1])
+
+
+@st.composite
+def configs(draw, kernels=((1, 1), (2, 2), (3, 3), (5, 5), (1, 3), (4, 3), (7, 7))):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    kh, kw = draw(st.sampled_from(kernels))
+    cfg = dict(
+        groups=groups, c_in=groups * draw(st.integers(1, 3)),
+        c_out=groups * draw(st.integers(1, 3)), kernel=(kh, kw),
+        dil=draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (2, 2)])),
+        stride=draw(st.integers(1, 4)), blur=draw(st.integers(1, 7)),
+        mode=draw(st.sampled_from(MODES)), bmode=draw(st.sampled_from(MODES)),
+        pad=(draw(st.integers(0, 3)), draw(st.integers(0, 3))),
+        size=(draw(st.integers(4, 21)), draw(st.integers(4, 21))),
+        bias=draw(st.booleans()), channels_last=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)))
+    return cfg
+
+
+def _tensors(cfg, dtype=torch.float64, grad=False):
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    x = torch.randn(2, cfg["c_in"], *cfg["size"], generator=gen, dtype=dtype)
+    if cfg["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(cfg["c_out"], cfg["c_in"] // cfg["groups"], *cfg["kernel"], generator=gen,
+                    dtype=dtype)
+    b = torch.randn(cfg["c_out"], generator=gen, dtype=dtype) if cfg["bias"] else None
+    if grad:
+        x, w = x.requires_grad_(), w.requires_grad_()
+        b = b.requires_grad_() if b is not None else None
+    return x, w, b
+
+
+def _args(cfg):
+    return (cfg["stride"], cfg["pad"], cfg["dil"], cfg["groups"], cfg["blur"], cfg["mode"],
+            cfg["bmode"])
+
+
+def _run(cfg, x, w, b, path):
+    stride, pad, dil, groups, blur, mode, bmode = _args(cfg)
+    return BC._run(x, w, b, stride, pad, dil, groups, blur, mode, bmode, None, path)
+
+
+def _valid(cfg, x, w, b) -> bool:
+    stride, pad, dil, groups, blur, mode, bmode = _args(cfg)
+    try:
+        EF.blur_conv2d_path(x, w, b, stride, pad, dil, groups, blur_size=blur,
+                            padding_mode=mode, blur_padding_mode=bmode)
+    except ValueError:
+        return False
+    return True
+
+
+def _paths(cfg, x, w):
+    stride, pad, dil, groups, blur, mode, _ = _args(cfg)
+    if mode != "zeros":
+        shape = (*x.shape[:2], x.shape[2] + 2 * pad[0], x.shape[3] + 2 * pad[1])
+        pad = (0, 0)
+    else:
+        shape = x.shape
+    return list(BC._plan(shape, w.shape, pad, dil, groups, stride, blur, cfg["bmode"]))
+
+
+# --- every path equals the composition ----------------------------------------------------------
+@settings(max_examples=80, deadline=None)
+@given(cfg=configs())
+def test_every_path_equals_the_composition(cfg):
+    x, w, b = _tensors(cfg)
+    assume(_valid(cfg, x, w, b))
+    ref = _composition(x, w, b, *_args(cfg))
+    for path in _paths(cfg, x, w):
+        out = _run(cfg, x, w, b, path)
+        assert out.shape == ref.shape, path
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12, msg=path)
+    stride, pad, dil, groups, blur, mode, bmode = _args(cfg)
+    for fold in (None, True, False):  # the public entry points, each path they pick
+        out = EF.blur_conv2d(x, w, b, stride, pad, dil, groups, blur_size=blur,
+                             padding_mode=mode, blur_padding_mode=bmode, fold=fold)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cfg=configs(kernels=((1, 1), (3, 3), (2, 3), (5, 5))))
+def test_every_path_has_the_compositions_gradients(cfg):
+    x, w, b = _tensors(cfg, grad=True)
+    assume(_valid(cfg, x, w, b))
+    leaves = [t for t in (x, w, b) if t is not None]
+    ref = _composition(x, w, b, *_args(cfg))
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=ref.dtype)
+    want = torch.autograd.grad(ref, leaves, g)
+    for path in _paths(cfg, x, w):
+        got = torch.autograd.grad(_run(cfg, x, w, b, path), leaves, g)
+        for a, e in zip(got, want, strict=True):
+            torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-11, msg=path)
+
+
+@pytest.mark.parametrize("path,kernel,groups", [("pool_first", 1, 1), ("blur_first", 3, 1),
+                                                ("folded", 3, 2), ("folded", 4, 1)])
+def test_gradcheck(path, kernel, groups, gen):
+    x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2 // groups, kernel, kernel, generator=gen, dtype=torch.float64,
+                    requires_grad=True)
+    b = torch.randn(2, generator=gen, dtype=torch.float64, requires_grad=True)
+    for bmode in ("reflect", "zeros"):
+        assert torch.autograd.gradcheck(
+            lambda *t, bmode=bmode: BC._run(*t, 2, (1, 1), (1, 1), groups, 3, "zeros", bmode,
+                                            None, path), (x, w, b), fast_mode=True)
+
+
+def test_float32_and_channels_last(gen):
+    x = torch.randn(4, 16, 33, 32, generator=gen)
+    conv = nn.Conv2d(16, 32, 3, 2, 1)
+    ref = _composition(x.double(), conv.weight.double(), conv.bias.double(), 2, (1, 1), (1, 1),
+                       1, 3, "zeros", "reflect")
+    for fold in (None, True, False):
+        m = BlurConv2d(16, 32, 3, 2, 1, fold=fold)
+        m.load_state_dict(conv.state_dict())
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            out = m(x.contiguous(memory_format=fmt))
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+# --- which path, and the 1x1 rewrite ------------------------------------------------------------
+def test_path_choice():
+    def path(c_in, c_out, k, n, groups=1, pad=None, batch=2, **kw):
+        x = torch.empty(batch, c_in, n, n)
+        w = torch.empty(c_out, c_in // groups, k, k)
+        return EF.blur_conv2d_path(x, w, None, 2, k // 2 if pad is None else pad, 1, groups, **kw)
+
+    # a ResNet-18 at 160x160: stem, strided 3x3s, strided 1x1 shortcuts
+    assert path(3, 64, 7, 160, batch=16) == "blur_first"
+    assert path(64, 128, 3, 40, batch=16) == path(128, 256, 3, 20, batch=16) == "blur_first"
+    assert path(64, 128, 1, 40, pad=0) == "pool_first"
+    assert path(256, 512, 3, 10, batch=16) == "reference"  # 9 of the 25 outputs are border
+    assert path(96, 96, 3, 40, groups=96) == "reference"  # depthwise: memory-bound
+    assert path(64, 128, 3, 40, fold=True) == path(96, 96, 3, 40, 96, fold=True) == "folded"
+    assert path(64, 128, 1, 40, pad=0, fold=True) == "pool_first"
+    assert path(64, 128, 3, 40, fold=False) == "reference"
+    assert path(8, 16, 3, 2, fold=True) == "reference"  # no output away from the border
+    assert path(8, 16, 3, 12) == "reference"  # tiny: the rewrites' extra ops cost more
+
+
+@pytest.mark.parametrize("bmode", MODES)
+@pytest.mark.parametrize("pad", [0, 1])
+def test_strided_1x1_is_pool_then_conv(bmode, pad, gen):
+    """A strided 1x1 conv followed by the blur pool is the blur pool, then the 1x1 conv at a
+    quarter of the pixels; with zero blur padding the bias is blurred too."""
+    conv = nn.Conv2d(6, 8, 1, 2, pad, groups=2, dtype=torch.float64)
+    x = torch.randn(2, 6, 13, 10, generator=gen, dtype=torch.float64)
+    assert EF.blur_conv2d_path(x, conv.weight, conv.bias, 2, pad, groups=2,
+                               blur_padding_mode=bmode, fold=True) == "pool_first"
+    got = EF.blur_conv2d(x, conv.weight, conv.bias, 2, pad, groups=2, blur_padding_mode=bmode,
+                         fold=True)
+    ref = EF.blur_conv2d(x, conv.weight, conv.bias, 2, pad, groups=2, blur_padding_mode=bmode,
+                         fold=False)
+    torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
+    if pad == 0 and bmode != "zeros":  # spelled out: pool, then conv (bias unchanged)
+        pooled = EF.blur_pool2d(x, 3, 2, bmode)
+        torch.testing.assert_close(got, F.conv2d(pooled, conv.weight, conv.bias, groups=2))
+
+
+# --- the module and antialias(mode="folded") -------------------------------------------------
+def test_module_fold_argument(gen):
+    conv = nn.Conv2d(3, 5, 3, 2, 1, dtype=torch.float64)
+    x = torch.randn(2, 3, 12, 11, generator=gen, dtype=torch.float64)
+    outs = []
+    for fold in (None, True, False):
+        m = BlurConv2d(3, 5, 3, 2, 1, dtype=torch.float64, fold=fold)
+        m.load_state_dict(conv.state_dict())  # the weight stays the k x k weight
+        assert m.weight.shape == conv.weight.shape and set(m.state_dict()) == {"weight", "bias"}
+        outs.append(m(x))
+        torch.testing.assert_close(m(x), EF.blur_conv2d(x, m.weight, m.bias, 2, 1, fold=fold))
+    torch.testing.assert_close(outs[0], outs[2], rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(outs[1], outs[2], rtol=1e-13, atol=1e-13)
+    assert repr(BlurConv2d(3, 5, 3)).endswith("stride=2)")
+    assert "fold=True" in repr(BlurConv2d(3, 5, 3, fold=True))
+    with pytest.raises(TypeError, match="fold=1"):
+        BlurConv2d(3, 5, 3, fold=1)
+
+
+def test_fold_follows_weight_edits(gen):
+    """The fold is recomputed in every forward: in-place weight changes are seen."""
+    m = BlurConv2d(3, 4, 3, 2, 1, fold=True)
+    x = torch.randn(1, 3, 10, 10, generator=gen)
+    before = m(x)
+    with torch.no_grad():
+        m.weight.mul_(2)
+    torch.testing.assert_close(m(x) - m.bias[:, None, None],
+                               2 * (before - m.bias[:, None, None]))
+
+
+@pytest.mark.parametrize("fold", [None, True])
+def test_circular_shift_equivariance_is_exact(fold, gen):
+    m = BlurConv2d(3, 4, 3, 2, 1, padding_mode="circular", dtype=torch.float64, fold=fold)
+    x = torch.randn(2, 3, 12, 10, generator=gen, dtype=torch.float64)
+    shifted = m(torch.roll(x, (4, -2), (-2, -1)))
+    torch.testing.assert_close(shifted, torch.roll(m(x), (2, -1), (-2, -1)), rtol=1e-13,
+                               atol=1e-13)
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, 2, 1, groups=32), nn.Conv2d(32, 48, 1, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 10)).double().eval()
+
+
+def test_antialias_folded_mode():
+    model = _model()
+    blur, blur_report = antialias(model, return_report=True)
+    folded, report = antialias(model, mode="folded", return_report=True)
+    assert [r.name for r in report] == [r.name for r in blur_report] == ["0", "3", "4", "6",
+                                                                          "7"]
+    for r in report:
+        assert type(r.new) is type(blur.get_submodule(r.name))
+        if isinstance(r.new, BlurConv2d):
+            assert r.new.fold is True and blur.get_submodule(r.name).fold is None
+            assert torch.equal(r.new.weight, r.old.weight)
+    # the plain model's state_dict loads into the folded one (same keys and shapes)
+    folded.load_state_dict(model.state_dict())
+    for n in (64, 65):
+        x = torch.randn(2, 3, n, n, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), blur(x), rtol=1e-11, atol=1e-11)
+            assert folded(x).shape == model(x).shape
+
+
+def test_antialias_folded_mode_shift_consistency_equals_blur():
+    """The fold is exact, so its predictions under shifts are blur's."""
+    model = _model().float()
+    blur, folded = antialias(model), antialias(model, mode="folded")
+    x = torch.randn(16, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for shift in range(1, 5):
+            xs = torch.roll(x, shift, -1)
+            assert torch.equal(blur(xs).argmax(1), folded(xs).argmax(1))
