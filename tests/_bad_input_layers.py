@@ -9,8 +9,6 @@ from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAI
 import equilayers.functional as EF
 import equilayers.nn as enn
 
-#: A bool flag (``bias=``, ``affine=``, ``ceil_mode=``): only ``True``/``False``.
-FLAG = {"None": None, "0": 0, "str": "True"}
 #: The steerable basis' ring radii (in taps of a 3x3 filter: at most sqrt(2)).
 RINGS = {"None": None, "0": 0, "str": "1", "empty": [], "neg": [-1.0], "far": [9.0],
          "repeat": [1.0, 1.0], "True": [True], "nan": [float("nan")]}

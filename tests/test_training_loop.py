@@ -3,9 +3,9 @@ code users write around it, checked against a fresh copy of the model built from
 state dict (the reference a stale filter, a meta buffer or a NaN statistic would differ from).
 
 Routes that change the weights: optimizer steps (plain, foreach, fused: fused steps do not bump
-``_version``), ``.data`` edits, ``vector_to_parameters``, ``swap_tensors``, parametrizations, ``load_state_dict``
-(with ``assign=True`` and after ``to_empty`` on a meta-built model), ``torch.func.
-functional_call`` with other weights. Contexts: ``inference_mode`` then a forward with
+``_version``), ``.data`` edits, ``vector_to_parameters``, ``swap_tensors``, parametrizations,
+``load_state_dict`` (with ``assign=True`` and after ``to_empty`` on a meta-built model),
+``torch.func.functional_call`` with other weights. Contexts: ``inference_mode`` then a forward with
 gradients, ``torch.jit.trace`` and ``torch.compile`` of a warm eval model, ``torch.func``
 ``grad``/``vmap``/``jvp``, empty batches, ``channels_last`` conversion, checkpoints.
 """
