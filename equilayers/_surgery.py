@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +108,42 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         conv.stride = (1, 1)
         return nn.Sequential(conv, PolyphasePool2d(s, blur_size=blur_size))
     return None
+
+
+@overload
+def antialias(
+    model: nn.Module,
+    *,
+    blur_size: int = ...,
+    mode: str = ...,
+    skip: Iterable[str] | Callable[[str, nn.Module], bool] | None = ...,
+    inplace: bool = ...,
+    return_report: Literal[False] = ...,
+) -> nn.Module: ...
+
+
+@overload
+def antialias(
+    model: nn.Module,
+    *,
+    blur_size: int = ...,
+    mode: str = ...,
+    skip: Iterable[str] | Callable[[str, nn.Module], bool] | None = ...,
+    inplace: bool = ...,
+    return_report: Literal[True],
+) -> tuple[nn.Module, list[Replacement]]: ...
+
+
+@overload
+def antialias(
+    model: nn.Module,
+    *,
+    blur_size: int = ...,
+    mode: str = ...,
+    skip: Iterable[str] | Callable[[str, nn.Module], bool] | None = ...,
+    inplace: bool = ...,
+    return_report: bool = ...,
+) -> nn.Module | tuple[nn.Module, list[Replacement]]: ...
 
 
 def antialias(

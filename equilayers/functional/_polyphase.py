@@ -33,6 +33,7 @@ norms agree to ~1e-16).
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import torch
 
@@ -52,6 +53,24 @@ def _check_criterion(criterion: str, what: str = "") -> float:
 
 def _check_input(x: torch.Tensor, what: str) -> None:
     C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
+
+
+@overload
+def polyphase_pool2d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ...,
+                     return_index: Literal[False] = ...) -> torch.Tensor: ...
+
+
+@overload
+def polyphase_pool2d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ...,
+                     return_index: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def polyphase_pool2d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ..., return_index: bool = ...
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
