@@ -10,7 +10,6 @@ Needs matplotlib (in the ``docs`` extra).
 from __future__ import annotations
 
 import io
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
