@@ -73,7 +73,8 @@ def _tables(lines: list[str]) -> list[str]:
             if _RULE.match(lines[i]):
                 rules += 1
             elif lines[i].strip():
-                cells = [lines[i][a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+                ends = [*starts[1:], None]
+                cells = [lines[i][a:b].strip() for a, b in zip(starts, ends, strict=True)]
                 rows.append("| " + " | ".join(cells) + " |")
             i += 1
         indent = " " * _indent(rule)
