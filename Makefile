@@ -10,7 +10,7 @@ PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
-.PHONY: test test-peers demo selfcheck lint bench bench-accuracy clean
+.PHONY: test test-peers demo docs selfcheck lint bench bench-accuracy clean
 
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
@@ -60,8 +60,22 @@ bench-accuracy: $(PEERS_STAMP)
 	$(PEERS_PY) -m pip install e2cnn mlxtend tqdm "numpy<2"
 	$(PEERS_PY) -m benchmarks --family accuracy $(ARGS)
 
+# The documentation site (docs/, mkdocs.yml) built into site/ with warnings as errors; the docs
+# extra (mkdocs-material, mkdocstrings, matplotlib for the figures) goes into the same venv.
+DOCS_STAMP := $(VENV)/.equilayers-docs-installed
+
+$(DOCS_STAMP): pyproject.toml
+	@echo "make docs: installing equilayers' docs extra (mkdocs-material, mkdocstrings, matplotlib)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 selfcheck: $(STAMP)
 	$(PY) -m equilayers selfcheck
 
 clean:
-	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache .hypothesis site

@@ -37,9 +37,10 @@ class ExpandedGroupConv2d(_ExactConvMixin):
     :meth:`grid_equivariance_error` measures how far a filter is from exact on the grid.
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-        padding_mode, device, dtype: as ``nn.Conv2d`` (square ``kernel_size``; ``padding`` an
-            int, a pair, ``"same"`` or ``"valid"``). Channels count *fields*.
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
+            ``nn.Conv2d`` (square ``kernel_size``; ``padding`` an int, a pair, ``"same"`` or
+            ``"valid"``). Channels count *fields*.
+        bias, padding_mode, device, dtype: as ``nn.Conv2d``.
         group: ``"cN"`` or ``"dN"`` (any N), or a finite :class:`~equilayers.groups.Group`.
         lifting: ``True``: images ``(B, C_in, H, W)`` in (``in_rep = "trivial"``); ``False``
             (default): regular fields ``(B, C_in, |G|, H, W)`` in.

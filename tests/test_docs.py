@@ -1,0 +1,183 @@
+"""The documentation site: every ```python block of docs/**/*.md runs, and the site builds.
+
+Each block runs as written in a fresh namespace (as tests/test_readme.py does for the README),
+so every block can be copied on its own. A block that needs an optional package is preceded by
+a marker line ``<!-- requires: PKG -->``: it runs where ``PKG`` imports and is skipped, naming
+``pip install PKG``, where it does not. Any other ``<!-- ... -->`` line right before a block is
+an error, so a typo cannot silently skip one. The site build (``mkdocs build --strict``, warnings
+as errors) runs where the docs extra is installed and is skipped, naming it, elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[^\s`]*)[^\n]*$")
+_MARKER = re.compile(r"^\s*<!--\s*(?P<body>.*?)\s*-->\s*$")
+_REQUIRES = re.compile(r"^requires:\s*(?P<pkg>[A-Za-z0-9_.-]+)$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced ```python block: where it is, its code, and the package it needs."""
+
+    path: str
+    line: int  # 1-based line of the opening fence
+    code: str
+    requires: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def extract(text: str, path: str = "<md>") -> list[Block]:
+    """The ```python blocks of a Markdown text, with their ``<!-- requires: PKG -->`` markers.
+
+    Raises ``ValueError`` on an unterminated fence or an unknown marker before a python block.
+    """
+    lines = text.split("\n")
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        start, indent, lang = i, m["indent"], m["lang"]
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].strip() != "```":
+            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+            i += 1
+        if i == len(lines):
+            raise ValueError(f"{path}:{start + 1}: unterminated ``` fence")
+        i += 1
+        if lang != "python":
+            continue
+        requires = None
+        prev = start - 1
+        while prev >= 0 and not lines[prev].strip():
+            prev -= 1
+        marker = _MARKER.match(lines[prev]) if prev >= 0 else None
+        if marker:
+            req = _REQUIRES.match(marker["body"])
+            if req is None:
+                raise ValueError(f"{path}:{start + 1}: unknown marker {lines[prev].strip()!r} "
+                                 "before a python block; the only one is <!-- requires: PKG -->")
+            requires = req["pkg"]
+        blocks.append(Block(path, start + 1, "\n".join(body) + "\n", requires))
+    return blocks
+
+
+def run(block: Block) -> None:
+    """Run a block in a fresh namespace; errors carry the page and line in their traceback."""
+    code = compile("\n" * (block.line) + block.code, block.path, "exec")
+    exec(code, {"__name__": "__docs__"})
+
+
+def _all_blocks() -> list[Block]:
+    blocks = []
+    for md in sorted(DOCS.rglob("*.md")):
+        blocks += extract(md.read_text(), str(md.relative_to(ROOT)))
+    return blocks
+
+
+BLOCKS = _all_blocks()
+
+
+def test_docs_have_python_blocks():
+    # a broken extractor must not pass by finding nothing
+    assert len(BLOCKS) >= 10, [b.id for b in BLOCKS]
+    pages = {b.path for b in BLOCKS}
+    for page in ("docs/conventions.md", "docs/layers/antialias.md", "docs/escnn.md"):
+        assert page in pages
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_docs_block_runs(block):
+    if block.requires and importlib.util.find_spec(block.requires) is None:
+        pytest.skip(f"{block.id} needs {block.requires}: pip install {block.requires}")
+    run(block)
+
+
+# --- the extractor and the runner on known inputs (negative controls) ---------------------
+
+_SAMPLE = """# page
+
+```bash
+echo not python
+```
+
+```python
+x = 1 + 1
+```
+
+<!-- requires: some_package -->
+
+```python
+import some_package
+```
+
+- a list item with an indented block:
+
+    ```python
+    y = 2
+    ```
+
+```python
+raise ValueError("deliberately failing snippet")
+```
+"""
+
+
+def test_extract_sample():
+    blocks = extract(_SAMPLE, "sample.md")
+    assert [(b.line, b.requires) for b in blocks] == [(7, None), (13, "some_package"),
+                                                        (19, None), (23, None)]
+    assert blocks[0].code == "x = 1 + 1\n"
+    assert blocks[2].code == "y = 2\n"
+
+
+def test_failing_block_is_reported_with_its_line():
+    failing = extract(_SAMPLE, "sample.md")[-1]
+    with pytest.raises(ValueError, match="deliberately failing snippet") as info:
+        run(failing)
+    frame = info.traceback[-1]
+    assert (str(frame.path), frame.lineno + 1) == ("sample.md", 24)  # the line of the raise
+
+
+def test_unknown_marker_and_open_fence_are_errors():
+    with pytest.raises(ValueError, match="unknown marker"):
+        extract("<!-- skip -->\n```python\nx = 1\n```\n", "m.md")
+    with pytest.raises(ValueError, match="unterminated"):
+        extract("```python\nx = 1\n", "m.md")
+
+
+# --- the site ------------------------------------------------------------------------------
+
+def test_site_builds_strict(tmp_path):
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "matplotlib"):
+        if importlib.util.find_spec(module.split(".")[0]) is None or (
+                "." in module and importlib.util.find_spec(module) is None):
+            pytest.skip(f"{module} is not installed: pip install -e .[docs] "
+                        "(or make docs) to build the site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    for page in ("index.html", "conventions/index.html", "api/nn/index.html",
+                 "benchmarks/index.html", "figures/rot90_fiber.svg"):
+        assert (tmp_path / page).is_file(), page
