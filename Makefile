@@ -14,10 +14,11 @@ PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
-	(about 1 GB: its interpreter runs the GPU kernels' tests on the CPU) and export extras"
+	(about 1 GB: its interpreter runs the GPU kernels' tests on the CPU), export and docs extras \
+	(the tests build the documentation site with mkdocs --strict)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[test,demo,triton,export]"
+	$(PY) -m pip install -e ".[test,demo,triton,export,docs]"
 	touch $(STAMP)
 
 # escnn (an optional peer, compared against in tests) needs gfortran and numpy<2, so it gets its
@@ -33,12 +34,13 @@ $(PEERS_STAMP):
 	$(PEERS_PY) -m pip install pytest hypothesis einops scikit-image "numpy<2"
 	touch $@
 
-# The escnn comparison tests (escnn_compat, interop, escnn_harmonic, escnn_nonlinearities) in the peers venv. Where escnn cannot be
-# installed (no gfortran, no root for apt-get), they are skipped with this message.
+# The escnn comparison tests (escnn_compat, interop, escnn_harmonic, escnn_nonlinearities, and
+# the docs' escnn porting blocks) in the peers venv. Where escnn cannot be installed (no
+# gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py tests/test_interop.py \
-	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py \
+	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_docs.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 
