@@ -24,7 +24,7 @@ import torch
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["Group", "GroupLike", "is_signed_permutation"]
+__all__ = ["Group", "GroupLike", "is_signed_permutation", "inverse_cayley_table"]
 
 
 def is_signed_permutation(m: torch.Tensor) -> bool:
@@ -184,3 +184,11 @@ def _cayley_table(group: Group) -> torch.Tensor:
     els = group.elements()
     return torch.tensor([[group.index(group.compose(a, b)) for b in els] for a in els],
                         dtype=torch.long)
+
+
+@cpu_cache(maxsize=256)
+def inverse_cayley_table(group: Group) -> torch.Tensor:
+    """``T[a, b]`` = slot of ``a^-1 * b`` (int64, ``|G| x |G|``, CPU, shared: do not write to
+    it): the Cayley table's rows in the order of the inverses."""
+    inv = torch.tensor([group.index(group.inverse(a)) for a in group.elements()])
+    return group.cayley_table[inv]
