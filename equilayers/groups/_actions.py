@@ -35,7 +35,7 @@ from ._group import Group
 from ._planar import GroupElement
 from ._registry import get
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
-from ._transforms import _check_spatial, apply_grid_matrix, flip, grid_ops, rotate
+from ._transforms import _check_spatial, apply_grid_ops, flip, grid_ops, int_rows, rotate
 
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
 
@@ -85,12 +85,18 @@ def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> 
     _check_element(g, "act_spatial")
     C.check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"), "act_spatial")
     _check_spatial(x, "act_spatial")
-    group = g.group
-    if group.is_grid(g):  # an exact permutation of pixels, read off the element's matrix
-        return apply_grid_matrix(x, group.matrix(g))
+    ops = _grid_ops_of(g)
+    if ops is not None:  # an exact permutation of pixels, read off the element's matrix
+        return apply_grid_ops(x, ops)
     if g.reflection:
         x = flip(x)
     return rotate(x, g.angle, mode=mode)
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid_ops_of(g: GroupElement) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """:func:`grid_ops` of a grid element's matrix; ``None`` off the grid."""
+    return grid_ops(int_rows(g.group.matrix(g))) if g.group.is_grid(g) else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,8 +107,7 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
     sub = group.grid_subgroup()
     dims, swaps = set(), False
     for g in sub.elements():
-        m = sub.matrix(g)
-        flips, source = grid_ops(tuple(tuple(int(v) for v in row) for row in m.tolist()))
+        flips, source = grid_ops(int_rows(sub.matrix(g)))
         moved = {-(k + 1) for k, j in enumerate(source) if j != k}
         dims |= set(flips) | moved
         swaps = swaps or bool(moved)

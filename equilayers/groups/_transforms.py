@@ -92,14 +92,25 @@ def grid_ops(matrix: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], tupl
     return tuple(flips), tuple(source)
 
 
+def int_rows(matrix: torch.Tensor) -> tuple[tuple[int, ...], ...]:
+    """A signed permutation matrix as rows of ints (the key of :func:`grid_ops`)."""
+    return tuple(tuple(int(v) for v in row) for row in matrix.tolist())
+
+
 def apply_grid_matrix(x: torch.Tensor, matrix: torch.Tensor, what: str = "rot90"
                       ) -> torch.Tensor:
     """Move the last ``d`` dims of ``x`` by the ``d x d`` signed permutation ``matrix`` (a grid
     element's :meth:`~equilayers.groups.Group.matrix`): ``torch.flip`` and ``permute``, an
     exact permutation of the entries (``x`` itself for the identity). Dims that trade places
     must have the same size (``ValueError`` naming ``what``)."""
-    d = matrix.shape[0]
-    flips, source = grid_ops(tuple(tuple(int(v) for v in row) for row in matrix.tolist()))
+    return apply_grid_ops(x, grid_ops(int_rows(matrix)), what)
+
+
+def apply_grid_ops(x: torch.Tensor, ops: tuple[tuple[int, ...], tuple[int, ...]],
+                   what: str = "rot90") -> torch.Tensor:
+    """:func:`apply_grid_matrix` with the matrix's :func:`grid_ops` already worked out."""
+    flips, source = ops
+    d = len(source)
     if flips:
         x = torch.flip(x, dims=flips)
     if source != tuple(range(d)):
