@@ -163,7 +163,7 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     model_rows = [["invariance_error", grp.name, _fmt(metrics.invariance_error(model, x, grp))]]
     if isinstance(y, torch.Tensor) and y.dim() == 2:
         transforms = ["circular_shift", "fractional_shift", "rot90", "rotate"]
-        if grp.reflections:
+        if grp.has_reflections:
             transforms.append("flip")
         for t in transforms:
             if t == "rot90" and shape[-1] != shape[-2]:

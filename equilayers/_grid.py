@@ -11,6 +11,7 @@ from torch import nn
 
 from . import _checks as C
 from .groups import GroupLike, get
+from .groups._actions import grid_moves
 from .nn._exactness import quiet_exactness_warnings
 
 __all__ = ["Finding", "check_grid"]
@@ -131,16 +132,8 @@ def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.
 
 def _axes(group) -> tuple[bool, bool, bool]:
     """(needs symmetric rows, needs symmetric columns, needs square) for the grid elements."""
-    rows = cols = square = False
-    for g in group.grid_elements():
-        q = g.quarter_turns or 0
-        if g.reflection:
-            cols = True
-        if q % 2 == 1:
-            rows = cols = square = True
-        elif q == 2:
-            rows = cols = True
-    return rows, cols, square
+    moved, swaps = grid_moves(group)
+    return -2 in moved, -1 in moved, swaps
 
 
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
@@ -265,7 +258,7 @@ def check_grid(
     rows, cols, square = _axes(grp)
     findings: list[Finding] = []
     h, w = shape[-2:]
-    if not grp.is_finite or any(not g.is_grid for g in grp.elements()):
+    if not grp.pixel_exact:
         findings.append(Finding("(group)", grp.name, "off-grid-group", "group", (h, w),
                                 f"{grp.name} has rotations that are not multiples of 90 "
                                 "degrees; no pixel grid carries them exactly",

@@ -70,7 +70,7 @@ def mask(m: Any) -> DiskMask:
 def _subgroup_name(gname: str, sid: Any) -> str:
     """Our subgroup for escnn's id on ``gname``'s gspace (``(None, M)``, ``(0, M)``, ``M``)."""
     grp = get(gname)
-    if grp.reflections:
+    if grp.has_reflections:
         if not (isinstance(sid, tuple) and len(sid) == 2 and isinstance(sid[1], int)):
             raise ValueError(f"from_escnn: restriction id {sid!r} of {gname}: expected "
                              "(None, M) or (0, M)")

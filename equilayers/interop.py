@@ -49,10 +49,6 @@ from .nn import (
 
 __all__ = ["from_escnn"]
 
-# groups whose GroupConv2d/LiftingConv2d use full k x k filters (the "pixel" basis): every
-# escnn filter on these groups lies in our function class
-_PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
-
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
@@ -172,7 +168,6 @@ def _group_name(gspace: Any, probed: dict) -> str:
     key = id(gspace)
     if key in probed:
         return probed[key]
-    import math
 
     from escnn import group as eg
     from escnn import gspaces
@@ -195,10 +190,7 @@ def _group_name(gspace: Any, probed: dict) -> str:
     elements = list(fg.elements)
 
     def same(e: Any, g: Any) -> bool:
-        c, s = math.cos(g.angle), math.sin(g.angle)
-        plane = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-        if g.reflection:
-            plane = plane @ torch.diag(torch.tensor([-1.0, 1.0], dtype=torch.float64))
+        plane = grp.matrix(g)  # R(angle) diag(-1, 1)^s on (x, y)
         theirs = torch.as_tensor(gspace.basespace_action(e), dtype=torch.float64)
         perm = torch.as_tensor(fg.regular_representation(e)).argmax(1)
         return (torch.allclose(theirs, plane, atol=1e-9)
@@ -262,7 +254,9 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         idx = restriction_index(parent, gname)
         cols = (torch.arange(fields)[:, None] * per + idx[None, :]).reshape(-1)
         filt = filt[:, cols.to(filt.device)]
-    if gname not in _PIXEL_GROUPS:
+    # a pixel-exact group's GroupConv2d/LiftingConv2d use full k x k filters (the "pixel"
+    # basis): every escnn filter on it lies in our function class
+    if not get(gname).pixel_exact:
         steer = _steerable_conv(m, gname, filt, bias, lifting, c_in, c_out)
         return steer if steer is not None else _expanded_conv(m, gname, filt, bias, lifting)
     k = m.kernel_size

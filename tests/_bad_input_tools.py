@@ -33,6 +33,10 @@ def _double(t: torch.Tensor) -> torch.Tensor:
     return 2 * t
 
 
+def _cyclic(n: str) -> G.Group:
+    return G.get(f"c{n}")
+
+
 def _conv_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), nn.ReLU())
 
@@ -72,6 +76,14 @@ TOP: list[Case] = [
 GROUPS: list[Case] = [
     Case(G.get, dict(group="p4"), {"group": GROUP}),
     Case(G.Group, dict(n=4, reflections=False), {"n": INT}, accept={"n": {"None": OK}}),
+    Case(G.PlanarGroup, dict(n=4, reflections=False), {"n": INT},
+         accept={"n": {"None": OK}}),
+    # registers a name for the rest of the test; conftest's fixture unregisters it
+    Case(G.register_group, dict(pattern=r"badinput(\d+)", factory=_cyclic,
+                                form="'badinputN'"),
+         {"pattern": {"None": None, "0": 0, "empty": "", "unbalanced": "(",
+                      "registered": r"(c|d)(\d+)"},
+          "factory": CALLABLE, "form": {"None": None, "0": 0, "empty": " "}}),
     Case(G.act, dict(g=_R90, rep="regular"), {"g": ELEMENT, "rep": CHOICE, "mode": CHOICE},
          {"x": T((2, 3, 4, 5, 5), ranks=(4, 6), fiber=2, dtype_ok=True)},
          extra={"x:nonsquare": lambda d: {**d, "x": torch.randn(2, 3, 4, 5, 6)}}),

@@ -13,6 +13,18 @@ def interpret(monkeypatch):
     monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _group_registry():
+    """Group names a test registers (``register_group``) are unregistered after it."""
+    from equilayers.groups import _registry
+
+    saved = list(_registry._ENTRIES)
+    yield
+    if _registry._ENTRIES != saved:
+        _registry._ENTRIES[:] = saved
+        _registry._lookup.cache_clear()
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     """A seeded generator: tests draw their randomness from it, never from global state."""

@@ -34,7 +34,7 @@ __all__ = [
 
 def _default_order(group, max_order: int | None, what: str = "fourier_matrix") -> int:
     if max_order is None:
-        return group.n // 2
+        return group.planar_params()[0] // 2
     return check_order(max_order, what)
 
 
@@ -74,7 +74,7 @@ def fourier_matrix(group: GroupLike, max_order: int | None = None,
     grp = _finite(group, "fourier_matrix")
     m = _default_order(grp, max_order)
     C.check_float_dtype(dtype, "dtype", "fourier_matrix", optional=False)
-    return _rows_cpu(grp.n, grp.reflections, m).to(dtype=dtype, copy=True)
+    return _rows_cpu(*grp.planar_params(), m).to(dtype=dtype, copy=True)
 
 
 @cpu_cache(maxsize=256)
@@ -129,7 +129,7 @@ def regular_to_harmonic(x: torch.Tensor, group: GroupLike, max_order: int | None
         raise ValueError(f"regular_to_harmonic expects a regular {grp.name} field "
                          f"(B, C, {order}, H, W); got shape {tuple(x.shape)}")
     if matrix is None:
-        matrix = _forward_cpu(grp.n, grp.reflections, m)
+        matrix = _forward_cpu(*grp.planar_params(), m)
     return _fiber_matmul(x, _check_matrix(matrix, (2 * m + 1, order), "regular_to_harmonic"))
 
 
@@ -148,7 +148,7 @@ def harmonic_to_regular(x: torch.Tensor, group: GroupLike, max_order: int | None
     m = _default_order(grp, max_order, "harmonic_to_regular")
     check_harmonic(x, m, "harmonic_to_regular")
     if matrix is None:
-        matrix = _inverse_cpu(grp.n, grp.reflections, m)
+        matrix = _inverse_cpu(*grp.planar_params(), m)
     return _fiber_matmul(x, _check_matrix(matrix, (int(grp.order), 2 * m + 1),
                                           "harmonic_to_regular"))
 
@@ -165,18 +165,19 @@ def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None
     (C_N/D_N: the group itself; SO(2)/O(2): ``samples`` rotations, default
     :func:`default_samples`)."""
     grp = get(group)
-    if grp.is_finite:
+    n, reflections = grp.planar_params()
+    if n is not None:
         if samples is not None:
-            raise ValueError(f"{what}: {grp.name} is finite, its samples are its {grp.n} "
+            raise ValueError(f"{what}: {grp.name} is finite, its samples are its {n} "
                              f"rotations (and flips); got samples={samples!r} (leave it None)")
-        return grp.n, grp.reflections
+        return n, reflections
     if samples is None:
-        return default_samples(max_order), grp.reflections
+        return default_samples(max_order), reflections
     m = 2 * max_order + 1
     samples = C.check_int(samples, "samples", what, minimum=m,
                           fix=f"at least 2*max_order+1 = {m} (fewer rotations cannot tell the "
                           "orders apart); a multiple of 4 keeps the 90-degree rotations exact")
-    return samples, grp.reflections
+    return samples, reflections
 
 
 @cpu_cache(maxsize=256)
@@ -220,7 +221,7 @@ def fourier_nonlinearity(
         if not grp.is_finite:
             raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
                              "fields' highest rotation order), e.g. max_order=2")
-        max_order = grp.n // 2
+        max_order = _default_order(grp, None)
     check_harmonic(x, max_order, "fourier_nonlinearity")
     _check_function(function, "fourier_nonlinearity")
     if matrices is None:

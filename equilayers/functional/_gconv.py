@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
+from ..groups._actions import grid_moves
 from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
 from ._steerable import (
@@ -64,8 +65,9 @@ __all__ = [
     "exactness_problems",
 ]
 
-#: Groups whose elements all map the pixel grid onto itself, so full ``k x k`` pixel filters
-#: can be transformed exactly.
+#: The planar groups whose elements all map the pixel grid onto itself, so full ``k x k``
+#: pixel filters can be transformed exactly: named in messages; a group is asked
+#: (:attr:`~equilayers.groups.Group.pixel_exact`).
 PIXEL_GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
 PADDING_MODES = C.PADDING_MODES
 
@@ -73,7 +75,7 @@ PADDING_MODES = C.PADDING_MODES
 def check_pixel_group(group: GroupLike) -> Group:
     """The group, or ``ValueError`` when pixel filters cannot be transformed exactly by it."""
     grp = get(group)
-    if grp.name not in PIXEL_GROUPS:
+    if not grp.pixel_exact:
         raise ValueError(
             f"group {grp.name!r} has rotations off the pixel grid: use steerable filters "
             f"(basis='harmonic', a 3-D weight); pixel-filter groups: {', '.join(PIXEL_GROUPS)} "
@@ -85,9 +87,7 @@ def check_pixel_group(group: GroupLike) -> Group:
 def grid_subgroup(group: GroupLike) -> Group:
     """The elements of ``group`` that map the pixel grid onto itself: rotations by multiples
     of 90 degrees it contains (and its flips), e.g. c8 -> c4, d6 -> d2, so2 -> c4, o2 -> d4."""
-    grp = get(group)
-    n = 4 if grp.n is None else math.gcd(grp.n, 4)
-    return get(("d" if grp.reflections else "c") + str(n))
+    return get(group).grid_subgroup()
 
 
 def _check_max_order(v, what: str) -> int | None:
@@ -260,9 +260,9 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
     if grp.order == 1:
         return []
     left, right, top, bottom = pad
-    dims = [("width", w, sw, dw, left, right)]
-    if not (grp.n == 1):  # c2, c4, d2, d4 contain the half turn: both dims flip
-        dims.insert(0, ("height", h, sh, dh, top, bottom))
+    moved, swaps = grid_moves(grp)  # d1 flips the width; c2, c4, d2, d4 both dims
+    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom)),
+                              (-1, ("width", w, sw, dw, left, right))) if axis in moved]
     out = []
     for name, n, s, d, lo, hi in dims:
         if lo != hi:
@@ -276,7 +276,7 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
             out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
                        f"(remainder {rem}): use an input {name} of {sizes} (this layer needs "
                        f"n + {lo} + {hi} - {extent} divisible by {s})")
-    if grp.n is not None and grp.n % 4 == 0:
+    if swaps:
         if (sh, dh, top, bottom) != (sw, dw, left, right):
             out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
                        "padding differ between them: use the same value for both")

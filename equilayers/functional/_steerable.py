@@ -49,6 +49,7 @@ from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, get
 from ..groups._fourier_basis import fourier_row_dims, group_fourier_basis
+from ..groups._group import inverse_cayley_table
 from ._basis_settings import (
     BasisSpec,
     Cutoff,
@@ -112,7 +113,7 @@ def _check_order(order, rep: str, which: str) -> int:
 
 
 def _coefs(group: Group, f: int, m: int, n: int) -> list[complex]:
-    if not group.reflections:
+    if not group.has_reflections:
         return [1.0 + 0j, 1j]
     return [1.0 + 0j] if (f + m + n) % 2 == 0 else [1j]
 
@@ -129,7 +130,7 @@ _P_EPS = (((1, 0), (0, 0)), ((0, 0), (0, 0)))  # x -> Re(w) x
 def _block_specs(group: Group, m: int, n: int, spec: BasisSpec) -> list[tuple]:
     """``(ring, f, coef, pattern)`` for the basis of the ``order n -> order m`` block."""
     out = []
-    nn_ = group.n
+    nn_ = group.planar_params()[0]
     for i, (_, _, cap) in enumerate(spec):
         if m == 0 and n == 0:
             terms = [(f, _P_EPS) for f in _freqs(cap, 0, nn_) if f >= 0]
@@ -249,15 +250,10 @@ def _regular_basis(group: Group, table: torch.Tensor, lifting: bool, dtype: torc
 
 def inverse_cayley_index(group: GroupLike, device=None) -> torch.Tensor:
     """``idx[a * |G| + b]`` = slot of ``a^-1 b`` for the regular fiber order of a finite group
-    (int64, ``(|G|^2,)``), in closed form: ``a = r^i m^s`` gives ``a^-1 r^j m^t =
-    r^{(j - i) or (i - j)} m^{s xor t}``."""
-    grp = get(group)
-    n, g = grp.n, int(grp.order)
-    slot = torch.arange(g, device=device)
-    rot, refl = slot % n, slot // n
-    h_rot = torch.where(refl[:, None] == 1, rot[:, None] - rot[None, :],
-                        rot[None, :] - rot[:, None]) % n
-    return (h_rot + n * (refl[:, None] ^ refl[None, :])).reshape(-1)
+    (int64, ``(|G|^2,)``, on ``device``, default the default device): row ``a^-1`` of the
+    Cayley table."""
+    device = torch.get_default_device() if device is None else device
+    return inverse_cayley_table(get(group)).reshape(-1).to(device, copy=True)
 
 
 def regular_table(group: GroupLike, kernel_size: int, *,
@@ -375,7 +371,8 @@ def _irrep_scale(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_o
         energy = basis.square().sum(dim=(2, 3, 4))  # (nb, F_out)
         # slot 0 (order 0) is one-dimensional; an order m >= 1 pair is two-dimensional, but
         # for C_N/D_N the Nyquist order N/2 is one-dimensional (its s-slot is always zero)
-        nyquist = (group.n // 2) if group.is_finite and group.n % 2 == 0 else -1
+        n = group.planar_params()[0]
+        nyquist = (n // 2) if n is not None and n % 2 == 0 else -1
         dims = torch.tensor([1.0 if s == 0 or (s + 1) // 2 == nyquist else 2.0
                              for s in range(energy.shape[1])], dtype=torch.float64)
     d = (energy @ dims) / energy.sum(1).clamp_min(1e-300)

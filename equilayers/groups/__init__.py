@@ -1,12 +1,17 @@
 """Symmetry groups, their elements, and how they act on images and group feature maps.
 
-See :mod:`equilayers.groups._group` for the conventions (rotation direction, flip axis,
-element order in a regular fiber) and :mod:`equilayers.groups._actions` for the reps.
+:class:`Group` is the interface every group implements (:mod:`equilayers.groups._group`);
+the planar groups C_N, D_N, SO(2), O(2) are :class:`PlanarGroup`
+(:mod:`equilayers.groups._planar`, with the conventions: rotation direction, flip axis,
+element order in a regular fiber). :func:`get` finds a group by name in the registry that
+:func:`register_group` fills; :mod:`equilayers.groups._actions` holds the reps.
 """
 
 from ._actions import REPS, act, act_fiber, act_spatial, fiber_size, harmonic_matrix
 from ._fourier_basis import group_fourier_basis
-from ._group import Group, GroupElement, GroupLike, get
+from ._group import Group, GroupLike
+from ._planar import GroupElement, PlanarGroup
+from ._registry import get, register_group
 from ._transforms import (
     circular_shift,
     disk_mask,
@@ -20,9 +25,11 @@ from ._transforms import (
 
 __all__ = [
     "Group",
+    "PlanarGroup",
     "GroupElement",
     "GroupLike",
     "get",
+    "register_group",
     "REPS",
     "act",
     "act_spatial",

@@ -25,14 +25,17 @@ nonlinearities do.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from .. import _checks as C
-from ._group import GroupElement
+from ._group import Group
+from ._planar import GroupElement
+from ._registry import get
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
-from ._transforms import _check_spatial, flip, rot90, rotate
+from ._transforms import _check_spatial, apply_grid_ops, flip, grid_ops, int_rows, rotate
 
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
 
@@ -60,8 +63,6 @@ def _check_element(g, what: str) -> GroupElement:
 
 def fiber_size(group, rep: str, max_order: int | None = None) -> int:
     """Length of the fiber dim for ``rep``: ``|G|`` (regular), ``2M+1`` (harmonic), 1 else."""
-    from ._group import get
-
     g = get(group)
     check_rep(rep, "rep", "fiber_size")
     if rep.startswith("quotient:"):
@@ -84,12 +85,33 @@ def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> 
     _check_element(g, "act_spatial")
     C.check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"), "act_spatial")
     _check_spatial(x, "act_spatial")
+    ops = _grid_ops_of(g)
+    if ops is not None:  # an exact permutation of pixels, read off the element's matrix
+        return apply_grid_ops(x, ops)
     if g.reflection:
         x = flip(x)
-    q = g.quarter_turns
-    if q is not None:
-        return x if q == 0 else rot90(x, q)
     return rotate(x, g.angle, mode=mode)
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid_ops_of(g: GroupElement) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """:func:`grid_ops` of a grid element's matrix; ``None`` off the grid."""
+    return grid_ops(int_rows(g.group.matrix(g))) if g.group.is_grid(g) else None
+
+
+@functools.lru_cache(maxsize=256)
+def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
+    """``(dims, swaps)`` for the grid subgroup of ``group``: the tensor dims (``-1`` width,
+    ``-2`` height) that some grid element flips or moves, and whether some element trades
+    dims (needs equal sizes). What a layer's padding and stride must respect to be exact."""
+    sub = group.grid_subgroup()
+    dims, swaps = set(), False
+    for g in sub.elements():
+        flips, source = grid_ops(int_rows(sub.matrix(g)))
+        moved = {-(k + 1) for k, j in enumerate(source) if j != k}
+        dims |= set(flips) | moved
+        swaps = swaps or bool(moved)
+    return frozenset(dims), swaps
 
 
 def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, device=None):

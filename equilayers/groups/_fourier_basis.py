@@ -24,7 +24,8 @@ import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ._group import Group, GroupLike, get
+from ._group import Group, GroupLike
+from ._registry import get
 
 __all__ = ["group_fourier_basis"]
 

@@ -1,214 +1,157 @@
-"""Symmetry groups of the plane that equilayers acts with: C_N, D_N, SO(2) and O(2).
+"""The interface every symmetry group of equilayers implements: :class:`Group`.
 
-Conventions (used by every layer, test and metric):
+A group is a set of elements with a product, an identity and inverses, and a faithful action
+on the ``spatial_dim``-dimensional space the images live in: :meth:`Group.matrix` gives each
+element as an orthogonal ``spatial_dim x spatial_dim`` matrix in the x-right / y-up frame
+(see :mod:`equilayers.groups._planar` for the planar conventions). Everything the layers need
+beyond that derives from these: the Cayley table and regular permutations of finite groups,
+which elements move the pixel grid onto itself (:meth:`Group.is_grid`: those whose matrix is a
+signed permutation), the largest such subgroup (:meth:`Group.grid_subgroup`), and whether the
+whole group is exact on pixels (:attr:`Group.pixel_exact`).
 
-* The plane has ``x`` along the image width (column index, to the right) and ``y`` up
-  (against the row index). A rotation by a positive angle turns an image counter-clockwise as
-  it is displayed; a rotation by 90 degrees is ``torch.rot90(img, 1, dims=(-2, -1))``.
-* The reflection ``m`` is the horizontal flip ``x -> -x`` (``torch.flip(img, dims=(-1,))``).
-* An element ``g = r^k m^s`` first reflects (if ``s``) and then rotates, so composition is
-  ``(k1, s1) * (k2, s2) = (k1 + (-1)^s1 k2, s1 xor s2)``.
-* Regular fibers list the elements in the order of :meth:`Group.elements`: for D_N the
-  rotations ``r^0 .. r^{N-1}`` first, then ``r^0 m .. r^{N-1} m`` (slot ``k + N * s``).
+The planar groups C_N, D_N, SO(2), O(2) are :class:`~equilayers.groups.PlanarGroup`; a new
+family is a subclass in its own file that registers its names with
+:func:`~equilayers.groups.register_group`.
 """
 
 from __future__ import annotations
 
-import functools
+import abc
 import math
-import re
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["Group", "GroupElement", "get", "GroupLike"]
-
-_VALID_FORMS = (
-    "'cN' or 'dN' for N >= 1 (e.g. 'c4', 'd8'), the aliases 'p4' (= 'c4') and 'p4m' (= 'd4'), "
-    "'so2' or 'o2', or a Group instance"
-)
+__all__ = ["Group", "GroupLike", "is_signed_permutation", "inverse_cayley_table"]
 
 
-@dataclass(frozen=True)
-class GroupElement:
-    """One element ``r^rotation m^reflection`` of a :class:`Group`.
+def is_signed_permutation(m: torch.Tensor) -> bool:
+    """True when the square matrix ``m`` has exactly one entry ``+1`` or ``-1`` in each row and
+    column and zeros elsewhere (compared exactly: a grid element's matrix is built exact)."""
+    if m.dim() != 2 or m.shape[0] != m.shape[1]:
+        return False
+    nonzero = m != 0
+    return bool((m.abs()[nonzero] == 1).all() and (nonzero.sum(0) == 1).all()
+                and (nonzero.sum(1) == 1).all())
 
-    ``rotation`` is an integer ``k`` in ``[0, N)`` (angle ``2 pi k / N``) for the finite
-    groups and an angle in radians in ``[0, 2 pi)`` for SO(2)/O(2).
+
+class Group(abc.ABC):
+    """A group of rotations (and reflections) of space that equilayers acts with.
+
+    Use :func:`~equilayers.groups.get` to obtain one by name (``"p4"``, ``"d8"``, ``"so2"``,
+    ...). ``Group(n, reflections)`` still builds the planar group C_N / D_N (SO(2) / O(2) for
+    ``n=None``), as before the interface: it returns a
+    :class:`~equilayers.groups.PlanarGroup`.
+
+    A subclass implements :attr:`name`, :attr:`spatial_dim`, :attr:`order`,
+    :attr:`identity`, :meth:`elements`, :meth:`compose`, :meth:`inverse`, :meth:`matrix`,
+    :meth:`grid_subgroup` and :meth:`_key` (the values that make two groups equal); the rest
+    has generic defaults that a subclass may override with a closed form. Elements are
+    hashable values; for a finite group :meth:`index` is an element's slot in a regular fiber
+    (its position in :meth:`elements`).
     """
 
-    group: Group
-    rotation: int | float
-    reflection: bool = False
+    def __new__(cls, *args: Any, **kwargs: Any) -> Group:
+        if cls is Group:  # the pre-interface constructor Group(n, reflections)
+            from ._planar import PlanarGroup
 
+            return super().__new__(PlanarGroup)
+        return super().__new__(cls)
+
+    # --- what a subclass defines ----------------------------------------------------------
     @property
-    def angle(self) -> float:
-        """The rotation angle in radians, in ``[0, 2 pi)``."""
-        if self.group.n is None:
-            return float(self.rotation)
-        return 2.0 * math.pi * int(self.rotation) / self.group.n
-
-    @property
-    def degrees(self) -> float:
-        return math.degrees(self.angle)
-
-    @property
-    def quarter_turns(self) -> int | None:
-        """The angle as a number of 90-degree turns, or ``None`` when it is not a multiple."""
-        if self.group.n is not None:
-            k, n = int(self.rotation), self.group.n
-            return (4 * k) // n if (4 * k) % n == 0 else None
-        q = self.angle / (math.pi / 2)
-        r = round(q)
-        return r % 4 if abs(q - r) < 1e-9 else None
-
-    @property
-    def is_grid(self) -> bool:
-        """True when the element maps the square pixel grid onto itself (exact action)."""
-        return self.quarter_turns is not None
-
-    @property
-    def index(self) -> int:
-        """The slot of this element in a regular fiber (finite groups only)."""
-        n = self.group.n
-        if n is None:
-            raise ValueError(f"{self.group.name} is continuous: its elements have no fiber slot")
-        return int(self.rotation) + n * int(self.reflection)
-
-    def __mul__(self, other: GroupElement) -> GroupElement:
-        return self.group.compose(self, other)
-
-    def inverse(self) -> GroupElement:
-        return self.group.inverse(self)
-
-    def __repr__(self) -> str:
-        deg = self.degrees
-        text = f"rot{deg:.10g}"
-        return text + ("*flip" if self.reflection else "")
-
-
-class Group:
-    """A group of rotations (and reflections) of the plane.
-
-    Use :func:`get` to obtain one by name (``"p4"``, ``"d8"``, ``"so2"``, ...).
-
-    Attributes:
-        n: number of rotations for C_N/D_N, ``None`` for the continuous SO(2)/O(2).
-        reflections: whether the group contains the flip.
-    """
-
-    def __init__(self, n: int | None, reflections: bool) -> None:
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ValueError(f"a finite rotation group needs n >= 1 rotations; got n={n!r}")
-        self.n = n
-        self.reflections = bool(reflections)
-
-    # --- identity -----------------------------------------------------------------------
-    @property
+    @abc.abstractmethod
     def name(self) -> str:
-        if self.n is None:
-            return "o2" if self.reflections else "so2"
-        return f"{'d' if self.reflections else 'c'}{self.n}"
+        """The canonical name (``get(group.name) == group``)."""
 
-    def __repr__(self) -> str:
-        return f"Group({self.name!r})"
+    @property
+    @abc.abstractmethod
+    def spatial_dim(self) -> int:
+        """The dimension of the space the group acts on (2 for images)."""
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Group) and (self.n, self.reflections) == (
-            other.n,
-            other.reflections,
-        )
+    @property
+    @abc.abstractmethod
+    def order(self) -> int | float:
+        """``|G|``, or ``math.inf`` for a continuous group."""
 
-    def __hash__(self) -> int:
-        return hash((self.n, self.reflections))
+    @property
+    @abc.abstractmethod
+    def identity(self) -> Any:
+        """The identity element."""
 
+    @abc.abstractmethod
+    def elements(self) -> list[Any]:
+        """All elements in regular-fiber order (finite groups; ``ValueError`` otherwise)."""
+
+    @abc.abstractmethod
+    def compose(self, a: Any, b: Any) -> Any:
+        """The product ``a * b`` (apply ``b`` first, then ``a``)."""
+
+    @abc.abstractmethod
+    def inverse(self, a: Any) -> Any:
+        """The inverse ``a^-1``."""
+
+    @abc.abstractmethod
+    def matrix(self, g: Any) -> torch.Tensor:
+        """``g`` as an orthogonal ``(spatial_dim, spatial_dim)`` float64 CPU matrix acting on
+        coordinates (x right, y up); exact integer entries for grid elements."""
+
+    @abc.abstractmethod
+    def grid_subgroup(self) -> Group:
+        """The largest subgroup whose elements all map the pixel grid onto itself."""
+
+    @abc.abstractmethod
+    def _key(self) -> tuple:
+        """The values that identify the group among those of its class (equality, hash)."""
+
+    # --- generic queries ------------------------------------------------------------------
     @property
     def is_finite(self) -> bool:
-        return self.n is not None
+        return self.order != math.inf
 
     @property
-    def order(self) -> int | float:
-        """``|G|``: ``N`` for C_N, ``2N`` for D_N, ``math.inf`` for SO(2)/O(2)."""
-        if self.n is None:
-            return math.inf
-        return self.n * (2 if self.reflections else 1)
-
-    # --- elements -----------------------------------------------------------------------
-    def element(self, rotation: int | float = 0, reflection: bool = False) -> GroupElement:
-        """The element ``r^rotation m^reflection`` (an angle in radians for SO(2)/O(2))."""
-        if reflection and not self.reflections:
-            raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
-                             if self.n else "so2 has no reflections; use 'o2'")
-        if self.n is None:
-            return GroupElement(self, float(rotation) % (2 * math.pi), bool(reflection))
-        if isinstance(rotation, float) and not float(rotation).is_integer():
-            raise TypeError(f"rotation of {self.name} is an integer step k; got {rotation!r}")
-        return GroupElement(self, int(rotation) % self.n, bool(reflection))
+    def has_reflections(self) -> bool:
+        """Whether some element reverses orientation (``det matrix(g) = -1``)."""
+        return any(float(torch.linalg.det(self.matrix(g))) < 0 for g in self._finite_elements(
+            "has_reflections"))
 
     @property
-    def identity(self) -> GroupElement:
-        return self.element(0, False)
+    def pixel_exact(self) -> bool:
+        """True when every element maps the pixel grid onto itself, so full pixel filters
+        transform exactly (planar: c1, c2, c4, d1, d2, d4)."""
+        return self.is_finite and self.grid_subgroup().order == self.order
 
-    def elements(self) -> list[GroupElement]:
-        """All elements, in regular-fiber order (rotations, then rotations times the flip)."""
-        if self.n is None:
-            raise ValueError(
-                f"{self.name} is continuous; use grid_elements() or element(angle) / "
-                "elements_at(degrees=[...]) to choose finitely many"
-            )
-        return [self.element(k, s) for s in range(2 if self.reflections else 1)
-                for k in range(self.n)]
+    def is_grid(self, g: Any) -> bool:
+        """True when ``g`` maps the square pixel grid onto itself (its matrix is a signed
+        permutation): its action on images is an exact permutation of pixels."""
+        return is_signed_permutation(self.matrix(g))
 
-    def grid_elements(self) -> list[GroupElement]:
-        """The elements that map the pixel grid onto itself (multiples of 90 degrees, flips)."""
-        if self.n is None:
-            return [self.element(k * math.pi / 2, s) for s in range(2 if self.reflections else 1)
-                    for k in range(4)]
-        return [g for g in self.elements() if g.is_grid]
+    def grid_elements(self) -> list[Any]:
+        """The elements that map the pixel grid onto itself (:meth:`is_grid`)."""
+        return [g for g in self._finite_elements("grid_elements") if self.is_grid(g)]
 
-    def elements_at(self, degrees: list[float], reflection: bool = False) -> list[GroupElement]:
-        """Elements by rotation angle in degrees (must belong to the group)."""
-        out = []
-        for d in degrees:
-            if self.n is None:
-                out.append(self.element(math.radians(d), reflection))
-                continue
-            k = d * self.n / 360.0
-            if abs(k - round(k)) > 1e-9:
-                raise ValueError(f"{d} degrees is not a rotation of {self.name} "
-                                 f"(multiples of {360 / self.n:g} degrees)")
-            out.append(self.element(round(k), reflection))
-        return out
+    def index(self, g: Any) -> int:
+        """The slot of ``g`` in a regular fiber: its position in :meth:`elements`."""
+        slots = self.__dict__.get("_slots")
+        if slots is None:
+            slots = {h: i for i, h in enumerate(self._finite_elements("index"))}
+            self.__dict__["_slots"] = slots
+        if g not in slots:
+            raise ValueError(f"{g!r} is not an element of {self.name}")
+        return slots[g]
 
-    def compose(self, a: GroupElement, b: GroupElement) -> GroupElement:
-        """The product ``a * b`` (apply ``b`` first, then ``a``)."""
-        self._check(a)
-        self._check(b)
-        sign = -1 if a.reflection else 1
-        return self.element(a.rotation + sign * b.rotation, a.reflection != b.reflection)
+    def planar_params(self) -> tuple[int | None, bool]:
+        """``(N, reflections)`` of a planar group (``N=None`` for SO(2)/O(2)): what the
+        harmonic (Fourier) math of planar fields needs. Other groups raise ``ValueError``."""
+        raise ValueError(f"{self.name} is not a planar group (cN, dN, so2, o2): harmonic "
+                         "fields and their Fourier transforms are defined for planar groups")
 
-    def inverse(self, a: GroupElement) -> GroupElement:
-        self._check(a)
-        if a.reflection:  # reflections are involutions
-            return a
-        return self.element(-a.rotation, False)
-
-    def _check(self, a: GroupElement) -> None:
-        if not isinstance(a, GroupElement):
-            raise TypeError(f"expected a GroupElement of {self.name}; got {type(a).__name__}")
-        if a.group != self:
-            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
-
-    def angle(self, a: GroupElement) -> float:
-        return a.angle
-
-    def is_reflection(self, a: GroupElement) -> bool:
-        return a.reflection
-
-    def is_grid(self, a: GroupElement) -> bool:
-        return a.is_grid
+    def _finite_elements(self, what: str) -> list[Any]:
+        if not self.is_finite:
+            raise ValueError(f"{self.name} is continuous: {what} needs a finite group")
+        return self.elements()
 
     # --- tables for layers (finite groups) ------------------------------------------------
     @property
@@ -217,12 +160,20 @@ class Group:
         the CPU; built once per group, shared: do not write to it)."""
         return _cayley_table(self)
 
-    def regular_permutation(self, g: GroupElement) -> torch.Tensor:
+    def regular_permutation(self, g: Any) -> torch.Tensor:
         """``perm`` with ``(g . f)[i] = f[perm[i]]`` on a regular fiber: ``perm[h] = g^-1 h``."""
-        self._check(g)
-        gi = g.inverse()
-        return torch.tensor([(gi * h).index for h in self.elements()], dtype=torch.long,
-                            device="cpu")
+        inv = self.index(self.inverse(g))
+        return self.cayley_table[inv].clone()
+
+    # --- identity -------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Group({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
 
 
 GroupLike = str | Group
@@ -231,38 +182,13 @@ GroupLike = str | Group
 @cpu_cache(maxsize=256)
 def _cayley_table(group: Group) -> torch.Tensor:
     els = group.elements()
-    return torch.tensor([[(a * b).index for b in els] for a in els], dtype=torch.long)
-
-_NAME = re.compile(r"^(c|d)(\d+)$")
-_ALIASES = {"p4": "c4", "p4m": "d4"}
+    return torch.tensor([[group.index(group.compose(a, b)) for b in els] for a in els],
+                        dtype=torch.long)
 
 
-@functools.cache
-def _from_name(name: str) -> Group:
-    if name == "so2":
-        return Group(None, False)
-    if name == "o2":
-        return Group(None, True)
-    m = _NAME.match(name)
-    if m is None or int(m.group(2)) < 1:
-        raise ValueError(f"unknown group {name!r}; valid forms: {_VALID_FORMS}")
-    return Group(int(m.group(2)), m.group(1) == "d")
-
-
-def get(group: GroupLike) -> Group:
-    """Return the group for a name (``"c4"``, ``"p4m"``, ``"so2"``, ...) or a :class:`Group`.
-
-    Raises:
-        ValueError: for an unknown name, listing the valid forms.
-        TypeError: for anything that is neither a string nor a Group.
-
-    Example:
-        >>> get("p4m").order
-        8
-    """
-    if isinstance(group, Group):
-        return group
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a name or a Group ({_VALID_FORMS}); got {group!r}")
-    key = group.strip().lower()
-    return _from_name(_ALIASES.get(key, key))
+@cpu_cache(maxsize=256)
+def inverse_cayley_table(group: Group) -> torch.Tensor:
+    """``T[a, b]`` = slot of ``a^-1 * b`` (int64, ``|G| x |G|``, CPU, shared: do not write to
+    it): the Cayley table's rows in the order of the inverses."""
+    inv = torch.tensor([group.index(group.inverse(a)) for a in group.elements()])
+    return group.cayley_table[inv]

@@ -25,7 +25,9 @@ from __future__ import annotations
 import torch
 
 from .._cpu_cache import cpu_cache
-from ._group import Group, GroupElement, GroupLike, get
+from ._group import Group, GroupLike
+from ._planar import GroupElement
+from ._registry import get
 
 __all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
            "coset_index", "coset_permutation", "quotient_size", "parse_quotient"]

@@ -1,11 +1,14 @@
 """Spatial transforms of images and feature maps: the last two dims are (H, W).
 
-Exact: :func:`rot90`, :func:`flip`, :func:`circular_shift`, :func:`shift` (zero-filled).
-Interpolated: :func:`rotate` (bilinear by default) and :func:`fractional_shift` (Fourier).
+Exact: :func:`rot90`, :func:`flip`, :func:`circular_shift`, :func:`shift` (zero-filled), and
+:func:`apply_grid_matrix` (any signed permutation matrix of a grid element, as flips and an
+axis permutation). Interpolated: :func:`rotate` (bilinear by default) and
+:func:`fractional_shift` (Fourier).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -58,6 +61,70 @@ def flip(x: torch.Tensor) -> torch.Tensor:
     """The reflection ``x -> -x``: flip the width (last) dim."""
     _check_spatial(x, "flip")
     return torch.flip(x, dims=(-1,))
+
+
+def axis_signs(spatial_dim: int) -> tuple[int, ...]:
+    """How coordinate ``i`` of a ``spatial_dim``-D point runs along tensor dim ``-(i + 1)``:
+    ``+1`` along the index, ``-1`` against it. ``x`` (the last dim) runs along, ``y`` (the
+    dim before it) up, against the row index; further coordinates run along theirs."""
+    return tuple(-1 if i == 1 else 1 for i in range(spatial_dim))
+
+
+@functools.lru_cache(maxsize=512)
+def grid_ops(matrix: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(flip_dims, source)`` that move an image by the signed permutation ``matrix`` (rows
+    of ints, acting on coordinates as :func:`axis_signs` lays them out): flip ``flip_dims``,
+    then output coordinate ``k`` is input coordinate ``source[k]``.
+
+    The moved image is ``out[p] = in[M^-1 p]`` at the pixel centres ``p`` (centred, one unit
+    per pixel); in index coordinates ``M`` is ``D M D`` with ``D = diag(axis_signs)``, and
+    ``(D M D)^-1 = (D M D)^T`` reads each output coordinate from one input coordinate, with a
+    sign (a flip of that dim).
+    """
+    d = len(matrix)
+    signs = axis_signs(d)
+    flips, source = [], [0] * d
+    for j in range(d):  # input coordinate j feeds the output coordinate k with M[k][j] != 0
+        k = next(k for k in range(d) if matrix[k][j] != 0)
+        if signs[k] * matrix[k][j] * signs[j] < 0:
+            flips.append(-(j + 1))
+        source[k] = j
+    return tuple(flips), tuple(source)
+
+
+def int_rows(matrix: torch.Tensor) -> tuple[tuple[int, ...], ...]:
+    """A signed permutation matrix as rows of ints (the key of :func:`grid_ops`)."""
+    return tuple(tuple(int(v) for v in row) for row in matrix.tolist())
+
+
+def apply_grid_matrix(x: torch.Tensor, matrix: torch.Tensor, what: str = "rot90"
+                      ) -> torch.Tensor:
+    """Move the last ``d`` dims of ``x`` by the ``d x d`` signed permutation ``matrix`` (a grid
+    element's :meth:`~equilayers.groups.Group.matrix`): ``torch.flip`` and ``permute``, an
+    exact permutation of the entries (``x`` itself for the identity). Dims that trade places
+    must have the same size (``ValueError`` naming ``what``)."""
+    return apply_grid_ops(x, grid_ops(int_rows(matrix)), what)
+
+
+def apply_grid_ops(x: torch.Tensor, ops: tuple[tuple[int, ...], tuple[int, ...]],
+                   what: str = "rot90") -> torch.Tensor:
+    """:func:`apply_grid_matrix` with the matrix's :func:`grid_ops` already worked out."""
+    flips, source = ops
+    d = len(source)
+    if flips:
+        x = torch.flip(x, dims=flips)
+    if source != tuple(range(d)):
+        if d == 2:
+            _check_square(x, what)
+        elif len({x.shape[-(j + 1)] for k, j in enumerate(source) if j != k}) > 1:
+            raise ValueError(f"{what} needs equal sizes in the last {d} dims it permutes; got "
+                             f"x of shape {tuple(x.shape)}")
+        nd = x.dim()
+        dims = list(range(nd))
+        for k, j in enumerate(source):
+            dims[nd - 1 - k] = nd - 1 - j
+        x = x.permute(dims)
+    return x
 
 
 def rotate(

@@ -75,7 +75,8 @@ class RegularToHarmonic(_FiberBuffers):
         if not self.group.is_finite:
             raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
                              "fields; use a finite group 'cN'/'dN'")
-        self.max_order = self.group.n // 2 if max_order is None else C.order(max_order, name)
+        self.max_order = (self.group.planar_params()[0] // 2 if max_order is None
+                          else C.order(max_order, name))
         C.dtype(dtype, name)
         self.register_buffer("matrix", torch.empty(self._shape(), device=device, dtype=dtype),
                              persistent=False)
@@ -85,8 +86,7 @@ class RegularToHarmonic(_FiberBuffers):
         return 2 * self.max_order + 1, int(self.group.order)
 
     def reset_parameters(self) -> None:
-        self._fill("matrix", FF._forward_cpu(self.group.n, self.group.reflections,
-                                             self.max_order))
+        self._fill("matrix", FF._forward_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return FF.regular_to_harmonic(x, self.group, self.max_order,
@@ -124,8 +124,7 @@ class HarmonicToRegular(RegularToHarmonic):
         return int(self.group.order), 2 * self.max_order + 1
 
     def reset_parameters(self) -> None:
-        self._fill("matrix", FF._inverse_cpu(self.group.n, self.group.reflections,
-                                             self.max_order))
+        self._fill("matrix", FF._inverse_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return FF.harmonic_to_regular(x, self.group, self.max_order,
@@ -182,19 +181,21 @@ class FourierNonlinearity(_FiberBuffers):
             if not self.group.is_finite:
                 raise ValueError(f"{name}: {self.group.name} needs max_order (the fields' "
                                  "highest rotation order), e.g. max_order=2")
-            max_order = self.group.n // 2
+            max_order = self.group.planar_params()[0] // 2
         self.max_order = C.order(max_order, name)
         self.function = C.function(function, name)
         C.dtype(dtype, name)
         self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples, name)
-        s, f = int(self.samples * (2 if self.group.reflections else 1)), 2 * self.max_order + 1
+        s = int(self.samples * (2 if self.group.has_reflections else 1))
+        f = 2 * self.max_order + 1
         kw = {"device": device, "dtype": dtype}
         self.register_buffer("sample_matrix", torch.empty(s, f, **kw), persistent=False)
         self.register_buffer("inverse_matrix", torch.empty(f, s, **kw), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        a, a_inv = FF._fourier_nl_cpu(self.samples, self.group.reflections, self.max_order)
+        a, a_inv = FF._fourier_nl_cpu(self.samples, self.group.has_reflections,
+                                      self.max_order)
         self._fill("sample_matrix", a)
         self._fill("inverse_matrix", a_inv)
 

@@ -108,12 +108,12 @@ class _GroupConvNd(_ExactConvMixin):
         grp = get(group)
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
-            basis = ("pixel" if grp.name in G.PIXEL_GROUPS and max_order is None
+            basis = ("pixel" if grp.pixel_exact and max_order is None
                      and not settings else "harmonic")
         if basis not in _BASES:
             raise ValueError(f"{name}: unknown basis {basis!r}; use 'pixel' (c1, c2, c4, d1, d2, "
                              "d4) or 'harmonic' (any group)")
-        if basis == "pixel" and grp.name not in G.PIXEL_GROUPS:
+        if basis == "pixel" and not grp.pixel_exact:
             raise ValueError(
                 f"{name}: group {grp.name!r} has rotations off the pixel grid, so it needs "
                 f"steerable filters: use basis='harmonic' (the default for it); pixel-filter "
@@ -432,7 +432,7 @@ class _GroupConvNd(_ExactConvMixin):
 
     def extra_repr(self) -> str:
         s = self._conv_repr()
-        if self.basis != "pixel" and (self.group.name in G.PIXEL_GROUPS
+        if self.basis != "pixel" and (self.group.pixel_exact
                                       and self.max_order is None):
             s += f", basis={self.basis!r}"
         if self.max_order is not None:

@@ -80,7 +80,7 @@ class Case:
         grp = get(self.group)
         if self.elements is not None:
             return grp.elements_at(list(self.elements)) + (
-                grp.elements_at(list(self.elements), reflection=True) if grp.reflections else []
+                grp.elements_at(list(self.elements), reflection=True) if grp.has_reflections else []
             )
         return grp.elements() if grp.is_finite else grp.grid_elements()
 

@@ -1,0 +1,263 @@
+"""Symmetry groups of the plane that equilayers acts with: C_N, D_N, SO(2) and O(2).
+
+Conventions (used by every layer, test and metric):
+
+* The plane has ``x`` along the image width (column index, to the right) and ``y`` up
+  (against the row index). A rotation by a positive angle turns an image counter-clockwise as
+  it is displayed; a rotation by 90 degrees is ``torch.rot90(img, 1, dims=(-2, -1))``.
+* The reflection ``m`` is the horizontal flip ``x -> -x`` (``torch.flip(img, dims=(-1,))``).
+* An element ``g = r^k m^s`` first reflects (if ``s``) and then rotates, so composition is
+  ``(k1, s1) * (k2, s2) = (k1 + (-1)^s1 k2, s1 xor s2)``; its matrix is
+  ``R(angle) diag(-1, 1)^s`` acting on ``(x, y)``.
+* Regular fibers list the elements in the order of :meth:`PlanarGroup.elements`: for D_N the
+  rotations ``r^0 .. r^{N-1}`` first, then ``r^0 m .. r^{N-1} m`` (slot ``k + N * s``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ._group import Group
+from ._registry import get, register_group
+
+__all__ = ["PlanarGroup", "GroupElement"]
+
+# cos and sin of q quarter turns, exact
+_COS = (1, 0, -1, 0)
+_SIN = (0, 1, 0, -1)
+
+
+@dataclass(frozen=True)
+class GroupElement:
+    """One element ``r^rotation m^reflection`` of a :class:`PlanarGroup`.
+
+    ``rotation`` is an integer ``k`` in ``[0, N)`` (angle ``2 pi k / N``) for the finite
+    groups and an angle in radians in ``[0, 2 pi)`` for SO(2)/O(2).
+    """
+
+    group: PlanarGroup
+    rotation: int | float
+    reflection: bool = False
+
+    @property
+    def angle(self) -> float:
+        """The rotation angle in radians, in ``[0, 2 pi)``."""
+        if self.group.n is None:
+            return float(self.rotation)
+        return 2.0 * math.pi * int(self.rotation) / self.group.n
+
+    @property
+    def degrees(self) -> float:
+        return math.degrees(self.angle)
+
+    @property
+    def quarter_turns(self) -> int | None:
+        """The angle as a number of 90-degree turns, or ``None`` when it is not a multiple."""
+        if self.group.n is not None:
+            k, n = int(self.rotation), self.group.n
+            return (4 * k) // n if (4 * k) % n == 0 else None
+        q = self.angle / (math.pi / 2)
+        r = round(q)
+        return r % 4 if abs(q - r) < 1e-9 else None
+
+    @property
+    def is_grid(self) -> bool:
+        """True when the element maps the square pixel grid onto itself (exact action)."""
+        return self.group.is_grid(self)
+
+    @property
+    def index(self) -> int:
+        """The slot of this element in a regular fiber (finite groups only)."""
+        return self.group.index(self)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The element as a 2 x 2 matrix on ``(x, y)`` (:meth:`PlanarGroup.matrix`)."""
+        return self.group.matrix(self)
+
+    def __mul__(self, other: GroupElement) -> GroupElement:
+        return self.group.compose(self, other)
+
+    def inverse(self) -> GroupElement:
+        return self.group.inverse(self)
+
+    def __repr__(self) -> str:
+        deg = self.degrees
+        text = f"rot{deg:.10g}"
+        return text + ("*flip" if self.reflection else "")
+
+
+class PlanarGroup(Group):
+    """A group of rotations (and reflections) of the plane: C_N, D_N, SO(2) or O(2).
+
+    Use :func:`~equilayers.groups.get` to obtain one by name (``"p4"``, ``"d8"``, ``"so2"``).
+
+    Attributes:
+        n: number of rotations for C_N/D_N, ``None`` for the continuous SO(2)/O(2) (also
+            :attr:`rotation_order`).
+        reflections: whether the group contains the flip (also :attr:`has_reflections`).
+    """
+
+    def __init__(self, n: int | None, reflections: bool) -> None:
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"a finite rotation group needs n >= 1 rotations; got n={n!r}")
+        self.n = n
+        self.reflections = bool(reflections)
+
+    # --- identity -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        if self.n is None:
+            return "o2" if self.reflections else "so2"
+        return f"{'d' if self.reflections else 'c'}{self.n}"
+
+    def _key(self) -> tuple:
+        return (self.n, self.reflections)
+
+    @property
+    def spatial_dim(self) -> int:
+        return 2
+
+    @property
+    def rotation_order(self) -> int | None:
+        """``N`` for C_N/D_N, ``None`` for SO(2)/O(2)."""
+        return self.n
+
+    @property
+    def has_reflections(self) -> bool:
+        return self.reflections
+
+    def planar_params(self) -> tuple[int | None, bool]:
+        return self.n, self.reflections
+
+    @property
+    def is_finite(self) -> bool:
+        return self.n is not None
+
+    @property
+    def order(self) -> int | float:
+        """``|G|``: ``N`` for C_N, ``2N`` for D_N, ``math.inf`` for SO(2)/O(2)."""
+        if self.n is None:
+            return math.inf
+        return self.n * (2 if self.reflections else 1)
+
+    # --- elements -----------------------------------------------------------------------
+    def element(self, rotation: int | float = 0, reflection: bool = False) -> GroupElement:
+        """The element ``r^rotation m^reflection`` (an angle in radians for SO(2)/O(2))."""
+        if reflection and not self.reflections:
+            raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
+                             if self.n else "so2 has no reflections; use 'o2'")
+        if self.n is None:
+            return GroupElement(self, float(rotation) % (2 * math.pi), bool(reflection))
+        if isinstance(rotation, float) and not float(rotation).is_integer():
+            raise TypeError(f"rotation of {self.name} is an integer step k; got {rotation!r}")
+        return GroupElement(self, int(rotation) % self.n, bool(reflection))
+
+    @property
+    def identity(self) -> GroupElement:
+        return self.element(0, False)
+
+    def elements(self) -> list[GroupElement]:
+        """All elements, in regular-fiber order (rotations, then rotations times the flip)."""
+        if self.n is None:
+            raise ValueError(
+                f"{self.name} is continuous; use grid_elements() or element(angle) / "
+                "elements_at(degrees=[...]) to choose finitely many"
+            )
+        return [self.element(k, s) for s in range(2 if self.reflections else 1)
+                for k in range(self.n)]
+
+    def grid_elements(self) -> list[GroupElement]:
+        """The elements that map the pixel grid onto itself (multiples of 90 degrees, flips)."""
+        if self.n is None:
+            return [self.element(k * math.pi / 2, s) for s in range(2 if self.reflections else 1)
+                    for k in range(4)]
+        return [g for g in self.elements() if g.is_grid]
+
+    def elements_at(self, degrees: list[float], reflection: bool = False) -> list[GroupElement]:
+        """Elements by rotation angle in degrees (must belong to the group)."""
+        out = []
+        for d in degrees:
+            if self.n is None:
+                out.append(self.element(math.radians(d), reflection))
+                continue
+            k = d * self.n / 360.0
+            if abs(k - round(k)) > 1e-9:
+                raise ValueError(f"{d} degrees is not a rotation of {self.name} "
+                                 f"(multiples of {360 / self.n:g} degrees)")
+            out.append(self.element(round(k), reflection))
+        return out
+
+    def compose(self, a: GroupElement, b: GroupElement) -> GroupElement:
+        """The product ``a * b`` (apply ``b`` first, then ``a``)."""
+        self._check(a)
+        self._check(b)
+        sign = -1 if a.reflection else 1
+        return self.element(a.rotation + sign * b.rotation, a.reflection != b.reflection)
+
+    def inverse(self, a: GroupElement) -> GroupElement:
+        self._check(a)
+        if a.reflection:  # reflections are involutions
+            return a
+        return self.element(-a.rotation, False)
+
+    def index(self, g: GroupElement) -> int:
+        """The slot ``k + N * s`` of ``g = r^k m^s`` in a regular fiber (finite groups)."""
+        self._check(g)
+        if self.n is None:
+            raise ValueError(f"{self.name} is continuous: its elements have no fiber slot")
+        return int(g.rotation) + self.n * int(g.reflection)
+
+    def _check(self, a: GroupElement) -> None:
+        if not isinstance(a, GroupElement):
+            raise TypeError(f"expected a GroupElement of {self.name}; got {type(a).__name__}")
+        if a.group != self:
+            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
+
+    def angle(self, a: GroupElement) -> float:
+        return a.angle
+
+    def is_reflection(self, a: GroupElement) -> bool:
+        return a.reflection
+
+    # --- the action on the plane --------------------------------------------------------
+    def matrix(self, g: GroupElement) -> torch.Tensor:
+        """``R(angle) diag(-1, 1)^s`` on ``(x, y)``, float64 on the CPU; exact integers for
+        the grid elements (multiples of 90 degrees)."""
+        self._check(g)
+        q = g.quarter_turns
+        if q is not None:
+            c, s = float(_COS[q]), float(_SIN[q])
+        else:
+            c, s = math.cos(g.angle), math.sin(g.angle)
+        x = -1.0 if g.reflection else 1.0  # diag(-1, 1) flips the first column
+        return torch.tensor([[x * c, -s], [x * s, c]], dtype=torch.float64, device="cpu")
+
+    def is_grid(self, g: GroupElement) -> bool:
+        self._check(g)
+        return g.quarter_turns is not None
+
+    def grid_subgroup(self) -> PlanarGroup:
+        """The rotations by multiples of 90 degrees it contains (and its flips): c8 -> c4,
+        d6 -> d2, so2 -> c4, o2 -> d4."""
+        n = 4 if self.n is None else math.gcd(self.n, 4)
+        return _planar(n, self.reflections)
+
+
+def _planar(n: int | None, reflections: bool) -> PlanarGroup:
+    if n is None:
+        return get("o2" if reflections else "so2")  # type: ignore[return-value]
+    return get(f"{'d' if reflections else 'c'}{n}")  # type: ignore[return-value]
+
+
+def _finite(kind: str, n: str) -> PlanarGroup | None:
+    return PlanarGroup(int(n), kind == "d") if int(n) >= 1 else None
+
+
+register_group(r"(c|d)(\d+)", _finite, form="'cN' or 'dN' for N >= 1 (e.g. 'c4', 'd8')")
+register_group(r"p4(m?)", lambda m: _planar(4, m == "m"),
+               form="the aliases 'p4' (= 'c4') and 'p4m' (= 'd4')")
+register_group(r"(s?)o2", lambda s: PlanarGroup(None, s == ""), form="'so2' or 'o2'")

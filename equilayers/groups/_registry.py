@@ -1,0 +1,142 @@
+"""Group names: :func:`get` looks a name up in the registry that :func:`register_group` fills.
+
+Each group family registers a pattern for its names and a factory (the planar groups in
+:mod:`equilayers.groups._planar`); a new family is a new file that calls
+:func:`register_group` and is imported by ``equilayers/groups/__init__.py``. Names are matched
+whole, after ``strip().lower()``, against the patterns in registration order (the first match
+wins); a looked-up group is cached per name until the registry changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._group import Group, GroupLike
+
+__all__ = ["get", "register_group", "GroupRegistration"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    pattern: re.Pattern
+    factory: Callable[..., Group | None]
+    form: str
+
+
+_ENTRIES: list[_Entry] = []
+
+
+def _valid_forms() -> str:
+    return ", ".join([e.form for e in _ENTRIES] + ["or a Group instance"])
+
+
+class GroupRegistration:
+    """What :func:`register_group` returns: ``remove()`` takes the names out of the registry
+    again (as ``torch``'s hook handles); as a context manager it removes them on exit."""
+
+    def __init__(self, entry: _Entry) -> None:
+        self._entry = entry
+
+    def remove(self) -> None:
+        if self._entry in _ENTRIES:
+            _ENTRIES.remove(self._entry)
+            _lookup.cache_clear()
+
+    def __enter__(self) -> GroupRegistration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"GroupRegistration({self._entry.pattern.pattern!r})"
+
+
+def register_group(pattern: str, factory: Callable[..., Group | None], *,
+                   form: str) -> GroupRegistration:
+    """Make :func:`get` build groups for the names that match ``pattern``.
+
+    Args:
+        pattern: a regular expression matched against the whole lower-case name
+            (``r"c(\\d+)"``); its groups are passed to ``factory``.
+        factory: called as ``factory(*match.groups())``; returns the :class:`Group`, or
+            ``None`` when the name matches but names no group (``"c0"``).
+        form: how the names read in the unknown-name error (``"'cN' for N >= 1"``).
+
+    Returns:
+        A :class:`GroupRegistration` whose ``remove()`` (or ``with`` block) unregisters.
+
+    Raises:
+        ValueError: an invalid or already registered ``pattern``, an empty ``form``.
+        TypeError: a ``factory`` that is not callable, a non-string ``pattern``/``form``.
+
+    Example:
+        >>> from equilayers.groups import get
+        >>> with register_group(r"square", lambda: get("d4"), form="'square' (= 'd4')"):
+        ...     get("square") == get("d4")
+        True
+    """
+    what = "register_group"
+    if not isinstance(pattern, str):
+        raise TypeError(f"{what}: pattern={pattern!r} must be a regular expression string "
+                        "(e.g. r'c(\\d+)')")
+    if not pattern:
+        raise ValueError(f"{what}: pattern='' matches no group name; give e.g. r'c(\\d+)'")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"{what}: pattern={pattern!r} is not a regular expression: {e}"
+                         ) from None
+    if not callable(factory):
+        raise TypeError(f"{what}: factory={factory!r} must be callable (the match's groups "
+                        "-> a Group, or None)")
+    if not isinstance(form, str):
+        raise TypeError(f"{what}: form={form!r} must be a string describing the names (e.g. "
+                        "\"'cN' for N >= 1\")")
+    if not form.strip():
+        raise ValueError(f"{what}: form={form!r} must describe the names (e.g. "
+                         "\"'cN' for N >= 1\"); got an empty string")
+    if any(e.pattern.pattern == pattern for e in _ENTRIES):
+        raise ValueError(f"{what}: pattern={pattern!r} is already registered; remove() its "
+                         "registration first")
+    entry = _Entry(compiled, factory, form)
+    _ENTRIES.append(entry)
+    _lookup.cache_clear()
+    return GroupRegistration(entry)
+
+
+@functools.cache
+def _lookup(name: str) -> Group:
+    for entry in _ENTRIES:
+        m = entry.pattern.fullmatch(name)
+        if m is None:
+            continue
+        group = entry.factory(*m.groups())
+        if group is None:
+            break
+        if not isinstance(group, Group):
+            raise TypeError(f"the factory registered for {entry.pattern.pattern!r} returned "
+                            f"{group!r} for {name!r}, not a Group")
+        return group
+    raise ValueError(f"unknown group {name!r}; valid forms: {_valid_forms()}")
+
+
+def get(group: GroupLike) -> Group:
+    """Return the group for a name (``"c4"``, ``"p4m"``, ``"so2"``, ...) or a :class:`Group`.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid forms.
+        TypeError: for anything that is neither a string nor a Group.
+
+    Example:
+        >>> get("p4m").order
+        8
+    """
+    if isinstance(group, Group):
+        return group
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a name or a Group ({_valid_forms()}); got {group!r}")
+    return _lookup(group.strip().lower())
