@@ -304,7 +304,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
         f"threads; peers: {peers}. Data: {meta['data']}, {meta['n_train']} train / "
         f"{meta['n_test']} test digits, each rotated by a random angle; Adam 1e-3, batch 64, "
         f"{meta['epochs']} epochs, {meta['seeds']} seeds; eval mode with the running "
-        "statistics as trained.",
+        "statistics as trained." + (f" {meta['note']}" if meta.get("note") else ""),
         "",
         "| architecture | library | params | accuracy (mean) | +- (half range) | per seed "
         "| train s |",
