@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture
@@ -31,7 +31,22 @@ def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
-def readme_code(section: str) -> str:
-    """The first ```python block of the README section titled ``section``."""
-    body = README.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+def doc_code(path: str, section: str) -> str:
+    """The first ```python block of the ``## section`` or ``### section`` of a Markdown file.
+
+    ``path`` is relative to the repository root (``"docs/layers/antialias.md"``); the section
+    ends at the next heading of the same or a higher level.
+    """
+    text = (ROOT / path).read_text()
+    for level in ("##", "###"):
+        head = f"\n{level} {section}\n"
+        if head in text:
+            body = text.split(head, 1)[1]
+            for stop in ("\n## ", "\n### ")[: len(level) - 1]:
+                body = body.split(stop, 1)[0]
+            break
+    else:
+        raise ValueError(f"{path} has no ## or ### section titled {section!r}")
+    if "```python\n" not in body:
+        raise ValueError(f"section {section!r} of {path} has no ```python block")
     return body.split("```python\n", 1)[1].split("```", 1)[0]

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import readme_code
+from conftest import doc_code
 from torch import nn
 
 import equilayers
@@ -101,9 +101,9 @@ def test_export_bad_input():
 
 
 def test_readme_group_conv_example():
-    """The README's group-convolution snippet runs and is as exact as it says."""
+    """The group-conv snippet of docs/layers/group-convs.md runs and is as exact as it says."""
     ns: dict = {}
-    exec(readme_code("Group convolutions (p4, p4m)"), ns)
+    exec(doc_code("docs/layers/group-convs.md", "The math"), ns)
     assert equilayers.testing.equivariance_error(
         ns["net"], ns["x"], "p4m", in_rep="trivial", out_rep="trivial") < 1e-5
     torch.testing.assert_close(ns["deploy"](ns["x"]), ns["net"](ns["x"]))

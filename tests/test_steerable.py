@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import readme_code
+from conftest import doc_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
 from equilayers.functional._steerable import (
@@ -456,4 +456,4 @@ def test_torch_compile_fullgraph_so2(gen):
 
 
 def test_readme_snippet_runs():
-    exec(readme_code("Steerable (harmonic) filters"), {})
+    exec(doc_code("docs/layers/steerable.md", "The math"), {})

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import readme_code
+from conftest import doc_code
 from torch import nn
 
 import equilayers
@@ -183,5 +183,5 @@ def test_exported_at_top_level():
 
 def test_readme_snippet_runs():
     scope: dict = {}
-    exec(readme_code("Anti-aliased downsampling"), scope)
+    exec(doc_code("docs/layers/antialias.md", "The math"), scope)
     assert [r.name for r in scope["report"]] == ["0", "1"]
