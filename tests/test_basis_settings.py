@@ -196,8 +196,9 @@ def test_escnn_policy_at_k9_is_larger():
     assert resolve_settings(9, frequencies_cutoff=_fco1(9)) != default_spec(9)
 
 
-# Off-grid error of a few non-default settings, measured like the README's defaults (float64,
-# disk-faded 49x49 camera, worst over seeds 0-2; interpolation floors 0.02-0.09): see
+# Off-grid error of a few non-default settings, measured like the defaults in
+# docs/layers/steerable.md (float64, disk-faded 49x49 camera, worst over seeds 0-2;
+# interpolation floors 0.02-0.09): see
 # steerable_basis' docstring for the table. The bounds are ~1.5x the worst measured value.
 _SETTINGS = [
     ("so2", {"frequencies_cutoff": 1.0}, 0.06),

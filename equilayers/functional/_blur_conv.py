@@ -20,7 +20,7 @@ up to float rounding (only the order of the sums changes):
   stride ``s`` at output resolution, about ``(k + 2)**2 / k**2`` of the strided conv's work
   for a 3-tap blur and no full-resolution intermediate. The weight is folded in every call
   (one small matrix product): nothing that depends on the weight is cached, so nothing can
-  go stale (see "Caching, deferred init and deployment" in ``README.md``).
+  go stale (see ``docs/deployment.md``).
 
 Blur first and folded equal the composition wherever the blur's taps stay inside the
 stride-1 conv's output. Per dim, with ``l = (blur_size - 1) // 2`` and ``r = blur_size - 1 -

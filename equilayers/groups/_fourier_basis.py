@@ -12,8 +12,8 @@ A filter's group axis stored in this basis spans the same functions as the plain
 element) layout, and an i.i.d. Gaussian weight has the same distribution in both (the basis is
 orthonormal); what changes is the coordinates an optimizer such as Adam scales one by one:
 escnn and e2cnn parametrize regular fields this way (through the irreps), and on rotated digits
-the equilayers accuracy family measured it ahead of the per-element layout (README, "Training
-quality").
+the equilayers accuracy family measured it ahead of the per-element layout (docs/training.md,
+"Parametrization").
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ class _GroupConvNd(_ExactConvMixin):
 
     #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
     #: moment is preserved, escnn/e2cnn's choice); 2 is He et al.'s factor for a ReLU, which
-    #: trained worse in the accuracy family (README, "Training quality").
+    #: trained worse in the accuracy family (docs/training.md, "Init").
     init_gain2: float = 1.0
 
     def reset_parameters(self) -> None:
@@ -411,7 +411,7 @@ class _GroupConvNd(_ExactConvMixin):
         ``.data`` edit, ``load_state_dict``, a parametrization, ``torch.func.functional_call``)
         is seen by the next forward in train and eval mode alike. For inference at the cost
         of a plain ``nn.Conv2d``, convert the trained model once with
-        :func:`equilayers.export` (README, "Caching and deployment").
+        :func:`equilayers.export` (docs/deployment.md).
         """
         return self._expand()
 
@@ -488,7 +488,7 @@ _SHARED_DOC = """
         ``"same"`` with an even kernel, breaks it: the first such forward warns, once per
         module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
         filters are exact rotations of continuous functions, but images are sampled on the
-        grid (measured errors: README, "Steerable (harmonic) filters"). Cost: one
+        grid (measured errors: docs/layers/steerable.md, "Measured"). Cost: one
         ``F.conv2d`` with the expanded filter, plus (steerable basis) per training forward one
         matmul of the weight with the basis (regular fields: a gather of the weight through
         the group's inverse Cayley table and one batched matmul with the ``|G|`` rotated
