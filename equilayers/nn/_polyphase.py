@@ -75,7 +75,7 @@ class PolyphasePool2d(Typed, nn.Module):
         return ", ".join(parts)
 
 
-class PolyphaseUpsample2d(nn.Module):
+class PolyphaseUpsample2d(Typed, nn.Module):
     """Put features back on the polyphase component :class:`PolyphasePool2d` took them from.
 
     ``forward(x, index)``: ``y[b, ..., i + s p, j + s q] = x[b, ..., p, q]`` for
@@ -96,6 +96,8 @@ class PolyphaseUpsample2d(nn.Module):
         >>> up(*pool(x)).shape
         torch.Size([2, 3, 8, 8])
     """
+
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, stride: int = 2, *, blur_size: int = 1,
                  padding_mode: str = "circular") -> None:
