@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from .groups import GroupLike, get
+from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
 from .nn._exactness import quiet_exactness_warnings
 
@@ -98,6 +98,15 @@ def _pad_params(mod: nn.Module) -> dict | None:
             "padded_by": "module"}
 
 
+def _spatial(mod: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``x``, the input of ``mod``, has spatial dims: by the module's ``in_type``
+    where it declares one, else by rank (3-D and more)."""
+    declared = getattr(mod, "in_type", None)
+    if isinstance(declared, FieldType):
+        return declared.rep != "invariant"
+    return x.dim() >= 3
+
+
 def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.Module, tuple]]:
     """Forward zeros once; the spatial size of the input of every leaf module, in call order."""
     seen: list[tuple[str, nn.Module, tuple]] = []
@@ -105,7 +114,7 @@ def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.
 
     def pre(name):
         def hook(mod, args):
-            if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 3:
+            if args and isinstance(args[0], torch.Tensor) and _spatial(mod, args[0]):
                 seen.append((name, mod, tuple(args[0].shape[-2:])))
         return hook
 
@@ -255,6 +264,11 @@ def check_grid(
         raise ValueError(f"input_shape must be a full shape of positive ints such as "
                          f"(1, 3, 64, 64); got {input_shape!r}")
     grp = get(group)
+    declared = getattr(model, "in_type", None)
+    if isinstance(declared, FieldType) and len(shape) != declared.tensor_ndim:
+        raise ValueError(f"check_grid: input_shape={shape!r} must have "
+                         f"{declared.tensor_ndim} dims {declared.layout}: the model's input is "
+                         f"{declared!r}")
     rows, cols, square = _axes(grp)
     findings: list[Finding] = []
     h, w = shape[-2:]

@@ -41,6 +41,7 @@ from ..groups import Group, GroupLike, act, get
 from ..groups._actions import grid_moves
 from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
+from ._conv_fields import field_types
 from ._steerable import (
     expand_regular,
     expand_steerable,
@@ -88,43 +89,6 @@ def grid_subgroup(group: GroupLike) -> Group:
     """The elements of ``group`` that map the pixel grid onto itself: rotations by multiples
     of 90 degrees it contains (and its flips), e.g. c8 -> c4, d6 -> d2, so2 -> c4, o2 -> d4."""
     return get(group).grid_subgroup()
-
-
-def _check_max_order(v, what: str) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"{what} must be an integer >= 0 (harmonic fibers have 2*{what}+1 "
-                         f"slots) or None; got {v!r}")
-    return v
-
-
-def field_types(group: GroupLike, lifting: bool, max_order: int | None = None,
-                in_max_order: int | None = None
-                ) -> tuple[str, str, int | None, int | None]:
-    """``(in_rep, out_rep, in_order, out_order)`` of a lifting/group conv.
-
-    so2/o2 need ``max_order=M`` (harmonic fields, ``2M+1`` slots); for cN/dN ``max_order``
-    selects harmonic fields too, else the fields are regular (``|G|`` slots). The input of a
-    group conv has ``in_max_order`` (default ``max_order``); a lifting conv's input is an image.
-    """
-    grp = get(group)
-    m_out = _check_max_order(max_order, "max_order")
-    m_in = _check_max_order(in_max_order, "in_max_order")
-    if m_out is None and not grp.is_finite:
-        raise ValueError(f"group {grp.name!r} is continuous: its fields are harmonic, pass "
-                         f"max_order=M (>= 0, fiber 2M+1 slots); got max_order=None")
-    if lifting and m_in is not None:
-        raise ValueError(f"in_max_order={m_in!r} is for group convs; a lifting conv's input is "
-                         "a plain image: drop in_max_order")
-    if m_out is None and m_in is not None:
-        raise ValueError(f"in_max_order={m_in!r} needs harmonic output fields: also pass "
-                         f"max_order=M (regular fields of {grp.name} need neither)")
-    if m_out is None:
-        return ("trivial" if lifting else "regular"), "regular", None, None
-    if lifting:
-        return "trivial", "harmonic", None, m_out
-    return "harmonic", "harmonic", (m_out if m_in is None else m_in), m_out
 
 
 @cpu_cache(maxsize=256)

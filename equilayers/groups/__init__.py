@@ -4,10 +4,12 @@
 the planar groups C_N, D_N, SO(2), O(2) are :class:`PlanarGroup`
 (:mod:`equilayers.groups._planar`, with the conventions: rotation direction, flip axis,
 element order in a regular fiber). :func:`get` finds a group by name in the registry that
-:func:`register_group` fills; :mod:`equilayers.groups._actions` holds the reps.
+:func:`register_group` fills; :mod:`equilayers.groups._actions` holds the reps and
+:class:`FieldType` (:mod:`equilayers.groups._fields`) names a tensor's rep as data.
 """
 
 from ._actions import REPS, act, act_fiber, act_spatial, fiber_size, harmonic_matrix
+from ._fields import FieldType
 from ._fourier_basis import group_fourier_basis
 from ._group import Group, GroupLike
 from ._planar import GroupElement, PlanarGroup
@@ -28,6 +30,7 @@ __all__ = [
     "PlanarGroup",
     "GroupElement",
     "GroupLike",
+    "FieldType",
     "get",
     "register_group",
     "REPS",

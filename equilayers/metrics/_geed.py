@@ -8,9 +8,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..groups import GroupElement, GroupLike, act, get
+from ..groups import FieldType, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
-from ..testing._harness import _elements, equivariance_error, infer_rep, invariance_error
+from ..testing._fields import act_on, resolve_field_type
+from ..testing._harness import _elements, equivariance_error, invariance_error
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
@@ -38,8 +39,8 @@ def geed(
     distance: Literal["cosine", "l2", "kl"] = "cosine",
     normalized: bool = False,
     *,
-    in_rep: str | None = None,
-    out_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
 ) -> float:
     """G-empirical equivariance deviation (Kvinge et al. 2022, "In What Ways Are Deep Neural
@@ -60,7 +61,7 @@ def geed(
     ``KL(softmax(a) || softmax(b))`` with ``a = f(g.x)`` (for logits).
 
     Args:
-        model: any module or function; modules may declare ``in_rep`` / ``out_rep``.
+        model: any module or function; modules may declare ``in_type`` / ``out_type``.
         x: the batch (``B >= 2`` when ``normalized``).
         group: a group name or :class:`~equilayers.groups.Group`.
         distance: ``"cosine"``, ``"l2"`` or ``"kl"``.
@@ -78,21 +79,24 @@ def geed(
     if normalized and x.shape[0] < 2:
         raise ValueError(f"geed: normalized=True compares unrelated inputs and needs a batch of "
                          f"B >= 2; got shape {tuple(x.shape)}")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None),
-                       name="in_rep", what=_WHAT)
-    if out_rep is not None:
+    in_type, declared = resolve_field_type(x, in_rep, model, "in", grp, _WHAT)
+    if declared:
+        in_type.check(x, "x", _WHAT)
+    if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", _WHAT)
     with torch.no_grad():
         y = tensor_output(model(x), _WHAT)
-        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(model, "out_rep", None),
-                            name="out_rep", what=_WHAT)
+        out_type, declared = resolve_field_type(y, out_rep, model, "out", grp, _WHAT,
+                                                like=in_type)
+        if declared:
+            out_type.check(y, "model(x)", _WHAT)
         total = torch.zeros((), dtype=torch.float64, device=x.device)
         for g in els:
-            y_g = tensor_output(model(act(x, g, in_rep)), _WHAT)
-            gy = act(y, g, out_rep)
+            y_g = tensor_output(model(act_on(in_type, g, x)), _WHAT)
+            gy = act_on(out_type, g, y)
             if y_g.shape != gy.shape:
                 raise ValueError(f"geed: f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
-                                 f"{tuple(gy.shape)}: is out_rep={out_rep!r} right?")
+                                 f"{tuple(gy.shape)}: is out_rep={out_type.rep!r} right?")
             total = total + _distance(y_g, gy, distance).mean()
         value = total / len(els)
         if normalized:

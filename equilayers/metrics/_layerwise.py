@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from ..groups import GroupElement, GroupLike, act, circular_shift, get
+from ..groups import FieldType, GroupElement, GroupLike, circular_shift, get
+from ..groups._group import Group
+from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import _elements, _rel, default_tolerance, infer_rep
 from ._common import check_batch, tensor_output
 
@@ -83,8 +85,23 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
 
 
 def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool) -> str:
+    """The rep name of a layer's output (shifts move every rep alike on its last two dims)."""
+    declared = getattr(mod, "out_type", None)
+    if isinstance(declared, FieldType):
+        return declared.rep
     declared = getattr(mod, "out_rep", None)
     return infer_rep(out, declared if isinstance(declared, str) else None)
+
+
+def _type_of(mod: nn.Module, out: torch.Tensor, group: Group, like: FieldType | None
+             ) -> FieldType:
+    """A layer's output type: declared, else the previous layer's for the same layout, else
+    by rank (``ValueError`` for an ambiguous 5-D output)."""
+    out_type, declared = resolve_field_type(out, None, mod, "out", group, "layerwise",
+                                            like=like)
+    if declared:
+        out_type.check(out, "the output", f"layerwise: {type(mod).__name__}")
+    return out_type
 
 
 def _check_tol(tol, what: str) -> None:
@@ -111,7 +128,7 @@ def layerwise_equivariance(
     group: GroupLike = "p4",
     *,
     elements: Sequence[GroupElement | int] | None = None,
-    in_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
     tol: float | None = None,
 ) -> list[LayerRow]:
     """Equivariance error of every layer's output, in call order, naming the layer where it is
@@ -119,8 +136,10 @@ def layerwise_equivariance(
 
     For layer ``L`` (the sub-network up to that leaf module's output):
     ``err_L = max_g ||L(g.x) - g.L(x)|| / max(||g.L(x)||, ||L(g.x)||)``, with ``g`` acting on
-    ``L``'s output by its declared ``out_rep`` or by rank (4-D trivial, 5-D regular, 2-D
-    invariant), exactly as :func:`equilayers.testing.equivariance_error` does.
+    ``L``'s output by its declared ``out_type`` (or ``out_rep``), else by the previous
+    layer's type when the layout matches, else by rank (4-D trivial, 2-D invariant, 5-D
+    regular when ``F = |G|``; other 5-D outputs get a note), as
+    :func:`equilayers.testing.equivariance_error` does.
     Only elements that map the pixel grid onto itself are used (exact actions).
 
     Args:
@@ -129,7 +148,8 @@ def layerwise_equivariance(
         x: the batch.
         group: the group; elements default to its grid elements.
         elements: restrict to these elements.
-        in_rep: the input's rep (default the model's ``in_rep`` or by rank).
+        in_rep: the input's rep name or FieldType (default the model's ``in_type``, or by
+            rank).
         tol: the error above which a row counts as broken (default 10x
             :func:`~equilayers.testing.default_tolerance` of ``x.dtype``).
 
@@ -146,18 +166,25 @@ def layerwise_equivariance(
     if off:
         raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "
                          "onto itself; use grid elements (multiples of 90 degrees, flips)")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(model, "in_rep", None),
-                       name="in_rep", what=what)
+    in_type, declared = resolve_field_type(x, in_rep, model, "in", grp, what)
+    if declared:
+        in_type.check(x, "x", what)
     base = capture_outputs(model, x)
-    moved = {g: capture_outputs(model, act(x, g, in_rep)) for g in els}
+    moved = {g: capture_outputs(model, act_on(in_type, g, x)) for g in els}
     rows = []
+    like = in_type
     for i, (name, mod, out) in enumerate(base):
-        rep = _rep_of(mod, out, name == "(output)")
         worst, err, note = repr(els[0]), -1.0, ""
-        for g in els:
+        try:
+            out_type = _type_of(mod, out, grp, like)
+        except ValueError as exc:
+            out_type, note, err = None, f"cannot act on this output: {exc}", float("nan")
+        rep = out_type.rep if out_type is not None else _rep_of(mod, out, False)
+        like = out_type if out_type is not None else like
+        for g in els if out_type is not None else ():
             other = moved[g][i][2] if i < len(moved[g]) else None
             try:
-                expect = act(out, g, rep)
+                expect = act_on(out_type, g, out)
             except ValueError as exc:
                 note, err = f"cannot act on this output: {exc}", float("nan")
                 break

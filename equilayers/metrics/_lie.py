@@ -8,8 +8,9 @@ from typing import Literal
 
 import torch
 
+from ..groups import FieldType
 from ..groups._actions import check_rep
-from ..testing._harness import infer_rep
+from ..testing._fields import resolve_field_type
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["lie_derivative", "GENERATORS"]
@@ -62,7 +63,7 @@ def lie_derivative(
     x: torch.Tensor,
     generator: Literal["translate_x", "translate_y", "rotate"] = "translate_x",
     *,
-    out_rep: str | None = None,
+    out_rep: str | FieldType | None = None,
     reduction: Literal["mean", "none"] = "mean",
 ) -> float | torch.Tensor:
     """Lie derivative of ``model`` along a continuous transform (Gruver et al. 2022, "The Lie
@@ -90,8 +91,8 @@ def lie_derivative(
     * ``"rotate"``: counter-clockwise (as displayed) by ``t`` radians about the image centre,
       on the torus, by three Fourier shears (``grid_sample`` has no forward-mode derivative).
 
-    For outputs with spatial dims (``out_rep`` ``"trivial"``/``"regular"``, inferred from the
-    module's ``out_rep`` or the rank as in the harness) a translation by ``t`` input pixels moves
+    For outputs with spatial dims (``out_rep`` ``"trivial"``/``"regular"``, from the module's
+    ``out_type`` or the rank as in the harness) a translation by ``t`` input pixels moves
     the output by ``t * H_out / H_in``. Rotations of regular or harmonic fibers are not
     continuous actions and raise ``ValueError``.
 
@@ -99,20 +100,22 @@ def lie_derivative(
         model: any differentiable module or function.
         x: the batch ``(B, C, H, W)`` (floating point; float64 recommended).
         generator: ``"translate_x"``, ``"translate_y"`` or ``"rotate"``.
-        out_rep: override the output rep.
+        out_rep: override the output's rep (a name or a FieldType).
         reduction: ``"mean"`` (a float) or ``"none"`` (a ``(B,)`` tensor).
     """
     check_model(model, _WHAT)
     x = check_batch(x, _WHAT, min_dim=4)
     generator = choice(generator, "generator", GENERATORS, _WHAT)
     reduction = choice(reduction, "reduction", ("mean", "none"), _WHAT)
-    if out_rep is not None:
+    if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", _WHAT)
     path = _path(generator)
     with torch.no_grad():
         y0 = tensor_output(model(x), _WHAT)
-    rep = infer_rep(y0, out_rep if out_rep is not None else getattr(model, "out_rep", None),
-                    name="out_rep", what=_WHAT)
+    out_type, declared = resolve_field_type(y0, out_rep, model, "out", None, _WHAT)
+    if declared:
+        out_type.check(y0, "model(x)", _WHAT)
+    rep = out_type.rep
     if rep == "harmonic" or (rep == "regular" and generator == "rotate"):
         raise ValueError(f"lie_derivative: generator={generator!r} has no continuous action on "
                          f"out_rep={rep!r} outputs; measure an invariant output (logits) or "

@@ -16,20 +16,21 @@ from ..functional._blur import (
     max_blur_pool2d,
 )
 from ..functional._blur_conv import blur_conv2d
+from ..groups import FieldType
 from ..kernels import _cpu
 from ._derived import _FixedBuffers
+from ._typed import Typed
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
            "BlurUpsample2d"]
 
 
-class _BlurPoolNd(_FixedBuffers):
+class _BlurPoolNd(Typed, _FixedBuffers):
     _nd = 2
     _shape = ""
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
     # the rep from the rank (4-D trivial, 5-D regular).
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, channels: int | None = None, kernel_size: int = 3, stride: int = 2,
                  padding_mode: str = "reflect") -> None:
@@ -154,7 +155,7 @@ class BlurPool3d(_BlurPoolNd):
     _nd = 3
 
 
-class MaxBlurPool2d(nn.Module):
+class MaxBlurPool2d(Typed, nn.Module):
     """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
 
     A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: same output shape for every
@@ -182,8 +183,7 @@ class MaxBlurPool2d(nn.Module):
         torch.Size([2, 3, 4, 4])
     """
 
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
                  padding_mode: str = "reflect", *, padding: int = 0) -> None:
@@ -211,7 +211,7 @@ class MaxBlurPool2d(nn.Module):
         return ", ".join(parts)
 
 
-class BlurConv2d(nn.Module):
+class BlurConv2d(Typed, nn.Module):
     """A strided ``nn.Conv2d`` made anti-aliased: convolve at stride 1, then blur-pool.
 
     Same arguments, parameter names (``weight``, ``bias``) and initialization as
@@ -244,8 +244,7 @@ class BlurConv2d(nn.Module):
         torch.Size([2, 8, 5, 5])
     """
 
-    in_rep = "trivial"
-    out_rep = "trivial"
+    in_type = out_type = FieldType.trivial()  # images of any group: shift-equivariant
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int = 2, padding: int | tuple[int, int] = 0,
@@ -317,7 +316,7 @@ class BlurConv2d(nn.Module):
         return s
 
 
-class BlurUpsample2d(nn.Module):
+class BlurUpsample2d(Typed, nn.Module):
     """Anti-aliased upsampling: zero insertion, then a binomial blur scaled by ``s**2``.
 
     ``x[..., i, j]`` lands on ``y[..., s i, s j]`` (zeros elsewhere) and ``y`` is blurred at
@@ -343,8 +342,7 @@ class BlurUpsample2d(nn.Module):
         torch.Size([1, 2, 8, 10])
     """
 
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, scale_factor: int = 2, blur_size: int = 3,
                  padding_mode: str = "reflect") -> None:

@@ -13,10 +13,6 @@ def positive_int(value, name: str, cls: str, what: str = "the number of fields C
     return C.check_int(value, name, cls, minimum=1, fix=what)
 
 
-def order(max_order, cls: str) -> int:
-    return C.check_int(max_order, "max_order", cls, minimum=0, fix="fiber 2*max_order+1")
-
-
 def positive_float(value, name: str, cls: str) -> float:
     return C.check_number(value, name, cls, positive=True, fix=f"e.g. {name}=1e-5")
 

@@ -9,13 +9,14 @@ from torch import nn
 
 from .._checks import check_flag, check_float_dtype
 from ..functional import _gconv as G
-from ..groups import GroupLike, act, get
+from ..groups import FieldType, GroupLike, get
 from ._group_conv import _ExactConvMixin
+from ._typed import Typed
 
 __all__ = ["ExpandedGroupConv2d"]
 
 
-class ExpandedGroupConv2d(_ExactConvMixin):
+class ExpandedGroupConv2d(Typed, _ExactConvMixin):
     """Lifting or group convolution on regular fields of ``cN`` / ``dN`` (any N) whose
     *expanded* filter is stored densely, the form escnn's ``R2Conv.expand_parameters()`` (and
     ``export()``) produces.
@@ -84,8 +85,8 @@ class ExpandedGroupConv2d(_ExactConvMixin):
             raise ValueError(f"{name}: group {grp.name!r} is continuous; a dense expanded filter "
                              "needs a finite group cN / dN (regular fields)")
         self.group, self.lifting = grp, bool(lifting)
-        self.in_rep = "trivial" if self.lifting else "regular"
-        self.out_rep = "regular"
+        self.out_type = FieldType.regular(grp)
+        self.in_type = FieldType.trivial(grp) if self.lifting else self.out_type
         self.fiber_out = int(grp.order)
         self.fiber_in = 1 if self.lifting else self.fiber_out
         factory = {"device": device, "dtype": dtype}
@@ -159,7 +160,7 @@ class ExpandedGroupConv2d(_ExactConvMixin):
             index = {g: i for i, g in enumerate(elements)}
             worst = 0.0
             for u in (g for g in elements if g.is_grid):
-                moved = act(w.movedim(1, 0).flatten(0, 1), u, self.in_rep).unflatten(
+                moved = self.in_type.act(u, w.movedim(1, 0).flatten(0, 1)).unflatten(
                     0, (n, self.out_channels)).movedim(0, 1)
                 target = torch.stack([w[:, index[u * g]] for g in elements], 1)
                 worst = max(worst, float((moved - target).abs().max() / scale))

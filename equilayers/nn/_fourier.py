@@ -17,14 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from ..functional import _fourier as FF
-from ..groups import GroupLike, get
+from ..groups import FieldType, GroupLike, get
+from ..groups._fields import field_type
 from . import _checks as C
 from ._derived import _FixedBuffers
+from ._typed import Typed
 
 __all__ = ["RegularToHarmonic", "HarmonicToRegular", "FourierNonlinearity"]
 
 
-class _FiberBuffers(_FixedBuffers):
+class _FiberBuffers(Typed, _FixedBuffers):
     """Derived matrices as buffers: built in ``reset_parameters``, rebuilt after conversions
     and loads (:class:`~equilayers.nn._derived._FixedBuffers`)."""
 
@@ -64,9 +66,6 @@ class RegularToHarmonic(_FiberBuffers):
         torch.Size([2, 3, 9, 5, 5])
     """
 
-    in_rep = "regular"
-    out_rep = "harmonic"
-
     def __init__(self, group: GroupLike, max_order: int | None = None, *, device=None,
                  dtype=None) -> None:
         super().__init__()
@@ -75,12 +74,18 @@ class RegularToHarmonic(_FiberBuffers):
         if not self.group.is_finite:
             raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
                              "fields; use a finite group 'cN'/'dN'")
-        self.max_order = (self.group.planar_params()[0] // 2 if max_order is None
-                          else C.order(max_order, name))
+        harmonic = field_type(self.group, "harmonic", self.group.planar_params()[0] // 2
+                              if max_order is None else max_order, what=name)
+        self.max_order = harmonic.max_order
+        regular = FieldType.regular(self.group)
+        self.in_type, self.out_type = ((harmonic, regular) if self._to_regular
+                                       else (regular, harmonic))
         C.dtype(dtype, name)
         self.register_buffer("matrix", torch.empty(self._shape(), device=device, dtype=dtype),
                              persistent=False)
         self.reset_parameters()
+
+    _to_regular = False
 
     def _shape(self) -> tuple[int, int]:
         return 2 * self.max_order + 1, int(self.group.order)
@@ -117,8 +122,7 @@ class HarmonicToRegular(RegularToHarmonic):
         torch.Size([2, 3, 8, 5, 5])
     """
 
-    in_rep = "harmonic"
-    out_rep = "regular"
+    _to_regular = True
 
     def _shape(self) -> tuple[int, int]:
         return int(self.group.order), 2 * self.max_order + 1
@@ -168,9 +172,6 @@ class FourierNonlinearity(_FiberBuffers):
         torch.Size([2, 3, 5, 6, 6])
     """
 
-    in_rep = "harmonic"
-    out_rep = "harmonic"
-
     def __init__(self, group: GroupLike, max_order: int | None = None,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
                  samples: int | None = None, *, device=None, dtype=None) -> None:
@@ -182,7 +183,8 @@ class FourierNonlinearity(_FiberBuffers):
                 raise ValueError(f"{name}: {self.group.name} needs max_order (the fields' "
                                  "highest rotation order), e.g. max_order=2")
             max_order = self.group.planar_params()[0] // 2
-        self.max_order = C.order(max_order, name)
+        self.in_type = self.out_type = field_type(self.group, "harmonic", max_order, what=name)
+        self.max_order = self.in_type.max_order
         self.function = C.function(function, name)
         C.dtype(dtype, name)
         self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples, name)

@@ -7,11 +7,12 @@ import torch
 
 from ..functional import _gaussian as Gs
 from ._derived import _FixedBuffers
+from ._typed import Typed
 
 __all__ = ["GaussianBlurPool2d", "DiskMask"]
 
 
-class GaussianBlurPool2d(_FixedBuffers):
+class GaussianBlurPool2d(Typed, _FixedBuffers):
     """Gaussian blur, then subsample (escnn's ``PointwiseAvgPoolAntialiased2D``).
 
     The filter is the normalized 2-D Gaussian of standard deviation ``sigma`` sampled at the
@@ -42,8 +43,7 @@ class GaussianBlurPool2d(_FixedBuffers):
     """
 
     # spatial only: the harness infers the rep from the rank (4-D trivial, 5-D regular)
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int] | None = 2,
                  padding: int | tuple[int, int] | None = None) -> None:
@@ -70,7 +70,7 @@ class GaussianBlurPool2d(_FixedBuffers):
         return s
 
 
-class DiskMask(_FixedBuffers):
+class DiskMask(Typed, _FixedBuffers):
     """Multiply by a smooth disk mask (escnn's ``MaskModule``): 1 inside the disk of radius
     ``(1 - margin / 100) * c``, ``c = (size - 1) / 2``, and ``exp((t - d^2) / sigma^2)``
     outside (``d^2`` the squared distance from the centre, ``t`` the squared radius), so that
@@ -95,8 +95,7 @@ class DiskMask(_FixedBuffers):
         torch.Size([2, 3, 8, 29, 29])
     """
 
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0) -> None:
         super().__init__()

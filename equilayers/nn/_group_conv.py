@@ -14,9 +14,12 @@ from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
+from ..functional._conv_fields import conv_field_types
 from ..groups import GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
 from ._exactness import _WarnsInexact
+from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
+from ._typed import Typed
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
@@ -82,15 +85,13 @@ class _ExactConvMixin(_WarnsInexact):
         return s
 
 
-class _GroupConvNd(_ExactConvMixin):
+class _GroupConvNd(Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every forward: nothing is cached) and the exactness
     warning."""
 
     lifting: bool = False
-    in_rep = "regular"
-    out_rep = "regular"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -134,16 +135,11 @@ class _GroupConvNd(_ExactConvMixin):
             self.kernel_size[0], sigma, frequencies_cutoff, rings, name)
         self._basis_spec = BS.resolve_settings(self.kernel_size[0], self.sigma,
                                               self.frequencies_cutoff, self.rings, name)
-        try:
-            in_rep, out_rep, m_in, m_out = G.field_types(grp, self.lifting, max_order,
-                                                         in_max_order)
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+        self.in_type, self.out_type = conv_field_types(grp, self.lifting, max_order,
+                                                       in_max_order, name)
         self.group, self.basis = grp, basis
-        self.in_rep, self.out_rep = in_rep, out_rep
-        self.max_order, self.in_max_order = m_out, m_in
-        self.fiber_out = int(grp.order) if m_out is None else 2 * m_out + 1
-        self.fiber_in = 1 if self.lifting else (self.fiber_out if m_in is None else 2 * m_in + 1)
+        self.max_order, self.in_max_order = self.out_type.max_order, self.in_type.max_order
+        self.fiber_out, self.fiber_in = self.out_type.fiber_size, self.in_type.fiber_size
         factory = {"device": device, "dtype": dtype}
         if basis == "harmonic":  # filled (once) by reset_parameters
             self._num_basis = self._basis_size()
@@ -209,9 +205,10 @@ class _GroupConvNd(_ExactConvMixin):
                     "rings": self.rings}
         if self.out_rep == "regular":
             return S.regular_table(self.group, k, dtype=dtype, device=device, **settings)
-        return S.steerable_basis(self.group, self.in_rep, self.out_rep, k,
-                                 in_order=self.in_max_order, out_order=self.max_order,
-                                 dtype=dtype, device=device, **settings)
+        # steerable_basis without re-checking the arguments the constructor checked
+        basis = S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
+                          self.max_order or 0, self._basis_spec)
+        return (basis * self._irrep_scale().view(-1, 1, 1, 1, 1)).to(dtype=dtype, device=device)
 
     @property
     def _fourier_axis(self) -> bool:
@@ -444,58 +441,6 @@ class _GroupConvNd(_ExactConvMixin):
         return s
 
 
-_SHARED_DOC = """
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-        padding_mode, device, dtype: as ``nn.Conv2d`` (``kernel_size`` square; ``padding`` an
-            int, a pair, ``"same"`` or ``"valid"``; ``padding_mode`` ``"zeros"``,
-            ``"reflect"``, ``"replicate"`` or ``"circular"``). Channels count *fields*.
-        group: ``"cN"``/``"dN"`` for any N (``"p4"`` = c4, ``"p4m"`` = d4), ``"so2"``,
-            ``"o2"`` or a :class:`~equilayers.groups.Group`.
-        basis: ``"pixel"``: full ``k x k`` filters (the GrouPy function class; c1, c2, c4,
-            d1, d2, d4 only, their default). ``"harmonic"``: filters in the closed-form
-            steerable basis (:func:`~equilayers.functional.steerable_basis`: circular
-            harmonics on Gaussian rings), weight ``(C_out, C_in // groups, num_basis)``; any
-            group, the default and only option for the others. For c4/d4 it is band-limited
-            and has fewer parameters than ``"pixel"``.
-        max_order: ``M``: harmonic output fields ``[a_0, c_1, s_1, ..., c_M, s_M]`` (``2M+1``
-            slots). Required for so2/o2; for cN/dN it selects harmonic instead of regular
-            fields (needs ``basis="harmonic"``).
-        in_max_order: (group conv only) the order of the harmonic input fields, default
-            ``max_order``.
-        sigma, frequencies_cutoff, rings: (keyword-only, ``basis="harmonic"``, which they
-            select by default) the steerable basis settings of escnn's ``R2Conv``, same meaning
-            (:func:`~equilayers.functional.steerable_basis`): ring widths, the largest angular
-            frequency per ring (``c``: ``|f| <= c * radius``; a callable radius -> frequency,
-            stored as its per-ring values; a list, one per ring) and the ring radii in filter
-            taps. ``None``: the default (escnn's for ``k <= 7``). An empty basis raises.
-
-    Bias: one value per output field, on every slot of a regular field and on the order-0
-    slot of a harmonic field (a constant on the other orders would not rotate).
-
-    Shape:
-        ``H' = floor((H + pad_top + pad_bottom - dilation * (k - 1) - 1) / stride) + 1``,
-        the same for ``W'`` (as ``nn.Conv2d``); the fiber ``F`` is ``|G|`` (``N`` for cN,
-        ``2N`` for dN) for regular fields and ``2M+1`` for harmonic ones.
-
-    Equivariance:
-        Exact (float rounding: about 1e-7 relative in float32, 1e-16 in float64) for every
-        element of the group's grid subgroup (rotations by multiples of 90 degrees and flips
-        it contains: all of c1..d4; c4 of c8/so2, d4 of d8/o2, c2 of c6, ...) whenever each
-        flipped dim has symmetric padding and ``(n + pad - dilation*(k-1) - 1) % stride ==
-        0`` (for 90-degree rotations also the same options on both dims and a square input);
-        see :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
-        ``"same"`` with an even kernel, breaks it: the first such forward warns, once per
-        module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
-        filters are exact rotations of continuous functions, but images are sampled on the
-        grid (measured errors: docs/layers/steerable.md, "Measured"). Cost: one
-        ``F.conv2d`` with the expanded filter, plus (steerable basis) per training forward one
-        matmul of the weight with the basis (regular fields: a gather of the weight through
-        the group's inverse Cayley table and one batched matmul with the ``|G|`` rotated
-        copies of the basis functions, held compactly as ``(|G|, J, k, k)``).
-"""
-
-
 class LiftingConv2d(_GroupConvNd):
     __doc__ = """Lifting convolution: images ``(B, C_in, H, W)`` to group feature maps
     ``(B, C_out, F, H', W')`` (regular fields, ``F = |G|``, or harmonic, ``F = 2M+1``).
@@ -513,8 +458,6 @@ class LiftingConv2d(_GroupConvNd):
         torch.Size([2, 8, 5, 9, 9])
     """
     lifting = True
-    in_rep = "trivial"
-    out_rep = "regular"
 
 
 class GroupConv2d(_GroupConvNd):
@@ -534,5 +477,3 @@ class GroupConv2d(_GroupConvNd):
         torch.Size([2, 4, 8, 9, 9])
     """
     lifting = False
-    in_rep = "regular"
-    out_rep = "regular"

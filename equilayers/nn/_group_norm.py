@@ -7,11 +7,13 @@ from torch import nn
 
 from .._checks import check_float_dtype, check_int
 from ..functional._group_norm import check_input, check_norm_args
+from ..groups import FieldType
+from ._typed import Typed
 
 __all__ = ["GroupBatchNorm2d"]
 
 
-class GroupBatchNorm2d(nn.BatchNorm3d):
+class GroupBatchNorm2d(Typed, nn.BatchNorm3d):
     """Batch norm of regular fields ``(B, C, F, H, W)`` with statistics shared over the fiber.
 
     ``y = (x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c`` with one mean/variance per
@@ -36,8 +38,7 @@ class GroupBatchNorm2d(nn.BatchNorm3d):
         torch.Size([2, 4, 8, 5, 5])
     """
 
-    in_rep = "regular"
-    out_rep = "regular"
+    in_type = out_type = FieldType.regular()  # of any finite group
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None,

@@ -8,12 +8,14 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _group_pool as P
 from ..functional._gconv import _pair
+from ..groups import FieldType
 from ._exactness import _WarnsInexact
+from ._typed import Typed
 
 __all__ = ["GroupPool", "GroupMaxPool2d", "GroupAvgPool2d"]
 
 
-class GroupPool(nn.Module):
+class GroupPool(Typed, nn.Module):
     """Pool over the fiber: ``(B, C, F, H, W) -> (B, C, H, W)`` (``"max"`` or ``"mean"``).
 
     ``y[c] = max_g x[c, g]`` (or the mean): invariant to any permutation of the slots, so
@@ -35,8 +37,8 @@ class GroupPool(nn.Module):
         torch.Size([2, 3, 5, 5])
     """
 
-    in_rep = "regular"
-    out_rep = "trivial"
+    in_type = FieldType.regular()  # of any finite group
+    out_type = FieldType.trivial()
 
     def __init__(self, reduction: str = "max") -> None:
         super().__init__()
@@ -49,9 +51,8 @@ class GroupPool(nn.Module):
         return "" if self.reduction == "max" else f"reduction={self.reduction!r}"
 
 
-class _SpatialPool(_WarnsInexact):
-    in_rep = "regular"
-    out_rep = "regular"
+class _SpatialPool(Typed, _WarnsInexact):
+    in_type = out_type = FieldType.regular()  # of any finite group
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
         super().__init__()

@@ -12,7 +12,10 @@ from torch import nn
 from ..functional import _harmonic as H
 from ..functional import _harmonic_bn as HB
 from ..functional import _norm_max_pool as NMP
+from ..groups import FieldType
+from ..groups._fields import field_type
 from . import _checks as C
+from ._typed import Typed
 
 __all__ = [
     "NormNonlinearity",
@@ -23,7 +26,7 @@ __all__ = [
 ]
 
 
-class NormNonlinearity(nn.Module):
+class NormNonlinearity(Typed, nn.Module):
     """Norm nonlinearity for harmonic fields: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|``.
 
     Orders ``m >= 1`` keep their direction and have their magnitude ``|v_m| = sqrt(c_m^2 +
@@ -60,9 +63,6 @@ class NormNonlinearity(nn.Module):
         torch.Size([1, 4, 5, 6, 6])
     """
 
-    in_rep = "harmonic"
-    out_rep = "harmonic"
-
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
                  device=None, dtype=None, *, order0: str = "function",
@@ -70,7 +70,7 @@ class NormNonlinearity(nn.Module):
         super().__init__()
         name = type(self).__name__
         self.channels = C.positive_int(channels, "channels", name)
-        self.max_order = C.order(max_order, name)
+        self.max_order = _harmonic(self, max_order, name, required=True)
         self.function = C.function(function, name)
         C.flag(bias, "bias", name)
         self.order0 = C.choice(order0, "order0", name, H.ORDER0)
@@ -100,7 +100,7 @@ class NormNonlinearity(nn.Module):
             "" if self.threshold == 1.0 else f", threshold={self.threshold:g}")
 
 
-class GatedNonlinearity(nn.Module):
+class GatedNonlinearity(Typed, nn.Module):
     """Gated nonlinearity: ``v_m -> sigmoid(g) v_m`` for ``m >= 1``, ``a_0 -> function(a_0)``.
 
     The gate ``g`` is an invariant scalar, so rescaling by ``sigmoid(g)`` commutes with every
@@ -125,15 +125,12 @@ class GatedNonlinearity(nn.Module):
         torch.Size([1, 4, 5, 6, 6])
     """
 
-    in_rep = "harmonic"
-    out_rep = "harmonic"
-
     def __init__(self, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, *,
                  gates: str = "own") -> None:
         super().__init__()
         name = type(self).__name__
-        self.max_order = C.order(max_order, name)
+        self.max_order = _harmonic(self, max_order, name, required=True)
         self.function = C.function(function, name)
         self.gates = C.choice(gates, "gates", name, H.GATES)
 
@@ -145,7 +142,7 @@ class GatedNonlinearity(nn.Module):
             "" if self.gates == "own" else f", gates={self.gates!r}")
 
 
-class HarmonicBatchNorm(nn.Module):
+class HarmonicBatchNorm(Typed, nn.Module):
     """Batch norm for harmonic fields that only rescales the magnitudes of orders ``m >= 1``.
 
     Order 0 is normalized like ``nn.BatchNorm3d`` (mean/variance, affine); each order ``m >= 1``
@@ -169,8 +166,6 @@ class HarmonicBatchNorm(nn.Module):
         torch.Size([3, 4, 5, 6, 6])
     """
 
-    in_rep = "harmonic"
-    out_rep = "harmonic"
     _version = 2  # 2: num_batches_tracked (checkpoints without it load with the current count)
 
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
@@ -179,7 +174,7 @@ class HarmonicBatchNorm(nn.Module):
         super().__init__()
         name = type(self).__name__
         self.num_features = C.positive_int(num_features, "num_features", name)
-        self.max_order = C.order(max_order, name)
+        self.max_order = _harmonic(self, max_order, name, required=True)
         self.eps = C.positive_float(eps, "eps", name)
         self.momentum = C.momentum(momentum, name)
         self.affine = C.flag(affine, "affine", name)
@@ -246,7 +241,7 @@ class HarmonicBatchNorm(nn.Module):
                 f"track_running_stats={self.track_running_stats}")
 
 
-class NormPool(nn.Module):
+class NormPool(Typed, nn.Module):
     """Magnitude of every rotation order: ``(B, C, 2M+1, H, W) -> (B, C * (M + 1), H, W)``.
 
     Channel ``c * (M + 1) + m`` is ``|v_m|`` of field ``c`` (``|a_0|`` for order 0). The output
@@ -265,18 +260,28 @@ class NormPool(nn.Module):
         torch.Size([2, 9, 8, 8])
     """
 
-    in_rep = "harmonic"
-    out_rep = "trivial"
+    out_type = FieldType.trivial()
 
     def __init__(self, max_order: int | None = None) -> None:
         super().__init__()
-        self.max_order = None if max_order is None else C.order(max_order, type(self).__name__)
+        self.max_order = _harmonic(self, max_order, type(self).__name__, output=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return H.norm_pool(x, _order_of(x, self.max_order, type(self).__name__))
 
     def extra_repr(self) -> str:
         return "" if self.max_order is None else f"max_order={self.max_order}"
+
+
+def _harmonic(module: nn.Module, max_order, name: str, *, required: bool = False,
+              output: bool = True) -> int | None:
+    """Set ``module.in_type`` (and ``out_type``) to harmonic fields of ``max_order`` (any
+    planar group; ``None``: read from the input), validating it once; returns it."""
+    module.in_type = field_type(None, "harmonic", max_order, what=name,
+                                order_required=required)
+    if output:
+        module.out_type = module.in_type
+    return module.in_type.max_order
 
 
 def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
@@ -290,7 +295,7 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
     return (x.shape[2] - 1) // 2
 
 
-class NormMaxPool(nn.Module):
+class NormMaxPool(Typed, nn.Module):
     """Spatial max pooling of harmonic fields by magnitude: in every window, per field, keep the
     vector of largest norm (escnn's ``NormMaxPool``); ``nn.MaxPool2d``'s signature.
 
@@ -320,9 +325,6 @@ class NormMaxPool(nn.Module):
         torch.Size([2, 3, 5, 4, 4])
     """
 
-    in_rep = "harmonic"
-    out_rep = "harmonic"
-
     def __init__(self, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1, *,
@@ -334,7 +336,7 @@ class NormMaxPool(nn.Module):
         self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         self.padding, self.dilation = padding, dilation
         self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
-        self.max_order = None if max_order is None else C.order(max_order, name)
+        self.max_order = _harmonic(self, max_order, name)
         self.per = C.choice(per, "per", name, NMP.PER)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

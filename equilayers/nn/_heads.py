@@ -9,12 +9,13 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._heads import _check_pool, _check_spatial, fiber_pose, invariant_head
-from ..groups import GroupLike, get
+from ..groups import FieldType, GroupLike, get
+from ._typed import Typed
 
 __all__ = ["InvariantHead"]
 
 
-class InvariantHead(nn.Module):
+class InvariantHead(Typed, nn.Module):
     """Group-invariant classifier head: pool over the fiber, pool over space, then a ``Linear``.
 
     ``logits = W . spatial_pool(fiber_pool(x)) + b``; ``fiber_pool`` is a max (or mean) over
@@ -47,9 +48,6 @@ class InvariantHead(nn.Module):
         torch.Size([2, 10])
     """
 
-    in_rep = "regular"
-    out_rep = "invariant"
-
     def __init__(self, in_channels: int, num_classes: int, *, group: GroupLike = "p4",
                  pool: str = "max", spatial: str = "mean", return_pose: bool = False,
                  bias: bool = True, device=None, dtype=None) -> None:
@@ -67,6 +65,7 @@ class InvariantHead(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.group = grp
+        self.in_type, self.out_type = FieldType.regular(grp), FieldType.invariant(grp)
         self.pool = pool
         self.spatial = spatial
         self.return_pose = bool(return_pose)

@@ -7,11 +7,12 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._polyphase import polyphase_pool2d, polyphase_upsample2d
+from ._typed import Typed
 
 __all__ = ["PolyphasePool2d", "PolyphaseUpsample2d"]
 
 
-class PolyphasePool2d(nn.Module):
+class PolyphasePool2d(Typed, nn.Module):
     """Adaptive polyphase sampling: keep the ``stride x stride`` polyphase component of largest
     norm, per sample.
 
@@ -46,8 +47,7 @@ class PolyphasePool2d(nn.Module):
         torch.Size([2, 3, 4, 4])
     """
 
-    in_rep = None
-    out_rep = None
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, stride: int = 2, *, criterion: str = "l2", blur_size: int = 1,
                  padding_mode: str = "circular", return_index: bool = False) -> None:
@@ -75,7 +75,7 @@ class PolyphasePool2d(nn.Module):
         return ", ".join(parts)
 
 
-class PolyphaseUpsample2d(nn.Module):
+class PolyphaseUpsample2d(Typed, nn.Module):
     """Put features back on the polyphase component :class:`PolyphasePool2d` took them from.
 
     ``forward(x, index)``: ``y[b, ..., i + s p, j + s q] = x[b, ..., p, q]`` for
@@ -96,6 +96,8 @@ class PolyphaseUpsample2d(nn.Module):
         >>> up(*pool(x)).shape
         torch.Size([2, 3, 8, 8])
     """
+
+    in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, stride: int = 2, *, blur_size: int = 1,
                  padding_mode: str = "circular") -> None:

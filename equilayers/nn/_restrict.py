@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 
 from ..functional import _restrict as R
-from ..groups import GroupLike
+from ..groups import FieldType, GroupLike
 from ..groups._subgroups import quotient_size, restriction_index
 from ._derived import _FixedBuffers
+from ._typed import Typed
 
 __all__ = ["Restrict", "CosetPool"]
 
 
-class Restrict(_FixedBuffers):
+class Restrict(Typed, _FixedBuffers):
     """Restrict a group's fields to a subgroup's: ``D_N -> C_N``, ``D_N -> D_M`` and
     ``C_N -> C_M`` (``M | N``), ``D_N -> D_1`` (the flips), ``O(2) -> SO(2)``, ...
 
@@ -51,7 +52,7 @@ class Restrict(_FixedBuffers):
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
         self.group, self.subgroup, self.rep = grp, sub, rep
-        self.in_rep = self.out_rep = rep
+        self.in_type, self.out_type = FieldType(grp, rep), FieldType(sub, rep)
         self.in_group = grp.name  # the harness acts on the input with group elements
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
         self._identity = False
@@ -77,7 +78,7 @@ class Restrict(_FixedBuffers):
         return s + (f", rep={self.rep!r}" if self.rep != "regular" else "")
 
 
-class CosetPool(_FixedBuffers):
+class CosetPool(Typed, _FixedBuffers):
     """Max (or mean) of a regular field over each left coset ``t_j K`` of a subgroup ``K``.
 
     ``y[c, j] = max_{k in K} x[c, t_j k]``: a function on the ``|G|/|K|`` cosets (rep
@@ -106,14 +107,12 @@ class CosetPool(_FixedBuffers):
         torch.Size([2, 3, 4, 5, 5])
     """
 
-    in_rep = "regular"
-
     def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, "regular", "CosetPool")
         self.group, self.subgroup = grp, sub
         self.reduction = R.check_reduction(reduction, "CosetPool")
-        self.out_rep = f"quotient:{sub.name}"
+        self.in_type, self.out_type = FieldType.regular(grp), FieldType.quotient(grp, sub)
         self._count = quotient_size(grp, sub)
         self._identity = False
         self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as C
-from ..groups import GroupElement, GroupLike, act, disk_mask, gaussian_smooth, get
+from ..groups import FieldType, GroupElement, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._subgroups import check_subgroup, embed
+from ._fields import act_on, resolve_field_type
 
 __all__ = [
     "EquivarianceReport",
@@ -135,8 +136,8 @@ def equivariance_report(
     x: torch.Tensor,
     group: GroupLike,
     *,
-    in_rep: str | None = None,
-    out_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
     smooth: float = 1.0,
     margin: float = 2.0,
@@ -145,11 +146,15 @@ def equivariance_report(
     """Measure ``f``'s equivariance on ``x`` for each element; see the module docstring.
 
     Args:
-        f: a module or function. Modules may declare ``in_rep``/``out_rep`` attributes.
+        f: a module or function. Modules declare ``in_type``/``out_type``
+            (:class:`~equilayers.groups.FieldType`; or ``in_rep``/``out_rep`` names).
         x: the input batch; ``f`` runs in its dtype, the error is computed in float64.
         group: a group name or :class:`~equilayers.groups.Group`.
-        in_rep, out_rep: override the declared/inferred reps (``"trivial"``, ``"regular"``,
-            ``"harmonic"``, ``"invariant"``).
+        in_rep, out_rep: override the declared types: a rep name (``"trivial"``,
+            ``"regular"``, ``"harmonic"``, ``"invariant"``, ``"quotient:K"``, for the
+            tensor's rank) or a :class:`~equilayers.groups.FieldType`. Undeclared types are
+            read from the rank (``equilayers.testing._fields``): a 5-D tensor is a regular
+            field only when its ``F`` is ``|G|``, else this raises and asks for the argument.
         elements: the elements to test; default all elements of a finite group, the grid
             elements (multiples of 90 degrees, flips) of SO(2)/O(2).
         smooth: Gaussian sigma (pixels) for the input when off-grid elements are tested.
@@ -170,39 +175,38 @@ def equivariance_report(
     in_grp = grp if in_grp is None else get(in_grp)
     if in_grp != grp:
         check_subgroup(in_grp, grp, "equivariance_report")
-    in_rep = infer_rep(x, in_rep if in_rep is not None else getattr(f, "in_rep", None),
-                       name="in_rep", what=what)
-    if out_rep is not None:
+    in_type, declared = resolve_field_type(x, in_rep, f, "in", in_grp, what)
+    if declared:
+        in_type.check(x, "x", what)
+    if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", what)
-    need = {"trivial": "at least 2-D (..., H, W)", "regular": "5-D (B, C, F, H, W)",
-            "harmonic": "5-D (B, C, F, H, W)"}.get(in_rep)
-    if need and (x.dim() < 2 or (in_rep != "trivial" and x.dim() != 5)):
-        raise ValueError(f"{what}: x with in_rep={in_rep!r} must be {need}; got shape "
-                         f"{tuple(x.shape)}")
     approximate = any(not g.is_grid for g in els)
-    if approximate and in_rep != "invariant":
+    if approximate and in_type.rep != "invariant":
         x = gaussian_smooth(x, smooth)
     with torch.no_grad():
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"f must return a tensor; got {type(y).__name__}")
-        out_rep = infer_rep(y, out_rep if out_rep is not None else getattr(f, "out_rep", None),
-                            name="out_rep", what=what)
+        out_type, declared = resolve_field_type(y, out_rep, f, "out", grp, what,
+                                                like=in_type if in_grp == grp else None)
+        if declared:
+            out_type.check(y, "f(x)", what)
         errors: dict[GroupElement, float] = {}
         floors: dict[GroupElement, float] = {}
         for g in els:
-            y_g = f(act(x, g if in_grp == grp else embed(g, in_grp), in_rep))
-            gy = act(y, g, out_rep)
+            y_g = f(act_on(in_type, g if in_grp == grp else embed(g, in_grp), x))
+            gy = act_on(out_type, g, y)
             mask = None
             floor = 0.0
-            if not g.is_grid and out_rep != "invariant":
+            if not g.is_grid and out_type.rep != "invariant":
                 h, w = y.shape[-2:]
                 mask = disk_mask(h, w, margin, device=y.device)
-                back = act(gy, g.inverse(), out_rep)
+                back = act_on(out_type, g.inverse(), gy)
                 floor = _rel(back, y, mask)
             if y_g.shape != gy.shape:
                 raise ValueError(f"f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
-                                 f"{tuple(gy.shape)}: is out_rep={out_rep!r} right?")
+                                 f"{tuple(gy.shape)}: is out_rep={out_type.rep!r} "
+                                 f"({out_type!r}) right?")
             errors[g] = _rel(y_g, gy, mask)
             floors[g] = floor
     worst = max(els, key=lambda g: (errors[g] != errors[g], errors[g]))  # NaN counts as worst
@@ -214,8 +218,8 @@ def equivariance_error(
     x: torch.Tensor,
     group: GroupLike,
     *,
-    in_rep: str | None = None,
-    out_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
 ) -> float:
     """The worst relative equivariance error of ``f`` on ``x`` over ``elements`` (float64).
@@ -236,7 +240,7 @@ def invariance_error(
     x: torch.Tensor,
     group: GroupLike,
     *,
-    in_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
 ) -> float:
     """The worst relative change ``||f(g.x) - f(x)|| / ||f(x)||`` over ``elements``."""
@@ -250,8 +254,8 @@ def assert_equivariant(
     x: torch.Tensor,
     group: GroupLike,
     *,
-    in_rep: str | None = None,
-    out_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
     tol: float | None = None,
 ) -> EquivarianceReport:
@@ -269,7 +273,7 @@ def assert_invariant(
     x: torch.Tensor,
     group: GroupLike,
     *,
-    in_rep: str | None = None,
+    in_rep: str | FieldType | None = None,
     elements: Sequence[GroupElement | int] | None = None,
     tol: float | None = None,
 ) -> EquivarianceReport:

@@ -1,0 +1,105 @@
+"""What the harness and the metrics act with: the :class:`~equilayers.groups.FieldType` of
+a tensor, from the caller's argument, the module's declaration, or (last) its rank.
+
+In that order: an ``in_rep=``/``out_rep=`` argument (a rep name or a ``FieldType``), the
+module's ``in_type``/``out_type`` (or, for modules written before field types, its
+``in_rep``/``out_rep`` names; an ``nn.Sequential`` declares its first module's input and its
+last module's output), and only then the rank: ``<= 2`` dims invariant, 3, 4 or ``>= 6``
+trivial, and 5 dims, which are ambiguous (``(B, C, F, H, W)`` group maps or ``(B, C, D, H,
+W)`` volumes): the input's type for a rank-preserving map's output, a regular field when
+``F = |G|`` (the documented default), otherwise a ``ValueError`` asking for the argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..groups import FieldType, Group, GroupElement, act
+from ..groups._actions import check_rep
+from ..groups._fields import field_type
+
+__all__ = ["resolve_field_type", "act_on", "declared_type"]
+
+
+def declared_type(f: Any, side: str) -> FieldType | str | None:
+    """``f``'s own ``{side}_type`` or ``{side}_rep`` (``side`` is ``"in"`` or ``"out"``); an
+    ``nn.Sequential`` without one declares its first module's input / last module's output."""
+    for attr in (f"{side}_type", f"{side}_rep"):
+        value = getattr(f, attr, None)
+        if value is not None:
+            return value
+    if isinstance(f, nn.Sequential) and len(f) > 0:
+        return declared_type(f[0] if side == "in" else f[-1], side)
+    return None
+
+
+def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Group | None,
+                       what: str, like: FieldType | None = None) -> tuple[FieldType, bool]:
+    """``(type, declared)``: the field type of ``t``, the input (``side="in"``) or output of
+    ``f``, acted on by ``group`` (``None``: not known, as in the Lie derivative); ``declared``
+    is True for a ``FieldType`` (given or declared), whose shape the caller checks. ``like``:
+    the input's type, the guess for an undeclared output of the same layout."""
+    name = f"{side}_rep"
+    value = given if given is not None else declared_type(f, side)
+    if isinstance(value, FieldType):
+        return (value if group is None else value.bind(group)), True
+    if value is not None:
+        return _from_rep(value, t, group, name, what), False
+    return _guess(t, group, name, what, like), False
+
+
+def _noun(name: str) -> str:
+    return "x" if name == "in_rep" else "the output"
+
+
+def _from_rep(rep: str, t: torch.Tensor, group: Group | None, name: str,
+              what: str) -> FieldType:
+    """A rep name given for ``t``: its field type, with the spatial dims ``t`` has."""
+    rep = check_rep(rep, name, what)
+    if rep == "invariant":
+        return FieldType(group, rep)
+    fiber = rep != "trivial"
+    if fiber and t.dim() < 5:
+        raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be 5-D (B, C, F, H, "
+                         f"W); got shape {tuple(t.shape)}")
+    if t.dim() < 2:
+        raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be at least 2-D "
+                         f"(..., H, W); got shape {tuple(t.shape)}")
+    # trivial maps of any rank >= 2 only move on (H, W): act_on takes them as they are
+    return field_type(group, rep, None, max(t.dim() - 2 - fiber, 2), what=what)
+
+
+def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
+           like: FieldType | None) -> FieldType:
+    if t.dim() <= 2:
+        return FieldType(group, "invariant")
+    if t.dim() != 5:
+        return FieldType(group, "trivial", spatial_dims=max(t.dim() - 2, 2))
+    if like is not None and like.tensor_ndim == 5 and like.rep != "invariant":
+        try:
+            like.check(t)
+        except ValueError:
+            pass
+        else:
+            return like
+    size = t.shape[2]
+    if group is None or (group.is_finite and size == group.order):
+        return FieldType(group, "regular")  # the documented default for 5-D group maps
+    regular = (f"a regular field of {group.name} has F = |G| = {int(group.order)} slots"
+               if group.is_finite else f"{group.name} has no regular fields")
+    raise ValueError(
+        f"{what}: cannot tell what the 5-D {_noun(name)} of shape {tuple(t.shape)} is "
+        f"({regular}; it may be a harmonic field or a volume (B, C, D, H, W)): pass {name}= "
+        "('harmonic', 'trivial' for a volume, 'quotient:K', or a FieldType) or declare "
+        f"{name.replace('_rep', '_type')} on the module")
+
+
+def act_on(ft: FieldType, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
+    """``g . x`` for ``x`` of type ``ft``; trivial maps of another rank move on ``(H, W)``
+    (what a ``"trivial"`` rep name has always meant)."""
+    if not ft.has_fiber and x.dim() != ft.tensor_ndim:
+        return act(x, g, ft.rep)
+    return ft.act(g, x)
