@@ -84,6 +84,7 @@ class Case:
     extra: dict[str, Callable[[dict], dict]] = field(default_factory=dict)  # bad inputs
     empty: str = "result"  # "result": B=0 gives B=0 out; "error": a named error is fine
     xfail: dict[str, str] = field(default_factory=dict)  # label (or "prefix*") -> reason
+    warns: dict[str, str] = field(default_factory=dict)  # label -> the UserWarning it must give
     variant: str = ""
     needs_kernel: bool = False  # a Triton kernel wrapper: skip what needs the kernel to run
 
@@ -368,7 +369,11 @@ def run(case: Case, only: str | None = None) -> None:
         if only is not None and not label.startswith(only):
             continue
         try:
-            check()
+            if label in case.warns:  # an accepted value the layer warns about, on purpose
+                with pytest.warns(UserWarning, match=case.warns[label]):
+                    check()
+            else:
+                check()
         except pytest.skip.Exception:
             continue
         except Exception as exc:  # noqa: BLE001 - collected, reported below
