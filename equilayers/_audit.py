@@ -12,9 +12,12 @@ from torch import nn
 
 from . import metrics
 from ._grid import check_grid
+from ._table import print_table, table_width, terminal_width, wrap
 from .groups import fractional_shift, gaussian_smooth, get, rotate
 
 __all__ = ["load_factory", "parse_shape", "audit", "invariance_curves"]
+
+SMOOTH = 1.0  # sigma in pixels of the Gaussian smoothing of the plot's inputs
 
 
 def load_factory(spec: str) -> nn.Module:
@@ -60,7 +63,7 @@ def invariance_curves(model: nn.Module, x: torch.Tensor, *, angles: int = 37,
     """Relative change ``||f(T x) - f(x)|| / ||f(x)||`` of the output against the rotation
     angle (degrees, bilinear :func:`~equilayers.groups.rotate` of a smoothed input) and
     against a horizontal sub-pixel shift (:func:`~equilayers.groups.fractional_shift`)."""
-    xs = gaussian_smooth(x, 1.0)
+    xs = gaussian_smooth(x, SMOOTH)
     degs = [360.0 * i / (angles - 1) for i in range(angles)]
     offs = [max_shift * i / (shifts - 1) for i in range(shifts)]
     with torch.no_grad():
@@ -84,7 +87,7 @@ def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.9))
     a.plot(curves["angle"], curves["rotation"], marker=".")
     a.set_xlabel("rotation angle (degrees)")
     a.set_ylabel("relative change of the output")
@@ -96,7 +99,7 @@ def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
@@ -107,32 +110,74 @@ def _fmt(v: float) -> str:
     return "n/a" if v != v else f"{v:.2e}"
 
 
-def _print_table(title: str, head: list[str], rows: list[list[str]], file) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        line = "  ".join("{:<" + str(w) + "}" for w in widths)
-        print(title, file=file)
-        print(line.format(*head), file=file)
-        print(line.format(*("-" * w for w in widths)), file=file)
-        for r in rows:
-            print(line.format(*r), file=file)
-        return
-    table = Table(title=title)
-    for h in head:
-        table.add_column(h)
-    for r in rows:
-        table.add_row(*r)
-    Console(file=file, width=160).print(table)
+_EXACT = ("rot90", "flip")  # finite and small: every pair of copies, not random ones
+PAIRS = 8
+
+
+def _inputs(shape: tuple[int, ...], batch: int, seed: int, dtype: torch.dtype,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """The per-layer input (``shape``) and the whole-model batch (``batch`` inputs whose first
+    ones are the per-layer input), both N(0, 1) noise drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if batch > shape[0]:
+        more = torch.randn((batch - shape[0], *shape[1:]), generator=gen, dtype=torch.float64)
+        xb = torch.cat([x, more])
+    else:
+        xb = x[:batch]
+    return x.to(dtype=dtype, device=device), xb.to(dtype=dtype, device=device), gen
+
+
+def _layer_table(rot_rows: list, shift_rows: list, group: str, on: str, file,
+                 width: int) -> None:
+    """The per-layer table; a note that explains a row's n/a goes under the table, and a table
+    wider than ``width`` splits into a group table and a shift table."""
+    notes: list[str] = []
+
+    def cells(row) -> list[str]:
+        if row.error == row.error:
+            return [_fmt(row.error), row.worst]
+        if row.note not in notes:
+            notes.append(row.note)
+        return [f"n/a [{notes.index(row.note) + 1}]", "-"]
+
+    title = f"Per-layer relative equivariance error (float64 norms), {on}"
+    head = ["layer", "type", "output", "rep", f"{group} error", "worst", "shift error",
+            "worst shift", ""]
+    rows = []
+    for r, s in zip(rot_rows, shift_rows, strict=True):
+        lost = ", ".join(w for w, row in (("group", r), ("shift", s)) if row.lost)
+        rows.append([r.name, r.kind, "x".join(map(str, r.shape)), r.rep, *cells(r), *cells(s),
+                     f"<- lost ({lost})" if lost else ""])
+    if table_width(head, rows) <= width:
+        print_table(title, head, rows, file, width, keep=(4, 6))
+    else:
+        for k, (what, cols) in enumerate(((group, (0, 1, 2, 3, 4, 5)), ("shift", (0, 1, 6, 7)))):
+            if k:
+                print(file=file)
+            flag = [f"<- lost ({what})" if r.lost else ""
+                    for r in (rot_rows if what == group else shift_rows)]
+            print_table(f"{title}: {what}", [head[c] for c in cols] + [""],
+                        [[row[c] for c in cols] + [f] for row, f in zip(rows, flag, strict=True)],
+                        file, width, keep=(4,) if what == group else (2,))
+    for k, note in enumerate(notes, 1):
+        print(wrap(note, width, f"  [{k}] "), file=file)
 
 
 def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None,
-          seed: int = 0, file=None) -> int:
-    """Run the audit and print its report; returns a process exit code."""
+          seed: int = 0, file=None, *, batch: int = 32, width: int | None = None) -> int:
+    """Run the audit and print its report; returns a process exit code.
+
+    The per-layer table runs on one input of ``input_shape``; the whole-model numbers and the
+    plot on ``batch`` inputs (the first ones that same input), all N(0, 1) noise from ``seed``.
+    The report fits ``width`` columns (default: the terminal's).
+    """
     file = file or sys.stdout
+    width = terminal_width(width)
     shape = parse_shape(input_shape)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"--batch must be a positive int (inputs for the whole-model "
+                         f"numbers); got {batch!r}")
     grp = get(group)
     if out is not None:
         _require_matplotlib()  # fail before measuring, not after
@@ -140,27 +185,30 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     device = p.device if p is not None else torch.device("cpu")
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    print(f"equilayers audit: {spec}  input {tuple(shape)}  group {grp.name}  dtype {dtype}",
-          file=file)
+    x, xb, gen = _inputs(shape, batch, seed, dtype, device)
+    size = "x".join(map(str, shape[1:]))
+    source = f"N(0, 1) noise, seed {seed}"
+    head = wrap(f"equilayers audit:\0{spec}  input {tuple(shape)}  group {grp.name}  "
+                f"dtype {dtype}", width)  # \0: the command's name stays with the model's
+    print(head.replace("\0", " "), file=file)
+    print(wrap(f"inputs: {source}, {size} each (--seed); the per-layer table on "
+               f"{_count(shape[0])}, the whole-model numbers"
+               f"{' and the plot' if out is not None else ''} on {_count(batch)} (--batch)",
+               width), file=file)
 
     rot_rows = metrics.layerwise_equivariance(model, x, grp)
     shift_rows = metrics.layerwise_shift_equivariance(model, x)
-    rows = []
-    for r, s in zip(rot_rows, shift_rows, strict=True):
-        lost = ", ".join(w for w, row in (("group", r), ("shift", s)) if row.lost)
-        rows.append([r.name, r.kind, "x".join(map(str, r.shape)), r.rep,
-                     _fmt(r.error), r.worst if r.error == r.error else r.note,
-                     _fmt(s.error), s.worst if s.error == s.error else s.note,
-                     f"<- lost ({lost})" if lost else ""])
-    _print_table("Per-layer relative equivariance error (float64 norms)",
-                 ["layer", "type", "output", "rep", f"{grp.name} error", "worst",
-                  "shift error", "worst shift", ""], rows, file)
+    print(file=file)
+    _layer_table(rot_rows, shift_rows, grp.name, f"on {_count(shape[0])} ({source})", file,
+                 width)
 
     with torch.no_grad():
-        y = model(x)
-    model_rows = [["invariance_error", grp.name, _fmt(metrics.invariance_error(model, x, grp))]]
+        y = model(xb)
+    n = batch
+    model_rows = [["invariance_error", grp.name, _fmt(metrics.invariance_error(model, xb, grp)),
+                   _count(n)]]
+    notes = [f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
+             f"the elements of {grp.name}, norms over all {_count(n)}."]
     if isinstance(y, torch.Tensor) and y.dim() == 2:
         transforms = ["circular_shift", "fractional_shift", "rot90", "rotate"]
         if grp.has_reflections:
@@ -168,23 +216,53 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
         for t in transforms:
             if t == "rot90" and shape[-1] != shape[-2]:
                 continue
-            c = metrics.consistency(model, x, t, pairs=8, generator=gen)
-            model_rows.append(["consistency", t, f"{c:.3f}"])
+            pairs = "all" if t in _EXACT else PAIRS
+            c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
+            model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (
+                "all pairs" if pairs == "all" else f"{PAIRS} random pairs")])
+        classes = int(y.argmax(dim=1).unique().numel())
+        model_rows.append(["top-1 classes", "-", f"{classes} of {y.shape[1]}", _count(n)])
+        exact = " and ".join(t for t in _EXACT if t in transforms)
+        notes.append(f"consistency: the share of pairs of transformed copies (t1 x, t2 x) "
+                     f"given the same top-1 class (Zhang 2019), averaged over the {_count(n)}; "
+                     f"{exact}: every pair of transforms, the others {PAIRS} random pairs.")
+        if classes == 1:
+            notes.append(f"all {_count(n)} get the same top-1 class, so a consistency of 1.000 "
+                         f"says nothing here: audit a trained model, and check its accuracy on "
+                         f"real data as well.")
     else:
-        model_rows.append(["consistency", "-", "n/a (the output is not (B, K) logits)"])
-    _print_table("Whole model", ["metric", "transform", "value"], model_rows, file)
+        model_rows.append(["consistency", "-", "n/a (the output is not (B, K) logits)", "-"])
+    print(file=file)
+    print_table(f"Whole model, on {_count(batch)} ({source})",
+                ["metric", "transform", "value", "over"], model_rows, file, width,
+                keep=(0, 1, 2))
+    for note in notes:
+        print(wrap(note, width, "  "), file=file)
 
     findings = check_grid(model, shape, grp)
+    print(file=file)
     if findings:
-        print(f"check_grid: {len(findings)} finding(s) at this input size:", file=file)
+        print(wrap(f"check_grid: {len(findings)} finding(s) at this input size:", width),
+              file=file)
         for f in findings:
-            print(f"  - {f}", file=file)
+            print(wrap(str(f), width, "  - "), file=file)
     else:
-        print("check_grid: no findings (the grid allows exact equivariance)", file=file)
+        print(wrap("check_grid: no findings (the grid allows exact equivariance)", width),
+              file=file)
 
     if out is not None:
-        curves = invariance_curves(model, x)
+        curves = invariance_curves(model, xb)
+        smoothed = f"{_count(batch)} ({source}), smoothed (Gaussian, sigma {SMOOTH:g} px)"
         _plot(curves, Path(out), f"{Path(spec.rpartition(':')[0]).name}: "
-                                 f"{spec.rpartition(':')[2]}  {tuple(shape)}")
-        print(f"plot written to {out}", file=file)
+                                 f"{spec.rpartition(':')[2]}  {tuple(shape)}\non {smoothed}")
+        at90 = curves["rotation"][curves["angle"].index(90.0)] if 90.0 in curves["angle"] \
+            else float("nan")
+        print(wrap(f"plot written to {out}: relative change of the output against rotation "
+                   f"angle and sub-pixel shift, norms over {smoothed} (bilinear rotation of "
+                   f"raw noise is mostly interpolation error), so its values differ from the "
+                   f"tables' (at 90 degrees: {_fmt(at90)})", width), file=file)
     return 0
+
+
+def _count(n: int) -> str:
+    return f"{n} input" + ("s" if n != 1 else "")

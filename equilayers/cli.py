@@ -86,7 +86,8 @@ def _audit(args: argparse.Namespace) -> int:
     from ._audit import audit
 
     try:
-        return audit(args.model, args.input_shape, args.group, args.out, args.seed)
+        return audit(args.model, args.input_shape, args.group, args.out, args.seed,
+                     batch=args.batch)
     except (ValueError, RuntimeError) as exc:
         print(f"equilayers audit: error: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group", default="p4", help="p4 (default), p4m, c2, d1, ...")
     p.add_argument("--out", default=None, help="write a PNG of invariance against rotation "
                    "angle and sub-pixel shift (needs matplotlib)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (N(0, 1) "
+                   "noise)")
+    p.add_argument("--batch", type=int, default=32, help="how many random inputs the "
+                   "whole-model numbers (invariance error, consistencies) and the plot average "
+                   "over (default 32); the per-layer table runs on --input-shape's batch")
     p.set_defaults(func=_audit)
     args, rest = parser.parse_known_args(argv)
     if args.command in ("bench", "demo"):

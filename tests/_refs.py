@@ -13,9 +13,14 @@ from equilayers import kernels
 ON_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if ON_CUDA else "cpu"
 CAN_RUN = kernels.triton_available() and (ON_CUDA or os.environ.get("TRITON_INTERPRET") == "1")
-needs_triton = pytest.mark.skipif(
-    not CAN_RUN, reason="triton kernel tests need triton and CUDA, or TRITON_INTERPRET=1 "
-    "(pip install triton; TRITON_INTERPRET=1 pytest tests/test_kernels*.py)")
+# the reason names what is missing here: triton itself, or (triton installed, no CUDA) the
+# interpreter switch that `make test` sets
+_WHY = ("triton is not installed (pip install triton); on CPU the kernel tests also need "
+        "TRITON_INTERPRET=1" if not kernels.triton_available() else
+        "no CUDA here and TRITON_INTERPRET=1 is not set: the kernel tests run on CPU through "
+        "Triton's interpreter with TRITON_INTERPRET=1 pytest tests/test_kernels*.py (as "
+        "`make test` does)")
+needs_triton = pytest.mark.skipif(not CAN_RUN, reason=_WHY)
 
 
 def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):

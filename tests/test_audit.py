@@ -1,5 +1,7 @@
 """The `equilayers audit` command."""
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,21 @@ MODEL = textwrap.dedent("""
             nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
 
+    def pixels():  # a linear map of the raw pixels: no symmetry at all (negative control)
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 9 * 9, 10))
+
+    def pooled():  # global mean then linear: invariant to rot90, flips and circular shifts
+        torch.manual_seed(0)
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10))
+
+    def constant():  # the same top-1 class for every input
+        model = pooled()
+        with torch.no_grad():
+            model[2].weight.zero_()
+            model[2].bias.copy_(torch.arange(10.0))
+        return model
+
     def not_a_model():
         return 3
 """)
@@ -37,13 +54,16 @@ def test_audit_subprocess_writes_png(model_file, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "equilayers", "audit", f"{model_file}:build", "--input-shape",
          "1,3,12,12", "--group", "p4m", "--out", str(out)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "250"})  # a pipe is 80 wide: keep each finding on a line
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.exists() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = proc.stdout
     assert "Conv2d" in text and "consistency" in text and "flip" in text
     assert "lost" in text  # the plain conv loses the symmetry at its first layer
     assert "use an input size of 13" in text  # stride 2 on 12: check_grid's finding
+    # the plot says what it was drawn from: the batch, smoothed
+    assert "plot written to" in text and "32 inputs (N(0, 1) noise, seed 0), smoothed" in text
 
 
 def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
@@ -60,6 +80,7 @@ def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
     (["{f}:not_a_model", "--input-shape", "1,3,9,9"], "must return an nn.Module"),
     (["nope.py:build", "--input-shape", "1,3,9,9"], "does not exist"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--group", "p5"], "unknown group 'p5'"),
+    (["{f}:build", "--input-shape", "1,3,9,9", "--batch", "0"], "--batch must be a positive"),
 ])
 def test_audit_bad_input(model_file, capsys, args, match):
     args = [a.format(f=model_file) for a in args]
@@ -72,3 +93,74 @@ def test_missing_matplotlib_is_a_clear_error(model_file, tmp_path, capsys, monke
     rc = main(["audit", f"{model_file}:build", "--input-shape", "1,3,9,9", "--out",
                str(tmp_path / "r.png")])
     assert rc == 2 and "pip install 'equilayers[plot]'" in capsys.readouterr().err
+
+
+def _consistency(text: str, transform: str) -> tuple[float, int]:
+    """The value and the input count of a consistency row of the whole-model table."""
+    m = re.search(rf"consistency\s+{transform}\s+([0-9.]+)\s+(\d+) inputs x", text)
+    assert m, text
+    return float(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+@pytest.mark.parametrize("columns", [60, 200])
+def test_audit_fits_the_terminal(model_file, capsys, monkeypatch, columns, rich):
+    pytest.importorskip("rich") if rich else monkeypatch.setitem(sys.modules, "rich", None)
+    monkeypatch.setenv("COLUMNS", str(columns))  # what shutil.get_terminal_size() reads first
+    assert main(["audit", f"{model_file}:build", "--input-shape", "1,3,9,9", "--group", "p4m",
+                 "--batch", "4"]) == 0
+    text = capsys.readouterr().out
+    widest = max(text.splitlines(), key=len)
+    assert len(widest) <= columns, widest
+    # nothing is lost to the width: every layer, the lost flag, every consistency row
+    for name in ("Conv2d", "lost", "rot90", "flip", "check_grid"):
+        assert name in text, name
+    split = ": shift" in text  # a per-layer table too wide for the terminal splits in two
+    assert split == (columns == 60)
+    assert len(widest) > 100 or columns == 60  # a wide terminal is used, not 80 columns
+
+
+def test_audit_says_where_its_numbers_come_from(model_file, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["audit", f"{model_file}:build", "--input-shape", "1,3,9,9", "--seed", "3",
+                 "--batch", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "inputs: N(0, 1) noise, seed 3, 3x9x9 each" in text
+    assert "Per-layer relative equivariance error (float64 norms), on 1 input (N(0, 1) noise, " \
+           "seed 3)" in text
+    assert "Whole model, on 6 inputs (N(0, 1) noise, seed 3)" in text
+    assert "averaged over the 6 inputs" in text
+
+
+def test_audit_consistency_averages_over_the_batch(model_file, capsys, monkeypatch):
+    """The consistencies are over --batch inputs (the count shown); a model without symmetry
+    scores below 1 (negative control), a globally pooled one exactly 1."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["audit", f"{model_file}:pixels", "--input-shape", "1,3,9,9", "--group",
+                 "p4m", "--batch", "5"]) == 0
+    text = capsys.readouterr().out
+    for t in ("rot90", "flip", "circular_shift", "rotate"):
+        value, count = _consistency(text, t)
+        assert count == 5, t
+        assert value < 1.0, t
+    assert re.search(r"top-1 classes\s+-\s+[2-9] of 10\s+5 inputs", text), text
+
+    assert main(["audit", f"{model_file}:pooled", "--input-shape", "2,3,9,9", "--group",
+                 "p4m", "--batch", "7"]) == 0
+    text = capsys.readouterr().out
+    for t in ("rot90", "flip", "circular_shift"):
+        assert _consistency(text, t) == (1.0, 7), t
+    assert "on 2 inputs (N(0, 1) noise" in text  # the per-layer table keeps --input-shape's B
+
+
+def test_audit_one_class_for_every_input_is_called_out(model_file, capsys, monkeypatch):
+    """A model that predicts one class for every input scores 1.000 whatever it does: the
+    report says so (and does not for a model whose predictions vary)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["audit", f"{model_file}:constant", "--input-shape", "1,3,9,9"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"top-1 classes\s+-\s+1 of 10\s+32 inputs", text), text
+    assert "all 32 inputs get the same top-1 class, so a consistency of 1.000 says nothing" \
+        in text
+    assert main(["audit", f"{model_file}:pooled", "--input-shape", "1,3,9,9"]) == 0
+    assert "says nothing" not in capsys.readouterr().out

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _peers import ESCNN_MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -108,7 +109,8 @@ def test_docs_have_python_blocks():
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_docs_block_runs(block):
     if block.requires and importlib.util.find_spec(block.requires) is None:
-        pytest.skip(f"{block.id} needs {block.requires}: pip install {block.requires}")
+        pytest.skip(ESCNN_MISSING if block.requires == "escnn" else
+                    f"{block.id} needs {block.requires}: pip install {block.requires}")
     run(block)
 
 

@@ -10,15 +10,15 @@ mapping is the identity: escnn's expanded filter ``(C_out*|G|, C_in*|G|, k, k)``
 layout, and our weight is its identity row block, ``filter.view(C_out, |G|, C_in, |G|, k, k)
 [:, 0]`` (``[:, 0]`` of ``(C_out, |G|, C_in, k, k)`` for the lifting conv).
 
-Run with an environment that has escnn (``/work/venv-peers/bin/python -m pytest
+Run with an environment that has escnn (``.venv-peers/bin/python -m pytest
 tests/test_escnn_compat.py``); skipped elsewhere.
 """
 
 import pytest
 import torch
+from _peers import ESCNN_MISSING
 
-escnn = pytest.importorskip("escnn", reason="escnn is not installed (optional extra "
-                            "`.[escnn]`; it needs gfortran for py3nj)")
+escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 from escnn import gspaces  # noqa: E402
 from escnn import nn as enn  # noqa: E402
 

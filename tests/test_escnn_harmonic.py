@@ -12,16 +12,16 @@ are the same fraction (drawn per field and order) of each stack's own lifting-ou
 the nonlinearity cuts a comparable share of both. The harness measures the relative error at
 15, 30, 45, 60 and 137 degrees (inside the inscribed disk) beside the interpolation floor.
 
-Run with an environment that has escnn and scikit-image (``/work/venv-peers/bin/python -m
+Run with an environment that has escnn and scikit-image (``.venv-peers/bin/python -m
 pytest tests/test_escnn_harmonic.py``); skipped elsewhere.
 """
 
 import pytest
 import torch
+from _peers import ESCNN_MISSING
 from torch import nn
 
-escnn = pytest.importorskip("escnn", reason="escnn is not installed (optional extra "
-                            "`.[escnn]`; it needs gfortran for py3nj)")
+escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 pytest.importorskip("skimage", reason="scikit-image is not installed (the test image is "
                     "skimage.data.camera)")
 from escnn import gspaces  # noqa: E402

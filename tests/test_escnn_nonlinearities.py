@@ -7,15 +7,15 @@ so the outputs agree to float32 rounding (escnn inverts with a ridge of 1e-8, we
 pseudo-inverse). ``NormMaxPool(per="order")`` is escnn's ``NormMaxPool`` with one field per irrep;
 ``per="field"`` with one field ``irrep(0) + ... + irrep(M)``.
 
-Run with an environment that has escnn (``/work/main/.venv-peers/bin/python -m pytest
+Run with an environment that has escnn (``.venv-peers/bin/python -m pytest
 tests/test_escnn_nonlinearities.py``); skipped elsewhere.
 """
 
 import pytest
 import torch
+from _peers import ESCNN_MISSING
 
-escnn = pytest.importorskip("escnn", reason="escnn is not installed (optional extra "
-                            "`.[escnn]`; it needs gfortran for py3nj)")
+escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 from escnn import gspaces  # noqa: E402
 from escnn import nn as esc  # noqa: E402
 from escnn.group import directsum  # noqa: E402

@@ -147,7 +147,11 @@ def test_real_group_conv_layers():
     gen = torch.Generator().manual_seed(0)
     for size, exact in [(10, False), (11, True)]:
         x = torch.randn(2, 2, size, size, generator=gen, dtype=torch.float64)
-        err = equivariance_error(net, x, "p4m")
+        if exact:
+            err = equivariance_error(net, x, "p4m")
+        else:  # the layer names the size check_grid names
+            with pytest.warns(UserWarning, match="GroupConv2d .* use an input height of 11"):
+                err = equivariance_error(net, x, "p4m")
         assert (err < 1e-12) if exact else (err > 1e-3), (size, err)
     zeros = GroupConv2d(3, 3, 3, padding=1, group="p4")
     assert [g.problem for g in check_grid(zeros, (1, 3, 4, 9, 9), "p4")] == [

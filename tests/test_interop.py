@@ -1,12 +1,13 @@
 """equilayers.interop.from_escnn: same outputs as escnn, clear errors for what is unsupported.
 
 Needs escnn (optional extra; run with an environment that has it, e.g.
-``/work/venv-peers/bin/python -m pytest tests/test_interop.py``); skipped elsewhere, except the
+``.venv-peers/bin/python -m pytest tests/test_interop.py``); skipped elsewhere, except the
 test that a non-escnn argument is refused.
 """
 
 import pytest
 import torch
+from _peers import ESCNN_MISSING
 from torch import nn
 
 from equilayers.groups import get
@@ -22,8 +23,7 @@ from equilayers.testing import assert_equivariant, equivariance_report
 
 
 def _escnn():
-    return pytest.importorskip("escnn", reason="escnn is not installed (optional extra "
-                               "`.[escnn]`; it needs gfortran for py3nj)")
+    return pytest.importorskip("escnn", reason=ESCNN_MISSING)
 
 
 def _space(name):

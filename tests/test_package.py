@@ -1,8 +1,12 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import equilayers
+from equilayers.testing.cases import all_cases, run_case
 
 OPTIONAL = ["triton", "scipy", "matplotlib", "escnn", "e2cnn", "kornia", "skimage", "rich"]
 
@@ -30,3 +34,24 @@ def test_cli_selfcheck_runs():
                           "harness/"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "random-conv-p4-fails" in out.stdout and "cases behave as expected" in out.stdout
+
+
+def test_cli_selfcheck_prints_only_its_table():
+    """The table is the news: stdout holds the table and its summary line, stderr nothing, even
+    under ``-W default`` and for negative controls that run layers at inexact sizes (which
+    warn when run on their own: the control below)."""
+    cases = [c for c in all_cases() if "even-size-fails" in c.name]
+    with pytest.warns(UserWarning, match="is not exactly equivariant"):
+        run_case(next(c for c in cases if c.name == "gconv/p4/stride2-even-size-fails"))
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "equilayers", "selfcheck",
+                           "--filter", "even-size-fails"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["case", "group", "expect", "error", "limit", "floor", "worst",
+                                "element", "status"]
+    assert set(lines[1]) == {"-", " "}
+    assert lines[-2:] == ["", f"{len(cases)} of {len(cases)} cases behave as expected"]
+    rows = lines[2:-2]
+    assert [r.split()[0] for r in rows] == [c.name for c in cases]
+    assert all(re.search(r"\bfail\s.*\bok$", r.rstrip()) for r in rows), rows

@@ -1,0 +1,11 @@
+"""The skip message of the tests that compare against escnn, an optional peer.
+
+In this environment escnn may well be missing while the same tests pass elsewhere: ``make test``
+runs them first in a second venv, ``.venv-peers`` (``make test-peers``), because escnn needs
+numpy<2 and gfortran. The message says so instead of suggesting that they never ran.
+"""
+
+ESCNN_MISSING = ("escnn is not installed in this environment; `make test` runs these tests in "
+                 "the .venv-peers venv (`make test-peers`, which installs escnn where gfortran "
+                 "is available); to run them here: pip install -e '.[escnn]' (py3nj needs "
+                 "gfortran)")
