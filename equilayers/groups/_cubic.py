@@ -44,7 +44,7 @@ __all__ = ["CubicGroup", "CubicElement", "CUBIC_GROUPS"]
 Rows = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
 
 #: The names of the cube groups, with their orders.
-CUBIC_GROUPS = {"c4z": 4, "d4z": 8, "o": 24, "oh": 48}
+CUBIC_GROUPS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8}
 
 _E: Rows = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
 _R: Rows = ((0, -1, 0), (1, 0, 0), (0, 0, 1))  # quarter turn about z: x -> y
