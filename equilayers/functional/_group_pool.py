@@ -74,8 +74,10 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     ``x.max(2).values``, 10 ms for ``F.max_pool3d`` and 0.37 ms for pairwise ``torch.maximum``.
     """
     C.check_choice(reduction, "reduction", REDUCTIONS, "group_pool")
-    C.check_tensor(x, "x", "group_pool", ndim=(5, 6), floating=False,
-                   layout="(B, C, F, H, W) or (B, C, F, D, H, W) group feature map")
+    C.check_tensor(x, "x", "group_pool", floating=False)
+    if x.dim() not in (5, 6):
+        raise ValueError(f"group_pool expects a 5-D (B, C, F, H, W) or 6-D (B, C, F, D, H, W) "
+                         f"group feature map; got shape {tuple(x.shape)}")
     C.check_tensor(x, "x", "group_pool")  # floating point
     if reduction == "max":
         if not (x.requires_grad and torch.is_grad_enabled()) or functorch_active():
