@@ -58,6 +58,12 @@ _GPOOL = {"kernel_size": 2, "stride": 2, "padding": 0}
 _GPOOL_ARGS = {"kernel_size": PAIR, "stride": PAIR, "padding": PAIR}
 _GPOOL_OK = {"stride": {"None": 2}, "padding": {"0": OK}}
 _G5 = dict(ranks=(4, 6))
+#: An int or three ints, the 3-D convs' sizes.
+TRIPLE = {**INT, "pair": (1, 1), "triple-float": (1.5, 1, 1)}
+#: ...and the groups they reject: a planar one.
+GROUP3 = {**GROUP, "planar": "p4"}
+_CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
+                "dilation": TRIPLE, "group": GROUP3}
 
 NN: list[Case] = [
     Case(enn.BlurConv2d, dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1,
@@ -116,6 +122,17 @@ NN: list[Case] = [
          {**_CONV_ARGS, "group": GROUP},
          {"x": _img(2, 3, 8, 6, 6, channel=1, fiber=2, small=(2, 3, 8, 2, 2))},
          accept={"padding": {"0": OK}}),
+    Case(enn.LiftingConv3d, dict(in_channels=3, out_channels=4, kernel_size=3, group="c4z"),
+         _CONV3D_ARGS, {"x": _img(2, 3, 5, 5, 5, channel=1, small=(2, 3, 2, 2, 2))},
+         accept={"padding": {"0": OK}}),
+    Case(enn.GroupConv3d, dict(in_channels=3, out_channels=4, kernel_size=3, group="c4z"),
+         _CONV3D_ARGS,
+         {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2))},
+         accept={"padding": {"0": OK}}),
+    Case(enn.GroupBatchNorm3d, dict(num_features=3),
+         {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
+         {"x": _img(2, 3, 4, 3, 3, 3, channel=1)},
+         accept={"momentum": {"0": OK, "None": OK}}),
     Case(enn.GroupBatchNorm2d, dict(num_features=3),
          {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
          {"x": _img(2, 3, 4, 5, 5, channel=1)},
@@ -124,7 +141,7 @@ NN: list[Case] = [
          {"x": _img(2, 3, 4, 6, 6, small=(2, 3, 4, 1, 1))}, accept=_GPOOL_OK),
     Case(enn.GroupMaxPool2d, _GPOOL, {**_GPOOL_ARGS, "dilation": PAIR},
          {"x": _img(2, 3, 4, 6, 6, small=(2, 3, 4, 1, 1))}, accept=_GPOOL_OK),
-    Case(enn.GroupPool, {}, {"reduction": CHOICE}, {"x": _img(2, 3, 4, 5, 5)}),
+    Case(enn.GroupPool, {}, {"reduction": CHOICE}, {"x": _img(2, 3, 4, 5, 5, ranks=(4, 7))}),
     Case(enn.GatedNonlinearity, dict(max_order=2),
          {"max_order": INT, "function": CALLABLE, "gates": CHOICE},
          {"x": _img(2, 3, 5, 4, 4, fiber=2)}, accept={"max_order": {"0": OK}}),
@@ -245,7 +262,7 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 6, 6, channel=1, small=(2, 3, 2, 2)), "weight": _W, "bias": _B4},
          accept={"padding": {"0": OK}, "kernel_size": {"None": OK}, "max_order": {"None": OK}}),
     Case(EF.group_batch_norm, {}, {"momentum": FLOAT, "eps": FLOAT},
-         {"x": _img(2, 3, 4, 5, 5, channel=1), "running_mean": _par(3, channel=0),
+         {"x": _img(2, 3, 4, 5, 5, channel=1, ranks=(4, 7)), "running_mean": _par(3, channel=0),
           "running_var": _var(3), "weight": _par(3, channel=0),
           "bias": _par(3, channel=0)},
          accept={"momentum": {"0": OK}}),
@@ -253,7 +270,24 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 4, 6, 6, small=(2, 3, 4, 1, 1))}, accept=_GPOOL_OK),
     Case(EF.group_max_pool2d, _GPOOL, {**_GPOOL_ARGS, "dilation": PAIR},
          {"x": _img(2, 3, 4, 6, 6, small=(2, 3, 4, 1, 1))}, accept=_GPOOL_OK),
-    Case(EF.group_pool, {}, {"reduction": CHOICE}, {"x": _img(2, 3, 4, 5, 5)}),
+    Case(EF.group_pool, {}, {"reduction": CHOICE}, {"x": _img(2, 3, 4, 5, 5, ranks=(4, 7))}),
+    Case(EF.lifting_conv3d, dict(group="c4z"),
+         {"stride": TRIPLE, "padding": TRIPLE, "dilation": TRIPLE, "groups": INT,
+          "padding_mode": CHOICE, "group": GROUP3},
+         {"x": _img(2, 3, 5, 5, 5, channel=1, small=(2, 3, 2, 2, 2)),
+          "weight": _par(4, 3, 3, 3, 3, ranks=(4, 6)), "bias": _B4},
+         accept={"padding": {"0": OK}}),
+    Case(EF.group_conv3d, dict(group="c4z"),
+         {"stride": TRIPLE, "padding": TRIPLE, "dilation": TRIPLE, "groups": INT,
+          "padding_mode": CHOICE, "group": GROUP3},
+         {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2)),
+          "weight": _par(4, 3, 4, 3, 3, 3, ranks=(5, 7), fiber=2), "bias": _B4},
+         accept={"padding": {"0": OK}}),
+    Case(EF.exactness_problems3d, dict(group="o", size=(5, 5, 5), kernel_size=3, stride=1,
+                                       pad=(1,) * 6, dilation=1),
+         {"group": GROUP3, "size": TRIPLE, "kernel_size": INT, "stride": TRIPLE,
+          "dilation": TRIPLE,
+          "pad": {"None": None, "short": (1, 1, 1, 1), "neg": (-1,) * 6, "0": 0}}),
     Case(EF.fourier_matrix, dict(group="c8", max_order=2),
          {"group": GROUP, "max_order": INT, "dtype": DTYPE},
          accept={"max_order": {"0": OK, "None": OK}}),

@@ -20,6 +20,7 @@ from equilayers import kernels as K
 
 MODEL = {"None": None, "0": 0, "str": "net"}
 _R90 = G.get("p4").elements()[1]
+_CYCLE = G.get("o").element([[0, 0, 1], [1, 0, 0], [0, 1, 0]])  # (z, x, y): moves all 3 dims
 ELEMENT = {"None": None, "0": 0, "str": "rot90", "other-group": G.get("d4").elements()[1]}
 ELEMENTS = {"0": 0, "empty": [], "bogus": ["a"], "out-of-range": [9]}
 SHIFTS = {"None": None, "0": 0, "1.5": (1.5, 0), "triple": (1, 1, 1), "str": "ab"}
@@ -91,6 +92,11 @@ GROUPS: list[Case] = [
     Case(G.act, dict(g=_R90, rep="regular"), {"g": ELEMENT, "rep": CHOICE, "mode": CHOICE},
          {"x": T((2, 3, 4, 5, 5), ranks=(4, 6), fiber=2, dtype_ok=True)},
          extra={"x:nonsquare": lambda d: {**d, "x": torch.randn(2, 3, 4, 5, 6)}}),
+    Case(G.act, dict(g=_CYCLE, rep="regular"), {"g": ELEMENT, "rep": CHOICE},
+         {"x": T((2, 3, 24, 3, 3, 3), ranks=(5, 7), fiber=2, dtype_ok=True)},
+         extra={"x:noncube": lambda d: {**d, "x": torch.randn(2, 3, 24, 3, 3, 4)}},
+         variant="[o]"),
+    Case(G.CubicGroup, dict(name="oh"), {"name": CHOICE}),
     Case(G.act_spatial, dict(g=_R90), {"g": ELEMENT, "mode": CHOICE},
          {"x": _img(2, 3, 5, 5, dtype_ok=True)}, extra=_NONSQUARE,
          accept={"g": {"other-group": OK}}),  # any element moves an image

@@ -42,6 +42,8 @@ EXEMPT = {
        for m in ("functional", "groups", "kernels", "metrics", "nn", "testing")},
     "equilayers.Finding": _RECORD,
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
+    "equilayers.groups.CubicElement": "a record built by CubicGroup.element(), which validates",
+    "equilayers.groups.Element": "the base class of the element records",
     "equilayers.groups.GroupLike": "a type alias",
     "equilayers.groups.REPS": _CONSTANT,
     "equilayers.metrics.TRANSFORMS": _CONSTANT,

@@ -29,6 +29,11 @@ from ._gconv import (
     group_conv2d,
     lifting_conv2d,
 )
+from ._gconv3d import (
+    exactness_problems3d,
+    group_conv3d,
+    lifting_conv3d,
+)
 from ._group_norm import (
     group_batch_norm,
 )
@@ -82,6 +87,9 @@ __all__: list[str] = [
     "expand_lifting_filter",
     "group_conv2d",
     "lifting_conv2d",
+    "exactness_problems3d",
+    "group_conv3d",
+    "lifting_conv3d",
     "group_batch_norm",
     "group_avg_pool2d",
     "group_max_pool2d",

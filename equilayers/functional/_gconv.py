@@ -76,6 +76,10 @@ PADDING_MODES = C.PADDING_MODES
 def check_pixel_group(group: GroupLike) -> Group:
     """The group, or ``ValueError`` when pixel filters cannot be transformed exactly by it."""
     grp = get(group)
+    if grp.spatial_dim != 2:
+        raise ValueError(f"group {grp.name!r} acts on volumes ({grp.spatial_dim} spatial "
+                         "dims): use lifting_conv3d/group_conv3d (LiftingConv3d/GroupConv3d); "
+                         f"pixel-filter groups of images: {', '.join(PIXEL_GROUPS)}")
     if not grp.pixel_exact:
         raise ValueError(
             f"group {grp.name!r} has rotations off the pixel grid: use steerable filters "

@@ -64,7 +64,8 @@ class _FiberMax(torch.autograd.Function):
 
 
 def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
-    """Reduce the fiber: ``(B, C, F, H, W) -> (B, C, H, W)`` by ``"max"`` or ``"mean"``.
+    """Reduce the fiber: ``(B, C, F, H, W) -> (B, C, H, W)`` (or ``(B, C, F, D, H, W) ->
+    (B, C, D, H, W)`` for the cube groups' fields on volumes) by ``"max"`` or ``"mean"``.
 
     Invariant over the fiber (any permutation of the slots), so a regular field becomes a
     trivial one. ``"max"`` is ``x.amax(2)``, values and gradients (ties share the gradient
@@ -73,7 +74,11 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     ``x.max(2).values``, 10 ms for ``F.max_pool3d`` and 0.37 ms for pairwise ``torch.maximum``.
     """
     C.check_choice(reduction, "reduction", REDUCTIONS, "group_pool")
-    _check_5d(x, "group_pool")
+    C.check_tensor(x, "x", "group_pool", floating=False)
+    if x.dim() not in (5, 6):
+        raise ValueError(f"group_pool expects a 5-D (B, C, F, H, W) or 6-D (B, C, F, D, H, W) "
+                         f"group feature map; got shape {tuple(x.shape)}")
+    C.check_tensor(x, "x", "group_pool")  # floating point
     if reduction == "max":
         if not (x.requires_grad and torch.is_grad_enabled()) or functorch_active():
             return x.amax(2)  # no autograd node to build, or torch.func transforms it

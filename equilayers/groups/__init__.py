@@ -3,15 +3,18 @@
 :class:`Group` is the interface every group implements (:mod:`equilayers.groups._group`);
 the planar groups C_N, D_N, SO(2), O(2) are :class:`PlanarGroup`
 (:mod:`equilayers.groups._planar`, with the conventions: rotation direction, flip axis,
-element order in a regular fiber). :func:`get` finds a group by name in the registry that
-:func:`register_group` fills; :mod:`equilayers.groups._actions` holds the reps and
-:class:`FieldType` (:mod:`equilayers.groups._fields`) names a tensor's rep as data.
+element order in a regular fiber), the cube's groups O, O_h, C4z, D4z acting on volumes
+are :class:`CubicGroup` (:mod:`equilayers.groups._cubic`, with the axes and element order).
+:func:`get` finds a group by name in the registry that :func:`register_group` fills;
+:mod:`equilayers.groups._actions` holds the reps and :class:`FieldType`
+(:mod:`equilayers.groups._fields`) names a tensor's rep as data.
 """
 
 from ._actions import REPS, act, act_fiber, act_spatial, fiber_size, harmonic_matrix
+from ._cubic import CubicElement, CubicGroup
 from ._fields import FieldType
 from ._fourier_basis import group_fourier_basis
-from ._group import Group, GroupLike
+from ._group import Element, Group, GroupLike
 from ._planar import GroupElement, PlanarGroup
 from ._registry import get, register_group
 from ._transforms import (
@@ -29,6 +32,9 @@ __all__ = [
     "Group",
     "PlanarGroup",
     "GroupElement",
+    "CubicGroup",
+    "CubicElement",
+    "Element",
     "GroupLike",
     "FieldType",
     "get",

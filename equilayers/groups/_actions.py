@@ -31,7 +31,7 @@ import math
 import torch
 
 from .. import _checks as C
-from ._group import Group
+from ._group import Element, Group
 from ._planar import GroupElement
 from ._registry import get
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
@@ -54,10 +54,20 @@ def check_rep(rep: str, name: str = "rep", what: str = "") -> str:
                           "or 'quotient:K' for a subgroup K (e.g. 'quotient:d1')")
 
 
-def _check_element(g, what: str) -> GroupElement:
+def _check_element(g, what: str) -> Element:
+    if not isinstance(g, Element):
+        raise TypeError(f"{what}: g={g!r} must be a group element (a GroupElement or "
+                        "CubicElement, from group.elements() or group.element(...))")
+    return g
+
+
+def _planar_element(g: Element, what: str) -> GroupElement:
+    """``g`` if it is an element of a planar group (the harmonic reps and the interpolated
+    rotations are planar), else ``ValueError`` naming its group."""
     if not isinstance(g, GroupElement):
-        raise TypeError(f"{what}: g={g!r} must be a GroupElement (from group.elements() or "
-                        "group.element(...))")
+        raise ValueError(f"{what}: g={g!r} is an element of {g.group.name}, which acts on "
+                         f"{g.group.spatial_dim} spatial dims; {what} needs an element of a "
+                         "planar group (cN, dN, so2, o2)")
     return g
 
 
@@ -80,21 +90,29 @@ def fiber_size(group, rep: str, max_order: int | None = None) -> int:
     return 1
 
 
-def act_spatial(x: torch.Tensor, g: GroupElement, *, mode: str = "bilinear") -> torch.Tensor:
-    """Move the last two dims by ``g``: exact flip/rot90 for grid elements, else interpolated."""
-    _check_element(g, "act_spatial")
-    C.check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"), "act_spatial")
-    _check_spatial(x, "act_spatial")
+def act_spatial(x: torch.Tensor, g: Element, *, mode: str = "bilinear") -> torch.Tensor:
+    """Move the last ``g.group.spatial_dim`` dims by ``g`` (two for the planar groups, three,
+    ``(D, H, W)``, for the cube's): exact flips and axis permutations for grid elements, else
+    interpolated (planar groups only)."""
+    what = "act_spatial"
+    _check_element(g, what)
+    C.check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"), what)
+    _check_spatial(x, what)
+    d = g.group.spatial_dim
+    if x.dim() < d:
+        raise ValueError(f"{what}: {g.group.name} acts on the last {d} dims; got a "
+                         f"{x.dim()}-D tensor of shape {tuple(x.shape)}")
     ops = _grid_ops_of(g)
     if ops is not None:  # an exact permutation of pixels, read off the element's matrix
         return apply_grid_ops(x, ops)
+    g = _planar_element(g, what)
     if g.reflection:
         x = flip(x)
     return rotate(x, g.angle, mode=mode)
 
 
 @functools.lru_cache(maxsize=1024)
-def _grid_ops_of(g: GroupElement) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+def _grid_ops_of(g: Element) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """:func:`grid_ops` of a grid element's matrix; ``None`` off the grid."""
     return grid_ops(int_rows(g.group.matrix(g))) if g.group.is_grid(g) else None
 
@@ -116,7 +134,7 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
 
 def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, device=None):
     """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber."""
-    _check_element(g, "harmonic_matrix")
+    _planar_element(_check_element(g, "harmonic_matrix"), "harmonic_matrix")
     max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
     size = 2 * max_order + 1
@@ -132,7 +150,7 @@ def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, dev
     return rho.to(dtype=dtype, device=device)
 
 
-def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch.Tensor:
+def act_fiber(x: torch.Tensor, g: Element, rep: str, dim: int = 2) -> torch.Tensor:
     """Transform the fiber dim (``dim``, default 2 of ``(B, C, F, H, W)``) by ``g``."""
     what = "act_fiber"
     _check_element(g, what)
@@ -169,19 +187,23 @@ def act_fiber(x: torch.Tensor, g: GroupElement, rep: str, dim: int = 2) -> torch
 
 
 def act(
-    x: torch.Tensor, g: GroupElement, rep: str = "trivial", *, mode: str = "bilinear"
+    x: torch.Tensor, g: Element, rep: str = "trivial", *, mode: str = "bilinear"
 ) -> torch.Tensor:
     """Apply ``g`` to ``x`` as a feature map of type ``rep`` (spatial move and fiber action).
 
-    ``rep="regular"`` and ``"harmonic"`` expect 5-D ``(B, C, F, H, W)`` tensors.
+    ``rep="regular"`` and ``"harmonic"`` expect 5-D ``(B, C, F, H, W)`` tensors for planar
+    groups, 6-D ``(B, C, F, D, H, W)`` ones for the cube's (``g.group.spatial_dim == 3``).
     """
-    if not isinstance(g, GroupElement):
-        raise TypeError(f"act needs a GroupElement (from group.elements()); got g={g!r}")
+    if not isinstance(g, Element):
+        raise TypeError("act needs a group element (a GroupElement or CubicElement, from "
+                        f"group.elements()); got g={g!r}")
     check_rep(rep, "rep", "act")
     C.check_tensor(x, "x", "act", floating=False)
     if rep == "invariant":
         return x
-    if (rep in ("regular", "harmonic") or rep.startswith("quotient:")) and x.dim() != 5:
-        raise ValueError(f"rep={rep!r} expects a 5-D (B, C, F, H, W) tensor; got shape "
-                         f"{tuple(x.shape)}")
+    ndim = 3 + g.group.spatial_dim
+    if (rep in ("regular", "harmonic") or rep.startswith("quotient:")) and x.dim() != ndim:
+        layout = "(B, C, F, H, W)" if ndim == 5 else "(B, C, F, D, H, W)"
+        raise ValueError(f"rep={rep!r} of {g.group.name} expects a {ndim}-D {layout} tensor; "
+                         f"got shape {tuple(x.shape)}")
     return act_fiber(act_spatial(x, g, mode=mode), g, rep)

@@ -10,8 +10,10 @@ rank:
   ``|G|``, ``2M+1`` or ``|G|/|K|``;
 * ``"invariant"``: nothing moves (logits ``(B, K)``, nominally 2-D; any shape is accepted).
 
-The group acts on the last ``group.spatial_dim`` dims (H, W for the planar groups; a volume
-``(B, C, D, H, W)`` turns about its depth axis). ``group=None`` is a type that holds for any
+The group acts on the last ``group.spatial_dim`` dims: (H, W) for the planar groups (a
+volume ``(B, C, D, H, W)`` of a planar group turns about its depth axis), (D, H, W) for the
+cube's (:mod:`equilayers.groups._cubic`), whose regular fields are 6-D
+``(B, C, F, D, H, W)``. ``group=None`` is a type that holds for any
 group (``GroupPool`` pools regular fields of whichever group made them; ``NormNonlinearity``
 maps harmonic fields of any planar group): :meth:`FieldType.bind` fixes the group, and
 ``max_order=None`` on a harmonic type reads the order from the tensor (any odd ``F``).
@@ -28,8 +30,7 @@ import torch
 
 from .. import _checks as C
 from ._actions import act_fiber, act_spatial, check_rep
-from ._group import Group, GroupLike
-from ._planar import GroupElement
+from ._group import Element, Group, GroupLike
 from ._registry import get
 from ._subgroups import check_subgroup, embed, parse_quotient, quotient_size
 
@@ -55,9 +56,10 @@ class FieldType:
         max_order: ``M`` of a harmonic fiber ``[a_0, c_1, s_1, ..., c_M, s_M]`` (``2M+1``
             slots, with or without reflections); ``None`` reads it from the tensor. Only
             for ``rep="harmonic"``.
-        spatial_dims: the number of spatial dims (default 2: ``H, W``; 3 for volumes
-            ``D, H, W``); at least the group's :attr:`~equilayers.groups.Group.spatial_dim`.
-            ``"invariant"`` has none (0, its default).
+        spatial_dims: the number of spatial dims (default the group's
+            :attr:`~equilayers.groups.Group.spatial_dim`: 2, ``H, W``, for the planar groups
+            and for no group, 3, ``D, H, W``, for the cube's; 3 for volumes of a planar
+            group); at least the group's. ``"invariant"`` has none (0, its default).
 
     Raises:
         TypeError: a ``group``, ``rep``, ``max_order`` or ``spatial_dims`` of the wrong type.
@@ -72,6 +74,8 @@ class FieldType:
         FieldType(so2, harmonic, max_order=2)
         >>> FieldType.trivial("p4", spatial_dims=3).tensor_ndim
         5
+        >>> FieldType.regular("o").tensor_ndim
+        6
     """
 
     group: Group | None
@@ -88,24 +92,26 @@ class FieldType:
 
     # --- constructors ----------------------------------------------------------------------
     @classmethod
-    def trivial(cls, group: GroupLike | None = None, *, spatial_dims: int = 2) -> FieldType:
+    def trivial(cls, group: GroupLike | None = None, *,
+                spatial_dims: int | None = None) -> FieldType:
         """Images ``(B, C, H, W)`` (volumes with ``spatial_dims=3``): they only move."""
         return cls(group, "trivial", spatial_dims=spatial_dims)
 
     @classmethod
-    def regular(cls, group: GroupLike | None = None, *, spatial_dims: int = 2) -> FieldType:
+    def regular(cls, group: GroupLike | None = None, *,
+                spatial_dims: int | None = None) -> FieldType:
         """Regular fields ``(B, C, |G|, H, W)``: one slot per group element."""
         return cls(group, "regular", spatial_dims=spatial_dims)
 
     @classmethod
     def harmonic(cls, group: GroupLike | None = None, max_order: int | None = None, *,
-                 spatial_dims: int = 2) -> FieldType:
+                 spatial_dims: int | None = None) -> FieldType:
         """Harmonic fields ``(B, C, 2M+1, H, W)`` of rotation orders ``0..M``."""
         return cls(group, "harmonic", max_order, spatial_dims=spatial_dims)
 
     @classmethod
     def quotient(cls, group: GroupLike, subgroup: GroupLike, *,
-                 spatial_dims: int = 2) -> FieldType:
+                 spatial_dims: int | None = None) -> FieldType:
         """Functions on the cosets of ``subgroup``: ``(B, C, |G|/|K|, H, W)``."""
         sub = _group(subgroup, "subgroup")
         return cls(group, f"quotient:{sub.name}", spatial_dims=spatial_dims)
@@ -142,11 +148,14 @@ class FieldType:
         return 2 + self.spatial_dims + (1 if self.has_fiber else 0)
 
     def bind(self, group: GroupLike) -> FieldType:
-        """This type with its group fixed: ``group`` for a type of no group, else itself
-        (after checking that ``group`` is its group or a subgroup of it)."""
+        """This type with its group fixed: ``group`` for a type of no group (with at least
+        the group's spatial dims: a regular type of any group bound to ``"o"`` is 6-D), else
+        itself (after checking that ``group`` is its group or a subgroup of it)."""
         grp = _group(group, "group", "FieldType.bind")
         if self.group is None:
-            return FieldType(grp, self.rep, self.max_order, self.spatial_dims)
+            dims = self.spatial_dims if self.rep == "invariant" else max(self.spatial_dims,
+                                                                         grp.spatial_dim)
+            return FieldType(grp, self.rep, self.max_order, dims)
         if grp != self.group:
             check_subgroup(self.group, grp, "FieldType.bind")
         return self
@@ -183,14 +192,14 @@ class FieldType:
             self.spatial_dims, tuple(f"S{i}" for i in range(self.spatial_dims)))
         return "(" + ", ".join(("B", "C") + (("F",) if self.has_fiber else ()) + space) + ")"
 
-    def act(self, g: GroupElement, x: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
-        """``g . x``: ``x`` moved on its last two dims and its fiber transformed by ``g`` (the
-        actions of :mod:`equilayers.groups._actions`). ``g`` may be an element of the type's
-        group or of a subgroup (acting as the element of the group it is); a type of no group
-        takes any element."""
-        if not isinstance(g, GroupElement):
-            raise TypeError(f"FieldType.act: g={g!r} must be a GroupElement (from "
-                            "group.elements() or group.element(...))")
+    def act(self, g: Element, x: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+        """``g . x``: ``x`` moved on its last ``g.group.spatial_dim`` dims and its fiber
+        transformed by ``g`` (the actions of :mod:`equilayers.groups._actions`). ``g`` may be
+        an element of the type's group or of a subgroup (acting as the element of the group it
+        is); a type of no group takes any element."""
+        if not isinstance(g, Element):
+            raise TypeError(f"FieldType.act: g={g!r} must be a group element (a GroupElement "
+                            "or CubicElement, from group.elements() or group.element(...))")
         if self.group is not None and g.group != self.group:
             g = embed(g, self.group)
         self.check(x, "x", "FieldType.act")
@@ -211,9 +220,17 @@ class FieldType:
         parts = [self.group.name if self.group is not None else "any group", self.rep]
         if self.max_order is not None:
             parts.append(f"max_order={self.max_order}")
-        if self.spatial_dims != (0 if self.rep == "invariant" else 2):
+        if self.spatial_dims != _default_dims(self.rep, self.group):
             parts.append(f"spatial_dims={self.spatial_dims}")
         return f"FieldType({', '.join(parts)})"
+
+
+def _default_dims(rep: str, grp: Group | None) -> int:
+    """The spatial dims a type has unless told: none (invariant), else the group's (2 for no
+    group)."""
+    if rep == "invariant":
+        return 0
+    return 2 if grp is None else grp.spatial_dim
 
 
 def _group(group: object, name: str = "group", what: str = _WHAT) -> Group:
@@ -252,7 +269,7 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
     rep = check_rep(rep, "rep", what)
     invariant = rep == "invariant"
     if spatial_dims is None:
-        spatial_dims = 0 if invariant else 2
+        spatial_dims = _default_dims(rep, grp)
     lowest = 0 if invariant else (grp.spatial_dim if grp is not None else 1)
     spatial_dims = C.check_int(spatial_dims, "spatial_dims", what,
                                minimum=lowest, maximum=0 if invariant else None,

@@ -24,7 +24,7 @@ import torch
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["Group", "GroupLike", "is_signed_permutation", "inverse_cayley_table"]
+__all__ = ["Group", "Element", "GroupLike", "is_signed_permutation", "inverse_cayley_table"]
 
 
 def is_signed_permutation(m: torch.Tensor) -> bool:
@@ -35,6 +35,39 @@ def is_signed_permutation(m: torch.Tensor) -> bool:
     nonzero = m != 0
     return bool((m.abs()[nonzero] == 1).all() and (nonzero.sum(0) == 1).all()
                 and (nonzero.sum(1) == 1).all())
+
+
+class Element:
+    """The base of every group element (a hashable, immutable value with a ``group``).
+
+    What the actions (:func:`~equilayers.groups.act`), field types and the harness need of
+    an element; each family's element class (:class:`~equilayers.groups.GroupElement` of the
+    planar groups, :class:`~equilayers.groups.CubicElement` of the cube's) derives from it.
+    """
+
+    __slots__ = ()
+    group: Group
+
+    @property
+    def index(self) -> int:
+        """The slot of this element in a regular fiber (finite groups only)."""
+        return self.group.index(self)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The element as a ``(spatial_dim, spatial_dim)`` matrix (:meth:`Group.matrix`)."""
+        return self.group.matrix(self)
+
+    @property
+    def is_grid(self) -> bool:
+        """True when the element maps the pixel (voxel) grid onto itself (exact action)."""
+        return self.group.is_grid(self)
+
+    def __mul__(self, other: Element) -> Element:
+        return self.group.compose(self, other)
+
+    def inverse(self) -> Element:
+        return self.group.inverse(self)
 
 
 class Group(abc.ABC):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._group import Group
+from ._group import Element, Group
 from ._registry import get, register_group
 
 __all__ = ["PlanarGroup", "GroupElement"]
@@ -31,7 +31,7 @@ _SIN = (0, 1, 0, -1)
 
 
 @dataclass(frozen=True)
-class GroupElement:
+class GroupElement(Element):
     """One element ``r^rotation m^reflection`` of a :class:`PlanarGroup`.
 
     ``rotation`` is an integer ``k`` in ``[0, N)`` (angle ``2 pi k / N``) for the finite

@@ -18,15 +18,21 @@ its regular order; for ``K = D_M`` the ``n`` cosets ``r^j K`` are indexed by the
 ``j mod n``. Right cosets ``K t_j`` serve restriction (a regular ``G`` field restricted to
 ``K`` is one regular ``K`` field per right coset), left cosets ``t_j K`` coset pooling (the
 pooled field is a function on ``G / K``, on which ``G`` acts by ``u . t_j K = (u t_j) K``).
+
+For groups of other families (the cube's), ``H`` is a subgroup of ``G`` when its matrices are
+among ``G``'s, and ``t_j`` is the first element (in ``G``'s slot order) of each coset, which
+is also what the rule above gives for the planar groups.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .._cpu_cache import cpu_cache
-from ._group import Group, GroupLike
-from ._planar import GroupElement
+from ._group import Element, Group, GroupLike
+from ._planar import PlanarGroup
 from ._registry import get
 
 __all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
@@ -43,6 +49,8 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
         sub = get(subgroup)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{what}: subgroup={subgroup!r} is not a group: {e}") from None
+    if not (isinstance(grp, PlanarGroup) and isinstance(sub, PlanarGroup)):
+        return _check_by_matrix(grp, sub, what)
     ok = not (sub.reflections and not grp.reflections)
     if grp.is_finite:
         ok = ok and sub.is_finite and grp.n % sub.n == 0
@@ -56,10 +64,35 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
     return grp, sub
 
 
-def embed(h: GroupElement, group: GroupLike) -> GroupElement:
-    """The element of ``group`` that the subgroup element ``h`` is (same angle, same flip)."""
+def _check_by_matrix(grp: Group, sub: Group, what: str) -> tuple[Group, Group]:
+    """Groups of other families (the cube's): ``sub`` is a subgroup of ``grp`` when both act
+    on the same space and every matrix of ``sub`` is one of ``grp``'s."""
+    ok = (grp.spatial_dim == sub.spatial_dim and grp.is_finite and sub.is_finite
+          and _matrices(sub) <= _matrices(grp))
+    if not ok:
+        raise ValueError(f"{what}: {sub.name} is not a subgroup of {grp.name} (subgroups of "
+                         f"{grp.name} have the matrices of some of its elements, on the same "
+                         f"{grp.spatial_dim} spatial dims)")
+    return grp, sub
+
+
+@functools.lru_cache(maxsize=64)
+def _matrices(group: Group) -> frozenset:
+    return frozenset(_rows(group, g) for g in group.elements())
+
+
+def _rows(group: Group, g) -> tuple:
+    return tuple(tuple(v) for v in group.matrix(g).tolist())
+
+
+def embed(h: Element, group: GroupLike) -> Element:
+    """The element of ``group`` that the subgroup element ``h`` is (same angle, same flip;
+    for groups of other families, the same matrix)."""
     grp = get(group)
     check_subgroup(grp, h.group, "embed")
+    if not isinstance(grp, PlanarGroup):
+        rows = _rows(h.group, h)
+        return next(g for g in grp.elements() if _rows(grp, g) == rows)
     if grp.n is None:
         return grp.element(h.angle, h.reflection)
     if h.group.n is None:  # pragma: no cover - excluded by check_subgroup
@@ -76,10 +109,18 @@ def quotient_size(group: GroupLike, subgroup: GroupLike) -> int:
     return int(grp.order) // int(sub.order)
 
 
-def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[GroupElement]:
+def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element]:
     """``t_j = r^(j mod n) m^(j // n)`` (see the module docstring), ``j < |G| / |K|``."""
     grp, sub = check_subgroup(group, subgroup)
     count = quotient_size(grp, sub)
+    if not isinstance(grp, PlanarGroup):  # the first element of each coset, in slot order
+        members = [embed(h, grp) for h in sub.elements()]
+        reps, seen = [], set()
+        for t in grp.elements():
+            if t not in seen:
+                reps.append(t)
+                seen.update(t * h for h in members)
+        return reps
     n = grp.n // sub.n
     return [grp.element(j % n, bool(j // n)) for j in range(count)]
 
@@ -116,7 +157,7 @@ def coset_index(group: GroupLike, subgroup: GroupLike) -> torch.Tensor:
     return _tables(grp, sub)[1].clone()
 
 
-def coset_permutation(g: GroupElement, subgroup: GroupLike) -> torch.Tensor:
+def coset_permutation(g: Element, subgroup: GroupLike) -> torch.Tensor:
     """``perm`` with ``(g . f)[j] = f[perm[j]]`` for a function ``f`` on the left cosets of
     ``subgroup`` in ``g``'s group: ``perm[j]`` = the coset of ``g^-1 t_j``."""
     grp, sub = check_subgroup(g.group, subgroup)

@@ -24,8 +24,13 @@ from ._group_conv import (
     GroupConv2d,
     LiftingConv2d,
 )
+from ._group_conv3d import (
+    GroupConv3d,
+    LiftingConv3d,
+)
 from ._group_norm import (
     GroupBatchNorm2d,
+    GroupBatchNorm3d,
 )
 from ._group_pool import (
     GroupAvgPool2d,
@@ -60,8 +65,11 @@ __all__: list[str] = [
     "MaxBlurPool2d",
     "GroupConv2d",
     "LiftingConv2d",
+    "GroupConv3d",
+    "LiftingConv3d",
     "ExpandedGroupConv2d",
     "GroupBatchNorm2d",
+    "GroupBatchNorm3d",
     "GroupAvgPool2d",
     "GroupMaxPool2d",
     "GroupPool",

@@ -107,6 +107,9 @@ class _GroupConvNd(Typed, _ExactConvMixin):
         check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
+        if grp.spatial_dim != 2:
+            raise ValueError(f"{name}: group={grp.name!r} acts on volumes: use "
+                             f"{name.replace('2d', '3d')} for the cube's groups")
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
             basis = ("pixel" if grp.pixel_exact and max_order is None

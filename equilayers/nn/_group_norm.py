@@ -10,10 +10,23 @@ from ..functional._group_norm import check_input, check_norm_args
 from ..groups import FieldType
 from ._typed import Typed
 
-__all__ = ["GroupBatchNorm2d"]
+__all__ = ["GroupBatchNorm2d", "GroupBatchNorm3d"]
 
 
-class GroupBatchNorm2d(Typed, nn.BatchNorm3d):
+class _GroupBatchNorm(Typed, nn.BatchNorm3d):
+    """The validated constructor the group batch norms share."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None,
+                 dtype=None) -> None:
+        what = type(self).__name__
+        check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
+        check_norm_args(eps, momentum, what, momentum_none=True)
+        check_float_dtype(dtype, "dtype", what)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+
+class GroupBatchNorm2d(_GroupBatchNorm):
     """Batch norm of regular fields ``(B, C, F, H, W)`` with statistics shared over the fiber.
 
     ``y = (x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c`` with one mean/variance per
@@ -40,14 +53,37 @@ class GroupBatchNorm2d(Typed, nn.BatchNorm3d):
 
     in_type = out_type = FieldType.regular()  # of any finite group
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None) -> None:
-        what = type(self).__name__
-        check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
-        check_norm_args(eps, momentum, what, momentum_none=True)
-        check_float_dtype(dtype, "dtype", what)
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-
     def _check_input_dim(self, input: torch.Tensor) -> None:
         check_input(input, self.num_features, type(self).__name__)
+
+
+class GroupBatchNorm3d(_GroupBatchNorm):
+    """Batch norm of regular fields on volumes ``(B, C, F, D, H, W)`` (the cube groups' maps)
+    with statistics shared over the fiber.
+
+    ``y = (x - mean_c) / sqrt(var_c + eps) * gamma_c + beta_c`` with one mean/variance per
+    field ``c`` over ``B, F, D, H, W`` (``nn.BatchNorm3d``'s statistics, which ``F.batch_norm``
+    computes over every dim but 1, on the 6-D layout; the math is
+    :func:`equilayers.functional.group_batch_norm`).
+
+    Args:
+        num_features, eps, momentum, affine, track_running_stats, device, dtype: as
+            ``nn.BatchNorm3d``; ``num_features`` counts fields ``C``.
+
+    Shape:
+        ``(B, C, F, D, H, W) -> (B, C, F, D, H, W)``.
+
+    Equivariance:
+        Exact for any group acting on regular fields (statistics do not see slot order or
+        positions).
+
+    Example:
+        >>> import torch
+        >>> GroupBatchNorm3d(2)(torch.randn(2, 2, 24, 3, 3, 3)).shape
+        torch.Size([2, 2, 24, 3, 3, 3])
+    """
+
+    in_type = out_type = FieldType.regular(spatial_dims=3)  # of any finite group
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        check_input(input, self.num_features, type(self).__name__, 6)

@@ -16,7 +16,8 @@ __all__ = ["GroupPool", "GroupMaxPool2d", "GroupAvgPool2d"]
 
 
 class GroupPool(Typed, nn.Module):
-    """Pool over the fiber: ``(B, C, F, H, W) -> (B, C, H, W)`` (``"max"`` or ``"mean"``).
+    """Pool over the fiber: ``(B, C, F, H, W) -> (B, C, H, W)`` (``"max"`` or ``"mean"``),
+    and ``(B, C, F, D, H, W) -> (B, C, D, H, W)`` for the cube groups' fields on volumes.
 
     ``y[c] = max_g x[c, g]`` (or the mean): invariant to any permutation of the slots, so
     regular fields become trivial ones (images) that still move with the input.
@@ -26,10 +27,11 @@ class GroupPool(Typed, nn.Module):
             ``"mean"``.
 
     Shape:
-        ``(B, C, F, H, W) -> (B, C, H, W)``.
+        ``(B, C, F, H, W) -> (B, C, H, W)``; ``(B, C, F, D, H, W) -> (B, C, D, H, W)``.
 
     Equivariance:
-        Exact: regular in, trivial out.
+        Exact: regular in, trivial out (its types are of any group, and take the group's
+        spatial dims when the harness binds them: 6-D in for the cube's groups).
 
     Example:
         >>> import torch

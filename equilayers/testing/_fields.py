@@ -8,6 +8,8 @@ last module's output), and only then the rank: ``<= 2`` dims invariant, 3, 4 or 
 trivial, and 5 dims, which are ambiguous (``(B, C, F, H, W)`` group maps or ``(B, C, D, H,
 W)`` volumes): the input's type for a rank-preserving map's output, a regular field when
 ``F = |G|`` (the documented default), otherwise a ``ValueError`` asking for the argument.
+For a group acting on 3 spatial dims (the cube's) everything is one rank higher: 5 dims are
+volumes (trivial), 6 dims the ambiguous case.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..groups import FieldType, Group, GroupElement, act
+from ..groups import Element, FieldType, Group, act
 from ..groups._actions import check_rep
 from ..groups._fields import field_type
 
@@ -62,23 +64,26 @@ def _from_rep(rep: str, t: torch.Tensor, group: Group | None, name: str,
     if rep == "invariant":
         return FieldType(group, rep)
     fiber = rep != "trivial"
-    if fiber and t.dim() < 5:
-        raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be 5-D (B, C, F, H, "
-                         f"W); got shape {tuple(t.shape)}")
+    sd = 2 if group is None else group.spatial_dim
+    if fiber and t.dim() < 3 + sd:
+        layout = "(B, C, F, H, W)" if sd == 2 else "(B, C, F, D, H, W)"
+        raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be {3 + sd}-D "
+                         f"{layout}; got shape {tuple(t.shape)}")
     if t.dim() < 2:
         raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be at least 2-D "
                          f"(..., H, W); got shape {tuple(t.shape)}")
     # trivial maps of any rank >= 2 only move on (H, W): act_on takes them as they are
-    return field_type(group, rep, None, max(t.dim() - 2 - fiber, 2), what=what)
+    return field_type(group, rep, None, max(t.dim() - 2 - fiber, sd), what=what)
 
 
 def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
            like: FieldType | None) -> FieldType:
     if t.dim() <= 2:
         return FieldType(group, "invariant")
-    if t.dim() != 5:
-        return FieldType(group, "trivial", spatial_dims=max(t.dim() - 2, 2))
-    if like is not None and like.tensor_ndim == 5 and like.rep != "invariant":
+    sd = 2 if group is None else group.spatial_dim
+    if t.dim() != 3 + sd:
+        return FieldType(group, "trivial", spatial_dims=max(t.dim() - 2, sd))
+    if like is not None and like.tensor_ndim == t.dim() and like.rep != "invariant":
         try:
             like.check(t)
         except ValueError:
@@ -91,13 +96,19 @@ def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
     regular = (f"a regular field of {group.name} has F = |G| = {int(group.order)} slots"
                if group.is_finite else f"{group.name} has no regular fields")
     raise ValueError(
-        f"{what}: cannot tell what the 5-D {_noun(name)} of shape {tuple(t.shape)} is "
-        f"({regular}; it may be a harmonic field or a volume (B, C, D, H, W)): pass {name}= "
+        f"{what}: cannot tell what the {t.dim()}-D {_noun(name)} of shape {tuple(t.shape)} "
+        f"is ({regular}; {_other(t.dim())}): pass {name}= "
         "('harmonic', 'trivial' for a volume, 'quotient:K', or a FieldType) or declare "
         f"{name.replace('_rep', '_type')} on the module")
 
 
-def act_on(ft: FieldType, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
+def _other(ndim: int) -> str:
+    if ndim == 5:
+        return "it may be a harmonic field or a volume (B, C, D, H, W)"
+    return "it may be a quotient field or a trivial map of 4 spatial dims"
+
+
+def act_on(ft: FieldType, g: Element, x: torch.Tensor) -> torch.Tensor:
     """``g . x`` for ``x`` of type ``ft``; trivial maps of another rank move on ``(H, W)``
     (what a ``"trivial"`` rep name has always meant)."""
     if not ft.has_fiber and x.dim() != ft.tensor_ndim:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as C
-from ..groups import FieldType, GroupElement, GroupLike, disk_mask, gaussian_smooth, get
+from ..groups import Element, FieldType, GroupElement, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._subgroups import check_subgroup, embed
 from ._fields import act_on, resolve_field_type
@@ -109,12 +109,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
 def _elements(group, elements) -> list[GroupElement]:
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
-    if isinstance(elements, (str, GroupElement)) or not hasattr(elements, "__iter__"):
+    if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
         raise TypeError(f"elements={elements!r} must be a list of GroupElements of "
                         f"{group.name} (or slot indices for a finite group), or None for all")
     out = []
     for e in elements:
-        if isinstance(e, GroupElement):
+        if isinstance(e, Element):
             if e.group != group:
                 raise ValueError(f"element {e!r} belongs to {e.group.name}, not {group.name}")
             out.append(e)

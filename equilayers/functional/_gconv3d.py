@@ -1,0 +1,324 @@
+"""Group convolutions on voxels: lifting (volume -> group fields) and group (fields -> fields)
+correlations for the cube's groups O, O_h, C4z and D4z (:mod:`equilayers.groups._cubic`),
+with full ``k x k x k`` voxel filters.
+
+Math (cross-correlation, as ``F.conv3d``), the 3-D analogue of :mod:`._gconv`'s pixel basis.
+A lifting filter ``psi[o, c]`` is a ``k x k x k`` volume; a group filter is a regular field
+``(|G|, k, k, k)`` per (out field, in field). The expanded filter stacks, for every group
+element ``g`` (the output slot), the filter transformed by ``g``:
+
+    W[o, g, c] = g . psi[o, c]        (``act(psi, g, "trivial")`` or ``act(psi, g, "regular")``)
+
+so ``out[o, g] = sum_c in[c] (*) W[o, g, c]`` and ``conv(u . in) = u . conv(in)`` exactly
+whenever the sampling grid maps onto itself (:func:`exactness_problems3d`). Every element is
+a signed permutation of the voxels, so ``g . psi`` is a permutation of ``psi``'s entries.
+
+Layout: the expanded filter is ``(C_out * |G|, C_in * F_in // groups, k, k, k)``, fields
+major and slots minor on both sides, so ``F.conv3d`` on ``x.reshape(B, C_in * F_in, D, H,
+W)`` followed by ``reshape(B, C_out, |G|, D', H', W')`` is the group convolution. It is built
+by one ``torch.gather`` from a table ``(|G|, F_in * k^3)`` (the group action applied to
+``arange``, computed once per group and size and cached on the CPU): the table is the same for
+every pair of fields, so it is ``C_out * C_in`` times smaller than a flat index. The weight's
+group axis holds one slot per element (no Fourier basis, unlike the planar convs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .. import _checks as C
+from .._cpu_cache import cpu_cache
+from ..groups import CubicGroup, GroupLike, act, get
+from ..groups._actions import grid_moves
+from ..groups._cubic import CUBIC_GROUPS
+from ..groups._transforms import grid_ops, int_rows
+
+__all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
+
+PADDING_MODES = C.PADDING_MODES
+_NAMES = ", ".join(repr(n) for n in CUBIC_GROUPS)
+
+
+def check_cubic_group(group: GroupLike, what: str) -> CubicGroup:
+    """The group, or an error naming ``group`` and the cube groups the 3-D convs take."""
+    try:
+        grp = get(group)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: group={group!r} is not a group ({e}); the 3-D convs take the "
+                      f"cube's groups {_NAMES}") from None
+    if not isinstance(grp, CubicGroup):
+        raise ValueError(f"{what}: group={grp.name!r} acts on {grp.spatial_dim} spatial dims; "
+                         f"the 3-D convs take the cube's groups {_NAMES} (use LiftingConv2d/"
+                         "GroupConv2d for images)")
+    return grp
+
+
+def triple(value, name: str, what: str = "", minimum: int | None = None
+           ) -> tuple[int, int, int]:
+    """An int or three ints ``(D, H, W)``, as ``nn.Conv3d`` takes them."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(f"{what + ': ' if what else ''}{name}={value!r} must be an int or "
+                             "three ints (D, H, W)")
+        return tuple(C.check_int(v, f"{name}[{i}]", what, minimum=minimum,  # type: ignore
+                                 fix="an int or three ints (D, H, W)")
+                     for i, v in enumerate(value))
+    v = C.check_int(value, name, what, minimum=minimum, fix="an int or three ints (D, H, W)")
+    return (v, v, v)
+
+
+def resolve_padding3d(padding, kernel_size: int, dilation, what: str = ""
+                      ) -> tuple[int, int, int, int, int, int]:
+    """``padding`` (int, three ints, ``"same"``, ``"valid"``) -> ``F.pad``'s 6-tuple
+    ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)``; ``"same"`` puts the odd voxel (even kernels)
+    on the high side, as ``nn.Conv3d``."""
+    dil = triple(dilation, "dilation", what, minimum=1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * 6  # type: ignore[return-value]
+        if padding == "same":
+            out: list[int] = []
+            for d in reversed(dil):
+                total = d * (kernel_size - 1)
+                out += [total // 2, total - total // 2]
+            return tuple(out)  # type: ignore[return-value]
+        raise ValueError(f"{what + ': ' if what else ''}padding={padding!r} must be an int, "
+                         "three ints, 'same' or 'valid'")
+    pd, ph, pw = triple(padding, "padding", what, minimum=0)
+    return (pw, pw, ph, ph, pd, pd)
+
+
+@cpu_cache(maxsize=256)
+def _block_cpu(group: CubicGroup, fiber_in: int, k: int) -> torch.Tensor:
+    """``(|G|, F_in * k^3)``: row ``g`` lists, for each entry of ``g . psi``, the entry of
+    ``psi`` (a ``(F_in, k, k, k)`` filter, flattened) it comes from."""
+    base = torch.arange(fiber_in * k ** 3, dtype=torch.long, device="cpu")
+    if fiber_in == 1:
+        moved = [act(base.view(k, k, k), g, "trivial") for g in group.elements()]
+    else:
+        field = base.view(1, 1, fiber_in, k, k, k)
+        moved = [act(field, g, "regular") for g in group.elements()]
+    return torch.stack([m.reshape(-1) for m in moved])
+
+
+def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """The gather table ``(|G|, F_in * k^3)`` of :func:`expand_filter3d` (``F_in`` is 1 for
+    a lifting filter, ``|G|`` for a group filter), on ``device``."""
+    grp = check_cubic_group(group, "expansion_table")
+    block = _block_cpu(grp, 1 if lifting else int(grp.order), int(kernel_size))
+    return block.to(device) if device is not None else block.clone()
+
+
+def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``(C_out, C_in, [F_in,] k, k, k)`` -> ``(C_out * |G|, C_in * F_in, k, k, k)`` with
+    block ``[o, g, c] = g . weight[o, c]``: one ``torch.gather`` through ``table``
+    (:func:`expansion_table`), broadcast over the field pairs."""
+    c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
+    n, per = table.shape
+    src = weight.reshape(c_out, 1, c_in, per).expand(c_out, n, c_in, per)
+    idx = table.view(1, n, 1, per).expand(c_out, n, c_in, per)
+    return torch.gather(src, 3, idx).reshape(c_out * n, c_in * (per // k ** 3), k, k, k)
+
+
+def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
+                         stride, pad: tuple[int, ...], dilation) -> list[str]:
+    """Why a 3-D conv window grid with these options is *not* exactly equivariant on a volume
+    of spatial ``size`` ``(D, H, W)`` (empty list: exact). A dim that some element flips or
+    moves needs symmetric padding and windows that tile the padded length from both ends,
+    ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``; dims that elements trade (H and W
+    for c4z/d4z, all three for o/oh) need equal sizes and equal options."""
+    what = "exactness_problems3d"
+    grp = check_cubic_group(group, what)
+    sizes = triple(size, "size", what, minimum=1)
+    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    strides = triple(stride, "stride", what, minimum=1)
+    dils = triple(dilation, "dilation", what, minimum=1)
+    if not (isinstance(pad, (tuple, list)) and len(pad) == 6
+            and all(C.is_int(p) and p >= 0 for p in pad)):
+        raise TypeError(f"{what}: pad={pad!r} must be six integers >= 0 (F.pad's w_lo, w_hi, "
+                        "h_lo, h_hi, d_lo, d_hi)")
+    names = ("depth", "height", "width")
+    moved, _ = grid_moves(grp)
+    out = []
+    opts = {}
+    for i, name in enumerate(names):  # dim -(3 - i)
+        lo, hi = pad[2 * (2 - i)], pad[2 * (2 - i) + 1]
+        n, s, d = sizes[i], strides[i], dils[i]
+        opts[i] = (n, s, d, lo, hi)
+        if -(3 - i) not in moved:
+            continue
+        if lo != hi:
+            out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "
+                       "symmetric padding")
+        extent = d * (kernel_size - 1) + 1
+        rem = (n + lo + hi - extent) % s
+        if rem:
+            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both "
+                       f"ends (remainder {rem}): use a {name} of {n + s - rem} (n + {lo} + {hi}"
+                       f" - {extent} divisible by {s})")
+    for a, b in _traded(grp):
+        if opts[a] != opts[b]:
+            out.append(f"{grp.name} trades the {names[a]} and {names[b]} dims, but their "
+                       f"size/stride/dilation/padding differ ({opts[a]} vs {opts[b]}): use "
+                       "equal ones")
+    return out
+
+
+def _traded(grp: CubicGroup) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)`` of dims (0 depth, 1 height, 2 width) that some element exchanges."""
+    pairs = set()
+    for g in grp.elements():
+        _, source = grid_ops(int_rows(grp.matrix(g)))
+        for k, j in enumerate(source):  # coordinate k (dim -(k+1)) from coordinate j
+            if j != k:
+                pairs.add(tuple(sorted((2 - k, 2 - j))))
+    return sorted(pairs)  # type: ignore[arg-type]
+
+
+def _check_fits(x: torch.Tensor, k: int, pad, dilation, padding_mode: str, what: str) -> None:
+    sizes = x.shape[-3:]
+    dils = triple(dilation, "dilation", what)
+    for i, name in enumerate(("depth", "height", "width")):
+        lo, hi = pad[2 * (2 - i)], pad[2 * (2 - i) + 1]
+        extent = dils[i] * (k - 1) + 1
+        if sizes[i] + lo + hi < extent:
+            raise ValueError(f"{what}: the input's {name} {sizes[i]} (+ padding {lo} + {hi}) "
+                             f"is smaller than the dilated kernel ({extent}); got x of shape "
+                             f"{tuple(x.shape)}")
+        if padding_mode == "reflect" and max(lo, hi) >= sizes[i]:
+            raise ValueError(f"{what}: padding_mode='reflect' needs padding < the input's "
+                             f"{name} {sizes[i]}; got padding ({lo}, {hi}) for x of shape "
+                             f"{tuple(x.shape)}")
+        if padding_mode == "circular" and max(lo, hi) > sizes[i]:
+            raise ValueError(f"{what}: padding_mode='circular' needs padding <= the input's "
+                             f"{name} {sizes[i]}; got padding ({lo}, {hi}) for x of shape "
+                             f"{tuple(x.shape)}")
+
+
+def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    fiber_out: int, stride=1, pad: tuple[int, ...] = (0,) * 6, dilation=1,
+                    groups: int = 1, padding_mode: str = "zeros", *,
+                    what: str = "conv3d") -> torch.Tensor:
+    """One ``F.conv3d`` with an expanded filter: ``(B, C_in, [F_in,] D, H, W)`` ->
+    ``(B, C_out, F_out, D', H', W')``; ``bias`` ``(C_out,)``, one value per field."""
+    b = x.shape[0]
+    d, h, w = x.shape[-3:]
+    x5 = x.reshape(b, math.prod(x.shape[1:-3]), d, h, w)  # no -1: an empty batch is fine
+    _check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
+    if padding_mode == "zeros" and pad[0::2] == pad[1::2]:
+        conv_pad = (pad[4], pad[2], pad[0])
+    else:
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        x5 = F.pad(x5, pad, mode=mode)
+        conv_pad = (0, 0, 0)
+    if bias is not None:
+        bias = bias.repeat_interleave(fiber_out)
+    y = F.conv3d(x5, weight, bias, triple(stride, "stride"), conv_pad, triple(dilation,
+                 "dilation"), groups)
+    return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, *y.shape[-3:])
+
+
+def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, what: str) -> None:
+    """``x`` is a floating ``(B, C_in, D, H, W)`` volume (lifting) or a ``(B, C_in, |G|, D,
+    H, W)`` regular field, with ``channels`` channels (and ``fiber`` slots)."""
+    C.check_tensor(x, "x", what, floating=False)
+    ndim = 5 if lifting else 6
+    if x.dim() != ndim:
+        layout = ("(B, C_in, D, H, W) volumes" if lifting
+                  else "(B, C_in, |G|, D, H, W) regular fields")
+        hint = (" (use GroupConv3d for group feature maps)" if lifting else
+                " (a lifting conv, LiftingConv3d, maps volumes to group maps)")
+        raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "
+                         f"{tuple(x.shape)}")
+    if not lifting and x.shape[2] != fiber:
+        raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
+                         f"shape {tuple(x.shape)}")
+    C.check_tensor(x, "x", what)  # floating point
+
+
+def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding_mode,
+                      lifting: bool, grp: CubicGroup) -> None:
+    """The arguments of :func:`lifting_conv3d` / :func:`group_conv3d`."""
+    triple(stride, "stride", what, minimum=1)
+    triple(dilation, "dilation", what, minimum=1)
+    C.check_int(groups, "groups", what, minimum=1)
+    C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
+    C.check_tensor(weight, "weight", what)
+    ndim = 5 if lifting else 6
+    layout = ("(C_out, C_in // groups, k, k, k)" if lifting
+              else "(C_out, C_in // groups, |G|, k, k, k)")
+    if weight.dim() != ndim:
+        raise ValueError(f"{what}: weight must be {ndim}-D {layout}; got shape "
+                         f"{tuple(weight.shape)}")
+    if len(set(weight.shape[-3:])) != 1:
+        raise ValueError(f"{what}: weight must have a cubic kernel k x k x k (the group "
+                         f"permutes its axes); got shape {tuple(weight.shape)}")
+    if not lifting and weight.shape[2] != grp.order:
+        raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
+                         f"in dim 2; got shape {tuple(weight.shape)}")
+    if weight.shape[0] % groups:
+        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
+                         f"shape {tuple(weight.shape)})")
+    C.check_bias(bias, (weight.shape[0],), what)
+
+
+def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group,
+          lifting: bool, what: str) -> torch.Tensor:
+    grp = check_cubic_group(group, what)
+    check_conv3d_args(what, weight, bias, stride, dilation, groups, padding_mode, lifting, grp)
+    n = int(grp.order)
+    check_input3d(x, lifting, weight.shape[1] * groups, n, what)
+    k = weight.shape[-1]
+    pad = resolve_padding3d(padding, k, dilation, what)
+    filt = expand_filter3d(weight, expansion_table(grp, k, lifting=lifting,
+                                                   device=weight.device))
+    return conv3d_expanded(x, filt, bias, n, stride, pad, dilation, groups, padding_mode,
+                           what=what)
+
+
+def lifting_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   stride=1, padding=0, dilation=1, groups: int = 1,
+                   padding_mode: str = "zeros", *, group: GroupLike = "o") -> torch.Tensor:
+    """Lifting correlation of volumes ``(B, C_in, D, H, W) -> (B, C_out, |G|, D', H', W')``
+    for a cube group (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``).
+
+    ``weight`` ``(C_out, C_in // groups, k, k, k)``, ``bias`` ``(C_out,)`` (one value per
+    field); the other arguments as ``F.conv3d`` (``padding`` also ``"same"``/``"valid"``,
+    ``padding_mode`` as ``nn.Conv3d``). Slot ``g`` of the output correlates with the filter
+    moved by ``g``; see :class:`~equilayers.nn.LiftingConv3d`.
+
+    Example:
+        >>> import torch
+        >>> lifting_conv3d(torch.randn(1, 2, 5, 5, 5), torch.randn(3, 2, 3, 3, 3),
+        ...                padding=1, group="c4z").shape
+        torch.Size([1, 3, 4, 5, 5, 5])
+    """
+    return _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group, True,
+                 "lifting_conv3d")
+
+
+def group_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 stride=1, padding=0, dilation=1, groups: int = 1,
+                 padding_mode: str = "zeros", *, group: GroupLike = "o") -> torch.Tensor:
+    """Group correlation of regular fields of a cube group
+    ``(B, C_in, |G|, D, H, W) -> (B, C_out, |G|, D', H', W')``.
+
+    ``weight`` ``(C_out, C_in // groups, |G|, k, k, k)`` (one slot per element, in
+    ``group.elements()`` order), ``bias`` ``(C_out,)``; the rest as :func:`lifting_conv3d`.
+    Slot ``g`` correlates with the filter moved by ``g`` as a regular field,
+    ``(g . psi)[h] = g . psi[g^-1 h]``; see :class:`~equilayers.nn.GroupConv3d`.
+
+    Example:
+        >>> import torch
+        >>> group_conv3d(torch.randn(1, 2, 4, 5, 5, 5), torch.randn(3, 2, 4, 3, 3, 3),
+        ...              padding=1, group="c4z").shape
+        torch.Size([1, 3, 4, 5, 5, 5])
+    """
+    return _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group,
+                 False, "group_conv3d")

@@ -1,0 +1,233 @@
+"""Lifting and group convolutions on voxels as ``nn.Conv3d`` look-alikes, for the cube's
+groups O, O_h, C4z and D4z (full ``k x k x k`` filters; the math is
+:mod:`equilayers.functional._gconv3d`)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from .. import _checks as C
+from ..functional import _gconv3d as G3
+from ..groups import FieldType, GroupLike
+from ._exactness import _quiet
+from ._typed import Typed
+
+__all__ = ["LiftingConv3d", "GroupConv3d"]
+
+
+class _GroupConv3dBase(Typed, nn.Module):
+    """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
+    the once-per-module exactness warning and ``extra_repr``."""
+
+    lifting: bool = False
+
+    #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
+    #: group convs).
+    init_gain2: float = 1.0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None, *, group: GroupLike = "o") -> None:
+        super().__init__()
+        name = type(self).__name__
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("groups", groups)):
+            C.check_int(v, arg, name, minimum=1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        ks = G3.triple(kernel_size, "kernel_size", name, minimum=1)
+        if len(set(ks)) != 1:
+            raise ValueError(f"{name}: kernel_size={kernel_size!r} must be cubic (k, k, k): "
+                             "the group permutes the kernel's axes")
+        self.stride = G3.triple(stride, "stride", name, minimum=1)
+        self.dilation = G3.triple(dilation, "dilation", name, minimum=1)
+        C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
+        if isinstance(padding, str) and padding == "same" and self.stride != (1, 1, 1):
+            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv3d); got "
+                             f"stride={stride!r}")
+        self._pad = G3.resolve_padding3d(padding, ks[0], dilation, name)
+        C.check_flag(bias, "bias", name)
+        C.check_float_dtype(dtype, "dtype", name)
+        grp = G3.check_cubic_group(group, name)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, ks
+        self.padding, self.groups, self.padding_mode = padding, groups, padding_mode
+        self.group = grp
+        self.in_type = FieldType.trivial(grp) if self.lifting else FieldType.regular(grp)
+        self.out_type = FieldType.regular(grp)
+        self.fiber_in = 1 if self.lifting else int(grp.order)
+        self.fiber_out = int(grp.order)
+        factory = {"device": device, "dtype": dtype}
+        k, c_in = ks[0], in_channels // groups
+        shape = ((out_channels, c_in, k, k, k) if self.lifting
+                 else (out_channels, c_in, self.fiber_in, k, k, k))
+        self.weight = nn.Parameter(torch.empty(shape, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.register_buffer("expansion_table", torch.empty(0, dtype=torch.long,
+                                                            device=device), persistent=False)
+        self.reset_parameters()
+
+    # --- parameters and derived buffers ----------------------------------------------------
+    def reset_parameters(self) -> None:
+        """Fill the gather table and draw the weight from ``N(0, std^2)``, ``std =
+        sqrt(init_gain2 / fan_in)`` with ``fan_in = C_in/groups * F_in * k^3``: every output
+        slot sums ``fan_in`` distinct weights times inputs (the expanded filter permutes one
+        filter), so on unit-variance input each slot has second moment ``init_gain2 = 1``, the
+        rule of the planar group convs (``nn.init.kaiming_normal_``'s for ``nn.Conv3d`` with
+        gain 1). The bias starts at 0."""
+        self._fill_derived(self.weight.device)
+        k = self.kernel_size[0]
+        fan_in = self.in_channels // self.groups * self.fiber_in * k ** 3
+        with torch.no_grad():
+            nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / fan_in))
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+
+    def _fill_derived(self, device: torch.device) -> None:
+        """(Re)build the gather table on ``device``: after ``reset_parameters``, ``.to()``,
+        ``to_empty()`` and ``load_state_dict`` (so meta-device init gets a real table)."""
+        if device.type == "meta":
+            return
+        self.expansion_table = G3.expansion_table(self.group, self.kernel_size[0],
+                                                  lifting=self.lifting, device=device)
+
+    def _apply(self, fn, recurse=True):
+        # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor and
+        # fails on 5-D ones (nn.Conv3d's too): a lifting weight ``(C_out, C_in, k, k, k)`` is
+        # converted as the ``(C_out, C_in * k, k, k)`` view it also is (the gather reads it
+        # through any strides)
+        def convert(t):
+            try:
+                return fn(t)
+            except RuntimeError:
+                if t.dim() != 5:
+                    raise
+                return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
+        out = super()._apply(convert, recurse)
+        if not self.weight.is_meta:
+            self._fill_derived(self.weight.device)
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if not self.weight.is_meta:
+            self._fill_derived(self.weight.device)
+
+    # --- forward ---------------------------------------------------------------------------
+    def expanded_filter(self) -> torch.Tensor:
+        """The expanded filter ``(C_out * |G|, C_in * F_in // groups, k, k, k)`` of the
+        current weight (one gather; differentiable). Nothing is cached: every forward expands
+        the weight, so whatever changed it is seen by the next forward."""
+        return G3.expand_filter3d(self.weight, self.expansion_table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        G3.check_input3d(x, self.lifting, self.in_channels, self.fiber_in, name)
+        if self.weight.is_meta and not x.is_meta:
+            raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
+                               "model first (load_state_dict(..., assign=True), or to_empty() "
+                               "then reset_parameters())")
+        self._check_exact(x)
+        return G3.conv3d_expanded(x, self.expanded_filter(), self.bias, self.fiber_out,
+                                  self.stride, self._pad, self.dilation, self.groups,
+                                  self.padding_mode, what=name)
+
+    _warned: bool = False
+
+    def _check_exact(self, x: torch.Tensor) -> None:
+        """Warn once per module at the first input size where the window grid breaks exact
+        equivariance (:func:`~equilayers.functional._gconv3d.exactness_problems3d`)."""
+        if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
+        size = tuple(int(s) for s in x.shape[-3:])
+        exact = self.__dict__.setdefault("_exact_sizes", set())
+        if size in exact:
+            return
+        problems = G3.exactness_problems3d(self.group, size, self.kernel_size[0], self.stride,
+                                           self._pad, self.dilation)
+        if not problems:
+            exact.add(size)
+            return
+        self._warned = True
+        warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
+                      f"on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                      + " (warned once per module)", stacklevel=5)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
+             f"group={self.group.name!r}")
+        if self.stride != (1, 1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != 0:
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1, 1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+_SHARED_DOC = """
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode, device, dtype: as ``nn.Conv3d`` (channels count fields; the kernel
+            is cubic, ``k x k x k``; ``padding`` also ``"same"``/``"valid"``).
+        group: a cube group: ``"o"`` (24 rotations, the default), ``"oh"`` (48, with the
+            inversion), ``"c4z"`` (4 rotations about the depth axis), ``"d4z"`` (8: those and
+            the flip of the width axis); element order and axes in
+            :mod:`equilayers.groups._cubic`.
+
+    Shape:
+        Output ``(B, C_out, |G|, D', H', W')`` with, per dim,
+        ``n' = floor((n + 2 p - dilation (k - 1) - 1) / stride) + 1``.
+
+    Equivariance:
+        Exact for every element of the group (each is a signed permutation of the voxels, so
+        the expanded filter permutes one filter): ``f(g . x) = g . f(x)`` to float rounding
+        when the windows tile the input from both ends, ``(n + 2 p - dilation (k - 1) - 1) %
+        stride == 0`` on every dim the group moves (stride 1 always; stride 2 on odd sizes with
+        odd ``k``), with symmetric padding and equal sizes and options on the dims it trades
+        (all three for o/oh, height and width for c4z/d4z). The module warns once otherwise.
+        The init draws every output slot with second moment 1 on unit-variance input.
+"""
+
+
+class LiftingConv3d(_GroupConv3dBase):
+    __doc__ = """Lifting convolution of volumes ``(B, C_in, D, H, W)`` to regular fields of a
+    cube group ``(B, C_out, |G|, D', H', W')``.
+
+    ``out[o, g] = sum_c in[c] (*) (g . psi[o, c]) + b[o]``: slot ``g`` correlates with the
+    ``k x k x k`` filter moved by ``g`` (``(*)`` is ``F.conv3d``'s cross-correlation).
+    """ + _SHARED_DOC + """
+    Example:
+        >>> import torch
+        >>> from equilayers.nn import LiftingConv3d
+        >>> LiftingConv3d(2, 3, 3, padding=1, group="o")(torch.randn(1, 2, 5, 5, 5)).shape
+        torch.Size([1, 3, 24, 5, 5, 5])
+    """
+    lifting = True
+
+
+class GroupConv3d(_GroupConv3dBase):
+    __doc__ = """Group convolution between regular fields of a cube group
+    ``(B, C_in, |G|, D, H, W) -> (B, C_out, |G|, D', H', W')``.
+
+    ``out[o, g] = sum_{c, h} in[c, h] (*) (g . psi[o, c])[h] + b[o]`` where ``g . psi`` moves
+    the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``; the
+    weight ``(C_out, C_in // groups, |G|, k, k, k)`` holds one slot per element.
+    """ + _SHARED_DOC + """
+    Example:
+        >>> import torch
+        >>> from equilayers.nn import GroupConv3d
+        >>> GroupConv3d(2, 3, 3, padding=1, group="c4z")(torch.randn(1, 2, 4, 5, 5, 5)).shape
+        torch.Size([1, 3, 4, 5, 5, 5])
+    """
+    lifting = False

@@ -1,0 +1,317 @@
+"""The cube's groups on voxels (equilayers.groups._cubic) and the 3-D group convs: group
+axioms, the documented element orders and axes, the actions on volumes and on 6-D regular
+fields, and the exact equivariance of LiftingConv3d -> GroupConv3d -> GroupPool stacks over
+every element, with negative controls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import equilayers.functional as EF
+import equilayers.nn as enn
+from equilayers.groups import CubicGroup, FieldType, act, get
+from equilayers.groups._group import is_signed_permutation
+from equilayers.groups._subgroups import check_subgroup, coset_representatives
+from equilayers.testing import assert_equivariant, equivariance_error
+
+ORDERS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8}
+NAMES = sorted(ORDERS)
+VOLUME = FieldType.trivial  # volumes of a cube group: 5-D
+
+
+def _elements_x_elements(grp):
+    els = grp.elements()
+    return [(a, b) for a in els for b in els]
+
+
+# --- the groups --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_group_axioms(name):
+    grp = get(name)
+    n = ORDERS[name]
+    assert isinstance(grp, CubicGroup) and grp.order == n and len(grp.elements()) == n
+    assert grp.spatial_dim == 3 and grp.pixel_exact and grp.grid_subgroup() == grp
+    table = grp.cayley_table
+    assert table.shape == (n, n)
+    ar = torch.arange(n)
+    assert all(torch.equal(row.sort().values, ar) for row in table)  # closure, Latin square
+    assert all(torch.equal(col.sort().values, ar) for col in table.t())
+    a, b, c = torch.meshgrid(ar, ar, ar, indexing="ij")
+    assert torch.equal(table[table[a, b], c], table[a, table[b, c]])  # associativity
+    e = grp.identity
+    assert grp.index(e) == 0 and torch.equal(table[0], ar) and torch.equal(table[:, 0], ar)
+    for g in grp.elements():
+        assert g * g.inverse() == e == g.inverse() * g
+        m = grp.matrix(g)
+        assert is_signed_permutation(m) and grp.is_grid(g)
+        assert torch.equal(grp.matrix(g.inverse()), m.t())  # inverse = transpose
+        assert round(float(torch.linalg.det(m))) == g.det
+    for a, b in _elements_x_elements(grp)[:: max(1, n // 4)]:
+        assert torch.equal(grp.matrix(a * b), grp.matrix(a) @ grp.matrix(b))
+
+
+def test_orientation_and_subgroups():
+    assert all(g.det == 1 for g in get("o").elements())
+    assert all(g.det == 1 for g in get("c4z").elements())
+    assert not get("o").has_reflections and get("oh").has_reflections
+    assert get("d4z").has_reflections
+    for big, small in (("oh", "o"), ("o", "c4z"), ("oh", "d4z"), ("oh", "c4z"), ("d4z", "c4z")):
+        check_subgroup(big, small)
+        assert get(small).is_subgroup_of(get(big))
+    for big, small in (("o", "d4z"), ("o", "oh"), ("c4z", "d4z")):
+        with pytest.raises(ValueError, match="not a subgroup"):
+            check_subgroup(big, small)
+    with pytest.raises(ValueError, match="not a subgroup"):
+        check_subgroup("o", "c4")  # a planar group acts on 2 dims
+
+
+def test_equality_by_value():
+    assert CubicGroup("o") == get("o") and hash(CubicGroup("o")) == hash(get("o"))
+    assert get("o") != get("oh") and get("c4z") != get("c4")
+    assert CubicGroup("o").elements()[5] == get("o").elements()[5]
+    with pytest.raises(ValueError, match="name='bogus' must be one of"):
+        CubicGroup("bogus")
+
+
+def test_documented_element_orders():
+    o, oh, c4z, d4z = (get(n) for n in ("o", "oh", "c4z", "d4z"))
+    # c4z/d4z: slot for slot the planar c4/d4 on every depth slice
+    assert torch.equal(c4z.cayley_table, get("c4").cayley_table)
+    assert torch.equal(d4z.cayley_table, get("d4").cayley_table)
+    v = torch.randn(1, 2, 3, 5, 5)
+    for g3, g2 in zip(d4z.elements(), get("d4").elements(), strict=True):
+        assert torch.equal(act(v, g3), act(v, g2))
+    assert repr(c4z.elements()[1]) == "(-y, x, z)"
+    assert torch.equal(act(v, d4z.elements()[4]), torch.flip(v, dims=(-1,)))
+    # o: slots 4j..4j+3 are t_j C4z, t_j taking z to +z, -z, +x, -x, +y, -y; the first 4 = c4z
+    assert [g.rows for g in o.elements()[:4]] == [g.rows for g in c4z.elements()]
+    ez = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    targets = [(2, 1), (2, -1), (0, 1), (0, -1), (1, 1), (1, -1)]
+    for j, (axis, sign) in enumerate(targets):
+        for k in range(4):
+            g = o.elements()[4 * j + k]
+            want = torch.zeros(3, dtype=torch.float64)
+            want[axis] = sign
+            assert torch.equal(o.matrix(g) @ ez, want)
+    assert coset_representatives("o", "c4z") == [o.elements()[4 * j] for j in range(6)]
+    # oh: O first, then the inversion times O; slot 24 is the inversion (flip all 3 dims)
+    assert [g.rows for g in oh.elements()[:24]] == [g.rows for g in o.elements()]
+    vol = torch.randn(1, 1, 4, 4, 4)
+    assert torch.equal(act(vol, oh.elements()[24]), torch.flip(vol, dims=(-3, -2, -1)))
+
+
+def test_axes_convention():
+    """x along the width index, y against the height index, z along the depth index."""
+    o = get("o")
+    vol = torch.zeros(1, 1, 5, 5, 5)
+    vol[0, 0, 2, 2, 4] = 1.0  # the point x = +2 (centre at index 2)
+    # the quarter turn about y taking z to +x takes x to -z: depth index 2 - 2 = 0
+    g = o.element([[0, 0, 1], [0, 1, 0], [-1, 0, 0]])
+    moved = act(vol, g)
+    assert moved[0, 0, 0, 2, 2] == 1.0 and moved.sum() == 1.0
+    # the quarter turn about x taking y to z: y = +1 (height index 1) goes to depth index 3
+    vol = torch.zeros(1, 1, 5, 5, 5)
+    vol[0, 0, 2, 1, 2] = 1.0
+    h = o.element([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    assert act(vol, h)[0, 0, 3, 2, 2] == 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_actions_compose(name, gen):
+    grp = get(name)
+    size = (3, 5, 5) if name in ("c4z", "d4z") else (4, 4, 4)  # c4z/d4z keep the depth
+    vol = torch.randn(2, 2, *size, generator=gen)
+    field = torch.randn(1, 2, grp.order, *size, generator=gen)
+    for a, b in _elements_x_elements(grp):
+        ab = a * b
+        assert torch.equal(act(vol, ab), act(act(vol, b), a))
+        assert torch.equal(act(field, ab, "regular"), act(act(field, b, "regular"), a, "regular"))
+
+
+def test_field_types_on_volumes():
+    assert FieldType.regular("o").tensor_ndim == 6
+    assert FieldType.trivial("o").tensor_ndim == 5
+    assert FieldType.regular("o").layout == "(B, C, F, D, H, W)"
+    assert FieldType.regular().bind("oh").tensor_ndim == 6
+    with pytest.raises(ValueError, match="spatial_dims"):
+        FieldType.regular("o", spatial_dims=2)
+    with pytest.raises(ValueError, match="planar"):
+        FieldType.harmonic("o", 1)
+    x = torch.randn(1, 2, 24, 3, 3, 3)
+    FieldType.regular("o").check(x)
+    with pytest.raises(ValueError, match="6-D"):
+        act(x[:, :, :, 0], get("o").elements()[1], "regular")
+
+
+# --- the convolutions --------------------------------------------------------------------------
+def _stack(group: str, c: int = 2, stride: int = 1) -> nn.Module:
+    return nn.Sequential(enn.LiftingConv3d(2, c, 3, stride=stride, padding=1, group=group),
+                         nn.ReLU(), enn.GroupConv3d(c, c, 3, padding=1, group=group),
+                         enn.GroupPool())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", NAMES)
+def test_stack_equivariant_every_element(name, stride, gen):
+    """Exact over all elements: float64 to 1e-10, float32 to 1e-5 (odd sizes, symmetric
+    padding; stride 2 where (n + 2p - k) % 2 == 0)."""
+    torch.manual_seed(0)
+    size = 7 if stride == 2 else 5
+    model = _stack(name, stride=stride)
+    x = torch.randn(1, 2, size, size, size, generator=gen, dtype=torch.float64)
+    report = assert_equivariant(model.double(), x, name)
+    assert report.error <= 1e-10 and len(report.errors) == ORDERS[name]
+    assert_equivariant(model.float(), x.float(), name, tol=1e-5)
+    # the regular fields in between as well
+    assert_equivariant(model[0].double(), x, name)
+
+
+def test_plain_conv3d_fails(gen):
+    x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+    conv = nn.Conv3d(2, 2, 3, padding=1).double()
+    assert equivariance_error(conv, x, "o", in_rep="trivial", out_rep="trivial") > 1e-2
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(conv, x, "c4z", in_rep="trivial", out_rep="trivial")
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_corrupted_table_fails(layer, gen):
+    """Two filter taps of one group element swapped in the gather table of the lifting or
+    the group conv: the stack is no longer equivariant."""
+    torch.manual_seed(0)
+    model = _stack("o").double()
+    x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+    assert_equivariant(model, x, "o")
+    table = model[layer].expansion_table.clone()
+    table[3, [0, 1]] = table[3, [1, 0]]
+    model[layer].expansion_table = table
+    assert equivariance_error(model, x, "o") > 1e-3
+
+
+def test_wrong_fiber_permutation_fails(gen, monkeypatch):
+    """The action on regular fields with g h in place of g^-1 h: the harness must notice (O is
+    not abelian)."""
+    torch.manual_seed(0)
+    lift = enn.LiftingConv3d(2, 2, 3, padding=1, group="o").double()
+    x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+    assert_equivariant(lift, x, "o")
+    monkeypatch.setattr(CubicGroup, "regular_permutation",
+                        lambda self, g: self.cayley_table[self.index(g)].clone())
+    assert equivariance_error(lift, x, "o") > 1e-2
+
+
+def _reference(x, weight, bias, group, lifting, padding):
+    """The definition, one element at a time: slot g correlates with g . psi."""
+    grp = get(group)
+    outs = []
+    for g in grp.elements():
+        if lifting:
+            w = act(weight, g, "trivial")
+        else:
+            w = act(weight, g, "regular").flatten(1, 2)
+        outs.append(F.conv3d(x.flatten(1, -4), w, bias, padding=padding))
+    return torch.stack(outs, 2)
+
+
+@pytest.mark.parametrize("name", ["d4z", "o"])
+def test_module_functional_and_reference_agree(name, gen):
+    torch.manual_seed(0)
+    n = ORDERS[name]
+    lift = enn.LiftingConv3d(2, 3, 3, padding=1, group=name).double()
+    conv = enn.GroupConv3d(3, 2, 3, padding=1, group=name).double()
+    nn.init.normal_(lift.bias)
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+    y = lift(x)
+    assert y.shape == (2, 3, n, 5, 5, 5)
+    torch.testing.assert_close(y, EF.lifting_conv3d(x, lift.weight, lift.bias, padding=1,
+                                                    group=name))
+    torch.testing.assert_close(y, _reference(x, lift.weight, lift.bias, name, True, 1))
+    z = conv(y)
+    torch.testing.assert_close(z, EF.group_conv3d(y, conv.weight, conv.bias, padding=1,
+                                                  group=name))
+    torch.testing.assert_close(z, _reference(y, conv.weight, conv.bias, name, False, 1))
+
+
+def test_forward_backward_and_gradcheck(gen):
+    torch.manual_seed(0)
+    model = _stack("c4z")
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen, requires_grad=True)
+    model(x).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in model.parameters())
+    assert x.grad is not None
+    conv = enn.GroupConv3d(1, 1, 3, padding=1, group="c4z").double()
+    xi = torch.randn(1, 1, 4, 3, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, w: EF.group_conv3d(a, w, padding=1, group="c4z"),
+                                    (xi, conv.weight.detach().clone().requires_grad_()))
+
+
+def test_shapes_init_repr_and_state_dict(gen):
+    torch.manual_seed(0)
+    lift = enn.LiftingConv3d(4, 3, 3, stride=2, padding=1, dilation=1, group="oh", bias=False)
+    assert lift.weight.shape == (3, 4, 3, 3, 3) and lift.bias is None
+    assert lift(torch.randn(1, 4, 7, 7, 7)).shape == (1, 3, 48, 4, 4, 4)
+    conv = enn.GroupConv3d(3, 5, 3, dilation=2, groups=1, group="d4z")
+    assert conv.weight.shape == (5, 3, 8, 3, 3, 3) and conv.bias.shape == (5,)
+    assert conv(torch.randn(1, 3, 8, 7, 7, 7)).shape == (1, 5, 8, 3, 3, 3)
+    assert conv.in_type == FieldType.regular("d4z") and lift.in_type == FieldType.trivial("oh")
+    assert repr(lift) == "LiftingConv3d(4, 3, kernel_size=3, group='oh', stride=(2, 2, 2), " \
+                         "padding=1, bias=False)"
+    # second moment 1 per output slot on unit-variance input
+    big = enn.GroupConv3d(8, 4, 3, group="c4z")
+    y = big(torch.randn(4, 8, 4, 7, 7, 7, generator=gen))
+    assert 0.7 < y.square().mean().item() < 1.3
+    other = enn.GroupConv3d(3, 5, 3, dilation=2, group="d4z")
+    other.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 3, 8, 7, 7, 7, generator=gen)
+    torch.testing.assert_close(other(x), conv(x))
+    assert "expansion_table" not in conv.state_dict()
+
+
+def test_group_pool_and_batch_norm_on_volumes(gen):
+    x = torch.randn(2, 3, 24, 3, 3, 3, generator=gen, dtype=torch.float64)
+    assert enn.GroupPool()(x).shape == (2, 3, 3, 3, 3)
+    assert_equivariant(enn.GroupPool(), x, "o")
+    bn = enn.GroupBatchNorm3d(3).double()
+    y = bn(x)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3, 4, 5)), torch.zeros(3, dtype=y.dtype))
+    assert_equivariant(bn, x, "o")
+    with pytest.raises(ValueError, match="6-D"):
+        bn(x[:, :, :, 0])
+
+
+def test_errors_are_named(gen):
+    lift = enn.LiftingConv3d(2, 3, 3, group="c4z")
+    with pytest.raises(ValueError, match=r"C_in=2 channels.*\(1, 3, 5, 5, 5\)"):
+        lift(torch.randn(1, 3, 5, 5, 5))
+    with pytest.raises(ValueError, match="5-D"):
+        lift(torch.randn(1, 2, 4, 5, 5, 5))
+    conv = enn.GroupConv3d(2, 3, 3, group="o")
+    with pytest.raises(ValueError, match=r"\|G\|=24 slots"):
+        conv(torch.randn(1, 2, 4, 5, 5, 5))
+    with pytest.raises(ValueError, match="'o', 'oh', 'c4z', 'd4z'"):
+        enn.GroupConv3d(2, 3, 3, group="p4")
+    with pytest.raises(ValueError, match="kernel_size=.* must be cubic"):
+        enn.LiftingConv3d(2, 3, (3, 3, 1), group="o")
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        enn.LiftingConv3d(3, 4, 3, groups=2, group="o")
+    with pytest.raises(ValueError, match="LiftingConv3d"):
+        enn.LiftingConv2d(2, 3, 3, group="o")
+    with pytest.raises(ValueError, match="group_conv3d"):
+        EF.lifting_conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), group="oh")
+    with pytest.raises(ValueError, match="smaller than the dilated kernel"):
+        lift(torch.randn(1, 2, 2, 2, 2))
+
+
+def test_inexact_grid_warns_once(gen):
+    conv = enn.LiftingConv3d(1, 1, 3, stride=2, padding=1, group="o")
+    with pytest.warns(UserWarning, match="stride 2 does not tile"):
+        conv(torch.randn(1, 1, 6, 6, 6))
+    assert conv._warned
+    c4 = enn.LiftingConv3d(1, 1, 3, padding=1, group="c4z")
+    c4(torch.randn(1, 1, 4, 5, 5))  # the depth is never traded by c4z: no warning
+    assert not c4._warned
+    assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1,) * 6, 1)  # o trades all dims
