@@ -7,11 +7,11 @@ from conftest import doc_code
 
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
 from equilayers.functional._steerable import (
-    expand_regular,
     inverse_cayley_index,
     irrep_scale,
     regular_table,
 )
+from equilayers.functional._steerable_expand import expand_regular
 from equilayers.groups import get, group_fourier_basis
 from equilayers.testing import assert_equivariant, equivariance_report
 from equilayers.testing._cases_harmonic import HarmonicStack, _camera

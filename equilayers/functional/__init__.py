@@ -68,10 +68,8 @@ from ._restrict import (
     coset_pool,
     restrict,
 )
-from ._steerable import (
-    expand_steerable,
-    steerable_basis,
-)
+from ._steerable import steerable_basis
+from ._steerable_expand import expand_steerable
 
 __all__: list[str] = [
     "binomial_filter",

@@ -18,7 +18,7 @@ Steerable filters: the weight is ``(C_out, C_in // groups, num_basis)``, coeffic
 ``2M+1`` slots when ``max_order=M`` is given, always for so2/o2); the expanded filter is
 ``sum_j weight[..., j] * basis[j]`` (:func:`~equilayers.functional.expand_steerable`;
 for regular fields computed from the compact ``(|G|, J, k, k)`` table, ``|G|`` times fewer
-multiply-adds than the dense basis, see :func:`._steerable.expand_regular`).
+multiply-adds than the dense basis, see :func:`._steerable_expand.expand_regular`).
 
 Layout: the expanded filter is ``(C_out * F_out, C_in * F_in // groups, k, k)`` with fields
 major and slots minor on both sides, so ``F.conv2d`` on ``x.reshape(B, C_in * F_in, H, W)``
@@ -43,13 +43,12 @@ from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
 from ._conv_fields import field_types
 from ._steerable import (
-    expand_regular,
-    expand_steerable,
     inverse_cayley_index,
     irrep_scale,
     regular_table,
     steerable_basis,
 )
+from ._steerable_expand import expand_regular, expand_steerable
 
 __all__ = [
     "PIXEL_GROUPS",

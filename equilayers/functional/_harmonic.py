@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._steerable import expand_steerable
+from ._steerable_expand import expand_steerable
 
 __all__ = [
     "check_harmonic",

@@ -14,6 +14,7 @@ from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
+from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
@@ -230,11 +231,11 @@ class _GroupConvNd(Typed, _ExactConvMixin):
             return w.reshape(-1)[self.expansion_index]
         if self.out_rep == "regular":
             if self.lifting:
-                return S.expand_regular(self.weight, self.filter_basis,
+                return SE.expand_regular(self.weight, self.filter_basis,
                                         scale=self.basis_scale)
-            return S.expand_regular(self.weight, self.filter_basis, self.expansion_index,
+            return SE.expand_regular(self.weight, self.filter_basis, self.expansion_index,
                                     self.group_basis, self.basis_scale)
-        return S.expand_steerable(self.weight, self.filter_basis, self.groups)
+        return SE.expand_steerable(self.weight, self.filter_basis, self.groups)
 
     def _slot_bias(self) -> torch.Tensor | None:
         """The bias per output slot ``(C_out * F_out,)``: a regular field's value on every
