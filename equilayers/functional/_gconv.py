@@ -206,9 +206,7 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
     return w.reshape(-1)[idx]
 
 
-# An int or a pair as a pair: the one rule, equilayers._checks.check_pair (this name stays for
-# the nn modules that import it).
-_pair = C.check_pair
+_pair = C.check_pair  # the one int-or-pair rule; the name stays for the nn modules importing it
 
 
 def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
