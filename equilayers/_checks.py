@@ -18,10 +18,11 @@ import torch
 
 __all__: list[str] = []
 
-#: ``nn.Conv2d``'s padding modes (``"zeros"`` pads with 0).
+#: ``nn.Conv2d``'s padding modes (``"zeros"`` pads with 0): the one list of padding modes.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-#: The padding modes of the binomial blurs (the same four; ``"reflect"`` is their default).
-BLUR_PADDING_MODES = ("reflect", "replicate", "zeros", "circular")
+#: The padding modes of the binomial blurs: the same four, listed (in their error messages)
+#: from their default ``"reflect"`` on.
+BLUR_PADDING_MODES = tuple(PADDING_MODES[i] for i in (1, 2, 0, 3))
 #: The largest binomial filter.
 MAX_BLUR_SIZE = 7
 

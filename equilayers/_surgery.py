@@ -45,12 +45,12 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _pair(v, name: str) -> tuple[int, int]:  # a layer's int-or-pair attribute
+    return C.check_pair(v, name, "antialias")
 
 
-def _uniform(v) -> int | None:
-    a, b = _pair(v)
+def _uniform(v, name: str) -> int | None:
+    a, b = _pair(v, name)
     return a if a == b else None
 
 
@@ -60,21 +60,23 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
     if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
         return None
     if isinstance(m, nn.MaxPool2d):
-        stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+        stride = _pair(m.stride if m.stride is not None else m.kernel_size, "stride")
         if stride == (1, 1):
             return None
-        s, k, p = _uniform(stride), _uniform(m.kernel_size), _uniform(m.padding)
-        if None in (s, k, p) or _pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices:
+        s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
+                   _uniform(m.padding, "padding"))
+        dilated = _pair(m.dilation, "dilation") != (1, 1)
+        if None in (s, k, p) or dilated or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
         if mode != "polyphase":
             return MaxBlurPool2d(k, s, blur_size, padding=p)
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
-        stride = _pair(m.stride if m.stride is not None else m.kernel_size)
+        stride = _pair(m.stride if m.stride is not None else m.kernel_size, "stride")
         if stride == (1, 1):
             return None
-        s, k = _uniform(stride), _uniform(m.kernel_size)
+        s, k = _uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size")
         if s is None or k is None or m.ceil_mode or m.divisor_override is not None:
             return "AvgPool2d with unequal sizes, ceil_mode or divisor_override"
         if mode != "polyphase":
@@ -83,11 +85,11 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.Conv2d):
-        if _pair(m.stride) == (1, 1):
+        if _pair(m.stride, "stride") == (1, 1):
             return None
         if type(m) is not nn.Conv2d:
             return f"a subclass of Conv2d ({type(m).__name__})"
-        s = _uniform(m.stride)
+        s = _uniform(m.stride, "stride")
         if s is None or isinstance(m.padding, str):
             return "Conv2d with unequal strides or string padding"
         if mode != "polyphase":

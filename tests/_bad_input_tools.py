@@ -11,7 +11,6 @@ from _bad_input import CALLABLE, CHOICE, DTYPE, FLOAT, GROUP, INT, OK, PAIR, Cas
 from torch import nn
 
 import equilayers
-import equilayers.functional as EF
 import equilayers.groups as G
 import equilayers.metrics as M
 import equilayers.nn as enn
@@ -201,8 +200,7 @@ TESTING: list[Case] = [
 
 _OPS = {"None": None, "0": 0}
 KERNELS: list[Case] = [
-    Case(K.dispatch, dict(op_name="blur_pool2d", reference=EF.blur_pool2d),
-         {"op_name": _OPS, "reference": CALLABLE, "fast": {"0": 0, "str": "x"}},
+    Case(K.dispatch, dict(op_name="blur_pool2d"), {"op_name": {**_OPS, "unknown": "blur"}},
          {"x": _img(2, 3, 8, 8, ranks=(2,))}),
     Case(K.explain, dict(op_name="blur_pool2d", **_KW), {"op_name": _OPS},
          {"x": T((2, 3, 8, 8), dtypes=False)}, empty="skip"),

@@ -8,6 +8,8 @@ everywhere.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,7 @@ from _refs import DEVICE, needs_triton, ref_blur, ref_max_blur
 
 from equilayers import functional as EF
 from equilayers import kernels
-from equilayers.kernels import _dispatch
+from equilayers.kernels import _dispatch, _registry
 
 MODES = ["reflect", "replicate", "zeros", "circular"]
 
@@ -161,8 +163,8 @@ def test_triton_compile_fullgraph_sees_one_op(interpret, gen):
         return gm.forward
 
     def f(t):
-        return kernels.dispatch("max_blur_pool2d", t, ref_max_blur, kernel_size=2, stride=2,
-                                blur_size=3, padding_mode="reflect")
+        return kernels.dispatch("max_blur_pool2d", t, kernel_size=2, stride=2, blur_size=3,
+                                padding_mode="reflect")
 
     x = _randn(gen, 2, 3, 9, 8)
     out = torch.compile(f, fullgraph=True, backend=backend)(x)
@@ -234,15 +236,17 @@ def test_kernel_dispatch_reasons(monkeypatch):
 def test_kernel_dispatch_calls_reference_when_forced(monkeypatch, gen):
     monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
     calls = []
+    op = _registry.get_op("blur_pool2d")
 
     def reference(t, **kw):
         calls.append(kw)
-        return ref_blur(t, **kw)
+        return op.reference(t, **kw)
 
+    # the table's entry, with a reference that records its calls
+    monkeypatch.setitem(_registry._OPS, "blur_pool2d", dataclasses.replace(op, reference=reference))
     x = torch.randn(1, 2, 7, 7, generator=gen)
     with kernels.use_reference():
-        y = kernels.dispatch("blur_pool2d", x, reference, kernel_size=3, stride=2,
-                             padding_mode="zeros")
+        y = kernels.dispatch("blur_pool2d", x, kernel_size=3, stride=2, padding_mode="zeros")
     assert calls == [{"kernel_size": 3, "stride": 2, "padding_mode": "zeros"}]
     torch.testing.assert_close(y, ref_blur(x, 3, 2, "zeros"))
 
@@ -257,7 +261,7 @@ def test_kernel_dispatch_traces_fullgraph_on_the_reference_path(monkeypatch, gen
     monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
 
     def f(t):
-        return kernels.dispatch("blur_pool2d", t, ref_blur, kernel_size=3, stride=2,
+        return kernels.dispatch("blur_pool2d", t, kernel_size=3, stride=2,
                                 padding_mode="reflect")
 
     x = torch.randn(1, 2, 8, 8, generator=gen)

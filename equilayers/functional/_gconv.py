@@ -173,8 +173,7 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
     return w.reshape(-1)[idx]
 
 
-def _pair(v, name: str, what: str = "", minimum: int | None = None) -> tuple[int, int]:
-    return C.check_pair(v, name, what, minimum=minimum)
+_pair = C.check_pair  # the one int-or-pair rule; the name stays for the nn modules importing it
 
 
 def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
@@ -184,7 +183,7 @@ def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
     ``"same"`` pads ``dilation * (k - 1)`` in total per dim, the extra pixel (when odd) on the
     right/bottom, as ``nn.Conv2d`` does.
     """
-    dh, dw = _pair(dilation, "dilation", what, minimum=1)
+    dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
@@ -218,8 +217,8 @@ def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int
                      and not v.is_floating_point() else v for v in size)
     h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
     C.check_int(kernel_size, "kernel_size", what, minimum=1)
-    sh, sw = _pair(stride, "stride", what, minimum=1)
-    dh, dw = _pair(dilation, "dilation", what, minimum=1)
+    sh, sw = C.check_pair(stride, "stride", what, minimum=1)
+    dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
     if not (isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
             C.is_int(p) and p >= 0 for p in pad)):
         raise TypeError(f"{what}: pad={pad!r} must be four integers >= 0 (left, right, top, "
@@ -270,7 +269,7 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     C.check_padding_mode(padding_mode, "padding_mode", "", PADDING_MODES)
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
-    sp, dp = _pair(stride, "stride"), _pair(dilation, "dilation")
+    sp, dp = C.check_pair(stride, "stride"), C.check_pair(dilation, "dilation")
     k = weight.shape[-1]
     C.check_window(x, (dp[0] * (k - 1) + 1, dp[1] * (k - 1) + 1), pad, what)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
@@ -310,8 +309,8 @@ def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_
                      kernel_size, steerable: bool) -> None:
     """The arguments of :func:`lifting_conv2d` / :func:`group_conv2d` (the tensors'
     shapes are checked against them later)."""
-    _pair(stride, "stride", what, minimum=1)
-    _pair(dilation, "dilation", what, minimum=1)
+    C.check_pair(stride, "stride", what, minimum=1)
+    C.check_pair(dilation, "dilation", what, minimum=1)
     C.check_int(groups, "groups", what, minimum=1)
     C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
     C.check_tensor(weight, "weight", what)

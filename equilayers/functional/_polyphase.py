@@ -20,11 +20,12 @@ Measured pitfall: at stride 2 every binomial blur (``blur_size >= 2``) gives eac
 the total mass, so with ``criterion="l1"`` on non-negative inputs (after a ReLU) all components
 tie exactly and the choice is decided by rounding; use ``"l2"`` (the default) with a blur.
 
-``polyphase_pool2d`` dispatches (:mod:`equilayers.kernels`): on CUDA the Triton kernels (float64
+``polyphase_pool2d`` dispatches (:mod:`equilayers.kernels`, whose op table holds its reference
+and argument spec): on CUDA the Triton kernels (float64
 partial norms in a fixed order, the argmax, the gather; the blur, if any, by the blur_pool2d
 kernel at stride 1), on CPU in float32/float64 a fast PyTorch path (the same float64 norms
 summed by row chunks: 0.35-0.55x ``MaxPool2d(2)`` where ``vector_norm`` made the reference
-1.0-1.6x, ``benchmarks/results/cpu-antialias-kernels.md``), the reference here otherwise;
+1.0-1.6x, ``benchmarks/results/cpu-antialias-kernels.md``), the reference otherwise;
 ``equilayers.kernels.explain("polyphase_pool2d", x, stride=2)`` says which. All pick the same
 component up to the order of the float64 sums (a choice can differ only between components whose
 norms agree to ~1e-16).
@@ -39,16 +40,10 @@ import torch
 
 from .. import _checks as C
 from .. import kernels
-from ..kernels import _cpu_polyphase
+from ..kernels._reference import CRITERIA
 from ._blur import binomial_filter, blur_nd
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
-
-CRITERIA = {"l2": 2, "l1": 1, "linf": math.inf}
-
-
-def _check_criterion(criterion: str, what: str = "") -> float:
-    return CRITERIA[C.check_choice(criterion, "criterion", tuple(CRITERIA), what)]
 
 
 def _check_input(x: torch.Tensor, what: str) -> None:
@@ -96,41 +91,9 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
         >>> y.shape, idx.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
-    # the reference's checks, before every path
-    C.check_polyphase_args(stride, criterion, blur_size, padding_mode, "polyphase_pool2d")
-    return kernels.dispatch("polyphase_pool2d", x, _polyphase_pool2d_reference,
-                            fast=_cpu_polyphase.polyphase_pool2d, stride=stride,
-                            criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
+    return kernels.dispatch("polyphase_pool2d", x, stride=stride, criterion=criterion,
+                            blur_size=blur_size, padding_mode=padding_mode,
                             return_index=return_index)
-
-
-def _polyphase_pool2d_reference(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
-                                blur_size: int = 1, padding_mode: str = "circular",
-                                return_index: bool = False
-                                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The pure-PyTorch specification of :func:`polyphase_pool2d`."""
-    what = "polyphase_pool2d"
-    C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
-    s, order = stride, CRITERIA[criterion]
-    _check_input(x, what)
-    h, w = x.shape[-2:]
-    if h % s or w % s:
-        raise ValueError(f"polyphase_pool2d needs H and W divisible by stride={s} (circular "
-                         f"shifts must permute the components); got H={h}, W={w} (shape "
-                         f"{tuple(x.shape)}). Crop or pad the input to a multiple of {s} first")
-    if blur_size > 1:
-        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device)
-        x = blur_nd(x, filt, 1, padding_mode, 2, what, "blur_size")
-    b = x.shape[0]
-    lead = x.shape[1:-2]
-    xr = x.reshape(b, math.prod(lead), h // s, s, w // s, s)  # no -1: empty batches work
-    acc = None if x.device.type == "mps" else torch.float64
-    crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4), dtype=acc)  # (B, s, s)
-    index = crit.reshape(b, s * s).argmax(dim=1)
-    rows = torch.arange(b, device=x.device)
-    out = xr[rows, :, :, index // s, :, index % s]  # (B, R, H/s, W/s)
-    out = out.reshape(b, *lead, h // s, w // s)
-    return (out, index) if return_index else out
 
 
 def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, *,

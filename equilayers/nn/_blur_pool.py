@@ -8,21 +8,23 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from .. import kernels
 from ..functional._blur import (
     binomial_filter,
-    blur_nd,
+    blur_pool1d,
+    blur_pool2d,
+    blur_pool3d,
     blur_upsample2d,
     max_blur_pool2d,
 )
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
-from ..kernels import _cpu
 from ._derived import _FixedBuffers
 from ._typed import Typed
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
            "BlurUpsample2d"]
+
+_FUNCTIONAL = {1: blur_pool1d, 2: blur_pool2d, 3: blur_pool3d}
 
 
 class _BlurPoolNd(Typed, _FixedBuffers):
@@ -55,17 +57,8 @@ class _BlurPoolNd(Typed, _FixedBuffers):
                 raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "
                                  f"with {x.shape[cdim]} channels (shape {tuple(x.shape)}); pass "
                                  "channels=None to accept any")
-        if isinstance(x, torch.Tensor) and not x.is_floating_point():
-            C.check_tensor(x, "x", type(self).__name__)  # the dtype error, before any path
-        if self._nd == 2:  # dispatched like the functional: Triton kernel, CPU fast path
-            return kernels.dispatch("blur_pool2d", x, self._reference, fast=_cpu.blur_pool2d,
-                                    kernel_size=self.kernel_size, stride=self.stride,
-                                    padding_mode=self.padding_mode)
-        return self._reference(x)
-
-    def _reference(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        return blur_nd(x, self._buffers_for(x).filter, self.stride, self.padding_mode,
-                       self._nd, type(self).__name__)
+        # the functional twin (blur_pool2d dispatches: Triton kernel, CPU fast path, reference)
+        return _FUNCTIONAL[self._nd](x, self.kernel_size, self.stride, self.padding_mode)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]

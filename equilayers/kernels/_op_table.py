@@ -1,0 +1,92 @@
+"""The op table: one :func:`register_op` entry per op with a Triton kernel or a fast path.
+
+A functional op calls ``kernels.dispatch("<name>", x, **kwargs)``; the entry tells the
+dispatcher the op's reference and argument spec (:mod:`._reference`), its Triton kernel (the
+``torch.library`` ops of :mod:`._ops`, imported on first use) and its fast paths per device
+type (:mod:`._cpu`, :mod:`._cpu_polyphase`). Adding an op: write its spec and reference, its
+kernel or fast path, and one entry here (``ARCHITECTURE.md`` has a worked example).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _cpu, _cpu_polyphase
+from . import _reference as R
+from ._registry import FastPath, KernelOp, register_op
+
+__all__: list[str] = []
+
+
+# --- the Triton entries: keyword arguments -> the custom ops' positional ones --------------------
+
+def _triton_blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
+                        padding_mode: str = "reflect") -> torch.Tensor:
+    from . import _ops
+
+    return _ops.blur_pool2d(x, kernel_size, stride, padding_mode)
+
+
+def _triton_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
+                            blur_size: int = 3, padding_mode: str = "reflect",
+                            padding: int = 0) -> torch.Tensor:
+    from . import _ops
+
+    return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
+
+
+def _triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
+                             blur_size: int = 1, padding_mode: str = "circular",
+                             return_index: bool = False):
+    from . import _ops
+
+    if blur_size > 1:  # the blur by the blur_pool2d kernel at stride 1
+        x = _ops.blur_pool2d(x, blur_size, 1, padding_mode)
+    y, index = _ops.polyphase_pool2d(x, stride, criterion)
+    return (y, index) if return_index else y
+
+
+# --- what a path cannot take among the calls the spec accepts -----------------------------------
+
+def _max_window_at_most_4(x: torch.Tensor, kernel_size: int = 2, **kwargs) -> str | None:
+    if kernel_size > 4:
+        return f"max-pool kernel_size {kernel_size} is outside the kernel's 1..4"
+    return None
+
+
+def _not_empty(x: torch.Tensor, *args, **kwargs) -> str | None:
+    return f"the input is empty (shape {tuple(x.shape)})" if x.numel() == 0 else None
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+register_op(KernelOp(
+    name="blur_pool2d",
+    reference=R.blur_pool2d,
+    check=R.check_blur_pool2d,
+    triton=_triton_blur_pool2d,
+    fast={"cpu": FastPath(_cpu.blur_pool2d, "PyTorch fast path: separable strided adds, "
+                          "padding by index arithmetic, hand-written backward")},
+))
+
+register_op(KernelOp(
+    name="max_blur_pool2d",
+    reference=R.max_blur_pool2d,
+    check=R.check_max_blur_pool2d,
+    triton=_triton_max_blur_pool2d,
+    triton_supports=_max_window_at_most_4,
+    fast={"cpu": FastPath(_cpu.max_blur_pool2d, "PyTorch fast path: the stride-1 max pooling "
+                          "(any window and padding) as elementwise maxima with a mask "
+                          "backward, then the separable fast blur")},
+))
+
+register_op(KernelOp(
+    name="polyphase_pool2d",
+    reference=R.polyphase_pool2d,
+    check=R.check_polyphase_pool2d,
+    triton=_triton_polyphase_pool2d,
+    triton_supports=_not_empty,
+    fast={"cpu": FastPath(_cpu_polyphase.polyphase_pool2d, "PyTorch fast path: component "
+                          "norms in float64 by row chunks, one gather, a scatter backward")},
+    fast_supports=_not_empty,
+))
