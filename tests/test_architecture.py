@@ -22,9 +22,10 @@ PACKAGE = ROOT / "equilayers"
 #: The floors of ARCHITECTURE.md, bottom (0) to top; a module is on the floor of its longest
 #: prefix here.
 FLOORS: dict[str, int] = {
-    # 0: shared checks and caches (torch and the standard library only)
+    # 0: shared checks, caches, terminal tables (torch and the standard library only)
     "equilayers._checks": 0,
     "equilayers._cpu_cache": 0,
+    "equilayers._table": 0,
     # 1: groups and how they act
     "equilayers.groups": 1,
     # 2: kernels: the ops' references, specs, fast paths, Triton kernels, the op table
