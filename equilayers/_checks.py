@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -129,6 +129,16 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], what: str = "",
         raise _err(ValueError if isinstance(value, str) else TypeError, what, name, value, must,
                    fix)
     return value
+
+
+@overload
+def check_bool(value: Any, name: str, what: str = "", *, optional: Literal[False] = False,
+               fix: str = "") -> bool: ...
+
+
+@overload
+def check_bool(value: Any, name: str, what: str = "", *, optional: bool,
+               fix: str = "") -> bool | None: ...
 
 
 def check_bool(value: Any, name: str, what: str = "", *, optional: bool = False,

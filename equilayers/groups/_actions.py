@@ -76,7 +76,9 @@ def fiber_size(group, rep: str, max_order: int | None = None) -> int:
     g = get(group)
     check_rep(rep, "rep", "fiber_size")
     if rep.startswith("quotient:"):
-        return quotient_size(g, parse_quotient(rep))
+        sub = parse_quotient(rep)
+        assert sub is not None  # rep starts with "quotient:"
+        return quotient_size(g, sub)
     max_order = C.check_optional_int(max_order, "max_order", "fiber_size", minimum=0)
     if rep == "regular":
         if not g.is_finite:
@@ -132,9 +134,10 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
     return frozenset(dims), swaps
 
 
-def harmonic_matrix(g: GroupElement, max_order: int, *, dtype=torch.float64, device=None):
+def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str | None = None) -> torch.Tensor:
     """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber."""
-    _planar_element(_check_element(g, "harmonic_matrix"), "harmonic_matrix")
+    g = _planar_element(_check_element(g, "harmonic_matrix"), "harmonic_matrix")
     max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
     size = 2 * max_order + 1
@@ -162,7 +165,9 @@ def act_fiber(x: torch.Tensor, g: Element, rep: str, dim: int = 2) -> torch.Tens
         return x
     size = x.shape[dim]
     if rep.startswith("quotient:"):
-        sub = check_subgroup(g.group, parse_quotient(rep), f"rep {rep!r}")[1]
+        named = parse_quotient(rep)
+        assert named is not None  # rep starts with "quotient:"
+        sub = check_subgroup(g.group, named, f"rep {rep!r}")[1]
         count = quotient_size(g.group, sub)
         if size != count:
             raise ValueError(f"a {rep!r} fiber of {g.group.name} has |G|/|K|={count} slots; "

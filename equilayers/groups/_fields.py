@@ -137,8 +137,11 @@ class FieldType:
         if self.rep == "harmonic":
             return None if self.max_order is None else 2 * self.max_order + 1
         if self.rep.startswith("quotient:"):
-            return None if self.group is None else quotient_size(self.group,
-                                                                 parse_quotient(self.rep))
+            if self.group is None:
+                return None
+            sub = parse_quotient(self.rep)
+            assert sub is not None  # the rep starts with "quotient:"
+            return quotient_size(self.group, sub)
         return 1
 
     @property
@@ -292,6 +295,7 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
                              "with a max_order")
         if rep.startswith("quotient:"):
             sub = parse_quotient(rep)
+            assert sub is not None  # rep starts with "quotient:"
             check_subgroup(grp, sub, f"{what}: rep={rep!r}")
             rep = f"quotient:{sub.name}"
     return grp, rep, max_order, spatial_dims

@@ -19,21 +19,24 @@ the equilayers accuracy family measured it ahead of the per-element layout (docs
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ._group import Group, GroupLike
+from ._group import GroupLike
+from ._planar import PlanarGroup
 from ._registry import get
 
 __all__ = ["group_fourier_basis"]
 
 
 @cpu_cache(maxsize=128)
-def _basis(group: Group) -> torch.Tensor:
-    n = group.n
+def _basis(group: PlanarGroup) -> torch.Tensor:
     els = group.elements()
+    n = group.n
+    assert n is not None  # elements() raised for a continuous group
     k = torch.tensor([float(g.rotation) for g in els], dtype=torch.float64)
     s = torch.tensor([1.0 if g.reflection else 0.0 for g in els], dtype=torch.float64)
     t = 2 * math.pi * k / n
@@ -58,7 +61,9 @@ def _basis(group: Group) -> torch.Tensor:
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order)."""
-    grp = get(group)
+    # the planar groups' basis: another family's group has no .n (AttributeError, unchanged)
+    grp = cast(PlanarGroup, get(group))
+    assert grp.n is not None  # called with the finite groups of the steerable bases only
     dims = [1] + ([1] if grp.reflections else [])
     dims += [2] * ((4 if grp.reflections else 2) * ((grp.n - 1) // 2))
     if grp.n % 2 == 0:
@@ -81,4 +86,5 @@ def group_fourier_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
     if not grp.is_finite:
         raise ValueError(f"group_fourier_basis: group={grp.name!r} is continuous; a finite "
                          "group 'cN' or 'dN' has a Fourier basis of |G| functions")
-    return _basis(grp).to(dtype=dtype, device=device, copy=True)
+    # the planar groups' basis: another family's group has no .n (AttributeError, unchanged)
+    return _basis(cast(PlanarGroup, grp)).to(dtype=dtype, device=device, copy=True)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._cpu_cache import cpu_cache
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Group", "Element", "GroupLike", "is_signed_permutation", "inverse_cayley_table"]
 
@@ -63,10 +66,10 @@ class Element:
         """True when the element maps the pixel (voxel) grid onto itself (exact action)."""
         return self.group.is_grid(self)
 
-    def __mul__(self, other: Element) -> Element:
+    def __mul__(self, other: Self) -> Self:
         return self.group.compose(self, other)
 
-    def inverse(self) -> Element:
+    def inverse(self) -> Self:
         return self.group.inverse(self)
 
 
@@ -203,7 +206,7 @@ class Group(abc.ABC):
         return f"Group({self.name!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._key()))

@@ -167,14 +167,14 @@ class PlanarGroup(Group):
                 f"{self.name} is continuous; use grid_elements() or element(angle) / "
                 "elements_at(degrees=[...]) to choose finitely many"
             )
-        return [self.element(k, s) for s in range(2 if self.reflections else 1)
+        return [self.element(k, bool(s)) for s in range(2 if self.reflections else 1)
                 for k in range(self.n)]
 
     def grid_elements(self) -> list[GroupElement]:
         """The elements that map the pixel grid onto itself (multiples of 90 degrees, flips)."""
         if self.n is None:
-            return [self.element(k * math.pi / 2, s) for s in range(2 if self.reflections else 1)
-                    for k in range(4)]
+            return [self.element(k * math.pi / 2, bool(s))
+                    for s in range(2 if self.reflections else 1) for k in range(4)]
         return [g for g in self.elements() if g.is_grid]
 
     def elements_at(self, degrees: list[float], reflection: bool = False) -> list[GroupElement]:

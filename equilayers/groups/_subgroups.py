@@ -32,7 +32,7 @@ import torch
 
 from .._cpu_cache import cpu_cache
 from ._group import Element, Group, GroupLike
-from ._planar import PlanarGroup
+from ._planar import GroupElement, PlanarGroup
 from ._registry import get
 
 __all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
@@ -52,8 +52,8 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
     if not (isinstance(grp, PlanarGroup) and isinstance(sub, PlanarGroup)):
         return _check_by_matrix(grp, sub, what)
     ok = not (sub.reflections and not grp.reflections)
-    if grp.is_finite:
-        ok = ok and sub.is_finite and grp.n % sub.n == 0
+    if grp.n is not None:  # finite
+        ok = ok and sub.n is not None and grp.n % sub.n == 0
     if not ok:
         hint = ("a dihedral subgroup needs a dihedral group" if sub.reflections
                 and not grp.reflections else
@@ -93,6 +93,7 @@ def embed(h: Element, group: GroupLike) -> Element:
     if not isinstance(grp, PlanarGroup):
         rows = _rows(h.group, h)
         return next(g for g in grp.elements() if _rows(grp, g) == rows)
+    assert isinstance(h, GroupElement)  # check_subgroup: a planar group's subgroups are planar
     if grp.n is None:
         return grp.element(h.angle, h.reflection)
     if h.group.n is None:  # pragma: no cover - excluded by check_subgroup
@@ -115,12 +116,15 @@ def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element
     count = quotient_size(grp, sub)
     if not isinstance(grp, PlanarGroup):  # the first element of each coset, in slot order
         members = [embed(h, grp) for h in sub.elements()]
-        reps, seen = [], set()
+        reps: list[Element] = []
+        seen: set[Element] = set()
         for t in grp.elements():
             if t not in seen:
                 reps.append(t)
                 seen.update(t * h for h in members)
         return reps
+    # check_subgroup and quotient_size: sub is a finite planar subgroup of a finite grp
+    assert isinstance(sub, PlanarGroup) and grp.n is not None and sub.n is not None
     n = grp.n // sub.n
     return [grp.element(j % n, bool(j // n)) for j in range(count)]
 
@@ -135,8 +139,9 @@ def _tables(grp: Group, sub: Group) -> tuple[torch.Tensor, torch.Tensor, torch.T
     for j, t in enumerate(reps):
         for h in els:
             label[(t * h).index] = j
-    cpu = {"dtype": torch.long, "device": "cpu"}
-    return torch.tensor(right, **cpu), torch.tensor(left, **cpu), torch.tensor(label, **cpu)
+    return (torch.tensor(right, dtype=torch.long, device="cpu"),
+            torch.tensor(left, dtype=torch.long, device="cpu"),
+            torch.tensor(label, dtype=torch.long, device="cpu"))
 
 
 def restriction_index(group: GroupLike, subgroup: GroupLike) -> torch.Tensor:
