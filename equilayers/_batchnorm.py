@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -39,7 +41,8 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     C.check_int(batch_size, "batch_size", what, minimum=1)
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,
                          fix="None uses every sample")
-    norms = [m for m in model.modules()
+    # duck-typed: any module with a momentum and running_mean/running_var tensors
+    norms: list[Any] = [m for m in model.modules()
              if hasattr(m, "momentum") and isinstance(getattr(m, "running_mean", None),
                                                       torch.Tensor)
              and isinstance(getattr(m, "running_var", None), torch.Tensor)]

@@ -30,6 +30,7 @@ _FUNCTIONAL = {1: blur_pool1d, 2: blur_pool2d, 3: blur_pool3d}
 class _BlurPoolNd(Typed, _FixedBuffers):
     _nd = 2
     _shape = ""
+    filter: torch.Tensor  # buffer
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
     # the rep from the rank (4-D trivial, 5-D regular).
     in_type = out_type = None  # any field type; the output has the input's

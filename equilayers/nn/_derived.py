@@ -16,9 +16,13 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["_FixedBuffers"]
 
@@ -26,6 +30,9 @@ __all__ = ["_FixedBuffers"]
 class _FixedBuffers(nn.Module):
     """Mixin; subclasses fill every buffer in ``reset_parameters()`` and read them in
     ``forward`` through :meth:`_buffers_for`."""
+
+    if TYPE_CHECKING:  # every subclass defines it
+        def reset_parameters(self) -> None: ...
 
     def _refill(self) -> None:
         if not any(b is not None and b.is_meta for b in self._buffers.values()):
@@ -40,7 +47,7 @@ class _FixedBuffers(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._refill()
 
-    def _buffers_for(self, x) -> nn.Module:
+    def _buffers_for(self, x) -> Self:
         """``self``, or (when the buffers are still on the meta device and ``x`` is not) a
         shallow copy holding buffers built for ``x``'s device."""
         if not isinstance(x, torch.Tensor) or x.is_meta or not any(

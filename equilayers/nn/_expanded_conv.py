@@ -70,6 +70,9 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         torch.Size([1, 3, 8, 9, 9])
     """
 
+    in_type: FieldType  # set in __init__ (regular, or trivial when lifting)
+    out_type: FieldType
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  device=None, dtype=None, *, group: GroupLike = "c8",
@@ -132,6 +135,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         with torch.no_grad():
             m.weight.copy_(weight)
             if bias is not None:
+                assert m.bias is not None  # built with bias=True
                 m.bias.copy_(bias)
         return m
 

@@ -74,9 +74,13 @@ class RegularToHarmonic(_FiberBuffers):
         if not self.group.is_finite:
             raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
                              "fields; use a finite group 'cN'/'dN'")
-        harmonic = field_type(self.group, "harmonic", self.group.planar_params()[0] // 2
-                              if max_order is None else max_order, what=name)
-        self.max_order = harmonic.max_order
+        if max_order is None:
+            n = self.group.planar_params()[0]
+            assert n is not None  # a finite planar group
+            max_order = n // 2
+        harmonic = field_type(self.group, "harmonic", max_order, what=name)
+        assert harmonic.max_order is not None  # field_type checked the max_order given
+        self.max_order: int = harmonic.max_order
         regular = FieldType.regular(self.group)
         self.in_type, self.out_type = ((harmonic, regular) if self._to_regular
                                        else (regular, harmonic))
@@ -172,6 +176,8 @@ class FourierNonlinearity(_FiberBuffers):
         torch.Size([2, 3, 5, 6, 6])
     """
 
+    inverse_matrix: torch.Tensor  # buffer
+
     def __init__(self, group: GroupLike, max_order: int | None = None,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
                  samples: int | None = None, *, device=None, dtype=None) -> None:
@@ -182,9 +188,12 @@ class FourierNonlinearity(_FiberBuffers):
             if not self.group.is_finite:
                 raise ValueError(f"{name}: {self.group.name} needs max_order (the fields' "
                                  "highest rotation order), e.g. max_order=2")
-            max_order = self.group.planar_params()[0] // 2
+            n = self.group.planar_params()[0]
+            assert n is not None  # a finite planar group
+            max_order = n // 2
         self.in_type = self.out_type = field_type(self.group, "harmonic", max_order, what=name)
-        self.max_order = self.in_type.max_order
+        assert self.in_type.max_order is not None  # field_type checked the max_order given
+        self.max_order: int = self.in_type.max_order
         self.function = C.function(function, name)
         C.dtype(dtype, name)
         self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples, name)

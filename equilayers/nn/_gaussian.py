@@ -45,6 +45,8 @@ class GaussianBlurPool2d(Typed, _FixedBuffers):
     # spatial only: the harness infers the rep from the rank (4-D trivial, 5-D regular)
     in_type = out_type = None  # any field type; the output has the input's
 
+    filter: torch.Tensor  # buffer
+
     def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int] | None = 2,
                  padding: int | tuple[int, int] | None = None) -> None:
         super().__init__()
@@ -96,6 +98,8 @@ class DiskMask(Typed, _FixedBuffers):
     """
 
     in_type = out_type = None  # any field type; the output has the input's
+
+    mask: torch.Tensor  # buffer
 
     def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0) -> None:
         super().__init__()

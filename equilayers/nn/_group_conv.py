@@ -16,7 +16,7 @@ from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
-from ..groups import GroupLike, get
+from ..groups import Group, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
 from ._exactness import _WarnsInexact
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
@@ -32,6 +32,8 @@ class _ExactConvMixin(_WarnsInexact):
     ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
     ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
     and ``_exact_sizes``)."""
+
+    group: Group
 
     def _set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                        groups, padding_mode) -> None:
@@ -93,6 +95,11 @@ class _GroupConvNd(Typed, _ExactConvMixin):
     warning."""
 
     lifting: bool = False
+    # derived buffers (which ones a layer registers depends on its basis and reps)
+    filter_basis: torch.Tensor
+    group_basis: torch.Tensor
+    basis_scale: torch.Tensor
+    expansion_index: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -143,7 +150,10 @@ class _GroupConvNd(Typed, _ExactConvMixin):
                                                        in_max_order, name)
         self.group, self.basis = grp, basis
         self.max_order, self.in_max_order = self.out_type.max_order, self.in_type.max_order
-        self.fiber_out, self.fiber_in = self.out_type.fiber_size, self.in_type.fiber_size
+        fiber_out, fiber_in = self.out_type.fiber_size, self.in_type.fiber_size
+        # conv_field_types gives both types a group and a max_order: their sizes are known
+        assert fiber_out is not None and fiber_in is not None
+        self.fiber_out, self.fiber_in = fiber_out, fiber_in
         factory = {"device": device, "dtype": dtype}
         if basis == "harmonic":  # filled (once) by reset_parameters
             self._num_basis = self._basis_size()
@@ -225,7 +235,7 @@ class _GroupConvNd(Typed, _ExactConvMixin):
     def _expand(self) -> torch.Tensor:
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
         if self.basis == "pixel":
-            w = self.weight
+            w: torch.Tensor = self.weight
             if self._fourier_axis:
                 w = G.from_fourier(w, self.group_basis)
             return w.reshape(-1)[self.expansion_index]

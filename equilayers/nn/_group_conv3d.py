@@ -143,7 +143,7 @@ class _GroupConv3dBase(Typed, nn.Module):
         equivariance (:func:`~equilayers.functional._gconv3d.exactness_problems3d`)."""
         if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
-        size = tuple(int(s) for s in x.shape[-3:])
+        size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))  # a checked 5-/6-D x
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if size in exact:
             return

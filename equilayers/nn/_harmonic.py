@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -167,6 +168,12 @@ class HarmonicBatchNorm(Typed, nn.Module):
     """
 
     _version = 2  # 2: num_batches_tracked (checkpoints without it load with the current count)
+    # buffers (None without track_running_stats) and parameters (None without affine)
+    running_mean: torch.Tensor | None
+    running_var: torch.Tensor | None
+    num_batches_tracked: torch.Tensor | None
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
 
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
@@ -200,6 +207,9 @@ class HarmonicBatchNorm(Typed, nn.Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
+            # registered as tensors with track_running_stats
+            assert (self.running_mean is not None and self.running_var is not None
+                    and self.num_batches_tracked is not None)
             self.running_mean.zero_()
             self.running_var.fill_(1)
             self.num_batches_tracked.zero_()
@@ -207,6 +217,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def reset_parameters(self) -> None:
         self.reset_running_stats()
         if self.affine:
+            assert self.weight is not None and self.bias is not None  # parameters with affine
             nn.init.ones_(self.weight)
             nn.init.zeros_(self.bias)
 
@@ -216,6 +227,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
         key = prefix + "num_batches_tracked"
         if (version is None or version < 2) and self.track_running_stats and (
                 key not in state_dict):  # saved before the counter existed: keep ours
+            assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             state_dict[key] = (self.num_batches_tracked
                                if self.num_batches_tracked.device.type != "meta"
                                else torch.tensor(0, dtype=torch.long))
@@ -227,11 +239,13 @@ class HarmonicBatchNorm(Typed, nn.Module):
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
+            assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             factor = 1.0 / (float(self.num_batches_tracked) + 1.0)
         use_batch = self.training or not self.track_running_stats
         y = HB.harmonic_batch_norm(x, self.max_order, self.running_mean, self.running_var,
                                    self.weight, self.bias, use_batch, factor, self.eps)
         if track:
+            assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             self.num_batches_tracked.add_(1)
         return y
 
@@ -273,15 +287,27 @@ class NormPool(Typed, nn.Module):
         return "" if self.max_order is None else f"max_order={self.max_order}"
 
 
-def _harmonic(module: nn.Module, max_order, name: str, *, required: bool = False,
+@overload
+def _harmonic(module: Typed, max_order, name: str, *, required: Literal[True],
+              output: bool = True) -> int: ...
+
+
+@overload
+def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
+              output: bool = True) -> int | None: ...
+
+
+def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
               output: bool = True) -> int | None:
     """Set ``module.in_type`` (and ``out_type``) to harmonic fields of ``max_order`` (any
     planar group; ``None``: read from the input), validating it once; returns it."""
-    module.in_type = field_type(None, "harmonic", max_order, what=name,
-                                order_required=required)
+    in_type = field_type(None, "harmonic", max_order, what=name, order_required=required)
+    module.in_type = in_type
     if output:
-        module.out_type = module.in_type
-    return module.in_type.max_order
+        module.out_type = in_type
+    # field_type(order_required=True) raised on a max_order of None
+    assert in_type.max_order is not None or not required
+    return in_type.max_order
 
 
 def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:

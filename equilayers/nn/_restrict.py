@@ -48,6 +48,8 @@ class Restrict(Typed, _FixedBuffers):
         torch.Size([2, 24, 2, 5, 5])
     """
 
+    index: torch.Tensor  # buffer
+
     def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular") -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
@@ -106,6 +108,8 @@ class CosetPool(Typed, _FixedBuffers):
         >>> CosetPool("d4", "d1")(torch.randn(2, 3, 8, 5, 5)).shape
         torch.Size([2, 3, 4, 5, 5])
     """
+
+    index: torch.Tensor  # buffer
 
     def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
         super().__init__()
