@@ -17,7 +17,7 @@ import functools
 import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 
@@ -25,6 +25,17 @@ __all__ = ["cpu_cache"]
 
 T = TypeVar("T")
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+
+
+class CachedFunction(Protocol[T]):
+    """What :func:`cpu_cache` returns: the function, with ``functools.lru_cache``'s
+    ``cache_clear()`` and ``cache_info()`` and the uncached ``__wrapped__``."""
+
+    __wrapped__: Callable[..., T]
+    cache_clear: Callable[[], None]
+    cache_info: Callable[[], CacheInfo]
+
+    def __call__(self, *args: Any) -> T: ...
 
 
 def _plain_cpu(obj: Any) -> bool:
@@ -35,12 +46,12 @@ def _plain_cpu(obj: Any) -> bool:
     return True
 
 
-def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction[T]]:
     """An LRU cache (positional, hashable arguments) of CPU-only results; see the module
     docstring. The wrapper has ``cache_clear()`` and ``cache_info()``, as
     ``functools.lru_cache``'s."""
 
-    def deco(fn: Callable[..., T]) -> Callable[..., T]:
+    def deco(fn: Callable[..., T]) -> CachedFunction[T]:
         store: OrderedDict[tuple, T] = OrderedDict()
         lock = threading.Lock()
         counts = {"hits": 0, "misses": 0}
@@ -71,8 +82,9 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], Callable[..., 
             with lock:
                 return CacheInfo(counts["hits"], counts["misses"], maxsize, len(store))
 
-        cached.cache_clear = cache_clear  # type: ignore[attr-defined]
-        cached.cache_info = cache_info  # type: ignore[attr-defined]
-        return cached
+        wrapper = cast("CachedFunction[T]", cached)  # functools.wraps set __wrapped__
+        wrapper.cache_clear = cache_clear
+        wrapper.cache_info = cache_info
+        return wrapper
 
     return deco

@@ -197,7 +197,7 @@ def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
     return (pw, pw, ph, ph)
 
 
-def exactness_problems(group: GroupLike, size: tuple[int, int], kernel_size: int, stride,
+def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
                        pad: tuple[int, int, int, int], dilation) -> list[str]:
     """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
     of spatial ``size`` (empty list: exact).
@@ -421,6 +421,7 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         _check_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
                                               groups, settings)
+        assert kernel_size is not None  # _steerable_filter raised on None
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)
         pad = resolve_padding(padding, kernel_size, dilation, what)
@@ -457,6 +458,7 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if steerable:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
                                                     in_max_order, groups, settings)
+        assert kernel_size is not None  # _steerable_filter raised on None
         _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
         if max_order is not None:
             bias = _bias_slot0(bias, f_out)

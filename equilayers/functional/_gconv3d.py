@@ -78,7 +78,7 @@ def resolve_padding3d(padding, kernel_size: int, dilation, what: str = ""
     dil = triple(dilation, "dilation", what, minimum=1)
     if isinstance(padding, str):
         if padding == "valid":
-            return (0,) * 6  # type: ignore[return-value]
+            return (0, 0, 0, 0, 0, 0)
         if padding == "same":
             out: list[int] = []
             for d in reversed(dil):

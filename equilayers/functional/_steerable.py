@@ -157,7 +157,9 @@ def _ring_table(k: int, spec: BasisSpec) -> tuple[torch.Tensor, torch.Tensor, to
 def _harmonic_basis(group: Group, m_out: int, m_in: int, k: int,
                     spec: BasisSpec) -> torch.Tensor:
     f_out, f_in = 2 * m_out + 1, 2 * m_in + 1
-    specs, pu, pv = [], [], []
+    specs = []
+    pu: list[list[list[float]]] = []
+    pv: list[list[list[float]]] = []
     for m in range(m_out + 1):
         for n in range(m_in + 1):
             for i, f, coef, pat in _block_specs(group, m, n, spec):

@@ -58,10 +58,12 @@ def _triton_entry(name: str, x: torch.Tensor, kwargs: dict):
     """Run the op's Triton kernel, bypassing dispatch: the spec's errors first (those of the
     functional op), then ``ValueError`` when the kernel cannot take the call."""
     op = get_op(name)
+    assert op is not None  # called with the names of the table's Triton ops only
     op.check(x, **kwargs)
     ok, reason = kernel_support(name, x, **kwargs)
     if not ok:
         raise ValueError(f"{name}: the Triton kernel cannot take this input: {reason}")
+    assert op.triton is not None  # kernel_support is ok for an op with a kernel only
     return op.triton(x, **kwargs)
 
 
@@ -91,7 +93,9 @@ def triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str 
     ``blur_size > 1``, by the blur_pool2d kernel at stride 1)."""
     kwargs = {"stride": stride, "criterion": criterion, "blur_size": blur_size,
               "padding_mode": padding_mode, "return_index": return_index}
-    get_op("polyphase_pool2d").check(x, **kwargs)
+    op = get_op("polyphase_pool2d")
+    assert op is not None  # an op of the table
+    op.check(x, **kwargs)
     if x.numel() == 0:  # nothing to launch: the empty result, as the reference gives it
         y = x.new_empty(*x.shape[:-2], x.shape[-2] // stride, x.shape[-1] // stride)
         index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)

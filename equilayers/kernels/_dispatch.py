@@ -156,7 +156,7 @@ def _select(op_name: str, x: torch.Tensor, kwargs: dict) -> tuple[str, str]:
     if ok:
         return "triton", reason
     fast = op.fast.get(x.device.type) if op is not None else None
-    if fast is None:
+    if op is None or fast is None:  # (no op: no fast path)
         return "reference", reason
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
@@ -238,6 +238,7 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
                          f"has kernels for {kernel_ops()}")
     path, _ = select(op_name, x, **kwargs)
     if path == "triton":
+        assert op.triton is not None  # select takes "triton" only for an op with a kernel
         return op.triton(x, **kwargs)
     if path == "fast":
         return op.fast[x.device.type].fn(x, **kwargs)

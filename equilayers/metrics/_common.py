@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__: list[str] = []
@@ -40,8 +42,8 @@ def positive_int(value: object, name: str, what: str) -> int:
     return value
 
 
-def choice(value: object, name: str, valid: tuple[str, ...], what: str) -> str:
+def choice(value: Any, name: str, valid: tuple[str, ...], what: str) -> str:
     if value not in valid:
         raise ValueError(f"{what}: unknown {name}={value!r}; valid: "
                          + ", ".join(map(repr, valid)))
-    return value  # type: ignore[return-value]
+    return value
