@@ -6,6 +6,7 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from . import metrics
 from ._grid import check_grid
 from ._table import print_table, table_width, terminal_width, wrap
 from .groups import fractional_shift, gaussian_smooth, get, rotate
+from .metrics._consistency import Transform
 
 __all__ = ["load_factory", "parse_shape", "audit", "invariance_curves"]
 
@@ -210,13 +212,14 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     notes = [f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
              f"the elements of {grp.name}, norms over all {_count(n)}."]
     if isinstance(y, torch.Tensor) and y.dim() == 2:
-        transforms = ["circular_shift", "fractional_shift", "rot90", "rotate"]
+        transforms: list[Transform] = ["circular_shift", "fractional_shift", "rot90",
+                                               "rotate"]
         if grp.has_reflections:
             transforms.append("flip")
         for t in transforms:
             if t == "rot90" and shape[-1] != shape[-2]:
                 continue
-            pairs = "all" if t in _EXACT else PAIRS
+            pairs: int | Literal["all"] = "all" if t in _EXACT else PAIRS
             c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
             model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (
                 "all pairs" if pairs == "all" else f"{PAIRS} random pairs")])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 __all__: list[str] = []
+
+S = TypeVar("S", bound=str)
 
 
 def check_batch(x: object, what: str, *, min_dim: int = 3) -> torch.Tensor:
@@ -42,7 +44,7 @@ def positive_int(value: object, name: str, what: str) -> int:
     return value
 
 
-def choice(value: Any, name: str, valid: tuple[str, ...], what: str) -> str:
+def choice(value: Any, name: str, valid: tuple[S, ...], what: str) -> S:
     if value not in valid:
         raise ValueError(f"{what}: unknown {name}={value!r}; valid: "
                          + ", ".join(map(repr, valid)))

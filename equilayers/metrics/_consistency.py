@@ -14,11 +14,12 @@ from ._common import check_batch, check_model, choice, positive_int, tensor_outp
 
 __all__ = ["consistency", "TRANSFORMS"]
 
-TRANSFORMS = ("circular_shift", "crop_shift", "rot90", "flip", "rotate", "fractional_shift")
+Transform = Literal["circular_shift", "crop_shift", "rot90", "flip", "rotate", "fractional_shift"]
+
+TRANSFORMS: tuple[Transform, ...] = ("circular_shift", "crop_shift", "rot90", "flip", "rotate",
+                                     "fractional_shift")
 _FINITE = ("circular_shift", "crop_shift", "rot90", "flip")
 _WHAT = "consistency"
-
-Transform = Literal["circular_shift", "crop_shift", "rot90", "flip", "rotate", "fractional_shift"]
 
 
 def _params(transform: str, h: int, w: int, max_shift: float | None, max_angle: float
@@ -32,7 +33,8 @@ def _params(transform: str, h: int, w: int, max_shift: float | None, max_angle: 
         my = h - 1 if max_shift is None else int(max_shift)
         mx = w - 1 if max_shift is None else int(max_shift)
         return [(dy, dx) for dy in range(my + 1) for dx in range(mx + 1)]
-    m = int(max_shift)  # crop_shift
+    assert max_shift is not None  # crop_shift: consistency set its default
+    m = int(max_shift)
     return [(dy, dx) for dy in range(m + 1) for dx in range(m + 1)]
 
 

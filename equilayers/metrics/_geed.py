@@ -16,7 +16,7 @@ from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
 
-DISTANCES = ("cosine", "l2", "kl")
+DISTANCES: tuple[Literal["cosine", "l2", "kl"], ...] = ("cosine", "l2", "kl")
 _WHAT = "geed"
 
 

@@ -183,6 +183,7 @@ def layerwise_equivariance(
         like = out_type if out_type is not None else like
         for g in els if out_type is not None else ():
             other = moved[g][i][2] if i < len(moved[g]) else None
+            assert out_type is not None  # the loop runs over els only with a type
             try:
                 expect = act_on(out_type, g, out)
             except ValueError as exc:
@@ -241,7 +242,7 @@ def layerwise_shift_equivariance(
             if h > 1 and w > 1 and h_in % h == 0 and w_in % w == 0:
                 factor = max(factor, h_in // out.shape[-2], w_in // out.shape[-1])
         shifts = [(factor, factor)] + ([(1, 1)] if factor != 1 else [])
-    shifts = [tuple(s) for s in shifts]
+    shifts = [(s[0], s[1]) for s in shifts]  # (every entry is a pair: check_pair's or ours)
     for s in shifts:
         if len(s) != 2 or any(int(v) != v for v in s):
             raise ValueError(f"layerwise_shift_equivariance: shifts must be integer pairs "

@@ -15,7 +15,8 @@ from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["lie_derivative", "GENERATORS"]
 
-GENERATORS = ("translate_x", "translate_y", "rotate")
+GENERATORS: tuple[Literal["translate_x", "translate_y", "rotate"], ...] = (
+    "translate_x", "translate_y", "rotate")
 _WHAT = "lie_derivative"
 
 
@@ -140,7 +141,8 @@ def lie_derivative(
     t0 = torch.zeros((), dtype=x.dtype, device=x.device)
     one = torch.ones((), dtype=x.dtype, device=x.device)
     try:
-        _, deriv = torch.func.jvp(along, (t0,), (one,))
+        # torch's stub returns a pair or a triple (has_aux=True) without an overload
+        _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
     except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
         _, deriv = torch.autograd.functional.jvp(along, t0, one)
     lee = deriv.detach().reshape(deriv.shape[0], -1).to(torch.float64).pow(2).sum(dim=1)
