@@ -89,7 +89,8 @@ def _sym_stack() -> nn.Module:
 
 def _lift_pool(blur_size: int = 1) -> nn.Module:
     m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), PolyphasePool2d(2, blur_size=blur_size))
-    m.in_rep, m.out_rep = "trivial", "regular"
+    # torch's stub of Module.__setattr__ takes tensors and modules only; any value is allowed
+    m.in_rep, m.out_rep = "trivial", "regular"  # type: ignore[assignment]
     return m
 
 

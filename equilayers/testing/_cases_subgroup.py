@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..groups import get
+from ..groups import Element, PlanarGroup, get
 from ..groups._subgroups import embed
 from ..nn import CosetPool, Restrict
 from .cases import Case
@@ -22,7 +22,8 @@ class _LeftCosetRestrict(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grp, sub = get("d4"), get("d1")
-        reps = [grp.element(j) for j in range(4)]
+        assert isinstance(grp, PlanarGroup)
+        reps: list[Element] = [grp.element(j) for j in range(4)]
         idx = torch.tensor([(t * embed(h, grp)).index for t in reps for h in sub.elements()])
         return x.index_select(2, idx).reshape(x.shape[0], -1, 2, *x.shape[-2:])
 

@@ -45,7 +45,7 @@ def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    grads = _grads(model)
     opt.step()
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     return {**{f"grad/{k}": v for k, v in grads.items()},
@@ -89,7 +89,7 @@ def ddp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
         dist.destroy_process_group()
 
 
-def fsdp_model() -> nn.Module:
+def fsdp_model() -> nn.Sequential:
     """A small p4 model (float64, seeded): lifting conv, group BN, group conv, invariant head."""
     torch.manual_seed(0)
     return nn.Sequential(
@@ -99,14 +99,23 @@ def fsdp_model() -> nn.Module:
     ).double()
 
 
+def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for n, p in model.named_parameters():
+        assert p.grad is not None  # after backward, every parameter has its gradient
+        out[n] = p.grad.detach().clone()
+    return out
+
+
 def _sharded_step(model: nn.Module, shards: list[tuple[torch.Tensor, torch.Tensor]]
                   ) -> dict[str, torch.Tensor]:
     """One SGD step on the mean of the shards' losses (each shard its own BN statistics)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     opt.zero_grad()
-    loss = sum(nn.functional.cross_entropy(model(x), y) for x, y in shards) / len(shards)
+    loss = sum((nn.functional.cross_entropy(model(x), y) for x, y in shards),
+               torch.tensor(0.0)) / len(shards)
     loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    grads = _grads(model)
     opt.step()
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     return {**{f"grad/{k}": v for k, v in grads.items()},
@@ -145,7 +154,8 @@ def fsdp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
         fully_shard(model, mesh=mesh)
         out = _sharded_step(model, _shards(world_size)[rank:rank + 1])
         # every rank holds a shard of each parameter and gradient: gather them (collective)
-        result = {k: v.full_tensor() for k, v in out.items()}
+        # DTensors after fully_shard (typed as the Tensors _sharded_step returns)
+        result = {k: v.full_tensor() for k, v in out.items()}  # type: ignore[attr-defined]
         if rank == 0:
             torch.save(result, out_path)
         # every rank done with its collectives before any tears gloo down: a rank that

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as C
-from ..groups import Element, FieldType, GroupElement, GroupLike, disk_mask, gaussian_smooth, get
+from ..groups import Element, FieldType, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._subgroups import check_subgroup, embed
 from ._fields import act_on, resolve_field_type
@@ -78,9 +78,9 @@ class EquivarianceReport:
     """
 
     error: float
-    worst: GroupElement
-    errors: dict[GroupElement, float] = field(default_factory=dict)
-    floors: dict[GroupElement, float] = field(default_factory=dict)
+    worst: Element
+    errors: dict[Element, float] = field(default_factory=dict)
+    floors: dict[Element, float] = field(default_factory=dict)
     approximate: bool = False
 
     @property
@@ -106,7 +106,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
     return num / den
 
 
-def _elements(group, elements) -> list[GroupElement]:
+def _elements(group, elements) -> list[Element]:
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
     if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
@@ -138,7 +138,7 @@ def equivariance_report(
     *,
     in_rep: str | FieldType | None = None,
     out_rep: str | FieldType | None = None,
-    elements: Sequence[GroupElement | int] | None = None,
+    elements: Sequence[Element | int] | None = None,
     smooth: float = 1.0,
     margin: float = 2.0,
     in_group: GroupLike | None = None,
@@ -191,8 +191,8 @@ def equivariance_report(
                                                 like=in_type if in_grp == grp else None)
         if declared:
             out_type.check(y, "f(x)", what)
-        errors: dict[GroupElement, float] = {}
-        floors: dict[GroupElement, float] = {}
+        errors: dict[Element, float] = {}
+        floors: dict[Element, float] = {}
         for g in els:
             y_g = f(act_on(in_type, g if in_grp == grp else embed(g, in_grp), x))
             gy = act_on(out_type, g, y)
@@ -220,7 +220,7 @@ def equivariance_error(
     *,
     in_rep: str | FieldType | None = None,
     out_rep: str | FieldType | None = None,
-    elements: Sequence[GroupElement | int] | None = None,
+    elements: Sequence[Element | int] | None = None,
 ) -> float:
     """The worst relative equivariance error of ``f`` on ``x`` over ``elements`` (float64).
 
@@ -241,7 +241,7 @@ def invariance_error(
     group: GroupLike,
     *,
     in_rep: str | FieldType | None = None,
-    elements: Sequence[GroupElement | int] | None = None,
+    elements: Sequence[Element | int] | None = None,
 ) -> float:
     """The worst relative change ``||f(g.x) - f(x)|| / ||f(x)||`` over ``elements``."""
     return equivariance_report(
@@ -256,7 +256,7 @@ def assert_equivariant(
     *,
     in_rep: str | FieldType | None = None,
     out_rep: str | FieldType | None = None,
-    elements: Sequence[GroupElement | int] | None = None,
+    elements: Sequence[Element | int] | None = None,
     tol: float | None = None,
 ) -> EquivarianceReport:
     """Raise ``AssertionError`` naming the worst element, its error and ``tol`` when ``f`` is
@@ -274,7 +274,7 @@ def assert_invariant(
     group: GroupLike,
     *,
     in_rep: str | FieldType | None = None,
-    elements: Sequence[GroupElement | int] | None = None,
+    elements: Sequence[Element | int] | None = None,
     tol: float | None = None,
 ) -> EquivarianceReport:
     """Like :func:`assert_equivariant` with ``out_rep="invariant"``."""

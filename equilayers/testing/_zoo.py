@@ -35,6 +35,7 @@ def _x(*shape: int) -> Callable[[torch.Generator], tuple[torch.Tensor, ...]]:
 def _expanded() -> nn.Module:
     """An ExpandedGroupConv2d holding a c8 GroupConv2d's expanded filter (not all zeros)."""
     conv = enn.GroupConv2d(3, 4, 3, padding=1, group="c8")
+    assert conv.bias is not None  # bias=True by default
     return enn.ExpandedGroupConv2d.from_filter(conv.expanded_filter().detach(),
                                                conv.bias.detach(), padding=1, group="c8")
 

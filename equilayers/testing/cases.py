@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from ..groups import GroupElement, get
+from ..groups import Element, PlanarGroup, get
 from ._harness import default_tolerance, equivariance_report, shift_equivariance_error
 
 __all__ = ["Case", "all_cases", "run_case", "CaseResult"]
@@ -76,9 +76,10 @@ class Case:
             return self.input_fn(gen).to(self.dtype)
         return torch.randn(self.input_shape, generator=gen, dtype=self.dtype)
 
-    def group_elements(self) -> list[GroupElement]:
+    def group_elements(self) -> Sequence[Element]:
         grp = get(self.group)
         if self.elements is not None:
+            assert isinstance(grp, PlanarGroup)  # elements by angle: the planar cases only
             return grp.elements_at(list(self.elements)) + (
                 grp.elements_at(list(self.elements), reflection=True) if grp.has_reflections else []
             )
@@ -109,7 +110,7 @@ def all_cases() -> list[Case]:
     return out
 
 
-def run_case(case: Case, elements: Sequence[GroupElement] | None = None,
+def run_case(case: Case, elements: Sequence[Element] | None = None,
              seed: int = 0) -> CaseResult:
     """Measure one case (optionally restricted to some elements) and judge it."""
     torch.manual_seed(seed)

@@ -30,5 +30,5 @@ def symmetrized_conv2d(in_channels: int, out_channels: int, kernel_size: int,
     with torch.no_grad():
         w = conv.weight
         els = grp.grid_elements()
-        conv.weight.copy_(sum(act_spatial(w, g) for g in els) / len(els))
+        conv.weight.copy_(sum((act_spatial(w, g) for g in els), torch.zeros_like(w)) / len(els))
     return conv
