@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -37,13 +38,15 @@ __all__ = ["export", "register_export"]
 
 Converter = Callable[[nn.Module, "int | None"], nn.Module]
 _CONVERTERS: dict[type, Converter] = {}
+M = TypeVar("M", bound=nn.Module)
 
 
-def register_export(cls: type) -> Callable[[Converter], Converter]:
+def register_export(cls: type[M]) -> Callable[[Callable[[M, int | None], nn.Module]],
+                                              Callable[[M, int | None], nn.Module]]:
     """Register ``fn(module, fiber) -> nn.Module`` converting instances of ``cls`` (and
     subclasses); ``fiber`` is the model's single group-conv fiber size, or ``None``."""
-    def deco(fn: Converter) -> Converter:
-        _CONVERTERS[cls] = fn
+    def deco(fn: Callable[[M, int | None], nn.Module]) -> Callable[[M, int | None], nn.Module]:
+        _CONVERTERS[cls] = cast(Converter, fn)  # called on instances of cls only
         return fn
     return deco
 
@@ -66,7 +69,9 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if m.bias is not None:
-            conv.bias.copy_(m._slot_bias())
+            slot_bias = m._slot_bias()
+            assert conv.bias is not None and slot_bias is not None  # m has a bias: so has conv
+            conv.bias.copy_(slot_bias)
     layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
     if not symmetric:
         layers.append(_PADS[m.padding_mode](m._pad))
@@ -86,6 +91,7 @@ def _export_bn(m: GroupBatchNorm2d, fiber: int | None) -> nn.Module:
 
 @register_export(GroupPool)
 def _export_group_pool(m: GroupPool, fiber: int | None) -> nn.Module:
+    pool: nn.Module
     if fiber is not None:
         pool = (nn.MaxPool3d if m.reduction == "max" else nn.AvgPool3d)((fiber, 1, 1))
     else:

@@ -141,7 +141,7 @@ def norm_pool(m: Any) -> NormPool:
     on harmonic fields ``x.view(B, C, 2M+1, H, W)`` of escnn's tensor (channel ``c (M+1) + m``
     in both; a norm does not depend on the basis within a field)."""
     reps = m.in_type.representations
-    block = []
+    block: list[int] = []  # the frequencies of one repeat
     for r in reps:
         freq = getattr(r, "attributes", {}).get("frequency")
         if freq is None or (freq == 0) != (r.size == 1) or (freq and r.size != 2) or (

@@ -66,7 +66,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
                    _uniform(m.padding, "padding"))
         dilated = _pair(m.dilation, "dilation") != (1, 1)
-        if None in (s, k, p) or dilated or m.ceil_mode or m.return_indices:
+        if s is None or k is None or p is None or dilated or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
         if mode != "polyphase":
             return MaxBlurPool2d(k, s, blur_size, padding=p)
@@ -93,13 +93,18 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         if s is None or isinstance(m.padding, str):
             return "Conv2d with unequal strides or string padding"
         if mode != "polyphase":
-            new = BlurConv2d(m.in_channels, m.out_channels, m.kernel_size, s, m.padding,
-                             m.dilation, m.groups, m.bias is not None, m.padding_mode,
+            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs;
+            # torch's stubs type them as tuple[int, ...]
+            new = BlurConv2d(m.in_channels, m.out_channels,
+                             m.kernel_size, s, m.padding,  # type: ignore[arg-type]
+                             m.dilation,  # type: ignore[arg-type]
+                             m.groups, m.bias is not None, m.padding_mode,
                              device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size,
                              fold=True if mode == "folded" else None)
             with torch.no_grad():
                 new.weight.copy_(m.weight)
                 if m.bias is not None:
+                    assert new.bias is not None  # built with bias=True
                     new.bias.copy_(m.bias)
             return new
         (kh, kw), (dh, dw), (ph, pw) = m.kernel_size, m.dilation, m.padding
@@ -217,7 +222,7 @@ def antialias(
     C.check_blur_size(blur_size, "blur_size", "antialias")
     names = {n for n, _ in model.named_modules()}
     if skip is None:
-        def skipped(name: str, module: nn.Module) -> bool:
+        def skipped(name: str, module: nn.Module, /) -> bool:
             return False
     elif callable(skip):
         skipped = skip
@@ -234,7 +239,7 @@ def antialias(
             raise ValueError(f"skip names {unknown} are not modules of the model; valid names "
                              "are those of model.named_modules()")
 
-        def skipped(name: str, module: nn.Module) -> bool:  # a skipped name skips its subtree
+        def skipped(name: str, module: nn.Module, /) -> bool:  # a skipped name skips its subtree
             return any(name == s or name.startswith(s + ".") for s in skip_set)
 
     if not inplace:

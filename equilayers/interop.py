@@ -112,6 +112,7 @@ def from_escnn(module: Any) -> nn.Module:
 
 
 def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
+    out: nn.Module
     if isinstance(m, enn.SequentialModule):
         out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
     elif isinstance(m, enn.R2Conv):
@@ -247,7 +248,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     if getattr(m, "groups", 1) != 1:
         raise ValueError(f"from_escnn: R2Conv with groups={m.groups} is not supported; "
                          "only groups=1")
-    n = get(gname).order
+    n = int(get(gname).order)  # regular fields: a finite group
     with torch.no_grad():
         filt, bias = m.expand_parameters()
     if restricted is not None:  # escnn's input channels -> our restricted layout
@@ -270,6 +271,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         # a group conv's weight holds its group axis in the group's Fourier basis
         ours.weight.copy_(per_element if lifting else ours._to_fourier(per_element))
         if bias is not None:
+            assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(_field_bias(bias, c_out, n))
         expanded = ours._expand()
     scale = filt.abs().max().clamp_min(1e-30)
@@ -304,7 +306,7 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
     filter (least squares in float64, then the expanded filter checked elementwise), or
     ``None`` when the filter is not in our steerable basis's span (or the settings are not
     ours to take)."""
-    n, k = get(gname).order, m.kernel_size
+    n, k = int(get(gname).order), m.kernel_size  # regular fields: a finite group
     cls = LiftingConv2d if lifting else GroupConv2d
     try:
         settings = _escnn_basis_settings(m)
@@ -323,6 +325,7 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
     with torch.no_grad():
         ours.weight.copy_(coef.T.reshape(ours.weight.shape))
         if bias is not None:
+            assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(_field_bias(bias, c_out, n))
         expanded = ours.expanded_filter()
     scale = filt.abs().max().clamp_min(1e-30)
@@ -343,7 +346,7 @@ def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | 
                    lifting: bool) -> nn.Module:
     """An :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter (groups
     with rotations off the pixel grid, whose escnn filters our bases cannot represent)."""
-    n = get(gname).order
+    n = int(get(gname).order)  # regular fields: a finite group
     if bias is not None:
         bias = _field_bias(bias, bias.shape[0] // n, n)
     ours = ExpandedGroupConv2d.from_filter(filt, bias, m.stride, m.padding, m.dilation, 1,
