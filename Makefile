@@ -46,6 +46,7 @@ test-peers: lint
 
 lint: $(STAMP)
 	$(PY) -m ruff check equilayers tests benchmarks examples
+	$(PY) -m mypy equilayers
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 # TRITON_INTERPRET=1: the Triton kernel tests run on CPU through Triton's interpreter.

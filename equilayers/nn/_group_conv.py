@@ -16,7 +16,7 @@ from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
-from ..groups import Group, GroupLike, get
+from ..groups import FieldType, Group, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
 from ._exactness import _WarnsInexact
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
@@ -95,6 +95,8 @@ class _GroupConvNd(Typed, _ExactConvMixin):
     warning."""
 
     lifting: bool = False
+    in_type: FieldType  # set in __init__
+    out_type: FieldType
     # derived buffers (which ones a layer registers depends on its basis and reps)
     filter_basis: torch.Tensor
     group_basis: torch.Tensor

@@ -1,0 +1,100 @@
+"""Types: ``mypy equilayers`` reports no error, and neither does mypy on the ```python blocks
+of README.md and docs/**/*.md (what a user copies must type-check against our hints).
+
+One mypy run (pyproject.toml's [tool.mypy], a fresh cache in a temp dir) checks the package,
+every block (each its own file in a temp dir, its lines at the Markdown page's line numbers)
+and a negative control: a snippet with a deliberate type error, which must be reported (a
+check that cannot fail proves nothing). Skipped, naming ``pip install mypy``, where mypy is not
+installed (it is in the test extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_docs import BLOCKS as DOC_BLOCKS
+from test_docs import Block, extract
+
+ROOT = Path(__file__).resolve().parents[1]
+README_BLOCKS = extract((ROOT / "README.md").read_text(), "README.md")
+
+# ``antialias(..., return_report=True)`` returns (model, report): a tuple has no .eval()
+CONTROL = """\
+import torch
+
+import equilayers
+
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.MaxPool2d(2))
+equilayers.antialias(model, return_report=True).eval()
+"""
+CONTROL_LINE = 6
+
+_ERROR = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+): error: (?P<msg>.*)$", re.M)
+
+
+@dataclass
+class MypyRun:
+    output: str
+    errors: dict[str, list[str]]  # file (a block id, "control", or a path) -> "line: message"
+
+
+@pytest.fixture(scope="module")
+def mypy_run(tmp_path_factory) -> MypyRun:
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed: pip install mypy (or the test extra, "
+                    "pip install -e '.[test]')")
+    tmp = tmp_path_factory.mktemp("typing")
+    names: dict[str, str] = {}  # file path -> what it holds
+    for i, block in enumerate(README_BLOCKS + DOC_BLOCKS):
+        path = tmp / f"block_{i:03d}.py"
+        path.write_text("\n" * block.line + block.code)  # mypy's line = the page's line
+        names[str(path)] = block.id
+    control = tmp / "control.py"
+    control.write_text(CONTROL)
+    names[str(control)] = "control"
+    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+           "--cache-dir", str(tmp / "cache"), "--no-color-output", "equilayers",
+           *names]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if proc.returncode not in (0, 1):  # 2: mypy itself failed (bad config, crash)
+        pytest.fail(f"mypy failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    errors: dict[str, list[str]] = {}
+    for m in _ERROR.finditer(proc.stdout):
+        key = names.get(m["file"], m["file"])
+        errors.setdefault(key, []).append(f"{m['line']}: {m['msg']}")
+    return MypyRun(proc.stdout, errors)
+
+
+def _blocks_found(blocks: list[Block]) -> None:
+    assert blocks and all(b.code.strip() for b in blocks)
+
+
+def test_blocks_are_found():
+    # an extractor that finds nothing would make the check below pass vacuously
+    _blocks_found(README_BLOCKS)
+    _blocks_found(DOC_BLOCKS)
+    assert len(README_BLOCKS) >= 4 and len(DOC_BLOCKS) >= 10
+
+
+def test_package_has_no_type_errors(mypy_run):
+    ours = {f: e for f, e in mypy_run.errors.items() if f.startswith("equilayers")}
+    assert not ours, mypy_run.output
+
+
+def test_readme_and_docs_blocks_have_no_type_errors(mypy_run):
+    blocks = {f: e for f, e in mypy_run.errors.items() if f.startswith(("README", "docs"))}
+    assert not blocks, mypy_run.output
+    # nothing else reported either (a file of neither kind: an unexpected path)
+    assert set(mypy_run.errors) <= {"control"}, mypy_run.output
+
+
+def test_negative_control_is_reported(mypy_run):
+    found = mypy_run.errors.get("control", [])
+    assert len(found) == 1 and found[0].startswith(f"{CONTROL_LINE}: "), mypy_run.output
+    assert '"eval"' in found[0] and "tuple" in found[0], found
