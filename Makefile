@@ -10,7 +10,7 @@ PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
-.PHONY: test test-peers demo docs selfcheck lint bench bench-accuracy clean
+.PHONY: test test-peers test-wheel demo docs selfcheck lint bench bench-accuracy clean
 
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
@@ -48,9 +48,24 @@ lint: $(STAMP)
 	$(PY) -m ruff check equilayers tests benchmarks examples
 	$(PY) -m mypy equilayers
 
+# `pip install equilayers` as a user gets it: a wheel built from this tree (not an editable
+# install), installed with no extras into a fresh venv in a temp dir beside the CPU build of
+# torch, then tests/_wheel_smoke.py run from outside the checkout (imports, a group-conv
+# forward, antialias, the selfcheck CLI, the demo's missing-extra hint). About a minute here,
+# most of it installing torch.
+test-wheel:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && start=$$(date +%s) && \
+	$(PYTHON) -m pip wheel -q --no-deps -w "$$tmp/dist" . && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install -q "$(TORCH_SPEC)" && \
+	"$$tmp/venv/bin/python" -m pip install -q "$$tmp"/dist/equilayers-*.whl && \
+	cd "$$tmp" && "$$tmp/venv/bin/python" -W "ignore:Failed to initialize NumPy:UserWarning" \
+	  "$(CURDIR)/tests/_wheel_smoke.py" "$$tmp"/dist/equilayers-*.whl && \
+	echo "make test-wheel: finished in $$(( $$(date +%s) - start )) s"
+
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 # TRITON_INTERPRET=1: the Triton kernel tests run on CPU through Triton's interpreter.
-test: lint test-peers
+test: lint test-peers test-wheel
 	TRITON_INTERPRET=1 $(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

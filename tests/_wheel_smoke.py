@@ -1,0 +1,71 @@
+"""Smoke test of the built wheel in a clean venv (``make test-wheel``; not collected by pytest).
+
+Usage: ``VENV/bin/python tests/_wheel_smoke.py WHEEL`` (from a directory outside the checkout).
+
+Run from outside the source tree by the venv's python, where equilayers is installed from the
+wheel with no extras (torch and einops only). Checks that the installed package, not the
+checkout, is imported; that ``import equilayers`` pulls in no optional package; a lifting ->
+group conv -> pool forward; ``antialias``; the CLI's selfcheck; and that ``equilayers demo``
+without the demo extra stops with a one-line hint naming the pip install command.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import equilayers
+from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
+
+OPTIONAL = ["triton", "matplotlib", "escnn", "e2cnn", "kornia", "scipy", "rich", "skimage"]
+
+
+def check_wheel(wheel: str) -> None:
+    """The wheel ships py.typed and no tests; it names the test-only helper modules it ships."""
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "equilayers/py.typed" in names, "the wheel lacks equilayers/py.typed"
+    leaked = [n for n in names if n.split("/")[0] in ("tests", "benchmarks", "examples")]
+    assert not leaked, f"the wheel ships files outside the package: {leaked}"
+    helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py")]
+    print(f"wheel: {len(names)} files, py.typed, no tests; test-only helpers shipped: {helpers}")
+
+
+def main() -> None:
+    where = Path(equilayers.__file__).resolve()
+    assert Path(sys.prefix).resolve() in where.parents, f"not the installed wheel: {where}"
+    assert (where.parent / "py.typed").exists(), "the wheel lacks py.typed"
+    pulled = [m for m in OPTIONAL if m in sys.modules]
+    assert not pulled, f"import equilayers pulled in optional packages: {pulled}"
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"), torch.nn.ReLU(),
+                                GroupConv2d(4, 4, 3, padding=1, group="p4"), GroupPool("max"))
+    y = model(torch.randn(2, 3, 9, 9))
+    assert y.shape == (2, 4, 9, 9), y.shape
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.MaxPool2d(2))
+    new, report = equilayers.antialias(net, return_report=True)
+    assert [type(r.new).__name__ for r in report] == ["BlurConv2d", "MaxBlurPool2d"], report
+    assert new(torch.randn(1, 3, 16, 16)).shape == (1, 8, 4, 4)
+
+    cli = [sys.executable, "-m", "equilayers"]
+    check = subprocess.run(cli + ["selfcheck", "--filter", "even-size-fails"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "even-size-fails" in check.stdout, check.stdout
+
+    # torch without numpy warns about it at import (its warning, not ours: filtered here)
+    demo = subprocess.run([sys.executable, "-W", "ignore:Failed to initialize NumPy:UserWarning",
+                           "-m", "equilayers", "demo", "--quick"], capture_output=True, text=True)
+    err = demo.stderr.strip()
+    assert demo.returncode != 0, "equilayers demo ran without the demo extra"
+    assert len(err.splitlines()) == 1 and "pip install 'equilayers[demo]'" in err, err
+    print(f"wheel smoke: ok ({where.parent}); demo without its extra says: {err}")
+
+
+if __name__ == "__main__":
+    check_wheel(sys.argv[1])
+    main()
