@@ -128,3 +128,12 @@ def test_version1_harmonic_checkpoint_is_converted_on_load():
     other.load_state_dict(old)
     torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
                                atol=1e-13)
+
+
+def test_fourier_basis_of_a_non_planar_group_is_a_named_error():
+    """The cube's groups have no Fourier basis here yet: a ValueError that names the group and
+    says which groups have one (not an AttributeError from the planar internals)."""
+    for name in ("o", "c4z"):
+        with pytest.raises(ValueError, match=f"group='{name}' has no Fourier basis"):
+            group_fourier_basis(name)
+    assert group_fourier_basis("c4").shape == (4, 4)  # control: a planar group has one

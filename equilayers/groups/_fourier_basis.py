@@ -19,13 +19,12 @@ the equilayers accuracy family measured it ahead of the per-element layout (docs
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ._group import GroupLike
+from ._group import Group, GroupLike
 from ._planar import PlanarGroup
 from ._registry import get
 
@@ -61,12 +60,11 @@ def _basis(group: PlanarGroup) -> torch.Tensor:
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order)."""
-    # the planar groups' basis: another family's group has no .n (AttributeError, unchanged)
-    grp = cast(PlanarGroup, get(group))
-    assert grp.n is not None  # called with the finite groups of the steerable bases only
+    grp = _planar_finite(get(group), "fourier_row_dims")
+    n = int(grp.order) // (2 if grp.reflections else 1)
     dims = [1] + ([1] if grp.reflections else [])
-    dims += [2] * ((4 if grp.reflections else 2) * ((grp.n - 1) // 2))
-    if grp.n % 2 == 0:
+    dims += [2] * ((4 if grp.reflections else 2) * ((n - 1) // 2))
+    if n % 2 == 0:
         dims += [1] * (2 if grp.reflections else 1)
     return torch.tensor(dims, dtype=torch.float64, device="cpu")
 
@@ -82,9 +80,18 @@ def group_fourier_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
         True
     """
     C.check_float_dtype(dtype, "dtype", "group_fourier_basis", optional=False)
-    grp = get(group)
+    grp = _planar_finite(get(group), "group_fourier_basis")
+    return _basis(grp).to(dtype=dtype, device=device, copy=True)
+
+
+def _planar_finite(grp: Group, what: str) -> PlanarGroup:
+    """``grp`` as a finite planar group (the families whose irreps are written here), or a
+    ``ValueError`` that says which groups have a basis."""
     if not grp.is_finite:
-        raise ValueError(f"group_fourier_basis: group={grp.name!r} is continuous; a finite "
-                         "group 'cN' or 'dN' has a Fourier basis of |G| functions")
-    # the planar groups' basis: another family's group has no .n (AttributeError, unchanged)
-    return _basis(cast(PlanarGroup, grp)).to(dtype=dtype, device=device, copy=True)
+        raise ValueError(f"{what}: group={grp.name!r} is continuous; a finite group 'cN' or "
+                         "'dN' has a Fourier basis of |G| functions")
+    if not isinstance(grp, PlanarGroup) or grp.n is None:
+        raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here yet (only the "
+                         "planar groups 'cN' and 'dN' do; the 3-D group convs store their "
+                         "weights per group element)")
+    return grp

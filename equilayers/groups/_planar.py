@@ -63,20 +63,7 @@ class GroupElement(Element):
         r = round(q)
         return r % 4 if abs(q - r) < 1e-9 else None
 
-    @property
-    def is_grid(self) -> bool:
-        """True when the element maps the square pixel grid onto itself (exact action)."""
-        return self.group.is_grid(self)
-
-    @property
-    def index(self) -> int:
-        """The slot of this element in a regular fiber (finite groups only)."""
-        return self.group.index(self)
-
-    @property
-    def matrix(self) -> torch.Tensor:
-        """The element as a 2 x 2 matrix on ``(x, y)`` (:meth:`PlanarGroup.matrix`)."""
-        return self.group.matrix(self)
+    # is_grid, index and matrix: Element's (the group answers)
 
     def __mul__(self, other: GroupElement) -> GroupElement:
         return self.group.compose(self, other)

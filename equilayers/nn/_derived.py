@@ -58,3 +58,17 @@ class _FixedBuffers(nn.Module):
                         for n, b in self._buffers.items()}
         tmp.reset_parameters()
         return tmp
+
+
+def _five_d_as_four_d(fn):
+    """``fn`` for ``Module._apply``, retried on a 5-D tensor it rejects (channels_last exists
+    only for 4-D ones) as the 4-D view that merges dims 1 and 2, then viewed back: how a group
+    conv's 5-D weight is converted (its expansion reads it through any strides)."""
+    def convert(t):
+        try:
+            return fn(t)
+        except RuntimeError:
+            if t.dim() != 5:
+                raise
+            return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
+    return convert

@@ -18,6 +18,7 @@ from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, Group, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
+from ._derived import _five_d_as_four_d
 from ._exactness import _WarnsInexact
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._typed import Typed
@@ -399,14 +400,7 @@ class _GroupConvNd(Typed, _ExactConvMixin):
         # and channels_last does not exist for 5-D ones: a pixel group conv's weight
         # ``(C_out, C_in, |G|, k, k)`` is converted as the ``(C_out, C_in * |G|, k, k)`` that
         # it is to F.conv2d (a view back to 5-D; the expansion reads it through any strides).
-        def convert(t):
-            try:
-                return fn(t)
-            except RuntimeError:
-                if t.dim() != 5:
-                    raise
-                return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
-        out = super()._apply(convert, recurse)
+        out = super()._apply(_five_d_as_four_d(fn), recurse)
         # The derived buffers are rebuilt rather than converted: ``.double()`` then gets the
         # basis computed in float64 (not a float32 basis widened), ``to_empty()`` gets real
         # buffers, not uninitialized memory.

@@ -13,6 +13,7 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..groups import FieldType, GroupLike
+from ._derived import _five_d_as_four_d
 from ._exactness import _quiet
 from ._typed import Typed
 
@@ -100,14 +101,7 @@ class _GroupConv3dBase(Typed, nn.Module):
         # fails on 5-D ones (nn.Conv3d's too): a lifting weight ``(C_out, C_in, k, k, k)`` is
         # converted as the ``(C_out, C_in * k, k, k)`` view it also is (the gather reads it
         # through any strides)
-        def convert(t):
-            try:
-                return fn(t)
-            except RuntimeError:
-                if t.dim() != 5:
-                    raise
-                return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
-        out = super()._apply(convert, recurse)
+        out = super()._apply(_five_d_as_four_d(fn), recurse)
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
         return out
