@@ -30,6 +30,7 @@ _FAMILIES = [
     "equilayers.testing._cases_heads",
     "equilayers.testing._cases_subgroup",
     "equilayers.testing._cases_gaussian",
+    "equilayers.testing._cases_cubic",
 ]
 
 

@@ -1,0 +1,76 @@
+"""The cube's groups on voxels: lifting and group convs x group x option, group batch norm,
+group pooling, a small stack, and negative controls (a plain ``nn.Conv3d``, a stride that
+does not tile an even size, a nudged expanded filter)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..groups import get
+from ..nn import GroupBatchNorm3d, GroupConv3d, GroupPool, LiftingConv3d
+from .cases import Case
+
+_GROUPS = ("c4z", "d4z", "o", "oh")
+
+
+def _seeded(fn):
+    def build():
+        torch.manual_seed(0)
+        return fn().double()
+    return build
+
+
+def _lift(g, **kw):
+    kw.setdefault("padding", 1)
+    return _seeded(lambda: LiftingConv3d(2, 2, kw.pop("k", 3), group=g, **kw))
+
+
+def _gconv(g, **kw):
+    kw.setdefault("padding", 1)
+    return _seeded(lambda: GroupConv3d(2, 2, kw.pop("k", 3), group=g, **kw))
+
+
+def _stack(g):
+    return _seeded(lambda: nn.Sequential(
+        LiftingConv3d(2, 2, 3, padding=1, group=g), GroupBatchNorm3d(2), nn.ReLU(),
+        GroupConv3d(2, 2, 3, stride=2, padding=1, group=g), nn.ReLU(),        # 9 -> 5
+        GroupConv3d(2, 2, 3, padding=1, padding_mode="circular", group=g),
+        GroupPool("max"),
+    ).eval())
+
+
+class _NudgedGroupConv3d(GroupConv3d):
+    """A negative control: one output slot's expanded filter block nudged."""
+
+    def expanded_filter(self) -> torch.Tensor:
+        w = super().expanded_filter().clone()
+        w[1] = w[1] + 0.1  # only output (field 0, slot 1) changes
+        return w
+
+
+def _cases_for(g: str) -> list[Case]:
+    n = int(get(g).order)
+    vol, gmap, gmap_odd = (2, 2, 5, 5, 5), (2, 2, n, 5, 5, 5), (2, 2, n, 7, 7, 7)
+    p = f"cubic/{g}"
+    return [
+        Case(f"{p}/lifting-k3", _lift(g), vol, g),
+        Case(f"{p}/lifting-stride2-odd", _lift(g, stride=2), (2, 2, 7, 7, 7), g),
+        Case(f"{p}/group-k3", _gconv(g), gmap, g),
+        Case(f"{p}/group-stride2-odd", _gconv(g, stride=2), gmap_odd, g),
+        Case(f"{p}/group-reflect", _gconv(g, padding_mode="reflect"), gmap, g),
+        Case(f"{p}/batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap, g),
+        Case(f"{p}/pool-max", lambda: GroupPool("max"), gmap, g),
+    ]
+
+
+CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
+    Case("cubic/o/stack-stride-pool", _stack("o"), (2, 2, 9, 9, 9), "o"),
+    # Negative controls: each must fail the harness.
+    Case("cubic/o/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)),
+         (2, 2, 5, 5, 5), "o", in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("cubic/c4z/stride2-even-size-fails", _gconv("c4z", stride=2), (2, 2, 4, 6, 6, 6),
+         "c4z", expect="fail"),
+    Case("cubic/o/nudged-expanded-filter-fails", _seeded(lambda: _NudgedGroupConv3d(
+        2, 2, 3, padding=1, group="o")), (2, 2, 24, 5, 5, 5), "o", expect="fail"),
+]
