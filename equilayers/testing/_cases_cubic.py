@@ -9,16 +9,10 @@ from torch import nn
 
 from ..groups import get
 from ..nn import GroupBatchNorm3d, GroupConv3d, GroupPool, LiftingConv3d
+from ._cases_gconv import _seeded
 from .cases import Case
 
 _GROUPS = ("c4z", "d4z", "o", "oh")
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn().double()
-    return build
 
 
 def _lift(g, **kw):
