@@ -31,7 +31,7 @@ $(PEERS_STAMP):
 	command -v gfortran >/dev/null || apt-get install -y gfortran \
 	  || (apt-get update && apt-get install -y gfortran)
 	$(PEERS_PY) -m pip install escnn
-	$(PEERS_PY) -m pip install pytest hypothesis einops scikit-image "numpy<2"
+	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2"
 	touch $@
 
 # The escnn comparison tests (escnn_compat, interop, escnn_harmonic, escnn_nonlinearities, and

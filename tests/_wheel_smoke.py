@@ -3,7 +3,7 @@
 Usage: ``VENV/bin/python tests/_wheel_smoke.py WHEEL`` (from a directory outside the checkout).
 
 Run from outside the source tree by the venv's python, where equilayers is installed from the
-wheel with no extras (torch and einops only). Checks that the installed package, not the
+wheel with no extras (torch only). Checks that the installed package, not the
 checkout, is imported; that ``import equilayers`` pulls in no optional package; a lifting ->
 group conv -> pool forward; ``antialias``; the CLI's selfcheck; and that ``equilayers demo``
 without the demo extra stops with a one-line hint naming the pip install command.
