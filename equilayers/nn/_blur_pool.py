@@ -18,7 +18,7 @@ from ..functional._blur import (
 )
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
-from ._derived import _FixedBuffers
+from ._derived import _conv_options_repr, _FixedBuffers
 from ._typed import Typed
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
@@ -293,14 +293,7 @@ class BlurConv2d(Typed, nn.Module):
              f"stride={self.stride}")
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
+        s += _conv_options_repr(self, 2)
         if self.blur_size != 3:
             s += f", blur_size={self.blur_size}"
         if self.blur_padding_mode is not None:

@@ -72,3 +72,18 @@ def _five_d_as_four_d(fn):
                 raise
             return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
     return convert
+
+
+def _conv_options_repr(m, nd: int) -> str:
+    """The ``extra_repr`` tail of a conv-like module: ``dilation``, ``groups``, ``bias``,
+    ``padding_mode`` where they differ from ``nn.Conv{nd}d``'s defaults."""
+    s = ""
+    if m.dilation != (1,) * nd:
+        s += f", dilation={m.dilation}"
+    if m.groups != 1:
+        s += f", groups={m.groups}"
+    if m.bias is None:
+        s += ", bias=False"
+    if m.padding_mode != "zeros":
+        s += f", padding_mode={m.padding_mode!r}"
+    return s

@@ -18,7 +18,7 @@ from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, Group, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
-from ._derived import _five_d_as_four_d
+from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._exactness import _WarnsInexact
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._typed import Typed
@@ -78,14 +78,7 @@ class _ExactConvMixin(_WarnsInexact):
             s += f", stride={self.stride}"
         if self.padding != 0:
             s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
+        s += _conv_options_repr(self, 2)
         return s
 
 

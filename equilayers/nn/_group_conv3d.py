@@ -13,7 +13,7 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..groups import FieldType, GroupLike
-from ._derived import _five_d_as_four_d
+from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._exactness import _quiet
 from ._typed import Typed
 
@@ -158,14 +158,7 @@ class _GroupConv3dBase(Typed, nn.Module):
             s += f", stride={self.stride}"
         if self.padding != 0:
             s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.padding_mode != "zeros":
-            s += f", padding_mode={self.padding_mode!r}"
+        s += _conv_options_repr(self, 3)
         return s
 
 
