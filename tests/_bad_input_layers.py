@@ -46,6 +46,25 @@ _INDEX_EXTRA = {
     "index:range": lambda d: {**d, "index": torch.tensor([0, 4])},
     "index:list": lambda d: {**d, "index": [0, 3]},
 }
+_SELECTION_EXTRA = {
+    **{k: v for k, v in _INDEX_EXTRA.items() if k != "index:float"},
+    "index:selection-shape": lambda d: {**d, "index": torch.ones(2, 3)},
+    "index:bool": lambda d: {**d, "index": torch.tensor([True, False])},
+}
+#: The scoring net of learnable polyphase sampling: x (C=3), orbit weights, bias, read-out.
+_LPS_INPUTS = {"x": _img(2, 3, 8, 8, ranks=(3, 6), channel=1, small=(2, 3, 1, 1)),
+               "weight": _par(4, 3, 3, ranks=(2, 4), channel=1),
+               "bias": _par(4, ranks=(2,), channel=0),
+               "out_weight": _par(4, ranks=(2,), channel=0)}
+_LPS_EXTRA = {"weight:orbits": lambda d: {**d, "weight": torch.randn(4, 3, 4)},
+              "x:too-small": lambda d: {**d, "x": torch.randn(2, 3, 2, 2),
+                                         "weight": torch.randn(4, 3, 6)}}
+
+
+def _selection(gen: torch.Generator) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor([0, 3]), 4).float()
+
+
 _SQUARE_EXTRA = {
     "shape:nonsquare": lambda d: {**d, "x": torch.randn(2, 3, 8, 5, 6)},
     "shape:size": lambda d: {**d, "x": torch.randn(2, 3, 8, 6, 6)},
@@ -204,6 +223,13 @@ NN: list[Case] = [
                                        "padding_mode": CHOICE},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2,), dtypes=False, make=_index)},
          extra=_INDEX_EXTRA),
+    Case(enn.LearnablePolyphasePool2d, dict(in_channels=3),
+         {"in_channels": INT, "stride": INT, "hidden_channels": INT, "kernel_size": INT,
+          "tau": FLOAT, "hard": FLAG, "gumbel": FLAG, "return_index": FLAG, "dtype": DTYPE},
+         {"x": _img(2, 3, 8, 8, ranks=(3, 6), channel=1, small=(2, 3, 1, 1))}),
+    Case(enn.LearnablePolyphaseUpsample2d, {}, {"stride": INT},
+         {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
+         extra=_SELECTION_EXTRA),
     Case(enn.InvariantHead, dict(in_channels=3, num_classes=5, group="p4"),
          {"in_channels": INT, "num_classes": INT, "group": GROUP, "pool": CHOICE,
           "spatial": CHOICE, "dtype": DTYPE},
@@ -356,6 +382,14 @@ FUNCTIONAL: list[Case] = [
     Case(EF.polyphase_upsample2d, {}, {"stride": INT, "blur_size": INT, "padding_mode": CHOICE},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2,), dtypes=False, make=_index)},
          extra=_INDEX_EXTRA),
+    Case(EF.learnable_polyphase_pool2d, {},
+         {"stride": INT, "tau": FLOAT, "hard": FLAG, "training": FLAG, "gumbel": FLAG,
+          "return_index": FLAG, "generator": {"0": 0, "str": "seed"}},
+         _LPS_INPUTS, extra=_LPS_EXTRA),
+    Case(EF.polyphase_logits, {}, {"stride": INT}, _LPS_INPUTS, extra=_LPS_EXTRA),
+    Case(EF.learnable_polyphase_upsample2d, {}, {"stride": INT},
+         {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
+         extra=_SELECTION_EXTRA),
     Case(EF.expand_steerable, {}, {"groups": INT},
          {"weight": _par(4, 3, _NB, ranks=(2, 4)),
           "basis": _par(_NB, 3, 3, 3, 3, ranks=(4, 6), make=lambda g: EF.steerable_basis(

@@ -57,6 +57,11 @@ from ._heads import (
     invariant_head,
     spatial_pool,
 )
+from ._lps import (
+    learnable_polyphase_pool2d,
+    learnable_polyphase_upsample2d,
+    polyphase_logits,
+)
 from ._norm_max_pool import (
     norm_max_pool2d,
 )
@@ -104,6 +109,9 @@ __all__: list[str] = [
     "steerable_conv2d",
     "polyphase_pool2d",
     "polyphase_upsample2d",
+    "learnable_polyphase_pool2d",
+    "learnable_polyphase_upsample2d",
+    "polyphase_logits",
     "expand_steerable",
     "steerable_basis",
     "fiber_pool",

@@ -47,6 +47,10 @@ from ._harmonic import (
 from ._heads import (
     InvariantHead,
 )
+from ._lps import (
+    LearnablePolyphasePool2d,
+    LearnablePolyphaseUpsample2d,
+)
 from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
@@ -83,6 +87,8 @@ __all__: list[str] = [
     "RegularToHarmonic",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
+    "LearnablePolyphasePool2d",
+    "LearnablePolyphaseUpsample2d",
     "InvariantHead",
     "Restrict",
     "CosetPool",

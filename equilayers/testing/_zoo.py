@@ -46,6 +46,13 @@ def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     return x, index
 
 
+def _selection_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """A feature map and a learnable polyphase pool's selection (one-hot, as in evaluation)."""
+    x = torch.randn(2, 3, 4, 4, generator=gen)
+    index = torch.randint(0, 4, (2,), generator=gen)
+    return x, nn.functional.one_hot(index, 4).float()
+
+
 ZOO: dict[str, ZooEntry] = {
     "BlurConv2d": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1), _x(2, 3, 8, 8)),
     # the paths of blur_conv2d: the composition, the folded weight, blur first (chosen by
@@ -108,6 +115,17 @@ ZOO: dict[str, ZooEntry] = {
     "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
+    # gumbel=False: a deterministic training step (the fresh-copy comparisons run train mode)
+    "LearnablePolyphasePool2d": ZooEntry(
+        lambda: enn.LearnablePolyphasePool2d(3, gumbel=False), _x(4, 3, 8, 8)),
+    "LearnablePolyphasePool2d[5d-index]": ZooEntry(
+        lambda: enn.LearnablePolyphasePool2d(3, hidden_channels=4, kernel_size=1, hard=False,
+                                             gumbel=False, return_index=True),
+        _x(4, 3, 4, 6, 6)),
+    "LearnablePolyphaseUpsample2d": ZooEntry(lambda: enn.LearnablePolyphaseUpsample2d(),
+                                             _selection_inputs),
+    "LearnablePolyphaseUpsample2d[int]": ZooEntry(lambda: enn.LearnablePolyphaseUpsample2d(),
+                                                  _upsample_inputs),
     "Restrict": ZooEntry(lambda: enn.Restrict("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
                                    _x(2, 3, 5, 5, 5)),

@@ -25,6 +25,7 @@ _FAMILIES = [
     "equilayers.testing._cases_gconv",
     "equilayers.testing._cases_expanded",
     "equilayers.testing._cases_blur",
+    "equilayers.testing._cases_lps",
     "equilayers.testing._cases_harmonic",
     "equilayers.testing._cases_fiber",
     "equilayers.testing._cases_heads",

@@ -1,0 +1,330 @@
+"""Learnable polyphase sampling (Rojas-Gomez, Lim, Schwing, Do & Dokmanic, "Learnable Polyphase
+Sampling for Shift Invariant and Equivariant Convolutional Networks", NeurIPS 2022) and its
+inverse placement.
+
+The ``s x s`` polyphase components of ``x`` are ``x[..., i::s, j::s]``, indexed by ``i * s + j``
+(as in :func:`polyphase_pool2d`). Adaptive polyphase sampling keeps the component of largest
+norm; learnable polyphase sampling keeps the component of largest *learned* logit. Here the
+logit of a component ``c`` (``(C, H/s, W/s)``, or ``(C, F, H/s, W/s)`` on group maps) is
+
+.. math::
+    \\ell(c) = v^\\top \\operatorname{mean}_{p}\\,
+    \\mathrm{ReLU}\\big((W \\star_{\\circ} n(c))_p + b\\big)
+
+with ``n(c) = c`` on 4-D maps and the root mean square over the fiber ``F`` on 5-D maps,
+``W \\star_\\circ`` a correlation with circular padding by an *isotropic* ``k x k`` filter (one
+weight per orbit of the filter's taps under the square's 8 rotations and flips: ``weight`` has
+shape ``(hidden, C, (r+1)(r+2)/2)`` for ``k = 2r + 1``), and the mean over the component's
+pixels. Each step commutes with circular shifts of ``c``, with rot90 and flips of a square
+``c``, and (the fiber norm) with any orthogonal action on ``F`` (the permutations of regular and
+quotient fields): the logit is invariant to all of them.
+
+A circular shift of ``x`` permutes the components and shifts each one; on a square ``x`` whose
+side is divisible by ``s``, rot90 maps component ``(a, b)`` to ``(s-1-b, a)`` and the flip maps
+``(a, b)`` to ``(a, s-1-b)``, each moved by the same element (see :mod:`._polyphase`). So the
+logits are permuted the same way and the argmax follows the input: in evaluation (hard choice,
+no noise) the pool is exactly equivariant to every integer circular shift (the output is a
+shifted component) and, on square inputs, to rot90 and flips (trivial, regular or quotient
+fields), whenever the largest logit is unique. Ties (a symmetric input whose components have
+equal logits) go to the lowest index, and no rule can commute with D4 on those. The logits are
+accumulated in float64 (float32 on MPS): rounding can reorder only logits that agree to ~1e-16
+of their size (~1e-7 for float32 inputs, whose correlation runs in float32).
+
+Training: with ``training=True`` and ``gumbel=True``, Gumbel(0, 1) noise is added to the logits
+(from ``generator``, or the global RNG); the hard choice is the argmax of the noisy logits, and
+``w = softmax(noisy / tau)`` carries the gradient: ``hard=True`` (straight-through) outputs the
+chosen component exactly and back-propagates ``sum_k (w_k - stop_grad(w_k)) c_k`` (zero in
+value) into the scoring weights; ``hard=False`` outputs the mixture ``sum_k w_k c_k``. The
+straight-through gradient also flows into ``x`` through the scoring net. In evaluation the
+choice is the plain argmax (deterministic); ``x`` gets its exact gradient (the chosen samples',
+the choice being locally constant) and, where gradients are recorded, the straight-through term
+still reaches the scoring weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+
+from .. import _checks as C
+
+__all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
+
+_WHAT_POOL = "learnable_polyphase_pool2d"
+_LAYOUT = "(B, C, H, W) or (B, C, F, H, W)"
+
+
+def num_orbits(kernel_size: int) -> int:
+    """The number of weights of an isotropic ``kernel_size x kernel_size`` filter (odd size
+    ``2r + 1``): the orbits of its taps under rot90 and flips, ``(r + 1)(r + 2) / 2``."""
+    r = kernel_size // 2
+    return (r + 1) * (r + 2) // 2
+
+
+def _radius(n: int, what: str) -> int:
+    r = 0
+    while (r + 1) * (r + 2) // 2 < n:
+        r += 1
+    if (r + 1) * (r + 2) // 2 != n:
+        raise ValueError(f"{what}: weight must have (r+1)(r+2)/2 orbit weights in dim 2 (1, 3, "
+                         f"6, 10, ... for an isotropic 1x1, 3x3, 5x5, 7x7 filter); got {n}")
+    return r
+
+
+def _orbit_index(r: int) -> list[int]:
+    """Tap ``(i, j)`` of a ``(2r+1)^2`` filter (row-major) -> its orbit: ``(m, l)`` with
+    ``m = max(|di|, |dj|)``, ``l = min(...)``, numbered ``m (m + 1) / 2 + l``."""
+    out = []
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            m, low = max(abs(di), abs(dj)), min(abs(di), abs(dj))
+            out.append(m * (m + 1) // 2 + low)
+    return out
+
+
+def isotropic_filter(weight: torch.Tensor) -> torch.Tensor:
+    """The ``(hidden, C, k, k)`` filter of orbit weights ``(hidden, C, n)``: every tap holds its
+    orbit's weight, so the filter is exactly invariant to rot90 and flips."""
+    r = _radius(weight.shape[2], "isotropic_filter")
+    idx = torch.tensor(_orbit_index(r), device=weight.device)
+    return weight[:, :, idx].reshape(*weight.shape[:2], 2 * r + 1, 2 * r + 1)
+
+
+def _autocast_off(device_type: str):
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _check_x(x: object, stride: int, what: str) -> torch.Tensor:
+    x = C.check_tensor(x, "x", what, ndim=(4, 5), layout=_LAYOUT)
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        raise ValueError(f"{what} needs H and W divisible by stride={stride} (circular shifts "
+                         f"must permute the components); got H={h}, W={w} (shape "
+                         f"{tuple(x.shape)}). Crop or pad the input to a multiple of {stride} "
+                         "first")
+    return x
+
+
+def _check_weights(x: torch.Tensor, weight: object, bias: object, out_weight: object,
+                   stride: int, what: str) -> int:
+    w = C.check_tensor(weight, "weight", what, ndim=3, layout="(hidden, C, orbits)")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"{what}: x has C={x.shape[1]} channels in dim 1 (shape "
+                         f"{tuple(x.shape)}) but weight has C={w.shape[1]} (shape "
+                         f"{tuple(w.shape)}); build the scoring net for C_in={x.shape[1]}")
+    r = _radius(w.shape[2], what)
+    C.check_bias(bias, (w.shape[0],), what)
+    v = C.check_tensor(out_weight, "out_weight", what, ndim=1, layout="(hidden,)")
+    if v.shape[0] != w.shape[0]:
+        raise ValueError(f"{what}: out_weight must have shape ({w.shape[0]},) (one weight per "
+                         f"hidden channel of weight); got shape {tuple(v.shape)}")
+    m, n = x.shape[-2] // stride, x.shape[-1] // stride
+    if min(m, n) < r:
+        raise ValueError(f"{what}: the components of x (shape {tuple(x.shape)}, stride="
+                         f"{stride}) are {m}x{n}, smaller than the circular padding {r} of the "
+                         f"{2 * r + 1}x{2 * r + 1} scoring filter; use a larger input or a "
+                         "smaller kernel_size")
+    return r
+
+
+def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            out_weight: torch.Tensor, s: int, r: int) -> torch.Tensor:
+    b = x.shape[0]
+    lead = x.shape[1:-2]
+    m, n = x.shape[-2] // s, x.shape[-1] // s
+    comps = x.reshape(b, math.prod(lead), m, s, n, s).permute(0, 3, 5, 1, 2, 4)
+    dt = torch.promote_types(x.dtype, torch.float32)
+    acc = torch.float32 if x.device.type == "mps" else torch.float64
+    with _autocast_off(x.device.type):
+        z = comps.reshape(b * s * s, *lead, m, n).to(dt)
+        if x.dim() == 5:  # invariant to any orthogonal action on the fiber
+            z = (z.square().mean(2) + 1e-12).sqrt()
+        if r:
+            z = F.pad(z, (r, r, r, r), mode="circular")
+        filt = isotropic_filter(weight.to(dt))
+        hidden = F.conv2d(z, filt, None if bias is None else bias.to(dt)).relu()
+        feat = hidden.mean((-2, -1), dtype=acc)  # (B s^2, hidden)
+        logits = feat @ out_weight.to(acc)
+    return logits.reshape(b, s * s)
+
+
+def polyphase_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     out_weight: torch.Tensor, stride: int = 2) -> torch.Tensor:
+    """The scoring net of learnable polyphase sampling: one logit per polyphase component.
+
+    See the module docstring for the formula (isotropic circular correlation, ReLU, mean over
+    the component, a linear read-out; the root mean square over ``F`` first on 5-D maps).
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H``, ``W`` divisible by ``stride``.
+        weight: ``(hidden, C, (r+1)(r+2)/2)``: the orbit weights of an isotropic
+            ``(2r+1) x (2r+1)`` filter.
+        bias: ``(hidden,)`` or None.
+        out_weight: ``(hidden,)``.
+        stride: integer >= 2.
+
+    Returns:
+        ``(B, stride**2)`` logits in float64 (float32 on MPS), component ``i * stride + j``.
+    """
+    s = C.check_stride(stride, "stride", "polyphase_logits", minimum=2)
+    x = _check_x(x, s, "polyphase_logits")
+    r = _check_weights(x, weight, bias, out_weight, s, "polyphase_logits")
+    return _logits(x, weight, bias, out_weight, s, r)
+
+
+def _gumbel(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    e = torch.empty_like(logits).exponential_(generator=generator)
+    return -torch.log(e.clamp_min(torch.finfo(e.dtype).tiny))
+
+
+def _check_generator(generator: object, device: torch.device, what: str) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{what}: generator={generator!r} must be a torch.Generator or None")
+    if generator.device.type != device.type:
+        raise ValueError(f"{what}: generator is on {generator.device}, but the logits are on "
+                         f"{device}; pass torch.Generator(device={device.type!r})")
+
+
+@overload
+def learnable_polyphase_pool2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out_weight: torch.Tensor,
+    stride: int = ..., *, tau: float = ..., hard: bool = ..., training: bool = ...,
+    gumbel: bool = ..., generator: torch.Generator | None = ...,
+    return_index: Literal[False] = ...) -> torch.Tensor: ...
+
+
+@overload
+def learnable_polyphase_pool2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out_weight: torch.Tensor,
+    stride: int = ..., *, tau: float = ..., hard: bool = ..., training: bool = ...,
+    gumbel: bool = ..., generator: torch.Generator | None = ...,
+    return_index: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def learnable_polyphase_pool2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out_weight: torch.Tensor,
+    stride: int = ..., *, tau: float = ..., hard: bool = ..., training: bool = ...,
+    gumbel: bool = ..., generator: torch.Generator | None = ..., return_index: bool = ...
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def learnable_polyphase_pool2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out_weight: torch.Tensor,
+    stride: int = 2, *, tau: float = 1.0, hard: bool = True, training: bool = False,
+    gumbel: bool = True, generator: torch.Generator | None = None, return_index: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Keep the polyphase component with the largest learned logit, per sample.
+
+    See :class:`equilayers.nn.LearnablePolyphasePool2d` and the module docstring.
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H``, ``W`` divisible by ``stride``.
+        weight, bias, out_weight: the scoring net (:func:`polyphase_logits`).
+        stride: integer >= 2.
+        tau: Gumbel-softmax temperature (> 0) of the weights that carry the gradient.
+        hard: straight-through (the chosen component exactly) or, in training, the soft
+            mixture ``sum_k w_k c_k``.
+        training: training mode: Gumbel noise (if ``gumbel``) and the soft mixture (if not
+            ``hard``); evaluation is always the hard, noise-free argmax.
+        gumbel: add Gumbel(0, 1) noise to the logits in training.
+        generator: the ``torch.Generator`` of the noise (default: the global RNG).
+        return_index: also return the selection ``(B, stride**2)`` (dtype of ``x``): one-hot on
+            the chosen component ``i * stride + j`` (``index.argmax(1)``) plus the
+            straight-through term, or the mixture weights; for
+            :func:`learnable_polyphase_upsample2d`.
+
+    Example:
+        >>> x = torch.randn(2, 3, 8, 8)
+        >>> w, b, v = torch.randn(4, 3, 3), torch.zeros(4), torch.randn(4)
+        >>> y, index = learnable_polyphase_pool2d(x, w, b, v, return_index=True)
+        >>> y.shape, index.shape
+        (torch.Size([2, 3, 4, 4]), torch.Size([2, 4]))
+    """
+    what = _WHAT_POOL
+    s = C.check_stride(stride, "stride", what, minimum=2)
+    tau = C.check_number(tau, "tau", what, positive=True, fix="the Gumbel-softmax temperature")
+    hard = C.check_flag(hard, "hard", what)
+    training = C.check_flag(training, "training", what)
+    gumbel = C.check_flag(gumbel, "gumbel", what)
+    return_index = C.check_flag(return_index, "return_index", what)
+    x = _check_x(x, s, what)
+    r = _check_weights(x, weight, bias, out_weight, s, what)
+    _check_generator(generator, x.device, what)
+    # evaluation: the choice is locally constant in x, so x's gradient is the exact one (the
+    # chosen samples') and the straight-through term reaches only the scoring weights
+    logits = _logits(x if training else x.detach(), weight, bias, out_weight, s, r)
+    noisy = logits + _gumbel(logits, generator) if training and gumbel else logits
+    b = x.shape[0]
+    lead = x.shape[1:-2]
+    m, n = x.shape[-2] // s, x.shape[-1] // s
+    xr = x.reshape(b, math.prod(lead), m, s, n, s)
+    if training and not hard:  # the Gumbel-softmax mixture
+        sel = torch.softmax(noisy / tau, dim=1).to(x.dtype)
+        y = torch.einsum("bij,brminj->brmn", sel.view(b, s, s), xr)
+    else:
+        k = noisy.argmax(dim=1)
+        rows = torch.arange(b, device=x.device)
+        y = xr[rows, :, :, k // s, :, k % s]  # (B, R, H/s, W/s)
+        sel = F.one_hot(k, s * s).to(x.dtype)
+        if torch.is_grad_enabled() and logits.requires_grad:
+            # straight-through: zero in value, the gradient of the softmax's weights
+            probs = torch.softmax(noisy / tau, dim=1)
+            delta = (probs - probs.detach()).to(x.dtype)
+            y = y + torch.einsum("bij,brminj->brmn", delta.view(b, s, s), xr.detach())
+            sel = sel + delta
+    y = y.reshape(b, *lead, m, n)
+    return (y, sel) if return_index else y
+
+
+def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
+                                   stride: int = 2) -> torch.Tensor:
+    """Put ``x`` back on the polyphase component :func:`learnable_polyphase_pool2d` chose.
+
+    ``y[b, ..., i + s p, j + s q] = index[b, i s + j] * x[b, ..., p, q]`` for a selection
+    ``index`` of shape ``(B, s**2)`` (the pool's ``return_index=True`` output: one-hot in
+    evaluation, so the samples come back exactly and zeros fill the rest; the straight-through
+    term or the mixture weights in training, through which gradients reach the scoring net), or
+    the plain placement for an integer ``index`` of shape ``(B,)`` (flat component indices, as
+    :func:`polyphase_upsample2d` takes). Output ``(B, ..., s H, s W)``.
+
+    ``learnable_polyphase_upsample2d(*learnable_polyphase_pool2d(x, ..., return_index=True))``
+    (evaluation) is exactly equivariant to every integer circular shift of ``x``.
+    """
+    what = "learnable_polyphase_upsample2d"
+    s = C.check_stride(stride, "stride", what, minimum=2)
+    x = C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
+    b = x.shape[0]
+    if not isinstance(index, torch.Tensor):
+        raise TypeError(f"{what}: index must be a tensor (the selection (B, stride**2) from "
+                        f"learnable_polyphase_pool2d(..., return_index=True), or integer "
+                        f"component indices (B,)); got {type(index).__name__}")
+    h, w = x.shape[-2:]
+    lead = x.shape[1:-2]
+    xr = x.reshape(b, math.prod(lead), h, 1, w, 1)
+    if index.is_floating_point():
+        if index.shape != (b, s * s):
+            raise ValueError(f"{what}: a floating index is a selection and must have shape "
+                             f"(B, stride**2) = ({b}, {s * s}); got shape {tuple(index.shape)}")
+        y = xr * index.to(x.dtype).view(b, 1, 1, s, 1, s)
+    else:
+        if index.is_complex() or index.dtype == torch.bool or index.shape != (b,):
+            raise ValueError(f"{what}: index must be a floating selection of shape ({b}, "
+                             f"{s * s}) or an integer tensor of shape ({b},) (flat component "
+                             f"indices i*stride+j); got {index.dtype} of shape "
+                             f"{tuple(index.shape)}")
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and b and bool(
+                ((index < 0) | (index >= s * s)).any()):
+            raise ValueError(f"{what}: index values must lie in 0..stride**2-1 = "
+                             f"0..{s * s - 1} (component i*stride+j); got {index.tolist()}")
+        onehot = F.one_hot(index.to(x.device).long(), s * s).bool()
+        y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr, 0.0)
+    return y.reshape(b, *lead, h * s, w * s)

@@ -1,0 +1,78 @@
+"""Learnable polyphase sampling cases (evaluation mode): every integer circular shift, D4 on
+square regular maps and after a lifting conv, the pool-upsample pair; negative controls (plain
+strided subsampling, a fixed-phase pool-upsample pair) fail."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import LearnablePolyphasePool2d, LearnablePolyphaseUpsample2d
+from ._cases_blur import GlobalMean, LiftingConv, Subsample, _circ_conv
+from .cases import Case
+
+_ALL_SHIFTS = ((1, 0), (0, 1), (1, 1), (3, 5), (-2, 7))
+
+
+def _lps(channels: int, stride: int = 2, **kw) -> LearnablePolyphasePool2d:
+    torch.manual_seed(1)
+    return LearnablePolyphasePool2d(channels, stride, dtype=torch.float64, **kw).eval()
+
+
+def _stack(pool: str = "lps", stride: int = 2) -> nn.Module:
+    """Circular convs, two pools, a global mean: invariant to every integer shift with LPS."""
+    torch.manual_seed(0)
+    def make(c: int) -> nn.Module:
+        return _lps(c, stride) if pool == "lps" else Subsample(stride)
+    return nn.Sequential(_circ_conv(3, 6), nn.ReLU(), make(6), _circ_conv(6, 8), nn.ReLU(),
+                         make(8), GlobalMean()).eval()
+
+
+class _PoolUp(nn.Module):
+    """``up(*pool(x))``; ``fixed=True``: always phase 0 (the aliasing control)."""
+
+    def __init__(self, channels: int = 3, stride: int = 2, fixed: bool = False) -> None:
+        super().__init__()
+        self.pool = _lps(channels, stride, return_index=True)
+        self.up = LearnablePolyphaseUpsample2d(stride)
+        self.fixed = fixed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, index = self.pool(x)
+        if self.fixed:
+            index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            y = x[..., :: self.pool.stride, :: self.pool.stride]
+        return self.up(y, index)
+
+
+def _lift_lps() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _lps(4)).eval()
+    m.in_rep, m.out_rep = "trivial", "regular"  # type: ignore[assignment]
+    return m
+
+
+CASES = [
+    # --- every integer circular shift -------------------------------------------------------
+    Case("lps/stack-shift-invariant-s2", _stack, (2, 3, 12, 12), kind="shift", invariant=True,
+         shifts=_ALL_SHIFTS),
+    Case("lps/stack-shift-invariant-s3", lambda: _stack(stride=3), (2, 3, 18, 18),
+         kind="shift", invariant=True, shifts=_ALL_SHIFTS),
+    Case("lps/pool-shift-equivariant-by-stride", lambda: _lps(3), (2, 3, 8, 8), kind="shift",
+         stride=2, shifts=((2, 0), (0, 2), (4, 6), (-2, 8))),
+    Case("lps/pool-upsample-shift-equivariant", lambda: _PoolUp(), (2, 3, 8, 8), kind="shift",
+         shifts=_ALL_SHIFTS),
+    Case("lps/pool-upsample-regular-s3-shift-equivariant", lambda: _PoolUp(3, 3),
+         (2, 3, 4, 9, 9), kind="shift", shifts=_ALL_SHIFTS),
+    Case("lps/stack-strided-subsampling-fails", lambda: _stack("subsample"), (2, 3, 12, 12),
+         kind="shift", invariant=True, shifts=_ALL_SHIFTS, expect="fail"),
+    Case("lps/fixed-phase-pool-upsample-fails", lambda: _PoolUp(fixed=True), (2, 3, 8, 8),
+         kind="shift", shifts=_ALL_SHIFTS, expect="fail"),
+    # --- rot90 / flips: square, divisible sizes, unique largest logit -----------------------
+    Case("lps/regular-d4-8x8", lambda: _lps(3), (2, 3, 8, 8, 8), "d4"),
+    Case("lps/regular-d4-9x9-s3-k1", lambda: _lps(3, 3, kernel_size=1), (2, 3, 8, 9, 9), "d4"),
+    Case("lps/regular-p4-pool-upsample-12x12", lambda: _PoolUp(), (2, 3, 4, 12, 12), "p4"),
+    Case("lps/lift-pool-d4", _lift_lps, (2, 3, 8, 8), "d4"),
+    Case("lps/regular-strided-subsampling-d4-fails", lambda: Subsample(2), (2, 3, 8, 8, 8),
+         "d4", expect="fail"),
+]

@@ -1,0 +1,313 @@
+"""Learnable polyphase sampling: the choice, exact shift / D4 equivariance in evaluation, the
+Gumbel training path (gradients reach the scoring net; it learns), the upsampling pair."""
+
+import pytest
+import torch
+from torch import nn
+
+import equilayers.functional as EF
+from equilayers.groups import act, get
+from equilayers.nn import LearnablePolyphasePool2d, LearnablePolyphaseUpsample2d
+from equilayers.testing import assert_equivariant, equivariance_error
+from equilayers.testing._cases_blur import LiftingConv
+
+
+def _pool(c=3, s=2, **kw):
+    torch.manual_seed(0)
+    return LearnablePolyphasePool2d(c, s, dtype=torch.float64, **kw).eval()
+
+
+def _components(x, s):
+    return [x[..., i::s, j::s] for i in range(s) for j in range(s)]
+
+
+def test_keeps_the_component_of_largest_logit(gen):
+    pool = _pool(s=3, return_index=True)
+    x = torch.randn(4, 3, 9, 9, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y, index = pool(x)
+        logits = pool.component_logits(x)
+    assert logits.shape == (4, 9) and logits.dtype == torch.float64
+    best = logits.argmax(1)
+    assert torch.equal(index, torch.nn.functional.one_hot(best, 9).double())
+    for b in range(4):
+        assert torch.equal(y[b], _components(x[b], 3)[int(best[b])])
+
+
+@pytest.mark.parametrize("s,shape", [(2, (2, 3, 8, 8)), (3, (2, 3, 9, 12)),
+                                     (2, (2, 3, 8, 6, 6))])
+def test_every_integer_shift_moves_the_choice_and_shifts_the_output(s, shape, gen):
+    """Shifting by ``(dy, dx)`` picks component ``((a+dy) % s, (b+dx) % s)`` and the output is
+    the old one rolled by ``((a+dy) // s, (b+dx) // s)``: every shift in ``[0, 2s)^2``."""
+    pool = _pool(s=s, return_index=True)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y, index = pool(x)
+        k = index.argmax(1)
+        a, b = k // s, k % s
+        for dy in range(2 * s):
+            for dx in range(2 * s):
+                ys, idx_s = pool(torch.roll(x, (dy, dx), (-2, -1)))
+                assert torch.equal(idx_s.argmax(1), ((a + dy) % s) * s + (b + dx) % s)
+                for i in range(shape[0]):
+                    move = (int(a[i] + dy) // s, int(b[i] + dx) // s)
+                    assert torch.equal(ys[i], torch.roll(y[i], move, (-2, -1)))
+
+
+def test_stack_invariant_to_every_circular_shift(gen):
+    torch.manual_seed(0)
+    conv1 = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+    conv2 = nn.Conv2d(4, 5, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+    p1, p2 = _pool(4), _pool(5, kernel_size=1)
+
+    def model(v):
+        return p2(torch.tanh(conv2(p1(torch.tanh(conv1(v)))))).mean((-2, -1))
+
+    x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x)
+        for shift in [(1, 0), (0, 1), (1, 1), (3, 5), (-2, 7), (11, 6)]:
+            torch.testing.assert_close(model(torch.roll(x, shift, (-2, -1))), y,
+                                       rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s,n", [(2, 8), (2, 10), (3, 9)])
+def test_choice_commutes_with_d4_on_regular_maps(s, n, gen):
+    pool = _pool(s=s, return_index=True)
+    x = torch.randn(2, 3, 8, n, n, generator=gen, dtype=torch.float64)
+    assert_equivariant(lambda v: pool(v)[0], x, "d4", in_rep="regular", out_rep="regular")
+    d4 = get("d4")
+    with torch.no_grad():
+        k = pool(x)[1].argmax(1)
+        k_r = pool(act(x, d4.element(1), "regular"))[1].argmax(1)
+        k_f = pool(act(x, d4.element(0, True), "regular"))[1].argmax(1)
+    a, b = k // s, k % s
+    assert torch.equal(k_r, (s - 1 - b) * s + a)  # rot90 selects the rotated component
+    assert torch.equal(k_f, a * s + (s - 1 - b))
+
+
+def test_lifting_then_lps_is_p4m_equivariant_shifts_included(gen):
+    torch.manual_seed(0)
+    m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _pool(4)).eval()
+    x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
+    assert_equivariant(m, x, "d4", in_rep="trivial", out_rep="regular")
+    shifted = torch.roll(x, (2, 4), (-2, -1))  # shifts by the stride: the output moves by half
+    with torch.no_grad():
+        torch.testing.assert_close(m(shifted), torch.roll(m(x), (1, 2), (-2, -1)),
+                                   rtol=0, atol=0)
+
+
+def test_harmonic_fields_grid_elements(gen):
+    """The fiber's root mean square is invariant to an orthogonal fiber action (so2 harmonic
+    fields, rotated by quarter turns)."""
+    pool = _pool(2)
+    x = torch.randn(2, 2, 5, 8, 8, generator=gen, dtype=torch.float64)
+    assert_equivariant(pool, x, "so2", in_rep="harmonic", out_rep="harmonic")
+
+
+def test_symmetric_input_ties_go_to_the_lowest_index():
+    """A rot90-invariant image: its components are rotated copies, so their logits tie (up to
+    rounding) and the choice cannot commute with rot90 (documented)."""
+    base = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64)
+    x = base + base.rot90(1, (-2, -1)) + base.rot90(2, (-2, -1)) + base.rot90(3, (-2, -1))
+    logits = _pool(2).component_logits(x)[0]
+    # rot90 cycles the components 0 -> 1 -> 3 -> 2 -> 0 ((a, b) -> (1-b, a)): all tied
+    torch.testing.assert_close(logits, logits[0].expand(4), rtol=1e-12, atol=1e-12)
+
+
+def test_noisy_choice_follows_the_softmax_of_the_logits():
+    """Gumbel-max: the training choice is component k with probability softmax(logits)_k."""
+    pool = _pool(1, return_index=True).train()
+    x = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(3),
+                    dtype=torch.float64).expand(4000, 1, 4, 4)
+    with torch.no_grad():
+        probs = torch.softmax(pool.component_logits(x[:1]), 1)[0]
+        _, index = pool(x, generator=torch.Generator().manual_seed(0))
+    freq = index.argmax(1).bincount(minlength=4).double() / 4000
+    torch.testing.assert_close(freq, probs, rtol=0, atol=0.03)
+
+
+def test_generator_makes_training_reproducible_and_eval_is_deterministic(gen):
+    pool = _pool(return_index=True).train()
+    x = torch.randn(64, 3, 4, 4, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        i1 = pool(x, generator=torch.Generator().manual_seed(5))[1]
+        i2 = pool(x, generator=torch.Generator().manual_seed(5))[1]
+        i3 = pool(x, generator=torch.Generator().manual_seed(6))[1]
+        assert torch.equal(i1, i2) and not torch.equal(i1, i3)
+        pool.eval()
+        e1, e2 = pool(x)[1], pool(x, generator=torch.Generator().manual_seed(6))[1]
+    assert torch.equal(e1, e2)
+
+
+@pytest.mark.parametrize("hard,gumbel", [(True, True), (True, False), (False, True),
+                                         (False, False)])
+def test_gradients_reach_the_scoring_net_in_training(hard, gumbel, gen):
+    pool = _pool(hard=hard, gumbel=gumbel).train()
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = pool(x, generator=torch.Generator().manual_seed(0))
+    if hard:  # the forward value is exactly one component
+        comps = torch.stack(_components(x.detach(), 2), 1)
+        assert all(any(torch.equal(y[b].detach(), comps[b, k]) for k in range(4))
+                   for b in range(2))
+    (y * torch.randn_like(y)).sum().backward()
+    for p in (pool.weight, pool.bias, pool.out_weight, x):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_gradients_reach_the_scoring_net_through_the_upsampling(gen):
+    pool, up = _pool(return_index=True).train(), LearnablePolyphaseUpsample2d()
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    y, index = pool(x, generator=torch.Generator().manual_seed(0))
+    (up(y.detach(), index) * torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+     ).sum().backward()  # the decoder's loss alone
+    assert pool.out_weight.grad is not None and pool.out_weight.grad.abs().sum() > 0
+
+
+def test_it_learns_to_pick_the_brightest_component():
+    """The scoring net learns (by the straight-through Gumbel gradient of ``-mean(y)``) to keep
+    the component holding a bright lattice, wherever a shift puts it."""
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    pool = _pool(1, hidden_channels=4, kernel_size=1, return_index=True).train()
+    opt = torch.optim.Adam(pool.parameters(), lr=0.05)
+
+    def batch(n):
+        x = torch.randn(n, 1, 8, 8, generator=gen, dtype=torch.float64)
+        x[..., 1::2, 0::2] += 1.5  # component 2 is bright ...
+        shifts = torch.randint(0, 2, (n, 2), generator=gen)
+        x = torch.stack([torch.roll(x[i], tuple(shifts[i].tolist()), (-2, -1))
+                         for i in range(n)])
+        target = ((1 + shifts[:, 0]) % 2) * 2 + shifts[:, 1] % 2  # ... until it moves
+        return x, target
+
+    def accuracy():
+        x, target = batch(256)
+        with torch.no_grad():
+            return float((pool.eval()(x)[1].argmax(1) == target).double().mean())
+
+    before = accuracy()
+    for _ in range(60):
+        pool.train()
+        x, _ = batch(32)
+        opt.zero_grad()
+        (-pool(x, generator=gen)[0].mean()).backward()
+        opt.step()
+    after = accuracy()
+    assert after == 1.0 and before < 0.9, (before, after)
+
+
+def test_upsample_puts_samples_back_and_int_index_agrees(gen):
+    pool, up = _pool(s=3, return_index=True), LearnablePolyphaseUpsample2d(3)
+    x = torch.randn(3, 3, 9, 9, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y, index = pool(x)
+        u = up(y, index)
+    k = index.argmax(1)
+    torch.testing.assert_close(u, up(y, k), rtol=0, atol=0)
+    torch.testing.assert_close(u, EF.polyphase_upsample2d(y, k, 3), rtol=0, atol=0)
+    for b in range(3):
+        i, j = divmod(int(k[b]), 3)
+        assert torch.equal(u[b, :, i::3, j::3], x[b, :, i::3, j::3])
+        assert int((u[b] != 0).sum()) == 3 * 9
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 4, 8, 8)])
+def test_pool_upsample_shift_equivariant_for_every_shift(shape, gen):
+    pool, up = _pool(return_index=True), LearnablePolyphaseUpsample2d()
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y = up(*pool(x))
+        for dy in range(4):
+            for dx in range(4):
+                ys = up(*pool(torch.roll(x, (dy, dx), (-2, -1))))
+                assert torch.equal(ys, torch.roll(y, (dy, dx), (-2, -1)))
+
+
+def test_soft_training_gradcheck_and_eval_gradcheck(gen):
+    x = torch.randn(2, 2, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def soft(*args):
+        return EF.learnable_polyphase_pool2d(*args, hard=False, training=True, gumbel=False,
+                                             tau=0.7)
+
+    assert torch.autograd.gradcheck(soft, (x, w, b, v))
+    # evaluation: exact in x (the choice is locally constant)
+    assert torch.autograd.gradcheck(lambda t: EF.learnable_polyphase_pool2d(t, w, b, v), (x,))
+    sel = torch.softmax(torch.randn(2, 4, generator=gen, dtype=torch.float64), 1)
+    sel.requires_grad_(True)
+    assert torch.autograd.gradcheck(EF.learnable_polyphase_upsample2d, (x, sel))
+
+
+def test_module_equals_functional_repr_state_dict_and_non_contiguous(gen):
+    pool = _pool(kernel_size=5, hidden_channels=4, tau=0.5)
+    assert repr(pool) == ("LearnablePolyphasePool2d(3, stride=2, hidden_channels=4, "
+                          "kernel_size=5, tau=0.5)")
+    assert set(pool.state_dict()) == {"weight", "bias", "out_weight"}
+    assert pool.weight.shape == (4, 3, 6)  # 6 orbits of a 5x5 filter's taps
+    x = torch.randn(2, 8, 8, 3, generator=gen, dtype=torch.float64).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pool(x), EF.learnable_polyphase_pool2d(x.contiguous(), pool.weight, pool.bias,
+                                                   pool.out_weight, 2), rtol=0, atol=0)
+    filt = EF._lps.isotropic_filter(pool.weight)
+    for k in range(4):  # exactly D4-symmetric
+        assert torch.equal(filt, filt.rot90(k, (-2, -1)))
+        assert torch.equal(filt, filt.rot90(k, (-2, -1)).flip(-1))
+
+
+def test_float32_and_autocast_keep_the_float32_choice(gen):
+    torch.manual_seed(0)
+    pool = LearnablePolyphasePool2d(3, return_index=True).eval()
+    x = torch.randn(8, 3, 8, 8, generator=gen)
+    with torch.no_grad():
+        ref = pool(x)[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = pool(x)[1]
+    assert torch.equal(ref, got)
+
+
+def test_compile_fullgraph(gen):
+    pool, up = _pool(return_index=True), LearnablePolyphaseUpsample2d()
+
+    def f(v):
+        return up(*pool(v))
+
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="H=7, W=8"):
+        _pool()(torch.zeros(1, 3, 7, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="kernel_size=4"):
+        LearnablePolyphasePool2d(3, kernel_size=4)
+    with pytest.raises(ValueError, match="tau=0"):
+        LearnablePolyphasePool2d(3, tau=0)
+    with pytest.raises(ValueError, match="C_in=3"):
+        _pool()(torch.zeros(1, 4, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="smaller than the circular padding"):
+        _pool(kernel_size=5)(torch.zeros(1, 3, 2, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="generator"):
+        _pool()(torch.zeros(1, 3, 4, 4, dtype=torch.float64), generator=0)
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        LearnablePolyphaseUpsample2d()(torch.zeros(2, 1, 4, 4), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="0..3"):
+        LearnablePolyphaseUpsample2d()(torch.zeros(2, 1, 4, 4), torch.tensor([0, 4]))
+
+
+def test_plain_strided_subsampling_is_not_shift_equivariant(gen):
+    """The negative control of the shift tests above."""
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    err = equivariance_error  # (imported for the d4 control below)
+    y = x[..., ::2, ::2]
+    ys = torch.roll(x, (1, 0), (-2, -1))[..., ::2, ::2]
+    assert all(not torch.equal(ys, torch.roll(y, m, (-2, -1))) for m in [(0, 0), (1, 0)])
+    assert err(lambda v: v[..., ::2, ::2], torch.randn(2, 3, 8, 8, 8, generator=gen,
+                                                      dtype=torch.float64),
+               "d4", in_rep="regular", out_rep="regular") > 1e-3
