@@ -165,6 +165,29 @@ METRICS: list[Case] = [
          {"x": _img(2, 3, 5, 5, ranks=(2,))}, empty="error"),
 ]
 
+_DENSE_SHIFTS = {"0": 0, "1": 1, "str": "ab", "1.5": [(1.5, 0)], "triple": [(1, 1, 1)],
+                 "empty": []}
+_DENSE_OK = {"shifts": {"None": OK}, "in_rep": {"None": OK}}
+METRICS += [
+    Case(M.pixel_consistency, dict(model=_double, shifts=2),
+         {"model": CALLABLE, "transforms": CHOICE, "shifts": _DENSE_SHIFTS, "in_rep": CHOICE},
+         {"x": _img(2, 3, 6, 6, ranks=(3,))}, accept=_DENSE_OK, empty="error"),
+    Case(M.pixel_consistency, dict(model=_double, transforms="p4"),
+         {"in_rep": CHOICE, "elements": ELEMENTS, "shifts": {"2": 2}},
+         {"x": _img(2, 3, 5, 5, ranks=(3,))}, accept={"in_rep": {"None": OK}},
+         extra=_NONSQUARE, empty="error", variant="[group]"),
+    Case(M.pixel_equivariance_error, dict(model=_double, shifts=2),
+         {"model": CALLABLE, "transforms": CHOICE, "shifts": _DENSE_SHIFTS, "in_rep": CHOICE,
+          "out_rep": CHOICE, "reduction": CHOICE},
+         {"x": _img(2, 3, 6, 6, ranks=(3,))}, accept={**_DENSE_OK, "out_rep": {"None": OK}},
+         empty="error"),
+    Case(M.pixel_equivariance_error, dict(model=_double, transforms="p4m"),
+         {"in_rep": CHOICE, "out_rep": CHOICE, "elements": ELEMENTS},
+         {"x": _img(2, 3, 5, 5, ranks=(3,))},
+         accept={"in_rep": {"None": OK}, "out_rep": {"None": OK}}, extra=_NONSQUARE,
+         empty="error", variant="[group]"),
+]
+
 TESTING: list[Case] = [
     Case(ET.equivariance_report, dict(f=_double, group="p4", in_rep="trivial",
                                       out_rep="trivial"),

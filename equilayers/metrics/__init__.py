@@ -7,6 +7,7 @@ source, and raises ``ValueError`` naming a bad value. ``invariance_error`` and
 
 from ._consistency import TRANSFORMS, consistency
 from ._deformation import DeformationStability, deformation_stability, random_deformation
+from ._dense import pixel_consistency, pixel_equivariance_error
 from ._geed import DISTANCES, equivariance_error, geed, invariance_error
 from ._layerwise import (
     LayerRow,
@@ -19,6 +20,8 @@ from ._lie import GENERATORS, lie_derivative
 __all__ = [
     "consistency",
     "TRANSFORMS",
+    "pixel_consistency",
+    "pixel_equivariance_error",
     "invariance_error",
     "equivariance_error",
     "geed",

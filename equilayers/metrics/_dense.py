@@ -1,0 +1,240 @@
+"""Per-pixel consistency and equivariance error of dense predictions (segmentation maps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+import torch
+
+from .. import _checks as C
+from ..groups import FieldType, Group, GroupElement, GroupLike, circular_shift, get
+from ..groups._actions import check_rep
+from ..testing._fields import act_on, resolve_field_type
+from ..testing._harness import _elements
+from ._common import check_batch, check_model, choice, tensor_output
+
+__all__ = ["pixel_consistency", "pixel_equivariance_error"]
+
+#: The named groups of ``transforms``; any group (a name or a Group) is accepted too.
+_GROUP_OF = {"rot90": "c4", "flip": "d1"}
+ShiftsArg = int | Sequence[tuple[int, int]]
+
+
+def _shift_list(shifts: object, ratio: tuple[int, int], what: str) -> list[tuple[int, int]]:
+    ry, rx = ratio
+    if C.is_int(shifts):
+        n = C.check_int(shifts, "shifts", what, minimum=2,
+                        fix="n gives every shift (i, j) * output pixel, 0 <= i, j < n")
+        return [(i * ry, j * rx) for i in range(n) for j in range(n) if i or j]
+    if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence):
+        raise TypeError(f"{what}: shifts={shifts!r} must be an integer n >= 2 or a list of "
+                        "integer pairs (dy, dx)")
+    out = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)") for s in shifts]
+    if not out:
+        raise ValueError(f"{what}: shifts is empty: pass at least one (dy, dx)")
+    for dy, dx in out:
+        if dy % ry or dx % rx:
+            raise ValueError(f"{what}: shift {(dy, dx)} is not a multiple of the output's pixel "
+                             f"{(ry, rx)} (input size / output size), so it cannot be undone "
+                             "on the output; pass multiples of it")
+    return out
+
+
+def _group_of(transforms: object, what: str) -> Group:
+    if isinstance(transforms, Group):
+        return transforms
+    if not isinstance(transforms, str):
+        raise TypeError(f"{what}: transforms={transforms!r} must be 'shifts', 'rot90', 'flip', "
+                        "a group name or a Group")
+    try:
+        return get(_GROUP_OF.get(transforms, transforms))
+    except ValueError as exc:
+        raise ValueError(f"{what}: transforms={transforms!r} must be 'shifts', 'rot90', 'flip' "
+                         f"or a group name ({exc})") from None
+
+
+def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             transforms: object, shifts: object, in_rep: str | FieldType | None,
+             out_rep: str | FieldType | None, elements: object, what: str, labels: bool = False
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(f(x), T^{-1} f(T x))`` for each transform ``T`` (the identity excluded)."""
+    check_model(model, what)
+    x = check_batch(x, what, min_dim=4)
+    b = x.shape[0]
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        y = tensor_output(model(t), what)
+        if y.dim() < 3 or y.shape[0] != b:
+            raise ValueError(f"{what}: the model must return a dense map (B, K, H', W') with "
+                             f"B={b}; got shape {tuple(y.shape)}")
+        return y
+
+    if transforms == "shifts":
+        if in_rep is not None or out_rep is not None or elements is not None:
+            raise ValueError(f"{what}: in_rep, out_rep and elements are for group transforms; "
+                             "transforms='shifts' moves every field the same way")
+        with torch.no_grad():
+            y = run(x)
+            h, w = x.shape[-2:]
+            ho, wo = y.shape[-2:]
+            if h % ho or w % wo:
+                raise ValueError(f"{what}: the output's spatial size {ho}x{wo} must divide the "
+                                 f"input's {h}x{w} for a shift to be undone; got output shape "
+                                 f"{tuple(y.shape)}")
+            ratio = (h // ho, w // wo)
+            for dy, dx in _shift_list(4 if shifts is None else shifts, ratio, what):
+                moved = run(circular_shift(x, (dy, dx)))
+                yield y, circular_shift(moved, (-dy // ratio[0], -dx // ratio[1]))
+        return
+    grp = _group_of(transforms, what)
+    if shifts is not None:
+        raise ValueError(f"{what}: shifts={shifts!r} is for transforms='shifts'; a group moves "
+                         "the input by its elements")
+    els = [g for g in _elements(grp, elements) if g != grp.identity]
+    if not els:
+        raise ValueError(f"{what}: the elements leave only the identity of {grp.name}: nothing "
+                         "to compare")
+    off = [g for g in els if not g.is_grid]
+    if off:
+        raise ValueError(f"{what}: {off[0]!r} does not map the pixel grid onto itself, so a "
+                         "per-pixel comparison is not defined; use grid elements (multiples of "
+                         "90 degrees, flips)")
+    in_type, declared = resolve_field_type(x, in_rep, model, "in", grp, what)
+    if declared:
+        in_type.check(x, "x", what)
+    if out_rep is not None and not isinstance(out_rep, FieldType):
+        check_rep(out_rep, "out_rep", what)
+    with torch.no_grad():
+        y = run(x)
+        out_type, declared = resolve_field_type(y, "trivial" if labels else out_rep, model,
+                                                "out", grp, what)
+        if declared:
+            out_type.check(y, "model(x)", what)
+        for g in els:
+            moved = run(act_on(in_type, g, x))
+            back = act_on(out_type, g.inverse(), moved)
+            if back.shape != y.shape:
+                raise ValueError(f"{what}: the output of a transformed input has shape "
+                                 f"{tuple(moved.shape)}, the output of x {tuple(y.shape)}")
+            yield y, back
+
+
+def _labels(y: torch.Tensor, what: str) -> torch.Tensor:
+    if y.dim() != 4:
+        raise ValueError(f"{what}: the model must return per-pixel logits (B, K, H', W'); got "
+                         f"shape {tuple(y.shape)}")
+    return y[:, 0] > 0 if y.shape[1] == 1 else y.argmax(dim=1)
+
+
+def pixel_consistency(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    transforms: str | GroupLike = "shifts",
+    *,
+    shifts: ShiftsArg | None = None,
+    in_rep: str | FieldType | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+) -> float:
+    """The share of pixels whose predicted label survives a transform of the input, undone.
+
+    .. math::
+        \\mathrm{PC} = \\frac{1}{|T|\\,B\\,H'W'} \\sum_{t \\in T} \\sum_{b,\\,p}
+        \\mathbf{1}\\big[\\arg\\max_k (T_t^{-1} f(T_t x_b))_{k,p} =
+        \\arg\\max_k f(x_b)_{k,p}\\big]
+
+    The per-pixel counterpart of :func:`consistency`, in the spirit of mASSC (Zou et al. 2020,
+    "Delving Deeper into Anti-aliasing in ConvNets"), here against the untransformed prediction
+    and with circular shifts, so that no pixel leaves the image and an exactly equivariant
+    segmentation model scores 1.0. A model with a single output channel is read as binary
+    (label ``logit > 0``).
+
+    Transforms ``T`` (the identity excluded):
+
+    * ``"shifts"``: integer circular shifts (:func:`~equilayers.groups.circular_shift`).
+      ``shifts=n`` gives every ``(i r_y, j r_x)`` with ``0 <= i, j < n``, ``(r_y, r_x)`` the
+      input size over the output size (1 for a full-resolution output): pass the model's total
+      stride to cover every phase. Or a list of pairs ``(dy, dx)``, multiples of ``(r_y, r_x)``.
+    * ``"rot90"`` (``c4``), ``"flip"`` (``d1``), or any group (a name or a
+      :class:`~equilayers.groups.Group`): its grid elements (square inputs), acting on the input
+      by ``in_rep`` (declared or inferred, as in :func:`equivariance_error`) and on the output's
+      pixels (a trivial field).
+
+    Args:
+        model: maps ``x`` to per-pixel logits ``(B, K, H', W')`` (any module or callable; a
+            ``(logits, ...)`` tuple is accepted).
+        x: the batch ``(B, C, H, W)`` (or ``(B, C, F, H, W)``), on the model's device.
+        transforms: ``"shifts"``, ``"rot90"``, ``"flip"`` or a group.
+        shifts: for ``"shifts"``, see above (default 4); None for a group.
+        in_rep, elements: for a group, as in :func:`equivariance_error`.
+
+    Returns:
+        The consistency in ``[0, 1]``.
+
+    Example:
+        >>> import torch
+        >>> pixel_consistency(lambda t: 2 * t, torch.randn(2, 5, 8, 8))  # pointwise: exact
+        1.0
+    """
+    what = "pixel_consistency"
+    agree = total = 0
+    for y, back in _outputs(model, x, transforms, shifts, in_rep, None, elements, what,
+                                  labels=True):
+        ref = _labels(y, what)
+        agree += int((_labels(back, what) == ref).sum())
+        total += ref.numel()
+    return agree / total if total else 1.0
+
+
+def pixel_equivariance_error(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    transforms: str | GroupLike = "shifts",
+    *,
+    shifts: ShiftsArg | None = None,
+    reduction: Literal["max", "mean"] = "max",
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
+    elements: Sequence[GroupElement | int] | None = None,
+) -> float:
+    """The absolute per-pixel change of the output under a transform of the input, undone.
+
+    .. math::
+        e = \\operatorname{max\\ or\\ mean}_{t,\\,b,\\,k,\\,p}\\;
+        \\big| (T_t^{-1} f(T_t x))_{b,k,p} - f(x)_{b,k,p} \\big|
+
+    in float64, over the transforms of :func:`pixel_consistency` (the output may be any dense
+    map: ``(B, K, H', W')``, or a group map acted on by ``out_rep``, declared or inferred).
+    0 for an exactly equivariant model; unlike the harness's relative error it keeps the
+    output's units, so it can be compared with a decision margin.
+
+    Args:
+        model, x, transforms, shifts, in_rep, elements: as in :func:`pixel_consistency`.
+        reduction: ``"max"`` (the worst pixel) or ``"mean"``.
+        out_rep: for a group, the output's rep (default: declared or inferred).
+
+    Returns:
+        The error, a float >= 0.
+
+    Example:
+        >>> import torch
+        >>> strided = torch.nn.Conv2d(3, 3, 3, stride=2, padding=1)
+        >>> up = lambda t: torch.nn.functional.interpolate(strided(t), scale_factor=2.0)
+        >>> pixel_equivariance_error(up, torch.randn(1, 3, 8, 8), shifts=[(1, 0)]) > 0
+        True
+    """
+    what = "pixel_equivariance_error"
+    reduction = choice(reduction, "reduction", ("max", "mean"), what)
+    worst = 0.0
+    total = 0.0
+    count = 0
+    for y, back in _outputs(model, x, transforms, shifts, in_rep, out_rep, elements, what):
+        diff = (back.to(torch.float64) - y.to(torch.float64)).abs()
+        if not torch.isfinite(diff).all():
+            return float("nan")
+        worst = max(worst, float(diff.max())) if diff.numel() else worst
+        total += float(diff.sum())
+        count += diff.numel()
+    if reduction == "max":
+        return worst
+    return total / count if count else 0.0

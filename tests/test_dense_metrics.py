@@ -1,0 +1,106 @@
+"""Per-pixel consistency and equivariance error of dense predictions: exact models score 1 / 0,
+aliasing ones do not (negative controls), any callable works, inputs are validated."""
+
+import pytest
+import torch
+from torch import nn
+
+from equilayers.groups import get
+from equilayers.metrics import pixel_consistency, pixel_equivariance_error
+from equilayers.nn import LearnablePolyphasePool2d, LearnablePolyphaseUpsample2d
+from equilayers.testing._cases_blur import LiftingConv
+
+
+def _x(gen, *shape):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("transforms", ["shifts", "rot90", "flip", "p4m"])
+def test_pointwise_model_is_exact(transforms, gen):
+    x = _x(gen, 2, 5, 8, 8)
+    model = nn.Conv2d(5, 4, 1).double()  # pointwise: commutes with every pixel permutation
+    assert pixel_consistency(model, x, transforms) == 1.0
+    assert pixel_consistency(lambda t: t, x, transforms) == 1.0
+    assert pixel_equivariance_error(model, x, transforms) < 1e-14
+
+
+def test_circular_conv_is_shift_exact_and_not_rotation_exact(gen):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3, padding=1, padding_mode="circular").double()
+    x = _x(gen, 2, 3, 12, 12)
+    assert pixel_consistency(conv, x, shifts=12) == 1.0  # the whole torus
+    assert pixel_equivariance_error(conv, x, shifts=[(5, -7)]) < 1e-14
+    assert pixel_consistency(conv, x, "rot90") < 0.9  # a generic filter is not rotation-exact
+    assert pixel_equivariance_error(conv, x, "rot90") > 0.1
+
+
+def _strided_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, padding_mode="circular"), nn.ReLU(),
+                         nn.Conv2d(8, 5, 3, padding=1, padding_mode="circular"),
+                         nn.Upsample(scale_factor=2.0)).double()
+
+
+def test_negative_control_strided_net_scores_below_one(gen):
+    net, x = _strided_net(), _x(gen, 2, 3, 16, 16)
+    assert pixel_consistency(net, x) < 0.9
+    assert pixel_equivariance_error(net, x) > 0.1
+    mean = pixel_equivariance_error(net, x, reduction="mean")
+    assert 0 < mean < pixel_equivariance_error(net, x, reduction="max")
+    # shifts by the stride (2) are exact for it: the metric sees the phase, not the shift
+    assert pixel_consistency(net, x, shifts=[(2, 0), (0, 2), (4, 6)]) == 1.0
+
+
+class _LpsSegmenter(nn.Module):
+    """A d4 segmentation toy: lifting conv, learnable polyphase down and up, a regular group
+    conv's worth of mixing (1x1), max over the fiber -> per-pixel logits (B, K, H, W)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lift = LiftingConv(3, 4)
+        self.pool = LearnablePolyphasePool2d(4, return_index=True, dtype=torch.float64)
+        self.up = LearnablePolyphaseUpsample2d()
+        self.mix = nn.Conv3d(4, 5, 1).double()
+
+    def forward(self, x):
+        h = torch.relu(self.lift(x))
+        y, index = self.pool(h)
+        h = h + self.up(torch.tanh(y), index)
+        return self.mix(h).amax(2)
+
+
+def test_lps_unet_toy_is_exact_for_shifts_and_d4(gen):
+    model = _LpsSegmenter().eval()
+    x = _x(gen, 2, 3, 12, 12)
+    assert pixel_consistency(model, x, shifts=4) == 1.0
+    assert pixel_consistency(model, x, "d4") == 1.0
+    assert pixel_equivariance_error(model, x, "d4") < 1e-12
+    # the same toy with plain strided subsampling instead of LPS is not
+    model.pool.forward = lambda h: (h[..., ::2, ::2],  # type: ignore[method-assign]
+                                    torch.zeros(h.shape[0], dtype=torch.long))
+    assert pixel_consistency(model, x, shifts=4) < 1.0
+
+
+def test_low_resolution_output_and_binary_labels(gen):
+    x = _x(gen, 2, 3, 8, 8)
+    low = nn.Conv2d(3, 1, 2, 2).double()  # (B, 1, 4, 4): binary logits, output pixel = 2
+    assert pixel_consistency(low, x) == 1.0  # shifts by whole output pixels
+    with pytest.raises(ValueError, match="not a multiple of the output's pixel"):
+        pixel_consistency(low, x, shifts=[(1, 0)])
+    flipped = pixel_consistency(lambda t: -t[:, :1], x, shifts=[(1, 0)])
+    assert flipped == 1.0  # labels are logit > 0 for one channel
+
+
+def test_validation(gen):
+    x = _x(gen, 2, 3, 8, 8)
+    with pytest.raises(ValueError, match="shifts=4 is for transforms='shifts'"):
+        pixel_consistency(lambda t: t, x, "p4", shifts=4)
+    with pytest.raises(ValueError, match="in_rep, out_rep and elements are for group"):
+        pixel_consistency(lambda t: t, x, in_rep="trivial")
+    with pytest.raises(ValueError, match="does not map the pixel grid"):
+        pixel_consistency(lambda t: t, x, "so2", elements=get("so2").elements_at([45.0]))
+    with pytest.raises(ValueError, match=r"dense map \(B, K, H', W'\)"):
+        pixel_consistency(lambda t: t.mean((-2, -1)), x)
+    with pytest.raises(ValueError, match="transforms='rot45'"):
+        pixel_equivariance_error(lambda t: t, x, "rot45")
