@@ -73,10 +73,9 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
                        f"even kernel): use an odd kernel or symmetric padding")
         if output_padding is not None:  # a transposed conv: any n, no output padding
             if op:
-                out.append(f"output_padding={op} adds {op} row(s)/column(s) at the {name}'s "
-                           "end only, so the output grid is not centred on the input's: use "
-                           "output_padding=0 (odd sizes: k=3, stride 2, padding 1 maps "
-                           "n -> 2n-1, the inverse of the stride-2 conv on 2n-1)")
+                out.append(f"output_padding={op} pads the {name} at its end only (the output "
+                           "grid is off-centre): use output_padding=0 (k=3, stride 2, padding 1"
+                           " maps n -> 2n-1, undoing the stride-2 conv on 2n-1)")
             continue
         extent = d * (kernel_size - 1) + 1
         rem = (n + lo + hi - extent) % s
