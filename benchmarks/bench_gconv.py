@@ -5,7 +5,8 @@ Rows: LiftingConv2d / GroupConv2d x c4, d4 x 3x3, 5x5 x 32x32, 64x64; batch 16 w
 in train mode (forward and forward+backward), and batch-1 inference in eval mode under
 ``torch.no_grad`` (our layers expand the filter in every forward, escnn's skips it in eval
 mode; ``ours exported`` is the same layer after ``equilayers.export``, a plain ``nn.Conv2d``).
-Construction time per layer via ``construct``.
+Construction time per layer via ``construct``. Transposed rows: LiftingConvTranspose2d /
+GroupConvTranspose2d (stride 2) against a dense ``nn.ConvTranspose2d``, same expanded channels.
 
 Run: ``python -m benchmarks.bench_gconv [--quick]`` prints a table (``--quick``: 32x32, 3x3).
 """
@@ -82,7 +83,8 @@ def _infer(m):
 
 
 def cases(quick: bool) -> list[BenchCase]:
-    """Train (b16) and inference (b1) rows for ours, the floor, and importable peers."""
+    """Train (b16) and inference (b1) rows for ours, the floor, and importable peers; then the
+    transposed rows (:func:`transposed_cases`)."""
     sizes, ks = ((32,), (3,)) if quick else ((32, 64), (3, 5))
     c = 16
     peers = [p for p in ("escnn", "e2cnn") if importlib.util.find_spec(p) is not None]
@@ -137,6 +139,51 @@ def cases(quick: bool) -> list[BenchCase]:
                                                  floor=floor_name, peer=lib,
                                                  backward=mode == "train", construct=build,
                                                  params=params))
+    return out + transposed_cases(quick)
+
+
+def _ours_transposed(kind: str, group: str, c: int, k: int):
+    from equilayers.nn import GroupConvTranspose2d, LiftingConvTranspose2d
+    cls = LiftingConvTranspose2d if kind == "lifting" else GroupConvTranspose2d
+    return lambda: cls(c, c, k, stride=2, padding=1, group=group)
+
+
+def _floor_transposed(kind: str, group: str, c: int, k: int):
+    n = _ORDER[group]
+    c_in = c if kind == "lifting" else c * n
+    return lambda: nn.ConvTranspose2d(c_in, c * n, k, stride=2, padding=1)
+
+
+def transposed_cases(quick: bool) -> list[BenchCase]:
+    """Transposed group convs (stride 2, padding 1: ``k=3`` maps ``n -> 2n-1``, ``k=4``
+    doubles) against a dense ``nn.ConvTranspose2d`` with the same expanded channel counts;
+    training mode, batch 16, 16 fields, forward and forward+backward."""
+    sizes, ks = ((16,), (4,)) if quick else ((16, 32), (3, 4))
+    c, b = 16, 16
+    out: list[BenchCase] = []
+    for kind in ("lifting", "group"):
+        for group in ("c4", "d4"):
+            for k in ks:
+                for size in sizes:
+                    tag = f"transposed {kind} {group} k{k} s2 {size}x{size} train b{b} c{c}"
+                    params = dict(kind=f"transposed-{kind}", group=group, k=k, size=size,
+                                  mode="train", batch=b, fields=c)
+
+                    def mk(builder, peer=False, kind=kind, group=group, size=size):
+                        def make():
+                            return builder().train(), _input(kind, group, c, b, size, peer)
+                        return make
+                    floor_name = f"floor {tag}"
+                    out.append(BenchCase(floor_name, FAMILY,
+                                         mk(_floor_transposed(kind, group, c, k), True),
+                                         backward=True,
+                                         construct=_floor_transposed(kind, group, c, k),
+                                         params=params))
+                    out.append(BenchCase(f"ours {tag}", FAMILY,
+                                         mk(_ours_transposed(kind, group, c, k)),
+                                         floor=floor_name, backward=True,
+                                         construct=_ours_transposed(kind, group, c, k),
+                                         params=params))
     return out
 
 

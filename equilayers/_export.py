@@ -11,6 +11,9 @@ Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom m
   ``pad`` (``ZeroPad2d``/``ReflectionPad2d``/``ReplicationPad2d``/
   ``CircularPad2d``) appears only for asymmetric padding; symmetric padding stays in the
   ``Conv2d`` (with its ``padding_mode``).
+* ``LiftingConvTranspose2d`` / ``GroupConvTranspose2d`` -> the same with one
+  ``ConvTranspose2d`` (its ``output_padding``; the ``output_size`` argument of the forward is
+  not kept: the exported layer has the module's fixed ``output_padding``).
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
 * ``GroupPool`` -> ``Sequential(MaxPool3d((F, 1, 1)), Flatten(1, 2))`` (or ``AvgPool3d``) when
   every group conv of the model has the same fiber size ``F`` (TorchScript-able), else
@@ -31,6 +34,7 @@ from torch import nn
 
 from . import _checks as C
 from .nn._group_conv import _GroupConvNd
+from .nn._group_conv_transpose import _GroupConvTransposeNd
 from .nn._group_norm import GroupBatchNorm2d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
 
@@ -77,6 +81,25 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
         layers.append(_PADS[m.padding_mode](m._pad))
     layers += [conv, nn.Unflatten(1, (m.out_channels, m.fiber_out))]
     return nn.Sequential(*layers)
+
+
+@register_export(_GroupConvTransposeNd)
+def _export_conv_transpose(m: _GroupConvTransposeNd, fiber: int | None) -> nn.Module:
+    w = m.weight
+    with torch.no_grad():
+        expanded = m._expand().detach().clone()  # (C_in * F_in, C_out * F_out // groups, k, k)
+    conv = nn.ConvTranspose2d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                              m.kernel_size[0], m.stride, (m._pad[2], m._pad[0]),
+                              m.output_padding, m.groups, m.bias is not None, m.dilation,
+                              device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(expanded)
+        if m.bias is not None:
+            slot_bias = m._slot_bias()
+            assert conv.bias is not None and slot_bias is not None  # m has a bias: so has conv
+            conv.bias.copy_(slot_bias)
+    layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
+    return nn.Sequential(*layers, conv, nn.Unflatten(1, (m.out_channels, m.fiber_out)))
 
 
 @register_export(GroupBatchNorm2d)

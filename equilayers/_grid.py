@@ -25,7 +25,8 @@ class Finding:
         layer: the module's qualified name (``"(input)"`` / ``"(group)"`` for model-level ones).
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
-            ``"non-circular-padding"``, ``"non-square"`` or ``"off-grid-group"``.
+            ``"output-padding"`` (a transposed conv's), ``"non-circular-padding"``,
+            ``"transposed-border"``, ``"non-square"`` or ``"off-grid-group"``.
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
         input_size: the ``(H, W)`` that reaches the layer.
         message: why.
@@ -83,7 +84,13 @@ def _spatial_params(mod: nn.Module) -> dict | None:
     else:
         default_mode = "zeros"
     mode = getattr(mod, "padding_mode", default_mode)
-    return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer"}
+    transposed = getattr(mod, "transposed", False) is True  # nn.ConvTranspose2d, ours
+    try:
+        op = _pair(getattr(mod, "output_padding", 0), "output_padding") if transposed else (0, 0)
+    except TypeError:
+        return None
+    return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
+            "transposed": transposed, "op": op}
 
 
 def _pad_params(mod: nn.Module) -> dict | None:
@@ -157,17 +164,39 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
         checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]
         rot_what = "rotations" if rows and cols else "flips"
         asym, parity = [], []
+        transposed = prm.get("transposed", False)
+        ops: list[str] = []
         for axis, n, lo, hi, needed, label in checks:
             if not needed:
                 continue
             if lo != hi:
                 asym.append(f"{label}: {lo} before, {hi} after")
                 continue
+            if transposed:  # exact at any size; output_padding adds rows at one end only
+                if prm["op"][axis]:
+                    ops.append(f"{label}: {prm['op'][axis]}")
+                continue
             k, s = prm["k"][axis], prm["s"][axis]
             rem = (n + lo + hi - k) % s
             if rem:
                 parity.append(f"{label}: ({n} + {lo + hi} - {k}) % {s} = {rem}")
-        if square and (prm["k"][0], prm["s"][0], top) != (prm["k"][1], prm["s"][1], left):
+        if ops:
+            out.append(Finding(
+                name, kind, "output-padding", rot_what, (h, w),
+                f"output_padding ({'; '.join(ops)}) adds pixels at the end only, so the "
+                "transposed conv's output grid is not centred on the input's",
+                "use output_padding=0 (k=3, stride 2, padding 1 maps n -> 2n-1, the inverse of "
+                "the stride-2 conv on an odd size; k=4, stride 2, padding 1 doubles)"))
+        if transposed and shifts and (prm["k"] != prm["s"] or top or left):
+            out.append(Finding(
+                name, kind, "transposed-border", "shifts", (h, w),
+                "a transposed conv whose footprints overlap (kernel > stride) or are cropped "
+                "(padding) drops, rather than wraps, what falls past the border, so circular "
+                "shifts are not exact there",
+                "kernel_size == stride and padding=0 (non-overlapping), or measure the border "
+                "error with equilayers.metrics.layerwise_shift_equivariance"))
+        if square and (prm["k"][0], prm["s"][0], top, prm.get("op", (0, 0))[0]) != (
+                prm["k"][1], prm["s"][1], left, prm.get("op", (0, 0))[1]):
             out.append(Finding(
                 name, kind, "anisotropic", "rotations", (h, w),
                 "90-degree rotations swap height and width, but kernel/stride/padding differ "
@@ -189,7 +218,8 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                 f"{'; '.join(parity)})",
                 "make (size + 2*padding - effective kernel) divisible by the stride at this "
                 "layer"))
-        if shifts and (top or bottom or left or right) and prm["mode"] != "circular":
+        if not transposed and shifts and (top or bottom or left or right) and (
+                prm["mode"] != "circular"):
             mode = prm["mode"]
             fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
                    else "nn.CircularPad2d before it and padding=0" if mode == "pool"
@@ -224,6 +254,11 @@ def check_grid(
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
       smallest larger input size for which every layer passes ("use an input size of 65").
       Even kernels with symmetric padding are symmetric and pass.
+    * **output padding** of transposed convs (``nn.ConvTranspose2d`` and equilayers' own,
+      recognised by ``transposed``/``output_padding``): their output grid is centred on the
+      input's at any size and stride iff ``output_padding == 0``
+      (:func:`equilayers.functional.exactness_problems`); under ``shifts``, overlapping or
+      cropped footprints are not circular at the border.
     * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
       between height and width.
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,

@@ -34,6 +34,10 @@ from ._gconv3d import (
     group_conv3d,
     lifting_conv3d,
 )
+from ._gconv_transpose import (
+    group_conv_transpose2d,
+    lifting_conv_transpose2d,
+)
 from ._group_norm import (
     group_batch_norm,
 )
@@ -90,6 +94,8 @@ __all__: list[str] = [
     "expand_lifting_filter",
     "group_conv2d",
     "lifting_conv2d",
+    "group_conv_transpose2d",
+    "lifting_conv_transpose2d",
     "exactness_problems3d",
     "group_conv3d",
     "lifting_conv3d",

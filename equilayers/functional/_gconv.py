@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
-from ..groups._actions import grid_moves
 from ..groups._fourier_basis import group_fourier_basis
 from ._basis_settings import Cutoff
 from ._conv_fields import field_types
+from ._grid_law import exactness_problems, grid_subgroup
 from ._steerable import (
     inverse_cayley_index,
     irrep_scale,
@@ -86,12 +86,6 @@ def check_pixel_group(group: GroupLike) -> Group:
             "(aliases p4 = c4, p4m = d4)"
         )
     return grp
-
-
-def grid_subgroup(group: GroupLike) -> Group:
-    """The elements of ``group`` that map the pixel grid onto itself: rotations by multiples
-    of 90 degrees it contains (and its flips), e.g. c8 -> c4, d6 -> d2, so2 -> c4, o2 -> d4."""
-    return get(group).grid_subgroup()
 
 
 @cpu_cache(maxsize=256)
@@ -195,60 +189,6 @@ def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
     ph, pw = C.check_pair(padding, "padding", what, minimum=0,
                           fix="an int, a pair, 'same' or 'valid'")
     return (pw, pw, ph, ph)
-
-
-def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
-                       pad: tuple[int, int, int, int], dilation) -> list[str]:
-    """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
-    of spatial ``size`` (empty list: exact).
-
-    A dim is exact for the flip of that dim iff its padding is symmetric and the windows tile
-    the padded length from both ends: ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``
-    (stride 1 always does; stride 2 on an odd size with odd ``k`` and symmetric padding does).
-    Even kernels are exact with symmetric padding; ``"same"`` padding of an even kernel is
-    asymmetric and is not. ``d1`` only flips the width; ``c2``/``d2`` also flip the height;
-    ``c4``/``d4`` additionally need the same options on both dims. Other groups are judged on
-    their :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
-    """
-    what = "exactness_problems"
-    grp = grid_subgroup(group)
-    if isinstance(size, (tuple, list, torch.Size)):  # under jit.trace a shape holds 0-d tensors
-        size = tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0
-                     and not v.is_floating_point() else v for v in size)
-    h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
-    C.check_int(kernel_size, "kernel_size", what, minimum=1)
-    sh, sw = C.check_pair(stride, "stride", what, minimum=1)
-    dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
-    if not (isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
-            C.is_int(p) and p >= 0 for p in pad)):
-        raise TypeError(f"{what}: pad={pad!r} must be four integers >= 0 (left, right, top, "
-                        f"bottom), e.g. from resolve_padding")
-    if grp.order == 1:
-        return []
-    left, right, top, bottom = pad
-    moved, swaps = grid_moves(grp)  # d1 flips the width; c2, c4, d2, d4 both dims
-    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom)),
-                              (-1, ("width", w, sw, dw, left, right))) if axis in moved]
-    out = []
-    for name, n, s, d, lo, hi in dims:
-        if lo != hi:
-            out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
-                       f"even kernel): use an odd kernel or symmetric padding")
-        extent = d * (kernel_size - 1) + 1
-        rem = (n + lo + hi - extent) % s
-        if rem:
-            up, down = n + s - rem, n - rem
-            sizes = f"{up}" + (f" or {down}" if down >= extent - lo - hi and down > 0 else "")
-            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
-                       f"(remainder {rem}): use an input {name} of {sizes} (this layer needs "
-                       f"n + {lo} + {hi} - {extent} divisible by {s})")
-    if swaps:
-        if (sh, dh, top, bottom) != (sw, dw, left, right):
-            out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
-                       "padding differ between them: use the same value for both")
-        if h != w:
-            out.append(f"rotations by 90 degrees need a square input; got {h}x{w}")
-    return out
 
 
 def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
@@ -397,6 +337,50 @@ def _bias_slot0(bias: torch.Tensor | None, fiber_out: int) -> torch.Tensor | Non
     return F.pad(bias[:, None], (0, fiber_out - 1)).reshape(-1)
 
 
+def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation, groups: int,
+                    padding_mode: str, group: GroupLike, kernel_size, max_order, settings: dict,
+                    what: str):
+    """The checks of a lifting conv (:func:`lifting_conv2d` and its transpose) and its
+    ``(expanded filter, bias per field or slot, F_out, k)``."""
+    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
+    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
+                     steerable)
+    if steerable:
+        _check_input(x, 4, weight.shape[1] * groups, None, what)
+        filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
+                                              groups, settings)
+        assert kernel_size is not None  # _steerable_filter raised on None
+        return filt, _bias_slot0(bias, f_out) if max_order is not None else bias, f_out, \
+            kernel_size
+    _pixel_only(what, max_order, settings=settings)
+    grp = check_pixel_group(group)
+    _check_weight(weight, 4, what)
+    _check_input(x, 4, weight.shape[1] * groups, None, what)
+    return expand_lifting_filter(weight, grp), bias, int(grp.order), weight.shape[-1]
+
+
+def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation, groups: int,
+                  padding_mode: str, group: GroupLike, kernel_size, max_order, in_max_order,
+                  settings: dict, what: str):
+    """The checks of a group conv (:func:`group_conv2d` and its transpose) and its
+    ``(expanded filter, bias per field or slot, F_out, k)``."""
+    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
+    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
+                     steerable)
+    if steerable:
+        filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
+                                                    in_max_order, groups, settings)
+        assert kernel_size is not None  # _steerable_filter raised on None
+        _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
+        return filt, _bias_slot0(bias, f_out) if max_order is not None else bias, f_out, \
+            kernel_size
+    _pixel_only(what, max_order, in_max_order, settings)
+    grp = check_pixel_group(group)
+    _check_weight(weight, 5, what)
+    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
+    return expand_group_filter(weight, grp), bias, int(grp.order), weight.shape[-1]
+
+
 def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                    stride=1, padding=0, dilation=1, groups: int = 1,
                    padding_mode: str = "zeros", *, group: GroupLike = "p4",
@@ -413,27 +397,12 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     of :func:`~equilayers.functional.steerable_basis`. ``bias`` ``(C_out,)``: one value per
     regular field, or on the order-0 slot of a harmonic field."""
     what = "lifting_conv2d"
-    settings = _settings(sigma, frequencies_cutoff, rings)
-    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
-    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
-                     steerable)
-    if steerable:
-        _check_input(x, 4, weight.shape[1] * groups, None, what)
-        filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
-                                              groups, settings)
-        assert kernel_size is not None  # _steerable_filter raised on None
-        if max_order is not None:
-            bias = _bias_slot0(bias, f_out)
-        pad = resolve_padding(padding, kernel_size, dilation, what)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
-                             what=what)
-    _pixel_only(what, max_order, settings=settings)
-    grp = check_pixel_group(group)
-    _check_weight(weight, 4, what)
-    _check_input(x, 4, weight.shape[1] * groups, None, what)
-    pad = resolve_padding(padding, weight.shape[-1], dilation, what)
-    return conv_expanded(x, expand_lifting_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode, what=what)
+    filt, bias, f_out, k = _lifting_filter(x, weight, bias, stride, dilation, groups,
+                                           padding_mode, group, kernel_size, max_order,
+                                           _settings(sigma, frequencies_cutoff, rings), what)
+    pad = resolve_padding(padding, k, dilation, what)
+    return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                         what=what)
 
 
 def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -451,24 +420,10 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     default ``M``); basis settings as in :func:`lifting_conv2d`. ``bias`` ``(C_out,)`` as in
     :func:`lifting_conv2d`."""
     what = "group_conv2d"
-    settings = _settings(sigma, frequencies_cutoff, rings)
-    steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
-    _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
-                     steerable)
-    if steerable:
-        filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
-                                                    in_max_order, groups, settings)
-        assert kernel_size is not None  # _steerable_filter raised on None
-        _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
-        if max_order is not None:
-            bias = _bias_slot0(bias, f_out)
-        pad = resolve_padding(padding, kernel_size, dilation, what)
-        return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
-                             what=what)
-    _pixel_only(what, max_order, in_max_order, settings)
-    grp = check_pixel_group(group)
-    _check_weight(weight, 5, what)
-    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
-    pad = resolve_padding(padding, weight.shape[-1], dilation, what)
-    return conv_expanded(x, expand_group_filter(weight, grp), bias, int(grp.order), stride,
-                         pad, dilation, groups, padding_mode, what=what)
+    filt, bias, f_out, k = _group_filter(x, weight, bias, stride, dilation, groups,
+                                         padding_mode, group, kernel_size, max_order,
+                                         in_max_order,
+                                         _settings(sigma, frequencies_cutoff, rings), what)
+    pad = resolve_padding(padding, k, dilation, what)
+    return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
+                         what=what)

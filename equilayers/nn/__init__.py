@@ -28,6 +28,10 @@ from ._group_conv3d import (
     GroupConv3d,
     LiftingConv3d,
 )
+from ._group_conv_transpose import (
+    GroupConvTranspose2d,
+    LiftingConvTranspose2d,
+)
 from ._group_norm import (
     GroupBatchNorm2d,
     GroupBatchNorm3d,
@@ -69,6 +73,8 @@ __all__: list[str] = [
     "MaxBlurPool2d",
     "GroupConv2d",
     "LiftingConv2d",
+    "GroupConvTranspose2d",
+    "LiftingConvTranspose2d",
     "GroupConv3d",
     "LiftingConv3d",
     "ExpandedGroupConv2d",

@@ -43,23 +43,26 @@ def _quiet() -> bool:
 
 class _WarnsInexact(nn.Module):
     """Mixin: ``self._warn_if_inexact(x, group, k, stride, pad, dilation)`` warns once per
-    module at the first input size that breaks exactness on ``group``'s grid subgroup."""
+    module at the first input size that breaks exactness on ``group``'s grid subgroup
+    (``output_padding``: a transposed conv's, ``None`` for a conv or pool)."""
 
     _warned: bool = False
 
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
-                         stacklevel: int = 5) -> None:
+                         stacklevel: int = 5, output_padding=None) -> None:
         if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
+        key = size if output_padding is None else (size, output_padding)
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if size in exact:  # memo: the check costs ~20 us of Python per call
+        if key in exact:  # memo: the check costs ~20 us of Python per call
             return
         grp = get(group)
-        problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation)
+        problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,
+                                        output_padding=output_padding)
         if not problems:
-            exact.add(size)
+            exact.add(key)
             return
         self._warned = True
         sub = G.grid_subgroup(grp)

@@ -16,70 +16,16 @@ from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
-from ..groups import FieldType, Group, GroupLike, get
+from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
-from ._derived import _conv_options_repr, _five_d_as_four_d
-from ._exactness import _WarnsInexact
+from ._conv_base import _ExactConvMixin
+from ._derived import _five_d_as_four_d
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._typed import Typed
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
 _BASES = ("pixel", "harmonic")
-
-
-class _ExactConvMixin(_WarnsInexact):
-    """What every group conv module shares: the once-per-module exactness warning and the
-    ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
-    ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
-    and ``_exact_sizes``)."""
-
-    group: Group
-
-    def _set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                       groups, padding_mode) -> None:
-        """Validate ``nn.Conv2d``'s arguments (square kernels: rotations map them onto
-        themselves) and set them, with the resolved padding and the exactness-warning state."""
-        name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
-        k = G._pair(kernel_size, "kernel_size")
-        if k[0] != k[1] or k[0] < 1:
-            raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
-                             f"that rotations map them onto themselves); got {kernel_size!r}")
-        if padding_mode not in G.PADDING_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {G.PADDING_MODES}; got "
-                             f"{padding_mode!r}")
-        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
-        if min(stride_p) < 1 or min(dil_p) < 1:
-            raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
-                             f"dilation={dilation!r}")
-        if isinstance(padding, str) and padding == "same" and max(stride_p) != 1:
-            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
-                             f"stride={stride!r}")
-        self._pad = G.resolve_padding(padding, k[0], dilation)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
-        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
-        self.groups, self.padding_mode = groups, padding_mode
-
-    def _check_exact(self, x: torch.Tensor) -> None:
-        self._warn_if_inexact(x, self.group, self.kernel_size[0], self.stride, self._pad,
-                              self.dilation, stacklevel=6)
-
-    def _conv_repr(self, extra: str = "") -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
-             f"group={self.group.name!r}{extra}")
-        if self.stride != (1, 1):
-            s += f", stride={self.stride}"
-        if self.padding != 0:
-            s += f", padding={self.padding!r}"
-        s += _conv_options_repr(self, 2)
-        return s
 
 
 class _GroupConvNd(Typed, _ExactConvMixin):
@@ -103,17 +49,18 @@ class _GroupConvNd(Typed, _ExactConvMixin):
                  max_order: int | None = None, in_max_order: int | None = None,
                  sigma: float | Sequence[float] | None = None,
                  frequencies_cutoff: BS.Cutoff | None = None,
-                 rings: Sequence[float] | None = None) -> None:
+                 rings: Sequence[float] | None = None, output_padding=0) -> None:
         super().__init__()
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                            groups, padding_mode)
+                            groups, padding_mode, output_padding)
         check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if grp.spatial_dim != 2:
-            raise ValueError(f"{name}: group={grp.name!r} acts on volumes: use "
-                             f"{name.replace('2d', '3d')} for the cube's groups")
+            fix = ("no transposed conv of volumes exists yet: use a planar group" if
+                   self.transposed else f"use {name.replace('2d', '3d')} for the cube's groups")
+            raise ValueError(f"{name}: group={grp.name!r} acts on volumes: {fix}")
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
             basis = ("pixel" if grp.pixel_exact and max_order is None
@@ -415,7 +362,7 @@ class _GroupConvNd(Typed, _ExactConvMixin):
         """
         return self._expand()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_forward_input(self, x: torch.Tensor) -> None:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__,
                        self.in_max_order)
@@ -425,6 +372,9 @@ class _GroupConvNd(Typed, _ExactConvMixin):
                 "device='meta' or under torch.device('meta')); materialize the model first: "
                 "model.load_state_dict(state_dict, assign=True), or model.to_empty(device=...) "
                 "then load_state_dict(...) or reset_parameters()")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_forward_input(x)
         self._check_exact(x)
         return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
                                self.stride, self._pad, self.dilation, self.groups,

@@ -74,6 +74,22 @@ ZOO: dict[str, ZooEntry] = {
                               _x(2, 3, 7, 7)),
     "GroupConv2d": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="p4"),
                             _x(2, 3, 4, 7, 7)),
+    "LiftingConvTranspose2d": ZooEntry(
+        lambda: enn.LiftingConvTranspose2d(3, 4, 3, stride=2, padding=1, group="p4m"),
+        _x(2, 3, 5, 5)),
+    "GroupConvTranspose2d": ZooEntry(
+        lambda: enn.GroupConvTranspose2d(3, 4, 4, stride=2, padding=1, group="p4"),
+        _x(2, 3, 4, 5, 5)),
+    # output_padding (inexact on any group but c1, which a zoo forward would warn about)
+    "GroupConvTranspose2d[output_padding]": ZooEntry(
+        lambda: enn.GroupConvTranspose2d(4, 2, 3, 2, 1, 1, groups=2, group="c1"),
+        _x(2, 4, 1, 5, 4)),
+    "GroupConvTranspose2d[c8]": ZooEntry(
+        lambda: enn.GroupConvTranspose2d(3, 4, 3, stride=2, padding=1, group="c8"),
+        _x(2, 3, 8, 5, 5)),
+    "GroupConvTranspose2d[so2]": ZooEntry(
+        lambda: enn.GroupConvTranspose2d(3, 4, 5, stride=2, padding=2, group="so2",
+                                         max_order=2), _x(2, 3, 5, 5, 5)),
     "LiftingConv3d": ZooEntry(lambda: enn.LiftingConv3d(2, 3, 3, padding=1, group="c4z"),
                               _x(2, 2, 5, 5, 5)),
     "LiftingConv3d[o]": ZooEntry(lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="o"),

@@ -23,6 +23,7 @@ __all__ = ["Case", "all_cases", "run_case", "CaseResult"]
 _FAMILIES = [
     "equilayers.testing._cases_foundation",
     "equilayers.testing._cases_gconv",
+    "equilayers.testing._cases_transposed",
     "equilayers.testing._cases_expanded",
     "equilayers.testing._cases_blur",
     "equilayers.testing._cases_lps",

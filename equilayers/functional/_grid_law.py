@@ -1,0 +1,94 @@
+"""The one grid-exactness law of the 2-D convs and pools (plain and transposed): when their
+sampling grid maps onto itself under the grid elements of a group, so the layer is exactly
+equivariant (:func:`exactness_problems`). The module warnings
+(:mod:`equilayers.nn._exactness`) ask it; :func:`equilayers.check_grid` states the same
+conditions per layer of any model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .. import _checks as C
+from ..groups import Group, GroupLike, get
+from ..groups._actions import grid_moves
+
+__all__ = ["grid_subgroup", "exactness_problems"]
+
+
+def grid_subgroup(group: GroupLike) -> Group:
+    """The elements of ``group`` that map the pixel grid onto itself: rotations by multiples
+    of 90 degrees it contains (and its flips), e.g. c8 -> c4, d6 -> d2, so2 -> c4, o2 -> d4."""
+    return get(group).grid_subgroup()
+
+
+def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
+                       pad: tuple[int, int, int, int], dilation, *,
+                       output_padding=None) -> list[str]:
+    """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
+    of spatial ``size`` (empty list: exact).
+
+    A dim is exact for the flip of that dim iff its padding is symmetric and the windows tile
+    the padded length from both ends: ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``
+    (stride 1 always does; stride 2 on an odd size with odd ``k`` and symmetric padding does).
+    Even kernels are exact with symmetric padding; ``"same"`` padding of an even kernel is
+    asymmetric and is not. ``d1`` only flips the width; ``c2``/``d2`` also flip the height;
+    ``c4``/``d4`` additionally need the same options on both dims. Other groups are judged on
+    their :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
+
+    A transposed conv (``output_padding`` given, a pair or int as ``F.conv_transpose2d``'s;
+    ``None``: a conv or pool) scatters input pixel ``i`` to ``i*s + d*t`` (tap ``t``) of the
+    uncropped output ``0 .. (n-1)*s + d*(k-1)``, which a flip maps onto itself at any ``n``;
+    the kept window ``[p, (n-1)*s + d*(k-1) - p + output_padding]`` is centred on it iff
+    ``output_padding == 0``. So a transposed conv is exact at every input size with
+    ``output_padding=0`` and never (but by coincidence) with ``output_padding > 0``.
+    """
+    what = "exactness_problems"
+    grp = grid_subgroup(group)
+    if isinstance(size, (tuple, list, torch.Size)):  # under jit.trace a shape holds 0-d tensors
+        size = tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0
+                     and not v.is_floating_point() else v for v in size)
+    h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
+    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    sh, sw = C.check_pair(stride, "stride", what, minimum=1)
+    dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
+    if not (isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
+            C.is_int(p) and p >= 0 for p in pad)):
+        raise TypeError(f"{what}: pad={pad!r} must be four integers >= 0 (left, right, top, "
+                        f"bottom), e.g. from resolve_padding")
+    oph, opw = (0, 0) if output_padding is None else C.check_pair(
+        output_padding, "output_padding", what, minimum=0,
+        fix="None for a conv, or a transposed conv's output_padding")
+    if grp.order == 1:
+        return []
+    left, right, top, bottom = pad
+    moved, swaps = grid_moves(grp)  # d1 flips the width; c2, c4, d2, d4 both dims
+    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom, oph)),
+                              (-1, ("width", w, sw, dw, left, right, opw))) if axis in moved]
+    out = []
+    for name, n, s, d, lo, hi, op in dims:
+        if lo != hi:
+            out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
+                       f"even kernel): use an odd kernel or symmetric padding")
+        if output_padding is not None:  # a transposed conv: any n, no output padding
+            if op:
+                out.append(f"output_padding={op} pads the {name} at its end only (the output "
+                           "grid is off-centre): use output_padding=0 (k=3, stride 2, padding 1"
+                           " maps n -> 2n-1, undoing the stride-2 conv on 2n-1)")
+            continue
+        extent = d * (kernel_size - 1) + 1
+        rem = (n + lo + hi - extent) % s
+        if rem:
+            up, down = n + s - rem, n - rem
+            sizes = f"{up}" + (f" or {down}" if down >= extent - lo - hi and down > 0 else "")
+            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
+                       f"(remainder {rem}): use an input {name} of {sizes} (this layer needs "
+                       f"n + {lo} + {hi} - {extent} divisible by {s})")
+    if swaps:
+        if (sh, dh, top, bottom, oph) != (sw, dw, left, right, opw):
+            out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
+                       "padding differ between them: use the same value for both")
+        if h != w:
+            out.append(f"rotations by 90 degrees need a square input; got {h}x{w}")
+    return out

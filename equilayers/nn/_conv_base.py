@@ -1,0 +1,90 @@
+"""The ``nn.Conv2d`` / ``nn.ConvTranspose2d``-shaped part of the 2-D group convs (torch's
+``_ConvNd``): their argument checks, the ``transposed`` / ``output_padding`` pair (a transposed
+conv is a subclass that sets ``transposed = True``), the exactness warning and the conv part
+of ``extra_repr``."""
+
+from __future__ import annotations
+
+import torch
+
+from ..functional import _gconv as G
+from ..functional import _gconv_transpose as GT
+from ..groups import Group
+from ._derived import _conv_options_repr
+from ._exactness import _WarnsInexact
+
+__all__ = ["_ExactConvMixin"]
+
+
+class _ExactConvMixin(_WarnsInexact):
+    """What every group conv module shares: the once-per-module exactness warning and the
+    ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
+    ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
+    and ``_exact_sizes``).
+
+    As torch's ``_ConvNd``: ``transposed`` (a class attribute, ``True`` in the transposed
+    subclasses) and ``output_padding`` (``(0, 0)`` for a forward conv)."""
+
+    group: Group
+    transposed: bool = False
+    output_padding: tuple[int, int] = (0, 0)
+
+    def _set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                       groups, padding_mode, output_padding=0) -> None:
+        """Validate ``nn.Conv2d``'s arguments (``nn.ConvTranspose2d``'s when ``transposed``;
+        square kernels: rotations map them onto themselves) and set them, with the resolved
+        padding and the exactness-warning state."""
+        name = type(self).__name__
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("groups", groups)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        k = G._pair(kernel_size, "kernel_size")
+        if k[0] != k[1] or k[0] < 1:
+            raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
+                             f"that rotations map them onto themselves); got {kernel_size!r}")
+        modes = ("zeros",) if self.transposed else G.PADDING_MODES
+        if padding_mode not in modes:
+            why = " (as nn.ConvTranspose2d: the padding of a transposed conv crops its output)"
+            raise ValueError(f"{name}: padding_mode must be one of {modes}"
+                             f"{why if self.transposed else ''}; got {padding_mode!r}")
+        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
+        if min(stride_p) < 1 or min(dil_p) < 1:
+            raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
+                             f"dilation={dilation!r}")
+        if isinstance(padding, str) and padding == "same" and max(stride_p) != 1:
+            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
+                             f"stride={stride!r}")
+        if self.transposed:
+            GT._padding(padding, name)  # an int or a pair, no string
+            self.output_padding = GT.check_output_padding(output_padding, stride, dilation, name)
+        elif output_padding != 0:
+            raise ValueError(f"{name}: output_padding={output_padding!r} applies to transposed "
+                             "convs only")
+        self._pad = G.resolve_padding(padding, k[0], dilation)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
+        self.groups, self.padding_mode = groups, padding_mode
+
+    def _check_exact(self, x: torch.Tensor, output_padding=None) -> None:
+        """Warn once at the first input size (and, transposed, output padding) that breaks
+        exactness (:func:`~equilayers.functional.exactness_problems`)."""
+        if self.transposed and output_padding is None:
+            output_padding = self.output_padding
+        self._warn_if_inexact(x, self.group, self.kernel_size[0], self.stride, self._pad,
+                              self.dilation, stacklevel=6, output_padding=output_padding)
+
+    def _conv_repr(self, extra: str = "") -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
+             f"group={self.group.name!r}{extra}")
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != 0:
+            s += f", padding={self.padding!r}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        s += _conv_options_repr(self, 2)
+        return s
