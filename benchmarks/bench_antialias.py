@@ -8,7 +8,8 @@ binomial filter copied once per channel, at stride 2.
 Layout sweep (``... contiguous|channels_last ...`` rows, 28-224 px, the batch shrinking with
 the size so every input holds the same 6.4M floats: b128 at 28, b32 at 56, b8 at 112, b2 at
 224; 64 channels): ``BlurPool2d``, ``MaxBlurPool2d`` and kornia's ``BlurPool2D`` /
-``MaxBlurPool2D`` (where installed) against the bandwidth floor ``x[..., ::2, ::2].clone()``
+``MaxBlurPool2D`` (where installed; both pad with zeros, so ours run with the default
+reflect padding and with ``padding_mode="zeros"``) against the bandwidth floor ``x[..., ::2, ::2].clone()``
 on the same tensor (reads a quarter of the input, writes the output once: no pool can be
 faster), forward only for the floor; their forward+backward times compare row to row. The per-size
 rows (b32 c64 at 56 and 112 px, contiguous) name the same floor as their ``bandwidth``: the
@@ -94,7 +95,12 @@ def _layout_sweep(quick: bool, kf) -> list[BenchCase]:
             rows = [(floor, lambda: Subsample(), None, None),
                     (f"MaxPool2d(2) {tag}", lambda: nn.MaxPool2d(2), floor, None),
                     (f"BlurPool2d {tag}", lambda: BlurPool2d(), floor, None),
-                    (f"MaxBlurPool2d {tag}", lambda: MaxBlurPool2d(), floor, None)]
+                    (f"MaxBlurPool2d {tag}", lambda: MaxBlurPool2d(), floor, None),
+                    # kornia's padding (zeros), for a like-for-like comparison
+                    (f"BlurPool2d zeros {tag}", lambda: BlurPool2d(padding_mode="zeros"),
+                     floor, None),
+                    (f"MaxBlurPool2d zeros {tag}", lambda: MaxBlurPool2d(padding_mode="zeros"),
+                     floor, None)]
             if kf is not None:
                 rows += [(f"kornia BlurPool2D {tag}", lambda: kf.BlurPool2D(3, 2), floor,
                           "kornia"),
