@@ -8,12 +8,12 @@ binomial filter copied once per channel, at stride 2.
 Layout sweep (``... contiguous|channels_last ...`` rows, 28-224 px, the batch shrinking with
 the size so every input holds the same 6.4M floats: b128 at 28, b32 at 56, b8 at 112, b2 at
 224; 64 channels): ``BlurPool2d``, ``MaxBlurPool2d`` and kornia's ``BlurPool2D`` /
-``MaxBlurPool2D`` (where installed; both pad with zeros, so ours run with the default
-reflect padding and with ``padding_mode="zeros"``) against the bandwidth floor ``x[..., ::2, ::2].clone()``
-on the same tensor (reads a quarter of the input, writes the output once: no pool can be
-faster), forward only for the floor; their forward+backward times compare row to row. The per-size
-rows (b32 c64 at 56 and 112 px, contiguous) name the same floor as their ``bandwidth``: the
-``x bw`` column.
+``MaxBlurPool2D`` (where installed; both pad with zeros, so ours run with the default reflect
+padding and with ``padding_mode="zeros"``) against the bandwidth floor
+``x[..., ::2, ::2].clone()`` on the same tensor (reads a quarter of the input, writes the
+output once: no pool can be faster), forward only for the floor; their forward+backward
+times compare row to row. The per-size rows (b32 c64 at 56 and 112 px, contiguous) name the
+same floor as their ``bandwidth``: the ``x bw`` column.
 
 Strided-conv rows (``BlurConv2d ... fold=...``): the strided convs of a ResNet-18 at batch 16
 and 160x160 (the 7x7 stem, the 3x3 convs starting stages 2-4, a 1x1 shortcut) and a
