@@ -139,7 +139,8 @@ def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, ro
                tick=lambda: None) -> list[dict]:
     """Time, measure and build every case of one family; one row per case."""
     rows = [{"family": c.family, "name": c.name, "floor": c.floor, "peer": c.peer,
-             "device": device.type, "params": c.params, "status": "ok"} for c in cases]
+             "bandwidth": c.bandwidth, "device": device.type, "params": c.params,
+             "status": "ok"} for c in cases]
     sync = _sync(device)
     built = {}
     for i, case in enumerate(cases):
@@ -180,9 +181,16 @@ def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, ro
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run."""
+    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run;
+    ``forward_x_bandwidth``: the forward time over the bandwidth floor's, where a row names
+    one."""
     index = {(r["family"], r["device"], r["name"]): r for r in rows}
     for r in rows:
+        bw = (index.get((r["family"], r["device"], r["bandwidth"]))
+              if r.get("bandwidth") else None)
+        if (bw is not None and bw.get("status") == "ok" and r.get("status") == "ok"
+                and r.get("forward_ms") and bw.get("forward_ms")):
+            r["forward_x_bandwidth"] = r["forward_ms"] / bw["forward_ms"]
         floor = index.get((r["family"], r["device"], r["floor"])) if r["floor"] else None
         if floor is None or floor.get("status") != "ok" or r.get("status") != "ok":
             continue
@@ -239,6 +247,7 @@ def _metrics(values: dict | None) -> str:
 
 def markdown(meta: dict, rows: list[dict]) -> str:
     extra = any(r.get("metrics") for r in rows)
+    bw = any(r.get("bandwidth") for r in rows)
     peers = ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) or "none"
     lines = [
         f"# Benchmarks on {meta['device']} ({meta['device_name']})",
@@ -248,18 +257,24 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"peers: {peers}{'; quick mode' if meta['quick'] else ''}.",
         "Times are medians in ms; `x floor` is the ratio to the row named in `floor`, measured "
         "in the same run. Peak memory is for one forward+backward step (forward when the row "
-        "has no backward), beyond the input.",
+        "has no backward), beyond the input."
+        + (" `x bw`: the forward time over the bandwidth floor's (reading the input and "
+           "writing the output once, `x[..., ::2, ::2].clone()` on the same tensor)."
+           if bw else ""),
         "",
-        "| family | case | floor | fwd ms | x floor | fwd+bwd ms | x floor | peak MiB "
-        "| x floor | build ms | status |" + (" other |" if extra else ""),
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|" + ("---|" if extra else ""),
+        "| family | case | floor | fwd ms | x floor |" + (" x bw |" if bw else "")
+        + " fwd+bwd ms | x floor | peak MiB | x floor | build ms | status |"
+        + (" other |" if extra else ""),
+        "|---|---|---|---:|---:|" + ("---:|" if bw else "") + "---:|---:|---:|---:|---:|---|"
+        + ("---|" if extra else ""),
     ]
     for r in rows:
         name = r["name"] + (f" ({r['peer']})" if r.get("peer") else "")
         lines.append(
             f"| {r['family']} | {name} | {r['floor'] or '-'} "
             f"| {_fmt(r.get('forward_ms'), '.3f')} | {_fmt(r.get('forward_x_floor'), '.2f')} "
-            f"| {_fmt(r.get('fwd_bwd_ms'), '.3f')} | {_fmt(r.get('fwd_bwd_x_floor'), '.2f')} "
+            + (f"| {_fmt(r.get('forward_x_bandwidth'), '.2f')} " if bw else "")
+            + f"| {_fmt(r.get('fwd_bwd_ms'), '.3f')} | {_fmt(r.get('fwd_bwd_x_floor'), '.2f')} "
             f"| {_fmt(r.get('peak_mib'), '.1f')} | {_fmt(r.get('peak_x_floor'), '.2f')} "
             f"| {_fmt(r.get('construct_ms'), '.2f')} | {r.get('status', '-')} |"
             + (f" {_metrics(r.get('metrics'))} |" if extra else ""))
@@ -297,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch.set_num_threads before timing (default: torch's own; "
                         "recorded with the results)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--write-table", action="store_true",
+                        help="families that measure a dispatch table (layout) write it: the "
+                        "package's equilayers/kernels/_layout_table.py, or --table")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="with --write-table: write the table here instead (needed with "
+                        "--quick: a quick run never writes the package's table)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="training families (accuracy): seeds per model (default 3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
@@ -322,6 +343,15 @@ def main(argv: list[str] | None = None) -> int:
                          "is False; run with --device cpu")
     budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
+    writers = {f: importlib.import_module(f"{__package__}.bench_{f}").write_table
+               for f in timing
+               if hasattr(importlib.import_module(f"{__package__}.bench_{f}"), "write_table")}
+    if args.write_table and not writers:
+        raise SystemExit("benchmarks: --write-table needs a family that writes a table "
+                         "(--family layout)")
+    if args.write_table and args.quick and args.table is None:
+        raise SystemExit("benchmarks: a --quick run does not write the package's table; pass "
+                         "--table PATH to write it elsewhere")
     cases = [c for fam in timing for c in load_cases(fam, args.quick)
              if args.filter in c.name]
     if not cases:
@@ -349,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
         table = markdown(meta, rows)
         (args.out / f"{stem}.md").write_text(table)
+        if args.write_table:
+            source = args.out / f"{stem}.md"
+            try:
+                source = source.resolve().relative_to(HERE.parent)
+            except ValueError:
+                pass
+            for fam, write in writers.items():
+                written = write([r for r in rows if r["family"] == fam], meta, args.table,
+                                source=str(source))
+                print(f"benchmarks: wrote the {fam} table to {written}", file=sys.stderr)
         print(table)
         for r in rows:
             if r["status"].startswith("error"):

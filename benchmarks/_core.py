@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BenchCase", "time_call", "forward_backward", "pool_sizes", "seeded_input"]
+__all__ = ["BenchCase", "Subsample", "time_call", "forward_backward", "pool_sizes",
+           "seeded_input"]
 
 
 @dataclass
@@ -27,6 +28,9 @@ class BenchCase:
         family: ``"antialias"``, ``"gconv"``, ``"harmonic"``, ``"pool"`` ...
         make: returns ``(fn, x)``; ``fn(x)`` is the forward pass (a module or function).
         floor: the name of the case this one is compared with (``None`` for floors).
+        bandwidth: the name of the case timing the bandwidth floor of this one's input (the
+            time to read the input and write the output once, ``x[..., ::2, ::2].clone()``
+            for a stride-2 pool); the forward is reported as a multiple of it too.
         peer: the name of a peer library (``"kornia"``, ``"escnn"``...) or ``None`` for ours.
         backward: whether forward+backward is timed too.
         construct: optional builder whose construction time is measured.
@@ -39,6 +43,7 @@ class BenchCase:
     family: str
     make: Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]
     floor: str | None = None
+    bandwidth: str | None = None
     peer: str | None = None
     backward: bool = True
     construct: Callable[[], object] | None = None
@@ -72,6 +77,18 @@ def forward_backward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
         out.sum().backward()
         xg.grad = None
     return run
+
+
+class Subsample(torch.nn.Module):
+    """The bandwidth floor of a stride-``s`` pool: read every ``s``-th row and column of the
+    input once and write them once (``x[..., ::s, ::s].clone()``); no pool can be faster."""
+
+    def __init__(self, stride: int = 2) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., ::self.stride, ::self.stride].clone()
 
 
 def pool_sizes(quick: bool) -> list[tuple[int, int, int]]:

@@ -8,9 +8,12 @@ binomial filter copied once per channel, at stride 2.
 Layout sweep (``... contiguous|channels_last ...`` rows, 28-224 px, the batch shrinking with
 the size so every input holds the same 6.4M floats: b128 at 28, b32 at 56, b8 at 112, b2 at
 224; 64 channels): ``BlurPool2d``, ``MaxBlurPool2d`` and kornia's ``BlurPool2D`` /
-``MaxBlurPool2D`` (where installed) against the bandwidth floor ``x[..., ::2, ::2].clone()``
-on the same tensor (reads a quarter of the input, writes the output once: no pool can be
-faster), forward only for the floor; their forward+backward times compare row to row.
+``MaxBlurPool2D`` (where installed; both pad with zeros, so ours run with the default reflect
+padding and with ``padding_mode="zeros"``) against the bandwidth floor
+``x[..., ::2, ::2].clone()`` on the same tensor (reads a quarter of the input, writes the
+output once: no pool can be faster), forward only for the floor; their forward+backward
+times compare row to row. The per-size rows (b32 c64 at 56 and 112 px, contiguous) name the
+same floor as their ``bandwidth``: the ``x bw`` column.
 
 Strided-conv rows (``BlurConv2d ... fold=...``): the strided convs of a ResNet-18 at batch 16
 and 160x160 (the 7x7 stem, the 3x3 convs starting stages 2-4, a 1x1 shortcut) and a
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import BenchCase, forward_backward, time_call
+from ._core import BenchCase, Subsample, forward_backward, time_call
 from ._core import pool_sizes as _sizes
 from ._core import seeded_input as _input
 
@@ -62,13 +65,6 @@ def _kornia():
     return kf
 
 
-class _Subsample(nn.Module):
-    """The bandwidth floor of a stride-2 pool: read every other row and column, write them."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., ::2, ::2].clone()
-
-
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -96,17 +92,22 @@ def _layout_sweep(quick: bool, kf) -> list[BenchCase]:
                 return _make
 
             floor = f"copy x[..., ::2, ::2] {tag}"
-            rows = [(floor, lambda: _Subsample(), None, None),
+            rows = [(floor, lambda: Subsample(), None, None),
                     (f"MaxPool2d(2) {tag}", lambda: nn.MaxPool2d(2), floor, None),
                     (f"BlurPool2d {tag}", lambda: BlurPool2d(), floor, None),
-                    (f"MaxBlurPool2d {tag}", lambda: MaxBlurPool2d(), floor, None)]
+                    (f"MaxBlurPool2d {tag}", lambda: MaxBlurPool2d(), floor, None),
+                    # kornia's padding (zeros), for a like-for-like comparison
+                    (f"BlurPool2d zeros {tag}", lambda: BlurPool2d(padding_mode="zeros"),
+                     floor, None),
+                    (f"MaxBlurPool2d zeros {tag}", lambda: MaxBlurPool2d(padding_mode="zeros"),
+                     floor, None)]
             if kf is not None:
                 rows += [(f"kornia BlurPool2D {tag}", lambda: kf.BlurPool2D(3, 2), floor,
                           "kornia"),
                          (f"kornia MaxBlurPool2D {tag}", lambda: kf.MaxBlurPool2D(3, 2, 2),
                           floor, "kornia")]
             out += [BenchCase(name, FAMILY, make(build), floor=fl, peer=peer,
-                              backward=name != floor, params=params)
+                              bandwidth=fl, backward=name != floor, params=params)
                     for name, build, fl, peer in rows]
     return out
 
@@ -169,20 +170,22 @@ def cases(quick: bool) -> list[BenchCase]:
 
         max_floor, avg_floor, conv_floor = (f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}",
                                             f"Conv2d 3x3 s2 {tag}")
+        bw = f"copy x[..., ::2, ::2] {tag}"
         out += [
+            BenchCase(bw, FAMILY, make(lambda: Subsample()), backward=False, params=params),
             BenchCase(max_floor, FAMILY, make(lambda: nn.MaxPool2d(2)), params=params),
             BenchCase(avg_floor, FAMILY, make(lambda: nn.AvgPool2d(2)), params=params),
             BenchCase(conv_floor, FAMILY, make(lambda c=c: nn.Conv2d(c, c, 3, 2, 1)),
                       params=params),
             BenchCase(f"BlurPool2d {tag}", FAMILY, make(lambda: BlurPool2d()),
-                      floor=avg_floor, params=params),
+                      floor=avg_floor, bandwidth=bw, params=params),
             BenchCase(f"MaxBlurPool2d {tag}", FAMILY, make(lambda: MaxBlurPool2d()),
-                      floor=max_floor, params=params),
+                      floor=max_floor, bandwidth=bw, params=params),
             BenchCase(f"reference max+depthwise blur {tag}", FAMILY,
                       make(lambda c=c: ReferenceMaxBlurPool(c)), floor=max_floor,
-                      peer="reference", params=params),
+                      peer="reference", bandwidth=bw, params=params),
             BenchCase(f"PolyphasePool2d {tag}", FAMILY, make(lambda: PolyphasePool2d(2)),
-                      floor=max_floor, params=params),
+                      floor=max_floor, bandwidth=bw, params=params),
             BenchCase(f"BlurConv2d 3x3 s2 {tag}", FAMILY,
                       make(lambda c=c: BlurConv2d(c, c, 3, 2, 1)), floor=conv_floor,
                       params=params),
@@ -191,10 +194,10 @@ def cases(quick: bool) -> list[BenchCase]:
             out += [
                 BenchCase(f"kornia BlurPool2D {tag}", FAMILY,
                           make(lambda: kf.BlurPool2D(3, 2)), floor=avg_floor, peer="kornia",
-                          params=params),
+                          bandwidth=bw, params=params),
                 BenchCase(f"kornia MaxBlurPool2D {tag}", FAMILY,
                           make(lambda: kf.MaxBlurPool2D(3, 2, 2)), floor=max_floor,
-                          peer="kornia", params=params),
+                          peer="kornia", bandwidth=bw, params=params),
             ]
     return out
 

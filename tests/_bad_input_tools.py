@@ -229,6 +229,8 @@ KERNELS: list[Case] = [
          {"x": T((2, 3, 8, 8), dtypes=False)}, empty="skip"),
     Case(K.select, dict(op_name="blur_pool2d", **_KW), {"op_name": _OPS},
          {"x": T((2, 3, 8, 8), dtypes=False)}, empty="skip"),
+    Case(K.choose, dict(op_name="blur_pool2d", **_KW), {"op_name": _OPS},
+         {"x": T((2, 3, 8, 8), dtypes=False)}, empty="skip"),
     Case(K.kernel_support, dict(op_name="blur_pool2d", **_KW), {"op_name": _OPS},
          {"x": T((2, 3, 8, 8), dtypes=False)}, extra={"x:list": lambda d: {**d, "x": [1.0]}},
          empty="skip"),

@@ -193,5 +193,5 @@ def test_the_worked_example_of_a_kernel_op_runs(monkeypatch, capsys):
     finally:
         if "registration" in namespace:
             namespace["registration"].remove()
-    assert capsys.readouterr().out.startswith("box_pool2d: fast (PyTorch fast path: unfold")
+    assert capsys.readouterr().out.startswith("box_pool2d: fast[unfold] (PyTorch fast path: unfold")
     assert get_op("box_pool2d") is None

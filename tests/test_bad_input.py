@@ -56,6 +56,9 @@ EXEMPT = {
     "equilayers.kernels.KERNEL_OPS": _CONSTANT,
     "equilayers.kernels.triton_available": "takes no arguments",
     "equilayers.kernels.use_reference": "a context manager without arguments",
+    "equilayers.kernels.use_fast_path": ("a context manager: its name is checked on entry "
+                                         "(tests/test_kernel_table.py)"),
+    "equilayers.kernels.Choice": _RECORD,
 }
 
 

@@ -1,3 +1,4 @@
+import importlib
 import json
 import re
 import subprocess
@@ -33,6 +34,84 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
     assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
     table = (tmp_path / "cpu-pool-quick.md").read_text()
     assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
+
+
+def _bench_module(name: str):
+    sys.path.insert(0, str(ROOT))
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
+    """The layout family's smoke run (one call, both quick sizes, every layout and path):
+    it writes its results and a table file with an entry per key and pass; the package's
+    own table is not touched."""
+    package_table = ROOT / "equilayers" / "kernels" / "_layout_table.py"
+    before = package_table.read_text()
+    table = tmp_path / "table.py"
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout", "--filter",
+         "k3 zeros", "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002",
+         "--rounds", "1", "--no-progress", "--write-table", "--table", str(table)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert package_table.read_text() == before
+    rows = json.loads((tmp_path / "cpu-layout-quick.json").read_text())["results"]
+    assert len(rows) == 2 * 4 * 3 and all(r["status"] == "ok" for r in rows)
+    namespace: dict = {}
+    exec(compile(table.read_text(), str(table), "exec"), namespace)
+    measured = namespace["MEASURED"]
+    layouts = {"contiguous 4-D", "channels_last 4-D", "contiguous 5-D", "channels_last 5-D"}
+    assert {k[2] for k in measured} == layouts and {k[3] for k in measured} == {32, 64}
+    assert len(measured) == 4 * 2 * 2  # layouts x buckets x passes
+    for (op, device, _, _, args, _), (choice, times) in measured.items():
+        assert (op, device) == ("blur_pool2d", "cpu") and "padding_mode='zeros'" in args
+        assert set(times) == {"separable", "depthwise_conv", "reference"} and choice in times
+    assert namespace["SOURCE"].endswith("cpu-layout-quick.md")
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout",
+         "--write-table", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert refused.returncode != 0 and "does not write the package's table" in refused.stderr
+
+
+def test_layout_choices_keep_the_default_within_the_margin():
+    layout = _bench_module("bench_layout")
+
+    def row(path, fwd, fb):
+        return {"family": "layout", "device": "cpu", "status": "ok", "forward_ms": fwd,
+                "fwd_bwd_ms": fb, "params": {
+                    "op": "blur_pool2d", "path": path, "default": "separable",
+                    "layout": "channels_last 4-D", "bucket": 64, "arguments": "a=1"}}
+
+    rows = [row("separable", 5.5, 10.0), row("depthwise_conv", 2.1, 9.8),
+            row("reference", 5.1, 30.0), {**row("reference", 0.1, 0.1), "status": "error"}]
+    table = layout.choices(rows)
+    key = ("blur_pool2d", "cpu", "channels_last 4-D", 64, "a=1")
+    assert table[(*key, "forward")] == ("depthwise_conv", {"separable": 5.5,
+                                                           "depthwise_conv": 2.1,
+                                                           "reference": 5.1})
+    assert table[(*key, "forward+backward")][0] == "separable"  # 2% faster: noise
+    text = layout.render(table, "benchmarks/results/cpu-layout.md", "a machine")
+    namespace: dict = {}
+    exec(compile(text, "<table>", "exec"), namespace)
+    assert namespace["MEASURED"] == table and namespace["MACHINE"] == "a machine"
+
+
+def test_bandwidth_ratios_and_column():
+    main = _bench_module("__main__")
+    rows = [{"family": "f", "device": "cpu", "name": "copy", "floor": None, "bandwidth": None,
+             "peer": None, "status": "ok", "forward_ms": 2.0},
+            {"family": "f", "device": "cpu", "name": "pool", "floor": None, "bandwidth": "copy",
+             "peer": None, "status": "ok", "forward_ms": 3.0, "fwd_bwd_ms": 9.0}]
+    main.add_ratios(rows)
+    assert rows[1]["forward_x_bandwidth"] == 1.5 and "forward_x_bandwidth" not in rows[0]
+    meta = {"device": "cpu", "device_name": "x", "date": "d", "torch": "t", "python": "p",
+            "torch_threads": 1, "cpu_count": 1, "cpu": "c", "quick": True, "peers": {}}
+    table = main.markdown(meta, rows)
+    assert "| x bw |" in table and "| pool | - | 3.000 | - | 1.50 | 9.000 |" in table
 
 
 def test_peak_memory_cpu_counts_the_allocations():

@@ -17,7 +17,7 @@ from _refs import CAN_RUN, DEVICE
 
 from equilayers import _checks as C
 from equilayers import kernels
-from equilayers.kernels import _dispatch, _registry
+from equilayers.kernels import _dispatch, _layout, _layout_table, _registry
 from equilayers.kernels._registry import FastPath, KernelOp, register_op
 
 # --- a toy op, registered for one test at a time -------------------------------------------------
@@ -72,7 +72,7 @@ def test_a_registered_op_is_routed_by_its_entry(plain_cpu, monkeypatch):
         assert "toy_scale" in kernels.KERNEL_OPS and "toy_scale" in kernels.FAST_OPS
         # the fast path where it takes the call, the reference where it does not
         path, reason = kernels.select("toy_scale", x)
-        assert path == "fast" and reason.startswith("toy fast path: one multiply (no kernel:")
+        assert path == "fast" and reason.startswith("toy fast path: one multiply; the default")
         torch.testing.assert_close(kernels.dispatch("toy_scale", x), 2 * x)
         torch.testing.assert_close(kernels.dispatch("toy_scale", x, factor=5), 5 * x)
         assert "factor 5 > 3" in kernels.explain("toy_scale", x, factor=5)
@@ -122,6 +122,13 @@ def test_routing_negative_controls(plain_cpu):
             register_op(_toy_op(calls))
     with pytest.raises(TypeError, match="fast=.* must map device types"):
         KernelOp(name="bad", reference=abs, check=abs, fast={"cpu": abs})
+    with pytest.raises(TypeError, match="fast=.* must map device types"):
+        KernelOp(name="bad", reference=abs, check=abs, fast={"cpu": ()})
+    with pytest.raises(ValueError, match="need distinct names; got \\['a', 'a'\\]"):
+        KernelOp(name="bad", reference=abs, check=abs,
+                 fast={"cpu": (FastPath(abs, "", "a"), FastPath(abs, "", "a"))})
+    with pytest.raises(ValueError, match="name='reference' must be an identifier other than"):
+        KernelOp(name="bad", reference=abs, check=abs, fast={"cpu": FastPath(abs, "", "reference")})
 
 
 # --- every entry: a reference, the op's signature, and parity of the paths -----------------------
@@ -132,7 +139,7 @@ def test_every_entry_has_a_reference_and_the_ops_signature(name):
     assert callable(op.reference) and callable(op.check)
     spec = inspect.signature(op.check).parameters
     assert list(spec) == list(inspect.signature(op.reference).parameters)
-    for fn in [op.triton, *(p.fn for p in op.fast.values())]:
+    for fn in [op.triton, *(p.fn for paths in op.fast.values() for p in paths)]:
         if fn is not None:  # every path takes every argument of the spec by name
             params = inspect.signature(fn).parameters
             assert [p for p in spec if p not in params] == [], fn
@@ -160,7 +167,8 @@ def disagreements(name: str, cases) -> tuple[list[str], set[str]]:
     (or another exception type), or where the results differ; and the paths that ran."""
     bad, paths = [], set()
     for x, kw in cases:
-        path = kernels.select(name, x, **kw)[0]
+        choice = kernels.choose(name, x, **kw)
+        path = choice.path + (f"[{choice.fast_path}]" if choice.fast_path else "")
         got, got_exc = _run(name, x, kw)
         with kernels.use_reference():
             want, want_exc = _run(name, x, kw)
@@ -178,10 +186,13 @@ def _inputs(gen, shape, *, rank_bad=(2, 6)):
         return torch.randn(s, generator=gen).to(DEVICE, dtype)
 
     h, w = shape[-2:]
+    cl = torch.channels_last
     xs = [make(shape), make(shape, torch.float64), make(shape, torch.float16),
           make(shape, torch.bfloat16), make(shape).long(), make((0, *shape[1:])),
           make((*shape[:-2], 2, 1)), make((2, 1, 3, h, w)),
-          make(shape).contiguous(memory_format=torch.channels_last)]
+          make(shape).contiguous(memory_format=cl),
+          make((*shape[:-1], 2 * w))[..., ::2],                            # sliced
+          make((2, 6, h, w)).contiguous(memory_format=cl).view(2, 3, 2, h, w)]  # group map
     return xs + [make((h, w)), make((1, 1, 1, 1, h, w))]
 
 
@@ -221,8 +232,68 @@ def _parity(name, gen):
 def test_fast_path_accepts_what_the_reference_accepts(plain_cpu, gen, name):
     bad, paths = _parity(name, gen)
     assert not bad, "\n".join(bad)
-    if DEVICE == "cpu":
-        assert "fast" in paths  # the matrix reached the fast path
+    if DEVICE == "cpu":  # the matrix reached the default fast path
+        default = _registry.get_op(name).fast["cpu"][0].name
+        assert f"fast[{default}]" in paths, paths
+
+
+#: (op, fast path) for every fast path of every op on this device.
+CANDIDATES = [(name, p.name) for name, op in sorted(_registry._OPS.items())
+              for p in op.fast.get(DEVICE, ())]
+
+
+@pytest.mark.parametrize(("name", "fast_path"), CANDIDATES)
+def test_every_fast_path_accepts_what_the_reference_accepts(plain_cpu, gen, name, fast_path):
+    """Each candidate forced in turn through the whole matrix (odd sizes, float64,
+    channels_last, sliced, 5-D, channels_last group maps, bad arguments)."""
+    with kernels.use_fast_path(fast_path):
+        bad, paths = _parity(name, gen)
+    assert not bad, "\n".join(bad)
+    assert f"fast[{fast_path}]" in paths, paths  # the matrix reached it
+
+
+def _grad_inputs(gen, shape):
+    """float64 inputs the backward comparison runs on: odd sizes, channels_last, sliced, 5-D
+    contiguous and as the channels_last view of a group conv's output."""
+    def make(s):
+        return torch.randn(s, generator=gen, dtype=torch.float64).to(DEVICE)
+
+    h, w = shape[-2:]
+    cl = torch.channels_last
+    return [make(shape), make(shape).contiguous(memory_format=cl),
+            make((*shape[:-1], 2 * w))[..., ::2], make((2, 2, 3, h, w)),
+            make((2, 6, h, w)).contiguous(memory_format=cl).view(2, 2, 3, h, w)]
+
+
+#: Per op: argument sets whose backward each fast path must get right.
+GRAD_KWARGS = {
+    "blur_pool2d": [*({"padding_mode": m} for m in C.PADDING_MODES),
+                    {"kernel_size": 4, "stride": 3, "padding_mode": "circular"},
+                    {"kernel_size": 2, "padding_mode": "zeros"}],
+    "max_blur_pool2d": [*({"padding_mode": m} for m in C.PADDING_MODES),
+                        {"kernel_size": 3, "padding": 1}, {"blur_size": 4, "stride": 3}],
+    "polyphase_pool2d": [{}, {"blur_size": 3, "padding_mode": "reflect"},
+                         {"criterion": "l1", "stride": 3}],
+}
+
+
+@pytest.mark.parametrize(("name", "fast_path"), CANDIDATES)
+def test_every_fast_path_backward_equals_the_reference(plain_cpu, gen, name, fast_path):
+    shape = (2, 3, 6, 6) if name == "polyphase_pool2d" else MATRIX[name][0]
+    for x in _grad_inputs(gen, shape):
+        for kw in GRAD_KWARGS[name]:
+            with kernels.use_fast_path(fast_path):
+                assert kernels.choose(name, x, **kw).fast_path == fast_path, (x.shape, kw)
+                xf = x.detach().requires_grad_(True)
+                y = kernels.dispatch(name, xf, **kw)
+            xr = x.detach().requires_grad_(True)
+            with kernels.use_reference():
+                yr = kernels.dispatch(name, xr, **kw)
+            g = torch.randn(yr.shape, generator=gen, dtype=x.dtype).to(DEVICE)
+            (gf,), (gr,) = torch.autograd.grad(y, xf, g), torch.autograd.grad(yr, xr, g)
+            label = f"{name} {fast_path} {tuple(x.shape)} {x.stride()} {kw}"
+            torch.testing.assert_close(y, yr, atol=1e-10, rtol=1e-10, msg=label)
+            torch.testing.assert_close(gf, gr, atol=1e-10, rtol=1e-10, msg=label)
 
 
 @pytest.mark.skipif(not CAN_RUN, reason="the Triton kernels need triton and CUDA, or "
@@ -244,3 +315,112 @@ def test_parity_negative_control(plain_cpu):
     assert len(bad) == 1 and "factor': 0" in bad[0] and "on fast" in bad[0], bad
     with register_op(_toy_op([])):
         assert disagreements("toy_scale", cases)[0] == []
+
+
+# --- the measured layout table -------------------------------------------------------------------
+
+def test_layout_names_and_size_buckets():
+    cl = torch.channels_last
+    x = torch.zeros(2, 6, 9, 7)
+    assert _layout.layout_of(x) == "contiguous 4-D"
+    assert _layout.layout_of(x.contiguous(memory_format=cl)) == "channels_last 4-D"
+    assert _layout.layout_of(x.view(2, 3, 2, 9, 7)) == "contiguous 5-D"
+    assert _layout.layout_of(x.contiguous(memory_format=cl).view(2, 3, 2, 9, 7)) == (
+        "channels_last 5-D")
+    assert _layout.layout_of(x.view(2, 3, 2, 9, 7).contiguous(
+        memory_format=torch.channels_last_3d)) == "channels_last_3d 5-D"
+    for other in (x[..., ::2], x.transpose(-1, -2), x[0], x[None, None]):  # no entry matches
+        assert _layout.layout_of(other) is None
+    assert [_layout.size_bucket(n, n) for n in (1, 16, 17, 28, 56, 112, 224, 300)] == [
+        16, 16, 32, 32, 64, 128, 256, 512]
+    assert _layout.size_bucket(20, 100) == 128
+
+
+def _entry(x, op="blur_pool2d", **kw):
+    """The table key of ``op(x, **kw)`` as the dispatcher computes it."""
+    return _layout.table_key(_registry.get_op(op), x, kw)
+
+
+def test_the_layout_table_picks_the_measured_path(plain_cpu, monkeypatch):
+    cl = torch.channels_last
+    x = torch.randn(2, 4, 56, 50).contiguous(memory_format=cl)
+    kw = {"kernel_size": 3, "stride": 2, "padding_mode": "reflect"}
+    key = _entry(x, **kw)
+    assert key == ("blur_pool2d", "cpu", "channels_last 4-D", 64,
+                   "kernel_size=3, stride=2, padding_mode='reflect'", "forward")
+    assert _entry(x) == key  # the defaults filled in
+    table = {key: ("depthwise_conv", {"separable": 5.5, "depthwise_conv": 2.1,
+                                      "reference": 5.1})}
+    monkeypatch.setattr(_layout_table, "MEASURED", table)
+    assert kernels.choose("blur_pool2d", x).fast_path == "depthwise_conv"
+    text = kernels.explain("blur_pool2d", x)
+    assert text.startswith("blur_pool2d: fast[depthwise_conv] (channels_last 4-D, H, W up "
+                           "to 64, forward: depthwise_conv measured fastest 2.1 ms vs "
+                           "reference 5.1 ms, separable 5.5 ms (benchmarks/results/"), text
+    # the result is the reference's
+    with kernels.use_reference():
+        torch.testing.assert_close(kernels.dispatch("blur_pool2d", x), ref := kernels.dispatch(
+            "blur_pool2d", x.contiguous()))
+    torch.testing.assert_close(kernels.dispatch("blur_pool2d", x), ref)
+    # other keys keep the default: layout, size, arguments, the pass
+    for other, kwargs in [(x.contiguous(), {}), (x[..., :33, :33], {}),
+                          (x, {"padding_mode": "zeros"}),
+                          (x.detach().requires_grad_(True), {})]:
+        assert kernels.choose("blur_pool2d", other, **kwargs).fast_path == "separable"
+    with torch.no_grad():  # no autograd record: the forward entry applies
+        assert kernels.choose("blur_pool2d", x.detach().requires_grad_(True)).fast_path == (
+            "depthwise_conv")
+    # the switches win over the table
+    with kernels.use_reference():
+        assert kernels.choose("blur_pool2d", x).path == "reference"
+    with kernels.use_fast_path("separable"):
+        assert kernels.choose("blur_pool2d", x).fast_path == "separable"
+    # the reference measured fastest, or a winner that cannot take the call, or is unknown
+    table[key] = ("reference", {"separable": 5.5, "reference": 1.0})
+    choice = kernels.choose("blur_pool2d", x)
+    assert choice.path == "reference" and "reference measured fastest 1 ms" in choice.reason
+    table[key] = ("no_such_path", {})
+    assert kernels.choose("blur_pool2d", x).fast_path == "separable"
+
+
+def test_a_fast_path_that_refuses_falls_to_the_next(plain_cpu):
+    calls: list[str] = []
+    first = FastPath(lambda x, factor=2: calls.append("first") or x * factor, "first path",
+                     "first", supports=lambda x, factor=2: "odd" if factor % 2 else None)
+    second = FastPath(lambda x, factor=2: calls.append("second") or x * factor, "second path",
+                      "second")
+    op = KernelOp(name="toy_scale", reference=lambda x, factor=2: x * factor, check=_check_toy,
+                  fast={"cpu": (first, second)})
+    x = torch.ones(2, 3)
+    with register_op(op):
+        assert kernels.FAST_OPS["toy_scale"] == {"cpu": {"first": "first path",
+                                                         "second": "second path"}}
+        kernels.dispatch("toy_scale", x)
+        kernels.dispatch("toy_scale", x, factor=3)
+        assert calls == ["first", "second"]
+        assert "the first that takes it (first: odd)" in kernels.explain("toy_scale", x,
+                                                                         factor=3)
+        with kernels.use_fast_path("first"):  # forced, but refusing: the next one
+            assert kernels.choose("toy_scale", x, factor=3).fast_path == "second"
+    with pytest.raises(TypeError, match="use_fast_path: name=3 must be a fast path's name"):
+        with kernels.use_fast_path(3):
+            pass
+
+
+def test_the_shipped_layout_table_is_well_formed():
+    """Every entry of the written table names an op, device, layout, bucket, argument list
+    and pass the dispatcher can produce, and a path the op has (or the reference)."""
+    layouts = {"contiguous 4-D", "channels_last 4-D", "contiguous 5-D", "channels_last 5-D",
+               "channels_last_3d 5-D"}
+    for key, (choice, times) in _layout_table.MEASURED.items():
+        name, device, layout, bucket, args, pass_ = key
+        op = _registry.get_op(name)
+        assert op is not None and device in op.fast, key
+        assert layout in layouts and bucket == _layout.size_bucket(bucket, bucket), key
+        names = [p.name for p in op.fast[device]]
+        assert choice in [*names, "reference"] and choice in times, key
+        assert set(times) <= {*names, "reference"}, key
+        assert [a.split("=")[0] for a in args.split(", ")] == [
+            n for n, _ in _layout._spec(op.check)], key
+        assert pass_ in ("forward", "forward+backward"), key
+    assert isinstance(_layout_table.SOURCE, str) and isinstance(_layout_table.MACHINE, str)

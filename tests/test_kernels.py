@@ -180,7 +180,7 @@ def test_kernel_dispatch_cpu_default_is_fast_or_reference(monkeypatch):
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8))
     assert path == "fast" and "separable" in reason and "CPU" in reason
     assert kernels.explain("max_blur_pool2d", torch.zeros(1, 2, 8, 8)).startswith(
-        "max_blur_pool2d: fast (PyTorch fast path")
+        "max_blur_pool2d: fast[separable] (PyTorch fast path")
     assert kernels.select("max_blur_pool2d", torch.zeros(1, 2, 8, 8), padding=1)[0] == "fast"
     path, reason = kernels.select("blur_pool2d", torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16))
     assert path == "reference" and "takes float32 and float64, not bfloat16" in reason

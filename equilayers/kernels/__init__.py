@@ -5,7 +5,9 @@ name; the op table (:mod:`equilayers.kernels._op_table`, one entry per op) holds
 reference, argument spec, Triton kernel and fast paths, and :func:`select` picks the path: the
 Triton kernel (CUDA; float32, float16, bfloat16; any layout, channels_last kept), a faster
 PyTorch formulation with the same semantics where one was measured faster (``"fast"``), or the
-pure-PyTorch reference, which is the specification. :func:`explain` says which and why;
+pure-PyTorch reference, which is the specification; among several fast paths for a device,
+the one a benchmark measured fastest for the input's layout and size (:func:`choose` names
+it). :func:`explain` says which and why;
 ``EQUILAYERS_DISABLE_TRITON=1`` and :func:`use_reference` force the reference. The kernels are
 ``torch.library`` custom ops (``torch.ops.equilayers.*``), so ``torch.compile(fullgraph=True)``
 keeps each call as one node.
@@ -20,18 +22,23 @@ import torch
 from . import _op_table  # noqa: F401  (fills the op table)
 from ._cpu import max_pool2d_stride1
 from ._dispatch import (
+    Choice,
+    choose,
     dispatch,
     explain,
     kernel_support,
     select,
     triton_available,
+    use_fast_path,
     use_reference,
 )
 from ._registry import fast_ops, get_op, kernel_ops
 
 __all__ = [
+    "Choice",
     "FAST_OPS",
     "KERNEL_OPS",
+    "choose",
     "dispatch",
     "explain",
     "kernel_support",
@@ -41,6 +48,7 @@ __all__ = [
     "triton_blur_pool2d",
     "triton_max_blur_pool2d",
     "triton_polyphase_pool2d",
+    "use_fast_path",
     "use_reference",
 ]
 
@@ -49,7 +57,7 @@ def __getattr__(name: str):
     # The table's views, read at access time (an op registered later shows up).
     if name == "KERNEL_OPS":  # the ops with a Triton kernel
         return kernel_ops()
-    if name == "FAST_OPS":  # {op: {device_type: what its fast path does}}
+    if name == "FAST_OPS":  # {op: {device_type: {fast path: what it does}}}
         return fast_ops()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

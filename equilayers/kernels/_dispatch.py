@@ -22,17 +22,25 @@ The rule, checked in this order (the first that applies decides):
    blur size and padding mode on a non-empty input, its blur being the blur_pool2d kernel at
    stride 1). Any memory layout is accepted (the kernels index through the strides; a
    channels_last input gives a channels_last output).
-6. The entry has a fast PyTorch formulation for this device type, with the reference's exact
-   semantics and measured faster there, the dtype is one of its ``fast_dtypes`` (float32,
-   float64), its ``fast_supports`` takes the call, and the call is not being traced ->
-   ``"fast"`` (today on CPU: ``blur_pool2d`` as separable strided adds with the padding done by
-   index arithmetic, and ``max_blur_pool2d``, whose stride-1 max pooling becomes elementwise
-   maxima, both with hand-written backwards and run in cache-sized chunks, and
-   ``polyphase_pool2d`` with its component norms summed in float64 row chunk by row chunk
-   instead of ``vector_norm``; see :mod:`equilayers.kernels._cpu`). Under ``torch.compile``,
-   ``torch.export`` and ``torch.jit.trace`` the reference is traced instead (the fast
-   backward has a data-dependent branch for NaN windows, and a compiler fuses the reference
-   itself).
+6. The entry has fast PyTorch formulations for this device type (its candidates), with the
+   reference's exact semantics, the dtype is one of its ``fast_dtypes`` (float32, float64),
+   its ``fast_supports`` takes the call, and the call is not being traced -> ``"fast"``, by
+   the candidate that the measured layout table (:mod:`._layout`) names for this op, device,
+   layout, size, arguments and pass, or ``"reference"`` where the table measured the
+   reference fastest; without an entry, the first candidate that takes the call (its own
+   ``supports``), the op's default. Inside ``use_fast_path(name)`` the candidate ``name``
+   where it takes the call (for tests and benchmarks). Today on CPU: ``blur_pool2d`` as
+   separable strided adds with the padding done by index arithmetic (``separable``, the
+   default) or as padding then one depthwise strided ``conv2d`` (``depthwise_conv``, which
+   oneDNN vectorises over channels in channels_last); ``max_blur_pool2d``, whose stride-1 max
+   pooling becomes elementwise maxima then the separable blur (``separable``), or
+   ``max_pool2d`` at stride 1 then the depthwise conv (``depthwise_conv``); both separable
+   paths with hand-written backwards, run in cache-sized chunks; and ``polyphase_pool2d``
+   with its component norms summed in float64 row chunk by row chunk instead of
+   ``vector_norm`` (``chunked_norms``); see :mod:`equilayers.kernels._cpu` and
+   :mod:`._conv_paths`. Under ``torch.compile``, ``torch.export`` and ``torch.jit.trace``
+   the reference is traced instead (the fast backward has a data-dependent branch for NaN
+   windows, and a compiler fuses the reference itself).
 7. Otherwise -> ``"reference"``.
 
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
@@ -47,14 +55,16 @@ import importlib.util
 import os
 import threading
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
 from .. import _checks as C
-from ._registry import KernelOp, get_op, kernel_ops
+from ._layout import measured_choice
+from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
-__all__ = ["dispatch", "explain", "functorch_active", "kernel_support", "select",
-           "triton_available", "use_reference"]
+__all__ = ["Choice", "choose", "dispatch", "explain", "functorch_active", "kernel_support",
+           "select", "triton_available", "use_fast_path", "use_reference"]
 
 _state = threading.local()
 
@@ -76,6 +86,31 @@ def use_reference() -> Iterator[None]:
         yield
     finally:
         _state.force_reference = depth
+
+
+@contextlib.contextmanager
+def use_fast_path(name: str) -> Iterator[None]:
+    """Inside the ``with`` block, an op whose fast paths include one named ``name`` takes it
+    wherever it takes the call and a fast path would run (over the measured layout table and
+    the default); everything else dispatches as usual. For tests and benchmarks that compare
+    the candidates through :func:`dispatch`.
+
+    Example:
+        >>> import torch
+        >>> from equilayers import kernels
+        >>> with kernels.use_fast_path("depthwise_conv"):
+        ...     kernels.choose("blur_pool2d", torch.zeros(1, 1, 8, 8)).fast_path
+        'depthwise_conv'
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"use_fast_path: name={name!r} must be a fast path's name, such as "
+                        "'depthwise_conv' (see equilayers.kernels.FAST_OPS)")
+    previous = getattr(_state, "fast_path", None)
+    _state.fast_path = name
+    try:
+        yield
+    finally:
+        _state.fast_path = previous
 
 
 def functorch_active() -> bool:
@@ -140,35 +175,74 @@ def _invalid(op: KernelOp | None, x: torch.Tensor, kwargs: dict) -> str | None:
     return op.invalid_reason(x, **kwargs)
 
 
-def _select(op_name: str, x: torch.Tensor, kwargs: dict) -> tuple[str, str]:
+class Choice(NamedTuple):
+    """What :func:`choose` says: the path (``"triton"``, ``"fast"`` or ``"reference"``), the
+    fast path's name when the path is ``"fast"`` (else ``None``), and why."""
+
+    path: str
+    fast_path: str | None
+    reason: str
+
+
+def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
-        return "reference", "EQUILAYERS_DISABLE_TRITON=1 is set"
+        return Choice("reference", None, "EQUILAYERS_DISABLE_TRITON=1 is set")
     if getattr(_state, "force_reference", 0):
-        return "reference", "inside equilayers.kernels.use_reference()"
+        return Choice("reference", None, "inside equilayers.kernels.use_reference()")
     if functorch_active():
-        return "reference", ("inside a torch.func transform, which differentiates and batches "
-                             "the plain-PyTorch reference")
+        return Choice("reference", None, "inside a torch.func transform, which "
+                      "differentiates and batches the plain-PyTorch reference")
     op = get_op(op_name)
     bad = _invalid(op, x, kwargs)
     if bad is not None:
-        return "reference", f"{bad}; the reference reports it"
+        return Choice("reference", None, f"{bad}; the reference reports it")
     ok, reason = _triton_support(op, op_name, x, kwargs)
     if ok:
-        return "triton", reason
-    fast = op.fast.get(x.device.type) if op is not None else None
-    if op is None or fast is None:  # (no op: no fast path)
-        return "reference", reason
+        return Choice("triton", None, reason)
+    paths = op.fast.get(x.device.type, ()) if op is not None else ()
+    if op is None or not paths:  # (no op: no fast path)
+        return Choice("reference", None, reason)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return "reference", (f"tracing (torch.compile/export/jit.trace) takes the reference, "
-                             f"which the compiler fuses itself (no kernel: {reason})")
+        return Choice("reference", None, f"tracing (torch.compile/export/jit.trace) takes the "
+                      f"reference, which the compiler fuses itself (no kernel: {reason})")
     if x.dtype not in op.fast_dtypes:
         names = " and ".join(_name(d) for d in op.fast_dtypes)
-        return "reference", (f"the fast path takes {names}, not {_name(x.dtype)} (no kernel: "
-                             f"{reason})")
+        return Choice("reference", None, f"the fast path takes {names}, not {_name(x.dtype)} "
+                      f"(no kernel: {reason})")
     why = op.fast_supports(x, **kwargs) if op.fast_supports is not None else None
     if why is not None:
-        return "reference", why if why == reason else f"{why} (no kernel: {reason})"
-    return "fast", f"{fast.note} (no kernel: {reason})"
+        return Choice("reference", None,
+                      why if why == reason else f"{why} (no kernel: {reason})")
+    return _choose_fast(op, x, kwargs, paths, reason)
+
+
+def _choose_fast(op: KernelOp, x: torch.Tensor, kwargs: dict, paths: tuple[FastPath, ...],
+                 no_kernel: str) -> Choice:
+    """Among the device's fast paths (and the reference): the forced one, the measured one,
+    or the first that takes the call."""
+    refusals = {p.name: p.supports(x, **kwargs) if p.supports is not None else None
+                for p in paths}
+    able = tuple(p for p in paths if refusals[p.name] is None)
+    tail = f" (no kernel: {no_kernel})"
+    forced = getattr(_state, "fast_path", None)
+    for p in able:
+        if p.name == forced:
+            return Choice("fast", p.name, f"forced by use_fast_path({forced!r}): {p.note}"
+                          + tail)
+    if not able:
+        why = "; ".join(f"{name}: {r}" for name, r in refusals.items())
+        return Choice("reference", None, f"no fast path takes the call ({why})" + tail)
+    measured = measured_choice(op, x, kwargs, able)
+    if measured is not None:
+        if measured.choice == "reference":
+            return Choice("reference", None, measured.why + tail)
+        path = next(p for p in able if p.name == measured.choice)
+        return Choice("fast", path.name, f"{measured.why}: {path.note}" + tail)
+    path = able[0]
+    skipped = [f"{name}: {r}" for name, r in refusals.items() if r is not None]
+    default = "the default" if path is paths[0] else f"the first that takes it ({skipped[0]})"
+    return Choice("fast", path.name, f"{path.note}; {default}, no measured entry for this "
+                  "layout and size" + tail)
 
 
 def _check_op_name(op_name, what: str) -> None:
@@ -199,10 +273,25 @@ def select(op_name: str, x: torch.Tensor, **kwargs) -> tuple[str, str]:
         **kwargs: the op's keyword arguments (``kernel_size``, ``stride``, ``padding_mode``...).
     """
     _check_op_name(op_name, "select")
+    path, _, reason = choose(op_name, x, **kwargs)
+    return path, reason
+
+
+def choose(op_name: str, x: torch.Tensor, **kwargs) -> Choice:
+    """:func:`select`'s choice with the name of the fast path it takes:
+    ``Choice(path, fast_path, reason)``.
+
+    Example:
+        >>> import torch
+        >>> from equilayers import kernels
+        >>> kernels.choose("blur_pool2d", torch.zeros(1, 2, 8, 8)).fast_path
+        'separable'
+    """
+    _check_op_name(op_name, "choose")
     if not isinstance(x, torch.Tensor):
-        return "reference", (f"x is a {type(x).__name__}, not a tensor; the reference reports "
-                             "it")
-    return _select(op_name, x, kwargs)
+        return Choice("reference", None, f"x is a {type(x).__name__}, not a tensor; the "
+                      "reference reports it")
+    return _choose(op_name, x, kwargs)
 
 
 def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
@@ -216,8 +305,8 @@ def explain(op_name: str, x: torch.Tensor, **kwargs) -> str:
         True
     """
     _check_op_name(op_name, "explain")
-    path, reason = select(op_name, x, **kwargs)
-    return f"{op_name}: {path} ({reason})"
+    path, fast_path, reason = choose(op_name, x, **kwargs)
+    return f"{op_name}: {path}{f'[{fast_path}]' if fast_path else ''} ({reason})"
 
 
 def dispatch(op_name: str, x: torch.Tensor, **kwargs):
@@ -236,10 +325,11 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
         raise ValueError(f"dispatch: op_name={op_name!r} must be an op of the kernel table "
                          f"(equilayers.kernels._op_table); got an unknown name. The table "
                          f"has kernels for {kernel_ops()}")
-    path, _ = select(op_name, x, **kwargs)
+    path, fast_path, _ = choose(op_name, x, **kwargs)
     if path == "triton":
-        assert op.triton is not None  # select takes "triton" only for an op with a kernel
+        assert op.triton is not None  # choose takes "triton" only for an op with a kernel
         return op.triton(x, **kwargs)
     if path == "fast":
-        return op.fast[x.device.type].fn(x, **kwargs)
+        fast = next(p for p in op.fast[x.device.type] if p.name == fast_path)
+        return fast.fn(x, **kwargs)
     return op.reference(x, **kwargs)

@@ -3,7 +3,9 @@
 A functional op calls ``kernels.dispatch("<name>", x, **kwargs)``; the entry tells the
 dispatcher the op's reference and argument spec (:mod:`._reference`), its Triton kernel (the
 ``torch.library`` ops of :mod:`._ops`, imported on first use) and its fast paths per device
-type (:mod:`._cpu`, :mod:`._cpu_polyphase`). Adding an op: write its spec and reference, its
+type (:mod:`._cpu`, :mod:`._cpu_polyphase`, :mod:`._conv_paths`): the first of a device is
+its default, the measured layout table (:mod:`._layout`) picks among them per layout and size.
+Adding an op: write its spec and reference, its
 kernel or fast path, and one entry here (``ARCHITECTURE.md`` has a worked example).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _cpu, _cpu_polyphase
+from . import _conv_paths, _cpu, _cpu_polyphase
 from . import _reference as R
 from ._registry import FastPath, KernelOp, register_op
 
@@ -65,8 +67,12 @@ register_op(KernelOp(
     reference=R.blur_pool2d,
     check=R.check_blur_pool2d,
     triton=_triton_blur_pool2d,
-    fast={"cpu": FastPath(_cpu.blur_pool2d, "PyTorch fast path: separable strided adds, "
-                          "padding by index arithmetic, hand-written backward")},
+    fast={"cpu": (
+        FastPath(_cpu.blur_pool2d, "PyTorch fast path: separable strided adds, padding by "
+                 "index arithmetic, hand-written backward", "separable"),
+        FastPath(_conv_paths.blur_pool2d, "PyTorch fast path: padding, then one depthwise "
+                 "strided conv2d", "depthwise_conv", supports=_not_empty),
+    )},
 ))
 
 register_op(KernelOp(
@@ -75,9 +81,14 @@ register_op(KernelOp(
     check=R.check_max_blur_pool2d,
     triton=_triton_max_blur_pool2d,
     triton_supports=_max_window_at_most_4,
-    fast={"cpu": FastPath(_cpu.max_blur_pool2d, "PyTorch fast path: the stride-1 max pooling "
-                          "(any window and padding) as elementwise maxima with a mask "
-                          "backward, then the separable fast blur")},
+    fast={"cpu": (
+        FastPath(_cpu.max_blur_pool2d, "PyTorch fast path: the stride-1 max pooling (any "
+                 "window and padding) as elementwise maxima with a mask backward, then the "
+                 "separable fast blur", "separable"),
+        FastPath(_conv_paths.max_blur_pool2d, "PyTorch fast path: max_pool2d at stride 1, "
+                 "padding, then one depthwise strided conv2d", "depthwise_conv",
+                 supports=_not_empty),
+    )},
 ))
 
 register_op(KernelOp(
@@ -86,7 +97,8 @@ register_op(KernelOp(
     check=R.check_polyphase_pool2d,
     triton=_triton_polyphase_pool2d,
     triton_supports=_not_empty,
-    fast={"cpu": FastPath(_cpu_polyphase.polyphase_pool2d, "PyTorch fast path: component "
-                          "norms in float64 by row chunks, one gather, a scatter backward")},
+    fast={"cpu": (FastPath(_cpu_polyphase.polyphase_pool2d, "PyTorch fast path: component "
+                           "norms in float64 by row chunks, one gather, a scatter backward",
+                           "chunked_norms"),)},
     fast_supports=_not_empty,
 ))

@@ -11,8 +11,12 @@ An entry holds everything the dispatcher (:mod:`._dispatch`) needs, so adding an
   Its signature, defaults included, is the op's.
 - ``triton(x, **kwargs)``: the Triton kernel's entry (imports Triton lazily), or ``None``.
   It takes ``triton_dtypes``, ``triton_ndims`` and what ``triton_supports`` accepts.
-- ``fast``: ``{device_type: FastPath(fn, note)}``: PyTorch formulations with the reference's
-  exact semantics, measured faster on that device; ``fast_supports`` limits them further.
+- ``fast``: ``{device_type: FastPath(fn, note, name) or a tuple of them}``: PyTorch
+  formulations with the reference's exact semantics, the candidates for that device. The first
+  is the default; the measured layout table (:mod:`._layout`, written by ``python -m benchmarks
+  --family layout --write-table``) picks another, or the reference, for the layouts and sizes
+  where it measured one faster. ``fast_supports`` limits them all, a path's own ``supports``
+  that path alone.
 
 ``*_supports(x, **kwargs)`` see only calls ``check`` accepted and return why their path
 cannot take one (a string, shown by :func:`equilayers.kernels.explain`) or ``None``.
@@ -36,12 +40,19 @@ __all__ = ["FastPath", "KernelOp", "OpRegistration", "fast_ops", "get_op", "kern
 Supports = Callable[..., "str | None"]
 
 
+#: Names a fast path cannot take: the other paths' names.
+RESERVED_NAMES = ("reference", "triton", "fast")
+
+
 class FastPath(NamedTuple):
-    """A PyTorch formulation of an op for one device type: ``fn(x, **kwargs)`` and the line
-    :func:`equilayers.kernels.explain` shows for it."""
+    """A PyTorch formulation of an op for one device type: ``fn(x, **kwargs)``, the line
+    :func:`equilayers.kernels.explain` shows for it, its name among the device's candidates
+    (an identifier, the key of the measured layout table) and an optional ``supports``."""
 
     fn: Callable[..., Any]
     note: str
+    name: str = "default"
+    supports: Supports | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class KernelOp:
     triton_supports: Supports | None = None
     triton_dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
     triton_ndims: tuple[int, ...] = (4, 5)
-    fast: Mapping[str, FastPath] = field(default_factory=dict)
+    fast: Mapping[str, tuple[FastPath, ...]] = field(default_factory=dict)
     fast_supports: Supports | None = None
     fast_dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
@@ -71,13 +82,7 @@ class KernelOp:
         for name in ("triton", "triton_supports", "fast_supports"):
             if getattr(self, name) is not None:
                 C.check_callable(getattr(self, name), name, what, fix="or None")
-        if not isinstance(self.fast, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, FastPath) for k, v in self.fast.items()):
-            raise TypeError(f"{what}: fast={self.fast!r} must map device types ('cpu') to "
-                            "FastPath(fn, note)")
-        for path in self.fast.values():
-            C.check_callable(path.fn, "fast fn", what)
-        object.__setattr__(self, "fast", MappingProxyType(dict(self.fast)))
+        object.__setattr__(self, "fast", MappingProxyType(_candidates(self.fast, what)))
 
     def invalid_reason(self, x: torch.Tensor, **kwargs) -> str | None:
         """Why the reference rejects ``(x, **kwargs)`` (the message of the error ``check``
@@ -87,6 +92,37 @@ class KernelOp:
         except (TypeError, ValueError) as exc:
             return str(exc)
         return None
+
+
+def _candidates(fast: object, what: str) -> dict[str, tuple[FastPath, ...]]:
+    """``fast`` with each device's paths as a tuple, checked: callables, unique identifier
+    names (none of :data:`RESERVED_NAMES`), at least one per device."""
+    def bad() -> TypeError:
+        return TypeError(f"{what}: fast={fast!r} must map device types ('cpu') to "
+                         "FastPath(fn, note, name) or a non-empty tuple of them")
+
+    if not isinstance(fast, Mapping):
+        raise bad()
+    out = {}
+    for device, paths in fast.items():
+        paths = (paths,) if isinstance(paths, FastPath) else paths
+        if (not isinstance(device, str) or not isinstance(paths, tuple | list) or not paths
+                or not all(isinstance(p, FastPath) for p in paths)):
+            raise bad()
+        names = [p.name for p in paths]
+        for p in paths:
+            C.check_callable(p.fn, "fast fn", what)
+            if p.supports is not None:
+                C.check_callable(p.supports, "fast supports", what, fix="or None")
+            if not isinstance(p.name, str) or not p.name.isidentifier() or (
+                    p.name in RESERVED_NAMES):
+                raise ValueError(f"{what}: fast path name={p.name!r} must be an identifier "
+                                 f"other than {RESERVED_NAMES}, such as 'depthwise_conv'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{what}: the {device!r} fast paths need distinct names; got "
+                             f"{names}")
+        out[device] = tuple(paths)
+    return out
 
 
 _OPS: dict[str, KernelOp] = {}
@@ -136,7 +172,8 @@ def kernel_ops() -> tuple[str, ...]:
     return tuple(name for name, op in _OPS.items() if op.triton is not None)
 
 
-def fast_ops() -> dict[str, dict[str, str]]:
-    """``{op: {device_type: note}}`` for the ops with a fast PyTorch formulation."""
-    return {name: {dev: path.note for dev, path in op.fast.items()}
+def fast_ops() -> dict[str, dict[str, dict[str, str]]]:
+    """``{op: {device_type: {path name: note}}}`` for the ops with fast PyTorch formulations
+    (the first of each device is its default)."""
+    return {name: {dev: {p.name: p.note for p in paths} for dev, paths in op.fast.items()}
             for name, op in _OPS.items() if op.fast}

@@ -1,0 +1,148 @@
+"""The measured choice among an op's fast paths, per memory layout and size.
+
+The dispatcher (:mod:`._dispatch`) asks :func:`measured_choice` which of the op's candidates
+for the device (its ``FastPath`` entries, see :mod:`._registry`) or the reference was measured
+fastest for a call like this one. The answer comes from the table in :mod:`._layout_table`,
+written by ``python -m benchmarks --family layout --write-table`` and read here at every
+call (nothing is cached, so a rewritten table module is read by the next process; tests
+``monkeypatch`` :data:`._layout_table.MEASURED`). A call the table has no entry for keeps the
+op's default, its first candidate.
+
+A table key is ``(op, device type, layout, size bucket, arguments, pass)``:
+
+- ``layout``: ``"contiguous 4-D"``, ``"channels_last 4-D"``, ``"contiguous 5-D"``,
+  ``"channels_last 5-D"`` (a group map ``(B, C, F, H, W)`` whose ``flatten(1, 2)`` is a
+  channels_last ``(B, C F, H, W)``: the view of a channels_last group conv's output) or
+  ``"channels_last_3d 5-D"``; anything else (sliced, transposed, 3-D or 6-D inputs) has no
+  entry (:func:`layout_of`).
+- ``size bucket``: the power of two at or above ``max(H, W)``, from 16 (28 px -> 32,
+  56 -> 64, 112 -> 128, 224 -> 256; :func:`size_bucket`).
+- ``arguments``: every argument of the op's spec, defaults filled in, as ``name=repr`` joined
+  by ``", "`` in the spec's order (:func:`arguments_key`): a table measured at the defaults
+  says nothing about another blur size or padding mode.
+- ``pass``: ``"forward"``, or ``"forward+backward"`` when autograd records the call (grad mode
+  on and ``x.requires_grad``): the two were measured separately and can differ.
+
+Each entry is ``(choice, {path: median ms})``: the choice is the name of a candidate or
+``"reference"``; the times are what :func:`equilayers.kernels.explain` quotes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from . import _layout_table
+from ._registry import FastPath, KernelOp
+
+__all__ = ["Measured", "arguments_key", "layout_of", "measured_choice", "pass_of",
+           "size_bucket", "table_key"]
+
+#: The table's key: (op, device type, layout, size bucket, arguments, pass).
+Key = tuple[str, str, str, int, str, str]
+
+
+def layout_of(x: torch.Tensor) -> str | None:
+    """The table's name for ``x``'s memory layout, or ``None`` (no entry can match).
+
+    Example:
+        >>> layout_of(torch.zeros(2, 3, 8, 8).contiguous(memory_format=torch.channels_last))
+        'channels_last 4-D'
+        >>> layout_of(torch.zeros(2, 3, 8, 8)[..., ::2]) is None
+        True
+    """
+    nd = x.dim()
+    if nd not in (4, 5):
+        return None
+    if x.is_contiguous():
+        return f"contiguous {nd}-D"
+    if nd == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last 4-D"
+    if nd == 5:
+        b, c, f, h, w = x.shape
+        sb, sc, sf, sh, sw = x.stride()
+        # (B, C, F, H, W) viewed from a channels_last (B, C F, H, W): F, then C, innermost
+        if ((f == 1 or sf == 1) and (c == 1 or sc == f) and (w == 1 or sw == c * f)
+                and (h == 1 or sh == w * c * f) and (b == 1 or sb == h * w * c * f)):
+            return "channels_last 5-D"
+        if x.is_contiguous(memory_format=torch.channels_last_3d):
+            return "channels_last_3d 5-D"
+    return None
+
+
+def size_bucket(h: int, w: int) -> int:
+    """The power of two at or above ``max(h, w)``, at least 16.
+
+    Example:
+        >>> [size_bucket(n, n) for n in (7, 28, 56, 64, 112, 224)]
+        [16, 32, 64, 64, 128, 256]
+    """
+    return max(16, 1 << max(0, max(h, w) - 1).bit_length())
+
+
+def arguments_key(op: KernelOp, kwargs: dict) -> str:
+    """Every argument of ``op``'s spec but ``x``, defaults filled in, as ``name=repr`` joined
+    by ``", "`` (the spec's order)."""
+    return ", ".join(f"{name}={kwargs.get(name, default)!r}"
+                     for name, default in _spec(op.check))
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(check: Callable[..., None]) -> tuple[tuple[str, object], ...]:
+    """``(name, default)`` of every argument of a spec but ``x`` (a signature is slow to read
+    per call; a function's signature does not change)."""
+    params = list(inspect.signature(check).parameters.values())[1:]
+    return tuple((p.name, p.default) for p in params)
+
+
+def pass_of(x: torch.Tensor) -> str:
+    """``"forward+backward"`` when autograd records a call on ``x``, else ``"forward"``."""
+    return "forward+backward" if torch.is_grad_enabled() and x.requires_grad else "forward"
+
+
+def table_key(op: KernelOp, x: torch.Tensor, kwargs: dict) -> Key | None:
+    """The table key of ``op(x, **kwargs)``, or ``None`` for a layout no entry can match."""
+    layout = layout_of(x)
+    if layout is None:
+        return None
+    return (op.name, x.device.type, layout, size_bucket(*x.shape[-2:]),
+            arguments_key(op, kwargs), pass_of(x))
+
+
+class Measured(NamedTuple):
+    """What the table says for a call: the path to take (a candidate's name or
+    ``"reference"``) and the one line explaining it."""
+
+    choice: str
+    why: str
+
+
+def _describe(key: Key, choice: str, times: dict[str, float]) -> str:
+    _, _, layout, bucket, _, pass_ = key
+    others = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(times.items(), key=lambda
+                       kv: kv[1]) if name != choice)
+    mine = f" {times[choice]:.3g} ms" if choice in times else ""
+    return (f"{layout}, H, W up to {bucket}, {pass_}: {choice} measured fastest{mine}"
+            + (f" vs {others}" if others else "") + f" ({_layout_table.SOURCE})")
+
+
+def measured_choice(op: KernelOp, x: torch.Tensor, kwargs: dict,
+                    candidates: tuple[FastPath, ...]) -> Measured | None:
+    """The table's choice for ``op(x, **kwargs)`` among ``candidates`` (the fast paths that
+    take the call) and the reference, or ``None`` when the table has no usable entry (no
+    measurement for this key, or the measured winner cannot take this call)."""
+    table = _layout_table.MEASURED
+    if not table:
+        return None
+    key = table_key(op, x, kwargs)
+    entry = table.get(key) if key is not None else None
+    if entry is None or key is None:
+        return None
+    choice, times = entry
+    if choice != "reference" and choice not in {p.name for p in candidates}:
+        return None
+    return Measured(choice, _describe(key, choice, dict(times)))
