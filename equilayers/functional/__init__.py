@@ -64,6 +64,11 @@ from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
 )
+from ._pool3d import (
+    group_avg_pool3d,
+    group_max_pool3d,
+    polyphase_pool3d,
+)
 from ._restrict import (
     coset_pool,
     restrict,
@@ -104,6 +109,9 @@ __all__: list[str] = [
     "steerable_conv2d",
     "polyphase_pool2d",
     "polyphase_upsample2d",
+    "group_avg_pool3d",
+    "group_max_pool3d",
+    "polyphase_pool3d",
     "expand_steerable",
     "steerable_basis",
     "fiber_pool",

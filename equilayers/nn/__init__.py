@@ -51,6 +51,11 @@ from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
 )
+from ._pool3d import (
+    GroupAvgPool3d,
+    GroupMaxPool3d,
+    PolyphasePool3d,
+)
 from ._restrict import (
     CosetPool,
     Restrict,
@@ -83,6 +88,9 @@ __all__: list[str] = [
     "RegularToHarmonic",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
+    "GroupAvgPool3d",
+    "GroupMaxPool3d",
+    "PolyphasePool3d",
     "InvariantHead",
     "Restrict",
     "CosetPool",
