@@ -328,7 +328,7 @@ def shift_equivariance_error(
     nd = 3 if shifts and all(isinstance(s, (tuple, list)) and len(s) == 3 for s in shifts) else 2
     strides: tuple[int, ...]
     if nd == 3:
-        C.check_tensor(x, "x", what, min_ndim=3, layout="(..., D, H, W)")
+        C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W)")
         strides = triple(stride, "stride", what, minimum=1)
         shifts = [triple(s, "shifts[i]", what) for s in shifts]
     else:
@@ -342,9 +342,9 @@ def shift_equivariance_error(
         y = f(x)
         for shift in shifts:
             if not invariant and any(t % s for t, s in zip(shift, strides, strict=True)):
-                raise ValueError(f"shift {tuple(shift)} is not a multiple of stride "
-                                 f"{tuple(strides)}; only those commute with subsampling (use "
-                                 "invariant=True for shift-invariant maps)")
+                raise ValueError(f"{what}: shift {tuple(shift)} in shifts is not a multiple "
+                                 f"of stride {tuple(strides)}; only those commute with "
+                                 "subsampling (use invariant=True for shift-invariant maps)")
             y_s = f(torch.roll(x, tuple(shift), dims=dims))
             ref = y if invariant else torch.roll(
                 y, tuple(t // s for t, s in zip(shift, strides, strict=True)), dims=dims)
