@@ -21,35 +21,56 @@ Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom m
   eager mode but is not scriptable.
 * ``GroupMaxPool2d`` / ``GroupAvgPool2d`` -> ``MaxPool3d`` / ``AvgPool3d`` with a
   ``(1, k, k)`` window.
+
+The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
+
+* ``LiftingConv3d`` -> ``Sequential([pad,] Conv3d(C_in, C_out*|G|), Unflatten(1, (C_out,
+  |G|)))``; ``GroupConv3d`` -> ``Sequential(Flatten(1, 2), [pad,] Conv3d(C_in*|G|,
+  C_out*|G|), Unflatten(1, (C_out, |G|)))``: the ``Conv3d`` holds the expanded filter and the
+  bias per slot (same ``F.conv3d`` call, so the outputs are identical); ``pad``
+  (``ZeroPad3d``/``ReflectionPad3d``/``ReplicationPad3d``/``CircularPad3d``) only for
+  asymmetric padding.
+* With one fiber size ``F`` in the model: ``GroupBatchNorm3d`` -> ``Sequential(Flatten(2, 3),
+  BatchNorm3d, Unflatten(2, (F, -1)))`` (fiber and depth share the statistics, as before);
+  ``GroupMaxPool3d`` / ``GroupAvgPool3d`` -> ``Sequential(Flatten(1, 2), MaxPool3d/AvgPool3d,
+  Unflatten(1, (-1, F)))``.
+* ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
+  layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
+  5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
+  unknown size). ``export`` leaves it in any model that holds a 3-D group conv.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 
 from . import _checks as C
 from .nn._group_conv import _GroupConvNd
+from .nn._group_conv3d import _GroupConv3dBase
 from .nn._group_conv_transpose import _GroupConvTransposeNd
-from .nn._group_norm import GroupBatchNorm2d
+from .nn._group_norm import GroupBatchNorm2d, GroupBatchNorm3d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
+from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
 
 __all__ = ["export", "register_export"]
 
-Converter = Callable[[nn.Module, "int | None"], nn.Module]
+Converter = Callable[[nn.Module, "int | None"], "nn.Module | None"]
 _CONVERTERS: dict[type, Converter] = {}
 M = TypeVar("M", bound=nn.Module)
 
 
-def register_export(cls: type[M]) -> Callable[[Callable[[M, int | None], nn.Module]],
-                                              Callable[[M, int | None], nn.Module]]:
+def register_export(cls: type[M]) -> Callable[[Callable[[M, int | None], nn.Module | None]],
+                                              Callable[[M, int | None], nn.Module | None]]:
     """Register ``fn(module, fiber) -> nn.Module`` converting instances of ``cls`` (and
-    subclasses); ``fiber`` is the model's single group-conv fiber size, or ``None``."""
-    def deco(fn: Callable[[M, int | None], nn.Module]) -> Callable[[M, int | None], nn.Module]:
+    subclasses); ``fiber`` is the model's single group-conv fiber size, or ``None``. ``fn``
+    may return ``None``: the module has no ``torch.nn`` form here and is kept."""
+    def deco(fn: Callable[[M, int | None], nn.Module | None]
+             ) -> Callable[[M, int | None], nn.Module | None]:
         _CONVERTERS[cls] = cast(Converter, fn)  # called on instances of cls only
         return fn
     return deco
@@ -104,6 +125,10 @@ def _export_conv_transpose(m: _GroupConvTransposeNd, fiber: int | None) -> nn.Mo
 
 @register_export(GroupBatchNorm2d)
 def _export_bn(m: GroupBatchNorm2d, fiber: int | None) -> nn.Module:
+    return _plain_bn(m)
+
+
+def _plain_bn(m: nn.BatchNorm3d) -> nn.BatchNorm3d:
     ref = m.weight if m.weight is not None else m.running_mean
     bn = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
                         device=None if ref is None else ref.device,
@@ -123,6 +148,57 @@ def _export_group_pool(m: GroupPool, fiber: int | None) -> nn.Module:
     return nn.Sequential(pool, nn.Flatten(1, 2))
 
 
+_PADS3 = {"zeros": nn.ZeroPad3d, "reflect": nn.ReflectionPad3d,
+          "replicate": nn.ReplicationPad3d, "circular": nn.CircularPad3d}
+
+
+@register_export(_GroupConv3dBase)
+def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
+    w = m.weight
+    with torch.no_grad():
+        expanded = m.expanded_filter().detach().clone()
+    pad = m._pad  # F.pad's (w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)
+    symmetric = pad[0::2] == pad[1::2]
+    mode: Any = m.padding_mode if symmetric else "zeros"  # a checked nn.Conv3d mode
+    conv = nn.Conv3d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                     m.kernel_size, m.stride, (pad[4], pad[2], pad[0]) if symmetric else 0,
+                     m.dilation, m.groups, m.bias is not None, mode, device=w.device,
+                     dtype=w.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(expanded)
+        if m.bias is not None and conv.bias is not None:
+            conv.bias.copy_(m.bias.detach().repeat_interleave(m.fiber_out))
+    layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
+    if not symmetric:
+        layers.append(_PADS3[m.padding_mode](pad))
+    layers += [conv, nn.Unflatten(1, (m.out_channels, m.fiber_out))]
+    return nn.Sequential(*layers)
+
+
+@register_export(GroupBatchNorm3d)
+def _export_bn3d(m: GroupBatchNorm3d, fiber: int | None) -> nn.Module | None:
+    if fiber is None:
+        return None
+    return nn.Sequential(nn.Flatten(2, 3), _plain_bn(m), nn.Unflatten(2, (fiber, -1)))
+
+
+def _pool3d(m: GroupMaxPool3d | GroupAvgPool3d, fiber: int | None) -> nn.Module | None:
+    if fiber is None:
+        return None
+    pool: nn.Module
+    if isinstance(m, GroupMaxPool3d):
+        pool = nn.MaxPool3d(m.kernel_size, m.stride, m.padding, m.dilation,
+                            ceil_mode=m.ceil_mode)
+    else:
+        pool = nn.AvgPool3d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                            m.count_include_pad)
+    return nn.Sequential(nn.Flatten(1, 2), pool, nn.Unflatten(1, (-1, fiber)))
+
+
+register_export(GroupMaxPool3d)(_pool3d)
+register_export(GroupAvgPool3d)(_pool3d)
+
+
 def _win(v) -> tuple[int, int, int]:
     a, b = C.check_pair(v, "pool argument")
     return (1, a, b)
@@ -140,29 +216,33 @@ def _export_avg_pool(m: GroupAvgPool2d, fiber: int | None) -> nn.Module:
     return nn.AvgPool3d(k, s, (0,) + p[1:], m.ceil_mode, m.count_include_pad)
 
 
-def _convert(m: nn.Module, fiber: int | None) -> nn.Module | None:
+def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None:
+    if volumes and type(m) is GroupPool:
+        return None  # a 6-D fiber pool has no torch.nn form (module docstring)
     for cls in type(m).__mro__:
         fn = _CONVERTERS.get(cls)
         if fn is not None:
             new = fn(m, fiber)
-            new.train(m.training)
+            if new is not None:
+                new.train(m.training)
             return new
     return None
 
 
-def _replace(module: nn.Module, fiber: int | None) -> None:
+def _replace(module: nn.Module, fiber: int | None, volumes: bool) -> None:
     for name, child in list(module.named_children()):
-        new = _convert(child, fiber)
+        new = _convert(child, fiber, volumes)
         if new is None:
-            _replace(child, fiber)
+            _replace(child, fiber, volumes)
         else:
             setattr(module, name, new)
 
 
 def export(model: nn.Module) -> nn.Module:
     """An equivalent copy of ``model`` in which every equilayers module is replaced by standard
-    ``torch.nn`` layers (``Conv2d`` with the expanded filter, ``BatchNorm3d``, 3-D pooling,
-    ``Flatten``/``Unflatten`` reshapes); other modules are deep-copied unchanged.
+    ``torch.nn`` layers (``Conv2d``/``Conv3d`` with the expanded filter, ``BatchNorm3d``, 3-D
+    pooling, ``Flatten``/``Unflatten`` reshapes); other modules are deep-copied unchanged (and
+    so is a ``GroupPool`` on the cube groups' 6-D maps, see the module docstring).
 
     The result has the same outputs (up to float rounding of the different conv order), keeps
     each module's train/eval mode, and no longer ties the filter copies: training it does not
@@ -177,11 +257,13 @@ def export(model: nn.Module) -> nn.Module:
         True
     """
     C.check_module(model, "model", "export")
-    fibers = {m.fiber_out for m in model.modules() if isinstance(m, _GroupConvNd)}
+    convs = [m for m in model.modules() if isinstance(m, (_GroupConvNd, _GroupConv3dBase))]
+    fibers = {m.fiber_out for m in convs}
     fiber = fibers.pop() if len(fibers) == 1 else None
-    new = _convert(model, fiber)
+    volumes = any(isinstance(m, _GroupConv3dBase) for m in convs)
+    new = _convert(model, fiber, volumes)
     if new is not None:
         return new
     out = copy.deepcopy(model)
-    _replace(out, fiber)
+    _replace(out, fiber, volumes)
     return out

@@ -26,9 +26,10 @@ class Finding:
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
             ``"output-padding"`` (a transposed conv's), ``"non-circular-padding"``,
-            ``"transposed-border"``, ``"non-square"`` or ``"off-grid-group"``.
+            ``"transposed-border"``, ``"non-square"``, ``"non-cubic"`` or ``"off-grid-group"``.
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
-        input_size: the ``(H, W)`` that reaches the layer.
+        input_size: the ``(H, W)`` that reaches the layer (``(D, H, W)`` for the cube's
+            groups).
         message: why.
         fix: how to make it exact.
     """
@@ -37,7 +38,7 @@ class Finding:
     kind: str
     problem: str
     breaks: str
-    input_size: tuple[int, int]
+    input_size: tuple[int, ...]
     message: str
     fix: str
 
@@ -105,24 +106,26 @@ def _pad_params(mod: nn.Module) -> dict | None:
             "padded_by": "module"}
 
 
-def _spatial(mod: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``x``, the input of ``mod``, has spatial dims: by the module's ``in_type``
-    where it declares one, else by rank (3-D and more)."""
+def _spatial(mod: nn.Module, x: torch.Tensor, nd: int = 2) -> bool:
+    """Whether ``x``, the input of ``mod``, has ``nd`` spatial dims: by the module's
+    ``in_type`` where it declares one, else by rank (``nd + 1`` dims and more)."""
     declared = getattr(mod, "in_type", None)
     if isinstance(declared, FieldType):
         return declared.rep != "invariant"
-    return x.dim() >= 3
+    return x.dim() >= nd + 1
 
 
-def _record_sizes(model: nn.Module, shape: Sequence[int]) -> list[tuple[str, nn.Module, tuple]]:
-    """Forward zeros once; the spatial size of the input of every leaf module, in call order."""
+def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
+                  ) -> list[tuple[str, nn.Module, tuple]]:
+    """Forward zeros once; the spatial size (the last ``nd`` dims) of the input of every leaf
+    module, in call order."""
     seen: list[tuple[str, nn.Module, tuple]] = []
     handles = []
 
     def pre(name):
         def hook(mod, args):
-            if args and isinstance(args[0], torch.Tensor) and _spatial(mod, args[0]):
-                seen.append((name, mod, tuple(args[0].shape[-2:])))
+            if args and isinstance(args[0], torch.Tensor) and _spatial(mod, args[0], nd):
+                seen.append((name, mod, tuple(args[0].shape[-nd:])))
         return hook
 
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
@@ -273,6 +276,14 @@ def check_grid(
     * **non-square input** under 90-degree rotations, and groups with off-grid rotations
       (``"c8"``: 45 degrees), which no pixel grid carries exactly.
 
+    The cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``) are checked on volumes
+    ``(..., D, H, W)`` by the same rules per dim (``nn.Conv3d``, ``nn.MaxPool3d``,
+    ``nn.*Pad3d``, the 3-D group convs and pools, ``BlurPool3d``): every dim some element
+    flips needs symmetric padding and stride parity, the dims it trades (all three for o/oh,
+    ``H, W`` for c4z/d4z) equal options and a **non-cubic** input is a finding; stride 2 is
+    exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
+    :mod:`equilayers._grid3d`.
+
     Args:
         model: the network.
         input_shape: the full input shape, e.g. ``(1, 3, 64, 64)``.
@@ -299,6 +310,11 @@ def check_grid(
         raise ValueError(f"input_shape must be a full shape of positive ints such as "
                          f"(1, 3, 64, 64); got {input_shape!r}")
     grp = get(group)
+    if grp.spatial_dim == 3:
+        # the cube's groups on volumes (imported here: _grid3d builds on this module)
+        from ._grid3d import check_grid3d
+
+        return check_grid3d(model, shape, grp, shifts=shifts, search=search)
     declared = getattr(model, "in_type", None)
     if isinstance(declared, FieldType) and len(shape) != declared.tensor_ndim:
         raise ValueError(f"check_grid: input_shape={shape!r} must have "

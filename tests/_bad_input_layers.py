@@ -81,6 +81,8 @@ _G5 = dict(ranks=(4, 6))
 TRIPLE = {**INT, "pair": (1, 1), "triple-float": (1.5, 1, 1)}
 #: ...and the groups they reject: a planar one.
 GROUP3 = {**GROUP, "planar": "p4"}
+_GPOOL3_ARGS = {"kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE}
+_APS_ARGS = {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE}
 _CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
                 "dilation": TRIPLE, "group": GROUP3}
 
@@ -173,6 +175,17 @@ NN: list[Case] = [
          {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
          {"x": _img(2, 3, 4, 3, 3, 3, channel=1)},
          accept={"momentum": {"0": OK, "None": OK}}),
+    Case(enn.GroupMaxPool3d, _GPOOL, {**_GPOOL3_ARGS, "dilation": TRIPLE, "ceil_mode": FLAG},
+         {"x": _img(2, 3, 4, 4, 4, 4, small=(2, 3, 4, 1, 1, 1))}, accept=_GPOOL_OK),
+    Case(enn.GroupAvgPool3d, _GPOOL, {**_GPOOL3_ARGS, "ceil_mode": FLAG,
+                                      "count_include_pad": FLAG},
+         {"x": _img(2, 3, 4, 4, 4, 4, small=(2, 3, 4, 1, 1, 1))}, accept=_GPOOL_OK),
+    Case(enn.PolyphasePool3d, {}, {**_APS_ARGS, "return_index": FLAG},
+         {"x": T((2, 3, 4, 4, 4), ranks=(3,), small=(2, 3, 1, 1, 1))}),
+    Case(enn.InvariantHead, dict(in_channels=3, num_classes=5, group="o"), {"group": GROUP},
+         {"x": _img(2, 3, 24, 3, 3, 3, ranks=(4, 7), channel=1, fiber=2)}, variant="[o]"),
+    Case(enn.Restrict, dict(group="o", subgroup="c4z"), {"group": GROUP, "subgroup": GROUP},
+         {"x": _img(2, 3, 24, 3, 3, 3, fiber=2, dtype_ok=True)}, variant="[cube]"),
     Case(enn.GroupBatchNorm2d, dict(num_features=3),
          {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
          {"x": _img(2, 3, 4, 5, 5, channel=1)},
@@ -349,6 +362,16 @@ FUNCTIONAL: list[Case] = [
          {"group": GROUP3, "size": TRIPLE, "kernel_size": INT, "stride": TRIPLE,
           "dilation": TRIPLE,
           "pad": {"None": None, "short": (1, 1, 1, 1), "neg": (-1,) * 6, "0": 0}}),
+    Case(EF.group_max_pool3d, _GPOOL, {**_GPOOL3_ARGS, "dilation": TRIPLE, "ceil_mode": FLAG},
+         {"x": _img(2, 3, 4, 4, 4, 4, small=(2, 3, 4, 1, 1, 1))}, accept=_GPOOL_OK),
+    Case(EF.group_avg_pool3d, _GPOOL, {**_GPOOL3_ARGS, "ceil_mode": FLAG,
+                                       "count_include_pad": FLAG},
+         {"x": _img(2, 3, 4, 4, 4, 4, small=(2, 3, 4, 1, 1, 1))}, accept=_GPOOL_OK),
+    Case(EF.polyphase_pool3d, {}, {**_APS_ARGS, "return_index": FLAG},
+         {"x": T((2, 3, 4, 4, 4), ranks=(3,), small=(2, 3, 1, 1, 1))}),
+    Case(EF.invariant_head, dict(group="o"), {"group": GROUP},
+         {"x": _img(2, 3, 24, 3, 3, 3, ranks=(4, 7), channel=1, fiber=2),
+          "weight": _par(5, 3, ranks=(1, 3), channel=1)}, variant="[o]"),
     Case(EF.fourier_matrix, dict(group="c8", max_order=2),
          {"group": GROUP, "max_order": INT, "dtype": DTYPE},
          accept={"max_order": {"0": OK, "None": OK}}),
@@ -405,12 +428,12 @@ FUNCTIONAL: list[Case] = [
               "so2", "harmonic", "harmonic", 3, in_order=1, out_order=1)),
           "bias": _B4},
          accept={"padding": {"0": OK}}),
-    Case(EF.fiber_pool, {}, {"pool": CHOICE}, {"x": _img(2, 3, 4, 5, 5)}),
+    Case(EF.fiber_pool, {}, {"pool": CHOICE}, {"x": _img(2, 3, 4, 5, 5, ranks=(4, 7))}),
     Case(EF.fiber_pose, {}, {"group": GROUP}, {"x": _img(2, 3, 4, 5, 5, fiber=2)}),
     Case(EF.invariant_head, {}, {"group": GROUP, "pool": CHOICE, "spatial": CHOICE},
          {"x": _img(2, 3, 4, 5, 5, ranks=(3, 6), channel=1, fiber=2),
           "weight": _par(5, 3, ranks=(1, 3), channel=1), "bias": _par(5, ranks=(2,), channel=0)}),
-    Case(EF.spatial_pool, {}, {"spatial": CHOICE}, {"x": _img(2, 3, 5, 5)}),
+    Case(EF.spatial_pool, {}, {"spatial": CHOICE}, {"x": _img(2, 3, 5, 5, ranks=(3, 6))}),
     Case(EF.polyphase_pool2d, {}, {"stride": INT, "criterion": CHOICE, "blur_size": INT,
                                    "padding_mode": CHOICE},
          {"x": T((2, 3, 8, 8), ranks=(2,), small=(2, 3, 1, 1))}),

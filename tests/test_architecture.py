@@ -39,6 +39,7 @@ FLOORS: dict[str, int] = {
     "equilayers.metrics": 5,
     "equilayers.testing": 5,
     "equilayers._grid": 5,
+    "equilayers._grid3d": 5,
     "equilayers._audit": 5,
     "equilayers._surgery": 5,
     "equilayers._export": 5,

@@ -73,6 +73,11 @@ from ._polyphase import (
     polyphase_pool2d,
     polyphase_upsample2d,
 )
+from ._pool3d import (
+    group_avg_pool3d,
+    group_max_pool3d,
+    polyphase_pool3d,
+)
 from ._restrict import (
     coset_pool,
     restrict,
@@ -118,6 +123,9 @@ __all__: list[str] = [
     "learnable_polyphase_pool2d",
     "learnable_polyphase_upsample2d",
     "polyphase_logits",
+    "group_avg_pool3d",
+    "group_max_pool3d",
+    "polyphase_pool3d",
     "expand_steerable",
     "steerable_basis",
     "fiber_pool",

@@ -97,7 +97,13 @@ def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
                 padding_mode: str = "reflect") -> torch.Tensor:
     """Blur the last three dims with a 3-D binomial filter and subsample them by ``stride``.
 
+    ``x`` is ``(B, C, D, H, W)`` or a cube-group feature map ``(B, C, F, D, H, W)`` (any
+    leading dims); output ``(..., floor((D-1)/s)+1, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
     See :class:`equilayers.nn.BlurPool3d`.
+
+    Example:
+        >>> blur_pool3d(torch.ones(1, 2, 24, 7, 7, 7)).shape
+        torch.Size([1, 2, 24, 4, 4, 4])
     """
     return _blur_pool(x, kernel_size, stride, padding_mode, 3, "blur_pool3d")
 

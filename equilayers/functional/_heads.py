@@ -29,9 +29,9 @@ def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     if not grp.is_finite:
         raise ValueError(f"{what}: group {grp.name!r} is continuous and has no regular fiber; "
                          "use a finite group such as 'p4' or 'p4m'")
-    if x.dim() != 5:
-        raise ValueError(f"{what} expects a regular group feature map (B, C, |G|, H, W); got "
-                         f"shape {tuple(x.shape)}")
+    if x.dim() != 3 + grp.spatial_dim:
+        raise ValueError(f"{what} expects a regular group feature map {_layout(grp)} of "
+                         f"{grp.name}; got shape {tuple(x.shape)}")
     if x.shape[2] != grp.order:
         raise ValueError(f"{what}: a regular fiber of {grp.name} has |G|={grp.order} slots; got "
                          f"F={x.shape[2]} in shape {tuple(x.shape)} (is group= right?)")
@@ -39,20 +39,27 @@ def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     return int(grp.order)
 
 
+def _layout(grp) -> str:
+    return "(B, C, |G|, H, W)" if grp.spatial_dim == 2 else "(B, C, |G|, D, H, W)"
+
+
 def fiber_pool(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
-    """Pool ``(B, C, F, H, W)`` over the fiber dim to ``(B, C, H, W)`` (max or mean): every
-    permutation of the slots leaves the result unchanged, so a regular field becomes a trivial
-    (plain) one."""
+    """Pool ``(B, C, F, H, W)`` over the fiber dim to ``(B, C, H, W)`` (max or mean), or the
+    cube groups' ``(B, C, F, D, H, W)`` to ``(B, C, D, H, W)``: every permutation of the slots
+    leaves the result unchanged, so a regular field becomes a trivial (plain) one."""
     _check_pool(pool, "fiber_pool")
-    C.check_tensor(x, "x", "fiber_pool", ndim=5, layout="(B, C, F, H, W)")
+    C.check_tensor(x, "x", "fiber_pool", ndim=(5, 6),
+                   layout="(B, C, F, H, W) or (B, C, F, D, H, W)")
     return group_pool(x, pool)  # amax's values and gradients, with a faster backward
 
 
 def spatial_pool(x: torch.Tensor, spatial: str = "mean") -> torch.Tensor:
-    """Global pooling of ``(B, C, H, W)`` over ``H, W`` to ``(B, C)`` (mean or max)."""
+    """Global pooling of ``(B, C, H, W)`` over ``H, W`` (or of volumes ``(B, C, D, H, W)``
+    over ``D, H, W``) to ``(B, C)`` (mean or max)."""
     _check_spatial(spatial, "spatial_pool")
-    C.check_tensor(x, "x", "spatial_pool", ndim=4, layout="(B, C, H, W)")
-    return x.mean(dim=(-2, -1)) if spatial == "mean" else x.amax(dim=(-2, -1))
+    C.check_tensor(x, "x", "spatial_pool", ndim=(4, 5), layout="(B, C, H, W) or (B, C, D, H, W)")
+    dims = tuple(range(2, x.dim()))
+    return x.mean(dim=dims) if spatial == "mean" else x.amax(dim=dims)
 
 
 def fiber_pose(x: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
@@ -67,7 +74,7 @@ def fiber_pose(x: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     the element. Apply its inverse to canonicalize.
     """
     _check_regular(x, group, "fiber_pose")
-    energy = x.detach().pow(2).mean(dim=(1, 3, 4))  # (B, F)
+    energy = x.detach().pow(2).mean(dim=(1, *range(3, x.dim())))  # (B, F)
     return energy.argmax(dim=1)
 
 
@@ -83,21 +90,26 @@ def invariant_head(
     """Logits invariant to the group: ``linear(spatial_pool(fiber_pool(x)))``.
 
     Accepts a regular map ``(B, C, |G|, H, W)`` (pooled over the fiber) or a trivial map
-    ``(B, C, H, W)`` (no fiber to pool). ``weight`` is ``(K, C)``, ``bias`` ``(K,)``.
-    Exactly invariant to every element of ``group`` acting on the input and to integer
-    circular shifts, because both poolings are symmetric functions of what they pool.
+    ``(B, C, H, W)`` (no fiber to pool); for the cube's groups (``"o"``, ``"oh"``, ``"c4z"``,
+    ``"d4z"``) a regular map ``(B, C, |G|, D, H, W)`` or a volume ``(B, C, D, H, W)``.
+    ``weight`` is ``(K, C)``, ``bias`` ``(K,)``. Exactly invariant to every element of
+    ``group`` acting on the input and to integer circular shifts, because both poolings are
+    symmetric functions of what they pool.
     """
     what = "invariant_head"
     _check_pool(pool, what)
     _check_spatial(spatial, what)
     C.check_tensor(weight, "weight", what, ndim=2, layout="(num_classes, C)")
     C.check_bias(bias, (weight.shape[0],), what)
-    C.check_tensor(x, "x", what, ndim=(4, 5), layout="(B, C, |G|, H, W) or (B, C, H, W)")
+    grp = get(group)
+    sd = grp.spatial_dim
+    plain = "(B, C, H, W)" if sd == 2 else "(B, C, D, H, W)"
+    C.check_tensor(x, "x", what, ndim=(2 + sd, 3 + sd), layout=f"{_layout(grp)} or {plain}")
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
                          f"the head expects in_channels={weight.shape[1]} (weight shape "
                          f"{tuple(weight.shape)})")
-    if x.dim() == 5:
+    if x.dim() == 3 + sd:
         _check_regular(x, group, what)
         x = fiber_pool(x, pool)
     return F.linear(spatial_pool(x, spatial), weight, bias)

@@ -44,15 +44,17 @@ def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str
 
 
 def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
-                floating: bool = False) -> None:
-    """``x`` is a 5-D map with a fiber of ``size`` slots (``None``: odd, harmonic);
-    ``floating``: a floating-point one (``TypeError`` naming the dtype otherwise)."""
+                floating: bool = False, spatial_dim: int = 2) -> None:
+    """``x`` is a 5-D map (6-D for ``spatial_dim=3``, the cube groups' maps on volumes) with
+    a fiber of ``size`` slots (``None``: odd, harmonic); ``floating``: a floating-point one
+    (``TypeError`` naming the dtype otherwise)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
     if floating:
         C.check_tensor(x, "x", what)
-    if x.dim() != 5:
-        raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
+    if x.dim() != 3 + spatial_dim:
+        layout = "5-D (B, C, F, H, W)" if spatial_dim == 2 else "6-D (B, C, F, D, H, W)"
+        raise ValueError(f"{what} expects a {layout} group feature map; got shape "
                          f"{tuple(x.shape)}")
     if size is None:  # harmonic: 2M + 1 slots
         if x.shape[2] % 2 == 0:
@@ -78,19 +80,19 @@ def is_identity(index: torch.Tensor) -> bool:
 
 def gather_fibers(x: torch.Tensor, index: torch.Tensor, identity: bool,
                   groups: int) -> torch.Tensor:
-    """``x[:, :, index]`` split into ``groups`` slot groups: ``(B, C, groups, F / groups, H,
-    W)`` (a view when ``identity``)."""
-    b, c, f, h, w = x.shape
+    """``x[:, :, index]`` split into ``groups`` slot groups: ``(B, C, groups, F / groups,
+    *spatial)`` (a view when ``identity``)."""
+    b, c, f = x.shape[:3]
     if not identity:
         x = x.index_select(2, index)
-    return x.reshape(b, c, groups, f // groups, h, w)
+    return x.reshape(b, c, groups, f // groups, *x.shape[3:])
 
 
 def restrict_regular(x: torch.Tensor, index: torch.Tensor, identity: bool,
                      count: int) -> torch.Tensor:
     """The regular restriction with a precomputed :func:`restriction_index`."""
     y = gather_fibers(x, index, identity, count)
-    return y.reshape(x.shape[0], x.shape[1] * count, x.shape[2] // count, *x.shape[-2:])
+    return y.reshape(x.shape[0], x.shape[1] * count, x.shape[2] // count, *x.shape[3:])
 
 
 def pool_cosets(x: torch.Tensor, index: torch.Tensor, identity: bool, count: int,
@@ -105,9 +107,11 @@ def restrict(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
     """Restrict ``group``'s fields to ``subgroup``'s (see the module docstring).
 
     Args:
-        x: ``(B, C, F, H, W)``: regular fields (``F = |G|``) or harmonic ones (``F = 2M+1``).
+        x: ``(B, C, F, H, W)``: regular fields (``F = |G|``) or harmonic ones (``F = 2M+1``);
+            for the cube's groups regular fields ``(B, C, |G|, D, H, W)``.
         group, subgroup: e.g. ``"d4"`` and ``"c4"``, ``"d8"`` and ``"d4"``, ``"d4"`` and
-            ``"d1"`` (the flips), ``"c8"`` and ``"c4"``, ``"o2"`` and ``"so2"``.
+            ``"d1"`` (the flips), ``"c8"`` and ``"c4"``, ``"o2"`` and ``"so2"``; the cube's
+            ``"oh"`` and ``"o"``, ``"o"`` and ``"c4z"``, ``"oh"`` and ``"d4z"``.
         rep: ``"regular"`` or ``"harmonic"``.
 
     Returns:
@@ -122,7 +126,8 @@ def restrict(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
     if rep == "harmonic":
         check_fiber(x, None, "restrict", rep)
         return x
-    check_fiber(x, int(grp.order), "restrict", f"regular {grp.name}")
+    check_fiber(x, int(grp.order), "restrict", f"regular {grp.name}",
+                spatial_dim=grp.spatial_dim)
     index = restriction_index(grp, sub)
     return restrict_regular(x, index.to(x.device), is_identity(index), quotient_size(grp, sub))
 
@@ -140,7 +145,8 @@ def coset_pool(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
     """
     grp, sub = check_restriction(group, subgroup, "regular", "coset_pool")
     check_reduction(reduction, "coset_pool")
-    check_fiber(x, int(grp.order), "coset_pool", f"regular {get(grp).name}", floating=True)
+    check_fiber(x, int(grp.order), "coset_pool", f"regular {get(grp).name}", floating=True,
+                spatial_dim=grp.spatial_dim)
     index = sorted_coset_index(grp, sub)
     return pool_cosets(x, index.to(x.device), is_identity(index), quotient_size(grp, sub),
                        reduction)

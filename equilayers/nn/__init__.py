@@ -59,6 +59,11 @@ from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,
 )
+from ._pool3d import (
+    GroupAvgPool3d,
+    GroupMaxPool3d,
+    PolyphasePool3d,
+)
 from ._restrict import (
     CosetPool,
     Restrict,
@@ -95,6 +100,9 @@ __all__: list[str] = [
     "PolyphaseUpsample2d",
     "LearnablePolyphasePool2d",
     "LearnablePolyphaseUpsample2d",
+    "GroupAvgPool3d",
+    "GroupMaxPool3d",
+    "PolyphasePool3d",
     "InvariantHead",
     "Restrict",
     "CosetPool",

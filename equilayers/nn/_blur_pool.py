@@ -133,17 +133,26 @@ class BlurPool2d(_BlurPoolNd):
 class BlurPool3d(_BlurPoolNd):
     """Anti-aliased subsampling of volumes: 3-D binomial blur, then subsample by ``stride``.
 
-    Same semantics as :class:`BlurPool2d` over ``(D, H, W)``.
+    Same semantics as :class:`BlurPool2d` over ``(D, H, W)``; a group feature map of the
+    cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
 
     Shape:
-        ``(B, C, D, H, W) -> (B, C, D', H', W')``, ``D' = floor((D - 1) / stride) + 1``.
+        ``(B, C, D, H, W) -> (B, C, D', H', W')`` or ``(B, C, F, D, H, W) -> (B, C, F, D', H',
+        W')``, ``D' = floor((D - 1) / stride) + 1``.
 
     Equivariance:
         Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``.
+        Exact for every element of the cube groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``;
+        volumes or regular fields) when ``kernel_size`` is odd, ``(n - 1) % stride == 0`` on
+        every dim (e.g. 9x9x9 at stride 2) and the sizes the group trades are equal
+        (``D == H == W`` for o/oh, ``H == W`` for c4z/d4z); even sizes at stride 2 are not
+        (measured error ~0.9 on 6x6x6).
 
     Example:
         >>> BlurPool3d()(torch.randn(1, 2, 5, 6, 7)).shape
         torch.Size([1, 2, 3, 3, 4])
+        >>> BlurPool3d()(torch.randn(1, 2, 24, 9, 9, 9)).shape  # an "o" group map
+        torch.Size([1, 2, 24, 5, 5, 5])
     """
 
     _nd = 3

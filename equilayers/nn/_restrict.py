@@ -26,15 +26,19 @@ class Restrict(Typed, _FixedBuffers):
     other subgroups it keeps ``G``'s slot order under ``H``'s permutation action, so our fields
     are its slots permuted by :func:`equilayers.groups._subgroups.restriction_index`). Harmonic
     fields pass unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same matrices.
+    The cube's groups too, on 6-D maps ``(B, C, |G|, D, H, W)``: ``"oh" -> "o"`` (a reshape:
+    O, then the inversion times O), ``"o" -> "c4z"``, ``"oh" -> "d4z"``, ``"d4z" -> "c4z"``
+    (the coset representatives of :func:`equilayers.groups._subgroups.coset_representatives`).
 
     Args:
-        group: the input fields' group (``"d4"``, ``"c8"``, ``"o2"``, ...).
+        group: the input fields' group (``"d4"``, ``"c8"``, ``"o2"``, ``"oh"``, ...).
         subgroup: a subgroup with the same angles and flip (``"c4"``, ``"d2"``, ``"d1"``,
             ``"so2"``, ...).
         rep: ``"regular"`` (default) or ``"harmonic"``.
 
     Shape:
-        Regular: ``(B, C, |G|, H, W) -> (B, C * |G|/|H|, |H|, H, W)``. Harmonic: unchanged.
+        Regular: ``(B, C, |G|, H, W) -> (B, C * |G|/|H|, |H|, H, W)`` (cube groups: with ``D,
+        H, W``). Harmonic: unchanged.
 
     Equivariance:
         Exact (a permutation): the output is ``H``-equivariant for every element of ``H``,
@@ -46,6 +50,8 @@ class Restrict(Typed, _FixedBuffers):
         torch.Size([2, 6, 4, 5, 5])
         >>> Restrict("d8", "d1")(torch.randn(2, 3, 16, 5, 5)).shape
         torch.Size([2, 24, 2, 5, 5])
+        >>> Restrict("o", "c4z")(torch.randn(2, 3, 24, 5, 5, 5)).shape
+        torch.Size([2, 18, 4, 5, 5, 5])
     """
 
     index: torch.Tensor  # buffer
@@ -71,7 +77,8 @@ class Restrict(Typed, _FixedBuffers):
         if self.rep == "harmonic":
             R.check_fiber(x, None, "Restrict", "harmonic")
             return x
-        R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}")
+        R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}",
+                      spatial_dim=self.group.spatial_dim)
         return R.restrict_regular(x, self._buffers_for(x).index, self._identity,
                                   self._count)
 
@@ -91,6 +98,8 @@ class CosetPool(Typed, _FixedBuffers):
     ``j`` to ``-j``. ``D_N`` over its rotations (``"cN"``): 2 slots (max over the rotations,
     max over the flipped ones), a regular field of ``D_N / C_N`` that the flip swaps. ``C_N``
     over ``C_M``: ``N/M`` slots, a regular ``C_{N/M}`` field. ``K = G`` is :class:`GroupPool`.
+    The cube's groups on 6-D maps too (``CosetPool("o", "c4z")``: 6 slots, one per axis
+    direction the depth axis can be turned to).
 
     Args:
         group: a finite group (``"d4"``, ``"c8"``, ...).
@@ -129,7 +138,7 @@ class CosetPool(Typed, _FixedBuffers):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}",
-                      floating=True)
+                      floating=True, spatial_dim=self.group.spatial_dim)
         return R.pool_cosets(x, self._buffers_for(x).index, self._identity, self._count,
                              self.reduction)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as C
+from ..functional._gconv3d import triple
 from ..groups import Element, FieldType, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._subgroups import check_subgroup, embed
@@ -309,31 +310,44 @@ def _check(report: EquivarianceReport, tol: float | None, dtype, what: str) -> N
 def shift_equivariance_error(
     f: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
-    shifts: Sequence[tuple[int, int]],
+    shifts: Sequence[tuple[int, ...]],
     *,
-    stride: int | tuple[int, int] = 1,
+    stride: int | tuple[int, ...] = 1,
     invariant: bool = False,
 ) -> float:
     """Worst relative error of ``f(roll(x, s)) == roll(f(x), s / stride)`` over integer
     circular ``shifts`` (each a multiple of ``stride``); with ``invariant=True`` the output
-    must not move at all."""
+    must not move at all. Shifts are pairs ``(dy, dx)`` on ``(H, W)``, or triples ``(dz, dy,
+    dx)`` on volumes ``(D, H, W)`` (then ``stride`` is an int or a triple)."""
     what = "shift_equivariance_error"
     C.check_callable(f, "f", what)
-    C.check_tensor(x, "x", what, min_ndim=2, layout="(..., H, W)")
-    sy, sx = C.check_pair(stride, "stride", what, minimum=1)
     if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
-        raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx)")
-    shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)") for s in shifts]
+        raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx) "
+                        "or triples (dz, dy, dx)")
+    shifts = list(shifts)
+    nd = 3 if shifts and all(isinstance(s, (tuple, list)) and len(s) == 3 for s in shifts) else 2
+    strides: tuple[int, ...]
+    if nd == 3:
+        C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W)")
+        strides = triple(stride, "stride", what, minimum=1)
+        shifts = [triple(s, "shifts[i]", what) for s in shifts]
+    else:
+        C.check_tensor(x, "x", what, min_ndim=2, layout="(..., H, W)")
+        strides = C.check_pair(stride, "stride", what, minimum=1)
+        shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
+                  for s in shifts]
+    dims = tuple(range(-nd, 0))
     worst = 0.0
     with torch.no_grad():
         y = f(x)
-        for dy, dx in shifts:
-            if not invariant and (dy % sy or dx % sx):
-                raise ValueError(f"shift {(dy, dx)} is not a multiple of stride {(sy, sx)}; "
-                                 "only those commute with subsampling (use invariant=True "
-                                 "for shift-invariant maps)")
-            y_s = f(torch.roll(x, (dy, dx), dims=(-2, -1)))
-            ref = y if invariant else torch.roll(y, (dy // sy, dx // sx), dims=(-2, -1))
+        for shift in shifts:
+            if not invariant and any(t % s for t, s in zip(shift, strides, strict=True)):
+                raise ValueError(f"{what}: shift {tuple(shift)} in shifts is not a multiple "
+                                 f"of stride {tuple(strides)}; only those commute with "
+                                 "subsampling (use invariant=True for shift-invariant maps)")
+            y_s = f(torch.roll(x, tuple(shift), dims=dims))
+            ref = y if invariant else torch.roll(
+                y, tuple(t // s for t, s in zip(shift, strides, strict=True)), dims=dims)
             e = _rel(y_s, ref, None)
             worst = e if e != e else max(worst, e)
             if worst != worst:

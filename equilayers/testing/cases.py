@@ -33,6 +33,7 @@ _FAMILIES = [
     "equilayers.testing._cases_subgroup",
     "equilayers.testing._cases_gaussian",
     "equilayers.testing._cases_cubic",
+    "equilayers.testing._cases_cubic_pools",
 ]
 
 
@@ -50,7 +51,8 @@ class Case:
         elements: degrees to test for continuous groups / off-grid cases (default: all grid
             elements or all elements of a finite group).
         kind: ``"group"`` (rotations/flips) or ``"shift"`` (integer circular shifts).
-        shifts, stride, invariant: for ``kind="shift"``.
+        shifts, stride, invariant: for ``kind="shift"`` (pairs ``(dy, dx)``, or triples
+            ``(dz, dy, dx)`` on volumes).
         in_group: the group acting on the input when ``group`` is a subgroup of it (maps to a
             subgroup's fields, e.g. restriction); default ``group``.
     """
@@ -66,8 +68,8 @@ class Case:
     fail_above: float = 1e-3
     elements: tuple[float, ...] | None = None
     kind: Literal["group", "shift"] = "group"
-    shifts: tuple[tuple[int, int], ...] = ((1, 0), (0, 1), (3, 5))
-    stride: int = 1
+    shifts: tuple[tuple[int, ...], ...] = ((1, 0), (0, 1), (3, 5))
+    stride: int | tuple[int, ...] = 1
     invariant: bool = False
     input_fn: Callable[[torch.Generator], torch.Tensor] | None = field(default=None)
     dtype: torch.dtype = torch.float64

@@ -1,0 +1,184 @@
+""":func:`~equilayers.check_grid` for the cube's groups on volumes ``(..., D, H, W)``.
+
+The law is the 3-D group convs' (:func:`equilayers.functional.exactness_problems3d`), applied
+to every leaf module with ``kernel_size`` and ``stride`` attributes (``nn.Conv3d``,
+``nn.MaxPool3d``/``nn.AvgPool3d``, ``LiftingConv3d``/``GroupConv3d``,
+``GroupMaxPool3d``/``GroupAvgPool3d``, ``BlurPool3d``) and to ``nn.*Pad3d``: on a dim that
+some element of the group flips or moves, the padding must be symmetric and the windows must
+tile the padded length from both ends, ``(n + lo + hi - (dilation (k - 1) + 1)) % stride ==
+0``; the dims the group trades (all three for o/oh, ``H`` and ``W`` for c4z/d4z) need equal
+options at every layer and equal sizes at the input. ``BlurPool3d`` pads ``(k - 1) // 2`` low
+and the rest high, so its condition is ``(n - 1) % stride == 0`` for odd ``k``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ._grid import Finding, _record_sizes
+from .functional._gconv3d import _traded
+from .groups import CubicGroup, FieldType, Group
+from .groups._actions import grid_moves
+
+__all__ = ["check_grid3d"]
+
+_NAMES = ("depth", "height", "width")
+
+
+def _triple(v) -> tuple[int, int, int] | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 3 and all(
+            isinstance(a, int) and not isinstance(a, bool) for a in v):
+        return (int(v[0]), int(v[1]), int(v[2]))
+    return None
+
+
+def _params3d(mod: nn.Module) -> dict | None:
+    """Effective kernel, stride, padding per side ``((lo, hi) for D, H, W)`` and padding mode
+    of a conv-, pool- or pad-like 3-D module, by its attributes (``None``: not one)."""
+    name = type(mod).__name__
+    if name.endswith("Pad3d"):
+        pad = getattr(mod, "padding", None)
+        if not isinstance(pad, (tuple, list)) or len(pad) != 6:
+            return None
+        w_lo, w_hi, h_lo, h_hi, d_lo, d_hi = (int(v) for v in pad)
+        mode = "circular" if "Circular" in name else name.replace("Pad3d", "").lower()
+        return {"k": (1, 1, 1), "s": (1, 1, 1), "sides": ((d_lo, d_hi), (h_lo, h_hi),
+                                                          (w_lo, w_hi)),
+                "mode": mode, "padded_by": "module"}
+    if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
+        return None
+    k = _triple(mod.kernel_size)
+    s = _triple(mod.stride if mod.stride is not None else mod.kernel_size)
+    d = _triple(getattr(mod, "dilation", 1))
+    if k is None or s is None or d is None:
+        return None
+    ke = tuple(di * (ki - 1) + 1 for ki, di in zip(k, d, strict=True))
+    pad = getattr(mod, "padding", None)
+    blur = name.startswith("BlurPool")
+    if blur or pad == "same":  # the extra voxel of an even window at the end
+        sides = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in ke)
+    elif pad is None or pad == "valid":
+        sides = ((0, 0),) * 3
+    else:
+        p = _triple(pad)
+        if p is None:
+            return None
+        sides = tuple((pi, pi) for pi in p)
+    default = "pool" if "pool" in name.lower() and not blur else "zeros"
+    return {"k": ke, "s": s, "sides": sides, "mode": getattr(mod, "padding_mode", default),
+            "padded_by": "layer"}
+
+
+def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
+              ) -> list[Finding]:
+    out = []
+    breaks = "rotations" if pairs else "flips"
+    for name, mod, size in sizes:
+        prm = _params3d(mod)
+        if prm is None or len(size) != 3:
+            continue
+        kind = type(mod).__name__
+        asym, parity = [], []
+        for i in range(3):
+            if i not in moved:
+                continue
+            lo, hi = prm["sides"][i]
+            if lo != hi:
+                asym.append(f"{_NAMES[i]}: {lo} before, {hi} after")
+                continue
+            k, s = prm["k"][i], prm["s"][i]
+            rem = (size[i] + lo + hi - k) % s
+            if rem:
+                parity.append(f"{_NAMES[i]}: ({size[i]} + {lo + hi} - {k}) % {s} = {rem}")
+        text = "x".join(map(str, size))
+        opts = [(prm["k"][i], prm["s"][i], prm["sides"][i]) for i in range(3)]
+        odd = [f"{_NAMES[a]}/{_NAMES[b]}" for a, b in pairs if opts[a] != opts[b]]
+        if odd:
+            out.append(Finding(
+                name, kind, "anisotropic", "rotations", size,
+                f"the group trades {', '.join(odd)}, but kernel/stride/padding differ between "
+                f"them (kernel {prm['k']}, stride {prm['s']}, padding {prm['sides']})",
+                "use the same kernel size, stride, dilation and padding on the traded dims"))
+        if asym:
+            out.append(Finding(
+                name, kind, "asymmetric-padding", breaks, size,
+                f"asymmetric padding ({'; '.join(asym)}), so the output grid is not centred "
+                "on the input's",
+                "use symmetric padding (an odd kernel with padding=kernel_size//2 instead of "
+                "padding='same' with an even kernel)"))
+        if parity:
+            st = prm["s"]
+            s_txt = str(st[0]) if len(set(st)) == 1 else "x".join(map(str, st))
+            out.append(Finding(
+                name, kind, "stride-parity", breaks, size,
+                f"stride {s_txt} on a {text} input samples a grid that is not symmetric about "
+                "the centre ((size + 2*padding - effective kernel) % stride must be 0; "
+                f"{'; '.join(parity)})",
+                "make (size + 2*padding - effective kernel) divisible by the stride at this "
+                "layer"))
+        padded = any(lo or hi for lo, hi in prm["sides"])
+        if shifts and padded and prm["mode"] != "circular":
+            mode = prm["mode"]
+            fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
+                   else "nn.CircularPad3d before it and padding=0" if mode == "pool"
+                   else "nn.CircularPad3d instead")
+            out.append(Finding(
+                name, kind, "non-circular-padding", "shifts", size,
+                f"padding_mode={mode!r} pads with content that does not move with the volume, "
+                "so circular shifts are not exact at the borders", fix))
+    return out
+
+
+def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
+                 shifts: bool = True, search: int = 64) -> list[Finding]:
+    """:func:`~equilayers.check_grid` on a volume input ``shape`` (``(B, C, D, H, W)`` or
+    ``(B, C, |G|, D, H, W)``) for a cube group (the other arguments already validated by
+    ``check_grid``)."""
+    if not isinstance(group, CubicGroup):
+        raise ValueError(f"check_grid: group={group.name!r} acts on {group.spatial_dim} "
+                         "spatial dims; the volume checks take the cube's groups 'o', 'oh', "
+                         "'c4z', 'd4z'")
+    declared = getattr(model, "in_type", None)
+    if isinstance(declared, FieldType) and len(shape) != declared.bind(group).tensor_ndim:
+        nd = declared.bind(group).tensor_ndim
+        raise ValueError(f"check_grid: input_shape={shape!r} must have {nd} dims "
+                         f"{declared.bind(group).layout}: the model's input is {declared!r}")
+    if len(shape) < 5:
+        raise ValueError(f"check_grid: {group.name} acts on volumes; input_shape={shape!r} "
+                         "must be a full shape such as (1, 2, 9, 9, 9) (B, C, D, H, W)")
+    moved_dims, _ = grid_moves(group)
+    moved = {3 + d for d in moved_dims}  # -3 -> 0 (depth), -2 -> 1, -1 -> 2
+    pairs = _traded(group)
+    size = tuple(shape[-3:])
+    findings: list[Finding] = []
+    unequal = [(a, b) for a, b in pairs if size[a] != size[b]]
+    if unequal:
+        want = max(size[a] for pair in pairs for a in pair)
+        fixed = tuple(want if any(i in pair for pair in pairs) else n
+                      for i, n in enumerate(size))
+        findings.append(Finding(
+            "(input)", "input", "non-cubic", "rotations", size,
+            f"{group.name} trades the " + ", ".join(f"{_NAMES[a]} and {_NAMES[b]}"
+                                                    for a, b in unequal)
+            + f" dims, which needs equal sizes; got {'x'.join(map(str, size))}",
+            f"use an input size of {'x'.join(map(str, fixed))}"))
+    layer = _findings(_record_sizes(model, shape, 3), moved, pairs, shifts)
+    if any(f.problem == "stride-parity" for f in layer):
+        better = None
+        for extra in range(1, search + 1):
+            cand = (*shape[:-3], *(n + extra if i in moved else n for i, n in enumerate(size)))
+            try:
+                trial = _findings(_record_sizes(model, cand, 3), moved, pairs, False)
+            except Exception:  # the model may only accept some sizes
+                continue
+            if not any(f.problem == "stride-parity" for f in trial):
+                better = cand[-3:]
+                break
+        if better is not None:
+            text = str(better[0]) if len(set(better)) == 1 else "x".join(map(str, better))
+            layer = [Finding(f.layer, f.kind, f.problem, f.breaks, f.input_size, f.message,
+                             f"use an input size of {text}") if f.problem == "stride-parity"
+                     else f for f in layer]
+    return findings + layer

@@ -1,0 +1,184 @@
+"""Spatial pooling of 6-D group feature maps ``(B, C, F, D, H, W)`` (the cube groups' regular
+fields on volumes, :mod:`equilayers.groups._cubic`): max and average pooling of every slot,
+and adaptive polyphase sampling (Chaman & Dokmanic 2021) in 3-D.
+
+Polyphase components in 3-D: the ``s^3`` sub-volumes ``x[..., a::s, b::s, c::s]``, flat index
+``a s^2 + b s + c``. :func:`polyphase_pool3d` keeps, per sample, the component of largest
+norm (over every non-batch dim, in float64; ties go to the lowest index). A circular shift by
+``t = (t_d, t_h, t_w)`` sends component ``(a, b, c)`` to ``((a + t_d) % s, ...)``, rolled by
+``((a + t_d) // s, ...)``: the same samples are kept and come out rolled, so polyphase pools
+between circular convolutions and a global pool give exact invariance to every integer
+circular shift. On a volume whose three sizes are equal and divisible by ``s``, every cube
+element (a signed permutation of the axes) permutes the components (a flip of an axis maps
+phase ``a`` to ``s - 1 - a``; a permutation of the axes permutes ``(a, b, c)``) and moves the
+kept one like the input, so the choice commutes with the whole of O_h whenever the largest
+norm is unique (random inputs, almost surely; no rule can commute on exact ties). For
+``"c4z"``/``"d4z"`` only ``H == W`` is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+
+from .. import _checks as C
+from ..kernels._reference import CRITERIA, blur_nd
+from ._blur import binomial_filter
+from ._gconv3d import triple
+
+__all__ = ["group_max_pool3d", "group_avg_pool3d", "polyphase_pool3d"]
+
+
+def check_map6d(x: torch.Tensor, what: str) -> None:
+    """``x`` is a floating ``(B, C, F, D, H, W)`` group feature map."""
+    C.check_tensor(x, "x", what, floating=False)
+    if x.dim() != 6:
+        raise ValueError(f"{what} expects a 6-D (B, C, F, D, H, W) group feature map (the cube "
+                         f"groups' fields on volumes); got shape {tuple(x.shape)} (use "
+                         "nn.MaxPool3d/nn.AvgPool3d for (B, C, D, H, W) volumes)")
+    C.check_tensor(x, "x", what)  # floating point
+
+
+def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
+                      ) -> tuple[tuple[int, int, int], ...]:
+    """``nn.MaxPool3d`` / ``nn.AvgPool3d``'s arguments as triples ``(k, s, p, d)``: ``stride``
+    ``None`` means ``kernel_size``; ``padding`` at most half the (dilated) window."""
+    k = triple(kernel_size, "kernel_size", what, minimum=1)
+    s = k if stride is None else triple(stride, "stride", what, minimum=1)
+    p = triple(padding, "padding", what, minimum=0)
+    d = triple(dilation, "dilation", what, minimum=1)
+    limit = tuple((di * (ki - 1) + 1) // 2 if max_pool else ki // 2
+                  for ki, di in zip(k, d, strict=True))
+    if any(pi > li for pi, li in zip(p, limit, strict=True)):
+        raise ValueError(f"{what}: padding={padding!r} must be at most half the "
+                         f"{'(dilated) ' if max_pool else ''}window, {limit} here (as "
+                         "nn.MaxPool3d/nn.AvgPool3d)")
+    return k, s, p, d
+
+
+def _check_window3d(x: torch.Tensor, k, p, d, what: str) -> None:
+    for i, name in enumerate(("depth", "height", "width")):
+        extent = d[i] * (k[i] - 1) + 1
+        n = x.shape[-3 + i]
+        if n + 2 * p[i] < extent:
+            raise ValueError(f"{what}: the input's {name} {n} (+ padding 2 x {p[i]}) is smaller "
+                             f"than the pooling window ({extent}); got x of shape "
+                             f"{tuple(x.shape)}")
+
+
+def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) -> torch.Tensor:
+    check_map6d(x, what)
+    if not ceil_mode:
+        _check_window3d(x, k, p, d, what)
+    b, c, f = x.shape[:3]
+    y = fn(x.reshape(b, c * f, *x.shape[-3:]), *args)
+    return y.reshape(b, c, f, *y.shape[-3:])
+
+
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                     ceil_mode: bool = False) -> torch.Tensor:
+    """``F.max_pool3d`` over the spatial dims of ``(B, C, F, D, H, W)`` (each slot
+    separately). See :class:`equilayers.nn.GroupMaxPool3d`.
+
+    Example:
+        >>> group_max_pool3d(torch.randn(1, 2, 24, 4, 4, 4), 2).shape
+        torch.Size([1, 2, 24, 2, 2, 2])
+    """
+    what = "group_max_pool3d"
+    k, s, p, d = check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=True)
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    return _spatial(x, F.max_pool3d, what, k, p, d, ceil_mode, k, s, p, d, bool(ceil_mode))
+
+
+def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
+                     ceil_mode: bool = False, count_include_pad: bool = True) -> torch.Tensor:
+    """``F.avg_pool3d`` over the spatial dims of ``(B, C, F, D, H, W)`` (each slot
+    separately). See :class:`equilayers.nn.GroupAvgPool3d`.
+
+    Example:
+        >>> group_avg_pool3d(torch.randn(1, 2, 4, 5, 5, 5), 3, 2, 1).shape
+        torch.Size([1, 2, 4, 3, 3, 3])
+    """
+    what = "group_avg_pool3d"
+    k, s, p, _ = check_pool3d_args(kernel_size, stride, padding, 1, what, max_pool=False)
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    C.check_flag(count_include_pad, "count_include_pad", what)
+    return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, k, s, p,
+                    bool(ceil_mode), bool(count_include_pad))
+
+
+def check_polyphase_pool3d(x: torch.Tensor, stride: int, criterion: str, blur_size: int,
+                           padding_mode: str, what: str = "polyphase_pool3d") -> None:
+    """A batch dim and ``(D, H, W)`` divisible by ``stride``; the blur's padding fits."""
+    C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
+    C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W) with a batch dim")
+    sizes = tuple(x.shape[-3:])
+    if any(n % stride for n in sizes):
+        raise ValueError(f"{what} needs D, H and W divisible by stride={stride} (circular "
+                         f"shifts must permute the components); got (D, H, W)={sizes} (shape "
+                         f"{tuple(x.shape)}). Crop or pad the input to a multiple of {stride} "
+                         "first")
+    C.check_blur_padding(sizes, blur_size, padding_mode, what, x.shape, "blur_size")
+
+
+@overload
+def polyphase_pool3d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ...,
+                     return_index: Literal[False] = ...) -> torch.Tensor: ...
+
+
+@overload
+def polyphase_pool3d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ...,
+                     return_index: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def polyphase_pool3d(x: torch.Tensor, stride: int = ..., *, criterion: str = ...,
+                     blur_size: int = ..., padding_mode: str = ..., return_index: bool = ...
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def polyphase_pool3d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
+                     blur_size: int = 1, padding_mode: str = "circular",
+                     return_index: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Keep the 3-D polyphase component of largest norm, per sample (see the module
+    docstring and :class:`equilayers.nn.PolyphasePool3d`).
+
+    Args:
+        x: ``(B, C, D, H, W)`` volumes or ``(B, C, F, D, H, W)`` group maps (any leading dims
+            after the batch); ``D``, ``H`` and ``W`` divisible by ``stride``.
+        stride: integer >= 2.
+        criterion: ``"l2"``, ``"l1"`` or ``"linf"`` norm of a component.
+        blur_size: binomial blur over ``(D, H, W)`` at stride 1 first, 1..7 (1 = none).
+        padding_mode: padding of the blur (``"circular"`` keeps exact shift invariance).
+        return_index: also return the chosen flat index ``a s^2 + b s + c`` per sample,
+            ``(B,)`` int64.
+
+    Example:
+        >>> y, idx = polyphase_pool3d(torch.randn(2, 3, 4, 4, 4), return_index=True)
+        >>> y.shape, idx.shape
+        (torch.Size([2, 3, 2, 2, 2]), torch.Size([2]))
+    """
+    what = "polyphase_pool3d"
+    check_polyphase_pool3d(x, stride, criterion, blur_size, padding_mode, what)
+    C.check_bool(return_index, "return_index", what)
+    s, order = stride, CRITERIA[criterion]
+    if blur_size > 1:
+        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device)
+        x = blur_nd(x, filt, 1, padding_mode, 3, what, "blur_size")
+    b = x.shape[0]
+    lead = x.shape[1:-3]
+    d, h, w = x.shape[-3:]
+    xr = x.reshape(b, math.prod(lead), d // s, s, h // s, s, w // s, s)
+    acc = None if x.device.type == "mps" else torch.float64
+    crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4, 6), dtype=acc)  # (B, s, s, s)
+    index = crit.reshape(b, s ** 3).argmax(dim=1)
+    rows = torch.arange(b, device=x.device)
+    out = xr[rows, :, :, index // (s * s), :, (index // s) % s, :, index % s]
+    out = out.reshape(b, *lead, d // s, h // s, w // s)
+    return (out, index) if return_index else out

@@ -1,0 +1,220 @@
+"""Spatial pools of 6-D group feature maps ``(B, C, F, D, H, W)``: max, average and polyphase
+(the math is :mod:`equilayers.functional._pool3d`)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from .. import _checks as C
+from ..functional import _gconv3d as G3
+from ..functional import _pool3d as P3
+from ..groups import FieldType
+from ._exactness import _quiet
+from ._typed import Typed
+
+__all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d"]
+
+
+def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d) -> tuple[str, list[str]]:
+    """``(label, problems)`` of a pool with triples ``k, s, p, d`` on a volume of ``size``: the
+    pool does not know the model's group, so it is checked for the largest cube group the
+    volume can carry, O_h on cubes (``D == H == W``), D4z when only ``H == W``; a pool with a
+    non-cubic window, or a volume with ``H != W``, is not checked."""
+    if len(set(k)) != 1 or size[1] != size[2]:
+        return "", []
+    cube = size[0] == size[1]
+    group = "oh" if cube else "d4z"
+    label = ("the cube's rotations and flips" if cube
+             else "flips and quarter turns about the depth axis")
+    pad = (p[2], p[2], p[1], p[1], p[0], p[0])
+    return label, G3.exactness_problems3d(group, size, k[0], s, pad, d)
+
+
+class _Pool3d(Typed, nn.Module):
+    in_type = out_type = FieldType.regular(spatial_dims=3)  # of any cube group
+    _max = False
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 ceil_mode: bool = False) -> None:
+        super().__init__()
+        what = type(self).__name__
+        P3.check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=self._max)
+        C.check_flag(ceil_mode, "ceil_mode", what)
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+
+    _warned: bool = False
+
+    def _check_exact(self, x: torch.Tensor, dilation) -> None:
+        """Warn once per module at the first input size where the windows break exactness
+        (:func:`pool_exactness_problems3d`)."""
+        if (self._warned or self.ceil_mode or _quiet() or torch.compiler.is_compiling()
+                or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
+            return
+        size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+        exact = self.__dict__.setdefault("_exact_sizes", set())
+        if size in exact:
+            return
+        k, s, p, d = P3.check_pool3d_args(self.kernel_size, self.stride, self.padding,
+                                          dilation, type(self).__name__, max_pool=self._max)
+        label, problems = pool_exactness_problems3d(size, k, s, p, d)
+        if not problems:
+            exact.add(size)
+            return
+        self._warned = True
+        warnings.warn(f"{type(self).__name__} ({label}) is not exactly equivariant on input of "
+                      f"size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                      + " (warned once per module)", stacklevel=5)
+
+    def _repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (", ceil_mode=True" if self.ceil_mode else ""))
+
+
+class GroupMaxPool3d(_Pool3d):
+    """Spatial max pooling of the cube groups' feature maps, every slot separately
+    (``nn.MaxPool3d`` on ``(B, C, F, D, H, W)``).
+
+    ``y[c, g] = max_{window} x[c, g]``: the slots are not mixed, so the fiber action commutes.
+
+    Args:
+        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool3d`` (an int or
+            three ints ``(D, H, W)``).
+
+    Shape:
+        ``(B, C, F, D, H, W) -> (B, C, F, D', H', W')``,
+        ``n' = floor((n + 2 p - dilation (k - 1) - 1) / stride) + 1`` per dim.
+
+    Equivariance:
+        Exact for every element of the cube groups when the windows tile the input from both
+        ends, ``(n + 2 p - dilation (k - 1) - 1) % stride == 0`` (``k=3, stride=2, p=1`` on odd
+        sizes; ``k=2, stride=2`` on even ones), with equal sizes and options on the dims the
+        group trades (all three for o/oh; height and width for c4z/d4z). Warns once per
+        module otherwise (checked for O_h on cubic inputs, D4z when only ``H == W``).
+
+    Example:
+        >>> import torch
+        >>> GroupMaxPool3d(2)(torch.randn(1, 2, 24, 4, 4, 4)).shape
+        torch.Size([1, 2, 24, 2, 2, 2])
+    """
+
+    _max = True
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.dilation = dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_exact(x, self.dilation)
+        return P3.group_max_pool3d(x, self.kernel_size, self.stride, self.padding,
+                                   self.dilation, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+
+
+class GroupAvgPool3d(_Pool3d):
+    """Spatial average pooling of the cube groups' feature maps (``nn.AvgPool3d`` on
+    ``(B, C, F, D, H, W)``, every slot separately).
+
+    Args:
+        kernel_size, stride, padding, ceil_mode, count_include_pad: as ``nn.AvgPool3d``.
+
+    Shape:
+        ``(B, C, F, D, H, W) -> (B, C, F, D', H', W')``,
+        ``n' = floor((n + 2 p - k) / stride) + 1`` per dim.
+
+    Equivariance:
+        Exact under the tiling condition of :class:`GroupMaxPool3d` (warns once otherwise).
+
+    Example:
+        >>> import torch
+        >>> GroupAvgPool3d(3, 2, 1)(torch.randn(1, 2, 4, 5, 5, 5)).shape
+        torch.Size([1, 2, 4, 3, 3, 3])
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        C.check_flag(count_include_pad, "count_include_pad", type(self).__name__)
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_exact(x, 1)
+        return P3.group_avg_pool3d(x, self.kernel_size, self.stride, self.padding,
+                                   self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return self._repr() + ("" if self.count_include_pad else ", count_include_pad=False")
+
+
+class PolyphasePool3d(Typed, nn.Module):
+    """Adaptive polyphase sampling of volumes and cube-group maps: keep the ``s x s x s``
+    polyphase component of largest norm, per sample.
+
+    Component ``(a, b, c)`` is ``x[..., a::s, b::s, c::s]`` (flat index ``a s^2 + b s + c``);
+    its norm (``criterion``) is taken over every non-batch dim. An optional binomial blur at
+    stride 1 (``blur_size > 1``, padded with ``padding_mode``) comes first.
+
+    Args:
+        stride: integer >= 2.
+        criterion: ``"l2"`` (default), ``"l1"`` or ``"linf"`` (avoid ``"l1"`` with a blur at
+            stride 2 on non-negative inputs: every component's l1 norm is then equal).
+        blur_size: 1..7; 1 = no blur (the published APS).
+        padding_mode: padding of the blur; ``"circular"`` (default) keeps exact invariance.
+        return_index: if True, ``forward`` returns ``(y, index)`` with the chosen flat index
+            per sample, ``(B,)`` int64.
+
+    Shape:
+        ``(B, C, D, H, W) -> (B, C, D / s, H / s, W / s)`` or ``(B, C, F, D, H, W) -> (B, C,
+        F, D / s, H / s, W / s)``; ``D``, ``H`` and ``W`` must be divisible by ``stride``
+        (else ``ValueError``: crop or pad first).
+
+    Equivariance:
+        Integer circular shifts, exactly: a shift by ``t`` keeps the same samples, so
+        ``pool(roll(x, t)) = roll(pool(x), (a + t) // s)`` per axis with ``a`` the kept phase
+        (and the index becomes ``(a + t) % s``); shifts by multiples of ``s`` move the output
+        by ``t / s``, and circular convs + this pool + a global pool are exactly invariant to
+        every integer shift. The cube groups, exactly for every element, on volumes with
+        ``D == H == W`` (``H == W`` for c4z/d4z) divisible by ``s`` (odd ``blur_size``) when
+        the largest norm is unique (random inputs; exact ties go to the lowest index, which
+        no rule can make commute with the group). See :mod:`equilayers.functional._pool3d`.
+
+    Example:
+        >>> import torch
+        >>> PolyphasePool3d()(torch.randn(1, 2, 24, 4, 4, 4)).shape
+        torch.Size([1, 2, 24, 2, 2, 2])
+    """
+
+    in_type = out_type = None  # any field type; the output has the input's
+
+    def __init__(self, stride: int = 2, *, criterion: str = "l2", blur_size: int = 1,
+                 padding_mode: str = "circular", return_index: bool = False) -> None:
+        super().__init__()
+        what = type(self).__name__
+        C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
+        self.return_index = C.check_bool(return_index, "return_index", what)
+        self.stride, self.criterion = stride, criterion
+        self.blur_size, self.padding_mode = blur_size, padding_mode
+
+    def forward(self, x: torch.Tensor):
+        return P3.polyphase_pool3d(x, self.stride, criterion=self.criterion,
+                                   blur_size=self.blur_size, padding_mode=self.padding_mode,
+                                   return_index=self.return_index)
+
+    def extra_repr(self) -> str:
+        parts = [f"stride={self.stride}"]
+        if self.criterion != "l2":
+            parts.append(f"criterion={self.criterion!r}")
+        if self.blur_size != 1:
+            parts.append(f"blur_size={self.blur_size}")
+        if self.padding_mode != "circular":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.return_index:
+            parts.append("return_index=True")
+        return ", ".join(parts)

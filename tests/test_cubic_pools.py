@@ -1,0 +1,236 @@
+"""Spatial pools of the cube groups' 6-D maps (BlurPool3d, GroupMaxPool3d, GroupAvgPool3d,
+PolyphasePool3d), the invariant head on the cube groups, and Restrict/CosetPool for the cube's
+subgroups: shapes, module == functional, exactness over every element and every shift, the
+documented conditions, negative controls, warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import equilayers.functional as EF
+import equilayers.nn as enn
+from equilayers.groups import act, get
+from equilayers.testing import assert_equivariant, assert_invariant, equivariance_error
+
+ORDERS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8}
+NAMES = sorted(ORDERS)
+
+
+def _map(name, size, gen, c=2, dtype=torch.float64):
+    return torch.randn(2, c, ORDERS[name], *size, generator=gen, dtype=dtype)
+
+
+# --- blur, max, average ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_spatial_pools_exact_on_tiling_sizes(name, gen):
+    odd, even = _map(name, (7, 7, 7), gen), _map(name, (6, 6, 6), gen)
+    for layer, x in ((enn.BlurPool3d(), odd), (enn.BlurPool3d(kernel_size=5, stride=3), odd),
+                     (enn.GroupMaxPool3d(3, 2, 1), odd), (enn.GroupMaxPool3d(2), even),
+                     (enn.GroupAvgPool3d(3, 2, 1), odd), (enn.GroupAvgPool3d(2), even)):
+        report = assert_equivariant(layer, x, name)
+        assert len(report.errors) == ORDERS[name]
+        assert_equivariant(layer, x.float(), name, tol=1e-5)
+    # volumes (5-D) too
+    vol = torch.randn(2, 3, 9, 9, 9, generator=gen, dtype=torch.float64)
+    assert_equivariant(enn.BlurPool3d(), vol, name)
+
+
+def test_c4z_d4z_keep_the_depth_free(gen):
+    """c4z/d4z never move the depth axis: any depth is exact when H == W tiles."""
+    x = torch.randn(1, 2, 8, 4, 7, 7, generator=gen, dtype=torch.float64)
+    assert_equivariant(enn.BlurPool3d(), x, "d4z")
+    assert equivariance_error(enn.BlurPool3d(), x[:, :, :, :, :6, :6], "d4z") > 1e-2
+
+
+@pytest.mark.parametrize("layer,size", [
+    (lambda: enn.BlurPool3d(), 6), (lambda: enn.GroupMaxPool3d(3, 2, 1), 8),
+    (lambda: enn.GroupMaxPool3d(2), 7), (lambda: enn.GroupAvgPool3d(3, 2, 1), 6)])
+def test_spatial_pools_fail_where_the_grid_breaks(layer, size, gen):
+    x = _map("o", (size,) * 3, gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert equivariance_error(layer(), x, "o") > 1e-2
+
+
+def test_pool_shapes_and_functional(gen):
+    x = torch.randn(2, 3, 24, 7, 8, 9, generator=gen)
+    assert enn.BlurPool3d()(x).shape == (2, 3, 24, 4, 4, 5)
+    torch.testing.assert_close(enn.BlurPool3d(channels=3)(x), EF.blur_pool3d(x))
+    # the blur of a 6-D map is the blur of each slot's volume
+    torch.testing.assert_close(EF.blur_pool3d(x)[:, :, 5], EF.blur_pool3d(x[:, :, 5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 7x8x9 is not a cube: only the window matters here
+        m = enn.GroupMaxPool3d(3, 2, 1)
+        y = m(x)
+    assert y.shape == (2, 3, 24, 4, 4, 5)
+    torch.testing.assert_close(y, F.max_pool3d(x.flatten(1, 2), 3, 2, 1).unflatten(1, (3, 24)))
+    torch.testing.assert_close(y, EF.group_max_pool3d(x, 3, 2, 1))
+    a = enn.GroupAvgPool3d((1, 2, 2), ceil_mode=True, count_include_pad=False)
+    want = F.avg_pool3d(x.flatten(1, 2), (1, 2, 2), ceil_mode=True).unflatten(1, (3, 24))
+    torch.testing.assert_close(a(x), want)
+    assert repr(a) == ("GroupAvgPool3d(kernel_size=(1, 2, 2), stride=(1, 2, 2), padding=0, "
+                       "ceil_mode=True, count_include_pad=False)")
+    assert repr(enn.GroupMaxPool3d(3, 2, 1, 2)) == ("GroupMaxPool3d(kernel_size=3, stride=2, "
+                                                    "padding=1, dilation=2)")
+
+
+def test_pool_warnings_once_and_agree_with_measurement(gen):
+    m = enn.GroupMaxPool3d(3, 2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(_map("o", (7, 7, 7), gen, dtype=torch.float32))
+    with pytest.warns(UserWarning, match=r"GroupMaxPool3d \(the cube's rotations and flips\) "
+                                         r".* 8x8x8: stride 2 does not tile"):
+        m(_map("o", (8, 8, 8), gen, dtype=torch.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(_map("o", (8, 8, 8), gen, dtype=torch.float32))  # once per module
+    with pytest.warns(UserWarning, match="quarter turns about the depth axis"):
+        enn.GroupAvgPool3d(2)(_map("d4z", (4, 7, 7), gen))
+
+
+def test_pool_errors_are_named():
+    with pytest.raises(ValueError, match=r"6-D \(B, C, F, D, H, W\).*nn.MaxPool3d"):
+        enn.GroupMaxPool3d(2)(torch.randn(1, 2, 4, 4, 4))
+    with pytest.raises(ValueError, match="padding=2 must be at most half"):
+        enn.GroupAvgPool3d(3, 1, 2)
+    with pytest.raises(ValueError, match="smaller than the pooling window"):
+        EF.group_max_pool3d(torch.randn(1, 1, 4, 1, 3, 3), 2)
+    with pytest.raises(TypeError, match="ceil_mode"):
+        enn.GroupMaxPool3d(2, ceil_mode=1)
+
+
+def test_gradcheck_pools(gen):
+    x = torch.randn(1, 1, 4, 4, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: EF.group_avg_pool3d(t, 2), (x,))
+    assert torch.autograd.gradcheck(lambda t: EF.polyphase_pool3d(t, blur_size=3), (x,))
+    assert torch.autograd.gradcheck(lambda t: EF.blur_pool3d(t), (x,))
+
+
+# --- polyphase -----------------------------------------------------------------------------
+@pytest.mark.parametrize("stride", [2, 3])
+def test_polyphase_every_integer_shift(stride, gen):
+    """Every circular shift of a 6^3 volume (all 216): the same samples are kept, rolled by
+    (a + t) // s per axis, and the index moves to (a + t) % s."""
+    n = 6
+    x = torch.randn(2, 2, 4, n, n, n, generator=gen, dtype=torch.float64)
+    y, idx = EF.polyphase_pool3d(x, stride, return_index=True)
+    s = stride
+    phases = torch.stack([idx // (s * s), (idx // s) % s, idx % s], 1)  # (B, 3)
+    for t in [(a, b, c) for a in range(n) for b in range(n) for c in range(n)]:
+        ys, idxs = EF.polyphase_pool3d(torch.roll(x, t, dims=(-3, -2, -1)), stride,
+                                       return_index=True)
+        for i in range(2):
+            new = [(int(phases[i, k]) + t[k]) for k in range(3)]
+            assert int(idxs[i]) == (new[0] % s) * s * s + (new[1] % s) * s + new[2] % s
+            want = torch.roll(y[i], tuple(v // s for v in new), dims=(-3, -2, -1))
+            assert torch.equal(ys[i], want)
+
+
+def test_polyphase_shapes_choice_and_functional(gen):
+    x = torch.randn(3, 2, 6, 4, 8, generator=gen)
+    y, idx = enn.PolyphasePool3d(return_index=True)(x)
+    assert y.shape == (3, 2, 3, 2, 4) and idx.dtype == torch.int64
+    for b in range(3):  # the kept component has the largest l2 norm
+        norms = [x[b, :, a::2, c::2, d::2].double().norm() for a in range(2) for c in range(2)
+                 for d in range(2)]
+        assert int(idx[b]) == int(torch.stack(norms).argmax())
+        a, c, d = int(idx[b]) // 4, int(idx[b]) // 2 % 2, int(idx[b]) % 2
+        assert torch.equal(y[b], x[b, :, a::2, c::2, d::2])
+    torch.testing.assert_close(enn.PolyphasePool3d(criterion="linf", blur_size=3)(x),
+                               EF.polyphase_pool3d(x, criterion="linf", blur_size=3))
+    assert repr(enn.PolyphasePool3d(3, blur_size=3, return_index=True)) == (
+        "PolyphasePool3d(stride=3, blur_size=3, return_index=True)")
+    with pytest.raises(ValueError, match=r"D, H and W divisible by stride=2.*\(3, 4, 4\)"):
+        EF.polyphase_pool3d(torch.randn(1, 2, 3, 4, 4))
+    with pytest.raises(ValueError, match="stride"):
+        enn.PolyphasePool3d(1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_polyphase_cube_elements_on_cubes(name, gen):
+    """D == H == W divisible by s: every element; a volume with D != H breaks o/oh only."""
+    for s, size in ((2, 6), (3, 6), (2, 4)):
+        assert_equivariant(enn.PolyphasePool3d(s), _map(name, (size,) * 3, gen), name)
+    x = _map(name, (4, 6, 6), gen)
+    if name in ("c4z", "d4z"):
+        assert_equivariant(enn.PolyphasePool3d(), x, name)
+    else:  # o/oh trade the depth with the others: no transformed input of that shape
+        with pytest.raises(ValueError, match="equal sizes"):
+            equivariance_error(enn.PolyphasePool3d(), x, name)
+
+
+# --- the invariant head ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_invariant_head_every_element(name, gen):
+    torch.manual_seed(0)
+    head = enn.InvariantHead(2, 3, group=name, pool="mean", spatial="max").double()
+    x = _map(name, (5, 5, 5), gen)
+    report = assert_invariant(head, x, name)
+    assert len(report.errors) == ORDERS[name] and report.error < 1e-14
+    assert head(x).shape == (2, 3)
+    torch.testing.assert_close(head(x), EF.invariant_head(x, head.weight, head.bias,
+                                                          group=name, pool="mean",
+                                                          spatial="max"))
+    # a volume (already pooled over the fiber) is accepted as well
+    assert head(x.amax(2)).shape == (2, 3)
+
+
+def test_invariant_head_pose_on_cube_maps(gen):
+    o = get("o")
+    head = enn.InvariantHead(2, 3, group="o", return_pose=True).double()
+    x = _map("o", (3, 3, 3), gen)
+    _, pose = head(x)
+    for g in o.elements():
+        _, moved = head(act(x, g, "regular"))
+        assert moved.tolist() == [o.index(g * o.elements()[int(p)]) for p in pose]
+    with pytest.raises(ValueError, match=r"\(B, C, \|G\|, D, H, W\)"):
+        head(x.amax(2))
+    with pytest.raises(ValueError, match=r"\|G\|=24 slots"):
+        head(x[:, :, :8])
+    with pytest.raises(ValueError, match=r"\(B, C, \|G\|, D, H, W\) or \(B, C, D, H, W\)"):
+        EF.invariant_head(x[..., 0, 0], head.weight, group="o")
+
+
+def test_classifier_stack_is_invariant(gen):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        enn.LiftingConv3d(1, 4, 3, padding=1, group="o"), enn.GroupBatchNorm3d(4),
+        torch.nn.ReLU(), enn.GroupConv3d(4, 4, 3, padding=1, group="o"), torch.nn.ReLU(),
+        enn.BlurPool3d(), enn.InvariantHead(4, 5, group="o")).eval()
+    x = torch.randn(2, 1, 9, 9, 9, generator=gen)
+    report = assert_invariant(net, x, "o", tol=1e-5)
+    assert report.error < 1e-5
+
+
+# --- restriction ----------------------------------------------------------------------------
+@pytest.mark.parametrize("big,small", [("oh", "o"), ("o", "c4z"), ("oh", "d4z"),
+                                       ("d4z", "c4z"), ("oh", "c4z")])
+def test_restrict_cube_subgroups(big, small, gen):
+    x = _map(big, (3, 3, 3), gen)
+    r = enn.Restrict(big, small)
+    y = r(x)
+    k = ORDERS[big] // ORDERS[small]
+    assert y.shape == (2, 2 * k, ORDERS[small], 3, 3, 3)
+    torch.testing.assert_close(y, EF.restrict(x, big, small))
+    # a permutation of the slots: every input value appears once
+    assert torch.equal(y.flatten(1, 2).sort(1).values, x.flatten(1, 2).sort(1).values)
+    report = assert_equivariant(r, x, small)
+    assert len(report.errors) == ORDERS[small]
+    assert r._identity == ((big, small) in (("oh", "o"), ("d4z", "c4z")))
+    pooled = enn.CosetPool(big, small)(x)
+    assert pooled.shape == (2, 2, k, 3, 3, 3)
+    assert_equivariant(enn.CosetPool(big, small), x, big)
+
+
+def test_restrict_errors_on_volumes():
+    with pytest.raises(ValueError, match=r"6-D \(B, C, F, D, H, W\)"):
+        enn.Restrict("o", "c4z")(torch.randn(1, 2, 24, 5, 5))
+    with pytest.raises(ValueError, match="fiber of 24 slots"):
+        EF.restrict(torch.randn(1, 2, 8, 3, 3, 3), "o", "c4z")
+    with pytest.raises(ValueError, match="not a subgroup"):
+        enn.Restrict("o", "d4z")
