@@ -77,7 +77,7 @@ def test_per_slot_bias_and_bad_inputs():
         ExpandedGroupConv2d.from_filter(torch.zeros(15, 8, 3, 3), group="c8")
     with pytest.raises(ValueError, match="continuous"):
         ExpandedGroupConv2d(2, 3, 3, group="so2")
-    with pytest.raises(ValueError, match="padding_mode must be one of"):
+    with pytest.raises(ValueError, match="padding_mode='wrap' must be one of"):
         ExpandedGroupConv2d(2, 3, 3, padding_mode="wrap")
     with pytest.raises(ValueError, match="square"):
         ExpandedGroupConv2d(2, 3, (3, 5))

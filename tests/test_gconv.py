@@ -247,7 +247,7 @@ def test_eval_with_grad_still_trains(gen):
     (dict(group="p5"), "unknown group 'p5'"),
     (dict(groups=3), "groups=3 must divide in_channels=4"),
     (dict(kernel_size=(3, 5)), "kernel_size must be a positive int"),
-    (dict(padding_mode="mirror"), "padding_mode must be one of"),
+    (dict(padding_mode="mirror"), "padding_mode='mirror' must be one of"),
     (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
     (dict(padding="same", stride=2), "padding='same' needs stride=1"),
     (dict(basis="fourier"), "unknown basis 'fourier'.*'pixel'.*'harmonic'"),

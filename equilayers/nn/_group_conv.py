@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import _checks as C
 from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
@@ -48,14 +49,13 @@ class _ExactConvMixin(_WarnsInexact):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        k = G._pair(kernel_size, "kernel_size")
+        k = C.check_pair(kernel_size, "kernel_size", name)
         if k[0] != k[1] or k[0] < 1:
             raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
                              f"that rotations map them onto themselves); got {kernel_size!r}")
-        if padding_mode not in G.PADDING_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {G.PADDING_MODES}; got "
-                             f"{padding_mode!r}")
-        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
+        C.check_padding_mode(padding_mode, "padding_mode", name, C.PADDING_MODES)
+        stride_p, dil_p = C.check_pair(stride, "stride", name), C.check_pair(dilation,
+                                                                             "dilation", name)
         if min(stride_p) < 1 or min(dil_p) < 1:
             raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
                              f"dilation={dilation!r}")
