@@ -91,11 +91,11 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         if s is None or isinstance(m.padding, str):
             return "Conv2d with unequal strides or string padding"
         if mode != "polyphase":
-            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs;
-            # torch's stubs type them as tuple[int, ...]
-            new = BlurConv2d(m.in_channels, m.out_channels,
-                             m.kernel_size, s, m.padding,  # type: ignore[arg-type]
-                             m.dilation,  # type: ignore[arg-type]
+            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs,
+            # typed tuple[int, ...] by torch's stubs: read as pairs
+            kernel, pad, dil = (C.check_pair(v, n, "antialias") for v, n in (
+                (m.kernel_size, "kernel_size"), (m.padding, "padding"), (m.dilation, "dilation")))
+            new = BlurConv2d(m.in_channels, m.out_channels, kernel, s, pad, dil,
                              m.groups, m.bias is not None, m.padding_mode,
                              device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size,
                              fold=True if mode == "folded" else None)
