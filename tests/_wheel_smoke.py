@@ -22,15 +22,16 @@ OPTIONAL = ["triton", "matplotlib", "escnn", "e2cnn", "kornia", "scipy", "rich",
 
 
 def check_wheel(wheel: str) -> None:
-    """The wheel ships py.typed and no tests; it names the test-only helper modules it ships."""
+    """The wheel ships py.typed and nothing of the tests (the test-only helpers included)."""
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "equilayers/py.typed" in names, "the wheel lacks equilayers/py.typed"
     leaked = [n for n in names if n.split("/")[0] in ("tests", "benchmarks", "examples")]
     assert not leaked, f"the wheel ships files outside the package: {leaked}"
-    helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py")]
-    print(f"wheel: {len(names)} files, py.typed, no tests; test-only helpers shipped: {helpers}")
+    helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py", "conftest.py")]
+    assert not helpers, f"the wheel ships test-only helpers: {helpers}"
+    print(f"wheel: {len(names)} files, py.typed, no tests or test helpers")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import nn as enn
+from equilayers import nn as enn
 
 __all__ = ["ZooEntry", "ZOO", "build"]
 

@@ -1,6 +1,7 @@
 """A DistributedDataParallel and an FSDP2 (``fully_shard``) training step on CPU (gloo),
-compared with one process. Used by ``tests/test_compat.py``; lives in the package so
-``torch.multiprocessing.spawn`` children can import the workers by name.
+compared with one process. Used by ``tests/test_compat.py``; a module of its own (not the test
+file) so ``torch.multiprocessing.spawn`` children can import the workers by name (``tests/`` is on
+the ``sys.path`` that spawn hands its children).
 
 The DDP model has no batch norm: ``GroupBatchNorm2d`` in train mode normalises with per-rank
 batch statistics under DDP and FSDP (as ``nn.BatchNorm*`` does), so its gradients legitimately
@@ -18,7 +19,7 @@ import socket
 import torch
 from torch import nn
 
-from ..nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
+from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
 
 __all__ = ["ddp_model", "ddp_batch", "single_process_step", "free_port", "ddp_worker",
            "fsdp_model", "fsdp_single_process_step", "fsdp_worker"]
