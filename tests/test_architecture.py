@@ -26,16 +26,23 @@ FLOORS: dict[str, int] = {
     "equilayers._checks": 0,
     "equilayers._cpu_cache": 0,
     "equilayers._table": 0,
+    "equilayers._rng": 0,
     # 1: groups and how they act
     "equilayers.groups": 1,
     # 2: kernels: the ops' references, specs, fast paths, Triton kernels, the op table
     "equilayers.kernels": 2,
     # 3: functional: pure functions on tensors, the public ops
     "equilayers.functional": 3,
+    # the equivariance harness, below nn: it asks the group interface only
+    "equilayers.testing._harness": 3,
+    "equilayers.testing._fields": 3,
+    "equilayers.testing._case": 3,
+    "equilayers.testing.controls": 3,
     # 4: nn: modules that own parameters and call their functional twins
     "equilayers.nn": 4,
     "equilayers._batchnorm": 4,
-    # 5: tools over any model: measure, test, check, convert, rewrite
+    # 5: tools over any model: measure, test, check, convert, rewrite; the case table (it
+    # builds the layers)
     "equilayers.metrics": 5,
     "equilayers.testing": 5,
     "equilayers._grid": 5,
@@ -145,7 +152,9 @@ def test_no_lower_floor_imports_a_higher_one():
     ("equilayers.functional._blur", "equilayers.nn._blur_pool"),
     ("equilayers.groups._planar", "equilayers.kernels"),
     ("equilayers._checks", "equilayers.groups"),
-    ("equilayers.nn._group_conv", "equilayers.testing._harness"),
+    ("equilayers.nn._group_conv", "equilayers.testing.cases"),
+    ("equilayers.testing._harness", "equilayers.nn._blur_pool"),  # the harness is below nn
+    ("equilayers.testing._case", "equilayers.testing._cases_gconv"),
     ("equilayers.metrics._lie", "equilayers"),  # the front door is the top floor
 ])
 def test_an_upward_edge_is_flagged(src, dst):
