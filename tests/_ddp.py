@@ -19,6 +19,7 @@ import socket
 import torch
 from torch import nn
 
+from equilayers._rng import global_rng_from
 from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
 
 __all__ = ["ddp_model", "ddp_batch", "single_process_step", "free_port", "ddp_worker",
@@ -27,9 +28,9 @@ __all__ = ["ddp_model", "ddp_batch", "single_process_step", "free_port", "ddp_wo
 
 def ddp_model() -> nn.Module:
     """A small p4 model (float64, seeded): lifting conv, group conv, invariant head."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), nn.ReLU(),
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), nn.ReLU(),
         GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(),
         InvariantHead(4, 3, group="p4"),
     ).double()
@@ -92,9 +93,9 @@ def ddp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
 
 def fsdp_model() -> nn.Sequential:
     """A small p4 model (float64, seeded): lifting conv, group BN, group conv, invariant head."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
         GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(),
         InvariantHead(4, 3, group="p4"),
     ).double()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import equilayers
+from equilayers._rng import global_rng_from
 from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
 
 OPTIONAL = ["triton", "matplotlib", "escnn", "e2cnn", "kornia", "scipy", "rich", "skimage"]
@@ -41,9 +42,10 @@ def main() -> None:
     pulled = [m for m in OPTIONAL if m in sys.modules]
     assert not pulled, f"import equilayers pulled in optional packages: {pulled}"
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"), torch.nn.ReLU(),
-                                GroupConv2d(4, 4, 3, padding=1, group="p4"), GroupPool("max"))
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        model = torch.nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"),
+                                    torch.nn.ReLU(), GroupConv2d(4, 4, 3, padding=1, group="p4"),
+                                    GroupPool("max"))
     y = model(torch.randn(2, 3, 9, 9))
     assert y.shape == (2, 4, 9, 9), y.shape
 

@@ -11,6 +11,7 @@ import pickle
 import pytest
 import torch
 from _zoo import ZOO, build
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers.nn
@@ -79,21 +80,21 @@ def _p4_model() -> nn.Module:
         InvariantHead,
         LiftingConv2d,
     )
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
-        GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(), GroupMaxPool2d(2),
-        InvariantHead(4, 3, group="p4"),
-    ).eval()
+    with seeded_rng(0):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
+            GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(), GroupMaxPool2d(2),
+            InvariantHead(4, 3, group="p4"),
+        ).eval()
 
 
 def _harmonic_model() -> nn.Module:
     from equilayers.nn import LiftingConv2d, NormNonlinearity, NormPool
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 5, padding=2, group="so2", max_order=2),
-        NormNonlinearity(4, 2), NormPool(2),
-    ).eval()
+    with seeded_rng(0):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 5, padding=2, group="so2", max_order=2),
+            NormNonlinearity(4, 2), NormPool(2),
+        ).eval()
 
 
 @pytest.mark.parametrize("make", [_p4_model, _harmonic_model,
