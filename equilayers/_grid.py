@@ -46,26 +46,16 @@ class Finding:
         return f"{self.layer} ({self.kind}): {self.message}. Fix: {self.fix}"
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(a, int) for a in v):
-        return (int(v[0]), int(v[1]))
-    if isinstance(v, (tuple, list)) and len(v) == 1 and isinstance(v[0], int):
-        return (int(v[0]), int(v[0]))
-    raise TypeError(f"{name}={v!r} is not an int or a pair")
-
-
 def _spatial_params(mod: nn.Module) -> dict | None:
     """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
     a conv- or pool-like module, by duck typing (``kernel_size`` and ``stride`` attributes)."""
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
         return None
     try:
-        k = _pair(mod.kernel_size, "kernel_size")
-        s = _pair(mod.stride if mod.stride is not None else mod.kernel_size, "stride")
-        d = _pair(getattr(mod, "dilation", 1), "dilation")
-    except TypeError:
+        k = C.check_pair(mod.kernel_size, "kernel_size")
+        s = C.check_pair(mod.stride if mod.stride is not None else mod.kernel_size, "stride")
+        d = C.check_pair(getattr(mod, "dilation", 1), "dilation")
+    except (TypeError, ValueError):  # not a 2-D window (a 1-D or 3-D layer): not checked
         return None
     ke = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
     pad = getattr(mod, "padding", 0)
@@ -76,8 +66,8 @@ def _spatial_params(mod: nn.Module) -> dict | None:
                  (ke[1] - 1) // 2, ke[1] - 1 - (ke[1] - 1) // 2)
     else:
         try:
-            p = _pair(pad, "padding")
-        except TypeError:
+            p = C.check_pair(pad, "padding")
+        except (TypeError, ValueError):
             return None
         sides = (p[0], p[0], p[1], p[1])
     if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)) or "pool" in type(mod).__name__.lower():
@@ -87,7 +77,8 @@ def _spatial_params(mod: nn.Module) -> dict | None:
     mode = getattr(mod, "padding_mode", default_mode)
     transposed = getattr(mod, "transposed", False) is True  # nn.ConvTranspose2d, ours
     try:
-        op = _pair(getattr(mod, "output_padding", 0), "output_padding") if transposed else (0, 0)
+        op = (C.check_pair(getattr(mod, "output_padding", 0), "output_padding") if transposed
+              else (0, 0))
     except TypeError:
         return None
     return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",

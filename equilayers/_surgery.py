@@ -45,12 +45,8 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
-def _pair(v, name: str) -> tuple[int, int]:  # a layer's int-or-pair attribute
-    return C.check_pair(v, name, "antialias")
-
-
 def _uniform(v, name: str) -> int | None:
-    a, b = _pair(v, name)
+    a, b = C.check_pair(v, name, "antialias")
     return a if a == b else None
 
 
@@ -60,12 +56,13 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
     if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
         return None
     if isinstance(m, nn.MaxPool2d):
-        stride = _pair(m.stride if m.stride is not None else m.kernel_size, "stride")
+        stride = C.check_pair(m.kernel_size if m.stride is None else m.stride, "stride",
+                              "antialias")
         if stride == (1, 1):
             return None
         s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
                    _uniform(m.padding, "padding"))
-        dilated = _pair(m.dilation, "dilation") != (1, 1)
+        dilated = C.check_pair(m.dilation, "dilation", "antialias") != (1, 1)
         if s is None or k is None or p is None or dilated or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
         if mode != "polyphase":
@@ -73,7 +70,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
-        stride = _pair(m.stride if m.stride is not None else m.kernel_size, "stride")
+        stride = C.check_pair(m.kernel_size if m.stride is None else m.stride, "stride",
+                              "antialias")
         if stride == (1, 1):
             return None
         s, k = _uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size")
@@ -85,7 +83,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.Conv2d):
-        if _pair(m.stride, "stride") == (1, 1):
+        if C.check_pair(m.stride, "stride", "antialias") == (1, 1):
             return None
         if type(m) is not nn.Conv2d:
             return f"a subclass of Conv2d ({type(m).__name__})"
@@ -93,11 +91,11 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         if s is None or isinstance(m.padding, str):
             return "Conv2d with unequal strides or string padding"
         if mode != "polyphase":
-            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs;
-            # torch's stubs type them as tuple[int, ...]
-            new = BlurConv2d(m.in_channels, m.out_channels,
-                             m.kernel_size, s, m.padding,  # type: ignore[arg-type]
-                             m.dilation,  # type: ignore[arg-type]
+            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs,
+            # typed tuple[int, ...] by torch's stubs: read as pairs
+            kernel, pad, dil = (C.check_pair(v, n, "antialias") for v, n in (
+                (m.kernel_size, "kernel_size"), (m.padding, "padding"), (m.dilation, "dilation")))
+            new = BlurConv2d(m.in_channels, m.out_channels, kernel, s, pad, dil,
                              m.groups, m.bias is not None, m.padding_mode,
                              device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size,
                              fold=True if mode == "folded" else None)

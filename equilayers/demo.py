@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._batchnorm import recalibrate_batch_norm
+from ._rng import global_rng_from
 from .groups import circular_shift, rotate
 
 SIZE = 29  # odd: stride-2 sampling stays centred, so rot90 commutes with it exactly
@@ -219,7 +220,6 @@ def run(argv: list[str] | None = None) -> dict:
         specs = [s for s in specs if s.name in wanted]
     out = Path(args.out if args.out is not None else
                ("demo_out/quick" if args.quick else "demo_out"))
-    torch.manual_seed(args.seed)
 
     x, y = load_digits(args.data)
     gen = torch.Generator().manual_seed(args.seed)
@@ -231,8 +231,8 @@ def run(argv: list[str] | None = None) -> dict:
     steps = epochs * math.ceil(n_train / 64) * len(specs)
     with _progress(steps) as bar:
         for spec in specs:
-            torch.manual_seed(args.seed)
-            model = spec.build()
+            with global_rng_from(torch.Generator().manual_seed(args.seed)):
+                model = spec.build()  # every model's initial weights from the same seed
             bar.set_description(spec.name)
             secs = train(model, x[tr], y[tr], epochs=epochs, seed=args.seed, progress=bar)
             recalibrate_batch_norm(model, x[tr])  # short runs: exact eval-mode statistics

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import seeded_rng
 from torch import nn
 
 #: An accepted value with no equivalent to compare against: the call must just succeed (or
@@ -100,15 +101,15 @@ def _inputs(case: Case) -> dict[str, Any]:
 
 
 def _build(case: Case, kwargs: dict):
-    torch.manual_seed(0)
-    return case.fn(**kwargs)
+    with seeded_rng(0):
+        return case.fn(**kwargs)
 
 
 def _call(case: Case, kwargs: dict, inputs: dict):
     if case.is_module:  # forward's arguments in order (``nn.BatchNorm``'s is ``input``)
         return _build(case, kwargs)(*inputs.values())
-    torch.manual_seed(0)
-    return case.fn(**kwargs, **inputs)
+    with seeded_rng(0):
+        return case.fn(**kwargs, **inputs)
 
 
 def _origin(exc: BaseException) -> tuple[str, int, str]:

@@ -72,7 +72,7 @@ _SQUARE_EXTRA = {
 _CONV_ARGS = {"in_channels": INT, "out_channels": INT, "kernel_size": PAIR, "stride": PAIR,
               "padding": PAIR, "dilation": PAIR, "groups": INT, "bias": FLAG,
               "padding_mode": CHOICE, "dtype": DTYPE}
-_BLUR_ARGS = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE}
+_BLUR_ARGS = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE, "dtype": DTYPE}
 _GPOOL = {"kernel_size": 2, "stride": 2, "padding": 0}
 _GPOOL_ARGS = {"kernel_size": PAIR, "stride": PAIR, "padding": PAIR}
 _GPOOL_OK = {"stride": {"None": 2}, "padding": {"0": OK}}
@@ -108,7 +108,7 @@ NN: list[Case] = [
          {"x": T((2, 3, 4, 4, 4), ranks=(3,), channel=1, small=(2, 3, 1, 1, 1))},
          accept={"channels": {"None": OK}}),
     Case(enn.BlurUpsample2d, {}, {"scale_factor": INT, "blur_size": INT,
-                                  "padding_mode": CHOICE},
+                                  "padding_mode": CHOICE, "dtype": DTYPE},
          {"x": T((2, 3, 5, 5), ranks=(2,), small=(2, 3, 1, 1), small_ok=True)}),
     Case(enn.MaxBlurPool2d, dict(kernel_size=2, stride=2, padding=0),
          {**_BLUR_ARGS, "blur_size": INT, "padding": INT},
@@ -244,10 +244,11 @@ NN: list[Case] = [
          {"group": GROUP, "subgroup": GROUP, "reduction": CHOICE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}),
     Case(enn.GaussianBlurPool2d, dict(sigma=0.66, stride=2, padding=0),
-         {"sigma": FLOAT, "stride": PAIR, "padding": PAIR},
+         {"sigma": FLOAT, "stride": PAIR, "padding": PAIR, "dtype": DTYPE},
          {"x": _img(2, 3, 8, 9, 9, ranks=(3, 6), small=(2, 3, 8, 1, 1))},
          accept={"stride": {"None": OK}, "padding": {"None": OK, "0": OK}}),
-    Case(enn.DiskMask, dict(size=5), {"size": INT, "margin": FLOAT, "sigma": FLOAT},
+    Case(enn.DiskMask, dict(size=5), {"size": INT, "margin": FLOAT, "sigma": FLOAT,
+                                      "dtype": DTYPE},
          {"x": _img(2, 3, 8, 5, 5, ranks=(3, 6))}, accept={"margin": {"0": OK}},
          extra=_SQUARE_EXTRA),
     Case(enn.PolyphasePool2d, {}, {"stride": INT, "criterion": CHOICE, "blur_size": INT,

@@ -16,21 +16,23 @@ from pathlib import Path
 import torch
 
 import equilayers
+from equilayers._rng import global_rng_from
 from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
 
 OPTIONAL = ["triton", "matplotlib", "escnn", "e2cnn", "kornia", "scipy", "rich", "skimage"]
 
 
 def check_wheel(wheel: str) -> None:
-    """The wheel ships py.typed and no tests; it names the test-only helper modules it ships."""
+    """The wheel ships py.typed and nothing of the tests (the test-only helpers included)."""
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "equilayers/py.typed" in names, "the wheel lacks equilayers/py.typed"
     leaked = [n for n in names if n.split("/")[0] in ("tests", "benchmarks", "examples")]
     assert not leaked, f"the wheel ships files outside the package: {leaked}"
-    helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py")]
-    print(f"wheel: {len(names)} files, py.typed, no tests; test-only helpers shipped: {helpers}")
+    helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py", "conftest.py")]
+    assert not helpers, f"the wheel ships test-only helpers: {helpers}"
+    print(f"wheel: {len(names)} files, py.typed, no tests or test helpers")
 
 
 def main() -> None:
@@ -40,9 +42,10 @@ def main() -> None:
     pulled = [m for m in OPTIONAL if m in sys.modules]
     assert not pulled, f"import equilayers pulled in optional packages: {pulled}"
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"), torch.nn.ReLU(),
-                                GroupConv2d(4, 4, 3, padding=1, group="p4"), GroupPool("max"))
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        model = torch.nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"),
+                                    torch.nn.ReLU(), GroupConv2d(4, 4, 3, padding=1, group="p4"),
+                                    GroupPool("max"))
     y = model(torch.randn(2, 3, 9, 9))
     assert y.shape == (2, 4, 9, 9), y.shape
 

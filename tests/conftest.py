@@ -1,9 +1,28 @@
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 import torch
 
+from equilayers._rng import global_rng_from
+
 ROOT = Path(__file__).parents[1]
+
+
+def seeded_rng(seed: int = 0) -> AbstractContextManager[torch.Generator]:
+    """``with seeded_rng(seed):`` the block's global-RNG draws (``torch.nn``'s initialisers,
+    ``torch.randn`` without ``generator=``) come from a generator seeded with ``seed``, and
+    the global RNG is left as it was: how a test builds the same module twice."""
+    return global_rng_from(torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True)
+def _global_rng():
+    """Every test starts from the global RNG state of seed 0 (drawn from a generator, see
+    ``seeded_rng``) and leaves the global RNG as it found it: a test gives the same numbers
+    alone or in any order, and no test seeds the global RNG itself."""
+    with seeded_rng(0):
+        yield
 
 
 @pytest.fixture

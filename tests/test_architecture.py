@@ -9,6 +9,7 @@ prefix in :data:`FLOORS`. The negative controls feed the same checker a syntheti
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -26,16 +27,23 @@ FLOORS: dict[str, int] = {
     "equilayers._checks": 0,
     "equilayers._cpu_cache": 0,
     "equilayers._table": 0,
+    "equilayers._rng": 0,
     # 1: groups and how they act
     "equilayers.groups": 1,
     # 2: kernels: the ops' references, specs, fast paths, Triton kernels, the op table
     "equilayers.kernels": 2,
     # 3: functional: pure functions on tensors, the public ops
     "equilayers.functional": 3,
+    # the equivariance harness, below nn: it asks the group interface only
+    "equilayers.testing._harness": 3,
+    "equilayers.testing._fields": 3,
+    "equilayers.testing._case": 3,
+    "equilayers.testing.controls": 3,
     # 4: nn: modules that own parameters and call their functional twins
     "equilayers.nn": 4,
     "equilayers._batchnorm": 4,
-    # 5: tools over any model: measure, test, check, convert, rewrite
+    # 5: tools over any model: measure, test, check, convert, rewrite; the case table (it
+    # builds the layers)
     "equilayers.metrics": 5,
     "equilayers.testing": 5,
     "equilayers._grid": 5,
@@ -146,7 +154,9 @@ def test_no_lower_floor_imports_a_higher_one():
     ("equilayers.functional._blur", "equilayers.nn._blur_pool"),
     ("equilayers.groups._planar", "equilayers.kernels"),
     ("equilayers._checks", "equilayers.groups"),
-    ("equilayers.nn._group_conv", "equilayers.testing._harness"),
+    ("equilayers.nn._group_conv", "equilayers.testing.cases"),
+    ("equilayers.testing._harness", "equilayers.nn._blur_pool"),  # the harness is below nn
+    ("equilayers.testing._case", "equilayers.testing._cases_gconv"),
     ("equilayers.metrics._lie", "equilayers"),  # the front door is the top floor
 ])
 def test_an_upward_edge_is_flagged(src, dst):
@@ -196,3 +206,159 @@ def test_the_worked_example_of_a_kernel_op_runs(monkeypatch, capsys):
             namespace["registration"].remove()
     assert capsys.readouterr().out.startswith("box_pool2d: fast[unfold] (PyTorch fast path: unfold")
     assert get_op("box_pool2d") is None
+
+
+# --- one argument spec, one RNG rule, public harness names, explicit case families --------
+
+TESTS = ROOT / "tests"
+
+#: Calls that seed or set torch's (or numpy's, or Python's) global random state.
+GLOBAL_SEEDING = {"torch.manual_seed", "torch.random.manual_seed", "torch.seed",
+                  "torch.random.seed", "torch.cuda.manual_seed", "torch.cuda.manual_seed_all",
+                  "torch.set_rng_state", "torch.random.set_rng_state", "np.random.seed",
+                  "numpy.random.seed", "random.seed"}
+
+#: The one module that sets the global generator's state (inside ``fork_rng``, restored).
+RNG_MODULE = PACKAGE / "_rng.py"
+
+
+def global_seeding(source: str, where: str) -> list[str]:
+    """The calls in ``source`` that seed or set a global random state (``GLOBAL_SEEDING``, or
+    ``default_generator.set_state`` / ``.manual_seed``)."""
+    found = []
+    for node in ast.walk(ast.parse(source, where)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        if name in GLOBAL_SEEDING or (name.endswith(("default_generator.set_state",
+                                                     "default_generator.manual_seed"))):
+            found.append(f"{where}:{node.lineno}: {name}(...)")
+    return found
+
+
+def test_nothing_seeds_the_global_rng():
+    """Randomness comes from ``torch.Generator``\\ s: library code takes ``generator=``, module
+    initialisers run under ``_rng.global_rng_from`` (tests: ``conftest.seeded_rng`` and the
+    autouse fixture), and no code in ``equilayers/`` or ``tests/`` seeds a global RNG."""
+    paths = [p for p in sorted(PACKAGE.rglob("*.py")) + sorted(TESTS.glob("*.py"))
+             if p != RNG_MODULE]
+    bad = [hit for p in paths for hit in global_seeding(p.read_text(), str(p.relative_to(ROOT)))]
+    assert not bad, "seed a torch.Generator instead (see equilayers/_rng.py):\n" + "\n".join(bad)
+
+
+def test_global_seeding_is_flagged():
+    """Negative control: the checker finds seeding calls, however spelled, and not generators."""
+    src = ("import torch, random\nimport numpy as np\ntorch.manual_seed(0)\n"
+           "torch.random.default_generator.set_state(s)\nnp.random.seed(1)\nrandom.seed(2)\n"
+           "g = torch.Generator().manual_seed(0)\ntorch.randn(3, generator=g)\n")
+    assert [h.split(": ")[1] for h in global_seeding(src, "m.py")] == [
+        "torch.manual_seed(...)", "torch.random.default_generator.set_state(...)",
+        "np.random.seed(...)", "random.seed(...)"]
+
+
+def _defined_functions(path: Path) -> set[str]:
+    return {n.name for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def test_argument_rules_live_in_checks(tmp_path):
+    """The int-or-pair rule is ``_checks.check_pair``: no module keeps a ``_pair`` of its own
+    (there were four), and no module but ``_checks`` spells out the padding modes."""
+    probe = tmp_path / "_probe.py"  # negative control: a local _pair is found
+    probe.write_text("class A:\n    def _pair(self, v):\n        return (v, v)\n")
+    assert "_pair" in _defined_functions(probe)
+    bad = [str(p.relative_to(ROOT)) for p in sorted(PACKAGE.rglob("*.py"))
+           if p.name != "_checks.py" and "_pair" in _defined_functions(p)]
+    assert not bad, f"use _checks.check_pair instead of a local _pair: {bad}"
+    spelled = [str(p.relative_to(ROOT)) for p in sorted(PACKAGE.rglob("*.py"))
+               if p.name != "_checks.py" and '"zeros", "reflect", "replicate", "circular"'
+               in p.read_text()]
+    assert not spelled, f"use _checks.PADDING_MODES / check_padding_mode: {spelled}"
+
+
+def private_harness_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """``from equilayers.testing... import _name`` in a module outside ``equilayers.testing``:
+    the metrics (and anything else) use the harness's public names."""
+    module = _module_name(path, root)
+    if _under(module, "equilayers.testing"):
+        return []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if _under(base, "equilayers.testing"):
+                bad += [f"{path.relative_to(root)}:{node.lineno}: {a.name} from {base}"
+                        for a in node.names if a.name.startswith("_")
+                        and not _is_module(f"{base}.{a.name}", root)]
+    return bad
+
+
+def test_no_module_imports_private_names_of_the_harness(tmp_path):
+    bad = [hit for p in sorted(PACKAGE.rglob("*.py")) for hit in private_harness_imports(p)]
+    assert not bad, bad
+    # negative control: a metric importing a private helper of the harness is flagged
+    (tmp_path / "equilayers" / "metrics").mkdir(parents=True)
+    (tmp_path / "equilayers" / "testing").mkdir()
+    (tmp_path / "equilayers" / "testing" / "_harness.py").write_text("")
+    probe = tmp_path / "equilayers" / "metrics" / "_probe.py"
+    probe.write_text("from ..testing._harness import _rel, relative_error\n"
+                     "from ..testing import _harness\n")
+    assert private_harness_imports(probe, tmp_path) == [
+        "equilayers/metrics/_probe.py:1: _rel from equilayers.testing._harness"]
+
+
+def test_case_families_are_imported_explicitly():
+    """``testing/cases.py`` imports every ``_cases_*`` family by name (no ``importlib``, no
+    strings) and lists each in ``_FAMILIES``; a family file it does not import is an error."""
+    from equilayers.testing import cases
+
+    source = (PACKAGE / "testing" / "cases.py").read_text()
+    assert "importlib" not in source
+    files = {p.stem for p in (PACKAGE / "testing").glob("_cases_*.py")}
+    listed = {m.__name__.rpartition(".")[2] for m in cases._FAMILIES}
+    assert listed == files, f"not in _FAMILIES: {files - listed}"
+
+
+#: Modules no other module of the package imports: the entry points, and public modules that
+#: users import by name.
+IMPORTED_BY_USERS = {"equilayers", "equilayers.__main__", "equilayers.interop"}
+
+
+def test_every_module_serves_the_package():
+    """Each module of ``equilayers/`` is imported by another one (or is an entry point): a
+    module only the tests use belongs in ``tests/`` (as ``_zoo.py`` and ``_ddp.py`` now do),
+    not in the wheel."""
+    imported = {dst for _, dst, _ in package_edges()}
+    unused = sorted(m for m in map(_module_name, PACKAGE.rglob("*.py"))
+                    if m not in imported and m not in IMPORTED_BY_USERS)
+    assert not unused, f"nothing in equilayers/ imports these (test-only? tests/): {unused}"
+
+
+def type_ignores_without_reason(source: str, where: str) -> list[str]:
+    """``# type: ignore`` comments without an error code, or without a reason (a comment after
+    it on its line, or a comment line right above)."""
+    bad = []
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        if "type: ignore" not in line:
+            continue
+        code = re.search(r"#\s*type:\s*ignore\[[\w-]+(,\s*[\w-]+)*\](?P<rest>.*)$", line)
+        above = lines[i - 1].strip().startswith("#") if i else False
+        if code is None or not (code["rest"].strip().startswith("#") or above):
+            bad.append(f"{where}:{i + 1}: {line.strip()}")
+    return bad
+
+
+def test_every_type_ignore_has_a_code_and_a_reason():
+    bad = [hit for p in sorted(PACKAGE.rglob("*.py"))
+           for hit in type_ignores_without_reason(p.read_text(), str(p.relative_to(ROOT)))]
+    assert not bad, "give each an error code and a reason, or fix the types:\n" + "\n".join(bad)
+    # negative control
+    src = ("x = f()  # type: ignore\ny = g()  # type: ignore[arg-type]\n"
+           "z = h()  # type: ignore[misc]  # torch's stub lacks the overload\n"
+           "# the stub types it as int\nw = k()  # type: ignore[assignment]\n")
+    assert [h.split(":")[1] for h in type_ignores_without_reason(src, "m.py")] == ["1", "2"]

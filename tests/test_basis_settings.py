@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from conftest import seeded_rng
 
 from equilayers.functional import _gconv as G
 from equilayers.functional import _steerable as S
@@ -216,9 +217,9 @@ def test_offgrid_error_of_settings(group, settings, bound):
     angles = [15.0, 30.0, 45.0, 60.0, 137.0] if group == "so2" else [45.0]
     worst = 0.0
     for seed in range(3):
-        torch.manual_seed(seed)
-        stack = (HarmonicStack("so2", 5, 2, **settings) if group == "so2"
-                 else RegularStack(group, 5, **settings))
+        with seeded_rng(seed):
+            stack = (HarmonicStack("so2", 5, 2, **settings) if group == "so2"
+                     else RegularStack(group, 5, **settings))
         rep = equivariance_report(stack, x, group, elements=get(group).elements_at(angles))
         worst = max(worst, rep.error)
     assert 1e-3 < worst < bound, worst

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import seeded_rng
 
 from equilayers.cli import _find_benchmarks
 
@@ -164,8 +165,8 @@ def test_accuracy_family_models_train_and_report(tmp_path):
     data = (x[:8], y[:8], x[8:], y[8:])
     results = []
     for m in acc.models(quick=True):
-        torch.manual_seed(0)
-        model = m.build()
+        with seeded_rng(0):
+            model = m.build()
         assert model(x[:2]).shape == (2, 10), m
         r = acc.train_and_test(model, data, epochs=1, seed=0, batch=4)
         assert 0.0 <= r["acc"] <= 1.0

@@ -14,6 +14,8 @@ from equilayers.nn import (
     BlurPool2d,
     BlurPool3d,
     BlurUpsample2d,
+    DiskMask,
+    GaussianBlurPool2d,
     MaxBlurPool2d,
 )
 
@@ -279,6 +281,36 @@ def test_meta_device_and_to_empty():
     m.to_empty(device="cpu")
     m.reset_parameters()
     assert m.filter.tolist() == [0.25, 0.5, 0.25]
+
+
+_FIXED = [(BlurPool1d, {}, (2, 3, 9)), (BlurPool2d, {}, (2, 3, 9, 9)),
+          (BlurPool3d, {}, (1, 2, 5, 5, 5)), (MaxBlurPool2d, {}, (2, 3, 9, 9)),
+          (BlurUpsample2d, {}, (1, 2, 4, 5)), (GaussianBlurPool2d, {}, (2, 3, 9, 9)),
+          (DiskMask, {"size": 9}, (2, 3, 9, 9))]
+
+
+@pytest.mark.parametrize("cls,kw,shape", _FIXED, ids=[c.__name__ for c, _, _ in _FIXED])
+def test_device_and_dtype_place_the_buffers(cls, kw, shape, gen):
+    """As in ``torch.nn``, ``device=`` and ``dtype=`` place the fixed buffers: in float64 they
+    hold the float64 values and the module computes what the converted default one does; on
+    the meta device nothing is filled until ``to_empty`` moves them off, which fills them."""
+    ref = cls(**kw)
+    m64 = cls(**kw, dtype=torch.float64)
+    want = dict(ref.named_buffers())
+    got = dict(m64.named_buffers())
+    assert want and set(got) == set(want)
+    for name, b in got.items():
+        assert b.dtype == torch.float64, name
+        torch.testing.assert_close(b.float(), want[name], msg=name)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(m64(x), ref.double()(x))
+    meta = cls(**kw, device="meta", dtype=torch.float64)
+    assert all(b.is_meta and b.dtype == torch.float64 for b in meta.buffers())
+    meta.to_empty(device="cpu")
+    for name, b in meta.named_buffers():
+        torch.testing.assert_close(b, got[name], msg=name)
+    with pytest.raises(TypeError, match="dtype=torch.int64 must be a floating-point"):
+        cls(**kw, dtype=torch.int64)
 
 
 def test_compile_fullgraph(gen):

@@ -5,6 +5,7 @@ rounding, on random configurations."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded_rng
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -231,12 +232,12 @@ def test_circular_shift_equivariance_is_exact(fold, gen):
 
 
 def _model():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.MaxPool2d(3, 2, 1), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, 2, 1, groups=32), nn.Conv2d(32, 48, 1, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 10)).double().eval()
+    with seeded_rng(0):
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, 2, 1, groups=32), nn.Conv2d(32, 48, 1, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 10)).double().eval()
 
 
 def test_antialias_folded_mode():

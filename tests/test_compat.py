@@ -1,4 +1,4 @@
-"""Ecosystem compatibility of every public module (the table is equilayers/testing/_zoo.py):
+"""Ecosystem compatibility of every public module (the table is tests/_zoo.py):
 torch.compile(fullgraph=True), torch.export, ONNX + onnxruntime, autocast(bfloat16) on CPU,
 channels_last inputs, pickle / deepcopy, and a DDP (gloo, 2 processes) training step."""
 
@@ -10,11 +10,12 @@ import pickle
 
 import pytest
 import torch
+from _zoo import ZOO, build
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers.nn
 from equilayers import kernels
-from equilayers.testing._zoo import ZOO, build
 
 NAMES = sorted(ZOO)
 
@@ -51,7 +52,7 @@ def _assert_same(out, ref, rtol=1e-5, atol=1e-6):
 def test_zoo_covers_every_public_module():
     covered = {name.split("[")[0] for name in ZOO}
     missing = sorted(set(equilayers.nn.__all__) - covered)
-    assert not missing, f"add these modules to equilayers/testing/_zoo.py: {missing}"
+    assert not missing, f"add these modules to tests/_zoo.py: {missing}"
     assert not covered - set(equilayers.nn.__all__)
 
 
@@ -79,21 +80,21 @@ def _p4_model() -> nn.Module:
         InvariantHead,
         LiftingConv2d,
     )
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
-        GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(), GroupMaxPool2d(2),
-        InvariantHead(4, 3, group="p4"),
-    ).eval()
+    with seeded_rng(0):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
+            GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(), GroupMaxPool2d(2),
+            InvariantHead(4, 3, group="p4"),
+        ).eval()
 
 
 def _harmonic_model() -> nn.Module:
     from equilayers.nn import LiftingConv2d, NormNonlinearity, NormPool
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 5, padding=2, group="so2", max_order=2),
-        NormNonlinearity(4, 2), NormPool(2),
-    ).eval()
+    with seeded_rng(0):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 5, padding=2, group="so2", max_order=2),
+            NormNonlinearity(4, 2), NormPool(2),
+        ).eval()
 
 
 @pytest.mark.parametrize("make", [_p4_model, _harmonic_model,
@@ -187,10 +188,9 @@ def test_pickle_and_deepcopy(name):
 def test_ddp_gloo_two_processes_same_gradients(tmp_path):
     """One SGD step under DistributedDataParallel (gloo, 2 CPU processes, each on half the
     batch) gives the gradients and parameters of one process on the full batch."""
+    import _ddp
     import torch.distributed as dist
     import torch.multiprocessing as mp
-
-    from equilayers.testing import _ddp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available in this build")
@@ -207,10 +207,9 @@ def test_fsdp2_gloo_two_processes_same_step(tmp_path):
     """One SGD step under FSDP2 (``fully_shard`` per layer, CPU device mesh, gloo, 2 processes,
     each on half the batch) on a p4 model with group batch norm gives the gradients and
     parameters of one process running the same two halves (batch statistics per half)."""
+    import _ddp
     import torch.distributed as dist
     import torch.multiprocessing as mp
-
-    from equilayers.testing import _ddp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available in this build")

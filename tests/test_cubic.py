@@ -158,7 +158,6 @@ def _stack(group: str, c: int = 2, stride: int = 1) -> nn.Module:
 def test_stack_equivariant_every_element(name, stride, gen):
     """Exact over all elements: float64 to 1e-10, float32 to 1e-5 (odd sizes, symmetric
     padding; stride 2 where (n + 2p - k) % 2 == 0)."""
-    torch.manual_seed(0)
     size = 7 if stride == 2 else 5
     model = _stack(name, stride=stride)
     x = torch.randn(1, 2, size, size, size, generator=gen, dtype=torch.float64)
@@ -181,7 +180,6 @@ def test_plain_conv3d_fails(gen):
 def test_corrupted_table_fails(layer, gen):
     """Two filter taps of one group element swapped in the gather table of the lifting or
     the group conv: the stack is no longer equivariant."""
-    torch.manual_seed(0)
     model = _stack("o").double()
     x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
     assert_equivariant(model, x, "o")
@@ -194,7 +192,6 @@ def test_corrupted_table_fails(layer, gen):
 def test_wrong_fiber_permutation_fails(gen, monkeypatch):
     """The action on regular fields with g h in place of g^-1 h: the harness must notice (O is
     not abelian)."""
-    torch.manual_seed(0)
     lift = enn.LiftingConv3d(2, 2, 3, padding=1, group="o").double()
     x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
     assert_equivariant(lift, x, "o")
@@ -218,7 +215,6 @@ def _reference(x, weight, bias, group, lifting, padding):
 
 @pytest.mark.parametrize("name", ["d4z", "o"])
 def test_module_functional_and_reference_agree(name, gen):
-    torch.manual_seed(0)
     n = ORDERS[name]
     lift = enn.LiftingConv3d(2, 3, 3, padding=1, group=name).double()
     conv = enn.GroupConv3d(3, 2, 3, padding=1, group=name).double()
@@ -236,7 +232,6 @@ def test_module_functional_and_reference_agree(name, gen):
 
 
 def test_forward_backward_and_gradcheck(gen):
-    torch.manual_seed(0)
     model = _stack("c4z")
     x = torch.randn(2, 2, 5, 5, 5, generator=gen, requires_grad=True)
     model(x).square().mean().backward()
@@ -250,7 +245,6 @@ def test_forward_backward_and_gradcheck(gen):
 
 
 def test_shapes_init_repr_and_state_dict(gen):
-    torch.manual_seed(0)
     lift = enn.LiftingConv3d(4, 3, 3, stride=2, padding=1, dilation=1, group="oh", bias=False)
     assert lift.weight.shape == (3, 4, 3, 3, 3) and lift.bias is None
     assert lift(torch.randn(1, 4, 7, 7, 7)).shape == (1, 3, 48, 4, 4, 4)

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers
@@ -21,14 +22,14 @@ ORDERS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8}
 
 
 def _model(group="o"):
-    torch.manual_seed(0)
-    return nn.Sequential(
-        enn.LiftingConv3d(2, 3, 3, padding=1, group=group), enn.GroupBatchNorm3d(3), nn.ReLU(),
-        enn.GroupConv3d(3, 3, 3, stride=2, padding=1, group=group), enn.GroupMaxPool3d(3, 2, 1),
-        enn.GroupConv3d(3, 4, 3, padding=1, groups=1, padding_mode="circular", group=group),
-        nn.ReLU(), enn.GroupAvgPool3d(1),
-        enn.GroupConv3d(4, 2, 3, padding=1, bias=False, padding_mode="reflect", group=group),
-        enn.GroupPool(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 3)).double()
+    with seeded_rng(0):
+        return nn.Sequential(
+            enn.LiftingConv3d(2, 3, 3, padding=1, group=group), enn.GroupBatchNorm3d(3), nn.ReLU(),
+            enn.GroupConv3d(3, 3, 3, stride=2, padding=1, group=group), enn.GroupMaxPool3d(3, 2, 1),
+            enn.GroupConv3d(3, 4, 3, padding=1, groups=1, padding_mode="circular", group=group),
+            nn.ReLU(), enn.GroupAvgPool3d(1),
+            enn.GroupConv3d(4, 2, 3, padding=1, bias=False, padding_mode="reflect", group=group),
+            enn.GroupPool(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 3)).double()
 
 
 def _only_torch_nn(model, keep=()):
@@ -79,14 +80,14 @@ def test_export_3d_convs_are_plain_conv3d_with_identical_outputs(layer, shape, g
 
 
 def test_exported_3d_model_stays_equivariant(gen):
-    torch.manual_seed(0)
-    model = nn.Sequential(enn.LiftingConv3d(1, 2, 3, padding=1, group="o"), nn.ReLU(),
-                          enn.GroupConv3d(2, 2, 3, stride=2, padding=1, group="o"),
-                          enn.GroupMaxPool3d(3, 2, 1)).double().eval()
-    exported = equilayers.export(model)
-    _only_torch_nn(exported)
-    x = torch.randn(2, 1, 9, 9, 9, generator=gen, dtype=torch.float64)
-    assert_equivariant(exported, x, "o", in_rep="trivial", out_rep="regular")
+    with seeded_rng(0):
+        model = nn.Sequential(enn.LiftingConv3d(1, 2, 3, padding=1, group="o"), nn.ReLU(),
+                              enn.GroupConv3d(2, 2, 3, stride=2, padding=1, group="o"),
+                              enn.GroupMaxPool3d(3, 2, 1)).double().eval()
+        exported = equilayers.export(model)
+        _only_torch_nn(exported)
+        x = torch.randn(2, 1, 9, 9, 9, generator=gen, dtype=torch.float64)
+        assert_equivariant(exported, x, "o", in_rep="trivial", out_rep="regular")
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -114,9 +115,9 @@ def test_bn_and_pools_kept_when_the_fiber_is_not_known(gen):
 
 # --- check_grid -----------------------------------------------------------------------------
 def _strided(group, stride=2, mode="circular"):
-    torch.manual_seed(0)
-    return enn.LiftingConv3d(1, 2, 3, stride=stride, padding=1, padding_mode=mode,
-                             group=group).double()
+    with seeded_rng(0):
+        return enn.LiftingConv3d(1, 2, 3, stride=stride, padding=1, padding_mode=mode,
+                                 group=group).double()
 
 
 @pytest.mark.parametrize("group", sorted(ORDERS))

@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded_rng
 
 import equilayers.functional as EF
 import equilayers.nn as enn
@@ -167,17 +168,17 @@ def test_polyphase_cube_elements_on_cubes(name, gen):
 # --- the invariant head ---------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_invariant_head_every_element(name, gen):
-    torch.manual_seed(0)
-    head = enn.InvariantHead(2, 3, group=name, pool="mean", spatial="max").double()
-    x = _map(name, (5, 5, 5), gen)
-    report = assert_invariant(head, x, name)
-    assert len(report.errors) == ORDERS[name] and report.error < 1e-14
-    assert head(x).shape == (2, 3)
-    torch.testing.assert_close(head(x), EF.invariant_head(x, head.weight, head.bias,
-                                                          group=name, pool="mean",
-                                                          spatial="max"))
-    # a volume (already pooled over the fiber) is accepted as well
-    assert head(x.amax(2)).shape == (2, 3)
+    with seeded_rng(0):
+        head = enn.InvariantHead(2, 3, group=name, pool="mean", spatial="max").double()
+        x = _map(name, (5, 5, 5), gen)
+        report = assert_invariant(head, x, name)
+        assert len(report.errors) == ORDERS[name] and report.error < 1e-14
+        assert head(x).shape == (2, 3)
+        torch.testing.assert_close(head(x), EF.invariant_head(x, head.weight, head.bias,
+                                                              group=name, pool="mean",
+                                                              spatial="max"))
+        # a volume (already pooled over the fiber) is accepted as well
+        assert head(x.amax(2)).shape == (2, 3)
 
 
 def test_invariant_head_pose_on_cube_maps(gen):
@@ -197,14 +198,14 @@ def test_invariant_head_pose_on_cube_maps(gen):
 
 
 def test_classifier_stack_is_invariant(gen):
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        enn.LiftingConv3d(1, 4, 3, padding=1, group="o"), enn.GroupBatchNorm3d(4),
-        torch.nn.ReLU(), enn.GroupConv3d(4, 4, 3, padding=1, group="o"), torch.nn.ReLU(),
-        enn.BlurPool3d(), enn.InvariantHead(4, 5, group="o")).eval()
-    x = torch.randn(2, 1, 9, 9, 9, generator=gen)
-    report = assert_invariant(net, x, "o", tol=1e-5)
-    assert report.error < 1e-5
+    with seeded_rng(0):
+        net = torch.nn.Sequential(
+            enn.LiftingConv3d(1, 4, 3, padding=1, group="o"), enn.GroupBatchNorm3d(4),
+            torch.nn.ReLU(), enn.GroupConv3d(4, 4, 3, padding=1, group="o"), torch.nn.ReLU(),
+            enn.BlurPool3d(), enn.InvariantHead(4, 5, group="o")).eval()
+        x = torch.randn(2, 1, 9, 9, 9, generator=gen)
+        report = assert_invariant(net, x, "o", tol=1e-5)
+        assert report.error < 1e-5
 
 
 # --- restriction ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ aliasing ones do not (negative controls), any callable works, inputs are validat
 
 import pytest
 import torch
+from conftest import seeded_rng
 from torch import nn
 
 from equilayers.groups import get
@@ -25,20 +26,20 @@ def test_pointwise_model_is_exact(transforms, gen):
 
 
 def test_circular_conv_is_shift_exact_and_not_rotation_exact(gen):
-    torch.manual_seed(0)
-    conv = nn.Conv2d(3, 6, 3, padding=1, padding_mode="circular").double()
-    x = _x(gen, 2, 3, 12, 12)
-    assert pixel_consistency(conv, x, shifts=12) == 1.0  # the whole torus
-    assert pixel_equivariance_error(conv, x, shifts=[(5, -7)]) < 1e-14
-    assert pixel_consistency(conv, x, "rot90") < 0.9  # a generic filter is not rotation-exact
-    assert pixel_equivariance_error(conv, x, "rot90") > 0.1
+    with seeded_rng(0):
+        conv = nn.Conv2d(3, 6, 3, padding=1, padding_mode="circular").double()
+        x = _x(gen, 2, 3, 12, 12)
+        assert pixel_consistency(conv, x, shifts=12) == 1.0  # the whole torus
+        assert pixel_equivariance_error(conv, x, shifts=[(5, -7)]) < 1e-14
+        assert pixel_consistency(conv, x, "rot90") < 0.9  # a generic filter is not rotation-exact
+        assert pixel_equivariance_error(conv, x, "rot90") > 0.1
 
 
 def _strided_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, padding_mode="circular"), nn.ReLU(),
-                         nn.Conv2d(8, 5, 3, padding=1, padding_mode="circular"),
-                         nn.Upsample(scale_factor=2.0)).double()
+    with seeded_rng(0):
+        return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, padding_mode="circular"), nn.ReLU(),
+                             nn.Conv2d(8, 5, 3, padding=1, padding_mode="circular"),
+                             nn.Upsample(scale_factor=2.0)).double()
 
 
 def test_negative_control_strided_net_scores_below_one(gen):
@@ -57,11 +58,11 @@ class _LpsSegmenter(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.lift = LiftingConv(3, 4)
-        self.pool = LearnablePolyphasePool2d(4, return_index=True, dtype=torch.float64)
-        self.up = LearnablePolyphaseUpsample2d()
-        self.mix = nn.Conv3d(4, 5, 1).double()
+        with seeded_rng(0):
+            self.lift = LiftingConv(3, 4)
+            self.pool = LearnablePolyphasePool2d(4, return_index=True, dtype=torch.float64)
+            self.up = LearnablePolyphaseUpsample2d()
+            self.mix = nn.Conv3d(4, 5, 1).double()
 
     def forward(self, x):
         h = torch.relu(self.lift(x))

@@ -17,6 +17,7 @@ tests/test_escnn_compat.py``); skipped elsewhere.
 import pytest
 import torch
 from _peers import ESCNN_MISSING
+from conftest import seeded_rng
 
 escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 from escnn import gspaces  # noqa: E402
@@ -47,11 +48,10 @@ def test_escnn_element_and_slot_order(name):
 
 def _escnn_conv(name, c_in, c_out, k, lifting, **kw):
     gs = SPACES[name]()
-    torch.manual_seed(0)
     rin = gs.trivial_repr if lifting else gs.regular_repr
-    conv = enn.R2Conv(enn.FieldType(gs, c_in * [rin]), enn.FieldType(gs, c_out * [gs.regular_repr]),
-                      kernel_size=k, **kw)
-    with torch.no_grad():
+    with seeded_rng(0), torch.no_grad():
+        conv = enn.R2Conv(enn.FieldType(gs, c_in * [rin]),
+                          enn.FieldType(gs, c_out * [gs.regular_repr]), kernel_size=k, **kw)
         conv.weights.normal_()
         if conv.bias is not None:
             conv.bias.normal_()

@@ -19,6 +19,7 @@ pytest tests/test_escnn_harmonic.py``); skipped elsewhere.
 import pytest
 import torch
 from _peers import ESCNN_MISSING
+from conftest import seeded_rng
 from torch import nn
 
 escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
@@ -72,10 +73,10 @@ def _image() -> torch.Tensor:
 
 
 def _stacks(k: int, seed: int, x: torch.Tensor) -> tuple[_Ours, _Escnn]:
-    torch.manual_seed(seed)
-    ours = _Ours(k).eval()
-    torch.manual_seed(seed)
-    theirs = _Escnn(k).eval()
+    with seeded_rng(seed):
+        ours = _Ours(k).eval()
+    with seeded_rng(seed):
+        theirs = _Escnn(k).eval()
     # norm-ReLU thresholds: 0.2..1.0 x the lifting output's RMS, the same fractions for both
     # (ours adds its bias to the magnitude, escnn subtracts exp(log_bias))
     frac = torch.rand(WIDTH, M + 1, generator=torch.Generator().manual_seed(seed)) * 0.8 + 0.2

@@ -27,7 +27,6 @@ C = 3
 
 @pytest.mark.parametrize("max_order,samples", [(1, 8), (2, 16), (3, 12)])
 def test_fourier_elu_matches_escnn_so2(max_order, samples):
-    torch.manual_seed(0)
     gs = gspaces.rot2dOnR2(N=-1, maximum_frequency=max_order)
     theirs = esc.FourierELU(gs, C, irreps=[(m,) for m in range(max_order + 1)], N=samples,
                             inplace=False)
@@ -42,7 +41,6 @@ def test_fourier_elu_matches_escnn_so2(max_order, samples):
 
 
 def test_fourier_elu_matches_escnn_c8():
-    torch.manual_seed(0)
     gs = gspaces.rot2dOnR2(N=8)
     theirs = esc.FourierELU(gs, C, irreps=[(m,) for m in range(4)], type="regular", N=8,
                             inplace=False)
@@ -54,7 +52,6 @@ def test_fourier_elu_matches_escnn_c8():
 
 @pytest.mark.parametrize("per", ["order", "field"])
 def test_norm_max_pool_matches_escnn(per):
-    torch.manual_seed(0)
     m = 2
     gs = gspaces.rot2dOnR2(N=-1, maximum_frequency=m)
     irreps = [gs.irrep(k) for k in range(m + 1)]

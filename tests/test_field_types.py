@@ -8,13 +8,13 @@ import pickle
 
 import pytest
 import torch
+from _zoo import ZOO, build
 from torch import nn
 
 import equilayers
 from equilayers import nn as enn
 from equilayers.groups import FieldType, act, get
 from equilayers.testing import equivariance_error, equivariance_report
-from equilayers.testing._zoo import ZOO, build
 
 
 # --- construction and validation -----------------------------------------------------------

@@ -95,7 +95,6 @@ def test_version1_checkpoint_is_converted_on_load(kw, gen):
     """A state dict saved by equilayers 0.1.0 (metadata version 1, one slot per element,
     unit-norm steerable elements) loads into the same filter; a version-2 state dict loads
     unchanged. Harmonic-field convs (no group axis) get the element norms only."""
-    torch.manual_seed(0)
     new = GroupConv2d(2, 3, 3, padding=1, **kw).double()
     sd = new.state_dict()
     old = OrderedDict((k, v.clone()) for k, v in sd.items())
@@ -118,7 +117,6 @@ def test_version1_checkpoint_is_converted_on_load(kw, gen):
 
 
 def test_version1_harmonic_checkpoint_is_converted_on_load():
-    torch.manual_seed(0)
     new = GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2).double()
     sd = new.state_dict()
     old = OrderedDict((k, v.clone()) for k, v in sd.items())

@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded_rng
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -58,22 +59,22 @@ def test_property_shape_and_exact_when_predicted(group, k, stride, dilation, pad
     if out < 1:
         return
     cls = LiftingConvTranspose2d if lifting else GroupConvTranspose2d
-    torch.manual_seed(0)
-    m = cls(2, 3, k, stride, padding, op, dilation=dilation, group=group).double()
-    n = int(get(group).order)
-    shape = (2, 2, size, size) if lifting else (2, 2, n, size, size)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    problems = exactness_problems(group, (size, size), k, stride,
-                                  (padding,) * 4, dilation, output_padding=op)
-    assert bool(problems) == (op > 0 and n > 1)
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        y = m(x)
-    assert bool(rec) == bool(problems), [str(r.message) for r in rec]
-    ref = nn.ConvTranspose2d(2, 3, k, stride, padding, op, dilation=dilation)
-    assert y.shape == (2, 3, n, *ref(torch.zeros(1, 2, size, size)).shape[-2:])
-    err = equivariance_error(m, x, group)
-    assert err <= 1e-10 if not problems else err > 1e-3
+    with seeded_rng(0):
+        m = cls(2, 3, k, stride, padding, op, dilation=dilation, group=group).double()
+        n = int(get(group).order)
+        shape = (2, 2, size, size) if lifting else (2, 2, n, size, size)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        problems = exactness_problems(group, (size, size), k, stride,
+                                      (padding,) * 4, dilation, output_padding=op)
+        assert bool(problems) == (op > 0 and n > 1)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            y = m(x)
+        assert bool(rec) == bool(problems), [str(r.message) for r in rec]
+        ref = nn.ConvTranspose2d(2, 3, k, stride, padding, op, dilation=dilation)
+        assert y.shape == (2, 3, n, *ref(torch.zeros(1, 2, size, size)).shape[-2:])
+        err = equivariance_error(m, x, group)
+        assert err <= 1e-10 if not problems else err > 1e-3
 
 
 def test_the_law_on_plain_transposed_convs(gen):
@@ -99,67 +100,67 @@ def test_the_law_on_plain_transposed_convs(gen):
                                       ("c4", {"basis": "harmonic"}),
                                       ("d4", {"max_order": 2})])
 def test_steerable_exact_on_the_grid_subgroup(group, kw, gen):
-    torch.manual_seed(0)
-    up = LiftingConvTranspose2d(2, 3, 5, stride=2, padding=2, group=group, **kw).double()
-    mid = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, group=group, **kw).double()
-    x = _rand(gen, 2, 2, 6, 6)
-    els = get(group).grid_elements()
-    assert equivariance_error(up, x, group, elements=els) <= 1e-10
-    assert equivariance_error(nn.Sequential(up, mid), x, group, in_rep="trivial",
-                              out_rep=mid.out_rep, elements=els) <= 1e-10
+    with seeded_rng(0):
+        up = LiftingConvTranspose2d(2, 3, 5, stride=2, padding=2, group=group, **kw).double()
+        mid = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, group=group, **kw).double()
+        x = _rand(gen, 2, 2, 6, 6)
+        els = get(group).grid_elements()
+        assert equivariance_error(up, x, group, elements=els) <= 1e-10
+        assert equivariance_error(nn.Sequential(up, mid), x, group, in_rep="trivial",
+                                  out_rep=mid.out_rep, elements=els) <= 1e-10
 
 
 @pytest.mark.parametrize("lifting", [True, False])
 @pytest.mark.parametrize("group,kw", [("p4m", {}), ("c8", {}), ("so2", {"max_order": 1})])
 def test_module_equals_functional(lifting, group, kw, gen):
-    torch.manual_seed(0)
-    cls = LiftingConvTranspose2d if lifting else GroupConvTranspose2d
-    m = cls(4, 6, 3, 2, 1, 1, groups=2, dilation=1, group=group, **kw).double()
-    with torch.no_grad():
-        m.bias.normal_()
-    shape = (2, 4, 7, 6) if lifting else (2, 4, m.fiber_in, 7, 6)
-    x = _rand(gen, *shape)
-    fn = lifting_conv_transpose2d if lifting else group_conv_transpose2d
-    extra = {} if m.basis == "pixel" else {"kernel_size": 3, **kw}
-    y = _quiet(fn, x, m.weight, m.bias, 2, 1, 1, 2, 1, group=group, **extra)
-    torch.testing.assert_close(_quiet(m, x), y, rtol=0, atol=0)
-    assert y.shape[-2:] == (14, 12)
+    with seeded_rng(0):
+        cls = LiftingConvTranspose2d if lifting else GroupConvTranspose2d
+        m = cls(4, 6, 3, 2, 1, 1, groups=2, dilation=1, group=group, **kw).double()
+        with torch.no_grad():
+            m.bias.normal_()
+        shape = (2, 4, 7, 6) if lifting else (2, 4, m.fiber_in, 7, 6)
+        x = _rand(gen, *shape)
+        fn = lifting_conv_transpose2d if lifting else group_conv_transpose2d
+        extra = {} if m.basis == "pixel" else {"kernel_size": 3, **kw}
+        y = _quiet(fn, x, m.weight, m.bias, 2, 1, 1, 2, 1, group=group, **extra)
+        torch.testing.assert_close(_quiet(m, x), y, rtol=0, atol=0)
+        assert y.shape[-2:] == (14, 12)
 
 
 def test_non_contiguous_and_output_size(gen):
-    torch.manual_seed(0)
-    m = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, group="p4").double()
-    x = _rand(gen, 2, 4, 3, 7, 7).transpose(1, 2)
-    torch.testing.assert_close(m(x), m(x.contiguous()))
-    # output_size picks the output padding, as nn.ConvTranspose2d's forward does
-    m1 = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4")
-    m1.load_state_dict(m.state_dict())
-    y = _quiet(m, x, output_size=(14, 14))
-    torch.testing.assert_close(y, _quiet(m1.double(), x))
-    with pytest.raises(ValueError, match="reaches sizes 13 to 14 only"):
-        m(x, output_size=(16, 16))
-    with pytest.raises(ValueError, match="output_size"):
-        m(x, output_size=(13.0, 13.0))
+    with seeded_rng(0):
+        m = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, group="p4").double()
+        x = _rand(gen, 2, 4, 3, 7, 7).transpose(1, 2)
+        torch.testing.assert_close(m(x), m(x.contiguous()))
+        # output_size picks the output padding, as nn.ConvTranspose2d's forward does
+        m1 = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4")
+        m1.load_state_dict(m.state_dict())
+        y = _quiet(m, x, output_size=(14, 14))
+        torch.testing.assert_close(y, _quiet(m1.double(), x))
+        with pytest.raises(ValueError, match="reaches sizes 13 to 14 only"):
+            m(x, output_size=(16, 16))
+        with pytest.raises(ValueError, match="output_size"):
+            m(x, output_size=(13.0, 13.0))
 
 
 def test_adjoint_of_the_forward_group_conv(gen):
     """<conv(x), y> == <x, convT(y)>, conv the F.conv2d with the transposed conv's own expanded
     filter: an ExpandedGroupConv2d from out to in fields, itself exactly equivariant."""
-    torch.manual_seed(0)
-    up = GroupConvTranspose2d(3, 4, 3, stride=2, padding=1, groups=1, bias=False,
-                              group="d4").double()
-    filt = up.expanded_filter().detach()
-    conv = ExpandedGroupConv2d.from_filter(filt, None, stride=2, padding=1, group="d4")
-    y = _rand(gen, 2, 3, 8, 5, 5)
-    x = _rand(gen, 2, 4, 8, 9, 9)
-    lhs = (conv(x) * y).sum()
-    rhs = (x * up(y)).sum()
-    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)
-    assert equivariance_error(conv, x, "d4") <= 1e-10
-    # the same through autograd: the vector-Jacobian product of the conv is the transposed conv
-    x.requires_grad_(True)
-    (g,) = torch.autograd.grad(conv(x), x, y)
-    torch.testing.assert_close(g, up(y), rtol=1e-12, atol=1e-12)
+    with seeded_rng(0):
+        up = GroupConvTranspose2d(3, 4, 3, stride=2, padding=1, groups=1, bias=False,
+                                  group="d4").double()
+        filt = up.expanded_filter().detach()
+        conv = ExpandedGroupConv2d.from_filter(filt, None, stride=2, padding=1, group="d4")
+        y = _rand(gen, 2, 3, 8, 5, 5)
+        x = _rand(gen, 2, 4, 8, 9, 9)
+        lhs = (conv(x) * y).sum()
+        rhs = (x * up(y)).sum()
+        torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)
+        assert equivariance_error(conv, x, "d4") <= 1e-10
+        # the same through autograd: the vector-Jacobian product of the conv is the transposed conv
+        x.requires_grad_(True)
+        (g,) = torch.autograd.grad(conv(x), x, y)
+        torch.testing.assert_close(g, up(y), rtol=1e-12, atol=1e-12)
 
 
 def _unet(group: str, op: int = 0) -> nn.Module:
@@ -185,8 +186,8 @@ def _unet(group: str, op: int = 0) -> nn.Module:
             u = torch.relu(self.up2(c))            # back to b's size
             u = torch.relu(self.up1(torch.cat([u, b], 1)))  # back to a's size
             return self.pool(self.head(torch.cat([u, a], 1)))
-    torch.manual_seed(0)
-    return UNet().double()
+    with seeded_rng(0):
+        return UNet().double()
 
 
 @pytest.mark.parametrize("group", ["p4", "p4m"])
@@ -217,17 +218,17 @@ def test_unet_of_even_sizes_is_not_exact(gen):
 @pytest.mark.parametrize("lifting", [True, False])
 @pytest.mark.parametrize("group,kw", [("d4", {}), ("c8", {}), ("so2", {"max_order": 2})])
 def test_export_is_a_plain_conv_transpose(lifting, group, kw, gen):
-    torch.manual_seed(0)
-    cls = LiftingConvTranspose2d if lifting else GroupConvTranspose2d
-    m = cls(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=1, group=group,
-            **kw).double()
-    with torch.no_grad():
-        m.bias.normal_()
-    out = equilayers.export(m)
-    assert any(type(c) is nn.ConvTranspose2d for c in out.modules())
-    assert not any(type(c).__module__.startswith("equilayers") for c in out.modules())
-    x = _rand(gen, *((2, 4, 5, 5) if lifting else (2, 4, m.fiber_in, 5, 5)))
-    torch.testing.assert_close(out(x), _quiet(m, x), rtol=0, atol=0)
+    with seeded_rng(0):
+        cls = LiftingConvTranspose2d if lifting else GroupConvTranspose2d
+        m = cls(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=1, group=group,
+                **kw).double()
+        with torch.no_grad():
+            m.bias.normal_()
+        out = equilayers.export(m)
+        assert any(type(c) is nn.ConvTranspose2d for c in out.modules())
+        assert not any(type(c).__module__.startswith("equilayers") for c in out.modules())
+        x = _rand(gen, *((2, 4, 5, 5) if lifting else (2, 4, m.fiber_in, 5, 5)))
+        torch.testing.assert_close(out(x), _quiet(m, x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("cls,shape,kw", [
@@ -236,51 +237,50 @@ def test_export_is_a_plain_conv_transpose(lifting, group, kw, gen):
     (GroupConvTranspose2d, (1, 2, 8, 3, 3), {"group": "c8"}),
 ])
 def test_gradcheck(cls, shape, kw, gen):
-    torch.manual_seed(0)
-    m = cls(2, 2, 3, stride=2, padding=1, **kw).double()
-    x = _rand(gen, *shape).requires_grad_(True)
-    assert torch.autograd.gradcheck(m, (x,))
-    assert torch.autograd.gradcheck(
-        lambda w: torch.func.functional_call(m, {"weight": w}, (x.detach(),)),
-        (m.weight.detach().clone().requires_grad_(True),))
+    with seeded_rng(0):
+        m = cls(2, 2, 3, stride=2, padding=1, **kw).double()
+        x = _rand(gen, *shape).requires_grad_(True)
+        assert torch.autograd.gradcheck(m, (x,))
+        assert torch.autograd.gradcheck(
+            lambda w: torch.func.functional_call(m, {"weight": w}, (x.detach(),)),
+            (m.weight.detach().clone().requires_grad_(True),))
 
 
 def test_state_dict_round_trip_and_repr(gen):
-    torch.manual_seed(0)
-    a = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4m")
-    torch.manual_seed(1)
-    b = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4m")
-    assert set(a.state_dict()) == {"weight", "bias"}
-    b.load_state_dict(a.state_dict())
-    x = _rand(gen, 1, 3, 8, 4, 4, dtype=torch.float32)
-    torch.testing.assert_close(_quiet(a, x), _quiet(b, x), rtol=0, atol=0)
-    assert repr(a) == ("GroupConvTranspose2d(3, 2, kernel_size=3, group='d4', stride=(2, 2), "
-                       "padding=1, output_padding=(1, 1))")
-    assert repr(LiftingConvTranspose2d(3, 2, 5, group="c8", bias=False, dilation=2)) == (
-        "LiftingConvTranspose2d(3, 2, kernel_size=5, group='c8', dilation=(2, 2), bias=False)")
+    with seeded_rng(0):
+        a = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4m")
+        b = GroupConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, group="p4m")
+        assert set(a.state_dict()) == {"weight", "bias"}
+        b.load_state_dict(a.state_dict())
+        x = _rand(gen, 1, 3, 8, 4, 4, dtype=torch.float32)
+        torch.testing.assert_close(_quiet(a, x), _quiet(b, x), rtol=0, atol=0)
+        assert repr(a) == ("GroupConvTranspose2d(3, 2, kernel_size=3, group='d4', stride=(2, 2), "
+                           "padding=1, output_padding=(1, 1))")
+        assert repr(LiftingConvTranspose2d(3, 2, 5, group="c8", bias=False, dilation=2)) == (
+            "LiftingConvTranspose2d(3, 2, kernel_size=5, group='c8', dilation=(2, 2), bias=False)")
 
 
 def test_torch_compile_fullgraph(gen):
-    torch.manual_seed(0)
-    net = nn.Sequential(LiftingConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4"),
-                        nn.ReLU(), GroupConvTranspose2d(3, 2, 4, stride=2, padding=1,
-                                                        group="p4"))
-    x = _rand(gen, 2, 2, 5, 5, dtype=torch.float32)
-    compiled = torch.compile(net, fullgraph=True, backend="eager")
-    torch.testing.assert_close(compiled(x), net(x))
-    compiled(x).sum().backward()
-    assert net[0].weight.grad is not None
+    with seeded_rng(0):
+        net = nn.Sequential(LiftingConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4"),
+                            nn.ReLU(), GroupConvTranspose2d(3, 2, 4, stride=2, padding=1,
+                                                            group="p4"))
+        x = _rand(gen, 2, 2, 5, 5, dtype=torch.float32)
+        compiled = torch.compile(net, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(x), net(x))
+        compiled(x).sum().backward()
+        assert net[0].weight.grad is not None
 
 
 @pytest.mark.parametrize("stride,k", [(1, 3), (2, 4), (2, 3)])
 def test_init_keeps_the_second_moment(stride, k, gen):
     """Unit-variance input -> output second moment about 1 per slot, stride included."""
-    torch.manual_seed(0)
-    m = GroupConvTranspose2d(32, 32, k, stride=stride, padding=1, group="p4")
-    x = _rand(gen, 4, 32, 4, 12, 12, dtype=torch.float32)
-    with torch.no_grad():
-        y = _quiet(m, x)[..., 2:-2, 2:-2]
-    assert 0.8 < float(y.square().mean()) < 1.2
+    with seeded_rng(0):
+        m = GroupConvTranspose2d(32, 32, k, stride=stride, padding=1, group="p4")
+        x = _rand(gen, 4, 32, 4, 12, 12, dtype=torch.float32)
+        with torch.no_grad():
+            y = _quiet(m, x)[..., 2:-2, 2:-2]
+        assert 0.8 < float(y.square().mean()) < 1.2
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers
@@ -11,11 +12,11 @@ from equilayers.testing import equivariance_error, symmetrized_conv2d
 
 
 def _sym_strided(stride=2, padding_mode="circular"):
-    torch.manual_seed(0)
-    conv = symmetrized_conv2d(2, 3, 3, "d4")
-    conv.stride = (stride, stride)
-    conv.padding_mode = padding_mode
-    return conv
+    with seeded_rng(0):
+        conv = symmetrized_conv2d(2, 3, 3, "d4")
+        conv.stride = (stride, stride)
+        conv.padding_mode = padding_mode
+        return conv
 
 
 @pytest.mark.parametrize("size,flagged", [(8, True), (9, False), (64, True), (65, False)])
@@ -136,7 +137,6 @@ def test_anisotropic_stride_under_rotations():
 def test_real_group_conv_layers():
     from equilayers.nn import GroupConv2d, LiftingConv2d
 
-    torch.manual_seed(0)
     net = nn.Sequential(
         LiftingConv2d(2, 3, 3, padding=1, padding_mode="circular", group="p4m"), nn.ReLU(),
         GroupConv2d(3, 3, 3, stride=2, padding=1, padding_mode="circular", group="p4m")).double()

@@ -63,7 +63,6 @@ def assert_he_scaled(m, gen) -> None:
 @pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
 @pytest.mark.parametrize("group,kw", CONFIGS, ids=IDS)
 def test_output_std_is_he_scaled(group, kw, lifting, k, gen):
-    torch.manual_seed(0)
     cls = LiftingConv2d if lifting else GroupConv2d
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # orders no basis function of this size reaches
@@ -74,7 +73,6 @@ def test_output_std_is_he_scaled(group, kw, lifting, k, gen):
 def test_negative_control_wrong_scale_fails(gen):
     """The check can fail: nn.Conv2d's default scale (std 1/sqrt(3 fan_in): output std 0.58)
     and He's ReLU gain (std sqrt(2)) are both caught."""
-    torch.manual_seed(0)
     for scale in (1 / math.sqrt(3), math.sqrt(2)):
         m = GroupConv2d(16, 16, 5, padding=2, group="c8")
         with torch.no_grad():
@@ -84,7 +82,6 @@ def test_negative_control_wrong_scale_fails(gen):
 
 
 def test_bias_starts_at_zero_and_reset_redraws():
-    torch.manual_seed(0)
     m = GroupConv2d(4, 4, 3, group="p4")
     assert torch.equal(m.bias, torch.zeros(4))
     w = m.weight.detach().clone()
@@ -96,7 +93,6 @@ def test_harmonic_orders_get_balanced_weights():
     """Orders reached by few basis functions get larger weights (escnn's per-irrep balance):
     the weight std differs per basis element for harmonic fields beyond the elements' norms
     (sqrt(d_out), divided out by the init); for regular fields only by those norms."""
-    torch.manual_seed(0)
     so2 = GroupConv2d(8, 8, 5, group="so2", max_order=2)
     std = so2._init_std() * so2._irrep_scale()
     assert isinstance(std, torch.Tensor) and std.shape == (so2._num_basis,)

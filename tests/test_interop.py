@@ -43,10 +43,10 @@ def _grid(name):
 
 
 def _randomize(module):
-    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in module.parameters():
-            p.normal_()
+            p.normal_(generator=gen)
     return module
 
 
@@ -102,8 +102,7 @@ def test_sequential_same_outputs_train_and_eval():
         enn.R2Conv(t1, t2, 3, padding=1), enn.ReLU(t2), enn.PointwiseAvgPool2D(t2, 3, 1, 1),
         enn.IdentityModule(t2), enn.GroupPooling(t2),
     )
-    torch.manual_seed(0)
-    x = torch.randn(4, 2, 14, 14)
+    x = torch.randn(4, 2, 14, 14, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.train()(enn.GeometricTensor(x, t_in))  # move the BN running stats
     model.eval()
@@ -314,8 +313,7 @@ def test_sequential_off_grid_group_same_outputs(name):
         enn.R2Conv(t1, t2, 3, padding=1), enn.ReLU(t2), enn.PointwiseAvgPool2D(t2, 3, 1, 1),
         enn.GroupPooling(t2),
     )
-    torch.manual_seed(0)
-    x = torch.randn(3, 2, 14, 14)
+    x = torch.randn(3, 2, 14, 14, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.train()(enn.GeometricTensor(x, t_in))  # move the BN running stats
     for train in (False, True):

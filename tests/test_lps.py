@@ -3,6 +3,7 @@ Gumbel training path (gradients reach the scoring net; it learns), the upsamplin
 
 import pytest
 import torch
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers.functional as EF
@@ -13,8 +14,8 @@ from equilayers.testing._cases_blur import LiftingConv
 
 
 def _pool(c=3, s=2, **kw):
-    torch.manual_seed(0)
-    return LearnablePolyphasePool2d(c, s, dtype=torch.float64, **kw).eval()
+    with seeded_rng(0):
+        return LearnablePolyphasePool2d(c, s, dtype=torch.float64, **kw).eval()
 
 
 def _components(x, s):
@@ -55,20 +56,20 @@ def test_every_integer_shift_moves_the_choice_and_shifts_the_output(s, shape, ge
 
 
 def test_stack_invariant_to_every_circular_shift(gen):
-    torch.manual_seed(0)
-    conv1 = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", dtype=torch.float64)
-    conv2 = nn.Conv2d(4, 5, 3, padding=1, padding_mode="circular", dtype=torch.float64)
-    p1, p2 = _pool(4), _pool(5, kernel_size=1)
+    with seeded_rng(0):
+        conv1 = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+        conv2 = nn.Conv2d(4, 5, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+        p1, p2 = _pool(4), _pool(5, kernel_size=1)
 
-    def model(v):
-        return p2(torch.tanh(conv2(p1(torch.tanh(conv1(v)))))).mean((-2, -1))
+        def model(v):
+            return p2(torch.tanh(conv2(p1(torch.tanh(conv1(v)))))).mean((-2, -1))
 
-    x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        y = model(x)
-        for shift in [(1, 0), (0, 1), (1, 1), (3, 5), (-2, 7), (11, 6)]:
-            torch.testing.assert_close(model(torch.roll(x, shift, (-2, -1))), y,
-                                       rtol=1e-12, atol=1e-12)
+        x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            y = model(x)
+            for shift in [(1, 0), (0, 1), (1, 1), (3, 5), (-2, 7), (11, 6)]:
+                torch.testing.assert_close(model(torch.roll(x, shift, (-2, -1))), y,
+                                           rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("s,n", [(2, 8), (2, 10), (3, 9)])
@@ -87,14 +88,14 @@ def test_choice_commutes_with_d4_on_regular_maps(s, n, gen):
 
 
 def test_lifting_then_lps_is_p4m_equivariant_shifts_included(gen):
-    torch.manual_seed(0)
-    m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _pool(4)).eval()
-    x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
-    assert_equivariant(m, x, "d4", in_rep="trivial", out_rep="regular")
-    shifted = torch.roll(x, (2, 4), (-2, -1))  # shifts by the stride: the output moves by half
-    with torch.no_grad():
-        torch.testing.assert_close(m(shifted), torch.roll(m(x), (1, 2), (-2, -1)),
-                                   rtol=0, atol=0)
+    with seeded_rng(0):
+        m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _pool(4)).eval()
+        x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
+        assert_equivariant(m, x, "d4", in_rep="trivial", out_rep="regular")
+        shifted = torch.roll(x, (2, 4), (-2, -1))  # shifts by the stride: the output moves by half
+        with torch.no_grad():
+            torch.testing.assert_close(m(shifted), torch.roll(m(x), (1, 2), (-2, -1)),
+                                       rtol=0, atol=0)
 
 
 def test_harmonic_fields_grid_elements(gen):
@@ -261,14 +262,14 @@ def test_module_equals_functional_repr_state_dict_and_non_contiguous(gen):
 
 
 def test_float32_and_autocast_keep_the_float32_choice(gen):
-    torch.manual_seed(0)
-    pool = LearnablePolyphasePool2d(3, return_index=True).eval()
-    x = torch.randn(8, 3, 8, 8, generator=gen)
-    with torch.no_grad():
-        ref = pool(x)[1]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            got = pool(x)[1]
-    assert torch.equal(ref, got)
+    with seeded_rng(0):
+        pool = LearnablePolyphasePool2d(3, return_index=True).eval()
+        x = torch.randn(8, 3, 8, 8, generator=gen)
+        with torch.no_grad():
+            ref = pool(x)[1]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = pool(x)[1]
+        assert torch.equal(ref, got)
 
 
 def test_compile_fullgraph(gen):

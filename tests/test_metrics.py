@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import seeded_rng
 from torch import nn
 
 import equilayers.testing as testing
@@ -15,11 +16,11 @@ from equilayers.testing._cases_heads import toy_invariant_net
 
 
 def _strided_cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(2, 6, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.LazyLinear(4, bias=False)).double()
+    with seeded_rng(0):
+        return nn.Sequential(
+            nn.Conv2d(2, 6, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.LazyLinear(4, bias=False)).double()
 
 
 class ParityModel(nn.Module):
@@ -45,7 +46,6 @@ def test_harness_errors_are_reexported():
 
 
 def test_invariant_by_construction_scores_one(gen):
-    torch.manual_seed(0)
     net = toy_invariant_net("p4m")
     x = torch.randn(6, 2, 8, 8, generator=gen, dtype=torch.float64)
     for t in ["circular_shift", "rot90", "flip"]:
@@ -167,7 +167,6 @@ def test_deformation_stability(gen):
 
 
 def test_layerwise_names_the_breaking_layer(gen):
-    torch.manual_seed(0)
 
     def net():
         strided = symmetrized_conv2d(4, 4, 3, "d4")

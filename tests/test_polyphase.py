@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import seeded_rng
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -49,9 +50,9 @@ def test_five_d_norm_over_fiber_is_permutation_invariant(gen):
 def test_stack_invariant_to_every_circular_shift(s, m, c, crit, blur, dtype, seed):
     n = s * s * m if s * s * m >= 4 else s * s * 2
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    conv1 = nn.Conv2d(c, 4, 3, padding=1, padding_mode="circular", dtype=dtype)
-    conv2 = nn.Conv2d(4, 5, 3, padding=1, padding_mode="circular", dtype=dtype)
+    with seeded_rng(seed):
+        conv1 = nn.Conv2d(c, 4, 3, padding=1, padding_mode="circular", dtype=dtype)
+        conv2 = nn.Conv2d(4, 5, 3, padding=1, padding_mode="circular", dtype=dtype)
     pool = PolyphasePool2d(s, criterion=crit, blur_size=blur)
 
     def model(v):
@@ -91,7 +92,6 @@ def test_choice_commutes_with_d4_on_regular_maps(s, n, gen):
 
 
 def test_lifting_then_polyphase_is_d4_equivariant(gen):
-    torch.manual_seed(0)
     m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), PolyphasePool2d(2, blur_size=3))
     x = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
     assert_equivariant(m, x, "d4", in_rep="trivial", out_rep="regular")

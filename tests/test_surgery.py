@@ -42,7 +42,6 @@ STRIDED = ["0", "3", "5.conv1", "5.down.0", "6.conv1", "6.down.0"]
 
 
 def test_blur_mode_replacements_and_weights():
-    torch.manual_seed(0)
     model = resnet().eval()
     new, report = antialias(model, return_report=True)
     assert [r.name for r in report] == STRIDED
@@ -67,7 +66,6 @@ def test_blur_mode_replacements_and_weights():
 
 
 def test_polyphase_mode_resnet_shapes():
-    torch.manual_seed(0)
     model = resnet().eval()
     new, report = antialias(model, mode="polyphase", return_report=True)
     assert [r.name for r in report] == STRIDED
@@ -79,7 +77,6 @@ def test_polyphase_mode_resnet_shapes():
 
 
 def test_polyphase_mode_plain_chain_is_exactly_shift_invariant():
-    torch.manual_seed(0)
     conv = {"padding_mode": "circular", "dtype": torch.float64}
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, **conv), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(8, 8, 3, 1, 1, **conv), nn.ReLU(), nn.AvgPool2d(2),
@@ -166,7 +163,6 @@ def _change(model, x, size):
 def test_real_images_one_pixel_shift_change_drops():
     pytest.importorskip("skimage")
     x = _images(64)
-    torch.manual_seed(0)
     model = resnet().eval()
     with torch.no_grad():
         crop0, circ0 = _change(model, x, 64)

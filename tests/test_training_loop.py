@@ -1,4 +1,4 @@
-"""The training-loop matrix: every module of the zoo (``equilayers/testing/_zoo.py``) inside the
+"""The training-loop matrix: every module of the zoo (``tests/_zoo.py``) inside the
 code users write around it, checked against a fresh copy of the model built from the same
 state dict (the reference a stale filter, a meta buffer or a NaN statistic would differ from).
 
@@ -18,10 +18,9 @@ import warnings
 
 import pytest
 import torch
+from _zoo import ZOO, build
 from torch import nn
 from torch.nn.utils import parametrize
-
-from equilayers.testing._zoo import ZOO, build
 
 NAMES = sorted(ZOO)
 

@@ -191,8 +191,13 @@ def _choose(plan: dict, fold: bool | None) -> str:
         return "reference"
     if fold is True:
         return "pool_first" if "pool_first" in plan else "folded"
-    costs = {p: c for p, (c, _) in plan.items() if c is not None}
-    return min(costs, key=lambda p: (costs[p], PATHS.index(p)))
+    # a plain loop, not min(..., key=...): dynamo cannot trace min over a dict with a key
+    best, best_cost = "reference", None
+    for p in PATHS:
+        cost = plan[p][0] if p in plan else None
+        if cost is not None and (best_cost is None or cost < best_cost):
+            best, best_cost = p, cost
+    return best
 
 
 def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

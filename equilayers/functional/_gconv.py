@@ -167,9 +167,6 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
     return w.reshape(-1)[idx]
 
 
-_pair = C.check_pair  # the one int-or-pair rule; the name stays for the nn modules importing it
-
-
 def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
                     ) -> tuple[int, int, int, int]:
     """``padding`` (int, pair, ``"same"``, ``"valid"``) -> ``(left, right, top, bottom)``.

@@ -63,9 +63,10 @@ def triple(value, name: str, what: str = "", minimum: int | None = None
         if len(value) != 3:
             raise ValueError(f"{what + ': ' if what else ''}{name}={value!r} must be an int or "
                              "three ints (D, H, W)")
-        return tuple(C.check_int(v, f"{name}[{i}]", what, minimum=minimum,  # type: ignore
-                                 fix="an int or three ints (D, H, W)")
-                     for i, v in enumerate(value))
+        d, h, w = (C.check_int(v, f"{name}[{i}]", what, minimum=minimum,
+                               fix="an int or three ints (D, H, W)")
+                   for i, v in enumerate(value))
+        return (d, h, w)
     v = C.check_int(value, name, what, minimum=minimum, fix="an int or three ints (D, H, W)")
     return (v, v, v)
 
@@ -80,11 +81,8 @@ def resolve_padding3d(padding, kernel_size: int, dilation, what: str = ""
         if padding == "valid":
             return (0, 0, 0, 0, 0, 0)
         if padding == "same":
-            out: list[int] = []
-            for d in reversed(dil):
-                total = d * (kernel_size - 1)
-                out += [total // 2, total - total // 2]
-            return tuple(out)  # type: ignore[return-value]
+            td, th, tw = (d * (kernel_size - 1) for d in dil)
+            return (tw // 2, tw - tw // 2, th // 2, th - th // 2, td // 2, td - td // 2)
         raise ValueError(f"{what + ': ' if what else ''}padding={padding!r} must be an int, "
                          "three ints, 'same' or 'valid'")
     pd, ph, pw = triple(padding, "padding", what, minimum=0)
@@ -170,13 +168,13 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
 
 def _traded(grp: CubicGroup) -> list[tuple[int, int]]:
     """Pairs ``(i, j)`` of dims (0 depth, 1 height, 2 width) that some element exchanges."""
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     for g in grp.elements():
         _, source = grid_ops(int_rows(grp.matrix(g)))
         for k, j in enumerate(source):  # coordinate k (dim -(k+1)) from coordinate j
             if j != k:
-                pairs.add(tuple(sorted((2 - k, 2 - j))))
-    return sorted(pairs)  # type: ignore[arg-type]
+                pairs.add((min(2 - k, 2 - j), max(2 - k, 2 - j)))
+    return sorted(pairs)
 
 
 def _check_fits(x: torch.Tensor, k: int, pad, dilation, padding_mode: str, what: str) -> None:

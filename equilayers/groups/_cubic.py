@@ -32,6 +32,7 @@ Regular fibers list the elements in this order; ``group.regular_permutation(g)``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -61,9 +62,14 @@ _T: tuple[Rows, ...] = (
 )
 
 
+def _rows(m: Callable[[int, int], int]) -> Rows:
+    """The 3x3 matrix whose entry ``(i, j)`` is ``m(i, j)``."""
+    r0, r1, r2 = ((m(i, 0), m(i, 1), m(i, 2)) for i in range(3))
+    return (r0, r1, r2)
+
+
 def _mul(a: Rows, b: Rows) -> Rows:
-    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3))
-                 for i in range(3))  # type: ignore[return-value]
+    return _rows(lambda i, j: sum(a[i][k] * b[k][j] for k in range(3)))
 
 
 def _power(a: Rows, n: int) -> Rows:
@@ -74,7 +80,7 @@ def _power(a: Rows, n: int) -> Rows:
 
 
 def _transpose(a: Rows) -> Rows:
-    return tuple(tuple(a[j][i] for j in range(3)) for i in range(3))  # type: ignore[return-value]
+    return _rows(lambda i, j: a[j][i])
 
 
 def _det(a: Rows) -> int:

@@ -25,6 +25,7 @@ metrics read them instead of guessing a rep from the rank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -236,9 +237,9 @@ def _default_dims(rep: str, grp: Group | None) -> int:
     return 2 if grp is None else grp.spatial_dim
 
 
-def _group(group: object, name: str = "group", what: str = _WHAT) -> Group:
+def _group(group: Any, name: str = "group", what: str = _WHAT) -> Group:
     try:
-        return get(group)  # type: ignore[arg-type]
+        return get(group)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{what}: {name}={group!r} is not a group: {e}") from None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -235,9 +236,9 @@ class PlanarGroup(Group):
 
 
 def _planar(n: int | None, reflections: bool) -> PlanarGroup:
-    if n is None:
-        return get("o2" if reflections else "so2")  # type: ignore[return-value]
-    return get(f"{'d' if reflections else 'c'}{n}")  # type: ignore[return-value]
+    # the registry answers these names with the planar factory below: a PlanarGroup
+    name = ("o2" if reflections else "so2") if n is None else f"{'d' if reflections else 'c'}{n}"
+    return cast(PlanarGroup, get(name))
 
 
 def _finite(kind: str, n: str) -> PlanarGroup | None:

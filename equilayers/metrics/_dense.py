@@ -11,7 +11,7 @@ from .. import _checks as C
 from ..groups import FieldType, Group, GroupElement, GroupLike, circular_shift, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
-from ..testing._harness import _elements
+from ..testing._harness import resolve_elements
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["pixel_consistency", "pixel_equivariance_error"]
@@ -91,7 +91,7 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     if shifts is not None:
         raise ValueError(f"{what}: shifts={shifts!r} is for transforms='shifts'; a group moves "
                          "the input by its elements")
-    els = [g for g in _elements(grp, elements) if g != grp.identity]
+    els = [g for g in resolve_elements(grp, elements) if g != grp.identity]
     if not els:
         raise ValueError(f"{what}: the elements leave only the identity of {grp.name}: nothing "
                          "to compare")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..groups import FieldType, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
-from ..testing._harness import _elements, equivariance_error, invariance_error
+from ..testing._harness import equivariance_error, invariance_error, resolve_elements
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
@@ -75,7 +75,7 @@ def geed(
     x = check_batch(x, _WHAT)
     distance = choice(distance, "distance", DISTANCES, _WHAT)
     grp = get(group)
-    els = _elements(grp, elements)
+    els = resolve_elements(grp, elements)
     if normalized and x.shape[0] < 2:
         raise ValueError(f"geed: normalized=True compares unrelated inputs and needs a batch of "
                          f"B >= 2; got shape {tuple(x.shape)}")

@@ -12,7 +12,12 @@ from .. import _checks as C
 from ..groups import FieldType, GroupElement, GroupLike, circular_shift, get
 from ..groups._group import Group
 from ..testing._fields import act_on, resolve_field_type
-from ..testing._harness import _elements, _rel, default_tolerance, infer_rep
+from ..testing._harness import (
+    default_tolerance,
+    infer_rep,
+    relative_error,
+    resolve_elements,
+)
 from ._common import check_batch, tensor_output
 
 __all__ = ["LayerRow", "layerwise_equivariance", "layerwise_shift_equivariance",
@@ -161,7 +166,7 @@ def layerwise_equivariance(
     x = check_batch(x, what)
     _check_tol(tol, what)
     grp = get(group)
-    els = _elements(grp, elements if elements is not None else grp.grid_elements())
+    els = resolve_elements(grp, elements if elements is not None else grp.grid_elements())
     off = [g for g in els if not g.is_grid]
     if off:
         raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "
@@ -193,7 +198,7 @@ def layerwise_equivariance(
                 note, err = "output shape changes with the input's orientation", float("nan")
                 worst = repr(g)
                 break
-            e = _rel(other, expect, None)
+            e = relative_error(other, expect)
             if e != e or e > err:
                 err, worst = e, repr(g)
         rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
@@ -267,7 +272,7 @@ def layerwise_shift_equivariance(
                 expect = circular_shift(out, (int(ey), int(ex)))
             else:
                 expect = out
-            e = _rel(other, expect, None)
+            e = relative_error(other, expect)
             if not compared or e != e or e > err:
                 err, worst = e, f"shift{s}"
             compared = True

@@ -27,29 +27,41 @@ __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2
 _FUNCTIONAL = {1: blur_pool1d, 2: blur_pool2d, 3: blur_pool3d}
 
 
-class _BlurPoolNd(Typed, _FixedBuffers):
+class _BinomialBuffer(_FixedBuffers):
+    """Mixin: the blur's normalized 1-D binomial filter as a non-persistent ``filter`` buffer
+    (for inspection, as timm's ``filt``; the functional twin builds its own), placed on
+    ``device``/``dtype`` as ``torch.nn`` modules place theirs."""
+
+    filter: torch.Tensor  # buffer
+
+    def _register_filter(self, size: int, device, dtype, what: str) -> None:
+        C.check_float_dtype(dtype, "dtype", what)
+        self.register_buffer("filter", torch.empty(size, device=device, dtype=dtype),
+                             persistent=False)
+        self._refill()  # not on the meta device: filled when moved off it
+
+    def reset_parameters(self) -> None:
+        """Fill the ``filter`` buffer (a pure function of the blur size)."""
+        with torch.no_grad():
+            self.filter.copy_(binomial_filter(self.filter.numel(), dtype=torch.float64))
+
+
+class _BlurPoolNd(Typed, _BinomialBuffer):
     _nd = 2
     _shape = ""
-    filter: torch.Tensor  # buffer
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
     # the rep from the rank (4-D trivial, 5-D regular).
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, channels: int | None = None, kernel_size: int = 3, stride: int = 2,
-                 padding_mode: str = "reflect") -> None:
+                 padding_mode: str = "reflect", device=None, dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         self.channels = C.check_optional_int(channels, "channels", what, minimum=1,
                                              fix="None accepts any number of channels")
         C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
         self.kernel_size, self.stride, self.padding_mode = kernel_size, stride, padding_mode
-        self.register_buffer("filter", torch.empty(kernel_size), persistent=False)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Fill the ``filter`` buffer (a pure function of ``kernel_size``)."""
-        with torch.no_grad():
-            self.filter.copy_(binomial_filter(self.kernel_size))
+        self._register_filter(kernel_size, device, dtype, what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels is not None and isinstance(x, torch.Tensor):
@@ -80,6 +92,7 @@ class BlurPool1d(_BlurPoolNd):
         kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``).
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+        device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, L) -> (B, C, floor((L - 1) / stride) + 1)``.
@@ -111,6 +124,7 @@ class BlurPool2d(_BlurPoolNd):
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
             ``"reflect"`` needs every spatial size > ``(k-1) - (k-1)//2``.
+        device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')`` or ``(B, C, F, H, W) -> (B, C, F, H', W')`` (only
@@ -133,8 +147,8 @@ class BlurPool2d(_BlurPoolNd):
 class BlurPool3d(_BlurPoolNd):
     """Anti-aliased subsampling of volumes: 3-D binomial blur, then subsample by ``stride``.
 
-    Same semantics as :class:`BlurPool2d` over ``(D, H, W)``; a group feature map of the
-    cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
+    Same semantics (and arguments) as :class:`BlurPool2d` over ``(D, H, W)``; a group feature
+    map of the cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
 
     Shape:
         ``(B, C, D, H, W) -> (B, C, D', H', W')`` or ``(B, C, F, D, H, W) -> (B, C, F, D', H',
@@ -158,7 +172,7 @@ class BlurPool3d(_BlurPoolNd):
     _nd = 3
 
 
-class MaxBlurPool2d(Typed, nn.Module):
+class MaxBlurPool2d(Typed, _BinomialBuffer):
     """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
 
     A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: same output shape for every
@@ -170,6 +184,8 @@ class MaxBlurPool2d(Typed, nn.Module):
         blur_size: binomial filter size, 1..7.
         padding_mode: padding of the blur (``"reflect"`` default).
         padding: max-pool padding (``-inf``), as in ``nn.MaxPool2d``.
+        device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
+            modules.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')`` (also 5-D), ``H' = floor((H + 2 padding -
@@ -189,7 +205,8 @@ class MaxBlurPool2d(Typed, nn.Module):
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
-                 padding_mode: str = "reflect", *, padding: int = 0) -> None:
+                 padding_mode: str = "reflect", *, padding: int = 0, device=None,
+                 dtype=None) -> None:
         super().__init__()
         C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding,
                               type(self).__name__)
@@ -198,6 +215,7 @@ class MaxBlurPool2d(Typed, nn.Module):
         self.blur_size = blur_size
         self.padding_mode = padding_mode
         self.padding = padding
+        self._register_filter(blur_size, device, dtype, type(self).__name__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return max_blur_pool2d(x, self.kernel_size, self.stride, self.blur_size,
@@ -312,7 +330,7 @@ class BlurConv2d(Typed, nn.Module):
         return s
 
 
-class BlurUpsample2d(Typed, nn.Module):
+class BlurUpsample2d(Typed, _BinomialBuffer):
     """Anti-aliased upsampling: zero insertion, then a binomial blur scaled by ``s**2``.
 
     ``x[..., i, j]`` lands on ``y[..., s i, s j]`` (zeros elsewhere) and ``y`` is blurred at
@@ -325,6 +343,8 @@ class BlurUpsample2d(Typed, nn.Module):
         scale_factor: integer upsampling factor, >= 1.
         blur_size: binomial filter size, 1..7.
         padding_mode: padding of the blur (``"reflect"`` default).
+        device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
+            modules.
 
     Shape:
         ``(..., H, W) -> (..., s H, s W)``.
@@ -341,12 +361,13 @@ class BlurUpsample2d(Typed, nn.Module):
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, scale_factor: int = 2, blur_size: int = 3,
-                 padding_mode: str = "reflect") -> None:
+                 padding_mode: str = "reflect", device=None, dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         self.scale_factor = C.check_stride(scale_factor, "scale_factor", what)
         self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
+        self._register_filter(self.blur_size, device, dtype, what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur_upsample2d(x, self.scale_factor, self.blur_size, self.padding_mode)

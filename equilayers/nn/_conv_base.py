@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks as C
 from ..functional import _gconv as G
 from ..functional import _gconv_transpose as GT
 from ..groups import Group
@@ -42,16 +43,18 @@ class _ExactConvMixin(_WarnsInexact):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        k = G._pair(kernel_size, "kernel_size")
+        k = C.check_pair(kernel_size, "kernel_size", name)
         if k[0] != k[1] or k[0] < 1:
             raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
                              f"that rotations map them onto themselves); got {kernel_size!r}")
-        modes = ("zeros",) if self.transposed else G.PADDING_MODES
-        if padding_mode not in modes:
-            why = " (as nn.ConvTranspose2d: the padding of a transposed conv crops its output)"
-            raise ValueError(f"{name}: padding_mode must be one of {modes}"
-                             f"{why if self.transposed else ''}; got {padding_mode!r}")
-        stride_p, dil_p = G._pair(stride, "stride"), G._pair(dilation, "dilation")
+        C.check_padding_mode(padding_mode, "padding_mode", name, C.PADDING_MODES)
+        if self.transposed and padding_mode != "zeros":
+            raise ValueError(f"{name}: padding_mode must be one of ('zeros',) (as "
+                             f"nn.ConvTranspose2d: the "
+                             f"padding of a transposed conv crops its output); got "
+                             f"{padding_mode!r}")
+        stride_p = C.check_pair(stride, "stride", name)
+        dil_p = C.check_pair(dilation, "dilation", name)
         if min(stride_p) < 1 or min(dil_p) < 1:
             raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
                              f"dilation={dilation!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks as C
 from ..functional import _gaussian as Gs
 from ._derived import _FixedBuffers
 from ._typed import Typed
@@ -24,6 +25,7 @@ class GaussianBlurPool2d(Typed, _FixedBuffers):
         sigma: the Gaussian's standard deviation in pixels, > 0.
         stride: subsampling factor (int or pair; ``None``: the filter size, as escnn).
         padding: zero padding per side (int or pair; ``None``: ``(k - 1) // 2``).
+        device, dtype: of the ``filter`` buffer, as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')`` or ``(B, C, F, H, W) -> (B, C, F, H', W')``,
@@ -48,14 +50,17 @@ class GaussianBlurPool2d(Typed, _FixedBuffers):
     filter: torch.Tensor  # buffer
 
     def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int] | None = 2,
-                 padding: int | tuple[int, int] | None = None) -> None:
+                 padding: int | tuple[int, int] | None = None, device=None,
+                 dtype=None) -> None:
         super().__init__()
         self.sigma, self.stride, self.padding = Gs.check_pool_args(sigma, stride, padding,
                                                                    "GaussianBlurPool2d")
+        C.check_float_dtype(dtype, "dtype", "GaussianBlurPool2d")
         self.kernel_size = Gs.gaussian_filter_size(self.sigma)
-        self.register_buffer("filter", torch.empty(self.kernel_size, self.kernel_size),
+        self.register_buffer("filter", torch.empty(self.kernel_size, self.kernel_size,
+                                                   device=device, dtype=dtype),
                              persistent=False)
-        self.reset_parameters()
+        self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -83,6 +88,7 @@ class DiskMask(Typed, _FixedBuffers):
         margin: the margin as a percentage of the radius ``c``, in [0, 100] (escnn's
             convention; ``equilayers.groups.disk_mask`` takes pixels instead).
         sigma: how fast the mask decays outside the disk, in pixels (default 2, escnn's).
+        device, dtype: of the ``mask`` buffer, as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, S, S)`` or ``(B, C, F, S, S)``, unchanged; other sizes raise ``ValueError``.
@@ -101,12 +107,15 @@ class DiskMask(Typed, _FixedBuffers):
 
     mask: torch.Tensor  # buffer
 
-    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0) -> None:
+    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0, device=None,
+                 dtype=None) -> None:
         super().__init__()
         self.size = Gs.check_mask_size(size, "DiskMask")
         self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "DiskMask")
-        self.register_buffer("mask", torch.empty(size, size), persistent=False)
-        self.reset_parameters()
+        C.check_float_dtype(dtype, "dtype", "DiskMask")
+        self.register_buffer("mask", torch.empty(size, size, device=device, dtype=dtype),
+                             persistent=False)
+        self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
         with torch.no_grad():

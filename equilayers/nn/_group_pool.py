@@ -7,7 +7,6 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional import _group_pool as P
-from ..functional._gconv import _pair
 from ..groups import FieldType
 from ._exactness import _WarnsInexact
 from ._typed import Typed
@@ -70,8 +69,8 @@ class _SpatialPool(Typed, _WarnsInexact):
         same options on both dims, for 90-degree rotations (the p4m conditions)."""
         if ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5:
             return
-        k, s = _pair(self.kernel_size, "kernel_size"), _pair(self.stride, "stride")
-        p, d = _pair(self.padding, "padding"), _pair(dilation, "dilation")
+        k, s = C.check_pair(self.kernel_size, "kernel_size"), C.check_pair(self.stride, "stride")
+        p, d = C.check_pair(self.padding, "padding"), C.check_pair(dilation, "dilation")
         if k[0] != k[1]:
             return  # a rectangular window is never rot90-exact; flips are checked per dim
         square = x.shape[-1] == x.shape[-2] and s[0] == s[1] and p[0] == p[1] and d[0] == d[1]

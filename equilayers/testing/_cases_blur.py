@@ -8,17 +8,11 @@ from torch import nn
 
 from ..groups import act_spatial, get
 from ..nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d, PolyphaseUpsample2d
-from .cases import Case
+from ._case import Case
+from ._case import seeded as _seeded
 from .controls import symmetrized_conv2d
 
 _ALL_SHIFTS = ((1, 0), (0, 1), (1, 1), (3, 5), (-2, 7))
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn()
-    return build
 
 
 class GlobalMean(nn.Module):

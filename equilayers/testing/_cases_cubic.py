@@ -9,8 +9,8 @@ from torch import nn
 
 from ..groups import get
 from ..nn import GroupBatchNorm3d, GroupConv3d, GroupPool, LiftingConv3d
+from ._case import Case
 from ._cases_gconv import _seeded
-from .cases import Case
 
 _GROUPS = ("c4z", "d4z", "o", "oh")
 

@@ -21,8 +21,8 @@ from ..nn import (
     PolyphasePool3d,
     Restrict,
 )
+from ._case import Case
 from ._cases_gconv import _seeded
-from .cases import Case
 
 _GROUPS = ("c4z", "d4z", "o", "oh")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..nn import ExpandedGroupConv2d, GroupConv2d, LiftingConv2d
-from .cases import Case
+from ._case import Case, seeded
 
 _GRID = (0.0, 90.0, 180.0, 270.0)
 
@@ -14,8 +14,7 @@ _GRID = (0.0, 90.0, 180.0, 270.0)
 def _from(make, group, **kw):
     """Build ``make()`` (a seeded float64 conv of ours), then hold its expanded filter."""
     def build():
-        torch.manual_seed(0)
-        conv = make().double()
+        conv = seeded(make)().double()
         return ExpandedGroupConv2d.from_filter(
             conv.expanded_filter().detach(), conv.bias.detach(), group=group,
             lifting=conv.in_rep == "trivial", **kw)

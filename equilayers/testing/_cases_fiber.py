@@ -15,16 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import nn as enn
-from .cases import Case
+from ._case import Case
+from ._case import seeded as _seeded
 
 _OFF = (15.0, 30.0, 45.0, 60.0, 137.0)
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn()
-    return build
 
 
 def _constant_fields(batch: int, channels: int, fiber: int, size: int = 7):

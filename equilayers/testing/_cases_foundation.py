@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .cases import Case
+from ._case import Case
+from ._case import seeded as _seeded
 from .controls import symmetrized_conv2d
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn()
-    return build
-
 
 CASES = [
     Case("harness/identity-p4m", lambda: nn.Identity(), (2, 3, 9, 9), "p4m"),

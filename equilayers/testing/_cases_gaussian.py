@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..nn import DiskMask, GaussianBlurPool2d
-from .cases import Case
+from ._case import Case
 
 
 class _OffCentreMask(nn.Module):

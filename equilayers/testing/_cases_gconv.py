@@ -15,17 +15,15 @@ from ..nn import (
     GroupPool,
     LiftingConv2d,
 )
-from .cases import Case
+from ._case import Case, seeded
 
 _GROUPS = ("c1", "c2", "c4", "d1", "d2", "d4")
 _ORDER = {"c1": 1, "c2": 2, "c4": 4, "d1": 2, "d2": 4, "d4": 8}
 
 
 def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn().double()
-    return build
+    """``fn``'s module in float64, its parameters drawn from a generator seeded with 0."""
+    return seeded(lambda: fn().double())
 
 
 def _lift(g, **kw):

@@ -12,16 +12,10 @@ from torch import nn
 
 from .. import nn as enn
 from ..groups import disk_mask, gaussian_smooth
-from .cases import Case
+from ._case import Case
+from ._case import seeded as _seeded
 
 _OFF = (15.0, 30.0, 45.0, 60.0, 137.0)
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn()
-    return build
 
 
 @functools.cache

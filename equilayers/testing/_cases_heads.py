@@ -8,7 +8,8 @@ from torch import nn
 
 from ..groups import GroupLike, act_spatial, get
 from ..nn import InvariantHead
-from .cases import Case
+from ._case import Case
+from ._case import seeded as _seeded
 
 
 class ToyLifting(nn.Module):
@@ -61,13 +62,6 @@ class _NoFiberPoolHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.mean(dim=(-2, -1)).flatten(1))
-
-
-def _seeded(fn):
-    def build():
-        torch.manual_seed(0)
-        return fn()
-    return build
 
 
 def _head(group, **kw):

@@ -7,25 +7,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._rng import global_rng_from
 from ..nn import LearnablePolyphasePool2d, LearnablePolyphaseUpsample2d
+from ._case import Case
 from ._cases_blur import GlobalMean, LiftingConv, Subsample, _circ_conv
-from .cases import Case
 
 _ALL_SHIFTS = ((1, 0), (0, 1), (1, 1), (3, 5), (-2, 7))
 
 
 def _lps(channels: int, stride: int = 2, **kw) -> LearnablePolyphasePool2d:
-    torch.manual_seed(1)
-    return LearnablePolyphasePool2d(channels, stride, dtype=torch.float64, **kw).eval()
+    with global_rng_from(torch.Generator().manual_seed(1)):
+        return LearnablePolyphasePool2d(channels, stride, dtype=torch.float64, **kw).eval()
 
 
 def _stack(pool: str = "lps", stride: int = 2) -> nn.Module:
     """Circular convs, two pools, a global mean: invariant to every integer shift with LPS."""
-    torch.manual_seed(0)
     def make(c: int) -> nn.Module:
         return _lps(c, stride) if pool == "lps" else Subsample(stride)
-    return nn.Sequential(_circ_conv(3, 6), nn.ReLU(), make(6), _circ_conv(6, 8), nn.ReLU(),
-                         make(8), GlobalMean()).eval()
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        return nn.Sequential(_circ_conv(3, 6), nn.ReLU(), make(6), _circ_conv(6, 8), nn.ReLU(),
+                             make(8), GlobalMean()).eval()
 
 
 class _PoolUp(nn.Module):
@@ -46,8 +47,9 @@ class _PoolUp(nn.Module):
 
 
 def _lift_lps() -> nn.Module:
-    torch.manual_seed(0)
-    m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _lps(4)).eval()
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        m = nn.Sequential(LiftingConv(3, 4), nn.ReLU(), _lps(4)).eval()
+    # torch's stub of Module.__setattr__ takes tensors and modules only; any value is allowed
     m.in_rep, m.out_rep = "trivial", "regular"  # type: ignore[assignment]
     return m
 

@@ -10,7 +10,7 @@ from torch import nn
 from ..groups import Element, PlanarGroup, get
 from ..groups._subgroups import embed
 from ..nn import CosetPool, Restrict
-from .cases import Case
+from ._case import Case
 
 
 class _LeftCosetRestrict(nn.Module):

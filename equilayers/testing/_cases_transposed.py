@@ -17,8 +17,8 @@ from ..nn import (
     LiftingConv2d,
     LiftingConvTranspose2d,
 )
+from ._case import Case
 from ._cases_gconv import _GROUPS, _seeded
-from .cases import Case
 
 _GRID = (0.0, 90.0, 180.0, 270.0)  # and their flips for dN: the grid subgroup of cN/dN/so2/o2
 

@@ -35,6 +35,8 @@ __all__ = [
     "shift_equivariance_error",
     "default_tolerance",
     "infer_rep",
+    "relative_error",
+    "resolve_elements",
 ]
 
 _TINY = 1e-300
@@ -95,7 +97,10 @@ class EquivarianceReport:
         return text
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
+def relative_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """``||a - b|| / max(||a||, ||b||, tiny)`` in float64 (Frobenius norms over the whole tensor,
+    both sides multiplied by ``mask`` first when given); ``nan`` when either side is not finite.
+    The one definition of the error that the harness and the metrics report."""
     a = a.detach().to(torch.float64)
     b = b.detach().to(torch.float64)
     if mask is not None:
@@ -107,7 +112,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
     return num / den
 
 
-def _elements(group, elements) -> list[Element]:
+def resolve_elements(group, elements) -> list[Element]:
+    """The elements of ``group`` to test: ``elements`` checked (elements of ``group``, or
+    slot indices of a finite group), or, for ``None``, every element of a finite group and the
+    grid elements of a continuous one."""
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
     if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
@@ -171,7 +179,7 @@ def equivariance_report(
     C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
     C.check_number(margin, "margin", what, minimum=0, fix="pixels")
     grp = get(group)
-    els = _elements(grp, elements)
+    els = resolve_elements(grp, elements)
     in_grp = in_group if in_group is not None else getattr(f, "in_group", None)
     in_grp = grp if in_grp is None else get(in_grp)
     if in_grp != grp:
@@ -203,12 +211,12 @@ def equivariance_report(
                 h, w = y.shape[-2:]
                 mask = disk_mask(h, w, margin, device=y.device)
                 back = act_on(out_type, g.inverse(), gy)
-                floor = _rel(back, y, mask)
+                floor = relative_error(back, y, mask)
             if y_g.shape != gy.shape:
                 raise ValueError(f"f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
                                  f"{tuple(gy.shape)}: is out_rep={out_type.rep!r} "
                                  f"({out_type!r}) right?")
-            errors[g] = _rel(y_g, gy, mask)
+            errors[g] = relative_error(y_g, gy, mask)
             floors[g] = floor
     worst = max(els, key=lambda g: (errors[g] != errors[g], errors[g]))  # NaN counts as worst
     return EquivarianceReport(errors[worst], worst, errors, floors, approximate)
@@ -348,7 +356,7 @@ def shift_equivariance_error(
             y_s = f(torch.roll(x, tuple(shift), dims=dims))
             ref = y if invariant else torch.roll(
                 y, tuple(t // s for t, s in zip(shift, strides, strict=True)), dims=dims)
-            e = _rel(y_s, ref, None)
+            e = relative_error(y_s, ref)
             worst = e if e != e else max(worst, e)
             if worst != worst:
                 break

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from conftest import seeded_rng
 from torch import nn
 
-from .. import nn as enn
+from equilayers import nn as enn
 
 __all__ = ["ZooEntry", "ZOO", "build"]
 
@@ -166,8 +167,8 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]
     """The module (eval mode; running statistics moved off their init by one train-mode
     forward) and its inputs, both deterministic in ``seed``."""
     entry = ZOO[name]
-    torch.manual_seed(seed)
-    module = entry.make()
+    with seeded_rng(seed):
+        module = entry.make()
     args = entry.inputs(torch.Generator().manual_seed(seed))
     if any(isinstance(b, torch.Tensor) and n.endswith("running_mean")
            for n, b in module.named_buffers()):

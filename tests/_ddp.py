@@ -1,6 +1,7 @@
 """A DistributedDataParallel and an FSDP2 (``fully_shard``) training step on CPU (gloo),
-compared with one process. Used by ``tests/test_compat.py``; lives in the package so
-``torch.multiprocessing.spawn`` children can import the workers by name.
+compared with one process. Used by ``tests/test_compat.py``; a module of its own (not the test
+file) so ``torch.multiprocessing.spawn`` children can import the workers by name (``tests/`` is on
+the ``sys.path`` that spawn hands its children).
 
 The DDP model has no batch norm: ``GroupBatchNorm2d`` in train mode normalises with per-rank
 batch statistics under DDP and FSDP (as ``nn.BatchNorm*`` does), so its gradients legitimately
@@ -18,7 +19,8 @@ import socket
 import torch
 from torch import nn
 
-from ..nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
+from equilayers._rng import global_rng_from
+from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
 
 __all__ = ["ddp_model", "ddp_batch", "single_process_step", "free_port", "ddp_worker",
            "fsdp_model", "fsdp_single_process_step", "fsdp_worker"]
@@ -26,9 +28,9 @@ __all__ = ["ddp_model", "ddp_batch", "single_process_step", "free_port", "ddp_wo
 
 def ddp_model() -> nn.Module:
     """A small p4 model (float64, seeded): lifting conv, group conv, invariant head."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), nn.ReLU(),
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), nn.ReLU(),
         GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(),
         InvariantHead(4, 3, group="p4"),
     ).double()
@@ -91,9 +93,9 @@ def ddp_worker(rank: int, world_size: int, port: int, out_path: str) -> None:
 
 def fsdp_model() -> nn.Sequential:
     """A small p4 model (float64, seeded): lifting conv, group BN, group conv, invariant head."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
+    with global_rng_from(torch.Generator().manual_seed(0)):
+        return nn.Sequential(
+            LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupBatchNorm2d(4), nn.ReLU(),
         GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.ReLU(),
         InvariantHead(4, 3, group="p4"),
     ).double()
