@@ -31,6 +31,7 @@ _FAMILIES = [
     "equilayers.testing._cases_subgroup",
     "equilayers.testing._cases_gaussian",
     "equilayers.testing._cases_cubic",
+    "equilayers.testing._cases_models",
 ]
 
 
