@@ -56,13 +56,14 @@ def make_down(down: str, group: Group | None, padding_mode: str) -> nn.Module:
     """The stride-2 downsampling of a level.
 
     ``"blur"``: ``BlurPool2d(kernel_size=4)`` (even, so its windows tile even sizes
-    symmetrically), padded circularly with ``padding_mode="circular"``, by reflection otherwise.
+    symmetrically), padded circularly with ``padding_mode="circular"``, by replication
+    otherwise (exact for flips too, and it takes every size).
     ``"polyphase"``: ``PolyphasePool2d(2, blur_size=3, return_index=True)`` (circular blur).
     ``"max"``: a ``2 x 2`` max pool (``GroupMaxPool2d`` on group maps).
     """
     if down == "blur":
         return BlurPool2d(kernel_size=4, stride=2,
-                          padding_mode="circular" if padding_mode == "circular" else "reflect")
+                          padding_mode="circular" if padding_mode == "circular" else "replicate")
     if down == "polyphase":
         return PolyphasePool2d(2, blur_size=3, padding_mode="circular", return_index=True)
     return nn.MaxPool2d(2) if group is None else GroupMaxPool2d(2)
