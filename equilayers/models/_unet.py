@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..groups import FieldType, GroupLike, get
-from ..nn import GroupPool
+from ..nn import GroupConv2d, GroupPool
 from ..nn._typed import Typed
 from ._blocks import DOWNS, DoubleConv, concat, make_down, make_up
 
@@ -23,8 +23,9 @@ class UNet(Typed, nn.Module):
     then :class:`~equilayers.nn.GroupConv2d`, :class:`~equilayers.nn.GroupBatchNorm2d`). The
     encoder halves the size between levels with ``down``, the decoder doubles it with the
     matching upsampling and concatenates the encoder's map of that level (skip connection,
-    along ``C``); a :class:`~equilayers.nn.GroupPool` (max over the fiber) and a ``1 x 1``
-    conv give ``out_channels`` logits per pixel.
+    along ``C``); a ``1 x 1`` group conv to ``out_channels`` fields and a
+    :class:`~equilayers.nn.GroupPool` (max over the fiber) give ``out_channels`` logits per
+    pixel (a ``1 x 1`` ``nn.Conv2d`` with ``group=None``).
 
     Args:
         in_channels: channels of the input image.
@@ -108,8 +109,11 @@ class UNet(Typed, nn.Module):
         self.decoder = nn.ModuleList(
             DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **kw)
             for lv in range(depth))
+        factory = {"device": device, "dtype": dtype}
+        self.head: nn.Module = (nn.Conv2d(widths[0], out_channels, 1, **factory) if grp is None
+                                else GroupConv2d(widths[0], out_channels, 1, group=grp,
+                                                 **factory))
         self.pool = nn.Identity() if grp is None else GroupPool("max")
-        self.head = nn.Conv2d(widths[0], out_channels, 1, device=device, dtype=dtype)
 
     @property
     def multiple(self) -> int:
@@ -148,7 +152,7 @@ class UNet(Typed, nn.Module):
             up = self.up[level]
             h = up(h, indices[level]) if indices else up(h)
             h = self.decoder[level](concat(skips[level], h))
-        return self.head(self.pool(h))
+        return self.pool(self.head(h))
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_channels}, {self.out_channels}",
