@@ -1,7 +1,8 @@
 """``python -m benchmarks``: time every layer against its floor and write the results.
 
-Training families (``bench_accuracy.py``: a ``run(quick, out, ...)`` that trains models and
-writes its own table) run only when named, ``--family accuracy``.
+Training families (``bench_accuracy.py``, ``bench_segmentation.py``: a ``run(quick, out,
+...)`` that trains models and writes its own table) run only when named, ``--family accuracy``
+or ``--family segmentation``.
 
 Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCase]``), and for
 every case measures, on each requested device:
@@ -319,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --write-table: write the table here instead (needed with "
                         "--quick: a quick run never writes the package's table)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="training families (accuracy): seeds per model (default 3, quick 1)")
+                        help="training families (accuracy, segmentation): seeds per model (default "
+                        "3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
-                        help="training families (accuracy): the data set")
+                        help="training families (accuracy, segmentation): the data set")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

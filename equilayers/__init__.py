@@ -5,7 +5,7 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, kernels, metrics, nn, testing
+from . import functional, groups, kernels, metrics, models, nn, testing
 from ._batchnorm import recalibrate_batch_norm
 from ._export import export
 from ._grid import Finding, check_grid
@@ -20,6 +20,7 @@ __all__ = [
     "groups",
     "kernels",
     "metrics",
+    "models",
     "nn",
     "testing",
     "get_group",

@@ -26,7 +26,8 @@ class Finding:
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
             ``"output-padding"`` (a transposed conv's), ``"non-circular-padding"``,
-            ``"transposed-border"``, ``"non-square"``, ``"non-cubic"`` or ``"off-grid-group"``.
+            ``"transposed-border"``, ``"non-square"``, ``"non-cubic"``, ``"off-grid-group"`` or
+            ``"unsupported-size"`` (the model's forward rejects the size).
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
         input_size: the ``(H, W)`` that reaches the layer (``(D, H, W)`` for the cube's
             groups).
@@ -226,6 +227,26 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
     return out
 
 
+def _unsupported_size(model: nn.Module, shape: tuple, error: Exception,
+                      search: int) -> Finding:
+    """The finding for an input size the model's forward rejects (a U-Net's levels must
+    halve evenly), with the nearest larger size it runs at (same size added to ``H`` and
+    ``W``); re-raises ``error`` when no such size exists (wrong channels, not a size
+    problem)."""
+    h, w = shape[-2:]
+    for extra in range(1, search + 1):
+        cand = (*shape[:-2], h + extra, w + extra)
+        try:
+            _record_sizes(model, cand)
+        except (ValueError, RuntimeError):
+            continue
+        size = str(cand[-2]) if cand[-2] == cand[-1] else f"{cand[-2]}x{cand[-1]}"
+        return Finding("(input)", type(model).__name__, "unsupported-size", "group", (h, w),
+                       f"the model rejects a {h}x{w} input ({error})",
+                       f"use an input size of {size}")
+    raise error
+
+
 def check_grid(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -266,6 +287,10 @@ def check_grid(
       :func:`equilayers.metrics.layerwise_shift_equivariance`.
     * **non-square input** under 90-degree rotations, and groups with off-grid rotations
       (``"c8"``: 45 degrees), which no pixel grid carries exactly.
+    * **unsupported size**: a model whose forward rejects the size (``ValueError`` or
+      ``RuntimeError``: a :class:`equilayers.models.UNet` needs multiples of ``2**depth``)
+      gets one finding naming the nearest larger size it runs at; when no larger size runs,
+      the error is raised (it was not about the size).
 
     The cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``) are checked on volumes
     ``(..., D, H, W)`` by the same rules per dim (``nn.Conv3d``, ``nn.MaxPool3d``,
@@ -324,7 +349,10 @@ def check_grid(
         findings.append(Finding("(input)", "input", "non-square", "rotations", (h, w),
                                 f"90-degree rotations need a square input; got {h}x{w}",
                                 f"use an input size of {max(h, w)}x{max(h, w)}"))
-    sizes = _record_sizes(model, shape)
+    try:
+        sizes = _record_sizes(model, shape)
+    except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
+        return findings + [_unsupported_size(model, shape, e, search)]
     layer = _grid_findings(sizes, rows, cols, shifts, square)
     if any(f.problem == "stride-parity" for f in layer):
         better = None

@@ -13,6 +13,7 @@ from torch import nn
 import equilayers
 import equilayers.groups as G
 import equilayers.metrics as M
+import equilayers.models as EM
 import equilayers.nn as enn
 import equilayers.testing as ET
 from equilayers import kernels as K
@@ -246,4 +247,14 @@ KERNELS: list[Case] = [
     Case(K.triton_polyphase_pool2d, dict(stride=2),
          {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE},
          {"x": _img(2, 3, 8, 8, ranks=(2,), small=(2, 3, 1, 1))}, needs_kernel=True),
+]
+
+
+MODELS: list[Case] = [
+    Case(EM.UNet, dict(in_channels=2, out_channels=3, depth=2, width=2),
+         {"in_channels": INT, "out_channels": INT, "group": GROUP, "depth": INT, "width": INT,
+          "padding_mode": CHOICE, "down": CHOICE, "dtype": DTYPE},
+         {"x": T((2, 2, 8, 8), ranks=(3, 5), channel=1, small=(2, 2, 2, 2))},
+         accept={"group": {"None": OK}},
+         extra={"x:size": lambda d: {**d, "x": torch.randn(2, 2, 8, 10)}}),
 ]

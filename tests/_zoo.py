@@ -1,7 +1,8 @@
 """One small instance of every public module, with an input builder: the table the
 compatibility tests (``tests/test_compat.py``) iterate over.
 
-Every name in ``equilayers.nn.__all__`` must have an entry here (a test enforces it; keys are
+Every name in ``equilayers.nn.__all__`` must have an entry here (the models of
+:mod:`equilayers.models` have one too) (a test enforces it; keys are
 the class name, or ``Name[variant]`` for further configurations of the same class), so a new
 module is covered by torch.compile / torch.export / ONNX / autocast / channels_last / pickle
 checks as soon as it is added to the table.
@@ -17,6 +18,7 @@ from conftest import seeded_rng
 from torch import nn
 
 from equilayers import nn as enn
+from equilayers.models import UNet
 
 __all__ = ["ZooEntry", "ZOO", "build"]
 
@@ -160,6 +162,10 @@ ZOO: dict[str, ZooEntry] = {
     "DiskMask": ZooEntry(lambda: enn.DiskMask(7, margin=10.0), _x(2, 3, 7, 7)),
     "DiskMask[5d]": ZooEntry(lambda: enn.DiskMask(7), _x(2, 3, 8, 7, 7)),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
+    # models (equilayers.models): a whole network in the same matrices
+    "UNet": ZooEntry(lambda: UNet(2, 3, group="p4", depth=1, width=2), _x(2, 2, 6, 6)),
+    "UNet[polyphase]": ZooEntry(lambda: UNet(2, 3, group="p4m", depth=1, width=1,
+                                             down="polyphase"), _x(2, 2, 6, 6)),
 }
 
 

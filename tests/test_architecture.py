@@ -42,22 +42,24 @@ FLOORS: dict[str, int] = {
     # 4: nn: modules that own parameters and call their functional twins
     "equilayers.nn": 4,
     "equilayers._batchnorm": 4,
-    # 5: tools over any model: measure, test, check, convert, rewrite; the case table (it
-    # builds the layers)
-    "equilayers.metrics": 5,
-    "equilayers.testing": 5,
-    "equilayers._grid": 5,
-    "equilayers._grid3d": 5,
-    "equilayers._audit": 5,
-    "equilayers._surgery": 5,
-    "equilayers._export": 5,
-    "equilayers.interop": 5,
-    "equilayers._interop_tools": 5,
-    # 6: entry points: the package's front door, the demo, the command line
-    "equilayers": 6,
-    "equilayers.demo": 6,
-    "equilayers.cli": 6,
-    "equilayers.__main__": 6,
+    # 5: models assembled from nn (builders of whole networks)
+    "equilayers.models": 5,
+    # 6: tools over any model: measure, test, check, convert, rewrite; the case table (it
+    # builds the layers and models)
+    "equilayers.metrics": 6,
+    "equilayers.testing": 6,
+    "equilayers._grid": 6,
+    "equilayers._grid3d": 6,
+    "equilayers._audit": 6,
+    "equilayers._surgery": 6,
+    "equilayers._export": 6,
+    "equilayers.interop": 6,
+    "equilayers._interop_tools": 6,
+    # 7: entry points: the package's front door, the demo, the command line
+    "equilayers": 7,
+    "equilayers.demo": 7,
+    "equilayers.cli": 7,
+    "equilayers.__main__": 7,
 }
 
 #: Floors that may not be skipped: ``nn`` reaches the kernels only through its functional twins
@@ -158,6 +160,8 @@ def test_no_lower_floor_imports_a_higher_one():
     ("equilayers.testing._harness", "equilayers.nn._blur_pool"),  # the harness is below nn
     ("equilayers.testing._case", "equilayers.testing._cases_gconv"),
     ("equilayers.metrics._lie", "equilayers"),  # the front door is the top floor
+    ("equilayers.nn._blur_pool", "equilayers.models._unet"),  # a layer using a model
+    ("equilayers.models._unet", "equilayers.testing.cases"),  # a model using a tool
 ])
 def test_an_upward_edge_is_flagged(src, dst):
     """Negative control: the checker flags a synthetic upward edge (and not its reverse)."""

@@ -17,11 +17,11 @@ import pytest
 import torch
 from _bad_input import INT, Case, T, case_id, checks, run
 from _bad_input_layers import FUNCTIONAL, NN
-from _bad_input_tools import GROUPS, KERNELS, METRICS, TESTING, TOP
+from _bad_input_tools import GROUPS, KERNELS, METRICS, MODELS, TESTING, TOP
 
 import equilayers
 
-CASES = NN + FUNCTIONAL + TOP + GROUPS + METRICS + TESTING + KERNELS
+CASES = NN + FUNCTIONAL + TOP + GROUPS + METRICS + TESTING + KERNELS + MODELS
 
 #: The namespaces whose ``__all__`` the matrix must cover.
 NAMESPACES = {
@@ -30,6 +30,7 @@ NAMESPACES = {
     "equilayers.functional": equilayers.functional,
     "equilayers.groups": equilayers.groups,
     "equilayers.metrics": equilayers.metrics,
+    "equilayers.models": equilayers.models,
     "equilayers.testing": equilayers.testing,
     "equilayers.kernels": equilayers.kernels,
 }
@@ -39,7 +40,7 @@ _RECORD = "a result record, built by the function that returns it (no user input
 EXEMPT = {
     "equilayers.__version__": _CONSTANT,
     **{f"equilayers.{m}": "a subpackage (its own names are covered)"
-       for m in ("functional", "groups", "kernels", "metrics", "nn", "testing")},
+       for m in ("functional", "groups", "kernels", "metrics", "models", "nn", "testing")},
     "equilayers.Finding": _RECORD,
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
     "equilayers.groups.CubicElement": "a record built by CubicGroup.element(), which validates",

@@ -175,3 +175,36 @@ def test_accuracy_family_models_train_and_report(tmp_path):
     meta = acc._meta(True, "mnist", 8, 4, 1, 1)
     table = acc.markdown(meta, results)
     assert table.count("\n| ") == len(results) + 1  # header + one row per model
+
+
+def test_segmentation_family_models_train_and_report(tmp_path):
+    """The segmentation family's pieces on a toy budget: scenes and labels line up, every model
+    builds, trains a step and is measured; the table has one row per model (the real run:
+    python -m benchmarks --family segmentation, about 20 minutes)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_segmentation as seg
+    finally:
+        sys.path.remove(str(ROOT))
+    digits = torch.zeros(4, 1, 28, 28)
+    digits[:, :, 6:22, 10:18] = 1.0
+    x, y = seg.scenes(digits, torch.arange(4), 3, rotated=True,
+                      gen=torch.Generator().manual_seed(0))
+    assert x.shape == (3, 1, 32, 32) and y.shape == (3, 32, 32)
+    assert torch.equal(y > 0, x[:, 0] > seg.INK) and set(y.unique().tolist()) <= {0, 1, 2, 3, 4}
+    assert seg.miou(y, y) == 1.0 and seg.miou(torch.zeros_like(y), y) < 1.0
+    data = {k: (x, y) for k in ("train", "upright", "rotated", "shifted")}
+    results = []
+    for m in seg.models(quick=True):
+        with seeded_rng(0):
+            r = seg.train_and_test(m.build(), data, epochs=1, seed=0, batch=2)
+        assert 0.0 <= r["miou_rotated"] <= 1.0 and 0.0 <= r["rot90_consistency"] <= 1.0
+        if m.group == "p4m":
+            assert r["rot90_consistency"] == 1.0, m
+        if m.down == "polyphase":
+            assert r["shift_consistency"] == 1.0, m
+        results.append({"model": m.name, "params": 1, "per_seed": [r],
+                        **{k: r[k] for k in seg.KEYS}, **{k + "_spread": 0.0 for k in seg.KEYS}})
+    meta = seg._meta(True, "mnist", 3, 3, 1, 1, 32)
+    table = seg.markdown(meta, results)
+    assert table.count("\n| ") == len(results) + 1

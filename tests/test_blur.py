@@ -335,3 +335,48 @@ def test_blur_pool_1d_3d_circular_shift_equivariance(gen, dims):
         rhs = torch.roll(pool(x), tuple(s // stride for s in shift), axes)
         err = ((lhs - rhs).norm() / rhs.norm()).item()
         assert (err < 1e-14) if exact else (err > 1e-3), (mode, err)
+
+
+# --- transposed blur upsampling: the partner of an even blur pool -----------------------------
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+@pytest.mark.parametrize("s, k", [(2, 2), (2, 3), (2, 4), (3, 4), (2, 5)])
+def test_blur_upsample_transposed_is_the_pools_transpose(gen, mode, s, k):
+    """<pool(a), b> == <a, up(b)> / s**2: the upsampling is the pool's adjoint."""
+    a = torch.randn(2, 3, 6 * s, 5 * s, generator=gen, dtype=torch.float64)
+    b = torch.randn(2, 3, 6, 5, generator=gen, dtype=torch.float64)
+    lhs = (EF.blur_pool2d(a, k, s, mode) * b).sum()
+    rhs = (a * BlurUpsample2d(s, k, mode, transposed=True)(b)).sum() / s**2
+    torch.testing.assert_close(lhs, rhs)
+    if k % 2:  # odd sizes: the same as the default placement
+        torch.testing.assert_close(EF.blur_upsample2d(b, s, k, mode, transposed=True),
+                                   EF.blur_upsample2d(b, s, k, mode))
+
+
+def test_blur_upsample_transposed_size2_is_nearest(gen):
+    x = torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64)
+    near = x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    for mode in ("zeros", "circular"):
+        torch.testing.assert_close(EF.blur_upsample2d(x, 2, 2, mode, transposed=True), near)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_even_blur_pool_and_transposed_upsample_commute_with_d4_on_even_sizes(gen, mode):
+    """BlurPool2d(4) then BlurUpsample2d(2, 4, transposed=True) on even sizes: exact under
+    rot90 and flips, on images and on regular d4 fields (the odd blur is the control)."""
+    from equilayers.testing import equivariance_error
+
+    for shape in [(2, 3, 12, 12), (2, 3, 8, 12, 12)]:
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+        for k, exact in [(4, True), (2, True), (3, False)]:
+            pool, up = BlurPool2d(kernel_size=k, padding_mode=mode), BlurUpsample2d(
+                2, k, mode, transposed=True)
+            err = equivariance_error(lambda v, p=pool, u=up: u(p(v)), x, "d4")
+            assert (err < 1e-12) if exact else (err > 1e-3), (shape, k, err)
+
+
+def test_blur_upsample_transposed_needs_zeros_or_circular():
+    with pytest.raises(ValueError, match="transposed=True .* padding_mode='reflect'"):
+        BlurUpsample2d(2, 4, transposed=True)
+    with pytest.raises(ValueError, match="padding_mode='replicate'"):
+        EF.blur_upsample2d(torch.zeros(1, 1, 2, 2), 2, 4, "replicate", transposed=True)
+    assert "transposed=True" in repr(BlurUpsample2d(2, 4, "zeros", transposed=True))

@@ -19,6 +19,10 @@ EXPECT = {
     "p4m_resnet.py": ["untrained: invariance error", "trained:   invariance error",
                       "test accuracy at 0/90/180/270 degrees"],
     "harmonic_cnn.py": ["at 90/180/270 degrees (exact)", "test accuracy rotated by  45"],
+    "unet_segmentation.py": ["check_grid at 32x32: no finding", "Fix: use an input size of 40",
+                             "untrained: per-pixel equivariance error",
+                             "trained:   per-pixel equivariance error", "rot90 consistency",
+                             "turned back: 100.00% of pixels unchanged"],
     "audit_model.py": ["check_grid: 5 finding(s)", "no layer loses p4 equivariance",
                        "equilayers audit: ", "Per-layer relative equivariance error"],
 }

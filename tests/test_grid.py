@@ -222,3 +222,18 @@ def test_group_pools_warn_when_inexact(pool, size, exact):
             warnings.simplefilter("error")
             m(x)  # once per module
         assert equivariance_error(m, x.double(), "p4m") > 1e-3  # the warning was right
+
+
+def test_a_size_the_model_rejects_is_a_finding_with_the_size_it_takes():
+    """A U-Net's levels must halve evenly: an odd size is one finding naming the next size
+    the model runs at; an error no size fixes (wrong channels) is raised."""
+    from equilayers.models import UNet
+
+    net = UNet(1, 3, group="p4", depth=2, width=2)
+    assert check_grid(net, (1, 1, 16, 16)) == []
+    (f,) = check_grid(net, (1, 1, 18, 18))
+    assert (f.problem, f.fix, f.input_size) == ("unsupported-size", "use an input size of 20",
+                                                (18, 18))
+    assert "multiples of 2**depth = 4" in f.message
+    with pytest.raises(ValueError, match="got an input with 2 channels"):
+        check_grid(net, (1, 2, 16, 16))

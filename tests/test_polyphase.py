@@ -169,3 +169,15 @@ def test_compile_fullgraph(gen):
 
     x = torch.randn(2, 3, 8, 8, generator=gen)
     torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
+
+
+def test_vmap_over_pool_then_upsample(gen):
+    """The index comes from the vmapped input (a U-Net under torch.func.vmap): the upsampling
+    takes a batched index (no data-dependent range check) and equals the loop."""
+    from equilayers.functional import polyphase_pool2d, polyphase_upsample2d
+
+    def f(t):
+        return polyphase_upsample2d(*polyphase_pool2d(t, 2, return_index=True), 2)
+
+    x = torch.randn(3, 2, 2, 8, 8, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(f)(x), torch.stack([f(v) for v in x]))

@@ -121,7 +121,7 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur
 
 
 def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
-                    padding_mode: str = "reflect") -> torch.Tensor:
+                    padding_mode: str = "reflect", *, transposed: bool = False) -> torch.Tensor:
     """Zero-insertion upsampling by ``scale_factor`` followed by a binomial blur scaled by
     ``scale_factor ** 2`` (which keeps the mean).
 
@@ -131,15 +131,36 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
     neighbours (linear interpolation). Output ``(..., s H, s W)``. With circular padding the
     mean is preserved exactly and a circular shift of the input by ``t`` shifts the output by
     ``s t``. See :class:`equilayers.nn.BlurUpsample2d`.
+
+    ``transposed=True`` (``padding_mode`` ``"zeros"`` or ``"circular"``) computes ``s**2``
+    times the transpose of ``blur_pool2d(., blur_size, s, padding_mode)``: the same as the
+    default for odd ``blur_size``; for even sizes ``x[..., i, j]`` goes to ``y[..., s i + 1,
+    s j + 1]`` instead, so the output lines up with the grid the pool read (``blur_size=2``,
+    ``s=2`` is nearest-neighbour upsampling; ``blur_size=4`` is nearest-neighbour followed by
+    a ``[1, 2, 1] / 4`` blur).
+
+    Example:
+        >>> blur_upsample2d(torch.tensor([[[[1., 2.]]]]), blur_size=2, transposed=True,
+        ...                 padding_mode="zeros")
+        tensor([[[[1., 1., 2., 2.],
+                  [1., 1., 2., 2.]]]])
     """
     what = "blur_upsample2d"
     s = C.check_stride(scale_factor, "scale_factor", what)
     C.check_blur_size(blur_size, "blur_size", what)
     C.check_padding_mode(padding_mode, "padding_mode", what)
+    C.check_flag(transposed, "transposed", what)
+    if transposed and padding_mode not in ("zeros", "circular"):
+        raise ValueError(f"{what}: transposed=True is the transpose of a blur pool padded with "
+                         f"zeros or circularly; padding_mode={padding_mode!r} has no such "
+                         "transpose. Use padding_mode='zeros' or 'circular'")
     C.check_tensor(x, "x", what, min_ndim=3, layout="(..., H, W) with a batch dim")
     h, w = x.shape[-2:]
+    # the transpose of an even blur pool: pads swapped, i.e. the samples one pixel further on
+    # (the same thing for zeros and circular padding; the inserted zeros make up the border)
+    at = 1 if transposed and blur_size % 2 == 0 and s > 1 else 0
     y = x.new_zeros(*x.shape[:-2], h, s, w, s)
-    y[..., :, 0, :, 0] = x
+    y[..., :, at, :, at] = x
     y = y.reshape(*x.shape[:-2], h * s, w * s)
     filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
     return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")

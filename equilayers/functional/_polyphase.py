@@ -119,7 +119,10 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
         raise ValueError(f"index must be an integer tensor of shape ({b},) (one flat component "
                          f"index i*stride+j per sample, from polyphase_pool2d(..., "
                          f"return_index=True)); got {index!r}")
-    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and b and bool(
+    # (no range check where it would be data-dependent control flow: compiling, tracing, or
+    # an index batched by torch.func.vmap, as in a U-Net vmapped over its input)
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._functorch.is_batchedtensor(index)) and b and bool(
             ((index < 0) | (index >= s * s)).any()):
         raise ValueError(f"index values must lie in 0..stride**2-1 = 0..{s * s - 1} (component "
                          f"i*stride+j); got {index.tolist()}")

@@ -337,21 +337,29 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
     stride 1 with the filter ``s**2 * b b^T``, which keeps the mean (exactly with circular
     padding). ``scale_factor=2, blur_size=3`` keeps the input samples and fills the new ones
     by linear interpolation. Odd ``blur_size`` keeps the output centred; even sizes shift it by
-    half a pixel.
+    half a pixel, unless ``transposed=True``.
 
     Args:
         scale_factor: integer upsampling factor, >= 1.
         blur_size: binomial filter size, 1..7.
         padding_mode: padding of the blur (``"reflect"`` default).
+        transposed: ``s**2`` times the transpose of ``BlurPool2d(blur_size, s, padding_mode)``
+            (needs ``padding_mode`` ``"zeros"`` or ``"circular"``): for even ``blur_size`` the
+            samples land on ``y[..., s i + 1, s j + 1]``, where that pool took them from
+            (``blur_size=2``: nearest-neighbour upsampling); odd sizes are unchanged.
         device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
             modules.
 
     Shape:
-        ``(..., H, W) -> (..., s H, s W)``.
+        ``(..., H, W) -> (..., s H, s W)``; trivial ``(B, C, H, W)`` or group maps
+        ``(B, C, F, H, W)`` (only ``H, W`` are upsampled).
 
     Equivariance:
         With ``padding_mode="circular"``: a circular shift of the input by ``t`` shifts the
-        output by ``s t``, exactly.
+        output by ``s t``, exactly. Rot90 and flips on even sizes: ``transposed=True`` with an
+        even ``blur_size`` at ``s = 2`` commutes with them exactly (as ``BlurPool2d`` with the
+        same even size does on even inputs; ``tests/test_blur.py`` measures both on 4-D and
+        regular 5-D maps): the pair of :class:`equilayers.models.UNet`.
 
     Example:
         >>> BlurUpsample2d()(torch.randn(1, 2, 4, 5)).shape
@@ -361,16 +369,23 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, scale_factor: int = 2, blur_size: int = 3,
-                 padding_mode: str = "reflect", device=None, dtype=None) -> None:
+                 padding_mode: str = "reflect", *, transposed: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         self.scale_factor = C.check_stride(scale_factor, "scale_factor", what)
         self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
         self._register_filter(self.blur_size, device, dtype, what)
+        self.transposed = C.check_flag(transposed, "transposed", what)
+        if transposed and padding_mode not in ("zeros", "circular"):
+            raise ValueError(f"{what}: transposed=True is the transpose of a blur pool padded "
+                             f"with zeros or circularly; padding_mode={padding_mode!r} has no "
+                             "such transpose. Use padding_mode='zeros' or 'circular'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return blur_upsample2d(x, self.scale_factor, self.blur_size, self.padding_mode)
+        return blur_upsample2d(x, self.scale_factor, self.blur_size, self.padding_mode,
+                               transposed=self.transposed)
 
     def extra_repr(self) -> str:
         parts = [f"scale_factor={self.scale_factor}"]
@@ -378,4 +393,6 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
             parts.append(f"blur_size={self.blur_size}")
         if self.padding_mode != "reflect":
             parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.transposed:
+            parts.append("transposed=True")
         return ", ".join(parts)

