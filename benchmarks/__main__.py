@@ -301,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="training families (accuracy): seeds per model (default 3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="training families (accuracy): the data set")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="training families (accuracy): 'val' runs the model search on a "
+                        "held-out quarter of the training digits")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="training families (accuracy): the first seed (seeds are paired "
+                        "across libraries: seed s is the same data order for every model)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -311,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
         module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
-                   name_filter=args.filter, data=args.data)
+                   name_filter=args.filter, data=args.data, split=args.split,
+                   first_seed=args.first_seed)
     timing = [f for f in discover(args.family) if not _is_study(f)]
     if args.family and not [f for f in args.family if not _is_study(f)]:
         return 0
