@@ -324,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                         "3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="training families (accuracy, segmentation): the data set")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="training families (accuracy): 'val' runs the model search on a "
+                        "held-out quarter of the training digits")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="training families (accuracy): the first seed (seeds are paired "
+                        "across libraries: seed s is the same data order for every model)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -333,8 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     studies = [f for f in (args.family or []) if _is_study(f)]
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
+        extra = {k: v for k, v in (("split", args.split), ("first_seed", args.first_seed))
+                 if v != parser.get_default(k)}
+        unknown = sorted(set(extra) - set(inspect.signature(module.run).parameters))
+        if unknown:
+            raise SystemExit(f"benchmarks: --family {fam} does not take "
+                             f"{', '.join('--' + k.replace('_', '-') for k in unknown)}")
         module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
-                   name_filter=args.filter, data=args.data)
+                   name_filter=args.filter, data=args.data, **extra)
     timing = [f for f in discover(args.family) if not _is_study(f)]
     if args.family and not [f for f in args.family if not _is_study(f)]:
         return 0

@@ -21,14 +21,24 @@ odd sizes 29 -> 15 -> 8, global average pooling of the invariant maps, one linea
 - ``SO(2) Fourier ELU``: the same with ``FourierNonlinearity`` (ELU on 24 sampled rotations,
   escnn's ``FourierELU``);
 - ``D8 -> C8 Fourier ELU (escnn-style)``: the shape of escnn's published rotated-MNIST models
-  scaled to this budget: harmonic fields (orders 0..2) of D8 with Fourier ELU for two layers,
-  restricted to C8 (``Restrict``) for the last two.
+  (dihedral fields restricted to the rotations, Fourier ELU) scaled to this budget: harmonic
+  fields (orders 0..2) of D8 with Fourier ELU for two layers, restricted to C8 (``Restrict``)
+  for the last two, 9/18/18/32 fields (43,844 parameters). Chosen by the model search below.
+
+Model search (``--split val``): the escnn-style candidates of :data:`SEARCH` (harmonic or
+regular fields, orders, where the restriction happens; all at ~44K parameters) and the C8
+regular row, trained on the first 3,000 training digits and scored on the last 1,000 (the test
+digits unseen); the pick (:data:`ESCNN_STYLE`) is the best mean. Results:
+``benchmarks/results/cpu-accuracy-val.{json,md}``.
 
 Peer rows: e2cnn for every architecture, escnn for the regular ones (its SO(2) ``R2Conv``
 trained about 3x slower than e2cnn's here, so its row would dominate the run).
 
-Run: ``python -m benchmarks --family accuracy [--quick] [--seeds 3]`` in an environment with
-e2cnn/escnn for the peer rows (``make bench-accuracy`` uses the peers venv of ``make test``).
+Run: ``python -m benchmarks --family accuracy [--quick] [--seeds 3] [--first-seed 0]
+[--filter ROW] [--split val]`` in an environment with e2cnn/escnn for the peer rows
+(``make bench-accuracy`` uses the peers venv of ``make test``). ``--filter`` keeps the rows
+whose "architecture library" contains it; seeds are paired (seed ``s`` is the same data order
+and init seed for every row), so ``--first-seed`` splits a run into 1-thread processes.
 Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}``.
 """
 
@@ -63,6 +73,14 @@ def rotated_digits(n_train: int, n_test: int, data: str = "mnist", seed: int = 0
     angles = torch.rand(len(x), generator=gen) * 2 * math.pi
     x = torch.cat([rotate(x[i:i + 500], angles[i:i + 500]) for i in range(0, len(x), 500)])
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def holdout(data):
+    """The model-search split of ``(x_train, y_train, x_test, y_test)``: the first 3/4 of the
+    training digits to train on, the last 1/4 to score; the test digits are dropped."""
+    x_tr, y_tr = data[0], data[1]
+    n_fit = len(x_tr) * 3 // 4
+    return x_tr[:n_fit], y_tr[:n_fit], x_tr[n_fit:], y_tr[n_fit:]
 
 
 # ----------------------------------------------------------------------------------- models
@@ -123,6 +141,54 @@ def _equilayers_harmonic(width: int, nonlinearity: str, groups=("so2",) * 4,
                          nn.Linear(c_in * (max_order + 1), 10))
 
 
+def _escnn_style(layers) -> nn.Module:
+    """escnn's published rotated-MNIST shape, scaled: ``layers`` is one ``(group, max_order,
+    fields)`` per conv of ``ARCH`` (``max_order=None``: regular fields with ELU, escnn's
+    ``FourierELU`` over all of a finite group's irreps; else harmonic fields of orders
+    0..``max_order`` with :class:`FourierNonlinearity`); a change of group restricts the
+    fields first (``Restrict``: a regular ``D_N`` field is two regular ``C_N`` ones). The
+    invariant map: max over the fiber (regular) or the norms of the orders (harmonic)."""
+    from equilayers import groups
+    from equilayers.nn import (
+        FourierNonlinearity,
+        GroupBatchNorm2d,
+        GroupConv2d,
+        GroupPool,
+        HarmonicBatchNorm,
+        LiftingConv2d,
+        NormPool,
+        Restrict,
+    )
+
+    mods: list[nn.Module] = []
+    c_in, prev, prev_order = 1, None, None
+    for i, ((group, order, c_out), (_, _, stride)) in enumerate(zip(layers, ARCH, strict=True)):
+        if prev is not None and group != prev:
+            rep = "regular" if prev_order is None else "harmonic"
+            mods.append(Restrict(prev, group, rep=rep))
+            if rep == "regular":
+                c_in *= int(groups.get(prev).order) // int(groups.get(group).order)
+        kw = {} if order is None else {"max_order": order}
+        if i and order is not None and prev_order != order:
+            kw["in_max_order"] = prev_order
+        if i and order is not None and prev_order is None:
+            raise ValueError("regular -> harmonic fields need RegularToHarmonic (not built)")
+        cls = LiftingConv2d if i == 0 else GroupConv2d
+        mods.append(cls(c_in, c_out, 5, stride=stride, padding=2, group=group, **kw))
+        if order is None:
+            mods += [GroupBatchNorm2d(c_out), nn.ELU()]
+        else:
+            mods += [HarmonicBatchNorm(c_out, order), FourierNonlinearity(group, order)]
+        c_in, prev, prev_order = c_out, group, order
+    if prev_order is None:
+        mods.append(GroupPool("max"))
+        features = c_in
+    else:
+        mods.append(NormPool(prev_order))
+        features = c_in * (prev_order + 1)
+    return nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features, 10))
+
+
 class _PeerNet(nn.Module):
     """An e2cnn/escnn ``SequentialModule`` on ``GeometricTensor`` s, then pooling and a linear
     layer: plain tensors in and out."""
@@ -176,6 +242,38 @@ def _peer_so2(libname: str, width: int, max_order: int = 2) -> nn.Module:
     return _PeerNet(lib, in_type, enn.SequentialModule(*mods), len(t))
 
 
+# The escnn-style search (``--split val``): one factor at a time around escnn's published shape
+# (D_N fields restricted to C_N, Fourier ELU), each at the family's budget (~44K parameters).
+# Picked on a held-out split of the training digits, never on the test set. (group, max_order or
+# None for regular fields, fields) per conv.
+SEARCH = {
+    # harmonic fields (orders 0..2), D8 for two layers, C8 for two: the former row, widened
+    "D8 -> C8 harmonic M=2, Fourier ELU": [("d8", 2, 9), ("d8", 2, 18), ("c8", 2, 18),
+                                           ("c8", 2, 32)],
+    # the same fields restricted after layer 1 or 3 (second round, around the first's best)
+    "D8 -> C8 harmonic M=2 after layer 1, Fourier ELU": [("d8", 2, 9), ("c8", 2, 17),
+                                                         ("c8", 2, 17), ("c8", 2, 32)],
+    "D8 -> C8 harmonic M=2 after layer 3, Fourier ELU": [("d8", 2, 10), ("d8", 2, 19),
+                                                         ("d8", 2, 19), ("c8", 2, 36)],
+    # more orders per field (0..3; a 5 x 5 lifting filter reaches order 2 at most)
+    "D8 -> C8 harmonic M=3, Fourier ELU": [("d8", 2, 8), ("d8", 3, 13), ("c8", 3, 14),
+                                           ("c8", 3, 28)],
+    # regular fields (Fourier ELU over all irreps = ELU on the |G| samples), restricted after
+    # layer 1, 2 or 3 (escnn's models restrict late)
+    "D8 -> C8 regular after layer 1, ELU": [("d8", None, 5), ("c8", None, 10),
+                                            ("c8", None, 12), ("c8", None, 24)],
+    "D8 -> C8 regular after layer 2, ELU": [("d8", None, 4), ("d8", None, 8),
+                                            ("c8", None, 12), ("c8", None, 20)],
+    "D8 -> C8 regular after layer 3, ELU": [("d8", None, 4), ("d8", None, 8),
+                                            ("d8", None, 8), ("c8", None, 20)],
+}
+
+
+#: The search's pick (best mean on the held-out digits, seeds 0 and 1;
+#: results/cpu-accuracy-val.md): the family's escnn-style row.
+ESCNN_STYLE = "D8 -> C8 harmonic M=2, Fourier ELU"
+
+
 @dataclass(frozen=True)
 class Model:
     arch: str
@@ -183,8 +281,14 @@ class Model:
     build: Callable[[], nn.Module]
 
 
-def models(quick: bool) -> list[Model]:
-    """Every (architecture, library) row; peer rows only where the library imports."""
+def models(quick: bool, search: bool = False) -> list[Model]:
+    """Every (architecture, library) row; peer rows only where the library imports.
+    ``search``: the escnn-style candidates (:data:`SEARCH`) and the C8 regular row."""
+    if search:
+        return [Model("C8 regular", "equilayers",
+                      lambda: _equilayers_regular("c8", 6, "harmonic"))] + [
+            Model(name, "equilayers", lambda spec=spec: _escnn_style(spec))
+            for name, spec in SEARCH.items()]
     peers = [p for p in PEERS if importlib.util.find_spec(p) is not None]
     out = [
         Model("p4 regular", "equilayers", lambda: _equilayers_regular("c4", 8, "harmonic")),
@@ -195,7 +299,7 @@ def models(quick: bool) -> list[Model]:
         Model("SO(2) gated", "equilayers", lambda: _equilayers_harmonic(8, "gated")),
         Model("SO(2) Fourier ELU", "equilayers", lambda: _equilayers_harmonic(8, "fourier")),
         Model("D8 -> C8 Fourier ELU (escnn-style)", "equilayers",
-              lambda: _equilayers_harmonic(8, "fourier", ("d8", "d8", "c8", "c8"))),
+              lambda: _escnn_style(SEARCH[ESCNN_STYLE])),
     ]
     for lib in peers:
         out += [
@@ -231,14 +335,25 @@ def train_and_test(model: nn.Module, data, *, epochs: int, seed: int, lr: float 
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist") -> list[dict]:
-    """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``."""
+        name_filter: str = "", data: str = "mnist", split: str = "test",
+        first_seed: int = 0) -> list[dict]:
+    """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``.
+
+    ``split="val"``: the model search: the escnn-style candidates (:data:`SEARCH`) trained on
+    the first 3/4 of the training digits and scored on the last 1/4 (the test digits unseen);
+    ``cpu-accuracy-val[-quick].*``. Seeds ``first_seed .. first_seed + seeds - 1``."""
     import json
 
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val'; got {split!r}")
     n_train, n_test, epochs = (1000, 500, 1) if quick else (4000, 1000, 5)
     seeds = seeds if seeds is not None else (1 if quick else 3)
     dataset = rotated_digits(n_train, n_test, data)
-    rows = [m for m in models(quick) if name_filter in f"{m.arch} {m.library}"]
+    if split == "val":
+        dataset = holdout(dataset)
+        n_train, n_test = len(dataset[0]), len(dataset[2])
+    rows = [m for m in models(quick, search=split == "val")
+            if name_filter in f"{m.arch} {m.library}"]
     steps = len(rows) * seeds * epochs * math.ceil(n_train / 64)
     bar = None
     if progress:
@@ -250,7 +365,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     results = []
     for m in rows:
         accs, secs, params = [], [], 0
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             if bar is not None:
                 bar.set_description(f"{m.arch} ({m.library}) seed {seed}")
             torch.manual_seed(seed)
@@ -268,7 +383,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     if bar is not None:
         bar.close()
     meta = _meta(quick, data, n_train, n_test, epochs, seeds)
-    stem = "cpu-accuracy" + ("-quick" if quick else "")
+    meta.update(split=split, first_seed=first_seed)
+    stem = "cpu-accuracy" + ("-val" if split == "val" else "") + ("-quick" if quick else "")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
                                       + "\n")
@@ -296,13 +412,17 @@ def _meta(quick, data, n_train, n_test, epochs, seeds) -> dict:
 
 
 def markdown(meta: dict, results: list[dict]) -> str:
+    """The results table; a row with ``"earlier": date`` (kept from a former run when only
+    some rows were re-run) says so in its library cell."""
     peers = ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) or "none installed"
     lines = [
         "# Accuracy on rotated digits",
         "",
         f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
         f"threads; peers: {peers}. Data: {meta['data']}, {meta['n_train']} train / "
-        f"{meta['n_test']} test digits, each rotated by a random angle; Adam 1e-3, batch 64, "
+        + (f"{meta['n_test']} held-out training digits (the model search; the test digits "
+           "unseen)" if meta.get("split") == "val" else f"{meta['n_test']} test digits")
+        + ", each rotated by a random angle; Adam 1e-3, batch 64, "
         f"{meta['epochs']} epochs, {meta['seeds']} seeds; eval mode with the running "
         "statistics as trained." + (f" {meta['note']}" if meta.get("note") else ""),
         "",
@@ -312,7 +432,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
     ]
     for r in results:
         per = ", ".join(f"{100 * a:.1f}" for a in r["accs"])
-        lines.append(f"| {r['arch']} | {r['library']} | {r['params']:,} | "
+        library = r["library"] + (f" (earlier run, {r['earlier']})" if r.get("earlier") else "")
+        lines.append(f"| {r['arch']} | {library} | {r['params']:,} | "
                      f"{100 * r['mean']:.1f}% | {100 * r['spread']:.1f} | {per} | "
                      f"{r['train_s']:.1f} |")
     return "\n".join(lines) + "\n"

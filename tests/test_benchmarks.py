@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import seeded_rng
 
@@ -164,7 +165,7 @@ def test_accuracy_family_models_train_and_report(tmp_path):
     y = torch.arange(12) % 10
     data = (x[:8], y[:8], x[8:], y[8:])
     results = []
-    for m in acc.models(quick=True):
+    for m in acc.models(quick=True) + acc.models(quick=True, search=True):
         with seeded_rng(0):
             model = m.build()
         assert model(x[:2]).shape == (2, 10), m
@@ -208,3 +209,24 @@ def test_segmentation_family_models_train_and_report(tmp_path):
     meta = seg._meta(True, "mnist", 3, 3, 1, 1, 32)
     table = seg.markdown(meta, results)
     assert table.count("\n| ") == len(results) + 1
+
+
+def test_accuracy_model_search_holds_out_training_digits():
+    """The search split (``--split val``) trains on the first 3/4 of the training digits and
+    scores on the last 1/4; the test digits never appear. The search candidates stay within
+    the family's budget (40-46K parameters, as the other rows)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_accuracy as acc
+    finally:
+        sys.path.remove(str(ROOT))
+    x = torch.arange(12.0).view(12, 1, 1, 1)
+    y = torch.arange(12)
+    fit_x, fit_y, val_x, val_y = acc.holdout((x[:8], y[:8], x[8:], y[8:]))
+    assert fit_y.tolist() == list(range(6)) and val_y.tolist() == [6, 7]
+    assert fit_x.shape[0] == 6 and val_x.shape[0] == 2
+    for m in acc.models(quick=False, search=True):
+        params = sum(p.numel() for p in m.build().parameters())
+        assert 40_000 <= params <= 46_000, (m.arch, params)
+    with pytest.raises(ValueError, match="split must be"):
+        acc.run(True, ROOT, split="train")
