@@ -55,8 +55,9 @@ def _plain_table(title: str, head: list[str], rows: list[list[str]], file: TextI
     print(wrap(title, width), file=file)
 
     def emit(cells: list[str]) -> None:
-        parts = [textwrap.wrap(c, w, break_long_words=True, break_on_hyphens=False) or [""]
-                 for c, w in zip(cells, widths, strict=True)]
+        # max(1, w): a column whose cells are all empty has width 0, which textwrap rejects
+        parts = [textwrap.wrap(c, max(1, w), break_long_words=True, break_on_hyphens=False)
+                 or [""] for c, w in zip(cells, widths, strict=True)]
         for k in range(max(len(p) for p in parts)):
             line = _SEP.join(f"{p[k] if k < len(p) else '':<{w}}"
                              for p, w in zip(parts, widths, strict=True))

@@ -5,10 +5,13 @@ Usage: ``VENV/bin/python tests/_wheel_smoke.py WHEEL`` (from a directory outside
 Run from outside the source tree by the venv's python, where equilayers is installed from the
 wheel with no extras (torch only). Checks that the installed package, not the
 checkout, is imported; that ``import equilayers`` pulls in no optional package; a lifting ->
-group conv -> pool forward; ``antialias``; the CLI's selfcheck; and that ``equilayers demo``
-without the demo extra stops with a one-line hint naming the pip install command.
+group conv -> pool forward; ``antialias``; every command the README and the docs name, through
+the installed ``equilayers`` script: ``selfcheck``, ``audit`` (table; ``--out`` without
+matplotlib stops with the pip hint), ``bench`` (outside the source tree: says where the suite
+lives), and ``demo`` without the demo extra (a one-line hint naming the pip install command).
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +62,29 @@ def main() -> None:
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "even-size-fails" in check.stdout, check.stdout
+
+    script = Path(sys.executable).parent / "equilayers"
+    assert script.is_file(), f"the wheel installed no `equilayers` script next to {sys.executable}"
+    quiet = {"PYTHONWARNINGS": "ignore:Failed to initialize NumPy:UserWarning"}
+    env = {**os.environ, **quiet}
+    Path("audit_model.py").write_text(
+        "import torch\nfrom equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d\n\n"
+        "def build():\n    return torch.nn.Sequential(LiftingConv2d(1, 4, 3, padding=1, "
+        "group='p4'), torch.nn.ReLU(), GroupConv2d(4, 4, 3, padding=1, group='p4'), "
+        "GroupPool('max'))\n")
+    audit = subprocess.run([str(script), "audit", "audit_model.py:build", "--input-shape",
+                            "1,1,9,9", "--group", "p4", "--batch", "2"],
+                           capture_output=True, text=True, env=env)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "group c4" in audit.stdout and "GroupConv2d" in audit.stdout, audit.stdout
+    plot = subprocess.run([str(script), "audit", "audit_model.py:build", "--input-shape",
+                           "1,1,9,9", "--group", "p4", "--out", "audit.png"],
+                          capture_output=True, text=True, env=env)
+    assert plot.returncode != 0 and "pip install 'equilayers[plot]'" in plot.stderr, (
+        plot.stdout + plot.stderr)
+    bench = subprocess.run([str(script), "bench"], capture_output=True, text=True, env=env)
+    assert bench.returncode != 0 and "source tree" in bench.stdout + bench.stderr, (
+        bench.stdout + bench.stderr)
 
     # torch without numpy warns about it at import (its warning, not ours: filtered here)
     demo = subprocess.run([sys.executable, "-W", "ignore:Failed to initialize NumPy:UserWarning",

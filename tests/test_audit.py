@@ -102,6 +102,23 @@ def _consistency(text: str, transform: str) -> tuple[float, int]:
     return float(m.group(1)), int(m.group(2))
 
 
+def test_plain_table_takes_an_all_empty_column(model_file, capsys, monkeypatch):
+    """The wheel's case (no rich, 80 columns, p4): the split per-layer table has a column with
+    no text in it, which must not reach textwrap as width 0 (it did: 'invalid width 0')."""
+    import io
+
+    from equilayers._table import print_table
+
+    monkeypatch.setitem(sys.modules, "rich", None)
+    buf = io.StringIO()
+    print_table("t", ["layer", ""], [["Conv2d", ""], ["ReLU", ""]], buf, 40)
+    assert "Conv2d" in buf.getvalue()
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["audit", f"{model_file}:build", "--input-shape", "1,3,9,9", "--group", "p4",
+                 "--batch", "2"]) == 0
+    assert "c4 error" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
 @pytest.mark.parametrize("columns", [60, 200])
 def test_audit_fits_the_terminal(model_file, capsys, monkeypatch, columns, rich):
