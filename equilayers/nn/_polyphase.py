@@ -63,16 +63,7 @@ class PolyphasePool2d(Typed, nn.Module):
                                 return_index=self.return_index)
 
     def extra_repr(self) -> str:
-        parts = [f"stride={self.stride}"]
-        if self.criterion != "l2":
-            parts.append(f"criterion={self.criterion!r}")
-        if self.blur_size != 1:
-            parts.append(f"blur_size={self.blur_size}")
-        if self.padding_mode != "circular":
-            parts.append(f"padding_mode={self.padding_mode!r}")
-        if self.return_index:
-            parts.append("return_index=True")
-        return ", ".join(parts)
+        return polyphase_pool_repr(self)
 
 
 class PolyphaseUpsample2d(Typed, nn.Module):
@@ -118,3 +109,18 @@ class PolyphaseUpsample2d(Typed, nn.Module):
         if self.padding_mode != "circular":
             parts.append(f"padding_mode={self.padding_mode!r}")
         return ", ".join(parts)
+
+
+def polyphase_pool_repr(m: nn.Module) -> str:
+    """``extra_repr`` of the polyphase pools (2-D and 3-D): the arguments that differ from
+    the defaults."""
+    parts = [f"stride={m.stride}"]
+    if m.criterion != "l2":
+        parts.append(f"criterion={m.criterion!r}")
+    if m.blur_size != 1:
+        parts.append(f"blur_size={m.blur_size}")
+    if m.padding_mode != "circular":
+        parts.append(f"padding_mode={m.padding_mode!r}")
+    if m.return_index:
+        parts.append("return_index=True")
+    return ", ".join(parts)

@@ -13,6 +13,7 @@ from ..functional import _gconv3d as G3
 from ..functional import _pool3d as P3
 from ..groups import FieldType
 from ._exactness import _quiet
+from ._polyphase import polyphase_pool_repr
 from ._typed import Typed
 
 __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d"]
@@ -208,13 +209,4 @@ class PolyphasePool3d(Typed, nn.Module):
                                    return_index=self.return_index)
 
     def extra_repr(self) -> str:
-        parts = [f"stride={self.stride}"]
-        if self.criterion != "l2":
-            parts.append(f"criterion={self.criterion!r}")
-        if self.blur_size != 1:
-            parts.append(f"blur_size={self.blur_size}")
-        if self.padding_mode != "circular":
-            parts.append(f"padding_mode={self.padding_mode!r}")
-        if self.return_index:
-            parts.append("return_index=True")
-        return ", ".join(parts)
+        return polyphase_pool_repr(self)
