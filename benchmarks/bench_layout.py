@@ -21,6 +21,7 @@ forward+backward), the fastest path, keeping the default unless another is more 
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import torch
@@ -144,28 +145,26 @@ def render(measured: dict, source: str, machine: str) -> str:
         "",
         "Written by ``python -m benchmarks --family layout --device cpu --write-table`` (the",
         "``benchmarks/bench_layout.py`` family): do not edit by hand. An absent entry keeps each",
-        "op's default path.",
+        "op's default path. One entry per line (the file is exempt from the line length).",
         '"""',
         "",
         "from __future__ import annotations",
         "",
         "#: Where the measurements behind the entries are recorded.",
-        f"SOURCE = {source!r}",
+        f"SOURCE = {json.dumps(source)}",
         "#: The machine, versions and date of the measurement.",
-        f"MACHINE = {machine!r}",
+        f"MACHINE = {json.dumps(machine)}",
         "#: (op, device type, layout, size bucket, arguments, pass) -> (choice, {path: median "
         "ms}).",
         "MEASURED: dict[tuple[str, str, str, int, str, str], tuple[str, dict[str, float]]] = {",
     ]
     for key in sorted(measured, key=lambda k: (k[0], k[1], k[2], k[3], k[4], k[5])):
         choice, times = measured[key]
-        op, device, layout, bucket, args, pass_ = key
-        times_text = ", ".join(f"{name!r}: {ms!r}" for name, ms in sorted(times.items()))
-        lines += [f"    ({op!r}, {device!r}, {layout!r}, {bucket},",
-                  f"     {args!r},",
-                  f"     {pass_!r}):",
-                  f"        ({choice!r},",
-                  f"         {{{times_text}}}),"]
+        op, device, layout, bucket, args, pass_ = (json.dumps(k) if isinstance(k, str) else k
+                                                   for k in key)
+        times_text = ", ".join(f"{json.dumps(name)}: {ms!r}" for name, ms in sorted(times.items()))
+        lines.append(f"    ({op}, {device}, {layout}, {bucket}, {args}, {pass_}): "
+                     f"({json.dumps(choice)}, {{{times_text}}}),")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
