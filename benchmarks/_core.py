@@ -112,3 +112,56 @@ def per_order_norms(v: torch.Tensor) -> torch.Tensor:
     sq = v * v
     pairs = sq[:, :, 1:].view(b, c, (f - 1) // 2, 2, h, w).sum(3)
     return torch.cat([sq[:, :, :1], pairs], 2).sqrt().view(b, -1, h, w)
+
+
+# ------------------------------------------------------------------- training studies
+def run_study(rows: list, seeds: range, train_one: Callable[..., dict],
+              summarize: Callable[[object, list[dict]], dict], *, label: Callable[[object], str],
+              steps_per_run: int, progress: bool = True) -> list[dict]:
+    """The loop of the training families (``accuracy``, ``segmentation``): for each row and
+    seed, ``train_one(row, seed, tick)`` under ``torch.manual_seed(seed)`` (``tick`` advances
+    the progress bar one training step), then ``summarize(row, per_seed_results)``. A tqdm bar
+    over all ``len(rows) * len(seeds) * steps_per_run`` steps when ``progress`` (and tqdm is
+    installed); without it, one JSON line per finished row, so a long run's log keeps what it
+    has."""
+    import json
+
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(rows) * len(seeds) * steps_per_run, unit="step",
+                       dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    tick: Callable[[], object] = bar.update if bar is not None else (lambda: None)
+    results = []
+    for row in rows:
+        per_seed = []
+        for seed in seeds:
+            if bar is not None:
+                bar.set_description(f"{label(row)} seed {seed}")
+            torch.manual_seed(seed)
+            per_seed.append(train_one(row, seed, tick))
+        results.append(summarize(row, per_seed))
+        if not progress:
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "per_seed"}),
+                  flush=True)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def write_study(out, stem: str, meta: dict, results: list[dict],
+                markdown: Callable[[dict, list[dict]], str]) -> str:
+    """Write ``<out>/<stem>.json`` (meta and results) and ``<stem>.md`` (``markdown``'s table),
+    print the table and return it."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
+                                      + "\n")
+    table = markdown(meta, results)
+    (out / f"{stem}.md").write_text(table)
+    print(table)
+    return table

@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._core import run_study, write_study
+
 FAMILY = "accuracy"
 PEERS = ("e2cnn", "escnn")
 
@@ -342,8 +344,6 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     ``split="val"``: the model search: the escnn-style candidates (:data:`SEARCH`) trained on
     the first 3/4 of the training digits and scored on the last 1/4 (the test digits unseen);
     ``cpu-accuracy-val[-quick].*``. Seeds ``first_seed .. first_seed + seeds - 1``."""
-    import json
-
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val'; got {split!r}")
     n_train, n_test, epochs = (1000, 500, 1) if quick else (4000, 1000, 5)
@@ -354,43 +354,26 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         n_train, n_test = len(dataset[0]), len(dataset[2])
     rows = [m for m in models(quick, search=split == "val")
             if name_filter in f"{m.arch} {m.library}"]
-    steps = len(rows) * seeds * epochs * math.ceil(n_train / 64)
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
-        except ImportError:
-            bar = None
-    results = []
-    for m in rows:
-        accs, secs, params = [], [], 0
-        for seed in range(first_seed, first_seed + seeds):
-            if bar is not None:
-                bar.set_description(f"{m.arch} ({m.library}) seed {seed}")
-            torch.manual_seed(seed)
-            model = m.build()
-            params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            r = train_and_test(model, dataset, epochs=epochs, seed=seed,
-                               tick=bar.update if bar is not None else (lambda: None))
-            accs.append(r["acc"])
-            secs.append(r["train_s"])
-        results.append({"arch": m.arch, "library": m.library, "params": params,
-                        "accs": accs, "mean": statistics.mean(accs),
-                        "spread": (max(accs) - min(accs)) / 2, "train_s": statistics.mean(secs)})
-        if not progress:  # one line per finished row, so a long run's log keeps what it has
-            print(json.dumps(results[-1]), flush=True)
-    if bar is not None:
-        bar.close()
+    def train_one(m, seed, tick):
+        model = m.build()
+        r = train_and_test(model, dataset, epochs=epochs, seed=seed, tick=tick)
+        r["params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return r
+
+    def summarize(m, per_seed):
+        accs = [r["acc"] for r in per_seed]
+        return {"arch": m.arch, "library": m.library, "params": per_seed[-1]["params"],
+                "accs": accs, "mean": statistics.mean(accs),
+                "spread": (max(accs) - min(accs)) / 2,
+                "train_s": statistics.mean(r["train_s"] for r in per_seed)}
+
+    results = run_study(rows, range(first_seed, first_seed + seeds), train_one, summarize,
+                        label=lambda m: f"{m.arch} ({m.library})",
+                        steps_per_run=epochs * math.ceil(n_train / 64), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds)
     meta.update(split=split, first_seed=first_seed)
     stem = "cpu-accuracy" + ("-val" if split == "val" else "") + ("-quick" if quick else "")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
-                                      + "\n")
-    table = markdown(meta, results)
-    (out / f"{stem}.md").write_text(table)
-    print(table)
+    write_study(out, stem, meta, results, markdown)
     return results
 
 

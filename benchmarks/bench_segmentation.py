@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._core import run_study, write_study
+
 FAMILY = "segmentation"
 CANVAS, DEPTH, CLASSES = 32, 3, 11
 BATCH, LR, BACKGROUND_WEIGHT = 8, 3e-3, 0.2
@@ -242,51 +244,28 @@ KEYS = ("miou_upright", "miou_rotated", "miou_shifted", "rot90_consistency",
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         name_filter: str = "", data: str = "mnist") -> list[dict]:
     """Train every model for every seed; write ``cpu-segmentation[-quick].{json,md}``."""
-    import json
-
     n_train, n_test, epochs = (32, 16, 1) if quick else (800, 200, 5)
     canvas = CANVAS
     seeds = seeds if seeds is not None else (1 if quick else 3)
     dataset_ = dataset(n_train, n_test, data, canvas=canvas)
     rows = [m for m in models(quick) if name_filter in m.name]
-    steps = len(rows) * seeds * epochs * math.ceil(n_train / BATCH)
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
-        except ImportError:
-            bar = None
-    results = []
-    for m in rows:
-        per_seed = []
-        for seed in range(seeds):
-            if bar is not None:
-                bar.set_description(f"{m.name} seed {seed}")
-            torch.manual_seed(seed)
-            model = m.build()
-            per_seed.append(train_and_test(model, dataset_, epochs=epochs, seed=seed,
-                                           tick=bar.update if bar is not None else
-                                           (lambda: None)))
+    def train_one(m, seed, tick):
+        return train_and_test(m.build(), dataset_, epochs=epochs, seed=seed, tick=tick)
+
+    def summarize(m, per_seed):
         row = {"model": m.name, "group": m.group, "down": m.down, "width": m.width,
                "params": n_params(m.build()), "per_seed": per_seed}
         for k in KEYS:
             vals = [r[k] for r in per_seed]
             row[k] = statistics.mean(vals)
             row[k + "_spread"] = (max(vals) - min(vals)) / 2
-        results.append(row)
-        if not progress:
-            print(json.dumps({k: v for k, v in row.items() if k != "per_seed"}), flush=True)
-    if bar is not None:
-        bar.close()
+        return row
+
+    results = run_study(rows, range(seeds), train_one, summarize, label=lambda m: m.name,
+                        steps_per_run=epochs * math.ceil(n_train / BATCH), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds, canvas)
-    stem = "cpu-segmentation" + ("-quick" if quick else "")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
-                                      + "\n")
-    table = markdown(meta, results)
-    (out / f"{stem}.md").write_text(table)
-    print(table)
+    write_study(out, "cpu-segmentation" + ("-quick" if quick else ""), meta, results,
+                markdown)
     return results
 
 

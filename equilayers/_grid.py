@@ -12,6 +12,7 @@ from torch import nn
 from . import _checks as C
 from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
+from .nn import LearnablePolyphasePool2d
 from .nn._exactness import quiet_exactness_warnings
 
 __all__ = ["Finding", "check_grid"]
@@ -51,6 +52,10 @@ def _spatial_params(mod: nn.Module) -> dict | None:
     """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
     a conv- or pool-like module, by duck typing (``kernel_size`` and ``stride`` attributes)."""
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
+        return None
+    if isinstance(mod, LearnablePolyphasePool2d):
+        # keeps a whole polyphase component (it takes only sizes its stride divides); its
+        # kernel_size is the scoring filter's, a circular correlation, not a sampling window
         return None
     try:
         k = C.check_pair(mod.kernel_size, "kernel_size")

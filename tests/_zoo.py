@@ -166,7 +166,18 @@ ZOO: dict[str, ZooEntry] = {
     "UNet": ZooEntry(lambda: UNet(2, 3, group="p4", depth=1, width=2), _x(2, 2, 6, 6)),
     "UNet[polyphase]": ZooEntry(lambda: UNet(2, 3, group="p4m", depth=1, width=1,
                                              down="polyphase"), _x(2, 2, 6, 6)),
+    "UNet[learned]": ZooEntry(lambda: _no_gumbel(UNet(2, 3, group="p4m", depth=1, width=1,
+                                                      down="learned")), _x(2, 2, 6, 6)),
 }
+
+
+def _no_gumbel(net: nn.Module) -> nn.Module:
+    """Learned polyphase pools without Gumbel noise (as the zoo's own LPS entries): the
+    matrices compare training-mode outputs between calls."""
+    for m in net.modules():
+        if isinstance(m, enn.LearnablePolyphasePool2d):
+            m.gumbel = False
+    return net
 
 
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

@@ -35,3 +35,14 @@ def test_case(case, element):
     else:
         assert result.passed, (f"{case.name}: error {result.error:.3g} at {result.worst} "
                                f"exceeds {case.tolerance():g} (floor {result.floor:.3g})")
+
+
+def test_a_case_with_angles_on_a_cube_group_is_refused_at_construction():
+    """``elements`` are rotation angles: a case giving them for a group without angles fails
+    when it is written, naming the case and the fix (it was an ``assert`` deep in the run)."""
+    from equilayers.testing._case import Case
+
+    with pytest.raises(ValueError, match=r"Case 'x/y': elements=\(90.0,\) .* group='oh'.* "
+                                         "elements=None"):
+        Case("x/y", lambda: (lambda t: t), (1, 1, 3, 3, 3), "oh", elements=(90.0,))
+    Case("x/z", lambda: (lambda t: t), (1, 1, 3, 3), "so2", elements=(90.0,))  # planar: fine

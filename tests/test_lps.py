@@ -311,3 +311,14 @@ def test_plain_strided_subsampling_is_not_equivariant(gen):
     x5 = torch.randn(2, 3, 8, 8, 8, generator=gen, dtype=torch.float64)
     assert equivariance_error(lambda v: v[..., ::2, ::2], x5, "d4", in_rep="regular",
                               out_rep="regular") > 1e-3
+
+
+def test_check_grid_reads_the_learned_pool_as_a_component_choice():
+    """check_grid does not take the scoring filter's kernel_size for a sampling window (it
+    flagged stride parity on every size); a plain stride-2 conv at the same size is still
+    flagged (negative control)."""
+    from equilayers import check_grid
+
+    assert check_grid(LearnablePolyphasePool2d(3).eval(), (1, 3, 8, 8), "p4m") == []
+    conv = torch.nn.Conv2d(3, 3, 3, stride=2, padding=1, padding_mode="circular")
+    assert [f.problem for f in check_grid(conv, (1, 3, 8, 8), "p4m")] == ["stride-parity"]

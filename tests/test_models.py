@@ -11,9 +11,11 @@ from conftest import seeded_rng
 import equilayers
 from equilayers import check_grid
 from equilayers.models import UNet
+from equilayers.nn import LearnablePolyphasePool2d
 from equilayers.testing import equivariance_error, shift_equivariance_error
 
-DOWNS = ("blur", "polyphase", "max")
+DOWNS = ("blur", "polyphase", "max", "learned")
+ADAPTIVE = ("polyphase", "learned")  # exact for every circular shift
 
 
 def _net(seed=0, **kw):
@@ -51,7 +53,7 @@ def test_every_configuration_is_exact_in_float32(down, padding_mode, gen):
         net = _warm(_net(group=group, down=down, padding_mode=padding_mode), x)
         assert equivariance_error(net, x, group) <= 1e-5
         if padding_mode == "circular":
-            shifts = [(1, 0), (3, 5), (-2, 7)] if down == "polyphase" else [(4, 0), (8, 12)]
+            shifts = [(1, 0), (3, 5), (-2, 7)] if down in ADAPTIVE else [(4, 0), (8, 12)]
             assert shift_equivariance_error(net, x, shifts) <= 1e-5
 
 
@@ -79,8 +81,9 @@ def test_size_and_channel_errors(gen):
         UNet(1, 2, group="so2")
     with pytest.raises(ValueError, match="group='oh' has no regular fields on images"):
         UNet(1, 2, group="oh")
-    with pytest.raises(ValueError, match="down"):
-        UNet(1, 2, down="learned")
+    with pytest.raises(ValueError,
+                       match="down='nearest'.*'blur', 'polyphase', 'max', 'learned'"):
+        UNet(1, 2, down="nearest")
 
 
 @pytest.mark.parametrize("down", DOWNS)
@@ -117,7 +120,9 @@ def test_plain_width_matches_parameters_roughly():
     assert 0.8 < plain / p4m < 1.25
 
 
-@pytest.mark.parametrize("down", DOWNS)
+# "learned" samples its choice in training (Gumbel noise, straight-through gradient): its
+# gradient is by design not the derivative of one loss; test_learned_sampling_trains covers it.
+@pytest.mark.parametrize("down", [d for d in DOWNS if d != "learned"])
 def test_training_gradient_is_the_loss_derivative(down, gen):
     """What the optimizer gets is right (issue 17, where the group U-Nets trained worse than the
     plain one): in train mode (batch statistics), float64, the parameter gradient of a
@@ -151,3 +156,24 @@ def test_training_gradient_is_the_loss_derivative(down, gen):
     numeric = (values[0] - values[1]) / (2 * eps)
     analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True))
     assert abs(numeric - analytic) <= 1e-5 * max(1.0, abs(analytic)), (numeric, analytic)
+
+
+def test_learned_sampling_trains(gen):
+    """down="learned": in training every scoring net gets a finite, nonzero gradient through
+    the straight-through selection, the choice is sampled (two forwards differ on some
+    sample), and evaluation is deterministic; a plain U-Net takes it too."""
+    x = torch.randn(6, 2, 16, 16, generator=gen)
+    y = torch.randint(0, 3, (6, 16, 16), generator=gen)
+    for group in ("p4m", None):
+        net = _net(group=group, down="learned").train()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        for pool in net.down:
+            assert isinstance(pool, LearnablePolyphasePool2d) and pool.return_index
+            grads = [p.grad for p in pool.parameters()]
+            assert all(g is not None and g.isfinite().all() for g in grads)
+            assert any(g.abs().sum() > 0 for g in grads)
+    net = _net(down="learned").train()
+    with torch.no_grad():
+        assert not torch.equal(net(x), net(x))  # Gumbel noise: the choice is sampled
+        net.eval()
+        torch.testing.assert_close(net(x), net(x), rtol=0, atol=0)

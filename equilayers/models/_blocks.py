@@ -13,6 +13,8 @@ from ..nn import (
     GroupBatchNorm2d,
     GroupConv2d,
     GroupMaxPool2d,
+    LearnablePolyphasePool2d,
+    LearnablePolyphaseUpsample2d,
     LiftingConv2d,
     PolyphasePool2d,
     PolyphaseUpsample2d,
@@ -21,7 +23,7 @@ from ..nn import (
 __all__ = ["DOWNS", "DoubleConv", "make_down", "make_up", "concat"]
 
 #: The downsampling modes of :class:`~equilayers.models.UNet` and their upsampling partners.
-DOWNS = ("blur", "polyphase", "max")
+DOWNS = ("blur", "polyphase", "max", "learned")
 
 
 class DoubleConv(nn.Sequential):
@@ -52,29 +54,40 @@ class DoubleConv(nn.Sequential):
         super().__init__(*layers)
 
 
-def make_down(down: str, group: Group | None, padding_mode: str) -> nn.Module:
-    """The stride-2 downsampling of a level.
+def make_down(down: str, group: Group | None, padding_mode: str, channels: int, *,
+              device=None, dtype=None) -> nn.Module:
+    """The stride-2 downsampling of a level (``channels``: the fields, or plain channels, of
+    its input).
 
     ``"blur"``: ``BlurPool2d(kernel_size=4)`` (even, so its windows tile even sizes
     symmetrically), padded circularly with ``padding_mode="circular"``, by replication
     otherwise (exact for flips too, and it takes every size).
     ``"polyphase"``: ``PolyphasePool2d(2, blur_size=3, return_index=True)`` (circular blur).
     ``"max"``: a ``2 x 2`` max pool (``GroupMaxPool2d`` on group maps).
+    ``"learned"``: learnable polyphase sampling,
+    ``LearnablePolyphasePool2d(channels, 2, return_index=True)`` (its scoring net is the only
+    module here with parameters).
     """
     if down == "blur":
         return BlurPool2d(kernel_size=4, stride=2,
                           padding_mode="circular" if padding_mode == "circular" else "replicate")
     if down == "polyphase":
         return PolyphasePool2d(2, blur_size=3, padding_mode="circular", return_index=True)
+    if down == "learned":
+        return LearnablePolyphasePool2d(channels, 2, return_index=True, device=device,
+                                        dtype=dtype)
     return nn.MaxPool2d(2) if group is None else GroupMaxPool2d(2)
 
 
 def make_up(down: str, padding_mode: str) -> nn.Module:
     """The partner of :func:`make_down`: the transpose of the even blur pool
     (``BlurUpsample2d(2, 4, transposed=True)``, nearest-neighbour then a ``[1, 2, 1]`` blur),
-    ``PolyphaseUpsample2d(2, blur_size=3)`` with the encoder's index, or nearest-neighbour
-    (``BlurUpsample2d(2, 2, transposed=True)``) after a max pool."""
+    ``PolyphaseUpsample2d(2, blur_size=3)`` with the encoder's index,
+    ``LearnablePolyphaseUpsample2d(2)`` with the learned pool's selection, or
+    nearest-neighbour (``BlurUpsample2d(2, 2, transposed=True)``) after a max pool."""
     mode = "circular" if padding_mode == "circular" else "zeros"
+    if down == "learned":
+        return LearnablePolyphaseUpsample2d(2)
     if down == "polyphase":
         return PolyphaseUpsample2d(2, blur_size=3, padding_mode="circular")
     return BlurUpsample2d(2, 4 if down == "blur" else 2, mode, transposed=True)

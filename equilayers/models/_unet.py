@@ -43,7 +43,13 @@ class UNet(Typed, nn.Module):
             ``BlurUpsample2d(2, 4, transposed=True)``; ``"polyphase"``: adaptive polyphase
             sampling, ``PolyphasePool2d(return_index=True)``, and ``PolyphaseUpsample2d`` with
             the encoder's index (both with a 3-tap binomial blur); ``"max"``: ``2 x 2`` max
-            pooling and nearest-neighbour upsampling (the original U-Net's sampling).
+            pooling and nearest-neighbour upsampling (the original U-Net's sampling);
+            ``"learned"``: learnable polyphase sampling (LPS,
+            :class:`~equilayers.nn.LearnablePolyphasePool2d` with ``return_index=True``, no
+            blur) and :class:`~equilayers.nn.LearnablePolyphaseUpsample2d` putting the decoder's
+            samples back on the component the encoder chose. In training the choice is sampled
+            (Gumbel noise, straight-through gradient to the scoring nets); in evaluation it is
+            the argmax.
         device, dtype: of the parameters.
 
     Shape:
@@ -58,13 +64,16 @@ class UNet(Typed, nn.Module):
         sampling step tiles even sizes symmetrically (``2 x 2`` windows, an even blur, or
         polyphase components, which rot90 and flips permute), and the fiber pool makes the
         logits scalar fields. With ``padding_mode="circular"``, exactly equivariant to integer
-        circular shifts: by every shift with ``down="polyphase"`` (the chosen component moves
-        with the image and the decoder puts the samples back where they came from), by
+        circular shifts: by every shift with ``down="polyphase"`` or ``"learned"`` (the chosen
+        component moves with the image and the decoder puts the samples back where they came
+        from), by
         multiples of ``2**depth`` only with ``"blur"`` and ``"max"`` (subsampling commutes
         with shifts by its stride; other shifts are approximate, less so with the blur).
         Measured in ``tests/test_models.py``: float64 errors at rounding level (< 1e-12),
-        float32 below 1e-5. Polyphase exactness assumes no exact tie between the norms of the
-        polyphase components (random inputs: almost surely). Groups with off-grid rotations
+        float32 below 1e-5. Polyphase exactness assumes no exact tie between the norms (the
+        learned logits) of the polyphase components (random inputs: almost surely);
+        ``"learned"`` is exact in evaluation mode, in training its sampled choice makes it
+        equivariant in distribution only. Groups with off-grid rotations
         (``"c8"``) are exact on their grid subgroup only. ``group=None`` is shift-equivariant
         as above and not rotation-equivariant (the negative control of the case table).
 
@@ -104,7 +113,8 @@ class UNet(Typed, nn.Module):
         self.encoder = nn.ModuleList(
             [DoubleConv(in_channels, widths[0], grp, lift=True, **kw)]
             + [DoubleConv(widths[lv - 1], widths[lv], grp, **kw) for lv in range(1, depth + 1)])
-        self.down = nn.ModuleList(make_down(down, grp, padding_mode) for _ in range(depth))
+        self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], device=device,
+                                            dtype=dtype) for lv in range(depth))
         self.up = nn.ModuleList(make_up(down, padding_mode) for _ in range(depth))
         self.decoder = nn.ModuleList(
             DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **kw)

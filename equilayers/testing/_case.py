@@ -70,6 +70,15 @@ class Case:
     dtype: torch.dtype = torch.float64
     in_group: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.elements is not None and self.kind == "group":
+            grp = get(self.group)
+            if not isinstance(grp, PlanarGroup):
+                raise ValueError(f"Case {self.name!r}: elements={self.elements!r} are rotation "
+                                 f"angles in degrees, which only planar groups have; got "
+                                 f"group={grp.name!r}. Leave elements=None to test all of "
+                                 "its elements")
+
     def make_input(self, seed: int = 0) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
         if self.input_fn is not None:
@@ -78,8 +87,7 @@ class Case:
 
     def group_elements(self) -> Sequence[Element]:
         grp = get(self.group)
-        if self.elements is not None:
-            assert isinstance(grp, PlanarGroup)  # elements by angle: the planar cases only
+        if self.elements is not None and isinstance(grp, PlanarGroup):  # checked at init
             return grp.elements_at(list(self.elements)) + (
                 grp.elements_at(list(self.elements), reflection=True) if grp.has_reflections else []
             )

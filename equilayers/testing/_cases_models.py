@@ -1,7 +1,7 @@
 """Model cases: :class:`~equilayers.models.UNet` end to end (per-pixel logits, the input's
-spatial action) for every ``down``, rotations/flips and circular shifts, float64 and float32;
-negative controls: a plain U-Net (rotations), a strided U-Net (rotations), a blur U-Net under
-shifts that are not multiples of ``2**depth``."""
+spatial action) for every ``down`` (``"learned"`` in evaluation mode), rotations/flips and
+circular shifts, float64 and float32; negative controls: a plain U-Net (rotations), a strided
+U-Net (rotations), a blur U-Net under shifts that are not multiples of ``2**depth``."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _unet(group, down="blur", dtype=torch.float64, strided=False, **kw):
 def _cases_for(group: str, name: str) -> list[Case]:
     p, img = f"models/{name}", (2, 2, _SIZE, _SIZE)
     out = []
-    for down in ("blur", "polyphase", "max"):
+    for down in ("blur", "polyphase", "max", "learned"):
         out += [
             Case(f"{p}/unet-{down}", _unet(group, down), img, group),
             Case(f"{p}/unet-{down}-zeros", _unet(group, down, padding_mode="zeros"), img,
@@ -54,6 +54,8 @@ def _cases_for(group: str, name: str) -> list[Case]:
              shifts=_ALL_SHIFTS),
         Case(f"{p}/unet-polyphase-every-shift-float32", _unet(group, "polyphase",
              torch.float32), img, kind="shift", shifts=_ALL_SHIFTS, dtype=torch.float32),
+        Case(f"{p}/unet-learned-every-shift", _unet(group, "learned"), img, kind="shift",
+             shifts=_ALL_SHIFTS),
         Case(f"{p}/unet-blur-reflect", _unet(group, padding_mode="reflect"), img, group),
     ]
     return out
