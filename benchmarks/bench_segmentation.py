@@ -56,7 +56,7 @@ INK = 0.35  # a pixel belongs to a digit where its ink is above this
 # width 2 (61k parameters, 2 regular fields at level 0) the p4 and p4m U-Nets plateau at
 # "every digit pixel gets one class" (validation split of the training scenes, issue 17);
 # at width 4 they learn the classes. Every model gets the larger budget alike.
-REF_WIDTH = 4
+REF_WIDTH = 5
 
 
 # ------------------------------------------------------------------------------------- data
@@ -132,19 +132,20 @@ def _offsets(n: int, gen: torch.Generator, canvas: int) -> list[tuple[int, int]]
 
 
 # ----------------------------------------------------------------------------------- models
-def _unet(group: str | None, width: int, down: str) -> nn.Module:
+def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
     from equilayers.models import UNet
 
-    return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down)
+    return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
 
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def matched_width(group: str | None, down: str, target: int) -> int:
+def matched_width(group: str | None, down: str, target: int, basis: str | None = None) -> int:
     """The width whose parameter count is nearest ``target``."""
-    return min(range(1, 64), key=lambda w: abs(n_params(_unet(group, w, down)) - target))
+    return min(range(1, 64),
+               key=lambda w: abs(n_params(_unet(group, w, down, basis)) - target))
 
 
 @dataclass(frozen=True)
@@ -153,21 +154,30 @@ class Model:
     group: str | None
     down: str
     width: int
+    basis: str | None = None
 
     def build(self) -> nn.Module:
-        return _unet(self.group, self.width, self.down)
+        return _unet(self.group, self.width, self.down, self.basis)
 
 
 def models(quick: bool) -> list[Model]:
-    """The rows, widths matched to the p4m U-Net's parameter count."""
+    """The rows, widths matched to the reference row's parameter count (the p4m U-Net with
+    the harmonic basis at ``REF_WIDTH``)."""
     ref = 1 if quick else REF_WIDTH
-    target = n_params(_unet("p4m", ref, "blur"))
-    rows = [("plain U-Net (max pool)", None, "max"), ("anti-aliased plain U-Net", None, "blur"),
-            ("p4 U-Net", "p4", "blur"), ("p4m U-Net", "p4m", "blur")]
+    target = n_params(_unet("p4m", ref, "blur", "harmonic"))
+    rows = [("plain U-Net (max pool)", None, "max", None),
+            ("anti-aliased plain U-Net", None, "blur", None),
+            ("p4 U-Net", "p4", "blur", "harmonic"),
+            ("p4m U-Net", "p4m", "blur", "harmonic"),
+            ("p4m U-Net, pixel basis", "p4m", "blur", "pixel")]
     if quick:  # 1.5x the p4m U-Net's training time: in the full run only when asked for
-        rows.append(("p4m U-Net (polyphase)", "p4m", "polyphase"))
-    return [Model(name, g, d, ref if g == "p4m" else matched_width(g, d, target))
-            for name, g, d in rows]
+        rows.append(("p4m U-Net (polyphase)", "p4m", "polyphase", "harmonic"))
+    out = []
+    for name, g, d, basis in rows:
+        is_ref = g == "p4m" and d == "blur" and basis == "harmonic"
+        out.append(Model(name, g, d, ref if is_ref else matched_width(g, d, target, basis),
+                         basis))
+    return out
 
 
 # ---------------------------------------------------------------------------------- metrics

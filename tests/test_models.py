@@ -11,7 +11,7 @@ from conftest import seeded_rng
 import equilayers
 from equilayers import check_grid
 from equilayers.models import UNet
-from equilayers.nn import LearnablePolyphasePool2d
+from equilayers.nn import GroupConv2d, LearnablePolyphasePool2d, LiftingConv2d
 from equilayers.testing import equivariance_error, shift_equivariance_error
 
 DOWNS = ("blur", "polyphase", "max", "learned")
@@ -84,6 +84,11 @@ def test_size_and_channel_errors(gen):
     with pytest.raises(ValueError,
                        match="down='nearest'.*'blur', 'polyphase', 'max', 'learned'"):
         UNet(1, 2, down="nearest")
+    with pytest.raises(ValueError, match="basis='steerable'.*'pixel', 'harmonic'"):
+        UNet(1, 2, basis="steerable")
+    with pytest.raises(ValueError, match="basis='harmonic' chooses group-conv filters, but "
+                                         "group=None"):
+        UNet(1, 2, group=None, basis="harmonic")
 
 
 @pytest.mark.parametrize("down", DOWNS)
@@ -177,3 +182,19 @@ def test_learned_sampling_trains(gen):
         assert not torch.equal(net(x), net(x))  # Gumbel noise: the choice is sampled
         net.eval()
         torch.testing.assert_close(net(x), net(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("basis", ["pixel", "harmonic"])
+def test_both_bases_are_exact_and_differ(basis, gen):
+    """basis= reaches every 3 x 3 group conv; each basis is exact on the grid (float32); the
+    harmonic one has fewer parameters per field; repr names it."""
+    x = torch.randn(2, 2, 16, 16, generator=gen)
+    net = _warm(_net(group="p4m", basis=basis), x)
+    convs = [m for m in net.modules() if isinstance(m, (GroupConv2d, LiftingConv2d))
+             and m.kernel_size == (3, 3)]
+    assert convs and all(c.basis == basis for c in convs)
+    assert equivariance_error(net, x, "p4m") <= 1e-5
+    assert f"basis={basis!r}" in repr(net)
+    n = sum(p.numel() for p in net.parameters())
+    default = sum(p.numel() for p in _net(group="p4m").parameters())
+    assert (n < default) == (basis == "harmonic")

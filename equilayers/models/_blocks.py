@@ -36,8 +36,8 @@ class DoubleConv(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, group: Group | None, *,
-                 lift: bool = False, padding_mode: str = "circular", device=None,
-                 dtype=None) -> None:
+                 lift: bool = False, padding_mode: str = "circular", basis: str | None = None,
+                 device=None, dtype=None) -> None:
         kw = {"padding": 1, "bias": False, "padding_mode": padding_mode, "device": device,
               "dtype": dtype}
         norm = {"device": device, "dtype": dtype}
@@ -48,7 +48,7 @@ class DoubleConv(nn.Sequential):
                            nn.BatchNorm2d(out_channels, **norm)]
             else:
                 cls = LiftingConv2d if lift and i == 0 else GroupConv2d
-                layers += [cls(c_in, out_channels, 3, group=group, **kw),
+                layers += [cls(c_in, out_channels, 3, group=group, basis=basis, **kw),
                            GroupBatchNorm2d(out_channels, **norm)]
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)

@@ -50,6 +50,10 @@ class UNet(Typed, nn.Module):
             samples back on the component the encoder chose. In training the choice is sampled
             (Gumbel noise, straight-through gradient to the scoring nets); in evaluation it is
             the argmax.
+        basis: the ``3 x 3`` group convs' filter basis: ``"pixel"`` (every pixel free within
+            the group's constraint; the convs' default for these groups) or ``"harmonic"``
+            (steerable: Gaussian rings of circular harmonics, escnn's basis, fewer parameters
+            per field). Exact on the grid either way. ``None``: the convs' default.
         device, dtype: of the parameters.
 
     Shape:
@@ -85,7 +89,8 @@ class UNet(Typed, nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
                  depth: int = 2, width: int = 8, padding_mode: str = "circular",
-                 down: str = "blur", device=None, dtype=None) -> None:
+                 down: str = "blur", basis: str | None = None, device=None,
+                 dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         C.check_int(in_channels, "in_channels", what, minimum=1)
@@ -96,6 +101,11 @@ class UNet(Typed, nn.Module):
         C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
         C.check_choice(down, "down", DOWNS, what)
         C.check_float_dtype(dtype, "dtype", what)
+        if basis is not None:
+            C.check_choice(basis, "basis", ("pixel", "harmonic"), what)
+            if group is None:
+                raise ValueError(f"{what}: basis={basis!r} chooses group-conv filters, but "
+                                 "group=None builds plain nn.Conv2d; drop basis or give a group")
         grp = None
         if group is not None:
             grp = get(group)
@@ -108,16 +118,19 @@ class UNet(Typed, nn.Module):
         self.padding_mode, self.down_mode = padding_mode, down
         self.in_type = FieldType.trivial(grp)
         self.out_type = FieldType.trivial(grp)
+        self.basis = basis
         kw = {"padding_mode": padding_mode, "device": device, "dtype": dtype}
+        block = {**kw, "basis": basis}
         widths = [width * 2**level for level in range(depth + 1)]
         self.encoder = nn.ModuleList(
-            [DoubleConv(in_channels, widths[0], grp, lift=True, **kw)]
-            + [DoubleConv(widths[lv - 1], widths[lv], grp, **kw) for lv in range(1, depth + 1)])
+            [DoubleConv(in_channels, widths[0], grp, lift=True, **block)]
+            + [DoubleConv(widths[lv - 1], widths[lv], grp, **block)
+               for lv in range(1, depth + 1)])
         self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], device=device,
                                             dtype=dtype) for lv in range(depth))
         self.up = nn.ModuleList(make_up(down, padding_mode) for _ in range(depth))
         self.decoder = nn.ModuleList(
-            DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **kw)
+            DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **block)
             for lv in range(depth))
         factory = {"device": device, "dtype": dtype}
         self.head: nn.Module = (nn.Conv2d(widths[0], out_channels, 1, **factory) if grp is None
@@ -172,4 +185,6 @@ class UNet(Typed, nn.Module):
             parts.append(f"padding_mode={self.padding_mode!r}")
         if self.down_mode != "blur":
             parts.append(f"down={self.down_mode!r}")
+        if self.basis is not None:
+            parts.append(f"basis={self.basis!r}")
         return ", ".join(parts)

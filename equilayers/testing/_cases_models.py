@@ -57,6 +57,9 @@ def _cases_for(group: str, name: str) -> list[Case]:
         Case(f"{p}/unet-learned-every-shift", _unet(group, "learned"), img, kind="shift",
              shifts=_ALL_SHIFTS),
         Case(f"{p}/unet-blur-reflect", _unet(group, padding_mode="reflect"), img, group),
+        Case(f"{p}/unet-blur-harmonic", _unet(group, basis="harmonic"), img, group),
+        Case(f"{p}/unet-blur-harmonic-float32", _unet(group, dtype=torch.float32, basis="harmonic"),
+             img, group, dtype=torch.float32),
     ]
     return out
 
