@@ -18,6 +18,7 @@ _SETTINGS = {"sigma": FLOAT, "frequencies_cutoff": FLOAT, "rings": RINGS}
 _SETTINGS_OK = {"sigma": {"None": OK}, "frequencies_cutoff": {"None": OK, "0": OK},
                 "rings": {"None": OK}}
 _NB = EF.steerable_basis("so2", "harmonic", "harmonic", 3, in_order=1, out_order=1).shape[0]
+_NB3 = EF.steerable_basis3d("so3", 3, in_order=1, out_order=1).shape[0]
 
 
 def _img(*shape, **kw) -> T:
@@ -171,6 +172,16 @@ NN: list[Case] = [
          _CONV3D_ARGS,
          {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2))},
          accept={"padding": {"0": OK}}),
+    Case(enn.SteerableConv3d, dict(in_channels=3, out_channels=4, kernel_size=3),
+         {**_CONV3D_ARGS, "group": GROUP3, "max_order": INT, "in_max_order": INT},
+         {"x": _img(2, 3, 5, 5, 5, channel=1, small=(2, 3, 2, 2, 2))},
+         accept={"padding": {"0": OK}, "max_order": {"0": OK}, "in_max_order": {"None": OK,
+                                                                                "0": OK}}),
+    Case(enn.SteerableConv3d, dict(in_channels=3, out_channels=4, kernel_size=3, group="o3",
+                                   in_max_order=1, max_order=1),
+         {"in_max_order": INT},
+         {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2))},
+         accept={"in_max_order": {"None": OK, "0": OK}}, variant="[harmonic]"),
     Case(enn.GroupBatchNorm3d, dict(num_features=3),
          {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
          {"x": _img(2, 3, 4, 3, 3, 3, channel=1)},
@@ -453,6 +464,19 @@ FUNCTIONAL: list[Case] = [
          {"weight": _par(4, 3, _NB, ranks=(2, 4)),
           "basis": _par(_NB, 3, 3, 3, 3, ranks=(4, 6), make=lambda g: EF.steerable_basis(
               "so2", "harmonic", "harmonic", 3, in_order=1, out_order=1))}),
+    Case(EF.steerable_conv3d, {},
+         {"stride": TRIPLE, "padding": TRIPLE, "dilation": TRIPLE, "groups": INT,
+          "padding_mode": CHOICE},
+         {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2)),
+          "weight": _par(4, 3, _NB3, ranks=(2, 4)),
+          "basis": _par(_NB3, 4, 4, 3, 3, 3, ranks=(5, 7), make=lambda g: EF.steerable_basis3d(
+              "so3", 3, in_order=1, out_order=1)),
+          "bias": _B4},
+         accept={"padding": {"0": OK}}),
+    Case(EF.steerable_basis3d, dict(group="so3", kernel_size=3, in_order=1, out_order=1),
+         {"group": GROUP3, "kernel_size": INT, "in_order": INT, "out_order": INT,
+          "dtype": DTYPE, **_SETTINGS},
+         accept={"in_order": {"0": OK, "None": OK}, "out_order": {"0": OK}, **_SETTINGS_OK}),
     Case(EF.steerable_basis, dict(group="so2", in_rep="harmonic", out_rep="harmonic",
                                   kernel_size=3, in_order=1, out_order=1),
          {"group": GROUP, "in_rep": CHOICE, "out_rep": CHOICE, "kernel_size": INT,
