@@ -19,6 +19,9 @@ _SETTINGS_OK = {"sigma": {"None": OK}, "frequencies_cutoff": {"None": OK, "0": O
                 "rings": {"None": OK}}
 _NB = EF.steerable_basis("so2", "harmonic", "harmonic", 3, in_order=1, out_order=1).shape[0]
 _NB3 = EF.steerable_basis3d("so3", 3, in_order=1, out_order=1).shape[0]
+#: SO(3) harmonic modules: max_order=0 and a planar group (or None) expect other fields, which
+#: the forward names.
+_SO3_FIELDS = {"max_order": {"0": OK}, "group": {"None": OK, "planar": OK}}
 
 
 def _img(*shape, **kw) -> T:
@@ -227,6 +230,15 @@ NN: list[Case] = [
          accept={"max_order": {"0": OK}, "threshold": {"0": OK}}),
     Case(enn.NormPool, dict(max_order=2), {"max_order": INT},
          {"x": _img(2, 3, 5, 4, 4, fiber=2)}, accept={"max_order": {"0": OK, "None": OK}}),
+    # the same three on SO(3) fields (B, C, (M+1)^2, D, H, W)
+    Case(enn.NormNonlinearity, dict(channels=3, max_order=1, group="so3"),
+         {"max_order": INT, "group": GROUP3}, {"x": _img(2, 3, 4, 3, 3, 3, channel=1, fiber=2)},
+         accept=_SO3_FIELDS, variant="[so3]"),
+    Case(enn.GatedNonlinearity, dict(max_order=1, group="o3"),
+         {"max_order": INT, "group": GROUP3}, {"x": _img(2, 3, 4, 3, 3, 3, fiber=2)},
+         accept=_SO3_FIELDS, variant="[o3]"),
+    Case(enn.NormPool, dict(max_order=1, group="so3"), {"max_order": INT, "group": GROUP3},
+         {"x": _img(2, 3, 4, 3, 3, 3, fiber=2)}, accept=_SO3_FIELDS, variant="[so3]"),
     Case(enn.RegularToHarmonic, dict(group="c8", max_order=2),
          {"group": GROUP, "max_order": INT, "dtype": DTYPE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}, accept={"max_order": {"0": OK, "None": OK}}),
@@ -405,6 +417,15 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 5, 4, 4, channel=1, fiber=2), "bias": _par(3, 3, channel=0)}),
     Case(EF.norm_pool, dict(max_order=2), {"max_order": INT},
          {"x": _img(2, 3, 5, 4, 4, fiber=2)}),
+    Case(EF.norm_nonlinearity, dict(max_order=1, group="so3"),
+         {"max_order": INT, "group": GROUP3, "order0": CHOICE},
+         {"x": _img(2, 3, 4, 3, 3, 3, channel=1, fiber=2), "bias": _par(3, 2, channel=0)},
+         variant="[so3]"),
+    Case(EF.gated_nonlinearity, dict(max_order=1, group="o3", gates="first_half"),
+         {"max_order": INT, "group": GROUP3, "gates": CHOICE},
+         {"x": _img(2, 4, 4, 3, 3, 3, channel=1, fiber=2)}, variant="[o3]"),
+    Case(EF.norm_pool, dict(max_order=1, group="so3"), {"max_order": INT, "group": GROUP3},
+         {"x": _img(2, 3, 4, 3, 3, 3, fiber=2)}, variant="[so3]"),
     Case(EF.regular_to_harmonic, dict(group="c8", max_order=2),
          {"group": GROUP, "max_order": INT}, {"x": _img(2, 3, 8, 4, 4, fiber=2)},
          accept={"max_order": {"None": 4, "0": OK}}),

@@ -129,6 +129,11 @@ ZOO: dict[str, ZooEntry] = {
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
     "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
+    "NormPool[so3]": ZooEntry(lambda: enn.NormPool(1, group="so3"), _x(2, 3, 4, 3, 3, 3)),
+    "NormNonlinearity[so3]": ZooEntry(lambda: enn.NormNonlinearity(3, 1, group="so3"),
+                                      _x(2, 3, 4, 3, 3, 3)),
+    "GatedNonlinearity[o3]": ZooEntry(lambda: enn.GatedNonlinearity(1, group="o3"),
+                                      _x(2, 3, 4, 3, 3, 3)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
     # the steerable (harmonic) basis of the same two classes
     "LiftingConv2d[so2]": ZooEntry(

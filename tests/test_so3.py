@@ -361,3 +361,44 @@ def test_harmonic_action_on_fields():
     rho = wigner_blocks(2, so3.matrix(g))
     torch.testing.assert_close(y, torch.einsum("ab,ncbxyz->ncaxyz", rho,
                                                act(x, g, "trivial")))
+
+
+# --- nonlinearities and norm pooling on SO(3) fields ------------------------------------------
+@pytest.mark.parametrize("group", ["so3", "o3"])
+def test_nonlinearities_commute_with_every_rotation(group, gen):
+    """Pointwise in space, so any element's fiber action (not only the grid's) commutes
+    exactly; NormPool is invariant."""
+    from equilayers.groups import act_fiber
+
+    grp = get(group)
+    x = torch.randn(2, 4, 9, 3, 3, 3, generator=gen, dtype=D64)
+    with seeded_rng(0):
+        mods = [enn.NormNonlinearity(4, 2, group=group).double(),
+                enn.NormNonlinearity(4, 2, group=group, order0="norm").double(),
+                enn.GatedNonlinearity(2, group=group),
+                enn.GatedNonlinearity(2, gates="first_half", group=group)]
+    pool = enn.NormPool(2, group=group)
+    for _ in range(3):
+        g = grp.random_element(gen)
+        gx = act_fiber(x, g, "harmonic")
+        for m in mods:
+            torch.testing.assert_close(m(gx), act_fiber(m(x), g, "harmonic"))
+        torch.testing.assert_close(pool(gx), pool(x))
+    assert pool(x).shape == (2, 12, 3, 3, 3) and mods[3](x).shape == (2, 2, 9, 3, 3, 3)
+    # and the whole field on the grid, through the harness
+    assert equivariance_report(mods[0], x, group).error < 1e-13
+    # negative control: a pointwise ReLU on every slot is not equivariant
+    relu = nn.ReLU()
+    g = grp.random_element(gen)
+    assert (relu(act_fiber(x, g, "harmonic")) - act_fiber(relu(x), g, "harmonic")).abs().max() > 0.1
+
+
+def test_nonlinearity_bad_input():
+    with pytest.raises(ValueError, match="group='o'"):
+        enn.NormNonlinearity(4, 2, group="o")
+    with pytest.raises(ValueError, match=r"6-D harmonic field"):
+        enn.NormNonlinearity(4, 2, group="so3")(torch.randn(1, 4, 5, 3, 3))
+    with pytest.raises(ValueError, match=r"\(B, C, 9, D, H, W\)"):
+        enn.NormNonlinearity(4, 2, group="so3")(torch.randn(1, 4, 5, 3, 3, 3))
+    with pytest.raises(TypeError, match="max_order=None"):
+        enn.NormPool(group="so3")  # the order is not read from a square fiber
