@@ -323,6 +323,15 @@ def test_gradcheck_state_dict_and_export(gen):
     torch.testing.assert_close(plain(x), conv(x))
 
 
+def test_check_grid_on_so3():
+    """check_grid reads SO(3) as its grid subgroup O: stride 2 wants odd sizes."""
+    net = nn.Sequential(enn.SteerableConv3d(1, 2, 3, padding=1, max_order=1),
+                        enn.SteerableConv3d(2, 2, 3, stride=2, padding=1, in_max_order=1))
+    found = equilayers.check_grid(net, (1, 1, 10, 10, 10), "so3", shifts=False)
+    assert [f.fix for f in found] == ["use an input size of 11"]
+    assert equilayers.check_grid(net, (1, 1, 11, 11, 11), "o3", shifts=False) == []
+
+
 def test_init_preserves_the_second_moment(gen):
     with seeded_rng(0):
         conv = enn.SteerableConv3d(16, 16, 5, padding=2, in_max_order=1, max_order=2)
