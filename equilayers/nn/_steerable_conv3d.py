@@ -70,7 +70,10 @@ class SteerableConv3d(Typed, nn.Module):
         ====================  =====================  =====================
 
         (the floor rotates the output forth and back, two interpolations; a plain
-        ``nn.Conv3d`` read as the same fields is off by more than twice the error).
+        ``nn.Conv3d`` read as the same fields is off by more than twice the error). escnn
+        1.0.11's ``R3Conv`` of the same shape (its default rings, widths and caps, which are
+        ours), float32, mean over 3 seeds: volume -> L=1, k=3: ours 0.0204, escnn 0.0197;
+        k=5, L=1: 0.0152 / 0.0169; k=5, L=2: 0.0186 / 0.0184 (``tests/test_escnn_so3.py``).
         The init draws every output order with second moment about 1 on unit-variance
         input (each input order an equal share).
 
