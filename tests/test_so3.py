@@ -382,7 +382,8 @@ def test_nonlinearities_commute_with_every_rotation(group, gen):
     grp = get(group)
     x = torch.randn(2, 4, 9, 3, 3, 3, generator=gen, dtype=D64)
     with seeded_rng(0):
-        mods = [enn.NormNonlinearity(4, 2, group=group).double(),
+        mods = [enn.HarmonicBatchNorm(4, 2, group=group).double().eval(),
+            enn.NormNonlinearity(4, 2, group=group).double(),
                 enn.NormNonlinearity(4, 2, group=group, order0="norm").double(),
                 enn.GatedNonlinearity(2, group=group),
                 enn.GatedNonlinearity(2, gates="first_half", group=group)]
@@ -393,9 +394,11 @@ def test_nonlinearities_commute_with_every_rotation(group, gen):
         for m in mods:
             torch.testing.assert_close(m(gx), act_fiber(m(x), g, "harmonic"))
         torch.testing.assert_close(pool(gx), pool(x))
-    assert pool(x).shape == (2, 12, 3, 3, 3) and mods[3](x).shape == (2, 2, 9, 3, 3, 3)
-    # and the whole field on the grid, through the harness
-    assert equivariance_report(mods[0], x, group).error < 1e-13
+    assert pool(x).shape == (2, 12, 3, 3, 3) and mods[4](x).shape == (2, 2, 9, 3, 3, 3)
+    # and the whole field on the grid, through the harness; batch norm in training mode too
+    assert equivariance_report(mods[1], x, group).error < 1e-13
+    bn = enn.HarmonicBatchNorm(4, 2, group=group).double()
+    assert equivariance_report(bn, x, group).error < 1e-13
     # negative control: a pointwise ReLU on every slot is not equivariant
     relu = nn.ReLU()
     g = grp.random_element(gen)
@@ -411,3 +414,19 @@ def test_nonlinearity_bad_input():
         enn.NormNonlinearity(4, 2, group="so3")(torch.randn(1, 4, 5, 3, 3, 3))
     with pytest.raises(TypeError, match="max_order=None"):
         enn.NormPool(group="so3")  # the order is not read from a square fiber
+
+
+def test_harmonic_batch_norm_on_so3_fields(gen):
+    """Training normalizes order 0 to zero mean and unit variance and every order l >= 1 to
+    E|v_l|^2 = 2l + 1 (unit second moment per slot); eval uses the running statistics."""
+    bn = enn.HarmonicBatchNorm(3, 2, group="so3", momentum=None).double()
+    scale = torch.tensor([1.0] + [3.0] * 3 + [0.5] * 5, dtype=D64).view(1, 1, 9, 1, 1, 1)
+    x = torch.randn(8, 3, 9, 4, 4, 4, generator=gen, dtype=D64) * scale + 2.0
+    y = bn(x).detach()
+    assert abs(float(y[:, :, 0].mean())) < 1e-12
+    for l in range(3):
+        ms = float(y[:, :, l * l:(l + 1) ** 2].square().sum(2).mean())
+        assert abs(ms - (2 * l + 1)) < 1e-3, (l, ms)
+    bn.eval()
+    torch.testing.assert_close(bn(x), y, atol=1e-2, rtol=1e-2)  # one batch: its statistics
+    assert "group='so3'" in repr(bn)

@@ -168,8 +168,11 @@ class HarmonicBatchNorm(Typed, nn.Module):
         num_features: fields ``C``.
         max_order: ``M``.
         eps, momentum, affine, track_running_stats, device, dtype: as ``nn.BatchNorm3d``.
+        group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
+            fields ``(B, C, (M+1)^2, D, H, W)``: order ``l`` divided by ``sqrt(E|v_l|^2 /
+            (2l + 1) + eps)``, statistics over ``B, D, H, W``).
 
-    Shape: ``(B, C, 2M+1, H, W)`` -> same.
+    Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
     Equivariance: exact for every rotation and flip (train and eval mode).
 
@@ -185,14 +188,16 @@ class HarmonicBatchNorm(Typed, nn.Module):
     num_batches_tracked: torch.Tensor | None
     weight: nn.Parameter | None
     bias: nn.Parameter | None
+    group: Group | None  # set in __init__ (None: any planar group)
 
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None) -> None:
+                 track_running_stats: bool = True, device=None, dtype=None, *,
+                 group: GroupLike | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = C.positive_int(num_features, "num_features", name)
-        self.max_order = _harmonic(self, max_order, name, required=True)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
         self.eps = C.positive_float(eps, "eps", name)
         self.momentum = C.momentum(momentum, name)
         self.affine = C.flag(affine, "affine", name)
@@ -246,7 +251,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
                                       unexpected_keys, error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C.fields(x, self.num_features, type(self).__name__, "num_features")
+        C.fields(x, self.num_features, type(self).__name__, "num_features",
+                 ndim=3 + _spatial(self))
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
@@ -254,7 +260,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
             factor = 1.0 / (float(self.num_batches_tracked) + 1.0)
         use_batch = self.training or not self.track_running_stats
         y = HB.harmonic_batch_norm(x, self.max_order, self.running_mean, self.running_var,
-                                   self.weight, self.bias, use_batch, factor, self.eps)
+                                   self.weight, self.bias, use_batch, factor, self.eps,
+                                   group=self.group)
         if track:
             assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             self.num_batches_tracked.add_(1)
@@ -263,7 +270,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, max_order={self.max_order}, eps={self.eps}, "
                 f"momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + _group_repr(self))
 
 
 class NormPool(Typed, nn.Module):
