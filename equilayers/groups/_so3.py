@@ -252,3 +252,32 @@ def rotate3d(x: torch.Tensor, matrix: torch.Tensor, *, mode: str = "bilinear") -
     grid = F.affine_grid(affine.to(x.dtype).to(x.device), [1, 1, d, h, w], align_corners=True)
     out = F.grid_sample(vol, grid, mode=mode, padding_mode="zeros", align_corners=True)
     return out.reshape(x.shape)
+
+
+def smooth3d(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (``sigma`` voxels, replicate padding) of the last three dims:
+    the band limit of test volumes before interpolated rotations (the harness's)."""
+    if sigma == 0 or x.numel() == 0:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    shape = x.shape
+    v = x.reshape(-1, 1, *shape[-3:])
+    for dim in range(3):  # depth, height, width
+        view = [1, 1, 1, 1, 1]
+        view[2 + dim] = -1
+        pad = [0] * 6
+        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = r
+        v = F.conv3d(F.pad(v, pad, mode="replicate"), k.view(view))
+    return v.reshape(shape)
+
+
+def ball_mask(d: int, h: int, w: int, margin: float = 1.0, *, device=None) -> torch.Tensor:
+    """Boolean ``(D, H, W)`` mask of the voxels inside the inscribed ball, ``margin`` voxels
+    inside (about the volume's centre)."""
+    axes = [torch.arange(n, dtype=torch.float64, device=device) - (n - 1) / 2 for n in (d, h, w)]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    radius = (min(d, h, w) - 1) / 2 - margin
+    return (zz * zz + yy * yy + xx * xx) <= radius * radius
