@@ -111,26 +111,33 @@ def basis3d_cached(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec
     top = max([j for *_, j in _blocks(grp, m_in, m_out, spec)], default=0)
     harmonics = spherical_harmonics(top, q)  # (k, k, k, (top + 1)^2); 0 at the centre, J > 0
     f_out, f_in = (m_out + 1) ** 2, (m_in + 1) ** 2
-    elements, orders_out, orders_in = [], [], []
+    radials = [torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma)) for radius, sigma, _ in spec]
+    off_centre = (r != 0).double()
+    blocks, orders_out, orders_in = [], [], []
     for lo, li, i, j in _blocks(grp, m_in, m_out, spec):
-        radius, sigma, _ = spec[i]
-        radial = torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
-        if j > 0:
-            radial = radial.masked_fill(r == 0, 0.0)
+        radial = radials[i] * off_centre if j > 0 else radials[i]
         cg = clebsch_gordan(lo, j, li)  # (2 lo + 1, 2 J + 1, 2 li + 1)
         block = torch.einsum("amb,xyzm->abxyz", cg, harmonics[..., j * j:(j + 1) ** 2]) * radial
         norm = float(block.norm())
         if norm < 1e-9:
             continue
-        full = torch.zeros(f_out, f_in, k, k, k, dtype=torch.float64, device=_CPU)
-        full[lo * lo:(lo + 1) ** 2, li * li:(li + 1) ** 2] = block / norm
-        elements.append(full)
+        blocks.append(block / norm)
         orders_out.append(lo)
         orders_in.append(li)
-    basis = (torch.stack(elements) if elements else
-             torch.zeros(0, f_out, f_in, k, k, k, dtype=torch.float64, device=_CPU))
+    basis = torch.zeros(len(blocks), f_out, f_in, k, k, k, dtype=torch.float64, device=_CPU)
+    for e, (block, lo, li) in enumerate(zip(blocks, orders_out, orders_in, strict=True)):
+        basis[e, lo * lo:(lo + 1) ** 2, li * li:(li + 1) ** 2] = block
     return (basis, torch.tensor(orders_out, dtype=torch.long, device=_CPU),
             torch.tensor(orders_in, dtype=torch.long, device=_CPU))
+
+
+@cpu_cache(maxsize=128)
+def scaled_basis3d(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
+                   ) -> torch.Tensor:
+    """:func:`basis3d_cached`'s basis with element norms ``sqrt(2 l_out + 1)`` (the layers'
+    parametrization), float64 CPU; callers copy."""
+    basis, lo, _ = basis3d_cached(grp, m_in, m_out, k, spec)
+    return basis * (2 * lo + 1).double().sqrt().view(-1, 1, 1, 1, 1, 1)
 
 
 def _order(value, name: str, what: str, optional: bool) -> int | None:
@@ -187,9 +194,8 @@ def steerable_basis3d(
     assert m_out is not None  # not optional
     C.check_float_dtype(dtype, "dtype", what)
     spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
-    basis, lo, _ = basis3d_cached(grp, m_in or 0, m_out, k, spec)
-    scale = (2 * lo + 1).double().sqrt().view(-1, 1, 1, 1, 1, 1)
-    return (basis * scale).to(dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
+    return scaled_basis3d(grp, m_in or 0, m_out, k, spec).to(
+        dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
 
 
 def expand_steerable3d(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

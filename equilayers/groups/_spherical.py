@@ -218,13 +218,11 @@ def _to_real(order: int) -> torch.Tensor:
 
 @cpu_cache(maxsize=512)
 def _clebsch_gordan(l_out: int, order: int, l_in: int) -> torch.Tensor:
-    c = torch.zeros(2 * l_out + 1, 2 * order + 1, 2 * l_in + 1, dtype=torch.complex128,
-                    device=_CPU)
-    for a in range(-l_out, l_out + 1):
-        for m in range(-order, order + 1):
-            b = a - m
-            if abs(b) <= l_in:
-                c[a + l_out, m + order, b + l_in] = _cg_complex(order, m, l_in, b, l_out, a)
+    # one tensor from nested lists: per-entry writes cost a torch call each
+    c = torch.tensor([[[_cg_complex(order, m, l_in, b, l_out, a) if b == a - m else 0.0
+                        for b in range(-l_in, l_in + 1)]
+                       for m in range(-order, order + 1)]
+                      for a in range(-l_out, l_out + 1)], dtype=torch.complex128, device=_CPU)
     u_out, u_j, u_in = _to_real(l_out), _to_real(order), _to_real(l_in)
     q = torch.einsum("ax,xyz,my,bz->amb", u_out, c, u_j.conj(), u_in.conj())
     # real and imaginary parts are both real intertwiners, of one line: keep the larger

@@ -192,9 +192,9 @@ class SteerableConv3d(Typed, nn.Module):
         ``.to()``, ``to_empty()`` and ``load_state_dict``)."""
         if device.type == "meta":
             return
-        basis, lo, _ = self._cached()
-        scale = (2 * lo + 1).double().sqrt().view(-1, 1, 1, 1, 1, 1)
-        self.filter_basis = (basis * scale).to(device=device, dtype=self.filter_basis.dtype)
+        basis = S3.scaled_basis3d(self.group, self.in_max_order or 0, self.max_order,
+                                  self.kernel_size[0], self._basis_spec)
+        self.filter_basis = basis.to(device=device, dtype=self.filter_basis.dtype, copy=True)
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
