@@ -34,6 +34,8 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
   BatchNorm3d, Unflatten(2, (F, -1)))`` (fiber and depth share the statistics, as before);
   ``GroupMaxPool3d`` / ``GroupAvgPool3d`` -> ``Sequential(Flatten(1, 2), MaxPool3d/AvgPool3d,
   Unflatten(1, (-1, F)))``.
+* ``SteerableConv3d`` (SO(3)/O(3)) -> the same ``Sequential`` (``Flatten(1, 2)`` for harmonic
+  input), the bias on each field's order-0 slot.
 * ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
   layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
   5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
@@ -56,6 +58,7 @@ from .nn._group_conv_transpose import _GroupConvTransposeNd
 from .nn._group_norm import GroupBatchNorm2d, GroupBatchNorm3d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
 from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
+from .nn._steerable_conv3d import SteerableConv3d
 
 __all__ = ["export", "register_export"]
 
@@ -175,6 +178,30 @@ def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+@register_export(SteerableConv3d)
+def _export_steerable3d(m: SteerableConv3d, fiber: int | None) -> nn.Module:
+    w = m.weight
+    with torch.no_grad():
+        expanded = m.expanded_filter().detach().clone()
+    pad = m._pad
+    symmetric = pad[0::2] == pad[1::2]
+    mode: Any = m.padding_mode if symmetric else "zeros"
+    conv = nn.Conv3d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                     m.kernel_size, m.stride, (pad[4], pad[2], pad[0]) if symmetric else 0,
+                     m.dilation, m.groups, m.bias is not None, mode, device=w.device,
+                     dtype=w.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(expanded)
+        if m.bias is not None and conv.bias is not None:  # on the order-0 slot only
+            conv.bias.zero_()
+            conv.bias.view(m.out_channels, m.fiber_out)[:, 0] = m.bias.detach()
+    layers: list[nn.Module] = [] if m.in_max_order is None else [nn.Flatten(1, 2)]
+    if not symmetric:
+        layers.append(_PADS3[m.padding_mode](pad))
+    layers += [conv, nn.Unflatten(1, (m.out_channels, m.fiber_out))]
+    return nn.Sequential(*layers)
+
+
 @register_export(GroupBatchNorm3d)
 def _export_bn3d(m: GroupBatchNorm3d, fiber: int | None) -> nn.Module | None:
     if fiber is None:
@@ -257,10 +284,11 @@ def export(model: nn.Module) -> nn.Module:
         True
     """
     C.check_module(model, "model", "export")
-    convs = [m for m in model.modules() if isinstance(m, (_GroupConvNd, _GroupConv3dBase))]
+    convs = [m for m in model.modules()
+             if isinstance(m, (_GroupConvNd, _GroupConv3dBase, SteerableConv3d))]
     fibers = {m.fiber_out for m in convs}
     fiber = fibers.pop() if len(fibers) == 1 else None
-    volumes = any(isinstance(m, _GroupConv3dBase) for m in convs)
+    volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
     new = _convert(model, fiber, volumes)
     if new is not None:
         return new

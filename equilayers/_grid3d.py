@@ -134,12 +134,13 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
 def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
                  shifts: bool = True, search: int = 64) -> list[Finding]:
     """:func:`~equilayers.check_grid` on a volume input ``shape`` (``(B, C, D, H, W)`` or
-    ``(B, C, |G|, D, H, W)``) for a cube group (the other arguments already validated by
-    ``check_grid``)."""
-    if not isinstance(group, CubicGroup):
+    ``(B, C, |G|, D, H, W)``) for a cube group, or for SO(3)/O(3), whose exact elements are
+    their grid subgroup's (the other arguments already validated by ``check_grid``)."""
+    grid = group.grid_subgroup()
+    if not isinstance(grid, CubicGroup):
         raise ValueError(f"check_grid: group={group.name!r} acts on {group.spatial_dim} "
                          "spatial dims; the volume checks take the cube's groups 'o', 'oh', "
-                         "'c4z', 'd4z'")
+                         "'c4z', 'd4z' and 'so3', 'o3'")
     declared = getattr(model, "in_type", None)
     if isinstance(declared, FieldType) and len(shape) != declared.bind(group).tensor_ndim:
         nd = declared.bind(group).tensor_ndim
@@ -148,9 +149,9 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     if len(shape) < 5:
         raise ValueError(f"check_grid: {group.name} acts on volumes; input_shape={shape!r} "
                          "must be a full shape such as (1, 2, 9, 9, 9) (B, C, D, H, W)")
-    moved_dims, _ = grid_moves(group)
+    moved_dims, _ = grid_moves(grid)
     moved = {3 + d for d in moved_dims}  # -3 -> 0 (depth), -2 -> 1, -1 -> 2
-    pairs = _traded(group)
+    pairs = _traded(grid)
     size = tuple(shape[-3:])
     findings: list[Finding] = []
     unequal = [(a, b) for a, b in pairs if size[a] != size[b]]

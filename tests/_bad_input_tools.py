@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-from _bad_input import CALLABLE, CHOICE, DTYPE, FLOAT, GROUP, INT, OK, PAIR, Case, T
+from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAIR, Case, T
 from torch import nn
 
 import equilayers
@@ -23,6 +23,10 @@ _R90 = G.get("p4").elements()[1]
 _CYCLE = G.get("o").element([[0, 0, 1], [1, 0, 0], [0, 1, 0]])  # (z, x, y): moves all 3 dims
 ELEMENT = {"None": None, "0": 0, "str": "rot90", "other-group": G.get("d4").elements()[1]}
 ELEMENTS = {"0": 0, "empty": [], "bogus": ["a"], "out-of-range": [9]}
+#: A rotation matrix argument: not a matrix, not 3 x 3, not orthogonal.
+MATRIX = {"None": None, "0": 0, "str": "R", "2x2": [[1.0, 0.0], [0.0, 1.0]],
+          "scaled": [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]}
+_ROT3 = G.get("so3").matrix(G.get("so3").from_axis_angle([1.0, 2.0, 3.0], 0.4))
 SHIFTS = {"None": None, "0": 0, "1.5": (1.5, 0), "triple": (1, 1, 1), "str": "ab"}
 
 
@@ -97,6 +101,19 @@ GROUPS: list[Case] = [
          extra={"x:noncube": lambda d: {**d, "x": torch.randn(2, 3, 24, 3, 3, 4)}},
          variant="[o]"),
     Case(G.CubicGroup, dict(name="oh"), {"name": CHOICE}),
+    Case(G.SO3Group, dict(reflections=True), {"reflections": FLAG}),
+    Case(G.rotate3d, dict(matrix=_ROT3), {"matrix": MATRIX, "mode": CHOICE},
+         {"x": _img(2, 3, 5, 5, 5, ranks=(2,))}),
+    Case(G.spherical_harmonics, dict(max_order=2), {"max_order": INT},
+         {"points": T((5, 3), ranks=(0,))}, accept={"max_order": {"0": OK}}),
+    Case(G.wigner_d, dict(order=2, rotation=_ROT3), {"order": INT, "rotation": MATRIX},
+         accept={"order": {"0": OK}}),
+    Case(G.wigner_blocks, dict(max_order=2, rotation=_ROT3), {"max_order": INT,
+                                                               "rotation": MATRIX},
+         accept={"max_order": {"0": OK}}),
+    Case(G.clebsch_gordan, dict(l_out=1, order=1, l_in=1),
+         {"l_out": INT, "order": INT, "l_in": INT},
+         accept={"l_out": {"0": OK}, "order": {"0": OK}, "l_in": {"0": OK}}),
     Case(G.act_spatial, dict(g=_R90), {"g": ELEMENT, "mode": CHOICE},
          {"x": _img(2, 3, 5, 5, dtype_ok=True)}, extra=_NONSQUARE,
          accept={"g": {"other-group": OK}}),  # any element moves an image

@@ -99,6 +99,11 @@ ZOO: dict[str, ZooEntry] = {
                                  _x(2, 2, 5, 5, 5)),
     "GroupConv3d": ZooEntry(lambda: enn.GroupConv3d(2, 3, 3, padding=1, group="d4z"),
                             _x(2, 2, 8, 5, 5, 5)),
+    "SteerableConv3d": ZooEntry(lambda: enn.SteerableConv3d(2, 3, 3, padding=1, max_order=1),
+                                _x(2, 2, 5, 5, 5)),
+    "SteerableConv3d[harmonic]": ZooEntry(
+        lambda: enn.SteerableConv3d(2, 3, 3, padding=1, in_max_order=1, max_order=2,
+                                    group="o3"), _x(2, 2, 4, 5, 5, 5)),
     "GroupBatchNorm3d": ZooEntry(lambda: enn.GroupBatchNorm3d(3), _x(2, 3, 4, 3, 3, 3)),
     "GroupMaxPool3d": ZooEntry(lambda: enn.GroupMaxPool3d(2), _x(2, 3, 4, 4, 4, 4)),
     "GroupAvgPool3d": ZooEntry(lambda: enn.GroupAvgPool3d(3, 2, 1), _x(2, 3, 4, 5, 5, 5)),
@@ -124,6 +129,13 @@ ZOO: dict[str, ZooEntry] = {
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
     "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
+    "HarmonicBatchNorm[so3]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 1, group="so3"),
+                                       _x(2, 3, 4, 3, 3, 3)),
+    "NormPool[so3]": ZooEntry(lambda: enn.NormPool(1, group="so3"), _x(2, 3, 4, 3, 3, 3)),
+    "NormNonlinearity[so3]": ZooEntry(lambda: enn.NormNonlinearity(3, 1, group="so3"),
+                                      _x(2, 3, 4, 3, 3, 3)),
+    "GatedNonlinearity[o3]": ZooEntry(lambda: enn.GatedNonlinearity(1, group="o3"),
+                                      _x(2, 3, 4, 3, 3, 3)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
     # the steerable (harmonic) basis of the same two classes
     "LiftingConv2d[so2]": ZooEntry(

@@ -12,7 +12,16 @@ import math
 import pytest
 import torch
 
-from equilayers.groups import Group, PlanarGroup, act_spatial, flip, get, register_group, rot90
+from equilayers.groups import (
+    Group,
+    PlanarGroup,
+    SO3Group,
+    act_spatial,
+    flip,
+    get,
+    register_group,
+    rot90,
+)
 from equilayers.groups._group import is_signed_permutation
 from equilayers.groups._transforms import apply_grid_matrix
 
@@ -28,6 +37,12 @@ def sample(group: Group) -> list:
     """All elements of a finite group; grid elements and a few others of a continuous one."""
     if group.is_finite:
         return group.elements()
+    if isinstance(group, SO3Group):
+        inv = (False, True) if group.has_reflections else (False,)
+        return group.grid_elements()[::3] + [
+            group.from_axis_angle(axis, t, inversion=s)
+            for axis, t in (((1, 2, 3), 0.3), ((0, 0, 1), 1.0), ((1, -1, 0.5), 2.5))
+            for s in inv]
     flips = (False, True) if group.has_reflections else (False,)
     return group.grid_elements() + [group.element(t, s) for t in (0.3, 1.0, 2.5, 4.0)
                                     for s in flips]
@@ -90,6 +105,18 @@ def test_planar_interface(name):
     assert group.pixel_exact == (name in PIXEL_EXACT)
     assert group.has_reflections == name.startswith(("d", "o"))
     assert group.planar_params() == (group.rotation_order, group.has_reflections)
+
+
+@pytest.mark.parametrize("name", ["so3", "o3"])
+def test_so3_interface(name):
+    group = get(name)
+    assert isinstance(group, SO3Group) and group.spatial_dim == 3 and get(group.name) == group
+    assert matrix_problems(group) == []
+    assert grid_problems(group) == []
+    assert group.grid_subgroup() == get("oh" if name == "o3" else "o")
+    assert not group.pixel_exact and group.has_reflections == (name == "o3")
+    with pytest.raises(ValueError, match="not a planar group"):
+        group.planar_params()
 
 
 def test_pixel_exact_set():

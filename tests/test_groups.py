@@ -60,7 +60,7 @@ def test_continuous_groups():
         so2.elements()
 
 
-@pytest.mark.parametrize("bad", ["c0", "d0", "p5", "foo", "so3", "", "c-1", "c4m"])
+@pytest.mark.parametrize("bad", ["c0", "d0", "p5", "foo", "so4", "", "c-1", "c4m"])
 def test_unknown_name_lists_valid_forms(bad):
     with pytest.raises(ValueError, match="valid forms") as info:
         get(bad)

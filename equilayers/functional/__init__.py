@@ -83,6 +83,7 @@ from ._restrict import (
     restrict,
 )
 from ._steerable import steerable_basis
+from ._steerable3d import steerable_basis3d, steerable_conv3d
 from ._steerable_expand import expand_steerable
 
 __all__: list[str] = [
@@ -128,6 +129,8 @@ __all__: list[str] = [
     "polyphase_pool3d",
     "expand_steerable",
     "steerable_basis",
+    "steerable_basis3d",
+    "steerable_conv3d",
     "fiber_pool",
     "fiber_pose",
     "invariant_head",

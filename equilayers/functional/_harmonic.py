@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ..groups import GroupLike, get
+from . import _harmonic3d as H3
 from ._steerable_expand import expand_steerable
 
 __all__ = [
@@ -53,9 +55,11 @@ def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
     check_order(max_order, what)
     check_floating(x, what)
     if x.dim() != 5 or x.shape[2] != 2 * max_order + 1:
+        hint = ("; SO(3)/O(3) fields (B, C, (max_order+1)^2, D, H, W) need group='so3' or "
+                "'o3'" if x.dim() == 6 else "")
         raise ValueError(f"{what} expects a harmonic field (B, C, 2*max_order+1, H, W) = "
                          f"(B, C, {2 * max_order + 1}, H, W) for max_order={max_order}; got "
-                         f"shape {tuple(x.shape)}")
+                         f"shape {tuple(x.shape)}{hint}")
 
 
 def _check_function(function, what: str) -> None:
@@ -81,6 +85,20 @@ def _pair_sq(x: torch.Tensor) -> torch.Tensor:
     return (v * v).view(b, c, (f - 1) // 2, 2, h, w).sum(3)
 
 
+def _volume_fields(group: GroupLike | None, what: str) -> bool:
+    """Whether ``group`` names SO(3)/O(3) harmonic fields (the 3-D layout of
+    :mod:`._harmonic3d`); ``None`` and the planar groups keep the planar layout."""
+    if group is None:
+        return False
+    try:
+        grp = get(group)
+        grp.harmonic_size(0)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: group={group!r} has no harmonic fields ({e}); use None (any "
+                      "planar group), a planar group, 'so3' or 'o3'") from None
+    return grp.spatial_dim == 3
+
+
 def norm_nonlinearity(
     x: torch.Tensor,
     bias: torch.Tensor | None,
@@ -88,6 +106,8 @@ def norm_nonlinearity(
     function: Callable[[torch.Tensor], torch.Tensor] = F.relu,
     eps: float = 1e-6,
     order0: str = "function",
+    *,
+    group: GroupLike | None = None,
 ) -> torch.Tensor:
     """Norm nonlinearity: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|`` for orders m >= 1,
     and ``a_0 -> function(a_0 + b_0)`` (order 0 is a signed scalar, invariant by itself).
@@ -99,14 +119,18 @@ def norm_nonlinearity(
     ``a_0 -> sign(a_0) * function(|a_0| + b_0)`` (escnn's ``NormNonLinearity`` on a trivial
     field: both signs survive). A negative bias is a threshold: with ``function=relu``,
     magnitudes below ``-b`` are cut to 0 (:class:`~equilayers.nn.NormNonlinearity` starts at
-    ``b = -1`` on its norm fields).
+    ``b = -1`` on its norm fields). ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C,
+    (M+1)^2, D, H, W)``, the same map on the norm of each order's ``2l+1`` slots.
     """
     what = "norm_nonlinearity"
-    check_harmonic(x, max_order, what)
+    volume = _volume_fields(group, what)
     _check_function(function, what)
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-6")
     C.check_choice(order0, "order0", ORDER0, what, fix="'function': a_0 -> function(a_0 + b_0), "
                    "'norm': a_0 -> sign(a_0) function(|a_0| + b_0)")
+    if volume:
+        return H3.norm_nonlinearity3d(x, bias, max_order, function, eps, order0)
+    check_harmonic(x, max_order, what)
     c = x.shape[1]
     if bias is not None:
         C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
@@ -138,6 +162,8 @@ def gated_nonlinearity(
     max_order: int,
     function: Callable[[torch.Tensor], torch.Tensor] = F.relu,
     gates: str = "own",
+    *,
+    group: GroupLike | None = None,
 ) -> torch.Tensor:
     """Gated nonlinearity: ``v_m -> sigmoid(g) v_m`` (m >= 1) and ``a_0 -> function(a_0)``.
 
@@ -146,13 +172,17 @@ def gated_nonlinearity(
     ``GatedNonLinearity1`` default split): the first half of the fields are gate fields, of
     which only the invariant order-0 slot is read; gate field ``i`` gates field ``C + i``, and the
     gates are dropped: ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1, H, W)``. A gate is invariant, so
-    either way the map commutes with every rotation and flip of the fiber.
+    either way the map commutes with every rotation and flip of the fiber. ``group="so3"``/
+    ``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``.
     """
-    check_harmonic(x, max_order, "gated_nonlinearity")
+    volume = _volume_fields(group, "gated_nonlinearity")
     _check_function(function, "gated_nonlinearity")
     C.check_choice(gates, "gates", GATES, "gated_nonlinearity",
                    fix="'own': each field gated by its own a_0, 'first_half': the first C of 2C "
                    "fields are gates")
+    if volume:
+        return H3.gated_nonlinearity3d(x, max_order, function, gates)
+    check_harmonic(x, max_order, "gated_nonlinearity")
     if gates == "own":
         gate, y = x[:, :, :1], x
     else:
@@ -168,7 +198,8 @@ def gated_nonlinearity(
     return torch.cat([a0, torch.sigmoid(gate) * y[:, :, 1:]], dim=2)
 
 
-def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
+def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
+              ) -> torch.Tensor:
     """The magnitude of every order: ``(B, C, 2M+1, H, W) -> (B, C * (M + 1), H, W)``.
 
     Channel ``c * (M + 1) + m`` is ``|v_m|`` of field ``c`` (``|a_0|`` for order 0): a
@@ -176,8 +207,11 @@ def norm_pool(x: torch.Tensor, max_order: int) -> torch.Tensor:
     it spatially. Computed as ``(v * v)`` summed over each pair, then ``sqrt`` (faster on CPU
     than ``Tensor.norm`` over a middle dim); the gradient at an exactly zero magnitude is 0.
     float16/bfloat16 inputs are squared and summed in float32 (finite wherever
-    ``torch.linalg.vector_norm`` is), and the result cast back.
+    ``torch.linalg.vector_norm`` is), and the result cast back. ``group="so3"``/``"o3"``:
+    SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W) -> (B, C (M+1), D, H, W)``.
     """
+    if _volume_fields(group, "norm_pool"):
+        return H3.norm_pool3d(x, max_order)
     check_harmonic(x, max_order, "norm_pool")
     b, c, f, h, w = x.shape
     shape = (b, c * (max_order + 1), h, w)

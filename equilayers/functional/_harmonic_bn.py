@@ -1,11 +1,16 @@
-"""Batch normalization of harmonic fields ``(B, C, 2M+1, H, W)``."""
+"""Batch normalization of harmonic fields ``(B, C, 2M+1, H, W)`` (and of SO(3)/O(3) fields
+``(B, C, (M+1)^2, D, H, W)``, ``group="so3"``/``"o3"``)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from .. import _checks as C
-from ._harmonic import _low_precision, _pair_sq, check_harmonic
+from ..groups import GroupLike
+from . import _harmonic3d as H3
+from ._harmonic import _low_precision, _pair_sq, _volume_fields, check_harmonic
 
 __all__ = ["harmonic_batch_norm"]
 
@@ -49,6 +54,8 @@ def harmonic_batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    group: GroupLike | None = None,
 ) -> torch.Tensor:
     """Batch norm for harmonic fields.
 
@@ -65,10 +72,18 @@ def harmonic_batch_norm(
     and the running buffers keep their own dtype. Under ``torch.func`` transforms, training with
     running buffers raises (they would be written with transformed values): use eval mode or
     no running buffers there.
+
+    ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``; statistics over
+    ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``.
     """
     what = "harmonic_batch_norm"
-    check_harmonic(x, max_order, what)
-    b, c, f, h, w = x.shape
+    volume = _volume_fields(group, what)
+    if volume:
+        H3.check_harmonic3d(x, max_order, what)
+    else:
+        check_harmonic(x, max_order, what)
+    b, c, f = x.shape[:3]
+    space = tuple(range(3, x.dim()))  # (H, W), or (D, H, W)
     _check_stat(running_mean, "running_mean", (c,), x)
     _check_stat(running_var, "running_var", (c, max_order + 1), x)
     _check_stat(weight, "weight", (c, max_order + 1), x)
@@ -78,12 +93,19 @@ def harmonic_batch_norm(
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")
     low = _low_precision(x)
     ct = torch.float32 if low else x.dtype  # the dtype of the statistics and the scale
-    n = b * h * w
+    n = b * math.prod(x.shape[3:])
+    # the slots of each order m >= 1: 2 (planar pairs), 2l + 1 (SO(3))
+    sizes = torch.tensor([2 * m + 1 for m in range(1, max_order + 1)], device=x.device
+                         ) if volume else 2
     if training and n > 0:
         a0 = x[:, :, 0].to(ct)
-        var0, mean0 = torch.var_mean(a0, dim=(0, 2, 3), unbiased=False)
-        var_m = (_pair_sq(x).to(ct).mean(dim=(0, 3, 4)) / 2 if max_order
-                 else a0.new_zeros(c, 0))
+        var0, mean0 = torch.var_mean(a0, dim=(0, *[d - 1 for d in space]), unbiased=False)
+        if not max_order:
+            var_m = a0.new_zeros(c, 0)
+        elif volume:
+            var_m = H3._order_sq(x, max_order).to(ct).mean(dim=(0, *space)) / sizes
+        else:
+            var_m = _pair_sq(x).to(ct).mean(dim=(0, *space)) / 2
         if running_mean is not None and running_var is not None:
             if _wrapped(mean0) and not (_wrapped(running_mean) and _wrapped(running_var)):
                 raise RuntimeError(
@@ -112,13 +134,13 @@ def harmonic_batch_norm(
         scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt()  # (C, M+1)
     if weight is not None:
         scale = scale * weight.to(ct)
-    # per-slot scale: order 0 once, each order m twice; the shift sits on order 0 only
-    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(2, dim=1)], dim=1)
+    # per-slot scale: order 0 once, each order m on its slots; the shift sits on order 0 only
+    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(sizes, dim=1)], dim=1)
     shift0 = -mean0 * scale[:, 0]
     if bias is not None:
         shift0 = shift0 + bias.to(ct)
     shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
+    view = (1, c, f) + (1,) * len(space)
     if low:
-        return (x.to(ct) * slot[None, :, :, None, None]
-                + shift[None, :, :, None, None]).to(x.dtype)
-    return x * slot[None, :, :, None, None] + shift[None, :, :, None, None]
+        return (x.to(ct) * slot.view(view) + shift.view(view)).to(x.dtype)
+    return x * slot.view(view) + shift.view(view)

@@ -34,6 +34,8 @@ from .. import _checks as C
 from ._group import Element, Group
 from ._planar import GroupElement
 from ._registry import get
+from ._so3 import SO3Element, rotate3d
+from ._spherical import wigner_blocks
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
 from ._transforms import _check_spatial, apply_grid_ops, flip, grid_ops, int_rows, rotate
 
@@ -88,7 +90,7 @@ def fiber_size(group, rep: str, max_order: int | None = None) -> int:
         if max_order is None:
             raise ValueError(f"fiber_size: a harmonic fiber needs max_order >= 0; got "
                              f"max_order={max_order!r}")
-        return 2 * max_order + 1
+        return g.harmonic_size(max_order)
     return 1
 
 
@@ -107,6 +109,12 @@ def act_spatial(x: torch.Tensor, g: Element, *, mode: str = "bilinear") -> torch
     ops = _grid_ops_of(g)
     if ops is not None:  # an exact permutation of pixels, read off the element's matrix
         return apply_grid_ops(x, ops)
+    if isinstance(g, SO3Element):  # interpolated 3-D rotation (trilinear)
+        if mode == "bicubic":
+            raise ValueError(f"{what}: mode='bicubic' is for images; volumes rotate with "
+                             "mode='bilinear' (trilinear) or 'nearest'")
+        _check_spatial(x, what, floating=True)
+        return rotate3d(x, g.group.matrix(g), mode=mode)
     g = _planar_element(g, what)
     if g.reflection:
         x = flip(x)
@@ -136,10 +144,14 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
 
 def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> torch.Tensor:
-    """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber."""
-    g = _planar_element(_check_element(g, "harmonic_matrix"), "harmonic_matrix")
+    """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber (SO(3)/O(3):
+    the ``((M+1)^2, (M+1)^2)`` block-diagonal real Wigner-D matrix, :mod:`._spherical`)."""
+    _check_element(g, "harmonic_matrix")
     max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
+    if isinstance(g, SO3Element):
+        return wigner_blocks(max_order, g.group.matrix(g)).to(dtype=dtype, device=device)
+    g = _planar_element(g, "harmonic_matrix")
     size = 2 * max_order + 1
     rho = torch.zeros(size, size, dtype=torch.float64)
     rho[0, 0] = 1.0
@@ -183,11 +195,18 @@ def act_fiber(x: torch.Tensor, g: Element, rep: str, dim: int = 2) -> torch.Tens
                              f"F={size} in dim={dim} of shape {tuple(x.shape)}")
         perm = group.regular_permutation(g).to(x.device)
         return x.index_select(dim, perm)
-    if size % 2 == 0:
+    if isinstance(g, SO3Element):
+        order = math.isqrt(size) - 1
+        if (order + 1) ** 2 != size:
+            raise ValueError(f"a harmonic fiber of {g.group.name} has F = (max_order + 1)^2 "
+                             f"slots; got F={size} in dim={dim} of shape {tuple(x.shape)}")
+    elif size % 2 == 0:
         raise ValueError(f"a harmonic fiber has F = 2*max_order + 1 (odd) slots; got F={size} in "
                          f"dim={dim} of shape {tuple(x.shape)}")
+    else:
+        order = (size - 1) // 2
     C.check_tensor(x, "x", what)  # the harmonic action mixes slots: floating point
-    rho = harmonic_matrix(g, (size - 1) // 2, dtype=x.dtype, device=x.device)
+    rho = harmonic_matrix(g, order, dtype=x.dtype, device=x.device)
     return torch.movedim(torch.tensordot(rho, torch.movedim(x, dim, 0), dims=1), 0, dim)
 
 

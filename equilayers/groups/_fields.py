@@ -24,6 +24,7 @@ metrics read them instead of guessing a rep from the rank.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,8 @@ class FieldType:
     @classmethod
     def harmonic(cls, group: GroupLike | None = None, max_order: int | None = None, *,
                  spatial_dims: int | None = None) -> FieldType:
-        """Harmonic fields ``(B, C, 2M+1, H, W)`` of rotation orders ``0..M``."""
+        """Harmonic fields ``(B, C, 2M+1, H, W)`` of rotation orders ``0..M`` (SO(3)/O(3):
+        ``(B, C, (M+1)^2, D, H, W)``, :mod:`equilayers.groups._so3`)."""
         return cls(group, "harmonic", max_order, spatial_dims=spatial_dims)
 
     @classmethod
@@ -136,7 +138,11 @@ class FieldType:
         if self.rep == "regular":
             return None if self.group is None else int(self.group.order)
         if self.rep == "harmonic":
-            return None if self.max_order is None else 2 * self.max_order + 1
+            if self.max_order is None:
+                return None
+            if self.group is None:
+                return 2 * self.max_order + 1
+            return self.group.harmonic_size(self.max_order)
         if self.rep.startswith("quotient:"):
             if self.group is None:
                 return None
@@ -182,7 +188,13 @@ class FieldType:
                 raise ValueError(f"{where}: {name} must have F={want} slots in dim 2 "
                                  f"({self._fiber_words()}) for {self!r}; got shape "
                                  f"{tuple(x.shape)}")
-            if want is None and self.rep == "harmonic" and size % 2 == 0:
+            if want is None and self.rep == "harmonic" and self.group is not None and (
+                    self.group.spatial_dim == 3 and math.isqrt(size) ** 2 != size):
+                raise ValueError(f"{where}: {name} must have a square fiber F = "
+                                 f"(max_order+1)^2 in dim 2 for {self!r}; got shape "
+                                 f"{tuple(x.shape)}")
+            planar = self.group is None or self.group.spatial_dim == 2
+            if want is None and self.rep == "harmonic" and planar and size % 2 == 0:
                 raise ValueError(f"{where}: {name} must have an odd fiber F = 2*max_order+1 in "
                                  f"dim 2 for {self!r}; got shape {tuple(x.shape)}")
         return x
@@ -217,6 +229,8 @@ class FieldType:
         if self.rep == "regular":
             return f"|G| of {self.group.name}" if self.group is not None else "|G|"
         if self.rep == "harmonic":
+            if self.group is not None and self.group.spatial_dim == 3:
+                return f"(max_order+1)^2 for max_order={self.max_order}"
             return f"2*max_order+1 for max_order={self.max_order}"
         return f"|G|/|K| cosets of {self.rep.split(':', 1)[1]}"
 
@@ -282,7 +296,7 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
         max_order = _check_order(max_order, order_name, what, order_required)
         if grp is not None:
             try:
-                grp.planar_params()
+                grp.harmonic_size(0)
             except ValueError as e:
                 raise ValueError(f"{what}: group={grp.name!r} with rep='harmonic': {e}"
                                  ) from None

@@ -182,7 +182,15 @@ class Group(abc.ABC):
         """``(N, reflections)`` of a planar group (``N=None`` for SO(2)/O(2)): what the
         harmonic (Fourier) math of planar fields needs. Other groups raise ``ValueError``."""
         raise ValueError(f"{self.name} is not a planar group (cN, dN, so2, o2): harmonic "
-                         "fields and their Fourier transforms are defined for planar groups")
+                         "fields and their Fourier transforms are defined for planar groups "
+                         "(and, in 3-D, for so3 and o3)")
+
+    def harmonic_size(self, max_order: int) -> int:
+        """``F``, the slots of a harmonic fiber of rotation orders ``0 .. max_order``: ``2M+1``
+        for the planar groups (:meth:`planar_params`), ``(L+1)^2`` for SO(3)/O(3); groups
+        without harmonic fields raise ``ValueError``."""
+        self.planar_params()
+        return 2 * max_order + 1
 
     def _finite_elements(self, what: str) -> list[Any]:
         if not self.is_finite:

@@ -34,6 +34,7 @@ from .._cpu_cache import cpu_cache
 from ._group import Element, Group, GroupLike
 from ._planar import GroupElement, PlanarGroup
 from ._registry import get
+from ._so3 import SO3Group
 
 __all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
            "coset_index", "coset_permutation", "quotient_size", "parse_quotient"]
@@ -67,8 +68,13 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
 def _check_by_matrix(grp: Group, sub: Group, what: str) -> tuple[Group, Group]:
     """Groups of other families (the cube's): ``sub`` is a subgroup of ``grp`` when both act
     on the same space and every matrix of ``sub`` is one of ``grp``'s."""
-    ok = (grp.spatial_dim == sub.spatial_dim and grp.is_finite and sub.is_finite
-          and _matrices(sub) <= _matrices(grp))
+    if isinstance(grp, SO3Group):  # a finite group of 3-D rotations (and inversions)
+        ok = (grp.spatial_dim == sub.spatial_dim and (sub == grp or sub.is_finite and all(
+            grp.has_reflections or float(torch.linalg.det(sub.matrix(h))) > 0
+            for h in sub.elements())))
+    else:
+        ok = (grp.spatial_dim == sub.spatial_dim and grp.is_finite and sub.is_finite
+              and _matrices(sub) <= _matrices(grp))
     if not ok:
         raise ValueError(f"{what}: {sub.name} is not a subgroup of {grp.name} (subgroups of "
                          f"{grp.name} have the matrices of some of its elements, on the same "
@@ -90,6 +96,8 @@ def embed(h: Element, group: GroupLike) -> Element:
     for groups of other families, the same matrix)."""
     grp = get(group)
     check_subgroup(grp, h.group, "embed")
+    if isinstance(grp, SO3Group):
+        return grp.element(h.group.matrix(h))
     if not isinstance(grp, PlanarGroup):
         rows = _rows(h.group, h)
         return next(g for g in grp.elements() if _rows(grp, g) == rows)

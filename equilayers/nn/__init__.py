@@ -68,6 +68,7 @@ from ._restrict import (
     CosetPool,
     Restrict,
 )
+from ._steerable_conv3d import SteerableConv3d
 
 __all__: list[str] = [
     "BlurConv2d",
@@ -82,6 +83,7 @@ __all__: list[str] = [
     "LiftingConvTranspose2d",
     "GroupConv3d",
     "LiftingConv3d",
+    "SteerableConv3d",
     "ExpandedGroupConv2d",
     "GroupBatchNorm2d",
     "GroupBatchNorm3d",

@@ -45,12 +45,15 @@ def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:
     return C.check_choice(value, name, options, cls)
 
 
-def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels") -> None:
-    """``x`` is 5-D with ``channels`` fields (the fiber is checked by the functional)."""
+def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndim: int = 5
+           ) -> None:
+    """``x`` is 5-D (6-D: SO(3) fields) with ``channels`` fields (the fiber is checked by the
+    functional)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{cls} expects a tensor; got {type(x).__name__}")
-    if x.dim() != 5:
-        raise ValueError(f"{cls} expects a 5-D harmonic field (B, C, 2M+1, H, W); got shape "
+    if x.dim() != ndim:
+        layout = "(B, C, 2M+1, H, W)" if ndim == 5 else "(B, C, (M+1)^2, D, H, W)"
+        raise ValueError(f"{cls} expects a {ndim}-D harmonic field {layout}; got shape "
                          f"{tuple(x.shape)}")
     if x.shape[1] != channels:
         raise ValueError(f"{cls}({name}={channels}) expects C={channels} fields in dim 1; got "

@@ -13,7 +13,7 @@ from torch import nn
 from ..functional import _harmonic as H
 from ..functional import _harmonic_bn as HB
 from ..functional import _norm_max_pool as NMP
-from ..groups import FieldType
+from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
 from ._typed import Typed
@@ -53,8 +53,11 @@ class NormNonlinearity(Typed, nn.Module):
         order0: ``"function"`` (default) or ``"norm"``, see above.
         threshold: the initial cut ``-b`` of the norm fields (orders ``m >= 1``, and order 0
             when ``order0="norm"``); ``>= 0``.
+        group: ``None`` (default: harmonic fields of any planar group), a planar group, or
+            ``"so3"``/``"o3"`` for SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)`` (the norm of
+            each order's ``2l+1`` slots).
 
-    Shape: ``(B, C, 2M+1, H, W)`` -> same.
+    Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
     Equivariance: exact for every rotation and flip of the fiber (SO(2)/O(2) and subgroups):
     it only rescales each pair by a function of its magnitude.
@@ -64,14 +67,16 @@ class NormNonlinearity(Typed, nn.Module):
         torch.Size([1, 4, 5, 6, 6])
     """
 
+    group: Group | None  # set in __init__ (None: any planar group)
+
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
                  device=None, dtype=None, *, order0: str = "function",
-                 threshold: float = 1.0) -> None:
+                 threshold: float = 1.0, group: GroupLike | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.channels = C.positive_int(channels, "channels", name)
-        self.max_order = _harmonic(self, max_order, name, required=True)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
         self.function = C.function(function, name)
         C.flag(bias, "bias", name)
         self.order0 = C.choice(order0, "order0", name, H.ORDER0)
@@ -90,15 +95,16 @@ class NormNonlinearity(Typed, nn.Module):
                     self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C.fields(x, self.channels, type(self).__name__)
+        C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self))
         return H.norm_nonlinearity(x, self.bias, self.max_order, self.function,
-                                   order0=self.order0)
+                                   order0=self.order0, group=self.group)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, max_order={self.max_order}" + (
             "" if self.bias is not None else ", bias=False") + (
             "" if self.order0 == "function" else f", order0={self.order0!r}") + (
-            "" if self.threshold == 1.0 else f", threshold={self.threshold:g}")
+            "" if self.threshold == 1.0 else f", threshold={self.threshold:g}") + _group_repr(
+            self)
 
 
 class GatedNonlinearity(Typed, nn.Module):
@@ -115,9 +121,11 @@ class GatedNonlinearity(Typed, nn.Module):
         max_order: ``M``.
         function: applied to ``a_0`` of the gated fields (default ``F.relu``).
         gates: ``"own"`` or ``"first_half"``, see above.
+        group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
+            fields ``(B, C, (M+1)^2, D, H, W)``).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (``"own"``); ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1,
-    H, W)`` (``"first_half"``).
+    H, W)`` (``"first_half"``); SO(3): ``(M+1)^2`` slots and ``D, H, W``.
 
     Equivariance: exact (rotations and flips of the fiber).
 
@@ -126,21 +134,24 @@ class GatedNonlinearity(Typed, nn.Module):
         torch.Size([1, 4, 5, 6, 6])
     """
 
+    group: Group | None  # set in __init__ (None: any planar group)
+
     def __init__(self, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, *,
-                 gates: str = "own") -> None:
+                 gates: str = "own", group: GroupLike | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.max_order = _harmonic(self, max_order, name, required=True)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
         self.function = C.function(function, name)
         self.gates = C.choice(gates, "gates", name, H.GATES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return H.gated_nonlinearity(x, self.max_order, self.function, self.gates)
+        return H.gated_nonlinearity(x, self.max_order, self.function, self.gates,
+                                    group=self.group)
 
     def extra_repr(self) -> str:
         return f"max_order={self.max_order}" + (
-            "" if self.gates == "own" else f", gates={self.gates!r}")
+            "" if self.gates == "own" else f", gates={self.gates!r}") + _group_repr(self)
 
 
 class HarmonicBatchNorm(Typed, nn.Module):
@@ -157,8 +168,11 @@ class HarmonicBatchNorm(Typed, nn.Module):
         num_features: fields ``C``.
         max_order: ``M``.
         eps, momentum, affine, track_running_stats, device, dtype: as ``nn.BatchNorm3d``.
+        group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
+            fields ``(B, C, (M+1)^2, D, H, W)``: order ``l`` divided by ``sqrt(E|v_l|^2 /
+            (2l + 1) + eps)``, statistics over ``B, D, H, W``).
 
-    Shape: ``(B, C, 2M+1, H, W)`` -> same.
+    Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
     Equivariance: exact for every rotation and flip (train and eval mode).
 
@@ -174,14 +188,16 @@ class HarmonicBatchNorm(Typed, nn.Module):
     num_batches_tracked: torch.Tensor | None
     weight: nn.Parameter | None
     bias: nn.Parameter | None
+    group: Group | None  # set in __init__ (None: any planar group)
 
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None) -> None:
+                 track_running_stats: bool = True, device=None, dtype=None, *,
+                 group: GroupLike | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = C.positive_int(num_features, "num_features", name)
-        self.max_order = _harmonic(self, max_order, name, required=True)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
         self.eps = C.positive_float(eps, "eps", name)
         self.momentum = C.momentum(momentum, name)
         self.affine = C.flag(affine, "affine", name)
@@ -235,7 +251,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
                                       unexpected_keys, error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C.fields(x, self.num_features, type(self).__name__, "num_features")
+        C.fields(x, self.num_features, type(self).__name__, "num_features",
+                 ndim=3 + _spatial(self))
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
@@ -243,7 +260,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
             factor = 1.0 / (float(self.num_batches_tracked) + 1.0)
         use_batch = self.training or not self.track_running_stats
         y = HB.harmonic_batch_norm(x, self.max_order, self.running_mean, self.running_var,
-                                   self.weight, self.bias, use_batch, factor, self.eps)
+                                   self.weight, self.bias, use_batch, factor, self.eps,
+                                   group=self.group)
         if track:
             assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             self.num_batches_tracked.add_(1)
@@ -252,7 +270,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, max_order={self.max_order}, eps={self.eps}, "
                 f"momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + _group_repr(self))
 
 
 class NormPool(Typed, nn.Module):
@@ -264,6 +282,9 @@ class NormPool(Typed, nn.Module):
 
     Args:
         max_order: ``M``, or ``None`` to read it from the input.
+        group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
+            fields ``(B, C, (M+1)^2, D, H, W) -> (B, C (M+1), D, H, W)``; ``max_order``
+            required).
 
     Shape: ``(B, C, 2M+1, H, W) -> (B, C (M+1), H, W)``.
 
@@ -274,40 +295,69 @@ class NormPool(Typed, nn.Module):
         torch.Size([2, 9, 8, 8])
     """
 
+    group: Group | None  # set in __init__ (None: any planar group)
+
     out_type = FieldType.trivial()
 
-    def __init__(self, max_order: int | None = None) -> None:
+    def __init__(self, max_order: int | None = None, *, group: GroupLike | None = None) -> None:
         super().__init__()
-        self.max_order = _harmonic(self, max_order, type(self).__name__, output=False)
+        name = type(self).__name__
+        self.max_order = _harmonic(self, max_order, name, output=False, group=group,
+                                   required=group is not None and self._volume(group))
+        if self.group is not None and self.group.spatial_dim == 3:
+            self.out_type = FieldType.trivial(self.group)
+
+    @staticmethod
+    def _volume(group: GroupLike) -> bool:
+        return H._volume_fields(group, "NormPool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.group is not None and self.group.spatial_dim == 3:
+            assert self.max_order is not None  # required for SO(3) fields
+            return H.norm_pool(x, self.max_order, group=self.group)
         return H.norm_pool(x, _order_of(x, self.max_order, type(self).__name__))
 
     def extra_repr(self) -> str:
-        return "" if self.max_order is None else f"max_order={self.max_order}"
+        return ", ".join(([] if self.max_order is None else [f"max_order={self.max_order}"])
+                         + ([] if self.group is None else [f"group={self.group.name!r}"]))
 
 
 @overload
 def _harmonic(module: Typed, max_order, name: str, *, required: Literal[True],
-              output: bool = True) -> int: ...
+              output: bool = True, group: GroupLike | None = None) -> int: ...
 
 
 @overload
 def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
-              output: bool = True) -> int | None: ...
+              output: bool = True, group: GroupLike | None = None) -> int | None: ...
 
 
 def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
-              output: bool = True) -> int | None:
-    """Set ``module.in_type`` (and ``out_type``) to harmonic fields of ``max_order`` (any
-    planar group; ``None``: read from the input), validating it once; returns it."""
-    in_type = field_type(None, "harmonic", max_order, what=name, order_required=required)
+              output: bool = True, group: GroupLike | None = None) -> int | None:
+    """Set ``module.in_type`` (and ``out_type``) to harmonic fields of ``max_order`` (of
+    ``group``: ``None`` for any planar group; ``max_order=None``: read from the input),
+    validating both once, and ``module.group``; returns the order."""
+    if group is not None:
+        H._volume_fields(group, name)  # a group with harmonic fields, or a named error
+    in_type = field_type(group, "harmonic", max_order, what=name, order_required=required)
+    setattr(module, "group", in_type.group)  # noqa: B010  (the modules declare `group`)
     module.in_type = in_type
     if output:
         module.out_type = in_type
     # field_type(order_required=True) raised on a max_order of None
     assert in_type.max_order is not None or not required
     return in_type.max_order
+
+
+def _spatial(module) -> int:
+    """The spatial dims of the fields a harmonic module takes: 3 for SO(3)/O(3), else 2."""
+    group = getattr(module, "group", None)
+    return 3 if group is not None and group.spatial_dim == 3 else 2
+
+
+def _group_repr(module) -> str:
+    group = getattr(module, "group", None)
+    return "" if group is None else f", group={group.name!r}"
 
 
 def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:

@@ -7,7 +7,8 @@ For a map ``f`` with input rep ``rho_in`` and output rep ``rho_out``, the error 
 (Frobenius norms over the whole batch, in float64), and the reported error is the worst over
 the elements tested. Elements that do not map the pixel grid onto itself (e.g. 45 degrees) are
 handled as an approximate check: the input is Gaussian-smoothed, both sides are compared only
-inside the inscribed disk of the output, and the *interpolation floor*, the error of rotating
+inside the inscribed disk of the output (the inscribed ball, for SO(3)/O(3) on volumes, which
+rotate by trilinear interpolation), and the *interpolation floor*, the error of rotating
 ``f(x)`` forth and back, is reported next to the error.
 """
 
@@ -22,6 +23,7 @@ from .. import _checks as C
 from ..functional._gconv3d import triple
 from ..groups import Element, FieldType, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
+from ..groups._so3 import ball_mask, smooth3d
 from ..groups._subgroups import check_subgroup, embed
 from ._fields import act_on, resolve_field_type
 
@@ -166,8 +168,9 @@ def equivariance_report(
             field only when its ``F`` is ``|G|``, else this raises and asks for the argument.
         elements: the elements to test; default all elements of a finite group, the grid
             elements (multiples of 90 degrees, flips) of SO(2)/O(2).
-        smooth: Gaussian sigma (pixels) for the input when off-grid elements are tested.
-        margin: pixels inside the inscribed disk that off-grid comparisons ignore.
+        smooth: Gaussian sigma (pixels; voxels on volumes) for the input when off-grid
+            elements are tested.
+        margin: pixels inside the inscribed disk (ball) that off-grid comparisons ignore.
         in_group: the group acting on the input when it is larger than ``group`` (a map from
             ``in_group``'s fields to a subgroup's, e.g. :class:`~equilayers.nn.Restrict`):
             each tested element of ``group`` acts on the input as the element of
@@ -190,8 +193,9 @@ def equivariance_report(
     if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", what)
     approximate = any(not g.is_grid for g in els)
+    volume = grp.spatial_dim == 3
     if approximate and in_type.rep != "invariant":
-        x = gaussian_smooth(x, smooth)
+        x = smooth3d(x, smooth) if volume else gaussian_smooth(x, smooth)
     with torch.no_grad():
         y = f(x)
         if not isinstance(y, torch.Tensor):
@@ -208,8 +212,12 @@ def equivariance_report(
             mask = None
             floor = 0.0
             if not g.is_grid and out_type.rep != "invariant":
-                h, w = y.shape[-2:]
-                mask = disk_mask(h, w, margin, device=y.device)
+                if volume:  # SO(3)/O(3): the inscribed ball
+                    d, h, w = y.shape[-3:]
+                    mask = ball_mask(d, h, w, margin, device=y.device)
+                else:
+                    h, w = y.shape[-2:]
+                    mask = disk_mask(h, w, margin, device=y.device)
                 back = act_on(out_type, g.inverse(), gy)
                 floor = relative_error(back, y, mask)
             if y_g.shape != gy.shape:

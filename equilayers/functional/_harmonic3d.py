@@ -1,0 +1,113 @@
+"""Norm and gated nonlinearities and norm pooling of SO(3)/O(3) harmonic fields
+``(B, C, (L+1)^2, D, H, W)`` (order ``l`` in slots ``l^2 .. (l+1)^2 - 1``,
+:mod:`equilayers.groups._so3`): the 3-D layout of :mod:`._harmonic`'s maps, reached through
+their ``group=`` argument. A rotation acts on each order's ``2l + 1`` slots by an orthogonal
+Wigner-D matrix (and the inversion by ``(-1)^l``), so each map here acts on the norm
+``|v_l|`` of an order (or on the order-0 slot as a signed scalar) and commutes with both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .. import _checks as C
+
+__all__ = ["check_harmonic3d", "norm_nonlinearity3d", "gated_nonlinearity3d", "norm_pool3d"]
+
+
+def check_harmonic3d(x: torch.Tensor, max_order: int, what: str) -> None:
+    """``x`` is a floating ``(B, C, (L+1)^2, D, H, W)`` harmonic field of SO(3)/O(3)."""
+    C.check_int(max_order, "max_order", what, minimum=0, fix="fiber (max_order+1)^2")
+    C.check_tensor(x, "x", what)
+    f = (max_order + 1) ** 2
+    if x.dim() != 6 or x.shape[2] != f:
+        raise ValueError(f"{what} expects an SO(3) harmonic field (B, C, (max_order+1)^2, D, H, "
+                         f"W) = (B, C, {f}, D, H, W) for max_order={max_order}; got shape "
+                         f"{tuple(x.shape)}")
+
+
+def _order_sq(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """``(B, C, L, D, H, W)``: ``|v_l|^2`` for orders ``1 .. L`` (float32 for half inputs)."""
+    v = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return torch.stack([v[:, :, l * l:(l + 1) ** 2].square().sum(2)
+                        for l in range(1, max_order + 1)], dim=2)
+
+
+def _per_slot(t: torch.Tensor, max_order: int) -> torch.Tensor:
+    """``(B, C, L, ...)`` per order ``1 .. L`` -> ``(B, C, (L+1)^2 - 1, ...)`` per slot."""
+    reps = torch.tensor([2 * l + 1 for l in range(1, max_order + 1)], device=t.device)
+    return t.repeat_interleave(reps, dim=2)
+
+
+def norm_nonlinearity3d(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    max_order: int,
+    function: Callable[[torch.Tensor], torch.Tensor],
+    eps: float = 1e-6,
+    order0: str = "function",
+) -> torch.Tensor:
+    """``v_l -> v_l function(|v_l| + b_l) / |v_l|`` (``l >= 1``, ``|v_l| = sqrt(sum v^2 +
+    eps)``), ``a_0 -> function(a_0 + b_0)`` (or ``sign(a_0) function(|a_0| + b_0)`` with
+    ``order0="norm"``); ``bias`` ``(C, L + 1)`` or ``None``."""
+    what = "norm_nonlinearity"
+    check_harmonic3d(x, max_order, what)
+    c = x.shape[1]
+    if bias is not None:
+        C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
+        if tuple(bias.shape) != (c, max_order + 1):
+            raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
+                             f"for x of shape {tuple(x.shape)}; got {tuple(bias.shape)}")
+    view = (1, c, 1, 1, 1, 1)
+    a0 = x[:, :, :1]
+    b0 = None if bias is None else bias[:, 0].view(view)
+    if order0 == "norm":
+        out0 = torch.sign(a0) * function(a0.abs() if b0 is None else a0.abs() + b0)
+    else:
+        out0 = function(a0 if b0 is None else a0 + b0)
+    if max_order == 0:
+        return out0
+    norm = (_order_sq(x, max_order) + eps).sqrt().to(x.dtype)  # (B, C, L, D, H, W)
+    arg = norm if bias is None else norm + bias[:, 1:].reshape(1, c, max_order, 1, 1, 1)
+    scale = _per_slot(function(arg) / norm, max_order)
+    return torch.cat([out0, x[:, :, 1:] * scale], dim=2)
+
+
+def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
+                         function: Callable[[torch.Tensor], torch.Tensor],
+                         gates: str = "own") -> torch.Tensor:
+    """``v_l -> sigmoid(g) v_l`` (``l >= 1``), ``a_0 -> function(a_0)``; the gate ``g`` is the
+    field's own ``a_0`` (``"own"``) or that of gate field ``i`` for field ``C + i``
+    (``"first_half"``, the gates dropped)."""
+    what = "gated_nonlinearity"
+    check_harmonic3d(x, max_order, what)
+    if gates == "own":
+        gate, y = x[:, :, :1], x
+    else:
+        c = x.shape[1]
+        if c % 2:
+            raise ValueError(f"{what}(gates='first_half') expects an even number of fields (C "
+                             f"gate fields, then the C gated fields); got C={c} in shape "
+                             f"{tuple(x.shape)}")
+        gate, y = x[:, : c // 2, :1], x[:, c // 2:]
+    a0 = function(y[:, :, :1])
+    if max_order == 0:
+        return a0
+    return torch.cat([a0, torch.sigmoid(gate) * y[:, :, 1:]], dim=2)
+
+
+def norm_pool3d(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """``(B, C, (L+1)^2, D, H, W) -> (B, C (L+1), D, H, W)``: channel ``c (L+1) + l`` is
+    ``|v_l|`` of field ``c`` (``|a_0|`` for order 0), invariant to the fiber action; the
+    gradient at an exactly zero norm is 0."""
+    check_harmonic3d(x, max_order, "norm_pool")
+    b, c = x.shape[:2]
+    a0 = x[:, :, :1].abs()
+    if max_order == 0:
+        return a0.reshape(b, c, *x.shape[3:])
+    sq = _order_sq(x, max_order)
+    pos = sq > 0
+    norms = torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0).to(x.dtype)
+    return torch.cat([a0, norms], dim=2).reshape(b, c * (max_order + 1), *x.shape[3:])

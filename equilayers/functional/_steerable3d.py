@@ -1,0 +1,281 @@
+"""Steerable filters on voxels for SO(3) and O(3) (Weiler et al. 2018, "3D Steerable CNNs"):
+the kernel basis and the convolution with it.
+
+A filter is sampled on the ``k x k x k`` grid at offsets ``q = (x, y, z)`` with ``x = w - c``,
+``y = c - h``, ``z = d - c`` (``c = k // 2``; the volume's axes, :mod:`equilayers.groups._cubic`).
+A map from harmonic fields of orders ``0 .. L_in`` to orders ``0 .. L_out``
+(:mod:`equilayers.groups._so3`: ``(L + 1)^2`` slots) has one block per pair of orders
+``l_in -> l_out``, and the block's basis functions are
+
+    K_{i, J}(q) = exp(-(|q| - r_i)^2 / (2 sigma_i^2)) sum_m Q[:, m, :] Y_J^m(q / |q|),
+    Q = Q^{l_out, J, l_in}
+
+(a Gaussian shell of radius ``r_i`` times the real spherical harmonics of order ``J`` coupled
+by the real Clebsch-Gordan tensor, :mod:`equilayers.groups._spherical`), for ``|l_in - l_out|
+<= J <= l_in + l_out`` and ``J <= cap_i``, the shell's frequency cutoff; O(3) keeps only ``J =
+l_in + l_out (mod 2)`` (the parity of order ``l`` is ``(-1)^l``). Every such function obeys the
+kernel constraint ``K(R q) = D_out(R) K(q) D_in(R)^T`` for every rotation (and the inversion)
+as a continuous function, since ``Y_J(R u) = D_J(R) Y_J(u)`` and ``Q`` intertwines; on the grid
+the 24 (48) symmetries of the cube permute the sampling points, so the sampled filters obey it
+exactly there. At the centre (``r = 0``) only ``J = 0`` is sampled (the direction is undefined).
+
+The shells, their widths and their caps are the planar basis settings
+(:mod:`._basis_settings`, escnn's ``sigma`` / ``frequencies_cutoff`` / ``rings``): rings
+``0, 1, .., k // 2`` (escnn's ``R3Conv`` default), widths 0.6 (0.4 on the last ring, 0.005 at
+the centre: the centre voxel alone) and caps 0 at the centre, ``floor(r + 1)`` inside and at
+most 2 on the outer shell, which for ``k <= 7`` are escnn's 3-D default caps
+(``min(2 r, k // 2 - r + 2)``): higher orders alias on small shells. Each function is
+normalised to Frobenius norm ``sqrt(2 l_out + 1)`` (the planar convs' ``sqrt(d_out)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .. import _checks as C
+from .._cpu_cache import cpu_cache
+from ..groups import GroupLike, get
+from ..groups._so3 import SO3Group
+from ..groups._spherical import clebsch_gordan, spherical_harmonics
+from . import _gconv3d as G3
+from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
+
+__all__ = ["steerable_basis3d", "steerable_conv3d"]
+
+_CPU = torch.device("cpu")
+
+
+def check_so3_group(group: GroupLike, what: str) -> SO3Group:
+    """The group, or an error naming ``group`` and the groups steerable 3-D filters take."""
+    try:
+        grp = get(group)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: group={group!r} is not a group ({e}); steerable 3-D filters "
+                      "take 'so3' or 'o3'") from None
+    if not isinstance(grp, SO3Group):
+        hint = ("use GroupConv3d/LiftingConv3d for the cube's groups" if grp.spatial_dim == 3
+                else "use LiftingConv2d/GroupConv2d for planar groups")
+        raise ValueError(f"{what}: group={grp.name!r} has no SO(3) harmonic fields; steerable "
+                         f"3-D filters take 'so3' or 'o3' ({hint})")
+    return grp
+
+
+def check_kernel_size3d(kernel_size, what: str) -> int:
+    """An odd ``k >= 1`` (an int, or three equal ints): a centred cubic filter."""
+    if isinstance(kernel_size, (tuple, list)):
+        ks = G3.triple(kernel_size, "kernel_size", what, minimum=1)
+        if len(set(ks)) != 1:
+            raise ValueError(f"{what}: kernel_size={kernel_size!r} must be cubic (k, k, k): "
+                             "rotations move the kernel's axes into each other")
+        kernel_size = ks[0]
+    k = C.check_int(kernel_size, "kernel_size", what, minimum=1, fix="an odd k (a centred filter)")
+    if k % 2 == 0:
+        raise ValueError(f"{what}: kernel_size={k} must be odd (a centred filter: the "
+                         "rotations turn the filter about its centre voxel); use k - 1 or k + 1")
+    return k
+
+
+def _offsets(k: int) -> torch.Tensor:
+    """``(k, k, k, 3)`` offsets ``(x, y, z)`` of the voxels ``[d, h, w]`` from the centre."""
+    c = k // 2
+    i = torch.arange(k, dtype=torch.float64, device=_CPU)
+    d, h, w = torch.meshgrid(i, i, i, indexing="ij")
+    return torch.stack([w - c, c - h, d - c], dim=-1)
+
+
+def _blocks(grp: SO3Group, m_in: int, m_out: int, spec: BasisSpec):
+    """``(l_out, l_in, ring, J)`` of every basis function, in the basis order."""
+    out = []
+    for lo in range(m_out + 1):
+        for li in range(m_in + 1):
+            for i, (radius, _, cap) in enumerate(spec):
+                top = min(lo + li, cap if radius > 0 else 0)
+                for j in range(abs(lo - li), top + 1):
+                    if grp.has_reflections and (j + lo + li) % 2:
+                        continue
+                    out.append((lo, li, i, j))
+    return out
+
+
+@cpu_cache(maxsize=128)
+def basis3d_cached(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(basis, l_out, l_in)``: the float64 CPU basis ``(nb, F_out, F_in, k, k, k)``, unit
+    Frobenius norm per element, and the orders of each element's block (``(nb,)`` int64).
+    Functions that vanish on the grid are left out. Callers copy before handing out."""
+    spec = default_spec(k) if spec is None else spec
+    q = _offsets(k)
+    r = q.norm(dim=-1)
+    top = max([j for *_, j in _blocks(grp, m_in, m_out, spec)], default=0)
+    harmonics = spherical_harmonics(top, q)  # (k, k, k, (top + 1)^2); 0 at the centre, J > 0
+    f_out, f_in = (m_out + 1) ** 2, (m_in + 1) ** 2
+    radials = [torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma)) for radius, sigma, _ in spec]
+    off_centre = (r != 0).double()
+    blocks, orders_out, orders_in = [], [], []
+    for lo, li, i, j in _blocks(grp, m_in, m_out, spec):
+        radial = radials[i] * off_centre if j > 0 else radials[i]
+        cg = clebsch_gordan(lo, j, li)  # (2 lo + 1, 2 J + 1, 2 li + 1)
+        block = torch.einsum("amb,xyzm->abxyz", cg, harmonics[..., j * j:(j + 1) ** 2]) * radial
+        norm = float(block.norm())
+        if norm < 1e-9:
+            continue
+        blocks.append(block / norm)
+        orders_out.append(lo)
+        orders_in.append(li)
+    basis = torch.zeros(len(blocks), f_out, f_in, k, k, k, dtype=torch.float64, device=_CPU)
+    for e, (block, lo, li) in enumerate(zip(blocks, orders_out, orders_in, strict=True)):
+        basis[e, lo * lo:(lo + 1) ** 2, li * li:(li + 1) ** 2] = block
+    return (basis, torch.tensor(orders_out, dtype=torch.long, device=_CPU),
+            torch.tensor(orders_in, dtype=torch.long, device=_CPU))
+
+
+@cpu_cache(maxsize=128)
+def scaled_basis3d(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
+                   ) -> torch.Tensor:
+    """:func:`basis3d_cached`'s basis with element norms ``sqrt(2 l_out + 1)`` (the layers'
+    parametrization), float64 CPU; callers copy."""
+    basis, lo, _ = basis3d_cached(grp, m_in, m_out, k, spec)
+    return basis * (2 * lo + 1).double().sqrt().view(-1, 1, 1, 1, 1, 1)
+
+
+def _order(value, name: str, what: str, optional: bool) -> int | None:
+    if value is None and optional:
+        return None
+    return C.check_int(value, name, what, minimum=0,
+                       fix="a rotation order L >= 0 ((L+1)^2 slots)"
+                       + ("; or None for a volume (B, C, D, H, W)" if optional else ""))
+
+
+def steerable_basis3d(
+    group: GroupLike,
+    kernel_size: int,
+    *,
+    in_order: int | None = None,
+    out_order: int = 1,
+    sigma: float | Sequence[float] | None = None,
+    frequencies_cutoff: Cutoff | None = None,
+    rings: Sequence[float] | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The steerable filter basis from SO(3)/O(3) harmonic fields of orders ``0 ..
+    in_order`` (or volumes, ``in_order=None``) to orders ``0 .. out_order``.
+
+    Every element ``B[j]`` is a ``(F_out, F_in, k, k, k)`` filter (``F = (L + 1)^2``; ``F_in =
+    1`` for volumes) that obeys ``K(R q) = D_out(R) K(q) D_in(R)^T`` for every rotation of the
+    group (exactly on the grid for the cube's 24 / 48 symmetries), built from Gaussian shells,
+    real spherical harmonics and Clebsch-Gordan coefficients (module docstring of
+    :mod:`equilayers.functional._steerable3d`), with Frobenius norm ``sqrt(2 l_out + 1)``.
+    The float64 basis is computed once per arguments and cached; a fresh tensor is returned.
+
+    Args:
+        group: ``"so3"`` or ``"o3"``.
+        kernel_size: odd ``k`` (an int or three equal ints).
+        in_order: ``L_in``, or ``None`` for volumes (one slot: the same basis as ``0``).
+        out_order: ``L_out``.
+        sigma, frequencies_cutoff, rings: the shells, as the planar ``steerable_basis``
+            (:mod:`equilayers.functional._basis_settings`); the cap bounds ``J``.
+        dtype, device: of the result (default: torch's default dtype, CPU).
+
+    Returns:
+        ``(num_basis, (L_out + 1)^2, F_in, k, k, k)``.
+
+    Example:
+        >>> steerable_basis3d("so3", 3, in_order=1, out_order=1).shape
+        torch.Size([8, 4, 4, 3, 3, 3])
+    """
+    what = "steerable_basis3d"
+    grp = check_so3_group(group, what)
+    k = check_kernel_size3d(kernel_size, what)
+    m_in = _order(in_order, "in_order", what, True)
+    m_out = _order(out_order, "out_order", what, False)
+    assert m_out is not None  # not optional
+    C.check_float_dtype(dtype, "dtype", what)
+    spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
+    return scaled_basis3d(grp, m_in or 0, m_out, k, spec).to(
+        dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
+
+
+def expand_steerable3d(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``(C_out, C_in // groups, nb)`` x ``(nb, F_out, F_in, k, k, k)`` -> the dense
+    ``F.conv3d`` filter ``(C_out * F_out, C_in // groups * F_in, k, k, k)``, fields major."""
+    c_out, c_in, nb = weight.shape
+    _, f_out, f_in, kd, kh, kw = basis.shape
+    filt = (weight.reshape(c_out * c_in, nb) @ basis.reshape(nb, -1)).reshape(
+        c_out, c_in, f_out, f_in, kd, kh, kw)
+    return filt.transpose(1, 2).reshape(c_out * f_out, c_in * f_in, kd, kh, kw)
+
+
+def harmonic_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``y`` ``(B, C, F, ...)`` with ``bias`` ``(C,)`` added to slot 0 (order 0) only."""
+    if bias is None:
+        return y
+    shape = (1, -1, 1) + (1,) * (y.dim() - 3)
+    return torch.cat([y[:, :, :1] + bias.view(shape), y[:, :, 1:]], dim=2)
+
+
+def steerable_conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    basis: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Convolution with filters in a steerable 3-D basis: one ``F.conv3d`` with the expanded
+    filter (the functional twin of :class:`~equilayers.nn.SteerableConv3d`).
+
+    Args:
+        x: ``(B, C_in, D, H, W)`` (``F_in = 1``) or ``(B, C_in, F_in, D, H, W)``.
+        weight: ``(C_out, C_in // groups, num_basis)``.
+        basis: ``(num_basis, F_out, F_in, k, k, k)`` from :func:`steerable_basis3d`.
+        bias: ``(C_out,)``, added to slot 0 (order 0, invariant) only.
+        stride, padding, dilation, groups, padding_mode: as ``F.conv3d`` / ``nn.Conv3d``
+            (``padding`` also ``"same"``/``"valid"``).
+
+    Shape: ``(B, C_out, F_out, D', H', W')``, ``n' = floor((n + 2 p - d (k - 1) - 1) / s) + 1``.
+
+    Example:
+        >>> basis = steerable_basis3d("so3", 3, out_order=1)
+        >>> w = torch.randn(4, 2, basis.shape[0])
+        >>> steerable_conv3d(torch.randn(1, 2, 5, 5, 5), w, basis, padding=1).shape
+        torch.Size([1, 4, 4, 5, 5, 5])
+    """
+    what = "steerable_conv3d"
+    C.check_tensor(x, "x", what, floating=False)
+    C.check_tensor(weight, "weight", what, ndim=3, layout="(C_out, C_in // groups, num_basis)")
+    C.check_tensor(basis, "basis", what, ndim=6, layout="(num_basis, F_out, F_in, k, k, k)")
+    G3.triple(stride, "stride", what, minimum=1)
+    G3.triple(dilation, "dilation", what, minimum=1)
+    groups = C.check_int(groups, "groups", what, minimum=1)
+    C.check_padding_mode(padding_mode, "padding_mode", what, G3.PADDING_MODES)
+    nb, f_out, f_in, k = basis.shape[0], basis.shape[1], basis.shape[2], basis.shape[-1]
+    if weight.shape[-1] != nb:
+        raise ValueError(f"{what}: weight {tuple(weight.shape)} must have num_basis={nb} "
+                         f"coefficients in its last dim (basis {tuple(basis.shape)})")
+    if len(set(basis.shape[-3:])) != 1:
+        raise ValueError(f"{what}: basis must have a cubic kernel k x k x k; got shape "
+                         f"{tuple(basis.shape)}")
+    if weight.shape[0] % groups:
+        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
+                         f"shape {tuple(weight.shape)})")
+    c_in = weight.shape[1] * groups
+    if x.dim() == 5 and f_in == 1:
+        x = x.unsqueeze(2)
+    if x.dim() != 6 or x.shape[1] != c_in or x.shape[2] != f_in:
+        raise ValueError(f"{what}: x must be (B, C_in, F_in, D, H, W) = (B, {c_in}, {f_in}, D, "
+                         f"H, W) for weight {tuple(weight.shape)} (groups={groups}) and basis "
+                         f"{tuple(basis.shape)}" + (" (or (B, C_in, D, H, W) volumes)"
+                                                    if f_in == 1 else "")
+                         + f"; got shape {tuple(x.shape)}")
+    C.check_tensor(x, "x", what)  # floating point
+    C.check_bias(bias, (weight.shape[0],), what)
+    pad = G3.resolve_padding3d(padding, k, dilation, what)
+    y = G3.conv3d_expanded(x, expand_steerable3d(weight, basis), None, f_out, stride, pad,
+                           dilation, groups, padding_mode, what=what)
+    return harmonic_bias(y, bias)

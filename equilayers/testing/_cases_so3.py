@@ -1,0 +1,77 @@
+"""Steerable SO(3)/O(3) convs on voxels: lifting and harmonic -> harmonic ``SteerableConv3d``
+x group x option over the cube's 24 (48) symmetries composed with the Wigner-D action, a small
+stack, and negative controls (a plain ``nn.Conv3d`` read as harmonic fields, a basis with one
+Clebsch-Gordan slice of the wrong sign)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..groups import FieldType
+from ..nn import SteerableConv3d
+from ._case import Case
+from ._cases_gconv import _seeded
+
+
+def _conv(g, c_in=2, k=3, **kw):
+    kw.setdefault("padding", 1)
+    return _seeded(lambda: SteerableConv3d(c_in, 2, k, group=g, **kw))
+
+
+class _WrongSignSteerableConv3d(SteerableConv3d):
+    """A negative control: the basis of one order-1 -> order-1 coupling through the order-2
+    harmonics has one output row of the wrong sign (no longer an intertwiner)."""
+
+    def _fill_derived(self, device: torch.device) -> None:
+        super()._fill_derived(device)
+        if self.filter_basis.numel() == 0:
+            return
+        _, lo, li = self._cached()
+        picks = [i for i in range(len(lo)) if int(lo[i]) == 1 and int(li[i]) == 1]
+        j = picks[-1]  # the last 1 -> 1 element: the outer shell's order-2 coupling
+        with torch.no_grad():
+            self.filter_basis[j, 1] = -self.filter_basis[j, 1]
+
+
+class _AsFields(nn.Sequential):
+    """A plain ``nn.Conv3d`` whose output channels are read as SO(3) fields of orders 0, 1."""
+
+    in_type = FieldType.trivial("so3")
+    out_type = FieldType.harmonic("so3", 1)
+
+    def __init__(self) -> None:
+        super().__init__(nn.Conv3d(2, 2 * 4, 3, padding=1), nn.Unflatten(1, (2, 4)))
+
+
+def _cases_for(g: str) -> list[Case]:
+    vol, f1, f2 = (2, 2, 5, 5, 5), (2, 2, 4, 5, 5, 5), (2, 2, 9, 7, 7, 7)
+    p = f"so3/{g}"
+    return [
+        Case(f"{p}/lifting-L1", _conv(g, max_order=1), vol, g),
+        Case(f"{p}/lifting-L2-k5", _conv(g, max_order=2, k=5, padding=2), (2, 2, 7, 7, 7), g),
+        Case(f"{p}/harmonic-L1-L1", _conv(g, in_max_order=1, max_order=1), f1, g),
+        Case(f"{p}/harmonic-L2-L1-stride2", _conv(g, in_max_order=2, max_order=1, stride=2),
+             f2, g),
+        Case(f"{p}/harmonic-L1-L2-circular", _conv(g, in_max_order=1, max_order=2,
+                                                   padding_mode="circular"), f1, g),
+    ]
+
+
+def _stack():
+    return _seeded(lambda: nn.Sequential(
+        SteerableConv3d(2, 3, 3, padding=1, max_order=1),
+        SteerableConv3d(3, 2, 3, padding=1, in_max_order=1, max_order=2),
+        SteerableConv3d(2, 2, 3, stride=2, padding=1, in_max_order=2, max_order=0),
+    ))
+
+
+CASES = [c for g in ("so3", "o3") for c in _cases_for(g)] + [
+    Case("so3/so3/stack-stride", _stack(), (2, 2, 7, 7, 7), "so3"),
+    # Negative controls: each must fail the harness.
+    Case("so3/so3/plain-conv3d-fails", _seeded(_AsFields), (2, 2, 5, 5, 5), "so3",
+         expect="fail"),
+    Case("so3/so3/wrong-sign-cg-fails", _seeded(lambda: _WrongSignSteerableConv3d(
+        2, 2, 3, padding=1, in_max_order=1, max_order=1)), (2, 2, 4, 5, 5, 5), "so3",
+         expect="fail"),
+]
