@@ -16,19 +16,24 @@ multiple of 8). Per-pixel consistency (mASSC-style: the share of pixels whose pr
 is unchanged once the transform is undone) on the rotated scenes: ``rot90`` (mean over 90, 180,
 270 degrees) and ``shift`` (circular shifts by random offsets, none a multiple of 8).
 
-Models (depth 3, circular padding; the p4m U-Net of width ``REF_WIDTH`` = 4 in the full run,
-the others of the integer widths whose parameter counts are the nearest to its): a plain
-U-Net (``group=None``, 2 x 2 max pools, nearest upsampling: the original U-Net's sampling),
-an anti-aliased plain U-Net (``down="blur"``), p4 and p4m U-Nets (``down="blur"``); in
-``--quick`` mode also a p4m U-Net with adaptive polyphase sampling (``down="polyphase"``,
-1.5x the p4m U-Net's training time).
+Models (depth 3, circular padding; the p4m U-Net in the harmonic basis at width ``REF_WIDTH``
+= 5 in the full run, the others of the integer widths whose parameter counts are the nearest
+to its): a plain U-Net (``group=None``, 2 x 2 max pools, nearest upsampling: the original
+U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), p4 and p4m U-Nets
+(``down="blur"``, ``basis="harmonic"``), and the p4m U-Net in the pixel basis; in ``--quick``
+mode also a p4m U-Net with adaptive polyphase sampling (``down="polyphase"``, 1.5x the p4m
+U-Net's training time). With escnn installed (the peers venv), the same max-pool p4m U-Net
+built with equilayers and with escnn (``R2Conv``, ``InnerBatchNorm``, ``PointwiseMaxPool2D``,
+``R2Upsampling``; escnn's 3 x 3 basis is the harmonic one, so both have the same parameters).
 Training: Adam (lr 3e-3), batch 8, per-pixel cross-entropy with the background weighted 0.2
 (it covers about 90% of the pixels), 800 scenes x 5 epochs (500 steps), one thread. (The
 first recorded run used a p4m width of 2, about 61k parameters, and 10 epochs: on a held-out
 split of the training scenes its p4m U-Net found the digits but gave every digit pixel the
 same class, the ten digit logits constant over the digit pixels to 0.01-0.03, and stayed
 there for 900 steps; a flip-only ``d1`` U-Net at that parameter count and the p4m U-Net at
-width 4 did not. Init scale, batch norm train/eval and the gradients were measured sound.)
+width 4 did not. Init scale, batch norm train/eval and the gradients were measured sound.
+The pixel-basis p4m U-Net at width 4 still ended there on 1 seed of 3; on that seed, escnn's
+p4m U-Net of the same architecture, and ours in the harmonic basis, learned the classes.)
 
 Run: ``python -m benchmarks --family segmentation [--quick] [--seeds 3]``. Results:
 ``benchmarks/results/cpu-segmentation[-quick].{json,md}``.
@@ -36,6 +41,7 @@ Run: ``python -m benchmarks --family segmentation [--quick] [--seeds 3]``. Resul
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import statistics
 import time
@@ -148,6 +154,62 @@ def matched_width(group: str | None, down: str, target: int, basis: str | None =
                key=lambda w: abs(n_params(_unet(group, w, down, basis)) - target))
 
 
+def _escnn_unet(group: str, width: int) -> nn.Module:
+    """The p4/p4m U-Net with max pools built with escnn (``down="max"``'s architecture:
+    ``R2Conv`` 3 x 3 circular, ``InnerBatchNorm``, ``ReLU``; ``PointwiseMaxPool2D(2)``,
+    ``R2Upsampling`` nearest, skip by ``tensor_directsum``; ``1 x 1`` ``R2Conv`` to
+    ``CLASSES`` regular fields and ``GroupPooling``). escnn's basis for 3 x 3 filters is its
+    default (band-limited rings), so the parameter count differs from ours at equal width."""
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    gs = (gspaces.flipRot2dOnR2(N=4) if group == "p4m" else gspaces.rot2dOnR2(N=4))
+
+    def regular(c):
+        return enn.FieldType(gs, c * [gs.regular_repr])
+
+    def double(t_in, c):
+        t = regular(c)
+        return enn.SequentialModule(
+            enn.R2Conv(t_in, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True),
+            enn.R2Conv(t, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True))
+
+    class EscnnUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = [width * 2**lv for lv in range(DEPTH + 1)]
+            self.in_type = enn.FieldType(gs, [gs.trivial_repr])
+            self.encoder = nn.ModuleList(
+                [double(self.in_type, widths[0])]
+                + [double(regular(widths[lv - 1]), widths[lv]) for lv in range(1, DEPTH + 1)])
+            self.down = nn.ModuleList(enn.PointwiseMaxPool2D(regular(widths[lv]), 2)
+                                      for lv in range(DEPTH))
+            self.up = nn.ModuleList(enn.R2Upsampling(regular(widths[lv + 1]), 2, mode="nearest")
+                                    for lv in range(DEPTH))
+            self.decoder = nn.ModuleList(
+                double(regular(widths[lv]) + regular(widths[lv + 1]), widths[lv])
+                for lv in range(DEPTH))
+            self.head = enn.R2Conv(regular(widths[0]), regular(CLASSES), 1)
+            self.pool = enn.GroupPooling(regular(CLASSES))
+
+        def forward(self, x):
+            h = enn.GeometricTensor(x, self.in_type)
+            skips = []
+            for level, block in enumerate(self.encoder):
+                if level:
+                    h = self.down[level - 1](h)
+                h = block(h)
+                skips.append(h)
+            for level in reversed(range(DEPTH)):
+                h = self.decoder[level](enn.tensor_directsum([skips[level],
+                                                              self.up[level](h)]))
+            return self.pool(self.head(h)).tensor
+
+    return EscnnUNet()
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -155,8 +217,11 @@ class Model:
     down: str
     width: int
     basis: str | None = None
+    library: str = "equilayers"
 
     def build(self) -> nn.Module:
+        if self.library == "escnn":
+            return _escnn_unet(self.group or "p4m", self.width)
         return _unet(self.group, self.width, self.down, self.basis)
 
 
@@ -177,6 +242,9 @@ def models(quick: bool) -> list[Model]:
         is_ref = g == "p4m" and d == "blur" and basis == "harmonic"
         out.append(Model(name, g, d, ref if is_ref else matched_width(g, d, target, basis),
                          basis))
+    if importlib.util.find_spec("escnn") is not None:  # the same architecture in both
+        out += [Model("p4m U-Net, max pool (equilayers)", "p4m", "max", ref, "harmonic"),
+                Model("p4m U-Net, max pool (escnn)", "p4m", "max", ref, None, "escnn")]
     return out
 
 
