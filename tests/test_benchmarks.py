@@ -181,7 +181,8 @@ def test_accuracy_family_models_train_and_report(tmp_path):
 def test_segmentation_family_models_train_and_report(tmp_path):
     """The segmentation family's pieces on a toy budget: scenes and labels line up, every model
     builds, trains a step and is measured; the table has one row per model (the real run:
-    python -m benchmarks --family segmentation, about 16 minutes)."""
+    python -m benchmarks --family segmentation, about 40 minutes on one
+    thread, the two escnn rows only where escnn is installed)."""
     sys.path.insert(0, str(ROOT))
     try:
         from benchmarks import bench_segmentation as seg
