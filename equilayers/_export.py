@@ -155,8 +155,12 @@ _PADS3 = {"zeros": nn.ZeroPad3d, "reflect": nn.ReflectionPad3d,
           "replicate": nn.ReplicationPad3d, "circular": nn.CircularPad3d}
 
 
-@register_export(_GroupConv3dBase)
-def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
+def _dense_conv3d(m: _GroupConv3dBase | SteerableConv3d, slot_bias: torch.Tensor | None,
+                  fiber_in: bool) -> nn.Module:
+    """A 3-D group or steerable conv as one ``nn.Conv3d`` on the flattened fibers: the
+    expanded filter, ``slot_bias`` per output slot, the padding inside the conv when it is the
+    same on both sides (else an explicit ``nn.*Pad3d`` first); ``fiber_in``: the input has a
+    fiber to flatten (not a plain volume)."""
     w = m.weight
     with torch.no_grad():
         expanded = m.expanded_filter().detach().clone()
@@ -169,37 +173,29 @@ def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
                      dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
-        if m.bias is not None and conv.bias is not None:
-            conv.bias.copy_(m.bias.detach().repeat_interleave(m.fiber_out))
-    layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
+        if slot_bias is not None and conv.bias is not None:
+            conv.bias.copy_(slot_bias)
+    layers: list[nn.Module] = [nn.Flatten(1, 2)] if fiber_in else []
     if not symmetric:
         layers.append(_PADS3[m.padding_mode](pad))
     layers += [conv, nn.Unflatten(1, (m.out_channels, m.fiber_out))]
     return nn.Sequential(*layers)
+
+
+@register_export(_GroupConv3dBase)
+def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
+    bias = None if m.bias is None else m.bias.detach().repeat_interleave(m.fiber_out)
+    return _dense_conv3d(m, bias, fiber_in=not m.lifting)
 
 
 @register_export(SteerableConv3d)
 def _export_steerable3d(m: SteerableConv3d, fiber: int | None) -> nn.Module:
-    w = m.weight
-    with torch.no_grad():
-        expanded = m.expanded_filter().detach().clone()
-    pad = m._pad
-    symmetric = pad[0::2] == pad[1::2]
-    mode: Any = m.padding_mode if symmetric else "zeros"
-    conv = nn.Conv3d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
-                     m.kernel_size, m.stride, (pad[4], pad[2], pad[0]) if symmetric else 0,
-                     m.dilation, m.groups, m.bias is not None, mode, device=w.device,
-                     dtype=w.dtype)
-    with torch.no_grad():
-        conv.weight.copy_(expanded)
-        if m.bias is not None and conv.bias is not None:  # on the order-0 slot only
-            conv.bias.zero_()
-            conv.bias.view(m.out_channels, m.fiber_out)[:, 0] = m.bias.detach()
-    layers: list[nn.Module] = [] if m.in_max_order is None else [nn.Flatten(1, 2)]
-    if not symmetric:
-        layers.append(_PADS3[m.padding_mode](pad))
-    layers += [conv, nn.Unflatten(1, (m.out_channels, m.fiber_out))]
-    return nn.Sequential(*layers)
+    bias = None
+    if m.bias is not None:  # on the order-0 slot of each field only
+        bias = m.bias.new_zeros(m.out_channels, m.fiber_out)
+        bias[:, 0] = m.bias.detach()
+        bias = bias.flatten()
+    return _dense_conv3d(m, bias, fiber_in=m.in_max_order is not None)
 
 
 @register_export(GroupBatchNorm3d)
