@@ -43,6 +43,10 @@ The rule, checked in this order (the first that applies decides):
    windows, and a compiler fuses the reference itself).
 7. Otherwise -> ``"reference"``.
 
+:func:`dispatch` remembers the route of a call it has seen, keyed by everything rules 4-7
+read (see ``_route``: nothing but the description of the call, the switches, the ops and the
+table's entry, each checked on every hit); :func:`choose` and :func:`explain` decide afresh.
+
 Nothing here imports Triton (nor ``torch._dynamo``). Under ``torch.compile`` the choice is
 traced like any Python code, so it is made at compile time: after changing a switch, call
 ``torch.compiler.reset()`` before relying on a compiled function to follow it.
@@ -54,13 +58,14 @@ import contextlib
 import importlib.util
 import os
 import threading
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _checks as C
-from ._layout import measured_choice
+from . import _layout_table, _registry
+from ._layout import measured_choice, pass_of, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
 __all__ = ["Choice", "choose", "dispatch", "explain", "functorch_active", "kernel_support",
@@ -184,7 +189,8 @@ class Choice(NamedTuple):
     reason: str
 
 
-def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
+def _switched() -> Choice | None:
+    """The switches that force the reference whatever the call (rules 1-3), or ``None``."""
     if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
         return Choice("reference", None, "EQUILAYERS_DISABLE_TRITON=1 is set")
     if getattr(_state, "force_reference", 0):
@@ -192,6 +198,92 @@ def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     if functorch_active():
         return Choice("reference", None, "inside a torch.func transform, which "
                       "differentiates and batches the plain-PyTorch reference")
+    return None
+
+
+def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
+    switched = _switched()
+    return switched if switched is not None else _decide(op_name, x, kwargs)
+
+
+# --- the route's memo (dispatch only) ------------------------------------------------------------
+# Which callable runs a call (rules 4-7) is a pure function of the call's description (op
+# name; x's device, dtype, shape, strides and whether autograd records it; the keyword
+# arguments), of the switches read per call (a forced fast path, the Triton interpreter's
+# variables, triton being installed where it matters), of the registered ops and of the name
+# the measured layout table's entry for the call picks. The memo is keyed by the first two;
+# it holds the ops and the table by identity, and any change of them (a registration, a
+# removal, a monkeypatched op or table) empties it before the next lookup; each hit compares
+# the name the table's entry picks now with the one the decision read. So an entry can never
+# route a call it was not computed for. Calls with an argument that is not a plain scalar,
+# and traced calls, are decided afresh; :func:`choose` and :func:`explain` always are (their
+# reasons quote the table's times).
+_MEMO_SIZE = 1024
+_PLAIN = (int, bool, float, str, type(None))
+#: key -> ((path, fast path), the callable, the table key read or None, the name it picked)
+_memo: dict[tuple, tuple[tuple[str, str | None], Callable[..., Any], tuple | None,
+                         str | None]] = {}
+_memo_world: list[tuple] = [()]
+
+
+def _world() -> tuple:
+    return (_layout_table.MEASURED, *_registry._OPS.values())
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(p is q for p, q in zip(a, b, strict=True))
+
+
+def _picked(table_key: tuple | None) -> str | None:
+    """The name the table's entry under ``table_key`` picks (``None`` where there is none)."""
+    entry = _layout_table.MEASURED.get(table_key) if table_key is not None else None
+    return None if entry is None else entry[0]
+
+
+def _route(op: KernelOp, x: torch.Tensor,
+           kwargs: dict) -> tuple[tuple[str, str | None], Callable[..., Any]]:
+    """``((path, fast path), the callable that runs it)`` for a call of a table op that the
+    switches leave to rules 4-7, from the memo where it can be."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or not all(type(v) in _PLAIN for v in kwargs.values())):
+        # a tuple, a list, a tensor...: decide afresh (True == 1 and 2.0 == 2 would share a
+        # key, so every value's exact type is part of the key and only plain scalars qualify)
+        choice = _decide(op.name, x, kwargs)
+        return (choice.path, choice.fast_path), _fn(op, x, choice)
+    device = x.device
+    interpret = _interpret_enabled()
+    key = (op.name, device, x.dtype, x.shape, x.stride(), pass_of(x),
+           tuple((k, type(v), v) for k, v in kwargs.items()),
+           getattr(_state, "fast_path", None), interpret,
+           triton_available() if device.type == "cuda" or interpret else None)
+    world = _world()
+    if not _same(world, _memo_world[0]):
+        _memo.clear()
+        _memo_world[0] = world
+    hit = _memo.get(key)
+    if hit is not None and _picked(hit[2]) == hit[3]:
+        return hit[0], hit[1]
+    if len(_memo) >= _MEMO_SIZE:
+        _memo.clear()
+    tkey = table_key(op, x, kwargs) if op.fast.get(device.type) else None
+    seen = _picked(tkey)
+    choice = _decide(op.name, x, kwargs)
+    path, fn = (choice.path, choice.fast_path), _fn(op, x, choice)
+    _memo[key] = (path, fn, tkey, seen)
+    return path, fn
+
+
+def _fn(op: KernelOp, x: torch.Tensor, choice: Choice) -> Callable[..., Any]:
+    if choice.path == "triton":
+        assert op.triton is not None  # _decide takes "triton" only for an op with a kernel
+        return op.triton
+    if choice.path == "fast":
+        return next(p.fn for p in op.fast[x.device.type] if p.name == choice.fast_path)
+    return op.reference
+
+
+def _decide(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
+    """Rules 4-7 (the switches of rules 1-3 already passed)."""
     op = get_op(op_name)
     bad = _invalid(op, x, kwargs)
     if bad is not None:
@@ -325,11 +417,6 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
         raise ValueError(f"dispatch: op_name={op_name!r} must be an op of the kernel table "
                          f"(equilayers.kernels._op_table); got an unknown name. The table "
                          f"has kernels for {kernel_ops()}")
-    path, fast_path, _ = choose(op_name, x, **kwargs)
-    if path == "triton":
-        assert op.triton is not None  # choose takes "triton" only for an op with a kernel
-        return op.triton(x, **kwargs)
-    if path == "fast":
-        fast = next(p for p in op.fast[x.device.type] if p.name == fast_path)
-        return fast.fn(x, **kwargs)
-    return op.reference(x, **kwargs)
+    if not isinstance(x, torch.Tensor) or _switched() is not None:
+        return op.reference(x, **kwargs)
+    return _route(op, x, kwargs)[1](x, **kwargs)
