@@ -181,7 +181,7 @@ class _GroupConvNd(Typed, _ExactConvMixin):
             w: torch.Tensor = self.weight
             if self._fourier_axis:
                 w = G.from_fourier(w, self.group_basis)
-            return w.reshape(-1)[self.expansion_index]
+            return G.gather_expanded(w, self.expansion_index)
         if self.out_rep == "regular":
             if self.lifting:
                 return SE.expand_regular(self.weight, self.filter_basis,
