@@ -231,3 +231,56 @@ def test_accuracy_model_search_holds_out_training_digits():
         assert 40_000 <= params <= 46_000, (m.arch, params)
     with pytest.raises(ValueError, match="split must be"):
         acc.run(True, ROOT, split="train")
+
+
+def test_tetris_data_is_the_classic_set_and_rotates_exactly():
+    """The tetris family's data: the enumerated polycubes of 4 cubes are the 8 classic shapes
+    (5 cubes: 29), rotations are Haar-drawn rotation matrices, and rendering a shape under
+    the cube's 24 rotation matrices gives exactly the 24 ``act`` turns of the upright volume
+    (so the rendered rotation is a rotation of the volume)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import _polycubes as P
+    finally:
+        sys.path.remove(str(ROOT))
+    four = P.polycubes(4)
+    assert len(four) == 8 and len(P.polycubes(5)) == 29
+    assert sorted(min(i for i, s in enumerate(four) if P.same_up_to_rotation(t, s))
+                  for t in P.TETRIS) == list(range(8))  # one class each: chirality kept
+    assert not P.same_up_to_rotation(P.TETRIS[0], P.TETRIS[1])
+    r = P.random_rotations(6, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3, dtype=r.dtype).expand_as(r))
+    torch.testing.assert_close(torch.linalg.det(r), torch.ones(6, dtype=r.dtype))
+    cube = torch.tensor(P._cube_matrices(), dtype=torch.float64)
+    upright = P.render(P.TETRIS[0], torch.eye(3, dtype=torch.float64)[None], 9, 1.5)
+    rendered = P.render(P.TETRIS[0], cube, 9, 1.5)
+    d = torch.cdist(P.cube_turns(upright).flatten(1), rendered.flatten(1))
+    assert float(d.min(1).values.max()) < 1e-5 and float(d.min(0).values.max()) < 1e-5
+    assert abs(float(upright.sum()) / (4 * 1.5**3) - 1) < 0.15  # four cubes of 1.5^3 voxels
+
+
+def test_tetris_family_quick_runs_and_reports(tmp_path):
+    """``python -m benchmarks --family tetris --quick``'s path (tetris task, 1 seed, 10
+    steps): every model trains and is tested; the octahedral and SO(3) models are exactly
+    invariant to the cube's rotations on the grid, so their accuracy under them is their
+    upright accuracy; the parameter counts are matched."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_tetris as tet
+    finally:
+        sys.path.remove(str(ROOT))
+    with seeded_rng(0):
+        results = tet.run(True, tmp_path, progress=False)
+    assert [r["model"] for r in results] == list(tet.BUILDERS)
+    data = json.loads((tmp_path / "cpu-tetris-quick.json").read_text())
+    assert data["meta"]["quick"] and len(data["results"]) == 3
+    params = [r["params"] for r in results]
+    assert max(params) / min(params) < 1.35, params
+    for r in results:
+        assert 0.0 <= r["random"] <= 1.0 and r["train_s"] > 0
+        if r["model"] != "plain 3-D CNN":
+            assert r["cube"] == r["upright"], r
+    table = (tmp_path / "cpu-tetris-quick.md").read_text()
+    assert table.count("\n| tetris |") == 3
+    with pytest.raises(ValueError, match="task must be one of"):
+        tet.dataset("tetrominoes")

@@ -1,0 +1,330 @@
+"""Tetris family: 3-D shapes trained in one orientation and tested under random 3-D rotations;
+a plain 3-D CNN against an octahedral (``"o"``, voxel filters) and an SO(3) steerable model of
+about the same parameter count; accuracy, mean and spread over seeds.
+
+Data (procedural, ``benchmarks/_polycubes.py``, fixed seeds): polycubes rendered with soft
+edges on an ``11^3`` grid, rotated about their centroid, 2 voxels per cube (pentacubes: the
+scale at which every orientation fits the grid's inscribed ball). Tasks:
+
+- ``tetris``: the classic protocol of Thomas et al. (2018): eight shapes of four cubes (two of
+  them mirror images), each seen once, upright and centred (8 training volumes); tested
+  upright, under the cube's 24 rotations (exact voxel permutations, ``equilayers.groups.act``:
+  the sanity row, where the octahedral and SO(3) models equal their upright accuracy) and
+  under 32 uniformly random rotations per shape.
+- ``pentacubes``: the harder variant: the 29 polycubes of five cubes (mirror images distinct),
+  Gaussian voxel noise (``NOISE``) and a random shift of up to a voxel per axis on every
+  volume, two upright copies per shape to train on, tested upright and under 8 random
+  rotations per shape.
+- ``pentacubes, rotation-trained`` (not in the default run; ``--filter rotation-trained``):
+  the same shapes trained under random rotations (augmentation, the plain CNN's best case)
+  and tested upright and under other random rotations.
+
+Per task: :data:`STEPS`, :data:`BATCH`, :data:`COPIES`, :data:`TEST_ROTATIONS`.
+
+Models (three 3 x 3 x 3 convolutions, the second at stride 2 (11 -> 6: exact on the grid for
+the cube's rotations), batch norm, then an invariant pooling, ``BatchNorm1d`` on the pooled
+features and a linear layer): ``plain`` ``nn.Conv3d`` / ``nn.BatchNorm3d`` / ReLU, global mean;
+``octahedral`` ``LiftingConv3d`` / ``GroupConv3d`` (``group="o"``) / ``GroupBatchNorm3d`` /
+ReLU, ``GroupPool("max")`` over the 24 slots, global mean; ``SO(3)`` ``SteerableConv3d``
+(``group="so3"``, fields of orders 0..1) / ``HarmonicBatchNorm`` / ``NormNonlinearity``,
+``NormPool``, global mean. The widths: the octahedral model at ``REF_WIDTH`` fields, the others
+at the widths whose parameter counts are the nearest to its. Training: Adam (lr ``LR``, cosine
+decay to 0), cross-entropy, one thread; the batch-norm statistics
+re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before testing in eval
+mode.
+
+Run: ``python -m benchmarks --family tetris [--quick] [--seeds 3] [--filter TASK]``. Results:
+``benchmarks/results/cpu-tetris[-quick].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _polycubes as P
+from ._core import run_study, write_study
+
+FAMILY = "tetris"
+SIZE = 11  # the grid: odd, so the stride-2 conv is exact for the cube's rotations (11 -> 6)
+NOISE = 0.1  # the pentacubes' Gaussian voxel noise (the shapes are 0..1)
+LR = 3e-3
+# per task: training steps, batch, training copies per shape, random test rotations per shape
+STEPS = {"tetris": 150, "pentacubes": 150, "pentacubes, rotation-trained": 300}
+BATCH = {"tetris": 8, "pentacubes": 16, "pentacubes, rotation-trained": 16}
+COPIES = {"tetris": 1, "pentacubes": 2, "pentacubes, rotation-trained": 8}
+TEST_ROTATIONS = {"tetris": 32, "pentacubes": 8, "pentacubes, rotation-trained": 8}
+#: The tasks of the default run (about 10 minutes on one thread); the rotation-trained one
+#: runs when named (``--filter rotation-trained``).
+DEFAULT_TASKS = ("tetris", "pentacubes")
+REF_WIDTH = 2  # the octahedral model's fields (x 24 slots); the others are matched to it
+MAX_ORDER = 1  # the SO(3) model's fields: orders 0..1 (4 slots)
+
+
+# ------------------------------------------------------------------------------------- data
+def _copies(shapes, rotations_per_shape: int, gen: torch.Generator, *, rotated: bool,
+            shift: float, noise: float, size: int, scale: float):
+    """``rotations_per_shape`` volumes of every shape (upright or uniformly rotated, shifted
+    by up to ``shift`` voxels per axis, plus Gaussian ``noise``) and their labels."""
+    xs = []
+    n = rotations_per_shape
+    for s in shapes:
+        rot = (P.random_rotations(n, gen) if rotated
+               else torch.eye(3, dtype=torch.float64).expand(n, 3, 3))
+        shifts = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * 2 - 1) * shift
+        xs.append(P.render(s, rot, size, scale, shifts=shifts))
+    x = torch.cat(xs)
+    if noise:
+        x = x + noise * torch.randn(x.shape, generator=gen)
+    return x, torch.arange(len(shapes)).repeat_interleave(n)
+
+
+def dataset(task: str, *, copies: int | None = None, test_rotations: int | None = None,
+            seed: int = 0, size: int = SIZE) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The training set and the test conditions of ``task`` (``"tetris"``, ``"pentacubes"``
+    or ``"pentacubes, rotation-trained"``), deterministic in ``seed``: ``{"train": (x, y),
+    "upright": ..., "cube": ... (tetris), "random": ...}``, ``x`` ``(N, 1, size, size, size)``.
+    ``copies`` (training volumes per shape) and ``test_rotations`` (random rotations per
+    shape) default to the task's (:data:`COPIES`, :data:`TEST_ROTATIONS`).
+
+    ``tetris`` is the classic protocol: each shape once, upright and centred, no noise.
+    The pentacube tasks add noise and shift every volume by up to a voxel per axis."""
+    if task not in STEPS:
+        raise ValueError(f"task must be one of {sorted(STEPS)}; got {task!r}")
+    copies = COPIES[task] if copies is None else copies
+    test_rotations = TEST_ROTATIONS[task] if test_rotations is None else test_rotations
+    gen = torch.Generator().manual_seed(seed)
+    tetris = task == "tetris"
+    shapes = P.TETRIS if tetris else P.polycubes(5)
+    scale = P.fit_scale(shapes, size)
+    kw = {"gen": gen, "shift": 0.0 if tetris else 1.0, "noise": 0.0 if tetris else NOISE,
+          "size": size, "scale": scale}
+    out = {"train": _copies(shapes, copies, rotated=task.endswith("rotation-trained"), **kw),
+           "upright": _copies(shapes, 1 if tetris else copies, rotated=False, **kw),
+           "random": _copies(shapes, test_rotations, rotated=True, **kw)}
+    if tetris:
+        out["cube"] = (P.cube_turns(out["upright"][0]), out["upright"][1].repeat(24))
+    return out
+
+
+# ----------------------------------------------------------------------------------- models
+def plain_cnn(width: int, classes: int) -> nn.Module:
+    """Three ``nn.Conv3d`` (k3; the second at stride 2), batch norm, ReLU, global mean."""
+    return nn.Sequential(
+        nn.Conv3d(1, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
+        nn.Conv3d(width, width, 3, stride=2, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
+        nn.Conv3d(width, 2 * width, 3, padding=1), nn.BatchNorm3d(2 * width), nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(2 * width),
+        nn.Linear(2 * width, classes))
+
+
+def octahedral_cnn(width: int, classes: int) -> nn.Module:
+    """The same with regular fields of the cube's 24 rotations (``group="o"``, voxel filters),
+    the max over the 24 slots, then the global mean: exactly O-invariant on the grid."""
+    from equilayers.nn import GroupBatchNorm3d, GroupConv3d, GroupPool, LiftingConv3d
+
+    return nn.Sequential(
+        LiftingConv3d(1, width, 3, padding=1, group="o"), GroupBatchNorm3d(width), nn.ReLU(),
+        GroupConv3d(width, width, 3, stride=2, padding=1, group="o"), GroupBatchNorm3d(width),
+        nn.ReLU(),
+        GroupConv3d(width, 2 * width, 3, padding=1, group="o"), GroupBatchNorm3d(2 * width),
+        nn.ReLU(),
+        GroupPool("max"), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(2 * width),
+        nn.Linear(2 * width, classes))
+
+
+def so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
+    """The same with SO(3) harmonic fields of orders ``0..max_order`` (``SteerableConv3d``),
+    harmonic batch norm, norm-ReLU; the norm of every order, then the global mean:
+    O-invariant exactly on the grid, other rotations approximately."""
+    from equilayers.nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
+
+    L = max_order
+
+    def block(c_in, c_out, stride, lin):
+        return [SteerableConv3d(c_in, c_out, 3, stride=stride, padding=1, group="so3",
+                                in_max_order=lin, max_order=L),
+                HarmonicBatchNorm(c_out, L, group="so3"), NormNonlinearity(c_out, L, group="so3")]
+
+    features = 2 * width * (L + 1)
+    return nn.Sequential(*block(1, width, 1, None), *block(width, width, 2, L),
+                         *block(width, 2 * width, 1, L), NormPool(L, group="so3"),
+                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
+                         nn.Linear(features, classes))
+
+
+BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn, "SO(3) steerable": so3_cnn}
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def matched_width(name: str, target: int, classes: int) -> int:
+    """The width of ``BUILDERS[name]`` whose parameter count is nearest ``target`` (the
+    counts grow with the width: the search stops at the first one above)."""
+    counts = {}
+    for w in range(1, 257):
+        counts[w] = n_params(BUILDERS[name](w, classes))
+        if counts[w] >= target:
+            break
+    return min(counts, key=lambda w: abs(counts[w] - target))
+
+
+@dataclass(frozen=True)
+class Row:
+    task: str
+    model: str
+    width: int
+    classes: int
+
+    def build(self) -> nn.Module:
+        return BUILDERS[self.model](self.width, self.classes)
+
+
+def rows(tasks, ref_width: int = REF_WIDTH) -> list[Row]:
+    """Every (task, model) row, widths matched to the octahedral model's parameter count."""
+    out = []
+    for task in tasks:
+        classes = len(P.TETRIS) if task == "tetris" else len(P.polycubes(5))
+        target = n_params(octahedral_cnn(ref_width, classes))
+        for name in BUILDERS:
+            width = ref_width if name == "octahedral (O)" else matched_width(name, target,
+                                                                             classes)
+            out.append(Row(task, name, width, classes))
+    return out
+
+
+# -------------------------------------------------------------------------------- training
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 64) -> float:
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float((pred == y).float().mean())
+
+
+def train_and_test(model: nn.Module, data: dict, *, steps: int, seed: int, lr: float = LR,
+                   batch: int = 16, tick: Callable[[], None] = lambda: None) -> dict:
+    """Adam with cosine decay for ``steps`` steps on ``data["train"]``, batch-norm statistics
+    re-estimated on it, then the accuracy on every test condition in eval mode."""
+    from equilayers import recalibrate_batch_norm
+
+    x_tr, y_tr = data["train"]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    t0 = time.perf_counter()
+    model.train()
+    done = 0
+    while done < steps:
+        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
+            if done == steps:
+                break
+            if len(idx) < 2:  # BatchNorm1d needs two samples
+                continue
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+            sched.step()
+            done += 1
+            tick()
+    seconds = time.perf_counter() - t0
+    recalibrate_batch_norm(model, x_tr)
+    out = {k: accuracy(model, *data[k]) for k in ("train", "upright", "cube", "random")
+           if k in data}
+    out["train_s"] = seconds
+    return out
+
+
+KEYS = ("upright", "cube", "random")
+
+
+def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
+        name_filter: str = "", data: str = "mnist") -> list[dict]:
+    """Train every (task, model) row for every seed; write ``cpu-tetris[-quick].{json,md}``.
+    (``data`` is the runner's option of the digit families; this family makes its own.)"""
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    tasks = [t for t in STEPS if name_filter in t] if name_filter else list(DEFAULT_TASKS)
+    if not tasks:
+        raise ValueError(f"--filter {name_filter!r} names no task of {sorted(STEPS)}")
+    if quick:
+        tasks = tasks[:1]
+    steps = {t: (10 if quick else STEPS[t]) for t in tasks}
+    datasets = {t: dataset(t, copies=1 if quick else None, test_rotations=4 if quick else None)
+                for t in tasks}
+    table = rows(tasks, 1 if quick else REF_WIDTH)
+
+    def train_one(r, seed, tick):
+        model = r.build()
+        res = train_and_test(model, datasets[r.task], steps=steps[r.task], seed=seed,
+                             batch=BATCH[r.task], tick=tick)
+        res["params"] = n_params(model)
+        return res
+
+    def summarize(r, per_seed):
+        row = {"task": r.task, "model": r.model, "width": r.width,
+               "params": per_seed[-1]["params"], "per_seed": per_seed,
+               "train_s": statistics.mean(p["train_s"] for p in per_seed)}
+        for k in ("train", *KEYS):
+            if k in per_seed[0]:
+                vals = [p[k] for p in per_seed]
+                row[k] = statistics.mean(vals)
+                row[k + "_spread"] = (max(vals) - min(vals)) / 2
+        return row
+
+    # steps_per_run: the bar counts the longest task's steps per run (an estimate)
+    results = run_study(table, range(seeds), train_one, summarize,
+                        label=lambda r: f"{r.task}: {r.model}",
+                        steps_per_run=max(steps.values()), progress=progress)
+    meta = _meta(quick, seeds, {t: len(d["train"][1]) for t, d in datasets.items()},
+                 {t: len(d["random"][1]) for t, d in datasets.items()}, steps)
+    write_study(out, "cpu-tetris" + ("-quick" if quick else ""), meta, results, markdown)
+    return results
+
+
+def _meta(quick, seeds, n_train, n_random, steps) -> dict:
+    import datetime
+    import platform
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "quick": quick, "seeds": seeds,
+            "size": SIZE, "n_train": n_train, "n_random": n_random, "steps": steps,
+            "batch": {t: BATCH[t] for t in steps}, "noise": NOISE, "lr": LR}
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    def pct(r, k):
+        return f"{100 * r[k]:.1f} +- {100 * r[k + '_spread']:.1f}" if k in r else "-"
+
+    per_task = "; ".join(
+        f"{t}: {meta['n_train'][t]} training volumes, {meta['steps'][t]} steps of "
+        f"{meta['batch'][t]}, {meta['n_random'][t]} randomly rotated test volumes"
+        for t in meta["steps"])
+    lines = [
+        "# 3-D Tetris: trained in one orientation, tested under random rotations",
+        "",
+        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
+        f"thread(s). Polycubes rendered on a {meta['size']}^3 grid (soft edges); tetris: "
+        "the 8 shapes once each, upright and centred; pentacubes: 29 shapes, Gaussian voxel "
+        f"noise {meta['noise']}, shifts up to 1 voxel. {per_task}. Adam {meta['lr']:g} with "
+        "cosine decay; batch-norm statistics re-estimated on the training set; "
+        f"{meta['seeds']} seed(s), mean +- half range. Accuracy in %: `upright` the training "
+        "orientation, `cube` the cube's 24 rotations (exact), `random` uniformly random "
+        "rotations." + (f" {meta['note']}" if meta.get("note") else ""),
+        "",
+        "| task | model | params | train | upright | cube rotations | random rotations "
+        "| train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['task']} | {r['model']} | {r['params']:,} | {pct(r, 'train')} | "
+                     f"{pct(r, 'upright')} | {pct(r, 'cube')} | {pct(r, 'random')} | "
+                     f"{r['train_s']:.0f} |")
+    return "\n".join(lines) + "\n"
