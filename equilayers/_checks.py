@@ -37,6 +37,8 @@ def _err(cls: type, what: str, name: str, value: Any, must: str, fix: str = "") 
 
 def is_int(value: Any) -> bool:
     """An integer (Python's or numpy's) that is not a bool (``True`` is not a size)."""
+    if type(value) is int:  # the common case, without the abstract-class check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -75,6 +77,10 @@ def check_optional_int(value: Any, name: str, what: str = "", *, minimum: int | 
 def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = None,
                fix: str = "") -> tuple[int, int]:
     """An int or a pair of ints (``nn.Conv2d``'s ``stride``, ``dilation``...) as a pair."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        # the common case (a module's stored pair), checked per forward: no message built
+        if minimum is None or min(value) >= minimum:
+            return value
     must = "an integer or a pair of integers" + _bounds(minimum, None)
     if is_int(value):
         pair = (value, value)
