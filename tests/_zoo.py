@@ -131,6 +131,8 @@ ZOO: dict[str, ZooEntry] = {
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
     "HarmonicBatchNorm[so3]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 1, group="so3"),
                                        _x(2, 3, 4, 3, 3, 3)),
+    "FourierNonlinearity[so3]": ZooEntry(lambda: enn.FourierNonlinearity("so3", 1),
+                                         _x(2, 3, 4, 3, 3, 3)),
     "NormPool[so3]": ZooEntry(lambda: enn.NormPool(1, group="so3"), _x(2, 3, 4, 3, 3, 3)),
     "NormNonlinearity[so3]": ZooEntry(lambda: enn.NormNonlinearity(3, 1, group="so3"),
                                       _x(2, 3, 4, 3, 3, 3)),

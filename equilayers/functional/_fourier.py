@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import GroupLike, get
+from ._fourier3d import fourier_nonlinearity3d
 from ._harmonic import _check_function, check_floating, check_harmonic, check_order
 
 __all__ = [
@@ -180,6 +181,14 @@ def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None
     return samples, reflections
 
 
+def _check_so3(grp, what: str) -> None:
+    """A 3-D group with harmonic fields: SO(3)/O(3) (the cube's groups have regular ones)."""
+    if grp.is_finite:
+        raise ValueError(f"{what}: group={grp.name!r} is a finite 3-D group with regular fields "
+                         "(use ELU on its slots); the Fourier nonlinearity of 3-D harmonic "
+                         "fields takes 'so3' or 'o3'")
+
+
 @cpu_cache(maxsize=256)
 def _fourier_nl_cpu(n: int, reflections: bool, max_order: int):
     """``(A, A^+)``, float64 on CPU: ``A = rows * w`` samples a harmonic field on the ``n``
@@ -222,6 +231,10 @@ def fourier_nonlinearity(
             raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
                              "fields' highest rotation order), e.g. max_order=2")
         max_order = _default_order(grp, None)
+    if grp.spatial_dim == 3:
+        _check_so3(grp, "fourier_nonlinearity")
+        _check_function(function, "fourier_nonlinearity")
+        return fourier_nonlinearity3d(x, max_order, function, samples, matrices=matrices)
     check_harmonic(x, max_order, "fourier_nonlinearity")
     _check_function(function, "fourier_nonlinearity")
     if matrices is None:

@@ -1,15 +1,17 @@
 """Steerable SO(3)/O(3) convs on voxels: lifting and harmonic -> harmonic ``SteerableConv3d``
 x group x option over the cube's 24 (48) symmetries composed with the Wigner-D action, a small
-stack, and negative controls (a plain ``nn.Conv3d`` read as harmonic fields, a basis with one
-Clebsch-Gordan slice of the wrong sign)."""
+stack, the Fourier nonlinearity on the sphere, and negative controls (a plain ``nn.Conv3d``
+read as harmonic fields, a basis with one Clebsch-Gordan slice of the wrong sign, ELU on the
+harmonic coefficients themselves)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..groups import FieldType
-from ..nn import SteerableConv3d
+from ..nn import FourierNonlinearity, SteerableConv3d
 from ._case import Case
 from ._cases_gconv import _seeded
 
@@ -34,6 +36,15 @@ class _WrongSignSteerableConv3d(SteerableConv3d):
             self.filter_basis[j, 1] = -self.filter_basis[j, 1]
 
 
+class _CoefficientELU(nn.Module):
+    """A negative control: ELU on the harmonic coefficients (no sampling on the sphere)."""
+
+    in_type = out_type = FieldType.harmonic("so3", 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x)
+
+
 class _AsFields(nn.Sequential):
     """A plain ``nn.Conv3d`` whose output channels are read as SO(3) fields of orders 0, 1."""
 
@@ -55,6 +66,9 @@ def _cases_for(g: str) -> list[Case]:
              f2, g),
         Case(f"{p}/harmonic-L1-L2-circular", _conv(g, in_max_order=1, max_order=2,
                                                    padding_mode="circular"), f1, g),
+        Case(f"{p}/fourier-elu-L2", lambda: FourierNonlinearity(g, 2), (2, 2, 9, 3, 3, 3), g),
+        Case(f"{p}/fourier-tanh-L1-170", lambda: FourierNonlinearity(g, 1, torch.tanh, 170),
+             (2, 2, 4, 3, 3, 3), g),
     ]
 
 
@@ -70,6 +84,8 @@ CASES = [c for g in ("so3", "o3") for c in _cases_for(g)] + [
     Case("so3/so3/stack-stride", _stack(), (2, 2, 7, 7, 7), "so3"),
     # Negative controls: each must fail the harness.
     Case("so3/so3/plain-conv3d-fails", _seeded(_AsFields), (2, 2, 5, 5, 5), "so3",
+         expect="fail"),
+    Case("so3/so3/coefficient-elu-fails", _CoefficientELU, (2, 2, 9, 3, 3, 3), "so3",
          expect="fail"),
     Case("so3/so3/wrong-sign-cg-fails", _seeded(lambda: _WrongSignSteerableConv3d(
         2, 2, 3, padding=1, in_max_order=1, max_order=1)), (2, 2, 4, 5, 5, 5), "so3",
