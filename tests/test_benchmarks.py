@@ -284,3 +284,51 @@ def test_tetris_family_quick_runs_and_reports(tmp_path):
     assert table.count("\n| tetris |") == 3
     with pytest.raises(ValueError, match="task must be one of"):
         tet.dataset("tetrominoes")
+
+
+def test_gconv3d_family_rows_pair_with_their_floors(tmp_path):
+    """The gconv3d family's quick rows: every row names a floor of the family with the same
+    expanded channel counts (the floor's output has the same numel as ours); the runner times
+    the c4z rows and writes them."""
+    g3 = _bench_module("bench_gconv3d")
+    cases = g3.cases(quick=True)
+    floors = {c.name: c for c in cases if c.floor is None}
+    assert floors and all(c.floor in floors for c in cases if c.floor is not None)
+    for c in cases:
+        if c.floor is not None and c.peer is None:
+            fn, x = c.make()
+            ffn, fx = floors[c.floor].make()
+            with torch.no_grad():
+                assert fn(x).numel() == ffn(fx).numel(), c.name
+    kinds = {(c.params["kind"], c.params["group"]) for c in cases}
+    assert {("lifting", "o"), ("group", "o"), ("group", "c4z"), ("lifting", "so3"),
+            ("harmonic", "so3")} <= kinds
+    assert any(c.name.startswith("ours exported") for c in cases)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "gconv3d", "--filter",
+         "group c4z", "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002",
+         "--rounds", "1", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = json.loads((tmp_path / "cpu-gconv3d-quick.json").read_text())["results"]
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert any(r.get("fwd_bwd_x_floor") for r in rows)
+
+
+def test_equivariance3d_family_quick_runs_and_reports(tmp_path):
+    """``python -m benchmarks --family equivariance3d --quick``'s path (one stack, one seed,
+    two rotations, 15^3): our stack is exact on the cube's rotations and below the
+    interpolation floor off the grid; the plain nn.Conv3d stack (the negative control) is far
+    off on both; escnn's row, where escnn imports, is exact on the cube in its frame."""
+    eq = _bench_module("bench_equivariance3d")
+    results = eq.run(True, tmp_path, progress=False)
+    by = {r["library"]: r for r in results}
+    ours, plain = by["equilayers"], by["plain nn.Conv3d"]
+    assert ours["cube"] < 1e-5 and plain["cube"] > 0.3
+    assert 0 < ours["off_grid"] < ours["floor_identity"] and plain["off_grid"] > 0.5
+    if "escnn" in by:
+        assert by["escnn"]["cube"] < 1e-5 and by["escnn"]["off_grid"] < 0.5
+    table = (tmp_path / "cpu-equivariance3d-quick.md").read_text()
+    assert table.count("\n| norm L=1 k=3 |") == len(results)
+    with pytest.raises(ValueError, match="names no row"):
+        eq.run(True, tmp_path, progress=False, name_filter="nonesuch")

@@ -1,0 +1,222 @@
+"""3-D group convolutions against their floor, a dense ``nn.Conv3d`` with the same expanded
+channel counts (``C_in*F_in -> C_out*F_out``), and against escnn's ``R3Conv`` when importable
+(issue 16).
+
+Rows, k3 unless named, 4 fields:
+
+- ``LiftingConv3d`` / ``GroupConv3d`` for ``"o"`` (the cube's 24 rotations) and ``"c4z"``
+  (the 4 quarter turns about z): training mode, batch 4, forward and forward+backward, at
+  ``8^3`` and ``16^3``; batch-1 eval inference under ``torch.no_grad`` at ``16^3`` (our layers
+  expand the filter in every forward, escnn's ``R3Conv`` caches it in eval mode; ``ours
+  exported`` is the layer after ``equilayers.export``, a plain ``nn.Conv3d``). escnn:
+  ``R3Conv`` on ``octaOnR3()`` (``"o"``) and ``rot2dOnR3(4)`` (``"c4z"``) regular fields.
+- ``SteerableConv3d`` (``"so3"``), 8 fields of orders ``0..L``: a lifting conv (volume ->
+  ``L``) and a harmonic one (``L -> L``), ``L = 1`` at k3 and ``L = 2`` at k5, training mode,
+  batch 4, ``16^3`` (quick: ``L = 1`` only). escnn: ``R3Conv`` on ``rot3dOnR3(L)`` with each
+  field the direct sum of the irreps ``0..L`` (its default rings, widths and caps, which are
+  ours).
+
+Construction time per layer via ``construct`` (median of repeated builds in one process: both
+libraries' basis caches are warm after the first).
+
+Run: ``python -m benchmarks --family gconv3d [--quick]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+from torch import nn
+
+from benchmarks._core import BenchCase
+
+FAMILY = "gconv3d"
+_ORDER = {"o": 24, "c4z": 4}
+C = 4  # fields of the regular rows
+B = 4  # batch of the training rows
+
+
+def _ours(kind: str, group: str, c: int, k: int):
+    from equilayers.nn import GroupConv3d, LiftingConv3d
+    cls = LiftingConv3d if kind == "lifting" else GroupConv3d
+    return lambda: cls(c, c, k, padding=k // 2, group=group)
+
+
+def _exported(builder):
+    import equilayers
+
+    return lambda: equilayers.export(builder())
+
+
+def _floor(c_in: int, c_out: int, k: int):
+    return lambda: nn.Conv3d(c_in, c_out, k, padding=k // 2)
+
+
+def escnn_sklearn_shim() -> None:
+    """escnn 1.0.11 builds the octahedral group's Clebsch-Gordan coefficients with
+    scikit-learn's ``randomized_svd`` on an ``np.matrix``, which recent scikit-learn (1.9.1 in
+    the peers venv) rejects (``TypeError: np.matrix is not supported``); hand it an array
+    instead (same values)."""
+    import numpy as np
+    from escnn.group import _numerical
+
+    svd = getattr(_numerical, "randomized_svd", None)
+    if svd is None or getattr(svd, "_array_shim", False):
+        return
+
+    def randomized_svd(a, *args, **kwargs):
+        return svd(np.asarray(a), *args, **kwargs)
+    randomized_svd._array_shim = True
+    _numerical.randomized_svd = randomized_svd
+
+
+def _escnn_regular(kind: str, group: str, c: int, k: int):
+    """``(build, wrap)`` of escnn's ``R3Conv`` with our layer's fields."""
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    escnn_sklearn_shim()
+
+    gs = gspaces.octaOnR3() if group == "o" else gspaces.rot2dOnR3(n=4)
+    rin = gs.trivial_repr if kind == "lifting" else gs.regular_repr
+    tin, tout = esc.FieldType(gs, c * [rin]), esc.FieldType(gs, c * [gs.regular_repr])
+
+    def build():
+        return esc.R3Conv(tin, tout, k, padding=k // 2)
+
+    def wrap(conv):
+        return lambda x: conv(esc.GeometricTensor(x, tin)).tensor
+    return build, wrap
+
+
+def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int):
+    from escnn import gspaces
+    from escnn import nn as esc
+    from escnn.group import directsum
+
+    gs = gspaces.rot3dOnR3(maximum_frequency=max(l_out, l_in or 0))
+
+    def field(order):
+        return directsum([gs.fibergroup.irrep(j) for j in range(order + 1)])
+    tin = esc.FieldType(gs, c * [gs.trivial_repr if l_in is None else field(l_in)])
+    tout = esc.FieldType(gs, c * [field(l_out)])
+
+    def build():
+        return esc.R3Conv(tin, tout, k, padding=k // 2)
+
+    def wrap(conv):
+        return lambda x: conv(esc.GeometricTensor(x, tin)).tensor
+    return build, wrap
+
+
+def _infer(m):
+    m.eval()
+
+    def fn(x):
+        with torch.no_grad():
+            return m(x)
+    return fn
+
+
+def _make(builder, shape, mode: str):
+    def make():
+        m = builder()
+        return (m.train() if mode == "train" else _infer(m)), torch.randn(*shape)
+    return make
+
+
+def _make_peer(build, wrap, shape, mode: str):
+    def make():
+        m = build()
+        if mode == "train":
+            return wrap(m.train()), torch.randn(*shape)
+        return _infer_fn(wrap(m.eval())), torch.randn(*shape)
+    return make
+
+
+def _infer_fn(f):
+    def fn(x):
+        with torch.no_grad():
+            return f(x)
+    return fn
+
+
+def regular_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """The cube groups' rows: train b4 at each size, infer b1 at the largest."""
+    sizes = (8,) if quick else (8, 16)
+    k, c = 3, C
+    out: list[BenchCase] = []
+    for kind in ("lifting", "group"):
+        for group in ("o", "c4z"):
+            n = _ORDER[group]
+            c_in = c if kind == "lifting" else c * n
+            modes = [("train", B, s) for s in sizes] + [("infer", 1, sizes[-1])]
+            for mode, b, s in modes:
+                tag = f"{kind} {group} k{k} {s}^3 {mode} b{b} c{c}"
+                params = dict(kind=kind, group=group, k=k, size=s, mode=mode, batch=b,
+                              fields=c)
+                flat = (b, c_in, s, s, s)
+                ours_shape = flat if kind == "lifting" else (b, c, n, s, s, s)
+                floor = f"floor {tag}"
+                train = mode == "train"
+                out.append(BenchCase(floor, FAMILY, _make(_floor(c_in, c * n, k), flat, mode),
+                                     backward=train, construct=_floor(c_in, c * n, k),
+                                     params=params))
+                out.append(BenchCase(f"ours {tag}", FAMILY,
+                                     _make(_ours(kind, group, c, k), ours_shape, mode),
+                                     floor=floor, backward=train,
+                                     construct=_ours(kind, group, c, k), params=params))
+                if not train:
+                    out.append(BenchCase(f"ours exported {tag}", FAMILY,
+                                         _make(_exported(_ours(kind, group, c, k)), ours_shape,
+                                               mode),
+                                         floor=floor, backward=False, params=params))
+                if peer:
+                    build, wrap = _escnn_regular(kind, group, c, k)
+                    out.append(BenchCase(f"escnn {tag}", FAMILY,
+                                         _make_peer(build, wrap, flat, mode), floor=floor,
+                                         peer="escnn", backward=train, construct=build,
+                                         params=params))
+    return out
+
+
+def steerable_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``SteerableConv3d`` so3 rows (lifting and harmonic) beside their dense floor."""
+    from equilayers.nn import SteerableConv3d
+
+    c, s = 8, (8 if quick else 16)
+    out: list[BenchCase] = []
+    for order, k in ((1, 3),) if quick else ((1, 3), (2, 5)):
+        f = (order + 1) ** 2
+        for l_in in (None, order):
+            f_in = 1 if l_in is None else f
+            kind = "lifting" if l_in is None else "harmonic"
+            tag = f"{kind} so3 L{order} k{k} {s}^3 train b{B} c{c}"
+            params = dict(kind=kind, group="so3", k=k, size=s, mode="train", batch=B,
+                          fields=c, max_order=order)
+            flat = (B, c * f_in, s, s, s)
+            ours_shape = flat if l_in is None else (B, c, f_in, s, s, s)
+            floor = f"floor {tag}"
+
+            def build(l_in=l_in, order=order, k=k):
+                return SteerableConv3d(c, c, k, padding=k // 2, in_max_order=l_in,
+                                       max_order=order)
+            out.append(BenchCase(floor, FAMILY, _make(_floor(c * f_in, c * f, k), flat,
+                                                      "train"),
+                                 construct=_floor(c * f_in, c * f, k), params=params))
+            out.append(BenchCase(f"ours {tag}", FAMILY, _make(build, ours_shape, "train"),
+                                 floor=floor, construct=build, params=params))
+            if peer:
+                pb, wrap = _escnn_harmonic(l_in, order, c, k)
+                out.append(BenchCase(f"escnn {tag}", FAMILY,
+                                     _make_peer(pb, wrap, flat, "train"), floor=floor,
+                                     peer="escnn", construct=pb, params=params))
+    return out
+
+
+def cases(quick: bool) -> list[BenchCase]:
+    """Every row: the cube groups' (:func:`regular_cases`) and SO(3)'s
+    (:func:`steerable_cases`); escnn's where it imports."""
+    peer = importlib.util.find_spec("escnn") is not None
+    return regular_cases(quick, peer) + steerable_cases(quick, peer)
