@@ -215,7 +215,8 @@ def expand_blocks3d(weight: torch.Tensor, packed: torch.Tensor,
             e += n
         rows.setdefault(lo, []).append(part)
     f_out = sum(2 * lo + 1 for lo in rows)
-    filt = torch.cat([torch.cat(row, dim=3) for row in rows.values()], dim=1)
+    filt = torch.cat([torch.cat(row, dim=3) if len(row) > 1 else row[0]
+                      for row in rows.values()], dim=1)
     return filt.reshape(c_out * f_out, -1, k, k, k)
 
 
