@@ -218,9 +218,9 @@ def _to_real(order: int) -> list[list[tuple[int, complex]]]:
 def _sparse_apply(rows: list[list[tuple[int, complex]]], t: dict[tuple[int, int, int], complex],
                   axis: int, conj: bool) -> dict[tuple[int, int, int], complex]:
     """``sum_x U[r, x] t[..x..]`` (``conj(U)`` with ``conj``) over ``axis`` of the sparse
-    3-tensor ``t``: every output entry is a sum of at most two non-zero products (each one
-    real product: one factor of each is real or imaginary), so it rounds as a dense product
-    does."""
+    3-tensor ``t``. Every entry of ``U`` and of ``t`` here is real or imaginary, so each
+    product is one real multiplication and each output entry a sum of at most two of them:
+    it rounds exactly as the dense complex product does."""
     by_col: dict[int, list[tuple[int, complex]]] = {}
     for r, row in enumerate(rows):
         for x, u in row:

@@ -31,7 +31,11 @@ class SteerableConv3d(Typed, nn.Module):
     ``K(R q) = D_out(R) K(q) D_in(R)^T`` (Gaussian shells x real spherical harmonics x
     Clebsch-Gordan coefficients; Weiler et al. 2018), and the bias on the order-0 slot only. A
     harmonic field of orders ``0 .. L`` has ``(L + 1)^2`` slots, order ``l`` in slots ``l^2 ..
-    (l+1)^2 - 1`` (:mod:`equilayers.groups._so3`; O(3): parity ``(-1)^l``).
+    (l+1)^2 - 1`` (:mod:`equilayers.groups._so3`; O(3): parity ``(-1)^l``). Each ``B_j`` is
+    non-zero only in the ``(2 l_out + 1, 2 l_in + 1)`` block of its pair of orders, so the
+    buffer ``filter_basis`` holds those blocks alone, packed in one flat tensor (about 12x
+    smaller than the dense basis at ``L = 3``), and the filter is expanded one matmul per
+    pair; :func:`~equilayers.functional.steerable_basis3d` gives the dense basis.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.Conv3d`` (channels
