@@ -6,8 +6,10 @@ what it stores does not depend on the caller's context. Two contexts would leak 
 ``functools.lru_cache``: a default device (a module built under ``with torch.device("meta"):``
 would store meta tensors, and every later CPU build would fail), and tracing modes (a
 ``FakeTensor`` built under ``torch.export`` or ``torch.compile`` must not outlive the trace).
-So a ``cpu_cache`` builds under an explicit ``torch.device("cpu")`` and stores a result only
-when every tensor in it is a plain CPU ``torch.Tensor``; anything else is returned uncached.
+So a ``cpu_cache`` builds under an explicit ``torch.device("cpu")`` (where the default device
+is not already the CPU: the mode costs a Python call in every torch call) and stores a result
+only when every tensor in it is a plain CPU ``torch.Tensor``; anything else is returned
+uncached.
 Callers move (copy) a cached tensor to their device and dtype; they never write to it.
 """
 
@@ -64,8 +66,11 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
                     counts["hits"] += 1
                     return store[args]
                 counts["misses"] += 1
-            with torch.device("cpu"):
+            if torch.get_default_device().type == "cpu":  # already: no mode in every torch call
                 out = fn(*args)
+            else:
+                with torch.device("cpu"):
+                    out = fn(*args)
             if _plain_cpu(out):
                 with lock:
                     store[args] = out

@@ -332,3 +332,30 @@ def test_equivariance3d_family_quick_runs_and_reports(tmp_path):
     assert table.count("\n| norm L=1 k=3 |") == len(results)
     with pytest.raises(ValueError, match="names no row"):
         eq.run(True, tmp_path, progress=False, name_filter="nonesuch")
+
+
+def test_construction3d_family_times_fresh_processes(tmp_path):
+    """The 3-D construction family on one row and one process: the child prints cold and warm
+    times, the row reports their medians, the table has a row per result, a failed row says
+    why (the real run: python -m benchmarks --family construction3d, 7 processes per row,
+    escnn's R3Conv rows in the peers venv)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_construction3d as c3
+    finally:
+        sys.path.remove(str(ROOT))
+    names = [c3.label(r) for r in c3.rows(quick=False, peers=True)]
+    assert len(names) == len(set(names)) and any("escnn R3Conv so3" in n for n in names)
+    assert not any("escnn" in c3.label(r) for r in c3.rows(quick=True, peers=False))
+    results = c3.run(True, tmp_path, seeds=1, progress=False,
+                     name_filter="equilayers SteerableConv3d so3 16->16 L=1 k3")
+    assert len(results) == 1 and results[0]["status"] == "ok", results
+    r = results[0]
+    assert r["processes"] == 1 and len(r["samples"]) == 1 and len(r["samples"][0]) == 4
+    assert 0 < r["warm_ms"] and 0 < r["cold_ms"] and r["cold_min_ms"] == r["cold_ms"]
+    failed = {**c3.rows(True, False)[0], "name": "x", "status": "failed: ValueError: y"}
+    table = c3.markdown(json.loads((tmp_path / "cpu-construction3d-quick.json").read_text())[
+        "meta"], results + [failed])
+    assert table.count("\n| ") == 3 and "| x | - | - | - | - | - | failed: ValueError: y |" \
+        in table
+    assert (tmp_path / "cpu-construction3d-quick.md").read_text().count("\n| ") == 2

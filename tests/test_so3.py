@@ -218,10 +218,10 @@ def test_negative_controls_fail_on_the_cube(gen):
 def _break(conv: enn.SteerableConv3d) -> None:
     """Flip the sign of one output row of the last 1 -> 1 element (the outer shell's coupling
     through the order-2 harmonics)."""
-    _, lo, li = conv._cached()
-    j = [i for i in range(len(lo)) if lo[i] == 1 and li[i] == 1][-1]
+    block = conv._basis_block(1, 1)  # (n, 3, 3, k, k, k), a view of the basis buffer
+    assert block is not None
     with torch.no_grad():
-        conv.filter_basis[j, 1] = -conv.filter_basis[j, 1]
+        block[-1, 0].neg_()  # the first order-1 row: slot 1 of the output
 
 
 def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:

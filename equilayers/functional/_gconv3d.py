@@ -34,6 +34,7 @@ from .._cpu_cache import cpu_cache
 from ..groups import CubicGroup, GroupLike, act, get
 from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
+from ..groups._group import inverse_cayley_table
 from ..groups._transforms import grid_ops, int_rows
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
@@ -93,13 +94,15 @@ def resolve_padding3d(padding, kernel_size: int, dilation, what: str = ""
 def _block_cpu(group: CubicGroup, fiber_in: int, k: int) -> torch.Tensor:
     """``(|G|, F_in * k^3)``: row ``g`` lists, for each entry of ``g . psi``, the entry of
     ``psi`` (a ``(F_in, k, k, k)`` filter, flattened) it comes from."""
-    base = torch.arange(fiber_in * k ** 3, dtype=torch.long, device="cpu")
+    base = torch.arange(k ** 3, dtype=torch.long, device="cpu").view(k, k, k)
+    spatial = torch.stack([act(base, g, "trivial").reshape(-1) for g in group.elements()])
     if fiber_in == 1:
-        moved = [act(base.view(k, k, k), g, "trivial") for g in group.elements()]
-    else:
-        field = base.view(1, 1, fiber_in, k, k, k)
-        moved = [act(field, g, "regular") for g in group.elements()]
-    return torch.stack([m.reshape(-1) for m in moved])
+        return spatial
+    # the regular action permutes the fiber (row g of the inverse Cayley table: slot f of
+    # g . psi comes from slot g^-1 f) and moves every slot alike: entry (f, p) comes from
+    # (perm_g[f], spatial_g[p])
+    perm = inverse_cayley_table(group)  # (|G|, |G|)
+    return (perm[:, :, None] * k ** 3 + spatial[:, None, :]).reshape(len(perm), -1)
 
 
 def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,

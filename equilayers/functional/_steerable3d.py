@@ -30,7 +30,9 @@ normalised to Frobenius norm ``sqrt(2 l_out + 1)`` (the planar convs' ``sqrt(d_o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -99,45 +101,123 @@ def _blocks(grp: SO3Group, m_in: int, m_out: int, spec: BasisSpec):
     return out
 
 
-@cpu_cache(maxsize=128)
-def basis3d_cached(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(basis, l_out, l_in)``: the float64 CPU basis ``(nb, F_out, F_in, k, k, k)``, unit
-    Frobenius norm per element, and the orders of each element's block (``(nb,)`` int64).
-    Functions that vanish on the grid are left out. Callers copy before handing out."""
-    spec = default_spec(k) if spec is None else spec
+class Basis3d(NamedTuple):
+    """The steerable 3-D basis stored by blocks of orders (:func:`basis3d_blocks`).
+
+    ``packed`` holds, for every pair of orders ``l_in -> l_out`` in the order of ``pairs``
+    (``l_out`` major), the ``(n, 2 l_out + 1, 2 l_in + 1, k, k, k)`` elements of that block,
+    flattened one after the other; the basis order is this order. The dense basis element
+    ``e`` is its block's element placed at slots ``l_out^2 .. (l_out + 1)^2 - 1`` (out) and
+    ``l_in^2 .. (l_in + 1)^2 - 1`` (in) of a ``((L_out + 1)^2, (L_in + 1)^2, k, k, k)`` zero
+    filter: the dense basis is mostly zeros, which the blocks leave out."""
+
+    packed: torch.Tensor  # float64 CPU, every block's elements, norm sqrt(2 l_out + 1) each
+    l_out: torch.Tensor  # (num_basis,) int64: the output order of each element
+    l_in: torch.Tensor  # (num_basis,) int64
+    pairs: tuple[tuple[int, int, int], ...]  # (l_out, l_in, n) of every pair, n may be 0
+
+
+@cpu_cache(maxsize=16)
+def _grid(k: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(r, Y)``: the offsets' radii ``(k, k, k)`` and real spherical harmonics of orders ``0
+    .. top`` ``(k, k, k, (top + 1)^2)`` (0 at the centre for orders > 0), float64 CPU."""
     q = _offsets(k)
-    r = q.norm(dim=-1)
-    top = max([j for *_, j in _blocks(grp, m_in, m_out, spec)], default=0)
-    harmonics = spherical_harmonics(top, q)  # (k, k, k, (top + 1)^2); 0 at the centre, J > 0
-    f_out, f_in = (m_out + 1) ** 2, (m_in + 1) ** 2
-    radials = [torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma)) for radius, sigma, _ in spec]
-    off_centre = (r != 0).double()
-    blocks, orders_out, orders_in = [], [], []
-    for lo, li, i, j in _blocks(grp, m_in, m_out, spec):
-        radial = radials[i] * off_centre if j > 0 else radials[i]
-        cg = clebsch_gordan(lo, j, li)  # (2 lo + 1, 2 J + 1, 2 li + 1)
-        block = torch.einsum("amb,xyzm->abxyz", cg, harmonics[..., j * j:(j + 1) ** 2]) * radial
-        norm = float(block.norm())
-        if norm < 1e-9:
-            continue
-        blocks.append(block / norm)
-        orders_out.append(lo)
-        orders_in.append(li)
-    basis = torch.zeros(len(blocks), f_out, f_in, k, k, k, dtype=torch.float64, device=_CPU)
-    for e, (block, lo, li) in enumerate(zip(blocks, orders_out, orders_in, strict=True)):
-        basis[e, lo * lo:(lo + 1) ** 2, li * li:(li + 1) ** 2] = block
-    return (basis, torch.tensor(orders_out, dtype=torch.long, device=_CPU),
-            torch.tensor(orders_in, dtype=torch.long, device=_CPU))
+    return q.norm(dim=-1), spherical_harmonics(top, q)
 
 
 @cpu_cache(maxsize=128)
-def scaled_basis3d(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
-                   ) -> torch.Tensor:
-    """:func:`basis3d_cached`'s basis with element norms ``sqrt(2 l_out + 1)`` (the layers'
-    parametrization), float64 CPU; callers copy."""
-    basis, lo, _ = basis3d_cached(grp, m_in, m_out, k, spec)
-    return basis * (2 * lo + 1).double().sqrt().view(-1, 1, 1, 1, 1, 1)
+def basis3d_blocks(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec | None
+                   ) -> Basis3d:
+    """The float64 CPU basis from orders ``0 .. m_in`` to ``0 .. m_out`` by blocks of orders
+    (:class:`Basis3d`), each element normalised to Frobenius norm ``sqrt(2 l_out + 1)`` (the
+    layers' parametrization). Functions that vanish on the grid are left out. Computed once
+    per arguments (every input of the result is in the key); callers copy, never write."""
+    spec = default_spec(k) if spec is None else spec
+    elements = _blocks(grp, m_in, m_out, spec)
+    r, harmonics = _grid(k, max([j for *_, j in elements], default=0))
+    radials = torch.stack([torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
+                           for radius, sigma, _ in spec])  # (rings, k, k, k)
+    off_centre = radials * (r != 0).double()  # order J > 0: 0 at the centre
+    chunks: list[torch.Tensor] = []
+    orders_out: list[int] = []
+    orders_in: list[int] = []
+    pairs = []
+    for lo in range(m_out + 1):
+        for li in range(m_in + 1):
+            mine = [(i, j) for o, n, i, j in elements if (o, n) == (lo, li)]
+            parts, keys = [], []
+            for j in sorted({j for _, j in mine}):  # every ring of one J at once
+                rings = [i for i, jj in mine if jj == j]
+                cg = clebsch_gordan(lo, j, li)  # (2 lo + 1, 2 J + 1, 2 li + 1)
+                angular = torch.einsum("amb,xyzm->abxyz", cg, harmonics[..., j * j:(j + 1) ** 2])
+                blocks = angular * (off_centre if j > 0 else radials)[rings, None, None]
+                norms = torch.linalg.vector_norm(blocks, dim=(1, 2, 3, 4, 5))
+                parts.append(blocks / norms.view(-1, 1, 1, 1, 1, 1) * math.sqrt(2 * lo + 1))
+                keys += [(i, j, norm >= 1e-9) for i, norm in zip(rings, norms.tolist(),
+                                                                  strict=True)]
+            order = sorted((key[:2], e) for e, key in enumerate(keys) if key[2])  # ring, J
+            if order:
+                chunks.append(torch.cat(parts)[[e for _, e in order]].flatten())
+            orders_out += [lo] * len(order)
+            orders_in += [li] * len(order)
+            pairs.append((lo, li, len(order)))
+    packed = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64, device=_CPU)
+    return Basis3d(packed, torch.tensor(orders_out, dtype=torch.long, device=_CPU),
+                   torch.tensor(orders_in, dtype=torch.long, device=_CPU), tuple(pairs))
+
+
+def block_views(packed: torch.Tensor, pairs: Sequence[tuple[int, int, int]], k: int
+                ) -> list[tuple[int, int, torch.Tensor | None]]:
+    """``(l_out, l_in, block)`` per pair of ``pairs``: the ``(n, 2 l_out + 1, 2 l_in + 1, k,
+    k, k)`` view of ``packed`` (a :class:`Basis3d` layout in any dtype and device), ``None``
+    where the pair has no element."""
+    out: list[tuple[int, int, torch.Tensor | None]] = []
+    offset = 0
+    for lo, li, n in pairs:
+        size = n * (2 * lo + 1) * (2 * li + 1) * k ** 3
+        block = packed[offset:offset + size].view(n, 2 * lo + 1, 2 * li + 1, k, k, k) if n \
+            else None
+        out.append((lo, li, block))
+        offset += size
+    return out
+
+
+def dense_basis3d(basis: Basis3d, m_in: int, m_out: int, k: int, dtype: torch.dtype,
+                  device: torch.device | str | None) -> torch.Tensor:
+    """The dense ``(num_basis, (m_out + 1)^2, (m_in + 1)^2, k, k, k)`` basis of the blocks."""
+    dense = torch.zeros(len(basis.l_out), (m_out + 1) ** 2, (m_in + 1) ** 2, k, k, k,
+                        dtype=dtype, device=_CPU if device is None else device)
+    e = 0
+    for lo, li, block in block_views(basis.packed, basis.pairs, k):
+        if block is not None:
+            dense[e:e + len(block), lo * lo:(lo + 1) ** 2, li * li:(li + 1) ** 2] = block
+            e += len(block)
+    return dense
+
+
+def expand_blocks3d(weight: torch.Tensor, packed: torch.Tensor,
+                    pairs: Sequence[tuple[int, int, int]], k: int) -> torch.Tensor:
+    """``(C_out, C_in // groups, nb)`` x the blocks of ``packed`` (:class:`Basis3d` layout) ->
+    the dense ``F.conv3d`` filter ``(C_out * F_out, C_in // groups * F_in, k, k, k)``, fields
+    major: :func:`expand_steerable3d` of the dense basis, one matmul per pair of orders."""
+    c_out, c_in, nb = weight.shape
+    w = weight.reshape(c_out * c_in, nb)
+    rows: dict[int, list[torch.Tensor]] = {}
+    e = 0
+    for lo, li, block in block_views(packed, pairs, k):
+        a, b = 2 * lo + 1, 2 * li + 1
+        if block is None:
+            part = weight.new_zeros(c_out, a, c_in, b, k ** 3)
+        else:
+            n = len(block)
+            part = (w[:, e:e + n] @ block.reshape(n, -1)).view(c_out, c_in, a, b, k ** 3)
+            part = part.permute(0, 2, 1, 3, 4)
+            e += n
+        rows.setdefault(lo, []).append(part)
+    f_out = sum(2 * lo + 1 for lo in rows)
+    filt = torch.cat([torch.cat(row, dim=3) if len(row) > 1 else row[0]
+                      for row in rows.values()], dim=1)
+    return filt.reshape(c_out * f_out, -1, k, k, k)
 
 
 def _order(value, name: str, what: str, optional: bool) -> int | None:
@@ -194,8 +274,8 @@ def steerable_basis3d(
     assert m_out is not None  # not optional
     C.check_float_dtype(dtype, "dtype", what)
     spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
-    return scaled_basis3d(grp, m_in or 0, m_out, k, spec).to(
-        dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
+    return dense_basis3d(basis3d_blocks(grp, m_in or 0, m_out, k, spec), m_in or 0, m_out, k,
+                         dtype or torch.get_default_dtype(), device)
 
 
 def expand_steerable3d(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._cpu_cache import cpu_cache
 from ._group import Element, Group
 from ._registry import register_group
 
@@ -210,6 +211,13 @@ class CubicGroup(Group):
         self._check(b)
         return self._by_rows[_mul(a.rows, b.rows)]
 
+    @property
+    def cayley_table(self) -> torch.Tensor:
+        """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64, ``|G| x |G|``, on
+        the CPU; built once per group, shared: do not write to it), from one batched integer
+        matrix product (the generic table composes ``|G|^2`` pairs in Python)."""
+        return _cubic_cayley_table(self)
+
     def inverse(self, a: CubicElement) -> CubicElement:
         """``a^-1``: the transpose (the matrices are orthogonal)."""
         self._check(a)
@@ -251,6 +259,23 @@ class CubicGroup(Group):
 
 def _cubic(name: str) -> CubicGroup:
     return CubicGroup(name)
+
+
+@cpu_cache(maxsize=8)
+def _cubic_cayley_table(group: CubicGroup) -> torch.Tensor:
+    """:attr:`CubicGroup.cayley_table`: every product ``a b`` at once, found by its entries (in
+    ``{-1, 0, 1}``, read as a base-3 number) among the elements'."""
+    mats = torch.tensor([g.rows for g in group.elements()], dtype=torch.long)  # (n, 3, 3)
+    n = len(mats)
+    products = (mats[:, None, :, :, None] * mats[None, :, None, :, :]).sum(3)  # (n, n, 3, 3)
+    digits = 3 ** torch.arange(9)
+    codes = ((products.reshape(n, n, 9) + 1) * digits).sum(-1)
+    keys = ((mats.reshape(n, 9) + 1) * digits).sum(-1)
+    order = keys.argsort()
+    table = order[torch.searchsorted(keys[order], codes).clamp(max=n - 1)]
+    if not torch.equal(keys[table], codes):  # closure: every product is an element
+        raise RuntimeError(f"{group.name}: a product of two elements is not an element")
+    return table
 
 
 register_group(r"(o|oh|c4z|d4z)", _cubic,

@@ -39,7 +39,6 @@ pseudo-inverse, the Clebsch-Gordan tensors): arguments are ints, results CPU flo
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import torch
 
@@ -184,53 +183,85 @@ def wigner_blocks(max_order: int, rotation) -> torch.Tensor:
 
 
 def _cg_complex(j1: int, m1: int, j2: int, m2: int, j: int, m: int) -> float:
-    """``<j1 m1 j2 m2 | j m>`` by Racah's formula (integer orders; exact rationals under one
-    square root)."""
+    """``<j1 m1 j2 m2 | j m>`` by Racah's formula: ``sqrt(pre) * total`` with ``pre`` and
+    ``total`` exact rationals (Python integers over a common denominator), each rounded to
+    float once."""
     if m1 + m2 != m or abs(m1) > j1 or abs(m2) > j2 or abs(m) > j:
         return 0.0
     f = math.factorial
-    pre = Fraction((2 * j + 1) * f(j + j1 - j2) * f(j - j1 + j2) * f(j1 + j2 - j),
-                   f(j1 + j2 + j + 1))
-    pre *= f(j + m) * f(j - m) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2)
-    total = Fraction(0)
+    pre_num = ((2 * j + 1) * f(j + j1 - j2) * f(j - j1 + j2) * f(j1 + j2 - j) * f(j + m)
+               * f(j - m) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2))
+    terms = []
     for k in range(j1 + j2 - j + 1):
         args = (k, j1 + j2 - j - k, j1 - m1 - k, j2 + m2 - k, j - j2 + m1 + k, j - j1 - m2 + k)
-        if min(args) < 0:
-            continue
-        total += Fraction((-1) ** k, math.prod(f(a) for a in args))
-    return math.sqrt(pre) * float(total)
+        if min(args) >= 0:
+            terms.append((-1 if k % 2 else 1, math.prod(f(a) for a in args)))
+    common = math.lcm(*(d for _, d in terms)) if terms else 1
+    total = sum(sign * (common // d) for sign, d in terms)
+    # int / int is correctly rounded: the same floats as the reduced fractions would give
+    return math.sqrt(pre_num / f(j1 + j2 + j + 1)) * (total / common)
 
 
-def _to_real(order: int) -> torch.Tensor:
+def _to_real(order: int) -> list[list[tuple[int, complex]]]:
     """``U`` with ``Y_real = U Y_complex`` (complex harmonics with the Condon-Shortley phase),
-    ``(2l+1, 2l+1)`` complex128, rows and columns ``m = -l .. l``."""
-    d = 2 * order + 1
-    u = [[0j] * d for _ in range(d)]
+    rows and columns ``m = -l .. l``, as its rows' non-zero entries ``(column, value)``: at
+    most two per row."""
+    rows: list[list[tuple[int, complex]]] = [[] for _ in range(2 * order + 1)]
     s = 1 / math.sqrt(2)
-    u[order][order] = 1 + 0j
+    rows[order].append((order, 1 + 0j))
     for m in range(1, order + 1):
-        u[order + m][order + m] = (-1) ** m * s + 0j
-        u[order + m][order - m] = s + 0j
-        u[order - m][order - m] = 1j * s
-        u[order - m][order + m] = -1j * (-1) ** m * s
-    return torch.tensor(u, dtype=torch.complex128, device=_CPU)
+        rows[order + m] += [(order + m, (-1) ** m * s + 0j), (order - m, s + 0j)]
+        rows[order - m] += [(order - m, 1j * s), (order + m, -1j * (-1) ** m * s)]
+    return rows
+
+
+def _sparse_apply(rows: list[list[tuple[int, complex]]], t: dict[tuple[int, int, int], complex],
+                  axis: int, conj: bool) -> dict[tuple[int, int, int], complex]:
+    """``sum_x U[r, x] t[..x..]`` (``conj(U)`` with ``conj``) over ``axis`` of the sparse
+    3-tensor ``t``. Every entry of ``U`` and of ``t`` here is real or imaginary, so each
+    product is one real multiplication and each output entry a sum of at most two of them:
+    it rounds exactly as the dense complex product does."""
+    by_col: dict[int, list[tuple[int, complex]]] = {}
+    for r, row in enumerate(rows):
+        for x, u in row:
+            by_col.setdefault(x, []).append((r, u.conjugate() if conj else u))
+    out: dict[tuple[int, int, int], complex] = {}
+    for key, v in t.items():
+        for r, u in by_col.get(key[axis], ()):
+            new = ((r, key[1], key[2]) if axis == 0 else (key[0], r, key[2]) if axis == 1
+                   else (key[0], key[1], r))
+            out[new] = out.get(new, 0j) + u * v
+    return out
 
 
 @cpu_cache(maxsize=512)
 def _clebsch_gordan(l_out: int, order: int, l_in: int) -> torch.Tensor:
-    # one tensor from nested lists: per-entry writes cost a torch call each
-    c = torch.tensor([[[_cg_complex(order, m, l_in, b, l_out, a) if b == a - m else 0.0
-                        for b in range(-l_in, l_in + 1)]
-                       for m in range(-order, order + 1)]
-                      for a in range(-l_out, l_out + 1)], dtype=torch.complex128, device=_CPU)
-    u_out, u_j, u_in = _to_real(l_out), _to_real(order), _to_real(l_in)
-    q = torch.einsum("ax,xyz,my,bz->amb", u_out, c, u_j.conj(), u_in.conj())
-    # real and imaginary parts are both real intertwiners, of one line: keep the larger
-    part = q.real if q.real.norm() >= q.imag.norm() else q.imag
-    part = part / part.norm()
-    first = part.flatten()[part.flatten().abs() > 1e-9][0]
-    part = part * torch.sign(first)
-    return torch.where(part.abs() < 1e-15, torch.zeros_like(part), part).contiguous()
+    d_out, d_j, d_in = 2 * l_out + 1, 2 * order + 1, 2 * l_in + 1
+    # the complex coefficients C[a, m, b] (real; 0 unless b = a - m), then Q[a, m, b] = sum
+    # U_out[a, x] C[x, y, z] conj(U_J[m, y]) conj(U_in[b, z]), in plain Python on the
+    # non-zero entries (a few hundred at most), one tensor at the end: per-entry torch calls
+    # would cost more than the arithmetic
+    c: dict[tuple[int, int, int], complex] = {}
+    for a in range(-l_out, l_out + 1):
+        for m in range(-order, order + 1):
+            if abs(a - m) <= l_in:
+                v = _cg_complex(order, m, l_in, a - m, l_out, a)
+                if v:
+                    c[a + l_out, m + order, a - m + l_in] = complex(v)
+    q = _sparse_apply(_to_real(l_out), c, 0, False)
+    q = _sparse_apply(_to_real(l_in), q, 2, True)
+    q = _sparse_apply(_to_real(order), q, 1, True)
+    # Q is real or imaginary: the two parts are both real intertwiners, of one line; keep the
+    # larger, normalise it, make its first entry above 1e-9 positive and zero the rest below
+    # 1e-15 (the norm in torch, the rest exact: a sign flip and a selection)
+    imag = sum(v.imag ** 2 for v in q.values()) > sum(v.real ** 2 for v in q.values())
+    full = torch.tensor([[[q.get((a, m, b), 0j) for b in range(d_in)] for m in range(d_j)]
+                         for a in range(d_out)], dtype=torch.complex128, device=_CPU)
+    part = full.imag if imag else full.real  # a strided view, whose norm rounds as before
+    values = (part / part.norm()).flatten().tolist()
+    sign = math.copysign(1.0, next(v for v in values if abs(v) > 1e-9))
+    return torch.tensor([v * sign if abs(v) >= 1e-15 else 0.0 for v in values],
+                        dtype=torch.float64, device=_CPU).view(d_out, d_j, d_in)
 
 
 def clebsch_gordan(l_out: int, order: int, l_in: int) -> torch.Tensor:

@@ -31,7 +31,11 @@ class SteerableConv3d(Typed, nn.Module):
     ``K(R q) = D_out(R) K(q) D_in(R)^T`` (Gaussian shells x real spherical harmonics x
     Clebsch-Gordan coefficients; Weiler et al. 2018), and the bias on the order-0 slot only. A
     harmonic field of orders ``0 .. L`` has ``(L + 1)^2`` slots, order ``l`` in slots ``l^2 ..
-    (l+1)^2 - 1`` (:mod:`equilayers.groups._so3`; O(3): parity ``(-1)^l``).
+    (l+1)^2 - 1`` (:mod:`equilayers.groups._so3`; O(3): parity ``(-1)^l``). Each ``B_j`` is
+    non-zero only in the ``(2 l_out + 1, 2 l_in + 1)`` block of its pair of orders, so the
+    buffer ``filter_basis`` holds those blocks alone, packed in one flat tensor (about 12x
+    smaller than the dense basis at ``L = 3``), and the filter is expanded one matmul per
+    pair; :func:`~equilayers.functional.steerable_basis3d` gives the dense basis.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.Conv3d`` (channels
@@ -136,8 +140,10 @@ class SteerableConv3d(Typed, nn.Module):
         self.group = grp
         self.fiber_in = self.in_type.fiber_size or 1
         self.fiber_out = self.out_type.fiber_size or 1
-        basis, orders_out, _ = self._cached()
-        self._num_basis = int(basis.shape[0])
+        cached = self._cached()
+        orders_out = cached.l_out
+        self._num_basis = len(orders_out)
+        self._pairs = cached.pairs
         if self._num_basis == 0:
             given = BS.settings_repr(self.sigma, self.frequencies_cutoff, self.rings)[2:]
             raise ValueError(f"{name}: the steerable basis is empty for kernel_size={k} "
@@ -157,8 +163,8 @@ class SteerableConv3d(Typed, nn.Module):
         self.reset_parameters()
 
     # --- parameters and derived buffers ----------------------------------------------------
-    def _cached(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return S3.basis3d_cached(self.group, self.in_max_order or 0, self.max_order,
+    def _cached(self) -> S3.Basis3d:
+        return S3.basis3d_blocks(self.group, self.in_max_order or 0, self.max_order,
                                  self.kernel_size[0], self._basis_spec)
 
     def reset_parameters(self) -> None:
@@ -178,10 +184,11 @@ class SteerableConv3d(Typed, nn.Module):
                 nn.init.zeros_(self.bias)
 
     def _init_std(self) -> torch.Tensor:
-        _, lo, li = self._cached()
-        block = lo * (int(li.max()) + 1) + li
-        count = torch.bincount(block)[block].double()
-        reach = torch.tensor([len(set(li[lo == o].tolist())) for o in lo.tolist()],
+        _, lo, _, pairs = self._cached()
+        reached = [lo_ for lo_, _, n in pairs if n]  # one entry per input order reaching lo_
+        # per element: the elements of its block and the input orders that reach its l_out
+        count = torch.tensor([n for *_, n in pairs for _ in range(n)], dtype=torch.float64)
+        reach = torch.tensor([reached.count(lo_) for lo_, _, n in pairs for _ in range(n)],
                              dtype=torch.float64)
         c_in = self.in_channels // self.groups
         var = self.init_gain2 * (2 * lo + 1).double() / (c_in * reach * count)
@@ -189,12 +196,21 @@ class SteerableConv3d(Typed, nn.Module):
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
-        ``.to()``, ``to_empty()`` and ``load_state_dict``)."""
+        ``.to()``, ``to_empty()`` and ``load_state_dict``): the blocks of orders, packed
+        (:class:`~equilayers.functional._steerable3d.Basis3d`; the dense basis is mostly
+        zeros)."""
         if device.type == "meta":
             return
-        basis = S3.scaled_basis3d(self.group, self.in_max_order or 0, self.max_order,
-                                  self.kernel_size[0], self._basis_spec)
-        self.filter_basis = basis.to(device=device, dtype=self.filter_basis.dtype, copy=True)
+        self.filter_basis = self._cached().packed.to(device=device,
+                                                     dtype=self.filter_basis.dtype, copy=True)
+
+    def _basis_block(self, l_out: int, l_in: int) -> torch.Tensor | None:
+        """The ``(n, 2 l_out + 1, 2 l_in + 1, k, k, k)`` view of the basis buffer's block
+        ``l_in -> l_out`` (``None`` if it has no element)."""
+        for lo, li, block in S3.block_views(self.filter_basis, self._pairs, self.kernel_size[0]):
+            if (lo, li) == (l_out, l_in):
+                return block
+        return None
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
@@ -210,8 +226,9 @@ class SteerableConv3d(Typed, nn.Module):
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
         """The dense ``(C_out * F_out, C_in * F_in // groups, k, k, k)`` filter of the current
-        weight (one matmul with the basis; differentiable; nothing cached)."""
-        return S3.expand_steerable3d(self.weight, self.filter_basis)
+        weight (one matmul per block of orders; differentiable; nothing cached)."""
+        return S3.expand_blocks3d(self.weight, self.filter_basis, self._pairs,
+                                  self.kernel_size[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__

@@ -29,11 +29,10 @@ class _WrongSignSteerableConv3d(SteerableConv3d):
         super()._fill_derived(device)
         if self.filter_basis.numel() == 0:
             return
-        _, lo, li = self._cached()
-        picks = [i for i in range(len(lo)) if int(lo[i]) == 1 and int(li[i]) == 1]
-        j = picks[-1]  # the last 1 -> 1 element: the outer shell's order-2 coupling
-        with torch.no_grad():
-            self.filter_basis[j, 1] = -self.filter_basis[j, 1]
+        block = self._basis_block(1, 1)  # (n, 3, 3, k, k, k)
+        assert block is not None  # the case's k = 3 basis has 1 -> 1 elements
+        with torch.no_grad():  # the last 1 -> 1 element: the outer shell's order-2 coupling
+            block[-1, 0].neg_()  # its first order-1 row: slot 1 of the output
 
 
 class _CoefficientELU(nn.Module):
