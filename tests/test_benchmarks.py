@@ -234,5 +234,5 @@ def test_accuracy_model_search_holds_out_training_digits():
     harmonic = [("d8", 2, 2), ("d8", 2, 2), ("c8", 2, 2), ("c8", 2, 2)]
     with pytest.raises(ValueError, match="head must be"):
         acc._escnn_style(harmonic, head="max")
-    with pytest.raises(ValueError, match="harmonic fields on the last layer"):
+    with pytest.raises(ValueError, match="needs harmonic fields on the last layer"):
         acc._escnn_style([("c8", None, 2)] * 4, head="mlp")
