@@ -231,6 +231,11 @@ def test_accuracy_model_search_holds_out_training_digits():
         assert 40_000 <= params <= 46_000, (m.arch, params)
     with pytest.raises(ValueError, match="split must be"):
         acc.run(True, ROOT, split="train")
+    harmonic = [("d8", 2, 2), ("d8", 2, 2), ("c8", 2, 2), ("c8", 2, 2)]
+    with pytest.raises(ValueError, match="head must be"):
+        acc._escnn_style(harmonic, head="max")
+    with pytest.raises(ValueError, match="needs harmonic fields on the last layer"):
+        acc._escnn_style([("c8", None, 2)] * 4, head="mlp")
 
 
 def test_tetris_data_is_the_classic_set_and_rotates_exactly():
