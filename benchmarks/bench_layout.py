@@ -38,6 +38,7 @@ CALLS = [
     ("blur_pool2d", "k3 zeros", {"padding_mode": "zeros"}),
     ("max_blur_pool2d", "2x2 k3 reflect", {}),
     ("max_blur_pool2d", "3x3 p1 k3 reflect", {"kernel_size": 3, "padding": 1}),
+    ("max_blur_pool2d", "2x2 k3 zeros", {"padding_mode": "zeros"}),  # kornia's padding
     ("polyphase_pool2d", "l2", {}),
 ]
 LAYOUTS = ("contiguous 4-D", "channels_last 4-D", "contiguous 5-D", "channels_last 5-D")

@@ -55,7 +55,7 @@ def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
     table = tmp_path / "table.py"
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout", "--filter",
-         "k3 zeros", "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002",
+         "blur_pool2d k3 zeros", "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002",
          "--rounds", "1", "--no-progress", "--write-table", "--table", str(table)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
