@@ -1,7 +1,7 @@
 import pytest
 import torch
 from conftest import seeded_rng
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -43,11 +43,28 @@ def test_five_d_norm_over_fiber_is_permutation_invariant(gen):
     assert EF.polyphase_pool2d(x).shape == (2, 3, 8, 3, 3)
 
 
+def _gap(x, s, crit, blur):
+    """The smallest relative gap, over the batch, between the largest and the second largest
+    norm of the polyphase components (after the pool's blur), in float64."""
+    order = {"l2": 2, "l1": 1, "linf": float("inf")}[crit]
+    v = x.double()
+    if blur > 1:
+        v = EF.blur_pool2d(v, blur, 1, "circular")
+    norms = torch.stack([torch.linalg.vector_norm(c.flatten(1), order, dim=1)
+                         for c in _components(v, s)], dim=1)
+    top = norms.topk(2, dim=1).values
+    return float(((top[:, 0] - top[:, 1]) / top[:, 0].clamp_min(1e-30)).min())
+
+
 @settings(max_examples=30, deadline=None)
 @given(s=st.integers(2, 4), m=st.integers(1, 4), c=st.integers(1, 3),
        crit=st.sampled_from(["l2", "l1", "linf"]), blur=st.sampled_from([1, 3]),
        dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
 def test_stack_invariant_to_every_circular_shift(s, m, c, crit, blur, dtype, seed):
+    """Exact invariance holds where the pools' choices are unique (the documented assumption:
+    no tie between the components' norms). A tie within rounding is decided by rounding, and
+    small maps make some structural (a 3-tap circular blur gives every component the same
+    sum), so examples whose best two norms are within float rounding are not judged."""
     n = s * s * m if s * s * m >= 4 else s * s * 2
     gen = torch.Generator().manual_seed(seed)
     with seeded_rng(seed):
@@ -61,6 +78,10 @@ def test_stack_invariant_to_every_circular_shift(s, m, c, crit, blur, dtype, see
 
     x = torch.randn(2, c, n, n, generator=gen, dtype=dtype)
     with torch.no_grad():
+        h1 = torch.tanh(conv1(x))
+        h2 = torch.tanh(conv2(pool(h1)))
+        margin = 1e-10 if dtype == torch.float64 else 1e-4
+        assume(_gap(h1, s, crit, blur) > margin and _gap(h2, s, crit, blur) > margin)
         y = model(x)
         for shift in [(1, 0), (0, 1), (s - 1, s + 1), (n // 2 + 1, 3)]:
             ys = model(torch.roll(x, shift, (-2, -1)))
