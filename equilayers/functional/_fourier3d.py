@@ -27,6 +27,7 @@ import torch
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import spherical_harmonics
+from ..groups._spherical import _fibonacci
 from ._harmonic3d import check_harmonic3d
 
 __all__ = ["fourier_nonlinearity3d", "sphere_fourier_matrices", "sphere_quadrature",
@@ -47,14 +48,6 @@ def _signed_permutations(v) -> list[tuple[float, ...]]:
         for s in itertools.product((1.0, -1.0), repeat=3):
             out[tuple(s[i] * float(v[p[i]]) + 0.0 for i in range(3))] = None
     return list(out)
-
-
-def _fibonacci(n: int) -> torch.Tensor:
-    i = torch.arange(n, dtype=torch.float64, device=_CPU) + 0.5
-    z = 1 - 2 * i / n
-    phi = i * math.pi * (3 - math.sqrt(5))
-    r = torch.sqrt(1 - z * z)
-    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
 
 
 def _orbits(lattice: int) -> list[list[tuple[float, ...]]]:
