@@ -99,6 +99,16 @@ def pool_sizes(quick: bool) -> list[tuple[int, int, int]]:
     return [(32, 64, 56), (32, 64, 112)]
 
 
+def infer(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``m`` in eval mode, called under ``torch.no_grad`` (an inference row's callable)."""
+    m.eval()
+
+    def fn(x):
+        with torch.no_grad():
+            return m(x)
+    return fn
+
+
 def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:
     """A fixed ``(b, c, n, n)`` normal input (seed 0), on ``device``."""
     g = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ import time
 import torch
 from torch import nn
 
-from benchmarks._core import BenchCase, forward_backward
+from benchmarks._core import BenchCase, forward_backward, infer
 
 FAMILY = "gconv"
 _ORDER = {"c4": 4, "d4": 8}
@@ -73,15 +73,6 @@ def _input(kind: str, group: str, c: int, b: int, size: int, peer: bool):
     return x.flatten(1, 2) if peer else x
 
 
-def _infer(m):
-    m.eval()
-
-    def fn(x):
-        with torch.no_grad():
-            return m(x)
-    return fn
-
-
 def cases(quick: bool) -> list[BenchCase]:
     """Train (b16) and inference (b1) rows for ours, the floor, and importable peers; then the
     transposed rows (:func:`transposed_cases`)."""
@@ -104,7 +95,7 @@ def cases(quick: bool) -> list[BenchCase]:
                             def make():
                                 m = builder()
                                 x = _input(kind, group, c, b, size, peer)
-                                return (m.train() if mode == "train" else _infer(m)), x
+                                return (m.train() if mode == "train" else infer(m)), x
                             return make
                         floor_make = mk(_floor(kind, group, c, k), True)
                         out.append(BenchCase(floor_name, FAMILY, floor_make,

@@ -29,7 +29,7 @@ import importlib.util
 import torch
 from torch import nn
 
-from benchmarks._core import BenchCase
+from benchmarks._core import BenchCase, infer
 
 FAMILY = "gconv3d"
 _ORDER = {"o": 24, "c4z": 4}
@@ -110,19 +110,10 @@ def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int):
     return build, wrap
 
 
-def _infer(m):
-    m.eval()
-
-    def fn(x):
-        with torch.no_grad():
-            return m(x)
-    return fn
-
-
 def _make(builder, shape, mode: str):
     def make():
         m = builder()
-        return (m.train() if mode == "train" else _infer(m)), torch.randn(*shape)
+        return (m.train() if mode == "train" else infer(m)), torch.randn(*shape)
     return make
 
 

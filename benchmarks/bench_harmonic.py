@@ -9,7 +9,7 @@ import importlib.util
 import torch
 from torch import nn
 
-from ._core import BenchCase, per_order_norms
+from ._core import BenchCase, infer, per_order_norms
 
 
 def _layer_builder(group, c, k, mi=None):
@@ -32,16 +32,6 @@ def _dense_expansion(conv):
     dense = steerable_basis(conv.group, "regular", "regular", conv.kernel_size[0])
     conv._expand = lambda: expand_steerable(conv.weight, dense, conv.groups)
     return conv
-
-
-def _infer(m):
-    """``m`` in eval mode, called under ``torch.no_grad``."""
-    m.eval()
-
-    def fn(x):
-        with torch.no_grad():
-            return m(x)
-    return fn
 
 
 def _maybe_export(m, how: str):
@@ -132,14 +122,14 @@ def cases(quick: bool) -> list[BenchCase]:
             out.append(BenchCase(
                 floor, "harmonic",
                 lambda k=k, fib_in=fib_in, f_out=f_out: (
-                    _infer(nn.Conv2d(c * fib_in, c * f_out, k, padding=k // 2)),
+                    infer(nn.Conv2d(c * fib_in, c * f_out, k, padding=k // 2)),
                     torch.randn(1, c * fib_in, size, size)),
                 backward=False, params={"b": 1, "c": c, "size": size, "k": k}))
             for how in ("", " exported"):
                 out.append(BenchCase(
                     f"GroupConv2d {group} k{k} {tag}{how}", "harmonic",
                     lambda k=k, group=group, mi=mi, fib_in=fib_in, how=how: (
-                        _infer(_maybe_export(enn.GroupConv2d(c, c, k, padding=k // 2,
+                        infer(_maybe_export(enn.GroupConv2d(c, c, k, padding=k // 2,
                                                              group=group, max_order=mi), how)),
                         torch.randn(1, c, fib_in, size, size)),
                     floor=floor, backward=False,
