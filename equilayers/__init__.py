@@ -5,7 +5,8 @@ Group feature maps are plain 5-D tensors ``(B, C, F, H, W)``: ``C`` fields, each
 fields). See :mod:`equilayers.groups` for the conventions.
 """
 
-from . import functional, groups, kernels, metrics, models, nn, testing
+# _quiet_cli first: under our command line it imports torch quietly (see its docstring)
+from . import _quiet_cli, functional, groups, kernels, metrics, models, nn, testing  # noqa: F401
 from ._batchnorm import recalibrate_batch_norm
 from ._export import export
 from ._grid import Finding, check_grid

@@ -9,12 +9,15 @@ import sys
 import warnings
 from pathlib import Path
 
+from ._table import table_width, terminal_width, wrap
+
 
 def _selfcheck(args: argparse.Namespace) -> int:
     from .testing.cases import all_cases, run_case
 
     rows = []
     failed = skipped = 0
+    needs: set[str] = set()
     cases = [c for c in all_cases() if not args.filter or args.filter in c.name]
     for case in cases:
         what = "shift" if case.kind == "shift" else case.group
@@ -26,29 +29,47 @@ def _selfcheck(args: argparse.Namespace) -> int:
                 r = run_case(case)
         except ModuleNotFoundError as exc:  # a case on a real image needs scikit-image
             skipped += 1
-            rows.append((case.name, what, case.expect, "-", "-", "-", "-",
-                         f"skipped: needs {exc.name} (pip install 'equilayers[test]')"))
+            needs.add(exc.name or "scikit-image")
+            rows.append([case.name, what, case.expect, "-", "-", "-", "-", "skipped"])
             continue
         failed += not r.passed
         if case.expect == "fail":
             limit = f"> {case.fail_above:g}"
         else:
             limit = f"<= {case.tolerance():g}"
-        rows.append((case.name, what, case.expect, f"{r.error:.2e}", limit,
+        rows.append([case.name, what, case.expect, f"{r.error:.2e}", limit,
                      f"{r.floor:.2e}" if r.floor else "-", r.worst,
-                     "ok" if r.passed else "FAIL"))
-    head = ("case", "group", "expect", "error", "limit", "floor", "worst element", "status")
-    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("{:<" + str(w) + "}" for w in widths)
-    print(line.format(*head))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+                     "ok" if r.passed else "FAIL"])
+    _print_cases(["case", "group", "expect", "error", "limit", "floor", "worst element",
+                  "status"], rows, terminal_width())
     print(f"\n{len(rows) - failed - skipped} of {len(rows)} cases behave as expected"
           + (f"; {failed} FAILED" if failed else "")
-          + (f"; {skipped} skipped (pip install 'equilayers[test]' for scikit-image)"
-             if skipped else ""))
+          + (f"; {skipped} skipped: they need {', '.join(sorted(needs))} (pip install "
+             "'equilayers[test]')" if skipped else ""))
     return 1 if failed else 0
+
+
+def _print_cases(head: list[str], rows: list[list[str]], width: int) -> None:
+    """One line per case when the table fits ``width`` columns; else each case's name on a line
+    of its own (folded if longer than the terminal) above its values, indented (those lines
+    take about 65 columns)."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str], ws: list[int], indent: str = "") -> str:
+        return (indent + "  ".join(f"{c:<{w}}" for c, w in zip(cells, ws, strict=True))).rstrip()
+
+    if table_width(head, rows) <= width:
+        print(line(head, widths))
+        print(line(["-" * w for w in widths], widths))
+        for r in rows:
+            print(line(r, widths))
+        return
+    print(head[0])
+    print(line(head[1:], widths[1:], "  "))
+    print(line(["-" * w for w in widths[1:]], widths[1:], "  "))
+    for r in rows:
+        print(wrap(r[0], width))
+        print(line(r[1:], widths[1:], "  "))
 
 
 def _find_benchmarks(candidates: list[Path] | None = None) -> Path | None:

@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,24 @@ def test_cli_selfcheck_runs():
     assert "random-conv-p4-fails" in out.stdout and "cases behave as expected" in out.stdout
 
 
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_cli_selfcheck_fits_the_terminal(columns):
+    """Wide terminals get one line per case; narrower ones each case's name above its values;
+    no line runs past the edge (the skipped status included), and every case is listed."""
+    cases = [c.name for c in all_cases() if "unet-polyphase-every-shift" in c.name]
+    proc = subprocess.run([sys.executable, "-m", "equilayers", "selfcheck", "--filter",
+                           "unet-polyphase-every-shift"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": str(columns)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(map(len, lines)) <= columns, proc.stdout
+    assert [w for w in proc.stdout.split() if w in cases] == cases
+    one_line = columns == 200
+    assert (lines[0].split()[0] == "case" and len(lines[0].split()) > 1) is one_line, lines[0]
+    # the control: the same cases do not fit 80 columns one per line
+    assert max(len(c) for c in cases) + 60 > 80
+
+
 def test_cli_selfcheck_prints_only_its_table():
     """The table is the news: stdout holds the table and its summary line, stderr nothing, even
     under ``-W default`` and for negative controls that run layers at inexact sizes (which
@@ -44,7 +63,8 @@ def test_cli_selfcheck_prints_only_its_table():
     with pytest.warns(UserWarning, match="is not exactly equivariant"):
         run_case(next(c for c in cases if c.name == "gconv/p4/stride2-even-size-fails"))
     proc = subprocess.run([sys.executable, "-W", "default", "-m", "equilayers", "selfcheck",
-                           "--filter", "even-size-fails"], capture_output=True, text=True)
+                           "--filter", "even-size-fails"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
@@ -55,3 +75,23 @@ def test_cli_selfcheck_prints_only_its_table():
     rows = lines[2:-2]
     assert [r.split()[0] for r in rows] == [c.name for c in cases]
     assert all(re.search(r"\bfail\s.*\bok$", r.rstrip()) for r in rows), rows
+
+
+def test_cli_is_quiet_without_numpy(tmp_path):
+    """The core install has no NumPy, and torch warns at import when it is missing: our command
+    line hides exactly that warning; a library import (and torch's own) still shows it."""
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'numpy'\", name='numpy')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), str(Path(equilayers.__file__).parent.parent)])}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-W", "default", *args], capture_output=True,
+                              text=True, env=env, cwd=tmp_path)
+
+    cli = run("-m", "equilayers", "selfcheck", "--filter", "harness/identity-p4m")
+    assert cli.returncode == 0 and "1 of 1 cases" in cli.stdout, cli.stdout + cli.stderr
+    assert cli.stderr == ""
+    for code in ("import torch", "import equilayers"):  # the controls
+        assert "Failed to initialize NumPy" in run("-c", code).stderr, code
