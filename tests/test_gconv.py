@@ -193,7 +193,8 @@ def _fresh(m, x):
 
 
 def test_every_weight_change_reaches_the_next_eval_forward(gen):
-    """No filter cache: whatever route changes the weight, the next eval forward uses it
+    """Nothing stale (the eval filter is checked against the weight on every call): whatever
+    route changes the weight, the next eval forward uses it
     (an optimizer step, fused too, which does not bump ``_version``; ``load_state_dict``;
     in-place edits with or without ``.data``; ``.to(dtype)``)."""
     m = GroupConv2d(3, 4, 3, padding=1, group="p4").double()

@@ -20,6 +20,8 @@ from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
 from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
+from ._eval_filter import drop as drop_eval_filter
+from ._eval_filter import eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._typed import Typed
 
@@ -31,8 +33,8 @@ _BASES = ("pixel", "harmonic")
 class _GroupConvNd(Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
-    dispatching on ``self.basis``, run by every forward: nothing is cached) and the exactness
-    warning."""
+    dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while
+    checked unchanged, :mod:`._eval_filter`) and the exactness warning."""
 
     lifting: bool = False
     in_type: FieldType  # set in __init__
@@ -353,11 +355,13 @@ class _GroupConvNd(Typed, _ExactConvMixin):
         """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)`` of the current
         weight, as the forward computes it (differentiable).
 
-        Nothing is cached: every forward expands the weight (one gather, or one matmul with
-        the basis), so whatever changed the weight (an optimizer step, fused or not, a
-        ``.data`` edit, ``load_state_dict``, a parametrization, ``torch.func.functional_call``)
-        is seen by the next forward in train and eval mode alike. For inference at the cost
-        of a plain ``nn.Conv2d``, convert the trained model once with
+        Training forwards expand the weight on every call. In eval mode with autograd off the
+        forward reuses the last expanded filter only while the weight and bias still equal
+        (``torch.equal``) the values it was made from and the derived buffers are the same
+        tensors at the same version (:mod:`equilayers.nn._eval_filter`), so whatever changed
+        the weight (an optimizer step, fused or not, a ``.data`` edit, ``load_state_dict``,
+        a parametrization, ``torch.func.functional_call``) is seen by the next forward. For
+        inference at the cost of a plain ``nn.Conv2d``, convert the trained model once with
         :func:`equilayers.export` (docs/deployment.md).
         """
         return self._expand()
@@ -373,12 +377,30 @@ class _GroupConvNd(Typed, _ExactConvMixin):
                 "model.load_state_dict(state_dict, assign=True), or model.to_empty(device=...) "
                 "then load_state_dict(...) or reset_parameters()")
 
+    def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The expanded filter and per-slot bias: computed, or in eval mode with autograd off
+        reused while the weight, bias and derived buffers are unchanged
+        (:mod:`._eval_filter`: checked on every call, never stale)."""
+        settings = (self.basis, self.fiber_out, self.groups, self.lifting, self.transposed)
+        return eval_filter(self, settings, (self.weight, self.bias),
+                           lambda: (self._expand(), self._slot_bias()))
+
+    def train(self, mode: bool = True):
+        drop_eval_filter(self)
+        return super().train(mode)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_eval_filter", None)
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_forward_input(x)
         self._check_exact(x)
-        return G.conv_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
-                               self.stride, self._pad, self.dilation, self.groups,
-                               self.padding_mode, what=type(self).__name__)
+        weight, bias = self._filter_and_bias()
+        return G.conv_expanded(x, weight, bias, self.fiber_out, self.stride, self._pad,
+                               self.dilation, self.groups, self.padding_mode,
+                               what=type(self).__name__)
 
     def extra_repr(self) -> str:
         s = self._conv_repr()

@@ -116,9 +116,10 @@ class _GroupConvTransposeNd(_GroupConvNd):
         self._check_forward_input(x)
         op = self._output_padding(x, output_size)
         self._check_exact(x, op)
-        return GT.conv_transpose_expanded(x, self._expand(), self._slot_bias(), self.fiber_out,
-                                          self.stride, (self._pad[2], self._pad[0]), op,
-                                          self.dilation, self.groups, what=type(self).__name__)
+        weight, bias = self._filter_and_bias()
+        return GT.conv_transpose_expanded(x, weight, bias, self.fiber_out, self.stride,
+                                          (self._pad[2], self._pad[0]), op, self.dilation,
+                                          self.groups, what=type(self).__name__)
 
 
 class LiftingConvTranspose2d(_GroupConvTransposeNd):

@@ -1,0 +1,81 @@
+"""The eval-mode filter of a group conv: the expanded filter kept between inference calls, and
+checked against the module's current values before every reuse, so it cannot go stale.
+
+A group conv expands its weight into a dense filter on every forward (one gather, or one matmul
+with the basis). At batch 1 on small images that per-call work is a large share of the time
+(benchmarks/results/redesign-before-after.md). In eval mode with autograd off, the module keeps
+the last expanded filter and bias together with
+
+- a copy of the weight's and bias's values (as ``module.weight`` returns them: the computed
+  value of a parametrized weight), compared with ``torch.equal`` on every call: a change by
+  any route (an optimizer step, fused optimizers included, which do not bump ``_version``; a
+  ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter`` assigned; a
+  parametrization's output) makes them differ;
+- the derived buffers themselves (basis tables, gather indices: fixed functions of the
+  module's arguments, rebuilt by ``.to()``), compared by identity and version counter; holding
+  them keeps their identities from being reused;
+- the module's expansion settings.
+
+Any difference recomputes the entry. The comparison reads the parameters twice, the expansion
+writes ``|G|`` times as much, so reuse is always the cheaper of the two. Never reused in
+training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
+/ ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
+transforms, nor for meta or subclassed tensors. ``train()`` drops the entry; pickling and
+``state_dict`` leave it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["eval_filter"]
+
+_ATTR = "_eval_filter"
+_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+
+
+def _plain(t: torch.Tensor | None) -> bool:
+    return t is None or (type(t) in (torch.Tensor, nn.Parameter) and not t.is_meta
+                         and not _is_wrapped(t))
+
+
+def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
+    if now is None or kept is None:
+        return now is None and kept is None
+    return (now.shape == kept.shape and now.dtype == kept.dtype and now.device == kept.device
+            and bool(torch.equal(now, kept)))
+
+
+def eval_filter(module: nn.Module, settings: tuple,
+                params: tuple[torch.Tensor | None, ...],
+                compute: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``compute()`` (the expanded filter and per-slot bias of ``module``), or the entry kept
+    from the last eval call when ``params`` (the values ``compute`` reads, as the module's
+    attributes return them: a parametrized weight is its computed value), the module's
+    buffers and ``settings`` are all still what they were then (see the module docstring)."""
+    if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
+            or torch.compiler.is_compiling() or not all(map(_plain, params))):
+        return compute()
+    buffers = tuple(b for b in module._buffers.values() if b is not None)
+    if not all(map(_plain, buffers)):
+        return compute()
+    versions = tuple(b._version for b in buffers)
+    kept = module.__dict__.get(_ATTR)
+    if (kept is not None and kept[0] == settings and len(kept[2]) == len(buffers)
+            and all(a is b for a, b in zip(kept[2], buffers, strict=True))
+            and kept[3] == versions and len(kept[1]) == len(params)
+            and all(map(_same, params, kept[1]))):
+        return kept[4]
+    out = compute()
+    copies = tuple(None if p is None else p.detach().clone() for p in params)
+    module.__dict__[_ATTR] = (settings, copies, buffers, versions, out)
+    return out
+
+
+def drop(module: nn.Module) -> None:
+    """Forget ``module``'s kept entry (on ``train()`` and when pickled)."""
+    module.__dict__.pop(_ATTR, None)

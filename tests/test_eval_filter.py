@@ -1,0 +1,180 @@
+"""The eval-mode filter of the group convs (``equilayers.nn._eval_filter``): reused between
+inference calls, never stale. The routes that change a weight without bumping its version
+(``.data`` edits, fused optimizers) are in test_gconv.py's
+``test_every_weight_change_reaches_the_next_eval_forward``; here: that reuse happens at all,
+parametrized weights, buffers, the modes that must not reuse, and pickling."""
+
+import io
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from equilayers.nn import GroupConv2d, GroupConvTranspose2d, LiftingConv2d
+
+BUILD = {
+    "lifting-p4": lambda: LiftingConv2d(2, 3, 3, padding=1, group="p4"),
+    "group-p4m": lambda: GroupConv2d(2, 3, 3, padding=1, group="p4m"),
+    "group-c8-harmonic": lambda: GroupConv2d(2, 3, 5, padding=2, group="c8"),
+    "group-so2": lambda: GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2),
+    "transposed-p4": lambda: GroupConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4"),
+}
+
+
+def _input(m, gen):
+    lead = (1, m.in_channels) if m.lifting else (1, m.in_channels, m.fiber_in)
+    return torch.randn(*lead, 7, 7, generator=gen, dtype=torch.float64)
+
+
+def _counting(m):
+    """``m`` with its expansion counted (``m.expansions``)."""
+    m.expansions = 0
+    expand = m._expand
+
+    def counted():
+        m.expansions += 1
+        return expand()
+    m._expand = counted
+    return m
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_eval_forwards_reuse_the_filter_and_match_a_fresh_one(name, gen):
+    m = _counting(BUILD[name]().double().eval())
+    x = _input(m, gen)
+    with torch.no_grad():
+        y = [m(x) for _ in range(3)]
+    assert m.expansions == 1  # reused (the control of "never stale": it is there to go stale)
+    with torch.enable_grad():
+        fresh = m(x)  # autograd on: computed afresh
+    assert m.expansions == 2
+    for yi in y:
+        torch.testing.assert_close(yi, fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_no_reuse_in_training_mode_or_with_autograd(name, gen):
+    m = _counting(BUILD[name]().double())
+    x = _input(m, gen)
+    with torch.no_grad():
+        m(x), m(x)  # training mode
+    m.eval()
+    m(x), m(x)  # autograd on
+    assert m.expansions == 4
+    with torch.no_grad():
+        m(x)
+    assert "_eval_filter" in m.__dict__
+    m.train()  # drops the entry (no memory held while training)
+    assert "_eval_filter" not in m.__dict__
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_parametrized_weight_is_read_through(name, gen):
+    """A parametrized weight is not in ``_parameters``: its computed value is what is
+    compared (a cache keyed on the module's own parameters would miss every change)."""
+
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.s = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+        def forward(self, w):
+            return w * self.s
+
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    parametrize.register_parametrization(m, "weight", Scale())
+    with torch.no_grad():
+        before = m(x)
+        m.parametrizations.weight[0].s.fill_(2.0)
+        after = m(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(after, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    with torch.no_grad():
+        y = m(x)
+        m.float().double()  # rebuilds every derived buffer: new tensors
+        torch.testing.assert_close(m(x), y)
+        name_, buf = max(m.named_buffers(), key=lambda nb: nb[1].numel())
+        if buf.is_floating_point():
+            buf.mul_(2.0)  # in place: a new version
+        else:  # a gather index: read the filter's taps in another order
+            buf.copy_(buf.flip(-1))
+        edited = m(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(edited, y), name_
+    # a buffer replaced by another tensor at the same version counter (0) with other values
+    with torch.no_grad():
+        m._buffers[name_] = buf.clone()
+        m(x)
+        m._buffers[name_] = (buf * 2 if buf.is_floating_point() else buf.flip(-1)).clone()
+        replaced = m(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(replaced, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(replaced, edited), name_
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.parametrize("name", BUILD)
+def test_tracing_and_functional_call_do_not_reuse(name, gen):
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    with torch.no_grad():
+        m(x)  # an entry exists
+        traced = torch.jit.trace(m, x, check_trace=False)
+        m.weight.mul_(3.0)
+        # the trace holds the expansion ops on the weight, not a frozen filter
+        torch.testing.assert_close(traced(x), m(x))
+        other = BUILD[name]().double().eval()
+        state = dict(other.named_parameters()) | dict(other.named_buffers())
+        torch.testing.assert_close(torch.func.functional_call(m, state, (x,)), other(x))
+        with torch.enable_grad():
+            fresh = m(x).detach()
+        torch.testing.assert_close(m(x), fresh, rtol=0, atol=0)
+
+
+def test_vmap_over_weights_computes_afresh(gen):
+    m = GroupConv2d(2, 3, 3, padding=1, group="p4").double().eval()
+    x = _input(m, gen)
+    weights = torch.randn(2, *m.weight.shape, generator=gen, dtype=torch.float64)
+
+    def run(w):
+        return torch.func.functional_call(m, {"weight": w}, (x,))
+    with torch.no_grad():
+        m(x)
+        out = torch.func.vmap(run)(weights)
+        for i in range(2):
+            torch.testing.assert_close(out[i], run(weights[i]))
+
+
+def test_pickle_and_state_dict_leave_the_entry_out(gen):
+    m = GroupConv2d(2, 3, 3, padding=1, group="p4m").eval()
+    x = _input(m, gen).float()
+    with torch.no_grad():
+        y = m(x)
+    assert "_eval_filter" in m.__dict__
+    assert all("eval_filter" not in k for k in m.state_dict())
+    clone = pickle.loads(pickle.dumps(m))
+    assert "_eval_filter" not in clone.__dict__
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert "_eval_filter" not in loaded.__dict__
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), y, rtol=0, atol=0)
