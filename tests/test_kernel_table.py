@@ -381,6 +381,42 @@ def test_the_layout_table_picks_the_measured_path(plain_cpu, monkeypatch):
     assert choice.path == "reference" and "reference measured fastest 1 ms" in choice.reason
     table[key] = ("no_such_path", {})
     assert kernels.choose("blur_pool2d", x).fast_path == "separable"
+    # a measured winner that declines this call (an empty batch) says so
+    empty = torch.empty(0, 4, 56, 50).contiguous(memory_format=cl)
+    table[_entry(empty, **kw)] = ("depthwise_conv", {"depthwise_conv": 1.0})
+    assert "the measured fastest for this layout and size, depthwise_conv, declined (the " \
+        "input is empty" in kernels.choose("blur_pool2d", empty, **kw).reason
+
+
+@pytest.mark.parametrize("op,kw", [
+    ("blur_pool2d", {"kernel_size": 3, "stride": 2, "padding_mode": "zeros"}),
+    ("blur_pool2d", {"kernel_size": 3, "stride": 2, "padding_mode": "reflect"}),
+    ("max_blur_pool2d", {"kernel_size": 2, "stride": 2, "blur_size": 3,
+                         "padding_mode": "zeros", "padding": 0}),
+])
+def test_large_contiguous_inputs_take_the_default(plain_cpu, monkeypatch, op, kw):
+    """Over 64 MiB a contiguous input takes the op's default (separable) path even where the
+    table (measured at 25 MiB per input) names another at that layout and size: the paths
+    that allocate an input-sized temporary per call were measured 2-4x slower there.
+    channels_last and smaller inputs keep the table's choice; the explanation says why."""
+    from equilayers.kernels._layout import LARGE_CONTIGUOUS_BYTES as limit
+    small = torch.empty(4, 64, 128, 128)  # 16 MiB
+    large = torch.empty(17, 64, 128, 128)  # 68 MiB: empty() touches no memory
+    large_cl = large.contiguous(memory_format=torch.channels_last)
+    assert small.numel() * 4 < limit < large.numel() * 4
+    for winner in ("depthwise_conv", "reference"):
+        table = {_entry(x, op, **kw): (winner, {"separable": 5.5, winner: 2.1})
+                 for x in (small, large, large_cl)}
+        monkeypatch.setattr(_layout_table, "MEASURED", table)
+        for x in (small, large_cl):
+            assert kernels.choose(op, x, **kw).path == (
+                "reference" if winner == "reference" else "fast")
+            assert kernels.choose(op, x, **kw).fast_path in (None, "depthwise_conv")
+        choice = kernels.choose(op, large, **kw)
+        assert choice.fast_path == "separable", choice
+        assert choice.reason.startswith("a contiguous input of 68 MiB: over 64 MiB"), choice
+        double = torch.empty(9, 64, 128, 128, dtype=torch.float64)  # 72 MiB in float64
+        assert kernels.choose(op, double, **kw).fast_path == "separable"
 
 
 def test_a_fast_path_that_refuses_falls_to_the_next(plain_cpu):

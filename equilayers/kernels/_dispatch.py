@@ -333,6 +333,12 @@ def _choose_fast(op: KernelOp, x: torch.Tensor, kwargs: dict, paths: tuple[FastP
     path = able[0]
     skipped = [f"{name}: {r}" for name, r in refusals.items() if r is not None]
     default = "the default" if path is paths[0] else f"the first that takes it ({skipped[0]})"
+    key = table_key(op, x, kwargs)
+    entry = _layout_table.MEASURED.get(key) if key is not None else None
+    if entry is not None and refusals.get(entry[0]) is not None:  # the winner declined
+        return Choice("fast", path.name, f"{path.note}; {default}: the measured fastest for "
+                      f"this layout and size, {entry[0]}, declined ({refusals[entry[0]]})"
+                      + tail)
     return Choice("fast", path.name, f"{path.note}; {default}, no measured entry for this "
                   "layout and size" + tail)
 

@@ -113,6 +113,21 @@ def table_key(op: KernelOp, x: torch.Tensor, kwargs: dict) -> Key | None:
             arguments_key(op, kwargs), pass_of(x))
 
 
+#: The table's inputs hold 6.4M floats (25 MiB). Over 64 MiB a contiguous (NCHW) input makes
+#: the paths that allocate an input-sized temporary per call (the reference's padding copy,
+#: oneDNN's depthwise conv on NCHW inputs) slow by 2-4x: glibc's malloc serves allocations
+#: over 32 MiB by ``mmap``, so each call page-faults the whole temporary in (with
+#: ``MALLOC_MMAP_THRESHOLD_`` raised the cliff mostly goes). Measured here (2 threads, forward /
+#: forward+backward ms, 2026-12-02): ``blur_pool2d`` 32 x 64 x 112 x 112 reflect: depthwise
+#: 187 / 261, separable 45 / 171, reference 227 / 543; zeros: 67 / 199, 68 / 186, 206 / 440;
+#: 20 x 64 x 112 x 112 (39 MiB) reflect 118 / 260, 33 / 99, 115 / 302, zeros 58 / 176, 27 /
+#: 110, 118 / 283 (kornia's ``BlurPool2D``, the depthwise conv, 115 ms forward at the first
+#: size). Above this size the entries of these ops do not apply to contiguous inputs, and
+#: their default path (the separable one, which allocates only its output) is taken.
+LARGE_CONTIGUOUS_BYTES = 64 << 20
+LARGE_CONTIGUOUS_OPS = frozenset({"blur_pool2d", "max_blur_pool2d"})
+
+
 class Measured(NamedTuple):
     """What the table says for a call: the path to take (a candidate's name or
     ``"reference"``) and the one line explaining it."""
@@ -138,6 +153,14 @@ def measured_choice(op: KernelOp, x: torch.Tensor, kwargs: dict,
     table = _layout_table.MEASURED
     if not table:
         return None
+    size = x.numel() * x.element_size()
+    if op.name in LARGE_CONTIGUOUS_OPS and size > LARGE_CONTIGUOUS_BYTES and x.is_contiguous():
+        return Measured(candidates[0].name, (
+            f"a contiguous input of {size / 2**20:.0f} MiB: over 64 MiB the paths that allocate "
+            "an input-sized temporary per call (the reference's padding, the NCHW depthwise "
+            "conv) page-fault it in and were measured 2-4x slower, so the layout table "
+            "(measured at 25 MiB) does not apply and the default is taken "
+            "(equilayers/kernels/_layout.py)"))
     key = table_key(op, x, kwargs)
     entry = table.get(key) if key is not None else None
     if entry is None or key is None:
