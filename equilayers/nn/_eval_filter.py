@@ -11,9 +11,9 @@ the last expanded filter and bias together with
   any route (an optimizer step, fused optimizers included, which do not bump ``_version``; a
   ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter`` assigned; a
   parametrization's output) makes them differ;
-- the derived buffers themselves (basis tables, gather indices: fixed functions of the
-  module's arguments, rebuilt by ``.to()``), compared by identity and version counter; holding
-  them keeps their identities from being reused;
+- the parameter objects and the derived buffers themselves (basis tables, gather indices:
+  fixed functions of the module's arguments, rebuilt by ``.to()``), compared by identity, the
+  buffers also by version counter; holding them keeps their identities from being reused;
 - the module's expansion settings.
 
 Any difference recomputes the entry. The comparison reads the parameters twice, the expansion
@@ -26,6 +26,7 @@ transforms, nor for meta or subclassed tensors. ``train()`` drops the entry; pic
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import torch
@@ -49,6 +50,10 @@ def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
             and bool(torch.equal(now, kept)))
 
 
+def _versions(buffers: tuple) -> tuple[int, ...]:
+    return tuple(-1 if b is None else b._version for b in buffers)
+
+
 def eval_filter(module: nn.Module, settings: tuple,
                 params: tuple[torch.Tensor | None, ...],
                 compute: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
@@ -58,21 +63,26 @@ def eval_filter(module: nn.Module, settings: tuple,
     attributes return them: a parametrized weight is its computed value), the module's
     buffers and ``settings`` are all still what they were then (see the module docstring)."""
     if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
-            or torch.compiler.is_compiling() or not all(map(_plain, params))):
+            or torch.compiler.is_compiling()):
         return compute()
-    buffers = tuple(b for b in module._buffers.values() if b is not None)
-    if not all(map(_plain, buffers)):
-        return compute()
-    versions = tuple(b._version for b in buffers)
+    buffers = tuple(module._buffers.values())
     kept = module.__dict__.get(_ATTR)
-    if (kept is not None and kept[0] == settings and len(kept[2]) == len(buffers)
-            and all(a is b for a, b in zip(kept[2], buffers, strict=True))
-            and kept[3] == versions and len(kept[1]) == len(params)
-            and all(map(_same, params, kept[1]))):
-        return kept[4]
+    if kept is not None:
+        k_settings, k_params, k_copies, k_buffers, k_versions, out = kept
+        # the same objects as when the entry was made (so still plain tensors), at the same
+        # versions (buffers) and with the same values (parameters)
+        if (k_settings == settings and len(k_params) == len(params)
+                and len(k_buffers) == len(buffers)
+                and all(map(operator.is_, params, k_params))
+                and all(map(operator.is_, buffers, k_buffers))
+                and _versions(buffers) == k_versions
+                and all(map(_same, params, k_copies))):
+            return out
+    if not (all(map(_plain, params)) and all(map(_plain, buffers))):
+        return compute()
     out = compute()
     copies = tuple(None if p is None else p.detach().clone() for p in params)
-    module.__dict__[_ATTR] = (settings, copies, buffers, versions, out)
+    module.__dict__[_ATTR] = (settings, params, copies, buffers, _versions(buffers), out)
     return out
 
 
