@@ -16,7 +16,7 @@ a signed permutation of the voxels, so ``g . psi`` is a permutation of ``psi``'s
 Layout: the expanded filter is ``(C_out * |G|, C_in * F_in // groups, k, k, k)``, fields
 major and slots minor on both sides, so ``F.conv3d`` on ``x.reshape(B, C_in * F_in, D, H,
 W)`` followed by ``reshape(B, C_out, |G|, D', H', W')`` is the group convolution. It is built
-by one ``torch.gather`` from a table ``(|G|, F_in * k^3)`` (the group action applied to
+by one ``index_select`` through a table ``(|G|, F_in * k^3)`` (the group action applied to
 ``arange``, computed once per group and size and cached on the CPU): the table is the same for
 every pair of fields, so it is ``C_out * C_in`` times smaller than a flat index. The weight's
 group axis holds one slot per element (no Fourier basis, unlike the planar convs).
@@ -116,13 +116,16 @@ def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,
 
 def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """``(C_out, C_in, [F_in,] k, k, k)`` -> ``(C_out * |G|, C_in * F_in, k, k, k)`` with
-    block ``[o, g, c] = g . weight[o, c]``: one ``torch.gather`` through ``table``
-    (:func:`expansion_table`), broadcast over the field pairs."""
+    block ``[o, g, c] = g . weight[o, c]``: one ``index_select`` of every field pair's filter
+    through ``table`` (:func:`expansion_table`), then the group axis moved before the input
+    fields. (Its backward is an ``index_add`` into the weight's shape; a ``torch.gather`` on
+    the broadcast weight, the former form, has a backward through a zero tensor of the
+    expanded size: the O group's 16 -> 16 k3 expansion forward+backward 16.3 -> 13.2 ms.)"""
     c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
     n, per = table.shape
-    src = weight.reshape(c_out, 1, c_in, per).expand(c_out, n, c_in, per)
-    idx = table.view(1, n, 1, per).expand(c_out, n, c_in, per)
-    return torch.gather(src, 3, idx).reshape(c_out * n, c_in * (per // k ** 3), k, k, k)
+    y = weight.reshape(c_out * c_in, per).index_select(1, table.reshape(-1))
+    return y.view(c_out, c_in, n, per).transpose(1, 2).reshape(c_out * n, c_in * (per // k ** 3),
+                                                               k, k, k)
 
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
