@@ -29,7 +29,7 @@ def _selfcheck(args: argparse.Namespace) -> int:
                 r = run_case(case)
         except ModuleNotFoundError as exc:  # a case on a real image needs scikit-image
             skipped += 1
-            needs.add(exc.name or "scikit-image")
+            needs.add({"skimage": "scikit-image"}.get(exc.name or "", exc.name or "?"))
             rows.append([case.name, what, case.expect, "-", "-", "-", "-", "skipped"])
             continue
         failed += not r.passed

@@ -96,4 +96,4 @@ def test_selfcheck_without_scikit_image_skips_those_cases(monkeypatch, capsys):
     assert rc == 0, out
     rows = [line.split() for line in out.splitlines() if "camera" in line]
     assert rows and all(r[-1] == "skipped" for r in rows), out
-    assert "skipped: they need skimage (pip install 'equilayers[test]')" in out
+    assert "skipped: they need scikit-image (pip install 'equilayers[test]')" in out
