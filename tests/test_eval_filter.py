@@ -12,7 +12,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from equilayers.nn import GroupConv2d, GroupConvTranspose2d, LiftingConv2d
+from equilayers.nn import (
+    GroupConv2d,
+    GroupConv3d,
+    GroupConvTranspose2d,
+    LiftingConv2d,
+    LiftingConv3d,
+)
 
 BUILD = {
     "lifting-p4": lambda: LiftingConv2d(2, 3, 3, padding=1, group="p4"),
@@ -20,23 +26,27 @@ BUILD = {
     "group-c8-harmonic": lambda: GroupConv2d(2, 3, 5, padding=2, group="c8"),
     "group-so2": lambda: GroupConv2d(2, 3, 5, padding=2, group="so2", max_order=2),
     "transposed-p4": lambda: GroupConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4"),
+    "lifting3d-o": lambda: LiftingConv3d(2, 3, 3, padding=1, group="o"),
+    "group3d-c4z": lambda: GroupConv3d(2, 3, 3, padding=1, group="c4z"),
 }
 
 
 def _input(m, gen):
     lead = (1, m.in_channels) if m.lifting else (1, m.in_channels, m.fiber_in)
-    return torch.randn(*lead, 7, 7, generator=gen, dtype=torch.float64)
+    space = (5, 5, 5) if isinstance(m, (LiftingConv3d, GroupConv3d)) else (7, 7)
+    return torch.randn(*lead, *space, generator=gen, dtype=torch.float64)
 
 
 def _counting(m):
     """``m`` with its expansion counted (``m.expansions``)."""
     m.expansions = 0
-    expand = m._expand
+    name = "_expand" if hasattr(m, "_expand") else "expanded_filter"  # 2-D / 3-D convs
+    expand = getattr(m, name)
 
     def counted():
         m.expansions += 1
         return expand()
-    m._expand = counted
+    setattr(m, name, counted)
     return m
 
 

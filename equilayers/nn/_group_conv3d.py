@@ -14,6 +14,8 @@ from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..groups import FieldType, GroupLike
 from ._derived import _conv_options_repr, _five_d_as_four_d
+from ._eval_filter import drop as drop_eval_filter
+from ._eval_filter import eval_filter
 from ._exactness import _quiet
 from ._typed import Typed
 
@@ -114,9 +116,21 @@ class _GroupConv3dBase(Typed, nn.Module):
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
         """The expanded filter ``(C_out * |G|, C_in * F_in // groups, k, k, k)`` of the
-        current weight (one gather; differentiable). Nothing is cached: every forward expands
-        the weight, so whatever changed it is seen by the next forward."""
+        current weight (one ``index_select``; differentiable). Training forwards expand the
+        weight on every call; eval forwards with autograd off reuse the last expanded filter
+        only while the weight still equals the copy it was made from and the table is the same
+        tensor at the same version (:mod:`equilayers.nn._eval_filter`), so whatever changed
+        the weight is seen by the next forward."""
         return G3.expand_filter3d(self.weight, self.expansion_table)
+
+    def train(self, mode: bool = True):
+        drop_eval_filter(self)
+        return super().train(mode)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_eval_filter", None)
+        return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
@@ -126,7 +140,9 @@ class _GroupConv3dBase(Typed, nn.Module):
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
         self._check_exact(x)
-        return G3.conv3d_expanded(x, self.expanded_filter(), self.bias, self.fiber_out,
+        weight, _ = eval_filter(self, (self.groups, self.lifting), (self.weight,),
+                                lambda: (self.expanded_filter(), None))
+        return G3.conv3d_expanded(x, weight, self.bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
                                   self.padding_mode, what=name)
 
