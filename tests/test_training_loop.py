@@ -325,3 +325,23 @@ def test_model_to_channels_last_and_checkpoint(name):
     other = ZOO[name].make().double()
     other.load_state_dict(torch.load(buf, weights_only=True))
     _same(_eval_out(other, args), ref)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_buffers_share_no_memory_with_the_process_caches(name):
+    """A module's derived buffers are its own copies of the process-wide tables: editing one
+    in place leaves the next build of the same entry untouched. (The 3-D expansion table was
+    once the cached tensor itself on the CPU, so one edited buffer broke every later cube conv
+    of that group and size.)"""
+    fresh = {n: b.clone() for n, b in ZOO[name].make().named_buffers()}  # tables: no RNG
+    m = ZOO[name].make()
+    with torch.no_grad():
+        for b in m.buffers():
+            if b.is_floating_point():
+                b.add_(1.0)
+            elif b.dtype in (torch.int64, torch.int32):
+                b.add_(1)
+    again = dict(ZOO[name].make().named_buffers())
+    assert again.keys() == fresh.keys()
+    for n, b in again.items():
+        assert torch.equal(b, fresh[n]), f"{name}: buffer {n} changed with another module's edit"

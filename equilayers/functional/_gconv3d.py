@@ -111,7 +111,7 @@ def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,
     a lifting filter, ``|G|`` for a group filter), on ``device``."""
     grp = check_cubic_group(group, "expansion_table")
     block = _block_cpu(grp, 1 if lifting else int(grp.order), int(kernel_size))
-    return block.to(device) if device is not None else block.clone()
+    return block.to(device, copy=True) if device is not None else block.clone()
 
 
 def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
