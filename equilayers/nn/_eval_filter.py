@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["eval_filter"]
+__all__ = ["EvalFilterMixin", "eval_filter"]
 
 _ATTR = "_eval_filter"
 _is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
@@ -89,3 +89,18 @@ def eval_filter(module: nn.Module, settings: tuple,
 def drop(module: nn.Module) -> None:
     """Forget ``module``'s kept entry (on ``train()`` and when pickled)."""
     module.__dict__.pop(_ATTR, None)
+
+
+class EvalFilterMixin(nn.Module):
+    """Mixin for a module whose forward goes through :func:`eval_filter`: ``train()`` drops the
+    kept entry (no memory held while training) and pickling leaves it out."""
+
+    def train(self, mode: bool = True):
+        drop(self)
+        return super().train(mode)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop(_ATTR, None)
+        return state
+

@@ -20,8 +20,7 @@ from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
 from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
-from ._eval_filter import drop as drop_eval_filter
-from ._eval_filter import eval_filter
+from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._typed import Typed
 
@@ -30,7 +29,7 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(Typed, _ExactConvMixin):
+class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while
@@ -384,15 +383,6 @@ class _GroupConvNd(Typed, _ExactConvMixin):
         settings = (self.basis, self.fiber_out, self.groups, self.lifting, self.transposed)
         return eval_filter(self, settings, (self.weight, self.bias),
                            lambda: (self._expand(), self._slot_bias()))
-
-    def train(self, mode: bool = True):
-        drop_eval_filter(self)
-        return super().train(mode)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_eval_filter", None)
-        return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_forward_input(x)

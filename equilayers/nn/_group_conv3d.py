@@ -14,15 +14,14 @@ from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..groups import FieldType, GroupLike
 from ._derived import _conv_options_repr, _five_d_as_four_d
-from ._eval_filter import drop as drop_eval_filter
-from ._eval_filter import eval_filter
+from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._typed import Typed
 
 __all__ = ["LiftingConv3d", "GroupConv3d"]
 
 
-class _GroupConv3dBase(Typed, nn.Module):
+class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
@@ -122,15 +121,6 @@ class _GroupConv3dBase(Typed, nn.Module):
         tensor at the same version (:mod:`equilayers.nn._eval_filter`), so whatever changed
         the weight is seen by the next forward."""
         return G3.expand_filter3d(self.weight, self.expansion_table)
-
-    def train(self, mode: bool = True):
-        drop_eval_filter(self)
-        return super().train(mode)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_eval_filter", None)
-        return state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
