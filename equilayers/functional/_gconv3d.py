@@ -120,7 +120,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     through ``table`` (:func:`expansion_table`), then the group axis moved before the input
     fields. (Its backward is an ``index_add`` into the weight's shape; a ``torch.gather`` on
     the broadcast weight, the former form, has a backward through a zero tensor of the
-    expanded size: the O group's 16 -> 16 k3 expansion forward+backward 16.3 -> 13.2 ms.)"""
+    expanded size: the O group's 16 -> 16 k3 expansion forward+backward 16.3 -> 13.2 ms in a
+    one-off timing, not a ``benchmarks/`` family.)"""
     c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
     n, per = table.shape
     y = weight.reshape(c_out * c_in, per).index_select(1, table.reshape(-1))

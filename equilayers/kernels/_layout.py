@@ -117,12 +117,14 @@ def table_key(op: KernelOp, x: torch.Tensor, kwargs: dict) -> Key | None:
 #: the paths that allocate an input-sized temporary per call (the reference's padding copy,
 #: oneDNN's depthwise conv on NCHW inputs) slow by 2-4x: glibc's malloc serves allocations
 #: over 32 MiB by ``mmap``, so each call page-faults the whole temporary in (with
-#: ``MALLOC_MMAP_THRESHOLD_`` raised the cliff mostly goes). Measured here (2 threads, forward /
-#: forward+backward ms, 2026-12-02): ``blur_pool2d`` 32 x 64 x 112 x 112 reflect: depthwise
+#: ``MALLOC_MMAP_THRESHOLD_`` raised the cliff mostly goes). One-off timings of the forced paths
+#: (not a ``benchmarks/`` family; 2 threads, forward / forward+backward ms, 2026-12-02):
+#: ``blur_pool2d`` 32 x 64 x 112 x 112 reflect: depthwise
 #: 187 / 261, separable 45 / 171, reference 227 / 543; zeros: 67 / 199, 68 / 186, 206 / 440;
 #: 20 x 64 x 112 x 112 (39 MiB) reflect 118 / 260, 33 / 99, 115 / 302, zeros 58 / 176, 27 /
 #: 110, 118 / 283 (kornia's ``BlurPool2D``, the depthwise conv, 115 ms forward at the first
-#: size). Above this size the entries of these ops do not apply to contiguous inputs, and
+#: size; the ``antialias`` family's b32 c64 112x112 rows record the effect: docs/benchmarks.md).
+#: Above this size the entries of these ops do not apply to contiguous inputs, and
 #: their default path (the separable one, which allocates only its output) is taken.
 LARGE_CONTIGUOUS_BYTES = 64 << 20
 LARGE_CONTIGUOUS_OPS = frozenset({"blur_pool2d", "max_blur_pool2d"})
