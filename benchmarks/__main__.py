@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0,
                         help="training families (accuracy): the first seed (seeds are paired "
                         "across libraries: seed s is the same data order for every model)")
+    parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                        help="training families (accuracy): the learning rate constant, or "
+                        "annealed to 0 over the run (cosine)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -340,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     studies = [f for f in (args.family or []) if _is_study(f)]
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
-        extra = {k: v for k, v in (("split", args.split), ("first_seed", args.first_seed))
+        extra = {k: v for k, v in (("split", args.split), ("first_seed", args.first_seed),
+                                           ("schedule", args.schedule))
                  if v != parser.get_default(k)}
         unknown = sorted(set(extra) - set(inspect.signature(module.run).parameters))
         if unknown:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import seeded_rng
+from torch import nn
 
 from equilayers.cli import _find_benchmarks
 
@@ -176,6 +177,41 @@ def test_accuracy_family_models_train_and_report(tmp_path):
     meta = acc._meta(True, "mnist", 8, 4, 1, 1)
     table = acc.markdown(meta, results)
     assert table.count("\n| ") == len(results) + 1  # header + one row per model
+    assert "cosine" not in table
+    assert "annealed to 0 (cosine" in acc.markdown({**meta, "schedule": "cosine"}, results)
+
+
+def test_accuracy_family_cosine_schedule_anneals_the_learning_rate():
+    """``schedule="cosine"`` anneals Adam's learning rate to 0 over the run: with one epoch of
+    two batches and a gradient that does not change (logits that are a parameter, one label),
+    Adam moves each logit by the rate per step, 2 x 1e-3 constant and (1 + 0.5) x 1e-3 with the
+    cosine; a bad schedule is an error naming the choices."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_accuracy as acc
+    finally:
+        sys.path.remove(str(ROOT))
+
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = nn.Parameter(torch.zeros(10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b.expand(len(x), 10)
+
+    x = torch.zeros(8, 1, 29, 29)
+    data = (x, torch.full((8,), 3), x[:2], torch.full((2,), 3))
+    moved = {}
+    for schedule in acc.SCHEDULES:
+        model = Logits()
+        acc.train_and_test(model, data, epochs=1, seed=0, batch=4, schedule=schedule)
+        moved[schedule] = model.b.detach().abs().mean().item()
+    assert moved == pytest.approx({"constant": 2e-3, "cosine": 1.5e-3}, rel=1e-3), moved
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        acc.train_and_test(model, data, epochs=1, seed=0, schedule="linear")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        acc.run(True, ROOT, schedule="step")
 
 
 def test_segmentation_family_models_train_and_report(tmp_path):
