@@ -1,5 +1,6 @@
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -150,6 +151,21 @@ def test_gpu_session_script_is_valid_and_names_existing_tests():
     named = set(re.findall(r"tests/\w+\.py", text))
     assert named and all((ROOT / t).is_file() for t in named), named
     assert "--device cuda" in text and "--family kernels" in text
+
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the script's real run needs this CUDA")
+def test_gpu_session_script_stops_in_one_line_without_cuda(tmp_path):
+    """On a machine without CUDA the script says so in one line and writes nothing (it used to
+    run on: nvidia-smi not found, a triton traceback, the CUDA benchmarks' refusal, twice)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"),
+                          str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "needs a CUDA machine" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_accuracy_family_models_train_and_report(tmp_path):
