@@ -92,7 +92,9 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(root), env.get("PYTHONPATH")] if p)
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args.args],
+    # without NumPy torch warns at import: the runner prints only its own output, like this CLI
+    quiet = ["-W", "ignore:Failed to initialize NumPy:UserWarning"]
+    return subprocess.run([sys.executable, *quiet, "-m", "benchmarks", *args.args],
                           env=env).returncode
 
 

@@ -142,6 +142,28 @@ def test_cli_bench_finds_the_source_tree(tmp_path):
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
 
 
+
+def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
+    """`equilayers bench` runs `python -m benchmarks` in a child process, which the CLI's own
+    quiet import of torch does not reach: the child gets the same filter (without NumPy, torch
+    warned in two lines above the runner's output)."""
+    from equilayers import cli
+
+    calls = []
+
+    def fake_run(cmd, env):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    assert cli.main(["bench", "--quick", "--family", "pool"]) == 0
+    (cmd,) = calls
+    assert cmd[0] == sys.executable
+    assert cmd[-5:] == ["-m", "benchmarks", "--quick", "--family", "pool"]
+    i = cmd.index("-W")
+    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-m")
+
+
 def test_gpu_session_script_is_valid_and_names_existing_tests():
     """benchmarks/gpu_session.sh runs only on a lent GPU machine: keep it from rotting here."""
     script = ROOT / "benchmarks" / "gpu_session.sh"
