@@ -19,6 +19,10 @@ def _selfcheck(args: argparse.Namespace) -> int:
     failed = skipped = 0
     needs: set[str] = set()
     cases = [c for c in all_cases() if not args.filter or args.filter in c.name]
+    if not cases:  # an empty table with exit status 0 would read as a pass
+        print(f"equilayers selfcheck: no case name contains {args.filter!r}; "
+              "`equilayers selfcheck` lists them all", file=sys.stderr)
+        return 2
     for case in cases:
         what = "shift" if case.kind == "shift" else case.group
         try:
