@@ -6,6 +6,13 @@
 # docstrings of benchmarks/bench_kernels.py and the kernels issue). Exits non-zero if a test fails.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
+# On a machine without CUDA (or without triton, pytest) nothing below can run: say so in one line
+# before anything is written (the kernel tests and the CPU benchmarks need no GPU: make test).
+if ! python3 -c "import torch, triton, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
+  echo "benchmarks/gpu_session.sh: needs a CUDA machine whose python3 has torch (CUDA), triton" \
+    "and pytest; here torch.cuda.is_available() is False or one is missing" >&2
+  exit 2
+fi
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu-info.txt"

@@ -19,6 +19,10 @@ def _selfcheck(args: argparse.Namespace) -> int:
     failed = skipped = 0
     needs: set[str] = set()
     cases = [c for c in all_cases() if not args.filter or args.filter in c.name]
+    if not cases:  # an empty table with exit status 0 would read as a pass
+        print(f"equilayers selfcheck: no case name contains {args.filter!r}; "
+              "`equilayers selfcheck` lists them all", file=sys.stderr)
+        return 2
     for case in cases:
         what = "shift" if case.kind == "shift" else case.group
         try:
@@ -92,7 +96,9 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(root), env.get("PYTHONPATH")] if p)
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args.args],
+    # without NumPy torch warns at import: the runner prints only its own output, like this CLI
+    quiet = ["-W", "ignore:Failed to initialize NumPy:UserWarning"]
+    return subprocess.run([sys.executable, *quiet, "-m", "benchmarks", *args.args],
                           env=env).returncode
 
 

@@ -19,11 +19,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.bench_tetris import (
+from equilayers import check_grid
+from equilayers.testing import invariance_error
+
+# The data and models are the benchmark's; `python examples/NAME.py` puts examples/ on sys.path,
+# not the repository root that holds benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_tetris import (  # noqa: E402
     accuracy,
     dataset,
     matched_width,
@@ -32,8 +40,6 @@ from benchmarks.bench_tetris import (
     plain_cnn,
     train_and_test,
 )
-from equilayers import check_grid
-from equilayers.testing import invariance_error
 
 
 def main() -> None:

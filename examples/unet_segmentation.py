@@ -18,11 +18,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.bench_segmentation import (
+from equilayers import check_grid
+from equilayers.models import UNet
+from equilayers.testing import assert_equivariant
+
+# The data and models are the benchmark's; `python examples/NAME.py` puts examples/ on sys.path,
+# not the repository root that holds benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_segmentation import (  # noqa: E402
     dataset,
     miou,
     n_params,
@@ -30,9 +39,6 @@ from benchmarks.bench_segmentation import (
     predict,
     train_and_test,
 )
-from equilayers import check_grid
-from equilayers.models import UNet
-from equilayers.testing import assert_equivariant
 
 
 def main() -> None:

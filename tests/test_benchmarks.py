@@ -1,5 +1,6 @@
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -142,6 +143,28 @@ def test_cli_bench_finds_the_source_tree(tmp_path):
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
 
 
+
+def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
+    """`equilayers bench` runs `python -m benchmarks` in a child process, which the CLI's own
+    quiet import of torch does not reach: the child gets the same filter (without NumPy, torch
+    warned in two lines above the runner's output)."""
+    from equilayers import cli
+
+    calls = []
+
+    def fake_run(cmd, env):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    assert cli.main(["bench", "--quick", "--family", "pool"]) == 0
+    (cmd,) = calls
+    assert cmd[0] == sys.executable
+    assert cmd[-5:] == ["-m", "benchmarks", "--quick", "--family", "pool"]
+    i = cmd.index("-W")
+    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-m")
+
+
 def test_gpu_session_script_is_valid_and_names_existing_tests():
     """benchmarks/gpu_session.sh runs only on a lent GPU machine: keep it from rotting here."""
     script = ROOT / "benchmarks" / "gpu_session.sh"
@@ -151,6 +174,21 @@ def test_gpu_session_script_is_valid_and_names_existing_tests():
     named = set(re.findall(r"tests/\w+\.py", text))
     assert named and all((ROOT / t).is_file() for t in named), named
     assert "--device cuda" in text and "--family kernels" in text
+
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the script's real run needs this CUDA")
+def test_gpu_session_script_stops_in_one_line_without_cuda(tmp_path):
+    """On a machine without CUDA the script says so in one line and writes nothing (it used to
+    run on: nvidia-smi not found, a triton traceback, the CUDA benchmarks' refusal, twice)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"),
+                          str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "needs a CUDA machine" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_accuracy_family_models_train_and_report(tmp_path):

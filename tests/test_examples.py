@@ -35,6 +35,20 @@ def test_every_example_is_covered():
     assert sorted(p.name for p in EXAMPLES.glob("[!_]*.py")) == sorted(EXPECT)
 
 
+
+@pytest.mark.parametrize("script", sorted(EXPECT))
+def test_example_starts_from_the_root_as_documented(script, tmp_path):
+    """`python examples/NAME.py` from the repository root, as docs/examples.md says: sys.path[0]
+    is examples/, so the repository root (benchmarks/) is not importable unless the script says
+    so. Only this tree's equilayers is put on the path (a link to the package alone)."""
+    (tmp_path / "equilayers").symlink_to(ROOT / "equilayers", target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, str(Path("examples") / script), "--help"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--quick" in proc.stdout, proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(EXPECT))
 def test_example_quick(script):

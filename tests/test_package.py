@@ -37,6 +37,16 @@ def test_cli_selfcheck_runs():
     assert "random-conv-p4-fails" in out.stdout and "cases behave as expected" in out.stdout
 
 
+
+def test_cli_selfcheck_filter_matching_nothing_fails_in_one_line():
+    """A --filter that matches no case is a typo, not a pass (it printed an empty table and
+    exited 0)."""
+    out = subprocess.run([sys.executable, "-m", "equilayers", "selfcheck", "--filter",
+                          "no-such-case"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr.splitlines() == ["equilayers selfcheck: no case name contains "
+                                       "'no-such-case'; `equilayers selfcheck` lists them all"]
+
 @pytest.mark.parametrize("columns", [80, 100, 200])
 def test_cli_selfcheck_fits_the_terminal(columns):
     """Wide terminals get one line per case; narrower ones each case's name above its values;
