@@ -90,6 +90,9 @@ $(DOCS_STAMP): pyproject.toml
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
+	@$(PY) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { echo "make docs: the \
+	site's tools (mkdocs-material, mkdocstrings) need Python >= 3.11; $(PY) is $$($(PY) -V)"; \
+	exit 2; }
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 selfcheck: $(STAMP)
