@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from . import _checks as C
+from .functional._grid_law import used_padding
 from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
 from .nn import LearnablePolyphasePool2d
-from .nn._exactness import quiet_exactness_warnings
+from .nn._exactness import _WarnsInexact, quiet_exactness_warnings
 
 __all__ = ["Finding", "check_grid"]
 
@@ -51,6 +52,19 @@ class Finding:
 def _spatial_params(mod: nn.Module) -> dict | None:
     """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
     a conv- or pool-like module, by duck typing (``kernel_size`` and ``stride`` attributes)."""
+    if isinstance(mod, _WarnsInexact) and type(mod)._sampling_window is not (
+            _WarnsInexact._sampling_window):
+        # a pool that states its window grid (the one its own warning checks): a blur's
+        # padding, a max-then-blur pool's composite window
+        kernel, stride, sides, dilation = mod._sampling_window()
+        try:
+            k, s = C.check_pair(kernel, "kernel_size"), C.check_pair(stride, "stride")
+            d = C.check_pair(dilation, "dilation")
+        except (TypeError, ValueError):
+            return None
+        return {"k": (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), "s": s,
+                "sides": tuple(sides), "mode": getattr(mod, "padding_mode", "pool"),
+                "padded_by": "layer", "transposed": False, "op": (0, 0)}
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
         return None
     if isinstance(mod, LearnablePolyphasePool2d):
@@ -169,6 +183,8 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
         for axis, n, lo, hi, needed, label in checks:
             if not needed:
                 continue
+            if lo != hi and not transposed:  # the padding past the last window is unread
+                lo, hi = used_padding(n, prm["k"][axis], prm["s"][axis], lo, hi)
             if lo != hi:
                 asym.append(f"{label}: {lo} before, {hi} after")
                 continue

@@ -14,7 +14,7 @@ from .. import _checks as C
 from ..groups import Group, GroupLike, get
 from ..groups._actions import grid_moves
 
-__all__ = ["grid_subgroup", "exactness_problems"]
+__all__ = ["grid_subgroup", "exactness_problems", "used_padding"]
 
 
 def grid_subgroup(group: GroupLike) -> Group:
@@ -92,3 +92,15 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
         if h != w:
             out.append(f"rotations by 90 degrees need a square input; got {h}x{w}")
     return out
+
+
+def used_padding(n: int, extent: int, stride: int, before: int, after: int) -> tuple[int, int]:
+    """An asymmetric padding ``(before, after)`` of a dim of ``n`` pixels as a window grid
+    (``extent`` pixels, ``stride``) uses it: the padding past the last window is never read,
+    so ``after`` is cut to what the last window reaches; the grid is symmetric, and exact, when
+    that equals ``before`` (an even blur at stride 2 on the right sizes). A symmetric padding
+    is returned as it is (the law then names the sizes that tile)."""
+    if before == after:
+        return before, after
+    out = (n + before + after - extent) // stride + 1
+    return before, min(after, max(0, (out - 1) * stride + extent - n - before))

@@ -19,6 +19,7 @@ from ..functional._blur import (
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
 from ._derived import _conv_options_repr, _FixedBuffers
+from ._exactness import _WarnsInexact
 from ._typed import Typed
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
@@ -46,7 +47,7 @@ class _BinomialBuffer(_FixedBuffers):
             self.filter.copy_(binomial_filter(self.filter.numel(), dtype=torch.float64))
 
 
-class _BlurPoolNd(Typed, _BinomialBuffer):
+class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
     _nd = 2
     _shape = ""
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
@@ -70,8 +71,15 @@ class _BlurPoolNd(Typed, _BinomialBuffer):
                 raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "
                                  f"with {x.shape[cdim]} channels (shape {tuple(x.shape)}); pass "
                                  "channels=None to accept any")
+        if self._nd == 2:  # on group maps: warn once where the grid breaks exactness
+            self._warn_if_window_inexact(x)
         # the functional twin (blur_pool2d dispatches: Triton kernel, CPU fast path, reference)
         return _FUNCTIONAL[self._nd](x, self.kernel_size, self.stride, self.padding_mode)
+
+    def _sampling_window(self) -> tuple:
+        a = (self.kernel_size - 1) // 2  # the blur's padding: the extra pixel at the end
+        b = self.kernel_size - 1 - a
+        return self.kernel_size, self.stride, (a, b, a, b), 1
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]
@@ -172,7 +180,7 @@ class BlurPool3d(_BlurPoolNd):
     _nd = 3
 
 
-class MaxBlurPool2d(Typed, _BinomialBuffer):
+class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
 
     A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: same output shape for every
@@ -218,8 +226,16 @@ class MaxBlurPool2d(Typed, _BinomialBuffer):
         self._register_filter(blur_size, device, dtype, type(self).__name__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._warn_if_window_inexact(x)  # on group maps: once, where the grid breaks it
         return max_blur_pool2d(x, self.kernel_size, self.stride, self.blur_size,
                                self.padding_mode, padding=self.padding)
+
+    def _sampling_window(self) -> tuple:
+        # the max at stride 1 then the blur at ``stride`` sample the grid as one window of
+        # kernel_size + blur_size - 1 pixels
+        a = (self.blur_size - 1) // 2
+        top, bottom = self.padding + a, self.padding + self.blur_size - 1 - a
+        return self.kernel_size + self.blur_size - 1, self.stride, (top, bottom, top, bottom), 1
 
     def extra_repr(self) -> str:
         parts = [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .. import _checks as C
 from ..functional import _gconv as G
+from ..functional._grid_law import used_padding
 from ..groups import GroupLike, get
 
 __all__ = ["quiet_exactness_warnings"]
@@ -48,6 +50,11 @@ class _WarnsInexact(nn.Module):
 
     _warned: bool = False
 
+    def _sampling_window(self) -> tuple:
+        """A pool's window grid: ``(kernel_size, stride, (top, bottom, left, right),
+        dilation)``."""
+        raise NotImplementedError
+
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
                          stacklevel: int = 5, output_padding=None) -> None:
@@ -72,3 +79,29 @@ class _WarnsInexact(nn.Module):
         warnings.warn(f"{type(self).__name__} ({label or grp.name}) is not exactly equivariant"
                       f"{what} on input of size {size[0]}x{size[1]}: " + "; ".join(problems)
                       + " (warned once per module)", stacklevel=stacklevel)
+
+    def _warn_if_window_inexact(self, x: torch.Tensor, ceil_mode: bool = False) -> None:
+        """The check of a spatial pool on group maps: warn once when its windows
+        (``self._sampling_window()``: kernel, stride, padding ``(top, bottom, left, right)``,
+        dilation; the same that :func:`equilayers.check_grid` reads) break exactness at this
+        size. Only 5-D inputs (a group map ``(B, C, F, H, W)``): on images a pool makes no
+        group claim (a plain anti-aliased CNN at 224 x 224 is not warned). The pool does not
+        know the model's group, so it is checked for flips of both dims and, on square inputs
+        with the same options on both dims, for 90-degree rotations (the p4m conditions). An
+        asymmetric padding (an even blur) counts only as far as the windows reach it. Call it
+        from ``forward`` itself (the warning points at the caller of the module)."""
+        if (self._warned or ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5
+                or _quiet()):
+            return
+        kernel_size, stride, sides, dilation = self._sampling_window()
+        k, s = C.check_pair(kernel_size, "kernel_size"), C.check_pair(stride, "stride")
+        d = C.check_pair(dilation, "dilation")
+        if k[0] != k[1]:
+            return  # a rectangular window is never rot90-exact; flips are checked per dim
+        top, bottom = used_padding(x.shape[-2], d[0] * (k[0] - 1) + 1, s[0], sides[0], sides[1])
+        left, right = used_padding(x.shape[-1], d[1] * (k[1] - 1) + 1, s[1], sides[2], sides[3])
+        square = (x.shape[-1] == x.shape[-2] and s[0] == s[1] and d[0] == d[1]
+                  and (top, bottom) == (left, right))
+        self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
+                              d, label="flips" + (" and 90-degree rotations" if square else ""),
+                              stacklevel=6)

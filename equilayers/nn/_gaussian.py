@@ -8,12 +8,13 @@ import torch
 from .. import _checks as C
 from ..functional import _gaussian as Gs
 from ._derived import _FixedBuffers
+from ._exactness import _WarnsInexact
 from ._typed import Typed
 
 __all__ = ["GaussianBlurPool2d", "DiskMask"]
 
 
-class GaussianBlurPool2d(Typed, _FixedBuffers):
+class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
     """Gaussian blur, then subsample (escnn's ``PointwiseAvgPoolAntialiased2D``).
 
     The filter is the normalized 2-D Gaussian of standard deviation ``sigma`` sampled at the
@@ -67,8 +68,13 @@ class GaussianBlurPool2d(Typed, _FixedBuffers):
             self.filter.copy_(Gs.gaussian_filter2d(self.sigma, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._warn_if_window_inexact(x)  # on group maps: once, where the grid breaks it
         return Gs.blur_with(x, self._buffers_for(x).filter, self.stride, self.padding,
                             "GaussianBlurPool2d")
+
+    def _sampling_window(self) -> tuple:
+        ph, pw = self.padding
+        return self.kernel_size, self.stride, (ph, ph, pw, pw), 1
 
     def extra_repr(self) -> str:
         s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -63,20 +63,10 @@ class _SpatialPool(Typed, _WarnsInexact):
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
 
-    def _check_exact(self, x: torch.Tensor, dilation=1, ceil_mode: bool = False) -> None:
-        """Warn once when the windows break exactness at this size. The pool does not know the
-        model's group: it is checked for flips of both dims and, on square inputs with the
-        same options on both dims, for 90-degree rotations (the p4m conditions)."""
-        if ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5:
-            return
-        k, s = C.check_pair(self.kernel_size, "kernel_size"), C.check_pair(self.stride, "stride")
-        p, d = C.check_pair(self.padding, "padding"), C.check_pair(dilation, "dilation")
-        if k[0] != k[1]:
-            return  # a rectangular window is never rot90-exact; flips are checked per dim
-        square = x.shape[-1] == x.shape[-2] and s[0] == s[1] and p[0] == p[1] and d[0] == d[1]
-        self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (p[1], p[1], p[0], p[0]),
-                              d, label="flips" + (" and 90-degree rotations" if square else ""),
-                              stacklevel=6)
+    def _sampling_window(self) -> tuple:
+        p = C.check_pair(self.padding, "padding")
+        return self.kernel_size, self.stride, (p[0], p[0], p[1], p[1]), getattr(
+            self, "dilation", 1)
 
 
 class GroupMaxPool2d(_SpatialPool):
@@ -107,7 +97,7 @@ class GroupMaxPool2d(_SpatialPool):
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_exact(x, self.dilation, self.ceil_mode)
+        self._warn_if_window_inexact(x, self.ceil_mode)
         return P.group_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
 
@@ -141,7 +131,7 @@ class GroupAvgPool2d(_SpatialPool):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_exact(x, 1, self.ceil_mode)
+        self._warn_if_window_inexact(x, self.ceil_mode)
         return P.group_avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                   self.count_include_pad)
 

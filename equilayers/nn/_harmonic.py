@@ -16,6 +16,7 @@ from ..functional import _norm_max_pool as NMP
 from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
+from ._exactness import _WarnsInexact
 from ._typed import Typed
 
 __all__ = [
@@ -371,7 +372,7 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
     return (x.shape[2] - 1) // 2
 
 
-class NormMaxPool(Typed, nn.Module):
+class NormMaxPool(Typed, _WarnsInexact):
     """Spatial max pooling of harmonic fields by magnitude: in every window, per field, keep the
     vector of largest norm (escnn's ``NormMaxPool``); ``nn.MaxPool2d``'s signature.
 
@@ -416,8 +417,13 @@ class NormMaxPool(Typed, nn.Module):
         self.per = C.choice(per, "per", name, NMP.PER)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._warn_if_window_inexact(x, self.ceil_mode)  # once, where the grid breaks it
         return NMP.norm_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                    self.ceil_mode, max_order=self.max_order, per=self.per)
+
+    def _sampling_window(self) -> tuple:
+        ph, pw = C.C.check_pair(self.padding, "padding")
+        return self.kernel_size, self.stride, (ph, ph, pw, pw), self.dilation
 
     def extra_repr(self) -> str:
         text = f"kernel_size={self.kernel_size}, stride={self.stride}"
