@@ -142,7 +142,9 @@ class BlurPool2d(_BlurPoolNd):
         Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``
         (any other mode breaks it at the borders). Exact for rot90 and flips (trivial or
         regular fields) when ``kernel_size`` is odd, ``H == W`` and ``(H - 1) % stride == 0``
-        (e.g. 9x9 at stride 2); even sizes at stride 2 do not commute with rot90.
+        (e.g. 9x9 at stride 2); even sizes at stride 2 do not commute with rot90 (an even
+        ``kernel_size``: the other way round). On group maps (5-D) it warns once per module at
+        a size that breaks this (not on images, where it makes no group claim).
 
     Example:
         >>> BlurPool2d(channels=3)(torch.randn(2, 3, 8, 8)).shape
@@ -203,7 +205,10 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
         max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
-        ``tests/test_blur.py``.
+        ``tests/test_blur.py``. Exact for rot90 and flips on square inputs when the max window
+        and the blur tile the input from both ends, ``(H + 2 padding - kernel_size) % stride
+        == 0`` with an odd ``blur_size`` (e.g. ``kernel_size=2`` on even sizes); on group maps
+        (5-D) it warns once per module at a size that breaks this.
 
     Example:
         >>> MaxBlurPool2d()(torch.randn(2, 3, 9, 9)).shape
