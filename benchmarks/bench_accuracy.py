@@ -31,16 +31,23 @@ regular row, trained on the first 3,000 training digits and scored on the last 1
 digits unseen); the pick (:data:`ESCNN_STYLE`) is the best mean. Results:
 ``benchmarks/results/cpu-accuracy-val.{json,md}``. A third round (escnn's disk mask and its
 tutorial head: invariant map, ``BatchNorm1d``, ELU, ``Linear``) is in :data:`SEARCH` with its
-measured numbers; it was not adopted (docs/training.md, "The escnn-style model").
+measured numbers; its best, the search's best overall (:data:`ESCNN_STYLE_HEAD`), is a second
+escnn-style row: with a constant learning rate its batch-norm statistics trail the weights on
+some seeds, with ``--schedule cosine`` it leads the family (docs/training.md, "The escnn-style
+model").
+
+Schedules: ``--schedule constant`` (default; ``cpu-accuracy.*``) or ``cosine`` (Adam's rate
+annealed to 0 over the run, one step per batch; ``cpu-accuracy-cosine.*``).
 
 Peer rows: e2cnn for every architecture, escnn for the regular ones (its SO(2) ``R2Conv``
 trained about 3x slower than e2cnn's here, so its row would dominate the run).
 
 Run: ``python -m benchmarks --family accuracy [--quick] [--seeds 3] [--first-seed 0]
-[--filter ROW] [--split val]`` in an environment with e2cnn/escnn for the peer rows
-(``make bench-accuracy`` uses the peers venv of ``make test``). ``--filter`` keeps the rows
-whose "architecture library" contains it; seeds are paired (seed ``s`` is the same data order
-and init seed for every row), so ``--first-seed`` splits a run into 1-thread processes.
+[--filter ROW] [--split val] [--schedule cosine]`` in an environment with e2cnn/escnn for
+the peer rows (``make bench-accuracy`` uses the peers venv of ``make test``). ``--filter``
+keeps the rows whose "architecture library" contains it; seeds are paired (seed ``s`` is the
+same data order and init seed for every row), so ``--first-seed`` splits a run into 1-thread
+processes.
 Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}``.
 """
 
