@@ -68,32 +68,3 @@ def test_demo_quick_has_its_own_folder_and_says_it_is_under_trained(tmp_path, mo
     assert not (tmp_path / "demo_out" / "results.json").exists()
     out = capsys.readouterr().out
     assert "under-trained" in out and "Settings: mnist: 2000 training / 500 test" in out
-
-
-def test_selfcheck_without_scikit_image_skips_those_cases(monkeypatch, capsys):
-    """After a plain `pip install equilayers` (no scikit-image) selfcheck prints its table and
-    says which cases it skipped and what to install, instead of a traceback."""
-    import builtins
-
-    from equilayers import cli
-    from equilayers.testing import _cases_harmonic
-
-    _cases_harmonic._camera.cache_clear()
-    real_import = builtins.__import__
-
-    def no_skimage(name, *args, **kwargs):
-        if name == "skimage" or name.startswith("skimage."):
-            raise ModuleNotFoundError("No module named 'skimage'", name="skimage")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_skimage)
-    monkeypatch.setenv("COLUMNS", "200")  # one line per case
-    try:
-        rc = cli.main(["selfcheck", "--filter", "camera"])
-    finally:
-        _cases_harmonic._camera.cache_clear()
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    rows = [line.split() for line in out.splitlines() if "camera" in line]
-    assert rows and all(r[-1] == "skipped" for r in rows), out
-    assert "skipped: they need scikit-image (pip install 'equilayers[test]')" in out
