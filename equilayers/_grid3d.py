@@ -17,6 +17,7 @@ from torch import nn
 
 from ._grid import Finding, _record_sizes
 from .functional._gconv3d import _traded
+from .functional._grid_law import used_padding
 from .groups import CubicGroup, FieldType, Group
 from .groups._actions import grid_moves
 
@@ -85,6 +86,8 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
             if i not in moved:
                 continue
             lo, hi = prm["sides"][i]
+            if lo != hi:  # the padding past the last window is never read
+                lo, hi = used_padding(size[i], prm["k"][i], prm["s"][i], lo, hi)
             if lo != hi:
                 asym.append(f"{_NAMES[i]}: {lo} before, {hi} after")
                 continue

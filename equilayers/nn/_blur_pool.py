@@ -20,6 +20,7 @@ from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
 from ._derived import _conv_options_repr, _FixedBuffers
 from ._exactness import _WarnsInexact
+from ._pool3d import warn_if_pool3d_inexact
 from ._typed import Typed
 
 __all__ = ["BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool2d", "BlurConv2d",
@@ -73,6 +74,8 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
                                  "channels=None to accept any")
         if self._nd == 2:  # on group maps: warn once where the grid breaks exactness
             self._warn_if_window_inexact(x)
+        elif self._nd == 3:
+            warn_if_pool3d_inexact(self, x, self._window3d)
         # the functional twin (blur_pool2d dispatches: Triton kernel, CPU fast path, reference)
         return _FUNCTIONAL[self._nd](x, self.kernel_size, self.stride, self.padding_mode)
 
@@ -80,6 +83,11 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         a = (self.kernel_size - 1) // 2  # the blur's padding: the extra pixel at the end
         b = self.kernel_size - 1 - a
         return self.kernel_size, self.stride, (a, b, a, b), 1
+
+    def _window3d(self) -> tuple:
+        a = (self.kernel_size - 1) // 2
+        b = self.kernel_size - 1 - a
+        return (self.kernel_size,) * 3, (self.stride,) * 3, (a, b) * 3, (1, 1, 1)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]

@@ -11,6 +11,7 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..functional import _pool3d as P3
+from ..functional._grid_law import used_padding
 from ..groups import FieldType
 from ._exactness import _quiet
 from ._polyphase import polyphase_pool_repr
@@ -20,18 +21,49 @@ __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d"]
 
 
 def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d) -> tuple[str, list[str]]:
-    """``(label, problems)`` of a pool with triples ``k, s, p, d`` on a volume of ``size``: the
-    pool does not know the model's group, so it is checked for the largest cube group the
-    volume can carry, O_h on cubes (``D == H == W``), D4z when only ``H == W``; a pool with a
-    non-cubic window, or a volume with ``H != W``, is not checked."""
+    """``(label, problems)`` of a pool with triples ``k, s, d`` and padding ``p`` (a triple,
+    symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
+    not know the model's group, so it is checked for the largest cube group the volume can
+    carry, O_h on cubes (``D == H == W``), D4z when only ``H == W``; a pool with a non-cubic
+    window, or a volume with ``H != W``, is not checked. An asymmetric padding (an even blur)
+    counts only as far as the windows reach it."""
     if len(set(k)) != 1 or size[1] != size[2]:
         return "", []
     cube = size[0] == size[1]
     group = "oh" if cube else "d4z"
     label = ("the cube's rotations and flips" if cube
              else "flips and quarter turns about the depth axis")
-    pad = (p[2], p[2], p[1], p[1], p[0], p[0])
-    return label, G3.exactness_problems3d(group, size, k[0], s, pad, d)
+    sides = (p[2], p[2], p[1], p[1], p[0], p[0]) if len(p) == 3 else tuple(p)
+    pad: list[int] = []
+    for i in range(3):  # F.pad order: width, height, depth
+        dim = 2 - i
+        pad += used_padding(size[dim], d[dim] * (k[dim] - 1) + 1, s[dim], sides[2 * i],
+                            sides[2 * i + 1])
+    return label, G3.exactness_problems3d(group, size, k[0], s, tuple(pad), d)
+
+
+def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stacklevel: int = 5
+                           ) -> None:
+    """Warn once per module at the first volume size where a pool's windows break exactness
+    (:func:`pool_exactness_problems3d`); only 6-D group maps, nothing under
+    ``quiet_exactness_warnings``/compile/trace. ``window()``: ``(k, s, p, d)`` triples (``p``:
+    a triple or six sides), called only when a new size is checked. Call it from ``forward``
+    itself (the warning points at the caller of the module; ``stacklevel`` counts from here)."""
+    if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
+            or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
+        return
+    size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+    exact = module.__dict__.setdefault("_exact_sizes", set())
+    if size in exact:
+        return
+    label, problems = pool_exactness_problems3d(size, *window())
+    if not problems:
+        exact.add(size)
+        return
+    module.__dict__["_warned"] = True
+    warnings.warn(f"{type(module).__name__} ({label}) is not exactly equivariant on input of "
+                  f"size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                  + " (warned once per module)", stacklevel=stacklevel)
 
 
 class _Pool3d(Typed, nn.Module):
@@ -48,28 +80,14 @@ class _Pool3d(Typed, nn.Module):
         self.stride = kernel_size if stride is None else stride
         self.padding, self.ceil_mode = padding, ceil_mode
 
-    _warned: bool = False
-
     def _check_exact(self, x: torch.Tensor, dilation) -> None:
         """Warn once per module at the first input size where the windows break exactness
-        (:func:`pool_exactness_problems3d`)."""
-        if (self._warned or self.ceil_mode or _quiet() or torch.compiler.is_compiling()
-                or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
+        (:func:`warn_if_pool3d_inexact`)."""
+        if self.ceil_mode:
             return
-        size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
-        exact = self.__dict__.setdefault("_exact_sizes", set())
-        if size in exact:
-            return
-        k, s, p, d = P3.check_pool3d_args(self.kernel_size, self.stride, self.padding,
-                                          dilation, type(self).__name__, max_pool=self._max)
-        label, problems = pool_exactness_problems3d(size, k, s, p, d)
-        if not problems:
-            exact.add(size)
-            return
-        self._warned = True
-        warnings.warn(f"{type(self).__name__} ({label}) is not exactly equivariant on input of "
-                      f"size {'x'.join(map(str, size))}: " + "; ".join(problems)
-                      + " (warned once per module)", stacklevel=5)
+        warn_if_pool3d_inexact(self, x, lambda: P3.check_pool3d_args(
+            self.kernel_size, self.stride, self.padding, dilation, type(self).__name__,
+            max_pool=self._max), stacklevel=6)
 
     def _repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
