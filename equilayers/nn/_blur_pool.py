@@ -178,7 +178,8 @@ class BlurPool3d(_BlurPoolNd):
         volumes or regular fields) when ``kernel_size`` is odd, ``(n - 1) % stride == 0`` on
         every dim (e.g. 9x9x9 at stride 2) and the sizes the group trades are equal
         (``D == H == W`` for o/oh, ``H == W`` for c4z/d4z); even sizes at stride 2 are not
-        (measured error ~0.9 on 6x6x6).
+        (measured error ~0.9 on 6x6x6; an even ``kernel_size``: the other way round). On 6-D
+        group maps it warns once per module at a size that breaks this.
 
     Example:
         >>> BlurPool3d()(torch.randn(1, 2, 5, 6, 7)).shape
