@@ -134,3 +134,32 @@ def test_selfcheck_without_scikit_image_skips_those_cases(monkeypatch, capsys):
     rows = [line.split() for line in out.splitlines() if "camera" in line]
     assert rows and all(r[-1] == "skipped" for r in rows), out
     assert "skipped: they need scikit-image (pip install 'equilayers[test]')" in out
+
+
+def test_make_says_what_it_installs_before_it_does(tmp_path):
+    """`make test`/`make demo` announce the venv's size and its extras before pip runs, and the
+    peers venv announces the system-wide apt-get of gfortran (needs root) before running it
+    (read from `make -n`, which prints the recipes without running them)."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+
+    def dry(target: str, **var: str) -> list[str]:
+        args = [f"{k}={v}" for k, v in var.items()]
+        out = subprocess.run(["make", "-n", "-B", *args, target], cwd=root, text=True,
+                             capture_output=True, check=True).stdout
+        return out.replace("\\\n", " ").splitlines()
+
+    venv = tmp_path / "v"
+    lines = dry(f"{venv}/.equilayers-installed", VENV=str(venv))
+    said = next(i for i, line in enumerate(lines) if line.startswith("echo") and "1 GB" in line)
+    pip = next(i for i, line in enumerate(lines) if "pip install -e" in line)
+    assert said < pip and "triton" in lines[said] and "docs" in lines[said], lines
+    peers = tmp_path / "p"
+    lines = dry(f"{peers}/.equilayers-peers-installed", PEERS=str(peers))
+    said = next(i for i, line in enumerate(lines) if "echo" in line and "apt-get" in line)
+    apt = next(i for i, line in enumerate(lines) if "apt-get install" in line
+               and "echo" not in line)
+    assert said < apt and "needs root" in lines[said], lines
