@@ -10,6 +10,7 @@ command line::
 
     python examples/audit_model.py          # also an untrained p4 model for contrast
     python examples/audit_model.py --quick  # CI
+    python examples/audit_model.py --plot audit.png  # also a bar chart (matplotlib)
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def build_p4() -> nn.Module:
     ).eval()
 
 
-def report(name: str, model: nn.Module, size: int, gen: torch.Generator) -> None:
+def report(name: str, model: nn.Module, size: int, gen: torch.Generator
+           ) -> tuple[int, float, float]:
+    """Print the audit of ``model`` at ``size``; return its number of check_grid findings, its
+    p4 and its circular-shift invariance error."""
     print(f"\n== {name} at {size}x{size} ==")
     findings = equilayers.check_grid(model, (1, 1, size, size), "p4")
     print(f"check_grid: {len(findings)} finding(s)")
@@ -66,18 +70,26 @@ def report(name: str, model: nn.Module, size: int, gen: torch.Generator) -> None
     print(f"circular-shift invariance error of the logits: {shift.error:.1e} ({shift.worst})")
     # (consistency, the share of transformed pairs with the same top-1 class, needs a trained
     #  model and real data: an untrained model predicts one class for noise and scores 100%)
+    return len(findings), err, shift.error
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CI mode: fewer models")
+    p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the audits "
+                   "(needs matplotlib)")
     args = p.parse_args(argv)
+    # here, not at the top: `equilayers audit FILE.py:build` loads this file without examples/
+    # on sys.path
+    from _plot import grouped_bars, pyplot, run_label, save
+
+    plt = pyplot() if args.plot else None
     gen = torch.Generator().manual_seed(0)
 
-    report("plain CNN", build(), 28, gen)
-    if not args.quick:
-        report("p4 CNN", build_p4(), 28, gen)   # stride parity: 28 is not exact...
-    report("p4 CNN", build_p4(), 29, gen)       # ...29 is (check_grid names the size)
+    rows = {"plain CNN, 28x28": report("plain CNN", build(), 28, gen)}
+    if not args.quick:  # stride parity: 28 is not exact...
+        rows["p4 CNN, 28x28"] = report("p4 CNN", build_p4(), 28, gen)
+    rows["p4 CNN, 29x29"] = report("p4 CNN", build_p4(), 29, gen)  # ...29 is (check_grid says)
 
     cmd = [sys.executable, "-m", "equilayers", "audit", f"{Path(__file__)}:build",
            "--input-shape", "1,1,28,28", "--group", "p4"]
@@ -85,6 +97,19 @@ def main(argv: list[str] | None = None) -> None:
           "--group p4")
     sys.stdout.flush()
     subprocess.run(cmd, check=True)
+    if plt is not None:
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(8.4, 3.0), width_ratios=[2, 3])
+        names = [n.replace(", ", "\n") for n in rows]
+        grouped_bars(ax0, names, {"findings": [r[0] for r in rows.values()]}, fmt="%d")
+        ax0.set_ylabel("check_grid findings (group p4)")
+        ax0.set_ylim(0, max(r[0] for r in rows.values()) + 1.5)
+        grouped_bars(ax1, names, {"p4 rotations": [r[1] for r in rows.values()],
+                                  "circular shifts": [r[2] for r in rows.values()]},
+                     fmt="%.0e", log=True)
+        ax1.set_ylabel("logit invariance error (float64)")
+        fig.suptitle(f"{run_label('audit_model.py', args.quick)}: untrained models, "
+                     "random float64 inputs (4 per audit), no data needed", fontsize=8)
+        save(plt, fig, args.plot)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ rotation invariance on and off the grid, trains it briefly on upright MNIST digi
 
     python examples/harmonic_cnn.py          # about a minute on 2 CPU cores
     python examples/harmonic_cnn.py --quick  # a few seconds (CI)
+    python examples/harmonic_cnn.py --plot harmonic.png  # also a bar chart (matplotlib)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 
 import torch
 from _data import mnist_digits, train
+from _plot import grouped_bars, pyplot, run_label, save
 from torch import nn
 
 from equilayers import recalibrate_batch_norm
@@ -56,7 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
+                   "(needs matplotlib)")
     args = p.parse_args(argv)
+    plt = pyplot() if args.plot else None
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     so2 = get("so2")
@@ -83,11 +88,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"logit invariance error: {on_grid:.1e} at 90/180/270 degrees (exact), "
           f"{off_grid:.1e} at 30/45/60 degrees (approximate, includes interpolating the input)")
     model.float()
+    accs = []
     with torch.no_grad():
         for deg in (0, 45, 90):
             xr = rotate(xte, math.radians(deg))
-            acc = (model(xr).argmax(1) == yte).float().mean().item()
-            print(f"test accuracy rotated by {deg:3d} degrees: {100 * acc:.1f}%")
+            accs.append((model(xr).argmax(1) == yte).float().mean().item())
+            print(f"test accuracy rotated by {deg:3d} degrees: {100 * accs[-1]:.1f}%")
+    if plt is not None:
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(7.2, 3.0), width_ratios=[3, 2])
+        grouped_bars(ax0, ["0", "45", "90"], {"harmonic CNN": [100 * a for a in accs]})
+        ax0.set_xlabel("test digits rotated by (degrees)")
+        ax0.set_ylabel("test accuracy (%)")
+        ax0.set_ylim(0, 108)
+        grouped_bars(ax1, ["90/180/270\n(exact)", "30/45/60\n(approximate)"],
+                     {"logits": [on_grid, off_grid]}, fmt="%.1e", log=True)
+        ax1.set_ylabel("logit invariance error (float64)")
+        fig.suptitle(f"{run_label('harmonic_cnn.py', args.quick)}: SO(2), max order {M}, "
+                     f"trained upright, {n_train} train / {n_test} test digits, {epochs} "
+                     f"epoch(s), seed {args.seed}", fontsize=8)
+        save(plt, fig, args.plot)
 
 
 if __name__ == "__main__":

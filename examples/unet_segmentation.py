@@ -12,6 +12,7 @@ rotate with the scene: 100% per-pixel rot90 consistency.
 
     python examples/unet_segmentation.py          # a few minutes on 2 CPU cores
     python examples/unet_segmentation.py --quick  # seconds (CI)
+    python examples/unet_segmentation.py --plot unet.png  # also a bar chart (matplotlib)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from equilayers.testing import assert_equivariant
 # The data and models are the benchmark's; `python examples/NAME.py` puts examples/ on sys.path,
 # not the repository root that holds benchmarks/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _plot import grouped_bars, pyplot, run_label, save  # noqa: E402
+
 from benchmarks.bench_segmentation import (  # noqa: E402
     dataset,
     miou,
@@ -44,7 +47,10 @@ from benchmarks.bench_segmentation import (  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run (CI)")
+    parser.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
+                        "(needs matplotlib)")
     args = parser.parse_args()
+    plt = pyplot() if args.plot else None
     torch.set_num_threads(1)
     n_train, n_test, epochs = (32, 8, 1) if args.quick else (600, 200, 8)
     data = dataset(n_train, n_test)
@@ -62,9 +68,10 @@ def main() -> None:
     x64 = data["rotated"][0][:4].double()
     report = assert_equivariant(copy.deepcopy(p4m).double().eval(), x64, "p4m")
     print(f"untrained: per-pixel equivariance error {report.error:.1e} (float64, p4m)")
+    results = {}
     for name, net in (("plain", plain), ("p4m", p4m)):
         t = time.perf_counter()
-        r = train_and_test(net, data, epochs=epochs, seed=0)
+        r = results[name] = train_and_test(net, data, epochs=epochs, seed=0)
         print(f"{name:>5} U-Net: mIoU upright {100 * r['miou_upright']:.1f}%, rotated "
               f"{100 * r['miou_rotated']:.1f}%; rot90 consistency "
               f"{100 * r['rot90_consistency']:.2f}%, shift consistency "
@@ -77,6 +84,20 @@ def main() -> None:
           f"{100 * float((rot == predict(p4m, x)).double().mean()):.2f}% of pixels unchanged; "
           f"mIoU {100 * miou(rot, y):.1f}%")
     assert pixel_consistency(p4m, x, [(lambda v: v.flip(-1), lambda v: v.flip(-1))]) > 0.999
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(7.0, 3.0))
+        keys = ["miou_upright", "miou_rotated", "rot90_consistency", "shift_consistency"]
+        grouped_bars(ax, ["mIoU upright", "mIoU rotated", "rot90\nconsistency",
+                          "shift\nconsistency"],
+                     {f"{name} U-Net ({n_params(net) / 1e3:.0f}k parameters)":
+                      [100 * results[name][k] for k in keys]
+                      for name, net in (("plain", plain), ("p4m", p4m))})
+        ax.set_ylabel("% (per pixel)")
+        ax.set_ylim(0, 112)
+        ax.set_title(f"{run_label('unet_segmentation.py', args.quick)}: trained on "
+                     f"upright scenes, {n_train} train / {n_test} test scenes of {size}x{size}, "
+                     f"{epochs} epoch(s), seed 0", fontsize=8)
+        save(plt, fig, args.plot)
 
 
 if __name__ == "__main__":

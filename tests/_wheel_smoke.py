@@ -3,7 +3,8 @@
 Usage: ``VENV/bin/python tests/_wheel_smoke.py WHEEL`` (from a directory outside the checkout).
 
 Run from outside the source tree by the venv's python, where equilayers is installed from the
-wheel with no extras (torch only). Checks that the installed package, not the
+wheel with no extras (torch only). Checks that the wheel ships ``py.typed`` and the Apache-2.0
+``LICENSE`` in its ``.dist-info`` and nothing of the tests; that the installed package, not the
 checkout, is imported; that ``import equilayers`` pulls in no optional package; a lifting ->
 group conv -> pool forward; ``antialias``; every command the README and the docs name, through
 the installed ``equilayers`` script: ``selfcheck``, ``audit`` (table; ``--out`` without
@@ -35,7 +36,17 @@ def check_wheel(wheel: str) -> None:
     assert not leaked, f"the wheel ships files outside the package: {leaked}"
     helpers = [n for n in names if n.split("/")[-1] in ("_ddp.py", "_zoo.py", "conftest.py")]
     assert not helpers, f"the wheel ships test-only helpers: {helpers}"
-    print(f"wheel: {len(names)} files, py.typed, no tests or test helpers")
+    # Apache-2.0 asks every copy to carry the license: setuptools puts LICENSE in
+    # *.dist-info/licenses/ (PEP 639, setuptools >= 77) or *.dist-info/ (older)
+    licenses = [n for n in names if n.split("/")[0].endswith(".dist-info")
+                and n.split("/", 1)[1] in ("licenses/LICENSE", "LICENSE")]
+    assert licenses, ("the wheel's .dist-info lacks the LICENSE file: "
+                      f"{[n for n in names if '.dist-info/' in n]}")
+    text = zipfile.ZipFile(wheel).read(licenses[0]).decode("utf-8")
+    assert "Apache License" in text and "Version 2.0" in text, (
+        f"{licenses[0]} is not the Apache-2.0 license text: {text[:200]!r}")
+    print(f"wheel: {len(names)} files, py.typed, {licenses[0]} (Apache-2.0), no tests or "
+          "test helpers")
 
 
 def main() -> None:

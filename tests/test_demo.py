@@ -1,6 +1,7 @@
 """The README's main job, in its --quick mode: the expected direction of the result."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,44 @@ def test_demo_quick_has_its_own_folder_and_says_it_is_under_trained(tmp_path, mo
     assert not (tmp_path / "demo_out" / "results.json").exists()
     out = capsys.readouterr().out
     assert "under-trained" in out and "Settings: mnist: 2000 training / 500 test" in out
+
+
+def test_demo_plot_labels_every_bar_and_titles_the_settings(tmp_path, monkeypatch):
+    """`_plot` (the demo's figure) writes each bar's value on it and the run's settings in the
+    title: checked on the figure it saves (savefig intercepted), not on the PNG's pixels."""
+    pytest.importorskip("matplotlib", reason="the demo's plot needs matplotlib "
+                        "(pip install 'equilayers[demo]')")
+    from matplotlib.figure import Figure
+
+    from equilayers.demo import _plot
+
+    cols = ["acc upright", "acc rot90", "acc any angle", "acc shifted", "rot90 consistency",
+            "shift consistency"]
+    results = {name: {**{c: (10 * k + j + 1) / 100 for j, c in enumerate(cols)},
+                      "params": 1000 + k, "train s": 1.5}
+               for k, name in enumerate(["plain CNN", "p4 CNN", "p4m CNN"], start=1)}
+    saved = []
+
+    def capture(fig, path, *args, **kwargs):
+        saved.append((fig, Path(path)))
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    settings = "mnist: 123 training / 45 test digits, 7 epochs, seed 9"
+    _plot(results, tmp_path / "demo.png", settings)
+    assert [p.name for _, p in saved] == ["demo.png"]
+    fig = saved[0][0]
+    assert settings in fig._suptitle.get_text()
+    drawn = 0
+    for ax in fig.axes:
+        labels = [(t.xy, t.get_text()) for t in ax.texts]
+        for container in ax.containers:
+            for bar in container:
+                x, h = bar.get_x() + bar.get_width() / 2, bar.get_height()
+                assert any(abs(xy[0] - x) < 1e-9 and abs(xy[1] - h) < 1e-9
+                           and text == f"{h:.0f}" for xy, text in labels), (x, h, labels)
+                drawn += 1
+    # every value of every model: the 6 columns of each of the 3 models, all distinct
+    assert drawn == len(cols) * len(results)
+    heights = sorted(round(b.get_height(), 6) for ax in fig.axes for c in ax.containers
+                     for b in c)
+    assert heights == sorted(round(100 * r[c], 6) for r in results.values() for c in cols)

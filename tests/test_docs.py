@@ -256,5 +256,6 @@ def test_site_builds_strict(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     for page in ("index.html", "conventions/index.html", "api/nn/index.html",
-                 "benchmarks/index.html", "figures/rot90_fiber.svg"):
+                 "benchmarks/index.html", "figures/rot90_fiber.svg", "examples/index.html",
+                 "figures/examples/p4m_resnet.png"):
         assert (tmp_path / page).is_file(), page
