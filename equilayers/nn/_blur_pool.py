@@ -86,9 +86,8 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         return self.kernel_size, self.stride, (a, b, a, b), 1
 
     def _window3d(self) -> tuple:
-        a = (self.kernel_size - 1) // 2
-        b = self.kernel_size - 1 - a
-        return (self.kernel_size,) * 3, (self.stride,) * 3, (a, b) * 3, (1, 1, 1)
+        k, s, (a, b, _, _), _ = self._sampling_window()  # the same padding on every dim
+        return (k,) * 3, (s,) * 3, (a, b) * 3, (1, 1, 1)
 
     def extra_repr(self) -> str:
         parts = [] if self.channels is None else [f"channels={self.channels}"]

@@ -91,8 +91,9 @@ class _WarnsInexact(nn.Module):
         asymmetric padding (an even blur) counts only as far as the windows reach it. Call it
         from ``forward`` itself (the warning points at the caller of the module)."""
         if (self._warned or ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5
-                or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            return
+                or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or (x.shape[-2], x.shape[-1]) in self.__dict__.get("_exact_sizes", ())):
+            return  # (a size found exact before: the memo of _warn_if_inexact, read first)
         kernel_size, stride, sides, dilation = self._sampling_window()
         k, s = C.check_pair(kernel_size, "kernel_size"), C.check_pair(stride, "stride")
         d = C.check_pair(dilation, "dilation")
