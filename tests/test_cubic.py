@@ -184,7 +184,7 @@ def test_corrupted_table_fails(layer, gen):
     x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
     assert_equivariant(model, x, "o")
     table = model[layer].expansion_table.clone()
-    table[3, [0, 1]] = table[3, [1, 0]]
+    table[3, 0, [0, 1]] = table[3, 0, [1, 0]]
     model[layer].expansion_table = table
     assert equivariance_error(model, x, "o") > 1e-3
 
@@ -309,3 +309,29 @@ def test_inexact_grid_warns_once(gen):
     c4(torch.randn(1, 1, 4, 5, 5))  # the depth is never traded by c4z: no warning
     assert not c4._warned
     assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1,) * 6, 1)  # o trades all dims
+
+
+def test_input_checks_are_skipped_only_for_a_like_input(gen):
+    """The 3-D convs skip their input checks for an input like the last checked one; the key
+    holds everything the checks read, so a different input, a changed option or a weight
+    moved to the meta device after a good call is still refused by name (a memo keyed on the
+    shape alone passes the padding-mode and meta cases below to F.pad / F.conv3d)."""
+    conv = enn.GroupConv3d(2, 3, 3, padding=1, group="c4z")
+    x = torch.randn(1, 2, 4, 5, 5, 5, generator=gen)
+    conv(x)
+    conv(x)  # the memo's path
+    with pytest.raises(ValueError, match=r"C_in=2 channels"):
+        conv(torch.randn(1, 3, 4, 5, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"\|G\|=4 slots"):
+        conv(torch.randn(1, 2, 3, 5, 5, 5, generator=gen))
+    with pytest.raises(TypeError, match="x"):
+        conv(x.to(torch.int64))
+    conv(x)
+    conv.padding_mode, conv._pad = "reflect", (5,) * 6
+    with pytest.raises(ValueError, match="padding_mode='reflect' needs padding < the input"):
+        conv(x)
+    conv.padding_mode, conv._pad = "zeros", (1,) * 6
+    conv(x)
+    conv.to_empty(device="meta")
+    with pytest.raises(RuntimeError, match="meta device; materialize"):
+        conv(x)

@@ -106,27 +106,35 @@ def _block_cpu(group: CubicGroup, fiber_in: int, k: int) -> torch.Tensor:
 
 
 def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """The gather table ``(|G|, F_in * k^3)`` of :func:`expand_filter3d` (``F_in`` is 1 for
-    a lifting filter, ``|G|`` for a group filter), on ``device``."""
+                    in_channels: int = 1, device: torch.device | str | None = None
+                    ) -> torch.Tensor:
+    """The gather table ``(|G|, C_in, F_in * k^3)`` of :func:`expand_filter3d` for a weight
+    with ``in_channels`` input fields per output field (``C_in // groups``; ``F_in`` is 1 for
+    a lifting filter, ``|G|`` for a group filter), on ``device``: entry ``[g, c, p]`` is the
+    position, in one output field's flattened weight ``(C_in, F_in, k, k, k)``, of the value
+    that lands at entry ``p`` of input field ``c``'s block of ``g . psi``."""
     grp = check_cubic_group(group, "expansion_table")
     block = _block_cpu(grp, 1 if lifting else int(grp.order), int(kernel_size))
-    return block.to(device, copy=True) if device is not None else block.clone()
+    c = C.check_int(in_channels, "in_channels", "expansion_table", minimum=1)
+    per = block.shape[1]
+    table = torch.arange(c, dtype=torch.long)[None, :, None] * per + block[:, None, :]
+    return table.to(device) if device is not None else table
 
 
 def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """``(C_out, C_in, [F_in,] k, k, k)`` -> ``(C_out * |G|, C_in * F_in, k, k, k)`` with
-    block ``[o, g, c] = g . weight[o, c]``: one ``index_select`` of every field pair's filter
-    through ``table`` (:func:`expansion_table`), then the group axis moved before the input
-    fields. (Its backward is an ``index_add`` into the weight's shape; a ``torch.gather`` on
-    the broadcast weight, the former form, has a backward through a zero tensor of the
-    expanded size: the O group's 16 -> 16 k3 expansion forward+backward 16.3 -> 13.2 ms in a
-    one-off timing, not a ``benchmarks/`` family.)"""
-    c_out, c_in, k = weight.shape[0], weight.shape[1], weight.shape[-1]
-    n, per = table.shape
-    y = weight.reshape(c_out * c_in, per).index_select(1, table.reshape(-1))
-    return y.view(c_out, c_in, n, per).transpose(1, 2).reshape(c_out * n, c_in * (per // k ** 3),
-                                                               k, k, k)
+    block ``[o, g, c] = g . weight[o, c]``: one ``index_select`` along each output field's
+    flattened weight through ``table`` (:func:`expansion_table`, already in the expanded
+    filter's ``(g, c, entry)`` order, so no transpose copy follows). Its backward is one
+    ``index_add`` into the weight's shape. (A ``torch.gather`` on the broadcast weight, an
+    earlier form, has a backward through a zero tensor of the expanded size; the form before
+    this one selected per field pair and then moved the group axis, one copy more: C4z 4 -> 4
+    k3 at 8^3, forward+backward of the conv 1.26 -> ~1.1x the dense ``nn.Conv3d``, in one-off
+    interleaved timings.)"""
+    c_out, k = weight.shape[0], weight.shape[-1]
+    n, c_in, per = table.shape
+    y = weight.reshape(c_out, c_in * per).index_select(1, table.reshape(-1))
+    return y.view(c_out * n, c_in * (per // k ** 3), k, k, k)
 
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
@@ -184,47 +192,58 @@ def _traded(grp: CubicGroup) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def _check_fits(x: torch.Tensor, k: int, pad, dilation, padding_mode: str, what: str) -> None:
+def check_fits(x: torch.Tensor, k: int, pad, dils: tuple[int, int, int], padding_mode: str,
+                what: str) -> None:
     sizes = x.shape[-3:]
-    dils = triple(dilation, "dilation", what)
-    for i, name in enumerate(("depth", "height", "width")):
-        lo, hi = pad[2 * (2 - i)], pad[2 * (2 - i) + 1]
-        extent = dils[i] * (k - 1) + 1
-        if sizes[i] + lo + hi < extent:
-            raise ValueError(f"{what}: the input's {name} {sizes[i]} (+ padding {lo} + {hi}) "
-                             f"is smaller than the dilated kernel ({extent}); got x of shape "
-                             f"{tuple(x.shape)}")
-        if padding_mode == "reflect" and max(lo, hi) >= sizes[i]:
-            raise ValueError(f"{what}: padding_mode='reflect' needs padding < the input's "
-                             f"{name} {sizes[i]}; got padding ({lo}, {hi}) for x of shape "
-                             f"{tuple(x.shape)}")
-        if padding_mode == "circular" and max(lo, hi) > sizes[i]:
-            raise ValueError(f"{what}: padding_mode='circular' needs padding <= the input's "
-                             f"{name} {sizes[i]}; got padding ({lo}, {hi}) for x of shape "
-                             f"{tuple(x.shape)}")
+    for i in range(3):
+        lo, hi = pad[4 - 2 * i], pad[5 - 2 * i]
+        n = sizes[i]
+        if n + lo + hi < dils[i] * (k - 1) + 1 or (padding_mode != "zeros" and (
+                (padding_mode == "reflect" and max(lo, hi) >= n)
+                or (padding_mode == "circular" and max(lo, hi) > n))):
+            _raise_fit(x, i, k, lo, hi, dils[i], padding_mode, what)
+
+
+def _raise_fit(x: torch.Tensor, i: int, k: int, lo: int, hi: int, dil: int, padding_mode: str,
+               what: str) -> None:
+    name, n, extent = ("depth", "height", "width")[i], x.shape[-3 + i], dil * (k - 1) + 1
+    if n + lo + hi < extent:
+        raise ValueError(f"{what}: the input's {name} {n} (+ padding {lo} + {hi}) "
+                         f"is smaller than the dilated kernel ({extent}); got x of shape "
+                         f"{tuple(x.shape)}")
+    bound = "<" if padding_mode == "reflect" else "<="
+    raise ValueError(f"{what}: padding_mode={padding_mode!r} needs padding {bound} the input's "
+                     f"{name} {n}; got padding ({lo}, {hi}) for x of shape {tuple(x.shape)}")
 
 
 def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     fiber_out: int, stride=1, pad: tuple[int, ...] = (0,) * 6, dilation=1,
                     groups: int = 1, padding_mode: str = "zeros", *,
-                    what: str = "conv3d") -> torch.Tensor:
+                    what: str = "conv3d", checked: bool = False) -> torch.Tensor:
     """One ``F.conv3d`` with an expanded filter: ``(B, C_in, [F_in,] D, H, W)`` ->
-    ``(B, C_out, F_out, D', H', W')``; ``bias`` ``(C_out,)``, one value per field."""
+    ``(B, C_out, F_out, D', H', W')``; ``bias`` ``(C_out,)``, one value per field.
+    ``checked``: the caller has run :func:`check_fits` on an input of ``x``'s shape with
+    these options."""
+    # the modules pass normalized triples; only other values go through the checks
+    stride = stride if type(stride) is tuple else triple(stride, "stride", what)
+    dilation = dilation if type(dilation) is tuple else triple(dilation, "dilation", what)
     b = x.shape[0]
     d, h, w = x.shape[-3:]
     x5 = x.reshape(b, math.prod(x.shape[1:-3]), d, h, w)  # no -1: an empty batch is fine
-    _check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
+    if not checked:
+        check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
     if padding_mode == "zeros" and pad[0::2] == pad[1::2]:
         conv_pad = (pad[4], pad[2], pad[0])
     else:
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x5 = F.pad(x5, pad, mode=mode)
         conv_pad = (0, 0, 0)
-    if bias is not None:
-        bias = bias.repeat_interleave(fiber_out)
-    y = F.conv3d(x5, weight, bias, triple(stride, "stride"), conv_pad, triple(dilation,
-                 "dilation"), groups)
-    return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, *y.shape[-3:])
+    y = F.conv3d(x5, weight, None, stride, conv_pad, dilation, groups)
+    y = y.reshape(b, weight.shape[0] // fiber_out, fiber_out, *y.shape[-3:])
+    # one value per field, added to its slots by broadcasting: cheaper forward and backward
+    # than F.conv3d's bias after a repeat_interleave (C4z 4 -> 4 k3 at 8^3: ~1.5% of the
+    # conv's forward+backward, one-off interleaved timing)
+    return y if bias is None else y + bias.view(-1, 1, 1, 1, 1)
 
 
 def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, what: str) -> None:
@@ -282,6 +301,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, grou
     k = weight.shape[-1]
     pad = resolve_padding3d(padding, k, dilation, what)
     filt = expand_filter3d(weight, expansion_table(grp, k, lifting=lifting,
+                                                   in_channels=weight.shape[1],
                                                    device=weight.device))
     return conv3d_expanded(x, filt, bias, n, stride, pad, dilation, groups, padding_mode,
                            what=what)

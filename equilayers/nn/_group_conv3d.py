@@ -95,7 +95,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if device.type == "meta":
             return
         self.expansion_table = G3.expansion_table(self.group, self.kernel_size[0],
-                                                  lifting=self.lifting, device=device)
+                                                  lifting=self.lifting,
+                                                  in_channels=self.in_channels // self.groups,
+                                                  device=device)
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor and
@@ -123,30 +125,48 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         return G3.expand_filter3d(self.weight, self.expansion_table)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        self._check_exact(x)
+        if self.training or torch.is_grad_enabled():
+            weight = self.expanded_filter()
+        else:
+            weight, _ = eval_filter(self, (self.groups, self.lifting), (self.weight,),
+                                    lambda: (self.expanded_filter(), None))
+        return G3.conv3d_expanded(x, weight, self.bias, self.fiber_out,
+                                  self.stride, self._pad, self.dilation, self.groups,
+                                  self.padding_mode, what=type(self).__name__, checked=True)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """The input checks (rank, fields, fiber, dtype, the meta weight, the kernel fits);
+        an input like the last checked one skips them: the key holds everything they read."""
+        compiling = torch.compiler.is_compiling()
+        key = None
+        if isinstance(x, torch.Tensor) and not compiling:
+            key = (x.shape, x.dtype, x.is_meta, self.weight.is_meta, self.in_channels,
+                   self.kernel_size, self._pad, self.dilation, self.padding_mode)
+            if key == self.__dict__.get("_checked"):
+                return
         name = type(self).__name__
         G3.check_input3d(x, self.lifting, self.in_channels, self.fiber_in, name)
         if self.weight.is_meta and not x.is_meta:
             raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
-        self._check_exact(x)
-        weight, _ = eval_filter(self, (self.groups, self.lifting), (self.weight,),
-                                lambda: (self.expanded_filter(), None))
-        return G3.conv3d_expanded(x, weight, self.bias, self.fiber_out,
-                                  self.stride, self._pad, self.dilation, self.groups,
-                                  self.padding_mode, what=name)
+        G3.check_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode, name)
+        if key is not None:
+            self.__dict__["_checked"] = key
 
     _warned: bool = False
 
     def _check_exact(self, x: torch.Tensor) -> None:
         """Warn once per module at the first input size where the window grid breaks exact
         equivariance (:func:`~equilayers.functional._gconv3d.exactness_problems3d`)."""
-        if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
+        if x.shape[-3:] in self.__dict__.get("_exact_sizes", ()) or _quiet():
             return
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))  # a checked 5-/6-D x
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if size in exact:
-            return
         problems = G3.exactness_problems3d(self.group, size, self.kernel_size[0], self.stride,
                                            self._pad, self.dilation)
         if not problems:
