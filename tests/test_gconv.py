@@ -309,3 +309,33 @@ def test_torch_compile_fullgraph(gen):
     net.eval()
     with torch.no_grad():  # the eval cache is bypassed while compiling: no graph break
         torch.testing.assert_close(compiled(x), net(x))
+
+
+def test_input_checks_are_skipped_only_for_a_like_input():
+    """The planar group convs skip their input checks (and the window checks of the conv
+    helper) for an input like the last checked one; the key holds everything they read, so a
+    different input, a changed option or a weight moved to the meta device after a good call is
+    still refused by name (a memo keyed on the shape alone lets the dtype, padding-mode and meta
+    cases below through to torch)."""
+    gen = torch.Generator().manual_seed(0)
+    conv = GroupConv2d(2, 3, 3, padding=1, group="p4")
+    x = torch.randn(1, 2, 4, 5, 5, generator=gen)
+    conv(x)
+    conv(x)  # the memo's path
+    with pytest.raises(ValueError, match=r"C_in=2 channels"):
+        conv(torch.randn(1, 3, 4, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"\|G\|=4 slots"):
+        conv(torch.randn(1, 2, 3, 5, 5, generator=gen))
+    with pytest.raises(TypeError, match="x"):
+        conv(x.to(torch.int64))
+    conv(x)
+    conv.padding_mode, conv._pad = "reflect", (5, 5, 5, 5)
+    with pytest.raises(ValueError, match="padding_mode='reflect' with padding"):
+        conv(x)
+    conv.padding_mode, conv._pad = "zeros", (0, 0, 0, 0)
+    with pytest.raises(ValueError, match="smaller than the kernel's window"):
+        conv(torch.randn(1, 2, 4, 2, 2, generator=gen))
+    conv(x)
+    conv.to_empty(device="meta")
+    with pytest.raises(RuntimeError, match="meta device"):
+        conv(x)

@@ -212,25 +212,38 @@ def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):
 def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
                   dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
-                  what: str = "conv") -> torch.Tensor:
+                  what: str = "conv", checked: bool = False) -> torch.Tensor:
     """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
     ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field ``(C_out,)`` (added
-    to every slot) or per output slot ``(C_out * F_out,)``."""
-    C.check_padding_mode(padding_mode, "padding_mode", "", PADDING_MODES)
+    to every slot) or per output slot ``(C_out * F_out,)``. ``checked``: the caller has run
+    :func:`check_conv_fits` on an input of ``x``'s shape with these options (and passes
+    ``stride``/``dilation`` as pairs)."""
+    if checked:
+        sp, dp = stride, dilation
+    else:
+        sp, dp = C.check_pair(stride, "stride"), C.check_pair(dilation, "dilation")
+        check_conv_fits(x, weight.shape[-1], pad, dp, padding_mode, what)
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
-    sp, dp = C.check_pair(stride, "stride"), C.check_pair(dilation, "dilation")
-    k = weight.shape[-1]
-    C.check_window(x, (dp[0] * (k - 1) + 1, dp[1] * (k - 1) + 1), pad, what)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
     if explicit is not None:
-        C.check_pad_fits(x, explicit, padding_mode, what)
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x4 = F.pad(x4, explicit, mode=mode)
     if bias is not None and bias.shape[0] != weight.shape[0]:
         bias = bias.repeat_interleave(fiber_out)
     y = F.conv2d(x4, weight, bias, sp, conv_pad, dp, groups)
     return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, y.shape[-2], y.shape[-1])
+
+
+def check_conv_fits(x: torch.Tensor, k: int, pad: tuple[int, int, int, int],
+                    dilation: tuple[int, int], padding_mode: str, what: str) -> None:
+    """The checks of :func:`conv_expanded` on ``x``'s size: a known padding mode, at least
+    one ``k x k`` (dilated) window in the padded input, and a padding ``F.pad`` can do."""
+    C.check_padding_mode(padding_mode, "padding_mode", "", PADDING_MODES)
+    C.check_window(x, (dilation[0] * (k - 1) + 1, dilation[1] * (k - 1) + 1), pad, what)
+    explicit, _ = _pad_and_padding(pad, padding_mode)
+    if explicit is not None:
+        C.check_pad_fits(x, explicit, padding_mode, what)
 
 
 def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,

@@ -58,12 +58,12 @@ class _WarnsInexact(nn.Module):
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
                          stacklevel: int = 5, output_padding=None) -> None:
-        if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
         key = size if output_padding is None else (size, output_padding)
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if key in exact:  # memo: the check costs ~20 us of Python per call
+        if key in exact or _quiet():  # memo: the check costs ~20 us of Python per call
             return
         grp = get(group)
         problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import _checks as C
 from .._checks import check_flag, check_float_dtype
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
@@ -366,15 +367,31 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         return self._expand()
 
     def _check_forward_input(self, x: torch.Tensor) -> None:
+        """The input checks (rank, fields, fiber, dtype, the meta weight, the window fits the
+        padded input, the padding); an input like the last checked one skips them: the key
+        holds everything they read."""
+        key = None
+        if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
+            key = (x.shape, x.dtype, x.is_meta, self.weight.is_meta, self.in_channels,
+                   self.fiber_in, self.in_max_order, self.lifting, self.kernel_size,
+                   self._pad, self.dilation, self.padding_mode)
+            if key == self.__dict__.get("_checked"):
+                return
+        name = type(self).__name__
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
-                       None if self.lifting else self.fiber_in, type(self).__name__,
-                       self.in_max_order)
+                       None if self.lifting else self.fiber_in, name, self.in_max_order)
         if self.weight.is_meta and not x.is_meta:
             raise RuntimeError(
-                f"{type(self).__name__}: the weight is on the meta device (built with "
+                f"{name}: the weight is on the meta device (built with "
                 "device='meta' or under torch.device('meta')); materialize the model first: "
                 "model.load_state_dict(state_dict, assign=True), or model.to_empty(device=...) "
                 "then load_state_dict(...) or reset_parameters()")
+        if not self.transposed:  # (a transposed conv's windows fit any input)
+            G.check_conv_fits(x, self.kernel_size[0], self._pad,
+                              C.check_pair(self.dilation, "dilation", name), self.padding_mode,
+                              name)
+        if key is not None:
+            self.__dict__["_checked"] = key
 
     def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The expanded filter and per-slot bias: computed, or in eval mode with autograd off
@@ -390,7 +407,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         weight, bias = self._filter_and_bias()
         return G.conv_expanded(x, weight, bias, self.fiber_out, self.stride, self._pad,
                                self.dilation, self.groups, self.padding_mode,
-                               what=type(self).__name__)
+                               what=type(self).__name__, checked=True)
 
     def extra_repr(self) -> str:
         s = self._conv_repr()
