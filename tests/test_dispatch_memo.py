@@ -134,3 +134,36 @@ def test_the_memo_stays_bounded(plain):
     for n in range(1, _dispatch._MEMO_SIZE + 10):
         _dispatch._route(_dispatch.get_op("blur_pool2d"), torch.empty(1, 1, 2, n), {})
     assert 0 < len(_dispatch._memo) <= _dispatch._MEMO_SIZE
+
+
+def test_a_filter_first_built_in_inference_mode_still_trains():
+    """The depthwise path keeps its binomial filter per (size, dtype, device); one first built
+    inside ``torch.inference_mode`` must not be an inference tensor, which a later training
+    call's conv would have to save for backward (it raises then)."""
+    from equilayers.kernels import _conv_paths
+
+    _conv_paths._FILTERS.clear()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with torch.inference_mode():
+        y0 = _conv_paths.blur_pool2d(x, 3, 2, "zeros")
+    assert _conv_paths._FILTERS  # kept
+    xg = x.clone().requires_grad_()
+    y = _conv_paths.blur_pool2d(xg, 3, 2, "zeros")
+    y.sum().backward()
+    assert xg.grad is not None
+    with kernels.use_reference():
+        torch.testing.assert_close(y0, kernels.dispatch("blur_pool2d", x, padding_mode="zeros"))
+
+
+def test_triton_found_later_is_seen(monkeypatch):
+    """``triton_available`` remembers a found package only; until then it searches on every
+    call."""
+    import importlib.util
+
+    monkeypatch.setattr(_dispatch, "_triton_found", [])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert not kernels.triton_available()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert kernels.triton_available()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert kernels.triton_available()  # found once: stays found

@@ -64,8 +64,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _checks as C
-from . import _layout_table, _registry
-from ._layout import measured_choice, pass_of, table_key
+from . import _layout_table
+from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
 __all__ = ["Choice", "choose", "dispatch", "explain", "functorch_active", "kernel_support",
@@ -126,14 +126,40 @@ def functorch_active() -> bool:
     return torch._C._are_functorch_transforms_active()
 
 
+_triton_found: list[bool] = []
+
+
 def triton_available() -> bool:
-    """Whether the ``triton`` package is installed (it is not imported here)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether the ``triton`` package is installed (it is not imported here). A package found
+    once stays found (the search costs ~60 us, and the routes of CUDA calls ask every call);
+    until then every call searches again, so an install during the session is seen."""
+    if _triton_found:
+        return True
+    if importlib.util.find_spec("triton") is None:
+        return False
+    _triton_found.append(True)
+    return True
+
+
+# The switches are environment variables read on every call. ``os.environ.get`` encodes the
+# name and decodes the value (~2 us a read); on POSIX ``os.environ`` keeps its bytes mapping
+# in step (``os.environ[...] = ...``, ``del``, ``monkeypatch.setenv`` all write it), so a read
+# of that mapping sees the same values at a tenth of the cost.
+_ENV_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
+if not isinstance(_ENV_BYTES, dict):
+    _ENV_BYTES = None
+
+
+def _env_is_1(name: str, key: bytes) -> bool:
+    """``os.environ.get(name) == "1"`` (``key``: ``name`` encoded)."""
+    if _ENV_BYTES is not None:
+        return _ENV_BYTES.get(key) == b"1"
+    return os.environ.get(name) == "1"
 
 
 def _interpret_enabled() -> bool:
-    return (os.environ.get("EQUILAYERS_TRITON_INTERPRET") == "1"
-            and os.environ.get("TRITON_INTERPRET") == "1")
+    return (_env_is_1("EQUILAYERS_TRITON_INTERPRET", b"EQUILAYERS_TRITON_INTERPRET")
+            and _env_is_1("TRITON_INTERPRET", b"TRITON_INTERPRET"))
 
 
 def _triton_support(op: KernelOp | None, op_name: str, x: torch.Tensor,
@@ -191,7 +217,7 @@ class Choice(NamedTuple):
 
 def _switched() -> Choice | None:
     """The switches that force the reference whatever the call (rules 1-3), or ``None``."""
-    if os.environ.get("EQUILAYERS_DISABLE_TRITON") == "1":
+    if _env_is_1("EQUILAYERS_DISABLE_TRITON", b"EQUILAYERS_DISABLE_TRITON"):
         return Choice("reference", None, "EQUILAYERS_DISABLE_TRITON=1 is set")
     if getattr(_state, "force_reference", 0):
         return Choice("reference", None, "inside equilayers.kernels.use_reference()")
@@ -212,26 +238,21 @@ def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
 # arguments), of the switches read per call (a forced fast path, the Triton interpreter's
 # variables, triton being installed where it matters), of the registered ops and of the name
 # the measured layout table's entry for the call picks. The memo is keyed by the first two;
-# it holds the ops and the table by identity, and any change of them (a registration, a
-# removal, a monkeypatched op or table) empties it before the next lookup; each hit compares
-# the name the table's entry picks now with the one the decision read. So an entry can never
-# route a call it was not computed for. Calls with an argument that is not a plain scalar,
-# and traced calls, are decided afresh; :func:`choose` and :func:`explain` always are (their
-# reasons quote the table's times).
+# each entry holds the op it was decided for (a replaced or re-registered op is another
+# object: the entry misses), the table is held by identity (a new table empties the memo
+# before the next lookup), and each hit compares the name the table's entry picks now with the
+# one the decision read. So an entry can never route a call it was not computed for. Calls
+# with an argument that is not a plain scalar, and traced calls, are decided afresh;
+# :func:`choose` and :func:`explain` always are (their reasons quote the table's times). (The
+# route of one call reads its own op only, so other ops are not compared: a call after a large
+# memory-bound op pays ~1 us per object touched, and the check read every registered op.)
 _MEMO_SIZE = 1024
 _PLAIN = (int, bool, float, str, type(None))
-#: key -> ((path, fast path), the callable, the table key read or None, the name it picked)
+#: key -> ((path, fast path), the callable, the table key read or None, the name it picked,
+#: the op)
 _memo: dict[tuple, tuple[tuple[str, str | None], Callable[..., Any], tuple | None,
-                         str | None]] = {}
-_memo_world: list[tuple] = [()]
-
-
-def _world() -> tuple:
-    return (_layout_table.MEASURED, *_registry._OPS.values())
-
-
-def _same(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(p is q for p, q in zip(a, b, strict=True))
+                         str | None, KernelOp]] = {}
+_memo_table: list[object] = [None]
 
 
 def _picked(table_key: tuple | None) -> str | None:
@@ -244,24 +265,34 @@ def _route(op: KernelOp, x: torch.Tensor,
            kwargs: dict) -> tuple[tuple[str, str | None], Callable[..., Any]]:
     """``((path, fast path), the callable that runs it)`` for a call of a table op that the
     switches leave to rules 4-7, from the memo where it can be."""
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or not all(type(v) in _PLAIN for v in kwargs.values())):
-        # a tuple, a list, a tensor...: decide afresh (True == 1 and 2.0 == 2 would share a
-        # key, so every value's exact type is part of the key and only plain scalars qualify)
-        choice = _decide(op.name, x, kwargs)
-        return (choice.path, choice.fast_path), _fn(op, x, choice)
+    arguments = []
+    for k, v in kwargs.items():
+        t = type(v)
+        if t not in _PLAIN:
+            break
+        arguments.append((k, t, v))
+    else:
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            return _memo_route(op, x, kwargs, tuple(arguments))
+    # a tuple, a list, a tensor...: decide afresh (True == 1 and 2.0 == 2 would share a key,
+    # so every value's exact type is part of the key and only plain scalars qualify)
+    choice = _decide(op.name, x, kwargs)
+    return (choice.path, choice.fast_path), _fn(op, x, choice)
+
+
+def _memo_route(op: KernelOp, x: torch.Tensor, kwargs: dict, arguments: tuple
+                ) -> tuple[tuple[str, str | None], Callable[..., Any]]:
     device = x.device
     interpret = _interpret_enabled()
-    key = (op.name, device, x.dtype, x.shape, x.stride(), pass_of(x),
-           tuple((k, type(v), v) for k, v in kwargs.items()),
-           getattr(_state, "fast_path", None), interpret,
+    key = (op.name, device, x.dtype, x.shape, x.stride(),
+           x.requires_grad and torch.is_grad_enabled(),  # pass_of(x), the table's pass
+           arguments, getattr(_state, "fast_path", None), interpret,
            triton_available() if device.type == "cuda" or interpret else None)
-    world = _world()
-    if not _same(world, _memo_world[0]):
+    if _layout_table.MEASURED is not _memo_table[0]:
         _memo.clear()
-        _memo_world[0] = world
+        _memo_table[0] = _layout_table.MEASURED
     hit = _memo.get(key)
-    if hit is not None and _picked(hit[2]) == hit[3]:
+    if hit is not None and hit[4] is op and _picked(hit[2]) == hit[3]:
         return hit[0], hit[1]
     if len(_memo) >= _MEMO_SIZE:
         _memo.clear()
@@ -269,7 +300,7 @@ def _route(op: KernelOp, x: torch.Tensor,
     seen = _picked(tkey)
     choice = _decide(op.name, x, kwargs)
     path, fn = (choice.path, choice.fast_path), _fn(op, x, choice)
-    _memo[key] = (path, fn, tkey, seen)
+    _memo[key] = (path, fn, tkey, seen, op)
     return path, fn
 
 
@@ -423,6 +454,9 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
         raise ValueError(f"dispatch: op_name={op_name!r} must be an op of the kernel table "
                          f"(equilayers.kernels._op_table); got an unknown name. The table "
                          f"has kernels for {kernel_ops()}")
-    if not isinstance(x, torch.Tensor) or _switched() is not None:
+    # (_switched() inline: this runs on every call of every pool)
+    if (not isinstance(x, torch.Tensor)
+            or _env_is_1("EQUILAYERS_DISABLE_TRITON", b"EQUILAYERS_DISABLE_TRITON")
+            or bool(getattr(_state, "force_reference", 0)) or functorch_active()):
         return op.reference(x, **kwargs)
     return _route(op, x, kwargs)[1](x, **kwargs)
