@@ -109,7 +109,11 @@ def _interleaved(calls: dict, rows: list[dict], key: str, budget_s: float, round
     """Median per-call time of every callable, measured in ``rounds`` interleaved rounds.
 
     Round ``r`` runs each case in turn (``per`` calls each, about ``budget_s / rounds``), so a
-    change in machine load during the run hits every case alike and ratios stay fair.
+    change in machine load during the run hits every case alike and ratios stay fair. Each
+    case's timed calls follow one untimed call of the same case: the first call after another
+    case pays for the other's memory (the allocator's cached blocks and page mappings are the
+    last case's), which made a row's time depend on the row before it (a blur pool after a
+    max-blur pool 1.15-1.37x the same op after another blur pool, 2026-12-02).
     """
     per, samples = {}, {i: [] for i in calls}
     for i, fn in list(calls.items()):
@@ -122,6 +126,9 @@ def _interleaved(calls: dict, rows: list[dict], key: str, budget_s: float, round
     for _ in range(rounds):
         for i, fn in list(calls.items()):
             try:
+                fn()  # untimed: see above
+                if sync:
+                    sync()
                 t = time.perf_counter()
                 for _ in range(per[i]):
                     fn()
