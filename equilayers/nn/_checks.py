@@ -4,7 +4,10 @@ module, the argument, the value and the fix."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import nn
 
 from .. import _checks as C
 
@@ -58,3 +61,19 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
     if x.shape[1] != channels:
         raise ValueError(f"{cls}({name}={channels}) expects C={channels} fields in dim 1; got "
                          f"shape {tuple(x.shape)} (build it with {name}={x.shape[1]})")
+
+
+def check_input_once(module: nn.Module, x, options: tuple, check: Callable[[], None]) -> None:
+    """Run ``check()`` (a conv's input checks) unless ``x`` is like the last input it passed
+    for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta flag and
+    ``options``, which must hold every other value ``check`` reads (so the key cannot match an
+    input or a setting the checks were not run for). Not memoized for non-tensors or while
+    ``torch.compile`` traces."""
+    key = None
+    if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
+        key = (x.shape, x.dtype, x.is_meta, module.weight.is_meta, *options)
+        if key == module.__dict__.get("_checked"):
+            return
+    check()
+    if key is not None:
+        module.__dict__["_checked"] = key

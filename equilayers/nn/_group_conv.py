@@ -19,6 +19,7 @@ from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import group_fourier_basis
+from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
@@ -368,15 +369,14 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _check_forward_input(self, x: torch.Tensor) -> None:
         """The input checks (rank, fields, fiber, dtype, the meta weight, the window fits the
-        padded input, the padding); an input like the last checked one skips them: the key
-        holds everything they read."""
-        key = None
-        if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
-            key = (x.shape, x.dtype, x.is_meta, self.weight.is_meta, self.in_channels,
-                   self.fiber_in, self.in_max_order, self.lifting, self.kernel_size,
-                   self._pad, self.dilation, self.padding_mode)
-            if key == self.__dict__.get("_checked"):
-                return
+        padded input, the padding), skipped for an input like the last checked one
+        (:func:`._checks.check_input_once`)."""
+        check_input_once(self, x, (self.in_channels, self.fiber_in, self.in_max_order,
+                                   self.lifting, self.transposed, self.kernel_size, self._pad,
+                                   self.dilation, self.padding_mode),
+                         lambda: self._input_checks(x))
+
+    def _input_checks(self, x: torch.Tensor) -> None:
         name = type(self).__name__
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name, self.in_max_order)
@@ -390,8 +390,6 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             G.check_conv_fits(x, self.kernel_size[0], self._pad,
                               C.check_pair(self.dilation, "dilation", name), self.padding_mode,
                               name)
-        if key is not None:
-            self.__dict__["_checked"] = key
 
     def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The expanded filter and per-slot bias: computed, or in eval mode with autograd off

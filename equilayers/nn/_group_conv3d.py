@@ -13,6 +13,7 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _gconv3d as G3
 from ..groups import FieldType, GroupLike
+from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
@@ -125,36 +126,27 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         return G3.expand_filter3d(self.weight, self.expansion_table)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad,
+                                   self.dilation, self.padding_mode),
+                         lambda: self._input_checks(x))
         self._check_exact(x)
-        if self.training or torch.is_grad_enabled():
-            weight = self.expanded_filter()
-        else:
-            weight, _ = eval_filter(self, (self.groups, self.lifting), (self.weight,),
-                                    lambda: (self.expanded_filter(), None))
+        weight, _ = eval_filter(self, (self.groups, self.lifting), (self.weight,),
+                                lambda: (self.expanded_filter(), None))
         return G3.conv3d_expanded(x, weight, self.bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
                                   self.padding_mode, what=type(self).__name__, checked=True)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """The input checks (rank, fields, fiber, dtype, the meta weight, the kernel fits);
-        an input like the last checked one skips them: the key holds everything they read."""
-        compiling = torch.compiler.is_compiling()
-        key = None
-        if isinstance(x, torch.Tensor) and not compiling:
-            key = (x.shape, x.dtype, x.is_meta, self.weight.is_meta, self.in_channels,
-                   self.kernel_size, self._pad, self.dilation, self.padding_mode)
-            if key == self.__dict__.get("_checked"):
-                return
+    def _input_checks(self, x: torch.Tensor) -> None:
+        """Rank, fields, fiber, dtype, the meta weight, the kernel fits (run through
+        :func:`._checks.check_input_once`: skipped for an input like the last checked one)."""
         name = type(self).__name__
         G3.check_input3d(x, self.lifting, self.in_channels, self.fiber_in, name)
         if self.weight.is_meta and not x.is_meta:
             raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
-        G3.check_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode, name)
-        if key is not None:
-            self.__dict__["_checked"] = key
+        G3.check_fits(x, self.kernel_size[0], self._pad,
+                      G3.triple(self.dilation, "dilation", name), self.padding_mode, name)
 
     _warned: bool = False
 
