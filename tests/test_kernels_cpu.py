@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from equilayers import functional as EF
 from equilayers import kernels
 from equilayers import nn as enn
-from equilayers.kernels import _cpu, _cpu_polyphase
+from equilayers.kernels import _conv_paths, _cpu, _cpu_polyphase
 
 MODES = ["reflect", "replicate", "zeros", "circular"]
 
@@ -198,6 +198,32 @@ def test_cpu_fast_double_backward_equals_the_reference(gen):
             pen.append(gg)
         torch.testing.assert_close(*pen)
         assert pen[0].abs().sum() > 0  # not trivially zero
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_depthwise_ring_equals_the_reference(gen, mode):
+    """The depthwise path's zero-padded conv with its border ring recomputed: values,
+    gradients (an expanded upstream gradient too) and a gradient penalty, at strides 1-3,
+    blurs 3 and 5, odd and even sizes, both layouts; the ring's own autograd node runs."""
+    for shape, k, s in [((2, 3, 9, 8), 3, 2), ((1, 2, 8, 11), 3, 1), ((2, 2, 12, 10), 5, 3),
+                        ((1, 3, 7, 7), 5, 2)]:
+        base = torch.randn(shape, generator=gen, dtype=torch.float64)
+        for x in (base, base.contiguous(memory_format=torch.channels_last)):
+            xa, xb = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
+            ya = _conv_paths.blur_pool2d(xa, k, s, mode)
+            node = ya.grad_fn  # a view of the ring's output
+            assert type(node.next_functions[0][0]).__name__ == "_RingBlurBackward", node
+            yb = ref_blur(xb, k, s, mode)
+            torch.testing.assert_close(ya, yb, atol=1e-12, rtol=1e-12)
+            (ga,), (gb,) = (torch.autograd.grad(y.sum(), v) for y, v in ((ya, xa), (yb, xb)))
+            torch.testing.assert_close(ga, gb, atol=1e-12, rtol=1e-12)
+        assert torch.autograd.gradgradcheck(
+            lambda t, k=k, s=s: _conv_paths.blur_pool2d(t, k, s, mode),
+            (base[:1, :2].detach().requires_grad_(True),))
+    x = torch.randn(2, 3, 10, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    (ga,), (gb,) = (torch.autograd.grad((f(x, padding_mode=mode) ** 2).sum(), x)
+                    for f in (_conv_paths.max_blur_pool2d, ref_max_blur))
+    torch.testing.assert_close(ga, gb, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("chunk_bytes", [None, 64, 1000])

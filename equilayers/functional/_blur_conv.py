@@ -52,7 +52,8 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ..kernels._tables import _source, binomial, pad_amounts
+from ..kernels._tables import Range as _Range
+from ..kernels._tables import _source, binomial, border_ring, inner_outputs, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
 
 __all__ = ["blur_conv2d", "blur_conv2d_path"]
@@ -70,8 +71,6 @@ RING_COST = 10
 #: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
 #: a few per path, eight per rectangle of its border ring.
 OP_COST = 300_000
-
-_Range = tuple[int, int]
 
 
 def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
@@ -111,39 +110,13 @@ def _conv_sizes(x_shape, w_shape, pad, dilation) -> tuple[int, int]:
     return h, w
 
 
-def _axis(n_conv: int, stride: int, blur: int) -> tuple[int, int, int]:
-    """``(n_out, lo, hi)`` along one dim: the output count and the outputs ``lo..hi-1`` whose
-    blur taps stay inside the ``n_conv`` stride-1 outputs (the rest form the border ring)."""
-    left, right = pad_amounts(blur)
-    n_out = (n_conv - 1) // stride + 1
-    lo = min(-(-left // stride), n_out)
-    hi = (n_conv - 1 - right) // stride + 1 if n_conv - 1 - right >= 0 else 0
-    return n_out, lo, max(hi, lo)
-
-
-def _ring(axes) -> list[tuple[_Range, _Range]]:
-    """The border ring as output rectangles ``((row0, row1), (col0, col1))``: full-width strips
-    at the top and bottom, the left and right strips between them."""
-    (nh, loh, hih), (nw, low, hiw) = axes
-    rects = []
-    if loh > 0:
-        rects.append(((0, loh), (0, nw)))
-    if hih < nh:
-        rects.append(((hih, nh), (0, nw)))
-    if low > 0:
-        rects.append(((loh, hih), (0, low)))
-    if hiw < nw:
-        rects.append(((loh, hih), (hiw, nw)))
-    return rects
-
-
 def _pads_first(x_shape, pad, dilation, kernel, stride, blur) -> bool:
     """Whether blur first must blur the zero-padded input (a copy) rather than ``x`` itself
     (the conv then zero-pads the blurred ``x``, which is exact only for the outputs whose conv
     window stays off the padding): true when an output away from the border ring reaches the
     padding (a 7x7 stem with padding 3 at stride 2, say)."""
     for n, p, d, k in zip(x_shape[-2:], pad, dilation, kernel, strict=True):
-        _, lo, hi = _axis(n + 2 * p - d * (k - 1), stride, blur)
+        _, lo, hi = inner_outputs(n + 2 * p - d * (k - 1), blur, stride)
         if stride * lo < p or stride * (hi - 1) + d * (k - 1) > p + n - 1:
             return True
     return False
@@ -159,7 +132,7 @@ def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
     c_out, cig, kh, kw = w_shape
     c_in, batch = cig * groups, x_shape[0]
     n_conv = _conv_sizes(x_shape, w_shape, pad, dilation)
-    axes = [_axis(n, stride, blur) for n in n_conv]
+    axes = [inner_outputs(n, blur, stride) for n in n_conv]
     n_out = axes[0][0] * axes[1][0]
     per_tap = cig * c_out  # multiply-adds per output pixel and kernel tap
     blur_macs = blur * blur * BLUR_COST
@@ -171,7 +144,7 @@ def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
     if any(lo >= hi for _, lo, hi in axes):
         return plan  # no output lies away from the border: only the composition
     depthwise = cig == 1 and groups > 1
-    rects = _ring(axes)
+    rects = border_ring(axes)
     ring = batch * sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) * kh * kw * per_tap \
         * RING_COST + 8 * len(rects) * OP_COST
     fh, fw = (d * (k - 1) + blur for d, k in zip(dilation, (kh, kw), strict=True))
@@ -310,7 +283,7 @@ def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mod
                            stride, 0, 1, groups)
     axes = plan[path][1]
     n_conv = _conv_sizes(x.shape, weight.shape, (ph, pw), dilation)
-    for rows, cols in _ring(axes):
+    for rows, cols in border_ring(axes):
         out[..., rows[0]:rows[1], cols[0]:cols[1]] = _ring_block(
             x, weight, bias, (ph, pw), dilation, groups, stride, blur, mode, n_conv, rows, cols,
             full_rows=cols == (0, axes[1][0]))

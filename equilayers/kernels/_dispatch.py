@@ -31,8 +31,9 @@ The rule, checked in this order (the first that applies decides):
    ``supports``), the op's default. Inside ``use_fast_path(name)`` the candidate ``name``
    where it takes the call (for tests and benchmarks). Today on CPU: ``blur_pool2d`` as
    separable strided adds with the padding done by index arithmetic (``separable``, the
-   default) or as padding then one depthwise strided ``conv2d`` (``depthwise_conv``, which
-   oneDNN vectorises over channels in channels_last); ``max_blur_pool2d``, whose stride-1 max
+   default) or as one depthwise strided ``conv2d`` (``depthwise_conv``, which oneDNN
+   vectorises over channels in channels_last; zero padding, the border ring recomputed in the
+   op's padding mode); ``max_blur_pool2d``, whose stride-1 max
    pooling becomes elementwise maxima then the separable blur (``separable``), or
    ``max_pool2d`` at stride 1 then the depthwise conv (``depthwise_conv``); both separable
    paths with hand-written backwards, run in cache-sized chunks; and ``polyphase_pool2d``

@@ -70,8 +70,9 @@ register_op(KernelOp(
     fast={"cpu": (
         FastPath(_cpu.blur_pool2d, "PyTorch fast path: separable strided adds, padding by "
                  "index arithmetic, hand-written backward", "separable"),
-        FastPath(_conv_paths.blur_pool2d, "PyTorch fast path: padding, then one depthwise "
-                 "strided conv2d", "depthwise_conv", supports=_not_empty),
+        FastPath(_conv_paths.blur_pool2d, "PyTorch fast path: one depthwise strided conv2d "
+                 "with zero padding, the border ring recomputed in the padding mode",
+                 "depthwise_conv", supports=_not_empty),
     )},
 ))
 
@@ -86,8 +87,8 @@ register_op(KernelOp(
                  "window and padding) as elementwise maxima with a mask backward, then the "
                  "separable fast blur", "separable"),
         FastPath(_conv_paths.max_blur_pool2d, "PyTorch fast path: max_pool2d at stride 1, "
-                 "padding, then one depthwise strided conv2d", "depthwise_conv",
-                 supports=_not_empty),
+                 "then one depthwise strided conv2d with zero padding, the border ring "
+                 "recomputed in the padding mode", "depthwise_conv", supports=_not_empty),
     )},
 ))
 

@@ -23,7 +23,7 @@ import torch
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["binomial", "axis_tables", "pad_amounts"]
+__all__ = ["binomial", "axis_tables", "border_ring", "inner_outputs", "pad_amounts"]
 
 
 def binomial(k: int) -> list[float]:
@@ -34,6 +34,38 @@ def binomial(k: int) -> list[float]:
 def pad_amounts(k: int) -> tuple[int, int]:
     """Left and right padding of a size-``k`` blur: ``(k - 1) // 2`` and the rest."""
     return (k - 1) // 2, (k - 1) - (k - 1) // 2
+
+
+def inner_outputs(n: int, k: int, s: int) -> tuple[int, int, int]:
+    """``(n_out, lo, hi)`` along one axis of ``n`` samples blurred by ``k`` taps at stride
+    ``s``: the output count and the outputs ``lo..hi-1`` whose taps stay inside the samples
+    (the rest, which read the padding, form the border ring; ``lo == hi`` when none stays
+    inside)."""
+    left, right = pad_amounts(k)
+    n_out = (n - 1) // s + 1
+    lo = min(-(-left // s), n_out)
+    hi = (n - 1 - right) // s + 1 if n - 1 - right >= 0 else 0
+    return n_out, lo, max(hi, lo)
+
+
+Range = tuple[int, int]
+
+
+def border_ring(axes) -> list[tuple[Range, Range]]:
+    """The border ring of a 2-D output as rectangles ``((row0, row1), (col0, col1))``, from
+    :func:`inner_outputs` of each axis: full-width strips at the top and bottom, the left
+    and right strips between them."""
+    (nh, loh, hih), (nw, low, hiw) = axes
+    rects = []
+    if loh > 0:
+        rects.append(((0, loh), (0, nw)))
+    if hih < nh:
+        rects.append(((hih, nh), (0, nw)))
+    if low > 0:
+        rects.append(((loh, hih), (0, low)))
+    if hiw < nw:
+        rects.append(((loh, hih), (hiw, nw)))
+    return rects
 
 
 def _source(p: int, n: int, mode: str) -> int:
