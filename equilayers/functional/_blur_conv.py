@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from ..kernels._dispatch import functorch_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, binomial, border_ring, inner_outputs, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
@@ -63,10 +64,12 @@ PATHS = ("reference", "pool_first", "blur_first", "folded")
 #: How many dense-conv multiply-adds one multiply-add of a depthwise blur costs in the cost
 #: model of ``fold=None`` (memory-bound: measured 4-40x slower per multiply-add here).
 BLUR_COST = 8
-#: How many strided-conv outputs one output of the border ring costs: thin strips, each conv
-#: call also writing a whole weight gradient (measured 5-10x per output for forward+backward,
-#: about 2x forward alone, at ResNet-18's 160x160 sizes; the cost model follows training).
-RING_COST = 10
+#: How many strided-conv outputs one output of the border ring costs: thin strips of small
+#: matrix products, each writing a whole weight gradient (estimated ~6x per output, forward
+#: and forward+backward alike, from the paths' times at ResNet-18's 160x160 sizes,
+#: 2026-12-02: at 10x10 inputs blur first beats the composition by 15-35%, at 5x5 the
+#: composition wins by 2.5-4x; 10 before the ring's gathers and products were fused).
+RING_COST = 6
 #: The fixed cost of one op in multiply-adds (about 20 us of launch and bookkeeping on the CPU
 #: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
 #: a few per path, eight per rectangle of its border ring.
@@ -259,21 +262,19 @@ def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mod
     if path == "pool_first":
         return _pool_first(x, weight, bias, (ph, pw), groups, stride, blur, mode)
     left, right = pad_amounts(blur)
+    if path == "blur_first" and (ph or pw) and _pads_first(x.shape, (ph, pw), dilation,
+                                                           weight.shape[-2:], stride, blur):
+        x, ph, pw = F.pad(x, (pw, pw, ph, ph)), 0, 0
+    axes = plan[path][1]
+    n_conv = _conv_sizes(x.shape, weight.shape, (ph, pw), dilation)
+    rects = [(rows, cols, cols == (0, axes[1][0])) for rows, cols in border_ring(axes)]
+    tables = [_block_tables(x, weight.shape[-2:], (ph, pw), dilation, stride, blur, mode, n_conv,
+                            rows, cols, full) for rows, cols, full in rects]
+    blurred, gathers = _ring_inputs(x, blur if path == "blur_first" else 0,
+                                    [(2 if full else 3, t[0]) for (_, _, full), t in
+                                     zip(rects, tables, strict=True)])
     if path == "blur_first":
-        if (ph or pw) and _pads_first(x.shape, (ph, pw), dilation, weight.shape[-2:], stride,
-                                      blur):
-            x, ph, pw = F.pad(x, (pw, pw, ph, ph)), 0, 0
-        if left == right and _channels_last(x):
-            # oneDNN's depthwise conv runs at the copy floor in channels_last (the separable
-            # fast path of blur_pool2d is ~4x slower there, and ~3x faster than it in the
-            # contiguous layout; measured at 16 x 64 x 40 x 40)
-            c = x.shape[1]
-            f = binomial_filter(blur, dtype=x.dtype, device=x.device)
-            xb = F.conv2d(x, torch.outer(f, f)[None, None].expand(c, 1, blur, blur), None, 1,
-                          left, 1, c)
-        else:
-            xb = blur_pool2d(x, blur, 1, "zeros")
-        out = F.conv2d(xb, weight, bias, stride, (ph, pw), dilation, groups)
+        out = F.conv2d(blurred, weight, bias, stride, (ph, pw), dilation, groups)
     else:
         wf = _folded_weight(weight, blur, dilation)
         if left == right:
@@ -281,13 +282,70 @@ def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mod
         else:  # even blur sizes pad one more after than before: no symmetric conv padding
             out = F.conv2d(F.pad(x, (pw + left, pw + right, ph + left, ph + right)), wf, bias,
                            stride, 0, 1, groups)
-    axes = plan[path][1]
-    n_conv = _conv_sizes(x.shape, weight.shape, (ph, pw), dilation)
-    for rows, cols in border_ring(axes):
-        out[..., rows[0]:rows[1], cols[0]:cols[1]] = _ring_block(
-            x, weight, bias, (ph, pw), dilation, groups, stride, blur, mode, n_conv, rows, cols,
-            full_rows=cols == (0, axes[1][0]))
+    for (rows, cols, full), t, g in zip(rects, tables, gathers, strict=True):
+        out[..., rows[0]:rows[1], cols[0]:cols[1]] = _ring_block(g, t, weight, bias, groups,
+                                                                 mode, full)
     return out
+
+
+def _blur_s1(x: torch.Tensor, blur: int) -> torch.Tensor:
+    """The stride-1 blur of ``x`` with zero padding (blur first's input)."""
+    left, right = pad_amounts(blur)
+    if left == right and _channels_last(x):
+        # oneDNN's depthwise conv runs at the copy floor in channels_last (the separable
+        # fast path of blur_pool2d is ~4x slower there, and ~3x faster than it in the
+        # contiguous layout; measured at 16 x 64 x 40 x 40)
+        c = x.shape[1]
+        f = binomial_filter(blur, dtype=x.dtype, device=x.device)
+        return F.conv2d(x, torch.outer(f, f)[None, None].expand(c, 1, blur, blur), None, 1,
+                        left, 1, c)
+    return blur_pool2d(x, blur, 1, "zeros")
+
+
+def _ring_inputs(x: torch.Tensor, blur: int, gathers: list[tuple[int, torch.Tensor]]):
+    """``(blur_s1(x) or None, [x.index_select(dim, rows) for each ring rectangle])``.
+
+    In plain ops every gather's backward is a zero-filled input-sized gradient that autograd
+    then adds to the others (four full-size passes per rectangle, measured a third of a
+    blurred 3x3 conv's training step at 40 px); :class:`_RingInputs` computes them in one node
+    whose backward writes one input-sized gradient and adds the gathers' into it in place.
+    Inside ``torch.func`` transforms and traced graphs the plain ops run (the same values)."""
+    if functorch_active() or torch.compiler.is_compiling() or torch.jit.is_tracing() or (
+            blur and pad_amounts(blur)[0] != pad_amounts(blur)[1]):
+        blurred = _blur_s1(x, blur) if blur else None
+        return blurred, [x.index_select(dim, rows) for dim, rows in gathers]
+    dims = tuple(dim for dim, _ in gathers)
+    outs = _RingInputs.apply(x, blur, dims, *(rows for _, rows in gathers))
+    return (outs[0], outs[1:]) if blur else (None, outs)
+
+
+class _RingInputs(torch.autograd.Function):
+    """``x -> (blur_s1(x) if blur, *x.index_select(dim, rows))`` with one input-sized gradient.
+    The stride-1 blur with zero padding and an odd binomial is its own adjoint."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, blur: int, dims: tuple[int, ...], *rows: torch.Tensor):
+        outs = [x.index_select(dim, r) for dim, r in zip(dims, rows, strict=True)]
+        if blur:
+            outs.insert(0, _blur_s1(x, blur))
+        ctx.save_for_backward(*rows)
+        ctx.args = (blur, dims, x.shape, x.dtype, x.device,
+                    torch.channels_last if _channels_last(x) and not x.is_contiguous()
+                    else torch.contiguous_format)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        blur, dims, shape, dtype, device, fmt = ctx.args
+        if blur:
+            gx = _blur_s1(grads[0].contiguous(memory_format=fmt), blur)
+            grads = grads[1:]
+        else:
+            gx = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt).zero_()
+        graph = torch.is_grad_enabled()  # create_graph=True: out-of-place, differentiable
+        for dim, rows, g in zip(dims, ctx.saved_tensors, grads, strict=True):
+            gx = gx.index_add(dim, rows, g) if graph else gx.index_add_(dim, rows, g)
+        return (gx, None, None, *(None for _ in dims))
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -392,43 +450,59 @@ def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tupl
     return torch.tensor(used, dtype=torch.long), a_h, a_w, scale
 
 
-def _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
-               rows: _Range, cols: _Range) -> torch.Tensor:
-    """The composition's outputs ``rows x cols`` (``rows`` a few border rows), computed at
-    output resolution as one strided conv of their own blurred inputs.
+def _block_tables(x, kernel, pad, dilation, stride, blur, mode, n_conv, rows: _Range,
+                  cols: _Range, full_rows: bool):
+    """:func:`_ring_tables` on ``x``'s device and dtype for a full-width strip of border rows,
+    or (transposed) for a strip of border columns between them: ``(used, A_h, A_w, scale)``,
+    ``used`` indexing dim 2 (rows) or dim 3 (columns) of ``x``."""
+    kh, kw = kernel
+    args = (rows, cols, tuple(n_conv), tuple(x.shape[-2:]), tuple(pad), tuple(dilation),
+            (kh, kw))
+    if not full_rows:
+        args = (cols, rows, tuple(n_conv[::-1]), tuple(x.shape[-2:][::-1]), tuple(pad[::-1]),
+                tuple(dilation[::-1]), (kw, kh))
+    # a traced graph builds the tables itself (dynamo cannot enter the cache's lock)
+    tables = _ring_tables.__wrapped__ if torch.compiler.is_compiling() else _ring_tables
+    return tuple(t.to(x.device) if t.dtype == torch.long else
+                 t.to(dtype=x.dtype, device=x.device)
+                 for t in tables(*args, stride, blur, mode))
+
+
+def _ring_rows(g, tables, weight, bias, groups, mode) -> torch.Tensor:
+    """The composition's outputs of one ring strip (a few border rows), computed at output
+    resolution as one strided conv of their own blurred inputs, from ``g``, the input rows
+    they read (``x.index_select(2, used)``).
 
     With ``A_h``, ``A_w`` the blur pool along each dim as a matrix (its padding mode folded
     in), the composition is ``z[i, k] = sum_{u, v} w[u, v] (A_h[i] xp_{u, v} A_w[k]^T)``,
     ``xp_{u, v}`` the padded input shifted by the conv tap ``(d_h u, d_w v)``. The inner
     products for every ``(i, u)`` and ``(k, v)`` are two small matrix products on the few
-    input rows the outputs read, laid out so that a conv of stride ``(kH, kW)`` contracts
-    them with ``w``: the ring costs what its outputs cost in the strided conv, plus reading
-    those rows."""
+    input rows the outputs read, then one contraction with ``w``: the ring costs what its
+    outputs cost in the strided conv, plus reading those rows."""
     kh, kw = weight.shape[-2:]
-    # a traced graph builds the tables itself (dynamo cannot enter the cache's lock)
-    tables = _ring_tables.__wrapped__ if torch.compiler.is_compiling() else _ring_tables
-    used, a_h, a_w, scale = (t.to(x.device) if t.dtype == torch.long else
-                             t.to(dtype=x.dtype, device=x.device)
-                             for t in tables(rows, cols, tuple(n_conv), tuple(x.shape[-2:]),
-                                             tuple(pad), tuple(dilation), (kh, kw), stride,
-                                             blur, mode))
-    g = x.index_select(2, used)
-    # (B, C, rows kH, cols kW): each product a single matrix product over folded batch dims
-    stack = torch.matmul(torch.matmul(g, a_w).transpose(-1, -2), a_h.T).transpose(-1, -2)
-    if bias is None or mode != "zeros":
-        return F.conv2d(stack, weight, bias, (kh, kw), 0, 1, groups)
+    _, a_h, a_w, scale = tables
+    batch, c_in, n_used, width = g.shape
+    rows, cols = a_h.shape[0] // kh, a_w.shape[1] // kw
+    # three plain matrix products (measured 3-5x faster for forward+backward than a conv of
+    # stride (kH, kW) over the stacked rows, whose shapes oneDNN handles poorly): the rows read
+    # first (one product over every other dim), then the columns, then the weight
+    t = a_h @ g.permute(2, 0, 1, 3).reshape(n_used, batch * c_in * width)  # (rows kH, B C W)
+    t = (t.view(rows * kh * batch * c_in, width) @ a_w).view(rows, kh, batch, groups,
+                                                             c_in // groups, cols, kw)
+    w = weight.view(groups, -1, c_in // groups, kh, kw)
+    out = torch.einsum("rubgcjv,gocuv->bgorj", t, w).reshape(batch, weight.shape[0], rows, cols)
+    if bias is None:
+        return out
+    if mode != "zeros":
+        return out + bias.to(out.dtype)[:, None, None]
     # zero padding: the bias is blurred too, scaled by each output's sum of taps
-    out = F.conv2d(stack, weight, None, (kh, kw), 0, 1, groups)
     return out + bias.to(out.dtype)[:, None, None] * scale.to(out.dtype)
 
 
-def _ring_block(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
-                rows: _Range, cols: _Range, full_rows: bool) -> torch.Tensor:
-    """:func:`_ring_rows` for a full-width strip of border rows, or (transposed) for a strip of
-    border columns between them."""
+def _ring_block(g, tables, weight, bias, groups, mode, full_rows: bool) -> torch.Tensor:
+    """:func:`_ring_rows` for a full-width strip of border rows (``g`` the rows it reads), or
+    (transposed) for a strip of border columns between them (``g`` the columns)."""
     if full_rows:
-        return _ring_rows(x, weight, bias, pad, dilation, groups, stride, blur, mode, n_conv,
-                          rows, cols)
-    t = _ring_rows(x.transpose(-1, -2), weight.transpose(-1, -2), bias, pad[::-1],
-                   dilation[::-1], groups, stride, blur, mode, n_conv[::-1], cols, rows)
+        return _ring_rows(g, tables, weight, bias, groups, mode)
+    t = _ring_rows(g.transpose(-1, -2), tables, weight.transpose(-1, -2), bias, groups, mode)
     return t.transpose(-1, -2)
