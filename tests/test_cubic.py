@@ -311,6 +311,28 @@ def test_inexact_grid_warns_once(gen):
     assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1,) * 6, 1)  # o trades all dims
 
 
+def test_exactness_warning_is_not_skipped_by_the_input_memo(gen):
+    """The input checks and the exactness warning share one memo: a call under
+    ``quiet_exactness_warnings`` settles nothing (the next call with the same input still
+    warns), and a stride changed after an exact call is checked again (the key holds it).
+    The warning points at the forward's caller."""
+    from equilayers.nn._exactness import quiet_exactness_warnings
+
+    conv = enn.LiftingConv3d(1, 1, 3, stride=2, padding=1, group="o")
+    x = torch.randn(1, 1, 6, 6, 6, generator=gen)
+    with quiet_exactness_warnings():
+        conv(x)
+    with pytest.warns(UserWarning, match="stride 2 does not tile") as caught:
+        conv(x)
+    assert caught[0].filename == __file__
+    for exact in (enn.LiftingConv3d(1, 1, 3, padding=1, group="o"),
+                  enn.SteerableConv3d(1, 1, 3, padding=1, max_order=1)):
+        exact(x)
+        exact.stride = (2, 2, 2)
+        with pytest.warns(UserWarning, match="stride 2 does not tile"):
+            exact(x)
+
+
 def test_input_checks_are_skipped_only_for_a_like_input(gen):
     """The 3-D convs skip their input checks for an input like the last checked one; the key
     holds everything the checks read, so a different input, a changed option or a weight

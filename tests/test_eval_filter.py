@@ -111,6 +111,19 @@ def test_parametrized_weight_is_read_through(name, gen):
 
 
 @pytest.mark.parametrize("name", BUILD)
+def test_bias_edited_between_eval_calls_is_seen(name, gen):
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    with torch.no_grad():
+        before = m(x)
+        m.bias.add_(1.0)
+        after = m(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(after, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("name", BUILD)
 def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
     m = BUILD[name]().double().eval()
     x = _input(m, gen)

@@ -24,8 +24,6 @@ group axis holds one slot per element (no Fourier basis, unlike the planar convs
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -221,29 +219,26 @@ def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
                     groups: int = 1, padding_mode: str = "zeros", *,
                     what: str = "conv3d", checked: bool = False) -> torch.Tensor:
     """One ``F.conv3d`` with an expanded filter: ``(B, C_in, [F_in,] D, H, W)`` ->
-    ``(B, C_out, F_out, D', H', W')``; ``bias`` ``(C_out,)``, one value per field.
-    ``checked``: the caller has run :func:`check_fits` on an input of ``x``'s shape with
-    these options."""
-    # the modules pass normalized triples; only other values go through the checks
-    stride = stride if type(stride) is tuple else triple(stride, "stride", what)
-    dilation = dilation if type(dilation) is tuple else triple(dilation, "dilation", what)
-    b = x.shape[0]
-    d, h, w = x.shape[-3:]
-    x5 = x.reshape(b, math.prod(x.shape[1:-3]), d, h, w)  # no -1: an empty batch is fine
+    ``(B, C_out, F_out, D', H', W')``. ``bias`` is one value per output field ``(C_out,)``
+    (added to every slot) or per output slot ``(C_out * F_out,)``. ``checked``: the caller has
+    run :func:`check_fits` on an input of ``x``'s shape with these options (and passes
+    ``stride``/``dilation`` as triples)."""
     if not checked:
+        stride = triple(stride, "stride", what)
+        dilation = triple(dilation, "dilation", what)
         check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
-    if padding_mode == "zeros" and pad[0::2] == pad[1::2]:
+    # a group map's fields and slots are the conv's channels (one view; a volume as it is)
+    x5 = x if x.dim() == 5 else x.flatten(1, 2)
+    if padding_mode == "zeros" and pad[0] == pad[1] and pad[2] == pad[3] and pad[4] == pad[5]:
         conv_pad = (pad[4], pad[2], pad[0])
     else:
         mode = "constant" if padding_mode == "zeros" else padding_mode
         x5 = F.pad(x5, pad, mode=mode)
         conv_pad = (0, 0, 0)
-    y = F.conv3d(x5, weight, None, stride, conv_pad, dilation, groups)
-    y = y.reshape(b, weight.shape[0] // fiber_out, fiber_out, *y.shape[-3:])
-    # one value per field, added to its slots by broadcasting: cheaper forward and backward
-    # than F.conv3d's bias after a repeat_interleave (C4z 4 -> 4 k3 at 8^3: ~1.5% of the
-    # conv's forward+backward, one-off interleaved timing)
-    return y if bias is None else y + bias.view(-1, 1, 1, 1, 1)
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        bias = bias.repeat_interleave(fiber_out)
+    y = F.conv3d(x5, weight, bias, stride, conv_pad, dilation, groups)
+    return y.unflatten(1, (weight.shape[0] // fiber_out, fiber_out))
 
 
 def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, what: str) -> None:

@@ -63,17 +63,20 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
                          f"shape {tuple(x.shape)} (build it with {name}={x.shape[1]})")
 
 
-def check_input_once(module: nn.Module, x, options: tuple, check: Callable[[], None]) -> None:
+def check_input_once(module: nn.Module, x, options: tuple,
+                     check: Callable[[], bool | None]) -> None:
     """Run ``check()`` (a conv's input checks) unless ``x`` is like the last input it passed
     for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta flag and
     ``options``, which must hold every other value ``check`` reads (so the key cannot match an
-    input or a setting the checks were not run for). Not memoized for non-tensors or while
-    ``torch.compile`` traces."""
+    input or a setting the checks were not run for). Not memoized for non-tensors, while
+    ``torch.compile`` traces, or when ``check()`` returns ``False`` (a part of it that could
+    not be settled for this input yet, e.g. an exactness warning skipped under
+    ``quiet_exactness_warnings``)."""
     key = None
     if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
         key = (x.shape, x.dtype, x.is_meta, module.weight.is_meta, *options)
         if key == module.__dict__.get("_checked"):
             return
-    check()
-    if key is not None:
+    settled = check()
+    if key is not None and settled is not False:
         module.__dict__["_checked"] = key

@@ -255,14 +255,13 @@ class SteerableConv3d(Typed, nn.Module):
         if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+        window = (self.kernel_size[0], self.stride, self._pad, self.dilation)
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if size in exact:
+        if (size, window) in exact:  # the options too: one set after construction is seen
             return
-        problems = G3.exactness_problems3d(self.group.grid_subgroup(), size,
-                                           self.kernel_size[0], self.stride, self._pad,
-                                           self.dilation)
+        problems = G3.exactness_problems3d(self.group.grid_subgroup(), size, *window)
         if not problems:
-            exact.add(size)
+            exact.add((size, window))
             return
         self._warned = True
         warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
