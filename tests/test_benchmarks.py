@@ -365,6 +365,26 @@ def test_tetris_family_quick_runs_and_reports(tmp_path):
         tet.dataset("tetrominoes")
 
 
+def test_tetris_models_heads_are_exactly_invariant_on_the_cube():
+    """The octahedral model's head (the global mean of every slot, then the max and the mean
+    over the slots) keeps the model exactly O-invariant in float64, and the plain CNN of the
+    same family is not (the control)."""
+    from equilayers.testing import invariance_error
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_tetris as tet
+    finally:
+        sys.path.remove(str(ROOT))
+    x = torch.randn(2, 1, 7, 7, 7, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    with seeded_rng(0):
+        octa = tet.octahedral_cnn(1, 3).double().eval()
+        plain = tet.plain_cnn(4, 3).double().eval()
+    assert invariance_error(octa, x, "o") < 1e-10
+    assert invariance_error(plain, x, "o") > 1e-3
+
+
 def test_gconv3d_family_rows_pair_with_their_floors(tmp_path):
     """The gconv3d family's quick rows: every row names a floor of the family with the same
     expanded channel counts (the floor's output has the same numel as ours); the runner times
