@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop3d as I3
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import act_spatial, get
@@ -47,10 +48,14 @@ from .nn import (
     LiftingConv2d,
 )
 
-__all__ = ["from_escnn"]
+__all__ = ["from_escnn", "escnn_slot_order"]
+
+escnn_slot_order = I3.escnn_slot_order
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
-              "any N, groups=1), ReLU, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
+              "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
+              "octaOnR3 / fullOctaOnR3, groups=1), ReLU, InnerBatchNorm (planar), "
+              "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
 
@@ -87,6 +92,15 @@ def from_escnn(module: Any) -> nn.Module:
     :func:`~equilayers.groups._subgroups.restriction_index`. Harmonic-like fields for
     ``NormPool``: ``x.view(B, C, 2M+1, H, W)``.
 
+    Volumes: ``R3Conv`` on ``octaOnR3()`` (our ``"o"``) or ``fullOctaOnR3()`` (``"oh"``) from
+    trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
+    :class:`~equilayers.nn.GroupConv3d`) to regular fields, with ``ReLU``, ``GroupPooling``,
+    ``IdentityModule`` and ``SequentialModule`` around them. escnn lists the cube's elements
+    in another order than ours, so a regular field's slots are permuted:
+    ``ours = theirs.view(B, C, |G|, D, H, W)[:, :, perm]`` with ``perm =``
+    :func:`escnn_slot_order` ``(gspace)`` (checked: every escnn element's voxel action and
+    regular representation against ours, and the converted filter against escnn's).
+
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
@@ -117,6 +131,8 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
         out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
     elif isinstance(m, enn.R2Conv):
         out = _conv(m, probed)
+    elif isinstance(m, enn.R3Conv):
+        out = I3.conv3d(m, probed, _field_bias)
     elif isinstance(m, enn.ReLU):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, "ReLU")
@@ -166,6 +182,8 @@ def _group_name(gspace: Any, probed: dict) -> str:
     order: the same matrices on the plane (``R(2 pi k / N)``, times ``diag(-1, 1)`` for the
     flipped ones), the same regular-representation permutations, and (exactly, on an image
     probe) the same image transforms for the elements that map the pixel grid onto itself."""
+    if getattr(gspace, "dimensionality", 2) == 3:  # the cube's groups on volumes
+        return I3.cube_group_name(gspace, probed)
     key = id(gspace)
     if key in probed:
         return probed[key]
@@ -360,6 +378,10 @@ def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | 
 
 
 def _batch_norm(m: Any, probed: dict) -> nn.Module:
+    if getattr(m.in_type.gspace, "dimensionality", 2) == 3:
+        raise ValueError("from_escnn: InnerBatchNorm on volumes is not supported yet (only "
+                         "R3Conv, ReLU, GroupPooling, IdentityModule and SequentialModule on "
+                         "octaOnR3 / fullOctaOnR3)")
     _, c = _regular_fields(m.in_type, "InnerBatchNorm", probed)
     (bn,) = [mod for name, mod in m.named_children() if name.startswith("batch_norm_")]
     ref = next(iter(bn.state_dict().values()), None)

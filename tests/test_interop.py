@@ -484,3 +484,57 @@ def test_norm_pool_on_regular_fields_refused():
     gs = _space("c4")
     with pytest.raises(ValueError, match="NormPool on .*only fields of one trivial irrep"):
         from_escnn(enn.NormPool(_ftype(gs, 2, "regular")))
+
+
+# --- volumes: R3Conv on the cube's groups ------------------------------------------------------
+@pytest.mark.parametrize("space", ["octa", "full_octa"])
+def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
+    """A lifting R3Conv, ReLU, a regular R3Conv and GroupPooling on ``octaOnR3`` /
+    ``fullOctaOnR3``: the converted model reproduces escnn's regular output after
+    :func:`escnn_slot_order`'s permutation, and its pooled output as it is. The control: the
+    slots in escnn's own order do not match (the permutation is needed and checked)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+
+    gs = gspaces.octaOnR3() if space == "octa" else gspaces.fullOctaOnR3()
+    n = gs.fibergroup.order()
+    t_in = esc.FieldType(gs, 2 * [gs.trivial_repr])
+    t_mid = esc.FieldType(gs, 3 * [gs.regular_repr])
+    t_out = esc.FieldType(gs, 2 * [gs.regular_repr])
+    body = esc.SequentialModule(esc.R3Conv(t_in, t_mid, 3, padding=1), esc.ReLU(t_mid),
+                                esc.R3Conv(t_mid, t_out, 3, padding=1)).eval()
+    ours = from_escnn(body).eval()
+    assert [type(m).__name__ for m in ours] == ["LiftingConv3d", "ReLU", "GroupConv3d"]
+    assert ours[0].group.name == ("o" if space == "octa" else "oh")
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen)
+    with torch.no_grad():
+        theirs = body(esc.GeometricTensor(x, t_in)).tensor.view(2, 2, n, 5, 5, 5)
+        y = ours(x)
+    perm = escnn_slot_order(gs)
+    torch.testing.assert_close(y, theirs[:, :, perm], rtol=0, atol=1e-5)
+    assert not torch.allclose(y, theirs, atol=1e-2)  # escnn's slot order is not ours
+    pooled = esc.SequentialModule(body, esc.GroupPooling(t_out)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(from_escnn(pooled).eval()(x),
+                                   pooled(esc.GeometricTensor(x, t_in)).tensor,
+                                   rtol=0, atol=1e-5)
+
+
+def test_r3conv_unsupported_settings_are_refused_by_name():
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    reg = esc.FieldType(gs, [gs.regular_repr])
+    with pytest.raises(ValueError, match="InnerBatchNorm on volumes is not supported"):
+        from_escnn(esc.InnerBatchNorm(reg))
+    with pytest.raises(ValueError, match="only trivial inputs and regular fields"):
+        from_escnn(esc.R3Conv(esc.FieldType(gs, [gs.fibergroup.irrep(1)]), reg, 3))
+    c4 = gspaces.rot2dOnR3(4)
+    with pytest.raises(ValueError, match="not one of the cube's groups"):
+        from_escnn(esc.R3Conv(esc.FieldType(c4, [c4.trivial_repr]),
+                              esc.FieldType(c4, [c4.regular_repr]), 3))

@@ -1,0 +1,134 @@
+"""``from_escnn`` on volumes: escnn's ``R3Conv`` on regular fields of the cube's rotations
+(``octaOnR3``, our ``"o"``) and of its full group (``fullOctaOnR3``, our ``"oh"``).
+
+escnn lists the cube's elements in another order than :mod:`equilayers.groups._cubic`, so a
+regular field's slots are permuted between the two libraries: :func:`escnn_slot_order` gives
+the permutation, found for every gspace by matching each escnn element's action on a voxel
+probe (exact: both act by permuting voxels) with one of ours, and checked on the regular
+representations, so a convention mismatch raises instead of converting silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .groups import act, get
+from .nn import GroupConv3d, LiftingConv3d
+
+__all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
+
+_CANDIDATES = {24: "o", 48: "oh"}
+
+
+def escnn_slot_order(gspace: Any, probed: dict | None = None) -> torch.Tensor:
+    """The permutation ``perm`` (int64, ``(|G|,)``) with which escnn's regular fields of the
+    cube gspace ``gspace`` become ours: ``ours = theirs.view(B, C, |G|, D, H, W)[:, :, perm]``
+    (``theirs`` an escnn ``GeometricTensor``'s ``.tensor`` ``(B, C * |G|, D, H, W)``), and
+    ``theirs = ours[:, :, perm.argsort()].flatten(1, 2)``."""
+    return _probe(gspace, {} if probed is None else probed)[1]
+
+
+def cube_group_name(gspace: Any, probed: dict) -> str:
+    """Our cube group for an escnn 3-D gspace (``"o"`` or ``"oh"``), after the probe of
+    :func:`escnn_slot_order`."""
+    return _probe(gspace, probed)[0]
+
+
+def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
+    key = ("cube", id(gspace))
+    if key in probed:
+        return probed[key]
+    from escnn import nn as enn
+
+    fg = gspace.fibergroup
+    elements = list(fg.elements)
+    name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
+    if name is None:
+        raise ValueError(f"from_escnn: gspace {gspace.name} is not one of the cube's groups on "
+                         "volumes; only octaOnR3 ('o') and fullOctaOnR3 ('oh') are supported")
+    grp = get(name)
+    ours = grp.elements()
+    ft = enn.FieldType(gspace, [gspace.trivial_repr])
+    x = torch.randn(1, 1, 5, 5, 5, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)  # no symmetry
+    moved = [act(x, g) for g in ours]
+    mine = []  # our index of escnn's element i
+    for e in elements:
+        theirs = enn.GeometricTensor(x.float(), ft).transform(e).tensor.double()
+        hits = [j for j, y in enumerate(moved) if torch.allclose(theirs, y, atol=1e-6)]
+        if len(hits) != 1:
+            raise ValueError(f"from_escnn: escnn's element {e} of {gspace.name} moves voxels "
+                             f"unlike any one element of equilayers' {name}; the conventions "
+                             "differ")
+        mine.append(hits[0])
+    order = torch.tensor(mine)
+    if sorted(mine) != list(range(len(ours))):
+        raise ValueError(f"from_escnn: escnn's {gspace.name} elements do not map one-to-one "
+                         f"onto equilayers' {name}")
+    # the regular representations must agree under the relabelling: escnn's slot i is our
+    # slot mine[i], and both move slots as (g . f)[h] = f[g^-1 h]
+    for e, j in zip(elements, mine, strict=True):
+        theirs = torch.as_tensor(fg.regular_representation(e)).argmax(1)  # slot -> source
+        want = grp.regular_permutation(ours[j])
+        if not torch.equal(order[theirs], want[order].to(order.dtype)):
+            raise ValueError(f"from_escnn: escnn's regular representation of {gspace.name} "
+                             f"permutes slots unlike equilayers' {name}; the conventions "
+                             "differ")
+    perm = order.argsort()  # our slot j holds escnn's slot perm[j]
+    probed[key] = (name, perm)
+    return name, perm
+
+
+def conv3d(m: Any, probed: dict, field_bias) -> nn.Module:
+    """escnn's ``R3Conv`` (trivial or regular fields in, regular fields out, one cube gspace)
+    -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked."""
+    gspace = m.out_type.gspace
+    if m.in_type.gspace is not gspace:
+        raise ValueError("from_escnn: R3Conv between different gspaces is not supported")
+    name, perm = _probe(gspace, probed)
+    n = int(get(name).order)
+
+    def fields(ftype: Any, what: str) -> tuple[bool, int]:
+        reps = ftype.representations
+        if all(r.is_trivial() for r in reps):
+            return True, len(reps)
+        bad = sorted({r.name for r in reps if r.name != "regular"})
+        if bad:
+            raise ValueError(f"from_escnn: {what} on {ftype} has fields {bad}; only trivial "
+                             "inputs and regular fields are supported for R3Conv")
+        return False, len(reps)
+
+    trivial_out, c_out = fields(m.out_type, "R3Conv output")
+    if trivial_out:
+        raise ValueError(f"from_escnn: R3Conv output {m.out_type} is trivial; only regular "
+                         "output fields are supported")
+    lifting, c_in = fields(m.in_type, "R3Conv input")
+    if getattr(m, "groups", 1) != 1:
+        raise ValueError(f"from_escnn: R3Conv with groups={m.groups} is not supported; only "
+                         "groups=1")
+    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+    f_in = 1 if lifting else n
+    with torch.no_grad():
+        filt, bias = m.expand_parameters()
+    # escnn's slots -> ours, on the output (and the input) fields
+    filt = filt.reshape(c_out, n, c_in, f_in, k, k, k)[:, perm.to(filt.device)]
+    if not lifting:
+        filt = filt[:, :, :, perm.to(filt.device)]
+    cls = LiftingConv3d if lifting else GroupConv3d
+    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+               m.padding_mode, device=filt.device, dtype=filt.dtype, group=name)
+    with torch.no_grad():
+        ours.weight.copy_(filt[:, 0].reshape(ours.weight.shape))  # slot 0: the identity
+        if bias is not None:
+            assert ours.bias is not None  # built with bias=True
+            ours.bias.copy_(field_bias(bias, c_out, n))
+        expanded = ours.expanded_filter()
+    target = filt.reshape(expanded.shape)
+    scale = target.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, target / scale, rtol=0, atol=1e-6):
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
+                         f"{cls.__name__}(group={name!r}); the conventions differ")
+    return ours
