@@ -42,6 +42,7 @@ from .nn import (
     ExpandedGroupConv2d,
     GroupAvgPool2d,
     GroupBatchNorm2d,
+    GroupBatchNorm3d,
     GroupConv2d,
     GroupMaxPool2d,
     GroupPool,
@@ -54,7 +55,7 @@ escnn_slot_order = I3.escnn_slot_order
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
-              "octaOnR3 / fullOctaOnR3, groups=1), ReLU, InnerBatchNorm (planar), "
+              "octaOnR3 / fullOctaOnR3, groups=1), ReLU, InnerBatchNorm, "
               "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -94,8 +95,9 @@ def from_escnn(module: Any) -> nn.Module:
 
     Volumes: ``R3Conv`` on ``octaOnR3()`` (our ``"o"``) or ``fullOctaOnR3()`` (``"oh"``) from
     trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
-    :class:`~equilayers.nn.GroupConv3d`) to regular fields, with ``ReLU``, ``GroupPooling``,
-    ``IdentityModule`` and ``SequentialModule`` around them. escnn lists the cube's elements
+    :class:`~equilayers.nn.GroupConv3d`) to regular fields, with ``ReLU``, ``InnerBatchNorm``
+    (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule`` and
+    ``SequentialModule`` around them. escnn lists the cube's elements
     in another order than ours, so a regular field's slots are permuted:
     ``ours = theirs.view(B, C, |G|, D, H, W)[:, :, perm]`` with ``perm =``
     :func:`escnn_slot_order` ``(gspace)`` (checked: every escnn element's voxel action and
@@ -378,16 +380,15 @@ def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | 
 
 
 def _batch_norm(m: Any, probed: dict) -> nn.Module:
-    if getattr(m.in_type.gspace, "dimensionality", 2) == 3:
-        raise ValueError("from_escnn: InnerBatchNorm on volumes is not supported yet (only "
-                         "R3Conv, ReLU, GroupPooling, IdentityModule and SequentialModule on "
-                         "octaOnR3 / fullOctaOnR3)")
+    """escnn's ``InnerBatchNorm`` (statistics per regular field over its slots and space) ->
+    :class:`GroupBatchNorm2d`, or :class:`GroupBatchNorm3d` on volumes: the same statistics,
+    so the same state (the slot order does not enter)."""
     _, c = _regular_fields(m.in_type, "InnerBatchNorm", probed)
     (bn,) = [mod for name, mod in m.named_children() if name.startswith("batch_norm_")]
     ref = next(iter(bn.state_dict().values()), None)
-    ours = GroupBatchNorm2d(c, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                            device=None if ref is None else ref.device,
-                            dtype=None if ref is None or not ref.is_floating_point()
-                            else ref.dtype)
+    cls = GroupBatchNorm3d if m.in_type.gspace.dimensionality == 3 else GroupBatchNorm2d
+    ours = cls(c, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+               device=None if ref is None else ref.device,
+               dtype=None if ref is None or not ref.is_floating_point() else ref.dtype)
     ours.load_state_dict(bn.state_dict())
     return ours

@@ -489,7 +489,8 @@ def test_norm_pool_on_regular_fields_refused():
 # --- volumes: R3Conv on the cube's groups ------------------------------------------------------
 @pytest.mark.parametrize("space", ["octa", "full_octa"])
 def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
-    """A lifting R3Conv, ReLU, a regular R3Conv and GroupPooling on ``octaOnR3`` /
+    """A lifting R3Conv, InnerBatchNorm (running statistics moved by a training-mode call),
+    ReLU, a regular R3Conv and GroupPooling on ``octaOnR3`` /
     ``fullOctaOnR3``: the converted model reproduces escnn's regular output after
     :func:`escnn_slot_order`'s permutation, and its pooled output as it is. The control: the
     slots in escnn's own order do not match (the permutation is needed and checked)."""
@@ -504,12 +505,18 @@ def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
     t_in = esc.FieldType(gs, 2 * [gs.trivial_repr])
     t_mid = esc.FieldType(gs, 3 * [gs.regular_repr])
     t_out = esc.FieldType(gs, 2 * [gs.regular_repr])
-    body = esc.SequentialModule(esc.R3Conv(t_in, t_mid, 3, padding=1), esc.ReLU(t_mid),
-                                esc.R3Conv(t_mid, t_out, 3, padding=1)).eval()
-    ours = from_escnn(body).eval()
-    assert [type(m).__name__ for m in ours] == ["LiftingConv3d", "ReLU", "GroupConv3d"]
-    assert ours[0].group.name == ("o" if space == "octa" else "oh")
+    body = esc.SequentialModule(esc.R3Conv(t_in, t_mid, 3, padding=1),
+                                esc.InnerBatchNorm(t_mid), esc.ReLU(t_mid),
+                                esc.R3Conv(t_mid, t_out, 3, padding=1))
     x = torch.randn(2, 2, 5, 5, 5, generator=gen)
+    body.train()
+    with torch.no_grad():
+        body(esc.GeometricTensor(x, t_in))  # running statistics away from their init
+    body.eval()
+    ours = from_escnn(body).eval()
+    assert [type(m).__name__ for m in ours] == ["LiftingConv3d", "GroupBatchNorm3d", "ReLU",
+                                                 "GroupConv3d"]
+    assert ours[0].group.name == ("o" if space == "octa" else "oh")
     with torch.no_grad():
         theirs = body(esc.GeometricTensor(x, t_in)).tensor.view(2, 2, n, 5, 5, 5)
         y = ours(x)
@@ -530,8 +537,6 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
 
     gs = gspaces.octaOnR3()
     reg = esc.FieldType(gs, [gs.regular_repr])
-    with pytest.raises(ValueError, match="InnerBatchNorm on volumes is not supported"):
-        from_escnn(esc.InnerBatchNorm(reg))
     with pytest.raises(ValueError, match="only trivial inputs and regular fields"):
         from_escnn(esc.R3Conv(esc.FieldType(gs, [gs.fibergroup.irrep(1)]), reg, 3))
     c4 = gspaces.rot2dOnR3(4)
