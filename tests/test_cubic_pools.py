@@ -263,3 +263,25 @@ def test_restrict_errors_on_volumes():
         EF.restrict(torch.randn(1, 2, 8, 3, 3, 3), "o", "c4z")
     with pytest.raises(ValueError, match="not a subgroup"):
         enn.Restrict("o", "d4z")
+
+
+def test_pool_exactness_memo_sees_an_option_set_after_the_first_call(gen):
+    """The once-per-module exactness check of the spatial pools is memoized on the size and
+    the window: a stride set on the module after an exact call is checked again (planar pools
+    on 5-D maps, the 3-D pools on 6-D ones, and a planar group conv)."""
+    import warnings
+
+    from equilayers.nn import BlurPool2d, GroupConv2d
+
+    cases = [(BlurPool2d(kernel_size=3, stride=1), torch.randn(1, 2, 4, 8, 8, generator=gen), 2),
+             (enn.GroupMaxPool3d(3, stride=1, padding=1),
+              torch.randn(1, 2, 4, 6, 6, 6, generator=gen), (2, 2, 2)),
+             (GroupConv2d(2, 2, 3, padding=1, group="p4"),
+              torch.randn(1, 2, 4, 8, 8, generator=gen), (2, 2))]
+    for module, x, stride in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            module(x)  # exact at stride 1
+        module.stride = stride
+        with pytest.warns(UserWarning, match="not exactly equivariant"):
+            module(x)

@@ -61,9 +61,11 @@ class _WarnsInexact(nn.Module):
         if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
-        key = size if output_padding is None else (size, output_padding)
+        # memo (the check costs ~20 us of Python per call), keyed on everything it reads: an
+        # option set on the module after its first call is checked again
+        key = (size, output_padding, group, kernel_size, stride, pad, dilation)
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if key in exact or _quiet():  # memo: the check costs ~20 us of Python per call
+        if key in exact or _quiet():
             return
         grp = get(group)
         problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,
@@ -91,10 +93,13 @@ class _WarnsInexact(nn.Module):
         asymmetric padding (an even blur) counts only as far as the windows reach it. Call it
         from ``forward`` itself (the warning points at the caller of the module)."""
         if (self._warned or ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5
-                or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or (x.shape[-2], x.shape[-1]) in self.__dict__.get("_exact_sizes", ())):
-            return  # (a size found exact before: the memo of _warn_if_inexact, read first)
-        kernel_size, stride, sides, dilation = self._sampling_window()
+                or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            return
+        window = self._sampling_window()
+        key = ((x.shape[-2], x.shape[-1]), window)
+        if key in self.__dict__.get("_exact_windows", ()):
+            return  # a size and window found exact before
+        kernel_size, stride, sides, dilation = window
         k, s = C.check_pair(kernel_size, "kernel_size"), C.check_pair(stride, "stride")
         d = C.check_pair(dilation, "dilation")
         if k[0] != k[1]:
@@ -106,3 +111,5 @@ class _WarnsInexact(nn.Module):
         self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
                               stacklevel=6)
+        if not self._warned:
+            self.__dict__.setdefault("_exact_windows", set()).add(key)

@@ -47,18 +47,19 @@ def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stackleve
     """Warn once per module at the first volume size where a pool's windows break exactness
     (:func:`pool_exactness_problems3d`); only 6-D group maps, nothing under
     ``quiet_exactness_warnings``/compile/trace. ``window()``: ``(k, s, p, d)`` triples (``p``:
-    a triple or six sides), called only when a new size is checked. Call it from ``forward``
+    a triple or six sides), read on every call (the memo is keyed on it). Call it from ``forward``
     itself (the warning points at the caller of the module; ``stacklevel`` counts from here)."""
     if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
             or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
         return
     size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+    key = (size, window())  # the window too: an option set after the first call is seen
     exact = module.__dict__.setdefault("_exact_sizes", set())
-    if size in exact:
+    if key in exact:
         return
-    label, problems = pool_exactness_problems3d(size, *window())
+    label, problems = pool_exactness_problems3d(size, *key[1])
     if not problems:
-        exact.add(size)
+        exact.add(key)
         return
     module.__dict__["_warned"] = True
     warnings.warn(f"{type(module).__name__} ({label}) is not exactly equivariant on input of "
