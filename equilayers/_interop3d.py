@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_tools as T
 from .groups import act, get
 from .nn import GroupConv3d, LiftingConv3d
 
@@ -41,8 +42,12 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     key = ("cube", id(gspace))
     if key in probed:
         return probed[key]
+    from escnn import gspaces
     from escnn import nn as enn
 
+    if not isinstance(gspace, gspaces.GSpace):
+        raise TypeError(f"escnn_slot_order expects an escnn gspace (e.g. "
+                        f"escnn.gspaces.octaOnR3()); got gspace={gspace!r}")
     fg = gspace.fibergroup
     elements = list(fg.elements)
     name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
@@ -82,7 +87,7 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     return name, perm
 
 
-def conv3d(m: Any, probed: dict, field_bias) -> nn.Module:
+def conv3d(m: Any, probed: dict) -> nn.Module:
     """escnn's ``R3Conv`` (trivial or regular fields in, regular fields out, one cube gspace)
     -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked."""
     gspace = m.out_type.gspace
@@ -124,7 +129,7 @@ def conv3d(m: Any, probed: dict, field_bias) -> nn.Module:
         ours.weight.copy_(filt[:, 0].reshape(ours.weight.shape))  # slot 0: the identity
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
-            ours.bias.copy_(field_bias(bias, c_out, n))
+            ours.bias.copy_(T.field_bias(bias, c_out, n))
         expanded = ours.expanded_filter()
     target = filt.reshape(expanded.shape)
     scale = target.abs().max().clamp_min(1e-30)

@@ -22,7 +22,8 @@ from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
 from .nn import DiskMask, GaussianBlurPool2d, NormPool, Restrict
 
-__all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields"]
+__all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields",
+           "field_bias"]
 
 
 def gaussian_pool(m: Any) -> GaussianBlurPool2d:
@@ -160,3 +161,13 @@ def norm_pool(m: Any) -> NormPool:
                          "[psi_0, psi_1, ..., psi_M] (frequencies 0..M in order) to map to our "
                          "NormPool(M)")
     return NormPool(order)
+
+
+def field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:
+    """escnn's bias per slot ``(C_out * |G|,)`` -> ours per field ``(C_out,)``; it must be
+    constant over each regular field."""
+    fields = bias.view(c_out, n)
+    if not torch.allclose(fields, fields[:, :1].expand(-1, n)):
+        raise ValueError("from_escnn: the conv's bias (R2Conv or R3Conv) is not constant over "
+                         "each regular field; cannot convert")
+    return fields[:, 0]

@@ -134,7 +134,7 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.R2Conv):
         out = _conv(m, probed)
     elif isinstance(m, enn.R3Conv):
-        out = I3.conv3d(m, probed, _field_bias)
+        out = I3.conv3d(m, probed)
     elif isinstance(m, enn.ReLU):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, "ReLU")
@@ -292,7 +292,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         ours.weight.copy_(per_element if lifting else ours._to_fourier(per_element))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
-            ours.bias.copy_(_field_bias(bias, c_out, n))
+            ours.bias.copy_(T.field_bias(bias, c_out, n))
         expanded = ours._expand()
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-6):
@@ -346,20 +346,12 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
         ours.weight.copy_(coef.T.reshape(ours.weight.shape))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
-            ours.bias.copy_(_field_bias(bias, c_out, n))
+            ours.bias.copy_(T.field_bias(bias, c_out, n))
         expanded = ours.expanded_filter()
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
         return None
     return ours
-
-
-def _field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:
-    fields = bias.view(c_out, n)
-    if not torch.allclose(fields, fields[:, :1].expand(-1, n)):
-        raise ValueError("from_escnn: R2Conv bias is not constant over each regular field; "
-                         "cannot convert")
-    return fields[:, 0]
 
 
 def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
@@ -368,7 +360,7 @@ def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | 
     with rotations off the pixel grid, whose escnn filters our bases cannot represent)."""
     n = int(get(gname).order)  # regular fields: a finite group
     if bias is not None:
-        bias = _field_bias(bias, bias.shape[0] // n, n)
+        bias = T.field_bias(bias, bias.shape[0] // n, n)
     ours = ExpandedGroupConv2d.from_filter(filt, bias, m.stride, m.padding, m.dilation, 1,
                                            m.padding_mode, group=gname, lifting=lifting)
     err = ours.grid_equivariance_error()

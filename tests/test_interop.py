@@ -539,6 +539,11 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
     reg = esc.FieldType(gs, [gs.regular_repr])
     with pytest.raises(ValueError, match="only trivial inputs and regular fields"):
         from_escnn(esc.R3Conv(esc.FieldType(gs, [gs.fibergroup.irrep(1)]), reg, 3))
+    from equilayers.interop import escnn_slot_order
+
+    with pytest.raises(TypeError, match=r"escnn_slot_order expects an escnn gspace .*got "
+                                        r"gspace='octa'"):
+        escnn_slot_order("octa")
     c4 = gspaces.rot2dOnR3(4)
     with pytest.raises(ValueError, match="not one of the cube's groups"):
         from_escnn(esc.R3Conv(esc.FieldType(c4, [c4.trivial_repr]),
