@@ -34,13 +34,15 @@ $(PEERS_STAMP):
 	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2"
 	touch $@
 
-# The escnn comparison tests (escnn_compat, interop, escnn_harmonic, escnn_nonlinearities, and
-# the docs' escnn porting blocks) in the peers venv. Where escnn cannot be installed (no
-# gfortran, no root for apt-get), they are skipped with this message.
+# The escnn comparison tests (every test file that skips with _peers.ESCNN_MISSING, and the
+# docs' escnn porting blocks; tests/test_package.py checks the list) in the peers venv. Where
+# escnn cannot be installed (no gfortran, no root for apt-get), they are skipped with this
+# message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py tests/test_interop.py \
-	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_docs.py \
+	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py \
+	    tests/test_escnn_models.py tests/test_docs.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 

@@ -33,7 +33,11 @@ pentacubes against 53-55%, and space first with the max alone 37% (one-off probe
 1)); ``SO(3)`` ``SteerableConv3d``
 (``group="so3"``, fields of orders 0..1) / ``HarmonicBatchNorm`` / ``NormNonlinearity``,
 ``NormPool``, global mean. The widths: the octahedral model at ``REF_WIDTH`` fields, the others
-at the widths whose parameter counts are the nearest to its. Training: Adam (lr ``LR``, cosine
+at the widths whose parameter counts are the nearest to its. Where escnn is installed (the
+peers venv), the same two equivariant architectures built with escnn's ``R3Conv`` join the
+run (:data:`PEER_BUILDERS`: ``octaOnR3`` regular fields with ``InnerBatchNorm`` and the same
+head; ``rot3dOnR3`` fields of the irreps ``0..1`` with ``GNormBatchNorm``, ``NormNonLinearity``
+and ``NormPool``), matched to the same parameter count. Training: Adam (lr ``LR``, cosine
 decay to 0), cross-entropy, one thread; the batch-norm statistics
 re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before testing in eval
 mode.
@@ -44,6 +48,7 @@ Run: ``python -m benchmarks --family tetris [--quick] [--seeds 3] [--filter TASK
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
@@ -178,8 +183,82 @@ def so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
                          nn.Linear(features, classes))
 
 
+class _EscnnNet(nn.Module):
+    """An escnn ``SequentialModule`` on ``GeometricTensor`` s, then a head on its plain
+    tensor: plain tensors in and out."""
+
+    def __init__(self, in_type, body, head: nn.Module, fiber: int | None = None) -> None:
+        super().__init__()
+        self.escnn_type, self.body, self.head, self.fiber = in_type, body, head, fiber
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from escnn.nn import GeometricTensor
+
+        y = self.body(GeometricTensor(x, self.escnn_type)).tensor
+        if self.fiber is not None:  # regular fields: (B, C * |G|, ...) -> (B, C, |G|, ...)
+            y = y.unflatten(1, (-1, self.fiber))
+        return self.head(y)
+
+
+def escnn_octahedral_cnn(width: int, classes: int) -> nn.Module:
+    """:func:`octahedral_cnn` built with escnn (``pip install escnn``): ``R3Conv`` on
+    ``octaOnR3`` regular fields (escnn's steerable basis for the 3 x 3 x 3 filters, its
+    generalized He init), ``InnerBatchNorm``, ``ReLU``, the same head. escnn lists the 24
+    slots in another order; the head forgets the order."""
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    gs = gspaces.octaOnR3()
+    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
+    mods = []
+    for mult, stride in ((1, 1), (1, 2), (2, 1)):
+        out = enn.FieldType(gs, mult * width * [gs.regular_repr])
+        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.InnerBatchNorm(out),
+                 enn.ReLU(out)]
+        t = out
+    head = nn.Sequential(SpaceThenFiber(), nn.BatchNorm1d(4 * width),
+                         nn.Linear(4 * width, classes))
+    return _EscnnNet(in_type, enn.SequentialModule(*mods), head, fiber=gs.fibergroup.order())
+
+
+def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
+    """:func:`so3_cnn` built with escnn (``pip install escnn``): ``R3Conv`` on ``rot3dOnR3``
+    fields of the irreps ``0..max_order``, ``GNormBatchNorm`` (order 0 centred and scaled,
+    the others scaled by their norm, as ``HarmonicBatchNorm``), ``NormNonLinearity``
+    (``"n_relu"``, escnn's default bias) on every irrep, ``NormPool``, the same head."""
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    gs = gspaces.rot3dOnR3(maximum_frequency=max_order)
+    field = [gs.irrep(ell) for ell in range(max_order + 1)]
+    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
+    mods = []
+    for mult, stride in ((1, 1), (1, 2), (2, 1)):
+        out = enn.FieldType(gs, mult * width * field)
+        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.GNormBatchNorm(out),
+                 enn.NormNonLinearity(out, "n_relu")]
+        t = out
+    mods.append(enn.NormPool(t))
+    features = 2 * width * (max_order + 1)
+    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
+                         nn.Linear(features, classes))
+    return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
+
+
 BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn, "SO(3) steerable": so3_cnn}
+#: The same architectures built with escnn: rows of the run where escnn is installed (the
+#: peers venv), matched to the octahedral model's parameter count like the others.
+PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "octahedral (O), escnn": escnn_octahedral_cnn, "SO(3) steerable, escnn": escnn_so3_cnn}
+
+
+def builders(peers: bool | None = None) -> dict[str, Callable[[int, int], nn.Module]]:
+    """The models of a run: :data:`BUILDERS`, and :data:`PEER_BUILDERS` when ``peers`` (by
+    default: when escnn is installed)."""
+    if peers is None:
+        peers = importlib.util.find_spec("escnn") is not None
+    return {**BUILDERS, **PEER_BUILDERS} if peers else dict(BUILDERS)
 
 
 def n_params(model: nn.Module) -> int:
@@ -187,11 +266,11 @@ def n_params(model: nn.Module) -> int:
 
 
 def matched_width(name: str, target: int, classes: int) -> int:
-    """The width of ``BUILDERS[name]`` whose parameter count is nearest ``target`` (the
+    """The width of the model ``name`` whose parameter count is nearest ``target`` (the
     counts grow with the width: the search stops at the first one above)."""
     counts = {}
     for w in range(1, 257):
-        counts[w] = n_params(BUILDERS[name](w, classes))
+        counts[w] = n_params(builders(True)[name](w, classes))
         if counts[w] >= target:
             break
     return min(counts, key=lambda w: abs(counts[w] - target))
@@ -205,18 +284,19 @@ class Row:
     classes: int
 
     def build(self) -> nn.Module:
-        return BUILDERS[self.model](self.width, self.classes)
+        return builders(True)[self.model](self.width, self.classes)
 
 
-def rows(tasks, ref_width: int | None = None) -> list[Row]:
-    """Every (task, model) row, widths matched to the octahedral model's parameter count
-    (its width ``ref_width``, or the task's :data:`REF_WIDTH`)."""
+def rows(tasks, ref_width: int | None = None, peers: bool | None = None) -> list[Row]:
+    """Every (task, model) row of :func:`builders` (``peers``), widths matched to the
+    octahedral model's parameter count (its width ``ref_width``, or the task's
+    :data:`REF_WIDTH`)."""
     out = []
     for task in tasks:
         classes = len(P.TETRIS) if task == "tetris" else len(P.polycubes(5))
         ref = REF_WIDTH[task] if ref_width is None else ref_width
         target = n_params(octahedral_cnn(ref, classes))
-        for name in BUILDERS:
+        for name in builders(peers):
             width = ref if name == "octahedral (O)" else matched_width(name, target, classes)
             out.append(Row(task, name, width, classes))
     return out

@@ -21,10 +21,13 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     Short training runs (and :func:`equilayers.antialias`, whose blurs change activation
     statistics) leave running statistics that lag the weights, so eval-mode accuracy can drop to
     chance. This re-estimates them without touching any weight. It covers every module with a
-    ``momentum`` attribute and ``running_mean``/``running_var`` buffers: ``nn.BatchNorm1d/2d/3d``,
-    :class:`~equilayers.nn.GroupBatchNorm2d`, :class:`~equilayers.nn.HarmonicBatchNorm`. Each
-    batch's statistics are taken with ``momentum=1`` and averaged with equal weights (so the
-    variance leaves out the spread of the batch means, which is small for shuffled data).
+    ``momentum`` attribute and running-statistics buffers (named ``running_mean``/``running_var``
+    or ending in ``_running_mean``/``_running_var``): ``nn.BatchNorm1d/2d/3d``,
+    :class:`~equilayers.nn.GroupBatchNorm2d`, :class:`~equilayers.nn.HarmonicBatchNorm`, and
+    escnn's ``GNormBatchNorm``/``NormBatchNorm``/``IIDBatchNorm*`` (one buffer pair per
+    representation; its ``InnerBatchNorm`` holds ``nn.BatchNorm*`` modules). Each batch's
+    statistics are taken with ``momentum=1`` and averaged with equal weights (so the variance
+    leaves out the spread of the batch means, which is small for shuffled data).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
@@ -41,13 +44,18 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     C.check_int(batch_size, "batch_size", what, minimum=1)
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,
                          fix="None uses every sample")
-    # duck-typed: any module with a momentum and running_mean/running_var tensors
-    norms: list[Any] = [m for m in model.modules()
-             if hasattr(m, "momentum") and isinstance(getattr(m, "running_mean", None),
-                                                      torch.Tensor)
-             and isinstance(getattr(m, "running_var", None), torch.Tensor)]
+    # duck-typed: any module with a momentum and running-statistics buffers of its own
+    norms: list[Any] = []
+    stats: list[list[str]] = []
+    for m in model.modules():
+        names = [n for n, b in m.named_buffers(recurse=False)
+                 if b is not None and _is_running_stat(n)]
+        if hasattr(m, "momentum") and names:
+            norms.append(m)
+            stats.append(names)
     saved = [m.momentum for m in norms]
-    sums = [[torch.zeros_like(m.running_mean), torch.zeros_like(m.running_var)] for m in norms]
+    sums = [[torch.zeros_like(getattr(m, n)) for n in names]
+            for m, names in zip(norms, stats, strict=True)]
     data = x if max_samples is None else x[:max_samples]
     chunks = data.split(batch_size)
     model.train()
@@ -56,13 +64,19 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
             m.momentum = 1.0
         for chunk in chunks:
             model(chunk)
-            for m, acc in zip(norms, sums, strict=True):
-                acc[0] += m.running_mean
-                acc[1] += m.running_var
+            for m, names, acc in zip(norms, stats, sums, strict=True):
+                for total, n in zip(acc, names, strict=True):
+                    total += getattr(m, n)
     finally:
         for m, mom in zip(norms, saved, strict=True):
             m.momentum = mom
-    for m, (mean, var) in zip(norms, sums, strict=True):
-        m.running_mean.copy_(mean / len(chunks))
-        m.running_var.copy_(var / len(chunks))
+    for m, names, acc in zip(norms, stats, sums, strict=True):
+        for total, n in zip(acc, names, strict=True):
+            getattr(m, n).copy_(total / len(chunks))
     return model.eval()
+
+
+def _is_running_stat(name: str) -> bool:
+    """``running_mean``/``running_var`` (torch's and ours) or ``<rep>_running_mean``/``_var``
+    (escnn's norm layers, one pair per representation)."""
+    return any(name == s or name.endswith("_" + s) for s in ("running_mean", "running_var"))

@@ -163,3 +163,17 @@ def test_make_says_what_it_installs_before_it_does(tmp_path):
     apt = next(i for i, line in enumerate(lines) if "apt-get install" in line
                and "echo" not in line)
     assert said < apt and "needs root" in lines[said], lines
+
+
+def test_make_runs_every_escnn_test_file_in_the_peers_venv():
+    """The main venv skips the tests that need escnn (``_peers.ESCNN_MISSING``); ``make
+    test-peers`` runs them in the peers venv by a list of files, which must name every test
+    file that can skip so (a file left off never runs anywhere)."""
+    root = Path(__file__).resolve().parents[1]
+    recipe = re.search(r"^test-peers:.*?\n((?:\t.*\n)+)",
+                       (root / "Makefile").read_text(), re.M)
+    assert recipe, "Makefile has no test-peers recipe"
+    listed = set(re.findall(r"tests/(test_\w+\.py)", recipe.group(1)))
+    needs = {p.name for p in (root / "tests").glob("test_*.py")
+             if re.search(r"^from _peers import .*ESCNN_MISSING", p.read_text(), re.M)}
+    assert needs and needs <= listed, sorted(needs - listed)

@@ -32,3 +32,36 @@ def test_bad_input():
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(0, 1, 2, 2))
     with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(2, 1, 2, 2), batch_size=0)
+
+
+class _PerRepNorm(nn.Module):
+    """escnn's norm layers' shape of state: a ``momentum`` and one buffer pair per
+    representation, named ``<rep>_running_mean``/``<rep>_running_var`` (no ``running_mean``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.momentum = 0.1
+        self.register_buffer("irrep_0_running_mean", torch.zeros(2))
+        self.register_buffer("irrep_1_running_var", torch.ones(1))
+
+    def forward(self, x):
+        if self.training:
+            m = self.momentum
+            self.irrep_0_running_mean.mul_(1 - m).add_(m * x[:, :2].mean(0))
+            self.irrep_1_running_var.mul_(1 - m).add_(m * x[:, 2:].pow(2).mean((0, 1)))
+        return x
+
+
+def test_norms_with_a_buffer_pair_per_representation_are_recalibrated(gen):
+    """Each chunk's statistics, averaged with equal weights, in every ``*_running_*`` buffer
+    (escnn's ``GNormBatchNorm`` keeps its state so; the peers venv checks escnn's own)."""
+    x = torch.randn(30, 3, generator=gen, dtype=torch.float64) + torch.tensor([1.0, -2.0, 0.0])
+    norm = _PerRepNorm().double()
+    recalibrate_batch_norm(norm, x, batch_size=10)
+    assert norm.momentum == 0.1 and not norm.training
+    chunks = x.split(10)
+    torch.testing.assert_close(norm.irrep_0_running_mean,
+                               torch.stack([c[:, :2].mean(0) for c in chunks]).mean(0))
+    torch.testing.assert_close(norm.irrep_1_running_var,
+                               torch.stack([c[:, 2:].pow(2).mean((0, 1)) for c in chunks]).mean(0,
+                                                                                       True))
