@@ -24,7 +24,9 @@ Per task: :data:`STEPS`, :data:`BATCH`, :data:`COPIES`, :data:`TEST_ROTATIONS`.
 Models (three 3 x 3 x 3 convolutions, the second at stride 2 (11 -> 6: exact on the grid for
 the cube's rotations), batch norm, then an invariant pooling, ``BatchNorm1d`` on the pooled
 features and a linear layer): ``plain`` ``nn.Conv3d`` / ``nn.BatchNorm3d`` / ReLU, global mean;
-``octahedral`` ``LiftingConv3d`` / ``GroupConv3d`` (``group="o"``) / ``GroupBatchNorm3d`` /
+``octahedral`` ``LiftingConv3d`` / ``GroupConv3d`` (``group="o"``; voxel filters, and in a
+second row ``basis="harmonic"``: band-limited filters, escnn's function space) /
+``GroupBatchNorm3d`` /
 ReLU, then the global mean of every slot and the max and the mean over the 24 slots
 (:class:`SpaceThenFiber`: per field, how strongly each orientation is present over the whole
 volume, then its invariants; the per-voxel max over the slots first, ``GroupPool("max")``
@@ -149,17 +151,17 @@ class SpaceThenFiber(nn.Module):
         return torch.cat([m.amax(2), m.mean(2)], 1)
 
 
-def octahedral_cnn(width: int, classes: int) -> nn.Module:
-    """The same with regular fields of the cube's 24 rotations (``group="o"``, voxel filters),
-    then :class:`SpaceThenFiber`: exactly O-invariant on the grid."""
+def octahedral_cnn(width: int, classes: int, basis: str = "voxel") -> nn.Module:
+    """The same with regular fields of the cube's 24 rotations (``group="o"``, voxel filters,
+    or band-limited ones with ``basis="harmonic"``), then :class:`SpaceThenFiber`: exactly
+    O-invariant on the grid."""
     from equilayers.nn import GroupBatchNorm3d, GroupConv3d, LiftingConv3d
 
+    kw = {"padding": 1, "group": "o", "basis": basis}
     return nn.Sequential(
-        LiftingConv3d(1, width, 3, padding=1, group="o"), GroupBatchNorm3d(width), nn.ReLU(),
-        GroupConv3d(width, width, 3, stride=2, padding=1, group="o"), GroupBatchNorm3d(width),
-        nn.ReLU(),
-        GroupConv3d(width, 2 * width, 3, padding=1, group="o"), GroupBatchNorm3d(2 * width),
-        nn.ReLU(),
+        LiftingConv3d(1, width, 3, **kw), GroupBatchNorm3d(width), nn.ReLU(),
+        GroupConv3d(width, width, 3, stride=2, **kw), GroupBatchNorm3d(width), nn.ReLU(),
+        GroupConv3d(width, 2 * width, 3, **kw), GroupBatchNorm3d(2 * width), nn.ReLU(),
         SpaceThenFiber(), nn.BatchNorm1d(4 * width), nn.Linear(4 * width, classes))
 
 
@@ -245,8 +247,15 @@ def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Mo
     return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
 
 
+def octahedral_harmonic_cnn(width: int, classes: int) -> nn.Module:
+    """:func:`octahedral_cnn` with ``basis="harmonic"``: 10 numbers per 3 x 3 x 3 filter
+    instead of 27 (escnn's function space for these fields)."""
+    return octahedral_cnn(width, classes, basis="harmonic")
+
+
 BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
-    "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn, "SO(3) steerable": so3_cnn}
+    "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn,
+    "octahedral (O), harmonic basis": octahedral_harmonic_cnn, "SO(3) steerable": so3_cnn}
 #: The same architectures built with escnn: rows of the run where escnn is installed (the
 #: peers venv), matched to the octahedral model's parameter count like the others.
 PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {

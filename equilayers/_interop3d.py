@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import _interop_tools as T
+from .functional._voxel_basis import voxel_basis
 from .groups import act, get
 from .nn import GroupConv3d, LiftingConv3d
 
@@ -89,7 +90,9 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
 
 def conv3d(m: Any, probed: dict) -> nn.Module:
     """escnn's ``R3Conv`` (trivial or regular fields in, regular fields out, one cube gspace)
-    -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked."""
+    -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked: in
+    ``basis="harmonic"`` (escnn's parameter count) when escnn's filters lie in it, as with its
+    default basis settings, else as free voxel filters."""
     gspace = m.out_type.gspace
     if m.in_type.gspace is not gspace:
         raise ValueError("from_escnn: R3Conv between different gspaces is not supported")
@@ -123,10 +126,13 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
     if not lifting:
         filt = filt[:, :, :, perm.to(filt.device)]
     cls = LiftingConv3d if lifting else GroupConv3d
+    voxels = filt[:, 0]  # slot 0: the identity's filter, (c_out, c_in, f_in, k, k, k)
+    coef = _harmonic_coefficients(voxels, k)
+    basis = "voxel" if coef is None else "harmonic"
     ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=name)
+               m.padding_mode, device=filt.device, dtype=filt.dtype, group=name, basis=basis)
     with torch.no_grad():
-        ours.weight.copy_(filt[:, 0].reshape(ours.weight.shape))  # slot 0: the identity
+        ours.weight.copy_((voxels if coef is None else coef).reshape(ours.weight.shape))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
@@ -137,3 +143,17 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
         raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
                          f"{cls.__name__}(group={name!r}); the conventions differ")
     return ours
+
+
+def _harmonic_coefficients(voxels: torch.Tensor, k: int) -> torch.Tensor | None:
+    """The coefficients ``(..., n)`` of ``voxels`` ``(..., k, k, k)`` in the default harmonic
+    voxel basis (escnn's default ``R3Conv`` basis on the cube's gspaces) when every filter lies
+    in its span (least squares in float64, residual at float32 rounding), else ``None`` (other
+    basis settings: the conversion keeps free voxel filters, the same function)."""
+    rows = voxel_basis(k, None).to(voxels.device)  # (n, k^3), float64
+    flat = voxels.detach().double().reshape(-1, k ** 3)
+    coef = torch.linalg.lstsq(rows.T, flat.T).solution  # (n, N)
+    scale = flat.abs().max().clamp_min(1e-30)
+    if ((rows.T @ coef - flat.T).abs().max() / scale) > 1e-5:
+        return None
+    return coef.T.reshape(*voxels.shape[:-3], len(rows)).to(voxels.dtype)

@@ -95,7 +95,9 @@ def from_escnn(module: Any) -> nn.Module:
 
     Volumes: ``R3Conv`` on ``octaOnR3()`` (our ``"o"``) or ``fullOctaOnR3()`` (``"oh"``) from
     trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
-    :class:`~equilayers.nn.GroupConv3d`) to regular fields, with ``ReLU``, ``InnerBatchNorm``
+    :class:`~equilayers.nn.GroupConv3d`; ``basis="harmonic"``, escnn's function space and
+    parameter count, when escnn's filters lie in it, as with its default basis settings, else
+    free voxel filters) to regular fields, with ``ReLU``, ``InnerBatchNorm``
     (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule`` and
     ``SequentialModule`` around them. escnn lists the cube's elements
     in another order than ours, so a regular field's slots are permuted:

@@ -99,6 +99,9 @@ ZOO: dict[str, ZooEntry] = {
                                  _x(2, 2, 5, 5, 5)),
     "GroupConv3d": ZooEntry(lambda: enn.GroupConv3d(2, 3, 3, padding=1, group="d4z"),
                             _x(2, 2, 8, 5, 5, 5)),
+    "GroupConv3d[harmonic]": ZooEntry(
+        lambda: enn.GroupConv3d(2, 3, 3, padding=1, group="c4z", basis="harmonic"),
+        _x(2, 2, 4, 5, 5, 5)),
     "SteerableConv3d": ZooEntry(lambda: enn.SteerableConv3d(2, 3, 3, padding=1, max_order=1),
                                 _x(2, 2, 5, 5, 5)),
     "SteerableConv3d[harmonic]": ZooEntry(

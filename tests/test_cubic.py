@@ -265,6 +265,60 @@ def test_shapes_init_repr_and_state_dict(gen):
     assert "expansion_table" not in conv.state_dict()
 
 
+@pytest.mark.parametrize("k", [3, 5])
+def test_harmonic_voxel_basis_is_closed_under_the_cube(k, gen):
+    """The harmonic basis's span holds every moved filter of the 48 symmetries (so each
+    slot's filter is band-limited too, escnn's function space), at escnn's size per filter
+    (10 for k = 3, 19 for k = 5); the control: a random voxel filter added to the rows breaks
+    the closure."""
+    from equilayers.functional._voxel_basis import voxel_basis
+    from equilayers.groups import act_spatial
+
+    def outside(rows):
+        q, _ = torch.linalg.qr(rows.T)  # an orthonormal basis of the span, (k^3, n)
+        moved = torch.cat([act_spatial(rows.view(-1, k, k, k), g).reshape(len(rows), -1)
+                           for g in get("oh").elements()])
+        return (moved - moved @ q @ q.T).abs().max().item()
+
+    rows = voxel_basis(k, None)
+    assert rows.shape == ({3: 10, 5: 19}[k], k ** 3)
+    torch.testing.assert_close(rows.norm(dim=1), torch.ones(len(rows), dtype=rows.dtype))
+    assert outside(rows) < 1e-10
+    noisy = torch.cat([rows, torch.randn(1, k ** 3, generator=gen, dtype=rows.dtype)])
+    assert outside(noisy) > 1e-2
+
+
+def test_harmonic_basis_layers(gen):
+    """``basis="harmonic"``: coefficient weights, the voxel filters they stand for, He-scaled
+    init (second moment about 1), repr, state dict (no basis in it), refused settings."""
+    lift = enn.LiftingConv3d(4, 3, 3, padding=1, group="o", basis="harmonic")
+    conv = enn.GroupConv3d(8, 4, 3, group="c4z", basis="harmonic", sigma=0.5)
+    assert lift.weight.shape == (3, 4, 10) and conv.weight.shape == (4, 8, 4, 10)
+    assert lift.voxel_filter().shape == (3, 4, 3, 3, 3)
+    assert repr(lift) == ("LiftingConv3d(4, 3, kernel_size=3, group='o', padding=1, "
+                          "basis='harmonic')")
+    assert "sigma=0.5" in repr(conv) and "filter_basis" not in conv.state_dict()
+    y = conv(torch.randn(4, 8, 4, 7, 7, 7, generator=gen))
+    assert 0.7 < y.square().mean().item() < 1.3
+    other = enn.GroupConv3d(8, 4, 3, group="c4z", basis="harmonic", sigma=0.5)
+    other.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 8, 4, 5, 5, 5, generator=gen)
+    torch.testing.assert_close(other(x), conv(x))
+    # the voxel filters are the coefficients times the rows: the same layer in voxels
+    voxel = enn.GroupConv3d(8, 4, 3, group="c4z")
+    with torch.no_grad():
+        voxel.weight.copy_(conv.voxel_filter())
+        voxel.bias.copy_(conv.bias)
+    torch.testing.assert_close(voxel(x), conv(x))
+    with pytest.raises(ValueError, match="basis='voxel' has free"):
+        enn.GroupConv3d(2, 2, 3, group="o", sigma=0.5)
+    with pytest.raises(ValueError, match="basis='bogus' must be one of 'voxel', 'harmonic'"):
+        enn.GroupConv3d(2, 2, 3, group="o", basis="bogus")
+    with pytest.raises(ValueError, match="harmonic basis is empty"):
+        enn.LiftingConv3d(2, 2, 3, group="o", basis="harmonic", rings=[1.0],
+                          frequencies_cutoff=[-1])
+
+
 def test_group_pool_and_batch_norm_on_volumes(gen):
     x = torch.randn(2, 3, 24, 3, 3, 3, generator=gen, dtype=torch.float64)
     assert enn.GroupPool()(x).shape == (2, 3, 3, 3, 3)

@@ -517,6 +517,10 @@ def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
     assert [type(m).__name__ for m in ours] == ["LiftingConv3d", "GroupBatchNorm3d", "ReLU",
                                                  "GroupConv3d"]
     assert ours[0].group.name == ("o" if space == "octa" else "oh")
+    # escnn's default basis is our harmonic one: the same trainable parameters
+    for i in (0, 3):
+        assert ours[i].basis == "harmonic"
+        assert ours[i].weight.numel() == body[i].weights.numel()
     with torch.no_grad():
         theirs = body(esc.GeometricTensor(x, t_in)).tensor.view(2, 2, n, 5, 5, 5)
         y = ours(x)
@@ -528,6 +532,29 @@ def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
         torch.testing.assert_close(from_escnn(pooled).eval()(x),
                                    pooled(esc.GeometricTensor(x, t_in)).tensor,
                                    rtol=0, atol=1e-5)
+
+
+def test_r3conv_with_other_basis_settings_keeps_voxel_filters(gen):
+    """An ``R3Conv`` whose basis settings are not our default harmonic basis's (wider shells):
+    its filters are outside that span, so the conversion keeps free voxel filters, and the
+    output is still escnn's (after the slot permutation)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+
+    gs = gspaces.octaOnR3()
+    t_in = esc.FieldType(gs, [gs.trivial_repr])
+    t_out = esc.FieldType(gs, [gs.regular_repr])
+    conv = esc.R3Conv(t_in, t_out, 3, padding=1, sigma=1.2).eval()
+    ours = from_escnn(conv)
+    assert ours.basis == "voxel"
+    x = torch.randn(1, 1, 5, 5, 5, generator=gen)
+    with torch.no_grad():
+        theirs = conv(esc.GeometricTensor(x, t_in)).tensor.view(1, 1, 24, 5, 5, 5)
+        torch.testing.assert_close(ours(x), theirs[:, :, escnn_slot_order(gs)], rtol=0,
+                                   atol=1e-5)
 
 
 def test_r3conv_unsupported_settings_are_refused_by_name():

@@ -1,17 +1,21 @@
 """Lifting and group convolutions on voxels as ``nn.Conv3d`` look-alikes, for the cube's
-groups O, O_h, C4z and D4z (full ``k x k x k`` filters; the math is
-:mod:`equilayers.functional._gconv3d`)."""
+groups O, O_h, C4z and D4z (full ``k x k x k`` filters, or band-limited ones with
+``basis="harmonic"``; the math is :mod:`equilayers.functional._gconv3d` and
+:mod:`equilayers.functional._voxel_basis`)."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .. import _checks as C
+from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
+from ..functional._voxel_basis import voxel_basis
 from ..groups import FieldType, GroupLike
 from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
@@ -21,12 +25,15 @@ from ._typed import Typed
 
 __all__ = ["LiftingConv3d", "GroupConv3d"]
 
+_BASES = ("voxel", "harmonic")
+
 
 class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
     lifting: bool = False
+    filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
 
     #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
     #: group convs).
@@ -34,7 +41,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None, *, group: GroupLike = "o") -> None:
+                 device=None, dtype=None, *, group: GroupLike = "o", basis: str | None = None,
+                 sigma: float | Sequence[float] | None = None,
+                 frequencies_cutoff: BS.Cutoff | None = None,
+                 rings: Sequence[float] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -57,6 +67,25 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         C.check_flag(bias, "bias", name)
         C.check_float_dtype(dtype, "dtype", name)
         grp = G3.check_cubic_group(group, name)
+        basis = "voxel" if basis is None else basis
+        C.check_choice(basis, "basis", _BASES, name,
+                       fix="'voxel': free k x k x k filters; 'harmonic': band-limited ones")
+        settings = {"sigma": sigma, "frequencies_cutoff": frequencies_cutoff, "rings": rings}
+        given = [f"{arg}={v!r}" for arg, v in settings.items() if v is not None]
+        if basis == "voxel" and given:
+            raise ValueError(f"{name}: {given[0]} sets the harmonic basis, but basis='voxel' "
+                             f"has free k x k x k filters: drop it or use basis='harmonic'")
+        self.basis = basis
+        self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
+            ks[0], sigma, frequencies_cutoff, rings, name)
+        self._basis_spec = BS.resolve_settings(ks[0], self.sigma, self.frequencies_cutoff,
+                                              self.rings, name)
+        self._num_basis = (len(voxel_basis(ks[0], self._basis_spec)) if basis == "harmonic"
+                           else ks[0] ** 3)
+        if self._num_basis == 0:
+            raise ValueError(f"{name}: the harmonic basis is empty for kernel_size={ks[0]} "
+                             f"({', '.join(given)}): raise frequencies_cutoff, add rings or "
+                             "use basis='voxel'")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, ks
         self.padding, self.groups, self.padding_mode = padding, groups, padding_mode
         self.group = grp
@@ -66,9 +95,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         self.fiber_out = int(grp.order)
         factory = {"device": device, "dtype": dtype}
         k, c_in = ks[0], in_channels // groups
-        shape = ((out_channels, c_in, k, k, k) if self.lifting
-                 else (out_channels, c_in, self.fiber_in, k, k, k))
+        per_filter = (k, k, k) if basis == "voxel" else (self._num_basis,)
+        shape = ((out_channels, c_in, *per_filter) if self.lifting
+                 else (out_channels, c_in, self.fiber_in, *per_filter))
         self.weight = nn.Parameter(torch.empty(shape, **factory))
+        if basis == "harmonic":  # (n, k^3), filled by reset_parameters
+            self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("expansion_table", torch.empty(0, dtype=torch.long,
                                                             device=device), persistent=False)
@@ -83,10 +115,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         slot sums ``fan_in`` distinct weights times inputs (the expanded filter permutes one
         filter), so on unit-variance input each slot has second moment ``init_gain2 = 1``, the
         rule of the planar group convs (``nn.init.kaiming_normal_``'s for ``nn.Conv3d`` with
-        gain 1). The bias starts at 0."""
+        gain 1). With ``basis="harmonic"`` the ``n`` coefficients of each voxel filter (unit-norm
+        basis rows) are drawn with ``k^3 / n`` times that variance, so that every voxel filter
+        has the same expected squared norm (the output's second moment on i.i.d. input). The
+        bias starts at 0."""
         self._fill_derived(self.weight.device)
-        k = self.kernel_size[0]
-        fan_in = self.in_channels // self.groups * self.fiber_in * k ** 3
+        fan_in = self.in_channels // self.groups * self.fiber_in * self._num_basis
         with torch.no_grad():
             nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / fan_in))
             if self.bias is not None:
@@ -101,6 +135,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         k3 at 8^3, ~4% and ~1-2% of the conv's forward+backward, shuffled one-off timings)."""
         if device.type == "meta":
             return
+        if self.basis == "harmonic":
+            self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
+                device=device, dtype=self.filter_basis.dtype, copy=True)
         self.expansion_table = G3.expansion_table(self.group, self.kernel_size[0],
                                                   lifting=self.lifting,
                                                   in_channels=self.in_channels // self.groups,
@@ -131,14 +168,25 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         (and bias per slot) only while the weight and bias still equal the copies they were
         made from and the tables are the same tensors at the same versions
         (:mod:`equilayers.nn._eval_filter`), so whatever changed them is seen by the next
-        forward."""
-        return G3.expand_filter3d(self.weight, self.expansion_table)
+        forward. With ``basis="harmonic"`` the voxel filters are first the weight's
+        coefficients times the basis rows (one matmul)."""
+        return G3.expand_filter3d(self.voxel_filter(), self.expansion_table)
+
+    def voxel_filter(self) -> torch.Tensor:
+        """The ``k x k x k`` filters the weight stands for: the weight itself (``"voxel"``),
+        or its coefficients times the basis rows, ``(..., n) -> (..., k, k, k)``
+        (``"harmonic"``)."""
+        if self.basis == "voxel":
+            return self.weight
+        k = self.kernel_size[0]
+        return (self.weight @ self.filter_basis).unflatten(-1, (k, k, k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
                                    self.dilation, self.padding_mode, self.group),
                          lambda: self._forward_checks(x))
-        weight, bias = eval_filter(self, (self.groups, self.lifting), (self.weight, self.bias),
+        weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
+                                   (self.weight, self.bias),
                                    self._filter_and_bias)
         return G3.conv3d_expanded(x, weight, bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
@@ -201,6 +249,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if self.padding != 0:
             s += f", padding={self.padding!r}"
         s += _conv_options_repr(self, 3)
+        if self.basis != "voxel":
+            s += f", basis={self.basis!r}" + BS.settings_repr(self.sigma, self.frequencies_cutoff,
+                                                              self.rings)
         return s
 
 
@@ -213,6 +264,16 @@ _SHARED_DOC = """
             inversion), ``"c4z"`` (4 rotations about the depth axis), ``"d4z"`` (8: those and
             the flip of the width axis); element order and axes in
             :mod:`equilayers.groups._cubic`.
+        basis: ``"voxel"`` (the default, also ``None``): free ``k x k x k`` filters
+            (``k^3`` numbers each); ``"harmonic"``: band-limited filters, Gaussian shells
+            times real spherical harmonics sampled on the grid
+            (:mod:`equilayers.functional._voxel_basis`; 10 numbers each for ``k = 3``, 19
+            for ``k = 5``): escnn's ``R3Conv`` function space for the cube's regular
+            fields, with its parameter count. Both are exact on the grid; how they train is
+            in ``benchmarks/results/cpu-tetris.md``.
+        sigma, frequencies_cutoff, rings: the shells of ``basis="harmonic"``, with escnn's
+            meaning and defaults (:mod:`equilayers.functional._basis_settings`: rings ``0 ..
+            k // 2``; only ``J = 0`` at the centre).
 
     Shape:
         Output ``(B, C_out, |G|, D', H', W')`` with, per dim,
@@ -251,7 +312,8 @@ class GroupConv3d(_GroupConv3dBase):
 
     ``out[o, g] = sum_{c, h} in[c, h] (*) (g . psi[o, c])[h] + b[o]`` where ``g . psi`` moves
     the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``; the
-    weight ``(C_out, C_in // groups, |G|, k, k, k)`` holds one slot per element.
+    weight ``(C_out, C_in // groups, |G|, k, k, k)`` holds one slot per element
+    (``(C_out, C_in // groups, |G|, n)`` basis coefficients with ``basis="harmonic"``).
     """ + _SHARED_DOC + """
     Example:
         >>> import torch

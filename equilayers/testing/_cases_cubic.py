@@ -1,6 +1,9 @@
-"""The cube's groups on voxels: lifting and group convs x group x option, group batch norm,
-group pooling, a small stack, and negative controls (a plain ``nn.Conv3d``, a stride that
-does not tile an even size, a nudged expanded filter)."""
+"""The cube's groups on voxels: lifting and group convs x group x option (voxel and harmonic
+bases), group batch norm, group pooling, a small stack, and negative controls (a plain
+``nn.Conv3d``, a stride that does not tile an even size, a nudged expanded filter). The
+harmonic basis is exact for the reason the voxel one is (the expansion permutes one filter,
+whatever it is); that its span is closed under the group is a test of its own
+(tests/test_cubic.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +56,9 @@ def _cases_for(g: str) -> list[Case]:
         Case(f"{p}/group-k3", _gconv(g), gmap, g),
         Case(f"{p}/group-stride2-odd", _gconv(g, stride=2), gmap_odd, g),
         Case(f"{p}/group-reflect", _gconv(g, padding_mode="reflect"), gmap, g),
+        Case(f"{p}/lifting-harmonic", _lift(g, basis="harmonic"), vol, g),
+        Case(f"{p}/group-harmonic-k5-stride2", _gconv(g, k=5, stride=2, padding=2,
+                                                      basis="harmonic"), gmap_odd, g),
         Case(f"{p}/batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap, g),
         Case(f"{p}/pool-max", lambda: GroupPool("max"), gmap, g),
     ]

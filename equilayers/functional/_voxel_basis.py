@@ -1,0 +1,65 @@
+"""Band-limited voxel filters for the cube's groups: the ``basis="harmonic"`` of
+:class:`~equilayers.nn.LiftingConv3d` / :class:`~equilayers.nn.GroupConv3d`.
+
+A voxel filter of a cube-group conv is any ``k x k x k`` array (``basis="voxel"``: ``k^3``
+numbers per filter). The harmonic basis keeps it in the span of smooth functions sampled on
+the grid: Gaussian shells times real spherical harmonics,
+
+    f_{i, J, m}(q) = exp(-(|q| - r_i)^2 / (2 sigma_i^2)) Y_J^m(q / |q|),  J <= cap_i
+
+(``J = 0`` alone at the centre, where the direction is undefined), with the shells, widths and
+caps of the SO(3) steerable basis (:mod:`equilayers.functional._basis_settings`; 10 functions
+for ``k = 3`` instead of 27). The layer is exactly equivariant with any filter (its expansion
+permutes one filter); the span is also closed under the cube's 48 symmetries (each permutes
+the sampling points and maps ``Y_J`` into the span of ``Y_J``), so every slot's moved filter
+is band-limited too. It is escnn's function space for ``R3Conv`` on ``octaOnR3`` /
+``fullOctaOnR3`` regular fields (its filters lie in this span, with the same parameter count;
+tests/test_interop.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._cpu_cache import cpu_cache
+from ._basis_settings import BasisSpec, default_spec
+from ._steerable3d import _grid
+
+__all__ = ["voxel_basis"]
+
+#: A function whose part outside the span of the earlier ones is below this (relative to its
+#: norm) is left out (the grid aliases high orders on small shells onto lower ones).
+_DEPENDENT = 1e-6
+
+
+@cpu_cache(maxsize=32)
+def voxel_basis(kernel_size: int, spec: BasisSpec | None) -> torch.Tensor:
+    """The ``(n, k^3)`` float64 CPU rows ``f_{i, J, m}`` (module docstring), each of unit
+    norm, in the order ring, ``J``, ``m``; functions that vanish on the grid or lie in the span
+    of the earlier ones are left out (so the rows are linearly independent; the choice is
+    deterministic). Computed once per arguments; callers copy, never write."""
+    k = kernel_size
+    spec = default_spec(k) if spec is None else spec
+    top = max([cap for radius, _, cap in spec if radius > 0] + [0])
+    r, harmonics = _grid(k, top)
+    kept: list[torch.Tensor] = []
+    ortho: list[torch.Tensor] = []  # an orthonormal basis of the kept rows' span
+    for radius, sigma, cap in spec:
+        radial = torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
+        for j in range((cap if radius > 0 else min(cap, 0)) + 1):
+            shell = radial if j == 0 else radial * (r != 0).double()
+            for m in range(2 * j + 1):
+                f = (shell * harmonics[..., j * j + m]).flatten()
+                norm = torch.linalg.vector_norm(f)
+                if norm < 1e-9:
+                    continue
+                f = f / norm
+                rest = f - sum((torch.dot(q, f) * q for q in ortho), torch.zeros_like(f))
+                size = torch.linalg.vector_norm(rest)
+                if size < _DEPENDENT:
+                    continue
+                kept.append(f)
+                ortho.append(rest / size)
+    if not kept:
+        return torch.zeros(0, k ** 3, dtype=torch.float64)
+    return torch.stack(kept)
