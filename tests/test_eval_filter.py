@@ -28,6 +28,8 @@ BUILD = {
     "transposed-p4": lambda: GroupConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4"),
     "lifting3d-o": lambda: LiftingConv3d(2, 3, 3, padding=1, group="o"),
     "group3d-c4z": lambda: GroupConv3d(2, 3, 3, padding=1, group="c4z"),
+    "group3d-c4z-harmonic": lambda: GroupConv3d(2, 3, 3, padding=1, group="c4z",
+                                                basis="harmonic"),
 }
 
 
