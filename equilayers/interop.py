@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import _interop3d as I3
+from . import _interop_so3 as S3
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import act_spatial, get
@@ -49,13 +50,16 @@ from .nn import (
     LiftingConv2d,
 )
 
-__all__ = ["from_escnn", "escnn_slot_order"]
+__all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs"]
 
 escnn_slot_order = I3.escnn_slot_order
+escnn_field_signs = S3.escnn_field_signs
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
-              "octaOnR3 / fullOctaOnR3, groups=1), ReLU, InnerBatchNorm, "
+              "octaOnR3 / fullOctaOnR3, groups=1; volumes or fields of irreps 0..L of "
+              "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu, SO(3)/O(3) "
+              "fields), ReLU, InnerBatchNorm, "
               "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -105,6 +109,16 @@ def from_escnn(module: Any) -> nn.Module:
     :func:`escnn_slot_order` ``(gspace)`` (checked: every escnn element's voxel action and
     regular representation against ours, and the converted filter against escnn's).
 
+    SO(3)/O(3) fields of volumes (``rot3dOnR3`` / ``flipRot3dOnR3``, fields that repeat
+    ``[irrep 0, ..., irrep L]``): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
+    (escnn's filter fitted in our basis and checked elementwise; default basis settings only),
+    ``NormNonLinearity`` (``"n_relu"``) -> :class:`~equilayers.nn.NormNonlinearity`
+    (``order0="norm"``), ``NormPool`` -> :class:`~equilayers.nn.NormPool`. escnn's volume axes
+    are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
+    is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
+    signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
+    computes escnn's outputs as they are.
+
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
@@ -136,7 +150,9 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.R2Conv):
         out = _conv(m, probed)
     elif isinstance(m, enn.R3Conv):
-        out = I3.conv3d(m, probed)
+        out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
+    elif isinstance(m, enn.NormNonLinearity):
+        out = S3.norm_nonlinearity(m)
     elif isinstance(m, enn.ReLU):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, "ReLU")
@@ -165,7 +181,7 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.RestrictionModule):
         out = T.restriction(m, probed, _regular_fields, _group_name)
     elif isinstance(m, enn.NormPool):
-        out = T.norm_pool(m)
+        out = S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace) else T.norm_pool(m)
     else:
         raise TypeError(f"from_escnn: escnn.nn.{type(m).__name__} has no equilayers "
                         f"equivalent; supported: {_SUPPORTED}")

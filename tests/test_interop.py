@@ -8,6 +8,7 @@ test that a non-escnn argument is refused.
 import pytest
 import torch
 from _peers import ESCNN_MISSING
+from conftest import seeded_rng
 from torch import nn
 
 from equilayers.groups import get
@@ -575,3 +576,76 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="not one of the cube's groups"):
         from_escnn(esc.R3Conv(esc.FieldType(c4, [c4.trivial_repr]),
                               esc.FieldType(c4, [c4.regular_repr]), 3))
+
+
+# --- volumes: SO(3)/O(3) fields -----------------------------------------------------------------
+@pytest.mark.parametrize("space", ["so3", "o3"])
+def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
+    """R3Conv (volumes -> fields of orders 0..1), NormNonLinearity (its biases moved off their
+    init), R3Conv (-> orders 0..2), NormPool on ``rot3dOnR3`` / ``flipRot3dOnR3``: the
+    converted model's harmonic fields are escnn's times :func:`escnn_field_signs`, and its
+    pooled norms are escnn's as they are. The control: the fields without the signs differ."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_field_signs
+
+    if space == "so3":
+        gs = gspaces.rot3dOnR3(maximum_frequency=2)
+        irreps = [gs.fibergroup.irrep(ell) for ell in range(3)]
+    else:
+        gs = gspaces.flipRot3dOnR3(maximum_frequency=2)
+        irreps = [gs.fibergroup.irrep(ell % 2, ell) for ell in range(3)]
+    t_in = esc.FieldType(gs, 2 * [gs.trivial_repr])
+    t_mid = esc.FieldType(gs, 3 * irreps[:2])
+    t_out = esc.FieldType(gs, 2 * irreps)
+    with seeded_rng(0):
+        first = esc.R3Conv(t_in, t_mid, 3, padding=1)
+        act = esc.NormNonLinearity(t_mid, "n_relu")
+        second = esc.R3Conv(t_mid, t_out, 3, padding=1)
+    with torch.no_grad():
+        act.log_bias.copy_(0.3 * torch.randn(act.log_bias.shape, generator=gen))
+        first.bias.add_(0.5)  # escnn's bias (order-0 slots) away from 0
+    body = esc.SequentialModule(first, act, second).eval()
+    ours = from_escnn(body).eval()
+    assert [type(m).__name__ for m in ours] == ["SteerableConv3d", "NormNonlinearity",
+                                                 "SteerableConv3d"]
+    assert ours[0].group.name == space and ours[2].max_order == 2
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen)
+    with torch.no_grad():
+        theirs = body(esc.GeometricTensor(x, t_in)).tensor
+        y = ours(x)
+        mid = ours[1](ours[0](x))
+        mid_theirs = act(first(esc.GeometricTensor(x, t_in))).tensor
+    signs = escnn_field_signs(2).float()
+    assert set(signs.tolist()) == {-1.0, 1.0}
+    torch.testing.assert_close(y.flatten(1, 2) * signs.repeat(2).view(1, -1, 1, 1, 1), theirs,
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(mid.flatten(1, 2) * signs[:4].repeat(3).view(1, -1, 1, 1, 1),
+                               mid_theirs, rtol=0, atol=1e-5)
+    assert not torch.allclose(y.flatten(1, 2), theirs, atol=1e-2)  # the signs are needed
+    pooled = esc.SequentialModule(body, esc.NormPool(t_out)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(from_escnn(pooled).eval()(x),
+                                   pooled(esc.GeometricTensor(x, t_in)).tensor,
+                                   rtol=0, atol=1e-5)
+
+
+def test_so3_unsupported_fields_and_settings_are_refused_by_name():
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.rot3dOnR3(maximum_frequency=2)
+    fg = gs.fibergroup
+    vol = esc.FieldType(gs, [gs.trivial_repr])
+    with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1, irrep_2\]"):
+        from_escnn(esc.R3Conv(vol, esc.FieldType(gs, [fg.irrep(0), fg.irrep(2), fg.irrep(1)]),
+                              3))
+    with pytest.raises(ValueError, match="default basis settings"):
+        from_escnn(esc.R3Conv(vol, esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]), 3,
+                              sigma=1.2))
+    with pytest.raises(ValueError, match="only function='n_relu'"):
+        from_escnn(esc.NormNonLinearity(esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]),
+                                        "n_sigmoid"))

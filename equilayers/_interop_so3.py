@@ -1,0 +1,158 @@
+"""``from_escnn`` on SO(3)/O(3) fields of volumes (escnn's ``rot3dOnR3`` / ``flipRot3dOnR3``):
+``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`, ``NormNonLinearity`` ->
+:class:`~equilayers.nn.NormNonlinearity` (``order0="norm"``), ``NormPool`` ->
+:class:`~equilayers.nn.NormPool`.
+
+Fields: escnn's field type must repeat ``[irrep 0, irrep 1, ..., irrep L]`` (O(3): escnn's
+``irrep(l % 2, l)``, our order ``l`` with parity ``(-1)^l``), which is our harmonic field of
+orders ``0 .. L``, ``(L + 1)^2`` slots, field-major, the same real Wigner matrices
+(tests/test_escnn_so3.py). escnn's volume axes are ours turned by a half turn about the depth
+axis, so the same rotation moves a field's slots by ``D(R_z(pi)) D(R) D(R_z(pi))``: a
+field's slots in escnn's tensor are ours times the signs :func:`escnn_field_signs` (``D_l``
+of that half turn is diagonal). Scalars (order 0) and every norm keep their sign, so a
+converted model from volumes to invariants (norms, order-0 fields) computes escnn's outputs
+as they are; a harmonic field in between is escnn's times the signs (found by the filter
+fit: escnn's filter with the signs lies in our basis, without them it does not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .functional import steerable_basis3d
+from .groups import wigner_d
+from .nn import NormNonlinearity, NormPool, SteerableConv3d
+
+__all__ = ["escnn_field_signs", "is_so3_space", "conv", "norm_nonlinearity", "norm_pool"]
+
+
+def is_so3_space(gspace: Any) -> bool:
+    from escnn.group import O3, SO3
+
+    return getattr(gspace, "dimensionality", 0) == 3 and isinstance(gspace.fibergroup,
+                                                                     (SO3, O3))
+
+
+def _group(gspace: Any) -> str:
+    from escnn.group import O3
+
+    return "o3" if isinstance(gspace.fibergroup, O3) else "so3"
+
+
+def escnn_field_signs(max_order: int) -> torch.Tensor:
+    """The signs ``s`` (float64, ``((L + 1)^2,)``, +-1) that turn our harmonic field of orders
+    ``0 .. L`` into escnn's (``rot3dOnR3`` / ``flipRot3dOnR3`` fields ``[irrep 0, ..., irrep
+    L]``) and back: ``theirs = ours * s``, ``ours = theirs * s`` per slot (the diagonal of
+    ``D_l`` of a half turn about the depth axis; module docstring)."""
+    half_turn = torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64))
+    return torch.cat([wigner_d(ell, half_turn).diagonal() for ell in range(max_order + 1)]
+                     ).round()
+
+
+def _layout(ftype: Any, what: str) -> tuple[int, int | None]:
+    """``(C, L)`` of a field type that repeats ``[irrep 0, ..., irrep L]``; ``(C, None)`` for
+    trivial fields only (volumes)."""
+    reps = ftype.representations
+    if all(r.is_trivial() for r in reps):
+        return len(reps), None
+    fg = ftype.gspace.fibergroup
+    o3 = _group(ftype.gspace) == "o3"
+
+    def name(ell: int) -> str:
+        return (fg.irrep(ell % 2, ell) if o3 else fg.irrep(ell)).name
+
+    block = 1  # the length of one repeat: up to the next scalar
+    while block < len(reps) and not reps[block].is_trivial():
+        block += 1
+    order = block - 1
+    if len(reps) % block or any(r.name != name(i % block) for i, r in enumerate(reps)):
+        wanted = ", ".join(name(ell) for ell in range(max(order, 1) + 1))
+        raise ValueError(f"from_escnn: {what} on {ftype}: the fields must repeat [{wanted}] "
+                         "(irreps of orders 0..L in order, our harmonic fields); other field "
+                         "types are not supported")
+    return len(reps) // block, order
+
+
+def conv(m: Any) -> nn.Module:
+    """escnn's ``R3Conv`` on SO(3)/O(3) fields -> :class:`SteerableConv3d` with escnn's
+    filter (times the field signs) fitted in our basis by least squares (float64) and the
+    expanded filter checked elementwise."""
+    gspace = m.out_type.gspace
+    if m.in_type.gspace is not gspace:
+        raise ValueError("from_escnn: R3Conv between different gspaces is not supported")
+    c_out, order = _layout(m.out_type, "R3Conv output")
+    if order is None:
+        raise ValueError(f"from_escnn: R3Conv output {m.out_type} has only scalar fields; "
+                         "SteerableConv3d maps to fields of orders 0..L with L >= 1")
+    c_in, in_order = _layout(m.in_type, "R3Conv input")
+    if getattr(m, "groups", 1) != 1:
+        raise ValueError(f"from_escnn: R3Conv with groups={m.groups} is not supported; only "
+                         "groups=1")
+    gname = _group(gspace)
+    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+    with torch.no_grad():
+        filt, bias = m.expand_parameters()
+    f_out = (order + 1) ** 2
+    f_in = 1 if in_order is None else (in_order + 1) ** 2
+    s_out = escnn_field_signs(order).to(filt).repeat(c_out)
+    s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
+    filt = filt * s_out.view(-1, 1, 1, 1, 1) * s_in.view(1, -1, 1, 1, 1)
+    ours = SteerableConv3d(c_in, c_out, k, m.stride, m.padding, m.dilation, 1,
+                           bias is not None, m.padding_mode, device=filt.device,
+                           dtype=filt.dtype, group=gname, max_order=order,
+                           in_max_order=in_order)
+    basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
+                              dtype=torch.float64, device=filt.device)
+    target = (filt.double().view(c_out, f_out, c_in, f_in, k, k, k).transpose(1, 2)
+              .reshape(c_out * c_in, -1))
+    coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
+    with torch.no_grad():
+        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
+        if bias is not None:
+            assert ours.bias is not None  # built with bias=True
+            per_slot = bias.view(c_out, f_out)
+            if per_slot[:, 1:].abs().max() > 0:
+                raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the "
+                                 "non-scalar slots; the conventions differ")
+            ours.bias.copy_(per_slot[:, 0])
+        expanded = ours.expanded_filter()
+    scale = filt.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not in SteerableConv3d's "
+                         f"basis (group={gname!r}, default basis settings): its sigma, "
+                         "rings or frequencies_cutoff differ from the defaults (not supported), "
+                         "or the conventions differ")
+    return ours
+
+
+def norm_nonlinearity(m: Any) -> nn.Module:
+    """escnn's ``NormNonLinearity`` (``"n_relu"``, each irrep its own field) ->
+    :class:`NormNonlinearity` with ``order0="norm"`` and the bias ``-exp(log_bias)`` (escnn
+    computes ``relu(|v| - exp(log_bias))``, ours ``relu(|v| + b)``)."""
+    if not is_so3_space(m.in_type.gspace):
+        raise ValueError(f"from_escnn: NormNonLinearity on {m.in_type}: only SO(3)/O(3) fields "
+                         "of volumes (rot3dOnR3 / flipRot3dOnR3) are supported")
+    if getattr(m, "_function", None) is None or getattr(m._function, "__name__", "") != "relu":
+        raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
+                         "NormNonlinearity (norm-ReLU)")
+    c, order = _layout(m.in_type, "NormNonLinearity")
+    order = order or 0
+    has_bias = m.log_bias is not None
+    ours = NormNonlinearity(c, order, bias=has_bias, order0="norm",
+                            group=_group(m.in_type.gspace))
+    if has_bias:
+        assert ours.bias is not None  # built with bias=True
+        with torch.no_grad():
+            # escnn orders its biases by field size (all order-0 fields, then order 1, ...)
+            ours.bias.copy_(-m.log_bias.detach().exp().reshape(order + 1, c).T)
+    return ours
+
+
+def norm_pool(m: Any) -> nn.Module:
+    """escnn's ``NormPool`` on fields ``[irrep 0, ..., irrep L]`` repeated -> our
+    :class:`NormPool` (channel ``c (L + 1) + l`` in both; a norm ignores the signs)."""
+    c, order = _layout(m.in_type, "NormPool")
+    return NormPool(order or 0, group=_group(m.in_type.gspace))
