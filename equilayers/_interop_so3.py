@@ -1,7 +1,7 @@
 """``from_escnn`` on SO(3)/O(3) fields of volumes (escnn's ``rot3dOnR3`` / ``flipRot3dOnR3``):
 ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`, ``NormNonLinearity`` ->
-:class:`~equilayers.nn.NormNonlinearity` (``order0="norm"``), ``NormPool`` ->
-:class:`~equilayers.nn.NormPool`.
+:class:`~equilayers.nn.NormNonlinearity` (``order0="norm"``), ``GNormBatchNorm`` ->
+:class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` -> :class:`~equilayers.nn.NormPool`.
 
 Fields: escnn's field type must repeat ``[irrep 0, irrep 1, ..., irrep L]`` (O(3): escnn's
 ``irrep(l % 2, l)``, our order ``l`` with parity ``(-1)^l``), which is our harmonic field of
@@ -24,9 +24,10 @@ from torch import nn
 
 from .functional import steerable_basis3d
 from .groups import wigner_d
-from .nn import NormNonlinearity, NormPool, SteerableConv3d
+from .nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
 
-__all__ = ["escnn_field_signs", "is_so3_space", "conv", "norm_nonlinearity", "norm_pool"]
+__all__ = ["escnn_field_signs", "is_so3_space", "conv", "norm_nonlinearity", "norm_pool",
+           "batch_norm"]
 
 
 def is_so3_space(gspace: Any) -> bool:
@@ -156,3 +157,41 @@ def norm_pool(m: Any) -> nn.Module:
     :class:`NormPool` (channel ``c (L + 1) + l`` in both; a norm ignores the signs)."""
     c, order = _layout(m.in_type, "NormPool")
     return NormPool(order or 0, group=_group(m.in_type.gspace))
+
+
+def batch_norm(m: Any) -> nn.Module:
+    """escnn's ``GNormBatchNorm`` on fields ``[irrep 0, ..., irrep L]`` repeated ->
+    :class:`HarmonicBatchNorm` with its state: escnn keeps one buffer (and weight) of shape
+    ``(C, 1)`` per irrep name, in field order; ours ``running_var`` / ``weight`` ``(C, L + 1)``,
+    ``running_mean`` / ``bias`` ``(C,)`` (order 0). The same normalization in eval mode. In
+    training mode escnn applies Bessel's correction ``N / (N - 1)`` (``N`` the samples of a
+    statistic, batch x voxels) to every order's variance, ours to order 0's running value only
+    (as ``nn.BatchNorm``): the outputs differ by ``sqrt(N / (N - 1))`` on orders >= 1 and the
+    running variances of orders >= 1 by ``N / (N - 1)``."""
+    gspace = m.in_type.gspace
+    if not is_so3_space(gspace):
+        raise ValueError(f"from_escnn: GNormBatchNorm on {m.in_type}: only SO(3)/O(3) fields "
+                         "of volumes (rot3dOnR3 / flipRot3dOnR3) are supported")
+    c, order = _layout(m.in_type, "GNormBatchNorm")
+    order = order or 0
+    names = [r.name for r in m.in_type.representations[:order + 1]]
+    ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                             group=_group(gspace))
+
+    def state(name: str, what: str) -> torch.Tensor:
+        return getattr(m, f"{m._escape_name(name)}_{what}").detach().reshape(c)
+
+    with torch.no_grad():
+        assert ours.running_mean is not None and ours.running_var is not None  # tracked
+        ours.running_mean.copy_(state(names[0], "running_mean"))
+        for ell, name in enumerate(names):
+            ours.running_var[:, ell].copy_(state(name, "running_var"))
+            if m.affine:
+                assert ours.weight is not None  # affine
+                ours.weight[:, ell].copy_(state(name, "weight"))
+        if m.affine:
+            assert ours.bias is not None  # affine
+            ours.bias.copy_(state(names[0], "bias"))
+        assert ours.num_batches_tracked is not None  # tracked
+        ours.num_batches_tracked.copy_(m.num_batches_tracked)
+    return ours

@@ -58,8 +58,8 @@ escnn_field_signs = S3.escnn_field_signs
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
               "octaOnR3 / fullOctaOnR3, groups=1; volumes or fields of irreps 0..L of "
-              "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu, SO(3)/O(3) "
-              "fields), ReLU, InnerBatchNorm, "
+              "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu) and "
+              "GNormBatchNorm (SO(3)/O(3) fields), ReLU, InnerBatchNorm, "
               "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -113,7 +113,9 @@ def from_escnn(module: Any) -> nn.Module:
     ``[irrep 0, ..., irrep L]``): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
     (escnn's filter fitted in our basis and checked elementwise; default basis settings only),
     ``NormNonLinearity`` (``"n_relu"``) -> :class:`~equilayers.nn.NormNonlinearity`
-    (``order0="norm"``), ``NormPool`` -> :class:`~equilayers.nn.NormPool`. escnn's volume axes
+    (``order0="norm"``), ``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`
+    (its state; the same in eval mode, Bessel's correction differs in training mode),
+    ``NormPool`` -> :class:`~equilayers.nn.NormPool`. escnn's volume axes
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
     is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
@@ -153,6 +155,8 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
         out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
     elif isinstance(m, enn.NormNonLinearity):
         out = S3.norm_nonlinearity(m)
+    elif isinstance(m, enn.GNormBatchNorm):
+        out = S3.batch_norm(m)
     elif isinstance(m, enn.ReLU):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, "ReLU")

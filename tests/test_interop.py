@@ -581,8 +581,9 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
 # --- volumes: SO(3)/O(3) fields -----------------------------------------------------------------
 @pytest.mark.parametrize("space", ["so3", "o3"])
 def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
-    """R3Conv (volumes -> fields of orders 0..1), NormNonLinearity (its biases moved off their
-    init), R3Conv (-> orders 0..2), NormPool on ``rot3dOnR3`` / ``flipRot3dOnR3``: the
+    """R3Conv (volumes -> fields of orders 0..1), GNormBatchNorm (running statistics and
+    affine parameters moved), NormNonLinearity (its biases moved off their init), R3Conv (->
+    orders 0..2), NormPool on ``rot3dOnR3`` / ``flipRot3dOnR3``, in eval mode: the
     converted model's harmonic fields are escnn's times :func:`escnn_field_signs`, and its
     pooled norms are escnn's as they are. The control: the fields without the signs differ."""
     _escnn()
@@ -602,22 +603,27 @@ def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
     t_out = esc.FieldType(gs, 2 * irreps)
     with seeded_rng(0):
         first = esc.R3Conv(t_in, t_mid, 3, padding=1)
+        norm = esc.GNormBatchNorm(t_mid)
         act = esc.NormNonLinearity(t_mid, "n_relu")
         second = esc.R3Conv(t_mid, t_out, 3, padding=1)
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen)
     with torch.no_grad():
         act.log_bias.copy_(0.3 * torch.randn(act.log_bias.shape, generator=gen))
         first.bias.add_(0.5)  # escnn's bias (order-0 slots) away from 0
-    body = esc.SequentialModule(first, act, second).eval()
+        for p in norm.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+        norm.train()
+        norm(first(esc.GeometricTensor(3 * x, t_in)))  # running statistics moved
+    body = esc.SequentialModule(first, norm, act, second).eval()
     ours = from_escnn(body).eval()
-    assert [type(m).__name__ for m in ours] == ["SteerableConv3d", "NormNonlinearity",
-                                                 "SteerableConv3d"]
-    assert ours[0].group.name == space and ours[2].max_order == 2
-    x = torch.randn(2, 2, 5, 5, 5, generator=gen)
+    assert [type(m).__name__ for m in ours] == ["SteerableConv3d", "HarmonicBatchNorm",
+                                                 "NormNonlinearity", "SteerableConv3d"]
+    assert ours[0].group.name == space and ours[3].max_order == 2
     with torch.no_grad():
         theirs = body(esc.GeometricTensor(x, t_in)).tensor
         y = ours(x)
-        mid = ours[1](ours[0](x))
-        mid_theirs = act(first(esc.GeometricTensor(x, t_in))).tensor
+        mid = ours[2](ours[1](ours[0](x)))
+        mid_theirs = act(norm(first(esc.GeometricTensor(x, t_in)))).tensor
     signs = escnn_field_signs(2).float()
     assert set(signs.tolist()) == {-1.0, 1.0}
     torch.testing.assert_close(y.flatten(1, 2) * signs.repeat(2).view(1, -1, 1, 1, 1), theirs,
