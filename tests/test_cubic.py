@@ -314,6 +314,8 @@ def test_harmonic_basis_layers(gen):
         enn.GroupConv3d(2, 2, 3, group="o", sigma=0.5)
     with pytest.raises(ValueError, match="basis='bogus' must be one of 'voxel', 'harmonic'"):
         enn.GroupConv3d(2, 2, 3, group="o", basis="bogus")
+    with pytest.raises(ValueError, match="needs an odd kernel_size .*got kernel_size=4"):
+        enn.GroupConv3d(2, 2, 4, group="o", basis="harmonic")
     with pytest.raises(ValueError, match="harmonic basis is empty"):
         enn.LiftingConv3d(2, 2, 3, group="o", basis="harmonic", rings=[1.0],
                           frequencies_cutoff=[-1])

@@ -75,6 +75,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if basis == "voxel" and given:
             raise ValueError(f"{name}: {given[0]} sets the harmonic basis, but basis='voxel' "
                              f"has free k x k x k filters: drop it or use basis='harmonic'")
+        if basis == "harmonic" and ks[0] % 2 == 0:
+            raise ValueError(f"{name}: basis='harmonic' needs an odd kernel_size (its shells "
+                             f"are centred on the middle voxel); got kernel_size={ks[0]}: use "
+                             "an odd size or basis='voxel'")
         self.basis = basis
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
             ks[0], sigma, frequencies_cutoff, rings, name)
