@@ -8,7 +8,8 @@ Rows, k3 unless named, 4 fields:
   (the 4 quarter turns about z): training mode, batch 4, forward and forward+backward, at
   ``8^3`` and ``16^3``; batch-1 eval inference under ``torch.no_grad`` at ``16^3`` (our layers
   expand the filter in every forward, escnn's ``R3Conv`` caches it in eval mode; ``ours
-  exported`` is the layer after ``equilayers.export``, a plain ``nn.Conv3d``). escnn:
+  exported`` is the layer after ``equilayers.export``, a plain ``nn.Conv3d``; ``ours
+  harmonic`` the same layer with ``basis="harmonic"``, training rows). escnn:
   ``R3Conv`` on ``octaOnR3()`` (``"o"``) and ``rot2dOnR3(4)`` (``"c4z"``) regular fields.
 - ``SteerableConv3d`` (``"so3"``), 8 fields of orders ``0..L``: a lifting conv (volume ->
   ``L``) and a harmonic one (``L -> L``), ``L = 1`` at k3 and ``L = 2`` at k5, training mode,
@@ -37,10 +38,10 @@ C = 4  # fields of the regular rows
 B = 4  # batch of the training rows
 
 
-def _ours(kind: str, group: str, c: int, k: int):
+def _ours(kind: str, group: str, c: int, k: int, basis: str = "voxel"):
     from equilayers.nn import GroupConv3d, LiftingConv3d
     cls = LiftingConv3d if kind == "lifting" else GroupConv3d
-    return lambda: cls(c, c, k, padding=k // 2, group=group)
+    return lambda: cls(c, c, k, padding=k // 2, group=group, basis=basis)
 
 
 def _exported(builder):
@@ -158,6 +159,11 @@ def regular_cases(quick: bool, peer: bool) -> list[BenchCase]:
                                      _make(_ours(kind, group, c, k), ours_shape, mode),
                                      floor=floor, backward=train,
                                      construct=_ours(kind, group, c, k), params=params))
+                if train:  # the band-limited filters: one more matmul per forward
+                    harmonic = _ours(kind, group, c, k, "harmonic")
+                    out.append(BenchCase(f"ours harmonic {tag}", FAMILY,
+                                         _make(harmonic, ours_shape, mode), floor=floor,
+                                         backward=True, construct=harmonic, params=params))
                 if not train:
                     out.append(BenchCase(f"ours exported {tag}", FAMILY,
                                          _make(_exported(_ours(kind, group, c, k)), ours_shape,
