@@ -93,10 +93,8 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
     -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked: in
     ``basis="harmonic"`` (escnn's parameter count) when escnn's filters lie in it, as with its
     default basis settings, else as free voxel filters."""
-    gspace = m.out_type.gspace
-    if m.in_type.gspace is not gspace:
-        raise ValueError("from_escnn: R3Conv between different gspaces is not supported")
-    name, perm = _probe(gspace, probed)
+    k = T.conv_kernel_size(m, "R3Conv")
+    name, perm = _probe(m.out_type.gspace, probed)
     n = int(get(name).order)
 
     def fields(ftype: Any, what: str) -> tuple[bool, int]:
@@ -114,10 +112,6 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
         raise ValueError(f"from_escnn: R3Conv output {m.out_type} is trivial; only regular "
                          "output fields are supported")
     lifting, c_in = fields(m.in_type, "R3Conv input")
-    if getattr(m, "groups", 1) != 1:
-        raise ValueError(f"from_escnn: R3Conv with groups={m.groups} is not supported; only "
-                         "groups=1")
-    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
     f_in = 1 if lifting else n
     with torch.no_grad():
         filt, bias = m.expand_parameters()

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_tools as T
 from .functional import steerable_basis3d
 from .groups import wigner_d
 from .nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
@@ -81,19 +82,14 @@ def conv(m: Any) -> nn.Module:
     """escnn's ``R3Conv`` on SO(3)/O(3) fields -> :class:`SteerableConv3d` with escnn's
     filter (times the field signs) fitted in our basis by least squares (float64) and the
     expanded filter checked elementwise."""
+    k = T.conv_kernel_size(m, "R3Conv")
     gspace = m.out_type.gspace
-    if m.in_type.gspace is not gspace:
-        raise ValueError("from_escnn: R3Conv between different gspaces is not supported")
     c_out, order = _layout(m.out_type, "R3Conv output")
     if order is None:
         raise ValueError(f"from_escnn: R3Conv output {m.out_type} has only scalar fields; "
                          "SteerableConv3d maps to fields of orders 0..L with L >= 1")
     c_in, in_order = _layout(m.in_type, "R3Conv input")
-    if getattr(m, "groups", 1) != 1:
-        raise ValueError(f"from_escnn: R3Conv with groups={m.groups} is not supported; only "
-                         "groups=1")
     gname = _group(gspace)
-    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
     with torch.no_grad():
         filt, bias = m.expand_parameters()
     f_out = (order + 1) ** 2

@@ -171,3 +171,14 @@ def field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:
         raise ValueError("from_escnn: the conv's bias (R2Conv or R3Conv) is not constant over "
                          "each regular field; cannot convert")
     return fields[:, 0]
+
+
+def conv_kernel_size(m: Any, what: str) -> int:
+    """The kernel size of an escnn ``R2Conv`` / ``R3Conv`` (``what``) after the checks every
+    conversion of one makes: one gspace for its input and output, ``groups=1``."""
+    if m.in_type.gspace is not m.out_type.gspace:
+        raise ValueError(f"from_escnn: {what} between different gspaces is not supported")
+    if getattr(m, "groups", 1) != 1:
+        raise ValueError(f"from_escnn: {what} with groups={m.groups} is not supported; only "
+                         "groups=1")
+    return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]

@@ -285,11 +285,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     else:
         _, c_in = _regular_fields(m.in_type, "R2Conv input", probed)
         lifting = False
-    if m.in_type.gspace is not m.out_type.gspace:
-        raise ValueError("from_escnn: R2Conv between different gspaces is not supported")
-    if getattr(m, "groups", 1) != 1:
-        raise ValueError(f"from_escnn: R2Conv with groups={m.groups} is not supported; "
-                         "only groups=1")
+    k = T.conv_kernel_size(m, "R2Conv")
     n = int(get(gname).order)  # regular fields: a finite group
     with torch.no_grad():
         filt, bias = m.expand_parameters()
@@ -302,7 +298,6 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     if not get(gname).pixel_exact:
         steer = _steerable_conv(m, gname, filt, bias, lifting, c_in, c_out)
         return steer if steer is not None else _expanded_conv(m, gname, filt, bias, lifting)
-    k = m.kernel_size
     cls = LiftingConv2d if lifting else GroupConv2d
     ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
                m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
