@@ -139,6 +139,9 @@ ZOO: dict[str, ZooEntry] = {
     "NormPool[so3]": ZooEntry(lambda: enn.NormPool(1, group="so3"), _x(2, 3, 4, 3, 3, 3)),
     "NormNonlinearity[so3]": ZooEntry(lambda: enn.NormNonlinearity(3, 1, group="so3"),
                                       _x(2, 3, 4, 3, 3, 3)),
+    "NormNonlinearity[so3,exp]": ZooEntry(
+        lambda: enn.NormNonlinearity(3, 1, group="so3", order0="norm", bias_form="exp"),
+        _x(2, 3, 4, 3, 3, 3)),
     "GatedNonlinearity[o3]": ZooEntry(lambda: enn.GatedNonlinearity(1, group="o3"),
                                       _x(2, 3, 4, 3, 3, 3)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings(
 MODULES = {
     "NormNonlinearity": lambda: enn.NormNonlinearity(3, 2, threshold=0.5),
     "NormNonlinearity[norm]": lambda: enn.NormNonlinearity(3, 2, order0="norm"),
+    "NormNonlinearity[exp]": lambda: enn.NormNonlinearity(3, 2, order0="norm", bias_form="exp"),
     "GatedNonlinearity": lambda: enn.GatedNonlinearity(2),
     "GatedNonlinearity[first_half]": lambda: enn.GatedNonlinearity(2, gates="first_half"),
     "HarmonicBatchNorm[eval]": lambda: enn.HarmonicBatchNorm(3, 2).eval(),

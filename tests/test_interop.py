@@ -638,6 +638,59 @@ def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
                                    rtol=0, atol=1e-5)
 
 
+def test_so3_norm_relu_converts_with_escnns_parametrization_and_trains_as_escnns(gen):
+    """escnn's ``NormNonLinearity`` learns ``log_bias`` (``relu(|v| - exp(log_bias))``); the
+    converted layer holds the same parameter (``bias_form="exp"``), so the same upstream
+    gradient gives the same gradient on it, and after an Adam step on each the two layers
+    still agree. The control: the former conversion (an additive bias ``-exp(log_bias)``, the
+    same function) agrees before the step but not after it."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_field_signs
+    from equilayers.nn import NormNonlinearity
+
+    gs = gspaces.rot3dOnR3(maximum_frequency=1)
+    t = esc.FieldType(gs, 3 * [gs.fibergroup.irrep(0), gs.fibergroup.irrep(1)])
+    theirs = esc.NormNonLinearity(t, "n_relu")
+    with torch.no_grad():
+        theirs.log_bias.copy_(0.3 * torch.randn(theirs.log_bias.shape, generator=gen))
+    ours = from_escnn(theirs)
+    assert ours.bias_form == "exp" and ours.bias is None and ours.log_bias is not None
+    additive = NormNonlinearity(3, 1, order0="norm", group="so3")
+    with torch.no_grad():
+        additive.bias.copy_(-ours.log_bias.exp())
+    signs = escnn_field_signs(1).repeat(3).float().view(1, -1, 1, 1, 1)
+    x = 1.5 * torch.randn(4, 12, 3, 3, 3, generator=gen)
+    r = torch.randn(4, 12, 3, 3, 3, generator=gen)  # a fixed upstream gradient
+
+    def step(module, escnn_side):
+        opt = torch.optim.Adam(module.parameters(), lr=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            if escnn_side:
+                out = module(esc.GeometricTensor(x, t)).tensor
+            else:
+                out = module((x * signs).unflatten(1, (3, 4))).flatten(1, 2) * signs
+            (out * r).sum().backward()
+            opt.step()
+        with torch.no_grad():
+            if escnn_side:
+                return module(esc.GeometricTensor(x, t)).tensor
+            return module((x * signs).unflatten(1, (3, 4))).flatten(1, 2) * signs
+
+    with torch.no_grad():  # the same function before training, in both parametrizations
+        before = theirs(esc.GeometricTensor(x, t)).tensor
+        for m in (ours, additive):
+            torch.testing.assert_close(m((x * signs).unflatten(1, (3, 4))).flatten(1, 2) * signs,
+                                       before, rtol=0, atol=1e-6)
+    want = step(theirs, True)
+    torch.testing.assert_close(step(ours, False), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours.log_bias, theirs.log_bias.detach().reshape(2, 3).T)
+    assert not torch.allclose(step(additive, False), want, atol=1e-3)  # the control
+
+
 def test_so3_unsupported_fields_and_settings_are_refused_by_name():
     _escnn()
     from escnn import gspaces

@@ -57,6 +57,64 @@ def test_norm_relu_old_checkpoint_keeps_its_meaning(gen):
         m.load_state_dict({"log_bias": torch.zeros(3, 3)})
 
 
+def test_norm_relu_exp_form_is_escnns_n_relu(gen):
+    """``bias_form="exp"``: the parameter is ``log_bias`` (``log(threshold)`` at init) and
+    every field, order 0 included, maps to ``relu(|v| - exp(log_bias))``: at init the same
+    function as the additive form's ``relu(|v| - threshold)``, on planar and SO(3) fields."""
+    m = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0="norm", bias_form="exp",
+                             threshold=0.5)
+    assert m.bias is None and [n for n, _ in m.named_parameters()] == ["log_bias"]
+    torch.testing.assert_close(m.log_bias, torch.full((3, 3), math.log(0.5),
+                                                      dtype=torch.float64))
+    add = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0="norm", threshold=0.5)
+    x = _x(gen)
+    torch.testing.assert_close(m(x), add(x))
+    with torch.no_grad():
+        m.log_bias.uniform_(-1, 1, generator=gen)
+    t = m.log_bias.exp()
+    mag = x[:, :, 1:].unflatten(2, (2, 2)).pow(2).sum(3).add(1e-6).sqrt()
+    want = x[:, :, 1:].unflatten(2, (2, 2)) * (
+        torch.relu(mag - t[None, :, 1:, None, None]) / mag).unsqueeze(3)
+    y = m(x)
+    torch.testing.assert_close(y[:, :, 1:], want.flatten(2, 3))
+    torch.testing.assert_close(y[:, :, 0], torch.sign(x[:, :, 0]) * torch.relu(
+        x[:, :, 0].abs() - t[None, :, 0, None, None]))
+    assert "bias_form='exp'" in repr(m) and "bias_form" not in repr(add)
+    so3 = enn.NormNonlinearity(2, 1, group="so3", order0="norm", bias_form="exp",
+                               dtype=torch.float64)
+    x3 = torch.randn(2, 2, 4, 3, 3, 3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(so3(x3), enn.NormNonlinearity(
+        2, 1, group="so3", order0="norm", dtype=torch.float64)(x3))
+
+
+def test_norm_relu_exp_form_gradients_and_checkpoints(gen):
+    """Gradients reach ``log_bias`` (gradcheck); a state_dict of one form does not load into
+    the other (the keys differ, so a checkpoint never changes meaning silently)."""
+    x = _x(gen, (2, 3, 5, 3, 3)).requires_grad_()
+    b = (0.3 * torch.randn(3, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda t, bb: EF.norm_nonlinearity(t, bb, 2, order0="norm", bias_form="exp"), (x, b))
+    exp = enn.NormNonlinearity(3, 2, order0="norm", bias_form="exp")
+    add = enn.NormNonlinearity(3, 2, order0="norm")
+    with pytest.raises(RuntimeError, match="log_bias"):
+        exp.load_state_dict(add.state_dict())
+    with pytest.raises(RuntimeError, match="log_bias"):
+        add.load_state_dict(exp.state_dict())
+    exp.load_state_dict(enn.NormNonlinearity(3, 2, order0="norm", bias_form="exp",
+                                             threshold=2.0).state_dict())
+    torch.testing.assert_close(exp.log_bias, torch.full((3, 3), math.log(2.0)))
+
+
+def test_norm_relu_exp_form_refuses_order0_function_and_zero_threshold():
+    with pytest.raises(ValueError, match=r"bias_form='exp'.*pass order0='norm'"):
+        enn.NormNonlinearity(3, 2, bias_form="exp")
+    with pytest.raises(ValueError, match=r"bias_form='exp'.*pass order0='norm'"):
+        EF.norm_nonlinearity(torch.randn(1, 3, 5, 2, 2), torch.zeros(3, 3), 2,
+                             bias_form="exp")
+    with pytest.raises(ValueError, match=r"threshold=0 has no log"):
+        enn.NormNonlinearity(3, 2, order0="norm", bias_form="exp", threshold=0)
+
+
 # --- GatedNonlinearity with separate gates ---------------------------------------------------
 
 def test_gated_first_half_formula_and_shapes(gen):

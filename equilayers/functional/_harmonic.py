@@ -36,6 +36,10 @@ __all__ = [
 
 GATES = ("own", "first_half")
 ORDER0 = ("function", "norm")
+#: How a norm nonlinearity's bias enters: ``"add"`` ``function(|v| + b)``, ``"exp"``
+#: ``function(|v| - exp(b))`` (escnn's and e2cnn's ``n_relu``: ``b`` is the log of a threshold
+#: that stays positive).
+BIAS_FORMS = ("add", "exp")
 
 
 def check_floating(x: torch.Tensor, what: str, name: str = "x") -> None:
@@ -108,6 +112,7 @@ def norm_nonlinearity(
     order0: str = "function",
     *,
     group: GroupLike | None = None,
+    bias_form: str = "add",
 ) -> torch.Tensor:
     """Norm nonlinearity: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|`` for orders m >= 1,
     and ``a_0 -> function(a_0 + b_0)`` (order 0 is a signed scalar, invariant by itself).
@@ -121,6 +126,11 @@ def norm_nonlinearity(
     magnitudes below ``-b`` are cut to 0 (:class:`~equilayers.nn.NormNonlinearity` starts at
     ``b = -1`` on its norm fields). ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C,
     (M+1)^2, D, H, W)``, the same map on the norm of each order's ``2l+1`` slots.
+
+    ``bias_form="exp"``: ``bias`` holds the logs of the thresholds, ``v -> v function(|v| -
+    exp(b)) / |v|`` on every norm field (escnn's and e2cnn's ``n_relu`` with its
+    ``log_bias``: the same map as ``"add"`` with ``-exp(b)``, but a learned threshold stays
+    positive and moves by factors); needs ``order0="norm"`` (order 0 a norm field too).
     """
     what = "norm_nonlinearity"
     volume = _volume_fields(group, what)
@@ -128,6 +138,7 @@ def norm_nonlinearity(
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-6")
     C.check_choice(order0, "order0", ORDER0, what, fix="'function': a_0 -> function(a_0 + b_0), "
                    "'norm': a_0 -> sign(a_0) function(|a_0| + b_0)")
+    bias = threshold_bias(bias, bias_form, order0, what)
     if volume:
         return H3.norm_nonlinearity3d(x, bias, max_order, function, eps, order0)
     check_harmonic(x, max_order, what)
@@ -155,6 +166,22 @@ def norm_nonlinearity(
     b, _, f, h, w = x.shape
     pairs = x[:, :, 1:].view(b, c, max_order, 2, h, w) * scale.unsqueeze(3)
     return torch.cat([out0, pairs.view(b, c, f - 1, h, w)], dim=2)
+
+
+def threshold_bias(bias: torch.Tensor | None, bias_form: str, order0: str, what: str
+                   ) -> torch.Tensor | None:
+    """The additive bias of :func:`norm_nonlinearity` for ``bias_form``: ``bias`` itself
+    (``"add"``) or ``-exp(bias)`` (``"exp"``, which needs ``order0="norm"``)."""
+    C.check_choice(bias_form, "bias_form", BIAS_FORMS, what,
+                   fix="'add': function(|v| + b), 'exp': function(|v| - exp(b)) (escnn's n_relu)")
+    if bias_form == "exp" and order0 != "norm":
+        raise ValueError(f"{what}: bias_form='exp' thresholds norm fields, function(|v| - "
+                         f"exp(b)), and order 0 must be one too: pass order0='norm' (got "
+                         f"order0={order0!r}), or keep bias_form='add'")
+    if bias_form == "add" or bias is None:
+        return bias
+    C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
+    return -bias.exp()
 
 
 def gated_nonlinearity(

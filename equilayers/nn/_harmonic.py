@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal, overload
 
@@ -46,6 +47,13 @@ class NormNonlinearity(Typed, nn.Module):
     thresholding init (measured in the project's issue). Order 0 with ``order0="function"``
     starts at ``b_0 = 0`` (a plain ReLU already cuts). ``threshold=0`` gives the former init.
 
+    ``bias_form="exp"`` (with ``order0="norm"``) is escnn's and e2cnn's ``n_relu``: the learned
+    parameter is ``log_bias`` (not ``bias``; ``(C, M + 1)``, ``log(threshold)`` at init) and
+    every field maps to ``function(|v| - exp(log_bias))``: the same function at init, but the
+    threshold stays positive and Adam moves it by factors rather than by steps. It is what
+    :func:`~equilayers.interop.from_escnn` builds from escnn's ``NormNonLinearity``, so a
+    converted model trains as escnn's.
+
     Args:
         channels: number of fields ``C``.
         max_order: ``M``.
@@ -53,7 +61,10 @@ class NormNonlinearity(Typed, nn.Module):
         bias: learn the ``(C, M + 1)`` bias (``False``: ``function(|v|)``, no threshold).
         order0: ``"function"`` (default) or ``"norm"``, see above.
         threshold: the initial cut ``-b`` of the norm fields (orders ``m >= 1``, and order 0
-            when ``order0="norm"``); ``>= 0``.
+            when ``order0="norm"``); ``>= 0`` (``> 0`` with ``bias_form="exp"``).
+        bias_form: ``"add"`` (default: ``function(|v| + b)``, parameter ``bias``) or
+            ``"exp"`` (``function(|v| - exp(b))``, parameter ``log_bias``; needs
+            ``order0="norm"``), see above.
         group: ``None`` (default: harmonic fields of any planar group), a planar group, or
             ``"so3"``/``"o3"`` for SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)`` (the norm of
             each order's ``2l+1`` slots).
@@ -73,7 +84,8 @@ class NormNonlinearity(Typed, nn.Module):
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
                  device=None, dtype=None, *, order0: str = "function",
-                 threshold: float = 1.0, group: GroupLike | None = None) -> None:
+                 threshold: float = 1.0, group: GroupLike | None = None,
+                 bias_form: str = "add") -> None:
         super().__init__()
         name = type(self).__name__
         self.channels = C.positive_int(channels, "channels", name)
@@ -82,28 +94,47 @@ class NormNonlinearity(Typed, nn.Module):
         C.flag(bias, "bias", name)
         self.order0 = C.choice(order0, "order0", name, H.ORDER0)
         self.threshold = C.nonnegative_float(threshold, "threshold", name)
+        H.threshold_bias(None, bias_form, self.order0, name)  # the form and its order 0
+        self.bias_form = bias_form
+        if bias_form == "exp" and bias and self.threshold == 0:
+            raise ValueError(f"{name}: threshold=0 has no log for bias_form='exp' (log_bias = "
+                             "log(threshold) at init); pass a threshold > 0, e.g. 1.0, or "
+                             "bias_form='add'")
         C.dtype(dtype, name)
-        self.bias = nn.Parameter(torch.empty(channels, max_order + 1, device=device,
-                                             dtype=dtype)) if bias else None
+        param = nn.Parameter(torch.empty(channels, max_order + 1, device=device,
+                                         dtype=dtype)) if bias else None
+        self.bias: nn.Parameter | None
+        self.log_bias: nn.Parameter | None
+        if bias_form == "exp":
+            self.register_parameter("bias", None)
+            self.register_parameter("log_bias", param)
+        else:
+            self.register_parameter("bias", param)
+            self.register_parameter("log_bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """``b = -threshold`` on the norm fields, ``b_0 = 0`` with ``order0="function"``."""
-        if self.bias is not None:
-            with torch.no_grad():
+        """``b = -threshold`` on the norm fields, ``b_0 = 0`` with ``order0="function"``
+        (``bias_form="exp"``: ``log_bias = log(threshold)``)."""
+        with torch.no_grad():
+            if self.log_bias is not None:
+                self.log_bias.fill_(math.log(self.threshold))
+            if self.bias is not None:
                 self.bias.fill_(-self.threshold)
                 if self.order0 == "function":
                     self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self))
-        return H.norm_nonlinearity(x, self.bias, self.max_order, self.function,
-                                   order0=self.order0, group=self.group)
+        return H.norm_nonlinearity(x, self.bias if self.log_bias is None else self.log_bias,
+                                   self.max_order, self.function, order0=self.order0,
+                                   group=self.group, bias_form=self.bias_form)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, max_order={self.max_order}" + (
-            "" if self.bias is not None else ", bias=False") + (
+            "" if self.bias is not None or self.log_bias is not None else ", bias=False") + (
             "" if self.order0 == "function" else f", order0={self.order0!r}") + (
+            "" if self.bias_form == "add" else f", bias_form={self.bias_form!r}") + (
             "" if self.threshold == 1.0 else f", threshold={self.threshold:g}") + _group_repr(
             self)
 

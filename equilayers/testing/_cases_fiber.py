@@ -29,10 +29,10 @@ def _constant_fields(batch: int, channels: int, fiber: int, size: int = 7):
     return make
 
 
-def _norm_relu(order0="function"):
-    mod = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0=order0)
+def _norm_relu(order0="function", bias_form="add"):
+    mod = enn.NormNonlinearity(3, 2, dtype=torch.float64, order0=order0, bias_form=bias_form)
     with torch.no_grad():
-        mod.bias.uniform_(-1, 1)
+        (mod.bias if mod.log_bias is None else mod.log_bias).uniform_(-1, 1)
     return mod
 
 
@@ -112,6 +112,8 @@ CASES = [
     Case("harmonic/norm-relu-o2", _seeded(_norm_relu), (2, 3, 5, 7, 7), "o2",
          in_rep="harmonic", out_rep="harmonic"),
     Case("harmonic/norm-relu-order0-norm-o2", _seeded(lambda: _norm_relu("norm")),
+         (2, 3, 5, 7, 7), "o2", in_rep="harmonic", out_rep="harmonic"),
+    Case("harmonic/norm-relu-exp-o2", _seeded(lambda: _norm_relu("norm", "exp")),
          (2, 3, 5, 7, 7), "o2", in_rep="harmonic", out_rep="harmonic"),
     Case("harmonic/norm-relu-o2-offgrid-constant-field", _seeded(_norm_relu), (8, 3, 5, 7, 7),
          "o2", elements=_OFF, expect="approx", tol=1e-10, input_fn=_constant_fields(8, 3, 5)),

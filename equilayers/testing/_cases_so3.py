@@ -1,8 +1,8 @@
 """Steerable SO(3)/O(3) convs on voxels: lifting and harmonic -> harmonic ``SteerableConv3d``
 x group x option over the cube's 24 (48) symmetries composed with the Wigner-D action, a small
-stack, the Fourier nonlinearity on the sphere, and negative controls (a plain ``nn.Conv3d``
-read as harmonic fields, a basis with one Clebsch-Gordan slice of the wrong sign, ELU on the
-harmonic coefficients themselves)."""
+stack, the Fourier nonlinearity on the sphere, escnn's norm-ReLU, and negative controls (a
+plain ``nn.Conv3d`` read as harmonic fields, a basis with one Clebsch-Gordan slice of the wrong
+sign, ELU on the harmonic coefficients themselves)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..groups import FieldType
-from ..nn import FourierNonlinearity, SteerableConv3d
+from ..nn import FourierNonlinearity, NormNonlinearity, SteerableConv3d
 from ._case import Case
 from ._cases_gconv import _seeded
 
@@ -54,6 +54,17 @@ class _AsFields(nn.Sequential):
         super().__init__(nn.Conv3d(2, 2 * 4, 3, padding=1), nn.Unflatten(1, (2, 4)))
 
 
+def _norm_relu_exp(g: str):
+    """escnn's norm-ReLU (``bias_form="exp"``) with its log-thresholds moved off their init."""
+    def make():
+        mod = NormNonlinearity(2, 1, group=g, order0="norm", bias_form="exp",
+                               dtype=torch.float64)
+        with torch.no_grad():
+            mod.log_bias.uniform_(-1, 1)
+        return mod
+    return _seeded(make)
+
+
 def _cases_for(g: str) -> list[Case]:
     vol, f1, f2 = (2, 2, 5, 5, 5), (2, 2, 4, 5, 5, 5), (2, 2, 9, 7, 7, 7)
     p = f"so3/{g}"
@@ -68,6 +79,7 @@ def _cases_for(g: str) -> list[Case]:
         Case(f"{p}/fourier-elu-L2", lambda: FourierNonlinearity(g, 2), (2, 2, 9, 3, 3, 3), g),
         Case(f"{p}/fourier-tanh-L1-170", lambda: FourierNonlinearity(g, 1, torch.tanh, 170),
              (2, 2, 4, 3, 3, 3), g),
+        Case(f"{p}/norm-relu-exp-L1", _norm_relu_exp(g), (2, 2, 4, 3, 3, 3), g),
     ]
 
 
