@@ -34,8 +34,10 @@ then the global mean, lets every voxel pick its own orientation and scored 25-31
 pentacubes against 53-55%, and space first with the max alone 37% (one-off probes, 2 seeds and
 1)); ``SO(3)`` ``SteerableConv3d``
 (``group="so3"``, fields of orders 0..1) / ``HarmonicBatchNorm`` / ``NormNonlinearity``,
-``NormPool``, global mean. The widths: the octahedral model at ``REF_WIDTH`` fields, the others
-at the widths whose parameter counts are the nearest to its. Where escnn is installed (the
+``NormPool``, global mean, once with ``NormNonlinearity``'s defaults and once with escnn's
+norm-ReLU (``order0="norm", bias_form="exp"``: escnn's SO(3) model to the letter). The
+widths: the octahedral model at ``REF_WIDTH`` fields, the others at the widths whose parameter
+counts are the nearest to its. Where escnn is installed (the
 peers venv), the same two equivariant architectures built with escnn's ``R3Conv`` join the
 run (:data:`PEER_BUILDERS`: ``octaOnR3`` regular fields with ``InnerBatchNorm`` and the same
 head; ``rot3dOnR3`` fields of the irreps ``0..1`` with ``GNormBatchNorm``, ``NormNonLinearity``
@@ -44,7 +46,9 @@ decay to 0), cross-entropy, one thread; the batch-norm statistics
 re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before testing in eval
 mode.
 
-Run: ``python -m benchmarks --family tetris [--quick] [--seeds 3] [--filter TASK]``. Results:
+Run: ``python -m benchmarks --family tetris [--quick] [--seeds 3] [--filter TEXT]`` (``TEXT``:
+the rows ``"task: model"`` that contain it, of the default tasks and of the tasks it names).
+Results:
 ``benchmarks/results/cpu-tetris[-quick].{json,md}``.
 """
 
@@ -166,18 +170,24 @@ def octahedral_cnn(width: int, classes: int, basis: str = "voxel") -> nn.Module:
         SpaceThenFiber(), nn.BatchNorm1d(4 * width), nn.Linear(4 * width, classes))
 
 
-def so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
+def so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER,
+            norm_relu: str = "default") -> nn.Module:
     """The same with SO(3) harmonic fields of orders ``0..max_order`` (``SteerableConv3d``),
     harmonic batch norm, norm-ReLU; the norm of every order, then the global mean:
-    O-invariant exactly on the grid, other rotations approximately."""
+    O-invariant exactly on the grid, other rotations approximately. ``norm_relu``:
+    ``"default"`` (``NormNonlinearity``'s defaults: a plain ReLU on order 0) or ``"escnn"``
+    (escnn's ``n_relu``, :func:`escnn_so3_cnn` 's maths: order 0 a norm field too, and a
+    log-threshold, ``order0="norm", bias_form="exp"``)."""
     from equilayers.nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
 
     L = max_order
+    kw = {"default": {}, "escnn": {"order0": "norm", "bias_form": "exp"}}[norm_relu]
 
     def block(c_in, c_out, stride, lin):
         return [SteerableConv3d(c_in, c_out, 3, stride=stride, padding=1, group="so3",
                                 in_max_order=lin, max_order=L),
-                HarmonicBatchNorm(c_out, L, group="so3"), NormNonlinearity(c_out, L, group="so3")]
+                HarmonicBatchNorm(c_out, L, group="so3"),
+                NormNonlinearity(c_out, L, group="so3", **kw)]
 
     features = 2 * width * (L + 1)
     return nn.Sequential(*block(1, width, 1, None), *block(width, width, 2, L),
@@ -248,6 +258,12 @@ def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Mo
     return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
 
 
+def so3_escnn_norm_relu_cnn(width: int, classes: int) -> nn.Module:
+    """:func:`so3_cnn` with escnn's norm-ReLU (``norm_relu="escnn"``): the same model as
+    :func:`escnn_so3_cnn`, built with equilayers."""
+    return so3_cnn(width, classes, norm_relu="escnn")
+
+
 def octahedral_harmonic_cnn(width: int, classes: int) -> nn.Module:
     """:func:`octahedral_cnn` with ``basis="harmonic"``: 10 numbers per 3 x 3 x 3 filter
     instead of 27 (escnn's function space for these fields)."""
@@ -256,7 +272,8 @@ def octahedral_harmonic_cnn(width: int, classes: int) -> nn.Module:
 
 BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn,
-    "octahedral (O), harmonic basis": octahedral_harmonic_cnn, "SO(3) steerable": so3_cnn}
+    "octahedral (O), harmonic basis": octahedral_harmonic_cnn, "SO(3) steerable": so3_cnn,
+    "SO(3) steerable, escnn's norm-ReLU": so3_escnn_norm_relu_cnn}
 #: The same architectures built with escnn: rows of the run where escnn is installed (the
 #: peers venv), matched to the octahedral model's parameter count like the others.
 PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
@@ -355,20 +372,29 @@ def train_and_test(model: nn.Module, data: dict, *, steps: int, seed: int, lr: f
 KEYS = ("upright", "cube", "random")
 
 
+def _label(r: Row) -> str:
+    """A row's name, which ``--filter`` matches: ``"task: model"``."""
+    return f"{r.task}: {r.model}"
+
+
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         name_filter: str = "", data: str = "mnist") -> list[dict]:
     """Train every (task, model) row for every seed; write ``cpu-tetris[-quick].{json,md}``.
     (``data`` is the runner's option of the digit families; this family makes its own.)"""
     seeds = seeds if seeds is not None else (1 if quick else 3)
-    tasks = [t for t in STEPS if name_filter in t] if name_filter else list(DEFAULT_TASKS)
-    if not tasks:
-        raise ValueError(f"--filter {name_filter!r} names no task of {sorted(STEPS)}")
+    # the default tasks, and the others when the filter names them
+    candidates = [t for t in STEPS if t in DEFAULT_TASKS or (name_filter and name_filter in t)]
+    table = [r for r in rows(candidates, 1 if quick else None) if name_filter in _label(r)]
+    if not table:
+        raise ValueError(f"--filter {name_filter!r} names no row 'task: model' (tasks "
+                         f"{sorted(STEPS)}, models {sorted(builders())})")
+    tasks = [t for t in STEPS if any(r.task == t for r in table)]
     if quick:
         tasks = tasks[:1]
+        table = [r for r in table if r.task in tasks]
     steps = {t: (10 if quick else STEPS[t]) for t in tasks}
     datasets = {t: dataset(t, copies=1 if quick else None, test_rotations=4 if quick else None)
                 for t in tasks}
-    table = rows(tasks, 1 if quick else None)
 
     def train_one(r, seed, tick):
         model = r.build()
@@ -390,7 +416,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
 
     # steps_per_run: the bar counts the longest task's steps per run (an estimate)
     results = run_study(table, range(seeds), train_one, summarize,
-                        label=lambda r: f"{r.task}: {r.model}",
+                        label=_label,
                         steps_per_run=max(steps.values()), progress=progress)
     meta = _meta(quick, seeds, {t: len(d["train"][1]) for t, d in datasets.items()},
                  {t: len(d["random"][1]) for t, d in datasets.items()}, steps)

@@ -352,7 +352,7 @@ def test_tetris_family_quick_runs_and_reports(tmp_path):
         results = tet.run(True, tmp_path, progress=False)
     assert [r["model"] for r in results] == list(tet.BUILDERS)
     data = json.loads((tmp_path / "cpu-tetris-quick.json").read_text())
-    assert data["meta"]["quick"] and len(data["results"]) == len(tet.BUILDERS) == 4
+    assert data["meta"]["quick"] and len(data["results"]) == len(tet.BUILDERS) == 5
     params = [r["params"] for r in results]
     assert max(params) / min(params) < 1.5, params  # the nearest width; quick widths are 1-2
     for r in results:
@@ -360,9 +360,16 @@ def test_tetris_family_quick_runs_and_reports(tmp_path):
         if r["model"] != "plain 3-D CNN":
             assert r["cube"] == r["upright"], r
     table = (tmp_path / "cpu-tetris-quick.md").read_text()
-    assert table.count("\n| tetris |") == 4
+    assert table.count("\n| tetris |") == 5
     with pytest.raises(ValueError, match="task must be one of"):
         tet.dataset("tetrominoes")
+    # --filter picks rows "task: model" (a model alone here), and names them when it misses
+    with seeded_rng(0):
+        (one,) = tet.run(True, tmp_path, progress=False, name_filter="escnn's norm-ReLU")
+    assert one["model"] == "SO(3) steerable, escnn's norm-ReLU" and one["task"] == "tetris"
+    assert one["cube"] == one["upright"]
+    with pytest.raises(ValueError, match=r"names no row 'task: model'.*SO\(3\) steerable"):
+        tet.run(True, tmp_path, progress=False, name_filter="tetrominoes")
 
 
 def test_tetris_models_heads_are_exactly_invariant_on_the_cube():
