@@ -177,6 +177,24 @@ def test_bad_settings(kwargs, exc, match):
         GroupConv2d(2, 2, 5, group="c8", **kwargs)
 
 
+def test_3d_shells_reach_the_cubes_corner():
+    """On volumes a shell may lie anywhere up to the cube's corner, ``(k-1)/2 sqrt(3)`` (as
+    escnn's ``R3Conv`` allows), not only up to the square's; planar rings keep the square's
+    corner (the control)."""
+    from equilayers.functional import steerable_basis3d
+    from equilayers.nn import GroupConv3d, SteerableConv3d
+
+    assert SteerableConv3d(1, 1, 3, rings=[0, 1, 1.5]).rings == (0.0, 1.0, 1.5)
+    assert GroupConv3d(1, 1, 3, group="o", basis="harmonic", rings=[0, 1, 1.6]).weight.numel()
+    assert len(steerable_basis3d("so3", 3, rings=[0, 1, 1.7]))
+    with pytest.raises(ValueError, match=r"radii \[1.8\] outside \[0, 1.732\] \(0 to the corner "
+                                         r"of the 3x3x3 grid, \(k-1\)/2\*sqrt\(3\)\)"):
+        SteerableConv3d(1, 1, 3, rings=[0, 1, 1.8])
+    with pytest.raises(ValueError, match=r"radii \[1.5\] outside \[0, 1.414\] \(0 to the corner "
+                                         r"of the 3x3 grid, \(k-1\)/2\*sqrt\(2\)\)"):
+        LiftingConv2d(1, 1, 3, group="c8", rings=[0, 1, 1.5])
+
+
 def test_bad_settings_module_specific():
     with pytest.raises(ValueError, match=r"sigma=0.5 sets the steerable basis, but "
                                          r"basis='pixel'.*drop sigma or use basis='harmonic'"):

@@ -88,13 +88,16 @@ def _cap(v, arg: str, what: str = "steerable basis") -> int:
 
 
 def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, rings=None,
-                       what: str = "steerable basis"):
+                       what: str = "steerable basis", *, spatial_dims: int = 2):
     """Validate the settings and return them in a canonical, picklable form ``(sigma,
     frequencies_cutoff, rings)``: numbers as ``float``, sequences as tuples of floats, a
     callable cutoff evaluated into the tuple of per-ring caps. ``ValueError``/``TypeError``
-    name the argument, the value and the fix."""
+    name the argument, the value and the fix. ``spatial_dims``: 2 (rings on the ``k x k``
+    grid, radii up to its corner ``(k-1)/2 sqrt(2)``) or 3 (shells on the ``k x k x k`` grid,
+    up to ``(k-1)/2 sqrt(3)``, as escnn's ``R3Conv`` allows)."""
     k = kernel_size
-    max_radius = (k - 1) / 2 * math.sqrt(2)
+    max_radius = (k - 1) / 2 * math.sqrt(spatial_dims)
+    grid = "x".join([str(k)] * spatial_dims)
     if rings is not None:
         if not _seq(rings) or len(rings) == 0 or not all(_is_real(r) for r in rings):
             raise ValueError(f"{what}: rings must be a non-empty list of radii (real numbers, "
@@ -103,9 +106,9 @@ def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, ri
         bad = [r for r in rings if not 0 <= r <= max_radius + 1e-9]
         if bad:
             raise ValueError(f"{what}: rings={list(rings)} has radii {bad} outside [0, "
-                             f"{max_radius:.4g}] (0 to the corner of the {k}x{k} grid, "
-                             f"(k-1)/2*sqrt(2)); use radii in that range or a larger "
-                             "kernel_size")
+                             f"{max_radius:.4g}] (0 to the corner of the {grid} grid, "
+                             f"(k-1)/2*sqrt({spatial_dims})); use radii in that range or a "
+                             "larger kernel_size")
         if len(set(rings)) != len(rings):
             raise ValueError(f"{what}: rings={list(rings)} repeats a radius (the basis would "
                              "repeat its functions); list each radius once")
@@ -145,11 +148,13 @@ def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, ri
 
 
 def resolve_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, rings=None,
-                     what: str = "steerable basis") -> BasisSpec | None:
+                     what: str = "steerable basis", *, spatial_dims: int = 2
+                     ) -> BasisSpec | None:
     """The spec ``((radius, sigma, max_frequency), ...)`` of the settings, or ``None`` when it
     equals the default spec (so that equal bases share one cache entry)."""
     k = kernel_size
-    sigma, fco, rings = normalize_settings(k, sigma, frequencies_cutoff, rings, what)
+    sigma, fco, rings = normalize_settings(k, sigma, frequencies_cutoff, rings, what,
+                                           spatial_dims=spatial_dims)
     radii = rings if rings is not None else _default_rings(k)
     if sigma is None:
         widths = _default_sigma(radii)

@@ -273,7 +273,7 @@ def steerable_basis3d(
     m_out = _order(out_order, "out_order", what, False)
     assert m_out is not None  # not optional
     C.check_float_dtype(dtype, "dtype", what)
-    spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
+    spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
     return dense_basis3d(basis3d_blocks(grp, m_in or 0, m_out, k, spec), m_in or 0, m_out, k,
                          dtype or torch.get_default_dtype(), device)
 

@@ -81,9 +81,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                              "an odd size or basis='voxel'")
         self.basis = basis
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
-            ks[0], sigma, frequencies_cutoff, rings, name)
+            ks[0], sigma, frequencies_cutoff, rings, name, spatial_dims=3)
         self._basis_spec = BS.resolve_settings(ks[0], self.sigma, self.frequencies_cutoff,
-                                              self.rings, name)
+                                              self.rings, name, spatial_dims=3)
         self._num_basis = (len(voxel_basis(ks[0], self._basis_spec)) if basis == "harmonic"
                            else ks[0] ** 3)
         if self._num_basis == 0:

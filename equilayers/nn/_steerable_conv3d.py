@@ -132,9 +132,9 @@ class SteerableConv3d(Typed, nn.Module):
         self.max_order: int = out_order
         self.in_max_order = self.in_type.max_order
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
-            k, sigma, frequencies_cutoff, rings, name)
+            k, sigma, frequencies_cutoff, rings, name, spatial_dims=3)
         self._basis_spec = BS.resolve_settings(k, self.sigma, self.frequencies_cutoff,
-                                              self.rings, name)
+                                              self.rings, name, spatial_dims=3)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (k,) * 3
         self.padding, self.groups, self.padding_mode = padding, groups, padding_mode
         self.group = grp
