@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import _interop_tools as T
+from .functional._basis_settings import BasisSpec
 from .functional._voxel_basis import voxel_basis
 from .groups import act, get
 from .nn import GroupConv3d, LiftingConv3d
@@ -91,8 +92,10 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
 def conv3d(m: Any, probed: dict) -> nn.Module:
     """escnn's ``R3Conv`` (trivial or regular fields in, regular fields out, one cube gspace)
     -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked: in
-    ``basis="harmonic"`` (escnn's parameter count) when escnn's filters lie in it, as with its
-    default basis settings, else as free voxel filters."""
+    ``basis="harmonic"`` when escnn's filters lie in it with escnn's parameter count, with our
+    default basis settings or else with escnn's own (:func:`T.escnn_shell_settings`: its
+    shells, widths and per-shell harmonic orders, which covers its ``sigma``, ``rings``,
+    ``frequencies_cutoff`` and dilation), else as free voxel filters (the same function)."""
     k = T.conv_kernel_size(m, "R3Conv")
     name, perm = _probe(m.out_type.gspace, probed)
     n = int(get(name).order)
@@ -120,13 +123,31 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
     if not lifting:
         filt = filt[:, :, :, perm.to(filt.device)]
     cls = LiftingConv3d if lifting else GroupConv3d
+
+    def build(basis: str, **settings: Any) -> LiftingConv3d | GroupConv3d:
+        return cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+                   m.padding_mode, device=filt.device, dtype=filt.dtype, group=name,
+                   basis=basis, **settings)
+
     voxels = filt[:, 0]  # slot 0: the identity's filter, (c_out, c_in, f_in, k, k, k)
-    coef = _harmonic_coefficients(voxels, k)
-    basis = "voxel" if coef is None else "harmonic"
-    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=name, basis=basis)
+    ours, weight = None, voxels
+    for settings in ({}, T.escnn_shell_settings(m)):  # ours, then escnn's basis settings
+        if settings is None:
+            continue
+        try:
+            candidate = build("harmonic", **settings)
+        except ValueError:  # settings we refuse
+            continue
+        if candidate.weight.numel() != m.weights.numel():  # another space than escnn's
+            continue
+        coef = _harmonic_coefficients(voxels, k, candidate._basis_spec)
+        if coef is not None:
+            ours, weight = candidate, coef
+            break
+    if ours is None:
+        ours = build("voxel")
     with torch.no_grad():
-        ours.weight.copy_((voxels if coef is None else coef).reshape(ours.weight.shape))
+        ours.weight.copy_(weight.reshape(ours.weight.shape))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
@@ -139,12 +160,13 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
     return ours
 
 
-def _harmonic_coefficients(voxels: torch.Tensor, k: int) -> torch.Tensor | None:
-    """The coefficients ``(..., n)`` of ``voxels`` ``(..., k, k, k)`` in the default harmonic
-    voxel basis (escnn's default ``R3Conv`` basis on the cube's gspaces) when every filter lies
-    in its span (least squares in float64, residual at float32 rounding), else ``None`` (other
-    basis settings: the conversion keeps free voxel filters, the same function)."""
-    rows = voxel_basis(k, None).to(voxels.device)  # (n, k^3), float64
+def _harmonic_coefficients(voxels: torch.Tensor, k: int, spec: BasisSpec | None
+                           ) -> torch.Tensor | None:
+    """The coefficients ``(..., n)`` of ``voxels`` ``(..., k, k, k)`` in the harmonic voxel
+    basis of ``spec`` (``None``: the default, escnn's default ``R3Conv`` basis on the cube's
+    gspaces) when every filter lies in its span (least squares in float64, residual at
+    float32 rounding), else ``None``."""
+    rows = voxel_basis(k, spec).to(voxels.device)  # (n, k^3), float64
     flat = voxels.detach().double().reshape(-1, k ** 3)
     coef = torch.linalg.lstsq(rows.T, flat.T).solution  # (n, N)
     scale = flat.abs().max().clamp_min(1e-30)

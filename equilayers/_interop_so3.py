@@ -1,6 +1,6 @@
 """``from_escnn`` on SO(3)/O(3) fields of volumes (escnn's ``rot3dOnR3`` / ``flipRot3dOnR3``):
 ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`, ``NormNonLinearity`` ->
-:class:`~equilayers.nn.NormNonlinearity` (``order0="norm"``), ``GNormBatchNorm`` ->
+:class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``), ``GNormBatchNorm`` ->
 :class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` -> :class:`~equilayers.nn.NormPool`.
 
 Fields: escnn's field type must repeat ``[irrep 0, irrep 1, ..., irrep L]`` (O(3): escnn's
@@ -17,6 +17,7 @@ fit: escnn's filter with the signs lies in our basis, without them it does not).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -81,7 +82,11 @@ def _layout(ftype: Any, what: str) -> tuple[int, int | None]:
 def conv(m: Any) -> nn.Module:
     """escnn's ``R3Conv`` on SO(3)/O(3) fields -> :class:`SteerableConv3d` with escnn's
     filter (times the field signs) fitted in our basis by least squares (float64) and the
-    expanded filter checked elementwise."""
+    expanded filter checked elementwise. The basis: our default settings when they give
+    escnn's parameter count and hold its filter, else escnn's own settings
+    (:func:`T.escnn_shell_settings`: its shells and widths, per shell the largest harmonic
+    order ``J`` of its elements; this covers its ``sigma``, ``rings``, ``frequencies_cutoff``
+    and dilation), checked the same way."""
     k = T.conv_kernel_size(m, "R3Conv")
     gspace = m.out_type.gspace
     c_out, order = _layout(m.out_type, "R3Conv output")
@@ -93,16 +98,44 @@ def conv(m: Any) -> nn.Module:
     with torch.no_grad():
         filt, bias = m.expand_parameters()
     f_out = (order + 1) ** 2
-    f_in = 1 if in_order is None else (in_order + 1) ** 2
     s_out = escnn_field_signs(order).to(filt).repeat(c_out)
     s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
     filt = filt * s_out.view(-1, 1, 1, 1, 1) * s_in.view(1, -1, 1, 1, 1)
-    ours = SteerableConv3d(c_in, c_out, k, m.stride, m.padding, m.dilation, 1,
-                           bias is not None, m.padding_mode, device=filt.device,
-                           dtype=filt.dtype, group=gname, max_order=order,
-                           in_max_order=in_order)
+    if bias is not None and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
+        raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
+                         "slots; the conventions differ")
+    for settings in ({}, T.escnn_shell_settings(m)):
+        if settings is None:
+            continue
+        ours = _fit(m, settings, gname, filt, bias, (c_in, in_order), (c_out, order), k)
+        if ours is not None:
+            return ours
+    raise ValueError(f"from_escnn: escnn's filter for {m} is not in SteerableConv3d's basis "
+                     f"(group={gname!r}) with our default basis settings or with escnn's "
+                     "(its shells, their widths and the largest harmonic order J on each): "
+                     "a basis_filter that keeps other elements has no equivalent here")
+
+
+def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+         fields_in: tuple[int, int | None], fields_out: tuple[int, int], k: int
+         ) -> SteerableConv3d | None:
+    """A :class:`SteerableConv3d` with these basis settings holding escnn's filter, or
+    ``None`` when its parameter count is not escnn's or the filter is not in its span."""
+    (c_in, in_order), (c_out, order) = fields_in, fields_out
+    f_out, f_in = (order + 1) ** 2, 1 if in_order is None else (in_order + 1) ** 2
+    try:
+        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
+            warnings.simplefilter("ignore")
+            ours = SteerableConv3d(c_in, c_out, k, m.stride, m.padding, m.dilation, 1,
+                                   bias is not None, m.padding_mode, device=filt.device,
+                                   dtype=filt.dtype, group=gname, max_order=order,
+                                   in_max_order=in_order, **settings)
+    except ValueError:  # settings we refuse (e.g. an empty basis)
+        return None
+    if ours.weight.numel() != m.weights.numel():
+        return None
     basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
-                              dtype=torch.float64, device=filt.device)
+                              dtype=torch.float64, device=filt.device, **settings)
     target = (filt.double().view(c_out, f_out, c_in, f_in, k, k, k).transpose(1, 2)
               .reshape(c_out * c_in, -1))
     coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
@@ -110,18 +143,11 @@ def conv(m: Any) -> nn.Module:
         ours.weight.copy_(coef.T.reshape(ours.weight.shape))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
-            per_slot = bias.view(c_out, f_out)
-            if per_slot[:, 1:].abs().max() > 0:
-                raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the "
-                                 "non-scalar slots; the conventions differ")
-            ours.bias.copy_(per_slot[:, 0])
+            ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
         expanded = ours.expanded_filter()
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
-        raise ValueError(f"from_escnn: escnn's filter for {m} is not in SteerableConv3d's "
-                         f"basis (group={gname!r}, default basis settings): its sigma, "
-                         "rings or frequencies_cutoff differ from the defaults (not supported), "
-                         "or the conventions differ")
+        return None
     return ours
 
 

@@ -13,6 +13,7 @@ permutation against escnn's representation matrices.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -182,3 +183,33 @@ def conv_kernel_size(m: Any, what: str) -> int:
         raise ValueError(f"from_escnn: {what} with groups={m.groups} is not supported; only "
                          "groups=1")
     return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+
+
+def escnn_basis_settings(m: Any, frequency: Callable[[dict], int]) -> dict:
+    """escnn's basis settings of an ``R2Conv`` / ``R3Conv`` in our terms: its rings (shells)
+    and widths divided by the dilation (escnn samples at dilated offsets, we in filter taps)
+    and, per ring, the largest frequency its basis holds (``frequency`` of each basis
+    element's attributes: the angular frequency in 2-D, the harmonic order ``J`` in 3-D; -1
+    for a ring without elements), which is where its ``frequencies_cutoff`` (a float, a
+    callable or its default policy) cut."""
+    d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
+    rings = [float(r) / d for r in m._rings]
+    caps = [-1] * len(rings)
+    be = m.basisexpansion
+    for pair in be._representations_pairs:
+        block = getattr(be, f"block_expansion_{be._escape_pair(pair)}")
+        for attr in block.get_basis_info():
+            i = min(range(len(rings)), key=lambda j: abs(rings[j] * d - attr["radius"]))
+            caps[i] = max(caps[i], frequency(attr))
+    return {"rings": rings, "sigma": [float(s) / d for s in m._sigma],
+            "frequencies_cutoff": caps}
+
+
+def escnn_shell_settings(m: Any) -> dict | None:
+    """:func:`escnn_basis_settings` of an ``R3Conv`` (a shell's frequency: the harmonic order
+    ``J``, the last entry of its elements' ``j``), or ``None`` where another escnn version's
+    internals do not read as expected."""
+    try:
+        return escnn_basis_settings(m, lambda attr: int(attr["j"][-1]))
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None

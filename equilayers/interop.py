@@ -100,8 +100,9 @@ def from_escnn(module: Any) -> nn.Module:
     Volumes: ``R3Conv`` on ``octaOnR3()`` (our ``"o"``) or ``fullOctaOnR3()`` (``"oh"``) from
     trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
     :class:`~equilayers.nn.GroupConv3d`; ``basis="harmonic"``, escnn's function space and
-    parameter count, when escnn's filters lie in it, as with its default basis settings, else
-    free voxel filters) to regular fields, with ``ReLU``, ``InnerBatchNorm``
+    parameter count, with our default basis settings or escnn's own (its shells, widths and
+    per-shell harmonic orders), else free voxel filters) to regular fields, with ``ReLU``,
+    ``InnerBatchNorm``
     (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule`` and
     ``SequentialModule`` around them. escnn lists the cube's elements
     in another order than ours, so a regular field's slots are permuted:
@@ -111,9 +112,10 @@ def from_escnn(module: Any) -> nn.Module:
 
     SO(3)/O(3) fields of volumes (``rot3dOnR3`` / ``flipRot3dOnR3``, fields that repeat
     ``[irrep 0, ..., irrep L]``): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
-    (escnn's filter fitted in our basis and checked elementwise; default basis settings only),
-    ``NormNonLinearity`` (``"n_relu"``) -> :class:`~equilayers.nn.NormNonlinearity`
-    (``order0="norm"``), ``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`
+    (escnn's filter fitted in our basis with its parameter count and basis settings, and
+    checked elementwise), ``NormNonLinearity`` (``"n_relu"``) ->
+    :class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``: escnn's
+    ``log_bias``), ``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`
     (its state; the same in eval mode, Bessel's correction differs in training mode),
     ``NormPool`` -> :class:`~equilayers.nn.NormPool`. escnn's volume axes
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
@@ -319,22 +321,9 @@ def _conv(m: Any, probed: dict) -> nn.Module:
 
 
 def _escnn_basis_settings(m: Any) -> dict:
-    """escnn's basis settings of an ``R2Conv`` in our terms: its rings and widths divided by the
-    dilation (escnn samples at dilated offsets, we in filter taps) and, per ring, the largest
-    angular frequency its basis holds (read from the basis elements' ``radius`` and
-    ``irrep:frequency``; -1 for a ring without elements), which is where its
-    ``frequencies_cutoff`` (a float, a callable or its default policy) cut."""
-    d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
-    rings = [float(r) / d for r in m._rings]
-    caps = [-1] * len(rings)
-    be = m.basisexpansion
-    for pair in be._representations_pairs:
-        block = getattr(be, f"block_expansion_{be._escape_pair(pair)}")
-        for attr in block.get_basis_info():
-            i = min(range(len(rings)), key=lambda j: abs(rings[j] * d - attr["radius"]))
-            caps[i] = max(caps[i], abs(int(attr["irrep:frequency"])))
-    return {"rings": rings, "sigma": [float(s) / d for s in m._sigma],
-            "frequencies_cutoff": caps}
+    """escnn's basis settings of an ``R2Conv`` in our terms (:func:`T.escnn_basis_settings`;
+    a ring's frequency is its elements' ``irrep:frequency``)."""
+    return T.escnn_basis_settings(m, lambda attr: abs(int(attr["irrep:frequency"])))
 
 
 def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,

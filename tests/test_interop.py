@@ -535,10 +535,43 @@ def test_r3conv_stack_matches_escnn_with_its_slot_order(space, gen):
                                    rtol=0, atol=1e-5)
 
 
-def test_r3conv_with_other_basis_settings_keeps_voxel_filters(gen):
-    """An ``R3Conv`` whose basis settings are not our default harmonic basis's (wider shells):
-    its filters are outside that span, so the conversion keeps free voxel filters, and the
-    output is still escnn's (after the slot permutation)."""
+@pytest.mark.parametrize("k,settings", [
+    (3, {"sigma": 1.2}), (5, {"frequencies_cutoff": 1.0}), (3, {"rings": [0.0, 1.0, 1.5]}),
+    (3, {"dilation": 2})])
+def test_r3conv_with_other_basis_settings_converts_with_escnns_settings(k, settings, gen):
+    """An octahedral ``R3Conv`` with other basis settings: ``basis="harmonic"`` with escnn's
+    settings (read from its basis) and its parameter count, and escnn's output after the slot
+    permutation. The control: with ``frequencies_cutoff=1.0`` escnn's filters also lie in our
+    default harmonic basis, which is larger; the conversion must not take it."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+    from equilayers.nn import GroupConv3d
+
+    gs = gspaces.octaOnR3()
+    t_in = esc.FieldType(gs, [gs.regular_repr])
+    t_out = esc.FieldType(gs, 2 * [gs.regular_repr])
+    d = settings.get("dilation", 1)
+    with seeded_rng(0):
+        conv = esc.R3Conv(t_in, t_out, k, padding=k // 2 * d, **settings).eval()
+    ours = from_escnn(conv)
+    assert ours.basis == "harmonic" and ours.weight.numel() == conv.weights.numel()
+    perm = escnn_slot_order(gs)
+    x = torch.randn(1, 24, 5, 5, 5, generator=gen)
+    with torch.no_grad():
+        theirs = conv(esc.GeometricTensor(x, t_in)).tensor.view(1, 2, 24, 5, 5, 5)
+        torch.testing.assert_close(ours(x.view(1, 1, 24, 5, 5, 5)[:, :, perm]),
+                                   theirs[:, :, perm], rtol=0, atol=1e-5)
+    if "frequencies_cutoff" in settings:
+        default = GroupConv3d(1, 2, k, padding=k // 2, group="o", basis="harmonic")
+        assert default.weight.numel() > ours.weight.numel()
+
+
+def test_r3conv_outside_our_bases_keeps_voxel_filters(gen):
+    """An ``R3Conv`` whose basis no shell settings of ours describe (a ``basis_filter`` that
+    drops ``J = 1`` but keeps ``J = 2``): free voxel filters, the same output."""
     _escnn()
     from escnn import gspaces
     from escnn import nn as esc
@@ -548,7 +581,9 @@ def test_r3conv_with_other_basis_settings_keeps_voxel_filters(gen):
     gs = gspaces.octaOnR3()
     t_in = esc.FieldType(gs, [gs.trivial_repr])
     t_out = esc.FieldType(gs, [gs.regular_repr])
-    conv = esc.R3Conv(t_in, t_out, 3, padding=1, sigma=1.2).eval()
+    with seeded_rng(0):
+        conv = esc.R3Conv(t_in, t_out, 3, padding=1,
+                          basis_filter=lambda attr: attr["j"][-1] != 1).eval()
     ours = from_escnn(conv)
     assert ours.basis == "voxel"
     x = torch.randn(1, 1, 5, 5, 5, generator=gen)
@@ -691,6 +726,50 @@ def test_so3_norm_relu_converts_with_escnns_parametrization_and_trains_as_escnns
     assert not torch.allclose(step(additive, False), want, atol=1e-3)  # the control
 
 
+@pytest.mark.parametrize("space,k,settings", [
+    ("so3", 5, {"sigma": 1.2}), ("so3", 3, {"rings": [0.0, 1.0, 1.5]}),
+    ("so3", 5, {"frequencies_cutoff": 1.0}), ("so3", 3, {"dilation": 2}),
+    ("o3", 5, {"rings": [0.5, 1.5], "sigma": [0.5, 0.7]})])
+def test_so3_conv_with_escnns_basis_settings_converts_with_its_parameters(space, k, settings,
+                                                                          gen):
+    """``R3Conv`` with other basis settings (shell widths, shells between the grid's radii up
+    to the cube's corner, a frequency cutoff, dilation): converted with escnn's settings read
+    from its basis (shells and widths in taps, the largest ``J`` per shell), escnn's parameter
+    count and outputs (with the field signs). The control: with ``frequencies_cutoff=1.0``
+    escnn's filter also lies in our default basis, which has more elements; the conversion
+    must not take that larger space."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_field_signs
+    from equilayers.nn import SteerableConv3d
+
+    if space == "so3":
+        gs = gspaces.rot3dOnR3(maximum_frequency=2)
+        irreps = [gs.fibergroup.irrep(ell) for ell in range(3)]
+    else:
+        gs = gspaces.flipRot3dOnR3(maximum_frequency=2)
+        irreps = [gs.fibergroup.irrep(ell % 2, ell) for ell in range(3)]
+    t_in, t_out = esc.FieldType(gs, 2 * irreps[:2]), esc.FieldType(gs, 2 * irreps)
+    d = settings.get("dilation", 1)
+    with seeded_rng(0):
+        theirs = esc.R3Conv(t_in, t_out, k, padding=k // 2 * d, **settings).eval()
+    ours = from_escnn(theirs)
+    assert ours.weight.numel() == theirs.weights.numel()
+    x = torch.randn(2, t_in.size, 7, 7, 7, generator=gen)
+    s_in = escnn_field_signs(1).repeat(2).view(1, -1, 1, 1, 1).float()
+    s_out = escnn_field_signs(2).repeat(2).view(1, -1, 1, 1, 1).float()
+    with torch.no_grad():
+        want = theirs(esc.GeometricTensor(x, t_in)).tensor
+        got = ours((x * s_in).unflatten(1, (2, 4))).flatten(1, 2) * s_out
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    if settings == {"frequencies_cutoff": 1.0}:
+        default = SteerableConv3d(2, 2, k, padding=k // 2, in_max_order=1, max_order=2,
+                                  group=space)
+        assert default.weight.numel() > ours.weight.numel()
+
+
 def test_so3_unsupported_fields_and_settings_are_refused_by_name():
     _escnn()
     from escnn import gspaces
@@ -702,9 +781,10 @@ def test_so3_unsupported_fields_and_settings_are_refused_by_name():
     with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1, irrep_2\]"):
         from_escnn(esc.R3Conv(vol, esc.FieldType(gs, [fg.irrep(0), fg.irrep(2), fg.irrep(1)]),
                               3))
-    with pytest.raises(ValueError, match="default basis settings"):
-        from_escnn(esc.R3Conv(vol, esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]), 3,
-                              sigma=1.2))
+    with pytest.raises(ValueError, match="a basis_filter that keeps other elements"):
+        from_escnn(esc.R3Conv(esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]),
+                              esc.FieldType(gs, [fg.irrep(ell) for ell in range(3)]), 5,
+                              basis_filter=lambda attr: attr["j"][-1] != 1))
     with pytest.raises(ValueError, match="only function='n_relu'"):
         from_escnn(esc.NormNonLinearity(esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]),
                                         "n_sigmoid"))
