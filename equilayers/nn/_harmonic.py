@@ -57,7 +57,11 @@ class NormNonlinearity(Typed, nn.Module):
     2026-12-02; ``benchmarks/results/so3-norm-relu/`` and ``cpu-tetris.md``): the defaults
     11.1% +- 1.5, ``order0="norm", bias_form="exp"`` 14.8% +- 2.6, escnn's model of that
     architecture 15.7% +- 2.2; one-off probes put most of the gain on ``order0="norm"`` (14.5%
-    with the additive bias). On 3-D Tetris the defaults 29.8%, escnn's form 29.0%.
+    with the additive bias). On 3-D Tetris the defaults 29.8%, escnn's form 29.0%. The demo's
+    planar SO(2) model with ``order0="norm"`` was level upright and better at any angle and
+    under shifts (one-off, 2 seeds; docs/training.md): for a new model ``order0="norm"`` is
+    the better start. The default stays (``order0`` is not in the state_dict: a changed
+    default would change what saved checkpoints compute).
 
     Args:
         channels: number of fields ``C``.
