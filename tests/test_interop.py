@@ -614,6 +614,18 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
 
 
 # --- volumes: SO(3)/O(3) fields -----------------------------------------------------------------
+def _so3_space(space: str):
+    """escnn's gspace for ``"so3"`` / ``"o3"`` (maximum frequency 2) and its irreps of
+    orders 0..2 (O(3): ``irrep(l % 2, l)``, our parity ``(-1)^l``)."""
+    from escnn import gspaces
+
+    if space == "so3":
+        gs = gspaces.rot3dOnR3(maximum_frequency=2)
+        return gs, [gs.fibergroup.irrep(ell) for ell in range(3)]
+    gs = gspaces.flipRot3dOnR3(maximum_frequency=2)
+    return gs, [gs.fibergroup.irrep(ell % 2, ell) for ell in range(3)]
+
+
 @pytest.mark.parametrize("space", ["so3", "o3"])
 def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
     """R3Conv (volumes -> fields of orders 0..1), GNormBatchNorm (running statistics and
@@ -622,17 +634,11 @@ def test_so3_stack_matches_escnn_with_its_field_signs(space, gen):
     converted model's harmonic fields are escnn's times :func:`escnn_field_signs`, and its
     pooled norms are escnn's as they are. The control: the fields without the signs differ."""
     _escnn()
-    from escnn import gspaces
     from escnn import nn as esc
 
     from equilayers.interop import escnn_field_signs
 
-    if space == "so3":
-        gs = gspaces.rot3dOnR3(maximum_frequency=2)
-        irreps = [gs.fibergroup.irrep(ell) for ell in range(3)]
-    else:
-        gs = gspaces.flipRot3dOnR3(maximum_frequency=2)
-        irreps = [gs.fibergroup.irrep(ell % 2, ell) for ell in range(3)]
+    gs, irreps = _so3_space(space)
     t_in = esc.FieldType(gs, 2 * [gs.trivial_repr])
     t_mid = esc.FieldType(gs, 3 * irreps[:2])
     t_out = esc.FieldType(gs, 2 * irreps)
@@ -739,18 +745,12 @@ def test_so3_conv_with_escnns_basis_settings_converts_with_its_parameters(space,
     escnn's filter also lies in our default basis, which has more elements; the conversion
     must not take that larger space."""
     _escnn()
-    from escnn import gspaces
     from escnn import nn as esc
 
     from equilayers.interop import escnn_field_signs
     from equilayers.nn import SteerableConv3d
 
-    if space == "so3":
-        gs = gspaces.rot3dOnR3(maximum_frequency=2)
-        irreps = [gs.fibergroup.irrep(ell) for ell in range(3)]
-    else:
-        gs = gspaces.flipRot3dOnR3(maximum_frequency=2)
-        irreps = [gs.fibergroup.irrep(ell % 2, ell) for ell in range(3)]
+    gs, irreps = _so3_space(space)
     t_in, t_out = esc.FieldType(gs, 2 * irreps[:2]), esc.FieldType(gs, 2 * irreps)
     d = settings.get("dilation", 1)
     with seeded_rng(0):
