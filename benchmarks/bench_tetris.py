@@ -79,9 +79,10 @@ STEPS = {"tetris": 150, "pentacubes": 300, "pentacubes, rotation-trained": 300}
 BATCH = {"tetris": 8, "pentacubes": 32, "pentacubes, rotation-trained": 16}
 COPIES = {"tetris": 1, "pentacubes": 8, "pentacubes, rotation-trained": 8}
 TEST_ROTATIONS = {"tetris": 32, "pentacubes": 8, "pentacubes, rotation-trained": 8}
-#: The tasks of the default run (about 35 minutes on one thread, 73 with the escnn rows of
-#: the peers venv); the rotation-trained one
-#: runs when named (``--filter rotation-trained``).
+#: The tasks of the default run (about 50 minutes on one thread, 90 with the escnn rows of
+#: the peers venv: the recorded runs' 35 and 73 plus the SO(3) row with escnn's norm-ReLU,
+#: 15 minutes alone); the rotation-trained one runs when named (``--filter
+#: rotation-trained``).
 DEFAULT_TASKS = ("tetris", "pentacubes")
 #: Per task, the octahedral model's fields (x 24 slots); the others are matched to its
 #: parameter count. Pentacubes at width 4: 29 classes from 16 invariant features.
