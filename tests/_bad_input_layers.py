@@ -223,7 +223,7 @@ NN: list[Case] = [
          variant="[first_half]"),
     Case(enn.HarmonicBatchNorm, dict(num_features=3, max_order=2),
          {"num_features": INT, "max_order": INT, "eps": FLOAT, "momentum": FLOAT,
-          "affine": FLAG, "track_running_stats": FLAG, "dtype": DTYPE},
+          "affine": FLAG, "track_running_stats": FLAG, "dtype": DTYPE, "statistics": CHOICE},
          {"x": _img(2, 3, 5, 4, 4, channel=1, fiber=2)},
          accept={"max_order": {"0": OK}, "momentum": {"0": OK, "None": OK}}),
     Case(enn.HarmonicToRegular, dict(group="c8", max_order=2),

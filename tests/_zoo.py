@@ -127,6 +127,8 @@ ZOO: dict[str, ZooEntry] = {
     "GatedNonlinearity[first_half]": ZooEntry(
         lambda: enn.GatedNonlinearity(2, gates="first_half"), _x(2, 6, 5, 5, 5)),
     "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
+    "HarmonicBatchNorm[field]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2, statistics="field"),
+                                         _x(2, 3, 5, 5, 5)),
     "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),

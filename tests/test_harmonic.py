@@ -194,3 +194,58 @@ def test_norm_pool_backward_equals_autograd_of_the_formula(gen, max_order):
     if max_order:
         (gw,) = torch.autograd.grad(b.pow(2).sum(2).sqrt(), b, g[:, :b.shape[1]])
         assert not torch.allclose(gw, gb)
+
+
+def test_field_statistics_formula_and_state(gen):
+    """``statistics="field"``: one variance per field (the mean over its slots of each slot's
+    batch variance), every slot divided by its root, order 0 centred; running buffers from
+    the unbiased variance; a checkpoint of one form does not load into the other (shapes)."""
+    x = 1 + torch.randn(4, 3, 5, 6, 6, generator=gen, dtype=torch.float64)
+    bn = enn.HarmonicBatchNorm(3, 2, statistics="field", dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=gen)
+        bn.bias.uniform_(-1, 1, generator=gen)
+    y = bn(x)
+    var = x.var(dim=(0, 3, 4), unbiased=False).mean(1)  # (C,)
+    mean0 = x[:, :, 0].mean(dim=(0, 2, 3))
+    want = x.clone()
+    want[:, :, 0] -= mean0.view(1, 3, 1, 1)
+    want = want / (var + bn.eps).sqrt().view(1, 3, 1, 1, 1) * bn.weight.view(1, 3, 1, 1, 1)
+    want[:, :, 0] += bn.bias.view(1, 3, 1, 1)
+    torch.testing.assert_close(y, want)
+    n = 4 * 36
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * var.view(3, 1) * n / (n - 1))
+    assert bn.running_var.shape == bn.weight.shape == (3, 1) and "statistics='field'" in repr(bn)
+    per_order = enn.HarmonicBatchNorm(3, 2, dtype=torch.float64)
+    assert not torch.allclose(per_order(x), y, atol=1e-3)  # the forms differ
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        per_order.load_state_dict(bn.state_dict())
+    with pytest.raises(ValueError, match="statistics must be one of"):
+        EF.harmonic_batch_norm(x, 2, None, None, training=True, statistics="iid")
+    with pytest.raises(ValueError, match=r"running_var must have shape \(3, 1\)"):
+        EF.harmonic_batch_norm(x, 2, torch.zeros(3), torch.ones(3, 3), statistics="field")
+
+
+@pytest.mark.parametrize("angle,flip", [(37.0, False), (115.0, True)])
+def test_field_statistics_commute_with_any_fiber_rotation(angle, flip, gen):
+    """Off the grid, on the fiber alone (no spatial interpolation, whose zero-filled corners
+    would change any batch statistic): rotating every fiber by ``g`` before the field batch
+    norm equals rotating after it (training mode: the batch statistics are invariant). The
+    control: each slot divided by its own variance (a pair's variances not pooled) fails."""
+    from equilayers.groups import get, harmonic_matrix
+
+    g = get("o2").elements_at([angle], reflection=flip)[0]
+    rho = harmonic_matrix(g, 2)
+
+    def act(t):
+        return torch.einsum("ij,bcjyx->bciyx", rho, t)
+
+    x = 1 + torch.randn(4, 3, 5, 6, 6, generator=gen, dtype=torch.float64)
+    bn = enn.HarmonicBatchNorm(3, 2, statistics="field", track_running_stats=False,
+                               dtype=torch.float64)
+    torch.testing.assert_close(bn(act(x)), act(bn(x)))
+
+    def per_slot(t):
+        return t / t.var(dim=(0, 3, 4), keepdim=True).sqrt()
+
+    assert not torch.allclose(per_slot(act(x)), act(per_slot(x)), atol=1e-3)

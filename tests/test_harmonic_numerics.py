@@ -31,6 +31,10 @@ MODULES = {
     "HarmonicBatchNorm[eval]": lambda: enn.HarmonicBatchNorm(3, 2).eval(),
     "HarmonicBatchNorm[no-stats]": lambda: enn.HarmonicBatchNorm(3, 2,
                                                                  track_running_stats=False),
+    "HarmonicBatchNorm[field-eval]": lambda: enn.HarmonicBatchNorm(
+        3, 2, statistics="field").eval(),
+    "HarmonicBatchNorm[field-no-stats]": lambda: enn.HarmonicBatchNorm(
+        3, 2, track_running_stats=False, statistics="field"),
     "NormPool": lambda: enn.NormPool(2),
     "NormMaxPool": lambda: enn.NormMaxPool(2),
     # k3 s2 p1 (exact on odd sizes) on the even inputs below: numerics, not exactness

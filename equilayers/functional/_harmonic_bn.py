@@ -12,7 +12,9 @@ from ..groups import GroupLike
 from . import _harmonic3d as H3
 from ._harmonic import _low_precision, _pair_sq, _volume_fields, check_harmonic
 
-__all__ = ["harmonic_batch_norm"]
+__all__ = ["harmonic_batch_norm", "STATISTICS"]
+
+STATISTICS = ("order", "field")
 
 
 def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], x: torch.Tensor
@@ -56,6 +58,7 @@ def harmonic_batch_norm(
     eps: float = 1e-5,
     *,
     group: GroupLike | None = None,
+    statistics: str = "order",
 ) -> torch.Tensor:
     """Batch norm for harmonic fields.
 
@@ -75,6 +78,13 @@ def harmonic_batch_norm(
 
     ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``; statistics over
     ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``.
+
+    ``statistics="field"`` (escnn's ``IIDBatchNorm``): one variance per field, the mean over
+    its ``F`` slots of each slot's variance about its own batch mean, which is invariant (per
+    order, ``E|v|^2 - |E v|^2``); every slot is divided by its root, so the field keeps its
+    shape across orders (what a Fourier nonlinearity samples), then multiplied by one
+    ``weight[:, 0]`` per field; order 0 is centred and shifted by ``bias`` as above.
+    ``running_var`` and ``weight`` are then ``(C, 1)``.
     """
     what = "harmonic_batch_norm"
     volume = _volume_fields(group, what)
@@ -82,11 +92,15 @@ def harmonic_batch_norm(
         H3.check_harmonic3d(x, max_order, what)
     else:
         check_harmonic(x, max_order, what)
+    if statistics not in STATISTICS:
+        raise ValueError(f"harmonic_batch_norm: statistics must be one of {STATISTICS}; got "
+                         f"{statistics!r}")
     b, c, f = x.shape[:3]
     space = tuple(range(3, x.dim()))  # (H, W), or (D, H, W)
+    per = 1 if statistics == "field" else max_order + 1  # variances (and weights) per field
     _check_stat(running_mean, "running_mean", (c,), x)
-    _check_stat(running_var, "running_var", (c, max_order + 1), x)
-    _check_stat(weight, "weight", (c, max_order + 1), x)
+    _check_stat(running_var, "running_var", (c, per), x)
+    _check_stat(weight, "weight", (c, per), x)
     _check_stat(bias, "bias", (c,), x)
     C.check_flag(training, "training", what)
     momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
@@ -97,6 +111,9 @@ def harmonic_batch_norm(
     # the slots of each order m >= 1: 2 (planar pairs), 2l + 1 (SO(3))
     sizes = torch.tensor([2 * m + 1 for m in range(1, max_order + 1)], device=x.device
                          ) if volume else 2
+    if statistics == "field":
+        return _field_batch_norm(x, (running_mean, running_var, weight, bias), training,
+                                 momentum, eps, ct, n)
     if training and n > 0:
         a0 = x[:, :, 0].to(ct)
         var0, mean0 = torch.var_mean(a0, dim=(0, *[d - 1 for d in space]), unbiased=False)
@@ -144,3 +161,44 @@ def harmonic_batch_norm(
     if low:
         return (x.to(ct) * slot.view(view) + shift.view(view)).to(x.dtype)
     return x * slot.view(view) + shift.view(view)
+
+
+def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: float,
+                      eps: float, ct: torch.dtype, n: int) -> torch.Tensor:
+    """:func:`harmonic_batch_norm` with ``statistics="field"`` (arguments checked there)."""
+    running_mean, running_var, weight, bias = state
+    c, f = x.shape[1:3]
+    stat_dims = (0, *range(3, x.dim()))
+    if training and n > 0:
+        var_s, mean_s = torch.var_mean(x.to(ct), dim=stat_dims, unbiased=False)  # (C, F)
+        var, mean0 = var_s.mean(1), mean_s[:, 0]
+        if running_mean is not None and running_var is not None:
+            if _wrapped(mean0) and not (_wrapped(running_mean) and _wrapped(running_var)):
+                raise RuntimeError(
+                    "harmonic_batch_norm: training mode updates running_mean/running_var in "
+                    "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
+                    "buffers; use eval mode, track_running_stats=False (running_mean="
+                    "running_var=None), or pass the buffers as inputs of the transformed "
+                    "function")
+            with torch.no_grad():
+                _update(running_mean, mean0, momentum)
+                _update(running_var, (var * (n / max(n - 1, 1)))[:, None], momentum)
+    elif training:  # empty batch: nothing to estimate; running statistics untouched
+        var, mean0 = x.new_ones(c, dtype=ct), x.new_zeros(c, dtype=ct)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("harmonic_batch_norm in eval mode needs running_mean and "
+                             "running_var (or training=True)")
+        var, mean0 = running_var[:, 0].to(ct), running_mean.to(ct)
+    scale = x.new_ones(c, dtype=ct) if training and n == 0 else (var + eps).rsqrt()
+    if weight is not None:
+        scale = scale * weight[:, 0].to(ct)
+    shift0 = -mean0 * scale
+    if bias is not None:
+        shift0 = shift0 + bias.to(ct)
+    shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
+    view = (1, c, f) + (1,) * (x.dim() - 3)
+    slot = scale[:, None].expand(c, f)
+    if _low_precision(x):
+        return (x.to(ct) * slot.reshape(view) + shift.view(view)).to(x.dtype)
+    return x * slot.reshape(view) + shift.view(view)

@@ -212,6 +212,12 @@ class HarmonicBatchNorm(Typed, nn.Module):
         group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
             fields ``(B, C, (M+1)^2, D, H, W)``: order ``l`` divided by ``sqrt(E|v_l|^2 /
             (2l + 1) + eps)``, statistics over ``B, D, H, W``).
+        statistics: ``"order"`` (default: the above, one variance and weight per order) or
+            ``"field"`` (escnn's ``IIDBatchNorm``: one variance per field, the mean over its
+            slots of each slot's variance about its batch mean, and one ``weight`` per field,
+            so every order is scaled alike and the field keeps its shape, e.g. before a
+            :class:`~equilayers.nn.FourierNonlinearity`; ``running_var`` and ``weight``
+            ``(C, 1)``; order 0 centred and shifted as above).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
@@ -234,11 +240,17 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *,
-                 group: GroupLike | None = None) -> None:
+                 group: GroupLike | None = None, statistics: str = "order") -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = C.positive_int(num_features, "num_features", name)
         self.max_order = _harmonic(self, max_order, name, required=True, group=group)
+        if statistics not in HB.STATISTICS:
+            raise ValueError(f"{name}: statistics must be one of {HB.STATISTICS} (one "
+                             "variance per order, or one per field as escnn's IIDBatchNorm); "
+                             f"got {statistics!r}")
+        self.statistics = statistics
+        per = 1 if statistics == "field" else max_order + 1
         self.eps = C.positive_float(eps, "eps", name)
         self.momentum = C.momentum(momentum, name)
         self.affine = C.flag(affine, "affine", name)
@@ -246,14 +258,14 @@ class HarmonicBatchNorm(Typed, nn.Module):
         C.dtype(dtype, name)
         kw = {"device": device, "dtype": dtype}
         if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, max_order + 1, **kw))
+            self.weight = nn.Parameter(torch.empty(num_features, per, **kw))
             self.bias = nn.Parameter(torch.empty(num_features, **kw))
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **kw))
-            self.register_buffer("running_var", torch.ones(num_features, max_order + 1, **kw))
+            self.register_buffer("running_var", torch.ones(num_features, per, **kw))
             self.register_buffer("num_batches_tracked",
                                  torch.tensor(0, dtype=torch.long, device=device))
         else:
@@ -302,7 +314,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
         use_batch = self.training or not self.track_running_stats
         y = HB.harmonic_batch_norm(x, self.max_order, self.running_mean, self.running_var,
                                    self.weight, self.bias, use_batch, factor, self.eps,
-                                   group=self.group)
+                                   group=self.group, statistics=self.statistics)
         if track:
             assert self.num_batches_tracked is not None  # a tensor with track_running_stats
             self.num_batches_tracked.add_(1)
@@ -311,7 +323,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, max_order={self.max_order}, eps={self.eps}, "
                 f"momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}" + _group_repr(self))
+                f"track_running_stats={self.track_running_stats}" + _group_repr(self)
+                + (f", statistics={self.statistics!r}" if self.statistics != "order" else ""))
 
 
 class NormPool(Typed, nn.Module):

@@ -36,8 +36,8 @@ def _norm_relu(order0="function", bias_form="add"):
     return mod
 
 
-def _bn_train():
-    bn = enn.HarmonicBatchNorm(3, 2, dtype=torch.float64)
+def _bn_train(statistics="order"):
+    bn = enn.HarmonicBatchNorm(3, 2, dtype=torch.float64, statistics=statistics)
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-1, 1)
@@ -124,6 +124,8 @@ CASES = [
          lambda: enn.GatedNonlinearity(2, gates="first_half"), (8, 4, 5, 7, 7), "so2",
          elements=_OFF, expect="approx", tol=1e-10, input_fn=_constant_fields(8, 4, 5)),
     Case("harmonic/batchnorm-train-o2", _seeded(_bn_train), (4, 3, 5, 7, 7), "o2"),
+    Case("harmonic/batchnorm-field-train-o2", _seeded(lambda: _bn_train("field")),
+         (4, 3, 5, 7, 7), "o2"),
     Case("harmonic/normpool-o2", lambda: enn.NormPool(), (2, 3, 7, 7, 7), "o2",
          in_rep="harmonic", out_rep="trivial"),
     Case("harmonic/norm-max-pool-k3s2p1-o2", lambda: enn.NormMaxPool(3, 2, 1),
