@@ -204,20 +204,5 @@ def batch_norm(m: Any) -> nn.Module:
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
                              group=_group(gspace))
 
-    def state(name: str, what: str) -> torch.Tensor:
-        return getattr(m, f"{m._escape_name(name)}_{what}").detach().reshape(c)
-
-    with torch.no_grad():
-        assert ours.running_mean is not None and ours.running_var is not None  # tracked
-        ours.running_mean.copy_(state(names[0], "running_mean"))
-        for ell, name in enumerate(names):
-            ours.running_var[:, ell].copy_(state(name, "running_var"))
-            if m.affine:
-                assert ours.weight is not None  # affine
-                ours.weight[:, ell].copy_(state(name, "weight"))
-        if m.affine:
-            assert ours.bias is not None  # affine
-            ours.bias.copy_(state(names[0], "bias"))
-        assert ours.num_batches_tracked is not None  # tracked
-        ours.num_batches_tracked.copy_(m.num_batches_tracked)
+    T.copy_gnorm_state(m, ours, names, c)
     return ours

@@ -213,3 +213,26 @@ def escnn_shell_settings(m: Any) -> dict | None:
         return escnn_basis_settings(m, lambda attr: int(attr["j"][-1]))
     except (AttributeError, KeyError, TypeError, IndexError):
         return None
+
+
+def copy_gnorm_state(m: Any, ours: Any, names: list[str], c: int) -> None:
+    """escnn's ``GNormBatchNorm`` state into our ``HarmonicBatchNorm`` ``ours``: escnn keeps
+    one buffer (and weight) of shape ``(C, 1)`` per irrep name (``names``: order 0 first), in
+    field order; ours ``running_var`` / ``weight`` ``(C, L + 1)``, ``running_mean`` / ``bias``
+    ``(C,)`` (order 0)."""
+    def state(name: str, what: str) -> torch.Tensor:
+        return getattr(m, f"{m._escape_name(name)}_{what}").detach().reshape(c)
+
+    with torch.no_grad():
+        assert ours.running_mean is not None and ours.running_var is not None  # tracked
+        ours.running_mean.copy_(state(names[0], "running_mean"))
+        for ell, name in enumerate(names):
+            ours.running_var[:, ell].copy_(state(name, "running_var"))
+            if m.affine:
+                assert ours.weight is not None  # affine
+                ours.weight[:, ell].copy_(state(name, "weight"))
+        if m.affine:
+            assert ours.bias is not None  # affine
+            ours.bias.copy_(state(names[0], "bias"))
+        assert ours.num_batches_tracked is not None  # tracked
+        ours.num_batches_tracked.copy_(m.num_batches_tracked)

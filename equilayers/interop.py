@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import _interop3d as I3
+from . import _interop_so2 as S2
 from . import _interop_so3 as S3
 from . import _interop_tools as T
 from .functional import steerable_basis
@@ -50,16 +51,19 @@ from .nn import (
     LiftingConv2d,
 )
 
-__all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs"]
+__all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix"]
 
 escnn_slot_order = I3.escnn_slot_order
 escnn_field_signs = S3.escnn_field_signs
+escnn_field_matrix = S2.escnn_field_matrix
 
 _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
               "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
               "octaOnR3 / fullOctaOnR3, groups=1; volumes or fields of irreps 0..L of "
               "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu) and "
-              "GNormBatchNorm (SO(3)/O(3) fields), ReLU, InnerBatchNorm, "
+              "GNormBatchNorm (SO(3)/O(3) fields); R2Conv, FourierELU/FourierPointwise, "
+              "IIDBatchNorm2d, GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps "
+              "0..L of rot2dOnR2(-1) / flipRot2dOnR2(-1); ReLU, InnerBatchNorm, "
               "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -123,11 +127,24 @@ def from_escnn(module: Any) -> nn.Module:
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
     computes escnn's outputs as they are.
 
+    SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``; field types
+    that list the irreps of orders ``0 .. L`` field after field, as separate irreps or one
+    representation per field): ``R2Conv`` -> :class:`~equilayers.nn.LiftingConv2d` /
+    :class:`~equilayers.nn.GroupConv2d` (``group="so2"``/``"o2"``, ``basis="harmonic"``,
+    escnn's parameter count; trivial outputs ``max_order=0``), ``FourierELU`` /
+    ``FourierPointwise`` (SO(2)) -> :class:`~equilayers.nn.FourierNonlinearity`,
+    ``IIDBatchNorm2d`` -> :class:`~equilayers.nn.HarmonicBatchNorm` (``statistics="field"``),
+    ``GNormBatchNorm``, ``NormNonLinearity``, ``NormPool`` as on SO(3), and the average pools
+    and mask on these fields. SO(2) tensors are escnn's as they are; O(2) fields are ``ours =
+    Q theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)`` (our pair of order
+    ``m`` is escnn's turned by ``m`` quarter turns; escnn's abstract flip reflects about the
+    first axis).
+
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
-        ValueError: a supported layer with unsupported settings (other field types, a
-            continuous group, ``groups != 1``, a flip axis other than escnn's default).
+        ValueError: a supported layer with unsupported settings (other field types,
+            ``groups != 1``, a flip axis other than escnn's default).
 
     Example:
         >>> from escnn import gspaces, nn as enn  # doctest: +SKIP
@@ -152,13 +169,23 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     if isinstance(m, enn.SequentialModule):
         out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
     elif isinstance(m, enn.R2Conv):
-        out = _conv(m, probed)
+        out = (S2.conv(m) if S2.is_planar_harmonic_space(m.out_type.gspace)
+               else _conv(m, probed))
     elif isinstance(m, enn.R3Conv):
         out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
     elif isinstance(m, enn.NormNonLinearity):
-        out = S3.norm_nonlinearity(m)
+        out = (S2.norm_nonlinearity(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+               else S3.norm_nonlinearity(m))
     elif isinstance(m, enn.GNormBatchNorm):
-        out = S3.batch_norm(m)
+        out = (S2.batch_norm(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+               else S3.batch_norm(m))
+    elif isinstance(m, enn.FourierPointwise):
+        out = S2.fourier(m)
+    elif isinstance(m, enn.IIDBatchNorm2d):
+        if not S2.is_planar_harmonic_space(m.in_type.gspace):
+            raise ValueError(f"from_escnn: IIDBatchNorm2d on {m.in_type}: only SO(2)/O(2) "
+                             "fields (rot2dOnR2(-1) / flipRot2dOnR2(-1)) are supported")
+        out = S2.iid_batch_norm(m)
     elif isinstance(m, enn.ReLU):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, "ReLU")
@@ -171,7 +198,9 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
             _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
         out = GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
     elif isinstance(m, enn.PointwiseAvgPool2D):
-        if T.restricted_fields(m.in_type, probed, _group_name) is None:
+        if S2.is_planar_harmonic_space(m.in_type.gspace):
+            S2.harmonic_or_trivial(m.in_type, "PointwiseAvgPool2D")  # linear: any field
+        elif T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
         out = GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
     elif isinstance(m, enn.GroupPooling):
@@ -187,7 +216,9 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.RestrictionModule):
         out = T.restriction(m, probed, _regular_fields, _group_name)
     elif isinstance(m, enn.NormPool):
-        out = S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace) else T.norm_pool(m)
+        out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)
+               else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+               else T.norm_pool(m))
     else:
         raise TypeError(f"from_escnn: escnn.nn.{type(m).__name__} has no equilayers "
                         f"equivalent; supported: {_SUPPORTED}")
@@ -228,7 +259,10 @@ def _group_name(gspace: Any, probed: dict) -> str:
         candidates = [f"c{fg.order()}"] + (["d1"] if fg.order() == 2 else [])
     else:
         raise ValueError(f"from_escnn: gspace {gspace.name} has the continuous fiber group "
-                         f"{fg.name}; only finite C_N / D_N with regular fields are supported")
+                         f"{fg.name}; this layer takes only finite C_N / D_N regular "
+                         "fields (SO(2)/O(2) fields convert through R2Conv, FourierELU, "
+                         "IIDBatchNorm2d, GNormBatchNorm, NormNonLinearity, NormPool and the "
+                         "average pools)")
     ft = enn.FieldType(gspace, [gspace.trivial_repr])
     x = torch.zeros(1, 1, 5, 5)
     x[0, 0, 0, 1], x[0, 0, 1, 1], x[0, 0, 3, 0] = 1.0, 2.0, 3.0  # no symmetry

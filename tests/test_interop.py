@@ -144,8 +144,13 @@ def test_unsupported_groups_and_fields():
     so2 = gspaces.rot2dOnR2(-1, maximum_frequency=2)
     conv = enn.R2Conv(enn.FieldType(so2, [so2.trivial_repr]),
                       enn.FieldType(so2, [so2.irrep(1)]), 3)
-    with pytest.raises(ValueError, match="continuous fiber group"):
-        from_escnn(conv)
+    with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1\]"):
+        from_escnn(conv)  # SO(2) fields need every order 0..L (tests/test_escnn_so2.py)
+    o2_vertical = gspaces.flipRot2dOnR2(-1, maximum_frequency=2, axis=0.0)
+    fg = o2_vertical.fibergroup
+    with pytest.raises(ValueError, match="flip axis"):
+        from_escnn(enn.R2Conv(enn.FieldType(o2_vertical, [o2_vertical.trivial_repr]),
+                              enn.FieldType(o2_vertical, [fg.irrep(0, 0), fg.irrep(1, 1)]), 3))
     gs = _space("c4")
     irrep = enn.FieldType(gs, [gs.irrep(1)])
     with pytest.raises(ValueError, match="non-regular fields"):

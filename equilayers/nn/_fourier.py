@@ -196,7 +196,8 @@ class FourierNonlinearity(_FiberBuffers):
         torch.Size([2, 3, 4, 5, 5, 5])
     """
 
-    inverse_matrix: torch.Tensor  # buffer
+    sample_matrix: torch.Tensor  # buffers
+    inverse_matrix: torch.Tensor
 
     def __init__(self, group: GroupLike, max_order: int | None = None,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.elu,

@@ -1,0 +1,341 @@
+"""``from_escnn`` on SO(2)/O(2) fields of images (escnn's ``rot2dOnR2(-1)`` /
+``flipRot2dOnR2(-1)``): ``R2Conv`` -> :class:`~equilayers.nn.LiftingConv2d` /
+:class:`~equilayers.nn.GroupConv2d` on harmonic fields, ``FourierELU`` / ``FourierPointwise``
+-> :class:`~equilayers.nn.FourierNonlinearity`, ``NormNonLinearity`` ->
+:class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``),
+``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` ->
+:class:`~equilayers.nn.NormPool`.
+
+Fields: escnn's field type must list, field after field, the irreps of orders ``0, 1, ..., L``
+in order (SO(2): ``irrep(0), ..., irrep(L)``; O(2): ``irrep(0, 0), irrep(1, 1), ...,
+irrep(1, L)``), either as one representation each (as escnn's ``FourierELU`` makes them:
+``spectral_regular_representation`` of ``bl_irreps(L)``, no change of basis) or as separate
+irreps; that is our harmonic field ``[a_0, c_1, s_1, ..., c_L, s_L]``. SO(2): escnn's irrep
+matrices are ours, so the tensors are the same (``ours = theirs.view(B, C, 2L + 1, H, W)``).
+O(2): escnn's abstract flip is the reflection about the first axis, ``irrep(1, m)(flip) =
+diag(1, -1)``, while the element its gspace maps to our flip (``torch.flip(x, (-1,))``) acts by
+``diag((-1)^m, -(-1)^m)`` on our order ``m``: our pair of order ``m`` is escnn's turned by
+``m`` quarter turns, ``ours = R(m pi / 2) theirs`` (:func:`escnn_field_matrix`; checked on
+every conversion against escnn's irreps and plane action at several angles and flips).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _interop_tools as T
+from .functional import steerable_basis
+from .groups import PlanarGroup, get, harmonic_matrix
+from .nn import (
+    FourierNonlinearity,
+    GroupConv2d,
+    HarmonicBatchNorm,
+    LiftingConv2d,
+    NormNonlinearity,
+    NormPool,
+)
+
+__all__ = ["escnn_field_matrix", "is_planar_harmonic_space", "conv", "fourier",
+           "harmonic_or_trivial", "iid_batch_norm",
+           "norm_nonlinearity", "norm_pool", "batch_norm"]
+
+
+def is_planar_harmonic_space(gspace: Any) -> bool:
+    """Whether ``gspace`` is escnn's ``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)`` (SO(2) / O(2)
+    on the plane)."""
+    from escnn.group import O2, SO2
+
+    return getattr(gspace, "dimensionality", 0) == 2 and isinstance(gspace.fibergroup,
+                                                                     (SO2, O2))
+
+
+def _group(gspace: Any) -> str:
+    from escnn.group import O2
+
+    return "o2" if isinstance(gspace.fibergroup, O2) else "so2"
+
+
+def escnn_field_matrix(group: str, max_order: int) -> torch.Tensor:
+    """The orthogonal matrix ``Q`` (float64, ``(2L + 1, 2L + 1)``) with ``ours = Q theirs``
+    for one harmonic field of orders ``0 .. L`` of ``group`` (``"so2"``: the identity;
+    ``"o2"``: block diagonal, ``R(m pi / 2)`` on order ``m``; module docstring)."""
+    q = torch.eye(2 * max_order + 1, dtype=torch.float64)
+    if group == "o2":
+        for m in range(1, max_order + 1):
+            c, s = (round(math.cos(m * math.pi / 2)), round(math.sin(m * math.pi / 2)))
+            q[2 * m - 1:2 * m + 1, 2 * m - 1:2 * m + 1] = torch.tensor(
+                [[c, -s], [s, c]], dtype=torch.float64)
+    return q
+
+
+def _irrep(fg: Any, o2: bool, m: int) -> Any:
+    return (fg.irrep(0, 0) if m == 0 else fg.irrep(1, m)) if o2 else fg.irrep(m)
+
+
+def _check_conventions(gspace: Any, max_order: int) -> None:
+    """escnn's plane action and irreps against ours (through :func:`escnn_field_matrix`) at
+    several angles, with and without the flip; raises on a mismatch (another flip axis).
+    Cheap (a few small matrices), so run on every conversion rather than cached."""
+    gname = _group(gspace)
+    fg, o2 = gspace.fibergroup, gname == "o2"
+    ours = get(gname)
+    assert isinstance(ours, PlanarGroup)  # so2 / o2
+    q = escnn_field_matrix(gname, max_order)
+    for flip in ((0, 1) if o2 else (0,)):
+        for theta in (0.0, 0.4, math.pi / 2, 2.1):
+            e = fg.element((flip, theta)) if o2 else fg.element(theta)
+            plane = torch.as_tensor(gspace.basespace_action(e), dtype=torch.float64)
+            # our element with the same plane matrix R(t) diag(-1, 1)^s
+            angle = math.atan2(-float(plane[0, 1]), float(plane[1, 1]))
+            g = ours.element(angle, bool(flip))
+            theirs = torch.block_diag(*[torch.as_tensor(_irrep(fg, o2, m)(e),
+                                                        dtype=torch.float64)
+                                        for m in range(max_order + 1)])
+            if not (torch.allclose(ours.matrix(g), plane, atol=1e-9) and torch.allclose(
+                    q @ theirs @ q.T, harmonic_matrix(g, max_order), atol=1e-9)):
+                raise ValueError(f"from_escnn: gspace {gspace.name} acts on the plane or on "
+                                 f"its irreps differently from equilayers' {gname} (probably "
+                                 "a flip axis other than escnn's default, which is our "
+                                 "horizontal flip torch.flip(x, dims=(-1,)))")
+
+
+def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
+    """``(C, L)`` of a field type that lists the irreps of orders ``0 .. L`` field after
+    field, as separate irreps (``form="separate"``), as one representation per field with no
+    change of basis (``"whole"``) or either (``"any"``); ``(C, None)`` for trivial fields only
+    (images; not for ``"whole"``)."""
+    reps = ftype.representations
+    if form != "whole" and all(r.is_trivial() for r in reps):
+        return len(reps), None
+    fg, o2 = ftype.gspace.fibergroup, _group(ftype.gspace) == "o2"
+    ids: list[str] = []
+    for r in reps:
+        if len(r.irreps) > 1 and (form == "separate" or not torch.allclose(
+                torch.as_tensor(r.change_of_basis, dtype=torch.float64),
+                torch.eye(r.size, dtype=torch.float64))):
+            ids = []  # a representation of this form has no field of ours
+            break
+        ids += [fg.irrep(*i).name for i in r.irreps]
+    block = 1  # the length of one field: up to the next scalar
+    while ids and block < len(ids) and ids[block] != _irrep(fg, o2, 0).name:
+        block += 1
+    order = block - 1
+    want = [_irrep(fg, o2, m).name for m in range(max(order, 1) + 1)]
+    fields = len(ids) // block if ids else 0
+    split = any(len(r.irreps) != block for r in reps) if form == "whole" else any(
+        1 < len(r.irreps) != block for r in reps)
+    if not ids or len(ids) % block or ids != want[:block] * fields or split:
+        how = {"separate": "as separate irreps", "whole": "as one representation per field",
+               "any": "as separate irreps or one representation per field"}[form]
+        raise ValueError(f"from_escnn: {what} on {ftype}: the fields must repeat "
+                         f"[{', '.join(want)}] (the irreps of orders 0..L in order, our "
+                         f"harmonic fields), {how} with no change of basis; other field types "
+                         "are not supported")
+    _check_conventions(ftype.gspace, order)
+    return fields, order
+
+
+def _field_matrices(gname: str, fields: int, order: int | None) -> torch.Tensor:
+    return torch.block_diag(*[escnn_field_matrix(gname, order or 0)] * fields)
+
+
+def conv(m: Any) -> nn.Module:
+    """escnn's ``R2Conv`` on SO(2)/O(2) fields -> :class:`LiftingConv2d` (trivial input) or
+    :class:`GroupConv2d` (harmonic input) with ``max_order=L`` (``0`` for trivial outputs:
+    fields ``(B, C, 1, H, W)``), escnn's filter turned into our field basis, fitted in our
+    basis by least squares (float64) and checked elementwise; our default basis settings when
+    they give escnn's parameter count and hold its filter, else escnn's own (its rings and
+    widths, per ring the largest frequency)."""
+    k = T.conv_kernel_size(m, "R2Conv")
+    gname = _group(m.out_type.gspace)
+    c_out, order = _layout(m.out_type, "R2Conv output")
+    c_in, in_order = _layout(m.in_type, "R2Conv input")
+    order = order or 0
+    f_out, f_in = 2 * order + 1, 1 if in_order is None else 2 * in_order + 1
+    with torch.no_grad():
+        filt, bias = m.expand_parameters()
+    q_out = _field_matrices(gname, c_out, order).to(filt)
+    q_in = _field_matrices(gname, c_in, in_order).to(filt)
+    filt = torch.einsum("oi,ijyx,jk->okyx", q_out, filt, q_in.T)
+    if bias is not None and f_out > 1 and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
+        raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
+                         "slots; the conventions differ")
+    try:
+        theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["frequency"])))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        theirs = None  # another escnn version's internals
+    for settings in ({}, theirs):
+        if settings is None:
+            continue
+        ours = _fit(m, settings, gname, filt, bias, (c_in, in_order, f_in),
+                    (c_out, order, f_out), k)
+        if ours is not None:
+            return ours
+    raise ValueError(f"from_escnn: escnn's filter for {m} is not in our {gname} steerable "
+                     "basis with our default basis settings or with escnn's (its rings, "
+                     "their widths and the largest frequency on each) at escnn's parameter "
+                     "count: a basis_filter that keeps other elements has no equivalent here")
+
+
+def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+         fields_in: tuple[int, int | None, int], fields_out: tuple[int, int, int], k: int
+         ) -> nn.Module | None:
+    """Our conv with these basis settings holding escnn's filter, or ``None`` when its
+    parameter count is not escnn's or the filter is not in its span."""
+    (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
+    lifting = in_order is None
+    cls = LiftingConv2d if lifting else GroupConv2d
+    kw: dict[str, Any] = {} if lifting else {"in_max_order": in_order}
+    try:
+        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
+            warnings.simplefilter("ignore")
+            ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
+                       m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
+                       max_order=order, basis="harmonic", **kw, **settings)
+    except ValueError:  # settings we refuse (e.g. an empty basis)
+        return None
+    if ours.weight.numel() != m.weights.numel():
+        return None
+    basis = steerable_basis(gname, "trivial" if lifting else "harmonic", "harmonic", k,
+                            in_order=in_order, out_order=order, dtype=torch.float64,
+                            device=filt.device, **settings)  # (J, F_out, F_in, k, k)
+    target = (filt.double().view(c_out, f_out, c_in, f_in, k, k).transpose(1, 2)
+              .reshape(c_out * c_in, -1))
+    coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
+    with torch.no_grad():
+        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
+        if bias is not None:
+            assert ours.bias is not None  # built with bias=True
+            ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
+        expanded = ours.expanded_filter()
+    scale = filt.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+        return None
+    return ours
+
+
+# escnn's pointwise functions by name (in place or not) -> ours (never in place)
+_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu, "relu_": F.relu, "elu": F.elu, "elu_": F.elu, "sigmoid": torch.sigmoid,
+    "sigmoid_": torch.sigmoid, "tanh": torch.tanh, "tanh_": torch.tanh}
+
+
+def fourier(m: Any) -> nn.Module:
+    """escnn's ``FourierPointwise`` / ``FourierELU`` on SO(2) fields of orders ``0 .. L``
+    sampled at ``N`` rotations -> :class:`FourierNonlinearity` ``("so2", L, function,
+    samples=N)``: the same sampling vector (``[1, sqrt2, 0, ...] / sqrt(2L + 1)``), the same
+    samples, and the inverse (escnn's ``(A^T A + 1e-8 I)^-1 A^T``, ours the pseudo-inverse:
+    they differ by about ``1e-8`` relative); checked on a probe."""
+    gspace = m.in_type.gspace
+    if _group(gspace) != "so2":
+        raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: only SO(2) fields "
+                         "map to FourierNonlinearity (escnn's O(2) Fourier fields hold each "
+                         "order twice; ours once)")
+    if m.out_type != m.in_type:
+        raise ValueError(f"from_escnn: {type(m).__name__} with out_irreps other than its "
+                         "irreps has no equivalent here")
+    _, order = _layout(m.in_type, type(m).__name__, "whole")
+    name = getattr(m._function, "__name__", "")
+    if name not in _FUNCTIONS or order is None:
+        raise ValueError(f"from_escnn: {type(m).__name__} with function {name!r}: only "
+                         "p_relu, p_elu, p_sigmoid, p_tanh on fields of orders 0..L map")
+    samples = int(m.A.shape[0])
+    ours = FourierNonlinearity("so2", order, _FUNCTIONS[name], samples=samples,
+                               device=m.A.device)
+    # the same sampling rows in any order (the map does not depend on their order)
+    a = ours.sample_matrix.double().cpu()
+    theirs = m.A.detach().double().cpu()
+    d = torch.cdist(theirs, a)
+    if not (d.min(1).values.max() < 1e-6 and d.min(0).values.max() < 1e-6):
+        raise ValueError(f"from_escnn: {type(m).__name__}'s samples are not {samples} "
+                         "rotations evenly spaced (escnn's 'regular' grid) with escnn's "
+                         "normalization (normalize=True); other grids have no equivalent here")
+    return ours
+
+
+def norm_nonlinearity(m: Any) -> nn.Module:
+    """escnn's ``NormNonLinearity`` (``"n_relu"``, each irrep its own field) on SO(2)/O(2)
+    fields -> :class:`NormNonlinearity` with ``order0="norm"`` and ``bias_form="exp"``
+    (``relu(|v| - exp(log_bias))`` from the same parameter, as on SO(3))."""
+    if getattr(m, "_function", None) is None or getattr(m._function, "__name__", "") != "relu":
+        raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
+                         "NormNonlinearity (norm-ReLU)")
+    c, order = _layout(m.in_type, "NormNonLinearity", "separate")
+    order = order or 0
+    has_bias = m.log_bias is not None
+    ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
+                            group=_group(m.in_type.gspace))
+    if has_bias:
+        assert ours.log_bias is not None  # built with bias=True
+        with torch.no_grad():
+            # escnn orders its biases by field size: the order-0 fields, then the 2-D ones
+            # (all orders >= 1 share that size, in field order)
+            lb = m.log_bias.detach().reshape(-1)
+            ours.log_bias[:, 0].copy_(lb[:c])
+            if order:
+                ours.log_bias[:, 1:].copy_(lb[c:].reshape(c, order))
+    return ours
+
+
+def norm_pool(m: Any) -> nn.Module:
+    """escnn's ``NormPool`` on SO(2)/O(2) fields, each irrep its own field -> our
+    :class:`NormPool` (channel ``c (L + 1) + l`` in both; a norm ignores the field matrix)."""
+    _, order = _layout(m.in_type, "NormPool", "separate")
+    return NormPool(order or 0, group=_group(m.in_type.gspace))
+
+
+def batch_norm(m: Any) -> nn.Module:
+    """escnn's ``GNormBatchNorm`` on SO(2)/O(2) fields, each irrep its own field ->
+    :class:`HarmonicBatchNorm` with its state (the same normalization in eval mode; in training
+    mode escnn's Bessel's correction and detached statistics differ, as on SO(3):
+    :func:`equilayers._interop_so3.batch_norm`)."""
+    c, order = _layout(m.in_type, "GNormBatchNorm", "separate")
+    order = order or 0
+    names = [r.name for r in m.in_type.representations[:order + 1]]
+    ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                             group=_group(m.in_type.gspace))
+    T.copy_gnorm_state(m, ours, names, c)
+    return ours
+
+
+def harmonic_or_trivial(ftype: Any, what: str) -> None:
+    """Raise unless ``ftype`` holds harmonic fields of orders ``0 .. L`` or trivial fields
+    (for linear maps that act on every channel alike, e.g. average pools)."""
+    _layout(ftype, what)
+
+
+def iid_batch_norm(m: Any) -> nn.Module:
+    """escnn's ``IIDBatchNorm2d`` on SO(2)/O(2) fields, one representation per field (as
+    ``FourierELU`` makes them) -> :class:`HarmonicBatchNorm` with ``statistics="field"`` and
+    escnn's state: one running variance and weight per field, the running mean and bias of
+    its order-0 slot. The same normalization in eval mode; in training mode escnn divides by
+    the unbiased variance (``N / (N - 1)``, ``N`` = batch x pixels) and detaches its batch
+    statistics, ours (as ``nn.BatchNorm``) does neither."""
+    c, order = _layout(m.in_type, "IIDBatchNorm2d", "whole")
+    (name,) = {r.name for r in m.in_type.representations}
+    ours = HarmonicBatchNorm(c, order or 0, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                             track_running_stats=m.track_running_stats,
+                             group=_group(m.in_type.gspace), statistics="field")
+
+    def state(what: str) -> torch.Tensor:
+        return getattr(m, f"{m._escape_name(name)}_{what}").detach()
+
+    with torch.no_grad():
+        if m.track_running_stats:
+            assert ours.running_mean is not None and ours.running_var is not None  # tracked
+            ours.running_mean.copy_(state("running_mean")[:, 0])
+            ours.running_var.copy_(state("running_var"))
+            assert ours.num_batches_tracked is not None  # tracked
+            ours.num_batches_tracked.copy_(m.num_batches_tracked)
+        if m.affine:
+            assert ours.weight is not None and ours.bias is not None  # affine
+            ours.weight.copy_(state("weight"))
+            ours.bias.copy_(state("bias")[:, 0])
+    return ours

@@ -1,0 +1,244 @@
+"""``from_escnn`` on SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``):
+``R2Conv``, ``FourierELU`` / ``FourierPointwise``, ``IIDBatchNorm2d``, ``GNormBatchNorm``,
+``NormNonLinearity``, ``NormPool`` and the pools, up to escnn's own SO(2) tutorial model
+(a disk mask, Fourier-ELU blocks with IID batch norm, an antialiased pool, a 1x1 conv to
+invariants), converted and compared with escnn output for output.
+
+Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_so2.py``);
+skipped where escnn is missing.
+"""
+
+import pytest
+import torch
+from _peers import ESCNN_MISSING
+from conftest import seeded_rng
+
+escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
+from escnn import gspaces  # noqa: E402
+from escnn import nn as esc  # noqa: E402
+
+from equilayers import _interop_so2 as S2  # noqa: E402
+from equilayers.interop import escnn_field_matrix, from_escnn  # noqa: E402
+from equilayers.nn import (  # noqa: E402
+    FourierNonlinearity,
+    GroupConv2d,
+    HarmonicBatchNorm,
+    LiftingConv2d,
+    NormNonlinearity,
+)
+
+
+def _space(space: str):
+    """escnn's gspace and its irreps of orders 0..3 in our order."""
+    if space == "so2":
+        gs = gspaces.rot2dOnR2(-1, maximum_frequency=8)
+        return gs, [gs.fibergroup.irrep(m) for m in range(4)]
+    gs = gspaces.flipRot2dOnR2(-1, maximum_frequency=8)
+    return gs, [gs.fibergroup.irrep(0, 0)] + [gs.fibergroup.irrep(1, m) for m in range(1, 4)]
+
+
+def _fields(gs, irreps, c: int, order: int, whole: bool):
+    if whole:
+        rep = gs.fibergroup.spectral_regular_representation(*[r.id for r in irreps[:order + 1]])
+        return esc.FieldType(gs, c * [rep])
+    return esc.FieldType(gs, c * irreps[:order + 1])
+
+
+def _to_ours(t: torch.Tensor, space: str, c: int, order: int) -> torch.Tensor:
+    """escnn's ``(B, C F, H, W)`` -> our ``(B, C, F, H, W)`` (``ours = Q theirs`` per field)."""
+    q = escnn_field_matrix(space, order).to(t)
+    return torch.einsum("ij,bcjyx->bciyx", q, t.unflatten(1, (c, 2 * order + 1)))
+
+
+def _to_theirs(y: torch.Tensor, space: str, order: int) -> torch.Tensor:
+    q = escnn_field_matrix(space, order).to(y)
+    return torch.einsum("ji,bcjyx->bciyx", q, y).flatten(1, 2)
+
+
+@pytest.mark.parametrize("space,whole", [("so2", False), ("so2", True), ("o2", False)])
+@pytest.mark.parametrize("kind", ["lifting", "group", "to_trivial"])
+def test_r2conv_same_outputs_and_parameter_count(space, whole, kind, gen):
+    """Trivial -> orders 0..2, orders 0..1 -> 0..2, orders 0..2 -> trivial: our conv holds
+    escnn's filter with escnn's parameter count (bias on the order-0 slots), and computes its
+    outputs through the field matrix (the identity on SO(2), quarter turns on O(2))."""
+    gs, irreps = _space(space)
+    triv = esc.FieldType(gs, 2 * [gs.trivial_repr])
+    t_in, t_out, f_in, f_out = {
+        "lifting": (triv, _fields(gs, irreps, 3, 2, whole), None, 2),
+        "group": (_fields(gs, irreps, 2, 1, whole), _fields(gs, irreps, 3, 2, whole), 1, 2),
+        "to_trivial": (_fields(gs, irreps, 3, 2, whole), triv, 2, None)}[kind]
+    with seeded_rng(0):
+        theirs = esc.R2Conv(t_in, t_out, 5, padding=2)
+    with torch.no_grad():
+        theirs.bias.normal_(generator=gen)
+    theirs.eval()  # escnn caches its expanded filter and bias here
+    ours = from_escnn(theirs)
+    assert isinstance(ours, LiftingConv2d if kind == "lifting" else GroupConv2d)
+    assert ours.group.name == space and ours.max_order == (f_out or 0)
+    assert ours.weight.numel() == theirs.weights.numel()
+    x = torch.randn(2, t_in.size, 11, 11, generator=gen)
+    with torch.no_grad():
+        want = theirs(esc.GeometricTensor(x, t_in)).tensor
+        got = ours(x if f_in is None else _to_ours(x, space, t_in.size // (2 * f_in + 1), f_in))
+    got = got.flatten(1, 2) if f_out is None else _to_theirs(got, space, f_out)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+
+
+def test_o2_field_matrix_is_needed(monkeypatch, gen):
+    """The control: without the quarter turns, escnn's O(2) filter is not equivariant in our
+    field basis, so the fit finds no layer and the conversion refuses (it does not load a
+    wrong one)."""
+    gs, irreps = _space("o2")
+    t_in, t_out = _fields(gs, irreps, 2, 1, False), _fields(gs, irreps, 2, 1, False)
+    with seeded_rng(0):
+        theirs = esc.R2Conv(t_in, t_out, 5, padding=2)
+    assert from_escnn(theirs).weight.numel() == theirs.weights.numel()
+    monkeypatch.setattr(S2, "escnn_field_matrix",
+                        lambda group, order: torch.eye(2 * order + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="acts on the plane or on its irreps differently"):
+        from_escnn(theirs)
+
+
+def _tutorial_model(gen):
+    """escnn's SO(2) tutorial model, smaller: disk mask, two Fourier-ELU blocks (R2Conv
+    without bias, IIDBatchNorm2d, FourierELU on orders 0..3 sampled at 16 rotations), an
+    antialiased pool, a 1x1 R2Conv to invariant fields; batch statistics moved by training
+    forwards, affine parameters moved off their init."""
+    gs = gspaces.rot2dOnR2(-1, maximum_frequency=8)
+    g = gs.fibergroup
+    t_in = esc.FieldType(gs, [gs.trivial_repr])
+    with seeded_rng(0):
+        a1 = esc.FourierELU(gs, 4, irreps=g.bl_irreps(3), N=16, inplace=True)
+        a2 = esc.FourierELU(gs, 6, irreps=g.bl_irreps(3), N=16, inplace=True)
+        model = esc.SequentialModule(
+            esc.MaskModule(t_in, 29, margin=1),
+            esc.R2Conv(t_in, a1.in_type, 7, padding=1, bias=False),
+            esc.IIDBatchNorm2d(a1.in_type), a1,
+            esc.R2Conv(a1.in_type, a2.in_type, 5, padding=2, bias=False),
+            esc.IIDBatchNorm2d(a2.in_type), a2,
+            esc.PointwiseAvgPoolAntialiased2D(a2.in_type, sigma=0.66, stride=2),
+            esc.R2Conv(a2.in_type, esc.FieldType(gs, 8 * [gs.trivial_repr]), 1, bias=False))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "weight" in name or "bias" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    model.train()
+    for _ in range(2):
+        model(esc.GeometricTensor(torch.randn(8, 1, 29, 29, generator=gen), t_in))
+    return model.eval(), t_in
+
+
+def test_escnn_so2_tutorial_model_same_outputs(gen):
+    model, t_in = _tutorial_model(gen)
+    ours = from_escnn(model).eval()
+    assert [type(m).__name__ for m in ours] == [
+        "DiskMask", "LiftingConv2d", "HarmonicBatchNorm", "FourierNonlinearity", "GroupConv2d",
+        "HarmonicBatchNorm", "FourierNonlinearity", "GaussianBlurPool2d", "GroupConv2d"]
+    assert ours[2].statistics == "field" and ours[3].samples == 16
+    x = torch.randn(3, 1, 29, 29, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t_in)).tensor
+        got = ours(x)
+    assert got.shape == (3, 8, 1, 13, 13)
+    torch.testing.assert_close(got.flatten(1, 2), want, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("space", ["so2", "o2"])
+def test_iid_batch_norm_state_and_training_mode(space, gen):
+    """IIDBatchNorm2d on whole fields -> ``statistics="field"``: eval mode equal; one training
+    forward on the same batch moves both running statistics alike (escnn's running variance is
+    the unbiased one, as ours); the training-mode outputs differ by escnn's Bessel factor only,
+    ``sqrt(N / (N - 1))`` on the centred part (``N`` = batch x pixels)."""
+    gs, irreps = _space(space)
+    if space == "o2":  # one representation per field: a direct sum without change of basis
+        from escnn.group import directsum
+        t = esc.FieldType(gs, 3 * [directsum(irreps[:3])])
+    else:
+        t = _fields(gs, irreps, 3, 2, True)
+    theirs = esc.IIDBatchNorm2d(t, eps=1e-12)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    ours = from_escnn(theirs)
+    assert isinstance(ours, HarmonicBatchNorm) and ours.statistics == "field"
+    x = 2 + torch.randn(4, t.size, 6, 6, generator=gen)
+    xo = _to_ours(x, space, 3, 2)
+    want = theirs(esc.GeometricTensor(x, t)).tensor
+    got = _to_theirs(ours(xo), space, 2)
+    n = 4 * 6 * 6
+    bias = _to_theirs(ours.bias.detach().view(1, 3, 1, 1, 1) * torch.tensor(
+        [1.0, 0, 0, 0, 0]).view(1, 1, 5, 1, 1), space, 2)
+    torch.testing.assert_close((got - bias) / (n / (n - 1)) ** 0.5, want - bias, rtol=0,
+                               atol=1e-4)
+    assert not torch.allclose(got, want, atol=1e-3)  # the Bessel factor is visible
+    name = t.representations[0].name.replace(".", "^")
+    torch.testing.assert_close(ours.running_var, getattr(theirs, f"{name}_running_var"))
+    torch.testing.assert_close(ours.running_mean, getattr(theirs, f"{name}_running_mean")[:, 0])
+    theirs.eval()
+    ours.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(_to_theirs(ours(xo), space, 2),
+                                   theirs(esc.GeometricTensor(x, t)).tensor, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("function", ["p_elu", "p_relu"])
+def test_fourier_pointwise_same_outputs(function, gen):
+    gs, _ = _space("so2")
+    theirs = esc.FourierPointwise(gs, 3, gs.fibergroup.bl_irreps(2), function=function,
+                                  inplace=False, type="regular", N=12)
+    ours = from_escnn(theirs)
+    assert isinstance(ours, FourierNonlinearity) and ours.samples == 12
+    x = torch.randn(2, 15, 5, 5, generator=gen)
+    want = theirs(esc.GeometricTensor(x, theirs.in_type)).tensor
+    torch.testing.assert_close(ours(x.unflatten(1, (3, 5))).flatten(1, 2), want, rtol=0,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("space", ["so2", "o2"])
+def test_norm_layers_same_outputs(space, gen):
+    """GNormBatchNorm (its state), NormNonLinearity (escnn's log_bias, moved off its init) and
+    NormPool on fields of separate irreps, in eval mode, through the field matrix."""
+    gs, irreps = _space(space)
+    t = _fields(gs, irreps, 3, 2, False)
+    norm, act = esc.GNormBatchNorm(t), esc.NormNonLinearity(t, "n_relu")
+    with torch.no_grad():
+        act.log_bias.copy_(0.3 * torch.randn(act.log_bias.shape, generator=gen))
+        for p in norm.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+        norm(esc.GeometricTensor(3 * torch.randn(4, t.size, 5, 5, generator=gen), t))
+    body = esc.SequentialModule(norm, act, esc.NormPool(t)).eval()
+    ours = from_escnn(body).eval()
+    assert isinstance(ours[1], NormNonlinearity) and ours[1].bias_form == "exp"
+    x = torch.randn(2, t.size, 5, 5, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(_to_ours(x, space, 3, 2)),
+                                   body(esc.GeometricTensor(x, t)).tensor, rtol=0, atol=1e-5)
+        mid = esc.SequentialModule(norm, act).eval()(esc.GeometricTensor(x, t)).tensor
+        torch.testing.assert_close(_to_theirs(ours[1](ours[0](_to_ours(x, space, 3, 2))),
+                                              space, 2), mid, rtol=0, atol=1e-5)
+
+
+def test_average_pool_on_harmonic_fields(gen):
+    gs, irreps = _space("so2")
+    t = _fields(gs, irreps, 2, 2, True)
+    theirs = esc.PointwiseAvgPool2D(t, 2)
+    x = torch.randn(2, t.size, 6, 6, generator=gen)
+    torch.testing.assert_close(from_escnn(theirs)(x.unflatten(1, (2, 5))).flatten(1, 2),
+                               theirs(esc.GeometricTensor(x, t)).tensor)
+
+
+def test_unsupported_fields_and_layers_are_refused_by_name():
+    gs, irreps = _space("so2")
+    whole, separate = _fields(gs, irreps, 2, 2, True), _fields(gs, irreps, 2, 2, False)
+    triv = esc.FieldType(gs, [gs.trivial_repr])
+    with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1, irrep_2\]"):
+        from_escnn(esc.R2Conv(triv, esc.FieldType(gs, [irreps[0], irreps[2], irreps[1]]), 3))
+    with pytest.raises(ValueError, match="as one representation per field"):
+        from_escnn(esc.IIDBatchNorm2d(separate))
+    with pytest.raises(ValueError, match="NormNonLinearity .*as separate irreps"):
+        from_escnn(esc.NormNonLinearity(whole, "n_relu"))
+    with pytest.raises(ValueError, match="other grids have no equivalent"):
+        from_escnn(esc.FourierELU(gs, 2, gs.fibergroup.bl_irreps(2), type="rand", N=12))
+    o2, o2_irreps = _space("o2")
+    with pytest.raises(ValueError, match="only SO.2. fields map to FourierNonlinearity"):
+        from_escnn(esc.FourierELU(o2, 2, o2.fibergroup.bl_irreps(2), N=8))
