@@ -38,7 +38,6 @@ from .nn import (
     GroupConv2d,
     HarmonicBatchNorm,
     LiftingConv2d,
-    NormNonlinearity,
     NormPool,
 )
 
@@ -206,19 +205,7 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     basis = steerable_basis(gname, "trivial" if lifting else "harmonic", "harmonic", k,
                             in_order=in_order, out_order=order, dtype=torch.float64,
                             device=filt.device, **settings)  # (J, F_out, F_in, k, k)
-    target = (filt.double().view(c_out, f_out, c_in, f_in, k, k).transpose(1, 2)
-              .reshape(c_out * c_in, -1))
-    coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
-    with torch.no_grad():
-        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
-        if bias is not None:
-            assert ours.bias is not None  # built with bias=True
-            ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
-        expanded = ours.expanded_filter()
-    scale = filt.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
-        return None
-    return ours
+    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
 
 
 # escnn's pointwise functions by name (in place or not) -> ours (never in place)
@@ -268,20 +255,13 @@ def norm_nonlinearity(m: Any) -> nn.Module:
         raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
                          "NormNonlinearity (norm-ReLU)")
     c, order = _layout(m.in_type, "NormNonLinearity", "separate")
-    order = order or 0
-    has_bias = m.log_bias is not None
-    ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
-                            group=_group(m.in_type.gspace))
-    if has_bias:
-        assert ours.log_bias is not None  # built with bias=True
-        with torch.no_grad():
-            # escnn orders its biases by field size: the order-0 fields, then the 2-D ones
-            # (all orders >= 1 share that size, in field order)
-            lb = m.log_bias.detach().reshape(-1)
-            ours.log_bias[:, 0].copy_(lb[:c])
-            if order:
-                ours.log_bias[:, 1:].copy_(lb[c:].reshape(c, order))
-    return ours
+
+    def arrange(lb: torch.Tensor) -> torch.Tensor:
+        # escnn orders its biases by field size: the order-0 fields, then the 2-D ones (all
+        # orders >= 1 share that size, in field order)
+        return torch.cat([lb[:c, None], lb[c:].reshape(c, order or 0)], dim=1)
+
+    return T.norm_relu(m, c, order or 0, _group(m.in_type.gspace), arrange)
 
 
 def norm_pool(m: Any) -> nn.Module:

@@ -26,7 +26,7 @@ from torch import nn
 from . import _interop_tools as T
 from .functional import steerable_basis3d
 from .groups import wigner_d
-from .nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
+from .nn import HarmonicBatchNorm, NormPool, SteerableConv3d
 
 __all__ = ["escnn_field_signs", "is_so3_space", "conv", "norm_nonlinearity", "norm_pool",
            "batch_norm"]
@@ -136,19 +136,7 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
         return None
     basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
                               dtype=torch.float64, device=filt.device, **settings)
-    target = (filt.double().view(c_out, f_out, c_in, f_in, k, k, k).transpose(1, 2)
-              .reshape(c_out * c_in, -1))
-    coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
-    with torch.no_grad():
-        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
-        if bias is not None:
-            assert ours.bias is not None  # built with bias=True
-            ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
-        expanded = ours.expanded_filter()
-    scale = filt.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
-        return None
-    return ours
+    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
 
 
 def norm_nonlinearity(m: Any) -> nn.Module:
@@ -164,15 +152,9 @@ def norm_nonlinearity(m: Any) -> nn.Module:
                          "NormNonlinearity (norm-ReLU)")
     c, order = _layout(m.in_type, "NormNonLinearity")
     order = order or 0
-    has_bias = m.log_bias is not None
-    ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
-                            group=_group(m.in_type.gspace))
-    if has_bias:
-        assert ours.log_bias is not None  # built with bias=True
-        with torch.no_grad():
-            # escnn orders its biases by field size (all order-0 fields, then order 1, ...)
-            ours.log_bias.copy_(m.log_bias.detach().reshape(order + 1, c).T)
-    return ours
+    # escnn orders its biases by field size (all order-0 fields, then order 1, ...)
+    return T.norm_relu(m, c, order, _group(m.in_type.gspace),
+                       lambda lb: lb.reshape(order + 1, c).T)
 
 
 def norm_pool(m: Any) -> nn.Module:

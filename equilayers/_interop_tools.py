@@ -21,7 +21,7 @@ import torch
 from .functional._gaussian import disk_mask_weights, gaussian_filter2d
 from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
-from .nn import DiskMask, GaussianBlurPool2d, NormPool, Restrict
+from .nn import DiskMask, GaussianBlurPool2d, NormNonlinearity, NormPool, Restrict
 
 __all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields",
            "field_bias"]
@@ -236,3 +236,42 @@ def copy_gnorm_state(m: Any, ours: Any, names: list[str], c: int) -> None:
             ours.bias.copy_(state(names[0], "bias"))
         assert ours.num_batches_tracked is not None  # tracked
         ours.num_batches_tracked.copy_(m.num_batches_tracked)
+
+
+def load_harmonic_fit(ours: Any, basis: torch.Tensor, filt: torch.Tensor,
+                      bias: torch.Tensor | None, fields_out: tuple[int, int],
+                      fields_in: tuple[int, int]) -> Any:
+    """Fit escnn's expanded filter ``filt`` ``(C_out F_out, C_in F_in, *k)`` (already in our
+    field basis) in ``basis`` ``(J, F_out, F_in, *k)`` by least squares (float64), load the
+    coefficients and escnn's order-0 bias into the harmonic conv ``ours``, and return it, or
+    ``None`` when its expanded filter is not escnn's elementwise (the filter is not in the
+    span)."""
+    (c_out, f_out), (c_in, f_in) = fields_out, fields_in
+    target = (filt.double().view(c_out, f_out, c_in, f_in, *filt.shape[2:]).transpose(1, 2)
+              .reshape(c_out * c_in, -1))
+    coef = torch.linalg.lstsq(basis.reshape(len(basis), -1).T, target.T).solution
+    with torch.no_grad():
+        ours.weight.copy_(coef.T.reshape(ours.weight.shape))
+        if bias is not None:
+            assert ours.bias is not None  # built with bias=True
+            ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
+        expanded = ours.expanded_filter()
+    scale = filt.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+        return None
+    return ours
+
+
+def norm_relu(m: Any, c: int, order: int, group: str,
+              arrange: Callable[[torch.Tensor], torch.Tensor]) -> NormNonlinearity:
+    """escnn's ``NormNonLinearity`` (``"n_relu"``) on ``c`` fields of orders ``0 .. order``
+    -> our :class:`NormNonlinearity` with ``order0="norm"`` and ``bias_form="exp"`` holding
+    escnn's ``log_bias``, flattened and put in our ``(C, order + 1)`` order by ``arrange``."""
+    has_bias = m.log_bias is not None
+    ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
+                            group=group)
+    if has_bias:
+        assert ours.log_bias is not None  # built with bias=True
+        with torch.no_grad():
+            ours.log_bias.copy_(arrange(m.log_bias.detach().reshape(-1)))
+    return ours

@@ -37,6 +37,18 @@ def _wrapped(t: torch.Tensor) -> bool:
             and torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
+def _check_captured(batch: torch.Tensor, running_mean: torch.Tensor,
+                    running_var: torch.Tensor) -> None:
+    """Raise where a torch.func transform would write its values into captured buffers."""
+    if _wrapped(batch) and not (_wrapped(running_mean) and _wrapped(running_var)):
+        raise RuntimeError(
+            "harmonic_batch_norm: training mode updates running_mean/running_var in "
+            "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
+            "buffers; use eval mode, track_running_stats=False (running_mean="
+            "running_var=None), or pass the buffers as inputs of the transformed "
+            "function")
+
+
 def _update(buf: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
     """``buf = (1 - momentum) buf + momentum batch`` in place; half-precision buffers are
     averaged in float32 (a batch statistic may not fit in float16 before the average)."""
@@ -124,13 +136,7 @@ def harmonic_batch_norm(
         else:
             var_m = _pair_sq(x).to(ct).mean(dim=(0, *space)) / 2
         if running_mean is not None and running_var is not None:
-            if _wrapped(mean0) and not (_wrapped(running_mean) and _wrapped(running_var)):
-                raise RuntimeError(
-                    "harmonic_batch_norm: training mode updates running_mean/running_var in "
-                    "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
-                    "buffers; use eval mode, track_running_stats=False (running_mean="
-                    "running_var=None), or pass the buffers as inputs of the transformed "
-                    "function")
+            _check_captured(mean0, running_mean, running_var)
             with torch.no_grad():
                 unb = var0 * (n / max(n - 1, 1))
                 _update(running_mean, mean0, momentum)
@@ -173,13 +179,7 @@ def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: f
         var_s, mean_s = torch.var_mean(x.to(ct), dim=stat_dims, unbiased=False)  # (C, F)
         var, mean0 = var_s.mean(1), mean_s[:, 0]
         if running_mean is not None and running_var is not None:
-            if _wrapped(mean0) and not (_wrapped(running_mean) and _wrapped(running_var)):
-                raise RuntimeError(
-                    "harmonic_batch_norm: training mode updates running_mean/running_var in "
-                    "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
-                    "buffers; use eval mode, track_running_stats=False (running_mean="
-                    "running_var=None), or pass the buffers as inputs of the transformed "
-                    "function")
+            _check_captured(mean0, running_mean, running_var)
             with torch.no_grad():
                 _update(running_mean, mean0, momentum)
                 _update(running_var, (var * (n / max(n - 1, 1)))[:, None], momentum)
