@@ -152,7 +152,8 @@ def _equilayers_harmonic(width: int, nonlinearity: str, groups=("so2",) * 4,
                          nn.Linear(c_in * (max_order + 1), 10))
 
 
-def _escnn_style(layers, *, mask: bool = False, head: str = "linear") -> nn.Module:
+def _escnn_style(layers, *, mask: bool = False, head: str = "linear",
+                 statistics: str = "order") -> nn.Module:
     """escnn's published rotated-MNIST shape, scaled: ``layers`` is one ``(group, max_order,
     fields)`` per conv of ``ARCH`` (``max_order=None``: regular fields with ELU, escnn's
     ``FourierELU`` over all of a finite group's irreps; else harmonic fields of orders
@@ -166,7 +167,8 @@ def _escnn_style(layers, *, mask: bool = False, head: str = "linear") -> nn.Modu
     ``"mlp-ln"``, ``"mlp-m05"``: the same without the ``BatchNorm1d``, with ``LayerNorm`` in
     its place, or with momentum 0.5; ``"bn-pool"``: the invariant map, ``BatchNorm2d``, ELU,
     then the global mean and ``Linear``. ``mask``: escnn's disk mask (``DiskMask``) on the
-    input."""
+    input. ``statistics``: the harmonic batch norms' (``"field"``: one variance per field, as
+    escnn's ``IIDBatchNorm2d`` before its ``FourierELU``)."""
     from equilayers import groups
     from equilayers.nn import (
         DiskMask,
@@ -201,7 +203,8 @@ def _escnn_style(layers, *, mask: bool = False, head: str = "linear") -> nn.Modu
         if order is None:
             mods += [GroupBatchNorm2d(c_out), nn.ELU()]
         else:
-            mods += [HarmonicBatchNorm(c_out, order), FourierNonlinearity(group, order)]
+            mods += [HarmonicBatchNorm(c_out, order, statistics=statistics),
+                     FourierNonlinearity(group, order)]
         c_in, prev, prev_order = c_out, group, order
     if head != "linear":
         if prev_order is None:
@@ -337,6 +340,15 @@ SEARCH = {
     "D8 -> C8 harmonic M=2, Fourier ELU, disk mask, escnn head, BatchNorm1d momentum 0.5": {
         "layers": [("d8", 2, 9), ("d8", 2, 18), ("c8", 2, 18), ("c8", 2, 30)],
         "mask": True, "head": "mlp-m05"},
+    # fourth round: the pick with escnn's batch norm for Fourier fields (IIDBatchNorm2d: one
+    # variance and weight per field, every order scaled alike, so the sampled function keeps
+    # its shape) in place of ours per order. Held-out seeds 0, 1: 79.8, 85.1 (82.5%; the pick
+    # 89.1%). It trains slower (seed 0: training loss after 5 epochs 0.92 against the pick's
+    # 0.67); not a lag of the running statistics (re-estimated 81.4%, batch statistics 80.8%).
+    # Not adopted
+    "D8 -> C8 harmonic M=2, Fourier ELU, field batch norm": {
+        "layers": [("d8", 2, 9), ("d8", 2, 18), ("c8", 2, 18), ("c8", 2, 32)],
+        "statistics": "field"},
 }
 
 

@@ -217,7 +217,10 @@ class HarmonicBatchNorm(Typed, nn.Module):
             slots of each slot's variance about its batch mean, and one ``weight`` per field,
             so every order is scaled alike and the field keeps its shape, e.g. before a
             :class:`~equilayers.nn.FourierNonlinearity`; ``running_var`` and ``weight``
-            ``(C, 1)``; order 0 centred and shifted as above).
+            ``(C, 1)``; order 0 centred and shifted as above). Measured (the accuracy
+            family's escnn-style D8 -> C8 Fourier-ELU model, held-out digits, seeds 0 and 1):
+            82.5% with ``"field"``, 89.1% with ``"order"``; it trained slower. It is here to
+            convert escnn's models (``from_escnn`` of ``IIDBatchNorm2d``) and to compare.
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
