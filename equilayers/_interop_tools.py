@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from .functional._gaussian import disk_mask_weights, gaussian_filter2d
 from .groups import get
@@ -275,3 +276,25 @@ def norm_relu(m: Any, c: int, order: int, group: str,
         with torch.no_grad():
             ours.log_bias.copy_(arrange(m.log_bias.detach().reshape(-1)))
     return ours
+
+
+def pointwise(m: Any, enn: Any) -> nn.Module:
+    """escnn's pointwise modules (on regular or trivial fields, checked by the caller) -> the
+    ``torch.nn`` module computing the same elementwise function: ``ReLU``, ``ELU`` (its
+    ``alpha``), ``LeakyReLU`` (its slope), ``PointwiseNonLinearity`` (``p_relu``, ``p_elu``,
+    ``p_sigmoid``, ``p_tanh``), ``PointwiseDropout`` (its ``p``; a fresh mask per element in
+    both)."""
+    if isinstance(m, enn.ReLU):
+        return nn.ReLU()
+    if isinstance(m, enn.ELU):
+        return nn.ELU(alpha=float(m.alpha))
+    if isinstance(m, enn.LeakyReLU):
+        return nn.LeakyReLU(negative_slope=float(m._negative_slope))
+    if isinstance(m, enn.PointwiseDropout):
+        return nn.Dropout(p=float(m.p))
+    by_name = {"relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+    name = getattr(m._function, "__name__", "")
+    if name not in by_name:
+        raise ValueError(f"from_escnn: PointwiseNonLinearity with function {name!r}: only "
+                         "p_relu, p_elu, p_sigmoid and p_tanh map to torch.nn modules")
+    return by_name[name]()

@@ -63,7 +63,8 @@ _SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / 
               "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu) and "
               "GNormBatchNorm (SO(3)/O(3) fields); R2Conv, FourierELU/FourierPointwise, "
               "IIDBatchNorm2d, GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps "
-              "0..L of rot2dOnR2(-1) / flipRot2dOnR2(-1); ReLU, InnerBatchNorm, "
+              "0..L of rot2dOnR2(-1) / flipRot2dOnR2(-1); ReLU, ELU, LeakyReLU, "
+              "PointwiseNonLinearity, PointwiseDropout, InnerBatchNorm, "
               "PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -78,7 +79,9 @@ def from_escnn(module: Any) -> nn.Module:
     steerable ``basis="harmonic"`` filters with escnn's ``sigma``, ``frequencies_cutoff`` and
     ``rings`` for other N, and, should escnn's filter still not be reproduced,
     :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
-    ``ReLU`` -> ``nn.ReLU``; ``InnerBatchNorm`` on regular fields ->
+    ``ReLU``, ``ELU``, ``LeakyReLU``, ``PointwiseNonLinearity`` (``p_relu``, ``p_elu``,
+    ``p_sigmoid``, ``p_tanh``) and ``PointwiseDropout`` on regular or trivial fields -> their
+    ``torch.nn`` modules; ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
@@ -186,10 +189,11 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
             raise ValueError(f"from_escnn: IIDBatchNorm2d on {m.in_type}: only SO(2)/O(2) "
                              "fields (rot2dOnR2(-1) / flipRot2dOnR2(-1)) are supported")
         out = S2.iid_batch_norm(m)
-    elif isinstance(m, enn.ReLU):
+    elif isinstance(m, (enn.ReLU, enn.ELU, enn.LeakyReLU, enn.PointwiseNonLinearity,
+                        enn.PointwiseDropout)):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
-            _regular_or_trivial(m, "ReLU")
-        out = nn.ReLU()
+            _regular_or_trivial(m, type(m).__name__)
+        out = T.pointwise(m, enn)
     elif isinstance(m, enn.InnerBatchNorm):
         _not_restricted(m, "InnerBatchNorm", probed)
         out = _batch_norm(m, probed)

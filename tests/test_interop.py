@@ -126,13 +126,50 @@ def test_sequential_same_outputs_train_and_eval():
                        out_rep="trivial")
 
 
+@pytest.mark.parametrize("name", ["c4", "d4"])
+def test_pointwise_nonlinearities_and_dropout_same_outputs(name):
+    """escnn's ELU (its alpha), LeakyReLU (its slope), PointwiseNonLinearity (each function)
+    and PointwiseDropout (identity in eval mode) on regular and trivial fields -> torch.nn's,
+    with the same outputs; an unknown function is refused by name."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    t_in, t1 = _ftype(gs, 2, "trivial"), _ftype(gs, 3, "regular")
+    with seeded_rng(0):
+        model = enn.SequentialModule(
+            enn.R2Conv(t_in, t1, 3, padding=1), enn.ELU(t1, alpha=0.7),
+            enn.PointwiseDropout(t1, p=0.3), enn.R2Conv(t1, t1, 3, padding=1),
+            enn.LeakyReLU(t1, negative_slope=0.2), enn.PointwiseNonLinearity(t1, "p_tanh"),
+            enn.R2Conv(t1, t1, 3, padding=1), enn.PointwiseNonLinearity(t1, "p_sigmoid"),
+            enn.PointwiseNonLinearity(t1, "p_elu"), enn.PointwiseNonLinearity(t1, "p_relu"),
+        ).eval()
+    ours = from_escnn(model)
+    assert [type(m).__name__ for m in ours][1:] == [
+        "ELU", "Dropout", "GroupConv2d", "LeakyReLU", "Tanh", "GroupConv2d", "Sigmoid", "ELU",
+        "ReLU"]
+    assert ours[1].alpha == 0.7 and ours[2].p == 0.3 and ours[4].negative_slope == 0.2
+    x = torch.randn(2, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(model, x, t_in),
+                                   rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the control: the default alpha and slope differ
+        bent = nn.Sequential(*ours)
+        bent[1], bent[4] = nn.ELU(), nn.LeakyReLU()
+        assert not torch.allclose(bent(x).flatten(1, 2), _run_escnn(model, x, t_in),
+                                  atol=1e-4)
+    odd = enn.PointwiseNonLinearity(t1, "p_relu")
+    odd._function = torch.nn.functional.softplus
+    with pytest.raises(ValueError, match="PointwiseNonLinearity with function 'softplus'"):
+        from_escnn(odd)
+
+
 def test_unsupported_layer_named():
     _escnn()
     from escnn import nn as enn
     gs = _space("c4")
     t = _ftype(gs, 2, "regular")
-    with pytest.raises(TypeError, match="escnn.nn.ELU has no equilayers equivalent"):
-        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.ELU(t)))
+    with pytest.raises(TypeError, match="escnn.nn.FieldDropout has no equilayers equivalent"):
+        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.FieldDropout(t)))
     with pytest.raises(TypeError, match="PointwiseMaxPoolAntialiased2D"):
         from_escnn(enn.PointwiseMaxPoolAntialiased2D(t, 2))
 
