@@ -35,9 +35,7 @@ from .functional import steerable_basis
 from .groups import PlanarGroup, get, harmonic_matrix
 from .nn import (
     FourierNonlinearity,
-    GroupConv2d,
     HarmonicBatchNorm,
-    LiftingConv2d,
     NormPool,
 )
 
@@ -146,20 +144,25 @@ def _field_matrices(gname: str, fields: int, order: int | None) -> torch.Tensor:
 
 
 def conv(m: Any) -> nn.Module:
-    """escnn's ``R2Conv`` on SO(2)/O(2) fields -> :class:`LiftingConv2d` (trivial input) or
-    :class:`GroupConv2d` (harmonic input) with ``max_order=L`` (``0`` for trivial outputs:
-    fields ``(B, C, 1, H, W)``), escnn's filter turned into our field basis, fitted in our
+    """escnn's ``R2Conv`` on SO(2)/O(2) fields -> :class:`~equilayers.nn.LiftingConv2d`
+    (trivial input) or :class:`~equilayers.nn.GroupConv2d` (harmonic input; for
+    ``R2ConvTransposed`` their transposed twins) with ``max_order=L`` (``0`` for trivial
+    outputs: fields ``(B, C, 1, H, W)``), escnn's filter turned into our field basis, fitted in our
     basis by least squares (float64) and checked elementwise; our default basis settings when
     they give escnn's parameter count and hold its filter, else escnn's own (its rings and
     widths, per ring the largest frequency)."""
-    k = T.conv_kernel_size(m, "R2Conv")
+    what = type(m).__name__
+    k = T.conv_kernel_size(m, what)
+    T.check_odd_kernel(m, k, what)
     gname = _group(m.out_type.gspace)
-    c_out, order = _layout(m.out_type, "R2Conv output")
-    c_in, in_order = _layout(m.in_type, "R2Conv input")
+    c_out, order = _layout(m.out_type, f"{what} output")
+    c_in, in_order = _layout(m.in_type, f"{what} input")
     order = order or 0
     f_out, f_in = 2 * order + 1, 1 if in_order is None else 2 * in_order + 1
     with torch.no_grad():
         filt, bias = m.expand_parameters()
+    if T.is_transposed(m):
+        filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     q_out = _field_matrices(gname, c_out, order).to(filt)
     q_in = _field_matrices(gname, c_in, in_order).to(filt)
     filt = torch.einsum("oi,ijyx,jk->okyx", q_out, filt, q_in.T)
@@ -190,14 +193,14 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     parameter count is not escnn's or the filter is not in its span."""
     (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
     lifting = in_order is None
-    cls = LiftingConv2d if lifting else GroupConv2d
+    cls = T.conv_class(lifting, T.is_transposed(m))
     kw: dict[str, Any] = {} if lifting else {"in_max_order": in_order}
     try:
         with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
             warnings.simplefilter("ignore")
-            ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-                       m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
-                       max_order=order, basis="harmonic", **kw, **settings)
+            ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device,
+                       dtype=filt.dtype, group=gname, max_order=order, basis="harmonic",
+                       **T.conv_options(m), **kw, **settings)
     except ValueError:  # settings we refuse (e.g. an empty basis)
         return None
     if ours.weight.numel() != m.weights.numel():

@@ -22,7 +22,17 @@ from torch import nn
 from .functional._gaussian import disk_mask_weights, gaussian_filter2d
 from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
-from .nn import DiskMask, GaussianBlurPool2d, NormNonlinearity, NormPool, Restrict
+from .nn import (
+    DiskMask,
+    GaussianBlurPool2d,
+    GroupConv2d,
+    GroupConvTranspose2d,
+    LiftingConv2d,
+    LiftingConvTranspose2d,
+    NormNonlinearity,
+    NormPool,
+    Restrict,
+)
 
 __all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields",
            "field_bias"]
@@ -256,7 +266,7 @@ def load_harmonic_fit(ours: Any, basis: torch.Tensor, filt: torch.Tensor,
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
-        expanded = ours.expanded_filter()
+        expanded = forward_filter(ours)
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
         return None
@@ -298,3 +308,44 @@ def pointwise(m: Any, enn: Any) -> nn.Module:
         raise ValueError(f"from_escnn: PointwiseNonLinearity with function {name!r}: only "
                          "p_relu, p_elu, p_sigmoid and p_tanh map to torch.nn modules")
     return by_name[name]()
+
+
+def is_transposed(m: Any) -> bool:
+    """Whether ``m`` is escnn's transposed conv (``R2ConvTransposed``: it has an
+    ``output_padding``)."""
+    return hasattr(m, "output_padding")
+
+
+def conv_class(lifting: bool, transposed: bool) -> type:
+    """Our planar conv class for escnn's conv: lifting or group, forward or transposed."""
+    if transposed:
+        return LiftingConvTranspose2d if lifting else GroupConvTranspose2d
+    return LiftingConv2d if lifting else GroupConv2d
+
+
+def conv_options(m: Any) -> dict:
+    """The ``nn.Conv2d`` / ``nn.ConvTranspose2d`` options of escnn's ``R2Conv`` /
+    ``R2ConvTransposed`` ``m`` as keyword arguments of ours (``groups`` is checked to be 1
+    by :func:`conv_kernel_size`)."""
+    opts = {"stride": m.stride, "padding": m.padding, "dilation": m.dilation}
+    if is_transposed(m):
+        opts["output_padding"] = m.output_padding
+    else:
+        opts["padding_mode"] = m.padding_mode
+    return opts
+
+
+def forward_filter(ours: Any) -> torch.Tensor:
+    """Our conv's expanded filter in the forward conv's layout ``(C_out F_out, C_in F_in, k,
+    k)`` (a transposed conv's, ``conv_transpose2d``'s layout, transposed back; groups=1)."""
+    f = ours.expanded_filter()
+    return f.transpose(0, 1) if getattr(ours, "transposed", False) else f
+
+
+def check_odd_kernel(m: Any, k: int, what: str) -> None:
+    """Our steerable (harmonic) bases are centred filters: refuse escnn's even kernel sizes by
+    name (escnn samples its basis around the half-pixel centre of an even grid)."""
+    if k % 2 == 0:
+        raise ValueError(f"from_escnn: {what} with kernel_size={k}: our steerable (harmonic) "
+                         "basis needs an odd kernel_size (a filter centred on a pixel); "
+                         "escnn's even-size filters have no equivalent here")

@@ -45,10 +45,8 @@ from .nn import (
     GroupAvgPool2d,
     GroupBatchNorm2d,
     GroupBatchNorm3d,
-    GroupConv2d,
     GroupMaxPool2d,
     GroupPool,
-    LiftingConv2d,
 )
 
 __all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix"]
@@ -57,15 +55,15 @@ escnn_slot_order = I3.escnn_slot_order
 escnn_field_signs = S3.escnn_field_signs
 escnn_field_matrix = S2.escnn_field_matrix
 
-_SUPPORTED = ("R2Conv (trivial -> regular or regular -> regular fields of C_N / D_N, "
-              "any N, groups=1), R3Conv (trivial -> regular or regular -> regular fields of "
-              "octaOnR3 / fullOctaOnR3, groups=1; volumes or fields of irreps 0..L of "
-              "rot3dOnR3 / flipRot3dOnR3, groups=1), NormNonLinearity (n_relu) and "
-              "GNormBatchNorm (SO(3)/O(3) fields); R2Conv, FourierELU/FourierPointwise, "
-              "IIDBatchNorm2d, GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps "
-              "0..L of rot2dOnR2(-1) / flipRot2dOnR2(-1); ReLU, ELU, LeakyReLU, "
-              "PointwiseNonLinearity, PointwiseDropout, InnerBatchNorm, "
-              "PointwiseMaxPool2D, PointwiseAvgPool2D, "
+_SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> regular "
+              "fields of C_N / D_N, any N, groups=1), R3Conv (trivial -> regular or "
+              "regular -> regular fields of octaOnR3 / fullOctaOnR3, groups=1; volumes or "
+              "fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
+              "NormNonLinearity (n_relu) and GNormBatchNorm (SO(3)/O(3) fields); R2Conv, "
+              "R2ConvTransposed, FourierELU/FourierPointwise, IIDBatchNorm2d, GNormBatchNorm, "
+              "NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of rot2dOnR2(-1) / "
+              "flipRot2dOnR2(-1); ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
+              "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
 
@@ -78,7 +76,10 @@ def from_escnn(module: Any) -> nn.Module:
     ``D_N`` (``rot2dOnR2``, ``flipRot2dOnR2``, ``flip2dOnR2``; pixel filters for N in 1, 2, 4,
     steerable ``basis="harmonic"`` filters with escnn's ``sigma``, ``frequencies_cutoff`` and
     ``rings`` for other N, and, should escnn's filter still not be reproduced,
-    :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen);
+    :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen); ``R2ConvTransposed`` on
+    the same fields -> :class:`~equilayers.nn.LiftingConvTranspose2d` /
+    :class:`~equilayers.nn.GroupConvTranspose2d` (escnn's transposed filter is its forward
+    kernel transposed, as ours; steerable targets need an odd ``kernel_size``);
     ``ReLU``, ``ELU``, ``LeakyReLU``, ``PointwiseNonLinearity`` (``p_relu``, ``p_elu``,
     ``p_sigmoid``, ``p_tanh``) and ``PointwiseDropout`` on regular or trivial fields -> their
     ``torch.nn`` modules; ``InnerBatchNorm`` on regular fields ->
@@ -171,7 +172,7 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     out: nn.Module
     if isinstance(m, enn.SequentialModule):
         out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
-    elif isinstance(m, enn.R2Conv):
+    elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
         out = (S2.conv(m) if S2.is_planar_harmonic_space(m.out_type.gspace)
                else _conv(m, probed))
     elif isinstance(m, enn.R3Conv):
@@ -312,7 +313,12 @@ def _regular_or_trivial(m: Any, what: str) -> None:
 
 
 def _conv(m: Any, probed: dict) -> nn.Module:
-    gname, c_out = _regular_fields(m.out_type, "R2Conv output", probed)
+    """``R2Conv`` / ``R2ConvTransposed`` on C_N / D_N regular fields (a transposed conv's
+    filter is escnn's forward kernel between the same fields, transposed for
+    ``conv_transpose2d``, as ours: so it is fitted as the forward conv's)."""
+    what = type(m).__name__
+    transposed = T.is_transposed(m)
+    gname, c_out = _regular_fields(m.out_type, f"{what} output", probed)
     in_reps = m.in_type.representations
     restricted = T.restricted_fields(m.in_type, probed, _group_name)
     # regular first: for C_1 the regular representation is also trivial
@@ -323,12 +329,14 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     elif all(r.is_trivial() and r.name != "regular" for r in in_reps):
         lifting, c_in = True, len(in_reps)
     else:
-        _, c_in = _regular_fields(m.in_type, "R2Conv input", probed)
+        _, c_in = _regular_fields(m.in_type, f"{what} input", probed)
         lifting = False
-    k = T.conv_kernel_size(m, "R2Conv")
+    k = T.conv_kernel_size(m, what)
     n = int(get(gname).order)  # regular fields: a finite group
     with torch.no_grad():
         filt, bias = m.expand_parameters()
+    if transposed:
+        filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     if restricted is not None:  # escnn's input channels -> our restricted layout
         idx = restriction_index(parent, gname)
         cols = (torch.arange(fields)[:, None] * per + idx[None, :]).reshape(-1)
@@ -337,11 +345,16 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     # basis): every escnn filter on it lies in our function class
     if not get(gname).pixel_exact:
         steer = _steerable_conv(m, gname, filt, bias, lifting, c_in, c_out)
-        return steer if steer is not None else _expanded_conv(m, gname, filt, bias, lifting)
-    cls = LiftingConv2d if lifting else GroupConv2d
-    ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-               m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
-               basis="pixel")
+        if steer is not None:
+            return steer
+        if transposed:  # no dense fallback for a transposed conv
+            T.check_odd_kernel(m, k, what)
+            raise ValueError(f"from_escnn: escnn's filter for {m} is not in our steerable "
+                             f"basis for {gname}; a transposed conv has no dense fallback")
+        return _expanded_conv(m, gname, filt, bias, lifting)
+    cls = T.conv_class(lifting, transposed)
+    ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device, dtype=filt.dtype,
+               group=gname, basis="pixel", **T.conv_options(m))
     f_in = 1 if lifting else n
     with torch.no_grad():
         per_element = filt.view(c_out, n, c_in, f_in, k, k)[:, 0].reshape(ours.weight.shape)
@@ -350,7 +363,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
-        expanded = ours._expand()
+        expanded = T.forward_filter(ours)
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-6):
         raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
@@ -371,12 +384,12 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
     ``None`` when the filter is not in our steerable basis's span (or the settings are not
     ours to take)."""
     n, k = int(get(gname).order), m.kernel_size  # regular fields: a finite group
-    cls = LiftingConv2d if lifting else GroupConv2d
+    cls = T.conv_class(lifting, T.is_transposed(m))
     try:
         settings = _escnn_basis_settings(m)
-        ours = cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-                   m.padding_mode, device=filt.device, dtype=filt.dtype, group=gname,
-                   basis="harmonic", **settings)
+        ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device,
+                   dtype=filt.dtype, group=gname, basis="harmonic", **T.conv_options(m),
+                   **settings)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # another escnn version's internals, or settings we refuse
     f_in = 1 if lifting else n
@@ -391,7 +404,7 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
-        expanded = ours.expanded_filter()
+        expanded = T.forward_filter(ours)
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
         return None

@@ -84,6 +84,25 @@ def test_r2conv_same_outputs_and_parameter_count(space, whole, kind, gen):
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("space", ["so2", "o2"])
+def test_r2conv_transposed_same_outputs(space, gen):
+    gs, irreps = _space(space)
+    t_in, t_out = _fields(gs, irreps, 2, 1, False), _fields(gs, irreps, 3, 2, False)
+    with seeded_rng(0):
+        theirs = esc.R2ConvTransposed(t_in, t_out, 3, stride=2, padding=1).eval()
+    ours = from_escnn(theirs)
+    assert type(ours).__name__ == "GroupConvTranspose2d"
+    assert ours.weight.numel() == theirs.weights.numel()
+    x = torch.randn(2, t_in.size, 7, 7, generator=gen)
+    with torch.no_grad():
+        want = theirs(esc.GeometricTensor(x, t_in)).tensor
+        got = _to_theirs(ours(_to_ours(x, space, 2, 1)), space, 2)
+    assert got.shape[-1] == 13
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+    with pytest.raises(ValueError, match="kernel_size=4: our steerable .* needs an odd"):
+        from_escnn(esc.R2ConvTransposed(t_in, t_out, 4, stride=2, padding=1))
+
+
 def test_o2_field_matrix_is_needed(monkeypatch, gen):
     """The control: without the quarter turns, escnn's O(2) filter is not equivariant in our
     field basis, so the fit finds no layer and the conversion refuses (it does not load a
