@@ -28,6 +28,7 @@ equivariant as escnn's: exact on the grid subgroup, approximate at other angles)
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -408,6 +409,12 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
     scale = filt.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
         return None
+    if ours.weight.numel() != m.weights.numel():
+        warnings.warn(f"from_escnn: {type(m).__name__} on {gname}: escnn's basis has "
+                      f"{m.weights.numel()} trainable coefficients (its basis_filter drops "
+                      f"elements), ours {ours.weight.numel()} for the same rings and "
+                      "frequencies: the converted layer computes escnn's filter, but "
+                      "fine-tuning it trains the larger space", stacklevel=4)
     return ours
 
 

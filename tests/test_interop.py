@@ -372,6 +372,31 @@ def test_r2conv_outside_steerable_span_held_densely(name, lifting, monkeypatch):
     assert_equivariant(ours, x, name, elements=_grid(name))
 
 
+def test_r2conv_basis_filter_converts_to_a_larger_space_with_a_warning():
+    """A ``basis_filter`` that drops frequency 1 on C8: no settings of ours describe escnn's
+    basis, so the layer converts with escnn's rings and caps (its filter reproduced) and a
+    warning naming both coefficient counts; the control: without the filter, no warning."""
+    _escnn()
+    import warnings
+
+    from escnn import nn as enn
+    gs = _space("c8")
+    t = _ftype(gs, 2, "regular")
+    with seeded_rng(0):
+        theirs = enn.R2Conv(t, t, 5, padding=2,
+                            basis_filter=lambda a: abs(a["irrep:frequency"]) != 1).eval()
+        plain = enn.R2Conv(t, t, 5, padding=2).eval()
+    with pytest.warns(UserWarning, match=r"escnn's basis has 224 trainable .* ours 352"):
+        ours = from_escnn(theirs)
+    x = torch.randn(2, 2, 8, 9, 9, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(theirs, x, t),
+                                   rtol=1e-4, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert from_escnn(plain).weight.numel() == plain.weights.numel()
+
+
 def test_c8_off_grid_bound():
     """The converted c8 layer is approximate at 45 degrees exactly as escnn's filter is
     (measured here: 5.7% relative error on Gaussian-smoothed noise, sigma 1 px, 41 x 41;
