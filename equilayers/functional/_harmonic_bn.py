@@ -157,16 +157,25 @@ def harmonic_batch_norm(
         scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt()  # (C, M+1)
     if weight is not None:
         scale = scale * weight.to(ct)
-    # per-slot scale: order 0 once, each order m on its slots; the shift sits on order 0 only
+    # per-slot scale: order 0 once, each order m on its slots
     slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(sizes, dim=1)], dim=1)
-    shift0 = -mean0 * scale[:, 0]
+    return _affine(x, slot, mean0, bias, ct)
+
+
+def _affine(x: torch.Tensor, slot: torch.Tensor, mean0: torch.Tensor,
+            bias: torch.Tensor | None, ct: torch.dtype) -> torch.Tensor:
+    """``x`` times the per-slot scale ``slot`` ``(C, F)`` (weights included), order 0 centred
+    on ``mean0`` and shifted by ``bias`` (the shift sits on order 0 only), computed in ``ct``
+    (float32 for half-precision inputs) and returned in ``x``'s dtype."""
+    c, f = slot.shape
+    shift0 = -mean0 * slot[:, 0]
     if bias is not None:
         shift0 = shift0 + bias.to(ct)
     shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
-    view = (1, c, f) + (1,) * len(space)
-    if low:
-        return (x.to(ct) * slot.view(view) + shift.view(view)).to(x.dtype)
-    return x * slot.view(view) + shift.view(view)
+    view = (1, c, f) + (1,) * (x.dim() - 3)
+    if _low_precision(x):
+        return (x.to(ct) * slot.reshape(view) + shift.view(view)).to(x.dtype)
+    return x * slot.reshape(view) + shift.view(view)
 
 
 def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: float,
@@ -193,12 +202,4 @@ def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: f
     scale = x.new_ones(c, dtype=ct) if training and n == 0 else (var + eps).rsqrt()
     if weight is not None:
         scale = scale * weight[:, 0].to(ct)
-    shift0 = -mean0 * scale
-    if bias is not None:
-        shift0 = shift0 + bias.to(ct)
-    shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
-    view = (1, c, f) + (1,) * (x.dim() - 3)
-    slot = scale[:, None].expand(c, f)
-    if _low_precision(x):
-        return (x.to(ct) * slot.reshape(view) + shift.view(view)).to(x.dtype)
-    return x * slot.reshape(view) + shift.view(view)
+    return _affine(x, scale[:, None].expand(c, f), mean0, bias, ct)
