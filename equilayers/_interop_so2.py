@@ -1,22 +1,25 @@
 """``from_escnn`` on SO(2)/O(2) fields of images (escnn's ``rot2dOnR2(-1)`` /
-``flipRot2dOnR2(-1)``): ``R2Conv`` -> :class:`~equilayers.nn.LiftingConv2d` /
-:class:`~equilayers.nn.GroupConv2d` on harmonic fields, ``FourierELU`` / ``FourierPointwise``
--> :class:`~equilayers.nn.FourierNonlinearity`, ``NormNonLinearity`` ->
-:class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``),
-``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` ->
-:class:`~equilayers.nn.NormPool`.
+``flipRot2dOnR2(-1)``) and on C_N/D_N fields of irreps (``rot2dOnR2(N)`` /
+``flipRot2dOnR2(N)``, orders ``0 .. L < N/2``: the same fields restricted to the finite
+group, our ``group="cN"``/``"dN"`` harmonic fields): ``R2Conv`` ->
+:class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` on harmonic
+fields, ``FourierELU`` / ``FourierPointwise`` -> :class:`~equilayers.nn.FourierNonlinearity`
+(SO(2), C_N), ``NormNonLinearity`` -> :class:`~equilayers.nn.NormNonlinearity`
+(``order0="norm", bias_form="exp"``), ``GNormBatchNorm`` ->
+:class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` -> :class:`~equilayers.nn.NormPool`.
 
 Fields: escnn's field type must list, field after field, the irreps of orders ``0, 1, ..., L``
-in order (SO(2): ``irrep(0), ..., irrep(L)``; O(2): ``irrep(0, 0), irrep(1, 1), ...,
-irrep(1, L)``), either as one representation each (as escnn's ``FourierELU`` makes them:
+in order (SO(2), C_N: ``irrep(0), ..., irrep(L)``; O(2), D_N: ``irrep(0, 0), irrep(1, 1),
+..., irrep(1, L)``), either as one representation each (as escnn's ``FourierELU`` makes them:
 ``spectral_regular_representation`` of ``bl_irreps(L)``, no change of basis) or as separate
-irreps; that is our harmonic field ``[a_0, c_1, s_1, ..., c_L, s_L]``. SO(2): escnn's irrep
-matrices are ours, so the tensors are the same (``ours = theirs.view(B, C, 2L + 1, H, W)``).
-O(2): escnn's abstract flip is the reflection about the first axis, ``irrep(1, m)(flip) =
-diag(1, -1)``, while the element its gspace maps to our flip (``torch.flip(x, (-1,))``) acts by
-``diag((-1)^m, -(-1)^m)`` on our order ``m``: our pair of order ``m`` is escnn's turned by
-``m`` quarter turns, ``ours = R(m pi / 2) theirs`` (:func:`escnn_field_matrix`; checked on
-every conversion against escnn's irreps and plane action at several angles and flips).
+irreps; that is our harmonic field ``[a_0, c_1, s_1, ..., c_L, s_L]``. SO(2), C_N: escnn's
+irrep matrices are ours, so the tensors are the same (``ours = theirs.view(B, C, 2L + 1, H,
+W)``). O(2), D_N: escnn's abstract flip is the reflection about the first axis,
+``irrep(1, m)(flip) = diag(1, -1)``, while the element its gspace maps to our flip
+(``torch.flip(x, (-1,))``) acts by ``diag((-1)^m, -(-1)^m)`` on our order ``m``: our pair of
+order ``m`` is escnn's turned by ``m`` quarter turns, ``ours = R(m pi / 2) theirs``
+(:func:`escnn_field_matrix`; checked on every conversion against escnn's irreps and plane
+action at several rotations and flips).
 """
 
 from __future__ import annotations
@@ -39,32 +42,70 @@ from .nn import (
     NormPool,
 )
 
-__all__ = ["escnn_field_matrix", "is_planar_harmonic_space", "conv", "fourier",
-           "harmonic_or_trivial", "iid_batch_norm",
+__all__ = ["escnn_field_matrix", "is_planar_harmonic_space", "harmonic_fields", "conv",
+           "fourier", "harmonic_or_trivial", "iid_batch_norm",
            "norm_nonlinearity", "norm_pool", "batch_norm"]
 
 
 def is_planar_harmonic_space(gspace: Any) -> bool:
     """Whether ``gspace`` is escnn's ``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)`` (SO(2) / O(2)
     on the plane)."""
-    from escnn.group import O2, SO2
+    fiber = _fiber(gspace)
+    return fiber is not None and fiber[2] is None
 
-    return getattr(gspace, "dimensionality", 0) == 2 and isinstance(gspace.fibergroup,
-                                                                     (SO2, O2))
+
+def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
+    """``(our group's name, whether it has flips, N or None)`` of a planar gspace's fiber
+    group (SO(2), O(2), C_N, D_N), else ``None``."""
+    from escnn.group import O2, SO2, CyclicGroup, DihedralGroup
+
+    if getattr(gspace, "dimensionality", 0) != 2:
+        return None
+    fg = gspace.fibergroup
+    if isinstance(fg, (SO2, O2)):
+        return ("o2", True, None) if isinstance(fg, O2) else ("so2", False, None)
+    if isinstance(fg, CyclicGroup):
+        return f"c{fg.order()}", False, int(fg.order())
+    if isinstance(fg, DihedralGroup):
+        return f"d{fg.rotation_order}", True, int(fg.rotation_order)
+    return None
+
+
+def _irrep_field(r: Any) -> bool:
+    """A representation that is irreps with no change of basis, not trivial and not the
+    regular one (a harmonic field, or a part of one)."""
+    return (not r.is_trivial() and r.name != "regular" and torch.allclose(
+        torch.as_tensor(r.change_of_basis, dtype=torch.float64),
+        torch.eye(r.size, dtype=torch.float64)))
+
+
+def harmonic_fields(*ftypes: Any) -> bool:
+    """Whether a layer on these field types converts here: SO(2)/O(2) fields, or C_N/D_N
+    fields of irreps (no regular, restricted or other fields; trivial ones may be among
+    them)."""
+    fiber = _fiber(ftypes[0].gspace)
+    if fiber is None:
+        return False
+    if fiber[2] is None:
+        return True
+    reps = [r for t in ftypes for r in t.representations]
+    return any(_irrep_field(r) for r in reps) and all(
+        r.is_trivial() or _irrep_field(r) for r in reps)
 
 
 def _group(gspace: Any) -> str:
-    from escnn.group import O2
-
-    return "o2" if isinstance(gspace.fibergroup, O2) else "so2"
+    fiber = _fiber(gspace)
+    assert fiber is not None  # checked by the caller (harmonic_fields)
+    return fiber[0]
 
 
 def escnn_field_matrix(group: str, max_order: int) -> torch.Tensor:
     """The orthogonal matrix ``Q`` (float64, ``(2L + 1, 2L + 1)``) with ``ours = Q theirs``
-    for one harmonic field of orders ``0 .. L`` of ``group`` (``"so2"``: the identity;
-    ``"o2"``: block diagonal, ``R(m pi / 2)`` on order ``m``; module docstring)."""
+    for one harmonic field of orders ``0 .. L`` of ``group`` (``"so2"`` and ``"cN"``: the
+    identity; ``"o2"`` and ``"dN"``: block diagonal, ``R(m pi / 2)`` on order ``m``; module
+    docstring)."""
     q = torch.eye(2 * max_order + 1, dtype=torch.float64)
-    if group == "o2":
+    if get(group).has_reflections:
         for m in range(1, max_order + 1):
             c, s = (round(math.cos(m * math.pi / 2)), round(math.sin(m * math.pi / 2)))
             q[2 * m - 1:2 * m + 1, 2 * m - 1:2 * m + 1] = torch.tensor(
@@ -72,27 +113,31 @@ def escnn_field_matrix(group: str, max_order: int) -> torch.Tensor:
     return q
 
 
-def _irrep(fg: Any, o2: bool, m: int) -> Any:
-    return (fg.irrep(0, 0) if m == 0 else fg.irrep(1, m)) if o2 else fg.irrep(m)
+def _irrep(fg: Any, flips: bool, m: int) -> Any:
+    return (fg.irrep(0, 0) if m == 0 else fg.irrep(1, m)) if flips else fg.irrep(m)
 
 
 def _check_conventions(gspace: Any, max_order: int) -> None:
     """escnn's plane action and irreps against ours (through :func:`escnn_field_matrix`) at
-    several angles, with and without the flip; raises on a mismatch (another flip axis).
+    several rotations, with and without the flip; raises on a mismatch (another flip axis).
     Cheap (a few small matrices), so run on every conversion rather than cached."""
-    gname = _group(gspace)
-    fg, o2 = gspace.fibergroup, gname == "o2"
+    fiber = _fiber(gspace)
+    assert fiber is not None  # a planar gspace (harmonic_fields)
+    gname, flips, n = fiber
+    fg = gspace.fibergroup
     ours = get(gname)
-    assert isinstance(ours, PlanarGroup)  # so2 / o2
+    assert isinstance(ours, PlanarGroup)  # so2 / o2 / cN / dN
     q = escnn_field_matrix(gname, max_order)
-    for flip in ((0, 1) if o2 else (0,)):
-        for theta in (0.0, 0.4, math.pi / 2, 2.1):
-            e = fg.element((flip, theta)) if o2 else fg.element(theta)
+    steps = (0.0, 0.4, math.pi / 2, 2.1) if n is None else sorted({0, 1, 2 % n, n - 1})
+    for flip in ((0, 1) if flips else (0,)):
+        for step in steps:
+            e = fg.element((flip, step)) if flips else fg.element(step)
             plane = torch.as_tensor(gspace.basespace_action(e), dtype=torch.float64)
             # our element with the same plane matrix R(t) diag(-1, 1)^s
             angle = math.atan2(-float(plane[0, 1]), float(plane[1, 1]))
-            g = ours.element(angle, bool(flip))
-            theirs = torch.block_diag(*[torch.as_tensor(_irrep(fg, o2, m)(e),
+            g = ours.element(angle if n is None else round(angle * n / (2 * math.pi)) % n,
+                             bool(flip))
+            theirs = torch.block_diag(*[torch.as_tensor(_irrep(fg, flips, m)(e),
                                                         dtype=torch.float64)
                                         for m in range(max_order + 1)])
             if not (torch.allclose(ours.matrix(g), plane, atol=1e-9) and torch.allclose(
@@ -111,7 +156,9 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
     reps = ftype.representations
     if form != "whole" and all(r.is_trivial() for r in reps):
         return len(reps), None
-    fg, o2 = ftype.gspace.fibergroup, _group(ftype.gspace) == "o2"
+    fiber = _fiber(ftype.gspace)
+    assert fiber is not None  # a planar gspace (harmonic_fields)
+    fg, o2, n = ftype.gspace.fibergroup, fiber[1], fiber[2]
     ids: list[str] = []
     for r in reps:
         if len(r.irreps) > 1 and (form == "separate" or not torch.allclose(
@@ -135,6 +182,11 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
                          f"[{', '.join(want)}] (the irreps of orders 0..L in order, our "
                          f"harmonic fields), {how} with no change of basis; other field types "
                          "are not supported")
+    if n is not None and 2 * order >= n:
+        raise ValueError(f"from_escnn: {what} on {ftype}: fields of orders 0..{order} of "
+                         f"C{n}/D{n} reach order N/2 = {n / 2:g}, a 1-D irrep of escnn's "
+                         "where our harmonic fields hold a pair; orders below N/2 map (for "
+                         "all of the group's irreps use regular fields)")
     _check_conventions(ftype.gspace, order)
     return fields, order
 
@@ -220,14 +272,18 @@ _FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def fourier(m: Any) -> nn.Module:
     """escnn's ``FourierPointwise`` / ``FourierELU`` on SO(2) fields of orders ``0 .. L``
     sampled at ``N`` rotations -> :class:`FourierNonlinearity` ``("so2", L, function,
-    samples=N)``: the same sampling vector (``[1, sqrt2, 0, ...] / sqrt(2L + 1)``), the same
-    samples, and the inverse (escnn's ``(A^T A + 1e-8 I)^-1 A^T``, ours the pseudo-inverse:
-    they differ by about ``1e-8`` relative); checked on a probe."""
+    samples=N)``; on C_N fields sampled at the group's ``N`` elements (escnn's ``type=
+    "regular", N=N``) -> ``FourierNonlinearity("cN", L, function)``: the same sampling
+    vector (``[1, sqrt2, 0, ...] / sqrt(2L + 1)``), the same samples, and the inverse (escnn's
+    ``(A^T A + 1e-8 I)^-1 A^T``, ours the pseudo-inverse: they differ by about ``1e-8``
+    relative); the rows checked against escnn's."""
     gspace = m.in_type.gspace
-    if _group(gspace) != "so2":
-        raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: only SO(2) fields "
-                         "map to FourierNonlinearity (escnn's O(2) Fourier fields hold each "
-                         "order twice; ours once)")
+    gname = _group(gspace)
+    if get(gname).has_reflections:
+        raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: only SO(2) and C_N "
+                         "fields map to FourierNonlinearity (escnn's O(2)/D_N Fourier fields "
+                         "hold each 2-D irrep twice, as its regular representation does; our "
+                         "harmonic fields once)")
     if m.out_type != m.in_type:
         raise ValueError(f"from_escnn: {type(m).__name__} with out_irreps other than its "
                          "irreps has no equivalent here")
@@ -237,8 +293,13 @@ def fourier(m: Any) -> nn.Module:
         raise ValueError(f"from_escnn: {type(m).__name__} with function {name!r}: only "
                          "p_relu, p_elu, p_sigmoid, p_tanh on fields of orders 0..L map")
     samples = int(m.A.shape[0])
-    ours = FourierNonlinearity("so2", order, _FUNCTIONS[name], samples=samples,
-                               device=m.A.device)
+    n = get(gname).order
+    if math.isfinite(n) and samples != n:
+        raise ValueError(f"from_escnn: {type(m).__name__} on {gname} samples {samples} "
+                         f"elements; ours samples all {n} (escnn's type='regular', N={n}): a "
+                         "subgroup's grid is not equivariant to the whole group")
+    ours = FourierNonlinearity(gname, order, _FUNCTIONS[name], device=m.A.device,
+                               samples=None if math.isfinite(n) else samples)
     # the same sampling rows in any order (the map does not depend on their order)
     a = ours.sample_matrix.double().cpu()
     theirs = m.A.detach().double().cpu()

@@ -61,9 +61,10 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "regular -> regular fields of octaOnR3 / fullOctaOnR3, groups=1; volumes or "
               "fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
               "NormNonLinearity (n_relu) and GNormBatchNorm (SO(3)/O(3) fields); R2Conv, "
-              "R2ConvTransposed, FourierELU/FourierPointwise, IIDBatchNorm2d, GNormBatchNorm, "
-              "NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of rot2dOnR2(-1) / "
-              "flipRot2dOnR2(-1); ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
+              "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d, "
+              "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
+              "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
+              "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
@@ -134,16 +135,20 @@ def from_escnn(module: Any) -> nn.Module:
 
     SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``; field types
     that list the irreps of orders ``0 .. L`` field after field, as separate irreps or one
-    representation per field): ``R2Conv`` -> :class:`~equilayers.nn.LiftingConv2d` /
-    :class:`~equilayers.nn.GroupConv2d` (``group="so2"``/``"o2"``, ``basis="harmonic"``,
-    escnn's parameter count; trivial outputs ``max_order=0``), ``FourierELU`` /
-    ``FourierPointwise`` (SO(2)) -> :class:`~equilayers.nn.FourierNonlinearity`,
+    representation per field), and the same fields of C_N/D_N (``rot2dOnR2(N)`` /
+    ``flipRot2dOnR2(N)``, ``L < N/2``: escnn's irreps ``(0,), ..., (L,)`` / ``(0, 0), (1, 1),
+    ..., (1, L)``, our ``group="cN"``/``"dN"`` harmonic fields): ``R2Conv`` ->
+    :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d`
+    (``basis="harmonic"``, escnn's parameter count; trivial outputs ``max_order=0``),
+    ``FourierELU`` / ``FourierPointwise`` (SO(2); C_N sampled at its ``N`` elements) ->
+    :class:`~equilayers.nn.FourierNonlinearity`,
     ``IIDBatchNorm2d`` -> :class:`~equilayers.nn.HarmonicBatchNorm` (``statistics="field"``),
     ``GNormBatchNorm``, ``NormNonLinearity``, ``NormPool`` as on SO(3), and the average pools
-    and mask on these fields. SO(2) tensors are escnn's as they are; O(2) fields are ``ours =
-    Q theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)`` (our pair of order
-    ``m`` is escnn's turned by ``m`` quarter turns; escnn's abstract flip reflects about the
-    first axis).
+    and mask on these fields. SO(2) and C_N tensors are escnn's as they are; O(2) and D_N
+    fields are ``ours = Q theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)``
+    (our pair of order ``m`` is escnn's turned by ``m`` quarter turns; escnn's abstract flip
+    reflects about the first axis). Not converted: escnn's D_N/O(2) Fourier fields (each 2-D
+    irrep twice), order ``N/2`` (a 1-D irrep of escnn's), restriction of irreps fields.
 
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
@@ -174,22 +179,23 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     if isinstance(m, enn.SequentialModule):
         out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
-        out = (S2.conv(m) if S2.is_planar_harmonic_space(m.out_type.gspace)
+        out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
     elif isinstance(m, enn.R3Conv):
         out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
     elif isinstance(m, enn.NormNonLinearity):
-        out = (S2.norm_nonlinearity(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+        out = (S2.norm_nonlinearity(m) if S2.harmonic_fields(m.in_type)
                else S3.norm_nonlinearity(m))
     elif isinstance(m, enn.GNormBatchNorm):
-        out = (S2.batch_norm(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+        out = (S2.batch_norm(m) if S2.harmonic_fields(m.in_type)
                else S3.batch_norm(m))
     elif isinstance(m, enn.FourierPointwise):
         out = S2.fourier(m)
     elif isinstance(m, enn.IIDBatchNorm2d):
-        if not S2.is_planar_harmonic_space(m.in_type.gspace):
+        if not S2.harmonic_fields(m.in_type):
             raise ValueError(f"from_escnn: IIDBatchNorm2d on {m.in_type}: only SO(2)/O(2) "
-                             "fields (rot2dOnR2(-1) / flipRot2dOnR2(-1)) are supported")
+                             "and C_N/D_N fields of irreps 0..L are supported (regular fields: "
+                             "InnerBatchNorm)")
         out = S2.iid_batch_norm(m)
     elif isinstance(m, (enn.ReLU, enn.ELU, enn.LeakyReLU, enn.PointwiseNonLinearity,
                         enn.PointwiseDropout)):
@@ -204,7 +210,7 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
             _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
         out = GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
     elif isinstance(m, enn.PointwiseAvgPool2D):
-        if S2.is_planar_harmonic_space(m.in_type.gspace):
+        if S2.harmonic_fields(m.in_type):
             S2.harmonic_or_trivial(m.in_type, "PointwiseAvgPool2D")  # linear: any field
         elif T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
@@ -220,6 +226,12 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.MaskModule):
         out = T.mask(m)
     elif isinstance(m, enn.RestrictionModule):
+        if S2.harmonic_fields(m.in_type):
+            raise ValueError(f"from_escnn: RestrictionModule on {m.in_type}: fields of irreps "
+                             "are not converted (only regular fields; on D_N escnn's "
+                             "restricted tensor keeps its basis, which differs from ours by a "
+                             "quarter turn per order); convert the layers before and after the "
+                             "restriction on their own")
         out = T.restriction(m, probed, _regular_fields, _group_name)
     elif isinstance(m, enn.NormPool):
         out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)

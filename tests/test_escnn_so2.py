@@ -1,8 +1,9 @@
-"""``from_escnn`` on SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``):
-``R2Conv``, ``FourierELU`` / ``FourierPointwise``, ``IIDBatchNorm2d``, ``GNormBatchNorm``,
+"""``from_escnn`` on SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``)
+and on C_N/D_N fields of irreps 0..L (``rot2dOnR2(N)`` / ``flipRot2dOnR2(N)``): ``R2Conv``,
+``FourierELU`` / ``FourierPointwise`` (SO(2), C_N), ``IIDBatchNorm2d``, ``GNormBatchNorm``,
 ``NormNonLinearity``, ``NormPool`` and the pools, up to escnn's own SO(2) tutorial model
 (a disk mask, Fourier-ELU blocks with IID batch norm, an antialiased pool, a 1x1 conv to
-invariants), converted and compared with escnn output for output.
+invariants) and its C8 twin, converted and compared with escnn output for output.
 
 Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_so2.py``);
 skipped where escnn is missing.
@@ -29,11 +30,17 @@ from equilayers.nn import (  # noqa: E402
 
 
 def _space(space: str):
-    """escnn's gspace and its irreps of orders 0..3 in our order."""
-    if space == "so2":
-        gs = gspaces.rot2dOnR2(-1, maximum_frequency=8)
+    """escnn's gspace and its irreps of orders 0..3 in our order (``"so2"``, ``"o2"``,
+    ``"cN"``, ``"dN"``; N > 6)."""
+    if space in ("so2", "o2"):
+        n = -1
+        kw = {"maximum_frequency": 8}
+    else:
+        n, kw = int(space[1:]), {}
+    if space[0] in "sc":
+        gs = gspaces.rot2dOnR2(n, **kw)
         return gs, [gs.fibergroup.irrep(m) for m in range(4)]
-    gs = gspaces.flipRot2dOnR2(-1, maximum_frequency=8)
+    gs = gspaces.flipRot2dOnR2(n, **kw)
     return gs, [gs.fibergroup.irrep(0, 0)] + [gs.fibergroup.irrep(1, m) for m in range(1, 4)]
 
 
@@ -55,12 +62,15 @@ def _to_theirs(y: torch.Tensor, space: str, order: int) -> torch.Tensor:
     return torch.einsum("ji,bcjyx->bciyx", q, y).flatten(1, 2)
 
 
-@pytest.mark.parametrize("space,whole", [("so2", False), ("so2", True), ("o2", False)])
+@pytest.mark.parametrize("space,whole", [("so2", False), ("so2", True), ("o2", False),
+                                         ("c8", False), ("c8", True), ("d8", False),
+                                         ("c7", False), ("d10", False)])
 @pytest.mark.parametrize("kind", ["lifting", "group", "to_trivial"])
 def test_r2conv_same_outputs_and_parameter_count(space, whole, kind, gen):
     """Trivial -> orders 0..2, orders 0..1 -> 0..2, orders 0..2 -> trivial: our conv holds
     escnn's filter with escnn's parameter count (bias on the order-0 slots), and computes its
-    outputs through the field matrix (the identity on SO(2), quarter turns on O(2))."""
+    outputs through the field matrix (the identity on SO(2) and C_N, quarter turns on O(2) and
+    D_N)."""
     gs, irreps = _space(space)
     triv = esc.FieldType(gs, 2 * [gs.trivial_repr])
     t_in, t_out, f_in, f_out = {
@@ -84,7 +94,7 @@ def test_r2conv_same_outputs_and_parameter_count(space, whole, kind, gen):
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("space", ["so2", "o2"])
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
 def test_r2conv_transposed_same_outputs(space, gen):
     gs, irreps = _space(space)
     t_in, t_out = _fields(gs, irreps, 2, 1, False), _fields(gs, irreps, 3, 2, False)
@@ -103,11 +113,11 @@ def test_r2conv_transposed_same_outputs(space, gen):
         from_escnn(esc.R2ConvTransposed(t_in, t_out, 4, stride=2, padding=1))
 
 
-def test_o2_field_matrix_is_needed(monkeypatch, gen):
-    """The control: without the quarter turns, escnn's O(2) filter is not equivariant in our
-    field basis, so the fit finds no layer and the conversion refuses (it does not load a
-    wrong one)."""
-    gs, irreps = _space("o2")
+@pytest.mark.parametrize("space", ["o2", "d8"])
+def test_field_matrix_is_needed(space, monkeypatch):
+    """The control: without the quarter turns, escnn's O(2)/D_N irreps do not match ours, so
+    the convention check refuses the conversion (it does not load a wrong layer)."""
+    gs, irreps = _space(space)
     t_in, t_out = _fields(gs, irreps, 2, 1, False), _fields(gs, irreps, 2, 1, False)
     with seeded_rng(0):
         theirs = esc.R2Conv(t_in, t_out, 5, padding=2)
@@ -162,14 +172,14 @@ def test_escnn_so2_tutorial_model_same_outputs(gen):
     torch.testing.assert_close(got.flatten(1, 2), want, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("space", ["so2", "o2"])
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
 def test_iid_batch_norm_state_and_training_mode(space, gen):
     """IIDBatchNorm2d on whole fields -> ``statistics="field"``: eval mode equal; one training
     forward on the same batch moves both running statistics alike (escnn's running variance is
     the unbiased one, as ours); the training-mode outputs differ by escnn's Bessel factor only,
     ``sqrt(N / (N - 1))`` on the centred part (``N`` = batch x pixels)."""
     gs, irreps = _space(space)
-    if space == "o2":  # one representation per field: a direct sum without change of basis
+    if space in ("o2", "d8"):  # one representation per field: a direct sum, no change of basis
         from escnn.group import directsum
         t = esc.FieldType(gs, 3 * [directsum(irreps[:3])])
     else:
@@ -201,19 +211,21 @@ def test_iid_batch_norm_state_and_training_mode(space, gen):
 
 
 @pytest.mark.parametrize("function", ["p_elu", "p_relu"])
-def test_fourier_pointwise_same_outputs(function, gen):
-    gs, _ = _space("so2")
+@pytest.mark.parametrize("space,samples", [("so2", 12), ("c8", 8), ("c12", 12)])
+def test_fourier_pointwise_same_outputs(function, space, samples, gen):
+    gs, _ = _space(space)
     theirs = esc.FourierPointwise(gs, 3, gs.fibergroup.bl_irreps(2), function=function,
-                                  inplace=False, type="regular", N=12)
+                                  inplace=False, type="regular", N=samples)
     ours = from_escnn(theirs)
-    assert isinstance(ours, FourierNonlinearity) and ours.samples == 12
+    assert isinstance(ours, FourierNonlinearity) and ours.samples == samples
+    assert ours.group.name == space
     x = torch.randn(2, 15, 5, 5, generator=gen)
     want = theirs(esc.GeometricTensor(x, theirs.in_type)).tensor
     torch.testing.assert_close(ours(x.unflatten(1, (3, 5))).flatten(1, 2), want, rtol=0,
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("space", ["so2", "o2"])
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
 def test_norm_layers_same_outputs(space, gen):
     """GNormBatchNorm (its state), NormNonLinearity (escnn's log_bias, moved off its init) and
     NormPool on fields of separate irreps, in eval mode, through the field matrix."""
@@ -259,8 +271,62 @@ def test_unsupported_fields_and_layers_are_refused_by_name():
     with pytest.raises(ValueError, match="other grids have no equivalent"):
         from_escnn(esc.FourierELU(gs, 2, gs.fibergroup.bl_irreps(2), type="rand", N=12))
     o2, o2_irreps = _space("o2")
-    with pytest.raises(ValueError, match="only SO.2. fields map to FourierNonlinearity"):
+    with pytest.raises(ValueError, match="only SO.2. and C_N fields map to FourierNonlinear"):
         from_escnn(esc.FourierELU(o2, 2, o2.fibergroup.bl_irreps(2), N=8))
+
+
+def test_finite_group_fields_refused_by_name():
+    """C_N/D_N: D_N Fourier fields (each 2-D irrep twice), a grid of a subgroup, the order
+    N/2 (a 1-D irrep of escnn's), restriction of irrep fields, fields mixing regular and
+    irreps: each refused with its reason."""
+    d8, _ = _space("d8")
+    with pytest.raises(ValueError, match="hold each 2-D irrep twice"):
+        from_escnn(esc.FourierELU(d8, 2, d8.fibergroup.bl_irreps(2), type="regular", N=8))
+    c8, irreps = _space("c8")
+    with pytest.raises(ValueError, match="samples 4 elements; ours samples all 8"):
+        from_escnn(esc.FourierELU(c8, 2, c8.fibergroup.bl_irreps(2), type="regular", N=4))
+    triv = esc.FieldType(c8, [c8.trivial_repr])
+    upto4 = esc.FieldType(c8, irreps + [c8.fibergroup.irrep(4)])
+    with pytest.raises(ValueError, match="reach order N/2 = 4"):
+        from_escnn(esc.R2Conv(triv, upto4, 3))
+    with pytest.raises(ValueError, match="RestrictionModule .*fields of irreps are not conv"):
+        from_escnn(esc.RestrictionModule(_fields(d8, _space("d8")[1], 2, 2, False), (None, 8)))
+    mixed = esc.FieldType(c8, [c8.regular_repr] + irreps[:2])
+    with pytest.raises(ValueError, match="non-regular fields"):
+        from_escnn(esc.R2Conv(triv, mixed, 3))
+
+
+def test_escnn_c8_fourier_model_same_outputs(gen):
+    """The tutorial model's shape on C8 fields of orders 0..3 (Fourier ELU on the 8 rotations,
+    IID batch norm, antialiased pool, 1x1 conv to invariants): converted whole, equal."""
+    gs, _ = _space("c8")
+    g = gs.fibergroup
+    t_in = esc.FieldType(gs, [gs.trivial_repr])
+    with seeded_rng(0):
+        a1 = esc.FourierELU(gs, 4, irreps=g.bl_irreps(3), type="regular", N=8)
+        model = esc.SequentialModule(
+            esc.MaskModule(t_in, 21, margin=1),
+            esc.R2Conv(t_in, a1.in_type, 5, padding=2, bias=False),
+            esc.IIDBatchNorm2d(a1.in_type), a1,
+            esc.PointwiseAvgPoolAntialiased2D(a1.in_type, sigma=0.66, stride=2),
+            esc.R2Conv(a1.in_type, esc.FieldType(gs, 6 * [gs.trivial_repr]), 1))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "weight" in name or "bias" in name:  # not the mask (a parameter in escnn)
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    model.train()
+    model(esc.GeometricTensor(torch.randn(8, 1, 21, 21, generator=gen), t_in))
+    model.eval()
+    ours = from_escnn(model).eval()
+    assert [type(m).__name__ for m in ours] == [
+        "DiskMask", "LiftingConv2d", "HarmonicBatchNorm", "FourierNonlinearity",
+        "GaussianBlurPool2d", "GroupConv2d"]
+    assert ours[1].group.name == "c8" and ours[3].samples == 8
+    x = torch.randn(3, 1, 21, 21, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).flatten(1, 2),
+                                   model(esc.GeometricTensor(x, t_in)).tensor, rtol=0,
+                                   atol=2e-5)
 
 
 def test_converted_tutorial_model_fine_tunes_and_checkpoints(gen):

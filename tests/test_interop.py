@@ -238,9 +238,12 @@ def test_unsupported_groups_and_fields():
     with pytest.raises(ValueError, match="flip axis"):
         from_escnn(enn.NormPool(enn.FieldType(o2_vertical, [fg.irrep(0, 0), fg.irrep(1, 1)])))
     gs = _space("c4")
-    irrep = enn.FieldType(gs, [gs.irrep(1)])
-    with pytest.raises(ValueError, match="non-regular fields"):
+    irrep = enn.FieldType(gs, [gs.irrep(1)])  # irreps fields need every order 0..L < N/2
+    with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1\]"):
         from_escnn(enn.R2Conv(_ftype(gs, 1, "trivial"), irrep, 3))
+    mixed = enn.FieldType(gs, [gs.regular_repr, gs.irrep(1)])
+    with pytest.raises(ValueError, match="non-regular fields"):
+        from_escnn(enn.R2Conv(_ftype(gs, 1, "trivial"), mixed, 3))
     vertical = gspaces.flip2dOnR2(axis=0.0)  # mirror line along x: a vertical flip
     conv = enn.R2Conv(_ftype(vertical, 1, "trivial"), _ftype(vertical, 2, "regular"), 3)
     with pytest.raises(ValueError, match="flip axis"):
