@@ -312,6 +312,35 @@ def test_accuracy_model_search_holds_out_training_digits():
         acc._escnn_style([("c8", None, 2)] * 4, head="mlp")
 
 
+def test_accuracy_family_momentum_reaches_every_batch_norm():
+    """The escnn-style row's ``momentum`` is set on every batch norm of the model (ours and
+    torch's: the harmonic ones, the head's ``BatchNorm1d``), and a running statistic moves by
+    it; without the option each keeps torch's 0.1 (the control)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_accuracy as acc
+    finally:
+        sys.path.remove(str(ROOT))
+    from equilayers.nn import GroupBatchNorm2d, HarmonicBatchNorm
+
+    kinds = (torch.nn.modules.batchnorm._BatchNorm, HarmonicBatchNorm)
+    spec = acc.SEARCH[acc.ESCNN_STYLE]
+    assert spec["momentum"] == 0.5
+    for model, want in ((acc._search_model(spec), 0.5),
+                        (acc._search_model({**spec, "momentum": None}), 0.1),
+                        (acc._equilayers_regular("c8", 2, "harmonic", momentum=0.5), 0.5),
+                        (acc._equilayers_harmonic(2, "gated", momentum=0.5), 0.5)):
+        norms = [m for m in model.modules() if isinstance(m, kinds)]
+        assert len(norms) >= 4 and {m.momentum for m in norms} == {want}, model
+    head = [m for m in acc._search_model(spec).modules()
+            if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(head) == 1
+    bn = acc._equilayers_regular("c8", 2, "harmonic", momentum=0.5)[1]
+    assert isinstance(bn, GroupBatchNorm2d)
+    bn.train()(torch.full((4, 2, 8, 3, 3), 2.0))
+    assert torch.allclose(bn.running_mean, torch.full_like(bn.running_mean, 1.0))
+
+
 def test_tetris_data_is_the_classic_set_and_rotates_exactly():
     """The tetris family's data: the enumerated polycubes of 4 cubes are the 8 classic shapes
     (5 cubes: 29), rotations are Haar-drawn rotation matrices, and rendering a shape under
