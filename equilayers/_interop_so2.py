@@ -40,10 +40,12 @@ from .nn import (
     FourierNonlinearity,
     HarmonicBatchNorm,
     NormPool,
+    Restrict,
 )
 
-__all__ = ["escnn_field_matrix", "is_planar_harmonic_space", "harmonic_fields", "conv",
-           "fourier", "harmonic_or_trivial", "iid_batch_norm",
+__all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space",
+           "harmonic_fields", "conv", "fourier", "harmonic_or_trivial", "iid_batch_norm",
+           "restriction",
            "norm_nonlinearity", "norm_pool", "batch_norm"]
 
 
@@ -383,3 +385,59 @@ def iid_batch_norm(m: Any) -> nn.Module:
             ours.weight.copy_(state("weight"))
             ours.bias.copy_(state("bias")[:, 0])
     return ours
+
+
+class EscnnRestrictedBasis(nn.Module):
+    """escnn's basis of ``D_N`` (``O(2)``) harmonic fields restricted to ``C_N`` (``SO(2)``),
+    from ours: every field's order-``m`` pair turned back by ``m`` quarter turns, ``y = Q^T x``
+    with ``Q =`` :func:`escnn_field_matrix` ``(group, max_order)``.
+
+    Our ``D_N`` field is ``Q`` times escnn's (escnn's flip reflects about another axis), and a
+    restriction keeps the tensor in both libraries, so after ``Restrict(group, subgroup,
+    rep="harmonic")`` our field is still ``Q`` times escnn's; the ``C_N`` layers that follow
+    in escnn's model act on escnn's basis (``C_N`` fields are the same in both), so
+    ``from_escnn`` puts this map between them. ``Q`` commutes with every rotation, so the
+    result is an equally valid ``C_N`` field. No parameters or buffers (``Q`` is rebuilt per
+    call from the two arguments, a ``(2L + 1)^2`` matrix)."""
+
+    def __init__(self, group: str, max_order: int) -> None:
+        super().__init__()
+        grp = get(group)
+        if not (isinstance(grp, PlanarGroup) and grp.has_reflections):
+            raise ValueError(f"EscnnRestrictedBasis: group must be 'o2' or 'dN' (the fields "
+                             f"before the restriction); got {group!r}")
+        self.group = grp.name
+        self.max_order = int(max_order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = escnn_field_matrix(self.group, self.max_order).to(x)
+        if x.dim() != 5 or x.shape[2] != q.shape[0]:
+            raise ValueError(f"EscnnRestrictedBasis expects harmonic fields (B, C, "
+                             f"{q.shape[0]}, H, W) of orders 0..{self.max_order}; got "
+                             f"shape {tuple(x.shape)}")
+        return torch.einsum("ji,bcjyx->bciyx", q, x)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group!r}, max_order={self.max_order}"
+
+
+def restriction(m: Any) -> nn.Module:
+    """escnn's ``RestrictionModule`` from ``D_N`` (``O(2)``) fields of irreps ``0 .. L`` to
+    the rotations ``C_N`` (``SO(2)``; escnn's id ``(None, N)`` / ``(None, -1)``) ->
+    ``Sequential(Restrict(group, subgroup, rep="harmonic"), EscnnRestrictedBasis(group,
+    L))`` (:class:`EscnnRestrictedBasis` says why); other restrictions of irreps fields raise
+    (escnn splits or re-labels their irreps)."""
+    before, after = _fiber(m.in_type.gspace), _fiber(m.out_type.gspace)
+    assert before is not None and after is not None  # harmonic_fields(m.in_type)
+    if not (before[1] and not after[1] and before[2] == after[2]):
+        raise ValueError(f"from_escnn: RestrictionModule {m._id!r} on {m.in_type}: of fields "
+                         "of irreps only the restriction of D_N to C_N (O(2) to SO(2)) is "
+                         "converted; other subgroups split or re-label escnn's irreps "
+                         "(restrict regular fields instead)")
+    c, order = _layout(m.in_type, "RestrictionModule input")
+    c_out, out_order = _layout(m.out_type, "RestrictionModule output")
+    if (c_out, out_order) != (c, order) or order is None:
+        raise ValueError(f"from_escnn: RestrictionModule on {m.in_type}: the restricted fields "
+                         f"{m.out_type} are not the same fields of {after[0]}")
+    return nn.Sequential(Restrict(before[0], after[0], rep="harmonic"),
+                         EscnnRestrictedBasis(before[0], order))

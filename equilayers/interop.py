@@ -50,11 +50,13 @@ from .nn import (
     GroupPool,
 )
 
-__all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix"]
+__all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix",
+           "EscnnRestrictedBasis"]
 
 escnn_slot_order = I3.escnn_slot_order
 escnn_field_signs = S3.escnn_field_signs
 escnn_field_matrix = S2.escnn_field_matrix
+EscnnRestrictedBasis = S2.EscnnRestrictedBasis
 
 _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> regular "
               "fields of C_N / D_N, any N, groups=1), R3Conv (trivial -> regular or "
@@ -66,7 +68,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
-              "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields), "
+              "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields; "
+              "irreps fields D_N -> C_N, O(2) -> SO(2)), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
 
 
@@ -147,8 +150,11 @@ def from_escnn(module: Any) -> nn.Module:
     and mask on these fields. SO(2) and C_N tensors are escnn's as they are; O(2) and D_N
     fields are ``ours = Q theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)``
     (our pair of order ``m`` is escnn's turned by ``m`` quarter turns; escnn's abstract flip
-    reflects about the first axis). Not converted: escnn's D_N/O(2) Fourier fields (each 2-D
-    irrep twice), order ``N/2`` (a 1-D irrep of escnn's), restriction of irreps fields.
+    reflects about the first axis). ``RestrictionModule`` from such D_N (O(2)) fields to C_N
+    (SO(2)) -> :class:`~equilayers.nn.Restrict` then :class:`EscnnRestrictedBasis` (the
+    quarter turns undone: escnn's restricted tensor keeps its basis). Not converted: escnn's
+    D_N/O(2) Fourier fields (each 2-D irrep twice), order ``N/2`` (a 1-D irrep of escnn's),
+    restrictions of irreps fields to other subgroups.
 
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
@@ -226,13 +232,8 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     elif isinstance(m, enn.MaskModule):
         out = T.mask(m)
     elif isinstance(m, enn.RestrictionModule):
-        if S2.harmonic_fields(m.in_type):
-            raise ValueError(f"from_escnn: RestrictionModule on {m.in_type}: fields of irreps "
-                             "are not converted (only regular fields; on D_N escnn's "
-                             "restricted tensor keeps its basis, which differs from ours by a "
-                             "quarter turn per order); convert the layers before and after the "
-                             "restriction on their own")
-        out = T.restriction(m, probed, _regular_fields, _group_name)
+        out = (S2.restriction(m) if S2.harmonic_fields(m.in_type)
+               else T.restriction(m, probed, _regular_fields, _group_name))
     elif isinstance(m, enn.NormPool):
         out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)
                else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)

@@ -289,8 +289,9 @@ def test_finite_group_fields_refused_by_name():
     upto4 = esc.FieldType(c8, irreps + [c8.fibergroup.irrep(4)])
     with pytest.raises(ValueError, match="reach order N/2 = 4"):
         from_escnn(esc.R2Conv(triv, upto4, 3))
-    with pytest.raises(ValueError, match="RestrictionModule .*fields of irreps are not conv"):
-        from_escnn(esc.RestrictionModule(_fields(d8, _space("d8")[1], 2, 2, False), (None, 8)))
+    with pytest.raises(ValueError, match=r"RestrictionModule \(0, 4\).*only the restriction "
+                       "of D_N to C_N"):
+        from_escnn(esc.RestrictionModule(_fields(d8, _space("d8")[1], 2, 2, False), (0, 4)))
     mixed = esc.FieldType(c8, [c8.regular_repr] + irreps[:2])
     with pytest.raises(ValueError, match="non-regular fields"):
         from_escnn(esc.R2Conv(triv, mixed, 3))
@@ -356,3 +357,31 @@ def test_converted_tutorial_model_fine_tunes_and_checkpoints(gen):
     fresh.load_state_dict(ours.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(x), ours.eval()(x))
+
+
+@pytest.mark.parametrize("space", ["d8", "o2"])
+def test_restriction_of_irreps_fields_to_the_rotations(space, monkeypatch, gen):
+    """escnn's shape D_N -> C_N (O(2) -> SO(2)) on fields of irreps: conv, norm batch norm,
+    norm-ReLU, restriction, conv on the restricted fields, norm pool; converted whole, equal.
+    The control: without the quarter turns undone after the restriction (escnn's restricted
+    tensor keeps its basis) the outputs differ."""
+    gs, irreps = _space(space)
+    sub_id = (None, 8) if space == "d8" else (None, -1)
+    t0 = esc.FieldType(gs, [gs.trivial_repr])
+    t1 = _fields(gs, irreps, 3, 2, False)
+    with seeded_rng(0):
+        res = esc.RestrictionModule(t1, sub_id)
+        sub_gs = res.out_type.gspace  # escnn's convs need this very gspace
+        t2 = _fields(sub_gs, [sub_gs.fibergroup.irrep(m) for m in range(3)], 2, 2, False)
+        model = esc.SequentialModule(
+            esc.R2Conv(t0, t1, 5, padding=2), esc.GNormBatchNorm(t1),
+            esc.NormNonLinearity(t1, "n_relu"), res,
+            esc.R2Conv(res.out_type, t2, 5, padding=2), esc.NormPool(t2)).eval()
+    ours = from_escnn(model).eval()
+    assert [type(m).__name__ for m in ours[3]] == ["Restrict", "EscnnRestrictedBasis"]
+    x = torch.randn(2, 1, 13, 13, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t0)).tensor
+        torch.testing.assert_close(ours(x), want, rtol=0, atol=2e-5)
+        ours[3][1] = torch.nn.Identity()
+        assert not torch.allclose(ours(x), want, atol=1e-3)
