@@ -106,12 +106,18 @@ def escnn_field_matrix(group: str, max_order: int) -> torch.Tensor:
     for one harmonic field of orders ``0 .. L`` of ``group`` (``"so2"`` and ``"cN"``: the
     identity; ``"o2"`` and ``"dN"``: block diagonal, ``R(m pi / 2)`` on order ``m``; module
     docstring)."""
-    q = torch.eye(2 * max_order + 1, dtype=torch.float64)
     if get(group).has_reflections:
-        for m in range(1, max_order + 1):
-            c, s = (round(math.cos(m * math.pi / 2)), round(math.sin(m * math.pi / 2)))
-            q[2 * m - 1:2 * m + 1, 2 * m - 1:2 * m + 1] = torch.tensor(
-                [[c, -s], [s, c]], dtype=torch.float64)
+        return _quarter_turns(max_order)
+    return torch.eye(2 * max_order + 1, dtype=torch.float64)
+
+
+def _quarter_turns(max_order: int) -> torch.Tensor:
+    """Block diagonal ``(2L + 1, 2L + 1)`` float64: 1, then ``R(m pi / 2)`` on order ``m``."""
+    q = torch.eye(2 * max_order + 1, dtype=torch.float64)
+    for m in range(1, max_order + 1):
+        c, s = (round(math.cos(m * math.pi / 2)), round(math.sin(m * math.pi / 2)))
+        q[2 * m - 1:2 * m + 1, 2 * m - 1:2 * m + 1] = torch.tensor(
+            [[c, -s], [s, c]], dtype=torch.float64)
     return q
 
 
@@ -410,7 +416,7 @@ class EscnnRestrictedBasis(nn.Module):
         self.max_order = int(max_order)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = escnn_field_matrix(self.group, self.max_order).to(x)
+        q = _quarter_turns(self.max_order).to(x)  # escnn_field_matrix of a group with flips
         if x.dim() != 5 or x.shape[2] != q.shape[0]:
             raise ValueError(f"EscnnRestrictedBasis expects harmonic fields (B, C, "
                              f"{q.shape[0]}, H, W) of orders 0..{self.max_order}; got "

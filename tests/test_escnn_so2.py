@@ -385,3 +385,31 @@ def test_restriction_of_irreps_fields_to_the_rotations(space, monkeypatch, gen):
         torch.testing.assert_close(ours(x), want, rtol=0, atol=2e-5)
         ours[3][1] = torch.nn.Identity()
         assert not torch.allclose(ours(x), want, atol=1e-3)
+
+
+def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
+    """escnn's published shape in small: D8 fields of irreps (norm batch norm, norm-ReLU),
+    restricted to C8, then Fourier-ELU blocks with IID batch norm and a 1x1 conv to
+    invariants; converted whole, equal to escnn's outputs, and ``equilayers.export`` of the
+    conversion too."""
+    import equilayers
+
+    gs, irreps = _space("d8")
+    t_in = esc.FieldType(gs, [gs.trivial_repr])
+    t1 = _fields(gs, irreps, 3, 2, False)
+    with seeded_rng(0):
+        res = esc.RestrictionModule(t1, (None, 8))
+        sub = res.out_type.gspace
+        act = esc.FourierELU(sub, 4, irreps=sub.fibergroup.bl_irreps(2), type="regular", N=8)
+        model = esc.SequentialModule(
+            esc.R2Conv(t_in, t1, 5, padding=2), esc.GNormBatchNorm(t1),
+            esc.NormNonLinearity(t1), res, esc.R2Conv(res.out_type, act.in_type, 5, padding=2),
+            esc.IIDBatchNorm2d(act.in_type), act,
+            esc.R2Conv(act.in_type, esc.FieldType(sub, 5 * [sub.trivial_repr]), 1)).eval()
+    ours = from_escnn(model).eval()
+    x = torch.randn(2, 1, 15, 15, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t_in)).tensor
+        torch.testing.assert_close(ours(x).flatten(1, 2), want, rtol=0, atol=2e-5)
+        torch.testing.assert_close(equilayers.export(ours)(x).flatten(1, 2), want, rtol=0,
+                                   atol=2e-5)
