@@ -330,11 +330,12 @@ def test_escnn_c8_fourier_model_same_outputs(gen):
                                    atol=2e-5)
 
 
-def test_converted_tutorial_model_fine_tunes_and_checkpoints(gen):
+@pytest.mark.parametrize("which", ["so2 tutorial", "d8 to c8"])
+def test_converted_model_fine_tunes_and_checkpoints(which, gen):
     """The converted model in a training loop: Adam steps in train mode lower the loss on a
     fixed batch (every parameter gets a finite gradient), and a checkpoint of the fine-tuned
     model loads into a fresh conversion of escnn's model with the same eval outputs."""
-    model, _ = _tutorial_model(gen)
+    model, _ = _tutorial_model(gen) if which == "so2 tutorial" else _d8_to_c8_model()
     ours = from_escnn(model)
     head = torch.nn.Linear(8, 3)
     net = torch.nn.Sequential(ours, torch.nn.Flatten(1, 2), torch.nn.AdaptiveAvgPool2d(1),
@@ -352,7 +353,8 @@ def test_converted_tutorial_model_fine_tunes_and_checkpoints(gen):
         opt.step()
         losses.append(loss.item())
     assert all(b < a for a, b in zip(losses[:-1], losses[1:], strict=True)), losses
-    assert losses[-1] < 0.85 * losses[0], losses
+    # the small D8 model starts near chance (norm-ReLU thresholds at 1 on unit-norm fields)
+    assert losses[-1] < (0.85 if which == "so2 tutorial" else 0.95) * losses[0], losses
     fresh = from_escnn(model)
     fresh.load_state_dict(ours.state_dict())
     with torch.no_grad():
@@ -387,13 +389,9 @@ def test_restriction_of_irreps_fields_to_the_rotations(space, monkeypatch, gen):
         assert not torch.allclose(ours(x), want, atol=1e-3)
 
 
-def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
+def _d8_to_c8_model():
     """escnn's published shape in small: D8 fields of irreps (norm batch norm, norm-ReLU),
-    restricted to C8, then Fourier-ELU blocks with IID batch norm and a 1x1 conv to
-    invariants; converted whole, equal to escnn's outputs, and ``equilayers.export`` of the
-    conversion too."""
-    import equilayers
-
+    restricted to C8, a Fourier-ELU block with IID batch norm, a 1x1 conv to invariants."""
     gs, irreps = _space("d8")
     t_in = esc.FieldType(gs, [gs.trivial_repr])
     t1 = _fields(gs, irreps, 3, 2, False)
@@ -405,7 +403,16 @@ def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
             esc.R2Conv(t_in, t1, 5, padding=2), esc.GNormBatchNorm(t1),
             esc.NormNonLinearity(t1), res, esc.R2Conv(res.out_type, act.in_type, 5, padding=2),
             esc.IIDBatchNorm2d(act.in_type), act,
-            esc.R2Conv(act.in_type, esc.FieldType(sub, 5 * [sub.trivial_repr]), 1)).eval()
+            esc.R2Conv(act.in_type, esc.FieldType(sub, 8 * [sub.trivial_repr]), 1)).eval()
+    return model, t_in
+
+
+def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
+    """The D8 -> C8 model converts whole, equal to escnn's outputs, and
+    ``equilayers.export`` of the conversion too."""
+    import equilayers
+
+    model, t_in = _d8_to_c8_model()
     ours = from_escnn(model).eval()
     x = torch.randn(2, 1, 15, 15, generator=gen)
     with torch.no_grad():
