@@ -907,3 +907,30 @@ def test_so3_unsupported_fields_and_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="only function='n_relu'"):
         from_escnn(esc.NormNonLinearity(esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]),
                                         "n_sigmoid"))
+
+
+def test_escnn_restricted_basis_commutes_with_rotations_and_checks_input(gen):
+    """``EscnnRestrictedBasis`` (no escnn needed): ``Q^T`` on every field, a map that commutes
+    with every rotation of the restricted fields (so they stay C_N fields) and not with the
+    flip they lost (the control); a group without flips and a fiber of the wrong size raise
+    ``ValueError`` naming them."""
+    from equilayers.groups import act_fiber
+    from equilayers.interop import EscnnRestrictedBasis, escnn_field_matrix
+
+    layer = EscnnRestrictedBasis("d8", 2)
+    x = torch.randn(2, 3, 5, 4, 4, generator=gen, dtype=torch.float64)
+    want = torch.einsum("ji,bcjyx->bciyx", escnn_field_matrix("d8", 2), x)
+    torch.testing.assert_close(layer(x), want)
+    d8 = get("d8")
+    for k in range(8):
+        g = d8.element(k)
+        torch.testing.assert_close(layer(act_fiber(x, g, "harmonic")),
+                                   act_fiber(layer(x), g, "harmonic"))
+    flip = d8.element(0, True)
+    assert not torch.allclose(layer(act_fiber(x, flip, "harmonic")),
+                              act_fiber(layer(x), flip, "harmonic"))
+    assert repr(layer) == "EscnnRestrictedBasis(group='d8', max_order=2)"
+    with pytest.raises(ValueError, match="group must be 'o2' or 'dN'.*got 'c8'"):
+        EscnnRestrictedBasis("c8", 2)
+    with pytest.raises(ValueError, match=r"expects harmonic fields \(B, C, 5, H, W\)"):
+        layer(torch.randn(2, 3, 3, 4, 4))
