@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks as C
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import PlanarGroup, get, harmonic_matrix
@@ -166,7 +167,7 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
         return len(reps), None
     fiber = _fiber(ftype.gspace)
     assert fiber is not None  # a planar gspace (harmonic_fields)
-    fg, o2, n = ftype.gspace.fibergroup, fiber[1], fiber[2]
+    fg, flips, n = ftype.gspace.fibergroup, fiber[1], fiber[2]
     ids: list[str] = []
     for r in reps:
         if len(r.irreps) > 1 and (form == "separate" or not torch.allclose(
@@ -176,10 +177,10 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
             break
         ids += [fg.irrep(*i).name for i in r.irreps]
     block = 1  # the length of one field: up to the next scalar
-    while ids and block < len(ids) and ids[block] != _irrep(fg, o2, 0).name:
+    while ids and block < len(ids) and ids[block] != _irrep(fg, flips, 0).name:
         block += 1
     order = block - 1
-    want = [_irrep(fg, o2, m).name for m in range(max(order, 1) + 1)]
+    want = [_irrep(fg, flips, m).name for m in range(max(order, 1) + 1)]
     fields = len(ids) // block if ids else 0
     split = any(len(r.irreps) != block for r in reps) if form == "whole" else any(
         1 < len(r.irreps) != block for r in reps)
@@ -286,6 +287,9 @@ def fourier(m: Any) -> nn.Module:
     ``(A^T A + 1e-8 I)^-1 A^T``, ours the pseudo-inverse: they differ by about ``1e-8``
     relative); the rows checked against escnn's."""
     gspace = m.in_type.gspace
+    if _fiber(gspace) is None:
+        raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: only SO(2) and C_N "
+                         "fields of images map to FourierNonlinearity")
     gname = _group(gspace)
     if get(gname).has_reflections:
         raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: only SO(2) and C_N "
@@ -413,7 +417,7 @@ class EscnnRestrictedBasis(nn.Module):
             raise ValueError(f"EscnnRestrictedBasis: group must be 'o2' or 'dN' (the fields "
                              f"before the restriction); got {group!r}")
         self.group = grp.name
-        self.max_order = int(max_order)
+        self.max_order = C.check_int(max_order, "max_order", "EscnnRestrictedBasis", minimum=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = _quarter_turns(self.max_order).to(x)  # escnn_field_matrix of a group with flips

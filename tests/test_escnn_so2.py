@@ -292,6 +292,9 @@ def test_finite_group_fields_refused_by_name():
     with pytest.raises(ValueError, match=r"RestrictionModule \(0, 4\).*only the restriction "
                        "of D_N to C_N"):
         from_escnn(esc.RestrictionModule(_fields(d8, _space("d8")[1], 2, 2, False), (0, 4)))
+    so3 = gspaces.rot3dOnR3()
+    with pytest.raises(ValueError, match="only SO.2. and C_N fields of images map"):
+        from_escnn(esc.FourierELU(so3, 1, irreps=so3.fibergroup.bl_irreps(1), type="ico"))
     mixed = esc.FieldType(c8, [c8.regular_repr] + irreps[:2])
     with pytest.raises(ValueError, match="non-regular fields"):
         from_escnn(esc.R2Conv(triv, mixed, 3))

@@ -932,5 +932,7 @@ def test_escnn_restricted_basis_commutes_with_rotations_and_checks_input(gen):
     assert repr(layer) == "EscnnRestrictedBasis(group='d8', max_order=2)"
     with pytest.raises(ValueError, match="group must be 'o2' or 'dN'.*got 'c8'"):
         EscnnRestrictedBasis("c8", 2)
+    with pytest.raises(ValueError, match="max_order"):
+        EscnnRestrictedBasis("d8", -1)
     with pytest.raises(ValueError, match=r"expects harmonic fields \(B, C, 5, H, W\)"):
         layer(torch.randn(2, 3, 3, 4, 4))
