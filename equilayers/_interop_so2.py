@@ -420,6 +420,7 @@ class EscnnRestrictedBasis(nn.Module):
         self.max_order = C.check_int(max_order, "max_order", "EscnnRestrictedBasis", minimum=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.check_tensor(x, "x", "EscnnRestrictedBasis")
         q = _quarter_turns(self.max_order).to(x)  # escnn_field_matrix of a group with flips
         if x.dim() != 5 or x.shape[2] != q.shape[0]:
             raise ValueError(f"EscnnRestrictedBasis expects harmonic fields (B, C, "

@@ -8,6 +8,7 @@ from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAI
 
 import equilayers.functional as EF
 import equilayers.nn as enn
+from equilayers.interop import EscnnRestrictedBasis
 
 #: The steerable basis' ring radii (in taps of a 3x3 filter: at most sqrt(2)).
 RINGS = {"None": None, "0": 0, "str": "1", "empty": [], "neg": [-1.0], "far": [9.0],
@@ -280,6 +281,9 @@ NN: list[Case] = [
     Case(enn.Restrict, dict(group="o2", subgroup="so2", rep="harmonic"),
          {"group": GROUP, "subgroup": GROUP, "rep": CHOICE},
          {"x": _img(2, 3, 5, 4, 4, fiber=2, dtype_ok=True)}, variant="[harmonic]"),
+    Case(EscnnRestrictedBasis, dict(group="o2", max_order=2),
+         {"group": GROUP, "max_order": INT},
+         {"x": _img(2, 3, 5, 4, 4, fiber=2)}, accept={"max_order": {"0": OK}}),
     Case(enn.CosetPool, dict(group="d4", subgroup="d1"),
          {"group": GROUP, "subgroup": GROUP, "reduction": CHOICE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}),

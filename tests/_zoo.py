@@ -18,6 +18,7 @@ from conftest import seeded_rng
 from torch import nn
 
 from equilayers import nn as enn
+from equilayers.interop import EscnnRestrictedBasis
 from equilayers.models import UNet
 
 __all__ = ["ZooEntry", "ZOO", "build"]
@@ -177,6 +178,7 @@ ZOO: dict[str, ZooEntry] = {
     "Restrict": ZooEntry(lambda: enn.Restrict("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
                                    _x(2, 3, 5, 5, 5)),
+    "EscnnRestrictedBasis": ZooEntry(lambda: EscnnRestrictedBasis("o2", 2), _x(2, 3, 5, 5, 5)),
     "CosetPool": ZooEntry(lambda: enn.CosetPool("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "GaussianBlurPool2d": ZooEntry(lambda: enn.GaussianBlurPool2d(0.66), _x(2, 3, 9, 9)),
     "GaussianBlurPool2d[5d]": ZooEntry(lambda: enn.GaussianBlurPool2d(1.0, 2, 1),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._interop_so2 import EscnnRestrictedBasis
 from ..groups import Element, PlanarGroup, get
 from ..groups._subgroups import embed
 from ..nn import CosetPool, Restrict
@@ -50,6 +51,19 @@ class _RightCosetPool(nn.Module):
         return x.index_select(2, idx).reshape(*x.shape[:2], 4, 2, *x.shape[-2:]).amax(3)
 
 
+class _FlippedBasis(nn.Module):
+    """A negative control for :class:`EscnnRestrictedBasis`: a fixed per-order reflection
+    ``diag(1, -1)`` in place of its quarter turns (a basis change that does not commute with
+    the rotations, so the result is not a C_N field)."""
+
+    in_rep = out_rep = "harmonic"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        signs = torch.ones(x.shape[2], dtype=x.dtype)
+        signs[2::2] = -1
+        return x * signs.view(-1, 1, 1)
+
+
 def _grid(*degs: float) -> tuple[float, ...]:
     return degs or (0.0, 90.0, 180.0, 270.0)
 
@@ -75,6 +89,13 @@ CASES = [
     Case("subgroup/restrict-d8-c8-harmonic", lambda: Restrict("d8", "c8", rep="harmonic"),
          (2, 3, 7, 7, 7), "c8", in_group="d8", in_rep="harmonic", out_rep="harmonic",
          elements=_grid()),
+    # escnn's basis of restricted D_N / O(2) fields (from_escnn puts it after the restriction)
+    Case("subgroup/escnn-restricted-basis-d8-c8", lambda: EscnnRestrictedBasis("d8", 3),
+         (2, 3, 7, 7, 7), "c8", in_rep="harmonic", out_rep="harmonic", elements=_grid()),
+    Case("subgroup/escnn-restricted-basis-o2-so2", lambda: EscnnRestrictedBasis("o2", 2),
+         (2, 3, 5, 7, 7), "so2", in_rep="harmonic", out_rep="harmonic"),
+    Case("subgroup/escnn-restricted-basis-flipped-fails", _FlippedBasis, (2, 3, 5, 7, 7),
+         "c8", in_rep="harmonic", out_rep="harmonic", elements=_grid(), expect="fail"),
     Case("subgroup/restrict-d4-d1-left-cosets-fails", _LeftCosetRestrict, (2, 3, 8, 7, 7),
          "d1", in_group="d4", expect="fail"),
     Case("subgroup/restrict-c8-c4-unpermuted-fails", _UnpermutedRestrict, (2, 3, 8, 7, 7),
