@@ -172,7 +172,7 @@ def _equilayers_harmonic(width: int, nonlinearity: str, groups=("so2",) * 4,
 
 
 def _escnn_style(layers, *, mask: bool = False, head: str = "linear",
-                 statistics: str = "order", momentum: float | None = None) -> nn.Module:
+                 statistics: str = "order") -> nn.Module:
     """escnn's published rotated-MNIST shape, scaled: ``layers`` is one ``(group, max_order,
     fields)`` per conv of ``ARCH`` (``max_order=None``: regular fields with ELU, escnn's
     ``FourierELU`` over all of a finite group's irreps; else harmonic fields of orders
@@ -187,8 +187,7 @@ def _escnn_style(layers, *, mask: bool = False, head: str = "linear",
     its place, or with momentum 0.5; ``"bn-pool"``: the invariant map, ``BatchNorm2d``, ELU,
     then the global mean and ``Linear``. ``mask``: escnn's disk mask (``DiskMask``) on the
     input. ``statistics``: the harmonic batch norms' (``"field"``: one variance per field, as
-    escnn's ``IIDBatchNorm2d`` before its ``FourierELU``). ``momentum``: every batch norm's
-    (the harmonic ones and the head's; ``None``: torch's 0.1)."""
+    escnn's ``IIDBatchNorm2d`` before its ``FourierELU``)."""
     from equilayers import groups
     from equilayers.nn import (
         DiskMask,
@@ -232,24 +231,23 @@ def _escnn_style(layers, *, mask: bool = False, head: str = "linear",
         norm = {"mlp": [nn.BatchNorm1d(64)], "mlp-ln": [nn.LayerNorm(64)],
                 "mlp-m05": [nn.BatchNorm1d(64, momentum=0.5)]}.get(head, [])
         if head == "bn-pool":
-            return _set_momentum(nn.Sequential(
+            return nn.Sequential(
                 *mods, GroupConv2d(c_in, 64, 1, group=prev, in_max_order=prev_order,
                                    max_order=0, bias=False),
                 nn.Flatten(1, 2), nn.BatchNorm2d(64), nn.ELU(), nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(), nn.Linear(64, 10)), momentum)
-        return _set_momentum(nn.Sequential(
+                nn.Flatten(), nn.Linear(64, 10))
+        return nn.Sequential(
             *mods, GroupConv2d(c_in, 64, 1, group=prev, in_max_order=prev_order, max_order=0,
                                bias=False),
             nn.Flatten(1, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), *norm, nn.ELU(),
-            nn.Linear(64, 10)), momentum)
+            nn.Linear(64, 10))
     if prev_order is None:
         mods.append(GroupPool("max"))
         features = c_in
     else:
         mods.append(NormPool(prev_order))
         features = c_in * (prev_order + 1)
-    return _set_momentum(nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                       nn.Linear(features, 10)), momentum)
+    return nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features, 10))
 
 
 class _PeerNet(nn.Module):
@@ -382,8 +380,13 @@ SEARCH = {
 
 def _search_model(spec) -> nn.Module:
     """A :data:`SEARCH` entry's model: a list of layers, or a dict of ``_escnn_style``
-    arguments."""
-    return _escnn_style(**spec) if isinstance(spec, dict) else _escnn_style(spec)
+    arguments and ``momentum`` (every batch norm's: the harmonic ones and the head's;
+    ``None`` or absent: torch's 0.1)."""
+    if not isinstance(spec, dict):
+        return _escnn_style(spec)
+    kw = dict(spec)
+    momentum = kw.pop("momentum", None)
+    return _set_momentum(_escnn_style(**kw), momentum)
 
 
 #: The search's pick (the best mean on the held-out digits over all rounds, seeds 0-4;
