@@ -37,12 +37,14 @@ from . import _checks as C
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import PlanarGroup, get, harmonic_matrix
+from .groups._fields import field_type
 from .nn import (
     FourierNonlinearity,
     HarmonicBatchNorm,
     NormPool,
     Restrict,
 )
+from .nn._typed import Typed
 
 __all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space",
            "harmonic_fields", "conv", "fourier", "harmonic_or_trivial", "iid_batch_norm",
@@ -397,7 +399,7 @@ def iid_batch_norm(m: Any) -> nn.Module:
     return ours
 
 
-class EscnnRestrictedBasis(nn.Module):
+class EscnnRestrictedBasis(Typed, nn.Module):
     """escnn's basis of ``D_N`` (``O(2)``) harmonic fields restricted to ``C_N`` (``SO(2)``),
     from ours: every field's order-``m`` pair turned back by ``m`` quarter turns, ``y = Q^T x``
     with ``Q =`` :func:`escnn_field_matrix` ``(group, max_order)``.
@@ -418,6 +420,10 @@ class EscnnRestrictedBasis(nn.Module):
                              f"before the restriction); got {group!r}")
         self.group = grp.name
         self.max_order = C.check_int(max_order, "max_order", "EscnnRestrictedBasis", minimum=0)
+        # the rotations' harmonic fields in and out (the restriction happened before)
+        rotations = "so2" if grp.order == math.inf else f"c{grp.order // 2}"
+        self.in_type = self.out_type = field_type(rotations, "harmonic", self.max_order,
+                                                  what="EscnnRestrictedBasis")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.check_tensor(x, "x", "EscnnRestrictedBasis")
