@@ -135,3 +135,23 @@ def test_fourier_basis_of_a_non_planar_group_is_a_named_error():
         with pytest.raises(ValueError, match=f"group='{name}' has no Fourier basis"):
             group_fourier_basis(name)
     assert group_fourier_basis("c4").shape == (4, 4)  # control: a planar group has one
+
+
+@pytest.mark.parametrize("kw", [{"group": "p4"}, {"group": "d4"}, {"group": "c8"},
+                                {"group": "c4", "basis": "harmonic"},
+                                {"group": "so2", "max_order": 2}])
+def test_state_dict_without_metadata_loads_unchanged(kw):
+    """A dict rebuilt from ``state_dict()`` (stripping DDP's ``module.`` prefix, say) has no
+    ``_metadata``; it is this version's and loads unchanged. The control: the same dict with
+    metadata version 1 is converted (so the test can tell the two apart)."""
+    a = GroupConv2d(2, 3, 5, padding=2, **kw).double()
+    plain = {k.removeprefix("module."): v for k, v in a.state_dict().items()}
+    assert not hasattr(plain, "_metadata")
+    b = GroupConv2d(2, 3, 5, padding=2, **kw).double()
+    b.load_state_dict(plain)
+    assert torch.equal(b.weight, a.weight)
+    old = OrderedDict(plain)
+    old._metadata = {"": {"version": 1}}
+    c = GroupConv2d(2, 3, 5, padding=2, **kw).double()
+    c.load_state_dict(old)
+    assert not torch.equal(c.weight, a.weight)

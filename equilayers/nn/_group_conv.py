@@ -302,14 +302,17 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
     #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
-    #: and unit-norm elements; such checkpoints are converted on load).
+    #: and unit-norm elements; such checkpoints are converted on load). Only a state dict whose
+    #: metadata says version 1 is converted: one without metadata (a dict rebuilt from
+    #: ``state_dict()``, e.g. to strip a ``module.`` prefix, or read by a loader that keeps no
+    #: metadata) is taken as this version's, as it almost always is.
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         key = prefix + "weight"
         if ((self._fourier_axis or self.basis == "harmonic")
-                and local_metadata.get("version", 1) < 2 and key in state_dict
+                and local_metadata.get("version", 2) < 2 and key in state_dict
                 and isinstance(state_dict[key], torch.Tensor)):
             state_dict[key] = self._to_fourier(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
