@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from conftest import doc_code
 
+import equilayers.nn as enn
 from equilayers.functional import expand_steerable, steerable_basis, steerable_conv2d
 from equilayers.functional._steerable import (
     inverse_cayley_index,
@@ -453,3 +454,27 @@ def test_torch_compile_fullgraph_so2(gen):
 
 def test_readme_snippet_runs():
     exec(doc_code("docs/layers/steerable.md", "The math"), {})
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: enn.LiftingConv2d(1, 2, k, group="so2", max_order=1),
+    lambda k: enn.GroupConv2d(2, 2, k, group="c8"),
+    lambda k: enn.GroupConv2d(2, 2, k, group="d4", max_order=1),
+    lambda k: enn.GroupConvTranspose2d(2, 2, k, group="c8"),
+    lambda k: enn.LiftingConvTranspose2d(1, 2, k, group="o2", max_order=1),
+])
+def test_even_kernel_on_the_steerable_basis_is_refused(make):
+    """An even kernel has no centre pixel for the basis' rings; built anyway (as it was), the
+    module was off by ~1 even at 90 degrees. The module names itself, the size and the fix;
+    the odd neighbour builds (the control)."""
+    with pytest.raises(ValueError, match=r"Conv.*kernel_size=4 is even.*use 5"):
+        make(4)
+    make(5)
+
+
+def test_even_kernel_pixel_basis_stays_allowed(gen):
+    """The fix offered for c4/d4 (full k x k filters) works: an even pixel filter is rotated
+    exactly by rot90 (with its padding placed symmetrically), so it stays allowed."""
+    conv = enn.LiftingConv2d(1, 2, 4, padding=0, group="p4").double()
+    x = torch.randn(1, 1, 9, 9, generator=gen, dtype=torch.float64)
+    assert_equivariant(conv, x, "p4", in_rep="trivial", out_rep="regular")
