@@ -203,3 +203,25 @@ def test_pickle_and_state_dict_leave_the_entry_out(gen):
     assert "_eval_filter" not in loaded.__dict__
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_autocast_and_plain_calls_do_not_share_an_entry(name, gen):
+    """A filter expanded under ``torch.autocast`` is in the autocast dtype (the basis matmul
+    runs there): a plain call after an autocast one (validate under autocast, then test
+    without) must compute its own, and both then reuse theirs. Before, the plain call got the
+    bfloat16 filter (a dtype error, or bfloat16 rounding)."""
+    m = _counting(BUILD[name]().float().eval())
+    x = _input(m, gen).float()
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m(x)
+        n = m.expansions
+        y = m(x)
+        assert m.expansions == n + 1
+        y2 = m(x)
+        assert m.expansions == n + 1  # the plain entry is reused
+    assert y.dtype == torch.float32
+    with torch.enable_grad():
+        torch.testing.assert_close(y, m(x), rtol=0, atol=0)
+    torch.testing.assert_close(y2, y, rtol=0, atol=0)

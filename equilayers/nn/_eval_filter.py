@@ -14,7 +14,9 @@ the last expanded filter and bias together with
 - the parameter objects and the derived buffers themselves (basis tables, gather indices:
   fixed functions of the module's arguments, rebuilt by ``.to()``), compared by identity, the
   buffers also by version counter; holding them keeps their identities from being reused;
-- the module's expansion settings.
+- the module's expansion settings, and the autocast state of the parameters' device (the
+  expansion's matmul runs in the autocast dtype: a filter made under ``torch.autocast`` is
+  not the one a plain call computes).
 
 Any difference recomputes the entry. The comparison reads the parameters twice, the expansion
 writes ``|G|`` times as much, so reuse is always the cheaper of the two. Never reused in
@@ -66,6 +68,9 @@ def eval_filter(module: nn.Module, settings: tuple,
             or torch.compiler.is_compiling()):
         return compute()
     buffers = tuple(module._buffers.values())
+    device_type = next(p.device.type for p in params if p is not None)
+    amp = torch.is_autocast_enabled(device_type)
+    settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
     kept = module.__dict__.get(_ATTR)
     if kept is not None:
         k_settings, k_params, k_copies, k_buffers, k_versions, out = kept
