@@ -2,7 +2,10 @@
 standard ``torch.nn`` layers, for deployment (TorchScript, ONNX, runtimes that know
 ``nn.Conv2d`` but not us).
 
-Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom module remains.
+Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules. The modules listed below
+are replaced; every other module (the harmonic nonlinearities, batch norms and changes of basis,
+``InvariantHead``, ``NormPool``, ...) is deep-copied unchanged, so a model made only of the listed
+layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
 
 * ``LiftingConv2d`` -> ``Sequential([pad,] Conv2d(C_in, C_out*|G|), Unflatten(1, (C_out, |G|)))``
 * ``GroupConv2d``   -> ``Sequential(Flatten(1, 2), [pad,] Conv2d(C_in*|G|, C_out*|G|),
@@ -16,7 +19,8 @@ Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules; no custom m
   not kept: the exported layer has the module's fixed ``output_padding``).
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
 * ``GroupPool`` -> ``Sequential(MaxPool3d((F, 1, 1)), Flatten(1, 2))`` (or ``AvgPool3d``) when
-  every group conv of the model has the same fiber size ``F`` (TorchScript-able), else
+  every group conv and every typed module of the model has the same fiber size ``F``
+  (TorchScript-able; a ``HarmonicToRegular`` or ``Restrict`` changes it), else
   ``Sequential(AdaptiveMaxPool3d((1, None, None)), Flatten(1, 2))``, which pools any fiber in
   eager mode but is not scriptable.
 * ``GroupMaxPool2d`` / ``GroupAvgPool2d`` -> ``MaxPool3d`` / ``AvgPool3d`` with a
@@ -52,6 +56,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
+from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
 from .nn._group_conv_transpose import _GroupConvTransposeNd
@@ -282,7 +287,12 @@ def export(model: nn.Module) -> nn.Module:
     C.check_module(model, "model", "export")
     convs = [m for m in model.modules()
              if isinstance(m, (_GroupConvNd, _GroupConv3dBase, SteerableConv3d))]
-    fibers = {m.fiber_out for m in convs}
+    # the fiber sizes that occur anywhere: every group conv's output and every typed module's
+    # input and output (a HarmonicToRegular or Restrict between a conv and a pool changes it)
+    fibers = {m.fiber_out for m in convs} | {
+        t.fiber_size for m in model.modules()
+        for t in (getattr(m, "in_type", None), getattr(m, "out_type", None))
+        if isinstance(t, FieldType) and t.has_fiber and t.fiber_size is not None}
     fiber = fibers.pop() if len(fibers) == 1 else None
     volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
     new = _convert(model, fiber, volumes)

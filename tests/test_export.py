@@ -14,7 +14,9 @@ from equilayers.nn import (
     GroupConv2d,
     GroupMaxPool2d,
     GroupPool,
+    HarmonicToRegular,
     LiftingConv2d,
+    Restrict,
 )
 from equilayers.testing import assert_equivariant
 
@@ -121,3 +123,20 @@ def test_readme_group_conv_example():
     assert equilayers.testing.equivariance_error(
         ns["net"], ns["x"], "p4m", in_rep="trivial", out_rep="trivial") < 1e-5
     torch.testing.assert_close(ns["deploy"](ns["x"]), ns["net"](ns["x"]))
+
+
+@pytest.mark.parametrize("between, group", [
+    (lambda: HarmonicToRegular("c8", 2), "so2"),  # fiber 5 -> 8
+    (lambda: Restrict("d8", "c8"), "d8"),          # fiber 16 -> 8
+])
+def test_export_pools_the_fiber_that_reaches_the_pool(between, group, gen):
+    """A module between the last conv and the fiber pool changes the fiber size; the export
+    must pool the fiber the pool receives, not the conv's. The control: the conv's fiber
+    (5 or 16) is not the pooled one, so the old single-fiber form was wrong (a different
+    output, or a raw torch error)."""
+    kw = {"max_order": 2} if group == "so2" else {}
+    net = nn.Sequential(LiftingConv2d(1, 4, 5, padding=2, group=group, **kw), between(),
+                        GroupPool("max")).eval()
+    x = torch.randn(2, 1, 9, 9, generator=gen)
+    assert net[0].fiber_out != 8
+    torch.testing.assert_close(equilayers.export(net)(x), net(x), rtol=0, atol=1e-6)
