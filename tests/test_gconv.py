@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import equilayers.nn as enn
 from equilayers.functional import (
     exactness_problems,
     expand_group_filter,
@@ -339,3 +340,35 @@ def test_input_checks_are_skipped_only_for_a_like_input():
     conv.to_empty(device="meta")
     with pytest.raises(RuntimeError, match="meta device"):
         conv(x)
+
+
+@pytest.mark.parametrize("make, x_shape", [
+    (lambda: GroupConv2d(2, 2, 3, padding=1, group="p4"), (1, 2, 4, 9, 9)),
+    (lambda: LiftingConv2d(2, 2, 5, padding="same", group="so2", max_order=1), (1, 2, 9, 9)),
+    (lambda: enn.GroupConvTranspose2d(2, 2, 3, stride=2, padding=1, group="p4"),
+     (1, 2, 4, 5, 5)),
+])
+def test_padding_set_after_construction_takes_effect(make, x_shape, gen):
+    """As on ``nn.Conv2d``, ``conv.padding = p`` takes effect at the next call (model surgery
+    does this); before, the padding resolved at construction was kept, and the repr then
+    showed the new value. The reference: a module built with that padding (same weights)."""
+    conv = make().eval()
+    x = torch.randn(x_shape, generator=gen)
+    conv(x)  # a call first: nothing kept from it may survive the change
+    conv.padding = 0
+    fresh = type(conv)(**{**_ctor_args(conv), "padding": 0}).eval()
+    fresh.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(conv(x), fresh(x), rtol=0, atol=0)
+    assert conv(x).shape != make()(x).shape  # the control: the padding changes the shape
+    with pytest.raises(ValueError, match=r"padding='same' needs stride=1"):
+        GroupConv2d(2, 2, 3, stride=2, group="p4").padding = "same"
+    with pytest.raises(ValueError, match=r"GroupConv2d: padding must be"):
+        GroupConv2d(2, 2, 3, group="p4").padding = "full"
+
+
+def _ctor_args(conv) -> dict:
+    kw = dict(in_channels=conv.in_channels, out_channels=conv.out_channels,
+              kernel_size=conv.kernel_size[0], stride=conv.stride, group=conv.group.name)
+    if conv.basis == "harmonic" and conv.max_order is not None:
+        kw["max_order"] = conv.max_order
+    return kw

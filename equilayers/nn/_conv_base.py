@@ -58,19 +58,38 @@ class _ExactConvMixin(_WarnsInexact):
         if min(stride_p) < 1 or min(dil_p) < 1:
             raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
                              f"dilation={dilation!r}")
-        if isinstance(padding, str) and padding == "same" and max(stride_p) != 1:
-            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
-                             f"stride={stride!r}")
         if self.transposed:
-            GT._padding(padding, name)  # an int or a pair, no string
             self.output_padding = GT.check_output_padding(output_padding, stride, dilation, name)
         elif output_padding != 0:
             raise ValueError(f"{name}: output_padding={output_padding!r} applies to transposed "
                              "convs only")
-        self._pad = G.resolve_padding(padding, k[0], dilation)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
-        self.stride, self.padding, self.dilation = stride_p, padding, dil_p
+        self.stride, self.dilation = stride_p, dil_p
+        self.padding = padding  # checked and resolved by the setter
         self.groups, self.padding_mode = groups, padding_mode
+
+    @property
+    def padding(self):
+        """As ``nn.Conv2d.padding`` (as given: an int, a pair, ``"same"`` or ``"valid"``).
+        Setting it after construction takes effect at the next call, as on ``nn.Conv2d``
+        (checked and resolved here, against the current ``stride``/``dilation``)."""
+        return self._padding
+
+    @padding.setter
+    def padding(self, padding) -> None:
+        name = type(self).__name__
+        if isinstance(padding, str) and padding == "same" and max(self.stride) != 1:
+            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
+                             f"stride={self.stride!r}")
+        if self.transposed:
+            GT._padding(padding, name)  # an int or a pair, no string
+        self._pad = G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)
+        self.__dict__["_padding"] = padding
+
+    def __setstate__(self, state) -> None:
+        if "padding" in state:  # pickled before ``padding`` was a property
+            state["_padding"] = state.pop("padding")
+        super().__setstate__(state)
 
     def _check_exact(self, x: torch.Tensor, output_padding=None) -> None:
         """Warn once at the first input size (and, transposed, output padding) that breaks
