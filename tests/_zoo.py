@@ -123,7 +123,7 @@ ZOO: dict[str, ZooEntry] = {
     "FourierNonlinearity": ZooEntry(lambda: enn.FourierNonlinearity("so2", 2),
                                     _x(2, 3, 5, 5, 5)),
     "FourierNonlinearity[d4]": ZooEntry(lambda: enn.FourierNonlinearity("d4"),
-                                        _x(2, 3, 5, 5, 5)),
+                                        _x(2, 3, 3, 5, 5)),
     "GatedNonlinearity": ZooEntry(lambda: enn.GatedNonlinearity(2), _x(2, 3, 5, 5, 5)),
     "GatedNonlinearity[first_half]": ZooEntry(
         lambda: enn.GatedNonlinearity(2, gates="first_half"), _x(2, 6, 5, 5, 5)),

@@ -41,7 +41,7 @@ MODULES = {
     "NormMaxPool[order]": lambda: enn.NormMaxPool(3, 2, 1, per="order"),
     "HarmonicToRegular": lambda: enn.HarmonicToRegular("d4", 2),
     "FourierNonlinearity[so2]": lambda: enn.FourierNonlinearity("so2", 2),
-    "FourierNonlinearity[c4]": lambda: enn.FourierNonlinearity("c4", 2),
+    "FourierNonlinearity[c8]": lambda: enn.FourierNonlinearity("c8", 2),
 }
 
 

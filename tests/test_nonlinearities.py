@@ -145,7 +145,7 @@ def test_gated_bad_input(gen):
 
 # --- FourierNonlinearity ------------------------------------------------------------------
 
-@pytest.mark.parametrize("group,max_order", [("so2", 2), ("o2", 3), ("c8", 3), ("d6", 3),
+@pytest.mark.parametrize("group,max_order", [("so2", 2), ("o2", 3), ("c8", 3), ("d6", 2),
                                              ("c5", 2), ("d4", 1)])
 def test_fourier_exact_on_sampled_subgroup(group, max_order, gen):
     """Exact for every sampled element, on the fiber action (no spatial move)."""
@@ -197,13 +197,12 @@ def test_fourier_off_sample_bound(group, max_order):
 
 def test_fourier_values(gen):
     # the identity function gives the least-squares round trip: exact when samples determine
-    # the orders; for C_N at the Nyquist order the sine (invisible on C_N) is dropped
+    # the orders (C_N/D_N: orders below N/2, the default there)
     x = _x(gen, (2, 3, 5, 4, 4))
     torch.testing.assert_close(EF.fourier_nonlinearity(x, "so2", 2, lambda t: t), x)
     torch.testing.assert_close(EF.fourier_nonlinearity(x, "d8", 2, lambda t: t), x)
-    y = EF.fourier_nonlinearity(x, "c4", 2, lambda t: t)
-    torch.testing.assert_close(y[:, :, :4], x[:, :, :4])
-    assert (y[:, :, 4].abs() < 1e-12).all()
+    torch.testing.assert_close(EF.fourier_nonlinearity(x, "c5", function=lambda t: t), x)
+    torch.testing.assert_close(EF.fourier_nonlinearity(x, "c6", function=lambda t: t), x)
     # samples: unit-variance coefficients give unit-variance samples
     a, _ = EF._fourier.fourier_matrices("so2", 2)
     torch.testing.assert_close(a.pow(2).sum(1), torch.ones(24, dtype=torch.float64))
@@ -229,14 +228,14 @@ def test_fourier_module_equals_functional_and_state_dict(gen):
     new.load_state_dict(m.state_dict())  # no persistent state
     torch.testing.assert_close(new(x), m(x), rtol=0, atol=0)
     assert repr(m) == "FourierNonlinearity(group='o2', max_order=3, samples=20, function=gelu)"
-    assert repr(enn.FourierNonlinearity("d4")) == "FourierNonlinearity(group='d4', max_order=2)"
-    assert enn.FourierNonlinearity("c8").max_order == 4
+    assert repr(enn.FourierNonlinearity("d4")) == "FourierNonlinearity(group='d4', max_order=1)"
+    assert enn.FourierNonlinearity("c8").max_order == 3
 
 
 def test_fourier_gradcheck(gen):
     x = _x(gen, (1, 2, 5, 2, 2)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: EF.fourier_nonlinearity(t, "o2", 2), (x,))
-    assert torch.autograd.gradgradcheck(lambda t: EF.fourier_nonlinearity(t, "c4"), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: EF.fourier_nonlinearity(t, "c6"), (x,))
 
 
 # --- NormMaxPool --------------------------------------------------------------------------
@@ -298,3 +297,21 @@ def test_norm_max_pool_bad_input(gen):
     with pytest.raises(ValueError, match=r"spatial size 1x1 .* smaller than the kernel's window "
                                          r"3x3"):
         EF.norm_max_pool2d(_x(gen, (1, 2, 5, 1, 1)), 3, padding=0)
+
+
+@pytest.mark.parametrize("group, order", [("c4", 2), ("c8", 4), ("c8", 5), ("d8", 4), ("d4", 3)])
+def test_fourier_order_the_rotations_cannot_sample_is_refused(group, order, gen):
+    """N rotations sample orders below N/2 without loss; at order N/2 the sine slot vanishes on
+    every sample (its output was always 0) and higher orders alias onto lower ones. Both the
+    module and the functional refuse by name, with the highest order that works; that order
+    (the control) round-trips the identity exactly."""
+    n = int(group[1:])
+    with pytest.raises(ValueError, match=rf"max_order={order} is too high.*<= {(n - 1) // 2}"):
+        enn.FourierNonlinearity(group, order)
+    x = _x(gen, (2, 3, 2 * order + 1, 3, 3))
+    with pytest.raises(ValueError, match=r"too high"):
+        EF.fourier_nonlinearity(x, group, order, lambda t: t)
+    ok = (n - 1) // 2
+    x = _x(gen, (2, 3, 2 * ok + 1, 3, 3))
+    m = enn.FourierNonlinearity(group, ok, function=lambda t: t, dtype=torch.float64)
+    torch.testing.assert_close(m(x), x)

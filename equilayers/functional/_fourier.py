@@ -39,6 +39,12 @@ def _default_order(group, max_order: int | None, what: str = "fourier_matrix") -
     return check_order(max_order, what)
 
 
+def _fourier_default_order(group) -> int:
+    """The Fourier nonlinearity's default ``max_order`` on C_N/D_N: the highest order that its
+    ``N`` rotations sample without loss, ``(N - 1) // 2``."""
+    return (group.planar_params()[0] - 1) // 2
+
+
 def _finite(group: GroupLike, what: str):
     grp = get(group)
     if not grp.is_finite:
@@ -171,6 +177,11 @@ def fourier_samples(group: GroupLike, max_order: int, samples: int | None = None
         if samples is not None:
             raise ValueError(f"{what}: {grp.name} is finite, its samples are its {n} "
                              f"rotations (and flips); got samples={samples!r} (leave it None)")
+        if 2 * max_order + 1 > n:
+            raise ValueError(f"{what}: max_order={max_order} is too high for {grp.name}: its "
+                             f"{n} rotations tell orders 0..{(n - 1) // 2} apart (order n/2's "
+                             "sine slot vanishes on them and is lost, higher orders alias "
+                             f"onto lower ones); use max_order <= {(n - 1) // 2}")
         return n, reflections
     if samples is None:
         return default_samples(max_order), reflections
@@ -230,7 +241,7 @@ def fourier_nonlinearity(
         if not grp.is_finite:
             raise ValueError(f"fourier_nonlinearity: {grp.name} needs max_order (the harmonic "
                              "fields' highest rotation order), e.g. max_order=2")
-        max_order = _default_order(grp, None)
+        max_order = _fourier_default_order(grp)
     if grp.spatial_dim == 3:
         _check_so3(grp, "fourier_nonlinearity")
         _check_function(function, "fourier_nonlinearity")

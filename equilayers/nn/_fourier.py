@@ -161,8 +161,9 @@ class FourierNonlinearity(_FiberBuffers):
 
     Args:
         group: ``"cN"``, ``"dN"``, ``"so2"``, ``"o2"``, ``"so3"`` or ``"o3"``.
-        max_order: ``M`` (required for so2/o2/so3/o3; default ``N // 2`` for cN/dN; at most 8
-            for so3/o3).
+        max_order: ``M`` (required for so2/o2/so3/o3; for cN/dN at most and by default
+            ``(N - 1) // 2``, the orders that ``N`` rotations sample without loss: order
+            ``N/2``'s sine slot vanishes on them; at most 8 for so3/o3).
         function: any pointwise callable (default ``F.elu``, as escnn's ``FourierELU``).
         samples: rotations sampled for so2/o2 (``>= 2M + 1``; a multiple of 4 keeps the
             90-degree rotations exact); for so3/o3 the minimum number of sphere points (the
@@ -211,9 +212,7 @@ class FourierNonlinearity(_FiberBuffers):
                                  "highest rotation order), e.g. max_order=2")
             if self.group.spatial_dim == 3:
                 FF._check_so3(self.group, name)
-            n = self.group.planar_params()[0]
-            assert n is not None  # a finite planar group
-            max_order = n // 2
+            max_order = FF._fourier_default_order(self.group)
         if self.group.spatial_dim == 3:
             FF._check_so3(self.group, name)
         self.in_type = self.out_type = field_type(self.group, "harmonic", max_order, what=name)

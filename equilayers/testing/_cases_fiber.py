@@ -136,7 +136,7 @@ CASES = [
          (2, 3, 8, 9, 9), "c8"),
     Case("harmonic/harmonic-to-regular-d6", lambda: enn.HarmonicToRegular("d6"),
          (2, 3, 7, 9, 9), "d6"),
-    Case("harmonic/fourier-elu-d4-M2", _fourier("d4"), (2, 3, 5, 9, 9), "d4",
+    Case("harmonic/fourier-elu-d4-M1", _fourier("d4"), (2, 3, 3, 9, 9), "d4",
          in_rep="harmonic", out_rep="harmonic"),
     Case("harmonic/fourier-elu-c8-M3-on-c4", _fourier("c8", 3), (2, 3, 7, 9, 9), "c8",
          in_rep="harmonic", out_rep="harmonic", elements=_c4()),
