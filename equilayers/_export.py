@@ -140,7 +140,8 @@ def _plain_bn(m: nn.BatchNorm3d) -> nn.BatchNorm3d:
     ref = m.weight if m.weight is not None else m.running_mean
     bn = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
                         device=None if ref is None else ref.device,
-                        dtype=None if ref is None else ref.dtype)
+                        dtype=None if ref is None else ref.dtype,
+                        bias=not m.affine or m.bias is not None)
     bn.load_state_dict(m.state_dict())
     return bn
 

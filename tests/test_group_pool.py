@@ -120,3 +120,19 @@ def test_group_pool_max_gradient_equals_amax(gen):
 def test_group_pool_max_double_backward(gen):
     x = _x(gen, 1, 2, 4, 3, 3).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda t: group_pool(t, "max"), (x,))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5, 5), (2, 3, 24, 3, 3, 3)])
+def test_group_batch_norm_bias_false_as_torch(shape):
+    """``bias=False`` (keyword-only, as torch's batch norms take it and as the repr shows it):
+    a weight and no bias, the same outputs and state-dict keys as ``nn.BatchNorm3d``."""
+    from equilayers.nn import GroupBatchNorm3d
+    cls = GroupBatchNorm2d if len(shape) == 5 else GroupBatchNorm3d
+    bn, ref = cls(3, bias=False), nn.BatchNorm3d(3, bias=False)
+    assert bn.bias is None and "bias=False" in repr(bn)
+    assert list(bn.state_dict()) == list(ref.state_dict())
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(bn(x), ref(x.flatten(2, 3)).view(shape))
+    assert cls(3).bias is not None  # the control: the default keeps the bias
+    with pytest.raises(TypeError, match=r"bias='no' must be True or False"):
+        cls(3, bias="no")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_float_dtype, check_int
+from .._checks import check_flag, check_float_dtype, check_int
 from ..functional._group_norm import check_input, check_norm_args
 from ..groups import FieldType
 from ._typed import Typed
@@ -18,12 +18,14 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None) -> None:
+                 dtype=None, *, bias: bool = True) -> None:
         what = type(self).__name__
         check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
         check_norm_args(eps, momentum, what, momentum_none=True)
         check_float_dtype(dtype, "dtype", what)
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        check_flag(bias, "bias", what)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
 
 
 class GroupBatchNorm2d(_GroupBatchNorm):
@@ -35,7 +37,7 @@ class GroupBatchNorm2d(_GroupBatchNorm):
     :func:`equilayers.functional.group_batch_norm`).
 
     Args:
-        num_features, eps, momentum, affine, track_running_stats, device, dtype: as
+        num_features, eps, momentum, affine, track_running_stats, device, dtype, bias: as
             ``nn.BatchNorm2d``; ``num_features`` counts fields ``C``.
 
     Shape:
@@ -67,7 +69,7 @@ class GroupBatchNorm3d(_GroupBatchNorm):
     :func:`equilayers.functional.group_batch_norm`).
 
     Args:
-        num_features, eps, momentum, affine, track_running_stats, device, dtype: as
+        num_features, eps, momentum, affine, track_running_stats, device, dtype, bias: as
             ``nn.BatchNorm3d``; ``num_features`` counts fields ``C``.
 
     Shape:
