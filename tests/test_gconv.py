@@ -372,3 +372,31 @@ def _ctor_args(conv) -> dict:
     if conv.basis == "harmonic" and conv.max_order is not None:
         kw["max_order"] = conv.max_order
     return kw
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: enn.LiftingConv2d(2, 3, 3, group="p4"), (1, 2, 7, 7)),
+    (lambda: enn.GroupConv2d(2, 3, 5, group="so2", max_order=1), (1, 2, 3, 7, 7)),
+    (lambda: enn.GroupConvTranspose2d(2, 3, 3, group="p4m"), (1, 2, 8, 5, 5)),
+    (lambda: enn.GroupConv3d(2, 3, 3, group="c4z"), (1, 2, 4, 5, 5, 5)),
+])
+def test_input_dtype_other_than_the_weights_is_named(make, shape):
+    """A float64 input to a float32 module (and back) gets a TypeError naming the module, both
+    dtypes and the fix, not torch's "Input type (double) and bias type (float)". Under
+    autocast a float32/float16 input is cast (allowed); float64 never is. The control: the
+    matching dtype runs, and the check is not skipped by the input-check memo."""
+    conv = make()
+    x = torch.randn(shape)
+    conv(x)  # memoized for float32
+    with pytest.raises(TypeError, match=rf"{type(conv).__name__}: the input is torch.float64 "
+                                        r"but the module's weight is torch.float32.*x.to"):
+        conv(x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x.half()).dtype == torch.bfloat16
+        with pytest.raises(TypeError, match=r"float64"):
+            conv(x.double())
+    conv.double()
+    with pytest.raises(TypeError, match=r"the input is torch.float32 but the module's weight "
+                                        r"is torch.float64"):
+        conv(x)
+    assert conv(x.double()).dtype == torch.float64

@@ -65,18 +65,31 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
 
 def check_input_once(module: nn.Module, x, options: tuple,
                      check: Callable[[], bool | None]) -> None:
-    """Run ``check()`` (a conv's input checks) unless ``x`` is like the last input it passed
-    for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta flag and
-    ``options``, which must hold every other value ``check`` reads (so the key cannot match an
-    input or a setting the checks were not run for). Not memoized for non-tensors, while
+    """Run ``check()`` (a conv's input checks) and the dtype check (a floating ``x`` in the
+    weight's dtype, or autocast on for its device) unless ``x`` is like the last input they
+    passed for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta
+    flag and dtype, the autocast flag and ``options``, which must hold every other value
+    ``check`` reads (so the key cannot match an input or a setting the checks were not run
+    for). Not memoized for non-tensors, while
     ``torch.compile`` traces, or when ``check()`` returns ``False`` (a part of it that could
     not be settled for this input yet, e.g. an exactness warning skipped under
     ``quiet_exactness_warnings``)."""
     key = None
+    weight = module.weight
     if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
-        key = (x.shape, x.dtype, x.is_meta, module.weight.is_meta, *options)
+        amp = torch.is_autocast_enabled(x.device.type)
+        key = (x.shape, x.dtype, x.is_meta, weight.is_meta, weight.dtype, amp, *options)
         if key == module.__dict__.get("_checked"):
             return
     settled = check()
+    # (autocast casts float32/16 tensors to its dtype, never float64 ones)
+    no_double = torch.float64 not in (getattr(x, "dtype", None), weight.dtype)
+    if (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != weight.dtype
+            and not (no_double and torch.is_autocast_enabled(x.device.type))):
+        name = type(module).__name__
+        amp_fix = ", or run under torch.autocast" if no_double else ""
+        raise TypeError(f"{name}: the input is {x.dtype} but the module's weight is "
+                        f"{weight.dtype}; convert one to the other (x.to({weight.dtype}) or "
+                        f"module.to({x.dtype})){amp_fix}")
     if key is not None and settled is not False:
         module.__dict__["_checked"] = key
