@@ -15,6 +15,16 @@ from .groups import get as get_group
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``equilayers.interop`` on first use (it is not imported with the package: nothing in it
+    is needed before a conversion)."""
+    if name == "interop":
+        import importlib
+
+        return importlib.import_module(".interop", __name__)
+    raise AttributeError(f"module 'equilayers' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
     "functional",
@@ -24,6 +34,7 @@ __all__ = [
     "models",
     "nn",
     "testing",
+    "interop",
     "get_group",
     "export",
     "recalibrate_batch_norm",

@@ -44,8 +44,8 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     key = ("cube", id(gspace))
     if key in probed:
         return probed[key]
-    from escnn import gspaces
-    from escnn import nn as enn
+    escnn = T.import_escnn("escnn_slot_order")
+    gspaces, enn = escnn.gspaces, escnn.nn
 
     if not isinstance(gspace, gspaces.GSpace):
         raise TypeError(f"escnn_slot_order expects an escnn gspace (e.g. "

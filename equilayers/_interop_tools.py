@@ -38,6 +38,18 @@ __all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fiel
            "field_bias"]
 
 
+def import_escnn(what: str) -> Any:
+    """escnn itself (``import escnn``), or an ``ImportError`` naming ``what`` and the install
+    command (escnn is an optional extra, never imported before a conversion needs it)."""
+    try:
+        import escnn.gspaces
+        import escnn.nn
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{what} needs escnn: pip install 'equilayers[escnn]' (py3nj needs "
+                          "gfortran: apt-get install gfortran)") from e
+    return escnn
+
+
 def gaussian_pool(m: Any) -> GaussianBlurPool2d:
     """escnn stores the filter, not ``sigma``: recover ``sigma`` from the filter's centre and
     its neighbour (``f(1) / f(0) = exp(-1 / (2 sigma^2))``), rebuild ours, and check it."""

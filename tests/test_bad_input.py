@@ -41,6 +41,8 @@ EXEMPT = {
     "equilayers.__version__": _CONSTANT,
     **{f"equilayers.{m}": "a subpackage (its own names are covered)"
        for m in ("functional", "groups", "kernels", "metrics", "models", "nn", "testing")},
+    "equilayers.interop": "a subpackage loaded on first use; its conversions take escnn "
+                          "modules (bad input in tests/test_interop.py, test_escnn_*.py)",
     "equilayers.Finding": _RECORD,
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
     "equilayers.groups.CubicElement": "a record built by CubicGroup.element(), which validates",
