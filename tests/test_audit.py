@@ -81,6 +81,8 @@ def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
     (["nope.py:build", "--input-shape", "1,3,9,9"], "does not exist"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--group", "p5"], "unknown group 'p5'"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--batch", "0"], "--batch must be a positive"),
+    (["{f}:build", "--input-shape", "1,9,9"], "the model fails on an input of shape (1, 9, 9) "
+                                              "(--input-shape: the whole input shape"),
 ])
 def test_audit_bad_input(model_file, capsys, args, match):
     args = [a.format(f=model_file) for a in args]

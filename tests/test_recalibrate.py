@@ -30,6 +30,9 @@ def test_chunks_average_and_cover_group_and_harmonic_norms(gen):
 def test_bad_input():
     with pytest.raises(ValueError, match="non-empty batch"):
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(0, 1, 2, 2))
+    with pytest.raises(TypeError, match=r"x must be one tensor.*got list: join a list of "
+                                        r"batches with torch.cat\(x\)"):
+        recalibrate_batch_norm(nn.BatchNorm2d(1), [torch.zeros(2, 1, 2, 2)] * 3)
     with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
         recalibrate_batch_norm(nn.BatchNorm2d(1), torch.zeros(2, 1, 2, 2), batch_size=0)
 
