@@ -70,6 +70,7 @@ class Element:
         return self.group.compose(self, other)
 
     def inverse(self) -> Self:
+        """The inverse element."""
         return self.group.inverse(self)
 
 
@@ -145,6 +146,7 @@ class Group(abc.ABC):
     # --- generic queries ------------------------------------------------------------------
     @property
     def is_finite(self) -> bool:
+        """Whether the group has finitely many elements (C_N, D_N, the cube's groups)."""
         return self.order != math.inf
 
     @property

@@ -52,6 +52,7 @@ class GroupElement(Element):
 
     @property
     def degrees(self) -> float:
+        """The rotation angle in degrees (of the rotation part, for a flip)."""
         return math.degrees(self.angle)
 
     @property
@@ -70,6 +71,7 @@ class GroupElement(Element):
         return self.group.compose(self, other)
 
     def inverse(self) -> GroupElement:
+        """The inverse element."""
         return self.group.inverse(self)
 
     def __repr__(self) -> str:
@@ -123,6 +125,7 @@ class PlanarGroup(Group):
 
     @property
     def is_finite(self) -> bool:
+        """Whether the group is C_N/D_N (finite), not SO(2)/O(2)."""
         return self.n is not None
 
     @property
@@ -206,9 +209,11 @@ class PlanarGroup(Group):
             raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
 
     def angle(self, a: GroupElement) -> float:
+        """The rotation angle of ``a`` in radians (its rotation part, for a flip)."""
         return a.angle
 
     def is_reflection(self, a: GroupElement) -> bool:
+        """Whether ``a`` contains a flip."""
         return a.reflection
 
     # --- the action on the plane --------------------------------------------------------

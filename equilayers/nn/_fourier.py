@@ -96,6 +96,7 @@ class RegularToHarmonic(_FiberBuffers):
         return 2 * self.max_order + 1, int(self.group.order)
 
     def reset_parameters(self) -> None:
+        """Refill the derived matrix buffer (a fixed function of the arguments)."""
         self._fill("matrix", FF._forward_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +134,7 @@ class HarmonicToRegular(RegularToHarmonic):
         return int(self.group.order), 2 * self.max_order + 1
 
     def reset_parameters(self) -> None:
+        """Refill the derived matrix buffer (a fixed function of the arguments)."""
         self._fill("matrix", FF._inverse_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,6 +235,7 @@ class FourierNonlinearity(_FiberBuffers):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Refill the sampling and inverse matrix buffers (fixed functions of the arguments)."""
         if self.group.spatial_dim == 3:
             a, a_inv = F3._sphere_fourier_cpu(self.max_order, self.samples)
         else:

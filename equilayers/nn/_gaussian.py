@@ -64,6 +64,7 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
         self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
+        """Refill the Gaussian filter buffer (a fixed function of the arguments)."""
         with torch.no_grad():
             self.filter.copy_(Gs.gaussian_filter2d(self.sigma, dtype=torch.float64))
 
@@ -124,6 +125,7 @@ class DiskMask(Typed, _FixedBuffers):
         self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
+        """Refill the mask buffer (a fixed function of the arguments)."""
         with torch.no_grad():
             self.mask.copy_(Gs.disk_mask_weights(self.size, self.margin, self.sigma,
                                                  dtype=torch.float64))

@@ -278,6 +278,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
+        """Running means to 0, running variances to 1, the batch counter to 0 (as torch's batch
+        norms)."""
         if self.track_running_stats:
             # registered as tensors with track_running_stats
             assert (self.running_mean is not None and self.running_var is not None
@@ -287,6 +289,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
             self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
+        """Reset the running statistics, and the affine weights to 1 and biases to 0."""
         self.reset_running_stats()
         if self.affine:
             assert self.weight is not None and self.bias is not None  # parameters with affine

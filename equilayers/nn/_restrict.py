@@ -68,6 +68,7 @@ class Restrict(Typed, _FixedBuffers):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Refill the index buffer (a fixed function of the groups and the field type)."""
         if self.rep == "regular":
             index = restriction_index(self.group, self.subgroup)
             self._identity = R.is_identity(index)
@@ -132,6 +133,7 @@ class CosetPool(Typed, _FixedBuffers):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Refill the index buffer (a fixed function of the groups)."""
         index = R.sorted_coset_index(self.group, self.subgroup)
         self._identity = R.is_identity(index)
         self.index = index.to(self.index.device)

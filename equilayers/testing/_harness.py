@@ -90,6 +90,8 @@ class EquivarianceReport:
 
     @property
     def floor(self) -> float:
+        """The largest error floor over the report's elements (float rounding on the grid, the
+        interpolation floor off it)."""
         return max(self.floors.values(), default=0.0)
 
     def __str__(self) -> str:
