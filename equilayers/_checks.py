@@ -94,6 +94,29 @@ def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = N
     return pair
 
 
+def check_shift_list(value: Any, name: str = "shifts", what: str = "", *,
+                     form: str = "integer pairs (dy, dx)") -> list[Any]:
+    """A list of shifts, each a sequence of ints that the caller checks (:func:`check_pair`),
+    as a list. ``ValueError`` when it is empty; ``TypeError`` for a string or a non-iterable,
+    and for a bare integer among the entries: ``shifts=(1, 2)`` reads as one shift by
+    ``(dy, dx) = (1, 2)``, but :func:`check_pair` would take each integer ``n`` as the shift
+    ``(n, n)``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise _err(TypeError, what, name, value, f"a list of {form}",
+                   f"e.g. {name}=[(1, 2)] for one shift")
+    items = list(value)
+    if any(is_int(v) for v in items):
+        one = (f"{name}=[{tuple(int(v) for v in items)!r}]"
+               if items and all(is_int(v) for v in items) else f"{name}=[(1, 2)]")
+        raise _err(TypeError, what, name, value, f"a list of {form}, one per shift, not a "
+                   "flat sequence of integers (each integer n would be read as a shift by n "
+                   "along every axis)", f"for one shift pass a list holding it: {one}")
+    if not items:
+        raise ValueError(f"{_prefix(what)}{name} is empty: pass at least one shift, e.g. "
+                         f"{name}=[(1, 2)]")
+    return items
+
+
 def check_number(value: Any, name: str, what: str = "", *, minimum: float | None = None,
                  maximum: float | None = None, positive: bool = False, finite: bool = True,
                  fix: str = "") -> float:

@@ -175,7 +175,7 @@ METRICS: list[Case] = [
          empty="error"),
     Case(M.layerwise_shift_equivariance, dict(model=_conv_net()),
          {"model": MODEL, "shifts": {"0": 0, "str": "ab", "1.5": [(1.5, 0)],
-                                     "triple": [(1, 1, 1)]},
+                                     "triple": [(1, 1, 1)], "flat": (1, 2), "empty": []},
           "tol": FLOAT},
          {"x": _img(2, 3, 6, 6, ranks=(3,))},
          accept={"tol": {"None": OK, "0": OK, "inf": OK}}, empty="error"),
@@ -184,7 +184,7 @@ METRICS: list[Case] = [
 ]
 
 _DENSE_SHIFTS = {"0": 0, "1": 1, "str": "ab", "1.5": [(1.5, 0)], "triple": [(1, 1, 1)],
-                 "empty": []}
+                 "empty": [], "flat": (2, 2)}
 _DENSE_OK = {"shifts": {"None": OK}, "in_rep": {"None": OK}}
 METRICS += [
     Case(M.pixel_consistency, dict(model=_double, shifts=2),
@@ -228,7 +228,8 @@ TESTING: list[Case] = [
          accept={**_REPORT_OK, "tol": {"None": OK, "0": OK, "inf": OK}}, empty="error"),
     Case(ET.shift_equivariance_error, dict(f=_double, shifts=[(2, 2)], stride=2),
          {"f": CALLABLE, "shifts": {"0": 0, "str": "ab", "1.5": [(1.5, 0)],
-                                    "triple": [(1, 1, 1)]}, "stride": PAIR},
+                                    "triple": [(1, 1, 1)], "flat": (2, 2), "empty": []},
+          "stride": PAIR},
          {"x": _img(2, 3, 6, 6)}, accept={"stride": {"True": OK}}, empty="error"),
     Case(ET.default_tolerance, dict(dtype=torch.float32), {"dtype": DTYPE}),
     Case(ET.infer_rep, dict(declared=None), {"declared": CHOICE},

@@ -105,3 +105,17 @@ def test_validation(gen):
         pixel_consistency(lambda t: t.mean((-2, -1)), x)
     with pytest.raises(ValueError, match="transforms='rot45'"):
         pixel_equivariance_error(lambda t: t, x, "rot45")
+
+
+def test_a_flat_shift_pair_is_refused_not_read_as_two_diagonal_shifts(gen):
+    # shifts=(1, 2) reads as one shift by (dy, dx) = (1, 2); it was taken as the two shifts
+    # (1, 1) and (2, 2) (each bare int n as (n, n)) and scored silently
+    net, x = _strided_net(), _x(gen, 2, 3, 16, 16)
+    for metric in (pixel_consistency, pixel_equivariance_error):
+        for flat in ((1, 2), [1, 2], [1, (2, 2)]):
+            with pytest.raises(TypeError, match=r"not a flat sequence.*shifts=\[\("):
+                metric(net, x, shifts=flat)
+    # the list of one pair is the one shift: it differs from the two diagonal shifts here
+    one = pixel_equivariance_error(net, x, shifts=[(1, 2)], reduction="mean")
+    assert one > 0.01
+    assert one != pixel_equivariance_error(net, x, shifts=[(1, 1), (2, 2)], reduction="mean")

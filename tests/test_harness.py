@@ -126,3 +126,16 @@ def test_shift_equivariance(gen):
         < 1e-15
     assert shift_equivariance_error(lambda t: t[..., 0, 0], x, [(1, 3)], invariant=True) > 0.1
     assert math.isnan(shift_equivariance_error(lambda t: t * math.nan, x, [(2, 2)], stride=2))
+
+
+def test_shift_lists_refuse_a_flat_shift_and_an_empty_list(gen):
+    # a flat (dy, dx) was read as the shifts (dy, dy) and (dx, dx); an empty list scored 0
+    # (a check that cannot fail)
+    x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"flat sequence.*shifts=\[\(2, 4\)\]"):
+        shift_equivariance_error(nn.Identity(), x, (2, 4))
+    with pytest.raises(TypeError, match=r"flat sequence.*shifts=\[\(1, 2, 3\)\]"):
+        shift_equivariance_error(nn.Identity(), x, (1, 2, 3))
+    with pytest.raises(ValueError, match="shifts is empty"):
+        shift_equivariance_error(nn.Identity(), x, [])
+    assert shift_equivariance_error(nn.Identity(), x, [(2, 4)]) == 0.0

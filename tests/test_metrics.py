@@ -219,3 +219,15 @@ def test_bad_input(gen):
         metrics.layerwise_equivariance(nn.Sequential(nn.Identity()), x, "c8", elements=[1])
     with pytest.raises(TypeError, match="must be a tensor"):
         metrics.consistency(m, [1, 2], "flip")
+
+
+def test_layerwise_shifts_refuse_a_flat_shift_and_an_empty_list(gen):
+    # shifts=(1, 2) was read as (1, 1) and (2, 2); shifts=[] gave rows of NaN
+    circ = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular")).double()
+    x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"flat sequence.*shifts=\[\(1, 2\)\]"):
+        metrics.layerwise_shift_equivariance(circ, x, shifts=(1, 2))
+    with pytest.raises(ValueError, match="shifts is empty"):
+        metrics.layerwise_shift_equivariance(circ, x, shifts=[])
+    rows = metrics.layerwise_shift_equivariance(circ, x, shifts=[(1, 2)])
+    assert [r.worst for r in rows] == ["shift(1, 2)"] * 2

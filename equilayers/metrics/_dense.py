@@ -30,9 +30,8 @@ def _shift_list(shifts: object, ratio: tuple[int, int], what: str) -> list[tuple
     if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence):
         raise TypeError(f"{what}: shifts={shifts!r} must be an integer n >= 2 or a list of "
                         "integer pairs (dy, dx)")
-    out = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)") for s in shifts]
-    if not out:
-        raise ValueError(f"{what}: shifts is empty: pass at least one (dy, dx)")
+    out = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
+           for s in C.check_shift_list(shifts, "shifts", what)]
     for dy, dx in out:
         if dy % ry or dx % rx:
             raise ValueError(f"{what}: shift {(dy, dx)} is not a multiple of the output's pixel "
@@ -154,7 +153,9 @@ def pixel_consistency(
     * ``"shifts"``: integer circular shifts (:func:`~equilayers.groups.circular_shift`).
       ``shifts=n`` gives every ``(i r_y, j r_x)`` with ``0 <= i, j < n``, ``(r_y, r_x)`` the
       input size over the output size (1 for a full-resolution output): pass the model's total
-      stride to cover every phase. Or a list of pairs ``(dy, dx)``, multiples of ``(r_y, r_x)``.
+      stride to cover every phase. Or a list of pairs ``(dy, dx)``, multiples of ``(r_y, r_x)``:
+      one shift is ``shifts=[(1, 2)]``; a flat ``shifts=(1, 2)`` raises ``TypeError`` (it is
+      not read as the two shifts ``(1, 1)`` and ``(2, 2)``).
     * ``"rot90"`` (``c4``), ``"flip"`` (``d1``), or any group (a name or a
       :class:`~equilayers.groups.Group`): its grid elements (square inputs), acting on the input
       by ``in_rep`` (declared or inferred, as in :func:`equivariance_error`) and on the output's

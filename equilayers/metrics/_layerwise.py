@@ -223,7 +223,8 @@ def layerwise_shift_equivariance(
     Args:
         model: an ``nn.Module``.
         x: the batch ``(B, C, H, W)``.
-        shifts: integer ``(dy, dx)`` input shifts; default one diagonal shift by the largest
+        shifts: a list of integer ``(dy, dx)`` input shifts (one shift: ``[(1, 2)]``; a flat
+            ``(1, 2)`` raises ``TypeError``); default one diagonal shift by the largest
             integer downsampling factor among the layers (so every layer is comparable) and
             one by 1 pixel (which shows where sub-sampling aliasing starts).
         tol: as in :func:`layerwise_equivariance`.
@@ -237,7 +238,7 @@ def layerwise_shift_equivariance(
             raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs "
                             "(dy, dx), or None")
         shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
-                  for s in shifts]
+                  for s in C.check_shift_list(shifts, "shifts", what)]
     h_in, w_in = x.shape[-2:]
     base = capture_outputs(model, x)
     if shifts is None:

@@ -335,14 +335,16 @@ def shift_equivariance_error(
 ) -> float:
     """Worst relative error of ``f(roll(x, s)) == roll(f(x), s / stride)`` over integer
     circular ``shifts`` (each a multiple of ``stride``); with ``invariant=True`` the output
-    must not move at all. Shifts are pairs ``(dy, dx)`` on ``(H, W)``, or triples ``(dz, dy,
-    dx)`` on volumes ``(D, H, W)`` (then ``stride`` is an int or a triple)."""
+    must not move at all. ``shifts`` is a list of pairs ``(dy, dx)`` on ``(H, W)``, or of
+    triples ``(dz, dy, dx)`` on volumes ``(D, H, W)`` (then ``stride`` is an int or a triple);
+    one shift is ``[(1, 2)]`` (a flat ``(1, 2)`` raises ``TypeError``)."""
     what = "shift_equivariance_error"
     C.check_callable(f, "f", what)
     if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
         raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx) "
                         "or triples (dz, dy, dx)")
-    shifts = list(shifts)
+    shifts = C.check_shift_list(shifts, "shifts", what,
+                                form="integer pairs (dy, dx) or triples (dz, dy, dx)")
     nd = 3 if shifts and all(isinstance(s, (tuple, list)) and len(s) == 3 for s in shifts) else 2
     strides: tuple[int, ...]
     if nd == 3:
