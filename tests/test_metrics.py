@@ -231,3 +231,26 @@ def test_layerwise_shifts_refuse_a_flat_shift_and_an_empty_list(gen):
         metrics.layerwise_shift_equivariance(circ, x, shifts=[])
     rows = metrics.layerwise_shift_equivariance(circ, x, shifts=[(1, 2)])
     assert [r.worst for r in rows] == ["shift(1, 2)"] * 2
+
+
+def test_geed_is_never_negative():
+    # a shift- and p4m-invariant model (circular conv, global mean): the distances are 0 up to
+    # rounding, which took the cosine distance and the KL divergence to -1e-17 before the clamp
+    for seed in range(6):
+        with seeded_rng(seed):
+            model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten()).double()
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        for d in metrics.DISTANCES:
+            for normalized in (False, True):
+                got = metrics.geed(model, x, "p4m", d, normalized)
+                assert got >= 0 and math.copysign(1.0, got) == 1.0, (seed, d, normalized, got)
+                assert got < 1e-12
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, None])
+def test_geed_normalized_is_a_bool(flag, gen):
+    x = torch.randn(2, 1, 5, 5, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match=rf"geed: normalized={flag!r} must be True or False"):
+        metrics.geed(ChannelMeans(), x, "p4", normalized=flag)

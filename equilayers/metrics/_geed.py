@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .. import _checks as C
 from ..groups import FieldType, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
@@ -21,15 +22,18 @@ _WHAT = "geed"
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
-    """Per-sample distance between two outputs (float64), shape (B,)."""
+    """Per-sample distance between two outputs (float64), shape (B,); clamped at 0, where
+    rounding takes the cosine distance or the KL divergence of equal outputs to ~-1e-17."""
     a = a.reshape(a.shape[0], -1).to(torch.float64)
     b = b.reshape(b.shape[0], -1).to(torch.float64)
     if distance == "cosine":
-        return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-300)
-    if distance == "l2":
-        return torch.linalg.vector_norm(a - b, dim=1)
-    la, lb = F.log_softmax(a, dim=1), F.log_softmax(b, dim=1)
-    return (la.exp() * (la - lb)).sum(dim=1)  # KL(softmax a || softmax b)
+        d = 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-300)
+    elif distance == "l2":
+        d = torch.linalg.vector_norm(a - b, dim=1)
+    else:
+        la, lb = F.log_softmax(a, dim=1), F.log_softmax(b, dim=1)
+        d = (la.exp() * (la - lb)).sum(dim=1)  # KL(softmax a || softmax b)
+    return d.clamp_min(0.0)
 
 
 def geed(
@@ -65,15 +69,19 @@ def geed(
         x: the batch (``B >= 2`` when ``normalized``).
         group: a group name or :class:`~equilayers.groups.Group`.
         distance: ``"cosine"``, ``"l2"`` or ``"kl"``.
-        normalized: divide by the distance between unrelated inputs.
+        normalized: ``True`` divides by the distance between unrelated inputs (a bool:
+            ``TypeError`` otherwise).
         in_rep, out_rep, elements: as in :func:`equilayers.testing.equivariance_report`.
 
     Returns:
-        The (normalized) deviation, a float >= 0.
+        The (normalized) deviation, a float >= 0 (each distance is clamped at 0: rounding
+        takes the cosine distance or the KL divergence of equal outputs to about -1e-17).
     """
     check_model(model, _WHAT)
     x = check_batch(x, _WHAT)
     distance = choice(distance, "distance", DISTANCES, _WHAT)
+    C.check_flag(normalized, "normalized", _WHAT,
+                 fix="True divides by the distance between unrelated inputs")
     grp = get(group)
     els = resolve_elements(grp, elements)
     if normalized and x.shape[0] < 2:
@@ -106,4 +114,4 @@ def geed(
                                  "batch, so the normalization (distance between unrelated "
                                  "inputs) is 0; use normalized=False or a varied batch")
             value = value / base
-    return float(value)
+    return float(value) + 0.0  # + 0.0: a -0.0 (all distances clamped to 0) reads as 0.0
