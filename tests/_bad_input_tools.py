@@ -229,7 +229,7 @@ TESTING: list[Case] = [
     Case(ET.shift_equivariance_error, dict(f=_double, shifts=[(2, 2)], stride=2),
          {"f": CALLABLE, "shifts": {"0": 0, "str": "ab", "1.5": [(1.5, 0)],
                                     "triple": [(1, 1, 1)], "flat": (2, 2), "empty": []},
-          "stride": PAIR},
+          "stride": PAIR, "invariant": FLAG},
          {"x": _img(2, 3, 6, 6)}, accept={"stride": {"True": OK}}, empty="error"),
     Case(ET.default_tolerance, dict(dtype=torch.float32), {"dtype": DTYPE}),
     Case(ET.infer_rep, dict(declared=None), {"declared": CHOICE},

@@ -139,3 +139,11 @@ def test_shift_lists_refuse_a_flat_shift_and_an_empty_list(gen):
     with pytest.raises(ValueError, match="shifts is empty"):
         shift_equivariance_error(nn.Identity(), x, [])
     assert shift_equivariance_error(nn.Identity(), x, [(2, 4)]) == 0.0
+
+
+@pytest.mark.parametrize("flag", ["no", 0, None])
+def test_shift_equivariance_invariant_is_a_bool(flag, gen):
+    # invariant="no" was read as True by its truth value
+    x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match=rf"invariant={flag!r} must be True or False"):
+        shift_equivariance_error(nn.Identity(), x, [(2, 4)], invariant=flag)

@@ -340,6 +340,7 @@ def shift_equivariance_error(
     one shift is ``[(1, 2)]`` (a flat ``(1, 2)`` raises ``TypeError``)."""
     what = "shift_equivariance_error"
     C.check_callable(f, "f", what)
+    C.check_flag(invariant, "invariant", what, fix="True: the output must not move at all")
     if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
         raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx) "
                         "or triples (dz, dy, dx)")
