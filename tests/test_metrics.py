@@ -254,3 +254,55 @@ def test_geed_normalized_is_a_bool(flag, gen):
     x = torch.randn(2, 1, 5, 5, generator=gen, dtype=torch.float64)
     with pytest.raises(TypeError, match=rf"geed: normalized={flag!r} must be True or False"):
         metrics.geed(ChannelMeans(), x, "p4", normalized=flag)
+
+
+def _volume_group_metrics():
+    pointwise = nn.Conv2d(8, 4, 1).double()
+    return {
+        "invariance_error": lambda m, x, g: metrics.invariance_error(m, x, g),
+        "equivariance_error": lambda m, x, g: metrics.equivariance_error(m, x, g),
+        "geed": lambda m, x, g: metrics.geed(m, x, g),
+        "pixel_consistency": lambda m, x, g: metrics.pixel_consistency(pointwise, x, g),
+        "pixel_equivariance_error": lambda m, x, g: metrics.pixel_equivariance_error(
+            pointwise, x, g),
+        "layerwise_equivariance": lambda m, x, g: metrics.layerwise_equivariance(m, x, g),
+        "assert_invariant": lambda m, x, g: testing.assert_invariant(m, x, g, tol=math.inf),
+    }
+
+
+@pytest.mark.parametrize("group", ["o", "oh", "c4z", "d4z"])
+def test_a_volume_group_on_an_image_batch_is_refused(group, gen):
+    # C == H == W: the cube's rotations turned (C, H, W) as a volume, silently (1.41 for "o")
+    with seeded_rng(0):
+        model = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten()).double()
+    x = torch.randn(2, 8, 8, 8, generator=gen, dtype=torch.float64)
+    for name, metric in _volume_group_metrics().items():
+        with pytest.raises(ValueError, match=rf"{name}: group='{group}' acts on volumes.*5-D "
+                           r"volume batch \(B, C, D, H, W\).*shape \(2, 8, 8, 8\).*planar"):
+            metric(model, x, group)
+    # in_rep='trivial' does not make an image a volume either
+    with pytest.raises(ValueError, match="acts on volumes"):
+        metrics.invariance_error(model, x, group, in_rep="trivial")
+    # the control: a volume batch of the same model's 3-D twin is measured
+    with seeded_rng(0):
+        volume = nn.Sequential(nn.Conv3d(8, 4, 3, padding=1), nn.AdaptiveAvgPool3d(1),
+                               nn.Flatten()).double()
+    xv = torch.randn(2, 8, 6, 6, 6, generator=gen, dtype=torch.float64)
+    assert metrics.invariance_error(volume, xv, group) > 1e-3
+    assert metrics.geed(volume, xv, group) > 1e-6
+
+
+def test_a_group_the_model_is_not_built_for_names_the_metric_and_the_fix(gen):
+    from equilayers.nn import GroupConv3d
+
+    with seeded_rng(0):
+        conv = GroupConv3d(2, 2, 3, group="o").double()
+    x = torch.randn(1, 2, 24, 5, 5, 5, generator=gen, dtype=torch.float64)
+    for name, metric in (("equivariance_error", metrics.equivariance_error),
+                         ("geed", metrics.geed)):
+        for group in ("oh", "c4"):
+            with pytest.raises(ValueError, match=rf"{name}: group='{group}' cannot act on the "
+                               rf"model's in_type .*{group} is not a subgroup of o.*group='o'"):
+                metric(conv, x, group)
+    assert metrics.equivariance_error(conv, x, "c4z") < 1e-12  # a subgroup: measured

@@ -67,7 +67,11 @@ def geed(
     Args:
         model: any module or function; modules may declare ``in_type`` / ``out_type``.
         x: the batch (``B >= 2`` when ``normalized``).
-        group: a group name or :class:`~equilayers.groups.Group`.
+        group: a group name or :class:`~equilayers.groups.Group`. A group of 3-D
+            rotations (the cube's ``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``;
+            ``"so3"``, ``"o3"``) moves volumes: ``x`` must be ``(B, C, D, H, W)`` or
+            ``(B, C, F, D, H, W)`` (``ValueError`` for an image batch). A module's
+            declared field type must be of ``group`` or of a larger group.
         distance: ``"cosine"``, ``"l2"`` or ``"kl"``.
         normalized: ``True`` divides by the distance between unrelated inputs (a bool:
             ``TypeError`` otherwise).

@@ -46,11 +46,43 @@ def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Gr
     the input's type, the guess for an undeclared output of the same layout."""
     name = f"{side}_rep"
     value = given if given is not None else declared_type(f, side)
+    declared = isinstance(value, FieldType)
     if isinstance(value, FieldType):
-        return (value if group is None else value.bind(group)), True
-    if value is not None:
-        return _from_rep(value, t, group, name, what), False
-    return _guess(t, group, name, what, like), False
+        ft = value if group is None else _bind(value, group, given is not None, side, what)
+    elif value is not None:
+        ft = _from_rep(value, t, group, name, what)
+    else:
+        ft = _guess(t, group, name, what, like)
+    if side == "in":
+        _check_spatial(ft, t, group, what)
+    return ft, declared
+
+
+def _bind(ft: FieldType, group: Group, given: bool, side: str, what: str) -> FieldType:
+    """``ft.bind(group)``, or a ``ValueError`` naming the caller's ``group=`` argument, the
+    type it does not act on and the fix (bind's own message names only ``FieldType.bind``)."""
+    try:
+        return ft.bind(group)
+    except ValueError as exc:
+        assert ft.group is not None  # bind refuses only a type of another group
+        source = f"{side}_rep={ft!r}" if given else f"the model's {side}_type {ft!r}"
+        why = str(exc).removeprefix("FieldType.bind: ")
+        raise ValueError(f"{what}: group={group.name!r} cannot act on {source}: {why}. "
+                         f"Measure with group={ft.group.name!r}, the group the field is "
+                         "built for, or one of its subgroups") from None
+
+
+def _check_spatial(ft: FieldType, t: torch.Tensor, group: Group | None, what: str) -> None:
+    """An input that ``group`` moves has its spatial dims: a cube group on a 4-D image batch
+    would turn the channels as a depth axis (``ValueError`` naming both and the fix)."""
+    if group is None or ft.rep == "invariant" or group.spatial_dim < 3:
+        return
+    if t.dim() < 2 + group.spatial_dim:
+        raise ValueError(f"{what}: group={group.name!r} acts on volumes (3 spatial dims), so "
+                         "x must be a 5-D volume batch (B, C, D, H, W) or a 6-D group map "
+                         f"(B, C, F, D, H, W); got a {t.dim()}-D tensor of shape "
+                         f"{tuple(t.shape)}. For images (B, C, H, W) use a planar group "
+                         "('p4', 'p4m', 'c4', 'd4', ...)")
 
 
 def _noun(name: str) -> str:

@@ -162,7 +162,11 @@ def equivariance_report(
         f: a module or function. Modules declare ``in_type``/``out_type``
             (:class:`~equilayers.groups.FieldType`; or ``in_rep``/``out_rep`` names).
         x: the input batch; ``f`` runs in its dtype, the error is computed in float64.
-        group: a group name or :class:`~equilayers.groups.Group`.
+        group: a group name or :class:`~equilayers.groups.Group`. A group of 3-D
+            rotations (the cube's ``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``;
+            ``"so3"``, ``"o3"``) moves volumes: ``x`` must be ``(B, C, D, H, W)`` or
+            ``(B, C, F, D, H, W)`` (``ValueError`` for an image batch). A module's
+            declared field type must be of ``group`` or of a larger group.
         in_rep, out_rep: override the declared types: a rep name (``"trivial"``,
             ``"regular"``, ``"harmonic"``, ``"invariant"``, ``"quotient:K"``, for the
             tensor's rank) or a :class:`~equilayers.groups.FieldType`. Undeclared types are
@@ -178,7 +182,25 @@ def equivariance_report(
             each tested element of ``group`` acts on the input as the element of
             ``in_group`` it is (same angle and flip). Modules may declare it as an attribute.
     """
-    what = "equivariance_report"
+    return _report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements,
+                   smooth=smooth, margin=margin, in_group=in_group, what="equivariance_report")
+
+
+def _report(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    group: GroupLike,
+    *,
+    in_rep: str | FieldType | None = None,
+    out_rep: str | FieldType | None = None,
+    elements: Sequence[Element | int] | None = None,
+    smooth: float = 1.0,
+    margin: float = 2.0,
+    in_group: GroupLike | None = None,
+    what: str,
+) -> EquivarianceReport:
+    """:func:`equivariance_report`, its errors naming ``what``: the public function the user
+    called (``equivariance_error``, ``assert_invariant``...)."""
     C.check_callable(f, "f", what)
     C.check_tensor(x, "x", what)
     C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
@@ -201,7 +223,7 @@ def equivariance_report(
     with torch.no_grad():
         y = f(x)
         if not isinstance(y, torch.Tensor):
-            raise TypeError(f"f must return a tensor; got {type(y).__name__}")
+            raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
         out_type, declared = resolve_field_type(y, out_rep, f, "out", grp, what,
                                                 like=in_type if in_grp == grp else None)
         if declared:
@@ -223,8 +245,8 @@ def equivariance_report(
                 back = act_on(out_type, g.inverse(), gy)
                 floor = relative_error(back, y, mask)
             if y_g.shape != gy.shape:
-                raise ValueError(f"f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "
-                                 f"{tuple(gy.shape)}: is out_rep={out_type.rep!r} "
+                raise ValueError(f"{what}: f(g.x) has shape {tuple(y_g.shape)} but g.f(x) "
+                                 f"has {tuple(gy.shape)}: is out_rep={out_type.rep!r} "
                                  f"({out_type!r}) right?")
             errors[g] = relative_error(y_g, gy, mask)
             floors[g] = floor
@@ -249,9 +271,8 @@ def equivariance_error(
         >>> equivariance_error(conv, torch.randn(1, 1, 9, 9, dtype=torch.float64), "p4") > 1e-3
         True
     """
-    return equivariance_report(
-        f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements
-    ).error
+    return _report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements,
+                   what="equivariance_error").error
 
 
 def invariance_error(
@@ -263,9 +284,8 @@ def invariance_error(
     elements: Sequence[Element | int] | None = None,
 ) -> float:
     """The worst relative change ``||f(g.x) - f(x)|| / ||f(x)||`` over ``elements``."""
-    return equivariance_report(
-        f, x, group, in_rep=in_rep, out_rep="invariant", elements=elements
-    ).error
+    return _report(f, x, group, in_rep=in_rep, out_rep="invariant", elements=elements,
+                   what="invariance_error").error
 
 
 def assert_equivariant(
@@ -282,7 +302,8 @@ def assert_equivariant(
     not equivariant on ``x``. ``tol`` defaults to :func:`default_tolerance` of the output
     dtype for grid elements; off-grid elements need an explicit ``tol``."""
     _check_tol(tol, "assert_equivariant")
-    report = equivariance_report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements)
+    report = _report(f, x, group, in_rep=in_rep, out_rep=out_rep, elements=elements,
+                     what="assert_equivariant")
     _check(report, tol, x.dtype, "equivariant")
     return report
 
@@ -298,8 +319,8 @@ def assert_invariant(
 ) -> EquivarianceReport:
     """Like :func:`assert_equivariant` with ``out_rep="invariant"``."""
     _check_tol(tol, "assert_invariant")
-    report = equivariance_report(f, x, group, in_rep=in_rep, out_rep="invariant",
-                                 elements=elements)
+    report = _report(f, x, group, in_rep=in_rep, out_rep="invariant", elements=elements,
+                     what="assert_invariant")
     _check(report, tol, x.dtype, "invariant")
     return report
 
