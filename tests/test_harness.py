@@ -147,3 +147,20 @@ def test_shift_equivariance_invariant_is_a_bool(flag, gen):
     x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
     with pytest.raises(TypeError, match=rf"invariant={flag!r} must be True or False"):
         shift_equivariance_error(nn.Identity(), x, [(2, 4)], invariant=flag)
+
+
+def test_the_relative_error_divides_by_the_larger_side():
+    # the definition docs/layers/metrics.md gives: ||f(g.x) - g.f(x)|| / max(||g.f(x)||,
+    # ||f(g.x)||), at most 2. f reads pixel (0, 0) and twice pixel (-1, -1); the half turn
+    # swaps them: f(x) = 1, f(g.x) = 2, so the error is 1 / 2 (1 / 1 with ||g.f(x)|| alone)
+    x = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    x[..., 0, 0] = 1.0
+
+    def f(t):
+        return (t[..., 0, 0] + 2 * t[..., -1, -1]).reshape(-1, 1)
+
+    assert invariance_error(f, x, "c2") == 0.5
+    assert equivariance_error(f, x, "c2", out_rep="invariant") == 0.5
+    # f(g.x) = -g.f(x): the bound 2
+    assert invariance_error(lambda t: (t[..., 0, 0] - t[..., -1, -1]).reshape(-1, 1), x,
+                            "c2") == 2.0

@@ -9,7 +9,7 @@ from torch import nn
 
 import equilayers.testing as testing
 from equilayers import metrics
-from equilayers.groups import flip, fractional_shift
+from equilayers.groups import flip, fractional_shift, get
 from equilayers.metrics._lie import _shear_rotate
 from equilayers.testing import symmetrized_conv2d
 from equilayers.testing._cases_heads import toy_invariant_net
@@ -306,3 +306,84 @@ def test_a_group_the_model_is_not_built_for_names_the_metric_and_the_fix(gen):
                                rf"model's in_type .*{group} is not a subgroup of o.*group='o'"):
                 metric(conv, x, group)
     assert metrics.equivariance_error(conv, x, "c4z") < 1e-12  # a subgroup: measured
+
+
+class _Counter(nn.Module):
+    """Reassigns its buffer on every call (a new tensor object, not an in-place update)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        self.calls = self.calls + 1
+        return x
+
+
+def _train_mode_models():
+    with seeded_rng(0):
+        head = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), _Counter(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten()).double().train()
+        dense = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+                              nn.BatchNorm2d(4), _Counter()).double().train()
+    return head, dense
+
+
+def _state(model):
+    buffers = {k: (v, v.clone()) for k, v in model.named_buffers()}
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    return buffers, params
+
+
+def _assert_same_state(model, state, what):
+    buffers, params = state
+    now = dict(model.named_buffers())
+    assert now.keys() == buffers.keys(), what
+    for k, (obj, value) in buffers.items():
+        assert now[k] is obj, f"{what}: buffer {k} replaced"
+        assert torch.equal(now[k], value), f"{what}: buffer {k} changed"
+    for k, p in model.named_parameters():
+        assert torch.equal(p, params[k]) and p.grad is None, f"{what}: parameter {k}"
+    assert model.training, f"{what}: the mode changed"
+
+
+_ON_HEAD = {
+    "consistency": lambda m, x: metrics.consistency(m, x, "rot90", pairs=2),
+    "consistency-all": lambda m, x: metrics.consistency(m, x, "flip", pairs="all"),
+    "invariance_error": lambda m, x: metrics.invariance_error(m, x, "p4"),
+    "equivariance_error": lambda m, x: metrics.equivariance_error(m, x, "p4m"),
+    "equivariance_report-offgrid": lambda m, x: testing.equivariance_report(
+        m, x, "so2", out_rep="invariant", elements=get("so2").elements_at([30.0])),
+    "geed": lambda m, x: metrics.geed(m, x, "p4", "kl", True),
+    "lie_derivative": lambda m, x: metrics.lie_derivative(m, x, "rotate"),
+    "deformation_stability": lambda m, x: metrics.deformation_stability(m, x, samples=2),
+    "layerwise_equivariance": lambda m, x: metrics.layerwise_equivariance(m, x, "p4"),
+    "layerwise_shift_equivariance": lambda m, x: metrics.layerwise_shift_equivariance(m, x),
+    "capture_outputs": lambda m, x: metrics.capture_outputs(m, x),
+    "shift_equivariance_error": lambda m, x: testing.shift_equivariance_error(
+        m, x, [(1, 2)], invariant=True),
+}
+_ON_DENSE = {
+    "pixel_consistency": lambda m, x: metrics.pixel_consistency(m, x, shifts=2),
+    "pixel_consistency-group": lambda m, x: metrics.pixel_consistency(m, x, "p4m"),
+    "pixel_equivariance_error": lambda m, x: metrics.pixel_equivariance_error(m, x, "p4"),
+    "lie_derivative-dense": lambda m, x: metrics.lie_derivative(m, x, "translate_y"),
+}
+
+
+def test_metrics_leave_a_train_mode_models_buffers_as_they_found_them(gen):
+    x = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    head, dense = _train_mode_models()
+    # the control: running the model itself in train mode changes its buffers
+    for model in (head, dense):
+        state = _state(model)
+        with torch.no_grad():
+            model(x)
+        with pytest.raises(AssertionError, match="changed"):
+            _assert_same_state(model, state, "model(x)")
+    head, dense = _train_mode_models()
+    for table, model in ((_ON_HEAD, head), (_ON_DENSE, dense)):
+        for name, metric in table.items():
+            state = _state(model)
+            metric(model, x)
+            _assert_same_state(model, state, name)

@@ -3,6 +3,10 @@
 Every function takes any ``nn.Module`` (or callable) and a batch, documents its formula and its
 source, and raises ``ValueError`` naming a bad value. ``invariance_error`` and
 ``equivariance_error`` are the harness's own definitions (:mod:`equilayers.testing`), re-exported.
+
+A metric runs the model in the mode it is in and leaves an ``nn.Module``'s buffers as it found
+them (a train-mode BatchNorm's running statistics are put back after the measurement), its
+parameters and their ``.grad`` untouched.
 """
 
 from ._consistency import TRANSFORMS, consistency

@@ -10,6 +10,7 @@ import torch
 
 from .. import _checks as C
 from ..groups import circular_shift, flip, fractional_shift, rot90, rotate
+from ..testing._harness import kept_buffers
 from ._common import check_batch, check_model, choice, positive_int, tensor_output
 
 __all__ = ["consistency", "TRANSFORMS"]
@@ -154,7 +155,7 @@ def consistency(
 
     if pairs != "all":
         positive_int(pairs, "pairs", _WHAT)
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(model):
         if pairs == "all":
             if transform not in _FINITE:
                 raise ValueError(f"consistency: pairs='all' needs a finite transform "

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ..testing._harness import kept_buffers
 from ._common import check_batch, check_model, positive_int, tensor_output
 
 __all__ = ["deformation_stability", "DeformationStability", "random_deformation"]
@@ -130,7 +131,7 @@ def deformation_stability(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     h, w = x.shape[-2:]
     d_sum = g_sum = disp_sum = grad_sum = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(model):
         y = tensor_output(model(x), _WHAT)
         for _ in range(samples):
             disp = random_deformation(h, w, temperature, cutoff, generator=gen, dtype=x.dtype,

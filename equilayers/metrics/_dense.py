@@ -11,7 +11,7 @@ from .. import _checks as C
 from ..groups import FieldType, Group, GroupElement, GroupLike, circular_shift, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
-from ..testing._harness import resolve_elements
+from ..testing._harness import kept_buffers, resolve_elements
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["pixel_consistency", "pixel_equivariance_error"]
@@ -179,11 +179,12 @@ def pixel_consistency(
     """
     what = "pixel_consistency"
     agree = total = 0
-    for y, back in _outputs(model, x, transforms, shifts, in_rep, None, elements, what,
-                                  labels=True):
-        ref = _labels(y, what)
-        agree += int((_labels(back, what) == ref).sum())
-        total += ref.numel()
+    with kept_buffers(model):
+        for y, back in _outputs(model, x, transforms, shifts, in_rep, None, elements, what,
+                                labels=True):
+            ref = _labels(y, what)
+            agree += int((_labels(back, what) == ref).sum())
+            total += ref.numel()
     return agree / total if total else 1.0
 
 
@@ -229,13 +230,15 @@ def pixel_equivariance_error(
     worst = 0.0
     total = 0.0
     count = 0
-    for y, back in _outputs(model, x, transforms, shifts, in_rep, out_rep, elements, what):
-        diff = (back.to(torch.float64) - y.to(torch.float64)).abs()
-        if not torch.isfinite(diff).all():
-            return float("nan")
-        worst = max(worst, float(diff.max())) if diff.numel() else worst
-        total += float(diff.sum())
-        count += diff.numel()
+    with kept_buffers(model):
+        for y, back in _outputs(model, x, transforms, shifts, in_rep, out_rep, elements,
+                                what):
+            diff = (back.to(torch.float64) - y.to(torch.float64)).abs()
+            if not torch.isfinite(diff).all():
+                return float("nan")
+            worst = max(worst, float(diff.max())) if diff.numel() else worst
+            total += float(diff.sum())
+            count += diff.numel()
     if reduction == "max":
         return worst
     return total / count if count else 0.0

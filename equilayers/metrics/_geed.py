@@ -12,7 +12,12 @@ from .. import _checks as C
 from ..groups import FieldType, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
-from ..testing._harness import equivariance_error, invariance_error, resolve_elements
+from ..testing._harness import (
+    equivariance_error,
+    invariance_error,
+    kept_buffers,
+    resolve_elements,
+)
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
@@ -96,7 +101,7 @@ def geed(
         in_type.check(x, "x", _WHAT)
     if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", _WHAT)
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(model):
         y = tensor_output(model(x), _WHAT)
         out_type, declared = resolve_field_type(y, out_rep, model, "out", grp, _WHAT,
                                                 like=in_type)

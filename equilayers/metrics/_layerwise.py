@@ -15,6 +15,7 @@ from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import (
     default_tolerance,
     infer_rep,
+    kept_buffers,
     relative_error,
     resolve_elements,
 )
@@ -80,7 +81,7 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
             continue
         handles.append(mod.register_forward_hook(hook_for(name)))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), kept_buffers(model):
             y = tensor_output(model(x), "layerwise")
     finally:
         for hd in handles:

@@ -11,6 +11,7 @@ import torch
 from ..groups import FieldType
 from ..groups._actions import check_rep
 from ..testing._fields import resolve_field_type
+from ..testing._harness import kept_buffers
 from ._common import check_batch, check_model, choice, tensor_output
 
 __all__ = ["lie_derivative", "GENERATORS"]
@@ -111,7 +112,7 @@ def lie_derivative(
     if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", _WHAT)
     path = _path(generator)
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(model):
         y0 = tensor_output(model(x), _WHAT)
     out_type, declared = resolve_field_type(y0, out_rep, model, "out", None, _WHAT)
     if declared:
@@ -140,10 +141,11 @@ def lie_derivative(
 
     t0 = torch.zeros((), dtype=x.dtype, device=x.device)
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    try:
-        # torch's stub returns a pair or a triple (has_aux=True) without an overload
-        _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
-    except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
-        _, deriv = torch.autograd.functional.jvp(along, t0, one)
+    with kept_buffers(model):
+        try:
+            # torch's stub returns a pair or a triple (has_aux=True) without an overload
+            _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
+        except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
+            _, deriv = torch.autograd.functional.jvp(along, t0, one)
     lee = deriv.detach().reshape(deriv.shape[0], -1).to(torch.float64).pow(2).sum(dim=1)
     return float(lee.mean()) if reduction == "mean" else lee

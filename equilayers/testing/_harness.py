@@ -9,15 +9,22 @@ the elements tested. Elements that do not map the pixel grid onto itself (e.g. 4
 handled as an approximate check: the input is Gaussian-smoothed, both sides are compared only
 inside the inscribed disk of the output (the inscribed ball, for SO(3)/O(3) on volumes, which
 rotate by trilinear interpolation), and the *interpolation floor*, the error of rotating
-``f(x)`` forth and back, is reported next to the error.
+``f(x)`` forth and back, is reported next to the error. The error is at most 2 (reached when
+``f(g . x) = -g . f(x)``).
+
+``f`` runs in the mode it is in; an ``nn.Module``'s buffers are put back after the measurement
+(:func:`kept_buffers`: a train-mode BatchNorm's running statistics do not move).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
 
 from .. import _checks as C
 from ..functional._gconv3d import triple
@@ -39,6 +46,7 @@ __all__ = [
     "infer_rep",
     "relative_error",
     "resolve_elements",
+    "kept_buffers",
 ]
 
 _TINY = 1e-300
@@ -114,6 +122,36 @@ def relative_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None =
     num = torch.linalg.vector_norm(a - b).item()
     den = max(torch.linalg.vector_norm(a).item(), torch.linalg.vector_norm(b).item(), _TINY)
     return num / den
+
+
+@contextmanager
+def kept_buffers(model: object) -> Iterator[None]:
+    """Run the block, then put every buffer of ``model`` back as it was (for an
+    ``nn.Module``; any other callable is left alone): the tensor objects and their values.
+
+    A model in train mode updates its BatchNorm running statistics (``running_mean``,
+    ``running_var``, ``num_batches_tracked``) on every forward pass; the metrics and the
+    harness run it on transformed copies of the batch, which must not train it. The model
+    keeps its mode (a train-mode BatchNorm still normalizes by the batch's statistics), and
+    its parameters and their ``.grad`` are not touched. Buffers that a lazy module creates
+    in the block (``nn.LazyBatchNorm2d``) are not restored: they did not exist before it."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    saved = [(mod, name, buf, buf.detach().clone()) for mod in model.modules()
+             for name, buf in mod._buffers.items()
+             if buf is not None and not is_lazy(buf) and not buf.is_meta]
+    try:
+        yield
+    finally:
+        for mod, name, buf, copy in saved:
+            mod._buffers[name] = buf  # the object itself, were it reassigned
+            # compared, not version-checked: batch_norm's kernel updates its running
+            # statistics without bumping their version counter. Unchanged buffers are not
+            # written (an expanded one cannot be; an inference tensor only in inference mode)
+            if not torch.equal(buf, copy):
+                with torch.inference_mode() if buf.is_inference() else torch.no_grad():
+                    buf.copy_(copy)
 
 
 def resolve_elements(group, elements) -> list[Element]:
@@ -220,7 +258,7 @@ def _report(
     volume = grp.spatial_dim == 3
     if approximate and in_type.rep != "invariant":
         x = smooth3d(x, smooth) if volume else gaussian_smooth(x, smooth)
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(f):
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
@@ -283,7 +321,8 @@ def invariance_error(
     in_rep: str | FieldType | None = None,
     elements: Sequence[Element | int] | None = None,
 ) -> float:
-    """The worst relative change ``||f(g.x) - f(x)|| / ||f(x)||`` over ``elements``."""
+    """The worst relative change ``||f(g.x) - f(x)|| / max(||f(x)||, ||f(g.x)||)`` over
+    ``elements`` (in ``[0, 2]``)."""
     return _report(f, x, group, in_rep=in_rep, out_rep="invariant", elements=elements,
                    what="invariance_error").error
 
@@ -380,7 +419,7 @@ def shift_equivariance_error(
                   for s in shifts]
     dims = tuple(range(-nd, 0))
     worst = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), kept_buffers(f):
         y = f(x)
         for shift in shifts:
             if not invariant and any(t % s for t, s in zip(shift, strides, strict=True)):
