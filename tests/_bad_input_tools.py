@@ -263,7 +263,8 @@ KERNELS: list[Case] = [
          {"x": _img(2, 3, 8, 8, ranks=(2,), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}}, needs_kernel=True),
     Case(K.triton_polyphase_pool2d, dict(stride=2),
-         {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE},
+         {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE,
+          "return_index": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2,), small=(2, 3, 1, 1))}, needs_kernel=True),
 ]
 

@@ -215,7 +215,7 @@ MATRIX = {
         *({"stride": s} for s in (3, 4, 1, 0)),
         *({"criterion": c} for c in ("l1", "linf", "l3")),
         *({"blur_size": k} for k in (2, 7, 8)),
-        {"return_index": True, "blur_size": 3}]),
+        {"return_index": True, "blur_size": 3}, {"return_index": 1}]),
 }
 
 

@@ -127,6 +127,7 @@ def check_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str =
     ``stride``, the blur's padding fits."""
     what = "polyphase_pool2d"
     C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
+    C.check_flag(return_index, "return_index", what)
     C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
     h, w = x.shape[-2:]
     if h % stride or w % stride:

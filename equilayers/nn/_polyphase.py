@@ -52,10 +52,11 @@ class PolyphasePool2d(Typed, nn.Module):
     def __init__(self, stride: int = 2, *, criterion: str = "l2", blur_size: int = 1,
                  padding_mode: str = "circular", return_index: bool = False) -> None:
         super().__init__()
-        C.check_polyphase_args(stride, criterion, blur_size, padding_mode, type(self).__name__)
+        what = type(self).__name__
+        C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
         self.stride, self.criterion = stride, criterion
         self.blur_size, self.padding_mode = blur_size, padding_mode
-        self.return_index = bool(return_index)
+        self.return_index = C.check_flag(return_index, "return_index", what)
 
     def forward(self, x: torch.Tensor):
         return polyphase_pool2d(x, self.stride, criterion=self.criterion,
