@@ -242,7 +242,7 @@ def test_one_pixel_shift_error_below_maxpool(n, mode, k, seed):
 
 def test_blur_upsample_mean_and_shift(gen):
     x = torch.randn(2, 3, 6, 7, generator=gen, dtype=torch.float64)
-    for s, k in [(2, 3), (3, 5), (2, 4)]:
+    for s, k in [(2, 3), (3, 5), (2, 4), (2, 1), (3, 1)]:  # blur_size=1: scaled by s**2 too
         up = BlurUpsample2d(s, k, "circular")
         y = up(x)
         assert y.shape == (2, 3, 6 * s, 7 * s)
@@ -343,9 +343,12 @@ def test_blur_pool_1d_3d_circular_shift_equivariance(gen, dims):
 
 # --- transposed blur upsampling: the partner of an even blur pool -----------------------------
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
-@pytest.mark.parametrize("s, k", [(2, 2), (2, 3), (2, 4), (3, 4), (2, 5)])
+@pytest.mark.parametrize("s", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 def test_blur_upsample_transposed_is_the_pools_transpose(gen, mode, s, k):
-    """<pool(a), b> == <a, up(b)> / s**2: the upsampling is the pool's adjoint."""
+    """<pool(a), b> == <a, up(b)> / s**2: the upsampling is the pool's adjoint, at every
+    scale (s = 1 with an even blur too: the pads swapped) and blur size (1: the adjoint of
+    a[..., ::s, ::s], scaled by s**2)."""
     a = torch.randn(2, 3, 6 * s, 5 * s, generator=gen, dtype=torch.float64)
     b = torch.randn(2, 3, 6, 5, generator=gen, dtype=torch.float64)
     lhs = (EF.blur_pool2d(a, k, s, mode) * b).sum()

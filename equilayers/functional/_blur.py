@@ -132,12 +132,15 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
     mean is preserved exactly and a circular shift of the input by ``t`` shifts the output by
     ``s t``. See :class:`equilayers.nn.BlurUpsample2d`.
 
+    ``blur_size=1`` is the zero insertion alone, scaled by ``s**2``.
+
     ``transposed=True`` (``padding_mode`` ``"zeros"`` or ``"circular"``) computes ``s**2``
-    times the transpose of ``blur_pool2d(., blur_size, s, padding_mode)``: the same as the
-    default for odd ``blur_size``; for even sizes ``x[..., i, j]`` goes to ``y[..., s i + 1,
-    s j + 1]`` instead, so the output lines up with the grid the pool read (``blur_size=2``,
-    ``s=2`` is nearest-neighbour upsampling; ``blur_size=4`` is nearest-neighbour followed by
-    a ``[1, 2, 1] / 4`` blur).
+    times the transpose of ``blur_pool2d(., blur_size, s, padding_mode)``, for every ``s >= 1``
+    and ``blur_size``: the same as the default for odd ``blur_size``; for even sizes the blur's
+    pads are swapped (one pixel more before than after), which puts ``x[..., i, j]`` on
+    ``y[..., s i + 1, s j + 1]`` instead, so the output lines up with the grid the pool read
+    (``blur_size=2``, ``s=2`` is nearest-neighbour upsampling; ``blur_size=4`` is
+    nearest-neighbour followed by a ``[1, 2, 1] / 4`` blur).
 
     Example:
         >>> blur_upsample2d(torch.tensor([[[[1., 2.]]]]), blur_size=2, transposed=True,
@@ -156,11 +159,20 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
                          "transpose. Use padding_mode='zeros' or 'circular'")
     C.check_tensor(x, "x", what, min_ndim=3, layout="(..., H, W) with a batch dim")
     h, w = x.shape[-2:]
-    # the transpose of an even blur pool: pads swapped, i.e. the samples one pixel further on
-    # (the same thing for zeros and circular padding; the inserted zeros make up the border)
-    at = 1 if transposed and blur_size % 2 == 0 and s > 1 else 0
     y = x.new_zeros(*x.shape[:-2], h, s, w, s)
-    y[..., :, at, :, at] = x
+    y[..., :, 0, :, 0] = x
     y = y.reshape(*x.shape[:-2], h * s, w * s)
+    if blur_size == 1:  # the filter [s] in each dim (blur_nd reads no filter of size 1)
+        return y * (s * s)
     filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
-    return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")
+    if not (transposed and blur_size % 2 == 0):
+        return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")
+    # the transpose of an even blur pool: its pads swapped (one more pixel before than after),
+    # i.e. the samples one pixel further on: a roll for circular padding; for zeros one zero
+    # row and column before, and the last ones of the result dropped (at s = 1 the last input
+    # row is not a zero to shift out)
+    if padding_mode == "circular":
+        return blur_nd(torch.roll(y, (1, 1), (-2, -1)), filt, 1, padding_mode, 2, what,
+                       "blur_size")
+    y = torch.nn.functional.pad(y, (1, 0, 1, 0))
+    return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")[..., :h * s, :w * s]

@@ -365,8 +365,9 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
 
     ``x[..., i, j]`` lands on ``y[..., s i, s j]`` (zeros elsewhere) and ``y`` is blurred at
     stride 1 with the filter ``s**2 * b b^T``, which keeps the mean (exactly with circular
-    padding). ``scale_factor=2, blur_size=3`` keeps the input samples and fills the new ones
-    by linear interpolation. The samples land on ``s i``, so the upsampled grid is off centre
+    padding; ``blur_size=1`` is the zero insertion times ``s**2``). ``scale_factor=2,
+    blur_size=3`` keeps the input samples and fills the new ones by linear interpolation. The
+    samples land on ``s i``, so the upsampled grid is off centre
     by ``(s - 1) / 2`` pixels (even ``blur_size`` shifts it by half a pixel more), unless
     ``transposed=True`` with an even ``blur_size`` at ``s = 2``.
 
@@ -375,8 +376,9 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
         blur_size: binomial filter size, 1..7.
         padding_mode: padding of the blur (``"reflect"`` default).
         transposed: ``s**2`` times the transpose of ``BlurPool2d(blur_size, s, padding_mode)``
-            (needs ``padding_mode`` ``"zeros"`` or ``"circular"``): for even ``blur_size`` the
-            samples land on ``y[..., s i + 1, s j + 1]``, where that pool took them from
+            (needs ``padding_mode`` ``"zeros"`` or ``"circular"``; every ``s`` and
+            ``blur_size``): for even ``blur_size`` the blur's pads are swapped, so the samples
+            land on ``y[..., s i + 1, s j + 1]``, where that pool took them from
             (``blur_size=2``: nearest-neighbour upsampling); odd sizes are unchanged.
         device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
             modules.
