@@ -318,6 +318,23 @@ def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mo
     check_padding_mode(padding_mode, "padding_mode", what)
 
 
+def values_readable(t: torch.Tensor) -> bool:
+    """Whether a check may read ``t``'s values (``bool(...)``, ``.tolist()``): not while
+    compiling or tracing, not on meta (no values), and not where a ``torch.func`` transform
+    wraps ``t`` (``vmap``, ``grad``, ``jvp``, at any depth: under ``vmap`` reading a value is
+    data-dependent control flow)."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or t.is_meta
+                or torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def check_component_index(index: torch.Tensor, count: int, what: str) -> None:
+    """Integer polyphase component indices in ``0..count-1`` (``count = stride**2``;
+    ``ValueError`` otherwise), checked where :func:`values_readable` allows."""
+    if index.numel() and values_readable(index) and bool(((index < 0) | (index >= count)).any()):
+        raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**2-1 = "
+                         f"0..{count - 1} (component i*stride+j); got {index.tolist()}")
+
+
 # --- convolutions ---------------------------------------------------------------------------------
 def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias") -> None:
     """``None`` or a 1-D floating tensor of one of ``sizes`` elements."""

@@ -226,6 +226,42 @@ def test_pool_upsample_shift_equivariant_for_every_shift(shape, gen):
                 assert torch.equal(ys, torch.roll(y, (dy, dx), (-2, -1)))
 
 
+def _loop_grad(loss, xb):
+    """The gradient of ``loss`` at each sample of ``xb`` by autograd, one at a time."""
+    out = []
+    for v in xb:
+        leaf = v.clone().requires_grad_(True)
+        out.append(torch.autograd.grad(loss(leaf), leaf)[0])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train-hard", "train-soft"])
+def test_vmap_grad_per_sample_gradients_equal_the_loop(mode, gen):
+    """Per-sample gradients (torch.func.vmap(grad(...))) through the pool and the upsampling,
+    in evaluation and in training (without noise, so the loop sees the same choice): the
+    selection is built without F.one_hot, and they equal autograd's, sample by sample."""
+    pool = _pool(return_index=True, hard=mode != "train-soft", gumbel=False)
+    pool.train(mode != "eval")
+    up = LearnablePolyphaseUpsample2d()
+    w = torch.randn(1, 3, 8, 8, generator=gen, dtype=torch.float64)
+
+    def loss(t):
+        return (up(*pool(t[None])) * w).square().sum()
+
+    xb = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    got = torch.func.vmap(torch.func.grad(loss))(xb)
+    torch.testing.assert_close(got, _loop_grad(loss, xb), rtol=0, atol=1e-12)
+
+
+def test_vmap_over_an_integer_index(gen):
+    """The integer index vmapped with the map (no range check reads a batched index)."""
+    up = LearnablePolyphaseUpsample2d()
+    xb = torch.randn(4, 3, 4, 4, generator=gen, dtype=torch.float64)
+    index = torch.tensor([0, 1, 2, 3])
+    got = torch.func.vmap(lambda t, i: up(t[None], i[None]))(xb, index)
+    torch.testing.assert_close(got, up(xb, index)[:, None], rtol=0, atol=0)
+
+
 def test_soft_training_gradcheck_and_eval_gradcheck(gen):
     x = torch.randn(2, 2, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)

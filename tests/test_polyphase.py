@@ -202,3 +202,29 @@ def test_vmap_over_pool_then_upsample(gen):
 
     x = torch.randn(3, 2, 2, 8, 8, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(torch.func.vmap(f)(x), torch.stack([f(v) for v in x]))
+
+
+@pytest.mark.parametrize("blur_size", [1, 3])
+def test_vmap_grad_per_sample_gradients_equal_the_loop(gen, blur_size):
+    """Per-sample gradients (torch.func.vmap(grad(...))) through the pool and the upsampling:
+    the index is wrapped by grad around vmap's batch (no range check reads it, no F.one_hot),
+    and the gradients equal autograd's, sample by sample."""
+    pool = PolyphasePool2d(2, blur_size=blur_size, return_index=True)
+    up = PolyphaseUpsample2d(2, blur_size=blur_size)
+    w = torch.randn(1, 3, 8, 8, generator=gen, dtype=torch.float64)
+
+    def loss(t):
+        return (up(*pool(t[None])) * w).square().sum()
+
+    xb = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    got = torch.func.vmap(torch.func.grad(loss))(xb)
+    torch.testing.assert_close(got, _loop_grad(loss, xb), rtol=0, atol=1e-12)
+
+
+def _loop_grad(loss, xb):
+    """The gradient of ``loss`` at each sample of ``xb`` by autograd, one at a time."""
+    out = []
+    for v in xb:
+        leaf = v.clone().requires_grad_(True)
+        out.append(torch.autograd.grad(loss(leaf), leaf)[0])
+    return torch.stack(out)

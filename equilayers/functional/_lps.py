@@ -274,7 +274,8 @@ def learnable_polyphase_pool2d(
         k = noisy.argmax(dim=1)
         rows = torch.arange(b, device=x.device)
         y = xr[rows, :, :, k // s, :, k % s]  # (B, R, H/s, W/s)
-        sel = F.one_hot(k, s * s).to(x.dtype)
+        # (a comparison with an arange, not F.one_hot, which reads k's values: vmap batches it)
+        sel = (k[:, None] == torch.arange(s * s, device=x.device)).to(x.dtype)
         if torch.is_grad_enabled() and logits.requires_grad:
             # straight-through: zero in value, the gradient of the softmax's weights
             probs = torch.softmax(noisy / tau, dim=1)
@@ -321,10 +322,7 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
                              f"{s * s}) or an integer tensor of shape ({b},) (flat component "
                              f"indices i*stride+j); got {index.dtype} of shape "
                              f"{tuple(index.shape)}")
-        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and b and bool(
-                ((index < 0) | (index >= s * s)).any()):
-            raise ValueError(f"{what}: index values must lie in 0..stride**2-1 = "
-                             f"0..{s * s - 1} (component i*stride+j); got {index.tolist()}")
-        onehot = F.one_hot(index.to(x.device).long(), s * s).bool()
+        C.check_component_index(index, s * s, what)  # (not where data-dependent: vmap...)
+        onehot = index.to(x.device)[:, None] == torch.arange(s * s, device=x.device)
         y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr, 0.0)
     return y.reshape(b, *lead, h * s, w * s)

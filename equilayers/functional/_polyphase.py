@@ -119,19 +119,16 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
         raise ValueError(f"index must be an integer tensor of shape ({b},) (one flat component "
                          f"index i*stride+j per sample, from polyphase_pool2d(..., "
                          f"return_index=True)); got {index!r}")
-    # (no range check where it would be data-dependent control flow: compiling, tracing, or
-    # an index batched by torch.func.vmap, as in a U-Net vmapped over its input)
-    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or torch._C._functorch.is_batchedtensor(index)) and b and bool(
-            ((index < 0) | (index >= s * s)).any()):
-        raise ValueError(f"index values must lie in 0..stride**2-1 = 0..{s * s - 1} (component "
-                         f"i*stride+j); got {index.tolist()}")
+    # (no range check where it would be data-dependent control flow: compiling, tracing, a
+    # meta index, or one wrapped by torch.func, as in a U-Net under vmap or vmap(grad))
+    C.check_component_index(index, s * s, what)
     h, w = x.shape[-2:]
     lead = x.shape[1:-2]
     xr = x.reshape(b, math.prod(lead), h, w)
-    # one-hot placement (no in-place indexing: differentiable, and torch.func.vmap batches it)
+    # one-hot placement (no in-place indexing: differentiable; a comparison with an arange,
+    # not F.one_hot, which reads the index's values: torch.func.vmap batches it)
     # (a select, not a product: inf or NaN samples do not leak into the zero components)
-    onehot = torch.nn.functional.one_hot(index.to(x.device).long(), s * s).bool()
+    onehot = index.to(x.device)[:, None] == torch.arange(s * s, device=x.device)
     y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr[:, :, :, None, :, None], 0.0)
     y = y.reshape(b, *lead, h * s, w * s)
     if blur_size > 1:
