@@ -57,7 +57,7 @@ _SELECTION_EXTRA = {
     "index:bool": lambda d: {**d, "index": torch.tensor([True, False])},
 }
 #: The scoring net of learnable polyphase sampling: x (C=3), orbit weights, bias, read-out.
-_LPS_INPUTS = {"x": _img(2, 3, 8, 8, ranks=(3, 6), channel=1, small=(2, 3, 1, 1)),
+_LPS_INPUTS = {"x": _img(2, 3, 8, 8, ranks=(2, 6), channel=1, small=(2, 3, 1, 1)),
                "weight": _par(4, 3, 3, ranks=(2, 4), channel=1),
                "bias": _par(4, ranks=(2,), channel=0),
                "out_weight": _par(4, ranks=(2,), channel=0)}
@@ -305,7 +305,7 @@ NN: list[Case] = [
     Case(enn.LearnablePolyphasePool2d, dict(in_channels=3),
          {"in_channels": INT, "stride": INT, "hidden_channels": INT, "kernel_size": INT,
           "tau": FLOAT, "hard": FLAG, "gumbel": FLAG, "return_index": FLAG, "dtype": DTYPE},
-         {"x": _img(2, 3, 8, 8, ranks=(3, 6), channel=1, small=(2, 3, 1, 1))}),
+         {"x": _img(2, 3, 8, 8, ranks=(2, 6), channel=1, small=(2, 3, 1, 1))}),
     Case(enn.LearnablePolyphaseUpsample2d, {}, {"stride": INT},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
          extra=_SELECTION_EXTRA),

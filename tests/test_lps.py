@@ -262,6 +262,28 @@ def test_vmap_over_an_integer_index(gen):
     torch.testing.assert_close(got, up(xb, index)[:, None], rtol=0, atol=0)
 
 
+def test_unbatched_input_is_a_batch_of_one(gen):
+    """A 3-D input is an unbatched (C, H, W), as torch's pools read it (it was refused): the
+    batched result of x[None] with the batch dim dropped, in evaluation and in training (the
+    same noise from the same generator); the selection (s**2,) or a 0-d integer index goes
+    back into the upsampling."""
+    pool = _pool(return_index=True)
+    up = LearnablePolyphaseUpsample2d()
+    x = torch.randn(3, 8, 8, generator=gen, dtype=torch.float64)
+    (y, sel), (yb, selb) = pool(x), pool(x[None])
+    assert y.shape == (3, 4, 4) and sel.shape == (4,)
+    assert torch.equal(y, yb[0]) and torch.equal(sel, selb[0])
+    assert torch.equal(pool.component_logits(x), pool.component_logits(x[None])[0])
+    assert torch.equal(up(y, sel), up(yb, selb)[0])
+    assert torch.equal(up(y, sel.argmax()), up(yb, selb.argmax(1))[0])
+    with pytest.raises(ValueError, match="x is unbatched"):
+        up(y, selb)
+    pool.train()
+    got = pool(x, generator=torch.Generator().manual_seed(3))
+    want = pool(x[None], generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got[0], want[0][0]) and torch.equal(got[1], want[1][0])
+
+
 def test_soft_training_gradcheck_and_eval_gradcheck(gen):
     x = torch.randn(2, 2, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)

@@ -164,6 +164,27 @@ def test_bad_input():
         PolyphaseUpsample2d()(torch.zeros(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
 
 
+@pytest.mark.parametrize("blur_size", [1, 3])
+def test_unbatched_input_is_a_batch_of_one(gen, blur_size):
+    """A 3-D input is an unbatched (C, H, W), as torch's pools read it (it was read as
+    (B, H, W): one choice per channel): the batched result of x[None] with the batch dim
+    dropped, a 0-d index, which the upsampling takes back; so vmap over a batch of (C, H, W)
+    maps (the per-sample idiom) equals the batched call."""
+    pool = PolyphasePool2d(blur_size=blur_size, return_index=True)
+    up = PolyphaseUpsample2d(blur_size=blur_size)
+    x = torch.randn(3, 8, 8, generator=gen, dtype=torch.float64)
+    (y, index), (yb, ib) = pool(x), pool(x[None])
+    assert y.shape == (3, 4, 4) and index.shape == ()
+    assert torch.equal(y, yb[0]) and torch.equal(index, ib[0])
+    assert torch.equal(EF.polyphase_pool2d(x, blur_size=blur_size), y)
+    assert torch.equal(up(y, index), up(yb, ib)[0])
+    with pytest.raises(ValueError, match=r"shape \(\) \(a 0-d tensor for an unbatched x"):
+        up(y, ib)
+    xb = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(lambda t: up(*pool(t)))(xb), up(*pool(xb)),
+                               rtol=1e-12, atol=1e-12)  # (vmap takes the reference)
+
+
 def test_non_contiguous_and_module_equals_functional(gen):
     x = torch.randn(2, 8, 8, 3, generator=gen).permute(0, 3, 1, 2)
     torch.testing.assert_close(PolyphasePool2d(2, criterion="l1", blur_size=3)(x),

@@ -55,7 +55,7 @@ from .. import _checks as C
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
 
 _WHAT_POOL = "learnable_polyphase_pool2d"
-_LAYOUT = "(B, C, H, W) or (B, C, F, H, W)"
+_LAYOUT = "(B, C, H, W), (B, C, F, H, W) or an unbatched (C, H, W)"
 
 
 def num_orbits(kernel_size: int) -> int:
@@ -101,7 +101,7 @@ def _autocast_off(device_type: str):
 
 
 def _check_x(x: object, stride: int, what: str) -> torch.Tensor:
-    x = C.check_tensor(x, "x", what, ndim=(4, 5), layout=_LAYOUT)
+    x = C.check_tensor(x, "x", what, ndim=(3, 4, 5), layout=_LAYOUT)
     h, w = x.shape[-2:]
     if h % stride or w % stride:
         raise ValueError(f"{what} needs H and W divisible by stride={stride} (circular shifts "
@@ -162,7 +162,8 @@ def polyphase_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     the component, a linear read-out; the root mean square over ``F`` first on 5-D maps).
 
     Args:
-        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H``, ``W`` divisible by ``stride``.
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``, or an unbatched ``(C, H, W)``; ``H``,
+            ``W`` divisible by ``stride``.
         weight: ``(hidden, C, (r+1)(r+2)/2)``: the orbit weights of an isotropic
             ``(2r+1) x (2r+1)`` filter.
         bias: ``(hidden,)`` or None.
@@ -170,12 +171,16 @@ def polyphase_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         stride: integer >= 2.
 
     Returns:
-        ``(B, stride**2)`` logits in float64 (float32 on MPS), component ``i * stride + j``.
+        ``(B, stride**2)`` logits in float64 (float32 on MPS), component ``i * stride + j``
+        (``(stride**2,)`` for an unbatched ``x``).
     """
     s = C.check_stride(stride, "stride", "polyphase_logits", minimum=2)
     x = _check_x(x, s, "polyphase_logits")
-    r = _check_weights(x, weight, bias, out_weight, s, "polyphase_logits")
-    return _logits(x, weight, bias, out_weight, s, r)
+    unbatched = x.dim() == 3
+    xb = x[None] if unbatched else x
+    r = _check_weights(xb, weight, bias, out_weight, s, "polyphase_logits")
+    logits = _logits(xb, weight, bias, out_weight, s, r)
+    return logits[0] if unbatched else logits
 
 
 def _gumbel(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -227,7 +232,9 @@ def learnable_polyphase_pool2d(
     See :class:`equilayers.nn.LearnablePolyphasePool2d` and the module docstring.
 
     Args:
-        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H``, ``W`` divisible by ``stride``.
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``, or an unbatched ``(C, H, W)`` (as torch's
+            pools: the same as ``x[None]`` with the batch dim dropped from the results; a 4-D
+            input is always batched); ``H``, ``W`` divisible by ``stride``.
         weight, bias, out_weight: the scoring net (:func:`polyphase_logits`).
         stride: integer >= 2.
         tau: Gumbel-softmax temperature (> 0) of the weights that carry the gradient.
@@ -237,10 +244,10 @@ def learnable_polyphase_pool2d(
             ``hard``); evaluation is always the hard, noise-free argmax.
         gumbel: add Gumbel(0, 1) noise to the logits in training.
         generator: the ``torch.Generator`` of the noise (default: the global RNG).
-        return_index: also return the selection ``(B, stride**2)`` (dtype of ``x``): one-hot on
-            the chosen component ``i * stride + j`` (``index.argmax(1)``) plus the
-            straight-through term, or the mixture weights; for
-            :func:`learnable_polyphase_upsample2d`.
+        return_index: also return the selection ``(B, stride**2)`` (dtype of ``x``;
+            ``(stride**2,)`` for an unbatched ``x``): one-hot on the chosen component
+            ``i * stride + j`` (``index.argmax(-1)``) plus the straight-through term, or the
+            mixture weights; for :func:`learnable_polyphase_upsample2d`.
 
     Example:
         >>> x = torch.randn(2, 3, 8, 8)
@@ -257,6 +264,11 @@ def learnable_polyphase_pool2d(
     gumbel = C.check_flag(gumbel, "gumbel", what)
     return_index = C.check_flag(return_index, "return_index", what)
     x = _check_x(x, s, what)
+    if x.dim() == 3:  # unbatched (C, H, W), as torch's pools: a batch of one
+        out = learnable_polyphase_pool2d(x[None], weight, bias, out_weight, s, tau=tau,
+                                         hard=hard, training=training, gumbel=gumbel,
+                                         generator=generator, return_index=return_index)
+        return (out[0][0], out[1][0]) if isinstance(out, tuple) else out[0]
     r = _check_weights(x, weight, bias, out_weight, s, what)
     _check_generator(generator, x.device, what)
     # evaluation: the choice is locally constant in x, so x's gradient is the exact one (the
@@ -295,19 +307,30 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
     evaluation, so the samples come back exactly and zeros fill the rest; the straight-through
     term or the mixture weights in training, through which gradients reach the scoring net), or
     the plain placement for an integer ``index`` of shape ``(B,)`` (flat component indices, as
-    :func:`polyphase_upsample2d` takes). Output ``(B, ..., s H, s W)``.
+    :func:`polyphase_upsample2d` takes). Output ``(B, ..., s H, s W)``. An unbatched ``x``
+    ``(C, H, W)`` takes a selection ``(s**2,)`` or a 0-d integer index (as the pool returns for
+    it) and gives ``(C, s H, s W)``.
 
     ``learnable_polyphase_upsample2d(*learnable_polyphase_pool2d(x, ..., return_index=True))``
     (evaluation) is exactly equivariant to every integer circular shift of ``x``.
     """
     what = "learnable_polyphase_upsample2d"
     s = C.check_stride(stride, "stride", what, minimum=2)
-    x = C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
+    x = C.check_tensor(x, "x", what, min_ndim=3, layout="(B, C, H, W), (B, C, F, H, W) (any "
+                       "dims between B and H) or an unbatched (C, H, W)")
     b = x.shape[0]
     if not isinstance(index, torch.Tensor):
         raise TypeError(f"{what}: index must be a tensor (the selection (B, stride**2) from "
                         f"learnable_polyphase_pool2d(..., return_index=True), or integer "
                         f"component indices (B,)); got {type(index).__name__}")
+    if x.dim() == 3:  # unbatched (C, H, W): a selection (s**2,) or a 0-d integer index
+        want = (s * s,) if index.is_floating_point() else ()
+        if index.shape != want or index.is_complex() or index.dtype == torch.bool:
+            raise ValueError(f"{what}: x is unbatched (C, H, W), so index must be a floating "
+                             f"selection of shape ({s * s},) or a 0-d integer tensor (as "
+                             f"learnable_polyphase_pool2d returns for an unbatched x); got "
+                             f"{index.dtype} of shape {tuple(index.shape)}")
+        return learnable_polyphase_upsample2d(x[None], index[None], s)[0]
     h, w = x.shape[-2:]
     lead = x.shape[1:-2]
     xr = x.reshape(b, math.prod(lead), h, 1, w, 1)

@@ -46,8 +46,12 @@ from ._blur import binomial_filter, blur_nd
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
 
 
+#: The layouts the polyphase ops take: batched, or one unbatched plain map.
+_LAYOUT = "(B, C, H, W), (B, C, F, H, W) (any dims between B and H) or an unbatched (C, H, W)"
+
+
 def _check_input(x: torch.Tensor, what: str) -> None:
-    C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
+    C.check_tensor(x, "x", what, min_ndim=3, layout=_LAYOUT)
 
 
 @overload
@@ -78,22 +82,29 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
     ``padding_mode``). See :class:`equilayers.nn.PolyphasePool2d` and the module docstring.
 
     Args:
-        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``H`` and ``W`` divisible by ``stride``.
+        x: ``(B, C, H, W)`` or ``(B, C, F, H, W)``, or an unbatched ``(C, H, W)`` (as torch's
+            pools: the same as ``x[None]`` with the batch dim dropped from the results; a 4-D
+            input is always batched); ``H`` and ``W`` divisible by ``stride``.
         stride: integer >= 2.
         criterion: ``"l2"``, ``"l1"`` or ``"linf"`` norm of a component.
         blur_size: binomial blur before sampling, 1..7 (1 = none).
         padding_mode: padding of the blur (``"circular"`` keeps exact shift invariance).
         return_index: also return the chosen flat index ``i * stride + j`` per sample,
-            shape ``(B,)`` (int64), for :func:`polyphase_upsample2d`.
+            shape ``(B,)`` (int64; a 0-d tensor for an unbatched ``x``), for
+            :func:`polyphase_upsample2d`.
 
     Example:
         >>> y, idx = polyphase_pool2d(torch.randn(2, 3, 8, 8), return_index=True)
         >>> y.shape, idx.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2]))
     """
-    return kernels.dispatch("polyphase_pool2d", x, stride=stride, criterion=criterion,
-                            blur_size=blur_size, padding_mode=padding_mode,
-                            return_index=return_index)
+    unbatched = isinstance(x, torch.Tensor) and x.dim() == 3  # (C, H, W), as torch's pools
+    out = kernels.dispatch("polyphase_pool2d", x[None] if unbatched else x, stride=stride,
+                           criterion=criterion, blur_size=blur_size, padding_mode=padding_mode,
+                           return_index=return_index)
+    if not unbatched:
+        return out
+    return (out[0][0], out[1][0]) if isinstance(out, tuple) else out[0]
 
 
 def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, *,
@@ -103,7 +114,9 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     ``y[b, ..., i + s p, j + s q] = x[b, ..., p, q]`` with ``i * s + j = index[b]`` (the index
     returned by :func:`polyphase_pool2d` with ``return_index=True``). With ``blur_size > 1`` the
     result is then blurred at stride 1 with the binomial filter scaled by ``s**2`` (keeps the
-    mean, as :func:`blur_upsample2d`). Output ``(B, ..., s H, s W)``.
+    mean, as :func:`blur_upsample2d`). Output ``(B, ..., s H, s W)``. An unbatched ``x``
+    ``(C, H, W)`` takes a 0-d ``index`` (as :func:`polyphase_pool2d` returns for it) and gives
+    ``(C, s H, s W)``.
 
     ``polyphase_upsample2d(*polyphase_pool2d(x, s, return_index=True), s)`` keeps the chosen
     samples of ``x`` in place and is exactly equivariant to every integer circular shift.
@@ -113,12 +126,18 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     C.check_blur_size(blur_size, "blur_size", what)
     C.check_padding_mode(padding_mode, "padding_mode", what)
     _check_input(x, what)
+    unbatched = x.dim() == 3  # (C, H, W), with a 0-d index
     b = x.shape[0]
-    if (not isinstance(index, torch.Tensor) or index.shape != (b,) or index.is_floating_point()
+    want = () if unbatched else (b,)
+    if (not isinstance(index, torch.Tensor) or index.shape != want or index.is_floating_point()
             or index.is_complex() or index.dtype == torch.bool):
-        raise ValueError(f"index must be an integer tensor of shape ({b},) (one flat component "
-                         f"index i*stride+j per sample, from polyphase_pool2d(..., "
-                         f"return_index=True)); got {index!r}")
+        per = ("a 0-d tensor for an unbatched x (C, H, W)" if unbatched
+               else "one flat component index i*stride+j per sample")
+        raise ValueError(f"{what}: index must be an integer tensor of shape {want} ({per}, "
+                         f"from polyphase_pool2d(..., return_index=True)); got {index!r}")
+    if unbatched:
+        return polyphase_upsample2d(x[None], index[None], s, blur_size=blur_size,
+                                    padding_mode=padding_mode)[0]
     # (no range check where it would be data-dependent control flow: compiling, tracing, a
     # meta index, or one wrapped by torch.func, as in a U-Net under vmap or vmap(grad))
     C.check_component_index(index, s * s, what)

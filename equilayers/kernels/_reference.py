@@ -124,7 +124,9 @@ def check_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str =
                            blur_size: int = 1, padding_mode: str = "circular",
                            return_index: bool = False) -> None:
     """The argument spec of ``polyphase_pool2d``: a batch dim, ``H`` and ``W`` divisible by
-    ``stride``, the blur's padding fits."""
+    ``stride``, the blur's padding fits. (Here a 3-D ``x`` is ``(B, H, W)``; the public
+    :func:`equilayers.functional.polyphase_pool2d` reads it as an unbatched ``(C, H, W)`` and
+    sends it here as ``x[None]``.)"""
     what = "polyphase_pool2d"
     C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
     C.check_flag(return_index, "return_index", what)

@@ -48,8 +48,11 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
 
     Shape:
         ``(B, C, H, W) -> (B, C, H / s, W / s)`` or ``(B, C, F, H, W) -> (B, C, F, H / s,
-        W / s)``; ``H`` and ``W`` must be divisible by ``stride`` (else ``ValueError``: crop or
-        pad first).
+        W / s)``, index ``(B, s**2)``; an unbatched ``(C, H, W) -> (C, H / s, W / s)``, index
+        ``(s**2,)`` (as torch's pools: the batched result of ``x[None]`` with the batch dim
+        dropped; a 4-D input is always batched, so an unbatched group map needs ``x[None]``).
+        ``H`` and ``W`` must be divisible by ``stride`` (else ``ValueError``: crop or pad
+        first).
 
     Equivariance:
         Exact in evaluation mode. Circular convolutions, ``LearnablePolyphasePool2d`` and a
@@ -109,7 +112,8 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
                          1.0 / math.sqrt(self.hidden_channels))
 
     def component_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The scoring net's logits ``(B, stride**2)`` (float64; component ``i * s + j``)."""
+        """The scoring net's logits ``(B, stride**2)`` (float64; component ``i * s + j``;
+        ``(stride**2,)`` for an unbatched ``(C, H, W)``)."""
         return polyphase_logits(x, self.weight, self.bias, self.out_weight, self.stride)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
@@ -148,7 +152,8 @@ class LearnablePolyphaseUpsample2d(Typed, nn.Module):
         stride: integer >= 2, the pool's.
 
     Shape:
-        ``(B, ..., H, W), (B, s**2) or (B,) -> (B, ..., s H, s W)``.
+        ``(B, ..., H, W), (B, s**2) or (B,) -> (B, ..., s H, s W)``; unbatched ``(C, H, W)``,
+        ``(s**2,)`` or a 0-d integer index ``-> (C, s H, s W)``.
 
     Equivariance:
         ``up(*pool(x))`` (evaluation) is exactly equivariant to every integer circular shift of

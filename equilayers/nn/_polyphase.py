@@ -32,8 +32,10 @@ class PolyphasePool2d(Typed, nn.Module):
 
     Shape:
         ``(B, C, H, W) -> (B, C, H / s, W / s)`` or ``(B, C, F, H, W) -> (B, C, F, H / s,
-        W / s)``; ``H`` and ``W`` must be divisible by ``stride`` (else ``ValueError``: crop or
-        pad first).
+        W / s)``, index ``(B,)``; an unbatched ``(C, H, W) -> (C, H / s, W / s)``, index 0-d
+        (as torch's pools: the batched result of ``x[None]`` with the batch dim dropped; a
+        4-D input is always batched, so an unbatched group map needs ``x[None]``). ``H`` and
+        ``W`` must be divisible by ``stride`` (else ``ValueError``: crop or pad first).
 
     Equivariance:
         Circular convolutions, ``PolyphasePool2d`` and a global pool are exactly invariant to
@@ -76,7 +78,8 @@ class PolyphaseUpsample2d(Typed, nn.Module):
     ``PolyphasePool2d(return_index=True)``.
 
     Shape:
-        ``(B, ..., H, W), (B,) -> (B, ..., s H, s W)``.
+        ``(B, ..., H, W), (B,) -> (B, ..., s H, s W)``; unbatched ``(C, H, W)``, a 0-d index
+        (the pool's for an unbatched input) ``-> (C, s H, s W)``.
 
     Equivariance:
         ``up(*pool(x))`` is exactly equivariant to every integer circular shift of ``x`` (the
