@@ -219,6 +219,29 @@ def test_meta_device_init_then_load(name, assign):
     assert torch.isfinite(_first(again(*args2))).all()
 
 
+def _outputs(out) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_forward_gives_the_cpu_shapes(name, mode):
+    """Built under ``torch.device("meta")`` and never materialized, the module's forward on
+    meta inputs gives meta outputs of the CPU forward's shapes and dtypes, as ``nn.Conv3d``'s
+    does (shape inference): derived tables exist on meta with their real shapes (the 3-D convs
+    once left them empty), and no check reads a value (a polyphase upsampling's index range
+    check once called ``.item()`` on a meta index)."""
+    ref, args = build(name)
+    with torch.no_grad():
+        expected = _outputs(getattr(ref, mode)()(*args))
+    with torch.device("meta"):
+        m = ZOO[name].make()
+    with torch.no_grad():
+        got = _outputs(getattr(m, mode)()(*(a.to("meta") for a in args)))
+    assert [(o.is_meta, o.shape, o.dtype) for o in got] == [
+        (True, e.shape, e.dtype) for e in expected]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_inference_mode_then_grad(name):
     m, args = _model(name)

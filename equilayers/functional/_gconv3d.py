@@ -115,7 +115,8 @@ def expansion_table(group: GroupLike, kernel_size: int, *, lifting: bool,
     block = _block_cpu(grp, 1 if lifting else int(grp.order), int(kernel_size))
     c = C.check_int(in_channels, "in_channels", "expansion_table", minimum=1)
     per = block.shape[1]
-    table = torch.arange(c, dtype=torch.long)[None, :, None] * per + block[:, None, :]
+    table = (torch.arange(c, dtype=torch.long, device="cpu")[None, :, None] * per
+             + block[:, None, :])
     return table.to(device) if device is not None else table
 
 

@@ -38,7 +38,8 @@ def _order_sq(x: torch.Tensor, max_order: int) -> torch.Tensor:
 def _per_slot(t: torch.Tensor, max_order: int) -> torch.Tensor:
     """``(B, C, L, ...)`` per order ``1 .. L`` -> ``(B, C, (L+1)^2 - 1, ...)`` per slot."""
     reps = torch.tensor([2 * l + 1 for l in range(1, max_order + 1)], device=t.device)
-    return t.repeat_interleave(reps, dim=2)
+    # (output_size: no device sync, and a meta input gets its shape)
+    return t.repeat_interleave(reps, dim=2, output_size=(max_order + 1) ** 2 - 1)
 
 
 def norm_nonlinearity3d(

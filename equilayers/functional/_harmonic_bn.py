@@ -158,7 +158,9 @@ def harmonic_batch_norm(
     if weight is not None:
         scale = scale * weight.to(ct)
     # per-slot scale: order 0 once, each order m on its slots
-    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(sizes, dim=1)], dim=1)
+    # (output_size: no device sync, and a meta input gets its shape)
+    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(sizes, dim=1,
+                                                                   output_size=f - 1)], dim=1)
     return _affine(x, slot, mean0, bias, ct)
 
 

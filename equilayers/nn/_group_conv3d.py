@@ -133,12 +133,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the gather table and the bias index on ``device``: after
         ``reset_parameters``, ``.to()``, ``to_empty()`` and ``load_state_dict`` (so meta-device
-        init gets real tables). ``bias_index[j]`` is the field of output slot ``j``: the bias
-        per slot is one ``index_select`` (cheaper in a training step than
-        ``repeat_interleave``, and than adding the per-field bias by broadcasting: C4z 4 -> 4
-        k3 at 8^3, ~4% and ~1-2% of the conv's forward+backward, shuffled one-off timings)."""
-        if device.type == "meta":
-            return
+        init gets real tables), and on the meta device itself (tables of their real shapes, so
+        that a meta forward gives the output's shape, as ``nn.Conv3d``'s does).
+        ``bias_index[j]`` is the field of output slot ``j``: the bias per slot is one
+        ``index_select`` (cheaper in a training step than ``repeat_interleave``, and than
+        adding the per-field bias by broadcasting: C4z 4 -> 4 k3 at 8^3, ~4% and ~1-2% of the
+        conv's forward+backward, shuffled one-off timings)."""
         if self.basis == "harmonic":
             self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
                 device=device, dtype=self.filter_basis.dtype, copy=True)

@@ -196,11 +196,10 @@ class SteerableConv3d(Typed, nn.Module):
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
-        ``.to()``, ``to_empty()`` and ``load_state_dict``): the blocks of orders, packed
+        ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device too, with its real
+        shape, so that a meta forward gives the output's shape): the blocks of orders, packed
         (:class:`~equilayers.functional._steerable3d.Basis3d`; the dense basis is mostly
         zeros)."""
-        if device.type == "meta":
-            return
         self.filter_basis = self._cached().packed.to(device=device,
                                                      dtype=self.filter_basis.dtype, copy=True)
 
