@@ -13,7 +13,7 @@ from . import _checks as C
 from .functional._grid_law import used_padding
 from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
-from .nn import LearnablePolyphasePool2d
+from .nn import LearnablePolyphasePool2d, PolyphasePool3d
 from .nn._exactness import _WarnsInexact, quiet_exactness_warnings
 
 __all__ = ["Finding", "check_grid"]
@@ -124,6 +124,47 @@ def _spatial(mod: nn.Module, x: torch.Tensor, nd: int = 2) -> bool:
     if isinstance(declared, FieldType):
         return declared.rep != "invariant"
     return x.dim() >= nd + 1
+
+
+#: torch's windowed pools on volumes (its 3-D convs say so by their 3-tuple ``kernel_size``;
+#: an adaptive pool has no window grid, and on a planar group map is a global pool)
+_TORCH_POOLS_3D = (nn.MaxPool3d, nn.AvgPool3d, nn.LPPool3d, nn.FractionalMaxPool3d,
+                   nn.MaxUnpool3d)
+
+
+def _moves_depth(mod: nn.Module) -> bool:
+    """Whether a torch 3-D window reaches across dim -3: not a ``(1, k, k)`` window at stride
+    ``(1, s, s)`` without depth padding, which slides over ``(H, W)`` only (a planar group
+    map's spatial pool, its group axis as depth)."""
+    def first(name: str, trivial: int) -> bool:
+        v = getattr(mod, name, trivial)
+        v = v if v is not None else getattr(mod, "kernel_size", trivial)
+        if isinstance(v, (tuple, list)) and len(v) == 6:  # a *Pad3d: (.., front, back)
+            return tuple(v[4:]) != (0, 0)
+        return (v[0] if isinstance(v, (tuple, list)) and v else v) != trivial
+    return any(first(n, t) for n, t in (("kernel_size", 1), ("stride", 1), ("padding", 0),
+                                        ("dilation", 1)))
+
+
+def _volume_windows(model: nn.Module) -> list[str]:
+    """The leaves of ``model`` that slide or pad a window over volumes ``(D, H, W)``, which
+    the planar checks cannot read: a module declaring 3 spatial dims with a window (the 3-D
+    group convs and pools), a 3-D blur or polyphase pool, and torch's 3-D convs, pools and
+    ``*Pad3d`` where their window reaches across depth."""
+    out = []
+    for name, mod in model.named_modules():
+        if any(True for _ in mod.children()):
+            continue
+        declared = getattr(mod, "in_type", None)
+        kernel = getattr(mod, "kernel_size", None)
+        ours = (isinstance(mod, PolyphasePool3d) or getattr(mod, "_nd", None) == 3
+                or (kernel is not None and isinstance(declared, FieldType)
+                    and declared.spatial_dims == 3))
+        torch_3d = (isinstance(mod, _TORCH_POOLS_3D) or type(mod).__name__.endswith("Pad3d")
+                    or (isinstance(kernel, tuple) and len(kernel) == 3))
+        if ours or (torch_3d and _moves_depth(mod)):
+            out.append(type(mod).__name__ + (f" {name!r}" if name else ""))
+    return out
 
 
 def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
@@ -319,7 +360,11 @@ def check_grid(
     flips needs symmetric padding and stride parity, the dims it trades (all three for o/oh,
     ``H, W`` for c4z/d4z) equal options and a **non-cubic** input is a finding; stride 2 is
     exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
-    :mod:`equilayers._grid3d`.
+    :mod:`equilayers._grid3d`. A planar group on a model with windows over volumes
+    (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused with a
+    ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers whose
+    window does not reach across dim -3, such as a ``(1, k, k)`` conv on a planar group map,
+    are allowed).
 
     Args:
         model: the network.
@@ -352,6 +397,14 @@ def check_grid(
         from ._grid3d import check_grid3d
 
         return check_grid3d(model, shape, grp, shifts=shifts, search=search)
+    volume = _volume_windows(model)
+    if volume:  # the planar checks read (H, W) windows only: they would find nothing
+        more = f" and {len(volume) - 3} more" if len(volume) > 3 else ""
+        raise ValueError(
+            f"check_grid: group={grp.name!r} acts on images (H, W), but the model slides "
+            f"windows over volumes ({', '.join(volume[:3])}{more}): check it with a cube "
+            "group on its volume input_shape, 'c4z' or 'd4z' for the rotations (and flip) "
+            "about the depth axis, 'o' or 'oh' for all the cube's")
     declared = getattr(model, "in_type", None)
     if isinstance(declared, FieldType) and len(shape) != declared.tensor_ndim:
         raise ValueError(f"check_grid: input_shape={shape!r} must have "

@@ -199,6 +199,37 @@ def test_check_grid_3d_bad_input():
         check_grid(conv, (1, 1, 9, 0, 9), "o")
 
 
+@pytest.mark.parametrize("group", ["c4", "p4m", "c1"])
+@pytest.mark.parametrize("layer", [
+    lambda: nn.Sequential(enn.LiftingConv3d(1, 4, 3, group="o"),
+                          enn.GroupConv3d(4, 4, 3, stride=2, group="o")),
+    lambda: nn.Conv3d(1, 2, 3, stride=2), lambda: nn.MaxPool3d(2), lambda: enn.BlurPool3d(),
+    lambda: enn.PolyphasePool3d(), lambda: nn.ZeroPad3d(1)],
+    ids=["group-convs", "Conv3d", "MaxPool3d", "BlurPool3d", "PolyphasePool3d", "ZeroPad3d"])
+def test_check_grid_refuses_a_planar_group_on_a_volume_model(layer, group):
+    """The planar checks read (H, W) windows and skipped the 3-D ones, so a volume model
+    checked against a planar group got [] (no finding) at a size its own group flags; it is
+    refused by name, as a cube group on an image shape is, with the groups that fit."""
+    net = layer()
+    with pytest.raises(ValueError, match=r"acts on images \(H, W\), but the model slides "
+                                         r"windows over volumes .*'c4z' or 'd4z'"):
+        check_grid(net, (1, 1, 10, 10, 10), group)
+
+
+def test_check_grid_planar_group_maps_keep_their_3d_helpers():
+    """The control: a planar group model may use torch's 3-D layers on its (B, C, |G|, H, W)
+    maps where they do not reach across the group axis (a (1, k, k) conv, a batch norm, a
+    global pool): it is checked as before, its strided group conv's finding included."""
+    with seeded_rng(0):
+        net = nn.Sequential(enn.LiftingConv2d(1, 2, 3, padding=1, group="p4"),
+                            nn.BatchNorm3d(2), nn.Conv3d(2, 2, (1, 3, 3), padding=(0, 1, 1)),
+                            enn.GroupConv2d(2, 2, 3, stride=2, group="p4"),
+                            nn.AdaptiveAvgPool3d(1))
+    assert [(f.layer, f.problem) for f in check_grid(net, (1, 1, 8, 8), "p4", shifts=False)
+            ] == [("3", "stride-parity")]
+    assert check_grid(net, (1, 1, 9, 9), "p4", shifts=False) == []
+
+
 def test_check_grid_3d_does_not_use_up_the_warning():
     conv = _strided("o")
     with warnings.catch_warnings():
