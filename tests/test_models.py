@@ -91,6 +91,24 @@ def test_size_and_channel_errors(gen):
         UNet(1, 2, group=None, basis="harmonic")
 
 
+@pytest.mark.parametrize("group", ["p4", None])
+def test_reflect_padding_too_deep_for_the_input_is_the_unets_error(group, gen):
+    """A depth that halves the input to 1 pixel, where reflect padding cannot pad: the UNet
+    says so (the input size, the depth and the fixes: a larger input, a smaller depth) before
+    an inner conv refuses its 1x1 map with advice about its own padding_mode."""
+    net = UNet(1, 2, group=group, depth=3, width=1, padding_mode="reflect")
+    with pytest.raises(ValueError, match=r"^UNet\(depth=3, padding_mode='reflect'\): a 8x8 "
+                                         r"input is 1x1 at the deepest level .* use an input "
+                                         r"size of 16x16 or larger \(multiples of 8\), or "
+                                         r"depth=2 for 8x8 inputs$"):
+        net(torch.randn(1, 1, 8, 8, generator=gen))
+    assert net(torch.randn(1, 1, 16, 16, generator=gen)).shape == (1, 2, 16, 16)
+    assert UNet(1, 2, group=group, depth=2, width=1, padding_mode="reflect")(
+        torch.randn(1, 1, 8, 8, generator=gen)).shape == (1, 2, 8, 8)  # the depth it names
+    (f,) = check_grid(net, (1, 1, 8, 8), "p4" if group else "c1")
+    assert (f.problem, f.fix) == ("unsupported-size", "use an input size of 16")
+
+
 @pytest.mark.parametrize("down", DOWNS)
 def test_state_dict_round_trip(down, gen):
     x = torch.randn(2, 2, 8, 8, generator=gen)

@@ -63,7 +63,9 @@ class UNet(Typed, nn.Module):
 
     Shape:
         ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H`` and ``W`` divisible by
-        ``2**depth`` (else ``ValueError``; :func:`equilayers.check_grid` says which size).
+        ``2**depth``, and with ``padding_mode="reflect"`` at least ``2**(depth + 1)`` (2 pixels
+        at the deepest level) (else ``ValueError``; :func:`equilayers.check_grid` says which
+        size).
 
     Equivariance:
         On square inputs whose size is divisible by ``2**depth`` (the sizes
@@ -169,6 +171,17 @@ class UNet(Typed, nn.Module):
                              f"multiples of 2**depth = {m} (every level halves them and the "
                              f"skip connections must line up); got {h}x{w}. Pad to {hint} (or "
                              "crop)")
+        if self.padding_mode == "reflect" and min(h, w) < 2 * m:
+            # checked here, before an inner conv refuses its 1x1 map with a fix that is not
+            # the UNet's (its padding_mode)
+            fits = [d for d in range(1, self.depth)
+                    if not (h % 2**d or w % 2**d) and min(h, w) >= 2 ** (d + 1)]
+            smaller = f", or depth={fits[-1]} for {h}x{w} inputs" if fits else ""
+            raise ValueError(f"{what}(depth={self.depth}, padding_mode='reflect'): a {h}x{w} "
+                             f"input is {h // m}x{w // m} at the deepest level (every level "
+                             "halves it), and reflect padding needs at least 2 pixels there; "
+                             f"use an input size of {max(h, 2 * m)}x{max(w, 2 * m)} or larger "
+                             f"(multiples of {m}){smaller}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
