@@ -210,6 +210,37 @@ def check_float_dtype(value: Any, name: str = "dtype", what: str = "", *,
     return value
 
 
+_CONVERT = {torch.float32: "float", torch.float64: "double", torch.float16: "half",
+            torch.bfloat16: "bfloat16"}
+
+
+def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
+                      low_precision_input: bool = False) -> None:
+    """A floating tensor ``x`` of the dtype of a module's parameters ``param`` (``TypeError``
+    naming both dtypes and the two conversions otherwise, where torch would raise its own
+    mixed-type error). Allowed mismatches: under ``torch.autocast`` for ``x``'s device type
+    when neither dtype is float64 (autocast casts float32/16 tensors, never float64 ones), and
+    with ``low_precision_input`` a float16/bfloat16 ``x`` with float32 parameters (batch norm's
+    mixed precision, as ``nn.BatchNorm3d``)."""
+    if (param is None or not isinstance(x, torch.Tensor) or not x.is_floating_point()
+            or x.dtype == param.dtype):
+        return
+    if low_precision_input and param.dtype == torch.float32 and x.dtype in (torch.float16,
+                                                                            torch.bfloat16):
+        return
+    no_double = torch.float64 not in (x.dtype, param.dtype)
+    kind = x.device.type
+    if no_double and torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+        return
+
+    def to(dtype: torch.dtype) -> str:
+        return f".{_CONVERT[dtype]}()" if dtype in _CONVERT else f".to({dtype})"
+    amp = ", or run it under torch.autocast" if no_double else ""
+    raise TypeError(f"{what}: x has dtype {x.dtype}, but the module's parameters are "
+                    f"{param.dtype}; convert the input (x{to(param.dtype)}) or the module "
+                    f"(module{to(x.dtype)}){amp}")
+
+
 def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = True,
                  ndim: int | Sequence[int] | None = None, min_ndim: int | None = None,
                  layout: str = "") -> torch.Tensor:

@@ -413,3 +413,54 @@ def test_input_checks_are_skipped_only_for_a_like_input(gen):
     conv.to_empty(device="meta")
     with pytest.raises(RuntimeError, match="meta device; materialize"):
         conv(x)
+
+
+_DTYPE_MODULES = {
+    "LiftingConv3d": (lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="c4z"), (1, 2, 5, 5, 5)),
+    "GroupConv3d[harmonic]": (lambda: enn.GroupConv3d(2, 2, 3, padding=1, group="c4z",
+                                                      basis="harmonic"), (1, 2, 4, 5, 5, 5)),
+    "SteerableConv3d": (lambda: enn.SteerableConv3d(2, 2, 3, padding=1, in_max_order=1,
+                                                    max_order=1), (1, 2, 4, 5, 5, 5)),
+    "GroupBatchNorm3d": (lambda: enn.GroupBatchNorm3d(2), (2, 2, 4, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_DTYPE_MODULES))
+def test_input_of_another_dtype_than_the_module_is_named(name, gen):
+    """A float64 input to a float32 module (and the reverse, also after the input memo has
+    passed a float32 input) gets a TypeError naming both dtypes and both conversions, as an
+    integer input gets one; torch's own errors ("Input type (double) and bias type (float)",
+    "mixed dtype (CPU)", "expected scalar type Double") named neither the module nor the fix."""
+    make, shape = _DTYPE_MODULES[name]
+    m = make()
+    x = torch.randn(shape, generator=gen)
+    with pytest.raises(TypeError, match=rf"^{name.split('[')[0]}: x has dtype torch.float64, "
+                                        r"but the module's parameters are torch.float32; "
+                                        r"convert the input \(x.float\(\)\) or the module "
+                                        r"\(module.double\(\)\)$"):
+        m(x.double())
+    m(x)  # passes the checks (and fills the input memo of the convs)
+    m.double()
+    with pytest.raises(TypeError, match=r"x has dtype torch.float32, but the module's "
+                                        r"parameters are torch.float64; convert the input "
+                                        r"\(x.double\(\)\) or the module \(module.float\(\)\)"):
+        m(x)
+    assert m(x.double()).dtype == torch.float64
+
+
+def test_dtype_check_allows_autocast_and_batch_norm_mixed_precision(gen):
+    """Under torch.autocast for the input's device a bfloat16 map may reach float32 convs (the
+    autocast casts them), and a group batch norm takes a float16/bfloat16 input with float32
+    parameters as nn.BatchNorm3d does; outside autocast the conv refuses it (the control)."""
+    conv = enn.GroupConv3d(2, 2, 3, padding=1, group="c4z")
+    x = torch.randn(1, 2, 4, 5, 5, 5, generator=gen).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="x has dtype torch.bfloat16"):
+        conv(x)
+    bn = enn.GroupBatchNorm3d(2)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert bn(x.to(dtype)).dtype == dtype
+    with pytest.raises(TypeError, match=r"x has dtype torch.float16, but the module's "
+                                        r"parameters are torch.float64"):
+        bn.double()(x.half())

@@ -388,15 +388,17 @@ def test_input_dtype_other_than_the_weights_is_named(make, shape):
     conv = make()
     x = torch.randn(shape)
     conv(x)  # memoized for float32
-    with pytest.raises(TypeError, match=rf"{type(conv).__name__}: the input is torch.float64 "
-                                        r"but the module's weight is torch.float32.*x.to"):
+    with pytest.raises(TypeError, match=rf"{type(conv).__name__}: x has dtype torch.float64, "
+                                        r"but the module's parameters are torch.float32; "
+                                        r"convert the input \(x.float\(\)\) or the module "
+                                        r"\(module.double\(\)\)$"):
         conv(x.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv(x.half()).dtype == torch.bfloat16
         with pytest.raises(TypeError, match=r"float64"):
             conv(x.double())
     conv.double()
-    with pytest.raises(TypeError, match=r"the input is torch.float32 but the module's weight "
-                                        r"is torch.float64"):
+    with pytest.raises(TypeError, match=r"x has dtype torch.float32, but the module's "
+                                        r"parameters are torch.float64"):
         conv(x)
     assert conv(x.double()).dtype == torch.float64

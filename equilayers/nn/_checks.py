@@ -76,20 +76,13 @@ def check_input_once(module: nn.Module, x, options: tuple,
     ``quiet_exactness_warnings``)."""
     key = None
     weight = module.weight
+    assert isinstance(weight, torch.Tensor)  # the convs that call this have a weight
     if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
         amp = torch.is_autocast_enabled(x.device.type)
         key = (x.shape, x.dtype, x.is_meta, weight.is_meta, weight.dtype, amp, *options)
         if key == module.__dict__.get("_checked"):
             return
     settled = check()
-    # (autocast casts float32/16 tensors to its dtype, never float64 ones)
-    no_double = torch.float64 not in (getattr(x, "dtype", None), weight.dtype)
-    if (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != weight.dtype
-            and not (no_double and torch.is_autocast_enabled(x.device.type))):
-        name = type(module).__name__
-        amp_fix = ", or run under torch.autocast" if no_double else ""
-        raise TypeError(f"{name}: the input is {x.dtype} but the module's weight is "
-                        f"{weight.dtype}; convert one to the other (x.to({weight.dtype}) or "
-                        f"module.to({x.dtype})){amp_fix}")
+    C.check_dtype_match(x, weight, type(module).__name__)
     if key is not None and settled is not False:
         module.__dict__["_checked"] = key

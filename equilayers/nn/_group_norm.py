@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_flag, check_float_dtype, check_int
+from .._checks import check_dtype_match, check_flag, check_float_dtype, check_int
 from ..functional._group_norm import check_input, check_norm_args
 from ..groups import FieldType
 from ._typed import Typed
@@ -56,7 +56,10 @@ class GroupBatchNorm2d(_GroupBatchNorm):
     in_type = out_type = FieldType.regular()  # of any finite group
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
-        check_input(input, self.num_features, type(self).__name__)
+        what = type(self).__name__
+        check_input(input, self.num_features, what)
+        param = self.weight if self.weight is not None else self.running_mean
+        check_dtype_match(input, param, what, low_precision_input=True)  # as GroupBatchNorm3d
 
 
 class GroupBatchNorm3d(_GroupBatchNorm):
@@ -88,4 +91,9 @@ class GroupBatchNorm3d(_GroupBatchNorm):
     in_type = out_type = FieldType.regular(spatial_dims=3)  # of any finite group
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
-        check_input(input, self.num_features, type(self).__name__, 6)
+        what = type(self).__name__
+        check_input(input, self.num_features, what, 6)
+        # the parameters', or the running statistics' dtype (torch's batch norm takes a
+        # float16/bfloat16 input with float32 ones)
+        param = self.weight if self.weight is not None else self.running_mean
+        check_dtype_match(input, param, what, low_precision_input=True)

@@ -236,6 +236,7 @@ class SteerableConv3d(Typed, nn.Module):
             raise ValueError(f"{name} expects C_in={self.in_channels} fields in dim 1; got "
                              f"shape {tuple(x.shape)}")
         C.check_tensor(x, "x", name)  # floating point
+        C.check_dtype_match(x, self.weight, name)
         if self.weight.is_meta and not x.is_meta:
             raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
                                "model first (load_state_dict(..., assign=True), or to_empty() "
