@@ -180,6 +180,23 @@ def test_polyphase_shapes_choice_and_functional(gen):
         enn.PolyphasePool3d(1)
 
 
+def test_four_d_inputs_as_documented(gen):
+    """The Shape sections: BlurPool3d blurs every leading dim alike (a 4-D input is an
+    unbatched (C, D, H, W) volume, as for nn.AvgPool3d); PolyphasePool3d reads dim 0 as the
+    batch (a 4-D input is (B, D, H, W), one choice per entry), so an unbatched volume is
+    pooled as x[None], whose channels share one component."""
+    x = torch.randn(3, 5, 5, 5, generator=gen)
+    blur = enn.BlurPool3d()
+    torch.testing.assert_close(blur(x), blur(x[None])[0], rtol=0, atol=0)
+    x = torch.randn(8, 4, 4, 4, generator=gen)
+    pool = enn.PolyphasePool3d(return_index=True)
+    _, index = pool(x)
+    assert index.shape == (8,)
+    assert index.tolist() == [int(pool(x[b:b + 1])[1]) for b in range(8)]
+    assert len(set(index.tolist())) > 1  # (8 random volumes: not one shared choice)
+    assert pool(x[None])[1].shape == (1,)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_polyphase_cube_elements_on_cubes(name, gen):
     """D == H == W divisible by s: every element; a volume with D != H breaks o/oh only."""

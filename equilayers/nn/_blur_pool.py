@@ -170,7 +170,9 @@ class BlurPool3d(_BlurPoolNd):
 
     Shape:
         ``(B, C, D, H, W) -> (B, C, D', H', W')`` or ``(B, C, F, D, H, W) -> (B, C, F, D', H',
-        W')``, ``D' = floor((D - 1) / stride) + 1``.
+        W')``, ``D' = floor((D - 1) / stride) + 1``. Every leading dim is blurred alike, so a
+        4-D input is an unbatched volume ``(C, D, H, W) -> (C, D', H', W')``, as for
+        ``nn.AvgPool3d``; at least 4 dims.
 
     Equivariance:
         Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``.

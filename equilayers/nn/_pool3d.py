@@ -193,7 +193,10 @@ class PolyphasePool3d(Typed, nn.Module):
     Shape:
         ``(B, C, D, H, W) -> (B, C, D / s, H / s, W / s)`` or ``(B, C, F, D, H, W) -> (B, C,
         F, D / s, H / s, W / s)``; ``D``, ``H`` and ``W`` must be divisible by ``stride``
-        (else ``ValueError``: crop or pad first).
+        (else ``ValueError``: crop or pad first). Dim 0 is always the batch: a 4-D input is
+        ``(B, D, H, W)``, one choice per entry of dim 0, not ``nn.AvgPool3d``'s unbatched
+        ``(C, D, H, W)`` (whose channels would each get their own component); pool an
+        unbatched volume as ``x[None]``.
 
     Equivariance:
         Integer circular shifts, exactly: a shift by ``t`` keeps the same samples, so
