@@ -66,7 +66,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         if s is None or k is None or p is None or dilated or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
         if mode != "polyphase":
-            return MaxBlurPool2d(k, s, blur_size, padding=p)
+            return MaxBlurPool2d(k, s, p, blur_size=blur_size)
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):

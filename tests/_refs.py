@@ -29,9 +29,11 @@ def ref_blur(x, kernel_size=3, stride=2, padding_mode="reflect"):
 
 
 def ref_max_blur(x, kernel_size=2, stride=2, blur_size=3, padding_mode="reflect", padding=0):
+    """The reference of ``max_blur_pool2d`` in the kernels' argument order and defaults
+    (``kernels.triton_max_blur_pool2d``'s)."""
     with kernels.use_reference():
-        return EF.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
-                                  padding=padding)
+        return EF.max_blur_pool2d(x, kernel_size, stride, padding, blur_size=blur_size,
+                                  padding_mode=padding_mode)
 
 
 def ref_poly(x, stride=2, **kw):

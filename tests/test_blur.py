@@ -78,14 +78,26 @@ def test_kernel_size_one_is_subsampling(s, gen):
 def test_max_blur_pool_is_max_then_blur(gen):
     x = torch.randn(2, 3, 13, 12, generator=gen)
     ref = EF.blur_pool2d(F.max_pool2d(x, 3, 1, 1), 5, 3, "replicate")
-    torch.testing.assert_close(MaxBlurPool2d(3, 3, 5, "replicate", padding=1)(x), ref)
+    torch.testing.assert_close(MaxBlurPool2d(3, 3, 1, blur_size=5,
+                                             padding_mode="replicate")(x), ref)
 
 
 @pytest.mark.parametrize("n", [7, 8, 9, 16, 17, 56, 57])
 @pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 2, 0), (2, 3, 0), (3, 3, 1)])
 def test_max_blur_pool_shape_equals_maxpool(n, k, s, p):
     x = torch.randn(1, 2, n, n + 1)
-    assert MaxBlurPool2d(k, s, padding=p)(x).shape == nn.MaxPool2d(k, s, p)(x).shape
+    # nn.MaxPool2d's positional order (kernel_size, stride, padding), in the module and the
+    # functional twin
+    assert MaxBlurPool2d(k, s, p)(x).shape == nn.MaxPool2d(k, s, p)(x).shape
+    assert EF.max_blur_pool2d(x, k, s, p).shape == F.max_pool2d(x, k, s, p).shape
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_blur_pool_stride_defaults_to_kernel_size(k):
+    x = torch.randn(1, 2, 9, 9)
+    assert MaxBlurPool2d(k).stride == nn.MaxPool2d(k).stride == k
+    assert MaxBlurPool2d(k)(x).shape == nn.MaxPool2d(k)(x).shape
+    assert EF.max_blur_pool2d(x, k).shape == F.max_pool2d(x, k).shape
 
 
 @pytest.mark.parametrize("k,s,p,d", [(3, 2, 1, 1), (1, 2, 0, 1), (7, 2, 3, 1), (2, 2, 0, 1),
@@ -147,7 +159,8 @@ def test_module_equals_functional(gen):
     x = torch.randn(2, 3, 11, 12, generator=gen)
     torch.testing.assert_close(BlurPool2d(3, 5, 3, "zeros")(x), EF.blur_pool2d(x, 5, 3, "zeros"))
     torch.testing.assert_close(BlurPool1d(None, 4, 2)(x), EF.blur_pool1d(x, 4, 2))
-    torch.testing.assert_close(MaxBlurPool2d(2, 2, 4)(x), EF.max_blur_pool2d(x, 2, 2, 4))
+    torch.testing.assert_close(MaxBlurPool2d(2, blur_size=4)(x),
+                               EF.max_blur_pool2d(x, 2, blur_size=4))
     torch.testing.assert_close(BlurUpsample2d(3, 5)(x), EF.blur_upsample2d(x, 3, 5))
 
 
@@ -236,7 +249,8 @@ def test_one_pixel_shift_error_below_maxpool(n, mode, k, seed):
     shifts = [(1, 0), (0, 1), (1, 1)]
     with torch.no_grad():
         e_max = _shift_error(lambda v: F.relu(nn.MaxPool2d(2)(conv(v))), x, shifts)
-        e_blur = _shift_error(lambda v: F.relu(MaxBlurPool2d(2, 2, k, mode)(conv(v))), x, shifts)
+        pool = MaxBlurPool2d(2, blur_size=k, padding_mode=mode)
+        e_blur = _shift_error(lambda v: F.relu(pool(conv(v))), x, shifts)
     assert e_blur < e_max, (e_blur, e_max)
 
 
@@ -260,7 +274,7 @@ def test_gradcheck(gen):
     x = torch.randn(1, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     for fn in [lambda v: EF.blur_pool2d(v, 4, 2, "reflect"),
                lambda v: EF.blur_pool1d(v, 3, 3, "circular"),
-               lambda v: EF.max_blur_pool2d(v, 2, 2, 3),
+               lambda v: EF.max_blur_pool2d(v, 2, 2, blur_size=3),
                lambda v: EF.blur_upsample2d(v, 2, 3)]:
         assert torch.autograd.gradcheck(fn, (x,))
     v = torch.randn(1, 1, 4, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)

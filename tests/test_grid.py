@@ -230,7 +230,7 @@ _SPATIAL_POOLS = {
     "BlurPool2d(stride=3)": lambda: enn.BlurPool2d(stride=3),
     "BlurPool2d(kernel_size=4)": lambda: enn.BlurPool2d(kernel_size=4),
     "MaxBlurPool2d": lambda: enn.MaxBlurPool2d(),
-    "MaxBlurPool2d(3, padding=1)": lambda: enn.MaxBlurPool2d(3, padding=1),
+    "MaxBlurPool2d(3, 2, 1)": lambda: enn.MaxBlurPool2d(3, 2, 1),
     "MaxBlurPool2d(blur_size=4)": lambda: enn.MaxBlurPool2d(blur_size=4),
     "GaussianBlurPool2d": lambda: enn.GaussianBlurPool2d(),
     "NormMaxPool(2)": lambda: enn.NormMaxPool(2),

@@ -101,7 +101,7 @@ def test_triton_max_blur_every_mode(interpret, gen, mode, m, k):
 @needs_triton
 @pytest.mark.parametrize("m,pad,stride", [(3, 1, 2), (2, 1, 2), (4, 2, 3), (3, 1, 1)])
 def test_triton_max_blur_kernel_with_max_pool_padding(interpret, gen, m, pad, stride):
-    """The ResNet stem's MaxBlurPool2d(3, padding=1) and friends: -inf padding, ties routed to
+    """The ResNet stem's MaxBlurPool2d(3, 2, 1) and friends: -inf padding, ties routed to
     the first real maximum, all -inf windows, channels_last."""
     x = _randn(gen, 2, 3, 10, 9)
     for t in [x, x.contiguous(memory_format=torch.channels_last),
@@ -309,12 +309,13 @@ def test_kernel_functional_fast_path_equals_reference(monkeypatch, gen):
     monkeypatch.delenv("EQUILAYERS_TRITON_INTERPRET", raising=False)
     x = torch.randn(2, 3, 2, 9, 8, generator=gen, dtype=torch.float64)
     assert kernels.select("max_blur_pool2d", x)[0] == "fast"
-    for kw in [{}, {"kernel_size": 3, "blur_size": 4, "padding_mode": "circular"}]:
+    for kw in [{}, {"kernel_size": 3, "stride": 2, "blur_size": 4, "padding_mode": "circular"}]:
         torch.testing.assert_close(EF.max_blur_pool2d(x, **kw), ref_max_blur(x, **kw))
     # Training takes the fast path for every window and max-pool padding (the ResNet stem's
-    # MaxBlurPool2d(3, padding=1) included), values and gradients equal to the reference's.
+    # MaxBlurPool2d(3, 2, 1) included), values and gradients equal to the reference's.
     x.requires_grad_(True)
-    for kw in [{}, {"kernel_size": 3, "padding": 1}, {"kernel_size": 4, "padding": 2}]:
+    for kw in [{}, {"kernel_size": 3, "stride": 2, "padding": 1},
+               {"kernel_size": 4, "stride": 2, "padding": 2}]:
         assert kernels.select("max_blur_pool2d", x, **kw)[0] == "fast"
         (ga,) = torch.autograd.grad(EF.max_blur_pool2d(x, **kw).sum(), x)
         (gb,) = torch.autograd.grad(ref_max_blur(x, **kw).sum(), x)

@@ -108,14 +108,21 @@ def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
     return _blur_pool(x, kernel_size, stride, padding_mode, 3, "blur_pool3d")
 
 
-def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
-                    padding_mode: str = "reflect", *, padding: int = 0) -> torch.Tensor:
+def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = None,
+                    padding: int = 0, *, blur_size: int = 3,
+                    padding_mode: str = "reflect") -> torch.Tensor:
     """``max_pool2d(x, kernel_size, stride=1, padding)`` followed by
     ``blur_pool2d(., blur_size, stride, padding_mode)``.
 
+    The positional arguments are ``F.max_pool2d``'s (``stride=None`` means ``kernel_size``).
     Output size per dim: ``floor((N + 2 padding - kernel_size) / stride) + 1``, the same as
-    ``nn.MaxPool2d(kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
+    ``F.max_pool2d(x, kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
+
+    Example:
+        >>> max_blur_pool2d(torch.randn(1, 2, 9, 9), 3, 2, 1).shape
+        torch.Size([1, 2, 5, 5])
     """
+    stride = kernel_size if stride is None else stride  # as F.max_pool2d
     return kernels.dispatch("max_blur_pool2d", x, kernel_size=kernel_size, stride=stride,
                             blur_size=blur_size, padding_mode=padding_mode, padding=padding)
 

@@ -196,15 +196,16 @@ class BlurPool3d(_BlurPoolNd):
 class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
 
-    A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: same output shape for every
-    input size.
+    A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: the same positional
+    arguments (``stride=None`` means ``kernel_size``, as in torch) and the same output shape
+    for every input size.
 
     Args:
         kernel_size: max-pool window.
-        stride: subsampling factor of the blur pool.
-        blur_size: binomial filter size, 1..7.
-        padding_mode: padding of the blur (``"reflect"`` default).
+        stride: subsampling factor of the blur pool (default: ``kernel_size``).
         padding: max-pool padding (``-inf``), as in ``nn.MaxPool2d``.
+        blur_size: binomial filter size, 1..7 (keyword only).
+        padding_mode: padding of the blur (``"reflect"`` default; keyword only).
         device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
             modules.
 
@@ -224,27 +225,30 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     Example:
         >>> MaxBlurPool2d()(torch.randn(2, 3, 9, 9)).shape
         torch.Size([2, 3, 4, 4])
+        >>> MaxBlurPool2d(3, 2, 1)  # a ResNet stem's nn.MaxPool2d(3, 2, 1)
+        MaxBlurPool2d(kernel_size=3, stride=2, padding=1)
     """
 
     in_type = out_type = None  # any field type; the output has the input's
 
-    def __init__(self, kernel_size: int = 2, stride: int = 2, blur_size: int = 3,
-                 padding_mode: str = "reflect", *, padding: int = 0, device=None,
+    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0, *,
+                 blur_size: int = 3, padding_mode: str = "reflect", device=None,
                  dtype=None) -> None:
         super().__init__()
-        C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding,
-                              type(self).__name__)
+        what = type(self).__name__
+        stride = kernel_size if stride is None else stride  # as nn.MaxPool2d
+        C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding, what)
         self.kernel_size = kernel_size
         self.stride = stride
+        self.padding = padding
         self.blur_size = blur_size
         self.padding_mode = padding_mode
-        self.padding = padding
-        self._register_filter(blur_size, device, dtype, type(self).__name__)
+        self._register_filter(blur_size, device, dtype, what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._warn_if_window_inexact(x)  # on group maps: once, where the grid breaks it
-        return max_blur_pool2d(x, self.kernel_size, self.stride, self.blur_size,
-                               self.padding_mode, padding=self.padding)
+        return max_blur_pool2d(x, self.kernel_size, self.stride, self.padding,
+                               blur_size=self.blur_size, padding_mode=self.padding_mode)
 
     def _sampling_window(self) -> tuple:
         # the max at stride 1 then the blur at ``stride`` sample the grid as one window of
