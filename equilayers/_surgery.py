@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +51,10 @@ def _uniform(v, name: str) -> int | None:
     return a if a == b else None
 
 
-def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
+def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module | str | None:
     """The replacement of ``m``, ``None`` when ``m`` is not a strided layer, or a string saying
-    why a strided layer is left alone."""
+    why a strided layer is left alone. ``place`` (``device``, ``dtype``) places the new
+    modules' filters; a converted conv keeps ``m``'s own ``weight`` and ``bias`` objects."""
     if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
         return None
     if isinstance(m, nn.MaxPool2d):
@@ -66,7 +68,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
         if s is None or k is None or p is None or dilated or m.ceil_mode or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
         if mode != "polyphase":
-            return MaxBlurPool2d(k, s, p, blur_size=blur_size)
+            return MaxBlurPool2d(k, s, p, blur_size=blur_size, **place)
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
@@ -79,7 +81,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
             return "AvgPool2d with unequal sizes, ceil_mode or divisor_override"
         if mode != "polyphase":
             return nn.Sequential(nn.AvgPool2d(k, 1, m.padding, count_include_pad=
-                                              m.count_include_pad), BlurPool2d(None, blur_size, s))
+                                              m.count_include_pad),
+                                 BlurPool2d(None, blur_size, s, **place))
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.Conv2d):
@@ -95,21 +98,22 @@ def _convert(m: nn.Module, mode: str, blur_size: int) -> nn.Module | str | None:
             # typed tuple[int, ...] by torch's stubs: read as pairs
             kernel, pad, dil = (C.check_pair(v, n, "antialias") for v, n in (
                 (m.kernel_size, "kernel_size"), (m.padding, "padding"), (m.dilation, "dilation")))
+            # built on the meta device (nothing allocated or initialised), then given m's own
+            # parameters: their values, device, dtype, requires_grad and any tying are kept
             new = BlurConv2d(m.in_channels, m.out_channels, kernel, s, pad, dil,
-                             m.groups, m.bias is not None, m.padding_mode,
-                             device=m.weight.device, dtype=m.weight.dtype, blur_size=blur_size,
+                             m.groups, m.bias is not None, m.padding_mode, device="meta",
+                             dtype=m.weight.dtype, blur_size=blur_size,
                              fold=True if mode == "folded" else None)
-            with torch.no_grad():
-                new.weight.copy_(m.weight)
-                if m.bias is not None:
-                    assert new.bias is not None  # built with bias=True
-                    new.bias.copy_(m.bias)
+            # nn.Conv2d's weight and bias are Parameters (torch's stubs type them Tensor)
+            new.weight = cast(nn.Parameter, m.weight)
+            new.bias = cast("nn.Parameter | None", m.bias)
             return new
         (kh, kw), (dh, dw), (ph, pw) = m.kernel_size, m.dilation, m.padding
         if (2 * ph, 2 * pw) != (dh * (kh - 1), dw * (kw - 1)):
             return ("Conv2d whose stride-1 output does not keep the size "
                     "(2 * padding != dilation * (kernel_size - 1)): polyphase needs it")
-        conv = copy.deepcopy(m)
+        # a copy that keeps m's own parameters (values, requires_grad, tying)
+        conv = copy.deepcopy(m, memo={id(t): t for t in m.parameters()})
         conv.stride = (1, 1)
         return nn.Sequential(conv, PolyphasePool2d(s, blur_size=blur_size))
     return None
@@ -167,7 +171,8 @@ def antialias(
     * ``nn.MaxPool2d(k, s, p)``, ``s > 1`` -> :class:`~equilayers.nn.MaxBlurPool2d`
       ``(k, s, blur_size, padding=p)``;
     * ``nn.Conv2d`` with stride ``s > 1`` -> :class:`~equilayers.nn.BlurConv2d` (same
-      arguments, weight and bias copied: the old ``state_dict`` loads into the new model);
+      arguments and parameter names, holding the conv's own ``weight`` and ``bias``: the old
+      ``state_dict`` loads into the new model);
     * ``nn.AvgPool2d(k, s, p)``, ``s > 1`` -> ``Sequential(AvgPool2d(k, 1, p),
       BlurPool2d(kernel_size=blur_size, stride=s))``.
 
@@ -185,7 +190,11 @@ def antialias(
     ``mode="polyphase"`` (Chaman & Dokmanic 2021): the same layers become the op at stride 1
     (pools padded circularly to keep the size) followed by
     ``PolyphasePool2d(s, blur_size=blur_size)``; convs keep their own padding and must keep the
-    size at stride 1 (``2 padding == dilation (k - 1)``). Output shapes equal the original's
+    size at stride 1 (``2 padding == dilation (k - 1)``). Each converted conv becomes
+    ``Sequential(conv at stride 1, PolyphasePool2d)``, so its parameters gain a ``.0`` in
+    their names (``0.weight`` -> ``0.0.weight``): the weights are kept, but a plain model's
+    ``state_dict`` loads only into ``"blur"`` and ``"folded"`` models (load it into the
+    plain model before converting). Output shapes equal the original's
     when ``H, W`` are divisible by each stride and the layers pad "same"-style (3x3 pad 1,
     7x7 pad 3, 1x1 pad 0, 2x2 max-pool): the usual ResNet layout. A chain of circular convs
     and converted layers ending in a global pool is then exactly invariant to circular shifts
@@ -197,13 +206,27 @@ def antialias(
     Layers that cannot be converted exactly (unequal strides, dilated or ``ceil_mode`` pools,
     string padding, subclasses of ``nn.Conv2d``) are left alone with a ``UserWarning``.
 
+    Every use of a layer is converted: a module that appears under several names (one
+    ``nn.MaxPool2d`` called twice, a shared strided conv) is replaced by one new module at
+    every name, so it stays shared (and a shared conv's weight stays tied); the report lists
+    each name. ``model`` itself, when it is a strided layer, is converted too (the new module
+    is returned; its name in ``skip`` and the report is ``""``). A new module takes the
+    training flag of the layer it replaces; a converted conv keeps the layer's own parameter
+    objects (values, device, dtype and ``requires_grad``: frozen weights stay frozen); the
+    blur filters of the new pools take the device and dtype of the first floating-point
+    parameter or buffer of the replaced layer's nearest enclosing module that has one (its
+    parent, then up to ``model``), or torch's defaults (CPU, the default dtype) if the model
+    has none.
+
     Args:
         model: any module; not modified unless ``inplace=True``.
         blur_size: binomial filter size, 1..7.
         mode: ``"blur"``, ``"folded"`` or ``"polyphase"``.
         skip: qualified module names (as in ``named_modules()``) to leave alone, with
-            everything inside them, or a predicate ``skip(name, module) -> bool``.
-        inplace: modify ``model`` itself instead of a deep copy.
+            everything inside them, or a predicate ``skip(name, module) -> bool`` (asked at
+            every use of a module; ``""`` names ``model`` itself).
+        inplace: modify ``model`` itself instead of a deep copy (the converted layers keep
+            its parameter objects, so an optimizer built on them still holds them).
         return_report: also return the list of :class:`Replacement` records.
 
     Returns:
@@ -218,7 +241,7 @@ def antialias(
     C.check_module(model, "model", "antialias")
     C.check_choice(mode, "mode", _MODES, "antialias")
     C.check_blur_size(blur_size, "blur_size", "antialias")
-    names = {n for n, _ in model.named_modules()}
+    names = {n for n, _ in model.named_modules(remove_duplicate=False)}
     if skip is None:
         def skipped(name: str, module: nn.Module, /) -> bool:
             return False
@@ -238,26 +261,52 @@ def antialias(
                              "are those of model.named_modules()")
 
         def skipped(name: str, module: nn.Module, /) -> bool:  # a skipped name skips its subtree
-            return any(name == s or name.startswith(s + ".") for s in skip_set)
+            return any(name == s or not s or name.startswith(s + ".") for s in skip_set)
 
     if not inplace:
         model = copy.deepcopy(model)
     report: list[Replacement] = []
     left: list[str] = []
-    for name, module in list(model.named_modules()):
-        if not name or skipped(name, module):
+    done: dict[int, nn.Module | str | None] = {}  # id(old) -> its conversion, made once
+    root = model
+    # every use of every module: a module used twice is converted at both names, into one
+    # new module (shared stays shared)
+    for name, module in list(root.named_modules(remove_duplicate=False)):
+        if skipped(name, module):
             continue
-        new = _convert(module, mode, blur_size)
+        if id(module) not in done:
+            new = _convert(module, mode, blur_size, _place(root, name))
+            if isinstance(new, nn.Module):
+                new.train(module.training)
+            done[id(module)] = new
+        new = done[id(module)]
         if new is None:
             continue
         if isinstance(new, str):
-            left.append(f"{name} ({new})")
+            left.append(f"{name or '(the model itself)'} ({new})")
             continue
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, new)
+        if not name:  # the model itself is a strided layer
+            model = new
+        else:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(root.get_submodule(parent_name) if parent_name else root, attr, new)
         report.append(Replacement(name, module, new))
     if left:
         warnings.warn(f"antialias left these strided layers alone: {'; '.join(left)}",
                       stacklevel=2)
     return (model, report) if return_report else model
+
+
+def _place(root: nn.Module, name: str) -> dict:
+    """``{"device": ..., "dtype": ...}`` for the filters of the module that replaces
+    ``root.get_submodule(name)``: those of the first floating-point parameter or buffer of
+    that module, else of its nearest enclosing module that has one (its parent, then the
+    parent's parent, up to ``root``); ``{}`` (torch's defaults: CPU, the default dtype) when
+    none has one."""
+    parts = name.split(".") if name else []
+    for depth in range(len(parts), -1, -1):
+        module = root.get_submodule(".".join(parts[:depth]))
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            if t.is_floating_point():
+                return {"device": t.device, "dtype": t.dtype}
+    return {}

@@ -114,6 +114,71 @@ def test_avgpool_and_skip_and_inplace():
     assert report == []
 
 
+def test_every_use_of_a_shared_module_is_converted_and_stays_shared():
+    pool = nn.MaxPool2d(2)
+    conv = nn.Conv2d(4, 4, 3, 2, 1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), pool, conv, pool, conv)
+    new, report = antialias(model, return_report=True)
+    assert [r.name for r in report] == ["1", "2", "3", "4"]
+    assert type(new[1]) is MaxBlurPool2d and new[3] is new[1]
+    assert type(new[2]) is BlurConv2d and new[4] is new[2]  # one conv: the weight stays tied
+    x = torch.randn(1, 3, 32, 32)
+    assert new(x).shape == model(x).shape
+    # a skipped use is left alone, the others converted
+    new = antialias(model, skip=["3"])
+    assert type(new[1]) is MaxBlurPool2d and type(new[3]) is nn.MaxPool2d
+
+
+def test_the_model_itself_is_converted():
+    conv = nn.Conv2d(3, 8, 3, 2, 1)
+    new, report = antialias(conv, return_report=True)
+    assert type(new) is BlurConv2d and [r.name for r in report] == [""]
+    assert torch.equal(new.weight, conv.weight)
+    assert type(antialias(nn.MaxPool2d(2))) is MaxBlurPool2d
+    assert type(antialias(nn.MaxPool2d(2), skip=[""])) is nn.MaxPool2d
+    assert type(antialias(nn.Conv2d(3, 8, 3, 2, 1), mode="polyphase")[-1]) is PolyphasePool2d
+
+
+def test_frozen_weights_stay_frozen_and_parameters_are_kept():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.Conv2d(4, 4, 3, 2, 1))
+    model[0].requires_grad_(False)
+    for mode in ["blur", "folded", "polyphase"]:
+        new = antialias(model, mode=mode)
+        assert [p.requires_grad for p in new.parameters()] == [False, False, True, True]
+    old = list(model.parameters())
+    new = antialias(model, inplace=True)  # the same parameter objects: an optimizer keeps them
+    assert all(a is b for a, b in zip(new.parameters(), old, strict=True))
+
+
+def test_new_modules_take_the_models_training_mode_device_and_dtype():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.MaxPool2d(2), nn.AvgPool2d(2)).double()
+    new = antialias(model.eval())
+    assert not any(m.training for m in new.modules())
+    assert new[1].filter.dtype == new[2][1].filter.dtype == torch.float64
+    assert new[0].weight.dtype == torch.float64
+    assert all(m.training for m in antialias(model.train()).modules())
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.MaxPool2d(2))
+    new = antialias(meta)
+    assert new[0].weight.is_meta and new[1].filter.is_meta
+    # the nearest enclosing module with a parameter decides: a half block in a float model
+    mixed = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2),
+                          nn.Sequential(nn.Conv2d(4, 4, 3), nn.MaxPool2d(2)).half())
+    new = antialias(mixed)
+    assert new[1].filter.dtype == torch.float32 and new[2][1].filter.dtype == torch.float16
+
+
+def test_which_modes_load_a_plain_state_dict():
+    """As docs/layers/antialias.md says: blur and folded keep the names, polyphase adds a .0."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.MaxPool2d(2))
+    for mode in ["blur", "folded"]:
+        antialias(model, mode=mode).load_state_dict(model.state_dict())
+    new = antialias(model, mode="polyphase")
+    assert list(new.state_dict()) == ["0.0.weight", "0.0.bias"]
+    with pytest.raises(RuntimeError, match="Missing key"):
+        new.load_state_dict(model.state_dict())
+
+
 def test_unsupported_layers_are_left_with_a_warning():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, (2, 1)), nn.MaxPool2d(2, ceil_mode=True))
     with pytest.warns(UserWarning, match="left these strided layers alone"):
