@@ -306,14 +306,11 @@ def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
 
 def check_blur_padding(spatial: Sequence[int], k: int, padding_mode: str, what: str,
                        shape: Sequence[int], name: str = "kernel_size") -> None:
-    """The sizes a binomial blur of size ``k`` can pad with ``padding_mode`` (``"reflect"``
-    needs every size > the right pad, ``"circular"`` >= it; ``F.pad`` raises otherwise)."""
+    """The sizes a binomial blur of size ``k`` can pad with ``padding_mode``: ``"circular"``
+    needs every size >= the right pad (``F.pad`` raises otherwise). ``"reflect"`` takes any
+    size: an axis too short to reflect is padded with ``"replicate"``
+    (``kernels._tables.axis_mode``)."""
     right = (k - 1) - (k - 1) // 2
-    if k > 1 and padding_mode == "reflect" and min(spatial) <= right:
-        raise ValueError(f"{_prefix(what)}padding_mode='reflect' with {name}={k} needs every "
-                         f"spatial size > {right}; got spatial shape {tuple(spatial)} (input "
-                         f"shape {tuple(shape)}). Use padding_mode='replicate' or a smaller "
-                         f"{name}")
     if k > 1 and padding_mode == "circular" and min(spatial) < right:
         raise ValueError(f"{_prefix(what)}padding_mode='circular' with {name}={k} needs every "
                          f"spatial size >= {right}; got spatial shape {tuple(spatial)} (input "

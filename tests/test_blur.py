@@ -194,11 +194,85 @@ def test_bad_arguments(kw, match):
             EF.blur_pool2d(torch.zeros(1, 1, 8, 8), **kw)
 
 
+def _blur_by_axis(x, k, s, modes):
+    """The blur pool written out: each axis padded in its own mode, then the 2-D binomial."""
+    left, right = (k - 1) // 2, (k - 1) - (k - 1) // 2
+    x = F.pad(x, (left, right, 0, 0), mode=modes[1])
+    x = F.pad(x, (0, 0, left, right), mode=modes[0])
+    f = EF.binomial_filter(k, dtype=x.dtype)
+    w = torch.outer(f, f)[None, None]
+    y = F.conv2d(x.flatten(0, 1)[:, None], w, stride=s)
+    return y.view(*x.shape[:2], *y.shape[-2:])
+
+
+def _every_path(name, x, **kw):
+    """``[(path, output, input gradient)]`` of op ``name``: the reference and each CPU fast
+    path forced."""
+    from equilayers import kernels
+    from equilayers.kernels import _registry
+
+    out = []
+    paths = [(p.name, kernels.use_fast_path(p.name)) for p in _registry.get_op(name).fast["cpu"]]
+    for path, ctx in [("reference", kernels.use_reference()), *paths]:
+        xg = x.detach().requires_grad_(True)
+        with ctx:
+            y = kernels.dispatch(name, xg, **kw)
+        (g,) = torch.autograd.grad(y, xg, torch.ones_like(y))
+        out.append((path, y, g))
+    return out
+
+
+@pytest.mark.parametrize("shape,k,modes", [
+    ((2, 3, 1, 1), 3, ("replicate", "replicate")), ((2, 3, 2, 7), 5, ("replicate", "reflect")),
+    ((2, 3, 6, 1), 4, ("reflect", "replicate")), ((1, 2, 3, 3), 7, ("replicate", "replicate")),
+    ((1, 2, 5, 4), 5, ("reflect", "reflect"))])
+def test_reflect_on_a_too_short_axis_is_replicate(gen, shape, k, modes):
+    """The rule of the docstrings: an axis of size <= (k-1) - (k-1)//2 (the larger pad) is
+    padded with replicate instead of reflect (which F.pad refuses there), on every path."""
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    expected = _blur_by_axis(x, k, 2, modes)
+    for path, y, g in _every_path("blur_pool2d", x, kernel_size=k, padding_mode="reflect"):
+        torch.testing.assert_close(y, expected, msg=path)
+        _, _, g_ref = _every_path("blur_pool2d", x, kernel_size=k)[0]
+        torch.testing.assert_close(g, g_ref, msg=path)
+    # max_blur_pool2d's max-pooled map (kernel_size=1: the input itself) falls back the same
+    for path, y, _ in _every_path("max_blur_pool2d", x, kernel_size=1, stride=2, blur_size=k):
+        torch.testing.assert_close(y, expected, msg=path)
+    assert torch.equal(EF.blur_pool2d(torch.ones(1, 1, 1, 1) * 3, 3), torch.ones(1, 1, 1, 1) * 3)
+
+
+def test_small_inputs_work_where_the_torch_layers_do(gen):
+    """The drop-ins take every input size their torch originals take (the audit's cases)."""
+    for n in (1, 2, 3):
+        x = torch.randn(1, 3, n, n, generator=gen)
+        assert MaxBlurPool2d(3, 2, 1)(x).shape == nn.MaxPool2d(3, 2, 1)(x).shape
+        if n >= 2:
+            assert MaxBlurPool2d(2)(x).shape == nn.MaxPool2d(2)(x).shape
+    # a 2x2 input max-pools to a single pixel, which blurs to itself
+    x = torch.randn(1, 3, 2, 2, generator=gen)
+    torch.testing.assert_close(MaxBlurPool2d(2)(x), nn.MaxPool2d(2)(x))
+    conv = nn.Conv2d(8, 8, 3, 2, 1)
+    x = torch.randn(1, 8, 1, 1, generator=gen)
+    for fold in (None, True, False):
+        blur = BlurConv2d(8, 8, 3, 2, 1, fold=fold)
+        blur.load_state_dict(conv.state_dict())
+        torch.testing.assert_close(blur(x), conv(x))  # a 1x1 map: the blur is the identity
+
+
+@pytest.mark.parametrize("n,k", [(3, 7), (1, 3), (2, 5)])
+def test_fallback_keeps_flips_and_rot90(gen, n, k):
+    x = torch.randn(1, 2, n, n, generator=gen, dtype=torch.float64)
+    s = max(n - 1, 1)  # (n - 1) % s == 0: the pool tiles the input from both ends
+    y = EF.blur_pool2d(x, k, s)
+    for t in (lambda v: v.flip(-1), lambda v: v.flip(-2), lambda v: v.rot90(1, (-2, -1))):
+        torch.testing.assert_close(EF.blur_pool2d(t(x), k, s), t(y))
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="with 4 channels"):
         BlurPool2d(channels=3)(torch.zeros(1, 4, 8, 8))
-    with pytest.raises(ValueError, match="spatial size > 1"):
-        BlurPool2d()(torch.zeros(1, 1, 1, 8))
+    with pytest.raises(ValueError, match="spatial size >= 2"):
+        BlurPool2d(kernel_size=5, padding_mode="circular")(torch.zeros(1, 1, 1, 8))
     with pytest.raises(ValueError, match="at least 3-D"):
         BlurPool2d()(torch.zeros(8, 8))
     with pytest.raises(TypeError, match="floating-point"):

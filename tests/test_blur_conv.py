@@ -20,14 +20,19 @@ MODES = ["zeros", "reflect", "replicate", "circular"]
 
 def _composition(x, w, b, stride, pad, dil, groups, blur, mode, bmode):
     """The specification, written out: conv at stride 1 (padded by ``mode``), then pad with
-    ``bmode`` and correlate with the binomial at ``stride``."""
+    ``bmode`` (reflect on a dim of size <= the right pad: replicate) and correlate with the
+    binomial at ``stride``."""
     ph, pw = pad
     if mode != "zeros":
         x, ph, pw = F.pad(x, (pw, pw, ph, ph), mode=mode), 0, 0
     y = F.conv2d(x, w, b, 1, (ph, pw), dil, groups)
     left = (blur - 1) // 2
     right = blur - 1 - left
-    y = F.pad(y, (left, right, left, right), mode="constant" if bmode == "zeros" else bmode)
+    if bmode == "zeros":
+        y = F.pad(y, (left, right, left, right))
+    else:
+        modes = ["replicate" if bmode == "reflect" and n <= right else bmode for n in y.shape[-2:]]
+        y = F.pad(F.pad(y, (left, right, 0, 0), mode=modes[1]), (0, 0, left, right), mode=modes[0])
     f = EF.binomial_filter(blur, dtype=x.dtype)
     taps = torch.outer(f, f)[None, None].expand(y.shape[1], 1, blur, blur)
     return F.conv2d(y, taps, stride=stride, groups=y.shape[1])

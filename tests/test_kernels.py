@@ -91,6 +91,18 @@ def test_triton_half_dtypes(interpret, gen, op, ref, dtype):
 
 
 @needs_triton
+@pytest.mark.parametrize("shape,k", [((2, 3, 1, 1), 3), ((2, 3, 2, 7), 5), ((1, 2, 6, 1), 4)])
+def test_triton_reflect_on_a_too_short_axis_is_replicate(interpret, gen, shape, k):
+    """An axis of size <= the blur's larger pad: replicate there, as the reference."""
+    x = _randn(gen, *shape)
+    _compare(kernels.triton_blur_pool2d, ref_blur, x, gen, kernel_size=k)
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, x, gen, kernel_size=1, blur_size=k)
+    # the max-pooled map is the short one: 1x1 padded by 1 and max-pooled by 2 is 2x2
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, _randn(gen, 1, 2, 1, 1), gen,
+             kernel_size=2, blur_size=5, padding=1)
+
+
+@needs_triton
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("m,k", [(2, 3), (3, 2), (1, 5), (2, 7)])
 def test_triton_max_blur_every_mode(interpret, gen, mode, m, k):
@@ -202,10 +214,11 @@ def test_kernel_dispatch_reasons(monkeypatch):
         (("blur_pool2d", x), {"kernel_size": 9}, "kernel_size=9 must be an integer in 1..7"),
         (("blur_pool2d", x), {"padding_mode": "mirror"}, "padding_mode='mirror'"),
         (("blur_pool2d", x.long()), {}, "not floating point"),
-        (("blur_pool2d", torch.zeros(1, 1, 8, 2)), {"kernel_size": 4},
-         "padding_mode='reflect' with kernel_size=4"),
-        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)), {"kernel_size": 4},
-         "padding_mode='reflect' with blur_size=3"),
+        (("blur_pool2d", torch.zeros(1, 1, 8, 1)), {"kernel_size": 5, "padding_mode": "circular"},
+         "padding_mode='circular' with kernel_size=5"),
+        (("max_blur_pool2d", torch.zeros(1, 1, 4, 8)),
+         {"kernel_size": 4, "blur_size": 5, "padding_mode": "circular"},
+         "padding_mode='circular' with blur_size=5"),
         (("blur_pool2d", [1.0]), {}, "not a tensor"),
         (("polyphase_upsample2d", x), {}, "has no Triton kernel"),
     ]

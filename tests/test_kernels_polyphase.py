@@ -198,8 +198,8 @@ def test_kernel_polyphase_dispatch_reasons(monkeypatch, gen):
         (x, {"criterion": "l3"}, "criterion='l3'"),
         (x, {"blur_size": 8}, "blur_size=8 must be"),
         (x, {"padding_mode": "mirror"}, "padding_mode='mirror'"),
-        (torch.zeros(1, 2, 2, 2), {"blur_size": 5, "padding_mode": "reflect"},
-         "padding_mode='reflect' with blur_size=5"),
+        (torch.zeros(1, 2, 2, 2), {"blur_size": 7, "padding_mode": "circular"},
+         "padding_mode='circular' with blur_size=7"),
         (torch.zeros(0, 2, 6, 6), {}, "empty"),
     ]
     for t, kwargs, expected in cases:

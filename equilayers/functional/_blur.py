@@ -7,7 +7,9 @@ The reference semantics (a Triton kernel must reproduce them to float rounding):
 * every spatial dim is padded by ``(k-1)//2`` on the left/top and ``(k-1) - (k-1)//2`` on the
   right/bottom (for even ``k`` the extra pixel sits at the bottom/right, as in Zhang's
   reference), with ``padding_mode`` ``"reflect"``, ``"replicate"``, ``"zeros"`` or
-  ``"circular"``;
+  ``"circular"``; with ``"reflect"``, a dim of size ``<= (k-1) - (k-1)//2`` (the larger pad:
+  too short to reflect) is padded with ``"replicate"`` instead, both sides (a 1-pixel dim
+  blurs to itself; both modes are symmetric, so flips and rot90 still commute);
 * the padded signal is correlated with the filter at stride ``s`` starting at offset 0, so the
   output has ``floor((N - 1) / s) + 1`` samples per dim and ``k = 1`` is exactly
   ``x[..., ::s, ::s]``.

@@ -54,7 +54,7 @@ from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..kernels._dispatch import functorch_active
 from ..kernels._tables import Range as _Range
-from ..kernels._tables import _source, binomial, border_ring, inner_outputs, pad_amounts
+from ..kernels._tables import _source, axis_mode, binomial, border_ring, inner_outputs, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
 
 __all__ = ["blur_conv2d", "blur_conv2d_path"]
@@ -217,7 +217,9 @@ def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """``conv2d`` at stride 1 followed by ``blur_pool2d(., blur_size, stride, ...)``.
 
     ``padding_mode`` pads the convolution (as in ``nn.Conv2d``); ``blur_padding_mode`` pads the
-    blur (default ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``). Output
+    blur (default ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``; a dim of
+    the stride-1 output too short to reflect, size ``<= (b-1) - (b-1)//2`` with ``b =
+    blur_size``, is padded with ``"replicate"`` instead). Output
     size per dim: ``floor((N + 2 padding - dilation (k - 1) - 1) / stride) + 1``, the same as
     the strided ``nn.Conv2d``. See :class:`equilayers.nn.BlurConv2d`.
 
@@ -409,6 +411,7 @@ def _taps(outs: _Range, n_conv: int, n_in: int, pad: int, dilation: int, n_taps:
     (its padding mode folded in; taps on the conv's zero padding dropped)."""
     left, _ = pad_amounts(blur)
     b = binomial(blur)
+    mode = axis_mode(n_conv, blur, mode)
     out = []
     for o, i in enumerate(range(*outs)):
         for t in range(blur):
@@ -443,7 +446,8 @@ def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tupl
             table.index_put_((torch.tensor(r), torch.tensor(c)),
                              torch.tensor(v, dtype=torch.float64), accumulate=True)
     sums = [[sum(binomial(blur)[t] for t in range(blur)
-                 if _source(stride * i + t - pad_amounts(blur)[0], n, mode) >= 0)
+                 if _source(stride * i + t - pad_amounts(blur)[0], n,
+                            axis_mode(n, blur, mode)) >= 0)
              for i in range(*outs)] for outs, n in ((rows, n_conv[0]), (cols, n_conv[1]))]
     scale = torch.outer(torch.tensor(sums[0], dtype=torch.float64),
                         torch.tensor(sums[1], dtype=torch.float64))

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
-from ._tables import _source, binomial, border_ring, inner_outputs, pad_amounts
+from ._tables import _source, binomial, border_ring, inner_outputs, pad_amounts, pad_axes
 
 __all__ = ["blur_pool2d", "max_blur_pool2d"]
 
@@ -86,10 +86,10 @@ def _blur4(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
 
 
 def _padded_blur(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
-    """Pad a copy of ``x`` in ``mode``, then the depthwise conv (differentiable plain ops)."""
-    left, right = pad_amounts(k)
-    pad = (left, right, left, right)
-    xp = F.pad(x, pad) if mode == "zeros" else F.pad(x, pad, mode=mode)
+    """Pad a copy of ``x`` in ``mode`` (reflect on a too-short axis: replicate, as
+    :func:`._tables.axis_mode` says), then the depthwise conv (differentiable plain ops). The
+    ring path never sees such an axis: its outputs all read the padding there."""
+    xp = pad_axes(x, k, mode, 2)
     if _is_channels_last(x) and not _is_channels_last(xp):
         xp = xp.contiguous(memory_format=torch.channels_last)
     return F.conv2d(xp, _weight(x, k), stride=s, groups=x.shape[1])

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._tables import _source, binomial, pad_amounts
+from ._tables import _source, axis_mode, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
 
@@ -229,6 +229,7 @@ def _plan(n: int, k: int, s: int, mode: str):
     whose transposes write disjoint inputs that together cover all ``n`` (the backward writes
     them, then adds the rest), or is empty when no such cover exists (zeros first).
     """
+    mode = axis_mode(n, k, mode)  # reflect on a too-short axis: replicate
     left, _ = pad_amounts(k)
     weights = binomial(k)
     n_out = (n - 1) // s + 1

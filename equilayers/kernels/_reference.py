@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ._dispatch import dispatch
-from ._tables import binomial, pad_amounts
+from ._tables import binomial, pad_axes
 
 __all__ = ["CRITERIA", "blur_nd", "blur_pool2d", "check_blur_pool2d", "check_max_blur_pool2d",
            "check_polyphase_pool2d", "max_blur_pool2d", "polyphase_pool2d"]
@@ -55,11 +55,7 @@ def blur_nd(
     lead = x.shape[:-nd]
     channels = x.shape[-nd - 1]
     flat = x.reshape(math.prod(lead[:-1]), channels, *spatial)  # no -1: empty batches work
-    pad = pad_amounts(k) * nd
-    if padding_mode == "zeros":
-        flat = F.pad(flat, pad)
-    else:
-        flat = F.pad(flat, pad, mode=padding_mode)
+    flat = pad_axes(flat, k, padding_mode, nd)  # reflect on a too-short axis: replicate
     # depthwise conv with an expand()ed view of the one filter (no per-channel copy is kept;
     # on CPU this is ~3x faster than one single-channel conv over (B*C, 1, H, W))
     weight = _outer(filt.to(dtype=x.dtype, device=x.device), nd)

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["binomial", "axis_tables", "border_ring", "inner_outputs", "pad_amounts"]
+__all__ = ["binomial", "axis_mode", "axis_tables", "border_ring", "inner_outputs", "pad_amounts",
+           "pad_axes"]
 
 
 def binomial(k: int) -> list[float]:
@@ -34,6 +36,32 @@ def binomial(k: int) -> list[float]:
 def pad_amounts(k: int) -> tuple[int, int]:
     """Left and right padding of a size-``k`` blur: ``(k - 1) // 2`` and the rest."""
     return (k - 1) // 2, (k - 1) - (k - 1) // 2
+
+
+def axis_mode(n: int, k: int, mode: str) -> str:
+    """The padding mode a blur of size ``k`` uses along an axis of ``n`` samples: ``mode``,
+    except that ``"reflect"`` on an axis too short to reflect (``n <= (k - 1) - (k - 1) // 2``,
+    the larger of the two pads: ``F.pad`` needs each pad smaller than the size) falls back to
+    ``"replicate"`` on that axis, both sides (a 1-pixel axis blurs to itself). Both modes are
+    symmetric, so flips and rot90 commute with the fallback as with reflect."""
+    if mode == "reflect" and k > 1 and n <= pad_amounts(k)[1]:
+        return "replicate"
+    return mode
+
+
+def pad_axes(x: torch.Tensor, k: int, mode: str, nd: int) -> torch.Tensor:
+    """``x`` padded over its last ``nd`` dims for a blur of size ``k`` (``(k - 1) // 2``
+    before, the rest after), in each axis's :func:`axis_mode` (``x`` has ``nd + 1`` or
+    ``nd + 2`` dims, as ``F.pad``'s modes need)."""
+    left, right = pad_amounts(k)
+    if mode == "zeros":
+        return F.pad(x, (left, right) * nd)
+    modes = [axis_mode(n, k, mode) for n in x.shape[-nd:]][::-1]  # F.pad's order: last first
+    if all(m == mode for m in modes):
+        return F.pad(x, (left, right) * nd, mode=mode)
+    for m in dict.fromkeys(modes):  # one F.pad per mode, the other axes padded by 0 there
+        x = F.pad(x, [p for a in modes for p in ((left, right) if a == m else (0, 0))], mode=m)
+    return x
 
 
 def inner_outputs(n: int, k: int, s: int) -> tuple[int, int, int]:
@@ -85,6 +113,7 @@ def _source(p: int, n: int, mode: str) -> int:
 
 @cpu_cache(maxsize=512)
 def _tables_cpu(n: int, k: int, s: int, mode: str):
+    mode = axis_mode(n, k, mode)
     w = binomial(k)
     left, _ = pad_amounts(k)
     n_out = (n - 1) // s + 1

@@ -107,7 +107,8 @@ class BlurPool1d(_BlurPoolNd):
         channels: optional; only checked against the input (the filter is shared).
         kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``).
         stride: subsampling factor, >= 1.
-        padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+        padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``;
+            ``"reflect"`` on ``L <= (k-1) - (k-1)//2`` pads with ``"replicate"`` instead.
         device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
 
     Shape:
@@ -139,7 +140,9 @@ class BlurPool2d(_BlurPoolNd):
         kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s, ::s]``).
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
-            ``"reflect"`` needs every spatial size > ``(k-1) - (k-1)//2``.
+            With ``"reflect"``, a spatial dim of size ``<= (k-1) - (k-1)//2`` (too short to
+            reflect) is padded with ``"replicate"`` instead (a 1-pixel dim blurs to itself);
+            ``"circular"`` needs every spatial size ``>= (k-1) - (k-1)//2``.
         device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
 
     Shape:
@@ -165,7 +168,8 @@ class BlurPool2d(_BlurPoolNd):
 class BlurPool3d(_BlurPoolNd):
     """Anti-aliased subsampling of volumes: 3-D binomial blur, then subsample by ``stride``.
 
-    Same semantics (and arguments) as :class:`BlurPool2d` over ``(D, H, W)``; a group feature
+    Same semantics (and arguments, the ``"reflect"`` fallback included) as :class:`BlurPool2d`
+    over ``(D, H, W)``; a group feature
     map of the cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
 
     Shape:
@@ -205,7 +209,10 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         stride: subsampling factor of the blur pool (default: ``kernel_size``).
         padding: max-pool padding (``-inf``), as in ``nn.MaxPool2d``.
         blur_size: binomial filter size, 1..7 (keyword only).
-        padding_mode: padding of the blur (``"reflect"`` default; keyword only).
+        padding_mode: padding of the blur (``"reflect"`` default; keyword only). With
+            ``"reflect"``, a dim of the max-pooled map of size ``<= (b-1) - (b-1)//2``
+            (``b = blur_size``; too short to reflect) is padded with ``"replicate"`` instead,
+            so every input ``nn.MaxPool2d`` takes works (a 1-pixel map blurs to itself).
         device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
             modules.
 
@@ -274,7 +281,9 @@ class BlurConv2d(Typed, nn.Module):
     Same arguments, parameter names (``weight``, ``bias``) and initialization as
     ``nn.Conv2d``, so a ``Conv2d``'s ``state_dict`` loads into it; ``stride`` is applied by
     the blur pool (``blur_size`` binomial, padded with ``blur_padding_mode``: default
-    ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``).
+    ``"circular"`` when ``padding_mode="circular"``, else ``"reflect"``; with ``"reflect"``, a
+    dim of the stride-1 conv's output of size ``<= (b-1) - (b-1)//2``, ``b = blur_size``, is
+    padded with ``"replicate"`` instead, so every input ``nn.Conv2d`` takes works).
 
     ``fold`` chooses how the output is computed, never what it is (every path equals the
     composition to float rounding, tested on random configurations): ``None`` (default) the
