@@ -299,6 +299,17 @@ def check_stride(value: Any, name: str = "stride", what: str = "", minimum: int 
     return check_int(value, name, what, minimum=minimum)
 
 
+def check_square_stride(value: Any, name: str = "stride", what: str = "") -> int:
+    """A stride applied alike to both dims (a blur pool's): an int or a pair of equal ints
+    (``nn.Conv2d`` stores ``(s, s)``), as an int."""
+    a, b = check_pair(value, name, what, minimum=1)
+    if a != b:
+        raise ValueError(f"{_prefix(what)}{name}={value!r} must be an integer or a pair of equal "
+                         "integers: the blur pool subsamples both dims by the same stride; use "
+                         "a square stride (or nn.Conv2d for unequal ones)")
+    return a
+
+
 def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
                        modes: Sequence[str] = BLUR_PADDING_MODES) -> str:
     return check_choice(value, name, modes, what)

@@ -268,6 +268,32 @@ def test_fallback_keeps_flips_and_rot90(gen, n, k):
         torch.testing.assert_close(EF.blur_pool2d(t(x), k, s), t(y))
 
 
+def test_square_tuple_strides_and_unbatched_inputs_as_torch(gen):
+    conv = BlurConv2d(3, 4, 3, stride=(2, 2), padding=1)
+    assert conv.stride == 2 and BlurConv2d(3, 4, 3, stride=[3, 3]).stride == 3
+    x = torch.randn(2, 3, 9, 9, generator=gen)
+    torch.testing.assert_close(EF.blur_conv2d(x, conv.weight, None, (2, 2), 1),
+                               EF.blur_conv2d(x, conv.weight, None, 2, 1))
+    with pytest.raises(ValueError, match=r"stride=\(2, 1\) must be an integer or a pair of equal"):
+        BlurConv2d(3, 4, 3, stride=(2, 1))
+    with pytest.raises(ValueError, match=r"stride=\(1, 2\)"):
+        EF.blur_conv2d(x, conv.weight, stride=(1, 2))
+    # unbatched (C, H, W), as nn.Conv2d and nn.MaxPool2d take it: the batched result's sample
+    x3 = x[0]
+    torch.testing.assert_close(conv(x3), conv(x3[None])[0])
+    assert conv(x3).shape == nn.Conv2d(3, 4, 3, 2, 1)(x3).shape == (4, 5, 5)
+    for pool in (MaxBlurPool2d(), MaxBlurPool2d(3, 2, 1)):
+        torch.testing.assert_close(pool(x3), pool(x3[None])[0])
+        assert pool(x3).shape == nn.MaxPool2d(pool.kernel_size, 2, pool.padding)(x3).shape
+    torch.testing.assert_close(EF.max_blur_pool2d(x3, 2), EF.max_blur_pool2d(x3[None], 2)[0])
+    assert EF.blur_conv2d_path(x3, conv.weight, padding=1) == EF.blur_conv2d_path(
+        x3[None], conv.weight, padding=1)
+    with pytest.raises(ValueError, match=r"3-D or 4-D .*got a 2-D"):
+        conv(x3[0])
+    with pytest.raises(ValueError, match=r"3-D or 4-D or 5-D .*got a 2-D"):
+        MaxBlurPool2d()(x3[0])
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="with 4 channels"):
         BlurPool2d(channels=3)(torch.zeros(1, 4, 8, 8))

@@ -117,6 +117,8 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = 
     ``blur_pool2d(., blur_size, stride, padding_mode)``.
 
     The positional arguments are ``F.max_pool2d``'s (``stride=None`` means ``kernel_size``).
+    ``x`` is ``(B, C, H, W)``, unbatched ``(C, H, W)`` (as ``F.max_pool2d``) or a group map
+    ``(B, C, F, H, W)``.
     Output size per dim: ``floor((N + 2 padding - kernel_size) / stride) + 1``, the same as
     ``F.max_pool2d(x, kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
 
@@ -125,8 +127,13 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = 
         torch.Size([1, 2, 5, 5])
     """
     stride = kernel_size if stride is None else stride  # as F.max_pool2d
-    return kernels.dispatch("max_blur_pool2d", x, kernel_size=kernel_size, stride=stride,
-                            blur_size=blur_size, padding_mode=padding_mode, padding=padding)
+    C.check_tensor(x, "x", "max_blur_pool2d", ndim=(3, 4, 5),
+                   layout="(C, H, W), (B, C, H, W) or (B, C, F, H, W)")
+    unbatched = x.dim() == 3  # one (C, H, W) sample, as in F.max_pool2d
+    y = kernels.dispatch("max_blur_pool2d", x[None] if unbatched else x,
+                         kernel_size=kernel_size, stride=stride, blur_size=blur_size,
+                         padding_mode=padding_mode, padding=padding)
+    return y[0] if unbatched else y
 
 
 def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,

@@ -79,7 +79,7 @@ OP_COST = 300_000
 def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
            blur_padding_mode, fold, what):
     """The shared argument checks; returns the normalized arguments."""
-    stride = C.check_stride(stride, "stride", what)
+    stride = C.check_square_stride(stride, "stride", what)
     C.check_blur_size(blur_size, "blur_size", what)
     C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if blur_padding_mode is None:
@@ -90,7 +90,7 @@ def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, paddin
     groups = C.check_int(groups, "groups", what, minimum=1)
     C.check_bool(fold, "fold", what, optional=True,
                  fix="None takes the cheapest exact path, True the fold, False the composition")
-    C.check_tensor(x, "x", what, ndim=4, layout="(B, C_in, H, W)")
+    C.check_tensor(x, "x", what, ndim=(3, 4), layout="(B, C_in, H, W) or unbatched (C_in, H, W)")
     C.check_conv_weight(weight, groups, what)
     C.check_channels(x, weight.shape[1] * groups, what, hint=" (weight.shape[1] * groups)")
     C.check_bias(bias, (weight.shape[0],), what)
@@ -104,6 +104,14 @@ def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, paddin
     if padding_mode != "zeros" and (ph or pw):
         C.check_pad_fits(x, (pw, pw, ph, ph), padding_mode, what)
     return stride, pad, dilation, groups, blur_padding_mode
+
+
+def _batched(x):
+    """``(x with a batch dim, whether it had none)``: a 3-D ``(C_in, H, W)`` is one sample, as
+    in ``F.conv2d``."""
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return x[None], True
+    return x, False
 
 
 def _conv_sizes(x_shape, w_shape, pad, dilation) -> tuple[int, int]:
@@ -177,7 +185,7 @@ def _choose(plan: dict, fold: bool | None) -> str:
 
 
 def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     stride: int = 2, padding: int | tuple[int, int] = 0,
+                     stride: int | tuple[int, int] = 2, padding: int | tuple[int, int] = 0,
                      dilation: int | tuple[int, int] = 1, groups: int = 1, *,
                      blur_size: int = 3, padding_mode: str = "zeros",
                      blur_padding_mode: str | None = None, fold: bool | None = None) -> str:
@@ -198,6 +206,7 @@ def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         >>> blur_conv2d_path(x, torch.randn(128, 64, 1, 1))
         'pool_first'
     """
+    x, _ = _batched(x)
     stride, pad, dilation, groups, bmode = _check(
         x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
         blur_padding_mode, fold, "blur_conv2d_path")
@@ -210,7 +219,7 @@ def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 
 def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                stride: int = 2, padding: int | tuple[int, int] = 0,
+                stride: int | tuple[int, int] = 2, padding: int | tuple[int, int] = 0,
                 dilation: int | tuple[int, int] = 1, groups: int = 1, *, blur_size: int = 3,
                 padding_mode: str = "zeros", blur_padding_mode: str | None = None,
                 fold: bool | None = None) -> torch.Tensor:
@@ -221,7 +230,9 @@ def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     the stride-1 output too short to reflect, size ``<= (b-1) - (b-1)//2`` with ``b =
     blur_size``, is padded with ``"replicate"`` instead). Output
     size per dim: ``floor((N + 2 padding - dilation (k - 1) - 1) / stride) + 1``, the same as
-    the strided ``nn.Conv2d``. See :class:`equilayers.nn.BlurConv2d`.
+    the strided ``nn.Conv2d``. ``x`` is ``(B, C_in, H, W)`` or unbatched ``(C_in, H, W)``, as
+    in ``F.conv2d``; ``stride`` an int or a pair of equal ints. See
+    :class:`equilayers.nn.BlurConv2d`.
 
     ``fold`` chooses how, never what: ``False`` runs the composition (a stride-1 conv at full
     resolution, then the blur pool); ``True`` the blur folded into the weight (one strided
@@ -238,11 +249,12 @@ def blur_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         >>> torch.allclose(a, blur_conv2d(x, w, padding=1, fold=False), atol=1e-5)
         True
     """
+    x, unbatched = _batched(x)
     stride, pad, dilation, groups, bmode = _check(
         x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
         blur_padding_mode, fold, "blur_conv2d")
-    return _run(x, weight, bias, stride, pad, dilation, groups, blur_size, padding_mode, bmode,
-                fold)
+    y = _run(x, weight, bias, stride, pad, dilation, groups, blur_size, padding_mode, bmode, fold)
+    return y[0] if unbatched else y
 
 
 def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mode, fold,

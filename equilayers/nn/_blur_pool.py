@@ -217,8 +217,9 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
             modules.
 
     Shape:
-        ``(B, C, H, W) -> (B, C, H', W')`` (also 5-D), ``H' = floor((H + 2 padding -
-        kernel_size) / stride) + 1``.
+        ``(B, C, H, W) -> (B, C, H', W')``, unbatched ``(C, H, W) -> (C, H', W')`` (as
+        ``nn.MaxPool2d``) or a group map ``(B, C, F, H, W) -> (B, C, F, H', W')``,
+        ``H' = floor((H + 2 padding - kernel_size) / stride) + 1``.
 
     Equivariance:
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
@@ -297,9 +298,13 @@ class BlurConv2d(Typed, nn.Module):
     rows and columns they read. :func:`equilayers.functional.blur_conv2d_path` says which path
     an input takes.
 
+    ``stride`` is an int or a pair of equal ints (the blur pool subsamples both dims alike),
+    stored as an int.
+
     Shape:
-        ``(B, C_in, H, W) -> (B, C_out, H', W')``, ``H' = floor((H + 2 padding - dilation
-        (kernel_size - 1) - 1) / stride) + 1``, as the strided ``nn.Conv2d``.
+        ``(B, C_in, H, W) -> (B, C_out, H', W')`` or unbatched ``(C_in, H, W) -> (C_out, H',
+        W')``, ``H' = floor((H + 2 padding - dilation (kernel_size - 1) - 1) / stride) + 1``,
+        as the strided ``nn.Conv2d``.
 
     Equivariance:
         With ``padding_mode="circular"`` exactly equivariant to circular shifts by multiples of
@@ -313,7 +318,7 @@ class BlurConv2d(Typed, nn.Module):
     in_type = out_type = FieldType.trivial()  # images of any group: shift-equivariant
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int = 2, padding: int | tuple[int, int] = 0,
+                 stride: int | tuple[int, int] = 2, padding: int | tuple[int, int] = 0,
                  dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device=None, dtype=None, *, blur_size: int = 3,
                  blur_padding_mode: str | None = None, fold: bool | None = None) -> None:
@@ -327,7 +332,7 @@ class BlurConv2d(Typed, nn.Module):
                              f"and out_channels={out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
-        self.stride = C.check_stride(stride, "stride", what)
+        self.stride = C.check_square_stride(stride, "stride", what)  # (s, s) -> s
         self.padding = C.check_pair(padding, "padding", what, minimum=0)
         self.dilation = C.check_pair(dilation, "dilation", what, minimum=1)
         self.groups = groups
