@@ -214,6 +214,12 @@ _CONVERT = {torch.float32: "float", torch.float64: "double", torch.float16: "hal
             torch.bfloat16: "bfloat16"}
 
 
+def autocast_on(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` (``False`` for a device type it does
+    not know, such as ``"meta"``)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
                       low_precision_input: bool = False) -> None:
     """A floating tensor ``x`` of the dtype of a module's parameters ``param`` (``TypeError``
@@ -230,7 +236,7 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
         return
     no_double = torch.float64 not in (x.dtype, param.dtype)
     kind = x.device.type
-    if no_double and torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+    if no_double and autocast_on(kind):
         return
 
     def to(dtype: torch.dtype) -> str:

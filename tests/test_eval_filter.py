@@ -225,3 +225,28 @@ def test_autocast_and_plain_calls_do_not_share_an_entry(name, gen):
     with torch.enable_grad():
         torch.testing.assert_close(y, m(x), rtol=0, atol=0)
     torch.testing.assert_close(y2, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+@pytest.mark.parametrize("route", ["built", "loaded", "converted"])
+def test_modules_made_under_inference_mode_run_in_eval(name, route, gen):
+    """A serving pattern: build, load or convert the model inside ``torch.inference_mode``,
+    then run it (there, or under ``no_grad``). Its buffers are inference tensors, which have no
+    version counter; the eval filter must compute afresh instead of failing ("Inference tensors
+    do not track version counter"). The reference: the same weights in a module made outside."""
+    ref = BUILD[name]().double().eval()
+    x = _input(ref, gen)
+    with torch.inference_mode():
+        m = BUILD[name]() if route == "built" else BUILD[name]().double()
+        if route == "built":
+            m = m.double()
+        if route == "loaded":
+            m.load_state_dict(ref.state_dict())
+        if route == "converted":
+            m = m.float().double()
+        m.load_state_dict(ref.state_dict())
+        m.eval()
+        torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-12)
+        torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-12)

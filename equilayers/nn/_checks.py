@@ -78,7 +78,7 @@ def check_input_once(module: nn.Module, x, options: tuple,
     weight = module.weight
     assert isinstance(weight, torch.Tensor)  # the convs that call this have a weight
     if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
-        amp = torch.is_autocast_enabled(x.device.type)
+        amp = C.autocast_on(x.device.type)
         key = (x.shape, x.dtype, x.is_meta, weight.is_meta, weight.dtype, amp, *options)
         if key == module.__dict__.get("_checked"):
             return

@@ -22,7 +22,8 @@ Any difference recomputes the entry. The comparison reads the parameters twice, 
 writes ``|G|`` times as much, so reuse is always the cheaper of the two. Never reused in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
-transforms, nor for meta or subclassed tensors. ``train()`` drops the entry; pickling and
+transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
+under ``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the entry; pickling and
 ``state_dict`` leave it out.
 """
 
@@ -34,6 +35,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .._checks import autocast_on
+
 __all__ = ["EvalFilterMixin", "eval_filter"]
 
 _ATTR = "_eval_filter"
@@ -41,8 +44,9 @@ _is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda
 
 
 def _plain(t: torch.Tensor | None) -> bool:
+    # (an inference tensor, made under torch.inference_mode, has no version counter)
     return t is None or (type(t) in (torch.Tensor, nn.Parameter) and not t.is_meta
-                         and not _is_wrapped(t))
+                         and not _is_wrapped(t) and not t.is_inference())
 
 
 def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
@@ -53,7 +57,7 @@ def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
 
 
 def _versions(buffers: tuple) -> tuple[int, ...]:
-    return tuple(-1 if b is None else b._version for b in buffers)
+    return tuple(-1 if b is None or b.is_inference() else b._version for b in buffers)
 
 
 def eval_filter(module: nn.Module, settings: tuple,
@@ -69,7 +73,7 @@ def eval_filter(module: nn.Module, settings: tuple,
         return compute()
     buffers = tuple(module._buffers.values())
     device_type = next(p.device.type for p in params if p is not None)
-    amp = torch.is_autocast_enabled(device_type)
+    amp = autocast_on(device_type)
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
     kept = module.__dict__.get(_ATTR)
     if kept is not None:
