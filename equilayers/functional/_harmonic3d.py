@@ -37,9 +37,11 @@ def _order_sq(x: torch.Tensor, max_order: int) -> torch.Tensor:
 
 def _per_slot(t: torch.Tensor, max_order: int) -> torch.Tensor:
     """``(B, C, L, ...)`` per order ``1 .. L`` -> ``(B, C, (L+1)^2 - 1, ...)`` per slot."""
-    reps = torch.tensor([2 * l + 1 for l in range(1, max_order + 1)], device=t.device)
-    # (output_size: no device sync, and a meta input gets its shape)
-    return t.repeat_interleave(reps, dim=2, output_size=(max_order + 1) ** 2 - 1)
+    # a gather with a fixed index (not repeat_interleave with a tensor of repeats: that syncs
+    # with the device, has no meta shape, and ONNX's exporter refuses its output_size)
+    index = torch.tensor([l - 1 for l in range(1, max_order + 1) for _ in range(2 * l + 1)],
+                         device=t.device)
+    return t.index_select(2, index)
 
 
 def norm_nonlinearity3d(

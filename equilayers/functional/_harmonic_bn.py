@@ -157,10 +157,11 @@ def harmonic_batch_norm(
         scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt()  # (C, M+1)
     if weight is not None:
         scale = scale * weight.to(ct)
-    # per-slot scale: order 0 once, each order m on its slots
-    # (output_size: no device sync, and a meta input gets its shape)
-    slot = torch.cat([scale[:, :1], scale[:, 1:].repeat_interleave(sizes, dim=1,
-                                                                   output_size=f - 1)], dim=1)
+    # per-slot scale: order 0 once, each order m on its slots (a fixed gather: no device sync,
+    # a meta shape, and ONNX-exportable, which repeat_interleave with output_size is not)
+    slot = scale.index_select(1, torch.tensor(
+        [0] + [m for m in range(1, max_order + 1) for _ in range(2 * m + 1 if volume else 2)],
+        device=x.device))
     return _affine(x, slot, mean0, bias, ct)
 
 
