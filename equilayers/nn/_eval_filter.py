@@ -23,8 +23,8 @@ writes ``|G|`` times as much, so reuse is always the cheaper of the two. Never r
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
 transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
-under ``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the entry; pickling and
-``state_dict`` leave it out.
+under ``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the
+entry; pickling and ``state_dict`` leave it out.
 """
 
 from __future__ import annotations
