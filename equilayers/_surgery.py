@@ -57,6 +57,14 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
     modules' filters; a converted conv keeps ``m``'s own ``weight`` and ``bias`` objects."""
     if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
         return None
+    if isinstance(m, (nn.Conv1d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d,
+                      nn.AvgPool3d)):
+        stride = m.stride if m.stride is not None else m.kernel_size
+        if any(s != 1 for s in ((stride,) if isinstance(stride, int) else stride)):
+            dim = "1-D" if isinstance(m, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) else "3-D"
+            return (f"a strided {dim} {type(m).__name__}: antialias() rewrites 2-D layers; put "
+                    f"a BlurPool{dim[0]}d after a stride-1 copy of it by hand")
+        return None
     if isinstance(m, nn.MaxPool2d):
         stride = C.check_pair(m.kernel_size if m.stride is None else m.stride, "stride",
                               "antialias")
