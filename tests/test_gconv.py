@@ -402,3 +402,22 @@ def test_input_dtype_other_than_the_weights_is_named(make, shape):
                                         r"parameters are torch.float64"):
         conv(x)
     assert conv(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: enn.InvariantHead(3, 5, group="p4"), (2, 3, 4, 5, 5)),
+    (lambda: enn.BlurConv2d(3, 4, 3, stride=2, padding=1), (2, 3, 8, 8)),
+    (lambda: enn.ExpandedGroupConv2d(3, 4, 3, group="c4"), (2, 3, 4, 7, 7)),
+    (lambda: enn.GroupBatchNorm2d(3), (2, 3, 4, 5, 5)),
+])
+def test_other_modules_with_weights_name_a_dtype_mismatch(make, shape):
+    """The same rule on the other modules that hold weights: the head, the blurred conv, the
+    frozen expanded conv and the group batch norm (which, as nn.BatchNorm3d, also takes a
+    float16/bfloat16 input with float32 parameters). The control: the matching dtype runs."""
+    m = make()
+    x = torch.randn(shape)
+    m(x)
+    with pytest.raises(TypeError, match=rf"{type(m).__name__}: x has dtype torch.float64, but "
+                                        r"the module's parameters are torch.float32"):
+        m(x.double())
+    assert m.double()(x.double()).dtype == torch.float64

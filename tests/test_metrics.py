@@ -197,8 +197,10 @@ def test_bad_input(gen):
     m = ChannelMeans()
     with pytest.raises(ValueError, match="transform='shear'"):
         metrics.consistency(m, x, "shear")
-    with pytest.raises(ValueError, match="pairs must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match="pairs=0 must be an integer >= 1"):
         metrics.consistency(m, x, "flip", pairs=0)
+    with pytest.raises(TypeError, match="pairs=True must be an integer >= 1"):
+        metrics.consistency(m, x, "flip", pairs=True)
     with pytest.raises(ValueError, match="pairs='all' needs a finite transform"):
         metrics.consistency(m, x, "rotate", pairs="all")
     with pytest.raises(ValueError, match="max_shift=6"):

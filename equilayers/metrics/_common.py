@@ -6,6 +6,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from .. import _checks as C
+
 __all__: list[str] = []
 
 S = TypeVar("S", bound=str)
@@ -39,9 +41,9 @@ def tensor_output(y: object, what: str) -> torch.Tensor:
 
 
 def positive_int(value: object, name: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what}: {name} must be a positive integer; got {value!r}")
-    return value
+    """``value`` as an int >= 1: ``TypeError`` for a non-int (a bool too), ``ValueError`` for
+    one below 1 (as every argument check of the package)."""
+    return C.check_int(value, name, what, minimum=1)
 
 
 def choice(value: Any, name: str, valid: tuple[S, ...], what: str) -> S:

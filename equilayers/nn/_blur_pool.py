@@ -361,6 +361,7 @@ class BlurConv2d(Typed, nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.check_dtype_match(x, self.weight, type(self).__name__)
         return blur_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                            self.groups, blur_size=self.blur_size, padding_mode=self.padding_mode,
                            blur_padding_mode=self.blur_padding_mode, fold=self.fold)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_flag, check_float_dtype
+from .._checks import check_dtype_match, check_flag, check_float_dtype
 from ..functional import _gconv as G
 from ..groups import FieldType, GroupLike, get
 from ._group_conv import _ExactConvMixin
@@ -173,6 +173,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, type(self).__name__)
+        check_dtype_match(x, self.weight, type(self).__name__)
         self._check_exact(x)
         return G.conv_expanded(x, self.weight, self.bias, self.fiber_out, self.stride, self._pad,
                                self.dilation, self.groups, self.padding_mode,

@@ -87,6 +87,7 @@ class InvariantHead(Typed, nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor):
+        C.check_dtype_match(x, self.weight, type(self).__name__)
         logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
                                 spatial=self.spatial)
         if not self.return_pose:
