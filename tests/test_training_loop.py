@@ -22,6 +22,8 @@ from _zoo import ZOO, build
 from torch import nn
 from torch.nn.utils import parametrize
 
+from equilayers.nn import GroupPool, InvariantHead, LiftingConv2d, NormPool
+
 NAMES = sorted(ZOO)
 
 #: Modules whose evaluation output is a hard choice, piecewise constant in the weights (a
@@ -269,6 +271,59 @@ def test_jit_trace_of_a_warm_eval_model_follows_weight_changes(name):
         for p in m.parameters():
             p.data.mul_(1.25)
         _same(traced(*args), _eval_out(_fresh(name, m), args))
+
+
+def _save_load(traced):
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_trace_with_grad_mode_on_saves_and_loads(name):
+    """An eval model traced with autograd on (parameters requiring grad: the custom autograd
+    Functions' path) holds only TorchScript ops: ``torch.jit.save`` takes it and the loaded
+    graph gives the model's outputs."""
+    m, args = _model(name)
+    m.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings of data-dependent shapes
+        traced = torch.jit.trace(m, args, check_trace=False)
+    _same(_save_load(traced)(*args), _eval_out(m, args))
+
+
+def _p4_max_pool_model():
+    return nn.Sequential(LiftingConv2d(1, 4, 3, padding=1, group="p4"), GroupPool("max"))
+
+
+def _invariant_head_model():
+    return nn.Sequential(LiftingConv2d(1, 4, 3, padding=1, group="p4m"),
+                         InvariantHead(4, 10, group="p4m"))
+
+
+def _norm_pool_model():
+    return nn.Sequential(LiftingConv2d(1, 4, 5, padding=2, group="so2", max_order=2),
+                         NormPool(2))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.parametrize("make", [_p4_max_pool_model, _invariant_head_model, _norm_pool_model],
+                         ids=["GroupPool-max", "InvariantHead", "NormPool"])
+def test_jit_trace_checked_with_grad_mode_on(make):
+    """``torch.jit.trace`` with its default sanity check (two invocations give the same graph)
+    and autograd on, then a save/load round trip: the fiber max and the norm pool trace as
+    plain ops, not as their hand-written autograd Functions."""
+    m = make().eval()
+    x = torch.randn(2, 1, 9, 9)
+    traced = torch.jit.trace(m, x)
+    loaded = _save_load(traced)
+    y = loaded(x)
+    torch.testing.assert_close(y, _eval_out(m, (x,)), rtol=0, atol=0)
+    y.sum().backward()  # the loaded graph is differentiable
+    other = torch.randn(3, 1, 9, 9)
+    torch.testing.assert_close(loaded(other), _eval_out(m, (other,)), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -80,8 +80,11 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
                          f"group feature map; got shape {tuple(x.shape)}")
     C.check_tensor(x, "x", "group_pool")  # floating point
     if reduction == "max":
-        if not (x.requires_grad and torch.is_grad_enabled()) or functorch_active():
-            return x.amax(2)  # no autograd node to build, or torch.func transforms it
+        if (not (x.requires_grad and torch.is_grad_enabled()) or functorch_active()
+                or torch.jit.is_tracing()):
+            # no autograd node to build, torch.func transforms it, or torch.jit.trace records
+            # it (a Python autograd Function is an op a saved TorchScript graph cannot hold)
+            return x.amax(2)
         return _FiberMax.apply(x)
     return x.mean(2)
 

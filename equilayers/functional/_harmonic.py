@@ -249,7 +249,9 @@ def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
         if max_order:
             sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
         return _SafeSqrt.apply(sq).reshape(shape)
-    if _functorch_active():  # grad / vmap / jvp: no out= ops, no custom Function
+    if _functorch_active() or torch.jit.is_tracing():
+        # grad / vmap / jvp, or torch.jit.trace (a Python autograd Function is an op a saved
+        # TorchScript graph cannot hold): no out= ops, no custom Function
         return _plain_norms(x).reshape(shape)
     if x.requires_grad and torch.is_grad_enabled():
         return _NormPool.apply(x).reshape(shape)
