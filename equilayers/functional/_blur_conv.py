@@ -41,7 +41,12 @@ slower for forward+backward). The measurements are the ``BlurConv2d fold=...`` r
 ``1 x 1`` kernels) wherever an output lies away from the border. The choice depends on shapes
 and arguments only (``torch.compile`` traces the chosen path;
 :func:`equilayers.kernels.use_reference` forces the reference of the blur pools inside, not
-the composition: ``fold=False`` does).
+the composition: ``fold=False`` does). A dynamic dim of ``torch.export`` or
+``torch.compile(dynamic=True)`` is costed at the example input's size, so the graph holds no
+guard on it: a symbolic batch takes the example's path; a symbolic height or width takes a
+path without a border ring (the composition, or pool first for ``1 x 1`` kernels; the ring's
+rows and columns depend on the sizes' parity), so every size runs the same graph, at the
+composition's cost (export with static sizes for the faster paths).
 :func:`blur_conv2d_path` says which path a call takes.
 """
 
@@ -133,14 +138,31 @@ def _pads_first(x_shape, pad, dilation, kernel, stride, blur) -> bool:
     return False
 
 
+def _nominal(n) -> int:
+    """A size as the cost model reads it: ``n`` itself, or for a symbolic size (a dynamic dim
+    of ``torch.export`` / ``torch.compile(dynamic=True)``) the example input's, its hint (1
+    where it has none). Every path is exact at every size, so the choice is only a matter of
+    speed: comparing symbolic costs would put a guard on the size in the graph (a dynamic batch
+    failed to export) for nothing."""
+    if isinstance(n, int):
+        return n
+    hint = getattr(getattr(n, "node", None), "hint", None)
+    return hint if isinstance(hint, int) else 1
+
+
 def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
     """``{path: (cost, axes)}`` for every path that applies: its cost (multiply-adds over the
     batch and ops, weighted as in the module docstring; ``None``: never chosen by
     ``fold=None``) and,
     per dim, ``(n_out, lo, hi)``: the outputs ``lo..hi-1`` computed directly, the rest (the
     border ring) through :func:`_ring_rows`. ``pad`` is the conv's zero padding (other modes
-    are applied to ``x`` first)."""
+    are applied to ``x`` first). Symbolic sizes are costed at their hints (:func:`_nominal`);
+    with a symbolic height or width only the paths without a border ring apply."""
     c_out, cig, kh, kw = w_shape
+    # a symbolic height or width: the border ring's rows and columns depend on the sizes
+    # (their parity at stride 2), so only the paths without a ring apply, for every size
+    symbolic = not all(isinstance(n, int) for n in x_shape[-2:])
+    x_shape = tuple(_nominal(n) for n in x_shape)
     c_in, batch = cig * groups, x_shape[0]
     n_conv = _conv_sizes(x_shape, w_shape, pad, dilation)
     axes = [inner_outputs(n, blur, stride) for n in n_conv]
@@ -152,8 +174,8 @@ def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
     if kh == kw == 1:
         plan["pool_first"] = (batch * n_out * (blur_macs * c_in + per_tap) + OP_COST, axes)
         return plan
-    if any(lo >= hi for _, lo, hi in axes):
-        return plan  # no output lies away from the border: only the composition
+    if symbolic or any(lo >= hi for _, lo, hi in axes):
+        return plan  # no output lies away from the border (or sizes unknown): the composition
     depthwise = cig == 1 and groups > 1
     rects = border_ring(axes)
     ring = batch * sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) * kh * kw * per_tap \
