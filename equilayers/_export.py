@@ -1,5 +1,5 @@
-"""``equilayers.export``: turn a model that uses equilayers modules into one built only from
-standard ``torch.nn`` layers, for deployment (TorchScript, ONNX, runtimes that know
+"""``equilayers.export``: turn the group convs, group batch norms and group pools of a model
+into standard ``torch.nn`` layers, for deployment (TorchScript, ONNX, runtimes that know
 ``nn.Conv2d`` but not us).
 
 Reshapes are the standard ``nn.Flatten`` / ``nn.Unflatten`` modules. The modules listed below
@@ -268,10 +268,16 @@ def _replace(module: nn.Module, fiber: int | None, volumes: bool) -> None:
 
 
 def export(model: nn.Module) -> nn.Module:
-    """An equivalent copy of ``model`` in which every equilayers module is replaced by standard
+    """An equivalent copy of ``model`` in which the group convs (lifting, group, transposed,
+    steerable; 2-D and 3-D), group batch norms and group pools are replaced by standard
     ``torch.nn`` layers (``Conv2d``/``Conv3d`` with the expanded filter, ``BatchNorm3d``, 3-D
-    pooling, ``Flatten``/``Unflatten`` reshapes); other modules are deep-copied unchanged (and
-    so is a ``GroupPool`` on the cube groups' 6-D maps, see the module docstring).
+    pooling, ``Flatten``/``Unflatten`` reshapes; the list is in the module docstring of
+    ``equilayers._export``). Every other module is deep-copied unchanged: the blur layers
+    (``BlurPool2d``, ``MaxBlurPool2d``, ``BlurConv2d``, ...), the polyphase pools,
+    ``InvariantHead``, the harmonic modules (``NormPool``, ``NormNonlinearity``, ...),
+    ``Restrict``, and a ``GroupPool`` on the cube groups' 6-D maps. A model that keeps one of
+    them is not scriptable (``torch.jit.script``); deploy it with ``torch.jit.trace``,
+    ``torch.export.export`` or ONNX's dynamo exporter (``docs/deployment.md``).
 
     The result has the same outputs (up to float rounding of the different conv order), keeps
     each module's train/eval mode, and no longer ties the filter copies: training it does not
