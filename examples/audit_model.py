@@ -2,14 +2,17 @@
 
 ``build()`` returns an ordinary CNN (the kind found in the wild: stride-2 convs, zero padding, a
 max pool). The script lists, without training or data, every layer that breaks exact
-equivariance at a given input size and the fix (``check_grid``); measures the rotation and
-shift consistency and the invariance error of the model; and runs the same audit through the
-command line::
+equivariance at a given input size and the fix (``check_grid``); measures the p4 and the
+circular-shift invariance errors of the logits in float64 and the first layer that loses p4
+equivariance (``metrics``), for the plain CNN at 28x28 and a p4 CNN at 29x29 (and at 28x28,
+without ``--quick``); and runs the same audit through the command line (``equilayers audit``,
+whose report adds the rotation and shift consistency, and says why the consistency of an
+untrained model on noise means nothing)::
 
     equilayers audit examples/audit_model.py:build --input-shape 1,1,28,28 --group p4
 
-    python examples/audit_model.py          # also an untrained p4 model for contrast
-    python examples/audit_model.py --quick  # CI
+    python examples/audit_model.py          # also the p4 model at 28x28, for contrast
+    python examples/audit_model.py --quick  # CI: without it
     python examples/audit_model.py --plot audit.png  # also a bar chart (matplotlib)
 """
 
