@@ -215,16 +215,16 @@ def test_escnn_policy_at_k9_is_larger():
     assert resolve_settings(9, frequencies_cutoff=_fco1(9)) != default_spec(9)
 
 
-# Off-grid error of a few non-default settings, measured like the defaults in
-# docs/layers/steerable.md (float64, disk-faded 49x49 camera, worst over seeds 0-2;
-# interpolation floors 0.02-0.09): see
-# steerable_basis' docstring for the table. The bounds are ~1.5x the worst measured value.
+# Off-grid error of a few non-default settings (float64, disk-faded 49x49 camera, worst over
+# seeds 0-2; interpolation floors 0.045-0.08): see steerable_basis' docstring for the table
+# (measured with this test's protocol, torch 2.13, 2026-12-03: 0.040, 0.108, 0.033, 0.083,
+# 0.042 in the order below). The bounds are ~1.5x the worst measured value.
 _SETTINGS = [
     ("so2", {"frequencies_cutoff": 1.0}, 0.06),
     ("so2", {"sigma": 0.8}, 0.16),
     ("so2", {"rings": [0, 0.5, 1, 1.5, 2]}, 0.05),
     ("c8", {"frequencies_cutoff": 2.0}, 0.12),
-    ("c8", {"rings": [0, 0.5, 1, 1.5, 2]}, 0.05),
+    ("c8", {"rings": [0, 0.5, 1, 1.5, 2]}, 0.065),
 ]
 
 

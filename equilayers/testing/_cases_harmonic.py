@@ -131,12 +131,13 @@ def _c4(*degs: float) -> tuple[float, ...]:
     return degs or (0.0, 90.0, 180.0, 270.0)
 
 
-# Off-grid tolerances: 1.5-2x the worst error measured with the former, wider band limit
-# (float64, seed 0, disk-faded camera 49x49): so2 k5 stack 0.053, o2 k7 0.016, regular
-# c8/d8/c16 stacks 0.052/0.051/0.060, one c8 conv on white noise 0.146. With escnn's band limit
-# (functional/_steerable.py) they measure, floor in brackets: so2 k5 0.027 (0.045), o2 k7 0.015
-# (0.024), c8/d8/c16 at 45 (and 22.5, 67.5 for c16) degrees 0.018/0.045/0.043
-# (0.028/0.067/0.072), the c8 conv at 45/135 degrees 0.068 (0.18). The plain conv stack: 0.30.
+# Off-grid tolerances: about 1.5x or more of the error measured (float64, seed 0, disk-faded
+# camera 49x49; torch 2.13, 2026-12-03), floor in brackets: so2 k5 stack 0.034 (0.055), o2 k7
+# 0.041 (0.066), c8/d8/c16 at 45 (and 22.5, 67.5 for c16) degrees 0.044/0.046/0.040
+# (0.059/0.055/0.048), c8 with half rings 0.033 (0.044), one c8 conv on white noise at 45/135
+# degrees 0.069 (0.18). The plain conv stack: 0.30. (The He init moved the seed-0 filters: so2
+# 0.027, o2 0.015, c8 0.018 before it; storing the regular group axis in the Fourier basis
+# moved c8 again: 0.039 -> 0.044, half rings 0.027 -> 0.033. The basis did not change.)
 CASES = [
     Case("harmonic/lift-so2-M3", _conv("so2", "trivial", "harmonic", 7, mo=3), (2, 2, 11, 11),
          "so2", in_rep="trivial", out_rep="harmonic"),
@@ -196,7 +197,7 @@ CASES = [
          (2, 1, 49, 49), "so2", elements=_OFF, expect="approx", tol=0.08,
          input_fn=_camera_input),
     Case("harmonic/stack-o2-k7-offgrid-camera", _seeded(lambda: HarmonicStack("o2", 7, 1)),
-         (2, 1, 49, 49), "o2", elements=_OFF, expect="approx", tol=0.05,
+         (2, 1, 49, 49), "o2", elements=_OFF, expect="approx", tol=0.06,
          input_fn=_camera_input),
     Case("harmonic/plain-conv-stack-offgrid-camera-fails", _seeded(_plain_stack),
          (2, 1, 49, 49), "so2", elements=_OFF, expect="fail", fail_above=0.15,
