@@ -44,6 +44,7 @@ from .nn import (
     NormPool,
     Restrict,
 )
+from .nn import _checks as NC
 from .nn._typed import Typed
 
 __all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space",
@@ -427,6 +428,7 @@ class EscnnRestrictedBasis(Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.check_tensor(x, "x", "EscnnRestrictedBasis")
+        NC.harmonic_fiber(x, self)  # 2M+1 slots, named with the fix
         q = _quarter_turns(self.max_order).to(x)  # escnn_field_matrix of a group with flips
         if x.dim() != 5 or x.shape[2] != q.shape[0]:
             raise ValueError(f"EscnnRestrictedBasis expects harmonic fields (B, C, "

@@ -1,5 +1,7 @@
 """Harmonic-field modules: smoke, shapes, bad input, gradcheck, module == functional."""
 
+import re
+
 import pytest
 import torch
 
@@ -249,3 +251,58 @@ def test_field_statistics_commute_with_any_fiber_rotation(angle, flip, gen):
         return t / t.var(dim=(0, 3, 4), keepdim=True).sqrt()
 
     assert not torch.allclose(per_slot(act(x)), act(per_slot(x)), atol=1e-3)
+
+
+_PLANAR = (2, 4, 5, 6, 6)  # orders 0..2
+_VOLUME = (2, 4, 9, 3, 3, 3)  # SO(3) orders 0..2
+
+
+@pytest.mark.parametrize("build,label,shape", [
+    (lambda m: enn.HarmonicBatchNorm(4, m), "HarmonicBatchNorm(", _PLANAR),
+    (lambda m: enn.NormNonlinearity(4, m), "NormNonlinearity(", _PLANAR),
+    (lambda m: enn.GatedNonlinearity(m), "GatedNonlinearity(", _PLANAR),
+    (lambda m: enn.GatedNonlinearity(m, gates="first_half"), "GatedNonlinearity(", _PLANAR),
+    (lambda m: enn.NormPool(m), "NormPool(", _PLANAR),
+    (lambda m: enn.NormMaxPool(2, max_order=m), "NormMaxPool(", _PLANAR),
+    (lambda m: enn.FourierNonlinearity("so2", m), "FourierNonlinearity(group='so2', ", _PLANAR),
+    (lambda m: enn.FourierNonlinearity("c8", m), "FourierNonlinearity(group='c8', ", _PLANAR),
+    (lambda m: enn.HarmonicToRegular("c8", m), "HarmonicToRegular(group='c8', ", _PLANAR),
+    (lambda m: enn.NormNonlinearity(4, m, group="so2"), "NormNonlinearity(group='so2', ",
+     _PLANAR),
+    (lambda m: enn.HarmonicBatchNorm(4, m, group="so3"), "HarmonicBatchNorm(group='so3', ",
+     _VOLUME),
+    (lambda m: enn.NormNonlinearity(4, m, group="so3"), "NormNonlinearity(group='so3', ",
+     _VOLUME),
+    (lambda m: enn.GatedNonlinearity(m, group="o3"), "GatedNonlinearity(group='o3', ", _VOLUME),
+    (lambda m: enn.NormPool(m, group="so3"), "NormPool(group='so3', ", _VOLUME),
+    (lambda m: enn.FourierNonlinearity("so3", m), "FourierNonlinearity(group='so3', ", _VOLUME),
+])
+def test_fiber_mismatch_names_the_module_and_the_fix(gen, build, label, shape):
+    """A fiber of other orders than the module's is refused by the module (not by the
+    functional it calls), with the order the input has; the module built with that order
+    takes it (the control)."""
+    x = torch.randn(shape, generator=gen)
+    slots = ("4 slots (orders 0..1, (max_order+1)^2)" if len(shape) == 6
+             else "3 slots (orders 0..1)")
+    want = (f"{label}max_order=1) expects a fiber of {slots} in dim 2; got F={shape[2]} "
+            f"(orders 0..2), shape {shape}: build it with max_order=2")
+    with pytest.raises(ValueError, match="^" + re.escape(want) + "$"):
+        build(1)(x)
+    assert torch.isfinite(build(2)(x)).all()
+
+
+def test_fiber_mismatch_without_a_harmonic_order_and_regular_fibers(gen):
+    """An even planar fiber fits no order: the pools that read the order from the input say
+    so by name; RegularToHarmonic names the regular fiber it expects."""
+    x = torch.randn(2, 3, 4, 6, 6, generator=gen)
+    for module, name in ((enn.NormPool(), "NormPool()"), (enn.NormMaxPool(2), "NormMaxPool()")):
+        with pytest.raises(ValueError, match=rf"^{name[:-2]}\(\) expects a harmonic fiber of "
+                                             r"2\*max_order\+1 slots in dim 2; got F=4, which no "
+                                             r"order gives.*RegularToHarmonic first"):
+            module(x)
+    with pytest.raises(ValueError, match=r"^RegularToHarmonic\(group='c8', max_order=4\) "
+                                         r"expects a regular c8 fiber of \|G\|=8 slots in dim 2; "
+                                         r"got F=4, shape \(2, 3, 4, 6, 6\): build it with the "
+                                         r"group whose regular fields the input holds"):
+        enn.RegularToHarmonic("c8")(x)
+    assert enn.RegularToHarmonic("c4")(x).shape == (2, 3, 5, 6, 6)  # the control

@@ -293,8 +293,13 @@ def test_forward_checks(name, gen):
     field = r"harmonic field \(B, C, 2\*?(max_order|M)\+1, H, W\).*got shape"
     with pytest.raises(ValueError, match=field + r" \(2, \d, 5, 6\)"):
         m(torch.randn(2, c, 5, 6))  # wrong rank
-    with pytest.raises(ValueError, match=field + r" \(2, \d, 4, 6, 6\)"):
-        m(torch.randn(2, c, 4, 6, 6))  # wrong fiber
+    # wrong fiber: named by the module, with its order
+    slots = (r"a harmonic fiber of 2\*max_order\+1 slots" if m.max_order is None  # read from x
+             else r"a fiber of 5 slots \(orders 0..2\)")
+    with pytest.raises(ValueError, match=rf"^{type(m).__name__}\(.*\) expects {slots} in dim 2; "
+                                         r"got F=4, which no order gives, shape "
+                                         r"\(2, \d, 4, 6, 6\)"):
+        m(torch.randn(2, c, 4, 6, 6))
     if name.startswith(("NormNonlinearity", "HarmonicBatchNorm")):
         with pytest.raises(ValueError, match=r"expects C=3 fields.*got shape \(2, 4, 5, 6, 6\)"):
             m(torch.randn(2, 4, 5, 6, 6))

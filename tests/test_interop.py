@@ -934,5 +934,6 @@ def test_escnn_restricted_basis_commutes_with_rotations_and_checks_input(gen):
         EscnnRestrictedBasis("c8", 2)
     with pytest.raises(ValueError, match="max_order"):
         EscnnRestrictedBasis("d8", -1)
-    with pytest.raises(ValueError, match=r"expects harmonic fields \(B, C, 5, H, W\)"):
+    with pytest.raises(ValueError, match=r"EscnnRestrictedBasis\(group='d8', max_order=2\) "
+                                         r"expects a fiber of 5 slots .*max_order=1"):
         layer(torch.randn(2, 3, 3, 4, 4))

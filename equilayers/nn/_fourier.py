@@ -100,6 +100,7 @@ class RegularToHarmonic(_FiberBuffers):
         self._fill("matrix", FF._forward_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.regular_fiber(x, self)
         return FF.regular_to_harmonic(x, self.group, self.max_order,
                                       matrix=self._matrix("matrix", x))
 
@@ -138,6 +139,7 @@ class HarmonicToRegular(RegularToHarmonic):
         self._fill("matrix", FF._inverse_cpu(*self.group.planar_params(), self.max_order))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
         return FF.harmonic_to_regular(x, self.group, self.max_order,
                                       matrix=self._matrix("matrix", x))
 
@@ -245,6 +247,7 @@ class FourierNonlinearity(_FiberBuffers):
         self._fill("inverse_matrix", a_inv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
         a = self._matrix("sample_matrix", x)
         return FF.fourier_nonlinearity(
             x, self.group, self.max_order, self.function, None if self.group.is_finite

@@ -135,6 +135,7 @@ class NormNonlinearity(Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self))
+        C.harmonic_fiber(x, self)
         return H.norm_nonlinearity(x, self.bias if self.log_bias is None else self.log_bias,
                                    self.max_order, self.function, order0=self.order0,
                                    group=self.group, bias_form=self.bias_form)
@@ -187,6 +188,7 @@ class GatedNonlinearity(Typed, nn.Module):
         self.gates = C.choice(gates, "gates", name, H.GATES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
         return H.gated_nonlinearity(x, self.max_order, self.function, self.gates,
                                     group=self.group)
 
@@ -312,6 +314,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.fields(x, self.num_features, type(self).__name__, "num_features",
                  ndim=3 + _spatial(self))
+        C.harmonic_fiber(x, self)
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
@@ -372,6 +375,7 @@ class NormPool(Typed, nn.Module):
         return H._volume_fields(group, "NormPool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
         if self.group is not None and self.group.spatial_dim == 3:
             assert self.max_order is not None  # required for SO(3) fields
             return H.norm_pool(x, self.max_order, group=self.group)
@@ -476,6 +480,7 @@ class NormMaxPool(Typed, _WarnsInexact):
         self.per = C.choice(per, "per", name, NMP.PER)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
         self._warn_if_window_inexact(x, self.ceil_mode)  # once, where the grid breaks it
         return NMP.norm_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                    self.ceil_mode, max_order=self.max_order, per=self.per)
