@@ -3,6 +3,7 @@ FourierNonlinearity and NormMaxPool: values, shapes, gradients, module == functi
 state_dict, and the measured off-sample bound of the Fourier nonlinearity."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -190,8 +191,10 @@ def test_fourier_off_sample_bound(group, max_order):
     worst = _fiber_errors(m, x, els).max().item()
     assert 1e-5 < worst < 2e-3, worst  # approximate, and within the documented bound
     # fewer samples, larger error (the bound is not vacuous)
-    few = enn.FourierNonlinearity(group, max_order, samples=2 * max_order + 2,
-                                  dtype=torch.float64)
+    with warnings.catch_warnings():  # 6 samples (M = 2) miss the quarter turns: warned
+        warnings.filterwarnings("ignore", "FourierNonlinearity .* not exactly equivariant")
+        few = enn.FourierNonlinearity(group, max_order, samples=2 * max_order + 2,
+                                      dtype=torch.float64)
     assert _fiber_errors(few, x[:512], els[:8]).max().item() > 5 * worst
 
 
@@ -316,3 +319,47 @@ def test_fourier_order_the_rotations_cannot_sample_is_refused(group, order, gen)
     x = _x(gen, (2, 3, 2 * ok + 1, 3, 3))
     m = enn.FourierNonlinearity(group, ok, function=lambda t: t, dtype=torch.float64)
     torch.testing.assert_close(m(x), x)
+
+
+def _quarter_turn_error(m: nn.Module, group: str) -> float:
+    """Worst relative error of ``m`` on a fiber at the grid's rotations (and flips)."""
+    x = torch.randn(64, 2, 2 * m.max_order + 1, 1, 1, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    return _fiber_errors(m, x, get(group).grid_elements()).max().item()
+
+
+@pytest.mark.parametrize("group,samples,missing", [("so2", 10, "90, 270"),
+                                                   ("o2", 9, "90, 180, 270")])
+def test_fourier_samples_off_the_quarter_turns_warn_once(group, samples, missing):
+    """SO(2)/O(2) sampled at a number of rotations that is not a multiple of 4 is not exact
+    at the grid's quarter turns: warned once, at construction, with the fix; a multiple of 4
+    (the control) is exact there and silent."""
+    with pytest.warns(UserWarning, match=rf"^FourierNonlinearity \({group}\) is not exactly "
+                                         rf"equivariant to the rotations by {missing} degrees: "
+                                         rf"samples={samples} rotations .* do not include them.*"
+                                         r"use a multiple of 4, e\.g\. samples=12 \(warned "
+                                         r"once per module\)$"):
+        m = enn.FourierNonlinearity(group, 2, samples=samples, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _quarter_turn_error(m, group) > 1e-3  # the warning is true; and not repeated
+        exact = enn.FourierNonlinearity(group, 2, samples=12, dtype=torch.float64)
+        assert _quarter_turn_error(exact, group) < 1e-12
+
+
+def test_fourier_samples_warning_respects_the_quiet_switch():
+    """Built inside ``quiet_exactness_warnings`` (as a tool that only inspects a model would),
+    the module stays silent there and warns at its first forward outside, once."""
+    from equilayers.nn._exactness import quiet_exactness_warnings
+
+    x = torch.randn(1, 1, 5, 2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with quiet_exactness_warnings():
+            m = enn.FourierNonlinearity("so2", 2, samples=10)
+            m(x)
+    with pytest.warns(UserWarning, match="samples=10 rotations"):
+        m(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(x)

@@ -11,6 +11,8 @@ float64-exact).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -22,6 +24,7 @@ from ..groups import FieldType, GroupLike, get
 from ..groups._fields import field_type
 from . import _checks as C
 from ._derived import _FixedBuffers
+from ._exactness import _quiet
 from ._typed import Typed
 
 __all__ = ["RegularToHarmonic", "HarmonicToRegular", "FourierNonlinearity"]
@@ -170,9 +173,10 @@ class FourierNonlinearity(_FiberBuffers):
             ``N/2``'s sine slot vanishes on them; at most 8 for so3/o3).
         function: any pointwise callable (default ``F.elu``, as escnn's ``FourierELU``).
         samples: rotations sampled for so2/o2 (``>= 2M + 1``; a multiple of 4 keeps the
-            90-degree rotations exact); for so3/o3 the minimum number of sphere points (the
-            smallest set with at least that many is used; default: 26 points for ``M = 0``,
-            74 for 1, 218 for 2, 362 beyond); must be ``None`` for finite groups.
+            90-degree rotations exact: any other number warns once, at construction); for
+            so3/o3 the minimum number of sphere points (the smallest set with at least that
+            many is used; default: 26 points for ``M = 0``, 74 for 1, 218 for 2, 362 beyond);
+            must be ``None`` for finite groups.
         device, dtype: of the buffers ``sample_matrix`` ``(S, F)`` and ``inverse_matrix``
             ``(F, S)``, ``F`` the fiber.
 
@@ -231,6 +235,10 @@ class FourierNonlinearity(_FiberBuffers):
             self.samples, _ = FF.fourier_samples(self.group, self.max_order, samples, name)
             s = int(self.samples * (2 if self.group.has_reflections else 1))
             f = 2 * self.max_order + 1
+            # SO(2)/O(2) sampled off the quarter turns: warned here, or (built inside
+            # quiet_exactness_warnings) at the first forward outside it
+            self._samples_warning_due = not self.group.is_finite and self.samples % 4 != 0
+            self._warn_samples(stacklevel=3)
         kw = {"device": device, "dtype": dtype}
         self.register_buffer("sample_matrix", torch.empty(s, f, **kw), persistent=False)
         self.register_buffer("inverse_matrix", torch.empty(f, s, **kw), persistent=False)
@@ -246,7 +254,30 @@ class FourierNonlinearity(_FiberBuffers):
         self._fill("sample_matrix", a)
         self._fill("inverse_matrix", a_inv)
 
+    _samples_warning_due = False
+
+    def _warn_samples(self, stacklevel: int) -> None:
+        """Warn once that ``samples`` misses the 90-degree rotations (exact equivariance to
+        the grid's rotations needs them among the samples); not inside
+        ``quiet_exactness_warnings``, under ``torch.compile`` or ``torch.jit.trace``, where
+        the warning stays due."""
+        if (not self._samples_warning_due or _quiet() or torch.compiler.is_compiling()
+                or torch.jit.is_tracing()):
+            return
+        self._samples_warning_due = False
+        n = self.samples
+        missing = [a for a in (90, 180, 270) if a * n % 360]
+        warnings.warn(
+            f"{type(self).__name__} ({self.group.name}) is not exactly equivariant to the "
+            f"rotations by {', '.join(map(str, missing))} degrees: samples={n} rotations (every "
+            f"{360 / n:g} degrees) do not include them, so these grid rotations"
+            f"{' and the flips composed with them' if self.group.has_reflections else ''} are "
+            f"approximate; use a multiple of 4, e.g. samples={4 * math.ceil(n / 4)} "
+            "(warned once per module)", stacklevel=stacklevel)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._samples_warning_due:
+            self._warn_samples(stacklevel=5)  # the caller of the module
         C.harmonic_fiber(x, self)
         a = self._matrix("sample_matrix", x)
         return FF.fourier_nonlinearity(
