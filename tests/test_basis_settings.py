@@ -206,6 +206,26 @@ def test_bad_settings_module_specific():
         lifting_conv2d(torch.randn(1, 1, 5, 5), torch.randn(2, 1, 3, 3), rings=[0, 1])
 
 
+@pytest.mark.parametrize("reps,orders", [(("trivial", "harmonic"), {"out_order": 2}),
+                                         (("harmonic", "harmonic"), {"in_order": 1,
+                                                                     "out_order": 1}),
+                                         (("trivial", "regular"), {}),
+                                         (("regular", "regular"), {})])
+def test_empty_basis_refused_by_the_functional(reps, orders):
+    """A callable cutoff below 0 on every ring leaves no basis element: steerable_basis
+    refuses it by name, with the settings and the fix, as the convs do (it returned a
+    ``(0, ...)`` basis, or failed inside the scale for regular fields); a cutoff of 0 (the
+    control) keeps the isotropic elements."""
+    group = "so2" if "harmonic" in reps else "c8"
+    setting = r"frequencies_cutoff=\(-1, -1, -1\)"
+    with pytest.raises(ValueError, match=rf"^steerable_basis: the basis is empty with {setting} "
+                                         rf"for {reps[0]}->{reps[1]} fields of {group} "
+                                         r"\(kernel_size=5.*raise frequencies_cutoff or add "
+                                         r"rings$"):
+        steerable_basis(group, *reps, 5, frequencies_cutoff=lambda r: -1, **orders)
+    assert steerable_basis(group, *reps, 5, frequencies_cutoff=lambda r: 0, **orders).shape[0]
+
+
 def test_escnn_policy_at_k9_is_larger():
     """From k = 9 escnn's default policy allows 2r - 1 or 2r on inner rings (ours r + 1): the
     setting reproduces it (checked against escnn in tests/test_interop.py)."""

@@ -55,7 +55,9 @@ from ._basis_settings import (
     Cutoff,
     basis_frequency_cap,
     default_spec,
+    normalize_settings,
     resolve_settings,
+    settings_repr,
 )
 
 __all__ = ["steerable_basis", "basis_frequency_cap"]
@@ -391,6 +393,10 @@ def steerable_basis(
     Returns:
         ``(num_basis, F_out, F_in, k, k)``.
 
+    Raises:
+        ValueError: settings that leave no basis element (e.g. a cutoff below 0 on every
+            ring), named with the fix, as the convs refuse them.
+
     Equivariance:
         The constraint holds exactly for any settings; off the grid the settings matter.
         Measured (float64, disk-faded 49x49 camera, lifting conv + conv + pool stack, ``k=5``,
@@ -441,6 +447,20 @@ def steerable_basis(
         if in_rep == "harmonic":
             raise ValueError(f"basis harmonic->regular is not supported (supported: "
                              f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
+    if out_rep == "regular":  # compact table (|G|, J, k, k)
+        empty = _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).shape[1] == 0
+    else:
+        empty = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec).shape[0] == 0
+    if empty:  # only settings empty it: the default rings carry order 0 at the centre
+        given = settings_repr(*normalize_settings(kernel_size, sigma, frequencies_cutoff,
+                                                  rings, "steerable_basis"))[2:]
+        orders = "".join(f", {n}_order={m}" for n, m, rep in (("in", m_in, in_rep),
+                                                                ("out", m_out, out_rep))
+                         if rep == "harmonic")
+        raise ValueError(f"steerable_basis: the basis is empty with {given} for {in_rep}->"
+                         f"{out_rep} fields of {grp.name} (kernel_size={kernel_size}{orders}): "
+                         "no ring carries a frequency the constraint allows; raise "
+                         "frequencies_cutoff or add rings")
     scale = _irrep_scale(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec)
     if out_rep == "regular":  # one compact table serves lifting and group convs
         dense = _regular_basis(grp, _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec),
