@@ -306,3 +306,32 @@ def test_fiber_mismatch_without_a_harmonic_order_and_regular_fibers(gen):
                                          r"group whose regular fields the input holds"):
         enn.RegularToHarmonic("c8")(x)
     assert enn.RegularToHarmonic("c4")(x).shape == (2, 3, 5, 6, 6)  # the control
+
+
+@pytest.mark.parametrize("group", ["c8", "c7", "d6"])
+def test_fourier_maps_refuse_orders_above_n_over_2(gen, group):
+    """Orders above N // 2 alias on N rotations (c8 at max_order=5: the round trip was off by
+    0.77): the modules and their functional twins refuse them by name with the fix; N // 2
+    itself (the control) builds, and for C_N inverts exactly."""
+    n = int(group[1:])
+    top = n // 2
+    fix = rf"max_order={top + 1} is too high for {group}: .*use max_order <= {top} \(N // 2\)$"
+    x = _x(gen, (2, 3, n * (2 if group[0] == "d" else 1), 4, 4))
+    h = _x(gen, (2, 3, 2 * top + 3, 4, 4))
+    for name, make in (("RegularToHarmonic", lambda: enn.RegularToHarmonic(group, top + 1)),
+                       ("HarmonicToRegular", lambda: enn.HarmonicToRegular(group, top + 1)),
+                       ("regular_to_harmonic", lambda: EF.regular_to_harmonic(x, group, top + 1)),
+                       ("harmonic_to_regular", lambda: EF.harmonic_to_regular(h, group, top + 1)),
+                       ("fourier_matrix", lambda: EF.fourier_matrix(group, top + 1))):
+        with pytest.raises(ValueError, match=rf"^{name}: {fix}"):
+            make()
+    there = enn.RegularToHarmonic(group, top).double()
+    back = enn.HarmonicToRegular(group, top).double()
+    y = back(there(x))
+    if group[0] == "c":
+        torch.testing.assert_close(y, x)
+        torch.testing.assert_close(EF.harmonic_to_regular(EF.regular_to_harmonic(x, group, top),
+                                                          group, top), x)
+    else:  # D_N: an equivariant projection, idempotent
+        torch.testing.assert_close(back(there(y)), y)
+    assert EF.fourier_matrix(group, top).shape == (x.shape[2], 2 * top + 1)

@@ -34,9 +34,24 @@ __all__ = [
 
 
 def _default_order(group, max_order: int | None, what: str = "fourier_matrix") -> int:
+    """``max_order`` of a Fourier map between regular and harmonic fields of C_N/D_N: by
+    default ``N // 2``; at most ``N // 2`` (the exact inverse holds there)."""
     if max_order is None:
         return group.planar_params()[0] // 2
-    return check_order(max_order, what)
+    return check_fourier_order(group, check_order(max_order, what), what)
+
+
+def check_fourier_order(group, max_order: int, what: str) -> int:
+    """Refuse ``max_order > N // 2`` for the Fourier maps of C_N/D_N: on ``N`` rotations order
+    ``m`` and ``N - m`` give the same samples, so higher orders alias onto lower ones and
+    :func:`harmonic_to_regular` no longer inverts :func:`regular_to_harmonic`."""
+    n = group.planar_params()[0]
+    if max_order > n // 2:
+        raise ValueError(f"{what}: max_order={max_order} is too high for {group.name}: its {n} "
+                         f"rotations tell orders 0..{n // 2} apart (order m and {n} - m give "
+                         "the same samples, so higher orders alias onto lower ones and the "
+                         f"maps no longer invert); use max_order <= {n // 2} (N // 2)")
+    return max_order
 
 
 def _fourier_default_order(group) -> int:
@@ -76,7 +91,7 @@ def fourier_matrix(group: GroupLike, max_order: int | None = None,
 
     ``rho`` is the harmonic action and ``e = [1, 1, 0, 1, 0, ...]``; for C_N row ``k`` is
     ``[1, cos(m 2 pi k / N), sin(m 2 pi k / N), ...]``, the real DFT. ``max_order`` defaults to
-    ``N // 2``. Returns a new CPU tensor.
+    ``N // 2``, its largest value (higher orders alias: refused). Returns a new CPU tensor.
     """
     grp = _finite(group, "fourier_matrix")
     m = _default_order(grp, max_order)
@@ -123,7 +138,8 @@ def regular_to_harmonic(x: torch.Tensor, group: GroupLike, max_order: int | None
     ``c_m = sum_k f_k cos(2 pi m k / N)``, ``s_m = sum_k f_k sin(2 pi m k / N)``. Equivariant
     for every element of the group (the harmonic action of ``r^k`` is the rotation by
     ``2 pi k / N``). For even N the Nyquist order ``N/2`` has ``s_{N/2} = 0`` always. With
-    ``max_order = N // 2`` (default) and C_N, :func:`harmonic_to_regular` inverts it exactly;
+    ``max_order = N // 2`` (default, and the largest: higher orders alias onto lower ones on
+    ``N`` rotations, refused) and C_N, :func:`harmonic_to_regular` inverts it exactly;
     for D_N (``2N`` slots) it is an equivariant projection. ``matrix``: ``E^T``, precomputed
     (:class:`~equilayers.nn.RegularToHarmonic` passes its buffer); default from the
     process-wide cache. ``x`` must be floating point (``TypeError`` otherwise).

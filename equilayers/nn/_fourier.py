@@ -57,7 +57,8 @@ class RegularToHarmonic(_FiberBuffers):
 
     Args:
         group: a finite group ``"cN"``/``"dN"``.
-        max_order: ``M`` (default ``N // 2``).
+        max_order: ``M``, at most and by default ``N // 2`` (higher orders alias on ``N``
+            rotations: refused).
         device, dtype: of the ``matrix`` buffer ``(2M+1, |G|)``.
 
     Shape: ``(B, C, |G|, H, W) -> (B, C, 2M+1, H, W)``.
@@ -84,7 +85,7 @@ class RegularToHarmonic(_FiberBuffers):
             max_order = n // 2
         harmonic = field_type(self.group, "harmonic", max_order, what=name)
         assert harmonic.max_order is not None  # field_type checked the max_order given
-        self.max_order: int = harmonic.max_order
+        self.max_order: int = FF.check_fourier_order(self.group, harmonic.max_order, name)
         regular = FieldType.regular(self.group)
         self.in_type, self.out_type = ((harmonic, regular) if self._to_regular
                                        else (regular, harmonic))
@@ -120,7 +121,8 @@ class HarmonicToRegular(RegularToHarmonic):
 
     Args:
         group: a finite group ``"cN"``/``"dN"``.
-        max_order: ``M`` (default ``N // 2``).
+        max_order: ``M``, at most and by default ``N // 2`` (higher orders alias on ``N``
+            rotations: refused).
         device, dtype: of the ``matrix`` buffer ``(|G|, 2M+1)``.
 
     Shape: ``(B, C, 2M+1, H, W) -> (B, C, |G|, H, W)``.
