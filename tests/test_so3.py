@@ -429,7 +429,8 @@ def test_nonlinearity_bad_input():
         enn.NormNonlinearity(4, 2, group="o")
     with pytest.raises(ValueError, match=r"6-D harmonic field"):
         enn.NormNonlinearity(4, 2, group="so3")(torch.randn(1, 4, 5, 3, 3))
-    with pytest.raises(ValueError, match=r"\(B, C, 9, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"NormNonlinearity\(group='so3', max_order=2\) "
+                                         r"expects a fiber of 9 slots .*got F=5"):
         enn.NormNonlinearity(4, 2, group="so3")(torch.randn(1, 4, 5, 3, 3, 3))
     with pytest.raises(TypeError, match="max_order=None"):
         enn.NormPool(group="so3")  # the order is not read from a square fiber

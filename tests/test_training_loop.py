@@ -275,9 +275,12 @@ def test_jit_trace_of_a_warm_eval_model_follows_weight_changes(name):
 
 def _save_load(traced):
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
-    buf.seek(0)
-    return torch.jit.load(buf)
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript's save/load
+        warnings.filterwarnings("ignore", r"`torch\.jit\.(save|load)` is deprecated",
+                                DeprecationWarning)
+        torch.jit.save(traced, buf)
+        buf.seek(0)
+        return torch.jit.load(buf)
 
 
 @pytest.mark.parametrize("name", NAMES)
