@@ -69,3 +69,13 @@ def doc_code(path: str, section: str) -> str:
     if "```python\n" not in body:
         raise ValueError(f"section {section!r} of {path} has no ```python block")
     return body.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def per_sample_grads_by_loop(loss, xb: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss`` at each sample of ``xb`` by autograd, one sample at a time
+    (the reference for ``torch.func.vmap(torch.func.grad(loss))(xb)``)."""
+    out = []
+    for v in xb:
+        leaf = v.clone().requires_grad_(True)
+        out.append(torch.autograd.grad(loss(leaf), leaf)[0])
+    return torch.stack(out)

@@ -3,7 +3,7 @@ Gumbel training path (gradients reach the scoring net; it learns), the upsamplin
 
 import pytest
 import torch
-from conftest import seeded_rng
+from conftest import per_sample_grads_by_loop, seeded_rng
 from torch import nn
 
 import equilayers.functional as EF
@@ -226,15 +226,6 @@ def test_pool_upsample_shift_equivariant_for_every_shift(shape, gen):
                 assert torch.equal(ys, torch.roll(y, (dy, dx), (-2, -1)))
 
 
-def _loop_grad(loss, xb):
-    """The gradient of ``loss`` at each sample of ``xb`` by autograd, one at a time."""
-    out = []
-    for v in xb:
-        leaf = v.clone().requires_grad_(True)
-        out.append(torch.autograd.grad(loss(leaf), leaf)[0])
-    return torch.stack(out)
-
-
 @pytest.mark.parametrize("mode", ["eval", "train-hard", "train-soft"])
 def test_vmap_grad_per_sample_gradients_equal_the_loop(mode, gen):
     """Per-sample gradients (torch.func.vmap(grad(...))) through the pool and the upsampling,
@@ -250,7 +241,7 @@ def test_vmap_grad_per_sample_gradients_equal_the_loop(mode, gen):
 
     xb = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
     got = torch.func.vmap(torch.func.grad(loss))(xb)
-    torch.testing.assert_close(got, _loop_grad(loss, xb), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got, per_sample_grads_by_loop(loss, xb), rtol=0, atol=1e-12)
 
 
 def test_vmap_over_an_integer_index(gen):

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import seeded_rng
+from conftest import per_sample_grads_by_loop, seeded_rng
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -239,13 +239,6 @@ def test_vmap_grad_per_sample_gradients_equal_the_loop(gen, blur_size):
 
     xb = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
     got = torch.func.vmap(torch.func.grad(loss))(xb)
-    torch.testing.assert_close(got, _loop_grad(loss, xb), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got, per_sample_grads_by_loop(loss, xb), rtol=0, atol=1e-12)
 
 
-def _loop_grad(loss, xb):
-    """The gradient of ``loss`` at each sample of ``xb`` by autograd, one at a time."""
-    out = []
-    for v in xb:
-        leaf = v.clone().requires_grad_(True)
-        out.append(torch.autograd.grad(loss(leaf), leaf)[0])
-    return torch.stack(out)
