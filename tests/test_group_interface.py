@@ -8,11 +8,13 @@ matrix, a wrong product, a wrong grid test must be reported).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from equilayers.groups import (
+    Element,
     Group,
     PlanarGroup,
     SO3Group,
@@ -245,6 +247,63 @@ def test_registered_toy_group(gen):
     with pytest.raises(ValueError, match="unknown group 'flipy'") as info:
         get("flipy")
     assert "'flipy'" not in str(info.value).split("valid forms:")[1]
+
+
+@dataclass(frozen=True)
+class _MirrorElement(Element):
+    group: Group
+    flip: bool
+
+
+class Mirror(Group):
+    """A registered family with element records, as a user writes one: ``{e, m}``, ``m`` the
+    flip ``x -> -x`` (the columns reversed)."""
+
+    name = "mirror"
+    spatial_dim = 2
+    order = 2
+
+    @property
+    def identity(self):
+        return _MirrorElement(self, False)
+
+    def elements(self):
+        return [_MirrorElement(self, False), _MirrorElement(self, True)]
+
+    def compose(self, a, b):
+        return _MirrorElement(self, a.flip != b.flip)
+
+    def inverse(self, a):
+        return a
+
+    def matrix(self, g):
+        return torch.diag(torch.tensor([-1.0 if g.flip else 1.0, 1.0], dtype=torch.float64))
+
+    def grid_subgroup(self):
+        return self
+
+    def _key(self):
+        return ()
+
+
+def test_registered_group_runs_the_group_convs(gen):
+    """A registered family needs no edit above floor 1 (ARCHITECTURE.md): a lifting conv, a
+    group conv (its weight's group axis one slot per element: no Fourier basis is written for
+    the family) and a pool on it are exactly equivariant; the control, a plain conv per fiber
+    slot, is not. Before, GroupConv2d refused every group but C_N/D_N."""
+    from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
+    from equilayers.testing import equivariance_error
+
+    with register_group(r"mirror", Mirror, form="'mirror'"):
+        net = torch.nn.Sequential(LiftingConv2d(2, 3, 3, padding=1, group="mirror"),
+                                  torch.nn.ReLU(), GroupConv2d(3, 3, 3, padding=1, group="mirror"),
+                                  GroupPool("max")).double()
+        x = torch.randn(2, 2, 7, 7, generator=gen, dtype=torch.float64)
+        assert equivariance_error(net, x, "mirror", out_rep="trivial") < 1e-12
+        assert torch.equal(net[2].group_basis, torch.eye(2, dtype=torch.float64))
+        plain = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(),
+                                    torch.nn.Conv2d(3, 3, 3, padding=1)).double()
+        assert equivariance_error(plain, x, "mirror", in_rep="trivial", out_rep="trivial") > 0.1
 
 
 def test_registry_rejects_a_factory_that_returns_no_group():

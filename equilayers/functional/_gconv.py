@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, act, get
-from ..groups._fourier_basis import group_fourier_basis
+from ..groups._fourier_basis import weight_basis
 from ._basis_settings import Cutoff
 from ._conv_fields import field_types
 from ._grid_law import exactness_problems, grid_subgroup
@@ -176,7 +176,7 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.
         raise ValueError(f"a group conv weight of {grp.name} has |G|={grp.order} slots in dim 2;"
                          f" got shape {tuple(weight.shape)}")
     idx = expansion_index(grp, c_out, c_in, k, lifting=False, device=weight.device)
-    w = from_fourier(weight, group_fourier_basis(grp, dtype=weight.dtype, device=weight.device))
+    w = from_fourier(weight, weight_basis(grp, dtype=weight.dtype, device=weight.device))
     return gather_expanded(w, idx)
 
 
@@ -333,8 +333,8 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         if groups < 1 or weight.shape[0] % groups:
             raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
         index = None if lifting else inverse_cayley_index(group, weight.device)
-        fourier = None if lifting else group_fourier_basis(group, dtype=weight.dtype,
-                                                           device=weight.device)
+        fourier = None if lifting else weight_basis(group, dtype=weight.dtype,
+                                                    device=weight.device)
         scale = irrep_scale(group, in_rep, "regular", kernel_size, **settings)
         return (expand_regular(weight, table, index, fourier, scale), g, 1 if lifting else g,
                 m_in)

@@ -84,6 +84,22 @@ def group_fourier_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
     return _basis(grp).to(dtype=dtype, device=device, copy=True)
 
 
+def weight_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """The orthonormal basis in which a regular group conv stores its weight's group axis:
+    :func:`group_fourier_basis` for C_N/D_N; for another finite group (a family registered
+    with :func:`~equilayers.groups.register_group`, whose irreps are not written here) the
+    identity, one slot per element (the same functions, in the per-element coordinates the
+    3-D group convs use)."""
+    grp = get(group)
+    if isinstance(grp, PlanarGroup) and grp.n is not None:
+        return group_fourier_basis(grp, dtype=dtype, device=device)
+    if not grp.is_finite:
+        raise ValueError(f"weight_basis: group={grp.name!r} is continuous; regular fields need "
+                         "a finite group")
+    return torch.eye(int(grp.order), dtype=dtype, device=device)
+
+
 def _planar_finite(grp: Group, what: str) -> PlanarGroup:
     """``grp`` as a finite planar group (the families whose irreps are written here), or a
     ``ValueError`` that says which groups have a basis."""

@@ -18,7 +18,7 @@ from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, GroupLike, get
-from ..groups._fourier_basis import group_fourier_basis
+from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
@@ -181,7 +181,9 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         """Whether the weight has a group axis (regular -> regular group convs), which is
         stored in the group's Fourier basis (:func:`~equilayers.groups.group_fourier_basis`:
         escnn's parametrization through the irreps; the same filters and the same init
-        distribution as one slot per element, and measured to train better with Adam)."""
+        distribution as one slot per element, and measured to train better with Adam; a
+        group registered by the user, whose irreps are not written here, keeps one slot per
+        element: :func:`~equilayers.groups._fourier_basis.weight_basis`)."""
         return not self.lifting and self.in_rep == "regular" and self.out_rep == "regular"
 
     def _expand(self) -> torch.Tensor:
@@ -293,8 +295,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         ``to_empty()`` + ``load_state_dict()`` or by ``load_state_dict(..., assign=True)``
         gets real buffers, not meta or uninitialized ones."""
         if self._fourier_axis:
-            self.group_basis = group_fourier_basis(self.group, dtype=self.group_basis.dtype,
-                                                   device=device)
+            self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
+                                            device=device)
         if self.basis == "pixel":
             self.expansion_index = G.expansion_index(
                 self.group, self.out_channels, self.in_channels // self.groups,
@@ -337,7 +339,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         in this version's (the group's Fourier basis; elements of norm ``sqrt(d_out)``)."""
         w = weight.double()
         if self._fourier_axis:
-            fourier = group_fourier_basis(self.group, dtype=torch.float64, device=w.device)
+            fourier = weight_basis(self.group, dtype=torch.float64, device=w.device)
             if self.basis == "pixel":  # (C_out, C_in, |G|, k, k)
                 w = G.from_fourier(w, fourier.t())
             else:  # (C_out, C_in, |G| J), element (h, j) at h J + j
