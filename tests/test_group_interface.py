@@ -321,3 +321,28 @@ def test_registry_rejects_a_factory_that_returns_no_group():
 def test_registry_keeps_aliases_and_caches():
     assert get("p4") is get("c4") and get("p4m") is get("d4")
     assert get("so2") is get(" SO2")
+
+
+def test_registry_refuses_registrations_get_could_never_reach():
+    """A literal name an earlier pattern already answers ('c4') would never be reached (get
+    tries registrations in order): refused naming the pattern that takes it. A factory that
+    cannot take the pattern's groups is refused at registration, not at the first get().
+    Patterns match case-insensitively (names are lower-cased): 'UPPER2' is reachable. The
+    control: a free literal name registers."""
+    with pytest.raises(ValueError, match=r"'c4' is already answered by the registered pattern"):
+        register_group(r"c4", lambda: get("d4"), form="'c4' mine")
+    with pytest.raises(TypeError, match=r"must take 1 positional argument\(s\), one per group"):
+        register_group(r"mine(\d+)", lambda: get("c2"), form="'mineN'")
+    with register_group(r"UPPER2", lambda: get("c2"), form="'UPPER2'"):
+        assert get("UPPER2") == get("c2") and get("upper2") == get("c2")
+    with register_group(r"square", lambda: get("d4"), form="'square'"):
+        assert get("square") == get("d4")
+
+
+def test_so2_angles_stay_in_range():
+    """A tiny negative angle rounds to 2 pi under float modulo; the element is the identity
+    (angle 0), as documented ([0, 2 pi))."""
+    so2 = get("so2")
+    assert so2.element(-1e-17).rotation == 0.0 and so2.element(-1e-17) == so2.identity
+    assert so2.inverse(so2.element(1e-17)).rotation < 2 * math.pi
+    assert so2.element(-0.5).rotation == pytest.approx(2 * math.pi - 0.5)  # the control

@@ -142,7 +142,9 @@ class PlanarGroup(Group):
             raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
                              if self.n else "so2 has no reflections; use 'o2'")
         if self.n is None:
-            return GroupElement(self, float(rotation) % (2 * math.pi), bool(reflection))
+            angle = float(rotation) % (2 * math.pi)
+            # (a tiny negative angle rounds up to 2 pi itself: that is the identity's angle 0)
+            return GroupElement(self, 0.0 if angle == 2 * math.pi else angle, bool(reflection))
         if isinstance(rotation, float) and not float(rotation).is_integer():
             raise TypeError(f"rotation of {self.name} is an integer step k; got {rotation!r}")
         return GroupElement(self, int(rotation) % self.n, bool(reflection))

@@ -10,6 +10,7 @@ wins); a looked-up group is cached per name until the registry changes.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,8 +61,8 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
     """Make :func:`get` build groups for the names that match ``pattern``.
 
     Args:
-        pattern: a regular expression matched against the whole lower-case name
-            (``r"c(\\d+)"``); its groups are passed to ``factory``.
+        pattern: a regular expression matched against the whole name, case-insensitively
+            (``r"c(\\d+)"``); its groups are passed to ``factory`` (lower-cased).
         factory: called as ``factory(*match.groups())``; returns the :class:`Group`, or
             ``None`` when the name matches but names no group (``"c0"``).
         form: how the names read in the unknown-name error (``"'cN' for N >= 1"``).
@@ -86,7 +87,7 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
     if not pattern:
         raise ValueError(f"{what}: pattern='' matches no group name; give e.g. r'c(\\d+)'")
     try:
-        compiled = re.compile(pattern)
+        compiled = re.compile(pattern, re.IGNORECASE)  # names are matched lower-cased
     except re.error as e:
         raise ValueError(f"{what}: pattern={pattern!r} is not a regular expression: {e}"
                          ) from None
@@ -102,6 +103,19 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
     if any(e.pattern.pattern == pattern for e in _ENTRIES):
         raise ValueError(f"{what}: pattern={pattern!r} is already registered; remove() its "
                          "registration first")
+    if re.escape(pattern) == pattern:  # a literal name: unreachable if an earlier one takes it
+        for e in _ENTRIES:
+            if e.pattern.fullmatch(pattern.lower()):
+                raise ValueError(f"{what}: the name {pattern!r} is already answered by the "
+                                 f"registered pattern {e.pattern.pattern!r} ({e.form}), which "
+                                 "get() tries first; pick another name")
+    try:  # the factory must take one argument per group of the pattern
+        inspect.signature(factory).bind(*("",) * compiled.groups)
+    except TypeError:
+        raise TypeError(f"{what}: factory={factory!r} must take {compiled.groups} positional "
+                        f"argument(s), one per group of pattern={pattern!r}") from None
+    except ValueError:  # no signature to read (some builtins): checked when called
+        pass
     entry = _Entry(compiled, factory, form)
     _ENTRIES.append(entry)
     _lookup.cache_clear()
