@@ -104,11 +104,11 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
         raise ValueError(f"{what}: pattern={pattern!r} is already registered; remove() its "
                          "registration first")
     if re.escape(pattern) == pattern:  # a literal name: unreachable if an earlier one takes it
-        for e in _ENTRIES:
-            if e.pattern.fullmatch(pattern.lower()):
+        for earlier in _ENTRIES:
+            if earlier.pattern.fullmatch(pattern.lower()):
                 raise ValueError(f"{what}: the name {pattern!r} is already answered by the "
-                                 f"registered pattern {e.pattern.pattern!r} ({e.form}), which "
-                                 "get() tries first; pick another name")
+                                 f"registered pattern {earlier.pattern.pattern!r} "
+                                 f"({earlier.form}), which get() tries first; pick another name")
     try:  # the factory must take one argument per group of the pattern
         inspect.signature(factory).bind(*("",) * compiled.groups)
     except TypeError:
