@@ -221,13 +221,14 @@ def autocast_on(device_type: str) -> bool:
 
 
 def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
-                      low_precision_input: bool = False) -> None:
+                      low_precision_input: bool = False, owner: str = "module") -> None:
     """A floating tensor ``x`` of the dtype of a module's parameters ``param`` (``TypeError``
     naming both dtypes and the two conversions otherwise, where torch would raise its own
     mixed-type error). Allowed mismatches: under ``torch.autocast`` for ``x``'s device type
     when neither dtype is float64 (autocast casts float32/16 tensors, never float64 ones), and
     with ``low_precision_input`` a float16/bfloat16 ``x`` with float32 parameters (batch norm's
-    mixed precision, as ``nn.BatchNorm3d``)."""
+    mixed precision, as ``nn.BatchNorm3d``). ``owner``: what holds ``param``, as the message
+    names it (``"module"``: its parameters; a functional's ``"weight"``, ``"bias"``)."""
     if (param is None or not isinstance(x, torch.Tensor) or not x.is_floating_point()
             or x.dtype == param.dtype):
         return
@@ -242,9 +243,9 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
     def to(dtype: torch.dtype) -> str:
         return f".{_CONVERT[dtype]}()" if dtype in _CONVERT else f".to({dtype})"
     amp = ", or run it under torch.autocast" if no_double else ""
-    raise TypeError(f"{what}: x has dtype {x.dtype}, but the module's parameters are "
-                    f"{param.dtype}; convert the input (x{to(param.dtype)}) or the module "
-                    f"(module{to(x.dtype)}){amp}")
+    held = "the module's parameters are" if owner == "module" else f"{owner} is"
+    raise TypeError(f"{what}: x has dtype {x.dtype}, but {held} {param.dtype}; convert the "
+                    f"input (x{to(param.dtype)}) or the {owner} ({owner}{to(x.dtype)}){amp}")
 
 
 def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = True,

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import equilayers.functional as EF
 import equilayers.nn as enn
 from equilayers.functional import (
     exactness_problems,
@@ -421,3 +422,26 @@ def test_other_modules_with_weights_name_a_dtype_mismatch(make, shape):
                                         r"the module's parameters are torch.float32"):
         m(x.double())
     assert m.double()(x.double()).dtype == torch.float64
+
+
+def test_functional_convs_check_stride_device_and_dtype_as_the_modules():
+    """The functional group convs refuse what their modules refuse: padding='same' with a
+    stride (it gave a smaller, not a 'same', output), a weight on another device (a meta
+    weight ran on uninitialized memory and returned garbage on the CPU), a weight or bias of
+    another dtype (torch's message from inside). The control: the matching call runs."""
+    x, w = torch.randn(2, 3, 9, 9), torch.randn(6, 3, 3, 3)
+    xg, wg = torch.randn(2, 3, 4, 9, 9), torch.randn(6, 3, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"lifting_conv2d: padding='same' needs stride=1"):
+        EF.lifting_conv2d(x, w, stride=2, padding="same")
+    with pytest.raises(ValueError, match=r"group_conv2d: padding='same' needs stride=1"):
+        EF.group_conv2d(xg, wg, stride=2, padding="same")
+    with pytest.raises(ValueError, match=r"lifting_conv2d: weight is on meta but x is on cpu"):
+        EF.lifting_conv2d(x, w.to("meta"))
+    with pytest.raises(TypeError, match=r"group_conv2d: x has dtype torch.float32, but weight "
+                                        r"is torch.float64; convert the input \(x.double\(\)\) "
+                                        r"or the weight \(weight.float\(\)\)"):
+        EF.group_conv2d(xg, wg.double())
+    with pytest.raises(TypeError, match=r"but bias is torch.float64.*bias.float\(\)"):
+        EF.lifting_conv2d(x, w, torch.randn(6, dtype=torch.float64))
+    assert EF.lifting_conv2d(x, w, padding="same").shape == (2, 6, 4, 9, 9)
+    assert EF.group_conv2d(xg, wg, stride=2, padding=1).shape == (2, 6, 4, 5, 5)

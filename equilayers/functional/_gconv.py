@@ -291,6 +291,26 @@ def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_
     C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what)
 
 
+def _check_tensors_match(what: str, x, weight, bias) -> None:
+    """``weight`` and ``bias`` on ``x``'s device and in its dtype (the rule of the modules,
+    :func:`equilayers._checks.check_dtype_match`): a meta weight with a real ``x`` ran on
+    uninitialized memory, a dtype mismatch raised torch's message from deep inside."""
+    for name, t in (("weight", weight), ("bias", bias)):
+        if isinstance(t, torch.Tensor) and isinstance(x, torch.Tensor) and t.device != x.device:
+            raise ValueError(f"{what}: {name} is on {t.device} but x is on {x.device}; move "
+                             f"them to one device ({name}.to(x.device)); a meta {name} must be "
+                             "materialized first")
+        if isinstance(t, torch.Tensor):
+            C.check_dtype_match(x, t, what, owner=name)
+
+
+def _check_same_stride(what: str, padding, stride) -> None:
+    if isinstance(padding, str) and padding == "same" and C.check_pair(
+            stride, "stride", what, minimum=1) != (1, 1):
+        raise ValueError(f"{what}: padding='same' needs stride=1 (as F.conv2d); got "
+                         f"stride={stride!r}: give the padding as numbers")
+
+
 def _pixel_only(what: str, max_order, in_max_order=None, settings: dict | None = None) -> None:
     """A pixel weight (4-D/5-D) with arguments that only a steerable weight takes."""
     for name, v in (("max_order", max_order), ("in_max_order", in_max_order)):
@@ -368,6 +388,7 @@ def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilatio
     steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
     _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
                      steerable)
+    _check_tensors_match(what, x, weight, bias)
     if steerable:
         _check_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
@@ -390,6 +411,7 @@ def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation,
     steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
     _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
                      steerable)
+    _check_tensors_match(what, x, weight, bias)
     if steerable:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
                                                     in_max_order, groups, settings)
@@ -423,6 +445,7 @@ def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     filt, bias, f_out, k = _lifting_filter(x, weight, bias, stride, dilation, groups,
                                            padding_mode, group, kernel_size, max_order,
                                            _settings(sigma, frequencies_cutoff, rings), what)
+    _check_same_stride(what, padding, stride)
     pad = resolve_padding(padding, k, dilation, what)
     return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
                          what=what)
@@ -447,6 +470,7 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                                          padding_mode, group, kernel_size, max_order,
                                          in_max_order,
                                          _settings(sigma, frequencies_cutoff, rings), what)
+    _check_same_stride(what, padding, stride)
     pad = resolve_padding(padding, k, dilation, what)
     return conv_expanded(x, filt, bias, f_out, stride, pad, dilation, groups, padding_mode,
                          what=what)
