@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Training families (a module with run() instead of cases(): trained models, minutes each)
     # run only when named with --family.
+    discover(args.family)  # an unknown family is named (with the known ones) before any import
     studies = [f for f in (args.family or []) if _is_study(f)]
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")

@@ -494,3 +494,15 @@ def test_construction3d_family_times_fresh_processes(tmp_path):
     assert table.count("\n| ") == 3 and "| x | - | - | - | - | - | failed: ValueError: y |" \
         in table
     assert (tmp_path / "cpu-construction3d-quick.md").read_text().count("\n| ") == 2
+
+
+@pytest.mark.parametrize("family", ["pools", "Pool"])
+def test_unknown_family_is_named_with_the_known_ones(family):
+    """A misspelt --family gets one line naming it and the families there are (it was a
+    20-line ModuleNotFoundError traceback); exit status 1. The control: 'pool' is listed."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--family", family],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                         timeout=120)
+    assert out.returncode == 1
+    assert f"unknown family ['{family}']; available: [" in out.stderr
+    assert "'pool'" in out.stderr and "Traceback" not in out.stderr

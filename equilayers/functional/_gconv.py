@@ -460,7 +460,11 @@ def group_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  rings: Sequence[float] | None = None) -> torch.Tensor:
     """Group correlation ``(B, C_in, F_in, H, W) -> (B, C_out, F_out, H', W')``.
 
-    Pixel filters: ``weight`` ``(C_out, C_in // groups, |G|, k, k)``. Steerable filters:
+    Pixel filters: ``weight`` ``(C_out, C_in // groups, |G|, k, k)``, its ``|G|`` axis the
+    coefficients in the group's Fourier basis (:func:`~equilayers.groups.group_fourier_basis`;
+    one slot per element for a registered group without one), as ``GroupConv2d`` stores it,
+    not one filter per group element: a per-element weight ``w`` (another library's) is
+    ``w @ F.T`` here (:func:`expand_group_filter` shows the filters). Steerable filters:
     ``weight`` ``(C_out, C_in // groups, num_basis)`` with ``kernel_size=k``; regular fields
     of cN/dN, or harmonic fields with ``max_order=M`` (output) and ``in_max_order`` (input,
     default ``M``); basis settings as in :func:`lifting_conv2d`. ``bias`` ``(C_out,)`` as in
