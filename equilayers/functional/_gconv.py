@@ -163,18 +163,20 @@ def from_fourier(weight: torch.Tensor, fourier: torch.Tensor, dim: int = 2) -> t
     return torch.einsum(f"{letters},{letters[dim]}z->{out}", weight, fourier.to(weight))
 
 
-def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
+def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
+                        what: str = "expand_group_filter") -> torch.Tensor:
     """``(C_out, C_in/groups, |G|, k, k)`` -> expanded ``(C_out*|G|, C_in/groups*|G|, k, k)``:
     block ``[o, g, c] = g . w[o, c]`` with the regular action (one gather), where ``w[o, c, h]
     = sum_k F[k, h] weight[o, c, k]``: the weight's group axis (dim 2) holds coefficients in
     the group's Fourier basis ``F`` (:func:`~equilayers.groups.group_fourier_basis`; escnn's
-    parametrization through the irreps), as every ``GroupConv2d`` stores it."""
-    _check_weight(weight, 5, "expand_group_filter")
+    parametrization through the irreps), as every ``GroupConv2d`` stores it. ``what``: the
+    public function the errors name (the group convs pass theirs)."""
+    _check_weight(weight, 5, what)
     grp = check_pixel_group(group)
     c_out, c_in, f, k, _ = weight.shape
     if f != grp.order:
-        raise ValueError(f"a group conv weight of {grp.name} has |G|={grp.order} slots in dim 2;"
-                         f" got shape {tuple(weight.shape)}")
+        raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
+                         f"in dim 2; got shape {tuple(weight.shape)}")
     idx = expansion_index(grp, c_out, c_in, k, lifting=False, device=weight.device)
     w = from_fourier(weight, weight_basis(grp, dtype=weight.dtype, device=weight.device))
     return gather_expanded(w, idx)
@@ -423,7 +425,7 @@ def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation,
     grp = check_pixel_group(group)
     _check_weight(weight, 5, what)
     _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
-    return expand_group_filter(weight, grp), bias, int(grp.order), weight.shape[-1]
+    return expand_group_filter(weight, grp, what=what), bias, int(grp.order), weight.shape[-1]
 
 
 def lifting_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
