@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from _refs import DEVICE, needs_triton, ref_blur, ref_max_blur
+from _refs import DEVICE, needs_triton, ref_blur, ref_max_blur, ref_poly
 
 from equilayers import functional as EF
 from equilayers import kernels
@@ -146,6 +146,41 @@ def test_triton_max_blur_layouts_and_ties(interpret, gen):
     # max_pool2d, or it lands on a different pixel than the reference's.
     ties = torch.randint(0, 3, (2, 3, 9, 10), generator=gen).float().to(DEVICE)
     _compare(kernels.triton_max_blur_pool2d, ref_max_blur, ties, gen)
+
+
+@needs_triton
+@pytest.mark.parametrize("shape", [(2, 0, 5, 4), (1, 2, 0, 5, 4), (2, 3, 0, 5), (2, 3, 4, 0)])
+def test_triton_empty_inputs_equal_the_reference(interpret, gen, shape):
+    """A zero channel, fiber or spatial size: the empty result and gradient on every path
+    (the kernel's tap tables raised ``max() arg is an empty sequence`` on a zero size)."""
+    x = _randn(gen, *shape)
+    for k, mode in [(1, "reflect"), (3, "reflect"), (4, "zeros")]:
+        assert kernels.select("blur_pool2d", x, kernel_size=k, padding_mode=mode)[0] == "triton"
+        _compare(kernels.triton_blur_pool2d, ref_blur, x, gen, kernel_size=k, padding_mode=mode)
+    if 0 not in shape[-2:]:  # (an empty window is the spec's ValueError)
+        _compare(kernels.triton_max_blur_pool2d, ref_max_blur, x, gen, kernel_size=3, padding=1)
+
+
+def test_kernel_reference_takes_empty_inputs(gen):
+    """The references, the specification (and the CPU path of float16), return the empty
+    result of a zero channel count as the fast paths and kernels do (they raised PyTorch's
+    errors from F.pad, conv2d and max_pool2d)."""
+    for shape in [(2, 0, 5, 4), (1, 2, 0, 6, 4), (2, 3, 0, 5)]:
+        for dtype in (torch.float16, torch.float64):
+            x = torch.zeros(shape, dtype=dtype, requires_grad=True)
+            y = ref_blur(x, 3, 2, "reflect")
+            assert y.shape == (*shape[:-2], (shape[-2] - 1) // 2 + 1, (shape[-1] - 1) // 2 + 1)
+            assert torch.autograd.grad(y.sum(), x)[0].shape == shape
+            if shape[-2]:
+                y = ref_max_blur(x, 2, 2, padding=1)
+                assert y.shape == (*shape[:-2], (shape[-2] + 2 - 2) // 2 + 1,
+                                   (shape[-1] + 2 - 2) // 2 + 1)
+                assert torch.autograd.grad(y.sum(), x)[0].shape == shape
+    y = ref_poly(torch.zeros(2, 0, 4, 6, dtype=torch.float16), 2, blur_size=3)
+    assert y.shape == (2, 0, 2, 3)
+    # the spec's own errors stay: circular padding of an empty axis
+    with pytest.raises(ValueError, match="needs every spatial size >= 1"):
+        ref_blur(torch.zeros(2, 3, 0, 5), 3, 2, "circular")
 
 
 @needs_triton

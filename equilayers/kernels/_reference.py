@@ -48,10 +48,12 @@ def blur_nd(
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"(..., {_DIMS[nd]})")
     k = filt.shape[0]
     spatial = x.shape[-nd:]
+    index = (Ellipsis,) + (slice(None, None, stride),) * nd
     if k == 1:
-        index = (Ellipsis,) + (slice(None, None, stride),) * nd
         return x[index]
     C.check_blur_padding(spatial, k, padding_mode, what, x.shape, name)
+    if x.numel() == 0:  # (a zero channel or spatial size): the strided slice has the output's
+        return x[index]  # shape, (n - 1) // stride + 1 per dim; F.pad and conv refuse it
     lead = x.shape[:-nd]
     channels = x.shape[-nd - 1]
     flat = x.reshape(math.prod(lead[:-1]), channels, *spatial)  # no -1: empty batches work
@@ -108,7 +110,11 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2, blur
     they apply)."""
     check_max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
     flat = x.flatten(0, 1) if x.dim() == 5 else x
-    y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
+    if x.numel() == 0:  # max_pool2d refuses a zero channel count: the empty pooled map
+        n = [size + 2 * padding - kernel_size + 1 for size in flat.shape[-2:]]
+        y = F.pad(flat, (padding,) * 4)[..., :n[0], :n[1]]
+    else:
+        y = F.max_pool2d(flat, kernel_size, stride=1, padding=padding)
     y = y.reshape(*x.shape[:-2], *y.shape[-2:])
     return dispatch("blur_pool2d", y, kernel_size=blur_size, stride=stride,
                     padding_mode=padding_mode)

@@ -127,11 +127,14 @@ def _tables_cpu(n: int, k: int, s: int, mode: str):
                 continue
             f_idx[o][t], f_w[o][t] = i, w[t]
             back[i][o] = back[i].get(o, 0.0) + w[t]
-    m = max(1, max(len(b) for b in back))
+    m = max(1, max((len(b) for b in back), default=0))
     b_idx = [list(b.keys()) + [-1] * (m - len(b)) for b in back]
     b_w = [list(b.values()) + [0.0] * (m - len(b)) for b in back]
-    return (torch.tensor(f_idx, dtype=torch.int32), torch.tensor(f_w, dtype=torch.float32),
-            torch.tensor(b_idx, dtype=torch.int32), torch.tensor(b_w, dtype=torch.float32))
+    # (reshape: an empty axis, n = 0, gives (0, k) and (0, m) tables, not torch.tensor([])'s (0,))
+    return (torch.tensor(f_idx, dtype=torch.int32).reshape(n_out, k),
+            torch.tensor(f_w, dtype=torch.float32).reshape(n_out, k),
+            torch.tensor(b_idx, dtype=torch.int32).reshape(n, m),
+            torch.tensor(b_w, dtype=torch.float32).reshape(n, m))
 
 
 def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str):
