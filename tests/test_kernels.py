@@ -148,6 +148,40 @@ def test_triton_max_blur_layouts_and_ties(interpret, gen):
     _compare(kernels.triton_max_blur_pool2d, ref_max_blur, ties, gen)
 
 
+def _double_backward(op, x, gy, v, **kw):
+    """``d/d gy <grad_x, v>`` and ``d/dx |grad_x|^2`` (zero where unused) of ``op(x) . gy``."""
+    xx = x.detach().requires_grad_(True)
+    gy = gy.to(x.dtype).requires_grad_(True)
+    (g,) = torch.autograd.grad(op(xx, **kw), xx, gy, create_graph=True)
+    a, b = torch.autograd.grad((g * v.to(x.dtype)).sum() + (g ** 2).sum(), (gy, xx),
+                               allow_unused=True)
+    return a, torch.zeros_like(xx) if b is None else b
+
+
+@needs_triton
+@pytest.mark.parametrize("op,ref,shape,kw", [
+    (kernels.triton_blur_pool2d, ref_blur, (2, 3, 7, 6),
+     {"kernel_size": 4, "padding_mode": "circular"}),
+    (kernels.triton_blur_pool2d, ref_blur, (1, 2, 2, 5, 6), {"stride": 3}),
+    (kernels.triton_max_blur_pool2d, ref_max_blur, (2, 3, 7, 6),
+     {"kernel_size": 3, "padding": 1, "padding_mode": "zeros"}),
+    (kernels.triton_max_blur_pool2d, ref_max_blur, (1, 2, 2, 6, 5), {"blur_size": 4}),
+])
+def test_triton_double_backward_equals_the_reference(interpret, gen, op, ref, shape, kw):
+    """Gradient penalties and Hessian-vector products differentiate the backward: the kernel's
+    backward op had no autograd formula (a RuntimeError on the GPU path only)."""
+    x = _randn(gen, *shape)
+    if len(shape) == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = ref(x.double(), **kw)
+    gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    got = _double_backward(op, x, gy, v, **kw)
+    want = _double_backward(ref, x.double(), gy, v, **kw)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+
+
 @needs_triton
 @pytest.mark.parametrize("shape", [(2, 0, 5, 4), (1, 2, 0, 5, 4), (2, 3, 0, 5), (2, 3, 4, 0)])
 def test_triton_empty_inputs_equal_the_reference(interpret, gen, shape):
@@ -199,6 +233,12 @@ def test_triton_opcheck(interpret, gen):
                                                           2, 2, 3, "reflect"))
     torch.library.opcheck(_ops.max_blur_pool2d_backward, (_randn(gen, 2, 3, 5, 6), x.detach(),
                                                           3, 2, 3, "zeros", 1))
+    # gradients that require grad: the backward ops' own autograd formulas (double backward)
+    torch.library.opcheck(_ops.blur_pool2d_backward,
+                          (g.requires_grad_(True), 9, 11, 3, 2, "replicate"))
+    torch.library.opcheck(_ops.max_blur_pool2d_backward,
+                          (_randn(gen, 2, 3, 5, 6).requires_grad_(True), x.detach(), 3, 2, 3,
+                           "zeros", 1))
 
 
 @needs_triton

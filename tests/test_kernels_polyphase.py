@@ -135,6 +135,27 @@ def test_triton_polyphase_blur_through_the_functional(interpret, gen, blur_size,
 
 
 @needs_triton
+@pytest.mark.parametrize("shape,kw", [((2, 3, 2, 6, 9), {"stride": 3, "criterion": "l1"}),
+                                      ((2, 3, 6, 8), {"blur_size": 3, "padding_mode": "reflect"})])
+def test_triton_polyphase_double_backward_equals_the_reference(interpret, gen, shape, kw):
+    """The backward differentiated again (gradient penalties): its op had no autograd formula,
+    a RuntimeError on the kernel path only. It is the gather of the chosen component."""
+    x = _randn(gen, *shape)
+    assert kernels.select("polyphase_pool2d", x, **kw)[0] == "triton"
+    y = ref_poly(x.double(), **kw)
+    gy = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    got = []
+    for op, t in [(EF.polyphase_pool2d, x), (ref_poly, x.double())]:
+        t = t.detach().requires_grad_(True)
+        g_in = gy.to(t.dtype).requires_grad_(True)
+        (g,) = torch.autograd.grad(op(t, **kw), t, g_in, create_graph=True)
+        (a,) = torch.autograd.grad((g * v.to(t.dtype)).sum(), g_in)
+        got.append(a)
+    torch.testing.assert_close(got[0].double(), got[1], atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
 def test_triton_polyphase_opcheck(interpret, gen):
     from equilayers.kernels import _ops
 
@@ -146,6 +167,9 @@ def test_triton_polyphase_opcheck(interpret, gen):
     index = torch.tensor([3, 0], device=DEVICE)
     torch.library.opcheck(_ops.polyphase_pool2d_backward,
                           (_randn(gen, 2, 3, 3, 4), index, 6, 8, 2))
+    # a gradient that requires grad: the backward's own autograd formula (double backward)
+    torch.library.opcheck(_ops.polyphase_pool2d_backward,
+                          (_randn(gen, 2, 2, 3, 3, 4).requires_grad_(True), index, 6, 8, 2))
 
 
 @needs_triton

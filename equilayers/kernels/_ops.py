@@ -7,6 +7,8 @@ Triton itself is imported only when an op runs on real tensors.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "polyphase_pool2d"]
@@ -79,6 +81,23 @@ def _blur_backward(ctx, grad):
 blur_pool2d.register_autograd(_blur_backward, setup_context=_blur_setup)
 
 
+# The backward ops are linear in their gradient: their own backward (a double backward, for
+# gradient penalties and Hessian-vector products) is the forward op's Jacobian applied to the
+# incoming gradient; with respect to ``x`` the max's routing is piecewise constant (zero, as
+# PyTorch's max_pool2d double backward). Each is built from differentiable ops, so higher
+# orders work too.
+
+def _blur_bw_setup(ctx, inputs, output):
+    _, _, _, ctx.kernel_size, ctx.stride, ctx.padding_mode = inputs
+
+
+def _blur_bw_backward(ctx, gg):
+    return blur_pool2d(gg, ctx.kernel_size, ctx.stride, ctx.padding_mode), *(None,) * 5
+
+
+blur_pool2d_backward.register_autograd(_blur_bw_backward, setup_context=_blur_bw_setup)
+
+
 # --- max_blur_pool2d ---------------------------------------------------------------------------
 
 @torch.library.custom_op("equilayers::max_blur_pool2d", mutates_args=())
@@ -132,6 +151,28 @@ def _max_blur_backward(ctx, grad):
 max_blur_pool2d.register_autograd(_max_blur_backward, setup_context=_max_blur_setup)
 
 
+def _max_blur_bw_setup(ctx, inputs, output):
+    _, x, ctx.kernel_size, ctx.stride, ctx.blur_size, ctx.padding_mode, ctx.padding = inputs
+    ctx.save_for_backward(x)
+
+
+def _max_blur_bw_backward(ctx, gg):
+    # gg (x's shape) read at each window's first maximum (max_pool2d's routing, the kernels'),
+    # then blurred: the forward's Jacobian applied to gg
+    (x,) = ctx.saved_tensors
+    x4, g4 = _as_4d(x), _as_4d(gg)
+    _, where = torch.nn.functional.max_pool2d(x4.detach(), ctx.kernel_size, stride=1,
+                                              padding=ctx.padding, return_indices=True)
+    picked = g4.flatten(2).gather(2, where.flatten(2)).view(where.shape)
+    y = blur_pool2d(picked, ctx.blur_size, ctx.stride, ctx.padding_mode)
+    y = y.unflatten(1, x.shape[1:3]) if x.dim() == 5 else y
+    return y, *(None,) * 6
+
+
+max_blur_pool2d_backward.register_autograd(_max_blur_bw_backward,
+                                           setup_context=_max_blur_bw_setup)
+
+
 # --- polyphase_pool2d --------------------------------------------------------------------------
 
 @torch.library.custom_op("equilayers::polyphase_pool2d", mutates_args=())
@@ -179,3 +220,23 @@ def _polyphase_backward(ctx, grad, grad_index):
 
 
 polyphase_pool2d.register_autograd(_polyphase_backward, setup_context=_polyphase_setup)
+
+
+def _polyphase_bw_setup(ctx, inputs, output):
+    _, index, _, _, ctx.stride = inputs
+    ctx.save_for_backward(index)
+
+
+def _polyphase_bw_backward(ctx, gg):
+    # gg's chosen component per sample (the reference's gather): the forward's Jacobian
+    (index,) = ctx.saved_tensors
+    s, (h, w) = ctx.stride, gg.shape[-2:]
+    b = gg.shape[0]
+    gr = gg.reshape(b, math.prod(gg.shape[1:-2]), h // s, s, w // s, s)
+    rows = torch.arange(b, device=gg.device)
+    out = gr[rows, :, :, index // s, :, index % s]
+    return out.reshape(*gg.shape[:-2], h // s, w // s), None, None, None, None
+
+
+polyphase_pool2d_backward.register_autograd(_polyphase_bw_backward,
+                                            setup_context=_polyphase_bw_setup)
