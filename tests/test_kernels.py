@@ -321,6 +321,22 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert "triton is not installed" in kernels.select("blur_pool2d", x)[1]
 
 
+@pytest.mark.parametrize("interpret_on", [False, True])
+def test_kernel_dispatch_sparse_input_is_the_specs_type_error(monkeypatch, interpret_on):
+    """A sparse input took the kernel (or the CPU fast path), which raised PyTorch's 'Cannot
+    access storage of SparseTensorImpl' / 'as_strided' errors; the spec now names the fix."""
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1" if interpret_on else "0")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: True)
+    dense = torch.zeros(1, 2, 4, 4)
+    for op in ("blur_pool2d", "max_blur_pool2d", "polyphase_pool2d"):
+        assert kernels.select(op, dense)[0] == ("triton" if interpret_on else "fast")  # control
+        path, reason = kernels.select(op, dense.to_sparse())
+        assert path == "reference" and "dense (strided)" in reason, reason
+        with pytest.raises(TypeError, match=rf"{op}: x must be a dense .* x\.to_dense\(\)"):
+            kernels.dispatch(op, dense.to_sparse())
+
+
 def test_kernel_dispatch_calls_reference_when_forced(monkeypatch, gen):
     monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1")
     calls = []
