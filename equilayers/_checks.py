@@ -248,6 +248,10 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
                     f"input (x{to(param.dtype)}) or the {owner} ({owner}{to(x.dtype)}){amp}")
 
 
+#: The floating dtypes the ops compute in (float8 and other storage-only types are refused).
+_COMPUTE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
 def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = True,
                  ndim: int | Sequence[int] | None = None, min_ndim: int | None = None,
                  layout: str = "") -> torch.Tensor:
@@ -256,7 +260,7 @@ def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = Tr
     least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes it)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}")
-    if floating and not x.is_floating_point():
+    if floating and x.dtype not in _COMPUTE_DTYPES:
         raise TypeError(f"{_prefix(what)}{name} has dtype {x.dtype}, but it must be a "
                         f"floating-point tensor (float32, float64, float16 or bfloat16); "
                         f"convert it with {name}.float()")
