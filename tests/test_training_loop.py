@@ -408,21 +408,33 @@ def test_model_to_channels_last_and_checkpoint(name):
     _same(_eval_out(other, args), ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", NAMES)
-def test_buffers_share_no_memory_with_the_process_caches(name):
+def test_buffers_share_no_memory_with_the_process_caches(name, dtype):
     """A module's derived buffers are its own copies of the process-wide tables: editing one
     in place leaves the next build of the same entry untouched. (The 3-D expansion table was
     once the cached tensor itself on the CPU, so one edited buffer broke every later cube conv
-    of that group and size.)"""
-    fresh = {n: b.clone() for n, b in ZOO[name].make().named_buffers()}  # tables: no RNG
-    m = ZOO[name].make()
+    of that group and size; a steerable regular conv's ``basis_scale`` was the cached float64
+    tensor itself after ``.double()``, one object shared by every such conv.)"""
+    def make():
+        return ZOO[name].make().to(dtype)
+
+    fresh = {n: b.clone() for n, b in make().named_buffers()}  # tables: no RNG
+    m = make()
+    owners: dict[int, str] = {}
+    for mod_name, mod in m.named_modules():  # no two modules hold the same buffer object
+        for n, b in mod._buffers.items():
+            if b is not None:
+                where = f"{mod_name}.{n}"
+                assert owners.setdefault(id(b), where) == where, (
+                    f"{name}: {where} is the same tensor as {owners[id(b)]}")
     with torch.no_grad():
         for b in m.buffers():
             if b.is_floating_point():
                 b.add_(1.0)
             elif b.dtype in (torch.int64, torch.int32):
                 b.add_(1)
-    again = dict(ZOO[name].make().named_buffers())
+    again = dict(make().named_buffers())
     assert again.keys() == fresh.keys()
     for n, b in again.items():
         assert torch.equal(b, fresh[n]), f"{name}: buffer {n} changed with another module's edit"

@@ -304,7 +304,10 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             return
         self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
         if self.out_rep == "regular":
-            self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype)
+            # copy=True: in float64 on the CPU ``.to`` would return the process-wide cached
+            # tensor itself, one object shared by every such conv
+            self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype,
+                                                      copy=True)
             if not self.lifting:
                 self.expansion_index = S.inverse_cayley_index(self.group, device)
 
