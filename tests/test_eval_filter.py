@@ -153,6 +153,26 @@ def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
     assert not torch.allclose(replaced, edited), name_
 
 
+@pytest.mark.parametrize("name", BUILD)
+def test_floating_buffers_edited_through_data_are_seen(name, gen):
+    """An edit through ``.data`` bumps no version counter: the bases (floating-point
+    buffers) are compared by value. (They were compared by version only, and the eval
+    forward kept using the filter of the old basis.)"""
+    m = BUILD[name]().double().eval()
+    floats = [b for b in m.buffers() if b.is_floating_point() and b.numel()]
+    if not floats:
+        pytest.skip(f"{name} has no floating-point buffer")
+    x = _input(m, gen)
+    with torch.no_grad():
+        y = m(x)
+        for b in floats:
+            b.data.mul_(2.0)
+        edited = m(x)
+    with torch.enable_grad():
+        torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(edited, y)
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
 @pytest.mark.parametrize("name", BUILD)

@@ -14,12 +14,17 @@ the last expanded filter and bias together with
 - the parameter objects and the derived buffers themselves (basis tables, gather indices:
   fixed functions of the module's arguments, rebuilt by ``.to()``), compared by identity, the
   buffers also by version counter; holding them keeps their identities from being reused;
+- a copy of the floating-point buffers' values (the bases, small next to the filter),
+  compared with ``torch.equal``: an edit through ``.data`` does not bump the version counter.
+  The integer tables (gather indices, as large as the expanded filter) are compared by
+  version only, so a write to them through ``.data`` is not seen (docs/training.md);
 - the module's expansion settings, and the autocast state of the parameters' device (the
   expansion's matmul runs in the autocast dtype: a filter made under ``torch.autocast`` is
   not the one a plain call computes).
 
-Any difference recomputes the entry. The comparison reads the parameters twice, the expansion
-writes ``|G|`` times as much, so reuse is always the cheaper of the two. Never reused in
+Any difference recomputes the entry. The comparison reads the parameters and the bases twice;
+the expansion reads them too and writes ``|G|`` times the parameters, so reuse is always the
+cheaper of the two. Never reused in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
 transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
@@ -56,6 +61,14 @@ def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
             and bool(torch.equal(now, kept)))
 
 
+def _value_copy(b: torch.Tensor | None) -> torch.Tensor | None:
+    return b.detach().clone() if b is not None and b.is_floating_point() else None
+
+
+def _same_values(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
+    return kept is None or _same(now, kept)
+
+
 def _versions(buffers: tuple) -> tuple[int, ...]:
     return tuple(-1 if b is None or b.is_inference() else b._version for b in buffers)
 
@@ -77,21 +90,23 @@ def eval_filter(module: nn.Module, settings: tuple,
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
     kept = module.__dict__.get(_ATTR)
     if kept is not None:
-        k_settings, k_params, k_copies, k_buffers, k_versions, out = kept
+        k_settings, k_params, k_copies, k_buffers, k_versions, k_values, out = kept
         # the same objects as when the entry was made (so still plain tensors), at the same
-        # versions (buffers) and with the same values (parameters)
+        # versions (buffers) and with the same values (parameters, floating-point buffers)
         if (k_settings == settings and len(k_params) == len(params)
                 and len(k_buffers) == len(buffers)
                 and all(map(operator.is_, params, k_params))
                 and all(map(operator.is_, buffers, k_buffers))
                 and _versions(buffers) == k_versions
-                and all(map(_same, params, k_copies))):
+                and all(map(_same, params, k_copies))
+                and all(map(_same_values, buffers, k_values))):
             return out
     if not (all(map(_plain, params)) and all(map(_plain, buffers))):
         return compute()
     out = compute()
     copies = tuple(None if p is None else p.detach().clone() for p in params)
-    module.__dict__[_ATTR] = (settings, params, copies, buffers, _versions(buffers), out)
+    values = tuple(map(_value_copy, buffers))
+    module.__dict__[_ATTR] = (settings, params, copies, buffers, _versions(buffers), values, out)
     return out
 
 
