@@ -127,30 +127,44 @@ def test_bias_edited_between_eval_calls_is_seen(name, gen):
 
 @pytest.mark.parametrize("name", BUILD)
 def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
+    """A basis edited or replaced is seen by the next eval forward; an integer table (a gather
+    index) edited or replaced with other values raises instead (its values are fixed by the
+    constructor's arguments: any other table gives wrong outputs, ``equilayers.nn._tables``)."""
     m = BUILD[name]().double().eval()
     x = _input(m, gen)
     with torch.no_grad():
         y = m(x)
         m.float().double()  # rebuilds every derived buffer: new tensors
         torch.testing.assert_close(m(x), y)
-        name_, buf = max(m.named_buffers(), key=lambda nb: nb[1].numel())
-        if buf.is_floating_point():
-            buf.mul_(2.0)  # in place: a new version
-        else:  # a gather index: read the filter's taps in another order
-            buf.copy_(buf.flip(-1))
-        edited = m(x)
-    with torch.enable_grad():
-        torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
-    assert not torch.allclose(edited, y), name_
-    # a buffer replaced by another tensor at the same version counter (0) with other values
-    with torch.no_grad():
-        m._buffers[name_] = buf.clone()
-        m(x)
-        m._buffers[name_] = (buf * 2 if buf.is_floating_point() else buf.flip(-1)).clone()
-        replaced = m(x)
-    with torch.enable_grad():
-        torch.testing.assert_close(replaced, m(x).detach(), rtol=0, atol=0)
-    assert not torch.allclose(replaced, edited), name_
+    for name_, buf in m.named_buffers():
+        if buf.numel() == 0:
+            continue
+        with torch.no_grad():
+            m(x)  # warm
+            if buf.is_floating_point():
+                kept = buf.clone()
+                buf.mul_(2.0)  # in place: a new version
+                edited = m(x)
+                with torch.enable_grad():
+                    torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
+                assert not torch.allclose(edited, y), name_
+                m._buffers[name_] = kept  # another tensor with the old values
+                torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+                continue
+            for write in ("in place", "replaced", "same values"):
+                table = buf.clone()
+                if write == "in place":
+                    buf.copy_(buf.flip(-1))  # the filter's taps in another order
+                elif write == "replaced":
+                    m._buffers[name_] = buf.flip(-1).clone()
+                else:  # (AveragedModel's first update copies the same values in place)
+                    buf.copy_(table)
+                    torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+                    continue
+                with pytest.raises(RuntimeError, match=f"buffer '{name_}'.*AveragedModel"):
+                    m(x)
+                m._buffers[name_] = buf = table  # the right table again: no error
+                torch.testing.assert_close(m(x), y, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", BUILD)

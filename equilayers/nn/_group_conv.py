@@ -24,6 +24,7 @@ from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
+from ._tables import check_tables
 from ._typed import Typed
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
@@ -297,10 +298,9 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if self._fourier_axis:
             self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
                                             device=device)
+        for name, table in self._index_tables(device).items():
+            setattr(self, name, table)
         if self.basis == "pixel":
-            self.expansion_index = G.expansion_index(
-                self.group, self.out_channels, self.in_channels // self.groups,
-                self.kernel_size[0], lifting=self.lifting, device=device)
             return
         self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
         if self.out_rep == "regular":
@@ -308,8 +308,16 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             # tensor itself, one object shared by every such conv
             self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype,
                                                       copy=True)
-            if not self.lifting:
-                self.expansion_index = S.inverse_cayley_index(self.group, device)
+
+    def _index_tables(self, device) -> dict[str, torch.Tensor]:
+        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
+        if self.basis == "pixel":
+            return {"expansion_index": G.expansion_index(
+                self.group, self.out_channels, self.in_channels // self.groups,
+                self.kernel_size[0], lifting=self.lifting, device=device)}
+        if self.out_rep == "regular" and not self.lifting:
+            return {"expansion_index": S.inverse_cayley_index(self.group, device)}
+        return {"expansion_index": torch.empty(0, dtype=torch.long, device=device)}  # unused
 
     #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
     #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
@@ -379,6 +387,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         inference at the cost of a plain ``nn.Conv2d``, convert the trained model once with
         :func:`equilayers.export` (docs/deployment.md).
         """
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         return self._expand()
 
     def _check_forward_input(self, x: torch.Tensor) -> None:
@@ -410,6 +419,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         reused while the weight, bias and derived buffers are unchanged
         (:mod:`._eval_filter`: checked on every call, never stale)."""
         settings = (self.basis, self.fiber_out, self.groups, self.lifting, self.transposed)
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         return eval_filter(self, settings, (self.weight, self.bias),
                            lambda: (self._expand(), self._slot_bias()))
 

@@ -21,6 +21,7 @@ from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
+from ._tables import check_tables
 from ._typed import Typed
 
 __all__ = ["LiftingConv3d", "GroupConv3d"]
@@ -34,6 +35,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     lifting: bool = False
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
+    expansion_table: torch.Tensor  # derived buffers: the gather table, the field per slot
+    bias_index: torch.Tensor
 
     #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
     #: group convs).
@@ -142,12 +145,16 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if self.basis == "harmonic":
             self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
                 device=device, dtype=self.filter_basis.dtype, copy=True)
-        self.expansion_table = G3.expansion_table(self.group, self.kernel_size[0],
-                                                  lifting=self.lifting,
-                                                  in_channels=self.in_channels // self.groups,
-                                                  device=device)
-        self.bias_index = torch.arange(self.out_channels, device=device).repeat_interleave(
-            self.fiber_out)
+        for name, table in self._index_tables(device).items():
+            setattr(self, name, table)
+
+    def _index_tables(self, device) -> dict[str, torch.Tensor]:
+        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
+        return {"expansion_table": G3.expansion_table(
+                    self.group, self.kernel_size[0], lifting=self.lifting,
+                    in_channels=self.in_channels // self.groups, device=device),
+                "bias_index": torch.arange(self.out_channels, device=device)
+                .repeat_interleave(self.fiber_out)}
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor and
@@ -174,6 +181,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         (:mod:`equilayers.nn._eval_filter`), so whatever changed them is seen by the next
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
         coefficients times the basis rows (one matmul)."""
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         return G3.expand_filter3d(self.voxel_filter(), self.expansion_table)
 
     def voxel_filter(self) -> torch.Tensor:
@@ -189,6 +197,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
                                    self.dilation, self.padding_mode, self.group),
                          lambda: self._forward_checks(x))
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
                                    (self.weight, self.bias),
                                    self._filter_and_bias)
