@@ -332,6 +332,30 @@ def test_compile_fullgraph(gen):
         torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_jit_trace_keeps_the_straight_through_term_in_any_grad_mode(grad, gen):
+    """A traced graph is run later in any grad mode, so it keeps the straight-through term
+    wherever the scoring weights take gradients, traced with autograd on or off (traced
+    under ``torch.no_grad`` it had none: a trained traced pool's scoring net got no gradient,
+    silently; and ``torch.jit.trace``'s default check, a second trace under ``no_grad``, failed
+    for one traced with autograd on)."""
+    pool = _pool(gumbel=False).train()
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.set_grad_enabled(grad):
+        traced = torch.jit.trace(pool, x)  # check_trace: the default
+    go = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    params = (pool.weight, pool.bias, pool.out_weight)
+    want = torch.autograd.grad((pool(x) * go).sum(), params)
+    got = torch.autograd.grad((traced(x) * go).sum(), params)
+    for a, b in zip(got, want, strict=True):
+        assert b.abs().sum() > 0
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # the term is zero in value
+        torch.testing.assert_close(traced(x), pool(x), rtol=0, atol=0)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="H=7, W=8"):
         _pool()(torch.zeros(1, 3, 7, 8, dtype=torch.float64))

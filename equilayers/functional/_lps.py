@@ -38,7 +38,9 @@ value) into the scoring weights; ``hard=False`` outputs the mixture ``sum_k w_k 
 straight-through gradient also flows into ``x`` through the scoring net. In evaluation the
 choice is the plain argmax (deterministic); ``x`` gets its exact gradient (the chosen samples',
 the choice being locally constant) and, where gradients are recorded, the straight-through term
-still reaches the scoring weights.
+still reaches the scoring weights. A ``torch.jit.trace`` graph, which runs later in any grad
+mode, holds the term wherever the scoring weights (in training, or ``x``) require grad, whether
+it was traced with autograd on or off.
 """
 
 from __future__ import annotations
@@ -288,7 +290,8 @@ def learnable_polyphase_pool2d(
         y = xr[rows, :, :, k // s, :, k % s]  # (B, R, H/s, W/s)
         # (a comparison with an arange, not F.one_hot, which reads k's values: vmap batches it)
         sel = (k[:, None] == torch.arange(s * s, device=x.device)).to(x.dtype)
-        if torch.is_grad_enabled() and logits.requires_grad:
+        if (_scores_need_grad(x, (weight, bias, out_weight), training)
+                if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad):
             # straight-through: zero in value, the gradient of the softmax's weights
             probs = torch.softmax(noisy / tau, dim=1)
             delta = (probs - probs.detach()).to(x.dtype)
@@ -296,6 +299,16 @@ def learnable_polyphase_pool2d(
             sel = sel + delta
     y = y.reshape(b, *lead, m, n)
     return (y, sel) if return_index else y
+
+
+def _scores_need_grad(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...],
+                      training: bool) -> bool:
+    """Whether the logits would carry a gradient with autograd on: a traced graph keeps the
+    straight-through term whatever the grad mode it was traced in (it is run later in any, and
+    ``torch.jit.trace`` checks its trace under ``torch.no_grad``), as it did for one traced
+    with autograd on."""
+    return (any(w is not None and w.requires_grad for w in weights)
+            or (training and x.requires_grad))
 
 
 def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
