@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import io
+import sys
 import warnings
 
 import pytest
@@ -22,6 +23,7 @@ from _zoo import ZOO, build
 from torch import nn
 from torch.nn.utils import parametrize
 
+from equilayers._cpu_cache import CacheInfo
 from equilayers.nn import GroupPool, InvariantHead, LiftingConv2d, NormPool
 
 NAMES = sorted(ZOO)
@@ -264,13 +266,40 @@ def test_inference_mode_then_grad(name):
         assert all(p.grad is not None for p in params)
 
 
+def _trace(m, args):
+    """``torch.jit.trace`` as users call it: with its default ``check_trace`` (a second trace,
+    under ``torch.no_grad``, must record the same graph, or it raises), and an output that
+    differs from the module's raising too (torch only warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings of data-dependent shapes
+        warnings.filterwarnings("error", "Output nr", torch.jit.TracerWarning)
+        return torch.jit.trace(m, args)
+
+
+def _clear_cpu_caches() -> int:
+    """Empty every ``cpu_cache`` of equilayers (the tables built on their first use), as in a
+    fresh process; the number of caches."""
+    caches = {id(f): f for mod in list(sys.modules.values())
+              if mod.__name__.startswith("equilayers") for f in vars(mod).values()
+              if isinstance(getattr(f, "cache_info", lambda: None)(), CacheInfo)}
+    for f in caches.values():
+        f.cache_clear()
+    return len(caches)
+
+
+def test_clear_cpu_caches_finds_them():
+    from equilayers.functional import _steerable
+
+    LiftingConv2d(1, 2, 5, group="c8")  # fills the steerable basis cache
+    assert _steerable._cached.cache_info().currsize > 0
+    assert _clear_cpu_caches() > 10 and _steerable._cached.cache_info().currsize == 0
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_trace_of_a_warm_eval_model_follows_weight_changes(name):
     m, args = _model(name)
     _eval_out(m, args)  # warm
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings of data-dependent shapes
-        traced = torch.jit.trace(m, args, check_trace=False)
+    traced = _trace(m, args)
     with torch.no_grad():
         for p in m.parameters():
             p.data.mul_(1.25)
@@ -291,12 +320,15 @@ def _save_load(traced):
 def test_jit_trace_with_grad_mode_on_saves_and_loads(name):
     """An eval model traced with autograd on (parameters requiring grad: the custom autograd
     Functions' path) holds only TorchScript ops: ``torch.jit.save`` takes it and the loaded
-    graph gives the model's outputs."""
+    graph gives the model's outputs. Traced cold (never called, the CPU caches empty, as in a
+    fresh process) with the default ``check_trace``: its second trace runs warm and under
+    ``torch.no_grad``, and must record the same graph (it did not for a c8 conv, whose first
+    call ran its input checks, and for the learned polyphase pools, whose straight-through
+    term was recorded only with autograd on)."""
+    _clear_cpu_caches()
     m, args = _model(name)
     m.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings of data-dependent shapes
-        traced = torch.jit.trace(m, args, check_trace=False)
+    traced = _trace(m, args)
     _same(_save_load(traced)(*args), _eval_out(m, args))
 
 

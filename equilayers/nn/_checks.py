@@ -139,14 +139,17 @@ def check_input_once(module: nn.Module, x, options: tuple,
     passed for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta
     flag and dtype, the autocast flag and ``options``, which must hold every other value
     ``check`` reads (so the key cannot match an input or a setting the checks were not run
-    for). Not memoized for non-tensors, while
-    ``torch.compile`` traces, or when ``check()`` returns ``False`` (a part of it that could
-    not be settled for this input yet, e.g. an exactness warning skipped under
-    ``quiet_exactness_warnings``)."""
+    for). Not memoized for non-tensors, while ``torch.compile`` or ``torch.jit.trace``
+    traces, or when ``check()`` returns ``False`` (a part of it that could not be settled for
+    this input yet, e.g. an exactness warning skipped under ``quiet_exactness_warnings``).
+    (The checks read the input's sizes, which ``torch.jit.trace`` records: run on the first
+    traced call and skipped on the next, they made the two graphs differ, and the default
+    ``check_trace`` of ``torch.jit.trace`` failed.)"""
     key = None
     weight = module.weight
     assert isinstance(weight, torch.Tensor)  # the convs that call this have a weight
-    if isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
+    if (isinstance(x, torch.Tensor) and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()):
         amp = C.autocast_on(x.device.type)
         key = (x.shape, x.dtype, x.is_meta, weight.is_meta, weight.dtype, amp, *options)
         if key == module.__dict__.get("_checked"):
