@@ -9,16 +9,20 @@ would store meta tensors, and every later CPU build would fail), and tracing mod
 So a ``cpu_cache`` builds under an explicit ``torch.device("cpu")`` (where the default device
 is not already the CPU: the mode costs a Python call in every torch call) and stores a result
 only when every tensor in it is a plain CPU ``torch.Tensor``; anything else is returned
-uncached.
+uncached. A third context is ``torch.jit.trace``, whose tensors are plain: a table built inside
+a traced call is built with the tracer suspended, so it enters the graph as a constant, as it
+does from the cache on every later call (recorded, its construction ops were in the first
+trace only, and the trace's default ``check_trace`` found two different graphs).
 Callers move (copy) a cached tensor to their device and dtype; they never write to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections import OrderedDict, namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
 import torch
@@ -48,6 +52,24 @@ def _plain_cpu(obj: Any) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _untraced() -> Iterator[None]:
+    """Suspend ``torch.jit.trace``'s recording: a table built inside a traced call is then a
+    constant of the graph, as it is on every later (cached) call. Recorded, its construction
+    was in the first graph only, and ``torch.jit.trace``'s check of a second trace failed."""
+    state = torch._C._get_tracing_state()
+    if state is None:
+        yield
+        return
+    # the setter has no stub in torch/_C/__init__.pyi (the getter has)
+    set_state = torch._C._set_tracing_state  # type: ignore[attr-defined]
+    set_state(None)
+    try:
+        yield
+    finally:
+        set_state(state)
+
+
 def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction[T]]:
     """An LRU cache (positional, hashable arguments) of CPU-only results; see the module
     docstring. The wrapper has ``cache_clear()`` and ``cache_info()``, as
@@ -66,11 +88,12 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
                     counts["hits"] += 1
                     return store[args]
                 counts["misses"] += 1
-            if torch.get_default_device().type == "cpu":  # already: no mode in every torch call
-                out = fn(*args)
-            else:
-                with torch.device("cpu"):
+            with _untraced():
+                if torch.get_default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
+                else:
+                    with torch.device("cpu"):
+                        out = fn(*args)
             if _plain_cpu(out):
                 with lock:
                     store[args] = out

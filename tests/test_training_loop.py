@@ -23,7 +23,7 @@ from _zoo import ZOO, build
 from torch import nn
 from torch.nn.utils import parametrize
 
-from equilayers._cpu_cache import CacheInfo
+from equilayers._cpu_cache import CacheInfo, cpu_cache
 from equilayers.nn import GroupPool, InvariantHead, LiftingConv2d, NormPool
 
 NAMES = sorted(ZOO)
@@ -293,6 +293,27 @@ def test_clear_cpu_caches_finds_them():
     LiftingConv2d(1, 2, 5, group="c8")  # fills the steerable basis cache
     assert _steerable._cached.cache_info().currsize > 0
     assert _clear_cpu_caches() > 10 and _steerable._cached.cache_info().currsize == 0
+
+
+@cpu_cache(maxsize=4)
+def _table(n: int) -> torch.Tensor:
+    t = torch.zeros(n, dtype=torch.float64)
+    t.index_put_((torch.arange(2),), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    return t
+
+
+def test_a_cpu_cache_table_built_while_tracing_is_a_constant_of_the_graph():
+    """A table first built inside a traced call is built with the tracer suspended: a constant
+    of the graph, as on every later (cached) call. (Recorded, its construction ops were in the
+    first trace only, and ``check_trace``'s second trace, a cache hit, differed.)"""
+    _table.cache_clear()
+    traced = _trace(lambda x: x * _table(4).to(x), (torch.randn(3, 4),))
+    kinds = {n.kind() for n in traced.graph.nodes()}
+    assert "aten::zeros" not in kinds and "aten::index_put_" not in kinds, kinds
+    info = _table.cache_info()  # built in the first trace; hit by the check's runs
+    assert info.misses == 1 and info.hits >= 1 and info.currsize == 1, info
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(traced(x), x * torch.tensor([1.0, 2.0, 0.0, 0.0]))
 
 
 @pytest.mark.parametrize("name", NAMES)
