@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple, cast, overload
@@ -46,6 +47,69 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
+def _ceil_extra(n: int, k: int, s: int, p: int) -> int:
+    """How many pixels past the end of a dim of ``n`` the last window of a ``ceil_mode=True``
+    torch pool (kernel ``k``, stride ``s``, padding ``p``) reaches beyond the floor-mode
+    windows' reach: torch's output size is ``ceil((n + 2p - k) / s) + 1``, less one when that
+    last window would start in the right padding."""
+    out = -(-(n + 2 * p - k) // s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return max(0, (out - 1) * s + k - (n + 2 * p))
+
+
+class _CeilModePad(nn.Module):
+    """Pad the bottom and right with ``value`` by what a ``ceil_mode=True`` pool's extra
+    window reaches past the input, so a floor-mode op of the same window gives the
+    ``ceil_mode`` output size (``-inf`` before a max: the extra window's max is over the pixels
+    it covers, as in torch)."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: int, value: float) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.value = (kernel_size, stride,
+                                                                   padding, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        eh, ew = (_ceil_extra(n, k, s, p) for n in x.shape[-2:])
+        return F.pad(x, (0, ew, 0, eh), value=self.value) if eh or ew else x
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, value={self.value}")
+
+
+class _CeilModeAvgPool(nn.Module):
+    """``nn.AvgPool2d(k, s, p, ceil_mode=True, count_include_pad)``'s averages at stride 1:
+    each window's sum over the input (zero outside it) divided by torch's count for it (the
+    window's pixels inside the padded input with ``count_include_pad``, inside the input
+    without), over the windows up to the last one ``ceil_mode`` adds; a blur pool at stride
+    ``s`` then gives torch's ``ceil_mode`` output size."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: int,
+                 count_include_pad: bool) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        (h, w), (eh, ew) = x.shape[-2:], [_ceil_extra(n, k, s, p) for n in x.shape[-2:]]
+        sums = F.avg_pool2d(F.pad(x, (0, ew, 0, eh)), k, 1, p, count_include_pad=True)
+
+        def count(n: int, e: int) -> torch.Tensor:  # counted pixels per window, one dim
+            lo, hi = (0, n + 2 * p) if self.count_include_pad else (p, n + p)
+            mask = torch.zeros(n + e + 2 * p, dtype=x.dtype, device=x.device)
+            mask[lo:hi] = 1
+            return mask.unfold(0, k, 1).sum(-1)
+
+        return sums * (k * k) / (count(h, eh)[:, None] * count(w, ew))
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, count_include_pad={self.count_include_pad}")
+
+
 def _uniform(v, name: str) -> int | None:
     a, b = C.check_pair(v, name, "antialias")
     return a if a == b else None
@@ -73,10 +137,13 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
                    _uniform(m.padding, "padding"))
         dilated = C.check_pair(m.dilation, "dilation", "antialias") != (1, 1)
-        if s is None or k is None or p is None or dilated or m.ceil_mode or m.return_indices:
-            return "MaxPool2d with unequal sizes, dilation, ceil_mode or return_indices"
+        if s is None or k is None or p is None or dilated or m.return_indices:
+            return "MaxPool2d with unequal sizes, dilation or return_indices"
         if mode != "polyphase":
-            return MaxBlurPool2d(k, s, p, blur_size=blur_size, **place)
+            pool = MaxBlurPool2d(k, s, p, blur_size=blur_size, **place)
+            # ceil_mode: the extra window's pixels, -inf past them, then the floor-mode pool
+            return nn.Sequential(_CeilModePad(k, s, p, -math.inf), pool) if m.ceil_mode \
+                else pool
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
@@ -85,12 +152,14 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         if stride == (1, 1):
             return None
         s, k = _uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size")
-        if s is None or k is None or m.ceil_mode or m.divisor_override is not None:
-            return "AvgPool2d with unequal sizes, ceil_mode or divisor_override"
+        p = _uniform(m.padding, "padding")
+        if (s is None or k is None or (m.ceil_mode and p is None)
+                or m.divisor_override is not None):
+            return "AvgPool2d with unequal sizes or divisor_override"
         if mode != "polyphase":
-            return nn.Sequential(nn.AvgPool2d(k, 1, m.padding, count_include_pad=
-                                              m.count_include_pad),
-                                 BlurPool2d(None, blur_size, s, **place))
+            avg = (_CeilModeAvgPool(k, s, cast(int, p), m.count_include_pad) if m.ceil_mode
+                   else nn.AvgPool2d(k, 1, m.padding, count_include_pad=m.count_include_pad))
+            return nn.Sequential(avg, BlurPool2d(None, blur_size, s, **place))
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.Conv2d):
@@ -182,7 +251,12 @@ def antialias(
       arguments and parameter names, holding the conv's own ``weight`` and ``bias``: the old
       ``state_dict`` loads into the new model);
     * ``nn.AvgPool2d(k, s, p)``, ``s > 1`` -> ``Sequential(AvgPool2d(k, 1, p),
-      BlurPool2d(kernel_size=blur_size, stride=s))``.
+      BlurPool2d(kernel_size=blur_size, stride=s))``;
+    * pools with ``ceil_mode=True`` (GoogLeNet's and SqueezeNet's max pools, the average pool
+      of ResNet-D shortcuts) the same, after padding the bottom and right by what the extra
+      ``ceil_mode`` window reaches past the input (``-inf`` before a max; an average keeps
+      torch's divisor for that window), so the converted pool has torch's ``ceil_mode``
+      output size, and with ``blur_size=1`` equals the original pool.
 
     These keep every output shape of the original for every input size. The converted convs
     compute the blur their cheapest exact way (``BlurConv2d(fold=None)``: a ``1 x 1`` conv
@@ -211,8 +285,9 @@ def antialias(
     main branch's index to the shortcut, which needs the block's code, not surgery); they still
     measurably reduce the output change under 1-px shifts.
 
-    Layers that cannot be converted exactly (unequal strides, dilated or ``ceil_mode`` pools,
-    string padding, subclasses of ``nn.Conv2d``) are left alone with a ``UserWarning``.
+    Layers that cannot be converted exactly (unequal strides, dilated max pools, pools with
+    ``return_indices`` or ``divisor_override``, string padding, subclasses of ``nn.Conv2d``)
+    are left alone with a ``UserWarning``.
 
     Every use of a layer is converted: a module that appears under several names (one
     ``nn.MaxPool2d`` called twice, a shared strided conv) is replaced by one new module at

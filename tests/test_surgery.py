@@ -182,7 +182,7 @@ def test_which_modes_load_a_plain_state_dict():
 
 
 def test_unsupported_layers_are_left_with_a_warning():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, (2, 1)), nn.MaxPool2d(2, ceil_mode=True))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, (2, 1)), nn.MaxPool2d(2, return_indices=True))
     with pytest.warns(UserWarning, match="left these strided layers alone"):
         _, report = antialias(model, return_report=True)
     assert report == []
@@ -261,3 +261,57 @@ def test_strided_1d_and_3d_layers_are_named_not_skipped_silently(layer):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         antialias(nn.Sequential(nn.Conv1d(2, 2, 3), nn.MaxPool3d(2, stride=1)))
+
+
+class CeilModeNet(nn.Module):
+    """The ceil_mode pools of real models, by hand: torchvision's GoogLeNet and SqueezeNet
+    (``MaxPool2d(3, 2, ceil_mode=True)``) and timm's ResNet-D shortcut
+    (``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`` before a 1x1 conv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 1, 1)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.short = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+                                   nn.Conv2d(8, 8, 1))
+        self.pad_avg = nn.AvgPool2d(3, 2, 1, ceil_mode=True)  # count_include_pad=True
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x):
+        y = self.pool(self.stem(x))
+        return self.head(self.pad_avg(self.short(y)))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (17, 17), (15, 18), (5, 6), (3, 4)])
+def test_ceil_mode_pools_are_converted_with_their_output_size(size, gen):
+    """ceil_mode=True pools were left alone with a warning, so antialias() did not touch
+    GoogLeNet's or SqueezeNet's max pools nor timm's ResNet-D shortcuts. Now each gets torch's
+    ceil_mode size: with blur_size=1 (no blur) the converted model equals the original at
+    every size, and the default blur keeps every intermediate shape."""
+    model = CeilModeNet().double().eval()
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left alone
+        same, report = antialias(model, blur_size=1, return_report=True)
+        blurred = antialias(model)
+    assert [r.name for r in report] == ["pool", "short.0", "pad_avg"]
+    torch.testing.assert_close(same(x), model(x), rtol=0, atol=1e-12)
+    # the control: without the ceil_mode padding the floor-mode pool is a size short where
+    # ceil_mode adds a window (even sizes here)
+    floor = antialias(model, blur_size=1)
+    floor.pool = nn.Sequential(*list(floor.pool)[1:])
+    if nn.MaxPool2d(3, 2)(x).shape != model.pool(x).shape:
+        with pytest.raises(AssertionError):
+            torch.testing.assert_close(floor(x), model(x), rtol=0, atol=1e-12)
+    shapes = {}
+    for net in (model, blurred):
+        hooks = [net.get_submodule(n).register_forward_hook(
+            lambda m, a, out, n=n, net=net: shapes.setdefault(id(net), []).append(out.shape))
+            for n in ("pool", "short", "pad_avg")]
+        y = net(x)
+        for h in hooks:
+            h.remove()
+    assert shapes[id(model)] == shapes[id(blurred)]
+    assert isinstance(blurred.pool[1], MaxBlurPool2d) and torch.isfinite(y).all()
+    blurred.train()(x).square().sum().backward()  # the -inf padding passes no gradient
+    assert all(torch.isfinite(p.grad).all() for p in blurred.parameters())
