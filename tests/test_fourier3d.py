@@ -130,5 +130,7 @@ def test_bad_input_says_what_to_do():
         FourierNonlinearity("so3", 2, samples=400)
     with pytest.raises(ValueError, match="finite 3-D group"):
         FourierNonlinearity("o", 1)
-    with pytest.raises(ValueError, match=r"\(B, C, \(max_order\+1\)\^2, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"^FourierNonlinearity\(group='so3', max_order=1\) "
+                                         r"expects a 6-D harmonic field \(B, C, \(M\+1\)\^2, "
+                                         r"D, H, W\) = \(B, C, 4, D, H, W\); got a 5-D"):
         FourierNonlinearity("so3", 1)(torch.randn(2, 3, 4, 5, 5))

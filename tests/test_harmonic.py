@@ -257,7 +257,7 @@ _PLANAR = (2, 4, 5, 6, 6)  # orders 0..2
 _VOLUME = (2, 4, 9, 3, 3, 3)  # SO(3) orders 0..2
 
 
-@pytest.mark.parametrize("build,label,shape", [
+_MODULES = [
     (lambda m: enn.HarmonicBatchNorm(4, m), "HarmonicBatchNorm(", _PLANAR),
     (lambda m: enn.NormNonlinearity(4, m), "NormNonlinearity(", _PLANAR),
     (lambda m: enn.GatedNonlinearity(m), "GatedNonlinearity(", _PLANAR),
@@ -276,7 +276,10 @@ _VOLUME = (2, 4, 9, 3, 3, 3)  # SO(3) orders 0..2
     (lambda m: enn.GatedNonlinearity(m, group="o3"), "GatedNonlinearity(group='o3', ", _VOLUME),
     (lambda m: enn.NormPool(m, group="so3"), "NormPool(group='so3', ", _VOLUME),
     (lambda m: enn.FourierNonlinearity("so3", m), "FourierNonlinearity(group='so3', ", _VOLUME),
-])
+]
+
+
+@pytest.mark.parametrize("build,label,shape", _MODULES)
 def test_fiber_mismatch_names_the_module_and_the_fix(gen, build, label, shape):
     """A fiber of other orders than the module's is refused by the module (not by the
     functional it calls), with the order the input has; the module built with that order
@@ -289,6 +292,62 @@ def test_fiber_mismatch_names_the_module_and_the_fix(gen, build, label, shape):
     with pytest.raises(ValueError, match="^" + re.escape(want) + "$"):
         build(1)(x)
     assert torch.isfinite(build(2)(x)).all()
+
+
+@pytest.mark.parametrize("build,label,shape", _MODULES)
+def test_wrong_rank_names_the_module_and_the_layout(gen, build, label, shape):
+    """An input without the fiber axis, one with an extra axis and a non-tensor are refused
+    by the module, with the layout it expects (not by its functional, which named itself,
+    ``gated_nonlinearity``, or ``x``); the right rank passes (the control)."""
+    x = torch.randn(shape, generator=gen)
+    if len(shape) == 6:
+        layout = "6-D harmonic field (B, C, (M+1)^2, D, H, W) = (B, C, 9, D, H, W)"
+    else:
+        layout = "5-D harmonic field (B, C, 2M+1, H, W) = (B, C, 5, H, W)"
+    image = x[:, :, 0]  # no fiber axis
+    want = (f"{label}max_order=2) expects a {layout}; got a {image.dim()}-D tensor of shape "
+            f"{tuple(image.shape)}")
+    want += (" (a volume (B, C, D, H, W) has no fiber axis: lift it first with SteerableConv3d("
+             if len(shape) == 6 else
+             " (an image (B, C, H, W) has no fiber axis: lift it first with LiftingConv2d(")
+    with pytest.raises(ValueError, match="^" + re.escape(want)):
+        build(2)(image)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{label}max_order=2) expects a "
+                                                         f"{layout}; got a {len(shape) + 1}-D")):
+        build(2)(x[..., None])
+    with pytest.raises(TypeError, match="^" + re.escape(f"{label}max_order=2) expects a "
+                                                        f"{layout[4:]}; got list")):
+        build(2)(x.tolist())
+    assert torch.isfinite(build(2)(x)).all()
+
+
+@pytest.mark.parametrize("group,shape", [(None, (2, 3, 3, 4, 4)), ("so3", (2, 3, 4, 2, 2, 2))])
+def test_first_half_gates_name_the_module_for_an_odd_field_count(gen, group, shape):
+    """GatedNonlinearity(gates="first_half") on an odd number of fields names itself and the
+    fix (the message named ``gated_nonlinearity``); the functional still names itself, and an
+    even count passes (the controls)."""
+    module = enn.GatedNonlinearity(1, gates="first_half", group=group)
+    x = torch.randn(shape, generator=gen)
+    label = "GatedNonlinearity(" + ("" if group is None else f"group={group!r}, ")
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"{label}max_order=1, gates='first_half') expects an even number of fields in dim 1 "
+            f"(C gate fields, then the C gated fields); got C=3 in shape {shape}: give it 2C "
+            "fields")):
+        module(x)
+    with pytest.raises(ValueError, match=r"^gated_nonlinearity.*even number"):
+        EF.gated_nonlinearity(x, 1, gates="first_half", group=group)
+    assert module(x[:, :2]).shape == (2, 1, *shape[2:])
+
+
+def test_wrong_rank_of_regular_fields_names_the_module():
+    """RegularToHarmonic names itself and the regular layout for an image (it named
+    ``regular_to_harmonic``), with the lifting conv that makes regular fields."""
+    with pytest.raises(ValueError, match=r"^RegularToHarmonic\(group='c8', max_order=4\) "
+                                         r"expects a 5-D regular c8 field \(B, C, \|G\|, H, "
+                                         r"W\) = \(B, C, 8, H, W\); got a 4-D tensor .*"
+                                         r"LiftingConv2d\(\.\.\., group='c8'\)\)$"):
+        enn.RegularToHarmonic("c8")(torch.randn(2, 3, 6, 6))
+    assert enn.RegularToHarmonic("c8")(torch.randn(2, 3, 8, 6, 6)).shape == (2, 3, 9, 6, 6)
 
 
 def test_fiber_mismatch_without_a_harmonic_order_and_regular_fibers(gen):

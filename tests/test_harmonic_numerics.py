@@ -290,9 +290,9 @@ def test_constructor_checks(make, exc, match):
 def test_forward_checks(name, gen):
     m = MODULES[name]()
     c = _fields(name)
-    field = r"harmonic field \(B, C, 2\*?(max_order|M)\+1, H, W\).*got shape"
-    with pytest.raises(ValueError, match=field + r" \(2, \d, 5, 6\)"):
-        m(torch.randn(2, c, 5, 6))  # wrong rank
+    field = r"expects a 5-D harmonic field \(B, C, 2M\+1, H, W\).*got a 4-D tensor of shape"
+    with pytest.raises(ValueError, match=rf"^{type(m).__name__}\(.*\) {field} \(2, \d, 5, 6\)"):
+        m(torch.randn(2, c, 5, 6))  # wrong rank: named by the module too
     # wrong fiber: named by the module, with its order
     slots = (r"a harmonic fiber of 2\*max_order\+1 slots" if m.max_order is None  # read from x
              else r"a fiber of 5 slots \(orders 0..2\)")

@@ -86,17 +86,42 @@ def module_label(module: nn.Module) -> str:
     return f"{type(module).__name__}({', '.join(parts)})"
 
 
+def field_rank(x, module: nn.Module, ndim: int, what: str, lift: str) -> None:
+    """Raise ``TypeError`` unless ``x`` is a tensor and ``ValueError`` unless it is
+    ``ndim``-D, naming the module (:func:`module_label`), ``what`` it expects (e.g.
+    ``"harmonic field (B, C, 2M+1, H, W) = (B, C, 3, H, W)"``) and, for an input one
+    dimension short (an image or volume), the layer that ``lift``s it to such fields: the
+    module's message, not its functional's."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{module_label(module)} expects a {what}; got "
+                        f"{type(x).__name__}")
+    if x.dim() != ndim:
+        fix = ""
+        if x.dim() == ndim - 1:  # an image or volume: no fiber axis yet
+            kind = "a volume (B, C, D, H, W)" if ndim == 6 else "an image (B, C, H, W)"
+            fix = f" ({kind} has no fiber axis: lift it first with {lift})"
+        raise ValueError(f"{module_label(module)} expects a {ndim}-D {what}; got a "
+                         f"{x.dim()}-D tensor of shape {tuple(x.shape)}{fix}")
+
+
 def harmonic_fiber(x, module: nn.Module) -> None:
     """Raise ``ValueError`` unless dim 2 of ``x`` is a harmonic fiber of orders
     ``0..module.max_order`` (``2M+1`` slots; SO(3)/O(3) fields: ``(M+1)^2``), naming the
     module, both fibers and the fix: the ``max_order`` the input has. A ``max_order`` of
     ``None`` (read from the input) asks only for a harmonic fiber. A non-tensor or a wrong
-    rank is left to the functional, which names it."""
+    rank is named as the module's too (:func:`field_rank`)."""
     group = getattr(module, "group", None)
     volume = getattr(group, "spatial_dim", 2) == 3
     max_order = getattr(module, "max_order", None)
-    if not isinstance(x, torch.Tensor) or x.dim() != (6 if volume else 5):
-        return
+    if volume:
+        layout = "(B, C, (M+1)^2, D, H, W)" + (
+            "" if max_order is None else f" = (B, C, {(max_order + 1) ** 2}, D, H, W)")
+    else:
+        layout = "(B, C, 2M+1, H, W)" + (
+            "" if max_order is None else f" = (B, C, {2 * max_order + 1}, H, W)")
+    field_rank(x, module, 6 if volume else 5, f"harmonic field {layout}",
+               "SteerableConv3d(..., max_order=M)" if volume
+               else "LiftingConv2d(..., group=..., max_order=M)")
     f = int(x.shape[2])
     implied = _order_of_fiber(f, volume)
     formula = "(max_order+1)^2" if volume else "2*max_order+1"
@@ -118,13 +143,30 @@ def harmonic_fiber(x, module: nn.Module) -> None:
     raise ValueError(f"{expects}; {got}, shape {tuple(x.shape)}: {fix}")
 
 
+def gate_fields(x, module: nn.Module) -> None:
+    """Raise ``ValueError`` unless a ``gates="first_half"`` module gets an even number of
+    fields (``C`` gates, then the ``C`` fields they gate), naming the module and the fix."""
+    if getattr(module, "gates", None) != "first_half" or not isinstance(x, torch.Tensor):
+        return
+    c = int(x.shape[1]) if x.dim() >= 2 else 0
+    if c % 2 == 0:
+        return
+    label = module_label(module)
+    raise ValueError(f"{label[:-1]}, gates='first_half') expects an even number of fields in "
+                     f"dim 1 (C gate fields, then the C gated fields); got C={c} in shape "
+                     f"{tuple(x.shape)}: give it 2C fields (a conv with out_channels={c + 1}, "
+                     "say), or gates='own' to gate each field by its own order 0")
+
+
 def regular_fiber(x, module: nn.Module) -> None:
-    """Raise ``ValueError`` unless dim 2 of a 5-D ``x`` has the ``|G|`` slots of a regular
+    """Raise ``ValueError`` unless ``x`` is 5-D and its dim 2 has the ``|G|`` slots of a regular
     fiber of ``module.group``, naming the module and the fix."""
     group = module.group
     assert isinstance(group, Group)  # the modules that take regular fields hold their group
     order = int(group.order)
-    if not isinstance(x, torch.Tensor) or x.dim() != 5 or int(x.shape[2]) == order:
+    field_rank(x, module, 5, f"regular {group.name} field (B, C, |G|, H, W) = (B, C, {order}, H, "
+               "W)", f"LiftingConv2d(..., group={group.name!r})")
+    if int(x.shape[2]) == order:
         return
     f = int(x.shape[2])
     raise ValueError(f"{module_label(module)} expects a regular {group.name} fiber of "

@@ -134,8 +134,8 @@ class NormNonlinearity(Typed, nn.Module):
                     self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
         C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self))
-        C.harmonic_fiber(x, self)
         return H.norm_nonlinearity(x, self.bias if self.log_bias is None else self.log_bias,
                                    self.max_order, self.function, order0=self.order0,
                                    group=self.group, bias_form=self.bias_form)
@@ -189,6 +189,7 @@ class GatedNonlinearity(Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)
+        C.gate_fields(x, self)  # 2C fields with gates="first_half", named as this module's
         return H.gated_nonlinearity(x, self.max_order, self.function, self.gates,
                                     group=self.group)
 
@@ -312,9 +313,9 @@ class HarmonicBatchNorm(Typed, nn.Module):
                                       unexpected_keys, error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
         C.fields(x, self.num_features, type(self).__name__, "num_features",
                  ndim=3 + _spatial(self))
-        C.harmonic_fiber(x, self)
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
@@ -366,13 +367,10 @@ class NormPool(Typed, nn.Module):
         super().__init__()
         name = type(self).__name__
         self.max_order = _harmonic(self, max_order, name, output=False, group=group,
-                                   required=group is not None and self._volume(group))
+                                   required=group is not None
+                                   and H._volume_fields(group, name))
         if self.group is not None and self.group.spatial_dim == 3:
             self.out_type = FieldType.trivial(self.group)
-
-    @staticmethod
-    def _volume(group: GroupLike) -> bool:
-        return H._volume_fields(group, "NormPool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)
