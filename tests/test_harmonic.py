@@ -394,3 +394,77 @@ def test_fourier_maps_refuse_orders_above_n_over_2(gen, group):
     else:  # D_N: an equivariant projection, idempotent
         torch.testing.assert_close(back(there(y)), y)
     assert EF.fourier_matrix(group, top).shape == (x.shape[2], 2 * top + 1)
+
+
+# --- dtypes: the one rule of the weighted ops (_checks.check_dtype_match) ------------------
+
+@pytest.mark.parametrize("group,shape", [(None, (2, 3, 5, 4, 4)), ("so3", (2, 3, 9, 2, 2, 2))])
+def test_norm_nonlinearity_refuses_a_bias_of_another_dtype(gen, group, shape):
+    """A float64 bias with float32 x (or the reverse, or float16 x outside autocast) was
+    silently promoted (a float64 output); now the functional names both dtypes and the fix,
+    as every weighted op does. The same dtypes, and autocast's mixes, still run (controls)."""
+    x = torch.randn(shape, generator=gen)
+    bias = torch.zeros(3, 3, dtype=torch.float64)
+    for xx, b, want in ((x, bias, r"x has dtype torch\.float32, but bias is torch\.float64; "
+                                  r"convert the input \(x\.double\(\)\) or the bias "
+                                  r"\(bias\.float\(\)\)$"),
+                        (x.double(), bias.float(), r"x has dtype torch\.float64, but bias is "
+                                                   r"torch\.float32"),
+                        (x.half(), bias.float(), r".*bias is torch\.float32.*or run it under "
+                                                 r"torch\.autocast$")):
+        with pytest.raises(TypeError, match=r"^norm_nonlinearity: " + want):
+            EF.norm_nonlinearity(xx, b, 2, group=group)
+    assert EF.norm_nonlinearity(x.double(), bias, 2, group=group).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert EF.norm_nonlinearity(x.bfloat16(), bias.float(), 2, group=group).isfinite().all()
+        with pytest.raises(TypeError, match="float64"):  # autocast never casts float64
+            EF.norm_nonlinearity(x, bias, 2, group=group)
+
+
+@pytest.mark.parametrize("name", ["weight", "bias", "running_mean", "running_var"])
+def test_harmonic_batch_norm_refuses_parameters_of_another_dtype(gen, name):
+    """A float64 weight, bias or running statistic with float32 x was cast to float32 (and a
+    float32 one with float64 x up to float64) without a word; now named, as torch's batch
+    norm refuses it. float16/bfloat16 x with float32 ones is batch norm's mixed precision and
+    runs (the control), as do matching dtypes."""
+    x = torch.randn(4, 3, 5, 3, 3, generator=gen)
+    state = {"running_mean": torch.zeros(3), "running_var": torch.ones(3, 3),
+             "weight": torch.ones(3, 3), "bias": torch.zeros(3)}
+    y = EF.harmonic_batch_norm(x, 2, **state, training=True)
+    bad = {**state, name: state[name].double()}
+    with pytest.raises(TypeError, match=rf"^harmonic_batch_norm: x has dtype torch\.float32, "
+                                        rf"but {name} is torch\.float64; convert the input "
+                                        rf"\(x\.double\(\)\) or the {name} \({name}\.float\(\)\)"):
+        EF.harmonic_batch_norm(x, 2, **bad, training=True)
+    double = {k: v.double() for k, v in state.items()}
+    with pytest.raises(TypeError, match=rf"x has dtype torch\.float64, but {name} is "):
+        EF.harmonic_batch_norm(x.double(), 2, **{**double, name: state[name]}, training=True)
+    torch.testing.assert_close(EF.harmonic_batch_norm(x.double(), 2, **double, training=True),
+                               y.double())
+    assert EF.harmonic_batch_norm(x.bfloat16(), 2, **state, training=True).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("build,shape", [
+    (lambda: enn.NormNonlinearity(3, 2), (2, 3, 5, 4, 4)),
+    (lambda: enn.NormNonlinearity(3, 2, order0="norm", bias_form="exp"), (2, 3, 5, 4, 4)),
+    (lambda: enn.HarmonicBatchNorm(3, 2), (2, 3, 5, 4, 4)),
+    (lambda: enn.HarmonicBatchNorm(3, 2, affine=False), (2, 3, 5, 4, 4)),
+    (lambda: enn.NormNonlinearity(3, 1, group="so3"), (2, 3, 4, 2, 2, 2)),
+    (lambda: enn.HarmonicBatchNorm(3, 1, group="so3"), (2, 3, 4, 2, 2, 2)),
+])
+def test_modules_name_themselves_for_a_dtype_mismatch_and_run_under_autocast(gen, build, shape):
+    """float64 x into a float32 module was promoted silently; now the module names itself
+    and both conversions. Controls: the converted module takes it, and under CPU autocast
+    (bfloat16) float32 and bfloat16 inputs run, as before."""
+    module, x = build(), torch.randn(shape, generator=gen)
+    name = type(module).__name__
+    with pytest.raises(TypeError, match=rf"^{name}: x has dtype torch\.float64, but the "
+                                        r"module's parameters are torch\.float32; convert the "
+                                        r"input \(x\.float\(\)\) or the module "
+                                        r"\(module\.double\(\)\)$"):
+        module(x.double())
+    assert module.double()(x.double()).dtype == torch.float64
+    module.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for xx in (x, x.bfloat16()):
+            assert module(xx).isfinite().all()

@@ -117,9 +117,11 @@ def norm_nonlinearity(
     """Norm nonlinearity: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|`` for orders m >= 1,
     and ``a_0 -> function(a_0 + b_0)`` (order 0 is a signed scalar, invariant by itself).
 
-    ``bias`` is ``(C, M + 1)`` (one per field and order) or ``None``; ``|v_m|`` is computed as
-    ``sqrt(c^2 + s^2 + eps)`` so the map is smooth at 0 (in float32 for float16/bfloat16
-    inputs, then cast back: no overflow below the dtype's largest magnitude).
+    ``bias`` is ``(C, M + 1)`` (one per field and order) in ``x``'s dtype (or a mix that
+    ``torch.autocast`` allows; ``TypeError`` otherwise, as every weighted op) or ``None``;
+    ``|v_m|`` is computed as ``sqrt(c^2 + s^2 + eps)`` so the map is smooth at 0 (in float32
+    for float16/bfloat16 inputs, then cast back: no overflow below the dtype's largest
+    magnitude).
     ``order0="norm"`` treats order 0 as a one-dimensional norm field too,
     ``a_0 -> sign(a_0) * function(|a_0| + b_0)`` (escnn's ``NormNonLinearity`` on a trivial
     field: both signs survive). A negative bias is a threshold: with ``function=relu``,
@@ -149,6 +151,7 @@ def norm_nonlinearity(
             raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
                              f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
                              f"shape {tuple(bias.shape)}")
+        C.check_dtype_match(x, bias, what, owner="bias")  # the rule of every weighted op
     a0 = x[:, :, :1]
     if bias is not None:
         a0 = a0 + bias[None, :, :1, None, None]

@@ -84,7 +84,9 @@ def harmonic_batch_norm(
     As ``nn.BatchNorm3d``: an empty batch (``B = 0`` or ``H * W = 0``) leaves the running
     statistics untouched and returns an empty output of the input's shape; float16/bfloat16
     inputs get their statistics and the normalization in float32 (output in the input dtype),
-    and the running buffers keep their own dtype. Under ``torch.func`` transforms, training with
+    and the running buffers keep their own dtype; ``weight``, ``bias`` and the running buffers
+    have ``x``'s dtype, or float32 with a float16/bfloat16 ``x`` (``TypeError`` naming both
+    dtypes otherwise, as torch's batch norm). Under ``torch.func`` transforms, training with
     running buffers raises (they would be written with transformed values): use eval mode or
     no running buffers there.
 
@@ -114,6 +116,10 @@ def harmonic_batch_norm(
     _check_stat(running_var, "running_var", (c, per), x)
     _check_stat(weight, "weight", (c, per), x)
     _check_stat(bias, "bias", (c,), x)
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):  # the rule of every weighted op (and of
+        # torch's batch norm: float16/bfloat16 x with float32 parameters and statistics)
+        C.check_dtype_match(x, t, what, low_precision_input=True, owner=name)
     C.check_flag(training, "training", what)
     momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")

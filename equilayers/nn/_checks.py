@@ -50,10 +50,11 @@ def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:
     return C.check_choice(value, name, options, cls)
 
 
-def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndim: int = 5
-           ) -> None:
+def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndim: int = 5,
+           param: torch.Tensor | None = None, low_precision_input: bool = False) -> None:
     """``x`` is 5-D (6-D: SO(3) fields) with ``channels`` fields (the fiber is checked by the
-    functional)."""
+    functional), in the dtype of the module's parameter ``param`` (or a mismatch autocast or
+    ``low_precision_input`` allows: :func:`equilayers._checks.check_dtype_match`)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{cls} expects a tensor; got {type(x).__name__}")
     if x.dim() != ndim:
@@ -63,6 +64,7 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
     if x.shape[1] != channels:
         raise ValueError(f"{cls}({name}={channels}) expects C={channels} fields in dim 1; got "
                          f"shape {tuple(x.shape)} (build it with {name}={x.shape[1]})")
+    C.check_dtype_match(x, param, cls, low_precision_input=low_precision_input)
 
 
 def _order_of_fiber(f: int, volume: bool) -> int | None:

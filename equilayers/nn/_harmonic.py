@@ -134,10 +134,10 @@ class NormNonlinearity(Typed, nn.Module):
                     self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias if self.log_bias is None else self.log_bias
         C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
-        C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self))
-        return H.norm_nonlinearity(x, self.bias if self.log_bias is None else self.log_bias,
-                                   self.max_order, self.function, order0=self.order0,
+        C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self), param=bias)
+        return H.norm_nonlinearity(x, bias, self.max_order, self.function, order0=self.order0,
                                    group=self.group, bias_form=self.bias_form)
 
     def extra_repr(self) -> str:
@@ -314,8 +314,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
-        C.fields(x, self.num_features, type(self).__name__, "num_features",
-                 ndim=3 + _spatial(self))
+        C.fields(x, self.num_features, type(self).__name__, "num_features", 3 + _spatial(self),
+                 self.weight if self.affine else self.running_mean, low_precision_input=True)
         track = self.training and self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if track and self.momentum is None:  # cumulative moving average
