@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import seeded_rng
 
+import equilayers.functional as EF
 from equilayers.functional import _gconv as G
 from equilayers.functional import _steerable as S
 from equilayers.functional import group_conv2d, lifting_conv2d, steerable_basis
@@ -218,12 +219,53 @@ def test_empty_basis_refused_by_the_functional(reps, orders):
     control) keeps the isotropic elements."""
     group = "so2" if "harmonic" in reps else "c8"
     setting = r"frequencies_cutoff=\(-1, -1, -1\)"
-    with pytest.raises(ValueError, match=rf"^steerable_basis: the basis is empty with {setting} "
+    with pytest.raises(ValueError, match=rf"^steerable_basis: the steerable basis is empty with "
+                                         rf"{setting} "
                                          rf"for {reps[0]}->{reps[1]} fields of {group} "
                                          r"\(kernel_size=5.*raise frequencies_cutoff or add "
                                          r"rings$"):
         steerable_basis(group, *reps, 5, frequencies_cutoff=lambda r: -1, **orders)
     assert steerable_basis(group, *reps, 5, frequencies_cutoff=lambda r: 0, **orders).shape[0]
+
+
+@pytest.mark.parametrize("fn,x,lifting", [
+    (EF.lifting_conv2d, (1, 2, 8, 8), True), (EF.lifting_conv_transpose2d, (1, 2, 8, 8), True),
+    (EF.group_conv2d, (1, 2, 3, 8, 8), False),
+    (EF.group_conv_transpose2d, (1, 2, 3, 8, 8), False)])
+@pytest.mark.parametrize("group", ["so2", "c4"])
+def test_empty_basis_named_by_the_conv_the_user_called(gen, fn, x, lifting, group):
+    """A functional steerable conv with settings that empty the basis names itself and its
+    own order arguments (it named ``steerable_basis`` and ``out_order``; with regular
+    fields it said the weight's last dim must be the 0 elements); so do bad settings (they
+    named ``steerable_basis`` or ``regular_table``). Settings that leave a basis run (the
+    control)."""
+    harmonic = group == "so2"
+    if not harmonic:
+        x = x[:2] + (4,) + x[3:] if not lifting else x
+    orders = {"max_order": 1} if harmonic else {}
+    if harmonic and not lifting:
+        orders["in_max_order"] = 1
+    named = (r"in_max_order=1, max_order=1" if harmonic and not lifting
+             else "max_order=1" if harmonic else "")
+    reps = ("trivial" if lifting else "harmonic" if harmonic else "regular",
+            "harmonic" if harmonic else "regular")
+    name = fn.__name__
+    with pytest.raises(ValueError, match=rf"^{name}: the steerable basis is empty with "
+                                         rf"frequencies_cutoff=\(-1, -1\) for {reps[0]}->"
+                                         rf"{reps[1]} fields of {group} \(kernel_size=3"
+                                         rf"{', ' + named if named else ''}\): no ring"):
+        fn(torch.randn(x, generator=gen), torch.randn(3, 2, 5, generator=gen), group=group,
+           kernel_size=3, frequencies_cutoff=lambda r: -1, **orders)
+    with pytest.raises(ValueError, match=rf"^{name}: frequencies_cutoff must be a number"):
+        fn(torch.randn(x, generator=gen), torch.randn(3, 2, 5, generator=gen), group=group,
+           kernel_size=3, frequencies_cutoff=-1.0, **orders)
+    rep_in = "trivial" if lifting else reps[0]
+    nb = (EF.steerable_basis(group, rep_in, reps[1], 3, in_order=None if lifting else 1,
+                             out_order=1, frequencies_cutoff=0.0).shape[0] if harmonic else
+          regular_table(group, 3, frequencies_cutoff=0.0).shape[1] * (1 if lifting else 4))
+    y = fn(torch.randn(x, generator=gen), torch.randn(3, 2, nb, generator=gen), group=group,
+           kernel_size=3, frequencies_cutoff=0.0, **orders)
+    assert y.isfinite().all()
 
 
 def test_escnn_policy_at_k9_is_larger():

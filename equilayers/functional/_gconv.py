@@ -43,6 +43,7 @@ from ._basis_settings import Cutoff
 from ._conv_fields import field_types
 from ._grid_law import exactness_problems, grid_subgroup
 from ._steerable import (
+    check_basis,
     inverse_cayley_index,
     irrep_scale,
     regular_table,
@@ -337,13 +338,17 @@ def _basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight, max_order,
 
 def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, kernel_size,
                       max_order: int | None, in_max_order: int | None, groups: int,
-                      settings: dict):
+                      settings: dict, what: str):
     """``(expanded filter, F_out, F_in, in_order)`` for a 3-D steerable weight (``settings``:
-    the basis settings ``sigma``, ``frequencies_cutoff``, ``rings``)."""
+    the basis settings ``sigma``, ``frequencies_cutoff``, ``rings``; their errors and an
+    empty basis named as ``what``)."""
     if kernel_size is None:
         raise ValueError("a steerable weight (C_out, C_in // groups, num_basis) needs "
                          "kernel_size=k (the basis is sampled on k x k)")
     in_rep, out_rep, m_in, m_out = field_types(group, lifting, max_order, in_max_order)
+    check_basis(group, in_rep, out_rep, kernel_size, m_in, m_out, settings.get("sigma"),
+                settings.get("frequencies_cutoff"), settings.get("rings"), what,
+                ("in_max_order", "max_order"))
     if out_rep == "regular":  # the compact table: |G| times less work than the dense basis
         table = regular_table(group, kernel_size, dtype=weight.dtype, device=weight.device,
                               **settings)
@@ -394,7 +399,7 @@ def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilatio
     if steerable:
         _check_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
-                                              groups, settings)
+                                              groups, settings, what)
         assert kernel_size is not None  # _steerable_filter raised on None
         return filt, _bias_slot0(bias, f_out) if max_order is not None else bias, f_out, \
             kernel_size
@@ -416,7 +421,7 @@ def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation,
     _check_tensors_match(what, x, weight, bias)
     if steerable:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
-                                                    in_max_order, groups, settings)
+                                                    in_max_order, groups, settings, what)
         assert kernel_size is not None  # _steerable_filter raised on None
         _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
         return filt, _bias_slot0(bias, f_out) if max_order is not None else bias, f_out, \

@@ -343,6 +343,50 @@ def irrep_scale(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int, *
     return _irrep_scale(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec).clone()
 
 
+def check_basis(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int,
+                in_order: int | None, out_order: int | None, sigma, frequencies_cutoff, rings,
+                what: str, orders: tuple[str, str] = ("in_order", "out_order")
+                ) -> tuple[Group, BasisSpec | None, int, int]:
+    """The checks of :func:`steerable_basis` (the reps, the orders, the settings and a
+    non-empty basis), named as ``what`` (the function the user called, whose arguments for
+    the two orders are ``orders``): ``(group, spec, in_order, out_order)``."""
+    grp = get(group)
+    for name, rep in (("in_rep", in_rep), ("out_rep", out_rep)):
+        if rep not in ("trivial", "regular", "harmonic"):
+            raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
+                             "'harmonic' or (finite groups) 'regular'")
+    _check_kernel_size(kernel_size)
+    spec = resolve_settings(kernel_size, sigma, frequencies_cutoff, rings, what)
+    m_in = _check_order(in_order, in_rep, "in")
+    m_out = _check_order(out_order, out_rep, "out")
+    if "regular" in (in_rep, out_rep):
+        if not grp.is_finite:
+            raise ValueError(f"{grp.name} is continuous and has no regular fields; use "
+                             "in_rep/out_rep='harmonic' with a max_order")
+        if out_rep != "regular":
+            raise ValueError(f"basis {in_rep}->{out_rep} is not supported (supported: "
+                             f"{_SUPPORTED}); map regular fields to harmonic ones with "
+                             "RegularToHarmonic first")
+        if in_rep == "harmonic":
+            raise ValueError(f"basis harmonic->regular is not supported (supported: "
+                             f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
+    if out_rep == "regular":  # compact table (|G|, J, k, k)
+        empty = _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).shape[1] == 0
+    else:
+        empty = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec).shape[0] == 0
+    if empty:  # only settings empty it: the default rings carry order 0 at the centre
+        given = settings_repr(*normalize_settings(kernel_size, sigma, frequencies_cutoff,
+                                                  rings, what))[2:]
+        named = "".join(f", {n}={m}" for n, m, rep in ((orders[0], m_in, in_rep),
+                                                         (orders[1], m_out, out_rep))
+                        if rep == "harmonic")
+        raise ValueError(f"{what}: the steerable basis is empty with {given} for {in_rep}->"
+                         f"{out_rep} fields of {grp.name} (kernel_size={kernel_size}{named}): "
+                         "no ring carries a frequency the constraint allows; raise "
+                         "frequencies_cutoff or add rings")
+    return grp, spec, m_in, m_out
+
+
 def steerable_basis(
     group: GroupLike,
     in_rep: str,
@@ -426,41 +470,10 @@ def steerable_basis(
         ...                 frequencies_cutoff=1.0).shape  # |f| <= radius
         torch.Size([9, 5, 1, 5, 5])
     """
-    grp = get(group)
     C.check_float_dtype(dtype, "dtype", "steerable_basis")
-    for name, rep in (("in_rep", in_rep), ("out_rep", out_rep)):
-        if rep not in ("trivial", "regular", "harmonic"):
-            raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
-                             "'harmonic' or (finite groups) 'regular'")
-    _check_kernel_size(kernel_size)
-    spec = resolve_settings(kernel_size, sigma, frequencies_cutoff, rings, "steerable_basis")
-    m_in = _check_order(in_order, in_rep, "in")
-    m_out = _check_order(out_order, out_rep, "out")
-    if "regular" in (in_rep, out_rep):
-        if not grp.is_finite:
-            raise ValueError(f"{grp.name} is continuous and has no regular fields; use "
-                             "in_rep/out_rep='harmonic' with a max_order")
-        if out_rep != "regular":
-            raise ValueError(f"basis {in_rep}->{out_rep} is not supported (supported: "
-                             f"{_SUPPORTED}); map regular fields to harmonic ones with "
-                             "RegularToHarmonic first")
-        if in_rep == "harmonic":
-            raise ValueError(f"basis harmonic->regular is not supported (supported: "
-                             f"{_SUPPORTED}); use HarmonicToRegular after a harmonic conv")
-    if out_rep == "regular":  # compact table (|G|, J, k, k)
-        empty = _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).shape[1] == 0
-    else:
-        empty = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec).shape[0] == 0
-    if empty:  # only settings empty it: the default rings carry order 0 at the centre
-        given = settings_repr(*normalize_settings(kernel_size, sigma, frequencies_cutoff,
-                                                  rings, "steerable_basis"))[2:]
-        orders = "".join(f", {n}_order={m}" for n, m, rep in (("in", m_in, in_rep),
-                                                                ("out", m_out, out_rep))
-                         if rep == "harmonic")
-        raise ValueError(f"steerable_basis: the basis is empty with {given} for {in_rep}->"
-                         f"{out_rep} fields of {grp.name} (kernel_size={kernel_size}{orders}): "
-                         "no ring carries a frequency the constraint allows; raise "
-                         "frequencies_cutoff or add rings")
+    grp, spec, m_in, m_out = check_basis(group, in_rep, out_rep, kernel_size, in_order,
+                                         out_order, sigma, frequencies_cutoff, rings,
+                                         "steerable_basis")
     scale = _irrep_scale(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec)
     if out_rep == "regular":  # one compact table serves lifting and group convs
         dense = _regular_basis(grp, _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec),
