@@ -21,8 +21,15 @@ def _selfcheck(args: argparse.Namespace) -> int:
     cases = [c for c in all_cases() if not args.filter or args.filter in c.name]
     if not cases:  # an empty table with exit status 0 would read as a pass
         print(f"equilayers selfcheck: no case name contains {args.filter!r}; "
-              "`equilayers selfcheck` lists them all", file=sys.stderr)
+              "`equilayers selfcheck --list` lists them all", file=sys.stderr)
         return 2
+    if args.list:  # what would run, one case a line (name, group, expectation): nothing built
+        names = max(len(c.name) for c in cases)
+        groups = max(len("shift" if c.kind == "shift" else c.group) for c in cases)
+        for case in cases:
+            what = "shift" if case.kind == "shift" else case.group
+            print(f"{case.name:<{names}}  {what:<{groups}}  {case.expect}")
+        return 0
     for case in cases:
         what = "shift" if case.kind == "shift" else case.group
         try:
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("selfcheck", help="build every layer and print its measured "
                        "equivariance errors")
     p.add_argument("--filter", default="", help="only cases whose name contains this text")
+    p.add_argument("--list", action="store_true", help="list the cases it would run (name, "
+                   "group, expected result: exact, approx or fail for a negative control), "
+                   "one a line, without building or running them; with --filter, those that "
+                   "match")
     p.set_defaults(func=_selfcheck)
     p = sub.add_parser("demo", help="the main job: train plain, anti-aliased, p4, p4m and SO(2) "
                        "CNNs on real upright digits and test them rotated and shifted; "

@@ -45,7 +45,41 @@ def test_cli_selfcheck_filter_matching_nothing_fails_in_one_line():
                           "no-such-case"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
     assert out.stderr.splitlines() == ["equilayers selfcheck: no case name contains "
-                                       "'no-such-case'; `equilayers selfcheck` lists them all"]
+                                       "'no-such-case'; `equilayers selfcheck --list` lists "
+                                       "them all"]
+    listed = subprocess.run([sys.executable, "-m", "equilayers", "selfcheck", "--list",
+                             "--filter", "no-such-case"], capture_output=True, text=True)
+    assert listed.returncode == 2 and listed.stderr == out.stderr
+
+
+def test_cli_selfcheck_list_names_the_cases_without_running_them(monkeypatch, capsys):
+    """--list prints every case it would run (name, group or 'shift', expectation), one a
+    line, and runs none (run_case is replaced by one that fails); with --filter, the
+    matching ones. The control: without --list the same call runs them."""
+    from equilayers import cli
+    from equilayers.testing import cases as case_table
+
+    def no_run(case):
+        raise AssertionError(f"--list ran {case.name}")
+
+    monkeypatch.setattr(case_table, "run_case", no_run)
+    assert cli.main(["selfcheck", "--list"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    everything = all_cases()
+    assert [r[0] for r in rows] == [c.name for c in everything]
+    assert all(r[1] == ("shift" if c.kind == "shift" else c.group) and r[2] == c.expect
+               for r, c in zip(rows, everything, strict=True))
+    assert {"exact", "fail"} <= {r[2] for r in rows}
+    assert cli.main(["selfcheck", "--list", "--filter", "harness/"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "random-conv-p4-fails" in " ".join(listed)
+    assert [w for w in listed if "/" in w] == [c.name for c in everything
+                                                if "harness/" in c.name]
+    with pytest.raises(AssertionError, match="--list ran harness/"):
+        cli.main(["selfcheck", "--filter", "harness/"])
+    proc = subprocess.run([sys.executable, "-m", "equilayers", "selfcheck", "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--list" in proc.stdout and "without" in proc.stdout
 
 @pytest.mark.parametrize("columns", [80, 100, 200])
 def test_cli_selfcheck_fits_the_terminal(columns):
