@@ -300,6 +300,39 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True)
 
 
+def _common_part(names: list[str]) -> str:
+    """The longest text every name contains (stripped of spaces at its ends), or ``""``."""
+    first = min(names, key=len)
+    for size in range(len(first), 0, -1):
+        for start in range(len(first) - size + 1):
+            part = first[start:start + size].strip()
+            if part and all(part in n for n in names):
+                return part
+    return ""
+
+
+def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
+    """The line that names the rows whose floor (or bandwidth floor) ``--filter text`` left
+    out, so that their ``x floor`` (``x bw``) ratios print as ``-``, and a filter that keeps
+    it; ``None`` when every chosen row has its floors."""
+    if not text:  # every case runs: a floor missing then is the family's bug, not news here
+        return None
+    names = {(c.family, c.name) for c in chosen}
+    lost = [(c, ref) for c in chosen for ref in (c.floor, c.bandwidth)
+            if ref is not None and (c.family, ref) not in names]
+    if not lost:
+        return None
+    rows = sorted({c.name for c, _ in lost})
+    shown = "; ".join(f"{c.name} (floor: {ref})" for c, ref in lost[:3])
+    more = f"; and {len(lost) - 3} more" if len(lost) > 3 else ""
+    part = _common_part([n for c, ref in lost for n in (c.name, ref)])
+    keep = (f"--filter {part!r} (it matches these rows and their floors)" if len(part) >= 3
+            else "a --filter that their floors' names contain too")
+    return (f"benchmarks: --filter {text!r} left out the floor of {len(rows)} "
+            f"row{'s' if len(rows) > 1 else ''}, whose ratio columns are '-': {shown}{more}; "
+            f"to keep the floors, pass {keep}, or no --filter")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
              if args.filter in c.name]
     if not cases:
         raise SystemExit("benchmarks: no cases selected")
+    lost = lost_floors(cases, args.filter)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for dev_name in devices:
@@ -420,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r["status"].startswith("error"):
                 print(f"{r['name']}: {r['traceback']}", file=sys.stderr)
+    if lost:  # after the tables, where the '-' ratios are
+        print(lost, file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -38,6 +38,34 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
     assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
     table = (tmp_path / "cpu-pool-quick.md").read_text()
     assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
+    assert "left out the floor" not in out.stderr  # "f5" keeps every floor
+
+
+def test_filter_that_drops_a_floor_says_so_and_how_to_keep_it(tmp_path):
+    """--filter GroupPool keeps the GroupPool row but not its floor: its ratios print as '-',
+    and one line (stderr, after the table) names the row, its floor and a filter that keeps
+    both (it printed the '-' without a word). The suggested filter keeps the floor: the
+    ratios are there and the line is gone (the control)."""
+    def run(text: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--quick", "--family", "pool", "--filter",
+             text, "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002", "--rounds",
+             "1", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    out = run("GroupPool")
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = "GroupPool b2 c4 f8 16x16"
+    assert re.search(rf"\| {row} \| amax fiber b2 c4 f8 16x16 \| [\d.]+ \| - \|", out.stdout)
+    lines = [line for line in out.stderr.splitlines() if "left out the floor" in line]
+    assert lines == [f"benchmarks: --filter 'GroupPool' left out the floor of 1 row, whose "
+                     f"ratio columns are '-': {row} (floor: amax fiber b2 c4 f8 16x16); to keep "
+                     "the floors, pass --filter 'b2 c4 f8 16x16' (it matches these rows and "
+                     "their floors), or no --filter"], out.stderr
+    kept = run("b2 c4 f8 16x16")
+    assert kept.returncode == 0 and "left out the floor" not in kept.stderr, kept.stderr
+    rows = {r["name"]: r for r in
+            json.loads((tmp_path / "cpu-pool-quick.json").read_text())["results"]}
+    assert rows[row]["forward_x_floor"] > 0
 
 
 def _bench_module(name: str):
