@@ -161,3 +161,34 @@ def test_rotate_per_sample_angles(gen):
                                atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="3 angles for a batch of 2"):
         rotate(x[:2], angles)
+
+
+@pytest.mark.parametrize("name", ["c4", "d4", "c8", "d8", "c12", "so2", "o2"])
+def test_harmonic_matrix_is_exact_at_quarter_turns(name):
+    """Where ``m`` times an element's angle is a multiple of 90 degrees (every order of the
+    grid elements, order 2 of 45 degrees, ...), order ``m``'s block holds exactly 0 and +-1
+    (it held cos(pi/2) = 6e-17 and the like), so the grid elements act exactly: composing
+    rot90 with itself gives rot180's matrix bit for bit. Other angles keep their cos and sin
+    (the control: 45 and 30 degrees, and an angle 1e-6 off a quarter turn)."""
+    group = get(name)
+    elements = group.elements() if group.is_finite else [
+        *group.grid_elements(), group.element(math.pi / 4), group.element(math.pi / 6),
+        group.element(math.pi / 2 + 1e-6)]
+    quarter = 0
+    for g in elements:
+        rho = harmonic_matrix(g, 6)
+        for m in range(1, 7):
+            block = rho[2 * m - 1: 2 * m + 1, 2 * m - 1: 2 * m + 1]
+            turns = m * g.angle / (math.pi / 2)
+            if abs(turns - round(turns)) < 1e-9:
+                quarter += 1
+                assert set(block.abs().flatten().tolist()) == {0.0, 1.0}, (g, m, block)
+            else:
+                c, s = math.cos(m * g.angle), math.sin(m * g.angle)
+                assert sorted(block.abs().flatten().tolist()) == sorted(
+                    [abs(c), abs(c), abs(s), abs(s)]), (g, m, block)
+    assert quarter >= 6 * len(group.grid_elements())  # every order of every grid element
+    r90 = next(g for g in group.grid_elements() if g.quarter_turns == 1 and not g.reflection)
+    for g in group.grid_elements():
+        assert torch.equal(harmonic_matrix(r90, 6) @ harmonic_matrix(g, 6),
+                           harmonic_matrix(r90 * g, 6)), g

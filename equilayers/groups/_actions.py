@@ -145,7 +145,9 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
 def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> torch.Tensor:
     """The ``(2M+1) x (2M+1)`` matrix by which ``g`` acts on a harmonic fiber (SO(3)/O(3):
-    the ``((M+1)^2, (M+1)^2)`` block-diagonal real Wigner-D matrix, :mod:`._spherical`)."""
+    the ``((M+1)^2, (M+1)^2)`` block-diagonal real Wigner-D matrix, :mod:`._spherical`).
+    Planar: order ``m``'s block is exact (entries ``0``, ``+-1``) wherever ``m`` times the
+    angle is a multiple of 90 degrees, so the grid elements act exactly."""
     _check_element(g, "harmonic_matrix")
     max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
@@ -156,7 +158,7 @@ def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.fl
     rho = torch.zeros(size, size, dtype=torch.float64)
     rho[0, 0] = 1.0
     for m in range(1, max_order + 1):
-        c, s = math.cos(m * g.angle), math.sin(m * g.angle)
+        c, s = g.cos_sin(m)  # exact 0 and +-1 at quarter turns (the grid elements)
         rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
         if g.reflection:
             sign = (-1.0) ** m

@@ -65,6 +65,20 @@ class GroupElement(Element):
         r = round(q)
         return r % 4 if abs(q - r) < 1e-9 else None
 
+    def cos_sin(self, m: int = 1) -> tuple[float, float]:
+        """``(cos, sin)`` of ``m`` times the angle (order ``m``'s rotation of a harmonic
+        fiber): exactly ``0`` and ``+-1`` where ``m * angle`` is a multiple of 90 degrees (by
+        the rule of :attr:`quarter_turns`), so that the grid elements act exactly."""
+        if self.group.n is not None:
+            k4, n = 4 * m * int(self.rotation), self.group.n
+            q = (k4 // n) % 4 if k4 % n == 0 else None
+        else:
+            t = m * self.angle / (math.pi / 2)
+            q = round(t) % 4 if abs(t - round(t)) < 1e-9 else None
+        if q is not None:
+            return float(_COS[q]), float(_SIN[q])
+        return math.cos(m * self.angle), math.sin(m * self.angle)
+
     # is_grid, index and matrix: Element's (the group answers)
 
     def __mul__(self, other: GroupElement) -> GroupElement:
