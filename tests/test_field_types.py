@@ -38,6 +38,33 @@ def test_fiber_size(group, rep, order, fiber):
         ft.check(torch.zeros(shape))
 
 
+@pytest.mark.parametrize("group", ["c1", "d1", "c4", "d4", "c8", None])
+def test_quotient_by_the_trivial_subgroup_is_regular(gen, group):
+    """The cosets of {e} are the elements and the two actions agree slot for slot, so
+    "quotient:c1" is stored as "regular": the types are equal, hash and print alike (they
+    compared unequal, FieldType(d4, quotient:c1) != FieldType(d4, regular)). Controls: a
+    proper quotient stays its own type, and the quotient by the whole group keeps its
+    one-slot fiber axis (not "trivial", whose tensors have none)."""
+    ft, regular = FieldType(group, "quotient:c1"), FieldType(group, "regular")
+    assert ft == regular and hash(ft) == hash(regular) and repr(ft) == repr(regular)
+    assert ft.rep == "regular" and pickle.loads(pickle.dumps(ft)) == regular
+    if group is None:
+        return
+    assert FieldType.quotient(group, "c1") == regular
+    grp = get(group)
+    x = torch.randn(2, 3, int(grp.order), 5, 5, generator=gen)
+    for g in grp.elements():
+        assert torch.equal(ft.act(g, x), regular.act(g, x))
+        assert torch.equal(act(x, g, "quotient:c1"), act(x, g, "regular"))
+    if grp.order == 1:  # c1: the whole group is the trivial one
+        return
+    whole = FieldType(group, f"quotient:{grp.name}")
+    assert whole.rep == f"quotient:{grp.name}" and whole.tensor_ndim == 5
+    if grp.order > 2:
+        sub = "c2" if group.startswith("c") else "d1"
+        assert FieldType(group, f"quotient:{sub}") != regular
+
+
 def test_constructors_equality_hash_repr_pickle():
     assert FieldType.regular("p4m") == FieldType("d4", "regular") == FieldType(get("d4"), "regular")
     assert FieldType.harmonic("so2", 2) != FieldType.harmonic("so2", 3)

@@ -54,7 +54,9 @@ class FieldType:
         group: a group name or :class:`~equilayers.groups.Group`, or ``None`` for "any group"
             (the rep holds for whichever group acts; :meth:`bind` fixes it).
         rep: ``"trivial"``, ``"regular"``, ``"harmonic"``, ``"invariant"`` or
-            ``"quotient:K"`` (functions on the cosets of a subgroup ``K``).
+            ``"quotient:K"`` (functions on the cosets of a subgroup ``K``; by the trivial
+            subgroup, ``"quotient:c1"``, it is stored as ``"regular"``, which acts alike, so
+            the two types are equal and print alike).
         max_order: ``M`` of a harmonic fiber ``[a_0, c_1, s_1, ..., c_M, s_M]`` (``2M+1``
             slots, with or without reflections); ``None`` reads it from the tensor. Only
             for ``rep="harmonic"``.
@@ -313,6 +315,9 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
             assert sub is not None  # rep starts with "quotient:"
             check_subgroup(grp, sub, f"{what}: rep={rep!r}")
             rep = f"quotient:{sub.name}"
+    sub = parse_quotient(rep)
+    if sub is not None and sub.order == 1:  # the cosets of {e} are the elements: one name,
+        rep = "regular"  # so that equal types compare equal (the action is the same)
     return grp, rep, max_order, spatial_dims
 
 
