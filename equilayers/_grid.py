@@ -105,6 +105,19 @@ def _spatial_params(mod: nn.Module) -> dict | None:
             "transposed": transposed, "op": op}
 
 
+def _sized_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
+    """The window of a module whose padding depends on its input's ``size`` and says so by a
+    ``_grid_window(size)`` method (a converted ``ceil_mode`` pool's extra window):
+    ``(kernel, stride, (top, bottom, left, right), padding mode, fix)``, ``fix`` what to do
+    about its padding."""
+    sized = getattr(mod, "_grid_window", None)
+    if not callable(sized):
+        return None
+    k, s, sides, mode, fix = sized(size)
+    return {"k": k, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
+            "transposed": False, "op": (0, 0), "fix": fix}
+
+
 def _pad_params(mod: nn.Module) -> dict | None:
     """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom)."""
     name = type(mod).__name__
@@ -211,7 +224,7 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                    ) -> list[Finding]:
     out = []
     for name, mod, (h, w) in sizes:
-        prm = _spatial_params(mod) or _pad_params(mod)
+        prm = _sized_params(mod, (h, w)) or _spatial_params(mod) or _pad_params(mod)
         if prm is None:
             continue
         kind = type(mod).__name__
@@ -264,8 +277,8 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                 name, kind, "asymmetric-padding", rot_what, (h, w),
                 f"asymmetric padding ({'; '.join(asym)}), so the output grid is not centred "
                 "on the input's",
-                "use symmetric padding (an odd kernel with padding=kernel_size//2 instead of "
-                "padding='same' with an even kernel)"))
+                prm.get("fix") or "use symmetric padding (an odd kernel with "
+                "padding=kernel_size//2 instead of padding='same' with an even kernel)"))
         if parity:
             s_txt = "x".join(map(str, prm["s"])) if prm["s"][0] != prm["s"][1] else prm["s"][0]
             out.append(Finding(
@@ -281,6 +294,7 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
             fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
                    else "nn.CircularPad2d before it and padding=0" if mode == "pool"
                    else "nn.CircularPad2d instead")
+            fix = prm.get("fix") or fix
             out.append(Finding(
                 name, kind, "non-circular-padding", "shifts", (h, w),
                 f"padding_mode={mode!r} pads with content that does not move with the image, "

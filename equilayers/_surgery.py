@@ -58,6 +58,12 @@ def _ceil_extra(n: int, k: int, s: int, p: int) -> int:
     return max(0, (out - 1) * s + k - (n + 2 * p))
 
 
+def _ceil_fix(k: int, s: int, p: int) -> str:
+    """check_grid's fix for a converted ``ceil_mode`` pool's padding."""
+    return (f"an input size at which the original pool's ceil_mode adds no window ((size + "
+            f"2*{p} - {k}) % {s} == 0), or ceil_mode=False and circular padding before it")
+
+
 class _CeilModePad(nn.Module):
     """Pad the bottom and right with ``value`` by what a ``ceil_mode=True`` pool's extra
     window reaches past the input, so a floor-mode op of the same window gives the
@@ -66,17 +72,24 @@ class _CeilModePad(nn.Module):
 
     def __init__(self, kernel_size: int, stride: int, padding: int, value: float) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding, self.value = (kernel_size, stride,
-                                                                   padding, value)
+        # the pool's window, not this module's: named so that check_grid, which reads
+        # kernel_size/stride/padding attributes, does not take it for a strided layer
+        self.pool_window, self.value = (kernel_size, stride, padding), value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, p = self.kernel_size, self.stride, self.padding
+        k, s, p = self.pool_window
         eh, ew = (_ceil_extra(n, k, s, p) for n in x.shape[-2:])
         return F.pad(x, (0, ew, 0, eh), value=self.value) if eh or ew else x
 
+    def _grid_window(self, size: tuple[int, int]):
+        """For ``check_grid``: a 1 x 1 window padded at the bottom and right at input ``size``."""
+        k, s, p = self.pool_window
+        eh, ew = (_ceil_extra(n, k, s, p) for n in size)
+        return (1, 1), (1, 1), (0, eh, 0, ew), "constant", _ceil_fix(k, s, p)
+
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, value={self.value}")
+        k, s, p = self.pool_window
+        return f"kernel_size={k}, stride={s}, padding={p}, value={self.value}"
 
 
 class _CeilModeAvgPool(nn.Module):
@@ -89,11 +102,13 @@ class _CeilModeAvgPool(nn.Module):
     def __init__(self, kernel_size: int, stride: int, padding: int,
                  count_include_pad: bool) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.count_include_pad = count_include_pad
+        # (check_grid reads _grid_window: the pool's window at stride 1, the stride is the
+        # blur pool's after it)
+        self.kernel_size, self.padding = kernel_size, padding
+        self.pool_stride, self.count_include_pad = stride, count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, p = self.kernel_size, self.stride, self.padding
+        k, s, p = self.kernel_size, self.pool_stride, self.padding
         (h, w), (eh, ew) = x.shape[-2:], [_ceil_extra(n, k, s, p) for n in x.shape[-2:]]
         sums = F.avg_pool2d(F.pad(x, (0, ew, 0, eh)), k, 1, p, count_include_pad=True)
 
@@ -105,8 +120,15 @@ class _CeilModeAvgPool(nn.Module):
 
         return sums * (k * k) / (count(h, eh)[:, None] * count(w, ew))
 
+    def _grid_window(self, size: tuple[int, int]):
+        """For ``check_grid``: the stride-1 window, padded by ``padding`` and at the bottom and
+        right by the extra window's reach at input ``size``."""
+        k, s, p = self.kernel_size, self.pool_stride, self.padding
+        eh, ew = (_ceil_extra(n, k, s, p) for n in size)
+        return (k, k), (1, 1), (p, p + eh, p, p + ew), "pool", _ceil_fix(k, s, p)
+
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+        return (f"kernel_size={self.kernel_size}, stride={self.pool_stride}, "
                 f"padding={self.padding}, count_include_pad={self.count_include_pad}")
 
 

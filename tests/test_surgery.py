@@ -315,3 +315,28 @@ def test_ceil_mode_pools_are_converted_with_their_output_size(size, gen):
     assert isinstance(blurred.pool[1], MaxBlurPool2d) and torch.isfinite(y).all()
     blurred.train()(x).square().sum().backward()  # the -inf padding passes no gradient
     assert all(torch.isfinite(p.grad).all() for p in blurred.parameters())
+
+
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d(2, 2, ceil_mode=True),
+    nn.AvgPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d(2, 2, ceil_mode=True),
+    nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)], ids=repr)
+@pytest.mark.parametrize("n", [32, 33])
+def test_check_grid_reads_the_converted_ceil_mode_pools(pool, n, gen):
+    """check_grid on a converted ceil_mode pool: a rotation finding exactly where the measured
+    p4 error is O(1) (the extra window pads the bottom and right only), none where it is exact.
+    Before, the pad module was read as a strided pool of the original window: a padding
+    finding where it padded nothing, with a fix naming an argument it does not have."""
+    model = antialias(nn.Sequential(nn.Conv2d(3, 4, 1), pool).double())
+    findings = equilayers.check_grid(model, (1, 3, n, n), group="p4")
+    rotation = [f for f in findings if f.problem != "non-circular-padding"]
+    x = torch.randn(2, 3, n, n, dtype=torch.float64, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        err = equilayers.testing.equivariance_error(model, x, "p4", in_rep="trivial",
+                                                    out_rep="trivial")
+    assert bool(rotation) == (err > 1e-3), (rotation, err)  # each side occurs over the params
+    assert all(f.problem == "asymmetric-padding" and f.layer == "1.0" for f in rotation)
+    # the converted pool's own findings name the ceil_mode window, not a padding_mode argument
+    # that its pad module does not have
+    assert all("ceil_mode" in f.fix for f in findings if f.layer == "1.0")
