@@ -88,10 +88,15 @@ def test_bad_input(gen):
     head = InvariantHead(3, 4, group="p4m")
     with pytest.raises(ValueError, match="F=4"):
         head(torch.randn(1, 3, 4, 5, 5, generator=gen))
-    with pytest.raises(ValueError, match="C=2 channels"):
+    with pytest.raises(ValueError, match="InvariantHead: x has C=2 channels"):
         head(torch.randn(1, 2, 8, 5, 5, generator=gen))
-    with pytest.raises(ValueError, match=r"shape \(1, 3, 5\)"):
+    with pytest.raises(ValueError, match=r"InvariantHead: x must be 4-D or 5-D.*shape \(1, 3, 5\)"):
         head(torch.randn(1, 3, 5, generator=gen))
+    with pytest.raises(TypeError, match="InvariantHead: x must be a tensor"):
+        head([1.0])
+    # the functional names itself (the module's messages above are the module's own)
+    with pytest.raises(ValueError, match=r"invariant_head: x must be 4-D or 5-D"):
+        invariant_head(torch.randn(1, 3, 5, generator=gen), head.weight, head.bias, group="p4m")
     with pytest.raises(ValueError, match="return_pose=True needs a regular"):
         InvariantHead(3, 4, return_pose=True)(torch.randn(1, 3, 5, 5, generator=gen))
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from ..functional._heads import _check_pool, _check_spatial, fiber_pose, invariant_head
+from ..functional._heads import _check_pool, _check_spatial, _layout, fiber_pose, invariant_head
 from ..groups import FieldType, GroupLike, get
 from ._typed import Typed
 
@@ -87,7 +87,15 @@ class InvariantHead(Typed, nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor):
-        C.check_dtype_match(x, self.weight, type(self).__name__)
+        name = type(self).__name__
+        sd = self.group.spatial_dim
+        plain = "(B, C, H, W)" if sd == 2 else "(B, C, D, H, W)"
+        C.check_tensor(x, "x", name, ndim=(2 + sd, 3 + sd),
+                       layout=f"{_layout(self.group)} or {plain}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{name}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) "
+                             f"but the head was built with in_channels={self.in_channels}")
+        C.check_dtype_match(x, self.weight, name)
         logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
                                 spatial=self.spatial)
         if not self.return_pose:
