@@ -108,6 +108,7 @@ def group_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilat
     """``F.max_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
     what = "group_max_pool2d"
     k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
+    C.check_flag(ceil_mode, "ceil_mode", what)
     return _spatial(x, F.max_pool2d, what, k, s, p, d, ceil_mode)
 
 
@@ -116,4 +117,6 @@ def group_avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     """``F.avg_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
     what = "group_avg_pool2d"
     k, s, p, d = check_pool_args(kernel_size, stride, padding, 1, what, max_pool=False)
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    C.check_flag(count_include_pad, "count_include_pad", what)
     return _spatial(x, F.avg_pool2d, what, k, s, p, d, ceil_mode, count_include_pad)

@@ -94,6 +94,7 @@ class GroupMaxPool2d(_SpatialPool):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation)
+        C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +129,8 @@ class GroupAvgPool2d(_SpatialPool):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__(kernel_size, stride, padding)
+        C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
+        C.check_flag(count_include_pad, "count_include_pad", type(self).__name__)
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
