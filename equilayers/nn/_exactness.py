@@ -82,7 +82,7 @@ class _WarnsInexact(nn.Module):
                       f"{what} on input of size {size[0]}x{size[1]}: " + "; ".join(problems)
                       + " (warned once per module)", stacklevel=stacklevel)
 
-    def _warn_if_window_inexact(self, x: torch.Tensor, ceil_mode: bool = False) -> None:
+    def _warn_if_window_inexact(self, x: torch.Tensor) -> None:
         """The check of a spatial pool on group maps: warn once when its windows
         (``self._sampling_window()``: kernel, stride, padding ``(top, bottom, left, right)``,
         dilation; the same that :func:`equilayers.check_grid` reads) break exactness at this
@@ -90,9 +90,12 @@ class _WarnsInexact(nn.Module):
         group claim (a plain anti-aliased CNN at 224 x 224 is not warned). The pool does not
         know the model's group, so it is checked for flips of both dims and, on square inputs
         with the same options on both dims, for 90-degree rotations (the p4m conditions). An
-        asymmetric padding (an even blur) counts only as far as the windows reach it. Call it
-        from ``forward`` itself (the warning points at the caller of the module)."""
-        if (self._warned or ceil_mode or not isinstance(x, torch.Tensor) or x.dim() != 5
+        asymmetric padding (an even blur) counts only as far as the windows reach it. A
+        ``ceil_mode`` pool is judged by the same law: its extra last window appears exactly
+        where the floor windows leave a remainder, which is where they are inexact, so both
+        grids are exact at the same sizes. Call it from ``forward`` itself (the warning points
+        at the caller of the module)."""
+        if (self._warned or not isinstance(x, torch.Tensor) or x.dim() != 5
                 or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()):
             return
         window = self._sampling_window()

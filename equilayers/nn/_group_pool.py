@@ -98,7 +98,7 @@ class GroupMaxPool2d(_SpatialPool):
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._warn_if_window_inexact(x, self.ceil_mode)
+        self._warn_if_window_inexact(x)
         return P.group_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
 
@@ -134,7 +134,7 @@ class GroupAvgPool2d(_SpatialPool):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._warn_if_window_inexact(x, self.ceil_mode)
+        self._warn_if_window_inexact(x)
         return P.group_avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                   self.count_include_pad)
 

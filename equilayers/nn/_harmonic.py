@@ -479,7 +479,7 @@ class NormMaxPool(Typed, _WarnsInexact):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)
-        self._warn_if_window_inexact(x, self.ceil_mode)  # once, where the grid breaks it
+        self._warn_if_window_inexact(x)  # once, where the grid breaks it
         return NMP.norm_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                    self.ceil_mode, max_order=self.max_order, per=self.per)
 

@@ -83,9 +83,8 @@ class _Pool3d(Typed, nn.Module):
 
     def _check_exact(self, x: torch.Tensor, dilation) -> None:
         """Warn once per module at the first input size where the windows break exactness
-        (:func:`warn_if_pool3d_inexact`)."""
-        if self.ceil_mode:
-            return
+        (:func:`warn_if_pool3d_inexact`; a ``ceil_mode`` pool's extra window appears exactly
+        where the floor windows are inexact, so the same law judges it)."""
         warn_if_pool3d_inexact(self, x, lambda: P3.check_pool3d_args(
             self.kernel_size, self.stride, self.padding, dilation, type(self).__name__,
             max_pool=self._max), stacklevel=6)
