@@ -38,6 +38,26 @@ def _double(t: torch.Tensor) -> torch.Tensor:
     return 2 * t
 
 
+def _loss(t: torch.Tensor) -> torch.Tensor:
+    """A model returning a scalar (a loss), not one output per sample."""
+    return t.square().mean()
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A model flattening the batch away: its dim 0 is not the batch."""
+    return t.flatten()
+
+
+def _integer(t: torch.Tensor) -> torch.Tensor:
+    return t.amax(dim=(-2, -1)).long()
+
+
+#: Models whose outputs a per-sample metric cannot read (geed, lie_derivative and
+#: deformation_stability raised IndexError/RuntimeError on a scalar, and geed measured
+#: B*C*H*W one-value "samples" of a flattened output).
+OUTPUTS = {**CALLABLE, "loss": _loss, "flat": _flat}
+
+
 def _cyclic(n: str) -> G.Group:
     return G.get(f"c{n}")
 
@@ -151,16 +171,17 @@ METRICS: list[Case] = [
          {"x": _img(4, 3, 6, 6, ranks=(3,))},
          accept={"max_shift": {"0": OK, "None": OK}, "max_angle": {"0": OK}}, empty="error"),
     Case(M.geed, dict(model=_invariant, group="p4", out_rep="invariant"),
-         {"model": CALLABLE, "group": GROUP, "distance": CHOICE, "normalized": FLAG,
+         {"model": OUTPUTS, "group": GROUP, "distance": CHOICE, "normalized": FLAG,
           "in_rep": CHOICE, "out_rep": CHOICE, "elements": ELEMENTS},
          {"x": _img(2, 3, 5, 5, ranks=(2,))},
          accept={"in_rep": {"None": OK}, "out_rep": {"None": OK}}, empty="error"),
     Case(M.lie_derivative, dict(model=_invariant, out_rep="invariant"),
-         {"model": CALLABLE, "generator": CHOICE, "out_rep": CHOICE, "reduction": CHOICE},
+         {"model": {**OUTPUTS, "int": _integer}, "generator": CHOICE, "out_rep": CHOICE,
+          "reduction": CHOICE},
          {"x": _img(2, 3, 5, 5, ranks=(3,))}, accept={"out_rep": {"None": OK}},
          empty="error"),
     Case(M.deformation_stability, dict(model=_double, samples=2),
-         {"model": CALLABLE, "temperature": FLOAT, "cutoff": INT, "samples": INT},
+         {"model": OUTPUTS, "temperature": FLOAT, "cutoff": INT, "samples": INT},
          {"x": _img(2, 3, 6, 6, ranks=(3,))}, empty="error"),
     Case(M.random_deformation, dict(h=6, w=6, temperature=0.01, cutoff=2,
                                     generator=torch.Generator().manual_seed(0)),

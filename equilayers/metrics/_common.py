@@ -32,11 +32,23 @@ def check_model(model: object, what: str) -> None:
                         f"{type(model).__name__}")
 
 
-def tensor_output(y: object, what: str) -> torch.Tensor:
+def tensor_output(y: object, what: str, *, batch: int | None = None,
+                  floating: bool = False) -> torch.Tensor:
+    """The model's output tensor (the first of a tuple). ``batch``: a metric that measures per
+    sample needs the output's dim 0 to be the input's batch ``B`` (a scalar loss, or an output
+    flattened across the batch, would be reshaped into the wrong samples); ``floating``: a
+    metric that differentiates the output needs it floating point."""
     if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor):
         y = y[0]  # (logits, pose) of InvariantHead(return_pose=True) and similar
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{what}: the model must return a tensor; got {type(y).__name__}")
+    if batch is not None and (y.dim() == 0 or y.shape[0] != batch):
+        raise ValueError(f"{what}: the model's output must keep the batch dim first (B={batch}"
+                         f", one output per sample); got output shape {tuple(y.shape)}; return "
+                         "per-sample outputs, e.g. logits (B, K), not a reduced loss")
+    if floating and not (y.is_floating_point() or y.is_complex()):
+        raise TypeError(f"{what}: the model's output must be floating point (it is "
+                        f"differentiated); got dtype {y.dtype}")
     return y
 
 

@@ -132,7 +132,7 @@ def deformation_stability(
     h, w = x.shape[-2:]
     d_sum = g_sum = disp_sum = grad_sum = 0.0
     with torch.no_grad(), kept_buffers(model):
-        y = tensor_output(model(x), _WHAT)
+        y = tensor_output(model(x), _WHAT, batch=x.shape[0])
         for _ in range(samples):
             disp = random_deformation(h, w, temperature, cutoff, generator=gen, dtype=x.dtype,
                                       device=x.device)

@@ -102,14 +102,14 @@ def geed(
     if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", _WHAT)
     with torch.no_grad(), kept_buffers(model):
-        y = tensor_output(model(x), _WHAT)
+        y = tensor_output(model(x), _WHAT, batch=x.shape[0])
         out_type, declared = resolve_field_type(y, out_rep, model, "out", grp, _WHAT,
                                                 like=in_type)
         if declared:
             out_type.check(y, "model(x)", _WHAT)
         total = torch.zeros((), dtype=torch.float64, device=x.device)
         for g in els:
-            y_g = tensor_output(model(act_on(in_type, g, x)), _WHAT)
+            y_g = tensor_output(model(act_on(in_type, g, x)), _WHAT, batch=x.shape[0])
             gy = act_on(out_type, g, y)
             if y_g.shape != gy.shape:
                 raise ValueError(f"geed: f(g.x) has shape {tuple(y_g.shape)} but g.f(x) has "

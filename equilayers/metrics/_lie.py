@@ -113,7 +113,7 @@ def lie_derivative(
         check_rep(out_rep, "out_rep", _WHAT)
     path = _path(generator)
     with torch.no_grad(), kept_buffers(model):
-        y0 = tensor_output(model(x), _WHAT)
+        y0 = tensor_output(model(x), _WHAT, batch=x.shape[0], floating=True)
     out_type, declared = resolve_field_type(y0, out_rep, model, "out", None, _WHAT)
     if declared:
         out_type.check(y0, "model(x)", _WHAT)
