@@ -82,7 +82,7 @@ def test_per_slot_bias_and_bad_inputs():
         ExpandedGroupConv2d(2, 3, 3, padding_mode="wrap")
     with pytest.raises(ValueError, match="square"):
         ExpandedGroupConv2d(2, 3, (3, 5))
-    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+    with pytest.raises(ValueError, match="in_channels=0 must be an integer >= 1"):
         ExpandedGroupConv2d(0, 3, 3)
     m = ExpandedGroupConv2d(2, 3, 3, group="c8")
     with pytest.raises(ValueError, match=r"regular fiber of \|G\|=8 slots"):

@@ -3,6 +3,7 @@
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -253,13 +254,28 @@ def test_eval_with_grad_still_trains(gen):
     (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
     (dict(padding="same", stride=2), "padding='same' needs stride=1"),
     (dict(basis="fourier"), "unknown basis 'fourier'.*'pixel'.*'harmonic'"),
-    (dict(in_channels=0), "in_channels must be a positive int"),
+    (dict(in_channels=0), "in_channels=0 must be an integer >= 1"),
 ])
 def test_bad_arguments(kwargs, match):
     args = dict(in_channels=4, out_channels=6, kernel_size=3)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         GroupConv2d(**args)
+
+
+@pytest.mark.parametrize("cls", [GroupConv2d, LiftingConv2d])
+def test_numpy_channel_counts_are_sizes(cls):
+    """``in_channels``/``out_channels``/``groups`` read off an array (numpy integers) are
+    accepted as by ``nn.Conv2d`` and every other size argument (they were refused as "not a
+    positive int", so UNet(np.int64(2), ...) failed); a float is a TypeError."""
+    with seeded_rng(0):
+        a = cls(np.int64(4), np.int32(6), 3, groups=np.int64(2))
+    with seeded_rng(0):
+        b = cls(4, 6, 3, groups=2)
+    assert (type(a.in_channels), a.out_channels, a.groups) == (int, 6, 2)
+    torch.testing.assert_close(a.weight, b.weight)
+    with pytest.raises(TypeError, match=r"in_channels=4.0 must be an integer >= 1"):
+        cls(4.0, 6, 3)
 
 
 @pytest.mark.parametrize("cls", [GroupConv2d, LiftingConv2d])

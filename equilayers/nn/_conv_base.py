@@ -36,10 +36,12 @@ class _ExactConvMixin(_WarnsInexact):
         square kernels: rotations map them onto themselves) and set them, with the resolved
         padding and the exactness-warning state."""
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int; got {v!r}")
+        # numpy integers too, as nn.Conv2d (a size read off an array)
+        in_channels, out_channels, groups = (
+            C.check_int(v, arg, name, minimum=1, fix=fix) for arg, v, fix in (
+                ("in_channels", in_channels, "the number of input fields"),
+                ("out_channels", out_channels, "the number of output fields"),
+                ("groups", groups, "1 for a dense conv, as nn.Conv2d")))
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
