@@ -113,3 +113,22 @@ def test_the_matrix_catches_unvalidated_input(label):
     check = dict(checks(case))[label]
     with pytest.raises(AssertionError, match="deep error|accepted"):
         check()
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: equilayers.nn.GroupMaxPool2d(2), (2, 3, 4, 0, 4)),
+    (lambda: equilayers.nn.GroupAvgPool2d(2), (2, 3, 4, 4, 0)),
+    (lambda: equilayers.nn.NormMaxPool(2), (2, 3, 5, 0, 4)),
+    (lambda: equilayers.nn.MaxBlurPool2d(), (2, 3, 4, 0, 4)),
+    (lambda: equilayers.nn.GroupMaxPool3d(2), (2, 3, 24, 0, 4, 4)),
+    (lambda: equilayers.nn.SteerableConv3d(3, 2, 3, padding=1), (2, 3, 0, 4, 4)),
+])
+def test_an_empty_map_is_named_by_the_layer(make, shape):
+    """A group map with a zero-size spatial dim is refused by the layer's own size check
+    ("x of spatial size 0x4 ... smaller than the kernel's window", as nn.MaxPool2d refuses
+    it); the exactness warning's check ran first and raised about an argument the user never
+    passed ("exactness_problems: size=(0, 4) must be ... >= 1")."""
+    with pytest.raises(ValueError) as info:
+        make()(torch.randn(shape))
+    assert "exactness_problems" not in str(info.value)
+    assert "0" in str(info.value) and "smaller than" in str(info.value)

@@ -61,6 +61,8 @@ class _WarnsInexact(nn.Module):
         if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
+        if min(size) < 1:  # an empty map: nothing to be exact on (the layer names the size)
+            return
         # memo (the check costs ~20 us of Python per call), keyed on everything it reads: an
         # option set on the module after its first call is checked again
         key = (size, output_padding, group, kernel_size, stride, pad, dilation)

@@ -53,6 +53,8 @@ def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stackleve
             or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
         return
     size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+    if min(size) < 1:  # an empty volume: nothing to be exact on (the pool names the size)
+        return
     key = (size, window())  # the window too: an option set after the first call is seen
     exact = module.__dict__.setdefault("_exact_sizes", set())
     if key in exact:

@@ -255,6 +255,8 @@ class SteerableConv3d(Typed, nn.Module):
         if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
+        if min(size) < 1:  # an empty volume: nothing to be exact on (the conv names the size)
+            return
         window = (self.kernel_size[0], self.stride, self._pad, self.dilation)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if (size, window) in exact:  # the options too: one set after construction is seen
