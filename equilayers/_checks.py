@@ -94,6 +94,21 @@ def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = N
     return pair
 
 
+def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> tuple[int, int]:
+    """A strided conv's ``padding`` as a pair: an int, a pair, or ``"valid"`` (no padding), as
+    ``nn.Conv2d`` takes them; ``"same"`` is refused as ``nn.Conv2d`` refuses it for strided
+    convs (``ValueError`` naming the int padding to use instead)."""
+    if isinstance(value, str):
+        if value == "valid":
+            return (0, 0)
+        fix = ("as nn.Conv2d, a strided conv has no 'same' padding; pass an int, e.g. "
+               "padding=dilation * (kernel_size - 1) // 2" if value == "same" else
+               "pass an int, a pair or 'valid'")
+        raise _err(ValueError, what, name, value, "an integer or a pair of integers >= 0, or "
+                   "'valid'", fix)
+    return check_pair(value, name, what, minimum=0, fix="pass an int, a pair or 'valid'")
+
+
 def check_shift_list(value: Any, name: str = "shifts", what: str = "", *,
                      form: str = "integer pairs (dy, dx)") -> list[Any]:
     """A list of shifts, each a sequence of ints that the caller checks (:func:`check_pair`),

@@ -190,16 +190,18 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         if type(m) is not nn.Conv2d:
             return f"a subclass of Conv2d ({type(m).__name__})"
         s = _uniform(m.stride, "stride")
-        if s is None or isinstance(m.padding, str):
-            return "Conv2d with unequal strides or string padding"
+        if s is None:
+            return "Conv2d with unequal strides"
+        # torch refuses padding='same' for strided convs, so a string here is 'valid'
+        padding = C.check_strided_padding(m.padding, "padding", "antialias")
         if mode != "polyphase":
-            # nn.Conv2d's kernel_size, padding (not a string here) and dilation are pairs,
-            # typed tuple[int, ...] by torch's stubs: read as pairs
-            kernel, pad, dil = (C.check_pair(v, n, "antialias") for v, n in (
-                (m.kernel_size, "kernel_size"), (m.padding, "padding"), (m.dilation, "dilation")))
+            # nn.Conv2d's kernel_size and dilation are pairs, typed tuple[int, ...] by torch's
+            # stubs: read as pairs
+            kernel, dil = (C.check_pair(v, n, "antialias") for v, n in (
+                (m.kernel_size, "kernel_size"), (m.dilation, "dilation")))
             # built on the meta device (nothing allocated or initialised), then given m's own
             # parameters: their values, device, dtype, requires_grad and any tying are kept
-            new = BlurConv2d(m.in_channels, m.out_channels, kernel, s, pad, dil,
+            new = BlurConv2d(m.in_channels, m.out_channels, kernel, s, padding, dil,
                              m.groups, m.bias is not None, m.padding_mode, device="meta",
                              dtype=m.weight.dtype, blur_size=blur_size,
                              fold=True if mode == "folded" else None)
@@ -207,7 +209,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
             new.weight = cast(nn.Parameter, m.weight)
             new.bias = cast("nn.Parameter | None", m.bias)
             return new
-        (kh, kw), (dh, dw), (ph, pw) = m.kernel_size, m.dilation, m.padding
+        (kh, kw), (dh, dw), (ph, pw) = m.kernel_size, m.dilation, padding
         if (2 * ph, 2 * pw) != (dh * (kh - 1), dw * (kw - 1)):
             return ("Conv2d whose stride-1 output does not keep the size "
                     "(2 * padding != dilation * (kernel_size - 1)): polyphase needs it")
@@ -308,7 +310,7 @@ def antialias(
     measurably reduce the output change under 1-px shifts.
 
     Layers that cannot be converted exactly (unequal strides, dilated max pools, pools with
-    ``return_indices`` or ``divisor_override``, string padding, subclasses of ``nn.Conv2d``)
+    ``return_indices`` or ``divisor_override``, subclasses of ``nn.Conv2d``)
     are left alone with a ``UserWarning``.
 
     Every use of a layer is converted: a module that appears under several names (one

@@ -356,3 +356,22 @@ def test_export_with_a_dynamic_height_and_width(case, gen):
         with torch.no_grad():
             torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-12, atol=1e-12)
 
+
+
+def test_valid_padding_as_nn_conv2d(gen):
+    """``padding="valid"`` is ``nn.Conv2d``'s no padding (it was a TypeError); ``"same"`` is
+    refused as ``nn.Conv2d`` refuses it for strided convs, naming the int to pass."""
+    conv = nn.Conv2d(3, 5, 3, 2, "valid", dtype=torch.float64)
+    x = torch.randn(2, 3, 12, 11, generator=gen, dtype=torch.float64)
+    m = BlurConv2d(3, 5, 3, 2, "valid", dtype=torch.float64)
+    m.load_state_dict(conv.state_dict())
+    zero = BlurConv2d(3, 5, 3, 2, 0, dtype=torch.float64)
+    zero.load_state_dict(conv.state_dict())
+    assert m.padding == (0, 0)
+    torch.testing.assert_close(m(x), zero(x), rtol=0, atol=0)
+    assert m(x).shape == conv(x).shape
+    torch.testing.assert_close(EF.blur_conv2d(x, m.weight, m.bias, 2, "valid"), zero(x))
+    with pytest.raises(ValueError, match=r"padding='same'.*padding=dilation \* \(kernel_size"):
+        BlurConv2d(3, 5, 3, padding="same")
+    with pytest.raises(ValueError, match="padding='full'"):
+        EF.blur_conv2d(x, m.weight, padding="full")

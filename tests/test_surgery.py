@@ -181,6 +181,21 @@ def test_which_modes_load_a_plain_state_dict():
         new.load_state_dict(model.state_dict())
 
 
+def test_a_valid_padded_strided_conv_is_converted(gen):
+    """``nn.Conv2d(..., stride=2, padding="valid")`` (torch's no padding) is converted like
+    ``padding=0`` in the blur modes (it was left alone as a string padding)."""
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, 2, "valid"))
+    zero = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 0))
+    zero.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 13, 13, generator=gen)
+    for mode in ("blur", "folded"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing left alone
+            model = antialias(plain, mode=mode)
+        assert isinstance(model[0], BlurConv2d)
+        torch.testing.assert_close(model(x), antialias(zero, mode=mode)(x), rtol=0, atol=0)
+
+
 def test_unsupported_layers_are_left_with_a_warning():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, (2, 1)), nn.MaxPool2d(2, return_indices=True))
     with pytest.warns(UserWarning, match="left these strided layers alone"):

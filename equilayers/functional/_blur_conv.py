@@ -89,7 +89,7 @@ def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, paddin
     if blur_padding_mode is None:
         blur_padding_mode = "circular" if padding_mode == "circular" else "reflect"
     C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
-    pad = C.check_pair(padding, "padding", what, minimum=0)
+    pad = C.check_strided_padding(padding, "padding", what)
     dilation = C.check_pair(dilation, "dilation", what, minimum=1)
     groups = C.check_int(groups, "groups", what, minimum=1)
     C.check_bool(fold, "fold", what, optional=True,

@@ -299,7 +299,8 @@ class BlurConv2d(Typed, nn.Module):
     an input takes.
 
     ``stride`` is an int or a pair of equal ints (the blur pool subsamples both dims alike),
-    stored as an int.
+    stored as an int. ``padding`` is an int, a pair or ``"valid"`` (no padding, stored as
+    ``(0, 0)``); ``"same"`` is refused, as ``nn.Conv2d`` refuses it for strided convs.
 
     Shape:
         ``(B, C_in, H, W) -> (B, C_out, H', W')`` or unbatched ``(C_in, H, W) -> (C_out, H',
@@ -333,7 +334,7 @@ class BlurConv2d(Typed, nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
         self.stride = C.check_square_stride(stride, "stride", what)  # (s, s) -> s
-        self.padding = C.check_pair(padding, "padding", what, minimum=0)
+        self.padding = C.check_strided_padding(padding, "padding", what)
         self.dilation = C.check_pair(dilation, "dilation", what, minimum=1)
         self.groups = groups
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what,
