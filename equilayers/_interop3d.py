@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_modules as M
 from . import _interop_tools as T
 from .functional._basis_settings import BasisSpec
 from .functional._voxel_basis import voxel_basis
@@ -116,8 +117,7 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
                          "output fields are supported")
     lifting, c_in = fields(m.in_type, "R3Conv input")
     f_in = 1 if lifting else n
-    with torch.no_grad():
-        filt, bias = m.expand_parameters()
+    filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
     # escnn's slots -> ours, on the output (and the input) fields
     filt = filt.reshape(c_out, n, c_in, f_in, k, k, k)[:, perm.to(filt.device)]
     if not lifting:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks as C
+from . import _interop_modules as M
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import PlanarGroup, get, harmonic_matrix
@@ -41,6 +42,7 @@ from .groups._fields import field_type
 from .nn import (
     FourierNonlinearity,
     HarmonicBatchNorm,
+    NormMaxPool,
     NormPool,
     Restrict,
 )
@@ -50,7 +52,7 @@ from .nn._typed import Typed
 __all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space",
            "harmonic_fields", "conv", "fourier", "harmonic_or_trivial", "iid_batch_norm",
            "restriction",
-           "norm_nonlinearity", "norm_pool", "batch_norm"]
+           "norm_nonlinearity", "norm_pool", "norm_max_pool", "batch_norm"]
 
 
 def is_planar_harmonic_space(gspace: Any) -> bool:
@@ -223,8 +225,7 @@ def conv(m: Any) -> nn.Module:
     c_in, in_order = _layout(m.in_type, f"{what} input")
     order = order or 0
     f_out, f_in = 2 * order + 1, 1 if in_order is None else 2 * in_order + 1
-    with torch.no_grad():
-        filt, bias = m.expand_parameters()
+    filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
     if T.is_transposed(m):
         filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     q_out = _field_matrices(gname, c_out, order).to(filt)
@@ -350,6 +351,21 @@ def norm_pool(m: Any) -> nn.Module:
     return NormPool(order or 0, group=_group(m.in_type.gspace))
 
 
+def norm_max_pool(m: Any) -> nn.Module:
+    """escnn's ``NormMaxPool`` (per field, the vector of largest norm in every window) on
+    fields of orders ``0 .. L`` -> our :class:`NormMaxPool`: ``per="order"`` where each irrep
+    is its own field, ``per="field"`` where one representation holds orders ``0 .. L``
+    (a norm ignores the field matrix, and the vector is moved as it is)."""
+    c, order = _layout(m.in_type, "NormMaxPool")
+    if order is None:
+        raise ValueError(f"from_escnn: NormMaxPool on {m.in_type}: only fields of orders 0..L "
+                         "with L >= 1 map to our NormMaxPool (on scalars it is a max pool of "
+                         "|x|, which no torch.nn pool computes)")
+    per = "order" if all(len(r.irreps) == 1 for r in m.in_type.representations) else "field"
+    return NormMaxPool(tuple(m.kernel_size), tuple(m.stride), tuple(m.padding),
+                       tuple(m.dilation), ceil_mode=bool(m.ceil_mode), max_order=order, per=per)
+
+
 def batch_norm(m: Any) -> nn.Module:
     """escnn's ``GNormBatchNorm`` on SO(2)/O(2) fields, each irrep its own field ->
     :class:`HarmonicBatchNorm` with its state (the same normalization in eval mode; in training
@@ -376,9 +392,17 @@ def iid_batch_norm(m: Any) -> nn.Module:
     escnn's state: one running variance and weight per field, the running mean and bias of
     its order-0 slot. The same normalization in eval mode; in training mode escnn divides by
     the unbiased variance (``N / (N - 1)``, ``N`` = batch x pixels) and detaches its batch
-    statistics, ours (as ``nn.BatchNorm``) does neither."""
+    statistics, ours (as ``nn.BatchNorm``) does neither. With ``track_running_stats=False``
+    both normalize by the batch in eval mode too, so there the outputs differ as well (a
+    warning says so)."""
     c, order = _layout(m.in_type, "IIDBatchNorm2d", "whole")
     (name,) = {r.name for r in m.in_type.representations}
+    if not m.track_running_stats:
+        warnings.warn("from_escnn: IIDBatchNorm2d with track_running_stats=False normalizes by "
+                      "the batch's statistics in eval mode too, where escnn divides by the "
+                      "unbiased variance (N / (N - 1), N = batch x pixels) and ours by the "
+                      "biased one (as nn.BatchNorm): the converted layer's outputs differ by "
+                      "about sqrt(N / (N - 1)) in every mode", stacklevel=4)
     ours = HarmonicBatchNorm(c, order or 0, eps=m.eps, momentum=m.momentum, affine=m.affine,
                              track_running_stats=m.track_running_stats,
                              group=_group(m.in_type.gspace), statistics="field")

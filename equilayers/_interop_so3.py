@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_modules as M
 from . import _interop_tools as T
 from .functional import steerable_basis3d
 from .groups import wigner_d
@@ -95,8 +96,7 @@ def conv(m: Any) -> nn.Module:
                          "SteerableConv3d maps to fields of orders 0..L with L >= 1")
     c_in, in_order = _layout(m.in_type, "R3Conv input")
     gname = _group(gspace)
-    with torch.no_grad():
-        filt, bias = m.expand_parameters()
+    filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
     f_out = (order + 1) ** 2
     s_out = escnn_field_signs(order).to(filt).repeat(c_out)
     s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)

@@ -24,7 +24,10 @@ from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
 from .nn import (
     DiskMask,
+    ExpandedGroupConv2d,
     GaussianBlurPool2d,
+    GroupBatchNorm2d,
+    GroupBatchNorm3d,
     GroupConv2d,
     GroupConvTranspose2d,
     LiftingConv2d,
@@ -35,7 +38,7 @@ from .nn import (
 )
 
 __all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields",
-           "field_bias"]
+           "field_bias", "expanded_conv", "inner_batch_norm"]
 
 
 def import_escnn(what: str) -> Any:
@@ -361,3 +364,34 @@ def check_odd_kernel(m: Any, k: int, what: str) -> None:
         raise ValueError(f"from_escnn: {what} with kernel_size={k}: our steerable (harmonic) "
                          "basis needs an odd kernel_size (a filter centred on a pixel); "
                          "escnn's even-size filters have no equivalent here")
+
+
+def expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+                  lifting: bool) -> nn.Module:
+    """An :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter (groups
+    with rotations off the pixel grid, whose escnn filters our bases cannot represent)."""
+    n = int(get(gname).order)  # regular fields: a finite group
+    if bias is not None:
+        bias = field_bias(bias, bias.shape[0] // n, n)
+    ours = ExpandedGroupConv2d.from_filter(filt, bias, m.stride, m.padding, m.dilation, 1,
+                                           m.padding_mode, group=gname, lifting=lifting)
+    err = ours.grid_equivariance_error()
+    if not err <= 1e-5:
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not equivariant under "
+                         f"equilayers' {gname} grid elements (relative error {err:.3g}); the "
+                         "conventions differ")
+    return ours
+
+
+def inner_batch_norm(m: Any, c: int) -> nn.Module:
+    """escnn's ``InnerBatchNorm`` on ``c`` regular fields (statistics per field over its
+    slots and space) -> :class:`GroupBatchNorm2d`, or :class:`GroupBatchNorm3d` on volumes:
+    the same statistics, so the same state (the slot order does not enter)."""
+    (bn,) = [mod for name, mod in m.named_children() if name.startswith("batch_norm_")]
+    ref = next(iter(bn.state_dict().values()), None)
+    cls = GroupBatchNorm3d if m.in_type.gspace.dimensionality == 3 else GroupBatchNorm2d
+    ours = cls(c, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+               device=None if ref is None else ref.device,
+               dtype=None if ref is None or not ref.is_floating_point() else ref.dtype)
+    ours.load_state_dict(bn.state_dict())
+    return ours

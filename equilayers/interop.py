@@ -29,12 +29,14 @@ equivariant as escnn's: exact on the grid subgroup, approximate at other angles)
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import _interop3d as I3
+from . import _interop_modules as M
 from . import _interop_so2 as S2
 from . import _interop_so3 as S3
 from . import _interop_tools as T
@@ -42,10 +44,7 @@ from .functional import steerable_basis
 from .groups import act_spatial, get
 from .groups._subgroups import restriction_index
 from .nn import (
-    ExpandedGroupConv2d,
     GroupAvgPool2d,
-    GroupBatchNorm2d,
-    GroupBatchNorm3d,
     GroupMaxPool2d,
     GroupPool,
 )
@@ -66,11 +65,15 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d, "
               "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
               "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
+              "NormMaxPool on these fields; "
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
+              "PointwiseAdaptiveAvgPool2D, PointwiseAdaptiveMaxPool2D (regular or trivial "
+              "fields), "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields; "
               "irreps fields D_N -> C_N, O(2) -> SO(2)), "
-              "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule")
+              "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule "
+              "(and torch.nn Sequential / ModuleList / ModuleDict of these)")
 
 
 def from_escnn(module: Any) -> nn.Module:
@@ -98,9 +101,15 @@ def from_escnn(module: Any) -> nn.Module:
     and after it ``ReLU``, pointwise pools and ``R2Conv`` on the restricted fields;
     ``NormPool`` on fields ``[psi_0, psi_1, ..., psi_M]`` repeated (trivial, then 2-D irreps
     of frequency 1..M) -> :class:`~equilayers.nn.NormPool`; ``IdentityModule`` ->
-    ``nn.Identity``; ``SequentialModule`` of these -> ``nn.Sequential``. The training flag is
-    copied. ``InnerBatchNorm`` and ``GroupPooling`` on restricted fields do not map (escnn
-    keeps each restricted field whole) and raise.
+    ``nn.Identity``; the pointwise pools on trivial fields (images, e.g. after
+    ``GroupPooling``) -> ``nn.MaxPool2d`` / ``nn.AvgPool2d``;
+    ``PointwiseAdaptiveAvgPool2D`` / ``PointwiseAdaptiveMaxPool2D`` ->
+    ``nn.AdaptiveAvgPool3d`` / ``nn.AdaptiveMaxPool3d((None, h, w))``;
+    ``SequentialModule`` of these -> ``nn.Sequential`` (names kept), and a ``torch.nn``
+    ``Sequential`` / ``ModuleList`` / ``ModuleDict`` of them -> the same container. Each
+    converted layer keeps the training flag, the device and floating dtype of escnn's, and
+    its frozen parameters frozen. ``InnerBatchNorm`` and ``GroupPooling`` on restricted
+    fields do not map (escnn keeps each restricted field whole) and raise.
 
     Layout: the converted modules take and return our layout. A trivial input is the same
     tensor as escnn's; a regular one is ``x.view(B, C, |G|, H, W)`` of escnn's
@@ -146,9 +155,10 @@ def from_escnn(module: Any) -> nn.Module:
     ``FourierELU`` / ``FourierPointwise`` (SO(2); C_N sampled at its ``N`` elements) ->
     :class:`~equilayers.nn.FourierNonlinearity`,
     ``IIDBatchNorm2d`` -> :class:`~equilayers.nn.HarmonicBatchNorm` (``statistics="field"``),
-    ``GNormBatchNorm``, ``NormNonLinearity``, ``NormPool`` as on SO(3), and the average pools
-    and mask on these fields. SO(2) and C_N tensors are escnn's as they are; O(2) and D_N
-    fields are ``ours = Q theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)``
+    ``GNormBatchNorm``, ``NormNonLinearity``, ``NormPool`` as on SO(3), ``NormMaxPool`` ->
+    :class:`~equilayers.nn.NormMaxPool`, and the average pools and mask on these fields.
+    SO(2) and C_N tensors are escnn's as they are; O(2) and D_N fields are ``ours = Q
+    theirs`` per field, ``Q =`` :func:`escnn_field_matrix` ``("o2", L)``
     (our pair of order ``m`` is escnn's turned by ``m`` quarter turns; escnn's abstract flip
     reflects about the first axis). ``RestrictionModule`` from such D_N (O(2)) fields to C_N
     (SO(2)) -> :class:`~equilayers.nn.Restrict` then :class:`EscnnRestrictedBasis` (the
@@ -160,7 +170,8 @@ def from_escnn(module: Any) -> nn.Module:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
         ValueError: a supported layer with unsupported settings (other field types,
-            ``groups != 1``, a flip axis other than escnn's default).
+            ``groups != 1``, a flip axis other than escnn's default), or an eval-mode conv
+            whose filter cached at ``.eval()`` is not its weights' expansion.
 
     Example:
         >>> from escnn import gspaces, nn as enn  # doctest: +SKIP
@@ -172,16 +183,40 @@ def from_escnn(module: Any) -> nn.Module:
         LiftingConv2d(1, 8, kernel_size=3, group='c4', padding=1)
     """
     enn = T.import_escnn("from_escnn").nn
-    if not isinstance(module, enn.EquivariantModule):
-        raise TypeError(f"from_escnn expects an escnn.nn.EquivariantModule; got "
-                        f"{type(module).__name__}. Supported: {_SUPPORTED}")
-    return _convert(module, enn, {})
+    return _container(module, enn, {}, "module")
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _container(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
+    """An escnn module converted, or a ``torch.nn`` ``Sequential`` / ``ModuleList`` /
+    ``ModuleDict`` of escnn modules (or of such containers) as the same container of
+    converted ones, names kept; anything else is refused by its path ``where``."""
+    if isinstance(m, enn.EquivariantModule):
+        return _convert(m, enn, probed)
+    if isinstance(m, _CONTAINERS):
+        children = {name: _container(child, enn, probed, f"{where}.{name}")
+                    for name, child in m.named_children()}
+        out: nn.Module = (nn.ModuleDict(children) if isinstance(m, nn.ModuleDict) else
+                          nn.ModuleList(children.values()) if isinstance(m, nn.ModuleList)
+                          else nn.Sequential(OrderedDict(children)))
+        return out.train(m.training)
+    at = "" if where == "module" else f" (at {where})"
+    raise TypeError(f"from_escnn expects an escnn.nn.EquivariantModule; got "
+                    f"{type(m).__name__}{at}. A torch.nn Sequential / ModuleList / ModuleDict "
+                    "of escnn modules converts too; for a model class of your own, convert "
+                    "its escnn submodules (e.g. its SequentialModule blocks) one by one and "
+                    "write its forward on plain tensors (torch.nn layers need no "
+                    f"conversion). Supported: {_SUPPORTED}")
 
 
 def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
     out: nn.Module
-    if isinstance(m, enn.SequentialModule):
-        out = nn.Sequential(*[_convert(child, enn, probed) for child in m.children()])
+    if isinstance(m, enn.SequentialModule):  # its children's names kept (escnn: "0", "1", ...)
+        return nn.Sequential(OrderedDict(
+            (name, _convert(child, enn, probed)) for name, child in m.named_children())
+        ).train(m.training)
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
         out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
@@ -208,17 +243,18 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
         out = T.pointwise(m, enn)
     elif isinstance(m, enn.InnerBatchNorm):
         _not_restricted(m, "InnerBatchNorm", probed)
-        out = _batch_norm(m, probed)
-    elif isinstance(m, enn.PointwiseMaxPool2D):
+        out = T.inner_batch_norm(m, _regular_fields(m.in_type, "InnerBatchNorm", probed)[1])
+    elif isinstance(m, (enn.PointwiseMaxPool2D, enn.PointwiseAvgPool2D)):
+        out = _pointwise_pool(m, enn, probed)
+    elif isinstance(m, (enn.PointwiseAdaptiveAvgPool2D, enn.PointwiseAdaptiveMaxPool2D)):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
-            _regular_fields(m.in_type, "PointwiseMaxPool2D", probed)
-        out = GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-    elif isinstance(m, enn.PointwiseAvgPool2D):
-        if S2.harmonic_fields(m.in_type):
-            S2.harmonic_or_trivial(m.in_type, "PointwiseAvgPool2D")  # linear: any field
-        elif T.restricted_fields(m.in_type, probed, _group_name) is None:
-            _regular_fields(m.in_type, "PointwiseAvgPool2D", probed)
-        out = GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
+            _regular_or_trivial(m, type(m).__name__)
+        out = M.adaptive_pool(m, enn)
+    elif isinstance(m, enn.NormMaxPool):
+        if not S2.harmonic_fields(m.in_type):
+            raise ValueError(f"from_escnn: NormMaxPool on {m.in_type}: only SO(2)/O(2) and "
+                             "C_N/D_N fields of irreps 0..L of images are supported")
+        out = S2.norm_max_pool(m)
     elif isinstance(m, enn.GroupPooling):
         _not_restricted(m, "GroupPooling", probed)
         _regular_fields(m.in_type, "GroupPooling", probed)
@@ -237,9 +273,27 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
                else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
                else T.norm_pool(m))
     else:
-        raise TypeError(f"from_escnn: escnn.nn.{type(m).__name__} has no equilayers "
-                        f"equivalent; supported: {_SUPPORTED}")
-    return out.train(m.training)
+        raise TypeError(M.unsupported(m, _SUPPORTED))
+    return M.like_source(out.train(m.training), m)
+
+
+def _pointwise_pool(m: Any, enn: Any, probed: dict) -> nn.Module:
+    """escnn's ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D``: on regular (or restricted)
+    fields our group pools, on images (trivial fields) ``torch.nn``'s, and the average (a
+    linear map) on harmonic fields too."""
+    what = type(m).__name__
+    plain = M.trivial_pool(m, enn)
+    if plain is not None:
+        return plain
+    if isinstance(m, enn.PointwiseMaxPool2D):
+        if T.restricted_fields(m.in_type, probed, _group_name) is None:
+            _regular_fields(m.in_type, what, probed)
+        return GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+    if S2.harmonic_fields(m.in_type):
+        S2.harmonic_or_trivial(m.in_type, what)  # linear: any field
+    elif T.restricted_fields(m.in_type, probed, _group_name) is None:
+        _regular_fields(m.in_type, what, probed)
+    return GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
 
 
 def _not_restricted(m: Any, what: str, probed: dict) -> None:
@@ -345,8 +399,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
         lifting = False
     k = T.conv_kernel_size(m, what)
     n = int(get(gname).order)  # regular fields: a finite group
-    with torch.no_grad():
-        filt, bias = m.expand_parameters()
+    filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
     if transposed:
         filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     if restricted is not None:  # escnn's input channels -> our restricted layout
@@ -363,7 +416,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
             T.check_odd_kernel(m, k, what)
             raise ValueError(f"from_escnn: escnn's filter for {m} is not in our steerable "
                              f"basis for {gname}; a transposed conv has no dense fallback")
-        return _expanded_conv(m, gname, filt, bias, lifting)
+        return T.expanded_conv(m, gname, filt, bias, lifting)
     cls = T.conv_class(lifting, transposed)
     ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device, dtype=filt.dtype,
                group=gname, basis="pixel", **T.conv_options(m))
@@ -429,36 +482,4 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
                       f"elements), ours {ours.weight.numel()} for the same rings and "
                       "frequencies: the converted layer computes escnn's filter, but "
                       "fine-tuning it trains the larger space", stacklevel=4)
-    return ours
-
-
-def _expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
-                   lifting: bool) -> nn.Module:
-    """An :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter (groups
-    with rotations off the pixel grid, whose escnn filters our bases cannot represent)."""
-    n = int(get(gname).order)  # regular fields: a finite group
-    if bias is not None:
-        bias = T.field_bias(bias, bias.shape[0] // n, n)
-    ours = ExpandedGroupConv2d.from_filter(filt, bias, m.stride, m.padding, m.dilation, 1,
-                                           m.padding_mode, group=gname, lifting=lifting)
-    err = ours.grid_equivariance_error()
-    if not err <= 1e-5:
-        raise ValueError(f"from_escnn: escnn's filter for {m} is not equivariant under "
-                         f"equilayers' {gname} grid elements (relative error {err:.3g}); the "
-                         "conventions differ")
-    return ours
-
-
-def _batch_norm(m: Any, probed: dict) -> nn.Module:
-    """escnn's ``InnerBatchNorm`` (statistics per regular field over its slots and space) ->
-    :class:`GroupBatchNorm2d`, or :class:`GroupBatchNorm3d` on volumes: the same statistics,
-    so the same state (the slot order does not enter)."""
-    _, c = _regular_fields(m.in_type, "InnerBatchNorm", probed)
-    (bn,) = [mod for name, mod in m.named_children() if name.startswith("batch_norm_")]
-    ref = next(iter(bn.state_dict().values()), None)
-    cls = GroupBatchNorm3d if m.in_type.gspace.dimensionality == 3 else GroupBatchNorm2d
-    ours = cls(c, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-               device=None if ref is None else ref.device,
-               dtype=None if ref is None or not ref.is_floating_point() else ref.dtype)
-    ours.load_state_dict(bn.state_dict())
     return ours

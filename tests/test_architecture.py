@@ -55,6 +55,7 @@ FLOORS: dict[str, int] = {
     "equilayers._export": 6,
     "equilayers.interop": 6,
     "equilayers._interop_tools": 6,
+    "equilayers._interop_modules": 6,
     "equilayers._interop3d": 6,
     "equilayers._interop_so3": 6,
     "equilayers._interop_so2": 6,

@@ -1,9 +1,15 @@
-"""``from_escnn`` on what a user migrating a trained escnn model has: pixel-group convs with
-a dilation or a high frequency cutoff.
+"""``from_escnn`` on what a user migrating a trained escnn model has: escnn's C8 tutorial
+model trained a few steps (train and eval mode, rotated inputs), pixel-group convs with a
+dilation or a high frequency cutoff, the source's dtype and frozen parameters kept, the pools
+around ``GroupPooling`` and ``NormMaxPool``, ``torch.nn`` containers of escnn modules, and
+the refusals that say what to do instead.
 
 Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_migration.py``);
 skipped where escnn is missing.
 """
+
+import warnings
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -11,11 +17,12 @@ from _peers import ESCNN_MISSING
 from conftest import seeded_rng
 
 escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
+from escnn import group as eg  # noqa: E402
 from escnn import gspaces  # noqa: E402
 from escnn import nn as esc  # noqa: E402
 
-from equilayers.interop import from_escnn  # noqa: E402
-from equilayers.nn import GroupConv2d, LiftingConv2d  # noqa: E402
+from equilayers.interop import escnn_field_matrix, from_escnn  # noqa: E402
+from equilayers.nn import GroupConv2d, LiftingConv2d, NormMaxPool  # noqa: E402
 
 
 def _regular(gs, c):
@@ -28,6 +35,50 @@ def _trivial(gs, c):
 
 def _rel(got, want):
     return float((got - want).abs().max() / want.abs().max())
+
+
+def _tutorial(gs):
+    """escnn's MNIST-rot steerable CNN (its tutorial's blocks, fewer fields)."""
+    t_in, t1, t2 = _trivial(gs, 1), _regular(gs, 3), _regular(gs, 4)
+    return esc.SequentialModule(
+        esc.MaskModule(t_in, 29, margin=1),
+        esc.R2Conv(t_in, t1, 7, padding=1, bias=False), esc.InnerBatchNorm(t1),
+        esc.ReLU(t1, inplace=True),
+        esc.R2Conv(t1, t2, 5, padding=2, bias=False), esc.InnerBatchNorm(t2),
+        esc.ReLU(t2, inplace=True),
+        esc.PointwiseAvgPoolAntialiased(t2, sigma=0.66, stride=2),
+        esc.R2Conv(t2, t2, 5, padding=1, stride=2), esc.InnerBatchNorm(t2, momentum=0.3),
+        esc.ReLU(t2, inplace=True), esc.GroupPooling(t2)), t_in
+
+
+def _train(model, t_in, gen, steps=3):
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        y = model(esc.GeometricTensor(torch.randn(4, 1, 29, 29, generator=gen), t_in)).tensor
+        loss = (y ** 2).mean() + y.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+@pytest.mark.parametrize("space", ["c8", "d8"])
+def test_trained_tutorial_model_same_outputs_in_both_modes_and_on_rotated_inputs(space, gen):
+    gs = gspaces.rot2dOnR2(8) if space == "c8" else gspaces.flipRot2dOnR2(8)
+    with seeded_rng(0):
+        model, t_in = _tutorial(gs)
+    _train(model, t_in, gen)
+    x = torch.randn(2, 1, 29, 29, generator=gen)
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        ours = from_escnn(model)
+        assert ours.training == model.training
+        for k in range(2):
+            xk = torch.rot90(x, k, (-2, -1))
+            with torch.no_grad():
+                want = model(esc.GeometricTensor(xk, t_in)).tensor
+                assert _rel(ours(xk), want) < 1e-5, (mode, k)
 
 
 @pytest.mark.parametrize("space", ["c4", "d4"])
@@ -59,5 +110,186 @@ def test_pixel_group_conv_with_many_basis_elements_converts(space, lifting, kw, 
         return filt, bias
 
     monkeypatch.setattr(conv, "expand_parameters", bent)
+    conv.train()  # no filter cached at .eval() to compare with
     with pytest.raises(ValueError, match="is not reproduced by"):
         from_escnn(conv)
+
+
+def test_converted_layers_keep_the_source_dtype(gen):
+    """A float64 escnn model converts to float64 layers throughout (the disk mask, the
+    antialiasing filter and the harmonic layers were built in float32). No escnn conv here:
+    escnn shares one sampled basis between its convs of the same settings, so ``.double()``
+    on one would turn the others in this process to float64 (docs/escnn.md)."""
+    t1 = _regular(gspaces.rot2dOnR2(8), 2)
+    so2 = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+    t2 = esc.FieldType(so2, 2 * [so2.irrep(0), so2.irrep(1)])
+    t3 = esc.FieldType(so2, 2 * [so2.fibergroup.spectral_regular_representation((0,), (1,))])
+    with seeded_rng(0):
+        models = [esc.SequentialModule(
+            esc.MaskModule(t1, 15, margin=1), esc.InnerBatchNorm(t1),
+            esc.PointwiseAvgPoolAntialiased2D(t1, 0.66, 2)),
+            esc.SequentialModule(esc.GNormBatchNorm(t2), esc.NormNonLinearity(t2)),
+            esc.SequentialModule(esc.IIDBatchNorm2d(t3), esc.FourierELU(so2, 2, [(0,), (1,)],
+                                                                        N=8))]
+    for model in models:
+        ours = from_escnn(model.double())
+        tensors = [t for t in list(ours.parameters()) + list(ours.buffers())
+                   if t.is_floating_point()]
+        assert tensors and all(t.dtype == torch.float64 for t in tensors), ours
+    with torch.no_grad():  # escnn samples its mask in float32, so ~1e-8 is escnn's rounding
+        x = torch.randn(2, t1.size, 15, 15, dtype=torch.float64, generator=gen)
+        want = models[0].eval()(esc.GeometricTensor(x, t1)).tensor
+        got = from_escnn(models[0])(x.unflatten(1, (2, 8))).flatten(1, 2)
+        assert got.dtype == torch.float64 and _rel(got, want) < 1e-6
+
+
+def test_frozen_parameters_stay_frozen():
+    """A partly frozen escnn model (a fine-tuning setup) converts with the same parameters
+    frozen: by name (escnn's conv ``weights`` is our ``weight``), and all of a module whose
+    escnn parameters are all frozen; trainable ones stay trainable."""
+    gs = gspaces.rot2dOnR2(8)
+    t_in, t1 = _trivial(gs, 1), _regular(gs, 2)
+    so2 = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+    t2 = esc.FieldType(so2, 2 * [so2.irrep(0), so2.irrep(1)])
+    with seeded_rng(0):
+        model = esc.SequentialModule(esc.R2Conv(t_in, t1, 5, padding=2), esc.InnerBatchNorm(t1),
+                                     esc.R2Conv(t1, t1, 5, padding=2))
+        harmonic = esc.SequentialModule(esc.GNormBatchNorm(t2), esc.NormNonLinearity(t2))
+    model[0].weights.requires_grad_(False)
+    for p in model[1].parameters():
+        p.requires_grad_(False)
+    for p in harmonic.parameters():
+        p.requires_grad_(False)
+    ours = from_escnn(model)
+    assert {n: p.requires_grad for n, p in ours.named_parameters()} == {
+        "0.weight": False, "0.bias": True, "1.weight": False, "1.bias": False,
+        "2.weight": True, "2.bias": True}
+    assert not any(p.requires_grad for p in from_escnn(harmonic).parameters())
+
+
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
+@pytest.mark.parametrize("whole", [False, True])
+def test_norm_max_pool_converts(space, whole, gen):
+    """escnn's ``NormMaxPool`` -> our :class:`NormMaxPool`: ``per="order"`` on separate irreps,
+    ``per="field"`` on one representation per field; exactly escnn's outputs."""
+    flips = space in ("o2", "d8")
+    n = -1 if space in ("so2", "o2") else 8
+    gs = gspaces.flipRot2dOnR2(n, 4) if flips else gspaces.rot2dOnR2(n, 4)
+    fg = gs.fibergroup
+    irreps = ([fg.irrep(0, 0), fg.irrep(1, 1), fg.irrep(1, 2)] if flips
+              else [fg.irrep(m) for m in range(3)])
+    t = esc.FieldType(gs, 3 * ([eg.directsum(irreps)] if whole else irreps))
+    m = esc.NormMaxPool(t, 3, 2, 1)
+    ours = from_escnn(m)
+    assert isinstance(ours, NormMaxPool) and ours.per == ("field" if whole else "order")
+    x = torch.randn(2, t.size, 9, 9, generator=gen)
+    q = escnn_field_matrix(space, 2).float()
+    with torch.no_grad():
+        got = torch.einsum("ji,bcjyx->bciyx", q,
+                           ours(torch.einsum("ij,bcjyx->bciyx", q, x.unflatten(1, (3, 5)))))
+        torch.testing.assert_close(got.flatten(1, 2), m(esc.GeometricTensor(x, t)).tensor)
+
+
+def test_pools_around_group_pooling_and_adaptive_pools_convert(gen):
+    """The pools a model has after ``GroupPooling`` (trivial fields: ``torch.nn``'s) and the
+    adaptive pools (regular or trivial fields), in an escnn ``SequentialModule`` whose names
+    are kept."""
+    gs = gspaces.rot2dOnR2(4)
+    t_in, t1, t2 = _trivial(gs, 2), _regular(gs, 3), _trivial(gs, 3)
+    with seeded_rng(0):
+        model = esc.SequentialModule(OrderedDict([
+            ("conv", esc.R2Conv(t_in, t1, 3, padding=1)),
+            ("adapt", esc.PointwiseAdaptiveMaxPool2D(t1, (8, 6))),
+            ("gpool", esc.GroupPooling(t1)), ("max", esc.PointwiseMaxPool2D(t2, 3, 2, 1)),
+            ("avg", esc.PointwiseAvgPool2D(t2, 2, ceil_mode=True)),
+            ("head", esc.PointwiseAdaptiveAvgPool2D(t2, 1))])).eval()
+    ours = from_escnn(model)
+    assert [n for n, _ in ours.named_children()] == ["conv", "adapt", "gpool", "max", "avg",
+                                                     "head"]
+    x = torch.randn(2, 2, 12, 12, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t_in)).tensor
+        assert _rel(ours(x), want) < 1e-6 and want.shape == (2, 3, 1, 1)
+        assert _rel(ours[:2](x).flatten(1, 2), model[:2](esc.GeometricTensor(x, t_in)).tensor
+                    ) < 1e-6
+
+
+def test_torch_containers_of_escnn_modules_convert():
+    gs = gspaces.rot2dOnR2(4)
+    t_in, t1 = _trivial(gs, 1), _regular(gs, 2)
+    with seeded_rng(0):
+        blocks = torch.nn.ModuleDict({
+            "stem": torch.nn.Sequential(esc.R2Conv(t_in, t1, 3, padding=1), esc.ReLU(t1)),
+            "pools": torch.nn.ModuleList([esc.GroupPooling(t1)])}).eval()
+    ours = from_escnn(blocks)
+    assert isinstance(ours, torch.nn.ModuleDict) and not ours.training
+    assert [type(m).__name__ for m in ours["stem"]] == ["LiftingConv2d", "ReLU"]
+    x = torch.randn(1, 1, 7, 7)
+    with torch.no_grad():
+        want = blocks["pools"][0](blocks["stem"](esc.GeometricTensor(x, t_in))).tensor
+        assert _rel(ours["pools"][0](ours["stem"](x)), want) < 1e-6
+    with pytest.raises(TypeError, match=r"got Linear \(at module.head\).*convert its escnn "
+                                        "submodules"):
+        from_escnn(torch.nn.ModuleDict({"stem": blocks["stem"],
+                                        "head": torch.nn.Linear(2, 2)}))
+
+
+@pytest.mark.parametrize("build,hint", [
+    (lambda gs, t: esc.FieldDropout(t, 0.3), "replaced by escnn.nn.IdentityModule"),
+    (lambda gs, t: esc.R2Upsampling(t, 2), "torch.nn.functional.interpolate"),
+    (lambda gs, t: esc.MultipleModule(t, ["a", "b"], [(esc.ReLU(_regular(gs, 1)), "a"),
+                                                      (esc.ReLU(_regular(gs, 1)), "b")]),
+     "convert each branch"),
+    (lambda gs, t: esc.GatedNonLinearity1(esc.FieldType(gs, [gs.trivial_repr, gs.irrep(1)])),
+     "port it by hand"),
+    (lambda gs, t: esc.NormBatchNorm(esc.FieldType(gs, [gs.irrep(1)])), "use GNormBatchNorm"),
+    (lambda gs, t: esc.PointwiseMaxPoolAntialiased2D(t, 2), "PointwiseMaxPool2D and "),
+    (lambda gs, t: esc.VectorFieldNonLinearity(t), r"port it by hand \(docs/escnn.md"),
+], ids=["FieldDropout", "R2Upsampling", "MultipleModule", "Gated", "NormBatchNorm",
+        "MaxPoolAntialiased", "other"])
+def test_unsupported_modules_say_what_to_do(build, hint):
+    gs = gspaces.rot2dOnR2(4)
+    m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))
+    with pytest.raises(TypeError, match=f"escnn.nn.{type(m).__name__} has no equilayers "
+                                        f"equivalent: .*{hint}"):
+        from_escnn(esc.SequentialModule(m))
+
+
+def test_iid_batch_norm_without_running_stats_warns():
+    """With ``track_running_stats=False`` escnn's IID batch norm uses the batch's unbiased
+    variance in eval mode too: the converted layer differs there, and says so."""
+    gs = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+    t = esc.FieldType(gs, 2 * [gs.fibergroup.spectral_regular_representation((0,), (1,))])
+    with pytest.warns(UserWarning, match="track_running_stats=False .* differ"):
+        from_escnn(esc.IIDBatchNorm2d(t, track_running_stats=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_escnn(esc.IIDBatchNorm2d(t))  # the control: with running statistics, silent
+
+
+@pytest.mark.parametrize("space", ["c4", "c8", "so2"])
+def test_eval_mode_conv_with_a_stale_cached_filter_is_refused(space, gen):
+    """escnn's eval-mode conv convolves with the filter it cached at ``.eval()``: weights
+    loaded afterwards (``load_state_dict(..., strict=False)``, the checkpoint having no
+    ``filter``) leave escnn's outputs on the old filter, which converting the weights would
+    silently not reproduce; refused, naming the fix, after which the conversion gives
+    escnn's eval outputs."""
+    if space == "so2":
+        gs = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+        t_out = esc.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
+    else:
+        gs = gspaces.rot2dOnR2(int(space[1:]))
+        t_out = _regular(gs, 2)
+    t_in = _trivial(gs, 1)
+    with seeded_rng(0):
+        conv = esc.R2Conv(t_in, t_out, 5, padding=2).eval()
+    trained = {"weights": conv.weights.detach() + torch.randn(conv.weights.shape,
+                                                              generator=gen)}
+    conv.load_state_dict(trained, strict=False)
+    with pytest.raises(ValueError, match=r"stale filters; call \.train\(\) then \.eval\(\)"):
+        from_escnn(conv)
+    conv.train().eval()
+    ours = from_escnn(conv)
+    x = torch.randn(2, 1, 9, 9, generator=gen)
+    with torch.no_grad():
+        assert _rel(ours(x).flatten(1, 2), conv(esc.GeometricTensor(x, t_in)).tensor) < 1e-5

@@ -1,0 +1,132 @@
+"""``from_escnn``'s helpers for whole modules of a migrating model: a converted layer put on
+escnn's device and dtype with its frozen parameters frozen (:func:`like_source`), the filter
+escnn's forward really uses (:func:`expanded`), the pools that need no group layer
+(:func:`adaptive_pool`, :func:`trivial_pool`), and the refusal that says what to do instead
+(:func:`unsupported`)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool"]
+
+
+def like_source(ours: nn.Module, m: Any) -> nn.Module:
+    """``ours`` (converted from escnn's module ``m``) on ``m``'s device and floating dtype
+    (those of its first floating parameter or buffer; a module with none, e.g. ``ReLU``,
+    leaves ``ours`` as built), with the parameters ``m`` has frozen frozen too: by name
+    (escnn's conv ``weights`` is our ``weight``; ``bias``, ``log_bias``, a batch norm's
+    ``weight``), and every one where all of ``m``'s are frozen. Never unfreezes (an
+    :class:`~equilayers.nn.ExpandedGroupConv2d` is frozen by design)."""
+    ref = next((t for t in itertools.chain(m.parameters(), m.buffers())
+                if t.is_floating_point()), None)
+    if ref is not None:
+        ours.to(device=ref.device, dtype=ref.dtype)
+    trains: dict[str, bool] = {}  # per last name component: does any such parameter train
+    for name, p in m.named_parameters():
+        key = name.rsplit(".", 1)[-1]
+        key = "weight" if key == "weights" else key
+        trains[key] = trains.get(key, False) or p.requires_grad
+    all_frozen = bool(trains) and not any(trains.values())
+    for name, p in ours.named_parameters():
+        if all_frozen or not trains.get(name.rsplit(".", 1)[-1], True):
+            p.requires_grad_(False)
+    return ours
+
+
+# what to do instead, for the escnn modules a migrating model has that do not convert
+_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("FieldDropout",), "escnn draws one mask per field and pixel, which no torch.nn dropout "
+     "does; it is the identity in eval mode, so for inference convert a copy with it replaced "
+     "by escnn.nn.IdentityModule (PointwiseDropout converts, to nn.Dropout)"),
+    (("MultipleModule", "BranchingModule", "MergeModule"), "it splits or joins fields of "
+     "several types; convert each branch with from_escnn and join the outputs in your own "
+     "forward"),
+    (("DisentangleModule", "ReshuffleModule"), "it permutes escnn's channels or changes their "
+     "basis, while our tensors hold one kind of field in a fixed layout; port the model with "
+     "one field type per tensor"),
+    (("GatedNonLinearity1", "GatedNonLinearity2", "GatedNonLinearityUniform",
+      "InducedGatedNonLinearity1"), "escnn's gates are separate scalar fields, our "
+     "GatedNonlinearity reads them from harmonic fields: port it by hand, or use "
+     "NormNonLinearity / FourierELU, which convert"),
+    (("NormBatchNorm", "InducedNormBatchNorm"), "use GNormBatchNorm (or IIDBatchNorm2d) in "
+     "escnn's model: they convert to HarmonicBatchNorm"),
+    (("R2Upsampling", "R3Upsampling"), "upsampling acts on every channel alone: apply "
+     "torch.nn.functional.interpolate to our tensor flattened to escnn's layout "
+     "(x.flatten(1, 2)) in your own forward"),
+    (("PointwiseMaxPoolAntialiased2D", "PointwiseMaxPoolAntialiased"), "PointwiseMaxPool2D "
+     "and PointwiseAvgPoolAntialiased2D convert (GroupMaxPool2d, GaussianBlurPool2d)"),
+    (("QuotientFourierELU", "QuotientFourierPointwise"), "Fourier nonlinearities on a "
+     "quotient space have no equivalent; FourierELU / FourierPointwise on SO(2) and C_N "
+     "convert (FourierNonlinearity)"),
+)
+
+
+def unsupported(m: Any, supported: str) -> str:
+    """The message for escnn's module ``m`` that has no equivalent: its name, what to do
+    instead where known, and the list of what converts."""
+    name = type(m).__name__
+    hint = next((h for names, h in _HINTS if name in names),
+                "port it by hand (docs/escnn.md, 'Porting by hand') and convert the escnn "
+                "modules around it with from_escnn")
+    return (f"from_escnn: escnn.nn.{name} has no equilayers equivalent: {hint}. Supported: "
+            f"{supported}")
+
+
+def adaptive_pool(m: Any, enn: Any) -> nn.Module:
+    """escnn's ``PointwiseAdaptiveAvgPool2D`` / ``PointwiseAdaptiveMaxPool2D`` (every channel
+    alone) -> ``nn.AdaptiveAvgPool3d`` / ``nn.AdaptiveMaxPool3d`` with output size ``(None, h,
+    w)``: on our ``(B, C, F, H, W)`` fields it keeps the fiber axis and pools the plane, on an
+    image ``(B, C, H, W)`` (trivial fields, taken as an unbatched volume) it pools the plane
+    of every channel: escnn's outputs in our layout either way."""
+    size = tuple(m.output_size)
+    if len(size) != 2:
+        raise ValueError(f"from_escnn: {type(m).__name__} with output_size={m.output_size}: "
+                         "only the 2-D adaptive pools convert")
+    if isinstance(m, enn.PointwiseAdaptiveAvgPool2D):
+        return nn.AdaptiveAvgPool3d((None, *size))
+    return nn.AdaptiveMaxPool3d((None, *size))
+
+
+def trivial_pool(m: Any, enn: Any) -> nn.Module | None:
+    """escnn's ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` on trivial fields only (images,
+    e.g. after ``GroupPooling``) -> ``nn.MaxPool2d`` / ``nn.AvgPool2d`` with its arguments
+    (``F.max_pool2d`` / ``F.avg_pool2d``, as escnn calls them); ``None`` for other fields."""
+    reps = m.in_type.representations
+    if not all(r.is_trivial() and r.name != "regular" for r in reps):
+        return None  # C_1's regular representation is trivial: a regular field
+    if isinstance(m, enn.PointwiseMaxPool2D):
+        return nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation,
+                            ceil_mode=m.ceil_mode)
+    return nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
+
+
+def expanded(m: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """escnn's conv ``m``'s expanded filter and bias (``expand_parameters()``, no gradient),
+    checked against what its forward uses: in eval mode escnn convolves with the ``filter``
+    and ``expanded_bias`` it cached at ``.eval()``, so where the weights changed since (a
+    ``state_dict`` loaded with ``strict=False``, weights edited in eval mode) escnn's output
+    follows stale filters, and converting the weights would silently compute another
+    function: that raises, naming the fix."""
+    with torch.no_grad():
+        filt, bias = m.expand_parameters()
+        if m.training:
+            return filt, bias
+        pairs = [(getattr(m, "filter", None), filt), (getattr(m, "expanded_bias", None), bias)]
+        for cached, fresh in pairs:
+            if cached is None or fresh is None:
+                continue
+            scale = fresh.abs().max().clamp_min(1e-30)
+            if cached.shape != fresh.shape or not torch.allclose(
+                    cached / scale, fresh / scale, rtol=0, atol=1e-6):
+                raise ValueError(
+                    f"from_escnn: escnn's {type(m).__name__} is in eval mode and the filter it "
+                    "cached at .eval() is not its weights' expansion (the weights changed "
+                    "after .eval(), e.g. a state_dict loaded with strict=False), so escnn's "
+                    "eval outputs use stale filters; call .train() then .eval() on escnn's "
+                    "model to rebuild them from the weights, and convert again")
+    return filt, bias
