@@ -443,6 +443,22 @@ def test_compile_fullgraph(gen):
     torch.testing.assert_close(compiled(x), m(x))
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("stride", [2, 3])
+def test_circular_shift_needs_the_stride_to_divide_the_size(gen, dims, stride):
+    # the docstrings' condition, both ways: exact where the stride divides the size (12), not
+    # at 7 (the samples do not tile the torus; measured 0.3-1.3), the same pool and shift
+    cls = {1: BlurPool1d, 2: BlurPool2d, 3: BlurPool3d}[dims]
+    axes = tuple(range(-dims, 0))
+    pool = cls(kernel_size=3, stride=stride, padding_mode="circular")
+    for n, exact in [(12, True), (7, False)]:
+        x = torch.randn(2, 3, *(n,) * dims, generator=gen, dtype=torch.float64)
+        lhs = pool(torch.roll(x, (stride,) * dims, axes))
+        rhs = torch.roll(pool(x), (1,) * dims, axes)
+        err = ((lhs - rhs).norm() / rhs.norm()).item()
+        assert (err < 1e-14) if exact else (err > 0.1), (n, err)
+
+
 @pytest.mark.parametrize("dims", [1, 3])
 def test_blur_pool_1d_3d_circular_shift_equivariance(gen, dims):
     # the shared table's shift cases move (H, W) only; 1-D and 3-D pools are checked here,

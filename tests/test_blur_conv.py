@@ -276,6 +276,21 @@ def test_circular_shift_equivariance_is_exact(fold, gen):
                                atol=1e-13)
 
 
+@pytest.mark.parametrize("fold", [None, True, False])
+def test_circular_shift_needs_a_size_keeping_conv_and_divisible_sizes(fold, gen):
+    # the docstring's conditions, both ways: a size-keeping stride-1 conv (padding =
+    # dilation (k - 1) / 2, dilation 2 here) on sizes the stride divides is exact; padding 0
+    # (the conv shrinks the map) or a size the stride does not divide is not
+    x12 = torch.randn(2, 3, 12, 12, generator=gen, dtype=torch.float64)
+    x13 = torch.randn(2, 3, 13, 13, generator=gen, dtype=torch.float64)
+    for padding, x, exact in [(2, x12, True), (0, x12, False), (2, x13, False)]:
+        m = BlurConv2d(3, 4, 3, 2, padding, dilation=2, padding_mode="circular",
+                       dtype=torch.float64, fold=fold)
+        lhs, rhs = m(torch.roll(x, (2, 4), (-2, -1))), torch.roll(m(x), (1, 2), (-2, -1))
+        err = ((lhs - rhs).norm() / rhs.norm()).item()
+        assert (err < 1e-13) if exact else (err > 0.05), (padding, x.shape, err)
+
+
 def _model():
     with seeded_rng(0):
         return nn.Sequential(

@@ -36,12 +36,13 @@ SHARED_DOC = """
         ``2N`` for dN) for regular fields and ``2M+1`` for harmonic ones.
 
     Equivariance:
-        Exact (float rounding: about 1e-7 relative in float32, 1e-16 in float64) for every
-        element of the group's grid subgroup (rotations by multiples of 90 degrees and flips
-        it contains: all of c1..d4; c4 of c8/so2, d4 of d8/o2, c2 of c6, ...) whenever each
-        flipped dim has symmetric padding and ``(n + 2*padding - dilation*(k-1) - 1) % stride ==
-        0`` (for 90-degree rotations also the same options on both dims and a square input);
-        see :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
+        Exact (float rounding: measured up to 5e-7 relative in float32, 3e-15 in float64, at
+        16-128 channels and k 3-5) for every element of the group's grid subgroup (rotations
+        by multiples of 90 degrees and flips it contains: all of c1..d4; c4 of c8/so2, d4 of
+        d8/o2, c2 of c6, ...) whenever each flipped dim has symmetric padding and
+        ``(n + 2*padding - dilation*(k-1) - 1) % stride == 0`` (for 90-degree rotations also
+        the same options on both dims and a square input); see
+        :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
         ``"same"`` with an even kernel, breaks it: the first such forward warns, once per
         module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the
         filters are exact rotations of continuous functions, but images are sampled on the
