@@ -82,14 +82,14 @@ class UNet(Typed, nn.Module):
         with shifts by its stride; no fixed subsampling is exact for the other shifts).
         Other shifts are approximate with those two, less so with the blur. Measured: the
         relative output error under shifts of 1-7 px, at init on random inputs (depth 2,
-        width 4, 32 x 32, float64, worst of 3 seeds), is up to 0.07 with ``"blur"`` and 0.39
-        with ``"max"`` for p4 and p4m, 6e-5 and 6e-4 for ``group=None``
-        (``tests/test_models.py`` bounds it); trained on the segmentation benchmark
-        (``benchmarks/results/cpu-segmentation.md``), the p4m U-Net keeps the label of 99.2%
-        of the pixels under shifts with ``"blur"`` and 98.3% with ``"max"``.
-        Measured in ``tests/test_models.py``: float64 errors at rounding level (< 1e-12),
-        float32 below 1e-5. Polyphase exactness assumes no exact tie between the norms (the
-        learned logits) of the polyphase components (random inputs: almost surely);
+        width 4, 32 x 32, 1 or 2 input channels, float64, worst of 3 seeds), is up to 0.07
+        with ``"blur"`` and 0.40 with ``"max"`` for p4 and p4m, 2e-4 and 1.5e-3 for
+        ``group=None`` (``tests/test_models.py`` bounds the p4m ones); trained on the
+        segmentation benchmark (``benchmarks/results/cpu-segmentation.md``), the p4m U-Net
+        keeps the label of 99.2% of the pixels under shifts with ``"blur"`` and 98.3% with
+        ``"max"``. Measured in ``tests/test_models.py``: float64 errors at rounding level
+        (< 1e-12), float32 below 1e-5. Polyphase exactness assumes no exact tie between the
+        norms (the learned logits) of the polyphase components (random inputs: almost surely);
         ``"learned"`` is exact in evaluation mode, in training its sampled choice makes it
         equivariant in distribution only. Groups with off-grid rotations
         (``"c8"``) are exact on their grid subgroup only. ``group=None`` is shift-equivariant
