@@ -106,29 +106,21 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
                         store.popitem(last=False)
             return out
 
-        return _with_info(cached, store, lock, counts, maxsize)
+        def cache_clear() -> None:
+            with lock:
+                store.clear()
+                counts["hits"] = counts["misses"] = 0
+
+        def cache_info() -> CacheInfo:
+            with lock:
+                return CacheInfo(counts["hits"], counts["misses"], maxsize, len(store))
+
+        wrapper = cast("CachedFunction[T]", cached)  # functools.wraps set __wrapped__
+        wrapper.cache_clear = cache_clear
+        wrapper.cache_info = cache_info
+        return wrapper
 
     return deco
-
-
-def _with_info(fn: Callable[..., Any], store: OrderedDict, lock: threading.Lock,
-               counts: dict[str, int], maxsize: int) -> CachedFunction[Any]:
-    """``fn`` (a cache's wrapper, ``functools.wraps``-ed, so with ``__wrapped__``) given
-    ``functools.lru_cache``'s ``cache_clear()`` and ``cache_info()`` over ``store``."""
-
-    def cache_clear() -> None:
-        with lock:
-            store.clear()
-            counts["hits"] = counts["misses"] = 0
-
-    def cache_info() -> CacheInfo:
-        with lock:
-            return CacheInfo(counts["hits"], counts["misses"], maxsize, len(store))
-
-    wrapper = cast("CachedFunction[Any]", fn)
-    wrapper.cache_clear = cache_clear
-    wrapper.cache_info = cache_info
-    return wrapper
 
 
 def _build_cpu(fn: Callable[..., T], args: tuple) -> T:
@@ -199,7 +191,19 @@ def device_cache(maxsize: int = 64) -> Callable[[Callable[..., torch.Tensor]],
         # imports torch._dynamo, 2.5 s at ``import equilayers``)
         table._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
-        return _with_info(table, store, lock, counts, maxsize)
+        def cache_clear() -> None:
+            with lock:
+                store.clear()
+                counts["hits"] = counts["misses"] = 0
+
+        def cache_info() -> CacheInfo:
+            with lock:
+                return CacheInfo(counts["hits"], counts["misses"], maxsize, len(store))
+
+        wrapper = cast("CachedFunction[torch.Tensor]", table)
+        wrapper.cache_clear = cache_clear
+        wrapper.cache_info = cache_info
+        return wrapper
 
     return deco
 
