@@ -179,26 +179,19 @@ def test_plain_conv3d_fails(gen):
 @pytest.mark.parametrize("layer", [0, 2])
 def test_corrupted_table_fails(layer, gen, monkeypatch):
     """Two filter taps of one group element swapped in the gather table of the lifting or
-    the group conv (injected where the module reads its table, the process-wide cached lookup
-    of nn/_tables.py, as a wrong builder would give it): the harness sees that the stack is
-    no longer equivariant, with the same model that passed it just before."""
-    from equilayers.nn import _tables
+    the group conv: the module refuses the table by name (nn/_tables.py), and with that check
+    switched off the harness sees that the stack is no longer equivariant."""
+    import equilayers.nn._group_conv3d as gc3
 
     model = _stack("o").double()
     x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
     assert_equivariant(model, x, "o")
-    target = model[layer]
-    real = _tables.gather_table3d
-
-    def corrupted(device, group, k, lifting, c_in):
-        table = real(device, group, k, lifting, c_in)
-        if lifting != target.lifting:
-            return table
-        table = table.clone()  # (the cached table itself stays right)
-        table[3, 0, [0, 1]] = table[3, 0, [1, 0]]
-        return table
-
-    monkeypatch.setattr(_tables, "gather_table3d", corrupted)
+    table = model[layer].expansion_table.clone()
+    table[3, 0, [0, 1]] = table[3, 0, [1, 0]]
+    model[layer].expansion_table = table
+    with pytest.raises(RuntimeError, match="'expansion_table', an integer table"):
+        model(x)
+    monkeypatch.setattr(gc3, "check_tables", lambda module, rebuild: None)
     assert equivariance_error(model, x, "o") > 1e-3
 
 

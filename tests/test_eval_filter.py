@@ -127,12 +127,11 @@ def test_bias_edited_between_eval_calls_is_seen(name, gen):
 
 @pytest.mark.parametrize("name", BUILD)
 def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
-    """A basis edited or replaced is seen by the next eval forward. The gather indices are no
-    buffers (a process-wide cached table, ``equilayers.nn._tables``: nothing on the module to
-    edit), so every buffer the filter depends on is a floating-point one."""
+    """A basis edited or replaced is seen by the next eval forward; an integer table (a gather
+    index) edited or replaced with other values raises instead (its values are fixed by the
+    constructor's arguments: any other table gives wrong outputs, ``equilayers.nn._tables``)."""
     m = BUILD[name]().double().eval()
     x = _input(m, gen)
-    assert all(b.is_floating_point() for b in m.buffers()), dict(m.named_buffers())
     with torch.no_grad():
         y = m(x)
         m.float().double()  # rebuilds every derived buffer: new tensors
@@ -142,14 +141,30 @@ def test_buffers_rebuilt_or_edited_in_place_are_seen(name, gen):
             continue
         with torch.no_grad():
             m(x)  # warm
-            kept = buf.clone()
-            buf.mul_(2.0)  # in place: a new version
-            edited = m(x)
-            with torch.enable_grad():
-                torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
-            assert not torch.allclose(edited, y), name_
-            m._buffers[name_] = kept  # another tensor with the old values
-            torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+            if buf.is_floating_point():
+                kept = buf.clone()
+                buf.mul_(2.0)  # in place: a new version
+                edited = m(x)
+                with torch.enable_grad():
+                    torch.testing.assert_close(edited, m(x).detach(), rtol=0, atol=0)
+                assert not torch.allclose(edited, y), name_
+                m._buffers[name_] = kept  # another tensor with the old values
+                torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+                continue
+            for write in ("in place", "replaced", "same values"):
+                table = buf.clone()
+                if write == "in place":
+                    buf.copy_(buf.flip(-1))  # the filter's taps in another order
+                elif write == "replaced":
+                    m._buffers[name_] = buf.flip(-1).clone()
+                else:  # (AveragedModel's first update copies the same values in place)
+                    buf.copy_(table)
+                    torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+                    continue
+                with pytest.raises(RuntimeError, match=f"buffer '{name_}'.*AveragedModel"):
+                    m(x)
+                m._buffers[name_] = buf = table  # the right table again: no error
+                torch.testing.assert_close(m(x), y, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", BUILD)

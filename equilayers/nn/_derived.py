@@ -1,4 +1,4 @@
-"""Parameter-free modules whose buffers are all derived (blur filters, masks, Fourier matrices):
+"""Parameter-free modules whose buffers are all derived (blur filters, masks, slot indices):
 pure functions of the constructor's arguments, non-persistent, filled by ``reset_parameters()``.
 
 Three places where ``torch.nn`` would leave such a buffer wrong are handled once, here:
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from ._tables import check_tables
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -49,7 +51,9 @@ class _FixedBuffers(nn.Module):
 
     def _buffers_for(self, x) -> Self:
         """``self``, or (when the buffers are still on the meta device and ``x`` is not) a
-        shallow copy holding buffers built for ``x``'s device."""
+        shallow copy holding buffers built for ``x``'s device. Raises where an integer buffer
+        was overwritten (:func:`._tables.check_tables`)."""
+        check_tables(self, self._built_buffers)
         if not isinstance(x, torch.Tensor) or x.is_meta or not any(
                 b is not None and b.is_meta for b in self._buffers.values()):
             return self
@@ -58,6 +62,15 @@ class _FixedBuffers(nn.Module):
                         for n, b in self._buffers.items()}
         tmp.reset_parameters()
         return tmp
+
+
+    def _built_buffers(self) -> dict[str, torch.Tensor]:
+        """The buffers built afresh on a shallow copy (``self`` is not changed)."""
+        tmp = copy.copy(self)
+        tmp._buffers = {n: None if b is None else torch.empty_like(b)
+                        for n, b in self._buffers.items()}
+        tmp.reset_parameters()
+        return {n: b for n, b in tmp._buffers.items() if b is not None}
 
 
 def _five_d_as_four_d(fn):

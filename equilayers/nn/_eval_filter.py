@@ -11,20 +11,20 @@ the last expanded filter and bias together with
   any route (an optimizer step, fused optimizers included, which do not bump ``_version``; a
   ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter`` assigned; a
   parametrization's output) makes them differ;
-- the parameter objects and the derived buffers themselves (the bases: fixed functions of
-  the module's arguments, rebuilt by ``.to()``), compared by identity, the buffers also by
-  version counter; holding them keeps their identities from being reused;
-- a copy of the buffers' values (small next to the filter), compared with ``torch.equal``: an
-  edit through ``.data`` does not bump the version counter;
+- the parameter objects and the derived buffers themselves (basis tables, gather indices:
+  fixed functions of the module's arguments, rebuilt by ``.to()``), compared by identity, the
+  buffers also by version counter; holding them keeps their identities from being reused;
+- a copy of the floating-point buffers' values (the bases, small next to the filter),
+  compared with ``torch.equal``: an edit through ``.data`` does not bump the version counter.
+  The integer tables (gather indices, as large as the expanded filter) are compared by
+  version only, so a write to them through ``.data`` is not seen (docs/training.md);
 - the module's expansion settings, and the autocast state of the parameters' device (the
   expansion's matmul runs in the autocast dtype: a filter made under ``torch.autocast`` is
   not the one a plain call computes).
 
-The gather indices (:mod:`._tables`) are not module state: a process-wide cached function of
-the module's arguments (fixed for the module's life) and of the parameters' device, which the
-parameter copies are compared on. Any difference recomputes the entry. The comparison reads
-the parameters and the bases twice; the expansion reads them too and writes ``|G|`` times the
-parameters, so reuse is always the cheaper of the two. Never reused in
+Any difference recomputes the entry. The comparison reads the parameters and the bases twice;
+the expansion reads them too and writes ``|G|`` times the parameters, so reuse is always the
+cheaper of the two. Never reused in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
 transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
@@ -62,7 +62,7 @@ def _same(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:
 
 
 def _value_copy(b: torch.Tensor | None) -> torch.Tensor | None:
-    return None if b is None else b.detach().clone()
+    return b.detach().clone() if b is not None and b.is_floating_point() else None
 
 
 def _same_values(now: torch.Tensor | None, kept: torch.Tensor | None) -> bool:

@@ -19,12 +19,12 @@ from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import weight_basis
-from . import _tables as T
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
+from ._tables import check_tables
 from ._typed import Typed
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
@@ -34,10 +34,9 @@ _BASES = ("pixel", "harmonic")
 
 class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
-    buffers (basis tables), the gather indices (cached, :mod:`._tables`), the expanded filter
-    (one private method dispatching on ``self.basis``, run by every training forward; eval
-    forwards reuse it while checked unchanged, :mod:`._eval_filter`) and the exactness
-    warning."""
+    buffers (basis tables, gather indices), the expanded filter (one private method
+    dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while
+    checked unchanged, :mod:`._eval_filter`) and the exactness warning."""
 
     lifting: bool = False
     in_type: FieldType  # set in __init__
@@ -46,6 +45,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     filter_basis: torch.Tensor
     group_basis: torch.Tensor
     basis_scale: torch.Tensor
+    expansion_index: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -119,6 +119,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
+                             persistent=False)
         if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
             self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
         if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
@@ -163,8 +165,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     def _build_basis(self, device, dtype) -> torch.Tensor:
         """Regular fields: the compact table ``(|G|, J, k, k)`` of
         :func:`~equilayers.functional._steerable.regular_table` (``|G|`` times smaller than
-        the dense basis; the expansion gathers the weight through the slot of ``a^-1 b``,
-        :func:`._tables.inverse_cayley`). Harmonic fields: the dense ``steerable_basis``."""
+        the dense basis; the expansion gathers the weight through ``expansion_index``, the
+        slot of ``a^-1 b``). Harmonic fields: the dense ``steerable_basis``."""
         k = self.kernel_size[0]
         settings = {"sigma": self.sigma, "frequencies_cutoff": self.frequencies_cutoff,
                     "rings": self.rings}
@@ -191,12 +193,12 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             w: torch.Tensor = self.weight
             if self._fourier_axis:
                 w = G.from_fourier(w, self.group_basis)
-            return G.gather_expanded(w, self._gather_index())
+            return G.gather_expanded(w, self.expansion_index)
         if self.out_rep == "regular":
             if self.lifting:
                 return SE.expand_regular(self.weight, self.filter_basis,
                                         scale=self.basis_scale)
-            return SE.expand_regular(self.weight, self.filter_basis, self._gather_index(),
+            return SE.expand_regular(self.weight, self.filter_basis, self.expansion_index,
                                     self.group_basis, self.basis_scale)
         return SE.expand_steerable(self.weight, self.filter_basis, self.groups)
 
@@ -296,8 +298,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if self._fourier_axis:
             self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
                                             device=device)
-        if device.type != "meta":  # the cached gather index: made now, not in a forward
-            self._gather_index(device)
+        for name, table in self._index_tables(device).items():
+            setattr(self, name, table)
         if self.basis == "pixel":
             return
         self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
@@ -307,25 +309,15 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype,
                                                       copy=True)
 
-    def _gather_index(self, device: torch.device | None = None) -> torch.Tensor:
-        """The gather index of the expansion on ``device`` (default: the weight's), from the
-        process-wide cache (:mod:`._tables`; never module state, so nothing can overwrite
-        it): a pixel basis's index into the weight, a steerable regular group conv's slot of
-        ``a^-1 b``; an empty one where the expansion gathers nothing."""
-        device = self.weight.device if device is None else device
+    def _index_tables(self, device) -> dict[str, torch.Tensor]:
+        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
         if self.basis == "pixel":
-            return T.gather_index(device, self.group, self.out_channels,
-                                  self.in_channels // self.groups, self.kernel_size[0],
-                                  self.lifting)
+            return {"expansion_index": G.expansion_index(
+                self.group, self.out_channels, self.in_channels // self.groups,
+                self.kernel_size[0], lifting=self.lifting, device=device)}
         if self.out_rep == "regular" and not self.lifting:
-            return T.inverse_cayley(device, self.group)
-        return torch.empty(0, dtype=torch.long, device=device)
-
-    @property
-    def expansion_index(self) -> torch.Tensor:
-        """The gather index of the expansion on the weight's device (a copy: read-only; it was
-        a buffer before, and is now a process-wide cached table, :mod:`._tables`)."""
-        return self._gather_index().clone()
+            return {"expansion_index": S.inverse_cayley_index(self.group, device)}
+        return {"expansion_index": torch.empty(0, dtype=torch.long, device=device)}  # unused
 
     #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
     #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
@@ -389,12 +381,13 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         Training forwards expand the weight on every call. In eval mode with autograd off the
         forward reuses the last expanded filter only while the weight and bias still equal
         (``torch.equal``) the values it was made from and the derived buffers are the same
-        tensors with the same values (:mod:`equilayers.nn._eval_filter`), so whatever changed
+        tensors at the same version (:mod:`equilayers.nn._eval_filter`), so whatever changed
         the weight (an optimizer step, fused or not, a ``.data`` edit, ``load_state_dict``,
         a parametrization, ``torch.func.functional_call``) is seen by the next forward. For
         inference at the cost of a plain ``nn.Conv2d``, convert the trained model once with
         :func:`equilayers.export` (docs/deployment.md).
         """
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         return self._expand()
 
     def _check_forward_input(self, x: torch.Tensor) -> None:
@@ -426,6 +419,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         reused while the weight, bias and derived buffers are unchanged
         (:mod:`._eval_filter`: checked on every call, never stale)."""
         settings = (self.basis, self.fiber_out, self.groups, self.lifting, self.transposed)
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         return eval_filter(self, settings, (self.weight, self.bias),
                            lambda: (self._expand(), self._slot_bias()))
 

@@ -17,11 +17,11 @@ from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
 from ..functional._voxel_basis import voxel_basis
 from ..groups import FieldType, GroupLike
-from . import _tables as T
 from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
+from ._tables import check_tables
 from ._typed import Typed
 
 __all__ = ["LiftingConv3d", "GroupConv3d"]
@@ -30,11 +30,13 @@ _BASES = ("voxel", "harmonic")
 
 
 class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
-    """Shared machinery: validation, the weight, the gather tables (process-wide cached,
-    :mod:`._tables`), the init, the once-per-module exactness warning and ``extra_repr``."""
+    """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
+    the once-per-module exactness warning and ``extra_repr``."""
 
     lifting: bool = False
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
+    expansion_table: torch.Tensor  # derived buffers: the gather table, the field per slot
+    bias_index: torch.Tensor
 
     #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
     #: group convs).
@@ -107,11 +109,15 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if basis == "harmonic":  # (n, k^3), filled by reset_parameters
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.register_buffer("expansion_table", torch.empty(0, dtype=torch.long,
+                                                            device=device), persistent=False)
+        self.register_buffer("bias_index", torch.empty(0, dtype=torch.long, device=device),
+                             persistent=False)
         self.reset_parameters()
 
-    # --- parameters, derived buffers and tables -------------------------------------------
+    # --- parameters and derived buffers ----------------------------------------------------
     def reset_parameters(self) -> None:
-        """Fill the derived buffers and draw the weight from ``N(0, std^2)``, ``std =
+        """Fill the gather table and draw the weight from ``N(0, std^2)``, ``std =
         sqrt(init_gain2 / fan_in)`` with ``fan_in = C_in/groups * F_in * k^3``: every output
         slot sums ``fan_in`` distinct weights times inputs (the expanded filter permutes one
         filter), so on unit-variance input each slot has second moment ``init_gain2 = 1``, the
@@ -128,44 +134,27 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                 nn.init.zeros_(self.bias)
 
     def _fill_derived(self, device: torch.device) -> None:
-        """(Re)build the harmonic basis on ``device`` (after ``reset_parameters``, ``.to()``,
-        ``to_empty()`` and ``load_state_dict``, so meta-device init gets a real one) and look
-        the gather tables up there, so the first forward finds them made."""
+        """(Re)build the gather table and the bias index on ``device``: after
+        ``reset_parameters``, ``.to()``, ``to_empty()`` and ``load_state_dict`` (so meta-device
+        init gets real tables), and on the meta device itself (tables of their real shapes, so
+        that a meta forward gives the output's shape, as ``nn.Conv3d``'s does).
+        ``bias_index[j]`` is the field of output slot ``j``: the bias per slot is one
+        ``index_select`` (cheaper in a training step than ``repeat_interleave``, and than
+        adding the per-field bias by broadcasting: C4z 4 -> 4 k3 at 8^3, ~4% and ~1-2% of the
+        conv's forward+backward, shuffled one-off timings)."""
         if self.basis == "harmonic":
             self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
                 device=device, dtype=self.filter_basis.dtype, copy=True)
-        if device.type != "meta":
-            self._gather_table(device)
-            self._slot_fields(device)
+        for name, table in self._index_tables(device).items():
+            setattr(self, name, table)
 
-    def _gather_table(self, device: torch.device | None = None) -> torch.Tensor:
-        """The gather table of the expansion on ``device`` (default: the weight's), from the
-        process-wide cache (:mod:`._tables`: never module state). On the meta device a meta
-        table of the real shape, so that a meta forward gives the output's shape, as
-        ``nn.Conv3d``'s does."""
-        return T.gather_table3d(self.weight.device if device is None else device, self.group,
-                                self.kernel_size[0], self.lifting,
-                                self.in_channels // self.groups)
-
-    def _slot_fields(self, device: torch.device | None = None) -> torch.Tensor:
-        """The field of each output slot (cached as :meth:`_gather_table`): the bias per slot
-        is one ``index_select`` (cheaper in a training step than ``repeat_interleave``, and
-        than adding the per-field bias by broadcasting: C4z 4 -> 4 k3 at 8^3, ~4% and ~1-2% of
-        the conv's forward+backward, shuffled one-off timings)."""
-        return T.slot_fields(self.weight.device if device is None else device,
-                             self.out_channels, self.fiber_out)
-
-    @property
-    def expansion_table(self) -> torch.Tensor:
-        """The gather table on the weight's device (a copy: read-only; it was a buffer before,
-        and is now a process-wide cached table, :mod:`._tables`)."""
-        return self._gather_table().clone()
-
-    @property
-    def bias_index(self) -> torch.Tensor:
-        """The field of each output slot on the weight's device (a copy: read-only, as
-        :attr:`expansion_table`)."""
-        return self._slot_fields().clone()
+    def _index_tables(self, device) -> dict[str, torch.Tensor]:
+        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
+        return {"expansion_table": G3.expansion_table(
+                    self.group, self.kernel_size[0], lifting=self.lifting,
+                    in_channels=self.in_channels // self.groups, device=device),
+                "bias_index": torch.arange(self.out_channels, device=device)
+                .repeat_interleave(self.fiber_out)}
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor and
@@ -188,11 +177,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         current weight (one ``index_select``; differentiable). Training forwards expand the
         weight on every call; eval forwards with autograd off reuse the last expanded filter
         (and bias per slot) only while the weight and bias still equal the copies they were
-        made from and the derived buffers are unchanged
+        made from and the tables are the same tensors at the same versions
         (:mod:`equilayers.nn._eval_filter`), so whatever changed them is seen by the next
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
         coefficients times the basis rows (one matmul)."""
-        return G3.expand_filter3d(self.voxel_filter(), self._gather_table())
+        check_tables(self, lambda: self._index_tables(self.weight.device))
+        return G3.expand_filter3d(self.voxel_filter(), self.expansion_table)
 
     def voxel_filter(self) -> torch.Tensor:
         """The ``k x k x k`` filters the weight stands for: the weight itself (``"voxel"``),
@@ -207,6 +197,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
                                    self.dilation, self.padding_mode, self.group),
                          lambda: self._forward_checks(x))
+        check_tables(self, lambda: self._index_tables(self.weight.device))
         weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
                                    (self.weight, self.bias),
                                    self._filter_and_bias)
@@ -216,7 +207,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The expanded filter and the bias per output slot."""
-        bias = None if self.bias is None else self.bias.index_select(0, self._slot_fields())
+        bias = None if self.bias is None else self.bias.index_select(0, self.bias_index)
         return self.expanded_filter(), bias
 
     def _forward_checks(self, x: torch.Tensor) -> bool:

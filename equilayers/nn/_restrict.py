@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..functional import _restrict as R
 from ..groups import FieldType, GroupLike
-from ..groups._subgroups import quotient_size
-from . import _tables as T
+from ..groups._subgroups import quotient_size, restriction_index
+from ._derived import _FixedBuffers
 from ._typed import Typed
 
 __all__ = ["Restrict", "CosetPool"]
 
 
-class Restrict(Typed, nn.Module):
+class Restrict(Typed, _FixedBuffers):
     """Restrict a group's fields to a subgroup's: ``D_N -> C_N``, ``D_N -> D_M`` and
     ``C_N -> C_M`` (``M | N``), ``D_N -> D_1`` (the flips), ``O(2) -> SO(2)``, ...
 
@@ -55,6 +54,8 @@ class Restrict(Typed, nn.Module):
         torch.Size([2, 18, 4, 5, 5, 5])
     """
 
+    index: torch.Tensor  # buffer
+
     def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular") -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
@@ -62,22 +63,16 @@ class Restrict(Typed, nn.Module):
         self.in_type, self.out_type = FieldType(grp, rep), FieldType(sub, rep)
         self.in_group = grp.name  # the harness acts on the input with group elements
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
-        self._identity = rep == "regular" and R.is_identity(self._index(torch.device("cpu")))
-
-    def _index(self, device: torch.device) -> torch.Tensor:
-        """The slot index on ``device``, from the process-wide cache (:mod:`._tables`)."""
-        return T.restriction(device, self.group, self.subgroup)
-
-    @property
-    def index(self) -> torch.Tensor:
-        """The slot index (regular fields; empty for harmonic ones), a copy: read-only. (It
-        was a buffer before, and is now a process-wide cached table, :mod:`._tables`.)"""
-        if self.rep != "regular":
-            return torch.empty(0, dtype=torch.long)
-        return self._index(torch.device("cpu")).clone()
+        self._identity = False
+        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Nothing to reset: no parameters, and the slot index is a cached table, not state."""
+        """Refill the index buffer (a fixed function of the groups and the field type)."""
+        if self.rep == "regular":
+            index = restriction_index(self.group, self.subgroup)
+            self._identity = R.is_identity(index)
+            self.index = index.to(self.index.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rep == "harmonic":
@@ -85,14 +80,15 @@ class Restrict(Typed, nn.Module):
             return x
         R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}",
                       spatial_dim=self.group.spatial_dim)
-        return R.restrict_regular(x, self._index(x.device), self._identity, self._count)
+        return R.restrict_regular(x, self._buffers_for(x).index, self._identity,
+                                  self._count)
 
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"
         return s + (f", rep={self.rep!r}" if self.rep != "regular" else "")
 
 
-class CosetPool(Typed, nn.Module):
+class CosetPool(Typed, _FixedBuffers):
     """Max (or mean) of a regular field over each left coset ``t_j K`` of a subgroup ``K``.
 
     ``y[c, j] = max_{k in K} x[c, t_j k]``: a function on the ``|G|/|K|`` cosets (rep
@@ -123,6 +119,8 @@ class CosetPool(Typed, nn.Module):
         torch.Size([2, 3, 4, 5, 5])
     """
 
+    index: torch.Tensor  # buffer
+
     def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, "regular", "CosetPool")
@@ -130,25 +128,20 @@ class CosetPool(Typed, nn.Module):
         self.reduction = R.check_reduction(reduction, "CosetPool")
         self.in_type, self.out_type = FieldType.regular(grp), FieldType.quotient(grp, sub)
         self._count = quotient_size(grp, sub)
-        self._identity = R.is_identity(self._index(torch.device("cpu")))
-
-    def _index(self, device: torch.device) -> torch.Tensor:
-        """The cosets' slots on ``device``, from the process-wide cache (:mod:`._tables`)."""
-        return T.sorted_cosets(device, self.group, self.subgroup)
-
-    @property
-    def index(self) -> torch.Tensor:
-        """The cosets' slots, each coset's in slot order (a copy: read-only. It was a buffer
-        before, and is now a process-wide cached table, :mod:`._tables`)."""
-        return self._index(torch.device("cpu")).clone()
+        self._identity = False
+        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Nothing to reset: no parameters, and the slot index is a cached table, not state."""
+        """Refill the index buffer (a fixed function of the groups)."""
+        index = R.sorted_coset_index(self.group, self.subgroup)
+        self._identity = R.is_identity(index)
+        self.index = index.to(self.index.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}",
                       floating=True, spatial_dim=self.group.spatial_dim)
-        return R.pool_cosets(x, self._index(x.device), self._identity, self._count,
+        return R.pool_cosets(x, self._buffers_for(x).index, self._identity, self._count,
                              self.reduction)
 
     def extra_repr(self) -> str:

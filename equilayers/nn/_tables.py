@@ -1,74 +1,55 @@
-"""The integer tables of the modules (a group conv's gather indices, a subgroup's slot
-indices), from a process-wide cache rather than module state.
+"""Integer tables written in place: a module's integer buffers (a group conv's gather indices,
+a subgroup's slot indices) are fixed functions of its constructor's arguments, and a write
+into them gives wrong outputs with no error. ``torch.optim.swa_utils.AveragedModel(...,
+use_buffers=True)`` makes one: it averages every buffer, and torch's averaging of an integer
+tensor computes in floating point and truncates (``7 * 0.9 + 7 * 0.1`` may land on 6).
 
-Each table is a fixed function of a few constructor arguments, so it is looked up by those
-arguments and the device of the tensors it indexes (:func:`~equilayers._cpu_cache.
-device_cache`: the CPU table itself on the CPU, one kept copy per other device, fresh and
-unstored on the meta device and under tracing modes). Nothing of it is on the module: no
-buffer for ``AveragedModel(..., use_buffers=True)`` to average (torch's EMA truncates integer
-buffers), for ``load_state_dict``, ``to_empty()`` or FSDP to overwrite, or for a ``.data`` edit
-to corrupt, and ``state_dict`` never had it (the buffers were non-persistent). Callers index
-with the result and never write to it; the modules' read-only attributes (``expansion_index``,
-``expansion_table``, ``bias_index``, ``index``) return copies.
-
-A table lives as long as its cache entry, not as its modules: up to ``maxsize`` tables per
-function and device stay after the models that read them are gone (a sweep over many layer
-sizes), and each function's ``cache_clear()`` frees them. Every model reads one tensor per
-table on each device, where each module held its own copy before.
+:func:`check_tables` compares each integer buffer it has not seen at its current version with
+the table built afresh (once per new tensor or in-place write, not per call) and raises a
+``RuntimeError`` naming the buffer and the fix where they differ. A write through ``.data``
+bumps no version counter and is not seen (docs/training.md, "Around the training loop").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
+from torch import nn
 
-from .._cpu_cache import device_cache
-from ..functional import _gconv as G
-from ..functional import _gconv3d as G3
-from ..functional import _restrict as R
-from ..functional import _steerable as S
-from ..groups import Group
-from ..groups._subgroups import restriction_index
+__all__ = ["check_tables"]
 
-__all__ = ["gather_index", "inverse_cayley", "gather_table3d", "slot_fields", "restriction",
-           "sorted_cosets"]
+_ATTR = "_tables_seen"
+_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 
 
-@device_cache(maxsize=128)
-def gather_index(group: Group, out_channels: int, in_per_group: int, kernel_size: int,
-                 lifting: bool) -> torch.Tensor:
-    """A pixel group conv's gather index (:func:`~equilayers.functional._gconv.
-    expansion_index`), ``(C_out * |G|, C_in/groups * F_in, k, k)``."""
-    return G.expansion_index(group, out_channels, in_per_group, kernel_size, lifting=lifting)
+def _checkable(b: torch.Tensor | None) -> bool:
+    return (b is not None and type(b) is torch.Tensor and not b.is_floating_point()
+            and not b.is_meta and not _is_wrapped(b) and not b.is_inference())
 
 
-@device_cache(maxsize=16)
-def inverse_cayley(group: Group) -> torch.Tensor:
-    """The slot of ``a^-1 b`` at ``a * |G| + b`` (a steerable regular group conv's gather)."""
-    return S.inverse_cayley_index(group, "cpu")
-
-
-@device_cache(maxsize=128)
-def gather_table3d(group: Group, kernel_size: int, lifting: bool,
-                   in_per_group: int) -> torch.Tensor:
-    """A cube group conv's gather table (:func:`~equilayers.functional._gconv3d.
-    expansion_table`), ``(|G|, C_in/groups, F_in * k^3)``."""
-    return G3.expansion_table(group, kernel_size, lifting=lifting, in_channels=in_per_group)
-
-
-@device_cache(maxsize=128)
-def slot_fields(out_channels: int, fiber: int) -> torch.Tensor:
-    """The field of each output slot, ``arange(C_out).repeat_interleave(fiber)``: the bias
-    per slot is one ``index_select``."""
-    return torch.arange(out_channels).repeat_interleave(fiber)
-
-
-@device_cache(maxsize=32)
-def restriction(group: Group, subgroup: Group) -> torch.Tensor:
-    """:func:`~equilayers.groups._subgroups.restriction_index` (``Restrict``)."""
-    return restriction_index(group, subgroup)
-
-
-@device_cache(maxsize=32)
-def sorted_cosets(group: Group, subgroup: Group) -> torch.Tensor:
-    """:func:`~equilayers.functional._restrict.sorted_coset_index` (``CosetPool``)."""
-    return R.sorted_coset_index(group, subgroup)
+def check_tables(module: nn.Module, rebuild: Callable[[], Mapping[str, torch.Tensor]]) -> None:
+    """Raise ``RuntimeError`` if an integer buffer of ``module`` differs from ``rebuild()``'s
+    table of the same name (``rebuild`` is called only when a buffer is new or was written
+    since the last check)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return
+    seen = module.__dict__.get(_ATTR, {})
+    fresh = {n: b for n, b in module._buffers.items() if b is not None and _checkable(b)
+             and (n not in seen or seen[n][0] is not b or seen[n][1] != b._version)}
+    if not fresh:
+        return
+    built = rebuild()
+    for n, b in fresh.items():
+        want = built[n]
+        if want.shape != b.shape or not torch.equal(want.to(b.device), b):
+            name = type(module).__name__
+            raise RuntimeError(
+                f"{name}: its buffer {n!r}, an integer table fixed by the constructor's "
+                "arguments, holds other values than the ones it was built with: something "
+                "wrote to it in place, e.g. torch.optim.swa_utils.AveragedModel(..., "
+                "use_buffers=True), whose averaging truncates integer buffers; its outputs "
+                f"would be wrong. Rebuild the tables with model.to({str(b.device)!r}) (every "
+                ".to() rebuilds them) and average only the floating-point buffers (docs/"
+                "training.md, 'Around the training loop')")
+    module.__dict__[_ATTR] = {**seen, **{n: (b, b._version) for n, b in fresh.items()}}
