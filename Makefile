@@ -42,7 +42,7 @@ test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py tests/test_interop.py \
 	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py tests/test_escnn_so2.py \
-	    tests/test_escnn_models.py tests/test_docs.py \
+	    tests/test_escnn_models.py tests/test_escnn_migration.py tests/test_docs.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 
