@@ -16,8 +16,8 @@ the last expanded filter and bias together with
   buffers also by version counter; holding them keeps their identities from being reused;
 - a copy of the floating-point buffers' values (the bases, small next to the filter),
   compared with ``torch.equal``: an edit through ``.data`` does not bump the version counter.
-  The integer tables (gather indices, as large as the expanded filter) are compared by
-  version only, so a write to them through ``.data`` is not seen (docs/training.md);
+  The integer tables (gather indices, one output field's share of the expanded filter) are
+  compared by version only, so a write to them through ``.data`` is not seen (docs/training.md);
 - the module's expansion settings, and the autocast state of the parameters' device (the
   expansion's matmul runs in the autocast dtype: a filter made under ``torch.autocast`` is
   not the one a plain call computes).

@@ -313,7 +313,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
         if self.basis == "pixel":
             return {"expansion_index": G.expansion_index(
-                self.group, self.out_channels, self.in_channels // self.groups,
+                self.group, self.in_channels // self.groups,
                 self.kernel_size[0], lifting=self.lifting, device=device)}
         if self.out_rep == "regular" and not self.lifting:
             return {"expansion_index": S.inverse_cayley_index(self.group, device)}
