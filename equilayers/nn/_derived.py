@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._tables import check_tables
+from ._tables import check_tables, integer_tables
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -36,12 +36,19 @@ class _FixedBuffers(nn.Module):
     if TYPE_CHECKING:  # every subclass defines it
         def reset_parameters(self) -> None: ...
 
+    def _derived(self) -> list[torch.Tensor]:
+        """The buffers and the integer tables (plain attributes, :mod:`._tables`)."""
+        return ([b for b in self._buffers.values() if b is not None]
+                + list(integer_tables(self).values()))
+
     def _refill(self) -> None:
-        if not any(b is not None and b.is_meta for b in self._buffers.values()):
+        if not any(b.is_meta for b in self._derived()):
             self.reset_parameters()
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
+        for n, t in integer_tables(self).items():  # to the device ``fn`` moves tensors to
+            self.__dict__[n] = fn(t)                # (refilled with the right values below)
         self._refill()
         return out
 
@@ -51,15 +58,17 @@ class _FixedBuffers(nn.Module):
 
     def _buffers_for(self, x) -> Self:
         """``self``, or (when the buffers are still on the meta device and ``x`` is not) a
-        shallow copy holding buffers built for ``x``'s device. Raises where an integer buffer
+        shallow copy holding buffers built for ``x``'s device. Raises where an integer table
         was overwritten (:func:`._tables.check_tables`)."""
         check_tables(self, self._built_buffers)
         if not isinstance(x, torch.Tensor) or x.is_meta or not any(
-                b is not None and b.is_meta for b in self._buffers.values()):
+                b.is_meta for b in self._derived()):
             return self
         tmp = copy.copy(self)
         tmp._buffers = {n: None if b is None else torch.empty_like(b, device=x.device)
                         for n, b in self._buffers.items()}
+        for n, t in integer_tables(self).items():
+            tmp.__dict__[n] = torch.empty_like(t, device=x.device)
         tmp.reset_parameters()
         return tmp
 
@@ -70,7 +79,8 @@ class _FixedBuffers(nn.Module):
         tmp._buffers = {n: None if b is None else torch.empty_like(b)
                         for n, b in self._buffers.items()}
         tmp.reset_parameters()
-        return {n: b for n, b in tmp._buffers.items() if b is not None}
+        return {**{n: b for n, b in tmp._buffers.items() if b is not None},
+                **integer_tables(tmp)}
 
 
 def _five_d_as_four_d(fn):

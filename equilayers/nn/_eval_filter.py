@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from .._checks import autocast_on
+from ._tables import integer_tables
 
 __all__ = ["EvalFilterMixin", "eval_filter"]
 
@@ -84,7 +85,7 @@ def eval_filter(module: nn.Module, settings: tuple,
     if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
             or torch.compiler.is_compiling()):
         return compute()
-    buffers = tuple(module._buffers.values())
+    buffers = tuple(module._buffers.values()) + tuple(integer_tables(module).values())
     device_type = next(p.device.type for p in params if p is not None)
     amp = autocast_on(device_type)
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)

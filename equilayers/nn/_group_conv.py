@@ -24,7 +24,7 @@ from ._conv_base import _ExactConvMixin
 from ._derived import _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
-from ._tables import check_tables
+from ._tables import check_tables, table_on
 from ._typed import Typed
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
@@ -45,7 +45,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     filter_basis: torch.Tensor
     group_basis: torch.Tensor
     basis_scale: torch.Tensor
-    expansion_index: torch.Tensor
+    expansion_index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
+    _table_names = ("expansion_index",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -119,8 +120,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.register_buffer("expansion_index", torch.empty(0, dtype=torch.long, device=device),
-                             persistent=False)
+        # an integer table, a plain attribute (nn/_tables.py: not a buffer)
+        self.expansion_index = torch.empty(0, dtype=torch.long, device=device)
         if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
             self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
         if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
@@ -193,12 +194,13 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             w: torch.Tensor = self.weight
             if self._fourier_axis:
                 w = G.from_fourier(w, self.group_basis)
-            return G.gather_expanded(w, self.expansion_index)
+            return G.gather_expanded(w, table_on(self.expansion_index, w.device))
         if self.out_rep == "regular":
             if self.lifting:
                 return SE.expand_regular(self.weight, self.filter_basis,
                                         scale=self.basis_scale)
-            return SE.expand_regular(self.weight, self.filter_basis, self.expansion_index,
+            return SE.expand_regular(self.weight, self.filter_basis,
+                                    table_on(self.expansion_index, self.weight.device),
                                     self.group_basis, self.basis_scale)
         return SE.expand_steerable(self.weight, self.filter_basis, self.groups)
 
@@ -310,7 +312,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
                                                       copy=True)
 
     def _index_tables(self, device) -> dict[str, torch.Tensor]:
-        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
+        """The integer tables built afresh (what :func:`._tables.check_tables` compares)."""
         if self.basis == "pixel":
             return {"expansion_index": G.expansion_index(
                 self.group, self.in_channels // self.groups,

@@ -21,7 +21,7 @@ from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
-from ._tables import check_tables
+from ._tables import check_tables, table_on
 from ._typed import Typed
 
 __all__ = ["LiftingConv3d", "GroupConv3d"]
@@ -35,8 +35,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     lifting: bool = False
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
-    expansion_table: torch.Tensor  # derived buffers: the gather table, the field per slot
+    # integer tables (nn/_tables.py, not buffers): the gather table, the field per slot
+    expansion_table: torch.Tensor
     bias_index: torch.Tensor
+    _table_names = ("expansion_table", "bias_index")
 
     #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
     #: group convs).
@@ -109,10 +111,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if basis == "harmonic":  # (n, k^3), filled by reset_parameters
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.register_buffer("expansion_table", torch.empty(0, dtype=torch.long,
-                                                            device=device), persistent=False)
-        self.register_buffer("bias_index", torch.empty(0, dtype=torch.long, device=device),
-                             persistent=False)
+        # integer tables, plain attributes (nn/_tables.py: not buffers)
+        self.expansion_table = torch.empty(0, dtype=torch.long, device=device)
+        self.bias_index = torch.empty(0, dtype=torch.long, device=device)
         self.reset_parameters()
 
     # --- parameters and derived buffers ----------------------------------------------------
@@ -149,7 +150,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             setattr(self, name, table)
 
     def _index_tables(self, device) -> dict[str, torch.Tensor]:
-        """The integer buffers built afresh (what :func:`._tables.check_tables` compares)."""
+        """The integer tables built afresh (what :func:`._tables.check_tables` compares)."""
         return {"expansion_table": G3.expansion_table(
                     self.group, self.kernel_size[0], lifting=self.lifting,
                     in_channels=self.in_channels // self.groups, device=device),
@@ -182,7 +183,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
         coefficients times the basis rows (one matmul)."""
         check_tables(self, lambda: self._index_tables(self.weight.device))
-        return G3.expand_filter3d(self.voxel_filter(), self.expansion_table)
+        w = self.voxel_filter()
+        return G3.expand_filter3d(w, table_on(self.expansion_table, w.device))
 
     def voxel_filter(self) -> torch.Tensor:
         """The ``k x k x k`` filters the weight stands for: the weight itself (``"voxel"``),
@@ -207,7 +209,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The expanded filter and the bias per output slot."""
-        bias = None if self.bias is None else self.bias.index_select(0, self.bias_index)
+        bias = (None if self.bias is None
+                else self.bias.index_select(0, table_on(self.bias_index, self.bias.device)))
         return self.expanded_filter(), bias
 
     def _forward_checks(self, x: torch.Tensor) -> bool:

@@ -9,6 +9,7 @@ from ..functional import _restrict as R
 from ..groups import FieldType, GroupLike
 from ..groups._subgroups import quotient_size, restriction_index
 from ._derived import _FixedBuffers
+from ._tables import table_on
 from ._typed import Typed
 
 __all__ = ["Restrict", "CosetPool"]
@@ -54,7 +55,8 @@ class Restrict(Typed, _FixedBuffers):
         torch.Size([2, 18, 4, 5, 5, 5])
     """
 
-    index: torch.Tensor  # buffer
+    index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
+    _table_names = ("index",)
 
     def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular") -> None:
         super().__init__()
@@ -64,11 +66,11 @@ class Restrict(Typed, _FixedBuffers):
         self.in_group = grp.name  # the harness acts on the input with group elements
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
         self._identity = False
-        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.index = torch.empty(0, dtype=torch.long)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Refill the index buffer (a fixed function of the groups and the field type)."""
+        """Refill the index table (a fixed function of the groups and the field type)."""
         if self.rep == "regular":
             index = restriction_index(self.group, self.subgroup)
             self._identity = R.is_identity(index)
@@ -80,8 +82,8 @@ class Restrict(Typed, _FixedBuffers):
             return x
         R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}",
                       spatial_dim=self.group.spatial_dim)
-        return R.restrict_regular(x, self._buffers_for(x).index, self._identity,
-                                  self._count)
+        index = table_on(self._buffers_for(x).index, x.device)
+        return R.restrict_regular(x, index, self._identity, self._count)
 
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"
@@ -119,7 +121,8 @@ class CosetPool(Typed, _FixedBuffers):
         torch.Size([2, 3, 4, 5, 5])
     """
 
-    index: torch.Tensor  # buffer
+    index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
+    _table_names = ("index",)
 
     def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
         super().__init__()
@@ -129,11 +132,11 @@ class CosetPool(Typed, _FixedBuffers):
         self.in_type, self.out_type = FieldType.regular(grp), FieldType.quotient(grp, sub)
         self._count = quotient_size(grp, sub)
         self._identity = False
-        self.register_buffer("index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.index = torch.empty(0, dtype=torch.long)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Refill the index buffer (a fixed function of the groups)."""
+        """Refill the index table (a fixed function of the groups)."""
         index = R.sorted_coset_index(self.group, self.subgroup)
         self._identity = R.is_identity(index)
         self.index = index.to(self.index.device)
@@ -141,7 +144,8 @@ class CosetPool(Typed, _FixedBuffers):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         R.check_fiber(x, int(self.group.order), "CosetPool", f"regular {self.group.name}",
                       floating=True, spatial_dim=self.group.spatial_dim)
-        return R.pool_cosets(x, self._buffers_for(x).index, self._identity, self._count,
+        index = table_on(self._buffers_for(x).index, x.device)
+        return R.pool_cosets(x, index, self._identity, self._count,
                              self.reduction)
 
     def extra_repr(self) -> str:
