@@ -9,6 +9,7 @@ layer of the package (``groups``, ``functional``, ``kernels``, ``nn``, ``metrics
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -223,6 +224,26 @@ def check_float_dtype(value: Any, name: str = "dtype", what: str = "", *,
         raise _err(TypeError, what, name, value, "a floating-point torch.dtype such as "
                    "torch.float32 or torch.float64" + (" (or None)" if optional else ""))
     return value
+
+
+#: Whether this torch's ``nn.BatchNorm*d`` take ``bias=`` (torch 2.12 and later; before, an
+#: affine batch norm always has a bias). The one feature test of it: torch releases are named
+#: in pyproject.toml's ``torch>=`` floor, not sniffed here.
+BATCH_NORM_TAKES_BIAS = "bias" in inspect.signature(torch.nn.BatchNorm3d.__init__).parameters
+
+
+def batch_norm_bias(bias: bool, affine: bool, what: str) -> dict[str, bool]:
+    """The keyword arguments that make an ``nn.BatchNorm*d`` (or a subclass) have a bias iff
+    ``affine and bias``: none where torch's default already does (``bias=True``, or no affine
+    parameters at all), ``{"bias": False}`` where torch takes it, else ``TypeError``."""
+    if bias or not affine:
+        return {}
+    if not BATCH_NORM_TAKES_BIAS:
+        raise _err(TypeError, what, "bias", False,
+                   f"True with affine=True on torch {torch.__version__} (nn.BatchNorm3d takes "
+                   "bias= from torch 2.12 on)", "upgrade torch to 2.12 or later, or keep "
+                   "bias=True (or affine=False, which has neither weight nor bias)")
+    return {"bias": False}
 
 
 _CONVERT = {torch.float32: "float", torch.float64: "double", torch.float16: "half",

@@ -141,7 +141,7 @@ def _plain_bn(m: nn.BatchNorm3d) -> nn.BatchNorm3d:
     bn = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
                         device=None if ref is None else ref.device,
                         dtype=None if ref is None else ref.dtype,
-                        bias=not m.affine or m.bias is not None)
+                        **C.batch_norm_bias(m.bias is not None, m.affine, "export"))
     bn.load_state_dict(m.state_dict())
     return bn
 

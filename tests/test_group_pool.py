@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equilayers._checks import BATCH_NORM_TAKES_BIAS
 from equilayers.functional import (
     group_avg_pool2d,
     group_batch_norm,
@@ -122,6 +123,8 @@ def test_group_pool_max_double_backward(gen):
     assert torch.autograd.gradgradcheck(lambda t: group_pool(t, "max"), (x,))
 
 
+@pytest.mark.skipif(not BATCH_NORM_TAKES_BIAS, reason="torch < 2.12: nn.BatchNorm3d has no "
+                    "bias= (test_group_batch_norm_on_a_torch_without_bias covers it)")
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5, 5), (2, 3, 24, 3, 3, 3)])
 def test_group_batch_norm_bias_false_as_torch(shape):
     """``bias=False`` (keyword-only, as torch's batch norms take it and as the repr shows it):
@@ -136,3 +139,35 @@ def test_group_batch_norm_bias_false_as_torch(shape):
     assert cls(3).bias is not None  # the control: the default keeps the bias
     with pytest.raises(TypeError, match=r"bias='no' must be True or False"):
         cls(3, bias="no")
+
+
+def test_group_batch_norm_on_a_torch_without_bias(monkeypatch):
+    """On torch < 2.12 (``nn.BatchNorm3d`` takes no ``bias=``, simulated here by its old
+    constructor) the group batch norms and ``export`` still build: the default passes no
+    ``bias=`` (they raised torch's ``unexpected keyword argument 'bias'`` for every
+    ``GroupBatchNorm2d(C)``), ``affine=False`` needs none, and ``bias=False`` says which torch
+    has it."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    import equilayers
+    from equilayers import _checks
+    from equilayers.nn import GroupBatchNorm3d
+
+    real = _BatchNorm.__init__
+
+    def old_init(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, device=None, dtype=None):
+        real(self, num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    monkeypatch.setattr(_BatchNorm, "__init__", old_init)
+    monkeypatch.setattr(_checks, "BATCH_NORM_TAKES_BIAS", False)
+    with pytest.raises(TypeError, match="bias"):  # the control: the old constructor refuses it
+        nn.BatchNorm3d(3, bias=True)
+    for cls in (GroupBatchNorm2d, GroupBatchNorm3d):
+        assert cls(3).bias is not None
+        assert cls(3, affine=False, bias=False).weight is None
+        with pytest.raises(TypeError, match=r"bias=False must be True with affine=True on torch "
+                                            r".*upgrade torch to 2\.12 or later"):
+            cls(3, bias=False)
+    plain = equilayers.export(nn.Sequential(GroupBatchNorm2d(3).eval()))
+    assert isinstance(plain[0], nn.BatchNorm3d) and plain[0].bias is not None

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_dtype_match, check_flag, check_float_dtype, check_int
+from .._checks import (
+    batch_norm_bias,
+    check_dtype_match,
+    check_flag,
+    check_float_dtype,
+    check_int,
+)
 from ..functional._group_norm import check_input, check_norm_args
 from ..groups import FieldType
 from ._typed import Typed
@@ -25,7 +31,7 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
         check_float_dtype(dtype, "dtype", what)
         check_flag(bias, "bias", what)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
-                         bias=bias)
+                         **batch_norm_bias(bias, affine, what))
 
 
 class GroupBatchNorm2d(_GroupBatchNorm):
