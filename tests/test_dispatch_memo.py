@@ -8,6 +8,8 @@ that the first call did fill the memo, so none passes with the memo switched off
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 import torch
 from _refs import DEVICE
@@ -125,6 +127,39 @@ def test_a_replaced_op_and_the_switches_reroute(plain, monkeypatch):
     with register_op(_op(calls, "new ")):  # the same name, another op
         kernels.dispatch("toy_memo", x)
     assert calls == ["old first", "old second", "old reference", "old reference", "new first"]
+
+
+class _Untraceable(Mapping):
+    """A ``fast`` table any lookup in which fails, as one in ``op.fast`` (a MappingProxyType)
+    does inside the dynamo of torch 2.4-2.6 (``Unsupported: call_method
+    UserDefinedObjectVariable(mappingproxy) get``)."""
+
+    def __getitem__(self, key):
+        raise AssertionError(f"op.fast[{key!r}] was read while tracing")
+
+    def __iter__(self):
+        raise AssertionError("op.fast was iterated while tracing")
+
+    def __len__(self):
+        raise AssertionError("len(op.fast) was read while tracing")
+
+
+def test_tracing_takes_the_reference_without_reading_the_fast_table(plain, monkeypatch):
+    """Under torch.compile/export/jit.trace the route is the reference, decided before
+    ``op.fast`` is read: reading it first broke ``torch.compile(fullgraph=True)`` of every op
+    with a fast path on torch 2.4 to 2.6 (test_blur's and test_polyphase's
+    ``test_compile_fullgraph`` failed there)."""
+    calls: list[str] = []
+    x = torch.randn(2, 3, 8, 8)
+    op = _op(calls)
+    with register_op(op):
+        assert kernels.choose("toy_memo", x).fast_path == "first"  # the control: eager, fast
+        object.__setattr__(op, "fast", _Untraceable())  # (a frozen dataclass)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        choice = kernels.choose("toy_memo", x)
+        assert choice.path == "reference" and "tracing" in choice.reason
+        kernels.dispatch("toy_memo", x)
+    assert calls == ["reference"]
 
 
 def test_the_memo_stays_bounded(plain):

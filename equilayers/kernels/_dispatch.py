@@ -323,12 +323,13 @@ def _decide(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     ok, reason = _triton_support(op, op_name, x, kwargs)
     if ok:
         return Choice("triton", None, reason)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # before reading op.fast: a
+        # MappingProxyType, a lookup in which the dynamo of torch 2.4-2.6 cannot trace
+        return Choice("reference", None, f"tracing (torch.compile/export/jit.trace) takes the "
+                      f"reference, which the compiler fuses itself (no kernel: {reason})")
     paths = op.fast.get(x.device.type, ()) if op is not None else ()
     if op is None or not paths:  # (no op: no fast path)
         return Choice("reference", None, reason)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return Choice("reference", None, f"tracing (torch.compile/export/jit.trace) takes the "
-                      f"reference, which the compiler fuses itself (no kernel: {reason})")
     if x.dtype not in op.fast_dtypes:
         names = " and ".join(_name(d) for d in op.fast_dtypes)
         return Choice("reference", None, f"the fast path takes {names}, not {_name(x.dtype)} "
