@@ -428,6 +428,37 @@ def test_torch_func_transforms(name, transform):
         torch.testing.assert_close(tangent, fd, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["GroupConv3d", "SteerableConv3d", "ExpandedGroupConv2d"])
+def test_grid_tables_first_built_inside_torch_func_grad(name, monkeypatch):
+    """A module's first call inside ``torch.func.grad`` builds its grid tables there (which
+    dims the group moves and trades, read off the group's matrices): torch 2.4-2.6 cannot read
+    the values of a tensor made inside ``grad``/``jvp`` (every new one is wrapped), and
+    test_torch_func_transforms failed so for every 3-D group module and ExpandedGroupConv2d.
+    Simulated on any torch by a ``tolist`` that refuses wrapped tensors, as those releases do
+    (the control shows it refuses)."""
+    from equilayers.groups import _actions
+
+    real = torch.Tensor.tolist
+
+    def tolist(self):
+        if torch._C._functorch.is_functorch_wrapped_tensor(self):
+            raise RuntimeError("Cannot access data pointer of Tensor that doesn't have storage")
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    with pytest.raises(RuntimeError, match="data pointer"):
+        torch.func.grad(lambda t: t.sum() * len(torch.zeros(2).tolist()))(torch.ones(2))
+    _actions.grid_moves.cache_clear()
+    _actions._grid_ops_of.cache_clear()
+    m, args = _model(name)
+    m.eval()
+    x, rest = args[0], args[1:]
+    g = torch.func.grad(lambda t: _first(m(t, *rest)).square().sum())(x)
+    leaf = x.clone().requires_grad_(True)
+    _first(m(leaf, *rest)).square().sum().backward()
+    _same(g, leaf.grad, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_empty_batch(name):
     """A batch of 0 samples gives an empty output of the right shape (as ``nn.Conv2d``) and

@@ -33,7 +33,7 @@ from ..groups import CubicGroup, GroupLike, act, get
 from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
-from ..groups._transforms import grid_ops, int_rows
+from ..groups._transforms import element_rows, grid_ops
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
 
@@ -184,7 +184,7 @@ def _traded(grp: CubicGroup) -> list[tuple[int, int]]:
     """Pairs ``(i, j)`` of dims (0 depth, 1 height, 2 width) that some element exchanges."""
     pairs: set[tuple[int, int]] = set()
     for g in grp.elements():
-        _, source = grid_ops(int_rows(grp.matrix(g)))
+        _, source = grid_ops(element_rows(grp, g))
         for k, j in enumerate(source):  # coordinate k (dim -(k+1)) from coordinate j
             if j != k:
                 pairs.add((min(2 - k, 2 - j), max(2 - k, 2 - j)))

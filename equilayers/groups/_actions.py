@@ -37,7 +37,7 @@ from ._registry import get
 from ._so3 import SO3Element, rotate3d
 from ._spherical import wigner_blocks
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
-from ._transforms import _check_spatial, apply_grid_ops, flip, grid_ops, int_rows, rotate
+from ._transforms import _check_spatial, apply_grid_ops, element_rows, flip, grid_ops, rotate
 
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
 
@@ -124,7 +124,7 @@ def act_spatial(x: torch.Tensor, g: Element, *, mode: str = "bilinear") -> torch
 @functools.lru_cache(maxsize=1024)
 def _grid_ops_of(g: Element) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """:func:`grid_ops` of a grid element's matrix; ``None`` off the grid."""
-    return grid_ops(int_rows(g.group.matrix(g))) if g.group.is_grid(g) else None
+    return grid_ops(element_rows(g.group, g)) if g.group.is_grid(g) else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -135,7 +135,7 @@ def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
     sub = group.grid_subgroup()
     dims, swaps = set(), False
     for g in sub.elements():
-        flips, source = grid_ops(int_rows(sub.matrix(g)))
+        flips, source = grid_ops(element_rows(sub, g))
         moved = {-(k + 1) for k, j in enumerate(source) if j != k}
         dims |= set(flips) | moved
         swaps = swaps or bool(moved)

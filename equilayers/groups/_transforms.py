@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+
+if TYPE_CHECKING:
+    from ._group import Element, Group
 
 __all__ = [
     "rot90",
@@ -95,6 +99,15 @@ def grid_ops(matrix: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], tupl
 def int_rows(matrix: torch.Tensor) -> tuple[tuple[int, ...], ...]:
     """A signed permutation matrix as rows of ints (the key of :func:`grid_ops`)."""
     return tuple(tuple(int(v) for v in row) for row in matrix.tolist())
+
+
+def element_rows(group: Group, g: Element) -> tuple[tuple[int, ...], ...]:
+    """:func:`int_rows` of a grid element's ``group.matrix(g)``, made and read outside any
+    ``torch.func`` transform (the matrix is a constant): inside ``torch.func.grad``/``jvp``
+    every new tensor is wrapped, and torch 2.4-2.6 cannot read a wrapped tensor's values
+    (``RuntimeError: Cannot access data pointer of Tensor that doesn't have storage``)."""
+    with torch._C._DisableFuncTorch():
+        return int_rows(group.matrix(g))
 
 
 def apply_grid_matrix(x: torch.Tensor, matrix: torch.Tensor, what: str = "rot90"
