@@ -211,3 +211,87 @@ def test_make_runs_every_escnn_test_file_in_the_peers_venv():
     needs = {p.name for p in (root / "tests").glob("test_*.py")
              if re.search(r"^from _peers import .*ESCNN_MISSING", p.read_text(), re.M)}
     assert needs and needs <= listed, sorted(needs - listed)
+
+
+#: The list of torch names equilayers/ uses, each checked present on the release that
+#: pyproject.toml's ``torch>=`` floor names (its first line says which).
+TORCH_FLOOR_APIS = Path(__file__).parent / "torch_floor_apis.txt"
+
+
+def _torch_names() -> dict[str, set[str]]:
+    """Every dotted torch name used under ``equilayers/`` (``ast``), with the files using it:
+    ``torch.a.b`` attribute chains, ``nn.X``/``F.X`` in a file that imports torch's ``nn`` or
+    ``functional`` under that name, and ``from torch.a import b``. Keyword arguments are not
+    names (``nn.BatchNorm3d(..., bias=)`` needs torch 2.12): the floor's test run finds them."""
+    import ast
+
+    def chain(node: ast.AST) -> list[str] | None:
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        return [node.id, *parts[::-1]] if isinstance(node, ast.Name) else None
+
+    names: dict[str, set[str]] = {}
+    root = Path(equilayers.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        src = path.read_text()
+        alias = {"torch": "torch"}
+        if "from torch import nn" in src:
+            alias["nn"] = "torch.nn"
+        if "import torch.nn.functional as F" in src:
+            alias["F"] = "torch.nn.functional"
+        for node in ast.walk(ast.parse(src)):
+            found = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+                found = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Store):
+                parts = chain(node)
+                if parts and parts[0] in alias and not parts[1:2] == ["ops"]:
+                    found = [".".join([alias[parts[0]], *parts[1:]])]
+            for name in found:
+                names.setdefault(name, set()).add(str(path.relative_to(root.parent)))
+    # a chain's prefixes are attribute nodes of their own: keep the longest
+    return {n: f for n, f in names.items() if not any(m.startswith(n + ".") for m in names)}
+
+
+def test_every_torch_name_used_is_checked_on_the_torch_floor():
+    """A torch API that came after pyproject's ``torch>=`` floor is an AttributeError in the
+    middle of a forward for a user on the floor release (``torch.amp.is_autocast_available``
+    came in 2.4, with a floor of 2.1 declared). Every torch name the package uses must be in
+    tests/torch_floor_apis.txt, the list checked on the floor release; and every name listed
+    must exist on the torch running this test (run on the floor release, that is the check).
+    The control: a name the package does not use is not found, one it does is."""
+    import importlib
+
+    import torch
+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    floor = re.search(r'"torch>=([0-9.]+)"', pyproject.read_text())
+    lines = TORCH_FLOOR_APIS.read_text().splitlines()
+    assert floor and lines[0] == f"# torch>={floor.group(1)}", (
+        f"{TORCH_FLOOR_APIS.name} was checked on {lines[0]!r}, pyproject.toml's floor is "
+        f"{floor and floor.group(0)}: check the list on the new floor and update its first line")
+    listed = {line for line in lines[1:] if line and not line.startswith("#")}
+    used = _torch_names()
+    assert "torch.nn.functional.pad" in used and "torch.no_such_api" not in used  # control
+    assert listed <= set(used), f"listed, no longer used: {sorted(listed - set(used))}"
+    new = {n: sorted(f) for n, f in used.items() if n not in listed}
+    assert not new, (
+        f"equilayers uses torch names not checked on torch {floor.group(1)} (pyproject's "
+        f"floor): {new}. Check each exists there (a venv with torch=={floor.group(1)}) and add it "
+        f"to tests/{TORCH_FLOOR_APIS.name}, or raise the floor")
+    missing = []
+    for name in sorted(listed):
+        obj: object = torch
+        parts = name.split(".")
+        for i, part in enumerate(parts[1:], 1):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                try:
+                    obj = importlib.import_module(".".join(parts[: i + 1]))
+                except ImportError:
+                    missing.append(name)
+                    break
+    assert not missing, f"torch {torch.__version__} lacks {missing}, which equilayers uses"
