@@ -46,7 +46,8 @@ class CachedFunction(Protocol[T]):
 
 def _plain_cpu(obj: Any) -> bool:
     if isinstance(obj, torch.Tensor):
-        return type(obj) is torch.Tensor and obj.device.type == "cpu"
+        return (type(obj) is torch.Tensor and obj.device.type == "cpu"
+                and not torch._C._functorch.is_functorch_wrapped_tensor(obj))
     if isinstance(obj, (tuple, list)):
         return all(_plain_cpu(o) for o in obj)
     return True
@@ -88,7 +89,10 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
                     counts["hits"] += 1
                     return store[args]
                 counts["misses"] += 1
-            with _untraced():
+            # functorch off: inside torch.func.grad/jvp every new tensor is wrapped, and a
+            # wrapped table kept here would outlive its transform (torch 2.4-2.6 cannot even
+            # read its values); the table takes no differentiable input
+            with _untraced(), torch._C._DisableFuncTorch():
                 if torch.get_default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
                 else:

@@ -304,3 +304,21 @@ def test_offgrid_error_of_settings(group, settings, bound):
         worst = max(worst, rep.error)
     assert 1e-3 < worst < bound, worst
     assert not math.isnan(worst)
+
+
+def test_torch_func_does_not_poison_the_caches():
+    """A table first built inside ``torch.func.grad`` (every new tensor there is wrapped) was
+    kept wrapped in the process-wide cache, outliving its transform (torch 2.4-2.6 cannot read
+    such a tensor's values). The control: the same build inside the transform, uncached, is
+    wrapped."""
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    G._index_cpu.cache_clear()
+    seen = []
+
+    def f(x):
+        seen.append(wrapped(G._index_cpu.__wrapped__(get("c4"), 4, 3)))
+        return (x * G._index_cpu(get("c4"), 4, 3).sum()).sum()
+
+    torch.func.grad(f)(torch.tensor(1.0))
+    assert seen == [True]
+    assert not wrapped(G._index_cpu(get("c4"), 4, 3))
