@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import torch
 
-__all__ = ["cpu_cache"]
+__all__ = ["cpu_cache", "default_device"]
 
 T = TypeVar("T")
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
@@ -42,6 +42,14 @@ class CachedFunction(Protocol[T]):
     cache_info: Callable[[], CacheInfo]
 
     def __call__(self, *args: Any) -> T: ...
+
+
+def default_device() -> torch.device:
+    """The device a factory function given no ``device=`` uses here: the innermost ``with
+    torch.device(...)``, else ``torch.set_default_device``'s. (``torch.get_default_device()``
+    of torch 2.6 ignores the ``with`` form: under ``with torch.device("meta"):`` it said
+    "cpu", the caches built their tables on meta, and steerable convs failed to build.)"""
+    return torch.empty(0).device
 
 
 def _plain_cpu(obj: Any) -> bool:
@@ -93,7 +101,7 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
             # wrapped table kept here would outlive its transform (torch 2.4-2.6 cannot even
             # read its values); the table takes no differentiable input
             with _untraced(), torch._C._DisableFuncTorch():
-                if torch.get_default_device().type == "cpu":  # already: no mode in every call
+                if default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
                 else:
                     with torch.device("cpu"):

@@ -322,3 +322,19 @@ def test_torch_func_does_not_poison_the_caches():
     torch.func.grad(f)(torch.tensor(1.0))
     assert seen == [True]
     assert not wrapped(G._index_cpu(get("c4"), 4, 3))
+
+
+def test_caches_see_the_device_context_without_get_default_device(monkeypatch):
+    """``torch.get_default_device()`` of torch 2.6 ignores ``with torch.device("meta"):``
+    (it said "cpu"), so the caches built their tables inside that context on meta and a
+    steerable conv failed to build (2.13's sees the context). The caches now ask a factory
+    function; here 2.6's answer is imitated, and the build must still work."""
+    monkeypatch.setattr(torch, "get_default_device", lambda: torch.device("cpu"))
+    S._cached.cache_clear()
+    S._irrep_scale.cache_clear()
+    G._index_cpu.cache_clear()
+    with torch.device("meta"):
+        convs = [LiftingConv2d(2, 2, 5, group="so2", max_order=2, sigma=0.5),
+                 GroupConv2d(2, 2, 5, group="c8"), GroupConv2d(2, 2, 3, group="p4")]
+    assert all(c.weight.is_meta for c in convs)
+    assert G._index_cpu(get("c4"), 4, 3).device.type == "cpu"

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import torch
 
 from .. import _checks as C
-from .._cpu_cache import cpu_cache
+from .._cpu_cache import cpu_cache, default_device
 from ..groups import Group, GroupLike, get
 from ..groups._fourier_basis import fourier_row_dims, group_fourier_basis
 from ..groups._group import inverse_cayley_table
@@ -256,7 +256,7 @@ def inverse_cayley_index(group: GroupLike, device=None) -> torch.Tensor:
     """``idx[a * |G| + b]`` = slot of ``a^-1 b`` for the regular fiber order of a finite group
     (int64, ``(|G|^2,)``, on ``device``, default the default device): row ``a^-1`` of the
     Cayley table."""
-    device = torch.get_default_device() if device is None else device
+    device = default_device() if device is None else device
     return inverse_cayley_table(get(group)).reshape(-1).to(device, copy=True)
 
 
