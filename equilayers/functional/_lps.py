@@ -97,7 +97,10 @@ def isotropic_filter(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _autocast_off(device_type: str):
-    if torch.amp.is_autocast_available(device_type):
+    # (a constant tuple while compiling: the dynamo of torch 2.6 cannot trace
+    # torch.amp.is_autocast_available, and fullgraph compile / export failed on it)
+    if (device_type in ("cpu", "cuda") if torch.compiler.is_compiling()
+            else torch.amp.is_autocast_available(device_type)):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
 
