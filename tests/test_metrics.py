@@ -1,6 +1,9 @@
 """equilayers.metrics: known values, invariant-by-construction models, controls, bad input."""
 
 import math
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
@@ -151,6 +154,37 @@ def test_lie_derivative_known_and_zero(gen):
     sym = symmetrized_conv2d(3, 2, 3, "d4")
     sym.padding_mode = "circular"
     assert metrics.lie_derivative(sym, x, "rotate") < metrics.lie_derivative(conv, x, "rotate")
+
+
+def test_lie_derivative_keeps_torchs_forward_ad_import_quiet():
+    """torch's forward-mode AD imports ``torch._decomp.decompositions_for_jvp`` the first time a
+    process uses it, and that import calls ``torch.jit.script``: a DeprecationWarning in torch
+    2.13, a FutureWarning (shown by default) from 2.15 on, printed to a user of the metric who
+    never called TorchScript. A fresh process, since the import happens once; -W error turns
+    any warning into a failure on either version."""
+    code = ("import torch, equilayers\n"
+            "net = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode='circular').double()\n"
+            "x = torch.randn(2, 1, 7, 7, dtype=torch.float64)\n"
+            "print(equilayers.metrics.lie_derivative(net, x, 'rotate') > 0)\n")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+def test_lie_derivative_leaves_the_models_own_warnings_alone(gen):
+    """Control for the filter above: it matches torch's module only, so the same message
+    warned by the model (or any other warning) still reaches the caller."""
+    message = "`torch.jit.script` is deprecated. Please switch to `torch.compile`."
+
+    def noisy(t):
+        warnings.warn(message, FutureWarning, stacklevel=1)
+        warnings.warn("the model's own warning", UserWarning, stacklevel=1)
+        return t.sum(dim=(1, 2, 3))[:, None]
+
+    x = torch.randn(2, 1, 6, 6, generator=gen, dtype=torch.float64)
+    with pytest.warns(FutureWarning, match=r"`torch\.jit\.script` is deprecated"), \
+            pytest.warns(UserWarning, match="the model's own warning"):
+        metrics.lie_derivative(noisy, x, "translate_x", out_rep="invariant")
 
 
 def test_deformation_stability(gen):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -50,6 +52,20 @@ def _shear_rotate(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     x = _axis_shift(x, a * y_up, -1)        # row at height y moves right by a*y
     x = _axis_shift(x, -b * x_right, -2)    # column at x moves up by b*x (down the rows by -b*x)
     return _axis_shift(x, a * y_up, -1)
+
+
+@contextmanager
+def _forward_ad_import_quiet() -> Iterator[None]:
+    """Silence torch's own TorchScript deprecation, which torch's forward-mode AD raises the
+    first time a process uses it: its import of ``torch._decomp.decompositions_for_jvp`` calls
+    ``torch.jit.script`` at import time (a ``DeprecationWarning`` in torch 2.13, hidden by
+    default; a ``FutureWarning`` from 2.15 on, shown to every user of this metric, who never
+    called TorchScript). Matched by its exact message and the module that warns, whatever
+    the category: a warning from the model itself still surfaces."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated\.",
+                                category=Warning, module=r"torch\.jit\._script")
+        yield
 
 
 def _path(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -144,7 +160,8 @@ def lie_derivative(
     with kept_buffers(model):
         try:
             # torch's stub returns a pair or a triple (has_aux=True) without an overload
-            _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
+            with _forward_ad_import_quiet():
+                _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
         except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
             _, deriv = torch.autograd.functional.jvp(along, t0, one)
     lee = deriv.detach().reshape(deriv.shape[0], -1).to(torch.float64).pow(2).sum(dim=1)
