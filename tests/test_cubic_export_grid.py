@@ -90,7 +90,8 @@ def test_exported_3d_model_stays_equivariant(gen):
         assert_equivariant(exported, x, "o", in_rep="trivial", out_rep="regular")
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # 2.15
 def test_exported_3d_model_is_scriptable(gen):
     model = _model("c4z").eval()
     del model[9]  # the kept 6-D GroupPool: replaced by a plain reduction for scripting

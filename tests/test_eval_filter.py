@@ -199,7 +199,8 @@ def test_floating_buffers_edited_through_data_are_seen(name, gen):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # torch 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # torch 2.15
 @pytest.mark.parametrize("name", BUILD)
 def test_tracing_and_functional_call_do_not_reuse(name, gen):
     m = BUILD[name]().double().eval()

@@ -102,7 +102,8 @@ def test_export_single_layers(layer, shape, inexact, gen):
 
 # exported models stay scriptable for users who still script: the check stays, torch 2.13's
 # deprecation of torch.jit.script itself is not news here
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # 2.15
 def test_export_scriptable(gen):
     model = _p4m_model().eval()
     scripted = torch.jit.script(equilayers.export(model))

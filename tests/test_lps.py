@@ -333,7 +333,8 @@ def test_compile_fullgraph(gen):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # torch 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # torch 2.15
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
 def test_jit_trace_keeps_the_straight_through_term_in_any_grad_mode(grad, gen):
     """A traced graph is run later in any grad mode, so it keeps the straight-through term

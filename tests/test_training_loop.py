@@ -329,9 +329,9 @@ def test_jit_trace_of_a_warm_eval_model_follows_weight_changes(name):
 
 def _save_load(traced):
     buf = io.BytesIO()
-    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript's save/load
-        warnings.filterwarnings("ignore", r"`torch\.jit\.(save|load)` is deprecated",
-                                DeprecationWarning)
+    with warnings.catch_warnings():  # torch deprecates TorchScript's save/load: a
+        # DeprecationWarning in 2.13, a FutureWarning in 2.15
+        warnings.filterwarnings("ignore", r"`torch\.jit\.(save|load)` is deprecated", Warning)
         torch.jit.save(traced, buf)
         buf.seek(0)
         return torch.jit.load(buf)
@@ -368,7 +368,8 @@ def _norm_pool_model():
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # torch 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # torch 2.15
 @pytest.mark.parametrize("make", [_p4_max_pool_model, _invariant_head_model, _norm_pool_model],
                          ids=["GroupPool-max", "InvariantHead", "NormPool"])
 def test_jit_trace_checked_with_grad_mode_on(make):
