@@ -159,8 +159,8 @@ def lie_derivative(
     one = torch.ones((), dtype=x.dtype, device=x.device)
     with kept_buffers(model):
         try:
-            # torch's stub returns a pair or a triple (has_aux=True) without an overload
             with _forward_ad_import_quiet():
+                # torch's stub returns a pair or a triple (has_aux=True) without an overload
                 _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
         except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
             _, deriv = torch.autograd.functional.jvp(along, t0, one)
