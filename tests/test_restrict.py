@@ -1,6 +1,8 @@
 """Restriction to subgroups and pooling over cosets: layouts, exact fiber equivariance for
 every element (off-grid ones included), the quotient rep, bad input, module == functional."""
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -122,6 +124,14 @@ def test_empty_batch_state_dict_repr_and_to(gen):
     assert repr(CosetPool("d4", "c4", "mean")) == "CosetPool('d4', 'c4', reduction='mean')"
     meta = Restrict("d4", "d1").to("meta")
     assert meta.index.is_meta
+    # left on meta (as torch.func's ensembling recipe leaves its base copy), its forward builds
+    # the table for the input's device on a throwaway copy; to_empty() materializes it
+    for m in (Restrict("d4", "d1"), CosetPool("d4", "d1")):
+        x = torch.randn(2, 3, 8, 5, 5, generator=gen)
+        on_meta = copy.deepcopy(m).to("meta")
+        torch.testing.assert_close(on_meta(x), m(x), rtol=0, atol=0)
+        assert on_meta.index.is_meta
+        assert torch.equal(on_meta.to_empty(device="cpu").index, m.index)
 
 
 @pytest.mark.parametrize("ctor,match", [
