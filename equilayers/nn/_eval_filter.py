@@ -41,12 +41,11 @@ import torch
 from torch import nn
 
 from .._checks import autocast_on
-from ._tables import integer_tables
+from ._tables import _is_wrapped, integer_tables
 
 __all__ = ["EvalFilterMixin", "eval_filter"]
 
 _ATTR = "_eval_filter"
-_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 
 
 def _plain(t: torch.Tensor | None) -> bool:

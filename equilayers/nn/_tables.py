@@ -29,7 +29,7 @@ from torch import nn
 __all__ = ["check_tables", "integer_tables", "table_on"]
 
 _ATTR = "_tables_seen"
-_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor  # (on every torch >= the floor)
 
 
 def _checkable(b: torch.Tensor | None) -> bool:
