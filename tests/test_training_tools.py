@@ -1,9 +1,11 @@
 """The zoo (``tests/_zoo.py``) under the tools of ``torch`` that users put around a training
 loop and that ``tests/test_training_loop.py`` does not cover: model ensembling with
 ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap`` (torch's "model ensembling"
-tutorial), weight averaging (``torch.optim.swa_utils.AveragedModel``) and in-place edits of a
-warm eval model's derived buffers. Each compares with a model built from the same state dict
-or with the loop over the ensemble's members."""
+tutorial), weight averaging (``torch.optim.swa_utils.AveragedModel``), in-place edits of a
+warm eval model's derived buffers, activation checkpointing (``torch.utils.checkpoint``, both
+implementations) and pruning (``torch.nn.utils.prune``, whose weight is a plain attribute
+recomputed from a mask by a forward pre-hook). Each compares with a model built from the same
+state dict, with the plain forward, or with the loop over the ensemble's members."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import copy
 import pytest
 import torch
 from _zoo import ZOO, build
+from conftest import seeded_rng
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.utils import prune
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.checkpoint import checkpoint
 
 from equilayers.nn import CosetPool, Restrict
 
@@ -135,3 +140,121 @@ def test_parameter_free_integer_tables_written_in_place_raise(make):
         m.index.copy_(m.index.flip(0))
     with pytest.raises(RuntimeError, match="integer table 'index'"):
         m(x)
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_checkpointing_gives_the_plain_gradients(name, reentrant):
+    """``torch.utils.checkpoint`` drops the module's activations and runs its forward again in
+    the backward (torch's RNG state restored, so a sampled choice is drawn again alike): the
+    output and every gradient equal the plain forward's. A forward that read or changed state
+    between the two runs (a memo, a kept filter, a running statistic read in training) would
+    give the recomputation other values; the non-reentrant implementation also checks that
+    the recomputed tensors have the first run's shapes."""
+    m, args = _model(name)
+    m.train()
+    params = [p for p in m.parameters() if p.requires_grad]
+    inputs = tuple(a.detach().requires_grad_(a.is_floating_point()) for a in args)
+    leaves = params + [a for a in inputs if a.requires_grad]
+
+    def grads(run):
+        with seeded_rng(1):
+            out = _first(run())
+        for t in leaves:
+            t.grad = None
+        out.square().sum().backward()
+        return out.detach(), [None if t.grad is None else t.grad.clone() for t in leaves]
+
+    ref_out, ref_grads = grads(lambda: m(*inputs))
+    out, got = grads(lambda: checkpoint(m, *inputs, use_reentrant=reentrant))
+    _same_grads(out, got, ref_out, ref_grads)
+
+
+def _same_grads(out, got, ref_out, ref_grads) -> None:
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    assert any(g is not None for g in ref_grads)
+    for g, r in zip(got, ref_grads, strict=True):
+        assert (g is None) == (r is None)
+        if g is not None:
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_activation_checkpointing_control(reentrant):
+    """The control: a forward that changes its own state (a call counter scaling the output)
+    recomputes other values in the backward, and the comparison above fails."""
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return (x * self.calls) * self.weight  # (x * calls) is saved for the backward
+
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+
+    def grads(run):
+        m = Counting()
+        x.grad = None
+        out = run(m)
+        out.square().sum().backward()
+        return out.detach(), [m.weight.grad, x.grad]
+
+    ref = grads(lambda m: m(x))
+    got = grads(lambda m: checkpoint(m, x, use_reentrant=reentrant))
+    with pytest.raises(AssertionError):
+        _same_grads(*got, *ref)
+
+
+def _prunable(m: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """The submodules with a trainable filter ``weight`` (at least 2-D), top level first."""
+    return [(n, s) for n, s in m.named_modules()
+            if isinstance(s._parameters.get("weight"), torch.nn.Parameter)
+            and s.weight.requires_grad and s.weight.dim() > 1]
+
+
+PRUNABLE = [n for n in NAMES if _prunable(ZOO[n].make())]
+
+
+@pytest.mark.parametrize("name", PRUNABLE)
+def test_pruned_weights_and_mask_edits_are_seen(name):
+    """``prune.l1_unstructured`` (the pruning tutorial's first call) on the module's filter
+    weight: the weight becomes ``weight_orig * weight_mask``, recomputed by a forward pre-hook
+    into a plain attribute. A warm eval model follows the mask: after pruning, and after the
+    mask is edited in place (iterative pruning rewrites it), its output is that of a copy with
+    the pruned weight made permanent (``prune.remove``). The group convs' kept eval filter sees
+    the change three ways (the weight the pre-hook computes, the mask buffer's version, its
+    values); with all three comparisons removed from ``eval_filter`` this test fails for the
+    18 entries that keep one."""
+    m, args = _model(name)
+    _, target = _prunable(m)[0]
+    with torch.no_grad():
+        before = _first(m(*args))
+    prune.l1_unstructured(target, "weight", amount=0.5)
+
+    def permanent() -> torch.Tensor:
+        other = copy.deepcopy(m)
+        for sub in other.modules():
+            if hasattr(sub, "weight_orig"):
+                prune.remove(sub, "weight")
+        with torch.no_grad():
+            return _first(other.eval()(*args))
+
+    with torch.no_grad():
+        pruned = _first(m(*args))
+    torch.testing.assert_close(pruned, permanent(), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(pruned, before)
+    with torch.no_grad():
+        target.weight_mask.copy_(1 - target.weight_mask)  # the other half of the weights
+        edited = _first(m(*args))
+    torch.testing.assert_close(edited, permanent(), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(edited, pruned)
+    # and training through the mask: gradients reach weight_orig only where the mask is 1
+    m.train()
+    _first(m(*args)).square().sum().backward()
+    grad = target.weight_orig.grad
+    assert grad is not None and torch.all(grad[target.weight_mask == 0] == 0)
+    assert grad[target.weight_mask == 1].abs().sum() > 0
