@@ -214,6 +214,44 @@ def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
     return seen
 
 
+def _rotated_runs(model: nn.Module, shape: Sequence[int], sizes,
+                  perms: Sequence[tuple[int, ...]]) -> list[Finding]:
+    """A rotation permutes a non-square (non-cubic) input's sizes with its dims (``H x W`` to
+    ``W x H``): exact when, for each permutation ``perm`` the group makes (``perm[k]``: the dim
+    whose size lands at ``k``), every layer sees on the rotated input its first run's sizes
+    permuted alike (then the per-dim rules judge its windows). A finding where the model
+    rejects a rotated input or a layer sees other sizes (``nn.Upsample(size=...)``)."""
+    nd = len(perms[0]) if perms else 2
+    size = tuple(shape[-nd:])
+    fix = (f"use an input of equal sizes ({'x'.join([str(max(size))] * nd)}), or a model whose "
+           "layers take the rotated shape (e.g. global pooling, not a fixed-size layer)")
+    done = {size}
+    for perm in (q for q in perms if tuple(size[i] for i in q) not in done):
+        new = tuple(size[i] for i in perm)
+        done.add(new)
+        where, kind, why = "(input)", "input", ""
+        try:
+            turned = _record_sizes(model, (*shape[:-nd], *new), nd)
+        except (ValueError, RuntimeError) as e:
+            turned, why = [], (f"which the model rejects ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:160]})")
+        if not why and len(turned) != len(sizes):
+            why = "on which the model calls other layers"
+        pairs = [] if why else zip(sizes, turned, strict=True)
+        bad = [(n, m, a, b) for (n, m, a), (_, _, b) in pairs
+               if tuple(b) != tuple(a[i] for i in perm)]
+        if bad:
+            where, mod, seen, got = bad[0]
+            kind = type(mod).__name__
+            why = (f"on which this layer sees {'x'.join(map(str, got))}, where a rotation of "
+                   f"its {'x'.join(map(str, seen))} is " + "x".join(str(seen[i]) for i in perm))
+        if why:
+            return [Finding(where, kind, "non-square" if nd == 2 else "non-cubic", "rotations",
+                            size, f"a rotation maps the input to {'x'.join(map(str, new))}, "
+                            + why, fix)]
+    return []
+
+
 def _axes(group) -> tuple[bool, bool, bool]:
     """(needs symmetric rows, needs symmetric columns, needs square) for the grid elements."""
     moved, swaps = grid_moves(group)
@@ -361,8 +399,10 @@ def check_grid(
       sizes and exact circular shifts even ones); that is inherent aliasing, not a grid
       defect, and is measured (not listed) by
       :func:`equilayers.metrics.layerwise_shift_equivariance`.
-    * **non-square input** under 90-degree rotations, and groups with off-grid rotations
-      (``"c8"``: 45 degrees), which no pixel grid carries exactly.
+    * **non-square input** that the model cannot take rotated: a quarter turn maps ``H x W``
+      to ``W x H``, where every layer must see its sizes rotated (not so a fixed-size
+      ``nn.Upsample`` or ``nn.LayerNorm`` over ``(C, H, W)``; convs and pools are exact on
+      rectangles by the per-dim rules); groups with off-grid rotations (``"c8"``).
     * **unsupported size**: a model whose forward rejects the size (``ValueError`` or
       ``RuntimeError``: a :class:`equilayers.models.UNet` needs multiples of ``2**depth``)
       gets one finding naming the nearest larger size it runs at; when no larger size runs,
@@ -372,8 +412,9 @@ def check_grid(
     ``(..., D, H, W)`` by the same rules per dim (``nn.Conv3d``, ``nn.MaxPool3d``,
     ``nn.*Pad3d``, the 3-D group convs and pools, ``BlurPool3d``): every dim some element
     flips needs symmetric padding and stride parity, the dims it trades (all three for o/oh,
-    ``H, W`` for c4z/d4z) equal options and a **non-cubic** input is a finding; stride 2 is
-    exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
+    ``H, W`` for c4z/d4z) equal options, and a **non-cubic** input is a finding only where
+    a layer does not see its sizes permuted on the rotated volume (as non-square above);
+    stride 2 is exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
     :mod:`equilayers._grid3d`. A planar group on a model with windows over volumes
     (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused with a
     ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers whose
@@ -433,14 +474,12 @@ def check_grid(
                                 "degrees; no pixel grid carries them exactly",
                                 "measure the approximate error (equilayers.metrics), or use "
                                 "c4/d4 for exactness"))
-    if square and h != w:
-        findings.append(Finding("(input)", "input", "non-square", "rotations", (h, w),
-                                f"90-degree rotations need a square input; got {h}x{w}",
-                                f"use an input size of {max(h, w)}x{max(h, w)}"))
     try:
         sizes = _record_sizes(model, shape)
     except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
         return findings + [_unsupported_size(model, shape, e, search)]
+    if square and h != w:
+        findings += _rotated_runs(model, shape, sizes, [(1, 0)])
     layer = _grid_findings(sizes, rows, cols, shifts, square)
     if any(f.problem == "stride-parity" for f in layer):
         better = None

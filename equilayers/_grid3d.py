@@ -7,7 +7,9 @@ to every leaf module with ``kernel_size`` and ``stride`` attributes (``nn.Conv3d
 some element of the group flips or moves, the padding must be symmetric and the windows must
 tile the padded length from both ends, ``(n + lo + hi - (dilation (k - 1) + 1)) % stride ==
 0``; the dims the group trades (all three for o/oh, ``H`` and ``W`` for c4z/d4z) need equal
-options at every layer and equal sizes at the input. ``BlurPool3d`` pads ``(k - 1) // 2`` low
+options at every layer (not equal sizes: a rotation permutes them with the dims, and
+:func:`equilayers.check_grid` checks that each layer sees them permuted on the rotated
+input). ``BlurPool3d`` pads ``(k - 1) // 2`` low
 and the rest high, so its condition is ``(n - 1) % stride == 0`` for odd ``k``.
 """
 
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._grid import Finding, _record_sizes
+from ._grid import Finding, _record_sizes, _rotated_runs
 from .functional._gconv3d import _traded
 from .functional._grid_law import used_padding
 from .groups import CubicGroup, FieldType, Group
 from .groups._actions import grid_moves
+from .groups._transforms import element_rows, grid_ops
 
 __all__ = ["check_grid3d"]
 
@@ -70,6 +73,18 @@ def _params3d(mod: nn.Module) -> dict | None:
     default = "pool" if "pool" in name.lower() and not blur else "zeros"
     return {"k": ke, "s": s, "sides": sides, "mode": getattr(mod, "padding_mode", default),
             "padded_by": "layer"}
+
+
+def _permutations(grid: Group) -> list[tuple[int, ...]]:
+    """How the grid elements permute a volume's ``(D, H, W)`` sizes: ``perm[i]`` is the dim
+    whose size lands at dim ``i`` (identity excluded)."""
+    out = []
+    for g in grid.elements():
+        _, source = grid_ops(element_rows(grid, g))  # coordinate k (dim -(k+1)) from source[k]
+        perm = tuple(2 - source[2 - i] for i in range(3))
+        if perm != (0, 1, 2) and perm not in out:
+            out.append(perm)
+    return out
 
 
 def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
@@ -156,19 +171,9 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     moved = {3 + d for d in moved_dims}  # -3 -> 0 (depth), -2 -> 1, -1 -> 2
     pairs = _traded(grid)
     size = tuple(shape[-3:])
-    findings: list[Finding] = []
-    unequal = [(a, b) for a, b in pairs if size[a] != size[b]]
-    if unequal:
-        want = max(size[a] for pair in pairs for a in pair)
-        fixed = tuple(want if any(i in pair for pair in pairs) else n
-                      for i, n in enumerate(size))
-        findings.append(Finding(
-            "(input)", "input", "non-cubic", "rotations", size,
-            f"{group.name} trades the " + ", ".join(f"{_NAMES[a]} and {_NAMES[b]}"
-                                                    for a, b in unequal)
-            + f" dims, which needs equal sizes; got {'x'.join(map(str, size))}",
-            f"use an input size of {'x'.join(map(str, fixed))}"))
-    layer = _findings(_record_sizes(model, shape, 3), moved, pairs, shifts)
+    sizes = _record_sizes(model, shape, 3)
+    findings = _rotated_runs(model, shape, sizes, _permutations(grid))
+    layer = _findings(sizes, moved, pairs, shifts)
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

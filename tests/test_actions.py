@@ -128,11 +128,20 @@ def test_fractional_shift_even_size_without_nyquist():
     torch.testing.assert_close(lhs, fractional_shift(x, (0.8, -0.6)), atol=1e-10, rtol=0)
 
 
+def test_quarter_turns_of_rectangles_trade_the_sizes(gen):
+    """As ``torch.rot90``: a quarter turn maps ``H x W`` to ``W x H`` (a group action on
+    images of both orientations; the layers are exact on them, ``tests/test_grid.py``), and
+    a volume's rotations permute its sizes with its dims."""
+    x = torch.randn(2, 3, 4, 5, generator=gen)
+    assert rot90(x).shape == (2, 3, 5, 4)
+    torch.testing.assert_close(rot90(x, 3), torch.rot90(x, 3, (-2, -1)), rtol=0, atol=0)
+    g = get("p4").element(1)
+    torch.testing.assert_close(act(act(x, g), g.inverse()), x, rtol=0, atol=0)
+    assert act(torch.zeros(1, 1, 4, 4, 5, 6), get("c4z").elements()[1], "regular").shape == (
+        1, 1, 4, 4, 6, 5)
+
+
 def test_bad_input_messages():
-    with pytest.raises(ValueError, match="square"):
-        rot90(torch.zeros(1, 1, 4, 5))
-    with pytest.raises(ValueError, match="H=4, W=5"):
-        act(torch.zeros(1, 1, 4, 5), get("p4").element(1))
     with pytest.raises(ValueError, match="5-D"):
         act(torch.zeros(1, 4, 5, 5), get("p4").element(1), "regular")
     with pytest.raises(ValueError, match="F=4 slots; got F=3"):

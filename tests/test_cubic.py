@@ -370,7 +370,9 @@ def test_inexact_grid_warns_once(gen):
     c4 = enn.LiftingConv3d(1, 1, 3, padding=1, group="c4z")
     c4(torch.randn(1, 1, 4, 5, 5))  # the depth is never traded by c4z: no warning
     assert not c4._warned
-    assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1,) * 6, 1)  # o trades all dims
+    # o trades all three dims: their options must agree, their sizes need not
+    assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1,) * 6, 1) == []
+    assert EF.exactness_problems3d("o", (5, 5, 7), 3, 1, (1, 1, 1, 1, 0, 0), 1)
 
 
 def test_exactness_warning_is_not_skipped_by_the_input_memo(gen):

@@ -156,9 +156,26 @@ def test_check_grid_c4z_leaves_the_depth_free(gen):
     assert check_grid(conv, (1, 1, 8, 9, 9), "c4z") == []
     assert exactness_problems3d("c4z", (8, 9, 9), 3, 2, (1,) * 6, 1) == []
     assert [f.problem for f in check_grid(_strided("o"), (1, 1, 8, 9, 9), "o")] == [
-        "non-cubic", "stride-parity"]
+        "stride-parity"]  # the depth's tiling; its size may differ (below)
     (f,) = check_grid(_strided("d4z"), (1, 1, 9, 8, 8), "d4z")
     assert f.fix == "use an input size of 9"  # H and W grow to the depth
+
+
+@pytest.mark.parametrize("group", sorted(ORDERS))
+def test_boxes_are_exact_where_each_dim_tiles(group, gen):
+    """A rotation of a ``D x H x W`` volume permutes the sizes with the dims: the stride-2 conv
+    is exact on a box of odd sizes for every cube group (no finding, no warning, error at
+    rounding) and not on one with an even size it moves (the control)."""
+    conv = _strided(group)
+    x = torch.randn(1, 1, 7, 9, 11, generator=gen, dtype=torch.float64)
+    assert check_grid(conv, (1, 1, 7, 9, 11), group) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert equivariance_error(conv, x, group) < 1e-12
+    bad = torch.randn(1, 1, 7, 9, 10, generator=gen, dtype=torch.float64)
+    assert [f.problem for f in check_grid(conv, (1, 1, 7, 9, 10), group)] == ["stride-parity"]
+    with pytest.warns(UserWarning, match="not exactly equivariant"):
+        assert equivariance_error(_strided(group), bad, group) > 1e-3
 
 
 def test_check_grid_on_group_maps_pools_and_blur(gen):

@@ -119,3 +119,21 @@ def test_a_flat_shift_pair_is_refused_not_read_as_two_diagonal_shifts(gen):
     one = pixel_equivariance_error(net, x, shifts=[(1, 2)], reduction="mean")
     assert one > 0.01
     assert one != pixel_equivariance_error(net, x, shifts=[(1, 1), (2, 2)], reduction="mean")
+
+
+def test_group_transforms_on_rectangles(gen):
+    """A quarter turn runs the model on the ``W x H`` input of an ``H x W`` one: an exact p4m
+    U-Net keeps every pixel's label on a 16 x 24 batch (error at rounding), the plain U-Net
+    does not, and a model that cannot take the turned shape gets a ValueError naming it."""
+    from equilayers.models import UNet
+
+    x = torch.randn(2, 2, 16, 24, generator=gen, dtype=torch.float64)
+    with seeded_rng(0):
+        net = UNet(2, 3, group="p4m", depth=2, width=2).double().eval()
+        plain = UNet(2, 3, group=None, depth=2, width=2).double().eval()
+    assert pixel_equivariance_error(net, x, "p4m") < 1e-12
+    assert pixel_consistency(net, x, "p4m") == 1.0
+    assert pixel_equivariance_error(plain, x, "p4m") > 1e-2
+    fixed = nn.Sequential(nn.LayerNorm([2, 16, 24]), nn.Conv2d(2, 3, 1)).double()
+    with pytest.raises(ValueError, match=r"turns the 16x24 input into 24x16, which the model"):
+        pixel_consistency(fixed, x, "p4")

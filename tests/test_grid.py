@@ -86,7 +86,39 @@ def test_group_level_findings():
     conv = _sym_strided()
     problems = [f.problem for f in check_grid(conv, (1, 2, 9, 9), "c8")]
     assert problems == ["off-grid-group"]
-    assert [f.problem for f in check_grid(conv, (1, 2, 9, 11), "p4")][:1] == ["non-square"]
+    assert check_grid(conv, (1, 2, 9, 11), "p4") == []  # a rectangle: see below
+
+
+@pytest.mark.parametrize("size,flagged", [((9, 11), False), ((9, 12), True), ((8, 11), True),
+                                          ((13, 31), False)])
+def test_rectangles_are_exact_where_each_dim_tiles(gen, size, flagged):
+    """A quarter turn maps an ``H x W`` input to ``W x H``; a layer's windows then tile the
+    rotated input where they tile each dim of the first: the finding and the warning agree with
+    the measured error (and with the square case's conditions, dim by dim)."""
+    conv = _sym_strided()
+    findings = check_grid(conv, (1, 2, *size), "p4m")
+    assert bool(findings) == flagged
+    assert all(f.problem == "stride-parity" for f in findings)
+    x = torch.randn(2, 2, *size, generator=gen, dtype=torch.float64)
+    err = equivariance_error(conv.double(), x, "p4m")
+    assert (err > 1e-3) if flagged else (err < 1e-12)
+
+
+def test_rectangles_flagged_where_the_model_cannot_take_the_rotated_shape(gen):
+    """A layer norm over ``(C, H, W)`` runs on ``H x W`` but rejects the rotated ``W x H``, and
+    a fixed-size upsampling sees other sizes on it: each is a ``non-square`` finding naming
+    the rotated shape; global pooling instead is exact."""
+    conv = _sym_strided(stride=1).double()
+    norm = nn.Sequential(conv, nn.LayerNorm([3, 9, 11])).double()
+    (f,) = check_grid(norm, (1, 2, 9, 11), "p4")
+    assert f.problem == "non-square" and "11x9" in f.message and "rejects" in f.message
+    fixed = nn.Sequential(conv, nn.Upsample(size=(18, 22)), nn.Conv2d(3, 3, 3, padding=1)).double()
+    (f,) = check_grid(fixed, (1, 2, 9, 11), "p4", shifts=False)
+    assert f.problem == "non-square" and "sees 18x22, where a rotation" in f.message
+    pooled = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert check_grid(pooled, (1, 2, 9, 11), "p4") == []
+    x = torch.randn(2, 2, 9, 11, generator=gen, dtype=torch.float64)
+    assert equivariance_error(pooled, x, "p4", out_rep="invariant") < 1e-12
 
 
 class DuckGroupConv(nn.Module):

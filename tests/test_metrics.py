@@ -65,6 +65,22 @@ def test_invariant_by_construction_scores_one(gen):
         assert metrics.consistency(ChannelMeans(), xm, t, pairs=4, generator=gen) == 1.0, t
 
 
+def test_rot90_consistency_on_rectangles(gen):
+    """A quarter turn of an ``H x W`` batch is a ``W x H`` one: a model that takes both (global
+    pooling) is scored, an invariant one at 1 and the strided control below 1; a model that
+    rejects the turned shape gets a ValueError naming the transform and both shapes (it was
+    refused as "needs a square input" before any model ran)."""
+    net = toy_invariant_net("p4m")
+    x = torch.randn(6, 2, 9, 13, generator=gen, dtype=torch.float64)
+    assert metrics.consistency(net, x, "rot90", pairs="all") == 1.0
+    control = _strided_cnn()
+    control(x)  # materialize the lazy layer
+    assert metrics.consistency(control, x, "rot90", pairs="all") < 1.0
+    fixed = nn.Sequential(nn.LayerNorm([2, 9, 13]), nn.Flatten(), nn.Linear(2 * 9 * 13, 3))
+    with pytest.raises(ValueError, match=r"transform='rot90' turns the 9x13 input into 13x9"):
+        metrics.consistency(fixed.double(), x, "rot90", pairs="all")
+
+
 def test_plain_strided_cnn_is_not_invariant(gen):
     net = _strided_cnn()
     x = torch.randn(16, 2, 8, 8, generator=gen, dtype=torch.float64)

@@ -142,7 +142,9 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     of spatial ``size`` ``(D, H, W)`` (empty list: exact). A dim that some element flips or
     moves needs symmetric padding and windows that tile the padded length from both ends,
     ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``; dims that elements trade (H and W
-    for c4z/d4z, all three for o/oh) need equal sizes and equal options."""
+    for c4z/d4z, all three for o/oh) need equal options, not equal sizes (a rotation permutes
+    the sizes with the dims, as on the plane: see :func:`equilayers.functional.
+    exactness_problems`)."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
     sizes = triple(size, "size", what, minimum=1)
@@ -160,7 +162,7 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     for i, name in enumerate(names):  # dim -(3 - i)
         lo, hi = pad[2 * (2 - i)], pad[2 * (2 - i) + 1]
         n, s, d = sizes[i], strides[i], dils[i]
-        opts[i] = (n, s, d, lo, hi)
+        opts[i] = (s, d, lo, hi)
         if -(3 - i) not in moved:
             continue
         if lo != hi:
@@ -175,7 +177,7 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     for a, b in _traded(grp):
         if opts[a] != opts[b]:
             out.append(f"{grp.name} trades the {names[a]} and {names[b]} dims, but their "
-                       f"size/stride/dilation/padding differ ({opts[a]} vs {opts[b]}): use "
+                       f"stride/dilation/padding differ ({opts[a]} vs {opts[b]}): use "
                        "equal ones")
     return out
 

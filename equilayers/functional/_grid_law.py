@@ -34,8 +34,11 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
     (stride 1 always does; stride 2 on an odd size with odd ``k`` and symmetric padding does).
     Even kernels are exact with symmetric padding; ``"same"`` padding of an even kernel is
     asymmetric and is not. ``d1`` only flips the width; ``c2``/``d2`` also flip the height;
-    ``c4``/``d4`` additionally need the same options on both dims. Other groups are judged on
-    their :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
+    ``c4``/``d4`` additionally need the same options on both dims, not the same size: a
+    quarter turn maps an ``H x W`` input to a ``W x H`` one, whose height windows are the width
+    windows of the first (``torch.rot90`` of a rectangle; every layer here measured exact on
+    rectangles, ``tests/test_grid.py``). Other groups are judged on their
+    :func:`grid_subgroup` (the only elements that can be exact on the pixel grid).
 
     A transposed conv (``output_padding`` given, a pair or int as ``F.conv_transpose2d``'s;
     ``None``: a conv or pool) scatters input pixel ``i`` to ``i*s + d*t`` (tap ``t``) of the
@@ -89,8 +92,6 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
         if (sh, dh, top, bottom, oph) != (sw, dw, left, right, opw):
             out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
                        "padding differ between them: use the same value for both")
-        if h != w:
-            out.append(f"rotations by 90 degrees need a square input; got {h}x{w}")
     return out
 
 

@@ -19,16 +19,17 @@ pixels. Each step commutes with circular shifts of ``c``, with rot90 and flips o
 ``c``, and (the fiber norm) with any orthogonal action on ``F`` (the permutations of regular and
 quotient fields): the logit is invariant to all of them.
 
-A circular shift of ``x`` permutes the components and shifts each one; on a square ``x`` whose
-side is divisible by ``s``, rot90 maps component ``(a, b)`` to ``(s-1-b, a)`` and the flip maps
+A circular shift of ``x`` permutes the components and shifts each one; on an ``x`` whose
+sides are divisible by ``s``, rot90 maps component ``(a, b)`` to ``(s-1-b, a)`` and the flip maps
 ``(a, b)`` to ``(a, s-1-b)``, each moved by the same element (see :mod:`._polyphase`). So the
 logits are permuted the same way and the argmax follows the input: in evaluation (hard choice,
 no noise) the pool is exactly equivariant to every integer circular shift (the output is a
-shifted component) and, on square inputs, to rot90 and flips (trivial, regular or quotient
-fields), whenever the largest logit is unique. Ties (a symmetric input whose components have
-equal logits) go to the lowest index, and no rule can commute with D4 on those. The logits are
-accumulated in float64 (float32 on MPS): rounding can reorder only logits that agree to ~1e-16
-of their size (~1e-7 for float32 inputs, whose correlation runs in float32).
+shifted component) and, with both sides divisible by ``s``, to rot90 and flips (trivial,
+regular or quotient fields), whenever the largest logit is unique. Ties (a symmetric input
+whose components have equal logits) go to the lowest index, and no rule can commute with D4 on
+those. The logits are accumulated in float64 (float32 on MPS): rounding can reorder only logits
+that agree to ~1e-16 of their size (~1e-7 for float32 inputs, whose correlation runs in
+float32).
 
 Training: with ``training=True`` and ``gumbel=True``, Gumbel(0, 1) noise is added to the logits
 (from ``generator``, or the global RNG); the hard choice is the argmax of the noisy logits, and

@@ -7,7 +7,8 @@ fiber order). A circular shift of the input permutes the components cyclically (
 them), so the same samples are kept: circular convolutions, polyphase pools and a global pool
 make an exactly shift-invariant model.
 
-Rotations and flips (``H == W``, divisible by ``s``): ``rot90`` maps component ``(a, b)`` to
+Rotations and flips (``H`` and ``W`` divisible by ``s``; a quarter turn maps ``H x W`` to
+``W x H``): ``rot90`` maps component ``(a, b)`` to
 ``(s-1-b, a)``, rotated; the horizontal flip maps ``(a, b)`` to ``(a, s-1-b)``, flipped.
 Norms are preserved, so when the largest norm is unique the choice commutes with every element
 of D4 and the pooled map transforms like the input. Ties go to the lowest flat index; no rule

@@ -12,8 +12,8 @@ circular shift. On a volume whose three sizes are equal and divisible by ``s``, 
 element (a signed permutation of the axes) permutes the components (a flip of an axis maps
 phase ``a`` to ``s - 1 - a``; a permutation of the axes permutes ``(a, b, c)``) and moves the
 kept one like the input, so the choice commutes with the whole of O_h whenever the largest
-norm is unique (random inputs, almost surely; no rule can commute on exact ties). For
-``"c4z"``/``"d4z"`` only ``H == W`` is needed.
+norm is unique (random inputs, almost surely; no rule can commute on exact ties). The sizes
+need only be divisible by ``s``: a rotation permutes them with the dims.
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ def _grid_ops_of(g: Element) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
 def grid_moves(group: Group) -> tuple[frozenset[int], bool]:
     """``(dims, swaps)`` for the grid subgroup of ``group``: the tensor dims (``-1`` width,
     ``-2`` height) that some grid element flips or moves, and whether some element trades
-    dims (needs equal sizes). What a layer's padding and stride must respect to be exact."""
+    dims (needs the same options on them). What a layer's padding and stride must respect to
+    be exact."""
     sub = group.grid_subgroup()
     dims, swaps = set(), False
     for g in sub.elements():

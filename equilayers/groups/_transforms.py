@@ -45,19 +45,11 @@ def _check_spatial(x: torch.Tensor, what: str, floating: bool = False) -> None:
         C.check_tensor(x, "x", what)
 
 
-def _check_square(x: torch.Tensor, what: str) -> None:
-    _check_spatial(x, what)
-    h, w = x.shape[-2:]
-    if h != w:
-        raise ValueError(f"{what} needs a square input (H == W) for the rotation to map the "
-                         f"image onto itself; got H={h}, W={w} (x of shape {tuple(x.shape)}). "
-                         "Pad or crop to a square.")
-
-
 def rot90(x: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """Rotate the last two dims by ``k`` quarter turns counter-clockwise (as displayed)."""
+    """Rotate the last two dims by ``k`` quarter turns counter-clockwise (as displayed); an odd
+    ``k`` turns an ``H x W`` image into a ``W x H`` one (as ``torch.rot90``)."""
     k = C.check_int(k, "k", "rot90", fix="the number of quarter turns")
-    _check_square(x, "rot90")
+    _check_spatial(x, "rot90")
     return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
@@ -115,7 +107,9 @@ def apply_grid_matrix(x: torch.Tensor, matrix: torch.Tensor, what: str = "rot90"
     """Move the last ``d`` dims of ``x`` by the ``d x d`` signed permutation ``matrix`` (a grid
     element's :meth:`~equilayers.groups.Group.matrix`): ``torch.flip`` and ``permute``, an
     exact permutation of the entries (``x`` itself for the identity). Dims that trade places
-    must have the same size (``ValueError`` naming ``what``)."""
+    trade their sizes too: a quarter turn moves an ``H x W`` image to a ``W x H`` one, as
+    ``torch.rot90`` does (the layers' exactness does not need square inputs, see
+    :func:`equilayers.functional.exactness_problems`)."""
     return apply_grid_ops(x, grid_ops(int_rows(matrix)), what)
 
 
@@ -127,11 +121,9 @@ def apply_grid_ops(x: torch.Tensor, ops: tuple[tuple[int, ...], tuple[int, ...]]
     if flips:
         x = torch.flip(x, dims=flips)
     if source != tuple(range(d)):
-        if d == 2:
-            _check_square(x, what)
-        elif len({x.shape[-(j + 1)] for k, j in enumerate(source) if j != k}) > 1:
-            raise ValueError(f"{what} needs equal sizes in the last {d} dims it permutes; got "
-                             f"x of shape {tuple(x.shape)}")
+        if x.dim() < d:
+            raise ValueError(f"{what} acts on the last {d} dims; got a {x.dim()}-D tensor of "
+                             f"shape {tuple(x.shape)}")
         nd = x.dim()
         dims = list(range(nd))
         for k, j in enumerate(source):

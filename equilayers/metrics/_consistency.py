@@ -126,8 +126,6 @@ def consistency(
     x = check_batch(x, _WHAT, min_dim=4)
     transform = choice(transform, "transform", TRANSFORMS, _WHAT)
     h, w = x.shape[-2:]
-    if transform == "rot90" and h != w:
-        raise ValueError(f"consistency: transform='rot90' needs a square input; got H={h}, W={w}")
     crop = 0
     if transform == "crop_shift":
         max_shift = max(1, h // 8) if max_shift is None else max_shift
@@ -147,7 +145,19 @@ def consistency(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def predict(p: tuple[float, ...]) -> torch.Tensor:
-        y = tensor_output(model(_apply(x, transform, p, crop)), _WHAT)
+        moved = _apply(x, transform, p, crop)
+        try:
+            out = model(moved)
+        except (RuntimeError, ValueError) as e:
+            if moved.shape[-2:] == x.shape[-2:]:
+                raise
+            # a quarter turn of a non-square input: the model may take one orientation only
+            raise ValueError(f"consistency: transform='rot90' turns the {h}x{w} input into "
+                             f"{w}x{h}, which the model rejects ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]}); pass a square input, or a "
+                             "model that takes both orientations (e.g. global pooling before "
+                             "its Linear)") from e
+        y = tensor_output(out, _WHAT)
         if y.dim() != 2 or y.shape[0] != x.shape[0]:
             raise ValueError(f"consistency: the model must return logits (B, K) with "
                              f"B={x.shape[0]}; got shape {tuple(y.shape)}")

@@ -111,7 +111,17 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
         if declared:
             out_type.check(y, "model(x)", what)
         for g in els:
-            moved = run(act_on(in_type, g, x))
+            gx = act_on(in_type, g, x)
+            try:
+                moved = run(gx)
+            except (RuntimeError, ValueError) as e:
+                if gx.shape == x.shape:
+                    raise
+                h, w = x.shape[-2:]
+                raise ValueError(f"{what}: {g!r} turns the {h}x{w} input into {w}x{h}, which the"
+                                 f" model rejects ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200]}); pass a square input, or a "
+                                 "model that takes both orientations") from e
             back = act_on(out_type, g.inverse(), moved)
             if back.shape != y.shape:
                 raise ValueError(f"{what}: the output of a transformed input has shape "
@@ -157,7 +167,8 @@ def pixel_consistency(
       one shift is ``shifts=[(1, 2)]``; a flat ``shifts=(1, 2)`` raises ``TypeError`` (it is
       not read as the two shifts ``(1, 1)`` and ``(2, 2)``).
     * ``"rot90"`` (``c4``), ``"flip"`` (``d1``), or any group (a name or a
-      :class:`~equilayers.groups.Group`): its grid elements (square inputs), acting on the input
+      :class:`~equilayers.groups.Group`): its grid elements (a quarter turn runs the model on
+      the ``W x H`` input of an ``H x W`` one), acting on the input
       by ``in_rep`` (declared or inferred, as in :func:`equivariance_error`) and on the output's
       pixels (a trivial field).
 

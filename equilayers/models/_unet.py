@@ -68,7 +68,7 @@ class UNet(Typed, nn.Module):
         size).
 
     Equivariance:
-        On square inputs whose size is divisible by ``2**depth`` (the sizes
+        On inputs whose height and width are divisible by ``2**depth`` (the sizes
         :func:`equilayers.check_grid` accepts; it reports every other size), exactly
         equivariant, per pixel, to the group's grid elements (rotations by multiples of 90
         degrees and the flips it has), with any ``down`` and any ``padding_mode``: every

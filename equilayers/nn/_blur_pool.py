@@ -155,8 +155,9 @@ class BlurPool2d(_BlurPoolNd):
         Exact for circular shifts by multiples of ``stride`` with ``padding_mode="circular"``
         when ``stride`` divides ``H`` and ``W`` (any other mode breaks it at the borders, and
         other sizes everywhere: the samples do not tile the torus). Exact for rot90 and flips
-        (trivial or regular fields) when ``kernel_size`` is odd, ``H == W`` and
-        ``(H - 1) % stride == 0`` (e.g. 9x9 at stride 2); even sizes at stride 2 do not
+        (trivial or regular fields) when ``kernel_size`` is odd and ``(n - 1) % stride == 0``
+        on both dims (e.g. 9x9 or 9x13 at stride 2: a quarter turn maps ``H x W`` to
+        ``W x H``, any sizes); even sizes at stride 2 do not
         commute with rot90 (an even ``kernel_size``: the other way round). On group maps
         (5-D) it warns once per module at a size that breaks this (not on images, where it
         makes no group claim).
@@ -187,8 +188,8 @@ class BlurPool3d(_BlurPoolNd):
         when ``stride`` divides every size. Exact for every element of the cube groups
         (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``; volumes or regular fields) when
         ``kernel_size`` is odd, ``(n - 1) % stride == 0`` on every dim (e.g. 9x9x9 at
-        stride 2) and the sizes the group trades are equal (``D == H == W`` for o/oh,
-        ``H == W`` for c4z/d4z); even sizes at stride 2 are not
+        stride 2; the sizes may differ, e.g. 7x9x11: a rotation permutes them with the dims);
+        even sizes at stride 2 are not
         (measured error ~0.9 on 6x6x6; an even ``kernel_size``: the other way round). On 6-D
         group maps it warns once per module at a size that breaks this.
 
@@ -230,7 +231,7 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
         max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
-        ``tests/test_blur.py``. Exact for rot90 and flips on square inputs when the max window
+        ``tests/test_blur.py``. Exact for rot90 and flips (any ``H x W``) when the max window
         and the blur tile the input from both ends, ``(H + 2 padding - kernel_size) % stride
         == 0`` with an odd ``blur_size`` (e.g. ``kernel_size=2`` on even sizes); on group maps
         (5-D) it warns once per module at a size that breaks this.

@@ -90,8 +90,8 @@ class _WarnsInexact(nn.Module):
         dilation; the same that :func:`equilayers.check_grid` reads) break exactness at this
         size. Only 5-D inputs (a group map ``(B, C, F, H, W)``): on images a pool makes no
         group claim (a plain anti-aliased CNN at 224 x 224 is not warned). The pool does not
-        know the model's group, so it is checked for flips of both dims and, on square inputs
-        with the same options on both dims, for 90-degree rotations (the p4m conditions). An
+        know the model's group, so it is checked for flips of both dims and, with the same
+        options on both dims (any sizes), for 90-degree rotations (the p4m conditions). An
         asymmetric padding (an even blur) counts only as far as the windows reach it. A
         ``ceil_mode`` pool is judged by the same law: its extra last window appears exactly
         where the floor windows leave a remainder, which is where they are inexact, so both
@@ -111,8 +111,7 @@ class _WarnsInexact(nn.Module):
             return  # a rectangular window is never rot90-exact; flips are checked per dim
         top, bottom = used_padding(x.shape[-2], d[0] * (k[0] - 1) + 1, s[0], sides[0], sides[1])
         left, right = used_padding(x.shape[-1], d[1] * (k[1] - 1) + 1, s[1], sides[2], sides[3])
-        square = (x.shape[-1] == x.shape[-2] and s[0] == s[1] and d[0] == d[1]
-                  and (top, bottom) == (left, right))
+        square = s[0] == s[1] and d[0] == d[1] and (top, bottom) == (left, right)
         self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
                               stacklevel=6)

@@ -300,8 +300,9 @@ _SHARED_DOC = """
         the expanded filter permutes one filter): ``f(g . x) = g . f(x)`` to float rounding
         when the windows tile the input from both ends, ``(n + 2 p - dilation (k - 1) - 1) %
         stride == 0`` on every dim the group moves (stride 1 always; stride 2 on odd sizes with
-        odd ``k``), with symmetric padding and equal sizes and options on the dims it trades
-        (all three for o/oh, height and width for c4z/d4z). The module warns once otherwise.
+        odd ``k``), with symmetric padding and equal options on the dims it trades (all three
+        for o/oh, height and width for c4z/d4z; their sizes may differ: a rotation permutes
+        them with the dims). The module warns once otherwise.
         The init draws every output slot with second moment 1 on unit-variance input.
 """
 

@@ -41,7 +41,8 @@ SHARED_DOC = """
         by multiples of 90 degrees and flips it contains: all of c1..d4; c4 of c8/so2, d4 of
         d8/o2, c2 of c6, ...) whenever each flipped dim has symmetric padding and
         ``(n + 2*padding - dilation*(k-1) - 1) % stride == 0`` (for 90-degree rotations also
-        the same options on both dims and a square input); see
+        the same options on both dims; the sizes may differ, a quarter turn maps ``H x W`` to
+        ``W x H``); see
         :func:`equilayers.functional.exactness_problems`. Stride 2 on an even size, or
         ``"same"`` with an even kernel, breaks it: the first such forward warns, once per
         module. Other rotations (45 degrees for c8, any angle for so2) are approximate: the

@@ -41,8 +41,8 @@ _SHARED_DOC = """
 
     Equivariance:
         Exact (float rounding) for every element of the group's grid subgroup whenever
-        ``output_padding == 0`` (and, for 90-degree rotations, the same options on both dims
-        and a square input), at any input size and stride: the transposed conv scatters each
+        ``output_padding == 0`` (and, for 90-degree rotations, the same options on both dims),
+        at any input size and stride: the transposed conv scatters each
         input pixel to ``i * stride + dilation * t``, a grid that a flip about the centre maps
         onto itself, and cropping ``padding`` on both sides keeps it centred, while
         ``output_padding`` adds rows at one end only (measured: exact on all 1268

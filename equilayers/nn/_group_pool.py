@@ -83,7 +83,8 @@ class GroupMaxPool2d(_SpatialPool):
     Equivariance:
         Exact when the windows tile the input from both ends,
         ``(H + 2 p - dilation (k - 1) - 1) % stride == 0`` (e.g. k=3, stride=2, p=1 on odd
-        sizes; k=2, stride=2 on even sizes), square inputs for 90-degree rotations.
+        sizes; k=2, stride=2 on even sizes), the same options on both dims for 90-degree
+        rotations (any ``H x W``: a quarter turn maps it to ``W x H``).
 
     Example:
         >>> import torch

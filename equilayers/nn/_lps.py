@@ -57,7 +57,7 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
     Equivariance:
         Exact in evaluation mode. Circular convolutions, ``LearnablePolyphasePool2d`` and a
         global pool are invariant to every integer circular shift; a pool's output is the chosen
-        component, shifted. On square inputs (side divisible by ``s``) the logits are invariant
+        component, shifted. On inputs with both sides divisible by ``s`` the logits are invariant
         to rot90 and flips of a component and to the fiber's permutation (regular and quotient
         fields; any orthogonal fiber action), so the choice commutes with D4: a p4/p4m network
         stays exactly equivariant, shifts included, whenever the largest logit is unique.
@@ -157,8 +157,8 @@ class LearnablePolyphaseUpsample2d(Typed, nn.Module):
 
     Equivariance:
         ``up(*pool(x))`` (evaluation) is exactly equivariant to every integer circular shift of
-        ``x`` (the same samples return to the same, shifted, places), and on square group maps
-        to rot90 and flips, with the pool's conditions.
+        ``x`` (the same samples return to the same, shifted, places), and on group maps to
+        rot90 and flips, with the pool's conditions.
 
     Example:
         >>> pool = LearnablePolyphasePool2d(3, return_index=True).eval()

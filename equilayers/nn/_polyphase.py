@@ -39,7 +39,7 @@ class PolyphasePool2d(Typed, nn.Module):
 
     Equivariance:
         Circular convolutions, ``PolyphasePool2d`` and a global pool are exactly invariant to
-        every integer circular shift. On square inputs (``H == W`` divisible by ``s``) the choice
+        every integer circular shift. On inputs with ``H`` and ``W`` divisible by ``s`` the choice
         commutes with rot90 and flips (trivial or regular fields; odd ``blur_size``) whenever the
         largest norm is unique: ties (inputs with symmetric components) go to the lowest index,
         and no rule can commute with D4 on those. See :mod:`equilayers.functional._polyphase`.

@@ -23,9 +23,10 @@ __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d"]
 def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d) -> tuple[str, list[str]]:
     """``(label, problems)`` of a pool with triples ``k, s, d`` and padding ``p`` (a triple,
     symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
-    not know the model's group, so it is checked for the largest cube group the volume can
-    carry, O_h on cubes (``D == H == W``), D4z when only ``H == W``; a pool with a non-cubic
-    window, or a volume with ``H != W``, is not checked. An asymmetric padding (an even blur)
+    not know the model's group, so the volume's shape stands for it (a c4z model on an
+    anisotropic scan must not be warned about its depth): O_h on cubes (``D == H == W``), D4z
+    when only ``H == W``; a pool with a non-cubic window, or a volume with ``H != W``, is not
+    checked. An asymmetric padding (an even blur)
     counts only as far as the windows reach it."""
     if len(set(k)) != 1 or size[1] != size[2]:
         return "", []
@@ -113,9 +114,11 @@ class GroupMaxPool3d(_Pool3d):
     Equivariance:
         Exact for every element of the cube groups when the windows tile the input from both
         ends, ``(n + 2 p - dilation (k - 1) - 1) % stride == 0`` (``k=3, stride=2, p=1`` on odd
-        sizes; ``k=2, stride=2`` on even ones), with equal sizes and options on the dims the
-        group trades (all three for o/oh; height and width for c4z/d4z). Warns once per
-        module otherwise (checked for O_h on cubic inputs, D4z when only ``H == W``).
+        sizes; ``k=2, stride=2`` on even ones), with equal options on the dims the group trades
+        (all three for o/oh; height and width for c4z/d4z; the sizes may differ: a rotation
+        permutes them with the dims). Warns once per module otherwise (the pool does not know
+        the model's group, so the volume's shape stands for it: checked for O_h on cubic
+        inputs, D4z when only ``H == W``; ``check_grid`` checks any shape for the group given).
 
     Example:
         >>> import torch
@@ -204,8 +207,8 @@ class PolyphasePool3d(Typed, nn.Module):
         ``pool(roll(x, t)) = roll(pool(x), (a + t) // s)`` per axis with ``a`` the kept phase
         (and the index becomes ``(a + t) % s``); shifts by multiples of ``s`` move the output
         by ``t / s``, and circular convs + this pool + a global pool are exactly invariant to
-        every integer shift. The cube groups, exactly for every element, on volumes with
-        ``D == H == W`` (``H == W`` for c4z/d4z) divisible by ``s`` (odd ``blur_size``) when
+        every integer shift. The cube groups, exactly for every element, on volumes whose
+        sizes are divisible by ``s`` (any ``D x H x W``; odd ``blur_size``) when
         the largest norm is unique (random inputs; exact ties go to the lowest index, which
         no rule can make commute with the group). See :mod:`equilayers.functional._pool3d`.
 

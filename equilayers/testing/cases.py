@@ -21,6 +21,7 @@ from . import (
     _cases_heads,
     _cases_lps,
     _cases_models,
+    _cases_rectangles,
     _cases_so3,
     _cases_subgroup,
     _cases_transposed,
@@ -46,6 +47,7 @@ _FAMILIES = (
     _cases_cubic_pools,
     _cases_so3,
     _cases_models,
+    _cases_rectangles,
 )
 
 
