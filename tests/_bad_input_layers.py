@@ -88,6 +88,8 @@ TRIPLE = {**INT, "pair": (1, 1), "triple-float": (1.5, 1, 1)}
 GROUP3 = {**GROUP, "planar": "p4"}
 _GPOOL3_ARGS = {"kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE}
 _APS_ARGS = {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE}
+#: The expanded conv's groups: finite and planar (a continuous or a cube group is refused).
+_GROUP_EXPANDED = {**GROUP, "continuous": "so2", "cube": "o"}
 _CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
                 "dilation": TRIPLE, "group": GROUP3}
 
@@ -166,7 +168,7 @@ NN: list[Case] = [
                  "max_order": {"0": OK, "None": OK}, "in_max_order": {"None": OK}}),
     Case(enn.ExpandedGroupConv2d, dict(in_channels=3, out_channels=4, kernel_size=3,
                                        group="c8"),
-         {**_CONV_ARGS, "group": GROUP},
+         {**_CONV_ARGS, "group": _GROUP_EXPANDED, "lifting": FLAG},
          {"x": _img(2, 3, 8, 6, 6, channel=1, fiber=2, small=(2, 3, 8, 2, 2))},
          accept={"padding": {"0": OK}}),
     Case(enn.LiftingConv3d, dict(in_channels=3, out_channels=4, kernel_size=3, group="c4z"),
@@ -380,6 +382,12 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 3, 6, 6, channel=1, fiber=2, small=(2, 3, 3, 2, 2)),
           "weight": _par(4, 3, _NB, ranks=(2, 4)), "bias": _B4},
          accept={"in_max_order": {"None": OK}, **_SETTINGS_OK}, variant="[so2]"),
+    Case(EF.expanded_group_conv2d, dict(group="c4"),
+         {"stride": PAIR, "padding": PAIR, "dilation": PAIR, "groups": INT,
+          "padding_mode": CHOICE, "group": _GROUP_EXPANDED, "lifting": FLAG},
+         {"x": _img(2, 3, 4, 6, 6, channel=1, fiber=2, small=(2, 3, 4, 2, 2)),
+          "weight": _par(16, 12, 3, 3, ranks=(3, 5), channel=0, fiber=1), "bias": _B4},
+         accept={"padding": {"0": OK}}),
     Case(EF.lifting_conv2d, dict(group="p4m"),
          {"stride": PAIR, "padding": PAIR, "dilation": PAIR, "groups": INT,
           "padding_mode": CHOICE, "group": GROUP, "kernel_size": INT, "max_order": INT},

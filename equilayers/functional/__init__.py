@@ -12,6 +12,9 @@ from ._blur_conv import (
     blur_conv2d,
     blur_conv2d_path,
 )
+from ._expanded_conv import (
+    expanded_group_conv2d,
+)
 from ._fourier import (
     fourier_matrix,
     fourier_nonlinearity,
@@ -98,6 +101,7 @@ __all__: list[str] = [
     "exactness_problems",
     "expand_group_filter",
     "expand_lifting_filter",
+    "expanded_group_conv2d",
     "group_conv2d",
     "lifting_conv2d",
     "group_conv_transpose2d",

@@ -7,8 +7,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_dtype_match, check_flag, check_float_dtype
+from .. import _checks as C
+from .._checks import check_flag, check_float_dtype
+from ..functional import _expanded_conv as E
 from ..functional import _gconv as G
+from ..functional._expanded_conv import expanded_group_conv2d
 from ..groups import FieldType, GroupLike, get
 from ._group_conv import _ExactConvMixin
 from ._typed import Typed
@@ -84,11 +87,10 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
                             groups, padding_mode)
         check_flag(bias, "bias", name)
         check_float_dtype(dtype, "dtype", name)
-        grp = get(group)
-        if not grp.is_finite:
-            raise ValueError(f"{name}: group {grp.name!r} is continuous; a dense expanded filter "
-                             "needs a finite group cN / dN (regular fields)")
-        self.group, self.lifting = grp, bool(lifting)
+        lifting = check_flag(lifting, "lifting", name,
+                             fix="True for images in, False for regular fields in")
+        grp = E.check_expanded_group(group, name)
+        self.group, self.lifting = grp, lifting
         self.out_type = FieldType.regular(grp)
         self.in_type = FieldType.trivial(grp) if self.lifting else self.out_type
         self.fiber_out = int(grp.order)
@@ -172,13 +174,19 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
             return worst
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`~equilayers.functional.expanded_group_conv2d` with this layer's filter and
+        options; the arguments were checked in ``__init__``, the input is checked here (named
+        as this module), so the functional skips its checks (``checked=True``)."""
+        name = type(self).__name__
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
-                       None if self.lifting else self.fiber_in, type(self).__name__)
-        check_dtype_match(x, self.weight, type(self).__name__)
+                       None if self.lifting else self.fiber_in, name)
+        C.check_dtype_match(x, self.weight, name)
+        G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,
+                          name)
         self._check_exact(x)
-        return G.conv_expanded(x, self.weight, self.bias, self.fiber_out, self.stride, self._pad,
-                               self.dilation, self.groups, self.padding_mode,
-                               what=type(self).__name__)
+        return expanded_group_conv2d(x, self.weight, self.bias, self.stride, self.padding,
+                                     self.dilation, self.groups, self.padding_mode,
+                                     group=self.group, lifting=self.lifting, checked=True)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")
