@@ -416,6 +416,8 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2)),
           "weight": _par(4, 3, 4, 3, 3, 3, ranks=(5, 7), fiber=2), "bias": _B4},
          accept={"padding": {"0": OK}}),
+    Case(EF.harmonic_voxel_basis, dict(kernel_size=3),
+         {"kernel_size": TRIPLE, "dtype": DTYPE, **_SETTINGS}, accept=_SETTINGS_OK),
     Case(EF.exactness_problems3d, dict(group="o", size=(5, 5, 5), kernel_size=3, stride=1,
                                        pad=(1,) * 6, dilation=1),
          {"group": GROUP3, "size": TRIPLE, "kernel_size": INT, "stride": TRIPLE,

@@ -327,6 +327,63 @@ def test_harmonic_basis_layers(gen):
                           frequencies_cutoff=[-1])
 
 
+@pytest.mark.parametrize("settings", [{}, {"sigma": 0.5}, {"rings": (0.0, 1.0, 1.5)},
+                                      {"frequencies_cutoff": 1.0}])
+def test_harmonic_layers_are_the_public_functional_of_their_voxel_filters(settings, gen):
+    """A ``basis="harmonic"`` layer's forward is "voxel filters from the coefficients through
+    the public basis, then the public functional": ``tensordot(weight, harmonic_voxel_basis(k,
+    settings), 1)`` into ``lifting_conv3d`` / ``group_conv3d``, with the layer's stored
+    (normalized) settings; the basis is the layer's own rows. The control: the basis of
+    other shell widths (same size) gives other numbers."""
+    lift = enn.LiftingConv3d(2, 3, 3, padding=1, group="d4z", basis="harmonic",
+                             dtype=torch.float64, **settings)
+    conv = enn.GroupConv3d(3, 2, 3, stride=2, padding=1, group="d4z", basis="harmonic",
+                           dtype=torch.float64, **settings)
+    for m in (lift, conv):
+        nn.init.normal_(m.bias)
+    x = torch.randn(2, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+
+    def basis(m, sigma=None):
+        return EF.harmonic_voxel_basis(3, sigma=sigma or m.sigma, rings=m.rings,
+                                       frequencies_cutoff=m.frequencies_cutoff,
+                                       dtype=torch.float64)
+
+    b = basis(lift)
+    assert b.shape == (lift.weight.shape[-1], 3, 3, 3)
+    torch.testing.assert_close(b.flatten(1), lift.filter_basis, rtol=0, atol=0)
+    y = lift(x)
+    torch.testing.assert_close(y, EF.lifting_conv3d(x, torch.tensordot(lift.weight, b, 1),
+                                                    lift.bias, padding=1, group="d4z"))
+    z = conv(y)
+    voxels = torch.tensordot(conv.weight, basis(conv), 1)
+    torch.testing.assert_close(z, EF.group_conv3d(y, voxels, conv.bias, stride=2, padding=1,
+                                                  group="d4z"))
+    other = basis(lift, sigma=0.9)  # the control
+    assert other.shape == b.shape
+    wrong = EF.lifting_conv3d(x, torch.tensordot(lift.weight, other, 1), lift.bias, padding=1,
+                              group="d4z")
+    assert (wrong - y).abs().max() > 1e-2
+
+
+def test_harmonic_voxel_basis_is_checked():
+    B = EF.harmonic_voxel_basis
+    assert B(5).shape == (19, 5, 5, 5) and B(3).dtype == torch.get_default_dtype()
+    assert B((3, 3, 3), dtype=torch.float64).dtype == torch.float64
+    torch.testing.assert_close(B(3).flatten(1).norm(dim=1), torch.ones(10))
+    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
+        B(4)
+    with pytest.raises(ValueError, match=r"kernel_size=\(3, 3, 5\) must be cubic"):
+        B((3, 3, 5))
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        B(3, sigma=0.0)
+    with pytest.raises(ValueError, match="rings must be a non-empty list"):
+        B(3, rings=[])
+    with pytest.raises(TypeError, match="dtype=torch.int64 must be a floating-point"):
+        B(3, dtype=torch.int64)
+    with pytest.raises(ValueError, match="harmonic_voxel_basis: the harmonic basis is empty"):
+        B(3, rings=[1.0], frequencies_cutoff=[-1])
+
+
 def test_group_pool_and_batch_norm_on_volumes(gen):
     x = torch.randn(2, 3, 24, 3, 3, 3, generator=gen, dtype=torch.float64)
     assert enn.GroupPool()(x).shape == (2, 3, 3, 3, 3)

@@ -88,6 +88,7 @@ from ._restrict import (
 from ._steerable import steerable_basis
 from ._steerable3d import steerable_basis3d, steerable_conv3d
 from ._steerable_expand import expand_steerable
+from ._voxel_basis import harmonic_voxel_basis
 
 __all__: list[str] = [
     "binomial_filter",
@@ -134,6 +135,7 @@ __all__: list[str] = [
     "expand_steerable",
     "steerable_basis",
     "steerable_basis3d",
+    "harmonic_voxel_basis",
     "steerable_conv3d",
     "fiber_pool",
     "fiber_pose",

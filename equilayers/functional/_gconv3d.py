@@ -316,6 +316,11 @@ def lifting_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     ``padding_mode`` as ``nn.Conv3d``). Slot ``g`` of the output correlates with the filter
     moved by ``g``; see :class:`~equilayers.nn.LiftingConv3d`.
 
+    A ``LiftingConv3d(..., basis="harmonic")`` stores coefficients ``(C_out, C_in // groups,
+    n)``; its forward is this function of the voxel filters ``torch.tensordot(weight,
+    harmonic_voxel_basis(k, sigma=..., frequencies_cutoff=..., rings=...), 1)`` (the layer's
+    settings, :func:`~equilayers.functional.harmonic_voxel_basis`).
+
     Example:
         >>> import torch
         >>> lifting_conv3d(torch.randn(1, 2, 5, 5, 5), torch.randn(3, 2, 3, 3, 3),
@@ -335,7 +340,11 @@ def group_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     ``weight`` ``(C_out, C_in // groups, |G|, k, k, k)`` (one slot per element, in
     ``group.elements()`` order), ``bias`` ``(C_out,)``; the rest as :func:`lifting_conv3d`.
     Slot ``g`` correlates with the filter moved by ``g`` as a regular field,
-    ``(g . psi)[h] = g . psi[g^-1 h]``; see :class:`~equilayers.nn.GroupConv3d`.
+    ``(g . psi)[h] = g . psi[g^-1 h]``; see :class:`~equilayers.nn.GroupConv3d`. With
+    ``basis="harmonic"`` the layer's weight ``(C_out, C_in // groups, |G|, n)`` holds
+    coefficients, and its forward is this function of ``torch.tensordot(weight, basis, 1)``,
+    ``basis = harmonic_voxel_basis(k, ...)`` with the layer's settings (as in
+    :func:`lifting_conv3d`).
 
     Example:
         >>> import torch

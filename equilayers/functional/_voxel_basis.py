@@ -15,17 +15,24 @@ the sampling points and maps ``Y_J`` into the span of ``Y_J``), so every slot's 
 is band-limited too. It is escnn's function space for ``R3Conv`` on ``octaOnR3`` /
 ``fullOctaOnR3`` regular fields (its filters lie in this span, with the same parameter count;
 tests/test_interop.py).
+
+:func:`harmonic_voxel_basis` is the public accessor: with it a ``basis="harmonic"`` layer's
+forward is "voxel filter from coefficients, then the public functional",
+``group_conv3d(x, torch.tensordot(weight, harmonic_voxel_basis(k, ...), 1), bias, ...)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ._basis_settings import BasisSpec, default_spec
-from ._steerable3d import _grid
+from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
+from ._steerable3d import _grid, check_kernel_size3d
 
-__all__ = ["voxel_basis"]
+__all__ = ["voxel_basis", "harmonic_voxel_basis"]
 
 #: A function whose part outside the span of the earlier ones is below this (relative to its
 #: norm) is left out (the grid aliases high orders on small shells onto lower ones).
@@ -63,3 +70,48 @@ def voxel_basis(kernel_size: int, spec: BasisSpec | None) -> torch.Tensor:
     if not kept:
         return torch.zeros(0, k ** 3, dtype=torch.float64)
     return torch.stack(kept)
+
+
+def harmonic_voxel_basis(kernel_size: int, *, sigma: float | Sequence[float] | None = None,
+                         frequencies_cutoff: Cutoff | None = None,
+                         rings: Sequence[float] | None = None, dtype: torch.dtype | None = None,
+                         device: torch.device | str | None = None) -> torch.Tensor:
+    """The band-limited voxel filters ``(n, k, k, k)`` of ``basis="harmonic"`` in
+    :class:`~equilayers.nn.LiftingConv3d` / :class:`~equilayers.nn.GroupConv3d`: Gaussian
+    shells times real spherical harmonics sampled on the ``k x k x k`` grid, each of unit
+    norm, linearly independent (module docstring of
+    :mod:`equilayers.functional._voxel_basis`).
+
+    A weight of such a layer holds ``n`` coefficients per voxel filter, ``(..., n)``; its voxel
+    filters are ``torch.tensordot(weight, basis, 1)`` ``(..., k, k, k)``, which
+    :func:`~equilayers.functional.lifting_conv3d` / :func:`~equilayers.functional.group_conv3d`
+    take as their weight (the layer's forward, to float rounding).
+
+    Args:
+        kernel_size: odd ``k`` (an int, or three equal ints).
+        sigma, frequencies_cutoff, rings: the shells, as the layers take them (escnn's
+            meaning and defaults, :mod:`equilayers.functional._basis_settings`: rings ``0 ..
+            k // 2``; only ``J = 0`` at the centre).
+        dtype, device: of the result (default: torch's default dtype, CPU).
+
+    Example:
+        >>> import torch
+        >>> from equilayers.functional import group_conv3d, harmonic_voxel_basis
+        >>> basis = harmonic_voxel_basis(3)  # 10 filters of 3 x 3 x 3
+        >>> coefficients = torch.randn(4, 2, 4, basis.shape[0])  # (C_out, C_in, |G|, n)
+        >>> voxels = torch.tensordot(coefficients, basis, 1)  # (4, 2, 4, 3, 3, 3)
+        >>> group_conv3d(torch.randn(1, 2, 4, 5, 5, 5), voxels, padding=1, group="c4z").shape
+        torch.Size([1, 4, 4, 5, 5, 5])
+    """
+    what = "harmonic_voxel_basis"
+    k = check_kernel_size3d(kernel_size, what)
+    C.check_float_dtype(dtype, "dtype", what)
+    spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
+    rows = voxel_basis(k, spec)
+    if len(rows) == 0:
+        given = ", ".join(f"{a}={v!r}" for a, v in (("sigma", sigma), ("frequencies_cutoff",
+                          frequencies_cutoff), ("rings", rings)) if v is not None)
+        raise ValueError(f"{what}: the harmonic basis is empty for kernel_size={k} ({given}): "
+                         "raise frequencies_cutoff or add rings")
+    return rows.to(dtype=dtype or torch.get_default_dtype(), device=device,
+                   copy=True).unflatten(1, (k, k, k))

@@ -189,7 +189,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     def voxel_filter(self) -> torch.Tensor:
         """The ``k x k x k`` filters the weight stands for: the weight itself (``"voxel"``),
         or its coefficients times the basis rows, ``(..., n) -> (..., k, k, k)``
-        (``"harmonic"``)."""
+        (``"harmonic"``; the rows are :func:`~equilayers.functional.harmonic_voxel_basis`
+        of the layer's settings). The forward is the functional twin
+        (:func:`~equilayers.functional.lifting_conv3d` /
+        :func:`~equilayers.functional.group_conv3d`) of these filters."""
         if self.basis == "voxel":
             return self.weight
         k = self.kernel_size[0]
