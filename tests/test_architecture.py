@@ -9,8 +9,10 @@ prefix in :data:`FLOORS`. The negative controls feed the same checker a syntheti
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import doc_code
@@ -387,3 +389,54 @@ def test_no_module_is_over_500_lines(tmp_path):
     (tmp_path / "big.py").write_text("x = 1\n" * (MAX_LINES + 1))
     (tmp_path / "ok.py").write_text("x = 1\n" * MAX_LINES)
     assert _long_files(tmp_path) == [f"big.py: {MAX_LINES + 1} lines"]
+
+
+#: Public modules of ``equilayers.nn`` with no functional twin, each with the reason (a
+#: container or head composed of other modules, whose forward is theirs). Empty: every
+#: module has one (STYLE.md: "Every module has a functional twin; forward just calls it").
+NO_FUNCTIONAL_TWIN: dict[str, str] = {}
+
+_TWIN = re.compile(r"Functional twin: :func:`~equilayers\.functional\.(\w+)`")
+
+
+def twin_problems(nn_namespace, functional_namespace, exempt: dict[str, str]) -> list[str]:
+    """What breaks the rule that every public module names its functional twin in its
+    docstring (``Functional twin: :func:`~equilayers.functional.name```), the twin being public
+    in ``functional_namespace``, or is listed in ``exempt`` (and then names none)."""
+    bad = []
+    for name in nn_namespace.__all__:
+        twins = _TWIN.findall(inspect.getdoc(getattr(nn_namespace, name)) or "")
+        if name in exempt:
+            if twins:
+                bad.append(f"{name} names its twin {twins}: drop it from NO_FUNCTIONAL_TWIN")
+            continue
+        if not twins:
+            bad.append(f"{name}: the docstring names no functional twin (add 'Functional twin: "
+                       ":func:`~equilayers.functional.<name>`.') and it is not in "
+                       "NO_FUNCTIONAL_TWIN")
+        bad += [f"{name} names {t}, which is not in equilayers.functional.__all__"
+                for t in twins if t not in functional_namespace.__all__]
+    bad += [f"NO_FUNCTIONAL_TWIN lists {n}, which is not in equilayers.nn.__all__"
+            for n in exempt if n not in nn_namespace.__all__]
+    return bad
+
+
+def test_every_module_names_its_functional_twin():
+    import equilayers.functional
+    import equilayers.nn
+
+    assert twin_problems(equilayers.nn, equilayers.functional, NO_FUNCTIONAL_TWIN) == []
+    # negative controls: no twin named, a twin that is not public, an exempt module naming one,
+    # a stale exemption
+    def module(doc: str) -> type:
+        return type("M", (), {"__doc__": doc})
+
+    twin = "Functional twin: :func:`~equilayers.functional.{}`."
+    fake_nn = SimpleNamespace(__all__=["Good", "Silent", "Private", "Head"],
+                              Good=module(twin.format("blur_pool2d")),
+                              Silent=module("A layer."),
+                              Private=module(twin.format("conv_expanded")),
+                              Head=module(twin.format("invariant_head")))
+    found = twin_problems(fake_nn, equilayers.functional, {"Head": "composed", "Gone": "old"})
+    assert [p.split()[0].rstrip(":") for p in found] == ["Silent", "Private", "Head",
+                                                          "NO_FUNCTIONAL_TWIN"]

@@ -192,6 +192,22 @@ def test_pickle_and_deepcopy(name):
         assert repr(clone) == repr(m)
 
 
+def test_a_model_pickled_before_norm_max_pool_moved_still_loads():
+    """``NormMaxPool`` moved from ``nn/_harmonic.py`` to ``nn/_norm_max_pool.py``; a whole-model
+    pickle made before names the old path, which still resolves (the control: another name
+    there does not)."""
+    from equilayers.nn import NormMaxPool
+
+    m = NormMaxPool(2, max_order=1)
+    old = pickle.dumps(m, protocol=0).replace(  # (text opcodes: no lengths to fix)
+        b"equilayers.nn._norm_max_pool", b"equilayers.nn._harmonic")
+    assert b"equilayers.nn._harmonic" in old
+    clone = pickle.loads(old)
+    assert type(clone) is NormMaxPool and repr(clone) == repr(m)
+    with pytest.raises(AttributeError, match="NormMaxPool2d"):
+        pickle.loads(old.replace(b"NormMaxPool", b"NormMaxPool2d"))
+
+
 def test_ddp_gloo_two_processes_same_gradients(tmp_path):
     """One SGD step under DistributedDataParallel (gloo, 2 CPU processes, each on half the
     batch) gives the gradients and parameters of one process on the full batch."""

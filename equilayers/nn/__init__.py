@@ -44,7 +44,6 @@ from ._group_pool import (
 from ._harmonic import (
     GatedNonlinearity,
     HarmonicBatchNorm,
-    NormMaxPool,
     NormNonlinearity,
     NormPool,
 )
@@ -55,6 +54,7 @@ from ._lps import (
     LearnablePolyphasePool2d,
     LearnablePolyphaseUpsample2d,
 )
+from ._norm_max_pool import NormMaxPool
 from ._polyphase import (
     PolyphasePool2d,
     PolyphaseUpsample2d,

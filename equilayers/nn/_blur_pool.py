@@ -103,6 +103,8 @@ class BlurPool1d(_BlurPoolNd):
     ``y[n] = sum_i b[i] xpad[s n + i]`` with ``b`` the normalized binomial of size
     ``kernel_size`` and ``xpad`` padded by ``(k-1)//2`` left and ``(k-1) - (k-1)//2`` right.
 
+    Functional twin: :func:`~equilayers.functional.blur_pool1d`.
+
     Args:
         channels: optional; only checked against the input (the filter is shared).
         kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``).
@@ -136,6 +138,8 @@ class BlurPool2d(_BlurPoolNd):
     reference: the extra pixel of even sizes at the bottom/right), then correlated at stride
     ``s`` from offset 0. The filter is a buffer shared by every channel, never copied per
     channel.
+
+    Functional twin: :func:`~equilayers.functional.blur_pool2d`.
 
     Args:
         channels: optional; only checked against the input's dim 1.
@@ -177,6 +181,8 @@ class BlurPool3d(_BlurPoolNd):
     over ``(D, H, W)``; a group feature
     map of the cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
 
+    Functional twin: :func:`~equilayers.functional.blur_pool3d`.
+
     Shape:
         ``(B, C, D, H, W) -> (B, C, D', H', W')`` or ``(B, C, F, D, H, W) -> (B, C, F, D', H',
         W')``, ``D' = floor((D - 1) / stride) + 1``. Every leading dim is blurred alike, so a
@@ -209,6 +215,8 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: the same positional
     arguments (``stride=None`` means ``kernel_size``, as in torch) and the same output shape
     for every input size.
+
+    Functional twin: :func:`~equilayers.functional.max_blur_pool2d`.
 
     Args:
         kernel_size: max-pool window.
@@ -308,6 +316,8 @@ class BlurConv2d(Typed, nn.Module):
     stored as an int. ``padding`` is an int, a pair or ``"valid"`` (no padding, stored as
     ``(0, 0)``); ``"same"`` is refused, as ``nn.Conv2d`` refuses it for strided convs.
 
+    Functional twin: :func:`~equilayers.functional.blur_conv2d`.
+
     Shape:
         ``(B, C_in, H, W) -> (B, C_out, H', W')`` or unbatched ``(C_in, H, W) -> (C_out, H',
         W')``, ``H' = floor((H + 2 padding - dilation (kernel_size - 1) - 1) / stride) + 1``,
@@ -400,6 +410,8 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
     samples land on ``s i``, so the upsampled grid is off centre
     by ``(s - 1) / 2`` pixels (even ``blur_size`` shifts it by half a pixel more), unless
     ``transposed=True`` with an even ``blur_size`` at ``s = 2``.
+
+    Functional twin: :func:`~equilayers.functional.blur_upsample2d`.
 
     Args:
         scale_factor: integer upsampling factor, >= 1.

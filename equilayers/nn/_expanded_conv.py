@@ -40,6 +40,8 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
     training, use :class:`~equilayers.nn.GroupConv2d` (weight sharing by construction).
     :meth:`grid_equivariance_error` measures how far a filter is from exact on the grid.
 
+    Functional twin: :func:`~equilayers.functional.expanded_group_conv2d`.
+
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
             ``nn.Conv2d`` (square ``kernel_size``; ``padding`` an int, a pair, ``"same"`` or

@@ -55,6 +55,8 @@ class RegularToHarmonic(_FiberBuffers):
     ``c_m = sum_k f_k cos(2 pi m k / N)``, ``s_m = sum_k f_k sin(2 pi m k / N)``); see
     :func:`~equilayers.functional.regular_to_harmonic`.
 
+    Functional twin: :func:`~equilayers.functional.regular_to_harmonic`.
+
     Args:
         group: a finite group ``"cN"``/``"dN"``.
         max_order: ``M``, at most and by default ``N // 2`` (higher orders alias on ``N``
@@ -119,6 +121,8 @@ class HarmonicToRegular(RegularToHarmonic):
     ``2/N`` for the others (halved for D_N); see
     :func:`~equilayers.functional.harmonic_to_regular`.
 
+    Functional twin: :func:`~equilayers.functional.harmonic_to_regular`.
+
     Args:
         group: a finite group ``"cN"``/``"dN"``.
         max_order: ``M``, at most and by default ``N // 2`` (higher orders alias on ``N``
@@ -167,6 +171,8 @@ class FourierNonlinearity(_FiberBuffers):
     orbits of 48; 26, 74, 170, 218 or 362 points) and ``A^+`` fits the orders back by the
     quadrature-weighted least squares (escnn's ``QuotientFourierELU`` on the sphere, with a
     point set chosen to keep the grid rotations exact; :mod:`equilayers.functional._fourier3d`).
+
+    Functional twin: :func:`~equilayers.functional.fourier_nonlinearity`.
 
     Args:
         group: ``"cN"``, ``"dN"``, ``"so2"``, ``"o2"``, ``"so3"`` or ``"o3"``.

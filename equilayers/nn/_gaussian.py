@@ -22,6 +22,8 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
     padded by ``padding`` (default ``(k - 1) // 2``) and correlated at ``stride``. e2cnn's
     tutorial uses ``sigma=0.66, stride=2`` (a 5 x 5 filter). Acts on ``H, W`` only.
 
+    Functional twin: :func:`~equilayers.functional.gaussian_blur_pool2d`.
+
     Args:
         sigma: the Gaussian's standard deviation in pixels, > 0.
         stride: subsampling factor (int or pair; ``None``: the filter size, as escnn).
@@ -89,6 +91,8 @@ class DiskMask(Typed, _FixedBuffers):
     ``(1 - margin / 100) * c``, ``c = (size - 1) / 2``, and ``exp((t - d^2) / sigma^2)``
     outside (``d^2`` the squared distance from the centre, ``t`` the squared radius), so that
     the corners, which rotations move off the grid, carry (almost) nothing.
+
+    Functional twin: :func:`~equilayers.functional.disk_mask2d`.
 
     Args:
         size: the spatial size ``S`` of the (square) inputs.

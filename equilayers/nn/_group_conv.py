@@ -453,6 +453,8 @@ class LiftingConv2d(_GroupConvNd):
 
     ``out[o, g] = sum_c in[c] (*) (g . psi[o, c]) + b[o]``: slot ``g`` correlates with the
     filter transformed by ``g`` (``(*)`` is ``F.conv2d``'s cross-correlation).
+
+    Functional twin: :func:`~equilayers.functional.lifting_conv2d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch
@@ -473,6 +475,8 @@ class GroupConv2d(_GroupConvNd):
     ``out[o, g] = sum_{c, h} in[c, h] (*) (g . psi[o, c])[h] + b[o]`` where ``g . psi`` moves
     the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``. Harmonic
     fields: ``psi`` obeys ``psi(g q) = rho_out(g) psi(q) rho_in(g)^-1`` (steerable basis).
+
+    Functional twin: :func:`~equilayers.functional.group_conv2d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch

@@ -316,6 +316,8 @@ class LiftingConv3d(_GroupConv3dBase):
 
     ``out[o, g] = sum_c in[c] (*) (g . psi[o, c]) + b[o]``: slot ``g`` correlates with the
     ``k x k x k`` filter moved by ``g`` (``(*)`` is ``F.conv3d``'s cross-correlation).
+
+    Functional twin: :func:`~equilayers.functional.lifting_conv3d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch
@@ -334,6 +336,8 @@ class GroupConv3d(_GroupConv3dBase):
     the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``; the
     weight ``(C_out, C_in // groups, |G|, k, k, k)`` holds one slot per element
     (``(C_out, C_in // groups, |G|, n)`` basis coefficients with ``basis="harmonic"``).
+
+    Functional twin: :func:`~equilayers.functional.group_conv3d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch

@@ -129,6 +129,8 @@ class LiftingConvTranspose2d(_GroupConvTransposeNd):
     ``out[o, g] = sum_c in[c] (*)^T (g . psi[o, c]) + b[o]``: slot ``g`` scatters the input
     through the filter transformed by ``g`` (``(*)^T`` is ``F.conv_transpose2d``), the
     lifting conv's expanded filter run transposed.
+
+    Functional twin: :func:`~equilayers.functional.lifting_conv_transpose2d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch
@@ -149,6 +151,8 @@ class GroupConvTranspose2d(_GroupConvTransposeNd):
     ``F.conv_transpose2d``. It is the adjoint of ``F.conv2d`` with the same expanded filter
     (:meth:`expanded_filter`), itself an equivariant group conv from ``out_channels`` to
     ``in_channels`` fields.
+
+    Functional twin: :func:`~equilayers.functional.group_conv_transpose2d`.
     """ + _SHARED_DOC + """
     Example:
         >>> import torch

@@ -42,6 +42,8 @@ class GroupBatchNorm2d(_GroupBatchNorm):
     check that the input is a group feature map; the math is
     :func:`equilayers.functional.group_batch_norm`).
 
+    Functional twin: :func:`~equilayers.functional.group_batch_norm`.
+
     Args:
         num_features, eps, momentum, affine, track_running_stats, device, dtype, bias: as
             ``nn.BatchNorm2d``; ``num_features`` counts fields ``C``.
@@ -76,6 +78,8 @@ class GroupBatchNorm3d(_GroupBatchNorm):
     field ``c`` over ``B, F, D, H, W`` (``nn.BatchNorm3d``'s statistics, which ``F.batch_norm``
     computes over every dim but 1, on the 6-D layout; the math is
     :func:`equilayers.functional.group_batch_norm`).
+
+    Functional twin: :func:`~equilayers.functional.group_batch_norm`.
 
     Args:
         num_features, eps, momentum, affine, track_running_stats, device, dtype, bias: as

@@ -21,6 +21,8 @@ class GroupPool(Typed, nn.Module):
     ``y[c] = max_g x[c, g]`` (or the mean): invariant to any permutation of the slots, so
     regular fields become trivial ones (images) that still move with the input.
 
+    Functional twin: :func:`~equilayers.functional.group_pool`.
+
     Args:
         reduction: ``"max"`` (``x.amax(2)``, the fastest formulation measured here) or
             ``"mean"``.
@@ -73,6 +75,8 @@ class GroupMaxPool2d(_SpatialPool):
     """Spatial max pooling of group feature maps, every slot separately (``nn.MaxPool2d`` on
     ``(B, C, F, H, W)``).
 
+    Functional twin: :func:`~equilayers.functional.group_max_pool2d`.
+
     Args:
         kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool2d``.
 
@@ -111,6 +115,8 @@ class GroupMaxPool2d(_SpatialPool):
 
 class GroupAvgPool2d(_SpatialPool):
     """Spatial average pooling of group feature maps (``nn.AvgPool2d`` on ``(B, C, F, H, W)``).
+
+    Functional twin: :func:`~equilayers.functional.group_avg_pool2d`.
 
     Args:
         kernel_size, stride, padding, ceil_mode, count_include_pad: as ``nn.AvgPool2d``.

@@ -13,11 +13,9 @@ from torch import nn
 
 from ..functional import _harmonic as H
 from ..functional import _harmonic_bn as HB
-from ..functional import _norm_max_pool as NMP
 from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
-from ._exactness import _WarnsInexact
 from ._typed import Typed
 
 __all__ = [
@@ -25,7 +23,6 @@ __all__ = [
     "GatedNonlinearity",
     "HarmonicBatchNorm",
     "NormPool",
-    "NormMaxPool",
 ]
 
 
@@ -62,6 +59,8 @@ class NormNonlinearity(Typed, nn.Module):
     under shifts (one-off, 2 seeds; docs/training.md): for a new model ``order0="norm"`` is
     the better start. The default stays (``order0`` is not in the state_dict: a changed
     default would change what saved checkpoints compute).
+
+    Functional twin: :func:`~equilayers.functional.norm_nonlinearity`.
 
     Args:
         channels: number of fields ``C``.
@@ -159,6 +158,8 @@ class GatedNonlinearity(Typed, nn.Module):
     gate fields of which only the order-0 slot is read (field ``i`` gates field ``C + i``), and
     the output drops them. A steerable conv with ``2C`` output fields feeds it directly.
 
+    Functional twin: :func:`~equilayers.functional.gated_nonlinearity`.
+
     Args:
         max_order: ``M``.
         function: applied to ``a_0`` of the gated fields (default ``F.relu``).
@@ -207,6 +208,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
     ``weight[c, m]``. As ``nn.BatchNorm3d``: ``momentum=None`` is a cumulative moving average
     (``num_batches_tracked`` counts the training batches), an empty batch leaves the running
     statistics untouched, and float16/bfloat16 inputs are normalized with float32 statistics.
+
+    Functional twin: :func:`~equilayers.functional.harmonic_batch_norm`.
 
     Args:
         num_features: fields ``C``.
@@ -344,6 +347,8 @@ class NormPool(Typed, nn.Module):
     is a plain feature map (rep ``"trivial"``): rotating the input only moves it spatially.
     ``max_order`` is read from the input (``F = 2M + 1``) unless given.
 
+    Functional twin: :func:`~equilayers.functional.norm_pool`.
+
     Args:
         max_order: ``M``, or ``None`` to read it from the input.
         group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
@@ -433,68 +438,10 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
     return (x.shape[2] - 1) // 2
 
 
-class NormMaxPool(Typed, _WarnsInexact):
-    """Spatial max pooling of harmonic fields by magnitude: in every window, per field, keep the
-    vector of largest norm (escnn's ``NormMaxPool``); ``nn.MaxPool2d``'s signature.
-
-    ``per="field"`` (default) keeps, per field, the whole fiber at the location of largest
-    ``|v|^2 = a_0^2 + sum_m |v_m|^2`` (escnn with one field ``irrep(0) + ... + irrep(M)``);
-    ``per="order"`` picks a location per field and rotation order, by ``|v_m|`` (escnn with one
-    field per irrep). See :func:`~equilayers.functional.norm_max_pool2d`.
-
-    Args:
-        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool2d`` (stride defaults
-            to kernel_size; ``ceil_mode`` is keyword-only: ``nn.MaxPool2d``'s fifth positional
-            argument is ``return_indices``, which this module does not offer).
-        max_order: ``M``, or ``None`` to read it from the input.
-        per: ``"field"`` or ``"order"``.
-
-    Shape: ``(B, C, 2M+1, H, W) -> (B, C, 2M+1, H', W')`` with ``nn.MaxPool2d``'s ``H' =
-    floor((H + 2 p - d (k - 1) - 1) / s) + 1`` (``ceil`` with ``ceil_mode``).
-
-    Equivariance: exact for the grid rotations and flips (norms are invariant and the vector is
-    moved unchanged) under the same conditions as ``nn.MaxPool2d``: windows that tile the
-    input symmetrically (``(H + 2 p - d (k - 1) - 1) % s == 0``, e.g. k=3, s=2, p=1 on odd
-    sizes, k=s=2 on even ones) and a unique largest norm per window (ties go to the first
-    location in the window, as ``max_pool2d``'s).
-
-    Example:
-        >>> NormMaxPool(2)(torch.randn(2, 3, 5, 8, 8)).shape
-        torch.Size([2, 3, 5, 4, 4])
-    """
-
-    def __init__(self, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] | None = None,
-                 padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1, *,
-                 ceil_mode: bool = False, max_order: int | None = None,
-                 per: str = "field") -> None:
-        super().__init__()
-        name = type(self).__name__
-        NMP.check_pool_args(kernel_size, stride, padding, dilation, name)
-        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
-        self.padding, self.dilation = padding, dilation
-        self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
-        self.max_order = _harmonic(self, max_order, name)
-        self.per = C.choice(per, "per", name, NMP.PER)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        C.harmonic_fiber(x, self)
-        self._warn_if_window_inexact(x)  # once, where the grid breaks it
-        return NMP.norm_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                   self.ceil_mode, max_order=self.max_order, per=self.per)
-
-    def _sampling_window(self) -> tuple:
-        ph, pw = C.C.check_pair(self.padding, "padding")
-        return self.kernel_size, self.stride, (ph, ph, pw, pw), self.dilation
-
-    def extra_repr(self) -> str:
-        text = f"kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != 0:
-            text += f", padding={self.padding}"
-        if self.dilation != 1:
-            text += f", dilation={self.dilation}"
-        if self.ceil_mode:
-            text += ", ceil_mode=True"
-        if self.max_order is not None:
-            text += f", max_order={self.max_order}"
-        return text + ("" if self.per == "field" else f", per={self.per!r}")
+def __getattr__(name: str):
+    # NormMaxPool moved to ._norm_max_pool (this file passed 500 lines); a model pickled whole
+    # before that (torch.save(model)) names it here, so the old path still finds it
+    if name == "NormMaxPool":
+        from ._norm_max_pool import NormMaxPool
+        return NormMaxPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

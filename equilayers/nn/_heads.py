@@ -21,6 +21,8 @@ class InvariantHead(Typed, nn.Module):
     ``logits = W . spatial_pool(fiber_pool(x)) + b``; ``fiber_pool`` is a max (or mean) over
     the ``|G|`` slots of each regular field, ``spatial_pool`` a global mean (or max).
 
+    Functional twin: :func:`~equilayers.functional.invariant_head`.
+
     Args:
         in_channels: ``C``, the number of fields.
         num_classes: ``K``, the number of logits.

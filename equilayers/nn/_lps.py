@@ -31,6 +31,8 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
     samples the choice with Gumbel noise and a softmax of temperature ``tau``; evaluation keeps
     the argmax. See :mod:`equilayers.functional._lps`.
 
+    Functional twin: :func:`~equilayers.functional.learnable_polyphase_pool2d`.
+
     Args:
         in_channels: ``C`` of the input.
         stride: integer >= 2.
@@ -147,6 +149,8 @@ class LearnablePolyphaseUpsample2d(Typed, nn.Module):
     zeros elsewhere; in training its straight-through term or mixture weights pass gradients
     back to the pool's scoring net), or an integer ``index`` ``(B,)`` of flat component indices.
     For U-Nets: pair it with a ``LearnablePolyphasePool2d(return_index=True)``. No parameters.
+
+    Functional twin: :func:`~equilayers.functional.learnable_polyphase_upsample2d`.
 
     Args:
         stride: integer >= 2, the pool's.

@@ -20,6 +20,8 @@ class PolyphasePool2d(Typed, nn.Module):
     non-batch dim (``C, H', W'`` or ``C, F, H', W'``). An optional binomial blur at stride 1
     (``blur_size > 1``, padded with ``padding_mode``) comes first.
 
+    Functional twin: :func:`~equilayers.functional.polyphase_pool2d`.
+
     Args:
         stride: integer >= 2.
         criterion: ``"l2"`` (default), ``"l1"`` or ``"linf"``. Avoid ``"l1"`` with
@@ -76,6 +78,8 @@ class PolyphaseUpsample2d(Typed, nn.Module):
     ``index[b] = i * s + j``, zeros elsewhere; then an optional binomial blur scaled by ``s**2``
     (``blur_size > 1``, keeps the mean). For U-Nets: pair it with a
     ``PolyphasePool2d(return_index=True)``.
+
+    Functional twin: :func:`~equilayers.functional.polyphase_upsample2d`.
 
     Shape:
         ``(B, ..., H, W), (B,) -> (B, ..., s H, s W)``; unbatched ``(C, H, W)``, a 0-d index

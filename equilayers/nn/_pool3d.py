@@ -103,6 +103,8 @@ class GroupMaxPool3d(_Pool3d):
 
     ``y[c, g] = max_{window} x[c, g]``: the slots are not mixed, so the fiber action commutes.
 
+    Functional twin: :func:`~equilayers.functional.group_max_pool3d`.
+
     Args:
         kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool3d`` (an int or
             three ints ``(D, H, W)``).
@@ -146,6 +148,8 @@ class GroupAvgPool3d(_Pool3d):
     """Spatial average pooling of the cube groups' feature maps (``nn.AvgPool3d`` on
     ``(B, C, F, D, H, W)``, every slot separately).
 
+    Functional twin: :func:`~equilayers.functional.group_avg_pool3d`.
+
     Args:
         kernel_size, stride, padding, ceil_mode, count_include_pad: as ``nn.AvgPool3d``.
 
@@ -184,6 +188,8 @@ class PolyphasePool3d(Typed, nn.Module):
     Component ``(a, b, c)`` is ``x[..., a::s, b::s, c::s]`` (flat index ``a s^2 + b s + c``);
     its norm (``criterion``) is taken over every non-batch dim. An optional binomial blur at
     stride 1 (``blur_size > 1``, padded with ``padding_mode``) comes first.
+
+    Functional twin: :func:`~equilayers.functional.polyphase_pool3d`.
 
     Args:
         stride: integer >= 2.

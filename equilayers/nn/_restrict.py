@@ -31,6 +31,8 @@ class Restrict(Typed, _FixedBuffers):
     O, then the inversion times O), ``"o" -> "c4z"``, ``"oh" -> "d4z"``, ``"d4z" -> "c4z"``
     (the coset representatives of :func:`equilayers.groups._subgroups.coset_representatives`).
 
+    Functional twin: :func:`~equilayers.functional.restrict`.
+
     Args:
         group: the input fields' group (``"d4"``, ``"c8"``, ``"o2"``, ``"oh"``, ...).
         subgroup: a subgroup with the same angles and flip (``"c4"``, ``"d2"``, ``"d1"``,
@@ -103,6 +105,8 @@ class CosetPool(Typed, _FixedBuffers):
     over ``C_M``: ``N/M`` slots, a regular ``C_{N/M}`` field. ``K = G`` is :class:`GroupPool`.
     The cube's groups on 6-D maps too (``CosetPool("o", "c4z")``: 6 slots, one per axis
     direction the depth axis can be turned to).
+
+    Functional twin: :func:`~equilayers.functional.coset_pool`.
 
     Args:
         group: a finite group (``"d4"``, ``"c8"``, ...).

@@ -37,6 +37,8 @@ class SteerableConv3d(Typed, nn.Module):
     smaller than the dense basis at ``L = 3``), and the filter is expanded one matmul per
     pair; :func:`~equilayers.functional.steerable_basis3d` gives the dense basis.
 
+    Functional twin: :func:`~equilayers.functional.steerable_conv3d`.
+
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.Conv3d`` (channels
             count fields; the kernel is cubic and odd; ``padding`` also ``"same"``/``"valid"``).

@@ -1,0 +1,84 @@
+"""Spatial max pooling of harmonic fields by magnitude (escnn's ``NormMaxPool``), split from
+:mod:`._harmonic` (the other harmonic-field modules); the math is
+:mod:`equilayers.functional._norm_max_pool`."""
+
+from __future__ import annotations
+
+import torch
+
+from ..functional import _norm_max_pool as NMP
+from . import _checks as C
+from ._exactness import _WarnsInexact
+from ._harmonic import _harmonic
+from ._typed import Typed
+
+__all__ = ["NormMaxPool"]
+
+
+class NormMaxPool(Typed, _WarnsInexact):
+    """Spatial max pooling of harmonic fields by magnitude: in every window, per field, keep the
+    vector of largest norm (escnn's ``NormMaxPool``); ``nn.MaxPool2d``'s signature.
+
+    ``per="field"`` (default) keeps, per field, the whole fiber at the location of largest
+    ``|v|^2 = a_0^2 + sum_m |v_m|^2`` (escnn with one field ``irrep(0) + ... + irrep(M)``);
+    ``per="order"`` picks a location per field and rotation order, by ``|v_m|`` (escnn with one
+    field per irrep).
+
+    Functional twin: :func:`~equilayers.functional.norm_max_pool2d`.
+
+    Args:
+        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool2d`` (stride defaults
+            to kernel_size; ``ceil_mode`` is keyword-only: ``nn.MaxPool2d``'s fifth positional
+            argument is ``return_indices``, which this module does not offer).
+        max_order: ``M``, or ``None`` to read it from the input.
+        per: ``"field"`` or ``"order"``.
+
+    Shape: ``(B, C, 2M+1, H, W) -> (B, C, 2M+1, H', W')`` with ``nn.MaxPool2d``'s ``H' =
+    floor((H + 2 p - d (k - 1) - 1) / s) + 1`` (``ceil`` with ``ceil_mode``).
+
+    Equivariance: exact for the grid rotations and flips (norms are invariant and the vector is
+    moved unchanged) under the same conditions as ``nn.MaxPool2d``: windows that tile the
+    input symmetrically (``(H + 2 p - d (k - 1) - 1) % s == 0``, e.g. k=3, s=2, p=1 on odd
+    sizes, k=s=2 on even ones) and a unique largest norm per window (ties go to the first
+    location in the window, as ``max_pool2d``'s).
+
+    Example:
+        >>> NormMaxPool(2)(torch.randn(2, 3, 5, 8, 8)).shape
+        torch.Size([2, 3, 5, 4, 4])
+    """
+
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1, *,
+                 ceil_mode: bool = False, max_order: int | None = None,
+                 per: str = "field") -> None:
+        super().__init__()
+        name = type(self).__name__
+        NMP.check_pool_args(kernel_size, stride, padding, dilation, name)
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.dilation = padding, dilation
+        self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
+        self.max_order = _harmonic(self, max_order, name)
+        self.per = C.choice(per, "per", name, NMP.PER)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        C.harmonic_fiber(x, self)
+        self._warn_if_window_inexact(x)  # once, where the grid breaks it
+        return NMP.norm_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                   self.ceil_mode, max_order=self.max_order, per=self.per)
+
+    def _sampling_window(self) -> tuple:
+        ph, pw = C.C.check_pair(self.padding, "padding")
+        return self.kernel_size, self.stride, (ph, ph, pw, pw), self.dilation
+
+    def extra_repr(self) -> str:
+        text = f"kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != 0:
+            text += f", padding={self.padding}"
+        if self.dilation != 1:
+            text += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
+        if self.max_order is not None:
+            text += f", max_order={self.max_order}"
+        return text + ("" if self.per == "field" else f", per={self.per!r}")
