@@ -26,7 +26,8 @@ from ._gconv import (
     resolve_padding,
 )
 
-__all__ = ["expanded_group_conv2d", "check_expanded_group", "check_expanded_weight"]
+__all__ = ["expanded_group_conv2d", "check_expanded_group", "check_expanded_weight",
+           "expanded_conv_checked"]
 
 #: The layout of an expanded filter, as the messages name it.
 _LAYOUT = "(C_out * |G|, C_in * F_in // groups, k, k)"
@@ -70,7 +71,7 @@ def check_expanded_weight(weight: torch.Tensor, order: int, lifting: bool, group
 def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
                           bias: torch.Tensor | None = None, stride=1, padding=0, dilation=1,
                           groups: int = 1, padding_mode: str = "zeros", *, group: GroupLike,
-                          lifting: bool = False, checked: bool = False) -> torch.Tensor:
+                          lifting: bool = False) -> torch.Tensor:
     """Lifting or group correlation with a dense expanded filter: ``(B, C_in, H, W)``
     (``lifting=True``) or ``(B, C_in, |G|, H, W)`` -> ``(B, C_out, |G|, H', W')``.
 
@@ -84,10 +85,6 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
     equivariant as ``weight`` (see :class:`~equilayers.nn.ExpandedGroupConv2d`, whose forward
     this is).
 
-    ``checked=True`` skips every check (the module passes it: it checks its arguments in
-    ``__init__`` and each new input shape once, :func:`equilayers.nn._checks.check_input_once`);
-    a call that would fail them then fails inside torch, or silently computes something else.
-
     Example:
         >>> import torch
         >>> from equilayers.functional import expand_group_filter, expanded_group_conv2d
@@ -96,11 +93,6 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
         torch.Size([1, 3, 4, 7, 7])
     """
     what = "expanded_group_conv2d"
-    if checked:  # the caller ran the checks below on these arguments and x's shape
-        n = int(get(group).order)
-        pad = resolve_padding(padding, weight.shape[-1], dilation, what)
-        return conv_expanded(x, weight, bias, n, stride, pad, dilation, groups, padding_mode,
-                             what=what, checked=True)
     lifting = C.check_flag(lifting, "lifting", what, fix="True for images in, False for "
                            "regular fields in")
     grp = check_expanded_group(group, what)
@@ -125,3 +117,14 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
     pad = resolve_padding(padding, weight.shape[-1], dilation, what)
     return conv_expanded(x, weight, bias, n, stride, pad, dilation, groups, padding_mode,
                          what=what)
+
+
+def expanded_conv_checked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          order: int, stride, pad: tuple[int, int, int, int], dilation,
+                          groups: int, padding_mode: str, what: str) -> torch.Tensor:
+    """The computation of :func:`expanded_group_conv2d` without its checks, for
+    :class:`~equilayers.nn.ExpandedGroupConv2d`, which checks its arguments in ``__init__``
+    and its input in ``forward`` under its own name (not public: a call that skipped the
+    checks could fail inside torch or compute something else)."""
+    return conv_expanded(x, weight, bias, order, stride, pad, dilation, groups, padding_mode,
+                         what=what, checked=True)

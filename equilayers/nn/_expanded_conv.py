@@ -11,7 +11,6 @@ from .. import _checks as C
 from .._checks import check_flag, check_float_dtype
 from ..functional import _expanded_conv as E
 from ..functional import _gconv as G
-from ..functional._expanded_conv import expanded_group_conv2d
 from ..groups import FieldType, GroupLike, get
 from ._group_conv import _ExactConvMixin
 from ._typed import Typed
@@ -177,8 +176,8 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """:func:`~equilayers.functional.expanded_group_conv2d` with this layer's filter and
-        options; the arguments were checked in ``__init__``, the input is checked here (named
-        as this module), so the functional skips its checks (``checked=True``)."""
+        options: the arguments were checked in ``__init__`` and the input is checked here
+        (named as this module), then the functional's computation runs without its checks."""
         name = type(self).__name__
         G._check_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name)
@@ -186,9 +185,9 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,
                           name)
         self._check_exact(x)
-        return expanded_group_conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                                     self.dilation, self.groups, self.padding_mode,
-                                     group=self.group, lifting=self.lifting, checked=True)
+        return E.expanded_conv_checked(x, self.weight, self.bias, self.fiber_out, self.stride,
+                                       self._pad, self.dilation, self.groups, self.padding_mode,
+                                       name)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")
