@@ -422,15 +422,17 @@ def check_component_index(index: torch.Tensor, count: int, what: str) -> None:
 
 
 # --- convolutions ---------------------------------------------------------------------------------
-def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias") -> None:
-    """``None`` or a 1-D floating tensor of one of ``sizes`` elements."""
+def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias",
+               per: str = "output channel") -> None:
+    """``None`` or a 1-D floating tensor of one of ``sizes`` elements (one per ``per``: a
+    group conv's bias is one value per output *field*, added to every slot)."""
     if bias is None:
         return
     check_tensor(bias, name, what, ndim=1)
     if bias.shape[0] not in sizes:
         want = " or ".join(f"({n},)" for n in sizes)
-        raise ValueError(f"{_prefix(what)}{name} must have shape {want} (one value per output "
-                         f"channel); got shape {tuple(bias.shape)}")
+        raise ValueError(f"{_prefix(what)}{name} must have shape {want} (one value per {per})"
+                         f"; got shape {tuple(bias.shape)}")
 
 
 def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,

@@ -102,6 +102,11 @@ def test_bias_is_one_value_per_field(gen):
         conv.weight.zero_()
     y = conv(_rand(gen, 1, 2, 8, 4, 4))
     torch.testing.assert_close(y, conv.bias.view(1, 3, 1, 1, 1).expand_as(y))
+    # and the functionals' message says so (it said "per output channel": a user passing
+    # C_out * |G| values, one per channel of the expanded conv, was told to do just that)
+    from equilayers import functional as EF
+    with pytest.raises(ValueError, match=r"shape \(3,\) \(one value per output field\)"):
+        EF.group_conv2d(_rand(gen, 1, 2, 8, 4, 4), conv.weight, torch.zeros(24), group="p4m")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

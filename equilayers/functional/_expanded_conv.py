@@ -102,7 +102,7 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
     groups = C.check_int(groups, "groups", what, minimum=1)
     C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
     check_expanded_weight(weight, n, lifting, groups, what)
-    C.check_bias(bias, (weight.shape[0] // n,), what)
+    C.check_bias(bias, (weight.shape[0] // n,), what, per="output field")
     _check_tensors_match(what, x, weight, bias)
     f_in = 1 if lifting else n
     ndim = 4 if lifting else 5

@@ -293,7 +293,7 @@ def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_
     if weight.dim() and weight.shape[0] % groups:
         raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
                          f"shape {tuple(weight.shape)})")
-    C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what)
+    C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what, per="output field")
 
 
 def _check_tensors_match(what: str, x, weight, bias) -> None:

@@ -287,7 +287,7 @@ def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding
     if weight.shape[0] % groups:
         raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
                          f"shape {tuple(weight.shape)})")
-    C.check_bias(bias, (weight.shape[0],), what)
+    C.check_bias(bias, (weight.shape[0],), what, per="output field")
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group,

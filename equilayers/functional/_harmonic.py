@@ -370,7 +370,7 @@ def steerable_conv2d(
                          f"groups = {weight.shape[1]} input fields, so x must have C_in="
                          f"{weight.shape[1] * groups} fields in dim 1 (groups={groups}); got "
                          f"shape {tuple(x.shape)}")
-    C.check_bias(bias, (weight.shape[0],), what)
+    C.check_bias(bias, (weight.shape[0],), what, per="output field")
     kh, kw = basis.shape[-2:]
     C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
                    (padding[1], padding[1], padding[0], padding[0]), what)
