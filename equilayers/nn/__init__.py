@@ -6,7 +6,6 @@ from ._blur_pool import (
     BlurPool2d,
     BlurPool3d,
     BlurUpsample2d,
-    MaxBlurPool2d,
 )
 from ._expanded_conv import (
     ExpandedGroupConv2d,
@@ -54,6 +53,7 @@ from ._lps import (
     LearnablePolyphasePool2d,
     LearnablePolyphaseUpsample2d,
 )
+from ._max_blur_pool import MaxBlurPool2d
 from ._norm_max_pool import NormMaxPool
 from ._polyphase import (
     PolyphasePool2d,
