@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks as C
+from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
 __all__ = ["antialias", "Replacement"]
@@ -47,17 +48,6 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
-def _ceil_extra(n: int, k: int, s: int, p: int) -> int:
-    """How many pixels past the end of a dim of ``n`` the last window of a ``ceil_mode=True``
-    torch pool (kernel ``k``, stride ``s``, padding ``p``) reaches beyond the floor-mode
-    windows' reach: torch's output size is ``ceil((n + 2p - k) / s) + 1``, less one when that
-    last window would start in the right padding."""
-    out = -(-(n + 2 * p - k) // s) + 1
-    if (out - 1) * s >= n + p:
-        out -= 1
-    return max(0, (out - 1) * s + k - (n + 2 * p))
-
-
 def _ceil_fix(k: int, s: int, p: int) -> str:
     """check_grid's fix for a converted ``ceil_mode`` pool's padding."""
     return (f"an input size at which the original pool's ceil_mode adds no window ((size + "
@@ -78,13 +68,13 @@ class _CeilModePad(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s, p = self.pool_window
-        eh, ew = (_ceil_extra(n, k, s, p) for n in x.shape[-2:])
+        eh, ew = (ceil_extra(n, k, s, p) for n in x.shape[-2:])
         return F.pad(x, (0, ew, 0, eh), value=self.value) if eh or ew else x
 
     def _grid_window(self, size: tuple[int, int]):
         """For ``check_grid``: a 1 x 1 window padded at the bottom and right at input ``size``."""
         k, s, p = self.pool_window
-        eh, ew = (_ceil_extra(n, k, s, p) for n in size)
+        eh, ew = (ceil_extra(n, k, s, p) for n in size)
         return (1, 1), (1, 1), (0, eh, 0, ew), "constant", _ceil_fix(k, s, p)
 
     def extra_repr(self) -> str:
@@ -109,8 +99,9 @@ class _CeilModeAvgPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s, p = self.kernel_size, self.pool_stride, self.padding
-        (h, w), (eh, ew) = x.shape[-2:], [_ceil_extra(n, k, s, p) for n in x.shape[-2:]]
-        sums = F.avg_pool2d(F.pad(x, (0, ew, 0, eh)), k, 1, p, count_include_pad=True)
+        (h, w), (eh, ew) = x.shape[-2:], [ceil_extra(n, k, s, p) for n in x.shape[-2:]]
+        sums = F.avg_pool2d(ceil_mode_pad(x, k, s, p, "zeros"), k, 1, p,
+                            count_include_pad=True)
 
         def count(n: int, e: int) -> torch.Tensor:  # counted pixels per window, one dim
             lo, hi = (0, n + 2 * p) if self.count_include_pad else (p, n + p)
@@ -124,7 +115,7 @@ class _CeilModeAvgPool(nn.Module):
         """For ``check_grid``: the stride-1 window, padded by ``padding`` and at the bottom and
         right by the extra window's reach at input ``size``."""
         k, s, p = self.kernel_size, self.pool_stride, self.padding
-        eh, ew = (_ceil_extra(n, k, s, p) for n in size)
+        eh, ew = (ceil_extra(n, k, s, p) for n in size)
         return (k, k), (1, 1), (p, p + eh, p, p + ew), "pool", _ceil_fix(k, s, p)
 
     def extra_repr(self) -> str:

@@ -118,7 +118,7 @@ NN: list[Case] = [
                                   "padding_mode": CHOICE, "transposed": FLAG, "dtype": DTYPE},
          {"x": T((2, 3, 5, 5), ranks=(2,), small=(2, 3, 1, 1), small_ok=True)}),
     Case(enn.MaxBlurPool2d, dict(kernel_size=2, stride=2, padding=0),
-         {**_BLUR_ARGS, "blur_size": INT, "padding": INT},
+         {**_BLUR_ARGS, "blur_size": INT, "padding": INT, "ceil_mode": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2, 6), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}, "stride": {"None": OK}}),  # None: kernel_size
     Case(enn.GroupConv2d, dict(in_channels=3, out_channels=4, kernel_size=3, group="p4"),
@@ -343,7 +343,8 @@ FUNCTIONAL: list[Case] = [
     Case(EF.blur_upsample2d, {}, {"scale_factor": INT, "blur_size": INT,
                                   "padding_mode": CHOICE, "transposed": FLAG},
          {"x": T((2, 3, 5, 5), ranks=(2,), small=(2, 3, 1, 1), small_ok=True)}),
-    Case(EF.max_blur_pool2d, {}, {**_BLURF, "blur_size": INT, "padding": INT},
+    Case(EF.max_blur_pool2d, {}, {**_BLURF, "blur_size": INT, "padding": INT,
+                                  "ceil_mode": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2, 6), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}, "stride": {"None": OK}}),  # None: kernel_size
     Case(EF.exactness_problems, dict(group="p4", size=(9, 9), kernel_size=3, stride=1,

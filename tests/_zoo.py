@@ -74,6 +74,9 @@ ZOO: dict[str, ZooEntry] = {
     "BlurPool3d": ZooEntry(lambda: enn.BlurPool3d(3), _x(2, 3, 6, 6, 6)),
     "BlurUpsample2d": ZooEntry(lambda: enn.BlurUpsample2d(), _x(2, 3, 5, 5)),
     "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),
+    # (8 - 3) % 2 == 1: ceil_mode adds a last window (the edge replicated as far as it reaches)
+    "MaxBlurPool2d[ceil]": ZooEntry(lambda: enn.MaxBlurPool2d(3, 2, ceil_mode=True),
+                                    _x(2, 3, 8, 8)),
     "LiftingConv2d": ZooEntry(lambda: enn.LiftingConv2d(3, 4, 3, padding=1, group="p4m"),
                               _x(2, 3, 7, 7)),
     "GroupConv2d": ZooEntry(lambda: enn.GroupConv2d(3, 4, 3, padding=1, group="p4"),

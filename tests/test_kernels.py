@@ -183,6 +183,31 @@ def test_triton_double_backward_equals_the_reference(interpret, gen, op, ref, sh
 
 
 @needs_triton
+@pytest.mark.parametrize("k,s,p", [(3, 2, 0), (3, 2, 1), (2, 3, 0)])
+def test_triton_takes_ceil_mode_after_its_padding(interpret, gen, k, s, p):
+    """max_blur_pool2d(..., ceil_mode=True) pads first (the edge replicated as far as the
+    extra window reaches), then dispatches: the Triton kernel takes the padded input and equals
+    the reference, forward and backward, on contiguous, channels_last and 5-D group maps."""
+    from equilayers.functional._ceil_mode import ceil_mode_pad
+
+    x = _randn(gen, 2, 3, 10, 11)
+    for t in (x, x.contiguous(memory_format=torch.channels_last), _randn(gen, 1, 2, 4, 10, 9)):
+        padded = ceil_mode_pad(t, k, s, p, "replicate")
+        assert padded.shape[-2] > t.shape[-2]  # H = 10 gets an extra window
+        assert kernels.select("max_blur_pool2d", padded, kernel_size=k, stride=s,
+                              padding=p)[0] == "triton"
+        eh, ew = padded.shape[-2] - t.shape[-2], padded.shape[-1] - t.shape[-1]
+
+        def ceil_by_inf(v, eh=eh, ew=ew):  # the reference on a -inf pad: torch's ceil window
+            return ref_max_blur(F.pad(v, (0, ew, 0, eh), value=-float("inf")), k, s, 3,
+                                "reflect", p)
+
+        y, _ = _compare(lambda v: EF.max_blur_pool2d(v, k, s, p, ceil_mode=True), ceil_by_inf,
+                        t, gen)
+        assert y.shape[-2:] == F.max_pool2d(t.flatten(0, -3), k, s, p, ceil_mode=True).shape[-2:]
+
+
+@needs_triton
 @pytest.mark.parametrize("shape", [(2, 0, 5, 4), (1, 2, 0, 5, 4), (2, 3, 0, 5), (2, 3, 4, 0)])
 def test_triton_empty_inputs_equal_the_reference(interpret, gen, shape):
     """A zero channel, fiber or spatial size: the empty result and gradient on every path

@@ -33,6 +33,7 @@ from .. import _checks as C
 from .. import kernels
 from ..kernels._reference import blur_nd
 from ..kernels._tables import binomial
+from ._ceil_mode import ceil_mode_pad
 
 __all__ = [
     "binomial_filter",
@@ -111,7 +112,7 @@ def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
 
 
 def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = None,
-                    padding: int = 0, *, blur_size: int = 3,
+                    padding: int = 0, *, ceil_mode: bool = False, blur_size: int = 3,
                     padding_mode: str = "reflect") -> torch.Tensor:
     """``max_pool2d(x, kernel_size, stride=1, padding)`` followed by
     ``blur_pool2d(., blur_size, stride, padding_mode)``.
@@ -120,17 +121,30 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = 
     ``x`` is ``(B, C, H, W)``, unbatched ``(C, H, W)`` (as ``F.max_pool2d``) or a group map
     ``(B, C, F, H, W)``.
     Output size per dim: ``floor((N + 2 padding - kernel_size) / stride) + 1``, the same as
-    ``F.max_pool2d(x, kernel_size, stride, padding)``. See :class:`equilayers.nn.MaxBlurPool2d`.
+    ``F.max_pool2d(x, kernel_size, stride, padding)``; with ``ceil_mode=True``, ``ceil``
+    instead of ``floor``, less one where that last window would start past ``N + padding``
+    (torch's rule): ``F.max_pool2d(..., ceil_mode=True)``'s size and maxima, made by
+    replicating the last row and column as far as the extra window reaches (nothing where
+    ``(N + 2 padding - kernel_size) % stride == 0``; the window also covers the row or column
+    it copies, so its max is torch's over the pixels it covers). See
+    :class:`equilayers.nn.MaxBlurPool2d`.
 
     Example:
         >>> max_blur_pool2d(torch.randn(1, 2, 9, 9), 3, 2, 1).shape
         torch.Size([1, 2, 5, 5])
+        >>> max_blur_pool2d(torch.randn(1, 2, 9, 9), 2, ceil_mode=True).shape
+        torch.Size([1, 2, 5, 5])
     """
+    what = "max_blur_pool2d"
     stride = kernel_size if stride is None else stride  # as F.max_pool2d
-    C.check_tensor(x, "x", "max_blur_pool2d", ndim=(3, 4, 5),
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    C.check_tensor(x, "x", what, ndim=(3, 4, 5),
                    layout="(C, H, W), (B, C, H, W) or (B, C, F, H, W)")
+    if ceil_mode:  # the -inf reach of the extra window, then the floor-mode op on it
+        C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding, what)
+        x = ceil_mode_pad(x, kernel_size, stride, padding, "replicate")
     unbatched = x.dim() == 3  # one (C, H, W) sample, as in F.max_pool2d
-    y = kernels.dispatch("max_blur_pool2d", x[None] if unbatched else x,
+    y = kernels.dispatch(what, x[None] if unbatched else x,
                          kernel_size=kernel_size, stride=stride, blur_size=blur_size,
                          padding_mode=padding_mode, padding=padding)
     return y[0] if unbatched else y

@@ -16,9 +16,9 @@ __all__ = ["MaxBlurPool2d"]
 class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     """Max-pool at stride 1, then blur-pool at ``stride`` (Zhang 2019's ``MaxBlurPool``).
 
-    A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding)``: the same positional
-    arguments (``stride=None`` means ``kernel_size``, as in torch) and the same output shape
-    for every input size.
+    A drop-in for ``nn.MaxPool2d(kernel_size, stride, padding, ceil_mode=...)``: the same
+    positional arguments (``stride=None`` means ``kernel_size``, as in torch), ``ceil_mode``
+    and the same output shape for every input size.
 
     Functional twin: :func:`~equilayers.functional.max_blur_pool2d`.
 
@@ -26,6 +26,14 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         kernel_size: max-pool window.
         stride: subsampling factor of the blur pool (default: ``kernel_size``).
         padding: max-pool padding (``-inf``), as in ``nn.MaxPool2d``.
+        ceil_mode: ``nn.MaxPool2d``'s output size with ``ceil`` (keyword only:
+            ``nn.MaxPool2d``'s fourth and fifth positional arguments are ``dilation`` and
+            ``return_indices``, which this module does not offer). The extra last window's
+            max is over the pixels it covers, as torch's (the last row and column are
+            replicated as far as it reaches, and it covers them). kornia's
+            ``MaxBlurPool2D(ceil_mode=True)``
+            passes it to its stride-1 max, where it changes nothing: its output size is this
+            module's with ``ceil_mode=False``.
         blur_size: binomial filter size, 1..7 (keyword only).
         padding_mode: padding of the blur (``"reflect"`` default; keyword only). With
             ``"reflect"``, a dim of the max-pooled map of size ``<= (b-1) - (b-1)//2``
@@ -37,7 +45,9 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')``, unbatched ``(C, H, W) -> (C, H', W')`` (as
         ``nn.MaxPool2d``) or a group map ``(B, C, F, H, W) -> (B, C, F, H', W')``,
-        ``H' = floor((H + 2 padding - kernel_size) / stride) + 1``.
+        ``H' = floor((H + 2 padding - kernel_size) / stride) + 1``; with ``ceil_mode``,
+        ``H' = ceil((H + 2 padding - kernel_size) / stride) + 1``, less one where that last
+        window would start at or past ``H + padding`` (torch's rule), as ``nn.MaxPool2d``.
 
     Equivariance:
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
@@ -53,13 +63,15 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         torch.Size([2, 3, 4, 4])
         >>> MaxBlurPool2d(3, 2, 1)  # a ResNet stem's nn.MaxPool2d(3, 2, 1)
         MaxBlurPool2d(kernel_size=3, stride=2, padding=1)
+        >>> MaxBlurPool2d(3, 2, ceil_mode=True)(torch.randn(2, 3, 8, 8)).shape  # GoogLeNet's
+        torch.Size([2, 3, 4, 4])
     """
 
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0, *,
-                 blur_size: int = 3, padding_mode: str = "reflect", device=None,
-                 dtype=None) -> None:
+                 ceil_mode: bool = False, blur_size: int = 3, padding_mode: str = "reflect",
+                 device=None, dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         stride = kernel_size if stride is None else stride  # as nn.MaxPool2d
@@ -67,6 +79,7 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
+        self.ceil_mode = C.check_flag(ceil_mode, "ceil_mode", what)
         self.blur_size = blur_size
         self.padding_mode = padding_mode
         self._register_filter(blur_size, device, dtype, what)
@@ -74,7 +87,8 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._warn_if_window_inexact(x)  # on group maps: once, where the grid breaks it
         return max_blur_pool2d(x, self.kernel_size, self.stride, self.padding,
-                               blur_size=self.blur_size, padding_mode=self.padding_mode)
+                               ceil_mode=self.ceil_mode, blur_size=self.blur_size,
+                               padding_mode=self.padding_mode)
 
     def _sampling_window(self) -> tuple:
         # the max at stride 1 then the blur at ``stride`` sample the grid as one window of
@@ -91,4 +105,6 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
             parts.append(f"padding_mode={self.padding_mode!r}")
         if self.padding:
             parts.append(f"padding={self.padding}")
+        if self.ceil_mode:
+            parts.append("ceil_mode=True")
         return ", ".join(parts)
