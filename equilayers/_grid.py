@@ -49,22 +49,38 @@ class Finding:
         return f"{self.layer} ({self.kind}): {self.message}. Fix: {self.fix}"
 
 
-def _spatial_params(mod: nn.Module) -> dict | None:
+def ceil_fix(k: int, s: int, p: int) -> str:
+    """check_grid's fix for a ``ceil_mode`` pool's extra window (window ``k``, stride ``s``,
+    padding ``p``): a converted pool's or ``MaxBlurPool2d(ceil_mode=True)``'s."""
+    return (f"an input size at which ceil_mode adds no window ((size + 2*{p} - {k}) % {s} "
+            "== 0), or ceil_mode=False and circular padding before it")
+
+
+def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
     """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
-    a conv- or pool-like module, by duck typing (``kernel_size`` and ``stride`` attributes)."""
+    a conv- or pool-like module at input ``size``, by duck typing (``kernel_size`` and
+    ``stride`` attributes)."""
     if isinstance(mod, _WarnsInexact) and type(mod)._sampling_window is not (
             _WarnsInexact._sampling_window):
         # a pool that states its window grid (the one its own warning checks): a blur's
-        # padding, a max-then-blur pool's composite window
+        # padding, a max-then-blur pool's composite window, and a ceil_mode pool's extra
+        # window's reach past it at this size (bottom and right)
         kernel, stride, sides, dilation = mod._sampling_window()
         try:
             k, s = C.check_pair(kernel, "kernel_size"), C.check_pair(stride, "stride")
             d = C.check_pair(dilation, "dilation")
         except (TypeError, ValueError):
             return None
-        return {"k": (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), "s": s,
-                "sides": tuple(sides), "mode": getattr(mod, "padding_mode", "pool"),
-                "padded_by": "layer", "transposed": False, "op": (0, 0)}
+        top, bottom, left, right = sides
+        eh, ew = mod._ceil_extra(size)
+        prm = {"k": (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), "s": s,
+               "sides": (top, bottom + eh, left, right + ew),
+               "mode": getattr(mod, "padding_mode", "pool"), "padded_by": "layer",
+               "transposed": False, "op": (0, 0)}
+        ceil_window = mod._ceil_window()
+        if ceil_window is not None and (eh or ew):
+            prm["fix"] = ceil_fix(*ceil_window)
+        return prm
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
         return None
     if isinstance(mod, LearnablePolyphasePool2d):
@@ -262,7 +278,7 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                    ) -> list[Finding]:
     out = []
     for name, mod, (h, w) in sizes:
-        prm = _sized_params(mod, (h, w)) or _spatial_params(mod) or _pad_params(mod)
+        prm = _sized_params(mod, (h, w)) or _spatial_params(mod, (h, w)) or _pad_params(mod)
         if prm is None:
             continue
         kind = type(mod).__name__

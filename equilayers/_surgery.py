@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks as C
+from ._grid import ceil_fix
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -48,12 +49,6 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
-def _ceil_fix(k: int, s: int, p: int) -> str:
-    """check_grid's fix for a converted ``ceil_mode`` pool's padding."""
-    return (f"an input size at which the original pool's ceil_mode adds no window ((size + "
-            f"2*{p} - {k}) % {s} == 0), or ceil_mode=False and circular padding before it")
-
-
 class _CeilModePad(nn.Module):
     """Pad the bottom and right with ``value`` by what a ``ceil_mode=True`` pool's extra
     window reaches past the input, so a floor-mode op of the same window gives the
@@ -75,7 +70,7 @@ class _CeilModePad(nn.Module):
         """For ``check_grid``: a 1 x 1 window padded at the bottom and right at input ``size``."""
         k, s, p = self.pool_window
         eh, ew = (ceil_extra(n, k, s, p) for n in size)
-        return (1, 1), (1, 1), (0, eh, 0, ew), "constant", _ceil_fix(k, s, p)
+        return (1, 1), (1, 1), (0, eh, 0, ew), "constant", ceil_fix(k, s, p)
 
     def extra_repr(self) -> str:
         k, s, p = self.pool_window
@@ -116,7 +111,7 @@ class _CeilModeAvgPool(nn.Module):
         right by the extra window's reach at input ``size``."""
         k, s, p = self.kernel_size, self.pool_stride, self.padding
         eh, ew = (ceil_extra(n, k, s, p) for n in size)
-        return (k, k), (1, 1), (p, p + eh, p, p + ew), "pool", _ceil_fix(k, s, p)
+        return (k, k), (1, 1), (p, p + eh, p, p + ew), "pool", ceil_fix(k, s, p)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.pool_stride}, "

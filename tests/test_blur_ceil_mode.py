@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -198,3 +199,68 @@ def test_state_dict_has_no_entry_and_compile_takes_it(gen):
     m = MaxBlurPool2d(3, 2, ceil_mode=True)
     x = torch.randn(2, 3, 8, 8, generator=gen)
     torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), m(x))
+
+
+# --- equivariance ----------------------------------------------------------------------------
+@pytest.mark.parametrize("make, exact, broken", [
+    # (n + 2 padding - kernel_size) % stride == 0 at the exact size: no window added
+    (lambda c: MaxBlurPool2d(3, 2, 1, ceil_mode=c), 9, 8),
+    (lambda c: MaxBlurPool2d(2, ceil_mode=c), 8, 9),
+    # an even blur: exact at 9x9 in floor mode (its extra pad pixel is unread), which ceil_mode
+    # breaks there; the law counts the extra window's reach, or it would stay silent
+    (lambda c: MaxBlurPool2d(2, blur_size=2, ceil_mode=c), None, 9),
+    (lambda c: MaxBlurPool2d(2, blur_size=4, ceil_mode=c), None, 9)])
+def test_exact_where_ceil_mode_adds_no_window_warned_where_it_does(gen, make, exact, broken):
+    """On d4 regular group maps: exact to rounding (rot90 and flips, no warning) at a size
+    where ceil_mode adds no window, as in floor mode; where it adds one, a warning naming
+    ceil_mode and the sizes to use, and a measured error of order 1 (the negative control),
+    while the floor-mode pool at that size is exact where the floor grid is."""
+    from equilayers.testing import equivariance_error
+
+    for n in [exact, broken]:
+        if n is None:
+            continue
+        x = torch.randn(2, 3, 8, n, n, generator=gen, dtype=torch.float64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = make(True)
+            m(x)
+        warned = [str(w.message) for w in caught if "not exactly equivariant" in str(w.message)]
+        error = equivariance_error(m, x, "d4")
+        if n == exact:
+            assert not warned and error < 1e-12, (n, error, warned)
+        else:
+            assert warned and "ceil_mode adds a last window" in warned[0], warned
+            assert f"of {n + 1}" in warned[0] and error > 0.1, (n, error)
+            if exact is None:  # the floor-mode pool is exact here
+                assert equivariance_error(make(False), x, "d4") < 1e-12
+
+
+def _shift_error(f, x, shifts):
+    """Mean relative change of the globally pooled output under circular shifts."""
+    base = f(x).mean((-2, -1))
+    errs = [((f(torch.roll(x, d, (-2, -1))).mean((-2, -1)) - base).norm() / base.norm())
+            for d in shifts]
+    return float(torch.stack(errs).mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n, mode", [(16, "circular"), (22, "zeros"), (24, "reflect")])
+def test_one_pixel_shift_error_below_ceil_mode_maxpool(seed, n, mode):
+    """As a drop-in for nn.MaxPool2d(3, 2, ceil_mode=True) (GoogLeNet's) on even sizes, where
+    ceil_mode adds a window: the output changes less under 1-px circular shifts of the input
+    than the max pool's does (the docstring's approximate shift equivariance)."""
+    gen = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular", dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen, dtype=torch.float64))
+    x = torch.randn(4, 3, n, n, generator=gen, dtype=torch.float64)
+    shifts = [(1, 0), (0, 1), (1, 1)]
+    maxpool = nn.MaxPool2d(3, 2, ceil_mode=True)
+    pool = MaxBlurPool2d(3, 2, ceil_mode=True, padding_mode=mode)
+    with torch.no_grad():
+        y = conv(x)
+        assert pool(y).shape == maxpool(y).shape != nn.MaxPool2d(3, 2)(y).shape  # a window more
+        e_max = _shift_error(lambda v: F.relu(maxpool(conv(v))), x, shifts)
+        e_blur = _shift_error(lambda v: F.relu(pool(conv(v))), x, shifts)
+    assert e_blur < e_max, (e_blur, e_max)

@@ -273,6 +273,14 @@ _SPATIAL_POOLS = {
     "GroupMaxPool2d(2, ceil_mode=True)": lambda: enn.GroupMaxPool2d(2, ceil_mode=True),
     "GroupAvgPool2d(3, 2, 1, ceil_mode=True)": lambda: enn.GroupAvgPool2d(3, 2, 1,
                                                                           ceil_mode=True),
+    "MaxBlurPool2d(ceil_mode=True)": lambda: enn.MaxBlurPool2d(ceil_mode=True),
+    "MaxBlurPool2d(3, 2, 1, ceil_mode=True)": lambda: enn.MaxBlurPool2d(3, 2, 1, ceil_mode=True),
+    # an even blur's floor grid is exact at odd sizes (its extra padding pixel is unread),
+    # where ceil_mode adds a window: the law counts the window's reach (error ~0.5 at 9x9)
+    "MaxBlurPool2d(blur_size=4, ceil_mode=True)": lambda: enn.MaxBlurPool2d(blur_size=4,
+                                                                            ceil_mode=True),
+    "MaxBlurPool2d(blur_size=2, ceil_mode=True)": lambda: enn.MaxBlurPool2d(blur_size=2,
+                                                                            ceil_mode=True),
 }
 
 

@@ -25,7 +25,7 @@ def grid_subgroup(group: GroupLike) -> Group:
 
 def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
                        pad: tuple[int, int, int, int], dilation, *,
-                       output_padding=None) -> list[str]:
+                       output_padding=None, ceil_extra=(0, 0)) -> list[str]:
     """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
     of spatial ``size`` (empty list: exact).
 
@@ -46,6 +46,13 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
     the kept window ``[p, (n-1)*s + d*(k-1) - p + output_padding]`` is centred on it iff
     ``output_padding == 0``. So a transposed conv is exact at every input size with
     ``output_padding=0`` and never (but by coincidence) with ``output_padding > 0``.
+
+    A ``ceil_mode`` pool passes ``ceil_extra``, ``(height, width)``: how far its extra last
+    window reaches past the floor-mode windows at this size (by torch's ``ceil_mode`` rule;
+    ``pad`` is then the floor-mode padding). A dim it reaches past is never exact: the extra
+    window adds pixels at the end only, and no window mirrors it at the start (it appears
+    only where the floor windows leave a remainder ``r``, and reaches ``stride - r``, so the
+    sizes ``n + extra`` and ``n + extra - stride`` add none).
     """
     what = "exactness_problems"
     grp = grid_subgroup(group)
@@ -63,14 +70,23 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
     oph, opw = (0, 0) if output_padding is None else C.check_pair(
         output_padding, "output_padding", what, minimum=0,
         fix="None for a conv, or a transposed conv's output_padding")
+    eh, ew = C.check_pair(ceil_extra, "ceil_extra", what, minimum=0,
+                          fix="(0, 0) for a floor-mode window, or a ceil_mode pool's reach")
     if grp.order == 1:
         return []
     left, right, top, bottom = pad
     moved, swaps = grid_moves(grp)  # d1 flips the width; c2, c4, d2, d4 both dims
-    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom, oph)),
-                              (-1, ("width", w, sw, dw, left, right, opw))) if axis in moved]
+    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom, oph, eh)),
+                              (-1, ("width", w, sw, dw, left, right, opw, ew))) if axis in moved]
     out = []
-    for name, n, s, d, lo, hi, op in dims:
+    for name, n, s, d, lo, hi, op, extra in dims:
+        if extra:
+            down = n + extra - s
+            sizes = f"{n + extra}" + (f" or {down}" if down > 0 else "")
+            out.append(f"ceil_mode adds a last window reaching {extra} pixel(s) past the "
+                       f"{name}'s end, which no window mirrors at its start: use an input "
+                       f"{name} of {sizes} (where it adds none), or ceil_mode=False")
+            continue
         if lo != hi:
             out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
                        f"even kernel): use an odd kernel or symmetric padding")

@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional import _gconv as G
+from ..functional._ceil_mode import ceil_extra
 from ..functional._grid_law import used_padding
 from ..groups import GroupLike, get
 
@@ -55,9 +56,27 @@ class _WarnsInexact(nn.Module):
         dilation)``."""
         raise NotImplementedError
 
+    def _ceil_window(self) -> tuple[int, int, int] | None:
+        """``(kernel_size, stride, padding)`` of a ``ceil_mode`` pool whose extra last window
+        the law must count (:func:`ceil_extra` of it is how far that window reaches past the
+        floor-mode windows of :meth:`_sampling_window`); ``None`` for a floor-mode pool, and
+        for one whose floor law already decides its ``ceil_mode`` (a symmetric window: the
+        extra window appears only where the floor windows leave a remainder, where they are
+        inexact anyway)."""
+        return None
+
+    def _ceil_extra(self, size: tuple[int, int]) -> tuple[int, int]:
+        """How far the extra window of :meth:`_ceil_window` reaches at input ``size``,
+        ``(height, width)``."""
+        window = self._ceil_window()
+        if window is None:
+            return 0, 0
+        return ceil_extra(size[0], *window), ceil_extra(size[1], *window)
+
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
-                         stacklevel: int = 5, output_padding=None) -> None:
+                         stacklevel: int = 5, output_padding=None,
+                         ceil_extra: tuple[int, int] = (0, 0)) -> None:
         if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
@@ -65,13 +84,13 @@ class _WarnsInexact(nn.Module):
             return
         # memo (the check costs ~20 us of Python per call), keyed on everything it reads: an
         # option set on the module after its first call is checked again
-        key = (size, output_padding, group, kernel_size, stride, pad, dilation)
+        key = (size, output_padding, group, kernel_size, stride, pad, dilation, ceil_extra)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if key in exact or _quiet():
             return
         grp = get(group)
         problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,
-                                        output_padding=output_padding)
+                                        output_padding=output_padding, ceil_extra=ceil_extra)
         if not problems:
             exact.add(key)
             return
@@ -93,15 +112,19 @@ class _WarnsInexact(nn.Module):
         know the model's group, so it is checked for flips of both dims and, with the same
         options on both dims (any sizes), for 90-degree rotations (the p4m conditions). An
         asymmetric padding (an even blur) counts only as far as the windows reach it. A
-        ``ceil_mode`` pool is judged by the same law: its extra last window appears exactly
-        where the floor windows leave a remainder, which is where they are inexact, so both
-        grids are exact at the same sizes. Call it from ``forward`` itself (the warning points
-        at the caller of the module)."""
+        ``ceil_mode`` pool is judged by the same law: its extra last window appears only
+        where the floor windows leave a remainder, which is where a symmetric window is
+        inexact, so both grids are exact at the same sizes; a pool whose floor grid can be
+        exact there (``MaxBlurPool2d`` with an even blur, whose unread padding is trimmed)
+        names its ceil window (:meth:`_ceil_window`), and the law counts its reach.
+        Call it from ``forward`` itself (the warning points at the caller of the module)."""
         if (self._warned or not isinstance(x, torch.Tensor) or x.dim() != 5
                 or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()):
             return
         window = self._sampling_window()
-        key = ((x.shape[-2], x.shape[-1]), window)
+        size = (x.shape[-2], x.shape[-1])
+        extra = self._ceil_extra(size)
+        key = (size, window, extra)
         if key in self.__dict__.get("_exact_windows", ()):
             return  # a size and window found exact before
         kernel_size, stride, sides, dilation = window
@@ -114,6 +137,6 @@ class _WarnsInexact(nn.Module):
         square = s[0] == s[1] and d[0] == d[1] and (top, bottom) == (left, right)
         self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
-                              stacklevel=6)
+                              stacklevel=6, ceil_extra=extra)
         if not self._warned:
             self.__dict__.setdefault("_exact_windows", set()).add(key)

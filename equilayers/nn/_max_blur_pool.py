@@ -55,8 +55,11 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
         ``tests/test_blur.py``. Exact for rot90 and flips (any ``H x W``) when the max window
         and the blur tile the input from both ends, ``(H + 2 padding - kernel_size) % stride
-        == 0`` with an odd ``blur_size`` (e.g. ``kernel_size=2`` on even sizes); on group maps
-        (5-D) it warns once per module at a size that breaks this.
+        == 0`` with an odd ``blur_size`` (e.g. ``kernel_size=2`` on even sizes), with or
+        without ``ceil_mode`` (which adds a window only where that remainder is not 0, at
+        the bottom and right only, so it is exact at the same sizes; an even ``blur_size``
+        can be exact in floor mode where ``ceil_mode`` adds a window, and then is not); on
+        group maps (5-D) it warns once per module at a size that breaks this.
 
     Example:
         >>> MaxBlurPool2d()(torch.randn(2, 3, 9, 9)).shape
@@ -96,6 +99,11 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         a = (self.blur_size - 1) // 2
         top, bottom = self.padding + a, self.padding + self.blur_size - 1 - a
         return self.kernel_size + self.blur_size - 1, self.stride, (top, bottom, top, bottom), 1
+
+    def _ceil_window(self) -> tuple[int, int, int] | None:
+        # the max's window, whose ceil_mode reach the forward pads by: an even blur's floor
+        # grid can be exact where the extra window appears, so the law must count it
+        return (self.kernel_size, self.stride, self.padding) if self.ceil_mode else None
 
     def extra_repr(self) -> str:
         parts = [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]

@@ -121,6 +121,19 @@ CASES = [
          (2, 3, 8, 9, 9), "d4"),
     Case("blur/maxblurpool2d-regular-d4-9x9", lambda: MaxBlurPool2d(3, 2, padding=1),
          (2, 3, 8, 9, 9), "d4"),
+    # ceil_mode: exact where it adds no window ((9 + 2 - 3) % 2 == 0), not where it adds one
+    Case("blur/maxblurpool2d-ceil-regular-d4-9x9",
+         lambda: MaxBlurPool2d(3, 2, padding=1, ceil_mode=True), (2, 3, 8, 9, 9), "d4"),
+    Case("blur/maxblurpool2d-ceil-regular-d4-8x8-fails",
+         lambda: MaxBlurPool2d(3, 2, padding=1, ceil_mode=True), (2, 3, 8, 8, 8), "d4",
+         expect="fail"),
+    # an even blur is exact at 9x9 in floor mode (its extra pad pixel is unread), where
+    # ceil_mode adds a window: the same module and size, ceil_mode alone breaks it
+    Case("blur/maxblurpool2d-even-blur-regular-d4-9x9", lambda: MaxBlurPool2d(2, blur_size=2),
+         (2, 3, 8, 9, 9), "d4"),
+    Case("blur/maxblurpool2d-even-blur-ceil-regular-d4-9x9-fails",
+         lambda: MaxBlurPool2d(2, blur_size=2, ceil_mode=True), (2, 3, 8, 9, 9), "d4",
+         expect="fail"),
     Case("blur/blurpool2d-regular-d4-even-size-fails", lambda: BlurPool2d(), (2, 3, 8, 8, 8),
          "d4", expect="fail"),
     # --- polyphase: exact invariance to every integer circular shift -------------------------
