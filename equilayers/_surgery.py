@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple, cast, overload
@@ -47,34 +46,6 @@ class _CircularPad(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
-
-
-class _CeilModePad(nn.Module):
-    """Pad the bottom and right with ``value`` by what a ``ceil_mode=True`` pool's extra
-    window reaches past the input, so a floor-mode op of the same window gives the
-    ``ceil_mode`` output size (``-inf`` before a max: the extra window's max is over the pixels
-    it covers, as in torch)."""
-
-    def __init__(self, kernel_size: int, stride: int, padding: int, value: float) -> None:
-        super().__init__()
-        # the pool's window, not this module's: named so that check_grid, which reads
-        # kernel_size/stride/padding attributes, does not take it for a strided layer
-        self.pool_window, self.value = (kernel_size, stride, padding), value
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, p = self.pool_window
-        eh, ew = (ceil_extra(n, k, s, p) for n in x.shape[-2:])
-        return F.pad(x, (0, ew, 0, eh), value=self.value) if eh or ew else x
-
-    def _grid_window(self, size: tuple[int, int]):
-        """For ``check_grid``: a 1 x 1 window padded at the bottom and right at input ``size``."""
-        k, s, p = self.pool_window
-        eh, ew = (ceil_extra(n, k, s, p) for n in size)
-        return (1, 1), (1, 1), (0, eh, 0, ew), "constant", ceil_fix(k, s, p)
-
-    def extra_repr(self) -> str:
-        k, s, p = self.pool_window
-        return f"kernel_size={k}, stride={s}, padding={p}, value={self.value}"
 
 
 class _CeilModeAvgPool(nn.Module):
@@ -148,10 +119,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         if s is None or k is None or p is None or dilated or m.return_indices:
             return "MaxPool2d with unequal sizes, dilation or return_indices"
         if mode != "polyphase":
-            pool = MaxBlurPool2d(k, s, p, blur_size=blur_size, **place)
-            # ceil_mode: the extra window's pixels, -inf past them, then the floor-mode pool
-            return nn.Sequential(_CeilModePad(k, s, p, -math.inf), pool) if m.ceil_mode \
-                else pool
+            return MaxBlurPool2d(k, s, p, ceil_mode=bool(m.ceil_mode), blur_size=blur_size,
+                                 **place)
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
@@ -255,18 +224,18 @@ def antialias(
 
     ``mode="blur"`` (Zhang 2019):
 
-    * ``nn.MaxPool2d(k, s, p)``, ``s > 1`` -> :class:`~equilayers.nn.MaxBlurPool2d`
-      ``(k, s, blur_size, padding=p)``;
+    * ``nn.MaxPool2d(k, s, p, ceil_mode=c)``, ``s > 1`` -> :class:`~equilayers.nn.MaxBlurPool2d`
+      ``(k, s, p, ceil_mode=c, blur_size=blur_size)``;
     * ``nn.Conv2d`` with stride ``s > 1`` -> :class:`~equilayers.nn.BlurConv2d` (same
       arguments and parameter names, holding the conv's own ``weight`` and ``bias``: the old
       ``state_dict`` loads into the new model);
     * ``nn.AvgPool2d(k, s, p)``, ``s > 1`` -> ``Sequential(AvgPool2d(k, 1, p),
       BlurPool2d(kernel_size=blur_size, stride=s))``;
     * pools with ``ceil_mode=True`` (GoogLeNet's and SqueezeNet's max pools, the average pool
-      of ResNet-D shortcuts) the same, after padding the bottom and right by what the extra
-      ``ceil_mode`` window reaches past the input (``-inf`` before a max; an average keeps
-      torch's divisor for that window), so the converted pool has torch's ``ceil_mode``
-      output size, and with ``blur_size=1`` equals the original pool.
+      of ResNet-D shortcuts) keep it: the bottom and right are padded by what the extra
+      ``ceil_mode`` window reaches past the input (``MaxBlurPool2d(ceil_mode=True)`` does it
+      itself; an average keeps torch's divisor for that window), so the converted pool has
+      torch's ``ceil_mode`` output size, and with ``blur_size=1`` equals the original pool.
 
     These keep every output shape of the original for every input size. The converted convs
     compute the blur their cheapest exact way (``BlurConv2d(fold=None)``: a ``1 x 1`` conv

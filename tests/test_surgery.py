@@ -311,10 +311,10 @@ def test_ceil_mode_pools_are_converted_with_their_output_size(size, gen):
         blurred = antialias(model)
     assert [r.name for r in report] == ["pool", "short.0", "pad_avg"]
     torch.testing.assert_close(same(x), model(x), rtol=0, atol=1e-12)
-    # the control: without the ceil_mode padding the floor-mode pool is a size short where
-    # ceil_mode adds a window (even sizes here)
+    # the control: without ceil_mode the converted max pool is a size short where ceil_mode
+    # adds a window (even sizes here)
     floor = antialias(model, blur_size=1)
-    floor.pool = nn.Sequential(*list(floor.pool)[1:])
+    floor.pool.ceil_mode = False
     if nn.MaxPool2d(3, 2)(x).shape != model.pool(x).shape:
         with pytest.raises(AssertionError):
             torch.testing.assert_close(floor(x), model(x), rtol=0, atol=1e-12)
@@ -327,9 +327,56 @@ def test_ceil_mode_pools_are_converted_with_their_output_size(size, gen):
         for h in hooks:
             h.remove()
     assert shapes[id(model)] == shapes[id(blurred)]
-    assert isinstance(blurred.pool[1], MaxBlurPool2d) and torch.isfinite(y).all()
-    blurred.train()(x).square().sum().backward()  # the -inf padding passes no gradient
+    assert isinstance(blurred.pool, MaxBlurPool2d) and blurred.pool.ceil_mode
+    assert torch.isfinite(y).all()
+    blurred.train()(x).square().sum().backward()  # the ceil_mode padding: finite gradients
     assert all(torch.isfinite(p.grad).all() for p in blurred.parameters())
+
+
+class _OldCeilPad(nn.Module):
+    """What antialias() put before a ceil_mode max pool's MaxBlurPool2d until it took
+    ceil_mode itself: -inf at the bottom and right by what torch's extra window reaches past
+    the input, read here off torch's own ceil_mode output size."""
+
+    def __init__(self, k, s, p):
+        super().__init__()
+        self.k, self.s, self.p = k, s, p
+
+    def forward(self, x):
+        k, s, p = self.k, self.s, self.p
+        out = F.max_pool2d(x, k, s, p, ceil_mode=True).shape[-2:]
+        eh, ew = (max(0, (o - 1) * s + k - (n + 2 * p)) for o, n in
+                  zip(out, x.shape[-2:], strict=True))
+        return F.pad(x, (0, ew, 0, eh), value=-float("inf"))
+
+
+@pytest.mark.parametrize("k, s, p", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (4, 3, 1)])
+def test_a_ceil_mode_max_pool_becomes_one_max_blur_pool_with_the_old_output(k, s, p, gen):
+    """antialias() turns nn.MaxPool2d(..., ceil_mode=True) into MaxBlurPool2d(...,
+    ceil_mode=True) itself (it was Sequential(pad, MaxBlurPool2d)): the output equals the old
+    conversion's bit for bit at sizes where ceil_mode adds a window and where it does not (its
+    input gradient too, to rounding), the state_dict keys are the original model's (the blur
+    filter is a non-persistent buffer), and the shape is torch's. The control: the old
+    conversion without its pad differs in shape where ceil_mode adds a window."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(k, s, p, ceil_mode=True)).double()
+    new = antialias(model)
+    assert isinstance(new[1], MaxBlurPool2d) and new[1].ceil_mode
+    assert list(new.state_dict()) == list(model.state_dict()) == ["0.weight", "0.bias"]
+    old = nn.Sequential(new[0], _OldCeilPad(k, s, p), MaxBlurPool2d(k, s, p).double())
+    added = 0
+    for size in [(16, 16), (17, 17), (15, 18), (5, 6), (3, 4), (1, 2)]:
+        if size[0] + 2 * p < k - 1:  # too small for torch as well
+            continue
+        x = torch.randn(2, 3, *size, dtype=torch.float64, generator=gen, requires_grad=True)
+        y, y_old = new(x), old(x)
+        assert y.shape == model(x).shape
+        assert torch.equal(y, y_old), size
+        # and the same input gradient: the edge copies never win over the pixels they copy
+        gy = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(torch.autograd.grad(y, x, gy)[0],
+                                   torch.autograd.grad(y_old, x, gy)[0], rtol=0, atol=1e-12)
+        added += y.shape[-2:] != tuple((n + 2 * p - k) // s + 1 for n in size)  # floor's
+    assert added >= 2  # ceil_mode added a window at some of these sizes
 
 
 @pytest.mark.parametrize("pool", [
@@ -351,7 +398,12 @@ def test_check_grid_reads_the_converted_ceil_mode_pools(pool, n, gen):
         err = equilayers.testing.equivariance_error(model, x, "p4", in_rep="trivial",
                                                     out_rep="trivial")
     assert bool(rotation) == (err > 1e-3), (rotation, err)  # each side occurs over the params
-    assert all(f.problem == "asymmetric-padding" and f.layer == "1.0" for f in rotation)
-    # the converted pool's own findings name the ceil_mode window, not a padding_mode argument
-    # that its pad module does not have
-    assert all("ceil_mode" in f.fix for f in findings if f.layer == "1.0")
+    # a max pool is one MaxBlurPool2d(ceil_mode=True) ("1"), an average pool a Sequential whose
+    # first module pads ("1.0")
+    layer = "1" if isinstance(pool, nn.MaxPool2d) else "1.0"
+    assert all(f.problem == "asymmetric-padding" and f.layer == layer for f in rotation)
+    # the findings of the ceil_mode window name it, not a padding_mode argument that an average
+    # pool's pad module does not have (where ceil_mode adds no window, a MaxBlurPool2d's own
+    # padding_mode is the shift finding's fix)
+    assert all("ceil_mode" in f.fix for f in findings if f.layer == layer and (
+        rotation or layer == "1.0"))
