@@ -79,6 +79,39 @@ def test_empty_maps(shape):
         assert EF.max_blur_pool2d(x, 3, 2, ceil_mode=True).shape == (*shape[:2], 2, 2)
 
 
+def test_ceil_extra_is_the_reach_of_torchs_extra_window():
+    """ceil_extra (a branch-free expression) against torch's own ceil_mode output size, over n
+    1..40, k 1..11, s 1..8, p 0..k//2: the reach past n + 2p of torch's last window."""
+    from equilayers.functional._ceil_mode import ceil_extra
+
+    checked = 0
+    for n, k, s in itertools.product(range(1, 41), range(1, 12), range(1, 9)):
+        for p in range(k // 2 + 1):
+            try:
+                out = F.max_pool1d(torch.zeros(1, 1, n), k, s, p, ceil_mode=True).shape[-1]
+            except RuntimeError:  # torch refuses the size
+                continue
+            assert ceil_extra(n, k, s, p) == max(0, (out - 1) * s + k - (n + 2 * p)), (n, k, s, p)
+            checked += 1
+    assert checked > 10000
+
+
+def test_export_with_a_dynamic_height_and_width(gen):
+    """torch.export with dynamic H and W: the ceil_mode padding is an expression of the sizes
+    (it branched on their remainder, and export failed with "Cannot create Dim with
+    inconsistent min=-4, max=-128"); the program gives torch's sizes and the eager values at
+    odd and even sizes."""
+    m = MaxBlurPool2d(3, 2, ceil_mode=True)
+    dims = {2: torch.export.Dim("h", min=9, max=256), 3: torch.export.Dim("w", min=9, max=256)}
+    ep = torch.export.export(m, (torch.randn(2, 3, 40, 41, generator=gen),),
+                             dynamic_shapes=(dims,))
+    for h, w in [(40, 41), (41, 40), (64, 63), (17, 18)]:
+        x = torch.randn(2, 3, h, w, generator=gen)
+        y = ep.module()(x)
+        assert y.shape == nn.MaxPool2d(3, 2, ceil_mode=True)(x).shape
+        torch.testing.assert_close(y, m(x))
+
+
 def _paths():
     fast = [(p.name, lambda p=p: kernels.use_fast_path(p.name))
             for p in _registry.get_op("max_blur_pool2d").fast["cpu"]]

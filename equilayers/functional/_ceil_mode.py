@@ -32,17 +32,19 @@ def ceil_extra(n: int, kernel_size: int, stride: int, padding: int) -> int:
     """How many pixels past the end of a dim of ``n`` (plus ``padding``) the last window of a
     ``ceil_mode=True`` torch pool reaches: 0 where ``ceil_mode`` adds no window, which is
     wherever ``(n + 2 padding - kernel_size) % stride == 0``, else ``stride`` less that
-    remainder (or 0 where torch's rule drops the extra window).
+    remainder, or 0 where torch's rule drops the extra window (it would start at ``n +
+    padding`` or later: where that reach is ``kernel_size - padding`` or more).
+
+    Integer arithmetic without a branch, so a symbolic size (``torch.export`` with a dynamic
+    height or width) gives an expression, not a guard on the size's remainder.
 
     Example:
         >>> [ceil_extra(n, 2, 2, 0) for n in (8, 9)]  # MaxPool2d(2, ceil_mode=True)
         [0, 1]
     """
     k, s, p = kernel_size, stride, padding
-    out = -(-(n + 2 * p - k) // s) + 1  # ceil((n + 2p - k) / s) + 1
-    if (out - 1) * s >= n + p:  # torch's rule: the last window starts inside
-        out -= 1
-    return max(0, (out - 1) * s + k - (n + 2 * p))
+    reach = (k - n - 2 * p) % s  # what the windows lack of tiling n + 2p from both ends
+    return reach * (1 // (reach // (k - p) + 1))  # times [reach < k - p] (k - p >= 1)
 
 
 def ceil_mode_pad(x: torch.Tensor, kernel_size: int, stride: int, padding: int,
@@ -55,8 +57,8 @@ def ceil_mode_pad(x: torch.Tensor, kernel_size: int, stride: int, padding: int,
     padded as the 4-D ``(B, C F, H, W)`` it views, which keeps a channels_last layout
     (``F.pad`` of the 5-D view would make it contiguous)."""
     eh, ew = (ceil_extra(n, kernel_size, stride, padding) for n in x.shape[-2:])
-    if not (eh or ew) or 0 in x.shape[-2:]:
-        return x
+    if 0 in x.shape[-2:] or (isinstance(eh, int) and isinstance(ew, int) and not (eh or ew)):
+        return x  # (a symbolic size pads by its symbolic reach, 0 or not: no guard on it)
     flat = x.flatten(1, 2) if x.dim() == 5 else x  # a view for the group maps' layouts
     if mode == "replicate" and flat.numel():  # (F.pad refuses to replicate a 0-channel map)
         out = F.pad(flat, (0, ew, 0, eh), mode="replicate")
