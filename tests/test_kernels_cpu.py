@@ -330,3 +330,32 @@ def test_cpu_fast_polyphase_property(b, c, hs, ws, s, k, criterion, mode, budget
     torch.testing.assert_close(ya, yb)
     g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
     torch.testing.assert_close(torch.autograd.grad(ya, x, g)[0], torch.autograd.grad(yb, x, g)[0])
+
+
+@pytest.mark.parametrize("path", [p.name for p in
+                                  kernels._registry.get_op("max_blur_pool2d").fast["cpu"]])
+def test_cpu_fast_max_blur_group_maps_with_inf_and_double_backward(gen, path):
+    """5-D group maps on every CPU fast path: an inf or NaN in a channels_last one (the view of
+    a channels_last group conv's output, which is not viewed as planes) took max_pool2d's own
+    backward on the 5-D tensor, and a gradient penalty (create_graph=True) on any 5-D map ran
+    max_pool2d on it: both raised torch's "non-empty 3D or 4D (batch mode) tensor expected".
+    Both equal the reference now, values, gradients and second derivatives."""
+    base = torch.randn(2, 12, 9, 10, generator=gen, dtype=torch.float64)
+    cl5 = base.contiguous(memory_format=torch.channels_last).unflatten(1, (3, 4))
+    bad = cl5.clone()
+    bad[0, 0, 0, 0, 0], bad[1, 2, 3, 4, 5] = float("inf"), float("nan")
+    for x, double in [(bad, False), (cl5, True), (base.unflatten(1, (3, 4)), True)]:
+        xa, xb = x.detach().requires_grad_(True), x.detach().requires_grad_(True)
+        with kernels.use_fast_path(path):
+            ya = EF.max_blur_pool2d(xa, 3, 2, 1)
+        yb = ref_max_blur(xb, 3, 2, padding=1)
+        torch.testing.assert_close(ya, yb, equal_nan=True)
+        g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
+        (ga,), (gb,) = (torch.autograd.grad(y, v, g, create_graph=double)
+                        for y, v in ((ya, xa), (yb, xb)))
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+        if double:  # d/dx |grad|^2: zero almost everywhere for a max, but it must run
+            (ha,), (hb,) = (torch.autograd.grad(gv.square().sum(), v, allow_unused=True,
+                                                materialize_grads=True)
+                            for gv, v in ((ga, xa), (gb, xb)))
+            torch.testing.assert_close(ha, hb)

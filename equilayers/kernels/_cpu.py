@@ -64,11 +64,21 @@ def _empty(shape, like: torch.Tensor) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_format(like))
 
 
+def _torch_max_pool(x: torch.Tensor, m: int, padding: int = 0) -> torch.Tensor:
+    """``F.max_pool2d(x, m, stride=1, padding)`` on any rank: F.max_pool2d takes 3-D and 4-D
+    inputs only, so a 5-D group map (a channels_last one is not viewed as planes) is folded
+    to ``(N, 1, H, W)`` and back."""
+    if x.dim() <= 4:
+        return F.max_pool2d(x, m, stride=1, padding=padding)
+    y = F.max_pool2d(x.reshape(-1, 1, *x.shape[-2:]), m, stride=1, padding=padding)
+    return y.reshape(*x.shape[:-2], *y.shape[-2:])
+
+
 def _max_pool_reference_grad(x: torch.Tensor, m: int, grad: torch.Tensor,
                              padding: int = 0) -> torch.Tensor:
     with torch.enable_grad():
         xd = x.detach().requires_grad_(True)
-        (gx,) = torch.autograd.grad(F.max_pool2d(xd, m, stride=1, padding=padding), xd, grad)
+        (gx,) = torch.autograd.grad(_torch_max_pool(xd, m, padding), xd, grad)
     return gx
 
 
@@ -327,7 +337,7 @@ def _chunks(t: torch.Tensor) -> tuple[range, int]:
 def _graph_backward(x, grad, max_window, pad, k, s, mode):
     with torch.enable_grad():
         xd = x.detach().requires_grad_(True)
-        y = F.max_pool2d(xd, max_window, 1, pad) if max_window > 1 else xd
+        y = _torch_max_pool(xd, max_window, pad) if max_window > 1 else xd
         y = _blur_axis(_blur_axis(y, -2, k, s, mode), -1, k, s, mode)
         (gx,) = torch.autograd.grad(y, xd, grad, create_graph=True)
     return gx
