@@ -31,9 +31,8 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
             ``return_indices``, which this module does not offer). The extra last window's
             max is over the pixels it covers, as torch's (the last row and column are
             replicated as far as it reaches, and it covers them). kornia's
-            ``MaxBlurPool2D(ceil_mode=True)``
-            passes it to its stride-1 max, where it changes nothing: its output size is this
-            module's with ``ceil_mode=False``.
+            ``MaxBlurPool2D(ceil_mode=True)`` passes it to its stride-1 max, where it changes
+            nothing: its output size is this module's with ``ceil_mode=False``.
         blur_size: binomial filter size, 1..7 (keyword only).
         padding_mode: padding of the blur (``"reflect"`` default; keyword only). With
             ``"reflect"``, a dim of the max-pooled map of size ``<= (b-1) - (b-1)//2``
@@ -53,9 +52,10 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
         max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
-        ``tests/test_blur.py``. Exact for rot90 and flips (any ``H x W``) when the max window
-        and the blur tile the input from both ends, ``(H + 2 padding - kernel_size) % stride
-        == 0`` with an odd ``blur_size`` (e.g. ``kernel_size=2`` on even sizes), with or
+        ``tests/test_blur.py`` (with ``ceil_mode``: ``tests/test_blur_ceil_mode.py``). Exact
+        for rot90 and flips (any ``H x W``) when the max window and the blur tile the input
+        from both ends, ``(H + 2 padding - kernel_size) % stride == 0`` with an odd
+        ``blur_size`` (e.g. ``kernel_size=2`` on even sizes), with or
         without ``ceil_mode`` (which adds a window only where that remainder is not 0, at
         the bottom and right only, so it is exact at the same sizes; an even ``blur_size``
         can be exact in floor mode where ``ceil_mode`` adds a window, and then is not); on
