@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._grid import Finding, _record_sizes, _rotated_runs
+from ._grid import Finding, _rotated_runs
+from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
 from .functional._grid_law import used_padding
 from .groups import CubicGroup, FieldType, Group

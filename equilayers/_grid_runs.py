@@ -1,0 +1,101 @@
+"""Running a model to see its layers: which leaves take spatial maps, which slide windows over
+volumes, and the spatial size each leaf sees on a given input (:func:`_record_sizes`), for
+:func:`equilayers.check_grid` (``_grid.py``, ``_grid3d.py``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .groups import FieldType
+from .nn import PolyphasePool3d
+from .nn._exactness import quiet_exactness_warnings
+
+__all__: list[str] = []
+
+
+def _spatial(mod: nn.Module, x: torch.Tensor, nd: int = 2) -> bool:
+    """Whether ``x``, the input of ``mod``, has ``nd`` spatial dims: by the module's
+    ``in_type`` where it declares one, else by rank (``nd + 1`` dims and more)."""
+    declared = getattr(mod, "in_type", None)
+    if isinstance(declared, FieldType):
+        return declared.rep != "invariant"
+    return x.dim() >= nd + 1
+
+
+#: torch's windowed pools on volumes (its 3-D convs say so by their 3-tuple ``kernel_size``;
+#: an adaptive pool has no window grid, and on a planar group map is a global pool)
+_TORCH_POOLS_3D = (nn.MaxPool3d, nn.AvgPool3d, nn.LPPool3d, nn.FractionalMaxPool3d,
+                   nn.MaxUnpool3d)
+
+
+def _moves_depth(mod: nn.Module) -> bool:
+    """Whether a torch 3-D window reaches across dim -3: not a ``(1, k, k)`` window at stride
+    ``(1, s, s)`` without depth padding, which slides over ``(H, W)`` only (a planar group
+    map's spatial pool, its group axis as depth)."""
+    def first(name: str, trivial: int) -> bool:
+        v = getattr(mod, name, trivial)
+        v = v if v is not None else getattr(mod, "kernel_size", trivial)
+        if isinstance(v, (tuple, list)) and len(v) == 6:  # a *Pad3d: (.., front, back)
+            return tuple(v[4:]) != (0, 0)
+        return (v[0] if isinstance(v, (tuple, list)) and v else v) != trivial
+    return any(first(n, t) for n, t in (("kernel_size", 1), ("stride", 1), ("padding", 0),
+                                        ("dilation", 1)))
+
+
+def _volume_windows(model: nn.Module) -> list[str]:
+    """The leaves of ``model`` that slide or pad a window over volumes ``(D, H, W)``, which
+    the planar checks cannot read: a module declaring 3 spatial dims with a window (the 3-D
+    group convs and pools), a 3-D blur or polyphase pool, and torch's 3-D convs, pools and
+    ``*Pad3d`` where their window reaches across depth."""
+    out = []
+    for name, mod in model.named_modules():
+        if any(True for _ in mod.children()):
+            continue
+        declared = getattr(mod, "in_type", None)
+        kernel = getattr(mod, "kernel_size", None)
+        ours = (isinstance(mod, PolyphasePool3d) or getattr(mod, "_nd", None) == 3
+                or (kernel is not None and isinstance(declared, FieldType)
+                    and declared.spatial_dims == 3))
+        torch_3d = (isinstance(mod, _TORCH_POOLS_3D) or type(mod).__name__.endswith("Pad3d")
+                    or (isinstance(kernel, tuple) and len(kernel) == 3))
+        if ours or (torch_3d and _moves_depth(mod)):
+            out.append(type(mod).__name__ + (f" {name!r}" if name else ""))
+    return out
+
+
+def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
+                  ) -> list[tuple[str, nn.Module, tuple]]:
+    """Forward zeros once; the spatial size (the last ``nd`` dims) of the input of every leaf
+    module, in call order."""
+    seen: list[tuple[str, nn.Module, tuple]] = []
+    handles = []
+
+    def pre(name):
+        def hook(mod, args):
+            if args and isinstance(args[0], torch.Tensor) and _spatial(mod, args[0], nd):
+                seen.append((name, mod, tuple(args[0].shape[-nd:])))
+        return hook
+
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    for name, mod in leaves:  # a model without children is its own (only) leaf
+        handles.append(mod.register_forward_pre_hook(pre(name or type(mod).__name__)))
+    p = next(model.parameters(), None)
+    x = torch.zeros(tuple(shape), dtype=p.dtype if p is not None and p.is_floating_point()
+                    else torch.float32, device=p.device if p is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        # quiet: the layers neither warn nor record a warning, so the model's own forward
+        # at a bad size still warns later
+        with torch.no_grad(), quiet_exactness_warnings(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return seen
