@@ -48,6 +48,29 @@ class _CircularPad(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
+class _CeilModePad(nn.Module):
+    """Kept only so that models pickled whole (``torch.save(model)``) after an earlier
+    ``antialias()`` of a ``MaxPool2d(ceil_mode=True)`` still load and run: it converted that
+    pool to ``Sequential(_CeilModePad, MaxBlurPool2d)``, and now builds
+    ``MaxBlurPool2d(ceil_mode=True)`` (the same outputs). Pads the bottom and right with
+    ``value`` by what the ``ceil_mode`` pool's extra window reaches past the input."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: int, value: float) -> None:
+        super().__init__()
+        self.pool_window, self.value = (kernel_size, stride, padding), value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, p = self.pool_window
+        eh, ew = (ceil_extra(n, k, s, p) for n in x.shape[-2:])
+        return F.pad(x, (0, ew, 0, eh), value=self.value) if eh or ew else x
+
+    def _grid_window(self, size: tuple[int, int]):
+        """For ``check_grid``: a 1 x 1 window padded at the bottom and right at ``size``."""
+        k, s, p = self.pool_window
+        eh, ew = (ceil_extra(n, k, s, p) for n in size)
+        return (1, 1), (1, 1), (0, eh, 0, ew), "constant", ceil_fix(k, s, p)
+
+
 class _CeilModeAvgPool(nn.Module):
     """``nn.AvgPool2d(k, s, p, ceil_mode=True, count_include_pad)``'s averages at stride 1:
     each window's sum over the input (zero outside it) divided by torch's count for it (the

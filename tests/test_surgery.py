@@ -1,3 +1,4 @@
+import io
 import warnings
 
 import numpy as np
@@ -377,6 +378,28 @@ def test_a_ceil_mode_max_pool_becomes_one_max_blur_pool_with_the_old_output(k, s
                                    torch.autograd.grad(y_old, x, gy)[0], rtol=0, atol=1e-12)
         added += y.shape[-2:] != tuple((n + 2 * p - k) // s + 1 for n in size)  # floor's
     assert added >= 2  # ceil_mode added a window at some of these sizes
+
+
+def test_a_model_pickled_whole_with_the_old_ceil_mode_conversion_still_loads(gen):
+    """Earlier versions converted MaxPool2d(ceil_mode=True) to Sequential(_CeilModePad,
+    MaxBlurPool2d); a model saved whole (torch.save(model)) names that class, so it stays
+    importable: the pickle of such a model (the class's __module__ and attributes as saved
+    then) loads, and its output equals today's conversion's; check_grid still reads it."""
+    from equilayers import check_grid
+    from equilayers._surgery import _CeilModePad
+
+    assert _CeilModePad.__module__ == "equilayers._surgery"
+    old = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Sequential(
+        _CeilModePad(3, 2, 0, -float("inf")), MaxBlurPool2d(3, 2, 0))).double()
+    buf = io.BytesIO()
+    torch.save(old, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    new = antialias(nn.Sequential(old[0], nn.MaxPool2d(3, 2, ceil_mode=True)))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64, generator=gen)
+    assert torch.equal(loaded(x), new(x)) and loaded(x).shape[-2:] == (8, 8)
+    assert [f.problem for f in check_grid(loaded, (1, 3, 16, 16), "d4", shifts=False)] == [
+        f.problem for f in check_grid(new, (1, 3, 16, 16), "d4", shifts=False)]
 
 
 @pytest.mark.parametrize("pool", [
