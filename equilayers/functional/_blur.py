@@ -140,7 +140,7 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = 
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_tensor(x, "x", what, ndim=(3, 4, 5),
                    layout="(C, H, W), (B, C, H, W) or (B, C, F, H, W)")
-    if ceil_mode:  # the -inf reach of the extra window, then the floor-mode op on it
+    if ceil_mode:  # the extra window's reach (edge copies), then the floor-mode op on it
         C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding, what)
         x = ceil_mode_pad(x, kernel_size, stride, padding, "replicate")
     unbatched = x.dim() == 3  # one (C, H, W) sample, as in F.max_pool2d
