@@ -25,12 +25,12 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d) -> tuple[s
     symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
     not know the model's group, so the volume's shape stands for it (a c4z model on an
     anisotropic scan must not be warned about its depth): O_h on cubes (``D == H == W``), D4z
-    when only ``H == W``; a pool with a non-cubic window, or a volume with ``H != W``, is not
-    checked. An asymmetric padding (an even blur)
-    counts only as far as the windows reach it."""
-    if len(set(k)) != 1 or size[1] != size[2]:
+    on every other box (a quarter turn about the depth axis maps ``H x W`` to ``W x H``, exact
+    when the windows tile each dim); a pool with a non-cubic window is not checked. An
+    asymmetric padding (an even blur) counts only as far as the windows reach it."""
+    if len(set(k)) != 1:
         return "", []
-    cube = size[0] == size[1]
+    cube = size[0] == size[1] == size[2]
     group = "oh" if cube else "d4z"
     label = ("the cube's rotations and flips" if cube
              else "flips and quarter turns about the depth axis")
@@ -120,7 +120,7 @@ class GroupMaxPool3d(_Pool3d):
         (all three for o/oh; height and width for c4z/d4z; the sizes may differ: a rotation
         permutes them with the dims). Warns once per module otherwise (the pool does not know
         the model's group, so the volume's shape stands for it: checked for O_h on cubic
-        inputs, D4z when only ``H == W``; ``check_grid`` checks any shape for the group given).
+        inputs, D4z on every other box; ``check_grid`` checks any shape for the group given).
 
     Example:
         >>> import torch
