@@ -19,6 +19,13 @@ from .nn._exactness import _WarnsInexact
 __all__ = ["Finding", "check_grid"]
 
 
+
+def _padding_text(mode: str) -> str:
+    """How a finding names a layer's padding: its ``padding_mode``, or for a pool (which has
+    none) the pool's own padding."""
+    return ("the pool's own padding (-inf for a max pool, zeros for an average pool)"
+            if mode == "pool" else f"padding_mode={mode!r}")
+
 @dataclass(frozen=True)
 class Finding:
     """One reason why a model is not exactly equivariant at an input size.
@@ -267,7 +274,8 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
             fix = prm.get("fix") or fix
             out.append(Finding(
                 name, kind, "non-circular-padding", "shifts", (h, w),
-                f"padding_mode={mode!r} pads with content that does not move with the image, "
+                f"{_padding_text(mode)} fills the border with content that does not move "
+                "with the image, "
                 "so circular shifts are not exact at the borders",
                 fix))
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._grid import Finding, _rotated_runs
+from ._grid import Finding, _padding_text, _rotated_runs
 from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
 from .functional._grid_law import used_padding
@@ -145,7 +145,8 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
                    else "nn.CircularPad3d instead")
             out.append(Finding(
                 name, kind, "non-circular-padding", "shifts", size,
-                f"padding_mode={mode!r} pads with content that does not move with the volume, "
+                f"{_padding_text(mode)} fills the border with content that does not move "
+                "with the volume, "
                 "so circular shifts are not exact at the borders", fix))
     return out
 

@@ -67,6 +67,10 @@ def test_padding_findings():
     assert found[("0", "non-circular-padding")].fix == "padding_mode='circular'"
     assert ("1", "asymmetric-padding") in found and ("2", "asymmetric-padding") in found
     assert found[("3", "non-circular-padding")].fix == "nn.CircularPad2d before it and padding=0"
+    # a pool has no padding_mode: the finding names its own padding (it said padding_mode='pool')
+    assert found[("3", "non-circular-padding")].message.startswith(
+        "the pool's own padding (-inf for a max pool")
+    assert found[("4", "non-circular-padding")].message.startswith("padding_mode='reflect' fills")
     assert ("4", "non-circular-padding") in found
     # reflect and zero padding are symmetric: no rotation finding for layers 0, 3, 4
     assert not any(f.breaks == "rotations" for f in found.values()
