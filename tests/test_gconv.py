@@ -315,6 +315,29 @@ def test_bad_inputs(gen):
         LiftingConv2d(3, 2, 3)(torch.randn(2, 4, 9, 9))
 
 
+UNBATCHED = r"one unbatched sample\? .* pass x.unsqueeze\(0\) and take y\[0\]"
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: LiftingConv2d(3, 2, 3, group="p4"), (3, 9, 9)),
+    (lambda: GroupConv2d(3, 2, 3, group="p4m"), (3, 8, 9, 9)),
+    (lambda: GroupConv2d(3, 2, 3, group="so2", max_order=2), (3, 5, 9, 9)),
+    (lambda: enn.GroupConvTranspose2d(3, 2, 3, group="p4"), (3, 4, 9, 9)),
+    (lambda: enn.ExpandedGroupConv2d(3, 2, 3, group="p4"), (3, 4, 9, 9)),
+    (lambda: enn.LiftingConv3d(3, 2, 3, group="o"), (3, 5, 5, 5)),
+    (lambda: enn.GroupConv3d(3, 2, 3, group="c4z"), (3, 4, 5, 5, 5)),
+    (lambda: enn.InvariantHead(3, 5, group="p4"), (3, 4, 9, 9))])
+def test_an_unbatched_sample_is_named(make, shape):
+    """torch's convs take one sample without a batch dim; ours need it, and the error says so
+    (it named the lifting/group conv mix-up instead, the wrong fix). A batch of images given to
+    a group conv keeps that hint."""
+    with pytest.raises(ValueError, match=UNBATCHED):
+        make()(torch.randn(shape))
+    with pytest.raises(ValueError) as caught:
+        make()(torch.randn(2, *shape[1:]))
+    assert "unbatched" not in str(caught.value)
+
+
 def test_meta_device_and_repr():
     m = GroupConv2d(4, 4, 3, stride=2, padding=1, group="p4m", device="meta")
     assert m.weight.is_meta and m.expansion_index.is_meta

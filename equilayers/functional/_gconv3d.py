@@ -254,6 +254,8 @@ def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, wha
                   else "(B, C_in, |G|, D, H, W) regular fields")
         hint = (" (use GroupConv3d for group feature maps)" if lifting else
                 " (a lifting conv, LiftingConv3d, maps volumes to group maps)")
+        if C.looks_unbatched(x, ndim, channels, None if lifting else fiber, fiber_dim=1):
+            hint = C.UNBATCHED_HINT
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
     if x.shape[1] != channels:
         raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "

@@ -108,7 +108,8 @@ def invariant_head(
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
                          f"the head expects in_channels={weight.shape[1]} (weight shape "
-                         f"{tuple(weight.shape)})")
+                         f"{tuple(weight.shape)})" + (C.UNBATCHED_HINT if C.looks_unbatched(
+                             x, 3 + sd, weight.shape[1], int(grp.order), fiber_dim=1) else ""))
     if x.dim() == 3 + sd:
         _check_regular(x, group, what)
         x = fiber_pool(x, pool)

@@ -95,8 +95,11 @@ class InvariantHead(Typed, nn.Module):
         C.check_tensor(x, "x", name, ndim=(2 + sd, 3 + sd),
                        layout=f"{_layout(self.group)} or {plain}")
         if x.shape[1] != self.in_channels:
+            hint = (C.UNBATCHED_HINT if C.looks_unbatched(
+                x, 3 + sd, self.in_channels, int(self.group.order), fiber_dim=1) else "")
             raise ValueError(f"{name}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) "
-                             f"but the head was built with in_channels={self.in_channels}")
+                             f"but the head was built with in_channels={self.in_channels}"
+                             + hint)
         C.check_dtype_match(x, self.weight, name)
         logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
                                 spatial=self.spatial)
