@@ -12,7 +12,13 @@ from equilayers.functional import (
     group_max_pool2d,
     group_pool,
 )
-from equilayers.nn import GroupAvgPool2d, GroupBatchNorm2d, GroupMaxPool2d, GroupPool
+from equilayers.nn import (
+    GroupAvgPool2d,
+    GroupBatchNorm2d,
+    GroupMaxPool2d,
+    GroupPool,
+    NormMaxPool,
+)
 from equilayers.testing import assert_equivariant, invariance_error
 
 
@@ -59,6 +65,19 @@ def test_spatial_pools_match_per_slot(gen):
     torch.testing.assert_close(group_avg_pool2d(x[..., :8, :8], 2), z, rtol=0, atol=0)
     with pytest.raises(ValueError, match="5-D"):
         GroupMaxPool2d(2)(_x(gen, 2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: GroupMaxPool2d(*a), lambda a: GroupAvgPool2d(*a[:3]),
+    lambda a: NormMaxPool(*a, max_order=1)], ids=["max", "avg", "norm_max"])
+def test_spatial_pools_take_lists_as_torch(make, gen):
+    """kernel_size, stride, padding and dilation as lists (``nn.MaxPool2d`` takes them): the
+    exactness check hashed them raw and the first forward raised ``unhashable type: 'list'``."""
+    x = _x(gen, 2, 3, 3, 9, 9)
+    lists = make(([3, 3], [2, 2], [1, 1], [1, 1]))
+    torch.testing.assert_close(lists(x), make((3, 2, 1, 1))(x), rtol=0, atol=0)
+    with pytest.warns(UserWarning, match="not exactly equivariant"):  # 8: windows miss a side
+        make(([3, 3], [2, 2], [1, 1], [1, 1]))(x[..., :8, :8])
 
 
 def test_spatial_pool_equivariance_non_contiguous(gen):

@@ -121,15 +121,15 @@ class _WarnsInexact(nn.Module):
         if (self._warned or not isinstance(x, torch.Tensor) or x.dim() != 5
                 or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing()):
             return
-        window = self._sampling_window()
-        size = (x.shape[-2], x.shape[-1])
-        extra = self._ceil_extra(size)
-        key = (size, window, extra)
-        if key in self.__dict__.get("_exact_windows", ()):
-            return  # a size and window found exact before
-        kernel_size, stride, sides, dilation = window
+        kernel_size, stride, sides, dilation = self._sampling_window()
         k, s = C.check_pair(kernel_size, "kernel_size"), C.check_pair(stride, "stride")
         d = C.check_pair(dilation, "dilation")
+        size = (x.shape[-2], x.shape[-1])
+        extra = self._ceil_extra(size)
+        # keyed on the checked pairs: a window given as lists (as nn.MaxPool2d takes) hashes
+        key = (size, k, s, tuple(sides), d, extra)
+        if key in self.__dict__.get("_exact_windows", ()):
+            return  # a size and window found exact before
         if k[0] != k[1]:
             return  # a rectangular window is never rot90-exact; flips are checked per dim
         top, bottom = used_padding(x.shape[-2], d[0] * (k[0] - 1) + 1, s[0], sides[0], sides[1])
