@@ -134,6 +134,24 @@ def test_state_dict_round_trip(down, gen):
     assert not any("filter" in k for k in a.state_dict())  # derived buffers stay out
 
 
+@pytest.mark.parametrize("down", DOWNS)
+def test_device_and_dtype_reach_every_tensor(down, gen):
+    """``UNet(dtype=..., device=...)``: every parameter and buffer, the blur pools' and
+    upsamplers' filters included (they were built float32 on the CPU whatever was asked)."""
+    net = _net(down=down, dtype=torch.float64)
+    tensors = dict(net.named_parameters()) | dict(net.named_buffers())
+    assert {n: t.dtype for n, t in tensors.items()
+            if t.is_floating_point() and t.dtype != torch.float64} == {}
+    meta = _net(down=down, device="meta")
+    assert [n for n, t in [*meta.named_parameters(), *meta.named_buffers()] if not t.is_meta] == []
+    x = torch.randn(2, 2, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        ref = _net(down=down).double().eval()(x)
+    net.load_state_dict(_net(down=down).double().state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), ref, rtol=0, atol=0)
+
+
 def test_torch_compile_smoke(gen):
     x = torch.randn(2, 2, 8, 8, generator=gen)
     for down in ("polyphase", "blur"):

@@ -70,7 +70,8 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     """
     if down == "blur":
         return BlurPool2d(kernel_size=4, stride=2,
-                          padding_mode="circular" if padding_mode == "circular" else "replicate")
+                          padding_mode="circular" if padding_mode == "circular" else "replicate",
+                          device=device, dtype=dtype)
     if down == "polyphase":
         return PolyphasePool2d(2, blur_size=3, padding_mode="circular", return_index=True)
     if down == "learned":
@@ -79,7 +80,7 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     return nn.MaxPool2d(2) if group is None else GroupMaxPool2d(2)
 
 
-def make_up(down: str, padding_mode: str) -> nn.Module:
+def make_up(down: str, padding_mode: str, *, device=None, dtype=None) -> nn.Module:
     """The partner of :func:`make_down`: the transpose of the even blur pool
     (``BlurUpsample2d(2, 4, transposed=True)``, nearest-neighbour then a ``[1, 2, 1]`` blur),
     ``PolyphaseUpsample2d(2, blur_size=3)`` with the encoder's index,
@@ -90,7 +91,8 @@ def make_up(down: str, padding_mode: str) -> nn.Module:
         return LearnablePolyphaseUpsample2d(2)
     if down == "polyphase":
         return PolyphaseUpsample2d(2, blur_size=3, padding_mode="circular")
-    return BlurUpsample2d(2, 4 if down == "blur" else 2, mode, transposed=True)
+    return BlurUpsample2d(2, 4 if down == "blur" else 2, mode, transposed=True, device=device,
+                          dtype=dtype)
 
 
 def concat(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,8 @@ class UNet(Typed, nn.Module):
                for lv in range(1, depth + 1)])
         self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], device=device,
                                             dtype=dtype) for lv in range(depth))
-        self.up = nn.ModuleList(make_up(down, padding_mode) for _ in range(depth))
+        self.up = nn.ModuleList(make_up(down, padding_mode, device=device, dtype=dtype)
+                                for _ in range(depth))
         self.decoder = nn.ModuleList(
             DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **block)
             for lv in range(depth))
