@@ -195,7 +195,8 @@ NN: list[Case] = [
          {"x": _img(2, 3, 4, 5, 5, 5, channel=1, fiber=2, small=(2, 3, 4, 2, 2, 2))},
          accept={"in_max_order": {"None": OK, "0": OK}}, variant="[harmonic]"),
     Case(enn.GroupBatchNorm3d, dict(num_features=3),
-         {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
+         {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE, "affine": FLAG,
+          "track_running_stats": FLAG, "bias": FLAG},
          {"x": _img(2, 3, 4, 3, 3, 3, channel=1)},
          accept={"momentum": {"0": OK, "None": OK}}),
     Case(enn.GroupMaxPool3d, _GPOOL, {**_GPOOL3_ARGS, "dilation": TRIPLE, "ceil_mode": FLAG},
@@ -210,7 +211,8 @@ NN: list[Case] = [
     Case(enn.Restrict, dict(group="o", subgroup="c4z"), {"group": GROUP, "subgroup": GROUP},
          {"x": _img(2, 3, 24, 3, 3, 3, fiber=2, dtype_ok=True)}, variant="[cube]"),
     Case(enn.GroupBatchNorm2d, dict(num_features=3),
-         {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE},
+         {"num_features": INT, "eps": FLOAT, "momentum": FLOAT, "dtype": DTYPE, "affine": FLAG,
+          "track_running_stats": FLAG, "bias": FLAG},
          {"x": _img(2, 3, 4, 5, 5, channel=1)},
          accept={"momentum": {"0": OK, "None": OK}}),
     Case(enn.GroupAvgPool2d, _GPOOL, {**_GPOOL_ARGS, "ceil_mode": FLAG,
@@ -314,7 +316,7 @@ NN: list[Case] = [
          extra=_SELECTION_EXTRA),
     Case(enn.InvariantHead, dict(in_channels=3, num_classes=5, group="p4"),
          {"in_channels": INT, "num_classes": INT, "group": GROUP, "pool": CHOICE,
-          "spatial": CHOICE, "dtype": DTYPE},
+          "spatial": CHOICE, "dtype": DTYPE, "return_pose": FLAG, "bias": FLAG},
          {"x": _img(2, 3, 4, 5, 5, ranks=(3, 6), channel=1, fiber=2)}),
 ]
 

@@ -69,13 +69,15 @@ class InvariantHead(Typed, nn.Module):
         _check_pool(pool, what)
         _check_spatial(spatial, what)
         C.check_float_dtype(dtype, "dtype", what)
+        C.check_flag(return_pose, "return_pose", what)
+        C.check_flag(bias, "bias", what)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.group = grp
         self.in_type, self.out_type = FieldType.regular(grp), FieldType.invariant(grp)
         self.pool = pool
         self.spatial = spatial
-        self.return_pose = bool(return_pose)
+        self.return_pose = return_pose
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(num_classes, in_channels, **factory))
         self.bias = nn.Parameter(torch.empty(num_classes, **factory)) if bias else None
