@@ -257,14 +257,16 @@ def autocast_on(device_type: str) -> bool:
 
 
 def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
-                      low_precision_input: bool = False, owner: str = "module") -> None:
+                      low_precision_input: bool = False, owner: str = "module",
+                      x_name: str = "x") -> None:
     """A floating tensor ``x`` of the dtype of a module's parameters ``param`` (``TypeError``
     naming both dtypes and the two conversions otherwise, where torch would raise its own
     mixed-type error). Allowed mismatches: under ``torch.autocast`` for ``x``'s device type
     when neither dtype is float64 (autocast casts float32/16 tensors, never float64 ones), and
     with ``low_precision_input`` a float16/bfloat16 ``x`` with float32 parameters (batch norm's
     mixed precision, as ``nn.BatchNorm3d``). ``owner``: what holds ``param``, as the message
-    names it (``"module"``: its parameters; a functional's ``"weight"``, ``"bias"``)."""
+    names it (``"module"``: its parameters; a functional's ``"weight"``, ``"bias"``);
+    ``x_name``: what ``x`` is called (a function of two parameters, ``expand_steerable``)."""
     if (param is None or not isinstance(x, torch.Tensor) or not x.is_floating_point()
             or x.dtype == param.dtype):
         return
@@ -280,8 +282,34 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
         return f".{_CONVERT[dtype]}()" if dtype in _CONVERT else f".to({dtype})"
     amp = ", or run it under torch.autocast" if no_double else ""
     held = "the module's parameters are" if owner == "module" else f"{owner} is"
-    raise TypeError(f"{what}: x has dtype {x.dtype}, but {held} {param.dtype}; convert the "
-                    f"input (x{to(param.dtype)}) or the {owner} ({owner}{to(x.dtype)}){amp}")
+    first = "the input" if x_name == "x" else x_name
+    raise TypeError(f"{what}: {x_name} has dtype {x.dtype}, but {held} {param.dtype}; convert "
+                    f"{first} ({x_name}{to(param.dtype)}) or the {owner} "
+                    f"({owner}{to(x.dtype)}){amp}")
+
+
+def check_tensors_match(x: Any, what: str, tensors: Sequence[tuple[str, Any]], *,
+                        low_precision_input: bool = False, x_name: str = "x",
+                        dtypes: bool = True) -> None:
+    """Each ``(name, tensor)`` of ``tensors`` (``None`` skipped) on ``x``'s device
+    (``ValueError`` naming both devices otherwise: a meta weight with a real ``x`` would run on
+    uninitialized memory or fail deep inside torch) and, when floating point, in ``x``'s dtype
+    (:func:`check_dtype_match`: the rule of the modules, with its ``low_precision_input``).
+    The functional ops' rule for their weights, biases and statistics (``x_name``: what ``x``
+    is called, for a function of parameters alone; ``dtypes=False``: the devices only, for an
+    op that casts its parameters itself)."""
+    if not isinstance(x, torch.Tensor):
+        return
+    for name, t in tensors:
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.device != x.device:
+            raise ValueError(f"{_prefix(what)}{name} is on {t.device} but {x_name} is on "
+                             f"{x.device}; move them to one device ({name}.to({x_name}.device))"
+                             f"; a meta {name} must be materialized first")
+        if dtypes and t.is_floating_point():
+            check_dtype_match(x, t, what, low_precision_input=low_precision_input, owner=name,
+                              x_name=x_name)
 
 
 #: The floating dtypes the ops compute in (float8 and other storage-only types are refused).

@@ -327,6 +327,44 @@ def check_tensor(case: Case, name: str, how: str) -> None:
                          f") was accepted: {str(out)[:200]}")
 
 
+def _reference_input(case: Case, inputs: dict) -> str | None:
+    """The first floating tensor input: the one the other tensors must match."""
+    return next((k for k, v in inputs.items()
+                 if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+
+
+def _mismatched(case: Case) -> list[tuple[str, str]]:
+    """``(name, how)``: each floating tensor input of a function (not a module) after the
+    first, moved to ``"meta"`` and (unless its spec says ``dtypes=False``) to ``"float64"``."""
+    if case.is_module or not case.inputs:
+        return []
+    inputs = _inputs(case)
+    first = _reference_input(case, inputs)
+    out = []
+    for name, v in inputs.items():
+        if name == first or not (isinstance(v, torch.Tensor) and v.is_floating_point()):
+            continue
+        out.append((name, "meta"))
+        if case.inputs[name].dtypes:
+            out.append((name, "float64"))
+    return out
+
+
+def check_mismatch(case: Case, name: str, how: str) -> None:
+    """One tensor on another device (``meta``: a model built with ``device="meta"`` and not
+    materialized) or in another dtype than the first: a named error (a meta weight with a CPU
+    ``x`` returned uninitialized memory from some ops), or for a dtype the case accepts
+    (``accept={name: {"float64": OK}}``: an op that casts it), a finite result."""
+    inputs = _inputs(case)
+    bad = inputs[name].to("meta") if how == "meta" else inputs[name].double()
+    types = (ValueError,) if how == "meta" else (TypeError,)
+    ok, out = _run(lambda: _call(case, case.kwargs, {**inputs, name: bad}), [name], types)
+    if not ok:
+        return
+    assert how in case.accept.get(name, {}), f"{name} on {how} was accepted: {str(out)[:200]}"
+    _finite(out)
+
+
 def check_extra(case: Case, label: str) -> None:
     inputs = case.extra[label](_inputs(case))
     ok, out = _run(lambda: _call(case, case.kwargs, inputs), [label.split(":")[0]])
@@ -356,6 +394,8 @@ def checks(case: Case) -> list[tuple[str, Callable[[], None]]]:
             hows += list(_BAD_DTYPES) + ["list"]
         for how in hows:
             items.append((f"{name}:{how}", lambda n=name, h=how: check_tensor(case, n, h)))
+    for name, how in _mismatched(case):
+        items.append((f"{name}:{how}", lambda n=name, h=how: check_mismatch(case, n, h)))
     for label in case.extra:
         items.append((label, lambda lb=label: check_extra(case, lb)))
     if any(spec.batched for spec in case.inputs.values()) and case.empty != "skip":

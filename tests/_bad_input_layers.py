@@ -61,6 +61,8 @@ _LPS_INPUTS = {"x": _img(2, 3, 8, 8, ranks=(2, 6), channel=1, small=(2, 3, 1, 1)
                "weight": _par(4, 3, 3, ranks=(2, 4), channel=1),
                "bias": _par(4, ranks=(2,), channel=0),
                "out_weight": _par(4, ranks=(2,), channel=0)}
+#: The scoring net computes its logits in float64 from any floating weights (cast, not refused).
+_LPS_ACCEPT = {k: {"float64": OK} for k in ("weight", "bias", "out_weight")}
 _LPS_EXTRA = {"weight:orbits": lambda d: {**d, "weight": torch.randn(4, 3, 4)},
               "x:too-small": lambda d: {**d, "x": torch.randn(2, 3, 2, 2),
                                          "weight": torch.randn(4, 3, 6)}}
@@ -529,8 +531,9 @@ FUNCTIONAL: list[Case] = [
     Case(EF.learnable_polyphase_pool2d, {},
          {"stride": INT, "tau": FLOAT, "hard": FLAG, "training": FLAG, "gumbel": FLAG,
           "return_index": FLAG, "generator": {"0": 0, "str": "seed"}},
-         _LPS_INPUTS, extra=_LPS_EXTRA),
-    Case(EF.polyphase_logits, {}, {"stride": INT}, _LPS_INPUTS, extra=_LPS_EXTRA),
+         _LPS_INPUTS, extra=_LPS_EXTRA, accept=_LPS_ACCEPT),
+    Case(EF.polyphase_logits, {}, {"stride": INT}, _LPS_INPUTS, extra=_LPS_EXTRA,
+         accept=_LPS_ACCEPT),
     Case(EF.learnable_polyphase_upsample2d, {}, {"stride": INT},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
          extra=_SELECTION_EXTRA),

@@ -115,6 +115,22 @@ def test_the_matrix_catches_unvalidated_input(label):
         check()
 
 
+def _naive_conv(x, weight):
+    """A conv without validation: the negative control of the mismatch checks."""
+    return torch.nn.functional.conv2d(x, weight)
+
+
+@pytest.mark.parametrize("label", ["weight:meta", "weight:float64"])
+def test_the_matrix_catches_mismatched_tensors(label):
+    """A weight on another device or in another dtype than ``x`` (torch's own error, or for a
+    meta weight with a CPU ``x``, uninitialized memory from some ops) fails the matrix."""
+    case = Case(_naive_conv, {}, {}, {"x": T((2, 3, 6, 6)), "weight": T((4, 3, 3, 3),
+                                                                      batched=False)})
+    check = dict(checks(case))[label]
+    with pytest.raises(AssertionError, match="deep error|accepted"):
+        check()
+
+
 @pytest.mark.parametrize("make,shape", [
     (lambda: equilayers.nn.GroupMaxPool2d(2), (2, 3, 4, 0, 4)),
     (lambda: equilayers.nn.GroupAvgPool2d(2), (2, 3, 4, 4, 0)),

@@ -98,6 +98,7 @@ def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, paddin
     C.check_conv_weight(weight, groups, what)
     C.check_channels(x, weight.shape[1] * groups, what, hint=" (weight.shape[1] * groups)")
     C.check_bias(bias, (weight.shape[0],), what)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     kh, kw = weight.shape[-2:]
     ph, pw = pad
     C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),

@@ -21,7 +21,6 @@ from ._gconv import (
     PADDING_MODES,
     _check_input,
     _check_same_stride,
-    _check_tensors_match,
     conv_expanded,
     resolve_padding,
 )
@@ -103,7 +102,7 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
     C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
     check_expanded_weight(weight, n, lifting, groups, what)
     C.check_bias(bias, (weight.shape[0] // n,), what, per="output field")
-    _check_tensors_match(what, x, weight, bias)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     f_in = 1 if lifting else n
     ndim = 4 if lifting else 5
     if isinstance(x, torch.Tensor) and x.dim() != ndim:

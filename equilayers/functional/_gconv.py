@@ -298,19 +298,6 @@ def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_
     C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what, per="output field")
 
 
-def _check_tensors_match(what: str, x, weight, bias) -> None:
-    """``weight`` and ``bias`` on ``x``'s device and in its dtype (the rule of the modules,
-    :func:`equilayers._checks.check_dtype_match`): a meta weight with a real ``x`` ran on
-    uninitialized memory, a dtype mismatch raised torch's message from deep inside."""
-    for name, t in (("weight", weight), ("bias", bias)):
-        if isinstance(t, torch.Tensor) and isinstance(x, torch.Tensor) and t.device != x.device:
-            raise ValueError(f"{what}: {name} is on {t.device} but x is on {x.device}; move "
-                             f"them to one device ({name}.to(x.device)); a meta {name} must be "
-                             "materialized first")
-        if isinstance(t, torch.Tensor):
-            C.check_dtype_match(x, t, what, owner=name)
-
-
 def _check_same_stride(what: str, padding, stride) -> None:
     if isinstance(padding, str) and padding == "same" and C.check_pair(
             stride, "stride", what, minimum=1) != (1, 1):
@@ -399,7 +386,7 @@ def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilatio
     steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
     _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
                      steerable)
-    _check_tensors_match(what, x, weight, bias)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     if steerable:
         _check_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
@@ -422,7 +409,7 @@ def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation,
     steerable = isinstance(weight, torch.Tensor) and weight.dim() == 3
     _check_conv_args(what, weight, bias, stride, dilation, groups, padding_mode, kernel_size,
                      steerable)
-    _check_tensors_match(what, x, weight, bias)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     if steerable:
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
                                                     in_max_order, groups, settings, what)

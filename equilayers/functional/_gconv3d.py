@@ -298,6 +298,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, grou
     check_conv3d_args(what, weight, bias, stride, dilation, groups, padding_mode, lifting, grp)
     n = int(grp.order)
     check_input3d(x, lifting, weight.shape[1] * groups, n, what)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     k = weight.shape[-1]
     pad = resolve_padding3d(padding, k, dilation, what)
     filt = expand_filter3d(weight, expansion_table(grp, k, lifting=lifting,

@@ -63,6 +63,9 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
                 raise ValueError(f"{what}: {name} must have shape (C,) = ({x.shape[1]},), one "
                                  f"value per field of x (shape {tuple(x.shape)}); got shape "
                                  f"{tuple(t.shape)}")
+    # torch's batch norm takes float16/bfloat16 x with float32 parameters and statistics
+    C.check_tensors_match(x, what, (("running_mean", running_mean), ("running_var", running_var),
+                                    ("weight", weight), ("bias", bias)), low_precision_input=True)
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{what}: training=False normalizes with running_mean and running_var; "
                          "pass both, or training=True (batch statistics)")

@@ -151,7 +151,7 @@ def norm_nonlinearity(
             raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
                              f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
                              f"shape {tuple(bias.shape)}")
-        C.check_dtype_match(x, bias, what, owner="bias")  # the rule of every weighted op
+        C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
     a0 = x[:, :, :1]
     if bias is not None:
         a0 = a0 + bias[None, :, :1, None, None]
@@ -371,6 +371,7 @@ def steerable_conv2d(
                          f"{weight.shape[1] * groups} fields in dim 1 (groups={groups}); got "
                          f"shape {tuple(x.shape)}")
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
+    C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
     kh, kw = basis.shape[-2:]
     C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
                    (padding[1], padding[1], padding[0], padding[0]), what)

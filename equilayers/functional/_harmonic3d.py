@@ -63,7 +63,7 @@ def norm_nonlinearity3d(
         if tuple(bias.shape) != (c, max_order + 1):
             raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
                              f"for x of shape {tuple(x.shape)}; got {tuple(bias.shape)}")
-        C.check_dtype_match(x, bias, what, owner="bias")  # the rule of every weighted op
+        C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
     view = (1, c, 1, 1, 1, 1)
     a0 = x[:, :, :1]
     b0 = None if bias is None else bias[:, 0].view(view)

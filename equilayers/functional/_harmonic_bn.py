@@ -116,10 +116,11 @@ def harmonic_batch_norm(
     _check_stat(running_var, "running_var", (c, per), x)
     _check_stat(weight, "weight", (c, per), x)
     _check_stat(bias, "bias", (c,), x)
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):  # the rule of every weighted op (and of
-        # torch's batch norm: float16/bfloat16 x with float32 parameters and statistics)
-        C.check_dtype_match(x, t, what, low_precision_input=True, owner=name)
+    # the rule of every weighted op (and of torch's batch norm: float16/bfloat16 x with float32
+    # parameters and statistics)
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias),
+                                    ("running_mean", running_mean), ("running_var", running_var)),
+                          low_precision_input=True)
     C.check_flag(training, "training", what)
     momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")

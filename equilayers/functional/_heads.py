@@ -110,6 +110,7 @@ def invariant_head(
                          f"the head expects in_channels={weight.shape[1]} (weight shape "
                          f"{tuple(weight.shape)})" + (C.UNBATCHED_HINT if C.looks_unbatched(
                              x, 3 + sd, weight.shape[1], int(grp.order), fiber_dim=1) else ""))
+    C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     if x.dim() == 3 + sd:
         _check_regular(x, group, what)
         x = fiber_pool(x, pool)

@@ -130,6 +130,9 @@ def _check_weights(x: torch.Tensor, weight: object, bias: object, out_weight: ob
     if v.shape[0] != w.shape[0]:
         raise ValueError(f"{what}: out_weight must have shape ({w.shape[0]},) (one weight per "
                          f"hidden channel of weight); got shape {tuple(v.shape)}")
+    # the logits are computed in float64 from any floating dtypes, on x's device
+    C.check_tensors_match(x, what, (("weight", w), ("bias", bias), ("out_weight", v)),
+                          dtypes=False)
     m, n = x.shape[-2] // stride, x.shape[-1] // stride
     if min(m, n) < r:
         raise ValueError(f"{what}: the components of x (shape {tuple(x.shape)}, stride="
@@ -352,6 +355,7 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
     lead = x.shape[1:-2]
     xr = x.reshape(b, math.prod(lead), h, 1, w, 1)
     if index.is_floating_point():
+        C.check_tensors_match(x, what, (("index", index),), dtypes=False)  # cast to x's dtype
         if index.shape != (b, s * s):
             raise ValueError(f"{what}: a floating index is a selection and must have shape "
                              f"(B, stride**2) = ({b}, {s * s}); got shape {tuple(index.shape)}")

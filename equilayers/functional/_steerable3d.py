@@ -355,6 +355,7 @@ def steerable_conv3d(
                          + f"; got shape {tuple(x.shape)}")
     C.check_tensor(x, "x", what)  # floating point
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
+    C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
     pad = G3.resolve_padding3d(padding, k, dilation, what)
     y = G3.conv3d_expanded(x, expand_steerable3d(weight, basis), None, f_out, stride, pad,
                            dilation, groups, padding_mode, what=what)

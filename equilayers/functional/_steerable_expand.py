@@ -32,6 +32,7 @@ def expand_steerable(weight: torch.Tensor, basis: torch.Tensor, groups: int = 1)
                          f"{tuple(weight.shape)} and {tuple(basis.shape)}")
     if groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
+    C.check_tensors_match(weight, "expand_steerable", (("basis", basis),), x_name="weight")
     c_out, c_in, nb = weight.shape
     _, f_out, f_in, kh, kw = basis.shape
     filt = (weight.reshape(c_out * c_in, nb) @ basis.reshape(nb, -1)).reshape(
