@@ -209,9 +209,18 @@ def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Call
 
 
 def check_module(value: Any, name: str = "model", what: str = "") -> torch.nn.Module:
+    """An ``nn.Module`` whose submodules the caller can hook or replace: not a TorchScript
+    module (``torch.jit.script``/``trace``), whose submodules take no hooks and are not
+    replaced by ``setattr`` (a traced model was returned unconverted, with its batch norms
+    not recalibrated)."""
     if not isinstance(value, torch.nn.Module):
         raise TypeError(f"{what or 'this'} expects an nn.Module as {name}; got "
                         f"{name}={value!r} ({type(value).__name__})"[:300])
+    if isinstance(value, torch.jit.ScriptModule):
+        raise TypeError(f"{_prefix(what)}{name} is a TorchScript module "
+                        f"({type(value).__name__}, from torch.jit.script or torch.jit.trace), "
+                        "whose submodules cannot be hooked or replaced; pass the nn.Module it "
+                        "was made from (and script or trace the result)")
     return value
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAIR, Case, T
@@ -18,7 +19,16 @@ import equilayers.nn as enn
 import equilayers.testing as ET
 from equilayers import kernels as K
 
-MODEL = {"None": None, "0": 0, "str": "net"}
+
+def _traced() -> torch.jit.ScriptModule:
+    """A TorchScript model: its submodules take no hooks and are not replaced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation of TorchScript, tracer warnings
+        return torch.jit.trace(nn.Sequential(nn.Conv2d(3, 3, 3, 2, 1), nn.BatchNorm2d(3)),
+                               torch.randn(1, 3, 6, 6))
+
+
+MODEL = {"None": None, "0": 0, "str": "net", "traced": _traced()}
 _R90 = G.get("p4").elements()[1]
 _CYCLE = G.get("o").element([[0, 0, 1], [1, 0, 0], [0, 1, 0]])  # (z, x, y): moves all 3 dims
 ELEMENT = {"None": None, "0": 0, "str": "rot90", "other-group": G.get("d4").elements()[1]}

@@ -57,9 +57,7 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
                     ) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """Run ``model(x)`` once and return ``(name, module, output)`` for every leaf module call
     in call order, then ``("(output)", model, model(x))``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"layerwise metrics need an nn.Module (hooks) as model; got "
-                        f"{type(model).__name__}")
+    C.check_module(model, "model", "capture_outputs")  # hooks: no TorchScript module either
     check_batch(x, "capture_outputs")
     records: list[tuple[str, nn.Module, torch.Tensor]] = []
     counts: dict[str, int] = {}
