@@ -381,6 +381,7 @@ def check_grid(
     C.check_module(model, "model", "check_grid")
     C.check_int(search, "search", "check_grid", minimum=0,
                 fix="how many larger input sizes to try")
+    C.check_flag(shifts, "shifts", "check_grid", fix="True also checks circular shifts")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
     if (shape is None or len(shape) < 3 or
             not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
