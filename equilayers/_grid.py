@@ -383,10 +383,10 @@ def check_grid(
                 fix="how many larger input sizes to try")
     C.check_flag(shifts, "shifts", "check_grid", fix="True also checks circular shifts")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
-    if (shape is None or len(shape) < 3 or
-            not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
-        raise ValueError(f"input_shape must be a full shape of positive ints such as "
-                         f"(1, 3, 64, 64); got {input_shape!r}")
+    if shape is None or len(shape) < 3 or not all(C.is_int(v) and v > 0 for v in shape):
+        raise ValueError(f"check_grid: input_shape must be a full shape of positive ints such "
+                         f"as (1, 3, 64, 64); got {input_shape!r}")
+    shape = tuple(int(v) for v in shape)  # numpy ints too
     grp = get(group)
     if grp.spatial_dim == 3:
         # the cube's groups on volumes (imported here: _grid3d builds on this module)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 from _bad_input import CALLABLE, CHOICE, DTYPE, FLAG, FLOAT, GROUP, INT, OK, PAIR, Case, T
 from torch import nn
@@ -95,8 +96,8 @@ TOP: list[Case] = [
                                      input_shape=(1, 3, 9, 9), search=4),
          {"model": MODEL, "group": GROUP, "search": INT, "shifts": FLAG,
           "input_shape": {"None": None, "0": 0, "short": (8, 8), "neg": (1, 3, -1, 8),
-                          "float": (1, 3, 8.5, 8)}},
-         accept={"search": {"0": OK}}),
+                          "float": (1, 3, 8.5, 8), "numpy": (np.int64(1), 3, 9, 9)}},
+         accept={"search": {"0": OK}, "input_shape": {"numpy": (1, 3, 9, 9)}}),
     Case(equilayers.export, dict(model=nn.Sequential(enn.LiftingConv2d(1, 2, 3),
                                                       enn.GroupPool())),
          {"model": MODEL}),

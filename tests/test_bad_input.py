@@ -148,3 +148,35 @@ def test_an_empty_map_is_named_by_the_layer(make, shape):
         make()(torch.randn(shape))
     assert "exactness_problems" not in str(info.value)
     assert "0" in str(info.value) and "smaller than" in str(info.value)
+
+
+_R = equilayers.groups.get("so3").matrix(equilayers.groups.get("so3").from_axis_angle(
+    [1.0, 2.0, 3.0], 0.4))
+_NUMPY_INTS = {
+    "spherical_harmonics": lambda n: equilayers.groups.spherical_harmonics(
+        n(2), torch.randn(5, 3, generator=torch.Generator().manual_seed(0))),
+    "wigner_d": lambda n: equilayers.groups.wigner_d(n(2), _R),
+    "wigner_blocks": lambda n: equilayers.groups.wigner_blocks(n(1), _R),
+    "clebsch_gordan": lambda n: equilayers.groups.clebsch_gordan(n(1), n(1), n(2)),
+    "steerable_basis": lambda n: equilayers.functional.steerable_basis(
+        "so2", "harmonic", "harmonic", n(3), in_order=n(1), out_order=n(2)),
+    "group_conv2d[so2]": lambda n: equilayers.functional.group_conv2d(
+        torch.ones(1, 2, 3, 5, 5), torch.ones(3, 2, 12), group="so2", kernel_size=n(3),
+        max_order=n(1)),
+    "check_grid": lambda n: [f.fix for f in equilayers.check_grid(
+        torch.nn.Conv2d(3, 4, 3, 2, 1), (n(1), n(3), n(8), 8))],
+}
+
+
+@pytest.mark.parametrize("name", list(_NUMPY_INTS))
+def test_numpy_integers_are_integers(name):
+    """A numpy integer (a size read from an array, ``np.int64(3)``) is an integer wherever the
+    package takes one (``_checks.is_int``); these places checked ``isinstance(v, int)`` and
+    refused it ("kernel_size must be an odd integer >= 1; got np.int64(3)"). The result equals
+    the one for the Python int."""
+    np = pytest.importorskip("numpy")
+    want, got = _NUMPY_INTS[name](int), _NUMPY_INTS[name](np.int64)
+    if isinstance(want, torch.Tensor):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    else:
+        assert got == want

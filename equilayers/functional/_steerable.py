@@ -96,11 +96,11 @@ def _freqs(cap: int, residue: int, n: int | None) -> list[int]:
     return [f for f in range(-cap, cap + 1) if (f - residue) % n == 0]
 
 
-def _check_kernel_size(kernel_size) -> None:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
+def _check_kernel_size(kernel_size) -> int:
+    if not C.is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
                          f"{kernel_size!r}")
+    return int(kernel_size)  # numpy ints too
 
 
 def _check_order(order, rep: str, which: str) -> int:
@@ -109,9 +109,9 @@ def _check_order(order, rep: str, which: str) -> int:
     if order is None:
         raise ValueError(f"{which}_rep='harmonic' needs {which}_order=M (>= 0), the maximal "
                          "rotation order of the fiber; got None")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+    if not C.is_int(order) or order < 0:
         raise ValueError(f"{which}_order must be an integer >= 0 (max_order); got {order!r}")
-    return order
+    return int(order)
 
 
 def _coefs(group: Group, f: int, m: int, n: int) -> list[complex]:
@@ -278,7 +278,7 @@ def regular_table(group: GroupLike, kernel_size: int, *,
     if not grp.is_finite:
         raise ValueError(f"{grp.name} is continuous and has no regular fields; use a harmonic "
                          "basis (steerable_basis with out_rep='harmonic')")
-    _check_kernel_size(kernel_size)
+    kernel_size = _check_kernel_size(kernel_size)
     spec = resolve_settings(kernel_size, sigma, frequencies_cutoff, rings, "regular_table")
     return _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).to(
         dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
@@ -355,7 +355,7 @@ def check_basis(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int,
         if rep not in ("trivial", "regular", "harmonic"):
             raise ValueError(f"{name}={rep!r} is not a steerable field type; use 'trivial', "
                              "'harmonic' or (finite groups) 'regular'")
-    _check_kernel_size(kernel_size)
+    kernel_size = _check_kernel_size(kernel_size)
     spec = resolve_settings(kernel_size, sigma, frequencies_cutoff, rings, what)
     m_in = _check_order(in_order, in_rep, "in")
     m_out = _check_order(out_order, out_rep, "out")

@@ -42,6 +42,7 @@ import math
 
 import torch
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 
 __all__ = ["spherical_harmonics", "wigner_d", "wigner_blocks", "clebsch_gordan",
@@ -51,11 +52,11 @@ _CPU = torch.device("cpu")
 
 
 def _check_order(value, name: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise (ValueError if isinstance(value, int) and not isinstance(value, bool)
-               else TypeError)(f"{what}: {name}={value!r} must be an integer >= 0 (a "
-                               "rotation order l, 2l+1 slots)")
-    return value
+    if not C.is_int(value) or value < 0:
+        raise (ValueError if C.is_int(value) else TypeError)(
+            f"{what}: {name}={value!r} must be an integer >= 0 (a rotation order l, 2l+1 "
+            "slots)")
+    return int(value)  # numpy ints too
 
 
 def harmonic_slices(max_order: int) -> list[slice]:
