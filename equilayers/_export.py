@@ -258,12 +258,23 @@ def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None
     return None
 
 
-def _replace(module: nn.Module, fiber: int | None, volumes: bool) -> None:
-    for name, child in list(module.named_children()):
-        new = _convert(child, fiber, volumes)
-        if new is None:
-            _replace(child, fiber, volumes)
+def _replace(module: nn.Module, fiber: int | None, volumes: bool,
+             done: dict[int, nn.Module | None]) -> None:
+    """Convert the children of ``module`` in place. ``done`` maps each module already seen
+    (by id) to its replacement (``None``: kept, its children converted), so a module shared
+    under several names (a tied conv) becomes one new module, still shared."""
+    # every name: named_children() yields a module once, so a second name in the same parent
+    # kept the unconverted module
+    for name, child in list(module._modules.items()):
+        if child is None:
+            continue
+        if id(child) in done:
+            new = done[id(child)]
         else:
+            new = done[id(child)] = _convert(child, fiber, volumes)
+            if new is None:
+                _replace(child, fiber, volumes, done)
+        if new is not None:
             setattr(module, name, new)
 
 
@@ -281,7 +292,9 @@ def export(model: nn.Module) -> nn.Module:
 
     The result has the same outputs (up to float rounding of the different conv order), keeps
     each module's train/eval mode, and no longer ties the filter copies: training it does not
-    keep the equivariance constraint. ``model`` itself is not modified.
+    keep the equivariance constraint. A module used under several names (a shared group conv)
+    becomes one exported module at every name, so its weights stay tied. ``model`` itself is
+    not modified.
 
     Example:
         >>> import torch
@@ -305,6 +318,6 @@ def export(model: nn.Module) -> nn.Module:
     new = _convert(model, fiber, volumes)
     if new is not None:
         return new
-    out = copy.deepcopy(model)
-    _replace(out, fiber, volumes)
+    out = copy.deepcopy(model)  # keeps the sharing of modules, which _replace keeps too
+    _replace(out, fiber, volumes, {})
     return out

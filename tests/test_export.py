@@ -141,3 +141,44 @@ def test_export_pools_the_fiber_that_reaches_the_pool(between, group, gen):
     x = torch.randn(2, 1, 9, 9, generator=gen)
     assert net[0].fiber_out != 8
     torch.testing.assert_close(equilayers.export(net)(x), net(x), rtol=0, atol=1e-6)
+
+
+class _Tied(nn.Module):
+    """One group conv and one block holding it, each used under two names."""
+
+    def __init__(self):
+        super().__init__()
+        with seeded_rng(0):
+            self.lift = LiftingConv2d(3, 4, 3, padding=1)
+            self.conv = GroupConv2d(4, 4, 3, padding=1)
+        self.again = self.conv  # the same module under a second name
+        self.block = nn.Sequential(self.conv, nn.ReLU())
+        self.block_again = self.block
+        self.pool = GroupPool()
+
+    def forward(self, x):
+        y = self.again(self.conv(self.lift(x)))
+        return self.pool(self.block_again(self.block(y)))
+
+
+def test_export_keeps_shared_modules_shared(gen):
+    """A group conv used under several names (tied weights) becomes one exported module at
+    every name, its weight tied as before. It was converted once per parent into independent
+    copies, and a second name in the same parent (``named_children`` yields a module once)
+    kept the unconverted GroupConv2d."""
+    model = _Tied().eval()
+    x = torch.randn(2, 3, 7, 7, generator=gen)
+    exported = equilayers.export(model)
+    for child in exported.children():
+        _only_torch_nn(child)
+    torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-5)
+    assert exported.again is exported.conv and exported.block is exported.block_again
+    assert exported.block[0] is exported.conv
+    convs = {id(m) for m in exported.modules() if isinstance(m, nn.Conv2d)}
+    assert len(convs) == 2  # the lifting conv's and the shared group conv's
+    # a plain copy of the model (no sharing) exports to one conv per use: the control
+    with seeded_rng(0):
+        plain = nn.Sequential(LiftingConv2d(3, 4, 3), GroupConv2d(4, 4, 3),
+                              GroupConv2d(4, 4, 3))
+    assert len({id(m) for m in equilayers.export(plain).modules()
+                if isinstance(m, nn.Conv2d)}) == 3
