@@ -128,6 +128,19 @@ def test_fractional_shift_even_size_without_nyquist():
     torch.testing.assert_close(lhs, fractional_shift(x, (0.8, -0.6)), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2)])
+def test_fractional_shift_in_half_precision(dtype, tol):
+    """float16/bfloat16 images shift through float32 and come back in their dtype (torch's
+    FFT takes neither on CPU: "Unsupported dtype BFloat16", "exp_vml_cpu not implemented for
+    'ComplexHalf'"), within the dtype's rounding of the float32 shift."""
+    x = torch.randn(2, 3, 7, 8, generator=torch.Generator().manual_seed(0))
+    got = fractional_shift(x.to(dtype), (0.5, 0.25))
+    assert got.dtype == dtype
+    want = fractional_shift(x.to(dtype).float(), (0.5, 0.25))
+    torch.testing.assert_close(got.float(), want, atol=tol, rtol=0)
+    assert (got.float() - x).abs().max() > 0.1  # it moved
+
+
 def test_quarter_turns_of_rectangles_trade_the_sizes(gen):
     """As ``torch.rot90``: a quarter turn maps ``H x W`` to ``W x H`` (a group action on
     images of both orientations; the layers are exact on them, ``tests/test_grid.py``), and

@@ -172,6 +172,22 @@ def test_lie_derivative_known_and_zero(gen):
     assert metrics.lie_derivative(sym, x, "rotate") < metrics.lie_derivative(conv, x, "rotate")
 
 
+@pytest.mark.parametrize("dtype,rel", [(torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
+def test_lie_derivative_of_a_half_precision_model(dtype, rel, gen):
+    """A float16/bfloat16 model and batch: the band-limited shifts run through float32 (torch's
+    FFT takes neither dtype on CPU, which raised from inside the metric) and the derivative is
+    that of the float32 model to the dtype's precision."""
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(4, 5, 3, stride=2, padding=1))
+    x = torch.randn(2, 3, 7, 8, generator=gen)
+    for name in metrics.GENERATORS:
+        want = metrics.lie_derivative(net, x, name)
+        got = metrics.lie_derivative(net.to(dtype), x.to(dtype), name)
+        net.float()
+        assert got == pytest.approx(want, rel=rel)
+
+
 def test_lie_derivative_keeps_torchs_forward_ad_import_quiet():
     """torch's forward-mode AD imports ``torch._decomp.decompositions_for_jvp`` the first time a
     process uses it, and that import calls ``torch.jit.script``: a DeprecationWarning in torch

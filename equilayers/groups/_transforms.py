@@ -221,10 +221,13 @@ def fractional_shift(x: torch.Tensor, shifts: tuple[float, float]) -> torch.Tens
     h, w = x.shape[-2:]
     if x.numel() == 0:  # the FFT takes no empty batch; nothing moves
         return x.clone()
-    py = _phase(torch.fft.fftfreq(h, device=x.device, dtype=x.dtype), dy, h)
-    px = _phase(torch.fft.rfftfreq(w, device=x.device, dtype=x.dtype), dx, w)
-    spec = torch.fft.rfft2(x) * (py[:, None] * px[None, :])
-    return torch.fft.irfft2(spec, s=(h, w))
+    # float16/bfloat16 through float32: torch's FFT takes neither on CPU (nor half on CUDA at
+    # sizes that are not powers of 2)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    py = _phase(torch.fft.fftfreq(h, device=x.device, dtype=xf.dtype), dy, h)
+    px = _phase(torch.fft.rfftfreq(w, device=x.device, dtype=xf.dtype), dx, w)
+    spec = torch.fft.rfft2(xf) * (py[:, None] * px[None, :])
+    return torch.fft.irfft2(spec, s=(h, w)).to(x.dtype)
 
 
 def _phase(freq: torch.Tensor, d: float, n: int) -> torch.Tensor:

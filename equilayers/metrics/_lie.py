@@ -28,11 +28,13 @@ def _axis_shift(x: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
     other spatial axis, so each row/column may move by its own amount); differentiable in
     ``s``, forward-mode included (``grid_sample`` has no forward-mode derivative)."""
     n = x.shape[dim]
-    freq = torch.fft.fftfreq(n, dtype=x.dtype, device=x.device)
+    # float16/bfloat16 through float32 (torch's FFT takes neither on CPU), back to x's dtype
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    freq = torch.fft.fftfreq(n, dtype=xf.dtype, device=x.device)
     shape = [1] * x.dim()
     shape[dim] = n
     phase = torch.exp(-2j * math.pi * freq.view(shape) * s)
-    return torch.fft.ifft(torch.fft.fft(x, dim=dim) * phase, dim=dim).real.to(x.dtype)
+    return torch.fft.ifft(torch.fft.fft(xf, dim=dim) * phase, dim=dim).real.to(x.dtype)
 
 
 def _translate(x: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
