@@ -141,6 +141,25 @@ def test_fractional_shift_in_half_precision(dtype, tol):
     assert (got.float() - x).abs().max() > 0.1  # it moved
 
 
+def test_a_vector_per_sample_is_not_a_trivial_map(gen):
+    """``rep="trivial"`` on a 2-D tensor (logits ``(B, K)``, e.g. a classifier measured with
+    ``out_rep="trivial"``) is named as such, with the fix; the fiber action raised
+    "act_fiber: dim=2 must be an integer in -2..1" about an argument the caller never passed
+    and a shape already rotated to ``(8, 4)``."""
+    from equilayers import metrics
+
+    r90 = get("p4").elements()[1]
+    with pytest.raises(ValueError, match=r"2-D tensor of shape \(4, 8\).*rep='invariant'"):
+        act(torch.randn(4, 8, generator=gen), r90)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten())
+    x = torch.randn(4, 3, 6, 6, generator=gen)
+    with pytest.raises(ValueError, match=r"2-D tensor of shape \(4, 8\).*rep='invariant'"):
+        metrics.equivariance_error(net, x, "p4", out_rep="trivial")
+    assert metrics.equivariance_error(net, x, "p4", out_rep="invariant") < 1e-5
+    assert act(x[0], r90).shape == (3, 6, 6)  # an unbatched (C, H, W) map still moves
+
+
 def test_quarter_turns_of_rectangles_trade_the_sizes(gen):
     """As ``torch.rot90``: a quarter turn maps ``H x W`` to ``W x H`` (a group action on
     images of both orientations; the layers are exact on them, ``tests/test_grid.py``), and

@@ -228,6 +228,11 @@ def act(
     C.check_tensor(x, "x", "act", floating=False)
     if rep == "invariant":
         return x
+    if x.dim() < 3:  # the fiber action reads dim 2 (act_fiber named its own dim=2 and the
+        # already rotated shape)
+        raise ValueError(f"act: rep={rep!r} moves the last {g.group.spatial_dim} dims of a map "
+                         f"(B, C, H, W); got a {x.dim()}-D tensor of shape {tuple(x.shape)}; a "
+                         "vector per sample (logits, an embedding) is rep='invariant'")
     ndim = 3 + g.group.spatial_dim
     if (rep in ("regular", "harmonic") or rep.startswith("quotient:")) and x.dim() != ndim:
         layout = "(B, C, F, H, W)" if ndim == 5 else "(B, C, F, D, H, W)"
