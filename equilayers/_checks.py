@@ -209,10 +209,7 @@ def check_callable(value: Any, name: str, what: str = "", fix: str = "") -> Call
 
 
 def check_module(value: Any, name: str = "model", what: str = "") -> torch.nn.Module:
-    """An ``nn.Module`` whose submodules the caller can hook or replace: not a TorchScript
-    module (``torch.jit.script``/``trace``), whose submodules take no hooks and are not
-    replaced by ``setattr`` (a traced model was returned unconverted, with its batch norms
-    not recalibrated)."""
+    """An ``nn.Module`` whose submodules can be hooked and replaced (not a TorchScript one)."""
     if not isinstance(value, torch.nn.Module):
         raise TypeError(f"{what or 'this'} expects an nn.Module as {name}; got "
                         f"{name}={value!r} ({type(value).__name__})"[:300])
@@ -274,8 +271,7 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
     when neither dtype is float64 (autocast casts float32/16 tensors, never float64 ones), and
     with ``low_precision_input`` a float16/bfloat16 ``x`` with float32 parameters (batch norm's
     mixed precision, as ``nn.BatchNorm3d``). ``owner``: what holds ``param``, as the message
-    names it (``"module"``: its parameters; a functional's ``"weight"``, ``"bias"``);
-    ``x_name``: what ``x`` is called (a function of two parameters, ``expand_steerable``)."""
+    names it (``"module"``: its parameters; a functional's ``"weight"``); ``x_name``: ``x``'s."""
     if (param is None or not isinstance(x, torch.Tensor) or not x.is_floating_point()
             or x.dtype == param.dtype):
         return
@@ -300,13 +296,9 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
 def check_tensors_match(x: Any, what: str, tensors: Sequence[tuple[str, Any]], *,
                         low_precision_input: bool = False, x_name: str = "x",
                         dtypes: bool = True) -> None:
-    """Each ``(name, tensor)`` of ``tensors`` (``None`` skipped) on ``x``'s device
-    (``ValueError`` naming both devices otherwise: a meta weight with a real ``x`` would run on
-    uninitialized memory or fail deep inside torch) and, when floating point, in ``x``'s dtype
-    (:func:`check_dtype_match`: the rule of the modules, with its ``low_precision_input``).
-    The functional ops' rule for their weights, biases and statistics (``x_name``: what ``x``
-    is called, for a function of parameters alone; ``dtypes=False``: the devices only, for an
-    op that casts its parameters itself)."""
+    """Each ``(name, tensor)`` (``None`` skipped) on ``x``'s device (``ValueError``: a meta
+    weight with a real ``x`` ran on uninitialized memory) and, when floating, in its dtype
+    (:func:`check_dtype_match`); ``dtypes=False``: devices only (an op that casts them)."""
     if not isinstance(x, torch.Tensor):
         return
     for name, t in tensors:
