@@ -51,6 +51,7 @@ from ._steerable import (
     steerable_basis,
 )
 from ._steerable_expand import expand_regular, expand_steerable
+from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = [
     "PIXEL_GROUPS",
@@ -258,8 +259,8 @@ def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, w
         layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, F, H, W) group maps"
         hint = (" (a lifting conv, LiftingConv2d, maps images to group maps)" if ndim == 5
                 else " (use GroupConv2d for group feature maps)")
-        if C.looks_unbatched(x, ndim, channels, fiber, fiber_dim=1):
-            hint = C.UNBATCHED_HINT
+        if looks_unbatched(x, ndim, channels, fiber, fiber_dim=1):
+            hint = UNBATCHED_HINT
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
     if x.shape[1] != channels:
         raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "

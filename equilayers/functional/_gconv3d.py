@@ -34,6 +34,7 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
+from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
 
@@ -254,8 +255,8 @@ def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, wha
                   else "(B, C_in, |G|, D, H, W) regular fields")
         hint = (" (use GroupConv3d for group feature maps)" if lifting else
                 " (a lifting conv, LiftingConv3d, maps volumes to group maps)")
-        if C.looks_unbatched(x, ndim, channels, None if lifting else fiber, fiber_dim=1):
-            hint = C.UNBATCHED_HINT
+        if looks_unbatched(x, ndim, channels, None if lifting else fiber, fiber_dim=1):
+            hint = UNBATCHED_HINT
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
     if x.shape[1] != channels:
         raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "

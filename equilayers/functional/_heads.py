@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..groups import GroupLike, get
 from ._group_pool import group_pool
+from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = ["fiber_pool", "spatial_pool", "fiber_pose", "invariant_head", "POOLS", "SPATIAL"]
 
@@ -108,7 +109,7 @@ def invariant_head(
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
                          f"the head expects in_channels={weight.shape[1]} (weight shape "
-                         f"{tuple(weight.shape)})" + (C.UNBATCHED_HINT if C.looks_unbatched(
+                         f"{tuple(weight.shape)})" + (UNBATCHED_HINT if looks_unbatched(
                              x, 3 + sd, weight.shape[1], int(grp.order), fiber_dim=1) else ""))
     C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     if x.dim() == 3 + sd:

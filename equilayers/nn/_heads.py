@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._heads import _check_pool, _check_spatial, _layout, fiber_pose, invariant_head
+from ..functional._unbatched import UNBATCHED_HINT, looks_unbatched
 from ..groups import FieldType, GroupLike, get
 from ._typed import Typed
 
@@ -97,7 +98,7 @@ class InvariantHead(Typed, nn.Module):
         C.check_tensor(x, "x", name, ndim=(2 + sd, 3 + sd),
                        layout=f"{_layout(self.group)} or {plain}")
         if x.shape[1] != self.in_channels:
-            hint = (C.UNBATCHED_HINT if C.looks_unbatched(
+            hint = (UNBATCHED_HINT if looks_unbatched(
                 x, 3 + sd, self.in_channels, int(self.group.order), fiber_dim=1) else "")
             raise ValueError(f"{name}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) "
                              f"but the head was built with in_channels={self.in_channels}"
