@@ -455,3 +455,41 @@ def test_metrics_leave_a_train_mode_models_buffers_as_they_found_them(gen):
             state = _state(model)
             metric(model, x)
             _assert_same_state(model, state, name)
+
+
+NOISE = "training mode with layers that draw random noise .* call model.eval\\(\\) first"
+
+
+@pytest.mark.parametrize("noise", [lambda: nn.Dropout(0.5), lambda: nn.AlphaDropout(0.2),
+                                   lambda: nn.RReLU()])
+def test_metrics_warn_on_a_train_mode_model_that_draws_noise(noise, gen):
+    """A train-mode model with dropout draws new noise on every forward, so a metric measured
+    that noise (invariance_error 0.40 on a p4 net with Dropout(0.5), 7e-8 in eval) in silence.
+    Every metric and the harness now warn, at the caller's line; in eval mode, with p=0 and
+    on a train-mode BatchNorm (deterministic per batch) they stay quiet."""
+    x = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    for table, make in ((_ON_HEAD, lambda: _train_mode_models()[0]),
+                        (_ON_DENSE, lambda: _train_mode_models()[1])):
+        for name, metric in table.items():
+            model = nn.Sequential(make(), noise().double()).train()
+            with pytest.warns(UserWarning, match=NOISE) as caught:
+                metric(model, x)
+            assert caught[0].filename == __file__, name
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                metric(model.eval(), x)  # the control: quiet in eval mode
+                metric(nn.Sequential(make(), nn.Dropout(0.0)).train(), x)  # and at p=0
+
+
+def test_the_learnable_polyphase_pool_draws_noise_only_with_gumbel_in_training(gen):
+    import equilayers.nn as enn
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    pool = enn.LearnablePolyphasePool2d(3, dtype=torch.float64)
+    assert pool.draws_noise and not pool.eval().draws_noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        testing.shift_equivariance_error(pool, x, [(2, 2)], stride=2)  # eval: quiet
+    with pytest.warns(UserWarning, match=NOISE + ""):
+        testing.shift_equivariance_error(pool.train(), x, [(2, 2)], stride=2)
+    quiet = enn.LearnablePolyphasePool2d(3, gumbel=False, dtype=torch.float64)
+    assert not quiet.draws_noise

@@ -113,6 +113,12 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
         nn.init.uniform_(self.out_weight, -1.0 / math.sqrt(self.hidden_channels),
                          1.0 / math.sqrt(self.hidden_channels))
 
+    @property
+    def draws_noise(self) -> bool:
+        """Whether a forward draws random noise: Gumbel noise in training (``gumbel=True``).
+        The metrics and the harness warn when they measure a model with such a layer."""
+        return self.training and self.gumbel
+
     def component_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The scoring net's logits ``(B, stride**2)`` (float64; component ``i * s + j``;
         ``(stride**2,)`` for an unbatched ``(C, H, W)``)."""
