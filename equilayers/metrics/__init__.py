@@ -6,7 +6,8 @@ source, and raises ``ValueError`` naming a bad value. ``invariance_error`` and
 
 A metric runs the model in the mode it is in and leaves an ``nn.Module``'s buffers as it found
 them (a train-mode BatchNorm's running statistics are put back after the measurement), its
-parameters and their ``.grad`` untouched.
+parameters and their ``.grad`` untouched. It warns when the model is in training mode with
+layers that draw noise on every forward (dropout): the error would be mostly that noise.
 """
 
 from ._consistency import TRANSFORMS, consistency

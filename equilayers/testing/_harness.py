@@ -13,7 +13,8 @@ rotate by trilinear interpolation), and the *interpolation floor*, the error of 
 ``f(g . x) = -g . f(x)``).
 
 ``f`` runs in the mode it is in; an ``nn.Module``'s buffers are put back after the measurement
-(:func:`kept_buffers`: a train-mode BatchNorm's running statistics do not move).
+(:func:`kept_buffers`: a train-mode BatchNorm's running statistics do not move; a train-mode
+model with dropout gets a warning, as its noise differs between the passes).
 """
 
 from __future__ import annotations
