@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
+from ._hooks import carry_hooks
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
@@ -274,6 +275,8 @@ def _replace(module: nn.Module, fiber: int | None, volumes: bool,
             new = done[id(child)] = _convert(child, fiber, volumes)
             if new is None:
                 _replace(child, fiber, volumes, done)
+            else:
+                carry_hooks(child, new)
         if new is not None:
             setattr(module, name, new)
 
@@ -291,7 +294,8 @@ def export(model: nn.Module) -> nn.Module:
     ``torch.export.export`` or ONNX's dynamo exporter (``docs/deployment.md``).
 
     The result has the same outputs (up to float rounding of the different conv order), keeps
-    each module's train/eval mode, and no longer ties the filter copies: training it does not
+    each module's train/eval mode and its hooks (an exported layer fires the hooks of the one
+    it replaces), and no longer ties the filter copies: training it does not
     keep the equivariance constraint. A module used under several names (a shared group conv)
     becomes one exported module at every name, so its weights stay tied. ``model`` itself is
     not modified.
@@ -317,6 +321,7 @@ def export(model: nn.Module) -> nn.Module:
     volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
     new = _convert(model, fiber, volumes)
     if new is not None:
+        carry_hooks(model, new, share=False)  # model itself stays the user's, untouched
         return new
     out = copy.deepcopy(model)  # keeps the sharing of modules, which _replace keeps too
     _replace(out, fiber, volumes, {})

@@ -14,6 +14,7 @@ from torch import nn
 
 from . import _checks as C
 from ._grid import ceil_fix
+from ._hooks import carry_hooks
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -296,12 +297,13 @@ def antialias(
     every name, so it stays shared (and a shared conv's weight stays tied); the report lists
     each name. ``model`` itself, when it is a strided layer, is converted too (the new module
     is returned; its name in ``skip`` and the report is ``""``). A new module takes the
-    training flag of the layer it replaces; a converted conv keeps the layer's own parameter
-    objects (values, device, dtype and ``requires_grad``: frozen weights stay frozen); the
-    blur filters of the new pools take the device and dtype of the first floating-point
-    parameter or buffer of the replaced layer's nearest enclosing module that has one (its
-    parent, then up to ``model``), or torch's defaults (CPU, the default dtype) if the model
-    has none.
+    training flag and the hooks (forward, pre-forward, backward: the same tables, so the
+    user's handles still remove them) of the layer it replaces; a converted conv keeps the
+    layer's own parameter objects (values, device, dtype and ``requires_grad``: frozen
+    weights stay frozen); the blur filters of the new pools take the device and dtype of the
+    first floating-point parameter or buffer of the replaced layer's nearest enclosing module
+    that has one (its parent, then up to ``model``), or torch's defaults (CPU, the default
+    dtype) if the model has none.
 
     Args:
         model: any module; not modified unless ``inplace=True``.
@@ -365,6 +367,7 @@ def antialias(
             new = _convert(module, mode, blur_size, _place(root, name))
             if isinstance(new, nn.Module):
                 new.train(module.training)
+                carry_hooks(module, new)
             done[id(module)] = new
         new = done[id(module)]
         if new is None:

@@ -56,6 +56,7 @@ FLOORS: dict[str, int] = {
     "equilayers._audit": 6,
     "equilayers._surgery": 6,
     "equilayers._export": 6,
+    "equilayers._hooks": 6,
     "equilayers.interop": 6,
     "equilayers._interop_tools": 6,
     "equilayers._interop_modules": 6,

@@ -182,3 +182,27 @@ def test_export_keeps_shared_modules_shared(gen):
                               GroupConv2d(4, 4, 3))
     assert len({id(m) for m in equilayers.export(plain).modules()
                 if isinstance(m, nn.Conv2d)}) == 3
+
+
+def test_export_carries_hooks_to_the_exported_layers():
+    """A forward hook on a group conv fires on its exported replacement with the same output;
+    exporting the conv itself copies its hooks (the user's conv keeps its own, untied). They
+    were dropped in silence."""
+    with seeded_rng(0):
+        net = nn.Sequential(LiftingConv2d(3, 4, 3, padding=1, group="p4"),
+                            GroupConv2d(4, 4, 3, padding=1, group="p4"))
+    seen: list = []
+    net[1].register_forward_hook(lambda m, a, y: seen.append(y.detach().clone()))
+    x = torch.randn(2, 3, 9, 9)
+    y = net(x)
+    out = equilayers.export(net)
+    assert not isinstance(out[1], GroupConv2d)
+    torch.testing.assert_close(out(x), y, atol=1e-5, rtol=1e-5)
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[1], seen[0], atol=1e-5, rtol=1e-5)
+    alone = equilayers.export(net[1])
+    alone(y)
+    assert len(seen) == 3
+    alone.register_forward_hook(lambda m, a, y: seen.append("alone only"))
+    net[1](y)
+    assert "alone only" not in seen

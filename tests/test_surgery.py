@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import doc_code
+from conftest import doc_code, seeded_rng
 from torch import nn
 
 import equilayers
@@ -430,3 +430,37 @@ def test_check_grid_reads_the_converted_ceil_mode_pools(pool, n, gen):
     # padding_mode is the shift finding's fix)
     assert all("ceil_mode" in f.fix for f in findings if f.layer == layer and (
         rotation or layer == "1.0"))
+
+
+def _hooked(layer, calls):
+    """Forward pre-, forward and full backward hooks on ``layer`` that log to ``calls``."""
+    return [layer.register_forward_pre_hook(lambda m, a: calls.append(("pre", type(m)))),
+            layer.register_forward_hook(lambda m, a, y: calls.append(("fwd", tuple(y.shape)))),
+            layer.register_full_backward_hook(lambda m, gi, go: calls.append(("bwd", None)))]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_antialias_carries_the_hooks_of_the_layers_it_replaces(inplace):
+    """A hook on a strided conv or a max pool (a feature extractor, a gradient probe) fires on
+    the layer that replaces it, with the same output shape; the user's handles still remove
+    it (in place). They were dropped in silence. Control: a layer left alone keeps its hooks."""
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1))
+    calls: list = []
+    handles = _hooked(net[0], calls) + _hooked(net[2], calls) + _hooked(net[3], calls)
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    net(x).sum().backward()
+    want = [c if c[0] != "pre" else ("pre",) for c in calls]
+    out = antialias(net, inplace=inplace)
+    assert isinstance(out[0], BlurConv2d) and isinstance(out[2], MaxBlurPool2d)
+    calls.clear()
+    out(x).sum().backward()
+    assert [c if c[0] != "pre" else ("pre",) for c in calls] == want
+    assert ("pre", BlurConv2d) in calls and ("pre", MaxBlurPool2d) in calls
+    if inplace:  # the handles the user holds reach the hooks on the new layers
+        for h in handles:
+            h.remove()
+        calls.clear()
+        out(x).sum().backward()
+        assert calls == []

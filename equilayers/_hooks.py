@@ -1,0 +1,35 @@
+"""Module hooks carried from a layer to the layer that replaces it (``antialias``, ``export``),
+as ``torch.ao.quantization``'s module swap carries them: a hook a user registered on a layer
+(a feature extractor, a gradient probe) still fires on its replacement, which takes the same
+input and gives an output of the same shape and meaning."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["carry_hooks"]
+
+#: The per-module hook tables of ``nn.Module`` (forward, pre-forward, backward), in the names
+#: torch keeps them under (a table a torch version lacks is skipped).
+_TABLES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+           "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
+           "_backward_hooks")
+
+
+def carry_hooks(old: nn.Module, new: nn.Module, *, share: bool = True) -> None:
+    """Give ``new`` the hooks registered on ``old``. With ``share``, the tables themselves are
+    handed over (``new`` is freshly built and has none of its own), so the handles the user
+    holds (``handle.remove()``) still reach them; without, ``new`` gets copies (``old`` stays
+    the user's, untied from ``new``)."""
+    if not any(getattr(old, t, None) for t in _TABLES):
+        return
+    for table in _TABLES:
+        hooks = old.__dict__.get(table)
+        if hooks is None or table not in new.__dict__:
+            continue
+        if new.__dict__[table] or not share:  # (a new layer has no hooks of its own)
+            new.__dict__[table].update(hooks)
+        else:
+            new.__dict__[table] = hooks
+    if old.__dict__.get("_backward_hooks"):
+        new._is_full_backward_hook = old._is_full_backward_hook
