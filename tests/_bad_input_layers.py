@@ -14,6 +14,8 @@ from equilayers.interop import EscnnRestrictedBasis
 RINGS = {"None": None, "0": 0, "str": "1", "empty": [], "neg": [-1.0], "far": [9.0],
          "repeat": [1.0, 1.0], "True": [True], "nan": [float("nan")]}
 #: The basis settings of the harmonic convs (keyword-only); ``None`` is the default basis.
+#: A Gaussian's sigma: a 6e6-tap filter (144 TB) is refused by name, not by the allocator.
+_SIGMA = {**FLOAT, "huge": 1e6}
 _SETTINGS = {"sigma": FLOAT, "frequencies_cutoff": FLOAT, "rings": RINGS}
 #: ``frequencies_cutoff=0`` keeps frequency 0 alone: a valid (isotropic) basis.
 _SETTINGS_OK = {"sigma": {"None": OK}, "frequencies_cutoff": {"None": OK, "0": OK},
@@ -295,7 +297,7 @@ NN: list[Case] = [
          {"group": GROUP, "subgroup": GROUP, "reduction": CHOICE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}),
     Case(enn.GaussianBlurPool2d, dict(sigma=0.66, stride=2, padding=0),
-         {"sigma": FLOAT, "stride": PAIR, "padding": PAIR, "dtype": DTYPE},
+         {"sigma": _SIGMA, "stride": PAIR, "padding": PAIR, "dtype": DTYPE},
          {"x": _img(2, 3, 8, 9, 9, ranks=(3, 6), small=(2, 3, 8, 1, 1))},
          accept={"stride": {"None": OK}, "padding": {"None": OK, "0": OK}}),
     Case(enn.DiskMask, dict(size=5), {"size": INT, "margin": FLOAT, "sigma": FLOAT,
@@ -502,7 +504,7 @@ FUNCTIONAL: list[Case] = [
          {"group": GROUP, "subgroup": GROUP, "reduction": CHOICE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}),
     Case(EF.gaussian_blur_pool2d, dict(sigma=0.66),
-         {"sigma": FLOAT, "stride": PAIR, "padding": PAIR},
+         {"sigma": _SIGMA, "stride": PAIR, "padding": PAIR},
          {"x": _img(2, 3, 9, 9, ranks=(3, 6), small=(2, 3, 1, 1), small_ok=True)},
          accept={"stride": {"None": OK}, "padding": {"None": OK, "0": OK}}),
     Case(EF.disk_mask2d, {}, {"margin": FLOAT, "sigma": FLOAT},

@@ -25,13 +25,26 @@ __all__ = ["gaussian_filter_size", "gaussian_filter2d", "gaussian_blur_pool2d",
            "disk_mask_weights", "disk_mask2d"]
 
 
+#: The largest filter a sigma may ask for (``sigma <= 682``): 4097 taps per dim, a 128 MiB
+#: float64 filter; ``sigma=1e6`` asked torch for a 6e6 x 6e6 filter (144 TB).
+MAX_FILTER_SIZE = 4097
+
+
 def _positive(v, name: str, what: str) -> float:
     return C.check_number(v, name, what, positive=True, fix=f"{name} in pixels")
 
 
-def gaussian_filter_size(sigma: float) -> int:
-    """escnn's filter size ``2 * int(round(3 * sigma)) + 1`` (odd)."""
-    return 2 * int(round(3 * _positive(sigma, "sigma", "gaussian_filter_size"))) + 1
+def gaussian_filter_size(sigma: float, what: str = "gaussian_filter_size") -> int:
+    """escnn's filter size ``2 * int(round(3 * sigma)) + 1`` (odd), at most
+    :data:`MAX_FILTER_SIZE`."""
+    sigma = _positive(sigma, "sigma", what)
+    k = 2 * int(round(3 * sigma)) + 1 if sigma < 1e9 else MAX_FILTER_SIZE + 2
+    if k > MAX_FILTER_SIZE:
+        raise ValueError(f"{what}: sigma={sigma:g} asks for a {k} x {k} filter (2 * round(3 * "
+                         f"sigma) + 1 taps per dim); sigma must be at most "
+                         f"{(MAX_FILTER_SIZE - 1) // 6} (a {MAX_FILTER_SIZE}-tap filter): the "
+                         "Gaussian's standard deviation in pixels")
+    return k
 
 
 def gaussian_filter2d(sigma: float, *, dtype: torch.dtype | None = None,
@@ -43,7 +56,7 @@ def gaussian_filter2d(sigma: float, *, dtype: torch.dtype | None = None,
         >>> gaussian_filter2d(0.66).shape
         torch.Size([5, 5])
     """
-    k = gaussian_filter_size(sigma)
+    k = gaussian_filter_size(sigma, "gaussian_filter2d")
     q = torch.arange(k, dtype=torch.float64, device="cpu") - (k - 1) / 2
     filt = torch.exp(-(q[:, None] ** 2 + q[None, :] ** 2) / (2 * float(sigma) ** 2))
     return (filt / filt.sum()).to(dtype=dtype or torch.get_default_dtype(), device=device)
@@ -53,7 +66,7 @@ def check_pool_args(sigma, stride, padding, what: str):
     """``(sigma, stride pair, padding pair)``, validated (``stride=None``: the filter size, as
     escnn; ``padding=None``: ``(k - 1) // 2``)."""
     sigma = _positive(sigma, "sigma", what)
-    k = gaussian_filter_size(sigma)
+    k = gaussian_filter_size(sigma, what)
     stride_p = (k, k) if stride is None else C.check_pair(
         stride, "stride", what, minimum=1, fix="or None for the filter size")
     pad_p = ((k - 1) // 2,) * 2 if padding is None else C.check_pair(
