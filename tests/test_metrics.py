@@ -493,3 +493,14 @@ def test_the_learnable_polyphase_pool_draws_noise_only_with_gumbel_in_training(g
         testing.shift_equivariance_error(pool.train(), x, [(2, 2)], stride=2)
     quiet = enn.LearnablePolyphasePool2d(3, gumbel=False, dtype=torch.float64)
     assert not quiet.draws_noise
+
+
+def test_a_meta_batch_is_refused_by_name():
+    """A meta tensor has a shape but no values: every metric and the harness name it (they
+    failed in torch's .item(), 'cannot be called on meta tensors', or measured nothing)."""
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64, device="meta")
+    for table, model in ((_ON_HEAD, _train_mode_models()[0].eval()),
+                         (_ON_DENSE, _train_mode_models()[1].eval())):
+        for metric in table.values():
+            with pytest.raises(ValueError, match="x is on the meta device.*no values"):
+                metric(model, x)

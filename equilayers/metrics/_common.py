@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import torch
 
 from .. import _checks as C
+from ..testing._harness import check_values
 
 __all__: list[str] = []
 
@@ -23,6 +24,7 @@ def check_batch(x: object, what: str, *, min_dim: int = 3) -> torch.Tensor:
         raise TypeError(f"{what}: x must be floating point; got dtype {x.dtype}")
     if x.shape[0] < 1:
         raise ValueError(f"{what}: the batch is empty (shape {tuple(x.shape)})")
+    check_values(x, what)
     return x
 
 

@@ -128,6 +128,15 @@ def relative_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None =
     return num / den
 
 
+def check_values(x: torch.Tensor, what: str) -> None:
+    """``x`` holds values to measure: a meta tensor (a shape, no data) is refused by name
+    (it failed in torch's ``.item()`` deep in the measurement)."""
+    if x.is_meta:
+        raise ValueError(f"{what}: x is on the meta device: it has a shape "
+                         f"{tuple(x.shape)} but no values to measure; pass a batch of real "
+                         "data (on the model's device)")
+
+
 def noise_sources(model: object) -> list[str]:
     """The layers of ``model`` that draw random noise on every forward in the mode they are in:
     train-mode dropout with ``p > 0`` (every ``nn.Dropout*``), ``nn.RReLU``, and any module
@@ -284,6 +293,7 @@ def _report(
     called (``equivariance_error``, ``assert_invariant``...)."""
     C.check_callable(f, "f", what)
     C.check_tensor(x, "x", what)
+    check_values(x, what)
     C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
     C.check_number(margin, "margin", what, minimum=0, fix="pixels")
     grp = get(group)
@@ -460,6 +470,7 @@ def shift_equivariance_error(
         strides = C.check_pair(stride, "stride", what, minimum=1)
         shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
                   for s in shifts]
+    check_values(x, what)
     dims = tuple(range(-nd, 0))
     worst = 0.0
     with torch.no_grad(), kept_buffers(f):
