@@ -5,9 +5,12 @@ input and gives an output of the same shape and meaning."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import TypeVar
+
 from torch import nn
 
-__all__ = ["carry_hooks"]
+__all__ = ["carry_hooks", "without_hooks"]
 
 #: The per-module hook tables of ``nn.Module`` (forward, pre-forward, backward), in the names
 #: torch keeps them under (a table a torch version lacks is skipped).
@@ -33,3 +36,15 @@ def carry_hooks(old: nn.Module, new: nn.Module, *, share: bool = True) -> None:
             new.__dict__[table] = hooks
     if old.__dict__.get("_backward_hooks"):
         new._is_full_backward_hook = old._is_full_backward_hook
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def without_hooks(module: M) -> M:
+    """``module`` with empty hook tables (a copy of a replaced layer that becomes part of its
+    replacement: the replacement fires the layer's hooks once, on its own output)."""
+    for table in _TABLES:
+        if table in module.__dict__:
+            module.__dict__[table] = OrderedDict()
+    return module

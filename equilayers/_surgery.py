@@ -14,7 +14,7 @@ from torch import nn
 
 from . import _checks as C
 from ._grid import ceil_fix
-from ._hooks import carry_hooks
+from ._hooks import carry_hooks, without_hooks
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -193,7 +193,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
             return ("Conv2d whose stride-1 output does not keep the size "
                     "(2 * padding != dilation * (kernel_size - 1)): polyphase needs it")
         # a copy that keeps m's own parameters (values, requires_grad, tying)
-        conv = copy.deepcopy(m, memo={id(t): t for t in m.parameters()})
+        conv = without_hooks(copy.deepcopy(m, memo={id(t): t for t in m.parameters()}))
         conv.stride = (1, 1)
         return nn.Sequential(conv, PolyphasePool2d(s, blur_size=blur_size))
     return None
