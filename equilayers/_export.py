@@ -295,10 +295,10 @@ def export(model: nn.Module) -> nn.Module:
 
     The result has the same outputs (up to float rounding of the different conv order), keeps
     each module's train/eval mode and its hooks (an exported layer fires the hooks of the one
-    it replaces), and no longer ties the filter copies: training it does not
-    keep the equivariance constraint. A module used under several names (a shared group conv)
-    becomes one exported module at every name, so its weights stay tied. ``model`` itself is
-    not modified.
+    it replaces), and no longer ties the filter copies: training it does not keep the
+    equivariance constraint. A module used under several names (a shared group conv) becomes
+    one exported module at every name, so its weights stay tied. ``model`` itself is not
+    modified.
 
     Example:
         >>> import torch
