@@ -234,8 +234,8 @@ def conv(m: Any) -> nn.Module:
     if bias is not None and f_out > 1 and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
         raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
                          "slots; the conventions differ")
-    try:
-        theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["frequency"])))
+    try:  # escnn 1.0.11 names a planar basis element's angular frequency "irrep:frequency"
+        theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["irrep:frequency"])))
     except (AttributeError, KeyError, TypeError, ValueError):
         theirs = None  # another escnn version's internals
     for settings in ({}, theirs):

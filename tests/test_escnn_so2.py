@@ -113,6 +113,28 @@ def test_r2conv_transposed_same_outputs(space, gen):
         from_escnn(esc.R2ConvTransposed(t_in, t_out, 4, stride=2, padding=1))
 
 
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
+@pytest.mark.parametrize("settings", [dict(dilation=2, padding=2), dict(sigma=0.4),
+                                      dict(frequencies_cutoff=1.5), dict(rings=[0.0, 1.3, 2.0])])
+def test_r2conv_with_other_basis_settings_converts_with_escnns(space, settings, gen):
+    """A dilation or non-default ``sigma`` / ``frequencies_cutoff`` / ``rings`` moves escnn's
+    rings and frequency caps off our defaults, so the conversion reads escnn's own (its
+    elements' ``irrep:frequency`` per ring): every one was refused before, as though escnn's
+    layer had a ``basis_filter``."""
+    gs, irreps = _space(space)
+    t_in, t_out = _fields(gs, irreps, 2, 1, False), _fields(gs, irreps, 2, 2, False)
+    with seeded_rng(0):
+        theirs = esc.R2Conv(t_in, t_out, 5, **settings).eval()
+    ours = from_escnn(theirs)
+    assert isinstance(ours, GroupConv2d)
+    assert ours.weight.numel() == theirs.weights.numel()
+    x = torch.randn(2, t_in.size, 11, 11, generator=gen)
+    with torch.no_grad():
+        want = theirs(esc.GeometricTensor(x, t_in)).tensor
+        got = _to_theirs(ours(_to_ours(x, space, 2, 1)), space, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+
+
 @pytest.mark.parametrize("space", ["o2", "d8"])
 def test_field_matrix_is_needed(space, monkeypatch):
     """The control: without the quarter turns, escnn's O(2)/D_N irreps do not match ours, so
