@@ -333,6 +333,23 @@ def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
             f"to keep the floors, pass {keep}, or no --filter")
 
 
+def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error (exit status 2) for a count or a time that cannot be: --threads 0 was a
+    traceback from torch, --rounds 0 a ZeroDivisionError row, --rounds -2 a traceback,
+    --seeds 0 a traceback after the data loaded, and a --budget of 0 or below ran in silence."""
+    for name, what in (("threads", "a positive int (torch threads)"),
+                       ("rounds", "a positive int (timing rounds)"),
+                       ("seeds", "a positive int (seeds per model)")):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be {what}; got {value}. Pass --{name} 1 or more, or "
+                         "leave it out for the default")
+    if args.budget is not None and not args.budget > 0:  # not > 0: also nan
+        parser.error(f"--budget must be a positive number of seconds per case and timing; got "
+                     f"{args.budget:g}. Pass e.g. --budget 0.05, or leave it out for the "
+                     "default")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -375,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="training families (accuracy): the learning rate constant, or "
                         "annealed to 0 over the run (cosine)")
     args = parser.parse_args(argv)
+    _check_counts(parser, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 

@@ -534,3 +534,30 @@ def test_unknown_family_is_named_with_the_known_ones(family):
     assert out.returncode == 1
     assert f"unknown family ['{family}']; available: [" in out.stderr
     assert "'pool'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--threads", "0"], "--threads must be a positive int (torch threads); got 0"),
+    (["--threads", "-2"], "--threads must be a positive int (torch threads); got -2"),
+    (["--rounds", "0"], "--rounds must be a positive int (timing rounds); got 0"),
+    (["--rounds", "-2"], "--rounds must be a positive int (timing rounds); got -2"),
+    (["--seeds", "0"], "--seeds must be a positive int (seeds per model); got 0"),
+    (["--budget", "0"], "--budget must be a positive number of seconds"),
+    (["--budget", "-1"], "--budget must be a positive number of seconds"),
+    (["--budget", "nan"], "--budget must be a positive number of seconds"),
+])
+def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
+    """--threads 0 was torch's RuntimeError traceback, --rounds 0 a ZeroDivisionError in the
+    table, --rounds -2 a StatisticsError traceback, --seeds 0 an IndexError after the data
+    loaded, and --budget 0, -1 or nan ran in silence: each is now a usage error naming the
+    flag and its value (exit status 2) before anything runs. The control: --rounds 1 runs."""
+    runner = _bench_module("__main__")
+    common = ["--quick", "--family", "pool", "--filter", "amax fiber", "--device", "cpu",
+              "--out", str(tmp_path), "--budget", "0.002", "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        runner.main(common + args)
+    assert exc.value.code == 2
+    assert named in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+    assert runner.main(common + ["--rounds", "1"]) == 0
+    assert (tmp_path / "cpu-pool-quick.json").is_file()
