@@ -350,6 +350,20 @@ def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                      "default")
 
 
+def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Create the results directory ``out``, or a usage error (exit status 2) that names it:
+    an existing file there, or a place that cannot be written, was an OSError traceback at the
+    end of the run (after a study family's minutes of training)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out {str(out)!r} cannot be the results directory: "
+                     f"{exc.strerror or exc}. Pass --out with a directory to write to")
+    if not os.access(out, os.W_OK):
+        parser.error(f"--out {str(out)!r} is not writable. Pass --out with a directory to "
+                     "write to")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -399,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     # Training families (a module with run() instead of cases(): trained models, minutes each)
     # run only when named with --family.
     discover(args.family)  # an unknown family is named (with the known ones) before any import
+    _make_out(parser, args.out)  # before minutes of training or timing, not after
     studies = [f for f in (args.family or []) if _is_study(f)]
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")

@@ -561,3 +561,23 @@ def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
     assert runner.main(common + ["--rounds", "1"]) == 0
     assert (tmp_path / "cpu-pool-quick.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_out_that_cannot_be_a_directory_is_named_before_the_run(where, capsys, tmp_path):
+    """--out at an existing file (or under one) was a FileExistsError/NotADirectoryError
+    traceback, for a study family after its minutes of training; now a usage error naming
+    --out and the path (exit status 2), before any case is built. The control: a new
+    directory under tmp_path is made and written."""
+    runner = _bench_module("__main__")
+    (tmp_path / "file").write_text("mine")
+    common = ["--quick", "--family", "pool", "--filter", "amax fiber", "--device", "cpu",
+              "--budget", "0.002", "--rounds", "1", "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        runner.main(common + ["--out", str(tmp_path / where)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path / where)!r} cannot be the results directory" in err, err
+    assert (tmp_path / "file").read_text() == "mine"
+    assert runner.main(common + ["--out", str(tmp_path / "new" / "dir")]) == 0
+    assert (tmp_path / "new" / "dir" / "cpu-pool-quick.md").is_file()
