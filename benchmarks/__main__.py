@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from ._core import BenchCase, forward_backward, time_call
+from ._core import BenchCase, UsageError, forward_backward, time_call
 from ._memory import peak_memory
 
 HERE = Path(__file__).resolve().parent
@@ -424,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"benchmarks: --family {fam} does not take "
                              f"{', '.join('--' + k.replace('_', '-') for k in unknown)}")
-        module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
-                   name_filter=args.filter, data=args.data, **extra)
+        try:
+            module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
+                       name_filter=args.filter, data=args.data, **extra)
+        except UsageError as exc:  # the family's word on the command line, in one line
+            raise SystemExit(f"benchmarks: --family {fam}: {exc}") from None
     timing = [f for f in discover(args.family) if not _is_study(f)]
     if args.family and not [f for f in args.family if not _is_study(f)]:
         return 0
@@ -447,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                          "--table PATH to write it elsewhere")
     cases = [c for fam in timing for c in load_cases(fam, args.quick)
              if args.filter in c.name]
-    if not cases:
-        raise SystemExit("benchmarks: no cases selected")
+    if not cases:  # it said "no cases selected", naming neither the filter nor the families
+        raise SystemExit(f"benchmarks: --filter {args.filter!r} matches no case name of "
+                         f"{'family' if len(timing) == 1 else 'families'} {', '.join(timing)}"
+                         f"{' (--quick)' if args.quick else ''}; pass a part of a case name "
+                         f"(the 'case' column of benchmarks/results/*.md), or no --filter")
     lost = lost_floors(cases, args.filter)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0

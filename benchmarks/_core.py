@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BenchCase", "Subsample", "time_call", "forward_backward", "pool_sizes",
-           "seeded_input"]
+__all__ = ["BenchCase", "Subsample", "UsageError", "time_call", "forward_backward",
+           "pool_sizes", "seeded_input"]
+
+
+class UsageError(ValueError):
+    """A mistake on the command line that a study family's ``run()`` finds (a ``--filter``
+    that names none of its rows): ``python -m benchmarks`` prints the message in one line and
+    exits with status 1, without a traceback."""
 
 
 @dataclass

@@ -69,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import run_study, write_study
+from ._core import UsageError, run_study, write_study
 
 FAMILY = "accuracy"
 PEERS = ("e2cnn", "escnn")
@@ -501,12 +501,15 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     n_train, n_test, epochs = (1000, 500, 1) if quick else (4000, 1000, 5)
     seeds = seeds if seeds is not None else (1 if quick else 3)
+    every = models(quick, search=split == "val")
+    rows = [m for m in every if name_filter in f"{m.arch} {m.library}"]
+    if not rows:  # an empty table, exit status 0, over the last run's results
+        raise UsageError(f"--filter {name_filter!r} names no row 'architecture library' of "
+                         f"{[f'{m.arch} {m.library}' for m in every]}")
     dataset = rotated_digits(n_train, n_test, data)
     if split == "val":
         dataset = holdout(dataset)
         n_train, n_test = len(dataset[0]), len(dataset[2])
-    rows = [m for m in models(quick, search=split == "val")
-            if name_filter in f"{m.arch} {m.library}"]
     def train_one(m, seed, tick):
         model = m.build()
         r = train_and_test(model, dataset, epochs=epochs, seed=seed, tick=tick,

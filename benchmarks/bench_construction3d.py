@@ -176,11 +176,14 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     ``cpu-construction3d[-quick].{json,md}``. ``data`` is unused (the runner passes it)."""
     import importlib.util
 
-    from ._core import write_study
+    from ._core import UsageError, write_study
 
     processes = seeds if seeds is not None else (2 if quick else 7)
     peers = importlib.util.find_spec("escnn") is not None
-    todo = [r for r in rows(quick, peers) if name_filter in label(r)]
+    every = rows(quick, peers)
+    todo = [r for r in every if name_filter in label(r)]
+    if not todo:  # an empty table, exit status 0, over the last run's results
+        raise UsageError(f"--filter {name_filter!r} names no row of {[label(r) for r in every]}")
     load = os.getloadavg()[0]
     results = []
     for i, row in enumerate(todo):

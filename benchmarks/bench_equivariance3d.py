@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import run_study, write_study
+from ._core import UsageError, run_study, write_study
 
 FAMILY = "equivariance3d"
 SIZE = 25  # the grid (quick: QUICK_SIZE)
@@ -278,7 +278,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         first = (table[0].nonlinearity, table[0].order, table[0].kernel) if table else None
         table = [r for r in table if (r.nonlinearity, r.order, r.kernel) == first]
     if not table:
-        raise ValueError(f"--filter {name_filter!r} names no row of {[r.label for r in rows()]}")
+        raise UsageError(f"--filter {name_filter!r} names no row of {[r.label for r in rows()]}")
     so3 = get("so3")
 
     def one(r: Row, seed: int, tick) -> dict:

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _polycubes as P
-from ._core import run_study, write_study
+from ._core import UsageError, run_study, write_study
 
 FAMILY = "tetris"
 SIZE = 11  # the grid: odd, so the stride-2 conv is exact for the cube's rotations (11 -> 6)
@@ -387,7 +387,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     candidates = [t for t in STEPS if t in DEFAULT_TASKS or (name_filter and name_filter in t)]
     table = [r for r in rows(candidates, 1 if quick else None) if name_filter in _label(r)]
     if not table:
-        raise ValueError(f"--filter {name_filter!r} names no row 'task: model' (tasks "
+        raise UsageError(f"--filter {name_filter!r} names no row 'task: model' (tasks "
                          f"{sorted(STEPS)}, models {sorted(builders())})")
     tasks = [t for t in STEPS if any(r.task == t for r in table)]
     if quick:

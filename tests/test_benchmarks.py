@@ -581,3 +581,30 @@ def test_out_that_cannot_be_a_directory_is_named_before_the_run(where, capsys, t
     assert (tmp_path / "file").read_text() == "mine"
     assert runner.main(common + ["--out", str(tmp_path / "new" / "dir")]) == 0
     assert (tmp_path / "new" / "dir" / "cpu-pool-quick.md").is_file()
+
+
+@pytest.mark.parametrize("family", ["accuracy", "segmentation", "construction3d", "tetris",
+                                    "equivariance3d"])
+def test_study_filter_that_names_no_row_says_so_in_one_line(family, tmp_path):
+    """A study family's --filter that names none of its rows: accuracy, segmentation and
+    construction3d wrote an empty table (over the last run's results, by default
+    benchmarks/results/) and exited 0; tetris and equivariance3d raised a ValueError
+    traceback. Now one line names the family, the filter and the rows (exit status 1),
+    before any data is made, and nothing is written."""
+    runner = _bench_module("__main__")
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--family", family, "--filter", "zzz", "--out", str(tmp_path),
+                     "--no-progress"])
+    message = str(exc.value.code)
+    assert message.startswith(f"benchmarks: --family {family}: --filter 'zzz' names no row")
+    assert not list(tmp_path.iterdir())
+
+
+def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path):
+    """It said "benchmarks: no cases selected", naming neither the filter nor the family."""
+    runner = _bench_module("__main__")
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--family", "pool", "--filter", "zzz", "--out", str(tmp_path)])
+    assert exc.value.code == ("benchmarks: --filter 'zzz' matches no case name of family pool "
+                              "(--quick); pass a part of a case name (the 'case' column of "
+                              "benchmarks/results/*.md), or no --filter")
