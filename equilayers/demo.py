@@ -222,8 +222,16 @@ def run(argv: list[str] | None = None) -> dict:
                          f"{', '.join(map(repr, unknown)) or '(none given)'}; choose from "
                          + ", ".join(repr(n) for n in names))
         specs = [s for s in specs if s.name in wanted]
+    if args.epochs is not None and args.epochs < 1:  # 0 meant the default, -1 a traceback
+        parser.error(f"--epochs must be a positive int (training epochs per model); got "
+                     f"{args.epochs}. Pass --epochs 1 or more, or leave it out for the default")
     out = Path(args.out if args.out is not None else
                ("demo_out/quick" if args.quick else "demo_out"))
+    try:  # now, not after minutes of training
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out {str(out)!r} cannot be the folder of the results: "
+                     f"{exc.strerror or exc}. Pass --out with a folder to write to")
 
     x, y = load_digits(args.data)
     gen = torch.Generator().manual_seed(args.seed)
@@ -252,7 +260,6 @@ def run(argv: list[str] | None = None) -> dict:
         print("--quick: the models are under-trained (2,000 digits, 2 epochs); the group "
               "models' accuracies are far below a full run's. `equilayers demo` without "
               "--quick trains them properly (about 4 minutes).")
-    out.mkdir(parents=True, exist_ok=True)
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2))

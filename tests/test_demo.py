@@ -110,3 +110,30 @@ def test_demo_plot_labels_every_bar_and_titles_the_settings(tmp_path, monkeypatc
     heights = sorted(round(b.get_height(), 6) for ax in fig.axes for c in ax.containers
                      for b in c)
     assert heights == sorted(round(100 * r[c], 6) for r in results.values() for c in cols)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--epochs", "0"], "--epochs must be a positive int (training epochs per model); got 0"),
+    (["--epochs", "-1"], "--epochs must be a positive int (training epochs per model); got -1"),
+    (["--out", "{tmp}/file"], "--out '{tmp}/file' cannot be the folder of the results"),
+    (["--out", "{tmp}/file/sub"], "--out '{tmp}/file/sub' cannot be the folder of the results"),
+])
+def test_demo_rejects_bad_epochs_and_out_before_training(args, named, tmp_path, monkeypatch,
+                                                        capsys):
+    """--epochs 0 trained for the default 6 epochs in silence, --epochs -1 was OneCycleLR's
+    ValueError traceback, and an --out at a file was a FileExistsError traceback after every
+    model had trained (minutes): each is now a usage error naming the flag and its value
+    (exit status 2), before the digits are loaded."""
+    from equilayers import demo
+
+    def no_data(data):
+        raise AssertionError("loaded the digits before the arguments were checked")
+
+    monkeypatch.setattr(demo, "load_digits", no_data)
+    (tmp_path / "file").write_text("mine")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        demo.run(["--quick", "--models", "plain CNN", *args])
+    assert exc.value.code == 2
+    assert named.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine"
