@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+import traceback
 from pathlib import Path
 from typing import Literal
 
@@ -34,14 +35,34 @@ def load_factory(spec: str) -> nn.Module:
     if mod_spec is None or mod_spec.loader is None:
         raise ValueError(f"cannot import {str(file)!r} as a Python module")
     module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's file, named as such
+        raise ValueError(f"importing {str(file)!r} failed: {_failure(exc, file)}") from exc
     factory = getattr(module, name, None)
     if not callable(factory):
         raise ValueError(f"{str(file)!r} has no callable {name!r}")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's factory
+        hint = (" (audit calls it with no arguments; it must return the nn.Module)"
+                if isinstance(exc, TypeError) else "")
+        raise ValueError(f"{name}() of {str(file)!r} failed: {_failure(exc, file)}{hint}"
+                         ) from exc
     if not isinstance(model, nn.Module):
         raise ValueError(f"{name}() must return an nn.Module; got {type(model).__name__}")
     return model
+
+
+def _failure(exc: Exception, file: Path) -> str:
+    """``TYPE: message``, and the line of ``file`` the error came from (its innermost frame
+    there; a SyntaxError names its line itself)."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if Path(f.filename).resolve() == file.resolve()]
+    if frames and not isinstance(exc, SyntaxError):
+        text += f" (at {file.name}, line {frames[-1].lineno})"
+    return text
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -183,3 +183,39 @@ def test_audit_one_class_for_every_input_is_called_out(model_file, capsys, monke
         in text
     assert main(["audit", f"{model_file}:pooled", "--input-shape", "1,3,9,9"]) == 0
     assert "says nothing" not in capsys.readouterr().out
+
+
+BROKEN = {
+    "syntax.py": "def build(:\n    pass\n",
+    "imports.py": "import not_a_package_anywhere_xyz\n\ndef build():\n    pass\n",
+    "factories.py": textwrap.dedent("""
+        from torch import nn
+
+        def crashes():
+            raise RuntimeError("no weights here")
+
+        def needs_an_argument(width):
+            return nn.Conv2d(1, width, 3)
+    """),
+}
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("syntax.py:build", "importing '{d}/syntax.py' failed: SyntaxError: "),
+    ("imports.py:build", "importing '{d}/imports.py' failed: ModuleNotFoundError: No module "
+                         "named 'not_a_package_anywhere_xyz' (at imports.py, line 1)"),
+    ("factories.py:crashes", "crashes() of '{d}/factories.py' failed: RuntimeError: no weights "
+                             "here (at factories.py, line 5)"),
+    ("factories.py:needs_an_argument", "needs_an_argument() of '{d}/factories.py' failed: "
+                                       "TypeError: "),
+])
+def test_audit_names_a_model_file_or_factory_that_fails(spec, match, tmp_path, capsys):
+    """A model file that does not import, or a factory that raises or needs arguments, was a
+    Python traceback (SyntaxError, ModuleNotFoundError, TypeError) or, for a RuntimeError,
+    the bare message with no word of where it came from. Now one line names the file or the
+    factory, the error and its line in the file (exit status 2)."""
+    for name, text in BROKEN.items():
+        (tmp_path / name).write_text(text)
+    assert main(["audit", f"{tmp_path}/{spec}", "--input-shape", "1,1,9,9"]) == 2
+    err = capsys.readouterr().err
+    assert match.format(d=tmp_path) in err and "Traceback" not in err, err
