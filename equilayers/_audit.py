@@ -35,23 +35,36 @@ def load_factory(spec: str) -> nn.Module:
     if mod_spec is None or mod_spec.loader is None:
         raise ValueError(f"cannot import {str(file)!r} as a Python module")
     module = importlib.util.module_from_spec(mod_spec)
+    # the file's folder first on sys.path while it loads, as `python FILE.py` has it: a model
+    # file that imports its neighbours (from blocks import Block) failed with
+    # ModuleNotFoundError unless run from its folder
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)
     try:
-        mod_spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any failure of the user's file, named as such
-        raise ValueError(f"importing {str(file)!r} failed: {_failure(exc, file)}") from exc
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise ValueError(f"{str(file)!r} has no callable {name!r}")
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's file, named so
+            raise ValueError(f"importing {str(file)!r} failed: {_failure(exc, file)}") from exc
+        factory = getattr(module, name, None)
+        if not callable(factory):
+            raise ValueError(f"{str(file)!r} has no callable {name!r}")
+        model = _call_factory(factory, name, file)
+    finally:
+        if folder in sys.path:  # the first match: the entry put there above
+            sys.path.remove(folder)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name}() must return an nn.Module; got {type(model).__name__}")
+    return model
+
+
+def _call_factory(factory, name: str, file: Path):
     try:
-        model = factory()
+        return factory()
     except Exception as exc:  # noqa: BLE001 - any failure of the user's factory
         hint = (" (audit calls it with no arguments; it must return the nn.Module)"
                 if isinstance(exc, TypeError) else "")
         raise ValueError(f"{name}() of {str(file)!r} failed: {_failure(exc, file)}{hint}"
                          ) from exc
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{name}() must return an nn.Module; got {type(model).__name__}")
-    return model
 
 
 def _failure(exc: Exception, file: Path) -> str:

@@ -219,3 +219,27 @@ def test_audit_names_a_model_file_or_factory_that_fails(spec, match, tmp_path, c
     assert main(["audit", f"{tmp_path}/{spec}", "--input-shape", "1,1,9,9"]) == 2
     err = capsys.readouterr().err
     assert match.format(d=tmp_path) in err and "Traceback" not in err, err
+
+
+def test_audit_model_file_imports_its_neighbours(tmp_path, capsys, monkeypatch):
+    """`python models/net.py` finds models/blocks.py; `equilayers audit models/net.py:build`
+    did not (ModuleNotFoundError, unless run from models/). The file's folder is on sys.path
+    while it loads, and off it again afterwards."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "audit_blocks_xyz.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def block():
+            return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    """))
+    (models / "net.py").write_text("from audit_blocks_xyz import block\n\n"
+                                   "def build():\n    return block()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "audit_blocks_xyz", raising=False)
+    path = list(sys.path)
+    assert main(["audit", "models/net.py:build", "--input-shape", "1,1,9,9"]) == 0, \
+        capsys.readouterr().err
+    assert "Per-layer relative equivariance error" in capsys.readouterr().out
+    assert sys.path == path
+    sys.modules.pop("audit_blocks_xyz", None)
