@@ -118,6 +118,27 @@ def _require_matplotlib():
     return matplotlib
 
 
+def _check_plot_path(out: Path) -> None:
+    """Raise before measuring on an ``--out`` the plot cannot be written to: without a suffix
+    matplotlib wrote ``OUT.png`` while the report named ``OUT``; a suffix it does not know
+    failed after the measurements; a folder at a file's place was a traceback."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = out.suffix[1:].lower()
+    if out.is_dir() or suffix not in formats:
+        what, like = (("is a folder", out / "audit.png") if out.is_dir() else
+                      ("has no file suffix" if not suffix else
+                       f"has the suffix .{suffix}, not an image format", out.with_suffix(".png")))
+        raise ValueError(f"--out {str(out)!r} {what}: name the plot's file with its format, "
+                         f"e.g. {str(like)!r} (formats: {', '.join(sorted(formats))})")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {str(out)!r}: cannot make its folder {str(out.parent)!r} "
+                         f"({exc.strerror or exc}); pass a path you can write to") from None
+
+
 def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
     matplotlib = _require_matplotlib()
     matplotlib.use("Agg")
@@ -137,7 +158,6 @@ def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
         ax.set_ylim(bottom=0)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
@@ -217,6 +237,7 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     grp = get(group)
     if out is not None:
         _require_matplotlib()  # fail before measuring, not after
+        _check_plot_path(Path(out))
     model = load_factory(spec).eval()
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32

@@ -243,3 +243,34 @@ def test_audit_model_file_imports_its_neighbours(tmp_path, capsys, monkeypatch):
     assert "Per-layer relative equivariance error" in capsys.readouterr().out
     assert sys.path == path
     sys.modules.pop("audit_blocks_xyz", None)
+
+
+@pytest.mark.parametrize("out, match", [
+    ("{d}", "--out '{d}' is a folder: name the plot's file with its format, e.g. "
+            "'{d}/audit.png'"),
+    ("{d}/report", "--out '{d}/report' has no file suffix: name the plot's file with its "
+                   "format, e.g. '{d}/report.png'"),
+    ("{d}/report.txt", "--out '{d}/report.txt' has the suffix .txt, not an image format"),
+    ("{d}/file/report.png", "--out '{d}/file/report.png': cannot make its folder"),
+])
+def test_audit_out_that_cannot_take_the_plot_is_named_before_measuring(
+        model_file, tmp_path, capsys, monkeypatch, out, match):
+    """--out without a suffix (a folder too) wrote OUT.png and reported 'plot written to OUT'
+    (exit 0); --out report.txt failed only after the measurements; --out under a file was a
+    FileExistsError traceback. Each is now one line naming --out and a path that works
+    (exit 2), before the model is built. The control: report.png is written."""
+    pytest.importorskip("matplotlib")
+    from equilayers import _audit
+
+    (tmp_path / "file").write_text("mine")
+    built = []
+    monkeypatch.setattr(_audit, "load_factory",
+                        lambda spec, real=_audit.load_factory: built.append(1) or real(spec))
+    rc = main(["audit", f"{model_file}:pooled", "--input-shape", "1,3,9,9", "--batch", "2",
+               "--out", out.format(d=tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and match.format(d=tmp_path) in err, err
+    assert not built and not list(tmp_path.glob("*.png")) and not (tmp_path / "report").exists()
+    assert main(["audit", f"{model_file}:pooled", "--input-shape", "1,3,9,9", "--batch", "2",
+                 "--out", str(tmp_path / "report.png")]) == 0
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
