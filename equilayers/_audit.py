@@ -245,12 +245,16 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     x, xb, gen = _inputs(shape, batch, seed, dtype, device)
     try:  # one plain call first, so a wrong --input-shape is named as such
         with torch.no_grad():
-            model(x)
+            y0 = model(x)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's model on this shape
         raise ValueError(f"the model fails on an input of shape {tuple(shape)} "
                          f"(--input-shape: the whole input shape, batch first, e.g. "
                          f"1,1,28,28 for one 28x28 grey image): {type(exc).__name__}: {exc}"
                          ) from exc
+    if not isinstance(y0, torch.Tensor):  # it was invariance_error's TypeError traceback
+        raise ValueError(f"the model returns a {type(y0).__name__}, not a tensor: audit "
+                         f"measures one output; let the factory return a module whose forward "
+                         f"picks it (e.g. model(x)[0])")
     size = "x".join(map(str, shape[1:]))
     source = f"N(0, 1) noise, seed {seed}"
     head = wrap(f"equilayers audit:\0{spec}  input {tuple(shape)}  group {grp.name}  "

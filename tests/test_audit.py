@@ -38,6 +38,13 @@ MODEL = textwrap.dedent("""
 
     def not_a_model():
         return 3
+
+    class _Pair(nn.Module):
+        def forward(self, x):
+            return x.mean(), x.std()
+
+    def pair():  # a model whose forward returns a tuple
+        return _Pair()
 """)
 
 
@@ -83,6 +90,8 @@ def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
     (["{f}:build", "--input-shape", "1,3,9,9", "--batch", "0"], "--batch must be a positive"),
     (["{f}:build", "--input-shape", "1,9,9"], "the model fails on an input of shape (1, 9, 9) "
                                               "(--input-shape: the whole input shape"),
+    # a tuple output was invariance_error's TypeError traceback, after the per-layer table
+    (["{f}:pair", "--input-shape", "1,3,9,9"], "the model returns a tuple, not a tensor"),
 ])
 def test_audit_bad_input(model_file, capsys, args, match):
     args = [a.format(f=model_file) for a in args]
