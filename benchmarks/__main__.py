@@ -334,9 +334,7 @@ def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
 
 
 def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """A usage error (exit status 2) for a count or a time that cannot be: --threads 0 was a
-    traceback from torch, --rounds 0 a ZeroDivisionError row, --rounds -2 a traceback,
-    --seeds 0 a traceback after the data loaded, and a --budget of 0 or below ran in silence."""
+    """A usage error (exit status 2) for a count below 1 or a --budget not above 0."""
     for name, what in (("threads", "a positive int (torch threads)"),
                        ("rounds", "a positive int (timing rounds)"),
                        ("seeds", "a positive int (seeds per model)")):
@@ -351,9 +349,7 @@ def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:
-    """Create the results directory ``out``, or a usage error (exit status 2) that names it:
-    an existing file there, or a place that cannot be written, was an OSError traceback at the
-    end of the run (after a study family's minutes of training)."""
+    """Create the results directory ``out`` before the run, or a usage error (exit 2)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
