@@ -10,6 +10,7 @@ from equilayers.functional import (
     group_avg_pool2d,
     group_batch_norm,
     group_max_pool2d,
+    group_max_pool3d,
     group_pool,
 )
 from equilayers.nn import (
@@ -65,6 +66,26 @@ def test_spatial_pools_match_per_slot(gen):
     torch.testing.assert_close(group_avg_pool2d(x[..., :8, :8], 2), z, rtol=0, atol=0)
     with pytest.raises(ValueError, match="5-D"):
         GroupMaxPool2d(2)(_x(gen, 2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("size,args", [
+    ((1, 1), (2, 1, 1, 2, False)), ((1, 5), (3, 3, 1, 2, True)), ((5, 2), (2, 1, 1, 3, False))])
+def test_max_pool_refuses_a_window_wholly_in_padding(size, args, gen):
+    """A dilated window that starts in the padding can step over the whole input: torch's max
+    pool returns -inf there (its float64 backward of such a window corrupted memory). Every
+    (n, k, s, p, d, ceil_mode) with n <= 6, k, s, d <= 3, p <= 2 was checked: the refused ones
+    are exactly those where ``F.max_pool2d`` outputs -inf."""
+    x = _x(gen, 1, 2, 4, *size)
+    assert not F.max_pool2d(x[:, 0], *args[:4], ceil_mode=args[4]).isfinite().all()  # torch
+    with pytest.raises(ValueError, match="reads only padding.*returns -inf"):
+        group_max_pool2d(x, *args[:4], ceil_mode=args[4])
+    with pytest.raises(ValueError, match="reads only padding"):
+        group_max_pool3d(x.unsqueeze(3).repeat(1, 1, 1, 7, 1, 1), *args[:4], ceil_mode=args[4])
+    big = _x(gen, 1, 2, 4, 7, 7)  # control: every window reads the input
+    torch.testing.assert_close(group_max_pool2d(big, *args[:4], ceil_mode=args[4]),
+                               torch.stack([F.max_pool2d(big[:, :, i], *args[:4],
+                                                         ceil_mode=args[4]) for i in range(4)],
+                                           2), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("make", [

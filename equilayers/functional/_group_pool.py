@@ -41,6 +41,33 @@ def check_pool_args(kernel_size, stride, padding, dilation, what: str, *, max_po
     return k, s, p, d
 
 
+def check_max_windows(x: torch.Tensor, k, s, p, d, ceil_mode: bool, what: str) -> None:
+    """Every window of a dilated max pool reads at least one input pixel. A window that starts
+    in the left padding can step over the whole input (``kernel_size=2, dilation=2,
+    padding=1`` on a 1-pixel dim reads rows -1 and 1): torch's max pool outputs ``-inf`` there
+    (and its float64 backward on such a window corrupted memory, torch 2.13.0). Only windows
+    starting in the padding can miss the input, so only those ``ceil(p / s)`` are checked.
+    Skipped for symbolic sizes (``torch.export`` with a dynamic size)."""
+    dims = ("depth", "height", "width")[-len(k):]
+    for n, name, ki, si, pi, di in zip(x.shape[-len(k):], dims, k, s, p, d, strict=True):
+        if not isinstance(n, int) or di == 1 or n == 0:  # undilated windows: torch's own rule
+            continue
+        span = n + 2 * pi - di * (ki - 1) - 1
+        out = (-(-span // si) if ceil_mode else span // si) + 1
+        if ceil_mode and (out - 1) * si >= n + pi:
+            out -= 1
+        for o in range(min(out, -(-pi // si))):
+            start = o * si - pi
+            first = start + (di - 1 - start) // di * di  # the first tap at or past pixel 0
+            if first >= n or first > start + di * (ki - 1):
+                taps = [start + j * di for j in range(ki)]
+                raise ValueError(
+                    f"{what}: with kernel_size {ki}, dilation {di} and padding {pi}, output "
+                    f"{name} index {o} of x's {name} {n} (shape {tuple(x.shape)}) reads only "
+                    f"padding (input {name} positions {taps}); torch's max pool returns -inf "
+                    "there. Use a larger input, a smaller dilation, or padding=0")
+
+
 class _FiberMax(torch.autograd.Function):
     """``x.amax(2)`` with ``amax``'s gradient (ties share it equally; a fiber holding NaN gets
     NaN), computed as one float 0/1 mask written into the gradient buffer, its count over the
@@ -95,6 +122,7 @@ def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> to
         C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
                        (p[1], p[1], p[0], p[0]), what)
     if fn is F.max_pool2d:
+        check_max_windows(x, k, s, p, d, ceil_mode, what)
         args = (k, s, p, d, ceil_mode, *args)
     else:
         args = (k, s, p, ceil_mode, *args)

@@ -28,6 +28,7 @@ from .. import _checks as C
 from ..kernels._reference import CRITERIA, blur_nd
 from ._blur import binomial_filter
 from ._gconv3d import triple
+from ._group_pool import check_max_windows
 
 __all__ = ["group_max_pool3d", "group_avg_pool3d", "polyphase_pool3d"]
 
@@ -73,6 +74,8 @@ def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) ->
     check_map6d(x, what)
     if not ceil_mode:
         _check_window3d(x, k, p, d, what)
+    if fn is F.max_pool3d:
+        check_max_windows(x, k, args[1], p, d, ceil_mode, what)
     b, c, f = x.shape[:3]
     y = fn(x.reshape(b, c * f, *x.shape[-3:]), *args)
     return y.reshape(b, c, f, *y.shape[-3:])
