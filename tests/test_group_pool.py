@@ -12,6 +12,7 @@ from equilayers.functional import (
     group_max_pool2d,
     group_max_pool3d,
     group_pool,
+    norm_max_pool2d,
 )
 from equilayers.nn import (
     GroupAvgPool2d,
@@ -81,6 +82,11 @@ def test_max_pool_refuses_a_window_wholly_in_padding(size, args, gen):
         group_max_pool2d(x, *args[:4], ceil_mode=args[4])
     with pytest.raises(ValueError, match="reads only padding"):
         group_max_pool3d(x.unsqueeze(3).repeat(1, 1, 1, 7, 1, 1), *args[:4], ceil_mode=args[4])
+    with pytest.raises(ValueError, match="reads only padding"):  # was an out-of-bounds gather
+        norm_max_pool2d(x[:, :, :3], *args[:4], ceil_mode=args[4])
+    small = _x(gen, 1, 2, 1, 2, 2)  # ceil_mode's window reads pixel 1: norm pool refused it
+    torch.testing.assert_close(norm_max_pool2d(small, 3, 3, 1, 2, ceil_mode=True)[:, :, 0],
+                               F.max_pool2d(small[:, :, 0], 3, 3, 1, 2, ceil_mode=True))
     big = _x(gen, 1, 2, 4, 7, 7)  # control: every window reads the input
     torch.testing.assert_close(group_max_pool2d(big, *args[:4], ceil_mode=args[4]),
                                torch.stack([F.max_pool2d(big[:, :, i], *args[:4],

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ._group_pool import check_max_windows
 from ._harmonic import _low_precision, check_harmonic
 
 __all__ = ["norm_max_pool2d", "PER"]
@@ -61,8 +62,10 @@ def norm_max_pool2d(
                    "per field and rotation order")
     k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), (p[1], p[1], p[0], p[0]),
-                   what)
+    if not ceil_mode:  # torch's "Output size is too small"; ceil_mode's own rule otherwise
+        C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+                       (p[1], p[1], p[0], p[0]), what)
+    check_max_windows(x, k, s, p, d, ceil_mode, what)
     b, c, f, h, w = x.shape
     v = x.detach()
     if _low_precision(v):
