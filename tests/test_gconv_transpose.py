@@ -308,3 +308,15 @@ def test_functional_bad_arguments(gen):
         lifting_conv_transpose2d(x, w, padding="valid")
     with pytest.raises(ValueError, match="expects 5-D"):
         group_conv_transpose2d(x, _rand(gen, 3, 2, 4, 3, 3))
+
+
+def test_empty_spatial_size_is_named(gen):
+    """An empty height or width was torch's "Only zero batch or zero channel inputs are
+    supported" naming the internal ``(B, C F, H, W)`` view (``[1, 8, 0, 4]`` for a
+    ``(1, 2, 4, 0, 4)`` map); an empty batch still gives an empty output, as torch."""
+    m = GroupConvTranspose2d(2, 3, 3, 2, group="p4", dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 4, 0, 4\) has an empty spatial size 0x4"):
+        m(_rand(gen, 1, 2, 4, 0, 4))
+    with pytest.raises(ValueError, match="empty spatial size 3x0"):
+        lifting_conv_transpose2d(_rand(gen, 1, 2, 3, 0), _rand(gen, 3, 2, 3, 3))
+    assert m(_rand(gen, 0, 2, 4, 4, 4)).shape == (0, 3, 4, 9, 9)  # control

@@ -82,6 +82,10 @@ def conv_transpose_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     F_out // groups, k, k)``: ``(B, C_in, [F_in,] H, W) -> (B, C_out, F_out, H', W')``.
     ``bias``: one value per output field ``(C_out,)`` or per slot ``(C_out * F_out,)``."""
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    if b and (h == 0 or w == 0):  # F.conv_transpose2d named the internal (B, C F, H, W) view
+        raise ValueError(f"{what}: x of shape {tuple(x.shape)} has an empty spatial size "
+                         f"{h}x{w}; a transposed conv needs at least 1x1 (as "
+                         "nn.ConvTranspose2d: only an empty batch is allowed)")
     x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
     sp, dp = C.check_pair(stride, "stride", what), C.check_pair(dilation, "dilation", what)
     pp = _padding(padding, what)
