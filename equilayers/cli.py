@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="FILE.py:FACTORY, a function returning the nn.Module")
     p.add_argument("--input-shape", required=True, help="e.g. 1,3,64,64")
     p.add_argument("--group", default="p4", help="p4 (default), p4m, c2, d1, ...")
-    p.add_argument("--out", default=None, help="write a PNG of invariance against rotation "
-                   "angle and sub-pixel shift (needs matplotlib)")
+    p.add_argument("--out", default=None, help="write a plot of invariance against rotation "
+                   "angle and sub-pixel shift, in the format its suffix names (e.g. "
+                   "audit.png, audit.pdf, audit.svg; needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (N(0, 1) "
                    "noise)")
     p.add_argument("--batch", type=int, default=32, help="how many random inputs the "
