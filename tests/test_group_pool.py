@@ -133,6 +133,15 @@ def test_batchnorm_bad_input(gen):
         bn(torch.randn(4, 2, 4, 5, 5))
     with pytest.raises(ValueError, match="5-D"):
         group_batch_norm(torch.randn(4, 3, 5, 5), None, None, training=True)
+    # Python's TypeError named the private _GroupBatchNorm.__init__
+    with pytest.raises(TypeError, match=r"GroupBatchNorm2d\(\) .* 'group' \(group='p4'\): .*"
+                                        "leave it out"):
+        GroupBatchNorm2d(3, group="p4")
+    with pytest.raises(TypeError, match=r"HarmonicBatchNorm\(num_features, max_order\)"):
+        GroupBatchNorm2d(3, max_order=2)
+    with pytest.raises(TypeError, match=r"GroupBatchNorm2d\(\) got an unexpected keyword "
+                                        r"argument 'foo'$"):
+        GroupBatchNorm2d(3, foo=1)
 
 
 def test_gradcheck_pools(gen):

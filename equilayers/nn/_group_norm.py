@@ -24,8 +24,15 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None, *, bias: bool = True) -> None:
+                 dtype=None, *, bias: bool = True, **unexpected) -> None:
         what = type(self).__name__
+        for name in unexpected:  # Python's message named _GroupBatchNorm.__init__
+            fix = {"group": ": the statistics are shared over each field's fiber, alike for "
+                            "every group's regular fields; leave it out",
+                   "max_order": ": this norm is for regular fields; harmonic fields take "
+                                "HarmonicBatchNorm(num_features, max_order)"}.get(name, "")
+            raise TypeError(f"{what}() got an unexpected keyword argument {name!r}"
+                            + (f" ({name}={unexpected[name]!r}){fix}" if fix else ""))
         check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
         check_norm_args(eps, momentum, what, momentum_none=True)
         check_float_dtype(dtype, "dtype", what)
