@@ -113,6 +113,38 @@ def test_parametrized_weight_is_read_through(name, gen):
 
 
 @pytest.mark.parametrize("name", BUILD)
+def test_a_write_during_the_expansion_is_not_kept(name, gen):
+    """The weight written while the filter is expanded (what another thread or a process
+    sharing the weights does, made deterministic here): the entry must not pair the filter of
+    the old weight with the new one. It did (the copies were taken after the expansion): every
+    later eval forward reused the old filter (probe: 56 of 100 threaded runs ended stale)."""
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    name_ = "_expand" if hasattr(m, "_expand") else "expanded_filter"  # 2-D / 3-D convs
+    expand = getattr(m, name_)
+
+    def expand_then_written():
+        out = expand()
+        with torch.no_grad():
+            m.weight.add_(0.5)  # lands after the expansion read the weight
+        return out
+
+    setattr(m, name_, expand_then_written)
+    with torch.no_grad():
+        m(x)
+    setattr(m, name_, expand)
+    with torch.no_grad():
+        after = m(x)
+    with torch.enable_grad():  # computed afresh from the current weight
+        fresh = m(x).detach()
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+    with torch.no_grad():
+        again = m(x)
+    assert m.__dict__.get("_eval_filter") is not None  # control: a quiet call keeps its entry
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
 def test_bias_edited_between_eval_calls_is_seen(name, gen):
     m = BUILD[name]().double().eval()
     x = _input(m, gen)

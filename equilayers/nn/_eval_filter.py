@@ -22,7 +22,12 @@ the last expanded filter and bias together with
   expansion's matmul runs in the autocast dtype: a filter made under ``torch.autocast`` is
   not the one a plain call computes).
 
-Any difference recomputes the entry. The comparison reads the parameters and the bases twice;
+Any difference recomputes the entry. The copies are taken before the expansion and compared
+again after it, and the entry is kept only where they still match: a write that lands during
+the expansion (a training thread, a Hogwild process sharing the weights) cannot pair an old
+filter with the new values. (A write undone before the expansion ends, A -> B -> A, is not
+seen: the call races with it as a plain ``nn.Conv2d`` would, and its filter is kept.) The
+comparison reads the parameters and the bases twice;
 the expansion reads them too and writes ``|G|`` times the parameters, so reuse is always the
 cheaper of the two. Never reused in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
@@ -103,10 +108,16 @@ def eval_filter(module: nn.Module, settings: tuple,
             return out
     if not (all(map(_plain, params)) and all(map(_plain, buffers))):
         return compute()
-    out = compute()
+    # the copies are taken before the expansion and compared again after it: a write that
+    # lands while it runs (another thread or process sharing the weights) keeps it out of the
+    # entry, which would otherwise pair the old filter with the new values for good
     copies = tuple(None if p is None else p.detach().clone() for p in params)
     values = tuple(map(_value_copy, buffers))
-    module.__dict__[_ATTR] = (settings, params, copies, buffers, _versions(buffers), values, out)
+    versions = _versions(buffers)
+    out = compute()
+    if (all(map(_same, params, copies)) and all(map(_same_values, buffers, values))
+            and _versions(buffers) == versions):
+        module.__dict__[_ATTR] = (settings, params, copies, buffers, versions, values, out)
     return out
 
 
