@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
-from ..kernels._dispatch import functorch_active
+from ..kernels._dispatch import transforms_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, axis_mode, binomial, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
@@ -36,8 +36,9 @@ def _ring_inputs(x: torch.Tensor, blur: int, gathers: list[tuple[int, torch.Tens
     then adds to the others (four full-size passes per rectangle, measured a third of a
     blurred 3x3 conv's training step at 40 px); :class:`_RingInputs` computes them in one node
     whose backward writes one input-sized gradient and adds the gathers' into it in place.
-    Inside ``torch.func`` transforms and traced graphs the plain ops run (the same values)."""
-    if functorch_active() or torch.compiler.is_compiling() or torch.jit.is_tracing() or (
+    Inside ``torch.func`` transforms, forward-mode AD and traced graphs the plain ops run (the
+    same values)."""
+    if transforms_active() or torch.compiler.is_compiling() or torch.jit.is_tracing() or (
             blur and pad_amounts(blur)[0] != pad_amounts(blur)[1]):
         blurred = _blur_s1(x, blur) if blur else None
         return blurred, [x.index_select(dim, rows) for dim, rows in gathers]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ..kernels._dispatch import functorch_active
+from ..kernels._dispatch import transforms_active
 
 __all__ = ["group_pool", "group_max_pool2d", "group_avg_pool2d"]
 
@@ -107,10 +107,11 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
                          f"group feature map; got shape {tuple(x.shape)}")
     C.check_tensor(x, "x", "group_pool")  # floating point
     if reduction == "max":
-        if (not (x.requires_grad and torch.is_grad_enabled()) or functorch_active()
+        if (not (x.requires_grad and torch.is_grad_enabled()) or transforms_active()
                 or torch.jit.is_tracing()):
-            # no autograd node to build, torch.func transforms it, or torch.jit.trace records
-            # it (a Python autograd Function is an op a saved TorchScript graph cannot hold)
+            # no autograd node to build, torch.func or forward-mode AD transforms it, or
+            # torch.jit.trace records it (a Python autograd Function is an op a saved
+            # TorchScript graph cannot hold)
             return x.amax(2)
         return _FiberMax.apply(x)
     return x.mean(2)

@@ -8,8 +8,9 @@ scalar, and commutes with both.
 Precision: squares of float16 values overflow from 256 on (``256^2 > 65504``), so magnitudes of
 half-precision inputs (float16, bfloat16) are computed in float32 and cast back; float32 and
 float64 take the fast paths below unchanged. Under ``torch.func`` transforms (``grad``,
-``vmap``, ``jvp``) :func:`norm_pool` takes a path of plain differentiable ops (its fast path
-writes into ``out=`` buffers, which functorch cannot batch).
+``vmap``, ``jvp``) and forward-mode AD (``torch.autograd.forward_ad``) :func:`norm_pool` takes a
+path of plain differentiable ops (its fast path writes into ``out=`` buffers, which functorch
+cannot batch and forward-mode AD cannot differentiate).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike, get
+from ..kernels._dispatch import transforms_active
 from . import _harmonic3d as H3
 from ._steerable_expand import expand_steerable
 
@@ -73,11 +75,6 @@ def _check_function(function, what: str) -> None:
 def _low_precision(x: torch.Tensor) -> bool:
     """float16/bfloat16 (anything below float32): magnitudes are computed in float32."""
     return x.dtype not in (torch.float32, torch.float64)
-
-
-def _functorch_active() -> bool:
-    """Inside a ``torch.func`` transform (grad, vmap, jvp, ...)."""
-    return torch._C._are_functorch_transforms_active()
 
 
 def _pair_sq(x: torch.Tensor) -> torch.Tensor:
@@ -252,9 +249,10 @@ def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
         if max_order:
             sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
         return _SafeSqrt.apply(sq).reshape(shape)
-    if _functorch_active() or torch.jit.is_tracing():
-        # grad / vmap / jvp, or torch.jit.trace (a Python autograd Function is an op a saved
-        # TorchScript graph cannot hold): no out= ops, no custom Function
+    if transforms_active() or torch.jit.is_tracing():
+        # grad / vmap / jvp, forward-mode AD (an out= op has no forward derivative), or
+        # torch.jit.trace (a Python autograd Function is an op a saved TorchScript graph
+        # cannot hold): no out= ops, no custom Function
         return _plain_norms(x).reshape(shape)
     if x.requires_grad and torch.is_grad_enabled():
         return _NormPool.apply(x).reshape(shape)

@@ -5,10 +5,11 @@ The rule, checked in this order (the first that applies decides):
 
 1. ``EQUILAYERS_DISABLE_TRITON=1`` in the environment -> reference.
 2. Inside ``use_reference()`` -> reference.
-3. Inside a ``torch.func`` transform (``grad``, ``vmap``, ``jvp``, ``jacrev``, ...) ->
-   reference: plain PyTorch ops, which every transform differentiates and batches (the fast
-   paths write into preallocated buffers and have hand-written backwards, which functorch
-   cannot transform).
+3. Inside a ``torch.func`` transform (``grad``, ``vmap``, ``jvp``, ``jacrev``, ...) or a
+   forward-mode AD level (``torch.autograd.forward_ad.dual_level()``) -> reference: plain
+   PyTorch ops, which every transform differentiates and batches (the fast paths write into
+   preallocated buffers and have hand-written backwards without a ``jvp``, which functorch
+   cannot transform and forward-mode AD refuses: "You must implement the jvp function").
 4. The op's argument spec (the ``check`` of its entry in the op table,
    :mod:`equilayers.kernels._op_table`, which the reference runs first) rejects the call
    (not a floating-point tensor, sizes too small for the padding...) -> reference, which
@@ -69,8 +70,8 @@ from . import _layout_table
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
-__all__ = ["Choice", "choose", "dispatch", "explain", "functorch_active", "kernel_support",
-           "select", "triton_available", "use_fast_path", "use_reference"]
+__all__ = ["Choice", "choose", "dispatch", "explain", "kernel_support",
+           "select", "transforms_active", "triton_available", "use_fast_path", "use_reference"]
 
 _state = threading.local()
 
@@ -119,12 +120,16 @@ def use_fast_path(name: str) -> Iterator[None]:
         _state.fast_path = previous
 
 
-def functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jvp, ...) is running: custom autograd
-    Functions with ``out=`` buffers must step aside for plain ops then."""
+def transforms_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jvp, ...) is running or a forward-mode
+    AD level is open (``torch.autograd.forward_ad.dual_level()``): custom autograd Functions
+    with ``out=`` buffers and hand-written backwards (no ``jvp``) must step aside for plain ops
+    then. (Any open level counts, whether or not the call's tensors carry a tangent: reading
+    a tangent would cost more than the fast path saves on the rare forward-AD call.)"""
     if torch.compiler.is_compiling():  # a traced graph holds plain ops either way
         return False
-    return torch._C._are_functorch_transforms_active()
+    return (torch._C._are_functorch_transforms_active()
+            or torch.autograd.forward_ad._current_level >= 0)
 
 
 _triton_found: list[bool] = []
@@ -222,9 +227,9 @@ def _switched() -> Choice | None:
         return Choice("reference", None, "EQUILAYERS_DISABLE_TRITON=1 is set")
     if getattr(_state, "force_reference", 0):
         return Choice("reference", None, "inside equilayers.kernels.use_reference()")
-    if functorch_active():
-        return Choice("reference", None, "inside a torch.func transform, which "
-                      "differentiates and batches the plain-PyTorch reference")
+    if transforms_active():
+        return Choice("reference", None, "inside a torch.func transform or a forward-mode AD "
+                      "level, which differentiate and batch the plain-PyTorch reference")
     return None
 
 
@@ -459,6 +464,6 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
     # (_switched() inline: this runs on every call of every pool)
     if (not isinstance(x, torch.Tensor)
             or _env_is_1("EQUILAYERS_DISABLE_TRITON", b"EQUILAYERS_DISABLE_TRITON")
-            or bool(getattr(_state, "force_reference", 0)) or functorch_active()):
+            or bool(getattr(_state, "force_reference", 0)) or transforms_active()):
         return op.reference(x, **kwargs)
     return _route(op, x, kwargs)[1](x, **kwargs)
