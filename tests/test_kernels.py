@@ -426,6 +426,39 @@ def test_kernel_cpu_max_pool2d_stride1_gradcheck(gen):
         kernels.max_pool2d_stride1(torch.zeros(1, 1, 3, 8), 4)
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_kernel_cpu_max_pool2d_stride1_higher_order(gen, m):
+    """Double backward (a gradient penalty), torch.func and forward-mode AD give
+    ``F.max_pool2d``'s answers. Before: ``m=2``'s backward wrote through ``out=`` buffers
+    ("addcmul(): functions with out=... arguments don't support automatic differentiation"),
+    ``m=3``'s was ``once_differentiable``, which left its path out of a gradient penalty
+    without a word (a conv's weight got 43711 for 109325 in the probe), every ``torch.func``
+    transform asked for ``setup_context`` and forward AD for a ``jvp``."""
+    from torch.autograd import forward_ad as fwAD
+
+    x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    weight = torch.randn(3, 2, 2, 2, generator=gen, dtype=x.dtype)
+    ours = lambda t: kernels.max_pool2d_stride1(t, m)  # noqa: E731
+    ref = lambda t: F.max_pool2d(t, m, stride=1)  # noqa: E731
+    assert torch.autograd.gradgradcheck(ours, (x.clone().requires_grad_(True),))
+    pen = []
+    for fn in (ours, ref):  # WGAN-GP: the input gradient's norm, differentiated in the weight
+        t, w = x.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((fn(F.conv2d(t, w, padding=1)) ** 2).sum(), t,
+                                   create_graph=True)
+        pen.append(torch.autograd.grad((g ** 2).sum(), w)[0])
+    torch.testing.assert_close(*pen, rtol=1e-12, atol=1e-12)
+    jvp = lambda f: torch.func.jvp(f, (x,), (v,))[1]  # noqa: E731
+    hessian = lambda f: torch.func.hessian(lambda t: (f(t) ** 3).sum())(x)  # noqa: E731
+    batched = lambda f: torch.func.vmap(f)(torch.stack([x, 2 * x]))  # noqa: E731
+    for run in (jvp, hessian, batched):
+        torch.testing.assert_close(run(ours), run(ref), rtol=1e-12, atol=1e-12)
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(ours(fwAD.make_dual(x, v))).tangent
+    torch.testing.assert_close(tangent, torch.func.jvp(ref, (x,), (v,))[1])
+
+
 @needs_triton
 def test_triton_functional_dispatches_to_the_kernel(interpret, gen):
     x = _randn(gen, 2, 3, 9, 10)

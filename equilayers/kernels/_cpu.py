@@ -29,7 +29,8 @@ is linear) and recomputes the masks chunk by chunk: at 32 x 64 x 112 x 112 this 
 ``max_blur_pool2d`` forward+backward from 2.7x to about 0.9-1.1x ``MaxPool2d(2)``, and its
 extra training memory from 2.6x to 0.7x ``MaxPool2d``'s (which keeps int64 indices). Under
 ``create_graph=True`` the backward runs the unchunked ops through autograd, so a gradient
-penalty differentiates it again.
+penalty differentiates it again (``max_pool2d_stride1``: ``max_pool2d``'s own backward, recorded);
+inside ``torch.func`` transforms and forward-mode AD ``max_pool2d_stride1`` is ``max_pool2d``.
 
 Float rounding differs from the reference's convolution only in the order of the sums.
 """
@@ -42,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ._dispatch import transforms_active
 from ._tables import _source, axis_mode, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
@@ -75,10 +77,13 @@ def _torch_max_pool(x: torch.Tensor, m: int, padding: int = 0) -> torch.Tensor:
 
 
 def _max_pool_reference_grad(x: torch.Tensor, m: int, grad: torch.Tensor,
-                             padding: int = 0) -> torch.Tensor:
+                             padding: int = 0, create_graph: bool = False) -> torch.Tensor:
+    """``max_pool2d``'s own backward. ``create_graph``: recorded, so a gradient penalty
+    differentiates it again (in ``grad``; in ``x`` it is piecewise constant)."""
     with torch.enable_grad():
         xd = x.detach().requires_grad_(True)
-        (gx,) = torch.autograd.grad(_torch_max_pool(xd, m, padding), xd, grad)
+        (gx,) = torch.autograd.grad(_torch_max_pool(xd, m, padding), xd, grad,
+                                    create_graph=create_graph)
     return gx
 
 
@@ -176,6 +181,8 @@ class _MaxPool2x2Stride1(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, take_top, take_left = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
+            return _max_pool_reference_grad(x, 2, grad, create_graph=True)
         if not ctx.finite or not bool(torch.isfinite(grad.sum())):
             return _max_pool_reference_grad(x, 2, grad)
         gx = _empty((*grad.shape[:-2], grad.shape[-2] + 1, grad.shape[-1] + 1), grad)
@@ -192,9 +199,10 @@ class _MaxPoolStride1(torch.autograd.Function):
         return out.clone() if m == 1 else out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
+            return _max_pool_reference_grad(x, ctx.m, grad, create_graph=True), None
         if not (bool(torch.isfinite(x.sum())) and bool(torch.isfinite(grad.sum()))):
             return _max_pool_reference_grad(x, ctx.m, grad), None
         gx = torch.empty_like(x)
@@ -216,6 +224,9 @@ def max_pool2d_stride1(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     if x.shape[-2] < kernel_size or x.shape[-1] < kernel_size:
         raise ValueError(f"max_pool2d_stride1: kernel_size={kernel_size} is larger than the "
                          f"spatial size {tuple(x.shape[-2:])}")
+    if transforms_active():  # torch.func or forward-mode AD: the op itself (the Functions
+        # below have neither setup_context nor jvp)
+        return _torch_max_pool(x, kernel_size)
     if kernel_size == 2:
         return _MaxPool2x2Stride1.apply(x)
     return _MaxPoolStride1.apply(x, kernel_size)
