@@ -460,6 +460,31 @@ def test_kernel_cpu_max_pool2d_stride1_higher_order(gen, m):
 
 
 @needs_triton
+@pytest.mark.parametrize("name", ["blur_pool2d", "max_blur_pool2d", "polyphase_pool2d"])
+def test_triton_entries_refuse_torch_func_and_forward_ad(interpret, gen, name):
+    """The direct Triton entries inside torch.func or forward-mode AD: a RuntimeError naming
+    the functional op (whose dispatch takes the reference there, which gives the right
+    tangent). Before: torch.func.jvp's tangent came back zero, forward AD's None, silently."""
+    from torch.autograd import forward_ad as fwAD
+
+    entry, op = getattr(kernels, f"triton_{name}"), getattr(EF, name)
+    x = _randn(gen, 1, 2, 6, 6)
+    v = torch.randn(x.shape, generator=gen).to(DEVICE)
+    entry(x)  # control: the kernel runs outside the transforms
+    match = f"triton_{name}: .* equilayers.functional.{name}"
+    with pytest.raises(RuntimeError, match=match):
+        torch.func.jvp(entry, (x,), (v,))
+    with pytest.raises(RuntimeError, match=match), fwAD.dual_level():
+        entry(fwAD.make_dual(x, v))
+    with pytest.raises(RuntimeError, match=match):
+        torch.func.vmap(entry)(x[None])
+    with fwAD.dual_level():  # the functional op: the reference's tangent, not zero
+        tangent = fwAD.unpack_dual(op(fwAD.make_dual(x, v))).tangent
+    torch.testing.assert_close(tangent, torch.func.jvp(op, (x,), (v,))[1])
+    assert tangent.abs().sum() > 0
+
+
+@needs_triton
 def test_triton_functional_dispatches_to_the_kernel(interpret, gen):
     x = _randn(gen, 2, 3, 9, 10)
     assert kernels.select("max_blur_pool2d", x)[0] == "triton"

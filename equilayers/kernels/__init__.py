@@ -28,6 +28,7 @@ from ._dispatch import (
     explain,
     kernel_support,
     select,
+    transforms_active,
     triton_available,
     use_fast_path,
     use_reference,
@@ -64,10 +65,19 @@ def __getattr__(name: str):
 
 def _triton_entry(name: str, x: torch.Tensor, kwargs: dict):
     """Run the op's Triton kernel, bypassing dispatch: the spec's errors first (those of the
-    functional op), then ``ValueError`` when the kernel cannot take the call."""
+    functional op), ``RuntimeError`` inside a ``torch.func`` transform or forward-mode AD,
+    then ``ValueError`` when the kernel cannot take the call."""
     op = get_op(name)
     assert op is not None  # called with the names of the table's Triton ops only
     op.check(x, **kwargs)
+    if transforms_active():
+        # the custom ops have a registered backward only: torch.func.jvp gave a zero tangent,
+        # forward AD none, without a word; grad asked for setup_context
+        raise RuntimeError(
+            f"triton_{name}: the Triton kernel has no forward-mode derivative and no "
+            f"torch.func rules, so it cannot run inside a torch.func transform (grad, vmap, "
+            f"jvp, ...) or torch.autograd.forward_ad; call equilayers.functional.{name}, "
+            f"which takes its differentiable reference there")
     ok, reason = kernel_support(name, x, **kwargs)
     if not ok:
         raise ValueError(f"{name}: the Triton kernel cannot take this input: {reason}")
