@@ -156,7 +156,7 @@ def check_number(value: Any, name: str, what: str = "", *, minimum: float | None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _err(TypeError, what, name, value, must, fix)
     v = float(value)
-    if (math.isnan(v) or (finite and math.isinf(v)) or (positive and not v > 0)
+    if (v != v or (finite and abs(v) == math.inf) or (positive and not v > 0)  # SymFloat-safe
             or (minimum is not None and v < minimum) or (maximum is not None and v > maximum)):
         raise _err(ValueError, what, name, value, must, fix)
     return v

@@ -79,6 +79,24 @@ def test_compile_fullgraph_eager_backend(name):
     assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
 
 
+@pytest.mark.parametrize("name", ["NormNonlinearity", "HarmonicBatchNorm", "NormPool[so3]"])
+def test_compile_dynamic_fullgraph(name):
+    """``torch.compile(dynamic=True, fullgraph=True)``: one graph for batches 2, 3 and 5, with
+    the eager outputs. Dynamic mode makes a module's float attributes (``eps``) SymFloats and
+    the fiber size a SymInt: the argument checks' ``math.isnan`` / ``math.isqrt`` on them were a
+    hard ``Unsupported: torch.* op returned non-Tensor`` error."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    m, args = build(name)
+    counter = CompileCounterWithBackend("eager")
+    compiled = torch.compile(m, backend=counter, fullgraph=True, dynamic=True)
+    for batch in (2, 3, 5):
+        x = torch.randn(batch, *args[0].shape[1:], generator=torch.Generator().manual_seed(batch))
+        _assert_same(compiled(x), _traced_path(m, (x,)), rtol=0, atol=0)
+    assert counter.frame_count == 1
+
+
 def _p4_model() -> nn.Module:
     from equilayers.nn import (
         GroupBatchNorm2d,

@@ -4,7 +4,6 @@ module, the argument, the value and the fix."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -71,7 +70,11 @@ def _order_of_fiber(f: int, volume: bool) -> int | None:
     """The ``M`` whose harmonic fiber has ``f`` slots (``2M+1``; SO(3): ``(M+1)^2``), or
     ``None`` when no order has that many."""
     if volume:
-        root = math.isqrt(f) if f >= 1 else 0
+        # (integer comparisons, not math.isqrt: under torch.compile(dynamic=True) the fiber
+        # size is a SymInt, which math.isqrt does not take; fibers are a few dozen slots)
+        root = 0
+        while (root + 1) * (root + 1) <= f:
+            root += 1
         return root - 1 if root >= 1 and root * root == f else None
     return (f - 1) // 2 if f % 2 == 1 else None
 
