@@ -12,7 +12,10 @@ only when every tensor in it is a plain CPU ``torch.Tensor``; anything else is r
 uncached. A third context is ``torch.jit.trace``, whose tensors are plain: a table built inside
 a traced call is built with the tracer suspended, so it enters the graph as a constant, as it
 does from the cache on every later call (recorded, its construction ops were in the first
-trace only, and the trace's default ``check_trace`` found two different graphs).
+trace only, and the trace's default ``check_trace`` found two different graphs). A fourth
+is ``torch.inference_mode``: a table is built with it off, so a first call under inference
+mode does not store an inference tensor that a later training call would have to save for
+backward (``.to()`` on the same device and dtype returns the cached tensor itself).
 Callers move (copy) a cached tensor to their device and dtype; they never write to it.
 """
 
@@ -54,7 +57,7 @@ def default_device() -> torch.device:
 
 def _plain_cpu(obj: Any) -> bool:
     if isinstance(obj, torch.Tensor):
-        return (type(obj) is torch.Tensor and obj.device.type == "cpu"
+        return (type(obj) is torch.Tensor and obj.device.type == "cpu" and not obj.is_inference()
                 and not torch._C._functorch.is_functorch_wrapped_tensor(obj))
     if isinstance(obj, (tuple, list)):
         return all(_plain_cpu(o) for o in obj)
@@ -100,7 +103,10 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
             # functorch off: inside torch.func.grad/jvp every new tensor is wrapped, and a
             # wrapped table kept here would outlive its transform (torch 2.4-2.6 cannot even
             # read its values); the table takes no differentiable input
-            with _untraced(), torch._C._DisableFuncTorch():
+            # inference mode off: a table first built inside torch.inference_mode would be an
+            # inference tensor, which every later training call that saves it for backward
+            # (a gather index) rejects
+            with _untraced(), torch._C._DisableFuncTorch(), torch.inference_mode(False):
                 if default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
                 else:

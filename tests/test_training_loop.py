@@ -253,6 +253,11 @@ def test_meta_forward_gives_the_cpu_shapes(name, mode):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_inference_mode_then_grad(name):
+    """A first call under ``torch.inference_mode``, then a training call. Cold (the CPU
+    caches empty, as in a fresh process): a cached table first built in inference mode was an
+    inference tensor, and ``BlurConv2d``'s ring saves its gather index for backward (it raised;
+    run after other tests, the cache held a normal table and the test passed)."""
+    _clear_cpu_caches()
     m, args = _model(name)
     m.eval()
     with torch.inference_mode():
@@ -315,6 +320,17 @@ def test_a_cpu_cache_table_built_while_tracing_is_a_constant_of_the_graph():
     assert info.misses == 1 and info.hits >= 1 and info.currsize == 1, info
     x = torch.randn(2, 4)
     torch.testing.assert_close(traced(x), x * torch.tensor([1.0, 2.0, 0.0, 0.0]))
+
+
+def test_a_cpu_cache_table_built_in_inference_mode_is_a_normal_tensor():
+    """Built with inference mode off, so a later call with autograd on can save it."""
+    _table.cache_clear()
+    with torch.inference_mode():
+        t = _table(3)
+    assert not t.is_inference() and _table.cache_info().currsize == 1
+    leaf = torch.ones(3, requires_grad=True)
+    (leaf * _table(3)).sum().backward()  # mul saves the table for backward
+    torch.testing.assert_close(leaf.grad, torch.tensor([1.0, 2.0, 0.0]))
 
 
 @pytest.mark.parametrize("name", NAMES)
