@@ -173,6 +173,21 @@ def test_group_pool_max_gradient_equals_amax(gen):
     assert not torch.allclose(first, ours)
 
 
+def test_group_pool_max_backward_compiles_on_any_layout(gen):
+    """The hand-written backward under ``torch.compile`` (AOTAutograd traces it): its mask
+    was written with ``out=torch.empty_like(x)``, a channels_last buffer for a channels_last
+    input, and a traced graph takes no strided ``out=`` (``Unsupported``; a p4 model trained
+    compiled on channels_last images hit it)."""
+    torch._dynamo.reset()
+    fn = torch.compile(lambda t: group_pool(t, "max"), backend="aot_eager", fullgraph=True)
+    x = _x(gen, 2, 3, 4, 5, 5)
+    for t in [x.contiguous(memory_format=torch.channels_last_3d), x.transpose(-1, -2)]:
+        a, b = t.detach().requires_grad_(True), t.detach().requires_grad_(True)
+        g = torch.randn(2, 3, 5, 5, generator=gen, dtype=x.dtype)
+        (ga,), (gb,) = torch.autograd.grad(fn(a), a, g), torch.autograd.grad(b.amax(2), b, g)
+        torch.testing.assert_close(ga, gb, rtol=0, atol=0)
+
+
 def test_group_pool_max_double_backward(gen):
     x = _x(gen, 1, 2, 4, 3, 3).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda t: group_pool(t, "max"), (x,))

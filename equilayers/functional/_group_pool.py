@@ -84,7 +84,11 @@ class _FiberMax(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
         with torch.no_grad():  # the mask is piecewise constant in x
-            mask = torch.eq(x, out.unsqueeze(2), out=torch.empty_like(x))
+            if torch.compiler.is_compiling():  # a traced graph takes no strided out= (the
+                # layout empty_like keeps: channels_last); the compiler fuses the cast anyway
+                mask = torch.eq(x, out.unsqueeze(2)).to(x.dtype)
+            else:
+                mask = torch.eq(x, out.unsqueeze(2), out=torch.empty_like(x))
             count = mask.sum(2, keepdim=True)
         # Linear in grad, so create_graph=True differentiates this again.
         return mask.mul_(grad.unsqueeze(2) / count)
