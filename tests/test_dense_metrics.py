@@ -25,6 +25,21 @@ def test_pointwise_model_is_exact(transforms, gen):
     assert pixel_equivariance_error(model, x, transforms) < 1e-14
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_pixel_consistency_of_nan_logits_is_nan(channels, gen):
+    """A NaN logit gives its pixel no label (argmax says 0, ``logit > 0`` says False), so a
+    model of NaNs scored 1.0; NaN now, as pixel_equivariance_error already says."""
+    x = _x(gen, 2, 5, 8, 8)
+    with seeded_rng(0):
+        conv = nn.Conv2d(5, channels, 1).double()
+    nan_pixel = torch.ones(8, 8, dtype=torch.float64)
+    nan_pixel[3, 4] = float("nan")
+    for model in [lambda t: conv(t) * float("nan"), lambda t: conv(t) * nan_pixel]:
+        assert pixel_consistency(model, x) != pixel_consistency(model, x)  # NaN
+        assert pixel_consistency(model, x, "p4m") != pixel_consistency(model, x, "p4m")
+    assert pixel_consistency(conv, x, "p4m") == 1.0  # control: the conv alone is exact
+
+
 def test_circular_conv_is_shift_exact_and_not_rotation_exact(gen):
     with seeded_rng(0):
         conv = nn.Conv2d(3, 6, 3, padding=1, padding_mode="circular").double()

@@ -110,6 +110,21 @@ def test_consistency_known_value_parity_model(gen):
     assert abs(est - 0.5) < 4 * math.sqrt(0.25 / 200)
 
 
+@pytest.mark.parametrize("pairs", [4, "all"])
+def test_consistency_of_nan_logits_is_nan(pairs, gen):
+    """A NaN logit has no top-1 class: argmax reads every NaN row as class 0, so a model of
+    NaNs (or one NaN sample of a batch) scored 1.0, a perfectly consistent classifier."""
+    x = torch.randn(4, 3, 6, 6, generator=gen, dtype=torch.float64)
+    parity = ParityModel()
+    one_nan = torch.tensor([1.0, math.nan, 1.0, 1.0], dtype=torch.float64)[:, None]
+    for model in [lambda t: t.mean((-2, -1)) * math.nan, lambda t: parity(t[:, :1]) * one_nan]:
+        assert math.isnan(metrics.consistency(model, x, "rot90", pairs=pairs, generator=gen))
+    # control: the same models without the NaN score in [0, 1] (parity: 1/2 on rot90)
+    assert metrics.consistency(lambda t: t.mean((-2, -1)), x, "rot90", pairs=pairs) == 1.0
+    if pairs == "all":
+        assert metrics.consistency(lambda t: parity(t[:, :1]), x, "rot90", pairs="all") == 0.5
+
+
 def test_geed_known_values(gen):
     x = torch.randn(4, 1, 5, 5, generator=gen, dtype=torch.float64)
     ident = nn.Identity()

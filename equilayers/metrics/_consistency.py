@@ -114,7 +114,8 @@ def consistency(
         generator: a CPU ``torch.Generator`` for the draws (default: a fresh one seeded 0).
 
     Returns:
-        The consistency in ``[0, 1]``.
+        The consistency in ``[0, 1]``; NaN when a logit is NaN (its top-1 class is undefined:
+        ``argmax`` reads a NaN row as class 0, and a model of NaNs would score 1.0).
 
     Example:
         >>> import torch
@@ -144,7 +145,8 @@ def consistency(
                         "None")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
-    def predict(p: tuple[float, ...]) -> torch.Tensor:
+    def predict(p: tuple[float, ...]) -> torch.Tensor | None:
+        """The top-1 classes, or None where a logit is NaN (no class: argmax would say 0)."""
         moved = _apply(x, transform, p, crop)
         try:
             out = model(moved)
@@ -161,7 +163,7 @@ def consistency(
         if y.dim() != 2 or y.shape[0] != x.shape[0]:
             raise ValueError(f"consistency: the model must return logits (B, K) with "
                              f"B={x.shape[0]}; got shape {tuple(y.shape)}")
-        return y.argmax(dim=1)
+        return None if y.isnan().any() else y.argmax(dim=1)
 
     if pairs != "all":
         positive_int(pairs, "pairs", _WHAT)
@@ -170,8 +172,11 @@ def consistency(
             if transform not in _FINITE:
                 raise ValueError(f"consistency: pairs='all' needs a finite transform "
                                  f"({', '.join(_FINITE)}); got {transform!r}: pass an integer")
-            preds = torch.stack([predict(p) for p in _params(transform, h, w, max_shift,
-                                                              max_angle)])  # (T, B)
+            found = [predict(p) for p in _params(transform, h, w, max_shift, max_angle)]
+            labels = [f for f in found if f is not None]
+            if len(labels) < len(found):
+                return math.nan
+            preds = torch.stack(labels)  # (T, B)
             same = (preds[:, None, :] == preds[None, :, :]).to(torch.float64)  # (T, T, B)
             return float(same.mean())
         n = positive_int(pairs, "pairs", _WHAT)
@@ -179,5 +184,8 @@ def consistency(
         for _ in range(n):
             p1 = _draw(transform, h, w, max_shift, max_angle, gen)
             p2 = _draw(transform, h, w, max_shift, max_angle, gen)
-            agree += float((predict(p1) == predict(p2)).to(torch.float64).mean())
+            a, b = predict(p1), predict(p2)
+            if a is None or b is None:
+                return math.nan
+            agree += float((a == b).to(torch.float64).mean())
         return agree / n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -181,7 +182,7 @@ def pixel_consistency(
         in_rep, elements: for a group, as in :func:`equivariance_error`.
 
     Returns:
-        The consistency in ``[0, 1]``.
+        The consistency in ``[0, 1]``; NaN when a logit is NaN (that pixel has no label).
 
     Example:
         >>> import torch
@@ -194,6 +195,8 @@ def pixel_consistency(
         for y, back in _outputs(model, x, transforms, shifts, in_rep, None, elements, what,
                                 labels=True):
             ref = _labels(y, what)
+            if y.isnan().any() or back.isnan().any():
+                return math.nan  # no label where a logit is NaN (argmax says 0, > 0 False)
             agree += int((_labels(back, what) == ref).sum())
             total += ref.numel()
     return agree / total if total else 1.0
