@@ -125,6 +125,20 @@ def test_consistency_of_nan_logits_is_nan(pairs, gen):
         assert metrics.consistency(lambda t: parity(t[:, :1]), x, "rot90", pairs="all") == 0.5
 
 
+def test_geed_cosine_of_zero_outputs_is_zero(gen):
+    """Two zero outputs are equal: cosine distance 0. torch's cosine_similarity calls them
+    orthogonal (0), so a model whose output is 0 (exactly invariant) scored GEED 1.0."""
+    x = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64)
+    zero = lambda t: t.mean((-2, -1)) * 0  # noqa: E731
+    assert metrics.geed(zero, x, "p4m", "cosine") == 0.0
+    # one zero sample of an otherwise varying output: that sample adds 0, not 1
+    mask = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64)[:, None]
+    assert metrics.geed(lambda t: t.mean((-2, -1)) * mask, x, "p4m", "cosine") < 1e-12
+    # control: an output that is zero for x but not for g.x is still at distance 1
+    first = lambda t: t[:, :, 0, 0] * (t[:, :, 0, 0] > t[:, :, -1, -1])  # noqa: E731
+    assert metrics.geed(first, x, "c2", "cosine") > 0.1
+
+
 def test_geed_known_values(gen):
     x = torch.randn(4, 1, 5, 5, generator=gen, dtype=torch.float64)
     ident = nn.Identity()

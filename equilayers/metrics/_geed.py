@@ -33,6 +33,8 @@ def _distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
     b = b.reshape(b.shape[0], -1).to(torch.float64)
     if distance == "cosine":
         d = 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-300)
+        # two zero outputs are equal: distance 0 (cosine_similarity says 0, distance 1)
+        d = d.masked_fill((a == 0).all(dim=1) & (b == 0).all(dim=1), 0.0)
     elif distance == "l2":
         d = torch.linalg.vector_norm(a - b, dim=1)
     else:
@@ -66,8 +68,9 @@ def geed(
     means equivariant and about 1 means "as different as two unrelated images".
 
     Distances per sample (outputs flattened, computed in float64): ``"cosine"``
-    ``1 - <a, b> / (|a| |b|)``; ``"l2"`` ``|a - b|_2``; ``"kl"``
-    ``KL(softmax(a) || softmax(b))`` with ``a = f(g.x)`` (for logits).
+    ``1 - <a, b> / (|a| |b|)`` (0 where both are zero, 1 where one is); ``"l2"``
+    ``|a - b|_2``; ``"kl"`` ``KL(softmax(a) || softmax(b))`` with ``a = f(g.x)`` (for
+    logits).
 
     Args:
         model: any module or function; modules may declare ``in_type`` / ``out_type``.
