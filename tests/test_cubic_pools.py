@@ -170,6 +170,22 @@ def test_pool_errors_are_named():
         enn.GroupMaxPool3d(2, ceil_mode=1)
 
 
+@pytest.mark.parametrize("size,ceil_mode", [(1, False), (2, False), (2, True)])
+def test_avg_pool_below_the_kernel_is_named(size, ceil_mode, gen):
+    """torch's avg_pool3d refuses a spatial size below the kernel even where the padding
+    fills the window (avg_pool2d and max_pool3d take it): GroupAvgPool3d(3, 2, 1) on a
+    1^3 or 2^3 map passed the window check and raised torch's RuntimeError from inside."""
+    x = torch.randn(2, 3, 4, size, size, size, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2^3 does not tile stride 2: the exactness warning
+        with pytest.raises(ValueError, match=r"group_avg_pool3d: .*at least "
+                           r"kernel_size=\(3, 3, 3\).*F\.pad"):
+            enn.GroupAvgPool3d(3, 2, 1, ceil_mode=ceil_mode)(x)
+        # controls: the max pool takes it (as torch does), the average pool at the kernel size
+        assert enn.GroupMaxPool3d(3, 2, 1)(x).shape[-3:] == ((size + 1) // 2,) * 3
+    assert enn.GroupAvgPool3d(3, 2, 1)(torch.randn(2, 3, 4, 3, 3, 3)).shape[-3:] == (2, 2, 2)
+
+
 def test_gradcheck_pools(gen):
     x = torch.randn(1, 1, 4, 4, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: EF.group_avg_pool3d(t, 2), (x,))

@@ -109,6 +109,15 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     k, s, p, _ = check_pool3d_args(kernel_size, stride, padding, 1, what, max_pool=False)
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_flag(count_include_pad, "count_include_pad", what)
+    check_map6d(x, what)
+    if not ceil_mode:
+        _check_window3d(x, k, p, (1, 1, 1), what)  # the padded input holds a window
+    if any(n < kk for n, kk in zip(x.shape[-3:], k, strict=True)):
+        # torch's avg_pool3d refuses it even where the padding fills the window
+        raise ValueError(f"{what}: every spatial size must be at least kernel_size={k} (torch's "
+                         f"avg_pool3d refuses a smaller one even with padding, unlike "
+                         f"avg_pool2d); got x of shape {tuple(x.shape)}. Zero-pad the input "
+                         f"first (F.pad) and pass padding=0, or use a smaller kernel_size")
     return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, k, s, p,
                     bool(ceil_mode), bool(count_include_pad))
 
