@@ -101,6 +101,24 @@ def test_half_magnitudes_match_vector_norm():
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("group,shape", [(None, (1, 2, 5, 2, 2)), ("so3", (1, 2, 4, 2, 2, 2))])
+def test_half_norm_above_the_dtype_max_with_entries_below_it(group, shape):
+    """Entries of 4.8e4 (float16 holds them) make a pair or order norm of 6.8e4-8.3e4, above
+    float16's 65504: the norm was cast back to float16 before the scale, became inf, and the
+    output was inf / inf = NaN where the map gives back about the input."""
+    x = torch.full(shape, 4.8e4, dtype=torch.float16)
+    x[0, 1] = 3.0  # control field: small norms
+    for order0 in ("function", "norm"):
+        y = EF.norm_nonlinearity(x, None, 2 if group is None else 1, order0=order0, group=group)
+        want = EF.norm_nonlinearity(x.float(), None, 2 if group is None else 1, order0=order0,
+                                    group=group)
+        assert torch.isfinite(y).all() and y.dtype == torch.float16
+        torch.testing.assert_close(y.float(), want, rtol=1e-3, atol=0)
+    xg = x.clone().requires_grad_()
+    EF.norm_nonlinearity(xg, None, 2 if group is None else 1, group=group).sum().backward()
+    assert torch.isfinite(xg.grad).all()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_batch_norm_half_statistics_in_float32(dtype, gen):
     x = _x(gen, (8, 3, 5, 4, 4), torch.float32) * 300 + 1000

@@ -117,8 +117,10 @@ def norm_nonlinearity(
     ``bias`` is ``(C, M + 1)`` (one per field and order) in ``x``'s dtype (or a mix that
     ``torch.autocast`` allows; ``TypeError`` otherwise, as every weighted op) or ``None``;
     ``|v_m|`` is computed as ``sqrt(c^2 + s^2 + eps)`` so the map is smooth at 0 (in float32
-    for float16/bfloat16 inputs, then cast back: no overflow below the dtype's largest
-    magnitude).
+    for float16/bfloat16 inputs, and so are the scale ``function(|v_m| + b_m) / |v_m|`` and
+    its product with ``v_m``, then cast back: a float16 input never overflows; bfloat16, like
+    float32, overflows where a square passes float32's range, ``|v_m|`` above about 1.8e19,
+    as ``torch.linalg.vector_norm`` does).
     ``order0="norm"`` treats order 0 as a one-dimensional norm field too,
     ``a_0 -> sign(a_0) * function(|a_0| + b_0)`` (escnn's ``NormNonLinearity`` on a trivial
     field: both signs survive). A negative bias is a threshold: with ``function=relu``,
@@ -160,11 +162,14 @@ def norm_nonlinearity(
         out0 = function(a0)
     if max_order == 0:
         return out0
-    norm = (_pair_sq(x) + eps).sqrt().to(x.dtype)  # (B, C, M, H, W)
+    # (B, C, M, H, W); float32 for half inputs up to the product (cast back after it): a
+    # float16 pair of entries below 65504 can have a norm above it (cast back before the scale,
+    # inf / inf = NaN), and so can the scale's gradient, the sum of x * grad over the pair
+    norm = (_pair_sq(x) + eps).sqrt()
     arg = norm if bias is None else norm + bias[None, :, 1:, None, None]
     scale = function(arg) / norm
     b, _, f, h, w = x.shape
-    pairs = x[:, :, 1:].view(b, c, max_order, 2, h, w) * scale.unsqueeze(3)
+    pairs = (x[:, :, 1:].view(b, c, max_order, 2, h, w) * scale.unsqueeze(3)).to(x.dtype)
     return torch.cat([out0, pairs.view(b, c, f - 1, h, w)], dim=2)
 
 

@@ -73,10 +73,12 @@ def norm_nonlinearity3d(
         out0 = function(a0 if b0 is None else a0 + b0)
     if max_order == 0:
         return out0
-    norm = (_order_sq(x, max_order) + eps).sqrt().to(x.dtype)  # (B, C, L, D, H, W)
+    # (B, C, L, D, H, W); float32 for half inputs up to the product (a float16 norm, and the
+    # scale's gradient, can pass 65504 while every entry is below it: inf / inf = NaN)
+    norm = (_order_sq(x, max_order) + eps).sqrt()
     arg = norm if bias is None else norm + bias[:, 1:].reshape(1, c, max_order, 1, 1, 1)
     scale = _per_slot(function(arg) / norm, max_order)
-    return torch.cat([out0, x[:, :, 1:] * scale], dim=2)
+    return torch.cat([out0, (x[:, :, 1:] * scale).to(x.dtype)], dim=2)
 
 
 def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
