@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="equilayers", description=__doc__)
     parser.add_argument("--version", action="version", version=f"equilayers {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("selfcheck", help="build every layer and print its measured "
                        "equivariance errors")
     p.add_argument("--filter", default="", help="only cases whose name contains this text")
@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                    "over (default 32); the per-layer table runs on --input-shape's batch")
     p.set_defaults(func=_audit)
     args, rest = parser.parse_known_args(argv)
+    if args.command is None:  # argparse's own message said only "required: command"
+        what = f"unrecognized arguments: {' '.join(rest)}; " if rest else ""
+        parser.error(f"{what}a command comes first: equilayers selfcheck | demo | bench | "
+                     "audit (equilayers --help says what each does)")
     if args.command in ("bench", "demo"):
         args.args = rest  # everything after `bench` belongs to the runner
     elif rest:

@@ -81,6 +81,24 @@ def test_cli_selfcheck_list_names_the_cases_without_running_them(monkeypatch, ca
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "--list" in proc.stdout and "without" in proc.stdout
 
+@pytest.mark.parametrize("argv, says", [
+    ([], "a command comes first: equilayers selfcheck | demo | bench | audit"),
+    (["--bogus"], "unrecognized arguments: --bogus; a command comes first"),
+    (["selfcheck", "--bogus"], "unrecognized arguments: --bogus"),  # the control
+])
+def test_cli_without_a_command_names_the_commands(argv, says, capsys):
+    """`equilayers` alone or with an unknown option is a usage error (exit 2) naming the
+    commands and the option: argparse said only 'the following arguments are required:
+    command', also for `equilayers --bogus`."""
+    from equilayers import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and says in err, err
+    assert "required: command" not in err
+
+
 @pytest.mark.parametrize("columns", [80, 100, 200])
 def test_cli_selfcheck_fits_the_terminal(columns):
     """Wide terminals get one line per case; narrower ones each case's name above its values;
