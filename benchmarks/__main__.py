@@ -83,9 +83,7 @@ def _build(case: BenchCase, device: torch.device):
 
 
 def _sync(device: torch.device):
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return None
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
 
 
 def _once(fn, sync) -> float:
@@ -334,7 +332,7 @@ def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
 
 
 def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """A usage error (exit status 2) for a count below 1 or a --budget not above 0."""
+    """A usage error (exit 2): a count below 1, a --budget not above 0, a lone --table."""
     for name, what in (("threads", "a positive int (torch threads)"),
                        ("rounds", "a positive int (timing rounds)"),
                        ("seeds", "a positive int (seeds per model)")):
@@ -346,6 +344,9 @@ def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--budget must be a positive number of seconds per case and timing; got "
                      f"{args.budget:g}. Pass e.g. --budget 0.05, or leave it out for the "
                      "default")
+    if args.table is not None and not args.write_table:  # it was ignored, in silence
+        parser.error(f"--table {str(args.table)!r} names where --write-table writes the "
+                     "layout table: add --write-table (--family layout), or leave --table out")
 
 
 def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:

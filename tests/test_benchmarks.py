@@ -545,6 +545,7 @@ def test_unknown_family_is_named_with_the_known_ones(family):
     (["--budget", "0"], "--budget must be a positive number of seconds"),
     (["--budget", "-1"], "--budget must be a positive number of seconds"),
     (["--budget", "nan"], "--budget must be a positive number of seconds"),
+    (["--table", "t.py"], "--table 't.py' names where --write-table writes"),  # was ignored
 ])
 def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
     """--threads 0 was torch's RuntimeError traceback, --rounds 0 a ZeroDivisionError in the
