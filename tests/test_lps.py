@@ -368,6 +368,8 @@ def test_bad_input():
         _pool()(torch.zeros(1, 4, 8, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="smaller than the circular padding"):
         _pool(kernel_size=5)(torch.zeros(1, 3, 2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="H=8, W=6"):  # W alone not divisible by 4
+        _pool(s=4)(torch.zeros(1, 3, 8, 6, dtype=torch.float64))
     with pytest.raises(TypeError, match="generator"):
         _pool()(torch.zeros(1, 3, 4, 4, dtype=torch.float64), generator=0)
     with pytest.raises(ValueError, match=r"\(2, 4\)"):

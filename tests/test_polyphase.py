@@ -152,6 +152,8 @@ def test_pool_upsample_shift_equivariant(shift, gen):
 def test_bad_input():
     with pytest.raises(ValueError, match="H=7, W=8"):
         PolyphasePool2d(2)(torch.zeros(1, 1, 7, 8))
+    with pytest.raises(ValueError, match="H=8, W=7"):  # W alone (a reshape error otherwise)
+        PolyphasePool2d(2)(torch.zeros(1, 1, 8, 7))
     with pytest.raises(ValueError, match="stride=1"):
         PolyphasePool2d(1)
     with pytest.raises(ValueError, match="criterion='l3'"):
