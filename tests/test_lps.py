@@ -106,6 +106,32 @@ def test_harmonic_fields_grid_elements(gen):
     assert_equivariant(pool, x, "so2", in_rep="harmonic", out_rep="harmonic")
 
 
+def test_fiber_norm_is_invariant_to_every_orthogonal_fiber_action(gen):
+    """The logits of a 5-D map read the fiber's root mean square, invariant to any orthogonal
+    map of F, not only to the signed permutations of the grid elements (a mean of magnitudes
+    passed those). Negative control: a non-orthogonal map of F changes the logits."""
+    pool = _pool(2)
+    x = torch.randn(2, 2, 5, 8, 8, generator=gen, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))
+    logits = pool.component_logits(x)
+    turned = torch.einsum("fg,bcghw->bcfhw", q, x)
+    torch.testing.assert_close(pool.component_logits(turned), logits, rtol=1e-10, atol=1e-12)
+    stretched = torch.einsum("fg,bcghw->bcfhw", torch.diag(torch.arange(1.0, 6.0).double()), x)
+    assert (pool.component_logits(stretched) - logits).abs().max() > 1e-3
+
+
+def test_components_as_large_as_the_scoring_filters_padding(gen):
+    """A component of exactly r pixels a side takes the (2r+1)-tap scoring filter (the
+    circular padding wraps it once); one pixel fewer is refused (test_bad_input)."""
+    pool = _pool(kernel_size=5, return_index=True)  # r = 2
+    x = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)  # 2x2 components
+    y, sel = pool(x)
+    k = pool.component_logits(x).argmax(1)
+    assert torch.equal(sel.argmax(1), k)
+    for b in range(2):
+        torch.testing.assert_close(y[b], _components(x[b], 2)[k[b]], rtol=0, atol=0)
+
+
 def test_symmetric_input_ties_go_to_the_lowest_index():
     """A rot90-invariant image: its components are rotated copies, so their logits tie (up to
     rounding) and the choice cannot commute with rot90 (documented)."""
