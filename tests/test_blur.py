@@ -259,6 +259,22 @@ def test_small_inputs_work_where_the_torch_layers_do(gen):
         torch.testing.assert_close(blur(x), conv(x))  # a 1x1 map: the blur is the identity
 
 
+def test_max_blur_circular_size_check_reads_the_padded_max_pooled_map(gen):
+    """A circular blur needs every size of the map it blurs >= its right pad: that map is the
+    stride-1 max pool's, padding included. A 2x2 input max-pooled by 3 with padding 1 is 2x2,
+    which a 5-tap circular blur (pads 2 after) takes; by 2 without padding it is 1x1, refused
+    with the ValueError (not F.pad's RuntimeError)."""
+    from equilayers import kernels
+
+    x = torch.randn(1, 2, 2, 2, generator=gen, dtype=torch.float64)
+    y = EF.max_blur_pool2d(x, 3, 2, 1, blur_size=5, padding_mode="circular")
+    with kernels.use_reference():
+        ref = EF.blur_pool2d(F.max_pool2d(x, 3, 1, 1), 5, 2, "circular")
+    torch.testing.assert_close(y, ref)
+    with pytest.raises(ValueError, match="spatial size >= 2; got spatial shape \\(1, 1\\)"):
+        EF.max_blur_pool2d(x, 2, 2, 0, blur_size=5, padding_mode="circular")
+
+
 @pytest.mark.parametrize("n,k", [(3, 7), (1, 3), (2, 5)])
 def test_fallback_keeps_flips_and_rot90(gen, n, k):
     x = torch.randn(1, 2, n, n, generator=gen, dtype=torch.float64)
