@@ -202,6 +202,28 @@ def test_unsupported_layers_are_left_with_a_warning():
     with pytest.warns(UserWarning, match="left these strided layers alone"):
         _, report = antialias(model, return_report=True)
     assert report == []
+    # polyphase: a conv whose stride-1 copy would not keep the size (3x3, no padding)
+    with pytest.warns(UserWarning, match="does not keep the size"):
+        _, report = antialias(nn.Sequential(nn.Conv2d(3, 4, 3, 2)), mode="polyphase",
+                              return_report=True)
+    assert report == []
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AvgPool2d(2), nn.MaxPool2d(4, 2, 1)],
+                         ids=repr)
+def test_polyphase_pools_keep_the_windows_of_the_original(pool):
+    """In polyphase mode a pool becomes a circular pad, the window op at stride 1 and a
+    PolyphasePool2d: the pad is (k-1)//2 before and the rest after, so component (0, 0) of the
+    stride-1 map holds the original pool's windows (away from its padding), on a non-square
+    input in both dims."""
+    new = antialias(pool, mode="polyphase")
+    x = torch.randn(2, 3, 12, 10, dtype=torch.float64)
+    y = new[1](new[0](x))[..., ::2, ::2]
+    if pool.padding:  # inner windows only: circular padding instead of torch's
+        y, ref = y[..., 1:-1, 1:-1], pool(x)[..., 1:-1, 1:-1]
+    else:
+        ref = pool(x)
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
 
 
 def test_bad_arguments():
