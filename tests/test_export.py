@@ -100,6 +100,20 @@ def test_export_single_layers(layer, shape, inexact, gen):
         torch.testing.assert_close(exported(x), layer(x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:.* is not exactly equivariant:UserWarning")  # 9x9 on purpose
+@pytest.mark.parametrize("layer", [GroupMaxPool2d(2, ceil_mode=True),
+                                   GroupAvgPool2d(3, 2, 1, ceil_mode=True),
+                                   GroupAvgPool2d(3, 2, 1, count_include_pad=False)], ids=repr)
+def test_export_pools_keep_ceil_mode_and_count_include_pad(layer, gen):
+    """The exported pool keeps the options that change its output: ceil_mode (an extra window
+    at 9x9) and count_include_pad (the divisors of the border windows)."""
+    x = torch.randn(1, 2, 4, 9, 9, generator=gen, dtype=torch.float64)
+    exported = equilayers.export(layer)
+    _only_torch_nn(exported)
+    assert exported(x).shape == layer(x).shape
+    torch.testing.assert_close(exported(x), layer(x), rtol=0, atol=0)
+
+
 # exported models stay scriptable for users who still script: the check stays, torch 2.13's
 # deprecation of torch.jit.script itself is not news here
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # 2.13
