@@ -313,6 +313,10 @@ def test_square_tuple_strides_and_unbatched_inputs_as_torch(gen):
 def test_bad_inputs():
     with pytest.raises(ValueError, match="with 4 channels"):
         BlurPool2d(channels=3)(torch.zeros(1, 4, 8, 8))
+    # an unbatched (C, H, W) map: the channels are dim 0
+    assert BlurPool2d(channels=3)(torch.zeros(3, 8, 8)).shape == (3, 4, 4)
+    with pytest.raises(ValueError, match="with 4 channels"):
+        BlurPool2d(channels=3)(torch.zeros(4, 3, 8))
     with pytest.raises(ValueError, match="spatial size >= 2"):
         BlurPool2d(kernel_size=5, padding_mode="circular")(torch.zeros(1, 1, 1, 8))
     with pytest.raises(ValueError, match="at least 3-D"):
