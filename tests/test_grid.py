@@ -288,6 +288,17 @@ _SPATIAL_POOLS = {
 }
 
 
+def test_an_even_blur_pool_is_flagged_for_its_asymmetric_padding():
+    """BlurPool2d(kernel_size=4) pads 1 before and 2 after: at 9x9 its last window reads the
+    extra pixel, so check_grid names the asymmetric padding and its fix (an odd blur), not the
+    stride's parity (an input size); at 8x8 that pixel is never read and nothing is found."""
+    model = nn.Sequential(enn.BlurPool2d(kernel_size=4))
+    assert check_grid(model, (1, 3, 4, 8, 8), "p4", shifts=False) == []
+    (finding,) = check_grid(model, (1, 3, 4, 9, 9), "p4", shifts=False)
+    assert finding.problem == "asymmetric-padding"
+    assert "rows: 1 before, 2 after" in finding.message
+
+
 @pytest.mark.parametrize("name", sorted(_SPATIAL_POOLS))
 def test_blur_and_norm_pools_warn_exactly_where_the_grid_breaks(name, gen):
     """The blur pools, NormMaxPool and the ceil_mode group pools on group maps warn once at
