@@ -241,3 +241,12 @@ def test_group_batch_norm_on_a_torch_without_bias(monkeypatch):
             cls(3, bias=False)
     plain = equilayers.export(nn.Sequential(GroupBatchNorm2d(3).eval()))
     assert isinstance(plain[0], nn.BatchNorm3d) and plain[0].bias is not None
+
+
+def test_avg_pool_repr_shows_the_options_that_differ_from_torchs_defaults():
+    """GroupAvgPool2d's repr showed neither ceil_mode=True nor count_include_pad=False (two
+    layers with different outputs printed alike); GroupMaxPool2d and GroupAvgPool3d show them."""
+    assert repr(GroupAvgPool2d(3, 2, 1)) == "GroupAvgPool2d(kernel_size=3, stride=2, padding=1)"
+    assert repr(GroupAvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)) == (
+        "GroupAvgPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True, "
+        "count_include_pad=False)")

@@ -146,4 +146,6 @@ class GroupAvgPool2d(_SpatialPool):
                                   self.count_include_pad)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (", ceil_mode=True" if self.ceil_mode else "")
+                + (", count_include_pad=False" if not self.count_include_pad else ""))
