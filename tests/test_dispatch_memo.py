@@ -91,6 +91,27 @@ def test_the_shape_strides_dtype_and_pass_are_part_of_the_key(plain):
         assert calls == ["first", "reference"]
 
 
+def test_the_pass_picks_its_own_entry_of_the_layout_table(plain, monkeypatch):
+    """The table keys forward and forward+backward apart (``pass_of``): a call that autograd
+    records, after one of the same description that it does not record, takes its own pass's
+    entry, and back under ``torch.no_grad()`` (the test above changes everything but the pass;
+    a memo keyed without it passed it)."""
+    calls: list[str] = []
+    x = torch.randn(2, 3, 8, 8)
+    xg = x.clone().requires_grad_(True)
+    with register_op(op := _op(calls)):
+        key = _layout.table_key(op, xg, {})
+        assert key is not None and key[-1] == "forward+backward"
+        monkeypatch.setattr(_layout_table, "MEASURED",
+                            {**_layout_table.MEASURED, key: ("second", {})})
+        kernels.dispatch("toy_memo", x)
+        assert _filled("toy_memo")
+        kernels.dispatch("toy_memo", xg)
+        with torch.no_grad():
+            kernels.dispatch("toy_memo", xg)
+    assert calls == ["first", "second", "first"]
+
+
 def test_an_entry_of_the_layout_table_edited_in_place_reroutes(plain, monkeypatch):
     calls: list[str] = []
     x = torch.randn(2, 3, 8, 8)
