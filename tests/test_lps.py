@@ -396,6 +396,8 @@ def test_bad_input():
         _pool(kernel_size=5)(torch.zeros(1, 3, 2, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="H=8, W=6"):  # W alone not divisible by 4
         _pool(s=4)(torch.zeros(1, 3, 8, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="orbit weights in dim 2 .*; got 2"):  # not 1, 3, 6...
+        EF.polyphase_logits(torch.zeros(1, 3, 4, 4), torch.zeros(4, 3, 2), None, torch.zeros(4))
     with pytest.raises(TypeError, match="generator"):
         _pool()(torch.zeros(1, 3, 4, 4, dtype=torch.float64), generator=0)
     with pytest.raises(ValueError, match=r"\(2, 4\)"):
