@@ -137,6 +137,35 @@ def test_matrix_convention():
                                                              dtype=torch.float64))
 
 
+@pytest.mark.parametrize("name", ["so2", "o2"])
+def test_angles_near_a_quarter_turn_are_off_the_grid(name):
+    """An angle a micro-radian from a multiple of 90 degrees is no grid element: its matrix is
+    the true rotation (not the rounded signed permutation) and it is interpolated, not rot90'd.
+    The grid test must round only float noise (1e-9 of a quarter turn), not real angles."""
+    group = get(name)
+    for t in (math.pi / 2 + 1e-6, math.pi - 2e-6, 3 * math.pi / 2 + 5e-5, 2e-6):
+        g = group.element(t)
+        want = torch.tensor([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]],
+                            dtype=torch.float64)
+        assert g.quarter_turns is None and not group.is_grid(g), t
+        assert torch.allclose(group.matrix(g), want, rtol=0, atol=1e-15), t
+    # control: float noise on an exact quarter turn stays on the grid
+    g = group.element(math.radians(90.0) + 1e-13)
+    assert g.quarter_turns == 1 and group.is_grid(g)
+    assert group.matrix(g).tolist() == [[0.0, -1.0], [1.0, 0.0]]
+
+
+def test_is_signed_permutation_needs_unit_entries():
+    """One nonzero per row and column is not enough: the entries must be +-1 (a scaled
+    permutation does not map the grid onto itself)."""
+    assert is_signed_permutation(torch.tensor([[0.0, -1.0], [1.0, 0.0]]))
+    assert is_signed_permutation(-torch.eye(3))
+    assert not is_signed_permutation(torch.tensor([[0.5, 0.0], [0.0, 1.0]]))
+    assert not is_signed_permutation(torch.tensor([[0.0, 2.0], [1.0, 0.0]]))
+    assert not is_signed_permutation(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
+    assert not is_signed_permutation(torch.ones(2, 3))
+
+
 def test_old_constructor_builds_planar_groups():
     assert Group(4, False) == get("c4") and type(Group(None, True)) is PlanarGroup
     with pytest.raises(TypeError):
