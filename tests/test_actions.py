@@ -233,3 +233,40 @@ def test_harmonic_matrix_is_exact_at_quarter_turns(name):
     for g in group.grid_elements():
         assert torch.equal(harmonic_matrix(r90, 6) @ harmonic_matrix(g, 6),
                            harmonic_matrix(r90 * g, 6)), g
+
+
+@pytest.mark.parametrize("name", ["d4", "d6", "o2"])
+def test_harmonic_matrix_moves_the_angular_functions_as_the_plane_moves(name):
+    """The harmonic fiber ``v(phi) = [1, cos phi, sin phi, ..., cos M phi, sin M phi]`` of the
+    point at angle ``phi`` is carried to the fiber of the moved point:
+    ``v(angle of matrix(g) p) = harmonic_matrix(g) v(phi)``. This ties the fiber action to
+    the plane's conventions (the flip is ``x -> -x``, ``phi -> pi - phi``; reflect first, then
+    rotate), which a homomorphism test cannot: the flip ``y -> -y`` (``phi -> -phi``) gives
+    another homomorphism, as does any fixed conjugation."""
+    group = get(name)
+    elements = group.elements() if group.is_finite else [
+        group.element(t, s) for t in (0.0, 0.4, math.pi / 2, 2.2) for s in (False, True)]
+    order = 4
+    phis = torch.linspace(0.1, 2 * math.pi - 0.2, 11, dtype=torch.float64)
+
+    def fiber(phi: torch.Tensor) -> torch.Tensor:  # (2M+1, P)
+        rows = [torch.ones_like(phi)]
+        for m in range(1, order + 1):
+            rows += [torch.cos(m * phi), torch.sin(m * phi)]
+        return torch.stack(rows)
+
+    points = torch.stack([torch.cos(phis), torch.sin(phis)])  # (2, P), x right, y up
+    flips = 0
+    for g in elements:
+        moved = group.matrix(g) @ points
+        want = fiber(torch.atan2(moved[1], moved[0]))
+        torch.testing.assert_close(harmonic_matrix(g, order) @ fiber(phis), want,
+                                   rtol=0, atol=1e-12, msg=lambda m, g=g: f"{g!r}: {m}")
+        flips += g.reflection and not math.isclose(math.sin(g.angle), 0.0, abs_tol=1e-9)
+    assert flips  # a flip combined with a rotation off the axes: the composition order counts
+    # negative control: the flip y -> -y acting on the fiber is a homomorphism too, but moves
+    # the fiber of x -> -x's image wrongly
+    m = next(g for g in elements if g.reflection and g.rotation == 0)
+    other = torch.diag(torch.tensor([1.0] + [1.0, -1.0] * order, dtype=torch.float64))
+    moved = group.matrix(m) @ points
+    assert not torch.allclose(other @ fiber(phis), fiber(torch.atan2(moved[1], moved[0])))
