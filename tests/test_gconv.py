@@ -498,3 +498,36 @@ def test_functional_convs_check_stride_device_and_dtype_as_the_modules():
         EF.lifting_conv2d(x, w, torch.randn(6, dtype=torch.float64))
     assert EF.lifting_conv2d(x, w, padding="same").shape == (2, 6, 4, 9, 9)
     assert EF.group_conv2d(xg, wg, stride=2, padding=1).shape == (2, 6, 4, 5, 5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(padding="same"),  # k=4: 3 pixels of padding per dim, the odd one right/bottom
+    dict(padding="same", dilation=(1, 2)),
+    dict(padding=(1, 2)),  # (H, W) as nn.Conv2d
+    dict(padding=(2, 0), stride=(1, 2)),
+    dict(padding=(0, 1), padding_mode="reflect"),
+    dict(padding="same", padding_mode="circular"),
+])
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_the_trivial_group_is_nn_conv2d(kwargs, gen):
+    """Over c1 the lifting and group convs are ``nn.Conv2d`` with the same weight, bias and
+    options, value for value: where the padding goes (the odd pixel of ``'same'`` with an even
+    kernel on the right/bottom, a pair as (H, W)), the stride and dilation per dim, the
+    bias on every output field. The equivariance tests cannot see a padding put on the
+    wrong side or dim when that choice is symmetric under the group."""
+    x = _rand(gen, 2, 3, 9, 10)
+    w, b = _rand(gen, 5, 3, 4, 4), _rand(gen, 5)
+    ref = torch.nn.Conv2d(3, 5, 4, bias=True, dtype=torch.float64, **kwargs)
+    with torch.no_grad():
+        ref.weight.copy_(w)
+        ref.bias.copy_(b)
+    want = ref(x)
+    y = EF.lifting_conv2d(x, w, b, group="c1", **kwargs)
+    torch.testing.assert_close(y, want[:, :, None], rtol=0, atol=1e-12)
+    y = EF.group_conv2d(x[:, :, None], w[:, :, None], b, group="c1", **kwargs)
+    torch.testing.assert_close(y, want[:, :, None], rtol=0, atol=1e-12)
+    # control: the reference with the padding on the other side differs
+    if kwargs.get("padding") == "same" and "dilation" not in kwargs:
+        shifted = F.conv2d(F.pad(x, (2, 1, 2, 1), mode=kwargs.get("padding_mode", "zeros")
+                                 .replace("zeros", "constant")), w, b)
+        assert not torch.allclose(shifted, want)
