@@ -160,6 +160,37 @@ def test_even_size_stride2_is_not_exact(gen):
     assert err > 0.1
 
 
+@pytest.mark.parametrize("kwargs", [dict(stride=(1, 3)), dict(dilation=(2, 1)),
+                                    dict(padding=(1, 0))])
+def test_options_that_differ_between_height_and_width_are_not_exact_under_quarter_turns(
+        kwargs, gen):
+    """A quarter turn trades height and width, so a conv whose stride, dilation or padding
+    differs between them is not equivariant to it, at any size (the rotated input's output
+    does not even have the rotated shape): the law must say so, and the layer warn, for c4
+    and d4. d2 and d1 trade no dims: the same options are exact there on a size that tiles
+    (the control, measured)."""
+    x = _rand(gen, 2, 3, 13, 13)
+    for group in ("c4", "d4"):
+        assert [p for p in exactness_problems(group, (13, 13), 3, kwargs.get("stride", 1),
+                                              _pad(kwargs.get("padding", 1)),
+                                              kwargs.get("dilation", 1))
+                if "swap height and width" in p], (group, kwargs)
+        m = LiftingConv2d(3, 4, 3, **{"padding": 1, **kwargs}, group=group).double()
+        with pytest.warns(UserWarning, match="swap height and width"):
+            m(x)
+    for group in ("d2", "d1"):
+        assert exactness_problems(group, (13, 13), 3, kwargs.get("stride", 1),
+                                  _pad(kwargs.get("padding", 1)),
+                                  kwargs.get("dilation", 1)) == [], (group, kwargs)
+        m = LiftingConv2d(3, 4, 3, **{"padding": 1, **kwargs}, group=group).double()
+        assert equivariance_error(m, x, group, in_rep="trivial", out_rep="regular") < 1e-12
+
+
+def _pad(padding) -> tuple[int, int, int, int]:
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (pw, pw, ph, ph)
+
+
 def test_warning_once_per_module(gen):
     m = GroupConv2d(2, 2, 3, stride=2, padding=1, group="p4").double()
     m(_rand(gen, 1, 2, 4, 9, 9))  # exact: no warning, not consumed
