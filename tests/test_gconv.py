@@ -562,3 +562,23 @@ def test_the_trivial_group_is_nn_conv2d(kwargs, gen):
         shifted = F.conv2d(F.pad(x, (2, 1, 2, 1), mode=kwargs.get("padding_mode", "zeros")
                                  .replace("zeros", "constant")), w, b)
         assert not torch.allclose(shifted, want)
+
+
+def test_functional_convs_refuse_non_square_pixel_filters():
+    """A pixel filter must be k x k: rotations map k x k onto itself. A (C_out, C_in, 5, 3)
+    weight read as k=3 (its last dim) would gather the wrong entries with no error; (3, 5)
+    would index past the weight. Both orientations, lifting and group, functional and
+    expand_*_filter. The control: the square weight runs."""
+    x, xg = torch.randn(1, 2, 9, 9), torch.randn(1, 2, 4, 9, 9)
+    for shape in ((5, 3), (3, 5)):
+        with pytest.raises(ValueError, match=r"lifting_conv2d needs square filters.*kernel "
+                                             rf"\({shape[0]}, {shape[1]}\)"):
+            EF.lifting_conv2d(x, torch.randn(3, 2, *shape))
+        with pytest.raises(ValueError, match=r"group_conv2d needs square filters"):
+            EF.group_conv2d(xg, torch.randn(3, 2, 4, *shape))
+        with pytest.raises(ValueError, match=r"expand_lifting_filter needs square filters"):
+            EF.expand_lifting_filter(torch.randn(3, 2, *shape))
+        with pytest.raises(ValueError, match=r"expand_group_filter needs square filters"):
+            EF.expand_group_filter(torch.randn(3, 2, 4, *shape))
+    assert EF.lifting_conv2d(x, torch.randn(3, 2, 3, 3)).shape == (1, 3, 4, 7, 7)
+    assert EF.group_conv2d(xg, torch.randn(3, 2, 4, 3, 3)).shape == (1, 3, 4, 7, 7)
