@@ -582,3 +582,17 @@ def test_functional_convs_refuse_non_square_pixel_filters():
             EF.expand_group_filter(torch.randn(3, 2, 4, *shape))
     assert EF.lifting_conv2d(x, torch.randn(3, 2, 3, 3)).shape == (1, 3, 4, 7, 7)
     assert EF.group_conv2d(xg, torch.randn(3, 2, 4, 3, 3)).shape == (1, 3, 4, 7, 7)
+
+
+def test_functional_convs_refuse_groups_that_split_an_output_field():
+    """``groups`` must divide ``C_out`` (the fields), not only ``C_out * |G|`` (the slots
+    F.conv2d sees): with 5 fields of p4 in 2 groups, F.conv2d accepts the 20 slots and field
+    2's slots would read different input channels, so the field would not be a regular field
+    (not equivariant), with no error. The control: 6 fields in 2 groups run."""
+    x, xg = torch.randn(1, 4, 9, 9), torch.randn(1, 4, 4, 9, 9)
+    with pytest.raises(ValueError, match=r"lifting_conv2d: groups=2 must divide C_out=5"):
+        EF.lifting_conv2d(x, torch.randn(5, 2, 3, 3), groups=2)
+    with pytest.raises(ValueError, match=r"group_conv2d: groups=2 must divide C_out=5"):
+        EF.group_conv2d(xg, torch.randn(5, 2, 4, 3, 3), groups=2)
+    assert EF.lifting_conv2d(x, torch.randn(6, 2, 3, 3), groups=2).shape == (1, 6, 4, 7, 7)
+    assert EF.group_conv2d(xg, torch.randn(6, 2, 4, 3, 3), groups=2).shape == (1, 6, 4, 7, 7)
