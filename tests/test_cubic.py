@@ -529,3 +529,37 @@ def test_dtype_check_allows_autocast_and_batch_norm_mixed_precision(gen):
     with pytest.raises(TypeError, match=r"x has dtype torch.float16, but the module's "
                                         r"parameters are torch.float64"):
         bn.double()(x.half())
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(padding=(0, 1, 2)),  # (D, H, W) as nn.Conv3d
+    dict(padding="same"),  # k=4: 3 voxels per dim, the odd one on the high side
+    dict(padding="same", dilation=(1, 2, 1)),
+    dict(padding=(2, 0, 1), stride=(1, 2, 3)),
+    dict(padding=(1, 0, 2), padding_mode="reflect"),
+    dict(padding="same", padding_mode="circular"),
+])
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_identity_slot_is_nn_conv3d(kwargs, gen):
+    """The identity's slot (slot 0) of the lifting and group convs on volumes is ``nn.Conv3d``
+    with the unmoved filter and the same options, value for value: which dim each entry of a
+    padding, stride or dilation triple goes to, and which side takes the odd voxel of
+    ``'same'``. The equivariance tests cannot see a (D, H, W) triple read backwards when the
+    options are alike on the dims the group moves."""
+    x = torch.randn(2, 3, 9, 10, 11, generator=gen, dtype=torch.float64)
+    w, b = (torch.randn(5, 3, 4, 4, 4, generator=gen, dtype=torch.float64),
+            torch.randn(5, generator=gen, dtype=torch.float64))
+    ref = nn.Conv3d(3, 5, 4, dtype=torch.float64, **kwargs)
+    with torch.no_grad():
+        ref.weight.copy_(w)
+        ref.bias.copy_(b)
+    y = EF.lifting_conv3d(x, w, b, group="c4z", **kwargs)
+    torch.testing.assert_close(y[:, :, 0], ref(x), rtol=0, atol=1e-12)
+    xg = torch.randn(2, 3, 4, 9, 10, 11, generator=gen, dtype=torch.float64)
+    wg = torch.randn(5, 3, 4, 4, 4, 4, generator=gen, dtype=torch.float64)
+    ref = nn.Conv3d(12, 5, 4, dtype=torch.float64, **kwargs)
+    with torch.no_grad():
+        ref.weight.copy_(wg.flatten(1, 2))
+        ref.bias.copy_(b)
+    y = EF.group_conv3d(xg, wg, b, group="c4z", **kwargs)
+    torch.testing.assert_close(y[:, :, 0], ref(xg.flatten(1, 2)), rtol=0, atol=1e-12)
