@@ -563,3 +563,28 @@ def test_identity_slot_is_nn_conv3d(kwargs, gen):
         ref.bias.copy_(b)
     y = EF.group_conv3d(xg, wg, b, group="c4z", **kwargs)
     torch.testing.assert_close(y[:, :, 0], ref(xg.flatten(1, 2)), rtol=0, atol=1e-12)
+
+
+def test_exactness_law3d_reads_each_dims_own_padding(gen):
+    """The pad is F.pad's ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)``: an asymmetric width pad
+    is named as the width's, and c4z (which moves only H and W) ignores an asymmetric depth
+    pad but not an asymmetric width or height one. The equivariance tests pad every dim
+    alike, so a law that read the triple backwards passed them."""
+    law = EF.exactness_problems3d
+    assert [p for p in law("o", (9, 9, 9), 3, 1, (0, 2, 1, 1, 1, 1), 1)
+            if p.startswith("asymmetric width padding (0, 2)")]
+    assert [p for p in law("o", (9, 9, 9), 3, 1, (1, 1, 1, 1, 2, 0), 1)
+            if p.startswith("asymmetric depth padding (2, 0)")]
+    assert law("c4z", (9, 9, 9), 3, 1, (1, 1, 1, 1, 0, 2), 1) == []  # depth: not moved
+    assert [p for p in law("c4z", (9, 9, 9), 3, 1, (0, 2, 1, 1, 1, 1), 1)
+            if p.startswith("asymmetric width padding")]
+    assert [p for p in law("c4z", (9, 9, 9), 3, 1, (1, 1, 2, 0, 1, 1), 1)
+            if p.startswith("asymmetric height padding")]
+    # control: the layer agrees with the law on the depth-only case (exact, measured)
+    conv = enn.LiftingConv3d(2, 2, 3, group="c4z").double()
+    x = torch.randn(1, 2, 9, 9, 9, generator=gen, dtype=torch.float64)
+
+    def f(t):
+        return conv(F.pad(t, (1, 1, 1, 1, 0, 2)))
+
+    assert equivariance_error(f, x, "c4z", in_rep="trivial", out_rep="regular") < 1e-12
