@@ -152,3 +152,27 @@ def test_real_group_conv_backbone_logits_exactly_invariant(gen):
     for s in [(2, 0), (4, 6)]:
         torch.testing.assert_close(net(circular_shift(x, s)), y, rtol=0, atol=1e-12)
     assert (net(circular_shift(x, (1, 0))) - y).abs().max() > 1e-6  # odd shifts alias
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+@pytest.mark.parametrize("spatial", ["max", "mean"])
+def test_pools_are_the_named_reductions(gen, pool, spatial):
+    """Each choice is the reduction it names, value for value: ``fiber_pool`` is amax / mean
+    over the fiber, ``spatial_pool`` amax / mean over space (volumes too), and the head is
+    ``linear`` of the two. Invariance cannot tell max from mean (both are symmetric), so the
+    invariance tests passed with either. The control: max and mean differ on these inputs."""
+    x = torch.randn(2, 3, 8, 5, 6, generator=gen, dtype=torch.float64)
+    w = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    b = torch.randn(4, generator=gen, dtype=torch.float64)
+    fib = {"max": lambda t: t.amax(2), "mean": lambda t: t.mean(2)}[pool]
+    spa = {"max": lambda t: t.amax((2, 3)), "mean": lambda t: t.mean((2, 3))}[spatial]
+    torch.testing.assert_close(fiber_pool(x, pool), fib(x), rtol=0, atol=0)
+    torch.testing.assert_close(spatial_pool(x[:, :, 0], spatial), spa(x[:, :, 0]),
+                               rtol=0, atol=0)
+    vol = x[:, :, :4]
+    want3 = vol.amax((2, 3, 4)) if spatial == "max" else vol.mean((2, 3, 4))
+    torch.testing.assert_close(spatial_pool(vol, spatial), want3, rtol=0, atol=0)
+    want = torch.nn.functional.linear(spa(fib(x)), w, b)
+    torch.testing.assert_close(invariant_head(x, w, b, group="p4m", pool=pool,
+                                              spatial=spatial), want, rtol=0, atol=1e-14)
+    assert not torch.allclose(x.amax((3, 4)), x.mean((3, 4)))  # control
