@@ -69,6 +69,41 @@ def test_spatial_pools_match_per_slot(gen):
         GroupMaxPool2d(2)(_x(gen, 2, 3, 8, 8))
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1, dilation=2),
+    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+])
+@pytest.mark.filterwarnings("ignore:.*is not exactly equivariant")
+def test_max_pool_is_torchs_per_slot_for_every_option(kwargs, gen):
+    """GroupMaxPool2d / group_max_pool2d give nn.MaxPool2d's values on each slot, with
+    dilation, pairs per dim and ceil_mode."""
+    x = _x(gen, 2, 3, 4, 9, 10)
+    ref = torch.stack([nn.MaxPool2d(**kwargs)(x[:, :, i]) for i in range(4)], 2)
+    torch.testing.assert_close(group_max_pool2d(x, **kwargs), ref, rtol=0, atol=0)
+    torch.testing.assert_close(GroupMaxPool2d(**kwargs)(x), ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=False, count_include_pad=False),
+    dict(kernel_size=(2, 3), stride=(2, 3), padding=(1, 0), ceil_mode=True),
+])
+@pytest.mark.filterwarnings("ignore:.*is not exactly equivariant")
+def test_avg_pool_is_torchs_per_slot_for_every_option(kwargs, gen):
+    """GroupAvgPool2d / group_avg_pool2d pass ceil_mode and count_include_pad to
+    F.avg_pool2d as themselves (not swapped: both are bools, so a swap runs): each slot is
+    nn.AvgPool2d's output. The control: the two flags do change the output here."""
+    x = _x(gen, 2, 3, 4, 9, 10)
+    ref = torch.stack([nn.AvgPool2d(**kwargs)(x[:, :, i]) for i in range(4)], 2)
+    torch.testing.assert_close(group_avg_pool2d(x, **kwargs), ref, rtol=0, atol=1e-15)
+    torch.testing.assert_close(GroupAvgPool2d(**kwargs)(x), ref, rtol=0, atol=1e-15)
+    flipped = {**kwargs, "ceil_mode": not kwargs.get("ceil_mode", False),
+               "count_include_pad": not kwargs.get("count_include_pad", True)}
+    other = nn.AvgPool2d(**flipped)(x[:, :, 0])
+    assert other.shape != ref[:, :, 0].shape or not torch.allclose(other, ref[:, :, 0])
+
+
 @pytest.mark.parametrize("size,args", [
     ((1, 1), (2, 1, 1, 2, False)), ((1, 5), (3, 3, 1, 2, True)), ((5, 2), (2, 1, 1, 3, False))])
 def test_max_pool_refuses_a_window_wholly_in_padding(size, args, gen):
