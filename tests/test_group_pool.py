@@ -84,6 +84,30 @@ def test_max_pool_is_torchs_per_slot_for_every_option(kwargs, gen):
     torch.testing.assert_close(GroupMaxPool2d(**kwargs)(x), ref, rtol=0, atol=0)
 
 
+def test_max_pool_padding_is_at_most_half_the_kernel_whatever_the_dilation(gen):
+    """torch's max pools take a padding of at most ``kernel_size // 2``, the dilation not
+    counted: ``F.max_pool2d(x, 3, 1, 2, 2)`` raises 'pad should be smaller than or equal to
+    half of kernel size' (torch 2.13). The group max pools allowed half the *dilated* window
+    and so passed padding=2 with dilation=2 on to torch, whose RuntimeError named the
+    internal view; now it is a ValueError naming padding, at construction for the modules.
+    The control: padding 1 with dilation 2 runs and is torch's per slot."""
+    x = _x(gen, 1, 2, 4, 9, 9)
+    with pytest.raises(RuntimeError, match="pad should be smaller than or equal to half"):
+        F.max_pool2d(x[:, :, 0], 3, 1, 2, 2)  # torch's rule
+    with pytest.raises(ValueError, match=r"group_max_pool2d: padding=2 must be at most half "
+                                         r"the kernel_size, \(1, 1\) here"):
+        group_max_pool2d(x, 3, 1, 2, 2)
+    with pytest.raises(ValueError, match=r"GroupMaxPool2d: padding=2 must be at most half"):
+        GroupMaxPool2d(3, 1, 2, 2)
+    with pytest.raises(ValueError, match=r"group_max_pool3d: padding=2 must be at most half"):
+        group_max_pool3d(x.unsqueeze(3).repeat(1, 1, 1, 9, 1, 1), 3, 1, 2, 2)
+    with pytest.raises(ValueError, match=r"padding=\(0, 2\) must be at most half"):
+        group_max_pool2d(x, 2, 1, (0, 2), (1, 3))
+    y = group_max_pool2d(x, 3, 1, 1, 2)
+    ref = torch.stack([F.max_pool2d(x[:, :, i], 3, 1, 1, 2) for i in range(4)], 2)
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
     dict(kernel_size=3, stride=2, padding=1, ceil_mode=False, count_include_pad=False),

@@ -25,19 +25,19 @@ def _check_5d(x: torch.Tensor, what: str) -> None:
 def check_pool_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
                     ) -> tuple[tuple[int, int], ...]:
     """``nn.MaxPool2d`` / ``nn.AvgPool2d``'s arguments as pairs ``(k, s, p, d)``: ``stride``
-    ``None`` means ``kernel_size``; ``padding`` at most half the (dilated) window, as torch
-    requires."""
+    ``None`` means ``kernel_size``; ``padding`` at most ``kernel_size // 2``, as torch
+    requires (for a max pool too, whatever the dilation: ``F.max_pool2d(x, 3, 1, 2, 2)``
+    raises)."""
     k = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
     s = k if stride is None else C.check_pair(stride, "stride", what, minimum=1,
                                               fix="None means kernel_size")
     p = C.check_pair(padding, "padding", what, minimum=0)
     d = C.check_pair(dilation, "dilation", what, minimum=1)
-    limit = tuple((di * (ki - 1) + 1) // 2 if max_pool else ki // 2
-                  for ki, di in zip(k, d, strict=True))
+    limit = (k[0] // 2, k[1] // 2)
     if p[0] > limit[0] or p[1] > limit[1]:
-        raise ValueError(f"{what}: padding={padding!r} must be at most half the "
-                         f"{'(dilated) ' if max_pool else ''}window, {limit} here (as "
-                         "nn.MaxPool2d/nn.AvgPool2d)")
+        raise ValueError(f"{what}: padding={padding!r} must be at most half the kernel_size, "
+                         f"{limit} here (as nn.MaxPool2d/nn.AvgPool2d"
+                         f"{'; the dilation does not count' if max_pool else ''})")
     return k, s, p, d
 
 

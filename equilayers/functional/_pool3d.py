@@ -46,17 +46,17 @@ def check_map6d(x: torch.Tensor, what: str) -> None:
 def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
                       ) -> tuple[tuple[int, int, int], ...]:
     """``nn.MaxPool3d`` / ``nn.AvgPool3d``'s arguments as triples ``(k, s, p, d)``: ``stride``
-    ``None`` means ``kernel_size``; ``padding`` at most half the (dilated) window."""
+    ``None`` means ``kernel_size``; ``padding`` at most ``kernel_size // 2``, as torch
+    requires (for a max pool too, whatever the dilation)."""
     k = triple(kernel_size, "kernel_size", what, minimum=1)
     s = k if stride is None else triple(stride, "stride", what, minimum=1)
     p = triple(padding, "padding", what, minimum=0)
     d = triple(dilation, "dilation", what, minimum=1)
-    limit = tuple((di * (ki - 1) + 1) // 2 if max_pool else ki // 2
-                  for ki, di in zip(k, d, strict=True))
+    limit = tuple(ki // 2 for ki in k)
     if any(pi > li for pi, li in zip(p, limit, strict=True)):
-        raise ValueError(f"{what}: padding={padding!r} must be at most half the "
-                         f"{'(dilated) ' if max_pool else ''}window, {limit} here (as "
-                         "nn.MaxPool3d/nn.AvgPool3d)")
+        raise ValueError(f"{what}: padding={padding!r} must be at most half the kernel_size, "
+                         f"{limit} here (as nn.MaxPool3d/nn.AvgPool3d"
+                         f"{'; the dilation does not count' if max_pool else ''})")
     return k, s, p, d
 
 
