@@ -369,6 +369,29 @@ def test_an_unbatched_sample_is_named(make, shape):
     assert "unbatched" not in str(caught.value)
 
 
+@pytest.mark.parametrize("make,shape", [
+    (lambda: GroupConv2d(3, 2, 3, group="p4m"), (3, 4, 9, 9)),
+    (lambda: GroupConv2d(3, 2, 3, group="so2", max_order=2), (3, 3, 9, 9)),
+    (lambda: enn.GroupConvTranspose2d(3, 2, 3, group="p4"), (3, 2, 9, 9)),
+    (lambda: enn.ExpandedGroupConv2d(3, 2, 3, group="p4"), (3, 2, 9, 9)),
+    (lambda: enn.GroupConv3d(3, 2, 3, group="c4z"), (3, 2, 5, 5, 5)),
+    (lambda: enn.InvariantHead(3, 5, group="p4"), (3, 2, 9, 9))])
+def test_a_batch_whose_dim_1_is_not_the_fiber_is_not_called_unbatched(make, shape):
+    """A rank short by one with C_in in dim 0 is one unbatched sample only when dim 1 is the
+    fiber too: a batch of 3 images of 4 channels given to GroupConv2d(3, ..., 'p4m') (8
+    slots) is the lifting/group mix-up, and the message keeps that hint, not the unbatched
+    one. The control: with the fiber in dim 1 it is the unbatched hint."""
+    with pytest.raises(ValueError) as caught:
+        make()(torch.randn(shape))
+    assert "unbatched" not in str(caught.value)
+    fiber = {"GroupConv2d": None, "GroupConvTranspose2d": 4, "ExpandedGroupConv2d": 4,
+             "GroupConv3d": 4, "InvariantHead": 4}
+    m = make()
+    f = fiber[type(m).__name__] or (8 if m.group.name == "d4" else 5)
+    with pytest.raises(ValueError, match=UNBATCHED):
+        m(torch.randn(shape[0], f, *shape[2:]))
+
+
 def test_meta_device_and_repr():
     m = GroupConv2d(4, 4, 3, stride=2, padding=1, group="p4m", device="meta")
     assert m.weight.is_meta and m.expansion_index.is_meta
