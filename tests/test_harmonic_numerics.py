@@ -287,6 +287,10 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
                                              r"integers >= 1"),
     (lambda: enn.NormMaxPool(2, stride=(1,)), TypeError, r"stride=\(1,\) must be"),
     (lambda: enn.NormMaxPool(2, padding=2), ValueError, r"padding=2 must be at most half"),
+    (lambda: enn.NormMaxPool(2, padding=(0, 2)), ValueError,  # the width's limit too
+     r"padding=\(0, 2\) must be at most half"),
+    (lambda: EF.norm_max_pool2d(torch.randn(1, 1, 3, 5, 5), (3, 2), padding=(1, 2)),
+     ValueError, r"norm_max_pool2d: padding=\(1, 2\) must be at most half"),
     (lambda: enn.NormMaxPool(2, per="slot"), ValueError, r"per='slot' must be one of"),
     (lambda: enn.NormMaxPool(2, ceil_mode=1), TypeError, r"ceil_mode=1 must be True or False"),
     (lambda: enn.RegularToHarmonic("o2"), ValueError, r"continuous.*'cN'/'dN'"),
