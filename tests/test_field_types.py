@@ -85,6 +85,26 @@ def test_constructors_equality_hash_repr_pickle():
     assert FieldType.harmonic("o2", 2).bind("c4") == FieldType.harmonic("o2", 2)  # a subgroup
 
 
+def test_binding_a_group_free_type_takes_the_groups_spatial_dims():
+    """A type of no group defaults to 2 spatial dims; bound to a cube group it acts on
+    volumes, so it takes the group's 3 (a regular type bound to 'o' is 6-D, as documented),
+    and the bound type checks and moves a 6-D map. It keeps more dims than the group's (a
+    volume of a planar group) and an invariant type keeps none. The control: the unbound
+    type refuses the 6-D map."""
+    bound = FieldType.regular().bind("o")
+    assert bound == FieldType.regular("o") and bound.spatial_dims == 3
+    assert bound.tensor_ndim == 6
+    assert FieldType.trivial().bind("oh") == FieldType.trivial("oh")
+    assert FieldType.trivial().bind("oh").tensor_ndim == 5
+    assert FieldType.trivial(spatial_dims=3).bind("c4").spatial_dims == 3
+    assert FieldType.invariant().bind("o").spatial_dims == 0
+    x = torch.randn(1, 2, 24, 3, 3, 3)
+    g = get("o").elements()[5]
+    torch.testing.assert_close(bound.act(g, x), act(x, g, "regular"), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="must be 5-D"):
+        FieldType.regular().check(x)
+
+
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(group="bogus", rep="regular"), ValueError, r"FieldType: group='bogus' is not a group"),
     (dict(group=3, rep="regular"), TypeError, r"group=3"),
