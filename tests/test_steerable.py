@@ -255,6 +255,19 @@ def test_conv_bad_arguments(gen, kwargs, x_shape, exc, match):
         steerable_conv2d(x, w, basis, **kwargs)
 
 
+def test_conv_window_check_reads_padding_per_dim(gen):
+    """padding=(ph, pw) pads H by ph and W by pw: a 1x5 map with padding (1, 0) holds a 3x3
+    window (as F.conv2d says), a 5x1 map with the same padding does not (a ValueError naming
+    the window, not F.conv2d's RuntimeError). A check that read (pw, ph) would refuse the first
+    and pass the second to F.conv2d."""
+    basis = steerable_basis("so2", "trivial", "harmonic", 3, out_order=1)
+    w = torch.randn(2, 1, basis.shape[0], generator=gen)
+    y = steerable_conv2d(torch.randn(1, 1, 1, 5, generator=gen), w, basis, padding=(1, 0))
+    assert y.shape == (1, 2, 3, 1, 3)
+    with pytest.raises(ValueError, match=r"spatial size 5x1 .* smaller than the kernel's window"):
+        steerable_conv2d(torch.randn(1, 1, 5, 1, generator=gen), w, basis, padding=(1, 0))
+
+
 def test_offgrid_error_per_order():
     """Per rotation order off-grid error of the so2 stack (k=7, M=2) on the camera image.
     Measured: order 0 0.029, order 1 0.035, order 2 0.129 (floors 0.039, 0.043, 0.087):
