@@ -338,6 +338,25 @@ def test_bias_on_order0_only_and_per_field(gen):
     torch.testing.assert_close(c8(x)[0, :, :, 0, 0], c8.bias[:, None].expand(3, 8))
 
 
+def test_functional_bias_goes_to_slot_0_only(gen):
+    """steerable_conv2d(bias=b) adds b[o] to the invariant slot a_0 of output field o and
+    leaves the orders m >= 1 alone, so the conv stays SO(2)-equivariant; a bias on every slot
+    (the negative control) is not: it is not rotated with the pairs (c_m, s_m)."""
+    basis = steerable_basis("so2", "trivial", "harmonic", 5, out_order=2, dtype=torch.float64)
+    w = torch.randn(3, 2, basis.shape[0], generator=gen, dtype=torch.float64)
+    bias = torch.randn(3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    y, y0 = steerable_conv2d(x, w, basis, bias, padding=2), steerable_conv2d(x, w, basis, padding=2)
+    torch.testing.assert_close(y[:, :, 0], y0[:, :, 0] + bias[None, :, None, None])
+    torch.testing.assert_close(y[:, :, 1:], y0[:, :, 1:], rtol=0, atol=0)
+    assert_equivariant(lambda t: steerable_conv2d(t, w, basis, bias, padding=2), x, "so2",
+                       in_rep="trivial", out_rep="harmonic")
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(lambda t: steerable_conv2d(t, w, basis, padding=2)
+                           + bias.view(1, -1, 1, 1, 1), x, "so2", in_rep="trivial",
+                           out_rep="harmonic")
+
+
 def test_gradcheck_module_path(gen):
     from equilayers.functional import group_conv2d, lifting_conv2d
     x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
