@@ -1,5 +1,7 @@
 """The closed-form steerable basis: constraint, shapes, determinism, bad input, off-grid."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,6 +84,26 @@ def test_so2_basis_counts_and_centre():
     norms = b.flatten(1).norm(dim=1)
     want = torch.tensor([1.0] * 3 + [2 ** 0.5] * 8, dtype=torch.float64)
     torch.testing.assert_close(norms.sort().values, want)
+
+
+@pytest.mark.parametrize("group,one_dim", [("c4", {0, 2}), ("d4", {0, 2}), ("c8", {0}),
+                                             ("so2", {0})])
+def test_element_norm_is_sqrt_of_the_output_irreps_dimension(group, one_dim):
+    """Each element of trivial -> harmonic (M=2) has norm sqrt(d), d the dimension of the
+    output irrep it maps into: 1 for order 0, 2 for an order m >= 1, but 1 for the Nyquist
+    order N/2 of C_N/D_N with N even (a rotation acts on it as +-1: C4/D4 order 2, not C8's
+    order 2 nor SO(2)'s)."""
+    basis = steerable_basis(group, "trivial", "harmonic", 5, out_order=2, dtype=torch.float64)
+    energy = basis.square().sum(dim=(2, 3, 4))  # (num_basis, 5)
+    slot_order = torch.tensor([0, 1, 1, 2, 2])
+    seen = set()
+    for e, norm in zip(energy, basis.flatten(1).norm(dim=1), strict=True):
+        orders = set(slot_order[e > 1e-20].tolist())
+        assert len(orders) == 1, orders  # trivial input: each element reaches one order
+        (m,) = orders
+        seen.add(m)
+        assert norm.item() == pytest.approx(1.0 if m in one_dim else math.sqrt(2.0), rel=1e-12)
+    assert seen == {0, 1, 2}
 
 
 def test_deterministic_and_fresh():
