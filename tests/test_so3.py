@@ -392,6 +392,27 @@ def test_harmonic_action_on_fields():
 
 
 # --- nonlinearities and norm pooling on SO(3) fields ------------------------------------------
+@pytest.mark.parametrize("order0", ["function", "norm"])
+def test_norm_nonlinearity_values_on_so3_fields(order0, gen):
+    """The values, not only the equivariance (which a wrong map on the invariant a_0, or a
+    bias left out, keeps): a_0 -> relu(a_0 + b_0) or sign(a_0) relu(|a_0| + b_0), order l's
+    2l+1 slots -> v relu(|v| + b_l) / |v| with |v| = sqrt(sum v^2 + eps)."""
+    eps = 1e-6
+    x = torch.randn(2, 3, 9, 2, 2, 2, generator=gen, dtype=D64)
+    bias = torch.randn(3, 3, generator=gen, dtype=D64)
+    b = bias[None, :, :, None, None, None]
+    a0 = x[:, :, :1]
+    want = [F.relu(a0 + b[:, :, :1]) if order0 == "function"
+            else torch.sign(a0) * F.relu(a0.abs() + b[:, :, :1])]
+    for l in (1, 2):
+        v = x[:, :, l * l:(l + 1) ** 2]
+        norm = (v.square().sum(2, keepdim=True) + eps).sqrt()
+        want.append(v * F.relu(norm + b[:, :, l:l + 1]) / norm)
+    got = EF.norm_nonlinearity(x, bias, 2, eps=eps, order0=order0, group="so3")
+    torch.testing.assert_close(got, torch.cat(want, 2), rtol=1e-12, atol=1e-14)
+    assert (got[:, :, :1] < 0).any() == (order0 == "norm")  # both signs survive with "norm"
+
+
 @pytest.mark.parametrize("group", ["so3", "o3"])
 def test_nonlinearities_commute_with_every_rotation(group, gen):
     """Pointwise in space, so any element's fiber action (not only the grid's) commutes
