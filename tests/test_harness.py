@@ -161,6 +161,10 @@ def test_the_relative_error_divides_by_the_larger_side():
 
     assert invariance_error(f, x, "c2") == 0.5
     assert equivariance_error(f, x, "c2", out_rep="invariant") == 0.5
+    # and with the sides swapped, f(x) = 2 > f(g.x) = 1: still 1 / 2, not 1 / 1 (a division
+    # by one side, ||f(g.x)|| or ||g.f(x)||, gets one of the two orders wrong)
+    assert invariance_error(lambda t: (2 * t[..., 0, 0] + t[..., -1, -1]).reshape(-1, 1), x,
+                            "c2") == 0.5
     # f(g.x) = -g.f(x): the bound 2
     assert invariance_error(lambda t: (t[..., 0, 0] - t[..., -1, -1]).reshape(-1, 1), x,
                             "c2") == 2.0
