@@ -101,6 +101,22 @@ def test_nan_output_is_reported_not_passed(gen):
         assert_equivariant(lambda t: t * float("nan"), x, "p4")
 
 
+def test_nan_at_one_element_is_the_worst_not_skipped(gen):
+    """An output that is NaN for some transformed inputs only: NaN is the worst error (a
+    plain max() over the elements keeps the first finite one, since nan > e is False, and
+    would pass the map)."""
+    x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
+
+    def f(t):  # the identity on x itself, NaN on its rotations
+        return t if torch.equal(t, x) else t * float("nan")
+
+    report = equivariance_report(f, x, "p4")
+    assert math.isnan(report.error) and report.worst != get("p4").identity
+    assert report.errors[get("p4").identity] == 0
+    with pytest.raises(AssertionError, match="nan"):
+        assert_equivariant(f, x, "p4")
+
+
 def test_bad_arguments(gen):
     x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
     with pytest.raises(ValueError, match="valid forms"):
