@@ -95,6 +95,25 @@ def test_off_grid_elements_report_floor_and_need_tol(gen):
     assert equivariance_report(rnd, x, G, elements=els).error > 3 * rep.floor
 
 
+def test_off_grid_invariance_compares_every_logit(gen):
+    """Off the grid the harness masks spatial outputs to the inscribed disk, never an
+    invariant (B, K) output: a disk mask of the (B, K) array would keep logits 3..6 of 10
+    only and pass a model whose other logits change. Here logit 0 reads a pixel near the
+    corner (which a 45-degree turn moves away), the other nine are constant."""
+    x = torch.randn(1, 1, 15, 15, generator=gen, dtype=torch.float64)
+
+    def f(t):
+        return torch.cat([t[:, 0, 2:3, 2], torch.ones(t.shape[0], 9, dtype=t.dtype)], 1)
+
+    els = get("so2").elements_at([45.0])
+    report = equivariance_report(f, x, "so2", out_rep="invariant", elements=els)
+    assert report.error > 0.01 and report.floor == 0
+    with pytest.raises(AssertionError, match="not invariant"):
+        assert_invariant(f, x, "so2", elements=els, tol=1e-3)
+    # the constant logits alone are invariant: the check is of logit 0
+    assert invariance_error(lambda t: f(t)[:, 1:], x, "so2", elements=els) == 0
+
+
 def test_nan_output_is_reported_not_passed(gen):
     x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
     with pytest.raises(AssertionError, match="nan"):
