@@ -9,6 +9,7 @@ from equilayers.groups import get
 from equilayers.testing import (
     assert_equivariant,
     assert_invariant,
+    default_tolerance,
     equivariance_error,
     equivariance_report,
     invariance_error,
@@ -112,6 +113,24 @@ def test_off_grid_invariance_compares_every_logit(gen):
         assert_invariant(f, x, "so2", elements=els, tol=1e-3)
     # the constant logits alone are invariant: the check is of logit 0
     assert invariance_error(lambda t: f(t)[:, 1:], x, "so2", elements=els) == 0
+
+
+def test_default_tolerance_per_dtype(gen):
+    """The documented defaults (1e-10 float64, 1e-5 float32, 1e-2 half), and they decide:
+    a float32 map off by 1e-4 relative fails assert_equivariant without tol=, the identity
+    (error 0 in float32) passes."""
+    assert default_tolerance(torch.float64) == 1e-10
+    assert default_tolerance(torch.float32) == 1e-5
+    assert default_tolerance(torch.float16) == default_tolerance(torch.bfloat16) == 1e-2
+    x = torch.randn(1, 1, 9, 9, generator=gen)
+
+    def f(t):  # a float32 map whose p4 error is about 1e-4
+        return t + 1e-4 * t.flip(-1)
+
+    assert 1e-5 < equivariance_error(f, x, "p4") < 1e-3
+    with pytest.raises(AssertionError, match="tol=1e-05"):
+        assert_equivariant(f, x, "p4")
+    assert_equivariant(lambda t: t.clone(), x, "p4")
 
 
 def test_nan_output_is_reported_not_passed(gen):
