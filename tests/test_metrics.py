@@ -155,6 +155,17 @@ def test_geed_known_values(gen):
     odd = metrics.geed(lambda t: (t * torch.linspace(-1, 1, 5, dtype=t.dtype)).sum((1, 2, 3))
                        [:, None], x, "c2", "cosine")
     assert odd == pytest.approx(1.0, rel=1e-12)  # mean over {e: 0, r^2: 2}
+    # KL(softmax(f(g.x)) || softmax(g.f(x))), in that order (KL is not symmetric): logits
+    # that the flip changes, so the d1 deviation is half the mean KL at the flip
+    def logits(t):
+        return torch.stack([3 * t[:, 0, 0, 0], t[:, 0, 0, -1], t[:, 0, 2, 2]], 1)
+
+    p_gx, p_x = logits(flip(x)).softmax(1), logits(x).softmax(1)
+    kl = (p_gx * (p_gx.log() - p_x.log())).sum(1).mean().item()
+    reverse = (p_x * (p_x.log() - p_gx.log())).sum(1).mean().item()
+    assert abs(kl - reverse) > 0.01 * kl  # the two orders differ on this batch
+    assert metrics.geed(logits, x, "d1", "kl", out_rep="invariant") == pytest.approx(
+        0.5 * kl, rel=1e-12)
 
 
 def test_lie_derivative_matches_finite_difference(gen):
