@@ -64,8 +64,24 @@ def test_group_bad_input():
         so3.element(-torch.eye(3))
     with pytest.raises(ValueError, match="not orthogonal"):
         so3.element(2 * torch.eye(3))
+    with pytest.raises(ValueError, match=r"^so3.from_axis_angle: inversion=True needs 'o3'"):
+        so3.from_axis_angle([0, 0, 1], 0.3, inversion=True)
     with pytest.raises(ValueError, match="harmonic"):
         FieldType.harmonic("o", 1)  # the cube groups have no harmonic fields
+
+
+def test_ball_mask_keeps_the_voxels_on_its_sphere():
+    """ball_mask(7, 7, 7, margin=1) is the ball of radius (7 - 1) / 2 - 1 = 2 about the
+    centre, closed (as disk_mask's disk): the 33 offsets with |o|^2 <= 4, the six at distance
+    exactly 2 on the axes included; margin=0 gives radius 3 (123 voxels)."""
+    from equilayers.groups._so3 import ball_mask
+
+    o = torch.arange(7) - 3
+    sq = o[:, None, None] ** 2 + o[None, :, None] ** 2 + o[None, None, :] ** 2
+    for margin, r2, count in ((1.0, 4, 33), (0.0, 9, 123)):
+        mask = ball_mask(7, 7, 7, margin)
+        assert torch.equal(mask, sq <= r2) and int(mask.sum()) == count
+    assert ball_mask(7, 7, 7, 1.0)[3, 3, 5] and not ball_mask(7, 7, 7, 1.0)[3, 3, 6]
 
 
 # --- spherical harmonics, Wigner-D, Clebsch-Gordan --------------------------------------------
