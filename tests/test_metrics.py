@@ -210,6 +210,14 @@ def test_lie_derivative_known_and_zero(gen):
     sym = symmetrized_conv2d(3, 2, 3, "d4")
     sym.padding_mode = "circular"
     assert metrics.lie_derivative(sym, x, "rotate") < metrics.lie_derivative(conv, x, "rotate")
+    # the output moves by t * W_out / W_in along x and t * H_out / H_in along y: a map that
+    # doubles the rows (H_out = 2 H_in, W_out = W_in) is exactly equivariant to translate_x
+    # with scale 1 (a scale read off the heights, 2, would move its output twice as far)
+    def rows_twice(t):
+        return t.repeat_interleave(2, dim=-2)
+
+    assert metrics.lie_derivative(rows_twice, x, "translate_x") < 1e-20
+    assert metrics.lie_derivative(rows_twice, x, "translate_x", out_rep="invariant") > 1e-2
 
 
 @pytest.mark.parametrize("dtype,rel", [(torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
