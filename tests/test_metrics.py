@@ -267,6 +267,24 @@ def test_lie_derivative_leaves_the_models_own_warnings_alone(gen):
         metrics.lie_derivative(noisy, x, "translate_x", out_rep="invariant")
 
 
+def test_lie_derivative_refuses_fibers_without_a_continuous_action(gen):
+    """A rotation by t acts on a regular fiber only for t a multiple of the group's angle,
+    and no translation or rotation moves a harmonic fiber here: both are refused by name;
+    translations of a regular field's spatial dims are measured."""
+    x = torch.randn(1, 2, 8, 8, generator=gen, dtype=torch.float64)
+
+    def regular(t):
+        return t.unsqueeze(2).expand(-1, -1, 4, -1, -1)
+
+    with pytest.raises(ValueError, match=r"generator='rotate' has no continuous action on "
+                                         r"out_rep='regular'"):
+        metrics.lie_derivative(regular, x, "rotate", out_rep="regular")
+    assert metrics.lie_derivative(regular, x, "translate_x", out_rep="regular") < 1e-20
+    for gname in metrics.GENERATORS:
+        with pytest.raises(ValueError, match="no continuous action on out_rep='harmonic'"):
+            metrics.lie_derivative(regular, x, gname, out_rep="harmonic")
+
+
 def test_deformation_stability(gen):
     x = torch.randn(3, 2, 16, 16, generator=gen, dtype=torch.float64)
     ident = metrics.deformation_stability(nn.Identity(), x, generator=gen)
