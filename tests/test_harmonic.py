@@ -168,6 +168,21 @@ def test_norm_pool_gradient_is_finite_at_zero():
                                torch.tensor([0.6, 0.8], dtype=torch.float64))
 
 
+def test_norm_pool_compiled_gradient_equals_eager(gen):
+    """Under torch.compile norm_pool takes its traced path (plain ops and a sqrt whose
+    gradient is 0 at 0): its gradient equals the eager one, an all-zero field included."""
+    x = _x(gen, (2, 3, 5, 4, 4))
+    x[0, 1] = 0.0
+    g = torch.randn(2, 9, 4, 4, generator=gen, dtype=x.dtype)
+    compiled = torch.compile(lambda t: EF.norm_pool(t, 2), backend="eager", fullgraph=True)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    torch.testing.assert_close(compiled(a), EF.norm_pool(b, 2))
+    (ga,), (gb,) = (torch.autograd.grad(compiled(a), a, g),
+                    torch.autograd.grad(EF.norm_pool(b, 2), b, g))
+    torch.testing.assert_close(ga, gb)
+    assert ga[0, 1].abs().sum() == 0
+
+
 @pytest.mark.parametrize("max_order", [0, 1, 3])
 def test_norm_pool_backward_equals_autograd_of_the_formula(gen, max_order):
     """The hand-written backward == autograd through abs / pair sums / sqrt, for every layout,
@@ -190,6 +205,9 @@ def test_norm_pool_backward_equals_autograd_of_the_formula(gen, max_order):
         g = torch.randn(yb.shape, generator=gen, dtype=yb.dtype)
         (ga,), (gb,) = torch.autograd.grad(ya, a, g), torch.autograd.grad(yb, b, g)
         torch.testing.assert_close(ga, gb)
+        # create_graph=True takes the backward's differentiable branch: the same gradient
+        (gc,) = torch.autograd.grad(EF.norm_pool(a, max_order), a, g, create_graph=True)
+        torch.testing.assert_close(gc, gb)
     x = _x(gen, (1, 2, f, 3, 3)).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda t: EF.norm_pool(t, max_order), (x,))
     # Negative control: the whole-fiber norm (one per field) has a different gradient.
