@@ -155,6 +155,20 @@ def test_nan_at_one_element_is_the_worst_not_skipped(gen):
         assert_equivariant(f, x, "p4")
 
 
+def test_slot_indices_count_from_the_end_like_a_list(gen):
+    """elements=[i] takes slot i of a finite group, and a negative i counts from the end as a
+    list does (-|G| .. |G| - 1); beyond that range a ValueError names the slot range."""
+    x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
+    p4 = get("p4")
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False).double()
+    for i in (-1, -4, 3):
+        report = equivariance_report(conv, x, p4, elements=[i])
+        assert list(report.errors) == [p4.elements()[i]]
+    for i in (-5, 4):
+        with pytest.raises(ValueError, match=rf"elements\[i\]={i} .*\|G\|=4"):
+            equivariance_report(conv, x, p4, elements=[i])
+
+
 def test_bad_arguments(gen):
     x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
     with pytest.raises(ValueError, match="valid forms"):
