@@ -367,6 +367,21 @@ def test_layerwise_shifts_refuse_a_flat_shift_and_an_empty_list(gen):
     assert [r.worst for r in rows] == ["shift(1, 2)"] * 2
 
 
+def test_geed_normalized_refuses_a_batch_with_one_output(gen):
+    """normalized=True divides by the distance between the outputs of unrelated inputs; a
+    model that gives every input the same output makes it 0, a ValueError naming the fix
+    (not a division by zero: inf or NaN); unnormalized, the same model scores 0."""
+    x = torch.randn(3, 1, 5, 5, generator=gen, dtype=torch.float64)
+
+    def const(t):
+        return torch.ones(t.shape[0], 4, dtype=t.dtype)
+
+    for distance in metrics.DISTANCES:
+        with pytest.raises(ValueError, match="same output for every input.*normalized=False"):
+            metrics.geed(const, x, "p4", distance, True, out_rep="invariant")
+        assert metrics.geed(const, x, "p4", distance, out_rep="invariant") == 0.0
+
+
 def test_geed_is_never_negative():
     # a shift- and p4m-invariant model (circular conv, global mean): the distances are 0 up to
     # rounding, which took the cosine distance and the KL divergence to -1e-17 before the clamp
