@@ -66,8 +66,17 @@ def test_group_bad_input():
         so3.element(2 * torch.eye(3))
     with pytest.raises(ValueError, match=r"^so3.from_axis_angle: inversion=True needs 'o3'"):
         so3.from_axis_angle([0, 0, 1], 0.3, inversion=True)
-    with pytest.raises(ValueError, match="harmonic"):
-        FieldType.harmonic("o", 1)  # the cube groups have no harmonic fields
+    # orthogonal to 1e-9, as the message says: a rotation scaled by 1 + 1e-6 (M M^T off by
+    # 2e-6 on its diagonal) is not one (allclose's default rtol=1e-5 let it through)
+    r = so3.matrix(so3.from_axis_angle([1, 2, 3], 0.4))
+    bad = r * (1 + 1e-6)
+    with pytest.raises(ValueError, match=r"not orthogonal \(M M\^T = I to 1e-9\)"):
+        so3.element(bad)
+    with pytest.raises(ValueError, match="not orthogonal"):
+        rotate3d(torch.zeros(1, 3, 3, 3), bad)
+    with pytest.raises(ValueError, match="must be orthogonal"):
+        wigner_d(1, bad)
+    assert so3.element(r) == so3.from_axis_angle([1, 2, 3], 0.4)  # control: r itself
 
 
 def test_ball_mask_keeps_the_voxels_on_its_sphere():

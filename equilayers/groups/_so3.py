@@ -222,7 +222,8 @@ def orthogonal_matrix(matrix, name: str, what: str) -> torch.Tensor:
     if m.shape != (3, 3) or not bool(torch.isfinite(m).all()):
         raise ValueError(f"{what}: {name} must be a finite 3 x 3 matrix; got shape "
                          f"{tuple(m.shape)}")
-    if not torch.allclose(m @ m.T, torch.eye(3, dtype=torch.float64), atol=1e-9):
+    # rtol=0: allclose's default rtol (1e-5) let a diagonal of M M^T off by 1e-5 through
+    if not torch.allclose(m @ m.T, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9):
         raise ValueError(f"{what}: {name}={m.tolist()} is not orthogonal (M M^T = I to 1e-9): "
                          "pass a rotation matrix")
     return m

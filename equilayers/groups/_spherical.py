@@ -151,7 +151,8 @@ def _matrix(rotation, what: str) -> torch.Tensor:
     if r.shape != (3, 3) or not bool(torch.isfinite(r).all()):
         raise ValueError(f"{what}: rotation must be a finite 3 x 3 orthogonal matrix; got shape "
                          f"{tuple(r.shape)}")
-    if not torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), atol=1e-9):
+    # rtol=0: allclose's default rtol (1e-5) let a diagonal of R R^T off by 1e-5 through
+    if not torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9):
         raise ValueError(f"{what}: rotation must be orthogonal (R R^T = I); got {r.tolist()}")
     return r
 
