@@ -79,6 +79,17 @@ def test_group_bad_input():
     assert so3.element(r) == so3.from_axis_angle([1, 2, 3], 0.4)  # control: r itself
 
 
+def test_o3_random_elements_are_haar_on_both_components(gen):
+    """O(3)'s random_element draws the inversion with probability 1/2 (so a test over random
+    elements reaches det -1), SO(3)'s never; each is orthogonal with det +-1."""
+    so3, o3 = get("so3"), get("o3")
+    dets = [o3.random_element(gen).det for _ in range(200)]
+    assert set(dets) == {1, -1} and 70 < dets.count(-1) < 130  # binomial(200, 1/2): 6 sigma
+    assert all(so3.random_element(gen).det == 1 for _ in range(50))
+    with pytest.raises(ValueError, match="harmonic"):
+        FieldType.harmonic("o", 1)  # the cube groups have no harmonic fields
+
+
 def test_ball_mask_keeps_the_voxels_on_its_sphere():
     """ball_mask(7, 7, 7, margin=1) is the ball of radius (7 - 1) / 2 - 1 = 2 about the
     centre, closed (as disk_mask's disk): the 33 offsets with |o|^2 <= 4, the six at distance
