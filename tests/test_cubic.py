@@ -294,6 +294,20 @@ def test_harmonic_voxel_basis_is_closed_under_the_cube(k, gen):
     assert outside(noisy) > 1e-2
 
 
+def test_harmonic_voxel_basis_leaves_out_dependent_functions():
+    """Rings at every voxel distance of a 3x3x3 filter (0, 1, sqrt 2, sqrt 3) with frequencies
+    up to 3 or 4 give more shell functions than its 27 voxels: the basis keeps a linearly
+    independent 27 (full rank), each of unit norm, so no coefficient of a layer is
+    redundant."""
+    from equilayers.functional import harmonic_voxel_basis
+
+    for cutoff in (3.0, 4.0):
+        rows = harmonic_voxel_basis(3, frequencies_cutoff=cutoff, rings=[0, 1, 2 ** 0.5, 3 ** 0.5],
+                                    dtype=torch.float64).flatten(1)
+        assert rows.shape == (27, 27) and torch.linalg.matrix_rank(rows) == 27
+        torch.testing.assert_close(rows.norm(dim=1), torch.ones(27, dtype=torch.float64))
+
+
 def test_harmonic_basis_layers(gen):
     """``basis="harmonic"``: coefficient weights, the voxel filters they stand for, He-scaled
     init (second moment about 1), repr, state dict (no basis in it), refused settings."""
