@@ -74,9 +74,17 @@ def test_group_bad_input():
         so3.element(bad)
     with pytest.raises(ValueError, match="not orthogonal"):
         rotate3d(torch.zeros(1, 3, 3, 3), bad)
-    with pytest.raises(ValueError, match="must be orthogonal"):
+    with pytest.raises(ValueError, match=r"not orthogonal \(M M\^T = I to 1e-9\)"):
         wigner_d(1, bad)
     assert so3.element(r) == so3.from_axis_angle([1, 2, 3], 0.4)  # control: r itself
+    # a float32 rotation is orthogonal only to ~1e-7: refused, and the message says why and
+    # what to pass (it said "pass a rotation matrix", which it was)
+    for call in (so3.element, lambda m: rotate3d(torch.zeros(1, 3, 3, 3), m),
+                 lambda m: wigner_d(1, m)):
+        with pytest.raises(ValueError, match="a float32 matrix is orthogonal only to its "
+                           "precision; pass it in float64"):
+            call(r.float())
+        call(r)  # the control: the same rotation in float64
 
 
 def test_o3_random_elements_are_haar_on_both_components(gen):

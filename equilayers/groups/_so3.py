@@ -224,8 +224,12 @@ def orthogonal_matrix(matrix, name: str, what: str) -> torch.Tensor:
                          f"{tuple(m.shape)}")
     # rtol=0: allclose's default rtol (1e-5) let a diagonal of M M^T off by 1e-5 through
     if not torch.allclose(m @ m.T, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9):
+        dtype = getattr(matrix, "dtype", torch.float64)
+        low = dtype != torch.float64 and dtype.is_floating_point  # float32: only to ~1e-7
         raise ValueError(f"{what}: {name}={m.tolist()} is not orthogonal (M M^T = I to 1e-9): "
-                         "pass a rotation matrix")
+                         + (f"a {str(dtype).removeprefix('torch.')} matrix is orthogonal only "
+                            "to its precision; pass it in float64 (the elements are float64)"
+                            if low else "pass a rotation matrix"))
     return m
 
 

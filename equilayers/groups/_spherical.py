@@ -143,18 +143,9 @@ def _probe(order: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _matrix(rotation, what: str) -> torch.Tensor:
-    try:
-        r = torch.as_tensor(rotation, dtype=torch.float64, device=_CPU)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{what}: rotation={rotation!r} must be a 3 x 3 orthogonal matrix (a "
-                        "tensor or nested lists)") from None
-    if r.shape != (3, 3) or not bool(torch.isfinite(r).all()):
-        raise ValueError(f"{what}: rotation must be a finite 3 x 3 orthogonal matrix; got shape "
-                         f"{tuple(r.shape)}")
-    # rtol=0: allclose's default rtol (1e-5) let a diagonal of R R^T off by 1e-5 through
-    if not torch.allclose(r @ r.T, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9):
-        raise ValueError(f"{what}: rotation must be orthogonal (R R^T = I); got {r.tolist()}")
-    return r
+    from ._so3 import orthogonal_matrix  # one check for every entry taking a rotation
+
+    return orthogonal_matrix(rotation, "rotation", what)
 
 
 def wigner_d(order: int, rotation) -> torch.Tensor:
