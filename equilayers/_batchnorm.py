@@ -26,8 +26,9 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     :class:`~equilayers.nn.GroupBatchNorm2d`, :class:`~equilayers.nn.HarmonicBatchNorm`, and
     escnn's ``GNormBatchNorm``/``NormBatchNorm``/``IIDBatchNorm*`` (one buffer pair per
     representation; its ``InnerBatchNorm`` holds ``nn.BatchNorm*`` modules). Each batch's
-    statistics are taken with ``momentum=1`` and averaged with equal weights (so the variance
-    leaves out the spread of the batch means, which is small for shuffled data).
+    statistics are taken with ``momentum=1`` and averaged, each weighted by its number of
+    samples (so a last, smaller batch counts for what it holds; the variance leaves out the
+    spread of the batch means, which is small for shuffled data).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
@@ -59,8 +60,8 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
             norms.append(m)
             stats.append(names)
     saved = [m.momentum for m in norms]
-    sums = [[torch.zeros_like(getattr(m, n)) for n in names]
-            for m, names in zip(norms, stats, strict=True)]
+    sums = [[_zero_sum(getattr(m, n)) for n in names] for m, names in zip(norms, stats,
+                                                                          strict=True)]
     data = x if max_samples is None else x[:max_samples]
     chunks = data.split(batch_size)
     model.train()
@@ -71,13 +72,13 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
             model(chunk)
             for m, names, acc in zip(norms, stats, sums, strict=True):
                 for total, n in zip(acc, names, strict=True):
-                    total += getattr(m, n)
+                    total += getattr(m, n).to(total.dtype) * len(chunk)
     finally:
         for m, mom in zip(norms, saved, strict=True):
             m.momentum = mom
     for m, names, acc in zip(norms, stats, sums, strict=True):
         for total, n in zip(acc, names, strict=True):
-            getattr(m, n).copy_(total / len(chunks))
+            getattr(m, n).copy_(total / len(data))
     return model.eval()
 
 
@@ -85,3 +86,9 @@ def _is_running_stat(name: str) -> bool:
     """``running_mean``/``running_var`` (torch's and ours) or ``<rep>_running_mean``/``_var``
     (escnn's norm layers, one pair per representation)."""
     return any(name == s or name.endswith("_" + s) for s in ("running_mean", "running_var"))
+
+
+def _zero_sum(stat: torch.Tensor) -> torch.Tensor:
+    """A zero accumulator for ``stat``, float32 at least: a float16 variance times a batch of
+    500 samples leaves float16's range."""
+    return torch.zeros_like(stat, dtype=torch.promote_types(stat.dtype, torch.float32))

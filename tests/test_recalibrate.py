@@ -56,7 +56,7 @@ class _PerRepNorm(nn.Module):
 
 
 def test_norms_with_a_buffer_pair_per_representation_are_recalibrated(gen):
-    """Each chunk's statistics, averaged with equal weights, in every ``*_running_*`` buffer
+    """Each chunk's statistics, averaged (weighted by chunk size), in every ``*_running_*`` buffer
     (escnn's ``GNormBatchNorm`` keeps its state so; the peers venv checks escnn's own)."""
     x = torch.randn(30, 3, generator=gen, dtype=torch.float64) + torch.tensor([1.0, -2.0, 0.0])
     norm = _PerRepNorm().double()
@@ -68,3 +68,22 @@ def test_norms_with_a_buffer_pair_per_representation_are_recalibrated(gen):
     torch.testing.assert_close(norm.irrep_1_running_var,
                                torch.stack([c[:, 2:].pow(2).mean((0, 1)) for c in chunks]).mean(0,
                                                                                        True))
+
+
+def test_a_smaller_last_batch_counts_for_its_samples(gen):
+    """1010 samples in batches of 500: the last batch of 10 weighed as much as each 500 (a
+    third of the running mean) when it holds 1% of the data. Here the first 1000 have mean 0
+    and the last 10 mean 30: the data's mean is 0.3; equal weights gave 10. Each chunk's
+    statistics are now weighted by its size, and float16 statistics are summed in float64
+    (x 500 would overflow a float16 variance above 131)."""
+    x = torch.randn(1010, 1, 4, 4, generator=gen, dtype=torch.float64)
+    x[1000:] += 30
+    bn = nn.BatchNorm2d(1).double()
+    recalibrate_batch_norm(nn.Sequential(bn), x, batch_size=500, max_samples=None)
+    assert abs(bn.running_mean.item() - x.mean().item()) < 1e-9, bn.running_mean
+    # the control: equal batches give the plain average of the batch means, as before
+    recalibrate_batch_norm(nn.Sequential(bn), x[:1000], batch_size=500)
+    assert abs(bn.running_mean.item() - x[:1000].mean().item()) < 1e-9
+    half = nn.BatchNorm2d(1).half()
+    recalibrate_batch_norm(nn.Sequential(half), (20 * x[:1000]).half(), batch_size=500)
+    assert torch.isfinite(half.running_var).all() and 300 < half.running_var.item() < 500
