@@ -209,6 +209,36 @@ def test_check_grid_plain_torch_3d_layers():
         net, (1, 2, 9, 9, 9), "c4z")}  # c4z trades only height and width
 
 
+def test_check_grid_3d_padding_per_dim():
+    """``nn.ZeroPad3d((w_lo, w_hi, h_lo, h_hi, d_lo, d_hi))`` is read in torch's order, and a
+    padding that differs between traded dims is anisotropic: padding the width only (1 after)
+    breaks c4z (which moves height and width), padding the depth only does not."""
+    width = [(f.problem, f.message) for f in check_grid(
+        nn.ZeroPad3d((0, 1, 1, 1, 1, 1)), (1, 2, 9, 9, 9), "c4z", shifts=False)]
+    assert [p for p, _ in width] == ["anisotropic", "asymmetric-padding"]
+    assert "width: 0 before, 1 after" in width[1][1]
+    assert check_grid(nn.ZeroPad3d((1, 1, 1, 1, 0, 1)), (1, 2, 9, 9, 9), "c4z",
+                      shifts=False) == []
+    conv = nn.Conv3d(2, 2, 3, padding=(1, 1, 0), padding_mode="circular")
+    assert [f.problem for f in check_grid(conv, (1, 2, 9, 9, 9), "c4z")] == ["anisotropic"]
+    assert check_grid(nn.Conv3d(2, 2, 3, padding=(0, 1, 1), padding_mode="circular"),
+                      (1, 2, 9, 9, 9), "c4z") == []
+
+
+def test_check_grid_c4z_rotations_keep_the_depth(gen):
+    """c4z's quarter turns swap height and width only: a layer norm over ``(C, D, H, W)`` on
+    a ``5 x 9 x 9`` volume takes every rotated input (no finding, exact), while the cube's
+    rotations move the depth and it rejects them (the control)."""
+    with seeded_rng(0):
+        conv = enn.LiftingConv3d(1, 2, 3, padding=1, padding_mode="circular", group="c4z")
+    net = nn.Sequential(conv, enn.GroupPool("max"), nn.LayerNorm([2, 5, 9, 9])).double()
+    assert check_grid(net, (1, 1, 5, 9, 9), "c4z") == []
+    x = torch.randn(2, 1, 5, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(net, x, "c4z", out_rep="trivial") < 1e-12
+    (f,) = check_grid(net, (1, 1, 5, 9, 9), "o")
+    assert (f.problem, f.breaks) == ("non-cubic", "rotations")
+
+
 def test_check_grid_3d_bad_input():
     conv = _strided("o")
     with pytest.raises(ValueError, match=r"must have 5 dims"):

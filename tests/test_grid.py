@@ -45,7 +45,9 @@ def test_flips_only_need_the_columns():
     conv = _sym_strided()
     # 9 rows, 8 columns: a flip group only cares about the columns
     assert [f.problem for f in check_grid(conv, (1, 2, 8, 9), "d1")] == []
-    assert [f.problem for f in check_grid(conv, (1, 2, 9, 8), "d1")] == ["stride-parity"]
+    (f,) = check_grid(conv, (1, 2, 9, 8), "d1")
+    # a flip, not a rotation, is what breaks; the suggested size grows the columns only
+    assert (f.problem, f.breaks, f.fix) == ("stride-parity", "flips", "use an input size of 9")
     assert check_grid(conv, (1, 2, 8, 8), "c1") == []  # shifts only, circular padding
 
 
@@ -66,6 +68,9 @@ def test_padding_findings():
     found = {(f.layer, f.problem): f for f in check_grid(net, (1, 2, 9, 9), "p4")}
     assert found[("0", "non-circular-padding")].fix == "padding_mode='circular'"
     assert ("1", "asymmetric-padding") in found and ("2", "asymmetric-padding") in found
+    # torch's padding='same' puts an even kernel's extra pixel after (bottom/right)
+    assert "rows: 1 before, 2 after; columns: 1 before, 2 after" in found[
+        ("1", "asymmetric-padding")].message
     assert found[("3", "non-circular-padding")].fix == "nn.CircularPad2d before it and padding=0"
     # a pool has no padding_mode: the finding names its own padding (it said padding_mode='pool')
     assert found[("3", "non-circular-padding")].message.startswith(
@@ -77,6 +82,38 @@ def test_padding_findings():
                    if f.layer in ("0", "3", "4"))
     assert check_grid(net, (1, 2, 9, 9), "p4", shifts=False) == [
         f for f in check_grid(net, (1, 2, 9, 9), "p4") if f.breaks != "shifts"]
+
+
+def test_pad_modules_are_read_left_right_top_bottom(gen):
+    """``nn.ZeroPad2d((left, right, top, bottom))``: padding only the columns asymmetrically
+    breaks the column flip (d1), and only the rows does not; the measured errors agree."""
+    cols, rows = nn.ZeroPad2d((0, 1, 1, 1)), nn.ZeroPad2d((1, 1, 0, 1))
+    (f,) = check_grid(cols, (1, 2, 9, 9), "d1", shifts=False)
+    assert (f.problem, f.breaks) == ("asymmetric-padding", "flips")
+    assert "columns: 0 before, 1 after" in f.message and "rows" not in f.message
+    assert check_grid(rows, (1, 2, 9, 9), "d1", shifts=False) == []
+    x = torch.randn(1, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(cols, x, "d1") > 1e-3
+    assert equivariance_error(rows, x, "d1") < 1e-12
+
+
+def test_transposed_convs_border_findings_under_shifts(gen):
+    """A transposed conv whose footprints overlap or are cropped drops what falls past the
+    border: a ``transposed-border`` shift finding (not ``output-padding``, which is about
+    rotations); non-overlapping uncropped footprints (``k == stride``, ``padding=0``) wrap
+    exactly and get none."""
+    overlap = nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1)
+    assert [(f.problem, f.breaks) for f in check_grid(overlap, (1, 2, 9, 9), "p4")] == [
+        ("transposed-border", "shifts")]
+    cropped = nn.ConvTranspose2d(2, 2, 2, stride=2, padding=1)
+    assert [f.problem for f in check_grid(cropped, (1, 2, 9, 9), "p4")] == [
+        "transposed-border"]
+    tiled = nn.ConvTranspose2d(2, 2, 2, stride=2).double()
+    assert check_grid(tiled, (1, 2, 9, 9), "p4") == []
+    x = torch.randn(1, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert (tiled(torch.roll(x, 1, -1)) - torch.roll(tiled(x), 2, -1)).abs().max() < 1e-12
+    o = overlap.double()  # the control: the overlapping one does not wrap
+    assert (o(torch.roll(x, 1, -1)) - torch.roll(o(x), 2, -1)).abs().max() > 1e-3
 
 
 def test_measured_shift_breaks_where_flagged(gen):
@@ -119,6 +156,10 @@ def test_rectangles_flagged_where_the_model_cannot_take_the_rotated_shape(gen):
     fixed = nn.Sequential(conv, nn.Upsample(size=(18, 22)), nn.Conv2d(3, 3, 3, padding=1)).double()
     (f,) = check_grid(fixed, (1, 2, 9, 11), "p4", shifts=False)
     assert f.problem == "non-square" and "sees 18x22, where a rotation" in f.message
+    # a flip keeps H x W: no rotated shape to reject, nothing found, exact
+    assert check_grid(norm, (1, 2, 9, 11), "d1") == []
+    x = torch.randn(2, 2, 9, 11, generator=gen, dtype=torch.float64)
+    assert equivariance_error(norm, x, "d1") < 1e-12
     pooled = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     assert check_grid(pooled, (1, 2, 9, 11), "p4") == []
     x = torch.randn(2, 2, 9, 11, generator=gen, dtype=torch.float64)
@@ -162,6 +203,10 @@ def test_bad_input():
         check_grid(conv, (1, 2, 8, 8), "p5")
     with pytest.raises(TypeError, match="nn.Module"):
         check_grid(lambda t: t, (1, 2, 8, 8))
+    # a model that declares its input type: the shape must have its dims
+    gconv = equilayers.nn.GroupConv2d(2, 2, 3, padding=1, group="p4")
+    with pytest.raises(ValueError, match=r"input_shape=\(1, 2, 9, 9\) must have 5 dims"):
+        check_grid(gconv, (1, 2, 9, 9), "p4")
 
 
 def test_anisotropic_stride_under_rotations():
@@ -169,6 +214,10 @@ def test_anisotropic_stride_under_rotations():
     problems = {f.problem for f in check_grid(conv, (1, 2, 9, 9), "p4")}
     assert "anisotropic" in problems
     assert "anisotropic" not in {f.problem for f in check_grid(conv, (1, 2, 9, 9), "d1")}
+    # padding that differs between the dims is anisotropic too (equal kernel and stride)
+    padded = nn.Conv2d(2, 2, 3, padding=(1, 0), padding_mode="circular")
+    assert [f.problem for f in check_grid(padded, (1, 2, 9, 9), "p4")] == ["anisotropic"]
+    assert check_grid(padded, (1, 2, 9, 9), "d1") == []
 
 
 def test_real_group_conv_layers():
