@@ -91,6 +91,9 @@ def test_size_and_channel_errors(gen):
     with pytest.raises(ValueError, match=r"multiples of 2\*\*depth = 4 .* got 10x12. Pad to "
                                          r"12x12"):
         net(torch.randn(1, 2, 10, 12, generator=gen))
+    with pytest.raises(ValueError, match=r"multiples of 2\*\*depth = 4 .* got 12x10. Pad to "
+                                         r"12x12"):  # the width is checked too
+        net(torch.randn(1, 2, 12, 10, generator=gen))
     with pytest.raises(ValueError, match="in_channels=2.* 3 channels"):
         net(torch.randn(1, 3, 8, 8, generator=gen))
     with pytest.raises(ValueError, match="group='so2' has no regular fields"):
@@ -105,6 +108,45 @@ def test_size_and_channel_errors(gen):
     with pytest.raises(ValueError, match="basis='harmonic' chooses group-conv filters, but "
                                          "group=None"):
         UNet(1, 2, group=None, basis="harmonic")
+
+
+@pytest.mark.parametrize("down", DOWNS)
+def test_skip_connection_puts_the_encoders_fields_first(down, gen):
+    """Each decoder block reads the concatenation of the encoder's map at its level (fields
+    ``0 .. widths[level]``) and then the upsampled decoder map (``concat``'s documented
+    order, which a trained state dict depends on)."""
+    net = _net(down=down, depth=2, width=2).eval()
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, k=f"enc{lv}": seen.setdefault(
+        k, out.detach().clone())) for lv, m in enumerate(net.encoder)]
+    hooks += [m.register_forward_pre_hook(lambda _m, inp, k=f"dec{lv}": seen.setdefault(
+        k, inp[0].detach().clone())) for lv, m in enumerate(net.decoder)]
+    with torch.no_grad():
+        net(torch.randn(1, 2, 8, 8, generator=gen))
+    for h in hooks:
+        h.remove()
+    for lv in range(2):
+        skip, joined = seen[f"enc{lv}"], seen[f"dec{lv}"]
+        assert joined.shape[1] == skip.shape[1] + 2 * skip.shape[1]
+        assert torch.equal(joined[:, :skip.shape[1]], skip)
+        assert not torch.equal(joined[:, -skip.shape[1]:], skip)  # the control
+
+
+def test_logits_are_the_heads_max_over_the_fiber(gen):
+    """The head's group map is pooled by the max over its fiber (the documented
+    ``GroupPool``), not the mean; and the blur downsampling pads circularly under
+    ``padding_mode="circular"`` and by replication otherwise (never zeros)."""
+    net = _net().eval()
+    seen = []
+    hook = net.head.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    with torch.no_grad():
+        out = net(torch.randn(2, 2, 8, 8, generator=gen))
+    hook.remove()
+    assert torch.equal(out, seen[0].amax(2))
+    assert not torch.allclose(out, seen[0].mean(2))  # the control
+    assert [d.padding_mode for d in net.down] == ["circular"] * 2
+    for mode in ("zeros", "reflect", "replicate"):
+        assert [d.padding_mode for d in _net(padding_mode=mode).down] == ["replicate"] * 2
 
 
 @pytest.mark.parametrize("group", ["p4", None])
