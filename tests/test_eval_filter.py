@@ -145,6 +145,53 @@ def test_a_write_during_the_expansion_is_not_kept(name, gen):
 
 
 @pytest.mark.parametrize("name", BUILD)
+def test_a_write_during_the_expansion_then_undone_is_not_kept(name, gen):
+    """The weight written before the expansion reads it and restored after the call: the
+    filter of that call is the written weight's, and the copies (taken before) hold the
+    restored values, so only the check after the expansion keeps the entry out; without it
+    the next call reused the written weight's filter."""
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    name_ = "_expand" if hasattr(m, "_expand") else "expanded_filter"
+    expand = getattr(m, name_)
+    saved = m.weight.detach().clone()
+
+    def written_then_expand():
+        with torch.no_grad():
+            m.weight.add_(0.5)
+        return expand()
+
+    setattr(m, name_, written_then_expand)
+    with torch.no_grad():
+        m(x)
+    setattr(m, name_, expand)
+    with torch.no_grad():
+        m.weight.copy_(saved)
+        after = m(x)
+    with torch.enable_grad():
+        fresh = m(x).detach()
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_a_dtype_change_through_data_is_seen(name, gen):
+    """``t.data = t.data.double()`` on the weight, bias and bases keeps the objects and their
+    values: the kept float32 filter must not be reused for the float64 weight."""
+    m = BUILD[name]().eval()
+    x = _input(m, gen).float()
+    with torch.no_grad():
+        m(x)
+        m.weight.data = m.weight.data.double()
+        for t in [m.bias, *m.buffers()]:  # a harmonic basis too (else a TypeError)
+            if t is not None and t.is_floating_point():
+                t.data = t.data.double()
+        y = m(x.double())
+    assert y.dtype == torch.float64
+    with torch.enable_grad():
+        torch.testing.assert_close(y, m(x.double()).detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
 def test_bias_edited_between_eval_calls_is_seen(name, gen):
     m = BUILD[name]().double().eval()
     x = _input(m, gen)
@@ -328,3 +375,6 @@ def test_modules_made_under_inference_mode_run_in_eval(name, route, gen):
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-12)
         torch.testing.assert_close(m(x), ref(x), rtol=0, atol=1e-12)
+        assert "_eval_filter" not in m.__dict__  # no version counters: never kept
+        ref(x)
+        assert "_eval_filter" in ref.__dict__  # the control: the plain module keeps it
