@@ -196,3 +196,15 @@ def test_random_subgroups_property(n, dihedral, data):
     for g in grp.elements():
         assert torch.equal(coset_pool(act_fiber(x, g, "regular"), grp, sub),
                            act_fiber(coset_pool(x, grp, sub), g, f"quotient:{sub.name}"))
+
+
+def test_an_index_written_in_place_is_an_error(gen):
+    """Restrict's and CosetPool's slot index is fixed by the constructor: a write to it in
+    place (which bumps its version) is a ``RuntimeError`` naming the table, not a silently
+    wrong output; the untouched module (the control) runs."""
+    for m in (Restrict("d4", "c2"), CosetPool("c8", "c2", "mean")):
+        x = torch.randn(1, 3, 8, 5, 5, generator=gen)
+        m(x)
+        m.index.copy_(m.index.flip(-1))
+        with pytest.raises(RuntimeError, match="integer table 'index'"):
+            m(x)
