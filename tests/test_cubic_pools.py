@@ -337,7 +337,7 @@ def test_pool_exactness_memo_sees_an_option_set_after_the_first_call(gen):
     on 5-D maps, the 3-D pools on 6-D ones, and a planar group conv)."""
     import warnings
 
-    from equilayers.nn import BlurPool2d, GroupConv2d
+    from equilayers.nn import BlurPool2d, GroupConv2d, GroupConvTranspose2d
 
     cases = [(BlurPool2d(kernel_size=3, stride=1), torch.randn(1, 2, 4, 8, 8, generator=gen), 2),
              (enn.GroupMaxPool3d(3, stride=1, padding=1),
@@ -351,3 +351,30 @@ def test_pool_exactness_memo_sees_an_option_set_after_the_first_call(gen):
         module.stride = stride
         with pytest.warns(UserWarning, match="not exactly equivariant"):
             module(x)
+    # a transposed conv's output_padding set after an exact call (the memo key holds it)
+    up = GroupConvTranspose2d(2, 2, 3, stride=2, padding=1, group="p4")
+    x = torch.randn(1, 2, 4, 8, 8, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        up(x)  # exact with output_padding 0
+    up.output_padding = (1, 1)
+    with pytest.warns(UserWarning, match="not exactly equivariant"):
+        up(x)
+
+
+def test_pool_with_unequal_row_and_column_padding_is_checked_for_flips_only(gen):
+    """A pool's options differ between the dims (padding (1, 0)): it cannot be rot90-exact
+    on any group map and makes no such claim; it is checked for flips, which it keeps exactly,
+    so it does not warn. The control: stride 2 with that padding reads the padding on one
+    side only, breaking the vertical flip, and warns."""
+    import warnings
+
+    x = torch.randn(1, 2, 4, 8, 8, generator=gen, dtype=torch.float64)
+    pool = enn.GroupMaxPool2d(3, stride=1, padding=(1, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = pool(x)
+    for dim in (-2, -1):
+        torch.testing.assert_close(pool(x.flip(dim)), y.flip(dim), rtol=0, atol=0)
+    with pytest.warns(UserWarning, match="not exactly equivariant"):
+        enn.GroupMaxPool2d(3, stride=2, padding=(1, 0))(x)
