@@ -137,7 +137,8 @@ def test_empty_batch_state_dict_repr_and_to(gen):
 @pytest.mark.parametrize("ctor,match", [
     (lambda: Restrict("d4", "c3"), r"Restrict: c3 is not a subgroup of d4"),
     (lambda: Restrict("c8", "d4"), r"d4 is not a subgroup of c8 \(a dihedral subgroup needs"),
-    (lambda: Restrict("c6", "c4"), r"c\{M\} for M dividing 6"),
+    (lambda: Restrict("c6", "c4"), r"the subgroups of c6 here are c1, c2, c3, c6;"),
+    (lambda: Restrict("d4", "c3"), r"the subgroups of d4 here are c1, c2, c4, d1, d2, d4;"),
     (lambda: Restrict("so2", "c4"), r"so2 is continuous and has no regular fields.*"
                                     r"rep='harmonic'"),
     (lambda: Restrict("d4", "c4", rep="trivial"), r"rep='trivial' must be one of "),

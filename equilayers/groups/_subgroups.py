@@ -58,11 +58,19 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
     if not ok:
         hint = ("a dihedral subgroup needs a dihedral group" if sub.reflections
                 and not grp.reflections else
-                f"rotation subgroups of {grp.name} are c{{M}} for M dividing "
-                f"{grp.n}" if grp.is_finite else "")
+                f"the subgroups of {grp.name} here are {_planar_subgroups(grp)}"
+                if grp.n is not None else "")
         raise ValueError(f"{what}: {sub.name} is not a subgroup of {grp.name} ({hint}; "
                          f"subgroups here keep the angles and the flip x -> -x)")
     return grp, sub
+
+
+def _planar_subgroups(grp: PlanarGroup) -> str:
+    """``"c1, c2, c4, d1, d2, d4"`` for ``d4``: the names :func:`check_subgroup` accepts."""
+    assert grp.n is not None
+    orders = [m for m in range(1, grp.n + 1) if grp.n % m == 0]
+    kinds = "cd" if grp.reflections else "c"
+    return ", ".join(f"{k}{m}" for k in kinds for m in orders)
 
 
 def _check_by_matrix(grp: Group, sub: Group, what: str) -> tuple[Group, Group]:
