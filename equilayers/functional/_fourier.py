@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import GroupLike, get
-from ._fourier3d import fourier_nonlinearity3d
+from ._fourier3d import fourier_nonlinearity3d, sample_and_fit
 from ._harmonic import _check_function, check_floating, check_harmonic, check_order
 
 __all__ = [
@@ -250,7 +250,8 @@ def fourier_nonlinearity(
     ``A^+`` (pseudo-inverse, least squares) transforms back. See
     :class:`~equilayers.nn.FourierNonlinearity` for the samples, exactness and measured errors.
     ``matrices``: ``(A, A^+)`` precomputed (the module passes its buffers); default from the
-    process-wide cache.
+    process-wide cache. float16 inputs (and autocast to float16) are sampled in float32 and
+    cast back: a sample can pass 65504 where the coefficients and the output do not.
     """
     grp = get(group)
     if max_order is None:
@@ -272,5 +273,4 @@ def fourier_nonlinearity(
     if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
         raise ValueError(f"fourier_nonlinearity: matrices must be (A, A^+) of shapes (S, {f}) "
                          f"and ({f}, S); got {tuple(a.shape)} and {tuple(a_inv.shape)}")
-    y = function(_fiber_matmul(x, a))
-    return _fiber_matmul(y, a_inv)
+    return sample_and_fit(x, a, a_inv, function, lambda mat, v: _fiber_matmul(v, mat))

@@ -18,6 +18,7 @@ exactly; other rotations move the points off themselves and are approximate (mea
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
@@ -125,6 +126,27 @@ def _fiber(mat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bcjdhw->bcidhw", mat.to(dtype=x.dtype, device=x.device), x)
 
 
+def sample_and_fit(x: torch.Tensor, a: torch.Tensor, a_inv: torch.Tensor,
+                   function: Callable[[torch.Tensor], torch.Tensor],
+                   fiber: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fiber(a_inv, function(fiber(a, x)))``, the Fourier nonlinearity of both layouts.
+
+    A sample is bounded only by the fiber's norm (each row of ``A`` has norm 1), up to
+    ``sqrt(F)`` times the largest coefficient, so a float16 fiber whose coefficients and
+    whose output fit in float16 can have samples above its 65504 (measured: coefficients of
+    3e4-4e4 gave inf, then NaN). So a float16 input (or ``torch.autocast`` to float16 on its
+    device) is sampled, mapped and fitted back in float32, autocast off, and cast back to
+    ``x``'s dtype (as :func:`~equilayers.functional.norm_nonlinearity` computes its norms);
+    bfloat16 has float32's range and keeps its own (cheaper) path."""
+    dev = x.device.type
+    amp = C.autocast_on(dev) and torch.get_autocast_dtype(dev) == torch.float16
+    if x.dtype != torch.float16 and not amp:
+        return fiber(a_inv, function(fiber(a, x)))
+    with torch.autocast(dev, enabled=False) if amp else contextlib.nullcontext():
+        y = fiber(a_inv.float(), function(fiber(a.float(), x.float())))
+    return y.to(x.dtype)
+
+
 def fourier_nonlinearity3d(
     x: torch.Tensor,
     max_order: int,
@@ -144,4 +166,4 @@ def fourier_nonlinearity3d(
     if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
         raise ValueError(f"{what}: matrices must be (A, A^+) of shapes (S, {f}) and ({f}, S); "
                          f"got {tuple(a.shape)} and {tuple(a_inv.shape)}")
-    return _fiber(a_inv, function(_fiber(a, x)))
+    return sample_and_fit(x, a, a_inv, function, _fiber)

@@ -1,0 +1,74 @@
+"""Mixed precision: float16/bfloat16 inputs and ``torch.autocast`` against float32 on the
+same (rounded) inputs: finite where float32 is finite and in range, errors of the dtype's
+order, the input's dtype kept."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from equilayers import functional as EF
+from equilayers import nn as enn
+
+# (group, max_order, fiber shape, c): the SO(3) layout (B, C, (M+1)^2, D, H, W), the planar
+# one; coefficients in [c, c + 5e3] give samples of 6.8e4-1.1e5 and outputs of 5.2e4-5.9e4
+FOURIER = [("so3", 1, (1, 2, 4, 2, 2, 2), 3.5e4), ("so3", 2, (1, 2, 9, 2, 2, 2), 3e4),
+           ("so2", 2, (1, 2, 5, 2, 2), 3.5e4), ("o2", 2, (1, 2, 5, 2, 2), 3.5e4),
+           ("c8", 2, (1, 2, 5, 2, 2), 3.5e4), ("d4", 1, (1, 2, 3, 2, 2), 4.5e4)]
+
+
+def _large_fibers(shape, c, gen):
+    """Coefficients in ``[c, c + 5e3]``, all of one sign: a sample of a field can be up to
+    ``sqrt(F)`` times that (above float16's 65504); field 1 a small control."""
+    x = c + 5e3 * torch.rand(shape, generator=gen)
+    x[:, 1] = torch.randn(x[:, 1].shape, generator=gen)
+    return x.half()
+
+
+@pytest.mark.parametrize("group,max_order,shape,c", FOURIER)
+def test_fourier_nonlinearity_float16_samples_above_the_range(group, max_order, shape, c, gen):
+    """The float32 output fits float16 (checked) but the samples did not: inf, then NaN
+    (SO(3) M=2 and the planar groups alike); now sampled in float32 and cast back."""
+    x = _large_fibers(shape, c, gen)
+    m = enn.FourierNonlinearity(group, max_order)
+    ref = m(x.float())  # the same rounded input, float32 all through
+    assert torch.isfinite(ref).all() and ref.abs().max() < 6e4  # in float16's range
+    samples = m.sample_matrix.float() @ x.float().movedim(2, -1).unsqueeze(-1)
+    assert samples.abs().max() > 65504  # the samples are not (the case this test is for)
+    for y in (m.half()(x), EF.fourier_nonlinearity(x, group, max_order)):
+        assert y.dtype == torch.float16 and torch.isfinite(y).all()
+        rel = ((y.float() - ref).norm() / ref.norm()).item()
+        assert rel < 2e-3, rel  # float16's eps is 9.8e-4
+    xg = x.clone().requires_grad_()
+    m(xg).backward(torch.ones_like(xg))
+    assert xg.grad is not None and xg.grad.dtype == torch.float16
+    assert torch.isfinite(xg.grad).all()
+
+
+@pytest.mark.parametrize("group,max_order,shape,c", FOURIER[1:3])
+def test_fourier_nonlinearity_autocast_float16(group, max_order, shape, c, gen):
+    """autocast to float16 runs the sampling matmul in float16 too: overridden (float32 in,
+    float32 out); a float32 run without autocast is the reference."""
+    x = _large_fibers(shape, c, gen).float()
+    m = enn.FourierNonlinearity(group, max_order)
+    with torch.autocast("cpu", dtype=torch.float16):
+        y = m(x)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), m(x), rtol=2e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("group,max_order,shape,_c", FOURIER[1:3])
+def test_fourier_nonlinearity_function_dtype(group, max_order, shape, _c, gen):
+    """float16 samples reach ``function`` in float32 (the upcast); bfloat16 (float32's range)
+    and float32 keep their dtype: no upcast where none is needed."""
+    seen = []
+
+    def elu(v):
+        seen.append(v.dtype)
+        return F.elu(v)
+
+    m = enn.FourierNonlinearity(group, max_order, function=elu)
+    x = torch.randn(shape, generator=gen)
+    for dtype, want in ((torch.float16, torch.float32), (torch.bfloat16, torch.bfloat16),
+                        (torch.float32, torch.float32)):
+        assert m(x.to(dtype)).dtype == dtype
+        assert seen.pop() == want
