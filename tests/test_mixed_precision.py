@@ -72,3 +72,25 @@ def test_fourier_nonlinearity_function_dtype(group, max_order, shape, _c, gen):
                         (torch.float32, torch.float32)):
         assert m(x.to(dtype)).dtype == dtype
         assert seen.pop() == want
+
+
+@pytest.mark.parametrize("group,max_order,shape,v", [(None, 2, (1, 4, 5, 1, 1), 2e4),
+                                                      ("so3", 1, (1, 4, 4, 1, 1, 1), 2.5e4)])
+@pytest.mark.parametrize("gates", ["own", "first_half"])
+def test_gated_nonlinearity_float16_gate_gradient(group, max_order, shape, v, gates):
+    """Entries of 2e4-2.5e4 gated by a_0 = 10: the output and every float32 gradient fit
+    float16, but the gate's gradient sums v * grad over the slots (6e4-8e4) before the
+    sigmoid's derivative (0 in float16 at 10): inf * 0 was NaN."""
+    x = torch.full(shape, v)
+    x[:, :, 0] = 10.0
+    x[:, -1] = 0.5  # control field (first_half: gated by field 1): small entries
+    ref = x.clone().requires_grad_()
+    y_ref = EF.gated_nonlinearity(ref, max_order, gates=gates, group=group)
+    y_ref.backward(torch.ones_like(y_ref))
+    assert ref.grad is not None and ref.grad.abs().max() < 10
+    xh = x.half().requires_grad_()
+    y = EF.gated_nonlinearity(xh, max_order, gates=gates, group=group)
+    y.backward(torch.ones_like(y))
+    assert y.dtype == torch.float16 and xh.grad is not None and xh.grad.dtype == torch.float16
+    torch.testing.assert_close(y.float(), y_ref.detach(), rtol=2e-3, atol=0)
+    torch.testing.assert_close(xh.grad.float(), ref.grad, rtol=2e-3, atol=1e-3)

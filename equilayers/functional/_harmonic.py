@@ -205,7 +205,8 @@ def gated_nonlinearity(
     which only the invariant order-0 slot is read; gate field ``i`` gates field ``C + i``, and the
     gates are dropped: ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1, H, W)``. A gate is invariant, so
     either way the map commutes with every rotation and flip of the fiber. ``group="so3"``/
-    ``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``.
+    ``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``. A float16 input is gated in
+    float32 and cast back (the gate's gradient sums over the slots and can pass 65504).
     """
     volume = _volume_fields(group, "gated_nonlinearity")
     _check_function(function, "gated_nonlinearity")
@@ -227,7 +228,7 @@ def gated_nonlinearity(
     a0 = function(y[:, :, :1])
     if max_order == 0:
         return a0
-    return torch.cat([a0, torch.sigmoid(gate) * y[:, :, 1:]], dim=2)
+    return torch.cat([a0, H3.gate_product(gate, y[:, :, 1:])], dim=2)
 
 
 def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None

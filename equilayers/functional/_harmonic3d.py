@@ -81,6 +81,16 @@ def norm_nonlinearity3d(
     return torch.cat([out0, (x[:, :, 1:] * scale).to(x.dtype)], dim=2)
 
 
+def gate_product(gate: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(gate) * v``, in float32 for a float16 ``v`` and cast back: the gate's
+    gradient sums ``v * grad`` over the field's slots, which passes 65504 for entries of
+    about 2e4 (then ``inf * sigmoid'(gate)`` is inf, or NaN where ``sigmoid'`` rounds to 0)
+    while the output and the true gradient fit; bfloat16 has float32's range."""
+    if v.dtype != torch.float16:
+        return torch.sigmoid(gate) * v
+    return (torch.sigmoid(gate.float()) * v.float()).to(v.dtype)
+
+
 def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
                          function: Callable[[torch.Tensor], torch.Tensor],
                          gates: str = "own") -> torch.Tensor:
@@ -101,7 +111,7 @@ def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
     a0 = function(y[:, :, :1])
     if max_order == 0:
         return a0
-    return torch.cat([a0, torch.sigmoid(gate) * y[:, :, 1:]], dim=2)
+    return torch.cat([a0, gate_product(gate, y[:, :, 1:])], dim=2)
 
 
 def norm_pool3d(x: torch.Tensor, max_order: int) -> torch.Tensor:
