@@ -289,8 +289,9 @@ def learnable_polyphase_pool2d(
     m, n = x.shape[-2] // s, x.shape[-1] // s
     xr = x.reshape(b, math.prod(lead), m, s, n, s)
     if training and not hard:  # the Gumbel-softmax mixture
-        sel = torch.softmax(noisy / tau, dim=1).to(x.dtype)
-        y = torch.einsum("bij,brminj->brmn", sel.view(b, s, s), xr)
+        probs = torch.softmax(noisy / tau, dim=1)
+        y = _mix(probs, xr)
+        sel = probs.to(x.dtype)
     else:
         k = noisy.argmax(dim=1)
         rows = torch.arange(b, device=x.device)
@@ -301,11 +302,25 @@ def learnable_polyphase_pool2d(
                 if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad):
             # straight-through: zero in value, the gradient of the softmax's weights
             probs = torch.softmax(noisy / tau, dim=1)
-            delta = (probs - probs.detach()).to(x.dtype)
-            y = y + torch.einsum("bij,brminj->brmn", delta.view(b, s, s), xr.detach())
-            sel = sel + delta
+            delta = probs - probs.detach()
+            y = y + _mix(delta, xr.detach())
+            sel = sel + delta.to(x.dtype)
     y = y.reshape(b, *lead, m, n)
     return (y, sel) if return_index else y
+
+
+def _mix(weights: torch.Tensor, xr: torch.Tensor) -> torch.Tensor:
+    """``sum_k weights[:, k] c_k`` over the components of ``xr`` ``(B, R, m, s, n, s)``, in
+    ``xr``'s dtype; float16/bfloat16 ``xr`` (or autocast) in float32, autocast off, the
+    result cast back: the weights' gradient ``c_k . grad`` sums over every sample of a
+    component, and the softmax's backward needs its differences between components (rounded
+    to bfloat16 they came out alike and the scoring net's gradient vanished; in float16 it
+    was 30% off, and inf past 65504)."""
+    ct = torch.promote_types(xr.dtype, torch.float32)
+    b, s = xr.shape[0], xr.shape[3]
+    with _autocast_off(xr.device.type):
+        y = torch.einsum("bij,brminj->brmn", weights.to(ct).view(b, s, s), xr.to(ct))
+    return y.to(xr.dtype)
 
 
 def _scores_need_grad(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...],
