@@ -127,3 +127,19 @@ def test_learnable_polyphase_half_scoring_gradient(dtype, hard, gen):
         assert torch.isfinite(got[n]).all(), n
         rel = ((got[n] - g).norm() / g.norm()).item()
         assert rel < (1e-2 if dtype == torch.bfloat16 else 2e-3), (n, rel)
+
+
+def test_fiber_pose_half_energies():
+    """float16: slot 0's entry 300 squared (9e4) overflowed, its energy (2.25e4 in float32)
+    became inf and beat slot 1's 4e4; bfloat16: energies 1 and 1.0039 both rounded to 1 and
+    tied (argmax: the first). Both now computed in float32, as the float32 pose."""
+    x = torch.zeros(1, 1, 4, 2, 2)
+    x[0, 0, 0, 0, 0] = 300.0
+    x[0, 0, 1] = 200.0
+    x[0, 0, 2:] = 1.0  # control slots: small energies
+    y = torch.ones(1, 1, 4, 2, 2)
+    y[0, 0, 1, 0, 0] = 1 + 2**-7  # representable in bfloat16
+    for dtype, v in ((torch.float16, x), (torch.bfloat16, y), (torch.float32, x)):
+        assert EF.fiber_pose(v.to(dtype), "p4").tolist() == [1], dtype
+        assert EF.fiber_pose(v.to(dtype).float(), "p4").tolist() == [1]
+    assert EF.fiber_pose(torch.cat([x[:, :, 1:], x[:, :, :1]], 2).half(), "p4").tolist() == [0]

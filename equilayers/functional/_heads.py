@@ -72,10 +72,15 @@ def fiber_pose(x: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:
     the energies are permuted, ``E(g.x)[h] = E(x)[g^-1 h]``, so
     ``pose(g.x) = g * pose(x)`` (slot of the product in :meth:`Group.elements` order) whenever
     the maximum is unique. Returns an int64 ``(B,)`` tensor; ``group.elements()[pose[b]]`` is
-    the element. Apply its inverse to canonicalize.
+    the element. Apply its inverse to canonicalize. float16/bfloat16 energies are computed in
+    float32 (a float16 square overflows from 256 on, and the infinite energies tied; bfloat16
+    energies rounded to 8 bits tied where they differ by less than 0.4%).
     """
     _check_regular(x, group, "fiber_pose")
-    energy = x.detach().pow(2).mean(dim=(1, *range(3, x.dim())))  # (B, F)
+    v = x.detach()
+    if v.dtype in (torch.float16, torch.bfloat16):
+        v = v.float()
+    energy = v.square().mean(dim=(1, *range(3, x.dim())))  # (B, F)
     return energy.argmax(dim=1)
 
 
