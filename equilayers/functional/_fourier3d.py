@@ -137,9 +137,13 @@ def sample_and_fit(x: torch.Tensor, a: torch.Tensor, a_inv: torch.Tensor,
     3e4-4e4 gave inf, then NaN). So a float16 input (or ``torch.autocast`` to float16 on its
     device) is sampled, mapped and fitted back in float32, autocast off, and cast back to
     ``x``'s dtype (as :func:`~equilayers.functional.norm_nonlinearity` computes its norms);
-    bfloat16 has float32's range and keeps its own (cheaper) path."""
+    bfloat16 has float32's range and keeps its own (cheaper) path. (The autocast state is
+    read in eager mode only, as everywhere in the package: torch 2.6's dynamo cannot trace
+    ``torch.amp.is_autocast_available``; a compiled graph under autocast to float16 keeps
+    autocast's float16 matmuls.)"""
     dev = x.device.type
-    amp = C.autocast_on(dev) and torch.get_autocast_dtype(dev) == torch.float16
+    amp = (not torch.compiler.is_compiling() and C.autocast_on(dev)
+           and torch.get_autocast_dtype(dev) == torch.float16)
     if x.dtype != torch.float16 and not amp:
         return fiber(a_inv, function(fiber(a, x)))
     with torch.autocast(dev, enabled=False) if amp else contextlib.nullcontext():
