@@ -143,3 +143,36 @@ def test_fiber_pose_half_energies():
         assert EF.fiber_pose(v.to(dtype), "p4").tolist() == [1], dtype
         assert EF.fiber_pose(v.to(dtype).float(), "p4").tolist() == [1]
     assert EF.fiber_pose(torch.cat([x[:, :, 1:], x[:, :, :1]], 2).half(), "p4").tolist() == [0]
+
+
+def _lps_updown_grads(pool, x, g, dtype, hard):
+    """The scoring net's gradients through pool -> upsample, upstream gradient ``g``."""
+    p = copy.deepcopy(pool).to(dtype).train()
+    p.hard = hard
+    y, sel = p(x.to(dtype))
+    up = enn.LearnablePolyphaseUpsample2d()(y, sel)
+    up.backward(g.to(dtype))
+    return sel.dtype, {n: q.grad.float() for n, q in p.named_parameters()}
+
+
+@pytest.mark.parametrize("hard", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_learnable_polyphase_upsample_half_selection_gradient(dtype, hard, gen):
+    """The U-Net's learned pair: the upsample's gradient of the selection sums x * grad over
+    every sample of a component (about 6e4 here, an upstream gradient near 1), then the
+    softmax's backward takes its differences. With the selection in the input's dtype that sum
+    was rounded to it first: the scoring net's gradient came out 0.12-0.57 (bfloat16) and
+    0.04-0.48 (float16) relative off; the selection is float32 for half inputs now (at most
+    8e-3 / 1.3e-3). Control: float64 keeps float64."""
+    with seeded_rng(0):
+        pool = enn.LearnablePolyphasePool2d(8, gumbel=False, return_index=True)
+    x = (30 + torch.randn(2, 8, 32, 32, generator=gen)).to(dtype).float()
+    g = (1 + 0.1 * torch.randn(2, 8, 32, 32, generator=gen)).to(dtype).float()
+    pool = pool.to(dtype).float()
+    _, ref = _lps_updown_grads(pool, x, g, torch.float32, hard)
+    sel_dtype, got = _lps_updown_grads(pool, x, g, dtype, hard)
+    assert sel_dtype == torch.float32
+    for n, r in ref.items():
+        rel = ((got[n] - r).norm() / r.norm()).item()
+        assert rel < (2e-2 if dtype == torch.bfloat16 else 5e-3), (n, rel)
+    assert _lps_updown_grads(pool, x.double(), g.double(), torch.float64, hard)[0] == torch.float64
