@@ -363,3 +363,35 @@ def test_fourier_samples_warning_respects_the_quiet_switch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m(x)
+
+
+# --- the Fourier matrices: fresh copies of the cache, checked when passed in ----------------
+
+@pytest.mark.parametrize("build", [
+    lambda: EF.fourier_matrix("c6"),  # float64 (the cache's dtype): still a copy
+    lambda: EF._fourier.fourier_matrices("so2", 2)[0],
+    lambda: EF._fourier.fourier_matrices("d4", 1)[1],
+    lambda: EF._fourier3d.sphere_fourier_matrices(1)[0],
+    lambda: EF._fourier3d.sphere_fourier_matrices(1)[1],
+], ids=["fourier_matrix", "fourier_matrices-A", "fourier_matrices-pinv", "sphere-A",
+        "sphere-fit"])
+def test_fourier_matrices_are_copies_a_caller_may_write_into(build):
+    first = build()
+    expected = first.clone()
+    first.add_(1.0)  # a caller writing into its result must not reach the process-wide cache
+    torch.testing.assert_close(build(), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("group,max_order,shape", [("so2", 2, (1, 2, 5, 3, 3)),
+                                                   ("so3", 1, (1, 2, 4, 3, 3, 3))])
+def test_fourier_nonlinearity_refuses_an_inverse_of_the_wrong_shape(gen, group, max_order,
+                                                                     shape):
+    x = _x(gen, shape)
+    a, a_inv = (EF._fourier.fourier_matrices(group, max_order) if group == "so2"
+                else EF._fourier3d.sphere_fourier_matrices(max_order))
+    for bad in (a_inv[:, :-1], a_inv[:-1]):  # one sample short; one fiber slot short
+        with pytest.raises(ValueError, match=r"matrices must be \(A, A\^\+\) of shapes"):
+            EF.fourier_nonlinearity(x, group, max_order, matrices=(a, bad))
+    # control: the right pair is taken, and gives the cached pair's answer
+    torch.testing.assert_close(EF.fourier_nonlinearity(x, group, max_order, matrices=(a, a_inv)),
+                               EF.fourier_nonlinearity(x, group, max_order))
