@@ -184,3 +184,72 @@ def test_racah_formula_in_integers():
     assert SPH._cg_complex(1, 0, 1, 0, 1, 0) == 0.0
     assert SPH._cg_complex(2, 1, 1, 0, 2, 1) == pytest.approx(1 / math.sqrt(6), abs=1e-15)
     assert SPH._cg_complex(1, 1, 1, 1, 1, 0) == 0.0  # m1 + m2 != m
+
+
+# --- checks and conventions the mutation pass found untested ----------------------------------
+
+def test_a_non_cubic_kernel_size_is_refused():
+    with pytest.raises(ValueError, match=r"kernel_size=\(3, 3, 5\) must be cubic"):
+        EF.steerable_basis3d("so3", (3, 3, 5), out_order=1)
+    assert EF.steerable_basis3d("so3", (3, 3, 3), out_order=1).shape[-3:] == (3, 3, 3)
+
+
+def test_steerable_conv3d_refuses_groups_that_do_not_divide_c_out_and_a_basis_of_another_dtype():
+    basis = EF.steerable_basis3d("so3", 3, out_order=1, dtype=torch.float64)
+    x = torch.zeros(1, 4, 5, 5, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"groups=2 must divide C_out=3"):
+        EF.steerable_conv3d(x, torch.zeros(3, 2, basis.shape[0], dtype=torch.float64), basis,
+                            groups=2)
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64, but basis is torch.float32"):
+        EF.steerable_conv3d(x, torch.zeros(2, 4, basis.shape[0], dtype=torch.float64),
+                            basis.float())
+    # control: the matching call runs
+    out = EF.steerable_conv3d(x, torch.zeros(4, 2, basis.shape[0], dtype=torch.float64), basis,
+                              groups=2)
+    assert out.shape == (1, 4, 4, 3, 3, 3)
+
+
+def test_clebsch_gordan_refuses_an_order_below_the_coupling_range():
+    with pytest.raises(ValueError, match=r"order=0 cannot couple l_in=0 to l_out=2"):
+        clebsch_gordan(2, 0, 0)
+    with pytest.raises(ValueError, match=r"order=3 cannot couple l_in=1 to l_out=1"):
+        clebsch_gordan(1, 3, 1)
+    assert clebsch_gordan(2, 2, 0).shape == (5, 5, 1)  # control: the edge of the range
+
+
+def test_a_zero_vector_has_only_the_constant_harmonic():
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    y = spherical_harmonics(3, pts)
+    expected = torch.zeros(16, dtype=torch.float64)
+    expected[0] = 1 / math.sqrt(4 * math.pi)
+    torch.testing.assert_close(y[0], expected, rtol=0, atol=0)
+    assert y[1, 1:].abs().max() > 0.1  # control: a real direction has the higher orders
+
+
+def test_so3_compose_applies_the_second_element_first():
+    g = get("so3")
+    a = g.from_axis_angle((0.0, 0.0, 1.0), math.pi / 2)
+    b = g.from_axis_angle((1.0, 0.0, 0.0), math.pi / 2)
+    ab = g.matrix(g.compose(a, b))
+    torch.testing.assert_close(ab, g.matrix(a) @ g.matrix(b))
+    assert not torch.allclose(ab, g.matrix(b) @ g.matrix(a))  # they do not commute
+
+
+def test_voxel_basis_drops_the_rows_a_high_cutoff_makes_dependent():
+    # 50 candidate functions on the 27 voxels of k=3 with cutoff 6: at most 27 independent
+    basis = EF.harmonic_voxel_basis(3, frequencies_cutoff=6.0, dtype=torch.float64)
+    rows = basis.reshape(len(basis), -1)
+    assert len(rows) == 27
+    assert int(torch.linalg.matrix_rank(rows)) == len(rows)
+
+
+def test_a_meta_module_loaded_with_assign_rebuilds_its_basis(gen):
+    real = enn.SteerableConv3d(2, 3, 3, padding=1, group="so3", max_order=1,
+                               dtype=torch.float64)
+    with torch.device("meta"):
+        meta = enn.SteerableConv3d(2, 3, 3, padding=1, group="so3", max_order=1,
+                                   dtype=torch.float64)
+    meta.load_state_dict(real.state_dict(), assign=True)
+    assert not meta.filter_basis.is_meta
+    x = torch.randn(1, 2, 5, 5, 5, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(meta(x), real(x), rtol=0, atol=0)
