@@ -309,3 +309,16 @@ def test_avg_pool_repr_shows_the_options_that_differ_from_torchs_defaults():
     assert repr(GroupAvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)) == (
         "GroupAvgPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True, "
         "count_include_pad=False)")
+
+
+def test_group_batch_norm_refuses_eval_without_statistics_and_statistics_of_another_size(gen):
+    gbn = group_batch_norm
+    x = torch.randn(2, 3, 4, 5, 5, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"training=False normalizes with running_mean"):
+        gbn(x, None, None, training=False)
+    stats = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"running_mean must have shape \(C,\) = \(3,\)"):
+        gbn(x, *stats, training=True)
+    # control: statistics of the right size are used (eval: mean 0, var 1 is the identity)
+    ok = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    torch.testing.assert_close(gbn(x, *ok, eps=1e-12), x)
