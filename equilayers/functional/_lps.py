@@ -148,7 +148,7 @@ def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     lead = x.shape[1:-2]
     m, n = x.shape[-2] // s, x.shape[-1] // s
     comps = x.reshape(b, math.prod(lead), m, s, n, s).permute(0, 3, 5, 1, 2, 4)
-    dt = torch.promote_types(x.dtype, torch.float32)
+    dt = _compute_dtype(x)
     acc = torch.float32 if x.device.type == "mps" else torch.float64
     with _autocast_off(x.device.type):
         z = comps.reshape(b * s * s, *lead, m, n).to(dt)
@@ -292,13 +292,13 @@ def learnable_polyphase_pool2d(
     if training and not hard:  # the Gumbel-softmax mixture
         probs = torch.softmax(noisy / tau, dim=1)
         y = _mix(probs, xr)
-        sel = probs.to(_sel_dtype(x))
+        sel = probs.to(_compute_dtype(x))
     else:
         k = noisy.argmax(dim=1)
         rows = torch.arange(b, device=x.device)
         y = xr[rows, :, :, k // s, :, k % s]  # (B, R, H/s, W/s)
         # (a comparison with an arange, not F.one_hot, which reads k's values: vmap batches it)
-        sel = (k[:, None] == torch.arange(s * s, device=x.device)).to(_sel_dtype(x))
+        sel = (k[:, None] == torch.arange(s * s, device=x.device)).to(_compute_dtype(x))
         if (_scores_need_grad(x, (weight, bias, out_weight), training)
                 if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad):
             # straight-through: zero in value, the gradient of the softmax's weights
@@ -310,11 +310,12 @@ def learnable_polyphase_pool2d(
     return (y, sel) if return_index else y
 
 
-def _sel_dtype(x: torch.Tensor) -> torch.dtype:
-    """The selection's dtype: ``x``'s, float32 for float16/bfloat16 (its gradient in
-    :func:`learnable_polyphase_upsample2d` sums ``x * grad`` over every sample of a component,
-    and the softmax's backward needs the differences of those sums: rounded to bfloat16 the
-    scoring net's gradient was off by 0.2-3.4 relative, in float16 by 0.03-1.4)."""
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """``x``'s dtype, float32 for float16/bfloat16: the dtype of the scores, the mixture and
+    the selection (the selection's gradient in :func:`learnable_polyphase_upsample2d` sums
+    ``x * grad`` over every sample of a component, and the softmax's backward needs the
+    differences of those sums: rounded to bfloat16 the scoring net's gradient was 0.12-0.57
+    relative off, in float16 0.04-0.48)."""
     return torch.promote_types(x.dtype, torch.float32)
 
 
@@ -325,7 +326,7 @@ def _mix(weights: torch.Tensor, xr: torch.Tensor) -> torch.Tensor:
     component, and the softmax's backward needs its differences between components (rounded
     to bfloat16 they came out alike and the scoring net's gradient vanished; in float16 it
     was 30% off, and inf past 65504)."""
-    ct = torch.promote_types(xr.dtype, torch.float32)
+    ct = _compute_dtype(xr)
     b, s = xr.shape[0], xr.shape[3]
     with _autocast_off(xr.device.type):
         y = torch.einsum("bij,brminj->brmn", weights.to(ct).view(b, s, s), xr.to(ct))
@@ -383,7 +384,7 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
         if index.shape != (b, s * s):
             raise ValueError(f"{what}: a floating index is a selection and must have shape "
                              f"(B, stride**2) = ({b}, {s * s}); got shape {tuple(index.shape)}")
-        ct = _sel_dtype(x)
+        ct = _compute_dtype(x)
         with _autocast_off(x.device.type):  # the product (and index's gradient) in ct
             y = (xr.to(ct) * index.to(ct).view(b, 1, 1, s, 1, s)).to(x.dtype)
     else:
