@@ -426,3 +426,75 @@ def test_check_grid_reads_the_learned_pool_as_a_component_choice():
     assert check_grid(LearnablePolyphasePool2d(3).eval(), (1, 3, 8, 8), "p4m") == []
     conv = torch.nn.Conv2d(3, 3, 3, stride=2, padding=1, padding_mode="circular")
     assert [f.problem for f in check_grid(conv, (1, 3, 8, 8), "p4m")] == ["stride-parity"]
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "straight-through"])
+def test_temperature_divides_the_logits_of_the_mixture_and_the_straight_through_term(hard, gen):
+    """tau != 1 (the default, at which tau cannot be told from 1/tau): the soft mixture and the
+    selection are ``softmax(logits / tau)``, and the straight-through gradient is that
+    mixture's gradient."""
+    tau = 0.3
+    pool = _pool(tau=tau, hard=hard, gumbel=False, return_index=True).train()
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    g = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    y, index = pool(x)
+    (y * g).sum().backward()
+    got = pool.out_weight.grad.clone()
+    pool.zero_grad()
+    probs = torch.softmax(pool.component_logits(x) / tau, 1)
+    mix = sum(probs[:, k, None, None, None] * c for k, c in enumerate(_components(x, 2)))
+    (mix * g).sum().backward()
+    if hard:
+        best = probs.argmax(1)
+        torch.testing.assert_close(index.detach(), torch.nn.functional.one_hot(best, 4).double())
+    else:
+        torch.testing.assert_close(y.detach(), mix.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(index.detach(), probs.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, pool.out_weight.grad, rtol=1e-10, atol=1e-12)
+    # control: at tau = 1 these logits give another mixture
+    assert not torch.allclose(probs, torch.softmax(pool.component_logits(x), 1))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # torch 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # torch 2.15
+def test_jit_trace_of_a_frozen_scoring_net_keeps_the_input_gradient_in_training(gen):
+    """Frozen scoring weights, training, an input that requires grad: the straight-through
+    term carries x's gradient through the scoring net, so a trace keeps it (x's requires_grad
+    alone, not just the weights', decides it)."""
+    pool = _pool(gumbel=False).train().requires_grad_(False)
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    traced = torch.jit.trace(pool, x)
+    go = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    (want,) = torch.autograd.grad((pool(x) * go).sum(), x)
+    (got,) = torch.autograd.grad((traced(x) * go).sum(), x)
+    # control: the straight-through part of x's gradient is not zero
+    (plain,) = torch.autograd.grad((pool.eval()(x) * go).sum(), x)
+    assert (want - plain).abs().max() > 1e-6
+    torch.testing.assert_close(got, want)
+
+
+def test_a_generator_on_another_device_than_the_logits_is_refused_by_name():
+    """A generator must be on the logits' device (torch's message on CUDA named neither; on
+    some devices the noise ignored the generator, silently). Meta tensors stand in for an
+    accelerator here; control: a matching (None) generator runs."""
+    x = torch.randn(2, 3, 8, 8, device="meta")
+    w, b, v = torch.randn(4, 3, 3, device="meta"), torch.zeros(4, device="meta"), torch.randn(
+        4, device="meta")
+    with pytest.raises(ValueError, match="generator is on cpu, but the logits are on meta"):
+        EF.learnable_polyphase_pool2d(x, w, b, v, training=True, generator=torch.Generator())
+    assert EF.learnable_polyphase_pool2d(x, w, b, v, training=True).shape == (2, 3, 4, 4)
+
+
+def test_module_parameters_dtype_init_bounds_and_draws_noise():
+    """Every parameter takes ``dtype`` (the bias too); the initialisation is ``nn.Conv2d``'s
+    bound ``1/sqrt(C k^2)`` for the filter and its bias, ``1/sqrt(hidden)`` for the read-out;
+    noise is drawn only in training with ``gumbel``."""
+    with seeded_rng(0):
+        pool = LearnablePolyphasePool2d(4, hidden_channels=64, kernel_size=5,
+                                        dtype=torch.float64)
+    assert {p.dtype for p in pool.parameters()} == {torch.float64}
+    for p, bound in ((pool.weight, 1 / 10), (pool.bias, 1 / 10), (pool.out_weight, 1 / 8)):
+        assert 0.9 * bound < p.abs().max() <= bound  # control: close to the bound from below
+    assert pool.draws_noise and not pool.eval().draws_noise
+    assert not LearnablePolyphasePool2d(4, gumbel=False).draws_noise
