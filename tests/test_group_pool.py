@@ -17,6 +17,7 @@ from equilayers.functional import (
 from equilayers.nn import (
     GroupAvgPool2d,
     GroupBatchNorm2d,
+    GroupBatchNorm3d,
     GroupMaxPool2d,
     GroupPool,
     NormMaxPool,
@@ -322,3 +323,20 @@ def test_group_batch_norm_refuses_eval_without_statistics_and_statistics_of_anot
     # control: statistics of the right size are used (eval: mean 0, var 1 is the identity)
     ok = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
     torch.testing.assert_close(gbn(x, *ok, eps=1e-12), x)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
+def test_group_batch_norms_name_a_dtype_mismatch_and_validate_flags(affine, gen):
+    """Both group batch norms name themselves on a float64 input to float32 statistics (the
+    parameters', or without affine the running statistics'), take float16 (torch's mixed
+    batch norm), refuse a non-bool flag and take ``momentum=None`` (cumulative average)."""
+    for cls, shape in ((GroupBatchNorm2d, (2, 3, 4, 5, 5)), (GroupBatchNorm3d, (2, 3, 4, 3, 3, 3))):
+        bn = cls(3, affine=affine)
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: x has dtype torch.float64, but "
+                                            r"the module's parameters are torch.float32"):
+            bn(x)
+        assert bn(x.half()).dtype == torch.float16  # control
+        with pytest.raises(TypeError, match="affine"):
+            cls(3, affine="yes")
+        assert cls(3, momentum=None).momentum is None

@@ -87,3 +87,31 @@ def test_a_smaller_last_batch_counts_for_its_samples(gen):
     half = nn.BatchNorm2d(1).half()
     recalibrate_batch_norm(nn.Sequential(half), (20 * x[:1000]).half(), batch_size=500)
     assert torch.isfinite(half.running_var).all() and 300 < half.running_var.item() < 500
+
+
+class _RunningMeanNoMomentum(nn.Module):
+    """A running-statistics buffer without a momentum: not a norm layer recalibrate knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("running_mean", torch.full((1,), 7.0, dtype=torch.float64))
+
+    def forward(self, x):
+        return x
+
+
+def test_max_samples_no_grad_and_modules_without_momentum(gen):
+    """Only the first ``max_samples`` samples count (default 2000), the forwards run without
+    autograd (no graph is kept), and a module with running statistics but no momentum is left
+    alone; control: every sample counts with ``max_samples=None``."""
+    x = torch.randn(3000, 1, 2, 2, generator=gen, dtype=torch.float64)
+    x[2000:] += 10
+    grad_modes = []
+    bn = nn.BatchNorm2d(1).double()
+    bn.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    other = _RunningMeanNoMomentum()
+    recalibrate_batch_norm(nn.Sequential(bn, other), x, batch_size=1000)
+    torch.testing.assert_close(bn.running_mean, x[:2000].mean((0, 2, 3)))
+    assert grad_modes == [False, False] and other.running_mean.item() == 7.0
+    recalibrate_batch_norm(nn.Sequential(bn), x, batch_size=1000, max_samples=None)
+    torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)))
