@@ -176,3 +176,35 @@ def test_pools_are_the_named_reductions(gen, pool, spatial):
     torch.testing.assert_close(invariant_head(x, w, b, group="p4m", pool=pool,
                                               spatial=spatial), want, rtol=0, atol=1e-14)
     assert not torch.allclose(x.amax((3, 4)), x.mean((3, 4)))  # control
+
+
+def test_functional_head_refuses_a_mismatch_by_its_own_name(gen):
+    """invariant_head checks what the module checks, in its own name (not torch's linear
+    errors, nor a silent pool over a fiber of the wrong size); control: the right input runs."""
+    w = torch.randn(4, 3, generator=gen)
+    with pytest.raises(ValueError, match=r"invariant_head: x has C=2 channels.*in_channels=3"):
+        invariant_head(torch.randn(1, 2, 8, 5, 5, generator=gen), w, None, group="p4m")
+    with pytest.raises(TypeError, match="invariant_head: x has dtype torch.float64, but weight"):
+        invariant_head(torch.randn(1, 3, 8, 5, 5, generator=gen, dtype=torch.float64), w,
+                       group="p4m")
+    with pytest.raises(ValueError, match=r"invariant_head: a regular fiber of d4 has \|G\|=8"):
+        invariant_head(torch.randn(1, 3, 4, 5, 5, generator=gen), w, group="p4m")
+    assert invariant_head(torch.randn(1, 3, 8, 5, 5, generator=gen), w, group="p4m").shape == (
+        1, 4)
+
+
+def test_module_init_repr_and_dtype_message():
+    """The nn.Linear initialisation (weight and bias within 1/sqrt(C), drawn up to it), a
+    repr that names each non-default argument (control: the defaults are left out), and the
+    module names itself in a dtype mismatch (not the functional it calls)."""
+    with seeded_rng(0):
+        head = InvariantHead(16, 256, group="p4m", dtype=torch.float64)
+    for p in (head.weight, head.bias):
+        assert 0.9 / 4 < p.abs().max() <= 1 / 4
+    text = repr(InvariantHead(2, 3, pool="mean", spatial="max", return_pose=True, bias=False))
+    for part in ("pool='mean'", "spatial='max'", "return_pose=True", "bias=False"):
+        assert part in text
+    assert repr(InvariantHead(2, 3)) == "InvariantHead(2, 3, group='c4')"
+    with pytest.raises(TypeError, match=r"InvariantHead: x has dtype torch.float64, but the "
+                                        r"module's parameters.*module.double\(\)"):
+        InvariantHead(3, 4)(torch.randn(1, 3, 4, 5, 5, dtype=torch.float64))
