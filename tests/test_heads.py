@@ -193,7 +193,7 @@ def test_functional_head_refuses_a_mismatch_by_its_own_name(gen):
         1, 4)
 
 
-def test_module_init_repr_and_dtype_message():
+def test_module_init_repr_and_messages():
     """The nn.Linear initialisation (weight and bias within 1/sqrt(C), drawn up to it), a
     repr that names each non-default argument (control: the defaults are left out), and the
     module names itself in a dtype mismatch (not the functional it calls)."""
@@ -208,3 +208,6 @@ def test_module_init_repr_and_dtype_message():
     with pytest.raises(TypeError, match=r"InvariantHead: x has dtype torch.float64, but the "
                                         r"module's parameters.*module.double\(\)"):
         InvariantHead(3, 4)(torch.randn(1, 3, 4, 5, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"InvariantHead: group 'so2' is continuous and has "
+                                         r"no regular fiber; use a finite group"):
+        InvariantHead(3, 4, group="so2")
