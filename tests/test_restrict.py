@@ -209,3 +209,15 @@ def test_an_index_written_in_place_is_an_error(gen):
         m.index.copy_(m.index.flip(-1))
         with pytest.raises(RuntimeError, match="integer table 'index'"):
             m(x)
+
+
+def test_functional_and_module_refuse_what_the_other_refuses(gen):
+    """The functional coset_pool refuses an integer map (as CosetPool does), and the module
+    Restrict refuses an even harmonic fiber (as restrict does); controls: the valid ones run."""
+    with pytest.raises(TypeError, match=r"coset_pool: x has dtype torch.int64.*x\.float\(\)"):
+        coset_pool(torch.ones(2, 3, 8, 5, 5, dtype=torch.long), "d4", "c4")
+    with pytest.raises(ValueError, match=r"Restrict expects a harmonic fiber of 2M\+1 \(odd\)"):
+        Restrict("o2", "so2", "harmonic")(torch.randn(2, 3, 4, 5, 5, generator=gen))
+    assert coset_pool(torch.ones(2, 3, 8, 5, 5), "d4", "c4").shape == (2, 3, 2, 5, 5)
+    x = torch.randn(2, 3, 5, 5, 5, generator=gen)
+    assert Restrict("o2", "so2", "harmonic")(x) is x
