@@ -176,3 +176,23 @@ def test_learnable_polyphase_upsample_half_selection_gradient(dtype, hard, gen):
         rel = ((got[n] - r).norm() / r.norm()).item()
         assert rel < (2e-2 if dtype == torch.bfloat16 else 5e-3), (n, rel)
     assert _lps_updown_grads(pool, x.double(), g.double(), torch.float64, hard)[0] == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_group_avg_pool3d_half_on_cpu(dtype, gen):
+    # torch's CPU avg_pool3d has no half kernel: the control shows the error a user met
+    x = torch.randn(2, 3, 4, 5, 5, 5, generator=gen).to(dtype)
+    with pytest.raises(RuntimeError, match="avg_pool3d"):
+        F.avg_pool3d(x.flatten(1, 2), 3, 2, 1)
+    xr = x.detach().requires_grad_()
+    pool = enn.GroupAvgPool3d(3, 2, 1, count_include_pad=False)
+    y = pool(xr)
+    ref = F.avg_pool3d(x.float().flatten(1, 2), 3, 2, 1, count_include_pad=False)
+    assert y.dtype == dtype and y.shape == (2, 3, 4, 3, 3, 3)
+    assert torch.equal(y, ref.reshape(y.shape).to(dtype))  # one rounding of the float32 mean
+    g = torch.randn(y.shape, generator=gen).to(dtype)
+    y.backward(g)
+    assert xr.grad is not None and xr.grad.dtype == dtype
+    xf = x.float().requires_grad_()
+    EF.group_avg_pool3d(xf, 3, 2, 1, count_include_pad=False).backward(g.float())
+    assert torch.equal(xr.grad, xf.grad.to(dtype))

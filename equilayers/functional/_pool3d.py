@@ -118,8 +118,13 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
                          f"avg_pool3d refuses a smaller one even with padding, unlike "
                          f"avg_pool2d); got x of shape {tuple(x.shape)}. Zero-pad the input "
                          f"first (F.pad) and pass padding=0, or use a smaller kernel_size")
-    return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, k, s, p,
-                    bool(ceil_mode), bool(count_include_pad))
+    args = (k, s, p, bool(ceil_mode), bool(count_include_pad))
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        # torch's CPU avg_pool3d has no half kernel ("avg_pool3d_out_frame" not implemented):
+        # average in float32 (as accurate as a half kernel could be) and round once
+        return _spatial(x.float(), F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode,
+                        *args).to(x.dtype)
+    return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args)
 
 
 def check_polyphase_pool3d(x: torch.Tensor, stride: int, criterion: str, blur_size: int,
