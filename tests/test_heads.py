@@ -211,3 +211,21 @@ def test_module_init_repr_and_messages():
     with pytest.raises(ValueError, match=r"InvariantHead: group 'so2' is continuous and has "
                                          r"no regular fiber; use a finite group"):
         InvariantHead(3, 4, group="so2")
+
+
+@pytest.mark.parametrize("spatial", ["mean", "max"])
+def test_an_empty_map_is_refused_by_name(gen, spatial):
+    """A map with nothing to pool was a silent NaN (mean, as nn.AdaptiveAvgPool2d gives) or
+    amax's IndexError (max); an empty batch still gives empty logits (the control)."""
+    head = InvariantHead(3, 5, group="p4", spatial=spatial)
+    for shape in ((2, 3, 4, 0, 5), (2, 3, 4, 5, 0), (2, 3, 0, 5, 5)):
+        with pytest.raises(ValueError, match=r"InvariantHead: x of shape .* has an empty"):
+            head(torch.zeros(shape))
+    with pytest.raises(ValueError, match="invariant_head: .* empty spatial"):
+        invariant_head(torch.zeros(2, 3, 0, 5), head.weight, group="p4", spatial=spatial)
+    with pytest.raises(ValueError, match="spatial_pool: .* empty spatial"):
+        spatial_pool(torch.zeros(2, 3, 4, 0), spatial)
+    with pytest.raises(ValueError, match="fiber_pool: .* empty fiber or spatial"):
+        fiber_pool(torch.zeros(2, 3, 0, 4, 4))
+    assert head(torch.randn(0, 3, 4, 5, 5, generator=gen)).shape == (0, 5)
+    assert head(torch.randn(2, 3, 4, 1, 1, generator=gen)).isfinite().all()

@@ -40,6 +40,15 @@ def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     return int(grp.order)
 
 
+def _check_nonempty(x: torch.Tensor, first: int, what: str, dims: str) -> None:
+    """Refuse a map whose pooled dims (``first`` on) hold nothing: a mean over them is NaN (as
+    ``nn.AdaptiveAvgPool2d`` gives silently), a max has no value."""
+    if 0 in x.shape[first:]:
+        raise ValueError(f"{what}: x of shape {tuple(x.shape)} has an empty {dims} dim: there "
+                         "is nothing to pool (a mean would be NaN); check the input size and the "
+                         "strides and pools before the head")
+
+
 def _layout(grp) -> str:
     return "(B, C, |G|, H, W)" if grp.spatial_dim == 2 else "(B, C, |G|, D, H, W)"
 
@@ -51,6 +60,7 @@ def fiber_pool(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
     _check_pool(pool, "fiber_pool")
     C.check_tensor(x, "x", "fiber_pool", ndim=(5, 6),
                    layout="(B, C, F, H, W) or (B, C, F, D, H, W)")
+    _check_nonempty(x, 2, "fiber_pool", "fiber or spatial")
     return group_pool(x, pool)  # amax's values and gradients, with a faster backward
 
 
@@ -59,6 +69,7 @@ def spatial_pool(x: torch.Tensor, spatial: str = "mean") -> torch.Tensor:
     over ``D, H, W``) to ``(B, C)`` (mean or max)."""
     _check_spatial(spatial, "spatial_pool")
     C.check_tensor(x, "x", "spatial_pool", ndim=(4, 5), layout="(B, C, H, W) or (B, C, D, H, W)")
+    _check_nonempty(x, 2, "spatial_pool", "spatial")
     dims = tuple(range(2, x.dim()))
     return x.mean(dim=dims) if spatial == "mean" else x.amax(dim=dims)
 
@@ -117,6 +128,7 @@ def invariant_head(
                          f"{tuple(weight.shape)})" + (UNBATCHED_HINT if looks_unbatched(
                              x, 3 + sd, weight.shape[1], int(grp.order), fiber_dim=1) else ""))
     C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
+    _check_nonempty(x, 2, what, "fiber or spatial" if x.dim() == 3 + sd else "spatial")
     if x.dim() == 3 + sd:
         _check_regular(x, group, what)
         x = fiber_pool(x, pool)

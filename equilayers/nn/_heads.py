@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from ..functional._heads import _check_pool, _check_spatial, _layout, fiber_pose, invariant_head
+from ..functional._heads import (
+    _check_nonempty,
+    _check_pool,
+    _check_spatial,
+    _layout,
+    fiber_pose,
+    invariant_head,
+)
 from ..functional._unbatched import UNBATCHED_HINT, looks_unbatched
 from ..groups import FieldType, GroupLike, get
 from ._typed import Typed
@@ -104,6 +111,7 @@ class InvariantHead(Typed, nn.Module):
                              f"but the head was built with in_channels={self.in_channels}"
                              + hint)
         C.check_dtype_match(x, self.weight, name)
+        _check_nonempty(x, 2, name, "fiber or spatial" if x.dim() == 3 + sd else "spatial")
         logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
                                 spatial=self.spatial)
         if not self.return_pose:
