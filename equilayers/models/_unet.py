@@ -89,7 +89,10 @@ class UNet(Typed, nn.Module):
         keeps the label of 99.2% of the pixels under shifts with ``"blur"`` and 98.3% with
         ``"max"``. Measured in ``tests/test_models.py``: float64 errors at rounding level
         (< 1e-12), float32 below 1e-5. Polyphase exactness assumes no exact tie between the
-        norms (the learned logits) of the polyphase components (random inputs: almost surely);
+        norms (the learned logits) of the polyphase components (random inputs: almost surely,
+        unless a level's map is constant, every ReLU off before it: then all its
+        components tie and no choice can be equivariant; 5 of about 2,200 random narrow
+        U-Nets, width 2 with random batch-norm statistics, had such a level);
         ``"learned"`` is exact in evaluation mode, in training its sampled choice makes it
         equivariant in distribution only. Groups with off-grid rotations
         (``"c8"``) are exact on their grid subgroup only. ``group=None`` is shift-equivariant
