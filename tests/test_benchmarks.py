@@ -132,6 +132,30 @@ def test_layout_choices_keep_the_default_within_the_margin():
     assert namespace["MEASURED"] == table and namespace["MACHINE"] == "a machine"
 
 
+def test_the_shipped_layout_table_follows_the_margin_rule():
+    """Each entry of the package's table picks what ``choices`` picks from its own times: the
+    op's default unless another path is more than MARGIN faster, and every case has both
+    passes. A hand-edited choice, times changed under it, or a lost entry fails here;
+    well-formedness alone passes them."""
+    from equilayers.kernels import _layout_table, _registry
+
+    layout = _bench_module("bench_layout")
+    assert _layout_table.MEASURED
+    for key, (choice, times) in _layout_table.MEASURED.items():
+        op = _registry.get_op(key[0])
+        assert op is not None, key
+        default = op.fast[key[1]][0].name
+        best = min(times, key=lambda path: times[path])
+        if default in times and times[default] <= times[best] * (1 + layout.MARGIN):
+            best = default
+        assert choice == best, (key, choice, times)
+    # the family measures both passes of every case: a lost (or overwritten) entry shows here
+    passes: dict[tuple, set] = {}
+    for key in _layout_table.MEASURED:
+        passes.setdefault(key[:5], set()).add(key[5])
+    assert all(p == {"forward", "forward+backward"} for p in passes.values()), passes
+
+
 def test_bandwidth_ratios_and_column():
     main = _bench_module("__main__")
     rows = [{"family": "f", "device": "cpu", "name": "copy", "floor": None, "bandwidth": None,
