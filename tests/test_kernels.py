@@ -81,6 +81,35 @@ def test_triton_blur_layouts(interpret, gen):
 
 
 @needs_triton
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_triton_zero_padding_reads_nothing_outside_the_input(interpret, gen, channels_last):
+    """Zeros padding is a masked load, not a weight-0 read of whatever lies before the row:
+    NaN in the last row and column (the memory just before the next row's and plane's first
+    element) stays where the reference puts it, forward and backward (0 * NaN is NaN)."""
+    nan = float("nan")
+    x = _randn(gen, 2, 3, 9, 8)
+    x[..., -1, :] = nan
+    x[..., :, -1] = nan
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = kernels.triton_blur_pool2d(x, kernel_size=3, stride=2, padding_mode="zeros")
+    yr = ref_blur(x.double(), 3, 2, "zeros")
+    assert y.isnan().any() and not y.isnan().all()
+    torch.testing.assert_close(y.double(), yr, equal_nan=True, atol=1e-5, rtol=1e-5)
+    # backward: the transposed tables pad with -1 too; NaN in the output gradient's borders
+    xk = _randn(gen, 2, 3, 9, 8).requires_grad_(True)
+    xr = xk.detach().double().requires_grad_(True)
+    g = torch.randn(2, 3, 5, 4, generator=gen, dtype=torch.float64).to(DEVICE)
+    g[..., -1, :] = nan
+    g[..., :, -1] = nan
+    (gk,) = torch.autograd.grad(
+        kernels.triton_blur_pool2d(xk, kernel_size=3, stride=2, padding_mode="zeros"), xk,
+        g.float())
+    (gr,) = torch.autograd.grad(ref_blur(xr, 3, 2, "zeros"), xr, g)
+    torch.testing.assert_close(gk.double(), gr, equal_nan=True, atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
 @pytest.mark.parametrize("op,ref", [(kernels.triton_blur_pool2d, ref_blur),
                                     (kernels.triton_max_blur_pool2d, ref_max_blur)])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
