@@ -140,6 +140,27 @@ def test_triton_max_blur_every_mode(interpret, gen, mode, m, k):
 
 
 @needs_triton
+@pytest.mark.parametrize("m,pad", [(2, 0), (3, 1)])
+def test_triton_max_blur_nan_is_the_maximum(interpret, gen, m, pad):
+    """As max_pool2d: a NaN in a window is its maximum (forward) and takes the window's
+    gradient (backward), so NaN spreads exactly as far as the reference spreads it."""
+    x = _randn(gen, 1, 2, 9, 8)
+    x[0, 0, 4, 3] = float("nan")
+    x[0, 1, 0, 7] = float("nan")
+    xk = x.clone().requires_grad_(True)
+    xr = x.double().requires_grad_(True)
+    yk = kernels.triton_max_blur_pool2d(xk, m, 2, 3, "zeros", padding=pad)
+    yr = ref_max_blur(xr, m, 2, 3, "zeros", padding=pad)
+    assert yr.isnan().any() and not yr.isnan().all()
+    torch.testing.assert_close(yk.double(), yr, equal_nan=True, atol=1e-5, rtol=1e-5)
+    g = torch.randn(yr.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    (gk,) = torch.autograd.grad(yk, xk, g.float())
+    (gr,) = torch.autograd.grad(yr, xr, g)
+    assert gr[0, 0, 4, 3] != 0  # the NaN took gradient
+    torch.testing.assert_close(gk.double(), gr, equal_nan=True, atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
 @pytest.mark.parametrize("m,pad,stride", [(3, 1, 2), (2, 1, 2), (4, 2, 3), (3, 1, 1)])
 def test_triton_max_blur_kernel_with_max_pool_padding(interpret, gen, m, pad, stride):
     """The ResNet stem's MaxBlurPool2d(3, 2, 1) and friends: -inf padding, ties routed to
