@@ -138,6 +138,20 @@ def test_triton_polyphase_ties_go_to_the_lowest_index(interpret, gen):
 
 
 @needs_triton
+def test_triton_polyphase_l2_ranks_the_rounded_norms_as_the_reference(interpret, gen):
+    """The l2 choice compares sqrt(sum of squares), as the reference's vector_norm does, not
+    the sums: components 0 and 1 have float64 sums of squares one ulp apart
+    (26.341295216825525 < ...532) whose square roots round to the same double, so the
+    reference ties them and takes component 0, where the larger sum would pick 1."""
+    a, b, b2 = 5.1323771476745605, 0.00017565155576448888, 0.0001756515703164041
+    assert a * a + b * b < a * a + b2 * b2
+    x = torch.zeros(2, 1, 2, 4)
+    x[:, 0, 0] = torch.tensor([a, a, b, b2])  # component 0: (a, b); component 1: (a, b2)
+    _, index = _compare(x.to(DEVICE), gen)
+    assert index.tolist() == [0, 0]
+
+
+@needs_triton
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_triton_polyphase_half_dtypes(interpret, gen, dtype):
     # The norms are float64 sums of the exact half values: the same choice as the reference.
