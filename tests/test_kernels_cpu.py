@@ -256,6 +256,21 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
 
 
 @pytest.mark.parametrize("small", [True, False])
+def test_cpu_fast_polyphase_l2_ranks_the_rounded_norms_as_the_reference(monkeypatch, small):
+    """Components 0 and 1 have float64 sums of squares one ulp apart whose square roots round
+    to the same double: the reference's vector_norm ties them and takes component 0. The
+    chunked sums (large inputs) must rank the norms too, not the sums (which pick 1)."""
+    if not small:
+        monkeypatch.setattr(_cpu_polyphase, "_SMALL_POLYPHASE", 0)
+    a, b, b2 = 5.1323771476745605, 0.00017565155576448888, 0.0001756515703164041
+    assert a * a + b * b < a * a + b2 * b2
+    x = torch.zeros(2, 1, 2, 4)
+    x[:, 0, 0] = torch.tensor([a, a, b, b2])  # component 0: (a, b); component 1: (a, b2)
+    assert ref_poly(x, return_index=True)[1].tolist() == [0, 0]
+    assert _cpu_polyphase.polyphase_pool2d(x, return_index=True)[1].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("small", [True, False])
 def test_cpu_fast_polyphase_gradcheck_and_dispatch(monkeypatch, gen, small):
     if not small:  # the chunked norms and the scatter-backward gather of large inputs
         monkeypatch.setattr(_cpu_polyphase, "_SMALL_POLYPHASE", 0)

@@ -23,8 +23,8 @@ _SMALL_POLYPHASE = 1 << 19
 
 
 def _component_norms(x: torch.Tensor, s: int, criterion: str) -> torch.Tensor:
-    """``(B, s * s)``: per sample, the criterion of each polyphase component up to a monotone
-    map (sums of squares for l2, of magnitudes for l1; maxima for linf), in float64 like the
+    """``(B, s * s)``: per sample, the criterion of each polyphase component (the l2 norm,
+    the sum of magnitudes for l1, the maximum magnitude for linf), in float64 like the
     reference. Chunks of rows: ``vector_norm`` over them took 6-8x longer."""
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     if x.numel() < _SMALL_POLYPHASE:  # the reference's one call: fewer Python calls win here
@@ -52,7 +52,10 @@ def _component_norms(x: torch.Tensor, s: int, criterion: str) -> torch.Tensor:
         for k in range(b):
             for i in range(0, rows.shape[1], step):
                 acc[k] += measure(rows[k, i:i + step]).sum(0)
-    return acc.view(b, s, w // s, s).sum(2).reshape(b, s * s)
+    sums = acc.view(b, s, w // s, s).sum(2).reshape(b, s * s)
+    # l2: the norms themselves, as the reference's: two sums an ulp apart can round to one
+    # square root, which the reference's argmax ties (the first wins) and the sums would not
+    return sums.sqrt() if criterion == "l2" else sums
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
