@@ -138,6 +138,21 @@ def test_triton_polyphase_ties_go_to_the_lowest_index(interpret, gen):
 
 
 @needs_triton
+@pytest.mark.parametrize("criterion", ["linf", "l1"])
+def test_triton_polyphase_nan_wins_under_linf_and_l1(interpret, gen, criterion):
+    """A NaN makes its component's norm NaN, which argmax takes as the largest: linf's
+    partial maxima too (the kernel counts NaNs: tl.max, in Triton's interpreter as well, can
+    drop them). One small input and one of several chunks."""
+    for shape, where in [((2, 2, 6, 6), (1, 1, 2, 5)), ((2, 3, 80, 80), (1, 2, 79, 78))]:
+        x = _randn(gen, *shape)
+        k = (where[-2] % 2) * 2 + where[-1] % 2
+        x[where] = float("nan")
+        y, index = kernels.triton_polyphase_pool2d(x, 2, criterion=criterion, return_index=True)
+        assert index[1].item() == k and y[1].isnan().any() and not y[0].isnan().any()
+        assert torch.equal(index, ref_poly(x, 2, criterion=criterion, return_index=True)[1])
+
+
+@needs_triton
 def test_triton_polyphase_l2_ranks_the_rounded_norms_as_the_reference(interpret, gen):
     """The l2 choice compares sqrt(sum of squares), as the reference's vector_norm does, not
     the sums: components 0 and 1 have float64 sums of squares one ulp apart
