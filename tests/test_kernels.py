@@ -381,6 +381,10 @@ def test_kernel_dispatch_reasons(monkeypatch):
     assert path == "fast" and "the input has 3 dims" in reason, reason
     path, reason = kernels.select("max_blur_pool2d", x, kernel_size=6)  # valid, not for the kernel
     assert path == "fast" and "max-pool kernel_size 6 is outside" in reason, reason
+    # the kernel's window limit is exactly 4: 4 takes it, 5 does not
+    assert kernels.select("max_blur_pool2d", x, kernel_size=4)[0] == "triton"
+    path, reason = kernels.select("max_blur_pool2d", x, kernel_size=5)
+    assert path == "fast" and "max-pool kernel_size 5 is outside the kernel's 1..4" in reason
     assert kernels.select("max_blur_pool2d", x, kernel_size=3, padding=1)[0] == "triton"
     with kernels.use_reference():
         assert kernels.select("blur_pool2d", x) == (
