@@ -112,6 +112,26 @@ def test_the_pass_picks_its_own_entry_of_the_layout_table(plain, monkeypatch):
     assert calls == ["first", "second", "first"]
 
 
+def test_the_strides_pick_their_own_layout_entry(plain, monkeypatch):
+    """Same shape, dtype and pass, another layout: a channels_last call after a contiguous one
+    takes the channels_last entry of the table, and back (a memo keyed without the strides
+    routed both by the first call's entry)."""
+    calls: list[str] = []
+    x = torch.randn(2, 3, 8, 8)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    with register_op(op := _op(calls)):
+        key = _layout.table_key(op, cl, {})
+        assert key is not None and key[2] == "channels_last 4-D"
+        assert _layout.table_key(op, x, {}) != key
+        monkeypatch.setattr(_layout_table, "MEASURED",
+                            {**_layout_table.MEASURED, key: ("second", {})})
+        kernels.dispatch("toy_memo", x)
+        assert _filled("toy_memo")
+        kernels.dispatch("toy_memo", cl)
+        kernels.dispatch("toy_memo", x)
+    assert calls == ["first", "second", "first"]
+
+
 def test_an_entry_of_the_layout_table_edited_in_place_reroutes(plain, monkeypatch):
     calls: list[str] = []
     x = torch.randn(2, 3, 8, 8)
