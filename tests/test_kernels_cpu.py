@@ -52,6 +52,24 @@ def test_cpu_fast_blur_layouts_float32(gen, mode):
                  padding_mode=mode)
 
 
+@pytest.mark.parametrize("op,ref,kw", [(_cpu.blur_pool2d, ref_blur, {"kernel_size": 3}),
+                                       (_cpu.max_blur_pool2d, ref_max_blur, {"padding": 1,
+                                                                             "kernel_size": 3})])
+def test_cpu_fast_keeps_channels_last_3d(gen, op, ref, kw):
+    """A channels_last_3d 5-D group map keeps its layout through the fast path, output and
+    input gradient (new buffers take the input's format; a contiguous one stays contiguous)."""
+    base = torch.randn(2, 3, 4, 9, 8, generator=gen)
+    cl3 = base.contiguous(memory_format=torch.channels_last_3d)
+    assert not cl3.is_contiguous()
+    for x, fmt in [(cl3, torch.channels_last_3d), (base, torch.contiguous_format)]:
+        xf = x.detach().requires_grad_(True)
+        y = op(xf, **kw)
+        assert y.is_contiguous(memory_format=fmt)
+        (gx,) = torch.autograd.grad(y, xf, torch.ones_like(y))
+        assert gx.is_contiguous(memory_format=fmt)
+        _compare(op, ref, x, gen, 1e-5, **kw)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("blur_size", [1, 2, 3, 4, 7])
 def test_cpu_fast_max_blur_every_mode(gen, mode, blur_size):
