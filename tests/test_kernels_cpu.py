@@ -135,6 +135,22 @@ def test_cpu_fast_max_pool_2x2_nan_and_inf_take_the_reference_backward(gen):
         torch.testing.assert_close(ga, gb, equal_nan=True)
 
 
+@pytest.mark.parametrize("m,pad", [(2, 0), (3, 1)])
+def test_cpu_fast_max_blur_non_finite_upstream_gradient_takes_the_reference(gen, m, pad):
+    """A finite input with an inf or NaN upstream gradient: the mask backward would route it
+    differently (0 * inf is NaN), so each such chunk takes max_pool2d's own backward."""
+    x = torch.randn(2, 3, 9, 8, generator=gen)
+    for bad in (float("inf"), float("nan")):
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya = _cpu.max_blur_pool2d(a, m, 2, 3, "reflect", pad)
+        yb = ref_max_blur(b, m, 2, 3, "reflect", pad)
+        grad = torch.randn(yb.shape, generator=gen)
+        grad[0, 1, 2, 2] = bad
+        (ga,), (gb,) = torch.autograd.grad(ya, a, grad), torch.autograd.grad(yb, b, grad)
+        assert gb.isfinite().any() and not gb.isfinite().all()
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+
+
 def test_cpu_fast_gradcheck_float64(gen):
     x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     for mode in MODES:
