@@ -78,6 +78,20 @@ def test_the_argument_types_are_part_of_the_key(plain):
         kernels.dispatch("blur_pool2d", x, kernel_size=2.0)
 
 
+def test_a_call_with_a_non_scalar_argument_is_decided_afresh(plain):
+    """A tuple (a list, a tensor...) argument is no part of a key: such a call is not
+    memoized at all, so a later plain call of the same description is not routed by it (a key
+    that skipped the tuple sent the plain call to the reference)."""
+    calls: list[str] = []
+    x = torch.randn(2, 3, 8, 8)
+    with register_op(_op(calls)):
+        with pytest.raises(TypeError, match="factor"):
+            kernels.dispatch("toy_memo", x, factor=(3,))
+        assert not _filled("toy_memo")
+        kernels.dispatch("toy_memo", x)
+    assert calls == ["first"]
+
+
 def test_the_shape_strides_dtype_and_pass_are_part_of_the_key(plain):
     calls: list[str] = []
     x = torch.randn(2, 3, 8, 8)
