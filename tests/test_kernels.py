@@ -375,6 +375,11 @@ def test_kernel_dispatch_reasons(monkeypatch):
     for args, kwargs, expected in cases:
         path, reason = kernels.select(*args, **kwargs)
         assert path == "reference" and expected in reason, (args, kwargs, reason)
+    # kernel_support (switches aside) refuses a call the spec rejects, in the spec's words
+    assert kernels.kernel_support("blur_pool2d", x) == (True, kernels.select("blur_pool2d", x)[1])
+    for args, kwargs, expected in cases[:5]:
+        ok, reason = kernels.kernel_support(*args, **kwargs)
+        assert not ok and expected in reason, (args, kwargs, reason)
     path, reason = kernels.select("blur_pool2d", x.double())  # not the kernel's: the CPU fast path
     assert path == "fast" and "float64 is not one of the kernel's" in reason, reason
     path, reason = kernels.select("blur_pool2d", torch.zeros(2, 8, 8))
