@@ -239,6 +239,25 @@ def test_triton_polyphase_compile_fullgraph_sees_one_op(interpret, gen):
     assert torch.equal(y, yr) and torch.equal(index, index_r)
 
 
+@pytest.mark.parametrize("interpret_on", [False, True])
+def test_kernel_polyphase_empty_inputs_take_the_reference(monkeypatch, interpret_on):
+    """An empty input is neither the kernel's nor the CPU fast path's (whose reshapes cannot
+    infer a size from 0 elements): the reference takes it, says so, and gives its result."""
+    monkeypatch.setenv("EQUILAYERS_TRITON_INTERPRET", "1" if interpret_on else "0")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: True)
+    for shape in [(0, 2, 4, 4), (2, 0, 4, 4), (2, 2, 0, 4), (2, 2, 4, 0), (2, 0, 3, 4, 4)]:
+        x = torch.zeros(shape)
+        path, reason = kernels.select("polyphase_pool2d", x)
+        assert path == "reference" and "the input is empty" in reason, (shape, reason)
+        y, index = EF.polyphase_pool2d(x, return_index=True)
+        yr, index_r = ref_poly(x, return_index=True)
+        assert y.shape == yr.shape and torch.equal(index, index_r)
+    assert kernels.select("polyphase_pool2d", torch.zeros(2, 2, 4, 4))[0] == (
+        "triton" if interpret_on else "fast")  # negative control: a non-empty input
+
+
 @needs_triton
 def test_triton_polyphase_module_dispatches(interpret, gen):
     from equilayers.nn import PolyphasePool2d
