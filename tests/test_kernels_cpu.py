@@ -151,6 +151,19 @@ def test_cpu_fast_max_blur_non_finite_upstream_gradient_takes_the_reference(gen,
         torch.testing.assert_close(ga, gb, equal_nan=True)
 
 
+def test_cpu_fast_max_pool2d_stride1_window_1_is_a_copy(gen):
+    """kernel_size=1 returns a new tensor, as F.max_pool2d does: writing into the output
+    leaves the input alone, with or without autograd."""
+    for requires_grad in (False, True):
+        x = torch.randn(2, 3, 5, 4, generator=gen, requires_grad=requires_grad)
+        before = x.detach().clone()
+        y = kernels.max_pool2d_stride1(x, 1)
+        assert torch.equal(y, before)
+        with torch.no_grad():
+            y.add_(1.0)
+        assert torch.equal(x.detach(), before)
+
+
 def test_cpu_fast_gradcheck_float64(gen):
     x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     for mode in MODES:
@@ -287,6 +300,20 @@ def test_cpu_fast_polyphase_equals_the_reference(monkeypatch, gen, chunk_bytes):
             (ga,), (gb,) = torch.autograd.grad(ya, a, g), torch.autograd.grad(yb, b, g)
             torch.testing.assert_close(ga, gb, equal_nan=True)
     assert not EF.polyphase_pool2d(torch.zeros(2, 3, 6, 6), return_index=True)[1].any()  # ties
+
+
+@pytest.mark.parametrize("small", [True, False])
+@pytest.mark.parametrize("criterion,eps", [("l2", 2.0 ** -13), ("l1", 2.0 ** -25)])
+def test_cpu_fast_polyphase_norms_are_float64(monkeypatch, small, criterion, eps):
+    """Component 1 exceeds component 0 by eps, which a float32 norm rounds away (1 + eps**2
+    and 1 + eps are 1 in float32): the float64 norms, as the reference's, pick component 1."""
+    if not small:
+        monkeypatch.setattr(_cpu_polyphase, "_SMALL_POLYPHASE", 0)
+    x = torch.zeros(2, 1, 2, 4)
+    x[:, 0, 0] = torch.tensor([1.0, 1.0, 0.0, eps])  # component 0: (1, 0); 1: (1, eps)
+    kw = {"criterion": criterion, "return_index": True}
+    assert ref_poly(x, **kw)[1].tolist() == [1, 1]
+    assert _cpu_polyphase.polyphase_pool2d(x, **kw)[1].tolist() == [1, 1]
 
 
 @pytest.mark.parametrize("small", [True, False])
