@@ -248,6 +248,17 @@ def test_cpu_fast_double_backward_equals_the_reference(gen):
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_depthwise_padded_copy_keeps_channels_last(gen, mode):
+    """An even blur pads a copy (F.pad may return it contiguous): the copy is made
+    channels_last again, so a channels_last input gives a channels_last output."""
+    x = torch.randn(2, 5, 9, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    for k in (2, 4):
+        y = _conv_paths.blur_pool2d(x, k, 2, mode)
+        assert y.is_contiguous(memory_format=torch.channels_last), (k, mode)
+        torch.testing.assert_close(y, ref_blur(x, k, 2, mode), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_depthwise_ring_equals_the_reference(gen, mode):
     """The depthwise path's zero-padded conv with its border ring recomputed: values,
     gradients (an expanded upstream gradient too) and a gradient penalty, at strides 1-3,
