@@ -937,3 +937,50 @@ def test_escnn_restricted_basis_commutes_with_rotations_and_checks_input(gen):
     with pytest.raises(ValueError, match=r"EscnnRestrictedBasis\(group='d8', max_order=2\) "
                                          r"expects a fiber of 5 slots .*max_order=1"):
         layer(torch.randn(2, 3, 3, 4, 4))
+
+
+def _patched(monkeypatch, gs, which):
+    """Break one of the conventions ``_group_name`` checks, leaving the others (and escnn's
+    built filters) as they are: ``"plane"`` transposes the plane matrix of the elements off
+    the pixel grid only (so the image probe cannot see it), ``"regular"`` makes the regular
+    representation act by ``(g . f)[h] = f[g h]``, ``"image"`` moves images by the inverse
+    element (the plane matrices untouched)."""
+    import numpy as np
+    if which == "image":
+        move = gs._interpolate_transform_basespace
+        monkeypatch.setattr(gs, "_interpolate_transform_basespace",
+                            lambda x, e, order=2: move(x, ~e, order=order))
+    elif which == "plane":
+        action = gs.basespace_action
+
+        def plane(e):
+            mat = action(e)
+            on_grid = np.allclose(mat, np.round(mat), atol=1e-9)
+            return mat if on_grid else mat.T
+
+        monkeypatch.setattr(gs, "_base_action", plane)
+    else:
+        fg = gs.fibergroup
+        regular = fg.regular_representation
+        monkeypatch.setattr(type(fg), "regular_representation",
+                            property(lambda self: (lambda e: regular(e).T)))
+
+
+@pytest.mark.parametrize("name,which", [("c8", "plane"), ("d8", "plane"), ("c4", "regular"),
+                                        ("d4", "regular"), ("c8", "regular"),
+                                        ("c4", "image"), ("d4", "image")])
+def test_each_convention_the_group_probe_checks_is_needed(name, which, monkeypatch):
+    """``_group_name`` compares escnn's plane matrices, regular representations and image
+    transforms with ours; each one alone must refuse a mismatch (the conv's filter check cannot
+    see these: escnn's filter was built before the patch), and the unpatched gspace converts
+    (the control)."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    conv = enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 1, "regular"), 3, padding=1)
+    pool = enn.GroupPooling(_ftype(gs, 2, "regular"))
+    from_escnn(conv), from_escnn(pool)  # the control
+    _patched(monkeypatch, gs, which)
+    for m in (conv, pool):
+        with pytest.raises(ValueError, match="acts on images differently"):
+            from_escnn(m)
