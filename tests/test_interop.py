@@ -984,3 +984,37 @@ def test_each_convention_the_group_probe_checks_is_needed(name, which, monkeypat
     for m in (conv, pool):
         with pytest.raises(ValueError, match="acts on images differently"):
             from_escnn(m)
+
+
+def test_pointwise_layers_on_quotient_fields_are_refused_by_name():
+    """escnn's pointwise layers also take quotient fields, which have no layout here: ReLU and
+    the adaptive pools refuse them by name (the layers around them would not convert); the
+    same layers on regular fields convert (the control)."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space("c4")
+    quotient = enn.FieldType(gs, 2 * [gs.quotient_repr(2)])
+    for build in (enn.ReLU, lambda t: enn.PointwiseAdaptiveAvgPool2D(t, 2)):
+        from_escnn(build(_ftype(gs, 2, "regular")))
+        with pytest.raises(ValueError, match="only regular or trivial fields"):
+            from_escnn(build(quotient))
+
+
+@pytest.mark.parametrize("name", ["c4", "d2"])
+def test_a_pixel_filter_escnn_did_not_build_is_refused(name, monkeypatch):
+    """The pixel route (c1, c2, c4, d1, d2, d4) checks that our layer reproduces escnn's
+    expanded filter: a filter that is not one pixel filter moved by the group (here escnn's
+    own with one output slot's filter negated) is refused, not converted into another
+    function; escnn's filter as it is converts (the control)."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    conv = enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 3, padding=1)
+    _randomize(conv)
+    from_escnn(conv)
+    filt, bias = conv.expand_parameters()
+    broken = filt.detach().clone()
+    broken[1] = -broken[1]
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
+    with pytest.raises(ValueError, match="is not reproduced by GroupConv2d"):
+        from_escnn(conv)
