@@ -445,3 +445,34 @@ def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
         torch.testing.assert_close(ours(x).flatten(1, 2), want, rtol=0, atol=2e-5)
         torch.testing.assert_close(equilayers.export(ours)(x).flatten(1, 2), want, rtol=0,
                                    atol=2e-5)
+
+
+@pytest.mark.parametrize("group", ["o2", "d8"])
+def test_field_matrix_turns_order_m_by_m_counter_clockwise_quarter_turns(group):
+    """``escnn_field_matrix`` is the documented ``Q`` (``ours = Q theirs``): 1, then ``R(m pi /
+    2)`` on order ``m``. ``R(-m pi / 2)`` (order ``m`` times ``(-1)^m``) would be an equally
+    valid intertwiner, so the conversions alone cannot tell them apart: a user's
+    ``Q @ theirs`` must get this one."""
+    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)  # R(pi / 2)
+    want = torch.block_diag(torch.ones(1, 1, dtype=torch.float64),
+                            *[torch.linalg.matrix_power(quarter, m) for m in (1, 2, 3)])
+    torch.testing.assert_close(escnn_field_matrix(group, 3), want, rtol=0, atol=0)
+    assert torch.equal(escnn_field_matrix(group.replace("o2", "so2").replace("d", "c"), 3),
+                       torch.eye(7, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
+def test_a_gspace_that_rotates_the_other_way_is_refused(space, monkeypatch):
+    """The convention check looks at rotations other than the identity: a gspace whose plane
+    action is the inverse rotation (the same matrix at the identity and at the flip) is
+    refused; unpatched, the conv converts (the control). escnn's filter, built before the
+    patch, cannot show the mismatch."""
+    gs, irreps = _space(space)
+    with seeded_rng(0):
+        theirs = esc.R2Conv(_fields(gs, irreps, 1, 0, False), _fields(gs, irreps, 1, 2, False),
+                            5, padding=2)
+    from_escnn(theirs)
+    action = gs.basespace_action
+    monkeypatch.setattr(gs, "_base_action", lambda e: action(e).T)
+    with pytest.raises(ValueError, match="acts on the plane or on its irreps differently"):
+        from_escnn(theirs)
