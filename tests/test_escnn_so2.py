@@ -476,3 +476,21 @@ def test_a_gspace_that_rotates_the_other_way_is_refused(space, monkeypatch):
     monkeypatch.setattr(gs, "_base_action", lambda e: action(e).T)
     with pytest.raises(ValueError, match="acts on the plane or on its irreps differently"):
         from_escnn(theirs)
+
+
+@pytest.mark.parametrize("space", ["o2", "c8"])
+def test_a_bias_on_non_scalar_slots_is_refused(space, monkeypatch):
+    """Our harmonic conv holds a bias on the order-0 slot only; an expanded bias with entries
+    on higher orders (which no escnn conv builds) is refused, not dropped silently; escnn's
+    own bias converts (the control)."""
+    gs, irreps = _space(space)
+    with seeded_rng(0):
+        theirs = esc.R2Conv(_fields(gs, irreps, 1, 1, False), _fields(gs, irreps, 2, 1, False),
+                            3, padding=1)
+    from_escnn(theirs)
+    filt, bias = theirs.expand_parameters()
+    broken = bias.detach().clone()
+    broken[1] = 0.5  # field 0, order 1
+    monkeypatch.setattr(theirs, "expand_parameters", lambda: (filt, broken))
+    with pytest.raises(ValueError, match="not zero on the non-scalar slots"):
+        from_escnn(theirs)
