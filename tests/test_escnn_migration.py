@@ -165,6 +165,10 @@ def test_frozen_parameters_stay_frozen():
         "0.weight": False, "0.bias": True, "1.weight": False, "1.bias": False,
         "2.weight": True, "2.bias": True}
     assert not any(p.requires_grad for p in from_escnn(harmonic).parameters())
+    # escnn names these modules' parameters otherwise (per irrep); ours train where escnn's do
+    with seeded_rng(0):
+        trainable = esc.SequentialModule(esc.GNormBatchNorm(t2), esc.NormNonLinearity(t2))
+    assert [n for n, p in from_escnn(trainable).named_parameters() if not p.requires_grad] == []
 
 
 @pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
