@@ -494,3 +494,20 @@ def test_a_bias_on_non_scalar_slots_is_refused(space, monkeypatch):
     monkeypatch.setattr(theirs, "expand_parameters", lambda: (filt, broken))
     with pytest.raises(ValueError, match="not zero on the non-scalar slots"):
         from_escnn(theirs)
+
+
+@pytest.mark.parametrize("space", ["so2", "d8"])
+def test_a_basis_filter_that_drops_a_frequency_is_refused(space):
+    """escnn's ``basis_filter`` without frequency 1: its filter lies in our default basis,
+    but at another parameter count (fine-tuning would train a larger space), so the
+    conversion refuses it by name rather than load a larger layer; without the filter it
+    converts at escnn's count (the control)."""
+    gs, irreps = _space(space)
+    t_in, t_out = _fields(gs, irreps, 1, 1, False), _fields(gs, irreps, 1, 2, False)
+    with seeded_rng(0):
+        theirs = esc.R2Conv(t_in, t_out, 5, padding=2,
+                            basis_filter=lambda a: abs(a["irrep:frequency"]) != 1)
+        plain = esc.R2Conv(t_in, t_out, 5, padding=2)
+    assert from_escnn(plain).weight.numel() == plain.weights.numel()
+    with pytest.raises(ValueError, match="a basis_filter that keeps other elements"):
+        from_escnn(theirs)
