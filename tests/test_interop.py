@@ -1018,3 +1018,21 @@ def test_a_pixel_filter_escnn_did_not_build_is_refused(name, monkeypatch):
     monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
     with pytest.raises(ValueError, match="is not reproduced by GroupConv2d"):
         from_escnn(conv)
+
+
+def test_c1_regular_fields_pool_as_fields_not_as_images():
+    """C_1's regular representation is trivial too: escnn's pointwise pools on C_1 regular
+    fields convert to our group pools on ``(B, C, 1, H, W)``, not to ``torch.nn``'s image
+    pools (as on trivial fields), and compute escnn's outputs."""
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers.nn import GroupAvgPool2d, GroupMaxPool2d
+    gs = _space("c1")
+    t = _ftype(gs, 3, "regular")
+    x = torch.randn(2, 3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for theirs, cls in ((enn.PointwiseMaxPool2D(t, 2), GroupMaxPool2d),
+                        (enn.PointwiseAvgPool2D(t, 3, 1, 1), GroupAvgPool2d)):
+        ours = from_escnn(theirs)
+        assert isinstance(ours, cls)
+        torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(theirs, x, t))
