@@ -293,6 +293,11 @@ def test_eval_mode_conv_with_a_stale_cached_filter_is_refused(space, gen):
     with pytest.raises(ValueError, match=r"stale filters; call \.train\(\) then \.eval\(\)"):
         from_escnn(conv)
     conv.train().eval()
+    bias = {"bias": conv.bias.detach() + 1.0}  # the bias alone loaded after .eval()
+    conv.load_state_dict(bias, strict=False)
+    with pytest.raises(ValueError, match=r"stale filters; call \.train\(\) then \.eval\(\)"):
+        from_escnn(conv)
+    conv.train().eval()
     ours = from_escnn(conv)
     x = torch.randn(2, 1, 9, 9, generator=gen)
     with torch.no_grad():

@@ -511,3 +511,14 @@ def test_a_basis_filter_that_drops_a_frequency_is_refused(space):
     assert from_escnn(plain).weight.numel() == plain.weights.numel()
     with pytest.raises(ValueError, match="a basis_filter that keeps other elements"):
         from_escnn(theirs)
+
+
+def test_a_restriction_to_fewer_rotations_is_refused():
+    """Of irreps fields only D_N -> C_N converts (our Restrict and the quarter turns undone);
+    D_8 -> C_4 (escnn's id ``(None, 4)``) re-labels escnn's irreps and is refused by name;
+    ``(None, 8)`` converts (the control)."""
+    gs, irreps = _space("d8")
+    t = _fields(gs, irreps, 2, 1, False)
+    from_escnn(esc.RestrictionModule(t, (None, 8)))
+    with pytest.raises(ValueError, match="only the restriction of D_N to C_N"):
+        from_escnn(esc.RestrictionModule(t, (None, 4)))
