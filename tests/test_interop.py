@@ -1036,3 +1036,23 @@ def test_c1_regular_fields_pool_as_fields_not_as_images():
         ours = from_escnn(theirs)
         assert isinstance(ours, cls)
         torch.testing.assert_close(ours(x).flatten(1, 2), _run_escnn(theirs, x, t))
+
+
+def test_so3_bias_on_non_scalar_slots_is_refused(monkeypatch):
+    """SteerableConv3d holds a bias on the order-0 slot only: an expanded bias with entries on
+    order 1 (which no escnn R3Conv builds) is refused, not dropped; escnn's converts (the
+    control)."""
+    _escnn()
+    from escnn import nn as esc
+
+    gs, irreps = _so3_space("so3")
+    t = esc.FieldType(gs, irreps[:2])
+    with seeded_rng(0):
+        theirs = esc.R3Conv(t, esc.FieldType(gs, 2 * irreps[:2]), 3, padding=1)
+    from_escnn(theirs)
+    filt, bias = theirs.expand_parameters()
+    broken = bias.detach().clone()
+    broken[2] = 0.5  # field 0, order 1
+    monkeypatch.setattr(theirs, "expand_parameters", lambda: (filt, broken))
+    with pytest.raises(ValueError, match="not zero on the non-scalar slots"):
+        from_escnn(theirs)
