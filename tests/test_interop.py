@@ -1056,3 +1056,19 @@ def test_so3_bias_on_non_scalar_slots_is_refused(monkeypatch):
     monkeypatch.setattr(theirs, "expand_parameters", lambda: (filt, broken))
     with pytest.raises(ValueError, match="not zero on the non-scalar slots"):
         from_escnn(theirs)
+
+
+def test_so3_norm_layers_on_the_cubes_irreps_are_refused_by_name():
+    """NormNonLinearity and GNormBatchNorm convert on SO(3)/O(3) fields of volumes only: on
+    the cube group's irreps (``octaOnR3``, named as SO(3)'s: its ``irrep_2`` is 2-D) they are
+    refused by name, not read as SO(3) fields."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    fg = gs.fibergroup
+    t = esc.FieldType(gs, 2 * [fg.irrep(0), fg.irrep(1), fg.irrep(2)])  # SO(3)'s names
+    for build in (esc.NormNonLinearity, esc.GNormBatchNorm):
+        with pytest.raises(ValueError, match=r"only SO\(3\)/O\(3\) fields of volumes"):
+            from_escnn(build(t))
