@@ -1072,3 +1072,22 @@ def test_so3_norm_layers_on_the_cubes_irreps_are_refused_by_name():
     for build in (esc.NormNonLinearity, esc.GNormBatchNorm):
         with pytest.raises(ValueError, match=r"only SO\(3\)/O\(3\) fields of volumes"):
             from_escnn(build(t))
+
+
+@pytest.mark.parametrize("name,sid,sub", [("d4", (None, 4), "c4"), ("c8", 4, "c4")])
+def test_restricted_layout_is_checked_against_escnns_representation(name, sid, sub,
+                                                                     monkeypatch):
+    """The conversion of a restriction checks our slot permutation against escnn's restricted
+    representation: with a wrong permutation (the right one reversed, standing in for a
+    changed convention) it refuses, naming the subgroup; with the right one it converts (the
+    control)."""
+    _escnn()
+    from escnn import nn as enn
+
+    from equilayers import _interop_tools as T
+    res = enn.RestrictionModule(_ftype(_space(name), 2, "regular"), sid)
+    from_escnn(res)
+    right = T.restriction_index
+    monkeypatch.setattr(T, "restriction_index", lambda g, h: right(g, h).flip(0))
+    with pytest.raises(ValueError, match=f"restricted to {sub} do not match our layout"):
+        from_escnn(res)
