@@ -1091,3 +1091,22 @@ def test_restricted_layout_is_checked_against_escnns_representation(name, sid, s
     monkeypatch.setattr(T, "restriction_index", lambda g, h: right(g, h).flip(0))
     with pytest.raises(ValueError, match=f"restricted to {sub} do not match our layout"):
         from_escnn(res)
+
+
+def test_cube_probe_checks_escnns_regular_representation(monkeypatch):
+    """``escnn_slot_order`` matches escnn's cube elements to ours by their voxel action, then
+    checks the regular representations under that matching: one that acts by ``(g . f)[h] =
+    f[g h]`` (the voxel action untouched) is refused; unpatched, it converts (the control)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    pool = esc.GroupPooling(esc.FieldType(gs, 2 * [gs.regular_repr]))
+    from_escnn(pool)
+    fg = gs.fibergroup
+    regular = fg.regular_representation
+    monkeypatch.setattr(type(fg), "regular_representation",
+                        property(lambda self: (lambda e: regular(e).T)))
+    with pytest.raises(ValueError, match="permutes slots unlike equilayers' o"):
+        from_escnn(pool)
