@@ -1110,3 +1110,19 @@ def test_cube_probe_checks_escnns_regular_representation(monkeypatch):
                         property(lambda self: (lambda e: regular(e).T)))
     with pytest.raises(ValueError, match="permutes slots unlike equilayers' o"):
         from_escnn(pool)
+
+
+def test_twice_restricted_fields_are_refused():
+    """escnn names D_8's regular fields restricted to C_8 and then to C_4 ``"C8:D8:regular"``
+    (16 channels, not C_8's 8): they are not C_8 regular fields restricted, and the layers on
+    them refuse by name; once restricted (``"D8:regular"``), they convert (the control)."""
+    _escnn()
+    from escnn import nn as enn
+
+    once = enn.RestrictionModule(_ftype(_space("d8"), 2, "regular"), (None, 8))
+    twice = enn.RestrictionModule(once.out_type, 4)
+    from_escnn(enn.ReLU(once.out_type)), from_escnn(enn.PointwiseMaxPool2D(once.out_type, 2))
+    with pytest.raises(ValueError, match="only regular or trivial fields"):
+        from_escnn(enn.ReLU(twice.out_type))
+    with pytest.raises(ValueError, match="has non-regular fields"):
+        from_escnn(enn.PointwiseMaxPool2D(twice.out_type, 2))
