@@ -1126,3 +1126,41 @@ def test_twice_restricted_fields_are_refused():
         from_escnn(enn.ReLU(twice.out_type))
     with pytest.raises(ValueError, match="has non-regular fields"):
         from_escnn(enn.PointwiseMaxPool2D(twice.out_type, 2))
+
+
+@pytest.mark.parametrize("name", ["c4", "c8"])
+def test_a_bias_that_varies_over_a_regular_field_is_refused(name, monkeypatch):
+    """Our group convs hold one bias per regular field: an expanded bias that differs between
+    a field's slots (which no escnn conv builds) is refused, not read off its first slot;
+    escnn's own converts (the control)."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 2, "regular"), 5, padding=2)
+    from_escnn(conv)
+    filt, bias = conv.expand_parameters()
+    broken = bias.detach().clone()
+    broken[1] += 0.5  # field 0, slot 1
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (filt, broken))
+    with pytest.raises(ValueError, match="not constant over each regular field"):
+        from_escnn(conv)
+
+
+def test_r3conv_filter_escnn_did_not_build_is_refused(monkeypatch):
+    """The cube conversion fits the identity slot's filter, then checks every slot against
+    escnn's expanded filter: one slot's filter negated (no escnn filter) is refused; escnn's
+    own converts (the control)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    conv = esc.R3Conv(esc.FieldType(gs, [gs.trivial_repr]),
+                      esc.FieldType(gs, [gs.regular_repr]), 3, padding=1)
+    from_escnn(conv)
+    filt, bias = conv.expand_parameters()
+    broken = filt.detach().clone()
+    broken[5] = -broken[5]
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
+    with pytest.raises(ValueError, match="is not reproduced by LiftingConv3d"):
+        from_escnn(conv)
