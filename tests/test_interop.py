@@ -1164,3 +1164,17 @@ def test_r3conv_filter_escnn_did_not_build_is_refused(monkeypatch):
     monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
     with pytest.raises(ValueError, match="is not reproduced by LiftingConv3d"):
         from_escnn(conv)
+
+
+def test_r3conv_to_trivial_fields_of_the_cube_is_refused_by_name():
+    """R3Conv on the cube's groups converts to regular output fields only: to trivial fields
+    (an invariant map escnn builds) it is refused by name, not failed in a reshape."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    conv = esc.R3Conv(esc.FieldType(gs, [gs.regular_repr]),
+                      esc.FieldType(gs, 2 * [gs.trivial_repr]), 3)
+    with pytest.raises(ValueError, match="is trivial; only regular output fields"):
+        from_escnn(conv)
