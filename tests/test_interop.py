@@ -1178,3 +1178,22 @@ def test_r3conv_to_trivial_fields_of_the_cube_is_refused_by_name():
                       esc.FieldType(gs, 2 * [gs.trivial_repr]), 3)
     with pytest.raises(ValueError, match="is trivial; only regular output fields"):
         from_escnn(conv)
+
+
+@pytest.mark.parametrize("name", ["c8", "d8"])
+def test_an_off_grid_filter_that_is_not_equivariant_is_refused(name, monkeypatch):
+    """Off the pixel grid a filter outside our steerable span is held densely, after a check
+    that it is equivariant on the grid subgroup: one output slot's filter negated (no escnn
+    filter) fails it and is refused; escnn's own converts (the control)."""
+    _escnn()
+    from escnn import nn as enn
+    gs = _space(name)
+    conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 1, "regular"), 5, padding=2)
+    _randomize(conv)
+    from_escnn(conv)
+    filt, bias = conv.expand_parameters()
+    broken = filt.detach().clone()
+    broken[2] = -broken[2]
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
+    with pytest.raises(ValueError, match="is not equivariant under"):
+        from_escnn(conv)
