@@ -155,7 +155,8 @@ class GroupAvgPool3d(_Pool3d):
 
     Shape:
         ``(B, C, F, D, H, W) -> (B, C, F, D', H', W')``,
-        ``n' = floor((n + 2 p - k) / stride) + 1`` per dim.
+        ``n' = floor((n + 2 p - k) / stride) + 1`` per dim. float16/bfloat16 on CPU (where
+        ``nn.AvgPool3d`` has no kernel) are averaged in float32 and rounded once.
 
     Equivariance:
         Exact under the tiling condition of :class:`GroupMaxPool3d` (warns once otherwise).
