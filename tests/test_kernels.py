@@ -481,8 +481,24 @@ def test_kernel_cpu_max_pool2d_stride1_equals_max_pool2d(gen, m):
 def test_kernel_cpu_max_pool2d_stride1_gradcheck(gen):
     x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: kernels.max_pool2d_stride1(t, 2), (x,))
-    with pytest.raises(ValueError, match="kernel_size=4 is larger"):
-        kernels.max_pool2d_stride1(torch.zeros(1, 1, 3, 8), 4)
+    for shape in [(1, 1, 3, 8), (1, 1, 8, 3)]:  # too short along H, then along W
+        with pytest.raises(ValueError, match="kernel_size=4 is larger"):
+            kernels.max_pool2d_stride1(torch.zeros(shape), 4)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_kernel_cpu_max_pool2d_stride1_non_finite_upstream_gradient(gen, m):
+    """A finite input with an inf or NaN upstream gradient: max_pool2d's backward sends each
+    entry to its window's maximum only, where the mask backward's ``0 * inf`` would put NaN on
+    every other input the window covers (so such a gradient takes max_pool2d's own)."""
+    x = torch.randn(2, 3, 7, 6, generator=gen)
+    g = torch.randn(2, 3, 8 - m, 7 - m, generator=gen)
+    g[0, 1, 2, 2], g[1, 0, 0, 1] = float("inf"), float("nan")
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    (ga,) = torch.autograd.grad(kernels.max_pool2d_stride1(a, m), a, g)
+    (gb,) = torch.autograd.grad(F.max_pool2d(b, m, stride=1), b, g)
+    torch.testing.assert_close(ga, gb, equal_nan=True)
+    assert int(ga.isnan().sum()) == 1  # the NaN lands on one maximum, not its whole window
 
 
 @pytest.mark.parametrize("m", [2, 3])
