@@ -15,25 +15,44 @@ from torch import nn
 __all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool"]
 
 
-def like_source(ours: nn.Module, m: Any) -> nn.Module:
-    """``ours`` (converted from escnn's module ``m``) on ``m``'s device and floating dtype
-    (those of its first floating parameter or buffer; a module with none, e.g. ``ReLU``,
-    leaves ``ours`` as built), with the parameters ``m`` has frozen frozen too: by name
-    (escnn's conv ``weights`` is our ``weight``; ``bias``, ``log_bias``, a batch norm's
-    ``weight``), and every one where all of ``m``'s are frozen. Never unfreezes (an
-    :class:`~equilayers.nn.ExpandedGroupConv2d` is frozen by design)."""
+def like_source(ours: nn.Module, m: Any, where: str = "module") -> nn.Module:
+    """``ours`` (converted from escnn's module ``m``, at path ``where``) on ``m``'s device and
+    floating dtype (those of its first floating parameter or buffer; a module with none,
+    e.g. ``ReLU``, leaves ``ours`` as built), with the parameters ``m`` has frozen frozen
+    too: each of ours takes the ``requires_grad`` of the escnn parameters that become it,
+    by name (escnn's conv ``weights`` is our ``weight``; ``bias``, ``log_bias``; a batch
+    norm's per-irrep ``irrep_0_weight``, ... are parts of our ``weight``), ignoring empty
+    ones (escnn's per-irrep biases of orders > 0); every one where all of ``m``'s are
+    frozen. Parts that disagree are refused: ours cannot be part frozen. Never unfreezes
+    (an :class:`~equilayers.nn.ExpandedGroupConv2d` is frozen by design)."""
     ref = next((t for t in itertools.chain(m.parameters(), m.buffers())
                 if t.is_floating_point()), None)
     if ref is not None:
         ours.to(device=ref.device, dtype=ref.dtype)
-    trains: dict[str, bool] = {}  # per last name component: does any such parameter train
+    names = {n.rsplit(".", 1)[-1] for n, _ in ours.named_parameters()}
+    parts: dict[str, dict[str, bool]] = {}  # our name -> {escnn name: requires_grad}
     for name, p in m.named_parameters():
         key = name.rsplit(".", 1)[-1]
         key = "weight" if key == "weights" else key
-        trains[key] = trains.get(key, False) or p.requires_grad
-    all_frozen = bool(trains) and not any(trains.values())
+        if key not in names:  # escnn's per-irrep names: the part of ours they end with
+            key = next((t for t in sorted(names) if key.endswith("_" + t)), key)
+        if p.numel():
+            parts.setdefault(key, {})[name] = p.requires_grad
+    all_frozen = any(True for _ in m.parameters()) and not any(
+        p.requires_grad for p in m.parameters())
+    for key, grads in parts.items():
+        if key in names and len(set(grads.values())) > 1:
+            off, on = (", ".join(sorted(n for n, g in grads.items() if g is t))
+                       for t in (False, True))
+            raise ValueError(
+                f"from_escnn: {where}: {type(m).__name__}'s parameters {off} (frozen: "
+                f"requires_grad=False) and {on} (trainable) all become our "
+                f"{type(ours).__name__}'s {key!r}, which cannot be part frozen: freeze "
+                "all of them or none before converting (and freeze parts of ours by "
+                "zeroing their gradients, e.g. with a hook, if you need to)")
     for name, p in ours.named_parameters():
-        if all_frozen or not trains.get(name.rsplit(".", 1)[-1], True):
+        grads = parts.get(name.rsplit(".", 1)[-1], {})
+        if all_frozen or (grads and not any(grads.values())):
             p.requires_grad_(False)
     return ours
 

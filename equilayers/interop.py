@@ -194,7 +194,7 @@ def _container(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     ``ModuleDict`` of escnn modules (or of such containers) as the same container of
     converted ones, names kept; anything else is refused by its path ``where``."""
     if isinstance(m, enn.EquivariantModule):
-        return _convert(m, enn, probed)
+        return _convert(m, enn, probed, where)
     if isinstance(m, _CONTAINERS):
         children = {name: _container(child, enn, probed, f"{where}.{name}")
                     for name, child in m.named_children()}
@@ -211,11 +211,12 @@ def _container(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
                     f"conversion). Supported: {_SUPPORTED}")
 
 
-def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
+def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     out: nn.Module
     if isinstance(m, enn.SequentialModule):  # its children's names kept (escnn: "0", "1", ...)
         return nn.Sequential(OrderedDict(
-            (name, _convert(child, enn, probed)) for name, child in m.named_children())
+            (name, _convert(child, enn, probed, f"{where}.{name}"))
+            for name, child in m.named_children())
         ).train(m.training)
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
         out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
@@ -274,7 +275,7 @@ def _convert(m: Any, enn: Any, probed: dict) -> nn.Module:
                else T.norm_pool(m))
     else:
         raise TypeError(M.unsupported(m, _SUPPORTED))
-    return M.like_source(out.train(m.training), m)
+    return M.like_source(out.train(m.training), m, where)
 
 
 def _pointwise_pool(m: Any, enn: Any, probed: dict) -> nn.Module:

@@ -171,6 +171,49 @@ def test_frozen_parameters_stay_frozen():
     assert [n for n, p in from_escnn(trainable).named_parameters() if not p.requires_grad] == []
 
 
+def test_partly_frozen_batch_norms_carry_or_refuse_by_parameter():
+    """escnn names a ``GNormBatchNorm`` / ``IIDBatchNorm2d``'s parameters per irrep
+    (``irrep_0_weight``, ...). Where one escnn parameter is one of ours (the order-0 bias,
+    an ``IIDBatchNorm2d``'s weight), its ``requires_grad`` is carried; where several become
+    one of ours (the per-order weights: our ``weight``) and only some are frozen, the
+    conversion is refused by name (our parameter cannot be part frozen). Controls: all
+    frozen and all trainable convert as before."""
+    so2 = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+    t2 = esc.FieldType(so2, 2 * [so2.irrep(0), so2.irrep(1), so2.irrep(2)])
+    c8 = gspaces.rot2dOnR2(8)
+    whole = esc.FieldType(c8, 2 * [esc.FieldType(c8, [c8.irrep(0), c8.irrep(1)]).representation])
+
+    def grads(m):
+        return {n: p.requires_grad for n, p in from_escnn(m).named_parameters()}
+
+    def frozen(m, *ends):
+        for n, p in m.named_parameters():
+            p.requires_grad_(not n.endswith(ends))
+        return m
+
+    with seeded_rng(0):
+        gnorm, iid = esc.GNormBatchNorm(t2), esc.IIDBatchNorm2d(whole)
+    assert grads(frozen(gnorm, "irrep_0_bias")) == {"weight": True, "bias": False}
+    assert grads(frozen(iid, "_weight")) == {"weight": False, "bias": True}
+    assert grads(frozen(iid, "_bias")) == {"weight": True, "bias": False}
+    assert grads(frozen(gnorm, "_weight")) == {"weight": False, "bias": True}
+    with pytest.raises(ValueError, match=r"module\.1: GNormBatchNorm's parameters irrep_0_weight "
+                       r"\(frozen.*\) and irrep_1_weight, irrep_2_weight \(trainable\) all "
+                       r"become our HarmonicBatchNorm's 'weight'.*freeze all of them or none"):
+        from_escnn(esc.SequentialModule(esc.IdentityModule(t2), frozen(gnorm, "irrep_0_weight")))
+    with pytest.raises(ValueError, match=r"module: GNormBatchNorm's parameters irrep_1_weight, "
+                       r"irrep_2_weight \(frozen"):
+        from_escnn(frozen(gnorm, "irrep_1_weight", "irrep_2_weight"))
+    # an empty parameter (escnn's per-irrep bias of an order > 0 holds no values) is no part
+    assert grads(frozen(gnorm, "_bias")) == {"weight": True, "bias": False}
+    assert grads(frozen(gnorm, "irrep_1_bias")) == {"weight": True, "bias": True}
+    # controls: all frozen, all trainable
+    for m in (gnorm, iid):
+        assert set(grads(frozen(m, ""))) == {"weight", "bias"}
+        assert not any(grads(frozen(m, "")).values())
+        assert all(grads(frozen(m, "no such name")).values())
+
+
 @pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])
 @pytest.mark.parametrize("whole", [False, True])
 def test_norm_max_pool_converts(space, whole, gen):
