@@ -19,6 +19,7 @@ from equilayers.nn import (
     GroupConv2d,
     GroupPool,
     LiftingConv2d,
+    LiftingConv3d,
 )
 from equilayers.testing import assert_equivariant, equivariance_report
 
@@ -1164,6 +1165,38 @@ def test_r3conv_filter_escnn_did_not_build_is_refused(monkeypatch):
     monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
     with pytest.raises(ValueError, match="is not reproduced by LiftingConv3d"):
         from_escnn(conv)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+def test_r3conv_filter_just_outside_the_harmonic_span_keeps_voxel_filters(eps, monkeypatch, gen):
+    """The cube conversion takes ``basis="harmonic"`` only when escnn's filter lies in the
+    harmonic span to float32 rounding: escnn's lifting filter plus ``eps`` times an
+    equivariant filter outside it (any voxel filter moved by each element: the cube acts
+    exactly on the grid), relative residual about ``2 eps``, converts with free voxel
+    filters that reproduce it; with a loose tolerance it would take the harmonic fit and
+    fail the final check. The control (``eps=0``): escnn's own filter is harmonic."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+
+    gs = gspaces.octaOnR3()
+    with seeded_rng(0):
+        conv = esc.R3Conv(esc.FieldType(gs, [gs.trivial_repr]),
+                          esc.FieldType(gs, [gs.regular_repr]), 3, padding=1)
+    filt, bias = conv.expand_parameters()
+    free = LiftingConv3d(1, 1, 3, padding=1, group="o", basis="voxel")
+    with torch.no_grad():
+        free.weight.copy_(torch.randn(free.weight.shape, generator=gen))
+        off = free.expanded_filter().reshape(24, 1, 3, 3, 3)  # in our slot order
+    off = off[escnn_slot_order(gs).argsort()] * filt.detach().abs().max() / off.abs().max()
+    target = filt.detach() + eps * off
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (target, bias))
+    ours = from_escnn(conv)
+    assert ours.basis == ("harmonic" if eps == 0 else "voxel")
+    torch.testing.assert_close(ours.expanded_filter().reshape(target.shape).detach(),
+                               target[escnn_slot_order(gs)], rtol=0, atol=1e-6)
 
 
 def test_r3conv_to_trivial_fields_of_the_cube_is_refused_by_name():
