@@ -261,6 +261,25 @@ def test_pools_around_group_pooling_and_adaptive_pools_convert(gen):
                     ) < 1e-6
 
 
+@pytest.mark.parametrize("fields", ["regular", "trivial"])
+def test_max_pool_keeps_dilation_and_ceil_mode(fields, gen):
+    """``PointwiseMaxPool2D`` with a dilation and ``ceil_mode=True`` on regular fields (our
+    group pool) and on trivial ones (``nn.MaxPool2d``): escnn's outputs, shape included (on
+    12 x 12, kernel 3 dilated to 5, stride 2: ceil gives 6 x 6, floor 5 x 5); our group pool
+    warns that such a size is not tiled by the stride."""
+    gs = gspaces.rot2dOnR2(4)
+    t = _regular(gs, 2) if fields == "regular" else _trivial(gs, 3)
+    pool = esc.PointwiseMaxPool2D(t, 3, 2, 1, dilation=2, ceil_mode=True)
+    x = torch.randn(2, t.size, 12, 12, generator=gen)
+    want = pool(esc.GeometricTensor(x, t)).tensor
+    if fields == "trivial":
+        got = from_escnn(pool)(x)
+    else:  # ceil_mode matters where the stride does not tile: ours says so
+        with pytest.warns(UserWarning, match="not exactly equivariant on input of size 12x12"):
+            got = from_escnn(pool)(x.unflatten(1, (2, 4)))
+    assert want.shape[-2:] == (6, 6) and _rel(got.flatten(1, -3), want) < 1e-6
+
+
 def test_torch_containers_of_escnn_modules_convert():
     gs = gspaces.rot2dOnR2(4)
     t_in, t1 = _trivial(gs, 1), _regular(gs, 2)
