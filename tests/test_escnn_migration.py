@@ -311,8 +311,17 @@ def test_torch_containers_of_escnn_modules_convert():
     (lambda gs, t: esc.NormBatchNorm(esc.FieldType(gs, [gs.irrep(1)])), "use GNormBatchNorm"),
     (lambda gs, t: esc.PointwiseMaxPoolAntialiased2D(t, 2), "PointwiseMaxPool2D and "),
     (lambda gs, t: esc.VectorFieldNonLinearity(t), r"port it by hand \(docs/escnn.md"),
+    # a hint's later names too
+    (lambda gs, t: esc.R3Upsampling(esc.FieldType(gspaces.octaOnR3(), [gspaces.octaOnR3()
+                                                                      .regular_repr]), 2),
+     "torch.nn.functional.interpolate"),
+    (lambda gs, t: esc.BranchingModule(t, ["a", "b"]), "convert each branch"),
+    (lambda gs, t: esc.GatedNonLinearity2((_trivial(gs, 1), esc.FieldType(gs, [gs.irrep(1)]))),
+     "escnn's gates are separate scalar fields"),
+    (lambda gs, t: esc.ReshuffleModule(t, [1, 0]), "permutes escnn's channels"),
 ], ids=["FieldDropout", "R2Upsampling", "MultipleModule", "Gated", "NormBatchNorm",
-        "MaxPoolAntialiased", "other"])
+        "MaxPoolAntialiased", "other", "R3Upsampling", "BranchingModule", "Gated2",
+        "ReshuffleModule"])
 def test_unsupported_modules_say_what_to_do(build, hint):
     gs = gspaces.rot2dOnR2(4)
     m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))
