@@ -203,7 +203,7 @@ def field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:
 def conv_kernel_size(m: Any, what: str) -> int:
     """The kernel size of an escnn ``R2Conv`` / ``R3Conv`` (``what``) after the checks every
     conversion of one makes: one gspace for its input and output, ``groups=1``."""
-    if m.in_type.gspace is not m.out_type.gspace:
+    if m.in_type.gspace != m.out_type.gspace:  # equal ones made separately convert
         raise ValueError(f"from_escnn: {what} between different gspaces is not supported")
     if getattr(m, "groups", 1) != 1:
         raise ValueError(f"from_escnn: {what} with groups={m.groups} is not supported; only "

@@ -1230,3 +1230,35 @@ def test_an_off_grid_filter_that_is_not_equivariant_is_refused(name, monkeypatch
     monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
     with pytest.raises(ValueError, match="is not equivariant under"):
         from_escnn(conv)
+
+
+@pytest.mark.parametrize("space", ["c4", "c8", "so2", "octa"])
+def test_a_conv_between_two_equal_gspaces_converts(space, gen):
+    """escnn builds a conv between field types of two equal gspaces made separately (e.g.
+    ``rot2dOnR2(4)`` called per block: ``==``, not the same object): it converts, with
+    escnn's outputs, on the pixel, steerable, SO(2) and cube routes."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    make = {"c4": lambda: gspaces.rot2dOnR2(4), "c8": lambda: gspaces.rot2dOnR2(8),
+            "so2": lambda: gspaces.rot2dOnR2(-1, maximum_frequency=4),
+            "octa": gspaces.octaOnR3}[space]
+    a, b = make(), make()
+    assert a is not b and a == b
+    if space == "so2":
+        t_in, t_out = (enn.FieldType(g, 2 * [g.irrep(0), g.irrep(1)]) for g in (a, b))
+    else:
+        t_in, t_out = enn.FieldType(a, 2 * [a.trivial_repr]), enn.FieldType(b, [b.regular_repr])
+    cls = enn.R3Conv if space == "octa" else enn.R2Conv
+    with seeded_rng(0):
+        theirs = cls(t_in, t_out, 3, padding=1).eval()
+    ours = from_escnn(theirs)
+    x = torch.randn(1, t_in.size, *(5,) * (3 if space == "octa" else 2), generator=gen)
+    with torch.no_grad():
+        want = theirs(enn.GeometricTensor(x, t_in)).tensor
+        got = ours(x.unflatten(1, (2, 3)) if space == "so2" else x)
+    if space == "octa":
+        from equilayers.interop import escnn_slot_order
+        want = want.unflatten(1, (1, 24))[:, :, escnn_slot_order(b)]
+    torch.testing.assert_close(got.flatten(1), want.flatten(1), rtol=1e-4, atol=1e-4)
