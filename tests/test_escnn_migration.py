@@ -330,6 +330,39 @@ def test_unsupported_modules_say_what_to_do(build, hint):
         from_escnn(esc.SequentialModule(m))
 
 
+@pytest.mark.parametrize("kind", ["gnorm_so2", "iid_c8", "gnorm_so3"])
+def test_trained_batch_norms_keep_eps_momentum_and_statistics(kind, gen):
+    """A ``GNormBatchNorm`` (SO(2), SO(3)) / ``IIDBatchNorm2d`` (C8) with another ``eps`` and
+    ``momentum``, trained a few steps on inputs with a mean: ours has escnn's ``eps``,
+    ``momentum``, running mean and ``num_batches_tracked``, and escnn's eval outputs."""
+    if kind == "gnorm_so3":
+        gs = gspaces.rot3dOnR3(maximum_frequency=2)
+        t = esc.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
+        size, split = (5, 5, 5), (2, 4)
+    elif kind == "gnorm_so2":
+        gs = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+        t = esc.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
+        size, split = (6, 6), (2, 3)
+    else:
+        gs = gspaces.rot2dOnR2(8)
+        rep = esc.FieldType(gs, [gs.irrep(0), gs.irrep(1)]).representation
+        t = esc.FieldType(gs, 2 * [rep])
+        size, split = (6, 6), (2, 3)
+    cls = esc.IIDBatchNorm2d if kind == "iid_c8" else esc.GNormBatchNorm
+    bn = cls(t, eps=1e-2, momentum=0.3).train()
+    with torch.no_grad():
+        for _ in range(3):
+            bn(esc.GeometricTensor(torch.randn(4, t.size, *size, generator=gen) + 2.0, t))
+    bn.eval()
+    ours = from_escnn(bn)
+    assert (ours.eps, ours.momentum, int(ours.num_batches_tracked)) == (1e-2, 0.3, 3)
+    assert float(ours.running_mean.abs().min()) > 0.5  # moved by the trained steps
+    x = torch.randn(2, t.size, *size, generator=gen) + 2.0
+    with torch.no_grad():
+        want = bn(esc.GeometricTensor(x, t)).tensor
+        assert _rel(ours(x.unflatten(1, split)).flatten(1, 2), want) < 1e-5
+
+
 def test_iid_batch_norm_without_running_stats_warns():
     """With ``track_running_stats=False`` escnn's IID batch norm uses the batch's unbiased
     variance in eval mode too: the converted layer differs there, and says so."""
