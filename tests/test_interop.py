@@ -1262,3 +1262,41 @@ def test_a_conv_between_two_equal_gspaces_converts(space, gen):
         from equilayers.interop import escnn_slot_order
         want = want.unflatten(1, (1, 24))[:, :, escnn_slot_order(b)]
     torch.testing.assert_close(got.flatten(1), want.flatten(1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["transposed_output_padding", "so3_stride"])
+def test_conv_options_escnn_sets_are_kept(case, gen):
+    """Options that change the output size reach our layer: ``R2ConvTransposed``'s
+    ``output_padding`` (c4, stride 2: 14 x 14 from 7 x 7, 13 without it) and an SO(3)
+    ``R3Conv``'s stride (read through ``NormPool``, free of escnn's field signs)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    if case == "so3_stride":
+        gs = gspaces.rot3dOnR3(maximum_frequency=1)
+        t_in = enn.FieldType(gs, 2 * [gs.trivial_repr])
+        t_mid = enn.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
+        with seeded_rng(0):
+            theirs = enn.SequentialModule(enn.R3Conv(t_in, t_mid, 3, padding=1, stride=2),
+                                          enn.NormPool(t_mid)).eval()
+        x = torch.randn(1, 2, 7, 7, 7, generator=gen)
+        size = 4
+    else:
+        gs = _space("c4")
+        t_in = _ftype(gs, 2, "trivial")
+        with seeded_rng(0):
+            theirs = enn.R2ConvTransposed(t_in, _ftype(gs, 1, "regular"), 3, stride=2,
+                                          padding=1, output_padding=1).eval()
+        x = torch.randn(1, 2, 7, 7, generator=gen)
+        size = 14
+    ours = from_escnn(theirs)
+    with torch.no_grad():
+        want = theirs(enn.GeometricTensor(x, t_in)).tensor
+        if case == "so3_stride":
+            got = ours(x)
+        else:  # ours says that output_padding puts the output grid off-centre
+            with pytest.warns(UserWarning, match="output_padding=1 pads the height"):
+                got = ours(x)
+    assert want.shape[-1] == got.shape[-1] == size
+    torch.testing.assert_close(got.reshape(want.shape), want, rtol=0, atol=1e-5)
