@@ -52,6 +52,26 @@ def _randomize(module):
     return module
 
 
+def _refused_when_broken(conv, monkeypatch, match: str, *, filt_slot: int | None = None,
+                         bias_at: tuple[int, float, bool] | None = None) -> None:
+    """``conv`` converts as escnn built it (the control); with its expanded filter's output
+    slot ``filt_slot`` negated, or its expanded bias at ``bias_at = (index, value, add)`` set
+    (or raised by) ``value`` (a filter or bias no escnn conv builds), it is refused with
+    ``match``."""
+    from_escnn(conv)
+    filt, bias = conv.expand_parameters()
+    filt = filt.detach().clone()
+    bias = None if bias is None else bias.detach().clone()
+    if filt_slot is not None:
+        filt[filt_slot] = -filt[filt_slot]
+    if bias_at is not None:
+        i, value, add = bias_at
+        bias[i] = bias[i] + value if add else value
+    monkeypatch.setattr(conv, "expand_parameters", lambda: (filt, bias))
+    with pytest.raises(ValueError, match=match):
+        from_escnn(conv)
+
+
 def _ftype(gs, c, rep):
     from escnn import nn as enn
     return enn.FieldType(gs, c * [gs.regular_repr if rep == "regular" else gs.trivial_repr])
@@ -1012,13 +1032,7 @@ def test_a_pixel_filter_escnn_did_not_build_is_refused(name, monkeypatch):
     gs = _space(name)
     conv = enn.R2Conv(_ftype(gs, 1, "regular"), _ftype(gs, 2, "regular"), 3, padding=1)
     _randomize(conv)
-    from_escnn(conv)
-    filt, bias = conv.expand_parameters()
-    broken = filt.detach().clone()
-    broken[1] = -broken[1]
-    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
-    with pytest.raises(ValueError, match="is not reproduced by GroupConv2d"):
-        from_escnn(conv)
+    _refused_when_broken(conv, monkeypatch, "is not reproduced by GroupConv2d", filt_slot=1)
 
 
 def test_c1_regular_fields_pool_as_fields_not_as_images():
@@ -1050,13 +1064,8 @@ def test_so3_bias_on_non_scalar_slots_is_refused(monkeypatch):
     t = esc.FieldType(gs, irreps[:2])
     with seeded_rng(0):
         theirs = esc.R3Conv(t, esc.FieldType(gs, 2 * irreps[:2]), 3, padding=1)
-    from_escnn(theirs)
-    filt, bias = theirs.expand_parameters()
-    broken = bias.detach().clone()
-    broken[2] = 0.5  # field 0, order 1
-    monkeypatch.setattr(theirs, "expand_parameters", lambda: (filt, broken))
-    with pytest.raises(ValueError, match="not zero on the non-scalar slots"):
-        from_escnn(theirs)
+    _refused_when_broken(theirs, monkeypatch, "not zero on the non-scalar slots",
+                         bias_at=(2, 0.5, False))  # field 0, order 1
 
 
 def test_so3_norm_layers_on_the_cubes_irreps_are_refused_by_name():
@@ -1138,13 +1147,8 @@ def test_a_bias_that_varies_over_a_regular_field_is_refused(name, monkeypatch):
     from escnn import nn as enn
     gs = _space(name)
     conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 2, "regular"), 5, padding=2)
-    from_escnn(conv)
-    filt, bias = conv.expand_parameters()
-    broken = bias.detach().clone()
-    broken[1] += 0.5  # field 0, slot 1
-    monkeypatch.setattr(conv, "expand_parameters", lambda: (filt, broken))
-    with pytest.raises(ValueError, match="not constant over each regular field"):
-        from_escnn(conv)
+    _refused_when_broken(conv, monkeypatch, "not constant over each regular field",
+                         bias_at=(1, 0.5, True))  # field 0, slot 1
 
 
 def test_r3conv_filter_escnn_did_not_build_is_refused(monkeypatch):
@@ -1158,13 +1162,7 @@ def test_r3conv_filter_escnn_did_not_build_is_refused(monkeypatch):
     gs = gspaces.octaOnR3()
     conv = esc.R3Conv(esc.FieldType(gs, [gs.trivial_repr]),
                       esc.FieldType(gs, [gs.regular_repr]), 3, padding=1)
-    from_escnn(conv)
-    filt, bias = conv.expand_parameters()
-    broken = filt.detach().clone()
-    broken[5] = -broken[5]
-    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
-    with pytest.raises(ValueError, match="is not reproduced by LiftingConv3d"):
-        from_escnn(conv)
+    _refused_when_broken(conv, monkeypatch, "is not reproduced by LiftingConv3d", filt_slot=5)
 
 
 @pytest.mark.parametrize("eps", [0.0, 1e-3])
@@ -1223,13 +1221,7 @@ def test_an_off_grid_filter_that_is_not_equivariant_is_refused(name, monkeypatch
     gs = _space(name)
     conv = enn.R2Conv(_ftype(gs, 1, "trivial"), _ftype(gs, 1, "regular"), 5, padding=2)
     _randomize(conv)
-    from_escnn(conv)
-    filt, bias = conv.expand_parameters()
-    broken = filt.detach().clone()
-    broken[2] = -broken[2]
-    monkeypatch.setattr(conv, "expand_parameters", lambda: (broken, bias))
-    with pytest.raises(ValueError, match="is not equivariant under"):
-        from_escnn(conv)
+    _refused_when_broken(conv, monkeypatch, "is not equivariant under", filt_slot=2)
 
 
 @pytest.mark.parametrize("space", ["c4", "c8", "so2", "octa"])
