@@ -293,6 +293,42 @@ def test_kernel_reference_takes_empty_inputs(gen):
 
 
 @needs_triton
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_triton_int64_indexing_equals_the_int32_path(interpret, gen, monkeypatch, channels_last):
+    """Launches of 2**31 or more output elements index in int64 (the int32 division of the
+    smaller ones would wrap); forced here on small inputs, every kernel still equals the
+    reference, forward and backward."""
+    from equilayers.kernels import _triton
+
+    x = _randn(gen, 2, 3, 11, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert not _triton._launch("blur", x.numel(), x)["I64"]
+    monkeypatch.setattr(_triton, "I64_FROM", 1)
+    assert _triton._launch("blur", x.numel(), x)["I64"]
+    _compare(kernels.triton_blur_pool2d, ref_blur, x, gen, kernel_size=3, stride=2,
+             padding_mode="reflect")
+    _compare(kernels.triton_max_blur_pool2d, ref_max_blur, x, gen, kernel_size=3, padding=1)
+    x = x[..., :10, :]  # polyphase: even sizes
+    y, index = kernels.triton_polyphase_pool2d(x, return_index=True)
+    yr, index_r = ref_poly(x, return_index=True)
+    assert torch.equal(index, index_r) and torch.equal(y, yr)
+    g = torch.randn(y.shape, generator=gen).to(x.device)
+    (gx,) = torch.autograd.grad(kernels.triton_polyphase_pool2d(x.requires_grad_()), x, g)
+    assert torch.equal(gx[..., 0::2, 0::2][index == 0], g[index == 0])
+
+
+def test_triton_launch_indexes_in_int32_below_the_limit():
+    """The int32 flat index covers a launch's last program (up to BLOCK past ``total``)."""
+    _triton = pytest.importorskip("equilayers.kernels._triton")
+    x = torch.empty(0)
+    assert _triton.I64_FROM + max(b for b, _ in _triton.LAUNCH.values()) <= 2**31
+    assert _triton.I64_FROM + 4096 <= 2**31  # the interpreter's BLOCK
+    assert not _triton._launch("blur", _triton.I64_FROM - 1, x)["I64"]
+    assert _triton._launch("blur", _triton.I64_FROM, x)["I64"]
+
+
+@needs_triton
 def test_triton_opcheck(interpret, gen):
     from equilayers.kernels import _ops
 

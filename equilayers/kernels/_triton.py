@@ -28,7 +28,18 @@ from ._tables import axis_tables
 
 
 @triton.jit
+def _flat(BLOCK: tl.constexpr, I64: tl.constexpr):
+    """This program's flat output indices: int32 (fast division in :func:`_decompose`) unless the
+    launch is too large for it."""
+    if I64:
+        return tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    return tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+
+
+@triton.jit
 def _decompose(idx, C, H, W, CL: tl.constexpr):
+    """``(b, c, i, j)`` of the flat indices, in ``idx``'s integer type; the caller widens them to
+    int64 before any address arithmetic (an input can be larger than the output)."""
     if CL:
         c = idx % C
         t = idx // C
@@ -43,14 +54,15 @@ def _decompose(idx, C, H, W, CL: tl.constexpr):
         t = t // H
         c = t % C
         b = t // C
-    return b, c, i, j
+    return b.to(tl.int64), c.to(tl.int64), i.to(tl.int64), j.to(tl.int64)
 
 
 @triton.jit
 def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
                 s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
-                KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
+                I64: tl.constexpr):
+    idx = _flat(BLOCK, I64)
     live = idx < total
     b, c, i, j = _decompose(idx, C, HO, WO, CL)
     base = b * s_b + c * s_c
@@ -74,8 +86,8 @@ def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
 def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H, W,
                   s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
                   MK: tl.constexpr, PAD: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr,
-                  CL: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                  CL: tl.constexpr, BLOCK: tl.constexpr, I64: tl.constexpr):
+    idx = _flat(BLOCK, I64)
     live = idx < total
     b, c, i, j = _decompose(idx, C, HO, WO, CL)
     base = b * s_b + c * s_c
@@ -107,8 +119,8 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H,
 def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM, WM,
                   x_b, x_c, x_h, x_w, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
                   MK: tl.constexpr, PAD: tl.constexpr, MA: tl.constexpr, MB: tl.constexpr,
-                  CL: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                  CL: tl.constexpr, BLOCK: tl.constexpr, I64: tl.constexpr):
+    idx = _flat(BLOCK, I64)
     live = idx < total
     b, c, y, z = _decompose(idx, C, H, W, CL)
     xbase = b * x_b + c * x_c
@@ -153,11 +165,25 @@ def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM
              mask=live)
 
 
-def _block(t: torch.Tensor) -> int:
-    # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
+# (BLOCK, num_warps) of each kernel's launch on a GPU: the elements one program writes and the
+# warps that write them. Measured, not guessed: benchmarks/gpu_tune.py times every candidate on
+# the device and writes what it found to benchmarks/results/cuda-tune.md.
+LAUNCH: dict[str, tuple[int, int]] = {
+    "blur": (256, 4), "blur_bwd": (256, 4), "max_blur": (256, 4), "max_blur_bwd": (256, 4),
+    "phase_norms": (256, 4), "phase": (256, 4), "phase_bwd": (256, 4),
+}
+# Flat output indices are int32 below this many elements (int64 division is several times the
+# cost of int32 on a GPU); the margin covers the last program's overshoot past ``total``.
+I64_FROM = 2**31 - 2**16
+
+
+def _launch(kind: str, total: int, t: torch.Tensor) -> dict:
+    """The launch keywords of kernel ``kind`` writing ``total`` elements on ``t``'s device."""
     if t.device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
-        return 4096
-    return 256
+        # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
+        return {"BLOCK": 4096, "I64": total >= I64_FROM}
+    block, warps = LAUNCH[kind]
+    return {"BLOCK": block, "I64": total >= I64_FROM, "num_warps": warps}
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -169,17 +195,17 @@ def _empty_like_layout(x: torch.Tensor, shape) -> torch.Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
-def _launch_sep(src: torch.Tensor, out: torch.Tensor, rows, cols) -> torch.Tensor:
+def _launch_sep(kind: str, src: torch.Tensor, out: torch.Tensor, rows, cols) -> torch.Tensor:
     ir, wr = rows
     ic, wc = cols
-    block = _block(out)
     total = out.numel()
     if total == 0:
         return out
-    _sep_gather[(triton.cdiv(total, block),)](
+    launch = _launch(kind, total, out)
+    _sep_gather[(triton.cdiv(total, launch["BLOCK"]),)](
         src, out, ir, wr, ic, wc, total, out.shape[1], out.shape[2], out.shape[3],
         *src.stride(), *out.stride(), KA=ir.shape[1], KB=ic.shape[1],
-        CL=_channels_last(out), BLOCK=block)
+        CL=_channels_last(out), **launch)
     return out
 
 
@@ -189,7 +215,7 @@ def blur_forward(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
     fh, fwh, _, _ = axis_tables(H, k, s, mode, x.device)
     fw, fww, _, _ = axis_tables(W, k, s, mode, x.device)
     out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
-    return _launch_sep(x, out, (fh, fwh), (fw, fww))
+    return _launch_sep("blur", x, out, (fh, fwh), (fw, fww))
 
 
 def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) -> torch.Tensor:
@@ -198,7 +224,7 @@ def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) ->
     _, _, bh, bwh = axis_tables(H, k, s, mode, g.device)
     _, _, bw, bww = axis_tables(W, k, s, mode, g.device)
     out = _empty_like_layout(g, (B, C, H, W))
-    return _launch_sep(g, out, (bh, bwh), (bw, bww))
+    return _launch_sep("blur_bwd", g, out, (bh, bwh), (bw, bww))
 
 
 def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
@@ -213,11 +239,11 @@ def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
     total = out.numel()
     if total == 0:
         return out
-    block = _block(out)
-    _max_blur_fwd[(triton.cdiv(total, block),)](
+    launch = _launch("max_blur", total, out)
+    _max_blur_fwd[(triton.cdiv(total, launch["BLOCK"]),)](
         x, out, fh, fwh, fw, fww, total, C, out.shape[2], out.shape[3], H, W,
         *x.stride(), *out.stride(), MK=m, PAD=pad, KA=k, KB=k, CL=_channels_last(out),
-        BLOCK=block)
+        **launch)
     return out
 
 
@@ -232,11 +258,11 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
     total = gx.numel()
     if total == 0:
         return gx
-    block = _block(gx)
-    _max_blur_bwd[(triton.cdiv(total, block),)](
+    launch = _launch("max_blur_bwd", total, gx)
+    _max_blur_bwd[(triton.cdiv(total, launch["BLOCK"]),)](
         x, g, gx, bh, bwh, bw, bww, total, C, H, W, HM, WM,
         *x.stride(), *g.stride(), *gx.stride(), MK=m, PAD=pad, MA=bh.shape[1],
-        MB=bw.shape[1], CL=_channels_last(gx), BLOCK=block)
+        MB=bw.shape[1], CL=_channels_last(gx), **launch)
     return gx
 
 
@@ -289,8 +315,9 @@ def _phase_norms(src, part, n_comp, R, HO, WO, NCH, s_b, s_c, s_h, s_w,
 
 @triton.jit
 def _phase_gather(src, out, index, total, R, HO, WO, s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
-                  S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                  S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
+                  I64: tl.constexpr):
+    idx = _flat(BLOCK, I64)
     live = idx < total
     b, r, p, q = _decompose(idx, R, HO, WO, CL)
     k = tl.load(index + b, mask=live, other=0)
@@ -301,8 +328,9 @@ def _phase_gather(src, out, index, total, R, HO, WO, s_b, s_c, s_h, s_w, o_b, o_
 
 @triton.jit
 def _phase_scatter(g, gx, index, total, R, H, W, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
-                   S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+                   S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
+                  I64: tl.constexpr):
+    idx = _flat(BLOCK, I64)
     live = idx < total
     b, r, i, j = _decompose(idx, R, H, W, CL)
     k = tl.load(index + b, mask=live, other=0)
@@ -322,15 +350,16 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
     if B == 0 or n_comp == 0:
         # Every norm is 0 (an empty sum): the first component wins, as in the reference.
         return out, torch.zeros(B, dtype=torch.int64, device=x.device)
-    block = _block(out)
-    iters = 1 if block >= 4096 else 8
-    nch = triton.cdiv(n_comp, block * iters)
+    norms = _launch("phase_norms", n_comp, x)
+    del norms["I64"]  # the norms index in int64 always (a chunk's start is int64)
+    iters = 1 if norms["BLOCK"] >= 4096 else 8
+    nch = triton.cdiv(n_comp, norms["BLOCK"] * iters)
     part = torch.empty((B, s * s, nch), dtype=torch.float64, device=x.device)
     order = _ORDERS[criterion]
     cl = _channels_last(x)
     _phase_norms[(B * s * s, nch)](
-        x, part, n_comp, R, HO, WO, nch, *x.stride(), S=s, ORD=order, CL=cl, BLOCK=block,
-        ITERS=iters)
+        x, part, n_comp, R, HO, WO, nch, *x.stride(), S=s, ORD=order, CL=cl, ITERS=iters,
+        **norms)
     if order == 0:
         crit = part.amax(dim=2)
     else:
@@ -339,9 +368,10 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
             crit = crit.sqrt()  # as the reference's norm: equal roundings tie the same way
     index = crit.argmax(dim=1)
     total = out.numel()
-    _phase_gather[(triton.cdiv(total, block),)](
+    launch = _launch("phase", total, out)
+    _phase_gather[(triton.cdiv(total, launch["BLOCK"]),)](
         x, out, index, total, R, HO, WO, *x.stride(), *out.stride(), S=s,
-        CL=_channels_last(out), BLOCK=block)
+        CL=_channels_last(out), **launch)
     return out, index
 
 
@@ -354,8 +384,8 @@ def polyphase_backward(g: torch.Tensor, index: torch.Tensor, H: int, W: int,
     total = gx.numel()
     if total == 0:
         return gx
-    block = _block(gx)
-    _phase_scatter[(triton.cdiv(total, block),)](
+    launch = _launch("phase_bwd", total, gx)
+    _phase_scatter[(triton.cdiv(total, launch["BLOCK"]),)](
         g, gx, index, total, R, H, W, *g.stride(), *gx.stride(), S=s,
-        CL=_channels_last(gx), BLOCK=block)
+        CL=_channels_last(gx), **launch)
     return gx
