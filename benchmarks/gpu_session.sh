@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# The GPU checks of the kernels issue in one go, for a session that is lent a CUDA machine
-# (the device image has torch, triton, einops, pytest and hypothesis; nothing is installed):
+# The GPU checks in one go, for a session that is lent a CUDA machine (the device image has
+# torch, triton, pytest, pytest-xdist and hypothesis; nothing is installed):
 #   bash benchmarks/gpu_session.sh [OUT_DIR]      (default: $OUT, else benchmarks/results)
-# Writes gpu-info.txt, gpu-tests.log and cuda-antialias-kernels.{md,json} (the goals: see the
-# docstrings of benchmarks/bench_kernels.py and the kernels issue). Exits non-zero if a test fails.
+# Every step has its own time limit (the whole script ends within about 8 minutes, so a device
+# call with a 10-minute limit always gets its files back) and logs to OUT_DIR/gpu/<step>.log;
+# OUT_DIR/gpu-summary.txt has one line per step and the tail of each log; everything is also
+# packed into OUT_DIR/gpu-results.tar.gz. Steps:
+#   info     nvidia-smi, torch and triton versions
+#   tests    the kernel tests on CUDA (not the interpreter), pytest -n 8
+#   cuda     tests/test_cuda.py: every zoo module on CUDA against the CPU, equivariance on CUDA,
+#            a bfloat16 autocast training loop with a fused optimizer
+#   tune     benchmarks/gpu_tune.py: the Triton launch sweep (cuda-tune.md, cuda-launch.json),
+#            then the kernels and antialias families with the best launches
+#   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast) on CUDA
+#   profile  benchmarks/gpu_profile.py: the whole models' steps, kernels per step, top ops
+# Exits non-zero if a test step fails.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
 # On a machine without CUDA (or without triton, pytest) nothing below can run: say so in one line
@@ -13,13 +24,35 @@ if ! python3 -c "import torch, triton, pytest; assert torch.cuda.is_available()"
     "and pytest; here torch.cuda.is_available() is False or one is missing" >&2
   exit 2
 fi
-mkdir -p "$out"
+mkdir -p "$out/gpu"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu-info.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
-  | tee -a "$out/gpu-info.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernels_polyphase.py \
-  tests/test_kernels_cpu.py tests/test_blur.py tests/test_polyphase.py 2>&1 | tee "$out/gpu-tests.log"
-rc=${PIPESTATUS[0]}
-python3 -m benchmarks --device cuda --family antialias --family kernels --out "$out" --no-progress
-exit $((rc || $?))
+start=$(date +%s)
+failed=0
+step() {  # step NAME LIMIT_S CMD...: run CMD under its limit, log it, note its status
+  local name=$1 limit=$2
+  shift 2
+  timeout -k 5 "$limit" "$@" > "$out/gpu/$name.log" 2>&1
+  local rc=$?
+  echo "$name: rc $rc after $(($(date +%s) - start)) s (limit ${limit} s)" \
+    | tee -a "$out/gpu-summary.txt"
+  return $rc
+}
+bench=(--device cuda --budget 0.1 --rounds 5 --no-progress --out "$out/gpu")
+step info 20 bash -c 'nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version \
+  --format=csv; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \
+  \"cuda\", torch.version.cuda, \"triton\", triton.__version__)"'
+step tests 120 python3 -m pytest -q -p no:cacheprovider -n 8 tests/test_kernels.py \
+  tests/test_kernels_polyphase.py tests/test_kernels_cpu.py tests/test_blur.py \
+  tests/test_polyphase.py || failed=1
+step cuda 100 python3 -m pytest -q -rfE -p no:cacheprovider -n 4 tests/test_cuda.py || failed=1
+step tune 130 python3 -m benchmarks.gpu_tune "$out/gpu" --apply "${bench[@]}" \
+  --family kernels --family antialias
+step families 100 python3 -m benchmarks "${bench[@]}" --family gconv --family pool \
+  --family harmonic --family equimodels
+step profile 45 python3 -m benchmarks.gpu_profile
+for f in "$out"/gpu/*.log; do
+  { echo "== $(basename "$f") (tail)"; tail -n 15 "$f"; } >> "$out/gpu-summary.txt"
+done
+tar -czf "$out/gpu-results.tar.gz" -C "$out" gpu
+cat "$out/gpu-summary.txt"
+exit $failed

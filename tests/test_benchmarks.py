@@ -633,3 +633,57 @@ def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path
     assert exc.value.code == ("benchmarks: --filter 'zzz' matches no case name of family pool "
                               "(--quick); pass a part of a case name (the 'case' column of "
                               "benchmarks/results/*.md), or no --filter")
+
+
+def test_equimodels_family_times_every_model_against_its_dense_floor(tmp_path):
+    """The whole-model family (python -m benchmarks --family equimodels; the GPU session runs
+    it on CUDA): every row runs, each of ours names its dense floor, and the floor moves the
+    same activations (its logits' shape, and the channel count after the stem: fields x fiber)."""
+    from benchmarks import bench_equimodels as eq
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "equimodels", "--device",
+         "cpu", "--out", str(tmp_path), "--budget", "0.002", "--rounds", "1", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = json.loads((tmp_path / "cpu-equimodels-quick.json").read_text())["results"]
+    assert len(rows) == 16 and all(r["status"] == "ok" for r in rows)
+    ours = [r for r in rows if r["name"].startswith("ours")]
+    assert len(ours) == 8 and all(r.get("forward_x_floor") for r in ours)
+    x = torch.randn(2, 1, 17, 17)
+    for build, fiber in ((eq.p4m_resnet, 8), (eq.so2_cnn, 5)):
+        model, dense = build(2).eval(), build(2, dense=True).eval()
+        assert model(x).shape == dense(x).shape == (2, 10)
+        assert model[0](x).flatten(1, 2).shape == dense[0](x).shape == (2, 2 * fiber, 17, 17)
+
+
+def test_gpu_tune_sweep_writes_its_table_and_flags_a_mismatch(tmp_path, monkeypatch):
+    """benchmarks/gpu_tune.py's sweep, on CPU tensors through Triton's interpreter with a fake
+    timer: the table, the JSON and the best launches are written; a kernel whose result
+    changes between launches (what a race looks like) is a MISMATCH row, never a best."""
+    if os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None:
+        pytest.skip("needs triton and TRITON_INTERPRET=1 (make test sets it)")
+    from benchmarks import gpu_tune as t
+
+    monkeypatch.setattr(t, "DEVICE", "cpu")
+    monkeypatch.setattr(t, "B", 1)
+    monkeypatch.setattr(t, "C", 2)
+    monkeypatch.setattr(t, "N", 6)
+    monkeypatch.setattr(t, "CANDIDATES", [(256, 4), (512, 8)])
+    monkeypatch.setattr(t, "copy_bandwidth", lambda: 100.0)
+    monkeypatch.setattr(t, "_bench", lambda fn: (fn(), 0.5)[1])
+    real_ops = t._ops
+
+    def ops(T, x):
+        table = real_ops(T, x)
+        table["blur"] = (lambda: torch.randn(3), 12)  # a different result every call
+        return table
+    monkeypatch.setattr(t, "_ops", ops)
+    best = t.tune(tmp_path)
+    data = json.loads((tmp_path / "cuda-tune.json").read_text())
+    status = {(r["kernel"], r["block"], r["int64"]): r["status"] for r in data["rows"]}
+    assert status[("blur", 256, False)] == "MISMATCH" and status[("max_blur", 512, False)] == "ok"
+    assert best["blur"] == [256, 4]  # no candidate passed: the shipped launch stays
+    assert set(best) == set(data["meta"]["shipped"])
+    assert json.loads((tmp_path / "cuda-launch.json").read_text()) == best
+    assert "| max_blur_bwd | channels_last | 512 | 8 |" in (tmp_path / "cuda-tune.md").read_text()

@@ -31,9 +31,11 @@ from ._tables import axis_tables
 def _flat(BLOCK: tl.constexpr, I64: tl.constexpr):
     """This program's flat output indices: int32 (fast division in :func:`_decompose`) unless the
     launch is too large for it."""
-    if I64:
-        return tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    return tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if I64:  # a constexpr: only one branch is compiled
+        pid = tl.program_id(0).to(tl.int64)
+    else:
+        pid = tl.program_id(0)
+    return pid * BLOCK + tl.arange(0, BLOCK)
 
 
 @triton.jit
