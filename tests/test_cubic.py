@@ -5,6 +5,8 @@ every element, with negative controls."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -602,3 +604,45 @@ def test_exactness_law3d_reads_each_dims_own_padding(gen):
         return conv(F.pad(t, (1, 1, 1, 1, 0, 2)))
 
     assert equivariance_error(f, x, "c4z", in_rep="trivial", out_rep="regular") < 1e-12
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("track", [True, False])
+def test_group_batch_norm3d_gives_batch_norm_at_most_5_dims(gen, monkeypatch, momentum, track):
+    """cuDNN's batch norm takes 2 to 5 dims: GroupBatchNorm3d on CUDA raised "Expected 2 to 5
+    dimensions, but got 6-dimensional tensor" (seen on an H200). Its 6-D map is folded to 5
+    dims; outputs, gradients, running statistics and the batch count equal torch's own
+    BatchNorm3d forward on the 6-D map (CPU), over training and evaluation steps."""
+    from equilayers.functional import group_batch_norm
+    from equilayers.nn import GroupBatchNorm3d
+
+    real = F.batch_norm
+    dims = []
+
+    def checked(x, *args, **kwargs):
+        dims.append(x.dim())
+        return real(x, *args, **kwargs)
+
+    ours = GroupBatchNorm3d(3, momentum=momentum, track_running_stats=track)
+    with torch.no_grad():
+        ours.weight.normal_(generator=gen), ours.bias.normal_(generator=gen)
+    theirs = copy.deepcopy(ours)
+    for training in (True, True, False):
+        ours.train(training), theirs.train(training)
+        x = torch.randn(2, 3, 4, 3, 5, 4, generator=gen, requires_grad=True)
+        monkeypatch.setattr(F, "batch_norm", checked)
+        y = ours(x)
+        monkeypatch.setattr(F, "batch_norm", real)
+        y_ref = torch.nn.BatchNorm3d.forward(theirs, x)  # torch's forward, fine on CPU
+        torch.testing.assert_close(y, y_ref, atol=0, rtol=0)
+        g = torch.randn(y.shape, generator=gen)
+        torch.testing.assert_close(torch.autograd.grad(y, x, g)[0],
+                                   torch.autograd.grad(y_ref, x, g)[0])
+        for name, buf in theirs.named_buffers():
+            assert torch.equal(dict(ours.named_buffers())[name], buf), name
+    assert dims and max(dims) <= 5, dims
+    x = torch.randn(2, 3, 4, 3, 5, 4, generator=gen)
+    monkeypatch.setattr(F, "batch_norm", checked)
+    dims.clear()
+    y = group_batch_norm(x, None, None, training=True)
+    assert dims == [5] and y.shape == x.shape

@@ -69,4 +69,8 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{what}: training=False normalizes with running_mean and running_var; "
                          "pass both, or training=True (batch statistics)")
+    if x.dim() == 6:  # cuDNN's batch norm takes at most 5 dims: fold D into the fiber axis
+        y = F.batch_norm(x.flatten(2, 3), running_mean, running_var, weight, bias, training,
+                         momentum, eps)
+        return y.view(x.shape)
     return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)

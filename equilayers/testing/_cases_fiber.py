@@ -95,7 +95,7 @@ class _SinFlipped(nn.Module):
 
     def forward(self, x):
         y = self.inner(x)
-        sign = torch.ones(y.shape[2], dtype=y.dtype)
+        sign = torch.ones(y.shape[2], dtype=y.dtype, device=y.device)
         sign[2::2] = -1.0
         return y * sign.view(1, 1, -1, 1, 1)
 

@@ -71,7 +71,7 @@ class _WrongDirection(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        sign = torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0], dtype=y.dtype)
+        sign = torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0], dtype=y.dtype, device=y.device)
         return y * sign.view(1, 1, -1, 1, 1)
 
 

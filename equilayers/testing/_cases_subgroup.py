@@ -25,7 +25,8 @@ class _LeftCosetRestrict(nn.Module):
         grp, sub = get("d4"), get("d1")
         assert isinstance(grp, PlanarGroup)
         reps: list[Element] = [grp.element(j) for j in range(4)]
-        idx = torch.tensor([(t * embed(h, grp)).index for t in reps for h in sub.elements()])
+        idx = torch.tensor([(t * embed(h, grp)).index for t in reps for h in sub.elements()],
+                           device=x.device)
         return x.index_select(2, idx).reshape(x.shape[0], -1, 2, *x.shape[-2:])
 
 
@@ -47,7 +48,7 @@ class _RightCosetPool(nn.Module):
     out_rep = "quotient:d1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        idx = torch.tensor([[j, 4 + (-j) % 4] for j in range(4)]).reshape(-1)
+        idx = torch.tensor([[j, 4 + (-j) % 4] for j in range(4)], device=x.device).reshape(-1)
         return x.index_select(2, idx).reshape(*x.shape[:2], 4, 2, *x.shape[-2:]).amax(3)
 
 
@@ -59,7 +60,7 @@ class _FlippedBasis(nn.Module):
     in_rep = out_rep = "harmonic"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        signs = torch.ones(x.shape[2], dtype=x.dtype)
+        signs = torch.ones(x.shape[2], dtype=x.dtype, device=x.device)
         signs[2::2] = -1
         return x * signs.view(-1, 1, 1)
 
