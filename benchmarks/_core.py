@@ -105,14 +105,22 @@ def pool_sizes(quick: bool) -> list[tuple[int, int, int]]:
     return [(32, 64, 56), (32, 64, 112)]
 
 
-def infer(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``m`` in eval mode, called under ``torch.no_grad`` (an inference row's callable)."""
-    m.eval()
+class _Infer(torch.nn.Module):
+    """``model`` in eval mode under ``torch.no_grad``; a module, so the runner's ``.to(device)``
+    moves it (a closure kept the weights on the CPU: every inference row failed on CUDA)."""
 
-    def fn(x):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return m(x)
-    return fn
+            return self.model(x)
+
+
+def infer(m: torch.nn.Module) -> torch.nn.Module:
+    """``m`` in eval mode, called under ``torch.no_grad`` (an inference row's callable)."""
+    return _Infer(m)
 
 
 def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:

@@ -29,8 +29,10 @@ def _dense_expansion(conv):
     ``|G|`` times the work): the before/after row of the compact expansion."""
     from equilayers.functional import expand_steerable, steerable_basis
 
-    dense = steerable_basis(conv.group, "regular", "regular", conv.kernel_size[0])
-    conv._expand = lambda: expand_steerable(conv.weight, dense, conv.groups)
+    # a buffer, so that the runner's .to(device) moves it with the weight
+    conv.register_buffer("dense_basis", steerable_basis(conv.group, "regular", "regular",
+                                                        conv.kernel_size[0]), persistent=False)
+    conv._expand = lambda: expand_steerable(conv.weight, conv.dense_basis, conv.groups)
     return conv
 
 

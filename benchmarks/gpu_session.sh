@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The GPU checks in one go, for a session that is lent a CUDA machine (the device image has
 # torch, triton, pytest, pytest-xdist and hypothesis; nothing is installed):
-#   bash benchmarks/gpu_session.sh [OUT_DIR]      (default: $OUT, else benchmarks/results)
-# Every step has its own time limit (the whole script ends within about 8 minutes, so a device
-# call with a 10-minute limit always gets its files back) and logs to OUT_DIR/gpu/<step>.log;
-# OUT_DIR/gpu-summary.txt has one line per step and the tail of each log; everything is also
-# packed into OUT_DIR/gpu-results.tar.gz. Steps:
+#   bash benchmarks/gpu_session.sh [OUT_DIR [STEP...]]   (default: $OUT, else benchmarks/results;
+#                                                          every step)
+# Every step has its own time limit (all of them together end within about 9 minutes, so a
+# device call with a 10-minute limit always gets its files back) and logs to
+# OUT_DIR/gpu/<step>.log; OUT_DIR/gpu-summary.txt has one line per step and the tail of each log;
+# everything is also packed into OUT_DIR/gpu-results.tar.gz. Steps:
 #   info     nvidia-smi, torch and triton versions
-#   tests    the kernel tests on CUDA (not the interpreter), pytest -n 8
-#   cuda     tests/test_cuda.py: every zoo module on CUDA against the CPU, equivariance on CUDA,
-#            a bfloat16 autocast training loop with a fused optimizer
-#   tune     benchmarks/gpu_tune.py: the Triton launch sweep (cuda-tune.md, cuda-launch.json),
-#            then the kernels and antialias families with the best launches
-#   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast) on CUDA
+#   tests    the kernel tests on CUDA (not the interpreter), pytest -n 14
+#   cuda     tests/test_cuda.py: every zoo module on CUDA against the CPU, the equivariance case
+#            table on CUDA, a bfloat16 autocast training loop with a fused optimizer
+#   tune     benchmarks/gpu_tune.py: the Triton launch sweep (cuda-tune.md, cuda-launch.json)
+#   kernels  the kernels family (the pools' goals: x floor, x bandwidth, peak memory)
+#   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast)
 #   profile  benchmarks/gpu_profile.py: the whole models' steps, kernels per step, top ops
 # Exits non-zero if a test step fails.
 set -uo pipefail
@@ -37,19 +38,29 @@ step() {  # step NAME LIMIT_S CMD...: run CMD under its limit, log it, note its 
     | tee -a "$out/gpu-summary.txt"
   return $rc
 }
+versions='import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda,
+"triton", triton.__version__)'
 bench=(--device cuda --budget 0.1 --rounds 5 --no-progress --out "$out/gpu")
-step info 20 bash -c 'nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version \
-  --format=csv; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \
-  \"cuda\", torch.version.cuda, \"triton\", triton.__version__)"'
-step tests 120 python3 -m pytest -q -p no:cacheprovider -n 8 tests/test_kernels.py \
-  tests/test_kernels_polyphase.py tests/test_kernels_cpu.py tests/test_blur.py \
-  tests/test_polyphase.py || failed=1
-step cuda 100 python3 -m pytest -q -rfE -p no:cacheprovider -n 4 tests/test_cuda.py || failed=1
-step tune 130 python3 -m benchmarks.gpu_tune "$out/gpu" --apply "${bench[@]}" \
-  --family kernels --family antialias
-step families 100 python3 -m benchmarks "${bench[@]}" --family gconv --family pool \
-  --family harmonic --family equimodels
-step profile 45 python3 -m benchmarks.gpu_profile
+steps=("${@:2}")
+[ ${#steps[@]} -gt 0 ] || steps=(info tests cuda tune kernels families profile)
+for s in "${steps[@]}"; do
+  case $s in
+    info) step info 15 bash -c "nvidia-smi; nvidia-smi --format=csv \
+      --query-gpu=name,memory.total,driver_version; python3 -c '$versions'" ;;
+    tests) step tests 150 python3 -m pytest -q -p no:cacheprovider -n 14 --durations=15 \
+      tests/test_kernels.py tests/test_kernels_polyphase.py tests/test_kernels_cpu.py \
+      tests/test_blur.py tests/test_polyphase.py || failed=1 ;;
+    cuda) step cuda 70 python3 -m pytest -q -rfE -p no:cacheprovider -n 8 tests/test_cuda.py \
+      || failed=1 ;;
+    tune) step tune 80 python3 -m benchmarks.gpu_tune "$out/gpu" ;;
+    kernels) step kernels 100 python3 -m benchmarks "${bench[@]}" --family kernels ;;
+    families) step families 60 python3 -m benchmarks "${bench[@]}" --family gconv \
+      --family pool --family harmonic --family equimodels ;;
+    profile) step profile 40 python3 -m benchmarks.gpu_profile ;;
+    *) echo "benchmarks/gpu_session.sh: unknown step $s (info tests cuda tune kernels" \
+         "families profile)" >&2; exit 2 ;;
+  esac
+done
 for f in "$out"/gpu/*.log; do
   { echo "== $(basename "$f") (tail)"; tail -n 15 "$f"; } >> "$out/gpu-summary.txt"
 done

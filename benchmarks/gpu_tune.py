@@ -12,7 +12,7 @@ Also measures the device's copy bandwidth (``x.clone()`` of 1 GiB, bytes read pl
 and reports each kernel's bytes (its inputs read once and output written once) over its time.
 
 Writes ``OUT/cuda-tune.md`` (the table), ``OUT/cuda-tune.json`` and ``OUT/cuda-launch.json``
-(the best launch per kernel, the fastest over both layouts by their summed time); with
+(the best launch per kernel and layout, in ``LAUNCH``'s form: contiguous, channels_last); with
 ``--apply`` it then runs ``python -m benchmarks`` with the remaining arguments in this process,
 with the best launches set, so the families measure the tuned kernels:
 
@@ -90,16 +90,17 @@ def tune(out: Path) -> dict:
     base = torch.randn(B, C, N, N, generator=g)
     layouts = {"contiguous": base.to(DEVICE),
                "channels_last": base.to(DEVICE).contiguous(memory_format=torch.channels_last)}
-    sums: dict = {}
+    times: dict = {}
     t0 = time.time()
     for kind in shipped:
         for layout, x in layouts.items():
             call, nbytes = _ops(T, x)[kind]
             T.LAUNCH.update(shipped)
             ref = _result(call()).clone()
-            variants = [(cfg, False) for cfg in CANDIDATES] + [(shipped[kind], True)]
+            cl = layout == "channels_last"
+            variants = [(cfg, False) for cfg in CANDIDATES] + [(shipped[kind][cl], True)]
             for cfg, force64 in variants:
-                T.LAUNCH[kind] = cfg
+                T.LAUNCH[kind] = (cfg, cfg)
                 T.I64_FROM = 0 if force64 else 2**31 - 2**16
                 try:
                     res = _result(call())
@@ -114,16 +115,12 @@ def tune(out: Path) -> dict:
                              "gb_s": nbytes / (ms * 1e-3) / 1e9 if ms == ms else None,
                              "status": status})
                 if not force64 and status == "ok":
-                    sums.setdefault(kind, {}).setdefault(cfg, 0.0)
-                    sums[kind][cfg] += ms
+                    times.setdefault((kind, cl), {})[cfg] = ms
             print(f"{kind} {layout}: done ({time.time() - t0:.0f} s)", flush=True)
     T.LAUNCH.update(shipped)
-    for kind in shipped:  # a kernel none of whose candidates passed keeps its shipped launch
-        by_cfg = sums.get(kind, {})
-        full = {c: v for c, v in by_cfg.items()
-                if sum(r["kernel"] == kind and (r["block"], r["num_warps"]) == c
-                       and not r["int64"] and r["status"] == "ok" for r in rows) == 2}
-        best[kind] = list(min(full, key=full.__getitem__)) if full else list(shipped[kind])
+    for kind in shipped:  # a layout none of whose candidates passed keeps its shipped launch
+        best[kind] = [list(min(times[kind, cl], key=times[kind, cl].__getitem__))
+                      if times.get((kind, cl)) else list(shipped[kind][cl]) for cl in (0, 1)]
     meta = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE,
             "torch": torch.__version__,
             "triton": __import__("triton").__version__, "copy_gb_s": bw,
@@ -144,8 +141,8 @@ def tune(out: Path) -> dict:
                      f"{'yes' if r['int64'] else ''} | {r['ms']:.4f} | "
                      f"{'-' if gb is None else f'{gb:.0f}'} | "
                      f"{'-' if gb is None else f'{100 * gb / bw:.0f}'} | {r['status']} |")
-    lines += ["", "Best launch per kernel (least summed time over both layouts): "
-              + ", ".join(f"{k} {tuple(v)}" for k, v in best.items())]
+    lines += ["", "Best launch per kernel, (contiguous, channels_last): "
+              + ", ".join(f"{k} {tuple(map(tuple, v))}" for k, v in best.items())]
     (out / "cuda-tune.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-1:]), flush=True)
     return best
@@ -169,7 +166,7 @@ def main(argv: list[str]) -> int:
     if rest and rest[0] == "--apply":
         from equilayers.kernels import _triton as T
 
-        T.LAUNCH.update({k: tuple(v) for k, v in best.items()})
+        T.LAUNCH.update({k: (tuple(v[0]), tuple(v[1])) for k, v in best.items()})
         print(f"benchmarks.gpu_tune: running the families with {T.LAUNCH}", flush=True)
         from benchmarks.__main__ import main as bench
 

@@ -683,7 +683,20 @@ def test_gpu_tune_sweep_writes_its_table_and_flags_a_mismatch(tmp_path, monkeypa
     data = json.loads((tmp_path / "cuda-tune.json").read_text())
     status = {(r["kernel"], r["block"], r["int64"]): r["status"] for r in data["rows"]}
     assert status[("blur", 256, False)] == "MISMATCH" and status[("max_blur", 512, False)] == "ok"
-    assert best["blur"] == [256, 4]  # no candidate passed: the shipped launch stays
+    assert best["blur"] == [list(c) for c in data["meta"]["shipped"]["blur"]]  # none passed
     assert set(best) == set(data["meta"]["shipped"])
     assert json.loads((tmp_path / "cuda-launch.json").read_text()) == best
     assert "| max_blur_bwd | channels_last | 512 | 8 |" in (tmp_path / "cuda-tune.md").read_text()
+
+
+def test_inference_rows_are_modules_the_runner_moves():
+    """An inference row's callable is a module (eval, no_grad), so the runner's .to(device)
+    moves its weights: a closure kept them on the CPU and every inference row failed on CUDA
+    (H200 run, 2026-12-04). A dtype stands in for the device here."""
+    from benchmarks._core import infer
+
+    m = infer(nn.Linear(3, 2))
+    assert isinstance(m, nn.Module) and not m.model.training
+    m = m.to(torch.float64)
+    y = m(torch.randn(4, 3, dtype=torch.float64))
+    assert y.dtype == torch.float64 and not y.requires_grad

@@ -108,7 +108,7 @@ def test_triton_polyphase_norms_span_several_chunks(interpret, gen, criterion, c
     component 0 first: 1.9 > 1.5)."""
     from equilayers.kernels import _triton
 
-    monkeypatch.setitem(_triton.LAUNCH, "phase_norms", (256, 4))
+    monkeypatch.setitem(_triton.LAUNCH, "phase_norms", ((256, 4), (256, 4)))
     x = _randn(gen, 2, 3, 80, 80) * 1e-3
     x[0, 2, 79, 79] = 5.0  # component 3, last chunk
     x[0, 0, 0, 1] = 1.0  # component 1, first chunk

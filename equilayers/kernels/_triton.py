@@ -167,12 +167,19 @@ def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM
              mask=live)
 
 
-# (BLOCK, num_warps) of each kernel's launch on a GPU: the elements one program writes and the
-# warps that write them. Measured, not guessed: benchmarks/gpu_tune.py times every candidate on
-# the device and writes what it found to benchmarks/results/cuda-tune.md.
-LAUNCH: dict[str, tuple[int, int]] = {
-    "blur": (256, 4), "blur_bwd": (256, 4), "max_blur": (256, 4), "max_blur_bwd": (256, 4),
-    "phase_norms": (256, 4), "phase": (256, 4), "phase_bwd": (256, 4),
+# (BLOCK, num_warps) of each kernel's launch on a GPU, for contiguous and for channels_last
+# tensors: the elements one program writes and the warps that write them. Measured, not guessed:
+# benchmarks/gpu_tune.py times every candidate on the device (NVIDIA H200, torch 2.11, Triton
+# 3.6, 2026-12-04: benchmarks/results/cuda/cuda-tune.md); the layouts differ (the max-blur
+# forward is fastest with one element per lane when contiguous, four in channels_last).
+LAUNCH: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "blur": ((256, 2), (512, 8)),
+    "blur_bwd": ((256, 4), (256, 2)),
+    "max_blur": ((128, 4), (512, 4)),
+    "max_blur_bwd": ((256, 4), (256, 4)),
+    "phase_norms": ((512, 8), (256, 2)),
+    "phase": ((256, 2), (512, 8)),
+    "phase_bwd": ((1024, 4), (1024, 4)),
 }
 # Flat output indices are int32 below this many elements (int64 division is several times the
 # cost of int32 on a GPU); the margin covers the last program's overshoot past ``total``.
@@ -180,11 +187,12 @@ I64_FROM = 2**31 - 2**16
 
 
 def _launch(kind: str, total: int, t: torch.Tensor) -> dict:
-    """The launch keywords of kernel ``kind`` writing ``total`` elements on ``t``'s device."""
+    """The launch keywords of kernel ``kind`` writing ``total`` elements, walking ``t`` (on
+    its device, in its layout)."""
     if t.device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
         # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
         return {"BLOCK": 4096, "I64": total >= I64_FROM}
-    block, warps = LAUNCH[kind]
+    block, warps = LAUNCH[kind][_channels_last(t)]
     return {"BLOCK": block, "I64": total >= I64_FROM, "num_warps": warps}
 
 
