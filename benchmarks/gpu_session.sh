@@ -8,13 +8,14 @@
 # OUT_DIR/gpu/<step>.log; OUT_DIR/gpu-summary.txt has one line per step and the tail of each log;
 # everything is also packed into OUT_DIR/gpu-results.tar.gz. Steps:
 #   info     nvidia-smi, torch and triton versions
-#   tests    the kernel tests on CUDA (not the interpreter), pytest -n 14
+#   tests    the Triton kernel tests on CUDA (not the interpreter), pytest -n 8
 #   cuda     tests/test_cuda.py: every zoo module on CUDA against the CPU, the equivariance case
 #            table on CUDA, a bfloat16 autocast training loop with a fused optimizer
 #   tune     benchmarks/gpu_tune.py: the Triton launch sweep (cuda-tune.md, cuda-launch.json)
 #   kernels  the kernels family (the pools' goals: x floor, x bandwidth, peak memory)
 #   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast)
-#   profile  benchmarks/gpu_profile.py: the whole models' steps, kernels per step, top ops
+#   profile  benchmarks/gpu_profile.py: batch norm of group maps four ways; the whole models'
+#            steps, kernels per step, top ops
 # Exits non-zero if a test step fails.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
@@ -47,9 +48,11 @@ for s in "${steps[@]}"; do
   case $s in
     info) step info 15 bash -c "nvidia-smi; nvidia-smi --format=csv \
       --query-gpu=name,memory.total,driver_version; python3 -c '$versions'" ;;
-    tests) step tests 150 python3 -m pytest -q -p no:cacheprovider -n 14 --durations=15 \
-      tests/test_kernels.py tests/test_kernels_polyphase.py tests/test_kernels_cpu.py \
-      tests/test_blur.py tests/test_polyphase.py || failed=1 ;;
+    # (the CPU-path test files stay out: 14 workers of 16 torch threads each on 16 cores left
+    # 34 of 407 tests unfinished in 150 s on 2026-12-04; a test over 60 s fails by name)
+    tests) OMP_NUM_THREADS=2 step tests 150 python3 -m pytest -q -rfE -p no:cacheprovider \
+      -n 8 --timeout 60 --durations=15 tests/test_kernels.py tests/test_kernels_polyphase.py \
+      || failed=1 ;;
     cuda) step cuda 70 python3 -m pytest -q -rfE -p no:cacheprovider -n 8 tests/test_cuda.py \
       || failed=1 ;;
     tune) step tune 80 python3 -m benchmarks.gpu_tune "$out/gpu" ;;

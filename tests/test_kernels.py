@@ -637,3 +637,16 @@ def test_kernel_fast_path_is_not_traced(monkeypatch, gen):
     targets.clear()  # the check above can fail: the fast path, traced, shows its maxima
     torch.compile(lambda t: kernels.max_pool2d_stride1(t, 2), fullgraph=True, backend=backend)(x)
     assert any("maximum" in t or "autograd_function" in t for t in targets), targets
+
+
+def test_axis_tables_copy_only_the_pass_they_serve():
+    """A kernel call copies the two tables of its pass (forward taps, or the transposed ones
+    for the backward), not all four: on a GPU each copy is a host-to-device transfer per call."""
+    from equilayers.kernels._tables import _tables_cpu, axis_tables
+
+    full = _tables_cpu(9, 3, 2, "reflect")
+    fwd, bwd = axis_tables(9, 3, 2, "reflect", "cpu"), axis_tables(9, 3, 2, "reflect", "cpu",
+                                                                    backward=True)
+    assert len(fwd) == len(bwd) == 2
+    assert all(torch.equal(a, b) for a, b in zip(fwd + bwd, full, strict=True))
+    assert fwd[0].shape == (5, 3) and bwd[0].shape[0] == 9

@@ -137,6 +137,17 @@ def _tables_cpu(n: int, k: int, s: int, mode: str):
             torch.tensor(b_w, dtype=torch.float32).reshape(n, m))
 
 
-def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str):
-    """``(fwd_idx, fwd_w, bwd_idx, bwd_w)`` for one axis; shapes ``(n_out, k)`` and ``(n, m)``."""
-    return tuple(t.to(device, non_blocking=True) for t in _tables_cpu(n, k, s, mode))
+@cpu_cache(maxsize=512)
+def _tables_pinned(n: int, k: int, s: int, mode: str):
+    """:func:`_tables_cpu` in page-locked memory: a copy from it to a GPU is asynchronous (from
+    pageable memory each copy waits for the device's queue, which made every pool call wait)."""
+    return tuple(t.pin_memory() for t in _tables_cpu(n, k, s, mode))
+
+
+def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str,
+                backward: bool = False):
+    """``(idx, w)`` of one axis on ``device``: the forward taps, shapes ``(n_out, k)``, or with
+    ``backward`` the transposed ones, ``(n, m)``; only these two are copied."""
+    device = torch.device(device)
+    tables = (_tables_pinned if device.type == "cuda" else _tables_cpu)(n, k, s, mode)
+    return tuple(t.to(device, non_blocking=True) for t in tables[2 * backward:2 * backward + 2])

@@ -222,8 +222,8 @@ def _launch_sep(kind: str, src: torch.Tensor, out: torch.Tensor, rows, cols) -> 
 def blur_forward(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
     """4-D ``(B, C, H, W)`` blur pooling; the output keeps channels_last when ``x`` has it."""
     B, C, H, W = x.shape
-    fh, fwh, _, _ = axis_tables(H, k, s, mode, x.device)
-    fw, fww, _, _ = axis_tables(W, k, s, mode, x.device)
+    fh, fwh = axis_tables(H, k, s, mode, x.device)
+    fw, fww = axis_tables(W, k, s, mode, x.device)
     out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
     return _launch_sep("blur", x, out, (fh, fwh), (fw, fww))
 
@@ -231,8 +231,8 @@ def blur_forward(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
 def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) -> torch.Tensor:
     """The gradient of :func:`blur_forward` with respect to its ``(B, C, H, W)`` input."""
     B, C = g.shape[:2]
-    _, _, bh, bwh = axis_tables(H, k, s, mode, g.device)
-    _, _, bw, bww = axis_tables(W, k, s, mode, g.device)
+    bh, bwh = axis_tables(H, k, s, mode, g.device, backward=True)
+    bw, bww = axis_tables(W, k, s, mode, g.device, backward=True)
     out = _empty_like_layout(g, (B, C, H, W))
     return _launch_sep("blur_bwd", g, out, (bh, bwh), (bw, bww))
 
@@ -243,8 +243,8 @@ def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
     input."""
     B, C, H, W = x.shape
     HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
-    fh, fwh, _, _ = axis_tables(HM, k, s, mode, x.device)
-    fw, fww, _, _ = axis_tables(WM, k, s, mode, x.device)
+    fh, fwh = axis_tables(HM, k, s, mode, x.device)
+    fw, fww = axis_tables(WM, k, s, mode, x.device)
     out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
     total = out.numel()
     if total == 0:
@@ -262,8 +262,8 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
     """The gradient of :func:`max_blur_forward` with respect to ``x``."""
     B, C, H, W = x.shape
     HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
-    _, _, bh, bwh = axis_tables(HM, k, s, mode, x.device)
-    _, _, bw, bww = axis_tables(WM, k, s, mode, x.device)
+    bh, bwh = axis_tables(HM, k, s, mode, x.device, backward=True)
+    bw, bww = axis_tables(WM, k, s, mode, x.device, backward=True)
     gx = _empty_like_layout(x, (B, C, H, W))
     total = gx.numel()
     if total == 0:
