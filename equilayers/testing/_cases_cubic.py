@@ -20,12 +20,14 @@ _GROUPS = ("c4z", "d4z", "o", "oh")
 
 def _lift(g, **kw):
     kw.setdefault("padding", 1)
-    return _seeded(lambda: LiftingConv3d(2, 2, kw.pop("k", 3), group=g, **kw))
+    k = kw.pop("k", 3)  # here, not in the lambda: a pop there gave k=3 from the second build on
+    return _seeded(lambda: LiftingConv3d(2, 2, k, group=g, **kw))
 
 
 def _gconv(g, **kw):
     kw.setdefault("padding", 1)
-    return _seeded(lambda: GroupConv3d(2, 2, kw.pop("k", 3), group=g, **kw))
+    k = kw.pop("k", 3)  # (as in _lift)
+    return _seeded(lambda: GroupConv3d(2, 2, k, group=g, **kw))
 
 
 def _stack(g):

@@ -28,7 +28,8 @@ def _seeded(fn):
 
 def _lift(g, **kw):
     kw.setdefault("padding", 1)
-    return _seeded(lambda: LiftingConv2d(3, 4, kw.pop("k", 3), group=g, **kw))
+    k = kw.pop("k", 3)  # here, not in the lambda: a pop there gave k=3 from the second build on
+    return _seeded(lambda: LiftingConv2d(3, 4, k, group=g, **kw))
 
 
 def _gconv(g, c_in=4, c_out=4, **kw):

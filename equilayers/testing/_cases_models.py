@@ -28,10 +28,10 @@ def _unet(group, down="blur", dtype=torch.float64, strided=False, **kw):
                     c = net.encoder[i][-2].num_features
                     net.down[i] = GroupConv2d(c, c, 3, stride=2, padding=1,
                                               padding_mode="circular", group=group)
-        net = net.to(dtype)
-        with torch.no_grad():
-            net.train()(torch.randn(4, 2, _SIZE, _SIZE, generator=torch.Generator()
-                                    .manual_seed(1), dtype=dtype))
+            net = net.to(dtype)
+            with torch.no_grad():  # (inside the seeded RNG: the learned pools' Gumbel noise)
+                net.train()(torch.randn(4, 2, _SIZE, _SIZE, generator=torch.Generator()
+                                        .manual_seed(1), dtype=dtype))
         return net.eval()
     return build
 
