@@ -16,6 +16,8 @@
 #   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast)
 #   profile  benchmarks/gpu_profile.py: batch norm of group maps four ways; the whole models'
 #            steps, kernels per step, top ops
+#   models   (only when named) antialias()'d ResNet-18 / MobileNetV2 against the plain ones,
+#            and the antialias family's contiguous rows
 # Exits non-zero if a test step fails.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
@@ -60,8 +62,11 @@ for s in "${steps[@]}"; do
     families) step families 60 python3 -m benchmarks "${bench[@]}" --family gconv \
       --family pool --family harmonic --family equimodels ;;
     profile) step profile 40 python3 -m benchmarks.gpu_profile ;;
+    # (not in the default list: with it the steps pass 10 minutes; name it in a second call)
+    models) step models 150 python3 -m benchmarks "${bench[@]}" --family models \
+      --family antialias --filter contiguous ;;
     *) echo "benchmarks/gpu_session.sh: unknown step $s (info tests cuda tune kernels" \
-         "families profile)" >&2; exit 2 ;;
+         "families profile models)" >&2; exit 2 ;;
   esac
 done
 for f in "$out"/gpu/*.log; do
