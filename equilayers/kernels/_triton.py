@@ -193,7 +193,10 @@ def _launch(kind: str, total: int, t: torch.Tensor) -> dict:
         # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
         return {"BLOCK": 4096, "I64": total >= I64_FROM}
     block, warps = LAUNCH[kind][_channels_last(t)]
-    return {"BLOCK": block, "I64": total >= I64_FROM, "num_warps": warps}
+    # fp fusion (multiply-adds fused) named, not left to Triton's default: Triton 3.9 warns
+    # that the default turns off in 3.10, which would change the rounding silently
+    return {"BLOCK": block, "I64": total >= I64_FROM, "num_warps": warps,
+            "enable_fp_fusion": True}
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -339,7 +342,7 @@ def _phase_gather(src, out, index, total, R, HO, WO, s_b, s_c, s_h, s_w, o_b, o_
 @triton.jit
 def _phase_scatter(g, gx, index, total, R, H, W, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
                    S: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
-                  I64: tl.constexpr):
+                   I64: tl.constexpr):
     idx = _flat(BLOCK, I64)
     live = idx < total
     b, r, i, j = _decompose(idx, R, H, W, CL)
