@@ -79,3 +79,16 @@ def per_sample_grads_by_loop(loss, xb: torch.Tensor) -> torch.Tensor:
         leaf = v.clone().requires_grad_(True)
         out.append(torch.autograd.grad(loss(leaf), leaf)[0])
     return torch.stack(out)
+
+
+def assert_case_result(case, result, where: str = "") -> None:
+    """A shared-table case's verdict: a negative control must fail (its error above
+    ``fail_above``), every other case pass (its error within its tolerance); ``where`` names
+    the device or setting in the message."""
+    at = f" {where}" if where else ""
+    if case.expect == "fail":
+        assert result.passed, (f"negative control {case.name} passed the harness{at}: error "
+                               f"{result.error:.3g} <= {case.fail_above:g}")
+    else:
+        assert result.passed, (f"{case.name}{at}: error {result.error:.3g} at {result.worst} "
+                               f"exceeds {case.tolerance():g} (floor {result.floor:.3g})")

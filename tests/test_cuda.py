@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _zoo import ZOO, build
-from conftest import seeded_rng
+from conftest import assert_case_result, seeded_rng
 from torch import nn
 
 from equilayers.nn import GroupBatchNorm2d, GroupConv2d, InvariantHead, LiftingConv2d
@@ -192,13 +192,7 @@ def test_case_on_device(case, no_tf32):
     must still fail) with module and input on the device. TF32 off: the table's float32
     tolerance (1e-5) is for IEEE float32, and cuDNN's TF32 may round inside a transformed
     (Winograd/FFT) domain, where a rotation does not commute with the rounding."""
-    result = _run_on_device(case)
-    if case.expect == "fail":
-        assert result.passed, (f"negative control {case.name} passed on {DEVICE}: error "
-                               f"{result.error:.3g} <= {case.fail_above:g}")
-    else:
-        assert result.passed, (f"{case.name} on {DEVICE}: error {result.error:.3g} at "
-                               f"{result.worst} exceeds {case.tolerance():g}")
+    assert_case_result(case, _run_on_device(case), f"on {DEVICE}")
 
 
 def test_on_device_moves_module_and_input():

@@ -3,6 +3,7 @@
 import warnings
 
 import pytest
+from conftest import assert_case_result
 
 from equilayers.testing.cases import all_cases, run_case
 
@@ -30,12 +31,7 @@ def test_case(case, element):
         for w in caught:  # the exactness warnings are expected; anything else is news
             if "is not exactly equivariant" not in str(w.message):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if case.expect == "fail":
-        assert result.passed, (f"negative control {case.name} passed the harness: error "
-                               f"{result.error:.3g} <= {case.fail_above:g}")
-    else:
-        assert result.passed, (f"{case.name}: error {result.error:.3g} at {result.worst} "
-                               f"exceeds {case.tolerance():g} (floor {result.floor:.3g})")
+    assert_case_result(case, result)
 
 
 def test_a_case_with_angles_on_a_cube_group_is_refused_at_construction():
