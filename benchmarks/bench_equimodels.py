@@ -70,14 +70,6 @@ def p4m_resnet(width: int, dense: bool = False) -> nn.Module:
 def so2_cnn(width: int, dense: bool = False, max_order: int = 2) -> nn.Module:
     """The demo's SO(2) network (``width`` fields of ``2 * max_order + 1`` channels), or its
     dense floor (plain convs, batch norm and ReLU on the same channel counts)."""
-    from equilayers.nn import (
-        GroupConv2d,
-        HarmonicBatchNorm,
-        LiftingConv2d,
-        NormNonlinearity,
-        NormPool,
-    )
-
     f = 2 * max_order + 1
     if dense:
         def block(ci, co, **kw):
@@ -88,18 +80,9 @@ def so2_cnn(width: int, dense: bool = False, max_order: int = 2) -> nn.Module:
             *block(2 * width, 2 * width, stride=2, padding=2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width * f, 10))
 
-    def block(ci, co, **kw):
-        return [GroupConv2d(ci, co, 5, group="so2", max_order=max_order, **kw),
-                HarmonicBatchNorm(co, max_order=max_order),
-                NormNonlinearity(co, max_order=max_order)]
-    return nn.Sequential(
-        LiftingConv2d(1, width, 5, padding=2, group="so2", max_order=max_order),
-        HarmonicBatchNorm(width, max_order=max_order),
-        NormNonlinearity(width, max_order=max_order),
-        *block(width, 2 * width, stride=2, padding=2),
-        *block(2 * width, 2 * width, stride=2, padding=2),
-        NormPool(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(2 * width * (max_order + 1), 10))
+    from equilayers.demo import _harmonic_cnn
+
+    return _harmonic_cnn(width, max_order)  # the demo's network itself, not a copy
 
 
 class Autocast(nn.Module):

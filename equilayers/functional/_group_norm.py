@@ -69,7 +69,17 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{what}: training=False normalizes with running_mean and running_var; "
                          "pass both, or training=True (batch statistics)")
-    if x.dim() == 6:  # cuDNN's batch norm takes at most 5 dims: fold D into the fiber axis
+    return batch_norm_checked(x, running_mean, running_var, weight, bias, training, momentum,
+                              eps)
+
+
+def batch_norm_checked(x: torch.Tensor, running_mean: torch.Tensor | None,
+                       running_var: torch.Tensor | None, weight: torch.Tensor | None,
+                       bias: torch.Tensor | None, training: bool, momentum: float,
+                       eps: float) -> torch.Tensor:
+    """:func:`group_batch_norm` after its checks (a module that checked its input already calls
+    this): ``F.batch_norm``, a 6-D map folded to the 5 dims cuDNN's batch norm takes."""
+    if x.dim() == 6:  # fold D into the fiber axis: the same per-field statistics
         y = F.batch_norm(x.flatten(2, 3), running_mean, running_var, weight, bias, training,
                          momentum, eps)
         return y.view(x.shape)

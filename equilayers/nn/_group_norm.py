@@ -12,7 +12,7 @@ from .._checks import (
     check_float_dtype,
     check_int,
 )
-from ..functional._group_norm import check_input, check_norm_args, group_batch_norm
+from ..functional._group_norm import batch_norm_checked, check_input, check_norm_args
 from ..groups import FieldType
 from ._typed import Typed
 
@@ -110,9 +110,10 @@ class GroupBatchNorm3d(_GroupBatchNorm):
     in_type = out_type = FieldType.regular(spatial_dims=3)  # of any finite group
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        # nn.BatchNorm3d's forward, through the functional twin: it folds the 6-D map to the
-        # 5 dims that cuDNN's batch norm takes (torch's own forward fails on CUDA with "Expected
-        # 2 to 5 dimensions"). The running-statistics rules are torch's, line for line.
+        # nn.BatchNorm3d's forward, through the functional twin's unchecked core (the input was
+        # checked just above): it folds the 6-D map to the 5 dims that cuDNN's batch norm takes
+        # (torch's own forward fails on CUDA with "Expected 2 to 5 dimensions"). The
+        # running-statistics rules are torch's, line for line.
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -121,9 +122,9 @@ class GroupBatchNorm3d(_GroupBatchNorm):
                 factor = 1.0 / float(self.num_batches_tracked)
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return group_batch_norm(input, self.running_mean if keep else None,
-                                self.running_var if keep else None, self.weight, self.bias,
-                                batch_stats, factor, self.eps)
+        return batch_norm_checked(input, self.running_mean if keep else None,
+                                  self.running_var if keep else None, self.weight, self.bias,
+                                  batch_stats, factor, self.eps)
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         what = type(self).__name__
