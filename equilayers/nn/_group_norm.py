@@ -42,6 +42,24 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
                          **batch_norm_bias(bias, affine, what))
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        # nn.BatchNorm3d's forward, through the functional twin's unchecked core (the input is
+        # checked first, once): on CUDA it computes batch statistics by reductions over all
+        # elements (cuDNN's kernels parallelise over the few fields), and it folds a 6-D map to
+        # the 5 dims that cuDNN's batch norm takes (torch's own forward fails on CUDA with
+        # "Expected 2 to 5 dimensions"). The running-statistics rules are torch's, line for line.
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # a cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return batch_norm_checked(input, self.running_mean if keep else None,
+                                  self.running_var if keep else None, self.weight, self.bias,
+                                  batch_stats, factor, self.eps)
+
 
 class GroupBatchNorm2d(_GroupBatchNorm):
     """Batch norm of regular fields ``(B, C, F, H, W)`` with statistics shared over the fiber.
@@ -108,23 +126,6 @@ class GroupBatchNorm3d(_GroupBatchNorm):
     """
 
     in_type = out_type = FieldType.regular(spatial_dims=3)  # of any finite group
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        # nn.BatchNorm3d's forward, through the functional twin's unchecked core (the input was
-        # checked just above): it folds the 6-D map to the 5 dims that cuDNN's batch norm takes
-        # (torch's own forward fails on CUDA with "Expected 2 to 5 dimensions"). The
-        # running-statistics rules are torch's, line for line.
-        self._check_input_dim(input)
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # a cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked)
-        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep = not self.training or self.track_running_stats
-        return batch_norm_checked(input, self.running_mean if keep else None,
-                                  self.running_var if keep else None, self.weight, self.bias,
-                                  batch_stats, factor, self.eps)
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         what = type(self).__name__
