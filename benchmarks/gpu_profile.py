@@ -7,13 +7,12 @@ step's time (CUDA events, median of 20 after 5 warm-ups), the kernels launched p
 torch.profiler's ten most expensive ops by device time, so a gap to the floor can be read as
 filter expansion, gathers, or small launches.
 
-Then the batch norm of a group map, the p4m ResNet's largest cost on an H200 (2026-12-04: cuDNN's
+First the batch norm of a group map, the p4m ResNet's largest cost on an H200 (2026-12-04: cuDNN's
 per-channel kernels with C = 8 fields of |G|·H·W elements each, 77-88% of the step): its
-training step (forward+backward) as shipped (``GroupBatchNorm2d``, ``F.batch_norm`` on the 5-D
-map), on the 4-D view ``(B, C, F*H, W)``, as ``var_mean`` plus elementwise ops (reductions
-parallel over all elements), and the dense floor ``nn.BatchNorm2d(C*F)`` on ``(B, C*F, H, W)``
-(the same bytes in more channels), float32 and bfloat16, each checked against the shipped
-output.
+training step (forward+backward) as shipped (on CUDA by reductions over all elements,
+``batch_norm_by_reductions``), by ``F.batch_norm``, and the dense floor ``nn.BatchNorm2d(C*F)``
+on ``(B, C*F, H, W)`` (the same bytes in more channels), float32 and bfloat16, for several
+shapes, with peak memory and the agreement; then the p4m ResNet's step with each.
 """
 
 from __future__ import annotations
@@ -44,43 +43,80 @@ def _time(fn, reps: int = 20) -> float:
     return statistics.median(times)
 
 
-def _bn_var_mean(x, weight, bias, eps=1e-5):
-    var, mean = torch.var_mean(x.float(), dim=(0, 2, 3, 4), correction=0, keepdim=True)
-    scale = weight.view(1, -1, 1, 1, 1) * torch.rsqrt(var + eps)
-    return ((x - mean) * scale + bias.view(1, -1, 1, 1, 1)).to(x.dtype)
-
-
 def batch_norm() -> None:
     for dtype in (torch.float32, torch.bfloat16):
-        _batch_norm_rows(dtype)
+        for shape in BN_SHAPES:
+            _batch_norm_row(shape, dtype)
 
 
-def _batch_norm_rows(dtype: torch.dtype) -> None:
+# (B, C fields, F slots, *spatial): the p4m ResNet's first map, wider and smaller maps, a
+# cube-group volume
+BN_SHAPES = ((64, 8, 8, 64, 64), (64, 16, 8, 32, 32), (64, 32, 8, 16, 16), (64, 64, 4, 16, 16),
+             (32, 128, 8, 8, 8), (16, 8, 24, 16, 16, 16))
+
+
+def _batch_norm_row(shape: tuple, dtype: torch.dtype) -> None:
+    """One map's training step (forward+backward) of the group batch norm as shipped (CUDA:
+    reductions), by ``F.batch_norm`` (cuDNN / torch's per-channel kernels), and the dense floor
+    (``nn.BatchNorm2d/3d(C*F)`` on the same bytes); times, peak memory, agreement."""
     import torch.nn.functional as F
 
-    from equilayers.nn import GroupBatchNorm2d
+    from equilayers.functional import _group_norm as GN
 
-    b, c, f, n = 64, 8, 8, 64
-    x = torch.randn(b, c, f, n, n, device="cuda", dtype=dtype, requires_grad=True)
-    bn = GroupBatchNorm2d(c).cuda()
-    w, bias = bn.weight, bn.bias
-    dense = torch.nn.BatchNorm2d(c * f).cuda()
-    xd = torch.randn(b, c * f, n, n, device="cuda", dtype=dtype, requires_grad=True)
-    ways = {
-        "shipped (5-D F.batch_norm)": lambda: bn(x),
-        "4-D view (B, C, F*H, W)": lambda: F.batch_norm(
-            x.flatten(2, 3), None, None, w, bias, True, 0.1, 1e-5).view(x.shape),
-        "var_mean + elementwise": lambda: _bn_var_mean(x, w, bias),
-    }
-    ref = ways["shipped (5-D F.batch_norm)"]().float()
+    c, f = shape[1], shape[2]
+    spatial = shape[3:]
+    x = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
+    w = torch.rand(c, device="cuda") + 0.5
+    bias = torch.randn(c, device="cuda")
+    rm, rv = torch.zeros(c, device="cuda"), torch.ones(c, device="cuda")
+    dense = (torch.nn.BatchNorm2d if len(spatial) == 2 else torch.nn.BatchNorm3d)(c * f).cuda()
+    xd = torch.randn(shape[0], c * f, *spatial, device="cuda", dtype=dtype, requires_grad=True)
+
+    def native():
+        y = F.batch_norm(x.flatten(2, 3) if x.dim() == 6 else x, rm, rv, w, bias, True, 0.1,
+                         1e-5)
+        return y.view(x.shape)
+
+    ways = {"reductions (shipped)": lambda: GN.batch_norm_by_reductions(
+                x, rm, rv, w, bias, 0.1, 1e-5),
+            "F.batch_norm": native,
+            f"dense BatchNorm({c * f})": lambda: dense(xd)}
+    ref = native().float()
+    row = []
     for name, fn in ways.items():
-        err = (fn().float() - ref).abs().max().item()
+        err = (fn().float() - ref).abs().max().item() if "dense" not in name else 0.0
         ms = _time(lambda fn=fn: fn().sum().backward())
-        print(f"batch norm {dtype} b{b} c{c} f{f} {n}x{n}: {name}: {ms:.3f} ms "
-              f"(max |diff| to shipped {err:.2e})", flush=True)
-    ms = _time(lambda: dense(xd).sum().backward())
-    print(f"batch norm {dtype}: dense nn.BatchNorm2d({c * f}) floor: {ms:.3f} ms",
-          flush=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn().sum().backward()
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        row.append(f"{name} {ms:.3f} ms, peak +{peak:.0f} MiB"
+                   + (f", |diff| {err:.1e}" if "dense" not in name else ""))
+    print(f"batch norm {str(dtype)[6:]} {shape}: " + "; ".join(row), flush=True)
+
+
+def sync_points(label: str, fn) -> None:
+    """The host-device synchronisations one call of ``fn`` makes (``torch.cuda``'s sync debug
+    mode; each stalls the host until the queue drains, so a model with them is host-bound),
+    by the source line that called the op."""
+    import collections
+    import warnings
+
+    fn()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    where = collections.Counter(f"{w.filename.split('/work/')[-1]}:{w.lineno}" for w in caught
+                                if "synchroniz" in str(w.message))
+    print(f"sync points {label}: {sum(where.values())}"
+          + "".join(f"\n    {n} x {loc}" for loc, n in where.most_common(12)), flush=True)
 
 
 def main() -> int:
@@ -90,9 +126,32 @@ def main() -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.bench_equimodels import Autocast, p4m_resnet, so2_cnn
+    from equilayers.functional import _group_norm as GN
 
     batch_norm()
+    from equilayers.nn import BlurPool2d, MaxBlurPool2d, PolyphasePool2d
+
+    xp = torch.randn(32, 64, 56, 56, device="cuda", requires_grad=True)
+    for pool in (BlurPool2d(64), MaxBlurPool2d(), PolyphasePool2d()):
+        sync_points(f"{type(pool).__name__} forward+backward",
+                    lambda pool=pool: pool(xp).sum().backward())
     x = torch.randn(64, 1, 64, 64, device="cuda")
+    rule = GN.split_batch_norm
+    for name, build in (("p4m resnet", p4m_resnet),):
+        for precision in ("float32", "bf16 autocast"):
+            times = []
+            for split in (True, False):
+                GN.split_batch_norm = rule if split else (lambda x: False)
+                try:
+                    torch.manual_seed(0)
+                    model = build(8, dense=False).cuda()
+                    if precision != "float32":
+                        model = Autocast(model)
+                    times.append(_time(_step(model, x)))
+                finally:
+                    GN.split_batch_norm = rule
+            print(f"ours {name} {precision}: step {times[0]:.3f} ms with the shipped batch norm "
+                  f"(reductions), {times[1]:.3f} ms with F.batch_norm", flush=True)
     for name, build in (("p4m resnet", p4m_resnet), ("so2 cnn", so2_cnn)):
         for precision in ("float32", "bf16 autocast"):
             for dense in (True, False):
@@ -102,6 +161,8 @@ def main() -> int:
                     model = Autocast(model)
                 step = _step(model, x)
                 ms = _time(step)
+                if not dense:
+                    sync_points(f"{name} {precision} step", step)
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
                     step()
                     torch.cuda.synchronize()

@@ -14,7 +14,7 @@
 #   tune     benchmarks/gpu_tune.py: the Triton launch sweep (cuda-tune.md, cuda-launch.json)
 #   kernels  the kernels family (the pools' goals: x floor, x bandwidth, peak memory)
 #   families gconv, pool, harmonic, equimodels (whole models, float32 and bf16 autocast)
-#   profile  benchmarks/gpu_profile.py: batch norm of group maps four ways; the whole models'
+#   profile  benchmarks/gpu_profile.py: batch norm of group maps (shapes, ways); sync points; the whole models'
 #            steps, kernels per step, top ops
 #   models   (only when named) antialias()'d ResNet-18 / MobileNetV2 against the plain ones,
 #            and the antialias family's contiguous rows
@@ -61,7 +61,7 @@ for s in "${steps[@]}"; do
     kernels) step kernels 100 python3 -m benchmarks "${bench[@]}" --family kernels ;;
     families) step families 60 python3 -m benchmarks "${bench[@]}" --family gconv \
       --family pool --family harmonic --family equimodels ;;
-    profile) step profile 40 python3 -m benchmarks.gpu_profile ;;
+    profile) step profile 90 python3 -m benchmarks.gpu_profile ;;
     # (not in the default list: with it the steps pass 10 minutes; name it in a second call)
     models) step models 150 python3 -m benchmarks "${bench[@]}" --family models \
       --family antialias --filter contiguous ;;
