@@ -31,6 +31,7 @@ import torch
 
 from .. import _checks as C
 from .. import kernels
+from .._host import host_tensor
 from ..kernels._reference import blur_nd
 from ..kernels._tables import binomial
 from ._ceil_mode import ceil_mode_pad
@@ -60,7 +61,7 @@ def binomial_filter(
     """
     k = C.check_blur_size(kernel_size, "kernel_size", "binomial_filter")
     C.check_float_dtype(dtype, "dtype", "binomial_filter")
-    return torch.tensor(binomial(k), dtype=dtype, device=device)
+    return host_tensor(binomial(k), dtype=dtype, device=device)
 
 
 def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):

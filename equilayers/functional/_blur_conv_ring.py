@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
+from .._host import host_tensor
 from ..kernels._dispatch import transforms_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, axis_mode, binomial, pad_amounts
@@ -108,7 +109,7 @@ def _band(n_taps: int, dilation: int, blur: int, dtype, device) -> torch.Tensor:
     rows = dilation * (n_taps - 1) + blur
     a = [[b[p - dilation * u] if 0 <= p - dilation * u < blur else 0.0 for u in range(n_taps)]
          for p in range(rows)]
-    return torch.tensor(a, dtype=dtype, device=device)
+    return host_tensor(a, dtype=dtype, device=device)
 
 
 def _folded_weight(weight: torch.Tensor, blur_size: int, dilation: tuple[int, int]

@@ -37,11 +37,16 @@ def _order_sq(x: torch.Tensor, max_order: int) -> torch.Tensor:
 
 def _per_slot(t: torch.Tensor, max_order: int) -> torch.Tensor:
     """``(B, C, L, ...)`` per order ``1 .. L`` -> ``(B, C, (L+1)^2 - 1, ...)`` per slot."""
-    # a gather with a fixed index (not repeat_interleave with a tensor of repeats: that syncs
-    # with the device, has no meta shape, and ONNX's exporter refuses its output_size)
-    index = torch.tensor([l - 1 for l in range(1, max_order + 1) for _ in range(2 * l + 1)],
-                         device=t.device)
-    return t.index_select(2, index)
+    # order l's value expanded over its 2l + 1 slots and concatenated (not an index tensor: built
+    # on CUDA it is copied from the host, which stalls the queue; not repeat_interleave with a
+    # tensor of repeats: that syncs with the device, has no meta shape, and ONNX's exporter
+    # refuses its output_size)
+    shape = list(t.shape)
+    parts = []
+    for l in range(1, max_order + 1):
+        shape[2] = 2 * l + 1
+        parts.append(t[:, :, l - 1:l].expand(shape))
+    return torch.cat(parts, dim=2)
 
 
 def norm_nonlinearity3d(

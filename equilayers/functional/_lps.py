@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._host import host_tensor
 
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
 
@@ -93,7 +94,7 @@ def isotropic_filter(weight: torch.Tensor) -> torch.Tensor:
     """The ``(hidden, C, k, k)`` filter of orbit weights ``(hidden, C, n)``: every tap holds its
     orbit's weight, so the filter is exactly invariant to rot90 and flips."""
     r = _radius(weight.shape[2], "isotropic_filter")
-    idx = torch.tensor(_orbit_index(r), device=weight.device)
+    idx = host_tensor(_orbit_index(r), device=weight.device)
     return weight[:, :, idx].reshape(*weight.shape[:2], 2 * r + 1, 2 * r + 1)
 
 

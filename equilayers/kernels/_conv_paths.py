@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
+from .._host import host_tensor
 from ._tables import _source, binomial, border_ring, inner_outputs, pad_amounts, pad_axes
 
 __all__ = ["blur_pool2d", "max_blur_pool2d"]
@@ -60,7 +61,7 @@ def _filter2d(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if f2 is not None:
         return f2
     with torch.inference_mode(False):
-        f = torch.tensor(binomial(k), dtype=dtype, device=device)
+        f = host_tensor(binomial(k), dtype=dtype, device=device)
         f2 = torch.outer(f, f)[None, None]
     if (type(f2) is torch.Tensor and not f2.is_inference() and len(_FILTERS) < 64
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._host import host_tensor
 from ._dispatch import dispatch
 from ._tables import binomial, pad_axes
 
@@ -75,7 +76,7 @@ def _check_dense(x: torch.Tensor, what: str) -> None:
 
 
 def _filter(k: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(binomial(k), dtype=x.dtype, device=x.device)
+    return host_tensor(binomial(k), dtype=x.dtype, device=x.device)
 
 
 # --- blur_pool2d ---------------------------------------------------------------------------------
