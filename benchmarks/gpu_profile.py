@@ -9,8 +9,9 @@ filter expansion, gathers, or small launches.
 
 First the batch norm of a group map, the p4m ResNet's largest cost on an H200 (2026-12-04: cuDNN's
 per-channel kernels with C = 8 fields of |G|·H·W elements each, 77-88% of the step): its
-training step (forward+backward) as shipped (on CUDA by reductions over all elements,
-``batch_norm_by_reductions``), by ``F.batch_norm``, and the dense floor ``nn.BatchNorm2d(C*F)``
+training step (forward+backward) by reductions over all elements (``batch_norm_by_reductions``,
+which the shipped rule ``split_batch_norm`` takes from ``SPLIT_FROM`` elements per channel on
+CUDA), by ``F.batch_norm``, and the dense floor ``nn.BatchNorm2d(C*F)``
 on ``(B, C*F, H, W)`` (the same bytes in more channels), float32 and bfloat16, for several
 shapes, with peak memory and the agreement; then the p4m ResNet's step with each.
 """
@@ -51,14 +52,16 @@ def batch_norm() -> None:
 
 # (B, C fields, F slots, *spatial): the p4m ResNet's first map, wider and smaller maps, a
 # cube-group volume
-BN_SHAPES = ((64, 8, 8, 64, 64), (64, 16, 8, 32, 32), (64, 32, 8, 16, 16), (64, 64, 4, 16, 16),
-             (32, 128, 8, 8, 8), (16, 8, 24, 16, 16, 16))
+BN_SHAPES = ((64, 8, 8, 64, 64), (64, 16, 8, 32, 32), (64, 16, 8, 24, 24), (64, 16, 8, 16, 16),
+             (64, 32, 8, 16, 16), (64, 64, 4, 16, 16), (32, 128, 8, 8, 8),
+             (16, 8, 24, 16, 16, 16))
 
 
 def _batch_norm_row(shape: tuple, dtype: torch.dtype) -> None:
-    """One map's training step (forward+backward) of the group batch norm as shipped (CUDA:
-    reductions), by ``F.batch_norm`` (cuDNN / torch's per-channel kernels), and the dense floor
-    (``nn.BatchNorm2d/3d(C*F)`` on the same bytes); times, peak memory, agreement."""
+    """One map's training step (forward+backward) of the group batch norm by reductions
+    (``batch_norm_by_reductions``), by ``F.batch_norm`` (cuDNN / torch's per-channel kernels),
+    and the dense floor (``nn.BatchNorm2d/3d(C*F)`` on the same bytes); times, peak memory,
+    agreement."""
     import torch.nn.functional as F
 
     from equilayers.functional import _group_norm as GN
@@ -77,7 +80,7 @@ def _batch_norm_row(shape: tuple, dtype: torch.dtype) -> None:
                          1e-5)
         return y.view(x.shape)
 
-    ways = {"reductions (shipped)": lambda: GN.batch_norm_by_reductions(
+    ways = {"reductions": lambda: GN.batch_norm_by_reductions(
                 x, rm, rv, w, bias, 0.1, 1e-5),
             "F.batch_norm": native,
             f"dense BatchNorm({c * f})": lambda: dense(xd)}
@@ -94,7 +97,9 @@ def _batch_norm_row(shape: tuple, dtype: torch.dtype) -> None:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
         row.append(f"{name} {ms:.3f} ms, peak +{peak:.0f} MiB"
                    + (f", |diff| {err:.1e}" if "dense" not in name else ""))
-    print(f"batch norm {str(dtype)[6:]} {shape}: " + "; ".join(row), flush=True)
+    rule = "reductions" if GN.split_batch_norm(x) else "F.batch_norm"
+    print(f"batch norm {str(dtype)[6:]} {shape} (shipped: {rule}): " + "; ".join(row),
+          flush=True)
 
 
 def sync_points(label: str, fn) -> None:
@@ -151,7 +156,7 @@ def main() -> int:
                 finally:
                     GN.split_batch_norm = rule
             print(f"ours {name} {precision}: step {times[0]:.3f} ms with the shipped batch norm "
-                  f"(reductions), {times[1]:.3f} ms with F.batch_norm", flush=True)
+                  f"(the rule), {times[1]:.3f} ms with F.batch_norm", flush=True)
     for name, build in (("p4m resnet", p4m_resnet), ("so2 cnn", so2_cnn)):
         for precision in ("float32", "bf16 autocast"):
             for dense in (True, False):

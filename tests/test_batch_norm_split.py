@@ -131,3 +131,47 @@ def test_modules_take_the_split_path(cls, shape, momentum, monkeypatch, gen):
         m.setattr(GN, "batch_norm_by_reductions", spy)
         torch.testing.assert_close(a(x), ref(x))
     assert len(calls) == 3  # eval uses the running statistics: F.batch_norm's elementwise path
+
+
+def test_eager_takes_the_hand_written_backward(gen):
+    x = torch.randn(3, 2, 4, 3, 3, generator=gen, requires_grad=True)
+    y = GN.batch_norm_by_reductions(x, None, None, None, None, 0.1, 1e-5)
+    assert "ByReductions" in type(y.grad_fn).__name__
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gradients(dtype, gen):
+    """The hand-written backward of a low-precision map: float32 reductions, the gradient in
+    the map's dtype within its rounding of the float32 gradient."""
+    x32 = torch.randn(4, 3, 8, 6, 6, generator=gen) * 2 + 5
+    w, b, _, _ = _state(3, gen)
+    g = torch.randn(x32.shape, generator=gen).to(dtype)
+    x = x32.to(dtype).requires_grad_()
+    w.requires_grad_()
+    gx, gw = torch.autograd.grad(GN.batch_norm_by_reductions(x, None, None, w, b, 0.1, 1e-5),
+                                 (x, w), g)
+    assert gx.dtype == dtype and gw.dtype == torch.float32
+    xe = x.detach().float().requires_grad_()
+    ex, ew = torch.autograd.grad(F.batch_norm(xe, None, None, w, b, True, 0.1, 1e-5), (xe, w),
+                                 g.float())
+    assert (gx.float() - ex).abs().max() <= 4 * ex.abs().max() * torch.finfo(dtype).eps
+    torch.testing.assert_close(gw, ew, rtol=1e-4, atol=1e-4)
+
+
+def test_transforms_take_the_plain_ops(gen):
+    """torch.func (grad, vmap, jvp) and forward-mode AD see plain ops, with F.batch_norm's
+    derivatives."""
+    x = torch.randn(5, 3, 2, 4, 3, 3, generator=gen, dtype=torch.float64)
+    t = torch.randn(x.shape[1:], generator=gen, dtype=torch.float64)
+
+    def ours(x):
+        return GN.batch_norm_by_reductions(x, None, None, None, None, 0.1, 1e-5).sin().sum()
+
+    def ref(x):
+        return F.batch_norm(x, None, None, None, None, True, 0.1, 1e-5).sin().sum()
+
+    got = torch.func.vmap(torch.func.grad(ours))(x)
+    torch.testing.assert_close(got, torch.func.vmap(torch.func.grad(ref))(x))
+    assert not torch.allclose(got, torch.func.vmap(torch.func.grad(ref))(x.flip(0)))
+    torch.testing.assert_close(torch.func.jvp(ours, (x[0],), (t,))[1],
+                               torch.func.jvp(ref, (x[0],), (t,))[1])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ..kernels import transforms_active
 
 __all__ = ["group_batch_norm"]
 
@@ -90,41 +91,104 @@ def batch_norm_checked(x: torch.Tensor, running_mean: torch.Tensor | None,
     return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
+#: Elements per channel from which batch statistics on CUDA take the reductions (see
+#: :func:`split_batch_norm`).
+SPLIT_FROM = 2**19
+
+
 def split_batch_norm(x: torch.Tensor) -> bool:
-    """Whether batch statistics take :func:`batch_norm_by_reductions` (``True`` on CUDA): a
-    group map has few channels (``C`` fields) of many elements (``F·H·W`` each), and cuDNN's and
-    torch's CUDA batch norms parallelise over channels. On an H200 (2026-12-04, b64, 8 fields
-    of 8 slots at 64x64) their forward+backward took 2.4 ms (77-88% of a p4m ResNet's step);
-    see ``benchmarks/results/cuda/``. On CPU ``F.batch_norm`` is 2.7x faster than the
-    reductions (measured here), so it stays."""
-    return x.device.type == "cuda"
+    """Whether batch statistics take :func:`batch_norm_by_reductions`: on CUDA, with at least
+    :data:`SPLIT_FROM` elements per channel. A group map has few channels (``C`` fields) of
+    many elements (``F·H·W`` each), and cuDNN's and torch's CUDA batch norms parallelise over
+    channels: on an H200 (2026-12-04, forward+backward, b64) ``F.batch_norm`` took 4.0 ms on 8
+    fields of 8 slots at 64x64 (2M elements per channel; the reductions 1.0 ms, a p4m ResNet's
+    step 21.0 -> 12.7 ms) and 1.1 ms against 0.8 ms on 16 fields at 32x32 (512K), but 0.2-0.3
+    ms against 0.8-1.0 ms at 16K-131K elements per channel (``benchmarks/gpu_profile.py``,
+    ``benchmarks/results/cuda/``). On CPU ``F.batch_norm`` is 2.7x faster than the reductions
+    (measured here), so it stays."""
+    return x.device.type == "cuda" and x.numel() >= SPLIT_FROM * x.shape[1]
 
 
 def batch_norm_by_reductions(x: torch.Tensor, running_mean: torch.Tensor | None,
                              running_var: torch.Tensor | None, weight: torch.Tensor | None,
                              bias: torch.Tensor | None, momentum: float,
                              eps: float) -> torch.Tensor:
-    """``F.batch_norm(x, ..., training=True)`` for a map of any rank from 3 on, as one
-    ``var_mean`` over every dim but 1 and one ``addcmul``: reductions that parallelise over all
-    elements, whatever the number of channels; autograd differentiates them (twice, too) and
-    every ``torch.func`` transform takes them. A float16/bfloat16 ``x`` is normalized in
-    float32 (as torch's batch norms keep their statistics), the output in ``x``'s dtype. The
-    running statistics are updated as ``F.batch_norm`` does (``momentum`` weighs the new batch,
-    the variance unbiased). Agrees with ``F.batch_norm`` to float rounding (tests)."""
+    """``F.batch_norm(x, ..., training=True)`` for a map of any rank from 3 on, by reductions
+    that parallelise over all elements, whatever the number of channels: one ``var_mean`` and
+    one ``addcmul`` forward; a hand-written backward of two reductions and two ``addcmul``
+    saving what ``F.batch_norm`` saves (``x`` and two numbers per channel). Under ``torch.func``
+    transforms, forward-mode AD, ``torch.compile`` or tracing, the same maths as plain ops
+    (which every transform differentiates and a compiler fuses); a second derivative
+    differentiates those ops too. A float16/bfloat16 ``x`` is normalized in float32 (as torch's
+    batch norms keep their statistics), the output in ``x``'s dtype. The running statistics
+    are updated as ``F.batch_norm`` does (``momentum`` weighs the new batch, the variance
+    unbiased). Agrees with ``F.batch_norm`` to float rounding (tests)."""
     n = x.numel() // max(x.shape[1], 1)
     if n <= 1:  # F.batch_norm's own error: "Expected more than 1 value per channel ..."
         return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
-    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    dims = (0, *range(2, x.dim()))
-    var, mean = torch.var_mean(xf, dim=dims, correction=0)
+    if transforms_active() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        y, mean, var = _by_reductions(x, weight, bias, eps)
+    else:
+        y, mean, var = _ByReductions.apply(x, weight, bias, eps)
     if running_mean is not None and running_var is not None:
         with torch.no_grad():
             running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
             unbiased = var.detach() * (n / (n - 1))
             running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    return y
+
+
+def _by_reductions(x, weight, bias, eps):
+    """The forward as plain ops: ``(y, mean, var)``, the statistics per channel (float32 for a
+    float16/bfloat16 ``x``)."""
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    var, mean = torch.var_mean(xf, dim=(0, *range(2, x.dim())), correction=0)
     scale = torch.rsqrt(var + eps)
     if weight is not None:
         scale = scale * weight
     shift = -mean * scale if bias is None else bias - mean * scale
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    return torch.addcmul(shift.view(shape), xf, scale.view(shape)).to(x.dtype)
+    return torch.addcmul(shift.view(shape), xf, scale.view(shape)).to(x.dtype), mean, var
+
+
+class _ByReductions(torch.autograd.Function):
+    @staticmethod
+    def forward(x, weight, bias, eps):
+        with torch.no_grad():
+            return _by_reductions(x, weight, bias, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, eps = inputs
+        _, mean, var = output
+        ctx.mark_non_differentiable(mean, var)
+        ctx.save_for_backward(x, weight, bias, mean, var)
+        ctx.eps = eps
+
+    @staticmethod
+    def backward(ctx, gy, _mean, _var):
+        x, weight, bias, mean, var = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate the plain ops, twice too
+            wanted = [t for t, need in zip((x, weight, bias), ctx.needs_input_grad[:3],
+                                           strict=True) if need]
+            y = _by_reductions(x, weight, bias, ctx.eps)[0]
+            grads = iter(torch.autograd.grad(y, wanted, gy, create_graph=True))
+            return (*(next(grads) if need else None for need in ctx.needs_input_grad[:3]),
+                    None)
+        dims = (0, *range(2, x.dim()))
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        n = x.numel() // x.shape[1]
+        ct = mean.dtype  # float32 for a float16/bfloat16 x
+        invstd = torch.rsqrt(var + ctx.eps)
+        sum_dy = gy.sum(dims, dtype=ct)
+        sum_dy_xhat = ((x - mean.view(shape)) * gy).sum(dims, dtype=ct) * invstd
+        scale = invstd if weight is None else invstd * weight
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # scale * (dy - mean(dy) - xhat * mean(dy * xhat))
+            b = -scale * invstd * sum_dy_xhat / n
+            c = -b * mean - scale * sum_dy / n
+            grad_x = torch.addcmul(torch.addcmul(c.view(shape), x, b.view(shape)), gy,
+                                   scale.view(shape)).to(x.dtype)
+        grad_w = sum_dy_xhat.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = sum_dy.to(bias.dtype) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None
