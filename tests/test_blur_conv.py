@@ -390,3 +390,15 @@ def test_valid_padding_as_nn_conv2d(gen):
         BlurConv2d(3, 5, 3, padding="same")
     with pytest.raises(ValueError, match="padding='full'"):
         EF.blur_conv2d(x, m.weight, padding="full")
+
+
+def test_gpu_costs_launches_higher():
+    """On a GPU (a meta tensor stands in for the plan's device rule here) the ring paths'
+    launches outweigh their saved multiply-adds at ResNet-18's sizes: the composition; on the
+    CPU the fold (the negative control: the same call)."""
+    from equilayers.functional import _blur_conv as BC
+
+    w = torch.zeros(128, 64, 3, 3)
+    args = ((16, 64, 40, 40), w.shape, (1, 1), (1, 1), 1, 2, 3, "reflect")
+    assert BC._choose(BC._plan(*args, BC.DEVICE_OP_COST), None) == "reference"
+    assert BC._choose(BC._plan(*args), None) != "reference"

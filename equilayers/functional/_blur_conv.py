@@ -36,11 +36,13 @@ reference's.
 batch, a depthwise blur's counted :data:`BLUR_COST` times and a border ring output's
 :data:`RING_COST` times (both measured slower per multiply-add than a dense conv on the CPU
 here), plus :data:`OP_COST` per extra op a path launches (so tiny inputs keep the
-composition); depthwise convs keep the composition (memory-bound: the rewrites measured
-slower for forward+backward). The measurements are the ``BlurConv2d fold=...`` rows of
-``benchmarks/bench_antialias.py``. ``fold=True`` takes the fold itself (pool first for
-``1 x 1`` kernels) wherever an output lies away from the border. The choice depends on shapes
-and arguments only (``torch.compile`` traces the chosen path;
+composition; :data:`DEVICE_OP_COST` on a GPU, where launches cost more than the
+multiply-adds the rewrites save at common sizes); depthwise convs keep the composition
+(memory-bound: the rewrites measured slower for forward+backward). The measurements are the
+``BlurConv2d fold=...`` rows of ``benchmarks/bench_antialias.py``. ``fold=True`` takes the
+fold itself (pool first for ``1 x 1`` kernels) wherever an output lies away from the border.
+The choice depends on shapes, arguments and the device type only (``torch.compile`` traces
+the chosen path;
 :func:`equilayers.kernels.use_reference` forces the reference of the blur pools inside, not
 the composition: ``fold=False`` does). A dynamic dim of ``torch.export`` or
 ``torch.compile(dynamic=True)`` is costed at the example input's size, so the graph holds no
@@ -78,6 +80,15 @@ RING_COST = 6
 #: here, at ~15 G multiply-adds per second and thread), charged for the ops a rewrite adds:
 #: a few per path, eight per rectangle of its border ring.
 OP_COST = 300_000
+#: The same on a GPU, where an op's launch (about 20 us of host time) would have done ~5e8
+#: multiply-adds: on an H200 (2026-12-04, b16, ResNet-18's sizes) the ring's small ops made
+#: the folded path 3.5-4.2x slower than the composition's 0.27 ms forward, so a GPU keeps the
+#: composition at these sizes (``benchmarks/results/cuda/``).
+DEVICE_OP_COST = 500_000_000
+
+
+def _op_cost(x: torch.Tensor) -> int:
+    return OP_COST if x.device.type in ("cpu", "meta") else DEVICE_OP_COST
 
 
 def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, padding_mode,
@@ -150,7 +161,7 @@ def _nominal(n) -> int:
     return hint if isinstance(hint, int) else 1
 
 
-def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
+def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode, op_cost=OP_COST):
     """``{path: (cost, axes)}`` for every path that applies: its cost (multiply-adds over the
     batch and ops, weighted as in the module docstring; ``None``: never chosen by
     ``fold=None``) and,
@@ -173,22 +184,22 @@ def _plan(x_shape, w_shape, pad, dilation, groups, stride, blur, mode):
     plan = {"reference": (batch * (n_conv[0] * n_conv[1] * kh * kw * per_tap
                                    + n_out * blur_macs * c_out), axes)}
     if kh == kw == 1:
-        plan["pool_first"] = (batch * n_out * (blur_macs * c_in + per_tap) + OP_COST, axes)
+        plan["pool_first"] = (batch * n_out * (blur_macs * c_in + per_tap) + op_cost, axes)
         return plan
     if symbolic or any(lo >= hi for _, lo, hi in axes):
         return plan  # no output lies away from the border (or sizes unknown): the composition
     depthwise = cig == 1 and groups > 1
     rects = border_ring(axes)
     ring = batch * sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) * kh * kw * per_tap \
-        * RING_COST + 8 * len(rects) * OP_COST
+        * RING_COST + 8 * len(rects) * op_cost
     fh, fw = (d * (k - 1) + blur for d, k in zip(dilation, (kh, kw), strict=True))
-    folded = batch * n_out * fh * fw * per_tap + ring + 3 * OP_COST
+    folded = batch * n_out * fh * fw * per_tap + ring + 3 * op_cost
     plan["folded"] = (None if depthwise else folded, axes)
     n_blur = x_shape[-2:]
     if _pads_first(x_shape, pad, dilation, (kh, kw), stride, blur):
         n_blur = [n + 2 * p for n, p in zip(x_shape[-2:], pad, strict=True)]
     first = batch * (n_blur[0] * n_blur[1] * blur_macs * c_in + n_out * kh * kw * per_tap) \
-        + ring + 4 * OP_COST
+        + ring + 4 * op_cost
     plan["blur_first"] = (None if depthwise else first, axes)
     return plan
 
@@ -237,7 +248,8 @@ def blur_conv2d_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     if padding_mode != "zeros":  # blur_conv2d pads x itself first
         shape = (*shape[:2], shape[2] + 2 * pad[0], shape[3] + 2 * pad[1])
         pad = (0, 0)
-    return _choose(_plan(shape, weight.shape, pad, dilation, groups, stride, blur_size, bmode),
+    return _choose(_plan(shape, weight.shape, pad, dilation, groups, stride, blur_size, bmode,
+                         _op_cost(x)),
                    fold)
 
 
@@ -288,7 +300,8 @@ def _run(x, weight, bias, stride, pad, dilation, groups, blur, padding_mode, mod
     if padding_mode != "zeros" and (ph or pw):
         x = F.pad(x, (pw, pw, ph, ph), mode=padding_mode)
         ph = pw = 0
-    plan = _plan(x.shape, weight.shape, (ph, pw), dilation, groups, stride, blur, mode)
+    plan = _plan(x.shape, weight.shape, (ph, pw), dilation, groups, stride, blur, mode,
+                 _op_cost(x))
     if path is None:
         path = _choose(plan, fold)
     elif path not in plan:
