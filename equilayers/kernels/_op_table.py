@@ -21,30 +21,41 @@ __all__: list[str] = []
 
 
 # --- the Triton entries: keyword arguments -> the custom ops' positional ones --------------------
+# In plain eager mode (``_eager.plain``) the same kernels run through the custom ops' eager
+# twins (:mod:`._eager`), which skip ``torch.library``'s per-call Python; everywhere else (a
+# compiler, a tracer, a mode, a tensor subclass) the custom ops themselves.
+
+_modules: list = []  # [_ops, _eager] once a kernel has run (they import Triton)
+
+
+def _kernels(x: torch.Tensor):
+    """The module whose ops run this call: :mod:`._eager` or :mod:`._ops`."""
+    if not _modules:
+        from . import _eager, _ops
+
+        _modules.extend((_ops, _eager))
+    return _modules[1] if _modules[1].plain(x) else _modules[0]
+
 
 def _triton_blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
                         padding_mode: str = "reflect") -> torch.Tensor:
-    from . import _ops
-
-    return _ops.blur_pool2d(x, kernel_size, stride, padding_mode)
+    return _kernels(x).blur_pool2d(x, kernel_size, stride, padding_mode)
 
 
 def _triton_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2,
                             blur_size: int = 3, padding_mode: str = "reflect",
                             padding: int = 0) -> torch.Tensor:
-    from . import _ops
-
-    return _ops.max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode, padding)
+    return _kernels(x).max_blur_pool2d(x, kernel_size, stride, blur_size, padding_mode,
+                                       padding)
 
 
 def _triton_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
                              blur_size: int = 1, padding_mode: str = "circular",
                              return_index: bool = False):
-    from . import _ops
-
+    ops = _kernels(x)
     if blur_size > 1:  # the blur by the blur_pool2d kernel at stride 1
-        x = _ops.blur_pool2d(x, blur_size, 1, padding_mode)
-    y, index = _ops.polyphase_pool2d(x, stride, criterion)
+        x = ops.blur_pool2d(x, blur_size, 1, padding_mode)
+    y, index = ops.polyphase_pool2d(x, stride, criterion)
     return (y, index) if return_index else y
 
 

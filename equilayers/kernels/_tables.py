@@ -12,7 +12,8 @@ kernel needs, per axis:
 
 The tables are tiny (``n x k``), cached on the CPU per (size, blur, stride, mode) and copied to
 the input's device per call (a device-side cache would outlive ``torch.cuda`` state and meta
-builds; see :mod:`equilayers._cpu_cache`).
+builds; see :mod:`equilayers._cpu_cache`). A kernel call takes the four tables of its pass
+(:func:`call_tables`) packed in one buffer, cached per call description: one copy per call.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 
-__all__ = ["binomial", "axis_mode", "axis_tables", "border_ring", "inner_outputs", "pad_amounts",
-           "pad_axes"]
+__all__ = ["binomial", "axis_mode", "axis_tables", "border_ring", "call_tables", "inner_outputs",
+           "pad_amounts", "pad_axes"]
 
 
 def binomial(k: int) -> list[float]:
@@ -151,3 +152,45 @@ def axis_tables(n: int, k: int, s: int, mode: str, device: torch.device | str,
     device = torch.device(device)
     tables = (_tables_pinned if device.type == "cuda" else _tables_cpu)(n, k, s, mode)
     return tuple(t.to(device, non_blocking=True) for t in tables[2 * backward:2 * backward + 2])
+
+
+#: Each packed table starts on a multiple of this many int32s (16 bytes: Triton specialises a
+#: pointer argument on 16-byte alignment, as the separate tables had).
+_ALIGN = 4
+
+
+@cpu_cache(maxsize=512)
+def _packed_cpu(nh: int, nw: int, k: int, s: int, mode: str, backward: bool):
+    """The tables of one pass over an ``nh x nw`` input (rows' indices and weights, columns'
+    indices and weights) in one int32 tensor, the weights as their float32 bits, each table
+    zero-padded to a multiple of ``_ALIGN``; with each table's padded length and the rows'
+    and columns' ``(count, taps)``."""
+    j = 2 if backward else 0
+    rows, cols = _tables_cpu(nh, k, s, mode)[j:j + 2], _tables_cpu(nw, k, s, mode)[j:j + 2]
+    parts = [t.reshape(-1) if t.dtype == torch.int32 else t.reshape(-1).view(torch.int32)
+             for t in (*rows, *cols)]
+    lengths = tuple(-(-p.numel() // _ALIGN) * _ALIGN for p in parts)
+    packed = torch.zeros(sum(lengths), dtype=torch.int32)
+    start = 0
+    for p, n in zip(parts, lengths, strict=True):
+        packed[start:start + p.numel()] = p
+        start += n
+    return packed, lengths, tuple(rows[0].shape), tuple(cols[0].shape)
+
+
+@cpu_cache(maxsize=512)
+def _packed_pinned(nh: int, nw: int, k: int, s: int, mode: str, backward: bool):
+    """:func:`_packed_cpu` in page-locked memory (an asynchronous copy to a GPU)."""
+    packed, *rest = _packed_cpu(nh, nw, k, s, mode, backward)
+    return (packed.pin_memory(), *rest)
+
+
+def call_tables(nh: int, nw: int, k: int, s: int, mode: str, device: torch.device,
+                backward: bool = False):
+    """``(ir, wr, ic, wc, rows, cols)``: :func:`axis_tables` of both axes of an ``nh x nw``
+    input on ``device`` (a ``torch.device``), flat (row-major ``(count, taps)``; ``rows`` and
+    ``cols`` give those shapes), views of one buffer copied in one go."""
+    packed, lengths, rows, cols = (_packed_pinned if device.type == "cuda" else _packed_cpu)(
+        nh, nw, k, s, mode, backward)
+    ir, wr, ic, wc = packed.to(device, non_blocking=True).split_with_sizes(lengths)
+    return ir, wr.view(torch.float32), ic, wc.view(torch.float32), rows, cols

@@ -18,13 +18,12 @@ mode lives in the per-axis tap tables (:mod:`._tables`); accumulation is in floa
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from ._tables import axis_tables
+from ._dispatch import _env_is_1
+from ._tables import call_tables
 
 
 @triton.jit
@@ -186,17 +185,24 @@ LAUNCH: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
 I64_FROM = 2**31 - 2**16
 
 
-def _launch(kind: str, total: int, t: torch.Tensor) -> dict:
+def _launch(kind: str, total: int, t: torch.Tensor, cl: bool | None = None) -> dict:
     """The launch keywords of kernel ``kind`` writing ``total`` elements, walking ``t`` (on
-    its device, in its layout)."""
-    if t.device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1":
+    its device, in its layout; ``cl``: ``_channels_last(t)`` where the caller has it)."""
+    if t.device.type == "cpu" or _env_is_1("TRITON_INTERPRET", b"TRITON_INTERPRET"):
         # The interpreter runs one program at a time in numpy: fewer, wider programs are faster.
         return {"BLOCK": 4096, "I64": total >= I64_FROM}
-    block, warps = LAUNCH[kind][_channels_last(t)]
+    if cl is None:
+        cl = _channels_last(t)
+    block, warps = LAUNCH[kind][cl]
     # fp fusion (multiply-adds fused) named, not left to Triton's default: Triton 3.9 warns
     # that the default turns off in 3.10, which would change the rounding silently
     return {"BLOCK": block, "I64": total >= I64_FROM, "num_warps": warps,
             "enable_fp_fusion": True}
+
+
+def _grid(total: int, launch: dict) -> tuple[int]:
+    # ceil(total / BLOCK) (``triton.cdiv`` is a constexpr_function: ~2 us of Python a call)
+    return (-(-total // launch["BLOCK"]),)
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -208,36 +214,34 @@ def _empty_like_layout(x: torch.Tensor, shape) -> torch.Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
-def _launch_sep(kind: str, src: torch.Tensor, out: torch.Tensor, rows, cols) -> torch.Tensor:
-    ir, wr = rows
-    ic, wc = cols
+def _launch_sep(kind: str, src: torch.Tensor, size: tuple[int, int], k: int, s: int,
+                mode: str, backward: bool, shape) -> torch.Tensor:
+    """The separable gather over ``src`` (4-D) with the tables of a ``size`` input, into a new
+    tensor of ``shape`` in ``src``'s layout."""
+    out = _empty_like_layout(src, shape)
     total = out.numel()
     if total == 0:
         return out
-    launch = _launch(kind, total, out)
-    _sep_gather[(triton.cdiv(total, launch["BLOCK"]),)](
-        src, out, ir, wr, ic, wc, total, out.shape[1], out.shape[2], out.shape[3],
-        *src.stride(), *out.stride(), KA=ir.shape[1], KB=ic.shape[1],
-        CL=_channels_last(out), **launch)
+    cl = _channels_last(out)  # (of the output: a 1 x 1 map is contiguous in both layouts)
+    ir, wr, ic, wc, rows, cols = call_tables(*size, k, s, mode, src.device, backward)
+    launch = _launch(kind, total, out, cl)
+    _sep_gather[_grid(total, launch)](
+        src, out, ir, wr, ic, wc, total, shape[1], shape[2], shape[3],
+        *src.stride(), *out.stride(), KA=rows[1], KB=cols[1], CL=cl, **launch)
     return out
 
 
 def blur_forward(x: torch.Tensor, k: int, s: int, mode: str) -> torch.Tensor:
     """4-D ``(B, C, H, W)`` blur pooling; the output keeps channels_last when ``x`` has it."""
     B, C, H, W = x.shape
-    fh, fwh = axis_tables(H, k, s, mode, x.device)
-    fw, fww = axis_tables(W, k, s, mode, x.device)
-    out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
-    return _launch_sep("blur", x, out, (fh, fwh), (fw, fww))
+    shape = (B, C, (H - 1) // s + 1, (W - 1) // s + 1)
+    return _launch_sep("blur", x, (H, W), k, s, mode, False, shape)
 
 
 def blur_backward(g: torch.Tensor, H: int, W: int, k: int, s: int, mode: str) -> torch.Tensor:
     """The gradient of :func:`blur_forward` with respect to its ``(B, C, H, W)`` input."""
     B, C = g.shape[:2]
-    bh, bwh = axis_tables(H, k, s, mode, g.device, backward=True)
-    bw, bww = axis_tables(W, k, s, mode, g.device, backward=True)
-    out = _empty_like_layout(g, (B, C, H, W))
-    return _launch_sep("blur_bwd", g, out, (bh, bwh), (bw, bww))
+    return _launch_sep("blur_bwd", g, (H, W), k, s, mode, True, (B, C, H, W))
 
 
 def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
@@ -246,17 +250,17 @@ def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
     input."""
     B, C, H, W = x.shape
     HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
-    fh, fwh = axis_tables(HM, k, s, mode, x.device)
-    fw, fww = axis_tables(WM, k, s, mode, x.device)
-    out = _empty_like_layout(x, (B, C, fh.shape[0], fw.shape[0]))
+    HO, WO = (HM - 1) // s + 1, (WM - 1) // s + 1
+    out = _empty_like_layout(x, (B, C, HO, WO))
     total = out.numel()
     if total == 0:
         return out
-    launch = _launch("max_blur", total, out)
-    _max_blur_fwd[(triton.cdiv(total, launch["BLOCK"]),)](
-        x, out, fh, fwh, fw, fww, total, C, out.shape[2], out.shape[3], H, W,
-        *x.stride(), *out.stride(), MK=m, PAD=pad, KA=k, KB=k, CL=_channels_last(out),
-        **launch)
+    cl = _channels_last(out)
+    fh, fwh, fw, fww, _, _ = call_tables(HM, WM, k, s, mode, x.device)
+    launch = _launch("max_blur", total, out, cl)
+    _max_blur_fwd[_grid(total, launch)](
+        x, out, fh, fwh, fw, fww, total, C, HO, WO, H, W,
+        *x.stride(), *out.stride(), MK=m, PAD=pad, KA=k, KB=k, CL=cl, **launch)
     return out
 
 
@@ -265,17 +269,17 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
     """The gradient of :func:`max_blur_forward` with respect to ``x``."""
     B, C, H, W = x.shape
     HM, WM = H + 2 * pad - m + 1, W + 2 * pad - m + 1
-    bh, bwh = axis_tables(HM, k, s, mode, x.device, backward=True)
-    bw, bww = axis_tables(WM, k, s, mode, x.device, backward=True)
     gx = _empty_like_layout(x, (B, C, H, W))
     total = gx.numel()
     if total == 0:
         return gx
-    launch = _launch("max_blur_bwd", total, gx)
-    _max_blur_bwd[(triton.cdiv(total, launch["BLOCK"]),)](
+    cl = _channels_last(gx)
+    bh, bwh, bw, bww, rows, cols = call_tables(HM, WM, k, s, mode, x.device, True)
+    launch = _launch("max_blur_bwd", total, gx, cl)
+    _max_blur_bwd[_grid(total, launch)](
         x, g, gx, bh, bwh, bw, bww, total, C, H, W, HM, WM,
-        *x.stride(), *g.stride(), *gx.stride(), MK=m, PAD=pad, MA=bh.shape[1],
-        MB=bw.shape[1], CL=_channels_last(gx), **launch)
+        *x.stride(), *g.stride(), *gx.stride(), MK=m, PAD=pad, MA=rows[1],
+        MB=cols[1], CL=cl, **launch)
     return gx
 
 
@@ -363,13 +367,13 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
     if B == 0 or n_comp == 0:
         # Every norm is 0 (an empty sum): the first component wins, as in the reference.
         return out, torch.zeros(B, dtype=torch.int64, device=x.device)
-    norms = _launch("phase_norms", n_comp, x)
+    cl = _channels_last(x)
+    norms = _launch("phase_norms", n_comp, x, cl)
     del norms["I64"]  # the norms index in int64 always (a chunk's start is int64)
     iters = 1 if norms["BLOCK"] >= 4096 else 8
-    nch = triton.cdiv(n_comp, norms["BLOCK"] * iters)
+    nch = -(-n_comp // (norms["BLOCK"] * iters))
     part = torch.empty((B, s * s, nch), dtype=torch.float64, device=x.device)
     order = _ORDERS[criterion]
-    cl = _channels_last(x)
     _phase_norms[(B * s * s, nch)](
         x, part, n_comp, R, HO, WO, nch, *x.stride(), S=s, ORD=order, CL=cl, ITERS=iters,
         **norms)
@@ -381,10 +385,11 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
             crit = crit.sqrt()  # as the reference's norm: equal roundings tie the same way
     index = crit.argmax(dim=1)
     total = out.numel()
-    launch = _launch("phase", total, out)
-    _phase_gather[(triton.cdiv(total, launch["BLOCK"]),)](
+    cl = _channels_last(out)
+    launch = _launch("phase", total, out, cl)
+    _phase_gather[_grid(total, launch)](
         x, out, index, total, R, HO, WO, *x.stride(), *out.stride(), S=s,
-        CL=_channels_last(out), **launch)
+        CL=cl, **launch)
     return out, index
 
 
@@ -397,8 +402,9 @@ def polyphase_backward(g: torch.Tensor, index: torch.Tensor, H: int, W: int,
     total = gx.numel()
     if total == 0:
         return gx
-    launch = _launch("phase_bwd", total, gx)
-    _phase_scatter[(triton.cdiv(total, launch["BLOCK"]),)](
+    cl = _channels_last(gx)
+    launch = _launch("phase_bwd", total, gx, cl)
+    _phase_scatter[_grid(total, launch)](
         g, gx, index, total, R, H, W, *g.stride(), *gx.stride(), S=s,
-        CL=_channels_last(gx), **launch)
+        CL=cl, **launch)
     return gx
