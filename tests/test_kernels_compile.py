@@ -34,8 +34,8 @@ compiles = pytest.mark.skipif(_INTERPRET, reason=(
     "test_kernels_compile_without_the_interpreter runs this file again without it"))
 
 _F, _I, _L, _D = "*fp32", "*i32", "*i64", "*fp64"
-_SEP = {"src": _F, "out": _F, "ir_ptr": _I, "wr_ptr": _F, "ic_ptr": _I, "wc_ptr": _F}
-_BWD = {"x": _F, "g": _F, "gx": _F, "br_ptr": _I, "bwr_ptr": _F, "bc_ptr": _I, "bwc_ptr": _F}
+_SEP = {"src": _F, "out": _F, "taps": _I, "wts": _F}
+_BWD = {"x": _F, "g": _F, "gx": _F, "taps": _I, "wts": _F}
 _FLAT = {"I64": (False, True), "CL": (False, True)}
 
 # kernel, its pointer arguments, constexprs (besides the launch's BLOCK, I64, CL)

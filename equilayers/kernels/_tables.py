@@ -13,7 +13,8 @@ kernel needs, per axis:
 The tables are tiny (``n x k``), cached on the CPU per (size, blur, stride, mode) and copied to
 the input's device per call (a device-side cache would outlive ``torch.cuda`` state and meta
 builds; see :mod:`equilayers._cpu_cache`). A kernel call takes the four tables of its pass
-(:func:`call_tables`) packed in one buffer, cached per call description: one copy per call.
+(:func:`call_tables`) packed in one buffer, cached per call description: one copy per call,
+which the kernels read at offsets.
 """
 
 from __future__ import annotations
@@ -187,10 +188,13 @@ def _packed_pinned(nh: int, nw: int, k: int, s: int, mode: str, backward: bool):
 
 def call_tables(nh: int, nw: int, k: int, s: int, mode: str, device: torch.device,
                 backward: bool = False):
-    """``(ir, wr, ic, wc, rows, cols)``: :func:`axis_tables` of both axes of an ``nh x nw``
-    input on ``device`` (a ``torch.device``), flat (row-major ``(count, taps)``; ``rows`` and
-    ``cols`` give those shapes), views of one buffer copied in one go."""
+    """``(taps, weights, (at_wr, at_ic, at_wc), rows, cols)``: :func:`axis_tables` of both
+    axes of an ``nh x nw`` input on ``device`` (a ``torch.device``), copied in one buffer: the
+    rows' indices from ``taps[0]``, their weights from ``weights[at_wr]``, the columns' from
+    ``taps[at_ic]`` and ``weights[at_wc]`` (``weights`` is ``taps`` read as float32), each
+    row-major ``(count, taps)``, those shapes being ``rows`` and ``cols``."""
     packed, lengths, rows, cols = (_packed_pinned if device.type == "cuda" else _packed_cpu)(
         nh, nw, k, s, mode, backward)
-    ir, wr, ic, wc = packed.to(device, non_blocking=True).split_with_sizes(lengths)
-    return ir, wr.view(torch.float32), ic, wc.view(torch.float32), rows, cols
+    taps = packed.to(device, non_blocking=True)
+    la, lb, lc, _ = lengths
+    return taps, taps.view(torch.float32), (la, la + lb, la + lb + lc), rows, cols

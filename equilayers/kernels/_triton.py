@@ -59,7 +59,7 @@ def _decompose(idx, C, H, W, CL: tl.constexpr):
 
 
 @triton.jit
-def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
+def _sep_gather(src, out, taps, wts, at_wr, at_ic, at_wc, total, C, HO, WO,
                 s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
                 KA: tl.constexpr, KB: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
                 I64: tl.constexpr):
@@ -69,12 +69,12 @@ def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
     base = b * s_b + c * s_c
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for a in tl.static_range(KA):
-        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
-        wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
+        r = tl.load(taps + i * KA + a, mask=live, other=-1).to(tl.int64)
+        wr = tl.load(wts + at_wr + i * KA + a, mask=live, other=0.0)
         row = tl.zeros([BLOCK], dtype=tl.float32)
         for t in tl.static_range(KB):
-            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
-            wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
+            q = tl.load(taps + at_ic + j * KB + t, mask=live, other=-1).to(tl.int64)
+            wq = tl.load(wts + at_wc + j * KB + t, mask=live, other=0.0)
             v = tl.load(src + base + r * s_h + q * s_w, mask=live & (r >= 0) & (q >= 0),
                         other=0.0)
             row += wq * v.to(tl.float32)
@@ -84,7 +84,7 @@ def _sep_gather(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO,
 
 
 @triton.jit
-def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H, W,
+def _max_blur_fwd(src, out, taps, wts, at_wr, at_ic, at_wc, total, C, HO, WO, H, W,
                   s_b, s_c, s_h, s_w, o_b, o_c, o_h, o_w,
                   MK: tl.constexpr, PAD: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr,
                   CL: tl.constexpr, BLOCK: tl.constexpr, I64: tl.constexpr):
@@ -94,12 +94,12 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H,
     base = b * s_b + c * s_c
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for a in tl.static_range(KA):
-        r = tl.load(ir_ptr + i * KA + a, mask=live, other=-1).to(tl.int64)
-        wr = tl.load(wr_ptr + i * KA + a, mask=live, other=0.0)
+        r = tl.load(taps + i * KA + a, mask=live, other=-1).to(tl.int64)
+        wr = tl.load(wts + at_wr + i * KA + a, mask=live, other=0.0)
         row = tl.zeros([BLOCK], dtype=tl.float32)
         for t in tl.static_range(KB):
-            q = tl.load(ic_ptr + j * KB + t, mask=live, other=-1).to(tl.int64)
-            wq = tl.load(wc_ptr + j * KB + t, mask=live, other=0.0)
+            q = tl.load(taps + at_ic + j * KB + t, mask=live, other=-1).to(tl.int64)
+            wq = tl.load(wts + at_wc + j * KB + t, mask=live, other=0.0)
             ok = live & (r >= 0) & (q >= 0)
             best = tl.full([BLOCK], float("-inf"), tl.float32)
             for u in tl.static_range(MK):
@@ -117,7 +117,7 @@ def _max_blur_fwd(src, out, ir_ptr, wr_ptr, ic_ptr, wc_ptr, total, C, HO, WO, H,
 
 
 @triton.jit
-def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM, WM,
+def _max_blur_bwd(x, g, gx, taps, wts, at_wr, at_ic, at_wc, total, C, H, W, HM, WM,
                   x_b, x_c, x_h, x_w, g_b, g_c, g_h, g_w, o_b, o_c, o_h, o_w,
                   MK: tl.constexpr, PAD: tl.constexpr, MA: tl.constexpr, MB: tl.constexpr,
                   CL: tl.constexpr, BLOCK: tl.constexpr, I64: tl.constexpr):
@@ -151,12 +151,12 @@ def _max_blur_bwd(x, g, gx, br_ptr, bwr_ptr, bc_ptr, bwc_ptr, total, C, H, W, HM
             hit = inside & (bu == u) & (bv == v)
             gm = tl.zeros([BLOCK], dtype=tl.float32)
             for a in tl.static_range(MA):
-                rr = tl.load(br_ptr + r * MA + a, mask=hit, other=-1).to(tl.int64)
-                w1 = tl.load(bwr_ptr + r * MA + a, mask=hit, other=0.0)
+                rr = tl.load(taps + r * MA + a, mask=hit, other=-1).to(tl.int64)
+                w1 = tl.load(wts + at_wr + r * MA + a, mask=hit, other=0.0)
                 row = tl.zeros([BLOCK], dtype=tl.float32)
                 for t in tl.static_range(MB):
-                    cc = tl.load(bc_ptr + q * MB + t, mask=hit, other=-1).to(tl.int64)
-                    w2 = tl.load(bwc_ptr + q * MB + t, mask=hit, other=0.0)
+                    cc = tl.load(taps + at_ic + q * MB + t, mask=hit, other=-1).to(tl.int64)
+                    w2 = tl.load(wts + at_wc + q * MB + t, mask=hit, other=0.0)
                     gv = tl.load(g + gbase + rr * g_h + cc * g_w,
                                  mask=hit & (rr >= 0) & (cc >= 0), other=0.0)
                     row += w2 * gv.to(tl.float32)
@@ -223,10 +223,10 @@ def _launch_sep(kind: str, src: torch.Tensor, size: tuple[int, int], k: int, s: 
     if total == 0:
         return out
     cl = _channels_last(out)  # (of the output: a 1 x 1 map is contiguous in both layouts)
-    ir, wr, ic, wc, rows, cols = call_tables(*size, k, s, mode, src.device, backward)
+    taps, wts, at, rows, cols = call_tables(*size, k, s, mode, src.device, backward)
     launch = _launch(kind, total, out, cl)
     _sep_gather[_grid(total, launch)](
-        src, out, ir, wr, ic, wc, total, shape[1], shape[2], shape[3],
+        src, out, taps, wts, *at, total, shape[1], shape[2], shape[3],
         *src.stride(), *out.stride(), KA=rows[1], KB=cols[1], CL=cl, **launch)
     return out
 
@@ -256,10 +256,10 @@ def max_blur_forward(x: torch.Tensor, m: int, k: int, s: int, mode: str,
     if total == 0:
         return out
     cl = _channels_last(out)
-    fh, fwh, fw, fww, _, _ = call_tables(HM, WM, k, s, mode, x.device)
+    taps, wts, at, _, _ = call_tables(HM, WM, k, s, mode, x.device)
     launch = _launch("max_blur", total, out, cl)
     _max_blur_fwd[_grid(total, launch)](
-        x, out, fh, fwh, fw, fww, total, C, HO, WO, H, W,
+        x, out, taps, wts, *at, total, C, HO, WO, H, W,
         *x.stride(), *out.stride(), MK=m, PAD=pad, KA=k, KB=k, CL=cl, **launch)
     return out
 
@@ -274,10 +274,10 @@ def max_blur_backward(g: torch.Tensor, x: torch.Tensor, m: int, k: int, s: int,
     if total == 0:
         return gx
     cl = _channels_last(gx)
-    bh, bwh, bw, bww, rows, cols = call_tables(HM, WM, k, s, mode, x.device, True)
+    taps, wts, at, rows, cols = call_tables(HM, WM, k, s, mode, x.device, True)
     launch = _launch("max_blur_bwd", total, gx, cl)
     _max_blur_bwd[_grid(total, launch)](
-        x, g, gx, bh, bwh, bw, bww, total, C, H, W, HM, WM,
+        x, g, gx, taps, wts, *at, total, C, H, W, HM, WM,
         *x.stride(), *g.stride(), *gx.stride(), MK=m, PAD=pad, MA=rows[1],
         MB=cols[1], CL=cl, **launch)
     return gx
