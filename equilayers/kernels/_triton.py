@@ -384,7 +384,7 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
     else:
         crit = part.sum(dim=2)
         if order == 2:
-            crit = crit.sqrt()  # as the reference's norm: equal roundings tie the same way
+            crit = crit.sqrt_()  # as the reference's norm: equal roundings tie the same way
     index = crit.argmax(dim=1)
     total = out.numel()
     cl = _channels_last(out)
