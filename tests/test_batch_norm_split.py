@@ -89,9 +89,21 @@ def test_one_value_per_channel_raises():
 
 
 def test_rule_keeps_cpu_native():
-    """On CPU F.batch_norm is faster (measured: 2.7x), so the rule keeps it; CUDA splits."""
+    """On CPU F.batch_norm is faster (measured: 2.7x), so the rule keeps it; CUDA splits from
+    SPLIT_FROM elements per channel (a stand-in with CUDA's device type: none here)."""
+    import types
+
+    def on_cuda(shape):
+        return types.SimpleNamespace(device=torch.device("cuda"), shape=shape,
+                                     numel=lambda: torch.Size(shape).numel())
+
     assert not GN.split_batch_norm(torch.zeros(2, 2, 2, 2, 2))
     assert not GN.split_batch_norm(torch.zeros(2, 2, 2, 2, 2, device="meta"))
+    big = (64, 8, 8, 64, 64)  # 2**21 elements per channel
+    assert GN.split_batch_norm(on_cuda(big))
+    assert not GN.split_batch_norm(torch.zeros(big, device="meta"))
+    assert GN.split_batch_norm(on_cuda((64, 8, 8, 64, 32)))  # 2**20: the threshold
+    assert not GN.split_batch_norm(on_cuda((64, 8, 8, 32, 32)))  # 2**19
 
 
 @pytest.mark.parametrize("cls, shape", [(GroupBatchNorm2d, (4, 3, 8, 5, 5)),

@@ -93,19 +93,20 @@ def batch_norm_checked(x: torch.Tensor, running_mean: torch.Tensor | None,
 
 #: Elements per channel from which batch statistics on CUDA take the reductions (see
 #: :func:`split_batch_norm`).
-SPLIT_FROM = 2**19
+SPLIT_FROM = 2**20
 
 
 def split_batch_norm(x: torch.Tensor) -> bool:
     """Whether batch statistics take :func:`batch_norm_by_reductions`: on CUDA, with at least
     :data:`SPLIT_FROM` elements per channel. A group map has few channels (``C`` fields) of
     many elements (``F·H·W`` each), and cuDNN's and torch's CUDA batch norms parallelise over
-    channels: on an H200 (2026-12-04, forward+backward, b64) ``F.batch_norm`` took 4.0 ms on 8
-    fields of 8 slots at 64x64 (2M elements per channel; the reductions 1.0 ms, a p4m ResNet's
-    step 21.0 -> 12.7 ms) and 1.1 ms against 0.8 ms on 16 fields at 32x32 (512K), but 0.2-0.3
-    ms against 0.8-1.0 ms at 16K-131K elements per channel (``benchmarks/gpu_profile.py``,
-    ``benchmarks/results/cuda/``). On CPU ``F.batch_norm`` is 2.7x faster than the reductions
-    (measured here), so it stays."""
+    channels. On an H200 (2026-12-04, forward+backward, b64) ``F.batch_norm`` took 3.9-4.7 ms
+    on 8 fields of 8 slots at 64x64 (2.1M elements per channel; the reductions 1.0-1.4 ms) and
+    3.0 ms on a cube group's 8 fields of 24 slots at 16^3 (the reductions 0.9-1.0 ms); the
+    reductions take about 1 ms at any size (host-bound), so ``F.batch_norm`` keeps the maps
+    below ~0.5M elements per channel (0.3-0.4 ms at 16K-131K; at 524K the two runs disagreed).
+    ``benchmarks/gpu_profile.py``; ``benchmarks/results/cuda/session-2026-12-04-second.md``.
+    On CPU ``F.batch_norm`` is 2.7x faster than the reductions (measured here), so it stays."""
     return x.device.type == "cuda" and x.numel() >= SPLIT_FROM * x.shape[1]
 
 
