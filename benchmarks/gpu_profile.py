@@ -1,5 +1,6 @@
 """Where a whole equivariant model's training step spends its GPU time, beside its dense floor:
-``python3 -m benchmarks.gpu_profile`` (CUDA only; run by ``benchmarks/gpu_session.sh``).
+``python3 -m benchmarks.gpu_profile`` (CUDA only; run by ``benchmarks/gpu_session.sh``);
+``--compile``: only the models' steps eager against ``torch.compile`` (:func:`compiled`).
 
 For the ``equimodels`` family's models (``benchmarks/bench_equimodels.py``: the p4m ResNet and
 the SO(2) CNN, batch 64 at 64x64, float32 and bfloat16 autocast) and their dense floors: the
@@ -124,6 +125,32 @@ def sync_points(label: str, fn) -> None:
           + "".join(f"\n    {n} x {loc}" for loc, n in where.most_common(12)), flush=True)
 
 
+def compiled() -> None:
+    """The whole models' training steps eager and under ``torch.compile`` (default mode, and
+    ``reduce-overhead``: CUDA graphs, which remove the host's per-op work), with the compile
+    time; both models compile with ``fullgraph=True`` (checked on CPU, 2026-12-04)."""
+    import time
+
+    from benchmarks.bench_equimodels import p4m_resnet, so2_cnn
+
+    x = torch.randn(64, 1, 64, 64, device="cuda")
+    for name, build in (("p4m resnet", p4m_resnet), ("so2 cnn", so2_cnn)):
+        for dense in (True, False):
+            torch.manual_seed(0)
+            model = build(8, dense=dense).cuda()
+            row = [f"eager {_time(_step(model, x)):.3f} ms"]
+            for mode in ("default", "reduce-overhead"):
+                torch.compiler.reset()
+                fn = torch.compile(model, fullgraph=True, mode=mode)
+                start = time.perf_counter()
+                _step(fn, x)()
+                torch.cuda.synchronize()
+                took = time.perf_counter() - start
+                row.append(f"{mode} {_time(_step(fn, x)):.3f} ms (compiled in {took:.0f} s)")
+            print(f"compiled {'dense' if dense else 'ours'} {name} float32 step: "
+                  + "; ".join(row), flush=True)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("benchmarks.gpu_profile: needs CUDA", file=sys.stderr)
@@ -133,6 +160,9 @@ def main() -> int:
     from benchmarks.bench_equimodels import Autocast, p4m_resnet, so2_cnn
     from equilayers.functional import _group_norm as GN
 
+    if "--compile" in sys.argv[1:]:
+        compiled()
+        return 0
     batch_norm()
     from equilayers.nn import BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 

@@ -19,6 +19,8 @@
 #            sync points; the whole models' steps, kernels per step, top ops
 #   models   (only when named) antialias()'d ResNet-18 / MobileNetV2 against the plain ones,
 #            and the antialias family's contiguous rows
+#   compiled (only when named) the whole models eager against torch.compile (default and
+#            reduce-overhead), with compile times
 # Exits non-zero if a test step fails.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
@@ -66,11 +68,14 @@ for s in "${steps[@]}"; do
     families) step families 60 python3 -m benchmarks "${bench[@]}" --family gconv \
       --family pool --family harmonic --family equimodels ;;
     profile) step profile 90 python3 -m benchmarks.gpu_profile ;;
+    # (only when named: torch.compile of the whole models, eager against compiled and CUDA
+    # graphs, with compile times: are they host-bound only in eager mode?)
+    compiled) step compiled 240 python3 -m benchmarks.gpu_profile --compile ;;
     # (not in the default list: with it the steps pass 10 minutes; name it in a second call)
     models) step models 150 python3 -m benchmarks "${bench[@]}" --family models \
       --family antialias --filter contiguous ;;
     *) echo "benchmarks/gpu_session.sh: unknown step $s (info tests cuda tune kernels" \
-         "families profile models)" >&2; exit 2 ;;
+         "families profile models compiled)" >&2; exit 2 ;;
   esac
 done
 for f in "$out"/gpu/*.log; do
