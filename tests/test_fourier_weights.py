@@ -155,3 +155,35 @@ def test_state_dict_without_metadata_loads_unchanged(kw):
     c = GroupConv2d(2, 3, 5, padding=2, **kw).double()
     c.load_state_dict(old)
     assert not torch.equal(c.weight, a.weight)
+
+
+@pytest.mark.parametrize("group", ["c4", "d4", "c5"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_from_fourier_is_the_einsum_over_the_group_axis(group, dtype, gen):
+    """``from_fourier`` (one broadcast ``bmm`` on a view, for less host work per call) equals
+    the contraction it replaced, ``einsum("abkde,kz->abzde")``, to float rounding, on a pixel
+    weight (5-D, any dim), on a non-contiguous (channels_last-converted) weight and on the
+    steerable ``(C_out, C_in, |G|, J)`` view; its output is contiguous (the gather that follows
+    reads it through a view). The control: contracting ``F`` the other way (``F`` for ``F^T``,
+    a different map for every group but c1/c2/d1) is far from it."""
+    grp = get(group)
+    n = int(grp.order)
+    f = group_fourier_basis(grp).to(dtype)
+    w = torch.randn(3, 2, n, 3, 3, generator=gen, dtype=dtype)
+    want = torch.einsum("abkde,kz->abzde", w, f)
+    got = from_fourier(w, f)
+    tol = {"rtol": 0, "atol": 1e-5 if dtype == torch.float32 else 1e-12}
+    torch.testing.assert_close(got, want, **tol)
+    assert got.is_contiguous() and got.shape == w.shape
+    # a weight through other strides (model.to(memory_format=torch.channels_last))
+    strided = w.reshape(3, 2 * n, 3, 3).to(memory_format=torch.channels_last).view(w.shape)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(from_fourier(strided, f), want, **tol)
+    # another dim, and a float64 basis for a float32 weight (cast to the weight's dtype)
+    w4 = torch.randn(2, 3, n, 5, generator=gen, dtype=dtype)
+    torch.testing.assert_close(from_fourier(w4, f.double()),
+                               torch.einsum("abkj,kz->abzj", w4, f), **tol)
+    w_first = torch.randn(n, 4, generator=gen, dtype=dtype)
+    torch.testing.assert_close(from_fourier(w_first, f, dim=0), f.t() @ w_first, **tol)
+    # the control: the transpose of the basis gives other filters
+    assert (torch.einsum("abkde,zk->abzde", w, f) - want).abs().max() > 0.1

@@ -109,6 +109,38 @@ def test_bias_is_one_value_per_field(gen):
         EF.group_conv2d(_rand(gen, 1, 2, 8, 4, 4), conv.weight, torch.zeros(24), group="p4m")
 
 
+@pytest.mark.parametrize("make", [
+    lambda: LiftingConv2d(2, 3, 3, padding=1, group="p4m"),
+    lambda: GroupConv2d(2, 3, 3, padding=1, group="p4"),
+    lambda: GroupConv2d(2, 3, 3, padding=1, group="c8"),  # steerable, regular fields
+    lambda: LiftingConv2d(2, 3, 3, padding=1, group="c8"),
+], ids=["lift-p4m", "p4", "c8", "lift-c8"])
+def test_bias_per_slot_is_a_gather_through_bias_index(make, gen):
+    """The bias per output slot is one ``index_select`` through the integer table
+    ``bias_index`` (the field of each slot; fewer aten ops per training step than
+    ``repeat_interleave``): a random bias lands on every slot of its field, and its gradient
+    sums its field's slots. The control: a table written in place is caught (it would move
+    the bias to other fields) and named."""
+    with seeded_rng(0):
+        m = make().double()
+    with torch.no_grad():
+        m.bias.copy_(torch.randn(3, generator=gen, dtype=torch.float64))
+    x = _rand(gen, 2, 2, 5, 5) if m.lifting else _rand(gen, 2, 2, m.fiber_in, 5, 5)
+    y = m(x)
+    no_bias = F.conv2d(x if m.lifting else x.flatten(1, 2), m._expand(), None, padding=1)
+    torch.testing.assert_close(
+        y - no_bias.unflatten(1, (3, m.fiber_out)),
+        m.bias.view(1, 3, 1, 1, 1).expand_as(y), rtol=0, atol=1e-12)
+    assert torch.equal(m._slot_bias(), m.bias.repeat_interleave(m.fiber_out))
+    grad = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    (g,) = torch.autograd.grad(y, m.bias, grad)
+    torch.testing.assert_close(g, grad.sum(dim=(0, 2, 3, 4)), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        m.bias_index[0] = 1
+    with pytest.raises(RuntimeError, match="its integer table 'bias_index'"):
+        m(x)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(group=st.sampled_from(GROUPS), k=st.integers(1, 7), stride=st.integers(1, 3),
        dilation=st.integers(1, 2), padding=st.one_of(st.integers(0, 3), st.just("same"),

@@ -153,7 +153,7 @@ def gather_expanded(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     flat gather at C = 16; its backward is one ``index_add``)."""
     c_out = weight.shape[0]
     fiber, cols = index.shape[0], index.shape[1]
-    out = weight.reshape(c_out, -1).index_select(1, index.reshape(-1))
+    out = weight.reshape(c_out, -1).index_select(1, index.view(-1))
     return out.view(c_out * fiber, cols, *index.shape[2:])
 
 
@@ -161,10 +161,19 @@ def from_fourier(weight: torch.Tensor, fourier: torch.Tensor, dim: int = 2) -> t
     """The per-element group axis ``w[h] = sum_k F[k, h] weight[k]`` of a weight whose axis
     ``dim`` holds coefficients in the group's Fourier basis ``F`` (``(|G|, |G|)``, from
     :func:`~equilayers.groups.group_fourier_basis`; its inverse is ``F`` itself applied the
-    other way, ``weight[k] = sum_h F[k, h] w[h]``)."""
-    letters = "abcdefghij"[:weight.dim()]
-    out = letters[:dim] + "z" + letters[dim + 1:]
-    return torch.einsum(f"{letters},{letters[dim]}z->{out}", weight, fourier.to(weight))
+    other way, ``weight[k] = sum_h F[k, h] w[h]``).
+
+    One ``bmm`` of ``F^T`` (broadcast, no copy) with the ``(before, |G|, after)`` view of the
+    weight: its output is contiguous in the weight's layout, so the gather that follows
+    (:func:`gather_expanded`) reads it through a view. (An ``einsum`` gave a permuted output
+    that the gather copied, with more host work per call and more aten ops per
+    forward+backward: ``benchmarks/results/host-conv.md``.)"""
+    if fourier.dtype != weight.dtype or fourier.device != weight.device:
+        fourier = fourier.to(weight)
+    shape = weight.shape
+    n, g = math.prod(shape[:dim]), shape[dim]
+    w3 = weight.reshape(n, g, math.prod(shape[dim + 1:]))
+    return torch.bmm(fourier.t().expand(n, g, g), w3).view(shape)
 
 
 def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
@@ -229,8 +238,8 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     else:
         sp, dp = C.check_pair(stride, "stride"), C.check_pair(dilation, "dilation")
         check_conv_fits(x, weight.shape[-1], pad, dp, padding_mode, what)
-    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    x4 = x.reshape(b, math.prod(x.shape[1:-2]), h, w)  # no -1: an empty batch is fine
+    # a group map's fields and slots are the conv's channels (one view; an image as it is)
+    x4 = x if x.dim() == 4 else x.flatten(1, -3)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
     if explicit is not None:
         mode = "constant" if padding_mode == "zeros" else padding_mode
@@ -238,7 +247,7 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if bias is not None and bias.shape[0] != weight.shape[0]:
         bias = bias.repeat_interleave(fiber_out)
     y = F.conv2d(x4, weight, bias, sp, conv_pad, dp, groups)
-    return y.reshape(b, weight.shape[0] // fiber_out, fiber_out, y.shape[-2], y.shape[-1])
+    return y.unflatten(1, (weight.shape[0] // fiber_out, fiber_out))
 
 
 def check_conv_fits(x: torch.Tensor, k: int, pad: tuple[int, int, int, int],

@@ -45,8 +45,11 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     filter_basis: torch.Tensor
     group_basis: torch.Tensor
     basis_scale: torch.Tensor
-    expansion_index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
-    _table_names = ("expansion_index",)
+    # the integer tables (nn/_tables.py), not buffers: the gather of the expanded filter, and
+    # the field of each output slot (regular output fields: the bias per slot is one gather)
+    expansion_index: torch.Tensor
+    bias_index: torch.Tensor
+    _table_names = ("expansion_index", "bias_index")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -122,6 +125,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         # an integer table, a plain attribute (nn/_tables.py: not a buffer)
         self.expansion_index = torch.empty(0, dtype=torch.long, device=device)
+        self.bias_index = torch.empty(0, dtype=torch.long, device=device)
         if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
             self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
         if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
@@ -211,7 +215,10 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             return None
         if self.out_rep == "harmonic":
             return G._bias_slot0(self.bias, self.fiber_out)
-        return self.bias.repeat_interleave(self.fiber_out)
+        # one index_select through the field of each slot (its backward one index_add): fewer
+        # aten ops and less host time per training step than repeat_interleave's expand, copy
+        # and sum (benchmarks/results/host-conv.md)
+        return self.bias.index_select(0, table_on(self.bias_index, self.bias.device))
 
     #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
     #: moment is preserved, escnn/e2cnn's choice); 2 is He et al.'s factor for a ReLU, which
@@ -313,13 +320,17 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _index_tables(self, device) -> dict[str, torch.Tensor]:
         """The integer tables built afresh (what :func:`._tables.check_tables` compares)."""
+        unused = torch.empty(0, dtype=torch.long, device=device)
+        slots = (torch.arange(self.out_channels, device=device).repeat_interleave(self.fiber_out)
+                 if self.out_rep == "regular" else unused)  # (a harmonic bias: slot 0 only)
         if self.basis == "pixel":
             return {"expansion_index": G.expansion_index(
                 self.group, self.in_channels // self.groups,
-                self.kernel_size[0], lifting=self.lifting, device=device)}
+                self.kernel_size[0], lifting=self.lifting, device=device), "bias_index": slots}
         if self.out_rep == "regular" and not self.lifting:
-            return {"expansion_index": S.inverse_cayley_index(self.group, device)}
-        return {"expansion_index": torch.empty(0, dtype=torch.long, device=device)}  # unused
+            return {"expansion_index": S.inverse_cayley_index(self.group, device),
+                    "bias_index": slots}
+        return {"expansion_index": unused, "bias_index": slots}
 
     #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
     #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element

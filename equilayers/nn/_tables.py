@@ -1,5 +1,5 @@
-"""Integer tables: a module's gather indices (a group conv's ``expansion_index``, the 3-D
-convs' ``expansion_table`` and ``bias_index``, ``Restrict``'s and ``CosetPool``'s ``index``),
+"""Integer tables: a module's gather indices (a group conv's ``expansion_index`` or, 3-D,
+``expansion_table``, and its ``bias_index``; ``Restrict``'s and ``CosetPool``'s ``index``),
 fixed functions of its constructor's arguments.
 
 They are plain tensor attributes named by the class's ``_table_names``, not buffers: tools
