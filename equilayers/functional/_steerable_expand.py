@@ -83,10 +83,13 @@ def expand_regular(weight: torch.Tensor, table: torch.Tensor, index: torch.Tenso
                          f"{tuple(index.shape)}")
     # w[h, o, c, j] gathered to [a, b, o, c, j] = weight[o, c, a^-1 b, j]; one batched matmul
     # over a with the copies T[a]: (b o c, j) @ (j, k k)
-    w = weight.reshape(c_out, c_in, g, j).permute(2, 0, 1, 3)  # (k or h, o, c, j)
-    if fourier is not None:
-        w = (fourier.t() @ w.reshape(g, -1)).reshape(g, c_out, c_in, j)  # w[h] = F^T w_hat
-    w = w.index_select(0, index).reshape(g, g * c_out * c_in, j)
+    w = weight.reshape(c_out * c_in, g, j)  # (o c, k or h, j)
+    if fourier is not None:  # w[h] = F^T w_hat: a broadcast bmm on the view, no copy first
+        if fourier.dtype != w.dtype or fourier.device != w.device:
+            fourier = fourier.to(w)
+        w = torch.bmm(fourier.t().expand(c_out * c_in, g, g), w)
+    # (the gather reads the (h, o c, j) view through its strides)
+    w = w.transpose(0, 1).index_select(0, index).view(g, g * c_out * c_in, j)
     filt = torch.bmm(w, table.reshape(g, j, kh * kw))  # (a, b o c, k k)
     return filt.reshape(g, g, c_out, c_in, kh, kw).permute(2, 0, 3, 1, 4, 5).reshape(
         c_out * g, c_in * g, kh, kw)

@@ -183,6 +183,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
         coefficients times the basis rows (one matmul)."""
         check_tables(self, lambda: self._index_tables(self.weight.device))
+        return self._expand()
+
+    def _expand(self) -> torch.Tensor:
+        """:meth:`expanded_filter` without the tables' check (the forward has run it)."""
         w = self.voxel_filter()
         return G3.expand_filter3d(w, table_on(self.expansion_table, w.device))
 
@@ -214,7 +218,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         """The expanded filter and the bias per output slot."""
         bias = (None if self.bias is None
                 else self.bias.index_select(0, table_on(self.bias_index, self.bias.device)))
-        return self.expanded_filter(), bias
+        return self._expand(), bias  # (the forward has checked the tables)
 
     def _forward_checks(self, x: torch.Tensor) -> bool:
         """The input checks, then the exactness warning; whether both are settled for inputs

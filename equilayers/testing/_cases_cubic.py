@@ -42,8 +42,8 @@ def _stack(g):
 class _NudgedGroupConv3d(GroupConv3d):
     """A negative control: one output slot's expanded filter block nudged."""
 
-    def expanded_filter(self) -> torch.Tensor:
-        w = super().expanded_filter().clone()
+    def _expand(self) -> torch.Tensor:  # (what the forward and expanded_filter() call)
+        w = super()._expand().clone()
         w[1] = w[1] + 0.1  # only output (field 0, slot 1) changes
         return w
 
