@@ -141,6 +141,27 @@ def test_bias_per_slot_is_a_gather_through_bias_index(make, gen):
         m(x)
 
 
+def test_a_conv_pickled_before_bias_index_still_runs(gen):
+    """A module pickled before the slot bias was a gather has no ``bias_index``: unpickling
+    builds it, and the clone equals the original. The control: the same state restored
+    without ``__setstate__`` has no table, and its forward fails."""
+    import pickle
+    m = GroupConv2d(2, 3, 3, padding=1, group="p4").double()
+    with torch.no_grad():
+        m.bias.copy_(torch.randn(3, generator=gen, dtype=torch.float64))
+    state = m.__getstate__()
+    del state["bias_index"]
+    old = GroupConv2d.__new__(GroupConv2d)
+    old.__setstate__(state)
+    x = _rand(gen, 1, 2, 4, 5, 5)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(old))(x), m(x), rtol=0, atol=0)
+    torch.testing.assert_close(old(x), m(x), rtol=0, atol=0)
+    bare = GroupConv2d.__new__(GroupConv2d)
+    bare.__dict__.update(state)
+    with pytest.raises(AttributeError, match="bias_index"):
+        bare(x)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(group=st.sampled_from(GROUPS), k=st.integers(1, 7), stride=st.integers(1, 3),
        dilation=st.integers(1, 2), padding=st.one_of(st.integers(0, 3), st.just("same"),

@@ -45,10 +45,9 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
     filter_basis: torch.Tensor
     group_basis: torch.Tensor
     basis_scale: torch.Tensor
-    # the integer tables (nn/_tables.py), not buffers: the gather of the expanded filter, and
-    # the field of each output slot (regular output fields: the bias per slot is one gather)
+    # integer tables (nn/_tables.py), not buffers: the filter's gather, the field of each slot
     expansion_index: torch.Tensor
-    bias_index: torch.Tensor
+    bias_index: torch.Tensor  # (regular output fields: the bias per slot is one gather)
     _table_names = ("expansion_index", "bias_index")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -123,9 +122,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.weight = nn.Parameter(torch.empty(self._weight_shape(), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        # an integer table, a plain attribute (nn/_tables.py: not a buffer)
-        self.expansion_index = torch.empty(0, dtype=torch.long, device=device)
-        self.bias_index = torch.empty(0, dtype=torch.long, device=device)
+        # integer tables, plain attributes (nn/_tables.py: not buffers)
+        self.expansion_index = self.bias_index = torch.empty(0, dtype=torch.long, device=device)
         if self._fourier_axis:  # the group axis of the weight is in the group's Fourier basis
             self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
         if basis == "harmonic" and self.out_rep == "regular":  # sqrt(d_out) per element
@@ -215,9 +213,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             return None
         if self.out_rep == "harmonic":
             return G._bias_slot0(self.bias, self.fiber_out)
-        # one index_select through the field of each slot (its backward one index_add): fewer
-        # aten ops and less host time per training step than repeat_interleave's expand, copy
-        # and sum (benchmarks/results/host-conv.md)
+        # one index_select: fewer aten ops than repeat_interleave (results/host-conv.md)
         return self.bias.index_select(0, table_on(self.bias_index, self.bias.device))
 
     #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
@@ -320,17 +316,16 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _index_tables(self, device) -> dict[str, torch.Tensor]:
         """The integer tables built afresh (what :func:`._tables.check_tables` compares)."""
-        unused = torch.empty(0, dtype=torch.long, device=device)
+        unused = torch.empty(0, dtype=torch.long, device=device)  # (harmonic: bias on slot 0)
         slots = (torch.arange(self.out_channels, device=device).repeat_interleave(self.fiber_out)
-                 if self.out_rep == "regular" else unused)  # (a harmonic bias: slot 0 only)
+                 if self.out_rep == "regular" else unused)
         if self.basis == "pixel":
-            return {"expansion_index": G.expansion_index(
-                self.group, self.in_channels // self.groups,
-                self.kernel_size[0], lifting=self.lifting, device=device), "bias_index": slots}
-        if self.out_rep == "regular" and not self.lifting:
-            return {"expansion_index": S.inverse_cayley_index(self.group, device),
-                    "bias_index": slots}
-        return {"expansion_index": unused, "bias_index": slots}
+            index = G.expansion_index(self.group, self.in_channels // self.groups,
+                                      self.kernel_size[0], lifting=self.lifting, device=device)
+        else:
+            index = (S.inverse_cayley_index(self.group, device)
+                     if self.out_rep == "regular" and not self.lifting else unused)
+        return {"expansion_index": index, "bias_index": slots}
 
     #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
     #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
@@ -385,6 +380,11 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
         return out
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if "bias_index" not in self.__dict__:  # pickled before the slot bias was a gather
+            self.bias_index = self._index_tables(self.weight.device)["bias_index"]
 
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
