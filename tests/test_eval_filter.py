@@ -378,3 +378,20 @@ def test_modules_made_under_inference_mode_run_in_eval(name, route, gen):
         assert "_eval_filter" not in m.__dict__  # no version counters: never kept
         ref(x)
         assert "_eval_filter" in ref.__dict__  # the control: the plain module keeps it
+
+
+@pytest.mark.parametrize("name", ["group-p4m", "group3d-c4z"])
+def test_no_reuse_on_an_accelerator(name, gen, monkeypatch):
+    """On CUDA (or any accelerator) the checks would synchronise host and device every call:
+    the filter is expanded afresh. The rule (CPU only), and its wiring with the rule turned
+    against the CPU; the control is the CPU's own reuse above."""
+    from equilayers.nn import _eval_filter
+
+    assert _eval_filter.reuses("cpu")
+    assert not any(map(_eval_filter.reuses, ("cuda", "xpu", "mps", "meta")))
+    monkeypatch.setattr(_eval_filter, "reuses", lambda device_type: False)
+    m = _counting(BUILD[name]().double().eval())
+    x = _input(m, gen)
+    with torch.no_grad():
+        m(x), m(x), m(x)
+    assert m.expansions == 3 and "_eval_filter" not in m.__dict__

@@ -29,7 +29,8 @@ filter with the new values. (A write undone before the expansion ends, A -> B ->
 seen: the call races with it as a plain ``nn.Conv2d`` would, and its filter is kept.) The
 comparison reads the parameters and the bases twice;
 the expansion reads them too and writes ``|G|`` times the parameters, so reuse is always the
-cheaper of the two. Never reused in
+cheaper of the two. Never reused on an accelerator (see :func:`reuses`: the
+checks would synchronise host and device every call), in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
 transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
@@ -89,8 +90,10 @@ def eval_filter(module: nn.Module, settings: tuple,
     if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
             or torch.compiler.is_compiling()):
         return compute()
-    buffers = tuple(module._buffers.values()) + tuple(integer_tables(module).values())
     device_type = next(p.device.type for p in params if p is not None)
+    if not reuses(device_type):
+        return compute()
+    buffers = tuple(module._buffers.values()) + tuple(integer_tables(module).values())
     amp = autocast_on(device_type)
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
     kept = module.__dict__.get(_ATTR)
@@ -119,6 +122,15 @@ def eval_filter(module: nn.Module, settings: tuple,
             and _versions(buffers) == versions):
         module.__dict__[_ATTR] = (settings, params, copies, buffers, versions, values, out)
     return out
+
+
+def reuses(device_type: str) -> bool:
+    """Whether a module on this device type keeps its eval filter: on the CPU only. On an
+    accelerator the checks would synchronise host and device on every call (``torch.equal``
+    returns a Python bool, so it waits for the queue), which costs more than the expansion's
+    one or two kernels and stalls the host's run-ahead (the CUDA path of this check was never
+    timed; the rule follows from the sync)."""
+    return device_type == "cpu"
 
 
 def drop(module: nn.Module) -> None:
