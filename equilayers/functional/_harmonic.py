@@ -77,15 +77,6 @@ def _low_precision(x: torch.Tensor) -> bool:
     return x.dtype not in (torch.float32, torch.float64)
 
 
-def _pair_sq(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, M, H, W)``: ``c_m^2 + s_m^2`` for orders 1..M (in float32 for half inputs)."""
-    b, c, f, h, w = x.shape
-    v = x[:, :, 1:]
-    if _low_precision(v):
-        v = v.float()
-    return (v * v).view(b, c, (f - 1) // 2, 2, h, w).sum(3)
-
-
 def _volume_fields(group: GroupLike | None, what: str) -> bool:
     """Whether ``group`` names SO(3)/O(3) harmonic fields (the 3-D layout of
     :mod:`._harmonic3d`); ``None`` and the planar groups keep the planar layout."""
@@ -151,26 +142,29 @@ def norm_nonlinearity(
                              f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
                              f"shape {tuple(bias.shape)}")
         C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
-    a0 = x[:, :, :1]
+    b, _, f, h, w = x.shape
+    # order 0 and the pairs, and their biases: one view each (no per-order slices)
+    a0, rest = x.split([1, f - 1], dim=2) if max_order else (x, x)
+    b0 = bm = None
     if bias is not None:
-        a0 = a0 + bias[None, :, :1, None, None]
+        bv = bias.view(1, c, max_order + 1, 1, 1)
+        b0, bm = bv.split([1, max_order], dim=2) if max_order else (bv, bv)
     if order0 == "norm":
-        a0 = x[:, :, :1]
-        out0 = torch.sign(a0) * function(
-            a0.abs() if bias is None else a0.abs() + bias[None, :, :1, None, None])
+        mag = a0.abs()
+        out0 = torch.sign(a0) * function(mag if b0 is None else mag + b0)
     else:
-        out0 = function(a0)
+        out0 = function(a0 if b0 is None else a0 + b0)
     if max_order == 0:
         return out0
-    # (B, C, M, H, W); float32 for half inputs up to the product (cast back after it): a
+    # (B, C, M, 2, H, W); float32 for half inputs up to the product (cast back after it): a
     # float16 pair of entries below 65504 can have a norm above it (cast back before the scale,
     # inf / inf = NaN), and so can the scale's gradient, the sum of x * grad over the pair
-    norm = (_pair_sq(x) + eps).sqrt()
-    arg = norm if bias is None else norm + bias[None, :, 1:, None, None]
-    scale = function(arg) / norm
-    b, _, f, h, w = x.shape
-    pairs = (x[:, :, 1:].view(b, c, max_order, 2, h, w) * scale.unsqueeze(3)).to(x.dtype)
-    return torch.cat([out0, pairs.view(b, c, f - 1, h, w)], dim=2)
+    pairs = rest.view(b, c, max_order, 2, h, w)
+    v = pairs.float() if _low_precision(pairs) else pairs
+    norm = ((v * v).sum(3) + eps).sqrt()
+    scale = function(norm if bm is None else norm + bm) / norm
+    out = (pairs * scale.unsqueeze(3)).to(x.dtype)
+    return torch.cat([out0, out.view(b, c, f - 1, h, w)], dim=2)
 
 
 def threshold_bias(bias: torch.Tensor | None, bias_form: str, order0: str, what: str

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike
 from . import _harmonic3d as H3
-from ._harmonic import _low_precision, _pair_sq, _volume_fields, check_harmonic
+from ._harmonic import _low_precision, _volume_fields, check_harmonic
 
 __all__ = ["harmonic_batch_norm", "STATISTICS"]
 
@@ -124,69 +125,89 @@ def harmonic_batch_norm(
     C.check_flag(training, "training", what)
     momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")
-    low = _low_precision(x)
-    ct = torch.float32 if low else x.dtype  # the dtype of the statistics and the scale
+    ct = torch.float32 if _low_precision(x) else x.dtype  # of the statistics and the scale
     n = b * math.prod(x.shape[3:])
-    # the slots of each order m >= 1: 2 (planar pairs), 2l + 1 (SO(3))
-    sizes = torch.arange(3, 2 * max_order + 2, 2, device=x.device) if volume else 2
     if statistics == "field":
         return _field_batch_norm(x, (running_mean, running_var, weight, bias), training,
                                  momentum, eps, ct, n)
+    xc = x.to(ct)  # one cast for the statistics and the affine (x itself unless half)
     if training and n > 0:
-        a0 = x[:, :, 0].to(ct)
-        var0, mean0 = torch.var_mean(a0, dim=(0, *[d - 1 for d in space]), unbiased=False)
-        if not max_order:
-            var_m = a0.new_zeros(c, 0)
-        elif volume:
-            var_m = H3._order_sq(x, max_order).to(ct).mean(dim=(0, *space)) / sizes
+        if volume:
+            a0 = xc[:, :, :1]
+            var0, mean0 = torch.var_mean(a0, dim=(0, *space), unbiased=False)  # (C, 1)
+            # the 2l + 1 slots of each order l >= 1
+            sizes = torch.arange(3, 2 * max_order + 2, 2, device=x.device)
+            var_m = (H3._order_sq(x, max_order).to(ct).mean(dim=(0, *space)) / sizes
+                     if max_order else a0.new_zeros(c, 0))
+            stat = torch.cat([var0, var_m], dim=1)
         else:
-            var_m = _pair_sq(x).to(ct).mean(dim=(0, *space)) / 2
+            # every slot at once: order 0's variance, and for the pairs E|v_m|^2 / 2, the
+            # mean over the pair of each slot's E x^2 = var + mean^2 (no cancellation: both
+            # terms are >= 0)
+            var, mean = torch.var_mean(xc, dim=(0, *space), unbiased=False)  # (C, F)
+            mean0 = mean[:, :1]
+            stat = var[:, :1] if not max_order else torch.cat(
+                [var[:, :1], torch.addcmul(var, mean, mean)[:, 1:].view(c, max_order, 2)
+                 .mean(2)], dim=1)  # (C, M + 1)
         if running_mean is not None and running_var is not None:
             _check_captured(mean0, running_mean, running_var)
             with torch.no_grad():
-                unb = var0 * (n / max(n - 1, 1))
-                _update(running_mean, mean0, momentum)
-                _update(running_var, torch.cat([unb[:, None], var_m], dim=1), momentum)
+                _update_stats(running_mean, running_var, mean0, stat, momentum, n)
     elif training:  # empty batch: nothing to estimate; running statistics untouched
-        mean0 = x.new_zeros(c, dtype=ct)
-        var0 = x.new_ones(c, dtype=ct)
-        var_m = x.new_ones(c, max_order, dtype=ct)
+        mean0 = x.new_zeros(c, 1, dtype=ct)
+        stat = None
     else:
         if running_mean is None or running_var is None:
             raise ValueError("harmonic_batch_norm in eval mode needs running_mean and "
                              "running_var (or training=True)")
-        mean0 = running_mean.to(ct)
-        var0, var_m = running_var[:, 0].to(ct), running_var[:, 1:].to(ct)
-    if training and n == 0:
-        scale = x.new_ones(c, max_order + 1, dtype=ct)
-    else:
-        scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt()  # (C, M+1)
+        mean0, stat = running_mean.to(ct)[:, None], running_var.to(ct)
+    # (C, M+1); the empty batch of a training call is scaled by 1
+    scale = x.new_ones(c, max_order + 1, dtype=ct) if stat is None else (stat + eps).rsqrt()
     if weight is not None:
         scale = scale * weight.to(ct)
-    # per-slot scale: order 0 once, each order m on its slots: expanded views, concatenated (no
-    # index tensor: building one on CUDA copies it from the host and stalls the queue, three
-    # host-device syncs per step of an SO(2) CNN on an H200; no device sync, a meta shape, and
-    # ONNX-exportable, which repeat_interleave with output_size is not)
-    c = scale.shape[0]
-    slot = torch.cat([scale[:, :1]] + [scale[:, m:m + 1].expand(c, 2 * m + 1 if volume else 2)
-                                       for m in range(1, max_order + 1)], dim=1)
-    return _affine(x, slot, mean0, bias, ct)
+    # per-slot scale: order 0 once, each order m on its slots; views, no index tensor (building
+    # one on CUDA copies it from the host and stalls the queue, three host-device syncs per step
+    # of an SO(2) CNN on an H200; no device sync, a meta shape, and ONNX-exportable, which
+    # repeat_interleave with output_size is not)
+    if volume:
+        slot = torch.cat([scale[:, :1]] + [scale[:, m:m + 1].expand(c, 2 * m + 1)
+                                           for m in range(1, max_order + 1)], dim=1)
+    else:  # [s_0, s_0, s_1, s_1, ...] less its first entry
+        slot = scale[:, :, None].expand(c, max_order + 1, 2).reshape(c, f + 1)[:, 1:]
+    return _affine(x, xc, slot, mean0, bias)
 
 
-def _affine(x: torch.Tensor, slot: torch.Tensor, mean0: torch.Tensor,
-            bias: torch.Tensor | None, ct: torch.dtype) -> torch.Tensor:
-    """``x`` times the per-slot scale ``slot`` ``(C, F)`` (weights included), order 0 centred
-    on ``mean0`` and shifted by ``bias`` (the shift sits on order 0 only), computed in ``ct``
-    (float32 for half-precision inputs) and returned in ``x``'s dtype."""
+def _update_stats(running_mean: torch.Tensor, running_var: torch.Tensor, mean0: torch.Tensor,
+                  stat: torch.Tensor, momentum: float, n: int) -> None:
+    """The running averages (in place, under ``no_grad``): ``running_mean`` of ``mean0``
+    ``(C, 1)``, ``running_var`` of ``stat`` ``(C, K)`` with its column 0 (a variance about
+    the mean) unbiased, times ``n / (n - 1)``, as ``nn.BatchNorm``."""
+    unbias = n / max(n - 1, 1)
+    if _low_precision(running_mean) or _low_precision(running_var):
+        _update(running_mean, mean0[:, 0], momentum)
+        _update(running_var, torch.cat([stat[:, :1] * unbias, stat[:, 1:]], dim=1), momentum)
+        return
+    # (1 - m) old + m new as one op; column 0 then gets m (unbias - 1) var_0 more, so it
+    # averages the unbiased variance
+    running_mean.lerp_(mean0[:, 0].to(running_mean.dtype), momentum)
+    running_var.lerp_(stat.to(running_var.dtype), momentum)
+    if unbias != 1:
+        running_var[:, 0].add_(stat[:, 0].to(running_var.dtype), alpha=momentum * (unbias - 1))
+
+
+def _affine(x: torch.Tensor, xc: torch.Tensor, slot: torch.Tensor, mean0: torch.Tensor,
+            bias: torch.Tensor | None) -> torch.Tensor:
+    """``x`` (cast to the statistics' dtype: ``xc``) times the per-slot scale ``slot``
+    ``(C, F)`` (weights included), order 0 centred on ``mean0`` ``(C, 1)`` and shifted by
+    ``bias`` (the shift sits on order 0 only), as one ``addcmul``; returned in ``x``'s
+    dtype."""
     c, f = slot.shape
-    shift0 = -mean0 * slot[:, 0]
-    if bias is not None:
-        shift0 = shift0 + bias.to(ct)
-    shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
+    # order 0's shift bias - mean0 * s_0, then zeros on the other slots
+    shift0 = (torch.mul(mean0, slot[:, :1]).neg_() if bias is None else
+              torch.addcmul(bias.to(xc.dtype)[:, None], mean0, slot[:, :1], value=-1))
     view = (1, c, f) + (1,) * (x.dim() - 3)
-    if _low_precision(x):
-        return (x.to(ct) * slot.reshape(view) + shift.view(view)).to(x.dtype)
-    return x * slot.reshape(view) + shift.view(view)
+    shift = F.pad(shift0, (0, f - 1)) if f > 1 else shift0
+    return torch.addcmul(shift.view(view), xc, slot.reshape(view)).to(x.dtype)
 
 
 def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: float,
@@ -201,8 +222,8 @@ def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: f
         if running_mean is not None and running_var is not None:
             _check_captured(mean0, running_mean, running_var)
             with torch.no_grad():
-                _update(running_mean, mean0, momentum)
-                _update(running_var, (var * (n / max(n - 1, 1)))[:, None], momentum)
+                _update_stats(running_mean, running_var, mean0[:, None], var[:, None],
+                              momentum, n)
     elif training:  # empty batch: nothing to estimate; running statistics untouched
         var, mean0 = x.new_ones(c, dtype=ct), x.new_zeros(c, dtype=ct)
     else:
@@ -213,4 +234,4 @@ def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: f
     scale = x.new_ones(c, dtype=ct) if training and n == 0 else (var + eps).rsqrt()
     if weight is not None:
         scale = scale * weight[:, 0].to(ct)
-    return _affine(x, scale[:, None].expand(c, f), mean0, bias, ct)
+    return _affine(x, x.to(ct), scale[:, None].expand(c, f), mean0[:, None], bias)

@@ -1,0 +1,142 @@
+"""The harmonic layers' fewer-op formulations (one ``var_mean`` over every slot, one
+``addcmul`` affine, running averages by ``lerp_``; split views instead of per-order slices)
+equal their former per-order formulations, kept here as the specification, to float
+rounding: outputs, every gradient and the running statistics. Each comparison has a negative
+control, a deliberately wrong reference the same check must reject."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from equilayers.functional import harmonic_batch_norm, norm_nonlinearity
+
+DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def _tol(dtype: torch.dtype) -> dict:
+    return {"rtol": 2e-2, "atol": 2e-2} if dtype in (torch.float16, torch.bfloat16) else {}
+
+
+# ------------------------------------------------------------------ the former formulations
+def _pair_sq(x: torch.Tensor) -> torch.Tensor:
+    b, c, f, h, w = x.shape
+    v = x[:, :, 1:].float() if x.dtype in (torch.float16, torch.bfloat16) else x[:, :, 1:]
+    return (v * v).view(b, c, (f - 1) // 2, 2, h, w).sum(3)
+
+
+def _ref_norm_nonlinearity(x, bias, m, function, eps=1e-6, order0="function", broken=False):
+    """Per order: slices of ``x`` and ``bias``, the norm of each pair (``broken``: of each
+    slot alone, which is not the map)."""
+    if order0 == "norm":
+        a0 = x[:, :, :1]
+        out0 = torch.sign(a0) * function(
+            a0.abs() if bias is None else a0.abs() + bias[None, :, :1, None, None])
+    else:
+        out0 = function(x[:, :, :1] if bias is None else x[:, :, :1]
+                        + bias[None, :, :1, None, None])
+    if m == 0:
+        return out0
+    b, c, f, h, w = x.shape
+    sq = _pair_sq(x)
+    if broken:
+        sq = x[:, :, 1::2].to(sq.dtype) ** 2 * 2
+    norm = (sq + eps).sqrt()
+    arg = norm if bias is None else norm + bias[None, :, 1:, None, None]
+    scale = function(arg) / norm
+    pairs = (x[:, :, 1:].view(b, c, m, 2, h, w) * scale.unsqueeze(3)).to(x.dtype)
+    return torch.cat([out0, pairs.view(b, c, f - 1, h, w)], dim=2)
+
+
+def _ref_batch_norm(x, m, rm, rv, weight, bias, momentum=0.1, eps=1e-5, broken=False):
+    """Training mode, statistics per order: order 0 by ``var_mean`` of its slot, the pairs by
+    their mean squared magnitude (``broken``: centred, which is not the layer)."""
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    ct = torch.float32 if low else x.dtype
+    b, c, f, h, w = x.shape
+    n = b * h * w
+    var0, mean0 = torch.var_mean(x[:, :, 0].to(ct), dim=(0, 2, 3), unbiased=False)
+    sq = _pair_sq(x - x.mean((0, 3, 4), keepdim=True) if broken else x).to(ct)
+    var_m = sq.mean(dim=(0, 3, 4)) / 2
+    with torch.no_grad():
+        rm.mul_(1 - momentum).add_(momentum * mean0.to(rm.dtype))
+        rv.mul_(1 - momentum).add_(momentum * torch.cat(
+            [(var0 * n / (n - 1))[:, None], var_m], 1).to(rv.dtype))
+    scale = torch.cat([var0[:, None], var_m], dim=1).add(eps).rsqrt() * weight.to(ct)
+    slot = torch.cat([scale[:, :1]] + [scale[:, k:k + 1].expand(c, 2)
+                                       for k in range(1, m + 1)], dim=1)
+    shift0 = -mean0 * slot[:, 0] + bias.to(ct)
+    shift = torch.cat([shift0[:, None], shift0.new_zeros(c, f - 1)], dim=1)
+    view = (1, c, f, 1, 1)
+    return (x.to(ct) * slot.reshape(view) + shift.view(view)).to(x.dtype)
+
+
+# ------------------------------------------------------------------------------- the tests
+def _grads(y, inputs, gen):
+    g = torch.randn(y.shape, generator=gen).to(y.dtype)
+    return (y, *torch.autograd.grad(y, inputs, g))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [0, 1, 3])
+@pytest.mark.parametrize("order0", ["function", "norm"])
+@pytest.mark.parametrize("function", [F.relu, torch.tanh])
+def test_norm_nonlinearity_equals_the_per_order_formulation(gen, dtype, m, order0, function):
+    x = (torch.randn(2, 3, 2 * m + 1, 4, 5, generator=gen) * 2).to(dtype).requires_grad_()
+    bias = torch.randn(3, m + 1, generator=gen).to(dtype).requires_grad_()
+    for b in (bias, None):
+        inputs = [x] if b is None else [x, b]
+        got = _grads(norm_nonlinearity(x, b, m, function, order0=order0), inputs,
+                     torch.Generator().manual_seed(1))
+        want = _grads(_ref_norm_nonlinearity(x, b, m, function, order0=order0), inputs,
+                      torch.Generator().manual_seed(1))
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)  # same ops: exact
+        for g, w in zip(got[1:], want[1:], strict=True):
+            torch.testing.assert_close(g, w, **_tol(dtype))
+
+
+def test_norm_nonlinearity_comparison_rejects_a_wrong_reference(gen):
+    x = torch.randn(2, 3, 5, 4, 5, generator=gen, dtype=torch.float64)
+    bias = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(norm_nonlinearity(x, bias, 2),
+                                   _ref_norm_nonlinearity(x, bias, 2, F.relu, broken=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [0, 1, 3])
+def test_batch_norm_equals_the_per_order_formulation(gen, dtype, m):
+    pdt = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    x = (torch.randn(4, 3, 2 * m + 1, 5, 6, generator=gen) * 3 + 1).to(dtype).requires_grad_()
+    weight = (torch.rand(3, m + 1, generator=gen) + 0.5).to(pdt).requires_grad_()
+    bias = torch.randn(3, generator=gen).to(pdt).requires_grad_()
+    rm, rv = torch.randn(3, generator=gen).to(pdt), (torch.rand(3, m + 1, generator=gen) + 0.5)
+    rv = rv.to(pdt)
+    rm2, rv2 = rm.clone(), rv.clone()
+    got = _grads(harmonic_batch_norm(x, m, rm, rv, weight, bias, True), [x, weight, bias],
+                 torch.Generator().manual_seed(1))
+    want = _grads(_ref_batch_norm(x, m, rm2, rv2, weight, bias), [x, weight, bias],
+                  torch.Generator().manual_seed(1))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **_tol(dtype))
+    torch.testing.assert_close(rm, rm2)
+    torch.testing.assert_close(rv, rv2)
+    # eval mode with those running statistics: the affine alone
+    y = harmonic_batch_norm(x, m, rm, rv, weight, bias, False)
+    scale = (rv + 1e-5).rsqrt() * weight
+    slot = torch.cat([scale[:, :1]] + [scale[:, k:k + 1].expand(3, 2)
+                                       for k in range(1, m + 1)], 1)[None, :, :, None, None]
+    want_eval = x.to(pdt) * slot
+    want_eval[:, :, 0] += (bias - rm * scale[:, 0])[None, :, None, None]
+    torch.testing.assert_close(y, want_eval.to(dtype), **_tol(dtype))
+
+
+def test_batch_norm_comparison_rejects_a_wrong_reference(gen):
+    x = torch.randn(4, 3, 5, 5, 6, generator=gen, dtype=torch.float64) + 1
+    w, b = torch.ones(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    state = [torch.zeros(3, dtype=torch.float64), torch.ones(3, 3, dtype=torch.float64)]
+    got = harmonic_batch_norm(x, 2, *[t.clone() for t in state], w, b, True)
+    torch.testing.assert_close(got, _ref_batch_norm(x, 2, *[t.clone() for t in state], w, b))
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(got, _ref_batch_norm(x, 2, *state, w, b, broken=True))
