@@ -140,3 +140,39 @@ def test_batch_norm_comparison_rejects_a_wrong_reference(gen):
     torch.testing.assert_close(got, _ref_batch_norm(x, 2, *[t.clone() for t in state], w, b))
     with pytest.raises(AssertionError):
         torch.testing.assert_close(got, _ref_batch_norm(x, 2, *state, w, b, broken=True))
+
+
+# ------------------------------------------------------- the hand-written batch-norm backward
+def _bn_inputs(gen, m, dtype=torch.float64):
+    x = (torch.randn(3, 2, 2 * m + 1, 3, 4, generator=gen, dtype=dtype) + 0.5).requires_grad_()
+    w = (torch.rand(2, m + 1, generator=gen, dtype=dtype) + 0.5).requires_grad_()
+    b = torch.randn(2, generator=gen, dtype=dtype).requires_grad_()
+    return x, w, b
+
+
+def _bn(x, w, b, m, eps=1e-5):
+    return harmonic_batch_norm(x, m, None, None, w, b, True, eps=eps)
+
+
+@pytest.mark.parametrize("m", [0, 1, 2])
+def test_batch_norm_hand_backward_gradcheck(gen, m):
+    x, w, b = _bn_inputs(gen, m)
+    assert "_PlanarBatchNorm" in type(_bn(x, w, b, m).grad_fn).__name__  # the fast path
+    torch.autograd.gradcheck(lambda *a: _bn(*a, m), (x, w, b))
+    torch.autograd.gradgradcheck(lambda *a: _bn(*a, m), (x, w, b))  # create_graph: plain ops
+    torch.autograd.gradcheck(lambda x: _bn(x, None, None, m), (x,))
+
+
+@pytest.mark.parametrize("m", [0, 2])
+def test_batch_norm_hand_backward_equals_autograd_of_the_plain_ops(gen, m):
+    """torch.func.vjp takes the plain ops (no custom Function under transforms): the same
+    gradients, and a different eps (the negative control) does not give them."""
+    x, w, b = _bn_inputs(gen, m)
+    g = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    fast = torch.autograd.grad(_bn(x, w, b, m), (x, w, b), g)
+    plain = torch.func.vjp(lambda *a: _bn(*a, m), x, w, b)[1](g)
+    for u, v in zip(fast, plain, strict=True):
+        torch.testing.assert_close(u, v)
+    other = torch.func.vjp(lambda *a: _bn(*a, m, eps=1e-1), x, w, b)[1](g)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(fast[0], other[0])

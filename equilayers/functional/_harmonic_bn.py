@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike
+from ..kernels._dispatch import transforms_active
 from . import _harmonic3d as H3
 from ._harmonic import _low_precision, _volume_fields, check_harmonic
 
@@ -140,19 +141,13 @@ def harmonic_batch_norm(
             var_m = (H3._order_sq(x, max_order).to(ct).mean(dim=(0, *space)) / sizes
                      if max_order else a0.new_zeros(c, 0))
             stat = torch.cat([var0, var_m], dim=1)
+        elif _hand_backward(x, weight, bias):
+            y, mean0, stat = _PlanarBatchNorm.apply(x, weight, bias, max_order, eps)
+            _track(running_mean, running_var, mean0, stat, momentum, n)
+            return y
         else:
-            # every slot at once: order 0's variance, and for the pairs E|v_m|^2 / 2, the
-            # mean over the pair of each slot's E x^2 = var + mean^2 (no cancellation: both
-            # terms are >= 0)
-            var, mean = torch.var_mean(xc, dim=(0, *space), unbiased=False)  # (C, F)
-            mean0 = mean[:, :1]
-            stat = var[:, :1] if not max_order else torch.cat(
-                [var[:, :1], torch.addcmul(var, mean, mean)[:, 1:].view(c, max_order, 2)
-                 .mean(2)], dim=1)  # (C, M + 1)
-        if running_mean is not None and running_var is not None:
-            _check_captured(mean0, running_mean, running_var)
-            with torch.no_grad():
-                _update_stats(running_mean, running_var, mean0, stat, momentum, n)
+            mean0, stat = _planar_stats(xc, max_order)
+        _track(running_mean, running_var, mean0, stat, momentum, n)
     elif training:  # empty batch: nothing to estimate; running statistics untouched
         mean0 = x.new_zeros(c, 1, dtype=ct)
         stat = None
@@ -172,9 +167,117 @@ def harmonic_batch_norm(
     if volume:
         slot = torch.cat([scale[:, :1]] + [scale[:, m:m + 1].expand(c, 2 * m + 1)
                                            for m in range(1, max_order + 1)], dim=1)
-    else:  # [s_0, s_0, s_1, s_1, ...] less its first entry
-        slot = scale[:, :, None].expand(c, max_order + 1, 2).reshape(c, f + 1)[:, 1:]
+    else:
+        slot = _pair_slots(scale)
     return _affine(x, xc, slot, mean0, bias)
+
+
+def _planar_stats(xc: torch.Tensor, max_order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean0, stat)`` of planar fields ``xc`` ``(B, C, 2M+1, H, W)``: order 0's mean ``(C,
+    1)``, and ``(C, M + 1)`` its variance then each order's ``E|v_m|^2 / 2``, every slot in
+    one ``var_mean``: a pair's ``E|v_m|^2 / 2`` is the mean over the pair of each slot's ``E
+    x^2 = var + mean^2`` (no cancellation: both terms are >= 0)."""
+    c = xc.shape[1]
+    var, mean = torch.var_mean(xc, dim=(0, 3, 4), unbiased=False)  # (C, F)
+    if not max_order:
+        return mean, var
+    pairs = torch.addcmul(var, mean, mean)[:, 1:].view(c, max_order, 2).mean(2)
+    return mean[:, :1], torch.cat([var[:, :1], pairs], dim=1)
+
+
+def _pair_slots(per_order: torch.Tensor) -> torch.Tensor:
+    """``(C, M + 1) -> (C, 2M + 1)``: order 0 once, each order m >= 1 on its two slots (``[s_0,
+    s_0, s_1, s_1, ...]`` less its first entry: one expand, no index tensor)."""
+    c, k = per_order.shape
+    return per_order[:, :, None].expand(c, k, 2).reshape(c, 2 * k)[:, 1:]
+
+
+def _track(running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+           mean0: torch.Tensor, stat: torch.Tensor, momentum: float, n: int) -> None:
+    if running_mean is not None and running_var is not None:
+        _check_captured(mean0, running_mean, running_var)
+        with torch.no_grad():
+            _update_stats(running_mean, running_var, mean0, stat, momentum, n)
+
+
+def _hand_backward(x: torch.Tensor, weight: torch.Tensor | None,
+                   bias: torch.Tensor | None) -> bool:
+    """Whether a training call takes :class:`_PlanarBatchNorm`: a gradient is wanted and
+    plain autograd runs (not under ``torch.func`` transforms, forward-mode AD, tracing,
+    ``torch.compile`` or autocast: plain ops there)."""
+    return (torch.is_grad_enabled()
+            and any(t is not None and t.requires_grad for t in (x, weight, bias))
+            and not torch.compiler.is_compiling() and not transforms_active()
+            and not torch.jit.is_tracing() and not C.autocast_on(x.device.type))
+
+
+def _planar_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                  max_order: int, eps: float) -> tuple[torch.Tensor, ...]:
+    """Training-mode output of planar fields with statistics per order, in plain ops:
+    ``(y, mean0, stat, r, scale, slot)`` (``r = (stat + eps)^-1/2``, ``scale = r weight``)."""
+    xc = x.to(torch.float32 if _low_precision(x) else x.dtype)
+    mean0, stat = _planar_stats(xc, max_order)
+    r = (stat + eps).rsqrt()
+    scale = r if weight is None else r * weight.to(r.dtype)
+    slot = _pair_slots(scale)
+    return _affine(x, xc, slot, mean0, bias), mean0, stat, r, scale, slot
+
+
+class _PlanarBatchNorm(torch.autograd.Function):
+    """Training-mode :func:`harmonic_batch_norm` of planar fields (statistics per order) with a
+    hand-written backward: a dozen small ops on ``(C, F)`` sums instead of autograd through
+    ``var_mean``, the pair means and the per-slot expansion (93 -> about 60 aten ops per
+    forward+backward at ``(2, 8, 5, 8, 8)``). ``create_graph=True`` differentiates the plain
+    formulation instead (second derivatives).
+
+    With ``s = w r`` per order: order 0 is ``nn.BatchNorm``'s backward, ``dx = s g + k_0 x +
+    c_0`` with ``k_0 = -s r^2 D_0 / n``, ``c_0 = -k_0 mu - s G_0 / n``; a pair slot
+    ``dx = s g + k_m x``, ``k_m = -s r^2 P_m / (2 n)``; ``dw = r [D_0, P_m]``, ``db = G_0``,
+    where ``G = sum g``, ``D_0 = sum g (a_0 - mu)``, ``P_m = sum g . v_m`` over ``B, H, W``
+    (and the pair)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, max_order, eps):
+        y, mean0, stat, r, scale, slot = _planar_train(x, weight, bias, max_order, eps)
+        ctx.save_for_backward(x, weight, bias, mean0, r, scale, slot)
+        ctx.args = (max_order, eps)
+        ctx.mark_non_differentiable(mean0, stat)
+        ctx.set_materialize_grads(False)  # no zero gradients built for mean0 and stat
+        return y, mean0, stat
+
+    @staticmethod
+    def backward(ctx, gy, _gm, _gs):
+        x, weight, bias, mean0, r, scale, slot = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        if gy is None:  # y did not reach the loss
+            return None, None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
+            ins = [t for t, nd in zip((x, weight, bias), need, strict=True) if nd]
+            with torch.enable_grad():
+                y = _planar_train(x, weight, bias, *ctx.args)[0]
+            got = iter(torch.autograd.grad(y, ins, gy, create_graph=True))
+            return (*(next(got) if nd else None for nd in need), None, None)
+        b, c, f, h, w = x.shape
+        n = b * h * w
+        ct = slot.dtype
+        g, xc = gy.to(ct), x.to(ct)
+        g0 = g.sum((0, 3, 4))  # (C, F)
+        # sum g (x - mu) per slot (mu on slot 0 only), then per order [D_0, P_1, ..., P_M]
+        d = torch.addcmul((g * xc).sum((0, 3, 4)), g0, F.pad(mean0, (0, f - 1)), value=-1)
+        d = F.pad(d, (1, 0)).view(c, f // 2 + 1, 2).sum(2)
+        gw = r * d if need[1] else None
+        gb = g0[:, 0] if need[2] else None
+        gx = None
+        if need[0]:
+            k = scale * r * r * d
+            k[:, 1:].mul_(0.5)  # a pair averages 2 n squares
+            k.mul_(-1 / n)
+            c0 = torch.addcmul(k[:, :1] * mean0, scale[:, :1], g0[:, :1], value=1 / n).neg_()
+            view = (1, c, f, 1, 1)
+            gx = torch.addcmul(torch.addcmul(F.pad(c0, (0, f - 1)).view(view), xc,
+                                             _pair_slots(k).reshape(view)),
+                               g, slot.reshape(view)).to(x.dtype)
+        return gx, gw, gb, None, None
 
 
 def _update_stats(running_mean: torch.Tensor, running_var: torch.Tensor, mean0: torch.Tensor,
