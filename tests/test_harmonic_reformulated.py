@@ -176,3 +176,34 @@ def test_batch_norm_hand_backward_equals_autograd_of_the_plain_ops(gen, m):
     other = torch.func.vjp(lambda *a: _bn(*a, m, eps=1e-1), x, w, b)[1](g)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(fast[0], other[0])
+
+
+# ------------------------------------------------------------ the hand-written norm-ReLU backward
+@pytest.mark.parametrize("m", [1, 2])
+def test_norm_relu_hand_backward_gradcheck(gen, m):
+    x = torch.randn(2, 3, 2 * m + 1, 3, 4, generator=gen, dtype=torch.float64)
+    x.requires_grad_()
+    bias = (torch.randn(3, m + 1, generator=gen, dtype=torch.float64) * 0.5).requires_grad_()
+    assert "_NormReLU" in type(norm_nonlinearity(x, bias, m).grad_fn).__name__  # the fast path
+    torch.autograd.gradcheck(lambda x, b: norm_nonlinearity(x, b, m), (x, bias))
+    torch.autograd.gradgradcheck(lambda x, b: norm_nonlinearity(x, b, m), (x, bias))
+    torch.autograd.gradcheck(lambda x: norm_nonlinearity(x, None, m), (x,))
+    torch.autograd.gradcheck(lambda b: norm_nonlinearity(x.detach(), b, m), (bias,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_norm_relu_hand_backward_equals_autograd_of_the_plain_ops(gen, dtype):
+    """torch.func.vjp takes the plain ops: the same gradients, with exact zeros and cut fields
+    in the input; a differently cut map (the negative control) does not give them."""
+    x = torch.randn(4, 3, 5, 6, 6, generator=gen, dtype=dtype)
+    x[0, :, 1:3] = 0  # |v| = sqrt(eps)
+    x = x.requires_grad_()
+    bias = torch.randn(3, 3, generator=gen, dtype=dtype).requires_grad_()
+    g = torch.randn(x.shape, generator=gen, dtype=dtype)
+    fast = torch.autograd.grad(norm_nonlinearity(x, bias, 2), (x, bias), g)
+    plain = torch.func.vjp(lambda x, b: norm_nonlinearity(x, b, 2), x, bias)[1](g)
+    for u, v in zip(fast, plain, strict=True):
+        torch.testing.assert_close(u, v)
+    other = torch.func.vjp(lambda x, b: norm_nonlinearity(x, b + 0.1, 2), x, bias)[1](g)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(fast[1], other[1])

@@ -24,6 +24,7 @@ from .. import _checks as C
 from ..groups import GroupLike, get
 from ..kernels._dispatch import transforms_active
 from . import _harmonic3d as H3
+from ._norm_map import norm_map
 from ._steerable_expand import expand_steerable
 
 __all__ = [
@@ -142,29 +143,7 @@ def norm_nonlinearity(
                              f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
                              f"shape {tuple(bias.shape)}")
         C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
-    b, _, f, h, w = x.shape
-    # order 0 and the pairs, and their biases: one view each (no per-order slices)
-    a0, rest = x.split([1, f - 1], dim=2) if max_order else (x, x)
-    b0 = bm = None
-    if bias is not None:
-        bv = bias.view(1, c, max_order + 1, 1, 1)
-        b0, bm = bv.split([1, max_order], dim=2) if max_order else (bv, bv)
-    if order0 == "norm":
-        mag = a0.abs()
-        out0 = torch.sign(a0) * function(mag if b0 is None else mag + b0)
-    else:
-        out0 = function(a0 if b0 is None else a0 + b0)
-    if max_order == 0:
-        return out0
-    # (B, C, M, 2, H, W); float32 for half inputs up to the product (cast back after it): a
-    # float16 pair of entries below 65504 can have a norm above it (cast back before the scale,
-    # inf / inf = NaN), and so can the scale's gradient, the sum of x * grad over the pair
-    pairs = rest.view(b, c, max_order, 2, h, w)
-    v = pairs.float() if _low_precision(pairs) else pairs
-    norm = ((v * v).sum(3) + eps).sqrt()
-    scale = function(norm if bm is None else norm + bm) / norm
-    out = (pairs * scale.unsqueeze(3)).to(x.dtype)
-    return torch.cat([out0, out.view(b, c, f - 1, h, w)], dim=2)
+    return norm_map(x, bias, max_order, function, eps, order0)
 
 
 def threshold_bias(bias: torch.Tensor | None, bias_form: str, order0: str, what: str
