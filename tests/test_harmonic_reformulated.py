@@ -207,3 +207,43 @@ def test_norm_relu_hand_backward_equals_autograd_of_the_plain_ops(gen, dtype):
     other = torch.func.vjp(lambda x, b: norm_nonlinearity(x, b + 0.1, 2), x, bias)[1](g)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(fast[1], other[1])
+
+
+# --------------------------------------------------------------- the fiber matmul and norm pool
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "channels_last", "empty"])
+def test_fiber_matmul_equals_einsum(gen, layout):
+    from equilayers.functional._fourier import _fiber_matmul
+
+    x = torch.randn(2, 3, 5, 6, 7, generator=gen, dtype=torch.float64)
+    if layout == "strided":
+        x = torch.randn(2, 3, 5, 6, 14, generator=gen, dtype=torch.float64)[..., ::2]
+    elif layout == "channels_last":
+        x = x.flatten(1, 2).contiguous(memory_format=torch.channels_last).unflatten(1, (3, 5))
+    elif layout == "empty":
+        x = x[:0]
+    mat = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    got = _fiber_matmul(x, mat)
+    torch.testing.assert_close(got, torch.einsum("ij,bcjhw->bcihw", mat, x))
+    if layout != "empty":  # negative control: the rows in another order
+        with pytest.raises(AssertionError):
+            torch.testing.assert_close(got, torch.einsum("ij,bcjhw->bcihw", mat.flip(0), x))
+
+
+@pytest.mark.parametrize("m", [0, 2])
+def test_norm_pool_split_buffers_equal_per_order_norms(gen, m):
+    from equilayers.functional import norm_pool
+
+    x = torch.randn(2, 3, 2 * m + 1, 4, 5, generator=gen, dtype=torch.float64)
+    x[0, :, :] = 0  # exact zeros: gradient 0 there
+    x.requires_grad_()
+    want = torch.cat([x[:, :, :1].abs()] + [x[:, :, 2 * k - 1:2 * k + 1].norm(dim=2, keepdim=True)
+                                            for k in range(1, m + 1)], 2).flatten(1, 2)
+    got = norm_pool(x, m)
+    torch.testing.assert_close(got, want)
+    g = torch.randn(got.shape, generator=gen, dtype=x.dtype)
+    gx = torch.autograd.grad(got, x, g)[0]
+    assert gx[0].eq(0).all()
+    torch.testing.assert_close(gx[1], torch.autograd.grad(want, x, g)[0][1])
+    with pytest.raises(AssertionError):  # negative control: orders in another order
+        torch.testing.assert_close(got, want.unflatten(1, (3, m + 1)).flip(2).flatten(1, 2)
+                                   if m else -want)

@@ -118,8 +118,12 @@ def _inverse_cpu(n: int, reflections: bool, max_order: int) -> torch.Tensor:
 
 
 def _fiber_matmul(x: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
-    """``out[:, :, i] = sum_j mat[i, j] x[:, :, j]``."""
-    return torch.einsum("ij,bcjhw->bcihw", mat.to(dtype=x.dtype, device=x.device), x)
+    """``out[:, :, i] = sum_j mat[i, j] x[:, :, j]``: one ``bmm`` of ``mat`` expanded over
+    the ``B C`` fibers (4 aten ops; ``einsum`` took 16, with a copy of ``x``)."""
+    b, c, f = x.shape[:3]
+    mat = mat.to(dtype=x.dtype, device=x.device)
+    out = torch.bmm(mat.expand(b * c, *mat.shape), x.reshape(b * c, f, math.prod(x.shape[3:])))
+    return out.view(b, c, mat.shape[0], *x.shape[3:])
 
 
 def _check_matrix(matrix: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Tensor:

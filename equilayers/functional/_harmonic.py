@@ -251,11 +251,13 @@ def _plain_norms(x: torch.Tensor) -> torch.Tensor:
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, M + 1, H, W)``: ``|a_0|`` and ``sqrt(c_m^2 + s_m^2)``, in one buffer."""
-    out = x.new_empty((*x.shape[:2], (x.shape[2] + 1) // 2, *x.shape[3:]))
-    torch.abs(x[:, :, :1], out=out[:, :, :1])
-    if x.shape[2] > 1:
-        sq = x[:, :, 1:] * x[:, :, 1:]
-        torch.sum(sq.unflatten(2, (-1, 2)), 3, out=out[:, :, 1:]).sqrt_()
+    f = x.shape[2]
+    out = x.new_empty((*x.shape[:2], (f + 1) // 2, *x.shape[3:]))
+    if f == 1:
+        return torch.abs(x, out=out)
+    (a0, v), (o0, ov) = x.split([1, f - 1], 2), out.split([1, f // 2], 2)
+    torch.abs(a0, out=o0)
+    torch.sum((v * v).unflatten(2, (-1, 2)), 3, out=ov).sqrt_()
     return out
 
 
@@ -298,10 +300,13 @@ class _NormPool(torch.autograd.Function):
                               (x[:, :, 1:].unflatten(2, (-1, 2))
                                * scale[:, :, 1:].unsqueeze(3)).flatten(2, 3)], 2)
         gx = torch.empty_like(x)
-        torch.mul(x[:, :, :1], scale[:, :, :1], out=gx[:, :, :1])
-        if x.shape[2] > 1:
-            torch.mul(x[:, :, 1:].unflatten(2, (-1, 2)), scale[:, :, 1:].unsqueeze(3),
-                      out=gx[:, :, 1:].unflatten(2, (-1, 2)))
+        f = x.shape[2]
+        if f == 1:
+            return torch.mul(x, scale, out=gx)
+        (a0, v), (s0, sv) = x.split([1, f - 1], 2), scale.split([1, f // 2], 2)
+        g0, gv = gx.split([1, f - 1], 2)
+        torch.mul(a0, s0, out=g0)
+        torch.mul(v.unflatten(2, (-1, 2)), sv.unsqueeze(3), out=gv.unflatten(2, (-1, 2)))
         return gx
 
 
