@@ -174,15 +174,16 @@ def harmonic_batch_norm(
 
 def _planar_stats(xc: torch.Tensor, max_order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean0, stat)`` of planar fields ``xc`` ``(B, C, 2M+1, H, W)``: order 0's mean ``(C,
-    1)``, and ``(C, M + 1)`` its variance then each order's ``E|v_m|^2 / 2``, every slot in
-    one ``var_mean``: a pair's ``E|v_m|^2 / 2`` is the mean over the pair of each slot's ``E
-    x^2 = var + mean^2`` (no cancellation: both terms are >= 0)."""
-    c = xc.shape[1]
-    var, mean = torch.var_mean(xc, dim=(0, 3, 4), unbiased=False)  # (C, F)
+    1)``, and ``(C, M + 1)`` its variance then each order's ``E|v_m|^2 / 2``, the squared norm
+    over the pair and ``B, H, W`` in one reduction (``var_mean`` over every slot would be one
+    op less, but measured 3x slower on CPU at (16, 16, 5, 32, 32))."""
+    b, c, f, h, w = xc.shape
+    a0, rest = xc.split([1, f - 1], dim=2)
+    var0, mean0 = torch.var_mean(a0, dim=(0, 3, 4), unbiased=False)  # (C, 1)
     if not max_order:
-        return mean, var
-    pairs = torch.addcmul(var, mean, mean)[:, 1:].view(c, max_order, 2).mean(2)
-    return mean[:, :1], torch.cat([var[:, :1], pairs], dim=1)
+        return mean0, var0
+    norm = torch.linalg.vector_norm(rest.view(b, c, max_order, 2, h, w), dim=(0, 3, 4, 5))
+    return mean0, torch.cat([var0, norm.square().div_(2 * b * h * w)], dim=1)
 
 
 def _pair_slots(per_order: torch.Tensor) -> torch.Tensor:
