@@ -180,31 +180,41 @@ def test_batch_norm_hand_backward_equals_autograd_of_the_plain_ops(gen, m):
 
 # ------------------------------------------------------------ the hand-written norm-ReLU backward
 @pytest.mark.parametrize("m", [1, 2])
-def test_norm_relu_hand_backward_gradcheck(gen, m):
+@pytest.mark.parametrize("order0", ["function", "norm"])
+def test_norm_relu_hand_backward_gradcheck(gen, m, order0):
     x = torch.randn(2, 3, 2 * m + 1, 3, 4, generator=gen, dtype=torch.float64)
     x.requires_grad_()
     bias = (torch.randn(3, m + 1, generator=gen, dtype=torch.float64) * 0.5).requires_grad_()
-    assert "_NormReLU" in type(norm_nonlinearity(x, bias, m).grad_fn).__name__  # the fast path
-    torch.autograd.gradcheck(lambda x, b: norm_nonlinearity(x, b, m), (x, bias))
-    torch.autograd.gradgradcheck(lambda x, b: norm_nonlinearity(x, b, m), (x, bias))
-    torch.autograd.gradcheck(lambda x: norm_nonlinearity(x, None, m), (x,))
-    torch.autograd.gradcheck(lambda b: norm_nonlinearity(x.detach(), b, m), (bias,))
+    def nl(x, b):
+        return norm_nonlinearity(x, b, m, order0=order0)
+
+    assert "_NormReLU" in type(nl(x, bias).grad_fn).__name__  # the fast path
+    torch.autograd.gradcheck(nl, (x, bias))
+    torch.autograd.gradgradcheck(nl, (x, bias))
+    torch.autograd.gradcheck(lambda x: nl(x, None), (x,))
+    torch.autograd.gradcheck(lambda b: nl(x.detach(), b), (bias,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_norm_relu_hand_backward_equals_autograd_of_the_plain_ops(gen, dtype):
+@pytest.mark.parametrize("order0", ["function", "norm"])
+def test_norm_relu_hand_backward_equals_autograd_of_the_plain_ops(gen, dtype, order0):
     """torch.func.vjp takes the plain ops: the same gradients, with exact zeros and cut fields
     in the input; a differently cut map (the negative control) does not give them."""
     x = torch.randn(4, 3, 5, 6, 6, generator=gen, dtype=dtype)
     x[0, :, 1:3] = 0  # |v| = sqrt(eps)
+    x[1, :, 0] = 0  # a_0 = 0: sign 0
     x = x.requires_grad_()
     bias = torch.randn(3, 3, generator=gen, dtype=dtype).requires_grad_()
     g = torch.randn(x.shape, generator=gen, dtype=dtype)
-    fast = torch.autograd.grad(norm_nonlinearity(x, bias, 2), (x, bias), g)
-    plain = torch.func.vjp(lambda x, b: norm_nonlinearity(x, b, 2), x, bias)[1](g)
+
+    def nl(x, b):
+        return norm_nonlinearity(x, b, 2, order0=order0)
+
+    fast = torch.autograd.grad(nl(x, bias), (x, bias), g)
+    plain = torch.func.vjp(nl, x, bias)[1](g)
     for u, v in zip(fast, plain, strict=True):
         torch.testing.assert_close(u, v)
-    other = torch.func.vjp(lambda x, b: norm_nonlinearity(x, b + 0.1, 2), x, bias)[1](g)
+    other = torch.func.vjp(lambda x, b: nl(x, b + 0.1), x, bias)[1](g)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(fast[1], other[1])
 

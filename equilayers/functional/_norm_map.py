@@ -53,27 +53,29 @@ def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
              order0: str) -> torch.Tensor:
     """``v_m -> v_m function(|v_m| + b_m) / |v_m|``, ``a_0 -> function(a_0 + b_0)`` (or the
     ``order0="norm"`` map): :class:`_NormReLU` where it applies, plain ops otherwise."""
-    if (function in _RELUS and order0 == "function" and max_order
+    if (function in _RELUS and max_order
             and x.dtype in (torch.float32, torch.float64) and torch.is_grad_enabled()
             and (x.requires_grad or (bias is not None and bias.requires_grad))
             and not torch.compiler.is_compiling() and not transforms_active()
             and not torch.jit.is_tracing() and not C.autocast_on(x.device.type)):
-        return _NormReLU.apply(x, bias, max_order, eps)
+        return _NormReLU.apply(x, bias, max_order, eps, order0)
     return _parts(x, bias, max_order, function, eps, order0)[0]
 
 
 class _NormReLU(torch.autograd.Function):
-    """The norm-ReLU (``function=relu``, ``order0="function"``, float32/float64) with a
-    hand-written backward (57 -> about 40 aten ops per forward+backward at ``(2, 8, 5, 8,
-    8)``). With ``G = sum_pair g . v``, ``f' = 1[|v| + b > 0]``: ``dv = g scale + v (f' -
-    scale) G / |v|^2``, ``db_m = sum f' G / |v|``; order 0 is ReLU's. ``create_graph=True``
+    """The norm-ReLU (``function=relu``, float32/float64) with a hand-written backward (57 ->
+    about 40 aten ops per forward+backward at ``(2, 8, 5, 8, 8)``). With ``G = sum_pair g .
+    v``, ``f' = 1[|v| + b > 0]``: ``dv = g scale + v (f' - scale) G / |v|^2``, ``db_m = sum
+    f' G / |v|``; order 0 is ReLU's, or with ``order0="norm"`` (``y_0 = sign(a_0) relu(|a_0|
+    + b_0)``) ``da_0 = g s^2``, ``db_0 = sum g s`` with ``s = sign(y_0)`` (0 where ``a_0 = 0``
+    or the ReLU cuts, as autograd of ``sign`` and ``abs``). ``create_graph=True``
     differentiates the plain ops instead (second derivatives)."""
 
     @staticmethod
-    def forward(ctx, x, bias, max_order, eps):
-        y, out0, fv, scale, norm = _parts(x, bias, max_order, F.relu, eps, "function")
+    def forward(ctx, x, bias, max_order, eps, order0):
+        y, out0, fv, scale, norm = _parts(x, bias, max_order, F.relu, eps, order0)
         ctx.save_for_backward(x, bias, out0, fv, scale, norm)
-        ctx.args = (max_order, eps)
+        ctx.args = (max_order, eps, order0)
         return y
 
     @staticmethod
@@ -83,19 +85,24 @@ class _NormReLU(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
             ins = [t for t, nd in zip((x, bias), need, strict=True) if nd]
             with torch.enable_grad():
-                y = _parts(x, bias, ctx.args[0], F.relu, ctx.args[1], "function")[0]
+                y = _parts(x, bias, ctx.args[0], F.relu, ctx.args[1], ctx.args[2])[0]
             got = iter(torch.autograd.grad(y, ins, gy, create_graph=True))
-            return (*(next(got) if nd else None for nd in need), None, None)
+            return (*(next(got) if nd else None for nd in need), None, None, None)
         b, c, f, h, w = x.shape
         m = ctx.args[0]
         g0, gr = gy.split([1, f - 1], dim=2)
         gp = gr.reshape(b, c, m, 2, h, w)
         pairs = x[:, :, 1:].view(b, c, m, 2, h, w)
-        ga0 = torch.ops.aten.threshold_backward(g0, out0, 0)  # ReLU's backward
+        if ctx.args[2] == "norm":
+            sign = out0.sign()
+            gb0 = g0 * sign  # the bias's gradient; times the sign again, x's
+            ga0 = gb0 * sign
+        else:
+            gb0 = ga0 = torch.ops.aten.threshold_backward(g0, out0, 0)  # ReLU's backward
         t = (gp * pairs).sum(3) / norm  # G / |v|
         u = torch.ops.aten.threshold_backward(t, fv, 0)  # f' G / |v|
         coef = torch.addcmul(u, t, scale, value=-1) / norm
         gx = torch.cat([ga0, torch.addcmul(gp * scale.unsqueeze(3), pairs, coef.unsqueeze(3))
                         .view(b, c, f - 1, h, w)], dim=2) if need[0] else None
-        gb = torch.cat([ga0.sum((0, 3, 4)), u.sum((0, 3, 4))], dim=1) if need[1] else None
-        return gx, gb, None, None
+        gb = torch.cat([gb0.sum((0, 3, 4)), u.sum((0, 3, 4))], dim=1) if need[1] else None
+        return gx, gb, None, None, None
