@@ -700,3 +700,15 @@ def test_inference_rows_are_modules_the_runner_moves():
     m = m.to(torch.float64)
     y = m(torch.randn(4, 3, dtype=torch.float64))
     assert y.dtype == torch.float64 and not y.requires_grad
+
+
+def test_host_harmonic_counts_ops_and_times_every_layer():
+    """``python -m benchmarks.host_harmonic``: a row per layer with times and aten op counts
+    (a forward+backward has more ops than its no-grad forward)."""
+    from benchmarks.host_harmonic import measure
+
+    rows = measure(reps=1)
+    assert {r["layer"] for r in rows} >= {"HarmonicBatchNorm (train)", "NormNonlinearity",
+                                          "NormPool", "so2_cnn(8) (train)"}
+    for r in rows:
+        assert r["fwd_us"] > 0 and r["fwd_bwd_us"] > 0 and 0 < r["fwd_ops"] < r["ops"], r
