@@ -227,7 +227,7 @@ def _planar_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tens
 class _PlanarBatchNorm(torch.autograd.Function):
     """Training-mode :func:`harmonic_batch_norm` of planar fields (statistics per order) with a
     hand-written backward: a dozen small ops on ``(C, F)`` sums instead of autograd through
-    ``var_mean``, the pair means and the per-slot expansion (93 -> about 60 aten ops per
+    ``var_mean``, the pair norms and the per-slot expansion (93 -> 68 aten ops per
     forward+backward at ``(2, 8, 5, 8, 8)``). ``create_graph=True`` differentiates the plain
     formulation instead (second derivatives).
 
