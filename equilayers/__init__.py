@@ -9,6 +9,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 from . import _quiet_cli, functional, groups, kernels, metrics, models, nn, testing  # noqa: F401
 from ._batchnorm import recalibrate_batch_norm
 from ._export import export
+from ._fx import leaf_modules, symbolic_trace
 from ._grid import Finding, check_grid
 from ._surgery import antialias
 from .groups import get as get_group
@@ -39,6 +40,8 @@ __all__ = [
     "export",
     "recalibrate_batch_norm",
     "antialias",
+    "symbolic_trace",
+    "leaf_modules",
     "check_grid",
     "Finding",
 ]

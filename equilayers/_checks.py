@@ -17,12 +17,13 @@ from typing import Any, Literal, overload
 
 import torch
 
+from ._proxy import proxy_fix
+
 __all__: list[str] = []
 
 #: ``nn.Conv2d``'s padding modes (``"zeros"`` pads with 0): the one list of padding modes.
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-#: The padding modes of the binomial blurs: the same four, listed (in their error messages)
-#: from their default ``"reflect"`` on.
+#: The binomial blurs' padding modes: the same four, from their default ``"reflect"`` on.
 BLUR_PADDING_MODES = tuple(PADDING_MODES[i] for i in (1, 2, 0, 3))
 #: The largest binomial filter.
 MAX_BLUR_SIZE = 7
@@ -96,9 +97,8 @@ def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = N
 
 
 def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> tuple[int, int]:
-    """A strided conv's ``padding`` as a pair: an int, a pair, or ``"valid"`` (no padding), as
-    ``nn.Conv2d`` takes them; ``"same"`` is refused as ``nn.Conv2d`` refuses it for strided
-    convs (``ValueError`` naming the int padding to use instead)."""
+    """A strided conv's ``padding`` (an int, a pair, ``"valid"``) as a pair; ``"same"`` is
+    refused as ``nn.Conv2d`` does (``ValueError`` naming the int padding to use instead)."""
     if isinstance(value, str):
         if value == "valid":
             return (0, 0)
@@ -112,11 +112,10 @@ def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> 
 
 def check_shift_list(value: Any, name: str = "shifts", what: str = "", *,
                      form: str = "integer pairs (dy, dx)") -> list[Any]:
-    """A list of shifts, each a sequence of ints that the caller checks (:func:`check_pair`),
-    as a list. ``ValueError`` when it is empty; ``TypeError`` for a string or a non-iterable,
-    and for a bare integer among the entries: ``shifts=(1, 2)`` reads as one shift by
-    ``(dy, dx) = (1, 2)``, but :func:`check_pair` would take each integer ``n`` as the shift
-    ``(n, n)``."""
+    """A list of shifts, each a sequence of ints that the caller checks (:func:`check_pair`).
+    ``ValueError`` when it is empty; ``TypeError`` for a string or a non-iterable, and for a
+    bare integer among the entries: ``shifts=(1, 2)`` reads as one shift by ``(1, 2)``, but
+    :func:`check_pair` would take each integer ``n`` as the shift ``(n, n)``."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise _err(TypeError, what, name, value, f"a list of {form}",
                    f"e.g. {name}=[(1, 2)] for one shift")
@@ -324,7 +323,8 @@ def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = Tr
     naming the dtype and the fix), with ``ndim`` dims (an int or the allowed ranks) or at
     least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes it)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}")
+        raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}"
+                        + proxy_fix(x))
     if floating and x.dtype not in _COMPUTE_DTYPES:
         raise TypeError(f"{_prefix(what)}{name} has dtype {x.dtype}, but it must be a "
                         f"floating-point tensor (float32, float64, float16 or bfloat16); "

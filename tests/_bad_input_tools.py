@@ -87,6 +87,8 @@ _REPORT_OK = {"in_rep": {"None": OK}}
 _KW = dict(kernel_size=3, stride=2, padding_mode="reflect")
 
 TOP: list[Case] = [
+    Case(equilayers.symbolic_trace, dict(root=nn.Sequential(nn.Conv2d(3, 4, 3))),
+         {"root": MODEL}),
     Case(equilayers.antialias, dict(model=nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1),
                                                          nn.MaxPool2d(2))),
          {"model": MODEL, "blur_size": INT, "mode": CHOICE,

@@ -31,6 +31,7 @@ FLOORS: dict[str, int] = {
     "equilayers._table": 0,
     "equilayers._rng": 0,
     "equilayers._host": 0,
+    "equilayers._proxy": 0,
     # 1: groups and how they act
     "equilayers.groups": 1,
     # 2: kernels: the ops' references, specs, fast paths, Triton kernels, the op table
@@ -58,6 +59,7 @@ FLOORS: dict[str, int] = {
     "equilayers._surgery": 6,
     "equilayers._export": 6,
     "equilayers._hooks": 6,
+    "equilayers._fx": 6,
     "equilayers.interop": 6,
     "equilayers._interop_tools": 6,
     "equilayers._interop_modules": 6,

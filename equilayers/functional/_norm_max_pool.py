@@ -53,6 +53,8 @@ def norm_max_pool2d(
     if max_order is None:
         if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] % 2 == 0:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            if isinstance(x, torch.fx.Proxy):
+                C.check_tensor(x, "x", "norm_max_pool2d")  # the TypeError naming the fx fix
             raise ValueError(f"norm_max_pool2d expects a harmonic field (B, C, 2M+1, H, W) with "
                              f"an odd fiber; got shape {shape}")
         max_order = (int(x.shape[2]) - 1) // 2  # int: a traced size is a tensor

@@ -49,7 +49,7 @@ def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
     a fiber of ``size`` slots (``None``: odd, harmonic); ``floating``: a floating-point one
     (``TypeError`` naming the dtype otherwise)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}")
+        raise TypeError(f"{what} expects a tensor; got {type(x).__name__}{C.proxy_fix(x)}")
     if floating:
         C.check_tensor(x, "x", what)
     if x.dim() != 3 + spatial_dim:

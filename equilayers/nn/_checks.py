@@ -55,7 +55,7 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
     functional), in the dtype of the module's parameter ``param`` (or a mismatch autocast or
     ``low_precision_input`` allows: :func:`equilayers._checks.check_dtype_match`)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{cls} expects a tensor; got {type(x).__name__}")
+        raise TypeError(f"{cls} expects a tensor; got {type(x).__name__}{C.proxy_fix(x)}")
     if x.dim() != ndim:
         layout = "(B, C, 2M+1, H, W)" if ndim == 5 else "(B, C, (M+1)^2, D, H, W)"
         raise ValueError(f"{cls} expects a {ndim}-D harmonic field {layout}; got shape "
@@ -99,7 +99,7 @@ def field_rank(x, module: nn.Module, ndim: int, what: str, lift: str) -> None:
     module's message, not its functional's."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module_label(module)} expects a {what}; got "
-                        f"{type(x).__name__}")
+                        f"{type(x).__name__}{C.proxy_fix(x)}")
     if x.dim() != ndim:
         fix = ""
         if x.dim() == ndim - 1:  # an image or volume: no fiber axis yet
@@ -194,6 +194,9 @@ def check_input_once(module: nn.Module, x, options: tuple,
     ``check_trace`` of ``torch.jit.trace`` failed.)"""
     key = None
     weight = module.weight
+    if isinstance(weight, torch.fx.Proxy) or isinstance(x, torch.fx.Proxy):
+        C.check_tensor(x if isinstance(x, torch.fx.Proxy) else weight, "x",
+                       type(module).__name__)  # the TypeError that names the fx fix
     assert isinstance(weight, torch.Tensor)  # the convs that call this have a weight
     if (isinstance(x, torch.Tensor) and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import proxy_fix
 from ..functional import _harmonic as H
 from ..functional import _harmonic_bn as HB
 from ..groups import FieldType, Group, GroupLike
@@ -433,6 +434,8 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
         return max_order
     if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] % 2 == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        if isinstance(x, torch.fx.Proxy):
+            raise TypeError(f"{cls} expects a tensor; got Proxy{proxy_fix(x)}")
         raise ValueError(f"{cls} expects a harmonic field (B, C, 2M+1, H, W) with an odd fiber; "
                          f"got shape {shape}")
     return (x.shape[2] - 1) // 2
