@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ..kernels import transforms_active
+from ._autograd import plain_autograd
 
 __all__ = ["group_batch_norm"]
 
@@ -127,10 +127,10 @@ def batch_norm_by_reductions(x: torch.Tensor, running_mean: torch.Tensor | None,
     n = x.numel() // max(x.shape[1], 1)
     if n <= 1:  # F.batch_norm's own error: "Expected more than 1 value per channel ..."
         return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
-    if transforms_active() or torch.compiler.is_compiling() or torch.jit.is_tracing():
-        y, mean, var = _by_reductions(x, weight, bias, eps)
-    else:
+    if plain_autograd(x, autocast=False):
         y, mean, var = _ByReductions.apply(x, weight, bias, eps)
+    else:
+        y, mean, var = _by_reductions(x, weight, bias, eps)
     if running_mean is not None and running_var is not None:
         with torch.no_grad():
             running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)

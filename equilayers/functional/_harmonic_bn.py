@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike
-from ..kernels._dispatch import transforms_active
 from . import _harmonic3d as H3
+from ._autograd import plain_autograd
 from ._harmonic import _low_precision, _volume_fields, check_harmonic
 
 __all__ = ["harmonic_batch_norm", "STATISTICS"]
@@ -208,8 +208,7 @@ def _hand_backward(x: torch.Tensor, weight: torch.Tensor | None,
     ``torch.compile`` or autocast: plain ops there)."""
     return (torch.is_grad_enabled()
             and any(t is not None and t.requires_grad for t in (x, weight, bias))
-            and not torch.compiler.is_compiling() and not transforms_active()
-            and not torch.jit.is_tracing() and not C.autocast_on(x.device.type))
+            and plain_autograd(x))
 
 
 def _planar_train(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,

@@ -8,8 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import _checks as C
-from ..kernels._dispatch import transforms_active
+from ._autograd import plain_autograd
 
 __all__ = ["norm_map"]
 
@@ -56,8 +55,7 @@ def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
     if (function in _RELUS and max_order
             and x.dtype in (torch.float32, torch.float64) and torch.is_grad_enabled()
             and (x.requires_grad or (bias is not None and bias.requires_grad))
-            and not torch.compiler.is_compiling() and not transforms_active()
-            and not torch.jit.is_tracing() and not C.autocast_on(x.device.type)):
+            and plain_autograd(x)):
         return _NormReLU.apply(x, bias, max_order, eps, order0)
     return _parts(x, bias, max_order, function, eps, order0)[0]
 
