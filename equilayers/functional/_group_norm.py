@@ -106,7 +106,8 @@ def split_batch_norm(x: torch.Tensor) -> bool:
     reductions take about 1 ms at any size (host-bound), so ``F.batch_norm`` keeps the maps
     below ~0.5M elements per channel (0.3-0.4 ms at 16K-131K; at 524K the two runs disagreed).
     ``benchmarks/gpu_profile.py``; ``benchmarks/results/cuda/session-2026-12-04-second.md``.
-    On CPU ``F.batch_norm`` is 2.7x faster than the reductions (measured here), so it stays."""
+    On CPU ``F.batch_norm`` was 2.7x faster than the plain-op reductions (a one-off timing on
+    this project's 2-core CPU, 2026-12-04, not in ``benchmarks/``), so it stays."""
     return x.device.type == "cuda" and x.numel() >= SPLIT_FROM * x.shape[1]
 
 
