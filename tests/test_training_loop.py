@@ -537,6 +537,29 @@ def test_empty_batch(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_zero_channels(name):
+    """An input with 0 channels gives the empty output of the right shape (and an empty
+    gradient) where the module takes any channel count, or a ValueError that quotes the input's
+    shape where it was built for a channel count; never torch's own error. GroupMaxPool2d,
+    GroupAvgPool2d/3d, GroupMaxPool3d, NormMaxPool and GaussianBlurPool2d raised torch's
+    RuntimeError ("Expected 3D or 4D ... tensor", "cannot reshape tensor of 0 elements"):
+    torch's pools refuse 0 channels where the other pools here return an empty map."""
+    m, args = _model(name)
+    ref = _first(_eval_out(m, args))
+    x = args[0].narrow(1, 0, 0).clone().requires_grad_(True)
+    for mode in (False, True):
+        m.train(mode)
+        try:
+            out = _first(m(x, *args[1:]))
+        except ValueError as e:
+            assert str(tuple(x.shape)) in str(e), str(e)
+            continue
+        assert out.shape == (ref.shape[0], 0, *ref.shape[2:])
+        out.sum().backward()
+        assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_model_to_channels_last_and_checkpoint(name):
     """``model.to(memory_format=torch.channels_last)`` works on every module (5-D weights
     included) and changes no output; a checkpoint saved with ``torch.save(state_dict)`` and

@@ -91,7 +91,11 @@ def blur_with(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int],
                          f"{h}+2*{padding[0]} x {w}+2*{padding[1]} (shape {tuple(x.shape)}); use "
                          "a larger input, more padding or a smaller sigma")
     planes = x.shape[-3]
-    flat = x.reshape(-1, planes, h, w)
+    if planes == 0:  # no channels: an empty batch of one plane (a 0-group conv is refused)
+        planes = 1
+        flat = x.reshape(0, 1, h, w)
+    else:
+        flat = x.reshape(-1, planes, h, w)
     weight = filt.to(dtype=x.dtype, device=x.device)[None, None].expand(planes, 1, k, k)
     y = F.conv2d(flat, weight, stride=stride, padding=padding, groups=planes)
     return y.reshape(*x.shape[:-2], *y.shape[-2:])

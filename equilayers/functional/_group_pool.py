@@ -132,7 +132,8 @@ def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> to
     else:
         args = (k, s, p, ceil_mode, *args)
     b, c, f, h, w = x.shape
-    y = fn(x.reshape(b, c * f, h, w), *args)
+    # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0 channels)
+    y = fn(x.reshape(b, c * f, h, w) if c * f else x.reshape(0, 1, h, w), *args)
     return y.reshape(b, c, f, y.shape[-2], y.shape[-1])
 
 

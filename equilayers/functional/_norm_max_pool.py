@@ -78,7 +78,9 @@ def norm_max_pool2d(
     if per == "field":  # orders summed in a fixed order: rotations and flips keep it exact
         sq = sq.sum(2, keepdim=True)
     groups = sq.shape[2]
-    _, idx = F.max_pool2d(sq.flatten(1, 2), k, s, p, d, ceil_mode, return_indices=True)
+    # no planes (C = 0): an empty batch instead, which max_pool2d takes (it refuses 0 channels)
+    planes = sq.flatten(1, 2) if c else sq.reshape(0, 1, h, w)
+    _, idx = F.max_pool2d(planes, k, s, p, d, ceil_mode, return_indices=True)
     ho, wo = idx.shape[-2:]
     idx = idx.view(b, c, groups, ho * wo)
     if per == "field":

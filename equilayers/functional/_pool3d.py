@@ -77,7 +77,8 @@ def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) ->
     if fn is F.max_pool3d:
         check_max_windows(x, k, args[1], p, d, ceil_mode, what)
     b, c, f = x.shape[:3]
-    y = fn(x.reshape(b, c * f, *x.shape[-3:]), *args)
+    # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0 channels)
+    y = fn(x.reshape(b, c * f, *x.shape[-3:]) if c * f else x.reshape(0, 1, *x.shape[-3:]), *args)
     return y.reshape(b, c, f, *y.shape[-3:])
 
 
