@@ -245,8 +245,8 @@ def _plain_norms(x: torch.Tensor) -> torch.Tensor:
     if x.shape[2] == 1:
         return a0
     sq = (x[:, :, 1:] * x[:, :, 1:]).unflatten(2, (-1, 2)).sum(3)
-    pos = sq > 0
-    return torch.cat([a0, torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0)], 2)
+    zero = sq == 0  # not ``sq > 0``: a NaN must stay NaN, not become a norm of 0
+    return torch.cat([a0, torch.where(zero, 0.0, torch.where(zero, 1.0, sq).sqrt())], 2)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -276,7 +276,7 @@ class _SafeSqrt(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (out,) = ctx.saved_tensors
-        return torch.where(out > 0, grad / (2 * out), 0.0)
+        return torch.where(out == 0, 0.0, grad / (2 * out))  # NaN stays NaN
 
 
 class _NormPool(torch.autograd.Function):
@@ -294,7 +294,7 @@ class _NormPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
-        scale = torch.where(out > 0, grad / out, 0.0)
+        scale = torch.where(out == 0, 0.0, grad / out)  # NaN stays NaN
         if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
             return torch.cat([x[:, :, :1] * scale[:, :, :1],
                               (x[:, :, 1:].unflatten(2, (-1, 2))

@@ -129,6 +129,6 @@ def norm_pool3d(x: torch.Tensor, max_order: int) -> torch.Tensor:
     if max_order == 0:
         return a0.reshape(b, c, *x.shape[3:])
     sq = _order_sq(x, max_order)
-    pos = sq > 0
-    norms = torch.where(pos, torch.where(pos, sq, 1.0).sqrt(), 0.0).to(x.dtype)
+    zero = sq == 0  # not ``sq > 0``: a NaN must stay NaN, not become a norm of 0
+    norms = torch.where(zero, 0.0, torch.where(zero, 1.0, sq).sqrt()).to(x.dtype)
     return torch.cat([a0, norms], dim=2).reshape(b, c * (max_order + 1), *x.shape[3:])
