@@ -231,17 +231,32 @@ def test_ddp_gloo_two_processes_same_gradients(tmp_path):
     batch) gives the gradients and parameters of one process on the full batch."""
     import _ddp
     import torch.distributed as dist
-    import torch.multiprocessing as mp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available in this build")
     out = tmp_path / "rank0.pt"
-    mp.spawn(_ddp.ddp_worker, args=(2, _ddp.free_port(), str(out)), nprocs=2, join=True)
+    _ddp.spawn(_ddp.ddp_worker, 2, str(out))
     got = torch.load(out)
     want = _ddp.single_process_step()
     assert set(got) == set(want)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-10, atol=1e-12, msg=k)
+
+
+def test_spawn_reruns_a_signal_death_once_and_only_that(tmp_path):
+    """``_ddp.spawn``'s rerun (a rank killed by a signal at teardown) is one rerun, with a
+    warning; a second death or a rank's exception fails the test (an exception at once)."""
+    import _ddp
+    import torch.multiprocessing as mp
+
+    with pytest.warns(RuntimeWarning, match="SIGKILL"):
+        _ddp.spawn(_ddp.abort_once_worker, 2, str(tmp_path / "once"))
+    with pytest.raises(mp.ProcessExitedException, match="SIGKILL"), \
+            pytest.warns(RuntimeWarning, match="SIGKILL"):
+        _ddp.spawn(_ddp.abort_always_worker, 2, str(tmp_path / "always"))
+    with pytest.raises(mp.ProcessRaisedException, match="rank 1 failed"):
+        _ddp.spawn(_ddp.raising_worker, 2, str(tmp_path / "raising"))
+    assert (tmp_path / "raising").read_text() == "ran\n"  # run once, not rerun
 
 
 def test_fsdp2_gloo_two_processes_same_step(tmp_path):
@@ -250,12 +265,11 @@ def test_fsdp2_gloo_two_processes_same_step(tmp_path):
     parameters of one process running the same two halves (batch statistics per half)."""
     import _ddp
     import torch.distributed as dist
-    import torch.multiprocessing as mp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available in this build")
     out = tmp_path / "rank0.pt"
-    mp.spawn(_ddp.fsdp_worker, args=(2, _ddp.free_port(), str(out)), nprocs=2, join=True)
+    _ddp.spawn(_ddp.fsdp_worker, 2, str(out))
     got = torch.load(out)
     want = _ddp.fsdp_single_process_step(2)
     assert set(got) == set(want)
