@@ -55,6 +55,9 @@ def test_group_pool_bad_input(gen):
         GroupPool("sum")
     with pytest.raises(ValueError, match="reduction='median' must be one of"):
         group_pool(_x(gen, 1, 1, 4, 2, 2), "median")
+    for reduction in ("max", "mean"):  # amax's IndexError, mean's NaN map
+        with pytest.raises(ValueError, match=r"fiber \(dim 2\) is empty.*\(2, 3, 0, 5, 5\)"):
+            GroupPool(reduction)(_x(gen, 2, 3, 0, 5, 5))
 
 
 def test_spatial_pools_match_per_slot(gen):

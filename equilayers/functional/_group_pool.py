@@ -110,6 +110,10 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
         raise ValueError(f"group_pool expects a 5-D (B, C, F, H, W) or 6-D (B, C, F, D, H, W) "
                          f"group feature map; got shape {tuple(x.shape)}")
     C.check_tensor(x, "x", "group_pool")  # floating point
+    if x.shape[2] == 0:  # amax's IndexError, mean's NaN
+        raise ValueError(f"group_pool: the fiber (dim 2) is empty, x of shape {tuple(x.shape)}; "
+                         "a group feature map holds |G| slots per field (or the harmonic "
+                         "coefficients) in dim 2")
     if reduction == "max":
         if (not (x.requires_grad and torch.is_grad_enabled()) or transforms_active()
                 or torch.jit.is_tracing()):
