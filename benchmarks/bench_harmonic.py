@@ -70,6 +70,62 @@ def _escnn_conv(group: str, c: int, k: int):
     return build, wrap
 
 
+class _AddcmulAffine(nn.Module):
+    """``m`` with the per-slot affine of the harmonic batch norms as the broadcasting
+    ``addcmul`` it was before ``F.batch_norm`` took it on the CPU, and its backward's sums and
+    ``dx`` as before (``sum``, ``(g * x).sum`` and two ``addcmul``): the before/after row. The
+    threshold is restored after the output's backward (a hook on its autograd node), or at
+    once when no graph was recorded."""
+
+    def __init__(self, m: nn.Module) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from equilayers.functional import _harmonic_bn
+
+        kept = _harmonic_bn.SCALE_SHIFT_BN_FROM
+
+        def restore(*_) -> None:
+            _harmonic_bn.SCALE_SHIFT_BN_FROM = kept
+
+        _harmonic_bn.SCALE_SHIFT_BN_FROM = float("inf")
+        try:
+            out = self.m(x)
+        except BaseException:
+            restore()
+            raise
+        if out.grad_fn is None:
+            restore()
+        else:
+            out.grad_fn.register_hook(restore)  # runs after that node's backward
+        return out
+
+
+def _batch_norm_cases(b: int, c: int, size: int) -> list[BenchCase]:
+    """HarmonicBatchNorm (orders 0..2) in training and in eval against ``nn.BatchNorm3d`` on
+    the same ``(B, C, 5, H, W)`` tensor, and with its former ``addcmul`` affine."""
+    from equilayers import nn as enn
+
+    out = []
+    for mode in ("train", "infer"):
+        tag = f"b{b} c{c} M2 {size}x{size} {mode}"
+        wrap = infer if mode == "infer" else (lambda m: m)
+        floor = f"BatchNorm3d {tag}"
+        out.append(BenchCase(floor, "harmonic", lambda wrap=wrap: (
+            wrap(nn.BatchNorm3d(c)), torch.randn(b, c, 5, size, size)),
+            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
+        for how in ("", " addcmul affine"):
+            def make(wrap=wrap, how=how):
+                m = enn.HarmonicBatchNorm(c, 2)
+                m(torch.randn(b, c, 5, size, size))  # running statistics of a batch
+                return (wrap(_AddcmulAffine(m) if how else m), torch.randn(b, c, 5, size, size))
+            out.append(BenchCase(f"HarmonicBatchNorm {tag}{how}", "harmonic", make, floor=floor,
+                                 backward=mode == "train",
+                                 params={"b": b, "c": c, "size": size, "mode": mode}))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers import nn as enn
 
@@ -158,6 +214,7 @@ def cases(quick: bool) -> list[BenchCase]:
                     peer="escnn", backward=False, construct=build,
                     floor=f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)",
                     params={"c": 16, "k": k, "group": group}))
+    out += _batch_norm_cases(b, c, size)
     m = 3
 
     floor = f"floor per-order (v*v) sum sqrt M{m} b{b} c{c}"
