@@ -126,6 +126,26 @@ def _batch_norm_cases(b: int, c: int, size: int) -> list[BenchCase]:
     return out
 
 
+def _norm_relu_cases(b: int, c: int, size: int) -> list[BenchCase]:
+    """NormNonlinearity (the norm-ReLU, orders 0..2) in training and in eval against
+    ``nn.ReLU`` on the same ``(B, C, 5, H, W)`` tensor (one elementwise pass: a floor the map,
+    which reads every pair twice, cannot reach)."""
+    from equilayers import nn as enn
+
+    out = []
+    for mode in ("train", "infer"):
+        tag = f"b{b} c{c} M2 {size}x{size} {mode}"
+        wrap = infer if mode == "infer" else (lambda m: m)
+        floor = f"ReLU {tag}"
+        out.append(BenchCase(floor, "harmonic", lambda wrap=wrap: (
+            wrap(nn.ReLU()), torch.randn(b, c, 5, size, size)),
+            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
+        out.append(BenchCase(f"NormNonlinearity {tag}", "harmonic", lambda wrap=wrap: (
+            wrap(enn.NormNonlinearity(c, 2)), torch.randn(b, c, 5, size, size)), floor=floor,
+            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers import nn as enn
 
@@ -215,6 +235,7 @@ def cases(quick: bool) -> list[BenchCase]:
                     floor=f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)",
                     params={"c": 16, "k": k, "group": group}))
     out += _batch_norm_cases(b, c, size)
+    out += _norm_relu_cases(b, c, size)
     m = 3
 
     floor = f"floor per-order (v*v) sum sqrt M{m} b{b} c{c}"
