@@ -219,14 +219,19 @@ def test_norm_relu_hand_backward_equals_autograd_of_the_plain_ops(gen, dtype, or
         torch.testing.assert_close(fast[1], other[1])
 
 
+@pytest.mark.parametrize("one_buffer", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "strided", "channels_last_3d"])
 @pytest.mark.parametrize("order0", ["function", "norm"])
-def test_norm_relu_one_buffer_forward_and_backward_on_any_layout(gen, layout, order0):
-    """The norm-ReLU's forward into one buffer (the autograd Function, and under no_grad)
-    equals the plain ops (what torch.func runs) bit for bit (float32: the pair norms summed
-    alike), on any layout of ``x``; its backward, into one buffer too, equals the plain ops'
-    vjp, also for the expanded gradient of a ``sum``. Negative control: a buffer with order 0
-    left out is caught."""
+def test_norm_relu_one_buffer_forward_and_backward_on_any_layout(gen, layout, order0,
+                                                                 one_buffer, monkeypatch):
+    """The norm-ReLU's forward into one buffer (the autograd Function, and under no_grad; the
+    CPU's formulation) and its ``cat`` formulation (other devices', forced here) equal the
+    plain ops (what torch.func runs) bit for bit (float32: the pair norms summed alike), on any
+    layout of ``x``; their backwards equal the plain ops' vjp, also for the expanded gradient
+    of a ``sum``. Negative control: a buffer with order 0 left out is caught."""
+    from equilayers.functional import _norm_map
+
+    monkeypatch.setattr(_norm_map, "_one_buffer", lambda x: one_buffer)
     x = torch.randn(4, 3, 5, 6, 14, generator=gen)
     x = {"contiguous": x[..., :7].contiguous(), "strided": x[..., ::2],
          "channels_last_3d": x[..., :7].contiguous(memory_format=torch.channels_last_3d)}[layout]

@@ -45,7 +45,7 @@ def _parts(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
     fv = function(norm if bm is None else norm + bm)
     scale = fv / norm
     out = (pairs * scale.unsqueeze(3)).to(x.dtype)
-    return torch.cat([out0, out.view(b, c, f - 1, h, w)], dim=2), out0, fv, scale, norm
+    return torch.cat([out0, out.reshape(b, c, f - 1, h, w)], dim=2), out0, fv, scale, norm
 
 
 def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
@@ -58,8 +58,19 @@ def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
         if torch.is_grad_enabled() and (x.requires_grad
                                         or (bias is not None and bias.requires_grad)):
             return _NormReLU.apply(x, bias, max_order, eps, order0)
-        return _relu_parts(x, bias, max_order, eps, order0)[0]  # no graph to record
+        if _one_buffer(x):
+            return _relu_parts(x, bias, max_order, eps, order0)[0]  # no graph to record
     return _parts(x, bias, max_order, function, eps, order0)[0]
+
+
+def _one_buffer(x: torch.Tensor) -> bool:
+    """Whether the norm-ReLU writes its output and its gradient into one buffer each
+    (:func:`_relu_parts`, and its backward): on the CPU, where it saves memory passes (numbers
+    there). It takes 10 more aten ops per forward+backward than the ``cat`` formulation (52
+    against 42 at ``(2, 8, 5, 8, 8)``), the same time on tiny CPU inputs
+    (``benchmarks/host_harmonic.py``); a GPU runs the SO(2) CNN bound by the host, per op, and
+    this was not measured there: the former formulation on other devices."""
+    return x.device.type == "cpu"
 
 
 def _relu_parts(x: torch.Tensor, bias: torch.Tensor | None, max_order: int, eps: float,
@@ -94,7 +105,8 @@ def _relu_parts(x: torch.Tensor, bias: torch.Tensor | None, max_order: int, eps:
 
 class _NormReLU(torch.autograd.Function):
     """The norm-ReLU (``function=relu``, float32/float64) with a hand-written backward (57 ->
-    42 aten ops per forward+backward at ``(2, 8, 5, 8, 8)``, 66 -> 47 with ``order0="norm"``).
+    42 aten ops per forward+backward at ``(2, 8, 5, 8, 8)``, 66 -> 47 with ``order0="norm"``;
+    52 and 57 on the CPU, which writes one buffer each way: :func:`_one_buffer`).
     With ``G = sum_pair g . v``, ``f' = 1[|v| + b > 0]``: ``dv = g scale + v (f' - scale) G /
     |v|^2``, ``db_m = sum f' G / |v|``; order 0 is ReLU's, or with ``order0="norm"`` (``y_0 =
     sign(a_0) relu(|a_0| + b_0)``) ``da_0 = g s^2``, ``db_0 = sum g s`` with ``s = sign(y_0)``
@@ -103,7 +115,9 @@ class _NormReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, bias, max_order, eps, order0):
-        y, out0, fv, scale, norm = _relu_parts(x, bias, max_order, eps, order0)
+        y, out0, fv, scale, norm = (_relu_parts(x, bias, max_order, eps, order0)
+                                    if _one_buffer(x) else
+                                    _parts(x, bias, max_order, F.relu, eps, order0))
         ctx.save_for_backward(x, bias, out0, fv, scale, norm)
         ctx.args = (max_order, eps, order0)
         return y
@@ -129,16 +143,22 @@ class _NormReLU(torch.autograd.Function):
             ga0 = gb0 * sign
         else:
             gb0 = ga0 = torch.ops.aten.threshold_backward(g0, out0, 0)  # ReLU's backward
-        # G / |v|, summed from the two slots (no (B, C, M, 2, H, W) product temporary)
-        (g_cos, g_sin), (cos, sin) = gp.unbind(3), pairs.unbind(3)
-        t = torch.mul(g_cos, cos).addcmul_(g_sin, sin).div_(norm)
+        one = _one_buffer(x)
+        if one:  # G / |v|, summed from the two slots (no (B, C, M, 2, H, W) temporary)
+            (g_cos, g_sin), (cos, sin) = gp.unbind(3), pairs.unbind(3)
+            t = torch.mul(g_cos, cos).addcmul_(g_sin, sin).div_(norm)
+        else:
+            t = (gp * pairs).sum(3) / norm
         u = torch.ops.aten.threshold_backward(t, fv, 0)  # f' G / |v|
         coef = torch.addcmul(u, t, scale, value=-1).div_(norm)
         gx = None
-        if need[0]:  # one buffer: order 0, then the pairs' g scale + v coef (no cat)
+        if need[0] and one:  # one buffer: order 0, then the pairs' g scale + v coef
             gx = torch.empty_like(x)
             gx[:, :, :1].copy_(ga0)
             rest = gx[:, :, 1:].view(b, c, m, 2, h, w)
             torch.mul(gp, scale.unsqueeze(3), out=rest).addcmul_(pairs, coef.unsqueeze(3))
+        elif need[0]:
+            gx = torch.cat([ga0, torch.addcmul(gp * scale.unsqueeze(3), pairs,
+                                               coef.unsqueeze(3)).reshape(b, c, f - 1, h, w)], 2)
         gb = torch.cat([gb0.sum((0, 3, 4)), u.sum((0, 3, 4))], dim=1) if need[1] else None
         return gx, gb, None, None, None
