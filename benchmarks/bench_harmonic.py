@@ -102,47 +102,38 @@ class _AddcmulAffine(nn.Module):
         return out
 
 
-def _batch_norm_cases(b: int, c: int, size: int) -> list[BenchCase]:
-    """HarmonicBatchNorm (orders 0..2) in training and in eval against ``nn.BatchNorm3d`` on
-    the same ``(B, C, 5, H, W)`` tensor, and with its former ``addcmul`` affine."""
+def _field_layer_cases(b: int, c: int, size: int) -> list[BenchCase]:
+    """Layers on ``(B, C, 5, H, W)`` fields (orders 0..2), training and eval, each against a
+    plain layer on the same tensor: HarmonicBatchNorm against ``nn.BatchNorm3d`` (and with its
+    former ``addcmul`` affine and backward), NormNonlinearity (the norm-ReLU) against
+    ``nn.ReLU`` (one elementwise pass: a floor the map, which reads every pair twice, cannot
+    reach)."""
     from equilayers import nn as enn
 
+    def batch_norm(how: str) -> nn.Module:
+        m = enn.HarmonicBatchNorm(c, 2)
+        m(torch.randn(b, c, 5, size, size))  # running statistics of a batch
+        return _AddcmulAffine(m) if how else m
+
+    layers = (("BatchNorm3d", lambda: nn.BatchNorm3d(c),
+               (("HarmonicBatchNorm", lambda: batch_norm("")),
+                ("HarmonicBatchNorm", lambda: batch_norm(" addcmul affine"), " addcmul affine"))),
+              ("ReLU", nn.ReLU, (("NormNonlinearity", lambda: enn.NormNonlinearity(c, 2)),)))
     out = []
-    for mode in ("train", "infer"):
-        tag = f"b{b} c{c} M2 {size}x{size} {mode}"
-        wrap = infer if mode == "infer" else (lambda m: m)
-        floor = f"BatchNorm3d {tag}"
-        out.append(BenchCase(floor, "harmonic", lambda wrap=wrap: (
-            wrap(nn.BatchNorm3d(c)), torch.randn(b, c, 5, size, size)),
-            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
-        for how in ("", " addcmul affine"):
-            def make(wrap=wrap, how=how):
-                m = enn.HarmonicBatchNorm(c, 2)
-                m(torch.randn(b, c, 5, size, size))  # running statistics of a batch
-                return (wrap(_AddcmulAffine(m) if how else m), torch.randn(b, c, 5, size, size))
-            out.append(BenchCase(f"HarmonicBatchNorm {tag}{how}", "harmonic", make, floor=floor,
-                                 backward=mode == "train",
-                                 params={"b": b, "c": c, "size": size, "mode": mode}))
-    return out
-
-
-def _norm_relu_cases(b: int, c: int, size: int) -> list[BenchCase]:
-    """NormNonlinearity (the norm-ReLU, orders 0..2) in training and in eval against
-    ``nn.ReLU`` on the same ``(B, C, 5, H, W)`` tensor (one elementwise pass: a floor the map,
-    which reads every pair twice, cannot reach)."""
-    from equilayers import nn as enn
-
-    out = []
-    for mode in ("train", "infer"):
-        tag = f"b{b} c{c} M2 {size}x{size} {mode}"
-        wrap = infer if mode == "infer" else (lambda m: m)
-        floor = f"ReLU {tag}"
-        out.append(BenchCase(floor, "harmonic", lambda wrap=wrap: (
-            wrap(nn.ReLU()), torch.randn(b, c, 5, size, size)),
-            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
-        out.append(BenchCase(f"NormNonlinearity {tag}", "harmonic", lambda wrap=wrap: (
-            wrap(enn.NormNonlinearity(c, 2)), torch.randn(b, c, 5, size, size)), floor=floor,
-            backward=mode == "train", params={"b": b, "c": c, "size": size, "mode": mode}))
+    for floor_name, floor_make, ours in layers:
+        for mode in ("train", "infer"):
+            tag = f"b{b} c{c} M2 {size}x{size} {mode}"
+            wrap = infer if mode == "infer" else (lambda m: m)
+            params = {"b": b, "c": c, "size": size, "mode": mode}
+            floor = f"{floor_name} {tag}"
+            out.append(BenchCase(floor, "harmonic", lambda wrap=wrap, make=floor_make: (
+                wrap(make()), torch.randn(b, c, 5, size, size)),
+                backward=mode == "train", params=params))
+            for name, make, *how in ours:
+                out.append(BenchCase(
+                    f"{name} {tag}{''.join(how)}", "harmonic", lambda wrap=wrap, make=make: (
+                        wrap(make()), torch.randn(b, c, 5, size, size)),
+                    floor=floor, backward=mode == "train", params=params))
     return out
 
 
@@ -234,8 +225,7 @@ def cases(quick: bool) -> list[BenchCase]:
                     peer="escnn", backward=False, construct=build,
                     floor=f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)",
                     params={"c": 16, "k": k, "group": group}))
-    out += _batch_norm_cases(b, c, size)
-    out += _norm_relu_cases(b, c, size)
+    out += _field_layer_cases(b, c, size)
     m = 3
 
     floor = f"floor per-order (v*v) sum sqrt M{m} b{b} c{c}"
