@@ -189,19 +189,15 @@ def gated_nonlinearity(
     if volume:
         return H3.gated_nonlinearity3d(x, max_order, function, gates)
     check_harmonic(x, max_order, "gated_nonlinearity")
-    if gates == "own":
-        gate, y = x[:, :, :1], x
-    else:
-        c = x.shape[1]
-        if c % 2:
-            raise ValueError(f"gated_nonlinearity(gates='first_half') expects an even number of "
-                             f"fields (C gate fields, then the C gated fields); got C={c} in "
-                             f"shape {tuple(x.shape)}")
-        gate, y = x[:, : c // 2, :1], x[:, c // 2 :]
-    a0 = function(y[:, :, :1])
+    if gates != "own" and x.shape[1] % 2:
+        raise ValueError(f"gated_nonlinearity(gates='first_half') expects an even number of "
+                         f"fields (C gate fields, then the C gated fields); got C={x.shape[1]} "
+                         f"in shape {tuple(x.shape)}")
+    gate, a0, v = H3.gated_parts(x, gates)
+    out0 = function(a0)
     if max_order == 0:
-        return a0
-    return torch.cat([a0, H3.gate_product(gate, y[:, :, 1:])], dim=2)
+        return out0
+    return torch.cat([out0, H3.gate_product(gate, v)], dim=2)
 
 
 def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
