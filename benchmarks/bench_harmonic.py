@@ -70,26 +70,45 @@ def _escnn_conv(group: str, c: int, k: int):
     return build, wrap
 
 
-class _AddcmulAffine(nn.Module):
-    """``m`` with the per-slot affine of the harmonic batch norms as the broadcasting
-    ``addcmul`` it was before ``F.batch_norm`` took it on the CPU, and its backward's sums and
-    ``dx`` as before (``sum``, ``(g * x).sum`` and two ``addcmul``): the before/after row. The
-    threshold is restored after the output's backward (a hook on its autograd node), or at
-    once when no graph was recorded."""
+def _sliced_gated_parts(x: torch.Tensor, gates: str):
+    """The gated nonlinearity's former views of its input: three slices (each a full-size zero
+    gradient in autograd's backward) where ``gated_parts`` takes one ``split``."""
+    if gates == "own":
+        return x[:, :, :1], x[:, :, :1], x[:, :, 1:]
+    c = x.shape[1]
+    return x[:, : c // 2, :1], x[:, c // 2:, :1], x[:, c // 2:, 1:]
 
-    def __init__(self, m: nn.Module) -> None:
+
+def _former(what: str):
+    """``(module, attribute, value)`` that puts back the former code of a row (see
+    :class:`_Former`)."""
+    from equilayers.functional import _harmonic3d, _harmonic_bn, _norm_map
+
+    return {"addcmul affine": (_harmonic_bn, "SCALE_SHIFT_BN_FROM", float("inf")),
+            "cat formulation": (_norm_map, "_one_buffer", lambda x: False),
+            "sliced views": (_harmonic3d, "gated_parts", _sliced_gated_parts)}[what]
+
+
+class _Former(nn.Module):
+    """``m`` run with one attribute of the package set back to the former code (the
+    before/after rows): the broadcasting ``addcmul`` affine and backward sums of the harmonic
+    batch norms, the ``cat`` formulation of the norm-ReLU (with today's pair sums), or the
+    gated nonlinearity's sliced views. The attribute is restored once the input's gradient is
+    computed (or the output's node has run, for an input without one), or at once when no
+    graph was recorded, so the rows of the current code see it as it is."""
+
+    def __init__(self, m: nn.Module, what: str) -> None:
         super().__init__()
-        self.m = m
+        self.m, self.what = m, what
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from equilayers.functional import _harmonic_bn
-
-        kept = _harmonic_bn.SCALE_SHIFT_BN_FROM
+        module, name, value = _former(self.what)
+        kept = getattr(module, name)
 
         def restore(*_) -> None:
-            _harmonic_bn.SCALE_SHIFT_BN_FROM = kept
+            setattr(module, name, kept)
 
-        _harmonic_bn.SCALE_SHIFT_BN_FROM = float("inf")
+        setattr(module, name, value)
         try:
             out = self.m(x)
         except BaseException:
@@ -97,6 +116,11 @@ class _AddcmulAffine(nn.Module):
             raise
         if out.grad_fn is None:
             restore()
+        elif x.requires_grad:  # x's gradient comes last: after every node of the layer
+            def on_grad(grad: torch.Tensor) -> None:
+                restore()
+                handle.remove()
+            handle = x.register_hook(on_grad)
         else:
             out.grad_fn.register_hook(restore)  # runs after that node's backward
         return out
@@ -104,21 +128,35 @@ class _AddcmulAffine(nn.Module):
 
 def _field_layer_cases(b: int, c: int, size: int) -> list[BenchCase]:
     """Layers on ``(B, C, 5, H, W)`` fields (orders 0..2), training and eval, each against a
-    plain layer on the same tensor: HarmonicBatchNorm against ``nn.BatchNorm3d`` (and with its
-    former ``addcmul`` affine and backward), NormNonlinearity (the norm-ReLU) against
-    ``nn.ReLU`` (one elementwise pass: a floor the map, which reads every pair twice, cannot
-    reach)."""
+    plain layer on the same tensor, and each with its former code in the same run (rows
+    interleaved round by round: this machine's memory speed varies 2-3x between runs):
+    HarmonicBatchNorm against ``nn.BatchNorm3d``, NormNonlinearity (the norm-ReLU) and
+    GatedNonlinearity against ``nn.ReLU`` (one elementwise pass: a floor the maps, which read
+    the fiber twice, cannot reach)."""
     from equilayers import nn as enn
 
-    def batch_norm(how: str) -> nn.Module:
+    def batch_norm() -> nn.Module:
         m = enn.HarmonicBatchNorm(c, 2)
         m(torch.randn(b, c, 5, size, size))  # running statistics of a batch
-        return _AddcmulAffine(m) if how else m
+        return m
+
+    def former(make, what: str):
+        return lambda: _Former(make(), what)
+
+    def norm_relu() -> nn.Module:
+        return enn.NormNonlinearity(c, 2)
+
+    def gated() -> nn.Module:
+        return enn.GatedNonlinearity(2)
 
     layers = (("BatchNorm3d", lambda: nn.BatchNorm3d(c),
-               (("HarmonicBatchNorm", lambda: batch_norm("")),
-                ("HarmonicBatchNorm", lambda: batch_norm(" addcmul affine"), " addcmul affine"))),
-              ("ReLU", nn.ReLU, (("NormNonlinearity", lambda: enn.NormNonlinearity(c, 2)),)))
+               (("HarmonicBatchNorm", batch_norm),
+                ("HarmonicBatchNorm", former(batch_norm, "addcmul affine"), " addcmul affine"))),
+              ("ReLU", nn.ReLU,
+               (("NormNonlinearity", norm_relu),
+                ("NormNonlinearity", former(norm_relu, "cat formulation"), " cat formulation"),
+                ("GatedNonlinearity", gated),
+                ("GatedNonlinearity", former(gated, "sliced views"), " sliced views"))))
     out = []
     for floor_name, floor_make, ours in layers:
         for mode in ("train", "infer"):

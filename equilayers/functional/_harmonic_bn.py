@@ -304,7 +304,7 @@ def _fused_sums(xc: torch.Tensor) -> bool:
     :func:`scale_shift` (a contiguous ``x``; the gradient is made contiguous, one copy when it
     is not, e.g. the expanded ones of ``out.sum().backward()``). The training step of
     HarmonicBatchNorm at (16, 32, 5, 64, 64), forward and backward: 1.42-1.68x
-    ``nn.BatchNorm3d``'s -> 1.04-1.11x (1 and 2 threads; ``benchmarks/results/
+    ``nn.BatchNorm3d``'s -> 1.01-1.20x (1 and 2 threads, four runs; ``benchmarks/results/
     harmonic-batch-norm/cpu-harmonic.md``; its peak memory row, 2.0x against 1.5x, is that copy
     of the benchmark's expanded gradient)."""
     return (xc.device.type == "cpu" and xc.numel() >= SCALE_SHIFT_BN_FROM
@@ -357,10 +357,10 @@ def scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> to
     F`` channels with mean 0, variance 1 and ``eps = 0`` (``scale`` and ``shift`` its weight and
     bias: ``x * scale + shift`` up to rounding, differentiable in all three), which runs at
     about the speed of a copy of ``x`` where the ``addcmul`` took 1.8-2.1x. Eval-mode
-    HarmonicBatchNorm at (16, 32, 5, 64, 64): 1.57-1.60x ``nn.BatchNorm3d`` on the same tensor
-    -> 1.02-1.04x (1 and 2 threads; ``benchmarks/results/harmonic-batch-norm/cpu-harmonic.md``,
-    its ``addcmul affine`` row the former path). Not measured on a GPU: the ``addcmul``
-    there."""
+    HarmonicBatchNorm at (16, 32, 5, 64, 64): 1.53-1.60x ``nn.BatchNorm3d`` on the same tensor
+    -> 1.02-1.07x (1 and 2 threads, four runs; ``benchmarks/results/harmonic-batch-norm/
+    cpu-harmonic.md``, its ``addcmul affine`` row the former path). Not measured on a GPU: the
+    ``addcmul`` there."""
     c, f = scale.shape
     if (x.device.type == "cpu" and x.dim() >= 4 and x.numel() >= SCALE_SHIFT_BN_FROM
             and x.is_contiguous()):

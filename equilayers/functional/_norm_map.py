@@ -79,9 +79,10 @@ def _relu_parts(x: torch.Tensor, bias: torch.Tensor | None, max_order: int, eps:
     values, written into one output buffer (no ``cat``) and the pair norms summed from the two
     slots (no ``(B, C, M, 2, H, W)`` square temporary), in-place where a temporary is not kept;
     also the forward without a graph (eval). NormNonlinearity at (16, 32, 5, 64, 64), 2
-    threads (``benchmarks/results/harmonic-batch-norm/cpu-harmonic.md``; the former code in
-    the same benchmark the run before): eval 54 -> 30 ms (``nn.ReLU`` on the tensor: 11 ms),
-    training step 103 -> 55 ms, peak memory 128 -> 96 MiB and 224 -> 192 MiB."""
+    threads, against the ``cat`` formulation in the same run
+    (``benchmarks/results/harmonic-batch-norm/cpu-harmonic.md``): eval 55 -> 36 ms (``nn.ReLU``
+    on the tensor: 12 ms), training step 89 -> 45 ms, peak memory 128 -> 96 MiB and 224 -> 192
+    MiB."""
     b, c, f, h, w = x.shape
     a0 = x[:, :, :1]
     b0 = bm = None
