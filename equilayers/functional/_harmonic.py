@@ -189,10 +189,6 @@ def gated_nonlinearity(
     if volume:
         return H3.gated_nonlinearity3d(x, max_order, function, gates)
     check_harmonic(x, max_order, "gated_nonlinearity")
-    if gates != "own" and x.shape[1] % 2:
-        raise ValueError(f"gated_nonlinearity(gates='first_half') expects an even number of "
-                         f"fields (C gate fields, then the C gated fields); got C={x.shape[1]} "
-                         f"in shape {tuple(x.shape)}")
     gate, a0, v = H3.gated_parts(x, gates)
     out0 = function(a0)
     if max_order == 0:

@@ -102,12 +102,7 @@ def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
     """``v_l -> sigmoid(g) v_l`` (``l >= 1``), ``a_0 -> function(a_0)``; the gate ``g`` is the
     field's own ``a_0`` (``"own"``) or that of gate field ``i`` for field ``C + i``
     (``"first_half"``, the gates dropped)."""
-    what = "gated_nonlinearity"
-    check_harmonic3d(x, max_order, what)
-    if gates != "own" and x.shape[1] % 2:
-        raise ValueError(f"{what}(gates='first_half') expects an even number of fields (C "
-                         f"gate fields, then the C gated fields); got C={x.shape[1]} in shape "
-                         f"{tuple(x.shape)}")
+    check_harmonic3d(x, max_order, "gated_nonlinearity")
     gate, a0, v = gated_parts(x, gates)
     out0 = function(a0)
     if max_order == 0:
@@ -118,17 +113,22 @@ def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
 def gated_parts(x: torch.Tensor, gates: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(gate, a_0, v)`` of a gated nonlinearity's input ``(B, C, F, ...)``: the gates (each
     field's own ``a_0``, or the first half's), the gated fields' order 0 and their other
-    slots, as ``split`` views. Slices would each give autograd a backward that writes the
-    slice's gradient into zeros of the sliced tensor's full size: three such for ``"own"``,
-    58 of the 140 ms of a (16, 32, 5, 64, 64) forward+backward (1 thread, ``/tmp`` profile);
-    one ``split`` joins its pieces' gradients in one ``cat``. GatedNonlinearity's training step
-    there, 2 threads: 76 -> 41 ms (``benchmarks/bench_harmonic.py``, its ``sliced views`` row
-    the former code in the same run)."""
+    slots, as ``split`` views (``"first_half"`` with an odd C: a ValueError). Slices would each
+    give autograd a backward that writes the slice's gradient into zeros of the sliced
+    tensor's full size: three such for ``"own"``, 58 of the 140 ms of a (16, 32, 5, 64, 64)
+    forward+backward (1 thread, ``/tmp`` profile); one ``split`` joins its pieces' gradients
+    in one ``cat``. GatedNonlinearity's training step there, 2 threads: 76 -> 41 ms
+    (``benchmarks/bench_harmonic.py``, its ``sliced views`` row the former code in the same
+    run)."""
     f = x.shape[2]
     if gates == "own":
         a0, v = x.split([1, f - 1], dim=2)
         return a0, a0, v
     c = x.shape[1]
+    if c % 2:
+        raise ValueError(f"gated_nonlinearity(gates='first_half') expects an even number of "
+                         f"fields (C gate fields, then the C gated fields); got C={c} in shape "
+                         f"{tuple(x.shape)}")
     gate_fields, gated = x.split([c // 2, c - c // 2], dim=1)
     a0, v = gated.split([1, f - 1], dim=2)
     return gate_fields.split([1, f - 1], dim=2)[0], a0, v

@@ -264,11 +264,10 @@ class _PlanarBatchNorm(torch.autograd.Function):
         fused = _fused_sums(xc)
         if fused:  # g slot, sum g x and sum g per slot in one pass (see _fused_sums)
             g = g.contiguous()  # e.g. the expanded ones of out.sum().backward(): one copy
-            stats = slot.new_zeros(2, c * f)
-            stats[1] = 1
+            zeros, ones = _unit_stats(slot, c * f)
             g_slot, gx_sum, g_sum = torch.ops.aten.native_batch_norm_backward(
-                g.view(b, c * f, h * w), xc.view(b, c * f, h * w), slot.reshape(-1), stats[0],
-                stats[1], None, None, False, 0.0, [need[0], True, True])
+                g.view(b, c * f, h * w), xc.view(b, c * f, h * w), slot.reshape(-1), zeros, ones,
+                None, None, False, 0.0, [need[0], True, True])
             g0, gx_sum = g_sum.view(c, f), gx_sum.view(c, f)
         else:
             g0 = g.sum((0, 3, 4))  # (C, F)
@@ -307,8 +306,7 @@ def _fused_sums(xc: torch.Tensor) -> bool:
     ``nn.BatchNorm3d``'s -> 1.01-1.20x (1 and 2 threads, four runs; ``benchmarks/results/
     harmonic-batch-norm/cpu-harmonic.md``; its peak memory row, 2.0x against 1.5x, is that copy
     of the benchmark's expanded gradient)."""
-    return (xc.device.type == "cpu" and xc.numel() >= SCALE_SHIFT_BN_FROM
-            and xc.is_contiguous())
+    return _batch_norm_kernels(xc)
 
 
 def _update_stats(running_mean: torch.Tensor, running_var: torch.Tensor, mean0: torch.Tensor,
@@ -362,14 +360,28 @@ def scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> to
     cpu-harmonic.md``, its ``addcmul affine`` row the former path). Not measured on a GPU: the
     ``addcmul`` there."""
     c, f = scale.shape
-    if (x.device.type == "cpu" and x.dim() >= 4 and x.numel() >= SCALE_SHIFT_BN_FROM
-            and x.is_contiguous()):
-        stats = scale.new_zeros(2, c * f)
-        stats[1] = 1
-        return F.batch_norm(x.view(x.shape[0], c * f, math.prod(x.shape[3:])), stats[0], stats[1],
+    if _batch_norm_kernels(x):
+        zeros, ones = _unit_stats(scale, c * f)
+        return F.batch_norm(x.view(x.shape[0], c * f, math.prod(x.shape[3:])), zeros, ones,
                             scale.reshape(-1), shift.reshape(-1), False, 0.0, 0.0).view(x.shape)
     view = (1, c, f) + (1,) * (x.dim() - 3)
     return torch.addcmul(shift.view(view), x, scale.reshape(view))
+
+
+def _batch_norm_kernels(x: torch.Tensor) -> bool:
+    """The rule of :func:`scale_shift` and :func:`_fused_sums`: batch-norm kernels for the
+    per-slot affine on the CPU, for a contiguous ``(B, C, F, ...)`` map of
+    :data:`SCALE_SHIFT_BN_FROM` elements or more."""
+    return (x.device.type == "cpu" and x.dim() >= 4 and x.numel() >= SCALE_SHIFT_BN_FROM
+            and x.is_contiguous())
+
+
+def _unit_stats(like: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean 0 and variance 1 for ``n`` channels (one allocation): with ``eps = 0`` they make an
+    eval-mode batch norm the affine ``x * weight + bias``."""
+    stats = like.new_zeros(2, n)
+    stats[1] = 1
+    return stats[0], stats[1]
 
 
 def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: float,
