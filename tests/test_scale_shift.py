@@ -207,3 +207,29 @@ def test_non_contiguous_and_small_inputs_take_the_addcmul(monkeypatch):
     with _Ops() as ops:
         H.scale_shift(x, scale, shift)
     assert not _took_batch_norm(ops.names)
+
+
+@pytest.mark.parametrize("statistics", ["order", "field"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_path_is_exactly_equivariant_and_keeps_nan(statistics, training, monkeypatch):
+    """On the batch-norm path, HarmonicBatchNorm commutes with the fiber's quarter turns to
+    float64 rounding (the equivariance table runs its small inputs on the ``addcmul``); a map
+    that is not equivariant fails the same check (negative control). A NaN in the input
+    reaches the output there too."""
+    from equilayers.metrics import equivariance_error
+
+    monkeypatch.setattr(H, "SCALE_SHIFT_BN_FROM", 0)
+    m, x = _bn_pair("planar")
+    if statistics == "field":
+        m = HarmonicBatchNorm(3, 2, statistics="field").double()
+        m(x)  # running statistics
+    m.train(training)
+    with _Ops() as ops:
+        m(x)
+    assert _took_batch_norm(ops.names)
+    assert equivariance_error(m, x, "c4", in_rep="harmonic", out_rep="harmonic") < 1e-10
+    assert equivariance_error(torch.nn.functional.elu, x, "c4", in_rep="harmonic",
+                              out_rep="harmonic") > 1e-2
+    nan = x.clone()
+    nan[1, 2, 3, 4, 5] = float("nan")
+    assert torch.isnan(m(nan)).any()
