@@ -7,7 +7,7 @@ fields). See :mod:`equilayers.groups` for the conventions.
 
 # _quiet_cli first: under our command line it imports torch quietly (see its docstring)
 from . import _quiet_cli, functional, groups, kernels, metrics, models, nn, testing  # noqa: F401
-from ._batchnorm import recalibrate_batch_norm
+from ._batchnorm import recalibrate_batch_norm, update_bn
 from ._export import export
 from ._fx import leaf_modules, symbolic_trace
 from ._grid import Finding, check_grid
@@ -39,6 +39,7 @@ __all__ = [
     "get_group",
     "export",
     "recalibrate_batch_norm",
+    "update_bn",
     "antialias",
     "symbolic_trace",
     "leaf_modules",

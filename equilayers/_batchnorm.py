@@ -1,7 +1,9 @@
-"""Re-estimate batch-norm running statistics after training or surgery."""
+"""Re-estimate batch-norm running statistics after training or surgery (``recalibrate_batch_norm``)
+or after weight averaging (``update_bn``, torch's SWA step for every norm layer)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -9,7 +11,7 @@ from torch import nn
 
 from . import _checks as C
 
-__all__ = ["recalibrate_batch_norm"]
+__all__ = ["recalibrate_batch_norm", "update_bn"]
 
 
 @torch.no_grad()
@@ -50,7 +52,85 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     C.check_int(batch_size, "batch_size", what, minimum=1)
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,
                          fix="None uses every sample")
-    # duck-typed: any module with a momentum and running-statistics buffers of its own
+    data = x if max_samples is None else x[:max_samples]
+    _estimate(model, ((chunk, len(chunk)) for chunk in data.split(batch_size)), what)
+    return model.eval()
+
+
+@torch.no_grad()
+def update_bn(loader: Iterable[Any], model: nn.Module,
+              device: int | str | torch.device | None = None) -> None:
+    """``torch.optim.swa_utils.update_bn`` for every norm layer, ours and escnn's included: set
+    the running statistics of ``model``'s norm layers to the plain average of their batch
+    statistics over one pass of ``loader``, leaving ``model`` in the mode it was in.
+
+    torch's ``update_bn`` (the last step of its SWA recipe, after
+    ``torch.optim.swa_utils.AveragedModel``) only sees subclasses of torch's ``_BatchNorm``:
+    it leaves a :class:`~equilayers.nn.HarmonicBatchNorm` (not one: torch's
+    ``SyncBatchNorm.convert_sync_batchnorm`` would turn it into a plain batch norm) and escnn's
+    norm layers with the statistics they had when the averaged model was copied, and when a
+    model has no torch batch norm it returns without running a batch, so the averaged model is
+    evaluated with stale statistics and no error. This covers the modules that
+    :func:`recalibrate_batch_norm` covers, with torch's arguments and results: each batch
+    (or the first element of a list or tuple batch, moved to ``device`` when given) counts
+    alike, as with ``momentum=None``, and ``num_batches_tracked`` ends at the number of
+    batches (torch's layers agree with torch's ``update_bn`` to rounding,
+    ``tests/test_recalibrate.py``). A loader that yields no batch raises a ``ValueError``
+    (torch's resets the statistics to 0 and 1); one whose batch fails (a wrong type, the
+    model's own error) raises with the statistics put back as they were. The forwards run
+    without autograd.
+
+    Example:
+        >>> from equilayers.nn import HarmonicBatchNorm
+        >>> swa = torch.optim.swa_utils.AveragedModel(nn.Sequential(HarmonicBatchNorm(2, 1)))
+        >>> update_bn([torch.randn(8, 2, 3, 4, 4) + 5], swa)
+        >>> round(swa.module[0].running_mean.mean().item())
+        5
+    """
+    what = "update_bn"
+    C.check_module(model, "model", what)
+    if isinstance(loader, torch.Tensor) or not isinstance(loader, Iterable):
+        raise TypeError(f"{what}: loader must be an iterable of batches (a DataLoader, or a list "
+                        f"of tensors), as for torch.optim.swa_utils.update_bn; got "
+                        f"{type(loader).__name__}"
+                        + (": wrap one batch in a list, [x]" if isinstance(loader, torch.Tensor)
+                           else ""))
+
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"{what}: device={device!r} is not a torch device ({exc}); pass "
+                             "'cpu', 'cuda:0' or a torch.device, or None to leave the batches "
+                             "where they are") from None
+
+    def batches():
+        for i, batch in enumerate(loader):
+            if isinstance(batch, (list, tuple)) and batch:
+                batch = batch[0]
+            if not isinstance(batch, torch.Tensor):
+                raise TypeError(f"{what}: batch {i} of loader must be a tensor, or a list or "
+                                f"tuple whose first element is the input tensor; got "
+                                f"{type(batch).__name__}")
+            yield (batch if device is None else batch.to(device)), 1
+
+    was_training = model.training
+    try:
+        _estimate(model, batches(), what, reset=True)
+    finally:
+        model.train(was_training)
+
+
+def _estimate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, int]], what: str, *,
+              reset: bool = False) -> None:
+    """Run ``model`` in training mode on each ``(x, weight)`` of ``batches`` and set every norm
+    layer's running statistics to their ``weight``-weighted average over the batches (each
+    batch's own statistics, taken with ``momentum=1``). Duck-typed: a norm layer is any module
+    with a ``momentum`` and running-statistics buffers of its own. ``reset``: call each layer's
+    ``reset_running_stats`` before the first batch (its training forwards then count the
+    batches in ``num_batches_tracked``, as with ``momentum=None``). When a batch raises (the
+    model's error, a bad batch) the layers' buffers are put back as they were; a ``batches``
+    that yields nothing raises a ``ValueError``; a model without norm layers runs no batch."""
     norms: list[Any] = []
     stats: list[list[str]] = []
     for m in model.modules():
@@ -59,27 +139,43 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
         if hasattr(m, "momentum") and names:
             norms.append(m)
             stats.append(names)
+    if not norms:
+        return  # as torch's update_bn: no batch runs
     saved = [m.momentum for m in norms]
     sums = [[_zero_sum(getattr(m, n)) for n in names] for m, names in zip(norms, stats,
                                                                           strict=True)]
-    data = x if max_samples is None else x[:max_samples]
-    chunks = data.split(batch_size)
+    total_weight = count = 0
+    kept = [{n: b.clone() for n, b in m.named_buffers(recurse=False) if b is not None}
+            for m in norms]  # put back if a batch fails
     model.train()
     try:
         for m in norms:
             m.momentum = 1.0
-        for chunk in chunks:
-            model(chunk)
+        for x, weight in batches:
+            if reset and not count:
+                for m in norms:
+                    if callable(getattr(m, "reset_running_stats", None)):
+                        m.reset_running_stats()
+            model(x)
+            count += 1
+            total_weight += weight
             for m, names, acc in zip(norms, stats, sums, strict=True):
                 for total, n in zip(acc, names, strict=True):
-                    total += getattr(m, n).to(total.dtype) * len(chunk)
+                    total += getattr(m, n).to(total.dtype) * weight
+    except BaseException:
+        for m, buffers in zip(norms, kept, strict=True):
+            for n, b in buffers.items():
+                getattr(m, n).copy_(b)
+        raise
     finally:
         for m, mom in zip(norms, saved, strict=True):
             m.momentum = mom
+    if not count:
+        raise ValueError(f"{what}: loader gave no batch, so there are no statistics to set "
+                         "(the model is unchanged): pass a loader with at least one batch")
     for m, names, acc in zip(norms, stats, sums, strict=True):
         for total, n in zip(acc, names, strict=True):
-            getattr(m, n).copy_(total / len(data))
-    return model.eval()
+            getattr(m, n).copy_(total / total_weight)
 
 
 def _is_running_stat(name: str) -> bool:

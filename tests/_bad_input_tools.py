@@ -109,6 +109,13 @@ TOP: list[Case] = [
          # x goes to the user's model as it is (an embedding model takes int64): no dtype check
          {"x": _img(8, 3, 6, 6, dtypes=False)}, accept={"max_samples": {"None": OK}},
          empty="error"),
+    Case(equilayers.update_bn,
+         dict(loader=[torch.randn(4, 2, 3, 4, 4)],
+              model=nn.Sequential(enn.HarmonicBatchNorm(2, 1))),
+         {"model": MODEL,
+          "loader": {"None": None, "0": 0, "tensor": torch.randn(4, 2, 3, 4, 4), "str": "data",
+                     "empty": [], "dicts": [{"x": torch.randn(4, 2, 3, 4, 4)}]},
+          "device": {"0.5": 0.5, "bogus": "gpu9", "empty": ""}}),
 ]
 
 GROUPS: list[Case] = [

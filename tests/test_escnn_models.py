@@ -1,5 +1,5 @@
-"""escnn models in our training loop (optional extra): ``recalibrate_batch_norm`` on escnn's
-norm layers, and the tetris family's escnn rows (the same architectures as ours, built with
+"""escnn models in our training loop (optional extra): ``recalibrate_batch_norm`` and
+``update_bn`` on escnn's norm layers, and the tetris family's escnn rows (the same architectures as ours, built with
 escnn's ``R3Conv``).
 
 Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_models.py``);
@@ -18,7 +18,7 @@ escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 from escnn import gspaces  # noqa: E402
 from escnn import nn as enn  # noqa: E402
 
-from equilayers import recalibrate_batch_norm  # noqa: E402
+from equilayers import recalibrate_batch_norm, update_bn  # noqa: E402
 from equilayers.groups import act_spatial, get  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,27 @@ def test_recalibrate_sets_escnn_gnorm_statistics_to_the_batchs(gen):
     recalibrate_batch_norm(model, x, batch_size=16)
     assert not model.training
     torch.testing.assert_close(model(x), train_out, atol=1e-4, rtol=1e-4)
+
+
+def test_update_bn_sets_escnn_norm_statistics_where_torchs_does_not(gen):
+    """The SWA step on an escnn model: torch's ``update_bn`` sees no torch batch norm and runs
+    no batch (the eval output stays that of the copied statistics: the control); ours sets
+    escnn's per-irrep statistics to the one batch's, so eval equals train on it."""
+    from torch.optim.swa_utils import AveragedModel
+    from torch.optim.swa_utils import update_bn as torch_update_bn
+
+    gs = gspaces.rot2dOnR2(-1, maximum_frequency=2)
+    t = enn.FieldType(gs, 3 * [gs.irrep(0), gs.irrep(1), gs.irrep(2)])
+    with seeded_rng(0):
+        swa = AveragedModel(_Wrapped(t, enn.SequentialModule(enn.GNormBatchNorm(t))))
+    x = 3 * torch.randn(16, t.size, 5, 5, generator=gen) + 1
+    train_out = swa.train()(x)  # also moves the statistics a tenth of the way
+    torch_update_bn([x], swa)
+    swa.eval()
+    assert (swa(x) - train_out).abs().max() > 0.1
+    update_bn([x], swa)
+    assert not swa.training
+    torch.testing.assert_close(swa(x), train_out, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["octahedral (O), escnn", "SO(3) steerable, escnn"])

@@ -1,8 +1,12 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import update_bn as torch_update_bn
 
-from equilayers import recalibrate_batch_norm
+from equilayers import recalibrate_batch_norm, update_bn
 from equilayers.nn import GroupBatchNorm2d, HarmonicBatchNorm
 
 
@@ -115,3 +119,87 @@ def test_max_samples_no_grad_and_modules_without_momentum(gen):
     assert grad_modes == [False, False] and other.running_mean.item() == 7.0
     recalibrate_batch_norm(nn.Sequential(bn), x, batch_size=1000, max_samples=None)
     torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)))
+
+
+def _batches(gen, shape, n=4, pairs=False):
+    """``n`` float64 batches of mean 1 and std 3 (as a DataLoader of ``(x, y)`` with ``pairs``)."""
+    xs = [3 * torch.randn(*shape, generator=gen, dtype=torch.float64) + 1 for _ in range(n)]
+    return [(x, torch.zeros(len(x))) for x in xs] if pairs else xs
+
+
+def _cumulative(norm, batches):
+    """What ``update_bn`` should give: a copy of ``norm`` reset and run in training mode with
+    ``momentum=None`` (the cumulative average of the batches' statistics), as torch's does."""
+    ref = copy.deepcopy(norm).train()
+    ref.momentum = None
+    ref.reset_running_stats()
+    for x in batches:
+        ref(x)
+    return ref
+
+
+@pytest.mark.parametrize("group", [None, "so3"])
+def test_update_bn_sets_harmonic_batch_norm_where_torchs_leaves_it_stale(gen, group):
+    """torch's SWA step skips our harmonic batch norm (not a torch ``_BatchNorm``): a weight
+    average of a model without torch batch norms keeps the statistics of the model it was
+    copied from (the control); ours sets them to the cumulative average, as torch's does for
+    its own layers, and leaves the mode as it was."""
+    shape = (8, 2, 3, 3, 3) if group is None else (4, 2, 4, 3, 3, 3)
+    data = _batches(gen, shape)
+    swa = AveragedModel(nn.Sequential(HarmonicBatchNorm(2, 1, group=group).double())).eval()
+    ref = _cumulative(swa.module[0], data)
+    torch_update_bn(data, swa)
+    norm = swa.module[0]
+    assert torch.equal(norm.running_mean, torch.zeros(2, dtype=torch.float64))  # stale
+    update_bn(data, swa)
+    assert not swa.training and not norm.training
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(norm, name), getattr(ref, name))
+    assert norm.num_batches_tracked.item() == 4 and norm.momentum == 0.1
+
+
+def test_update_bn_agrees_with_torchs_on_torch_and_group_batch_norms(gen):
+    """On a model whose norms torch's ``update_bn`` sees (``nn.BatchNorm3d``,
+    ``GroupBatchNorm2d``) ours gives the same statistics and counts, from a DataLoader-like
+    list of ``(x, y)`` pairs moved to ``device``; a harmonic batch norm beside them (torch's
+    runs it at its own momentum, 0.1, without a reset) differs from the cumulative average
+    under torch's and matches it under ours."""
+    model = nn.Sequential(HarmonicBatchNorm(2, 1), GroupBatchNorm2d(2), nn.BatchNorm3d(2))
+    model = model.double().train()
+    data = _batches(gen, (8, 2, 3, 4, 4), pairs=True)
+    for x, _ in data[:3]:  # trained a little: counts and statistics to reset
+        model(2 * x)
+    ref = _cumulative(model[0], [x for x, _ in data])
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    update_bn(data, ours, device="cpu")
+    torch_update_bn(data, theirs)
+    assert ours.training
+    for i in (1, 2):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(ours[i], name), getattr(theirs[i], name))
+    torch.testing.assert_close(ours[0].running_var, ref.running_var)
+    assert (theirs[0].running_var - ref.running_var).abs().max() > 1  # 0.9**4 of the old 1
+
+
+def test_update_bn_bad_input_changes_nothing():
+    model = nn.Sequential(HarmonicBatchNorm(2, 1))
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(2, 2, 3, 4, 4)
+    with pytest.raises(TypeError, match=r"loader must be an iterable.*got Tensor: wrap one "
+                                        r"batch in a list, \[x\]"):
+        update_bn(x, model)
+    with pytest.raises(TypeError, match="loader must be an iterable.*got int"):
+        update_bn(3, model)
+    with pytest.raises(TypeError, match=r"batch 0 of loader must be a tensor.*got dict"):
+        update_bn([{"x": x}], model)
+    with pytest.raises(ValueError, match="loader gave no batch.*model is unchanged"):
+        update_bn([], model)
+    with pytest.raises(TypeError, match="batch 2 of loader must be a tensor"):  # after 2 ran
+        update_bn([x, x + 3, "x"], model)
+    with pytest.raises(ValueError, match="expects a fiber of 3 slots"):  # the model's error
+        update_bn([x, x[:, :, :2]], model)
+    with pytest.raises(TypeError, match="expects an nn.Module as model"):
+        update_bn([x], "model")
+    assert model.training and model[0].momentum == 0.1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

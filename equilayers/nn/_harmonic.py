@@ -209,6 +209,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
     ``weight[c, m]``. As ``nn.BatchNorm3d``: ``momentum=None`` is a cumulative moving average
     (``num_batches_tracked`` counts the training batches), an empty batch leaves the running
     statistics untouched, and float16/bfloat16 inputs are normalized with float32 statistics.
+    After weight averaging (SWA) re-estimate them with :func:`equilayers.update_bn`: torch's
+    ``update_bn`` skips this layer (it is not a torch ``_BatchNorm``).
 
     Functional twin: :func:`~equilayers.functional.harmonic_batch_norm`.
 
