@@ -1,6 +1,6 @@
 """escnn models in our training loop (optional extra): ``recalibrate_batch_norm`` and
-``update_bn`` on escnn's norm layers, and the tetris family's escnn rows (the same architectures as ours, built with
-escnn's ``R3Conv``).
+``update_bn`` on escnn's norm layers, and the tetris family's escnn rows (the same
+architectures as ours, built with escnn's ``R3Conv``).
 
 Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_models.py``);
 skipped where escnn is missing.

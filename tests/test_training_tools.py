@@ -10,6 +10,7 @@ state dict, with the plain forward, or with the loop over the ensemble's members
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def _model(name: str, seed: int = 0):
 @pytest.mark.parametrize("name", NAMES)
 def test_model_ensembling_with_stack_module_state(name, mode):
     """Three members stacked and run by ``vmap`` over ``functional_call`` on a meta copy of
-    the first (the tutorial's recipe), each member's eval cache warm: the loop's outputs.
+    the first (the tutorial's recipe), each member's eval cache warm: the loop's outputs,
+    with no op falling back to vmap's per-member loop.
     (A float64 UNet's steerable convs once shared one ``basis_scale`` tensor, which
     ``named_buffers`` lists once, so the meta copy kept the others' and the call failed with
     "Cannot copy out of meta tensor".)"""
@@ -56,10 +58,15 @@ def test_model_ensembling_with_stack_module_state(name, mode):
     def call(p, b, *inputs):
         return _first(functional_call(base, (p, b), inputs))
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         out = vmap(call, in_dims=(0, 0) + (None,) * len(args), randomness="same")(
             params, buffers, *args)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    # no op without a batching rule (vmap then loops over the members and warns; the harmonic
+    # batch norm's running averages by lerp_ did, 2026-12-04)
+    fallbacks = [str(w.message) for w in caught if "batching rule" in str(w.message)]
+    assert not fallbacks, fallbacks
 
 
 def _ema_run(name, multi_avg_fn):

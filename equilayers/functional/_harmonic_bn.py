@@ -315,7 +315,9 @@ def _update_stats(running_mean: torch.Tensor, running_var: torch.Tensor, mean0: 
     ``(C, 1)``, ``running_var`` of ``stat`` ``(C, K)`` with its column 0 (a variance about
     the mean) unbiased, times ``n / (n - 1)``, as ``nn.BatchNorm``."""
     unbias = n / max(n - 1, 1)
-    if _low_precision(running_mean) or _low_precision(running_var):
+    # under torch.func (buffers passed into vmap: model ensembling) lerp_ has no batching
+    # rule (a per-sample loop and a performance warning): the two-op update has
+    if _low_precision(running_mean) or _low_precision(running_var) or _wrapped(running_var):
         _update(running_mean, mean0[:, 0], momentum)
         _update(running_var, torch.cat([stat[:, :1] * unbias, stat[:, 1:]], dim=1), momentum)
         return
