@@ -1,7 +1,8 @@
 """The zoo (``tests/_zoo.py``) under the tools of ``torch`` that users put around a training
 loop and that ``tests/test_training_loop.py`` does not cover: model ensembling with
 ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap`` (torch's "model ensembling"
-tutorial), weight averaging (``torch.optim.swa_utils.AveragedModel``), in-place edits of a
+tutorial), weight averaging (``torch.optim.swa_utils.AveragedModel``, and the SWA step
+``equilayers.update_bn``), in-place edits of a
 warm eval model's derived buffers, activation checkpointing (``torch.utils.checkpoint``, both
 implementations) and pruning (``torch.nn.utils.prune``, whose weight is a plain attribute
 recomputed from a mask by a forward pre-hook). Each compares with a model built from the same
@@ -265,3 +266,37 @@ def test_pruned_weights_and_mask_edits_are_seen(name):
     grad = target.weight_orig.grad
     assert grad is not None and torch.all(grad[target.weight_mask == 0] == 0)
     assert grad[target.weight_mask == 1].abs().sum() > 0
+
+
+def _running(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: b for n, b in m.named_buffers()
+            if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_swa_update_bn_gives_the_cumulative_statistics(name):
+    """torch's SWA recipe ending with ``equilayers.update_bn`` (torch's own skips the harmonic
+    batch norms, tests/test_recalibrate.py): every norm layer of the averaged copy holds the
+    statistics of a copy reset and run in training mode with ``momentum=None`` over the same
+    three batches (torch's meaning of ``update_bn``), the same random draws for both."""
+    from equilayers import update_bn
+
+    m, args = _model(name)
+    if not _running(m) or len(args) != 1:
+        pytest.skip(f"{name} has no running statistics, or takes more than one input")
+    batches = [args[0] * (1 + i) + i for i in range(3)]
+    ref = copy.deepcopy(m).train()
+    for mod in ref.modules():
+        if callable(getattr(mod, "reset_running_stats", None)):
+            mod.momentum = None
+            mod.reset_running_stats()
+    with torch.no_grad(), seeded_rng(1):
+        for x in batches:
+            ref(x)
+    swa = AveragedModel(m).eval()
+    with seeded_rng(1):
+        update_bn(batches, swa)
+    got, want = _running(swa.module), _running(ref)
+    assert got.keys() == want.keys() and not swa.training  # the mode it had
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], msg=key)
