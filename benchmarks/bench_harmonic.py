@@ -70,32 +70,24 @@ def _escnn_conv(group: str, c: int, k: int):
     return build, wrap
 
 
-def _sliced_gated_parts(x: torch.Tensor, gates: str):
-    """The gated nonlinearity's former views of its input: three slices (each a full-size zero
-    gradient in autograd's backward) where ``gated_parts`` takes one ``split``."""
-    if gates == "own":
-        return x[:, :, :1], x[:, :, :1], x[:, :, 1:]
-    c = x.shape[1]
-    return x[:, : c // 2, :1], x[:, c // 2:, :1], x[:, c // 2:, 1:]
-
-
 def _former(what: str):
     """``(module, attribute, value)`` that puts back the former code of a row (see
     :class:`_Former`)."""
-    from equilayers.functional import _harmonic3d, _harmonic_bn, _norm_map
+    from equilayers.functional import _gated, _harmonic_bn, _norm_map
 
     return {"addcmul affine": (_harmonic_bn, "SCALE_SHIFT_BN_FROM", float("inf")),
             "cat formulation": (_norm_map, "_one_buffer", lambda x: False),
-            "sliced views": (_harmonic3d, "gated_parts", _sliced_gated_parts)}[what]
+            "gated cat formulation": (_gated, "gated_relu", lambda *args: None)}[what]
 
 
 class _Former(nn.Module):
     """``m`` run with one attribute of the package set back to the former code (the
     before/after rows): the broadcasting ``addcmul`` affine and backward sums of the harmonic
     batch norms, the ``cat`` formulation of the norm-ReLU (with today's pair sums), or the
-    gated nonlinearity's sliced views. The attribute is restored once the input's gradient is
-    computed (or the output's node has run, for an input without one), or at once when no
-    graph was recorded, so the rows of the current code see it as it is."""
+    gated nonlinearity's plain ops (``cat``; its one-split views, 2026-12-04, kept). The
+    attribute is restored once the input's gradient is computed (or the output's node has
+    run, for an input without one), or at once when no graph was recorded, so the rows of the
+    current code see it as it is."""
 
     def __init__(self, m: nn.Module, what: str) -> None:
         super().__init__()
@@ -156,7 +148,8 @@ def _field_layer_cases(b: int, c: int, size: int) -> list[BenchCase]:
                (("NormNonlinearity", norm_relu),
                 ("NormNonlinearity", former(norm_relu, "cat formulation"), " cat formulation"),
                 ("GatedNonlinearity", gated),
-                ("GatedNonlinearity", former(gated, "sliced views"), " sliced views"))))
+                ("GatedNonlinearity", former(gated, "gated cat formulation"),
+                 " cat formulation"))))
     out = []
     for floor_name, floor_make, ours in layers:
         for mode in ("train", "infer"):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..groups import GroupLike, get
 from ..kernels._dispatch import transforms_active
+from . import _gated as G
 from . import _harmonic3d as H3
 from ._norm_map import norm_map
 from ._steerable_expand import expand_steerable
@@ -189,6 +190,9 @@ def gated_nonlinearity(
     if volume:
         return H3.gated_nonlinearity3d(x, max_order, function, gates)
     check_harmonic(x, max_order, "gated_nonlinearity")
+    fast = G.gated_relu(x, max_order, function, gates)  # ReLU on the CPU: one buffer each way
+    if fast is not None:
+        return fast
     gate, a0, v = H3.gated_parts(x, gates)
     out0 = function(a0)
     if max_order == 0:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from .. import _checks as C
+from . import _gated  # (a module: each imports the other)
 
 __all__ = ["check_harmonic3d", "norm_nonlinearity3d", "gated_nonlinearity3d", "norm_pool3d"]
 
@@ -103,6 +104,9 @@ def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
     field's own ``a_0`` (``"own"``) or that of gate field ``i`` for field ``C + i``
     (``"first_half"``, the gates dropped)."""
     check_harmonic3d(x, max_order, "gated_nonlinearity")
+    fast = _gated.gated_relu(x, max_order, function, gates)
+    if fast is not None:
+        return fast
     gate, a0, v = gated_parts(x, gates)
     out0 = function(a0)
     if max_order == 0:
