@@ -70,14 +70,22 @@ def _escnn_conv(group: str, c: int, k: int):
     return build, wrap
 
 
+def _order_slices(x: torch.Tensor, max_order: int) -> tuple[torch.Tensor, ...]:
+    """The SO(3) layers' former views of their input: a slice per order (each slice's
+    backward a gradient of the input's full size, mostly zeros) where ``order_blocks`` takes
+    one ``split``."""
+    return tuple(x[:, :, l * l:(l + 1) ** 2] for l in range(max_order + 1))
+
+
 def _former(what: str):
     """``(module, attribute, value)`` that puts back the former code of a row (see
     :class:`_Former`)."""
-    from equilayers.functional import _gated, _harmonic_bn, _norm_map
+    from equilayers.functional import _gated, _harmonic3d, _harmonic_bn, _norm_map
 
     return {"addcmul affine": (_harmonic_bn, "SCALE_SHIFT_BN_FROM", float("inf")),
             "cat formulation": (_norm_map, "_one_buffer", lambda x: False),
-            "gated cat formulation": (_gated, "gated_relu", lambda *args: None)}[what]
+            "gated cat formulation": (_gated, "gated_relu", lambda *args: None),
+            "order slices": (_harmonic3d, "order_blocks", _order_slices)}[what]
 
 
 class _Former(nn.Module):
@@ -164,6 +172,58 @@ def _field_layer_cases(b: int, c: int, size: int) -> list[BenchCase]:
                 out.append(BenchCase(
                     f"{name} {tag}{''.join(how)}", "harmonic", lambda wrap=wrap, make=make: (
                         wrap(make()), torch.randn(b, c, 5, size, size)),
+                    floor=floor, backward=mode == "train", params=params))
+    return out
+
+
+class _FlatBatchNorm(nn.Module):
+    """``nn.BatchNorm3d`` over ``x.flatten(1, 2)``: a batch norm per slot of an SO(3) field
+    ``(B, C, F, D, H, W)`` (not equivariant: the floor of the volume batch-norm rows)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm3d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.flatten(1, 2)).view_as(x)
+
+
+def _volume_field_cases(b: int, c: int, size: int) -> list[BenchCase]:
+    """SO(3) fields ``(B, C, 9, D, H, W)`` (orders 0..2): the norm-ReLU against ``nn.ReLU``,
+    the harmonic batch norm against a batch norm per slot, training and eval, each beside its
+    former per-order slices in the same run."""
+    from equilayers import nn as enn
+
+    def former(make, what: str):
+        return lambda: _Former(make(), what)
+
+    def norm_relu() -> nn.Module:
+        return enn.NormNonlinearity(c, 2, group="so3")
+
+    def batch_norm() -> nn.Module:
+        return enn.HarmonicBatchNorm(c, 2, group="so3")
+
+    layers = (("ReLU", nn.ReLU,
+               (("NormNonlinearity so3", norm_relu),
+                ("NormNonlinearity so3", former(norm_relu, "order slices"), " order slices"))),
+              ("BatchNorm3d per slot", lambda: _FlatBatchNorm(c * 9),
+               (("HarmonicBatchNorm so3", batch_norm),
+                ("HarmonicBatchNorm so3", former(batch_norm, "order slices"),
+                 " order slices"))))
+    shape = (b, c, 9, size, size, size)
+    out = []
+    for floor_name, floor_make, ours in layers:
+        for mode in ("train", "infer"):
+            tag = f"b{b} c{c} L2 {size}^3 {mode}"
+            wrap = infer if mode == "infer" else (lambda m: m)
+            params = {"b": b, "c": c, "size": size, "mode": mode}
+            floor = f"{floor_name} {tag}"
+            out.append(BenchCase(floor, "harmonic", lambda wrap=wrap, make=floor_make: (
+                wrap(make()), torch.randn(shape)), backward=mode == "train", params=params))
+            for name, make, *how in ours:
+                out.append(BenchCase(
+                    f"{name} {tag}{''.join(how)}", "harmonic", lambda wrap=wrap, make=make: (
+                        wrap(make()), torch.randn(shape)),
                     floor=floor, backward=mode == "train", params=params))
     return out
 
@@ -257,6 +317,7 @@ def cases(quick: bool) -> list[BenchCase]:
                     floor=f"construction GroupConv2d {group} 16->16 k{k} (b1 15x15 forward)",
                     params={"c": 16, "k": k, "group": group}))
     out += _field_layer_cases(b, c, size)
+    out += _volume_field_cases(*((2, 8, 8) if quick else (8, 16, 16)))
     m = 3
 
     floor = f"floor per-order (v*v) sum sqrt M{m} b{b} c{c}"

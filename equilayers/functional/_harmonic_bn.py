@@ -134,11 +134,11 @@ def harmonic_batch_norm(
     xc = x.to(ct)  # one cast for the statistics and the affine (x itself unless half)
     if training and n > 0:
         if volume:
-            a0 = xc[:, :, :1]
+            a0, *blocks = H3.order_blocks(xc, max_order)  # one split (H3.order_blocks)
             var0, mean0 = torch.var_mean(a0, dim=(0, *space), unbiased=False)  # (C, 1)
             # the 2l + 1 slots of each order l >= 1
             sizes = torch.arange(3, 2 * max_order + 2, 2, device=x.device)
-            var_m = (H3._order_sq(x, max_order).to(ct).mean(dim=(0, *space)) / sizes
+            var_m = (H3._order_sq(blocks).to(ct).mean(dim=(0, *space)) / sizes
                      if max_order else a0.new_zeros(c, 0))
             stat = torch.cat([var0, var_m], dim=1)
         elif _hand_backward(x, weight, bias):
