@@ -26,6 +26,7 @@ from ..kernels._dispatch import transforms_active
 from . import _gated as G
 from . import _harmonic3d as H3
 from ._norm_map import norm_map
+from ._steerable3d import order0_bias
 from ._steerable_expand import expand_steerable
 
 __all__ = [
@@ -354,9 +355,7 @@ def steerable_conv2d(
     C.check_window(x, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1),
                    (padding[1], padding[1], padding[0], padding[0]), what)
     filt = expand_steerable(weight, basis, groups)
-    y = F.conv2d(x.reshape(b, c_in * f_in, h, w), filt, None, stride, padding, dilation, groups)
     c_out, f_out = weight.shape[0], basis.shape[1]
-    y = y.view(b, c_out, f_out, *y.shape[-2:])
-    if bias is not None:
-        y = torch.cat([y[:, :, :1] + bias.view(1, -1, 1, 1, 1), y[:, :, 1:]], dim=2)
-    return y
+    y = F.conv2d(x.reshape(b, c_in * f_in, h, w), filt, order0_bias(bias, f_out), stride,
+                 padding, dilation, groups)  # the bias on order 0, inside the conv
+    return y.view(b, c_out, f_out, *y.shape[-2:])

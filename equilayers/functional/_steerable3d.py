@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
@@ -288,12 +289,14 @@ def expand_steerable3d(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tenso
     return filt.transpose(1, 2).reshape(c_out * f_out, c_in * f_in, kd, kh, kw)
 
 
-def harmonic_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``y`` ``(B, C, F, ...)`` with ``bias`` ``(C,)`` added to slot 0 (order 0) only."""
+def order0_bias(bias: torch.Tensor | None, fiber_out: int) -> torch.Tensor | None:
+    """The conv's per-slot bias ``(C * F,)`` of a field bias ``(C,)`` on order 0 (slot 0)
+    only, zeros on the other slots: added inside the conv, where adding it to the output's
+    order-0 slots and joining them to the rest (a ``cat``) cost two output-sized passes forward
+    and, through the two slices' backwards, three more backward."""
     if bias is None:
-        return y
-    shape = (1, -1, 1) + (1,) * (y.dim() - 3)
-    return torch.cat([y[:, :, :1] + bias.view(shape), y[:, :, 1:]], dim=2)
+        return None
+    return F.pad(bias[:, None], (0, fiber_out - 1)).reshape(-1)
 
 
 def steerable_conv3d(
@@ -357,6 +360,5 @@ def steerable_conv3d(
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
     C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
     pad = G3.resolve_padding3d(padding, k, dilation, what)
-    y = G3.conv3d_expanded(x, expand_steerable3d(weight, basis), None, f_out, stride, pad,
-                           dilation, groups, padding_mode, what=what)
-    return harmonic_bias(y, bias)
+    return G3.conv3d_expanded(x, expand_steerable3d(weight, basis), order0_bias(bias, f_out),
+                              f_out, stride, pad, dilation, groups, padding_mode, what=what)

@@ -246,10 +246,10 @@ class SteerableConv3d(Typed, nn.Module):
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
         self._check_exact(x)
-        y = G3.conv3d_expanded(x, self.expanded_filter(), None, self.fiber_out, self.stride,
-                               self._pad, self.dilation, self.groups, self.padding_mode,
-                               what=name)
-        return S3.harmonic_bias(y, self.bias)
+        return G3.conv3d_expanded(x, self.expanded_filter(),
+                                  S3.order0_bias(self.bias, self.fiber_out), self.fiber_out,
+                                  self.stride, self._pad, self.dilation, self.groups,
+                                  self.padding_mode, what=name)
 
     _warned: bool = False
 
