@@ -80,12 +80,13 @@ def _order_slices(x: torch.Tensor, max_order: int) -> tuple[torch.Tensor, ...]:
 def _former(what: str):
     """``(module, attribute, value)`` that puts back the former code of a row (see
     :class:`_Former`)."""
-    from equilayers.functional import _gated, _harmonic3d, _harmonic_bn, _norm_map
+    from equilayers.functional import _gated, _harmonic3d, _harmonic_bn, _norm_map, _norm_map3d
 
     return {"addcmul affine": (_harmonic_bn, "SCALE_SHIFT_BN_FROM", float("inf")),
             "cat formulation": (_norm_map, "_one_buffer", lambda x: False),
             "gated cat formulation": (_gated, "gated_relu", lambda *args: None),
-            "order slices": (_harmonic3d, "order_blocks", _order_slices)}[what]
+            "order slices": (_harmonic3d, "order_blocks", _order_slices),
+            "so3 plain": (_norm_map3d, "norm_relu3d", lambda *args: None)}[what]
 
 
 class _Former(nn.Module):
@@ -158,21 +159,26 @@ def _field_layer_cases(b: int, c: int, size: int) -> list[BenchCase]:
                 ("GatedNonlinearity", gated),
                 ("GatedNonlinearity", former(gated, "gated cat formulation"),
                  " cat formulation"))))
+    return _layer_rows(layers, f"b{b} c{c} M2 {size}x{size}", (b, c, 5, size, size),
+                       {"b": b, "c": c, "size": size})
+
+
+def _layer_rows(layers, tag: str, shape: tuple[int, ...], params: dict) -> list[BenchCase]:
+    """Training and eval rows of each ``(floor name, floor builder, ours)`` on a random
+    tensor of ``shape``, each of ``ours`` (``(name, builder, *suffix)``) against its floor."""
     out = []
     for floor_name, floor_make, ours in layers:
         for mode in ("train", "infer"):
-            tag = f"b{b} c{c} M2 {size}x{size} {mode}"
             wrap = infer if mode == "infer" else (lambda m: m)
-            params = {"b": b, "c": c, "size": size, "mode": mode}
-            floor = f"{floor_name} {tag}"
+            row = {**params, "mode": mode}
+            floor = f"{floor_name} {tag} {mode}"
             out.append(BenchCase(floor, "harmonic", lambda wrap=wrap, make=floor_make: (
-                wrap(make()), torch.randn(b, c, 5, size, size)),
-                backward=mode == "train", params=params))
+                wrap(make()), torch.randn(shape)), backward=mode == "train", params=row))
             for name, make, *how in ours:
                 out.append(BenchCase(
-                    f"{name} {tag}{''.join(how)}", "harmonic", lambda wrap=wrap, make=make: (
-                        wrap(make()), torch.randn(b, c, 5, size, size)),
-                    floor=floor, backward=mode == "train", params=params))
+                    f"{name} {tag} {mode}{''.join(how)}", "harmonic",
+                    lambda wrap=wrap, make=make: (wrap(make()), torch.randn(shape)),
+                    floor=floor, backward=mode == "train", params=row))
     return out
 
 
@@ -189,9 +195,9 @@ class _FlatBatchNorm(nn.Module):
 
 
 def _volume_field_cases(b: int, c: int, size: int) -> list[BenchCase]:
-    """SO(3) fields ``(B, C, 9, D, H, W)`` (orders 0..2): the norm-ReLU against ``nn.ReLU``,
-    the harmonic batch norm against a batch norm per slot, training and eval, each beside its
-    former per-order slices in the same run."""
+    """SO(3) fields ``(B, C, 9, D, H, W)`` (orders 0..2): the norm-ReLU against ``nn.ReLU``
+    (beside its plain formulation), the harmonic batch norm against a batch norm per slot
+    (beside its former per-order slices), training and eval, in the same run."""
     from equilayers import nn as enn
 
     def former(make, what: str):
@@ -205,27 +211,13 @@ def _volume_field_cases(b: int, c: int, size: int) -> list[BenchCase]:
 
     layers = (("ReLU", nn.ReLU,
                (("NormNonlinearity so3", norm_relu),
-                ("NormNonlinearity so3", former(norm_relu, "order slices"), " order slices"))),
+                ("NormNonlinearity so3", former(norm_relu, "so3 plain"), " plain formulation"))),
               ("BatchNorm3d per slot", lambda: _FlatBatchNorm(c * 9),
                (("HarmonicBatchNorm so3", batch_norm),
                 ("HarmonicBatchNorm so3", former(batch_norm, "order slices"),
                  " order slices"))))
-    shape = (b, c, 9, size, size, size)
-    out = []
-    for floor_name, floor_make, ours in layers:
-        for mode in ("train", "infer"):
-            tag = f"b{b} c{c} L2 {size}^3 {mode}"
-            wrap = infer if mode == "infer" else (lambda m: m)
-            params = {"b": b, "c": c, "size": size, "mode": mode}
-            floor = f"{floor_name} {tag}"
-            out.append(BenchCase(floor, "harmonic", lambda wrap=wrap, make=floor_make: (
-                wrap(make()), torch.randn(shape)), backward=mode == "train", params=params))
-            for name, make, *how in ours:
-                out.append(BenchCase(
-                    f"{name} {tag}{''.join(how)}", "harmonic", lambda wrap=wrap, make=make: (
-                        wrap(make()), torch.randn(shape)),
-                    floor=floor, backward=mode == "train", params=params))
-    return out
+    return _layer_rows(layers, f"b{b} c{c} L2 {size}^3", (b, c, 9, size, size, size),
+                       {"b": b, "c": c, "size": size})
 
 
 def cases(quick: bool) -> list[BenchCase]:

@@ -318,7 +318,9 @@ def _graph_nodes(t: torch.Tensor, shape: tuple[int, ...]) -> list[str]:
 def _so3_layers():
     from equilayers.functional import norm_pool
 
-    return {"norm-relu": lambda x: norm_nonlinearity(x, None, 2, F.relu, group="so3"),
+    # (the norm-ReLU's plain formulation: its one-buffer path has no per-order view)
+    return {"norm-relu": lambda x: norm_nonlinearity(x, None, 2, lambda t: F.relu(t),
+                                                     group="so3"),
             "batch-norm": lambda x: harmonic_batch_norm(x, 2, None, None, training=True,
                                                         group="so3"),
             "norm-pool": lambda x: norm_pool(x, 2, group="so3")}

@@ -28,11 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from . import _harmonic3d as H3  # (a module: each imports the other)
-from ._autograd import plain_autograd
+from ._norm_map import cpu_relu_path
 
 __all__ = ["gated_relu"]
-
-_RELUS = (F.relu, torch.relu)
 
 
 def gated_relu(x: torch.Tensor, max_order: int,
@@ -41,8 +39,7 @@ def gated_relu(x: torch.Tensor, max_order: int,
     """The gated nonlinearity of ``x`` (planar or volume fields, checked by the caller) on
     the one-buffer path, or ``None`` where that path does not apply (then the caller runs the
     plain ops)."""
-    if not (function in _RELUS and max_order and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64) and plain_autograd(x)):
+    if not cpu_relu_path(x, function, max_order):
         return None
     if torch.is_grad_enabled() and x.requires_grad:
         return _GatedReLU.apply(x, gates)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .. import _checks as C
-from . import _gated  # (a module: each imports the other)
+from . import _gated, _norm_map3d  # (_gated: a module, each imports the other)
 
 __all__ = ["check_harmonic3d", "norm_nonlinearity3d", "gated_nonlinearity3d", "norm_pool3d"]
 
@@ -42,9 +42,17 @@ def order_blocks(x: torch.Tensor, max_order: int) -> tuple[torch.Tensor, ...]:
 
 def _order_sq(blocks: Sequence[torch.Tensor]) -> torch.Tensor:
     """``(B, C, L, D, H, W)``: ``|v_l|^2`` of the blocks ``v_1 .. v_L`` (float32 for half
-    inputs)."""
-    return torch.stack([(v if v.dtype in (torch.float32, torch.float64) else v.float())
-                        .square().sum(2) for v in blocks], dim=2)
+    inputs), summed slot by slot in slot order, as the norm-ReLU's one-buffer path sums them
+    (:mod:`._norm_map3d`): both paths give the same bits (a compiled or exported model takes
+    this one)."""
+    out = []
+    for v in blocks:
+        slots = (v if v.dtype in (torch.float32, torch.float64) else v.float()).unbind(2)
+        sq = slots[0] * slots[0]
+        for t in slots[1:]:
+            sq = torch.addcmul(sq, t, t)
+        out.append(sq)
+    return torch.stack(out, dim=2)
 
 
 def norm_nonlinearity3d(
@@ -67,6 +75,19 @@ def norm_nonlinearity3d(
             raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
                              f"for x of shape {tuple(x.shape)}; got {tuple(bias.shape)}")
         C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
+
+    def plain(t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return _norm_map3d_plain(t, b, max_order, function, eps, order0)
+
+    fast = _norm_map3d.norm_relu3d(x, bias, max_order, function, eps, order0, plain)
+    return plain(x, bias) if fast is None else fast
+
+
+def _norm_map3d_plain(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
+                      function: Callable[[torch.Tensor], torch.Tensor], eps: float,
+                      order0: str) -> torch.Tensor:
+    """:func:`norm_nonlinearity3d`'s map as plain differentiable ops (arguments checked)."""
+    c = x.shape[1]
     view = (1, c, 1, 1, 1, 1)
     a0, *blocks = order_blocks(x, max_order)
     b0 = None if bias is None else bias[:, 0].view(view)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ._autograd import plain_autograd
 
-__all__ = ["norm_map"]
+__all__ = ["cpu_relu_path", "norm_map", "relu_order0"]
 
 _RELUS = (F.relu, torch.relu)
 
@@ -63,6 +63,25 @@ def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
     return _parts(x, bias, max_order, function, eps, order0)[0]
 
 
+def relu_order0(a0: torch.Tensor, b0: torch.Tensor | None, order0: str) -> torch.Tensor:
+    """The norm-ReLU's order 0 without autograd: ``relu(a_0 + b_0)``, or with
+    ``order0="norm"`` ``sign(a_0) relu(|a_0| + b_0)`` (planar and SO(3) fields alike)."""
+    if order0 == "norm":
+        mag = a0.abs()
+        return torch.sign(a0) * F.relu(mag if b0 is None else mag.add_(b0))
+    return F.relu(a0 if b0 is None else a0 + b0)
+
+
+def cpu_relu_path(x: torch.Tensor, function: Callable[[torch.Tensor], torch.Tensor],
+                  max_order: int) -> bool:
+    """Whether a harmonic nonlinearity of ``x`` with ``function`` takes its one-buffer ReLU
+    path with a hand-written backward (the gated one, :mod:`._gated`, and the SO(3) norm-ReLU,
+    :mod:`._norm_map3d`): ReLU, orders past 0, float32/float64 on the CPU, plain eager
+    autograd; elsewhere the plain ops."""
+    return (function in _RELUS and bool(max_order) and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64) and plain_autograd(x))
+
+
 def _one_buffer(x: torch.Tensor) -> bool:
     """Whether the norm-ReLU writes its output and its gradient into one buffer each
     (:func:`_relu_parts`, and its backward): on the CPU, where it saves memory passes (numbers
@@ -88,11 +107,7 @@ def _relu_parts(x: torch.Tensor, bias: torch.Tensor | None, max_order: int, eps:
     b0 = bm = None
     if bias is not None:
         b0, bm = bias.view(1, c, max_order + 1, 1, 1).split([1, max_order], dim=2)
-    if order0 == "norm":
-        mag = a0.abs()
-        out0 = torch.sign(a0) * F.relu(mag if b0 is None else mag.add_(b0))
-    else:
-        out0 = F.relu(a0 if b0 is None else a0 + b0)
+    out0 = relu_order0(a0, b0, order0)
     y = torch.empty_like(x)
     y[:, :, :1].copy_(out0)
     pairs = x[:, :, 1:].view(b, c, max_order, 2, h, w)
