@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _harmonic3d as H3  # (a module: each imports the other)
-from ._norm_map import cpu_relu_path
+from ._norm_map import cpu_relu_path, slot_sum
 
 __all__ = ["gated_relu"]
 
@@ -44,12 +44,6 @@ def gated_relu(x: torch.Tensor, max_order: int,
     if torch.is_grad_enabled() and x.requires_grad:
         return _GatedReLU.apply(x, gates)
     return _forward(x, gates)[0]  # no graph to record
-
-
-def _plain(x: torch.Tensor, gates: str) -> torch.Tensor:
-    """The plain formulation (differentiable ops): the reference and the second derivative."""
-    gate, a0, v = H3.gated_parts(x, gates)
-    return torch.cat([F.relu(a0), H3.gate_product(gate, v)], dim=2)
 
 
 def _forward(x: torch.Tensor, gates: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,15 +75,13 @@ class _GatedReLU(torch.autograd.Function):
         gates = ctx.gates
         if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
             with torch.enable_grad():
-                (gx,) = torch.autograd.grad(_plain(x, gates), x, gy, create_graph=True)
+                (gx,) = torch.autograd.grad(H3.gated_plain(x, 1, F.relu, gates), x, gy,
+                                            create_graph=True)  # (any order past 0)
             return gx, None
         f = x.shape[2]
         _, a0, v = H3.gated_parts(x, gates)
         g0, gv = gy.split([1, f - 1], dim=2)
-        dg = torch.mul(gv[:, :, :1], v[:, :, :1])  # sum over the slots, one slot at a time
-        for i in range(1, f - 1):
-            dg.addcmul_(gv[:, :, i:i + 1], v[:, :, i:i + 1])
-        dg = torch.ops.aten.sigmoid_backward(dg, s)
+        dg = torch.ops.aten.sigmoid_backward(slot_sum(gv, v), s)
         da0 = torch.ops.aten.threshold_backward(g0, a0, 0)  # ReLU's backward
         if gates == "own":
             gx = torch.empty_like(x)

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..groups import GroupLike, get
 from ..kernels._dispatch import transforms_active
-from . import _gated as G
 from . import _harmonic3d as H3
 from ._norm_map import norm_map
 from ._steerable3d import order0_bias
@@ -191,14 +190,7 @@ def gated_nonlinearity(
     if volume:
         return H3.gated_nonlinearity3d(x, max_order, function, gates)
     check_harmonic(x, max_order, "gated_nonlinearity")
-    fast = G.gated_relu(x, max_order, function, gates)  # ReLU on the CPU: one buffer each way
-    if fast is not None:
-        return fast
-    gate, a0, v = H3.gated_parts(x, gates)
-    out0 = function(a0)
-    if max_order == 0:
-        return out0
-    return torch.cat([out0, H3.gate_product(gate, v)], dim=2)
+    return H3.gated_map(x, max_order, function, gates)
 
 
 def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None

@@ -123,9 +123,21 @@ def gated_nonlinearity3d(x: torch.Tensor, max_order: int,
     field's own ``a_0`` (``"own"``) or that of gate field ``i`` for field ``C + i``
     (``"first_half"``, the gates dropped)."""
     check_harmonic3d(x, max_order, "gated_nonlinearity")
+    return gated_map(x, max_order, function, gates)
+
+
+def gated_map(x: torch.Tensor, max_order: int,
+              function: Callable[[torch.Tensor], torch.Tensor], gates: str) -> torch.Tensor:
+    """The gated nonlinearity of checked planar or volume fields: the one-buffer ReLU path on
+    the CPU where it applies (:mod:`._gated`), the plain ops otherwise."""
     fast = _gated.gated_relu(x, max_order, function, gates)
-    if fast is not None:
-        return fast
+    return gated_plain(x, max_order, function, gates) if fast is None else fast
+
+
+def gated_plain(x: torch.Tensor, max_order: int,
+                function: Callable[[torch.Tensor], torch.Tensor], gates: str) -> torch.Tensor:
+    """The gated nonlinearity as plain differentiable ops (also the one-buffer path's second
+    derivative)."""
     gate, a0, v = gated_parts(x, gates)
     out0 = function(a0)
     if max_order == 0:

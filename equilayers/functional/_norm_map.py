@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ._autograd import plain_autograd
 
-__all__ = ["cpu_relu_path", "norm_map", "relu_order0"]
+__all__ = ["cpu_relu_path", "norm_map", "relu_order0", "slot_sum"]
 
 _RELUS = (F.relu, torch.relu)
 
@@ -61,6 +61,15 @@ def norm_map(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
         if _one_buffer(x):
             return _relu_parts(x, bias, max_order, eps, order0)[0]  # no graph to record
     return _parts(x, bias, max_order, function, eps, order0)[0]
+
+
+def slot_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_i a[:, :, i] b[:, :, i]`` kept as dim 2 of size 1, one slot at a time (no
+    temporary of the inputs' size): the one-buffer paths' sums over a field's slots."""
+    out = torch.mul(a[:, :, :1], b[:, :, :1])
+    for i in range(1, a.shape[2]):
+        out.addcmul_(a[:, :, i:i + 1], b[:, :, i:i + 1])
+    return out
 
 
 def relu_order0(a0: torch.Tensor, b0: torch.Tensor | None, order0: str) -> torch.Tensor:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ._norm_map import cpu_relu_path, relu_order0
+from ._norm_map import cpu_relu_path, relu_order0, slot_sum
 
 __all__ = ["norm_relu3d"]
 
@@ -42,14 +42,6 @@ def norm_relu3d(x: torch.Tensor, bias: torch.Tensor | None, max_order: int,
                                     or (bias is not None and bias.requires_grad)):
         return _NormReLU3d.apply(x, bias, max_order, eps, order0, plain)
     return _forward(x, bias, max_order, eps, order0)[0]
-
-
-def _slot_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum_i a[:, :, i] b[:, :, i]`` kept as dim 2 of size 1, one slot at a time."""
-    out = torch.mul(a[:, :, :1], b[:, :, :1])
-    for i in range(1, a.shape[2]):
-        out.addcmul_(a[:, :, i:i + 1], b[:, :, i:i + 1])
-    return out
 
 
 def _blocks(t: torch.Tensor, max_order: int) -> tuple[torch.Tensor, ...]:
@@ -77,7 +69,7 @@ def _forward(x: torch.Tensor, bias: torch.Tensor | None, max_order: int, eps: fl
     y0.copy_(out0)
     fs, scales, norms = [], [], []
     for v, yl, b in zip(vs, ys, bl, strict=True):
-        norm = _slot_sum(v, v).add_(eps).sqrt_()
+        norm = slot_sum(v, v).add_(eps).sqrt_()
         fv = F.relu(norm if b is None else norm + b.unsqueeze(2))
         scale = fv / norm
         torch.mul(v, scale, out=yl)
@@ -125,7 +117,7 @@ class _NormReLU3d(torch.autograd.Function):
             _blocks(gx, max_order)[0].copy_(ga0)
         for i, (g, v, fv, scale, norm) in enumerate(zip(gs, vs, fs, scales, norms,
                                                         strict=True)):
-            t = _slot_sum(g, v).div_(norm)  # G / |v|
+            t = slot_sum(g, v).div_(norm)  # G / |v|
             u = torch.ops.aten.threshold_backward(t, fv, 0)  # f' G / |v|
             gbs.append(u.sum((0, 3, 4, 5)))
             if gx is not None:
