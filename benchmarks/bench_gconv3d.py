@@ -17,6 +17,10 @@ Rows, k3 unless named, 4 fields:
   field the direct sum of the irreps ``0..L`` (its default rings, widths and caps, which are
   ours).
 
+- ``LiftingConvTranspose3d`` / ``GroupConvTranspose3d`` (``transposed`` rows) for ``"o"`` and
+  ``"c4z"``: k3, stride 2, padding 1, training mode, batch 4, inputs ``4^3`` and ``8^3``
+  (quick: ``4^3``), against a dense ``nn.ConvTranspose3d``; escnn: ``R3ConvTransposed``.
+
 Construction time per layer via ``construct`` (median of repeated builds in one process: both
 libraries' basis caches are warm after the first).
 
@@ -212,8 +216,67 @@ def steerable_cases(quick: bool, peer: bool) -> list[BenchCase]:
     return out
 
 
+def _transposed(kind: str, group: str, c: int, k: int):
+    from equilayers.nn import GroupConvTranspose3d, LiftingConvTranspose3d
+    cls = LiftingConvTranspose3d if kind == "lifting" else GroupConvTranspose3d
+    return lambda: cls(c, c, k, stride=2, padding=1, group=group)
+
+
+def _escnn_transposed(kind: str, group: str, c: int, k: int):
+    """``(build, wrap)`` of escnn's ``R3ConvTransposed`` with our layer's fields."""
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    escnn_sklearn_shim()
+    gs = gspaces.octaOnR3() if group == "o" else gspaces.rot2dOnR3(n=4)
+    rin = gs.trivial_repr if kind == "lifting" else gs.regular_repr
+    tin, tout = esc.FieldType(gs, c * [rin]), esc.FieldType(gs, c * [gs.regular_repr])
+
+    def build():
+        return esc.R3ConvTransposed(tin, tout, k, padding=1, stride=2)
+
+    def wrap(conv):
+        return lambda x: conv(esc.GeometricTensor(x, tin)).tensor
+    return build, wrap
+
+
+def transposed_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``LiftingConvTranspose3d`` / ``GroupConvTranspose3d`` k3 stride 2 padding 1 (``n -> 2n -
+    1``, the decoder's upsampling) against a dense ``nn.ConvTranspose3d`` with the same
+    expanded channels, training mode, batch 4, inputs ``4^3`` and ``8^3``."""
+    k, c = 3, C
+    out: list[BenchCase] = []
+    for kind in ("lifting", "group"):
+        for group in ("o", "c4z"):
+            n = _ORDER[group]
+            c_in = c if kind == "lifting" else c * n
+            for s in (4,) if quick else (4, 8):
+                tag = f"transposed {kind} {group} k{k} s2 {s}^3 train b{B} c{c}"
+                params = dict(kind=f"transposed {kind}", group=group, k=k, size=s,
+                              mode="train", batch=B, fields=c)
+                flat = (B, c_in, s, s, s)
+                ours_shape = flat if kind == "lifting" else (B, c, n, s, s, s)
+                floor = f"floor {tag}"
+
+                def dense(c_in=c_in, n=n):
+                    return nn.ConvTranspose3d(c_in, c * n, k, stride=2, padding=1)
+                out.append(BenchCase(floor, FAMILY, _make(dense, flat, "train"),
+                                     construct=dense, params=params))
+                ours = _transposed(kind, group, c, k)
+                out.append(BenchCase(f"ours {tag}", FAMILY, _make(ours, ours_shape, "train"),
+                                     floor=floor, construct=ours, params=params))
+                if peer:
+                    build, wrap = _escnn_transposed(kind, group, c, k)
+                    out.append(BenchCase(f"escnn {tag}", FAMILY,
+                                         _make_peer(build, wrap, flat, "train"), floor=floor,
+                                         peer="escnn", construct=build, params=params))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
-    """Every row: the cube groups' (:func:`regular_cases`) and SO(3)'s
-    (:func:`steerable_cases`); escnn's where it imports."""
+    """Every row: the cube groups' (:func:`regular_cases`), their transposed convs
+    (:func:`transposed_cases`) and SO(3)'s (:func:`steerable_cases`); escnn's where it
+    imports."""
     peer = importlib.util.find_spec("escnn") is not None
-    return regular_cases(quick, peer) + steerable_cases(quick, peer)
+    return regular_cases(quick, peer) + transposed_cases(quick, peer) + steerable_cases(quick,
+                                                                                         peer)

@@ -33,7 +33,8 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
   C_out*|G|), Unflatten(1, (C_out, |G|)))``: the ``Conv3d`` holds the expanded filter and the
   bias per slot (same ``F.conv3d`` call, so the outputs are identical); ``pad``
   (``ZeroPad3d``/``ReflectionPad3d``/``ReplicationPad3d``/``CircularPad3d``) only for
-  asymmetric padding.
+  asymmetric padding. ``LiftingConvTranspose3d`` / ``GroupConvTranspose3d`` -> the same with
+  one ``ConvTranspose3d`` (its ``output_padding``, as in 2-D).
 * With one fiber size ``F`` in the model: ``GroupBatchNorm3d`` -> ``Sequential(Flatten(2, 3),
   BatchNorm3d, Unflatten(2, (F, -1)))`` (fiber and depth share the statistics, as before);
   ``GroupMaxPool3d`` / ``GroupAvgPool3d`` -> ``Sequential(Flatten(1, 2), MaxPool3d/AvgPool3d,
@@ -61,6 +62,7 @@ from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
 from .nn._group_conv_transpose import _GroupConvTransposeNd
+from .nn._group_conv_transpose3d import _GroupConvTranspose3dBase
 from .nn._group_norm import GroupBatchNorm2d, GroupBatchNorm3d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
 from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
@@ -113,23 +115,30 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@register_export(_GroupConvTransposeNd)
-def _export_conv_transpose(m: _GroupConvTransposeNd, fiber: int | None) -> nn.Module:
+def _dense_conv_transpose(m: _GroupConvTransposeNd | _GroupConvTranspose3dBase,
+                          padding: tuple[int, ...], slot_bias: torch.Tensor | None
+                          ) -> nn.Module:
+    """A transposed group conv as one ``nn.ConvTranspose2d`` / ``3d`` on the flattened fibers:
+    the expanded filter (already in the transposed layout ``(C_in * F_in, C_out * F_out //
+    groups, *k)``) and ``slot_bias`` per output slot."""
     w = m.weight
     with torch.no_grad():
-        expanded = m._expand().detach().clone()  # (C_in * F_in, C_out * F_out // groups, k, k)
-    conv = nn.ConvTranspose2d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
-                              m.kernel_size[0], m.stride, (m._pad[2], m._pad[0]),
-                              m.output_padding, m.groups, m.bias is not None, m.dilation,
-                              device=w.device, dtype=w.dtype)
+        expanded = m._expand().detach().clone()
+    cls: Any = nn.ConvTranspose2d if len(padding) == 2 else nn.ConvTranspose3d
+    conv = cls(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out, m.kernel_size[0],
+               m.stride, padding, m.output_padding, m.groups, m.bias is not None, m.dilation,
+               device=w.device, dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
-        if m.bias is not None:
-            slot_bias = m._slot_bias()
-            assert conv.bias is not None and slot_bias is not None  # m has a bias: so has conv
+        if slot_bias is not None and conv.bias is not None:
             conv.bias.copy_(slot_bias)
     layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
     return nn.Sequential(*layers, conv, nn.Unflatten(1, (m.out_channels, m.fiber_out)))
+
+
+@register_export(_GroupConvTransposeNd)
+def _export_conv_transpose(m: _GroupConvTransposeNd, fiber: int | None) -> nn.Module:
+    return _dense_conv_transpose(m, (m._pad[2], m._pad[0]), m._slot_bias())
 
 
 @register_export(GroupBatchNorm2d)
@@ -193,6 +202,12 @@ def _dense_conv3d(m: _GroupConv3dBase | SteerableConv3d, slot_bias: torch.Tensor
 def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
     bias = None if m.bias is None else m.bias.detach().repeat_interleave(m.fiber_out)
     return _dense_conv3d(m, bias, fiber_in=not m.lifting)
+
+
+@register_export(_GroupConvTranspose3dBase)
+def _export_conv_transpose3d(m: _GroupConvTranspose3dBase, fiber: int | None) -> nn.Module:
+    bias = None if m.bias is None else m.bias.detach().repeat_interleave(m.fiber_out)
+    return _dense_conv_transpose(m, (m._pad[4], m._pad[2], m._pad[0]), bias)
 
 
 @register_export(SteerableConv3d)

@@ -197,6 +197,28 @@ def _axes(group) -> tuple[bool, bool, bool]:
     return -2 in moved, -1 in moved, swaps
 
 
+def output_padding_finding(name: str, kind: str, breaks: str, size: tuple[int, ...],
+                           ops: list[str]) -> Finding:
+    """A transposed conv's ``output_padding`` on a dim the group moves (2-D and 3-D)."""
+    return Finding(
+        name, kind, "output-padding", breaks, size,
+        f"output_padding ({'; '.join(ops)}) adds pixels at the end only, so the "
+        "transposed conv's output grid is not centred on the input's",
+        "use output_padding=0 (k=3, stride 2, padding 1 maps n -> 2n-1, the inverse of "
+        "the stride-2 conv on an odd size; k=4, stride 2, padding 1 doubles)")
+
+
+def transposed_border_finding(name: str, kind: str, size: tuple[int, ...]) -> Finding:
+    """A transposed conv under circular shifts: what falls past the border is dropped."""
+    return Finding(
+        name, kind, "transposed-border", "shifts", size,
+        "a transposed conv whose footprints overlap (kernel > stride) or are cropped "
+        "(padding) drops, rather than wraps, what falls past the border, so circular "
+        "shifts are not exact there",
+        "kernel_size == stride and padding=0 (non-overlapping), or measure the border "
+        "error with equilayers.metrics.layerwise_shift_equivariance")
+
+
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
                    ) -> list[Finding]:
     out = []
@@ -228,20 +250,9 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
             if rem:
                 parity.append(f"{label}: ({n} + {lo + hi} - {k}) % {s} = {rem}")
         if ops:
-            out.append(Finding(
-                name, kind, "output-padding", rot_what, (h, w),
-                f"output_padding ({'; '.join(ops)}) adds pixels at the end only, so the "
-                "transposed conv's output grid is not centred on the input's",
-                "use output_padding=0 (k=3, stride 2, padding 1 maps n -> 2n-1, the inverse of "
-                "the stride-2 conv on an odd size; k=4, stride 2, padding 1 doubles)"))
+            out.append(output_padding_finding(name, kind, rot_what, (h, w), ops))
         if transposed and shifts and (prm["k"] != prm["s"] or top or left):
-            out.append(Finding(
-                name, kind, "transposed-border", "shifts", (h, w),
-                "a transposed conv whose footprints overlap (kernel > stride) or are cropped "
-                "(padding) drops, rather than wraps, what falls past the border, so circular "
-                "shifts are not exact there",
-                "kernel_size == stride and padding=0 (non-overlapping), or measure the border "
-                "error with equilayers.metrics.layerwise_shift_equivariance"))
+            out.append(transposed_border_finding(name, kind, (h, w)))
         if square and (prm["k"][0], prm["s"][0], top, prm.get("op", (0, 0))[0]) != (
                 prm["k"][1], prm["s"][1], left, prm.get("op", (0, 0))[1]):
             out.append(Finding(

@@ -2,7 +2,7 @@
 
 The law is the 3-D group convs' (:func:`equilayers.functional.exactness_problems3d`), applied
 to every leaf module with ``kernel_size`` and ``stride`` attributes (``nn.Conv3d``,
-``nn.MaxPool3d``/``nn.AvgPool3d``, ``LiftingConv3d``/``GroupConv3d``,
+``nn.ConvTranspose3d``, ``nn.MaxPool3d``/``nn.AvgPool3d``, ``LiftingConv3d``/``GroupConv3d``,
 ``GroupMaxPool3d``/``GroupAvgPool3d``, ``BlurPool3d``) and to ``nn.*Pad3d``: on a dim that
 some element of the group flips or moves, the padding must be symmetric and the windows must
 tile the padded length from both ends, ``(n + lo + hi - (dilation (k - 1) + 1)) % stride ==
@@ -10,14 +10,23 @@ tile the padded length from both ends, ``(n + lo + hi - (dilation (k - 1) + 1)) 
 options at every layer (not equal sizes: a rotation permutes them with the dims, and
 :func:`equilayers.check_grid` checks that each layer sees them permuted on the rotated
 input). ``BlurPool3d`` pads ``(k - 1) // 2`` low
-and the rest high, so its condition is ``(n - 1) % stride == 0`` for odd ``k``.
+and the rest high, so its condition is ``(n - 1) % stride == 0`` for odd ``k``. A transposed
+conv (``transposed = True``: ``nn.ConvTranspose3d`` and equilayers' own) is exact at any size
+with ``output_padding == 0`` on the moved dims (its output grid is centred on the input's, as
+in 2-D), and under circular shifts only when its footprints neither overlap nor are cropped.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ._grid import Finding, _padding_text, _rotated_runs
+from ._grid import (
+    Finding,
+    _padding_text,
+    _rotated_runs,
+    output_padding_finding,
+    transposed_border_finding,
+)
 from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
 from .functional._grid_law import used_padding
@@ -72,8 +81,12 @@ def _params3d(mod: nn.Module) -> dict | None:
             return None
         sides = tuple((pi, pi) for pi in p)
     default = "pool" if "pool" in name.lower() and not blur else "zeros"
+    transposed = getattr(mod, "transposed", False) is True  # nn.ConvTranspose3d, ours
+    op = _triple(getattr(mod, "output_padding", 0)) if transposed else (0, 0, 0)
+    if op is None:
+        return None
     return {"k": ke, "s": s, "sides": sides, "mode": getattr(mod, "padding_mode", default),
-            "padded_by": "layer"}
+            "padded_by": "layer", "transposed": transposed, "op": op}
 
 
 def _permutations(grid: Group) -> list[tuple[int, ...]]:
@@ -97,28 +110,35 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
         if prm is None or len(size) != 3:
             continue
         kind = type(mod).__name__
-        asym, parity = [], []
+        transposed = prm.get("transposed", False)
+        asym, parity, ops = [], [], []
         for i in range(3):
             if i not in moved:
                 continue
             lo, hi = prm["sides"][i]
-            if lo != hi:  # the padding past the last window is never read
+            if lo != hi and not transposed:  # the padding past the last window is never read
                 lo, hi = used_padding(size[i], prm["k"][i], prm["s"][i], lo, hi)
             if lo != hi:
                 asym.append(f"{_NAMES[i]}: {lo} before, {hi} after")
+                continue
+            if transposed:  # exact at any size; output_padding adds voxels at one end only
+                if prm["op"][i]:
+                    ops.append(f"{_NAMES[i]}: {prm['op'][i]}")
                 continue
             k, s = prm["k"][i], prm["s"][i]
             rem = (size[i] + lo + hi - k) % s
             if rem:
                 parity.append(f"{_NAMES[i]}: ({size[i]} + {lo + hi} - {k}) % {s} = {rem}")
         text = "x".join(map(str, size))
-        opts = [(prm["k"][i], prm["s"][i], prm["sides"][i]) for i in range(3)]
+        opts = [(prm["k"][i], prm["s"][i], prm["sides"][i], prm.get("op", (0, 0, 0))[i])
+                for i in range(3)]
         odd = [f"{_NAMES[a]}/{_NAMES[b]}" for a, b in pairs if opts[a] != opts[b]]
         if odd:
             out.append(Finding(
                 name, kind, "anisotropic", "rotations", size,
                 f"the group trades {', '.join(odd)}, but kernel/stride/padding differ between "
-                f"them (kernel {prm['k']}, stride {prm['s']}, padding {prm['sides']})",
+                f"them (kernel {prm['k']}, stride {prm['s']}, padding {prm['sides']}"
+                + (f", output_padding {prm['op']}" if transposed else "") + ")",
                 "use the same kernel size, stride, dilation and padding on the traded dims"))
         if asym:
             out.append(Finding(
@@ -137,8 +157,13 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
                 f"{'; '.join(parity)})",
                 "make (size + 2*padding - effective kernel) divisible by the stride at this "
                 "layer"))
+        if ops:
+            out.append(output_padding_finding(name, kind, breaks, size, ops))
         padded = any(lo or hi for lo, hi in prm["sides"])
-        if shifts and padded and prm["mode"] != "circular":
+        if transposed:
+            if shifts and (prm["k"] != prm["s"] or padded):
+                out.append(transposed_border_finding(name, kind, size))
+        elif shifts and padded and prm["mode"] != "circular":
             mode = prm["mode"]
             fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
                    else "nn.CircularPad3d before it and padding=0" if mode == "pool"

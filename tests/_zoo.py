@@ -106,6 +106,19 @@ ZOO: dict[str, ZooEntry] = {
     "GroupConv3d[harmonic]": ZooEntry(
         lambda: enn.GroupConv3d(2, 3, 3, padding=1, group="c4z", basis="harmonic"),
         _x(2, 2, 4, 5, 5, 5)),
+    "LiftingConvTranspose3d": ZooEntry(
+        lambda: enn.LiftingConvTranspose3d(2, 3, 3, stride=2, padding=1, group="c4z"),
+        _x(2, 2, 3, 3, 3)),
+    "GroupConvTranspose3d": ZooEntry(
+        lambda: enn.GroupConvTranspose3d(2, 3, 4, stride=2, padding=1, group="d4z"),
+        _x(2, 2, 8, 3, 3, 3)),
+    "GroupConvTranspose3d[harmonic]": ZooEntry(
+        lambda: enn.GroupConvTranspose3d(2, 2, 3, stride=2, padding=1, group="o",
+                                         basis="harmonic"), _x(2, 2, 24, 3, 3, 3)),
+    # output_padding on the depth, which c4z leaves alone (exact: no warning), and groups
+    "GroupConvTranspose3d[output_padding]": ZooEntry(
+        lambda: enn.GroupConvTranspose3d(4, 2, 3, 2, 1, (1, 0, 0), groups=2, group="c4z"),
+        _x(2, 4, 4, 3, 3, 3)),
     "SteerableConv3d": ZooEntry(lambda: enn.SteerableConv3d(2, 3, 3, padding=1, max_order=1),
                                 _x(2, 2, 5, 5, 5)),
     "SteerableConv3d[harmonic]": ZooEntry(

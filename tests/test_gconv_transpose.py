@@ -290,7 +290,8 @@ def test_init_keeps_the_second_moment(stride, k, gen):
     ({"output_padding": 2, "stride": 2}, "must be smaller than the stride or the dilation"),
     ({"output_padding": -1, "stride": 2}, "output_padding"),
     ({"kernel_size": (3, 5)}, "square filters"),
-    ({"group": "oh"}, "no transposed conv of volumes"),
+    ({"group": "oh"}, "use GroupConvTranspose3d for the cube"),
+    ({"group": "so3"}, "acts on volumes: no SO\\(3\\) one yet: use GroupConvTranspose3d"),
 ])
 def test_bad_arguments(kwargs, match):
     args = {"in_channels": 2, "out_channels": 2, "kernel_size": 3, **kwargs}

@@ -41,6 +41,10 @@ from ._gconv_transpose import (
     group_conv_transpose2d,
     lifting_conv_transpose2d,
 )
+from ._gconv_transpose3d import (
+    group_conv_transpose3d,
+    lifting_conv_transpose3d,
+)
 from ._group_norm import (
     group_batch_norm,
 )
@@ -107,6 +111,8 @@ __all__: list[str] = [
     "lifting_conv2d",
     "group_conv_transpose2d",
     "lifting_conv_transpose2d",
+    "lifting_conv_transpose3d",
+    "group_conv_transpose3d",
     "exactness_problems3d",
     "group_conv3d",
     "lifting_conv3d",

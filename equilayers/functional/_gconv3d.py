@@ -138,48 +138,64 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
-                         stride, pad: tuple[int, ...], dilation) -> list[str]:
+                         stride, pad: tuple[int, ...], dilation, output_padding=None
+                         ) -> list[str]:
     """Why a 3-D conv window grid with these options is *not* exactly equivariant on a volume
     of spatial ``size`` ``(D, H, W)`` (empty list: exact). A dim that some element flips or
     moves needs symmetric padding and windows that tile the padded length from both ends,
     ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``; dims that elements trade (H and W
     for c4z/d4z, all three for o/oh) need equal options, not equal sizes (a rotation permutes
     the sizes with the dims, as on the plane: see :func:`equilayers.functional.
-    exactness_problems`)."""
+    exactness_problems`). A transposed conv (``output_padding`` given, an int or three, as
+    ``F.conv_transpose3d``'s; ``pad`` its cropping) is exact at every size with
+    ``output_padding == 0`` on the moved dims, and not (but by coincidence) with more: it adds
+    voxels at the high end only."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
     sizes = triple(size, "size", what, minimum=1)
     C.check_int(kernel_size, "kernel_size", what, minimum=1)
     strides = triple(stride, "stride", what, minimum=1)
     dils = triple(dilation, "dilation", what, minimum=1)
+    transposed = output_padding is not None
+    ops = triple(output_padding, "output_padding", what, minimum=0) if transposed else (0,) * 3
     if not (isinstance(pad, (tuple, list)) and len(pad) == 6
             and all(C.is_int(p) and p >= 0 for p in pad)):
         raise TypeError(f"{what}: pad={pad!r} must be six integers >= 0 (F.pad's w_lo, w_hi, "
                         "h_lo, h_hi, d_lo, d_hi)")
     names = ("depth", "height", "width")
     moved, _ = grid_moves(grp)
-    out = []
+    out: list[str] = []
+    padded: list[str] = []  # a transposed conv's output padding on a moved dim
     opts = {}
     for i, name in enumerate(names):  # dim -(3 - i)
         lo, hi = pad[2 * (2 - i)], pad[2 * (2 - i) + 1]
         n, s, d = sizes[i], strides[i], dils[i]
-        opts[i] = (s, d, lo, hi)
+        opts[i] = (s, d, lo, hi, ops[i])
         if -(3 - i) not in moved:
             continue
         if lo != hi:
             out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "
                        "symmetric padding")
+        if transposed:
+            if ops[i]:
+                padded.append(f"{name} {ops[i]}")
+            continue
         extent = d * (kernel_size - 1) + 1
         rem = (n + lo + hi - extent) % s
         if rem:
             out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both "
                        f"ends (remainder {rem}): use a {name} of {n + s - rem} (n + {lo} + {hi}"
                        f" - {extent} divisible by {s})")
+    if padded:
+        out.append(f"output_padding ({', '.join(padded)}) adds voxels at the high end only, so "
+                   "the output grid is not centred on the input's: use output_padding=0 (k=3, "
+                   "stride 2, padding 1 maps n -> 2n-1; k=4, stride 2, padding 1 doubles)")
     for a, b in _traded(grp):
         if opts[a] != opts[b]:
             out.append(f"{grp.name} trades the {names[a]} and {names[b]} dims, but their "
-                       f"stride/dilation/padding differ ({opts[a]} vs {opts[b]}): use "
-                       "equal ones")
+                       f"stride/dilation/padding{'/output_padding' if transposed else ''} "
+                       f"differ ({opts[a][:5 if transposed else 4]} vs "
+                       f"{opts[b][:5 if transposed else 4]}): use equal ones")
     return out
 
 
@@ -293,18 +309,25 @@ def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
 
 
-def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group,
-          lifting: bool, what: str) -> torch.Tensor:
+def checked_filter3d(x, weight, bias, stride, dilation, groups, padding_mode, group,
+                     lifting: bool, what: str) -> tuple[torch.Tensor, int]:
+    """Check the arguments of a functional 3-D group conv (forward or transposed) and expand
+    its filter: ``(expanded filter (C_out * |G|, C_in * F_in // groups, k, k, k), |G|)``."""
     grp = check_cubic_group(group, what)
     check_conv3d_args(what, weight, bias, stride, dilation, groups, padding_mode, lifting, grp)
     n = int(grp.order)
     check_input3d(x, lifting, weight.shape[1] * groups, n, what)
     C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
-    k = weight.shape[-1]
-    pad = resolve_padding3d(padding, k, dilation, what)
-    filt = expand_filter3d(weight, expansion_table(grp, k, lifting=lifting,
+    return expand_filter3d(weight, expansion_table(grp, weight.shape[-1], lifting=lifting,
                                                    in_channels=weight.shape[1],
-                                                   device=weight.device))
+                                                   device=weight.device)), n
+
+
+def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, group,
+          lifting: bool, what: str) -> torch.Tensor:
+    filt, n = checked_filter3d(x, weight, bias, stride, dilation, groups, padding_mode, group,
+                               lifting, what)
+    pad = resolve_padding3d(padding, weight.shape[-1], dilation, what)
     return conv3d_expanded(x, filt, bias, n, stride, pad, dilation, groups, padding_mode,
                            what=what)
 

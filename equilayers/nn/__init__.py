@@ -31,6 +31,10 @@ from ._group_conv_transpose import (
     GroupConvTranspose2d,
     LiftingConvTranspose2d,
 )
+from ._group_conv_transpose3d import (
+    GroupConvTranspose3d,
+    LiftingConvTranspose3d,
+)
 from ._group_norm import (
     GroupBatchNorm2d,
     GroupBatchNorm3d,
@@ -83,6 +87,8 @@ __all__: list[str] = [
     "LiftingConvTranspose2d",
     "GroupConv3d",
     "LiftingConv3d",
+    "GroupConvTranspose3d",
+    "LiftingConvTranspose3d",
     "SteerableConv3d",
     "ExpandedGroupConv2d",
     "GroupBatchNorm2d",

@@ -61,7 +61,8 @@ class _ExactConvMixin(_WarnsInexact):
             raise ValueError(f"{name}: stride and dilation must be >= 1; got stride={stride!r}, "
                              f"dilation={dilation!r}")
         if self.transposed:
-            self.output_padding = GT.check_output_padding(output_padding, stride, dilation, name)
+            op = GT.check_output_padding(output_padding, stride, dilation, name)
+            self.output_padding = (op[0], op[1])
         elif output_padding != 0:
             raise ValueError(f"{name}: output_padding={output_padding!r} applies to transposed "
                              "convs only")
@@ -84,7 +85,7 @@ class _ExactConvMixin(_WarnsInexact):
             raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
                              f"stride={self.stride!r}")
         if self.transposed:
-            GT._padding(padding, name)  # an int or a pair, no string
+            GT.transposed_padding(padding, name)  # an int or a pair, no string
         self._pad = G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)
         self.__dict__["_padding"] = padding
 

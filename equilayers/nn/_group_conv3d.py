@@ -15,6 +15,7 @@ from torch import nn
 from .. import _checks as C
 from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
+from ..functional import _gconv_transpose as GT
 from ..functional._voxel_basis import voxel_basis
 from ..groups import FieldType, GroupLike
 from ._checks import check_input_once
@@ -34,6 +35,10 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     the once-per-module exactness warning and ``extra_repr``."""
 
     lifting: bool = False
+    #: as torch's ``_ConvNd``: ``True`` in the transposed subclasses
+    #: (:mod:`._group_conv_transpose3d`), whose ``output_padding`` is set there
+    transposed: bool = False
+    output_padding: tuple[int, int, int] = (0, 0, 0)
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
     # integer tables (nn/_tables.py, not buffers): the gather table, the field per slot
     expansion_table: torch.Tensor
@@ -128,11 +133,14 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         has the same expected squared norm (the output's second moment on i.i.d. input). The
         bias starts at 0."""
         self._fill_derived(self.weight.device)
-        fan_in = self.in_channels // self.groups * self.fiber_in * self._num_basis
         with torch.no_grad():
-            nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / fan_in))
+            nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / self._fan_in()))
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
+
+    def _fan_in(self) -> float:
+        """The number of weights times inputs an output slot sums, on average."""
+        return self.in_channels // self.groups * self.fiber_in * self._num_basis
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the gather table and the bias index on ``device``: after
@@ -220,12 +228,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                 else self.bias.index_select(0, table_on(self.bias_index, self.bias.device)))
         return self._expand(), bias  # (the forward has checked the tables)
 
-    def _forward_checks(self, x: torch.Tensor) -> bool:
+    def _forward_checks(self, x: torch.Tensor, output_padding=None) -> bool:
         """The input checks, then the exactness warning; whether both are settled for inputs
         like ``x`` (through :func:`._checks.check_input_once`, whose key holds everything they
         read, so a like input skips them)."""
         self._input_checks(x)
-        return self._check_exact(x)
+        return self._check_exact(x, output_padding)
 
     def _input_checks(self, x: torch.Tensor) -> None:
         """Rank, fields, fiber, dtype, the meta weight, the kernel fits."""
@@ -235,22 +243,30 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
-        G3.check_fits(x, self.kernel_size[0], self._pad,
-                      G3.triple(self.dilation, "dilation", name), self.padding_mode, name)
+        if self.transposed:  # (its windows fit any input that has voxels)
+            GT.check_spatial(x, 3, name)
+        else:
+            G3.check_fits(x, self.kernel_size[0], self._pad,
+                          G3.triple(self.dilation, "dilation", name), self.padding_mode, name)
 
     _warned: bool = False
 
-    def _check_exact(self, x: torch.Tensor) -> bool:
-        """Warn once per module at the first input size where the window grid breaks exact
-        equivariance (:func:`~equilayers.functional._gconv3d.exactness_problems3d`). Returns
-        whether that is settled for this size: ``False`` only while the check is skipped
+    def _check_exact(self, x: torch.Tensor, output_padding=None) -> bool:
+        """Warn once per module at the first input size (and, transposed, output padding: the
+        module's unless given) where the window grid breaks exact equivariance
+        (:func:`~equilayers.functional._gconv3d.exactness_problems3d`). Returns whether that is
+        settled for this size: ``False`` only while the check is skipped
         (``quiet_exactness_warnings``, compile, trace), so a later call checks again."""
         if self._warned:
             return True
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or _quiet():
             return False
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))  # a checked 5-/6-D x
-        window = (self.group, self.kernel_size[0], self.stride, self._pad, self.dilation)
+        if not min(size):  # (an empty batch of empty volumes: nothing to warn about)
+            return True
+        op = (self.output_padding if output_padding is None else output_padding
+              ) if self.transposed else None
+        window = (self.group, self.kernel_size[0], self.stride, self._pad, self.dilation, op)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if (size, window) in exact:  # (sizes alternating between calls: train and eval)
             return True

@@ -95,20 +95,8 @@ class _GroupConvTransposeNd(_GroupConvNd):
         rule: the last two entries are ``(H', W')``)."""
         if output_size is None:
             return self.output_padding
-        name = type(self).__name__
-        size = list(output_size)
-        if len(size) < 2 or not all(isinstance(v, int) and not isinstance(v, bool)
-                                    for v in size[-2:]):
-            raise ValueError(f"{name}: output_size={output_size!r} must end with the output's "
-                             "(H, W) as ints")
-        op = []
-        for n, want, s, p, d in zip(x.shape[-2:], size[-2:], self.stride, self._pad[2::-2],
-                                    self.dilation, strict=True):
-            low = GT.transposed_size(n, self.kernel_size[0], s, p, 0, d)
-            if not low <= want < low + max(s, d):
-                raise ValueError(f"{name}: output_size={output_size!r}: a {n}-pixel input "
-                                 f"reaches sizes {low} to {low + max(s, d) - 1} only")
-            op.append(want - low)
+        op = GT.output_padding_for(x.shape[-2:], output_size, self.kernel_size[0], self.stride,
+                                   self._pad[2::-2], self.dilation, type(self).__name__)
         return (op[0], op[1])
 
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None

@@ -1,6 +1,8 @@
-"""The cube's groups on voxels: lifting and group convs x group x option (voxel and harmonic
-bases), group batch norm, group pooling, a small stack, and negative controls (a plain
-``nn.Conv3d``, a stride that does not tile an even size, a nudged expanded filter). The
+"""The cube's groups on voxels: lifting and group convs and their transposes x group x option
+(voxel and harmonic bases; a transposed conv at stride 2 on even and odd sizes, an even
+kernel), group batch norm, group pooling, a small stack, a U-Net round trip, and negative
+controls (a plain ``nn.Conv3d`` and ``nn.ConvTranspose3d``, a stride that does not tile an
+even size, ``output_padding``, nudged expanded filters). The
 harmonic basis is exact for the reason the voxel one is (the expansion permutes one filter,
 whatever it is); that its span is closed under the group is a test of its own
 (tests/test_cubic.py)."""
@@ -11,7 +13,14 @@ import torch
 from torch import nn
 
 from ..groups import get
-from ..nn import GroupBatchNorm3d, GroupConv3d, GroupPool, LiftingConv3d
+from ..nn import (
+    GroupBatchNorm3d,
+    GroupConv3d,
+    GroupConvTranspose3d,
+    GroupPool,
+    LiftingConv3d,
+    LiftingConvTranspose3d,
+)
 from ._case import Case
 from ._cases_gconv import _seeded
 
@@ -28,6 +37,40 @@ def _gconv(g, **kw):
     kw.setdefault("padding", 1)
     k = kw.pop("k", 3)  # (as in _lift)
     return _seeded(lambda: GroupConv3d(2, 2, k, group=g, **kw))
+
+
+def _up(g, lifting, k=3, **kw):
+    cls = LiftingConvTranspose3d if lifting else GroupConvTranspose3d
+    return _seeded(lambda: cls(2, 2, k, group=g, **kw))
+
+
+class _UNet3d(nn.Module):
+    """Lift -> stride-2 group conv -> stride-2 transposed group conv with a skip -> group
+    conv -> GroupPool: ``n -> (n+1)/2 -> n`` on odd sizes."""
+
+    in_rep = out_rep = "trivial"
+
+    def __init__(self, g: str) -> None:
+        super().__init__()
+        self.lift = LiftingConv3d(1, 2, 3, padding=1, group=g)
+        self.down = GroupConv3d(2, 2, 3, stride=2, padding=1, group=g)
+        self.up = GroupConvTranspose3d(2, 2, 3, 2, 1, group=g)
+        self.head = GroupConv3d(4, 1, 3, padding=1, group=g)
+        self.pool = GroupPool()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.lift(x))
+        u = torch.relu(self.up(torch.relu(self.down(a))))
+        return self.pool(self.head(torch.cat([u, a], 1)))
+
+
+class _NudgedTranspose3d(GroupConvTranspose3d):
+    """A negative control: one output slot's expanded filter column nudged."""
+
+    def _expand(self) -> torch.Tensor:
+        w = super()._expand().clone()
+        w[:, 1] = w[:, 1] + 0.1  # only output (field 0, slot 1) changes
+        return w
 
 
 def _stack(g):
@@ -61,6 +104,12 @@ def _cases_for(g: str) -> list[Case]:
         Case(f"{p}/lifting-harmonic", _lift(g, basis="harmonic"), vol, g),
         Case(f"{p}/group-harmonic-k5-stride2", _gconv(g, k=5, stride=2, padding=2,
                                                       basis="harmonic"), gmap_odd, g),
+        Case(f"{p}/lifting-transposed-s2-even", _up(g, True, stride=2, padding=1),
+             (2, 2, 4, 4, 4), g),
+        Case(f"{p}/group-transposed-k4-s2-doubling", _up(g, False, 4, stride=2, padding=1),
+             (2, 2, n, 3, 3, 3), g),
+        Case(f"{p}/group-transposed-harmonic-s2", _up(g, False, stride=2, padding=1,
+                                                      basis="harmonic"), (2, 2, n, 3, 3, 3), g),
         Case(f"{p}/batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap, g),
         Case(f"{p}/pool-max", lambda: GroupPool("max"), gmap, g),
     ]
@@ -68,9 +117,18 @@ def _cases_for(g: str) -> list[Case]:
 
 CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
     Case("cubic/o/stack-stride-pool", _stack("o"), (2, 2, 9, 9, 9), "o"),
+    Case("cubic/oh/unet-7-4-7", _seeded(lambda: _UNet3d("oh")), (2, 1, 7, 7, 7), "oh"),
     # Negative controls: each must fail the harness.
     Case("cubic/o/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)),
          (2, 2, 5, 5, 5), "o", in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("cubic/o/plain-conv-transpose3d-fails",
+         _seeded(lambda: nn.ConvTranspose3d(2, 2, 3, 2, 1)), (2, 2, 3, 3, 3), "o",
+         in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("cubic/c4z/transposed-output-padding-fails",
+         _up("c4z", False, stride=2, padding=1, output_padding=(0, 1, 1)), (2, 2, 4, 3, 3, 3),
+         "c4z", expect="fail"),
+    Case("cubic/o/nudged-transposed-filter-fails", _seeded(lambda: _NudgedTranspose3d(
+        2, 2, 3, 2, 1, group="o")), (2, 2, 24, 3, 3, 3), "o", expect="fail"),
     Case("cubic/c4z/stride2-even-size-fails", _gconv("c4z", stride=2), (2, 2, 4, 6, 6, 6),
          "c4z", expect="fail"),
     Case("cubic/o/nudged-expanded-filter-fails", _seeded(lambda: _NudgedGroupConv3d(
