@@ -322,8 +322,10 @@ def check_grid(
 ) -> list[Finding]:
     """List the layers that break exact equivariance at ``input_shape``, and the fix for each.
 
-    No training and no random data: one forward pass on zeros with hooks records the size that
-    reaches every leaf module; conv- and pool-like modules are recognised by their attributes
+    No training and no random data: one forward pass with hooks records the size that reaches
+    every leaf module, on the meta device (shapes only: the parameters stand in as meta
+    tensors, the model is untouched) or, where a module cannot run there, on zeros; conv- and
+    pool-like modules are recognised by their attributes
     (``kernel_size``, ``stride``, ``padding``, ``dilation``, ``padding_mode``), so
     ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``, ``nn.*Pad2d`` and equilayers' layers
     are all checked. The conditions (necessary for exactness; the weights must also be

@@ -393,3 +393,34 @@ def test_a_size_the_model_rejects_is_a_finding_with_the_size_it_takes():
     assert "multiples of 2**depth = 4" in f.message
     with pytest.raises(ValueError, match="got an input with 2 channels"):
         check_grid(net, (1, 2, 16, 16))
+
+
+class _Devices(nn.Module):
+    """Records the device of each input it sees; ``item=True`` reads a value (which a meta
+    tensor cannot give), as data-dependent code does."""
+
+    def __init__(self, item: bool = False) -> None:
+        super().__init__()
+        self.item, self.seen = item, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.device.type)
+        if self.item and x.abs().sum().item() > 1e30:
+            return -x
+        return x
+
+
+@pytest.mark.parametrize("item", [False, True], ids=["meta", "falls-back-to-zeros"])
+def test_sizes_are_read_on_the_meta_device_with_a_fallback(item):
+    """check_grid runs the model on the meta device (shapes only: its size search used to
+    forward ever larger zeros, minutes on a 3-D model); a module that cannot run there (a
+    ``.item()``) gets the zeros, and the findings are the same either way."""
+    probe = _Devices(item)
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(2, 2, 3, stride=2, padding=1, padding_mode="circular"),
+                            probe)
+    (f,) = check_grid(net, (1, 2, 8, 8), "p4")
+    assert (f.problem, f.fix) == ("stride-parity", "use an input size of 9")
+    assert probe.seen[0] == "meta"
+    assert set(probe.seen) == ({"meta", "cpu"} if item else {"meta"})
+    assert all(p.device.type == "cpu" for p in net.parameters())  # the model is untouched
