@@ -1,5 +1,6 @@
-"""``from_escnn`` on volumes: escnn's ``R3Conv`` on regular fields of the cube's rotations
-(``octaOnR3``, our ``"o"``) and of its full group (``fullOctaOnR3``, our ``"oh"``).
+"""``from_escnn`` on volumes: escnn's ``R3Conv`` and ``R3ConvTransposed`` on regular fields of
+the cube's rotations (``octaOnR3``, our ``"o"``) and of its full group (``fullOctaOnR3``, our
+``"oh"``).
 
 escnn lists the cube's elements in another order than :mod:`equilayers.groups._cubic`, so a
 regular field's slots are permuted between the two libraries: :func:`escnn_slot_order` gives
@@ -20,11 +21,15 @@ from . import _interop_tools as T
 from .functional._basis_settings import BasisSpec
 from .functional._voxel_basis import voxel_basis
 from .groups import act, get
-from .nn import GroupConv3d, LiftingConv3d
+from .nn import GroupConv3d, GroupConvTranspose3d, LiftingConv3d, LiftingConvTranspose3d
 
 __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 
 _CANDIDATES = {24: "o", 48: "oh"}
+_Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
+_CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
+    (True, False): LiftingConv3d, (False, False): GroupConv3d,
+    (True, True): LiftingConvTranspose3d, (False, True): GroupConvTranspose3d}
 
 
 def escnn_slot_order(gspace: Any, probed: dict | None = None) -> torch.Tensor:
@@ -91,43 +96,50 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
 
 
 def conv3d(m: Any, probed: dict) -> nn.Module:
-    """escnn's ``R3Conv`` (trivial or regular fields in, regular fields out, one cube gspace)
-    -> :class:`LiftingConv3d` / :class:`GroupConv3d` with the same filter, checked: in
-    ``basis="harmonic"`` when escnn's filters lie in it with escnn's parameter count, with our
-    default basis settings or else with escnn's own (:func:`T.escnn_shell_settings`: its
-    shells, widths and per-shell harmonic orders, which covers its ``sigma``, ``rings``,
-    ``frequencies_cutoff`` and dilation), else as free voxel filters (the same function)."""
-    k = T.conv_kernel_size(m, "R3Conv")
+    """escnn's ``R3Conv`` or ``R3ConvTransposed`` (trivial or regular fields in, regular fields
+    out, one cube gspace) -> :class:`LiftingConv3d` / :class:`GroupConv3d` or
+    :class:`LiftingConvTranspose3d` / :class:`GroupConvTranspose3d` with the same filter,
+    checked: in ``basis="harmonic"`` when escnn's filters lie in it with escnn's parameter
+    count, with our default basis settings or else with escnn's own
+    (:func:`T.escnn_shell_settings`: its shells, widths and per-shell harmonic orders, which
+    covers its ``sigma``, ``rings``, ``frequencies_cutoff`` and dilation), else as free voxel
+    filters (the same function). A transposed conv's filter is escnn's forward kernel between
+    the same fields, transposed for ``conv_transpose3d``, as ours: it is fitted as the forward
+    conv's, and only the class and its options (``output_padding``) differ."""
+    what = type(m).__name__
+    transposed = T.is_transposed(m)
+    k = T.conv_kernel_size(m, what)
     name, perm = _probe(m.out_type.gspace, probed)
     n = int(get(name).order)
 
-    def fields(ftype: Any, what: str) -> tuple[bool, int]:
+    def fields(ftype: Any, where: str) -> tuple[bool, int]:
         reps = ftype.representations
         if all(r.is_trivial() for r in reps):
             return True, len(reps)
         bad = sorted({r.name for r in reps if r.name != "regular"})
         if bad:
-            raise ValueError(f"from_escnn: {what} on {ftype} has fields {bad}; only trivial "
-                             "inputs and regular fields are supported for R3Conv")
+            raise ValueError(f"from_escnn: {what} {where} on {ftype} has fields {bad}; only "
+                             f"trivial inputs and regular fields are supported for {what}")
         return False, len(reps)
 
-    trivial_out, c_out = fields(m.out_type, "R3Conv output")
+    trivial_out, c_out = fields(m.out_type, "output")
     if trivial_out:
-        raise ValueError(f"from_escnn: R3Conv output {m.out_type} is trivial; only regular "
+        raise ValueError(f"from_escnn: {what} output {m.out_type} is trivial; only regular "
                          "output fields are supported")
-    lifting, c_in = fields(m.in_type, "R3Conv input")
+    lifting, c_in = fields(m.in_type, "input")
     f_in = 1 if lifting else n
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
+    if transposed:
+        filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k, k)
     # escnn's slots -> ours, on the output (and the input) fields
     filt = filt.reshape(c_out, n, c_in, f_in, k, k, k)[:, perm.to(filt.device)]
     if not lifting:
         filt = filt[:, :, :, perm.to(filt.device)]
-    cls = LiftingConv3d if lifting else GroupConv3d
+    cls = _CLASSES[lifting, transposed]
 
-    def build(basis: str, **settings: Any) -> LiftingConv3d | GroupConv3d:
-        return cls(c_in, c_out, k, m.stride, m.padding, m.dilation, 1, bias is not None,
-                   m.padding_mode, device=filt.device, dtype=filt.dtype, group=name,
-                   basis=basis, **settings)
+    def build(basis: str, **settings: Any) -> _Conv3d:
+        return cls(c_in, c_out, k, bias=bias is not None, device=filt.device, dtype=filt.dtype,
+                   group=name, basis=basis, **T.conv_options(m), **settings)
 
     voxels = filt[:, 0]  # slot 0: the identity's filter, (c_out, c_in, f_in, k, k, k)
     ours, weight = None, voxels
@@ -151,7 +163,7 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
-        expanded = ours.expanded_filter()
+        expanded = T.forward_filter(ours)
     target = filt.reshape(expanded.shape)
     scale = target.abs().max().clamp_min(1e-30)
     if not torch.allclose(expanded / scale, target / scale, rtol=0, atol=1e-6):

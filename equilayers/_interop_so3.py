@@ -88,6 +88,10 @@ def conv(m: Any) -> nn.Module:
     (:func:`T.escnn_shell_settings`: its shells and widths, per shell the largest harmonic
     order ``J`` of its elements; this covers its ``sigma``, ``rings``, ``frequencies_cutoff``
     and dilation), checked the same way."""
+    if T.is_transposed(m):
+        raise ValueError(f"from_escnn: R3ConvTransposed on {m.out_type.gspace.name} fields is "
+                         "not supported; only trivial -> regular and regular -> regular "
+                         "fields of octaOnR3 / fullOctaOnR3 (SO(3)/O(3) fields: R3Conv)")
     k = T.conv_kernel_size(m, "R3Conv")
     gspace = m.out_type.gspace
     c_out, order = _layout(m.out_type, "R3Conv output")

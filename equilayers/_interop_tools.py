@@ -326,8 +326,8 @@ def pointwise(m: Any, enn: Any) -> nn.Module:
 
 
 def is_transposed(m: Any) -> bool:
-    """Whether ``m`` is escnn's transposed conv (``R2ConvTransposed``: it has an
-    ``output_padding``)."""
+    """Whether ``m`` is escnn's transposed conv (``R2ConvTransposed`` / ``R3ConvTransposed``:
+    it has an ``output_padding``)."""
     return hasattr(m, "output_padding")
 
 
@@ -340,8 +340,8 @@ def conv_class(lifting: bool, transposed: bool) -> type:
 
 def conv_options(m: Any) -> dict:
     """The ``nn.Conv2d`` / ``nn.ConvTranspose2d`` options of escnn's ``R2Conv`` /
-    ``R2ConvTransposed`` ``m`` as keyword arguments of ours (``groups`` is checked to be 1
-    by :func:`conv_kernel_size`)."""
+    ``R2ConvTransposed`` ``m`` (or the 3-D ones of ``R3Conv`` / ``R3ConvTransposed``) as
+    keyword arguments of ours (``groups`` is checked to be 1 by :func:`conv_kernel_size`)."""
     opts = {"stride": m.stride, "padding": m.padding, "dilation": m.dilation}
     if is_transposed(m):
         opts["output_padding"] = m.output_padding
@@ -352,7 +352,8 @@ def conv_options(m: Any) -> dict:
 
 def forward_filter(ours: Any) -> torch.Tensor:
     """Our conv's expanded filter in the forward conv's layout ``(C_out F_out, C_in F_in, k,
-    k)`` (a transposed conv's, ``conv_transpose2d``'s layout, transposed back; groups=1)."""
+    k[, k])`` (a transposed conv's, ``conv_transpose2d``'s / ``conv_transpose3d``'s layout,
+    transposed back; groups=1)."""
     f = ours.expanded_filter()
     return f.transpose(0, 1) if getattr(ours, "transposed", False) else f
 

@@ -58,9 +58,10 @@ escnn_field_matrix = S2.escnn_field_matrix
 EscnnRestrictedBasis = S2.EscnnRestrictedBasis
 
 _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> regular "
-              "fields of C_N / D_N, any N, groups=1), R3Conv (trivial -> regular or "
-              "regular -> regular fields of octaOnR3 / fullOctaOnR3, groups=1; volumes or "
-              "fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
+              "fields of C_N / D_N, any N, groups=1), R3Conv and R3ConvTransposed "
+              "(trivial -> regular or regular -> regular fields of octaOnR3 / "
+              "fullOctaOnR3, groups=1), R3Conv (volumes or fields of irreps 0..L of "
+              "rot3dOnR3 / flipRot3dOnR3, groups=1), "
               "NormNonLinearity (n_relu) and GNormBatchNorm (SO(3)/O(3) fields); R2Conv, "
               "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d, "
               "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
@@ -123,8 +124,10 @@ def from_escnn(module: Any) -> nn.Module:
     trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
     :class:`~equilayers.nn.GroupConv3d`; ``basis="harmonic"``, escnn's function space and
     parameter count, with our default basis settings or escnn's own (its shells, widths and
-    per-shell harmonic orders), else free voxel filters) to regular fields, with ``ReLU``,
-    ``InnerBatchNorm``
+    per-shell harmonic orders), else free voxel filters) to regular fields, and
+    ``R3ConvTransposed`` on the same fields -> :class:`~equilayers.nn.LiftingConvTranspose3d`
+    / :class:`~equilayers.nn.GroupConvTranspose3d` (its forward kernel fitted the same way;
+    ``output_padding`` kept), with ``ReLU``, ``InnerBatchNorm``
     (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule`` and
     ``SequentialModule`` around them. escnn lists the cube's elements
     in another order than ours, so a regular field's slots are permuted:
@@ -221,7 +224,7 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
         out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
-    elif isinstance(m, enn.R3Conv):
+    elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):  # S3.conv refuses the latter
         out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
     elif isinstance(m, enn.NormNonLinearity):
         out = (S2.norm_nonlinearity(m) if S2.harmonic_fields(m.in_type)

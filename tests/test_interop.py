@@ -753,6 +753,135 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
                               esc.FieldType(c4, [c4.regular_repr]), 3))
 
 
+# --- volumes: R3ConvTransposed on the cube's groups --------------------------------------------
+def _r3t(space: str, lifting: bool, **kw):
+    """escnn's float64 ``R3ConvTransposed`` (2 trivial or regular fields -> 2 regular fields,
+    3 x 3 x 3) on ``octaOnR3`` / ``fullOctaOnR3``, its gspace and its input type. Built with
+    ``recompute=True``: escnn shares one sampled basis between its convs of the same settings
+    otherwise, and ``.double()`` on one would turn the others in this process to float64."""
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3() if space == "octa" else gspaces.fullOctaOnR3()
+    t_in = esc.FieldType(gs, 2 * [gs.trivial_repr if lifting else gs.regular_repr])
+    t_out = esc.FieldType(gs, 2 * [gs.regular_repr])
+    with seeded_rng(0):
+        conv = esc.R3ConvTransposed(t_in, t_out, 3, recompute=True, **kw).double()
+    return conv, gs, t_in
+
+
+@pytest.mark.parametrize("output_padding", [0, 1])
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+@pytest.mark.parametrize("space", ["octa", "full_octa"])
+def test_r3conv_transposed_matches_escnn_with_its_slot_order(space, lifting, output_padding,
+                                                             gen):
+    """escnn's ``R3ConvTransposed`` at stride 2, padding 1 (4^3 -> 7^3, with
+    ``output_padding=1`` 8^3) converts to our transposed 3-D conv in escnn's harmonic basis
+    and parameter count, and reproduces escnn's float64 output after
+    :func:`escnn_slot_order`'s permutation (on the output and a regular input); without
+    ``output_padding`` it is exactly equivariant. The controls: a permutation with two slots
+    swapped does not match, and ``output_padding=1`` is warned about (ours, not escnn's)."""
+    _escnn()
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+    from equilayers.nn import GroupConvTranspose3d, LiftingConvTranspose3d
+
+    conv, gs, t_in = _r3t(space, lifting, stride=2, padding=1, output_padding=output_padding)
+    conv.eval()
+    ours = from_escnn(conv)
+    n = gs.fibergroup.order()
+    assert isinstance(ours, LiftingConvTranspose3d if lifting else GroupConvTranspose3d)
+    assert ours.group.name == ("o" if space == "octa" else "oh")
+    assert ours.basis == "harmonic" and ours.weight.numel() == conv.weights.numel()
+    assert (ours.stride, ours.output_padding) == ((2, 2, 2), (output_padding,) * 3)
+    assert ours.weight.dtype == torch.float64 and not ours.training
+    perm = escnn_slot_order(gs)
+    x = torch.randn(1, t_in.size, 4, 4, 4, generator=gen, dtype=torch.float64)
+    x_ours = x if lifting else x.view(1, 2, n, 4, 4, 4)[:, :, perm]
+    size = 7 + output_padding
+    with torch.no_grad():
+        theirs = conv(esc.GeometricTensor(x, t_in)).tensor.view(1, 2, n, size, size, size)
+        if output_padding:
+            with pytest.warns(UserWarning, match=r"adds voxels at the high end only"):
+                y = ours(x_ours)
+        else:
+            y = ours(x_ours)
+    assert y.shape == (1, 2, n, size, size, size)
+    # escnn samples its basis in float32: its filter is in our span to ~1e-7 of its size
+    tol = 1e-6 * theirs.abs().max().item()
+    torch.testing.assert_close(y, theirs[:, :, perm], rtol=0, atol=tol)
+    wrong = perm.clone()
+    wrong[[0, 1]] = perm[[1, 0]]
+    assert not torch.allclose(y, theirs[:, :, wrong], rtol=0, atol=1e3 * tol)
+    if not output_padding:
+        assert_equivariant(ours, x_ours, ours.group.name,
+                           in_rep="trivial" if lifting else "regular", out_rep="regular")
+
+
+def test_r3conv_transposed_keeps_options_mode_dtype_and_frozen_weights(gen):
+    """A group ``R3ConvTransposed`` with dilation 2 (escnn's basis settings: our harmonic
+    basis with its shells), no bias, frozen weights, in training mode: ours keeps each, and
+    escnn's output (slot order permuted) in training mode too; a two-layer escnn decoder
+    (lifting, ReLU, group) converts to a model that is exactly equivariant."""
+    _escnn()
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+
+    conv, gs, t_in = _r3t("octa", False, stride=2, padding=2, dilation=2, bias=False)
+    conv.weights.requires_grad_(False)
+    ours = from_escnn(conv)
+    assert ours.training and ours.bias is None and not ours.weight.requires_grad
+    assert (ours.dilation, ours.padding) == ((2, 2, 2), 2)
+    assert ours.basis == "harmonic" and ours.weight.numel() == conv.weights.numel()
+    perm = escnn_slot_order(gs)
+    x = torch.randn(1, 48, 3, 3, 3, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        theirs = conv(esc.GeometricTensor(x, t_in)).tensor.unflatten(1, (2, 24))
+        y = ours(x.view(1, 2, 24, 3, 3, 3)[:, :, perm])
+    torch.testing.assert_close(y, theirs[:, :, perm], rtol=0,
+                               atol=1e-6 * theirs.abs().max().item())
+    lift, _, t_vol = _r3t("octa", True, stride=2, padding=1)
+    decoder = esc.SequentialModule(lift, esc.ReLU(lift.out_type), conv).eval()
+    model = from_escnn(decoder)
+    assert [type(m).__name__ for m in model] == ["LiftingConvTranspose3d", "ReLU",
+                                                  "GroupConvTranspose3d"]
+    v = torch.randn(1, 2, 3, 3, 3, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        want = decoder(esc.GeometricTensor(v, t_vol)).tensor.unflatten(1, (2, 24))
+        got = model(v)
+    torch.testing.assert_close(got, want[:, :, perm], rtol=0,
+                               atol=1e-6 * want.abs().max().item())
+    assert_equivariant(model, v, "o", in_rep="trivial", out_rep="regular")
+
+
+def test_r3conv_transposed_unsupported_settings_are_refused_by_name(monkeypatch):
+    """Refused, each naming ``R3ConvTransposed``: non-regular fields, ``groups=2``, trivial
+    output fields, a filter escnn did not build (one input slot negated: not equivariant;
+    escnn's own converts, the control), and SO(3) fields (only the cube's regular ones)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    gs = gspaces.octaOnR3()
+    reg = esc.FieldType(gs, 2 * [gs.regular_repr])
+    with pytest.raises(ValueError, match="R3ConvTransposed input .* only trivial inputs and "
+                                         "regular fields are supported for R3ConvTransposed"):
+        from_escnn(esc.R3ConvTransposed(esc.FieldType(gs, [gs.fibergroup.irrep(1)]), reg, 3))
+    with pytest.raises(ValueError, match="R3ConvTransposed with groups=2 is not supported"):
+        from_escnn(esc.R3ConvTransposed(reg, reg, 3, groups=2))
+    with pytest.raises(ValueError, match="R3ConvTransposed output .* is trivial"):
+        from_escnn(esc.R3ConvTransposed(reg, esc.FieldType(gs, [gs.trivial_repr]), 3))
+    conv = esc.R3ConvTransposed(reg, reg, 3, padding=1)
+    _refused_when_broken(conv, monkeypatch, "is not reproduced by GroupConvTranspose3d",
+                         filt_slot=5)  # escnn's transposed filter: (in, out, k, k, k)
+    so3 = gspaces.rot3dOnR3(maximum_frequency=1)
+    with pytest.raises(ValueError, match="R3ConvTransposed on .* fields is not supported"):
+        from_escnn(esc.R3ConvTransposed(esc.FieldType(so3, [so3.trivial_repr]),
+                                        esc.FieldType(so3, [so3.irrep(0), so3.irrep(1)]), 3))
+
+
 # --- volumes: SO(3)/O(3) fields -----------------------------------------------------------------
 def _so3_space(space: str):
     """escnn's gspace for ``"so3"`` / ``"o3"`` (maximum frequency 2) and its irreps of
