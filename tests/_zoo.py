@@ -73,6 +73,10 @@ ZOO: dict[str, ZooEntry] = {
     "BlurPool2d": ZooEntry(lambda: enn.BlurPool2d(3), _x(2, 3, 8, 8)),
     "BlurPool3d": ZooEntry(lambda: enn.BlurPool3d(3), _x(2, 3, 6, 6, 6)),
     "BlurUpsample2d": ZooEntry(lambda: enn.BlurUpsample2d(), _x(2, 3, 5, 5)),
+    "BlurUpsample3d": ZooEntry(lambda: enn.BlurUpsample3d(), _x(2, 3, 3, 3, 3)),
+    # the U-Net pair on a cube group's map (exact: no warning)
+    "BlurUpsample3d[6d]": ZooEntry(
+        lambda: enn.BlurUpsample3d(2, 4, "circular", transposed=True), _x(2, 3, 4, 3, 3, 3)),
     "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),
     # (8 - 3) % 2 == 1: ceil_mode adds a last window (the edge replicated as far as it reaches)
     "MaxBlurPool2d[ceil]": ZooEntry(lambda: enn.MaxBlurPool2d(3, 2, ceil_mode=True),

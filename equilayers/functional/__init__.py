@@ -6,6 +6,7 @@ from ._blur import (
     blur_pool2d,
     blur_pool3d,
     blur_upsample2d,
+    blur_upsample3d,
     max_blur_pool2d,
 )
 from ._blur_conv import (
@@ -102,6 +103,7 @@ __all__: list[str] = [
     "blur_pool2d",
     "blur_pool3d",
     "blur_upsample2d",
+    "blur_upsample3d",
     "max_blur_pool2d",
     "exactness_problems",
     "expand_group_filter",

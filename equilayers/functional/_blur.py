@@ -27,6 +27,8 @@ filter): no per-channel copy is stored.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .. import _checks as C
@@ -43,6 +45,7 @@ __all__ = [
     "blur_pool3d",
     "max_blur_pool2d",
     "blur_upsample2d",
+    "blur_upsample3d",
 ]
 
 
@@ -179,7 +182,30 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
         tensor([[[[1., 1., 2., 2.],
                   [1., 1., 2., 2.]]]])
     """
-    what = "blur_upsample2d"
+    return _blur_upsample(x, scale_factor, blur_size, padding_mode, transposed, 2,
+                          "blur_upsample2d")
+
+
+def blur_upsample3d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
+                    padding_mode: str = "reflect", *, transposed: bool = False) -> torch.Tensor:
+    """:func:`blur_upsample2d` on volumes: zero insertion by ``scale_factor`` along ``D, H,
+    W`` and a binomial blur scaled by ``scale_factor ** 3``; output ``(..., s D, s H, s W)``
+    (volumes ``(B, C, D, H, W)`` or the cube groups' maps ``(B, C, |G|, D, H, W)``). The same
+    options and properties: ``transposed=True`` (``padding_mode`` ``"zeros"`` or
+    ``"circular"``) is ``s**3`` times the transpose of :func:`blur_pool3d` with the same size.
+    See :class:`equilayers.nn.BlurUpsample3d`.
+
+    Example:
+        >>> blur_upsample3d(torch.ones(1, 1, 2, 2, 2), blur_size=2, transposed=True,
+        ...                 padding_mode="circular").shape
+        torch.Size([1, 1, 4, 4, 4])
+    """
+    return _blur_upsample(x, scale_factor, blur_size, padding_mode, transposed, 3,
+                          "blur_upsample3d")
+
+
+def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_mode: str,
+                   transposed: bool, nd: int, what: str) -> torch.Tensor:
     s = C.check_stride(scale_factor, "scale_factor", what)
     C.check_blur_size(blur_size, "blur_size", what)
     C.check_padding_mode(padding_mode, "padding_mode", what)
@@ -188,22 +214,26 @@ def blur_upsample2d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
         raise ValueError(f"{what}: transposed=True is the transpose of a blur pool padded with "
                          f"zeros or circularly; padding_mode={padding_mode!r} has no such "
                          "transpose. Use padding_mode='zeros' or 'circular'")
-    C.check_tensor(x, "x", what, min_ndim=3, layout="(..., H, W) with a batch dim")
-    h, w = x.shape[-2:]
-    y = x.new_zeros(*x.shape[:-2], h, s, w, s)
-    y[..., :, 0, :, 0] = x
-    y = y.reshape(*x.shape[:-2], h * s, w * s)
+    dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
+    C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
+    sizes, lead = x.shape[-nd:], x.shape[:-nd]
+    y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))
+    inserted: tuple[Any, ...] = (Ellipsis,) + (slice(None), 0) * nd
+    y[inserted] = x  # x[..., i] at y[..., s i]
+    y = y.reshape(*lead, *(n * s for n in sizes))
     if blur_size == 1:  # the filter [s] in each dim (blur_nd reads no filter of size 1)
-        return y * (s * s)
+        return y * s ** nd
     filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
     if not (transposed and blur_size % 2 == 0):
-        return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")
+        return blur_nd(y, filt, 1, padding_mode, nd, what, "blur_size")
     # the transpose of an even blur pool: its pads swapped (one more pixel before than after),
     # i.e. the samples one pixel further on: a roll for circular padding; for zeros one zero
-    # row and column before, and the last ones of the result dropped (at s = 1 the last input
+    # before in each dim, and the last ones of the result dropped (at s = 1 the last input
     # row is not a zero to shift out)
     if padding_mode == "circular":
-        return blur_nd(torch.roll(y, (1, 1), (-2, -1)), filt, 1, padding_mode, 2, what,
-                       "blur_size")
-    y = torch.nn.functional.pad(y, (1, 0, 1, 0))
-    return blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")[..., :h * s, :w * s]
+        return blur_nd(torch.roll(y, (1,) * nd, tuple(range(-nd, 0))), filt, 1, padding_mode,
+                       nd, what, "blur_size")
+    y = torch.nn.functional.pad(y, (1, 0) * nd)
+    out = blur_nd(y, filt, 1, padding_mode, nd, what, "blur_size")
+    kept: tuple[Any, ...] = (Ellipsis,) + tuple(slice(0, n * s) for n in sizes)
+    return out[kept]

@@ -6,6 +6,7 @@ from ._blur_pool import (
     BlurPool2d,
     BlurPool3d,
     BlurUpsample2d,
+    BlurUpsample3d,
 )
 from ._expanded_conv import (
     ExpandedGroupConv2d,
@@ -80,6 +81,7 @@ __all__: list[str] = [
     "BlurPool2d",
     "BlurPool3d",
     "BlurUpsample2d",
+    "BlurUpsample3d",
     "MaxBlurPool2d",
     "GroupConv2d",
     "LiftingConv2d",
