@@ -76,8 +76,9 @@ def escnn_sklearn_shim() -> None:
     _numerical.randomized_svd = randomized_svd
 
 
-def _escnn_regular(kind: str, group: str, c: int, k: int):
-    """``(build, wrap)`` of escnn's ``R3Conv`` with our layer's fields."""
+def _escnn_regular(kind: str, group: str, c: int, k: int, transposed: bool = False):
+    """``(build, wrap)`` of escnn's ``R3Conv`` with our layer's fields (``transposed``: its
+    ``R3ConvTransposed`` at stride 2, padding 1)."""
     from escnn import gspaces
     from escnn import nn as esc
 
@@ -88,6 +89,8 @@ def _escnn_regular(kind: str, group: str, c: int, k: int):
     tin, tout = esc.FieldType(gs, c * [rin]), esc.FieldType(gs, c * [gs.regular_repr])
 
     def build():
+        if transposed:
+            return esc.R3ConvTransposed(tin, tout, k, padding=1, stride=2)
         return esc.R3Conv(tin, tout, k, padding=k // 2)
 
     def wrap(conv):
@@ -222,24 +225,6 @@ def _transposed(kind: str, group: str, c: int, k: int):
     return lambda: cls(c, c, k, stride=2, padding=1, group=group)
 
 
-def _escnn_transposed(kind: str, group: str, c: int, k: int):
-    """``(build, wrap)`` of escnn's ``R3ConvTransposed`` with our layer's fields."""
-    from escnn import gspaces
-    from escnn import nn as esc
-
-    escnn_sklearn_shim()
-    gs = gspaces.octaOnR3() if group == "o" else gspaces.rot2dOnR3(n=4)
-    rin = gs.trivial_repr if kind == "lifting" else gs.regular_repr
-    tin, tout = esc.FieldType(gs, c * [rin]), esc.FieldType(gs, c * [gs.regular_repr])
-
-    def build():
-        return esc.R3ConvTransposed(tin, tout, k, padding=1, stride=2)
-
-    def wrap(conv):
-        return lambda x: conv(esc.GeometricTensor(x, tin)).tensor
-    return build, wrap
-
-
 def transposed_cases(quick: bool, peer: bool) -> list[BenchCase]:
     """``LiftingConvTranspose3d`` / ``GroupConvTranspose3d`` k3 stride 2 padding 1 (``n -> 2n -
     1``, the decoder's upsampling) against a dense ``nn.ConvTranspose3d`` with the same
@@ -266,7 +251,7 @@ def transposed_cases(quick: bool, peer: bool) -> list[BenchCase]:
                 out.append(BenchCase(f"ours {tag}", FAMILY, _make(ours, ours_shape, "train"),
                                      floor=floor, construct=ours, params=params))
                 if peer:
-                    build, wrap = _escnn_transposed(kind, group, c, k)
+                    build, wrap = _escnn_regular(kind, group, c, k, transposed=True)
                     out.append(BenchCase(f"escnn {tag}", FAMILY,
                                          _make_peer(build, wrap, flat, "train"), floor=floor,
                                          peer="escnn", construct=build, params=params))
