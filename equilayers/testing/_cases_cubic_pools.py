@@ -12,6 +12,7 @@ from torch import nn
 from ..groups import get
 from ..nn import (
     BlurPool3d,
+    BlurUpsample3d,
     CosetPool,
     GroupAvgPool3d,
     GroupConv3d,
@@ -85,6 +86,13 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
          "d4z"),
     Case("cubic/o/polyphase3d-volume", lambda: PolyphasePool3d(), (2, 2, 6, 6, 6), "o"),
     Case("cubic/oh/blurpool3d-volume", lambda: BlurPool3d(), (2, 2, 9, 9, 9), "oh"),
+    # the U-Net partner of an even blur pool: exact at every size (an odd blur: fails below)
+    Case("cubic/oh/blur-upsample3d-pair", lambda: BlurUpsample3d(2, 4, "circular",
+                                                                 transposed=True),
+         (2, 2, 48, 3, 3, 3), "oh"),
+    Case("cubic/o/blur-upsample3d-pair-volume", lambda: BlurUpsample3d(2, 2, "zeros",
+                                                                       transposed=True),
+         (2, 2, 4, 5, 4), "o"),
     Case("cubic/o/classifier-lift-gconv-blur-head", _classifier("o"), (2, 1, 9, 9, 9), "o"),
     Case("cubic/oh/restrict-o", lambda: Restrict("oh", "o"), (2, 2, 48, 3, 3, 3), "o",
          in_group="oh"),
@@ -101,6 +109,8 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
     # Negative controls: each must fail the harness.
     Case("cubic/o/blurpool3d-even-size-fails", lambda: BlurPool3d(), (2, 2, 24, 6, 6, 6), "o",
          expect="fail"),
+    Case("cubic/o/blur-upsample3d-odd-blur-fails", lambda: BlurUpsample3d(2, 3, "circular"),
+         (2, 2, 24, 3, 3, 3), "o", expect="fail"),
     Case("cubic/o/group-max-pool3d-k2-odd-fails", lambda: GroupMaxPool3d(2),
          (2, 2, 24, 7, 7, 7), "o", expect="fail"),
     Case("cubic/o/fixed-phase-subsample-fails", lambda: _fixed_phase, (2, 2, 24, 6, 6, 6), "o",
