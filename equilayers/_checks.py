@@ -442,12 +442,12 @@ def values_readable(t: torch.Tensor) -> bool:
                 or torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
-def check_component_index(index: torch.Tensor, count: int, what: str) -> None:
-    """Integer polyphase component indices in ``0..count-1`` (``count = stride**2``;
-    ``ValueError`` otherwise), checked where :func:`values_readable` allows."""
+def check_component_index(index: torch.Tensor, count: int, what: str, nd: int = 2) -> None:
+    """Polyphase component indices in ``0..count-1``, where :func:`values_readable` allows."""
     if index.numel() and values_readable(index) and bool(((index < 0) | (index >= count)).any()):
-        raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**2-1 = "
-                         f"0..{count - 1} (component i*stride+j); got {index.tolist()}")
+        flat = "i*stride+j" if nd == 2 else "a*stride**2+b*stride+c"
+        raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**{nd}-1 = "
+                         f"0..{count - 1} (component {flat}); got {index.tolist()}")
 
 
 # --- convolutions ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .groups import FieldType
-from .nn import PolyphasePool3d
+from .nn import PolyphasePool3d, PolyphaseUpsample3d
 from .nn._exactness import quiet_exactness_warnings
 
 __all__: list[str] = []
@@ -57,7 +57,8 @@ def _volume_windows(model: nn.Module) -> list[str]:
             continue
         declared = getattr(mod, "in_type", None)
         kernel = getattr(mod, "kernel_size", None)
-        ours = (isinstance(mod, PolyphasePool3d) or getattr(mod, "_nd", None) == 3
+        ours = (isinstance(mod, (PolyphasePool3d, PolyphaseUpsample3d))
+                or getattr(mod, "_nd", None) == 3
                 or (kernel is not None and isinstance(declared, FieldType)
                     and declared.spatial_dims == 3))
         torch_3d = (isinstance(mod, _TORCH_POOLS_3D) or type(mod).__name__.endswith("Pad3d")

@@ -53,6 +53,7 @@ _INDEX_EXTRA = {
     "index:range": lambda d: {**d, "index": torch.tensor([0, 4])},
     "index:list": lambda d: {**d, "index": [0, 3]},
 }
+_INDEX3_EXTRA = {**_INDEX_EXTRA, "index:range": lambda d: {**d, "index": torch.tensor([0, 8])}}
 _SELECTION_EXTRA = {
     **{k: v for k, v in _INDEX_EXTRA.items() if k != "index:float"},
     "index:selection-shape": lambda d: {**d, "index": torch.ones(2, 3)},
@@ -224,6 +225,10 @@ NN: list[Case] = [
          {"x": _img(2, 3, 4, 4, 4, 4, small=(2, 3, 4, 1, 1, 1))}, accept=_GPOOL_OK),
     Case(enn.PolyphasePool3d, {}, {**_APS_ARGS, "return_index": FLAG},
          {"x": T((2, 3, 4, 4, 4), ranks=(3,), small=(2, 3, 1, 1, 1))}),
+    Case(enn.PolyphaseUpsample3d, {}, {"stride": INT, "blur_size": INT,
+                                       "padding_mode": CHOICE},
+         {"x": T((2, 3, 2, 2, 2), ranks=(3,)), "index": T((2,), dtypes=False, make=_index)},
+         extra=_INDEX3_EXTRA),
     Case(enn.InvariantHead, dict(in_channels=3, num_classes=5, group="o"), {"group": GROUP},
          {"x": _img(2, 3, 24, 3, 3, 3, ranks=(4, 7), channel=1, fiber=2)}, variant="[o]"),
     Case(enn.Restrict, dict(group="o", subgroup="c4z"), {"group": GROUP, "subgroup": GROUP},
@@ -559,6 +564,9 @@ FUNCTIONAL: list[Case] = [
     Case(EF.polyphase_upsample2d, {}, {"stride": INT, "blur_size": INT, "padding_mode": CHOICE},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2,), dtypes=False, make=_index)},
          extra=_INDEX_EXTRA),
+    Case(EF.polyphase_upsample3d, {}, {"stride": INT, "blur_size": INT, "padding_mode": CHOICE},
+         {"x": T((2, 3, 2, 2, 2), ranks=(3,)), "index": T((2,), dtypes=False, make=_index)},
+         extra=_INDEX3_EXTRA),
     Case(EF.learnable_polyphase_pool2d, {},
          {"stride": INT, "tau": FLOAT, "hard": FLAG, "training": FLAG, "gumbel": FLAG,
           "return_index": FLAG, "generator": {"0": 0, "str": "seed"}},

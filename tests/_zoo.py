@@ -50,6 +50,12 @@ def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     return x, index
 
 
+def _upsample3d_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """A 6-D map of the octahedral group and a 3-D polyphase pool's component per sample."""
+    x = torch.randn(2, 3, 24, 2, 3, 2, generator=gen)
+    return x, torch.randint(0, 8, (2,), generator=gen)
+
+
 def _selection_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     """A feature map and a learnable polyphase pool's selection (one-hot, as in evaluation)."""
     x = torch.randn(2, 3, 4, 4, generator=gen)
@@ -184,6 +190,8 @@ ZOO: dict[str, ZooEntry] = {
     "ExpandedGroupConv2d": ZooEntry(_expanded, _x(2, 3, 8, 7, 7)),
     "PolyphasePool2d": ZooEntry(lambda: enn.PolyphasePool2d(2), _x(2, 3, 8, 8)),
     "PolyphaseUpsample2d": ZooEntry(lambda: enn.PolyphaseUpsample2d(2), _upsample_inputs),
+    "PolyphaseUpsample3d": ZooEntry(lambda: enn.PolyphaseUpsample3d(2, blur_size=3),
+                                    _upsample3d_inputs),
     # gumbel=False: a deterministic training step (the fresh-copy comparisons run train mode)
     "LearnablePolyphasePool2d": ZooEntry(
         lambda: enn.LearnablePolyphasePool2d(3, gumbel=False), _x(4, 3, 8, 8)),

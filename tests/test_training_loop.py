@@ -523,7 +523,7 @@ def test_empty_batch(name):
     m, args = _model(name)
     ref_out = _first(_eval_out(m, args))
     empty = (args[0][:0], *args[1:])
-    if name.startswith(("PolyphaseUpsample2d", "LearnablePolyphaseUpsample2d")):
+    if name.startswith(("PolyphaseUpsample", "LearnablePolyphaseUpsample")):
         empty = (args[0][:0], args[1][:0])
     stats = {k: v.clone() for k, v in m.state_dict().items()}
     for mode in (False, True):

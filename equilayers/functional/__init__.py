@@ -85,6 +85,7 @@ from ._pool3d import (
     group_avg_pool3d,
     group_max_pool3d,
     polyphase_pool3d,
+    polyphase_upsample3d,
 )
 from ._restrict import (
     coset_pool,
@@ -140,6 +141,7 @@ __all__: list[str] = [
     "group_avg_pool3d",
     "group_max_pool3d",
     "polyphase_pool3d",
+    "polyphase_upsample3d",
     "expand_steerable",
     "steerable_basis",
     "steerable_basis3d",

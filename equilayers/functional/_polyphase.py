@@ -44,7 +44,8 @@ from .. import kernels
 from ..kernels._reference import CRITERIA
 from ._blur import binomial_filter, blur_nd
 
-__all__ = ["polyphase_pool2d", "polyphase_upsample2d", "CRITERIA"]
+__all__ = ["polyphase_pool2d", "polyphase_upsample2d", "place_components", "check_index",
+           "CRITERIA"]
 
 
 #: The layouts the polyphase ops take: batched, or one unbatched plain map.
@@ -130,28 +131,45 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     unbatched = x.dim() == 3  # (C, H, W), with a 0-d index
     b = x.shape[0]
     want = () if unbatched else (b,)
-    if (not isinstance(index, torch.Tensor) or index.shape != want or index.is_floating_point()
-            or index.is_complex() or index.dtype == torch.bool):
-        per = ("a 0-d tensor for an unbatched x (C, H, W)" if unbatched
-               else "one flat component index i*stride+j per sample")
-        raise ValueError(f"{what}: index must be an integer tensor of shape {want} ({per}, "
-                         f"from polyphase_pool2d(..., return_index=True)); got {index!r}")
+    per = ("a 0-d tensor for an unbatched x (C, H, W)" if unbatched
+           else "one flat component index i*stride+j per sample")
+    check_index(index, want, per, "polyphase_pool2d", what)
     if unbatched:
         return polyphase_upsample2d(x[None], index[None], s, blur_size=blur_size,
                                     padding_mode=padding_mode)[0]
+    return place_components(x, index, s, 2, blur_size, padding_mode, what)
+
+
+def check_index(index: object, want: tuple[int, ...], per: str, pool: str, what: str) -> None:
+    """``index`` an integer tensor of shape ``want`` (``per`` says what it holds, ``pool`` the
+    function that returns it); ``ValueError`` otherwise."""
+    if (not isinstance(index, torch.Tensor) or index.shape != want or index.is_floating_point()
+            or index.is_complex() or index.dtype == torch.bool):
+        raise ValueError(f"{what}: index must be an integer tensor of shape {want} ({per}, "
+                         f"from {pool}(..., return_index=True)); got {index!r}")
+
+
+def place_components(x: torch.Tensor, index: torch.Tensor, s: int, nd: int, blur_size: int,
+                     padding_mode: str, what: str) -> torch.Tensor:
+    """The inverse placement of the polyphase pools on the last ``nd`` dims (2 or 3): the
+    samples of ``x`` on component ``index[b]`` (row-major flat index over the ``nd`` phases) of
+    an ``s``-times larger map, zeros elsewhere, then the optional binomial blur scaled by
+    ``s**nd`` (``blur_size > 1``). ``x`` batched, ``index`` of shape ``(B,)`` (checked)."""
     # (no range check where it would be data-dependent control flow: compiling, tracing, a
     # meta index, or one wrapped by torch.func, as in a U-Net under vmap or vmap(grad))
-    C.check_component_index(index, s * s, what)
-    h, w = x.shape[-2:]
-    lead = x.shape[1:-2]
-    xr = x.reshape(b, math.prod(lead), h, w)
+    C.check_component_index(index, s**nd, what, nd)
+    b = x.shape[0]
+    sizes = x.shape[-nd:]
+    lead = x.shape[1:-nd]
+    xr = x.reshape(b, math.prod(lead), *sizes)
     # one-hot placement (no in-place indexing: differentiable; a comparison with an arange,
     # not F.one_hot, which reads the index's values: torch.func.vmap batches it)
     # (a select, not a product: inf or NaN samples do not leak into the zero components)
-    onehot = index.to(x.device)[:, None] == torch.arange(s * s, device=x.device)
-    y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr[:, :, :, None, :, None], 0.0)
-    y = y.reshape(b, *lead, h * s, w * s)
+    onehot = index.to(x.device)[:, None] == torch.arange(s**nd, device=x.device)
+    spread = (Ellipsis,) + (slice(None), None) * nd  # (a tuple: 3.10 has no * in [])
+    y = torch.where(onehot.view(b, 1, *(1, s) * nd), xr[spread], 0.0)
+    y = y.reshape(b, *lead, *(n * s for n in sizes))
     if blur_size > 1:
-        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
-        y = blur_nd(y, filt, 1, padding_mode, 2, what, "blur_size")
+        filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s  # s**nd in all
+        y = blur_nd(y, filt, 1, padding_mode, nd, what, "blur_size")
     return y

@@ -29,8 +29,9 @@ from ..kernels._reference import CRITERIA, blur_nd
 from ._blur import binomial_filter
 from ._gconv3d import triple
 from ._group_pool import check_max_windows
+from ._polyphase import check_index, place_components
 
-__all__ = ["group_max_pool3d", "group_avg_pool3d", "polyphase_pool3d"]
+__all__ = ["group_max_pool3d", "group_avg_pool3d", "polyphase_pool3d", "polyphase_upsample3d"]
 
 
 def check_map6d(x: torch.Tensor, what: str) -> None:
@@ -200,3 +201,33 @@ def polyphase_pool3d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
     out = xr[rows, :, :, index // (s * s), :, (index // s) % s, :, index % s]
     out = out.reshape(b, *lead, d // s, h // s, w // s)
     return (out, index) if return_index else out
+
+
+def polyphase_upsample3d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, *,
+                         blur_size: int = 1, padding_mode: str = "circular") -> torch.Tensor:
+    """Put ``x`` back on the 3-D polyphase component it came from; zeros elsewhere.
+
+    ``y[n, ..., a + s p, b + s q, c + s r] = x[n, ..., p, q, r]`` with ``a s^2 + b s + c =
+    index[n]`` (the index returned by :func:`polyphase_pool3d` with ``return_index=True``).
+    With ``blur_size > 1`` the result is then blurred at stride 1 over ``(D, H, W)`` with the
+    binomial filter scaled by ``s**3`` (keeps the mean, as :func:`blur_upsample3d`), padded
+    with ``padding_mode``. Output ``(B, ..., s D, s H, s W)``; dim 0 is always the batch, as
+    in :func:`polyphase_pool3d`.
+
+    ``polyphase_upsample3d(*polyphase_pool3d(x, s, return_index=True), s)`` keeps the chosen
+    samples of ``x`` in place: exactly equivariant to every integer circular shift, and (an odd
+    ``blur_size``, sizes divisible by ``s``, a unique largest norm) to every cube element.
+
+    Example:
+        >>> x = torch.randn(2, 3, 4, 4, 4)
+        >>> polyphase_upsample3d(*polyphase_pool3d(x, return_index=True)).shape
+        torch.Size([2, 3, 4, 4, 4])
+    """
+    what = "polyphase_upsample3d"
+    s = C.check_stride(stride, "stride", what, minimum=2)
+    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_padding_mode(padding_mode, "padding_mode", what)
+    C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W) with a batch dim")
+    check_index(index, (x.shape[0],), "one flat component index a*stride**2+b*stride+c per "
+                "sample", "polyphase_pool3d", what)
+    return place_components(x, index, s, 3, blur_size, padding_mode, what)

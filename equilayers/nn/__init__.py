@@ -68,6 +68,7 @@ from ._pool3d import (
     GroupAvgPool3d,
     GroupMaxPool3d,
     PolyphasePool3d,
+    PolyphaseUpsample3d,
 )
 from ._restrict import (
     CosetPool,
@@ -113,6 +114,7 @@ __all__: list[str] = [
     "GroupAvgPool3d",
     "GroupMaxPool3d",
     "PolyphasePool3d",
+    "PolyphaseUpsample3d",
     "InvariantHead",
     "Restrict",
     "CosetPool",

@@ -14,10 +14,10 @@ from ..functional import _pool3d as P3
 from ..functional._grid_law import used_padding
 from ..groups import FieldType
 from ._exactness import _quiet
-from ._polyphase import polyphase_pool_repr
+from ._polyphase import PolyphaseUpsample2d, polyphase_pool_repr
 from ._typed import Typed
 
-__all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d"]
+__all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d", "PolyphaseUpsample3d"]
 
 
 def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d) -> tuple[str, list[str]]:
@@ -243,3 +243,42 @@ class PolyphasePool3d(Typed, nn.Module):
 
     def extra_repr(self) -> str:
         return polyphase_pool_repr(self)
+
+
+class PolyphaseUpsample3d(PolyphaseUpsample2d):
+    """Put features back on the 3-D polyphase component :class:`PolyphasePool3d` took them
+    from.
+
+    ``forward(x, index)``: ``y[n, ..., a + s p, b + s q, c + s r] = x[n, ..., p, q, r]`` for
+    ``index[n] = a s^2 + b s + c``, zeros elsewhere; then an optional binomial blur over
+    ``(D, H, W)`` scaled by ``s**3`` (``blur_size > 1``, keeps the mean). For 3-D U-Nets: pair
+    it with a ``PolyphasePool3d(return_index=True)``.
+
+    Functional twin: :func:`~equilayers.functional.polyphase_upsample3d`.
+
+    Args:
+        stride: integer >= 2, the pool's.
+        blur_size: 1..7; 1 = no blur.
+        padding_mode: padding of the blur; ``"circular"`` (default) keeps exact shift
+            equivariance.
+
+    Shape:
+        ``(B, ..., D, H, W), (B,) -> (B, ..., s D, s H, s W)``: volumes ``(B, C, D, H, W)`` and
+        the cube groups' maps ``(B, C, F, D, H, W)``; dim 0 is always the batch.
+
+    Equivariance:
+        ``up(*pool(x))`` is exactly equivariant to every integer circular shift of ``x`` (the
+        same samples come back to the same, shifted, places), and to every cube element on
+        volumes whose sizes are divisible by ``s`` when the pool's largest norm is unique (an
+        odd ``blur_size``: the blur is centred).
+
+    Example:
+        >>> pool, up = PolyphasePool3d(return_index=True), PolyphaseUpsample3d()
+        >>> x = torch.randn(2, 3, 24, 4, 4, 4)
+        >>> up(*pool(x)).shape
+        torch.Size([2, 3, 24, 4, 4, 4])
+    """
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return P3.polyphase_upsample3d(x, index, self.stride, blur_size=self.blur_size,
+                                       padding_mode=self.padding_mode)

@@ -20,6 +20,7 @@ from ..nn import (
     InvariantHead,
     LiftingConv3d,
     PolyphasePool3d,
+    PolyphaseUpsample3d,
     Restrict,
 )
 from ._case import Case
@@ -61,6 +62,20 @@ def _circular_shift_stack():
         InvariantHead(2, 3, group="c4z")))
 
 
+class _PoolUnpool3d(nn.Module):
+    """The polyphase pair of a 3-D U-Net: pool with the index, put the samples back."""
+
+    def __init__(self, stride: int = 2, blur_size: int = 1, fixed: bool = False) -> None:
+        super().__init__()
+        self.pool = PolyphasePool3d(stride, return_index=True)
+        self.up = PolyphaseUpsample3d(stride, blur_size=blur_size)
+        self.fixed = fixed  # a negative control: put the samples back on component 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, index = self.pool(x)
+        return self.up(y, torch.zeros_like(index) if self.fixed else index)
+
+
 def _fixed_phase(x: torch.Tensor) -> torch.Tensor:
     """A negative control: subsampling at the fixed phase 0 (stride 2)."""
     return x[..., ::2, ::2, ::2]
@@ -93,6 +108,10 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
     Case("cubic/o/blur-upsample3d-pair-volume", lambda: BlurUpsample3d(2, 2, "zeros",
                                                                        transposed=True),
          (2, 2, 4, 5, 4), "o"),
+    Case("cubic/oh/polyphase3d-pool-unpool", lambda: _PoolUnpool3d(), (2, 2, 48, 4, 4, 4),
+         "oh"),
+    Case("cubic/d4z/polyphase3d-pool-unpool-s3-blur3-box",
+         lambda: _PoolUnpool3d(3, blur_size=3), (2, 2, 8, 3, 6, 6), "d4z"),
     Case("cubic/o/classifier-lift-gconv-blur-head", _classifier("o"), (2, 1, 9, 9, 9), "o"),
     Case("cubic/oh/restrict-o", lambda: Restrict("oh", "o"), (2, 2, 48, 3, 3, 3), "o",
          in_group="oh"),
@@ -106,7 +125,14 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
          (2, 2, 8, 8, 8), kind="shift", shifts=_every_stride_shift, stride=2),
     Case("shift/cubic/circular-stack-every-shift-invariant", _circular_shift_stack(),
          (2, 1, 4, 4, 4), kind="shift", shifts=_every_shift, invariant=True),
+    Case("shift/cubic/polyphase3d-pool-unpool-every-shift", lambda: _PoolUnpool3d(),
+         (2, 2, 4, 4, 4), kind="shift", shifts=_every_shift),
     # Negative controls: each must fail the harness.
+    Case("shift/cubic/polyphase3d-unpool-fixed-component-fails",
+         lambda: _PoolUnpool3d(fixed=True), (2, 2, 4, 4, 4), kind="shift",
+         shifts=((1, 0, 0), (0, 1, 1)), expect="fail"),
+    Case("cubic/o/polyphase3d-unpool-even-blur-fails", lambda: _PoolUnpool3d(blur_size=2),
+         (2, 2, 24, 4, 4, 4), "o", expect="fail"),
     Case("cubic/o/blurpool3d-even-size-fails", lambda: BlurPool3d(), (2, 2, 24, 6, 6, 6), "o",
          expect="fail"),
     Case("cubic/o/blur-upsample3d-odd-blur-fails", lambda: BlurUpsample3d(2, 3, "circular"),
