@@ -293,22 +293,24 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
 
 
 def _unsupported_size(model: nn.Module, shape: tuple, error: Exception,
-                      search: int) -> Finding:
+                      search: int, nd: int = 2) -> Finding:
     """The finding for an input size the model's forward rejects (a U-Net's levels must
-    halve evenly), with the nearest larger size it runs at (same size added to ``H`` and
-    ``W``); re-raises ``error`` when no such size exists (wrong channels, not a size
-    problem)."""
-    h, w = shape[-2:]
+    halve evenly), with the nearest larger size it runs at (same size added to each of the
+    ``nd`` spatial dims); re-raises ``error`` when no such size exists (wrong channels, not a
+    size problem)."""
+    size = tuple(shape[-nd:])
+    text = "x".join(map(str, size))
     for extra in range(1, search + 1):
-        cand = (*shape[:-2], h + extra, w + extra)
+        cand = (*shape[:-nd], *(n + extra for n in size))
         try:
-            _record_sizes(model, cand)
+            _record_sizes(model, cand, nd)
         except (ValueError, RuntimeError):
             continue
-        size = str(cand[-2]) if cand[-2] == cand[-1] else f"{cand[-2]}x{cand[-1]}"
-        return Finding("(input)", type(model).__name__, "unsupported-size", "group", (h, w),
-                       f"the model rejects a {h}x{w} input ({error})",
-                       f"use an input size of {size}")
+        new = cand[-nd:]
+        fits = str(new[0]) if len(set(new)) == 1 else "x".join(map(str, new))
+        return Finding("(input)", type(model).__name__, "unsupported-size", "group", size,
+                       f"the model rejects a {text} input ({error})",
+                       f"use an input size of {fits}")
     raise error
 
 

@@ -24,6 +24,7 @@ from ._grid import (
     Finding,
     _padding_text,
     _rotated_runs,
+    _unsupported_size,
     output_padding_finding,
     transposed_border_finding,
 )
@@ -198,7 +199,10 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     moved = {3 + d for d in moved_dims}  # -3 -> 0 (depth), -2 -> 1, -1 -> 2
     pairs = _traded(grid)
     size = tuple(shape[-3:])
-    sizes = _record_sizes(model, shape, 3)
+    try:
+        sizes = _record_sizes(model, shape, 3)
+    except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
+        return [_unsupported_size(model, shape, e, search, 3)]
     findings = _rotated_runs(model, shape, sizes, _permutations(grid))
     layer = _findings(sizes, moved, pairs, shifts)
     if any(f.problem == "stride-parity" for f in layer):

@@ -316,4 +316,10 @@ MODELS: list[Case] = [
          {"x": T((2, 2, 8, 8), ranks=(3, 5), channel=1, small=(2, 2, 2, 2))},
          accept={"group": {"None": OK}},
          extra={"x:size": lambda d: {**d, "x": torch.randn(2, 2, 8, 10)}}),
+    Case(EM.UNet3d, dict(in_channels=2, out_channels=3, depth=1, width=1),
+         {"in_channels": INT, "out_channels": INT, "group": GROUP, "depth": INT, "width": INT,
+          "padding_mode": CHOICE, "down": CHOICE, "dtype": DTYPE},
+         {"x": T((2, 2, 4, 4, 4), ranks=(3, 4, 6), channel=1, small=(2, 2, 1, 1, 1))},
+         accept={"group": {"None": OK}},
+         extra={"x:size": lambda d: {**d, "x": torch.randn(2, 2, 4, 4, 5)}}),
 ]

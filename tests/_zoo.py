@@ -19,7 +19,7 @@ from torch import nn
 
 from equilayers import nn as enn
 from equilayers.interop import EscnnRestrictedBasis
-from equilayers.models import UNet
+from equilayers.models import UNet, UNet3d
 
 __all__ = ["ZooEntry", "ZOO", "build"]
 
@@ -220,6 +220,9 @@ ZOO: dict[str, ZooEntry] = {
                                              down="polyphase"), _x(2, 2, 6, 6)),
     "UNet[learned]": ZooEntry(lambda: _no_gumbel(UNet(2, 3, group="p4m", depth=1, width=1,
                                                       down="learned")), _x(2, 2, 6, 6)),
+    "UNet3d": ZooEntry(lambda: UNet3d(2, 3, group="c4z", depth=1, width=1), _x(2, 2, 4, 4, 4)),
+    "UNet3d[polyphase]": ZooEntry(lambda: UNet3d(2, 3, group="o", depth=1, width=1,
+                                                 down="polyphase"), _x(2, 2, 2, 4, 2)),
 }
 
 

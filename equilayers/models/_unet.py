@@ -7,14 +7,157 @@ from torch import nn
 
 from .. import _checks as C
 from ..groups import FieldType, GroupLike, get
-from ..nn import GroupConv2d, GroupPool
+from ..nn import GroupPool
 from ..nn._typed import Typed
-from ._blocks import DOWNS, DoubleConv, concat, make_down, make_up
+from ._blocks import DOWNS, LAYERS, DoubleConv, concat, make_down, make_up
 
 __all__ = ["UNet"]
 
 
-class UNet(Typed, nn.Module):
+class _UNetNd(Typed, nn.Module):
+    """The U-Net of :class:`UNet` (``_nd = 2``) and :class:`~equilayers.models.UNet3d`
+    (``_nd = 3``): the arguments, the levels and the forward, for ``_nd`` spatial dims."""
+
+    _nd = 2
+    _downs: tuple[str, ...] = DOWNS
+
+    def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
+                 depth: int = 2, width: int = 8, padding_mode: str = "circular",
+                 down: str = "blur", basis: str | None = None, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        what, nd = type(self).__name__, self._nd
+        C.check_int(in_channels, "in_channels", what, minimum=1)
+        C.check_int(out_channels, "out_channels", what, minimum=1)
+        C.check_int(depth, "depth", what, minimum=1, maximum=8,
+                    fix="the number of downsamplings (2-4 is usual)")
+        C.check_int(width, "width", what, minimum=1, fix="the fields of the first level")
+        C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
+        if nd == 3 and down == "learned":
+            raise ValueError(f"{what}: down='learned' (learnable polyphase sampling) exists for "
+                             "images only (UNet); for volumes use down='polyphase' (adaptive "
+                             "polyphase sampling, also exact under every circular shift), "
+                             "'blur' or 'max'")
+        C.check_choice(down, "down", self._downs, what)
+        C.check_float_dtype(dtype, "dtype", what)
+        bases = ("pixel", "harmonic") if nd == 2 else ("voxel", "harmonic")
+        if basis is not None:
+            C.check_choice(basis, "basis", bases, what)
+            if group is None:
+                raise ValueError(f"{what}: basis={basis!r} chooses group-conv filters, but "
+                                 f"group=None builds plain nn.Conv{nd}d; drop basis or give a "
+                                 "group")
+        grp = None
+        if group is not None:
+            grp = get(group)
+            if not grp.is_finite or grp.spatial_dim != nd:
+                raise ValueError(f"{what}: group={grp.name!r} has no regular fields on "
+                                 f"{self._inputs}; use {self._groups} (or None for a plain "
+                                 "U-Net)")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.group, self.depth, self.width = grp, depth, width
+        self.padding_mode, self.down_mode = padding_mode, down
+        self.in_type = FieldType.trivial(grp, spatial_dims=nd)
+        self.out_type = FieldType.trivial(grp, spatial_dims=nd)
+        self.basis = None if grp is None else (basis or self._default_basis)
+        kw = {"padding_mode": padding_mode, "nd": nd, "device": device, "dtype": dtype}
+        block = {**kw, "basis": self.basis}
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.encoder = nn.ModuleList(
+            [DoubleConv(in_channels, widths[0], grp, lift=True, **block)]
+            + [DoubleConv(widths[lv - 1], widths[lv], grp, **block)
+               for lv in range(1, depth + 1)])
+        self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], nd=nd,
+                                            device=device, dtype=dtype)
+                                  for lv in range(depth))
+        self.up = nn.ModuleList(make_up(down, padding_mode, nd=nd, device=device, dtype=dtype)
+                                for _ in range(depth))
+        self.decoder = nn.ModuleList(
+            DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **block)
+            for lv in range(depth))
+        factory = {"device": device, "dtype": dtype}
+        self.head: nn.Module = (LAYERS[nd]["conv"](widths[0], out_channels, 1, **factory)
+                                if grp is None
+                                else LAYERS[nd]["gconv"](widths[0], out_channels, 1, group=grp,
+                                                         **factory))
+        self.pool = nn.Identity() if grp is None else GroupPool("max")
+
+    _inputs = "images"
+    _groups = "a finite 2-D group such as 'p4', 'p4m' or 'd1'"
+    _default_basis = "harmonic"
+
+    @property
+    def multiple(self) -> int:
+        """``2**depth``: input sizes must be multiples of it."""
+        return 2**self.depth
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        what, nd = type(self).__name__, self._nd
+        dims = ("H", "W") if nd == 2 else ("D", "H", "W")
+        C.check_tensor(x, "x", what, ndim=nd + 2,
+                       layout=f"(B, in_channels, {', '.join(dims)})")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{what}(in_channels={self.in_channels}) got an input with "
+                             f"{x.shape[1]} channels (shape {tuple(x.shape)})")
+        sizes = tuple(x.shape[2:])
+        m = self.multiple
+        # (the messages are formatted in the failing branches only: compiled with dynamic
+        # sizes, str() of a size is a graph break)
+        if any(n % m for n in sizes):
+            text = "x".join(map(str, sizes))
+            names = "height and width" if nd == 2 else "depth, height and width"
+            hint = "x".join(str(-(-n // m) * m) for n in sizes)
+            raise ValueError(f"{what}(depth={self.depth}): the input {names} must be "
+                             f"multiples of 2**depth = {m} (every level halves them and the "
+                             f"skip connections must line up); got {text}. Pad to {hint} (or "
+                             "crop)")
+        if self.padding_mode == "reflect" and min(sizes) < 2 * m:
+            # checked here, before an inner conv refuses its 1x1 map with a fix that is not
+            # the UNet's (its padding_mode)
+            fits = [d for d in range(1, self.depth)
+                    if not any(n % 2**d for n in sizes) and min(sizes) >= 2 ** (d + 1)]
+            text = "x".join(map(str, sizes))
+            smaller = f", or depth={fits[-1]} for {text} inputs" if fits else ""
+            deep = "x".join(str(n // m) for n in sizes)
+            want = "x".join(str(max(n, 2 * m)) for n in sizes)
+            raise ValueError(f"{what}(depth={self.depth}, padding_mode='reflect'): a {text} "
+                             f"input is {deep} at the deepest level (every level halves it), "
+                             "and reflect padding needs at least 2 pixels there; use an input "
+                             f"size of {want} or larger (multiples of {m}){smaller}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        skips: list[torch.Tensor] = []
+        indices: list[torch.Tensor] = []
+        h = x
+        for level, block in enumerate(self.encoder):
+            if level:
+                h = self.down[level - 1](h)
+                if isinstance(h, tuple):  # polyphase: (map, component index)
+                    h, index = h
+                    indices.append(index)
+            h = block(h)
+            skips.append(h)
+        for level in reversed(range(self.depth)):
+            up = self.up[level]
+            h = up(h, indices[level]) if indices else up(h)
+            h = self.decoder[level](concat(skips[level], h))
+        return self.pool(self.head(h))
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.in_channels}, {self.out_channels}",
+                 f"group={None if self.group is None else self.group.name!r}",
+                 f"depth={self.depth}", f"width={self.width}"]
+        if self.padding_mode != "circular":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        if self.down_mode != "blur":
+            parts.append(f"down={self.down_mode!r}")
+        if self.basis not in (None, self._default_basis):
+            parts.append(f"basis={self.basis!r}")
+        return ", ".join(parts)
+
+
+class UNet(_UNetNd):
     """A U-Net of group convolutions: per-pixel logits that rotate, flip and shift with the input.
 
     ``depth`` levels down and up: level ``l`` works at ``H / 2**l`` with ``width * 2**l``
@@ -103,117 +246,3 @@ class UNet(Typed, nn.Module):
         >>> net(torch.randn(2, 1, 32, 32)).shape
         torch.Size([2, 11, 32, 32])
     """
-
-    def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
-                 depth: int = 2, width: int = 8, padding_mode: str = "circular",
-                 down: str = "blur", basis: str | None = None, device=None,
-                 dtype=None) -> None:
-        super().__init__()
-        what = type(self).__name__
-        C.check_int(in_channels, "in_channels", what, minimum=1)
-        C.check_int(out_channels, "out_channels", what, minimum=1)
-        C.check_int(depth, "depth", what, minimum=1, maximum=8,
-                    fix="the number of downsamplings (2-4 is usual)")
-        C.check_int(width, "width", what, minimum=1, fix="the fields of the first level")
-        C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
-        C.check_choice(down, "down", DOWNS, what)
-        C.check_float_dtype(dtype, "dtype", what)
-        if basis is not None:
-            C.check_choice(basis, "basis", ("pixel", "harmonic"), what)
-            if group is None:
-                raise ValueError(f"{what}: basis={basis!r} chooses group-conv filters, but "
-                                 "group=None builds plain nn.Conv2d; drop basis or give a group")
-        grp = None
-        if group is not None:
-            grp = get(group)
-            if not grp.is_finite or grp.spatial_dim != 2:
-                raise ValueError(f"{what}: group={grp.name!r} has no regular fields on images; "
-                                 "use a finite 2-D group such as 'p4', 'p4m' or 'd1' (or None "
-                                 "for a plain U-Net)")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.group, self.depth, self.width = grp, depth, width
-        self.padding_mode, self.down_mode = padding_mode, down
-        self.in_type = FieldType.trivial(grp)
-        self.out_type = FieldType.trivial(grp)
-        self.basis = None if grp is None else (basis or "harmonic")
-        kw = {"padding_mode": padding_mode, "device": device, "dtype": dtype}
-        block = {**kw, "basis": self.basis}
-        widths = [width * 2**level for level in range(depth + 1)]
-        self.encoder = nn.ModuleList(
-            [DoubleConv(in_channels, widths[0], grp, lift=True, **block)]
-            + [DoubleConv(widths[lv - 1], widths[lv], grp, **block)
-               for lv in range(1, depth + 1)])
-        self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], device=device,
-                                            dtype=dtype) for lv in range(depth))
-        self.up = nn.ModuleList(make_up(down, padding_mode, device=device, dtype=dtype)
-                                for _ in range(depth))
-        self.decoder = nn.ModuleList(
-            DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **block)
-            for lv in range(depth))
-        factory = {"device": device, "dtype": dtype}
-        self.head: nn.Module = (nn.Conv2d(widths[0], out_channels, 1, **factory) if grp is None
-                                else GroupConv2d(widths[0], out_channels, 1, group=grp,
-                                                 **factory))
-        self.pool = nn.Identity() if grp is None else GroupPool("max")
-
-    @property
-    def multiple(self) -> int:
-        """``2**depth``: input heights and widths must be multiples of it."""
-        return 2**self.depth
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        what = type(self).__name__
-        C.check_tensor(x, "x", what, ndim=4, layout="(B, in_channels, H, W)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{what}(in_channels={self.in_channels}) got an input with "
-                             f"{x.shape[1]} channels (shape {tuple(x.shape)})")
-        h, w = x.shape[-2:]
-        m = self.multiple
-        if h % m or w % m:
-            hint = f"{-(-h // m) * m}x{-(-w // m) * m}"
-            raise ValueError(f"{what}(depth={self.depth}): the input height and width must be "
-                             f"multiples of 2**depth = {m} (every level halves them and the "
-                             f"skip connections must line up); got {h}x{w}. Pad to {hint} (or "
-                             "crop)")
-        if self.padding_mode == "reflect" and min(h, w) < 2 * m:
-            # checked here, before an inner conv refuses its 1x1 map with a fix that is not
-            # the UNet's (its padding_mode)
-            fits = [d for d in range(1, self.depth)
-                    if not (h % 2**d or w % 2**d) and min(h, w) >= 2 ** (d + 1)]
-            smaller = f", or depth={fits[-1]} for {h}x{w} inputs" if fits else ""
-            raise ValueError(f"{what}(depth={self.depth}, padding_mode='reflect'): a {h}x{w} "
-                             f"input is {h // m}x{w // m} at the deepest level (every level "
-                             "halves it), and reflect padding needs at least 2 pixels there; "
-                             f"use an input size of {max(h, 2 * m)}x{max(w, 2 * m)} or larger "
-                             f"(multiples of {m}){smaller}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
-        skips: list[torch.Tensor] = []
-        indices: list[torch.Tensor] = []
-        h = x
-        for level, block in enumerate(self.encoder):
-            if level:
-                h = self.down[level - 1](h)
-                if isinstance(h, tuple):  # polyphase: (map, component index)
-                    h, index = h
-                    indices.append(index)
-            h = block(h)
-            skips.append(h)
-        for level in reversed(range(self.depth)):
-            up = self.up[level]
-            h = up(h, indices[level]) if indices else up(h)
-            h = self.decoder[level](concat(skips[level], h))
-        return self.pool(self.head(h))
-
-    def extra_repr(self) -> str:
-        parts = [f"{self.in_channels}, {self.out_channels}",
-                 f"group={None if self.group is None else self.group.name!r}",
-                 f"depth={self.depth}", f"width={self.width}"]
-        if self.padding_mode != "circular":
-            parts.append(f"padding_mode={self.padding_mode!r}")
-        if self.down_mode != "blur":
-            parts.append(f"down={self.down_mode!r}")
-        if self.basis not in (None, "harmonic"):
-            parts.append(f"basis={self.basis!r}")
-        return ", ".join(parts)

@@ -21,6 +21,7 @@ from . import (
     _cases_heads,
     _cases_lps,
     _cases_models,
+    _cases_models3d,
     _cases_rectangles,
     _cases_so3,
     _cases_subgroup,
@@ -47,6 +48,7 @@ _FAMILIES = (
     _cases_cubic_pools,
     _cases_so3,
     _cases_models,
+    _cases_models3d,
     _cases_rectangles,
 )
 
