@@ -443,11 +443,11 @@ def values_readable(t: torch.Tensor) -> bool:
 
 
 def check_component_index(index: torch.Tensor, count: int, what: str) -> None:
-    """Integer polyphase component indices in ``0..count-1`` (``count = stride**2``;
+    """Integer polyphase component indices in ``0..count-1`` (``count = stride**d``;
     ``ValueError`` otherwise), checked where :func:`values_readable` allows."""
     if index.numel() and values_readable(index) and bool(((index < 0) | (index >= count)).any()):
-        raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**2-1 = "
-                         f"0..{count - 1} (component i*stride+j); got {index.tolist()}")
+        raise ValueError(f"{_prefix(what)}index values must lie in 0..{count - 1} (flat "
+                         f"polyphase component indices); got {index.tolist()}")
 
 
 # --- convolutions ---------------------------------------------------------------------------------

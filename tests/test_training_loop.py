@@ -32,7 +32,7 @@ NAMES = sorted(ZOO)
 #: Modules whose evaluation output is a hard choice, piecewise constant in the weights (a
 #: weight change need not change it): their choice logits stand in for the output where a
 #: test asks that a weight change be seen.
-HARD_CHOICE = ("LearnablePolyphasePool2d",)
+HARD_CHOICE = ("LearnablePolyphasePool2d", "LearnablePolyphasePool3d")
 
 
 def _seen(name: str, m: nn.Module, args) -> torch.Tensor:
@@ -523,7 +523,7 @@ def test_empty_batch(name):
     m, args = _model(name)
     ref_out = _first(_eval_out(m, args))
     empty = (args[0][:0], *args[1:])
-    if name.startswith(("PolyphaseUpsample2d", "LearnablePolyphaseUpsample2d")):
+    if name.startswith(("PolyphaseUpsample2d", "LearnablePolyphaseUpsample")):
         empty = (args[0][:0], args[1][:0])
     stats = {k: v.clone() for k, v in m.state_dict().items()}
     for mode in (False, True):
