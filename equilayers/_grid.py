@@ -90,7 +90,7 @@ def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
         return prm
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
         return None
-    if isinstance(mod, LearnablePolyphasePool2d):
+    if isinstance(mod, LearnablePolyphasePool2d):  # (and its 3-D subclass, see _grid3d)
         # keeps a whole polyphase component (it takes only sizes its stride divides); its
         # kernel_size is the scoring filter's, a circular correlation, not a sampling window
         return None

@@ -34,6 +34,7 @@ from .functional._grid_law import used_padding
 from .groups import CubicGroup, FieldType, Group
 from .groups._actions import grid_moves
 from .groups._transforms import element_rows, grid_ops
+from .nn import LearnablePolyphasePool3d
 
 __all__ = ["check_grid3d"]
 
@@ -63,6 +64,10 @@ def _params3d(mod: nn.Module) -> dict | None:
                                                           (w_lo, w_hi)),
                 "mode": mode, "padded_by": "module"}
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
+        return None
+    if isinstance(mod, LearnablePolyphasePool3d):
+        # keeps a whole polyphase component (it takes only sizes its stride divides); its
+        # kernel_size is the scoring filter's, a circular correlation, not a sampling window
         return None
     k = _triple(mod.kernel_size)
     s = _triple(mod.stride if mod.stride is not None else mod.kernel_size)

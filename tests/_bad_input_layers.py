@@ -75,6 +75,22 @@ def _selection(gen: torch.Generator) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor([0, 3]), 4).float()
 
 
+def _selection3(gen: torch.Generator) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor([0, 7]), 8).float()
+
+
+#: The 3-D twins: volumes (4-, 5- or 6-D x), 4 orbit weights of an isotropic 3x3x3 filter.
+_LPS3_X = _img(2, 3, 4, 4, 4, ranks=(3, 7), channel=1, small=(2, 3, 1, 1, 1))
+_LPS3_INPUTS = {**_LPS_INPUTS, "x": _LPS3_X, "weight": _par(4, 3, 4, ranks=(2, 4), channel=1)}
+_LPS3_EXTRA = {"weight:orbits": lambda d: {**d, "weight": torch.randn(4, 3, 3)},
+               "x:too-small": lambda d: {**d, "x": torch.randn(2, 3, 2, 2, 2),
+                                          "weight": torch.randn(4, 3, 10)}}
+_UP3_INPUTS = {"x": T((2, 3, 2, 2, 2), ranks=(3,)),
+               "index": T((2, 8), dtypes=False, make=_selection3)}
+_SELECTION3_EXTRA = {**_SELECTION_EXTRA, "index:range": lambda d: {**d, "index": torch.tensor(
+    [0, 8])}, "index:selection-shape": lambda d: {**d, "index": torch.ones(2, 4)}}
+
+
 _SQUARE_EXTRA = {
     "shape:nonsquare": lambda d: {**d, "x": torch.randn(2, 3, 8, 5, 6)},
     "shape:size": lambda d: {**d, "x": torch.randn(2, 3, 8, 6, 6)},
@@ -337,6 +353,12 @@ NN: list[Case] = [
     Case(enn.LearnablePolyphaseUpsample2d, {}, {"stride": INT},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
          extra=_SELECTION_EXTRA),
+    Case(enn.LearnablePolyphasePool3d, dict(in_channels=3),
+         {"in_channels": INT, "stride": INT, "hidden_channels": INT, "kernel_size": INT,
+          "tau": FLOAT, "hard": FLAG, "gumbel": FLAG, "return_index": FLAG, "dtype": DTYPE},
+         {"x": _LPS3_X}),
+    Case(enn.LearnablePolyphaseUpsample3d, {}, {"stride": INT}, _UP3_INPUTS,
+         extra=_SELECTION3_EXTRA),
     Case(enn.InvariantHead, dict(in_channels=3, num_classes=5, group="p4"),
          {"in_channels": INT, "num_classes": INT, "group": GROUP, "pool": CHOICE,
           "spatial": CHOICE, "dtype": DTYPE, "return_pose": FLAG, "bias": FLAG},
@@ -576,6 +598,14 @@ FUNCTIONAL: list[Case] = [
     Case(EF.learnable_polyphase_upsample2d, {}, {"stride": INT},
          {"x": T((2, 3, 4, 4), ranks=(2,)), "index": T((2, 4), dtypes=False, make=_selection)},
          extra=_SELECTION_EXTRA),
+    Case(EF.learnable_polyphase_pool3d, {},
+         {"stride": INT, "tau": FLOAT, "hard": FLAG, "training": FLAG, "gumbel": FLAG,
+          "return_index": FLAG, "generator": {"0": 0, "str": "seed"}},
+         _LPS3_INPUTS, extra=_LPS3_EXTRA, accept=_LPS_ACCEPT),
+    Case(EF.polyphase_logits3d, {}, {"stride": INT}, _LPS3_INPUTS, extra=_LPS3_EXTRA,
+         accept=_LPS_ACCEPT),
+    Case(EF.learnable_polyphase_upsample3d, {}, {"stride": INT}, _UP3_INPUTS,
+         extra=_SELECTION3_EXTRA),
     Case(EF.expand_steerable, {}, {"groups": INT},
          {"weight": _par(4, 3, _NB, ranks=(2, 4)),
           "basis": _par(_NB, 3, 3, 3, 3, ranks=(4, 6), make=lambda g: EF.steerable_basis(

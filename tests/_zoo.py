@@ -63,6 +63,13 @@ def _selection_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     return x, nn.functional.one_hot(index, 4).float()
 
 
+def _selection_inputs3d(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """A volume and a 3-D learnable polyphase pool's selection (one-hot)."""
+    x = torch.randn(2, 3, 2, 3, 2, generator=gen)
+    index = torch.randint(0, 8, (2,), generator=gen)
+    return x, nn.functional.one_hot(index, 8).float()
+
+
 ZOO: dict[str, ZooEntry] = {
     "BlurConv2d": ZooEntry(lambda: enn.BlurConv2d(3, 4, 3, padding=1), _x(2, 3, 8, 8)),
     # the paths of blur_conv2d: the composition, the folded weight, blur first (chosen by
@@ -203,6 +210,14 @@ ZOO: dict[str, ZooEntry] = {
                                              _selection_inputs),
     "LearnablePolyphaseUpsample2d[int]": ZooEntry(lambda: enn.LearnablePolyphaseUpsample2d(),
                                                   _upsample_inputs),
+    "LearnablePolyphasePool3d": ZooEntry(
+        lambda: enn.LearnablePolyphasePool3d(3, gumbel=False), _x(4, 3, 4, 6, 4)),
+    "LearnablePolyphasePool3d[6d-index]": ZooEntry(
+        lambda: enn.LearnablePolyphasePool3d(3, hidden_channels=4, kernel_size=1, hard=False,
+                                             gumbel=False, return_index=True),
+        _x(4, 3, 4, 2, 4, 2)),
+    "LearnablePolyphaseUpsample3d": ZooEntry(lambda: enn.LearnablePolyphaseUpsample3d(),
+                                             _selection_inputs3d),
     "Restrict": ZooEntry(lambda: enn.Restrict("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
                                    _x(2, 3, 5, 5, 5)),

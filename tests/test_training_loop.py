@@ -32,7 +32,7 @@ NAMES = sorted(ZOO)
 #: Modules whose evaluation output is a hard choice, piecewise constant in the weights (a
 #: weight change need not change it): their choice logits stand in for the output where a
 #: test asks that a weight change be seen.
-HARD_CHOICE = ("LearnablePolyphasePool2d",)
+HARD_CHOICE = ("LearnablePolyphasePool2d", "LearnablePolyphasePool3d")
 
 
 def _seen(name: str, m: nn.Module, args) -> torch.Tensor:

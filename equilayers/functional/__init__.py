@@ -74,6 +74,11 @@ from ._lps import (
     learnable_polyphase_upsample2d,
     polyphase_logits,
 )
+from ._lps3d import (
+    learnable_polyphase_pool3d,
+    learnable_polyphase_upsample3d,
+    polyphase_logits3d,
+)
 from ._norm_max_pool import (
     norm_max_pool2d,
 )
@@ -138,6 +143,9 @@ __all__: list[str] = [
     "learnable_polyphase_pool2d",
     "learnable_polyphase_upsample2d",
     "polyphase_logits",
+    "learnable_polyphase_pool3d",
+    "learnable_polyphase_upsample3d",
+    "polyphase_logits3d",
     "group_avg_pool3d",
     "group_max_pool3d",
     "polyphase_pool3d",

@@ -42,6 +42,8 @@ the choice being locally constant) and, where gradients are recorded, the straig
 still reaches the scoring weights. A ``torch.jit.trace`` graph, which runs later in any grad
 mode, holds the term wherever the scoring weights (in training, or ``x``) require grad, whether
 it was traced with autograd on or off.
+The code is written for ``nd`` spatial dims (``logits_nd``, ``pool_nd``, ``upsample_nd``: every
+argument rule once); :mod:`._lps3d` is the 3-D twin, on volumes and the cube groups' maps.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._host import host_tensor
+from ._polyphase import place_components
 
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
 
@@ -62,40 +65,58 @@ _WHAT_POOL = "learnable_polyphase_pool2d"
 _LAYOUT = "(B, C, H, W), (B, C, F, H, W) or an unbatched (C, H, W)"
 
 
-def num_orbits(kernel_size: int) -> int:
-    """The number of weights of an isotropic ``kernel_size x kernel_size`` filter (odd size
-    ``2r + 1``): the orbits of its taps under rot90 and flips, ``(r + 1)(r + 2) / 2``."""
-    r = kernel_size // 2
-    return (r + 1) * (r + 2) // 2
-
-
-def _radius(n: int, what: str) -> int:
-    r = 0
-    while (r + 1) * (r + 2) // 2 < n:
-        r += 1
-    if (r + 1) * (r + 2) // 2 != n:
-        raise ValueError(f"{what}: weight must have (r+1)(r+2)/2 orbit weights in dim 2 (1, 3, "
-                         f"6, 10, ... for an isotropic 1x1, 3x3, 5x5, 7x7 filter); got {n}")
-    return r
-
-
-def _orbit_index(r: int) -> list[int]:
-    """Tap ``(i, j)`` of a ``(2r+1)^2`` filter (row-major) -> its orbit: ``(m, l)`` with
-    ``m = max(|di|, |dj|)``, ``l = min(...)``, numbered ``m (m + 1) / 2 + l``."""
-    out = []
-    for di in range(-r, r + 1):
-        for dj in range(-r, r + 1):
-            m, low = max(abs(di), abs(dj)), min(abs(di), abs(dj))
-            out.append(m * (m + 1) // 2 + low)
+def _choose(n: int, k: int) -> int:
+    """``binomial(n, k)`` by integer arithmetic (``torch.compile`` traces it; it refused
+    ``itertools``)."""
+    out = 1
+    for i in range(k):
+        out = out * (n - i) // (i + 1)
     return out
 
 
-def isotropic_filter(weight: torch.Tensor) -> torch.Tensor:
-    """The ``(hidden, C, k, k)`` filter of orbit weights ``(hidden, C, n)``: every tap holds its
-    orbit's weight, so the filter is exactly invariant to rot90 and flips."""
-    r = _radius(weight.shape[2], "isotropic_filter")
-    idx = host_tensor(_orbit_index(r), device=weight.device)
-    return weight[:, :, idx].reshape(*weight.shape[:2], 2 * r + 1, 2 * r + 1)
+def num_orbits(kernel_size: int, nd: int = 2) -> int:
+    """The number of weights of an isotropic ``kernel_size``-wide filter over ``nd`` dims (odd
+    size ``2r + 1``): the orbits of its taps under the signed permutations of the axes (the
+    square's 8 symmetries, the cube's 48), ``binomial(r + nd, nd)``: ``(r + 1)(r + 2) / 2``
+    in 2-D, ``(r + 1)(r + 2)(r + 3) / 6`` in 3-D."""
+    return _choose(kernel_size // 2 + nd, nd)
+
+
+_FORMULA = {2: "(r+1)(r+2)/2", 3: "(r+1)(r+2)(r+3)/6"}
+
+
+def _radius(n: int, what: str, nd: int = 2) -> int:
+    r = 0
+    while _choose(r + nd, nd) < n:
+        r += 1
+    if _choose(r + nd, nd) != n:
+        counts = ", ".join(str(_choose(i + nd, nd)) for i in range(4))
+        sizes = ", ".join("x".join([str(2 * i + 1)] * nd) for i in range(4))
+        raise ValueError(f"{what}: weight must have {_FORMULA[nd]} orbit weights in dim 2 "
+                         f"({counts}, ... for an isotropic {sizes} filter); got {n}")
+    return r
+
+
+def _orbit_index(r: int, nd: int = 2) -> list[int]:
+    """Tap of a ``(2r+1)^nd`` filter (row-major) -> its orbit: the offsets' absolute values
+    sorted in decreasing order ``a_1 >= .. >= a_nd``, numbered lexicographically,
+    ``sum_i binomial(a_i + nd - i, nd - i + 1)`` (in 2-D, ``m (m + 1) / 2 + l`` for
+    ``m = max(|di|, |dj|)``, ``l = min(...)``)."""
+    k = 2 * r + 1
+    out = []
+    for t in range(k ** nd):
+        desc = sorted((abs(t // k ** (nd - 1 - i) % k - r) for i in range(nd)), reverse=True)
+        out.append(sum(_choose(a + nd - 1 - i, nd - i) for i, a in enumerate(desc)))
+    return out
+
+
+def isotropic_filter(weight: torch.Tensor, nd: int = 2) -> torch.Tensor:
+    """The ``(hidden, C, k, ..., k)`` filter (``nd`` spatial dims) of orbit weights
+    ``(hidden, C, n)``: every tap holds its orbit's weight, so the filter is exactly invariant
+    to every signed permutation of its axes (rot90 and flips; the cube's 48 symmetries)."""
+    r = _radius(weight.shape[2], "isotropic_filter", nd)
+    idx = host_tensor(_orbit_index(r, nd), device=weight.device)
+    return weight[:, :, idx].reshape(*weight.shape[:2], *(2 * r + 1,) * nd)
 
 
 def _autocast_off(device_type: str):
@@ -107,25 +128,36 @@ def _autocast_off(device_type: str):
     return contextlib.nullcontext()
 
 
-def _check_x(x: object, stride: int, what: str) -> torch.Tensor:
-    x = C.check_tensor(x, "x", what, ndim=(3, 4, 5), layout=_LAYOUT)
-    h, w = x.shape[-2:]
-    if h % stride or w % stride:
-        raise ValueError(f"{what} needs H and W divisible by stride={stride} (circular shifts "
-                         f"must permute the components); got H={h}, W={w} (shape "
-                         f"{tuple(x.shape)}). Crop or pad the input to a multiple of {stride} "
-                         "first")
+def _sides(nd: int) -> tuple[str, ...]:
+    return ("D", "H", "W")[-nd:]
+
+
+def _layout(nd: int) -> str:
+    sp = ", ".join(_sides(nd))
+    return f"(B, C, {sp}), (B, C, F, {sp}) or an unbatched (C, {sp})"
+
+
+def _check_x(x: object, stride: int, what: str, nd: int = 2) -> torch.Tensor:
+    x = C.check_tensor(x, "x", what, ndim=(nd + 1, nd + 2, nd + 3), layout=_layout(nd))
+    sizes = x.shape[-nd:]
+    if any(n % stride for n in sizes):
+        names = _sides(nd)
+        got = ", ".join(f"{a}={n}" for a, n in zip(names, sizes, strict=True))
+        raise ValueError(f"{what} needs {', '.join(names[:-1])} and {names[-1]} divisible by "
+                         f"stride={stride} (circular shifts must permute the components); got "
+                         f"{got} (shape {tuple(x.shape)}). Crop or pad the input to a multiple "
+                         f"of {stride} first")
     return x
 
 
 def _check_weights(x: torch.Tensor, weight: object, bias: object, out_weight: object,
-                   stride: int, what: str) -> int:
+                   stride: int, what: str, nd: int = 2) -> int:
     w = C.check_tensor(weight, "weight", what, ndim=3, layout="(hidden, C, orbits)")
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"{what}: the scoring net was built for C_in={w.shape[1]} channels "
                          f"(weight shape {tuple(w.shape)}) but x has C={x.shape[1]} in dim 1 "
                          f"(shape {tuple(x.shape)}); build it with in_channels={x.shape[1]}")
-    r = _radius(w.shape[2], what)
+    r = _radius(w.shape[2], what, nd)
     C.check_bias(bias, (w.shape[0],), what)
     v = C.check_tensor(out_weight, "out_weight", what, ndim=1, layout="(hidden,)")
     if v.shape[0] != w.shape[0]:
@@ -134,34 +166,55 @@ def _check_weights(x: torch.Tensor, weight: object, bias: object, out_weight: ob
     # the logits are computed in float64 from any floating dtypes, on x's device
     C.check_tensors_match(x, what, (("weight", w), ("bias", bias), ("out_weight", v)),
                           dtypes=False)
-    m, n = x.shape[-2] // stride, x.shape[-1] // stride
-    if min(m, n) < r:
+    m = [n // stride for n in x.shape[-nd:]]
+    if min(m) < r:
         raise ValueError(f"{what}: the components of x (shape {tuple(x.shape)}, stride="
-                         f"{stride}) are {m}x{n}, smaller than the circular padding {r} of the "
-                         f"{2 * r + 1}x{2 * r + 1} scoring filter; use a larger input or a "
-                         "smaller kernel_size")
+                         f"{stride}) are {'x'.join(map(str, m))}, smaller than the circular "
+                         f"padding {r} of the {'x'.join([str(2 * r + 1)] * nd)} scoring "
+                         "filter; use a larger input or a smaller kernel_size")
     return r
 
 
+def _split(x: torch.Tensor, s: int, nd: int) -> torch.Tensor:
+    """``x`` ``(B, ..., n_1, ..., n_nd)`` as ``(B, R, n_1 / s, s, ..., n_nd / s, s)``: the
+    component of phases ``(a_1, ..., a_nd)`` is ``[:, :, :, a_1, ..., :, a_nd]``."""
+    split = [v for n in x.shape[-nd:] for v in (n // s, s)]
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-nd]), *split)
+
+
 def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-            out_weight: torch.Tensor, s: int, r: int) -> torch.Tensor:
+            out_weight: torch.Tensor, s: int, r: int, nd: int = 2) -> torch.Tensor:
     b = x.shape[0]
-    lead = x.shape[1:-2]
-    m, n = x.shape[-2] // s, x.shape[-1] // s
-    comps = x.reshape(b, math.prod(lead), m, s, n, s).permute(0, 3, 5, 1, 2, 4)
+    lead = x.shape[1:-nd]
+    m = [n // s for n in x.shape[-nd:]]
+    # (B, s, .., s, R, m_1, .., m_nd): the components, flat index a_1 s^(nd-1) + ... + a_nd
+    comps = _split(x, s, nd).permute(0, *range(3, 2 * nd + 2, 2), 1, *range(2, 2 * nd + 2, 2))
     dt = _compute_dtype(x)
     acc = torch.float32 if x.device.type == "mps" else torch.float64
     with _autocast_off(x.device.type):
-        z = comps.reshape(b * s * s, *lead, m, n).to(dt)
-        if x.dim() == 5:  # invariant to any orthogonal action on the fiber
+        z = comps.reshape(b * s ** nd, *lead, *m).to(dt)
+        if x.dim() == nd + 3:  # invariant to any orthogonal action on the fiber
             z = (z.square().mean(2) + 1e-12).sqrt()
         if r:
-            z = F.pad(z, (r, r, r, r), mode="circular")
-        filt = isotropic_filter(weight.to(dt))
-        hidden = F.conv2d(z, filt, None if bias is None else bias.to(dt)).relu()
-        feat = hidden.mean((-2, -1), dtype=acc)  # (B s^2, hidden)
+            z = F.pad(z, (r,) * (2 * nd), mode="circular")
+        filt = isotropic_filter(weight.to(dt), nd)
+        conv = F.conv2d if nd == 2 else F.conv3d
+        hidden = conv(z, filt, None if bias is None else bias.to(dt)).relu()
+        feat = hidden.mean(tuple(range(-nd, 0)), dtype=acc)  # (B s^nd, hidden)
         logits = feat @ out_weight.to(acc)
-    return logits.reshape(b, s * s)
+    return logits.reshape(b, s ** nd)
+
+
+def logits_nd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+              out_weight: torch.Tensor, stride: int, nd: int, what: str) -> torch.Tensor:
+    """:func:`polyphase_logits` over ``nd`` spatial dims (``what``: the public name)."""
+    s = C.check_stride(stride, "stride", what, minimum=2)
+    x = _check_x(x, s, what, nd)
+    unbatched = x.dim() == nd + 1
+    xb = x[None] if unbatched else x
+    r = _check_weights(xb, weight, bias, out_weight, s, what, nd)
+    logits = _logits(xb, weight, bias, out_weight, s, r, nd)
+    return logits[0] if unbatched else logits
 
 
 def polyphase_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -184,13 +237,7 @@ def polyphase_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         ``(B, stride**2)`` logits in float64 (float32 on MPS), component ``i * stride + j``
         (``(stride**2,)`` for an unbatched ``x``).
     """
-    s = C.check_stride(stride, "stride", "polyphase_logits", minimum=2)
-    x = _check_x(x, s, "polyphase_logits")
-    unbatched = x.dim() == 3
-    xb = x[None] if unbatched else x
-    r = _check_weights(xb, weight, bias, out_weight, s, "polyphase_logits")
-    logits = _logits(xb, weight, bias, out_weight, s, r)
-    return logits[0] if unbatched else logits
+    return logits_nd(x, weight, bias, out_weight, stride, 2, "polyphase_logits")
 
 
 def _gumbel(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -267,29 +314,35 @@ def learnable_polyphase_pool2d(
         >>> y.shape, index.shape
         (torch.Size([2, 3, 4, 4]), torch.Size([2, 4]))
     """
-    what = _WHAT_POOL
+    return pool_nd(x, weight, bias, out_weight, stride, tau, hard, training, gumbel, generator,
+                   return_index, 2, "learnable_polyphase_pool2d")
+
+
+def pool_nd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            out_weight: torch.Tensor, stride: int, tau: float, hard: bool, training: bool,
+            gumbel: bool, generator: torch.Generator | None, return_index: bool, nd: int,
+            what: str) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """:func:`learnable_polyphase_pool2d` over ``nd`` spatial dims (``what``: the public
+    name): the arguments' rules, once for every dimension."""
     s = C.check_stride(stride, "stride", what, minimum=2)
     tau = C.check_number(tau, "tau", what, positive=True, fix="the Gumbel-softmax temperature")
     hard = C.check_flag(hard, "hard", what)
     training = C.check_flag(training, "training", what)
     gumbel = C.check_flag(gumbel, "gumbel", what)
     return_index = C.check_flag(return_index, "return_index", what)
-    x = _check_x(x, s, what)
-    if x.dim() == 3:  # unbatched (C, H, W), as torch's pools: a batch of one
-        out = learnable_polyphase_pool2d(x[None], weight, bias, out_weight, s, tau=tau,
-                                         hard=hard, training=training, gumbel=gumbel,
-                                         generator=generator, return_index=return_index)
+    x = _check_x(x, s, what, nd)
+    if x.dim() == nd + 1:  # unbatched (C, H, W), as torch's pools: a batch of one
+        out = pool_nd(x[None], weight, bias, out_weight, s, tau, hard, training, gumbel,
+                      generator, return_index, nd, what)
         return (out[0][0], out[1][0]) if isinstance(out, tuple) else out[0]
-    r = _check_weights(x, weight, bias, out_weight, s, what)
+    r = _check_weights(x, weight, bias, out_weight, s, what, nd)
     _check_generator(generator, x.device, what)
     # evaluation: the choice is locally constant in x, so x's gradient is the exact one (the
     # chosen samples') and the straight-through term reaches only the scoring weights
-    logits = _logits(x if training else x.detach(), weight, bias, out_weight, s, r)
+    logits = _logits(x if training else x.detach(), weight, bias, out_weight, s, r, nd)
     noisy = logits + _gumbel(logits, generator) if training and gumbel else logits
     b = x.shape[0]
-    lead = x.shape[1:-2]
-    m, n = x.shape[-2] // s, x.shape[-1] // s
-    xr = x.reshape(b, math.prod(lead), m, s, n, s)
+    xr = _split(x, s, nd)
     if training and not hard:  # the Gumbel-softmax mixture
         probs = torch.softmax(noisy / tau, dim=1)
         y = _mix(probs, xr)
@@ -297,9 +350,14 @@ def learnable_polyphase_pool2d(
     else:
         k = noisy.argmax(dim=1)
         rows = torch.arange(b, device=x.device)
-        y = xr[rows, :, :, k // s, :, k % s]  # (B, R, H/s, W/s)
+        # the phases of k, most significant first: (B, R, m_1, .., m_nd)
+        phases = [k // s ** (nd - 1)] + [k // s ** (nd - 1 - i) % s for i in range(1, nd - 1)]
+        at: list = [rows, slice(None)]
+        for a in [*phases, k % s]:
+            at += [slice(None), a]
+        y = xr[tuple(at)]
         # (a comparison with an arange, not F.one_hot, which reads k's values: vmap batches it)
-        sel = (k[:, None] == torch.arange(s * s, device=x.device)).to(_compute_dtype(x))
+        sel = (k[:, None] == torch.arange(s ** nd, device=x.device)).to(_compute_dtype(x))
         if (_scores_need_grad(x, (weight, bias, out_weight), training)
                 if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad):
             # straight-through: zero in value, the gradient of the softmax's weights
@@ -307,7 +365,7 @@ def learnable_polyphase_pool2d(
             delta = probs - probs.detach()
             y = y + _mix(delta, xr.detach())
             sel = sel + delta.to(sel.dtype)
-    y = y.reshape(b, *lead, m, n)
+    y = y.reshape(b, *x.shape[1:-nd], *(n // s for n in x.shape[-nd:]))
     return (y, sel) if return_index else y
 
 
@@ -321,16 +379,19 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _mix(weights: torch.Tensor, xr: torch.Tensor) -> torch.Tensor:
-    """``sum_k weights[:, k] c_k`` over the components of ``xr`` ``(B, R, m, s, n, s)``, in
+    """``sum_k weights[:, k] c_k`` over the components of ``xr`` ``(B, R, m, s, n, s)`` (or
+    ``(B, R, l, s, m, s, n, s)``), in
     ``xr``'s dtype; float16/bfloat16 ``xr`` (or autocast) in float32, autocast off, the
     result cast back: the weights' gradient ``c_k . grad`` sums over every sample of a
     component, and the softmax's backward needs its differences between components (rounded
     to bfloat16 they came out alike and the scoring net's gradient vanished; in float16 it
     was 30% off, and inf past 65504)."""
     ct = _compute_dtype(xr)
-    b, s = xr.shape[0], xr.shape[3]
+    b, s, nd = xr.shape[0], xr.shape[3], (xr.dim() - 2) // 2
+    phases, places = "ijk"[:nd], "mno"[:nd]  # "bij,brminj->brmn" in 2-D
+    eq = f"b{phases},br{''.join(m + a for m, a in zip(places, phases, strict=True))}->br{places}"
     with _autocast_off(xr.device.type):
-        y = torch.einsum("bij,brminj->brmn", weights.to(ct).view(b, s, s), xr.to(ct))
+        y = torch.einsum(eq, weights.to(ct).view(b, *(s,) * nd), xr.to(ct))
     return y.to(xr.dtype)
 
 
@@ -360,41 +421,51 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
     ``learnable_polyphase_upsample2d(*learnable_polyphase_pool2d(x, ..., return_index=True))``
     (evaluation) is exactly equivariant to every integer circular shift of ``x``.
     """
-    what = "learnable_polyphase_upsample2d"
+    return upsample_nd(x, index, stride, 2, "learnable_polyphase_upsample2d")
+
+
+_FLAT = {2: "i*stride+j", 3: "i*stride**2+j*stride+k"}
+
+
+def upsample_nd(x: torch.Tensor, index: torch.Tensor, stride: int, nd: int,
+                what: str) -> torch.Tensor:
+    """:func:`learnable_polyphase_upsample2d` over ``nd`` spatial dims (``what``: the public
+    name)."""
     s = C.check_stride(stride, "stride", what, minimum=2)
-    x = C.check_tensor(x, "x", what, min_ndim=3, layout="(B, C, H, W), (B, C, F, H, W) (any "
-                       "dims between B and H) or an unbatched (C, H, W)")
+    n, sp = s ** nd, ", ".join(_sides(nd))
+    x = C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"(B, C, {sp}), (B, C, F, {sp}) "
+                       f"(any dims between B and {sp[0]}) or an unbatched (C, {sp})")
     b = x.shape[0]
+    pool = what.replace("upsample", "pool")
     if not isinstance(index, torch.Tensor):
-        raise TypeError(f"{what}: index must be a tensor (the selection (B, stride**2) from "
-                        f"learnable_polyphase_pool2d(..., return_index=True), or integer "
-                        f"component indices (B,)); got {type(index).__name__}")
-    if x.dim() == 3:  # unbatched (C, H, W): a selection (s**2,) or a 0-d integer index
-        want = (s * s,) if index.is_floating_point() else ()
+        raise TypeError(f"{what}: index must be a tensor (the selection (B, stride**{nd}) from "
+                        f"{pool}(..., return_index=True), or integer component indices (B,)); "
+                        f"got {type(index).__name__}")
+    if x.dim() == nd + 1:  # unbatched (C, H, W): a selection (s**nd,) or a 0-d integer index
+        want = (n,) if index.is_floating_point() else ()
         if index.shape != want or index.is_complex() or index.dtype == torch.bool:
-            raise ValueError(f"{what}: x is unbatched (C, H, W), so index must be a floating "
-                             f"selection of shape ({s * s},) or a 0-d integer tensor (as "
-                             f"learnable_polyphase_pool2d returns for an unbatched x); got "
-                             f"{index.dtype} of shape {tuple(index.shape)}")
-        return learnable_polyphase_upsample2d(x[None], index[None], s)[0]
-    h, w = x.shape[-2:]
-    lead = x.shape[1:-2]
-    xr = x.reshape(b, math.prod(lead), h, 1, w, 1)
+            raise ValueError(f"{what}: x is unbatched (C, {sp}), so index must be a floating "
+                             f"selection of shape ({n},) or a 0-d integer tensor (as {pool} "
+                             f"returns for an unbatched x); got {index.dtype} of shape "
+                             f"{tuple(index.shape)}")
+        return upsample_nd(x[None], index[None], s, nd, what)[0]
+    sizes = x.shape[-nd:]
+    lead = x.shape[1:-nd]
+    xr = x.reshape(b, math.prod(lead), *(v for m in sizes for v in (m, 1)))
+    phases = (b, 1, *(v for _ in range(nd) for v in (1, s)))  # (B, 1, 1, s, 1, s) in 2-D
     if index.is_floating_point():
         C.check_tensors_match(x, what, (("index", index),), dtypes=False)  # cast to x's dtype
-        if index.shape != (b, s * s):
+        if index.shape != (b, n):
             raise ValueError(f"{what}: a floating index is a selection and must have shape "
-                             f"(B, stride**2) = ({b}, {s * s}); got shape {tuple(index.shape)}")
+                             f"(B, stride**{nd}) = ({b}, {n}); got shape {tuple(index.shape)}")
         ct = _compute_dtype(x)
         with _autocast_off(x.device.type):  # the product (and index's gradient) in ct
-            y = (xr.to(ct) * index.to(ct).view(b, 1, 1, s, 1, s)).to(x.dtype)
+            y = (xr.to(ct) * index.to(ct).view(phases)).to(x.dtype)
     else:
         if index.is_complex() or index.dtype == torch.bool or index.shape != (b,):
             raise ValueError(f"{what}: index must be a floating selection of shape ({b}, "
-                             f"{s * s}) or an integer tensor of shape ({b},) (flat component "
-                             f"indices i*stride+j); got {index.dtype} of shape "
+                             f"{n}) or an integer tensor of shape ({b},) (flat component "
+                             f"indices {_FLAT[nd]}); got {index.dtype} of shape "
                              f"{tuple(index.shape)}")
-        C.check_component_index(index, s * s, what)  # (not where data-dependent: vmap...)
-        onehot = index.to(x.device)[:, None] == torch.arange(s * s, device=x.device)
-        y = torch.where(onehot.view(b, 1, 1, s, 1, s), xr, 0.0)
-    return y.reshape(b, *lead, h * s, w * s)
+        return place_components(x, index, s, nd, 1, "circular", what)  # the adaptive pools'
+    return y.reshape(b, *lead, *(m * s for m in sizes))

@@ -56,7 +56,9 @@ from ._heads import (
 )
 from ._lps import (
     LearnablePolyphasePool2d,
+    LearnablePolyphasePool3d,
     LearnablePolyphaseUpsample2d,
+    LearnablePolyphaseUpsample3d,
 )
 from ._max_blur_pool import MaxBlurPool2d
 from ._norm_max_pool import NormMaxPool
@@ -111,6 +113,8 @@ __all__: list[str] = [
     "PolyphaseUpsample2d",
     "LearnablePolyphasePool2d",
     "LearnablePolyphaseUpsample2d",
+    "LearnablePolyphasePool3d",
+    "LearnablePolyphaseUpsample3d",
     "GroupAvgPool3d",
     "GroupMaxPool3d",
     "PolyphasePool3d",

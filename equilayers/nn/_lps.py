@@ -14,9 +14,20 @@ from ..functional._lps import (
     num_orbits,
     polyphase_logits,
 )
+from ..functional._lps3d import (
+    learnable_polyphase_pool3d,
+    learnable_polyphase_upsample3d,
+    polyphase_logits3d,
+)
 from ._typed import Typed
 
-__all__ = ["LearnablePolyphasePool2d", "LearnablePolyphaseUpsample2d"]
+__all__ = ["LearnablePolyphasePool2d", "LearnablePolyphaseUpsample2d",
+           "LearnablePolyphasePool3d", "LearnablePolyphaseUpsample3d"]
+
+#: The functionals of each number of spatial dims: logits, pool, upsampling.
+_FUNCTIONAL = {2: (polyphase_logits, learnable_polyphase_pool2d, learnable_polyphase_upsample2d),
+               3: (polyphase_logits3d, learnable_polyphase_pool3d,
+                   learnable_polyphase_upsample3d)}
 
 
 class LearnablePolyphasePool2d(Typed, nn.Module):
@@ -75,6 +86,7 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
     """
 
     in_type = out_type = None  # any field type; the output has the input's
+    _nd = 2  # the sampled (last) dims
 
     def __init__(self, in_channels: int, stride: int = 2, *, hidden_channels: int = 8,
                  kernel_size: int = 3, tau: float = 1.0, hard: bool = True, gumbel: bool = True,
@@ -98,7 +110,7 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
         self.return_index = C.check_flag(return_index, "return_index", what)
         C.check_float_dtype(dtype, "dtype", what)
         hid = self.hidden_channels
-        self.weight = nn.Parameter(torch.empty(hid, self.in_channels, num_orbits(k),
+        self.weight = nn.Parameter(torch.empty(hid, self.in_channels, num_orbits(k, self._nd),
                                                device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(hid, device=device, dtype=dtype))
         self.out_weight = nn.Parameter(torch.empty(hid, device=device, dtype=dtype))
@@ -106,8 +118,9 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
 
     def reset_parameters(self) -> None:
         """Uniform in ``+-1/sqrt(fan_in)`` (``nn.Conv2d``'s bound): ``fan_in`` is
-        ``C k^2`` for the filter and its bias, ``hidden`` for the read-out."""
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size ** 2)
+        ``C k^2`` (``C k^3`` in 3-D) for the filter and its bias, ``hidden`` for the
+        read-out."""
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size ** self._nd)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
         nn.init.uniform_(self.out_weight, -1.0 / math.sqrt(self.hidden_channels),
@@ -121,11 +134,12 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
 
     def component_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The scoring net's logits ``(B, stride**2)`` (float64; component ``i * s + j``;
-        ``(stride**2,)`` for an unbatched ``(C, H, W)``)."""
-        return polyphase_logits(x, self.weight, self.bias, self.out_weight, self.stride)
+        ``(stride**2,)`` for an unbatched ``(C, H, W)``; ``stride**3`` in 3-D)."""
+        logits = _FUNCTIONAL[self._nd][0]
+        return logits(x, self.weight, self.bias, self.out_weight, self.stride)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        return learnable_polyphase_pool2d(
+        return _FUNCTIONAL[self._nd][1](
             x, self.weight, self.bias, self.out_weight, self.stride, tau=self.tau,
             hard=self.hard, training=self.training, gumbel=self.gumbel, generator=generator,
             return_index=self.return_index)
@@ -179,13 +193,76 @@ class LearnablePolyphaseUpsample2d(Typed, nn.Module):
     """
 
     in_type = out_type = None  # any field type; the output has the input's
+    _nd = 2  # the upsampled (last) dims
 
     def __init__(self, stride: int = 2) -> None:
         super().__init__()
         self.stride = C.check_stride(stride, "stride", type(self).__name__, minimum=2)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return learnable_polyphase_upsample2d(x, index, self.stride)
+        return _FUNCTIONAL[self._nd][2](x, index, self.stride)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}"
+
+
+class LearnablePolyphasePool3d(LearnablePolyphasePool2d):
+    """Learnable polyphase sampling of volumes: keep the ``stride x stride x stride``
+    polyphase component with the largest learned logit, per sample
+    (:class:`LearnablePolyphasePool2d` over ``D, H, W``: the same arguments and rules).
+
+    Component ``(a, b, c)`` is ``x[..., a::s, b::s, c::s]``, flat index ``a s^2 + b s + c``
+    (as :class:`PolyphasePool3d`). The scoring filter is an isotropic
+    ``kernel_size x kernel_size x kernel_size`` circular correlation with one weight per orbit
+    of its taps under the cube's 48 symmetries (``weight``: ``(hidden, C, (r+1)(r+2)(r+3)/6)``,
+    4 for ``kernel_size=3``); on the cube groups' 6-D maps it reads the fiber's root mean
+    square. See :mod:`equilayers.functional._lps3d`.
+
+    Functional twin: :func:`~equilayers.functional.learnable_polyphase_pool3d`.
+
+    Shape:
+        ``(B, C, D, H, W) -> (B, C, D / s, H / s, W / s)`` or ``(B, C, F, D, H, W) -> (B, C, F,
+        D / s, H / s, W / s)``, index ``(B, s**3)``; an unbatched ``(C, D, H, W)`` gives
+        ``(C, D / s, H / s, W / s)`` and index ``(s**3,)``. ``D``, ``H`` and ``W`` must be
+        divisible by ``stride`` (else ``ValueError``).
+
+    Equivariance:
+        Exact in evaluation mode, whenever the largest logit is unique: to every integer
+        circular shift (the output is the chosen component, shifted), and to every element of
+        the cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``) on volumes and on regular
+        (or any orthogonal) fields, at every size divisible by ``s`` (the sizes need not be
+        equal: a rotation permutes them with the dims). Ties go to the lowest index; in
+        training the Gumbel noise makes the choice random (invariant in distribution only).
+
+    Example:
+        >>> pool = LearnablePolyphasePool3d(3).eval()
+        >>> pool(torch.randn(2, 3, 4, 4, 4)).shape
+        torch.Size([2, 3, 2, 2, 2])
+    """
+
+    _nd = 3
+
+
+class LearnablePolyphaseUpsample3d(LearnablePolyphaseUpsample2d):
+    """Put volumes back on the polyphase component :class:`LearnablePolyphasePool3d` chose:
+    :class:`LearnablePolyphaseUpsample2d` over ``D, H, W`` (``forward(x, index)`` with the
+    pool's selection ``(B, s**3)`` or integer indices ``(B,)``). No parameters.
+
+    Functional twin: :func:`~equilayers.functional.learnable_polyphase_upsample3d`.
+
+    Shape:
+        ``(B, ..., D, H, W), (B, s**3) or (B,) -> (B, ..., s D, s H, s W)``; unbatched
+        ``(C, D, H, W)``, ``(s**3,)`` or a 0-d integer index ``-> (C, s D, s H, s W)``.
+
+    Equivariance:
+        ``up(*pool(x))`` (evaluation) is exactly equivariant to every integer circular shift of
+        ``x`` and, with the pool's conditions, to the cube's groups.
+
+    Example:
+        >>> pool = LearnablePolyphasePool3d(3, return_index=True).eval()
+        >>> up = LearnablePolyphaseUpsample3d()
+        >>> up(*pool(torch.randn(2, 3, 4, 4, 4))).shape
+        torch.Size([2, 3, 4, 4, 4])
+    """
+
+    _nd = 3
