@@ -15,7 +15,8 @@ from equilayers.models import UNet, UNet3d
 from equilayers.nn import GroupConv3d, LiftingConv3d
 from equilayers.testing import equivariance_error, shift_equivariance_error
 
-DOWNS = ("blur", "polyphase", "max")
+DOWNS = ("blur", "polyphase", "max", "learned")
+ADAPTIVE = ("polyphase", "learned")  # exact for every circular shift (learned: in eval)
 
 
 def _net(seed=0, **kw):
@@ -55,7 +56,7 @@ def test_every_configuration_is_exact_in_float32(down, padding_mode, gen):
         assert net(x).std() > 1e-3
     assert equivariance_error(net, x, "o") <= 1e-5
     if padding_mode == "circular":
-        shifts = ([(1, 0, 0), (0, 3, 5), (-2, 7, 1)] if down == "polyphase"
+        shifts = ([(1, 0, 0), (0, 3, 5), (-2, 7, 1)] if down in ADAPTIVE
                   else [(4, 0, 0), (0, 4, 4)])
         assert shift_equivariance_error(net, x, shifts) <= 1e-5
 
@@ -99,9 +100,8 @@ def test_size_channel_and_argument_errors(gen):
         UNet3d(1, 2, group="p4m")
     with pytest.raises(ValueError, match="group='so3' has no regular fields on volumes"):
         UNet3d(1, 2, group="so3")
-    with pytest.raises(ValueError, match="down='learned'.*images only.*down='polyphase'"):
-        UNet3d(1, 2, down="learned")
-    with pytest.raises(ValueError, match="down='nearest'.*'blur', 'polyphase', 'max'"):
+    with pytest.raises(ValueError, match="down='nearest'.*'blur', 'polyphase', 'max', "
+                                         "'learned'"):
         UNet3d(1, 2, down="nearest")
     with pytest.raises(ValueError, match="basis='pixel'.*'voxel', 'harmonic'"):
         UNet3d(1, 2, basis="pixel")
@@ -179,6 +179,28 @@ def test_training_step_lowers_the_loss(gen):
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
     assert net.encoder[0][1].running_mean.abs().sum() > 0
+
+
+def test_learned_sampling_trains_its_scoring_nets(gen):
+    """down='learned': the scoring nets of the learnable polyphase pools get gradients in
+    training (straight-through) and change after a step; in eval the choice is the argmax and
+    the model is exact under the cube's rotations and every shift."""
+    x = torch.randn(4, 2, 4, 4, 4, generator=gen)
+    net = _net(down="learned", group="c4z", width=2)
+    scoring = [p for d in net.down for p in d.parameters()]
+    assert scoring and all(p.requires_grad for p in scoring)
+    before = [p.detach().clone() for p in scoring]
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with seeded_rng(3):
+        net.train()(x).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scoring)
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, scoring, strict=True))
+    net.eval()
+    xd = x.double()
+    net.double()
+    assert equivariance_error(net, xd, "c4z") < 1e-12
+    assert shift_equivariance_error(net, xd, [(1, 0, 0), (0, 1, 3), (3, 2, 1)]) < 1e-12
 
 
 def test_torch_compile_smoke(gen):

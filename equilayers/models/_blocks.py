@@ -20,7 +20,9 @@ from ..nn import (
     GroupMaxPool2d,
     GroupMaxPool3d,
     LearnablePolyphasePool2d,
+    LearnablePolyphasePool3d,
     LearnablePolyphaseUpsample2d,
+    LearnablePolyphaseUpsample3d,
     LiftingConv2d,
     LiftingConv3d,
     PolyphasePool2d,
@@ -29,12 +31,11 @@ from ..nn import (
     PolyphaseUpsample3d,
 )
 
-__all__ = ["DOWNS", "DOWNS_3D", "DoubleConv", "make_down", "make_up", "concat", "LAYERS"]
+__all__ = ["DOWNS", "DoubleConv", "make_down", "make_up", "concat", "LAYERS"]
 
-#: The downsampling modes of :class:`~equilayers.models.UNet` and their upsampling partners.
+#: The downsampling modes of :class:`~equilayers.models.UNet` and
+#: :class:`~equilayers.models.UNet3d`, each with its upsampling partner.
 DOWNS = ("blur", "polyphase", "max", "learned")
-#: Those of :class:`~equilayers.models.UNet3d` (no learnable polyphase sampling of volumes).
-DOWNS_3D = ("blur", "polyphase", "max")
 
 #: Per number of spatial dims: plain conv and norm, lifting and group conv, group norm, the
 #: blur, max and polyphase pools and their upsampling partners.
@@ -42,11 +43,13 @@ LAYERS: dict[int, dict[str, type[nn.Module]]] = {
     2: {"conv": nn.Conv2d, "norm": nn.BatchNorm2d, "lift": LiftingConv2d, "gconv": GroupConv2d,
         "gnorm": GroupBatchNorm2d, "blur": BlurPool2d, "blur_up": BlurUpsample2d,
         "max": nn.MaxPool2d, "gmax": GroupMaxPool2d, "polyphase": PolyphasePool2d,
-        "polyphase_up": PolyphaseUpsample2d},
+        "polyphase_up": PolyphaseUpsample2d, "learned": LearnablePolyphasePool2d,
+        "learned_up": LearnablePolyphaseUpsample2d},
     3: {"conv": nn.Conv3d, "norm": nn.BatchNorm3d, "lift": LiftingConv3d, "gconv": GroupConv3d,
         "gnorm": GroupBatchNorm3d, "blur": BlurPool3d, "blur_up": BlurUpsample3d,
         "max": nn.MaxPool3d, "gmax": GroupMaxPool3d, "polyphase": PolyphasePool3d,
-        "polyphase_up": PolyphaseUpsample3d},
+        "polyphase_up": PolyphaseUpsample3d, "learned": LearnablePolyphasePool3d,
+        "learned_up": LearnablePolyphaseUpsample3d},
 }
 
 
@@ -91,9 +94,9 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     ``"polyphase"``: ``PolyphasePool2d(2, blur_size=3, return_index=True)`` (circular blur;
     ``PolyphasePool3d``).
     ``"max"``: a ``2 x 2`` (``2 x 2 x 2``) max pool (``GroupMaxPool2d``/``3d`` on group maps).
-    ``"learned"`` (2-D only): learnable polyphase sampling,
-    ``LearnablePolyphasePool2d(channels, 2, return_index=True)`` (its scoring net is the only
-    module here with parameters).
+    ``"learned"``: learnable polyphase sampling,
+    ``LearnablePolyphasePool2d(channels, 2, return_index=True)`` (``...3d``; its scoring net is
+    the only module here with parameters).
     """
     t = LAYERS[nd]
     if down == "blur":
@@ -103,8 +106,7 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     if down == "polyphase":
         return t["polyphase"](2, blur_size=3, padding_mode="circular", return_index=True)
     if down == "learned":
-        return LearnablePolyphasePool2d(channels, 2, return_index=True, device=device,
-                                        dtype=dtype)
+        return t["learned"](channels, 2, return_index=True, device=device, dtype=dtype)
     return t["max"](2) if group is None else t["gmax"](2)
 
 
@@ -119,7 +121,7 @@ def make_up(down: str, padding_mode: str, *, nd: int = 2, device=None, dtype=Non
     t = LAYERS[nd]
     mode = "circular" if padding_mode == "circular" else "zeros"
     if down == "learned":
-        return LearnablePolyphaseUpsample2d(2)
+        return t["learned_up"](2)
     if down == "polyphase":
         return t["polyphase_up"](2, blur_size=3, padding_mode="circular")
     return t["blur_up"](2, 4 if down == "blur" else 2, mode, transposed=True, device=device,

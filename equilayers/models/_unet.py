@@ -19,7 +19,6 @@ class _UNetNd(Typed, nn.Module):
     (``_nd = 3``): the arguments, the levels and the forward, for ``_nd`` spatial dims."""
 
     _nd = 2
-    _downs: tuple[str, ...] = DOWNS
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
                  depth: int = 2, width: int = 8, padding_mode: str = "circular",
@@ -33,12 +32,7 @@ class _UNetNd(Typed, nn.Module):
                     fix="the number of downsamplings (2-4 is usual)")
         C.check_int(width, "width", what, minimum=1, fix="the fields of the first level")
         C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
-        if nd == 3 and down == "learned":
-            raise ValueError(f"{what}: down='learned' (learnable polyphase sampling) exists for "
-                             "images only (UNet); for volumes use down='polyphase' (adaptive "
-                             "polyphase sampling, also exact under every circular shift), "
-                             "'blur' or 'max'")
-        C.check_choice(down, "down", self._downs, what)
+        C.check_choice(down, "down", DOWNS, what)
         C.check_float_dtype(dtype, "dtype", what)
         bases = ("pixel", "harmonic") if nd == 2 else ("voxel", "harmonic")
         if basis is not None:

@@ -4,7 +4,6 @@ equivariant to the cube's symmetries on its grid."""
 from __future__ import annotations
 
 from ..groups import GroupLike
-from ._blocks import DOWNS_3D
 from ._unet import _UNetNd
 
 __all__ = ["UNet3d"]
@@ -44,7 +43,11 @@ class UNet3d(_UNetNd):
             sampling, ``PolyphasePool3d(return_index=True)``, and
             :class:`~equilayers.nn.PolyphaseUpsample3d` with the encoder's index (both with a
             3-tap binomial blur); ``"max"``: ``2 x 2 x 2`` max pooling and nearest-neighbour
-            upsampling. (``"learned"``, learnable polyphase sampling, is :class:`UNet`'s only.)
+            upsampling; ``"learned"``: learnable polyphase sampling
+            (:class:`~equilayers.nn.LearnablePolyphasePool3d` with ``return_index=True``, no
+            blur: an O_h-isotropic scoring net picks the component) and
+            :class:`~equilayers.nn.LearnablePolyphaseUpsample3d` with its selection (sampled
+            with Gumbel noise in training, the argmax in evaluation).
         basis: the ``3 x 3 x 3`` group convs' filter basis: ``None`` (default) is
             ``"voxel"`` (every voxel free within the group's constraint, the layers' default);
             ``"harmonic"``: Gaussian shells of spherical harmonics, fewer parameters. Exact on
@@ -63,10 +66,12 @@ class UNet3d(_UNetNd):
         element of ``group`` (axis permutations and flips of the voxel grid), with any ``down``
         and any ``padding_mode``: every sampling step tiles even sizes symmetrically, and the
         fiber pool makes the logits scalar fields. With ``padding_mode="circular"``, exactly
-        equivariant to integer circular shifts: by every shift with ``down="polyphase"`` (the
-        chosen component moves with the volume and the decoder puts the samples back where
-        they came from; assuming no exact tie between the components' norms, as for
-        :class:`UNet`), by multiples of ``2**depth`` only with ``"blur"`` and ``"max"``.
+        equivariant to integer circular shifts: by every shift with ``down="polyphase"`` or
+        ``"learned"`` (the chosen component moves with the volume and the decoder puts the
+        samples back where they came from; assuming no exact tie between the components'
+        norms or logits, as for :class:`UNet`), by multiples of ``2**depth`` only with
+        ``"blur"`` and ``"max"``. ``"learned"`` is exact in evaluation mode; in training its
+        sampled choice makes it equivariant in distribution only.
         Measured in ``tests/test_unet3d.py`` (float64): errors at rounding level (< 1e-12)
         over all 24 / 48 elements and every listed shift; ``group=None`` is shift-equivariant
         as above and not rotation-equivariant (the negative control).
@@ -79,7 +84,6 @@ class UNet3d(_UNetNd):
     """
 
     _nd = 3
-    _downs = DOWNS_3D
     _inputs = "volumes"
     _groups = "a cube group: 'o', 'oh', 'c4z' or 'd4z'"
     _default_basis = "voxel"

@@ -1,7 +1,8 @@
 """Model cases on volumes: :class:`~equilayers.models.UNet3d` end to end (per-voxel logits,
-the input's spatial action) for every ``down``, the cube groups' elements and circular
-shifts, float64 and float32, cubes and boxes; negative controls: a plain 3-D U-Net
-(rotations), a strided one (rotations), a blur U-Net under a 1-voxel shift."""
+the input's spatial action) for every ``down`` (``"learned"`` in evaluation mode), the cube
+groups' elements and circular shifts, float64 and float32, cubes and boxes; negative
+controls: a plain 3-D U-Net (rotations), a strided one (rotations), a blur U-Net under a
+1-voxel shift."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _unet3d(group, down="blur", dtype=torch.float64, strided=False, size=_SIZE, 
 def _cases_for(group: str) -> list[Case]:
     p, vol = f"models3d/{group}", (2, 2, _SIZE, _SIZE, _SIZE)
     out = []
-    for down in ("blur", "polyphase", "max"):
+    for down in ("blur", "polyphase", "max", "learned"):
         out += [
             Case(f"{p}/unet3d-{down}", _unet3d(group, down), vol, group),
             Case(f"{p}/unet3d-{down}-grid-shifts", _unet3d(group, down), vol, kind="shift",
@@ -50,6 +51,8 @@ def _cases_for(group: str) -> list[Case]:
         Case(f"{p}/unet3d-polyphase-float32", _unet3d(group, "polyphase", torch.float32), vol,
              group, dtype=torch.float32),
         Case(f"{p}/unet3d-polyphase-every-shift", _unet3d(group, "polyphase"), vol,
+             kind="shift", shifts=_ALL_SHIFTS),
+        Case(f"{p}/unet3d-learned-every-shift", _unet3d(group, "learned"), vol,
              kind="shift", shifts=_ALL_SHIFTS),
     ]
 
