@@ -152,3 +152,50 @@ def test_group_transforms_on_rectangles(gen):
     fixed = nn.Sequential(nn.LayerNorm([2, 16, 24]), nn.Conv2d(2, 3, 1)).double()
     with pytest.raises(ValueError, match=r"turns the 16x24 input into 24x16, which the model"):
         pixel_consistency(fixed, x, "p4")
+
+
+# --- volumes: per-voxel logits, the cube's groups, 3-D shifts -------------------------------
+def test_volumes_cube_groups_and_3d_shifts(gen):
+    """A circular Conv3d is exact under every 3-D circular shift (pixel_consistency 1.0, error
+    at rounding) and not under the cube's rotations (a generic filter: the negative control);
+    the O U-Net is exact under all 24 rotations, per voxel."""
+    from equilayers.models import UNet3d
+
+    x = _x(gen, 2, 3, 6, 6, 6)
+    with seeded_rng(0):
+        conv = nn.Conv3d(3, 5, 3, padding=1, padding_mode="circular").double()
+        net = UNet3d(3, 5, group="o", depth=1, width=1, down="polyphase").double().eval()
+    every = [(a, b, c) for a in range(3) for b in range(3) for c in range(3)]
+    assert pixel_consistency(conv, x, shifts=every) == 1.0
+    assert pixel_equivariance_error(conv, x, shifts=[(1, -2, 3)]) < 1e-14
+    assert pixel_consistency(conv, x, "o") < 0.9
+    assert pixel_equivariance_error(conv, x, "o") > 0.1
+    assert len({int(v) for v in net(x).argmax(1).unique()}) > 1  # the labels vary
+    assert pixel_consistency(net, x, "o") == 1.0
+    assert pixel_equivariance_error(net, x, "o") < 1e-12
+    assert pixel_consistency(net, x, shifts=[(1, 0, 0), (0, 1, 5)]) == 1.0
+
+
+def test_integer_shifts_on_volumes_move_the_depth_too(gen):
+    """``shifts=n`` on per-voxel logits gives every (i, j, l): a model that reads the depth
+    position fails it (a planar reading of the shifts would have scored 1.0)."""
+    x = _x(gen, 2, 3, 4, 6, 6)
+    with seeded_rng(0):
+        conv = nn.Conv3d(3, 4, 3, padding=1, padding_mode="circular").double()
+    ramp = torch.arange(4, dtype=torch.float64).view(4, 1, 1) * 3.0
+
+    def by_depth(t):
+        return conv(t) + ramp * torch.tensor([1.0, -1.0, 0.5, 0.0]).view(4, 1, 1, 1).double()
+
+    assert pixel_consistency(by_depth, x, shifts=[(0, 1, 1), (0, 2, 5)]) == 1.0
+    assert pixel_consistency(by_depth, x, shifts=2) < 1.0
+    assert pixel_consistency(conv, x, shifts=2) == 1.0  # the control
+
+
+def test_volume_shift_errors_are_named(gen):
+    x = _x(gen, 1, 2, 4, 4, 4)
+    conv = nn.Conv3d(2, 3, 1).double()
+    with pytest.raises(ValueError, match=r"integer triples \(dz, dy, dx\).*got \(1, 2\)"):
+        pixel_consistency(conv, x, shifts=[(1, 2, 0), (1, 2)])
+    with pytest.raises(ValueError, match=r"per-voxel logits \(B, K, D', H', W'\)"):
+        pixel_consistency(lambda t: t[:, :, None], x, "o")

@@ -1,7 +1,9 @@
-"""Per-pixel consistency and equivariance error of dense predictions (segmentation maps)."""
+"""Per-pixel consistency and equivariance error of dense predictions (segmentation maps), on
+images and volumes."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
@@ -9,7 +11,7 @@ from typing import Literal
 import torch
 
 from .. import _checks as C
-from ..groups import FieldType, Group, GroupElement, GroupLike, circular_shift, get
+from ..groups import FieldType, Group, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import kept_buffers, resolve_elements
@@ -19,24 +21,42 @@ __all__ = ["pixel_consistency", "pixel_equivariance_error"]
 
 #: The named groups of ``transforms``; any group (a name or a Group) is accepted too.
 _GROUP_OF = {"rot90": "c4", "flip": "d1"}
-ShiftsArg = int | Sequence[tuple[int, int]]
+ShiftsArg = int | Sequence[tuple[int, ...]]
+_TUPLES = {2: "integer pairs (dy, dx)", 3: "integer triples (dz, dy, dx)"}
 
 
-def _shift_list(shifts: object, ratio: tuple[int, int], what: str) -> list[tuple[int, int]]:
-    ry, rx = ratio
+def _shift_dims(shifts: object, x: torch.Tensor, model: object, labels: bool) -> int:
+    """The spatial dims the shifts move: the length of the listed tuples; else the model's
+    declared input type's; else the labels' (``(B, K, H, W)`` or ``(B, K, D, H, W)``, decided
+    after the first run: 0 here); else 2."""
+    if isinstance(shifts, Sequence) and shifts and isinstance(shifts[0], (tuple, list)):
+        return 3 if len(shifts[0]) == 3 else 2
+    declared = getattr(model, "in_type", None)
+    if isinstance(declared, FieldType) and declared.spatial_dims in (2, 3):
+        return declared.spatial_dims
+    return 0 if labels else 2
+
+
+def _shift_list(shifts: object, ratio: tuple[int, ...], what: str) -> list[tuple[int, ...]]:
+    nd = len(ratio)
     if C.is_int(shifts):
         n = C.check_int(shifts, "shifts", what, minimum=2,
                         fix="n gives every shift (i, j) * output pixel, 0 <= i, j < n")
-        return [(i * ry, j * rx) for i in range(n) for j in range(n) if i or j]
+        return [tuple(i * r for i, r in zip(t, ratio, strict=True))
+                for t in itertools.product(range(n), repeat=nd) if any(t)]
     if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence):
         raise TypeError(f"{what}: shifts={shifts!r} must be an integer n >= 2 or a list of "
-                        "integer pairs (dy, dx)")
-    out = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
-           for s in C.check_shift_list(shifts, "shifts", what)]
-    for dy, dx in out:
-        if dy % ry or dx % rx:
-            raise ValueError(f"{what}: shift {(dy, dx)} is not a multiple of the output's pixel "
-                             f"{(ry, rx)} (input size / output size), so it cannot be undone "
+                        f"{_TUPLES[nd]}")
+    out = []
+    for s in C.check_shift_list(shifts, "shifts", what):
+        if not (isinstance(s, (tuple, list)) and len(s) == nd and all(C.is_int(v) for v in s)):
+            raise ValueError(f"{what}: shifts must be {_TUPLES[nd]} on this input (all of one "
+                             f"length); got {s!r}")
+        out.append(tuple(int(v) for v in s))
+    for t in out:
+        if any(v % r for v, r in zip(t, ratio, strict=True)):
+            raise ValueError(f"{what}: shift {t} is not a multiple of the output's pixel "
+                             f"{ratio} (input size / output size), so it cannot be undone "
                              "on the output; pass multiples of it")
     return out
 
@@ -66,26 +86,33 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     def run(t: torch.Tensor) -> torch.Tensor:
         y = tensor_output(model(t), what)
         if y.dim() < 3 or y.shape[0] != b:
-            raise ValueError(f"{what}: the model must return a dense map (B, K, H', W') with "
-                             f"B={b}; got shape {tuple(y.shape)}")
+            raise ValueError(f"{what}: the model must return a dense map (B, K, H', W') or "
+                             f"(B, K, D', H', W') with B={b}; got shape {tuple(y.shape)}")
         return y
 
     if transforms == "shifts":
         if in_rep is not None or out_rep is not None or elements is not None:
             raise ValueError(f"{what}: in_rep, out_rep and elements are for group transforms; "
                              "transforms='shifts' moves every field the same way")
+        nd = _shift_dims(shifts, x, model, labels)
         with torch.no_grad():
             y = run(x)
-            h, w = x.shape[-2:]
-            ho, wo = y.shape[-2:]
-            if h % ho or w % wo:
-                raise ValueError(f"{what}: the output's spatial size {ho}x{wo} must divide the "
-                                 f"input's {h}x{w} for a shift to be undone; got output shape "
-                                 f"{tuple(y.shape)}")
-            ratio = (h // ho, w // wo)
-            for dy, dx in _shift_list(4 if shifts is None else shifts, ratio, what):
-                moved = run(circular_shift(x, (dy, dx)))
-                yield y, circular_shift(moved, (-dy // ratio[0], -dx // ratio[1]))
+            nd = nd or (3 if y.dim() == 5 else 2)
+            if x.dim() < nd + 2 or y.dim() < nd + 1:
+                raise ValueError(f"{what}: {nd}-D shifts need an input (B, C, ...) and an "
+                                 f"output with {nd} spatial dims; got input shape "
+                                 f"{tuple(x.shape)}, output shape {tuple(y.shape)}")
+            size, out = tuple(x.shape[-nd:]), tuple(y.shape[-nd:])
+            if any(n % m for n, m in zip(size, out, strict=True)):
+                raise ValueError(f"{what}: the output's spatial size {'x'.join(map(str, out))} "
+                                 f"must divide the input's {'x'.join(map(str, size))} for a "
+                                 f"shift to be undone; got output shape {tuple(y.shape)}")
+            ratio = tuple(n // m for n, m in zip(size, out, strict=True))
+            dims = tuple(range(-nd, 0))
+            for t in _shift_list(4 if shifts is None else shifts, ratio, what):
+                moved = run(torch.roll(x, t, dims))
+                undo = tuple(-v // r for v, r in zip(t, ratio, strict=True))
+                yield y, torch.roll(moved, undo, dims)
         return
     grp = _group_of(transforms, what)
     if shifts is not None:
@@ -118,11 +145,13 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             except (RuntimeError, ValueError) as e:
                 if gx.shape == x.shape:
                     raise
-                h, w = x.shape[-2:]
-                raise ValueError(f"{what}: {g!r} turns the {h}x{w} input into {w}x{h}, which the"
+                nd = in_type.spatial_dims
+                a, c = "x".join(map(str, x.shape[-nd:])), "x".join(map(str, gx.shape[-nd:]))
+                raise ValueError(f"{what}: {g!r} turns the {a} input into {c}, which the"
                                  f" model rejects ({type(e).__name__}: "
-                                 f"{str(e).splitlines()[0][:200]}); pass a square input, or a "
-                                 "model that takes both orientations") from e
+                                 f"{str(e).splitlines()[0][:200]}); pass a "
+                                 f"{'square' if nd == 2 else 'cubic'} input, or a model that "
+                                 "takes both orientations") from e
             back = act_on(out_type, g.inverse(), moved)
             if back.shape != y.shape:
                 raise ValueError(f"{what}: the output of a transformed input has shape "
@@ -131,9 +160,9 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
 
 
 def _labels(y: torch.Tensor, what: str) -> torch.Tensor:
-    if y.dim() != 4:
-        raise ValueError(f"{what}: the model must return per-pixel logits (B, K, H', W'); got "
-                         f"shape {tuple(y.shape)}")
+    if y.dim() not in (4, 5):
+        raise ValueError(f"{what}: the model must return per-pixel logits (B, K, H', W') or "
+                         f"per-voxel logits (B, K, D', H', W'); got shape {tuple(y.shape)}")
     return y[:, 0] > 0 if y.shape[1] == 1 else y.argmax(dim=1)
 
 
@@ -157,7 +186,8 @@ def pixel_consistency(
     "Delving Deeper into Anti-aliasing in ConvNets"), here against the untransformed prediction
     and with circular shifts, so that no pixel leaves the image and an exactly equivariant
     segmentation model scores 1.0. A model with a single output channel is read as binary
-    (label ``logit > 0``).
+    (label ``logit > 0``). Volumes work alike, per voxel: logits ``(B, K, D', H', W')``,
+    shifts ``(dz, dy, dx)``, and the cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``).
 
     Transforms ``T`` (the identity excluded):
 
@@ -166,7 +196,9 @@ def pixel_consistency(
       input size over the output size (1 for a full-resolution output): pass the model's total
       stride to cover every phase. Or a list of pairs ``(dy, dx)``, multiples of ``(r_y, r_x)``:
       one shift is ``shifts=[(1, 2)]``; a flat ``shifts=(1, 2)`` raises ``TypeError`` (it is
-      not read as the two shifts ``(1, 1)`` and ``(2, 2)``).
+      not read as the two shifts ``(1, 1)`` and ``(2, 2)``). On volumes: triples ``(dz, dy,
+      dx)``, or ``n`` for every ``(i, j, l)``; the per-voxel logits say that the input is a
+      volume.
     * ``"rot90"`` (``c4``), ``"flip"`` (``d1``), or any group (a name or a
       :class:`~equilayers.groups.Group`): its grid elements (a quarter turn runs the model on
       the ``W x H`` input of an ``H x W`` one), acting on the input
@@ -174,9 +206,10 @@ def pixel_consistency(
       pixels (a trivial field).
 
     Args:
-        model: maps ``x`` to per-pixel logits ``(B, K, H', W')`` (any module or callable; a
-            ``(logits, ...)`` tuple is accepted).
-        x: the batch ``(B, C, H, W)`` (or ``(B, C, F, H, W)``), on the model's device.
+        model: maps ``x`` to per-pixel logits ``(B, K, H', W')`` or per-voxel logits ``(B, K,
+            D', H', W')`` (any module or callable; a ``(logits, ...)`` tuple is accepted).
+        x: the batch ``(B, C, H, W)`` (or ``(B, C, F, H, W)``), or volumes ``(B, C, D, H,
+            W)``, on the model's device.
         transforms: ``"shifts"``, ``"rot90"``, ``"flip"`` or a group.
         shifts: for ``"shifts"``, see above (default 4); None for a group.
         in_rep, elements: for a group, as in :func:`equivariance_error`.
@@ -221,6 +254,9 @@ def pixel_equivariance_error(
 
     in float64, over the transforms of :func:`pixel_consistency` (the output may be any dense
     map: ``(B, K, H', W')``, or a group map acted on by ``out_rep``, declared or inferred).
+    Shifts of volumes: pass triples ``(dz, dy, dx)`` (an integer ``shifts=n`` moves the last
+    two dims only, unless the model declares a volume ``in_type``, as
+    :class:`~equilayers.models.UNet3d` does: a 5-D input may be a planar group map).
     0 for an exactly equivariant model; unlike the harness's relative error it keeps the
     output's units, so it can be compared with a decision margin.
 
