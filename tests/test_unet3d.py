@@ -220,3 +220,16 @@ def test_repr_and_public():
     assert "group='o'" in repr(UNet3d(1, 2, depth=1, width=1))
     assert "basis='harmonic'" in repr(UNet3d(1, 2, depth=1, width=1, basis="harmonic"))
     assert "basis" not in repr(UNet3d(1, 2, depth=1, width=1, basis="voxel"))
+
+
+@pytest.mark.parametrize("down", DOWNS)
+def test_export_gives_plain_conv3d_with_identical_outputs(down, gen):
+    """equilayers.export: every group conv becomes an nn.Conv3d, the group batch norms
+    nn.BatchNorm3d; the outputs are identical."""
+    x = torch.randn(2, 2, 8, 8, 8, generator=gen)
+    net = _warm(_net(down=down), x)
+    plain = equilayers.export(net)
+    kinds = {type(m).__name__ for m in plain.modules()}
+    assert "Conv3d" in kinds and not {"GroupConv3d", "LiftingConv3d", "GroupBatchNorm3d"} & kinds
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), net(x), rtol=0, atol=0)

@@ -7,7 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..groups import act_spatial, get
-from ..nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d, PolyphaseUpsample2d
+from ..nn import (
+    BlurConv2d,
+    BlurPool2d,
+    BlurUpsample2d,
+    MaxBlurPool2d,
+    PolyphasePool2d,
+    PolyphaseUpsample2d,
+)
 from ._case import Case
 from ._case import seeded as _seeded
 from .controls import symmetrized_conv2d
@@ -165,4 +172,13 @@ CASES = [
          kind="shift", invariant=True, shifts=_ALL_SHIFTS),
     Case("polyphase/regular-strided-subsampling-d4-fails", lambda: Subsample(2),
          (2, 3, 8, 8, 8), "d4", expect="fail"),
+    # --- blur upsampling: the U-Net partner of an even blur pool, exact at every size --------
+    Case("blur/blur-upsample2d-pair-regular-d4", lambda: BlurUpsample2d(2, 4, "circular",
+                                                                     transposed=True),
+         (2, 3, 8, 5, 5), "d4"),
+    Case("blur/blur-upsample2d-nearest-p4m-rectangle", lambda: BlurUpsample2d(
+        2, 2, "zeros", transposed=True), (2, 3, 4, 6), "p4m"),
+    # an odd blur at an even scale: off centre, the negative control
+    Case("blur/blur-upsample2d-odd-blur-d4-fails", lambda: BlurUpsample2d(2, 3, "circular"),
+         (2, 3, 8, 5, 5), "d4", expect="fail"),
 ]
