@@ -236,6 +236,8 @@ ZOO: dict[str, ZooEntry] = {
     "UNet[learned]": ZooEntry(lambda: _no_gumbel(UNet(2, 3, group="p4m", depth=1, width=1,
                                                       down="learned")), _x(2, 2, 6, 6)),
     "UNet3d": ZooEntry(lambda: UNet3d(2, 3, group="c4z", depth=1, width=1), _x(2, 2, 4, 4, 4)),
+    "UNet[transposed-up]": ZooEntry(lambda: UNet(2, 3, group="p4m", depth=1, width=1, down="max",
+                                                 up="transposed"), _x(2, 2, 6, 6)),
     "UNet3d[polyphase]": ZooEntry(lambda: UNet3d(2, 3, group="o", depth=1, width=1,
                                                  down="polyphase"), _x(2, 2, 2, 4, 2)),
     "UNet3d[learned]": ZooEntry(lambda: _no_gumbel(UNet3d(2, 3, group="c4z", depth=1, width=1,

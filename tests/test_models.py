@@ -103,6 +103,14 @@ def test_size_and_channel_errors(gen):
     with pytest.raises(ValueError,
                        match="down='nearest'.*'blur', 'polyphase', 'max', 'learned'"):
         UNet(1, 2, down="nearest")
+    with pytest.raises(ValueError, match="up='bilinear'.*'matched', 'transposed'"):
+        UNet(1, 2, up="bilinear")
+    for down in ("polyphase", "learned"):
+        with pytest.raises(ValueError, match=f"up='transposed'.*undoes down='{down}'.*"
+                                             "up='matched'"):
+            UNet(1, 2, down=down, up="transposed")
+    with pytest.raises(ValueError, match="up='transposed'.*pixel basis, which 'c8'"):
+        UNet(1, 2, group="c8", up="transposed")
     with pytest.raises(ValueError, match="basis='steerable'.*'pixel', 'harmonic'"):
         UNet(1, 2, basis="steerable")
     with pytest.raises(ValueError, match="basis='harmonic' chooses group-conv filters, but "
@@ -312,3 +320,24 @@ def test_blur_and_max_are_approximate_for_other_shifts_within_the_documented_bou
         worst = max(worst, float(shift_equivariance_error(net, x, shifts)))
         assert shift_equivariance_error(net, x, [(4, 0), (8, 12)]) < 1e-12
     assert 1e-3 < worst <= bound
+
+
+@pytest.mark.parametrize("group", ["p4m", None])
+@pytest.mark.parametrize("down", ["max", "blur"])
+def test_transposed_up_convolutions(group, down, gen):
+    """up='transposed': 2 x 2 stride-2 transposed convs halve the fields before the skip
+    (the original U-Net's decoder); exact under the grid elements and the shifts by multiples
+    of 2**depth (float32 <= 1e-5), not under a 1-pixel shift (the stride's phase);
+    check_grid agrees; the repr says so."""
+    x = torch.randn(2, 2, 16, 16, generator=gen)
+    net = _warm(_net(group=group, down=down, up="transposed"), x)
+    kinds = {type(m).__name__ for m in net.up}
+    assert kinds == ({"GroupConvTranspose2d"} if group else {"ConvTranspose2d"})
+    assert [m.out_channels for m in net.up] == [2, 4]
+    assert net(x).shape == (2, 3, 16, 16)
+    if group:
+        assert equivariance_error(net, x, group) <= 1e-5
+    assert shift_equivariance_error(net, x, [(4, 0), (8, 12)]) <= 1e-5
+    assert shift_equivariance_error(net, x, [(1, 0)]) > 1e-4
+    assert check_grid(net, (1, 2, 16, 16), "p4m" if group else "c1") == []
+    assert "up='transposed'" in repr(net)

@@ -103,6 +103,8 @@ def test_size_channel_and_argument_errors(gen):
     with pytest.raises(ValueError, match="down='nearest'.*'blur', 'polyphase', 'max', "
                                          "'learned'"):
         UNet3d(1, 2, down="nearest")
+    with pytest.raises(ValueError, match="up='transposed'.*undoes down='polyphase'"):
+        UNet3d(1, 2, down="polyphase", up="transposed")
     with pytest.raises(ValueError, match="basis='pixel'.*'voxel', 'harmonic'"):
         UNet3d(1, 2, basis="pixel")
     with pytest.raises(ValueError, match="basis='voxel' chooses group-conv filters, but "
@@ -233,3 +235,19 @@ def test_export_gives_plain_conv3d_with_identical_outputs(down, gen):
     assert "Conv3d" in kinds and not {"GroupConv3d", "LiftingConv3d", "GroupBatchNorm3d"} & kinds
     with torch.no_grad():
         torch.testing.assert_close(plain(x), net(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("group", ["o", None])
+def test_transposed_up_convolutions(group, gen):
+    """up='transposed' on volumes: 2 x 2 x 2 transposed convs halving the fields; exact on
+    all 24 rotations and on shifts by multiples of 2**depth, not on a 1-voxel shift."""
+    x = torch.randn(2, 2, 8, 8, 8, generator=gen)
+    net = _warm(_net(group=group, down="max", up="transposed", width=2), x)
+    assert {type(m).__name__ for m in net.up} == (
+        {"GroupConvTranspose3d"} if group else {"ConvTranspose3d"})
+    assert net(x).shape == (2, 3, 8, 8, 8)
+    if group:
+        assert equivariance_error(net, x, group) <= 1e-5
+    assert shift_equivariance_error(net, x, [(4, 0, 4), (0, 8, 4)]) <= 1e-5
+    assert shift_equivariance_error(net, x, [(1, 0, 0)]) > 1e-4
+    assert check_grid(net, (1, 2, 8, 8, 8), "o") == []

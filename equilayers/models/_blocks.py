@@ -17,6 +17,8 @@ from ..nn import (
     GroupBatchNorm3d,
     GroupConv2d,
     GroupConv3d,
+    GroupConvTranspose2d,
+    GroupConvTranspose3d,
     GroupMaxPool2d,
     GroupMaxPool3d,
     LearnablePolyphasePool2d,
@@ -31,21 +33,26 @@ from ..nn import (
     PolyphaseUpsample3d,
 )
 
-__all__ = ["DOWNS", "DoubleConv", "make_down", "make_up", "concat", "LAYERS"]
+__all__ = ["DOWNS", "UPS", "DoubleConv", "make_down", "make_up", "transposed_up", "concat",
+           "LAYERS"]
 
 #: The downsampling modes of :class:`~equilayers.models.UNet` and
 #: :class:`~equilayers.models.UNet3d`, each with its upsampling partner.
 DOWNS = ("blur", "polyphase", "max", "learned")
+#: Their ``up`` modes: the partner of ``down``, or a learned transposed conv.
+UPS = ("matched", "transposed")
 
 #: Per number of spatial dims: plain conv and norm, lifting and group conv, group norm, the
 #: blur, max and polyphase pools and their upsampling partners.
 LAYERS: dict[int, dict[str, type[nn.Module]]] = {
     2: {"conv": nn.Conv2d, "norm": nn.BatchNorm2d, "lift": LiftingConv2d, "gconv": GroupConv2d,
+        "gconv_t": GroupConvTranspose2d, "conv_t": nn.ConvTranspose2d,
         "gnorm": GroupBatchNorm2d, "blur": BlurPool2d, "blur_up": BlurUpsample2d,
         "max": nn.MaxPool2d, "gmax": GroupMaxPool2d, "polyphase": PolyphasePool2d,
         "polyphase_up": PolyphaseUpsample2d, "learned": LearnablePolyphasePool2d,
         "learned_up": LearnablePolyphaseUpsample2d},
     3: {"conv": nn.Conv3d, "norm": nn.BatchNorm3d, "lift": LiftingConv3d, "gconv": GroupConv3d,
+        "gconv_t": GroupConvTranspose3d, "conv_t": nn.ConvTranspose3d,
         "gnorm": GroupBatchNorm3d, "blur": BlurPool3d, "blur_up": BlurUpsample3d,
         "max": nn.MaxPool3d, "gmax": GroupMaxPool3d, "polyphase": PolyphasePool3d,
         "polyphase_up": PolyphaseUpsample3d, "learned": LearnablePolyphasePool3d,
@@ -126,6 +133,20 @@ def make_up(down: str, padding_mode: str, *, nd: int = 2, device=None, dtype=Non
         return t["polyphase_up"](2, blur_size=3, padding_mode="circular")
     return t["blur_up"](2, 4 if down == "blur" else 2, mode, transposed=True, device=device,
                         dtype=dtype)
+
+
+def transposed_up(in_channels: int, out_channels: int, group: Group | None, *, nd: int = 2,
+                  device=None, dtype=None) -> nn.Module:
+    """The original U-Net's up-convolution (``up="transposed"``): a ``2 x 2`` (``2 x 2 x 2``)
+    transposed conv at stride 2, no padding, from ``in_channels`` to ``out_channels`` fields
+    (a group transposed conv in the pixel/voxel basis, or ``nn.ConvTranspose2d``/``3d``). Its
+    footprints tile the output without overlap, centred on the input's grid: exact under the
+    grid elements at every size, and under circular shifts by even amounts."""
+    t = LAYERS[nd]
+    factory = {"device": device, "dtype": dtype}
+    if group is None:
+        return t["conv_t"](in_channels, out_channels, 2, stride=2, **factory)
+    return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group, **factory)
 
 
 def concat(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from .. import _checks as C
 from ..groups import FieldType, GroupLike, get
 from ..nn import GroupPool
 from ..nn._typed import Typed
-from ._blocks import DOWNS, LAYERS, DoubleConv, concat, make_down, make_up
+from ._blocks import DOWNS, LAYERS, UPS, DoubleConv, concat, make_down, make_up, transposed_up
 
 __all__ = ["UNet"]
 
@@ -22,8 +22,8 @@ class _UNetNd(Typed, nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
                  depth: int = 2, width: int = 8, padding_mode: str = "circular",
-                 down: str = "blur", basis: str | None = None, device=None,
-                 dtype=None) -> None:
+                 down: str = "blur", basis: str | None = None, up: str = "matched",
+                 device=None, dtype=None) -> None:
         super().__init__()
         what, nd = type(self).__name__, self._nd
         C.check_int(in_channels, "in_channels", what, minimum=1)
@@ -33,6 +33,13 @@ class _UNetNd(Typed, nn.Module):
         C.check_int(width, "width", what, minimum=1, fix="the fields of the first level")
         C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
         C.check_choice(down, "down", DOWNS, what)
+        C.check_choice(up, "up", UPS, what)
+        if up == "transposed" and down in ("polyphase", "learned"):
+            raise ValueError(f"{what}: up='transposed' puts the decoder's samples on a fixed "
+                             f"grid, which undoes down={down!r}'s exactness under every "
+                             "circular shift; use up='matched' (the polyphase upsampling that "
+                             "restores the chosen component), or down='max' / 'blur' with "
+                             "up='transposed'")
         C.check_float_dtype(dtype, "dtype", what)
         bases = ("pixel", "harmonic") if nd == 2 else ("voxel", "harmonic")
         if basis is not None:
@@ -48,9 +55,14 @@ class _UNetNd(Typed, nn.Module):
                 raise ValueError(f"{what}: group={grp.name!r} has no regular fields on "
                                  f"{self._inputs}; use {self._groups} (or None for a plain "
                                  "U-Net)")
+            if up == "transposed" and not grp.pixel_exact:
+                raise ValueError(f"{what}: up='transposed' learns 2 x 2 transposed group convs "
+                                 f"in the pixel basis, which {grp.name!r} (rotations off the "
+                                 "pixel grid) has none of; use up='matched', or a group on the "
+                                 "grid (its grid subgroup)")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.group, self.depth, self.width = grp, depth, width
-        self.padding_mode, self.down_mode = padding_mode, down
+        self.padding_mode, self.down_mode, self.up_mode = padding_mode, down, up
         self.in_type = FieldType.trivial(grp, spatial_dims=nd)
         self.out_type = FieldType.trivial(grp, spatial_dims=nd)
         self.basis = None if grp is None else (basis or self._default_basis)
@@ -64,11 +76,16 @@ class _UNetNd(Typed, nn.Module):
         self.down = nn.ModuleList(make_down(down, grp, padding_mode, widths[lv], nd=nd,
                                             device=device, dtype=dtype)
                                   for lv in range(depth))
-        self.up = nn.ModuleList(make_up(down, padding_mode, nd=nd, device=device, dtype=dtype)
-                                for _ in range(depth))
+        if up == "transposed":  # the original U-Net's up-convolution: 2 x 2, stride 2, halving
+            self.up = nn.ModuleList(transposed_up(widths[lv + 1], widths[lv], grp, nd=nd,
+                                                  device=device, dtype=dtype)
+                                    for lv in range(depth))
+        else:
+            self.up = nn.ModuleList(make_up(down, padding_mode, nd=nd, device=device,
+                                            dtype=dtype) for _ in range(depth))
+        came = widths[1:] if up == "matched" else widths[:-1]  # fields the up step gives
         self.decoder = nn.ModuleList(
-            DoubleConv(widths[lv] + widths[lv + 1], widths[lv], grp, **block)
-            for lv in range(depth))
+            DoubleConv(widths[lv] + came[lv], widths[lv], grp, **block) for lv in range(depth))
         factory = {"device": device, "dtype": dtype}
         self.head: nn.Module = (LAYERS[nd]["conv"](widths[0], out_channels, 1, **factory)
                                 if grp is None
@@ -146,6 +163,8 @@ class _UNetNd(Typed, nn.Module):
             parts.append(f"padding_mode={self.padding_mode!r}")
         if self.down_mode != "blur":
             parts.append(f"down={self.down_mode!r}")
+        if self.up_mode != "matched":
+            parts.append(f"up={self.up_mode!r}")
         if self.basis not in (None, self._default_basis):
             parts.append(f"basis={self.basis!r}")
         return ", ".join(parts)
@@ -196,6 +215,13 @@ class UNet(_UNetNd):
             cpu-segmentation.md``) the pixel-basis p4m U-Net ended on 1 seed of 3 predicting one
             class for every digit pixel, the harmonic one learned on every seed. Must be
             ``None`` with ``group=None``.
+        up: ``"matched"`` (default): the upsampling partner of ``down`` above; ``"transposed"``:
+            the original U-Net's up-convolution, a learned ``2 x 2`` stride-2
+            :class:`~equilayers.nn.GroupConvTranspose2d` (pixel basis; ``nn.ConvTranspose2d``
+            with ``group=None``) halving the fields before the skip connection, with
+            ``down="max"`` or ``"blur"`` (its fixed output grid would undo polyphase
+            sampling's exactness under every shift: ``ValueError``) and groups on the pixel
+            grid. Exact under the same elements and shifts as ``"blur"``/``"max"``.
         device, dtype: of the parameters.
 
     Shape:

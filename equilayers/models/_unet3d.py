@@ -52,6 +52,10 @@ class UNet3d(_UNetNd):
             ``"voxel"`` (every voxel free within the group's constraint, the layers' default);
             ``"harmonic"``: Gaussian shells of spherical harmonics, fewer parameters. Exact on
             the grid either way. Must be ``None`` with ``group=None``.
+        up: ``"matched"`` (default): the upsampling partner of ``down``; ``"transposed"``: a
+            learned ``2 x 2 x 2`` stride-2 :class:`~equilayers.nn.GroupConvTranspose3d` (voxel
+            basis; ``nn.ConvTranspose3d`` with ``group=None``) halving the fields, as
+            :class:`UNet`'s (``down="max"`` or ``"blur"`` only).
         device, dtype: of the parameters.
 
     Shape:
@@ -90,8 +94,8 @@ class UNet3d(_UNetNd):
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "o",
                  depth: int = 2, width: int = 4, padding_mode: str = "circular",
-                 down: str = "blur", basis: str | None = None, device=None,
-                 dtype=None) -> None:
+                 down: str = "blur", basis: str | None = None, up: str = "matched",
+                 device=None, dtype=None) -> None:
         super().__init__(in_channels, out_channels, group=group, depth=depth, width=width,
-                         padding_mode=padding_mode, down=down, basis=basis, device=device,
-                         dtype=dtype)
+                         padding_mode=padding_mode, down=down, basis=basis, up=up,
+                         device=device, dtype=dtype)

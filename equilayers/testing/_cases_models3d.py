@@ -48,6 +48,8 @@ def _cases_for(group: str) -> list[Case]:
         ]
     return out + [
         Case(f"{p}/unet3d-blur-zeros", _unet3d(group, padding_mode="zeros"), vol, group),
+        Case(f"{p}/unet3d-max-transposed-up", _unet3d(group, "max", up="transposed"), vol,
+             group),
         Case(f"{p}/unet3d-polyphase-float32", _unet3d(group, "polyphase", torch.float32), vol,
              group, dtype=torch.float32),
         Case(f"{p}/unet3d-polyphase-every-shift", _unet3d(group, "polyphase"), vol,
