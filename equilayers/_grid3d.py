@@ -193,10 +193,15 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
                          "spatial dims; the volume checks take the cube's groups 'o', 'oh', "
                          "'c4z', 'd4z' and 'so3', 'o3'")
     declared = getattr(model, "in_type", None)
-    if isinstance(declared, FieldType) and len(shape) != declared.bind(group).tensor_ndim:
-        nd = declared.bind(group).tensor_ndim
-        raise ValueError(f"check_grid: input_shape={shape!r} must have {nd} dims "
-                         f"{declared.bind(group).layout}: the model's input is {declared!r}")
+    if isinstance(declared, FieldType):
+        try:
+            bound = declared.bind(group)
+        except ValueError:  # a model of a subgroup (c4z) checked for a larger group (o): the
+            bound = declared  # grid law reads its windows all the same, as in 2-D
+        if len(shape) != bound.tensor_ndim:
+            raise ValueError(f"check_grid: input_shape={shape!r} must have "
+                             f"{bound.tensor_ndim} dims {bound.layout}: the model's input is "
+                             f"{declared!r}")
     if len(shape) < 5:
         raise ValueError(f"check_grid: {group.name} acts on volumes; input_shape={shape!r} "
                          "must be a full shape such as (1, 2, 9, 9, 9) (B, C, D, H, W)")
