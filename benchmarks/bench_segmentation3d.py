@@ -56,6 +56,8 @@ FAMILY = "segmentation3d"
 SIZE, SCALE, DEPTH, CLASSES = 12, 2, 2, S.CLASSES
 BATCH, LR, BACKGROUND_WEIGHT = 8, 3e-3, 0.05
 REF_WIDTH = 1  # the O U-Net's regular fields at level 0 (24 channels)
+# At this width and budget the O U-Nets (ours and escnn's) predict background everywhere
+# (recorded run of 2026-12-05; probes: also at width 2 harmonic, other rates and weights).
 #: (train scenes, test scenes per condition, training steps) of the full and quick runs
 FULL, QUICK = (400, 24, 150), (8, 4, 3)
 QUICK_SIZE = 8  # the quick run's grid (scale 1)
