@@ -1,9 +1,9 @@
 """``python -m benchmarks``: time every layer against its floor and write the results.
 
-Study families (``bench_accuracy.py``, ``bench_segmentation.py``, ``bench_tetris.py``: a
-``run(quick, out, ...)`` that trains models and writes its own table; ``bench_equivariance3d.py``,
-the same contract, measuring untrained models) run only when named, ``--family accuracy``,
-``--family segmentation``, ``--family tetris`` or ``--family equivariance3d``.
+Study families (``bench_accuracy.py``, ``bench_segmentation.py``, ``bench_segmentation3d.py``,
+``bench_tetris.py``: a ``run(quick, out, ...)`` that trains models and writes its own table;
+``bench_equivariance3d.py``, the same contract, measuring untrained models) run only when named,
+``--family accuracy``, ``segmentation``, ``segmentation3d``, ``tetris`` or ``equivariance3d``.
 
 Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCase]``), and for
 every case measures, on each requested device:
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --write-table: write the table here instead (needed with "
                         "--quick: a quick run never writes the package's table)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="study families (accuracy, segmentation, tetris, equivariance3d): "
+                        help="study families (accuracy, segmentation[3d], tetris, equivariance3d): "
                         "seeds per model (default 3, quick 1)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="training families (accuracy, segmentation): the data set")

@@ -609,7 +609,7 @@ def test_out_that_cannot_be_a_directory_is_named_before_the_run(where, capsys, t
 
 
 @pytest.mark.parametrize("family", ["accuracy", "segmentation", "construction3d", "tetris",
-                                    "equivariance3d"])
+                                    "equivariance3d", "segmentation3d"])
 def test_study_filter_that_names_no_row_says_so_in_one_line(family, tmp_path):
     """A study family's --filter that names none of its rows: accuracy, segmentation and
     construction3d wrote an empty table (over the last run's results, by default

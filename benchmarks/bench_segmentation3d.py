@@ -1,0 +1,353 @@
+"""Segmentation3d family: 3-D U-Nets (``equilayers.models.UNet3d``) segmenting scenes of Tetris
+pieces, trained with every piece upright and tested on scenes turned by the cube's rotations,
+on scenes whose pieces are each turned their own way, and on shifted scenes; mIoU, per-voxel
+consistency, training time, mean and spread over seeds.
+
+Data (procedural, ``benchmarks/_scenes3d.py``, fixed seeds): 2-3 of the 8 Tetris pieces
+(``_polycubes.TETRIS``; two are mirror images, which the rotations of ``"o"`` keep apart) at
+random non-touching positions on a ``SIZE^3`` grid, ``SCALE`` voxels per cube, rendered with
+soft edges (``_polycubes.render``); labels per voxel: 0 background, ``1 + piece`` where the
+piece's occupancy is above 0.5 (pieces keep a voxel apart, so no voxel has two). Train scenes:
+every piece upright. Test conditions: ``upright`` (new scenes drawn alike), ``scene turned``
+(those scenes, each turned whole by a random one of the cube's 24 rotations: exact),
+``pieces turned`` (new scenes whose pieces are each in their own random cube orientation:
+only local equivariance helps), ``shifted`` (the upright test scenes rolled circularly by
+random offsets, not multiples of ``2**DEPTH``). Per-voxel consistency (the share of voxels
+whose predicted label is unchanged once the transform is undone) on the ``pieces turned``
+scenes: ``o`` (all 23 non-trivial cube rotations) and ``shift`` (3 random circular shifts,
+not multiples of ``2**DEPTH``).
+
+Models (depth ``DEPTH``, circular padding; the ``"o"`` U-Net, voxel basis, at width
+``REF_WIDTH``, the plain ones at the widths whose parameter counts are the nearest to its):
+a plain U-Net (``group=None``, ``down="max"``: 2 x 2 x 2 max pools and nearest upsampling,
+the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), the O U-Net
+(``group="o"``, ``down="blur"``); in ``--quick`` mode also the O U-Net with polyphase
+sampling. With escnn installed (the peers venv), the O U-Net built with escnn
+(:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,
+``PointwiseAvgPoolAntialiased3D(sigma=0.6, stride=2)`` down and trilinear ``R3Upsampling`` up,
+escnn's samplers closest to our blur pair (trilinear x2 upsampling is our transposed
+``[1, 3, 3, 1]`` blur away from the border; escnn's odd Gaussian at stride 2 samples an even
+grid off centre, so it is not exact on the cube's rotations), a ``1 x 1 x 1`` ``R3Conv`` head
+and ``GroupPooling``). Training: Adam (``LR``) with cosine decay, batch ``BATCH``, per-voxel
+cross-entropy with the background weighted ``BACKGROUND_WEIGHT`` (it covers about 95% of the
+voxels), one thread; the batch-norm statistics re-estimated on the training scenes
+(``equilayers.recalibrate_batch_norm``, as the tetris family) before testing in eval mode.
+
+Run: ``python -m benchmarks --family segmentation3d [--quick] [--seeds 3] [--filter TEXT]``.
+Results: ``benchmarks/results/cpu-segmentation3d[-quick].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _scenes3d as S
+from ._core import UsageError, run_study, write_study
+
+FAMILY = "segmentation3d"
+SIZE, SCALE, DEPTH, CLASSES = 12, 2, 2, S.CLASSES
+BATCH, LR, BACKGROUND_WEIGHT = 8, 3e-3, 0.05
+REF_WIDTH = 1  # the O U-Net's regular fields at level 0 (24 channels)
+# At this width and budget the O U-Nets (ours and escnn's) predict background everywhere
+# (recorded run of 2026-12-05; probes: also at width 2 harmonic, other rates and weights).
+#: (train scenes, test scenes per condition, training steps) of the full and quick runs
+FULL, QUICK = (400, 24, 150), (8, 4, 3)
+QUICK_SIZE = 8  # the quick run's grid (scale 1)
+
+
+# ----------------------------------------------------------------------------------- models
+def _unet(group: str | None, width: int, down: str) -> nn.Module:
+    from equilayers.models import UNet3d
+
+    return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def matched_width(group: str | None, down: str, target: int) -> int:
+    """The width whose parameter count is nearest ``target`` (counts grow with the width)."""
+    counts: dict[int, int] = {}
+    for w in range(1, 128):
+        counts[w] = n_params(_unet(group, w, down))
+        if counts[w] >= target:
+            break
+    return min(counts, key=lambda w: abs(counts[w] - target))
+
+
+def escnn_unet(width: int, down: str = "max") -> nn.Module:
+    """``UNet3d(group="o", down="max")``'s architecture built with escnn: ``R3Conv``
+    3 x 3 x 3 (circular padding, no bias; escnn's basis and init) on ``octaOnR3`` regular
+    fields, ``InnerBatchNorm``, ``ReLU``; ``PointwiseMaxPool3D(2)`` down and ``R3Upsampling``
+    nearest up, the skip by ``tensor_directsum``; a ``1 x 1 x 1`` ``R3Conv`` to ``CLASSES``
+    regular fields and ``GroupPooling`` (max over the 24 slots). ``down="blur"``: escnn's
+    ``PointwiseAvgPoolAntialiased3D(sigma=0.6, stride=2)`` and trilinear ``R3Upsampling``."""
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    gs = gspaces.octaOnR3()
+
+    def regular(c):
+        return enn.FieldType(gs, c * [gs.regular_repr])
+
+    def double(t_in, c):
+        t = regular(c)
+        return enn.SequentialModule(
+            enn.R3Conv(t_in, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True),
+            enn.R3Conv(t, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True))
+
+    def pool(t):
+        return (enn.PointwiseMaxPool3D(t, 2) if down == "max"
+                else enn.PointwiseAvgPoolAntialiased3D(t, sigma=0.6, stride=2))
+
+    mode = "nearest" if down == "max" else "trilinear"
+
+    class EscnnUNet3d(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = [width * 2**lv for lv in range(DEPTH + 1)]
+            self.in_type = enn.FieldType(gs, [gs.trivial_repr])
+            self.encoder = nn.ModuleList(
+                [double(self.in_type, widths[0])]
+                + [double(regular(widths[lv - 1]), widths[lv]) for lv in range(1, DEPTH + 1)])
+            self.down = nn.ModuleList(pool(regular(widths[lv])) for lv in range(DEPTH))
+            self.up = nn.ModuleList(enn.R3Upsampling(regular(widths[lv + 1]), 2, mode=mode)
+                                    for lv in range(DEPTH))
+            self.decoder = nn.ModuleList(
+                double(regular(widths[lv]) + regular(widths[lv + 1]), widths[lv])
+                for lv in range(DEPTH))
+            self.head = enn.R3Conv(regular(widths[0]), regular(CLASSES), 1)
+            self.pool = enn.GroupPooling(regular(CLASSES))
+
+        def forward(self, x):
+            h = enn.GeometricTensor(x, self.in_type)
+            skips = []
+            for level, block in enumerate(self.encoder):
+                if level:
+                    h = self.down[level - 1](h)
+                h = block(h)
+                skips.append(h)
+            for level in reversed(range(DEPTH)):
+                h = self.decoder[level](enn.tensor_directsum([skips[level],
+                                                              self.up[level](h)]))
+            return self.pool(self.head(h)).tensor
+
+    return EscnnUNet3d()
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    group: str | None
+    down: str
+    width: int
+    library: str = "equilayers"
+
+    def build(self) -> nn.Module:
+        if self.library == "escnn":
+            return escnn_unet(self.width, self.down)
+        return _unet(self.group, self.width, self.down)
+
+
+def row_names(quick: bool) -> list[str]:
+    """The names of :func:`models`' rows, in its order, without building a model."""
+    names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
+    if quick:
+        names.append("O U-Net (polyphase)")
+    if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
+        names.append("O U-Net (escnn)")
+    return names
+
+
+def models(quick: bool, name_filter: str = "") -> list[Model]:
+    """The rows whose name contains ``name_filter``; the plain U-Nets' widths matched to the
+    O U-Net's parameter count (at ``REF_WIDTH``)."""
+    specs = {"plain U-Net (max pool)": (None, "max"),
+             "anti-aliased plain U-Net": (None, "blur"),
+             "O U-Net": ("o", "blur"), "O U-Net (polyphase)": ("o", "polyphase")}
+    target = n_params(_unet("o", REF_WIDTH, "blur"))
+    out = []
+    for name in (n for n in row_names(quick) if name_filter in n):
+        if name.endswith("(escnn)"):
+            out.append(Model(name, "o", "blur", REF_WIDTH, "escnn"))
+            continue
+        g, d = specs[name]
+        out.append(Model(name, g, d, REF_WIDTH if g else matched_width(g, d, target)))
+    return out
+
+
+# ---------------------------------------------------------------------------------- metrics
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+
+
+def miou(pred: torch.Tensor, target: torch.Tensor, classes: int = CLASSES) -> float:
+    """Mean over the classes present (in ``pred`` or ``target``) of intersection / union."""
+    conf = torch.bincount(target.flatten() * classes + pred.flatten(),
+                          minlength=classes * classes).view(classes, classes).double()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    return float((inter[union > 0] / union[union > 0]).mean())
+
+
+def voxel_consistency(model: nn.Module, x: torch.Tensor,
+                      transforms: list[tuple[Callable, Callable]]) -> float:
+    """The share of voxels whose predicted label is unchanged once each transform is undone:
+    mean over ``(forward, inverse)`` pairs of ``mean(inverse(pred(forward(x))) == pred(x))``.
+    (A local helper until ``equilayers.metrics.pixel_consistency`` takes volumes.)"""
+    base = predict(model, x)
+    same = [(inverse(predict(model, forward(x))) == base).double().mean()
+            for forward, inverse in transforms]
+    return float(torch.stack(same).mean())
+
+
+def _cube_turns() -> list[tuple[Callable, Callable]]:
+    from equilayers.groups import act, get
+
+    els = get("o").elements()[1:]
+    return [(lambda v, g=g: act(v, g), lambda v, g=g: act(v[:, None], g.inverse())[:, 0])
+            for g in els]
+
+
+def _rolls(shifts) -> list[tuple[Callable, Callable]]:
+    dims = (-3, -2, -1)
+    return [(lambda v, s=s: v.roll(s, dims), lambda v, s=s: v.roll(tuple(-t for t in s), dims))
+            for s in shifts]
+
+
+# -------------------------------------------------------------------------------- training
+TESTS = ("upright", "scene turned", "pieces turned", "shifted")
+
+
+def train_and_test(model: nn.Module, data: dict, *, steps: int, seed: int, lr: float = LR,
+                   batch: int = BATCH, tick: Callable[[], None] = lambda: None) -> dict:
+    """Adam with cosine decay for ``steps`` steps on ``data["train"]`` (per-voxel
+    cross-entropy, the background weighted ``BACKGROUND_WEIGHT``), batch-norm statistics
+    re-estimated on it, then every test condition in eval mode."""
+    from equilayers import recalibrate_batch_norm
+
+    x_tr, y_tr = data["train"]
+    weight = torch.ones(CLASSES)
+    weight[0] = BACKGROUND_WEIGHT
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    t0 = time.perf_counter()
+    model.train()
+    done = 0
+    while done < steps:
+        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
+            if done == steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_tr[idx]), y_tr[idx], weight=weight).backward()
+            opt.step()
+            sched.step()
+            done += 1
+            tick()
+    seconds = time.perf_counter() - t0
+    recalibrate_batch_norm(model, x_tr, batch_size=16, max_samples=256)
+    out = {f"miou {k}": miou(predict(model, data[k][0]), data[k][1]) for k in TESTS}
+    x = data["pieces turned"][0]
+    out["o consistency"] = voxel_consistency(model, x, _cube_turns())
+    shifts = S.offsets(3, torch.Generator().manual_seed(seed), x.shape[-1], 2**DEPTH)
+    out["shift consistency"] = voxel_consistency(model, x, _rolls(shifts))
+    out["train_s"] = seconds
+    return out
+
+
+KEYS = tuple(f"miou {k}" for k in TESTS) + ("o consistency", "shift consistency", "train_s")
+
+
+def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
+        name_filter: str = "", data: str = "mnist") -> list[dict]:
+    """Train every model for every seed; write ``cpu-segmentation3d[-quick].{json,md}``.
+    (``data`` is the runner's option of the digit families; this family makes its own.)"""
+    n_train, n_test, steps = QUICK if quick else FULL
+    size, scale = (QUICK_SIZE, 1) if quick else (SIZE, SCALE)
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    rows = models(quick, name_filter)
+    if not rows:
+        raise UsageError(f"--filter {name_filter!r} names no row of {row_names(quick)}")
+    dataset = S.dataset(n_train, n_test, size=size, scale=scale, multiple=2**DEPTH)
+
+    def train_one(m, seed, tick):
+        model = m.build()
+        res = train_and_test(model, dataset, steps=steps, seed=seed, tick=tick)
+        res["params"] = n_params(model)
+        return res
+
+    def summarize(m, per_seed):
+        row = {"model": m.name, "library": m.library, "group": m.group, "down": m.down,
+               "width": m.width, "params": per_seed[-1]["params"], "per_seed": per_seed}
+        for k in KEYS:
+            vals = [r[k] for r in per_seed]
+            row[k] = statistics.mean(vals)
+            row[k + "_spread"] = (max(vals) - min(vals)) / 2
+        return row
+
+    results = run_study(rows, range(seeds), train_one, summarize, label=lambda m: m.name,
+                        steps_per_run=steps, progress=progress)
+    meta = _meta(quick, n_train, n_test, steps, seeds, size, scale,
+                 float((dataset["train"][1] == 0).double().mean()))
+    write_study(out, "cpu-segmentation3d" + ("-quick" if quick else ""), meta, results,
+                markdown)
+    return results
+
+
+def _meta(quick, n_train, n_test, steps, seeds, size, scale, background) -> dict:
+    import datetime
+    import platform
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "quick": quick, "n_train": n_train,
+            "n_test": n_test, "steps": steps, "batch": BATCH, "lr": LR, "seeds": seeds,
+            "size": size, "scale": scale, "depth": DEPTH,
+            "background_weight": BACKGROUND_WEIGHT, "background_share": background}
+
+
+def markdown(meta: dict, results: list[dict]) -> str:
+    def pct(r, k):
+        return f"{100 * r[k]:.1f} +- {100 * r[k + '_spread']:.1f}"
+
+    n = meta["size"]
+    lines = [
+        "# 3-D segmentation of Tetris scenes: trained upright, tested turned and shifted",
+        "",
+        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
+        f"thread(s). {meta['n_train']} train / {meta['n_test']} test scenes (per condition) "
+        f"of 2-3 Tetris pieces on {n}x{n}x{n}, {meta['scale']} voxel(s) per cube, soft edges; "
+        f"9 classes (background, {100 * meta['background_share']:.1f}% of the voxels, + the "
+        f"8 pieces); U-Nets of depth {meta['depth']}, circular padding; Adam {meta['lr']:g} "
+        f"with cosine decay, {meta['steps']} steps of {meta['batch']}, background weight "
+        f"{meta['background_weight']:g}; batch-norm statistics re-estimated on the training "
+        f"scenes; {meta['seeds']} seed(s), mean +- half range over seeds. mIoU in %: "
+        "`upright` new upright scenes, `scene turned` those turned whole by a random cube "
+        "rotation (exact), `pieces turned` scenes whose pieces are each in a random cube "
+        "orientation, `shifted` circular shifts (not multiples of 4). Consistency: % of voxels "
+        "whose label is unchanged once the transform is undone, on the `pieces turned` scenes "
+        "(o: the 23 non-trivial cube rotations; shift: 3 circular shifts, not multiples of 4)."
+        + (f" {meta['note']}" if meta.get("note") else ""),
+        "",
+        "| model | params | mIoU upright | mIoU scene turned | mIoU pieces turned "
+        "| mIoU shifted | o consistency | shift consistency | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cells = " | ".join(pct(r, k) for k in KEYS[:-1])
+        lines.append(f"| {r['model']} | {r['params']:,} | {cells} | {r['train_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
