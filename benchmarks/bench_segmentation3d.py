@@ -21,8 +21,13 @@ Models (depth ``DEPTH``, circular padding; the ``"o"`` U-Net, voxel basis, at wi
 ``REF_WIDTH``, the plain ones at the widths whose parameter counts are the nearest to its):
 a plain U-Net (``group=None``, ``down="max"``: 2 x 2 x 2 max pools and nearest upsampling,
 the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), the O U-Net
-(``group="o"``, ``down="blur"``); in ``--quick`` mode also the O U-Net with polyphase
-sampling. With escnn installed (the peers venv), the O U-Net built with escnn
+(``group="o"``, ``down="blur"``) and the same at twice the width (two regular fields at level
+0, four times the parameters: at matched parameters one field, 24 orientations of a single
+learned feature, is the whole full-resolution state, and in probes it found the pieces but
+told them apart slowly; full run only); in ``--quick`` mode instead the O U-Net with
+polyphase sampling.
+Per-voxel consistency by :func:`equilayers.metrics.pixel_consistency`. With escnn installed
+(the peers venv), the O U-Net built with escnn
 (:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,
 ``PointwiseAvgPoolAntialiased3D(sigma=0.6, stride=2)`` down and trilinear ``R3Upsampling`` up,
 escnn's samplers closest to our blur pair (trilinear x2 upsampling is our transposed
@@ -56,10 +61,8 @@ FAMILY = "segmentation3d"
 SIZE, SCALE, DEPTH, CLASSES = 12, 2, 2, S.CLASSES
 BATCH, LR, BACKGROUND_WEIGHT = 8, 3e-3, 0.05
 REF_WIDTH = 1  # the O U-Net's regular fields at level 0 (24 channels)
-# At this width and budget the O U-Nets (ours and escnn's) predict background everywhere
-# (recorded run of 2026-12-05; probes: also at width 2 harmonic, other rates and weights).
 #: (train scenes, test scenes per condition, training steps) of the full and quick runs
-FULL, QUICK = (400, 24, 150), (8, 4, 3)
+FULL, QUICK = (400, 24, 300), (8, 4, 3)
 QUICK_SIZE = 8  # the quick run's grid (scale 1)
 
 
@@ -163,8 +166,7 @@ class Model:
 def row_names(quick: bool) -> list[str]:
     """The names of :func:`models`' rows, in its order, without building a model."""
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
-    if quick:
-        names.append("O U-Net (polyphase)")
+    names.append("O U-Net (polyphase)" if quick else "O U-Net (width 2)")
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names.append("O U-Net (escnn)")
     return names
@@ -181,6 +183,9 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
     for name in (n for n in row_names(quick) if name_filter in n):
         if name.endswith("(escnn)"):
             out.append(Model(name, "o", "blur", REF_WIDTH, "escnn"))
+            continue
+        if name == "O U-Net (width 2)":  # twice the fields, 4x the parameters
+            out.append(Model(name, "o", "blur", 2 * REF_WIDTH))
             continue
         g, d = specs[name]
         out.append(Model(name, g, d, REF_WIDTH if g else matched_width(g, d, target)))
@@ -202,31 +207,6 @@ def miou(pred: torch.Tensor, target: torch.Tensor, classes: int = CLASSES) -> fl
     return float((inter[union > 0] / union[union > 0]).mean())
 
 
-def voxel_consistency(model: nn.Module, x: torch.Tensor,
-                      transforms: list[tuple[Callable, Callable]]) -> float:
-    """The share of voxels whose predicted label is unchanged once each transform is undone:
-    mean over ``(forward, inverse)`` pairs of ``mean(inverse(pred(forward(x))) == pred(x))``.
-    (A local helper until ``equilayers.metrics.pixel_consistency`` takes volumes.)"""
-    base = predict(model, x)
-    same = [(inverse(predict(model, forward(x))) == base).double().mean()
-            for forward, inverse in transforms]
-    return float(torch.stack(same).mean())
-
-
-def _cube_turns() -> list[tuple[Callable, Callable]]:
-    from equilayers.groups import act, get
-
-    els = get("o").elements()[1:]
-    return [(lambda v, g=g: act(v, g), lambda v, g=g: act(v[:, None], g.inverse())[:, 0])
-            for g in els]
-
-
-def _rolls(shifts) -> list[tuple[Callable, Callable]]:
-    dims = (-3, -2, -1)
-    return [(lambda v, s=s: v.roll(s, dims), lambda v, s=s: v.roll(tuple(-t for t in s), dims))
-            for s in shifts]
-
-
 # -------------------------------------------------------------------------------- training
 TESTS = ("upright", "scene turned", "pieces turned", "shifted")
 
@@ -237,6 +217,7 @@ def train_and_test(model: nn.Module, data: dict, *, steps: int, seed: int, lr: f
     cross-entropy, the background weighted ``BACKGROUND_WEIGHT``), batch-norm statistics
     re-estimated on it, then every test condition in eval mode."""
     from equilayers import recalibrate_batch_norm
+    from equilayers.metrics import pixel_consistency
 
     x_tr, y_tr = data["train"]
     weight = torch.ones(CLASSES)
@@ -261,9 +242,10 @@ def train_and_test(model: nn.Module, data: dict, *, steps: int, seed: int, lr: f
     recalibrate_batch_norm(model, x_tr, batch_size=16, max_samples=256)
     out = {f"miou {k}": miou(predict(model, data[k][0]), data[k][1]) for k in TESTS}
     x = data["pieces turned"][0]
-    out["o consistency"] = voxel_consistency(model, x, _cube_turns())
+    model.eval()
+    out["o consistency"] = pixel_consistency(model, x, "o")
     shifts = S.offsets(3, torch.Generator().manual_seed(seed), x.shape[-1], 2**DEPTH)
-    out["shift consistency"] = voxel_consistency(model, x, _rolls(shifts))
+    out["shift consistency"] = pixel_consistency(model, x, shifts=shifts)
     out["train_s"] = seconds
     return out
 
