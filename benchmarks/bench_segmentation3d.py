@@ -24,8 +24,8 @@ the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), th
 (``group="o"``, ``down="blur"``) and the same at twice the width (two regular fields at level
 0, four times the parameters: at matched parameters one field, 24 orientations of a single
 learned feature, is the whole full-resolution state, and in probes it found the pieces but
-told them apart slowly; full run only); in ``--quick`` mode instead the O U-Net with
-polyphase sampling.
+told them apart slowly; full run only, with an anti-aliased plain U-Net of its parameter count,
+"wide"); in ``--quick`` mode instead the O U-Net with polyphase sampling.
 Per-voxel consistency by :func:`equilayers.metrics.pixel_consistency`. With escnn installed
 (the peers venv), the O U-Net built with escnn
 (:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,
@@ -166,7 +166,8 @@ class Model:
 def row_names(quick: bool) -> list[str]:
     """The names of :func:`models`' rows, in its order, without building a model."""
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
-    names.append("O U-Net (polyphase)" if quick else "O U-Net (width 2)")
+    names += ["O U-Net (polyphase)"] if quick else ["O U-Net (width 2)",
+                                                    "anti-aliased plain U-Net (wide)"]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names.append("O U-Net (escnn)")
     return names
@@ -186,6 +187,10 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
             continue
         if name == "O U-Net (width 2)":  # twice the fields, 4x the parameters
             out.append(Model(name, "o", "blur", 2 * REF_WIDTH))
+            continue
+        if name.endswith("(wide)"):  # the plain twin of the width-2 O U-Net's parameters
+            wide = n_params(_unet("o", 2 * REF_WIDTH, "blur"))
+            out.append(Model(name, None, "blur", matched_width(None, "blur", wide)))
             continue
         g, d = specs[name]
         out.append(Model(name, g, d, REF_WIDTH if g else matched_width(g, d, target)))
