@@ -199,3 +199,21 @@ def test_volume_shift_errors_are_named(gen):
         pixel_consistency(conv, x, shifts=[(1, 2, 0), (1, 2)])
     with pytest.raises(ValueError, match=r"per-voxel logits \(B, K, D', H', W'\)"):
         pixel_consistency(lambda t: t[:, :, None], x, "o")
+
+
+def test_another_librarys_in_type_is_not_a_declaration(gen):
+    """escnn modules carry an ``in_type`` of their own (an escnn FieldType): the metrics and
+    the harness read it as no declaration (the type is guessed), where they raised a
+    TypeError blaming ``in_rep`` (found by the segmentation3d benchmark's escnn row)."""
+    from equilayers.testing import equivariance_error
+
+    class Foreign(nn.Module):
+        in_type = out_type = object()  # stands in for escnn's FieldType
+
+        def forward(self, t):
+            return t * 2.0
+
+    x = _x(gen, 2, 3, 4, 4, 4)
+    assert pixel_consistency(Foreign(), x, "o") == 1.0
+    assert equivariance_error(Foreign(), x, "o") == 0.0
+    assert pixel_consistency(Foreign(), x[:, :, 0], "p4m") == 1.0

@@ -28,10 +28,13 @@ __all__ = ["resolve_field_type", "act_on", "declared_type"]
 
 def declared_type(f: Any, side: str) -> FieldType | str | None:
     """``f``'s own ``{side}_type`` or ``{side}_rep`` (``side`` is ``"in"`` or ``"out"``); an
-    ``nn.Sequential`` without one declares its first module's input / last module's output."""
+    ``nn.Sequential`` without one declares its first module's input / last module's output.
+    Only equilayers' declarations count (a :class:`FieldType` or a rep name): another
+    library's attribute of the same name (escnn modules have an ``in_type``, its own
+    ``FieldType``) is not one, and the type is guessed as for any undeclared model."""
     for attr in (f"{side}_type", f"{side}_rep"):
         value = getattr(f, attr, None)
-        if value is not None:
+        if isinstance(value, (FieldType, str)):
             return value
     if isinstance(f, nn.Sequential) and len(f) > 0:
         return declared_type(f[0] if side == "in" else f[-1], side)
