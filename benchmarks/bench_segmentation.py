@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import UsageError, run_study, write_study
+from ._escnn_unet import escnn_unet as build_escnn_unet
 
 FAMILY = "segmentation"
 CANVAS, DEPTH, CLASSES = 32, 3, 11
@@ -164,50 +165,9 @@ def _escnn_unet(group: str, width: int) -> nn.Module:
     from escnn import nn as enn
 
     gs = (gspaces.flipRot2dOnR2(N=4) if group == "p4m" else gspaces.rot2dOnR2(N=4))
-
-    def regular(c):
-        return enn.FieldType(gs, c * [gs.regular_repr])
-
-    def double(t_in, c):
-        t = regular(c)
-        return enn.SequentialModule(
-            enn.R2Conv(t_in, t, 3, padding=1, bias=False, padding_mode="circular"),
-            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True),
-            enn.R2Conv(t, t, 3, padding=1, bias=False, padding_mode="circular"),
-            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True))
-
-    class EscnnUNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            widths = [width * 2**lv for lv in range(DEPTH + 1)]
-            self.in_type = enn.FieldType(gs, [gs.trivial_repr])
-            self.encoder = nn.ModuleList(
-                [double(self.in_type, widths[0])]
-                + [double(regular(widths[lv - 1]), widths[lv]) for lv in range(1, DEPTH + 1)])
-            self.down = nn.ModuleList(enn.PointwiseMaxPool2D(regular(widths[lv]), 2)
-                                      for lv in range(DEPTH))
-            self.up = nn.ModuleList(enn.R2Upsampling(regular(widths[lv + 1]), 2, mode="nearest")
-                                    for lv in range(DEPTH))
-            self.decoder = nn.ModuleList(
-                double(regular(widths[lv]) + regular(widths[lv + 1]), widths[lv])
-                for lv in range(DEPTH))
-            self.head = enn.R2Conv(regular(widths[0]), regular(CLASSES), 1)
-            self.pool = enn.GroupPooling(regular(CLASSES))
-
-        def forward(self, x):
-            h = enn.GeometricTensor(x, self.in_type)
-            skips = []
-            for level, block in enumerate(self.encoder):
-                if level:
-                    h = self.down[level - 1](h)
-                h = block(h)
-                skips.append(h)
-            for level in reversed(range(DEPTH)):
-                h = self.decoder[level](enn.tensor_directsum([skips[level],
-                                                              self.up[level](h)]))
-            return self.pool(self.head(h)).tensor
-
-    return EscnnUNet()
+    return build_escnn_unet(gs, width, depth=DEPTH, classes=CLASSES, conv=enn.R2Conv,
+                            pool=lambda t: enn.PointwiseMaxPool2D(t, 2),
+                            upsample=lambda t: enn.R2Upsampling(t, 2, mode="nearest"))
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from torch import nn
 
 from . import _scenes3d as S
 from ._core import UsageError, run_study, write_study
+from ._escnn_unet import escnn_unet as build_escnn_unet
 
 FAMILY = "segmentation3d"
 SIZE, SCALE, DEPTH, CLASSES = 12, 2, 2, S.CLASSES
@@ -97,56 +98,14 @@ def escnn_unet(width: int, down: str = "max") -> nn.Module:
     from escnn import gspaces
     from escnn import nn as enn
 
-    gs = gspaces.octaOnR3()
-
-    def regular(c):
-        return enn.FieldType(gs, c * [gs.regular_repr])
-
-    def double(t_in, c):
-        t = regular(c)
-        return enn.SequentialModule(
-            enn.R3Conv(t_in, t, 3, padding=1, bias=False, padding_mode="circular"),
-            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True),
-            enn.R3Conv(t, t, 3, padding=1, bias=False, padding_mode="circular"),
-            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True))
-
     def pool(t):
         return (enn.PointwiseMaxPool3D(t, 2) if down == "max"
                 else enn.PointwiseAvgPoolAntialiased3D(t, sigma=0.6, stride=2))
 
     mode = "nearest" if down == "max" else "trilinear"
-
-    class EscnnUNet3d(nn.Module):
-        def __init__(self):
-            super().__init__()
-            widths = [width * 2**lv for lv in range(DEPTH + 1)]
-            self.in_type = enn.FieldType(gs, [gs.trivial_repr])
-            self.encoder = nn.ModuleList(
-                [double(self.in_type, widths[0])]
-                + [double(regular(widths[lv - 1]), widths[lv]) for lv in range(1, DEPTH + 1)])
-            self.down = nn.ModuleList(pool(regular(widths[lv])) for lv in range(DEPTH))
-            self.up = nn.ModuleList(enn.R3Upsampling(regular(widths[lv + 1]), 2, mode=mode)
-                                    for lv in range(DEPTH))
-            self.decoder = nn.ModuleList(
-                double(regular(widths[lv]) + regular(widths[lv + 1]), widths[lv])
-                for lv in range(DEPTH))
-            self.head = enn.R3Conv(regular(widths[0]), regular(CLASSES), 1)
-            self.pool = enn.GroupPooling(regular(CLASSES))
-
-        def forward(self, x):
-            h = enn.GeometricTensor(x, self.in_type)
-            skips = []
-            for level, block in enumerate(self.encoder):
-                if level:
-                    h = self.down[level - 1](h)
-                h = block(h)
-                skips.append(h)
-            for level in reversed(range(DEPTH)):
-                h = self.decoder[level](enn.tensor_directsum([skips[level],
-                                                              self.up[level](h)]))
-            return self.pool(self.head(h)).tensor
-
-    return EscnnUNet3d()
+    return build_escnn_unet(gspaces.octaOnR3(), width, depth=DEPTH, classes=CLASSES,
+                            conv=enn.R3Conv, pool=pool,
+                            upsample=lambda t: enn.R3Upsampling(t, 2, mode=mode))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""The U-Net of ``equilayers.models.UNet`` / ``UNet3d`` built with escnn, for the
+segmentation benchmarks' side-by-side rows (escnn is imported by the caller's ``gs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+
+def escnn_unet(gs, width: int, *, depth: int, classes: int, conv: Callable,
+               pool: Callable, upsample: Callable) -> nn.Module:
+    """An escnn U-Net on the gspace ``gs`` with ``width * 2**level`` regular fields: two
+    ``conv(t_in, t_out, 3)`` (circular padding, no bias) with ``InnerBatchNorm`` and ``ReLU``
+    per level, ``pool(t)`` down, ``upsample(t)`` up, the skip by ``tensor_directsum``; a
+    ``1 x 1`` conv to ``classes`` regular fields and ``GroupPooling`` (max over the fiber).
+    ``conv`` is ``enn.R2Conv`` or ``enn.R3Conv``; ``pool`` / ``upsample`` take a field type."""
+    from escnn import nn as enn
+
+    def regular(c):
+        return enn.FieldType(gs, c * [gs.regular_repr])
+
+    def double(t_in, c):
+        t = regular(c)
+        return enn.SequentialModule(
+            conv(t_in, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True),
+            conv(t, t, 3, padding=1, bias=False, padding_mode="circular"),
+            enn.InnerBatchNorm(t), enn.ReLU(t, inplace=True))
+
+    class EscnnUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = [width * 2**lv for lv in range(depth + 1)]
+            self.in_type = enn.FieldType(gs, [gs.trivial_repr])
+            self.encoder = nn.ModuleList(
+                [double(self.in_type, widths[0])]
+                + [double(regular(widths[lv - 1]), widths[lv]) for lv in range(1, depth + 1)])
+            self.down = nn.ModuleList(pool(regular(widths[lv])) for lv in range(depth))
+            self.up = nn.ModuleList(upsample(regular(widths[lv + 1])) for lv in range(depth))
+            self.decoder = nn.ModuleList(
+                double(regular(widths[lv]) + regular(widths[lv + 1]), widths[lv])
+                for lv in range(depth))
+            self.head = conv(regular(widths[0]), regular(classes), 1)
+            self.pool = enn.GroupPooling(regular(classes))
+
+        def forward(self, x):
+            h = enn.GeometricTensor(x, self.in_type)
+            skips = []
+            for level, block in enumerate(self.encoder):
+                if level:
+                    h = self.down[level - 1](h)
+                h = block(h)
+                skips.append(h)
+            for level in reversed(range(depth)):
+                h = self.decoder[level](enn.tensor_directsum([skips[level],
+                                                              self.up[level](h)]))
+            return self.pool(self.head(h)).tensor
+
+    return EscnnUNet()
