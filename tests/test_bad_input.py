@@ -44,7 +44,7 @@ EXEMPT = {
     **{f"equilayers.{m}": "a subpackage (its own names are covered)"
        for m in ("functional", "groups", "kernels", "metrics", "models", "nn", "testing")},
     "equilayers.interop": "a subpackage loaded on first use; its conversions take escnn "
-                          "modules (bad input in tests/test_interop.py, test_escnn_*.py)",
+                          "modules (bad input in tests/test_interop_*.py, test_escnn_*.py)",
     "equilayers.Finding": _RECORD,
     "equilayers.leaf_modules": "takes no arguments",
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
