@@ -34,13 +34,15 @@ $(PEERS_STAMP):
 	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2"
 	touch $@
 
-# The escnn comparison tests (every test file that skips with _peers.ESCNN_MISSING, and the
-# docs' escnn porting blocks; tests/test_package.py checks the list) in the peers venv. Where
-# escnn cannot be installed (no gfortran, no root for apt-get), they are skipped with this
-# message.
+# The escnn comparison tests (every test file that skips with _peers.ESCNN_MISSING, directly
+# or through a tests/_*.py helper such as _interop_common.py, and the docs' escnn porting
+# blocks; tests/test_package.py checks the list) in the peers venv. Where escnn cannot be
+# installed (no gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
-	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py tests/test_interop.py \
+	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py \
+	    tests/test_interop_2d.py tests/test_interop_2d_off_grid.py tests/test_interop_3d.py \
+	    tests/test_interop_so3.py tests/test_interop_checks.py \
 	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py tests/test_escnn_so2.py \
 	    tests/test_escnn_models.py tests/test_escnn_migration.py tests/test_docs.py \
 	  || exit 1; \

@@ -60,7 +60,7 @@ for s in "${steps[@]}"; do
     # compiles its own constexpr variants, up to 47 s with 8 workers; none failed an assertion)
     tests) OMP_NUM_THREADS=2 step tests 200 python3 -m pytest -v -rfE -p no:cacheprovider \
       -n 8 --timeout 120 --durations=15 tests/test_kernels.py tests/test_kernels_polyphase.py \
-      tests/test_kernels_eager.py || failed=1 ;;
+      tests/test_kernels_eager.py tests/test_kernels_dispatch.py || failed=1 ;;
     cuda) step cuda 90 python3 -m pytest -q -rfE -p no:cacheprovider -n 8 tests/test_cuda.py \
       || failed=1 ;;
     tune) step tune 80 python3 -m benchmarks.gpu_tune "$out/gpu" ;;

@@ -3,7 +3,8 @@ each argument and each bad tensor, must raise a ``ValueError``/``TypeError`` tha
 raises on purpose and that names the argument or the problem (not a deep torch error), or
 return a correct result; an empty batch gives an empty output of the right shape.
 
-The table lives in ``tests/_bad_input_layers.py`` (``nn``, ``functional``) and
+The table lives in ``tests/_bad_input_nn.py`` (``nn``), ``tests/_bad_input_functional.py``
+(``functional``; the values these two share in ``tests/_bad_input_layer_args.py``) and
 ``tests/_bad_input_tools.py`` (top level, ``groups``, ``metrics``, ``testing``, ``kernels``);
 the machinery in ``tests/_bad_input.py``. A public name that is neither in the table nor in
 :data:`EXEMPT` (with the reason) fails :func:`test_every_public_name_is_covered`.
@@ -16,7 +17,8 @@ import os
 import pytest
 import torch
 from _bad_input import INT, Case, T, case_id, checks, run
-from _bad_input_layers import FUNCTIONAL, NN
+from _bad_input_functional import FUNCTIONAL
+from _bad_input_nn import NN
 from _bad_input_tools import GROUPS, KERNELS, METRICS, MODELS, TESTING, TOP
 
 import equilayers
@@ -42,7 +44,7 @@ EXEMPT = {
     **{f"equilayers.{m}": "a subpackage (its own names are covered)"
        for m in ("functional", "groups", "kernels", "metrics", "models", "nn", "testing")},
     "equilayers.interop": "a subpackage loaded on first use; its conversions take escnn "
-                          "modules (bad input in tests/test_interop.py, test_escnn_*.py)",
+                          "modules (bad input in tests/test_interop_*.py, test_escnn_*.py)",
     "equilayers.Finding": _RECORD,
     "equilayers.leaf_modules": "takes no arguments",
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",

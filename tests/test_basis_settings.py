@@ -270,7 +270,7 @@ def test_empty_basis_named_by_the_conv_the_user_called(gen, fn, x, lifting, grou
 
 def test_escnn_policy_at_k9_is_larger():
     """From k = 9 escnn's default policy allows 2r - 1 or 2r on inner rings (ours r + 1): the
-    setting reproduces it (checked against escnn in tests/test_interop.py)."""
+    setting reproduces it (checked against escnn in tests/test_interop_2d_off_grid.py)."""
     ours = regular_table("c8", 9)
     theirs = regular_table("c8", 9, frequencies_cutoff=_fco1(9))
     assert theirs.shape[1] == ours.shape[1] + 4  # f = 5, 6 on radius 3 (cos and sin)

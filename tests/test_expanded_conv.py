@@ -1,6 +1,6 @@
 """ExpandedGroupConv2d: a group convolution holding a given dense expanded filter (the target of
 ``from_escnn`` for groups off the pixel grid). Its equivariance cases are in
-equilayers/testing/_cases_expanded.py; escnn conversions in tests/test_interop.py."""
+equilayers/testing/_cases_expanded.py; escnn conversions in tests/test_interop_2d_off_grid.py."""
 
 import warnings
 

@@ -1,5 +1,5 @@
 """The zoo (``tests/_zoo.py``) under the tools of ``torch`` that users put around a training
-loop and that ``tests/test_training_loop.py`` does not cover: model ensembling with
+loop and that ``tests/test_training_loop*.py`` do not cover: model ensembling with
 ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap`` (torch's "model ensembling"
 tutorial), weight averaging (``torch.optim.swa_utils.AveragedModel``, and the SWA step
 ``equilayers.update_bn``), in-place edits of a

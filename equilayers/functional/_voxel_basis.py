@@ -14,7 +14,7 @@ permutes one filter); the span is also closed under the cube's 48 symmetries (ea
 the sampling points and maps ``Y_J`` into the span of ``Y_J``), so every slot's moved filter
 is band-limited too. It is escnn's function space for ``R3Conv`` on ``octaOnR3`` /
 ``fullOctaOnR3`` regular fields (its filters lie in this span, with the same parameter count;
-tests/test_interop.py).
+tests/test_interop_3d.py).
 
 :func:`harmonic_voxel_basis` is the public accessor: with it a ``basis="harmonic"`` layer's
 forward is "voxel filter from coefficients, then the public functional",

@@ -5,7 +5,7 @@ controls (a plain ``nn.Conv3d`` and ``nn.ConvTranspose3d``, a stride that does n
 even size, ``output_padding``, nudged expanded filters). The
 harmonic basis is exact for the reason the voxel one is (the expansion permutes one filter,
 whatever it is); that its span is closed under the group is a test of its own
-(tests/test_cubic.py)."""
+(tests/test_cubic_harmonic.py)."""
 
 from __future__ import annotations
 

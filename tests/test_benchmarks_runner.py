@@ -1,0 +1,321 @@
+"""The benchmark runner (``python -m benchmarks``) on toy budgets: its JSON and markdown, the
+filters and what they drop, the layout family and the table the dispatcher reads, the memory and
+bandwidth columns, ``equilayers bench``, the GPU session script, and usage errors named in one
+line."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _bench_common import ROOT, _bench_module
+
+from equilayers.cli import _find_benchmarks
+
+
+def test_runner_quick_writes_json_and_markdown(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "pool", "--filter", "f5",
+         "--device", "cpu", "--out", str(tmp_path), "--budget", "0.005", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads((tmp_path / "cpu-pool-quick.json").read_text())
+    assert data["meta"]["device"] == "cpu" and data["meta"]["torch"] == torch.__version__
+    assert data["meta"]["date"] and data["meta"]["device_name"]
+    rows = {r["name"]: r for r in data["results"]}
+    ours = [r for r in rows.values() if r["peer"] is None]  # + escnn's NormPool if installed
+    assert len(ours) == 5 and all(r["status"] == "ok" for r in rows.values())
+    floor = next(r for r in rows.values() if r["floor"] is None)
+    other = next(r for r in rows.values() if r["floor"] is not None)
+    assert other["floor"] == floor["name"]
+    for key in ("forward_ms", "fwd_bwd_ms"):
+        assert other[key] > 0 and floor[key] > 0
+        assert abs(other[key.rsplit("_", 1)[0] + "_x_floor"] - other[key] / floor[key]) < 1e-9
+    # b2 c4 f5 16x16 float32: the output alone is 8 KiB, so the training step allocates more.
+    assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
+    table = (tmp_path / "cpu-pool-quick.md").read_text()
+    assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
+    assert "left out the floor" not in out.stderr  # "f5" keeps every floor
+
+
+def test_filter_that_drops_a_floor_says_so_and_how_to_keep_it(tmp_path):
+    """--filter GroupPool keeps the GroupPool row but not its floor: its ratios print as '-',
+    and one line (stderr, after the table) names the row, its floor and a filter that keeps
+    both (it printed the '-' without a word). The suggested filter keeps the floor: the
+    ratios are there and the line is gone (the control)."""
+    def run(text: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--quick", "--family", "pool", "--filter",
+             text, "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002", "--rounds",
+             "1", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    out = run("GroupPool")
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = "GroupPool b2 c4 f8 16x16"
+    assert re.search(rf"\| {row} \| amax fiber b2 c4 f8 16x16 \| [\d.]+ \| - \|", out.stdout)
+    lines = [line for line in out.stderr.splitlines() if "left out the floor" in line]
+    assert lines == [f"benchmarks: --filter 'GroupPool' left out the floor of 1 row, whose "
+                     f"ratio columns are '-': {row} (floor: amax fiber b2 c4 f8 16x16); to keep "
+                     "the floors, pass --filter 'b2 c4 f8 16x16' (it matches these rows and "
+                     "their floors), or no --filter"], out.stderr
+    kept = run("b2 c4 f8 16x16")
+    assert kept.returncode == 0 and "left out the floor" not in kept.stderr, kept.stderr
+    rows = {r["name"]: r for r in
+            json.loads((tmp_path / "cpu-pool-quick.json").read_text())["results"]}
+    assert rows[row]["forward_x_floor"] > 0
+
+
+def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
+    """The layout family's smoke run (one call, both quick sizes, every layout and path):
+    it writes its results and a table file with an entry per key and pass; the package's
+    own table is not touched."""
+    package_table = ROOT / "equilayers" / "kernels" / "_layout_table.py"
+    before = package_table.read_text()
+    table = tmp_path / "table.py"
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout", "--filter",
+         "blur_pool2d k3 zeros", "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002",
+         "--rounds", "1", "--no-progress", "--write-table", "--table", str(table)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert package_table.read_text() == before
+    rows = json.loads((tmp_path / "cpu-layout-quick.json").read_text())["results"]
+    assert len(rows) == 2 * 4 * 3 and all(r["status"] == "ok" for r in rows)
+    namespace: dict = {}
+    exec(compile(table.read_text(), str(table), "exec"), namespace)
+    measured = namespace["MEASURED"]
+    layouts = {"contiguous 4-D", "channels_last 4-D", "contiguous 5-D", "channels_last 5-D"}
+    assert {k[2] for k in measured} == layouts and {k[3] for k in measured} == {32, 64}
+    assert len(measured) == 4 * 2 * 2  # layouts x buckets x passes
+    for (op, device, _, _, args, _), (choice, times) in measured.items():
+        assert (op, device) == ("blur_pool2d", "cpu") and "padding_mode='zeros'" in args
+        assert set(times) == {"separable", "depthwise_conv", "reference"} and choice in times
+    assert namespace["SOURCE"].endswith("cpu-layout-quick.md")
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout",
+         "--write-table", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert refused.returncode != 0 and "does not write the package's table" in refused.stderr
+
+
+def test_layout_choices_keep_the_default_within_the_margin():
+    layout = _bench_module("bench_layout")
+
+    def row(path, fwd, fb):
+        return {"family": "layout", "device": "cpu", "status": "ok", "forward_ms": fwd,
+                "fwd_bwd_ms": fb, "params": {
+                    "op": "blur_pool2d", "path": path, "default": "separable",
+                    "layout": "channels_last 4-D", "bucket": 64, "arguments": "a=1"}}
+
+    rows = [row("separable", 5.5, 10.0), row("depthwise_conv", 2.1, 9.8),
+            row("reference", 5.1, 30.0), {**row("reference", 0.1, 0.1), "status": "error"}]
+    table = layout.choices(rows)
+    key = ("blur_pool2d", "cpu", "channels_last 4-D", 64, "a=1")
+    assert table[(*key, "forward")] == ("depthwise_conv", {"separable": 5.5,
+                                                           "depthwise_conv": 2.1,
+                                                           "reference": 5.1})
+    assert table[(*key, "forward+backward")][0] == "separable"  # 2% faster: noise
+    text = layout.render(table, "benchmarks/results/cpu-layout.md", "a machine")
+    namespace: dict = {}
+    exec(compile(text, "<table>", "exec"), namespace)
+    assert namespace["MEASURED"] == table and namespace["MACHINE"] == "a machine"
+
+
+def test_the_shipped_layout_table_follows_the_margin_rule():
+    """Each entry of the package's table picks what ``choices`` picks from its own times: the
+    op's default unless another path is more than MARGIN faster, and every case has both
+    passes. A hand-edited choice, times changed under it, or a lost entry fails here;
+    well-formedness alone passes them."""
+    from equilayers.kernels import _layout_table, _registry
+
+    layout = _bench_module("bench_layout")
+    assert _layout_table.MEASURED
+    for key, (choice, times) in _layout_table.MEASURED.items():
+        op = _registry.get_op(key[0])
+        assert op is not None, key
+        default = op.fast[key[1]][0].name
+        best = min(times, key=lambda path: times[path])
+        if default in times and times[default] <= times[best] * (1 + layout.MARGIN):
+            best = default
+        assert choice == best, (key, choice, times)
+    # the family measures both passes of every case: a lost (or overwritten) entry shows here
+    passes: dict[tuple, set] = {}
+    for key in _layout_table.MEASURED:
+        passes.setdefault(key[:5], set()).add(key[5])
+    assert all(p == {"forward", "forward+backward"} for p in passes.values()), passes
+
+
+def test_bandwidth_ratios_and_column():
+    main = _bench_module("__main__")
+    rows = [{"family": "f", "device": "cpu", "name": "copy", "floor": None, "bandwidth": None,
+             "peer": None, "status": "ok", "forward_ms": 2.0},
+            {"family": "f", "device": "cpu", "name": "pool", "floor": None, "bandwidth": "copy",
+             "peer": None, "status": "ok", "forward_ms": 3.0, "fwd_bwd_ms": 9.0}]
+    main.add_ratios(rows)
+    assert rows[1]["forward_x_bandwidth"] == 1.5 and "forward_x_bandwidth" not in rows[0]
+    meta = {"device": "cpu", "device_name": "x", "date": "d", "torch": "t", "python": "p",
+            "torch_threads": 1, "cpu_count": 1, "cpu": "c", "quick": True, "peers": {}}
+    table = main.markdown(meta, rows)
+    assert "| x bw |" in table and "| pool | - | 3.000 | - | 1.50 | 9.000 |" in table
+
+
+def test_peak_memory_cpu_counts_the_allocations():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks._memory import peak_memory
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def allocate():
+        a = torch.empty(1 << 20, dtype=torch.uint8)
+        b = torch.empty(1 << 21, dtype=torch.uint8)
+        del a, b
+        c = torch.empty(1 << 20, dtype=torch.uint8)
+        return c.numel()
+
+    assert peak_memory(allocate, "cpu") == 3 << 20
+
+
+def test_cli_bench_finds_the_source_tree(tmp_path):
+    assert _find_benchmarks() == ROOT
+    assert _find_benchmarks([tmp_path]) is None
+    out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
+
+
+def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
+    """`equilayers bench` runs `python -m benchmarks` in a child process, which the CLI's own
+    quiet import of torch does not reach: the child gets the same filter (without NumPy, torch
+    warned in two lines above the runner's output)."""
+    from equilayers import cli
+
+    calls = []
+
+    def fake_run(cmd, env):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    assert cli.main(["bench", "--quick", "--family", "pool"]) == 0
+    (cmd,) = calls
+    assert cmd[0] == sys.executable
+    assert cmd[-5:] == ["-m", "benchmarks", "--quick", "--family", "pool"]
+    i = cmd.index("-W")
+    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-m")
+
+
+def test_gpu_session_script_is_valid_and_names_existing_tests():
+    """benchmarks/gpu_session.sh runs only on a lent GPU machine: keep it from rotting here."""
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    out = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = script.read_text()
+    named = set(re.findall(r"tests/\w+\.py", text))
+    assert named and all((ROOT / t).is_file() for t in named), named
+    assert "--device cuda" in text and "--family kernels" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the script's real run needs this CUDA")
+def test_gpu_session_script_stops_in_one_line_without_cuda(tmp_path):
+    """On a machine without CUDA the script says so in one line and writes nothing (it used to
+    run on: nvidia-smi not found, a triton traceback, the CUDA benchmarks' refusal, twice)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"),
+                          str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "needs a CUDA machine" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family", ["pools", "Pool"])
+def test_unknown_family_is_named_with_the_known_ones(family):
+    """A misspelt --family gets one line naming it and the families there are (it was a
+    20-line ModuleNotFoundError traceback); exit status 1. The control: 'pool' is listed."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--family", family],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                         timeout=120)
+    assert out.returncode == 1
+    assert f"unknown family ['{family}']; available: [" in out.stderr
+    assert "'pool'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--threads", "0"], "--threads must be a positive int (torch threads); got 0"),
+    (["--threads", "-2"], "--threads must be a positive int (torch threads); got -2"),
+    (["--rounds", "0"], "--rounds must be a positive int (timing rounds); got 0"),
+    (["--rounds", "-2"], "--rounds must be a positive int (timing rounds); got -2"),
+    (["--seeds", "0"], "--seeds must be a positive int (seeds per model); got 0"),
+    (["--budget", "0"], "--budget must be a positive number of seconds"),
+    (["--budget", "-1"], "--budget must be a positive number of seconds"),
+    (["--budget", "nan"], "--budget must be a positive number of seconds"),
+    (["--table", "t.py"], "--table 't.py' names where --write-table writes"),  # was ignored
+])
+def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
+    """--threads 0 was torch's RuntimeError traceback, --rounds 0 a ZeroDivisionError in the
+    table, --rounds -2 a StatisticsError traceback, --seeds 0 an IndexError after the data
+    loaded, and --budget 0, -1 or nan ran in silence: each is now a usage error naming the
+    flag and its value (exit status 2) before anything runs. The control: --rounds 1 runs."""
+    runner = _bench_module("__main__")
+    common = ["--quick", "--family", "pool", "--filter", "amax fiber", "--device", "cpu",
+              "--out", str(tmp_path), "--budget", "0.002", "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        runner.main(common + args)
+    assert exc.value.code == 2
+    assert named in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+    assert runner.main(common + ["--rounds", "1"]) == 0
+    assert (tmp_path / "cpu-pool-quick.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_out_that_cannot_be_a_directory_is_named_before_the_run(where, capsys, tmp_path):
+    """--out at an existing file (or under one) was a FileExistsError/NotADirectoryError
+    traceback, for a study family after its minutes of training; now a usage error naming
+    --out and the path (exit status 2), before any case is built. The control: a new
+    directory under tmp_path is made and written."""
+    runner = _bench_module("__main__")
+    (tmp_path / "file").write_text("mine")
+    common = ["--quick", "--family", "pool", "--filter", "amax fiber", "--device", "cpu",
+              "--budget", "0.002", "--rounds", "1", "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        runner.main(common + ["--out", str(tmp_path / where)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path / where)!r} cannot be the results directory" in err, err
+    assert (tmp_path / "file").read_text() == "mine"
+    assert runner.main(common + ["--out", str(tmp_path / "new" / "dir")]) == 0
+    assert (tmp_path / "new" / "dir" / "cpu-pool-quick.md").is_file()
+
+
+@pytest.mark.parametrize("family", ["accuracy", "segmentation", "construction3d", "tetris",
+                                    "equivariance3d", "segmentation3d"])
+def test_study_filter_that_names_no_row_says_so_in_one_line(family, tmp_path):
+    """A study family's --filter that names none of its rows: accuracy, segmentation and
+    construction3d wrote an empty table (over the last run's results, by default
+    benchmarks/results/) and exited 0; tetris and equivariance3d raised a ValueError
+    traceback. Now one line names the family, the filter and the rows (exit status 1),
+    before any data is made, and nothing is written."""
+    runner = _bench_module("__main__")
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--family", family, "--filter", "zzz", "--out", str(tmp_path),
+                     "--no-progress"])
+    message = str(exc.value.code)
+    assert message.startswith(f"benchmarks: --family {family}: --filter 'zzz' names no row")
+    assert not list(tmp_path.iterdir())
+
+
+def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path):
+    """It said "benchmarks: no cases selected", naming neither the filter nor the family."""
+    runner = _bench_module("__main__")
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--family", "pool", "--filter", "zzz", "--out", str(tmp_path)])
+    assert exc.value.code == ("benchmarks: --filter 'zzz' matches no case name of family pool "
+                              "(--quick); pass a part of a case name (the 'case' column of "
+                              "benchmarks/results/*.md), or no --filter")
