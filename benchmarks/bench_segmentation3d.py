@@ -125,8 +125,9 @@ class Model:
 def row_names(quick: bool) -> list[str]:
     """The names of :func:`models`' rows, in its order, without building a model."""
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
-    names += ["O U-Net (polyphase)"] if quick else ["O U-Net (width 2)",
-                                                    "anti-aliased plain U-Net (wide)"]
+    names += ["O U-Net (polyphase)"] if quick else [
+        "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", "O U-Net (width 4)",
+        "anti-aliased plain U-Net (twin of width 4)"]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names.append("O U-Net (escnn)")
     return names
@@ -144,11 +145,12 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
         if name.endswith("(escnn)"):
             out.append(Model(name, "o", "blur", REF_WIDTH, "escnn"))
             continue
-        if name == "O U-Net (width 2)":  # twice the fields, 4x the parameters
-            out.append(Model(name, "o", "blur", 2 * REF_WIDTH))
+        if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more params
+            out.append(Model(name, "o", "blur", int(name[-2]) * REF_WIDTH))
             continue
-        if name.endswith("(wide)"):  # the plain twin of the width-2 O U-Net's parameters
-            wide = n_params(_unet("o", 2 * REF_WIDTH, "blur"))
+        if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those
+            wide = n_params(_unet("o", (2 if name.endswith("(wide)") else 4) * REF_WIDTH,
+                                  "blur"))
             out.append(Model(name, None, "blur", matched_width(None, "blur", wide)))
             continue
         g, d = specs[name]
