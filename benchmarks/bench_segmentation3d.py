@@ -21,11 +21,12 @@ Models (depth ``DEPTH``, circular padding; the ``"o"`` U-Net, voxel basis, at wi
 ``REF_WIDTH``, the plain ones at the widths whose parameter counts are the nearest to its):
 a plain U-Net (``group=None``, ``down="max"``: 2 x 2 x 2 max pools and nearest upsampling,
 the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), the O U-Net
-(``group="o"``, ``down="blur"``) and the same at twice the width (two regular fields at level
-0, four times the parameters: at matched parameters one field, 24 orientations of a single
-learned feature, is the whole full-resolution state, and in probes it found the pieces but
-told them apart slowly; full run only, with an anti-aliased plain U-Net of its parameter count,
-"wide"); in ``--quick`` mode instead the O U-Net with polyphase sampling.
+(``group="o"``, ``down="blur"``) and the same at twice and four times the width (two and four
+regular fields at level 0, 4x and 16x the parameters: at matched parameters one field, 24
+orientations of a single learned feature, is the whole full-resolution state, and in probes it
+found the pieces but did not tell them apart in 1,000 steps; full run only, each with an
+anti-aliased plain U-Net of its parameter count, "wide" and "twin of width 4"); in ``--quick``
+mode instead the O U-Net with polyphase sampling.
 Per-voxel consistency by :func:`equilayers.metrics.pixel_consistency`. With escnn installed
 (the peers venv), the O U-Net built with escnn
 (:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,

@@ -99,3 +99,19 @@ def test_segmentation3d_family_quick_runs_and_reports(tmp_path):
     assert plain["o consistency"] < 0.99  # the control: not equivariant
     table = (tmp_path / "cpu-segmentation3d-quick.md").read_text()
     assert table.count("\n| ") == len(results) + 1
+
+
+def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
+    """The full run's wider O U-Nets (width 2 and 4) are each compared with an anti-aliased
+    plain U-Net of about their parameters; the widths are derived, so a change in either
+    builder that breaks the pairing fails here."""
+    seg = _bench("bench_segmentation3d")
+    rows = {m.name: m for m in seg.models(False) if m.library == "equilayers"}
+    pairs = [("O U-Net", "anti-aliased plain U-Net"),
+             ("O U-Net (width 2)", "anti-aliased plain U-Net (wide)"),
+             ("O U-Net (width 4)", "anti-aliased plain U-Net (twin of width 4)")]
+    for o, plain in pairs:
+        assert rows[o].group == "o" and rows[plain].group is None, (o, plain)
+        n_o, n_plain = (seg.n_params(rows[k].build()) for k in (o, plain))
+        assert abs(n_plain / n_o - 1) < 0.1, (o, n_o, plain, n_plain)
+    assert [rows[k].width for k, _ in pairs] == [1, 2, 4]
