@@ -43,7 +43,8 @@ test-peers: lint
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py \
 	    tests/test_interop_2d.py tests/test_interop_2d_off_grid.py tests/test_interop_3d.py \
 	    tests/test_interop_so3.py tests/test_interop_checks.py \
-	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py tests/test_escnn_so2.py \
+	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py \
+	    tests/test_escnn_so2.py tests/test_escnn_so2_models.py tests/test_escnn_so2_refusals.py \
 	    tests/test_escnn_models.py tests/test_escnn_migration.py tests/test_docs.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi

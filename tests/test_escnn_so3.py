@@ -110,7 +110,7 @@ def _escnn_conv(k: int, order: int, seed: int) -> torch.nn.Module:
 def _off_grid(f, order: int, seed: int, frame: torch.Tensor, n: int = 21) -> float:
     """The worst relative error over 5 random rotations on a smoothed volume (float32, the
     inscribed ball less 2 voxels); ``frame`` conjugates our rotation into the conv's frame."""
-    from test_so3 import _ball, _smooth
+    from _so3_common import _ball, _smooth
 
     from equilayers.groups import rotate3d, wigner_blocks
 

@@ -187,7 +187,7 @@ def test_unsupported_groups_and_fields():
     conv = enn.R2Conv(enn.FieldType(so2, [so2.trivial_repr]),
                       enn.FieldType(so2, [so2.irrep(1)]), 3)
     with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1\]"):
-        from_escnn(conv)  # SO(2) fields need every order 0..L (tests/test_escnn_so2.py)
+        from_escnn(conv)  # SO(2) fields need every order 0..L (tests/test_escnn_so2_refusals.py)
     # another flip axis, on a layer that builds no kernel basis: escnn caches O(2) kernel
     # bases without the axis, so a conv here would make later default-axis convs of the same
     # irreps non-equivariant in this process (docs/escnn.md)

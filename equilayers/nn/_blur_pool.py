@@ -351,8 +351,8 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
         With ``padding_mode="circular"``: a circular shift of the input by ``t`` shifts the
         output by ``s t``, exactly. Rot90 and flips on even sizes: ``transposed=True`` with an
         even ``blur_size`` at ``s = 2`` commutes with them exactly (as ``BlurPool2d`` with the
-        same even size does on even inputs; ``tests/test_blur.py`` measures both on 4-D and
-        regular 5-D maps): the pair of :class:`equilayers.models.UNet`. Every other setting
+        same even size does on even inputs; ``tests/test_blur_upsample.py`` measures both on 4-D
+        and regular 5-D maps): the pair of :class:`equilayers.models.UNet`. Every other setting
         with ``scale_factor > 1`` is off centre at every size (measured p4 error 0.75-1.5), and
         warns once per module on a group map (5-D; images make no group claim).
 

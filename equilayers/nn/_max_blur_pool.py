@@ -52,7 +52,7 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
         max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
-        ``tests/test_blur.py`` (with ``ceil_mode``: ``tests/test_blur_ceil_mode.py``). Exact
+        ``tests/test_blur_shifts.py`` (with ``ceil_mode``: ``tests/test_blur_ceil_mode.py``). Exact
         for rot90 and flips (any ``H x W``) when the max window and the blur tile the input
         from both ends, ``(H + 2 padding - kernel_size) % stride == 0`` with an odd
         ``blur_size`` (e.g. ``kernel_size=2`` on even sizes), with or

@@ -58,15 +58,15 @@ class SteerableConv3d(Typed, nn.Module):
     Equivariance:
         Exact for the cube's 24 rotations (48 symmetries with ``"o3"``), composed with the
         Wigner-D action on the fibers: ``f(g . x) = g . f(x)`` to float rounding (measured
-        at most 1.4e-15 in float64, 8.9e-7 in float32, ``tests/test_so3.py`` and orders up to
-        2 on 7-9 voxel volumes) under the
+        at most 1.4e-15 in float64, 8.9e-7 in float32, ``tests/test_so3_conv.py`` and orders
+        up to 2 on 7-9 voxel volumes) under the
         conditions of :class:`~equilayers.nn.GroupConv3d` (windows that tile the input from
         both ends, equal options on the dims traded; the module warns once otherwise). Other
         rotations: approximate
         (the filters are sampled on the grid). Measured on a Gaussian-smoothed (sigma 2
         voxels) random 21^3 volume, trilinear rotation, inside the inscribed ball (2 voxels
-        margin), worst of 5 random rotations, float64, seeds 0 / 1 / 2 (``tests/test_so3.py``,
-        ``OFF_GRID``; 2026-12-01):
+        margin), worst of 5 random rotations, float64, seeds 0 / 1 / 2
+        (``tests/test_so3_conv.py``, ``OFF_GRID``; 2026-12-01):
 
         ====================  =====================  =====================
         fields, kernel        relative error         interpolation floor
