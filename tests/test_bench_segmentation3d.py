@@ -1,6 +1,6 @@
 """The segmentation3d benchmark family (``benchmarks/bench_segmentation3d.py``): its scenes and
 labels, and its quick run (the real run: ``python -m benchmarks --family segmentation3d``,
-about 15 minutes on one thread, the escnn row only where escnn is installed)."""
+about 50 minutes on one thread, the escnn row only where escnn is installed)."""
 
 import importlib
 import json

@@ -35,7 +35,9 @@ class UNet3d(_UNetNd):
         depth: number of downsamplings, >= 1.
         width: fields (channels when ``group=None``) of level 0; level ``l`` has
             ``width * 2**l``. ``group=None`` with about ``width * sqrt(|G|)`` channels has
-            about the same parameter count.
+            about the same parameter count. A field is one learned feature in ``|G|``
+            orientations: O U-Nets of 1-4 fields trained far slower than plain U-Nets of
+            their parameters on the ``segmentation3d`` benchmark (docs: Benchmarks).
         padding_mode: padding of the convs (``"circular"`` default, ``"zeros"``,
             ``"reflect"``, ``"replicate"``).
         down: ``"blur"`` (default): ``BlurPool3d(kernel_size=4)`` and its transpose
