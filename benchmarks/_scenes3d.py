@@ -127,11 +127,15 @@ def dataset(n_train: int, n_test: int, *, size: int, scale: int, seed: int = 0,
     ``upright`` (drawn like the training scenes), ``scene turned`` (those scenes, each turned
     whole by a random cube rotation), ``pieces turned`` (new scenes whose pieces are each in a
     random cube orientation), ``shifted`` (the upright test scenes rolled circularly by random
-    offsets, not multiples of ``multiple`` on every axis)."""
+    offsets, not multiples of ``multiple`` on every axis); and ``train turned``, training
+    scenes whose pieces are each turned (augmentation over the cube's rotations), drawn last so
+    that the other splits do not depend on it."""
     gen = torch.Generator().manual_seed(seed)
     train = scenes(n_train, size=size, scale=scale, turned=False, gen=gen)
     upright = scenes(n_test, size=size, scale=scale, turned=False, gen=gen)
-    return {"train": train, "upright": upright,
-            "scene turned": turn_scenes(*upright, gen),
-            "pieces turned": scenes(n_test, size=size, scale=scale, turned=True, gen=gen),
-            "shifted": shift_scenes(*upright, offsets(n_test, gen, size, multiple))}
+    out = {"train": train, "upright": upright,
+           "scene turned": turn_scenes(*upright, gen),
+           "pieces turned": scenes(n_test, size=size, scale=scale, turned=True, gen=gen),
+           "shifted": shift_scenes(*upright, offsets(n_test, gen, size, multiple))}
+    out["train turned"] = scenes(n_train, size=size, scale=scale, turned=True, gen=gen)
+    return out

@@ -25,8 +25,11 @@ the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), th
 regular fields at level 0, 4x and 16x the parameters: at matched parameters one field, 24
 orientations of a single learned feature, is the whole full-resolution state, and in probes it
 found the pieces but did not tell them apart in 1,000 steps; full run only, each with an
-anti-aliased plain U-Net of its parameter count, "wide" and "twin of width 4"); in ``--quick``
-mode instead the O U-Net with polyphase sampling.
+anti-aliased plain U-Net of its parameter count, "wide" and "twin of width 4"); and two rows
+that augment instead (``AUGMENTED``: the anti-aliased plain U-Net and the width-4 twin trained
+on scenes whose pieces are each turned, the ``train turned`` split: what the O U-Net's
+exactness gives, bought with data); in ``--quick`` mode instead the O U-Net with polyphase
+sampling.
 Per-voxel consistency by :func:`equilayers.metrics.pixel_consistency`. With escnn installed
 (the peers venv), the O U-Net built with escnn
 (:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,
@@ -116,6 +119,7 @@ class Model:
     down: str
     width: int
     library: str = "equilayers"
+    train: str = "train"  # the training split: "train" (upright) or "train turned"
 
     def build(self) -> nn.Module:
         if self.library == "escnn":
@@ -128,35 +132,40 @@ def row_names(quick: bool) -> list[str]:
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
     names += ["O U-Net (polyphase)"] if quick else [
         "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", "O U-Net (width 4)",
-        "anti-aliased plain U-Net (twin of width 4)"]
+        "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
+        "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names.append("O U-Net (escnn)")
     return names
 
 
+AUGMENTED = ", turned in training"  # a row trained on the ``train turned`` split
+
+
 def models(quick: bool, name_filter: str = "") -> list[Model]:
     """The rows whose name contains ``name_filter``; the plain U-Nets' widths matched to the
-    O U-Net's parameter count (at ``REF_WIDTH``)."""
-    specs = {"plain U-Net (max pool)": (None, "max"),
-             "anti-aliased plain U-Net": (None, "blur"),
-             "O U-Net": ("o", "blur"), "O U-Net (polyphase)": ("o", "polyphase")}
+    O U-Net's parameter count (at ``REF_WIDTH``); a name ending in ``AUGMENTED`` is the row
+    of the name before it, trained with the pieces turned."""
+    return [_model(name) for name in row_names(quick) if name_filter in name]
+
+
+def _model(name: str) -> Model:
+    if name.endswith(AUGMENTED):
+        m = _model(name[:-len(AUGMENTED)])
+        return Model(name, m.group, m.down, m.width, m.library, train="train turned")
+    if name.endswith("(escnn)"):
+        return Model(name, "o", "blur", REF_WIDTH, "escnn")
+    if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more parameters
+        return Model(name, "o", "blur", int(name[-2]) * REF_WIDTH)
+    if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those
+        fields = 2 if name.endswith("(wide)") else 4
+        return Model(name, None, "blur",
+                     matched_width(None, "blur", n_params(_unet("o", fields * REF_WIDTH,
+                                                                "blur"))))
+    g, d = {"plain U-Net (max pool)": (None, "max"), "anti-aliased plain U-Net": (None, "blur"),
+            "O U-Net": ("o", "blur"), "O U-Net (polyphase)": ("o", "polyphase")}[name]
     target = n_params(_unet("o", REF_WIDTH, "blur"))
-    out = []
-    for name in (n for n in row_names(quick) if name_filter in n):
-        if name.endswith("(escnn)"):
-            out.append(Model(name, "o", "blur", REF_WIDTH, "escnn"))
-            continue
-        if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more params
-            out.append(Model(name, "o", "blur", int(name[-2]) * REF_WIDTH))
-            continue
-        if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those
-            wide = n_params(_unet("o", (2 if name.endswith("(wide)") else 4) * REF_WIDTH,
-                                  "blur"))
-            out.append(Model(name, None, "blur", matched_width(None, "blur", wide)))
-            continue
-        g, d = specs[name]
-        out.append(Model(name, g, d, REF_WIDTH if g else matched_width(g, d, target)))
-    return out
+    return Model(name, g, d, REF_WIDTH if g else matched_width(g, d, target))
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -234,12 +243,14 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
 
     def train_one(m, seed, tick):
         model = m.build()
-        res = train_and_test(model, dataset, steps=steps, seed=seed, tick=tick)
+        res = train_and_test(model, {**dataset, "train": dataset[m.train]}, steps=steps,
+                             seed=seed, tick=tick)
         res["params"] = n_params(model)
         return res
 
     def summarize(m, per_seed):
         row = {"model": m.name, "library": m.library, "group": m.group, "down": m.down,
+               "train": m.train,
                "width": m.width, "params": per_seed[-1]["params"], "per_seed": per_seed}
         for k in KEYS:
             vals = [r[k] for r in per_seed]

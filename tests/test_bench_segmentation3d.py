@@ -115,3 +115,24 @@ def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
         n_o, n_plain = (seg.n_params(rows[k].build()) for k in (o, plain))
         assert abs(n_plain / n_o - 1) < 0.1, (o, n_o, plain, n_plain)
     assert [rows[k].width for k, _ in pairs] == [1, 2, 4]
+    # the augmentation rows: their base row's model, trained on the turned split
+    for name in (n for n in rows if n.endswith(seg.AUGMENTED)):
+        base = rows[name[:-len(seg.AUGMENTED)]]
+        assert (rows[name].width, rows[name].group, rows[name].train) == (
+            base.width, base.group, "train turned") and base.train == "train", name
+    assert sum(n.endswith(seg.AUGMENTED) for n in rows) == 2
+
+
+def test_the_turned_training_split_is_drawn_last_and_turned():
+    """``train turned`` (the augmentation rows' data) is drawn after every other split, so
+    adding it left the recorded rows' data unchanged; its pieces are turned (not the upright
+    training scenes), with the same labels."""
+    S = _bench("_scenes3d")
+    data = S.dataset(6, 3, size=8, scale=1)
+    gen = torch.Generator().manual_seed(0)
+    train = S.scenes(6, size=8, scale=1, turned=False, gen=gen)
+    upright = S.scenes(3, size=8, scale=1, turned=False, gen=gen)
+    assert torch.equal(data["train"][0], train[0]) and torch.equal(data["upright"][1], upright[1])
+    x, y = data["train turned"]
+    assert x.shape == data["train"][0].shape and not torch.equal(x, data["train"][0])
+    assert set(y.unique().tolist()) <= set(range(9))
