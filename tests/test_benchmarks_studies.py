@@ -113,6 +113,7 @@ def test_accuracy_model_search_holds_out_training_digits():
     the family's budget (40-46K parameters, as the other rows)."""
     sys.path.insert(0, str(ROOT))
     try:
+        from benchmarks import _accuracy_models as am
         from benchmarks import bench_accuracy as acc
     finally:
         sys.path.remove(str(ROOT))
@@ -128,9 +129,9 @@ def test_accuracy_model_search_holds_out_training_digits():
         acc.run(True, ROOT, split="train")
     harmonic = [("d8", 2, 2), ("d8", 2, 2), ("c8", 2, 2), ("c8", 2, 2)]
     with pytest.raises(ValueError, match="head must be"):
-        acc._escnn_style(harmonic, head="max")
+        am._escnn_style(harmonic, head="max")
     with pytest.raises(ValueError, match="needs harmonic fields on the last layer"):
-        acc._escnn_style([("c8", None, 2)] * 4, head="mlp")
+        am._escnn_style([("c8", None, 2)] * 4, head="mlp")
 
 
 def test_accuracy_family_momentum_reaches_every_batch_norm():
@@ -139,7 +140,7 @@ def test_accuracy_family_momentum_reaches_every_batch_norm():
     it; without the option each keeps torch's 0.1 (the control)."""
     sys.path.insert(0, str(ROOT))
     try:
-        from benchmarks import bench_accuracy as acc
+        from benchmarks import _accuracy_models as acc
     finally:
         sys.path.remove(str(ROOT))
     from equilayers.nn import GroupBatchNorm2d, HarmonicBatchNorm
