@@ -1,24 +1,12 @@
 """The segmentation3d benchmark family (``benchmarks/bench_segmentation3d.py``): its scenes and
 labels, and its quick run (the real run: ``python -m benchmarks --family segmentation3d``,
-about 50 minutes on one thread, the escnn row only where escnn is installed)."""
+about an hour on one thread, the escnn row only where escnn is installed)."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import torch
+from _bench_common import _bench_module as _bench
 from conftest import seeded_rng
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _bench(name: str):
-    sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"benchmarks.{name}")
-    finally:
-        sys.path.remove(str(ROOT))
 
 
 def test_scene_labels_line_up_with_the_rendered_pieces():
