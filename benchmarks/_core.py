@@ -189,3 +189,18 @@ def write_study(out, stem: str, meta: dict, results: list[dict],
     (out / f"{stem}.md").write_text(table)
     print(table)
     return table
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """The per-pixel (per-voxel) labels ``model(x).argmax(1)``, in batches, without grad."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+
+
+def miou(pred: torch.Tensor, target: torch.Tensor, classes: int) -> float:
+    """Mean over the classes present (in ``pred`` or ``target``) of intersection / union."""
+    conf = torch.bincount(target.flatten() * classes + pred.flatten(),
+                          minlength=classes * classes).view(classes, classes).double()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    return float((inter[union > 0] / union[union > 0]).mean())

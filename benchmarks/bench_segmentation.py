@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _core
 from ._core import UsageError, run_study, write_study
 from ._escnn_unet import escnn_unet as build_escnn_unet
 
@@ -228,17 +229,12 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
 
 # ---------------------------------------------------------------------------------- metrics
 def predict(model: nn.Module, x: torch.Tensor, batch: int = 50) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return _core.predict(model, x, batch)
 
 
 def miou(pred: torch.Tensor, target: torch.Tensor, classes: int = CLASSES) -> float:
     """Mean over the classes present (in ``pred`` or ``target``) of intersection / union."""
-    conf = torch.bincount(target.flatten() * classes + pred.flatten(),
-                          minlength=classes * classes).view(classes, classes).double()
-    inter = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float((inter[union > 0] / union[union > 0]).mean())
+    return _core.miou(pred, target, classes)
 
 
 def pixel_consistency(model: nn.Module, x: torch.Tensor,

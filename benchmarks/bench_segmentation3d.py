@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _core
 from . import _scenes3d as S
 from ._core import UsageError, run_study, write_study
 from ._escnn_unet import escnn_unet as build_escnn_unet
@@ -170,17 +171,12 @@ def _model(name: str) -> Model:
 
 # ---------------------------------------------------------------------------------- metrics
 def predict(model: nn.Module, x: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return _core.predict(model, x, batch)
 
 
 def miou(pred: torch.Tensor, target: torch.Tensor, classes: int = CLASSES) -> float:
     """Mean over the classes present (in ``pred`` or ``target``) of intersection / union."""
-    conf = torch.bincount(target.flatten() * classes + pred.flatten(),
-                          minlength=classes * classes).view(classes, classes).double()
-    inter = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float((inter[union > 0] / union[union > 0]).mean())
+    return _core.miou(pred, target, classes)
 
 
 # -------------------------------------------------------------------------------- training
