@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from ._cli import _check_counts, _check_options, _make_out
 from ._core import BenchCase, UsageError, forward_backward, time_call
 from ._memory import peak_memory
 
@@ -50,12 +51,10 @@ PEERS = ["kornia", "escnn", "e2cnn", "triton", "antialiased-cnns"]
 def discover(families: list[str] | None) -> list[str]:
     """Family names of the ``bench_<family>.py`` modules next to this file."""
     found = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
-    if families:
-        unknown = sorted(set(families) - set(found))
-        if unknown:
-            raise SystemExit(f"benchmarks: unknown family {unknown}; available: {found}")
-        found = [f for f in found if f in families]
-    return found
+    unknown = sorted(set(families or []) - set(found))
+    if unknown:
+        raise SystemExit(f"benchmarks: unknown family {unknown}; available: {found}")
+    return [f for f in found if f in families] if families else found
 
 
 def _is_study(family: str) -> bool:
@@ -331,36 +330,6 @@ def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
             f"to keep the floors, pass {keep}, or no --filter")
 
 
-def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """A usage error (exit 2): a count below 1, a --budget not above 0, a lone --table."""
-    for name, what in (("threads", "a positive int (torch threads)"),
-                       ("rounds", "a positive int (timing rounds)"),
-                       ("seeds", "a positive int (seeds per model)")):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} must be {what}; got {value}. Pass --{name} 1 or more, or "
-                         "leave it out for the default")
-    if args.budget is not None and not args.budget > 0:  # not > 0: also nan
-        parser.error(f"--budget must be a positive number of seconds per case and timing; got "
-                     f"{args.budget:g}. Pass e.g. --budget 0.05, or leave it out for the "
-                     "default")
-    if args.table is not None and not args.write_table:  # it was ignored, in silence
-        parser.error(f"--table {str(args.table)!r} names where --write-table writes the "
-                     "layout table: add --write-table (--family layout), or leave --table out")
-
-
-def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:
-    """Create the results directory ``out`` before the run, or a usage error (exit 2)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"--out {str(out)!r} cannot be the results directory: "
-                     f"{exc.strerror or exc}. Pass --out with a directory to write to")
-    if not os.access(out, os.W_OK):
-        parser.error(f"--out {str(out)!r} is not writable. Pass --out with a directory to "
-                     "write to")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -402,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="training families (accuracy): the learning rate constant, or "
                         "annealed to 0 over the run (cosine)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training families (segmentation3d): training steps per model")
     args = parser.parse_args(argv)
     _check_counts(parser, args)
     if args.threads is not None:
@@ -410,17 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     # Training families (a module with run() instead of cases(): trained models, minutes each)
     # run only when named with --family.
     discover(args.family)  # an unknown family is named (with the known ones) before any import
+    extra = _check_options(parser, args, args.family or [f for f in discover(None)
+                                                         if not _is_study(f)])
     _make_out(parser, args.out)  # before minutes of training or timing, not after
     studies = [f for f in (args.family or []) if _is_study(f)]
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
-        extra = {k: v for k, v in (("split", args.split), ("first_seed", args.first_seed),
-                                           ("schedule", args.schedule))
-                 if v != parser.get_default(k)}
-        unknown = sorted(set(extra) - set(inspect.signature(module.run).parameters))
-        if unknown:
-            raise SystemExit(f"benchmarks: --family {fam} does not take "
-                             f"{', '.join('--' + k.replace('_', '-') for k in unknown)}")
         try:
             module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
                        name_filter=args.filter, data=args.data, **extra)

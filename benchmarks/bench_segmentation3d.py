@@ -42,8 +42,9 @@ cross-entropy with the background weighted ``BACKGROUND_WEIGHT`` (it covers abou
 voxels), one thread; the batch-norm statistics re-estimated on the training scenes
 (``equilayers.recalibrate_batch_norm``, as the tetris family) before testing in eval mode.
 
-Run: ``python -m benchmarks --family segmentation3d [--quick] [--seeds 3] [--filter TEXT]``.
-Results: ``benchmarks/results/cpu-segmentation3d[-quick].{json,md}``.
+Run: ``python -m benchmarks --family segmentation3d [--quick] [--seeds 3] [--filter TEXT]
+[--steps N]``. Results: ``benchmarks/results/cpu-segmentation3d[-quick].{json,md}``; with
+``--steps`` other than the default (300, quick 3), ``cpu-segmentation3d-steps<N>[-quick]...``.
 """
 
 from __future__ import annotations
@@ -134,9 +135,10 @@ def row_names(quick: bool) -> list[str]:
     names += ["O U-Net (polyphase)"] if quick else [
         "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", "O U-Net (width 4)",
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
+        "anti-aliased plain U-Net (wide)" + AUGMENTED,
         "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
-        names.append("O U-Net (escnn)")
+        names += ["O U-Net (escnn)"] + ([] if quick else ["O U-Net (escnn, width 2)"])
     return names
 
 
@@ -156,6 +158,8 @@ def _model(name: str) -> Model:
         return Model(name, m.group, m.down, m.width, m.library, train="train turned")
     if name.endswith("(escnn)"):
         return Model(name, "o", "blur", REF_WIDTH, "escnn")
+    if name.endswith("(escnn, width 2)"):
+        return Model(name, "o", "blur", 2 * REF_WIDTH, "escnn")
     if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more parameters
         return Model(name, "o", "blur", int(name[-2]) * REF_WIDTH)
     if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those
@@ -226,10 +230,18 @@ KEYS = tuple(f"miou {k}" for k in TESTS) + ("o consistency", "shift consistency"
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist") -> list[dict]:
-    """Train every model for every seed; write ``cpu-segmentation3d[-quick].{json,md}``.
-    (``data`` is the runner's option of the digit families; this family makes its own.)"""
-    n_train, n_test, steps = QUICK if quick else FULL
+        name_filter: str = "", data: str = "mnist", steps: int | None = None) -> list[dict]:
+    """Train every model for every seed; write ``cpu-segmentation3d[-quick].{json,md}``, or
+    ``cpu-segmentation3d-steps<steps>[-quick]...`` when ``steps`` (training steps per model,
+    the cosine decay over all of them) is not the run's default. (``data`` is the runner's
+    option of the digit families; this family makes its own.)"""
+    n_train, n_test, default_steps = QUICK if quick else FULL
+    if steps is None:
+        steps = default_steps
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"steps must be a positive int (training steps per model); got "
+                         f"{steps!r}. Pass e.g. --steps 1000, or leave it out for "
+                         f"{default_steps}")
     size, scale = (QUICK_SIZE, 1) if quick else (SIZE, SCALE)
     seeds = seeds if seeds is not None else (1 if quick else 3)
     rows = models(quick, name_filter)
@@ -258,8 +270,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=steps, progress=progress)
     meta = _meta(quick, n_train, n_test, steps, seeds, size, scale,
                  float((dataset["train"][1] == 0).double().mean()))
-    write_study(out, "cpu-segmentation3d" + ("-quick" if quick else ""), meta, results,
-                markdown)
+    stem = "cpu-segmentation3d" + (f"-steps{steps}" if steps != default_steps else "")
+    write_study(out, stem + ("-quick" if quick else ""), meta, results, markdown)
     return results
 
 

@@ -4,6 +4,7 @@ about an hour on one thread, the escnn row only where escnn is installed)."""
 
 import json
 
+import pytest
 import torch
 from _bench_common import _bench_module as _bench
 from conftest import seeded_rng
@@ -108,7 +109,30 @@ def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
         base = rows[name[:-len(seg.AUGMENTED)]]
         assert (rows[name].width, rows[name].group, rows[name].train) == (
             base.width, base.group, "train turned") and base.train == "train", name
-    assert sum(n.endswith(seg.AUGMENTED) for n in rows) == 2
+    assert sum(n.endswith(seg.AUGMENTED) for n in rows) == 3
+    # the escnn rows (listed only where escnn is installed): the O U-Net at widths 1 and 2
+    for name, width in (("O U-Net (escnn)", 1), ("O U-Net (escnn, width 2)", 2)):
+        m = seg._model(name)
+        assert (m.library, m.group, m.width) == ("escnn", "o", width), m
+
+
+def test_steps_option_trains_that_many_steps_and_names_its_own_results(tmp_path):
+    """``--steps N`` (``run(steps=N)``): the cosine decay runs over N steps, the meta says N,
+    and the results go to ``cpu-segmentation3d-steps<N>...`` so that they never overwrite the
+    recorded table of the default steps; a bad count is a usage error naming it."""
+    seg = _bench("bench_segmentation3d")
+    with seeded_rng(0):
+        results = seg.run(True, tmp_path, progress=False, steps=2,
+                          name_filter="plain U-Net (max pool)")
+    assert [r["model"] for r in results] == ["plain U-Net (max pool)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cpu-segmentation3d-steps2-quick.json", "cpu-segmentation3d-steps2-quick.md"]
+    data = json.loads((tmp_path / "cpu-segmentation3d-steps2-quick.json").read_text())
+    assert data["meta"]["steps"] == 2
+    assert "2 steps of" in (tmp_path / "cpu-segmentation3d-steps2-quick.md").read_text()
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(seg.UsageError, match=f"steps must be a positive int.*{bad!r}"):
+            seg.run(True, tmp_path, progress=False, steps=bad)
 
 
 def test_the_turned_training_split_is_drawn_last_and_turned():

@@ -252,6 +252,7 @@ def test_unknown_family_is_named_with_the_known_ones(family):
     (["--rounds", "0"], "--rounds must be a positive int (timing rounds); got 0"),
     (["--rounds", "-2"], "--rounds must be a positive int (timing rounds); got -2"),
     (["--seeds", "0"], "--seeds must be a positive int (seeds per model); got 0"),
+    (["--steps", "0"], "--steps must be a positive int (training steps per model); got 0"),
     (["--budget", "0"], "--budget must be a positive number of seconds"),
     (["--budget", "-1"], "--budget must be a positive number of seconds"),
     (["--budget", "nan"], "--budget must be a positive number of seconds"),
@@ -309,6 +310,33 @@ def test_study_filter_that_names_no_row_says_so_in_one_line(family, tmp_path):
     message = str(exc.value.code)
     assert message.startswith(f"benchmarks: --family {family}: --filter 'zzz' names no row")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, family, named", [
+    (["--family", "tetris", "--steps", "5"], "tetris", "--steps"),
+    (["--family", "pool", "--seeds", "2"], "pool", "--seeds"),
+    (["--family", "pool", "--schedule", "cosine"], "pool", "--schedule"),
+    (["--steps", "5"], "antialias", "--steps"),  # no --family: the timing families run
+    (["--family", "segmentation3d", "--family", "pool", "--steps", "5"], "pool", "--steps"),
+    (["--family", "segmentation", "--split", "val", "--steps", "5"], "segmentation",
+     "--split, --steps"),
+])
+def test_an_option_a_family_does_not_take_is_named_before_anything_runs(args, family, named,
+                                                                         tmp_path):
+    """A training family's option (--steps, --split, --schedule, --first-seed, --seeds) given
+    to a family that does not take it: a timing family ignored it in silence, a training
+    family refused it only when its turn came (after minutes of the others' training). Now
+    one line names the family and the options, before anything runs or is written. The
+    control: segmentation3d takes --steps (it trains, quick, one row, 2 steps)."""
+    runner = _bench_module("__main__")
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--out", str(tmp_path), "--no-progress", *args])
+    assert exc.value.code == f"benchmarks: --family {family} does not take {named}; leave it " \
+        "out, or run that family on its own"
+    assert not list(tmp_path.iterdir())
+    assert runner.main(["--quick", "--out", str(tmp_path), "--no-progress", "--family",
+                        "segmentation3d", "--steps", "2", "--filter", "(max pool)"]) == 0
+    assert (tmp_path / "cpu-segmentation3d-steps2-quick.json").is_file()
 
 
 def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path):
