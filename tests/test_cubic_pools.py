@@ -234,20 +234,29 @@ def test_polyphase_shapes_choice_and_functional(gen):
 
 
 def test_four_d_inputs_as_documented(gen):
-    """The Shape sections: BlurPool3d blurs every leading dim alike (a 4-D input is an
-    unbatched (C, D, H, W) volume, as for nn.AvgPool3d); PolyphasePool3d reads dim 0 as the
-    batch (a 4-D input is (B, D, H, W), one choice per entry), so an unbatched volume is
-    pooled as x[None], whose channels share one component."""
+    """The Shape sections: a 4-D input is one unbatched (C, D, H, W) volume, as for
+    nn.AvgPool3d, for BlurPool3d and for the polyphase pair alike (PolyphasePool3d read it as
+    (B, D, H, W) before, one choice per channel: a silent misreading of torch's unbatched
+    form, unlike PolyphasePool2d's (C, H, W) and LearnablePolyphasePool3d's (C, D, H, W)).
+    One choice for the whole volume, a 0-d index, equal to the batch of one; the 0-d index
+    goes back in through PolyphaseUpsample3d. The control: the batched read of the same
+    tensor picks per entry (not one shared choice)."""
     x = torch.randn(3, 5, 5, 5, generator=gen)
     blur = enn.BlurPool3d()
     torch.testing.assert_close(blur(x), blur(x[None])[0], rtol=0, atol=0)
     x = torch.randn(8, 4, 4, 4, generator=gen)
-    pool = enn.PolyphasePool3d(return_index=True)
-    _, index = pool(x)
-    assert index.shape == (8,)
-    assert index.tolist() == [int(pool(x[b:b + 1])[1]) for b in range(8)]
-    assert len(set(index.tolist())) > 1  # (8 random volumes: not one shared choice)
-    assert pool(x[None])[1].shape == (1,)
+    pool, up = enn.PolyphasePool3d(return_index=True), enn.PolyphaseUpsample3d(blur_size=3)
+    (y, index), (yb, indexb) = pool(x), pool(x[None])
+    assert y.shape == (8, 2, 2, 2) and index.shape == () and index.dtype == torch.int64
+    assert torch.equal(y, yb[0]) and torch.equal(index, indexb[0])
+    assert torch.equal(up(y, index), up(yb, indexb)[0])
+    assert torch.equal(EF.polyphase_pool3d(x), yb[0])
+    per_entry = [int(pool(x[b:b + 1, None])[1]) for b in range(8)]  # the batched read
+    assert len(set(per_entry)) > 1
+    with pytest.raises(ValueError, match=r"a 0-d tensor for an unbatched x \(C, D, H, W\)"):
+        up(y, indexb)
+    with pytest.raises(ValueError, match=r"x must be at least 4-D.*unbatched \(C, D, H, W\)"):
+        pool(torch.randn(4, 4, 4))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -138,5 +138,8 @@ def test_errors_are_named(gen):
         enn.PolyphaseUpsample3d(blur_size=0)
     with pytest.raises(ValueError, match="padding_mode"):
         enn.PolyphaseUpsample3d(padding_mode="wrap")
-    with pytest.raises(ValueError, match=r"\(B, \.\.\., D, H, W\)"):
+    with pytest.raises(ValueError, match=r"at least 4-D \(B, C, D, H, W\).*unbatched \(C, D, "
+                       r"H, W\); got a 3-D"):
         EF.polyphase_upsample3d(torch.randn(2, 2, 2), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"shape \(\).*a 0-d tensor for an unbatched x"):
+        EF.polyphase_upsample3d(x[0], torch.tensor([1]))  # (C, D, H, W): a 0-d index

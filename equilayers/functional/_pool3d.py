@@ -129,11 +129,16 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args)
 
 
+#: The layouts the 3-D polyphase ops take: batched, or one unbatched volume (as torch's pools).
+_LAYOUT = ("(B, C, D, H, W), (B, C, F, D, H, W) (any dims between B and D) or an unbatched "
+           "(C, D, H, W)")
+
+
 def check_polyphase_pool3d(x: torch.Tensor, stride: int, criterion: str, blur_size: int,
                            padding_mode: str, what: str = "polyphase_pool3d") -> None:
     """A batch dim and ``(D, H, W)`` divisible by ``stride``; the blur's padding fits."""
     C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
-    C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W) with a batch dim")
+    C.check_tensor(x, "x", what, min_ndim=4, layout=_LAYOUT)
     sizes = tuple(x.shape[-3:])
     if any(n % stride for n in sizes):
         raise ValueError(f"{what} needs D, H and W divisible by stride={stride} (circular "
@@ -170,13 +175,16 @@ def polyphase_pool3d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
 
     Args:
         x: ``(B, C, D, H, W)`` volumes or ``(B, C, F, D, H, W)`` group maps (any leading dims
-            after the batch); ``D``, ``H`` and ``W`` divisible by ``stride``.
+            after the batch), or an unbatched volume ``(C, D, H, W)`` (as torch's 3-D pools
+            read 4-D input: one choice for the whole volume; a 5-D input is always batched,
+            so an unbatched group map needs ``x[None]``); ``D``, ``H`` and ``W`` divisible by
+            ``stride``.
         stride: integer >= 2.
         criterion: ``"l2"``, ``"l1"`` or ``"linf"`` norm of a component.
         blur_size: binomial blur over ``(D, H, W)`` at stride 1 first, 1..7 (1 = none).
         padding_mode: padding of the blur (``"circular"`` keeps exact shift invariance).
         return_index: also return the chosen flat index ``a s^2 + b s + c`` per sample,
-            ``(B,)`` int64.
+            ``(B,)`` int64 (0-d for an unbatched ``x``).
 
     Example:
         >>> y, idx = polyphase_pool3d(torch.randn(2, 3, 4, 4, 4), return_index=True)
@@ -186,6 +194,10 @@ def polyphase_pool3d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
     what = "polyphase_pool3d"
     check_polyphase_pool3d(x, stride, criterion, blur_size, padding_mode, what)
     C.check_bool(return_index, "return_index", what)
+    if x.dim() == 4:  # (C, D, H, W): one unbatched volume, as torch's 3-D pools read it
+        y, i = polyphase_pool3d(x[None], stride, criterion=criterion, blur_size=blur_size,
+                                padding_mode=padding_mode, return_index=True)
+        return (y[0], i[0]) if return_index else y[0]
     s, order = stride, CRITERIA[criterion]
     if blur_size > 1:
         filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device)
@@ -211,8 +223,10 @@ def polyphase_upsample3d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     index[n]`` (the index returned by :func:`polyphase_pool3d` with ``return_index=True``).
     With ``blur_size > 1`` the result is then blurred at stride 1 over ``(D, H, W)`` with the
     binomial filter scaled by ``s**3`` (keeps the mean, as :func:`blur_upsample3d`), padded
-    with ``padding_mode``. Output ``(B, ..., s D, s H, s W)``; dim 0 is always the batch, as
-    in :func:`polyphase_pool3d`.
+    with ``padding_mode``. Output ``(B, ..., s D, s H, s W)``. An unbatched volume ``x``
+    ``(C, D, H, W)`` takes a 0-d ``index`` (as :func:`polyphase_pool3d` returns for it) and
+    gives ``(C, s D, s H, s W)``; a 5-D ``x`` is always batched, as in
+    :func:`polyphase_pool3d`.
 
     ``polyphase_upsample3d(*polyphase_pool3d(x, s, return_index=True), s)`` keeps the chosen
     samples of ``x`` in place: exactly equivariant to every integer circular shift, and (an odd
@@ -227,7 +241,11 @@ def polyphase_upsample3d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     s = C.check_stride(stride, "stride", what, minimum=2)
     C.check_blur_size(blur_size, "blur_size", what)
     C.check_padding_mode(padding_mode, "padding_mode", what)
-    C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W) with a batch dim")
-    check_index(index, (x.shape[0],), "one flat component index a*stride**2+b*stride+c per "
-                "sample", "polyphase_pool3d", what)
+    C.check_tensor(x, "x", what, min_ndim=4, layout=_LAYOUT)
+    unbatched = x.dim() == 4  # (C, D, H, W), with a 0-d index
+    per = ("a 0-d tensor for an unbatched x (C, D, H, W)" if unbatched
+           else "one flat component index a*stride**2+b*stride+c per sample")
+    check_index(index, () if unbatched else (x.shape[0],), per, "polyphase_pool3d", what)
+    if unbatched:
+        return place_components(x[None], index[None], s, 3, blur_size, padding_mode, what)[0]
     return place_components(x, index, s, 3, blur_size, padding_mode, what)

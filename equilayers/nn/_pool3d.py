@@ -199,15 +199,15 @@ class PolyphasePool3d(Typed, nn.Module):
         blur_size: 1..7; 1 = no blur (the published APS).
         padding_mode: padding of the blur; ``"circular"`` (default) keeps exact invariance.
         return_index: if True, ``forward`` returns ``(y, index)`` with the chosen flat index
-            per sample, ``(B,)`` int64.
+            per sample, ``(B,)`` int64 (0-d for an unbatched input).
 
     Shape:
         ``(B, C, D, H, W) -> (B, C, D / s, H / s, W / s)`` or ``(B, C, F, D, H, W) -> (B, C,
         F, D / s, H / s, W / s)``; ``D``, ``H`` and ``W`` must be divisible by ``stride``
-        (else ``ValueError``: crop or pad first). Dim 0 is always the batch: a 4-D input is
-        ``(B, D, H, W)``, one choice per entry of dim 0, not ``nn.AvgPool3d``'s unbatched
-        ``(C, D, H, W)`` (whose channels would each get their own component); pool an
-        unbatched volume as ``x[None]``.
+        (else ``ValueError``: crop or pad first). A 4-D input is an unbatched volume ``(C, D,
+        H, W) -> (C, D / s, H / s, W / s)``, as for ``nn.AvgPool3d``: one choice for the whole
+        volume, a 0-d index; a 5-D input is always batched, so an unbatched group map needs
+        ``x[None]``.
 
     Equivariance:
         Integer circular shifts, exactly: a shift by ``t`` keeps the same samples, so
@@ -264,7 +264,8 @@ class PolyphaseUpsample3d(PolyphaseUpsample2d):
 
     Shape:
         ``(B, ..., D, H, W), (B,) -> (B, ..., s D, s H, s W)``: volumes ``(B, C, D, H, W)`` and
-        the cube groups' maps ``(B, C, F, D, H, W)``; dim 0 is always the batch.
+        the cube groups' maps ``(B, C, F, D, H, W)``; an unbatched volume ``(C, D, H, W)``
+        with a 0-d index (the pool's for it) ``-> (C, s D, s H, s W)``.
 
     Equivariance:
         ``up(*pool(x))`` is exactly equivariant to every integer circular shift of ``x`` (the
