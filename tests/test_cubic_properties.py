@@ -20,31 +20,16 @@ from equilayers.groups import get
 from equilayers.testing import equivariance_error
 
 
-def _windows_coincide(n: int, k: int, s: int, p: int, mode: str) -> bool:
-    """Whether the windows a conv reads along one dim (``n`` samples, padding ``p`` on both
-    sides in ``mode``, kernel ``k``, stride ``s``) map onto each other under the flip of the
-    dim even though their grid in padded coordinates is not symmetric: a coincidence of the
-    padding (reflect: ``n=4, k=1, s=3, p=1`` reads samples 1 and 2), which makes such a layer
-    exact although the law, which reads the padded grid, calls it inexact. (Found by this
-    test's hypothesis run in CI, 2026-12-05.)"""
-    def source(i: int) -> int | None:
-        if 0 <= i < n:
-            return i
-        if mode == "reflect":
-            return -i if i < 0 else 2 * (n - 1) - i
-        return i % n if mode == "circular" else None
-    reads = [[source(j * s + t - p) for t in range(k)] for j in range((n + 2 * p - k) // s + 1)]
-    flipped = [[None if i is None else n - 1 - i for i in w][::-1] for w in reads][::-1]
-    return flipped == reads
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(group=st.sampled_from(["c4z", "d4z", "o", "oh"]), k=st.integers(1, 4),
        stride=st.integers(1, 3), padding=st.integers(0, 2), size=st.integers(4, 8),
        depth=st.integers(4, 8), mode=st.sampled_from(["zeros", "circular", "reflect"]),
        lifting=st.booleans(), basis=st.sampled_from(["voxel", "harmonic"]))
+# reflect padding reads samples 1 and 2 there, which the flip swaps: exact although the padded
+# grid is not symmetric; check_grid and the warning called it inexact (a hypothesis draw in
+# CI, 2026-12-05), the law now compares the windows' samples (windows_coincide)
 @example(group="c4z", k=1, stride=3, padding=1, size=4, depth=4, mode="reflect",
-         lifting=False, basis="voxel")  # the reflect coincidence (_windows_coincide)
+         lifting=False, basis="voxel")
 def test_property_check_grid_is_right_both_ways(group, k, stride, padding, size, depth, mode,
                                                  lifting, basis):
     grp = get(group)
@@ -74,9 +59,7 @@ def test_property_check_grid_is_right_both_ways(group, k, stride, padding, size,
     event("inexact" if findings else "exact")
     if findings:
         assert rec, f"{findings} but no warning"
-        moved = [size, size] if group in ("c4z", "d4z") else [depth, size, size]
-        if not all(_windows_coincide(n, k, stride, padding, mode) for n in moved):
-            assert error > 1e-8, (findings, error)
+        assert error > 1e-8, (findings, error)
     else:
         assert not rec, [str(r.message) for r in rec]
         assert error <= 1e-10, error

@@ -34,6 +34,7 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
+from ._grid_law import windows_coincide
 from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
@@ -138,8 +139,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
-                         stride, pad: tuple[int, ...], dilation, output_padding=None
-                         ) -> list[str]:
+                         stride, pad: tuple[int, ...], dilation, output_padding=None,
+                         padding_mode: str | None = None) -> list[str]:
     """Why a 3-D conv window grid with these options is *not* exactly equivariant on a volume
     of spatial ``size`` ``(D, H, W)`` (empty list: exact). A dim that some element flips or
     moves needs symmetric padding and windows that tile the padded length from both ends,
@@ -149,7 +150,9 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     exactness_problems`). A transposed conv (``output_padding`` given, an int or three, as
     ``F.conv_transpose3d``'s; ``pad`` its cropping) is exact at every size with
     ``output_padding == 0`` on the moved dims, and not (but by coincidence) with more: it adds
-    voxels at the high end only."""
+    voxels at the high end only. ``padding_mode``: a dim whose windows a ``"reflect"``,
+    ``"replicate"`` or ``"circular"`` padding maps onto their mirrors is exact whatever its
+    padded grid (:func:`~equilayers.functional._grid_law.windows_coincide`)."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
     sizes = triple(size, "size", what, minimum=1)
@@ -158,6 +161,8 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     dils = triple(dilation, "dilation", what, minimum=1)
     transposed = output_padding is not None
     ops = triple(output_padding, "output_padding", what, minimum=0) if transposed else (0,) * 3
+    if padding_mode is not None:
+        C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if not (isinstance(pad, (tuple, list)) and len(pad) == 6
             and all(C.is_int(p) and p >= 0 for p in pad)):
         raise TypeError(f"{what}: pad={pad!r} must be six integers >= 0 (F.pad's w_lo, w_hi, "
@@ -173,6 +178,9 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
         opts[i] = (s, d, lo, hi, ops[i])
         if -(3 - i) not in moved:
             continue
+        if not transposed and windows_coincide(n, d * (kernel_size - 1) + 1, s, lo, hi,
+                                               padding_mode):
+            continue  # exact by the padding's samples, whatever the padded grid
         if lo != hi:
             out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "
                        "symmetric padding")

@@ -14,7 +14,7 @@ from .. import _checks as C
 from ..groups import Group, GroupLike, get
 from ..groups._actions import grid_moves
 
-__all__ = ["grid_subgroup", "exactness_problems", "used_padding"]
+__all__ = ["grid_subgroup", "exactness_problems", "used_padding", "windows_coincide"]
 
 
 def grid_subgroup(group: GroupLike) -> Group:
@@ -25,7 +25,8 @@ def grid_subgroup(group: GroupLike) -> Group:
 
 def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
                        pad: tuple[int, int, int, int], dilation, *,
-                       output_padding=None, ceil_extra=(0, 0)) -> list[str]:
+                       output_padding=None, ceil_extra=(0, 0),
+                       padding_mode: str | None = None) -> list[str]:
     """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
     of spatial ``size`` (empty list: exact).
 
@@ -46,6 +47,12 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
     the kept window ``[p, (n-1)*s + d*(k-1) - p + output_padding]`` is centred on it iff
     ``output_padding == 0``. So a transposed conv is exact at every input size with
     ``output_padding=0`` and never (but by coincidence) with ``output_padding > 0``.
+
+    ``padding_mode`` (a conv's or blur's: the samples its padding reads, ``None`` for a
+    constant such as zeros): where the padded grid is not symmetric (an uneven remainder, an
+    asymmetric padding), a ``"reflect"``, ``"replicate"`` or ``"circular"`` padding can still
+    make the flip map every window onto its mirror (:func:`windows_coincide`: reflect, ``n=4,
+    k=1``, stride 3, padding 1 reads samples 1 and 2); that dim is exact, and not named.
 
     A ``ceil_mode`` pool passes ``ceil_extra``, ``(height, width)``: how far its extra last
     window reaches past the floor-mode windows at this size (by torch's ``ceil_mode`` rule;
@@ -72,6 +79,8 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
         fix="None for a conv, or a transposed conv's output_padding")
     eh, ew = C.check_pair(ceil_extra, "ceil_extra", what, minimum=0,
                           fix="(0, 0) for a floor-mode window, or a ceil_mode pool's reach")
+    if padding_mode is not None:
+        C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if grp.order == 1:
         return []
     left, right, top, bottom = pad
@@ -87,6 +96,9 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
                        f"{name}'s end, which no window mirrors at its start: use an input "
                        f"{name} of {sizes} (where it adds none), or ceil_mode=False")
             continue
+        if output_padding is None and windows_coincide(n, d * (kernel_size - 1) + 1, s, lo,
+                                                       hi, padding_mode):
+            continue  # exact by the padding's samples, whatever the padded grid
         if lo != hi:
             out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
                        f"even kernel): use an odd kernel or symmetric padding")
@@ -121,3 +133,36 @@ def used_padding(n: int, extent: int, stride: int, before: int, after: int) -> t
         return before, after
     out = (n + before + after - extent) // stride + 1
     return before, min(after, max(0, (out - 1) * stride + extent - n - before))
+
+
+#: The padding modes whose padded samples are samples of the input (constant padding is not).
+SAMPLED_MODES = ("reflect", "replicate", "circular")
+
+
+def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
+                     padding_mode: str | None) -> bool:
+    """Whether the flip of a dim of ``n`` samples maps every window a strided conv or blur
+    reads (``extent`` taps, ``stride``, padding ``lo``/``hi`` filled by ``padding_mode``)
+    onto its mirror window, tap by tap: then the layer is exactly flip-equivariant on that
+    dim. It always holds when the padded grid is symmetric (``lo == hi`` and the windows
+    tile the padded length); with ``"reflect"``, ``"replicate"`` or ``"circular"`` padding it
+    can hold otherwise, by the padding's samples (reflect, ``n=4``, one tap, stride 3, padding
+    1: the windows read samples 1 and 2, which the flip swaps). A constant padding
+    (``None``, ``"zeros"``, a pool's) is judged by the grid alone: ``False`` here. Every tap of
+    the extent is compared, so a dilated window counts as its full extent (sufficient)."""
+    if padding_mode not in SAMPLED_MODES or n < 1 or stride < 1:
+        return False
+    count = (n + lo + hi - extent) // stride + 1
+    if count < 1 or (padding_mode == "reflect" and max(lo, hi) >= n):
+        return False
+
+    def source(i: int) -> int:
+        if padding_mode == "circular":
+            return i % n
+        if padding_mode == "replicate":
+            return min(max(i, 0), n - 1)
+        return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
+
+    return all(n - 1 - source(j * stride + u - lo)
+               == source((count - 1 - j) * stride + extent - 1 - u - lo)
+               for j in range(count) for u in range(extent))

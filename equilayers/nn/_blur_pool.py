@@ -75,7 +75,7 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         if self._nd == 2:  # on group maps: warn once where the grid breaks exactness
             self._warn_if_window_inexact(x)
         elif self._nd == 3:
-            warn_if_pool3d_inexact(self, x, self._window3d)
+            warn_if_pool3d_inexact(self, x, self._window3d, padding_mode=self.padding_mode)
         # the functional twin (blur_pool2d dispatches: Triton kernel, CPU fast path, reference)
         return _FUNCTIONAL[self._nd](x, self.kernel_size, self.stride, self.padding_mode)
 
@@ -83,6 +83,9 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         a = (self.kernel_size - 1) // 2  # the blur's padding: the extra pixel at the end
         b = self.kernel_size - 1 - a
         return self.kernel_size, self.stride, (a, b, a, b), 1
+
+    def _window_padding_mode(self) -> str | None:
+        return self.padding_mode  # the blur reads its padding directly
 
     def _window3d(self) -> tuple:
         k, s, (a, b, _, _), _ = self._sampling_window()  # the same padding on every dim

@@ -100,7 +100,8 @@ class _ExactConvMixin(_WarnsInexact):
         if self.transposed and output_padding is None:
             output_padding = self.output_padding
         self._warn_if_inexact(x, self.group, self.kernel_size[0], self.stride, self._pad,
-                              self.dilation, stacklevel=6, output_padding=output_padding)
+                              self.dilation, stacklevel=6, output_padding=output_padding,
+                              padding_mode=getattr(self, "padding_mode", None))
 
     def _conv_repr(self, extra: str = "") -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "

@@ -56,6 +56,13 @@ class _WarnsInexact(nn.Module):
         dilation)``."""
         raise NotImplementedError
 
+    def _window_padding_mode(self) -> str | None:
+        """The padding mode of :meth:`_sampling_window`'s padding when the window reads it
+        directly (a blur's; the law may then find the windows coincide under a flip, see
+        :func:`~equilayers.functional._grid_law.windows_coincide`); ``None``: a constant
+        padding, or a composite window (max then blur), judged by its grid alone."""
+        return None
+
     def _ceil_window(self) -> tuple[int, int, int] | None:
         """``(kernel_size, stride, padding)`` of a ``ceil_mode`` pool whose extra last window
         the law must count (:func:`ceil_extra` of it is how far that window reaches past the
@@ -76,7 +83,8 @@ class _WarnsInexact(nn.Module):
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
                          stacklevel: int = 5, output_padding=None,
-                         ceil_extra: tuple[int, int] = (0, 0)) -> None:
+                         ceil_extra: tuple[int, int] = (0, 0),
+                         padding_mode: str | None = None) -> None:
         if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
@@ -84,13 +92,15 @@ class _WarnsInexact(nn.Module):
             return
         # memo (the check costs ~20 us of Python per call), keyed on everything it reads: an
         # option set on the module after its first call is checked again
-        key = (size, output_padding, group, kernel_size, stride, pad, dilation, ceil_extra)
+        key = (size, output_padding, group, kernel_size, stride, pad, dilation, ceil_extra,
+               padding_mode)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if key in exact or _quiet():
             return
         grp = get(group)
         problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,
-                                        output_padding=output_padding, ceil_extra=ceil_extra)
+                                        output_padding=output_padding, ceil_extra=ceil_extra,
+                                        padding_mode=padding_mode)
         if not problems:
             exact.add(key)
             return
@@ -127,7 +137,8 @@ class _WarnsInexact(nn.Module):
         size = (x.shape[-2], x.shape[-1])
         extra = self._ceil_extra(size)
         # keyed on the checked pairs: a window given as lists (as nn.MaxPool2d takes) hashes
-        key = (size, k, s, tuple(sides), d, extra)
+        mode = self._window_padding_mode()
+        key = (size, k, s, tuple(sides), d, extra, mode)
         if key in self.__dict__.get("_exact_windows", ()):
             return  # a size and window found exact before
         if k[0] != k[1]:
@@ -137,6 +148,6 @@ class _WarnsInexact(nn.Module):
         square = s[0] == s[1] and d[0] == d[1] and (top, bottom) == (left, right)
         self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
-                              stacklevel=6, ceil_extra=extra)
+                              stacklevel=6, ceil_extra=extra, padding_mode=mode)
         if not self._warned:
             self.__dict__.setdefault("_exact_windows", set()).add(key)

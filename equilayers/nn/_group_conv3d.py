@@ -266,7 +266,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             return True
         op = (self.output_padding if output_padding is None else output_padding
               ) if self.transposed else None
-        window = (self.group, self.kernel_size[0], self.stride, self._pad, self.dilation, op)
+        window = (self.group, self.kernel_size[0], self.stride, self._pad, self.dilation, op,
+                  self.padding_mode)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if (size, window) in exact:  # (sizes alternating between calls: train and eval)
             return True
