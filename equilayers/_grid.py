@@ -10,7 +10,7 @@ from torch import nn
 
 from . import _checks as C
 from ._grid_runs import _record_sizes, _volume_windows
-from .functional._grid_law import used_padding, windows_coincide
+from .functional._grid_law import DimBreak, dim_breaks
 from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
 from .nn import LearnablePolyphasePool2d
@@ -221,6 +221,19 @@ def transposed_border_finding(name: str, kind: str, size: tuple[int, ...]) -> Fi
         "error with equilayers.metrics.layerwise_shift_equivariance")
 
 
+def file_break(b: DimBreak, label: str, asym: list[str], ops: list[str],
+               parity: list[str]) -> None:
+    """File one dim's break (of ``dim_breaks``) under its finding, ``label`` naming the dim;
+    shared by the 2-D and 3-D ``check_grid``."""
+    if b.problem == "asymmetric-padding":
+        asym.append(f"{label}: {b.lo} before, {b.hi} after")
+    elif b.problem == "output-padding":  # exact at any size but for the end's output padding
+        ops.append(f"{label}: {b.output_padding}")
+    else:
+        parity.append(f"{label}: ({b.n} + {b.lo + b.hi} - {b.extent}) % {b.stride} = "
+                      f"{b.remainder}")
+
+
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
                    ) -> list[Finding]:
     out = []
@@ -232,27 +245,18 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
         top, bottom, left, right = prm["sides"]
         checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]
         rot_what = "rotations" if rows and cols else "flips"
-        asym, parity = [], []
+        asym: list[str] = []
+        parity: list[str] = []
         transposed = prm.get("transposed", False)
         ops: list[str] = []
         for axis, n, lo, hi, needed, label in checks:
             if not needed:
                 continue
-            if lo != hi and not transposed:  # the padding past the last window is unread
-                lo, hi = used_padding(n, prm["k"][axis], prm["s"][axis], lo, hi)
-            if windows_coincide(n, prm["k"][axis], prm["s"][axis], lo, hi, prm.get("reads")):
-                continue  # exact by the padding's samples (reflect, n=4, k=1, stride 3, p=1)
-            if lo != hi:
-                asym.append(f"{label}: {lo} before, {hi} after")
-                continue
-            if transposed:  # exact at any size; output_padding adds rows at one end only
-                if prm["op"][axis]:
-                    ops.append(f"{label}: {prm['op'][axis]}")
-                continue
-            k, s = prm["k"][axis], prm["s"][axis]
-            rem = (n + lo + hi - k) % s
-            if rem:
-                parity.append(f"{label}: ({n} + {lo + hi} - {k}) % {s} = {rem}")
+            breaks = dim_breaks(n, prm["k"][axis], prm["s"][axis], lo, hi, trim=True,
+                                output_padding=prm["op"][axis] if transposed else None,
+                                padding_mode=prm.get("reads"))
+            if breaks:  # the first: an asymmetric padding hides the rest
+                file_break(breaks[0], label, asym, ops, parity)
         if ops:
             out.append(output_padding_finding(name, kind, rot_what, (h, w), ops))
         if transposed and shifts and (prm["k"] != prm["s"] or top or left):

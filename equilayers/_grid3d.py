@@ -25,12 +25,13 @@ from ._grid import (
     _padding_text,
     _rotated_runs,
     _unsupported_size,
+    file_break,
     output_padding_finding,
     transposed_border_finding,
 )
 from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
-from .functional._grid_law import used_padding, windows_coincide
+from .functional._grid_law import dim_breaks
 from .groups import CubicGroup, FieldType, Group
 from .groups._actions import grid_moves
 from .groups._transforms import element_rows, grid_ops
@@ -119,26 +120,18 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
             continue
         kind = type(mod).__name__
         transposed = prm.get("transposed", False)
-        asym, parity, ops = [], [], []
+        asym: list[str] = []
+        parity: list[str] = []
+        ops: list[str] = []
         for i in range(3):
             if i not in moved:
                 continue
             lo, hi = prm["sides"][i]
-            if lo != hi and not transposed:  # the padding past the last window is never read
-                lo, hi = used_padding(size[i], prm["k"][i], prm["s"][i], lo, hi)
-            if windows_coincide(size[i], prm["k"][i], prm["s"][i], lo, hi, prm.get("reads")):
-                continue  # exact by the padding's samples (reflect, n=4, k=1, stride 3, p=1)
-            if lo != hi:
-                asym.append(f"{_NAMES[i]}: {lo} before, {hi} after")
-                continue
-            if transposed:  # exact at any size; output_padding adds voxels at one end only
-                if prm["op"][i]:
-                    ops.append(f"{_NAMES[i]}: {prm['op'][i]}")
-                continue
-            k, s = prm["k"][i], prm["s"][i]
-            rem = (size[i] + lo + hi - k) % s
-            if rem:
-                parity.append(f"{_NAMES[i]}: ({size[i]} + {lo + hi} - {k}) % {s} = {rem}")
+            found = dim_breaks(size[i], prm["k"][i], prm["s"][i], lo, hi, trim=True,
+                               output_padding=prm["op"][i] if transposed else None,
+                               padding_mode=prm.get("reads"))
+            if found:  # the first: an asymmetric padding hides the rest
+                file_break(found[0], _NAMES[i], asym, ops, parity)
         text = "x".join(map(str, size))
         opts = [(prm["k"][i], prm["s"][i], prm["sides"][i], prm.get("op", (0, 0, 0))[i])
                 for i in range(3)]

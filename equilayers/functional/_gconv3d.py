@@ -34,7 +34,7 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
-from ._grid_law import windows_coincide
+from ._grid_law import dim_breaks
 from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
@@ -178,22 +178,19 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
         opts[i] = (s, d, lo, hi, ops[i])
         if -(3 - i) not in moved:
             continue
-        if not transposed and windows_coincide(n, d * (kernel_size - 1) + 1, s, lo, hi,
-                                               padding_mode):
-            continue  # exact by the padding's samples, whatever the padded grid
-        if lo != hi:
-            out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "
-                       "symmetric padding")
-        if transposed:
-            if ops[i]:
-                padded.append(f"{name} {ops[i]}")
-            continue
         extent = d * (kernel_size - 1) + 1
-        rem = (n + lo + hi - extent) % s
-        if rem:
-            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both "
-                       f"ends (remainder {rem}): use a {name} of {n + s - rem} (n + {lo} + {hi}"
-                       f" - {extent} divisible by {s})")
+        for brk in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode,
+                              output_padding=ops[i] if transposed else None):
+            if brk.problem == "asymmetric-padding":
+                out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "
+                           "symmetric padding")
+            elif brk.problem == "output-padding":
+                padded.append(f"{name} {ops[i]}")
+            else:
+                rem = brk.remainder
+                out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from "
+                           f"both ends (remainder {rem}): use a {name} of {n + s - rem} (n + "
+                           f"{lo} + {hi} - {extent} divisible by {s})")
     if padded:
         out.append(f"output_padding ({', '.join(padded)}) adds voxels at the high end only, so "
                    "the output grid is not centred on the input's: use output_padding=0 (k=3, "

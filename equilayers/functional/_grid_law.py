@@ -7,6 +7,7 @@ conditions per layer of any model."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -14,7 +15,8 @@ from .. import _checks as C
 from ..groups import Group, GroupLike, get
 from ..groups._actions import grid_moves
 
-__all__ = ["grid_subgroup", "exactness_problems", "used_padding", "windows_coincide"]
+__all__ = ["grid_subgroup", "exactness_problems", "used_padding", "windows_coincide",
+           "DimBreak", "dim_breaks"]
 
 
 def grid_subgroup(group: GroupLike) -> Group:
@@ -96,26 +98,24 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
                        f"{name}'s end, which no window mirrors at its start: use an input "
                        f"{name} of {sizes} (where it adds none), or ceil_mode=False")
             continue
-        if output_padding is None and windows_coincide(n, d * (kernel_size - 1) + 1, s, lo,
-                                                       hi, padding_mode):
-            continue  # exact by the padding's samples, whatever the padded grid
-        if lo != hi:
-            out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with an "
-                       f"even kernel): use an odd kernel or symmetric padding")
-        if output_padding is not None:  # a transposed conv: any n, no output padding
-            if op:
+        extent = d * (kernel_size - 1) + 1
+        for b in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode,
+                            output_padding=None if output_padding is None else op):
+            if b.problem == "asymmetric-padding":
+                out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with "
+                           "an even kernel): use an odd kernel or symmetric padding")
+            elif b.problem == "output-padding":  # a transposed conv: any n, no output padding
                 out.append(f"output_padding={op} pads the {name} at its end only (the output "
                            "grid is off-centre): use output_padding=0 (k=3, stride 2, padding 1"
                            " maps n -> 2n-1, undoing the stride-2 conv on 2n-1)")
-            continue
-        extent = d * (kernel_size - 1) + 1
-        rem = (n + lo + hi - extent) % s
-        if rem:
-            up, down = n + s - rem, n - rem
-            sizes = f"{up}" + (f" or {down}" if down >= extent - lo - hi and down > 0 else "")
-            out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both ends "
-                       f"(remainder {rem}): use an input {name} of {sizes} (this layer needs "
-                       f"n + {lo} + {hi} - {extent} divisible by {s})")
+            else:
+                rem = b.remainder
+                up, down = n + s - rem, n - rem
+                sizes = f"{up}" + (f" or {down}" if down >= extent - lo - hi and down > 0
+                                   else "")
+                out.append(f"stride {s} does not tile the padded {name} {n}+{lo}+{hi} from both "
+                           f"ends (remainder {rem}): use an input {name} of {sizes} (this layer "
+                           f"needs n + {lo} + {hi} - {extent} divisible by {s})")
     if swaps:
         if (sh, dh, top, bottom, oph) != (sw, dw, left, right, opw):
             out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
@@ -166,3 +166,53 @@ def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
     return all(n - 1 - source(j * stride + u - lo)
                == source((count - 1 - j) * stride + extent - 1 - u - lo)
                for j in range(count) for u in range(extent))
+
+
+@dataclass(frozen=True)
+class DimBreak:
+    """One reason why the window grid along one dim is not mapped onto itself by the flip of
+    that dim (:func:`dim_breaks`): ``problem`` is ``"asymmetric-padding"``, ``"output-padding"``
+    (a transposed conv's, at the end only) or ``"stride-parity"`` (the windows do not tile the
+    padded length from both ends); ``lo``/``hi`` the padding the law read (trimmed to what the
+    windows reach, when asked)."""
+
+    problem: str
+    n: int
+    extent: int
+    stride: int
+    lo: int
+    hi: int
+    output_padding: int = 0
+
+    @property
+    def remainder(self) -> int:
+        """What the windows leave of the padded length: ``(n + lo + hi - extent) % stride``."""
+        return (self.n + self.lo + self.hi - self.extent) % self.stride
+
+
+def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
+               output_padding: int | None = None, padding_mode: str | None = None,
+               trim: bool = False) -> list[DimBreak]:
+    """The one grid-exactness law of one dim, which the module warnings
+    (:func:`exactness_problems`, ``exactness_problems3d``) and ``check_grid`` (2-D and 3-D)
+    all format: why a window grid of ``extent`` pixels at ``stride``, padded ``lo``/``hi``, on
+    ``n`` samples is not exact under the flip of the dim (empty: exact). A conv or pool needs
+    symmetric padding and ``(n + lo + hi - extent) % stride == 0``, unless its padding's samples
+    make every window coincide with its mirror (:func:`windows_coincide`, ``padding_mode``); a
+    transposed conv (``output_padding`` given) needs symmetric cropping and no output padding,
+    at any ``n``. ``trim``: an asymmetric padding counts only as far as the windows reach it
+    (:func:`used_padding`). An asymmetric padding comes first."""
+    transposed = output_padding is not None
+    if trim and lo != hi and not transposed:
+        lo, hi = used_padding(n, extent, stride, lo, hi)
+    if not transposed and windows_coincide(n, extent, stride, lo, hi, padding_mode):
+        return []  # exact by the padding's samples, whatever the padded grid
+    out = []
+    if lo != hi:
+        out.append(DimBreak("asymmetric-padding", n, extent, stride, lo, hi))
+    if transposed:
+        if output_padding:
+            out.append(DimBreak("output-padding", n, extent, stride, lo, hi, output_padding))
+    elif (n + lo + hi - extent) % stride:
+        out.append(DimBreak("stride-parity", n, extent, stride, lo, hi))
+    return out
