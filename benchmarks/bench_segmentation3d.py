@@ -21,18 +21,21 @@ Models (depth ``DEPTH``, circular padding; the ``"o"`` U-Net, voxel basis, at wi
 ``REF_WIDTH``, the plain ones at the widths whose parameter counts are the nearest to its):
 a plain U-Net (``group=None``, ``down="max"``: 2 x 2 x 2 max pools and nearest upsampling,
 the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), the O U-Net
-(``group="o"``, ``down="blur"``) and the same at twice and four times the width (two and four
+(``group="o"``, ``down="blur"``), the same with two fields in the harmonic basis
+(``basis="harmonic"``: escnn's basis, the parameters of escnn's O U-Net of two fields), and
+the O U-Net at twice and four times the width (two and four
 regular fields at level 0, 4x and 16x the parameters: at matched parameters one field, 24
 orientations of a single learned feature, is the whole full-resolution state, and in probes it
 found the pieces but did not tell them apart in 1,000 steps; full run only, each with an
-anti-aliased plain U-Net of its parameter count, "wide" and "twin of width 4"); and two rows
-that augment instead (``AUGMENTED``: the anti-aliased plain U-Net and the width-4 twin trained
-on scenes whose pieces are each turned, the ``train turned`` split: what the O U-Net's
-exactness gives, bought with data); in ``--quick`` mode instead the O U-Net with polyphase
-sampling.
+anti-aliased plain U-Net of its parameter count, "wide" and "twin of width 4"); and three
+rows that augment instead (``AUGMENTED``: the anti-aliased plain U-Net, the wide one and the
+width-4 twin trained on scenes whose pieces are each turned, the ``train turned`` split: what
+the O U-Net's exactness gives, bought with data); in ``--quick`` mode instead the O U-Net with
+polyphase sampling.
 Per-voxel consistency by :func:`equilayers.metrics.pixel_consistency`. With escnn installed
 (the peers venv), the O U-Net built with escnn
-(:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields, ``InnerBatchNorm``, ``ReLU``,
+at one and two fields (:func:`escnn_unet`: ``R3Conv`` on ``octaOnR3`` regular fields,
+``InnerBatchNorm``, ``ReLU``,
 ``PointwiseAvgPoolAntialiased3D(sigma=0.6, stride=2)`` down and trilinear ``R3Upsampling`` up,
 escnn's samplers closest to our blur pair (trilinear x2 upsampling is our transposed
 ``[1, 3, 3, 1]`` blur away from the border; escnn's odd Gaussian at stride 2 samples an even
@@ -74,10 +77,10 @@ QUICK_SIZE = 8  # the quick run's grid (scale 1)
 
 
 # ----------------------------------------------------------------------------------- models
-def _unet(group: str | None, width: int, down: str) -> nn.Module:
+def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
     from equilayers.models import UNet3d
 
-    return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down)
+    return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
 
 
 def n_params(model: nn.Module) -> int:
@@ -122,18 +125,19 @@ class Model:
     width: int
     library: str = "equilayers"
     train: str = "train"  # the training split: "train" (upright) or "train turned"
+    basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis)
 
     def build(self) -> nn.Module:
         if self.library == "escnn":
             return escnn_unet(self.width, self.down)
-        return _unet(self.group, self.width, self.down)
+        return _unet(self.group, self.width, self.down, self.basis)
 
 
 def row_names(quick: bool) -> list[str]:
     """The names of :func:`models`' rows, in its order, without building a model."""
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
     names += ["O U-Net (polyphase)"] if quick else [
-        "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", "O U-Net (width 4)",
+        "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", HARMONIC, "O U-Net (width 4)",
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
         "anti-aliased plain U-Net (wide)" + AUGMENTED,
         "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED]
@@ -143,6 +147,7 @@ def row_names(quick: bool) -> list[str]:
 
 
 AUGMENTED = ", turned in training"  # a row trained on the ``train turned`` split
+HARMONIC = "O U-Net (harmonic, width 2)"  # escnn's basis and parameter count at two fields
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -160,6 +165,8 @@ def _model(name: str) -> Model:
         return Model(name, "o", "blur", REF_WIDTH, "escnn")
     if name.endswith("(escnn, width 2)"):
         return Model(name, "o", "blur", 2 * REF_WIDTH, "escnn")
+    if name == HARMONIC:
+        return Model(name, "o", "blur", 2 * REF_WIDTH, basis="harmonic")
     if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more parameters
         return Model(name, "o", "blur", int(name[-2]) * REF_WIDTH)
     if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those

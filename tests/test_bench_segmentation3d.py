@@ -1,12 +1,13 @@
 """The segmentation3d benchmark family (``benchmarks/bench_segmentation3d.py``): its scenes and
 labels, and its quick run (the real run: ``python -m benchmarks --family segmentation3d``,
-about an hour on one thread, the escnn row only where escnn is installed)."""
+about an hour and a half on one thread, the escnn rows only where escnn is installed)."""
 
 import json
 
 import pytest
 import torch
 from _bench_common import _bench_module as _bench
+from _peers import ESCNN_MISSING
 from conftest import seeded_rng
 
 
@@ -110,10 +111,23 @@ def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
         assert (rows[name].width, rows[name].group, rows[name].train) == (
             base.width, base.group, "train turned") and base.train == "train", name
     assert sum(n.endswith(seg.AUGMENTED) for n in rows) == 3
-    # the escnn rows (listed only where escnn is installed): the O U-Net at widths 1 and 2
+    # the escnn rows (listed only where escnn is installed): the O U-Net at widths 1 and 2;
+    # ours in escnn's (harmonic) basis at two fields
     for name, width in (("O U-Net (escnn)", 1), ("O U-Net (escnn, width 2)", 2)):
         m = seg._model(name)
         assert (m.library, m.group, m.width) == ("escnn", "o", width), m
+    assert (rows[seg.HARMONIC].basis, rows[seg.HARMONIC].width) == ("harmonic", 2)
+    assert rows["O U-Net (width 2)"].basis is None  # the voxel basis
+
+
+def test_the_harmonic_row_has_the_parameters_of_escnns_o_unet():
+    """Ours in the harmonic basis and escnn's O U-Net (whose ``R3Conv`` basis is harmonic) at
+    the same width have the same parameter count (peers venv), at one and two fields."""
+    pytest.importorskip("escnn", reason=ESCNN_MISSING)
+    seg = _bench("bench_segmentation3d")
+    for width in (1, 2):
+        ours = seg._unet("o", width, "blur", "harmonic")
+        assert seg.n_params(ours) == seg.n_params(seg.escnn_unet(width, "blur")), width
 
 
 def test_steps_option_trains_that_many_steps_and_names_its_own_results(tmp_path):
