@@ -144,12 +144,13 @@ def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
     """Whether the flip of a dim of ``n`` samples maps every window a strided conv or blur
     reads (``extent`` taps, ``stride``, padding ``lo``/``hi`` filled by ``padding_mode``)
     onto its mirror window, tap by tap: then the layer is exactly flip-equivariant on that
-    dim. It always holds when the padded grid is symmetric (``lo == hi`` and the windows
-    tile the padded length); with ``"reflect"``, ``"replicate"`` or ``"circular"`` padding it
-    can hold otherwise, by the padding's samples (reflect, ``n=4``, one tap, stride 3, padding
-    1: the windows read samples 1 and 2, which the flip swaps). A constant padding
-    (``None``, ``"zeros"``, a pool's) is judged by the grid alone: ``False`` here. Every tap of
-    the extent is compared, so a dilated window counts as its full extent (sufficient)."""
+    dim. With ``"reflect"``, ``"replicate"`` or ``"circular"`` padding it holds wherever the
+    padded grid is symmetric (``lo == hi`` and the windows tile the padded length), and can
+    hold elsewhere by the padding's samples (reflect, ``n=4``, one tap, stride 3, padding 1:
+    the windows read samples 1 and 2, which the flip swaps). For a constant padding (``None``,
+    ``"zeros"``, a pool's) it is ``False``: the grid alone decides (:func:`dim_breaks`). Every
+    tap of the extent is compared, so a dilated window counts as its full extent
+    (sufficient)."""
     if padding_mode not in SAMPLED_MODES or n < 1 or stride < 1:
         return False
     count = (n + lo + hi - extent) // stride + 1
@@ -205,8 +206,6 @@ def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
     transposed = output_padding is not None
     if trim and lo != hi and not transposed:
         lo, hi = used_padding(n, extent, stride, lo, hi)
-    if not transposed and windows_coincide(n, extent, stride, lo, hi, padding_mode):
-        return []  # exact by the padding's samples, whatever the padded grid
     out = []
     if lo != hi:
         out.append(DimBreak("asymmetric-padding", n, extent, stride, lo, hi))
@@ -215,4 +214,6 @@ def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
             out.append(DimBreak("output-padding", n, extent, stride, lo, hi, output_padding))
     elif (n + lo + hi - extent) % stride:
         out.append(DimBreak("stride-parity", n, extent, stride, lo, hi))
+    if out and not transposed and windows_coincide(n, extent, stride, lo, hi, padding_mode):
+        return []  # exact by the padding's samples, whatever the padded grid
     return out
