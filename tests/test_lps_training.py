@@ -111,6 +111,45 @@ def test_vmap_grad_per_sample_gradients_equal_the_loop(mode, gen):
     torch.testing.assert_close(got, per_sample_grads_by_loop(loss, xb), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("mode", ["eval", "train-hard", "train-soft"])
+def test_forward_mode_equals_reverse_mode(mode, nd, gen):
+    """torch.func.jacfwd (forward mode) and jacrev (reverse mode) of the pool in the scoring
+    weights and the input: the same Jacobian in every mode, 2-D and 3-D. The hard choice's
+    straight-through term was added only where the logits required grad, so under forward
+    mode (nothing requires grad) the scoring weights' tangent was 0 while reverse mode gave
+    the estimator's gradient; a dual level (torch.autograd.forward_ad) alike. The control:
+    the weights' Jacobian is not zero (so a dropped term fails here)."""
+    fn = EF.learnable_polyphase_pool2d if nd == 2 else EF.learnable_polyphase_pool3d
+    size = (4,) * nd
+    x = torch.randn(2, 2, *size, generator=gen, dtype=torch.float64)
+    taps = 3 if nd == 2 else 4  # the orbit weights of a 3-tap (3x3x3) isotropic filter
+    w = torch.randn(3, 2, taps, generator=gen, dtype=torch.float64)
+    b, v = (torch.randn(3, generator=gen, dtype=torch.float64) for _ in range(2))
+
+    def pool(t, weight, gumbel=False):  # (jacfwd/jacrev vmap: no random ops there)
+        g = torch.Generator().manual_seed(0)  # the same Gumbel noise on every call
+        return fn(t, weight, b, v, training=mode != "eval", hard=mode != "train-soft",
+                  gumbel=gumbel, generator=g)
+
+    fwd = torch.func.jacfwd(pool, argnums=(0, 1))(x, w)
+    rev = torch.func.jacrev(pool, argnums=(0, 1))(x, w)
+    for f, r in zip(fwd, rev, strict=True):
+        torch.testing.assert_close(f, r, rtol=0, atol=1e-12)
+    assert fwd[1].abs().max() > 1e-3
+    # with the Gumbel noise: <jvp(t), c> == <vjp(c), t>, by torch.func and by a dual level
+    tangent = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+    out, jvp = torch.func.jvp(lambda u: pool(x, u, True), (w,), (tangent,))
+    cot = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    vjp = torch.func.vjp(lambda u: pool(x, u, True), w)[1](cot)[0]
+    torch.testing.assert_close((jvp * cot).sum(), (vjp * tangent).sum(), rtol=1e-12, atol=0)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.unpack_dual(
+            pool(x, torch.autograd.forward_ad.make_dual(w, tangent), True)).tangent
+    torch.testing.assert_close(dual, jvp, rtol=0, atol=1e-12)
+    assert jvp.abs().max() > 1e-3
+
+
 def test_soft_training_gradcheck_and_eval_gradcheck(gen):
     x = torch.randn(2, 2, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)

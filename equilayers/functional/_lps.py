@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._host import host_tensor
+from ..kernels._dispatch import transforms_active
 from ._polyphase import place_components
 
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
@@ -358,9 +359,12 @@ def pool_nd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         y = xr[tuple(at)]
         # (a comparison with an arange, not F.one_hot, which reads k's values: vmap batches it)
         sel = (k[:, None] == torch.arange(s ** nd, device=x.device)).to(_compute_dtype(x))
-        if (_scores_need_grad(x, (weight, bias, out_weight), training)
-                if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad):
-            # straight-through: zero in value, the gradient of the softmax's weights
+        if ((_scores_need_grad(x, (weight, bias, out_weight), training)
+                if torch.jit.is_tracing() else torch.is_grad_enabled() and logits.requires_grad)
+                or transforms_active()):
+            # straight-through: zero in value, the gradient of the softmax's weights (and
+            # their tangent under forward mode, torch.func.jvp/jacfwd or a dual level, where
+            # nothing requires grad: without it the tangent was 0, not the estimator's)
             probs = torch.softmax(noisy / tau, dim=1)
             delta = probs - probs.detach()
             y = y + _mix(delta, xr.detach())
