@@ -38,8 +38,9 @@ class UNet3d(_UNetNd):
             about the same parameter count. A field is one learned feature in ``|G|``
             orientations: O U-Nets of 1-4 fields started far slower than plain U-Nets of
             their parameters on the ``segmentation3d`` benchmark (near background after 300
-            steps); given 1,000 steps, two fields reached 97% mIoU upright and 98.5% with the
-            pieces turned, the plain U-Net 25% turned (3 seeds; docs: Benchmarks).
+            steps; escnn's of two fields did not: 76%, cause not found); given 1,000 steps,
+            two fields reached 97% mIoU upright and 98.5% with the pieces turned, the plain
+            U-Net 25% turned (3 seeds; docs: Benchmarks).
         padding_mode: padding of the convs (``"circular"`` default, ``"zeros"``,
             ``"reflect"``, ``"replicate"``).
         down: ``"blur"`` (default): ``BlurPool3d(kernel_size=4)`` and its transpose
