@@ -58,40 +58,26 @@ def test_windows_coincide_is_the_measured_flip_exactness():
     assert seen["coincidence"] > 0 and seen["inexact"] > 0, seen
 
 
-@pytest.mark.parametrize("mode, exact", [("reflect", True), ("zeros", False),
-                                         ("circular", False), ("replicate", False)])
-def test_group_conv2d_reflect_coincidence_is_not_warned(mode, exact):
-    """``GroupConv2d(k=1, stride=3, padding=1)`` on 4x4 p4m maps: with reflect padding exact
-    (measured) and neither warned nor flagged by ``check_grid``; the controls (zeros, circular,
-    replicate: the windows read other samples) are inexact, warned and flagged."""
-    conv = enn.GroupConv2d(2, 2, 1, stride=3, padding=1, padding_mode=mode,
-                           group="p4m").double()
-    x = torch.randn(1, 2, 8, 4, 4, generator=torch.Generator().manual_seed(0),
-                    dtype=torch.float64)
+@pytest.mark.parametrize("cls, group, shape, mode, exact", [
+    (enn.GroupConv2d, "p4m", (1, 2, 8, 4, 4), "reflect", True),
+    (enn.GroupConv2d, "p4m", (1, 2, 8, 4, 4), "zeros", False),
+    (enn.GroupConv2d, "p4m", (1, 2, 8, 4, 4), "circular", False),
+    (enn.GroupConv2d, "p4m", (1, 2, 8, 4, 4), "replicate", False),
+    (enn.GroupConv3d, "c4z", (1, 2, 4, 4, 4, 4), "reflect", True),  # the CI draw
+    (enn.GroupConv3d, "c4z", (1, 2, 4, 4, 4, 4), "zeros", False),
+], ids=["2d-reflect", "2d-zeros", "2d-circular", "2d-replicate", "3d-reflect", "3d-zeros"])
+def test_reflect_coincidence_is_not_warned(cls, group, shape, mode, exact):
+    """A group conv with ``k=1, stride=3, padding=1`` on 4-pixel (4-voxel) sides, p4m on the
+    plane and c4z on volumes (the CI draw): with reflect padding exact (measured) and neither
+    warned nor flagged by ``check_grid``; the controls (zeros, circular, replicate: the windows
+    read other samples) are inexact, warned and flagged."""
+    conv = cls(2, 2, 1, stride=3, padding=1, padding_mode=mode, group=group).double()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         conv(x)
-    findings = [f.problem for f in check_grid(conv, tuple(x.shape), "p4m", shifts=False)]
-    error = equivariance_error(conv, x, "p4m")
-    if exact:
-        assert error < 1e-12 and not rec and not findings, (error, rec, findings)
-    else:
-        assert error > 1e-3 and rec and findings == ["stride-parity"], (error, findings)
-
-
-@pytest.mark.parametrize("mode, exact", [("reflect", True), ("zeros", False)])
-def test_group_conv3d_reflect_coincidence_is_not_warned(mode, exact):
-    """The same on volumes (the CI draw: c4z, k=1, stride 3, padding 1, 4^3): exact with
-    reflect padding, neither warned nor flagged; the zero-padded control is both."""
-    conv = enn.GroupConv3d(2, 2, 1, stride=3, padding=1, padding_mode=mode,
-                           group="c4z").double()
-    x = torch.randn(1, 2, 4, 4, 4, 4, generator=torch.Generator().manual_seed(0),
-                    dtype=torch.float64)
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        conv(x)
-    findings = [f.problem for f in check_grid(conv, tuple(x.shape), "c4z", shifts=False)]
-    error = equivariance_error(conv, x, "c4z")
+    findings = [f.problem for f in check_grid(conv, shape, group, shifts=False)]
+    error = equivariance_error(conv, x, group)
     if exact:
         assert error < 1e-12 and not rec and not findings, (error, rec, findings)
     else:
