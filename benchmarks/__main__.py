@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from ._cli import _check_counts, _check_options, _make_out
+from ._cli import _check_counts, _check_options, _make_out, is_study
 from ._core import BenchCase, UsageError, forward_backward, time_call
 from ._memory import peak_memory
 
@@ -59,8 +59,7 @@ def discover(families: list[str] | None) -> list[str]:
 
 def _is_study(family: str) -> bool:
     """Whether ``bench_<family>.py`` trains models (defines ``run``) instead of timing cases."""
-    module = importlib.import_module(f"{__package__}.bench_{family}")
-    return not hasattr(module, "cases") and hasattr(module, "run")
+    return is_study(importlib.import_module(f"{__package__}.bench_{family}"))
 
 
 def load_cases(family: str, quick: bool) -> list[BenchCase]:

@@ -14,6 +14,12 @@ from pathlib import Path
 STUDY_OPTIONS = ("split", "first_seed", "schedule", "steps")
 
 
+def is_study(module) -> bool:
+    """Whether a ``bench_<family>`` module trains models (defines ``run``) instead of timing
+    cases (``cases``)."""
+    return not hasattr(module, "cases") and hasattr(module, "run")
+
+
 def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """A usage error (exit 2): a count below 1, a --budget not above 0, a lone --table."""
     for name, what in (("threads", "a positive int (torch threads)"),
@@ -55,8 +61,7 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
              if getattr(args, k) != parser.get_default(k)]
     for fam in families:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
-        study = hasattr(module, "run") and not hasattr(module, "cases")
-        takes = inspect.signature(module.run).parameters if study else {}
+        takes = inspect.signature(module.run).parameters if is_study(module) else {}
         unknown = [k for k in given if k not in takes]
         if unknown:
             raise SystemExit(f"benchmarks: --family {fam} does not take "
