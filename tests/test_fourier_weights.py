@@ -128,13 +128,23 @@ def test_version1_harmonic_checkpoint_is_converted_on_load():
                                atol=1e-13)
 
 
-def test_fourier_basis_of_a_non_planar_group_is_a_named_error():
-    """The cube's groups have no Fourier basis here yet: a ValueError that names the group and
-    says which groups have one (not an AttributeError from the planar internals)."""
-    for name in ("o", "c4z"):
-        with pytest.raises(ValueError, match=f"group='{name}' has no Fourier basis"):
-            group_fourier_basis(name)
-    assert group_fourier_basis("c4").shape == (4, 4)  # control: a planar group has one
+def test_fourier_basis_of_a_registered_group_is_a_named_error():
+    """A group registered by the user has no Fourier basis here (its irreps are not written):
+    a ValueError that names the group and says which groups have one (not an AttributeError
+    from the planar internals); its weights keep one slot per element. The cube's groups
+    have one (tests/test_fourier_weights3d.py)."""
+    from test_group_interface import FlipY
+
+    from equilayers.groups import register_group
+    from equilayers.groups._fourier_basis import weight_basis
+
+    with register_group(r"flip(y|x)", lambda axis: FlipY() if axis == "y" else None,
+                        form="'flipy'"):
+        with pytest.raises(ValueError, match="group='flipy' has no Fourier basis"):
+            group_fourier_basis("flipy")
+        assert torch.equal(weight_basis("flipy"), torch.eye(2, dtype=torch.float64))
+    assert group_fourier_basis("c4").shape == (4, 4)  # control: these have one
+    assert group_fourier_basis("o").shape == (24, 24)
 
 
 @pytest.mark.parametrize("kw", [{"group": "p4"}, {"group": "d4"}, {"group": "c8"},

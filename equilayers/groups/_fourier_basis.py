@@ -1,5 +1,6 @@
-"""An orthonormal basis of the functions on a finite group C_N / D_N built from its irreps (the
-group's Fourier basis): the parametrization of the group axis of regular-field filters.
+"""An orthonormal basis of the functions on a finite group (C_N / D_N, and the cube's groups O,
+O_h, C4z, D4z) built from its irreps (the group's Fourier basis): the parametrization of the
+group axis of regular-field filters.
 
 Row ``k`` is a real function on the group, evaluated at the elements in their regular-fiber
 order (``group.elements()``); the rows are orthonormal, ``F @ F.T = I``. They are, in order:
@@ -7,6 +8,15 @@ the constant; for D_N the sign of the flip; for each rotation order ``m = 1 .. f
 the entries of the order-``m`` irrep's matrix ``rho_m(g)`` (2 functions for C_N: ``cos m t``,
 ``sin m t``; 4 for D_N); for even ``N`` the Nyquist functions ``(-1)^k`` (and ``(-1)^(k+s)``
 for D_N). By Schur's orthogonality these are orthogonal; they are scaled to unit norm.
+
+The cube's groups: ``"c4z"`` and ``"d4z"`` list their elements as the planar ``"c4"`` and
+``"d4"`` (:mod:`equilayers.groups._cubic`), so they have those rows. ``"o"``: the entries of
+its five irreps, each read from an element's matrix ``M`` on ``(x, y, z)``: the constant
+(``A1``); the sign of the permutation of the axes, ``det |M|`` (``A2``); ``E = U^T |M| U``,
+the permutation of the axes on the plane ``x + y + z = 0`` (``U``: an orthonormal basis of
+it, 4 entries); ``M`` itself (``T1``, 9 entries); ``det |M| M`` (``T2``, 9 entries): 24
+functions. ``"oh"``: those of ``o``, each read from the rotation ``det(M) M``, and the same
+times ``det M`` (the parity): 48.
 
 A filter's group axis stored in this basis spans the same functions as the plain (per
 element) layout, and an i.i.d. Gaussian weight has the same distribution in both (the basis is
@@ -24,6 +34,7 @@ import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from ._cubic import CubicGroup
 from ._group import Group, GroupLike
 from ._planar import PlanarGroup
 from ._registry import get
@@ -57,10 +68,44 @@ def _basis(group: PlanarGroup) -> torch.Tensor:
     return basis / basis.norm(dim=1, keepdim=True)
 
 
+@cpu_cache(maxsize=8)
+def _cubic_basis(group: CubicGroup) -> torch.Tensor:
+    if group.name in ("c4z", "d4z"):
+        return _basis(get("c4" if group.name == "c4z" else "d4"))
+    u = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [0.0, -2.0]], dtype=torch.float64)
+    u = u / u.norm(dim=0)  # an orthonormal basis of the plane x + y + z = 0
+    cols = []
+    for g in group.elements():
+        m = group.matrix(g)
+        det = float(torch.linalg.det(m).round())
+        rot = m * det  # the rotation part (O_h: g = (-I)^s rot)
+        perm = rot.abs()
+        sign = torch.linalg.det(perm).round().reshape(1)  # A2
+        col = torch.cat([torch.ones(1, dtype=torch.float64), sign, (u.T @ perm @ u).flatten(),
+                         rot.flatten(), (sign * rot).flatten()])
+        cols.append(torch.cat([col, det * col]) if group.name == "oh" else col)
+    basis = torch.stack(cols, dim=1)
+    return basis / basis.norm(dim=1, keepdim=True)
+
+
+def _rows_of(grp: Group, what: str) -> torch.Tensor:
+    """The cached float64 CPU basis of a group that has one (callers copy, never write)."""
+    if isinstance(grp, CubicGroup):
+        return _cubic_basis(grp)
+    return _basis(_planar_finite(grp, what))
+
+
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
-    the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order)."""
-    grp = _planar_finite(get(group), "fourier_row_dims")
+    the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order; for
+    ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice)."""
+    grp = get(group)
+    if isinstance(grp, CubicGroup) and grp.name in ("o", "oh"):
+        dims = [1, 1] + [2] * 4 + [3] * 18
+        return torch.tensor(dims * (2 if grp.name == "oh" else 1), dtype=torch.float64)
+    if isinstance(grp, CubicGroup):
+        grp = get("c4" if grp.name == "c4z" else "d4")
+    grp = _planar_finite(grp, "fourier_row_dims")
     n = int(grp.order) // (2 if grp.reflections else 1)
     dims = [1] + ([1] if grp.reflections else [])
     dims += [2] * ((4 if grp.reflections else 2) * ((n - 1) // 2))
@@ -80,19 +125,19 @@ def group_fourier_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
         True
     """
     C.check_float_dtype(dtype, "dtype", "group_fourier_basis", optional=False)
-    grp = _planar_finite(get(group), "group_fourier_basis")
-    return _basis(grp).to(dtype=dtype, device=device, copy=True)
+    return _rows_of(get(group), "group_fourier_basis").to(dtype=dtype, device=device,
+                                                          copy=True)
 
 
 def weight_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> torch.Tensor:
     """The orthonormal basis in which a regular group conv stores its weight's group axis:
-    :func:`group_fourier_basis` for C_N/D_N; for another finite group (a family registered
-    with :func:`~equilayers.groups.register_group`, whose irreps are not written here) the
-    identity, one slot per element (the same functions, in the per-element coordinates the
-    3-D group convs use)."""
+    :func:`group_fourier_basis` for C_N/D_N and the cube's groups; for another finite group
+    (a family registered with :func:`~equilayers.groups.register_group`, whose irreps are not
+    written here) the identity, one slot per element (the same functions, in per-element
+    coordinates)."""
     grp = get(group)
-    if isinstance(grp, PlanarGroup) and grp.n is not None:
+    if isinstance(grp, CubicGroup) or (isinstance(grp, PlanarGroup) and grp.n is not None):
         return group_fourier_basis(grp, dtype=dtype, device=device)
     if not grp.is_finite:
         raise ValueError(f"weight_basis: group={grp.name!r} is continuous; regular fields need "
@@ -107,7 +152,7 @@ def _planar_finite(grp: Group, what: str) -> PlanarGroup:
         raise ValueError(f"{what}: group={grp.name!r} is continuous; a finite group 'cN' or "
                          "'dN' has a Fourier basis of |G| functions")
     if not isinstance(grp, PlanarGroup) or grp.n is None:
-        raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here yet (only the "
-                         "planar groups 'cN' and 'dN' do; the 3-D group convs store their "
-                         "weights per group element)")
+        raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here (the planar "
+                         "groups 'cN' and 'dN' and the cube's 'o', 'oh', 'c4z', 'd4z' do; a "
+                         "group registered with register_group has none)")
     return grp
