@@ -159,7 +159,8 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
     if ours is None:
         ours = build("voxel")
     with torch.no_grad():
-        ours.weight.copy_(weight.reshape(ours.weight.shape))
+        # one slot per element -> the group axis in the Fourier basis (a lifting: as it is)
+        ours.weight.copy_(ours._to_fourier(weight.reshape(ours.weight.shape)))
         if bias is not None:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))

@@ -105,9 +105,12 @@ def test_module_functional_and_reference_agree(name, gen):
                                                     group=name))
     torch.testing.assert_close(y, _reference(x, lift.weight, lift.bias, name, True, 1))
     z = conv(y)
-    torch.testing.assert_close(z, EF.group_conv3d(y, conv.weight, conv.bias, padding=1,
-                                                  group=name))
-    torch.testing.assert_close(z, _reference(y, conv.weight, conv.bias, name, False, 1))
+    w = conv.voxel_filter()  # the group axis per element (the weight holds Fourier coefficients)
+    torch.testing.assert_close(z, EF.group_conv3d(y, w, conv.bias, padding=1, group=name))
+    torch.testing.assert_close(z, _reference(y, w, conv.bias, name, False, 1))
+    # control: the Fourier coefficients read as per-element filters are other filters
+    assert not torch.allclose(z, EF.group_conv3d(y, conv.weight, conv.bias, padding=1,
+                                                 group=name))
 
 
 def test_forward_backward_and_gradcheck(gen):

@@ -10,7 +10,7 @@ from torch import nn
 
 import equilayers.functional as EF
 import equilayers.nn as enn
-from equilayers.groups import get
+from equilayers.groups import get, group_fourier_basis
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -68,9 +68,10 @@ def test_harmonic_basis_layers(gen):
     torch.testing.assert_close(other(x), conv(x))
     # the voxel filters are the coefficients times the rows: the same layer in voxels
     voxel = enn.GroupConv3d(8, 4, 3, group="c4z")
-    with torch.no_grad():
-        voxel.weight.copy_(conv.voxel_filter())
+    with torch.no_grad():  # (both hold the group axis in the Fourier basis)
+        voxel.weight.copy_(voxel._to_fourier(conv.voxel_filter()))
         voxel.bias.copy_(conv.bias)
+    torch.testing.assert_close(voxel.voxel_filter(), conv.voxel_filter())
     torch.testing.assert_close(voxel(x), conv(x))
     with pytest.raises(ValueError, match="basis='voxel' has free"):
         enn.GroupConv3d(2, 2, 3, group="o", sigma=0.5)
@@ -111,7 +112,9 @@ def test_harmonic_layers_are_the_public_functional_of_their_voxel_filters(settin
     torch.testing.assert_close(y, EF.lifting_conv3d(x, torch.tensordot(lift.weight, b, 1),
                                                     lift.bias, padding=1, group="d4z"))
     z = conv(y)
-    voxels = torch.tensordot(conv.weight, basis(conv), 1)
+    # the group axis from the Fourier basis to one slot per element: w[h] = sum_k F[k, h] v[k]
+    fourier = group_fourier_basis("d4z")
+    voxels = torch.tensordot(torch.einsum("oikn,kh->oihn", conv.weight, fourier), basis(conv), 1)
     torch.testing.assert_close(z, EF.group_conv3d(y, voxels, conv.bias, stride=2, padding=1,
                                                   group="d4z"))
     other = basis(lift, sigma=0.9)  # the control

@@ -1,12 +1,22 @@
-"""The Fourier basis of the cube's groups: orthonormal rows, the entries of their irreps."""
+"""The 3-D group convs' weights: the group axis in the cube group's Fourier basis (rows: the
+entries of its irreps), version-1 checkpoints (one slot per element) converted on load, and the
+init's white response to slot-constant inputs (:mod:`equilayers.functional._white_init`)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
+from conftest import seeded_rng
 
+from equilayers.functional import _gconv3d as G3
+from equilayers.functional._gconv import from_fourier
+from equilayers.functional._voxel_basis import voxel_basis
+from equilayers.functional._white_init import white_map
 from equilayers.groups import get, group_fourier_basis
 from equilayers.groups._fourier_basis import fourier_row_dims
+from equilayers.nn import GroupConv3d, GroupConvTranspose3d, LiftingConv3d
 
 CUBE = ["o", "oh", "c4z", "d4z"]
 
@@ -42,3 +52,107 @@ def test_cubic_fourier_basis_is_orthonormal_irrep_entries(name):
         planar = group_fourier_basis("c4" if name == "c4z" else "d4")
         torch.testing.assert_close(f, planar, rtol=0, atol=0)
     assert fourier_row_dims(grp).numel() == n
+
+
+@pytest.mark.parametrize("basis", ["voxel", "harmonic"])
+@pytest.mark.parametrize("cls", [GroupConv3d, GroupConvTranspose3d])
+def test_version1_checkpoint_is_converted_on_load(cls, basis, gen):
+    """A state dict of metadata version 1 (one slot per element) loads into the same filters;
+    a version-2 one loads unchanged; a lifting conv's weight has no group axis to convert."""
+    kw = {"group": "o", "basis": basis}
+    new = cls(2, 3, 3, padding=1, **kw).double()
+    sd = new.state_dict()
+    assert sd._metadata[""]["version"] == 2
+    old = OrderedDict((k, v.clone()) for k, v in sd.items())
+    old._metadata = {"": {"version": 1}}
+    old["weight"] = new.voxel_filter().detach().clone() if basis == "voxel" else from_fourier(
+        sd["weight"], group_fourier_basis("o"))
+    other = cls(2, 3, 3, padding=1, **kw).double()
+    other.load_state_dict(old)
+    torch.testing.assert_close(other.weight, new.weight, rtol=0, atol=1e-14)
+    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                               atol=1e-13)
+    again = cls(2, 3, 3, padding=1, **kw).double()
+    again.load_state_dict(old_as_v2 := OrderedDict(old))  # no metadata: this version's
+    assert torch.equal(again.weight, old_as_v2["weight"])
+    assert not torch.allclose(again.expanded_filter(), new.expanded_filter())  # control
+    lift = LiftingConv3d(2, 3, 3, padding=1, **kw).double()
+    lsd = lift.state_dict()
+    lsd._metadata = {"": {"version": 1}}
+    other_lift = LiftingConv3d(2, 3, 3, padding=1, **kw).double()
+    other_lift.load_state_dict(lsd)
+    assert torch.equal(other_lift.weight, lift.weight)
+
+
+def _orbit_average(group, k: int) -> torch.Tensor:
+    """The ``(k^3, k^3)`` projector onto the filters every element leaves alone."""
+    n = int(group.order)
+    perm = G3.expansion_table(group, k, lifting=True).reshape(n, k ** 3)
+    eye = torch.eye(k ** 3, dtype=torch.float64)
+    return torch.stack([eye[perm[g]] for g in range(n)]).mean(0)
+
+
+def _invariant_share(m: torch.Tensor, basis: torch.Tensor, avg: torch.Tensor) -> float:
+    """For i.i.d. coefficients ``c``, ``E |avg(c M B)|^2 / E |c M B|^2`` (exact, by traces)."""
+    f = m @ basis
+    return float((f @ avg.T @ avg @ f.T).trace() / (f @ f.T).trace())
+
+
+#: ``sum d_j^2`` over the irreps the k = 3 filters hold (voxel, harmonic), by hand: O on the
+#: voxels: centre A1, faces A1+E+T1, edges A1+E+T1+T2+T2, corners A1+A2+T1+T2: all five
+#: (24); harmonic (l <= 2 on shells): A1, T1 (l = 1), E+T2 (l = 2), no A2 (23). O_h: the
+#: same with parities: centre A1g, faces A1g+Eg+T1u, edges A1g+Eg+T1u+T2g+T2u, corners
+#: A1g+A2u+T1u+T2g (1+4+9+9+9+1 = 33); harmonic A1g, T1u, Eg+T2g (23). C4z: every slice's
+#: 4-cycles hold all of C4's irreps (4, 4). D4z: the 4-point orbits hold A1, one of B1/B2
+#: and E each, and no A2; l <= 2 has no A2 either (7, 7).
+PRESENT = {"o": (24, 23), "oh": (33, 23), "c4z": (4, 4), "d4z": (7, 7)}
+
+
+@pytest.mark.parametrize("name", CUBE)
+@pytest.mark.parametrize("harmonic", [False, True])
+def test_white_map_gives_the_invariant_part_its_regular_share(name, harmonic):
+    """The invariant part of the whitened filter has the energy share of an i.i.d. regular
+    field's, ``1/|G|``, renormalized over the irreps the filter space holds
+    (``1 / sum d_j^2`` over them, :data:`PRESENT`); the expected energy is unchanged, and the
+    map commutes with the group (it only rescales whole isotypic parts). Control: the i.i.d.
+    draw puts more than 1.3 times that share there."""
+    grp = get(name)
+    n = int(grp.order)
+    basis = voxel_basis(3, None) if harmonic else torch.eye(27, dtype=torch.float64)
+    m = white_map(grp, 3, None, harmonic)
+    avg = _orbit_average(grp, 3)
+    assert abs(_invariant_share(m, basis, avg) - 1 / PRESENT[name][harmonic]) < 1e-9
+    torch.testing.assert_close((m @ basis @ basis.T @ m.T).trace(), (basis @ basis.T).trace())
+    iid = _invariant_share(torch.eye(basis.shape[0], dtype=torch.float64), basis, avg)
+    assert iid > 1.3 / PRESENT[name][harmonic]
+    # the map on filters, B^+ M B, commutes with every element's permutation of the voxels
+    on_filters = torch.linalg.pinv(basis) @ m @ basis
+    perm = G3.expansion_table(grp, 3, lifting=True).reshape(n, 27)
+    eye = torch.eye(27, dtype=torch.float64)
+    q = basis.T @ torch.linalg.pinv(basis.T)  # the projector onto the filter space
+    for g in range(n):
+        p = q @ eye[perm[g]] @ q
+        torch.testing.assert_close(on_filters @ p, p @ on_filters, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("basis", ["voxel", "harmonic"])
+def test_layers_draw_white_slot_constant_responses(basis, gen):
+    """Measured on the layers' own draws (many filters): the lifting filters' and the group
+    convs' constant-row filters' invariant share is near ``1/24`` for "o", not the i.i.d.
+    draw's (4/27 voxel, 2/10 harmonic)."""
+    avg = _orbit_average(get("o"), 3)
+    with seeded_rng(0):
+        lift = LiftingConv3d(1, 4096, 3, group="o", basis=basis).double()
+        conv = GroupConv3d(64, 64, 3, group="o", basis=basis).double()
+    for m in (lift, conv):
+        w = m.voxel_filter().detach() if m.lifting else _constant_row_filters(m)
+        f = w.reshape(-1, 27)
+        share = float((f @ avg).square().sum() / f.square().sum())
+        target = 1 / PRESENT["o"][basis == "harmonic"]
+        assert abs(share - target) < 0.012, (type(m).__name__, share)
+
+
+def _constant_row_filters(m: GroupConv3d) -> torch.Tensor:
+    """The voxel filters of the weight's constant Fourier row (``sum_h psi[h] / sqrt|G|``)."""
+    w = m.weight.detach()[:, :, 0]
+    return w @ m.filter_basis if m.basis == "harmonic" else w

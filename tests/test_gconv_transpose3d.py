@@ -96,8 +96,8 @@ def test_shapes_are_conv_transpose3d_and_module_equals_functional(k, s, p, op, d
         ref = nn.ConvTranspose3d(2, 3, k, s, p, op, dilation=d)
         assert y.shape == (2, 3, n, *ref(torch.zeros(1, 2, size, size + 1, size)).shape[-3:])
         fn = lifting_conv_transpose3d if lifting else group_conv_transpose3d
-        torch.testing.assert_close(fn(x, m.weight, m.bias, s, p, op, 1, d, group=group), y,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(fn(x, m.voxel_filter(), m.bias, s, p, op, 1, d,
+                                      group=group), y, rtol=0, atol=0)
         # the expanded filter in F.conv_transpose3d's layout, the bias per slot
         z = F.conv_transpose3d(x.flatten(1, 2) if not lifting else x, m.expanded_filter(),
                                m.bias.repeat_interleave(n), s, p, op, 1, d)

@@ -18,8 +18,10 @@ major and slots minor on both sides, so ``F.conv3d`` on ``x.reshape(B, C_in * F_
 W)`` followed by ``reshape(B, C_out, |G|, D', H', W')`` is the group convolution. It is built
 by one ``index_select`` through a table ``(|G|, F_in * k^3)`` (the group action applied to
 ``arange``, computed once per group and size and cached on the CPU): the table is the same for
-every pair of fields, so it is ``C_out * C_in`` times smaller than a flat index. The weight's
-group axis holds one slot per element (no Fourier basis, unlike the planar convs).
+every pair of fields, so it is ``C_out * C_in`` times smaller than a flat index. The functions
+here take a weight's group axis one slot per element; the modules store it in the group's
+Fourier basis (as the planar ones do), and ``GroupConv3d.voxel_filter()`` gives what these
+functions take.
 """
 
 from __future__ import annotations
@@ -372,11 +374,10 @@ def group_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     ``weight`` ``(C_out, C_in // groups, |G|, k, k, k)`` (one slot per element, in
     ``group.elements()`` order), ``bias`` ``(C_out,)``; the rest as :func:`lifting_conv3d`.
     Slot ``g`` correlates with the filter moved by ``g`` as a regular field,
-    ``(g . psi)[h] = g . psi[g^-1 h]``; see :class:`~equilayers.nn.GroupConv3d`. With
-    ``basis="harmonic"`` the layer's weight ``(C_out, C_in // groups, |G|, n)`` holds
-    coefficients, and its forward is this function of ``torch.tensordot(weight, basis, 1)``,
-    ``basis = harmonic_voxel_basis(k, ...)`` with the layer's settings (as in
-    :func:`lifting_conv3d`).
+    ``(g . psi)[h] = g . psi[g^-1 h]``; see :class:`~equilayers.nn.GroupConv3d`, whose weight
+    holds the group axis in the group's Fourier basis (and, with ``basis="harmonic"``, basis
+    coefficients): its forward is this function of ``layer.voxel_filter()``, not of
+    ``layer.weight``.
 
     Example:
         >>> import torch

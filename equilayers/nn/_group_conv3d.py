@@ -16,8 +16,11 @@ from .. import _checks as C
 from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
 from ..functional import _gconv_transpose as GT
+from ..functional._gconv import from_fourier
 from ..functional._voxel_basis import voxel_basis
+from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike
+from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
@@ -40,6 +43,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     transposed: bool = False
     output_padding: tuple[int, int, int] = (0, 0, 0)
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
+    group_basis: torch.Tensor  # group convs only: the (|G|, |G|) Fourier basis, derived
     # integer tables (nn/_tables.py, not buffers): the gather table, the field per slot
     expansion_table: torch.Tensor
     bias_index: torch.Tensor
@@ -115,6 +119,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         if basis == "harmonic":  # (n, k^3), filled by reset_parameters
             self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
+        if not self.lifting:  # (|G|, |G|), filled by reset_parameters
+            self.register_buffer("group_basis", torch.empty(0, **factory), persistent=False)
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         # integer tables, plain attributes (nn/_tables.py: not buffers)
         self.expansion_table = torch.empty(0, dtype=torch.long, device=device)
@@ -123,18 +129,32 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
 
     # --- parameters and derived buffers ----------------------------------------------------
     def reset_parameters(self) -> None:
-        """Fill the gather table and draw the weight from ``N(0, std^2)``, ``std =
-        sqrt(init_gain2 / fan_in)`` with ``fan_in = C_in/groups * F_in * k^3``: every output
-        slot sums ``fan_in`` distinct weights times inputs (the expanded filter permutes one
-        filter), so on unit-variance input each slot has second moment ``init_gain2 = 1``, the
-        rule of the planar group convs (``nn.init.kaiming_normal_``'s for ``nn.Conv3d`` with
-        gain 1). With ``basis="harmonic"`` the ``n`` coefficients of each voxel filter (unit-norm
-        basis rows) are drawn with ``k^3 / n`` times that variance, so that every voxel filter
-        has the same expected squared norm (the output's second moment on i.i.d. input). The
-        bias starts at 0."""
+        """Fill the derived buffers and tables, draw the weight and zero the bias.
+
+        The weight is drawn from ``N(0, std^2)``, ``std = sqrt(init_gain2 / fan_in)`` with
+        ``fan_in = C_in/groups * F_in * k^3``: every output slot sums ``fan_in`` distinct
+        weights times inputs (the expanded filter permutes one filter), so on unit-variance
+        input each slot has second moment ``init_gain2 = 1``, the rule of the planar group
+        convs (``nn.init.kaiming_normal_``'s for ``nn.Conv3d`` with gain 1). With
+        ``basis="harmonic"`` the ``n`` coefficients of each voxel filter (unit-norm basis
+        rows) are drawn with ``k^3 / n`` times that variance, so that every voxel filter has
+        the same expected squared norm. The group axis of a group conv's weight is in the
+        group's Fourier basis (orthonormal: the same distribution as one slot per element).
+
+        Then the response to a slot-constant input (a lifting filter; a group conv's constant
+        Fourier row) is made white over the output fiber's irreps
+        (:mod:`equilayers.functional._white_init`: its invariant part shrinks to the share
+        an i.i.d. regular field has, ``1/|G|``, with the expected energy unchanged), as
+        escnn's init does; without it the 3-D U-Nets started from mostly invariant features
+        and trained slower (docs/training.md, "3-D init")."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
             nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / self._fan_in()))
+            if not self.weight.is_meta:
+                m = white_map(self.group, self.kernel_size[0], self._basis_spec,
+                              self.basis == "harmonic").to(self.weight)
+                part = self.weight if self.lifting else self.weight[:, :, 0]
+                part.copy_((part.flatten(2) @ m).view_as(part))
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
 
@@ -154,6 +174,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if self.basis == "harmonic":
             self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
                 device=device, dtype=self.filter_basis.dtype, copy=True)
+        if not self.lifting:
+            self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
+                                            device=device)
         for name, table in self._index_tables(device).items():
             setattr(self, name, table)
 
@@ -175,10 +198,30 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             self._fill_derived(self.weight.device)
         return out
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
+    #: 2: a group conv's weight has its group axis in the group's Fourier basis (version 1,
+    #: before 2026-12-05, one slot per element; such checkpoints are converted on load, as
+    #: the planar group convs' are: only a state dict whose metadata says version 1).
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        key = prefix + "weight"
+        if (not self.lifting and local_metadata.get("version", 2) < 2 and key in state_dict
+                and isinstance(state_dict[key], torch.Tensor)):
+            state_dict[key] = self._to_fourier(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
+
+    def _to_fourier(self, weight: torch.Tensor) -> torch.Tensor:
+        """A weight with one slot per element on the group axis (version 1; escnn's filters
+        read back) in this version's coordinates: the inverse of :meth:`voxel_filter`'s
+        first step, ``v[k] = sum_h F[k, h] w[h]``. A lifting weight has no group axis."""
+        if self.lifting:
+            return weight
+        fourier = weight_basis(self.group, dtype=torch.float64, device=weight.device)
+        return from_fourier(weight.double(), fourier.t()).to(weight.dtype)
 
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
@@ -199,16 +242,21 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         return G3.expand_filter3d(w, table_on(self.expansion_table, w.device))
 
     def voxel_filter(self) -> torch.Tensor:
-        """The ``k x k x k`` filters the weight stands for: the weight itself (``"voxel"``),
-        or its coefficients times the basis rows, ``(..., n) -> (..., k, k, k)``
-        (``"harmonic"``; the rows are :func:`~equilayers.functional.harmonic_voxel_basis`
-        of the layer's settings). The forward is the functional twin
-        (:func:`~equilayers.functional.lifting_conv3d` /
+        """The ``k x k x k`` filters the weight stands for, one per element on a group conv's
+        group axis: the weight, its group axis first taken from the group's Fourier basis
+        to one slot per element (group convs, ``w[h] = sum_k F[k, h] weight[k]``,
+        :func:`~equilayers.groups.group_fourier_basis`), then with ``basis="harmonic"`` its
+        coefficients times the basis rows, ``(..., n) -> (..., k, k, k)`` (the rows are
+        :func:`~equilayers.functional.harmonic_voxel_basis` of the layer's settings). The
+        forward is the functional twin (:func:`~equilayers.functional.lifting_conv3d` /
         :func:`~equilayers.functional.group_conv3d`) of these filters."""
+        w: torch.Tensor = self.weight
+        if not self.lifting:
+            w = from_fourier(w, self.group_basis)
         if self.basis == "voxel":
-            return self.weight
+            return w
         k = self.kernel_size[0]
-        return (self.weight @ self.filter_basis).unflatten(-1, (k, k, k))
+        return (w @ self.filter_basis).unflatten(-1, (k, k, k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
@@ -355,8 +403,13 @@ class GroupConv3d(_GroupConv3dBase):
 
     ``out[o, g] = sum_{c, h} in[c, h] (*) (g . psi[o, c])[h] + b[o]`` where ``g . psi`` moves
     the filter spatially and permutes its slots, ``(g . psi)[h] = g . psi[g^-1 h]``; the
-    weight ``(C_out, C_in // groups, |G|, k, k, k)`` holds one slot per element
-    (``(C_out, C_in // groups, |G|, n)`` basis coefficients with ``basis="harmonic"``).
+    weight ``(C_out, C_in // groups, |G|, k, k, k)`` (``(C_out, C_in // groups, |G|, n)``
+    basis coefficients with ``basis="harmonic"``) holds its group axis in the group's
+    Fourier basis (:func:`~equilayers.groups.group_fourier_basis`, from the irreps, as
+    escnn's parametrization; the planar group convs do the same): the same filters as one
+    slot per element, but the coordinates Adam scales one by one, and the 3-D U-Nets train
+    much faster in them (docs/training.md, "3-D init"). :meth:`voxel_filter` gives the
+    filters per element, which the functional twin takes.
 
     Functional twin: :func:`~equilayers.functional.group_conv3d`.
     """ + _SHARED_DOC + """

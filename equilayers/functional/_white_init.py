@@ -1,0 +1,117 @@
+"""The init of the 3-D group convs' response to a slot-constant input: drawn "white" over the
+isotypic components of the output's regular fiber.
+
+Why. A filter ``psi`` of a lifting conv gives the output slots ``g . psi``; its part that the
+group leaves alone (the centre voxel, each shell's average) gives every slot the same value,
+which is the output's invariant part (the constant function on the fiber). Drawn i.i.d. in the
+voxel or harmonic basis, that part holds far more than its share: 4 of 27 voxel dimensions and
+2 of 10 harmonic ones are invariant, where a regular field of i.i.d. slots holds ``1/|G|`` of
+its energy there (``1/24`` for ``"o"``). On smooth inputs (occupancy, blurred and
+post-ReLU maps, whose slot-constant part is large) the invariant response dominates more: at
+init the measured invariant share of the 3-D U-Net's conv outputs was 0.3-0.9 (escnn's
+U-Net of the same shape: 0.06-0.7), and the O U-Nets of ``benchmarks/bench_segmentation3d.py``
+were stuck predicting background at 300 steps where escnn's were not (docs/training.md,
+"3-D init"). escnn's ``generalized_he_init`` balances its basis over the output's irreps and
+so avoids it.
+
+What. The component of the filter in each isotypic subspace of the filter space (the sum of
+the copies of one irrep of the group acting on filters) is rescaled so that, for coefficients
+drawn i.i.d., its expected energy share is that irrep's share of the regular representation,
+``d_j^2 / |G|`` (renormalized over the irreps the filter space holds), with the expected
+total energy unchanged; for ``"o"`` and the harmonic ``k = 3`` basis the two invariant
+coefficients shrink by about 0.44, the factor escnn's init gives them. The subspaces are found
+without character tables: a generic combination of the group's class sums (symmetric, as
+every element of the cube groups is conjugate to its inverse) acts on each isotypic subspace
+as one scalar, the same scalar as on the regular representation's subspace of that irrep,
+whose dimension ``d_j^2`` gives the share. The map is a linear function of the group, the
+kernel size and the basis only, cached.
+
+A group conv's response to a slot-constant input is ``sum_h psi[h]``, the weight's constant
+Fourier row (times ``sqrt(|G|)``): it is drawn white the same way, and the other rows (whose
+output is already white on i.i.d. slots) are left as drawn.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._cpu_cache import cpu_cache
+from ..groups import Group
+from . import _gconv3d as G3
+from ._basis_settings import BasisSpec
+from ._voxel_basis import voxel_basis
+
+__all__ = ["white_map"]
+
+_TOL = 1e-6
+
+
+def _classes(table: torch.Tensor) -> list[list[int]]:
+    """The conjugacy classes (slot lists) from a Cayley table."""
+    n = table.shape[0]
+    inverse = (table == 0).int().argmax(dim=1)  # slot 0 is the identity
+    seen: set[int] = set()
+    out = []
+    for i in range(n):
+        if i in seen:
+            continue
+        cls = sorted({int(table[table[h, i], inverse[h]]) for h in range(n)})
+        seen.update(cls)
+        out.append(cls)
+    return out
+
+
+def _class_operator(mats: torch.Tensor, classes: list[list[int]], coef: torch.Tensor
+                    ) -> torch.Tensor:
+    """``sum_c coef[c] sum_{g in c} mats[g]``, symmetrized."""
+    z = sum(coef[c] * mats[cls].sum(0) for c, cls in enumerate(classes))
+    assert isinstance(z, torch.Tensor)
+    return z + z.T
+
+
+@cpu_cache(maxsize=64)
+def white_map(group: Group, kernel_size: int, spec: BasisSpec | None, harmonic: bool
+              ) -> torch.Tensor:
+    """The ``(n, n)`` float64 CPU matrix ``M`` (module docstring): coefficients ``c`` of a
+    ``k x k x k`` filter (``n = k^3`` voxels, or ``n`` rows of the harmonic basis of ``spec``)
+    drawn i.i.d. become ``c @ M``, whose filter's isotypic parts have the regular fiber's
+    energy shares, with the same expected total energy. Callers copy, never write."""
+    k = int(kernel_size)
+    n_g = int(group.order)
+    table = group.cayley_table
+    # the filter's action, from the gather table the convs use: (g . psi)[p] = psi[t[g, p]]
+    perm = G3.expansion_table(group, k, lifting=True).reshape(n_g, k ** 3)
+    eye = torch.eye(k ** 3, dtype=torch.float64)
+    voxel_mats = torch.stack([eye[perm[g]] for g in range(n_g)])
+    regular = torch.zeros(n_g, n_g, n_g, dtype=torch.float64)
+    for g in range(n_g):  # left translation: e_h -> e_{gh}
+        regular[g, table[g], torch.arange(n_g)] = 1.0
+    basis = voxel_basis(k, spec) if harmonic else eye
+    q, _ = torch.linalg.qr(basis.T)  # an orthonormal basis of the filter space, (k^3, n)
+    classes = _classes(table)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(8):  # a combination that tells every irrep apart (the first one does)
+        coef = torch.rand(len(classes), generator=gen, dtype=torch.float64) + 0.5
+        ev_reg = torch.linalg.eigvalsh(_class_operator(regular, classes, coef))
+        levels = torch.unique(ev_reg.round(decimals=8))
+        if levels.numel() < 2 or torch.diff(levels).min() > 1e-3:
+            break
+    ev_f, vec = torch.linalg.eigh(q.T @ _class_operator(voxel_mats, classes, coef) @ q)
+    parts, assigned = [], torch.zeros_like(ev_f, dtype=torch.bool)
+    for level in levels:
+        share = float(((ev_reg - level).abs() < _TOL).sum()) / n_g
+        sel = (ev_f - level).abs() < _TOL
+        if sel.any():
+            parts.append((q @ vec[:, sel], share))
+            assigned |= sel
+    assert bool(assigned.all()), "an isotypic subspace of the filters not in the regular rep"
+    total = sum(share for _, share in parts)
+    n = basis.shape[0]
+    proj = sum((share / total * n / part.shape[1]) ** 0.5 * (part @ part.T)
+               for part, share in parts)
+    assert isinstance(proj, torch.Tensor)
+    m = basis @ proj @ torch.linalg.pinv(basis)  # coefficients -> coefficients
+    # the same expected energy of the filter c @ basis for i.i.d. c
+    before = (basis @ basis.T).trace()
+    after = (m @ basis @ basis.T @ m.T).trace()
+    return m * (before / after).sqrt()
