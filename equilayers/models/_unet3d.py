@@ -36,11 +36,11 @@ class UNet3d(_UNetNd):
         width: fields (channels when ``group=None``) of level 0; level ``l`` has
             ``width * 2**l``. ``group=None`` with about ``width * sqrt(|G|)`` channels has
             about the same parameter count. A field is one learned feature in ``|G|``
-            orientations: O U-Nets of 1-4 fields started far slower than plain U-Nets of
-            their parameters on the ``segmentation3d`` benchmark (near background after 300
-            steps; escnn's of two fields did not: 76%, cause not found); given 1,000 steps,
-            two fields reached 97% mIoU upright and 98.5% with the pieces turned, the plain
-            U-Net 25% turned (3 seeds; docs: Benchmarks).
+            orientations: O U-Nets start slower than plain U-Nets of their parameters on
+            the ``segmentation3d`` benchmark (at 300 steps two fields left a "background"
+            plateau on 1-2 seeds of 3, reaching 99% mIoU with the pieces turned; escnn's on
+            3 of 3); given 1,000 steps, two fields reached 97% mIoU upright and 98.5% with
+            the pieces turned, the plain U-Net 25% turned (3 seeds; docs: Benchmarks).
         padding_mode: padding of the convs (``"circular"`` default, ``"zeros"``,
             ``"reflect"``, ``"replicate"``).
         down: ``"blur"`` (default): ``BlurPool3d(kernel_size=4)`` and its transpose
