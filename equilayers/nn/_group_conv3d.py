@@ -146,7 +146,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         (:mod:`equilayers.functional._white_init`: its invariant part shrinks to the share
         an i.i.d. regular field has, ``1/|G|``, with the expected energy unchanged), as
         escnn's init does; without it the 3-D U-Nets started from mostly invariant features
-        and trained slower (docs/training.md, "3-D init")."""
+        and trained slower (docs/training.md, "3-D init and parametrization")."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
             nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / self._fan_in()))
