@@ -408,8 +408,8 @@ class GroupConv3d(_GroupConv3dBase):
     Fourier basis (:func:`~equilayers.groups.group_fourier_basis`, from the irreps, as
     escnn's parametrization; the planar group convs do the same): the same filters as one
     slot per element, but the coordinates Adam scales one by one, and the 3-D U-Nets train
-    much faster in them (docs/training.md, "3-D init"). :meth:`voxel_filter` gives the
-    filters per element, which the functional twin takes.
+    much faster in them (docs/training.md, "3-D init and parametrization").
+    :meth:`voxel_filter` gives the filters per element, which the functional twin takes.
 
     Functional twin: :func:`~equilayers.functional.group_conv3d`.
     """ + _SHARED_DOC + """
