@@ -298,3 +298,7 @@ def test_bad_input():
         LearnablePolyphaseUpsample3d()(torch.zeros(2, 1, 2, 2, 2), torch.tensor([0, 8]))
     with pytest.raises(ValueError, match=r"x is unbatched \(C, D, H, W\)"):
         LearnablePolyphaseUpsample3d()(torch.zeros(1, 2, 2, 2), torch.zeros(2, 8))
+    # a call without the index names the 3-D class (it named the 2-D one it derives from)
+    with pytest.raises(TypeError, match=r"^LearnablePolyphaseUpsample3d\.forward\(\) missing .*"
+                                        r"'index'"):
+        LearnablePolyphaseUpsample3d()(torch.zeros(2, 1, 2, 2, 2))
