@@ -11,8 +11,8 @@ post-ReLU maps, whose slot-constant part is large) the invariant response domina
 init the measured invariant share of the 3-D U-Net's conv outputs was 0.3-0.9 (escnn's
 U-Net of the same shape: 0.06-0.7), and the O U-Nets of ``benchmarks/bench_segmentation3d.py``
 were stuck predicting background at 300 steps where escnn's were not (docs/training.md,
-"3-D init"). escnn's ``generalized_he_init`` balances its basis over the output's irreps and
-so avoids it.
+"3-D init and parametrization"). escnn's ``generalized_he_init`` balances its basis over the
+output's irreps and so avoids it.
 
 What. The component of the filter in each isotypic subspace of the filter space (the sum of
 the copies of one irrep of the group acting on filters) is rescaled so that, for coefficients
@@ -83,9 +83,8 @@ def white_map(group: Group, kernel_size: int, spec: BasisSpec | None, harmonic: 
     perm = G3.expansion_table(group, k, lifting=True).reshape(n_g, k ** 3)
     eye = torch.eye(k ** 3, dtype=torch.float64)
     voxel_mats = torch.stack([eye[perm[g]] for g in range(n_g)])
-    regular = torch.zeros(n_g, n_g, n_g, dtype=torch.float64)
-    for g in range(n_g):  # left translation: e_h -> e_{gh}
-        regular[g, table[g], torch.arange(n_g)] = 1.0
+    eye_g = torch.eye(n_g, dtype=torch.float64)  # the regular action on a fiber, per element
+    regular = torch.stack([eye_g[group.regular_permutation(g)] for g in group.elements()])
     basis = voxel_basis(k, spec) if harmonic else eye
     q, _ = torch.linalg.qr(basis.T)  # an orthonormal basis of the filter space, (k^3, n)
     classes = _classes(table)
