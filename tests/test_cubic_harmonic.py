@@ -11,6 +11,7 @@ from torch import nn
 import equilayers.functional as EF
 import equilayers.nn as enn
 from equilayers.groups import get, group_fourier_basis
+from equilayers.groups._fourier_basis import fourier_row_dims
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -112,8 +113,9 @@ def test_harmonic_layers_are_the_public_functional_of_their_voxel_filters(settin
     torch.testing.assert_close(y, EF.lifting_conv3d(x, torch.tensordot(lift.weight, b, 1),
                                                     lift.bias, padding=1, group="d4z"))
     z = conv(y)
-    # the group axis from the Fourier basis to one slot per element: w[h] = sum_k F[k, h] v[k]
-    fourier = group_fourier_basis("d4z")
+    # the group axis from the Fourier basis to one slot per element, with escnn's element norms
+    # of the harmonic basis: w[h] = sum_k F[k, h] s[k] v[k], s[k] = sqrt(d_k / |G|)
+    fourier = group_fourier_basis("d4z") * (fourier_row_dims("d4z") / 8).sqrt()[:, None]
     voxels = torch.tensordot(torch.einsum("oikn,kh->oihn", conv.weight, fourier), basis(conv), 1)
     torch.testing.assert_close(z, EF.group_conv3d(y, voxels, conv.bias, stride=2, padding=1,
                                                   group="d4z"))

@@ -54,34 +54,72 @@ def test_cubic_fourier_basis_is_orthonormal_irrep_entries(name):
     assert fourier_row_dims(grp).numel() == n
 
 
+def _norms(basis: str, group="o") -> torch.Tensor:
+    """The element norms the layers' docstring states: ``sqrt(d / |G|)`` per Fourier row for
+    the harmonic basis, 1 for the voxel one (written out here, not read from the layer)."""
+    n = int(get(group).order)
+    dims = fourier_row_dims(group)
+    return (dims / n).sqrt() if basis == "harmonic" else torch.ones(n, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("basis", ["voxel", "harmonic"])
 @pytest.mark.parametrize("cls", [GroupConv3d, GroupConvTranspose3d])
-def test_version1_checkpoint_is_converted_on_load(cls, basis, gen):
-    """A state dict of metadata version 1 (one slot per element) loads into the same filters;
-    a version-2 one loads unchanged; a lifting conv's weight has no group axis to convert."""
+def test_older_checkpoints_are_converted_on_load(cls, basis, gen):
+    """State dicts of metadata version 1 (one slot per element) and 2 (unit element norms)
+    load into the same filters; one without metadata loads as this version's (3); a lifting
+    conv's weight has no group axis to convert."""
     kw = {"group": "o", "basis": basis}
     new = cls(2, 3, 3, padding=1, **kw).double()
     sd = new.state_dict()
-    assert sd._metadata[""]["version"] == 2
-    old = OrderedDict((k, v.clone()) for k, v in sd.items())
-    old._metadata = {"": {"version": 1}}
-    old["weight"] = new.voxel_filter().detach().clone() if basis == "voxel" else from_fourier(
-        sd["weight"], group_fourier_basis("o"))
-    other = cls(2, 3, 3, padding=1, **kw).double()
-    other.load_state_dict(old)
-    torch.testing.assert_close(other.weight, new.weight, rtol=0, atol=1e-14)
-    torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
-                               atol=1e-13)
-    again = cls(2, 3, 3, padding=1, **kw).double()
-    again.load_state_dict(old_as_v2 := OrderedDict(old))  # no metadata: this version's
-    assert torch.equal(again.weight, old_as_v2["weight"])
-    assert not torch.allclose(again.expanded_filter(), new.expanded_filter())  # control
+    assert sd._metadata[""]["version"] == 3
+    unit = sd["weight"] * _norms(basis).view(-1, *[1] * (sd["weight"].dim() - 3))
+    per_element = from_fourier(unit, group_fourier_basis("o"))
+    for version, weight in ((1, per_element), (2, unit)):
+        old = OrderedDict((k, v.clone()) for k, v in sd.items())
+        old._metadata = {"": {"version": version}}
+        old["weight"] = weight.clone()
+        other = cls(2, 3, 3, padding=1, **kw).double()
+        other.load_state_dict(old)
+        torch.testing.assert_close(other.weight, new.weight, rtol=0, atol=1e-14)
+        torch.testing.assert_close(other.expanded_filter(), new.expanded_filter(), rtol=0,
+                                   atol=1e-13)
+        again = cls(2, 3, 3, padding=1, **kw).double()
+        again.load_state_dict(as_new := OrderedDict(old))  # no metadata: this version's
+        assert torch.equal(again.weight, as_new["weight"])
+        if version == 1 or basis == "harmonic":  # control (voxel: versions 2 and 3 agree)
+            assert not torch.allclose(again.expanded_filter(), new.expanded_filter())
+    if basis == "voxel":
+        torch.testing.assert_close(per_element, new.voxel_filter(), rtol=0, atol=1e-14)
     lift = LiftingConv3d(2, 3, 3, padding=1, **kw).double()
     lsd = lift.state_dict()
     lsd._metadata = {"": {"version": 1}}
     other_lift = LiftingConv3d(2, 3, 3, padding=1, **kw).double()
     other_lift.load_state_dict(lsd)
     assert torch.equal(other_lift.weight, lift.weight)
+
+
+@pytest.mark.parametrize("name", CUBE)
+@pytest.mark.parametrize("basis", ["voxel", "harmonic"])
+def test_element_norms(basis, name):
+    """One unit Fourier coefficient expands to a filter of norm ``sqrt(d)`` (``d`` its irrep's
+    dimension) with the harmonic basis, escnn's ``R3Conv`` element norm, and ``sqrt(|G|)``
+    with the voxel basis (as the planar pixel convs); the init divides the norms out, so the
+    filters' second moment does not depend on them."""
+    conv = GroupConv3d(1, 1, 3, group=name, basis=basis, bias=False).double()
+    n = int(conv.group.order)
+    dims = fourier_row_dims(name)
+    norms = []
+    with torch.no_grad():
+        for k in range(n):
+            conv.weight.zero_()
+            conv.weight[0, 0, k].view(-1)[0] = 1.0
+            norms.append(float(conv.expanded_filter().norm()))
+    want = dims.sqrt() if basis == "harmonic" else torch.full((n,), n ** 0.5, dtype=torch.float64)
+    torch.testing.assert_close(torch.tensor(norms, dtype=torch.float64), want,
+                               rtol=1e-12, atol=0)
+    if basis == "harmonic":  # control: the unit norms differ wherever d < |G|
+        assert not torch.allclose(torch.tensor(norms, dtype=torch.float64),
+                                  torch.full((n,), n ** 0.5, dtype=torch.float64))
 
 
 def _orbit_average(group, k: int) -> torch.Tensor:

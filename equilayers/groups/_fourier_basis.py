@@ -102,7 +102,8 @@ def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     grp = get(group)
     if isinstance(grp, CubicGroup) and grp.name in ("o", "oh"):
         dims = [1, 1] + [2] * 4 + [3] * 18
-        return torch.tensor(dims * (2 if grp.name == "oh" else 1), dtype=torch.float64)
+        return torch.tensor(dims * (2 if grp.name == "oh" else 1), dtype=torch.float64,
+                            device="cpu")
     if isinstance(grp, CubicGroup):
         grp = get("c4" if grp.name == "c4z" else "d4")
     grp = _planar_finite(grp, "fourier_row_dims")

@@ -20,7 +20,7 @@ from ..functional._gconv import from_fourier
 from ..functional._voxel_basis import voxel_basis
 from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike
-from ..groups._fourier_basis import weight_basis
+from ..groups._fourier_basis import fourier_row_dims, weight_basis
 from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
@@ -44,6 +44,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     output_padding: tuple[int, int, int] = (0, 0, 0)
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
     group_basis: torch.Tensor  # group convs only: the (|G|, |G|) Fourier basis, derived
+    # (basis="harmonic": its rows times the element norms, _element_norms)
     # integer tables (nn/_tables.py, not buffers): the gather table, the field per slot
     expansion_table: torch.Tensor
     bias_index: torch.Tensor
@@ -146,7 +147,11 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         (:mod:`equilayers.functional._white_init`: its invariant part shrinks to the share
         an i.i.d. regular field has, ``1/|G|``, with the expected energy unchanged), as
         escnn's init does; without it the 3-D U-Nets started from mostly invariant features
-        and trained slower (docs/training.md, "3-D init and parametrization")."""
+        and trained slower (docs/training.md, "3-D init and parametrization").
+
+        With ``basis="harmonic"`` a group conv's Fourier coefficients are escnn's, of element
+        norm ``sqrt(d / |G|)`` (:meth:`_element_norms`): the draw is divided by it, so the
+        filters' distribution is the one above."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
             nn.init.normal_(self.weight, 0.0, math.sqrt(self.init_gain2 / self._fan_in()))
@@ -155,6 +160,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                               self.basis == "harmonic").to(self.weight)
                 part = self.weight if self.lifting else self.weight[:, :, 0]
                 part.copy_((part.flatten(2) @ m).view_as(part))
+            if not self.lifting and self.basis == "harmonic":
+                self.weight.div_(self._norms_on(self.weight).to(self.weight.dtype))
             if self.bias is not None:
                 nn.init.zeros_(self.bias)
 
@@ -175,8 +182,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             self.filter_basis = voxel_basis(self.kernel_size[0], self._basis_spec).to(
                 device=device, dtype=self.filter_basis.dtype, copy=True)
         if not self.lifting:
-            self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
-                                            device=device)
+            rows = weight_basis(self.group, dtype=torch.float64) * self._element_norms()[:, None]
+            self.group_basis = rows.to(device=device, dtype=self.group_basis.dtype)
         for name, table in self._index_tables(device).items():
             setattr(self, name, table)
 
@@ -198,17 +205,21 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             self._fill_derived(self.weight.device)
         return out
 
-    #: 2: a group conv's weight has its group axis in the group's Fourier basis (version 1,
-    #: before 2026-12-05, one slot per element; such checkpoints are converted on load, as
-    #: the planar group convs' are: only a state dict whose metadata says version 1).
-    _version = 2
+    #: 3: a harmonic group conv's Fourier coefficients have escnn's element norms (version 2,
+    #: 2026-12-05, had unit ones; 1, before that, one slot per element on the group axis).
+    #: Older checkpoints are converted on load, as the planar group convs' are: only a state
+    #: dict whose metadata says an older version (one without metadata is taken as this one's).
+    _version = 3
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         key = prefix + "weight"
-        if (not self.lifting and local_metadata.get("version", 2) < 2 and key in state_dict
+        version = local_metadata.get("version", 3)
+        if (not self.lifting and version < 3 and key in state_dict
                 and isinstance(state_dict[key], torch.Tensor)):
-            state_dict[key] = self._to_fourier(state_dict[key])
+            w = state_dict[key]
+            state_dict[key] = (self._to_fourier(w) if version < 2 else
+                               (w.double() / self._norms_on(w)).to(w.dtype))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         if not self.weight.is_meta:
@@ -217,11 +228,32 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     def _to_fourier(self, weight: torch.Tensor) -> torch.Tensor:
         """A weight with one slot per element on the group axis (version 1; escnn's filters
         read back) in this version's coordinates: the inverse of :meth:`voxel_filter`'s
-        first step, ``v[k] = sum_h F[k, h] w[h]``. A lifting weight has no group axis."""
+        first step, ``v[k] = sum_h F[k, h] w[h] / s[k]`` (``s``: :meth:`_element_norms`). A
+        lifting weight has no group axis."""
         if self.lifting:
             return weight
         fourier = weight_basis(self.group, dtype=torch.float64, device=weight.device)
-        return from_fourier(weight.double(), fourier.t()).to(weight.dtype)
+        v = from_fourier(weight.double(), fourier.t())
+        return (v / self._norms_on(v)).to(weight.dtype)
+
+    def _element_norms(self) -> torch.Tensor:
+        """``(|G|,)`` float64: the factor on each Fourier row of the group axis, ``s[k] =
+        sqrt(d_k / |G|)`` (``d_k`` the dimension of row ``k``'s irrep) with
+        ``basis="harmonic"``, 1 with ``basis="voxel"``. With ``s`` the expanded filter of one
+        unit coefficient has norm ``sqrt(d_k)``, as escnn's ``R3Conv`` basis elements (the
+        planar harmonic convs' too); with 1 it is ``sqrt(|G|)``. Adam steps each coefficient
+        alike, so this sets how far a step moves the filters: with unit norms the harmonic
+        O U-Net started slower than escnn's (docs/training.md, "3-D init and
+        parametrization"); the voxel basis, the planar pixel convs' analogue, keeps 1 (the
+        same probe found no gain for it)."""
+        n = int(self.group.order)
+        if self.basis != "harmonic":
+            return torch.ones(n, dtype=torch.float64, device="cpu")
+        return (fourier_row_dims(self.group) / n).sqrt()
+
+    def _norms_on(self, w: torch.Tensor) -> torch.Tensor:
+        """:meth:`_element_norms` shaped to divide a weight ``w`` along its group axis."""
+        return self._element_norms().to(w.device).view(-1, *([1] * (w.dim() - 3)))
 
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
@@ -245,10 +277,12 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         """The ``k x k x k`` filters the weight stands for, one per element on a group conv's
         group axis: the weight, its group axis first taken from the group's Fourier basis
         to one slot per element (group convs, ``w[h] = sum_k F[k, h] weight[k]``,
-        :func:`~equilayers.groups.group_fourier_basis`), then with ``basis="harmonic"`` its
-        coefficients times the basis rows, ``(..., n) -> (..., k, k, k)`` (the rows are
-        :func:`~equilayers.functional.harmonic_voxel_basis` of the layer's settings). The
-        forward is the functional twin (:func:`~equilayers.functional.lifting_conv3d` /
+        :func:`~equilayers.groups.group_fourier_basis`; with ``basis="harmonic"`` row ``k``
+        times its element norm ``s[k]``, :meth:`_element_norms`), then with
+        ``basis="harmonic"`` its coefficients times the basis rows, ``(..., n) ->
+        (..., k, k, k)`` (the rows are :func:`~equilayers.functional.harmonic_voxel_basis`
+        of the layer's settings). The forward is the functional twin
+        (:func:`~equilayers.functional.lifting_conv3d` /
         :func:`~equilayers.functional.group_conv3d`) of these filters."""
         w: torch.Tensor = self.weight
         if not self.lifting:
