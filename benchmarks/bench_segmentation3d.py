@@ -21,8 +21,9 @@ Models (depth ``DEPTH``, circular padding; the ``"o"`` U-Net, voxel basis, at wi
 ``REF_WIDTH``, the plain ones at the widths whose parameter counts are the nearest to its):
 a plain U-Net (``group=None``, ``down="max"``: 2 x 2 x 2 max pools and nearest upsampling,
 the classic U-Net's sampling), an anti-aliased plain U-Net (``down="blur"``), the O U-Net
-(``group="o"``, ``down="blur"``), the same with two fields in the harmonic basis
-(``basis="harmonic"``: escnn's basis, the parameters of escnn's O U-Net of two fields), and
+(``group="o"``, ``down="blur"``), the same in the harmonic basis (``basis="harmonic"``:
+escnn's basis; ``UNet3d``'s default) at one, two and four fields (one and two: the parameters
+of escnn's O U-Nets of one and two fields), and
 the O U-Net at twice and four times the width (two and four
 regular fields at level 0, 4x and 16x the parameters: at matched parameters one field, 24
 orientations of a single learned feature, is the whole full-resolution state, and in probes it
@@ -78,8 +79,11 @@ QUICK_SIZE = 8  # the quick run's grid (scale 1)
 
 # ----------------------------------------------------------------------------------- models
 def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
+    """``UNet3d``; an O U-Net's basis is ``"voxel"`` unless ``basis`` says otherwise (the
+    rows of this family predate ``UNet3d``'s harmonic default and keep their models)."""
     from equilayers.models import UNet3d
 
+    basis = basis or ("voxel" if group is not None else None)
     return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
 
 
@@ -125,7 +129,7 @@ class Model:
     width: int
     library: str = "equilayers"
     train: str = "train"  # the training split: "train" (upright) or "train turned"
-    basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis)
+    basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis, _unet)
 
     def build(self) -> nn.Module:
         if self.library == "escnn":
@@ -137,7 +141,8 @@ def row_names(quick: bool) -> list[str]:
     """The names of :func:`models`' rows, in its order, without building a model."""
     names = ["plain U-Net (max pool)", "anti-aliased plain U-Net", "O U-Net"]
     names += ["O U-Net (polyphase)"] if quick else [
-        "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", HARMONIC, "O U-Net (width 4)",
+        "O U-Net (width 2)", "anti-aliased plain U-Net (wide)", HARMONIC_1, HARMONIC,
+        HARMONIC_4, "O U-Net (width 4)",
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
         "anti-aliased plain U-Net (wide)" + AUGMENTED,
         "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED]
@@ -148,6 +153,8 @@ def row_names(quick: bool) -> list[str]:
 
 AUGMENTED = ", turned in training"  # a row trained on the ``train turned`` split
 HARMONIC = "O U-Net (harmonic, width 2)"  # escnn's basis and parameter count at two fields
+HARMONIC_1 = "O U-Net (harmonic)"  # ... and at one field
+HARMONIC_4 = "O U-Net (harmonic, width 4)"  # UNet3d's defaults (width 4, harmonic basis)
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -165,8 +172,9 @@ def _model(name: str) -> Model:
         return Model(name, "o", "blur", REF_WIDTH, "escnn")
     if name.endswith("(escnn, width 2)"):
         return Model(name, "o", "blur", 2 * REF_WIDTH, "escnn")
-    if name == HARMONIC:
-        return Model(name, "o", "blur", 2 * REF_WIDTH, basis="harmonic")
+    if name in (HARMONIC_1, HARMONIC, HARMONIC_4):
+        fields = {HARMONIC_1: 1, HARMONIC: 2, HARMONIC_4: 4}[name]
+        return Model(name, "o", "blur", fields * REF_WIDTH, basis="harmonic")
     if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more parameters
         return Model(name, "o", "blur", int(name[-2]) * REF_WIDTH)
     if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those

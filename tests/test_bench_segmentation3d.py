@@ -112,12 +112,16 @@ def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
             base.width, base.group, "train turned") and base.train == "train", name
     assert sum(n.endswith(seg.AUGMENTED) for n in rows) == 3
     # the escnn rows (listed only where escnn is installed): the O U-Net at widths 1 and 2;
-    # ours in escnn's (harmonic) basis at two fields
+    # ours in escnn's (harmonic) basis at one, two and four fields
     for name, width in (("O U-Net (escnn)", 1), ("O U-Net (escnn, width 2)", 2)):
         m = seg._model(name)
         assert (m.library, m.group, m.width) == ("escnn", "o", width), m
-    assert (rows[seg.HARMONIC].basis, rows[seg.HARMONIC].width) == ("harmonic", 2)
-    assert rows["O U-Net (width 2)"].basis is None  # the voxel basis
+    for name, width in ((seg.HARMONIC_1, 1), (seg.HARMONIC, 2), (seg.HARMONIC_4, 4)):
+        assert (rows[name].basis, rows[name].width) == ("harmonic", width), name
+    # the rows without a basis are the voxel basis (not UNet3d's default, the harmonic one)
+    assert rows["O U-Net (width 2)"].basis is None
+    assert rows["O U-Net (width 2)"].build().basis == "voxel"
+    assert rows[seg.HARMONIC].build().basis == "harmonic"  # control
 
 
 def test_the_harmonic_row_has_the_parameters_of_escnns_o_unet():

@@ -222,8 +222,10 @@ def test_repr_and_public():
                        padding_mode="zeros"))
     assert "1, 5, group=None, depth=1, width=8, padding_mode='zeros', down='polyphase'" in text
     assert "group='o'" in repr(UNet3d(1, 2, depth=1, width=1))
-    assert "basis='harmonic'" in repr(UNet3d(1, 2, depth=1, width=1, basis="harmonic"))
-    assert "basis" not in repr(UNet3d(1, 2, depth=1, width=1, basis="voxel"))
+    assert "basis='voxel'" in UNet3d(1, 2, depth=1, width=1, basis="voxel").extra_repr()
+    # the default is not repeated (its layers' own reprs say basis='harmonic')
+    assert "basis" not in UNet3d(1, 2, depth=1, width=1, basis="harmonic").extra_repr()
+    assert UNet3d(1, 2, depth=1, width=1).basis == "harmonic"  # the default
 
 
 @pytest.mark.parametrize("down", DOWNS)
