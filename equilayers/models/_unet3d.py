@@ -60,8 +60,7 @@ class UNet3d(_UNetNd):
             way. The default because it trains: on the ``segmentation3d`` benchmark (300
             steps, 3 seeds, mIoU with the pieces turned) the harmonic U-Net left the
             "background" plateau on every seed at two and four fields (94.7% and 99.5%), the
-            voxel one on 1 seed of 3 at two fields (42.9%) and on none at four (18.7%,
-            before the 3-D convs took escnn's parametrization). Must be ``None`` with
+            voxel one on 1 seed of 3 at two and four fields (42.9%, 42.5%). Must be ``None`` with
             ``group=None``.
         up: ``"matched"`` (default): the upsampling partner of ``down``; ``"transposed"``: a
             learned ``2 x 2 x 2`` stride-2 :class:`~equilayers.nn.GroupConvTranspose3d` (voxel
