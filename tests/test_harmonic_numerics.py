@@ -260,7 +260,7 @@ def test_cast_rebuilds_exactly_and_state_dict_has_no_matrices(gen):
 
 # --- checks at construction and in forward ------------------------------------------------
 
-# the shared format (equilayers/_checks.py): "<what>: <arg>=<value> must be ...; <fix>",
+# the shared format (equilayers/_checks/): "<what>: <arg>=<value> must be ...; <fix>",
 # TypeError for a wrong type, ValueError for a wrong value
 @pytest.mark.parametrize("make,exc,match", [
     (lambda: enn.NormNonlinearity(0, 2), ValueError, r"channels=0 must be an integer >= 1"),

@@ -1,0 +1,197 @@
+"""Windows, blurs, polyphase pools and convolutions: the argument rules of the layers that
+slide a filter (:mod:`equilayers._checks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ._base import (
+    BLUR_PADDING_MODES,
+    MAX_BLUR_SIZE,
+    _prefix,
+    check_choice,
+    check_int,
+    check_pair,
+    check_tensor,
+)
+
+__all__ = [
+    "check_size",
+    "check_window",
+    "check_blur_size",
+    "check_stride",
+    "check_square_stride",
+    "check_padding_mode",
+    "check_blur_padding",
+    "check_blur_pool_args",
+    "check_max_blur_args",
+    "POLYPHASE_CRITERIA",
+    "check_polyphase_args",
+    "values_readable",
+    "check_component_index",
+    "check_bias",
+    "check_conv_weight",
+    "check_channels",
+    "check_pad_fits",
+]
+
+
+def check_size(x: torch.Tensor, dim: int, size: int, name: str, what: str, means: str,
+               fix: str = "") -> None:
+    """``x.shape[dim] == size`` (``ValueError`` naming the shape otherwise)."""
+    if x.shape[dim] != size:
+        raise ValueError(f"{_prefix(what)}{name} must have {means}={size} in dim {dim}; got "
+                         f"shape {tuple(x.shape)}" + (f"; {fix}" if fix else ""))
+
+
+def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, int, int],
+                 what: str, name: str = "x") -> None:
+    """The padded input ``(H + top + bottom, W + left + right)`` holds at least one window of
+    ``extent = (dilation * (k - 1) + 1)`` per dim (``pad`` is ``(left, right, top, bottom)``),
+    where ``nn.Conv2d`` / ``nn.MaxPool2d`` would raise a ``RuntimeError``."""
+    h, w = x.shape[-2:]
+    left, right, top, bottom = pad
+    if h + top + bottom < extent[0] or w + left + right < extent[1]:
+        raise ValueError(f"{_prefix(what)}{name} of spatial size {h}x{w} (shape "
+                         f"{tuple(x.shape)}) padded by {pad} (left, right, top, bottom) is "
+                         f"smaller than the kernel's window {extent[0]}x{extent[1]}; use a "
+                         f"larger input or more padding")
+
+
+# --- the binomial blurs' arguments ---------------------------------------------------------------
+def check_blur_size(value: Any, name: str = "kernel_size", what: str = "") -> int:
+    """A binomial filter size, ``1..7`` (1 = plain subsampling)."""
+    return check_int(value, name, what, minimum=1, maximum=MAX_BLUR_SIZE,
+                     fix="the binomial filter size (1 = plain subsampling)")
+
+
+def check_stride(value: Any, name: str = "stride", what: str = "", minimum: int = 1) -> int:
+    return check_int(value, name, what, minimum=minimum)
+
+
+def check_square_stride(value: Any, name: str = "stride", what: str = "") -> int:
+    """A stride applied alike to both dims (a blur pool's): an int or a pair of equal ints
+    (``nn.Conv2d`` stores ``(s, s)``), as an int."""
+    a, b = check_pair(value, name, what, minimum=1)
+    if a != b:
+        raise ValueError(f"{_prefix(what)}{name}={value!r} must be an integer or a pair of equal "
+                         "integers: the blur pool subsamples both dims by the same stride; use "
+                         "a square stride (or nn.Conv2d for unequal ones)")
+    return a
+
+
+def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
+                       modes: Sequence[str] = BLUR_PADDING_MODES) -> str:
+    return check_choice(value, name, modes, what)
+
+
+def check_blur_padding(spatial: Sequence[int], k: int, padding_mode: str, what: str,
+                       shape: Sequence[int], name: str = "kernel_size") -> None:
+    """The sizes a binomial blur of size ``k`` can pad with ``padding_mode``: ``"circular"``
+    needs every size >= the right pad (``F.pad`` raises otherwise). ``"reflect"`` takes any
+    size: an axis too short to reflect is padded with ``"replicate"``
+    (``kernels._tables.axis_mode``)."""
+    right = (k - 1) - (k - 1) // 2
+    if k > 1 and padding_mode == "circular" and min(spatial) < right:
+        raise ValueError(f"{_prefix(what)}padding_mode='circular' with {name}={k} needs every "
+                         f"spatial size >= {right}; got spatial shape {tuple(spatial)} (input "
+                         f"shape {tuple(shape)})")
+
+
+# --- the arguments of the ops with a Triton kernel: one check for every path -----------------
+def check_blur_pool_args(kernel_size: Any, stride: Any, padding_mode: Any,
+                         what: str = "blur_pool2d") -> None:
+    check_blur_size(kernel_size, "kernel_size", what)
+    check_stride(stride, "stride", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+
+
+def check_max_blur_args(kernel_size: Any, stride: Any, blur_size: Any, padding_mode: Any,
+                        padding: Any, what: str = "max_blur_pool2d") -> None:
+    k = check_int(kernel_size, "kernel_size", what, minimum=1, fix="the max-pool window")
+    check_stride(stride, "stride", what)
+    check_blur_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+    check_int(padding, "padding", what, minimum=0, maximum=k // 2,
+              fix="0..kernel_size//2, as nn.MaxPool2d")
+
+
+POLYPHASE_CRITERIA = ("l2", "l1", "linf")
+
+
+def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mode: Any,
+                         what: str = "polyphase_pool2d") -> None:
+    check_stride(stride, "stride", what, minimum=2)
+    check_choice(criterion, "criterion", POLYPHASE_CRITERIA, what)
+    check_blur_size(blur_size, "blur_size", what)
+    check_padding_mode(padding_mode, "padding_mode", what)
+
+
+def values_readable(t: torch.Tensor) -> bool:
+    """Whether a check may read ``t``'s values (``bool(...)``, ``.tolist()``): not while
+    compiling or tracing, not on meta (no values), and not where a ``torch.func`` transform
+    wraps ``t`` (``vmap``, ``grad``, ``jvp``, at any depth: under ``vmap`` reading a value is
+    data-dependent control flow)."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or t.is_meta
+                or torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def check_component_index(index: torch.Tensor, count: int, what: str, nd: int = 2) -> None:
+    """Polyphase component indices in ``0..count-1``, where :func:`values_readable` allows."""
+    if index.numel() and values_readable(index) and bool(((index < 0) | (index >= count)).any()):
+        flat = "i*stride+j" if nd == 2 else "a*stride**2+b*stride+c"
+        raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**{nd}-1 = "
+                         f"0..{count - 1} (component {flat}); got {index.tolist()}")
+
+
+# --- convolutions ---------------------------------------------------------------------------------
+def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias",
+               per: str = "output channel") -> None:
+    """``None`` or a 1-D floating tensor of one of ``sizes`` elements (one per ``per``: a
+    group conv's bias is one value per output *field*, added to every slot)."""
+    if bias is None:
+        return
+    check_tensor(bias, name, what, ndim=1)
+    if bias.shape[0] not in sizes:
+        want = " or ".join(f"({n},)" for n in sizes)
+        raise ValueError(f"{_prefix(what)}{name} must have shape {want} (one value per {per})"
+                         f"; got shape {tuple(bias.shape)}")
+
+
+def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,
+                      layout: str = "(C_out, C_in // groups, kH, kW)") -> torch.Tensor:
+    check_tensor(weight, "weight", what, ndim=ndim, layout=layout)
+    if weight.shape[0] % groups:
+        raise ValueError(f"{_prefix(what)}groups={groups} must divide C_out="
+                         f"{weight.shape[0]} (weight shape {tuple(weight.shape)})")
+    return weight
+
+
+def check_channels(x: torch.Tensor, channels: int, what: str, dim: int = 1,
+                   hint: str = "") -> None:
+    """``x`` has ``channels`` channels in ``dim`` (``ValueError`` naming the shape)."""
+    if x.shape[dim] != channels:
+        raise ValueError(f"{_prefix(what)}x must have C_in={channels} channels in dim {dim}"
+                         f"{hint}; got shape {tuple(x.shape)}")
+
+
+def check_pad_fits(x: torch.Tensor, pad: tuple[int, int, int, int], padding_mode: str,
+                   what: str) -> None:
+    """``F.pad``'s limits: reflect padding must be smaller than the size it pads, circular
+    padding at most that size (``pad`` is ``(left, right, top, bottom)``)."""
+    h, w = x.shape[-2:]
+    left, right, top, bottom = pad
+    if padding_mode == "reflect":
+        ok = max(left, right) < w and max(top, bottom) < h
+    elif padding_mode == "circular":
+        ok = max(left, right) <= w and max(top, bottom) <= h
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{_prefix(what)}padding_mode={padding_mode!r} with padding {pad} "
+                         f"(left, right, top, bottom) needs a larger input than {h}x{w} (shape "
+                         f"{tuple(x.shape)}); use padding_mode='zeros' or 'replicate', or "
+                         f"less padding")
