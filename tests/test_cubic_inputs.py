@@ -34,6 +34,29 @@ def test_errors_are_named(gen):
         lift(torch.randn(1, 2, 2, 2, 2))
 
 
+@pytest.mark.parametrize("call", ["lifting_conv3d", "group_conv3d", "steerable_conv3d"])
+def test_functional_same_padding_needs_stride_one_as_the_modules(call, gen):
+    """The 3-D functionals refuse ``padding="same"`` with a stride, as their modules and
+    ``F.conv3d`` do (they used to pad as for stride 1 and subsample); control: stride 1."""
+    vol = torch.randn(1, 2, 6, 6, 6, generator=gen)
+    args: tuple
+    kw: dict = {"group": "c4z"}
+    if call == "lifting_conv3d":
+        args = (vol, torch.randn(3, 2, 3, 3, 3, generator=gen))
+    elif call == "group_conv3d":
+        args = (torch.randn(1, 2, 4, 6, 6, 6, generator=gen),
+                torch.randn(3, 2, 4, 3, 3, 3, generator=gen))
+    else:
+        basis = EF.steerable_basis3d("so3", 3, out_order=1)
+        args, kw = (vol, torch.randn(4, 2, basis.shape[0], generator=gen), basis), {}
+    fn = getattr(EF, call)
+    assert fn(*args, padding="same", **kw).shape[-3:] == (6, 6, 6)
+    with pytest.raises(ValueError, match=rf"{call}: padding='same' needs stride=1 \(as "
+                                         r"nn.Conv3d\); got stride=\(2, 2, 2\)"):
+        fn(*args, stride=2, padding="same", **kw)
+    assert fn(*args, stride=2, padding=1, **kw).shape[-3:] == (3, 3, 3)
+
+
 def test_inexact_grid_warns_once(gen):
     conv = enn.LiftingConv3d(1, 1, 3, stride=2, padding=1, group="o")
     with pytest.warns(UserWarning, match="stride 2 does not tile"):

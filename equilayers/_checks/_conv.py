@@ -33,6 +33,11 @@ __all__ = [
     "values_readable",
     "check_component_index",
     "check_bias",
+    "check_same_padding",
+    "CONV_FIXES",
+    "FIELD_CONV_FIXES",
+    "check_conv_channels",
+    "check_weight_groups",
     "check_conv_weight",
     "check_channels",
     "check_pad_fits",
@@ -161,12 +166,54 @@ def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias",
                          f"; got shape {tuple(bias.shape)}")
 
 
+def check_same_padding(padding: Any, stride: Sequence[int], what: str, like: str) -> None:
+    """``padding="same"`` only with stride 1 in every dim, as torch's convs (``like``, named in
+    the message), which raise a ``RuntimeError`` for strided ones."""
+    if isinstance(padding, str) and padding == "same" and any(s != 1 for s in stride):
+        raise ValueError(f"{_prefix(what)}padding='same' needs stride=1 (as {like}); got "
+                         f"stride={tuple(stride)!r}: give the padding as numbers")
+
+
+#: What a conv's ``in_channels``, ``out_channels`` and ``groups`` mean, for their errors.
+CONV_FIXES = ("the number of input channels", "the number of output channels",
+              "1 for a dense conv, as in torch.nn's convs")
+#: The same for a conv of group or steerable fields.
+FIELD_CONV_FIXES = ("the number of input fields", "the number of output fields",
+                    CONV_FIXES[2])
+
+
+def check_conv_channels(in_channels: Any, out_channels: Any, groups: Any, what: str,
+                        fixes: tuple[str, str, str] = ("", "", "")) -> tuple[int, int, int]:
+    """A conv module's ``in_channels``, ``out_channels`` and ``groups``: integers >= 1 (numpy's
+    too, as ``nn.Conv2d``: a size read off an array), ``groups`` dividing both channel counts.
+    ``fixes``: what each argument means, named in its error."""
+    names = ("in_channels", "out_channels", "groups")
+    c_in, c_out, g = (check_int(v, n, what, minimum=1, fix=f) for v, n, f in zip(
+        (in_channels, out_channels, groups), names, fixes, strict=True))
+    if c_in % g or c_out % g:
+        raise ValueError(f"{_prefix(what)}groups={g} must divide in_channels={c_in} and "
+                         f"out_channels={c_out}; use a groups that divides both (1 for a "
+                         "dense conv)")
+    return c_in, c_out, g
+
+
+def check_weight_groups(weight: torch.Tensor, groups: int, what: str, c_out: int | None = None,
+                        note: str = "") -> None:
+    """A conv weight's output count ``c_out`` (default ``weight.shape[0]``; a group conv's
+    output *fields*) divisible by ``groups``, so that each conv group holds whole outputs;
+    ``note`` says how ``c_out`` is read off the weight."""
+    check_int(groups, "groups", what, minimum=1)
+    c = int(weight.shape[0]) if c_out is None else c_out
+    if c % groups:
+        raise ValueError(f"{_prefix(what)}groups={groups} must divide C_out={c} (weight shape "
+                         f"{tuple(weight.shape)}{note}); use a groups that divides the output "
+                         "count")
+
+
 def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,
                       layout: str = "(C_out, C_in // groups, kH, kW)") -> torch.Tensor:
     check_tensor(weight, "weight", what, ndim=ndim, layout=layout)
-    if weight.shape[0] % groups:
-        raise ValueError(f"{_prefix(what)}groups={groups} must divide C_out="
-                         f"{weight.shape[0]} (weight shape {tuple(weight.shape)})")
+    check_weight_groups(weight, groups, what)
     return weight
 
 

@@ -60,11 +60,8 @@ def check_expanded_weight(weight: torch.Tensor, order: int, lifting: bool, group
     if weight.shape[-1] != weight.shape[-2]:
         raise ValueError(f"{what}: weight must have square filters (rotations map k x k onto "
                          f"itself); got shape {tuple(weight.shape)}")
-    c_out = weight.shape[0] // order
-    if c_out % groups:
-        raise ValueError(f"{what}: groups={groups} must divide C_out={c_out} (weight shape "
-                         f"{tuple(weight.shape)}: C_out * |G| = {weight.shape[0]} with "
-                         f"|G|={order}), so that each conv group holds whole output fields")
+    C.check_weight_groups(weight, groups, what, weight.shape[0] // order,
+                          f": C_out * |G| = {weight.shape[0]} with |G|={order}")
 
 
 def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,

@@ -302,17 +302,14 @@ def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_
         raise ValueError(f"{what}: kernel_size={kernel_size!r} must be None or the pixel "
                          f"filter's size {weight.shape[-1]} (weight shape "
                          f"{tuple(weight.shape)}); drop it, it is read from the weight")
-    if weight.dim() and weight.shape[0] % groups:
-        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
-                         f"shape {tuple(weight.shape)})")
+    if weight.dim():
+        C.check_weight_groups(weight, groups, what)
     C.check_bias(bias, (weight.shape[0],) if weight.dim() else (), what, per="output field")
 
 
 def _check_same_stride(what: str, padding, stride) -> None:
-    if isinstance(padding, str) and padding == "same" and C.check_pair(
-            stride, "stride", what, minimum=1) != (1, 1):
-        raise ValueError(f"{what}: padding='same' needs stride=1 (as F.conv2d); got "
-                         f"stride={stride!r}: give the padding as numbers")
+    C.check_same_padding(padding, C.check_pair(stride, "stride", what, minimum=1), what,
+                         "F.conv2d")
 
 
 def _pixel_only(what: str, max_order, in_max_order=None, settings: dict | None = None) -> None:
@@ -358,8 +355,7 @@ def _steerable_filter(weight: torch.Tensor, group: GroupLike, lifting: bool, ker
         if weight.shape[-1] != nb:
             raise ValueError(_basis_mismatch(group, in_rep, out_rep, kernel_size, nb, weight,
                                              max_order, in_max_order, settings))
-        if groups < 1 or weight.shape[0] % groups:
-            raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
+        C.check_weight_groups(weight, groups, what)
         index = None if lifting else inverse_cayley_index(group, weight.device)
         fourier = None if lifting else weight_basis(group, dtype=weight.dtype,
                                                     device=weight.device)

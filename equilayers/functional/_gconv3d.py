@@ -74,12 +74,14 @@ def triple(value, name: str, what: str = "", minimum: int | None = None
     return (v, v, v)
 
 
-def resolve_padding3d(padding, kernel_size: int, dilation, what: str = ""
+def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = ""
                       ) -> tuple[int, int, int, int, int, int]:
     """``padding`` (int, three ints, ``"same"``, ``"valid"``) -> ``F.pad``'s 6-tuple
     ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)``; ``"same"`` puts the odd voxel (even kernels)
-    on the high side, as ``nn.Conv3d``."""
+    on the high side, as ``nn.Conv3d``, and needs ``stride`` 1."""
     dil = triple(dilation, "dilation", what, minimum=1)
+    C.check_same_padding(padding, triple(stride, "stride", what, minimum=1), what,
+                         "nn.Conv3d")
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0, 0, 0)
@@ -310,9 +312,7 @@ def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding
     if not lifting and weight.shape[2] != grp.order:
         raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
                          f"in dim 2; got shape {tuple(weight.shape)}")
-    if weight.shape[0] % groups:
-        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
-                         f"shape {tuple(weight.shape)})")
+    C.check_weight_groups(weight, groups, what)
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
 
 
@@ -334,7 +334,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, grou
           lifting: bool, what: str) -> torch.Tensor:
     filt, n = checked_filter3d(x, weight, bias, stride, dilation, groups, padding_mode, group,
                                lifting, what)
-    pad = resolve_padding3d(padding, weight.shape[-1], dilation, what)
+    pad = resolve_padding3d(padding, weight.shape[-1], dilation, stride, what)
     return conv3d_expanded(x, filt, bias, n, stride, pad, dilation, groups, padding_mode,
                            what=what)
 

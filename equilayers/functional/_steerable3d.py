@@ -344,9 +344,7 @@ def steerable_conv3d(
     if len(set(basis.shape[-3:])) != 1:
         raise ValueError(f"{what}: basis must have a cubic kernel k x k x k; got shape "
                          f"{tuple(basis.shape)}")
-    if weight.shape[0] % groups:
-        raise ValueError(f"{what}: groups={groups} must divide C_out={weight.shape[0]} (weight "
-                         f"shape {tuple(weight.shape)})")
+    C.check_weight_groups(weight, groups, what)
     c_in = weight.shape[1] * groups
     if x.dim() == 5 and f_in == 1:
         x = x.unsqueeze(2)
@@ -359,6 +357,6 @@ def steerable_conv3d(
     C.check_tensor(x, "x", what)  # floating point
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
     C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
-    pad = G3.resolve_padding3d(padding, k, dilation, what)
+    pad = G3.resolve_padding3d(padding, k, dilation, stride, what)
     return G3.conv3d_expanded(x, expand_steerable3d(weight, basis), order0_bias(bias, f_out),
                               f_out, stride, pad, dilation, groups, padding_mode, what=what)

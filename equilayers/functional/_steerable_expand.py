@@ -30,8 +30,7 @@ def expand_steerable(weight: torch.Tensor, basis: torch.Tensor, groups: int = 1)
         raise ValueError(f"expand_steerable needs weight (C_out, C_in // groups, num_basis) and "
                          f"basis (num_basis, F_out, F_in, k, k) with matching num_basis; got "
                          f"{tuple(weight.shape)} and {tuple(basis.shape)}")
-    if groups < 1 or weight.shape[0] % groups:
-        raise ValueError(f"groups={groups} must divide C_out={weight.shape[0]}")
+    C.check_weight_groups(weight, groups, "expand_steerable")
     C.check_tensors_match(weight, "expand_steerable", (("basis", basis),), x_name="weight")
     c_out, c_in, nb = weight.shape
     _, f_out, f_in, kh, kw = basis.shape

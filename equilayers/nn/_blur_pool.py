@@ -264,12 +264,8 @@ class BlurConv2d(Typed, nn.Module):
                  blur_padding_mode: str | None = None, fold: bool | None = None) -> None:
         super().__init__()
         what = type(self).__name__
-        C.check_int(in_channels, "in_channels", what, minimum=1)
-        C.check_int(out_channels, "out_channels", what, minimum=1)
-        C.check_int(groups, "groups", what, minimum=1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{what}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        in_channels, out_channels, groups = C.check_conv_channels(
+            in_channels, out_channels, groups, what, C.CONV_FIXES)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
         self.stride = C.check_square_stride(stride, "stride", what)  # (s, s) -> s

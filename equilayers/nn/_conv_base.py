@@ -36,15 +36,8 @@ class _ExactConvMixin(_WarnsInexact):
         square kernels: rotations map them onto themselves) and set them, with the resolved
         padding and the exactness-warning state."""
         name = type(self).__name__
-        # numpy integers too, as nn.Conv2d (a size read off an array)
-        in_channels, out_channels, groups = (
-            C.check_int(v, arg, name, minimum=1, fix=fix) for arg, v, fix in (
-                ("in_channels", in_channels, "the number of input fields"),
-                ("out_channels", out_channels, "the number of output fields"),
-                ("groups", groups, "1 for a dense conv, as nn.Conv2d")))
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+        in_channels, out_channels, groups = C.check_conv_channels(
+            in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
         k = C.check_pair(kernel_size, "kernel_size", name)
         if k[0] != k[1] or k[0] < 1:
             raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
@@ -81,9 +74,7 @@ class _ExactConvMixin(_WarnsInexact):
     @padding.setter
     def padding(self, padding) -> None:
         name = type(self).__name__
-        if isinstance(padding, str) and padding == "same" and max(self.stride) != 1:
-            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv2d); got "
-                             f"stride={self.stride!r}")
+        C.check_same_padding(padding, self.stride, name, "nn.Conv2d")
         if self.transposed:
             GT.transposed_padding(padding, name)  # an int or a pair, no string
         self._pad = G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)

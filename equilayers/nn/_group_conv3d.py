@@ -62,12 +62,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                  rings: Sequence[float] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                       ("groups", groups)):
-            C.check_int(v, arg, name, minimum=1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        in_channels, out_channels, groups = C.check_conv_channels(
+            in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
         ks = G3.triple(kernel_size, "kernel_size", name, minimum=1)
         if len(set(ks)) != 1:
             raise ValueError(f"{name}: kernel_size={kernel_size!r} must be cubic (k, k, k): "
@@ -75,10 +71,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         self.stride = G3.triple(stride, "stride", name, minimum=1)
         self.dilation = G3.triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
-        if isinstance(padding, str) and padding == "same" and self.stride != (1, 1, 1):
-            raise ValueError(f"{name}: padding='same' needs stride=1 (as nn.Conv3d); got "
-                             f"stride={stride!r}")
-        self._pad = G3.resolve_padding3d(padding, ks[0], dilation, name)
+        self._pad = G3.resolve_padding3d(padding, ks[0], dilation, self.stride, name)
         C.check_flag(bias, "bias", name)
         C.check_float_dtype(dtype, "dtype", name)
         grp = G3.check_cubic_group(group, name)
