@@ -21,6 +21,8 @@ __all__ = [
     "check_int",
     "check_optional_int",
     "check_pair",
+    "check_triple",
+    "check_cubic",
     "check_strided_padding",
     "check_shift_list",
     "check_number",
@@ -109,6 +111,31 @@ def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = N
     if minimum is not None and min(pair) < minimum:
         raise _err(ValueError, what, name, value, must, fix)
     return pair
+
+
+def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None = None
+                 ) -> tuple[int, int, int]:
+    """An int or three ints ``(D, H, W)`` (``nn.Conv3d``'s ``stride``, ``dilation``...) as a
+    triple."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise _err(ValueError, what, name, value, "an int or three ints (D, H, W)")
+        d, h, w = (check_int(v, f"{name}[{i}]", what, minimum=minimum,
+                             fix="an int or three ints (D, H, W)")
+                   for i, v in enumerate(value))
+        return (d, h, w)
+    v = check_int(value, name, what, minimum=minimum, fix="an int or three ints (D, H, W)")
+    return (v, v, v)
+
+
+def check_cubic(value: Any, name: str, what: str = "") -> int:
+    """A cubic kernel's size: an int >= 1 or three equal ones (the cube's rotations move the
+    kernel's axes into each other), as an int."""
+    ks = check_triple(value, name, what, minimum=1)
+    if len(set(ks)) != 1:
+        raise _err(ValueError, what, name, value, "cubic (k, k, k): the rotations move the "
+                   "kernel's axes into each other", "use one size for all three dims")
+    return ks[0]
 
 
 def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> tuple[int, int]:

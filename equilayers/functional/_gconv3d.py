@@ -59,28 +59,13 @@ def check_cubic_group(group: GroupLike, what: str) -> CubicGroup:
     return grp
 
 
-def triple(value, name: str, what: str = "", minimum: int | None = None
-           ) -> tuple[int, int, int]:
-    """An int or three ints ``(D, H, W)``, as ``nn.Conv3d`` takes them."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 3:
-            raise ValueError(f"{what + ': ' if what else ''}{name}={value!r} must be an int or "
-                             "three ints (D, H, W)")
-        d, h, w = (C.check_int(v, f"{name}[{i}]", what, minimum=minimum,
-                               fix="an int or three ints (D, H, W)")
-                   for i, v in enumerate(value))
-        return (d, h, w)
-    v = C.check_int(value, name, what, minimum=minimum, fix="an int or three ints (D, H, W)")
-    return (v, v, v)
-
-
 def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = ""
                       ) -> tuple[int, int, int, int, int, int]:
     """``padding`` (int, three ints, ``"same"``, ``"valid"``) -> ``F.pad``'s 6-tuple
     ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)``; ``"same"`` puts the odd voxel (even kernels)
     on the high side, as ``nn.Conv3d``, and needs ``stride`` 1."""
-    dil = triple(dilation, "dilation", what, minimum=1)
-    C.check_same_padding(padding, triple(stride, "stride", what, minimum=1), what,
+    dil = C.check_triple(dilation, "dilation", what, minimum=1)
+    C.check_same_padding(padding, C.check_triple(stride, "stride", what, minimum=1), what,
                          "nn.Conv3d")
     if isinstance(padding, str):
         if padding == "valid":
@@ -90,7 +75,7 @@ def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = "
             return (tw // 2, tw - tw // 2, th // 2, th - th // 2, td // 2, td - td // 2)
         raise ValueError(f"{what + ': ' if what else ''}padding={padding!r} must be an int, "
                          "three ints, 'same' or 'valid'")
-    pd, ph, pw = triple(padding, "padding", what, minimum=0)
+    pd, ph, pw = C.check_triple(padding, "padding", what, minimum=0)
     return (pw, pw, ph, ph, pd, pd)
 
 
@@ -159,12 +144,13 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     padded grid (:func:`~equilayers.functional._grid_law.windows_coincide`)."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
-    sizes = triple(size, "size", what, minimum=1)
+    sizes = C.check_triple(size, "size", what, minimum=1)
     C.check_int(kernel_size, "kernel_size", what, minimum=1)
-    strides = triple(stride, "stride", what, minimum=1)
-    dils = triple(dilation, "dilation", what, minimum=1)
+    strides = C.check_triple(stride, "stride", what, minimum=1)
+    dils = C.check_triple(dilation, "dilation", what, minimum=1)
     transposed = output_padding is not None
-    ops = triple(output_padding, "output_padding", what, minimum=0) if transposed else (0,) * 3
+    ops = (C.check_triple(output_padding, "output_padding", what, minimum=0) if transposed
+           else (0,) * 3)
     if padding_mode is not None:
         C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if not (isinstance(pad, (tuple, list)) and len(pad) == 6
@@ -253,8 +239,8 @@ def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     run :func:`check_fits` on an input of ``x``'s shape with these options (and passes
     ``stride``/``dilation`` as triples)."""
     if not checked:
-        stride = triple(stride, "stride", what)
-        dilation = triple(dilation, "dilation", what)
+        stride = C.check_triple(stride, "stride", what)
+        dilation = C.check_triple(dilation, "dilation", what)
         check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
     # a group map's fields and slots are the conv's channels (one view; a volume as it is)
     x5 = x if x.dim() == 5 else x.flatten(1, 2)
@@ -295,8 +281,8 @@ def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, wha
 def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding_mode,
                       lifting: bool, grp: CubicGroup) -> None:
     """The arguments of :func:`lifting_conv3d` / :func:`group_conv3d`."""
-    triple(stride, "stride", what, minimum=1)
-    triple(dilation, "dilation", what, minimum=1)
+    C.check_triple(stride, "stride", what, minimum=1)
+    C.check_triple(dilation, "dilation", what, minimum=1)
     C.check_int(groups, "groups", what, minimum=1)
     C.check_padding_mode(padding_mode, "padding_mode", what, PADDING_MODES)
     C.check_tensor(weight, "weight", what)

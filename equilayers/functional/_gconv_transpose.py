@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..groups import GroupLike
 from . import _gconv as G
-from . import _gconv3d as G3
 from ._basis_settings import Cutoff
 
 __all__ = [
@@ -64,7 +63,7 @@ def _tuple(value, name: str, what: str, dims: int, minimum: int | None = None,
            fix: str = "") -> tuple[int, ...]:
     """An int or ``dims`` ints (a pair for images, a triple for volumes)."""
     if dims == 3:
-        return G3.triple(value, name, what, minimum=minimum)
+        return C.check_triple(value, name, what, minimum=minimum)
     return C.check_pair(value, name, what, minimum=minimum, fix=fix)
 
 

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from .. import _checks as C
 from ..kernels._reference import CRITERIA, blur_nd
 from ._blur import binomial_filter
-from ._gconv3d import triple
 from ._group_pool import check_max_windows
 from ._polyphase import check_index, place_components
 
@@ -49,10 +48,10 @@ def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_
     """``nn.MaxPool3d`` / ``nn.AvgPool3d``'s arguments as triples ``(k, s, p, d)``: ``stride``
     ``None`` means ``kernel_size``; ``padding`` at most ``kernel_size // 2``, as torch
     requires (for a max pool too, whatever the dilation)."""
-    k = triple(kernel_size, "kernel_size", what, minimum=1)
-    s = k if stride is None else triple(stride, "stride", what, minimum=1)
-    p = triple(padding, "padding", what, minimum=0)
-    d = triple(dilation, "dilation", what, minimum=1)
+    k = C.check_triple(kernel_size, "kernel_size", what, minimum=1)
+    s = k if stride is None else C.check_triple(stride, "stride", what, minimum=1)
+    p = C.check_triple(padding, "padding", what, minimum=0)
+    d = C.check_triple(dilation, "dilation", what, minimum=1)
     limit = tuple(ki // 2 for ki in k)
     if any(pi > li for pi, li in zip(p, limit, strict=True)):
         raise ValueError(f"{what}: padding={padding!r} must be at most half the kernel_size, "

@@ -68,11 +68,7 @@ def check_so3_group(group: GroupLike, what: str) -> SO3Group:
 def check_kernel_size3d(kernel_size, what: str) -> int:
     """An odd ``k >= 1`` (an int, or three equal ints): a centred cubic filter."""
     if isinstance(kernel_size, (tuple, list)):
-        ks = G3.triple(kernel_size, "kernel_size", what, minimum=1)
-        if len(set(ks)) != 1:
-            raise ValueError(f"{what}: kernel_size={kernel_size!r} must be cubic (k, k, k): "
-                             "rotations move the kernel's axes into each other")
-        kernel_size = ks[0]
+        kernel_size = C.check_cubic(kernel_size, "kernel_size", what)
     k = C.check_int(kernel_size, "kernel_size", what, minimum=1, fix="an odd k (a centred filter)")
     if k % 2 == 0:
         raise ValueError(f"{what}: kernel_size={k} must be odd (a centred filter: the "
@@ -333,8 +329,8 @@ def steerable_conv3d(
     C.check_tensor(x, "x", what, floating=False)
     C.check_tensor(weight, "weight", what, ndim=3, layout="(C_out, C_in // groups, num_basis)")
     C.check_tensor(basis, "basis", what, ndim=6, layout="(num_basis, F_out, F_in, k, k, k)")
-    G3.triple(stride, "stride", what, minimum=1)
-    G3.triple(dilation, "dilation", what, minimum=1)
+    C.check_triple(stride, "stride", what, minimum=1)
+    C.check_triple(dilation, "dilation", what, minimum=1)
     groups = C.check_int(groups, "groups", what, minimum=1)
     C.check_padding_mode(padding_mode, "padding_mode", what, G3.PADDING_MODES)
     nb, f_out, f_in, k = basis.shape[0], basis.shape[1], basis.shape[2], basis.shape[-1]

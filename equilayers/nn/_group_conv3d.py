@@ -64,12 +64,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         name = type(self).__name__
         in_channels, out_channels, groups = C.check_conv_channels(
             in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
-        ks = G3.triple(kernel_size, "kernel_size", name, minimum=1)
-        if len(set(ks)) != 1:
-            raise ValueError(f"{name}: kernel_size={kernel_size!r} must be cubic (k, k, k): "
-                             "the group permutes the kernel's axes")
-        self.stride = G3.triple(stride, "stride", name, minimum=1)
-        self.dilation = G3.triple(dilation, "dilation", name, minimum=1)
+        ks = (C.check_cubic(kernel_size, "kernel_size", name),) * 3
+        self.stride = C.check_triple(stride, "stride", name, minimum=1)
+        self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
         self._pad = G3.resolve_padding3d(padding, ks[0], dilation, self.stride, name)
         C.check_flag(bias, "bias", name)
@@ -322,7 +319,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             GT.check_spatial(x, 3, name)
         else:
             G3.check_fits(x, self.kernel_size[0], self._pad,
-                          G3.triple(self.dilation, "dilation", name), self.padding_mode, name)
+                          C.check_triple(self.dilation, "dilation", name), self.padding_mode, name)
 
     _warned: bool = False
 

@@ -113,8 +113,8 @@ class SteerableConv3d(Typed, nn.Module):
         in_channels, out_channels, groups = C.check_conv_channels(
             in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
         k = S3.check_kernel_size3d(kernel_size, name)
-        self.stride = G3.triple(stride, "stride", name, minimum=1)
-        self.dilation = G3.triple(dilation, "dilation", name, minimum=1)
+        self.stride = C.check_triple(stride, "stride", name, minimum=1)
+        self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
         self._pad = G3.resolve_padding3d(padding, k, dilation, self.stride, name)
         C.check_flag(bias, "bias", name)

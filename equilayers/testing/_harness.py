@@ -31,7 +31,6 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from .. import _checks as C
-from ..functional._gconv3d import triple
 from ..groups import Element, FieldType, GroupLike, disk_mask, gaussian_smooth, get
 from ..groups._actions import check_rep
 from ..groups._so3 import ball_mask, smooth3d
@@ -463,8 +462,8 @@ def shift_equivariance_error(
     strides: tuple[int, ...]
     if nd == 3:
         C.check_tensor(x, "x", what, min_ndim=4, layout="(B, ..., D, H, W)")
-        strides = triple(stride, "stride", what, minimum=1)
-        shifts = [triple(s, "shifts[i]", what) for s in shifts]
+        strides = C.check_triple(stride, "stride", what, minimum=1)
+        shifts = [C.check_triple(s, "shifts[i]", what) for s in shifts]
     else:
         C.check_tensor(x, "x", what, min_ndim=2, layout="(..., H, W)")
         strides = C.check_pair(stride, "stride", what, minimum=1)
