@@ -15,7 +15,7 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
 @pytest.mark.parametrize("kwargs,match", [
     (dict(group="c8", basis="pixel"),
      r"group 'c8' has rotations off the pixel grid.*basis='harmonic'.*groups: c1, c2, c4"),
-    (dict(group="so2"), r"group 'so2' is continuous.*pass max_order=M"),
+    (dict(group="so2"), r"group='so2' is continuous.*pass max_order=M"),
     (dict(group="so2", max_order=-1), r"max_order must be an integer >= 0.*got -1"),
     (dict(group="so2", max_order=1.5), r"max_order must be an integer >= 0.*got 1.5"),
     (dict(group="p4", basis="pixel", max_order=2),

@@ -208,8 +208,8 @@ def test_module_init_repr_and_messages():
     with pytest.raises(TypeError, match=r"InvariantHead: x has dtype torch.float64, but the "
                                         r"module's parameters.*module.double\(\)"):
         InvariantHead(3, 4)(torch.randn(1, 3, 4, 5, 5, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"InvariantHead: group 'so2' is continuous and has "
-                                         r"no regular fiber; use a finite group"):
+    with pytest.raises(ValueError, match=r"InvariantHead: group='so2' is continuous and has "
+                                         r"no regular fields; use a finite group"):
         InvariantHead(3, 4, group="so2")
 
 

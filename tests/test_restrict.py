@@ -139,11 +139,11 @@ def test_empty_batch_state_dict_repr_and_to(gen):
     (lambda: Restrict("c8", "d4"), r"d4 is not a subgroup of c8 \(a dihedral subgroup needs"),
     (lambda: Restrict("c6", "c4"), r"the subgroups of c6 here are c1, c2, c3, c6;"),
     (lambda: Restrict("d4", "c3"), r"the subgroups of d4 here are c1, c2, c4, d1, d2, d4;"),
-    (lambda: Restrict("so2", "c4"), r"so2 is continuous and has no regular fields.*"
+    (lambda: Restrict("so2", "c4"), r"group='so2' is continuous and has no regular fields.*"
                                     r"rep='harmonic'"),
     (lambda: Restrict("d4", "c4", rep="trivial"), r"rep='trivial' must be one of "),
     (lambda: CosetPool("d4", "c4", "sum"), r"reduction='sum' must be one of"),
-    (lambda: CosetPool("o2", "so2"), r"o2 is continuous"),
+    (lambda: CosetPool("o2", "so2"), r"group='o2' is continuous"),
     (lambda: Restrict("d4", "bogus"), r"subgroup='bogus' is not a group: unknown group 'bogus'"),
 ])
 def test_bad_arguments(ctor, match):

@@ -30,10 +30,8 @@ def conv_field_types(group: Group, lifting: bool, max_order: int | None = None,
             raise ValueError(f"{prefix}in_max_order={in_max_order!r} needs harmonic output "
                              f"fields: also pass max_order=M (regular fields of {group.name} "
                              "need neither)")
-        if not group.is_finite:
-            raise ValueError(f"{prefix}group {group.name!r} is continuous: its fields are "
-                             "harmonic, pass max_order=M (>= 0, fiber 2M+1 slots); got "
-                             "max_order=None")
+        group.require_finite(what, "its fields are harmonic: pass max_order=M (>= "
+                             "0, fiber 2M+1 slots); got max_order=None")
         out = FieldType.regular(group)
     if lifting:
         return FieldType.trivial(group), out

@@ -37,9 +37,7 @@ def check_expanded_group(group: GroupLike, what: str) -> Group:
     ``group`` and the fix: a continuous group has no dense regular fiber, a cube group acts on
     volumes."""
     grp = get(group)
-    if not grp.is_finite:
-        raise ValueError(f"{what}: group={grp.name!r} is continuous; a dense expanded filter "
-                         "needs a finite group cN / dN (regular fields)")
+    grp.require_finite(what, "a dense expanded filter needs a finite group cN / dN")
     if grp.spatial_dim != 2:
         raise ValueError(f"{what}: group={grp.name!r} acts on volumes ({grp.spatial_dim} "
                          "spatial dims); an expanded 2-D filter needs a planar group cN / dN "

@@ -62,9 +62,7 @@ def _fourier_default_order(group) -> int:
 
 def _finite(group: GroupLike, what: str):
     grp = get(group)
-    if not grp.is_finite:
-        raise ValueError(f"{what}: {grp.name} is continuous and has no regular fields; use a "
-                         "finite group 'cN'/'dN'")
+    grp.require_finite(what, "use a finite group 'cN'/'dN'")
     return grp
 
 

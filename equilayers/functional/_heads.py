@@ -27,9 +27,7 @@ def _check_spatial(spatial: str, what: str = "") -> None:
 def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
     grp = get(group)
     C.check_tensor(x, "x", what, floating=False)
-    if not grp.is_finite:
-        raise ValueError(f"{what}: group {grp.name!r} is continuous and has no regular fiber; "
-                         "use a finite group such as 'p4' or 'p4m'")
+    grp.require_finite(what, "use a finite group such as 'p4' or 'p4m'")
     if x.dim() != 3 + grp.spatial_dim:
         raise ValueError(f"{what} expects a regular group feature map {_layout(grp)} of "
                          f"{grp.name}; got shape {tuple(x.shape)}")

@@ -37,9 +37,8 @@ def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str
     """``(G, H)`` after validating the pair and the rep (``ValueError`` naming them)."""
     C.check_choice(rep, "rep", RESTRICT_REPS, what, fix="the fields' type")
     grp, sub = check_subgroup(group, subgroup, what)
-    if rep == "regular" and not grp.is_finite:
-        raise ValueError(f"{what}: {grp.name} is continuous and has no regular fields; use "
-                         "rep='harmonic'")
+    if rep == "regular":
+        grp.require_finite(what, "use rep='harmonic'")
     return grp, sub
 
 

@@ -275,9 +275,8 @@ def regular_table(group: GroupLike, kernel_size: int, *,
     builds the filters from ``T`` directly.
     """
     grp = get(group)
-    if not grp.is_finite:
-        raise ValueError(f"{grp.name} is continuous and has no regular fields; use a harmonic "
-                         "basis (steerable_basis with out_rep='harmonic')")
+    grp.require_finite("regular_table", "use a harmonic basis (steerable_basis with "
+                       "out_rep='harmonic')")
     kernel_size = _check_kernel_size(kernel_size)
     spec = resolve_settings(kernel_size, sigma, frequencies_cutoff, rings, "regular_table")
     return _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).to(
@@ -362,9 +361,7 @@ def check_basis(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int,
     m_in = _check_order(in_order, in_rep, "in")
     m_out = _check_order(out_order, out_rep, "out")
     if "regular" in (in_rep, out_rep):
-        if not grp.is_finite:
-            raise ValueError(f"{grp.name} is continuous and has no regular fields; use "
-                             "in_rep/out_rep='harmonic' with a max_order")
+        grp.require_finite(what, "use in_rep/out_rep='harmonic' with a max_order")
         if out_rep != "regular":
             raise ValueError(f"basis {in_rep}->{out_rep} is not supported (supported: "
                              f"{_SUPPORTED}); map regular fields to harmonic ones with "

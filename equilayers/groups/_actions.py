@@ -83,8 +83,7 @@ def fiber_size(group, rep: str, max_order: int | None = None) -> int:
         return quotient_size(g, sub)
     max_order = C.check_optional_int(max_order, "max_order", "fiber_size", minimum=0)
     if rep == "regular":
-        if not g.is_finite:
-            raise ValueError(f"{g.name} is continuous and has no regular fiber; use rep='harmonic'")
+        g.require_finite("fiber_size", "use rep='harmonic'")
         return int(g.order)
     if rep == "harmonic":
         if max_order is None:
@@ -190,9 +189,7 @@ def act_fiber(x: torch.Tensor, g: Element, rep: str, dim: int = 2) -> torch.Tens
         return x.index_select(dim, coset_permutation(g, sub).to(x.device))
     if rep == "regular":
         group = g.group
-        if not group.is_finite:
-            raise ValueError(f"{group.name} is continuous and has no regular fiber; "
-                             "use rep='harmonic'")
+        group.require_finite(what, "use rep='harmonic'")
         if size != group.order:
             raise ValueError(f"a regular fiber of {group.name} has F={group.order} slots; got "
                              f"F={size} in dim={dim} of shape {tuple(x.shape)}")

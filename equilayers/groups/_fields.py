@@ -306,10 +306,8 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
         raise ValueError(f"{what}: {order_name}={max_order!r} is for harmonic fields; got "
                          f"rep={rep!r}: drop {order_name} or use rep='harmonic'")
     if (rep == "regular" or rep.startswith("quotient:")) and grp is not None:
-        if not grp.is_finite:
-            raise ValueError(f"{what}: group={grp.name!r} is continuous and has no "
-                             f"{rep!r} fiber of finitely many slots; use rep='harmonic' "
-                             "with a max_order")
+        grp.require_finite(what, f"rep={rep!r} needs a fiber of finitely many slots; use "
+                           "rep='harmonic' with a max_order")
         if rep.startswith("quotient:"):
             sub = parse_quotient(rep)
             assert sub is not None  # rep starts with "quotient:"

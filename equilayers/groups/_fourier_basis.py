@@ -140,18 +140,15 @@ def weight_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
     grp = get(group)
     if isinstance(grp, CubicGroup) or (isinstance(grp, PlanarGroup) and grp.n is not None):
         return group_fourier_basis(grp, dtype=dtype, device=device)
-    if not grp.is_finite:
-        raise ValueError(f"weight_basis: group={grp.name!r} is continuous; regular fields need "
-                         "a finite group")
+    grp.require_finite("weight_basis", "regular fields need a finite group")
     return torch.eye(int(grp.order), dtype=dtype, device=device)
 
 
 def _planar_finite(grp: Group, what: str) -> PlanarGroup:
     """``grp`` as a finite planar group (the families whose irreps are written here), or a
     ``ValueError`` that says which groups have a basis."""
-    if not grp.is_finite:
-        raise ValueError(f"{what}: group={grp.name!r} is continuous; a finite group 'cN' or "
-                         "'dN' has a Fourier basis of |G| functions")
+    grp.require_finite(what, "a finite group 'cN' or 'dN' has a Fourier basis of |G| "
+                       "functions")
     if not isinstance(grp, PlanarGroup) or grp.n is None:
         raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here (the planar "
                          "groups 'cN' and 'dN' and the cube's 'o', 'oh', 'c4z', 'd4z' do; a "

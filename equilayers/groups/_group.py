@@ -194,9 +194,18 @@ class Group(abc.ABC):
         self.planar_params()
         return 2 * max_order + 1
 
-    def _finite_elements(self, what: str) -> list[Any]:
+    def require_finite(self, what: str, fix: str) -> None:
+        """Raise ``ValueError`` unless the group is finite: a continuous one (SO(2), O(2),
+        SO(3), O(3)) has no regular fields (a fiber of ``|G|`` slots). The one message for
+        every layer and function that needs regular fields: ``what`` names the caller,
+        ``fix`` what to use instead."""
         if not self.is_finite:
-            raise ValueError(f"{self.name} is continuous: {what} needs a finite group")
+            prefix = f"{what}: " if what else ""
+            raise ValueError(f"{prefix}group={self.name!r} is continuous and has no regular "
+                             f"fields; {fix}")
+
+    def _finite_elements(self, what: str) -> list[Any]:
+        self.require_finite(what, f"{what} needs a finite group")
         return self.elements()
 
     # --- tables for layers (finite groups) ------------------------------------------------

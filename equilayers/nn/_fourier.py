@@ -78,9 +78,7 @@ class RegularToHarmonic(_FiberBuffers):
         super().__init__()
         name = type(self).__name__
         self.group = get(group)
-        if not self.group.is_finite:
-            raise ValueError(f"{name}: {self.group.name} is continuous and has no regular "
-                             "fields; use a finite group 'cN'/'dN'")
+        self.group.require_finite(name, "use a finite group 'cN'/'dN'")
         if max_order is None:
             n = self.group.planar_params()[0]
             assert n is not None  # a finite planar group

@@ -71,9 +71,7 @@ class InvariantHead(Typed, nn.Module):
         C.check_int(in_channels, "in_channels", what, minimum=1)
         C.check_int(num_classes, "num_classes", what, minimum=1)
         grp = get(group)
-        if not grp.is_finite:
-            raise ValueError(f"{what}: group {grp.name!r} is continuous and has no regular "
-                             "fiber; use a finite group such as 'p4' or 'p4m'")
+        grp.require_finite(what, "use a finite group such as 'p4' or 'p4m'")
         _check_pool(pool, what)
         _check_spatial(spatial, what)
         C.check_float_dtype(dtype, "dtype", what)
