@@ -35,6 +35,7 @@ __all__ = [
     "autocast_on",
     "check_dtype_match",
     "check_tensors_match",
+    "check_order_bias",
     "check_tensor",
 ]
 
@@ -312,6 +313,20 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
     raise TypeError(f"{what}: {x_name} has dtype {x.dtype}, but {held} {param.dtype}; convert "
                     f"{first} ({x_name}{to(param.dtype)}) or the {owner} "
                     f"({owner}{to(x.dtype)}){amp}")
+
+
+def check_order_bias(bias: Any, x: torch.Tensor, max_order: int, what: str) -> None:
+    """``None`` or a floating ``(C, max_order + 1)`` bias, one value per field of ``x`` (dim 1)
+    and rotation order, on ``x``'s device and in its dtype (a norm nonlinearity's)."""
+    if bias is None:
+        return
+    check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
+    c = int(x.shape[1])
+    if tuple(bias.shape) != (c, max_order + 1):
+        raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
+                         f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of shape "
+                         f"{tuple(bias.shape)}")
+    check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
 
 
 def check_tensors_match(x: Any, what: str, tensors: Sequence[tuple[str, Any]], *,

@@ -16,6 +16,7 @@ from ._base import (
     check_int,
     check_pair,
     check_tensor,
+    check_triple,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "values_readable",
     "check_component_index",
     "check_bias",
+    "check_pool_args",
     "check_same_padding",
     "CONV_FIXES",
     "FIELD_CONV_FIXES",
@@ -164,6 +166,28 @@ def check_bias(bias: Any, sizes: Sequence[int], what: str, name: str = "bias",
         want = " or ".join(f"({n},)" for n in sizes)
         raise ValueError(f"{_prefix(what)}{name} must have shape {want} (one value per {per})"
                          f"; got shape {tuple(bias.shape)}")
+
+
+def check_pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, what: str, *,
+                    max_pool: bool, dims: int = 2) -> tuple[tuple[int, ...], ...]:
+    """``nn.MaxPool2d`` / ``nn.AvgPool2d``'s arguments (``dims=3``: the 3-D pools') as pairs
+    (triples) ``(k, s, p, d)``: ``stride`` ``None`` means ``kernel_size``; ``padding`` at most
+    ``kernel_size // 2``, as torch requires (for a max pool too, whatever the dilation:
+    ``F.max_pool2d(x, 3, 1, 2, 2)`` raises)."""
+    def read(value, name, minimum, fix=""):
+        if dims == 2:
+            return check_pair(value, name, what, minimum=minimum, fix=fix)
+        return check_triple(value, name, what, minimum=minimum)
+    k = read(kernel_size, "kernel_size", 1)
+    s = k if stride is None else read(stride, "stride", 1, "None means kernel_size")
+    p = read(padding, "padding", 0)
+    d = read(dilation, "dilation", 1)
+    limit = tuple(ki // 2 for ki in k)
+    if any(pi > li for pi, li in zip(p, limit, strict=True)):
+        raise ValueError(f"{_prefix(what)}padding={padding!r} must be at most half the "
+                         f"kernel_size, {limit} here (as nn.{'Max' if max_pool else 'Avg'}"
+                         f"Pool{dims}d{'; the dilation does not count' if max_pool else ''})")
+    return k, s, p, d
 
 
 def check_same_padding(padding: Any, stride: Sequence[int], what: str, like: str) -> None:

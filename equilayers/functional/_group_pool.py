@@ -22,23 +22,7 @@ def _check_5d(x: torch.Tensor, what: str) -> None:
     C.check_tensor(x, "x", what)  # floating point
 
 
-def check_pool_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
-                    ) -> tuple[tuple[int, int], ...]:
-    """``nn.MaxPool2d`` / ``nn.AvgPool2d``'s arguments as pairs ``(k, s, p, d)``: ``stride``
-    ``None`` means ``kernel_size``; ``padding`` at most ``kernel_size // 2``, as torch
-    requires (for a max pool too, whatever the dilation: ``F.max_pool2d(x, 3, 1, 2, 2)``
-    raises)."""
-    k = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
-    s = k if stride is None else C.check_pair(stride, "stride", what, minimum=1,
-                                              fix="None means kernel_size")
-    p = C.check_pair(padding, "padding", what, minimum=0)
-    d = C.check_pair(dilation, "dilation", what, minimum=1)
-    limit = (k[0] // 2, k[1] // 2)
-    if p[0] > limit[0] or p[1] > limit[1]:
-        raise ValueError(f"{what}: padding={padding!r} must be at most half the kernel_size, "
-                         f"{limit} here (as nn.MaxPool2d/nn.AvgPool2d"
-                         f"{'; the dilation does not count' if max_pool else ''})")
-    return k, s, p, d
+check_pool_args = C.check_pool_args  # (the 2-D pools' arguments, as pairs)
 
 
 def check_max_windows(x: torch.Tensor, k, s, p, d, ceil_mode: bool, what: str) -> None:

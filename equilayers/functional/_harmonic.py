@@ -136,14 +136,7 @@ def norm_nonlinearity(
     if volume:
         return H3.norm_nonlinearity3d(x, bias, max_order, function, eps, order0)
     check_harmonic(x, max_order, what)
-    c = x.shape[1]
-    if bias is not None:
-        C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
-        if tuple(bias.shape) != (c, max_order + 1):
-            raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
-                             f"for x of shape {tuple(x.shape)} (C={c} fields); got bias of "
-                             f"shape {tuple(bias.shape)}")
-        C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
+    C.check_order_bias(bias, x, max_order, what)
     return norm_map(x, bias, max_order, function, eps, order0)
 
 

@@ -68,13 +68,7 @@ def norm_nonlinearity3d(
     ``order0="norm"``); ``bias`` ``(C, L + 1)`` or ``None``."""
     what = "norm_nonlinearity"
     check_harmonic3d(x, max_order, what)
-    c = x.shape[1]
-    if bias is not None:
-        C.check_tensor(bias, "bias", what, ndim=2, layout="(C, max_order + 1)")
-        if tuple(bias.shape) != (c, max_order + 1):
-            raise ValueError(f"{what}: bias must be (C, max_order + 1) = ({c}, {max_order + 1}) "
-                             f"for x of shape {tuple(x.shape)}; got {tuple(bias.shape)}")
-        C.check_tensors_match(x, what, (("bias", bias),))  # the rule of every weighted op
+    C.check_order_bias(bias, x, max_order, what)
 
     def plain(t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return _norm_map3d_plain(t, b, max_order, function, eps, order0)

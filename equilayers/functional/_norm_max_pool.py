@@ -15,17 +15,8 @@ PER = ("field", "order")
 
 
 def check_pool_args(kernel_size, stride, padding, dilation, what: str = "norm_max_pool2d"):
-    """``nn.MaxPool2d``'s arguments as pairs (``TypeError`` for a non-integer,
-    ``ValueError`` for a value out of range, naming the bad one)."""
-    k = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
-    s = k if stride is None else C.check_pair(stride, "stride", what, minimum=1,
-                                               fix="or None for kernel_size")
-    p = C.check_pair(padding, "padding", what, minimum=0)
-    d = C.check_pair(dilation, "dilation", what, minimum=1)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{what}: padding={padding!r} must be at most half of "
-                         f"kernel_size={kernel_size!r} (as nn.MaxPool2d)")
-    return k, s, p, d
+    """``nn.MaxPool2d``'s arguments as pairs (:func:`equilayers._checks.check_pool_args`)."""
+    return C.check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
 
 
 def norm_max_pool2d(

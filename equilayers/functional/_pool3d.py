@@ -44,20 +44,10 @@ def check_map6d(x: torch.Tensor, what: str) -> None:
 
 
 def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool
-                      ) -> tuple[tuple[int, int, int], ...]:
-    """``nn.MaxPool3d`` / ``nn.AvgPool3d``'s arguments as triples ``(k, s, p, d)``: ``stride``
-    ``None`` means ``kernel_size``; ``padding`` at most ``kernel_size // 2``, as torch
-    requires (for a max pool too, whatever the dilation)."""
-    k = C.check_triple(kernel_size, "kernel_size", what, minimum=1)
-    s = k if stride is None else C.check_triple(stride, "stride", what, minimum=1)
-    p = C.check_triple(padding, "padding", what, minimum=0)
-    d = C.check_triple(dilation, "dilation", what, minimum=1)
-    limit = tuple(ki // 2 for ki in k)
-    if any(pi > li for pi, li in zip(p, limit, strict=True)):
-        raise ValueError(f"{what}: padding={padding!r} must be at most half the kernel_size, "
-                         f"{limit} here (as nn.MaxPool3d/nn.AvgPool3d"
-                         f"{'; the dilation does not count' if max_pool else ''})")
-    return k, s, p, d
+                      ) -> tuple[tuple[int, ...], ...]:
+    """:func:`equilayers._checks.check_pool_args` of the 3-D pools (triples)."""
+    return C.check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=max_pool,
+                             dims=3)
 
 
 def _check_window3d(x: torch.Tensor, k, p, d, what: str) -> None:
