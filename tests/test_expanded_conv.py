@@ -196,7 +196,7 @@ def _bad_functional(**kw):
     (dict(lifting=1), TypeError, "lifting=1 must be True or False"),
     (dict(lifting=True), ValueError, r"lifting=True expects 4-D .*pass lifting=False"),
     (dict(x=torch.randn(1, 2, 6, 6)), ValueError, r"lifting=False expects 5-D .*lifting=True"),
-    (dict(x=torch.randn(1, 3, 4, 6, 6)), ValueError, "expects C_in=2 channels"),
+    (dict(x=torch.randn(1, 3, 4, 6, 6)), ValueError, "C_in=2 channels in dim 1"),
     (dict(x=torch.randn(1, 2, 8, 6, 6)), ValueError, r"regular fiber of \|G\|=4"),
     (dict(x=torch.randn(1, 2, 4, 2, 2)), ValueError, "smaller than the kernel's window"),
     (dict(padding_mode="wrap"), ValueError, "padding_mode='wrap' must be one of"),

@@ -242,10 +242,11 @@ def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,
 
 
 def check_channels(x: torch.Tensor, channels: int, what: str, dim: int = 1,
-                   hint: str = "") -> None:
-    """``x`` has ``channels`` channels in ``dim`` (``ValueError`` naming the shape)."""
+                   hint: str = "", unit: str = "channels") -> None:
+    """``x`` has ``channels`` channels (``unit``: a group conv's ``"fields"``) in ``dim``
+    (``ValueError`` naming the shape)."""
     if x.shape[dim] != channels:
-        raise ValueError(f"{_prefix(what)}x must have C_in={channels} channels in dim {dim}"
+        raise ValueError(f"{_prefix(what)}x must have C_in={channels} {unit} in dim {dim}"
                          f"{hint}; got shape {tuple(x.shape)}")
 
 

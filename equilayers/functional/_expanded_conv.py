@@ -19,8 +19,8 @@ from .. import _checks as C
 from ..groups import Group, GroupLike, get
 from ._gconv import (
     PADDING_MODES,
-    _check_input,
     _check_same_stride,
+    check_conv_input,
     conv_expanded,
     resolve_padding,
 )
@@ -105,7 +105,7 @@ def expanded_group_conv2d(x: torch.Tensor, weight: torch.Tensor,
                        else ("(B, C_in, |G|, H, W) regular fields", "images"))
         raise ValueError(f"{what}: lifting={lifting} expects {ndim}-D {have}; got x of shape "
                          f"{tuple(x.shape)}: pass lifting={not lifting} for {other}")
-    _check_input(x, 4 if lifting else 5, weight.shape[1] // f_in * groups,
+    check_conv_input(x, 4 if lifting else 5, weight.shape[1] // f_in * groups,
                  None if lifting else n, what)
     _check_same_stride(what, padding, stride)
     pad = resolve_padding(padding, weight.shape[-1], dilation, what)

@@ -186,10 +186,8 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
     public function the errors name (the group convs pass theirs)."""
     _check_weight(weight, 5, what)
     grp = check_pixel_group(group)
+    check_weight_fiber(weight, grp, what)
     c_out, c_in, f, k, _ = weight.shape
-    if f != grp.order:
-        raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
-                         f"in dim 2; got shape {tuple(weight.shape)}")
     idx = expansion_index(grp, c_in, k, lifting=False, device=weight.device)
     w = from_fourier(weight, weight_basis(grp, dtype=weight.dtype, device=weight.device))
     return gather_expanded(w, idx)
@@ -261,20 +259,31 @@ def check_conv_fits(x: torch.Tensor, k: int, pad: tuple[int, int, int, int],
         C.check_pad_fits(x, explicit, padding_mode, what)
 
 
-def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,
-                 in_order: int | None = None):
+#: ``(spatial dims, lifting)`` -> the input a group conv expects, and the hint for the other
+#: rank (the other conv of the pair).
+_INPUTS = {(2, True): ("(B, C_in, H, W) images", " (use GroupConv2d for group feature maps)"),
+           (2, False): ("(B, C_in, F, H, W) group maps",
+                        " (a lifting conv, LiftingConv2d, maps images to group maps)"),
+           (3, True): ("(B, C_in, D, H, W) volumes", " (use GroupConv3d for group feature maps)"),
+           (3, False): ("(B, C_in, |G|, D, H, W) regular fields",
+                        " (a lifting conv, LiftingConv3d, maps volumes to group maps)")}
+
+
+def check_conv_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, what: str,
+                     in_order: int | None = None, spatial: int = 2) -> None:
+    """The input of a lifting (``ndim = spatial + 2``) or group conv (``spatial + 3``, a fiber
+    of ``fiber`` slots: ``|G|``, or with ``in_order`` a harmonic fiber) of ``spatial`` dims:
+    the rank, ``channels`` fields, the fiber, floating point; a ``ValueError`` naming the
+    shape and the fix (or the unbatched-sample hint) otherwise."""
     C.check_tensor(x, "x", what, floating=False)
+    lifting = ndim == spatial + 2
     if x.dim() != ndim:
-        layout = "(B, C_in, H, W) images" if ndim == 4 else "(B, C_in, F, H, W) group maps"
-        hint = (" (a lifting conv, LiftingConv2d, maps images to group maps)" if ndim == 5
-                else " (use GroupConv2d for group feature maps)")
-        if looks_unbatched(x, ndim, channels, fiber, fiber_dim=1):
+        layout, hint = _INPUTS[spatial, lifting]
+        if looks_unbatched(x, ndim, channels, None if lifting else fiber, fiber_dim=1):
             hint = UNBATCHED_HINT
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
-    if x.shape[1] != channels:
-        raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "
-                         f"{tuple(x.shape)}")
-    if fiber is not None and x.shape[2] != fiber:
+    C.check_channels(x, channels, what)
+    if fiber is not None and not lifting and x.shape[2] != fiber:
         if in_order is None:
             raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
                              f"shape {tuple(x.shape)}")
@@ -283,6 +292,13 @@ def _check_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | None, w
                          f"in_max_order (default max_order) to the input's order "
                          f"(F - 1) // 2")
     C.check_tensor(x, "x", what)  # floating point
+
+
+def check_weight_fiber(weight: torch.Tensor, grp: Group, what: str) -> None:
+    """A group conv weight ``(C_out, C_in // groups, |G|, k...)``: ``|G|`` slots in dim 2."""
+    if weight.shape[2] != grp.order:
+        raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
+                         f"in dim 2; got shape {tuple(weight.shape)}")
 
 
 def _check_conv_args(what: str, weight, bias, stride, dilation, groups, padding_mode,
@@ -394,7 +410,7 @@ def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilatio
                      steerable)
     C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     if steerable:
-        _check_input(x, 4, weight.shape[1] * groups, None, what)
+        check_conv_input(x, 4, weight.shape[1] * groups, None, what)
         filt, f_out, _, _ = _steerable_filter(weight, group, True, kernel_size, max_order, None,
                                               groups, settings, what)
         assert kernel_size is not None  # _steerable_filter raised on None
@@ -403,7 +419,7 @@ def _lifting_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilatio
     _pixel_only(what, max_order, settings=settings)
     grp = check_pixel_group(group)
     _check_weight(weight, 4, what)
-    _check_input(x, 4, weight.shape[1] * groups, None, what)
+    check_conv_input(x, 4, weight.shape[1] * groups, None, what)
     return expand_lifting_filter(weight, grp), bias, int(grp.order), weight.shape[-1]
 
 
@@ -420,13 +436,13 @@ def _group_filter(x: torch.Tensor, weight: torch.Tensor, bias, stride, dilation,
         filt, f_out, f_in, m_in = _steerable_filter(weight, group, False, kernel_size, max_order,
                                                     in_max_order, groups, settings, what)
         assert kernel_size is not None  # _steerable_filter raised on None
-        _check_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
+        check_conv_input(x, 5, weight.shape[1] * groups, f_in, what, m_in)
         return filt, _bias_slot0(bias, f_out) if max_order is not None else bias, f_out, \
             kernel_size
     _pixel_only(what, max_order, in_max_order, settings)
     grp = check_pixel_group(group)
     _check_weight(weight, 5, what)
-    _check_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
+    check_conv_input(x, 5, weight.shape[1] * groups, int(grp.order), what)
     return expand_group_filter(weight, grp, what=what), bias, int(grp.order), weight.shape[-1]
 
 

@@ -36,8 +36,8 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
+from ._gconv import check_conv_input, check_weight_fiber
 from ._grid_law import dim_breaks
-from ._unbatched import UNBATCHED_HINT, looks_unbatched
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
 
@@ -258,24 +258,9 @@ def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 def check_input3d(x: torch.Tensor, lifting: bool, channels: int, fiber: int, what: str) -> None:
     """``x`` is a floating ``(B, C_in, D, H, W)`` volume (lifting) or a ``(B, C_in, |G|, D,
-    H, W)`` regular field, with ``channels`` channels (and ``fiber`` slots)."""
-    C.check_tensor(x, "x", what, floating=False)
-    ndim = 5 if lifting else 6
-    if x.dim() != ndim:
-        layout = ("(B, C_in, D, H, W) volumes" if lifting
-                  else "(B, C_in, |G|, D, H, W) regular fields")
-        hint = (" (use GroupConv3d for group feature maps)" if lifting else
-                " (a lifting conv, LiftingConv3d, maps volumes to group maps)")
-        if looks_unbatched(x, ndim, channels, None if lifting else fiber, fiber_dim=1):
-            hint = UNBATCHED_HINT
-        raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
-    if x.shape[1] != channels:
-        raise ValueError(f"{what} expects C_in={channels} channels in dim 1; got shape "
-                         f"{tuple(x.shape)}")
-    if not lifting and x.shape[2] != fiber:
-        raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
-                         f"shape {tuple(x.shape)}")
-    C.check_tensor(x, "x", what)  # floating point
+    H, W)`` regular field, with ``channels`` channels (and ``fiber`` slots): the group convs'
+    one input rule (:func:`._gconv.check_conv_input`) on volumes."""
+    check_conv_input(x, 5 if lifting else 6, channels, fiber, what, spatial=3)
 
 
 def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding_mode,
@@ -295,9 +280,8 @@ def check_conv3d_args(what: str, weight, bias, stride, dilation, groups, padding
     if len(set(weight.shape[-3:])) != 1:
         raise ValueError(f"{what}: weight must have a cubic kernel k x k x k (the group "
                          f"permutes its axes); got shape {tuple(weight.shape)}")
-    if not lifting and weight.shape[2] != grp.order:
-        raise ValueError(f"{what}: a group conv weight of {grp.name} has |G|={grp.order} slots "
-                         f"in dim 2; got shape {tuple(weight.shape)}")
+    if not lifting:
+        check_weight_fiber(weight, grp, what)
     C.check_weight_groups(weight, groups, what)
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
 

@@ -179,7 +179,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         options: the arguments were checked in ``__init__`` and the input is checked here
         (named as this module), then the functional's computation runs without its checks."""
         name = type(self).__name__
-        G._check_input(x, 4 if self.lifting else 5, self.in_channels,
+        G.check_conv_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name)
         C.check_dtype_match(x, self.weight, name)
         G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,

@@ -414,7 +414,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _input_checks(self, x: torch.Tensor) -> None:
         name = type(self).__name__
-        G._check_input(x, 4 if self.lifting else 5, self.in_channels,
+        G.check_conv_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name, self.in_max_order)
         if self.weight.is_meta and not x.is_meta:
             raise RuntimeError(

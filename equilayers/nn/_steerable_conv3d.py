@@ -229,9 +229,7 @@ class SteerableConv3d(Typed, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         self.in_type.check(x, "x", name)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{name} expects C_in={self.in_channels} fields in dim 1; got "
-                             f"shape {tuple(x.shape)}")
+        C.check_channels(x, self.in_channels, name, unit="fields")
         C.check_tensor(x, "x", name)  # floating point
         C.check_dtype_match(x, self.weight, name)
         if self.weight.is_meta and not x.is_meta:
