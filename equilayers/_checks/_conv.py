@@ -13,6 +13,7 @@ from ._base import (
     MAX_BLUR_SIZE,
     _prefix,
     check_choice,
+    check_flag,
     check_int,
     check_pair,
     check_tensor,
@@ -29,6 +30,7 @@ __all__ = [
     "check_blur_padding",
     "check_blur_pool_args",
     "check_max_blur_args",
+    "check_blur_upsample_args",
     "POLYPHASE_CRITERIA",
     "check_polyphase_args",
     "values_readable",
@@ -124,6 +126,21 @@ def check_max_blur_args(kernel_size: Any, stride: Any, blur_size: Any, padding_m
     check_padding_mode(padding_mode, "padding_mode", what)
     check_int(padding, "padding", what, minimum=0, maximum=k // 2,
               fix="0..kernel_size//2, as nn.MaxPool2d")
+
+
+def check_blur_upsample_args(scale_factor: Any, blur_size: Any, padding_mode: Any,
+                             transposed: Any, what: str) -> tuple[int, int, str, bool]:
+    """A blur upsampling's arguments: ``transposed=True`` is the transpose of a blur pool
+    padded with zeros or circularly (the other padding modes have no transpose)."""
+    s = check_stride(scale_factor, "scale_factor", what)
+    k = check_blur_size(blur_size, "blur_size", what)
+    mode = check_padding_mode(padding_mode, "padding_mode", what)
+    transposed = check_flag(transposed, "transposed", what)
+    if transposed and mode not in ("zeros", "circular"):
+        raise ValueError(f"{_prefix(what)}transposed=True is the transpose of a blur pool "
+                         f"padded with zeros or circularly; padding_mode={mode!r} has no such "
+                         "transpose. Use padding_mode='zeros' or 'circular'")
+    return s, k, mode, transposed
 
 
 POLYPHASE_CRITERIA = ("l2", "l1", "linf")

@@ -206,14 +206,7 @@ def blur_upsample3d(x: torch.Tensor, scale_factor: int = 2, blur_size: int = 3,
 
 def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_mode: str,
                    transposed: bool, nd: int, what: str) -> torch.Tensor:
-    s = C.check_stride(scale_factor, "scale_factor", what)
-    C.check_blur_size(blur_size, "blur_size", what)
-    C.check_padding_mode(padding_mode, "padding_mode", what)
-    C.check_flag(transposed, "transposed", what)
-    if transposed and padding_mode not in ("zeros", "circular"):
-        raise ValueError(f"{what}: transposed=True is the transpose of a blur pool padded with "
-                         f"zeros or circularly; padding_mode={padding_mode!r} has no such "
-                         "transpose. Use padding_mode='zeros' or 'circular'")
+    s = C.check_blur_upsample_args(scale_factor, blur_size, padding_mode, transposed, what)[0]
     dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
     sizes, lead = x.shape[-nd:], x.shape[:-nd]

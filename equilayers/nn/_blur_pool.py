@@ -368,15 +368,9 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
                  dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
-        self.scale_factor = C.check_stride(scale_factor, "scale_factor", what)
-        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
-        self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
+        self.scale_factor, self.blur_size, self.padding_mode, self.transposed = (
+            C.check_blur_upsample_args(scale_factor, blur_size, padding_mode, transposed, what))
         self._register_filter(self.blur_size, device, dtype, what)
-        self.transposed = C.check_flag(transposed, "transposed", what)
-        if transposed and padding_mode not in ("zeros", "circular"):
-            raise ValueError(f"{what}: transposed=True is the transpose of a blur pool padded "
-                             f"with zeros or circularly; padding_mode={padding_mode!r} has no "
-                             "such transpose. Use padding_mode='zeros' or 'circular'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (not self.__dict__.get("_warned", False) and isinstance(x, torch.Tensor)
