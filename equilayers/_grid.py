@@ -322,6 +322,16 @@ def _unsupported_size(model: nn.Module, shape: tuple, error: Exception,
     raise error
 
 
+def check_declared_rank(shape: tuple[int, ...], declared: FieldType,
+                        bound: FieldType | None = None) -> None:
+    """``input_shape`` has the rank of the model's declared input type (``bound``: that type
+    bound to the checked group, when it is another)."""
+    want = bound or declared
+    if len(shape) != want.tensor_ndim:
+        raise ValueError(f"check_grid: input_shape={shape!r} must have {want.tensor_ndim} dims "
+                         f"{want.layout}: the model's input is {declared!r}")
+
+
 def check_grid(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -425,10 +435,8 @@ def check_grid(
             "group on its volume input_shape, 'c4z' or 'd4z' for the rotations (and flip) "
             "about the depth axis, 'o' or 'oh' for all the cube's")
     declared = getattr(model, "in_type", None)
-    if isinstance(declared, FieldType) and len(shape) != declared.tensor_ndim:
-        raise ValueError(f"check_grid: input_shape={shape!r} must have "
-                         f"{declared.tensor_ndim} dims {declared.layout}: the model's input is "
-                         f"{declared!r}")
+    if isinstance(declared, FieldType):
+        check_declared_rank(shape, declared)
     rows, cols, square = _axes(grp)
     findings: list[Finding] = []
     h, w = shape[-2:]

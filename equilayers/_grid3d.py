@@ -25,6 +25,7 @@ from ._grid import (
     _padding_text,
     _rotated_runs,
     _unsupported_size,
+    check_declared_rank,
     file_break,
     output_padding_finding,
     transposed_border_finding,
@@ -195,10 +196,7 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
             bound = declared.bind(group)
         except ValueError:  # a model of a subgroup (c4z) checked for a larger group (o): the
             bound = declared  # grid law reads its windows all the same, as in 2-D
-        if len(shape) != bound.tensor_ndim:
-            raise ValueError(f"check_grid: input_shape={shape!r} must have "
-                             f"{bound.tensor_ndim} dims {bound.layout}: the model's input is "
-                             f"{declared!r}")
+        check_declared_rank(shape, declared, bound)
     if len(shape) < 5:
         raise ValueError(f"check_grid: {group.name} acts on volumes; input_shape={shape!r} "
                          "must be a full shape such as (1, 2, 9, 9, 9) (B, C, D, H, W)")

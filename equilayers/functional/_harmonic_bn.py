@@ -32,6 +32,15 @@ def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], x: to
                          f"shape {tuple(t.shape)}")
 
 
+def _running(running_mean: torch.Tensor | None, running_var: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running statistics an eval-mode call (``training=False``) normalises with."""
+    if running_mean is None or running_var is None:
+        raise ValueError("harmonic_batch_norm in eval mode needs running_mean and running_var "
+                         "(or training=True)")
+    return running_mean, running_var
+
+
 def _wrapped(t: torch.Tensor) -> bool:
     """A torch.func-transformed tensor (never inside a compiled graph, where Dynamo cannot
     trace the check)."""
@@ -152,10 +161,8 @@ def harmonic_batch_norm(
         mean0 = x.new_zeros(c, 1, dtype=ct)
         stat = None
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError("harmonic_batch_norm in eval mode needs running_mean and "
-                             "running_var (or training=True)")
-        mean0, stat = running_mean.to(ct)[:, None], running_var.to(ct)
+        rm, rv = _running(running_mean, running_var)
+        mean0, stat = rm.to(ct)[:, None], rv.to(ct)
     # (C, M+1); the empty batch of a training call is scaled by 1
     scale = x.new_ones(c, max_order + 1, dtype=ct) if stat is None else (stat + eps).rsqrt()
     if weight is not None:
@@ -403,10 +410,8 @@ def _field_batch_norm(x: torch.Tensor, state: tuple, training: bool, momentum: f
     elif training:  # empty batch: nothing to estimate; running statistics untouched
         var, mean0 = x.new_ones(c, dtype=ct), x.new_zeros(c, dtype=ct)
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError("harmonic_batch_norm in eval mode needs running_mean and "
-                             "running_var (or training=True)")
-        var, mean0 = running_var[:, 0].to(ct), running_mean.to(ct)
+        rm, rv = _running(running_mean, running_var)
+        var, mean0 = rv[:, 0].to(ct), rm.to(ct)
     scale = x.new_ones(c, dtype=ct) if training and n == 0 else (var + eps).rsqrt()
     if weight is not None:
         scale = scale * weight[:, 0].to(ct)

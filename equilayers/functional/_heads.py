@@ -16,6 +16,20 @@ POOLS = ("max", "mean")
 SPATIAL = ("mean", "max")
 
 
+def check_head_input(x: torch.Tensor, in_channels: int, grp, what: str, built: str) -> None:
+    """``x`` is a group map of ``grp`` or a plain map (its fibers pooled), floating, with the
+    head's ``in_channels`` fields in dim 1 (``built`` says where that count comes from), with
+    the unbatched-sample hint where ``x`` looks like one sample."""
+    sd = grp.spatial_dim
+    plain = "(B, C, H, W)" if sd == 2 else "(B, C, D, H, W)"
+    C.check_tensor(x, "x", what, ndim=(2 + sd, 3 + sd), layout=f"{_layout(grp)} or {plain}")
+    if x.shape[1] != in_channels:
+        hint = (UNBATCHED_HINT if looks_unbatched(x, 3 + grp.spatial_dim, in_channels,
+                                                  int(grp.order), fiber_dim=1) else "")
+        raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
+                         f"{built}{hint}")
+
+
 def _check_pool(pool: str, what: str = "") -> None:
     C.check_choice(pool, "pool", POOLS, what, fix="the fiber pooling")
 
@@ -118,13 +132,8 @@ def invariant_head(
     C.check_bias(bias, (weight.shape[0],), what)
     grp = get(group)
     sd = grp.spatial_dim
-    plain = "(B, C, H, W)" if sd == 2 else "(B, C, D, H, W)"
-    C.check_tensor(x, "x", what, ndim=(2 + sd, 3 + sd), layout=f"{_layout(grp)} or {plain}")
-    if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"{what}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) but "
-                         f"the head expects in_channels={weight.shape[1]} (weight shape "
-                         f"{tuple(weight.shape)})" + (UNBATCHED_HINT if looks_unbatched(
-                             x, 3 + sd, weight.shape[1], int(grp.order), fiber_dim=1) else ""))
+    check_head_input(x, weight.shape[1], grp, what, f"the head expects in_channels="
+                     f"{weight.shape[1]} (weight shape {tuple(weight.shape)})")
     C.check_tensors_match(x, what, (("weight", weight), ("bias", bias)))
     _check_nonempty(x, 2, what, "fiber or spatial" if x.dim() == 3 + sd else "spatial")
     if x.dim() == 3 + sd:

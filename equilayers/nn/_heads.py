@@ -12,11 +12,10 @@ from ..functional._heads import (
     _check_nonempty,
     _check_pool,
     _check_spatial,
-    _layout,
+    check_head_input,
     fiber_pose,
     invariant_head,
 )
-from ..functional._unbatched import UNBATCHED_HINT, looks_unbatched
 from ..groups import FieldType, GroupLike, get
 from ._typed import Typed
 
@@ -99,15 +98,8 @@ class InvariantHead(Typed, nn.Module):
     def forward(self, x: torch.Tensor):
         name = type(self).__name__
         sd = self.group.spatial_dim
-        plain = "(B, C, H, W)" if sd == 2 else "(B, C, D, H, W)"
-        C.check_tensor(x, "x", name, ndim=(2 + sd, 3 + sd),
-                       layout=f"{_layout(self.group)} or {plain}")
-        if x.shape[1] != self.in_channels:
-            hint = (UNBATCHED_HINT if looks_unbatched(
-                x, 3 + sd, self.in_channels, int(self.group.order), fiber_dim=1) else "")
-            raise ValueError(f"{name}: x has C={x.shape[1]} channels (shape {tuple(x.shape)}) "
-                             f"but the head was built with in_channels={self.in_channels}"
-                             + hint)
+        check_head_input(x, self.in_channels, self.group, name,
+                         f"the head was built with in_channels={self.in_channels}")
         C.check_dtype_match(x, self.weight, name)
         _check_nonempty(x, 2, name, "fiber or spatial" if x.dim() == 3 + sd else "spatial")
         logits = invariant_head(x, self.weight, self.bias, group=self.group, pool=self.pool,
