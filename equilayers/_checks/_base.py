@@ -35,6 +35,7 @@ __all__ = [
     "autocast_on",
     "check_dtype_match",
     "check_tensors_match",
+    "check_group_map",
     "check_order_bias",
     "check_tensor",
 ]
@@ -313,6 +314,23 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
     raise TypeError(f"{what}: {x_name} has dtype {x.dtype}, but {held} {param.dtype}; convert "
                     f"{first} ({x_name}{to(param.dtype)}) or the {owner} "
                     f"({owner}{to(x.dtype)}){amp}")
+
+
+_GROUP_MAPS = {2: "5-D (B, C, F, H, W)", 3: "6-D (B, C, F, D, H, W)"}
+
+
+def check_group_map(x: Any, what: str, spatial: Sequence[int] = (2,), hint: str = "", *,
+                    floating: bool = True) -> None:
+    """``x`` is a group feature map: ``(B, C, F, H, W)`` on images (spatial dims 2),
+    ``(B, C, F, D, H, W)`` on volumes (3), of the ranks ``spatial`` allows, floating point
+    unless ``floating=False``; ``hint`` (``" (use ...)"``) ends the rank error."""
+    check_tensor(x, "x", what, floating=False)
+    if x.dim() - 3 not in spatial:
+        layout = " or ".join(_GROUP_MAPS[s] for s in spatial)
+        raise ValueError(f"{what} expects a {layout} group feature map; got shape "
+                         f"{tuple(x.shape)}{hint}")
+    if floating:
+        check_tensor(x, "x", what)
 
 
 def check_order_bias(bias: Any, x: torch.Tensor, max_order: int, what: str) -> None:

@@ -26,15 +26,9 @@ def check_norm_args(eps, momentum, what: str, *, momentum_none: bool = False) ->
 def check_input(x: torch.Tensor, num_features: int, what: str, ndim: int | tuple = 5) -> None:
     """``x`` is a floating group feature map (``ndim``: 5 for ``(B, C, F, H, W)``, 6 for
     ``(B, C, F, D, H, W)``, or a tuple of both) with ``num_features`` fields."""
-    C.check_tensor(x, "x", what, floating=False)
     ranks = (ndim,) if isinstance(ndim, int) else ndim
-    if x.dim() not in ranks:
-        layout = " or ".join("5-D (B, C, F, H, W)" if n == 5 else "6-D (B, C, F, D, H, W)"
-                             for n in ranks)
-        plain = "nn.BatchNorm2d for images" if 5 in ranks else "nn.BatchNorm3d for volumes"
-        raise ValueError(f"{what} expects a {layout} group feature map; got shape "
-                         f"{tuple(x.shape)} (use {plain})")
-    C.check_tensor(x, "x", what)
+    plain = "nn.BatchNorm2d for images" if 5 in ranks else "nn.BatchNorm3d for volumes"
+    C.check_group_map(x, what, tuple(n - 3 for n in ranks), f" (use {plain})")
     if x.shape[1] != num_features:
         raise ValueError(f"{what} expects C={num_features} fields in dim 1; got shape "
                          f"{tuple(x.shape)}")
@@ -50,11 +44,7 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
     statistics, so the map is exactly equivariant for regular fields."""
     what = "group_batch_norm"
     check_norm_args(eps, momentum, what)
-    if not isinstance(x, torch.Tensor) or x.dim() not in (5, 6):
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"group_batch_norm expects a 5-D (B, C, F, H, W) or 6-D (B, C, F, D, "
-                         f"H, W) group feature map; got {shape} (use nn.BatchNorm2d for "
-                         "images)")
+    C.check_group_map(x, what, (2, 3), " (use nn.BatchNorm2d for images)")
     check_input(x, x.shape[1], what, (5, 6))
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):

@@ -15,11 +15,7 @@ REDUCTIONS = ("max", "mean")
 
 
 def _check_5d(x: torch.Tensor, what: str) -> None:
-    C.check_tensor(x, "x", what, floating=False)
-    if x.dim() != 5:
-        raise ValueError(f"{what} expects a 5-D (B, C, F, H, W) group feature map; got shape "
-                         f"{tuple(x.shape)}")
-    C.check_tensor(x, "x", what)  # floating point
+    C.check_group_map(x, what)
 
 
 check_pool_args = C.check_pool_args  # (the 2-D pools' arguments, as pairs)
@@ -89,11 +85,7 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     ``x.max(2).values``, 10 ms for ``F.max_pool3d`` and 0.37 ms for pairwise ``torch.maximum``.
     """
     C.check_choice(reduction, "reduction", REDUCTIONS, "group_pool")
-    C.check_tensor(x, "x", "group_pool", floating=False)
-    if x.dim() not in (5, 6):
-        raise ValueError(f"group_pool expects a 5-D (B, C, F, H, W) or 6-D (B, C, F, D, H, W) "
-                         f"group feature map; got shape {tuple(x.shape)}")
-    C.check_tensor(x, "x", "group_pool")  # floating point
+    C.check_group_map(x, "group_pool", (2, 3))
     if x.shape[2] == 0:  # amax's IndexError, mean's NaN
         raise ValueError(f"group_pool: the fiber (dim 2) is empty, x of shape {tuple(x.shape)}; "
                          "a group feature map holds |G| slots per field (or the harmonic "

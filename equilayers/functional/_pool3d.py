@@ -35,12 +35,8 @@ __all__ = ["group_max_pool3d", "group_avg_pool3d", "polyphase_pool3d", "polyphas
 
 def check_map6d(x: torch.Tensor, what: str) -> None:
     """``x`` is a floating ``(B, C, F, D, H, W)`` group feature map."""
-    C.check_tensor(x, "x", what, floating=False)
-    if x.dim() != 6:
-        raise ValueError(f"{what} expects a 6-D (B, C, F, D, H, W) group feature map (the cube "
-                         f"groups' fields on volumes); got shape {tuple(x.shape)} (use "
-                         "nn.MaxPool3d/nn.AvgPool3d for (B, C, D, H, W) volumes)")
-    C.check_tensor(x, "x", what)  # floating point
+    C.check_group_map(x, what, (3,), " (use nn.MaxPool3d/nn.AvgPool3d for (B, C, D, H, W) "
+                      "volumes)")
 
 
 def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_pool: bool

@@ -49,12 +49,7 @@ def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
     (``TypeError`` naming the dtype otherwise)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} expects a tensor; got {type(x).__name__}{C.proxy_fix(x)}")
-    if floating:
-        C.check_tensor(x, "x", what)
-    if x.dim() != 3 + spatial_dim:
-        layout = "5-D (B, C, F, H, W)" if spatial_dim == 2 else "6-D (B, C, F, D, H, W)"
-        raise ValueError(f"{what} expects a {layout} group feature map; got shape "
-                         f"{tuple(x.shape)}")
+    C.check_group_map(x, what, (spatial_dim,), floating=floating)
     if size is None:  # harmonic: 2M + 1 slots
         if x.shape[2] % 2 == 0:
             raise ValueError(f"{what} expects a harmonic fiber of 2M+1 (odd) slots in dim 2; "
