@@ -296,6 +296,61 @@ def test_argument_rules_live_in_checks(tmp_path):
     assert not spelled, f"use _checks.PADDING_MODES / check_padding_mode: {spelled}"
 
 
+#: Argument rules written once (issue 15: "no argument rule is written twice"): a fragment of
+#: each rule's error message, and the one module whose ``raise`` writes it. Each had two to
+#: fourteen copies, some with other wordings or without the caller's name.
+ONE_SITE_RULES = [
+    ("must divide in_channels", "_checks/_conv.py"),
+    ("must divide C_out", "_checks/_conv.py"),
+    ("padding='same' needs stride=1", "_checks/_conv.py"),
+    ("must be at most half the kernel_size", "_checks/_conv.py"),
+    ("is the transpose of a blur pool padded", "_checks/_conv.py"),
+    ("x must have C_in=", "_checks/_conv.py"),
+    ("cubic (k, k, k)", "_checks/_base.py"),
+    ("an int or three ints (D, H, W)", "_checks/_base.py"),
+    ("bias must be (C, max_order + 1)", "_checks/_base.py"),
+    ("group feature map; got shape", "_checks/_base.py"),
+    ("is continuous and has no regular fields", "groups/_group.py"),
+    ("a group conv weight of", "functional/_gconv.py"),
+    ("expects a regular fiber of |G|", "functional/_gconv.py"),
+    ("x has C={x.shape[1]} channels", "functional/_heads.py"),
+    ("in eval mode needs running_mean", "functional/_harmonic_bn.py"),
+    ("input_shape={shape!r} must have {want.tensor_ndim} dims", "_grid.py"),
+]
+
+
+def raise_sites(fragment: str, root: Path = PACKAGE) -> list[str]:
+    """``file:line`` of every ``raise`` under ``root`` whose source holds ``fragment`` (string
+    pieces joined across implicit concatenation and line breaks)."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                seg = ast.get_source_segment(text, node) or ""
+                if fragment in re.sub(r"[\"']\s*\n\s*[rf]*[\"']", "", seg):
+                    out.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return out
+
+
+@pytest.mark.parametrize("fragment,home", ONE_SITE_RULES)
+def test_argument_rule_is_written_once(fragment, home):
+    """Each rule's message is raised from one place, which every layer and function calls."""
+    sites = raise_sites(fragment)
+    assert [s.rsplit(":", 1)[0] for s in sites] == [home], sites
+
+
+def test_a_second_copy_of_a_rule_is_found(tmp_path):
+    """Negative control: a rule written again (split over two lines, as the copies were) is
+    counted, and a docstring that quotes it is not."""
+    (tmp_path / "a.py").write_text(
+        'def f(g):\n    """groups must divide in_channels."""\n'
+        '    raise ValueError(f"f: groups={g} must divide "\n'
+        '                     f"in_channels={g}")\n')
+    (tmp_path / "b.py").write_text('raise ValueError("groups=2 must divide in_channels=3")\n')
+    assert raise_sites("must divide in_channels", tmp_path) == ["a.py:3", "b.py:1"]
+
+
 def private_harness_imports(path: Path, root: Path = ROOT) -> list[str]:
     """``from equilayers.testing... import _name`` in a module outside ``equilayers.testing``:
     the metrics (and anything else) use the harness's public names."""

@@ -329,11 +329,9 @@ def steerable_conv2d(
                          f"x of shape (B, C_in, {f_in}, H, W); got {tuple(x.shape)}")
     b, c_in = x.shape[:2]
     h, w = x.shape[-2:]
-    if weight.shape[1] * groups != c_in:
-        raise ValueError(f"steerable_conv2d: weight of shape {tuple(weight.shape)} has C_in // "
-                         f"groups = {weight.shape[1]} input fields, so x must have C_in="
-                         f"{weight.shape[1] * groups} fields in dim 1 (groups={groups}); got "
-                         f"shape {tuple(x.shape)}")
+    C.check_channels(x, weight.shape[1] * groups, what, unit="fields", hint=(
+        f" (weight of shape {tuple(weight.shape)}: C_in // groups = {weight.shape[1]} input "
+        f"fields, groups={groups})"))
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
     C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
     kh, kw = basis.shape[-2:]
