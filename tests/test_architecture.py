@@ -311,6 +311,7 @@ ONE_SITE_RULES = [
     ("bias must be (C, max_order + 1)", "_checks/_base.py"),
     ("group feature map; got shape", "_checks/_base.py"),
     ("is continuous and has no regular fields", "groups/_group.py"),
+    ("belongs to {a.group.name}, not {self.name}", "groups/_group.py"),
     ("a group conv weight of", "functional/_gconv.py"),
     ("expects a regular fiber of |G|", "functional/_gconv.py"),
     ("x has C={x.shape[1]} channels", "functional/_heads.py"),

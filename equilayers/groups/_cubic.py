@@ -144,6 +144,8 @@ class CubicGroup(Group):
         (True, False)
     """
 
+    _element_type = CubicElement
+
     def __init__(self, name: str) -> None:
         if name not in CUBIC_GROUPS:
             raise ValueError(f"CubicGroup: name={name!r} must be one of "
@@ -223,11 +225,6 @@ class CubicGroup(Group):
         self._check(a)
         return self._by_rows[_transpose(a.rows)]
 
-    def _check(self, a: object) -> None:
-        if not isinstance(a, CubicElement):
-            raise TypeError(f"expected a CubicElement of {self.name}; got {type(a).__name__}")
-        if a.group != self:
-            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
 
     # --- the action on space --------------------------------------------------------------
     def matrix(self, g: CubicElement) -> torch.Tensor:

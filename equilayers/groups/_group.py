@@ -194,6 +194,20 @@ class Group(abc.ABC):
         self.planar_params()
         return 2 * max_order + 1
 
+    #: The class of the group's elements (each family sets its own).
+    _element_type: type = Element
+
+    def check_element(self, a: object) -> None:
+        """Raise ``TypeError`` unless ``a`` is an element of this group's family and
+        ``ValueError`` unless it belongs to this group (not another of the family)."""
+        if not (isinstance(a, Element) and isinstance(a, self._element_type)):
+            raise TypeError(f"expected a {self._element_type.__name__} of {self.name}; got "
+                            f"{type(a).__name__}")
+        if a.group != self:
+            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
+
+    _check = check_element  # (the families' name for it)
+
     def require_finite(self, what: str, fix: str) -> None:
         """Raise ``ValueError`` unless the group is finite: a continuous one (SO(2), O(2),
         SO(3), O(3)) has no regular fields (a fiber of ``|G|`` slots). The one message for

@@ -105,6 +105,8 @@ class PlanarGroup(Group):
         reflections: whether the group contains the flip (also :attr:`has_reflections`).
     """
 
+    _element_type = GroupElement
+
     def __init__(self, n: int | None, reflections: bool) -> None:
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ValueError(f"a finite rotation group needs n >= 1 rotations; got n={n!r}")
@@ -218,11 +220,6 @@ class PlanarGroup(Group):
             raise ValueError(f"{self.name} is continuous: its elements have no fiber slot")
         return int(g.rotation) + self.n * int(g.reflection)
 
-    def _check(self, a: GroupElement) -> None:
-        if not isinstance(a, GroupElement):
-            raise TypeError(f"expected a GroupElement of {self.name}; got {type(a).__name__}")
-        if a.group != self:
-            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
 
     def angle(self, a: GroupElement) -> float:
         """The rotation angle of ``a`` in radians (its rotation part, for a flip)."""

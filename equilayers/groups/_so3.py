@@ -96,6 +96,8 @@ class SO3Group(Group):
         9
     """
 
+    _element_type = SO3Element
+
     def __init__(self, reflections: bool) -> None:
         self.reflections = C.check_flag(reflections, "reflections", "SO3Group",
                                         fix="False for SO(3), True for O(3)")
@@ -190,11 +192,6 @@ class SO3Group(Group):
         self._check(a)
         return self.element(self.matrix(a).T)
 
-    def _check(self, a: object) -> None:
-        if not isinstance(a, SO3Element):
-            raise TypeError(f"expected an SO3Element of {self.name}; got {type(a).__name__}")
-        if a.group != self:
-            raise ValueError(f"element {a!r} belongs to {a.group.name}, not {self.name}")
 
     # --- the action on space --------------------------------------------------------------
     def matrix(self, g: SO3Element) -> torch.Tensor:

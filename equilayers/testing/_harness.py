@@ -217,8 +217,7 @@ def resolve_elements(group, elements) -> list[Element]:
     out = []
     for e in elements:
         if isinstance(e, Element):
-            if e.group != group:
-                raise ValueError(f"element {e!r} belongs to {e.group.name}, not {group.name}")
+            group.check_element(e)
             out.append(e)
         elif C.is_int(e) and group.is_finite:
             C.check_int(e, "elements[i]", "", minimum=-int(group.order),
