@@ -165,11 +165,7 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
         expanded = T.forward_filter(ours)
-    target = filt.reshape(expanded.shape)
-    scale = target.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, target / scale, rtol=0, atol=1e-6):
-        raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
-                         f"{cls.__name__}(group={name!r}); the conventions differ")
+    T.check_reproduced(m, ours, name, expanded, filt.reshape(expanded.shape), atol=1e-6)
     return ours
 
 

@@ -231,9 +231,7 @@ def conv(m: Any) -> nn.Module:
     q_out = _field_matrices(gname, c_out, order).to(filt)
     q_in = _field_matrices(gname, c_in, in_order).to(filt)
     filt = torch.einsum("oi,ijyx,jk->okyx", q_out, filt, q_in.T)
-    if bias is not None and f_out > 1 and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
-        raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
-                         "slots; the conventions differ")
+    T.check_scalar_bias(m, bias, c_out, f_out)
     try:  # escnn 1.0.11 names a planar basis element's angular frequency "irrep:frequency"
         theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["irrep:frequency"])))
     except (AttributeError, KeyError, TypeError, ValueError):
@@ -331,9 +329,7 @@ def norm_nonlinearity(m: Any) -> nn.Module:
     """escnn's ``NormNonLinearity`` (``"n_relu"``, each irrep its own field) on SO(2)/O(2)
     fields -> :class:`NormNonlinearity` with ``order0="norm"`` and ``bias_form="exp"``
     (``relu(|v| - exp(log_bias))`` from the same parameter, as on SO(3))."""
-    if getattr(m, "_function", None) is None or getattr(m._function, "__name__", "") != "relu":
-        raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
-                         "NormNonlinearity (norm-ReLU)")
+    T.check_norm_relu(m)
     c, order = _layout(m.in_type, "NormNonLinearity", "separate")
 
     def arrange(lb: torch.Tensor) -> torch.Tensor:

@@ -105,9 +105,7 @@ def conv(m: Any) -> nn.Module:
     s_out = escnn_field_signs(order).to(filt).repeat(c_out)
     s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
     filt = filt * s_out.view(-1, 1, 1, 1, 1) * s_in.view(1, -1, 1, 1, 1)
-    if bias is not None and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
-        raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
-                         "slots; the conventions differ")
+    T.check_scalar_bias(m, bias, c_out, f_out)
     for settings in ({}, T.escnn_shell_settings(m)):
         if settings is None:
             continue
@@ -151,9 +149,7 @@ def norm_nonlinearity(m: Any) -> nn.Module:
     if not is_so3_space(m.in_type.gspace):
         raise ValueError(f"from_escnn: NormNonLinearity on {m.in_type}: only SO(3)/O(3) fields "
                          "of volumes (rot3dOnR3 / flipRot3dOnR3) are supported")
-    if getattr(m, "_function", None) is None or getattr(m._function, "__name__", "") != "relu":
-        raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
-                         "NormNonlinearity (norm-ReLU)")
+    T.check_norm_relu(m)
     c, order = _layout(m.in_type, "NormNonLinearity")
     order = order or 0
     # escnn orders its biases by field size (all order-0 fields, then order 1, ...)

@@ -288,11 +288,38 @@ def load_harmonic_fit(ours: Any, basis: torch.Tensor, filt: torch.Tensor,
     return ours
 
 
+def check_norm_relu(m: Any) -> None:
+    """escnn's ``NormNonLinearity`` computes norm-ReLU (``function="n_relu"``), the one we
+    have."""
+    if getattr(m, "_function", None) is None or getattr(m._function, "__name__", "") != "relu":
+        raise ValueError("from_escnn: NormNonLinearity: only function='n_relu' maps to "
+                         "NormNonlinearity (norm-ReLU)")
+
+
+def check_reproduced(m: Any, ours: Any, group: str, expanded: torch.Tensor,
+                     target: torch.Tensor, atol: float) -> None:
+    """Our converted conv's expanded filter equals escnn's (relative to its largest entry, to
+    ``atol``: escnn samples in float32); a convention mismatch is an O(1) error."""
+    scale = target.abs().max().clamp_min(1e-30)
+    if not torch.allclose(expanded / scale, target / scale, rtol=0, atol=atol):
+        raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
+                         f"{type(ours).__name__}(group={group!r}); the conventions differ")
+
+
+def check_scalar_bias(m: Any, bias: torch.Tensor | None, c_out: int, f_out: int) -> None:
+    """escnn's bias of harmonic fields is zero off the order-0 slot (ours has none there)."""
+    if bias is not None and f_out > 1 and bias.view(c_out, f_out)[:, 1:].abs().max() > 0:
+        raise ValueError(f"from_escnn: escnn's bias for {m} is not zero on the non-scalar "
+                         "slots; the conventions differ")
+
+
 def norm_relu(m: Any, c: int, order: int, group: str,
               arrange: Callable[[torch.Tensor], torch.Tensor]) -> NormNonlinearity:
     """escnn's ``NormNonLinearity`` (``"n_relu"``) on ``c`` fields of orders ``0 .. order``
     -> our :class:`NormNonlinearity` with ``order0="norm"`` and ``bias_form="exp"`` holding
-    escnn's ``log_bias``, flattened and put in our ``(C, order + 1)`` order by ``arrange``."""
+    escnn's ``log_bias``, flattened and put in our ``(C, order + 1)`` order by ``arrange``.
+    Call :func:`check_norm_relu` first (before reading the fields' layout)."""
+    check_norm_relu(m)
     has_bias = m.log_bias is not None
     ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
                             group=group)

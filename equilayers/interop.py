@@ -436,10 +436,7 @@ def _conv(m: Any, probed: dict) -> nn.Module:
     # escnn samples each output slot's filter on its own, in float32: with many basis
     # elements (a dilation, a high frequencies_cutoff) its slots agree with one another only
     # to ~2e-6 of the largest entry; a convention mismatch is an O(1) error
-    scale = filt.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
-        raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
-                         f"{cls.__name__}(group={gname!r}); the conventions differ")
+    T.check_reproduced(m, ours, gname, expanded, filt, atol=1e-5)
     return ours
 
 

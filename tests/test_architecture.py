@@ -317,6 +317,9 @@ ONE_SITE_RULES = [
     ("x has C={x.shape[1]} channels", "functional/_heads.py"),
     ("in eval mode needs running_mean", "functional/_harmonic_bn.py"),
     ("input_shape={shape!r} must have {want.tensor_ndim} dims", "_grid.py"),
+    ("is not reproduced by", "_interop_tools.py"),
+    ("is not zero on the non-scalar", "_interop_tools.py"),
+    ("only function='n_relu' maps to", "_interop_tools.py"),
 ]
 
 
