@@ -20,6 +20,7 @@ __all__ = [
     "is_int",
     "check_int",
     "check_optional_int",
+    "check_order",
     "check_pair",
     "check_triple",
     "check_cubic",
@@ -93,6 +94,17 @@ def check_optional_int(value: Any, name: str, what: str = "", *, minimum: int | 
     if not is_int(value):
         raise _err(TypeError, what, name, value, must, fix)
     return check_int(value, name, what, minimum=minimum, maximum=maximum, fix=fix)
+
+
+def check_order(value: Any, name: str, what: str = "", *, optional: bool = False,
+                fix: str = "") -> int | None:
+    """A rotation order (a harmonic fiber's ``max_order``, an irrep's ``l``): an integer
+    >= 0 (numpy's too), or ``None`` where ``optional``; ``TypeError`` for a non-integer,
+    ``ValueError`` below 0."""
+    if value is None and optional:
+        return None
+    return check_int(value, name, what, minimum=0, fix=fix or (
+        f"a harmonic fiber of orders 0..{name} has 2*{name}+1 slots (SO(3): ({name}+1)^2)"))
 
 
 def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = None,

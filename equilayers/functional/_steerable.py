@@ -109,9 +109,9 @@ def _check_order(order, rep: str, which: str) -> int:
     if order is None:
         raise ValueError(f"{which}_rep='harmonic' needs {which}_order=M (>= 0), the maximal "
                          "rotation order of the fiber; got None")
-    if not C.is_int(order) or order < 0:
-        raise ValueError(f"{which}_order must be an integer >= 0 (max_order); got {order!r}")
-    return int(order)
+    checked = C.check_order(order, f"{which}_order", "steerable_basis")
+    assert checked is not None  # (None is refused above)
+    return checked
 
 
 def _coefs(group: Group, f: int, m: int, n: int) -> list[complex]:

@@ -320,13 +320,8 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
 
 
 def _check_order(value, name: str, what: str, required: bool) -> int | None:
-    """A harmonic ``max_order``: an int >= 0 (or ``None`` unless ``required``); ``TypeError``
-    for a non-integer, ``ValueError`` below 0."""
-    if value is None and not required:
-        return None
-    if not C.is_int(value) or value < 0:
-        raise (ValueError if C.is_int(value) else TypeError)(
-            f"{what}: {name}={value!r} must be an integer >= 0"
-            + ("" if required else " (or None: read from the tensor)")
-            + f"; a harmonic fiber has 2*{name}+1 slots")
-    return int(value)
+    """A harmonic ``max_order`` (:func:`equilayers._checks.check_order`; ``None`` unless
+    ``required``: read from the tensor)."""
+    return C.check_order(value, name, what, optional=not required, fix=(
+        f"a harmonic fiber has 2*{name}+1 slots" + ("" if required else
+                                                    "; None reads it from the tensor")))

@@ -52,11 +52,9 @@ _CPU = torch.device("cpu")
 
 
 def _check_order(value, name: str, what: str) -> int:
-    if not C.is_int(value) or value < 0:
-        raise (ValueError if C.is_int(value) else TypeError)(
-            f"{what}: {name}={value!r} must be an integer >= 0 (a rotation order l, 2l+1 "
-            "slots)")
-    return int(value)  # numpy ints too
+    order = C.check_order(value, name, what, fix="a rotation order l, 2l+1 slots")
+    assert order is not None  # (not optional)
+    return order
 
 
 def harmonic_slices(max_order: int) -> list[slice]:
