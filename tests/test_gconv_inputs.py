@@ -23,7 +23,7 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
     (dict(group="c8", in_max_order=2), r"in_max_order=2 needs harmonic output.*max_order=M"),
     (dict(group="p5"), "unknown group 'p5'"),
     (dict(groups=3), "groups=3 must divide in_channels=4"),
-    (dict(kernel_size=(3, 5)), "kernel_size must be a positive int"),
+    (dict(kernel_size=(3, 5)), r"kernel_size=\(3, 5\) must be square \(k, k\)"),
     (dict(padding_mode="mirror"), "padding_mode='mirror' must be one of"),
     (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
     (dict(padding="same", stride=2), "padding='same' needs stride=1"),
@@ -262,14 +262,16 @@ def test_functional_convs_refuse_non_square_pixel_filters():
     expand_*_filter. The control: the square weight runs."""
     x, xg = torch.randn(1, 2, 9, 9), torch.randn(1, 2, 4, 9, 9)
     for shape in ((5, 3), (3, 5)):
-        with pytest.raises(ValueError, match=r"lifting_conv2d needs square filters.*kernel "
-                                             rf"\({shape[0]}, {shape[1]}\)"):
+        with pytest.raises(ValueError, match=r"lifting_conv2d: weight must have square filters"
+                                             rf".*\(3, 2, {shape[0]}, {shape[1]}\)"):
             EF.lifting_conv2d(x, torch.randn(3, 2, *shape))
-        with pytest.raises(ValueError, match=r"group_conv2d needs square filters"):
+        with pytest.raises(ValueError, match=r"group_conv2d: weight must have square filters"):
             EF.group_conv2d(xg, torch.randn(3, 2, 4, *shape))
-        with pytest.raises(ValueError, match=r"expand_lifting_filter needs square filters"):
+        with pytest.raises(ValueError,
+                           match=r"expand_lifting_filter: weight must have square filters"):
             EF.expand_lifting_filter(torch.randn(3, 2, *shape))
-        with pytest.raises(ValueError, match=r"expand_group_filter needs square filters"):
+        with pytest.raises(ValueError,
+                           match=r"expand_group_filter: weight must have square filters"):
             EF.expand_group_filter(torch.randn(3, 2, 4, *shape))
     assert EF.lifting_conv2d(x, torch.randn(3, 2, 3, 3)).shape == (1, 3, 4, 7, 7)
     assert EF.group_conv2d(xg, torch.randn(3, 2, 4, 3, 3)).shape == (1, 3, 4, 7, 7)

@@ -289,7 +289,7 @@ def test_init_keeps_the_second_moment(stride, k, gen):
     ({"output_padding": 1}, "must be smaller than the stride or the dilation"),
     ({"output_padding": 2, "stride": 2}, "must be smaller than the stride or the dilation"),
     ({"output_padding": -1, "stride": 2}, "output_padding"),
-    ({"kernel_size": (3, 5)}, "square filters"),
+    ({"kernel_size": (3, 5)}, r"kernel_size=\(3, 5\) must be square \(k, k\)"),
     ({"group": "oh"}, "use GroupConvTranspose3d for the cube"),
     ({"group": "so3"}, "acts on volumes: no SO\\(3\\) one yet: use GroupConvTranspose3d"),
 ])

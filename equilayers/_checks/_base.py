@@ -24,6 +24,7 @@ __all__ = [
     "check_pair",
     "check_triple",
     "check_cubic",
+    "check_square_filters",
     "check_strided_padding",
     "check_shift_list",
     "check_number",
@@ -142,14 +143,23 @@ def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None =
     return (v, v, v)
 
 
-def check_cubic(value: Any, name: str, what: str = "") -> int:
-    """A cubic kernel's size: an int >= 1 or three equal ones (the cube's rotations move the
-    kernel's axes into each other), as an int."""
-    ks = check_triple(value, name, what, minimum=1)
+def check_cubic(value: Any, name: str, what: str = "", dims: int = 3) -> int:
+    """A cubic kernel's size (``dims=2``: a square one's): an int >= 1 or ``dims`` equal ones
+    (the rotations move the kernel's axes into each other), as an int."""
+    ks = (check_triple if dims == 3 else check_pair)(value, name, what, minimum=1)
     if len(set(ks)) != 1:
-        raise _err(ValueError, what, name, value, "cubic (k, k, k): the rotations move the "
-                   "kernel's axes into each other", "use one size for all three dims")
+        shape = "cubic (k, k, k)" if dims == 3 else "square (k, k)"
+        raise _err(ValueError, what, name, value, f"{shape}: the rotations move the kernel's "
+                   "axes into each other", f"use one size for all {dims} dims")
     return ks[0]
+
+
+def check_square_filters(weight: torch.Tensor, what: str) -> None:
+    """A 2-D group conv weight's filters are square, ``k x k`` (the rotations map them onto
+    themselves)."""
+    if weight.shape[-1] != weight.shape[-2]:
+        raise ValueError(f"{_prefix(what)}weight must have square filters (rotations map k x k "
+                         f"onto itself); got shape {tuple(weight.shape)}")
 
 
 def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> tuple[int, int]:

@@ -55,9 +55,7 @@ def check_expanded_weight(weight: torch.Tensor, order: int, lifting: bool, group
         raise ValueError(f"{what}: weight must be {_LAYOUT} with |G|={order} and F_in="
                          f"{'1 (lifting)' if lifting else '|G|'}, so dim 0 divisible by "
                          f"{order} and dim 1 by {f_in}; got shape {tuple(weight.shape)}")
-    if weight.shape[-1] != weight.shape[-2]:
-        raise ValueError(f"{what}: weight must have square filters (rotations map k x k onto "
-                         f"itself); got shape {tuple(weight.shape)}")
+    C.check_square_filters(weight, what)
     C.check_weight_groups(weight, groups, what, weight.shape[0] // order,
                           f": C_out * |G| = {weight.shape[0]} with |G|={order}")
 

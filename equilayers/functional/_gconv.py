@@ -132,9 +132,7 @@ def _check_weight(weight: torch.Tensor, ndim: int, what: str) -> None:
         layout = ("(C_out, C_in // groups, k, k)" if ndim == 4
                   else "(C_out, C_in // groups, |G|, k, k)")
         raise ValueError(f"{what} weight must have shape {layout}; got {tuple(weight.shape)}")
-    if weight.shape[-1] != weight.shape[-2]:
-        raise ValueError(f"{what} needs square filters (rotations map k x k onto itself); got "
-                         f"kernel {tuple(weight.shape[-2:])}")
+    C.check_square_filters(weight, what)
 
 
 def expand_lifting_filter(weight: torch.Tensor, group: GroupLike = "p4") -> torch.Tensor:

@@ -38,10 +38,7 @@ class _ExactConvMixin(_WarnsInexact):
         name = type(self).__name__
         in_channels, out_channels, groups = C.check_conv_channels(
             in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
-        k = C.check_pair(kernel_size, "kernel_size", name)
-        if k[0] != k[1] or k[0] < 1:
-            raise ValueError(f"{name}: kernel_size must be a positive int (square filters, so "
-                             f"that rotations map them onto themselves); got {kernel_size!r}")
+        k = (C.check_cubic(kernel_size, "kernel_size", name, dims=2),) * 2
         C.check_padding_mode(padding_mode, "padding_mode", name, C.PADDING_MODES)
         if self.transposed and padding_mode != "zeros":
             raise ValueError(f"{name}: padding_mode must be one of ('zeros',) (as "
