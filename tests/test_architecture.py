@@ -308,6 +308,7 @@ ONE_SITE_RULES = [
     ("x must have C_in=", "_checks/_conv.py"),
     ("the rotations move the kernel's", "_checks/_base.py"),
     ("must have square filters", "_checks/_base.py"),
+    ("padding={padding!r} must be {forms}", "_checks/_conv.py"),
     ("an int or three ints (D, H, W)", "_checks/_base.py"),
     ("bias must be (C, max_order + 1)", "_checks/_base.py"),
     ("group feature map; got shape", "_checks/_base.py"),

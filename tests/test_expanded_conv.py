@@ -203,7 +203,7 @@ def _bad_functional(**kw):
     (dict(padding=6, padding_mode="reflect"), ValueError,
      "padding_mode='reflect' with padding"),
     (dict(padding="same", stride=2), ValueError, "padding='same' needs stride=1"),
-    (dict(padding="full"), ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
+    (dict(padding="full"), ValueError, "padding='full' must be an int, a pair, 'same' or 'valid'"),
     (dict(stride=0), ValueError, "stride=0 must be"),
     (dict(dilation=(1, 2, 3)), TypeError, r"dilation=\(1, 2, 3\) must be"),
     (dict(x=[1.0]), TypeError, "x must be a tensor"),

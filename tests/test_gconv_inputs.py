@@ -25,7 +25,7 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
     (dict(groups=3), "groups=3 must divide in_channels=4"),
     (dict(kernel_size=(3, 5)), r"kernel_size=\(3, 5\) must be square \(k, k\)"),
     (dict(padding_mode="mirror"), "padding_mode='mirror' must be one of"),
-    (dict(padding="full"), "padding must be an int, a pair, 'same' or 'valid'"),
+    (dict(padding="full"), "padding='full' must be an int, a pair, 'same' or 'valid'"),
     (dict(padding="same", stride=2), "padding='same' needs stride=1"),
     (dict(basis="fourier"), "unknown basis 'fourier'.*'pixel'.*'harmonic'"),
     (dict(in_channels=0), "in_channels=0 must be an integer >= 1"),
@@ -171,7 +171,7 @@ def test_padding_set_after_construction_takes_effect(make, x_shape, gen):
     assert conv(x).shape != make()(x).shape  # the control: the padding changes the shape
     with pytest.raises(ValueError, match=r"padding='same' needs stride=1"):
         GroupConv2d(2, 2, 3, stride=2, group="p4").padding = "same"
-    with pytest.raises(ValueError, match=r"GroupConv2d: padding must be"):
+    with pytest.raises(ValueError, match=r"GroupConv2d: padding='full' must be"):
         GroupConv2d(2, 2, 3, group="p4").padding = "full"
 
 

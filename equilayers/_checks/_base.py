@@ -128,18 +128,17 @@ def check_pair(value: Any, name: str, what: str = "", *, minimum: int | None = N
     return pair
 
 
-def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None = None
-                 ) -> tuple[int, int, int]:
+def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None = None,
+                 fix: str = "an int or three ints (D, H, W)") -> tuple[int, int, int]:
     """An int or three ints ``(D, H, W)`` (``nn.Conv3d``'s ``stride``, ``dilation``...) as a
     triple."""
     if isinstance(value, (tuple, list)):
         if len(value) != 3:
             raise _err(ValueError, what, name, value, "an int or three ints (D, H, W)")
-        d, h, w = (check_int(v, f"{name}[{i}]", what, minimum=minimum,
-                             fix="an int or three ints (D, H, W)")
+        d, h, w = (check_int(v, f"{name}[{i}]", what, minimum=minimum, fix=fix)
                    for i, v in enumerate(value))
         return (d, h, w)
-    v = check_int(value, name, what, minimum=minimum, fix="an int or three ints (D, H, W)")
+    v = check_int(value, name, what, minimum=minimum, fix=fix)
     return (v, v, v)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "check_component_index",
     "check_bias",
     "check_pool_args",
+    "conv_padding",
     "check_same_padding",
     "CONV_FIXES",
     "FIELD_CONV_FIXES",
@@ -205,6 +206,24 @@ def check_pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, 
                          f"kernel_size, {limit} here (as nn.{'Max' if max_pool else 'Avg'}"
                          f"Pool{dims}d{'; the dilation does not count' if max_pool else ''})")
     return k, s, p, d
+
+
+def conv_padding(padding: Any, kernel_size: int, dilation: Any, what: str, dims: int = 2
+                 ) -> tuple[int, ...]:
+    """A conv's ``padding`` (an int, ``dims`` ints, ``"same"`` or ``"valid"``) as ``F.pad``'s
+    tuple, last dim first (``(left, right, top, bottom[, front, back])``); ``"same"`` pads
+    ``dilation * (k - 1)`` in total per dim, the odd pixel on the high side, as torch's
+    convs."""
+    read = check_pair if dims == 2 else check_triple
+    dil = read(dilation, "dilation", what, minimum=1)
+    forms = f"an int, {'a pair' if dims == 2 else 'three ints'}, 'same' or 'valid'"
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{_prefix(what)}padding={padding!r} must be {forms}")
+        totals = [d * (kernel_size - 1) if padding == "same" else 0 for d in dil]
+    else:
+        totals = [2 * p for p in read(padding, "padding", what, minimum=0, fix=forms)]
+    return tuple(v for t in reversed(totals) for v in (t // 2, t - t // 2))
 
 
 def check_same_padding(padding: Any, stride: Sequence[int], what: str, like: str) -> None:

@@ -193,23 +193,11 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
 
 def resolve_padding(padding, kernel_size: int, dilation, what: str = ""
                     ) -> tuple[int, int, int, int]:
-    """``padding`` (int, pair, ``"same"``, ``"valid"``) -> ``(left, right, top, bottom)``.
-
-    ``"same"`` pads ``dilation * (k - 1)`` in total per dim, the extra pixel (when odd) on the
-    right/bottom, as ``nn.Conv2d`` does.
-    """
-    dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding == "same":
-            th, tw = dh * (kernel_size - 1), dw * (kernel_size - 1)
-            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        raise ValueError(f"{what + ': ' if what else ''}padding must be an int, a pair, 'same' "
-                         f"or 'valid'; got padding={padding!r}")
-    ph, pw = C.check_pair(padding, "padding", what, minimum=0,
-                          fix="an int, a pair, 'same' or 'valid'")
-    return (pw, pw, ph, ph)
+    """``padding`` (int, pair, ``"same"``, ``"valid"``) -> ``(left, right, top, bottom)``
+    (:func:`equilayers._checks.conv_padding`: ``"same"`` puts the odd pixel on the right and
+    bottom, as ``nn.Conv2d``)."""
+    left, right, top, bottom = C.conv_padding(padding, kernel_size, dilation, what)
+    return (left, right, top, bottom)
 
 
 def _pad_and_padding(pad: tuple[int, int, int, int], padding_mode: str):

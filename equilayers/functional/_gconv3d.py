@@ -62,21 +62,13 @@ def check_cubic_group(group: GroupLike, what: str) -> CubicGroup:
 def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = ""
                       ) -> tuple[int, int, int, int, int, int]:
     """``padding`` (int, three ints, ``"same"``, ``"valid"``) -> ``F.pad``'s 6-tuple
-    ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)``; ``"same"`` puts the odd voxel (even kernels)
-    on the high side, as ``nn.Conv3d``, and needs ``stride`` 1."""
-    dil = C.check_triple(dilation, "dilation", what, minimum=1)
+    ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)`` (:func:`equilayers._checks.conv_padding`:
+    ``"same"`` puts the odd voxel on the high side, as ``nn.Conv3d``, and needs ``stride``
+    1)."""
     C.check_same_padding(padding, C.check_triple(stride, "stride", what, minimum=1), what,
                          "nn.Conv3d")
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0, 0, 0)
-        if padding == "same":
-            td, th, tw = (d * (kernel_size - 1) for d in dil)
-            return (tw // 2, tw - tw // 2, th // 2, th - th // 2, td // 2, td - td // 2)
-        raise ValueError(f"{what + ': ' if what else ''}padding={padding!r} must be an int, "
-                         "three ints, 'same' or 'valid'")
-    pd, ph, pw = C.check_triple(padding, "padding", what, minimum=0)
-    return (pw, pw, ph, ph, pd, pd)
+    wl, wh, hl, hh, dl, dh = C.conv_padding(padding, kernel_size, dilation, what, dims=3)
+    return (wl, wh, hl, hh, dl, dh)
 
 
 @cpu_cache(maxsize=256)
