@@ -16,8 +16,7 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
     (dict(group="c8", basis="pixel"),
      r"group 'c8' has rotations off the pixel grid.*basis='harmonic'.*groups: c1, c2, c4"),
     (dict(group="so2"), r"group='so2' is continuous.*pass max_order=M"),
-    (dict(group="so2", max_order=-1), r"max_order must be an integer >= 0.*got -1"),
-    (dict(group="so2", max_order=1.5), r"max_order must be an integer >= 0.*got 1.5"),
+    (dict(group="so2", max_order=-1), r"GroupConv2d: max_order=-1 must be an integer >= 0"),
     (dict(group="p4", basis="pixel", max_order=2),
      r"max_order=2 asks for harmonic fields.*basis='harmonic'"),
     (dict(group="c8", in_max_order=2), r"in_max_order=2 needs harmonic output.*max_order=M"),
@@ -35,6 +34,20 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         GroupConv2d(**args)
+
+
+@pytest.mark.parametrize("cls", ["GroupConv2d", "LiftingConv2d", "SteerableConv3d"])
+def test_a_non_integer_order_is_a_type_error_on_images_and_volumes(cls):
+    """``max_order=1.5`` is a ``TypeError`` naming the value, on the planar convs as on the
+    3-D ones (the planar convs re-worded it as a ``ValueError``); control: ``-1`` is a
+    ``ValueError`` (a value out of range) and ``1`` builds."""
+    conv = getattr(enn, cls)
+    kw = {} if cls == "SteerableConv3d" else {"group": "so2"}
+    with pytest.raises(TypeError, match=rf"{cls}: max_order=1.5 must be an integer >= 0"):
+        conv(2, 2, 3, max_order=1.5, **kw)
+    with pytest.raises(ValueError, match=rf"{cls}: max_order=-1 must be an integer >= 0"):
+        conv(2, 2, 3, max_order=-1, **kw)
+    assert conv(2, 2, 3, max_order=1, **kw).max_order == 1
 
 
 @pytest.mark.parametrize("cls", [GroupConv2d, LiftingConv2d])

@@ -41,14 +41,7 @@ def conv_field_types(group: Group, lifting: bool, max_order: int | None = None,
 
 
 def _harmonic(group: Group, order, what: str, name: str = "max_order") -> FieldType:
-    try:
-        return field_type(group, "harmonic", order, what=what, order_name=name)
-    except (TypeError, ValueError) as e:  # the convs' message and type, as before FieldType
-        if f"{name}=" not in str(e):
-            raise
-        prefix = f"{what}: " if what else ""
-        raise ValueError(f"{prefix}{name} must be an integer >= 0 (harmonic fibers have "
-                         f"2*{name}+1 slots) or None; got {order!r}") from None
+    return field_type(group, "harmonic", order, what=what, order_name=name)
 
 
 def field_types(group: GroupLike, lifting: bool, max_order: int | None = None,
