@@ -20,6 +20,7 @@ __all__ = [
     "is_int",
     "check_int",
     "check_optional_int",
+    "check_norm_args",
     "check_order",
     "check_pair",
     "check_triple",
@@ -95,6 +96,20 @@ def check_optional_int(value: Any, name: str, what: str = "", *, minimum: int | 
     if not is_int(value):
         raise _err(TypeError, what, name, value, must, fix)
     return check_int(value, name, what, minimum=minimum, maximum=maximum, fix=fix)
+
+
+def check_norm_args(eps: Any, momentum: Any, what: str, *, momentum_none: bool = False
+                    ) -> tuple[float, float | None]:
+    """A batch norm's ``eps > 0`` and ``momentum`` in ``[0, 1]`` (``None``, a cumulative
+    average, where ``momentum_none``: the modules, as ``nn.BatchNorm``), as floats."""
+    e = check_number(eps, "eps", what, positive=True,
+                     fix="it keeps the division by the standard deviation finite, e.g. 1e-5")
+    if momentum is None and momentum_none:
+        return e, None
+    m = check_number(momentum, "momentum", what, minimum=0, maximum=1,
+                     fix="the weight of the newest batch in the running statistics"
+                     + (" (None: a cumulative average)" if momentum_none else ""))
+    return e, m
 
 
 def check_order(value: Any, name: str, what: str = "", *, optional: bool = False,

@@ -11,16 +11,7 @@ from ._autograd import plain_autograd
 __all__ = ["group_batch_norm"]
 
 
-def check_norm_args(eps, momentum, what: str, *, momentum_none: bool = False) -> None:
-    """``eps > 0`` and ``momentum`` in ``[0, 1]`` (``None``, cumulative averaging, where
-    ``nn.BatchNorm`` takes it)."""
-    C.check_number(eps, "eps", what, positive=True,
-                   fix="it keeps the division by the standard deviation finite")
-    if momentum is None and momentum_none:
-        return
-    C.check_number(momentum, "momentum", what, minimum=0, maximum=1,
-                   fix="the weight of the newest batch in the running statistics"
-                   + (" (None: a cumulative average)" if momentum_none else ""))
+check_norm_args = C.check_norm_args  # (batch norms: eps and momentum)
 
 
 def check_input(x: torch.Tensor, num_features: int, what: str, ndim: int | tuple = 5) -> None:

@@ -133,8 +133,9 @@ def harmonic_batch_norm(
                                     ("running_mean", running_mean), ("running_var", running_var)),
                           low_precision_input=True)
     C.check_flag(training, "training", what)
-    momentum = C.check_number(momentum, "momentum", what, minimum=0, maximum=1)
-    eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-5")
+    eps, momentum_ = C.check_norm_args(eps, momentum, what)
+    assert momentum_ is not None  # (None refused: not momentum_none)
+    momentum = momentum_
     ct = torch.float32 if _low_precision(x) else x.dtype  # of the statistics and the scale
     n = b * math.prod(x.shape[3:])
     if statistics == "field":

@@ -17,19 +17,8 @@ def positive_int(value, name: str, cls: str, what: str = "the number of fields C
     return C.check_int(value, name, cls, minimum=1, fix=what)
 
 
-def positive_float(value, name: str, cls: str) -> float:
-    return C.check_number(value, name, cls, positive=True, fix=f"e.g. {name}=1e-5")
-
-
 def nonnegative_float(value, name: str, cls: str) -> float:
     return C.check_number(value, name, cls, minimum=0)
-
-
-def momentum(value, cls: str) -> float | None:
-    if value is None:
-        return None
-    return C.check_number(value, "momentum", cls, minimum=0, maximum=1,
-                          fix="or None for a cumulative moving average, as nn.BatchNorm")
 
 
 def function(value, cls: str):

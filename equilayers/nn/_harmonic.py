@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _checks as CC
 from .._checks import proxy_fix
 from ..functional import _harmonic as H
 from ..functional import _harmonic_bn as HB
@@ -263,8 +264,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
                              f"got {statistics!r}")
         self.statistics = statistics
         per = 1 if statistics == "field" else max_order + 1
-        self.eps = C.positive_float(eps, "eps", name)
-        self.momentum = C.momentum(momentum, name)
+        self.eps, self.momentum = CC.check_norm_args(eps, momentum, name, momentum_none=True)
         self.affine = C.flag(affine, "affine", name)
         self.track_running_stats = C.flag(track_running_stats, "track_running_stats", name)
         C.dtype(dtype, name)
