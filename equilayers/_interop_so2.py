@@ -440,7 +440,7 @@ class EscnnRestrictedBasis(Typed, nn.Module):
             raise ValueError(f"EscnnRestrictedBasis: group must be 'o2' or 'dN' (the fields "
                              f"before the restriction); got {group!r}")
         self.group = grp.name
-        self.max_order = C.check_int(max_order, "max_order", "EscnnRestrictedBasis", minimum=0)
+        self.max_order = C.check_order(max_order, "max_order", "EscnnRestrictedBasis")
         # the rotations' harmonic fields in and out (the restriction happened before)
         rotations = "so2" if grp.order == math.inf else f"c{grp.order // 2}"
         self.in_type = self.out_type = field_type(rotations, "harmonic", self.max_order,

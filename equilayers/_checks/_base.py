@@ -112,6 +112,16 @@ def check_norm_args(eps: Any, momentum: Any, what: str, *, momentum_none: bool =
     return e, m
 
 
+@overload
+def check_order(value: Any, name: str, what: str = "", *, optional: Literal[False] = False,
+                fix: str = "") -> int: ...
+
+
+@overload
+def check_order(value: Any, name: str, what: str = "", *, optional: bool,
+                fix: str = "") -> int | None: ...
+
+
 def check_order(value: Any, name: str, what: str = "", *, optional: bool = False,
                 fix: str = "") -> int | None:
     """A rotation order (a harmonic fiber's ``max_order``, an irrep's ``l``): an integer

@@ -20,7 +20,7 @@ __all__ = ["check_harmonic3d", "norm_nonlinearity3d", "gated_nonlinearity3d", "n
 
 def check_harmonic3d(x: torch.Tensor, max_order: int, what: str) -> None:
     """``x`` is a floating ``(B, C, (L+1)^2, D, H, W)`` harmonic field of SO(3)/O(3)."""
-    C.check_int(max_order, "max_order", what, minimum=0, fix="fiber (max_order+1)^2")
+    C.check_order(max_order, "max_order", what, fix="fiber (max_order+1)^2")
     C.check_tensor(x, "x", what)
     f = (max_order + 1) ** 2
     if x.dim() != 6 or x.shape[2] != f:

@@ -109,9 +109,7 @@ def _check_order(order, rep: str, which: str) -> int:
     if order is None:
         raise ValueError(f"{which}_rep='harmonic' needs {which}_order=M (>= 0), the maximal "
                          "rotation order of the fiber; got None")
-    checked = C.check_order(order, f"{which}_order", "steerable_basis")
-    assert checked is not None  # (None is refused above)
-    return checked
+    return C.check_order(order, f"{which}_order", "steerable_basis")
 
 
 def _coefs(group: Group, f: int, m: int, n: int) -> list[complex]:

@@ -149,7 +149,7 @@ def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.fl
     Planar: order ``m``'s block is exact (entries ``0``, ``+-1``) wherever ``m`` times the
     angle is a multiple of 90 degrees, so the grid elements act exactly."""
     _check_element(g, "harmonic_matrix")
-    max_order = C.check_int(max_order, "max_order", "harmonic_matrix", minimum=0)
+    max_order = C.check_order(max_order, "max_order", "harmonic_matrix")
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
     if isinstance(g, SO3Element):
         return wigner_blocks(max_order, g.group.matrix(g)).to(dtype=dtype, device=device)

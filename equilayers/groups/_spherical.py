@@ -52,9 +52,7 @@ _CPU = torch.device("cpu")
 
 
 def _check_order(value, name: str, what: str) -> int:
-    order = C.check_order(value, name, what, fix="a rotation order l, 2l+1 slots")
-    assert order is not None  # (not optional)
-    return order
+    return C.check_order(value, name, what, fix="a rotation order l, 2l+1 slots")
 
 
 def harmonic_slices(max_order: int) -> list[slice]:
