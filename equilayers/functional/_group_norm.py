@@ -11,9 +11,6 @@ from ._autograd import plain_autograd
 __all__ = ["group_batch_norm"]
 
 
-check_norm_args = C.check_norm_args  # (batch norms: eps and momentum)
-
-
 def check_input(x: torch.Tensor, num_features: int, what: str, ndim: int | tuple = 5) -> None:
     """``x`` is a floating group feature map (``ndim``: 5 for ``(B, C, F, H, W)``, 6 for
     ``(B, C, F, D, H, W)``, or a tuple of both) with ``num_features`` fields."""
@@ -34,7 +31,7 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
     and the spatial dims. Permuting the fiber or moving the image does not change the
     statistics, so the map is exactly equivariant for regular fields."""
     what = "group_batch_norm"
-    check_norm_args(eps, momentum, what)
+    C.check_norm_args(eps, momentum, what)
     C.check_group_map(x, what, (2, 3), " (use nn.BatchNorm2d for images)")
     check_input(x, x.shape[1], what, (5, 6))
     for name, t in (("running_mean", running_mean), ("running_var", running_var),

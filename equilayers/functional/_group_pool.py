@@ -18,9 +18,6 @@ def _check_5d(x: torch.Tensor, what: str) -> None:
     C.check_group_map(x, what)
 
 
-check_pool_args = C.check_pool_args  # (the 2-D pools' arguments, as pairs)
-
-
 def check_max_windows(x: torch.Tensor, k, s, p, d, ceil_mode: bool, what: str) -> None:
     """Every window of a dilated max pool reads at least one input pixel. A window that starts
     in the left padding can step over the whole input (``kernel_size=2, dilation=2,
@@ -121,7 +118,7 @@ def group_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilat
                      ceil_mode: bool = False) -> torch.Tensor:
     """``F.max_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
     what = "group_max_pool2d"
-    k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
+    k, s, p, d = C.check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
     C.check_flag(ceil_mode, "ceil_mode", what)
     return _spatial(x, F.max_pool2d, what, k, s, p, d, ceil_mode)
 
@@ -130,7 +127,7 @@ def group_avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0,
                      ceil_mode: bool = False, count_include_pad: bool = True) -> torch.Tensor:
     """``F.avg_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
     what = "group_avg_pool2d"
-    k, s, p, d = check_pool_args(kernel_size, stride, padding, 1, what, max_pool=False)
+    k, s, p, d = C.check_pool_args(kernel_size, stride, padding, 1, what, max_pool=False)
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_flag(count_include_pad, "count_include_pad", what)
     return _spatial(x, F.avg_pool2d, what, k, s, p, d, ceil_mode, count_include_pad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks as C
 from .._checks import (
     batch_norm_bias,
     check_dtype_match,
@@ -12,7 +13,7 @@ from .._checks import (
     check_float_dtype,
     check_int,
 )
-from ..functional._group_norm import batch_norm_checked, check_input, check_norm_args
+from ..functional._group_norm import batch_norm_checked, check_input
 from ..groups import FieldType
 from ._typed import Typed
 
@@ -34,7 +35,7 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
             raise TypeError(f"{what}() got an unexpected keyword argument {name!r}"
                             + (f" ({name}={unexpected[name]!r}){fix}" if fix else ""))
         check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
-        check_norm_args(eps, momentum, what, momentum_none=True)
+        C.check_norm_args(eps, momentum, what, momentum_none=True)
         check_float_dtype(dtype, "dtype", what)
         check_flag(affine, "affine", what)
         check_flag(track_running_stats, "track_running_stats", what)

@@ -59,7 +59,7 @@ class _SpatialPool(Typed, _WarnsInexact):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
         super().__init__()
-        P.check_pool_args(kernel_size, stride, padding, dilation, type(self).__name__,
+        C.check_pool_args(kernel_size, stride, padding, dilation, type(self).__name__,
                           max_pool=isinstance(self, GroupMaxPool2d))
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
