@@ -10,7 +10,7 @@ import pickle
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrize, prune
 
 from equilayers.nn import (
     GroupConv2d,
@@ -103,13 +103,39 @@ def test_parametrized_weight_is_read_through(name, gen):
     m = BUILD[name]().double().eval()
     x = _input(m, gen)
     parametrize.register_parametrization(m, "weight", Scale())
+    m = _counting(m)
     with torch.no_grad():
         before = m(x)
+        torch.testing.assert_close(m(x), before, rtol=0, atol=0)
+        assert m.expansions == 1  # a new tensor on each read, the same values: reused
         m.parametrizations.weight[0].s.fill_(2.0)
         after = m(x)
+    assert m.expansions == 2
     with torch.enable_grad():
         torch.testing.assert_close(after, m(x).detach(), rtol=0, atol=0)
     assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_pruned_weight_reuses_while_its_values_hold(name, gen):
+    """A pruned (or parametrized) weight is a new tensor on every read: compared by value, its
+    filter is reused while the values hold (it was compared by identity too, and re-expanded
+    on every eval call), and a new mask is seen by the next call."""
+    m = BUILD[name]().double().eval()
+    prune.random_unstructured(m, "weight", amount=0.3)
+    m = _counting(m)
+    x = _input(m, gen)
+    with torch.no_grad():
+        first = [m(x) for _ in range(3)]
+        assert m.expansions == 1
+        m.weight_mask.fill_(1.0)  # the whole weight back: other values, a new filter
+        unpruned = m(x)
+    assert m.expansions == 2
+    with torch.enable_grad():
+        torch.testing.assert_close(unpruned, m(x).detach(), rtol=0, atol=0)
+    assert not torch.allclose(first[0], unpruned)  # the control: the mask mattered
+    for y in first[1:]:
+        torch.testing.assert_close(y, first[0], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", BUILD)

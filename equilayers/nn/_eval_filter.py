@@ -7,13 +7,16 @@ with the basis). At batch 1 on small images that per-call work is a large share 
 the last expanded filter and bias together with
 
 - a copy of the weight's and bias's values (as ``module.weight`` returns them: the computed
-  value of a parametrized weight), compared with ``torch.equal`` on every call: a change by
-  any route (an optimizer step, fused optimizers included, which do not bump ``_version``; a
-  ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter`` assigned; a
-  parametrization's output) makes them differ;
-- the parameter objects and the derived buffers themselves (basis tables, gather indices:
-  fixed functions of the module's arguments, rebuilt by ``.to()``), compared by identity, the
-  buffers also by version counter; holding them keeps their identities from being reused;
+  value of a parametrized or pruned weight), compared with ``torch.equal`` on every call: a
+  change by any route (an optimizer step, fused optimizers included, which do not bump
+  ``_version``; a ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter``
+  assigned; a parametrization's output; a new pruning mask) makes them differ. The weight
+  and bias are compared by value only, not by identity: a parametrized weight
+  (``torch.nn.utils.parametrize``, ``weight_norm``) or a pruned one (``torch.nn.utils.prune``)
+  is a new tensor on every read, and its filter is still reused while its values hold;
+- the derived buffers themselves (basis tables, gather indices: fixed functions of the
+  module's arguments, rebuilt by ``.to()``), compared by identity and version counter;
+  holding them keeps their identities from being reused;
 - a copy of the floating-point buffers' values (the bases, small next to the filter),
   compared with ``torch.equal``: an edit through ``.data`` does not bump the version counter.
   The integer tables (gather indices, one output field's share of the expanded filter) are
@@ -98,12 +101,13 @@ def eval_filter(module: nn.Module, settings: tuple,
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
     kept = module.__dict__.get(_ATTR)
     if kept is not None:
-        k_settings, k_params, k_copies, k_buffers, k_versions, k_values, out = kept
-        # the same objects as when the entry was made (so still plain tensors), at the same
-        # versions (buffers) and with the same values (parameters, floating-point buffers)
-        if (k_settings == settings and len(k_params) == len(params)
+        k_settings, k_copies, k_buffers, k_versions, k_values, out = kept
+        # plain tensors with the same values as when the entry was made (parameters: their
+        # identity may change, e.g. a parametrized or pruned weight is a new tensor on every
+        # read), and the same buffer objects at the same versions, with the same values
+        if (k_settings == settings and len(k_copies) == len(params)
                 and len(k_buffers) == len(buffers)
-                and all(map(operator.is_, params, k_params))
+                and all(map(_plain, params))
                 and all(map(operator.is_, buffers, k_buffers))
                 and _versions(buffers) == k_versions
                 and all(map(_same, params, k_copies))
@@ -120,7 +124,7 @@ def eval_filter(module: nn.Module, settings: tuple,
     out = compute()
     if (all(map(_same, params, copies)) and all(map(_same_values, buffers, values))
             and _versions(buffers) == versions):
-        module.__dict__[_ATTR] = (settings, params, copies, buffers, versions, values, out)
+        module.__dict__[_ATTR] = (settings, copies, buffers, versions, values, out)
     return out
 
 
