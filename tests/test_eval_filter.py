@@ -9,6 +9,7 @@ import pickle
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
@@ -322,6 +323,30 @@ def test_tracing_and_functional_call_do_not_reuse(name, gen):
         with torch.enable_grad():
             fresh = m(x).detach()
         torch.testing.assert_close(m(x), fresh, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", BUILD)
+def test_forward_mode_ad_through_a_dual_weight(name, gen):
+    """A dual weight (forward-mode AD through ``functional_call``, autograd off) equals its
+    primal by value: with the filter compared by value, a kept entry answered it and the
+    output had no tangent. An open dual level computes afresh."""
+    m = BUILD[name]().double().eval()
+    x = _input(m, gen)
+    tangent = torch.randn(m.weight.shape, generator=gen, dtype=torch.float64)
+
+    def jvp():
+        with fwAD.dual_level():
+            w = fwAD.make_dual(m.weight.detach().clone(), tangent)
+            out = torch.func.functional_call(m, {"weight": w}, (x,))
+            return fwAD.unpack_dual(out).tangent
+
+    want = jvp()  # autograd on: no entry read or kept
+    assert want is not None and want.abs().max() > 0  # the control: the tangent is there
+    with torch.no_grad():
+        m(x)  # an entry exists, of the same weight values
+        got = jvp()
+    assert got is not None
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_vmap_over_weights_computes_afresh(gen):

@@ -30,14 +30,15 @@ again after it, and the entry is kept only where they still match: a write that 
 the expansion (a training thread, a Hogwild process sharing the weights) cannot pair an old
 filter with the new values. (A write undone before the expansion ends, A -> B -> A, is not
 seen: the call races with it as a plain ``nn.Conv2d`` would, and its filter is kept.) The
-comparison reads the parameters and the bases twice;
-the expansion reads them too and writes ``|G|`` times the parameters, so reuse is always the
-cheaper of the two. Never reused on an accelerator (see :func:`reuses`: the
-checks would synchronise host and device every call), in
+comparison reads the parameters and the bases twice; the expansion reads them too and writes
+``|G|`` times the parameters, so reuse is always the cheaper of the two. Never reused on an
+accelerator (see :func:`reuses`: the checks would synchronise host and device every call), in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
 / ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
-transforms, nor for meta, subclassed or inference tensors (a module built, loaded or converted
-under ``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the
+transforms, while a forward-mode AD level is open (a dual weight, e.g. through
+``functional_call``, equals its primal by value: its filter would lose the tangent), nor for
+meta, subclassed or inference tensors (a module built, loaded or converted under
+``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the
 entry; pickling and ``state_dict`` leave it out.
 """
 
@@ -91,7 +92,8 @@ def eval_filter(module: nn.Module, settings: tuple,
     attributes return them: a parametrized weight is its computed value), the module's
     buffers and ``settings`` are all still what they were then (see the module docstring)."""
     if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()):
+            or torch.compiler.is_compiling()
+            or torch.autograd.forward_ad._current_level >= 0):  # (tangents: not in a copy)
         return compute()
     device_type = next(p.device.type for p in params if p is not None)
     if not reuses(device_type):
