@@ -1,6 +1,6 @@
 """The training-loop matrix (see ``tests/test_training_loop.py``), contexts: ``torch.func``
-``grad``/``vmap``/``jvp`` and ``torch.autograd.forward_ad`` through every module, and grid tables
-first built inside ``torch.func.grad``."""
+``grad``/``vmap``/``jvp`` and ``torch.autograd.forward_ad`` through every module (dual inputs,
+and dual parameters with autograd off), and grid tables first built inside ``torch.func.grad``."""
 
 from __future__ import annotations
 
@@ -106,3 +106,32 @@ def test_grid_tables_first_built_inside_torch_func_grad(name, monkeypatch):
     leaf = x.clone().requires_grad_(True)
     _first(m(leaf, *rest)).square().sum().backward()
     _same(g, leaf.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_ad_through_dual_parameters_with_autograd_off(name):
+    """Forward-mode AD with every parameter and the input dual (``functional_call``), in eval
+    mode with autograd off after a warm call: the tangent equals ``torch.func.jvp``'s. A group
+    conv's kept eval filter answered a dual weight equal in value to the kept one, and the
+    tangent came back ``None`` (tests/test_eval_filter.py has the case by itself)."""
+    from torch.autograd import forward_ad as fwAD
+
+    m, args = _model(name)
+    m.eval()
+    x, rest = args[0], args[1:]
+    params = {k: p.detach() for k, p in m.named_parameters()}
+    gen = torch.Generator().manual_seed(1)
+    tangents = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype) for k, p in params.items()}
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+
+    def f(ps, t):
+        return _first(torch.func.functional_call(m, ps, (t, *rest)))
+
+    _, want = torch.func.jvp(f, (params, x), (tangents, v))
+    with torch.no_grad():
+        m(*args)  # warm: whatever an eval call keeps
+        with fwAD.dual_level():
+            duals = {k: fwAD.make_dual(p.clone(), tangents[k]) for k, p in params.items()}
+            got = fwAD.unpack_dual(f(duals, fwAD.make_dual(x.clone(), v))).tangent
+    assert got is not None
+    _same(got, want, rtol=1e-10, atol=1e-10)
