@@ -93,6 +93,10 @@ FUNCTIONAL: list[Case] = [
                                   "ceil_mode": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2, 6), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}, "stride": {"None": OK}}),  # None: kernel_size
+    Case(EF.edge_aware_blur_pool2d, {}, {"kernel_size": PAIR, "edge_threshold": FLOAT,
+                                         "edge_dilation_kernel_size": INT, "epsilon": FLOAT},
+         {"x": _img(2, 3, 8, 8, ranks=(2, 5), small=(2, 3, 2, 2))},
+         accept={"epsilon": {"0": OK}}),
     Case(EF.exactness_problems, dict(group="p4", size=(9, 9), kernel_size=3, stride=1,
                                      pad=(1, 1, 1, 1), dilation=1),
          {"group": GROUP, "size": PAIR, "kernel_size": INT, "stride": PAIR, "dilation": PAIR,

@@ -45,6 +45,9 @@ _CONV_ARGS = {"in_channels": INT, "out_channels": INT, "kernel_size": PAIR, "str
               "padding": PAIR, "dilation": PAIR, "groups": INT, "bias": FLAG,
               "padding_mode": CHOICE, "dtype": DTYPE}
 _BLUR_ARGS = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE, "dtype": DTYPE}
+#: kernel_size: an odd binomial size (an int or an equal pair); the rest: numbers > 1, >= 0
+_EDGE_AWARE_ARGS = {"kernel_size": PAIR, "edge_threshold": FLOAT,
+                    "edge_dilation_kernel_size": INT, "epsilon": FLOAT}
 _CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
                 "dilation": TRIPLE, "group": GROUP3}
 
@@ -79,6 +82,9 @@ NN: list[Case] = [
          {**_BLUR_ARGS, "blur_size": INT, "padding": INT, "ceil_mode": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2, 6), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}, "stride": {"None": OK}}),  # None: kernel_size
+    Case(enn.EdgeAwareBlurPool2d, dict(kernel_size=3), _EDGE_AWARE_ARGS,
+         {"x": _img(2, 3, 8, 8, ranks=(2, 5), small=(2, 3, 2, 2))},
+         accept={"epsilon": {"0": OK}}),
     Case(enn.GroupConv2d, dict(in_channels=3, out_channels=4, kernel_size=3, group="p4"),
          {**_CONV_ARGS, "group": GROUP, "basis": CHOICE, "max_order": INT,
           "in_max_order": INT},

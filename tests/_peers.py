@@ -1,4 +1,4 @@
-"""The skip message of the tests that compare against escnn, an optional peer.
+"""The skip messages of the tests that compare against escnn and kornia, optional peers.
 
 In this environment escnn may well be missing while the same tests pass elsewhere: ``make test``
 runs them first in a second venv, ``.venv-peers`` (``make test-peers``), because escnn needs
@@ -9,3 +9,7 @@ ESCNN_MISSING = ("escnn is not installed in this environment; `make test` runs t
                  "the .venv-peers venv (`make test-peers`, which installs escnn where gfortran "
                  "is available); to run them here: pip install -e '.[escnn]' (py3nj needs "
                  "gfortran)")
+
+KORNIA_MISSING = ("kornia is not installed in this environment; `make test` runs these tests in "
+                  "the .venv-peers venv (`make test-peers`, which installs kornia 0.9.0 beside "
+                  "escnn); to run them here: pip install kornia==0.9.0")

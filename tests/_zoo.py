@@ -90,6 +90,8 @@ ZOO: dict[str, ZooEntry] = {
     # the U-Net pair on a cube group's map (exact: no warning)
     "BlurUpsample3d[6d]": ZooEntry(
         lambda: enn.BlurUpsample3d(2, 4, "circular", transposed=True), _x(2, 3, 4, 3, 3, 3)),
+    "EdgeAwareBlurPool2d": ZooEntry(lambda: enn.EdgeAwareBlurPool2d(3),
+                                    lambda gen: (torch.rand(2, 3, 9, 9, generator=gen) + 0.1,)),
     "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),
     # (8 - 3) % 2 == 1: ceil_mode adds a last window (the edge replicated as far as it reaches)
     "MaxBlurPool2d[ceil]": ZooEntry(lambda: enn.MaxBlurPool2d(3, 2, ceil_mode=True),

@@ -13,6 +13,9 @@ from ._blur_conv import (
     blur_conv2d,
     blur_conv2d_path,
 )
+from ._edge_aware import (
+    edge_aware_blur_pool2d,
+)
 from ._expanded_conv import (
     expanded_group_conv2d,
 )
@@ -111,6 +114,7 @@ __all__: list[str] = [
     "blur_upsample2d",
     "blur_upsample3d",
     "max_blur_pool2d",
+    "edge_aware_blur_pool2d",
     "exactness_problems",
     "expand_group_filter",
     "expand_lifting_filter",

@@ -8,6 +8,9 @@ from ._blur_pool import (
     BlurUpsample2d,
     BlurUpsample3d,
 )
+from ._edge_aware import (
+    EdgeAwareBlurPool2d,
+)
 from ._expanded_conv import (
     ExpandedGroupConv2d,
 )
@@ -86,6 +89,7 @@ __all__: list[str] = [
     "BlurUpsample2d",
     "BlurUpsample3d",
     "MaxBlurPool2d",
+    "EdgeAwareBlurPool2d",
     "GroupConv2d",
     "LiftingConv2d",
     "GroupConvTranspose2d",
