@@ -21,6 +21,11 @@ MobileNetV2 depthwise conv, each as ``BlurConv2d`` with ``fold=False`` (the comp
 ``None`` (the default: the cheapest exact path) and ``True`` (the folded weight), against
 the plain strided ``nn.Conv2d``, in both layouts: the measurements behind ``fold=None``.
 
+Edge-aware rows (``edge-aware: ...``, b32 c64 at 56 and 112 px, contiguous): our
+``EdgeAwareBlurPool2d`` and kornia's ``EdgeAwareBlurPool2D`` (the same outputs) against the
+plain stride-1 blur (``blur_pool2d(x, 3, stride=1)``, the part every edge-aware blur pays),
+on a positive input (``|x| + 0.1``: the edge test reads logarithms).
+
 Run ``python -m benchmarks.bench_antialias [--quick]`` for a small table (CPU).
 """
 
@@ -153,11 +158,45 @@ def _strided_convs(quick: bool) -> list[BenchCase]:
     return out
 
 
+class _StrideOneBlur(nn.Module):
+    """The plain binomial blur at stride 1 (reflected border): the edge-aware rows' floor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from equilayers.functional import blur_pool2d
+
+        return blur_pool2d(x, 3, stride=1)
+
+
+def _edge_aware(quick: bool, kf) -> list[BenchCase]:
+    from equilayers.nn import EdgeAwareBlurPool2d
+
+    out = []
+    for b, c, n in _sizes(quick):
+        tag = f"b{b} c{c} {n}x{n}"
+        params = {"batch": b, "channels": c, "size": n}
+
+        def make(build, b=b, c=c, n=n):
+            def _make(device=None):
+                torch.manual_seed(0)
+                return build().to(device), _input(b, c, n, device).abs() + 0.1
+            return _make
+
+        floor = f"edge-aware: blur_pool2d stride 1 {tag}"
+        out += [BenchCase(floor, FAMILY, make(_StrideOneBlur), params=params),
+                BenchCase(f"edge-aware: EdgeAwareBlurPool2d {tag}", FAMILY,
+                          make(lambda: EdgeAwareBlurPool2d(3)), floor=floor, params=params)]
+        if kf is not None:
+            out.append(BenchCase(f"edge-aware: kornia EdgeAwareBlurPool2D {tag}", FAMILY,
+                                 make(lambda: kf.EdgeAwareBlurPool2D(3)), floor=floor,
+                                 peer="kornia", params=params))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
     from equilayers.nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
     kf = _kornia()
-    out = _layout_sweep(quick, kf) + _strided_convs(quick)
+    out = _layout_sweep(quick, kf) + _strided_convs(quick) + _edge_aware(quick, kf)
     for b, c, n in _sizes(quick):
         tag = f"b{b} c{c} {n}x{n}"
         params = {"batch": b, "channels": c, "size": n}
