@@ -31,13 +31,15 @@ $(PEERS_STAMP):
 	command -v gfortran >/dev/null || apt-get install -y gfortran \
 	  || (apt-get update && apt-get install -y gfortran)
 	$(PEERS_PY) -m pip install escnn
-	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2" kornia==0.9.0
+	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2" kornia==0.9.0 \
+	  antialiased-cnns==0.3
 	touch $@
 
-# The escnn and kornia comparison tests (every test file that skips with _peers.ESCNN_MISSING
-# or KORNIA_MISSING, directly or through a tests/_*.py helper such as _interop_common.py, and
-# the docs' escnn porting blocks; tests/test_package.py checks the list) in the peers venv. Where escnn cannot be
-# installed (no gfortran, no root for apt-get), they are skipped with this message.
+# The escnn, kornia and antialiased-cnns comparison tests (every test file that skips with
+# _peers.ESCNN_MISSING, KORNIA_MISSING or ANTIALIASED_CNNS_MISSING, directly or through a
+# tests/_*.py helper such as _interop_common.py, and the docs' escnn porting blocks;
+# tests/test_package.py checks the list) in the peers venv. Where escnn cannot be installed
+# (no gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py \
@@ -46,7 +48,7 @@ test-peers: lint
 	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py \
 	    tests/test_escnn_so2.py tests/test_escnn_so2_models.py tests/test_escnn_so2_refusals.py \
 	    tests/test_escnn_models.py tests/test_escnn_migration.py tests/test_docs.py \
-	    tests/test_bench_segmentation3d.py tests/test_edge_aware.py \
+	    tests/test_bench_segmentation3d.py tests/test_edge_aware.py tests/test_peer_mappings.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 

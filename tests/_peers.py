@@ -1,4 +1,5 @@
-"""The skip messages of the tests that compare against escnn and kornia, optional peers.
+"""The skip messages of the tests that compare against optional peers (escnn, kornia,
+antialiased-cnns).
 
 In this environment escnn may well be missing while the same tests pass elsewhere: ``make test``
 runs them first in a second venv, ``.venv-peers`` (``make test-peers``), because escnn needs
@@ -13,3 +14,8 @@ ESCNN_MISSING = ("escnn is not installed in this environment; `make test` runs t
 KORNIA_MISSING = ("kornia is not installed in this environment; `make test` runs these tests in "
                   "the .venv-peers venv (`make test-peers`, which installs kornia 0.9.0 beside "
                   "escnn); to run them here: pip install kornia==0.9.0")
+
+ANTIALIASED_CNNS_MISSING = ("antialiased-cnns is not installed in this environment; `make test` "
+                            "runs these tests in the .venv-peers venv (`make test-peers`, which "
+                            "installs antialiased-cnns 0.3 beside escnn); to run them here: pip "
+                            "install antialiased-cnns==0.3")

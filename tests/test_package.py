@@ -218,17 +218,17 @@ def test_make_says_what_it_installs_before_it_does(tmp_path):
 
 
 def test_make_runs_every_escnn_test_file_in_the_peers_venv():
-    """The main venv skips the tests that need escnn or kornia (``_peers.ESCNN_MISSING``,
-    ``KORNIA_MISSING``); ``make test-peers`` runs them in the peers venv by a list of files,
-    which must name every test file that can skip so, directly or through a ``tests/_*.py``
-    helper that imports it (such as ``_interop_common.py``): a file left off never runs
-    anywhere."""
+    """The main venv skips the tests that need escnn, kornia or antialiased-cnns
+    (``_peers.ESCNN_MISSING``, ``KORNIA_MISSING``, ``ANTIALIASED_CNNS_MISSING``); ``make
+    test-peers`` runs them in the peers venv by a list of files, which must name every test
+    file that can skip so, directly or through a ``tests/_*.py`` helper that imports it (such
+    as ``_interop_common.py``): a file left off never runs anywhere."""
     root = Path(__file__).resolve().parents[1]
     recipe = re.search(r"^test-peers:.*?\n((?:\t.*\n)+)",
                        (root / "Makefile").read_text(), re.M)
     assert recipe, "Makefile has no test-peers recipe"
     listed = set(re.findall(r"tests/(test_\w+\.py)", recipe.group(1)))
-    skips = r"^from _peers import .*(ESCNN|KORNIA)_MISSING"
+    skips = r"^from _peers import .*(ESCNN|KORNIA|ANTIALIASED_CNNS)_MISSING"
     helpers = [p.stem for p in (root / "tests").glob("_*.py")
                if re.search(skips, p.read_text(), re.M)]
     needs = {p.name for p in (root / "tests").glob("test_*.py")
