@@ -1,12 +1,15 @@
 """EdgeAwareBlurPool2d / edge_aware_blur_pool2d (kornia's EdgeAwareBlurPool2D): kornia's outputs
 (in the peers venv, where kornia is installed), what is kept and what is blurred, scale
-invariance of the edges, gradients, half precision; the rot90/flip cases and their negative
-control are in the shared case table (``equilayers.testing._cases_edge_aware``), the bad
+invariance of the edges, gradients, half precision, layouts, a hypothesis property over sizes
+and options (every pixel kept or blurred; rot90 commutes); the rot90/flip cases and their
+negative control are in the shared case table (``equilayers.testing._cases_edge_aware``), the bad
 arguments in the bad-input matrix, compile/export/pickle in the zoo."""
 
 import pytest
 import torch
 from _peers import KORNIA_MISSING
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import equilayers
@@ -109,6 +112,37 @@ def test_half_precision(dtype, gen):
     y = edge_aware_blur_pool2d(x.to(dtype), 3)
     assert y.dtype == dtype and y.shape == x.shape
     torch.testing.assert_close(y.float(), edge_aware_blur_pool2d(x, 3), rtol=0.02, atol=0.02)
+
+
+def test_module_equals_functional_on_any_layout(gen):
+    """The same values however ``x`` is laid out: contiguous, channels_last, a transposed
+    view, a strided slice."""
+    x = cases.blocky((2, 3, 20, 24))(gen)
+    want = edge_aware_blur_pool2d(x, 5, 1.3, 1)
+    m = EdgeAwareBlurPool2d(5, 1.3, 1)
+    torch.testing.assert_close(m(x), want, rtol=0, atol=0)
+    views = [x.contiguous(memory_format=torch.channels_last),
+             x.transpose(-1, -2).contiguous().transpose(-1, -2)]
+    for v in views:
+        assert not v.is_contiguous()
+        torch.testing.assert_close(m(v), want, rtol=0, atol=1e-14)
+    wide = cases.blocky((2, 3, 20, 48))(gen)
+    torch.testing.assert_close(m(wide[..., ::2]), m(wide[..., ::2].contiguous()), rtol=0,
+                               atol=1e-14)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(3, 19), w=st.integers(3, 19), k=st.sampled_from([1, 3, 5, 7]),
+       d=st.sampled_from([1, 3, 5]), threshold=st.floats(1.01, 3.0), seed=st.integers(0, 99))
+def test_property_each_pixel_is_kept_or_blurred_and_rot90_commutes(h, w, k, d, threshold,
+                                                                  seed):
+    x = cases.blocky((1, 2, h, w))(torch.Generator().manual_seed(seed))
+    y = edge_aware_blur_pool2d(x, k, threshold, d)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    blurred = blur_pool2d(x, k, stride=1)
+    assert ((y == x) | (y == blurred)).all()
+    rot = edge_aware_blur_pool2d(torch.rot90(x, 1, (-2, -1)), k, threshold, d)
+    torch.testing.assert_close(rot, torch.rot90(y, 1, (-2, -1)), rtol=0, atol=1e-14)
 
 
 def test_module():
