@@ -136,9 +136,10 @@ def _sized_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
     ``(kernel, stride, (top, bottom, left, right), padding mode, fix)``, ``fix`` what to do
     about its padding."""
     sized = getattr(mod, "_grid_window", None)
-    if not callable(sized):
+    window = sized(size) if callable(sized) else None
+    if window is None:  # (a module may have no window in some modes)
         return None
-    k, s, sides, mode, fix = sized(size)
+    k, s, sides, mode, fix = window
     return {"k": k, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
             "transposed": False, "op": (0, 0), "fix": fix}
 

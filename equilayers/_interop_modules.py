@@ -1,8 +1,8 @@
 """``from_escnn``'s helpers for whole modules of a migrating model: a converted layer put on
 escnn's device and dtype with its frozen parameters frozen (:func:`like_source`), the filter
-escnn's forward really uses (:func:`expanded`), the pools that need no group layer
-(:func:`adaptive_pool`, :func:`trivial_pool`), and the refusal that says what to do instead
-(:func:`unsupported`)."""
+escnn's forward really uses (:func:`expanded`), the pools and upsamplings that need no group
+layer (:func:`adaptive_pool`, :func:`trivial_pool`, :func:`upsampling`), and the refusal that
+says what to do instead (:func:`unsupported`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool"]
+from .nn import GroupUpsample2d, GroupUpsample3d
+
+__all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool",
+           "upsampling"]
 
 
 def like_source(ours: nn.Module, m: Any, where: str = "module") -> nn.Module:
@@ -74,9 +77,6 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
      "NormNonLinearity / FourierELU, which convert"),
     (("NormBatchNorm", "InducedNormBatchNorm"), "use GNormBatchNorm (or IIDBatchNorm2d) in "
      "escnn's model: they convert to HarmonicBatchNorm"),
-    (("R2Upsampling", "R3Upsampling"), "upsampling acts on every channel alone: apply "
-     "torch.nn.functional.interpolate to our tensor flattened to escnn's layout "
-     "(x.flatten(1, 2)) in your own forward"),
     (("PointwiseMaxPoolAntialiased2D", "PointwiseMaxPoolAntialiased"), "PointwiseMaxPool2D "
      "and PointwiseAvgPoolAntialiased2D convert (GroupMaxPool2d, GaussianBlurPool2d)"),
     (("QuotientFourierELU", "QuotientFourierPointwise"), "Fourier nonlinearities on a "
@@ -109,6 +109,21 @@ def adaptive_pool(m: Any, enn: Any) -> nn.Module:
     if isinstance(m, enn.PointwiseAdaptiveAvgPool2D):
         return nn.AdaptiveAvgPool3d((None, *size))
     return nn.AdaptiveMaxPool3d((None, *size))
+
+
+def upsampling(m: Any, enn: Any) -> nn.Module:
+    """escnn's ``R2Upsampling`` / ``R3Upsampling`` (``F.interpolate`` on every channel) ->
+    :class:`~equilayers.nn.GroupUpsample2d` / ``3d`` with its size or factor, mode and
+    ``align_corners``: every channel and slot interpolated alone, as escnn does, so any field
+    type and slot order converts."""
+    cls = GroupUpsample3d if isinstance(m, enn.R3Upsampling) else GroupUpsample2d
+    size, factor = m._size, m._scale_factor
+    if factor is not None and not (float(factor).is_integer() and factor >= 1):
+        raise ValueError(f"from_escnn: {type(m).__name__} with scale_factor={factor}: only "
+                         f"integer factors convert ({cls.__name__} keeps rot90 and flips exact "
+                         "with them); pass the output size instead")
+    return cls(size=size, scale_factor=None if factor is None else int(factor), mode=m._mode,
+               align_corners=m._align_corners if m._mode != "nearest" else None)
 
 
 def trivial_pool(m: Any, enn: Any) -> nn.Module | None:

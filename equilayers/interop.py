@@ -70,7 +70,7 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
               "PointwiseAdaptiveAvgPool2D, PointwiseAdaptiveMaxPool2D (regular or trivial "
-              "fields), "
+              "fields), R2Upsampling, R3Upsampling (any fields), "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields; "
               "irreps fields D_N -> C_N, O(2) -> SO(2)), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule "
@@ -105,7 +105,8 @@ def from_escnn(module: Any) -> nn.Module:
     ``nn.Identity``; the pointwise pools on trivial fields (images, e.g. after
     ``GroupPooling``) -> ``nn.MaxPool2d`` / ``nn.AvgPool2d``;
     ``PointwiseAdaptiveAvgPool2D`` / ``PointwiseAdaptiveMaxPool2D`` ->
-    ``nn.AdaptiveAvgPool3d`` / ``nn.AdaptiveMaxPool3d((None, h, w))``;
+    ``nn.AdaptiveAvgPool3d`` / ``nn.AdaptiveMaxPool3d((None, h, w))``; ``R2Upsampling`` /
+    ``R3Upsampling`` (any fields) -> :class:`~equilayers.nn.GroupUpsample2d` / ``3d``;
     ``SequentialModule`` of these -> ``nn.Sequential`` (names kept), and a ``torch.nn``
     ``Sequential`` / ``ModuleList`` / ``ModuleDict`` of them -> the same container. Each
     converted layer keeps the training flag, the device and floating dtype of escnn's, and
@@ -254,6 +255,8 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, type(m).__name__)
         out = M.adaptive_pool(m, enn)
+    elif isinstance(m, (enn.R2Upsampling, enn.R3Upsampling)):
+        out = M.upsampling(m, enn)
     elif isinstance(m, enn.NormMaxPool):
         if not S2.harmonic_fields(m.in_type):
             raise ValueError(f"from_escnn: NormMaxPool on {m.in_type}: only SO(2)/O(2) and "

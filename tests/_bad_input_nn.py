@@ -48,6 +48,7 @@ _BLUR_ARGS = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE, "dtype"
 #: kernel_size: an odd binomial size (an int or an equal pair); the rest: numbers > 1, >= 0
 _EDGE_AWARE_ARGS = {"kernel_size": PAIR, "edge_threshold": FLOAT,
                     "edge_dilation_kernel_size": INT, "epsilon": FLOAT}
+_UPSAMPLE_ARGS = {"size": PAIR, "scale_factor": INT, "mode": CHOICE, "align_corners": FLAG}
 _CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
                 "dilation": TRIPLE, "group": GROUP3}
 
@@ -82,6 +83,13 @@ NN: list[Case] = [
          {**_BLUR_ARGS, "blur_size": INT, "padding": INT, "ceil_mode": FLAG},
          {"x": _img(2, 3, 8, 8, ranks=(2, 6), small=(2, 3, 1, 1))},
          accept={"padding": {"0": OK}, "stride": {"None": OK}}),  # None: kernel_size
+    Case(enn.GroupUpsample2d, dict(scale_factor=2, mode="bilinear"), _UPSAMPLE_ARGS,
+         {"x": _img(2, 3, 4, 5, 5, ranks=(3, 6), small=(2, 3, 4, 1, 1), small_ok=True)},
+         accept={"size": {"None": OK}, "align_corners": {"None": OK}}),
+    Case(enn.GroupUpsample3d, dict(size=4), {**_UPSAMPLE_ARGS, "size": TRIPLE},
+         {"x": _img(1, 2, 24, 3, 3, 3, ranks=(4, 7), small=(1, 2, 24, 1, 1, 1),
+                    small_ok=True)},
+         accept={"scale_factor": {"None": OK}, "align_corners": {"None": OK}}),
     Case(enn.EdgeAwareBlurPool2d, dict(kernel_size=3), _EDGE_AWARE_ARGS,
          {"x": _img(2, 3, 8, 8, ranks=(2, 5), small=(2, 3, 2, 2))},
          accept={"epsilon": {"0": OK}}),

@@ -90,6 +90,12 @@ ZOO: dict[str, ZooEntry] = {
     # the U-Net pair on a cube group's map (exact: no warning)
     "BlurUpsample3d[6d]": ZooEntry(
         lambda: enn.BlurUpsample3d(2, 4, "circular", transposed=True), _x(2, 3, 4, 3, 3, 3)),
+    "GroupUpsample2d": ZooEntry(lambda: enn.GroupUpsample2d(scale_factor=2, mode="bilinear"),
+                                _x(2, 3, 4, 5, 5)),
+    "GroupUpsample2d[image]": ZooEntry(lambda: enn.GroupUpsample2d(size=(7, 9)),
+                                       _x(2, 3, 5, 5)),
+    "GroupUpsample3d": ZooEntry(lambda: enn.GroupUpsample3d(scale_factor=2, mode="trilinear"),
+                                _x(1, 2, 24, 3, 3, 3)),
     "EdgeAwareBlurPool2d": ZooEntry(lambda: enn.EdgeAwareBlurPool2d(3),
                                     lambda gen: (torch.rand(2, 3, 9, 9, generator=gen) + 0.1,)),
     "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),

@@ -237,6 +237,38 @@ def test_norm_max_pool_converts(space, whole, gen):
         torch.testing.assert_close(got.flatten(1, 2), m(esc.GeometricTensor(x, t)).tensor)
 
 
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=3, mode="nearest"),
+                                dict(size=(9, 11)), dict(scale_factor=2, align_corners=True)])
+def test_upsampling_converts_on_every_field_type(kw, gen):
+    """``R2Upsampling`` (escnn's default ``bilinear``) on regular, trivial and irrep fields
+    -> ``GroupUpsample2d``: escnn's outputs in our layout."""
+    gs = gspaces.flipRot2dOnR2(4)
+    for t, ours_of in [(_regular(gs, 2), lambda x: x.flatten(1, 2)), (_trivial(gs, 3), None),
+                       (esc.FieldType(gs, 2 * [gs.irrep(1, 1)]), lambda x: x.flatten(1, 2))]:
+        m = esc.R2Upsampling(t, **kw)
+        ours = from_escnn(m)
+        x = torch.randn(2, t.size, 5, 6, generator=gen)
+        want = m(esc.GeometricTensor(x, t)).tensor
+        inp = x if ours_of is None else x.unflatten(1, (len(t), -1))
+        got = ours(inp)
+        torch.testing.assert_close(got if ours_of is None else ours_of(got), want)
+
+
+def test_upsampling_converts_on_volumes(gen):
+    t = _regular(gspaces.octaOnR3(), 1)
+    m = esc.R3Upsampling(t, scale_factor=2, mode="trilinear")
+    x = torch.randn(1, 24, 3, 4, 3, generator=gen)
+    want = m(esc.GeometricTensor(x, t)).tensor
+    got = from_escnn(m)(x.unflatten(1, (1, 24)))
+    torch.testing.assert_close(got.flatten(1, 2), want)  # every slot alone: any slot order
+
+
+def test_upsampling_with_a_fractional_factor_is_refused():
+    m = esc.R2Upsampling(_regular(gspaces.rot2dOnR2(4), 1), scale_factor=1.5)
+    with pytest.raises(ValueError, match="scale_factor=1.5: only integer factors"):
+        from_escnn(m)
+
+
 def test_pools_around_group_pooling_and_adaptive_pools_convert(gen):
     """The pools a model has after ``GroupPooling`` (trivial fields: ``torch.nn``'s) and the
     adaptive pools (regular or trivial fields), in an escnn ``SequentialModule`` whose names
@@ -302,7 +334,6 @@ def test_torch_containers_of_escnn_modules_convert():
 
 @pytest.mark.parametrize("build,hint", [
     (lambda gs, t: esc.FieldDropout(t, 0.3), "replaced by escnn.nn.IdentityModule"),
-    (lambda gs, t: esc.R2Upsampling(t, 2), "torch.nn.functional.interpolate"),
     (lambda gs, t: esc.MultipleModule(t, ["a", "b"], [(esc.ReLU(_regular(gs, 1)), "a"),
                                                       (esc.ReLU(_regular(gs, 1)), "b")]),
      "convert each branch"),
@@ -312,16 +343,12 @@ def test_torch_containers_of_escnn_modules_convert():
     (lambda gs, t: esc.PointwiseMaxPoolAntialiased2D(t, 2), "PointwiseMaxPool2D and "),
     (lambda gs, t: esc.VectorFieldNonLinearity(t), r"port it by hand \(docs/escnn.md"),
     # a hint's later names too
-    (lambda gs, t: esc.R3Upsampling(esc.FieldType(gspaces.octaOnR3(), [gspaces.octaOnR3()
-                                                                      .regular_repr]), 2),
-     "torch.nn.functional.interpolate"),
     (lambda gs, t: esc.BranchingModule(t, ["a", "b"]), "convert each branch"),
     (lambda gs, t: esc.GatedNonLinearity2((_trivial(gs, 1), esc.FieldType(gs, [gs.irrep(1)]))),
      "escnn's gates are separate scalar fields"),
     (lambda gs, t: esc.ReshuffleModule(t, [1, 0]), "permutes escnn's channels"),
-], ids=["FieldDropout", "R2Upsampling", "MultipleModule", "Gated", "NormBatchNorm",
-        "MaxPoolAntialiased", "other", "R3Upsampling", "BranchingModule", "Gated2",
-        "ReshuffleModule"])
+], ids=["FieldDropout", "MultipleModule", "Gated", "NormBatchNorm", "MaxPoolAntialiased",
+        "other", "BranchingModule", "Gated2", "ReshuffleModule"])
 def test_unsupported_modules_say_what_to_do(build, hint):
     gs = gspaces.rot2dOnR2(4)
     m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))

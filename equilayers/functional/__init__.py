@@ -102,6 +102,10 @@ from ._restrict import (
 from ._steerable import steerable_basis
 from ._steerable3d import steerable_basis3d, steerable_conv3d
 from ._steerable_expand import expand_steerable
+from ._upsample import (
+    group_upsample2d,
+    group_upsample3d,
+)
 from ._voxel_basis import harmonic_voxel_basis
 
 __all__: list[str] = [
@@ -115,6 +119,8 @@ __all__: list[str] = [
     "blur_upsample3d",
     "max_blur_pool2d",
     "edge_aware_blur_pool2d",
+    "group_upsample2d",
+    "group_upsample3d",
     "exactness_problems",
     "expand_group_filter",
     "expand_lifting_filter",

@@ -80,6 +80,10 @@ from ._restrict import (
     Restrict,
 )
 from ._steerable_conv3d import SteerableConv3d
+from ._upsample import (
+    GroupUpsample2d,
+    GroupUpsample3d,
+)
 
 __all__: list[str] = [
     "BlurConv2d",
@@ -90,6 +94,8 @@ __all__: list[str] = [
     "BlurUpsample3d",
     "MaxBlurPool2d",
     "EdgeAwareBlurPool2d",
+    "GroupUpsample2d",
+    "GroupUpsample3d",
     "GroupConv2d",
     "LiftingConv2d",
     "GroupConvTranspose2d",

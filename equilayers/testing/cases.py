@@ -27,6 +27,7 @@ from . import (
     _cases_so3,
     _cases_subgroup,
     _cases_transposed,
+    _cases_upsample,
 )
 from ._case import Case, CaseResult, run_case
 
@@ -37,6 +38,7 @@ _FAMILIES = (
     _cases_foundation,
     _cases_gconv,
     _cases_transposed,
+    _cases_upsample,
     _cases_expanded,
     _cases_blur,
     _cases_edge_aware,
