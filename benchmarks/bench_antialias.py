@@ -167,6 +167,18 @@ class _StrideOneBlur(nn.Module):
         return blur_pool2d(x, 3, stride=1)
 
 
+def _maker(b: int, c: int, n: int, positive: bool = False):
+    """``make(build)`` for the per-size rows: the module built with seed 0 and the seeded
+    ``(b, c, n, n)`` input (``|x| + 0.1`` where ``positive``: the edge test reads logarithms)."""
+    def make(build):
+        def _make(device=None):
+            torch.manual_seed(0)
+            x = _input(b, c, n, device)
+            return build().to(device), (x.abs() + 0.1 if positive else x)
+        return _make
+    return make
+
+
 def _edge_aware(quick: bool, kf) -> list[BenchCase]:
     from equilayers.nn import EdgeAwareBlurPool2d
 
@@ -174,13 +186,7 @@ def _edge_aware(quick: bool, kf) -> list[BenchCase]:
     for b, c, n in _sizes(quick):
         tag = f"b{b} c{c} {n}x{n}"
         params = {"batch": b, "channels": c, "size": n}
-
-        def make(build, b=b, c=c, n=n):
-            def _make(device=None):
-                torch.manual_seed(0)
-                return build().to(device), _input(b, c, n, device).abs() + 0.1
-            return _make
-
+        make = _maker(b, c, n, positive=True)
         floor = f"edge-aware: blur_pool2d stride 1 {tag}"
         out += [BenchCase(floor, FAMILY, make(_StrideOneBlur), params=params),
                 BenchCase(f"edge-aware: EdgeAwareBlurPool2d {tag}", FAMILY,
@@ -200,13 +206,7 @@ def cases(quick: bool) -> list[BenchCase]:
     for b, c, n in _sizes(quick):
         tag = f"b{b} c{c} {n}x{n}"
         params = {"batch": b, "channels": c, "size": n}
-
-        def make(build, b=b, c=c, n=n):
-            def _make(device=None):
-                torch.manual_seed(0)
-                return build().to(device), _input(b, c, n, device)
-            return _make
-
+        make = _maker(b, c, n)
         max_floor, avg_floor, conv_floor = (f"MaxPool2d(2) {tag}", f"AvgPool2d(2) {tag}",
                                             f"Conv2d 3x3 s2 {tag}")
         bw = f"copy x[..., ::2, ::2] {tag}"
