@@ -1,7 +1,7 @@
 """The edge-aware blur (kornia's ``EdgeAwareBlurPool2D``): exact for rot90/flips at any size,
-on positive blocky images whose edge map keeps some pixels and blurs others (a random normal
-input would have no edges: its logarithms are NaN where it is negative), with a negative
-control that tests edges along one axis only."""
+on positive blocky images whose edge map keeps some pixels and blurs others (on a random
+normal input the logarithms are NaN wherever a pixel is negative, which is never an edge),
+with a negative control that tests edges along one axis only."""
 
 from __future__ import annotations
 
