@@ -100,7 +100,9 @@ class GroupUpsample3d(_GroupUpsample):
 
     Equivariance:
         With ``scale_factor``, exact (float rounding) for the cube's 48 symmetries on any field
-        type and any ``D x H x W`` (tested on cubes), in every mode.
+        type and any ``D x H x W`` (tested on cubes), in every mode. Circular shifts: exact in
+        the nearest modes, not at the clamped border with ``"trilinear"`` (which
+        :func:`~equilayers.check_grid` reports on images only, not on volumes).
 
     Example:
         >>> GroupUpsample3d(scale_factor=2)(torch.randn(1, 2, 24, 3, 3, 3)).shape
