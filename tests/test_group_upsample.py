@@ -79,7 +79,7 @@ def test_repr():
     (dict(scale_factor=1.5), TypeError, "for another output size pass size="),
     (dict(scale_factor=2, align_corners=True), ValueError, "needs an interpolating mode"),
     (dict(scale_factor=2, mode="trilinear"), ValueError, "'bilinear'"),
-    (dict(size=(4, 4, 4)), TypeError, "2 integers")])
+    (dict(size=(4, 4, 4)), TypeError, "a pair of integers")])
 def test_refusals_name_the_argument_and_the_fix(kwargs, error, needle):
     with pytest.raises(error, match="GroupUpsample2d") as err:
         GroupUpsample2d(**kwargs)

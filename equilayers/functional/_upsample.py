@@ -37,15 +37,9 @@ def check_upsample_args(size, scale_factor, mode, align_corners, nd: int,
     if (size is None) == (scale_factor is None):
         raise ValueError(f"{what}: give exactly one of size and scale_factor; got size={size!r}, "
                          f"scale_factor={scale_factor!r} (as nn.Upsample)")
-    if size is not None:
-        dims = (size,) * nd if C.is_int(size) else size
-        if not (isinstance(dims, (tuple, list, torch.Size)) and len(dims) == nd
-                and all(C.is_int(v) for v in dims)):
-            raise TypeError(f"{what}: size={size!r} must be an integer or {nd} integers (the "
-                            "output's spatial size)")
-        if min(dims) < 1:
-            raise ValueError(f"{what}: size={size!r} must be >= 1 in every dim")
-        size = tuple(int(v) for v in dims)
+    if size is not None:  # the output's spatial size, as the conv arguments' pairs/triples
+        check = C.check_pair if nd == 2 else C.check_triple
+        size = check(size, "size", what, minimum=1)
     else:
         scale_factor = C.check_int(
             scale_factor, "scale_factor", what, minimum=1,
