@@ -29,6 +29,7 @@ from ._gaussian import (
     disk_mask2d,
     gaussian_blur_pool2d,
 )
+from ._gaussian3d import gaussian_blur_pool3d
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -172,5 +173,6 @@ __all__: list[str] = [
     "restrict",
     "coset_pool",
     "gaussian_blur_pool2d",
+    "gaussian_blur_pool3d",
     "disk_mask2d",
 ]

@@ -2,8 +2,9 @@
 disk mask (escnn's ``MaskModule``), for images ``(B, C, H, W)`` and group maps
 ``(B, C, F, H, W)`` (spatial dims only, so they commute with every fiber action).
 
-Gaussian pool, escnn's conventions: the filter has ``k = 2 * round(3 sigma) + 1`` taps per dim
-(``sigma = 0.66``, e2cnn's tutorial value, gives 5), values ``exp(-|q|^2 / (2 sigma^2))`` at
+Gaussian pool, escnn's conventions: the filter has ``k = 2 * round(truncate * sigma) + 1`` taps
+per dim, ``truncate = 3`` by default (``sigma = 0.66``, e2cnn's tutorial value, gives 5; escnn's
+antialiased *max* pool truncates at 4), values ``exp(-|q|^2 / (2 sigma^2))`` at
 the integer offsets ``q`` from the centre, normalized to sum 1; zero padding of ``(k - 1) // 2``
 by default (the size is kept at stride 1), ``F.conv2d`` at ``stride``:
 ``H' = floor((H + 2 padding - k) / stride) + 1``.
@@ -34,20 +35,31 @@ def _positive(v, name: str, what: str) -> float:
     return C.check_number(v, name, what, positive=True, fix=f"{name} in pixels")
 
 
-def gaussian_filter_size(sigma: float, what: str = "gaussian_filter_size") -> int:
-    """escnn's filter size ``2 * int(round(3 * sigma)) + 1`` (odd), at most
-    :data:`MAX_FILTER_SIZE`."""
+def check_truncate(truncate, what: str) -> float:
+    """The filter's half-width in standard deviations, > 0 (escnn: 3 for its average pool, 4
+    for its max pool; scipy's ``gaussian_filter`` calls it ``truncate`` too)."""
+    return C.check_number(truncate, "truncate", what, positive=True,
+                          fix="the filter's half-width in standard deviations (escnn: 3)")
+
+
+def gaussian_filter_size(sigma: float, what: str = "gaussian_filter_size", *,
+                         truncate: float = 3.0, limit: int = MAX_FILTER_SIZE) -> int:
+    """escnn's filter size ``2 * int(round(truncate * sigma)) + 1`` (odd), at most ``limit``
+    (:data:`MAX_FILTER_SIZE`; the 3-D pool's is smaller)."""
     sigma = _positive(sigma, "sigma", what)
-    k = 2 * int(round(3 * sigma)) + 1 if sigma < 1e9 else MAX_FILTER_SIZE + 2
-    if k > MAX_FILTER_SIZE:
-        raise ValueError(f"{what}: sigma={sigma:g} asks for a {k} x {k} filter (2 * round(3 * "
-                         f"sigma) + 1 taps per dim); sigma must be at most "
-                         f"{(MAX_FILTER_SIZE - 1) // 6} (a {MAX_FILTER_SIZE}-tap filter): the "
+    truncate = check_truncate(truncate, what)
+    reach = truncate * sigma
+    k = 2 * int(round(reach)) + 1 if reach < 1e9 else limit + 2
+    if k > limit:
+        raise ValueError(f"{what}: sigma={sigma:g} asks for a filter of {k} taps per dim (2 * "
+                         f"round({truncate:g} * sigma) + 1); sigma must be at most "
+                         f"{(limit - 1) / 2 / truncate:g} (a {limit}-tap filter): the "
                          "Gaussian's standard deviation in pixels")
     return k
 
 
-def gaussian_filter2d(sigma: float, *, dtype: torch.dtype | None = None,
+def gaussian_filter2d(sigma: float, *, truncate: float = 3.0,
+                      dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
     """The normalized ``(k, k)`` Gaussian filter of escnn's antialiased pool (computed in
     float64, then cast).
@@ -56,17 +68,17 @@ def gaussian_filter2d(sigma: float, *, dtype: torch.dtype | None = None,
         >>> gaussian_filter2d(0.66).shape
         torch.Size([5, 5])
     """
-    k = gaussian_filter_size(sigma, "gaussian_filter2d")
+    k = gaussian_filter_size(sigma, "gaussian_filter2d", truncate=truncate)
     q = torch.arange(k, dtype=torch.float64, device="cpu") - (k - 1) / 2
     filt = torch.exp(-(q[:, None] ** 2 + q[None, :] ** 2) / (2 * float(sigma) ** 2))
     return (filt / filt.sum()).to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def check_pool_args(sigma, stride, padding, what: str):
+def check_pool_args(sigma, stride, padding, what: str, truncate: float = 3.0):
     """``(sigma, stride pair, padding pair)``, validated (``stride=None``: the filter size, as
     escnn; ``padding=None``: ``(k - 1) // 2``)."""
     sigma = _positive(sigma, "sigma", what)
-    k = gaussian_filter_size(sigma, what)
+    k = gaussian_filter_size(sigma, what, truncate=truncate)
     stride_p = (k, k) if stride is None else C.check_pair(
         stride, "stride", what, minimum=1, fix="or None for the filter size")
     pad_p = ((k - 1) // 2,) * 2 if padding is None else C.check_pair(
@@ -102,17 +114,19 @@ def blur_with(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int],
 
 
 def gaussian_blur_pool2d(x: torch.Tensor, sigma: float = 0.66, stride: int | None = 2,
-                         padding: int | None = None) -> torch.Tensor:
+                         padding: int | None = None, *, truncate: float = 3.0) -> torch.Tensor:
     """Gaussian blur, then subsample: escnn's ``PointwiseAvgPoolAntialiased2D`` (module
-    docstring) on ``(B, C, H, W)`` or ``(B, C, F, H, W)``.
+    docstring) on ``(B, C, H, W)`` or ``(B, C, F, H, W)``; ``truncate``: the filter's
+    half-width in standard deviations.
 
     Example:
         >>> gaussian_blur_pool2d(torch.randn(2, 3, 8, 9, 9), 0.66).shape
         torch.Size([2, 3, 8, 5, 5])
     """
-    sigma, stride_p, pad_p = check_pool_args(sigma, stride, padding, "gaussian_blur_pool2d")
-    return blur_with(x, gaussian_filter2d(sigma, dtype=torch.float64), stride_p, pad_p,
-                     "gaussian_blur_pool2d")
+    sigma, stride_p, pad_p = check_pool_args(sigma, stride, padding, "gaussian_blur_pool2d",
+                                             truncate)
+    return blur_with(x, gaussian_filter2d(sigma, truncate=truncate, dtype=torch.float64),
+                     stride_p, pad_p, "gaussian_blur_pool2d")
 
 
 def check_mask_args(margin, sigma, what: str) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from ._fourier import (
 from ._gaussian import (
     DiskMask,
     GaussianBlurPool2d,
+    GaussianBlurPool3d,
 )
 from ._group_conv import (
     GroupConv2d,
@@ -133,5 +134,6 @@ __all__: list[str] = [
     "Restrict",
     "CosetPool",
     "GaussianBlurPool2d",
+    "GaussianBlurPool3d",
     "DiskMask",
 ]
