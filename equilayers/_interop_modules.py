@@ -77,8 +77,6 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
      "NormNonLinearity / FourierELU, which convert"),
     (("NormBatchNorm", "InducedNormBatchNorm"), "use GNormBatchNorm (or IIDBatchNorm2d) in "
      "escnn's model: they convert to HarmonicBatchNorm"),
-    (("PointwiseMaxPoolAntialiased2D", "PointwiseMaxPoolAntialiased"), "PointwiseMaxPool2D "
-     "and PointwiseAvgPoolAntialiased2D convert (GroupMaxPool2d, GaussianBlurPool2d)"),
     (("QuotientFourierELU", "QuotientFourierPointwise"), "Fourier nonlinearities on a "
      "quotient space have no equivalent; FourierELU / FourierPointwise on SO(2) and C_N "
      "convert (FourierNonlinearity)"),

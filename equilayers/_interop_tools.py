@@ -1,5 +1,5 @@
-"""``from_escnn`` for escnn's toolbox modules: ``PointwiseAvgPoolAntialiased2D``,
-``MaskModule``, ``RestrictionModule``, ``NormPool``, and the fields a restriction produces.
+"""``from_escnn`` for escnn's toolbox modules: ``MaskModule``, ``RestrictionModule``,
+``NormPool``, and the fields a restriction produces.
 
 escnn keeps a restricted tensor as it is and changes its type: a regular ``G`` field becomes
 one field of ``G``'s regular representation restricted to ``H`` (named ``"<G>:regular"``, still
@@ -19,13 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .functional._gaussian import disk_mask_weights, gaussian_filter2d
+from .functional._gaussian import disk_mask_weights
 from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
 from .nn import (
     DiskMask,
     ExpandedGroupConv2d,
-    GaussianBlurPool2d,
     GroupBatchNorm2d,
     GroupBatchNorm3d,
     GroupConv2d,
@@ -37,7 +36,7 @@ from .nn import (
     Restrict,
 )
 
-__all__ = ["gaussian_pool", "mask", "restriction", "norm_pool", "restricted_fields",
+__all__ = ["mask", "restriction", "norm_pool", "restricted_fields",
            "field_bias", "expanded_conv", "inner_batch_norm"]
 
 
@@ -51,24 +50,6 @@ def import_escnn(what: str) -> Any:
         raise ImportError(f"{what} needs escnn: pip install 'equilayers[escnn]' (py3nj needs "
                           "gfortran: apt-get install gfortran)") from e
     return escnn
-
-
-def gaussian_pool(m: Any) -> GaussianBlurPool2d:
-    """escnn stores the filter, not ``sigma``: recover ``sigma`` from the filter's centre and
-    its neighbour (``f(1) / f(0) = exp(-1 / (2 sigma^2))``), rebuild ours, and check it."""
-    filt = m.filter[0, 0].detach().double().cpu()
-    k = filt.shape[-1]
-    c = k // 2
-    if k == 1:
-        sigma = 0.1  # every sigma < 1/6 gives the 1-tap filter [1]
-    else:
-        sigma = math.sqrt(1.0 / (2.0 * math.log(float(filt[c, c] / filt[c, c + 1]))))
-    ours = GaussianBlurPool2d(sigma, tuple(m.stride), tuple(m.padding))
-    if ours.kernel_size != k or not torch.allclose(
-            gaussian_filter2d(sigma, dtype=torch.float64), filt, rtol=0, atol=1e-6):
-        raise ValueError(f"from_escnn: {type(m).__name__}'s filter is not a Gaussian with "
-                         "escnn's size rule; cannot convert")
-    return ours
 
 
 def mask(m: Any) -> DiskMask:

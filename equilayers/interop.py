@@ -37,17 +37,14 @@ from torch import nn
 
 from . import _interop3d as I3
 from . import _interop_modules as M
+from . import _interop_pools as P
 from . import _interop_so2 as S2
 from . import _interop_so3 as S3
 from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import act_spatial, get
 from .groups._subgroups import restriction_index
-from .nn import (
-    GroupAvgPool2d,
-    GroupMaxPool2d,
-    GroupPool,
-)
+from .nn import GaussianBlurPool2d, GroupPool
 
 __all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix",
            "EscnnRestrictedBasis"]
@@ -69,8 +66,10 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "NormMaxPool on these fields; "
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
-              "PointwiseAdaptiveAvgPool2D, PointwiseAdaptiveMaxPool2D (regular or trivial "
-              "fields), R2Upsampling, R3Upsampling (any fields), "
+              "PointwiseAdaptiveAvgPool2D, PointwiseAdaptiveMaxPool2D, "
+              "PointwiseMaxPoolAntialiased2D, their 3D twins and PointwiseAvgPool3D, "
+              "PointwiseAvgPoolAntialiased3D (regular or trivial fields; the average pools "
+              "also SO(3)/O(3) fields), R2Upsampling, R3Upsampling (any fields), "
               "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields; "
               "irreps fields D_N -> C_N, O(2) -> SO(2)), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule "
@@ -129,9 +128,14 @@ def from_escnn(module: Any) -> nn.Module:
     ``R3ConvTransposed`` on the same fields -> :class:`~equilayers.nn.LiftingConvTranspose3d`
     / :class:`~equilayers.nn.GroupConvTranspose3d` (its forward kernel fitted the same way;
     ``output_padding`` kept), with ``ReLU``, ``InnerBatchNorm``
-    (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule`` and
-    ``SequentialModule`` around them. escnn lists the cube's elements
-    in another order than ours, so a regular field's slots are permuted:
+    (-> :class:`~equilayers.nn.GroupBatchNorm3d`), ``GroupPooling``, ``IdentityModule``, the
+    3-D pools (:mod:`equilayers._interop_pools`: ``PointwiseMaxPool3D`` /
+    ``PointwiseAvgPool3D`` -> :class:`~equilayers.nn.GroupMaxPool3d` /
+    :class:`~equilayers.nn.GroupAvgPool3d`, ``PointwiseAvgPoolAntialiased3D`` ->
+    :class:`~equilayers.nn.GaussianBlurPool3d`, ``PointwiseMaxPoolAntialiased3D`` (and 2D) ->
+    a max pool at stride 1 then a Gaussian pool with ``truncate=4``, the adaptive pools ->
+    ``torch.nn``'s on the flattened fields) and ``SequentialModule`` around them. escnn lists
+    the cube's elements in another order than ours, so a regular field's slots are permuted:
     ``ours = theirs.view(B, C, |G|, D, H, W)[:, :, perm]`` with ``perm =``
     :func:`escnn_slot_order` ``(gspace)`` (checked: every escnn element's voxel action and
     regular representation against ours, and the converted filter against escnn's).
@@ -250,7 +254,8 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
         _not_restricted(m, "InnerBatchNorm", probed)
         out = T.inner_batch_norm(m, _regular_fields(m.in_type, "InnerBatchNorm", probed)[1])
     elif isinstance(m, (enn.PointwiseMaxPool2D, enn.PointwiseAvgPool2D)):
-        out = _pointwise_pool(m, enn, probed)
+        out = P.pool2d(m, enn, lambda t, what: T.restricted_fields(t, probed, _group_name)
+                       is None and _regular_fields(t, what, probed))
     elif isinstance(m, (enn.PointwiseAdaptiveAvgPool2D, enn.PointwiseAdaptiveMaxPool2D)):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
             _regular_or_trivial(m, type(m).__name__)
@@ -269,7 +274,9 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     elif isinstance(m, enn.IdentityModule):
         out = nn.Identity()
     elif isinstance(m, enn.PointwiseAvgPoolAntialiased2D):
-        out = T.gaussian_pool(m)
+        out = P.gaussian_pool(m, GaussianBlurPool2d)
+    elif isinstance(m, P.classes(enn)):  # 3-D pools, antialiased max pools
+        out = P.convert(m, lambda t, what: _regular_fields(t, what, probed))
     elif isinstance(m, enn.MaskModule):
         out = T.mask(m)
     elif isinstance(m, enn.RestrictionModule):
@@ -282,25 +289,6 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     else:
         raise TypeError(M.unsupported(m, _SUPPORTED))
     return M.like_source(out.train(m.training), m, where)
-
-
-def _pointwise_pool(m: Any, enn: Any, probed: dict) -> nn.Module:
-    """escnn's ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D``: on regular (or restricted)
-    fields our group pools, on images (trivial fields) ``torch.nn``'s, and the average (a
-    linear map) on harmonic fields too."""
-    what = type(m).__name__
-    plain = M.trivial_pool(m, enn)
-    if plain is not None:
-        return plain
-    if isinstance(m, enn.PointwiseMaxPool2D):
-        if T.restricted_fields(m.in_type, probed, _group_name) is None:
-            _regular_fields(m.in_type, what, probed)
-        return GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-    if S2.harmonic_fields(m.in_type):
-        S2.harmonic_or_trivial(m.in_type, what)  # linear: any field
-    elif T.restricted_fields(m.in_type, probed, _group_name) is None:
-        _regular_fields(m.in_type, what, probed)
-    return GroupAvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
 
 
 def _not_restricted(m: Any, what: str, probed: dict) -> None:

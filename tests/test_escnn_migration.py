@@ -340,15 +340,14 @@ def test_torch_containers_of_escnn_modules_convert():
     (lambda gs, t: esc.GatedNonLinearity1(esc.FieldType(gs, [gs.trivial_repr, gs.irrep(1)])),
      "port it by hand"),
     (lambda gs, t: esc.NormBatchNorm(esc.FieldType(gs, [gs.irrep(1)])), "use GNormBatchNorm"),
-    (lambda gs, t: esc.PointwiseMaxPoolAntialiased2D(t, 2), "PointwiseMaxPool2D and "),
     (lambda gs, t: esc.VectorFieldNonLinearity(t), r"port it by hand \(docs/escnn.md"),
     # a hint's later names too
     (lambda gs, t: esc.BranchingModule(t, ["a", "b"]), "convert each branch"),
     (lambda gs, t: esc.GatedNonLinearity2((_trivial(gs, 1), esc.FieldType(gs, [gs.irrep(1)]))),
      "escnn's gates are separate scalar fields"),
     (lambda gs, t: esc.ReshuffleModule(t, [1, 0]), "permutes escnn's channels"),
-], ids=["FieldDropout", "MultipleModule", "Gated", "NormBatchNorm", "MaxPoolAntialiased",
-        "other", "BranchingModule", "Gated2", "ReshuffleModule"])
+], ids=["FieldDropout", "MultipleModule", "Gated", "NormBatchNorm", "other", "BranchingModule",
+        "Gated2", "ReshuffleModule"])
 def test_unsupported_modules_say_what_to_do(build, hint):
     gs = gspaces.rot2dOnR2(4)
     m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))

@@ -175,8 +175,8 @@ def test_unsupported_layer_named():
     t = _ftype(gs, 2, "regular")
     with pytest.raises(TypeError, match="escnn.nn.FieldDropout has no equilayers equivalent"):
         from_escnn(enn.SequentialModule(enn.ReLU(t), enn.FieldDropout(t)))
-    with pytest.raises(TypeError, match="PointwiseMaxPoolAntialiased2D"):
-        from_escnn(enn.PointwiseMaxPoolAntialiased2D(t, 2))
+    with pytest.raises(TypeError, match="VectorFieldNonLinearity has no equilayers"):
+        from_escnn(enn.VectorFieldNonLinearity(t))
 
 
 def test_unsupported_groups_and_fields():
