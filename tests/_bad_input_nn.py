@@ -49,6 +49,8 @@ _BLUR_ARGS = {"kernel_size": INT, "stride": INT, "padding_mode": CHOICE, "dtype"
 _EDGE_AWARE_ARGS = {"kernel_size": PAIR, "edge_threshold": FLOAT,
                     "edge_dilation_kernel_size": INT, "epsilon": FLOAT}
 _UPSAMPLE_ARGS = {"size": PAIR, "scale_factor": INT, "mode": CHOICE, "align_corners": FLAG}
+#: a probability: in [0, 1] (0 is valid: the identity)
+_PROB = {**FLOAT, "1.5": 1.5}
 _CONV3D_ARGS = {**_CONV_ARGS, "kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE,
                 "dilation": TRIPLE, "group": GROUP3}
 
@@ -90,6 +92,8 @@ NN: list[Case] = [
          {"x": _img(1, 2, 24, 3, 3, 3, ranks=(4, 7), small=(1, 2, 24, 1, 1, 1),
                     small_ok=True)},
          accept={"scale_factor": {"None": OK}, "align_corners": {"None": OK}}),
+    Case(enn.FieldDropout, dict(p=0.3), {"p": _PROB, "inplace": FLAG},
+         {"x": _img(2, 3, 4, 5, 5, ranks=(3, 7))}, accept={"p": {"0": OK}}),
     Case(enn.EdgeAwareBlurPool2d, dict(kernel_size=3), _EDGE_AWARE_ARGS,
          {"x": _img(2, 3, 8, 8, ranks=(2, 5), small=(2, 3, 2, 2))},
          accept={"epsilon": {"0": OK}}),

@@ -96,6 +96,11 @@ ZOO: dict[str, ZooEntry] = {
                                        _x(2, 3, 5, 5)),
     "GroupUpsample3d": ZooEntry(lambda: enn.GroupUpsample3d(scale_factor=2, mode="trilinear"),
                                 _x(1, 2, 24, 3, 3, 3)),
+    # train mode draws a new mask per call (global RNG): the matrices that compare
+    # train-mode outputs of two copies draw both under one seed
+    "FieldDropout": ZooEntry(lambda: enn.FieldDropout(0.5), _x(2, 3, 4, 5, 5)),
+    "FieldDropout[6d]": ZooEntry(lambda: enn.FieldDropout(0.3), _x(1, 2, 24, 3, 3, 3)),
+    "FieldDropout[image]": ZooEntry(lambda: enn.FieldDropout(0.2), _x(2, 3, 5, 5)),
     "EdgeAwareBlurPool2d": ZooEntry(lambda: enn.EdgeAwareBlurPool2d(3),
                                     lambda gen: (torch.rand(2, 3, 9, 9, generator=gen) + 0.1,)),
     "MaxBlurPool2d": ZooEntry(lambda: enn.MaxBlurPool2d(), _x(2, 3, 8, 8)),

@@ -120,6 +120,26 @@ def test_metrics_warn_on_a_train_mode_model_that_draws_noise(noise, gen):
                 metric(nn.Sequential(make(), nn.Dropout(0.0)).train(), x)  # and at p=0
 
 
+def test_metrics_warn_on_a_train_mode_field_dropout(gen):
+    """equilayers' FieldDropout is a torch _DropoutNd: in train mode with p > 0 every metric
+    and the harness warn, at the caller's line; in eval mode and at p=0 they stay quiet. It
+    sits on the input (an image: its channels are trivial fields), the head's output is 2-D."""
+    import equilayers.nn as enn
+    x = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    for table, make in ((_ON_HEAD, lambda: _train_mode_models()[0]),
+                        (_ON_DENSE, lambda: _train_mode_models()[1])):
+        for name, metric in table.items():
+            model = nn.Sequential(enn.FieldDropout(0.5), make()).train()
+            with pytest.warns(UserWarning, match=NOISE) as caught:
+                metric(model, x)
+            assert caught[0].filename == __file__, name
+            assert "FieldDropout" in str(caught[0].message), name
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                metric(model.eval(), x)  # the control: quiet in eval mode
+                metric(nn.Sequential(enn.FieldDropout(0.0), make()).train(), x)  # and at p=0
+
+
 def test_the_learnable_polyphase_pool_draws_noise_only_with_gumbel_in_training(gen):
     import equilayers.nn as enn
     x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)

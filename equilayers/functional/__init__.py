@@ -13,6 +13,9 @@ from ._blur_conv import (
     blur_conv2d,
     blur_conv2d_path,
 )
+from ._dropout import (
+    field_dropout,
+)
 from ._edge_aware import (
     edge_aware_blur_pool2d,
 )
@@ -122,6 +125,7 @@ __all__: list[str] = [
     "edge_aware_blur_pool2d",
     "group_upsample2d",
     "group_upsample3d",
+    "field_dropout",
     "exactness_problems",
     "expand_group_filter",
     "expand_lifting_filter",

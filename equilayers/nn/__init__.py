@@ -8,6 +8,9 @@ from ._blur_pool import (
     BlurUpsample2d,
     BlurUpsample3d,
 )
+from ._dropout import (
+    FieldDropout,
+)
 from ._edge_aware import (
     EdgeAwareBlurPool2d,
 )
@@ -97,6 +100,7 @@ __all__: list[str] = [
     "EdgeAwareBlurPool2d",
     "GroupUpsample2d",
     "GroupUpsample3d",
+    "FieldDropout",
     "GroupConv2d",
     "LiftingConv2d",
     "GroupConvTranspose2d",
