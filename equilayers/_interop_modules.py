@@ -62,9 +62,6 @@ def like_source(ours: nn.Module, m: Any, where: str = "module") -> nn.Module:
 
 # what to do instead, for the escnn modules a migrating model has that do not convert
 _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("FieldDropout",), "escnn draws one mask per field and pixel, which no torch.nn dropout "
-     "does; it is the identity in eval mode, so for inference convert a copy with it replaced "
-     "by escnn.nn.IdentityModule (PointwiseDropout converts, to nn.Dropout)"),
     (("MultipleModule", "BranchingModule", "MergeModule"), "it splits or joins fields of "
      "several types; convert each branch with from_escnn and join the outputs in your own "
      "forward"),

@@ -1,7 +1,7 @@
 """``from_escnn`` for escnn's spatial pools: ``PointwiseMaxPool2D``, ``PointwiseAvgPool2D``,
 ``PointwiseMaxPool3D``, ``PointwiseAvgPool3D``, ``PointwiseAvgPoolAntialiased3D``,
 ``PointwiseAdaptiveAvgPool3D``, ``PointwiseAdaptiveMaxPool3D``, and
-``PointwiseMaxPoolAntialiased2D`` / ``3D``.
+``PointwiseMaxPoolAntialiased2D`` / ``3D``; and ``FieldDropout``.
 
 Each acts on every channel alone over the spatial dims, so it commutes with the way our layout
 differs from escnn's (regular fields of the cube: a permutation of the slots; SO(3)/O(3) fields:
@@ -27,6 +27,7 @@ from . import _interop_so3 as S3
 from .functional._gaussian import gaussian_filter2d
 from .functional._gaussian3d import gaussian_filter3d
 from .nn import (
+    FieldDropout,
     GaussianBlurPool2d,
     GaussianBlurPool3d,
     GroupAvgPool2d,
@@ -35,7 +36,7 @@ from .nn import (
     GroupMaxPool3d,
 )
 
-__all__ = ["NAMES", "classes", "convert", "gaussian_pool", "pool2d"]
+__all__ = ["NAMES", "classes", "convert", "gaussian_pool", "pool2d", "field_dropout"]
 
 #: the escnn classes :func:`convert` converts (their names: escnn is imported only in a
 #: conversion)
@@ -170,3 +171,34 @@ def _adaptive3d(m: Any, kind: str, what: str) -> nn.Module:
     fiber = m.in_type.representations[0].size
     return nn.Sequential(OrderedDict(fields=nn.Flatten(1, 2), pool=pool,
                                      slots=nn.Unflatten(1, (-1, fiber))))
+
+
+def field_dropout(m: Any, regular_fields: Callable[[Any, str], object]) -> nn.Module:
+    """escnn's ``FieldDropout`` (one draw per sample, field and pixel, each representation of
+    its field type a field) -> ``nn.Dropout(p)`` on trivial fields (one channel per field:
+    one draw per value) and :class:`~equilayers.nn.FieldDropout` ``(p)`` where escnn's fields
+    are ours: regular fields (``regular_fields(ftype, what)`` checks them; 2-D and the cube's)
+    and SO(2)/O(2), C_N/D_N fields given as one representation per field. Where escnn lists
+    a field's irreps separately it draws one mask per irrep, ours one per field of orders
+    ``0..L``: a ``ValueError`` says so (the distributions differ)."""
+    what = "FieldDropout"
+    reps = m.in_type.representations
+    p = float(m.p)
+    if all(r.is_trivial() and r.name != "regular" for r in reps):
+        return nn.Dropout(p)
+    if all(r.name == "regular" for r in reps):
+        regular_fields(m.in_type, what)
+        return FieldDropout(p)
+    if S2.harmonic_fields(m.in_type):
+        try:
+            S2._layout(m.in_type, what, "whole")
+        except ValueError:
+            pass
+        else:
+            return FieldDropout(p)
+    raise ValueError(f"from_escnn: FieldDropout on {m.in_type}: escnn draws one mask per "
+                     "representation of the field type, so where a field's irreps are listed "
+                     "separately it drops each irrep alone, while our FieldDropout drops a "
+                     "harmonic field of orders 0..L as a whole (another distribution). "
+                     "Regular and trivial fields, and SO(2)/O(2), C_N/D_N fields given as one "
+                     "representation per field, convert; or place our FieldDropout by hand")

@@ -65,7 +65,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
               "NormMaxPool on these fields; "
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
-              "PointwiseDropout, InnerBatchNorm, PointwiseMaxPool2D, PointwiseAvgPool2D, "
+              "PointwiseDropout, FieldDropout, InnerBatchNorm, PointwiseMaxPool2D, "
+              "PointwiseAvgPool2D, "
               "PointwiseAdaptiveAvgPool2D, PointwiseAdaptiveMaxPool2D, "
               "PointwiseMaxPoolAntialiased2D, their 3D twins and PointwiseAvgPool3D, "
               "PointwiseAvgPoolAntialiased3D (regular or trivial fields; the average pools "
@@ -90,7 +91,9 @@ def from_escnn(module: Any) -> nn.Module:
     kernel transposed, as ours; steerable targets need an odd ``kernel_size``);
     ``ReLU``, ``ELU``, ``LeakyReLU``, ``PointwiseNonLinearity`` (``p_relu``, ``p_elu``,
     ``p_sigmoid``, ``p_tanh``) and ``PointwiseDropout`` on regular or trivial fields -> their
-    ``torch.nn`` modules; ``InnerBatchNorm`` on regular fields ->
+    ``torch.nn`` modules; ``FieldDropout`` -> :class:`~equilayers.nn.FieldDropout` (regular
+    fields, and harmonic ones given as one representation per field) or ``nn.Dropout``
+    (trivial fields); ``InnerBatchNorm`` on regular fields ->
     :class:`~equilayers.nn.GroupBatchNorm2d` (with its running statistics);
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
@@ -275,6 +278,9 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
         out = nn.Identity()
     elif isinstance(m, enn.PointwiseAvgPoolAntialiased2D):
         out = P.gaussian_pool(m, GaussianBlurPool2d)
+    elif isinstance(m, enn.FieldDropout):
+        _not_restricted(m, "FieldDropout", probed)
+        out = P.field_dropout(m, lambda t, what: _regular_fields(t, what, probed))
     elif isinstance(m, P.classes(enn)):  # 3-D pools, antialiased max pools
         out = P.convert(m, lambda t, what: _regular_fields(t, what, probed))
     elif isinstance(m, enn.MaskModule):

@@ -333,7 +333,6 @@ def test_torch_containers_of_escnn_modules_convert():
 
 
 @pytest.mark.parametrize("build,hint", [
-    (lambda gs, t: esc.FieldDropout(t, 0.3), "replaced by escnn.nn.IdentityModule"),
     (lambda gs, t: esc.MultipleModule(t, ["a", "b"], [(esc.ReLU(_regular(gs, 1)), "a"),
                                                       (esc.ReLU(_regular(gs, 1)), "b")]),
      "convert each branch"),
@@ -346,8 +345,8 @@ def test_torch_containers_of_escnn_modules_convert():
     (lambda gs, t: esc.GatedNonLinearity2((_trivial(gs, 1), esc.FieldType(gs, [gs.irrep(1)]))),
      "escnn's gates are separate scalar fields"),
     (lambda gs, t: esc.ReshuffleModule(t, [1, 0]), "permutes escnn's channels"),
-], ids=["FieldDropout", "MultipleModule", "Gated", "NormBatchNorm", "other", "BranchingModule",
-        "Gated2", "ReshuffleModule"])
+], ids=["MultipleModule", "Gated", "NormBatchNorm", "other", "BranchingModule", "Gated2",
+        "ReshuffleModule"])
 def test_unsupported_modules_say_what_to_do(build, hint):
     gs = gspaces.rot2dOnR2(4)
     m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))

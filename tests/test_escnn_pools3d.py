@@ -171,3 +171,62 @@ def test_refusals_name_the_layer_and_what_converts():
     with pytest.raises(ValueError, match=r"PointwiseAvgPoolAntialiased3D on .*: only regular "
                                          r"or trivial fields, or SO\(3\)/O\(3\) fields"):
         from_escnn(esc.PointwiseAvgPoolAntialiased3D(irrep, 0.66, 2))
+
+
+def _escnn_mask(m, t, shape, fields):
+    """escnn's train-mode output on ones, per field: (B, fields, field size, *spatial)."""
+    from escnn import nn as esc
+    with torch.no_grad():
+        y = m.train()(esc.GeometricTensor(torch.ones(shape), t)).tensor
+    return y.unflatten(1, (fields, -1))
+
+
+@pytest.mark.parametrize("space", ["c4-regular", "octa-regular", "so2-whole", "image"])
+def test_field_dropout_converts_with_escnns_mask_structure(space):
+    """escnn's ``FieldDropout`` draws one mask per sample, field and pixel (checked here on
+    escnn's own output); ours is built with its ``p`` and draws the same structure (regular
+    fields, SO(2) fields as one representation per field: our ``FieldDropout``; trivial
+    fields: ``nn.Dropout``), with the same keep rate; both are the identity in eval mode."""
+    gspaces, esc = _esc()
+    if space == "c4-regular":
+        gs = gspaces.rot2dOnR2(4)
+        t, fields, spatial = _regular(gs, 3), 3, (16, 16)
+    elif space == "octa-regular":
+        gs = gspaces.octaOnR3()
+        t, fields, spatial = _regular(gs, 2), 2, (6, 6, 6)
+    elif space == "so2-whole":
+        gs = gspaces.rot2dOnR2(-1)
+        rep = gs.fibergroup.spectral_regular_representation(*gs.fibergroup.bl_irreps(2))
+        t, fields, spatial = esc.FieldType(gs, 3 * [rep]), 3, (16, 16)
+    else:
+        gs = gspaces.rot2dOnR2(4)
+        t, fields, spatial = _trivial(gs, 3), 3, (16, 16)
+    m = esc.FieldDropout(t, 0.3)
+    ours = from_escnn(m)
+    assert type(ours).__name__ == ("Dropout" if space == "image" else "FieldDropout")
+    assert ours.p == pytest.approx(0.3) and ours.training
+    shape = (64, t.size, *spatial)
+    theirs = _escnn_mask(m, t, shape, fields)
+    size = theirs.shape[2]
+    x = torch.ones(64, fields, size, *spatial) if space != "image" else torch.ones(shape)
+    with seeded_rng(0):
+        mine = ours(x).reshape(theirs.shape)
+    for y in (theirs, mine):  # one draw per field and pixel, shared by the field's slots
+        kept = y != 0
+        assert bool((kept == kept[:, :, :1]).all())
+        torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+        assert abs(kept[:, :, 0].float().mean().item() - 0.7) < 0.01
+    eval_x = torch.randn(shape)
+    with torch.no_grad():
+        same = m.eval()(esc.GeometricTensor(eval_x, t)).tensor
+    assert torch.equal(same, eval_x) and ours.eval()(x) is x
+
+
+def test_field_dropout_on_separate_irreps_is_refused():
+    """escnn drops each irrep of a field listed as separate irreps alone; ours would drop the
+    field of orders 0..L whole: another distribution, refused by name."""
+    gspaces, esc = _esc()
+    gs = gspaces.rot2dOnR2(-1)
+    t = esc.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
+    with pytest.raises(ValueError, match=r"FieldDropout on .*drops each irrep alone"):
+        from_escnn(esc.FieldDropout(t, 0.2))

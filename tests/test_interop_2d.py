@@ -173,8 +173,8 @@ def test_unsupported_layer_named():
     from escnn import nn as enn
     gs = _space("c4")
     t = _ftype(gs, 2, "regular")
-    with pytest.raises(TypeError, match="escnn.nn.FieldDropout has no equilayers equivalent"):
-        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.FieldDropout(t)))
+    with pytest.raises(TypeError, match="escnn.nn.TensorProductModule has no equilayers"):
+        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.TensorProductModule(t, t)))
     with pytest.raises(TypeError, match="VectorFieldNonLinearity has no equilayers"):
         from_escnn(enn.VectorFieldNonLinearity(t))
 
