@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .nn import GroupUpsample2d, GroupUpsample3d
+from .nn import GroupBatchNorm2d, GroupBatchNorm3d, GroupUpsample2d, GroupUpsample3d
 
 __all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool",
+           "check_iid_tracked", "iid_regular_batch_norm",
            "upsampling"]
 
 
@@ -159,3 +160,50 @@ def expanded(m: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
                     "eval outputs use stale filters; call .train() then .eval() on escnn's "
                     "model to rebuild them from the weights, and convert again")
     return filt, bias
+
+
+def check_iid_tracked(m: Any) -> None:
+    """escnn's ``IIDBatchNorm`` converts where its running statistics give the eval-mode map
+    (ours then computes the same one); without them escnn normalizes by its own batch
+    statistics in every mode, which ours do not reproduce (below)."""
+    if not m.track_running_stats:
+        raise ValueError(f"from_escnn: {type(m).__name__} with track_running_stats=False "
+                         "normalizes by escnn's batch statistics in every mode (per-slot "
+                         "variances, unbiased, detached), which no equilayers batch norm "
+                         "computes; convert a model built with track_running_stats=True")
+
+
+def iid_regular_batch_norm(m: Any, c: int) -> nn.Module:
+    """escnn's ``IIDBatchNorm2d`` / ``3d`` on ``c`` regular fields -> :class:`GroupBatchNorm2d`
+    / ``3d`` with its state. escnn subtracts each field's trivial part (the mean over its
+    slots, a constant vector: ``running_mean`` ``(C, |G|)`` holds it in every slot), divides
+    by one variance per field and adds its bias along the trivial part (the same constant in
+    every slot): in eval mode the map of ``InnerBatchNorm``, ours. In training mode escnn's
+    variance is the mean of its slots' variances (each around its own slot's mean, unbiased,
+    detached), ours that of the field around its mean (biased, as ``nn.BatchNorm``): they
+    differ by the spread of the slots' means and Bessel's factor."""
+    name = "regular"
+    state: dict[str, Any] = {
+        what: getattr(m, f"{m._escape_name(name)}_{what}", None)
+        for what in ("running_mean", "running_var", "weight", "bias", "change_of_basis")}
+    mean, var = state["running_mean"].detach(), state["running_var"].detach().reshape(c)
+    bias = (None if state["bias"] is None else
+            (state["bias"].detach() @ state["change_of_basis"].detach().T))  # (c, |G|)
+    for what, t in (("running_mean", mean), ("bias", bias)):
+        if t is not None and not torch.allclose(t, t[:, :1].expand_as(t), rtol=0,
+                                                atol=1e-6 * float(t.abs().max()) + 1e-12):
+            raise ValueError(f"from_escnn: {type(m).__name__}'s {what} is not constant over a "
+                             "regular field's slots; cannot convert")
+    cls = GroupBatchNorm3d if m.in_type.gspace.dimensionality == 3 else GroupBatchNorm2d
+    ours = cls(c, m.eps, m.momentum, m.affine, True, device=mean.device, dtype=mean.dtype)
+    with torch.no_grad():
+        assert ours.running_mean is not None and ours.running_var is not None  # tracked
+        ours.running_mean.copy_(mean[:, 0])
+        ours.running_var.copy_(var)
+        assert ours.num_batches_tracked is not None  # tracked
+        ours.num_batches_tracked.copy_(m.num_batches_tracked)
+        if m.affine:
+            assert ours.weight is not None and ours.bias is not None and bias is not None
+            ours.weight.copy_(state["weight"].detach().reshape(c))
+            ours.bias.copy_(bias[:, 0])
+    return ours

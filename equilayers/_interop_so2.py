@@ -363,11 +363,12 @@ def norm_max_pool(m: Any) -> nn.Module:
 
 
 def batch_norm(m: Any) -> nn.Module:
-    """escnn's ``GNormBatchNorm`` on SO(2)/O(2) fields, each irrep its own field ->
+    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm2d``: the same state and eval-mode map)
+    on SO(2)/O(2) fields, each irrep its own field ->
     :class:`HarmonicBatchNorm` with its state (the same normalization in eval mode; in training
     mode escnn's Bessel's correction and detached statistics differ, as on SO(3):
     :func:`equilayers._interop_so3.batch_norm`)."""
-    c, order = _layout(m.in_type, "GNormBatchNorm", "separate")
+    c, order = _layout(m.in_type, type(m).__name__, "separate")
     order = order or 0
     names = [r.name for r in m.in_type.representations[:order + 1]]
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
@@ -384,13 +385,16 @@ def harmonic_or_trivial(ftype: Any, what: str) -> None:
 
 def iid_batch_norm(m: Any) -> nn.Module:
     """escnn's ``IIDBatchNorm2d`` on SO(2)/O(2) fields, one representation per field (as
-    ``FourierELU`` makes them) -> :class:`HarmonicBatchNorm` with ``statistics="field"`` and
-    escnn's state: one running variance and weight per field, the running mean and bias of
-    its order-0 slot. The same normalization in eval mode; in training mode escnn divides by
-    the unbiased variance (``N / (N - 1)``, ``N`` = batch x pixels) and detaches its batch
-    statistics, ours (as ``nn.BatchNorm``) does neither. With ``track_running_stats=False``
-    both normalize by the batch in eval mode too, so there the outputs differ as well (a
-    warning says so)."""
+    ``FourierELU`` makes them; each irrep its own field: as ``GNormBatchNorm``) ->
+    :class:`HarmonicBatchNorm` with ``statistics="field"`` and escnn's state: one running
+    variance and weight per field, the running mean and bias of its order-0 slot. The same
+    normalization in eval mode; in training mode escnn divides by the unbiased variance (``N /
+    (N - 1)``, ``N`` = batch x pixels) and detaches its batch statistics, ours (as
+    ``nn.BatchNorm``) does neither. With ``track_running_stats=False`` both normalize by the
+    batch in eval mode too, so there the outputs differ as well (a warning says so)."""
+    if all(len(r.irreps) == 1 for r in m.in_type.representations):
+        M.check_iid_tracked(m)  # each irrep its own field: GNormBatchNorm's state and map
+        return batch_norm(m)
     c, order = _layout(m.in_type, "IIDBatchNorm2d", "whole")
     (name,) = {r.name for r in m.in_type.representations}
     if not m.track_running_stats:

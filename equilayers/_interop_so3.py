@@ -165,7 +165,8 @@ def norm_pool(m: Any) -> nn.Module:
 
 
 def batch_norm(m: Any) -> nn.Module:
-    """escnn's ``GNormBatchNorm`` on fields ``[irrep 0, ..., irrep L]`` repeated ->
+    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm3d``: the same state and eval-mode map)
+    on fields ``[irrep 0, ..., irrep L]`` repeated ->
     :class:`HarmonicBatchNorm` with its state: escnn keeps one buffer (and weight) of shape
     ``(C, 1)`` per irrep name, in field order; ours ``running_var`` / ``weight`` ``(C, L + 1)``,
     ``running_mean`` / ``bias`` ``(C,)`` (order 0). The same normalization in eval mode. In
@@ -176,11 +177,11 @@ def batch_norm(m: Any) -> nn.Module:
     statistics from the gradient, ours (as ``nn.BatchNorm``) do not; in the tetris benchmark's
     SO(3) model on pentacubes, detached statistics changed no accuracy by more than the seed
     spread (one-off probe, 3 seeds, 2026-12-02)."""
-    gspace = m.in_type.gspace
+    gspace, what = m.in_type.gspace, type(m).__name__
     if not is_so3_space(gspace):
-        raise ValueError(f"from_escnn: GNormBatchNorm on {m.in_type}: only SO(3)/O(3) fields "
+        raise ValueError(f"from_escnn: {what} on {m.in_type}: only SO(3)/O(3) fields "
                          "of volumes (rot3dOnR3 / flipRot3dOnR3) are supported")
-    c, order = _layout(m.in_type, "GNormBatchNorm")
+    c, order = _layout(m.in_type, what)
     order = order or 0
     names = [r.name for r in m.in_type.representations[:order + 1]]
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,

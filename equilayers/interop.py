@@ -60,7 +60,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "fullOctaOnR3, groups=1), R3Conv (volumes or fields of irreps 0..L of "
               "rot3dOnR3 / flipRot3dOnR3, groups=1), "
               "NormNonLinearity (n_relu) and GNormBatchNorm (SO(3)/O(3) fields); R2Conv, "
-              "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d, "
+              "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d/3d (and "
+              "on regular fields), "
               "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
               "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
               "NormMaxPool on these fields; "
@@ -242,12 +243,8 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
                else S3.batch_norm(m))
     elif isinstance(m, enn.FourierPointwise):
         out = S2.fourier(m)
-    elif isinstance(m, enn.IIDBatchNorm2d):
-        if not S2.harmonic_fields(m.in_type):
-            raise ValueError(f"from_escnn: IIDBatchNorm2d on {m.in_type}: only SO(2)/O(2) "
-                             "and C_N/D_N fields of irreps 0..L are supported (regular fields: "
-                             "InnerBatchNorm)")
-        out = S2.iid_batch_norm(m)
+    elif isinstance(m, (enn.IIDBatchNorm2d, enn.IIDBatchNorm3d)):
+        out = _iid_batch_norm(m, probed)
     elif isinstance(m, (enn.ReLU, enn.ELU, enn.LeakyReLU, enn.PointwiseNonLinearity,
                         enn.PointwiseDropout)):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
@@ -295,6 +292,20 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     else:
         raise TypeError(M.unsupported(m, _SUPPORTED))
     return M.like_source(out.train(m.training), m, where)
+
+
+def _iid_batch_norm(m: Any, probed: dict) -> nn.Module:
+    """escnn's ``IIDBatchNorm2d`` / ``3d``: on SO(2)/O(2), C_N/D_N fields of irreps
+    (:func:`S2.iid_batch_norm`), SO(3)/O(3) ones (as ``GNormBatchNorm``: the same state and
+    eval-mode map) or regular fields (:func:`M.iid_regular_batch_norm`)."""
+    what = type(m).__name__
+    if S2.harmonic_fields(m.in_type):
+        return S2.iid_batch_norm(m)
+    M.check_iid_tracked(m)
+    if S3.is_so3_space(m.in_type.gspace):
+        return S3.batch_norm(m)
+    _not_restricted(m, what, probed)
+    return M.iid_regular_batch_norm(m, _regular_fields(m.in_type, what, probed)[1])
 
 
 def _not_restricted(m: Any, what: str, probed: dict) -> None:

@@ -39,12 +39,13 @@ def test_field_matrix_is_needed(space, monkeypatch):
 
 def test_unsupported_fields_and_layers_are_refused_by_name():
     gs, irreps = _space("so2")
-    whole, separate = _fields(gs, irreps, 2, 2, True), _fields(gs, irreps, 2, 2, False)
+    whole = _fields(gs, irreps, 2, 2, True)
     triv = esc.FieldType(gs, [gs.trivial_repr])
     with pytest.raises(ValueError, match=r"must repeat \[irrep_0, irrep_1, irrep_2\]"):
         from_escnn(esc.R2Conv(triv, esc.FieldType(gs, [irreps[0], irreps[2], irreps[1]]), 3))
-    with pytest.raises(ValueError, match="as one representation per field"):
-        from_escnn(esc.IIDBatchNorm2d(separate))
+    # (IIDBatchNorm2d on separate irreps converts: tests/test_escnn_iid_batch_norm.py)
+    with pytest.raises(ValueError, match=r"IIDBatchNorm2d on .*must repeat"):
+        from_escnn(esc.IIDBatchNorm2d(esc.FieldType(gs, [irreps[0], irreps[2], irreps[1]])))
     with pytest.raises(ValueError, match="NormNonLinearity .*as separate irreps"):
         from_escnn(esc.NormNonLinearity(whole, "n_relu"))
     with pytest.raises(ValueError, match="other grids have no equivalent"):
