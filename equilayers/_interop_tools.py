@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from .functional._gaussian import disk_mask_weights
+from .functional._gaussian3d import ball_mask_weights
 from .groups import get
 from .groups._subgroups import check_subgroup, restriction_index
 from .nn import (
+    BallMask,
     DiskMask,
     ExpandedGroupConv2d,
     GroupBatchNorm2d,
@@ -52,24 +54,29 @@ def import_escnn(what: str) -> Any:
     return escnn
 
 
-def mask(m: Any) -> DiskMask:
+def mask(m: Any) -> DiskMask | BallMask:
     """escnn's ``MaskModule`` stores ``S``, ``margin`` and the mask: ``sigma`` from a pixel
-    outside the disk (``mask = exp((t - d^2) / sigma^2)``), then the mask checked."""
-    if getattr(m, "dim", 2) != 2:
-        raise ValueError(f"from_escnn: MaskModule on a {m.dim}-D space; only 2-D is supported")
-    theirs = m.mask.detach().double().cpu().reshape(m.S, m.S)
+    (voxel) outside the disk (ball), ``mask = exp((t - d^2) / sigma^2)``, then the mask
+    checked: a :class:`DiskMask` on images, a :class:`BallMask` on volumes."""
+    dim = int(getattr(m, "dim", 2))
+    if dim not in (2, 3):
+        raise ValueError(f"from_escnn: MaskModule on a {dim}-D space; only 2-D and 3-D are "
+                         "supported")
     size, margin = int(m.S), float(m.margin)
+    theirs = m.mask.detach().double().cpu().reshape((size,) * dim)
     c = (size - 1) / 2
     t = (c - margin / 100.0 * c) ** 2
-    q = torch.arange(size, dtype=torch.float64) - c
-    r = q[:, None] ** 2 + q[None, :] ** 2
+    q = (torch.arange(size, dtype=torch.float64) - c) ** 2
+    r = (q[:, None] + q[None, :] if dim == 2
+         else q[:, None, None] + q[None, :, None] + q[None, None, :])
     outside = (r > t) & (theirs > 1e-30) & (theirs < 1)
     sigma = 2.0
     if outside.any():
         i = torch.argmin(torch.where(outside, r, torch.full_like(r, math.inf)))
         sigma = math.sqrt(float((t - r.flatten()[i]) / math.log(theirs.flatten()[i])))
-    ours = DiskMask(size, margin, sigma)
-    if not torch.allclose(disk_mask_weights(size, margin, sigma, dtype=torch.float64), theirs,
+    ours = (DiskMask if dim == 2 else BallMask)(size, margin, sigma)
+    weights = disk_mask_weights if dim == 2 else ball_mask_weights
+    if not torch.allclose(weights(size, margin, sigma, dtype=torch.float64), theirs,
                           rtol=1e-5, atol=1e-6):
         raise ValueError("from_escnn: MaskModule's mask does not follow escnn's formula; "
                          "cannot convert")

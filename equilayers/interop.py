@@ -72,8 +72,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "PointwiseMaxPoolAntialiased2D, their 3D twins and PointwiseAvgPool3D, "
               "PointwiseAvgPoolAntialiased3D (regular or trivial fields; the average pools "
               "also SO(3)/O(3) fields), R2Upsampling, R3Upsampling (any fields), "
-              "PointwiseAvgPoolAntialiased2D, MaskModule, RestrictionModule (regular fields; "
-              "irreps fields D_N -> C_N, O(2) -> SO(2)), "
+              "PointwiseAvgPoolAntialiased2D, MaskModule (2-D and 3-D), RestrictionModule "
+              "(regular fields; irreps fields D_N -> C_N, O(2) -> SO(2)), "
               "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule "
               "(and torch.nn Sequential / ModuleList / ModuleDict of these)")
 
@@ -100,7 +100,8 @@ def from_escnn(module: Any) -> nn.Module:
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
     (max); ``PointwiseAvgPoolAntialiased2D`` -> :class:`~equilayers.nn.GaussianBlurPool2d`
     (``sigma`` recovered from escnn's filter); ``MaskModule`` ->
-    :class:`~equilayers.nn.DiskMask`; ``RestrictionModule`` on regular fields (ids
+    :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes);
+    ``RestrictionModule`` on regular fields (ids
     ``(None, M)``, ``(0, M)`` of ``D_N``, ``M`` of ``C_N``) -> :class:`~equilayers.nn.Restrict`,
     and after it ``ReLU``, pointwise pools and ``R2Conv`` on the restricted fields;
     ``NormPool`` on fields ``[psi_0, psi_1, ..., psi_M]`` repeated (trivial, then 2-D irreps

@@ -244,6 +244,8 @@ ZOO: dict[str, ZooEntry] = {
                                        _x(2, 2, 4, 5, 5, 5)),
     "DiskMask": ZooEntry(lambda: enn.DiskMask(7, margin=10.0), _x(2, 3, 7, 7)),
     "DiskMask[5d]": ZooEntry(lambda: enn.DiskMask(7), _x(2, 3, 8, 7, 7)),
+    "BallMask": ZooEntry(lambda: enn.BallMask(5, margin=10.0), _x(2, 3, 5, 5, 5)),
+    "BallMask[6d]": ZooEntry(lambda: enn.BallMask(5), _x(2, 2, 4, 5, 5, 5)),
     "InvariantHead": ZooEntry(lambda: enn.InvariantHead(3, 5, group="p4"), _x(2, 3, 4, 5, 5)),
     # models (equilayers.models): a whole network in the same matrices
     "UNet": ZooEntry(lambda: UNet(2, 3, group="p4", depth=1, width=2), _x(2, 2, 6, 6)),

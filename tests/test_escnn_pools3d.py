@@ -230,3 +230,20 @@ def test_field_dropout_on_separate_irreps_is_refused():
     t = esc.FieldType(gs, 2 * [gs.irrep(0), gs.irrep(1)])
     with pytest.raises(ValueError, match=r"FieldDropout on .*drops each irrep alone"):
         from_escnn(esc.FieldDropout(t, 0.2))
+
+
+@pytest.mark.parametrize("margin,sigma", [(0.0, 2.0), (20.0, 1.0)])
+def test_mask_module_on_volumes_converts_to_ball_mask(margin, sigma, gen):
+    """escnn's ``MaskModule`` on a 3-D gspace -> ``BallMask`` with its size, margin and the
+    ``sigma`` read back from its mask: escnn's outputs on regular and trivial fields."""
+    gspaces, esc = _esc()
+    gs = gspaces.octaOnR3()
+    for t, fields in ((_regular(gs, 2), 2), (_trivial(gs, 3), None)):
+        m = esc.MaskModule(t, 7, margin=margin, sigma=sigma)
+        ours = from_escnn(m)
+        assert type(ours).__name__ == "BallMask" and ours.sigma == pytest.approx(sigma)
+        x = torch.randn(2, t.size, 7, 7, 7, generator=gen)
+        with torch.no_grad():
+            want = m(esc.GeometricTensor(x, t)).tensor
+        got = ours(x.unflatten(1, (fields, -1)) if fields else x)
+        torch.testing.assert_close(got.reshape(want.shape), want)

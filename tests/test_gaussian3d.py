@@ -1,6 +1,7 @@
-"""GaussianBlurPool3d / gaussian_blur_pool3d (escnn's PointwiseAvgPoolAntialiased3D) and the
-``truncate`` option of both Gaussian pools: the filter formula, shapes against one depthwise
-``F.conv3d``, module == functional, the exactness warning and check_grid, bad input.
+"""GaussianBlurPool3d / gaussian_blur_pool3d (escnn's PointwiseAvgPoolAntialiased3D), the
+``truncate`` option of both Gaussian pools, and BallMask / ball_mask3d (escnn's MaskModule on
+volumes): the formulas, shapes against one depthwise ``F.conv3d``, module == functional, the
+exactness warning and check_grid, bad input.
 (The comparison with escnn's own modules is in tests/test_escnn_pools3d.py.)"""
 
 import math
@@ -13,10 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from equilayers import check_grid
-from equilayers.functional import gaussian_blur_pool2d, gaussian_blur_pool3d
-from equilayers.functional._gaussian import gaussian_filter2d, gaussian_filter_size
-from equilayers.functional._gaussian3d import gaussian_filter3d
-from equilayers.nn import GaussianBlurPool2d, GaussianBlurPool3d, GroupConv3d, LiftingConv3d
+from equilayers.functional import ball_mask3d, gaussian_blur_pool2d, gaussian_blur_pool3d
+from equilayers.functional._gaussian import (
+    disk_mask_weights,
+    gaussian_filter2d,
+    gaussian_filter_size,
+)
+from equilayers.functional._gaussian3d import ball_mask_weights, gaussian_filter3d
+from equilayers.nn import (
+    BallMask,
+    GaussianBlurPool2d,
+    GaussianBlurPool3d,
+    GroupConv3d,
+    LiftingConv3d,
+)
 
 
 @pytest.mark.parametrize("sigma,truncate,k", [(0.66, 3.0, 5), (0.66, 4.0, 7), (0.5, 4.0, 5),
@@ -159,3 +170,44 @@ def test_shape_formula_property(ed, eh, ew, sigma, stride, padding, six_d):
     shape = (1, 2, 3, d, h, w) if six_d else (1, 2, d, h, w)
     y = gaussian_blur_pool3d(torch.randn(shape), sigma, stride, padding)
     assert y.shape == (*shape[:-3], *((n + 2 * padding - k) // stride + 1 for n in (d, h, w)))
+
+
+def test_ball_mask_formula(gen):
+    """escnn's build_mask in 3-D: 1 where the squared distance r <= t = (c - margin/100 c)^2,
+    else exp((t - r) / sigma^2); its central slice is the disk mask's (same t, same r)."""
+    for size, margin, sigma in ((7, 0.0, 2.0), (6, 20.0, 1.0), (9, 5.0, 2.0), (1, 0.0, 2.0)):
+        c = (size - 1) / 2
+        t = (c - margin / 100 * c) ** 2
+
+        ref = torch.ones(size, size, size, dtype=torch.float64)
+        for i in range(size):
+            for j in range(size):
+                for k in range(size):
+                    r = (i - c) ** 2 + (j - c) ** 2 + (k - c) ** 2
+                    if r > t:
+                        ref[i, j, k] = math.exp((t - r) / sigma ** 2)
+        got = ball_mask_weights(size, margin, sigma, dtype=torch.float64)
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-15)
+        if size % 2:
+            torch.testing.assert_close(got[size // 2], disk_mask_weights(
+                size, margin, sigma, dtype=torch.float64), rtol=0, atol=1e-15)
+    m = BallMask(7, margin=10.0)
+    assert m.state_dict() == {} and repr(m) == "BallMask(7, margin=10)"
+    x = torch.randn(2, 3, 4, 7, 7, 7, generator=gen)
+    torch.testing.assert_close(m(x), ball_mask3d(x, 10.0))
+    assert m(torch.randn(0, 3, 7, 7, 7)).shape == (0, 3, 7, 7, 7)
+    assert BallMask(5, device="meta").mask.is_meta
+    leaf = torch.randn(1, 2, 4, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: ball_mask3d(t, 5.0), (leaf,))
+
+
+def test_ball_mask_bad_input(gen):
+    with pytest.raises(ValueError, match=r"BallMask expects 7x7x7 spatial dims; got shape "
+                                         r"\(1, 2, 6, 6, 6\) \(built for size=7\)"):
+        BallMask(7)(torch.randn(1, 2, 6, 6, 6, generator=gen))
+    with pytest.raises(ValueError, match=r"ball_mask3d expects cubic \(equal\) spatial dims"):
+        ball_mask3d(torch.randn(1, 2, 5, 5, 6, generator=gen))
+    with pytest.raises(ValueError, match=r"BallMask: x must be 5-D or 6-D"):
+        BallMask(5)(torch.randn(2, 5, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"BallMask: margin=150 must be a real number in "):
+        BallMask(5, margin=150)

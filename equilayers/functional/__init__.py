@@ -32,7 +32,7 @@ from ._gaussian import (
     disk_mask2d,
     gaussian_blur_pool2d,
 )
-from ._gaussian3d import gaussian_blur_pool3d
+from ._gaussian3d import ball_mask3d, gaussian_blur_pool3d
 from ._gconv import (
     exactness_problems,
     expand_group_filter,
@@ -179,4 +179,5 @@ __all__: list[str] = [
     "gaussian_blur_pool2d",
     "gaussian_blur_pool3d",
     "disk_mask2d",
+    "ball_mask3d",
 ]

@@ -1,12 +1,17 @@
-"""Gaussian anti-aliased pooling of volumes (escnn's ``PointwiseAvgPoolAntialiased3D``), for
-volumes ``(B, C, D, H, W)`` and the cube groups' maps ``(B, C, F, D, H, W)`` (spatial dims only,
-so it commutes with every fiber action).
+"""Gaussian anti-aliased pooling of volumes (escnn's ``PointwiseAvgPoolAntialiased3D``) and the
+smooth ball mask (escnn's ``MaskModule`` on volumes), for volumes ``(B, C, D, H, W)`` and the
+cube groups' maps ``(B, C, F, D, H, W)`` (spatial dims only, so they commute with every fiber
+action).
 
 escnn's conventions, as in 2-D (:mod:`equilayers.functional._gaussian`): ``k = 2 * round(truncate
 * sigma) + 1`` taps per dim (``truncate = 3``; escnn's antialiased max pool uses 4), values
 ``exp(-|q|^2 / (2 sigma^2))`` at the integer offsets ``q`` from the centre, normalized to sum 1,
 zero padding of ``(k - 1) // 2`` by default, one depthwise ``F.conv3d`` at ``stride``:
 ``D' = floor((D + 2 padding - k) / stride) + 1`` (and ``H'``, ``W'`` alike).
+
+Ball mask, escnn's formula in 3-D: for an ``S x S x S`` volume with centre ``c = (S - 1) / 2``
+and ``t = (c - margin / 100 * c)^2``, the voxel at squared distance ``d^2`` from the centre is
+multiplied by 1 where ``d^2 <= t`` and by ``exp((t - d^2) / sigma^2)`` outside.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._gaussian import _positive, gaussian_filter_size
+from ._gaussian import _positive, check_mask_args, check_mask_size, gaussian_filter_size
 
 __all__ = ["MAX_FILTER_SIZE3D", "gaussian_filter3d", "check_pool3d_args", "blur_with3d",
-           "gaussian_blur_pool3d"]
+           "gaussian_blur_pool3d", "ball_mask_weights", "ball_mask3d", "apply_ball_mask"]
 
 #: The largest 3-D filter a sigma may ask for: 257 taps per dim (a 129 MiB float64 filter).
 MAX_FILTER_SIZE3D = 257
@@ -91,3 +96,52 @@ def gaussian_blur_pool3d(x: torch.Tensor, sigma: float = 0.66, stride: int | Non
     sigma, stride_t, pad_t = check_pool3d_args(sigma, stride, padding, what, truncate)
     return blur_with3d(x, gaussian_filter3d(sigma, truncate=truncate, dtype=torch.float64),
                        stride_t, pad_t, what)
+
+
+def ball_mask_weights(size: int, margin: float = 0.0, sigma: float = 2.0, *,
+                      dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """escnn's ``MaskModule`` mask on volumes, ``(size, size, size)`` (module docstring;
+    float64, then cast).
+
+    Example:
+        >>> ball_mask_weights(5)[2, 2].tolist()
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    check_mask_size(size, "ball_mask_weights")
+    margin, sigma = check_mask_args(margin, sigma, "ball_mask_weights")
+    c = (size - 1) / 2
+    t = (c - margin / 100.0 * c) ** 2
+    q = (torch.arange(size, dtype=torch.float64, device="cpu") - c) ** 2
+    r = q[:, None, None] + q[None, :, None] + q[None, None, :]
+    mask = torch.where(r > t, torch.exp((t - r) / sigma ** 2), torch.ones_like(r))
+    return mask.to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def apply_ball_mask(x: torch.Tensor, mask: torch.Tensor, size: int | None,
+                    what: str) -> torch.Tensor:
+    """``x * mask`` after checking that ``x`` is a volume or 6-D map with ``size`` (any equal
+    size when ``None``) on each of its last three dims."""
+    C.check_tensor(x, "x", what, ndim=(5, 6),
+                   layout="(a (B, C, S, S, S) volume or a (B, C, F, S, S, S) group map)")
+    d, h, w = x.shape[-3:]
+    if not d == h == w or (size is not None and d != size):
+        want = f"{size}x{size}x{size}" if size is not None else "cubic (equal)"
+        raise ValueError(f"{what} expects {want} spatial dims; got shape {tuple(x.shape)}"
+                         + (f" (built for size={size})" if size is not None else ""))
+    return x * mask.to(x.dtype)
+
+
+def ball_mask3d(x: torch.Tensor, margin: float = 0.0, sigma: float = 2.0) -> torch.Tensor:
+    """``x`` times escnn's smooth ball mask of its (cubic) size, on ``(B, C, S, S, S)`` or
+    ``(B, C, F, S, S, S)``.
+
+    Example:
+        >>> ball_mask3d(torch.ones(1, 1, 5, 5, 5))[0, 0, 0, 0, 0] < 1
+        tensor(True)
+    """
+    what = "ball_mask3d"
+    C.check_tensor(x, "x", what, ndim=(5, 6),
+                   layout="(a (B, C, S, S, S) volume or a (B, C, F, S, S, S) group map)")
+    mask = ball_mask_weights(x.shape[-1], margin, sigma, dtype=x.dtype, device=x.device)
+    return apply_ball_mask(x, mask, None, what)

@@ -23,6 +23,7 @@ from ._fourier import (
     RegularToHarmonic,
 )
 from ._gaussian import (
+    BallMask,
     DiskMask,
     GaussianBlurPool2d,
     GaussianBlurPool3d,
@@ -140,4 +141,5 @@ __all__: list[str] = [
     "GaussianBlurPool2d",
     "GaussianBlurPool3d",
     "DiskMask",
+    "BallMask",
 ]

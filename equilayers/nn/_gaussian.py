@@ -13,7 +13,7 @@ from ._exactness import _WarnsInexact
 from ._pool3d import warn_if_pool3d_inexact
 from ._typed import Typed
 
-__all__ = ["GaussianBlurPool2d", "GaussianBlurPool3d", "DiskMask"]
+__all__ = ["GaussianBlurPool2d", "GaussianBlurPool3d", "DiskMask", "BallMask"]
 
 
 class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
@@ -235,3 +235,59 @@ class DiskMask(Typed, _FixedBuffers):
         if self.sigma != 2.0:
             s += f", sigma={self.sigma:g}"
         return s
+
+
+class BallMask(Typed, _FixedBuffers):
+    """Multiply by a smooth ball mask (escnn's ``MaskModule`` on volumes): the 3-D twin of
+    :class:`DiskMask`, 1 inside the ball of radius ``(1 - margin / 100) * c``, ``c = (size -
+    1) / 2``, and ``exp((t - d^2) / sigma^2)`` outside (``d^2`` the squared distance from the
+    centre, ``t`` the squared radius), so that the corners, which rotations move off the grid,
+    carry (almost) nothing.
+
+    Functional twin: :func:`~equilayers.functional.ball_mask3d`.
+
+    Args:
+        size: the spatial size ``S`` of the (cubic) inputs.
+        margin: the margin as a percentage of the radius ``c``, in [0, 100] (escnn's).
+        sigma: how fast the mask decays outside the ball, in voxels (default 2, escnn's).
+        device, dtype: of the ``mask`` buffer, as in ``torch.nn`` modules.
+
+    Shape:
+        ``(B, C, S, S, S)`` or ``(B, C, F, S, S, S)``, unchanged; other sizes raise
+        ``ValueError``.
+
+    Equivariance:
+        Exact for the cube's 48 rotations and flips (the mask is symmetric about the centre);
+        for other rotations it makes rotated and unrotated inputs carry the same information.
+
+    Example:
+        >>> import torch
+        >>> BallMask(9)(torch.randn(2, 3, 24, 9, 9, 9)).shape
+        torch.Size([2, 3, 24, 9, 9, 9])
+    """
+
+    in_type = out_type = None  # any field type; the output has the input's
+
+    mask: torch.Tensor  # buffer
+
+    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        self.size = Gs.check_mask_size(size, "BallMask")
+        self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "BallMask")
+        C.check_float_dtype(dtype, "dtype", "BallMask")
+        self.register_buffer("mask", torch.empty(size, size, size, device=device, dtype=dtype),
+                             persistent=False)
+        self._refill()  # not on the meta device: filled when moved off it
+
+    def reset_parameters(self) -> None:
+        """Refill the mask buffer (a fixed function of the arguments)."""
+        with torch.no_grad():
+            self.mask.copy_(Gs3.ball_mask_weights(self.size, self.margin, self.sigma,
+                                                  dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Gs3.apply_ball_mask(x, self._buffers_for(x).mask, self.size, "BallMask")
+
+    def extra_repr(self) -> str:
+        return DiskMask.extra_repr(self)  # type: ignore[arg-type]  # the same arguments

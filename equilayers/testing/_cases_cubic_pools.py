@@ -11,6 +11,7 @@ from torch import nn
 
 from ..groups import get
 from ..nn import (
+    BallMask,
     BlurPool3d,
     BlurUpsample3d,
     CosetPool,
@@ -78,6 +79,17 @@ class _PoolUnpool3d(nn.Module):
         return self.up(y, torch.zeros_like(index) if self.fixed else index)
 
 
+class _OffCentreBall(nn.Module):
+    """A negative control: the ball mask moved one voxel along the width (not symmetric)."""
+
+    def __init__(self, size: int = 7) -> None:
+        super().__init__()
+        self.mask = BallMask(size, sigma=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.roll(self.mask.mask, 1, dims=-1).to(x.dtype)
+
+
 def _fixed_phase(x: torch.Tensor) -> torch.Tensor:
     """A negative control: subsampling at the fixed phase 0 (stride 2)."""
     return x[..., ::2, ::2, ::2]
@@ -103,6 +115,9 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
          "d4z"),
     Case("cubic/o/polyphase3d-volume", lambda: PolyphasePool3d(), (2, 2, 6, 6, 6), "o"),
     Case("cubic/oh/blurpool3d-volume", lambda: BlurPool3d(), (2, 2, 9, 9, 9), "oh"),
+    Case("cubic/oh/ball-mask-map", lambda: BallMask(7, margin=10.0, sigma=1.0),
+         (2, 2, 48, 7, 7, 7), "oh"),
+    Case("cubic/o/ball-mask-volume-even", lambda: BallMask(6), (2, 3, 6, 6, 6), "o"),
     Case("cubic/oh/gaussian-blur-pool3d-volume-truncate4-stride3",
          lambda: GaussianBlurPool3d(0.5, 3, 1, truncate=4.0), (2, 2, 9, 9, 9), "oh"),
     # the U-Net partner of an even blur pool: exact at every size (an odd blur: fails below)
@@ -139,6 +154,8 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
          (2, 2, 24, 4, 4, 4), "o", expect="fail"),
     Case("cubic/o/blurpool3d-even-size-fails", lambda: BlurPool3d(), (2, 2, 24, 6, 6, 6), "o",
          expect="fail"),
+    Case("cubic/oh/ball-mask-offcentre-fails", lambda: _OffCentreBall(), (2, 2, 48, 7, 7, 7),
+         "oh", expect="fail"),
     Case("cubic/oh/gaussian-blur-pool3d-even-size-fails", lambda: GaussianBlurPool3d(0.66),
          (2, 2, 48, 6, 6, 6), "oh", expect="fail"),
     Case("cubic/o/blur-upsample3d-odd-blur-fails", lambda: BlurUpsample3d(2, 3, "circular"),
