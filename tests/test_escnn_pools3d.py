@@ -123,17 +123,19 @@ def test_max_antialiased_2d_matches_escnn(fields, gen):
 
 
 def test_octahedral_classifier_converts_whole(gen):
-    """An escnn octahedral classifier with every kind of 3-D pool (lifting conv, batch norm,
-    ELU, the antialiased average pool, a regular conv, the antialiased max pool, group
-    pooling, the adaptive pool): from_escnn converts it whole, gives escnn's outputs (eval
-    mode, after a training step moved the statistics) and is invariant to the cube's rotations
-    (the harness, with a negative control: the same model with an even-sized pool input)."""
+    """An escnn octahedral classifier with every kind of 3-D pool (a ball mask, lifting conv,
+    IID batch norm, ELU, the antialiased average pool, a regular conv, the antialiased max
+    pool, group pooling, the adaptive pool): from_escnn converts it whole, gives escnn's
+    outputs (eval mode, after a training step moved the statistics) and is invariant to the
+    cube's rotations (the harness, with a negative control: the model after its mask on an
+    even-sized input)."""
     gspaces, esc = _esc()
     gs = gspaces.octaOnR3()
     t_in, t1, t2, t_out = _trivial(gs, 1), _regular(gs, 2), _regular(gs, 2), _trivial(gs, 2)
     with seeded_rng(0):
         model = esc.SequentialModule(OrderedDict([
-            ("lift", esc.R3Conv(t_in, t1, 3, padding=1)), ("bn", esc.InnerBatchNorm(t1)),
+            ("mask", esc.MaskModule(t_in, 9, margin=10)),
+            ("lift", esc.R3Conv(t_in, t1, 3, padding=1)), ("bn", esc.IIDBatchNorm3d(t1)),
             ("elu", esc.ELU(t1)),
             ("blur", esc.PointwiseAvgPoolAntialiased3D(t1, sigma=0.66, stride=2)),
             ("conv", esc.R3Conv(t1, t2, 3, padding=1)), ("relu", esc.ReLU(t2)),
@@ -146,16 +148,18 @@ def test_octahedral_classifier_converts_whole(gen):
         model(esc.GeometricTensor(x, t_in))
     model.eval()
     ours = from_escnn(model).eval()
-    assert list(dict(ours.named_children())) == ["lift", "bn", "elu", "blur", "conv", "relu",
-                                                 "maxblur", "gpool", "adapt"]
+    assert list(dict(ours.named_children())) == ["mask", "lift", "bn", "elu", "blur", "conv",
+                                                 "relu", "maxblur", "gpool", "adapt"]
     with torch.no_grad():
         want = model(esc.GeometricTensor(x, t_in)).tensor
         got = ours(x)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     head = torch.nn.Sequential(ours, torch.nn.Flatten())
     assert_equivariant(head, x[:2], "o", in_rep="trivial", out_rep="invariant")
+    unmasked = torch.nn.Sequential(ours[1:], torch.nn.Flatten())  # (the mask is 9^3)
+    assert_equivariant(unmasked, x[:2], "o", in_rep="trivial", out_rep="invariant")
     with pytest.raises(AssertionError), pytest.warns(UserWarning):  # 8^3 breaks the grid
-        assert_equivariant(head, x[:2, :, 1:, 1:, 1:], "o", in_rep="trivial",
+        assert_equivariant(unmasked, x[:2, :, 1:, 1:, 1:], "o", in_rep="trivial",
                            out_rep="invariant")
 
 
