@@ -1,6 +1,8 @@
 """``from_escnn`` on volumes: escnn's ``R3Conv`` and ``R3ConvTransposed`` on regular fields of
-the cube's rotations (``octaOnR3``, our ``"o"``) and of its full group (``fullOctaOnR3``, our
-``"oh"``).
+the cube's rotations (``octaOnR3``, our ``"o"``), of its full group (``fullOctaOnR3``, our
+``"oh"``), and of its subgroups for anisotropic scans, the quarter turns about the depth axis
+(``rot2dOnR3(4)``, ``"c4z"``) and those with the mirrors through it (``conicalOnR3(4)``,
+``"d4z"``).
 
 escnn lists the cube's elements in another order than :mod:`equilayers.groups._cubic`, so a
 regular field's slots are permuted between the two libraries: :func:`escnn_slot_order` gives
@@ -25,7 +27,14 @@ from .nn import GroupConv3d, GroupConvTranspose3d, LiftingConv3d, LiftingConvTra
 
 __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 
-_CANDIDATES = {24: "o", 48: "oh"}
+#: our group for an escnn 3-D gspace, by its order: ``octaOnR3`` ("o"), ``fullOctaOnR3``
+#: ("oh"), ``rot2dOnR3(4)`` ("c4z": the quarter turns about the depth axis) and
+#: ``conicalOnR3(4)`` ("d4z": those and the mirrors through planes containing it); the probe
+#: checks that the gspace is that group on the voxels (escnn's ``dihedralOnR3(4)``, of order 8,
+#: has half turns in place of the mirrors and is refused)
+_CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z"}
+_SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z') and "
+                "conicalOnR3(4) ('d4z') are supported")
 _Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
 _CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
     (True, False): LiftingConv3d, (False, False): GroupConv3d,
@@ -61,7 +70,7 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
     if name is None:
         raise ValueError(f"from_escnn: gspace {gspace.name} is not one of the cube's groups on "
-                         "volumes; only octaOnR3 ('o') and fullOctaOnR3 ('oh') are supported")
+                         f"volumes; only {_SUPPORTED3D}")
     grp = get(name)
     ours = grp.elements()
     ft = enn.FieldType(gspace, [gspace.trivial_repr])
@@ -74,8 +83,8 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
         hits = [j for j, y in enumerate(moved) if torch.allclose(theirs, y, atol=1e-6)]
         if len(hits) != 1:
             raise ValueError(f"from_escnn: escnn's element {e} of {gspace.name} moves voxels "
-                             f"unlike any one element of equilayers' {name}; the conventions "
-                             "differ")
+                             f"unlike any one element of equilayers' {name}: another group or "
+                             f"other conventions; only {_SUPPORTED3D}")
         mine.append(hits[0])
     order = torch.tensor(mine)
     if sorted(mine) != list(range(len(ours))):

@@ -135,10 +135,55 @@ def test_r3conv_unsupported_settings_are_refused_by_name():
     with pytest.raises(TypeError, match=r"escnn_slot_order expects an escnn gspace .*got "
                                         r"gspace='octa'"):
         escnn_slot_order("octa")
-    c4 = gspaces.rot2dOnR3(4)
-    with pytest.raises(ValueError, match="not one of the cube's groups"):
-        from_escnn(esc.R3Conv(esc.FieldType(c4, [c4.trivial_repr]),
-                              esc.FieldType(c4, [c4.regular_repr]), 3))
+    c6 = gspaces.rot2dOnR3(6)
+    with pytest.raises(ValueError, match=r"not one of the cube's groups on volumes; only "
+                                         r"octaOnR3 \('o'\), .*conicalOnR3\(4\) \('d4z'\)"):
+        from_escnn(esc.R3Conv(esc.FieldType(c6, [c6.trivial_repr]),
+                              esc.FieldType(c6, [c6.regular_repr]), 3))
+    # order 8 as d4z, but half turns about a horizontal axis in place of d4z's mirrors
+    d4 = gspaces.dihedralOnR3(4)
+    with pytest.raises(ValueError, match=r"moves voxels unlike any one element of "
+                                         r"equilayers' d4z: another group"):
+        from_escnn(esc.R3Conv(esc.FieldType(d4, [d4.trivial_repr]),
+                              esc.FieldType(d4, [d4.regular_repr]), 3))
+
+
+@pytest.mark.parametrize("space,group", [("rot2dOnR3", "c4z"), ("conicalOnR3", "d4z")])
+@pytest.mark.parametrize("k", [3, 5])
+def test_r3conv_on_the_depth_axis_groups_matches_escnn(space, group, k, gen):
+    """escnn's groups for anisotropic scans, ``rot2dOnR3(4)`` (quarter turns about the depth
+    axis) and ``conicalOnR3(4)`` (and the mirrors through it), are our ``"c4z"`` / ``"d4z"``
+    with the same slot order: a lifting conv, ReLU, a regular conv and group pooling give
+    escnn's outputs, in our harmonic basis with escnn's parameter count, and are invariant to
+    the group (the harness; the control: a quarter turn about the width axis, which is not in
+    it, fails)."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_slot_order
+
+    gs = getattr(gspaces, space)(4)
+    n = gs.fibergroup.order()
+    t_in, t1 = esc.FieldType(gs, [gs.trivial_repr]), esc.FieldType(gs, 2 * [gs.regular_repr])
+    with seeded_rng(0):
+        model = esc.SequentialModule(esc.R3Conv(t_in, t1, k, padding=k // 2), esc.ReLU(t1),
+                                     esc.R3Conv(t1, t1, k, padding=k // 2),
+                                     esc.GroupPooling(t1)).eval()
+    ours = from_escnn(model).eval()
+    assert torch.equal(escnn_slot_order(gs), torch.arange(n))
+    for i in (0, 2):
+        assert ours[i].group.name == group and ours[i].basis == "harmonic"
+        assert ours[i].weight.numel() == model[i].weights.numel()
+    x = torch.randn(2, 1, 7, 8, 9, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t_in)).tensor
+        got = ours(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    cube = x[:, :, :7, :7, :7]
+    assert_equivariant(ours, cube, group, in_rep="trivial", out_rep="trivial")
+    with pytest.raises(AssertionError):
+        assert_equivariant(ours, cube, "o", in_rep="trivial", out_rep="trivial")
 
 
 # --- volumes: R3ConvTransposed on the cube's groups --------------------------------------------
