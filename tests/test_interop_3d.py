@@ -156,7 +156,7 @@ def test_r3conv_on_the_depth_axis_groups_matches_escnn(space, group, k, gen):
     with the same slot order: a lifting conv, ReLU, a regular conv and group pooling give
     escnn's outputs, in our harmonic basis with escnn's parameter count, and are invariant to
     the group (the harness; the control: a quarter turn about the width axis, which is not in
-    it, fails)."""
+    it, fails); so does a transposed conv."""
     _escnn()
     from escnn import gspaces
     from escnn import nn as esc
@@ -184,6 +184,14 @@ def test_r3conv_on_the_depth_axis_groups_matches_escnn(space, group, k, gen):
     assert_equivariant(ours, cube, group, in_rep="trivial", out_rep="trivial")
     with pytest.raises(AssertionError):
         assert_equivariant(ours, cube, "o", in_rep="trivial", out_rep="trivial")
+    # and the transposed conv on the same fields (a decoder's upsampling)
+    up = esc.R3ConvTransposed(t1, t1, k, stride=2, padding=k // 2).eval()
+    mine = from_escnn(up).eval()
+    assert type(mine).__name__ == "GroupConvTranspose3d" and mine.group.name == group
+    h = torch.randn(2, t1.size, 4, 5, 3, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(mine(h.unflatten(1, (2, n))).flatten(1, 2),
+                                   up(esc.GeometricTensor(h, t1)).tensor, rtol=0, atol=1e-5)
 
 
 # --- volumes: R3ConvTransposed on the cube's groups --------------------------------------------
