@@ -316,7 +316,8 @@ def _not_restricted(m: Any, what: str, probed: dict) -> None:
         g, h, _ = found
         raise ValueError(f"from_escnn: {what} on {g} regular fields restricted to {h} does not "
                          f"map: escnn treats each as one {g}-sized field, ours are "
-                         f"|{g}|/|{h}| regular {h} fields (statistics / pooling per {h} field)")
+                         f"|{g}|/|{h}| regular {h} fields (statistics, pools and dropout "
+                         f"masks per {h} field)")
 
 
 def _group_name(gspace: Any, probed: dict) -> str:

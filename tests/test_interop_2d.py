@@ -320,6 +320,9 @@ def test_restriction_refusals():
         from_escnn(enn.SequentialModule(res, enn.InnerBatchNorm(res.out_type)))
     with pytest.raises(ValueError, match="GroupPooling on d4 regular fields restricted to c4"):
         from_escnn(enn.SequentialModule(res, enn.GroupPooling(res.out_type)))
+    with pytest.raises(ValueError, match="FieldDropout on d4 regular fields restricted to c4 "
+                                         "does not map.*dropout masks per c4 field"):
+        from_escnn(enn.SequentialModule(res, enn.FieldDropout(res.out_type)))
 
 
 @pytest.mark.parametrize("space", ["so2", "o2", "c8"])
