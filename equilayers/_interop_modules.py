@@ -75,9 +75,6 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
      "NormNonLinearity / FourierELU, which convert"),
     (("NormBatchNorm", "InducedNormBatchNorm"), "use GNormBatchNorm (or IIDBatchNorm2d) in "
      "escnn's model: they convert to HarmonicBatchNorm"),
-    (("QuotientFourierELU", "QuotientFourierPointwise"), "Fourier nonlinearities on a "
-     "quotient space have no equivalent; FourierELU / FourierPointwise on SO(2) and C_N "
-     "convert (FourierNonlinearity)"),
 )
 
 

@@ -1,7 +1,8 @@
 """``from_escnn`` for escnn's spatial pools: ``PointwiseMaxPool2D``, ``PointwiseAvgPool2D``,
 ``PointwiseMaxPool3D``, ``PointwiseAvgPool3D``, ``PointwiseAvgPoolAntialiased3D``,
 ``PointwiseAdaptiveAvgPool3D``, ``PointwiseAdaptiveMaxPool3D``, and
-``PointwiseMaxPoolAntialiased2D`` / ``3D``; and ``FieldDropout``.
+``PointwiseMaxPoolAntialiased2D`` / ``3D``; and the per-field ``FieldDropout`` and
+``IIDBatchNorm2d`` / ``3d``.
 
 Each acts on every channel alone over the spatial dims, so it commutes with the way our layout
 differs from escnn's (regular fields of the cube: a permutation of the slots; SO(3)/O(3) fields:
@@ -36,7 +37,8 @@ from .nn import (
     GroupMaxPool3d,
 )
 
-__all__ = ["NAMES", "classes", "convert", "gaussian_pool", "pool2d", "field_dropout"]
+__all__ = ["NAMES", "classes", "convert", "gaussian_pool", "pool2d", "field_dropout",
+           "iid_batch_norm"]
 
 #: the escnn classes :func:`convert` converts (their names: escnn is imported only in a
 #: conversion)
@@ -103,7 +105,7 @@ def _fields(m: Any, what: str, regular_fields: Callable[[Any, str], object], *,
         regular_fields(m.in_type, what)
         return "regular"
     if linear and S3.is_so3_space(m.in_type.gspace):
-        S3._layout(m.in_type, what)  # raises unless [irrep 0, ..., irrep L] repeated
+        S3._layout(m.in_type, what, whole=True)  # unless [irrep 0, ..., irrep L] repeated
         return "harmonic"
     also = (", or SO(3)/O(3) fields of irreps 0..L (rot3dOnR3 / flipRot3dOnR3)"
             if linear else "")
@@ -202,3 +204,17 @@ def field_dropout(m: Any, regular_fields: Callable[[Any, str], object]) -> nn.Mo
                      "harmonic field of orders 0..L as a whole (another distribution). "
                      "Regular and trivial fields, and SO(2)/O(2), C_N/D_N fields given as one "
                      "representation per field, convert; or place our FieldDropout by hand")
+
+
+def iid_batch_norm(m: Any, regular_fields: Callable[[Any, str], int]) -> nn.Module:
+    """escnn's ``IIDBatchNorm2d`` / ``3d``: on SO(2)/O(2), C_N/D_N fields of irreps
+    (:func:`S2.iid_batch_norm`), SO(3)/O(3) ones (as ``GNormBatchNorm``: the same state and
+    eval-mode map) or regular fields (``regular_fields(ftype, what)`` checks them and gives
+    their number; :func:`M.iid_regular_batch_norm`)."""
+    what = type(m).__name__
+    if S2.harmonic_fields(m.in_type):
+        return S2.iid_batch_norm(m)
+    M.check_iid_tracked(m)
+    if S3.is_so3_space(m.in_type.gspace):
+        return S3.batch_norm(m)
+    return M.iid_regular_batch_norm(m, regular_fields(m.in_type, what))

@@ -1,7 +1,8 @@
 """``from_escnn`` on SO(3)/O(3) fields of volumes (escnn's ``rot3dOnR3`` / ``flipRot3dOnR3``):
 ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`, ``NormNonLinearity`` ->
 :class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``), ``GNormBatchNorm`` ->
-:class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` -> :class:`~equilayers.nn.NormPool`.
+:class:`~equilayers.nn.HarmonicBatchNorm`, ``NormPool`` -> :class:`~equilayers.nn.NormPool`,
+``QuotientFourierELU`` on the sphere -> :class:`EscnnSphereFourier` (escnn's samples).
 
 Fields: escnn's field type must repeat ``[irrep 0, irrep 1, ..., irrep L]`` (O(3): escnn's
 ``irrep(l % 2, l)``, our order ``l`` with parity ``(-1)^l``), which is our harmonic field of
@@ -18,19 +19,25 @@ fit: escnn's filter with the signs lies in our basis, without them it does not).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from . import _checks as C
 from . import _interop_modules as M
 from . import _interop_tools as T
-from .functional import steerable_basis3d
-from .groups import wigner_d
+from .functional import fourier_nonlinearity, steerable_basis3d
+from .groups import get, wigner_d
+from .groups._fields import field_type
 from .nn import HarmonicBatchNorm, NormPool, SteerableConv3d
+from .nn import _checks as NC
+from .nn._typed import Typed
 
 __all__ = ["escnn_field_signs", "is_so3_space", "conv", "norm_nonlinearity", "norm_pool",
-           "batch_norm"]
+           "batch_norm", "EscnnSphereFourier", "quotient_fourier"]
 
 
 def is_so3_space(gspace: Any) -> bool:
@@ -56,10 +63,27 @@ def escnn_field_signs(max_order: int) -> torch.Tensor:
                      ).round()
 
 
-def _layout(ftype: Any, what: str) -> tuple[int, int | None]:
+def _irreps_of(ftype: Any) -> list:
+    """The irreps of ``ftype`` field by field: a representation that is a direct sum of irreps
+    with no change of basis (escnn's ``spectral_quotient_representation`` of the sphere, what
+    its ``QuotientFourierELU`` takes) is listed as its irreps, in order (the same channels as
+    the irreps given one by one); any other representation as itself."""
+    fg = ftype.gspace.fibergroup
+    out = []
+    for r in ftype.representations:
+        if len(r.irreps) > 1 and torch.allclose(
+                torch.as_tensor(r.change_of_basis, dtype=torch.float64),
+                torch.eye(r.size, dtype=torch.float64)):
+            out += [fg.irrep(*i) for i in r.irreps]
+        else:
+            out.append(r)
+    return out
+
+
+def _layout(ftype: Any, what: str, whole: bool = False) -> tuple[int, int | None]:
     """``(C, L)`` of a field type that repeats ``[irrep 0, ..., irrep L]``; ``(C, None)`` for
     trivial fields only (volumes)."""
-    reps = ftype.representations
+    reps = _irreps_of(ftype) if whole else ftype.representations
     if all(r.is_trivial() for r in reps):
         return len(reps), None
     fg = ftype.gspace.fibergroup
@@ -94,11 +118,11 @@ def conv(m: Any) -> nn.Module:
                          "fields of octaOnR3 / fullOctaOnR3 (SO(3)/O(3) fields: R3Conv)")
     k = T.conv_kernel_size(m, "R3Conv")
     gspace = m.out_type.gspace
-    c_out, order = _layout(m.out_type, "R3Conv output")
+    c_out, order = _layout(m.out_type, "R3Conv output", whole=True)
     if order is None:
         raise ValueError(f"from_escnn: R3Conv output {m.out_type} has only scalar fields; "
                          "SteerableConv3d maps to fields of orders 0..L with L >= 1")
-    c_in, in_order = _layout(m.in_type, "R3Conv input")
+    c_in, in_order = _layout(m.in_type, "R3Conv input", whole=True)
     gname = _group(gspace)
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
     f_out = (order + 1) ** 2
@@ -189,3 +213,86 @@ def batch_norm(m: Any) -> nn.Module:
 
     T.copy_gnorm_state(m, ours, names, c)
     return ours
+
+
+class EscnnSphereFourier(Typed, nn.Module):
+    """escnn's Fourier nonlinearity on the sphere (``QuotientFourierELU`` /
+    ``QuotientFourierPointwise`` on ``SO(3) / SO(2)``, ``O(3)``'s cone quotient) with escnn's
+    own samples: ``y = A^+ function(A x)`` on every SO(3)/O(3) harmonic field of orders
+    ``0 .. L`` (:func:`~equilayers.functional.fourier_nonlinearity` with these matrices).
+
+    ``A`` ``(S, (L + 1)^2)`` evaluates a field at escnn's ``S`` sphere points and ``A^+`` fits it
+    back (escnn's regularized pseudo-inverse), both in our slot basis (escnn's matrices times
+    :func:`escnn_field_signs`): so the outputs are escnn's, and the layer is as equivariant as
+    escnn's (approximate: it depends on escnn's grid, as escnn's docstring says; our own
+    :class:`~equilayers.nn.FourierNonlinearity` samples cube-symmetric quadratures instead).
+    The matrices are persistent buffers (they are the layer: no formula rebuilds them).
+
+    Args:
+        a: ``A``, ``(S, (L + 1)^2)``.
+        a_inv: ``A^+``, ``((L + 1)^2, S)``.
+        function: applied to every sample (escnn's ``p_elu``: ``F.elu``).
+        group: ``"so3"`` or ``"o3"``.
+
+    Shape: ``(B, C, (L + 1)^2, D, H, W)``, unchanged.
+    """
+
+    a: torch.Tensor  # buffer
+    a_inv: torch.Tensor  # buffer
+
+    def __init__(self, a: torch.Tensor, a_inv: torch.Tensor,
+                 function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+                 group: str = "so3") -> None:
+        super().__init__()
+        what = "EscnnSphereFourier"
+        C.check_tensor(a, "a", what, ndim=2)
+        C.check_tensor(a_inv, "a_inv", what, ndim=2)
+        order = round(a.shape[1] ** 0.5) - 1
+        if (order + 1) ** 2 != a.shape[1] or tuple(a_inv.shape) != (a.shape[1], a.shape[0]):
+            raise ValueError(f"{what}: a must be (S, (L + 1)^2) and a_inv ((L + 1)^2, S); got "
+                             f"{tuple(a.shape)} and {tuple(a_inv.shape)}")
+        if group not in ("so3", "o3"):
+            raise ValueError(f"{what}: group must be 'so3' or 'o3'; got {group!r}")
+        self.group, self.max_order = get(group), order  # a Group: no lookup per forward
+        self.function = NC.function(function, what)
+        self.register_buffer("a", a.detach().clone())
+        self.register_buffer("a_inv", a_inv.detach().clone())
+        self.in_type = self.out_type = field_type(self.group, "harmonic", order, what=what)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fourier_nonlinearity(x, self.group, self.max_order, self.function,
+                                    matrices=(self.a.to(x), self.a_inv.to(x)))
+
+    def extra_repr(self) -> str:
+        name = getattr(self.function, "__name__", type(self.function).__name__)
+        return (f"group={self.group.name!r}, max_order={self.max_order}, "
+                f"samples={self.a.shape[0]}, function={name}")
+
+
+def quotient_fourier(m: Any) -> nn.Module:
+    """escnn's ``QuotientFourierPointwise`` (``QuotientFourierELU``) on the sphere ->
+    :class:`EscnnSphereFourier` with escnn's matrices and function: its fields are one
+    representation each, irreps ``0 .. L`` with no change of basis, our harmonic fields (with
+    escnn's signs). Other quotients and ``out_irreps`` other than the input's raise."""
+    what = type(m).__name__
+    if not is_so3_space(m.in_type.gspace):
+        raise ValueError(f"from_escnn: {what} on {m.in_type.gspace.name}: only the sphere of "
+                         "rot3dOnR3 / flipRot3dOnR3 converts")
+    if m.out_type != m.in_type:
+        raise ValueError(f"from_escnn: {what} with out_irreps other than its input's has no "
+                         "equivalent (our fields keep their orders)")
+    _, order = _layout(m.in_type, what, whole=True)
+    if order is None or len(m.in_type.representations[0].irreps) != order + 1:
+        raise ValueError(f"from_escnn: {what} on {m.in_type}: only fields of irreps 0..L on "
+                         "the sphere (escnn's SO(2) subgroup of SO(3), the cone of O(3)) convert")
+    by_name: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "elu": F.elu, "elu_": F.elu, "relu": F.relu, "relu_": F.relu,
+               "sigmoid": torch.sigmoid, "sigmoid_": torch.sigmoid, "tanh": torch.tanh,
+               "tanh_": torch.tanh}
+    name = getattr(m._function, "__name__", "")
+    if name not in by_name:
+        raise ValueError(f"from_escnn: {what} with function {name!r}: only p_relu, p_elu, "
+                         "p_sigmoid and p_tanh convert")
+    signs = escnn_field_signs(order).to(m.A)
+    return EscnnSphereFourier(m.A * signs, signs[:, None] * m.Ainv, by_name[name],
+                              _group(m.in_type.gspace))

@@ -47,19 +47,21 @@ from .groups._subgroups import restriction_index
 from .nn import GaussianBlurPool2d, GroupPool
 
 __all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix",
-           "EscnnRestrictedBasis"]
+           "EscnnRestrictedBasis", "EscnnSphereFourier"]
 
 escnn_slot_order = I3.escnn_slot_order
 escnn_field_signs = S3.escnn_field_signs
 escnn_field_matrix = S2.escnn_field_matrix
 EscnnRestrictedBasis = S2.EscnnRestrictedBasis
+EscnnSphereFourier = S3.EscnnSphereFourier
 
 _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> regular "
               "fields of C_N / D_N, any N, groups=1), R3Conv and R3ConvTransposed "
               "(trivial -> regular or regular -> regular fields of octaOnR3 / "
               "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4), groups=1), R3Conv (volumes "
               "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
-              "NormNonLinearity (n_relu) and GNormBatchNorm (SO(3)/O(3) fields); R2Conv, "
+              "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
+              "QuotientFourierELU on the sphere (SO(3)/O(3) fields); R2Conv, "
               "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d/3d (and "
               "on regular fields), "
               "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
@@ -245,8 +247,10 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
                else S3.batch_norm(m))
     elif isinstance(m, enn.FourierPointwise):
         out = S2.fourier(m)
+    elif isinstance(m, enn.QuotientFourierPointwise):
+        out = S3.quotient_fourier(m)
     elif isinstance(m, (enn.IIDBatchNorm2d, enn.IIDBatchNorm3d)):
-        out = _iid_batch_norm(m, probed)
+        out = P.iid_batch_norm(m, lambda t, what: _unrestricted_fields(m, what, probed))
     elif isinstance(m, (enn.ReLU, enn.ELU, enn.LeakyReLU, enn.PointwiseNonLinearity,
                         enn.PointwiseDropout)):
         if T.restricted_fields(m.in_type, probed, _group_name) is None:
@@ -296,18 +300,10 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     return M.like_source(out.train(m.training), m, where)
 
 
-def _iid_batch_norm(m: Any, probed: dict) -> nn.Module:
-    """escnn's ``IIDBatchNorm2d`` / ``3d``: on SO(2)/O(2), C_N/D_N fields of irreps
-    (:func:`S2.iid_batch_norm`), SO(3)/O(3) ones (as ``GNormBatchNorm``: the same state and
-    eval-mode map) or regular fields (:func:`M.iid_regular_batch_norm`)."""
-    what = type(m).__name__
-    if S2.harmonic_fields(m.in_type):
-        return S2.iid_batch_norm(m)
-    M.check_iid_tracked(m)
-    if S3.is_so3_space(m.in_type.gspace):
-        return S3.batch_norm(m)
+def _unrestricted_fields(m: Any, what: str, probed: dict) -> int:
+    """The number of ``m``'s input fields, all regular and none restricted (else raise)."""
     _not_restricted(m, what, probed)
-    return M.iid_regular_batch_norm(m, _regular_fields(m.in_type, what, probed)[1])
+    return _regular_fields(m.in_type, what, probed)[1]
 
 
 def _not_restricted(m: Any, what: str, probed: dict) -> None:

@@ -18,7 +18,7 @@ from conftest import seeded_rng
 from torch import nn
 
 from equilayers import nn as enn
-from equilayers.interop import EscnnRestrictedBasis
+from equilayers.interop import EscnnRestrictedBasis, EscnnSphereFourier
 from equilayers.models import UNet, UNet3d
 
 __all__ = ["ZooEntry", "ZOO", "build"]
@@ -42,6 +42,12 @@ def _expanded() -> nn.Module:
     assert conv.bias is not None  # bias=True by default
     return enn.ExpandedGroupConv2d.from_filter(conv.expanded_filter().detach(),
                                                conv.bias.detach(), padding=1, group="c8")
+
+
+def _sphere_fourier() -> nn.Module:
+    """An EscnnSphereFourier holding our own SO(3) sampling (no escnn needed to build it)."""
+    ref = enn.FourierNonlinearity("so3", 1)
+    return EscnnSphereFourier(ref.sample_matrix, ref.inverse_matrix)
 
 
 def _upsample_inputs(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -235,6 +241,7 @@ ZOO: dict[str, ZooEntry] = {
     "Restrict[harmonic]": ZooEntry(lambda: enn.Restrict("o2", "so2", rep="harmonic"),
                                    _x(2, 3, 5, 5, 5)),
     "EscnnRestrictedBasis": ZooEntry(lambda: EscnnRestrictedBasis("o2", 2), _x(2, 3, 5, 5, 5)),
+    "EscnnSphereFourier": ZooEntry(lambda: _sphere_fourier(), _x(2, 3, 4, 3, 3, 3)),
     "CosetPool": ZooEntry(lambda: enn.CosetPool("d4", "d1"), _x(2, 3, 8, 5, 5)),
     "GaussianBlurPool2d": ZooEntry(lambda: enn.GaussianBlurPool2d(0.66), _x(2, 3, 9, 9)),
     "GaussianBlurPool2d[5d]": ZooEntry(lambda: enn.GaussianBlurPool2d(1.0, 2, 1),
