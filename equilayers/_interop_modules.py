@@ -12,10 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .nn import GroupBatchNorm2d, GroupBatchNorm3d, GroupUpsample2d, GroupUpsample3d
+from .nn import (
+    GroupBatchNorm2d,
+    GroupBatchNorm3d,
+    GroupUpsample2d,
+    GroupUpsample3d,
+    HarmonicBatchNorm,
+)
 
 __all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool",
-           "check_iid_tracked", "iid_regular_batch_norm",
+           "check_iid_tracked", "iid_regular_batch_norm", "iid_field_batch_norm",
            "upsampling"]
 
 
@@ -203,4 +209,36 @@ def iid_regular_batch_norm(m: Any, c: int) -> nn.Module:
             assert ours.weight is not None and ours.bias is not None and bias is not None
             ours.weight.copy_(state["weight"].detach().reshape(c))
             ours.bias.copy_(bias[:, 0])
+    return ours
+
+
+def iid_field_batch_norm(m: Any, c: int, order: int, group: str) -> nn.Module:
+    """escnn's ``IIDBatchNorm`` on ``c`` harmonic fields of orders ``0 .. order`` given as one
+    representation each (SO(2)/O(2), C_N/D_N; SO(3)/O(3) on the sphere) ->
+    :class:`HarmonicBatchNorm` with ``statistics="field"`` and escnn's state: one running
+    variance and weight per field, the running mean and bias of its order-0 slot (the same
+    map in eval mode)."""
+    names = {r.name for r in m.in_type.representations}
+    if len(names) != 1:
+        raise ValueError(f"from_escnn: {type(m).__name__} on {m.in_type}: the fields must all "
+                         "be one representation of irreps 0..L")
+    (name,) = names
+    ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                             track_running_stats=m.track_running_stats, group=group,
+                             statistics="field")
+
+    def state(what: str) -> torch.Tensor:
+        return getattr(m, f"{m._escape_name(name)}_{what}").detach()
+
+    with torch.no_grad():
+        if m.track_running_stats:
+            assert ours.running_mean is not None and ours.running_var is not None  # tracked
+            ours.running_mean.copy_(state("running_mean")[:, 0])
+            ours.running_var.copy_(state("running_var"))
+            assert ours.num_batches_tracked is not None  # tracked
+            ours.num_batches_tracked.copy_(m.num_batches_tracked)
+        if m.affine:
+            assert ours.weight is not None and ours.bias is not None  # affine
+            ours.weight.copy_(state("weight"))
+            ours.bias.copy_(state("bias")[:, 0])
     return ours

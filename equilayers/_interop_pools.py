@@ -208,13 +208,17 @@ def field_dropout(m: Any, regular_fields: Callable[[Any, str], object]) -> nn.Mo
 
 def iid_batch_norm(m: Any, regular_fields: Callable[[Any, str], int]) -> nn.Module:
     """escnn's ``IIDBatchNorm2d`` / ``3d``: on SO(2)/O(2), C_N/D_N fields of irreps
-    (:func:`S2.iid_batch_norm`), SO(3)/O(3) ones (as ``GNormBatchNorm``: the same state and
-    eval-mode map) or regular fields (``regular_fields(ftype, what)`` checks them and gives
-    their number; :func:`M.iid_regular_batch_norm`)."""
+    (:func:`S2.iid_batch_norm`), SO(3)/O(3) ones (each irrep a field: as ``GNormBatchNorm``,
+    the same state and eval-mode map; spherical fields, one representation each:
+    :func:`M.iid_field_batch_norm`) or regular fields (``regular_fields(ftype, what)`` checks
+    them and gives their number; :func:`M.iid_regular_batch_norm`)."""
     what = type(m).__name__
     if S2.harmonic_fields(m.in_type):
         return S2.iid_batch_norm(m)
     M.check_iid_tracked(m)
     if S3.is_so3_space(m.in_type.gspace):
-        return S3.batch_norm(m)
+        if all(len(r.irreps) == 1 for r in m.in_type.representations):
+            return S3.batch_norm(m)  # each irrep its own field: GNormBatchNorm's state
+        c, order = S3._layout(m.in_type, what, whole=True)  # fields of the sphere
+        return M.iid_field_batch_norm(m, c, order or 0, S3._group(m.in_type.gspace))
     return M.iid_regular_batch_norm(m, regular_fields(m.in_type, what))

@@ -396,32 +396,13 @@ def iid_batch_norm(m: Any) -> nn.Module:
         M.check_iid_tracked(m)  # each irrep its own field: GNormBatchNorm's state and map
         return batch_norm(m)
     c, order = _layout(m.in_type, "IIDBatchNorm2d", "whole")
-    (name,) = {r.name for r in m.in_type.representations}
     if not m.track_running_stats:
         warnings.warn("from_escnn: IIDBatchNorm2d with track_running_stats=False normalizes by "
                       "the batch's statistics in eval mode too, where escnn divides by the "
                       "unbiased variance (N / (N - 1), N = batch x pixels) and ours by the "
                       "biased one (as nn.BatchNorm): the converted layer's outputs differ by "
                       "about sqrt(N / (N - 1)) in every mode", stacklevel=4)
-    ours = HarmonicBatchNorm(c, order or 0, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                             track_running_stats=m.track_running_stats,
-                             group=_group(m.in_type.gspace), statistics="field")
-
-    def state(what: str) -> torch.Tensor:
-        return getattr(m, f"{m._escape_name(name)}_{what}").detach()
-
-    with torch.no_grad():
-        if m.track_running_stats:
-            assert ours.running_mean is not None and ours.running_var is not None  # tracked
-            ours.running_mean.copy_(state("running_mean")[:, 0])
-            ours.running_var.copy_(state("running_var"))
-            assert ours.num_batches_tracked is not None  # tracked
-            ours.num_batches_tracked.copy_(m.num_batches_tracked)
-        if m.affine:
-            assert ours.weight is not None and ours.bias is not None  # affine
-            ours.weight.copy_(state("weight"))
-            ours.bias.copy_(state("bias")[:, 0])
-    return ours
+    return M.iid_field_batch_norm(m, c, order or 0, _group(m.in_type.gspace))
 
 
 class EscnnRestrictedBasis(Typed, nn.Module):

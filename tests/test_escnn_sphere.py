@@ -56,7 +56,8 @@ def test_quotient_fourier_matches_escnn(space, function, gen):
 
 @pytest.mark.parametrize("space", ["so3", "o3"])
 def test_spherical_model_converts_whole(space, gen):
-    """R3Conv from volumes to spherical fields, the Fourier ELU on the sphere, an R3Conv
+    """R3Conv from volumes to spherical fields, IID batch norm (its statistics moved by a
+    training step), the Fourier ELU on the sphere, an R3Conv
     between spherical fields, escnn's antialiased pool, an R3Conv to fields of orders 0 and 1
     and their norms: escnn's outputs (invariants, so as they are)."""
     gs, sub, esc = _sphere(space)
@@ -71,17 +72,24 @@ def test_spherical_model_converts_whole(space, gen):
                   else [G.irrep(0, 0), G.irrep(1, 1)])
         t_sep = esc.FieldType(gs, 3 * irreps)  # each irrep its own field, for the norms
         model = esc.SequentialModule(
-            esc.R3Conv(t_in, act1.in_type, 3, padding=1), act1,
+            esc.R3Conv(t_in, act1.in_type, 3, padding=1), esc.IIDBatchNorm3d(act1.in_type),
+            act1,
             esc.R3Conv(act1.in_type, act2.in_type, 3, padding=1), act2,
             esc.PointwiseAvgPoolAntialiased3D(act2.in_type, sigma=0.6, stride=2),
             esc.R3Conv(act2.in_type, t_sep, 1), esc.NormPool(t_sep)).eval()
     ours = from_escnn(model).eval()
     assert [type(c).__name__ for c in ours] == [
-        "SteerableConv3d", "EscnnSphereFourier", "SteerableConv3d", "EscnnSphereFourier",
-        "GaussianBlurPool3d", "SteerableConv3d", "NormPool"]
-    for i in (0, 2, 5):
+        "SteerableConv3d", "HarmonicBatchNorm", "EscnnSphereFourier", "SteerableConv3d",
+        "EscnnSphereFourier", "GaussianBlurPool3d", "SteerableConv3d", "NormPool"]
+    assert ours[1].statistics == "field"
+    for i in (0, 3, 6):
         assert ours[i].weight.numel() == model[i].weights.numel()
     x = torch.randn(2, 1, 7, 7, 7, generator=gen)
+    model.train()
+    with torch.no_grad():  # the batch norm's running statistics away from their init
+        model(esc.GeometricTensor(3 * x + 1, t_in))
+    model.eval()
+    ours = from_escnn(model).eval()
     with torch.no_grad():
         want = model(esc.GeometricTensor(x, t_in)).tensor
         got = ours(x)
