@@ -105,7 +105,8 @@ def _layout(ftype: Any, what: str, whole: bool = False) -> tuple[int, int | None
 
 
 def conv(m: Any) -> nn.Module:
-    """escnn's ``R3Conv`` on SO(3)/O(3) fields -> :class:`SteerableConv3d` with escnn's
+    """escnn's ``R3Conv`` on SO(3)/O(3) fields (to such fields, or to scalars: our fields of
+    order 0) -> :class:`SteerableConv3d` with escnn's
     filter (times the field signs) fitted in our basis by least squares (float64) and the
     expanded filter checked elementwise. The basis: our default settings when they give
     escnn's parameter count and hold its filter, else escnn's own settings
@@ -118,10 +119,8 @@ def conv(m: Any) -> nn.Module:
                          "fields of octaOnR3 / fullOctaOnR3 (SO(3)/O(3) fields: R3Conv)")
     k = T.conv_kernel_size(m, "R3Conv")
     gspace = m.out_type.gspace
-    c_out, order = _layout(m.out_type, "R3Conv output", whole=True)
-    if order is None:
-        raise ValueError(f"from_escnn: R3Conv output {m.out_type} has only scalar fields; "
-                         "SteerableConv3d maps to fields of orders 0..L with L >= 1")
+    c_out, out_order = _layout(m.out_type, "R3Conv output", whole=True)
+    order = out_order or 0  # scalar outputs: our fields of order 0, (B, C, 1, D, H, W)
     c_in, in_order = _layout(m.in_type, "R3Conv input", whole=True)
     gname = _group(gspace)
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)

@@ -130,3 +130,40 @@ def test_module_checks_and_state():
         EscnnSphereFourier(a, a_inv, F.elu, "so2")
     with pytest.raises(TypeError, match="a must be a tensor"):
         EscnnSphereFourier(a.tolist(), a_inv, F.elu)
+
+
+@pytest.mark.parametrize("space", ["so3", "o3"])
+@pytest.mark.parametrize("source", ["spherical", "irreps", "volume"])
+def test_r3conv_to_scalar_fields_converts(space, source, gen):
+    """escnn's ``R3Conv`` to trivial (scalar) fields, from spherical fields, separate irreps or
+    volumes -> a ``SteerableConv3d`` with ``max_order=0`` (fields ``(B, C, 1, D, H, W)``),
+    escnn's parameter count and outputs; the control: the input's field signs matter."""
+    gs, sub, esc = _sphere(space)
+    G = gs.fibergroup
+    irreps = ([G.irrep(ell) for ell in range(3)] if space == "so3"
+              else [G.irrep(ell % 2, ell) for ell in range(3)])
+    if source == "spherical":
+        t_in = esc.FieldType(gs, 2 * [G.spectral_quotient_representation(sub, *irreps)])
+    elif source == "irreps":
+        t_in = esc.FieldType(gs, 2 * irreps)
+    else:
+        t_in = esc.FieldType(gs, [gs.trivial_repr])
+    t_out = esc.FieldType(gs, 3 * [gs.trivial_repr])
+    with seeded_rng(0):
+        m = esc.R3Conv(t_in, t_out, 3, padding=1).eval()
+    ours = from_escnn(m).eval()
+    assert type(ours).__name__ == "SteerableConv3d" and ours.max_order == 0
+    assert ours.weight.numel() == m.weights.numel()
+    x = torch.randn(2, t_in.size, 5, 4, 6, generator=gen)
+    fields = source != "volume"
+    signs = (escnn_field_signs(2).float().repeat(2).view(1, -1, 1, 1, 1) if fields
+             else torch.ones(()))
+    with torch.no_grad():
+        want = m(esc.GeometricTensor(x * signs, t_in)).tensor
+        got = ours(x.unflatten(1, (2, 9)) if fields else x)
+    assert got.shape == (2, 3, 1, 5, 4, 6)
+    torch.testing.assert_close(got.squeeze(2), want, rtol=1e-5, atol=1e-5)
+    if fields:
+        with torch.no_grad():
+            unsigned = m(esc.GeometricTensor(x, t_in)).tensor
+        assert not torch.allclose(got.squeeze(2), unsigned, atol=1e-3)
