@@ -177,7 +177,44 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
         return s
 
 
-class DiskMask(Typed, _FixedBuffers):
+class _SmoothMask(Typed, _FixedBuffers):
+    """escnn's ``MaskModule``: a fixed ``mask`` buffer of ``size`` on each of ``_dims`` spatial
+    dims (the arguments checked, the buffer filled by :meth:`_weights`)."""
+
+    in_type = out_type = None  # any field type; the output has the input's
+    _dims = 2
+
+    mask: torch.Tensor  # buffer
+
+    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        what = type(self).__name__
+        self.size = Gs.check_mask_size(size, what)
+        self.margin, self.sigma = Gs.check_mask_args(margin, sigma, what)
+        C.check_float_dtype(dtype, "dtype", what)
+        self.register_buffer("mask", torch.empty((size,) * self._dims, device=device,
+                                                 dtype=dtype), persistent=False)
+        self._refill()  # not on the meta device: filled when moved off it
+
+    def _weights(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Refill the mask buffer (a fixed function of the arguments)."""
+        with torch.no_grad():
+            self.mask.copy_(self._weights())
+
+    def extra_repr(self) -> str:
+        s = f"{self.size}"
+        if self.margin:
+            s += f", margin={self.margin:g}"
+        if self.sigma != 2.0:
+            s += f", sigma={self.sigma:g}"
+        return s
+
+
+class DiskMask(_SmoothMask):
     """Multiply by a smooth disk mask (escnn's ``MaskModule``): 1 inside the disk of radius
     ``(1 - margin / 100) * c``, ``c = (size - 1) / 2``, and ``exp((t - d^2) / sigma^2)``
     outside (``d^2`` the squared distance from the centre, ``t`` the squared radius), so that
@@ -205,39 +242,16 @@ class DiskMask(Typed, _FixedBuffers):
         torch.Size([2, 3, 8, 29, 29])
     """
 
-    in_type = out_type = None  # any field type; the output has the input's
+    _dims = 2
 
-    mask: torch.Tensor  # buffer
-
-    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0, device=None,
-                 dtype=None) -> None:
-        super().__init__()
-        self.size = Gs.check_mask_size(size, "DiskMask")
-        self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "DiskMask")
-        C.check_float_dtype(dtype, "dtype", "DiskMask")
-        self.register_buffer("mask", torch.empty(size, size, device=device, dtype=dtype),
-                             persistent=False)
-        self._refill()  # not on the meta device: filled when moved off it
-
-    def reset_parameters(self) -> None:
-        """Refill the mask buffer (a fixed function of the arguments)."""
-        with torch.no_grad():
-            self.mask.copy_(Gs.disk_mask_weights(self.size, self.margin, self.sigma,
-                                                 dtype=torch.float64))
+    def _weights(self) -> torch.Tensor:
+        return Gs.disk_mask_weights(self.size, self.margin, self.sigma, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return Gs.apply_mask(x, self._buffers_for(x).mask, self.size, "DiskMask")
 
-    def extra_repr(self) -> str:
-        s = f"{self.size}"
-        if self.margin:
-            s += f", margin={self.margin:g}"
-        if self.sigma != 2.0:
-            s += f", sigma={self.sigma:g}"
-        return s
 
-
-class BallMask(Typed, _FixedBuffers):
+class BallMask(_SmoothMask):
     """Multiply by a smooth ball mask (escnn's ``MaskModule`` on volumes): the 3-D twin of
     :class:`DiskMask`, 1 inside the ball of radius ``(1 - margin / 100) * c``, ``c = (size -
     1) / 2``, and ``exp((t - d^2) / sigma^2)`` outside (``d^2`` the squared distance from the
@@ -266,28 +280,10 @@ class BallMask(Typed, _FixedBuffers):
         torch.Size([2, 3, 24, 9, 9, 9])
     """
 
-    in_type = out_type = None  # any field type; the output has the input's
+    _dims = 3
 
-    mask: torch.Tensor  # buffer
-
-    def __init__(self, size: int, margin: float = 0.0, sigma: float = 2.0, device=None,
-                 dtype=None) -> None:
-        super().__init__()
-        self.size = Gs.check_mask_size(size, "BallMask")
-        self.margin, self.sigma = Gs.check_mask_args(margin, sigma, "BallMask")
-        C.check_float_dtype(dtype, "dtype", "BallMask")
-        self.register_buffer("mask", torch.empty(size, size, size, device=device, dtype=dtype),
-                             persistent=False)
-        self._refill()  # not on the meta device: filled when moved off it
-
-    def reset_parameters(self) -> None:
-        """Refill the mask buffer (a fixed function of the arguments)."""
-        with torch.no_grad():
-            self.mask.copy_(Gs3.ball_mask_weights(self.size, self.margin, self.sigma,
-                                                  dtype=torch.float64))
+    def _weights(self) -> torch.Tensor:
+        return Gs3.ball_mask_weights(self.size, self.margin, self.sigma, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return Gs3.apply_ball_mask(x, self._buffers_for(x).mask, self.size, "BallMask")
-
-    def extra_repr(self) -> str:
-        return DiskMask.extra_repr(self)  # type: ignore[arg-type]  # the same arguments

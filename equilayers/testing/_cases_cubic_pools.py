@@ -26,6 +26,7 @@ from ..nn import (
     Restrict,
 )
 from ._case import Case
+from ._cases_gaussian import _OffCentreMask
 from ._cases_gconv import _seeded
 
 _GROUPS = ("c4z", "d4z", "o", "oh")
@@ -77,17 +78,6 @@ class _PoolUnpool3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, index = self.pool(x)
         return self.up(y, torch.zeros_like(index) if self.fixed else index)
-
-
-class _OffCentreBall(nn.Module):
-    """A negative control: the ball mask moved one voxel along the width (not symmetric)."""
-
-    def __init__(self, size: int = 7) -> None:
-        super().__init__()
-        self.mask = BallMask(size, sigma=1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.roll(self.mask.mask, 1, dims=-1).to(x.dtype)
 
 
 def _fixed_phase(x: torch.Tensor) -> torch.Tensor:
@@ -154,8 +144,8 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
          (2, 2, 24, 4, 4, 4), "o", expect="fail"),
     Case("cubic/o/blurpool3d-even-size-fails", lambda: BlurPool3d(), (2, 2, 24, 6, 6, 6), "o",
          expect="fail"),
-    Case("cubic/oh/ball-mask-offcentre-fails", lambda: _OffCentreBall(), (2, 2, 48, 7, 7, 7),
-         "oh", expect="fail"),
+    Case("cubic/oh/ball-mask-offcentre-fails", lambda: _OffCentreMask(7, BallMask),
+         (2, 2, 48, 7, 7, 7), "oh", expect="fail"),
     Case("cubic/oh/gaussian-blur-pool3d-even-size-fails", lambda: GaussianBlurPool3d(0.66),
          (2, 2, 48, 6, 6, 6), "oh", expect="fail"),
     Case("cubic/o/blur-upsample3d-odd-blur-fails", lambda: BlurUpsample3d(2, 3, "circular"),

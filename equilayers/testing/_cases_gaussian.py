@@ -6,16 +6,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import DiskMask, GaussianBlurPool2d
+from ..nn import BallMask, DiskMask, GaussianBlurPool2d
 from ._case import Case
 
 
 class _OffCentreMask(nn.Module):
-    """A negative control: the disk mask moved one pixel to the right (not symmetric)."""
+    """A negative control: the disk (ball) mask moved one pixel (voxel) along the width (not
+    symmetric)."""
 
-    def __init__(self, size: int = 9) -> None:
+    def __init__(self, size: int = 9, mask: type[DiskMask | BallMask] = DiskMask) -> None:
         super().__init__()
-        self.mask = DiskMask(size, sigma=1.0)
+        self.mask = mask(size, sigma=1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.roll(self.mask.mask, 1, dims=-1).to(x.dtype)
