@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..groups import FieldType
+from ..functional._fourier3d import sphere_fourier_matrices
+from ..groups import FieldType, spherical_harmonics
+from ..interop import EscnnSphereFourier
 from ..nn import FourierNonlinearity, NormNonlinearity, SteerableConv3d
 from ._case import Case
 from ._cases_gconv import _seeded
@@ -65,6 +67,20 @@ def _norm_relu_exp(g: str):
     return _seeded(make)
 
 
+def _sphere_fourier(g: str, random_points: bool = False) -> EscnnSphereFourier:
+    """``from_escnn``'s Fourier ELU on the sphere, holding our cube-symmetric quadrature's
+    matrices (exact on the cube's rotations), or, as a negative control, 40 random sphere
+    points and their pseudo-inverse (approximate, as escnn's own grids are)."""
+    if not random_points:
+        a, a_inv = sphere_fourier_matrices(2)  # float64
+        return EscnnSphereFourier(a, a_inv, group=g)
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    pts = pts / pts.norm(dim=1, keepdim=True)
+    a = spherical_harmonics(2, pts)
+    return EscnnSphereFourier(a, torch.linalg.pinv(a), group=g)
+
+
 def _cases_for(g: str) -> list[Case]:
     vol, f1, f2 = (2, 2, 5, 5, 5), (2, 2, 4, 5, 5, 5), (2, 2, 9, 7, 7, 7)
     p = f"so3/{g}"
@@ -80,6 +96,8 @@ def _cases_for(g: str) -> list[Case]:
         Case(f"{p}/fourier-tanh-L1-170", lambda: FourierNonlinearity(g, 1, torch.tanh, 170),
              (2, 2, 4, 3, 3, 3), g),
         Case(f"{p}/norm-relu-exp-L1", _norm_relu_exp(g), (2, 2, 4, 3, 3, 3), g),
+        Case(f"{p}/escnn-sphere-fourier-quadrature-L2", lambda: _sphere_fourier(g),
+             (2, 2, 9, 3, 3, 3), g),
     ]
 
 
@@ -97,6 +115,9 @@ CASES = [c for g in ("so3", "o3") for c in _cases_for(g)] + [
     Case("so3/so3/plain-conv3d-fails", _seeded(_AsFields), (2, 2, 5, 5, 5), "so3",
          expect="fail"),
     Case("so3/so3/coefficient-elu-fails", _CoefficientELU, (2, 2, 9, 3, 3, 3), "so3",
+         expect="fail"),
+    Case("so3/so3/escnn-sphere-fourier-random-points-fails",
+         lambda: _sphere_fourier("so3", random_points=True), (2, 2, 9, 3, 3, 3), "so3",
          expect="fail"),
     Case("so3/so3/wrong-sign-cg-fails", _seeded(lambda: _WrongSignSteerableConv3d(
         2, 2, 3, padding=1, in_max_order=1, max_order=1)), (2, 2, 4, 5, 5, 5), "so3",
