@@ -189,7 +189,7 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     if not isinstance(grid, CubicGroup):
         raise ValueError(f"check_grid: group={group.name!r} acts on {group.spatial_dim} "
                          "spatial dims; the volume checks take the cube's groups 'o', 'oh', "
-                         "'c4z', 'd4z' and 'so3', 'o3'")
+                         "'c4z', 'd4z', 't' and 'so3', 'o3'")
     declared = getattr(model, "in_type", None)
     if isinstance(declared, FieldType):
         try:

@@ -49,10 +49,11 @@ def test_orientation_and_subgroups():
     assert all(g.det == 1 for g in get("c4z").elements())
     assert not get("o").has_reflections and get("oh").has_reflections
     assert get("d4z").has_reflections
-    for big, small in (("oh", "o"), ("o", "c4z"), ("oh", "d4z"), ("oh", "c4z"), ("d4z", "c4z")):
+    for big, small in (("oh", "o"), ("o", "c4z"), ("oh", "d4z"), ("oh", "c4z"), ("d4z", "c4z"),
+                       ("o", "t"), ("oh", "t")):
         check_subgroup(big, small)
         assert get(small).is_subgroup_of(get(big))
-    for big, small in (("o", "d4z"), ("o", "oh"), ("c4z", "d4z")):
+    for big, small in (("o", "d4z"), ("o", "oh"), ("c4z", "d4z"), ("t", "c4z"), ("t", "o")):
         with pytest.raises(ValueError, match="not a subgroup"):
             check_subgroup(big, small)
     with pytest.raises(ValueError, match="not a subgroup"):
@@ -92,6 +93,20 @@ def test_documented_element_orders():
     assert [g.rows for g in oh.elements()[:24]] == [g.rows for g in o.elements()]
     vol = torch.randn(1, 1, 4, 4, 4)
     assert torch.equal(act(vol, oh.elements()[24]), torch.flip(vol, dims=(-3, -2, -1)))
+    # t: slot 4j + k = c^j d_k, c the turn x -> y -> z -> x, d_k the identity and the half
+    # turns about x, y, z; the rotations of o whose axis permutation is even
+    t = get("t")
+    c = t.element([[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    assert torch.equal(t.matrix(c) @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                       torch.tensor([0.0, 1, 0], dtype=torch.float64))
+    klein = [torch.diag(torch.tensor(d, dtype=torch.float64))
+             for d in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]
+    for j in range(3):
+        for k in range(4):
+            assert torch.equal(t.matrix(t.elements()[4 * j + k]),
+                               torch.linalg.matrix_power(t.matrix(c), j) @ klein[k])
+    even = [g for g in o.elements() if torch.linalg.det(o.matrix(g).abs()) > 0]
+    assert sorted(g.rows for g in even) == sorted(g.rows for g in t.elements())
 
 
 def test_axes_convention():

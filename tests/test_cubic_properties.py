@@ -21,7 +21,7 @@ from equilayers.testing import equivariance_error
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(group=st.sampled_from(["c4z", "d4z", "o", "oh"]), k=st.integers(1, 4),
+@given(group=st.sampled_from(["c4z", "d4z", "o", "oh", "t"]), k=st.integers(1, 4),
        stride=st.integers(1, 3), padding=st.integers(0, 2), size=st.integers(4, 8),
        depth=st.integers(4, 8), mode=st.sampled_from(["zeros", "circular", "reflect"]),
        lifting=st.booleans(), basis=st.sampled_from(["voxel", "harmonic"]))

@@ -18,17 +18,19 @@ from equilayers.groups import get, group_fourier_basis
 from equilayers.groups._fourier_basis import fourier_row_dims
 from equilayers.nn import GroupConv3d, GroupConvTranspose3d, LiftingConv3d
 
-CUBE = ["o", "oh", "c4z", "d4z"]
+CUBE = ["o", "oh", "c4z", "d4z", "t"]
 
 
-def _homomorphism_error(f: torch.Tensor, group) -> float:
+def _homomorphism_error(f: torch.Tensor, group, offset: int = 0) -> float:
     """The rows of each irrep, read as ``rho(g)`` (``d x d``, scaled by ``sqrt(|G| / d)``):
-    the largest ``|rho(g h) - rho(g) rho(h)|`` over all pairs."""
+    the largest ``|rho(g h) - rho(g) rho(h)|`` over all pairs (``f``: the basis from row
+    ``offset`` on)."""
     n = int(group.order)
     table = group.cayley_table
-    dims = fourier_row_dims(group).long().tolist()
+    dims = fourier_row_dims(group).long().tolist()[offset:]
+    n_rows = len(dims)
     worst, i = 0.0, 0
-    while i < n:
+    while i < n_rows:
         d = dims[i]
         rho = (f[i:i + d * d] * (n / d) ** 0.5).T.reshape(n, d, d)
         prod = torch.einsum("gab,hbc->ghac", rho, rho)
@@ -48,6 +50,14 @@ def test_cubic_fourier_basis_is_orthonormal_irrep_entries(name):
         assert _homomorphism_error(f, grp) < 1e-12
         # control: the same rows with two elements' columns swapped are no irreps
         assert _homomorphism_error(f[:, [1, 0, *range(2, n)]], grp) > 0.1
+    elif name == "t":  # T1 as o's; E's complex pair as one character cos + i sin
+        assert _homomorphism_error(f[3:], grp, offset=3) < 1e-12
+        z = torch.complex(f[1], f[2]) * (n / 2) ** 0.5
+        table = grp.cayley_table
+        assert float((z[table] - z[:, None] * z[None, :]).abs().max()) < 1e-12
+        torch.testing.assert_close(z[:4], torch.ones(4, dtype=z.dtype))  # trivial on d_k
+        swapped = torch.complex(f[1, [4, *range(1, 4), 0, *range(5, n)]], f[2]) * (n / 2) ** 0.5
+        assert float((swapped[table] - swapped[:, None] * swapped[None, :]).abs().max()) > 0.1
     else:  # listed as the planar c4 / d4, slot for slot
         planar = group_fourier_basis("c4" if name == "c4z" else "d4")
         torch.testing.assert_close(f, planar, rtol=0, atol=0)
@@ -142,8 +152,9 @@ def _invariant_share(m: torch.Tensor, basis: torch.Tensor, avg: torch.Tensor) ->
 #: same with parities: centre A1g, faces A1g+Eg+T1u, edges A1g+Eg+T1u+T2g+T2u, corners
 #: A1g+A2u+T1u+T2g (1+4+9+9+9+1 = 33); harmonic A1g, T1u, Eg+T2g (23). C4z: every slice's
 #: 4-cycles hold all of C4's irreps (4, 4). D4z: the 4-point orbits hold A1, one of B1/B2
-#: and E each, and no A2; l <= 2 has no A2 either (7, 7).
-PRESENT = {"o": (24, 23), "oh": (33, 23), "c4z": (4, 4), "d4z": (7, 7)}
+#: and E each, and no A2; l <= 2 has no A2 either (7, 7). T: A, E (its complex pair, 1 + 1) and
+#: T (9) in both: l = 2 is E + T (12, 12).
+PRESENT = {"o": (24, 23), "oh": (33, 23), "c4z": (4, 4), "d4z": (7, 7), "t": (12, 12)}
 
 
 @pytest.mark.parametrize("name", CUBE)

@@ -1,5 +1,5 @@
-"""The cube's symmetry groups acting on voxels: O, O_h and the 4-fold groups about the depth
-axis, C4z and D4z.
+"""The cube's symmetry groups acting on voxels: O, O_h, the tetrahedral rotations T and the
+4-fold groups about the depth axis, C4z and D4z.
 
 Conventions (used by every 3-D layer, test and metric):
 
@@ -26,6 +26,11 @@ Conventions (used by every 3-D layer, test and metric):
   ``4 j .. 4 j + 3`` are the left coset ``t_j C4z`` and the first four are ``"c4z"``'s.
 * ``"oh"``: the 48 symmetries, slot ``24 s + i`` = ``(-I)^s o_i`` with ``o_i`` the ``i``-th
   element of ``"o"`` and ``-I`` the inversion (``torch.flip`` of all three dims): O first.
+* ``"t"``: the 12 rotations of the regular tetrahedron inscribed in the cube (the rotations
+  of O that permute the axes cyclically), slot ``4 j + k`` = ``c^j d_k`` with ``c`` the
+  three-fold turn ``x -> y -> z -> x`` about ``(1, 1, 1)`` and ``d_k`` the identity and the
+  half turns about ``x``, ``y``, ``z`` (the Klein group, slots 0-3). The grid subgroup of the
+  icosahedral group (:mod:`equilayers.groups._ico`).
 
 Regular fibers list the elements in this order; ``group.regular_permutation(g)`` permutes them.
 """
@@ -46,12 +51,17 @@ __all__ = ["CubicGroup", "CubicElement", "CUBIC_GROUPS"]
 Rows = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
 
 #: The names of the cube groups, with their orders.
-CUBIC_GROUPS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8}
+CUBIC_GROUPS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8, "t": 12}
 
 _E: Rows = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
 _R: Rows = ((0, -1, 0), (1, 0, 0), (0, 0, 1))  # quarter turn about z: x -> y
 _M: Rows = ((-1, 0, 0), (0, 1, 0), (0, 0, 1))  # flip of x
 _INV: Rows = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))  # inversion
+_C3: Rows = ((0, 0, 1), (1, 0, 0), (0, 1, 0))  # three-fold turn about (1, 1, 1): x -> y -> z
+#: the Klein four-group: the identity and the half turns about x, y, z
+_KLEIN: tuple[Rows, ...] = (_E, ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+                            ((-1, 0, 0), (0, 1, 0), (0, 0, -1)),
+                            ((-1, 0, 0), (0, -1, 0), (0, 0, 1)))
 #: t_j: z -> +z, -z, +x, -x, +y, -y
 _T: tuple[Rows, ...] = (
     _E,
@@ -97,6 +107,8 @@ def _all_rows(name: str) -> list[Rows]:
         return rot
     if name == "d4z":
         return rot + [_mul(r, _M) for r in rot]
+    if name == "t":
+        return [_mul(_power(_C3, j), d) for j in range(3) for d in _KLEIN]
     o = [_mul(t, r) for t in _T for r in rot]
     return o if name == "o" else o + [_mul(_INV, g) for g in o]
 
@@ -126,14 +138,15 @@ class CubicGroup(Group):
     """A symmetry group of the cube acting on voxel volumes ``(..., D, H, W)``.
 
     Use :func:`~equilayers.groups.get` to obtain one by name: ``"o"`` (the 24 rotations),
-    ``"oh"`` (all 48 symmetries, with the inversion), ``"c4z"`` (the 4 rotations about the
-    depth axis) and ``"d4z"`` (those and the flip of ``x``: the planar ``"d4"`` on every depth
-    slice). Elements, their order and the axes are in the module docstring of
-    :mod:`equilayers.groups._cubic`. All elements map the voxel grid onto itself, so the
-    groups are :attr:`pixel_exact` and act exactly.
+    ``"oh"`` (all 48 symmetries, with the inversion), ``"t"`` (the 12 rotations of the
+    inscribed tetrahedron), ``"c4z"`` (the 4 rotations about the depth axis) and ``"d4z"``
+    (those and the flip of ``x``: the planar ``"d4"`` on every depth slice). Elements, their
+    order and the axes are in the module docstring of :mod:`equilayers.groups._cubic`. All
+    elements map the voxel grid onto itself, so the groups are :attr:`pixel_exact` and act
+    exactly.
 
     Args:
-        name: ``"o"``, ``"oh"``, ``"c4z"`` or ``"d4z"``.
+        name: ``"o"``, ``"oh"``, ``"t"``, ``"c4z"`` or ``"d4z"``.
 
     Example:
         >>> from equilayers.groups import get
@@ -275,6 +288,7 @@ def _cubic_cayley_table(group: CubicGroup) -> torch.Tensor:
     return table
 
 
-register_group(r"(o|oh|c4z|d4z)", _cubic,
-               form="'o', 'oh' (the cube's 24 rotations, its 48 symmetries), 'c4z', 'd4z' "
-                    "(rotations about the depth axis, and the flip of x)")
+register_group(r"(o|oh|t|c4z|d4z)", _cubic,
+               form="'o', 'oh' (the cube's 24 rotations, its 48 symmetries), 't' (the 12 "
+                    "tetrahedral rotations), 'c4z', 'd4z' (rotations about the depth axis, and "
+                    "the flip of x)")

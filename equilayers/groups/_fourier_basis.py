@@ -16,7 +16,9 @@ its five irreps, each read from an element's matrix ``M`` on ``(x, y, z)``: the 
 the permutation of the axes on the plane ``x + y + z = 0`` (``U``: an orthonormal basis of
 it, 4 entries); ``M`` itself (``T1``, 9 entries); ``det |M| M`` (``T2``, 9 entries): 24
 functions. ``"oh"``: those of ``o``, each read from the rotation ``det(M) M``, and the same
-times ``det M`` (the parity): 48.
+times ``det M`` (the parity): 48. ``"t"``: the constant, ``cos`` and ``sin`` of the turn by
+0 or 120 degrees that ``E`` is on T (its complex pair of irreps, one real 2-d one), and ``M``
+(9): 12.
 
 A filter's group axis stored in this basis spans the same functions as the plain (per
 element) layout, and an i.i.d. Gaussian weight has the same distribution in both (the basis is
@@ -81,7 +83,12 @@ def _cubic_basis(group: CubicGroup) -> torch.Tensor:
         rot = m * det  # the rotation part (O_h: g = (-I)^s rot)
         perm = rot.abs()
         sign = torch.linalg.det(perm).round().reshape(1)  # A2
-        col = torch.cat([torch.ones(1, dtype=torch.float64), sign, (u.T @ perm @ u).flatten(),
+        e = u.T @ perm @ u  # E: the axis permutation on the plane x + y + z = 0
+        if group.name == "t":  # a turn by 0 or +-120 degrees there: E's two real functions
+            cols.append(torch.cat([torch.ones(1, dtype=torch.float64), e[:, 0],
+                                   rot.flatten()]))
+            continue
+        col = torch.cat([torch.ones(1, dtype=torch.float64), sign, e.flatten(),
                          rot.flatten(), (sign * rot).flatten()])
         cols.append(torch.cat([col, det * col]) if group.name == "oh" else col)
     basis = torch.stack(cols, dim=1)
@@ -98,8 +105,10 @@ def _rows_of(grp: Group, what: str) -> torch.Tensor:
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order; for
-    ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice)."""
+    ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice; ``"t"`` 1, 2, 3)."""
     grp = get(group)
+    if isinstance(grp, CubicGroup) and grp.name == "t":
+        return torch.tensor([1, 2, 2] + [3] * 9, dtype=torch.float64, device="cpu")
     if isinstance(grp, CubicGroup) and grp.name in ("o", "oh"):
         dims = [1, 1] + [2] * 4 + [3] * 18
         return torch.tensor(dims * (2 if grp.name == "oh" else 1), dtype=torch.float64,
@@ -151,6 +160,6 @@ def _planar_finite(grp: Group, what: str) -> PlanarGroup:
                        "functions")
     if not isinstance(grp, PlanarGroup) or grp.n is None:
         raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here (the planar "
-                         "groups 'cN' and 'dN' and the cube's 'o', 'oh', 'c4z', 'd4z' do; a "
+                         "groups 'cN' and 'dN' and the cube's 'o', 'oh', 'c4z', 'd4z', 't' do; a "
                          "group registered with register_group has none)")
     return grp

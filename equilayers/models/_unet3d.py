@@ -99,7 +99,7 @@ class UNet3d(_UNetNd):
 
     _nd = 3
     _inputs = "volumes"
-    _groups = "a cube group: 'o', 'oh', 'c4z' or 'd4z'"
+    _groups = "a cube group: 'o', 'oh', 'c4z', 'd4z' or 't'"
     _default_basis = "harmonic"
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "o",

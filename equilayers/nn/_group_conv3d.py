@@ -374,8 +374,8 @@ _SHARED_DOC = """
             is cubic, ``k x k x k``; ``padding`` also ``"same"``/``"valid"``).
         group: a cube group: ``"o"`` (24 rotations, the default), ``"oh"`` (48, with the
             inversion), ``"c4z"`` (4 rotations about the depth axis), ``"d4z"`` (8: those and
-            the flip of the width axis); element order and axes in
-            :mod:`equilayers.groups._cubic`.
+            the flip of the width axis), ``"t"`` (12, the tetrahedral rotations); element
+            order and axes in :mod:`equilayers.groups._cubic`.
         basis: ``"voxel"`` (the default, also ``None``): free ``k x k x k`` filters
             (``k^3`` numbers each); ``"harmonic"``: band-limited filters, Gaussian shells
             times real spherical harmonics sampled on the grid

@@ -24,7 +24,7 @@ from ..nn import (
 from ._case import Case
 from ._cases_gconv import _seeded
 
-_GROUPS = ("c4z", "d4z", "o", "oh")
+_GROUPS = ("c4z", "d4z", "o", "oh", "t")
 
 
 def _lift(g, **kw):
@@ -131,6 +131,8 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
         2, 2, 3, 2, 1, group="o")), (2, 2, 24, 3, 3, 3), "o", expect="fail"),
     Case("cubic/c4z/stride2-even-size-fails", _gconv("c4z", stride=2), (2, 2, 4, 6, 6, 6),
          "c4z", expect="fail"),
+    Case("cubic/t/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)),
+         (2, 2, 5, 5, 5), "t", in_rep="trivial", out_rep="trivial", expect="fail"),
     Case("cubic/o/nudged-expanded-filter-fails", _seeded(lambda: _NudgedGroupConv3d(
         2, 2, 3, padding=1, group="o")), (2, 2, 24, 5, 5, 5), "o", expect="fail"),
 ]
