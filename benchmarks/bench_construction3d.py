@@ -10,7 +10,8 @@ first construction of the layer (cold: nothing built yet in the process, empty b
 torch's ops not yet run) and a second one of the same shape (warm: the library's caches
 filled), wall clock and process CPU time, with one torch thread. Rows report the medians over
 the processes. 16 -> 16 fields: SO(3) fields of orders ``0 .. L`` (``(L+1)^2`` slots, escnn's
-``[irrep(0), ..., irrep(L)]``), the cube's regular fields (24 / 48 slots). escnn caches
+``[irrep(0), ..., irrep(L)]``), the cube's regular fields (24 / 48 slots) and the
+icosahedral group's (60 slots; no goal in the issue). escnn caches
 some group data on disk (joblib), so after its first process the cold rows reuse it.
 """
 
@@ -38,11 +39,17 @@ def rows(quick: bool, peers: bool) -> list[dict]:
     out += [dict(lib="equilayers", layer="GroupConv3d", group=g, order=None, k=k)
             for g, k in cube]
     out += [dict(lib="equilayers", layer="LiftingConv3d", group="o", order=None, k=3)]
+    ico = [3] if quick else [3, 5]
+    out += [dict(lib="equilayers", layer="GroupConv3d", group="ico", order=None, k=k)
+            for k in ico]
     if peers:
         out += [dict(lib="escnn", layer="R3Conv", group="so3", order=l, k=k) for l, k in shapes]
         # escnn's cube rows take 10-150 s per process: at most 3 processes each
         out += [dict(lib="escnn", layer="R3Conv", group=g, order=None, k=k, processes=3)
                 for g, k in cube]
+        # escnn's icosahedral rows take 20-90 s per process: 2 processes each
+        out += [dict(lib="escnn", layer="R3Conv", group="ico", order=None, k=k, processes=2)
+                for k in ico]
     return out
 
 
@@ -69,7 +76,7 @@ def _builder(row: dict):
         numerical.null = lambda a, *args, **kw: null(np.asarray(a), *args, **kw)
 
         gs = {"so3": gspaces.rot3dOnR3, "o": gspaces.octaOnR3,
-              "oh": gspaces.fullOctaOnR3}[row["group"]]()
+              "oh": gspaces.fullOctaOnR3, "ico": gspaces.icoOnR3}[row["group"]]()
         reps = ([gs.irrep(l) for l in range(row["order"] + 1)] if row["order"] is not None
                 else [gs.regular_repr])
         ftype = esc.FieldType(gs, c * reps)

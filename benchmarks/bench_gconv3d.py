@@ -21,6 +21,10 @@ Rows, k3 unless named, 4 fields:
   ``"c4z"``: k3, stride 2, padding 1, training mode, batch 4, inputs ``4^3`` and ``8^3``
   (quick: ``4^3``), against a dense ``nn.ConvTranspose3d``; escnn: ``R3ConvTransposed``.
 
+- ``LiftingConv3d`` / ``GroupConv3d`` for ``"ico"`` (the icosahedral rotations, turned
+  harmonic filters): 2 fields, training mode, batch 2, ``8^3`` and ``12^3`` (quick:
+  ``8^3``); escnn: ``R3Conv`` on ``icoOnR3()`` regular fields.
+
 Construction time per layer via ``construct`` (median of repeated builds in one process: both
 libraries' basis caches are warm after the first).
 
@@ -84,7 +88,8 @@ def _escnn_regular(kind: str, group: str, c: int, k: int, transposed: bool = Fal
 
     escnn_sklearn_shim()
 
-    gs = gspaces.octaOnR3() if group == "o" else gspaces.rot2dOnR3(n=4)
+    gs = {"o": gspaces.octaOnR3, "ico": gspaces.icoOnR3,
+          "c4z": lambda: gspaces.rot2dOnR3(n=4)}[group]()
     rin = gs.trivial_repr if kind == "lifting" else gs.regular_repr
     tin, tout = esc.FieldType(gs, c * [rin]), esc.FieldType(gs, c * [gs.regular_repr])
 
@@ -258,10 +263,38 @@ def transposed_cases(quick: bool, peer: bool) -> list[BenchCase]:
     return out
 
 
+def ico_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``"ico"`` (60 slots, turned harmonic filters): lifting and group convs, 2 fields, k3,
+    training mode, batch 2 at ``8^3`` (and ``12^3`` unless quick); escnn's ``R3Conv`` on
+    ``icoOnR3()`` regular fields beside them (its construction, 5-40 s, is timed by the
+    construction3d family, not here)."""
+    k, c, b, n = 3, 2, 2, 60
+    out: list[BenchCase] = []
+    for kind in ("lifting", "group"):
+        c_in = c if kind == "lifting" else c * n
+        for s in (8,) if quick else (8, 12):
+            tag = f"{kind} ico k{k} {s}^3 train b{b} c{c}"
+            params = dict(kind=kind, group="ico", k=k, size=s, mode="train", batch=b, fields=c)
+            flat = (b, c_in, s, s, s)
+            shape = flat if kind == "lifting" else (b, c, n, s, s, s)
+            floor = f"floor {tag}"
+            ours = _ours(kind, "ico", c, k, "harmonic")
+            out.append(BenchCase(floor, FAMILY, _make(_floor(c_in, c * n, k), flat, "train"),
+                                 construct=_floor(c_in, c * n, k), params=params))
+            out.append(BenchCase(f"ours {tag}", FAMILY, _make(ours, shape, "train"),
+                                 floor=floor, construct=ours, params=params))
+            if peer:
+                build, wrap = _escnn_regular(kind, "ico", c, k)
+                out.append(BenchCase(f"escnn {tag}", FAMILY,
+                                     _make_peer(build, wrap, flat, "train"), floor=floor,
+                                     peer="escnn", params=params))
+    return out
+
+
 def cases(quick: bool) -> list[BenchCase]:
     """Every row: the cube groups' (:func:`regular_cases`), their transposed convs
-    (:func:`transposed_cases`) and SO(3)'s (:func:`steerable_cases`); escnn's where it
-    imports."""
+    (:func:`transposed_cases`), SO(3)'s (:func:`steerable_cases`) and the icosahedral
+    group's (:func:`ico_cases`); escnn's where it imports."""
     peer = importlib.util.find_spec("escnn") is not None
-    return regular_cases(quick, peer) + transposed_cases(quick, peer) + steerable_cases(quick,
-                                                                                         peer)
+    return (regular_cases(quick, peer) + transposed_cases(quick, peer)
+            + steerable_cases(quick, peer) + ico_cases(quick, peer))

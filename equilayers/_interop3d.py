@@ -1,14 +1,16 @@
 """``from_escnn`` on volumes: escnn's ``R3Conv`` and ``R3ConvTransposed`` on regular fields of
 the cube's rotations (``octaOnR3``, our ``"o"``), of its full group (``fullOctaOnR3``, our
-``"oh"``), and of its subgroups for anisotropic scans, the quarter turns about the depth axis
+``"oh"``), of its subgroups for anisotropic scans, the quarter turns about the depth axis
 (``rot2dOnR3(4)``, ``"c4z"``) and those with the mirrors through it (``conicalOnR3(4)``,
-``"d4z"``).
+``"d4z"``), and of the icosahedral rotations (``icoOnR3``, ``"ico"``: its filters sampled
+turned, as ours, so they match to float rounding).
 
 escnn lists the cube's elements in another order than :mod:`equilayers.groups._cubic`, so a
 regular field's slots are permuted between the two libraries: :func:`escnn_slot_order` gives
 the permutation, found for every gspace by matching each escnn element's action on a voxel
-probe (exact: both act by permuting voxels) with one of ours, and checked on the regular
-representations, so a convention mismatch raises instead of converting silently.
+probe (exact: both act by permuting voxels) with one of ours (``icoOnR3``: by its matrix,
+:func:`_ico_slots`), and checked on the regular representations, so a convention mismatch
+raises instead of converting silently.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 #: ``conicalOnR3(4)`` ("d4z": those and the mirrors through planes containing it); the probe
 #: checks that the gspace is that group on the voxels (escnn's ``dihedralOnR3(4)``, of order 8,
 #: has half turns in place of the mirrors and is refused)
-_CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z"}
-_SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z') and "
-                "conicalOnR3(4) ('d4z') are supported")
+_CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z", 60: "ico"}
+_SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z'), "
+                "conicalOnR3(4) ('d4z') and icoOnR3 ('ico') are supported")
 _Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
 _CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
     (True, False): LiftingConv3d, (False, False): GroupConv3d,
@@ -77,10 +79,16 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     x = torch.randn(1, 1, 5, 5, 5, generator=torch.Generator().manual_seed(0),
                     dtype=torch.float64)  # no symmetry
     moved = [act(x, g) for g in ours]
-    mine = []  # our index of escnn's element i
-    for e in elements:
+
+    def voxel_match(e: Any) -> list[int]:  # our elements that move the probe as escnn's e
         theirs = enn.GeometricTensor(x.float(), ft).transform(e).tensor.double()
-        hits = [j for j, y in enumerate(moved) if torch.allclose(theirs, y, atol=1e-6)]
+        return [j for j, y in enumerate(moved) if torch.allclose(theirs, y, atol=1e-6)]
+
+    mine = []  # our index of escnn's element i
+    if name == "ico":  # most elements leave the grid: by matrix, the frame from the grid ones
+        mine = _ico_slots(elements, grp, voxel_match, gspace.name)
+    for e in elements if name != "ico" else ():
+        hits = voxel_match(e)
         if len(hits) != 1:
             raise ValueError(f"from_escnn: escnn's element {e} of {gspace.name} moves voxels "
                              f"unlike any one element of equilayers' {name}: another group or "
@@ -102,6 +110,30 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     perm = order.argsort()  # our slot j holds escnn's slot perm[j]
     probed[key] = (name, perm)
     return name, perm
+
+
+def _ico_slots(elements: list, grp: Any, voxel_match: Any, gspace_name: str) -> list[int]:
+    """Our slot of each of escnn's icosahedral elements: the element with escnn's matrix in
+    our axes (escnn's ``x, y`` are ours turned by a half turn about ``z``, ``P M P``; tried
+    with and without that turn, kept where every grid element moves the voxel probe as ours
+    does)."""
+    import numpy as np
+
+    ours = torch.stack([grp.matrix(g) for g in grp.elements()])
+    mats = [torch.as_tensor(np.asarray(e.to("MAT")), dtype=torch.float64) for e in elements]
+    for turn in (torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)),
+                 torch.eye(3, dtype=torch.float64)):
+        dist = torch.stack([(ours - turn @ m @ turn).abs().amax((1, 2)) for m in mats])
+        best = dist.min(1)
+        if float(best.values.max()) > 1e-6:  # another orientation of the icosahedron
+            continue
+        slots = best.indices.tolist()
+        if all(voxel_match(e) == [j] for e, j, m in zip(elements, slots, mats, strict=True)
+               if float((m - m.round()).abs().max()) < 1e-9):
+            return slots
+    raise ValueError(f"from_escnn: escnn's {gspace_name} is not equilayers' 'ico' in its "
+                     "axes (its elements' matrices or voxel moves differ); another orientation "
+                     f"or other conventions; only {_SUPPORTED3D}")
 
 
 def conv3d(m: Any, probed: dict) -> nn.Module:
@@ -165,6 +197,10 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
         if coef is not None:
             ours, weight = candidate, coef
             break
+    if ours is None and name == "ico":  # its filters turn off the grid: harmonic only
+        raise ValueError(f"from_escnn: {what} on icoOnR3: escnn's filters are not in our "
+                         "harmonic basis with its parameter count (with our default shells or "
+                         "escnn's own settings); port the layer by hand")
     if ours is None:
         ours = build("voxel")
     with torch.no_grad():

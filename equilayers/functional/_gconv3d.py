@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ..groups import CubicGroup, GroupLike, act, get
+from ..groups import CubicGroup, Group, GroupLike, IcosahedralGroup, act, get
 from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
@@ -45,18 +45,37 @@ PADDING_MODES = C.PADDING_MODES
 _NAMES = ", ".join(repr(n) for n in CUBIC_GROUPS)
 
 
-def check_cubic_group(group: GroupLike, what: str) -> CubicGroup:
-    """The group, or an error naming ``group`` and the cube groups the 3-D convs take."""
+def check_cubic_group(group: GroupLike, what: str, *, ico: bool = False) -> CubicGroup:
+    """The group, or an error naming ``group`` and the cube groups the 3-D convs take
+    (``ico``: the modules' message, which names ``"ico"`` too, :func:`check_conv3d_group`)."""
+    names = _NAMES + (" and the icosahedral 'ico'" if ico else "")
     try:
         grp = get(group)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{what}: group={group!r} is not a group ({e}); the 3-D convs take the "
-                      f"cube's groups {_NAMES}") from None
+                      f"cube's groups {names}") from None
+    if isinstance(grp, IcosahedralGroup):
+        raise ValueError(f"{what}: group='ico' turns filters off the voxel grid, so they are "
+                         "continuous functions, not voxel arrays: use LiftingConv3d / "
+                         "GroupConv3d(..., group='ico') (basis='harmonic'), whose "
+                         "expanded_filter() F.conv3d takes")
     if not isinstance(grp, CubicGroup):
         raise ValueError(f"{what}: group={grp.name!r} acts on {grp.spatial_dim} spatial dims; "
-                         f"the 3-D convs take the cube's groups {_NAMES} (use LiftingConv2d/"
+                         f"the 3-D convs take the cube's groups {names} (use LiftingConv2d/"
                          "GroupConv2d for images)")
     return grp
+
+
+def check_conv3d_group(group: GroupLike, what: str) -> Group:
+    """A group the 3-D conv modules take: a cube group, or ``"ico"`` (its filters turned as
+    continuous functions, :mod:`._ico_conv`); otherwise :func:`check_cubic_group`'s error."""
+    try:
+        grp = get(group)
+    except (TypeError, ValueError):
+        grp = None
+    if isinstance(grp, IcosahedralGroup):
+        return grp
+    return check_cubic_group(group, what, ico=True)
 
 
 def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = ""

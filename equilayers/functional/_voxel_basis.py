@@ -29,10 +29,12 @@ import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from ..groups import Group
+from ..groups._spherical import spherical_harmonics
 from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
-from ._steerable3d import _grid, check_kernel_size3d
+from ._steerable3d import _grid, _offsets, check_kernel_size3d
 
-__all__ = ["voxel_basis", "harmonic_voxel_basis"]
+__all__ = ["voxel_basis", "harmonic_voxel_basis", "rotated_voxel_basis"]
 
 #: A function whose part outside the span of the earlier ones is below this (relative to its
 #: norm) is left out (the grid aliases high orders on small shells onto lower ones).
@@ -40,16 +42,16 @@ _DEPENDENT = 1e-6
 
 
 @cpu_cache(maxsize=32)
-def voxel_basis(kernel_size: int, spec: BasisSpec | None) -> torch.Tensor:
-    """The ``(n, k^3)`` float64 CPU rows ``f_{i, J, m}`` (module docstring), each of unit
-    norm, in the order ring, ``J``, ``m``; functions that vanish on the grid or lie in the span
-    of the earlier ones are left out (so the rows are linearly independent; the choice is
-    deterministic). Computed once per arguments; callers copy, never write."""
+def _terms(kernel_size: int, spec: BasisSpec | None
+           ) -> tuple[tuple[tuple[float, float, int, int, float], ...], torch.Tensor]:
+    """``(terms, rows)``: the kept functions as ``(radius, sigma, J, m, norm)`` (``m`` the slot
+    ``0 .. 2J`` of ``Y_J``, ``norm`` the sampled function's norm before scaling) and their
+    ``(n, k^3)`` unit rows (:func:`voxel_basis`)."""
     k = kernel_size
     spec = default_spec(k) if spec is None else spec
     top = max([cap for radius, _, cap in spec if radius > 0] + [0])
     r, harmonics = _grid(k, top)
-    kept: list[torch.Tensor] = []
+    terms: list[tuple[float, float, int, int, float]] = []
     ortho: list[torch.Tensor] = []  # an orthonormal basis of the kept rows' span
     for radius, sigma, cap in spec:
         radial = torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
@@ -65,11 +67,57 @@ def voxel_basis(kernel_size: int, spec: BasisSpec | None) -> torch.Tensor:
                 size = torch.linalg.vector_norm(rest)
                 if size < _DEPENDENT:
                     continue
-                kept.append(f)
+                terms.append((float(radius), float(sigma), j, m, float(norm)))
                 ortho.append(rest / size)
-    if not kept:
-        return torch.zeros(0, k ** 3, dtype=torch.float64)
-    return torch.stack(kept)
+    found = tuple(terms)
+    return found, _sample(found, top, _offsets(k).reshape(-1, 3))
+
+
+def _sample(terms, top: int, points: torch.Tensor) -> torch.Tensor:
+    """``(n, P)``: the functions ``terms`` (``(radius, sigma, J, m, norm)``) at ``points``
+    ``(P, 3)``, divided by their norms; one formula for every set of points, so the same
+    point gives the same value bit for bit."""
+    if not terms:
+        return torch.zeros(0, len(points), dtype=torch.float64)
+    r = points.norm(dim=1)
+    harmonics = spherical_harmonics(top, points)
+    rows = []
+    for radius, sigma, j, m, norm in terms:
+        shell = torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
+        if j:
+            shell = shell * (r != 0).double()
+        rows.append(shell * harmonics[:, j * j + m] / norm)
+    return torch.stack(rows)
+
+
+def voxel_basis(kernel_size: int, spec: BasisSpec | None) -> torch.Tensor:
+    """The ``(n, k^3)`` float64 CPU rows ``f_{i, J, m}`` (module docstring), each of unit
+    norm, in the order ring, ``J``, ``m``; functions that vanish on the grid or lie in the span
+    of the earlier ones are left out (so the rows are linearly independent; the choice is
+    deterministic). Computed once per arguments; callers copy, never write."""
+    return _terms(kernel_size, spec)[1]
+
+
+@cpu_cache(maxsize=16)
+def rotated_voxel_basis(group: Group, kernel_size: int, spec: BasisSpec | None
+                        ) -> torch.Tensor:
+    """``(|G|, n, k^3)`` float64 CPU: row ``[g, i]`` is the continuous function of
+    :func:`voxel_basis`'s row ``i`` turned by ``g`` and sampled on the grid, ``f_i(g^-1 q)``
+    (same scale; ``[identity]`` is :func:`voxel_basis` itself). The radius is unchanged by
+    a rotation, so only the spherical harmonic is evaluated at the turned offsets. For an
+    element that maps the grid onto itself the rows are a permutation of the voxels of the
+    unturned ones, exactly (the same offsets, evaluated alike). The basis of the groups whose
+    elements leave the grid (``"ico"``): its expanded filters turn the continuous filter, as
+    escnn's do. Callers copy, never write."""
+    k = kernel_size
+    spec = default_spec(k) if spec is None else spec
+    terms, _ = _terms(k, spec)
+    top = max([cap for radius, _, cap in spec if radius > 0] + [0])  # as _terms
+    q = _offsets(k).reshape(-1, 3)  # (k^3, 3) offsets (x, y, z)
+    # row p of q @ M is g^-1 q_p (M orthogonal); grid elements permute the offsets exactly
+    mats = torch.stack([group.matrix(g) for g in group.elements()])
+    turned = torch.matmul(q, mats).reshape(-1, 3)  # (|G| k^3, 3), element major
+    return _sample(terms, top, turned).view(len(terms), len(mats), -1).transpose(0, 1)
 
 
 def harmonic_voxel_basis(kernel_size: int, *, sigma: float | Sequence[float] | None = None,

@@ -5,6 +5,7 @@ the planar groups C_N, D_N, SO(2), O(2) are :class:`PlanarGroup`
 (:mod:`equilayers.groups._planar`, with the conventions: rotation direction, flip axis,
 element order in a regular fiber), the cube's groups O, O_h, C4z, D4z acting on volumes
 are :class:`CubicGroup` (:mod:`equilayers.groups._cubic`, with the axes and element order),
+the icosahedral rotations I are :class:`IcosahedralGroup` (:mod:`equilayers.groups._ico`),
 SO(3) and O(3) are :class:`SO3Group` (:mod:`equilayers.groups._so3`; their harmonic analysis,
 spherical harmonics, Wigner-D matrices and Clebsch-Gordan coefficients, in
 :mod:`equilayers.groups._spherical`).
@@ -18,6 +19,7 @@ from ._cubic import CubicElement, CubicGroup
 from ._fields import FieldType
 from ._fourier_basis import group_fourier_basis
 from ._group import Element, Group, GroupLike
+from ._ico import IcoElement, IcosahedralGroup
 from ._planar import GroupElement, PlanarGroup
 from ._registry import get, register_group
 from ._so3 import SO3Element, SO3Group, rotate3d
@@ -41,6 +43,8 @@ __all__ = [
     "CubicElement",
     "SO3Group",
     "SO3Element",
+    "IcosahedralGroup",
+    "IcoElement",
     "Element",
     "GroupLike",
     "FieldType",

@@ -1,6 +1,6 @@
-"""An orthonormal basis of the functions on a finite group (C_N / D_N, and the cube's groups O,
-O_h, C4z, D4z) built from its irreps (the group's Fourier basis): the parametrization of the
-group axis of regular-field filters.
+"""An orthonormal basis of the functions on a finite group (C_N / D_N, the cube's groups O,
+O_h, C4z, D4z, T, and the icosahedral I) built from its irreps (the group's Fourier basis):
+the parametrization of the group axis of regular-field filters.
 
 Row ``k`` is a real function on the group, evaluated at the elements in their regular-fiber
 order (``group.elements()``); the rows are orthonormal, ``F @ F.T = I``. They are, in order:
@@ -18,7 +18,7 @@ it, 4 entries); ``M`` itself (``T1``, 9 entries); ``det |M| M`` (``T2``, 9 entri
 functions. ``"oh"``: those of ``o``, each read from the rotation ``det(M) M``, and the same
 times ``det M`` (the parity): 48. ``"t"``: the constant, ``cos`` and ``sin`` of the turn by
 0 or 120 degrees that ``E`` is on T (its complex pair of irreps, one real 2-d one), and ``M``
-(9): 12.
+(9): 12. ``"ico"``: A, T1, T2, G, H (:func:`~equilayers.groups._ico.ico_fourier_basis`).
 
 A filter's group axis stored in this basis spans the same functions as the plain (per
 element) layout, and an i.i.d. Gaussian weight has the same distribution in both (the basis is
@@ -38,6 +38,7 @@ from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ._cubic import CubicGroup
 from ._group import Group, GroupLike
+from ._ico import ICO_ROW_DIMS, IcosahedralGroup, ico_fourier_basis
 from ._planar import PlanarGroup
 from ._registry import get
 
@@ -99,6 +100,8 @@ def _rows_of(grp: Group, what: str) -> torch.Tensor:
     """The cached float64 CPU basis of a group that has one (callers copy, never write)."""
     if isinstance(grp, CubicGroup):
         return _cubic_basis(grp)
+    if isinstance(grp, IcosahedralGroup):
+        return ico_fourier_basis()
     return _basis(_planar_finite(grp, what))
 
 
@@ -107,6 +110,8 @@ def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order; for
     ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice; ``"t"`` 1, 2, 3)."""
     grp = get(group)
+    if isinstance(grp, IcosahedralGroup):
+        return torch.tensor(ICO_ROW_DIMS, dtype=torch.float64, device="cpu")
     if isinstance(grp, CubicGroup) and grp.name == "t":
         return torch.tensor([1, 2, 2] + [3] * 9, dtype=torch.float64, device="cpu")
     if isinstance(grp, CubicGroup) and grp.name in ("o", "oh"):
@@ -147,7 +152,8 @@ def weight_basis(group: GroupLike, *, dtype: torch.dtype = torch.float64,
     written here) the identity, one slot per element (the same functions, in per-element
     coordinates)."""
     grp = get(group)
-    if isinstance(grp, CubicGroup) or (isinstance(grp, PlanarGroup) and grp.n is not None):
+    if isinstance(grp, (CubicGroup, IcosahedralGroup)) or (isinstance(grp, PlanarGroup)
+                                                           and grp.n is not None):
         return group_fourier_basis(grp, dtype=dtype, device=device)
     grp.require_finite("weight_basis", "regular fields need a finite group")
     return torch.eye(int(grp.order), dtype=dtype, device=device)
@@ -160,6 +166,6 @@ def _planar_finite(grp: Group, what: str) -> PlanarGroup:
                        "functions")
     if not isinstance(grp, PlanarGroup) or grp.n is None:
         raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here (the planar "
-                         "groups 'cN' and 'dN' and the cube's 'o', 'oh', 'c4z', 'd4z', 't' do; a "
-                         "group registered with register_group has none)")
+                         "groups 'cN' and 'dN', the cube's 'o', 'oh', 'c4z', 'd4z', 't', and "
+                         "'ico' do; a group registered with register_group has none)")
     return grp

@@ -163,6 +163,19 @@ def wigner_d(order: int, rotation) -> torch.Tensor:
     return (pinv @ moved).T.contiguous()
 
 
+def wigner_stack(order: int, rotations: torch.Tensor) -> torch.Tensor:
+    """:func:`wigner_d` of each of ``rotations`` ``(G, 3, 3)`` (float64 CPU, checked by the
+    caller: a group's matrices) at once, ``(G, 2l+1, 2l+1)``: one spherical-harmonics call for
+    all the moved probe points."""
+    n = rotations.shape[0]
+    if order == 0:
+        return torch.ones(n, 1, 1, dtype=torch.float64, device=_CPU)
+    pts, pinv = _probe(order)
+    moved = torch.matmul(pts, rotations.transpose(1, 2))  # (G, N, 3)
+    y = spherical_harmonics(order, moved.reshape(-1, 3))[:, order * order:]
+    return torch.matmul(pinv, y.view(n, len(pts), -1)).transpose(1, 2).contiguous()
+
+
 def wigner_blocks(max_order: int, rotation) -> torch.Tensor:
     """The block-diagonal ``((L+1)^2, (L+1)^2)`` matrix ``diag(D_0(R), ..., D_L(R))``: how
     ``R`` acts on a harmonic fiber of SO(3)/O(3) of orders ``0 .. L``."""

@@ -29,8 +29,9 @@ class UNet3d(_UNetNd):
         out_channels: logits per voxel (classes).
         group: a cube group for regular fields: ``"o"`` (the 24 rotations, default), ``"oh"``
             (48, with reflections), ``"c4z"`` / ``"d4z"`` (quarter turns about the depth axis,
-            and flips: for anisotropic scans, whose depth spacing differs); or ``None`` for a
-            plain U-Net of ``nn.Conv3d`` / ``nn.BatchNorm3d`` (the same shape, for
+            and flips: for anisotropic scans, whose depth spacing differs), ``"t"`` (12), or
+            ``"ico"`` (60, exact on its 12 grid elements, harmonic basis only); or ``None``
+            for a plain U-Net of ``nn.Conv3d`` / ``nn.BatchNorm3d`` (the same shape, for
             comparison). Cost grows with ``|G|``: level 0 has ``width * |G|`` channels.
         depth: number of downsamplings, >= 1.
         width: fields (channels when ``group=None``) of level 0; level ``l`` has
@@ -99,7 +100,7 @@ class UNet3d(_UNetNd):
 
     _nd = 3
     _inputs = "volumes"
-    _groups = "a cube group: 'o', 'oh', 'c4z', 'd4z' or 't'"
+    _groups = "a cube group ('o', 'oh', 'c4z', 'd4z', 't') or 'ico'"
     _default_basis = "harmonic"
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "o",

@@ -44,7 +44,8 @@ class Case:
         expect: ``"exact"`` (rounding level), ``"approx"`` (below ``tol``, off-grid) or
             ``"fail"`` (a negative control: the error must exceed ``fail_above``).
         elements: degrees to test for continuous groups / off-grid cases (default: all grid
-            elements or all elements of a finite group).
+            elements or all elements of a finite group); ``"grid"``: the grid elements of any
+            group (``"ico"``: its 12 exact ones).
         kind: ``"group"`` (rotations/flips) or ``"shift"`` (integer circular shifts).
         shifts, stride, invariant: for ``kind="shift"`` (pairs ``(dy, dx)``, or triples
             ``(dz, dy, dx)`` on volumes).
@@ -61,7 +62,7 @@ class Case:
     expect: Literal["exact", "approx", "fail"] = "exact"
     tol: float | None = None
     fail_above: float = 1e-3
-    elements: tuple[float, ...] | None = None
+    elements: tuple[float, ...] | Literal["grid"] | None = None
     kind: Literal["group", "shift"] = "group"
     shifts: tuple[tuple[int, ...], ...] = ((1, 0), (0, 1), (3, 5))
     stride: int | tuple[int, ...] = 1
@@ -71,7 +72,7 @@ class Case:
     in_group: str | None = None
 
     def __post_init__(self) -> None:
-        if self.elements is not None and self.kind == "group":
+        if self.elements is not None and self.elements != "grid" and self.kind == "group":
             grp = get(self.group)
             if not isinstance(grp, PlanarGroup):
                 raise ValueError(f"Case {self.name!r}: elements={self.elements!r} are rotation "
@@ -87,6 +88,8 @@ class Case:
 
     def group_elements(self) -> Sequence[Element]:
         grp = get(self.group)
+        if self.elements == "grid":
+            return grp.grid_elements()
         if self.elements is not None and isinstance(grp, PlanarGroup):  # checked at init
             return grp.elements_at(list(self.elements)) + (
                 grp.elements_at(list(self.elements), reflection=True) if grp.has_reflections else []

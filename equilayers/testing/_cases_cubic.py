@@ -1,4 +1,5 @@
-"""The cube's groups on voxels: lifting and group convs and their transposes x group x option
+"""The cube's groups (and the icosahedral ``"ico"`` on its grid subgroup) on voxels: lifting and
+group convs and their transposes x group x option
 (voxel and harmonic bases; a transposed conv at stride 2 on even and odd sizes, an even
 kernel), group batch norm, group pooling, a small stack, a U-Net round trip, and negative
 controls (a plain ``nn.Conv3d`` and ``nn.ConvTranspose3d``, a stride that does not tile an
@@ -115,7 +116,46 @@ def _cases_for(g: str) -> list[Case]:
     ]
 
 
-CASES = [c for g in _GROUPS for c in _cases_for(g)] + [
+class _SwappedIco(GroupConv3d):
+    """A negative control: the "ico" group conv reading slot ``h g^-1`` where ``g^-1 h``
+    belongs (the regular action taken from the wrong side)."""
+
+    def _index_tables(self, device):
+        tables = super()._index_tables(device)
+        grp = get("ico")
+        inv = torch.tensor([grp.index(g.inverse()) for g in grp.elements()])
+        cayley = grp.cayley_table  # [g, h] -> slot of h g^-1
+        tables["expansion_table"] = cayley[torch.arange(60)[None, :], inv[:, None]].to(device)
+        return tables
+
+
+def _ico_cases() -> list[Case]:
+    """``"ico"``: exact on its grid subgroup ``"t"`` only (``elements="grid"``); the 48 other
+    elements are interpolated, tests/test_ico.py measures them against a plain control."""
+    gmap, gmap_odd, vol = (2, 2, 60, 5, 5, 5), (2, 2, 60, 7, 7, 7), (2, 2, 5, 5, 5)
+    p = "cubic/ico"
+
+    def case(name, build, shape, **kw):
+        return Case(f"{p}/{name}", build, shape, "ico", elements="grid", **kw)
+
+    return [
+        case("lifting-k3", _lift("ico"), vol),
+        case("lifting-k5-stride2-odd", _lift("ico", k=5, stride=2, padding=2), (2, 2, 7, 7, 7)),
+        case("group-k3", _gconv("ico"), gmap),
+        case("group-stride2-odd-circular", _gconv("ico", stride=2, padding_mode="circular"),
+             gmap_odd),
+        case("group-transposed-s2", _up("ico", False, stride=2, padding=1), (2, 2, 60, 3, 3, 3)),
+        case("batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap),
+        case("pool-max", lambda: GroupPool("max"), gmap),
+        case("swapped-slot-table-fails", _seeded(lambda: _SwappedIco(2, 2, 3, padding=1,
+                                                                     group="ico")),
+             gmap, expect="fail"),
+        case("plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)), vol,
+             in_rep="trivial", out_rep="trivial", expect="fail"),
+    ]
+
+
+CASES = [c for g in _GROUPS for c in _cases_for(g)] + _ico_cases() + [
     Case("cubic/o/stack-stride-pool", _stack("o"), (2, 2, 9, 9, 9), "o"),
     Case("cubic/oh/unet-7-4-7", _seeded(lambda: _UNet3d("oh")), (2, 1, 7, 7, 7), "oh"),
     # Negative controls: each must fail the harness.
