@@ -2,8 +2,8 @@
 the cube's rotations (``octaOnR3``, our ``"o"``), of its full group (``fullOctaOnR3``, our
 ``"oh"``), of its subgroups for anisotropic scans, the quarter turns about the depth axis
 (``rot2dOnR3(4)``, ``"c4z"``) and those with the mirrors through it (``conicalOnR3(4)``,
-``"d4z"``), and of the icosahedral rotations (``icoOnR3``, ``"ico"``: its filters sampled
-turned, as ours, so they match to float rounding).
+``"d4z"``), and of the icosahedral group (``icoOnR3``, ``"ico"``; ``fullIcoOnR3``, ``"ih"``:
+its filters sampled turned, as ours, so they match to float rounding).
 
 escnn lists the cube's elements in another order than :mod:`equilayers.groups._cubic`, so a
 regular field's slots are permuted between the two libraries: :func:`escnn_slot_order` gives
@@ -34,9 +34,10 @@ __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 #: ``conicalOnR3(4)`` ("d4z": those and the mirrors through planes containing it); the probe
 #: checks that the gspace is that group on the voxels (escnn's ``dihedralOnR3(4)``, of order 8,
 #: has half turns in place of the mirrors and is refused)
-_CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z", 60: "ico"}
+_CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z", 60: "ico", 120: "ih"}
 _SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z'), "
-                "conicalOnR3(4) ('d4z') and icoOnR3 ('ico') are supported")
+                "conicalOnR3(4) ('d4z'), icoOnR3 ('ico') and fullIcoOnR3 ('ih') are "
+                "supported")
 _Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
 _CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
     (True, False): LiftingConv3d, (False, False): GroupConv3d,
@@ -85,9 +86,10 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
         return [j for j, y in enumerate(moved) if torch.allclose(theirs, y, atol=1e-6)]
 
     mine = []  # our index of escnn's element i
-    if name == "ico":  # most elements leave the grid: by matrix, the frame from the grid ones
-        mine = _ico_slots(elements, grp, voxel_match, gspace.name)
-    for e in elements if name != "ico" else ():
+    turned = name in ("ico", "ih")
+    if turned:  # most elements leave the grid: by matrix, the frame from the grid ones
+        mine = _ico_slots(gspace, elements, grp, voxel_match)
+    for e in elements if not turned else ():
         hits = voxel_match(e)
         if len(hits) != 1:
             raise ValueError(f"from_escnn: escnn's element {e} of {gspace.name} moves voxels "
@@ -112,15 +114,16 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     return name, perm
 
 
-def _ico_slots(elements: list, grp: Any, voxel_match: Any, gspace_name: str) -> list[int]:
-    """Our slot of each of escnn's icosahedral elements: the element with escnn's matrix in
-    our axes (escnn's ``x, y`` are ours turned by a half turn about ``z``, ``P M P``; tried
-    with and without that turn, kept where every grid element moves the voxel probe as ours
-    does)."""
+def _ico_slots(gspace: Any, elements: list, grp: Any, voxel_match: Any) -> list[int]:
+    """Our slot of each of escnn's icosahedral elements: the element with escnn's matrix
+    (its ``basespace_action``) in our axes (escnn's ``x, y`` are ours turned by a half turn
+    about ``z``, ``P M P``; tried with and without that turn, kept where every grid element
+    moves the voxel probe as ours does)."""
     import numpy as np
 
     ours = torch.stack([grp.matrix(g) for g in grp.elements()])
-    mats = [torch.as_tensor(np.asarray(e.to("MAT")), dtype=torch.float64) for e in elements]
+    mats = [torch.as_tensor(np.asarray(gspace.basespace_action(e)), dtype=torch.float64)
+            for e in elements]
     for turn in (torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64)),
                  torch.eye(3, dtype=torch.float64)):
         dist = torch.stack([(ours - turn @ m @ turn).abs().amax((1, 2)) for m in mats])
@@ -131,9 +134,9 @@ def _ico_slots(elements: list, grp: Any, voxel_match: Any, gspace_name: str) -> 
         if all(voxel_match(e) == [j] for e, j, m in zip(elements, slots, mats, strict=True)
                if float((m - m.round()).abs().max()) < 1e-9):
             return slots
-    raise ValueError(f"from_escnn: escnn's {gspace_name} is not equilayers' 'ico' in its "
-                     "axes (its elements' matrices or voxel moves differ); another orientation "
-                     f"or other conventions; only {_SUPPORTED3D}")
+    raise ValueError(f"from_escnn: escnn's {gspace.name} is not equilayers' {grp.name!r} in "
+                     "its axes (its elements' matrices or voxel moves differ); another "
+                     f"orientation or other conventions; only {_SUPPORTED3D}")
 
 
 def conv3d(m: Any, probed: dict) -> nn.Module:
@@ -197,8 +200,9 @@ def conv3d(m: Any, probed: dict) -> nn.Module:
         if coef is not None:
             ours, weight = candidate, coef
             break
-    if ours is None and name == "ico":  # its filters turn off the grid: harmonic only
-        raise ValueError(f"from_escnn: {what} on icoOnR3: escnn's filters are not in our "
+    if ours is None and name in ("ico", "ih"):  # filters turn off the grid: harmonic only
+        raise ValueError(f"from_escnn: {what} on {m.out_type.gspace.name}: escnn's filters "
+                         "are not in our "
                          "harmonic basis with its parameter count (with our default shells or "
                          "escnn's own settings); port the layer by hand")
     if ours is None:

@@ -58,7 +58,8 @@ EscnnSphereFourier = S3.EscnnSphereFourier
 _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> regular "
               "fields of C_N / D_N, any N, groups=1), R3Conv and R3ConvTransposed "
               "(trivial -> regular or regular -> regular fields of octaOnR3 / "
-              "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3, groups=1), R3Conv (volumes "
+              "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3 / fullIcoOnR3, "
+              "groups=1), R3Conv (volumes "
               "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
               "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
               "QuotientFourierELU on the sphere (SO(3)/O(3) fields); R2Conv, "
@@ -128,8 +129,8 @@ def from_escnn(module: Any) -> nn.Module:
     ``NormPool``: ``x.view(B, C, 2M+1, H, W)``.
 
     Volumes: ``R3Conv`` on ``octaOnR3()`` (our ``"o"``), ``fullOctaOnR3()`` (``"oh"``),
-    ``rot2dOnR3(4)`` (``"c4z"``), ``conicalOnR3(4)`` (``"d4z"``) or ``icoOnR3()`` (``"ico"``,
-    harmonic basis only) from
+    ``rot2dOnR3(4)`` (``"c4z"``), ``conicalOnR3(4)`` (``"d4z"``), ``icoOnR3()`` (``"ico"``)
+    or ``fullIcoOnR3()`` (``"ih"``; these two in the harmonic basis only) from
     trivial fields (-> :class:`~equilayers.nn.LiftingConv3d`) or regular fields (->
     :class:`~equilayers.nn.GroupConv3d`; ``basis="harmonic"``, escnn's function space and
     parameter count, with our default basis settings or escnn's own (its shells, widths and

@@ -140,6 +140,7 @@ GROUPS: list[Case] = [
          variant="[o]"),
     Case(G.CubicGroup, dict(name="oh"), {"name": CHOICE}),
     Case(G.SO3Group, dict(reflections=True), {"reflections": FLAG}),
+    Case(G.IcosahedralGroup, dict(inversion=True), {"inversion": FLAG}),
     Case(G.rotate3d, dict(matrix=_ROT3), {"matrix": MATRIX, "mode": CHOICE},
          {"x": _img(2, 3, 5, 5, 5, ranks=(2,))}),
     Case(G.spherical_harmonics, dict(max_order=2), {"max_order": INT},

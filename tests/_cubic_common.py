@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from equilayers.groups import FieldType
 
-ORDERS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8, "t": 12}
+ORDERS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8, "t": 12, "th": 24}
 NAMES = sorted(ORDERS)
 VOLUME = FieldType.trivial  # volumes of a cube group: 5-D

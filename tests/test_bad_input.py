@@ -50,6 +50,8 @@ EXEMPT = {
     "equilayers.groups.GroupElement": "a record built by Group.element(), which validates",
     "equilayers.groups.CubicElement": "a record built by CubicGroup.element(), which validates",
     "equilayers.groups.SO3Element": "a record built by SO3Group.element(), which validates",
+    "equilayers.groups.IcoElement": "a record built by IcosahedralGroup, listed by its "
+                                    "elements() or element(), which validates",
     "equilayers.groups.Element": "the base class of the element records",
     "equilayers.groups.GroupLike": "a type alias",
     "equilayers.groups.REPS": _CONSTANT,

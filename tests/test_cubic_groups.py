@@ -50,10 +50,11 @@ def test_orientation_and_subgroups():
     assert not get("o").has_reflections and get("oh").has_reflections
     assert get("d4z").has_reflections
     for big, small in (("oh", "o"), ("o", "c4z"), ("oh", "d4z"), ("oh", "c4z"), ("d4z", "c4z"),
-                       ("o", "t"), ("oh", "t")):
+                       ("o", "t"), ("oh", "t"), ("oh", "th"), ("th", "t")):
         check_subgroup(big, small)
         assert get(small).is_subgroup_of(get(big))
-    for big, small in (("o", "d4z"), ("o", "oh"), ("c4z", "d4z"), ("t", "c4z"), ("t", "o")):
+    for big, small in (("o", "d4z"), ("o", "oh"), ("c4z", "d4z"), ("t", "c4z"), ("t", "o"),
+                       ("o", "th"), ("th", "o")):
         with pytest.raises(ValueError, match="not a subgroup"):
             check_subgroup(big, small)
     with pytest.raises(ValueError, match="not a subgroup"):
@@ -107,6 +108,11 @@ def test_documented_element_orders():
                                torch.linalg.matrix_power(t.matrix(c), j) @ klein[k])
     even = [g for g in o.elements() if torch.linalg.det(o.matrix(g).abs()) > 0]
     assert sorted(g.rows for g in even) == sorted(g.rows for g in t.elements())
+    # th: t, then the inversion times t
+    th = get("th")
+    assert [g.rows for g in th.elements()[:12]] == [g.rows for g in t.elements()]
+    for a, b in zip(th.elements()[12:], t.elements(), strict=True):
+        assert torch.equal(th.matrix(a), -t.matrix(b))
 
 
 def test_axes_convention():

@@ -18,7 +18,7 @@ from equilayers.groups import get, group_fourier_basis
 from equilayers.groups._fourier_basis import fourier_row_dims
 from equilayers.nn import GroupConv3d, GroupConvTranspose3d, LiftingConv3d
 
-CUBE = ["o", "oh", "c4z", "d4z", "t"]
+CUBE = ["o", "oh", "c4z", "d4z", "t", "th"]
 
 
 def _homomorphism_error(f: torch.Tensor, group, offset: int = 0) -> float:
@@ -58,6 +58,10 @@ def test_cubic_fourier_basis_is_orthonormal_irrep_entries(name):
         torch.testing.assert_close(z[:4], torch.ones(4, dtype=z.dtype))  # trivial on d_k
         swapped = torch.complex(f[1, [4, *range(1, 4), 0, *range(5, n)]], f[2]) * (n / 2) ** 0.5
         assert float((swapped[table] - swapped[:, None] * swapped[None, :]).abs().max()) > 0.1
+    elif name == "th":  # t's rows on the rotation part, then the same times the parity
+        ft = group_fourier_basis("t")
+        torch.testing.assert_close(f[:12] * 2 ** 0.5, torch.cat([ft, ft], 1))
+        torch.testing.assert_close(f[12:] * 2 ** 0.5, torch.cat([ft, -ft], 1))
     else:  # listed as the planar c4 / d4, slot for slot
         planar = group_fourier_basis("c4" if name == "c4z" else "d4")
         torch.testing.assert_close(f, planar, rtol=0, atol=0)
@@ -153,8 +157,11 @@ def _invariant_share(m: torch.Tensor, basis: torch.Tensor, avg: torch.Tensor) ->
 #: A1g+A2u+T1u+T2g (1+4+9+9+9+1 = 33); harmonic A1g, T1u, Eg+T2g (23). C4z: every slice's
 #: 4-cycles hold all of C4's irreps (4, 4). D4z: the 4-point orbits hold A1, one of B1/B2
 #: and E each, and no A2; l <= 2 has no A2 either (7, 7). T: A, E (its complex pair, 1 + 1) and
-#: T (9) in both: l = 2 is E + T (12, 12).
-PRESENT = {"o": (24, 23), "oh": (33, 23), "c4z": (4, 4), "d4z": (7, 7), "t": (12, 12)}
+#: T (9) in both: l = 2 is E + T (12, 12). T_h: O_h's restricted, A1g -> Ag, A2u -> Au,
+#: Eg -> Eg, T1u and T2u -> Tu, T2g -> Tg: the voxels hold all but Eu (22), the harmonic basis
+#: Ag, Tu, Eg, Tg (21).
+PRESENT = {"o": (24, 23), "oh": (33, 23), "c4z": (4, 4), "d4z": (7, 7), "t": (12, 12),
+           "th": (22, 21)}
 
 
 @pytest.mark.parametrize("name", CUBE)

@@ -58,6 +58,52 @@ def test_group_axioms_and_classes():
         assert float(torch.cdist(moved, verts).min(1).values.max()) < 1e-12
 
 
+def test_full_group_is_ico_and_the_inversion():
+    ih = get("ih")
+    assert ih.order == 120 and ih.has_reflections and ih.grid_subgroup() == get("th")
+    assert not ih.pixel_exact and ih != ICO
+    for i in (0, 7, 33, 59):  # slot 60 + i: the inversion times slot i of "ico"
+        torch.testing.assert_close(ih.matrix(ih.elements()[60 + i]),
+                                   -ICO.matrix(ICO.elements()[i]), rtol=0, atol=0)
+        assert ih.elements()[i].rows == ICO.elements()[i].rows
+    table = ih.cayley_table
+    ar = torch.arange(120)
+    assert all(torch.equal(row.sort().values, ar) for row in table)
+    a, b, c = torch.meshgrid(ar[::3], ar, ar[::5], indexing="ij")
+    assert torch.equal(table[table[a, b], c], table[a, table[b, c]])
+    th = get("th")
+    assert [g.rows for g in ih.grid_elements()] == [
+        tuple(tuple(float(v) for v in r) for r in h.rows) for h in th.elements()]
+    assert [g for g in ih.elements() if g.is_grid] == ih.elements()[:12] + ih.elements()[60:72]
+    check_subgroup("ih", "ico")
+    check_subgroup("ih", "th")
+    check_subgroup("o3", "ih")
+    with pytest.raises(ValueError, match="not a subgroup"):
+        check_subgroup("so3", "ih")
+    # its Fourier basis: I's rows on the rotation part, then times the parity
+    f, fi = group_fourier_basis("ih"), group_fourier_basis("ico")
+    torch.testing.assert_close(f @ f.T, torch.eye(120, dtype=torch.float64), rtol=0, atol=1e-13)
+    torch.testing.assert_close(f[:60] * 2 ** 0.5, torch.cat([fi, fi], 1))
+    torch.testing.assert_close(f[60:] * 2 ** 0.5, torch.cat([fi, -fi], 1))
+    assert fourier_row_dims("ih").tolist() == fourier_row_dims("ico").tolist() * 2
+
+
+@pytest.mark.parametrize("name", ["ico", "ih"])
+def test_pickle_and_deepcopy_after_the_slot_cache(name):
+    """The group caches its elements' slots (keyed by elements, whose hash needs the group's
+    flag): it pickles and deep-copies from the flag, equal to the original."""
+    import copy
+    import pickle
+
+    grp = get(name)
+    g = grp.elements()[37]
+    assert grp.index(g) == 37  # fills the cache
+    for back in (pickle.loads(pickle.dumps(grp)), copy.deepcopy(grp)):
+        assert back == grp and back.order == grp.order and back.index(g) == 37
+    h = pickle.loads(pickle.dumps(g))
+    assert h == g and h.group.name == name
+
+
 def test_grid_subgroup_is_the_first_twelve_slots():
     t = get("t")
     grid = [g for g in ICO.elements() if g.is_grid]
@@ -75,7 +121,7 @@ def test_grid_subgroup_is_the_first_twelve_slots():
             want = ICO.matrix(r).matrix_power(j) @ ICO.matrix(ICO.elements()[i])
             torch.testing.assert_close(ICO.matrix(ICO.elements()[12 * j + i]), want)
     assert ICO.element(ICO.matrix(ICO.elements()[17])) == ICO.elements()[17]
-    with pytest.raises(ValueError, match="not one of the 60 rotations"):
+    with pytest.raises(ValueError, match="not one of the 60 symmetries"):
         ICO.element(get("so3").from_axis_angle((0, 0, 1), 0.3).matrix)
 
 
@@ -109,12 +155,15 @@ def test_fourier_basis_spans_each_irrep():
 
 
 # --- the turned filter basis ---------------------------------------------------------------------
-@pytest.mark.parametrize("k", [3, 5])
-def test_turned_basis_is_the_turned_continuous_filter(k):
-    rotated = rotated_voxel_basis(ICO, k, None)
+@pytest.mark.parametrize("k,name", [(3, "ico"), (5, "ico"), (3, "ih")])
+def test_turned_basis_is_the_turned_continuous_filter(k, name):
+    group = get(name)
+    rotated = rotated_voxel_basis(group, k, None)
     base = voxel_basis(k, None)
     assert torch.equal(rotated[0], base)
-    for g, rows in zip(ICO.elements()[:12], rotated[:12], strict=True):  # t: exact permutations
+    for g, rows in zip(group.elements(), rotated, strict=True):  # the grid: permutations
+        if not g.is_grid:
+            continue
         moved = act(base.view(-1, k, k, k), g).reshape(len(base), -1)
         assert torch.equal(moved, rows)
     # every element: the Wigner matrices on each shell's Y_J block turn the coefficients
@@ -132,8 +181,8 @@ def test_turned_basis_is_the_turned_continuous_filter(k):
             i += 2 * j + 1
         return (a * norms) @ base
 
-    for s in (12, 13, 29, 47, 59):
-        m = ICO.matrix(ICO.elements()[s])
+    for s in (12, 13, 29, 47, 59) + ((72, 99) if name == "ih" else ()):
+        m = group.matrix(group.elements()[s])  # (ih: 72, 99 are improper)
         torch.testing.assert_close(c @ rotated[s], turned(m), rtol=0, atol=1e-12)
     # control: the inverse turn (slot 12 is a five-fold turn, not its own inverse)
     assert float((c @ rotated[12] - turned(ICO.matrix(ICO.elements()[12]).T)).abs().max()) > 1e-2
@@ -162,11 +211,14 @@ def test_expansion_is_the_turned_filter_per_slot():
     torch.testing.assert_close(conv(x), want)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_exact_on_the_grid_subgroup(dtype, tol):
-    lift = _seeded(lambda: LiftingConv3d(1, 2, 5, padding=2, group="ico", dtype=dtype))
-    conv = _seeded(lambda: GroupConv3d(2, 2, 3, stride=2, padding=1, group="ico", dtype=dtype))
-    up = _seeded(lambda: GroupConvTranspose3d(2, 1, 3, 2, 1, group="ico", dtype=dtype))
+@pytest.mark.parametrize("name,dtype,tol", [("ico", torch.float64, 1e-12),
+                                            ("ico", torch.float32, 1e-5),
+                                            ("ih", torch.float64, 1e-12)])
+def test_exact_on_the_grid_subgroup(name, dtype, tol):
+    grp = get(name)
+    lift = _seeded(lambda: LiftingConv3d(1, 2, 5, padding=2, group=name, dtype=dtype))
+    conv = _seeded(lambda: GroupConv3d(2, 2, 3, stride=2, padding=1, group=name, dtype=dtype))
+    up = _seeded(lambda: GroupConvTranspose3d(2, 1, 3, 2, 1, group=name, dtype=dtype))
     x = torch.randn(2, 1, 7, 7, 7, generator=torch.Generator().manual_seed(0)).to(dtype)
 
     def net(v):
@@ -175,10 +227,11 @@ def test_exact_on_the_grid_subgroup(dtype, tol):
     with torch.no_grad():
         y = net(x)
         worst = max(float((net(act(x, g)) - act(y, g, "regular")).abs().max())
-                    for g in ICO.grid_elements())
+                    for g in grp.grid_elements())
+    assert len(grp.grid_elements()) == (24 if name == "ih" else 12)
     assert worst < tol * float(y.abs().max())
     # control: an element off the grid, applied by interpolation, is not exact
-    g = ICO.elements()[20]
+    g = grp.elements()[20]
     with torch.no_grad():
         assert float((net(act(x, g)) - act(y, g, "regular")).abs().max()) > 1e-2
 

@@ -48,16 +48,16 @@ _NAMES = ", ".join(repr(n) for n in CUBIC_GROUPS)
 def check_cubic_group(group: GroupLike, what: str, *, ico: bool = False) -> CubicGroup:
     """The group, or an error naming ``group`` and the cube groups the 3-D convs take
     (``ico``: the modules' message, which names ``"ico"`` too, :func:`check_conv3d_group`)."""
-    names = _NAMES + (" and the icosahedral 'ico'" if ico else "")
+    names = _NAMES + (" and the icosahedral 'ico', 'ih'" if ico else "")
     try:
         grp = get(group)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{what}: group={group!r} is not a group ({e}); the 3-D convs take the "
                       f"cube's groups {names}") from None
     if isinstance(grp, IcosahedralGroup):
-        raise ValueError(f"{what}: group='ico' turns filters off the voxel grid, so they are "
-                         "continuous functions, not voxel arrays: use LiftingConv3d / "
-                         "GroupConv3d(..., group='ico') (basis='harmonic'), whose "
+        raise ValueError(f"{what}: group={grp.name!r} turns filters off the voxel grid, so "
+                         "they are continuous functions, not voxel arrays: use LiftingConv3d / "
+                         f"GroupConv3d(..., group={grp.name!r}) (basis='harmonic'), whose "
                          "expanded_filter() F.conv3d takes")
     if not isinstance(grp, CubicGroup):
         raise ValueError(f"{what}: group={grp.name!r} acts on {grp.spatial_dim} spatial dims; "
@@ -67,7 +67,7 @@ def check_cubic_group(group: GroupLike, what: str, *, ico: bool = False) -> Cubi
 
 
 def check_conv3d_group(group: GroupLike, what: str) -> Group:
-    """A group the 3-D conv modules take: a cube group, or ``"ico"`` (its filters turned as
+    """A group the 3-D conv modules take: a cube group, or ``"ico"``/``"ih"`` (filters turned as
     continuous functions, :mod:`._ico_conv`); otherwise :func:`check_cubic_group`'s error."""
     try:
         grp = get(group)

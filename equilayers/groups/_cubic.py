@@ -31,6 +31,8 @@ Conventions (used by every 3-D layer, test and metric):
   three-fold turn ``x -> y -> z -> x`` about ``(1, 1, 1)`` and ``d_k`` the identity and the
   half turns about ``x``, ``y``, ``z`` (the Klein group, slots 0-3). The grid subgroup of the
   icosahedral group (:mod:`equilayers.groups._ico`).
+* ``"th"``: T and the inversion (24, the pyritohedral group), slot ``12 s + i`` = ``(-I)^s
+  t_i``: the grid subgroup of the full icosahedral group ``"ih"``.
 
 Regular fibers list the elements in this order; ``group.regular_permutation(g)`` permutes them.
 """
@@ -51,7 +53,7 @@ __all__ = ["CubicGroup", "CubicElement", "CUBIC_GROUPS"]
 Rows = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
 
 #: The names of the cube groups, with their orders.
-CUBIC_GROUPS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8, "t": 12}
+CUBIC_GROUPS = {"o": 24, "oh": 48, "c4z": 4, "d4z": 8, "t": 12, "th": 24}
 
 _E: Rows = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
 _R: Rows = ((0, -1, 0), (1, 0, 0), (0, 0, 1))  # quarter turn about z: x -> y
@@ -107,8 +109,9 @@ def _all_rows(name: str) -> list[Rows]:
         return rot
     if name == "d4z":
         return rot + [_mul(r, _M) for r in rot]
-    if name == "t":
-        return [_mul(_power(_C3, j), d) for j in range(3) for d in _KLEIN]
+    if name in ("t", "th"):
+        t = [_mul(_power(_C3, j), d) for j in range(3) for d in _KLEIN]
+        return t if name == "t" else t + [_mul(_INV, g) for g in t]
     o = [_mul(t, r) for t in _T for r in rot]
     return o if name == "o" else o + [_mul(_INV, g) for g in o]
 
@@ -139,14 +142,15 @@ class CubicGroup(Group):
 
     Use :func:`~equilayers.groups.get` to obtain one by name: ``"o"`` (the 24 rotations),
     ``"oh"`` (all 48 symmetries, with the inversion), ``"t"`` (the 12 rotations of the
-    inscribed tetrahedron), ``"c4z"`` (the 4 rotations about the depth axis) and ``"d4z"``
-    (those and the flip of ``x``: the planar ``"d4"`` on every depth slice). Elements, their
+    inscribed tetrahedron), ``"th"`` (those and the inversion, 24), ``"c4z"`` (the 4
+    rotations about the depth axis) and ``"d4z"`` (those and the flip of ``x``: the planar
+    ``"d4"`` on every depth slice). Elements, their
     order and the axes are in the module docstring of :mod:`equilayers.groups._cubic`. All
     elements map the voxel grid onto itself, so the groups are :attr:`pixel_exact` and act
     exactly.
 
     Args:
-        name: ``"o"``, ``"oh"``, ``"t"``, ``"c4z"`` or ``"d4z"``.
+        name: ``"o"``, ``"oh"``, ``"t"``, ``"th"``, ``"c4z"`` or ``"d4z"``.
 
     Example:
         >>> from equilayers.groups import get
@@ -185,7 +189,7 @@ class CubicGroup(Group):
 
     @property
     def has_reflections(self) -> bool:
-        return self._name in ("d4z", "oh")
+        return self._name in ("d4z", "oh", "th")
 
     # --- elements -------------------------------------------------------------------------
     @property
@@ -288,7 +292,7 @@ def _cubic_cayley_table(group: CubicGroup) -> torch.Tensor:
     return table
 
 
-register_group(r"(o|oh|t|c4z|d4z)", _cubic,
-               form="'o', 'oh' (the cube's 24 rotations, its 48 symmetries), 't' (the 12 "
-                    "tetrahedral rotations), 'c4z', 'd4z' (rotations about the depth axis, and "
-                    "the flip of x)")
+register_group(r"(o|oh|t|th|c4z|d4z)", _cubic,
+               form="'o', 'oh' (the cube's 24 rotations, its 48 symmetries), 't', 'th' (the "
+                    "12 tetrahedral rotations, and with the inversion), 'c4z', 'd4z' "
+                    "(rotations about the depth axis, and the flip of x)")

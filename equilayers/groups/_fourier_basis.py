@@ -18,7 +18,9 @@ it, 4 entries); ``M`` itself (``T1``, 9 entries); ``det |M| M`` (``T2``, 9 entri
 functions. ``"oh"``: those of ``o``, each read from the rotation ``det(M) M``, and the same
 times ``det M`` (the parity): 48. ``"t"``: the constant, ``cos`` and ``sin`` of the turn by
 0 or 120 degrees that ``E`` is on T (its complex pair of irreps, one real 2-d one), and ``M``
-(9): 12. ``"ico"``: A, T1, T2, G, H (:func:`~equilayers.groups._ico.ico_fourier_basis`).
+(9): 12; ``"th"``: those and the same times the parity. ``"ico"``: A, T1, T2, G, H
+(:func:`~equilayers.groups._ico.ico_fourier_basis`); ``"ih"``: those and the same times the
+parity.
 
 A filter's group axis stored in this basis spans the same functions as the plain (per
 element) layout, and an i.i.d. Gaussian weight has the same distribution in both (the basis is
@@ -85,9 +87,9 @@ def _cubic_basis(group: CubicGroup) -> torch.Tensor:
         perm = rot.abs()
         sign = torch.linalg.det(perm).round().reshape(1)  # A2
         e = u.T @ perm @ u  # E: the axis permutation on the plane x + y + z = 0
-        if group.name == "t":  # a turn by 0 or +-120 degrees there: E's two real functions
-            cols.append(torch.cat([torch.ones(1, dtype=torch.float64), e[:, 0],
-                                   rot.flatten()]))
+        if group.name in ("t", "th"):  # a turn by 0 or +-120 degrees there: E's two
+            col = torch.cat([torch.ones(1, dtype=torch.float64), e[:, 0], rot.flatten()])
+            cols.append(torch.cat([col, det * col]) if group.name == "th" else col)
             continue
         col = torch.cat([torch.ones(1, dtype=torch.float64), sign, e.flatten(),
                          rot.flatten(), (sign * rot).flatten()])
@@ -101,19 +103,23 @@ def _rows_of(grp: Group, what: str) -> torch.Tensor:
     if isinstance(grp, CubicGroup):
         return _cubic_basis(grp)
     if isinstance(grp, IcosahedralGroup):
-        return ico_fourier_basis()
+        return ico_fourier_basis(grp.has_reflections)
     return _basis(_planar_finite(grp, what))
 
 
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order; for
-    ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice; ``"t"`` 1, 2, 3)."""
+    ``"o"`` 1, 1, 2 (E), 3 (T1, T2), ``"oh"`` the same twice; ``"t"`` 1, 2, 3, ``"th"``
+    twice; ``"ico"`` 1, 3, 3, 4, 5, ``"ih"`` twice)."""
     grp = get(group)
     if isinstance(grp, IcosahedralGroup):
-        return torch.tensor(ICO_ROW_DIMS, dtype=torch.float64, device="cpu")
-    if isinstance(grp, CubicGroup) and grp.name == "t":
-        return torch.tensor([1, 2, 2] + [3] * 9, dtype=torch.float64, device="cpu")
+        return torch.tensor(ICO_ROW_DIMS * (2 if grp.has_reflections else 1),
+                            dtype=torch.float64, device="cpu")
+    if isinstance(grp, CubicGroup) and grp.name in ("t", "th"):
+        dims = [1, 2, 2] + [3] * 9
+        return torch.tensor(dims * (2 if grp.name == "th" else 1), dtype=torch.float64,
+                            device="cpu")
     if isinstance(grp, CubicGroup) and grp.name in ("o", "oh"):
         dims = [1, 1] + [2] * 4 + [3] * 18
         return torch.tensor(dims * (2 if grp.name == "oh" else 1), dtype=torch.float64,
@@ -166,6 +172,7 @@ def _planar_finite(grp: Group, what: str) -> PlanarGroup:
                        "functions")
     if not isinstance(grp, PlanarGroup) or grp.n is None:
         raise ValueError(f"{what}: group={grp.name!r} has no Fourier basis here (the planar "
-                         "groups 'cN' and 'dN', the cube's 'o', 'oh', 'c4z', 'd4z', 't', and "
-                         "'ico' do; a group registered with register_group has none)")
+                         "groups 'cN' and 'dN', the cube's 'o', 'oh', 'c4z', 'd4z', 't', 'th', "
+                         "and 'ico', 'ih' do; a group registered with register_group has "
+                         "none)")
     return grp

@@ -1,4 +1,5 @@
-"""The icosahedral rotation group I (60 elements) acting on voxel volumes.
+"""The icosahedral rotation group I (60 elements) and the full icosahedral group I_h (120, with
+the inversion) acting on voxel volumes.
 
 Conventions (those of :mod:`equilayers.groups._cubic` and :mod:`equilayers.groups._so3`):
 
@@ -15,6 +16,9 @@ Conventions (those of :mod:`equilayers.groups._cubic` and :mod:`equilayers.group
 * Slot ``12 j + i`` is ``r^j t_i``: ``t_i`` the ``i``-th element of ``"t"`` (slots ``0 ..
   11`` are ``"t"``'s, in its order) and ``r`` the turn by 72 degrees about the vertex ``(0,
   1, phi)`` (right-handed), ``j = 0 .. 4``: the left cosets of ``"t"``.
+* ``"ih"``: slot ``60 s + i`` is ``(-I)^s`` times slot ``i`` of ``"ico"`` (I first, then the
+  inversion times I). Its grid subgroup is ``"th"`` (T and the inversion: slots 0-11 and
+  60-71, in ``"th"``'s order).
 
 Matrices are float64; the grid elements' are exact integers, the others within ``1e-15``
 of orthogonal, and products are matched to the nearest element (any two differ by more than
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ._group import Group
 from ._registry import get, register_group
@@ -56,23 +61,29 @@ def _turn(axis: tuple[float, float, float], angle: float) -> torch.Tensor:
         k @ k)
 
 
-@cpu_cache(maxsize=1)
-def _matrices() -> torch.Tensor:
-    """``(60, 3, 3)`` float64: slot ``12 j + i`` is ``r^j t_i`` (module docstring)."""
+@cpu_cache(maxsize=2)
+def _matrices(inversion: bool = False) -> torch.Tensor:
+    """``(60, 3, 3)`` float64: slot ``12 j + i`` is ``r^j t_i`` (module docstring);
+    ``inversion``: ``(120, 3, 3)``, those and their negatives."""
     t = get("t")
     tet = torch.stack([t.matrix(g) for g in t.elements()])
     r = _turn((0.0, 1.0, PHI), 2 * math.pi / 5)
     out = [torch.linalg.matrix_power(r, j) @ tet for j in range(5)]
-    return torch.cat(out).contiguous()
+    rot = torch.cat(out).contiguous()
+    return torch.cat([rot, -rot]) if inversion else rot
 
 
 class IcosahedralGroup(Group):
-    """The 60 rotations of the icosahedron, ``"ico"``, acting on volumes ``(..., D, H, W)``.
+    """The 60 rotations of the icosahedron, ``"ico"``, or its 120 symmetries with the inversion,
+    ``"ih"``, acting on volumes ``(..., D, H, W)``.
 
-    Use :func:`~equilayers.groups.get`: ``get("ico")``. Elements, their order and the axes are
-    in :mod:`equilayers.groups._ico`. Its grid subgroup is the tetrahedral ``"t"`` (12
-    elements, exact); the other elements move volumes by interpolation. Regular fields are
-    ``(B, C, 60, D, H, W)``.
+    Use :func:`~equilayers.groups.get`: ``get("ico")``, ``get("ih")``. Elements, their order
+    and the axes are in :mod:`equilayers.groups._ico`. The grid subgroup is the tetrahedral
+    ``"t"`` (``"th"`` with the inversion: 12 / 24 elements, exact); the other elements move
+    volumes by interpolation. Regular fields are ``(B, C, |G|, D, H, W)``.
+
+    Args:
+        inversion: ``False`` for I (``"ico"``), ``True`` for I_h (``"ih"``).
 
     Example:
         >>> from equilayers.groups import get
@@ -83,17 +94,23 @@ class IcosahedralGroup(Group):
 
     _element_type = IcoElement
 
-    def __init__(self) -> None:
-        mats = _matrices()
-        self._els = [IcoElement(self, _rows(_snap(m))) for m in mats]
+    def __init__(self, inversion: bool = False) -> None:
+        self._inversion = C.check_flag(inversion, "inversion", "IcosahedralGroup",
+                                       fix="False for 'ico', True for 'ih'")
+        self._els = [IcoElement(self, _rows(_snap(m))) for m in _matrices(self._inversion)]
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from its flag (pickle, deepcopy): the cached slot table keys elements, whose
+        # hash needs the flag before the rest of the state is restored
+        return (IcosahedralGroup, (self._inversion,))
 
     # --- identity -------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return "ico"
+        return "ih" if self._inversion else "ico"
 
     def _key(self) -> tuple:
-        return ()
+        return (self._inversion,)
 
     @property
     def spatial_dim(self) -> int:
@@ -101,11 +118,11 @@ class IcosahedralGroup(Group):
 
     @property
     def order(self) -> int:
-        return 60
+        return len(self._els)
 
     @property
     def has_reflections(self) -> bool:
-        return False
+        return self._inversion
 
     def harmonic_size(self, max_order: int) -> int:
         """``(L + 1)^2``: SO(3)'s harmonic fiber of orders ``0 .. L`` restricted to I."""
@@ -117,7 +134,7 @@ class IcosahedralGroup(Group):
         return self._els[0]
 
     def elements(self) -> list[IcoElement]:
-        """All 60 elements in regular-fiber order (:mod:`equilayers.groups._ico`)."""
+        """All elements in regular-fiber order (:mod:`equilayers.groups._ico`)."""
         return list(self._els)
 
     def element(self, matrix) -> IcoElement:
@@ -126,15 +143,17 @@ class IcosahedralGroup(Group):
         try:
             m = torch.as_tensor(matrix, dtype=torch.float64, device="cpu")
         except (TypeError, ValueError):
-            raise TypeError(f"ico.element: matrix={matrix!r} must be a 3 x 3 matrix") from None
+            raise TypeError(f"{self.name}.element: matrix={matrix!r} must be a 3 x 3 matrix"
+                            ) from None
         if m.shape != (3, 3):
-            raise ValueError(f"ico.element: matrix must be 3 x 3; got shape {tuple(m.shape)}")
-        dist = (_matrices() - m).abs().amax(dim=(1, 2))
+            raise ValueError(f"{self.name}.element: matrix must be 3 x 3; got shape "
+                             f"{tuple(m.shape)}")
+        dist = (_matrices(self._inversion) - m).abs().amax(dim=(1, 2))
         i = int(dist.argmin())
         if float(dist[i]) > 1e-6:
-            raise ValueError(f"ico.element: {m.tolist()} is not one of the 60 rotations of "
-                             "the icosahedron (vertices at the cyclic permutations of (0, "
-                             "+-1, +-phi))")
+            raise ValueError(f"{self.name}.element: {m.tolist()} is not one of the "
+                             f"{self.order} symmetries of the icosahedron (vertices at the "
+                             "cyclic permutations of (0, +-1, +-phi))")
         return self._els[i]
 
     def compose(self, a: IcoElement, b: IcoElement) -> IcoElement:
@@ -144,14 +163,14 @@ class IcosahedralGroup(Group):
 
     @property
     def cayley_table(self) -> torch.Tensor:
-        """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64 ``60 x 60`` on the
+        """``T[i, j]`` = slot of ``elements()[i] * elements()[j]`` (int64 ``|G| x |G|`` on the
         CPU, built once, shared: do not write to it), each product matched to the nearest
         element's matrix."""
-        return _ico_cayley_table()
+        return _ico_cayley_table(self._inversion)
 
     def inverse(self, a: IcoElement) -> IcoElement:
         """``a^-1``: the element whose matrix is the transpose."""
-        return self._els[int(_ico_inverse()[self.index(a)])]
+        return self._els[int(_ico_inverse(self._inversion)[self.index(a)])]
 
     # --- the action on space --------------------------------------------------------------
     def matrix(self, g: IcoElement) -> torch.Tensor:
@@ -160,33 +179,35 @@ class IcosahedralGroup(Group):
         return torch.tensor(g.rows, dtype=torch.float64, device="cpu")
 
     def grid_subgroup(self) -> Group:
-        """The tetrahedral group ``"t"``: the 12 elements that map the voxel grid onto itself
-        (slots 0 .. 11)."""
-        return get("t")
+        """The tetrahedral group ``"t"`` (``"ih"``: ``"th"``, with the inversion): the
+        elements that map the voxel grid onto itself (slots 0 .. 11, and 60 .. 71)."""
+        return get("th" if self._inversion else "t")
 
     def grid_elements(self) -> list[IcoElement]:
-        """The 12 elements of ``"t"``, slots 0 .. 11, as elements of ``"ico"``."""
-        return self._els[:12]
+        """The elements of :meth:`grid_subgroup`, in its order, as elements of this group."""
+        return self._els[:12] + (self._els[60:72] if self._inversion else [])
 
 
-@cpu_cache(maxsize=1)
-def _ico_cayley_table() -> torch.Tensor:
-    mats = _matrices()
-    prods = torch.matmul(mats[:, None], mats[None, :]).reshape(-1, 9)  # (3600, 9)
+@cpu_cache(maxsize=2)
+def _ico_cayley_table(inversion: bool = False) -> torch.Tensor:
+    mats = _matrices(inversion)
+    n = len(mats)
+    prods = torch.matmul(mats[:, None], mats[None, :]).reshape(-1, 9)  # (n^2, 9)
     # <P, M> = trace(P^T M) is 3 for the element P is, and at most 3 - 0.6 for any other
-    best = (prods @ mats.reshape(60, 9).T).max(dim=1)
+    best = (prods @ mats.reshape(n, 9).T).max(dim=1)
     if float((3 - best.values).abs().max()) > 1e-9:  # closure: every product is an element
         raise RuntimeError("ico: a product of two elements is not an element")
-    return best.indices.reshape(60, 60)
+    return best.indices.reshape(n, n)
 
 
-@cpu_cache(maxsize=1)
-def _ico_inverse() -> torch.Tensor:
-    return (_ico_cayley_table() == 0).long().argmax(dim=1)
+@cpu_cache(maxsize=2)
+def _ico_inverse(inversion: bool = False) -> torch.Tensor:
+    return (_ico_cayley_table(inversion) == 0).long().argmax(dim=1)
 
 
-register_group(r"ico", lambda: IcosahedralGroup(),
-               form="'ico' (the 60 rotations of the icosahedron, on volumes)")
+register_group(r"(ico|ih)", lambda name: IcosahedralGroup(name == "ih"),
+               form="'ico', 'ih' (the 60 rotations of the icosahedron, and its 120 "
+                    "symmetries with the inversion, on volumes)")
 
 
 #: The irreps of I by dimension, in the rows of :func:`ico_fourier_basis`: A (1), T1 (3, the
@@ -223,10 +244,12 @@ def _orthonormal(rows: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.stack(kept)
 
 
-@cpu_cache(maxsize=1)
-def ico_fourier_basis() -> torch.Tensor:
+@cpu_cache(maxsize=2)
+def ico_fourier_basis(inversion: bool = False) -> torch.Tensor:
     """The orthonormal ``(60, 60)`` float64 Fourier basis of I (row ``k`` a function on the
-    elements in slot order), by irreps (:data:`ICO_ROW_DIMS`): the constant; the entries of
+    elements in slot order), by irreps (:data:`ICO_ROW_DIMS`); ``inversion``: I_h's
+    ``(120, 120)``, I's rows read from each element's rotation part, then the same times its
+    parity (``det``), as ``"oh"``'s from ``"o"``'s. I's rows: the constant; the entries of
     the rotation matrix (T1) and of the Wigner matrix ``D_2`` (H), irreducible on I, so
     orthogonal by Schur's relations; and the entries of ``D_3`` (T2 + G on I) projected on
     each irrep by its character, ``P f (x) = d / 60 sum_h chi(x h^-1) f(h)``, then
@@ -247,4 +270,10 @@ def ico_fourier_basis() -> torch.Tensor:
     parts.insert(3, d2)  # A, T1, T2, H, G -> reorder below
     a, t1, t2, h, g = parts
     basis = torch.cat([a, t1, t2, g, h])
-    return basis / basis.norm(dim=1, keepdim=True)
+    basis = basis / basis.norm(dim=1, keepdim=True)
+    if not inversion:
+        return basis
+    both = torch.cat([basis, basis], dim=1)  # slot 60 s + i: (-I)^s times rotation i
+    parity = torch.cat([torch.ones(60), -torch.ones(60)]).double()
+    out = torch.cat([both, both * parity])
+    return out / out.norm(dim=1, keepdim=True)

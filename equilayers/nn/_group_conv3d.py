@@ -39,6 +39,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     the once-per-module exactness warning and ``extra_repr``."""
 
     lifting: bool = False
+    #: ``"ico"``/``"ih"``: filters turned off the grid (set in ``__init__``; this default keeps
+    #: modules pickled before it)
+    _turned: bool = False
     #: as torch's ``_ConvNd``: ``True`` in the transposed subclasses
     #: (:mod:`._group_conv_transpose3d`), whose ``output_padding`` is set there
     transposed: bool = False
@@ -78,9 +81,9 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         C.check_choice(basis, "basis", _BASES, name,
                        fix="'voxel': free k x k x k filters; 'harmonic': band-limited ones")
         if self._turned and basis == "voxel":
-            raise ValueError(f"{name}: group='ico' turns its filters off the voxel grid, which "
-                             "needs continuous filters: use basis='harmonic' (the default for "
-                             "'ico'); basis='voxel' filters can only be permuted (the cube's "
+            raise ValueError(f"{name}: group={grp.name!r} turns its filters off the voxel "
+                             "grid, which needs continuous filters: use basis='harmonic' (its "
+                             "default); basis='voxel' filters can only be permuted (the cube's "
                              "groups)")
         settings = {"sigma": sigma, "frequencies_cutoff": frequencies_cutoff, "rings": rings}
         given = [f"{arg}={v!r}" for arg, v in settings.items() if v is not None]
@@ -372,7 +375,8 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
             exact.add((size, window))
             return True
         self._warned = True
-        even = " even on its grid subgroup t" if self._turned else ""
+        even = (f" even on its grid subgroup {self.group.grid_subgroup().name}"
+                if self._turned else "")
         warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
                       f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
                       + " (warned once per module)", stacklevel=8)  # the forward's caller
@@ -400,10 +404,11 @@ _SHARED_DOC = """
             is cubic, ``k x k x k``; ``padding`` also ``"same"``/``"valid"``).
         group: a cube group: ``"o"`` (24 rotations, the default), ``"oh"`` (48, with the
             inversion), ``"c4z"`` (4 rotations about the depth axis), ``"d4z"`` (8: those and
-            the flip of the width axis), ``"t"`` (12, the tetrahedral rotations); element
-            order and axes in :mod:`equilayers.groups._cubic`. Or ``"ico"`` (60, the
-            icosahedral rotations, :mod:`equilayers.groups._ico`; ``basis="harmonic"`` only,
-            its default): its filters are continuous functions turned by each element and
+            the flip of the width axis), ``"t"`` / ``"th"`` (12, the tetrahedral rotations; 24,
+            with the inversion); element order and axes in :mod:`equilayers.groups._cubic`.
+            Or ``"ico"`` (60, the icosahedral rotations) or ``"ih"`` (120, with the
+            inversion; :mod:`equilayers.groups._ico`; ``basis="harmonic"`` only, its
+            default): their filters are continuous functions turned by each element and
             sampled (:mod:`equilayers.functional._ico_conv`).
         basis: ``"voxel"`` (the default, also ``None``): free ``k x k x k`` filters
             (``k^3`` numbers each); ``"harmonic"``: band-limited filters, Gaussian shells
@@ -433,13 +438,13 @@ _SHARED_DOC = """
         odd ``k``), with symmetric padding and equal options on the dims it trades (all three
         for o/oh, height and width for c4z/d4z; their sizes may differ: a rotation permutes
         them with the dims). The module warns once otherwise.
-        ``"ico"``: exact as above for its 12 grid elements (``"t"``); the other 48 leave the
-        grid and are approximate: on smooth volumes (noise blurred by 2 voxels, in the
-        inscribed ball) a stack of three convs errs by 0.14-0.19 of the output with ``k =
-        3`` and 0.075-0.09 with ``k = 5``, where turning the input forth and back alone
-        errs by 0.10 and plain ``nn.Conv3d`` stacks by 1.4-1.5 (tests/test_ico.py).
-        The init draws every output slot with second moment 1 on unit-variance input
-        (``"ico"``: on average over the slots).
+        ``"ico"``/``"ih"``: exact as above for its 12 / 24 grid elements (``"t"``/``"th"``);
+        the others leave the grid and are approximate: on smooth volumes (noise blurred by 2
+        voxels, in the inscribed ball) an "ico" stack of three convs errs by 0.14-0.19 of
+        the output with ``k = 3`` and 0.075-0.09 with ``k = 5``, where turning the input
+        forth and back alone errs by 0.10 and plain ``nn.Conv3d`` stacks by 1.4-1.5
+        (tests/test_ico.py). The init draws every output slot with second moment 1 on
+        unit-variance input (``"ico"``/``"ih"``: on average over the slots).
 """
 
 

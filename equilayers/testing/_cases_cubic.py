@@ -25,7 +25,7 @@ from ..nn import (
 from ._case import Case
 from ._cases_gconv import _seeded
 
-_GROUPS = ("c4z", "d4z", "o", "oh", "t")
+_GROUPS = ("c4z", "d4z", "o", "oh", "t", "th")
 
 
 def _lift(g, **kw):
@@ -130,8 +130,9 @@ class _SwappedIco(GroupConv3d):
 
 
 def _ico_cases() -> list[Case]:
-    """``"ico"``: exact on its grid subgroup ``"t"`` only (``elements="grid"``); the 48 other
-    elements are interpolated, tests/test_ico.py measures them against a plain control."""
+    """``"ico"`` (``"ih"``): exact on its grid subgroup ``"t"`` (``"th"``) only
+    (``elements="grid"``); the other elements are interpolated, tests/test_ico.py measures them
+    against a plain control."""
     gmap, gmap_odd, vol = (2, 2, 60, 5, 5, 5), (2, 2, 60, 7, 7, 7), (2, 2, 5, 5, 5)
     p = "cubic/ico"
 
@@ -152,6 +153,12 @@ def _ico_cases() -> list[Case]:
              gmap, expect="fail"),
         case("plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)), vol,
              in_rep="trivial", out_rep="trivial", expect="fail"),
+        # "ih": I and the inversion, exact on its grid subgroup "th" (24 elements)
+        Case("cubic/ih/lifting-k3", _lift("ih"), vol, "ih", elements="grid"),
+        Case("cubic/ih/group-k3-stride2-odd", _gconv("ih", stride=2), (2, 2, 120, 7, 7, 7),
+             "ih", elements="grid"),
+        Case("cubic/ih/pool-max", lambda: GroupPool("max"), (2, 2, 120, 5, 5, 5), "ih",
+             elements="grid"),
     ]
 
 
