@@ -41,7 +41,9 @@ counts are the nearest to its. Where escnn is installed (the
 peers venv), the same two equivariant architectures built with escnn's ``R3Conv`` join the
 run (:data:`PEER_BUILDERS`: ``octaOnR3`` regular fields with ``InnerBatchNorm`` and the same
 head; ``rot3dOnR3`` fields of the irreps ``0..1`` with ``GNormBatchNorm``, ``NormNonLinearity``
-and ``NormPool``), matched to the same parameter count. Training: Adam (lr ``LR``, cosine
+and ``NormPool``), matched to the same parameter count. An optional model runs only when
+``--filter`` names it (:data:`OPTIONAL_BUILDERS`): ``icosahedral (I)``, the octahedral
+architecture on ``group="ico"`` (harmonic basis). Training: Adam (lr ``LR``, cosine
 decay to 0), cross-entropy, one thread; the batch-norm statistics
 re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before testing in eval
 mode.
@@ -157,13 +159,15 @@ class SpaceThenFiber(nn.Module):
         return torch.cat([m.amax(2), m.mean(2)], 1)
 
 
-def octahedral_cnn(width: int, classes: int, basis: str = "voxel") -> nn.Module:
+def octahedral_cnn(width: int, classes: int, basis: str = "voxel", group: str = "o"
+                   ) -> nn.Module:
     """The same with regular fields of the cube's 24 rotations (``group="o"``, voxel filters,
     or band-limited ones with ``basis="harmonic"``), then :class:`SpaceThenFiber`: exactly
-    O-invariant on the grid."""
+    O-invariant on the grid (``group="ico"``: the icosahedron's 60 rotations, exact on its 12
+    grid elements)."""
     from equilayers.nn import GroupBatchNorm3d, GroupConv3d, LiftingConv3d
 
-    kw = {"padding": 1, "group": "o", "basis": basis}
+    kw = {"padding": 1, "group": group, "basis": basis}
     return nn.Sequential(
         LiftingConv3d(1, width, 3, **kw), GroupBatchNorm3d(width), nn.ReLU(),
         GroupConv3d(width, width, 3, stride=2, **kw), GroupBatchNorm3d(width), nn.ReLU(),
@@ -271,6 +275,17 @@ def octahedral_harmonic_cnn(width: int, classes: int) -> nn.Module:
     return octahedral_cnn(width, classes, basis="harmonic")
 
 
+def icosahedral_cnn(width: int, classes: int) -> nn.Module:
+    """:func:`octahedral_cnn` on the icosahedron's 60 rotations (``group="ico"``, its only
+    basis, the harmonic one, turned per slot): exact on the 12 grid elements ("t"), the
+    others approximate. Not in the default run: ``--filter icosahedral``."""
+    return octahedral_cnn(width, classes, basis="harmonic", group="ico")
+
+
+#: Models that run only when ``--filter`` names them (the first word of the name).
+OPTIONAL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "icosahedral (I)": icosahedral_cnn}
+
 BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn,
     "octahedral (O), harmonic basis": octahedral_harmonic_cnn, "SO(3) steerable": so3_cnn,
@@ -281,12 +296,15 @@ PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "octahedral (O), escnn": escnn_octahedral_cnn, "SO(3) steerable, escnn": escnn_so3_cnn}
 
 
-def builders(peers: bool | None = None) -> dict[str, Callable[[int, int], nn.Module]]:
-    """The models of a run: :data:`BUILDERS`, and :data:`PEER_BUILDERS` when ``peers`` (by
-    default: when escnn is installed)."""
+def builders(peers: bool | None = None, name_filter: str = "") -> dict[
+        str, Callable[[int, int], nn.Module]]:
+    """The models of a run: :data:`BUILDERS`, :data:`PEER_BUILDERS` when ``peers`` (by
+    default: when escnn is installed), and the :data:`OPTIONAL_BUILDERS` whose first word
+    ``name_filter`` contains."""
     if peers is None:
         peers = importlib.util.find_spec("escnn") is not None
-    return {**BUILDERS, **PEER_BUILDERS} if peers else dict(BUILDERS)
+    named = {k: b for k, b in OPTIONAL_BUILDERS.items() if k.split()[0] in name_filter}
+    return {**BUILDERS, **(PEER_BUILDERS if peers else {}), **named}
 
 
 def n_params(model: nn.Module) -> int:
@@ -298,7 +316,7 @@ def matched_width(name: str, target: int, classes: int) -> int:
     counts grow with the width: the search stops at the first one above)."""
     counts = {}
     for w in range(1, 257):
-        counts[w] = n_params(builders(True)[name](w, classes))
+        counts[w] = n_params(builders(True, name)[name](w, classes))
         if counts[w] >= target:
             break
     return min(counts, key=lambda w: abs(counts[w] - target))
@@ -312,19 +330,20 @@ class Row:
     classes: int
 
     def build(self) -> nn.Module:
-        return builders(True)[self.model](self.width, self.classes)
+        return builders(True, self.model)[self.model](self.width, self.classes)
 
 
-def rows(tasks, ref_width: int | None = None, peers: bool | None = None) -> list[Row]:
-    """Every (task, model) row of :func:`builders` (``peers``), widths matched to the
-    octahedral model's parameter count (its width ``ref_width``, or the task's
+def rows(tasks, ref_width: int | None = None, peers: bool | None = None,
+         name_filter: str = "") -> list[Row]:
+    """Every (task, model) row of :func:`builders` (``peers``, ``name_filter``), widths
+    matched to the octahedral model's parameter count (its width ``ref_width``, or the task's
     :data:`REF_WIDTH`)."""
     out = []
     for task in tasks:
         classes = len(P.TETRIS) if task == "tetris" else len(P.polycubes(5))
         ref = REF_WIDTH[task] if ref_width is None else ref_width
         target = n_params(octahedral_cnn(ref, classes))
-        for name in builders(peers):
+        for name in builders(peers, name_filter):
             width = ref if name == "octahedral (O)" else matched_width(name, target, classes)
             out.append(Row(task, name, width, classes))
     return out
@@ -385,7 +404,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     seeds = seeds if seeds is not None else (1 if quick else 3)
     # the default tasks, and the others when the filter names them
     candidates = [t for t in STEPS if t in DEFAULT_TASKS or (name_filter and name_filter in t)]
-    table = [r for r in rows(candidates, 1 if quick else None) if name_filter in _label(r)]
+    table = [r for r in rows(candidates, 1 if quick else None, name_filter=name_filter)
+             if name_filter in _label(r)]
     if not table:
         raise UsageError(f"--filter {name_filter!r} names no row 'task: model' (tasks "
                          f"{sorted(STEPS)}, models {sorted(builders())})")
