@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..groups import get
+from ..groups import FieldType, get
 from ..nn import (
     GroupBatchNorm3d,
     GroupConv3d,
@@ -129,6 +129,21 @@ class _SwappedIco(GroupConv3d):
         return tables
 
 
+class _IcoAsIh(LiftingConv3d):
+    """A negative control for ``"ih"``: an ``"ico"`` lifting conv (60 slots) with each output
+    slot copied to its inversion partner, so it has ``"ih"``'s 120 slots but filters that
+    ignore the inversion."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, group="ico", **kw)
+        self.in_type = FieldType.trivial(get("ih"))  # read as "ih" fields by the harness
+        self.out_type = FieldType.regular(get("ih"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return torch.cat([y, y], dim=2)
+
+
 def _ico_cases() -> list[Case]:
     """``"ico"`` (``"ih"``): exact on its grid subgroup ``"t"`` (``"th"``) only
     (``elements="grid"``); the other elements are interpolated, tests/test_ico.py measures them
@@ -159,6 +174,11 @@ def _ico_cases() -> list[Case]:
              "ih", elements="grid"),
         Case("cubic/ih/pool-max", lambda: GroupPool("max"), (2, 2, 120, 5, 5, 5), "ih",
              elements="grid"),
+        Case("cubic/ih/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)), vol,
+             "ih", in_rep="trivial", out_rep="trivial", elements="grid", expect="fail"),
+        # "ico" filters under "ih": no inversion in the filters, so the inversion breaks it
+        Case("cubic/ih/ico-lifting-fails", _seeded(lambda: _IcoAsIh(2, 2, 3, padding=1)), vol,
+             "ih", elements="grid", expect="fail"),
     ]
 
 
@@ -180,6 +200,8 @@ CASES = [c for g in _GROUPS for c in _cases_for(g)] + _ico_cases() + [
          "c4z", expect="fail"),
     Case("cubic/t/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)),
          (2, 2, 5, 5, 5), "t", in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("cubic/th/plain-conv3d-fails", _seeded(lambda: nn.Conv3d(2, 2, 3, padding=1)),
+         (2, 2, 5, 5, 5), "th", in_rep="trivial", out_rep="trivial", expect="fail"),
     Case("cubic/o/nudged-expanded-filter-fails", _seeded(lambda: _NudgedGroupConv3d(
         2, 2, 3, padding=1, group="o")), (2, 2, 24, 5, 5, 5), "o", expect="fail"),
 ]
