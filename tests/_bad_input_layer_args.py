@@ -65,6 +65,8 @@ _G5 = dict(ranks=(4, 6))
 TRIPLE = {**INT, "pair": (1, 1), "triple-float": (1.5, 1, 1)}
 #: ...and the groups they reject: a planar one.
 GROUP3 = {**GROUP, "planar": "p4"}
+#: Steerable 3-D filters take SO(3)/O(3) and the planar groups (about the depth axis).
+GROUP_STEERABLE3 = {**GROUP, "cube": "o"}
 _GPOOL3_ARGS = {"kernel_size": TRIPLE, "stride": TRIPLE, "padding": TRIPLE}
 _APS_ARGS = {"stride": INT, "criterion": CHOICE, "blur_size": INT, "padding_mode": CHOICE}
 #: The expanded conv's groups: finite and planar (a continuous or a cube group is refused).

@@ -39,30 +39,16 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ..groups import GroupLike, get
+from ..groups import GroupLike
 from ..groups._so3 import SO3Group
 from ..groups._spherical import clebsch_gordan, spherical_harmonics
+from . import _axial3d as AX
 from . import _gconv3d as G3
 from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
 
 __all__ = ["steerable_basis3d", "steerable_conv3d"]
 
 _CPU = torch.device("cpu")
-
-
-def check_so3_group(group: GroupLike, what: str) -> SO3Group:
-    """The group, or an error naming ``group`` and the groups steerable 3-D filters take."""
-    try:
-        grp = get(group)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{what}: group={group!r} is not a group ({e}); steerable 3-D filters "
-                      "take 'so3' or 'o3'") from None
-    if not isinstance(grp, SO3Group):
-        hint = ("use GroupConv3d/LiftingConv3d for the cube's groups" if grp.spatial_dim == 3
-                else "use LiftingConv2d/GroupConv2d for planar groups")
-        raise ValueError(f"{what}: group={grp.name!r} has no SO(3) harmonic fields; steerable "
-                         f"3-D filters take 'so3' or 'o3' ({hint})")
-    return grp
 
 
 def check_kernel_size3d(kernel_size, what: str) -> int:
@@ -238,7 +224,9 @@ def steerable_basis3d(
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """The steerable filter basis from SO(3)/O(3) harmonic fields of orders ``0 ..
-    in_order`` (or volumes, ``in_order=None``) to orders ``0 .. out_order``.
+    in_order`` (or volumes, ``in_order=None``) to orders ``0 .. out_order``; or those of a
+    planar group turning every depth slice (:mod:`equilayers.functional._axial3d`: ``F =
+    2M + 1``, the planar basis on each of the ``k`` depth slices).
 
     Every element ``B[j]`` is a ``(F_out, F_in, k, k, k)`` filter (``F = (L + 1)^2``; ``F_in =
     1`` for volumes) that obeys ``K(R q) = D_out(R) K(q) D_in(R)^T`` for every rotation of the
@@ -248,7 +236,8 @@ def steerable_basis3d(
     The float64 basis is computed once per arguments and cached; a fresh tensor is returned.
 
     Args:
-        group: ``"so3"`` or ``"o3"``.
+        group: ``"so3"`` or ``"o3"``; or ``"so2"``, ``"o2"``, ``"cN"``, ``"dN"`` (rotations
+            and flips about the depth axis; the shells are then the planar rings).
         kernel_size: odd ``k`` (an int or three equal ints).
         in_order: ``L_in``, or ``None`` for volumes (one slot: the same basis as ``0``).
         out_order: ``L_out``.
@@ -257,19 +246,24 @@ def steerable_basis3d(
         dtype, device: of the result (default: torch's default dtype, CPU).
 
     Returns:
-        ``(num_basis, (L_out + 1)^2, F_in, k, k, k)``.
+        ``(num_basis, F_out, F_in, k, k, k)``: ``F = (L + 1)^2`` (SO(3)/O(3)), ``2L + 1`` (a planar
+        group), 1 for volumes.
 
     Example:
         >>> steerable_basis3d("so3", 3, in_order=1, out_order=1).shape
         torch.Size([8, 4, 4, 3, 3, 3])
     """
     what = "steerable_basis3d"
-    grp = check_so3_group(group, what)
+    grp = AX.check_steerable3d_group(group, what)
     k = check_kernel_size3d(kernel_size, what)
     m_in = _order(in_order, "in_order", what, True)
     m_out = _order(out_order, "out_order", what, False)
     assert m_out is not None  # not optional
     C.check_float_dtype(dtype, "dtype", what)
+    if not isinstance(grp, SO3Group):  # a planar group about the depth axis
+        spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
+        return AX.axial_basis(grp, m_in, m_out, k, spec).dense(
+            dtype or torch.get_default_dtype(), device)
     spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
     return dense_basis3d(basis3d_blocks(grp, m_in or 0, m_out, k, spec), m_in or 0, m_out, k,
                          dtype or torch.get_default_dtype(), device)

@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import _checks as C
 from .._checks import check_flag, check_float_dtype
+from ..functional import _axial3d as AX
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
 from ..functional import _steerable as S
@@ -273,24 +274,10 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if self.out_rep == "regular":
             return math.sqrt(self.init_gain2 * self.fiber_out
                              / (c_in * max(self._num_basis, 1))) / scale
-        basis = S._cached(self.group, self.in_rep, self.out_rep, k, self.in_max_order or 0,
-                          self.max_order or 0, self._basis_spec)  # (nb, F_out, F_in, k, k)
-        # each unit-norm element lies in one block (input order n -> output order m) and puts
-        # energy 1/F_m on each of m's F_m slots; a block of c_nm elements, drawn with
-        # Var = gain^2 F_m / (C_in N_m c_nm), adds gain^2 / N_m to order m, where N_m counts
-        # the input orders that reach m: every order gets gain^2, each input order an equal
-        # share (escnn's generalized He init balances its irreps the same way)
-        def order(slot: torch.Tensor) -> torch.Tensor:
-            return (slot + 1) // 2
-        energy = basis.square().sum(dim=(3, 4))  # (nb, F_out, F_in)
-        m = order(energy.sum(2).argmax(1))
-        n = order(energy.sum(1).argmax(1))
-        f_m = torch.where(m == 0, 1.0, 2.0).double()
-        block = m * (n.max() + 1) + n
-        c_nm = torch.bincount(block)[block].double()
-        n_m = torch.tensor([len(set(n[m == mm].tolist())) for mm in m.tolist()],
-                           dtype=torch.float64)
-        return (self.init_gain2 * f_m / (c_in * n_m * c_nm)).sqrt() / scale
+        assert self.in_rep is not None and self.out_rep is not None  # steerable: both set
+        return AX.planar_init_std(self.group, self.in_rep, k, self.in_max_order or 0,
+                                  self.max_order or 0, self._basis_spec, c_in,
+                                  self.init_gain2, self.out_rep)
 
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's

@@ -9,6 +9,7 @@ the same table with measured errors.
 from __future__ import annotations
 
 from . import (
+    _cases_axial,
     _cases_blur,
     _cases_cubic,
     _cases_cubic_pools,
@@ -51,6 +52,7 @@ _FAMILIES = (
     _cases_cubic,
     _cases_cubic_pools,
     _cases_so3,
+    _cases_axial,
     _cases_models,
     _cases_models3d,
     _cases_rectangles,
