@@ -36,6 +36,8 @@ from equilayers.interop import EscnnRestrictedBasis
 #: SO(3) harmonic modules: max_order=0 and a planar group (or None) expect other fields, which
 #: the forward names.
 _SO3_FIELDS = {"max_order": {"0": OK}, "group": {"None": OK, "planar": OK}}
+#: spatial_dims=None is the default (2 for planar groups): images, then refused as volumes
+_VOLUME = {"spatial_dims": {"None": OK}}
 
 
 _SQUARE_EXTRA = {
@@ -254,6 +256,21 @@ NN: list[Case] = [
     Case(enn.HarmonicBatchNorm, dict(num_features=3, max_order=1, group="so3"),
          {"max_order": INT, "group": GROUP3}, {"x": _img(2, 3, 4, 3, 3, 3, channel=1, fiber=2)},
          accept=_SO3_FIELDS, variant="[so3]"),
+    # the planar ones on volumes of planar fields (B, C, 2M+1, D, H, W): spatial_dims=3
+    Case(enn.NormNonlinearity, dict(channels=3, max_order=1, spatial_dims=3),
+         {"spatial_dims": INT}, {"x": _img(2, 3, 3, 3, 3, 3, channel=1, fiber=2)},
+         accept=_VOLUME, variant="[volume]"),
+    Case(enn.GatedNonlinearity, dict(max_order=1, group="so2", spatial_dims=3),
+         {"spatial_dims": INT}, {"x": _img(2, 3, 3, 3, 3, 3, fiber=2)}, accept=_VOLUME,
+         variant="[volume]"),
+    Case(enn.NormPool, dict(max_order=1, spatial_dims=3), {"spatial_dims": INT},
+         {"x": _img(2, 3, 3, 3, 3, 3, fiber=2)}, accept=_VOLUME, variant="[volume]"),
+    Case(enn.HarmonicBatchNorm, dict(num_features=3, max_order=1, spatial_dims=3),
+         {"spatial_dims": INT}, {"x": _img(2, 3, 3, 3, 3, 3, channel=1, fiber=2)},
+         accept=_VOLUME, variant="[volume]"),
+    Case(enn.FourierNonlinearity, dict(group="o2", max_order=1, spatial_dims=3),
+         {"spatial_dims": INT}, {"x": _img(2, 3, 3, 3, 3, 3, fiber=2)}, accept=_VOLUME,
+         variant="[volume]"),
     Case(enn.RegularToHarmonic, dict(group="c8", max_order=2),
          {"group": GROUP, "max_order": INT, "dtype": DTYPE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2)}, accept={"max_order": {"0": OK, "None": OK}}),

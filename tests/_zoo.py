@@ -194,6 +194,10 @@ ZOO: dict[str, ZooEntry] = {
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
     "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
+    "HarmonicBatchNorm[volume]": ZooEntry(
+        lambda: enn.HarmonicBatchNorm(3, 2, group="so2", spatial_dims=3), _x(2, 3, 5, 3, 4, 4)),
+    "NormNonlinearity[volume]": ZooEntry(
+        lambda: enn.NormNonlinearity(3, 1, group="o2", spatial_dims=3), _x(2, 3, 3, 3, 4, 4)),
     "HarmonicBatchNorm[so3]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 1, group="so3"),
                                        _x(2, 3, 4, 3, 3, 3)),
     "FourierNonlinearity[so3]": ZooEntry(lambda: enn.FourierNonlinearity("so3", 1),

@@ -172,3 +172,51 @@ def test_fields_are_volumes_of_the_planar_group():
     assert conv.out_type == FieldType.harmonic("o2", 2, spatial_dims=3)
     with pytest.raises(ValueError, match=r"SteerableConv3d.*6-D"):
         conv(torch.randn(1, 2, 3, 5, 5))  # a planar field map is not a volume
+
+
+@pytest.mark.parametrize("name", ["norm", "gated", "fourier", "pool", "bn-eval"])
+def test_harmonic_maps_on_volumes_are_the_planar_maps_per_slice(name):
+    """A volume of planar fields (``spatial_dims=3``) gets, on every depth slice, what the
+    planar module gives that slice (module and functional alike)."""
+    from equilayers import functional as EF
+    from equilayers.nn import (
+        FourierNonlinearity,
+        GatedNonlinearity,
+        HarmonicBatchNorm,
+        NormNonlinearity,
+        NormPool,
+    )
+    make = {
+        "norm": lambda dims: NormNonlinearity(3, 2, spatial_dims=dims),
+        "gated": lambda dims: GatedNonlinearity(2, group="o2", spatial_dims=dims),
+        "fourier": lambda dims: FourierNonlinearity("so2", 2, spatial_dims=dims),
+        "pool": lambda dims: NormPool(2, spatial_dims=dims),
+        "bn-eval": lambda dims: HarmonicBatchNorm(3, 2, spatial_dims=dims).eval(),
+    }[name]
+    with global_rng_from(_gen()):
+        volume, planar = make(3), make(2)
+    if name == "bn-eval":
+        for mod in (volume, planar):
+            mod.running_mean.fill_(0.3)
+            mod.running_var.uniform_(0.5, 2.0, generator=_gen(2))
+    x = torch.randn(2, 3, 5, 4, 6, 7, generator=_gen(1))
+    y = volume(x)
+    per_slice = torch.stack([planar(x[:, :, :, d]) for d in range(4)],
+                            dim=2 if name == "pool" else 3)
+    torch.testing.assert_close(y, per_slice, rtol=0, atol=1e-6)
+    if name == "norm":
+        torch.testing.assert_close(EF.norm_nonlinearity(x, volume.bias, 2), y)
+
+
+def test_batch_norm_on_volumes_takes_statistics_over_depth_too():
+    """Training statistics over ``B, D, H, W``: the same as the planar module on the depth
+    slices stacked into the batch."""
+    from equilayers.nn import HarmonicBatchNorm
+    volume = HarmonicBatchNorm(3, 2, group="so2", spatial_dims=3)
+    planar = HarmonicBatchNorm(3, 2, group="so2")
+    x = torch.randn(2, 3, 5, 4, 6, 7, generator=_gen(1))
+    y = volume(x)
+    folded = planar(x.permute(0, 3, 1, 2, 4, 5).reshape(8, 3, 5, 6, 7))
+    torch.testing.assert_close(y, folded.reshape(2, 4, 3, 5, 6, 7).permute(0, 2, 3, 1, 4, 5))
+    torch.testing.assert_close(volume.running_var, planar.running_var)
+    torch.testing.assert_close(volume.running_mean, planar.running_mean)

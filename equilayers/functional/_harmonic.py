@@ -58,16 +58,28 @@ def check_order(max_order, what: str, name: str = "max_order") -> int:
 
 
 def check_harmonic(x: torch.Tensor, max_order: int, what: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``(B, C, 2 * max_order + 1, H, W)``, ``TypeError``
-    unless it is a real floating-point tensor."""
+    """Raise ``ValueError`` unless ``x`` is ``(B, C, 2 * max_order + 1, H, W)`` (or a volume
+    of them, ``(B, C, 2M+1, D, H, W)``: :func:`on_planes`), ``TypeError`` unless it is a
+    real floating-point tensor."""
     check_order(max_order, what)
     check_floating(x, what)
-    if x.dim() != 5 or x.shape[2] != 2 * max_order + 1:
+    if x.dim() not in (5, 6) or x.shape[2] != 2 * max_order + 1:
         hint = ("; SO(3)/O(3) fields (B, C, (max_order+1)^2, D, H, W) need group='so3' or "
-                "'o3'" if x.dim() == 6 else "")
+                "'o3'" if x.dim() == 6 and x.shape[2] == (max_order + 1) ** 2 else "")
         raise ValueError(f"{what} expects a harmonic field (B, C, 2*max_order+1, H, W) = "
-                         f"(B, C, {2 * max_order + 1}, H, W) for max_order={max_order}; got "
-                         f"shape {tuple(x.shape)}{hint}")
+                         f"(B, C, {2 * max_order + 1}, H, W) for max_order={max_order} (or a "
+                         f"volume of them, (B, C, {2 * max_order + 1}, D, H, W)); got shape "
+                         f"{tuple(x.shape)}{hint}")
+
+
+def on_planes(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn``, a map of planar harmonic fields ``(B, C, F, H, W)`` that treats every position
+    alike (pointwise maps, statistics over ``B, H, W``), on ``x``; on a volume of planar
+    fields ``(B, C, F, D, H, W)`` (a planar group turning every depth slice, :class:`~equilayers.
+    groups.FieldType`), on its view ``(B, C, F, D, H * W)``, the result viewed back."""
+    if x.dim() != 6:
+        return fn(x)
+    return fn(x.flatten(-2)).unflatten(-1, x.shape[-2:])
 
 
 def _check_function(function, what: str) -> None:
@@ -125,6 +137,11 @@ def norm_nonlinearity(
     exp(b)) / |v|`` on every norm field (escnn's and e2cnn's ``n_relu`` with its
     ``log_bias``: the same map as ``"add"`` with ``-exp(b)``, but a learned threshold stays
     positive and moves by factors); needs ``order0="norm"`` (order 0 a norm field too).
+
+    A volume of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar group turning every depth
+    slice) gets the planar map on every voxel; so do :func:`gated_nonlinearity`,
+    :func:`norm_pool` (``-> (B, C (M+1), D, H, W)``), :func:`harmonic_batch_norm` and
+    :func:`fourier_nonlinearity`.
     """
     what = "norm_nonlinearity"
     volume = _volume_fields(group, what)
@@ -137,7 +154,7 @@ def norm_nonlinearity(
         return H3.norm_nonlinearity3d(x, bias, max_order, function, eps, order0)
     check_harmonic(x, max_order, what)
     C.check_order_bias(bias, x, max_order, what)
-    return norm_map(x, bias, max_order, function, eps, order0)
+    return on_planes(x, lambda v: norm_map(v, bias, max_order, function, eps, order0))
 
 
 def threshold_bias(bias: torch.Tensor | None, bias_form: str, order0: str, what: str
@@ -183,7 +200,7 @@ def gated_nonlinearity(
     if volume:
         return H3.gated_nonlinearity3d(x, max_order, function, gates)
     check_harmonic(x, max_order, "gated_nonlinearity")
-    return H3.gated_map(x, max_order, function, gates)
+    return on_planes(x, lambda v: H3.gated_map(v, max_order, function, gates))
 
 
 def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
@@ -201,6 +218,8 @@ def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
     if _volume_fields(group, "norm_pool"):
         return H3.norm_pool3d(x, max_order)
     check_harmonic(x, max_order, "norm_pool")
+    if x.dim() == 6:  # a volume of planar fields
+        return on_planes(x, lambda v: norm_pool(v, max_order))
     b, c, f, h, w = x.shape
     shape = (b, c * (max_order + 1), h, w)
     if _low_precision(x):

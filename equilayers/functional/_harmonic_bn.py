@@ -12,7 +12,7 @@ from .. import _checks as C
 from ..groups import GroupLike
 from . import _harmonic3d as H3
 from ._autograd import plain_autograd
-from ._harmonic import _low_precision, _volume_fields, check_harmonic
+from ._harmonic import _low_precision, _volume_fields, check_harmonic, on_planes
 
 __all__ = ["harmonic_batch_norm", "STATISTICS"]
 
@@ -102,7 +102,9 @@ def harmonic_batch_norm(
     no running buffers there.
 
     ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``; statistics over
-    ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``.
+    ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``. A volume of
+    planar fields ``(B, C, 2M+1, D, H, W)`` (a planar group or ``None``): the planar map,
+    statistics over ``B, D, H, W``.
 
     ``statistics="field"`` (escnn's ``IIDBatchNorm``): one variance per field, the mean over
     its ``F`` slots of each slot's variance about its own batch mean, which is invariant (per
@@ -117,6 +119,10 @@ def harmonic_batch_norm(
         H3.check_harmonic3d(x, max_order, what)
     else:
         check_harmonic(x, max_order, what)
+        if x.dim() == 6:  # a volume of planar fields: statistics over B, D, H, W
+            return on_planes(x, lambda v: harmonic_batch_norm(
+                v, max_order, running_mean, running_var, weight, bias, training, momentum,
+                eps, group=group, statistics=statistics))
     if statistics not in STATISTICS:
         raise ValueError(f"harmonic_batch_norm: statistics must be one of {STATISTICS}; got "
                          f"{statistics!r}")

@@ -34,6 +34,16 @@ def dtype(value, cls: str) -> torch.dtype | None:
     return C.check_float_dtype(value, "dtype", cls)
 
 
+def spatial_dims(value, cls: str) -> int | None:
+    """``None`` (the group's default) or the spatial dims of a harmonic module's fields: 2
+    (images) or 3 (volumes: SO(3)/O(3) fields, or planar fields turned about the depth axis)."""
+    if value is None:
+        return None
+    return C.check_int(value, "spatial_dims", cls, minimum=2, maximum=3,
+                       fix="2 for images (B, C, F, H, W), 3 for volumes (B, C, F, D, H, W); "
+                       "or None for the group's")
+
+
 def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:
     return C.check_choice(value, name, options, cls)
 
@@ -103,18 +113,26 @@ def harmonic_fiber(x, module: nn.Module) -> None:
     ``0..module.max_order`` (``2M+1`` slots; SO(3)/O(3) fields: ``(M+1)^2``), naming the
     module, both fibers and the fix: the ``max_order`` the input has. A ``max_order`` of
     ``None`` (read from the input) asks only for a harmonic fiber. A non-tensor or a wrong
-    rank is named as the module's too (:func:`field_rank`)."""
+    rank is named as the module's too (:func:`field_rank`); its spatial dims are its
+    ``in_type``'s (a volume of planar fields is 6-D)."""
     group = getattr(module, "group", None)
-    volume = getattr(group, "spatial_dim", 2) == 3
+    volume = getattr(group, "spatial_dim", 2) == 3  # SO(3)/O(3): (M+1)^2 slots
+    in_type = getattr(module, "in_type", None)
+    dims = in_type.spatial_dims if in_type is not None else 3 if volume else 2
+    space = "D, H, W" if dims == 3 else "H, W"
     max_order = getattr(module, "max_order", None)
     if volume:
         layout = "(B, C, (M+1)^2, D, H, W)" + (
             "" if max_order is None else f" = (B, C, {(max_order + 1) ** 2}, D, H, W)")
     else:
-        layout = "(B, C, 2M+1, H, W)" + (
-            "" if max_order is None else f" = (B, C, {2 * max_order + 1}, H, W)")
-    field_rank(x, module, 6 if volume else 5, f"harmonic field {layout}",
-               "SteerableConv3d(..., max_order=M)" if volume
+        layout = f"(B, C, 2M+1, {space})" + (
+            "" if max_order is None else f" = (B, C, {2 * max_order + 1}, {space})")
+    if isinstance(x, torch.Tensor) and x.dim() == 6 and dims == 2:
+        raise ValueError(f"{module_label(module)} expects a 5-D harmonic field {layout}; got "
+                         f"a 6-D tensor of shape {tuple(x.shape)} (a volume of planar fields "
+                         f"(B, C, 2M+1, D, H, W): build it with spatial_dims=3)")
+    field_rank(x, module, 3 + dims, f"harmonic field {layout}",
+               "SteerableConv3d(..., max_order=M)" if dims == 3
                else "LiftingConv2d(..., group=..., max_order=M)")
     f = int(x.shape[2])
     implied = _order_of_fiber(f, volume)

@@ -185,6 +185,8 @@ class FourierNonlinearity(_FiberBuffers):
             must be ``None`` for finite groups.
         device, dtype: of the buffers ``sample_matrix`` ``(S, F)`` and ``inverse_matrix``
             ``(F, S)``, ``F`` the fiber.
+        spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
+            group turning every depth slice); default ``None``: the group's (2 planar, 3 SO(3)).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same; so3/o3: ``(B, C, (M+1)^2, D, H, W)`` -> same.
 
@@ -216,7 +218,8 @@ class FourierNonlinearity(_FiberBuffers):
 
     def __init__(self, group: GroupLike, max_order: int | None = None,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.elu,
-                 samples: int | None = None, *, device=None, dtype=None) -> None:
+                 samples: int | None = None, *, device=None, dtype=None,
+                 spatial_dims: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.group = get(group)
@@ -229,7 +232,8 @@ class FourierNonlinearity(_FiberBuffers):
             max_order = FF._fourier_default_order(self.group)
         if self.group.spatial_dim == 3:
             FF._check_so3(self.group, name)
-        self.in_type = self.out_type = field_type(self.group, "harmonic", max_order, what=name)
+        self.in_type = self.out_type = field_type(
+            self.group, "harmonic", max_order, C.spatial_dims(spatial_dims, name), what=name)
         assert self.in_type.max_order is not None  # field_type checked the max_order given
         self.max_order: int = self.in_type.max_order
         self.function = C.function(function, name)

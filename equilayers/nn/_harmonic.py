@@ -78,6 +78,9 @@ class NormNonlinearity(Typed, nn.Module):
         group: ``None`` (default: harmonic fields of any planar group), a planar group, or
             ``"so3"``/``"o3"`` for SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)`` (the norm of
             each order's ``2l+1`` slots).
+        spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
+            group turning every depth slice, as from ``SteerableConv3d(..., group="so2")``);
+            default ``None``: 2 for planar groups and ``None``, 3 for SO(3)/O(3).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
@@ -95,11 +98,12 @@ class NormNonlinearity(Typed, nn.Module):
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,
                  device=None, dtype=None, *, order0: str = "function",
                  threshold: float = 1.0, group: GroupLike | None = None,
-                 bias_form: str = "add") -> None:
+                 bias_form: str = "add", spatial_dims: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.channels = C.positive_int(channels, "channels", name)
-        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group,
+                                   spatial_dims=spatial_dims)
         self.function = C.function(function, name)
         C.flag(bias, "bias", name)
         self.order0 = C.choice(order0, "order0", name, H.ORDER0)
@@ -168,6 +172,9 @@ class GatedNonlinearity(Typed, nn.Module):
         gates: ``"own"`` or ``"first_half"``, see above.
         group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
             fields ``(B, C, (M+1)^2, D, H, W)``).
+        spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
+            group turning every depth slice, as from ``SteerableConv3d(..., group="so2")``);
+            default ``None``: 2 for planar groups and ``None``, 3 for SO(3)/O(3).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (``"own"``); ``(B, 2C, 2M+1, H, W) -> (B, C, 2M+1,
     H, W)`` (``"first_half"``); SO(3): ``(M+1)^2`` slots and ``D, H, W``.
@@ -183,10 +190,12 @@ class GatedNonlinearity(Typed, nn.Module):
 
     def __init__(self, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, *,
-                 gates: str = "own", group: GroupLike | None = None) -> None:
+                 gates: str = "own", group: GroupLike | None = None,
+                 spatial_dims: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group,
+                                   spatial_dims=spatial_dims)
         self.function = C.function(function, name)
         self.gates = C.choice(gates, "gates", name, H.GATES)
 
@@ -231,6 +240,9 @@ class HarmonicBatchNorm(Typed, nn.Module):
             family's escnn-style D8 -> C8 Fourier-ELU model, held-out digits, seeds 0 and 1):
             82.5% with ``"field"``, 89.1% with ``"order"``; it trained slower. It is here to
             convert escnn's models (``from_escnn`` of ``IIDBatchNorm2d``) and to compare.
+        spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
+            group turning every depth slice, as from ``SteerableConv3d(..., group="so2")``);
+            default ``None``: 2 for planar groups and ``None``, 3 for SO(3)/O(3).
 
     Shape: ``(B, C, 2M+1, H, W)`` -> same (SO(3): ``(B, C, (M+1)^2, D, H, W)``).
 
@@ -253,11 +265,13 @@ class HarmonicBatchNorm(Typed, nn.Module):
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *,
-                 group: GroupLike | None = None, statistics: str = "order") -> None:
+                 group: GroupLike | None = None, statistics: str = "order",
+                 spatial_dims: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = C.positive_int(num_features, "num_features", name)
-        self.max_order = _harmonic(self, max_order, name, required=True, group=group)
+        self.max_order = _harmonic(self, max_order, name, required=True, group=group,
+                                   spatial_dims=spatial_dims)
         if statistics not in HB.STATISTICS:
             raise ValueError(f"{name}: statistics must be one of {HB.STATISTICS} (one "
                              "variance per order, or one per field as escnn's IIDBatchNorm); "
@@ -357,6 +371,9 @@ class NormPool(Typed, nn.Module):
         group: ``None`` (any planar group), a planar group, or ``"so3"``/``"o3"`` (SO(3)/O(3)
             fields ``(B, C, (M+1)^2, D, H, W) -> (B, C (M+1), D, H, W)``; ``max_order``
             required).
+        spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
+            group turning every depth slice, as from ``SteerableConv3d(..., group="so2")``);
+            default ``None``: 2 for planar groups and ``None``, 3 for SO(3)/O(3).
 
     Shape: ``(B, C, 2M+1, H, W) -> (B, C (M+1), H, W)``.
 
@@ -371,14 +388,16 @@ class NormPool(Typed, nn.Module):
 
     out_type = FieldType.trivial()
 
-    def __init__(self, max_order: int | None = None, *, group: GroupLike | None = None) -> None:
+    def __init__(self, max_order: int | None = None, *, group: GroupLike | None = None,
+                 spatial_dims: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         self.max_order = _harmonic(self, max_order, name, output=False, group=group,
                                    required=group is not None
-                                   and H._volume_fields(group, name))
-        if self.group is not None and self.group.spatial_dim == 3:
-            self.out_type = FieldType.trivial(self.group)
+                                   and H._volume_fields(group, name),
+                                   spatial_dims=spatial_dims)
+        if self.in_type is not None and self.in_type.spatial_dims == 3:  # set by _harmonic
+            self.out_type = FieldType.trivial(self.group, spatial_dims=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)
@@ -394,22 +413,28 @@ class NormPool(Typed, nn.Module):
 
 @overload
 def _harmonic(module: Typed, max_order, name: str, *, required: Literal[True],
-              output: bool = True, group: GroupLike | None = None) -> int: ...
+              output: bool = True, group: GroupLike | None = None,
+              spatial_dims: int | None = None) -> int: ...
 
 
 @overload
 def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
-              output: bool = True, group: GroupLike | None = None) -> int | None: ...
+              output: bool = True, group: GroupLike | None = None,
+              spatial_dims: int | None = None) -> int | None: ...
 
 
 def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
-              output: bool = True, group: GroupLike | None = None) -> int | None:
+              output: bool = True, group: GroupLike | None = None,
+              spatial_dims: int | None = None) -> int | None:
     """Set ``module.in_type`` (and ``out_type``) to harmonic fields of ``max_order`` (of
-    ``group``: ``None`` for any planar group; ``max_order=None``: read from the input),
-    validating both once, and ``module.group``; returns the order."""
+    ``group``: ``None`` for any planar group; ``max_order=None``: read from the input) on
+    ``spatial_dims`` (default the group's; 3: volumes of planar fields), validating them
+    once, and ``module.group``; returns the order."""
     if group is not None:
         H._volume_fields(group, name)  # a group with harmonic fields, or a named error
-    in_type = field_type(group, "harmonic", max_order, what=name, order_required=required)
+    spatial_dims = C.spatial_dims(spatial_dims, name)
+    in_type = field_type(group, "harmonic", max_order, spatial_dims, what=name,
+                         order_required=required)
     setattr(module, "group", in_type.group)  # noqa: B010  (the modules declare `group`)
     module.in_type = in_type
     if output:
@@ -420,9 +445,8 @@ def _harmonic(module: Typed, max_order, name: str, *, required: bool = False,
 
 
 def _spatial(module) -> int:
-    """The spatial dims of the fields a harmonic module takes: 3 for SO(3)/O(3), else 2."""
-    group = getattr(module, "group", None)
-    return 3 if group is not None and group.spatial_dim == 3 else 2
+    """The spatial dims of the fields a harmonic module takes (its ``in_type``'s)."""
+    return module.in_type.spatial_dims
 
 
 def _group_repr(module) -> str:
@@ -434,7 +458,7 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
     """``max_order``, or the one an odd fiber ``F = 2M + 1`` implies."""
     if max_order is not None:
         return max_order
-    if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] % 2 == 0:
+    if not isinstance(x, torch.Tensor) or x.dim() not in (5, 6) or x.shape[2] % 2 == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         if isinstance(x, torch.fx.Proxy):
             raise TypeError(f"{cls} expects a tensor; got Proxy{proxy_fix(x)}")

@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..groups import FieldType
-from ..nn import SteerableConv3d
+from ..nn import (
+    FourierNonlinearity,
+    GatedNonlinearity,
+    HarmonicBatchNorm,
+    NormNonlinearity,
+    NormPool,
+    SteerableConv3d,
+)
 from ._case import Case
 from ._cases_gconv import _seeded
 
@@ -61,6 +69,55 @@ def _cases_for(g: str) -> list[Case]:
     ]
 
 
+class _CoefficientELU(nn.Module):
+    """A negative control: ELU on the harmonic coefficients of planar volume fields."""
+
+    in_type = out_type = FieldType.harmonic("so2", 2, spatial_dims=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x)
+
+
+def _pointwise(g: str) -> list[Case]:
+    """The harmonic layers on volumes of planar fields (``spatial_dims=3``)."""
+    f2, p = (2, 2, 5, 3, 5, 5), f"axial/{g}"
+    grid: Literal["grid"] | None = "grid" if g[0] in "cd" else None
+
+    def bn():
+        mod = HarmonicBatchNorm(2, 2, group=g, spatial_dims=3).train()
+        with torch.no_grad():
+            mod.weight.uniform_(0.5, 1.5)
+        return mod
+    return [
+        Case(f"{p}/norm-relu", _seeded(lambda: NormNonlinearity(2, 2, group=g,
+                                                                spatial_dims=3)), f2, g,
+             elements=grid),
+        Case(f"{p}/gated-first-half", lambda: GatedNonlinearity(2, gates="first_half",
+                                                                group=g, spatial_dims=3),
+             (2, 4, 5, 3, 5, 5), g, elements=grid),
+        Case(f"{p}/batch-norm-train", _seeded(bn), f2, g, elements=grid),
+        Case(f"{p}/fourier-elu", lambda: FourierNonlinearity(g, 2, spatial_dims=3), f2, g,
+             elements=grid),
+        Case(f"{p}/norm-pool", lambda: NormPool(2, group=g, spatial_dims=3), f2, g,
+             elements=grid),
+    ]
+
+
+def _model():
+    """An SO(2)-about-depth CNN: lifting, batch norm, norm-ReLU, conv, gated, Fourier ELU,
+    conv to invariants."""
+    return _seeded(lambda: nn.Sequential(
+        SteerableConv3d(1, 4, 3, padding=1, group="so2", max_order=2),
+        HarmonicBatchNorm(4, 2, group="so2", spatial_dims=3),
+        NormNonlinearity(4, 2, group="so2", spatial_dims=3),
+        SteerableConv3d(4, 6, 5, stride=2, padding=2, group="so2", in_max_order=2,
+                        max_order=2),
+        GatedNonlinearity(2, gates="first_half", group="so2", spatial_dims=3),
+        FourierNonlinearity("so2", 2, spatial_dims=3),
+        NormPool(2, group="so2", spatial_dims=3),
+    ))
+
+
 def _stack():
     return _seeded(lambda: nn.Sequential(
         SteerableConv3d(2, 3, 3, padding=1, group="o2", max_order=2),
@@ -71,9 +128,13 @@ def _stack():
 
 
 CASES = [c for g in ("so2", "o2", "c8", "d8") for c in _cases_for(g)] + [
+    c for g in ("so2", "o2", "d8") for c in _pointwise(g)] + [
     Case("axial/o2/stack-stride", _stack(), (2, 2, 6, 7, 7), "o2"),
+    Case("axial/so2/model", _model(), (2, 1, 6, 9, 9), "so2"),
     # Negative controls: each must fail the harness.
     Case("axial/so2/plain-conv3d-fails", _seeded(_AsFields), (2, 2, 4, 5, 5), "so2",
+         expect="fail"),
+    Case("axial/so2/coefficient-elu-fails", _CoefficientELU, (2, 2, 5, 3, 5, 5), "so2",
          expect="fail"),
     Case("axial/so2/mirrored-slot-fails", _seeded(lambda: _MirroredSlot(
         2, 2, 3, padding=1, group="so2", max_order=1)), (2, 2, 4, 5, 5), "so2",
