@@ -50,7 +50,7 @@ test-peers: lint
 	    tests/test_escnn_models.py tests/test_escnn_migration.py tests/test_docs.py \
 	    tests/test_bench_segmentation3d.py tests/test_edge_aware.py tests/test_peer_mappings.py \
 	    tests/test_escnn_pools3d.py tests/test_escnn_iid_batch_norm.py \
-	    tests/test_escnn_sphere.py tests/test_escnn_ico.py \
+	    tests/test_escnn_sphere.py tests/test_escnn_ico.py tests/test_escnn_axial.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 

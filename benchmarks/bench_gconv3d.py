@@ -21,6 +21,11 @@ Rows, k3 unless named, 4 fields:
   ``"c4z"``: k3, stride 2, padding 1, training mode, batch 4, inputs ``4^3`` and ``8^3``
   (quick: ``4^3``), against a dense ``nn.ConvTranspose3d``; escnn: ``R3ConvTransposed``.
 
+- ``SteerableConv3d`` (``"so2"``: SO(2) about the depth axis, the planar basis on every depth
+  slice), 8 fields of orders ``0..2``, lifting and harmonic, k3 and k5 (quick: k3), training
+  mode, batch 4, ``16^3``. escnn: ``R3Conv`` on ``rot2dOnR3()`` with each field the direct
+  sum of the irreps ``0..2`` (its filters on spherical shells: fewer parameters).
+
 - ``LiftingConv3d`` / ``GroupConv3d`` for ``"ico"`` (the icosahedral rotations, turned
   harmonic filters): 2 fields, training mode, batch 2, ``8^3`` and ``12^3`` (quick:
   ``8^3``); escnn: ``R3Conv`` on ``icoOnR3()`` regular fields.
@@ -103,12 +108,13 @@ def _escnn_regular(kind: str, group: str, c: int, k: int, transposed: bool = Fal
     return build, wrap
 
 
-def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int):
+def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int, group: str = "so3"):
     from escnn import gspaces
     from escnn import nn as esc
     from escnn.group import directsum
 
-    gs = gspaces.rot3dOnR3(maximum_frequency=max(l_out, l_in or 0))
+    gs = (gspaces.rot3dOnR3(maximum_frequency=max(l_out, l_in or 0)) if group == "so3"
+          else gspaces.rot2dOnR3())
 
     def field(order):
         return directsum([gs.fibergroup.irrep(j) for j in range(order + 1)])
@@ -224,6 +230,40 @@ def steerable_cases(quick: bool, peer: bool) -> list[BenchCase]:
     return out
 
 
+def axial_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``SteerableConv3d(group="so2")`` (about the depth axis) rows, lifting and harmonic,
+    beside their dense floor and escnn's ``rot2dOnR3`` ``R3Conv``."""
+    from equilayers.nn import SteerableConv3d
+
+    c, s, order, f = 8, 16, 2, 5
+    out: list[BenchCase] = []
+    for k in (3,) if quick else (3, 5):
+        for l_in in (None, order):
+            f_in = 1 if l_in is None else f
+            kind = "lifting" if l_in is None else "harmonic"
+            tag = f"{kind} so2 L{order} k{k} {s}^3 train b{B} c{c}"
+            params = dict(kind=kind, group="so2", k=k, size=s, mode="train", batch=B,
+                          fields=c, max_order=order)
+            flat = (B, c * f_in, s, s, s)
+            ours_shape = flat if l_in is None else (B, c, f_in, s, s, s)
+            floor = f"floor {tag}"
+
+            def build(l_in=l_in, k=k):
+                return SteerableConv3d(c, c, k, padding=k // 2, group="so2", in_max_order=l_in,
+                                       max_order=order)
+            out.append(BenchCase(floor, FAMILY, _make(_floor(c * f_in, c * f, k), flat,
+                                                      "train"),
+                                 construct=_floor(c * f_in, c * f, k), params=params))
+            out.append(BenchCase(f"ours {tag}", FAMILY, _make(build, ours_shape, "train"),
+                                 floor=floor, construct=build, params=params))
+            if peer:
+                pb, wrap = _escnn_harmonic(l_in, order, c, k, "so2")
+                out.append(BenchCase(f"escnn {tag}", FAMILY,
+                                     _make_peer(pb, wrap, flat, "train"), floor=floor,
+                                     peer="escnn", construct=pb, params=params))
+    return out
+
+
 def _transposed(kind: str, group: str, c: int, k: int):
     from equilayers.nn import GroupConvTranspose3d, LiftingConvTranspose3d
     cls = LiftingConvTranspose3d if kind == "lifting" else GroupConvTranspose3d
@@ -293,8 +333,9 @@ def ico_cases(quick: bool, peer: bool) -> list[BenchCase]:
 
 def cases(quick: bool) -> list[BenchCase]:
     """Every row: the cube groups' (:func:`regular_cases`), their transposed convs
-    (:func:`transposed_cases`), SO(3)'s (:func:`steerable_cases`) and the icosahedral
-    group's (:func:`ico_cases`); escnn's where it imports."""
+    (:func:`transposed_cases`), SO(3)'s (:func:`steerable_cases`), SO(2) about the depth
+    axis (:func:`axial_cases`) and the icosahedral group's (:func:`ico_cases`); escnn's
+    where it imports."""
     peer = importlib.util.find_spec("escnn") is not None
     return (regular_cases(quick, peer) + transposed_cases(quick, peer)
-            + steerable_cases(quick, peer) + ico_cases(quick, peer))
+            + steerable_cases(quick, peer) + axial_cases(quick, peer) + ico_cases(quick, peer))

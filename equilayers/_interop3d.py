@@ -69,6 +69,16 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
         raise TypeError(f"escnn_slot_order expects an escnn gspace (e.g. "
                         f"escnn.gspaces.octaOnR3()); got gspace={gspace!r}")
     fg = gspace.fibergroup
+    if fg.elements is None:  # a continuous group that is not SO(3)/O(3) (checked before)
+        raise ValueError(
+            f"from_escnn: gspace {gspace.name} is a continuous group other than SO(3)/O(3) "
+            "(escnn's rot2dOnR3(), conicalOnR3(), cylindricalOnR3(), ...). escnn samples such "
+            "R3Conv filters on spherical shells (the SO(3) basis restricted to the subgroup); "
+            "equilayers' SteerableConv3d(..., group='so2' | 'o2') spans the planar basis on "
+            "every depth slice, another space of filters, so the weights do not carry over: "
+            "build the model with SteerableConv3d(group='so2') (or 'o2') and train it. "
+            f"from_escnn converts these 3-D gspaces: {_SUPPORTED3D}, and rot3dOnR3 / "
+            "fullRot3dOnR3 (SteerableConv3d)")
     elements = list(fg.elements)
     name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
     if name is None:
