@@ -67,6 +67,7 @@ FLOORS: dict[str, int] = {
     "equilayers._interop_so3": 6,
     "equilayers._interop_so2": 6,
     "equilayers._interop_pools": 6,
+    "equilayers._interop_regular2d": 6,
     # 7: entry points: the package's front door, the demo, the command line
     "equilayers": 7,
     "equilayers.demo": 7,

@@ -122,8 +122,8 @@ def test_r2conv_outside_steerable_span_held_densely(name, lifting, monkeypatch):
     _escnn()
     from escnn import nn as enn
 
-    from equilayers import interop
-    monkeypatch.setattr(interop, "_escnn_basis_settings", lambda m: {})
+    from equilayers import _interop_regular2d
+    monkeypatch.setattr(_interop_regular2d, "_escnn_basis_settings", lambda m: {})
     gs = _space(name)
     conv = _randomize(enn.R2Conv(_ftype(gs, 1, "trivial" if lifting else "regular"),
                                  _ftype(gs, 2, "regular"), 9, padding=4)).eval()
