@@ -18,6 +18,11 @@ scale at which every orientation fits the grid's inscribed ball). Tasks:
 - ``pentacubes, rotation-trained`` (not in the default run; ``--filter rotation-trained``):
   the same shapes trained under random rotations (augmentation, the plain CNN's best case)
   and tested upright and under other random rotations.
+- ``pentacubes, z-rotated`` (not in the default run; ``--filter z-rotated``): trained upright,
+  tested under random rotations about the depth axis only (an anisotropic scan's symmetry),
+  with its own models (:data:`TASK_MODELS`): the plain CNN, the octahedral one, the same on
+  ``"c4z"`` (the quarter turns about the depth axis, exact) and an SO(2)-about-depth model
+  (:func:`so2_depth_cnn`), beside escnn's ``rot2dOnR3`` twin where escnn imports.
 
 Per task: :data:`STEPS`, :data:`BATCH`, :data:`COPIES`, :data:`TEST_ROTATIONS`.
 
@@ -49,7 +54,8 @@ re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before 
 mode.
 
 Run: ``python -m benchmarks --family tetris [--quick] [--seeds 3] [--filter TEXT]`` (``TEXT``:
-the rows ``"task: model"`` that contain it, of the default tasks and of the tasks it names).
+the rows ``"task: model"`` that contain it, of the default tasks and of the tasks it names,
+as a whole or, in a ``"task: model"`` filter, by the part before ``": "``).
 Results:
 ``benchmarks/results/cpu-tetris[-quick].{json,md}``.
 """
@@ -68,6 +74,23 @@ from torch import nn
 
 from . import _polycubes as P
 from ._core import UsageError, run_study, write_study
+from ._tetris_models import (  # noqa: F401  (re-exported: the family's models)
+    MAX_ORDER,
+    SpaceThenFiber,
+    _EscnnNet,
+    c4z_cnn,
+    escnn_octahedral_cnn,
+    escnn_so2_depth_cnn,
+    escnn_so3_cnn,
+    icosahedral_cnn,
+    octahedral_cnn,
+    octahedral_harmonic_cnn,
+    plain_cnn,
+    so2_depth_cnn,
+    so2_depth_escnn_norm_relu_cnn,
+    so3_cnn,
+    so3_escnn_norm_relu_cnn,
+)
 
 FAMILY = "tetris"
 SIZE = 11  # the grid: odd, so the stride-2 conv is exact for the cube's rotations (11 -> 6)
@@ -77,10 +100,14 @@ SIZE = 11  # the grid: odd, so the stride-2 conv is exact for the cube's rotatio
 NOISE = 0.05
 LR = 3e-3
 # per task: training steps, batch, training copies per shape, random test rotations per shape
-STEPS = {"tetris": 150, "pentacubes": 300, "pentacubes, rotation-trained": 300}
-BATCH = {"tetris": 8, "pentacubes": 32, "pentacubes, rotation-trained": 16}
-COPIES = {"tetris": 1, "pentacubes": 8, "pentacubes, rotation-trained": 8}
-TEST_ROTATIONS = {"tetris": 32, "pentacubes": 8, "pentacubes, rotation-trained": 8}
+STEPS = {"tetris": 150, "pentacubes": 300, "pentacubes, rotation-trained": 300,
+         "pentacubes, z-rotated": 300}
+BATCH = {"tetris": 8, "pentacubes": 32, "pentacubes, rotation-trained": 16,
+         "pentacubes, z-rotated": 32}
+COPIES = {"tetris": 1, "pentacubes": 8, "pentacubes, rotation-trained": 8,
+          "pentacubes, z-rotated": 8}
+TEST_ROTATIONS = {"tetris": 32, "pentacubes": 8, "pentacubes, rotation-trained": 8,
+                  "pentacubes, z-rotated": 8}
 #: The tasks of the default run (about 50 minutes on one thread, 90 with the escnn rows of
 #: the peers venv: the recorded runs' 35 and 73 plus the SO(3) row with escnn's norm-ReLU,
 #: 15 minutes alone); the rotation-trained one runs when named (``--filter
@@ -88,20 +115,28 @@ TEST_ROTATIONS = {"tetris": 32, "pentacubes": 8, "pentacubes, rotation-trained":
 DEFAULT_TASKS = ("tetris", "pentacubes")
 #: Per task, the octahedral model's fields (x 24 slots); the others are matched to its
 #: parameter count. Pentacubes at width 4: 29 classes from 16 invariant features.
-REF_WIDTH = {"tetris": 2, "pentacubes": 4, "pentacubes, rotation-trained": 4}
-MAX_ORDER = 1  # the SO(3) model's fields: orders 0..1 (4 slots)
+REF_WIDTH = {"tetris": 2, "pentacubes": 4, "pentacubes, rotation-trained": 4,
+             "pentacubes, z-rotated": 4}
 
 
 # ------------------------------------------------------------------------------------- data
-def _copies(shapes, rotations_per_shape: int, gen: torch.Generator, *, rotated: bool,
+def _about_depth(n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` rotations about the depth axis (the shapes' coordinate 0), uniform angles."""
+    t = torch.rand(n, generator=gen, dtype=torch.float64) * 2 * torch.pi
+    c, s, one, zero = t.cos(), t.sin(), torch.ones_like(t), torch.zeros_like(t)
+    return torch.stack([one, zero, zero, zero, c, -s, zero, s, c], 1).view(n, 3, 3)
+
+
+def _copies(shapes, rotations_per_shape: int, gen: torch.Generator, *, rotated: bool | str,
             shift: float, noise: float, size: int, scale: float):
-    """``rotations_per_shape`` volumes of every shape (upright or uniformly rotated, shifted
-    by up to ``shift`` voxels per axis, plus Gaussian ``noise``) and their labels."""
+    """``rotations_per_shape`` volumes of every shape (upright, uniformly rotated or, with
+    ``rotated="depth"``, rotated about the depth axis; shifted by up to ``shift`` voxels per
+    axis, plus Gaussian ``noise``) and their labels."""
     xs = []
     n = rotations_per_shape
     for s in shapes:
-        rot = (P.random_rotations(n, gen) if rotated
-               else torch.eye(3, dtype=torch.float64).expand(n, 3, 3))
+        rot = (_about_depth(n, gen) if rotated == "depth" else P.random_rotations(n, gen)
+               if rotated else torch.eye(3, dtype=torch.float64).expand(n, 3, 3))
         shifts = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * 2 - 1) * shift
         xs.append(P.render(s, rot, size, scale, shifts=shifts))
     x = torch.cat(xs)
@@ -132,154 +167,11 @@ def dataset(task: str, *, copies: int | None = None, test_rotations: int | None 
           "size": size, "scale": scale}
     out = {"train": _copies(shapes, copies, rotated=task.endswith("rotation-trained"), **kw),
            "upright": _copies(shapes, 1 if tetris else copies, rotated=False, **kw),
-           "random": _copies(shapes, test_rotations, rotated=True, **kw)}
+           "random": _copies(shapes, test_rotations,
+                             rotated="depth" if task.endswith("z-rotated") else True, **kw)}
     if tetris:
         out["cube"] = (P.cube_turns(out["upright"][0]), out["upright"][1].repeat(24))
     return out
-
-
-# ----------------------------------------------------------------------------------- models
-def plain_cnn(width: int, classes: int) -> nn.Module:
-    """Three ``nn.Conv3d`` (k3; the second at stride 2), batch norm, ReLU, global mean."""
-    return nn.Sequential(
-        nn.Conv3d(1, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
-        nn.Conv3d(width, width, 3, stride=2, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
-        nn.Conv3d(width, 2 * width, 3, padding=1), nn.BatchNorm3d(2 * width), nn.ReLU(),
-        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(2 * width),
-        nn.Linear(2 * width, classes))
-
-
-class SpaceThenFiber(nn.Module):
-    """``(B, C, |G|, D, H, W) -> (B, 2C)``: the global mean of every slot, then the max and the
-    mean over the slots. Exactly invariant to the group's grid elements (they permute the
-    voxels, which the mean forgets, and the slots, which the max and the mean forget)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean((-3, -2, -1))
-        return torch.cat([m.amax(2), m.mean(2)], 1)
-
-
-def octahedral_cnn(width: int, classes: int, basis: str = "voxel", group: str = "o"
-                   ) -> nn.Module:
-    """The same with regular fields of the cube's 24 rotations (``group="o"``, voxel filters,
-    or band-limited ones with ``basis="harmonic"``), then :class:`SpaceThenFiber`: exactly
-    O-invariant on the grid (``group="ico"``: the icosahedron's 60 rotations, exact on its 12
-    grid elements)."""
-    from equilayers.nn import GroupBatchNorm3d, GroupConv3d, LiftingConv3d
-
-    kw = {"padding": 1, "group": group, "basis": basis}
-    return nn.Sequential(
-        LiftingConv3d(1, width, 3, **kw), GroupBatchNorm3d(width), nn.ReLU(),
-        GroupConv3d(width, width, 3, stride=2, **kw), GroupBatchNorm3d(width), nn.ReLU(),
-        GroupConv3d(width, 2 * width, 3, **kw), GroupBatchNorm3d(2 * width), nn.ReLU(),
-        SpaceThenFiber(), nn.BatchNorm1d(4 * width), nn.Linear(4 * width, classes))
-
-
-def so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER,
-            norm_relu: str = "default") -> nn.Module:
-    """The same with SO(3) harmonic fields of orders ``0..max_order`` (``SteerableConv3d``),
-    harmonic batch norm, norm-ReLU; the norm of every order, then the global mean:
-    O-invariant exactly on the grid, other rotations approximately. ``norm_relu``:
-    ``"default"`` (``NormNonlinearity``'s defaults: a plain ReLU on order 0) or ``"escnn"``
-    (escnn's ``n_relu``, :func:`escnn_so3_cnn` 's maths: order 0 a norm field too, and a
-    log-threshold, ``order0="norm", bias_form="exp"``)."""
-    from equilayers.nn import HarmonicBatchNorm, NormNonlinearity, NormPool, SteerableConv3d
-
-    L = max_order
-    kw = {"default": {}, "escnn": {"order0": "norm", "bias_form": "exp"}}[norm_relu]
-
-    def block(c_in, c_out, stride, lin):
-        return [SteerableConv3d(c_in, c_out, 3, stride=stride, padding=1, group="so3",
-                                in_max_order=lin, max_order=L),
-                HarmonicBatchNorm(c_out, L, group="so3"),
-                NormNonlinearity(c_out, L, group="so3", **kw)]
-
-    features = 2 * width * (L + 1)
-    return nn.Sequential(*block(1, width, 1, None), *block(width, width, 2, L),
-                         *block(width, 2 * width, 1, L), NormPool(L, group="so3"),
-                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
-                         nn.Linear(features, classes))
-
-
-class _EscnnNet(nn.Module):
-    """An escnn ``SequentialModule`` on ``GeometricTensor`` s, then a head on its plain
-    tensor: plain tensors in and out."""
-
-    def __init__(self, in_type, body, head: nn.Module, fiber: int | None = None) -> None:
-        super().__init__()
-        self.escnn_type, self.body, self.head, self.fiber = in_type, body, head, fiber
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from escnn.nn import GeometricTensor
-
-        y = self.body(GeometricTensor(x, self.escnn_type)).tensor
-        if self.fiber is not None:  # regular fields: (B, C * |G|, ...) -> (B, C, |G|, ...)
-            y = y.unflatten(1, (-1, self.fiber))
-        return self.head(y)
-
-
-def escnn_octahedral_cnn(width: int, classes: int) -> nn.Module:
-    """:func:`octahedral_cnn` built with escnn (``pip install escnn``): ``R3Conv`` on
-    ``octaOnR3`` regular fields (escnn's steerable basis for the 3 x 3 x 3 filters, its
-    generalized He init), ``InnerBatchNorm``, ``ReLU``, the same head. escnn lists the 24
-    slots in another order; the head forgets the order."""
-    from escnn import gspaces
-    from escnn import nn as enn
-
-    gs = gspaces.octaOnR3()
-    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
-    mods = []
-    for mult, stride in ((1, 1), (1, 2), (2, 1)):
-        out = enn.FieldType(gs, mult * width * [gs.regular_repr])
-        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.InnerBatchNorm(out),
-                 enn.ReLU(out)]
-        t = out
-    head = nn.Sequential(SpaceThenFiber(), nn.BatchNorm1d(4 * width),
-                         nn.Linear(4 * width, classes))
-    return _EscnnNet(in_type, enn.SequentialModule(*mods), head, fiber=gs.fibergroup.order())
-
-
-def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
-    """:func:`so3_cnn` built with escnn (``pip install escnn``): ``R3Conv`` on ``rot3dOnR3``
-    fields of the irreps ``0..max_order``, ``GNormBatchNorm`` (order 0 centred and scaled,
-    the others scaled by their norm, as ``HarmonicBatchNorm``), ``NormNonLinearity``
-    (``"n_relu"``, escnn's default bias) on every irrep, ``NormPool``, the same head."""
-    from escnn import gspaces
-    from escnn import nn as enn
-
-    gs = gspaces.rot3dOnR3(maximum_frequency=max_order)
-    field = [gs.irrep(ell) for ell in range(max_order + 1)]
-    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
-    mods = []
-    for mult, stride in ((1, 1), (1, 2), (2, 1)):
-        out = enn.FieldType(gs, mult * width * field)
-        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.GNormBatchNorm(out),
-                 enn.NormNonLinearity(out, "n_relu")]
-        t = out
-    mods.append(enn.NormPool(t))
-    features = 2 * width * (max_order + 1)
-    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
-                         nn.Linear(features, classes))
-    return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
-
-
-def so3_escnn_norm_relu_cnn(width: int, classes: int) -> nn.Module:
-    """:func:`so3_cnn` with escnn's norm-ReLU (``norm_relu="escnn"``): the same model as
-    :func:`escnn_so3_cnn`, built with equilayers."""
-    return so3_cnn(width, classes, norm_relu="escnn")
-
-
-def octahedral_harmonic_cnn(width: int, classes: int) -> nn.Module:
-    """:func:`octahedral_cnn` with ``basis="harmonic"``: 10 numbers per 3 x 3 x 3 filter
-    instead of 27 (escnn's function space for these fields)."""
-    return octahedral_cnn(width, classes, basis="harmonic")
-
-
-def icosahedral_cnn(width: int, classes: int) -> nn.Module:
-    """:func:`octahedral_cnn` on the icosahedron's 60 rotations (``group="ico"``, its only
-    basis, the harmonic one, turned per slot): exact on the 12 grid elements ("t"), the
-    others approximate. Not in the default run: ``--filter icosahedral``."""
-    return octahedral_cnn(width, classes, basis="harmonic", group="ico")
 
 
 #: Models that run only when ``--filter`` names them (the first word of the name).
@@ -294,17 +186,35 @@ BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
 #: peers venv), matched to the octahedral model's parameter count like the others.
 PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "octahedral (O), escnn": escnn_octahedral_cnn, "SO(3) steerable, escnn": escnn_so3_cnn}
+#: Models of the z-rotated task only (and their escnn twin, where escnn imports).
+AXIAL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "C4z (voxel)": c4z_cnn, "SO(2) about depth": so2_depth_cnn,
+    "SO(2) about depth, escnn's norm-ReLU": so2_depth_escnn_norm_relu_cnn}
+AXIAL_PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "SO(2) about depth, escnn": escnn_so2_depth_cnn}
+#: Tasks with a model list of their own (the others take every model but the axial ones).
+TASK_MODELS = {"pentacubes, z-rotated": (
+    "plain 3-D CNN", "octahedral (O)", "C4z (voxel)", "SO(2) about depth",
+    "SO(2) about depth, escnn's norm-ReLU", "SO(2) about depth, escnn")}
 
 
 def builders(peers: bool | None = None, name_filter: str = "") -> dict[
         str, Callable[[int, int], nn.Module]]:
-    """The models of a run: :data:`BUILDERS`, :data:`PEER_BUILDERS` when ``peers`` (by
-    default: when escnn is installed), and the :data:`OPTIONAL_BUILDERS` whose first word
-    ``name_filter`` contains."""
+    """The models of a run: :data:`BUILDERS`, :data:`AXIAL_BUILDERS`, the peer builders when
+    ``peers`` (by default: when escnn is installed), and the :data:`OPTIONAL_BUILDERS` whose
+    first word ``name_filter`` contains (:func:`rows` picks each task's)."""
     if peers is None:
         peers = importlib.util.find_spec("escnn") is not None
     named = {k: b for k, b in OPTIONAL_BUILDERS.items() if k.split()[0] in name_filter}
-    return {**BUILDERS, **(PEER_BUILDERS if peers else {}), **named}
+    return {**BUILDERS, **(PEER_BUILDERS if peers else {}), **named, **AXIAL_BUILDERS,
+            **(AXIAL_PEER_BUILDERS if peers else {})}
+
+
+def _task_models(task: str, names) -> list[str]:
+    """The models of ``names`` that ``task`` trains (:data:`TASK_MODELS`)."""
+    if task in TASK_MODELS:
+        return [n for n in names if n in TASK_MODELS[task]]
+    return [n for n in names if n not in AXIAL_BUILDERS and n not in AXIAL_PEER_BUILDERS]
 
 
 def n_params(model: nn.Module) -> int:
@@ -343,7 +253,7 @@ def rows(tasks, ref_width: int | None = None, peers: bool | None = None,
         classes = len(P.TETRIS) if task == "tetris" else len(P.polycubes(5))
         ref = REF_WIDTH[task] if ref_width is None else ref_width
         target = n_params(octahedral_cnn(ref, classes))
-        for name in builders(peers, name_filter):
+        for name in _task_models(task, builders(peers, name_filter)):
             width = ref if name == "octahedral (O)" else matched_width(name, target, classes)
             out.append(Row(task, name, width, classes))
     return out
@@ -403,7 +313,9 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     (``data`` is the runner's option of the digit families; this family makes its own.)"""
     seeds = seeds if seeds is not None else (1 if quick else 3)
     # the default tasks, and the others when the filter names them
-    candidates = [t for t in STEPS if t in DEFAULT_TASKS or (name_filter and name_filter in t)]
+    # (a filter "task: model" names its task by the part before ": ")
+    named = name_filter.split(": ")[0] if ": " in name_filter else name_filter
+    candidates = [t for t in STEPS if t in DEFAULT_TASKS or (named and named in t)]
     table = [r for r in rows(candidates, 1 if quick else None, name_filter=name_filter)
              if name_filter in _label(r)]
     if not table:
@@ -474,7 +386,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "cosine decay; batch-norm statistics re-estimated on the training set; "
         f"{meta['seeds']} seed(s), mean +- half range. Accuracy in %: `upright` the training "
         "orientation, `cube` the cube's 24 rotations (exact), `random` uniformly random "
-        "rotations." + (f" {meta['note']}" if meta.get("note") else ""),
+        "rotations (the z-rotated task: about the depth axis only)."
+        + (f" {meta['note']}" if meta.get("note") else ""),
         "",
         "| task | model | params | train | upright | cube rotations | random rotations "
         "| train s |",

@@ -243,6 +243,48 @@ def test_tetris_models_heads_are_exactly_invariant_on_the_cube():
     assert invariance_error(plain, x, "o") > 1e-3
 
 
+def test_tetris_z_rotated_task_turns_about_the_depth_axis_with_its_own_models():
+    """The z-rotated task's test volumes turn about the depth axis only (every depth slice
+    keeps its mass; the plain random task's do not), it trains its own models, and the SO(2)
+    and C4z models are exactly invariant to the quarter turns about the depth axis (the plain
+    CNN is not: the control)."""
+    from equilayers.groups import get
+    from equilayers.testing import invariance_error
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_tetris as tet
+    finally:
+        sys.path.remove(str(ROOT))
+    task = "pentacubes, z-rotated"
+    assert set(tet.dataset(task, copies=1, test_rotations=2)) == {"train", "upright", "random"}
+    from benchmarks import _polycubes as P
+    gen = torch.Generator().manual_seed(0)
+    turns = tet._about_depth(4, gen)
+    torch.testing.assert_close(turns[:, 0], torch.tensor([1.0, 0, 0], dtype=torch.float64)
+                               .expand(4, 3))  # the depth coordinate is fixed
+    shape = P.polycubes(5)[3]
+    up = P.render(shape, torch.eye(3, dtype=torch.float64)[None], 11, 1.5).sum((-2, -1))
+    about = P.render(shape, turns, 11, 1.5).sum((-2, -1))
+    anywhere = P.render(shape, P.random_rotations(4, gen), 11, 1.5).sum((-2, -1))
+    change = (about - up).abs().mean()  # every depth slice keeps its mass
+    assert change < 0.1 * (anywhere - up).abs().mean(), change
+    names = [r.model for r in tet.rows([task], ref_width=1, peers=False)]
+    assert names == [n for n in tet.TASK_MODELS[task] if n in tet.builders(False)]
+    assert not {n for r in tet.rows(["pentacubes"], 1, False) for n in [r.model]} & set(
+        tet.AXIAL_BUILDERS)
+    x = torch.randn(2, 1, 7, 7, 7, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    with seeded_rng(0):
+        so2 = tet.so2_depth_cnn(1, 3).double().eval()
+        c4z = tet.c4z_cnn(1, 3).double().eval()
+        plain = tet.plain_cnn(4, 3).double().eval()
+    quarter_turns = get("so2").grid_elements()  # the same turns of every depth slice as c4z
+    assert invariance_error(so2, x, "so2", elements=quarter_turns) < 1e-10
+    assert invariance_error(c4z, x, "c4z") < 1e-10
+    assert invariance_error(plain, x, "c4z") > 1e-3
+
+
 def test_equivariance3d_family_quick_runs_and_reports(tmp_path):
     """``python -m benchmarks --family equivariance3d --quick``'s path (one stack, one seed,
     two rotations, 15^3): our stack is exact on the cube's rotations and below the
