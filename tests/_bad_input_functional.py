@@ -344,6 +344,7 @@ FUNCTIONAL: list[Case] = [
          accept={"padding": {"0": OK}}),
     Case(EF.steerable_basis3d, dict(group="so3", kernel_size=3, in_order=1, out_order=1),
          {"group": GROUP_STEERABLE3, "kernel_size": INT, "in_order": INT, "out_order": INT,
+          "basis": CHOICE,
           "dtype": DTYPE, **_SETTINGS},
          accept={"in_order": {"0": OK, "None": OK}, "out_order": {"0": OK}, **_SETTINGS_OK}),
     Case(EF.steerable_basis, dict(group="so2", in_rep="harmonic", out_rep="harmonic",

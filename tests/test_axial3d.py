@@ -32,7 +32,8 @@ def test_every_depth_slice_is_the_planar_conv(group, in_order):
     ``GroupConv2d``."""
     k = 5
     with global_rng_from(_gen()):
-        conv = SteerableConv3d(3, 2, k, group=group, in_max_order=in_order, max_order=2)
+        conv = SteerableConv3d(3, 2, k, group=group, in_max_order=in_order, max_order=2,
+                               basis="slices")
         planar = (LiftingConv2d(3, 2, k, group=group, max_order=2, basis="harmonic")
                   if in_order is None else
                   GroupConv2d(3, 2, k, group=group, in_max_order=in_order, max_order=2,
@@ -46,30 +47,36 @@ def test_every_depth_slice_is_the_planar_conv(group, in_order):
         torch.testing.assert_close(filt[:, :, z], planar.expanded_filter(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("basis", ["shells", "slices"])
 @pytest.mark.parametrize("group", ["so2", "d8"])
-def test_module_matches_functional(group):
+def test_module_matches_functional(group, basis):
     with global_rng_from(_gen()):
         conv = SteerableConv3d(2, 3, 3, stride=(1, 2, 2), padding=1, group=group,
-                               in_max_order=1, max_order=2).double()
+                               in_max_order=1, max_order=2, basis=basis).double()
         nn.init.normal_(conv.bias)
     x = torch.randn(2, 2, 3, 4, 7, 7, dtype=torch.float64, generator=_gen(1))
-    basis = steerable_basis3d(group, 3, in_order=1, out_order=2, dtype=torch.float64)
-    assert basis.shape == (conv.weight.shape[-1], 5, 3, 3, 3, 3)
-    want = steerable_conv3d(x, conv.weight, basis, conv.bias, stride=(1, 2, 2), padding=1)
+    dense = steerable_basis3d(group, 3, in_order=1, out_order=2, dtype=torch.float64,
+                              basis=basis)
+    assert dense.shape == (conv.weight.shape[-1], 5, 3, 3, 3, 3)
+    want = steerable_conv3d(x, conv.weight, dense, conv.bias, stride=(1, 2, 2), padding=1)
     torch.testing.assert_close(conv(x), want, rtol=0, atol=1e-12)
-    # a basis element lives on one depth slice and is planar there
-    nonzero = basis.flatten(1, 2).abs().sum(dim=(1, 3, 4)) > 0  # (n * k, k)
-    assert (nonzero.sum(1) == 1).all()
-    assert (nonzero.float().argmax(1) == torch.arange(len(basis)) % 3).all()
+    nonzero = dense.flatten(1, 2).abs().sum(dim=(1, 3, 4)) > 0  # (n, k): depth slices used
+    if basis == "slices":  # an element lives on one depth slice and is planar there
+        assert (nonzero.sum(1) == 1).all()
+        assert (nonzero.float().argmax(1) == torch.arange(len(dense)) % 3).all()
+    else:  # shells reach across the slices
+        assert (nonzero.sum(1) > 1).any()
 
 
+@pytest.mark.parametrize("basis", ["shells", "slices"])
 @pytest.mark.parametrize("group", ["so2", "o2"])
 @pytest.mark.parametrize("in_order", [None, 2])
-def test_init_second_moment(group, in_order):
+def test_init_second_moment(group, in_order, basis):
     """Every output order has second moment about 1 per slot on unit i.i.d. input (valid
     padding; measured 0.95-1.06)."""
     with global_rng_from(_gen()), torch.no_grad():
-        conv = SteerableConv3d(16, 8, 5, group=group, in_max_order=in_order, max_order=2)
+        conv = SteerableConv3d(16, 8, 5, group=group, in_max_order=in_order, max_order=2,
+                               basis=basis)
         shape = (8, 16, 9, 9, 9) if in_order is None else (8, 16, 5, 9, 9, 9)
         y = conv(torch.randn(shape))
     for m in range(3):
@@ -92,9 +99,10 @@ def _smooth(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
 
 
 #: (group, kernel_size, max_order) -> the largest relative off-grid error of the 3-conv stack
-#: allowed. Measured (seeds 0 / 1 / 2, worst of 17, 33, 45, 71, 137 degrees; 2026-12-06):
-#: so2 k3 M1 0.031 / 0.026 / 0.020 (floor 0.073-0.081), o2 k5 M2 0.020 / 0.026 / 0.019
-#: (floor 0.057-0.076); a plain nn.Conv3d stack read as the same fields 1.2-1.8.
+#: allowed (the default basis="shells"). Measured (seeds 0 / 1 / 2, worst of 17, 33, 45, 71,
+#: 137 degrees; 2026-12-06): so2 k3 M1 0.020 / 0.015 / 0.021 (floor 0.053-0.076), o2 k5 M2
+#: 0.029 / 0.019 / 0.017 (floor 0.057-0.099); basis="slices" 0.031 / 0.026 / 0.020 and 0.020 /
+#: 0.026 / 0.019; a plain nn.Conv3d stack read as the same fields 1.2-1.8.
 OFF_GRID = {("so2", 3, 1): 0.05, ("o2", 5, 2): 0.05}
 
 

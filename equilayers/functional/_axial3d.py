@@ -5,17 +5,28 @@ fields of C_N, D_N, SO(2) and O(2) acting about the depth axis (escnn's ``rot2dO
 A planar group acts on a volume ``(B, C, [F,] D, H, W)`` by moving ``(H, W)`` of every depth
 slice (:class:`~equilayers.groups.FieldType`: a volume of a planar group turns about its depth
 axis) and on a harmonic fiber ``[a_0, c_1, s_1, ..., c_M, s_M]`` as on images. Its elements
-fix the depth offset ``z`` of a filter tap, so a filter ``K(x, y, z)`` obeys the kernel
-constraint ``K(g q, z) = rho_out(g) K(q, z) rho_in(g)^-1`` exactly when every depth slice
-``K(., ., z)`` obeys the planar one: the basis is the planar steerable basis
-(:func:`~equilayers.functional.steerable_basis`, its rings, widths, caps and irrep scales) on
-each of the ``k`` depth offsets, element ``j * k + z`` being planar element ``j`` on depth
-slice ``z`` alone. Exact where the planar basis is (the quarter turns and the flip, on the
-grid), and off the grid exactly as approximate as the planar convs, slice by slice.
+fix the depth offset ``z`` of a filter tap and, in spherical coordinates, the radius and the
+polar angle ``theta`` from the depth axis, so a filter obeys the kernel constraint ``K(g q) =
+rho_out(g) K(q) rho_in(g)^-1`` when its dependence on the azimuth ``phi`` is the planar
+basis's. Two bases do this:
+
+- ``"shells"`` (:func:`shell_basis`, the layers' default): on Gaussian shells, the planar
+  angular terms ``e^{i f phi}`` times ``P_J^|f|(cos theta)`` for ``|f| <= J <= cap``: the
+  spherical harmonics ``Y_J^{+-f}``, i.e. the SO(3) basis restricted to the turns about
+  ``z``, which is escnn's ``R3Conv`` space for these fields (the same number of elements,
+  and escnn's filters fit to float rounding: ``tests/test_escnn_axial.py``);
+- ``"slices"`` (:func:`axial_basis`): the planar steerable basis
+  (:func:`~equilayers.functional.steerable_basis`, its rings, widths, caps and irrep scales)
+  on each of the ``k`` depth offsets, element ``j * k + z`` being planar element ``j`` on depth
+  slice ``z`` alone.
+
+Both are exact where the planar basis is (the quarter turns and the flip, on the grid); off
+the grid both are approximate (measured in :class:`~equilayers.nn.SteerableConv3d`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -25,7 +36,7 @@ from ..groups import Group, GroupLike, get
 from ..groups._planar import PlanarGroup
 from ..groups._so3 import SO3Group
 from . import _steerable as S
-from ._basis_settings import BasisSpec
+from ._basis_settings import BasisSpec, default_spec
 
 __all__: list[str] = []
 
@@ -47,6 +58,23 @@ def check_steerable3d_group(group: GroupLike, what: str) -> SO3Group | PlanarGro
     return grp
 
 
+BASES = ("shells", "slices")
+
+
+def check_basis3d(basis, group: Group, what: str) -> str:
+    """``"shells"`` (escnn's: spherical shells, every group) or ``"slices"`` (the planar basis
+    on every depth slice, planar groups only), or an error naming ``basis`` and the fix."""
+    if basis not in BASES:
+        raise (TypeError if not isinstance(basis, str) else ValueError)(
+            f"{what}: basis={basis!r} must be 'shells' (escnn's filters on spherical shells) "
+            "or 'slices' (a planar group's planar basis on every depth slice)")
+    if basis == "slices" and not isinstance(group, PlanarGroup):
+        raise ValueError(f"{what}: basis='slices' is the planar basis on every depth slice, "
+                         f"for planar groups about the depth axis; {group.name} turns the "
+                         "depth too: use basis='shells'")
+    return basis
+
+
 def planar_init_std(group: Group, in_rep: str, k: int, m_in: int, m_out: int,
                     spec: BasisSpec | None, fan_in: int, gain2: float,
                     out_rep: str = "harmonic") -> torch.Tensor:
@@ -60,10 +88,17 @@ def planar_init_std(group: Group, in_rep: str, k: int, m_in: int, m_out: int,
     irreps the same way). The layers' elements have norm ``sqrt(d_out)``
     (:func:`~equilayers.functional.steerable_basis`), divided out here."""
     basis = S._cached(group, in_rep, out_rep, k, m_in, m_out, spec)  # (nb, F_out, F_in, k, k)
+    scale = S._irrep_scale(group, in_rep, out_rep, k, m_in, m_out, spec)
+    return init_std_of(basis, scale, fan_in, gain2)
 
+
+def init_std_of(basis: torch.Tensor, scale: torch.Tensor, fan_in: int, gain2: float
+                ) -> torch.Tensor:
+    """:func:`planar_init_std` of a unit-norm basis ``(nb, F_out, F_in, *spatial)`` of planar
+    harmonic fields whose layers' elements are ``scale`` times longer."""
     def order(slot: torch.Tensor) -> torch.Tensor:
         return (slot + 1) // 2
-    energy = basis.square().sum(dim=(3, 4))  # (nb, F_out, F_in)
+    energy = basis.square().sum(dim=tuple(range(3, basis.dim())))  # (nb, F_out, F_in)
     m = order(energy.sum(2).argmax(1))
     n = order(energy.sum(1).argmax(1))
     f_m = torch.where(m == 0, 1.0, 2.0).double()
@@ -71,7 +106,6 @@ def planar_init_std(group: Group, in_rep: str, k: int, m_in: int, m_out: int,
     c_nm = torch.bincount(block)[block].double()
     n_m = torch.tensor([len(set(n[m == mm].tolist())) for mm in m.tolist()],
                        dtype=torch.float64)
-    scale = S._irrep_scale(group, in_rep, out_rep, k, m_in, m_out, spec)
     return (gain2 * f_m / (fan_in * n_m * c_nm)).sqrt() / scale
 
 
@@ -134,3 +168,90 @@ def expand_axial(weight: torch.Tensor, packed: torch.Tensor, f_out: int, f_in: i
     w = weight.reshape(c_out, c_in, n, k).transpose(2, 3).reshape(c_out * c_in * k, n)
     filt = (w @ packed.reshape(n, -1)).view(c_out, c_in, k, f_out, f_in, k, k)
     return filt.permute(0, 3, 1, 4, 2, 5, 6).reshape(c_out * f_out, c_in * f_in, k, k, k)
+
+
+# ------------------------------------------------------------------------ spherical shells
+def _legendre(j: int, f: int, t: torch.Tensor) -> torch.Tensor:
+    """The associated Legendre function ``P_j^f(t)`` (``0 <= f <= j``, no Condon-Shortley
+    phase, unnormalized) by the standard recurrence in ``j``."""
+    p_ff = math.prod(range(1, 2 * f, 2)) * (1 - t * t).clamp_min(0) ** (f / 2)
+    if j == f:
+        return p_ff
+    prev, cur = p_ff, t * (2 * f + 1) * p_ff
+    for ell in range(f + 2, j + 1):
+        prev, cur = cur, ((2 * ell - 1) * t * cur - (ell + f - 1) * prev) / (ell - f)
+    return cur
+
+
+class ShellBasis(NamedTuple):
+    """A planar group's basis on spherical shells (:func:`shell_basis`): ``packed`` the dense
+    ``(n, F_out, F_in, k, k, k)`` float64 CPU basis (the layers' scale: norm ``sqrt(d_out)``),
+    ``l_out`` each element's output order, ``unit`` the unit-norm elements' init std for one
+    input field and ``gain^2 = 1`` (:func:`init_std_of`)."""
+
+    packed: torch.Tensor
+    l_out: torch.Tensor
+    unit: torch.Tensor
+
+    def init_std(self, c_in: int, gain2: float) -> torch.Tensor:
+        """Each element's init std for ``c_in`` input fields and ``gain^2``."""
+        return self.unit * math.sqrt(gain2 / c_in)
+
+
+@cpu_cache(maxsize=64)
+def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
+                spec: BasisSpec | None) -> ShellBasis:
+    """escnn's filters for a planar group on volumes (its ``rot2dOnR3`` / ``conicalOnR3``
+    ``R3Conv``: the SO(3) basis restricted to the turns about ``z``): on every shell ``i``
+    (radius ``r_i``, width ``sigma_i``, cap ``J_i``) and for every planar angular term of
+    frequency ``f`` that the planar basis has (:func:`~equilayers.functional._steerable.
+    _block_specs`: the same blocks, patterns and flip rule), the functions ``exp(-(|q| -
+    r_i)^2 / (2 sigma_i^2)) P_J^|f|(cos theta) e^{i f phi}`` for ``|f| <= J <= J_i``
+    (``theta`` from the depth axis ``z``; ``P_J^|f|(cos theta) e^{+-i f phi}`` are the
+    spherical harmonics ``Y_J^{+-f}``, which the turns about ``z`` move as the planar
+    ``e^{i f phi}``; only ``J = 0`` at the centre). Exact for the planar group on every shell
+    (``r``, ``theta`` fixed), and on the grid for the quarter turns and flips. Elements that
+    vanish on the grid are left out; each has norm ``sqrt(d_out)`` as the planar basis's.
+    Computed once per arguments; callers copy, never write."""
+    spec = default_spec(k) if spec is None else spec
+    c = k // 2
+    i = torch.arange(k, dtype=torch.float64)
+    d, h, w = torch.meshgrid(i, i, i, indexing="ij")
+    x, y, z = w - c, c - h, d - c
+    r = (x * x + y * y + z * z).sqrt()
+    phi = torch.atan2(y, x)
+    cos_t = torch.where(r > 0, z / r.clamp_min(1e-300), torch.zeros_like(r))
+    shells = torch.stack([torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
+                          for radius, sigma, _ in spec])  # (n_shells, k, k, k)
+    f_out, f_in = 2 * m_out + 1, 2 * (m_in or 0) + 1
+    elements, orders = [], []
+    for m in range(m_out + 1):
+        for n in range(m_in + 1 if m_in is not None else 1):
+            for ring, f, coef, pat in S._block_specs(group, m, n, spec):
+                for j in range(abs(f), spec[ring][2] + 1):
+                    radial = shells[ring] * _legendre(j, abs(f), cos_t)
+                    if j > 0:
+                        radial = radial.masked_fill(r == 0, 0.0)  # no direction at the centre
+                    ang = f * phi
+                    u = radial * (coef.real * ang.cos() - coef.imag * ang.sin())
+                    v = radial * (coef.real * ang.sin() + coef.imag * ang.cos())
+                    e = torch.zeros(f_out, f_in, k, k, k, dtype=torch.float64)
+                    for a in range(2 if m else 1):
+                        for b in range(2 if n else 1):
+                            slot = ((2 * m - 1 if m else 0) + a, (2 * n - 1 if n else 0) + b)
+                            e[slot] = pat[0][a][b] * u + pat[1][a][b] * v
+                    norm = e.norm()
+                    if norm >= 1e-9:
+                        elements.append(e / norm)
+                        orders.append(m)
+    basis = (torch.stack(elements) if elements
+             else torch.zeros(0, f_out, f_in, k, k, k, dtype=torch.float64))
+    energy = basis.square().sum(dim=(2, 3, 4, 5))  # (n, F_out)
+    nyquist = group.planar_params()[0]
+    nyquist = nyquist // 2 if nyquist is not None and nyquist % 2 == 0 else -1
+    dims = torch.tensor([1.0 if s == 0 or (s + 1) // 2 == nyquist else 2.0
+                         for s in range(f_out)], dtype=torch.float64)
+    scale = ((energy @ dims) / energy.sum(1).clamp_min(1e-300)).sqrt()
+    unit = init_std_of(basis, scale, 1, 1.0)
+    return ShellBasis(basis * scale.view(-1, 1, 1, 1, 1, 1),
+                      torch.tensor(orders, dtype=torch.long), unit)

@@ -222,11 +222,13 @@ def steerable_basis3d(
     rings: Sequence[float] | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    basis: str = "shells",
 ) -> torch.Tensor:
     """The steerable filter basis from SO(3)/O(3) harmonic fields of orders ``0 ..
     in_order`` (or volumes, ``in_order=None``) to orders ``0 .. out_order``; or those of a
     planar group turning every depth slice (:mod:`equilayers.functional._axial3d`: ``F =
-    2M + 1``, the planar basis on each of the ``k`` depth slices).
+    2M + 1``; escnn's filters on spherical shells, or with ``basis="slices"`` the planar
+    basis on each of the ``k`` depth slices).
 
     Every element ``B[j]`` is a ``(F_out, F_in, k, k, k)`` filter (``F = (L + 1)^2``; ``F_in =
     1`` for volumes) that obeys ``K(R q) = D_out(R) K(q) D_in(R)^T`` for every rotation of the
@@ -244,6 +246,8 @@ def steerable_basis3d(
         sigma, frequencies_cutoff, rings: the shells, as the planar ``steerable_basis``
             (:mod:`equilayers.functional._basis_settings`); the cap bounds ``J``.
         dtype, device: of the result (default: torch's default dtype, CPU).
+        basis: ``"shells"`` (default; the only one of SO(3)/O(3)) or, for a planar group,
+            ``"slices"``.
 
     Returns:
         ``(num_basis, F_out, F_in, k, k, k)``: ``F = (L + 1)^2`` (SO(3)/O(3)), ``2L + 1`` (a planar
@@ -260,10 +264,15 @@ def steerable_basis3d(
     m_out = _order(out_order, "out_order", what, False)
     assert m_out is not None  # not optional
     C.check_float_dtype(dtype, "dtype", what)
+    AX.check_basis3d(basis, grp, what)
     if not isinstance(grp, SO3Group):  # a planar group about the depth axis
-        spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
-        return AX.axial_basis(grp, m_in, m_out, k, spec).dense(
-            dtype or torch.get_default_dtype(), device)
+        if basis == "slices":
+            spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
+            return AX.axial_basis(grp, m_in, m_out, k, spec).dense(
+                dtype or torch.get_default_dtype(), device)
+        spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
+        return AX.shell_basis(grp, m_in, m_out, k, spec).packed.to(
+            dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
     spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
     return dense_basis3d(basis3d_blocks(grp, m_in or 0, m_out, k, spec), m_in or 0, m_out, k,
                          dtype or torch.get_default_dtype(), device)

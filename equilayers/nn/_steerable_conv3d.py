@@ -51,10 +51,14 @@ class SteerableConv3d(Typed, nn.Module):
             ``"cN"``, ``"dN"`` (escnn's ``rot2dOnR3`` / ``conicalOnR3``): rotations (and the
             flip of ``x``) of every depth slice about the depth axis, which is never moved
             (anisotropic scans), on planar harmonic fields ``(B, C, 2L+1, D, H, W)``
-            (:mod:`equilayers.groups._planar`). The filter is the planar steerable basis of
-            ``LiftingConv2d`` / ``GroupConv2d`` (``basis="harmonic"``, the same settings) on
-            each of the ``k`` depth slices, ``k`` times the planar coefficients
-            (:mod:`equilayers.functional._axial3d`).
+            (:mod:`equilayers.groups._planar`, :mod:`equilayers.functional._axial3d`).
+        basis: ``"shells"`` (default): the filters on Gaussian shells times spherical
+            harmonics, for a planar group those that its turns about ``z`` allow (escnn's
+            ``R3Conv`` space for these fields: the same elements, so ``from_escnn`` converts
+            escnn's ``rot2dOnR3()`` convs); ``"slices"`` (planar groups): the planar basis of
+            ``LiftingConv2d`` / ``GroupConv2d`` (``basis="harmonic"``, the planar settings) on
+            each of the ``k`` depth slices, a larger space (1.7-2.9x the coefficients at k3-k5)
+            whose filters change freely from slice to slice.
         max_order: ``L_out`` of the output fields (default 1).
         in_max_order: ``L_in`` of harmonic input fields ``(B, C_in, (L_in+1)^2, D, H, W)``, or
             ``None`` (default) for volumes ``(B, C_in, D, H, W)`` (a lifting conv).
@@ -89,20 +93,29 @@ class SteerableConv3d(Typed, nn.Module):
         ====================  =====================  =====================
 
         (the floor rotates the output forth and back, two interpolations; a plain
-        ``nn.Conv3d`` read as the same fields is off by more than twice the error).
-        Planar groups: exact for the quarter turns (and flips) of every depth slice under the
-        planar convs' window conditions on ``H, W`` (the depth takes any stride and size),
-        measured at most 6e-16 in float64 (``equilayers/testing/_cases_axial.py``); other
-        angles as approximate as the planar convs: a 3-conv stack on a smooth 9x35x35 volume
-        (a cylinder of radius 12), worst of 17-137 degrees, seeds 0 / 1 / 2, is off by 0.031 /
-        0.026 / 0.020 of its output (so2, k=3, L=1) and 0.020 / 0.026 / 0.019 (o2, k=5, L=2),
-        against an interpolation floor of 0.057-0.099 and 1.2-1.8 for a plain ``nn.Conv3d``
-        stack (``tests/test_axial3d.py``; 2026-12-06). escnn
+        ``nn.Conv3d`` read as the same fields is off by more than twice the error). escnn
         1.0.11's ``R3Conv`` of the same shape (its default rings, widths and caps, which are
         ours), float32, mean over 3 seeds: volume -> L=1, k=3: ours 0.0204, escnn 0.0197;
         k=5, L=1: 0.0152 / 0.0169; k=5, L=2: 0.0186 / 0.0184 (``tests/test_escnn_so3.py``).
         The init draws every output order with second moment about 1 on unit-variance
         input (each input order an equal share).
+
+        Planar groups: exact for the quarter turns (and flips) of every depth slice under the
+        planar convs' window conditions on ``H, W`` (the depth takes any stride and size),
+        measured at most 6e-16 in float64 (``equilayers/testing/_cases_axial.py``); other
+        angles approximate: a 3-conv stack on a smooth 9x35x35 volume (a cylinder of radius
+        12), worst of 17-137 degrees, seeds 0 / 1 / 2 (``tests/test_axial3d.py``;
+        2026-12-06), against an interpolation floor of 0.053-0.099 and 1.2-1.8 for a plain
+        ``nn.Conv3d`` stack:
+
+        ==================  =====================  =====================
+        group, kernel, L    ``"shells"``           ``"slices"``
+        ==================  =====================  =====================
+        so2, k=3, L=1       0.020 / 0.015 / 0.021  0.031 / 0.026 / 0.020
+        so2, k=5, L=2       0.021 / 0.027 / 0.033  0.042 / 0.019 / 0.023
+        o2, k=3, L=1        0.016 / 0.018 / 0.025  0.034 / 0.029 / 0.033
+        o2, k=5, L=2        0.029 / 0.019 / 0.017  0.020 / 0.026 / 0.019
+        ==================  =====================  =====================
 
     Example:
         >>> import torch
@@ -129,7 +142,7 @@ class SteerableConv3d(Typed, nn.Module):
                  in_max_order: int | None = None,
                  sigma: float | Sequence[float] | None = None,
                  frequencies_cutoff: BS.Cutoff | None = None,
-                 rings: Sequence[float] | None = None) -> None:
+                 rings: Sequence[float] | None = None, basis: str = "shells") -> None:
         super().__init__()
         name = type(self).__name__
         in_channels, out_channels, groups = C.check_conv_channels(
@@ -152,8 +165,8 @@ class SteerableConv3d(Typed, nn.Module):
         assert out_order is not None  # field_type(order_required=True) raised on None
         self.max_order: int = out_order
         self.in_max_order = self.in_type.max_order
-        # a planar group's filters are planar on every depth slice: the planar settings
-        dims = 2 if isinstance(grp, PlanarGroup) else 3
+        self.basis = AX.check_basis3d(basis, grp, name)
+        dims = 2 if self.basis == "slices" else 3  # slices: the planar settings
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
             k, sigma, frequencies_cutoff, rings, name, spatial_dims=dims)
         self._basis_spec = BS.resolve_settings(k, self.sigma, self.frequencies_cutoff,
@@ -186,10 +199,11 @@ class SteerableConv3d(Typed, nn.Module):
         self.reset_parameters()
 
     # --- parameters and derived buffers ----------------------------------------------------
-    def _cached(self) -> S3.Basis3d | AX.AxialBasis:
+    def _cached(self) -> S3.Basis3d | AX.AxialBasis | AX.ShellBasis:
         if isinstance(self.group, PlanarGroup):
-            return AX.axial_basis(self.group, self.in_max_order, self.max_order,
-                                  self.kernel_size[0], self._basis_spec)
+            make = AX.axial_basis if self.basis == "slices" else AX.shell_basis
+            return make(self.group, self.in_max_order, self.max_order, self.kernel_size[0],
+                        self._basis_spec)
         return S3.basis3d_blocks(self.group, self.in_max_order or 0, self.max_order,
                                  self.kernel_size[0], self._basis_spec)
 
@@ -212,7 +226,7 @@ class SteerableConv3d(Typed, nn.Module):
     def _init_std(self) -> torch.Tensor:
         cached = self._cached()
         c_in = self.in_channels // self.groups
-        if isinstance(cached, AX.AxialBasis):  # the planar rule, k depth slices adding up
+        if not isinstance(cached, S3.Basis3d):  # a planar group's (its own rule)
             return cached.init_std(c_in, self.init_gain2)
         _, lo, _, pairs = cached
         reached = [lo_ for lo_, _, n in pairs if n]  # one entry per input order reaching lo_
@@ -257,9 +271,13 @@ class SteerableConv3d(Typed, nn.Module):
     def expanded_filter(self) -> torch.Tensor:
         """The dense ``(C_out * F_out, C_in * F_in // groups, k, k, k)`` filter of the current
         weight (one matmul per block of orders; differentiable; nothing cached)."""
-        if self._pairs is None:  # a planar group: its basis on every depth slice
+        k = self.kernel_size[0]
+        if self.basis == "slices":  # a planar group: its planar basis on every depth slice
             return AX.expand_axial(self.weight, self.filter_basis, self.fiber_out,
-                                   self.fiber_in, self.kernel_size[0])
+                                   self.fiber_in, k)
+        if self._pairs is None:  # a planar group on shells: the dense basis
+            return S3.expand_steerable3d(self.weight, self.filter_basis.view(
+                -1, self.fiber_out, self.fiber_in, k, k, k))
         return S3.expand_blocks3d(self.weight, self.filter_basis, self._pairs,
                                   self.kernel_size[0])
 
@@ -320,5 +338,7 @@ class SteerableConv3d(Typed, nn.Module):
         s += _conv_options_repr(self, 3)
         if self._basis_spec is not None:
             s += BS.settings_repr(self.sigma, self.frequencies_cutoff, self.rings)
+        if self.basis != "shells":
+            s += f", basis={self.basis!r}"
         return s
 

@@ -1,5 +1,6 @@
 """Planar groups on voxels, turning every depth slice about the depth axis: the lifting and
-harmonic -> harmonic ``SteerableConv3d`` of ``"so2"``, ``"o2"``, ``"c8"``, ``"d8"`` over their
+harmonic -> harmonic ``SteerableConv3d`` of ``"so2"``, ``"o2"``, ``"c8"``, ``"d8"`` (both
+bases: escnn's shells, the default, and ``basis="slices"``) over their
 grid elements (quarter turns and flips of ``(H, W)``, the depth never moved), a small stack, and
 negative controls (a plain ``nn.Conv3d`` read as harmonic fields; a basis whose order-1 output
 turns the wrong way)."""
@@ -39,8 +40,8 @@ class _MirroredSlot(SteerableConv3d):
         super()._fill_derived(device)
         if self.filter_basis.numel():
             with torch.no_grad():
-                k = self.kernel_size[0]  # the buffer is the flat planar basis
-                self.filter_basis.view(-1, self.fiber_out, self.fiber_in, k, k)[-1, 2].neg_()
+                taps = self.kernel_size[0] ** (3 if self.basis == "shells" else 2)
+                self.filter_basis.view(-1, self.fiber_out, self.fiber_in, taps)[-1, 2].neg_()
 
 
 class _AsFields(nn.Sequential):
@@ -58,6 +59,11 @@ def _cases_for(g: str) -> list[Case]:
     p = f"axial/{g}"
     grid: Literal["grid"] | None = "grid" if g[0] in "cd" else None
     return [
+        Case(f"{p}/slices-lifting-M2", _conv(g, max_order=2, basis="slices"), vol, g,
+             elements=grid),
+        Case(f"{p}/slices-harmonic-M2-M1-k5", _conv(g, in_max_order=2, max_order=1, k=5,
+                                                   padding=2, basis="slices"), f2, g,
+             elements=grid),
         Case(f"{p}/lifting-M2", _conv(g, max_order=2), vol, g, elements=grid),
         Case(f"{p}/lifting-M1-k5-stride2", _conv(g, max_order=1, k=5, padding=2, stride=2),
              (2, 2, 4, 9, 9), g, elements=grid),
@@ -139,4 +145,7 @@ CASES = [c for g in ("so2", "o2", "c8", "d8") for c in _cases_for(g)] + [
     Case("axial/so2/mirrored-slot-fails", _seeded(lambda: _MirroredSlot(
         2, 2, 3, padding=1, group="so2", max_order=1)), (2, 2, 4, 5, 5), "so2",
          expect="fail"),
+    Case("axial/so2/mirrored-slot-slices-fails", _seeded(lambda: _MirroredSlot(
+        2, 2, 3, padding=1, group="so2", max_order=1, basis="slices")), (2, 2, 4, 5, 5),
+         "so2", expect="fail"),
 ]
