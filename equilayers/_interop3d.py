@@ -71,14 +71,12 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     fg = gspace.fibergroup
     if fg.elements is None:  # a continuous group that is not SO(3)/O(3) (checked before)
         raise ValueError(
-            f"from_escnn: gspace {gspace.name} is a continuous group other than SO(3)/O(3) "
-            "(escnn's rot2dOnR3(), conicalOnR3(), cylindricalOnR3(), ...). escnn samples such "
-            "R3Conv filters on spherical shells (the SO(3) basis restricted to the subgroup); "
-            "equilayers' SteerableConv3d(..., group='so2' | 'o2') spans the planar basis on "
-            "every depth slice, another space of filters, so the weights do not carry over: "
-            "build the model with SteerableConv3d(group='so2') (or 'o2') and train it. "
-            f"from_escnn converts these 3-D gspaces: {_SUPPORTED3D}, and rot3dOnR3 / "
-            "fullRot3dOnR3 (SteerableConv3d)")
+            f"from_escnn: gspace {gspace.name} is a continuous group that is neither "
+            "SO(3)/O(3) nor SO(2) about z (escnn's conicalOnR3(), cylindricalOnR3(), "
+            "fullCylindricalOnR3(), ...): not supported. Build the model with "
+            "SteerableConv3d(..., group='o2') (escnn's conicalOnR3 space up to its flip axis) "
+            f"and train it. from_escnn converts these 3-D gspaces: {_SUPPORTED3D}, rot3dOnR3 / "
+            "fullRot3dOnR3 and rot2dOnR3() (SteerableConv3d)")
     elements = list(fg.elements)
     name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
     if name is None:

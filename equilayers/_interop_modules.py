@@ -212,7 +212,8 @@ def iid_regular_batch_norm(m: Any, c: int) -> nn.Module:
     return ours
 
 
-def iid_field_batch_norm(m: Any, c: int, order: int, group: str) -> nn.Module:
+def iid_field_batch_norm(m: Any, c: int, order: int, group: str,
+                         spatial_dims: int | None = None) -> nn.Module:
     """escnn's ``IIDBatchNorm`` on ``c`` harmonic fields of orders ``0 .. order`` given as one
     representation each (SO(2)/O(2), C_N/D_N; SO(3)/O(3) on the sphere) ->
     :class:`HarmonicBatchNorm` with ``statistics="field"`` and escnn's state: one running
@@ -225,7 +226,7 @@ def iid_field_batch_norm(m: Any, c: int, order: int, group: str) -> nn.Module:
     (name,) = names
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
                              track_running_stats=m.track_running_stats, group=group,
-                             statistics="field")
+                             statistics="field", spatial_dims=spatial_dims)
 
     def state(what: str) -> torch.Tensor:
         return getattr(m, f"{m._escape_name(name)}_{what}").detach()

@@ -64,12 +64,15 @@ def is_planar_harmonic_space(gspace: Any) -> bool:
 
 def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
     """``(our group's name, whether it has flips, N or None)`` of a planar gspace's fiber
-    group (SO(2), O(2), C_N, D_N), else ``None``."""
+    group (SO(2), O(2), C_N, D_N), or of ``rot2dOnR3()`` (SO(2) turning volumes about ``z``,
+    whose fields are ours with a depth axis), else ``None``."""
     from escnn.group import O2, SO2, CyclicGroup, DihedralGroup
 
+    fg = gspace.fibergroup if hasattr(gspace, "fibergroup") else None
+    if getattr(gspace, "dimensionality", 0) == 3 and isinstance(fg, SO2):
+        return "so2", False, None  # rot2dOnR3(): SO(2) turning every depth slice
     if getattr(gspace, "dimensionality", 0) != 2:
         return None
-    fg = gspace.fibergroup
     if isinstance(fg, (SO2, O2)):
         return ("o2", True, None) if isinstance(fg, O2) else ("so2", False, None)
     if isinstance(fg, CyclicGroup):
@@ -105,6 +108,12 @@ def _group(gspace: Any) -> str:
     fiber = _fiber(gspace)
     assert fiber is not None  # checked by the caller (harmonic_fields)
     return fiber[0]
+
+
+def _dims(gspace: Any) -> int | None:
+    """Our modules' ``spatial_dims`` for ``gspace``: 3 for ``rot2dOnR3()`` (planar fields on
+    volumes), else ``None`` (the group's: images)."""
+    return 3 if getattr(gspace, "dimensionality", 2) == 3 else None
 
 
 def escnn_field_matrix(group: str, max_order: int) -> torch.Tensor:
@@ -147,6 +156,11 @@ def _check_conventions(gspace: Any, max_order: int) -> None:
         for step in steps:
             e = fg.element((flip, step)) if flips else fg.element(step)
             plane = torch.as_tensor(gspace.basespace_action(e), dtype=torch.float64)
+            if plane.shape == (3, 3):  # rot2dOnR3(): (x, y) turned, z (the depth) fixed
+                if not torch.allclose(plane[2], torch.tensor([0.0, 0, 1], dtype=plane.dtype)):
+                    raise ValueError(f"from_escnn: gspace {gspace.name} moves z; only turns "
+                                     "about z map to our planar groups on volumes")
+                plane = plane[:2, :2]
             # our element with the same plane matrix R(t) diag(-1, 1)^s
             angle = math.atan2(-float(plane[0, 1]), float(plane[1, 1]))
             g = ours.element(angle if n is None else round(angle * n / (2 * math.pi)) % n,
@@ -313,7 +327,8 @@ def fourier(m: Any) -> nn.Module:
                          f"elements; ours samples all {n} (escnn's type='regular', N={n}): a "
                          "subgroup's grid is not equivariant to the whole group")
     ours = FourierNonlinearity(gname, order, _FUNCTIONS[name], device=m.A.device,
-                               samples=None if math.isfinite(n) else samples)
+                               samples=None if math.isfinite(n) else samples,
+                               spatial_dims=_dims(gspace))
     # the same sampling rows in any order (the map does not depend on their order)
     a = ours.sample_matrix.double().cpu()
     theirs = m.A.detach().double().cpu()
@@ -337,14 +352,16 @@ def norm_nonlinearity(m: Any) -> nn.Module:
         # orders >= 1 share that size, in field order)
         return torch.cat([lb[:c, None], lb[c:].reshape(c, order or 0)], dim=1)
 
-    return T.norm_relu(m, c, order or 0, _group(m.in_type.gspace), arrange)
+    return T.norm_relu(m, c, order or 0, _group(m.in_type.gspace), arrange,
+                       _dims(m.in_type.gspace))
 
 
 def norm_pool(m: Any) -> nn.Module:
     """escnn's ``NormPool`` on SO(2)/O(2) fields, each irrep its own field -> our
     :class:`NormPool` (channel ``c (L + 1) + l`` in both; a norm ignores the field matrix)."""
     _, order = _layout(m.in_type, "NormPool", "separate")
-    return NormPool(order or 0, group=_group(m.in_type.gspace))
+    return NormPool(order or 0, group=_group(m.in_type.gspace),
+                    spatial_dims=_dims(m.in_type.gspace))
 
 
 def norm_max_pool(m: Any) -> nn.Module:
@@ -372,7 +389,8 @@ def batch_norm(m: Any) -> nn.Module:
     order = order or 0
     names = [r.name for r in m.in_type.representations[:order + 1]]
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                             group=_group(m.in_type.gspace))
+                             group=_group(m.in_type.gspace),
+                             spatial_dims=_dims(m.in_type.gspace))
     T.copy_gnorm_state(m, ours, names, c)
     return ours
 
@@ -402,7 +420,8 @@ def iid_batch_norm(m: Any) -> nn.Module:
                       "unbiased variance (N / (N - 1), N = batch x pixels) and ours by the "
                       "biased one (as nn.BatchNorm): the converted layer's outputs differ by "
                       "about sqrt(N / (N - 1)) in every mode", stacklevel=4)
-    return M.iid_field_batch_norm(m, c, order or 0, _group(m.in_type.gspace))
+    return M.iid_field_batch_norm(m, c, order or 0, _group(m.in_type.gspace),
+                                  _dims(m.in_type.gspace))
 
 
 class EscnnRestrictedBasis(Typed, nn.Module):

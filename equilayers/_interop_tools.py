@@ -302,15 +302,17 @@ def check_scalar_bias(m: Any, bias: torch.Tensor | None, c_out: int, f_out: int)
 
 
 def norm_relu(m: Any, c: int, order: int, group: str,
-              arrange: Callable[[torch.Tensor], torch.Tensor]) -> NormNonlinearity:
+              arrange: Callable[[torch.Tensor], torch.Tensor],
+              spatial_dims: int | None = None) -> NormNonlinearity:
     """escnn's ``NormNonLinearity`` (``"n_relu"``) on ``c`` fields of orders ``0 .. order``
     -> our :class:`NormNonlinearity` with ``order0="norm"`` and ``bias_form="exp"`` holding
     escnn's ``log_bias``, flattened and put in our ``(C, order + 1)`` order by ``arrange``.
-    Call :func:`check_norm_relu` first (before reading the fields' layout)."""
+    Call :func:`check_norm_relu` first (before reading the fields' layout). ``spatial_dims``:
+    3 for planar fields on volumes (escnn's ``rot2dOnR3()``)."""
     check_norm_relu(m)
     has_bias = m.log_bias is not None
     ours = NormNonlinearity(c, order, bias=has_bias, order0="norm", bias_form="exp",
-                            group=group)
+                            group=group, spatial_dims=spatial_dims)
     if has_bias:
         assert ours.log_bias is not None  # built with bias=True
         with torch.no_grad():

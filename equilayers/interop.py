@@ -61,13 +61,15 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "(trivial -> regular or regular -> regular fields of octaOnR3 / "
               "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3 / fullIcoOnR3, "
               "groups=1), R3Conv (volumes "
-              "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3, groups=1), "
+              "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3 / rot2dOnR3(), "
+              "groups=1), "
               "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
               "QuotientFourierELU on the sphere (SO(3)/O(3) fields); R2Conv, "
               "R2ConvTransposed, FourierELU/FourierPointwise (SO(2), C_N), IIDBatchNorm2d/3d (and "
               "on regular fields), "
               "GNormBatchNorm, NormNonLinearity on SO(2)/O(2) fields of irreps 0..L of "
-              "rot2dOnR2(-1) / flipRot2dOnR2(-1) and C_N/D_N fields of irreps 0..L < N/2; "
+              "rot2dOnR2(-1) / flipRot2dOnR2(-1) (and rot2dOnR3() on volumes) and C_N/D_N "
+              "fields of irreps 0..L < N/2; "
               "NormMaxPool on these fields; "
               "ReLU, ELU, LeakyReLU, PointwiseNonLinearity, "
               "PointwiseDropout, FieldDropout, InnerBatchNorm, PointwiseMaxPool2D, "
@@ -162,7 +164,10 @@ def from_escnn(module: Any) -> nn.Module:
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
     is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
-    computes escnn's outputs as they are.
+    computes escnn's outputs as they are. SO(2) fields of volumes (``rot2dOnR3()``, the same
+    field types as on images below): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
+    (``group="so2"``, whose default basis is escnn's), the norms, batch norms and
+    ``FourierELU`` as on images with ``spatial_dims=3``; the same slots and signs as ours.
 
     SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``; field types
     that list the irreps of orders ``0 .. L`` field after field, as separate irreps or one
@@ -241,7 +246,9 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
         out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
     elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):  # S3.conv refuses the latter
-        out = S3.conv(m) if S3.is_so3_space(m.out_type.gspace) else I3.conv3d(m, probed)
+        space = m.out_type.gspace
+        out = (S3.conv(m) if S3.is_so3_space(space) or S3.is_axial_space(space)
+               else I3.conv3d(m, probed))
     elif isinstance(m, enn.NormNonLinearity):
         out = (S2.norm_nonlinearity(m) if S2.harmonic_fields(m.in_type)
                else S3.norm_nonlinearity(m))
