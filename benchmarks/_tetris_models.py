@@ -162,7 +162,7 @@ def c4z_cnn(width: int, classes: int) -> nn.Module:
 def so2_depth_cnn(width: int, classes: int, max_order: int = 2,
                   norm_relu: str = "default") -> nn.Module:
     """:func:`so3_cnn`'s architecture for SO(2) about the depth axis: ``SteerableConv3d``
-    (``group="so2"``, the planar basis on every depth slice) to planar fields of orders
+    (``group="so2"``, its default basis: escnn's shells) to planar fields of orders
     ``0..max_order``, ``HarmonicBatchNorm`` / ``NormNonlinearity`` / ``NormPool`` with
     ``spatial_dims=3``, global mean: exact on the quarter turns about the depth axis, other
     angles approximately. ``norm_relu``: as :func:`so3_cnn`'s."""

@@ -21,10 +21,10 @@ Rows, k3 unless named, 4 fields:
   ``"c4z"``: k3, stride 2, padding 1, training mode, batch 4, inputs ``4^3`` and ``8^3``
   (quick: ``4^3``), against a dense ``nn.ConvTranspose3d``; escnn: ``R3ConvTransposed``.
 
-- ``SteerableConv3d`` (``"so2"``: SO(2) about the depth axis, the planar basis on every depth
-  slice), 8 fields of orders ``0..2``, lifting and harmonic, k3 and k5 (quick: k3), training
-  mode, batch 4, ``16^3``. escnn: ``R3Conv`` on ``rot2dOnR3()`` with each field the direct
-  sum of the irreps ``0..2`` (its filters on spherical shells: fewer parameters).
+- ``SteerableConv3d`` (``"so2"``: SO(2) about the depth axis, its default ``basis="shells"``,
+  escnn's space), 8 fields of orders ``0..2``, lifting and harmonic, k3 and k5 (quick: k3),
+  training mode, batch 4, ``16^3``. escnn: ``R3Conv`` on ``rot2dOnR3()`` with each field the
+  direct sum of the irreps ``0..2``.
 
 - ``LiftingConv3d`` / ``GroupConv3d`` for ``"ico"`` (the icosahedral rotations, turned
   harmonic filters): 2 fields, training mode, batch 2, ``8^3`` and ``12^3`` (quick:
