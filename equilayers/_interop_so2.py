@@ -36,7 +36,7 @@ from torch import nn
 from . import _checks as C
 from . import _interop_modules as M
 from . import _interop_tools as T
-from .functional import steerable_basis
+from .functional import steerable_basis, steerable_basis3d
 from .groups import PlanarGroup, get, harmonic_matrix
 from .groups._fields import field_type
 from .nn import (
@@ -45,6 +45,7 @@ from .nn import (
     NormMaxPool,
     NormPool,
     Restrict,
+    SteerableConv3d,
 )
 from .nn import _checks as NC
 from .nn._typed import Typed
@@ -70,7 +71,9 @@ def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
 
     fg = gspace.fibergroup if hasattr(gspace, "fibergroup") else None
     if getattr(gspace, "dimensionality", 0) == 3 and isinstance(fg, SO2):
-        return "so2", False, None  # rot2dOnR3(): SO(2) turning every depth slice
+        # rot2dOnR3(): SO(2) turning every depth slice (conicalOnR3() is not converted: a
+        # probe of its n_relu inside a model did not give escnn's outputs)
+        return "so2", False, None
     if getattr(gspace, "dimensionality", 0) != 2:
         return None
     if isinstance(fg, (SO2, O2)):
@@ -230,7 +233,9 @@ def conv(m: Any) -> nn.Module:
     outputs: fields ``(B, C, 1, H, W)``), escnn's filter turned into our field basis, fitted in our
     basis by least squares (float64) and checked elementwise; our default basis settings when
     they give escnn's parameter count and hold its filter, else escnn's own (its rings and
-    widths, per ring the largest frequency)."""
+    widths, per ring the largest frequency). ``R3Conv`` on ``rot2dOnR3()`` fields ->
+    :class:`~equilayers.nn.SteerableConv3d` (``group="so2"``, its default
+    ``basis="shells"``: escnn's space), the same way."""
     what = type(m).__name__
     k = T.conv_kernel_size(m, what)
     T.check_odd_kernel(m, k, what)
@@ -244,12 +249,15 @@ def conv(m: Any) -> nn.Module:
         filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     q_out = _field_matrices(gname, c_out, order).to(filt)
     q_in = _field_matrices(gname, c_in, in_order).to(filt)
-    filt = torch.einsum("oi,ijyx,jk->okyx", q_out, filt, q_in.T)
+    filt = torch.einsum("oi,ij...,jk->ok...", q_out, filt, q_in.T)
     T.check_scalar_bias(m, bias, c_out, f_out)
-    try:  # escnn 1.0.11 names a planar basis element's angular frequency "irrep:frequency"
-        theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["irrep:frequency"])))
-    except (AttributeError, KeyError, TypeError, ValueError):
-        theirs = None  # another escnn version's internals
+    if filt.dim() == 5:  # R3Conv: the shells' settings (a shell's cap: its harmonics' J)
+        theirs = T.escnn_shell_settings(m)
+    else:
+        try:  # escnn 1.0.11 names a planar basis element's angular frequency "irrep:frequency"
+            theirs = T.escnn_basis_settings(m, lambda attr: abs(int(attr["irrep:frequency"])))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            theirs = None  # another escnn version's internals
     for settings in ({}, theirs):
         if settings is None:
             continue
@@ -270,6 +278,8 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     parameter count is not escnn's or the filter is not in its span."""
     (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
     lifting = in_order is None
+    if filt.dim() == 5:  # an R3Conv on volumes
+        return _fit3d(m, settings, gname, filt, bias, fields_in, fields_out, k)
     cls = T.conv_class(lifting, T.is_transposed(m))
     kw: dict[str, Any] = {} if lifting else {"in_max_order": in_order}
     try:
@@ -285,6 +295,26 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     basis = steerable_basis(gname, "trivial" if lifting else "harmonic", "harmonic", k,
                             in_order=in_order, out_order=order, dtype=torch.float64,
                             device=filt.device, **settings)  # (J, F_out, F_in, k, k)
+    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
+
+
+def _fit3d(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
+           fields_in: tuple[int, int | None, int], fields_out: tuple[int, int, int], k: int
+           ) -> nn.Module | None:
+    """:func:`_fit` for an ``R3Conv``: a :class:`~equilayers.nn.SteerableConv3d` on shells."""
+    (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
+    try:
+        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
+            warnings.simplefilter("ignore")
+            ours = SteerableConv3d(c_in, c_out, k, bias=bias is not None, device=filt.device,
+                                   dtype=filt.dtype, group=gname, max_order=order,
+                                   in_max_order=in_order, **T.conv_options(m), **settings)
+    except ValueError:  # settings we refuse (e.g. an empty basis)
+        return None
+    if ours.weight.numel() != m.weights.numel():
+        return None
+    basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
+                              dtype=torch.float64, device=filt.device, **settings)
     return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
 
 

@@ -47,13 +47,6 @@ def is_so3_space(gspace: Any) -> bool:
                                                                      (SO3, O3))
 
 
-def is_axial_space(gspace: Any) -> bool:
-    """Whether ``gspace`` is escnn's ``rot2dOnR3()``: SO(2) turning volumes about ``z``."""
-    from escnn.group import SO2
-
-    return getattr(gspace, "dimensionality", 0) == 3 and isinstance(gspace.fibergroup, SO2)
-
-
 def _group(gspace: Any) -> str:
     from escnn.group import O3
 
@@ -113,9 +106,7 @@ def _layout(ftype: Any, what: str, whole: bool = False) -> tuple[int, int | None
 
 def conv(m: Any) -> nn.Module:
     """escnn's ``R3Conv`` on SO(3)/O(3) fields (to such fields, or to scalars: our fields of
-    order 0), or on ``rot2dOnR3()`` fields of the irreps ``0..L`` (SO(2) about ``z``: our
-    planar harmonic fields on volumes, the same slots and signs, ``group="so2"`` with its
-    default ``basis="shells"``, escnn's function space) -> :class:`SteerableConv3d` with escnn's
+    order 0) -> :class:`SteerableConv3d` with escnn's
     filter (times the field signs) fitted in our basis by least squares (float64) and the
     expanded filter checked elementwise. The basis: our default settings when they give
     escnn's parameter count and hold its filter, else escnn's own settings
@@ -131,14 +122,12 @@ def conv(m: Any) -> nn.Module:
     c_out, out_order = _layout(m.out_type, "R3Conv output", whole=True)
     order = out_order or 0  # scalar outputs: our fields of order 0, (B, C, 1, D, H, W)
     c_in, in_order = _layout(m.in_type, "R3Conv input", whole=True)
+    gname = _group(gspace)
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
-    axial = is_axial_space(gspace)  # rot2dOnR3(): its fields are ours as they are
-    gname = "so2" if axial else _group(gspace)
-    f_out = 2 * order + 1 if axial else (order + 1) ** 2
-    if not axial:
-        s_out = escnn_field_signs(order).to(filt).repeat(c_out)
-        s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
-        filt = filt * s_out.view(-1, 1, 1, 1, 1) * s_in.view(1, -1, 1, 1, 1)
+    f_out = (order + 1) ** 2
+    s_out = escnn_field_signs(order).to(filt).repeat(c_out)
+    s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
+    filt = filt * s_out.view(-1, 1, 1, 1, 1) * s_in.view(1, -1, 1, 1, 1)
     T.check_scalar_bias(m, bias, c_out, f_out)
     for settings in ({}, T.escnn_shell_settings(m)):
         if settings is None:

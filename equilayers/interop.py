@@ -246,9 +246,9 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
         out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
     elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):  # S3.conv refuses the latter
-        space = m.out_type.gspace
-        out = (S3.conv(m) if S3.is_so3_space(space) or S3.is_axial_space(space)
-               else I3.conv3d(m, probed))
+        space = m.out_type.gspace  # SO(3)/O(3); SO(2)/O(2) about z; the cube's groups
+        out = (S3.conv(m) if S3.is_so3_space(space) else S2.conv(m)
+               if S2.harmonic_fields(m.in_type, m.out_type) else I3.conv3d(m, probed))
     elif isinstance(m, enn.NormNonLinearity):
         out = (S2.norm_nonlinearity(m) if S2.harmonic_fields(m.in_type)
                else S3.norm_nonlinearity(m))
