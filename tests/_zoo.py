@@ -146,6 +146,8 @@ ZOO: dict[str, ZooEntry] = {
                                    _x(2, 2, 5, 5, 5)),
     "GroupConv3d[ico]": ZooEntry(lambda: enn.GroupConv3d(2, 2, 3, padding=1, group="ico"),
                                  _x(2, 2, 60, 4, 4, 4)),
+    "LiftingConv3d[ih]": ZooEntry(lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="ih"),
+                                  _x(2, 2, 4, 4, 4)),
     "LiftingConvTranspose3d": ZooEntry(
         lambda: enn.LiftingConvTranspose3d(2, 3, 3, stride=2, padding=1, group="c4z"),
         _x(2, 2, 3, 3, 3)),
