@@ -34,6 +34,7 @@ from typing import Any
 from torch import nn
 
 from . import _interop3d as I3
+from . import _interop_harmonic_conv as HC
 from . import _interop_modules as M
 from . import _interop_pools as P
 from . import _interop_regular2d as R2
@@ -243,11 +244,11 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
             for name, child in m.named_children())
         ).train(m.training)
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
-        out = (S2.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
+        out = (HC.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
     elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):  # S3.conv refuses the latter
         space = m.out_type.gspace  # SO(3)/O(3); SO(2)/O(2) about z; the cube's groups
-        out = (S3.conv(m) if S3.is_so3_space(space) else S2.conv(m)
+        out = (S3.conv(m) if S3.is_so3_space(space) else HC.conv(m)
                if S2.harmonic_fields(m.in_type, m.out_type) else I3.conv3d(m, probed))
     elif isinstance(m, enn.NormNonLinearity):
         out = (S2.norm_nonlinearity(m) if S2.harmonic_fields(m.in_type)

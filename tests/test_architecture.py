@@ -68,6 +68,7 @@ FLOORS: dict[str, int] = {
     "equilayers._interop_so2": 6,
     "equilayers._interop_pools": 6,
     "equilayers._interop_regular2d": 6,
+    "equilayers._interop_harmonic_conv": 6,
     # 7: entry points: the package's front door, the demo, the command line
     "equilayers": 7,
     "equilayers.demo": 7,
