@@ -228,3 +228,55 @@ def test_batch_norm_on_volumes_takes_statistics_over_depth_too():
     torch.testing.assert_close(y, folded.reshape(2, 4, 3, 5, 6, 7).permute(0, 2, 3, 1, 4, 5))
     torch.testing.assert_close(volume.running_var, planar.running_var)
     torch.testing.assert_close(volume.running_mean, planar.running_mean)
+
+
+@pytest.mark.parametrize("basis", ["shells", "slices"])
+@pytest.mark.parametrize("kernel_size", [(1, 5, 5), (3, 5, 5), (2, 3, 3), (5, 3, 3)])
+def test_kernels_of_any_depth(kernel_size, basis):
+    """A planar group takes ``(k_d, k, k)`` kernels (the depth is never turned): exact on the
+    quarter turns (flips) of every slice, module == functional, and the padding (``"same"``;
+    none: ``n - k + 1`` per dim), the output size and the repr follow ``nn.Conv3d``'s."""
+    from equilayers.testing import equivariance_error
+
+    with global_rng_from(_gen()):
+        lift = SteerableConv3d(2, 3, kernel_size, padding="same", group="o2", max_order=2,
+                               basis=basis).double()
+        conv = SteerableConv3d(3, 2, kernel_size, padding="same", group="o2",
+                               in_max_order=2, max_order=1, basis=basis).double()
+    x = torch.randn(2, 2, 5, 7, 7, dtype=torch.float64, generator=_gen(1))
+    o2 = get("o2")
+    assert equivariance_error(nn.Sequential(lift, conv), x, o2,
+                              elements=o2.grid_elements()) < 1e-12
+    dense = steerable_basis3d("o2", kernel_size, out_order=2, dtype=torch.float64,
+                              basis=basis)
+    assert dense.shape[-3:] == kernel_size
+    torch.testing.assert_close(lift(x), steerable_conv3d(x, lift.weight, dense, lift.bias,
+                                                         padding="same"), rtol=0, atol=1e-12)
+    assert lift(x).shape == (2, 3, 5, 5, 7, 7)
+    assert f"kernel_size={kernel_size}" in repr(lift)
+    valid = SteerableConv3d(2, 3, kernel_size, group="o2", max_order=1, basis=basis)
+    assert valid(x.float()).shape[-3:] == tuple(n - kk + 1 for n, kk in zip(
+        x.shape[-3:], kernel_size, strict=True))
+
+
+def test_one_slice_kernels_are_the_planar_basis():
+    """On a single slice ``(1, k, k)`` the shells reduce to the planar basis's span (their
+    ``J`` and ``J + 2`` coincide there and are kept once)."""
+    shells = steerable_basis3d("so2", (1, 5, 5), in_order=2, out_order=2, dtype=torch.float64)
+    slices = steerable_basis3d("so2", (1, 5, 5), in_order=2, out_order=2, dtype=torch.float64,
+                               basis="slices")
+    a, b = shells.flatten(1), slices.flatten(1)
+    rank = int(torch.linalg.matrix_rank(torch.cat([a, b])))
+    assert rank == len(a) == len(b) == int(torch.linalg.matrix_rank(a))
+
+
+@pytest.mark.parametrize("kernel_size,match", [
+    ((3, 5, 3), r"kernel_size=\(3, 5, 3\) must be an odd k, or \(k_d, k, k\)"),
+    ((3, 4, 4), r"kernel_size=\(3, 4, 4\) must be an odd k.*centre pixel"),
+    ((3, 5, 5, 5), r"must be an odd k, or \(k_d, k, k\)"),
+])
+def test_refuses_kernels_that_the_turns_do_not_map(kernel_size, match):
+    with pytest.raises(ValueError, match=match):
+        SteerableConv3d(1, 1, kernel_size, group="so2")
+    with pytest.raises(ValueError, match=r"kernel_size"):
+        SteerableConv3d(1, 1, (3, 5, 5), group="so3")  # SO(3) turns the depth: cubic only

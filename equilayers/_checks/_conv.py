@@ -208,19 +208,20 @@ def check_pool_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, 
     return k, s, p, d
 
 
-def conv_padding(padding: Any, kernel_size: int, dilation: Any, what: str, dims: int = 2
-                 ) -> tuple[int, ...]:
+def conv_padding(padding: Any, kernel_size: int | Sequence[int], dilation: Any, what: str,
+                 dims: int = 2) -> tuple[int, ...]:
     """A conv's ``padding`` (an int, ``dims`` ints, ``"same"`` or ``"valid"``) as ``F.pad``'s
     tuple, last dim first (``(left, right, top, bottom[, front, back])``); ``"same"`` pads
-    ``dilation * (k - 1)`` in total per dim, the odd pixel on the high side, as torch's
-    convs."""
+    ``dilation * (k - 1)`` in total per dim (``kernel_size`` one int, or one per dim), the odd
+    pixel on the high side, as torch's convs."""
     read = check_pair if dims == 2 else check_triple
     dil = read(dilation, "dilation", what, minimum=1)
     forms = f"an int, {'a pair' if dims == 2 else 'three ints'}, 'same' or 'valid'"
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
             raise ValueError(f"{_prefix(what)}padding={padding!r} must be {forms}")
-        totals = [d * (kernel_size - 1) if padding == "same" else 0 for d in dil]
+        ks = ((kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size))
+        totals = [d * (k - 1) if padding == "same" else 0 for d, k in zip(dil, ks, strict=True)]
     else:
         totals = [2 * p for p in read(padding, "padding", what, minimum=0, fix=forms)]
     return tuple(v for t in reversed(totals) for v in (t // 2, t - t // 2))

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group, GroupLike, get
 from ..groups._planar import PlanarGroup
@@ -59,6 +60,25 @@ def check_steerable3d_group(group: GroupLike, what: str) -> SO3Group | PlanarGro
 
 
 BASES = ("shells", "slices")
+
+
+def check_axial_kernel(kernel_size, what: str) -> tuple[int, int]:
+    """``(k_d, k)`` of a planar group's 3-D kernel: an odd ``k`` (a cubic ``k x k x k``), or
+    ``(k_d, k, k)`` with ``k`` odd (the turned plane's filter is centred) and any depth
+    ``k_d >= 1`` (the depth is never turned)."""
+    fix = "an odd k, or (k_d, k, k) with k odd (any depth k_d >= 1)"
+    if isinstance(kernel_size, (tuple, list)):
+        if len(kernel_size) != 3 or kernel_size[1] != kernel_size[2]:
+            raise ValueError(f"{what}: kernel_size={tuple(kernel_size)!r} must be {fix}: the "
+                             "turns about the depth axis trade height and width")
+        kd = C.check_int(kernel_size[0], "kernel_size", what, minimum=1, fix=fix)
+        k = C.check_int(kernel_size[1], "kernel_size", what, minimum=1, fix=fix)
+    else:
+        kd = k = C.check_int(kernel_size, "kernel_size", what, minimum=1, fix=fix)
+    if k % 2 == 0:
+        raise ValueError(f"{what}: kernel_size={kernel_size!r} must be {fix}: the turns move "
+                         "the filter about its centre pixel; use k - 1 or k + 1")
+    return kd, k
 
 
 def check_basis3d(basis, group: Group, what: str) -> str:
@@ -124,50 +144,55 @@ class AxialBasis(NamedTuple):
     in_rep: str
     orders: tuple[int, int]
     spec: BasisSpec | None
+    depth: int
 
     def init_std(self, c_in: int, gain2: float) -> torch.Tensor:
-        """Each 3-D element's init std (``(n * k,)``) for ``c_in`` input fields: the planar
-        rule (:func:`planar_init_std`) with a fan-in ``k`` times larger (the slices add)."""
+        """Each 3-D element's init std (``(n * k_d,)``) for ``c_in`` input fields: the planar
+        rule (:func:`planar_init_std`) with a fan-in ``k_d`` times larger (the slices add)."""
         k = self.packed.shape[-1]
-        return planar_init_std(self.group, self.in_rep, k, *self.orders, self.spec, c_in * k,
-                               gain2).repeat_interleave(k)
+        return planar_init_std(self.group, self.in_rep, k, *self.orders, self.spec,
+                               c_in * self.depth, gain2).repeat_interleave(self.depth)
 
     def dense(self, dtype: torch.dtype, device: torch.device | str | None) -> torch.Tensor:
-        """The dense 3-D basis ``(n * k, F_out, F_in, k, k, k)``."""
+        """The dense 3-D basis ``(n * k_d, F_out, F_in, k_d, k, k)``."""
         n, f_out, f_in, k, _ = self.packed.shape
-        out = torch.zeros(n, k, f_out, f_in, k, k, k, dtype=dtype,
+        kd = self.depth
+        out = torch.zeros(n, kd, f_out, f_in, kd, k, k, dtype=dtype,
                           device="cpu" if device is None else device)
-        for z in range(k):
+        for z in range(kd):
             out[:, z, :, :, z] = self.packed.to(out)
         return out.flatten(0, 1)
 
 
 @cpu_cache(maxsize=64)
 def axial_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
-                spec: BasisSpec | None) -> AxialBasis:
+                spec: BasisSpec | None, depth: int | None = None) -> AxialBasis:
     """The planar group's basis from volumes (``m_in=None``) or harmonic fields of orders ``0
-    .. m_in`` to orders ``0 .. m_out`` on ``k x k x k`` voxels (:class:`AxialBasis`). Computed
-    once per arguments; callers copy, never write."""
+    .. m_in`` to orders ``0 .. m_out`` on ``depth x k x k`` voxels (``depth`` default ``k``;
+    :class:`AxialBasis`). Computed once per arguments; callers copy, never write."""
+    kd = k if depth is None else depth
     in_rep = "trivial" if m_in is None else "harmonic"
     m = m_in or 0
     scale = S._irrep_scale(group, in_rep, "harmonic", k, m, m_out, spec)
     planar = S._cached(group, in_rep, "harmonic", k, m, m_out, spec) * scale.view(-1, 1, 1, 1, 1)
     energy = planar.square().sum(dim=(2, 3, 4))  # (n, F_out)
     orders = (energy.argmax(1) + 1) // 2
-    return AxialBasis(planar, orders.repeat_interleave(k), group, in_rep, (m, m_out), spec)
+    return AxialBasis(planar, orders.repeat_interleave(kd), group, in_rep, (m, m_out), spec, kd)
 
 
-def expand_axial(weight: torch.Tensor, packed: torch.Tensor, f_out: int, f_in: int, k: int
-                 ) -> torch.Tensor:
-    """``(C_out, C_in // groups, n * k)`` with the planar basis ``packed`` (:class:`AxialBasis`,
-    flat or not, any dtype and device) -> the dense ``F.conv3d`` filter ``(C_out * F_out,
-    C_in // groups * F_in, k, k, k)``, fields major, in one matmul: coefficient ``j * k + z``
-    scales planar element ``j`` on depth slice ``z``."""
+def expand_axial(weight: torch.Tensor, packed: torch.Tensor, f_out: int, f_in: int, k: int,
+                 depth: int | None = None) -> torch.Tensor:
+    """``(C_out, C_in // groups, n * k_d)`` with the planar basis ``packed``
+    (:class:`AxialBasis`, flat or not, any dtype and device) -> the dense ``F.conv3d`` filter
+    ``(C_out * F_out, C_in // groups * F_in, k_d, k, k)`` (``k_d = depth``, default ``k``),
+    fields major, in one matmul: coefficient ``j * k_d + z`` scales planar element ``j`` on
+    depth slice ``z``."""
+    kd = k if depth is None else depth
     c_out, c_in, nbk = weight.shape
-    n = nbk // k
-    w = weight.reshape(c_out, c_in, n, k).transpose(2, 3).reshape(c_out * c_in * k, n)
-    filt = (w @ packed.reshape(n, -1)).view(c_out, c_in, k, f_out, f_in, k, k)
-    return filt.permute(0, 3, 1, 4, 2, 5, 6).reshape(c_out * f_out, c_in * f_in, k, k, k)
+    n = nbk // kd
+    w = weight.reshape(c_out, c_in, n, kd).transpose(2, 3).reshape(c_out * c_in * kd, n)
+    filt = (w @ packed.reshape(n, -1)).view(c_out, c_in, kd, f_out, f_in, k, k)
+    return filt.permute(0, 3, 1, 4, 2, 5, 6).reshape(c_out * f_out, c_in * f_in, kd, k, k)
 
 
 # ------------------------------------------------------------------------ spherical shells
@@ -200,7 +225,7 @@ class ShellBasis(NamedTuple):
 
 @cpu_cache(maxsize=64)
 def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
-                spec: BasisSpec | None) -> ShellBasis:
+                spec: BasisSpec | None, depth: int | None = None) -> ShellBasis:
     """escnn's filters for a planar group on volumes (its ``rot2dOnR3`` / ``conicalOnR3``
     ``R3Conv``: the SO(3) basis restricted to the turns about ``z``): on every shell ``i``
     (radius ``r_i``, width ``sigma_i``, cap ``J_i``) and for every planar angular term of
@@ -212,19 +237,25 @@ def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
     ``e^{i f phi}``; only ``J = 0`` at the centre). Exact for the planar group on every shell
     (``r``, ``theta`` fixed), and on the grid for the quarter turns and flips. Elements that
     vanish on the grid are left out; each has norm ``sqrt(d_out)`` as the planar basis's.
+    ``depth``: the kernel's depth ``k_d`` (default ``k``; offsets ``z = d - (k_d - 1) / 2``);
+    in a box that the shells overhang (``k_d != k``) functions can coincide on the voxels
+    (``J`` and ``J + 2`` on one slice): each element is then orthogonalized against the kept
+    ones and kept only if something is left (the span, without repeats).
     Computed once per arguments; callers copy, never write."""
     spec = default_spec(k) if spec is None else spec
+    kd = k if depth is None else depth
     c = k // 2
     i = torch.arange(k, dtype=torch.float64)
-    d, h, w = torch.meshgrid(i, i, i, indexing="ij")
-    x, y, z = w - c, c - h, d - c
+    d, h, w = torch.meshgrid(torch.arange(kd, dtype=torch.float64), i, i, indexing="ij")
+    x, y, z = w - c, c - h, d - (kd - 1) / 2
     r = (x * x + y * y + z * z).sqrt()
     phi = torch.atan2(y, x)
     cos_t = torch.where(r > 0, z / r.clamp_min(1e-300), torch.zeros_like(r))
     shells = torch.stack([torch.exp(-((r - radius) ** 2) / (2 * sigma * sigma))
                           for radius, sigma, _ in spec])  # (n_shells, k, k, k)
     f_out, f_in = 2 * m_out + 1, 2 * (m_in or 0) + 1
-    elements, orders = [], []
+    elements: list[torch.Tensor] = []
+    orders: list[int] = []
     for m in range(m_out + 1):
         for n in range(m_in + 1 if m_in is not None else 1):
             for ring, f, coef, pat in S._block_specs(group, m, n, spec):
@@ -235,17 +266,20 @@ def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
                     ang = f * phi
                     u = radial * (coef.real * ang.cos() - coef.imag * ang.sin())
                     v = radial * (coef.real * ang.sin() + coef.imag * ang.cos())
-                    e = torch.zeros(f_out, f_in, k, k, k, dtype=torch.float64)
+                    e = torch.zeros(f_out, f_in, kd, k, k, dtype=torch.float64)
                     for a in range(2 if m else 1):
                         for b in range(2 if n else 1):
                             slot = ((2 * m - 1 if m else 0) + a, (2 * n - 1 if n else 0) + b)
                             e[slot] = pat[0][a][b] * u + pat[1][a][b] * v
+                    if kd != k:  # a box the shells overhang: keep what is new on it
+                        for kept in elements:
+                            e = e - (e * kept).sum() * kept
                     norm = e.norm()
-                    if norm >= 1e-9:
+                    if norm >= 1e-9 if kd == k else norm >= 1e-6 * radial.norm().clamp_min(1):
                         elements.append(e / norm)
                         orders.append(m)
     basis = (torch.stack(elements) if elements
-             else torch.zeros(0, f_out, f_in, k, k, k, dtype=torch.float64))
+             else torch.zeros(0, f_out, f_in, kd, k, k, dtype=torch.float64))
     energy = basis.square().sum(dim=(2, 3, 4, 5))  # (n, F_out)
     nyquist = group.planar_params()[0]
     nyquist = nyquist // 2 if nyquist is not None and nyquist % 2 == 0 else -1

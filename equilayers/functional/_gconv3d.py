@@ -78,7 +78,8 @@ def check_conv3d_group(group: GroupLike, what: str) -> Group:
     return check_cubic_group(group, what, ico=True)
 
 
-def resolve_padding3d(padding, kernel_size: int, dilation, stride, what: str = ""
+def resolve_padding3d(padding, kernel_size: int | tuple[int, int, int], dilation, stride,
+                      what: str = ""
                       ) -> tuple[int, int, int, int, int, int]:
     """``padding`` (int, three ints, ``"same"``, ``"valid"``) -> ``F.pad``'s 6-tuple
     ``(w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)`` (:func:`equilayers._checks.conv_padding`:
@@ -216,16 +217,17 @@ def _traded(grp: CubicGroup) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def check_fits(x: torch.Tensor, k: int, pad, dils: tuple[int, int, int], padding_mode: str,
-                what: str) -> None:
+def check_fits(x: torch.Tensor, k: int | tuple[int, int, int], pad, dils: tuple[int, int, int],
+               padding_mode: str, what: str) -> None:
     sizes = x.shape[-3:]
+    ks = (k,) * 3 if isinstance(k, int) else k
     for i in range(3):
         lo, hi = pad[4 - 2 * i], pad[5 - 2 * i]
         n = sizes[i]
-        if n + lo + hi < dils[i] * (k - 1) + 1 or (padding_mode != "zeros" and (
+        if n + lo + hi < dils[i] * (ks[i] - 1) + 1 or (padding_mode != "zeros" and (
                 (padding_mode == "reflect" and max(lo, hi) >= n)
                 or (padding_mode == "circular" and max(lo, hi) > n))):
-            _raise_fit(x, i, k, lo, hi, dils[i], padding_mode, what)
+            _raise_fit(x, i, ks[i], lo, hi, dils[i], padding_mode, what)
 
 
 def _raise_fit(x: torch.Tensor, i: int, k: int, lo: int, hi: int, dil: int, padding_mode: str,
@@ -252,7 +254,8 @@ def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     if not checked:
         stride = C.check_triple(stride, "stride", what)
         dilation = C.check_triple(dilation, "dilation", what)
-        check_fits(x, weight.shape[-1], pad, dilation, padding_mode, what)
+        check_fits(x, (weight.shape[-3], weight.shape[-2], weight.shape[-1]), pad, dilation,
+                   padding_mode, what)
     # a group map's fields and slots are the conv's channels (one view; a volume as it is)
     x5 = x if x.dim() == 5 else x.flatten(1, 2)
     if padding_mode == "zeros" and pad[0] == pad[1] and pad[2] == pad[3] and pad[4] == pad[5]:

@@ -240,7 +240,8 @@ def steerable_basis3d(
     Args:
         group: ``"so3"`` or ``"o3"``; or ``"so2"``, ``"o2"``, ``"cN"``, ``"dN"`` (rotations
             and flips about the depth axis; the shells are then the planar rings).
-        kernel_size: odd ``k`` (an int or three equal ints).
+        kernel_size: odd ``k`` (an int or three equal ints; a planar group also ``(k_d, k,
+            k)``, any depth).
         in_order: ``L_in``, or ``None`` for volumes (one slot: the same basis as ``0``).
         out_order: ``L_out``.
         sigma, frequencies_cutoff, rings: the shells, as the planar ``steerable_basis``
@@ -259,7 +260,10 @@ def steerable_basis3d(
     """
     what = "steerable_basis3d"
     grp = AX.check_steerable3d_group(group, what)
-    k = check_kernel_size3d(kernel_size, what)
+    if isinstance(grp, SO3Group):
+        kd = k = check_kernel_size3d(kernel_size, what)
+    else:  # a planar group: (k_d, k, k) too
+        kd, k = AX.check_axial_kernel(kernel_size, what)
     m_in = _order(in_order, "in_order", what, True)
     m_out = _order(out_order, "out_order", what, False)
     assert m_out is not None  # not optional
@@ -268,10 +272,10 @@ def steerable_basis3d(
     if not isinstance(grp, SO3Group):  # a planar group about the depth axis
         if basis == "slices":
             spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what)
-            return AX.axial_basis(grp, m_in, m_out, k, spec).dense(
+            return AX.axial_basis(grp, m_in, m_out, k, spec, kd).dense(
                 dtype or torch.get_default_dtype(), device)
         spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
-        return AX.shell_basis(grp, m_in, m_out, k, spec).packed.to(
+        return AX.shell_basis(grp, m_in, m_out, k, spec, kd).packed.to(
             dtype=dtype or torch.get_default_dtype(), device=device, copy=True)
     spec = resolve_settings(k, sigma, frequencies_cutoff, rings, what, spatial_dims=3)
     return dense_basis3d(basis3d_blocks(grp, m_in or 0, m_out, k, spec), m_in or 0, m_out, k,
@@ -336,13 +340,14 @@ def steerable_conv3d(
     C.check_triple(dilation, "dilation", what, minimum=1)
     groups = C.check_int(groups, "groups", what, minimum=1)
     C.check_padding_mode(padding_mode, "padding_mode", what, G3.PADDING_MODES)
-    nb, f_out, f_in, k = basis.shape[0], basis.shape[1], basis.shape[2], basis.shape[-1]
+    nb, f_out, f_in = basis.shape[0], basis.shape[1], basis.shape[2]
+    kernel = (basis.shape[3], basis.shape[4], basis.shape[5])
     if weight.shape[-1] != nb:
         raise ValueError(f"{what}: weight {tuple(weight.shape)} must have num_basis={nb} "
                          f"coefficients in its last dim (basis {tuple(basis.shape)})")
-    if len(set(basis.shape[-3:])) != 1:
-        raise ValueError(f"{what}: basis must have a cubic kernel k x k x k; got shape "
-                         f"{tuple(basis.shape)}")
+    if basis.shape[-1] != basis.shape[-2]:
+        raise ValueError(f"{what}: basis must have a kernel (k_d, k, k) (cubic, or any depth "
+                         f"for a planar group's); got shape {tuple(basis.shape)}")
     C.check_weight_groups(weight, groups, what)
     c_in = weight.shape[1] * groups
     if x.dim() == 5 and f_in == 1:
@@ -356,6 +361,6 @@ def steerable_conv3d(
     C.check_tensor(x, "x", what)  # floating point
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
     C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
-    pad = G3.resolve_padding3d(padding, k, dilation, stride, what)
+    pad = G3.resolve_padding3d(padding, kernel, dilation, stride, what)
     return G3.conv3d_expanded(x, expand_steerable3d(weight, basis), order0_bias(bias, f_out),
                               f_out, stride, pad, dilation, groups, padding_mode, what=what)

@@ -45,7 +45,9 @@ class SteerableConv3d(Typed, nn.Module):
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.Conv3d`` (channels
-            count fields; the kernel is cubic and odd; ``padding`` also ``"same"``/``"valid"``).
+            count fields; the kernel is cubic and odd, for a planar group also ``(k_d, k, k)``
+            with ``k`` odd and any depth ``k_d``, e.g. ``(1, 5, 5)`` for thick slices;
+            ``padding`` also ``"same"``/``"valid"``).
         dilation, groups, bias, padding_mode, device, dtype: as ``nn.Conv3d``.
         group: ``"so3"`` (default) or ``"o3"``; or a planar group, ``"so2"``, ``"o2"``,
             ``"cN"``, ``"dN"`` (escnn's ``rot2dOnR3`` / ``conicalOnR3``): rotations (and the
@@ -147,14 +149,17 @@ class SteerableConv3d(Typed, nn.Module):
         name = type(self).__name__
         in_channels, out_channels, groups = C.check_conv_channels(
             in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
-        k = S3.check_kernel_size3d(kernel_size, name)
+        grp = AX.check_steerable3d_group(group, name)
+        if isinstance(grp, PlanarGroup):  # the depth is never turned: any depth extent
+            kd, k = AX.check_axial_kernel(kernel_size, name)
+        else:
+            kd = k = S3.check_kernel_size3d(kernel_size, name)
         self.stride = C.check_triple(stride, "stride", name, minimum=1)
         self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
-        self._pad = G3.resolve_padding3d(padding, k, dilation, self.stride, name)
+        self._pad = G3.resolve_padding3d(padding, (kd, k, k), dilation, self.stride, name)
         C.check_flag(bias, "bias", name)
         C.check_float_dtype(dtype, "dtype", name)
-        grp = AX.check_steerable3d_group(group, name)
         self.out_type = field_type(grp, "harmonic", max_order, 3, what=name,
                                    order_required=True)
         self.in_type = (field_type(grp, "trivial", spatial_dims=3, what=name)
@@ -171,7 +176,8 @@ class SteerableConv3d(Typed, nn.Module):
             k, sigma, frequencies_cutoff, rings, name, spatial_dims=dims)
         self._basis_spec = BS.resolve_settings(k, self.sigma, self.frequencies_cutoff,
                                               self.rings, name, spatial_dims=dims)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (k,) * 3
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = (kd, k, k)
         self.padding, self.groups, self.padding_mode = padding, groups, padding_mode
         self.group = grp
         self.fiber_in = self.in_type.fiber_size or 1
@@ -200,10 +206,13 @@ class SteerableConv3d(Typed, nn.Module):
 
     # --- parameters and derived buffers ----------------------------------------------------
     def _cached(self) -> S3.Basis3d | AX.AxialBasis | AX.ShellBasis:
+        kd, k = self.kernel_size[:2]
+        if self.basis == "slices":
+            return AX.axial_basis(self.group, self.in_max_order, self.max_order, k,
+                                  self._basis_spec, kd)
         if isinstance(self.group, PlanarGroup):
-            make = AX.axial_basis if self.basis == "slices" else AX.shell_basis
-            return make(self.group, self.in_max_order, self.max_order, self.kernel_size[0],
-                        self._basis_spec)
+            return AX.shell_basis(self.group, self.in_max_order, self.max_order, k,
+                                  self._basis_spec, kd)
         return S3.basis3d_blocks(self.group, self.in_max_order or 0, self.max_order,
                                  self.kernel_size[0], self._basis_spec)
 
@@ -271,13 +280,13 @@ class SteerableConv3d(Typed, nn.Module):
     def expanded_filter(self) -> torch.Tensor:
         """The dense ``(C_out * F_out, C_in * F_in // groups, k, k, k)`` filter of the current
         weight (one matmul per block of orders; differentiable; nothing cached)."""
-        k = self.kernel_size[0]
+        kd, k = self.kernel_size[:2]
         if self.basis == "slices":  # a planar group: its planar basis on every depth slice
             return AX.expand_axial(self.weight, self.filter_basis, self.fiber_out,
-                                   self.fiber_in, k)
+                                   self.fiber_in, k, kd)
         if self._pairs is None:  # a planar group on shells: the dense basis
             return S3.expand_steerable3d(self.weight, self.filter_basis.view(
-                -1, self.fiber_out, self.fiber_in, k, k, k))
+                -1, self.fiber_out, self.fiber_in, kd, k, k))
         return S3.expand_blocks3d(self.weight, self.filter_basis, self._pairs,
                                   self.kernel_size[0])
 
@@ -307,7 +316,7 @@ class SteerableConv3d(Typed, nn.Module):
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
         if min(size) < 1:  # an empty volume: nothing to be exact on (the conv names the size)
             return
-        window = (self.kernel_size[0], self.stride, self._pad, self.dilation)
+        window = (self.kernel_size[-1], self.stride, self._pad, self.dilation)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if (size, window) in exact:  # the options too: one set after construction is seen
             return
@@ -327,7 +336,9 @@ class SteerableConv3d(Typed, nn.Module):
                       + "; ".join(problems) + " (warned once per module)", stacklevel=3)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "
+        kd, k = self.kernel_size[:2]
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size="
+             f"{k if kd == k else self.kernel_size}, "
              f"group={self.group.name!r}, max_order={self.max_order}")
         if self.in_max_order is not None:
             s += f", in_max_order={self.in_max_order}"
