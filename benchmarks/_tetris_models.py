@@ -116,10 +116,17 @@ def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Mo
     the others scaled by their norm, as ``HarmonicBatchNorm``), ``NormNonLinearity``
     (``"n_relu"``, escnn's default bias) on every irrep, ``NormPool``, the same head."""
     from escnn import gspaces
-    from escnn import nn as enn
 
     gs = gspaces.rot3dOnR3(maximum_frequency=max_order)
-    field = [gs.irrep(ell) for ell in range(max_order + 1)]
+    return _escnn_norm_cnn(gs, [gs.irrep(ell) for ell in range(max_order + 1)], width,
+                           classes)
+
+
+def _escnn_norm_cnn(gs, field: list, width: int, classes: int) -> nn.Module:
+    """escnn's ``R3Conv`` / ``GNormBatchNorm`` / ``NormNonLinearity`` (``"n_relu"``) x 3 on
+    ``gs`` fields ``field`` (irreps ``0..L``), ``NormPool``, then our head."""
+    from escnn import nn as enn
+
     t = in_type = enn.FieldType(gs, [gs.trivial_repr])
     mods = []
     for mult, stride in ((1, 1), (1, 2), (2, 1)):
@@ -128,7 +135,7 @@ def escnn_so3_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Mo
                  enn.NormNonLinearity(out, "n_relu")]
         t = out
     mods.append(enn.NormPool(t))
-    features = 2 * width * (max_order + 1)
+    features = 2 * width * len(field)
     head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
                          nn.Linear(features, classes))
     return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
@@ -194,19 +201,7 @@ def escnn_so2_depth_cnn(width: int, classes: int, max_order: int = 2) -> nn.Modu
     ``rot2dOnR3()`` fields of the irreps ``0..max_order`` (its basis on spherical shells),
     ``GNormBatchNorm``, ``NormNonLinearity`` (``"n_relu"``), ``NormPool``, the same head."""
     from escnn import gspaces
-    from escnn import nn as enn
 
     gs = gspaces.rot2dOnR3()
-    field = [gs.fibergroup.irrep(m) for m in range(max_order + 1)]
-    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
-    mods = []
-    for mult, stride in ((1, 1), (1, 2), (2, 1)):
-        out = enn.FieldType(gs, mult * width * field)
-        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.GNormBatchNorm(out),
-                 enn.NormNonLinearity(out, "n_relu")]
-        t = out
-    mods.append(enn.NormPool(t))
-    features = 2 * width * (max_order + 1)
-    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
-                         nn.Linear(features, classes))
-    return _EscnnNet(in_type, enn.SequentialModule(*mods), head)
+    return _escnn_norm_cnn(gs, [gs.fibergroup.irrep(m) for m in range(max_order + 1)], width,
+                           classes)

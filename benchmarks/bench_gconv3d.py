@@ -198,66 +198,46 @@ def regular_cases(quick: bool, peer: bool) -> list[BenchCase]:
 
 def steerable_cases(quick: bool, peer: bool) -> list[BenchCase]:
     """``SteerableConv3d`` so3 rows (lifting and harmonic) beside their dense floor."""
+    shapes = ((1, 3),) if quick else ((1, 3), (2, 5))
+    return _steerable_rows("so3", shapes, 8 if quick else 16, peer)
+
+
+def axial_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``SteerableConv3d(group="so2")`` (about the depth axis) rows, lifting and harmonic,
+    beside their dense floor and escnn's ``rot2dOnR3`` ``R3Conv``."""
+    return _steerable_rows("so2", ((2, 3),) if quick else ((2, 3), (2, 5)), 16, peer)
+
+
+def _steerable_rows(group: str, shapes, s: int, peer: bool) -> list[BenchCase]:
+    """Per ``(order, k)`` of ``shapes``: a lifting and a harmonic ``SteerableConv3d`` of
+    ``group`` (8 fields, ``s^3``, training mode), their dense floor and escnn's twin."""
+    from equilayers.groups import get
     from equilayers.nn import SteerableConv3d
 
-    c, s = 8, (8 if quick else 16)
+    c = 8
     out: list[BenchCase] = []
-    for order, k in ((1, 3),) if quick else ((1, 3), (2, 5)):
-        f = (order + 1) ** 2
+    for order, k in shapes:
+        f = get(group).harmonic_size(order)
         for l_in in (None, order):
             f_in = 1 if l_in is None else f
             kind = "lifting" if l_in is None else "harmonic"
-            tag = f"{kind} so3 L{order} k{k} {s}^3 train b{B} c{c}"
-            params = dict(kind=kind, group="so3", k=k, size=s, mode="train", batch=B,
+            tag = f"{kind} {group} L{order} k{k} {s}^3 train b{B} c{c}"
+            params = dict(kind=kind, group=group, k=k, size=s, mode="train", batch=B,
                           fields=c, max_order=order)
             flat = (B, c * f_in, s, s, s)
             ours_shape = flat if l_in is None else (B, c, f_in, s, s, s)
             floor = f"floor {tag}"
 
             def build(l_in=l_in, order=order, k=k):
-                return SteerableConv3d(c, c, k, padding=k // 2, in_max_order=l_in,
-                                       max_order=order)
+                return SteerableConv3d(c, c, k, padding=k // 2, group=group,
+                                       in_max_order=l_in, max_order=order)
             out.append(BenchCase(floor, FAMILY, _make(_floor(c * f_in, c * f, k), flat,
                                                       "train"),
                                  construct=_floor(c * f_in, c * f, k), params=params))
             out.append(BenchCase(f"ours {tag}", FAMILY, _make(build, ours_shape, "train"),
                                  floor=floor, construct=build, params=params))
             if peer:
-                pb, wrap = _escnn_harmonic(l_in, order, c, k)
-                out.append(BenchCase(f"escnn {tag}", FAMILY,
-                                     _make_peer(pb, wrap, flat, "train"), floor=floor,
-                                     peer="escnn", construct=pb, params=params))
-    return out
-
-
-def axial_cases(quick: bool, peer: bool) -> list[BenchCase]:
-    """``SteerableConv3d(group="so2")`` (about the depth axis) rows, lifting and harmonic,
-    beside their dense floor and escnn's ``rot2dOnR3`` ``R3Conv``."""
-    from equilayers.nn import SteerableConv3d
-
-    c, s, order, f = 8, 16, 2, 5
-    out: list[BenchCase] = []
-    for k in (3,) if quick else (3, 5):
-        for l_in in (None, order):
-            f_in = 1 if l_in is None else f
-            kind = "lifting" if l_in is None else "harmonic"
-            tag = f"{kind} so2 L{order} k{k} {s}^3 train b{B} c{c}"
-            params = dict(kind=kind, group="so2", k=k, size=s, mode="train", batch=B,
-                          fields=c, max_order=order)
-            flat = (B, c * f_in, s, s, s)
-            ours_shape = flat if l_in is None else (B, c, f_in, s, s, s)
-            floor = f"floor {tag}"
-
-            def build(l_in=l_in, k=k):
-                return SteerableConv3d(c, c, k, padding=k // 2, group="so2", in_max_order=l_in,
-                                       max_order=order)
-            out.append(BenchCase(floor, FAMILY, _make(_floor(c * f_in, c * f, k), flat,
-                                                      "train"),
-                                 construct=_floor(c * f_in, c * f, k), params=params))
-            out.append(BenchCase(f"ours {tag}", FAMILY, _make(build, ours_shape, "train"),
-                                 floor=floor, construct=build, params=params))
-            if peer:
-                pb, wrap = _escnn_harmonic(l_in, order, c, k, "so2")
+                pb, wrap = _escnn_harmonic(l_in, order, c, k, group)
                 out.append(BenchCase(f"escnn {tag}", FAMILY,
                                      _make_peer(pb, wrap, flat, "train"), floor=floor,
                                      peer="escnn", construct=pb, params=params))

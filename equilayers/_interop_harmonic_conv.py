@@ -13,9 +13,9 @@ from torch import nn
 
 from . import _interop_modules as M
 from . import _interop_so2 as S2
+from . import _interop_so3 as S3
 from . import _interop_tools as T
-from .functional import steerable_basis, steerable_basis3d
-from .nn import SteerableConv3d
+from .functional import steerable_basis
 
 __all__ = ["conv"]
 
@@ -72,8 +72,9 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     parameter count is not escnn's or the filter is not in its span."""
     (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
     lifting = in_order is None
-    if filt.dim() == 5:  # an R3Conv on volumes
-        return _fit3d(m, settings, gname, filt, bias, fields_in, fields_out, k)
+    if filt.dim() == 5:  # an R3Conv on volumes: a SteerableConv3d on shells
+        return S3.fit_conv3d(m, settings, gname, filt, bias, (c_in, in_order),
+                             (c_out, order), k)
     cls = T.conv_class(lifting, T.is_transposed(m))
     kw: dict[str, Any] = {} if lifting else {"in_max_order": in_order}
     try:
@@ -89,24 +90,4 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     basis = steerable_basis(gname, "trivial" if lifting else "harmonic", "harmonic", k,
                             in_order=in_order, out_order=order, dtype=torch.float64,
                             device=filt.device, **settings)  # (J, F_out, F_in, k, k)
-    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
-
-
-def _fit3d(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
-           fields_in: tuple[int, int | None, int], fields_out: tuple[int, int, int], k: int
-           ) -> nn.Module | None:
-    """:func:`_fit` for an ``R3Conv``: a :class:`~equilayers.nn.SteerableConv3d` on shells."""
-    (c_in, in_order, f_in), (c_out, order, f_out) = fields_in, fields_out
-    try:
-        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
-            warnings.simplefilter("ignore")
-            ours = SteerableConv3d(c_in, c_out, k, bias=bias is not None, device=filt.device,
-                                   dtype=filt.dtype, group=gname, max_order=order,
-                                   in_max_order=in_order, **T.conv_options(m), **settings)
-    except ValueError:  # settings we refuse (e.g. an empty basis)
-        return None
-    if ours.weight.numel() != m.weights.numel():
-        return None
-    basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
-                              dtype=torch.float64, device=filt.device, **settings)
     return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))

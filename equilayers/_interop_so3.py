@@ -132,7 +132,7 @@ def conv(m: Any) -> nn.Module:
     for settings in ({}, T.escnn_shell_settings(m)):
         if settings is None:
             continue
-        ours = _fit(m, settings, gname, filt, bias, (c_in, in_order), (c_out, order), k)
+        ours = fit_conv3d(m, settings, gname, filt, bias, (c_in, in_order), (c_out, order), k)
         if ours is not None:
             return ours
     raise ValueError(f"from_escnn: escnn's filter for {m} is not in SteerableConv3d's basis "
@@ -141,11 +141,13 @@ def conv(m: Any) -> nn.Module:
                      "a basis_filter that keeps other elements has no equivalent here")
 
 
-def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
-         fields_in: tuple[int, int | None], fields_out: tuple[int, int], k: int
-         ) -> SteerableConv3d | None:
-    """A :class:`SteerableConv3d` with these basis settings holding escnn's filter, or
-    ``None`` when its parameter count is not escnn's or the filter is not in its span."""
+def fit_conv3d(m: Any, settings: dict, gname: str, filt: torch.Tensor,
+               bias: torch.Tensor | None, fields_in: tuple[int, int | None],
+               fields_out: tuple[int, int], k: int) -> SteerableConv3d | None:
+    """A :class:`SteerableConv3d` of ``gname`` (SO(3)/O(3), or a planar group on volumes:
+    :mod:`._interop_harmonic_conv`) with these basis settings holding escnn's filter (in our
+    field basis), or ``None`` when its parameter count is not escnn's or the filter is not in
+    its span."""
     (c_in, in_order), (c_out, order) = fields_in, fields_out
     fiber = get(gname).harmonic_size
     f_out, f_in = fiber(order), 1 if in_order is None else fiber(in_order)
