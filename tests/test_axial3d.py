@@ -280,3 +280,23 @@ def test_refuses_kernels_that_the_turns_do_not_map(kernel_size, match):
         SteerableConv3d(1, 1, kernel_size, group="so2")
     with pytest.raises(ValueError, match=r"kernel_size"):
         SteerableConv3d(1, 1, (3, 5, 5), group="so3")  # SO(3) turns the depth: cubic only
+
+
+def test_reprs_name_the_volume_fields():
+    """The harmonic layers built for volumes of planar fields say so in their repr (a default
+    module's repr does not change), and a repr rebuilds the same field types."""
+    from equilayers.nn import (
+        FourierNonlinearity,
+        GatedNonlinearity,
+        HarmonicBatchNorm,
+        NormNonlinearity,
+        NormPool,
+    )
+    mods = [NormNonlinearity(3, 2, spatial_dims=3), GatedNonlinearity(2, group="o2",
+                                                                      spatial_dims=3),
+            HarmonicBatchNorm(3, 2, spatial_dims=3), NormPool(2, spatial_dims=3),
+            FourierNonlinearity("so2", 2, spatial_dims=3)]
+    for m in mods:
+        assert repr(m).endswith("spatial_dims=3)"), repr(m)
+    assert "spatial_dims" not in repr(NormNonlinearity(3, 2))
+    assert "spatial_dims" not in repr(HarmonicBatchNorm(3, 1, group="so3"))

@@ -301,4 +301,7 @@ class FourierNonlinearity(_FiberBuffers):
         if self.function is not F.elu:
             fn = getattr(self.function, "__name__", None)
             text += f", function={fn}" if fn else f", function={self.function!r}"
+        fields = self.in_type
+        if fields is not None and fields.spatial_dims == 3 and self.group.spatial_dim == 2:
+            text += ", spatial_dims=3"
         return text

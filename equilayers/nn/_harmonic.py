@@ -408,7 +408,8 @@ class NormPool(Typed, nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(([] if self.max_order is None else [f"max_order={self.max_order}"])
-                         + ([] if self.group is None else [f"group={self.group.name!r}"]))
+                         + ([] if self.group is None else [f"group={self.group.name!r}"])
+                         ) + _dims_repr(self)
 
 
 @overload
@@ -450,8 +451,18 @@ def _spatial(module) -> int:
 
 
 def _group_repr(module) -> str:
+    """``", group=..."`` (when set) and ``", spatial_dims=3"`` for volumes of planar fields."""
     group = getattr(module, "group", None)
-    return "" if group is None else f", group={group.name!r}"
+    return ("" if group is None else f", group={group.name!r}") + _dims_repr(module)
+
+
+def _dims_repr(module) -> str:
+    """``", spatial_dims=3"`` where the module takes volumes of planar fields (not its group's
+    default dims)."""
+    group = getattr(module, "group", None)
+    in_type = getattr(module, "in_type", None)
+    volume = in_type is not None and in_type.spatial_dims == 3
+    return ", spatial_dims=3" if volume and (group is None or group.spatial_dim == 2) else ""
 
 
 def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
