@@ -6,12 +6,11 @@ input. The exact grid-element rows and their negative controls are in the case t
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
+from _axial_common import off_grid_error, smooth_volume, steerable_stack
 from torch import nn
 
 from equilayers._rng import global_rng_from
@@ -85,19 +84,6 @@ def test_init_second_moment(group, in_order, basis):
         assert 0.8 < moment < 1.25, (m, moment)
 
 
-def _smooth(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    r = int(3 * sigma)
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    for dim in (2, 3, 4):
-        size = [1, 1, 1]
-        size[dim - 2] = len(g)
-        pad = [r if d == dim else 0 for d in (2, 3, 4)]
-        x = F.conv3d(x, g.view(1, 1, *size), padding=pad)
-    return x
-
-
 #: (group, kernel_size, max_order) -> the largest relative off-grid error of the 3-conv stack
 #: allowed (the default basis="shells"). Measured (seeds 0 / 1 / 2, worst of 17, 33, 45, 71,
 #: 137 degrees; 2026-12-06): so2 k3 M1 0.020 / 0.015 / 0.021 (floor 0.053-0.076), o2 k5 M2
@@ -111,38 +97,16 @@ def test_off_grid_rotations_about_the_depth_axis(group, k, order):
     """Turning every depth slice of a smooth volume by angles off the grid: the stack's
     output turns with it up to the bound, below the interpolation floor (the output turned
     forth and back), while a plain ``nn.Conv3d`` stack is off by more than its output."""
-    grp = get(group)
     with global_rng_from(_gen()):
-        ours = nn.Sequential(
-            SteerableConv3d(1, 4, k, padding=k // 2, group=group, max_order=order),
-            SteerableConv3d(4, 4, k, padding=k // 2, group=group, in_max_order=order,
-                            max_order=order),
-            SteerableConv3d(4, 2, k, padding=k // 2, group=group, in_max_order=order,
-                            max_order=order)).double()
+        ours = steerable_stack(group, k, order)
         plain = nn.Sequential(
             nn.Conv3d(1, 8, k, padding=k // 2), nn.Conv3d(8, 8, k, padding=k // 2),
             nn.Conv3d(8, 2 * (2 * order + 1), k, padding=k // 2),
             nn.Unflatten(1, (2, 2 * order + 1))).double()
-    x = _smooth(torch.randn(1, 1, 9, 35, 35, dtype=torch.float64, generator=_gen(3)))
-    yy, xx = torch.meshgrid(torch.arange(35.0) - 17, torch.arange(35.0) - 17, indexing="ij")
-    radius = (yy ** 2 + xx ** 2).sqrt()
-    x = x * (radius <= 12)
-    inner = radius <= 10
-    fields = FieldType.harmonic(group, order, spatial_dims=3)
-    volume = FieldType.trivial(group, spatial_dims=3)
+    x = smooth_volume(_gen(3))
 
     def error(f) -> tuple[float, float]:
-        worst = floor = 0.0
-        with torch.no_grad():
-            y = f(x)
-            for deg in (17, 33, 45, 71, 137):
-                g = grp.element(math.radians(deg))
-                turned = fields.act(g, y)
-                diff = f(volume.act(g, x)) - turned
-                back = fields.act(g.inverse(), turned) - y
-                worst = max(worst, (diff[..., inner].norm() / turned[..., inner].norm()).item())
-                floor = max(floor, (back[..., inner].norm() / y[..., inner].norm()).item())
-        return worst, floor
+        return off_grid_error(f, x, group, order, (17, 33, 45, 71, 137))
 
     err, floor = error(ours)
     assert err < OFF_GRID[(group, k, order)], err

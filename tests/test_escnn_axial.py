@@ -8,11 +8,10 @@ Run with the peers venv (``.venv-peers/bin/python -m pytest tests/test_escnn_axi
 skipped where escnn is missing.
 """
 
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from _axial_common import off_grid_error, smooth_volume, steerable_stack
 from _peers import ESCNN_MISSING
 from conftest import seeded_rng
 from torch import nn
@@ -21,23 +20,9 @@ escnn = pytest.importorskip("escnn", reason=ESCNN_MISSING)
 from escnn import gspaces  # noqa: E402
 from escnn import nn as enn  # noqa: E402
 
-from equilayers.groups import FieldType, get  # noqa: E402
+from equilayers.groups import FieldType  # noqa: E402
 from equilayers.interop import from_escnn  # noqa: E402
 from equilayers.nn import SteerableConv3d  # noqa: E402
-
-N = 35  # the volume's height and width; depth 9
-
-
-def _smooth(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    r = int(3 * sigma)
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    for dim in (2, 3, 4):
-        size = [1, 1, 1]
-        size[dim - 2] = len(g)
-        x = F.conv3d(x, g.view(1, 1, *size), padding=[r if d == dim else 0 for d in (2, 3, 4)])
-    return x
 
 
 def _escnn_stack(k: int, order: int):
@@ -55,39 +40,9 @@ def _escnn_stack(k: int, order: int):
     return f
 
 
-def _ours_stack(k: int, order: int) -> nn.Module:
-    return nn.Sequential(
-        SteerableConv3d(1, 4, k, padding=k // 2, group="so2", max_order=order),
-        SteerableConv3d(4, 4, k, padding=k // 2, group="so2", in_max_order=order,
-                        max_order=order),
-        SteerableConv3d(4, 2, k, padding=k // 2, group="so2", in_max_order=order,
-                        max_order=order)).double()
-
-
 def _error(f, x: torch.Tensor, order: int, degrees) -> float:
     """The worst relative error over ``degrees`` inside the cylinder of radius 10."""
-    yy, xx = torch.meshgrid(torch.arange(N) - N // 2.0, torch.arange(N) - N // 2.0,
-                            indexing="ij")
-    inner = (yy ** 2 + xx ** 2).sqrt() <= 10
-    fields = FieldType.harmonic("so2", order, spatial_dims=3)
-    volume = FieldType.trivial("so2", spatial_dims=3)
-    grp, worst = get("so2"), 0.0
-    with torch.no_grad():
-        y = f(x)
-        for deg in degrees:
-            g = grp.element(math.radians(deg))
-            turned = fields.act(g, y)
-            diff = f(volume.act(g, x)) - turned
-            worst = max(worst, (diff[..., inner].norm() / turned[..., inner].norm()).item())
-    return worst
-
-
-def _volume(seed: int) -> torch.Tensor:
-    x = _smooth(torch.randn(1, 1, 9, N, N, dtype=torch.float64,
-                            generator=torch.Generator().manual_seed(10 + seed)))
-    yy, xx = torch.meshgrid(torch.arange(N) - N // 2.0, torch.arange(N) - N // 2.0,
-                            indexing="ij")
-    return x * ((yy ** 2 + xx ** 2).sqrt() <= 12)
+    return off_grid_error(f, x, "so2", order, degrees)[0]
 
 
 #: Measured (mean over seeds 0-2 of the worst of 17, 33, 45, 71, 137 degrees; 2026-12-06;
@@ -101,9 +56,9 @@ SHAPES = [(3, 1), (5, 2)]
 def test_off_grid_error_beside_escnn(k, order):
     ours, theirs = [], []
     for seed in range(3):
-        x = _volume(seed)
+        x = smooth_volume(torch.Generator().manual_seed(10 + seed))
         with seeded_rng(seed):
-            mine = _ours_stack(k, order)
+            mine = steerable_stack("so2", k, order)
             escnn_f = _escnn_stack(k, order)
         # the same axis and fiber: escnn's stack is exact on our quarter turns too
         assert _error(escnn_f, x, order, (90, 180)) < 1e-5
