@@ -1,6 +1,6 @@
 """Shared by the SO(3)/O(3) tests (``tests/test_so3*.py``, ``tests/test_escnn_so3.py``): the
 float64 shorthand, a Gaussian smoothing of volumes and the inscribed ball, with which the
-off-grid rotations are measured."""
+off-grid rotations are measured (:func:`off_grid`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from equilayers.groups import get
 
 D64 = torch.float64
 
@@ -33,3 +36,30 @@ def _ball(n: int, margin: float) -> torch.Tensor:
     i = torch.arange(n, dtype=D64) - c
     r = torch.sqrt(i[:, None, None] ** 2 + i[None, :, None] ** 2 + i[None, None, :] ** 2)
     return (r <= c - margin).to(D64)
+
+
+def off_grid(conv: nn.Module, group: str = "so3", n: int = 21, rotations: int = 5,
+             seed: int = 0, l_in: int | None = None, margin: float = 2.0
+             ) -> tuple[float, float]:
+    """``(error, floor)``: the worst relative error of ``conv`` over random rotations on a
+    smoothed random volume, inside the output's inscribed ball (``margin`` voxels inside its
+    border; a transposed conv's output is larger than its input), and the worst interpolation
+    floor (the output rotated forth and back)."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, 2, n, n, n) if l_in is None else (1, 2, (l_in + 1) ** 2, n, n, n)
+    x = _smooth(torch.randn(shape, generator=gen, dtype=D64), 2.0)
+    in_type = conv.in_type
+    out_type = conv.out_type
+    g = get(group)
+    err = floor = 0.0
+    with torch.no_grad():
+        y = conv(x)
+        mask = _ball(y.shape[-1], margin)
+        for _ in range(rotations):
+            e = g.random_element(gen)
+            y_g = conv(in_type.act(e, x))
+            gy = out_type.act(e, y)
+            back = out_type.act(e.inverse(), gy)
+            err = max(err, float(((y_g - gy) * mask).norm() / (gy * mask).norm()))
+            floor = max(floor, float(((back - y) * mask).norm() / (y * mask).norm()))
+    return err, floor

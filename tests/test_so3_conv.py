@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _so3_common import D64, _ball, _smooth
+from _so3_common import D64, off_grid
 from conftest import seeded_rng
 from torch import nn
 
@@ -72,31 +72,6 @@ def _break(conv: enn.SteerableConv3d) -> None:
     assert block is not None
     with torch.no_grad():
         block[-1, 0].neg_()  # the first order-1 row: slot 1 of the output
-
-
-def off_grid(conv: nn.Module, group: str = "so3", n: int = 21, rotations: int = 5,
-             seed: int = 0, l_in: int | None = None) -> tuple[float, float]:
-    """``(error, floor)``: the worst relative error of ``conv`` over random rotations on a
-    smoothed random volume, inside the inscribed ball (2 voxels margin), and the worst
-    interpolation floor (the output rotated forth and back)."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (1, 2, n, n, n) if l_in is None else (1, 2, (l_in + 1) ** 2, n, n, n)
-    x = _smooth(torch.randn(shape, generator=gen, dtype=D64), 2.0)
-    in_type = conv.in_type
-    out_type = conv.out_type
-    g = get(group)
-    mask = _ball(n, 2.0)
-    err = floor = 0.0
-    with torch.no_grad():
-        y = conv(x)
-        for _ in range(rotations):
-            e = g.random_element(gen)
-            y_g = conv(in_type.act(e, x))
-            gy = out_type.act(e, y)
-            back = out_type.act(e.inverse(), gy)
-            err = max(err, float(((y_g - gy) * mask).norm() / (gy * mask).norm()))
-            floor = max(floor, float(((back - y) * mask).norm() / (y * mask).norm()))
-    return err, floor
 
 
 #: Bounds on the off-grid errors of seed 0 in SteerableConv3d's docstring (0.023, 0.014, 0.015).

@@ -94,13 +94,15 @@ def transposed_padding(padding, what: str, dims: int = 2) -> tuple[int, ...]:
                   fix="an int or a pair" if dims == 2 else "")
 
 
-def output_padding_for(sizes: Sequence[int], output_size, kernel_size: int,
+def output_padding_for(sizes: Sequence[int], output_size, kernel_size: int | Sequence[int],
                        strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
                        what: str) -> tuple[int, ...]:
     """The ``output_padding`` per spatial dim that makes a transposed conv of an input of
     spatial ``sizes`` reach ``output_size`` (``nn.ConvTranspose2d``'s / ``3d``'s rule: its
-    last ``len(sizes)`` entries are the output's spatial size)."""
+    last ``len(sizes)`` entries are the output's spatial size; ``kernel_size`` one extent or
+    one per dim)."""
     nd = len(sizes)
+    ks = [kernel_size] * nd if isinstance(kernel_size, int) else list(kernel_size)
     size = list(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else []
     names = "(H, W)" if nd == 2 else "(D, H, W)"
     if len(size) < nd or not all(isinstance(v, int) and not isinstance(v, bool)
@@ -108,8 +110,9 @@ def output_padding_for(sizes: Sequence[int], output_size, kernel_size: int,
         raise ValueError(f"{what}: output_size={output_size!r} must end with the output's "
                          f"{names} as ints")
     op = []
-    for n, want, s, p, d in zip(sizes, size[-nd:], strides, pads, dilations, strict=True):
-        low = transposed_size(n, kernel_size, s, p, 0, d)
+    for n, want, k, s, p, d in zip(sizes, size[-nd:], ks, strides, pads, dilations,
+                                   strict=True):
+        low = transposed_size(n, k, s, p, 0, d)
         if not low <= want < low + max(s, d):
             raise ValueError(f"{what}: output_size={output_size!r}: a {n}-pixel input "
                              f"reaches sizes {low} to {low + max(s, d) - 1} only")
@@ -142,13 +145,14 @@ def conv_transpose_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     sp, dp = _tuple(stride, "stride", what, nd), _tuple(dilation, "dilation", what, nd)
     pp = transposed_padding(padding, what, nd)
     op = _tuple(output_padding, "output_padding", what, nd)
-    k = weight.shape[-1]
+    ks = tuple(weight.shape[-nd:])
     size = [transposed_size(n, k, s, p, o, d)
-            for n, s, p, o, d in zip(spatial, sp, pp, op, dp, strict=True)]
+            for n, k, s, p, o, d in zip(spatial, ks, sp, pp, op, dp, strict=True)]
     if min(size) < 1:
         raise ValueError(f"{what}: the output of a {'x'.join(map(str, spatial))} input would "
                          f"be {'x'.join(map(str, size))} ((n - 1) * stride - 2 * padding + "
-                         f"dilation * (k - 1) + output_padding + 1 with k={k}, stride={sp}, "
+                         "dilation * (k - 1) + output_padding + 1 with k="
+                         f"{ks[0] if len(set(ks)) == 1 else ks}, stride={sp}, "
                          f"padding={pp}, output_padding={op}, dilation={dp}): use a smaller "
                          "padding or a larger input")
     slots = weight.shape[1] * groups

@@ -333,13 +333,25 @@ def steerable_conv3d(
         torch.Size([1, 4, 4, 5, 5, 5])
     """
     what = "steerable_conv3d"
+    C.check_padding_mode(padding_mode, "padding_mode", what, G3.PADDING_MODES)
+    x, f_out, kernel = checked_steerable3d(x, weight, basis, bias, stride, dilation, groups, what)
+    pad = G3.resolve_padding3d(padding, kernel, dilation, stride, what)
+    return G3.conv3d_expanded(x, expand_steerable3d(weight, basis), order0_bias(bias, f_out),
+                              f_out, stride, pad, dilation, groups, padding_mode, what=what)
+
+
+def checked_steerable3d(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor,
+                        bias: torch.Tensor | None, stride, dilation, groups, what: str
+                        ) -> tuple[torch.Tensor, int, tuple[int, int, int]]:
+    """The argument checks of :func:`steerable_conv3d` and its transposed twin: ``x`` as
+    ``(B, C_in, F_in, D, H, W)`` (volumes get ``F_in = 1``), ``F_out`` and the kernel's
+    ``(k_d, k, k)``."""
     C.check_tensor(x, "x", what, floating=False)
     C.check_tensor(weight, "weight", what, ndim=3, layout="(C_out, C_in // groups, num_basis)")
     C.check_tensor(basis, "basis", what, ndim=6, layout="(num_basis, F_out, F_in, k, k, k)")
     C.check_triple(stride, "stride", what, minimum=1)
     C.check_triple(dilation, "dilation", what, minimum=1)
     groups = C.check_int(groups, "groups", what, minimum=1)
-    C.check_padding_mode(padding_mode, "padding_mode", what, G3.PADDING_MODES)
     nb, f_out, f_in = basis.shape[0], basis.shape[1], basis.shape[2]
     kernel = (basis.shape[3], basis.shape[4], basis.shape[5])
     if weight.shape[-1] != nb:
@@ -361,6 +373,4 @@ def steerable_conv3d(
     C.check_tensor(x, "x", what)  # floating point
     C.check_bias(bias, (weight.shape[0],), what, per="output field")
     C.check_tensors_match(x, what, (("weight", weight), ("basis", basis), ("bias", bias)))
-    pad = G3.resolve_padding3d(padding, kernel, dilation, stride, what)
-    return G3.conv3d_expanded(x, expand_steerable3d(weight, basis), order0_bias(bias, f_out),
-                              f_out, stride, pad, dilation, groups, padding_mode, what=what)
+    return x, f_out, kernel

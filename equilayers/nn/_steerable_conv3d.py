@@ -292,6 +292,15 @@ class SteerableConv3d(Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
+        self._forward_checks(x)
+        self._check_exact(x)
+        return G3.conv3d_expanded(x, self.expanded_filter(),
+                                  S3.order0_bias(self.bias, self.fiber_out), self.fiber_out,
+                                  self.stride, self._pad, self.dilation, self.groups,
+                                  self.padding_mode, what=name)
+
+    def _forward_checks(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
         self.in_type.check(x, "x", name)
         C.check_channels(x, self.in_channels, name, unit="fields")
         C.check_tensor(x, "x", name)  # floating point
@@ -300,34 +309,32 @@ class SteerableConv3d(Typed, nn.Module):
             raise RuntimeError(f"{name}: the weight is on the meta device; materialize the "
                                "model first (load_state_dict(..., assign=True), or to_empty() "
                                "then reset_parameters())")
-        self._check_exact(x)
-        return G3.conv3d_expanded(x, self.expanded_filter(),
-                                  S3.order0_bias(self.bias, self.fiber_out), self.fiber_out,
-                                  self.stride, self._pad, self.dilation, self.groups,
-                                  self.padding_mode, what=name)
 
     _warned: bool = False
 
-    def _check_exact(self, x: torch.Tensor) -> None:
+    def _check_exact(self, x: torch.Tensor, output_padding: tuple[int, ...] | None = None
+                     ) -> None:
         """Warn once per module at the first input size where the window grid breaks exact
-        equivariance on the cube's rotations."""
+        equivariance on the cube's rotations (``output_padding``: a transposed conv's)."""
         if self._warned or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
         if min(size) < 1:  # an empty volume: nothing to be exact on (the conv names the size)
             return
         window = (self.kernel_size[-1], self.stride, self._pad, self.dilation)
+        op = output_padding
         exact = self.__dict__.setdefault("_exact_sizes", set())
-        if (size, window) in exact:  # the options too: one set after construction is seen
+        if (size, window, op) in exact:  # the options too: one set after construction is seen
             return
         sub = self.group.grid_subgroup()
         if isinstance(sub, PlanarGroup):  # it moves (H, W) of every depth slice
             k, stride, pad, dilation = window
-            problems = GL.exactness_problems(sub, size[1:], k, stride[1:], pad[:4], dilation[1:])
+            problems = GL.exactness_problems(sub, size[1:], k, stride[1:], pad[:4], dilation[1:],
+                                             output_padding=None if op is None else op[1:])
         else:
-            problems = G3.exactness_problems3d(sub, size, *window)
+            problems = G3.exactness_problems3d(sub, size, *window, output_padding=op)
         if not problems:
-            exact.add((size, window))
+            exact.add((size, window, op))
             return
         self._warned = True
         warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
