@@ -39,8 +39,9 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
   BatchNorm3d, Unflatten(2, (F, -1)))`` (fiber and depth share the statistics, as before);
   ``GroupMaxPool3d`` / ``GroupAvgPool3d`` -> ``Sequential(Flatten(1, 2), MaxPool3d/AvgPool3d,
   Unflatten(1, (-1, F)))``.
-* ``SteerableConv3d`` (SO(3)/O(3)) -> the same ``Sequential`` (``Flatten(1, 2)`` for harmonic
-  input), the bias on each field's order-0 slot.
+* ``SteerableConv3d`` (SO(3)/O(3), planar groups about the depth axis) -> the same
+  ``Sequential`` (``Flatten(1, 2)`` for harmonic input), the bias on each field's order-0
+  slot; ``SteerableConvTranspose3d`` -> the same with one ``ConvTranspose3d``.
 * ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
   layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
   5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
@@ -67,6 +68,7 @@ from .nn._group_norm import GroupBatchNorm2d, GroupBatchNorm3d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
 from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
 from .nn._steerable_conv3d import SteerableConv3d
+from .nn._steerable_conv_transpose3d import SteerableConvTranspose3d
 
 __all__ = ["export", "register_export"]
 
@@ -115,30 +117,31 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def _dense_conv_transpose(m: _GroupConvTransposeNd | _GroupConvTranspose3dBase,
-                          padding: tuple[int, ...], slot_bias: torch.Tensor | None
-                          ) -> nn.Module:
-    """A transposed group conv as one ``nn.ConvTranspose2d`` / ``3d`` on the flattened fibers:
-    the expanded filter (already in the transposed layout ``(C_in * F_in, C_out * F_out //
-    groups, *k)``) and ``slot_bias`` per output slot."""
+def _dense_conv_transpose(m: _GroupConvTransposeNd | _GroupConvTranspose3dBase
+                          | SteerableConvTranspose3d, padding: tuple[int, ...],
+                          slot_bias: torch.Tensor | None, fiber_in: bool) -> nn.Module:
+    """A transposed group or steerable conv as one ``nn.ConvTranspose2d`` / ``3d`` on the
+    flattened fibers: the expanded filter (in the transposed layout ``(C_in * F_in, C_out *
+    F_out // groups, *k)``) and ``slot_bias`` per output slot; ``fiber_in``: the input has a
+    fiber to flatten (not plain images or volumes)."""
     w = m.weight
     with torch.no_grad():
         expanded = m._expand().detach().clone()
     cls: Any = nn.ConvTranspose2d if len(padding) == 2 else nn.ConvTranspose3d
-    conv = cls(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out, m.kernel_size[0],
+    conv = cls(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out, m.kernel_size,
                m.stride, padding, m.output_padding, m.groups, m.bias is not None, m.dilation,
                device=w.device, dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if slot_bias is not None and conv.bias is not None:
             conv.bias.copy_(slot_bias)
-    layers: list[nn.Module] = [] if m.lifting else [nn.Flatten(1, 2)]
+    layers: list[nn.Module] = [nn.Flatten(1, 2)] if fiber_in else []
     return nn.Sequential(*layers, conv, nn.Unflatten(1, (m.out_channels, m.fiber_out)))
 
 
 @register_export(_GroupConvTransposeNd)
 def _export_conv_transpose(m: _GroupConvTransposeNd, fiber: int | None) -> nn.Module:
-    return _dense_conv_transpose(m, (m._pad[2], m._pad[0]), m._slot_bias())
+    return _dense_conv_transpose(m, (m._pad[2], m._pad[0]), m._slot_bias(), not m.lifting)
 
 
 @register_export(GroupBatchNorm2d)
@@ -207,17 +210,28 @@ def _export_conv3d(m: _GroupConv3dBase, fiber: int | None) -> nn.Module:
 @register_export(_GroupConvTranspose3dBase)
 def _export_conv_transpose3d(m: _GroupConvTranspose3dBase, fiber: int | None) -> nn.Module:
     bias = None if m.bias is None else m.bias.detach().repeat_interleave(m.fiber_out)
-    return _dense_conv_transpose(m, (m._pad[4], m._pad[2], m._pad[0]), bias)
+    return _dense_conv_transpose(m, (m._pad[4], m._pad[2], m._pad[0]), bias, not m.lifting)
+
+
+def _order0_bias(m: SteerableConv3d) -> torch.Tensor | None:
+    """The bias per output slot: on the order-0 slot of each field only."""
+    if m.bias is None:
+        return None
+    bias = m.bias.new_zeros(m.out_channels, m.fiber_out)
+    bias[:, 0] = m.bias.detach()
+    return bias.flatten()
 
 
 @register_export(SteerableConv3d)
 def _export_steerable3d(m: SteerableConv3d, fiber: int | None) -> nn.Module:
-    bias = None
-    if m.bias is not None:  # on the order-0 slot of each field only
-        bias = m.bias.new_zeros(m.out_channels, m.fiber_out)
-        bias[:, 0] = m.bias.detach()
-        bias = bias.flatten()
-    return _dense_conv3d(m, bias, fiber_in=m.in_max_order is not None)
+    return _dense_conv3d(m, _order0_bias(m), fiber_in=m.in_max_order is not None)
+
+
+@register_export(SteerableConvTranspose3d)
+def _export_steerable_transpose3d(m: SteerableConvTranspose3d, fiber: int | None
+                                  ) -> nn.Module:
+    return _dense_conv_transpose(m, (m._pad[4], m._pad[2], m._pad[0]), _order0_bias(m),
+                                 m.in_max_order is not None)
 
 
 @register_export(GroupBatchNorm3d)

@@ -1,7 +1,8 @@
 """``from_escnn`` of escnn's convs between SO(2)/O(2) and C_N/D_N fields of irreps
 (:mod:`equilayers._interop_so2`'s layouts, field matrices and convention checks): ``R2Conv``
-/ ``R2ConvTransposed`` to the planar harmonic convs, ``R3Conv`` on ``rot2dOnR3()`` to
-:class:`~equilayers.nn.SteerableConv3d`, escnn's filter fitted in our basis and checked."""
+/ ``R2ConvTransposed`` to the planar harmonic convs, ``R3Conv`` / ``R3ConvTransposed`` on
+``rot2dOnR3()`` to :class:`~equilayers.nn.SteerableConv3d` / its transposed twin, escnn's
+filter fitted in our basis and checked."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def conv(m: Any) -> nn.Module:
     they give escnn's parameter count and hold its filter, else escnn's own (its rings and
     widths, per ring the largest frequency). ``R3Conv`` on ``rot2dOnR3()`` fields ->
     :class:`~equilayers.nn.SteerableConv3d` (``group="so2"``, its default
-    ``basis="shells"``: escnn's space), the same way."""
+    ``basis="shells"``: escnn's space; ``R3ConvTransposed`` ->
+    :class:`~equilayers.nn.SteerableConvTranspose3d`), the same way."""
     what = type(m).__name__
     k = T.conv_kernel_size(m, what)
     T.check_odd_kernel(m, k, what)

@@ -32,7 +32,7 @@ from . import _interop_tools as T
 from .functional import fourier_nonlinearity, steerable_basis3d
 from .groups import get, wigner_d
 from .groups._fields import field_type
-from .nn import HarmonicBatchNorm, NormPool, SteerableConv3d
+from .nn import HarmonicBatchNorm, NormPool, SteerableConv3d, SteerableConvTranspose3d
 from .nn import _checks as NC
 from .nn._typed import Typed
 
@@ -106,24 +106,24 @@ def _layout(ftype: Any, what: str, whole: bool = False) -> tuple[int, int | None
 
 def conv(m: Any) -> nn.Module:
     """escnn's ``R3Conv`` on SO(3)/O(3) fields (to such fields, or to scalars: our fields of
-    order 0) -> :class:`SteerableConv3d` with escnn's
+    order 0) -> :class:`SteerableConv3d` (``R3ConvTransposed`` ->
+    :class:`SteerableConvTranspose3d`, its forward-layout filter) with escnn's
     filter (times the field signs) fitted in our basis by least squares (float64) and the
     expanded filter checked elementwise. The basis: our default settings when they give
     escnn's parameter count and hold its filter, else escnn's own settings
     (:func:`T.escnn_shell_settings`: its shells and widths, per shell the largest harmonic
     order ``J`` of its elements; this covers its ``sigma``, ``rings``, ``frequencies_cutoff``
     and dilation), checked the same way."""
-    if T.is_transposed(m):
-        raise ValueError(f"from_escnn: R3ConvTransposed on {m.out_type.gspace.name} fields is "
-                         "not supported; only trivial -> regular and regular -> regular "
-                         "fields of octaOnR3 / fullOctaOnR3 (SO(3)/O(3) fields: R3Conv)")
-    k = T.conv_kernel_size(m, "R3Conv")
+    what = type(m).__name__
+    k = T.conv_kernel_size(m, what)
     gspace = m.out_type.gspace
-    c_out, out_order = _layout(m.out_type, "R3Conv output", whole=True)
+    c_out, out_order = _layout(m.out_type, f"{what} output", whole=True)
     order = out_order or 0  # scalar outputs: our fields of order 0, (B, C, 1, D, H, W)
-    c_in, in_order = _layout(m.in_type, "R3Conv input", whole=True)
+    c_in, in_order = _layout(m.in_type, f"{what} input", whole=True)
     gname = _group(gspace)
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
+    if T.is_transposed(m):
+        filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k, k)
     f_out = (order + 1) ** 2
     s_out = escnn_field_signs(order).to(filt).repeat(c_out)
     s_in = escnn_field_signs(in_order or 0).to(filt).repeat(c_in)
@@ -144,20 +144,21 @@ def conv(m: Any) -> nn.Module:
 def fit_conv3d(m: Any, settings: dict, gname: str, filt: torch.Tensor,
                bias: torch.Tensor | None, fields_in: tuple[int, int | None],
                fields_out: tuple[int, int], k: int) -> SteerableConv3d | None:
-    """A :class:`SteerableConv3d` of ``gname`` (SO(3)/O(3), or a planar group on volumes:
+    """A :class:`SteerableConv3d` (for ``R3ConvTransposed`` a
+    :class:`SteerableConvTranspose3d`) of ``gname`` (SO(3)/O(3), or a planar group on volumes:
     :mod:`._interop_harmonic_conv`) with these basis settings holding escnn's filter (in our
-    field basis), or ``None`` when its parameter count is not escnn's or the filter is not in
-    its span."""
+    field basis and the forward conv's layout), or ``None`` when its parameter count is not
+    escnn's or the filter is not in its span."""
+    cls = SteerableConvTranspose3d if T.is_transposed(m) else SteerableConv3d
     (c_in, in_order), (c_out, order) = fields_in, fields_out
     fiber = get(gname).harmonic_size
     f_out, f_in = fiber(order), 1 if in_order is None else fiber(in_order)
     try:
         with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
             warnings.simplefilter("ignore")
-            ours = SteerableConv3d(c_in, c_out, k, m.stride, m.padding, m.dilation, 1,
-                                   bias is not None, m.padding_mode, device=filt.device,
-                                   dtype=filt.dtype, group=gname, max_order=order,
-                                   in_max_order=in_order, **settings)
+            ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device,
+                       dtype=filt.dtype, group=gname, max_order=order, in_max_order=in_order,
+                       **T.conv_options(m), **settings)
     except ValueError:  # settings we refuse (e.g. an empty basis)
         return None
     if ours.weight.numel() != m.weights.numel():

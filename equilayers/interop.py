@@ -61,7 +61,7 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "fields of C_N / D_N, any N, groups=1), R3Conv and R3ConvTransposed "
               "(trivial -> regular or regular -> regular fields of octaOnR3 / "
               "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3 / fullIcoOnR3, "
-              "groups=1), R3Conv (volumes "
+              "groups=1), R3Conv and R3ConvTransposed (volumes "
               "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3 / rot2dOnR3(), "
               "groups=1), "
               "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
@@ -156,8 +156,9 @@ def from_escnn(module: Any) -> nn.Module:
 
     SO(3)/O(3) fields of volumes (``rot3dOnR3`` / ``flipRot3dOnR3``, fields that repeat
     ``[irrep 0, ..., irrep L]``): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
-    (escnn's filter fitted in our basis with its parameter count and basis settings, and
-    checked elementwise), ``NormNonLinearity`` (``"n_relu"``) ->
+    (``R3ConvTransposed`` -> :class:`~equilayers.nn.SteerableConvTranspose3d`; escnn's filter
+    fitted in our basis with its parameter count and basis settings, and checked
+    elementwise), ``NormNonLinearity`` (``"n_relu"``) ->
     :class:`~equilayers.nn.NormNonlinearity` (``order0="norm", bias_form="exp"``: escnn's
     ``log_bias``), ``GNormBatchNorm`` -> :class:`~equilayers.nn.HarmonicBatchNorm`
     (its state; the same in eval mode, Bessel's correction differs in training mode),
@@ -167,7 +168,8 @@ def from_escnn(module: Any) -> nn.Module:
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
     computes escnn's outputs as they are. SO(2) fields of volumes (``rot2dOnR3()``, the same
     field types as on images below): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
-    (``group="so2"``, whose default basis is escnn's), the norms, batch norms and
+    (``group="so2"``, whose default basis is escnn's; ``R3ConvTransposed`` ->
+    :class:`~equilayers.nn.SteerableConvTranspose3d`), the norms, batch norms and
     ``FourierELU`` as on images with ``spatial_dims=3``; the same slots and signs as ours.
 
     SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``; field types
@@ -246,7 +248,7 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     elif isinstance(m, (enn.R2Conv, enn.R2ConvTransposed)):
         out = (HC.conv(m) if S2.harmonic_fields(m.in_type, m.out_type)
                else _conv(m, probed))
-    elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):  # S3.conv refuses the latter
+    elif isinstance(m, (enn.R3Conv, enn.R3ConvTransposed)):
         space = m.out_type.gspace  # SO(3)/O(3); SO(2)/O(2) about z; the cube's groups
         out = (S3.conv(m) if S3.is_so3_space(space) else HC.conv(m)
                if S2.harmonic_fields(m.in_type, m.out_type) else I3.conv3d(m, probed))

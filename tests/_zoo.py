@@ -172,6 +172,12 @@ ZOO: dict[str, ZooEntry] = {
     "SteerableConv3d[so2-slices]": ZooEntry(
         lambda: enn.SteerableConv3d(2, 3, (1, 3, 3), padding=(0, 1, 1), max_order=1,
                                     group="o2", basis="slices"), _x(2, 2, 4, 5, 5)),
+    "SteerableConvTranspose3d": ZooEntry(
+        lambda: enn.SteerableConvTranspose3d(2, 3, 3, stride=2, padding=1, in_max_order=1,
+                                             max_order=2), _x(2, 2, 4, 3, 3, 3)),
+    "SteerableConvTranspose3d[so2]": ZooEntry(
+        lambda: enn.SteerableConvTranspose3d(2, 3, (1, 3, 3), (1, 2, 2), (0, 1, 1),
+                                             group="o2", max_order=1), _x(2, 2, 3, 4, 4)),
     "GroupBatchNorm3d": ZooEntry(lambda: enn.GroupBatchNorm3d(3), _x(2, 3, 4, 3, 3, 3)),
     "GroupMaxPool3d": ZooEntry(lambda: enn.GroupMaxPool3d(2), _x(2, 3, 4, 4, 4, 4)),
     "GroupAvgPool3d": ZooEntry(lambda: enn.GroupAvgPool3d(3, 2, 1), _x(2, 3, 4, 5, 5, 5)),

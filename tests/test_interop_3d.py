@@ -300,7 +300,8 @@ def test_r3conv_transposed_keeps_options_mode_dtype_and_frozen_weights(gen):
 def test_r3conv_transposed_unsupported_settings_are_refused_by_name(monkeypatch):
     """Refused, each naming ``R3ConvTransposed``: non-regular fields, ``groups=2``, trivial
     output fields, a filter escnn did not build (one input slot negated: not equivariant;
-    escnn's own converts, the control), and SO(3) fields (only the cube's regular ones)."""
+    escnn's own converts, the control); on SO(3) fields (which convert:
+    tests/test_escnn_steerable_transpose3d.py) groups=2 and fields out of order."""
     _escnn()
     from escnn import gspaces
     from escnn import nn as esc
@@ -318,6 +319,10 @@ def test_r3conv_transposed_unsupported_settings_are_refused_by_name(monkeypatch)
     _refused_when_broken(conv, monkeypatch, "is not reproduced by GroupConvTranspose3d",
                          filt_slot=5)  # escnn's transposed filter: (in, out, k, k, k)
     so3 = gspaces.rot3dOnR3(maximum_frequency=1)
-    with pytest.raises(ValueError, match="R3ConvTransposed on .* fields is not supported"):
-        from_escnn(esc.R3ConvTransposed(esc.FieldType(so3, [so3.trivial_repr]),
-                                        esc.FieldType(so3, [so3.irrep(0), so3.irrep(1)]), 3))
+    fields = esc.FieldType(so3, 2 * [so3.irrep(0), so3.irrep(1)])
+    with pytest.raises(ValueError, match="R3ConvTransposed with groups=2 is not supported"):
+        from_escnn(esc.R3ConvTransposed(fields, fields, 3, groups=2))
+    with pytest.raises(ValueError, match=r"R3ConvTransposed output .* must repeat \[irrep_0, "
+                                         r"irrep_1\]"):
+        from_escnn(esc.R3ConvTransposed(fields, esc.FieldType(
+            so3, [so3.irrep(1), so3.irrep(0)]), 3))

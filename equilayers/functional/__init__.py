@@ -106,6 +106,7 @@ from ._restrict import (
 from ._steerable import steerable_basis
 from ._steerable3d import steerable_basis3d, steerable_conv3d
 from ._steerable_expand import expand_steerable
+from ._steerable_transpose3d import steerable_conv_transpose3d
 from ._upsample import (
     group_upsample2d,
     group_upsample3d,
@@ -170,6 +171,7 @@ __all__: list[str] = [
     "steerable_basis3d",
     "harmonic_voxel_basis",
     "steerable_conv3d",
+    "steerable_conv_transpose3d",
     "fiber_pool",
     "fiber_pose",
     "invariant_head",

@@ -85,6 +85,7 @@ from ._restrict import (
     Restrict,
 )
 from ._steerable_conv3d import SteerableConv3d
+from ._steerable_conv_transpose3d import SteerableConvTranspose3d
 from ._upsample import (
     GroupUpsample2d,
     GroupUpsample3d,
@@ -111,6 +112,7 @@ __all__: list[str] = [
     "GroupConvTranspose3d",
     "LiftingConvTranspose3d",
     "SteerableConv3d",
+    "SteerableConvTranspose3d",
     "ExpandedGroupConv2d",
     "GroupBatchNorm2d",
     "GroupBatchNorm3d",
