@@ -26,6 +26,11 @@ Rows, k3 unless named, 4 fields:
   training mode, batch 4, ``16^3``. escnn: ``R3Conv`` on ``rot2dOnR3()`` with each field the
   direct sum of the irreps ``0..2``.
 
+- ``SteerableConvTranspose3d`` (``transposed`` rows of ``"so3"``, ``L = 1`` k3 and ``L = 2``
+  k5, quick: ``L = 1``; ``"so2"``, ``L = 2`` k3), 8 fields, lifting and harmonic, stride 2,
+  padding ``k // 2``, training mode, batch 4, input ``8^3``, against a dense
+  ``nn.ConvTranspose3d``; escnn: ``R3ConvTransposed`` on the same fields.
+
 - ``LiftingConv3d`` / ``GroupConv3d`` for ``"ico"`` (the icosahedral rotations, turned
   harmonic filters): 2 fields, training mode, batch 2, ``8^3`` and ``12^3`` (quick:
   ``8^3``); escnn: ``R3Conv`` on ``icoOnR3()`` regular fields.
@@ -108,7 +113,8 @@ def _escnn_regular(kind: str, group: str, c: int, k: int, transposed: bool = Fal
     return build, wrap
 
 
-def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int, group: str = "so3"):
+def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int, group: str = "so3",
+                    transposed: bool = False):
     from escnn import gspaces
     from escnn import nn as esc
     from escnn.group import directsum
@@ -122,6 +128,8 @@ def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int, group: str = "
     tout = esc.FieldType(gs, c * [field(l_out)])
 
     def build():
+        if transposed:
+            return esc.R3ConvTransposed(tin, tout, k, padding=k // 2, stride=2)
         return esc.R3Conv(tin, tout, k, padding=k // 2)
 
     def wrap(conv):
@@ -208,11 +216,26 @@ def axial_cases(quick: bool, peer: bool) -> list[BenchCase]:
     return _steerable_rows("so2", ((2, 3),) if quick else ((2, 3), (2, 5)), 16, peer)
 
 
-def _steerable_rows(group: str, shapes, s: int, peer: bool) -> list[BenchCase]:
+def steerable_transposed_cases(quick: bool, peer: bool) -> list[BenchCase]:
+    """``SteerableConvTranspose3d`` rows (stride 2), so3 and so2, lifting and harmonic, beside
+    a dense ``nn.ConvTranspose3d`` and escnn's ``R3ConvTransposed``."""
+    shapes = ((1, 3),) if quick else ((1, 3), (2, 5))
+    return (_steerable_rows("so3", shapes, 8, peer, transposed=True)
+            + _steerable_rows("so2", ((2, 3),), 8, peer, transposed=True))
+
+
+def _steerable_rows(group: str, shapes, s: int, peer: bool, transposed: bool = False
+                    ) -> list[BenchCase]:
     """Per ``(order, k)`` of ``shapes``: a lifting and a harmonic ``SteerableConv3d`` of
-    ``group`` (8 fields, ``s^3``, training mode), their dense floor and escnn's twin."""
+    ``group`` (8 fields, ``s^3``, training mode), their dense floor and escnn's twin;
+    ``transposed``: ``SteerableConvTranspose3d`` at stride 2, a dense ``nn.ConvTranspose3d``
+    and escnn's ``R3ConvTransposed``."""
     from equilayers.groups import get
-    from equilayers.nn import SteerableConv3d
+    from equilayers.nn import SteerableConv3d, SteerableConvTranspose3d
+
+    cls = SteerableConvTranspose3d if transposed else SteerableConv3d
+    dense_cls = nn.ConvTranspose3d if transposed else nn.Conv3d
+    st = 2 if transposed else 1
 
     c = 8
     out: list[BenchCase] = []
@@ -221,23 +244,26 @@ def _steerable_rows(group: str, shapes, s: int, peer: bool) -> list[BenchCase]:
         for l_in in (None, order):
             f_in = 1 if l_in is None else f
             kind = "lifting" if l_in is None else "harmonic"
-            tag = f"{kind} {group} L{order} k{k} {s}^3 train b{B} c{c}"
-            params = dict(kind=kind, group=group, k=k, size=s, mode="train", batch=B,
-                          fields=c, max_order=order)
+            tag = (f"{'transposed ' if transposed else ''}{kind} {group} L{order} k{k} "
+                   f"{'s2 ' if transposed else ''}{s}^3 train b{B} c{c}")
+            params = dict(kind=f"{'transposed ' if transposed else ''}{kind}", group=group,
+                          k=k, size=s, mode="train", batch=B, fields=c, max_order=order)
             flat = (B, c * f_in, s, s, s)
             ours_shape = flat if l_in is None else (B, c, f_in, s, s, s)
             floor = f"floor {tag}"
 
             def build(l_in=l_in, order=order, k=k):
-                return SteerableConv3d(c, c, k, padding=k // 2, group=group,
-                                       in_max_order=l_in, max_order=order)
-            out.append(BenchCase(floor, FAMILY, _make(_floor(c * f_in, c * f, k), flat,
-                                                      "train"),
-                                 construct=_floor(c * f_in, c * f, k), params=params))
+                return cls(c, c, k, stride=st, padding=k // 2, group=group,
+                           in_max_order=l_in, max_order=order)
+
+            def dense(f_in=f_in, f=f, k=k):
+                return dense_cls(c * f_in, c * f, k, stride=st, padding=k // 2)
+            out.append(BenchCase(floor, FAMILY, _make(dense, flat, "train"), construct=dense,
+                                 params=params))
             out.append(BenchCase(f"ours {tag}", FAMILY, _make(build, ours_shape, "train"),
                                  floor=floor, construct=build, params=params))
             if peer:
-                pb, wrap = _escnn_harmonic(l_in, order, c, k, group)
+                pb, wrap = _escnn_harmonic(l_in, order, c, k, group, transposed)
                 out.append(BenchCase(f"escnn {tag}", FAMILY,
                                      _make_peer(pb, wrap, flat, "train"), floor=floor,
                                      peer="escnn", construct=pb, params=params))
@@ -314,8 +340,10 @@ def ico_cases(quick: bool, peer: bool) -> list[BenchCase]:
 def cases(quick: bool) -> list[BenchCase]:
     """Every row: the cube groups' (:func:`regular_cases`), their transposed convs
     (:func:`transposed_cases`), SO(3)'s (:func:`steerable_cases`), SO(2) about the depth
-    axis (:func:`axial_cases`) and the icosahedral group's (:func:`ico_cases`); escnn's
-    where it imports."""
+    axis (:func:`axial_cases`), the transposed steerable convs
+    (:func:`steerable_transposed_cases`) and the icosahedral group's (:func:`ico_cases`);
+    escnn's where it imports."""
     peer = importlib.util.find_spec("escnn") is not None
     return (regular_cases(quick, peer) + transposed_cases(quick, peer)
-            + steerable_cases(quick, peer) + axial_cases(quick, peer) + ico_cases(quick, peer))
+            + steerable_cases(quick, peer) + axial_cases(quick, peer)
+            + steerable_transposed_cases(quick, peer) + ico_cases(quick, peer))
