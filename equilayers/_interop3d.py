@@ -37,7 +37,8 @@ __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 _CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z", 60: "ico", 120: "ih"}
 _SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z'), "
                 "conicalOnR3(4) ('d4z'), icoOnR3 ('ico') and fullIcoOnR3 ('ih') are "
-                "supported")
+                "supported (rot2dOnR3(N) on fields of irreps of orders below N/2, not regular "
+                "ones: SteerableConv3d(..., group='cN'))")
 _Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
 _CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
     (True, False): LiftingConv3d, (False, False): GroupConv3d,

@@ -48,7 +48,7 @@ from .nn import (
 from .nn import _checks as NC
 from .nn._typed import Typed
 
-__all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space",
+__all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space", "on_volumes",
            "harmonic_fields", "fourier", "harmonic_or_trivial", "iid_batch_norm",
            "restriction",
            "norm_nonlinearity", "norm_pool", "norm_max_pool", "batch_norm"]
@@ -61,10 +61,16 @@ def is_planar_harmonic_space(gspace: Any) -> bool:
     return fiber is not None and fiber[2] is None
 
 
+def on_volumes(gspace: Any) -> bool:
+    """Whether ``gspace`` is a planar group turning volumes about ``z`` (``rot2dOnR3()``,
+    ``rot2dOnR3(N)``): our planar fields with a depth axis."""
+    return _fiber(gspace) is not None and _dims(gspace) == 3
+
+
 def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
     """``(our group's name, whether it has flips, N or None)`` of a planar gspace's fiber
-    group (SO(2), O(2), C_N, D_N), or of ``rot2dOnR3()`` (SO(2) turning volumes about ``z``,
-    whose fields are ours with a depth axis), else ``None``."""
+    group (SO(2), O(2), C_N, D_N), or of ``rot2dOnR3()`` / ``rot2dOnR3(N)`` (SO(2) / C_N
+    turning volumes about ``z``, whose fields are ours with a depth axis), else ``None``."""
     from escnn.group import O2, SO2, CyclicGroup, DihedralGroup
 
     fg = gspace.fibergroup if hasattr(gspace, "fibergroup") else None
@@ -72,6 +78,9 @@ def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
         # rot2dOnR3(): SO(2) turning every depth slice (conicalOnR3() is not converted: a
         # probe of its n_relu inside a model did not give escnn's outputs)
         return "so2", False, None
+    if getattr(gspace, "dimensionality", 0) == 3 and isinstance(fg, CyclicGroup):
+        # rot2dOnR3(N): its fields of irreps (its regular fields: the cube's path, c4z)
+        return f"c{fg.order()}", False, int(fg.order())
     if getattr(gspace, "dimensionality", 0) != 2:
         return None
     if isinstance(fg, (SO2, O2)):

@@ -62,7 +62,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "(trivial -> regular or regular -> regular fields of octaOnR3 / "
               "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3 / fullIcoOnR3, "
               "groups=1), R3Conv and R3ConvTransposed (volumes "
-              "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3 / rot2dOnR3(), "
+              "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3 / rot2dOnR3() / "
+              "rot2dOnR3(N) (L < N/2), "
               "groups=1), "
               "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
               "QuotientFourierELU on the sphere (SO(3)/O(3) fields); R2Conv, "
@@ -166,9 +167,10 @@ def from_escnn(module: Any) -> nn.Module:
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
     is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
-    computes escnn's outputs as they are. SO(2) fields of volumes (``rot2dOnR3()``, the same
-    field types as on images below): ``R3Conv`` -> :class:`~equilayers.nn.SteerableConv3d`
-    (``group="so2"``, whose default basis is escnn's; ``R3ConvTransposed`` ->
+    computes escnn's outputs as they are. SO(2) and C_N fields of volumes (``rot2dOnR3()``,
+    ``rot2dOnR3(N)``, the same field types as on images below): ``R3Conv`` ->
+    :class:`~equilayers.nn.SteerableConv3d` (``group="so2"`` / ``"cN"``, whose default basis
+    is escnn's; ``R3ConvTransposed`` ->
     :class:`~equilayers.nn.SteerableConvTranspose3d`), the norms, batch norms and
     ``FourierELU`` as on images with ``spatial_dims=3``; the same slots and signs as ours.
 
@@ -307,6 +309,7 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     elif isinstance(m, enn.NormPool):
         out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)
                else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
+               or S2.on_volumes(m.in_type.gspace)
                else T.norm_pool(m))
     else:
         raise TypeError(M.unsupported(m, _SUPPORTED))

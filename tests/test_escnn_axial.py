@@ -147,3 +147,46 @@ def test_from_escnn_converts_fourier_elu_and_iid_batch_norm_on_rot2d_on_r3():
     assert ours[2].in_type == FieldType.harmonic("so2", 2, spatial_dims=3)
     want = model(enn.GeometricTensor(x, t0)).tensor
     torch.testing.assert_close(ours(x).flatten(1, 2), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [3, 4, 8])
+def test_from_escnn_converts_rot2d_on_r3_n_models(n):
+    """escnn's ``rot2dOnR3(N)`` on fields of irreps ``0 .. L < N/2`` (C_N about ``z``): an
+    encoder-decoder (R3Conv, GNormBatchNorm, n_relu, a stride-2 R3Conv, a stride-2
+    R3ConvTransposed, NormPool) converts whole to our ``group="cN"`` layers with escnn's
+    parameter counts and outputs; C8's Fourier ELU (its 8 rotations) and IIDBatchNorm3d too;
+    order N/2 (a 1-D irrep of escnn's) is refused by name."""
+    gs = gspaces.rot2dOnR3(n)
+    g = gs.fibergroup
+    order = 2 if n > 4 else 1
+    t0 = enn.FieldType(gs, [gs.trivial_repr])
+    t1 = enn.FieldType(gs, 2 * [g.irrep(m) for m in range(order + 1)])
+    with seeded_rng(n):
+        model = enn.SequentialModule(
+            enn.R3Conv(t0, t1, 3, padding=1), enn.GNormBatchNorm(t1),
+            enn.NormNonLinearity(t1, "n_relu"), enn.R3Conv(t1, t1, 5, stride=2, padding=2),
+            enn.R3ConvTransposed(t1, t1, 3, stride=2, padding=1), enn.NormPool(t1))
+        x = torch.randn(2, 1, 5, 7, 7)
+    model.train()(enn.GeometricTensor(x, t0))
+    model.eval()
+    ours = from_escnn(model)
+    assert [type(m).__name__ for m in ours] == [
+        "SteerableConv3d", "HarmonicBatchNorm", "NormNonlinearity", "SteerableConv3d",
+        "SteerableConvTranspose3d", "NormPool"]
+    assert ours[0].group.name == f"c{n}"
+    assert [m.weight.numel() for m in ours[::3]] == [m.weights.numel() for m in model[::3]]
+    torch.testing.assert_close(ours(x), model(enn.GeometricTensor(x, t0)).tensor,
+                               rtol=1e-4, atol=1e-5)
+    if n == 8:
+        with seeded_rng(1):
+            elu = enn.FourierELU(gs, 2, irreps=g.bl_irreps(2), type="regular", N=8)
+            fourier = enn.SequentialModule(enn.R3Conv(t0, elu.in_type, 3, padding=1),
+                                           enn.IIDBatchNorm3d(elu.in_type), elu)
+        fourier.train()(enn.GeometricTensor(x, t0))
+        fourier.eval()
+        torch.testing.assert_close(from_escnn(fourier)(x).flatten(1, 2),
+                                   fourier(enn.GeometricTensor(x, t0)).tensor,
+                                   rtol=1e-4, atol=1e-5)
+    if n == 4:
+        with pytest.raises(ValueError, match="reach order N/2 = 2, a 1-D irrep of escnn's"):
+            from_escnn(enn.R3Conv(t0, enn.FieldType(gs, [g.irrep(m) for m in range(3)]), 3))
