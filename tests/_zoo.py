@@ -209,6 +209,13 @@ ZOO: dict[str, ZooEntry] = {
         lambda: enn.HarmonicBatchNorm(3, 2, group="so2", spatial_dims=3), _x(2, 3, 5, 3, 4, 4)),
     "NormNonlinearity[volume]": ZooEntry(
         lambda: enn.NormNonlinearity(3, 1, group="o2", spatial_dims=3), _x(2, 3, 3, 3, 4, 4)),
+    "GatedNonlinearity[volume]": ZooEntry(
+        lambda: enn.GatedNonlinearity(2, gates="first_half", group="so2", spatial_dims=3),
+        _x(2, 6, 5, 3, 4, 4)),
+    "NormPool[volume]": ZooEntry(lambda: enn.NormPool(2, group="so2", spatial_dims=3),
+                                 _x(2, 3, 5, 3, 4, 4)),
+    "FourierNonlinearity[volume]": ZooEntry(
+        lambda: enn.FourierNonlinearity("c8", 2, spatial_dims=3), _x(2, 3, 5, 3, 4, 4)),
     "HarmonicBatchNorm[so3]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 1, group="so3"),
                                        _x(2, 3, 4, 3, 3, 3)),
     "FourierNonlinearity[so3]": ZooEntry(lambda: enn.FourierNonlinearity("so3", 1),
