@@ -37,8 +37,8 @@ __all__ = ["escnn_slot_order", "cube_group_name", "conv3d"]
 _CANDIDATES = {24: "o", 48: "oh", 4: "c4z", 8: "d4z", 60: "ico", 120: "ih"}
 _SUPPORTED3D = ("octaOnR3 ('o'), fullOctaOnR3 ('oh'), rot2dOnR3(4) ('c4z'), "
                 "conicalOnR3(4) ('d4z'), icoOnR3 ('ico') and fullIcoOnR3 ('ih') are "
-                "supported (rot2dOnR3(N) on fields of irreps of orders below N/2, not regular "
-                "ones: SteerableConv3d(..., group='cN'))")
+                "supported (rot2dOnR3(N) / conicalOnR3(N) on fields of irreps of orders "
+                "below N/2, not regular ones: SteerableConv3d(..., group='cN' / 'dN'))")
 _Conv3d = LiftingConv3d | GroupConv3d | LiftingConvTranspose3d | GroupConvTranspose3d
 _CLASSES: dict[tuple[bool, bool], type[_Conv3d]] = {  # (lifting, transposed) -> our class
     (True, False): LiftingConv3d, (False, False): GroupConv3d,
@@ -73,11 +73,9 @@ def _probe(gspace: Any, probed: dict) -> tuple[str, torch.Tensor]:
     if fg.elements is None:  # a continuous group that is not SO(3)/O(3) (checked before)
         raise ValueError(
             f"from_escnn: gspace {gspace.name} is a continuous group that is neither "
-            "SO(3)/O(3) nor SO(2) about z (escnn's conicalOnR3(), cylindricalOnR3(), "
-            "fullCylindricalOnR3(), ...): not supported. Build the model with "
-            "SteerableConv3d(..., group='o2') (escnn's conicalOnR3 space up to its flip axis) "
-            f"and train it. from_escnn converts these 3-D gspaces: {_SUPPORTED3D}, rot3dOnR3 / "
-            "fullRot3dOnR3 and rot2dOnR3() (SteerableConv3d)")
+            "SO(3)/O(3) nor SO(2)/O(2) about z (escnn's fullCylindricalOnR3(), ...): not "
+            f"supported. from_escnn converts these 3-D gspaces: {_SUPPORTED3D}, rot3dOnR3 / "
+            "fullRot3dOnR3, rot2dOnR3() and conicalOnR3() (SteerableConv3d)")
     elements = list(fg.elements)
     name = _CANDIDATES.get(len(elements)) if getattr(gspace, "dimensionality", 0) == 3 else None
     if name is None:

@@ -62,27 +62,25 @@ def is_planar_harmonic_space(gspace: Any) -> bool:
 
 
 def on_volumes(gspace: Any) -> bool:
-    """Whether ``gspace`` is a planar group turning volumes about ``z`` (``rot2dOnR3()``,
-    ``rot2dOnR3(N)``): our planar fields with a depth axis."""
+    """Whether ``gspace`` is a planar group acting on volumes (``rot2dOnR3()``,
+    ``conicalOnR3()`` and their ``N``): our planar fields with a depth axis."""
     return _fiber(gspace) is not None and _dims(gspace) == 3
 
 
 def _fiber(gspace: Any) -> tuple[str, bool, int | None] | None:
     """``(our group's name, whether it has flips, N or None)`` of a planar gspace's fiber
-    group (SO(2), O(2), C_N, D_N), or of ``rot2dOnR3()`` / ``rot2dOnR3(N)`` (SO(2) / C_N
-    turning volumes about ``z``, whose fields are ours with a depth axis), else ``None``."""
+    group (SO(2), O(2), C_N, D_N), also on volumes (``rot2dOnR3()`` / ``conicalOnR3()`` and
+    their ``N``: the same groups turning every depth slice about ``z``, whose fields are ours
+    with a depth axis), else ``None``."""
     from escnn.group import O2, SO2, CyclicGroup, DihedralGroup
 
     fg = gspace.fibergroup if hasattr(gspace, "fibergroup") else None
-    if getattr(gspace, "dimensionality", 0) == 3 and isinstance(fg, SO2):
-        # rot2dOnR3(): SO(2) turning every depth slice (conicalOnR3() is not converted: a
-        # probe of its n_relu inside a model did not give escnn's outputs)
-        return "so2", False, None
-    if getattr(gspace, "dimensionality", 0) == 3 and isinstance(fg, CyclicGroup):
-        # rot2dOnR3(N): its fields of irreps (its regular fields: the cube's path, c4z)
-        return f"c{fg.order()}", False, int(fg.order())
-    if getattr(gspace, "dimensionality", 0) != 2:
+    if getattr(gspace, "dimensionality", 0) not in (2, 3):
         return None
+    # on volumes, rot2dOnR3() / conicalOnR3() and their N: turns about z and mirrors through
+    # planes containing it, which _check_conventions verifies (it refuses escnn's
+    # cylindricalOnR3() / dihedralOnR3(N), whose flips move z); their regular fields take
+    # the cube's path (c4z / d4z)
     if isinstance(fg, (SO2, O2)):
         return ("o2", True, None) if isinstance(fg, O2) else ("so2", False, None)
     if isinstance(fg, CyclicGroup):
@@ -169,7 +167,9 @@ def _check_conventions(gspace: Any, max_order: int) -> None:
             if plane.shape == (3, 3):  # rot2dOnR3(): (x, y) turned, z (the depth) fixed
                 if not torch.allclose(plane[2], torch.tensor([0.0, 0, 1], dtype=plane.dtype)):
                     raise ValueError(f"from_escnn: gspace {gspace.name} moves z; only turns "
-                                     "about z map to our planar groups on volumes")
+                                     "about z and mirrors through planes containing it "
+                                     "(rot2dOnR3, conicalOnR3) map to our planar groups on "
+                                     "volumes")
                 plane = plane[:2, :2]
             # our element with the same plane matrix R(t) diag(-1, 1)^s
             angle = math.atan2(-float(plane[0, 1]), float(plane[1, 1]))
@@ -193,6 +193,8 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
     (images; not for ``"whole"``)."""
     reps = ftype.representations
     if form != "whole" and all(r.is_trivial() for r in reps):
+        if _dims(ftype.gspace) == 3:  # the plane and the flip axis matter to scalar filters
+            _check_conventions(ftype.gspace, 0)
         return len(reps), None
     fiber = _fiber(ftype.gspace)
     assert fiber is not None  # a planar gspace (harmonic_fields)

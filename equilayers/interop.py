@@ -63,7 +63,7 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "fullOctaOnR3 / rot2dOnR3(4) / conicalOnR3(4) / icoOnR3 / fullIcoOnR3, "
               "groups=1), R3Conv and R3ConvTransposed (volumes "
               "or fields of irreps 0..L of rot3dOnR3 / flipRot3dOnR3 / rot2dOnR3() / "
-              "rot2dOnR3(N) (L < N/2), "
+              "rot2dOnR3(N) / conicalOnR3() / conicalOnR3(N) (L < N/2), "
               "groups=1), "
               "NormNonLinearity (n_relu), GNormBatchNorm, IIDBatchNorm3d and "
               "QuotientFourierELU on the sphere (SO(3)/O(3) fields); R2Conv, "
@@ -167,12 +167,14 @@ def from_escnn(module: Any) -> nn.Module:
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
     is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
     signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
-    computes escnn's outputs as they are. SO(2) and C_N fields of volumes (``rot2dOnR3()``,
-    ``rot2dOnR3(N)``, the same field types as on images below): ``R3Conv`` ->
-    :class:`~equilayers.nn.SteerableConv3d` (``group="so2"`` / ``"cN"``, whose default basis
-    is escnn's; ``R3ConvTransposed`` ->
+    computes escnn's outputs as they are. SO(2)/O(2)/C_N/D_N fields of volumes
+    (``rot2dOnR3()``, ``conicalOnR3()`` and their ``N``: turns about ``z`` and mirrors
+    through planes containing it; the same field types as on images below): ``R3Conv`` ->
+    :class:`~equilayers.nn.SteerableConv3d` (``group="so2"``, ``"o2"``, ``"cN"``, ``"dN"``,
+    whose default basis is escnn's; ``R3ConvTransposed`` ->
     :class:`~equilayers.nn.SteerableConvTranspose3d`), the norms, batch norms and
-    ``FourierELU`` as on images with ``spatial_dims=3``; the same slots and signs as ours.
+    ``FourierELU`` as on images with ``spatial_dims=3``; escnn's axes are ours (its O(2)/D_N
+    fields ours through :func:`escnn_field_matrix`, as on images).
 
     SO(2)/O(2) fields of images (``rot2dOnR2(-1)`` / ``flipRot2dOnR2(-1)``; field types
     that list the irreps of orders ``0 .. L`` field after field, as separate irreps or one

@@ -68,14 +68,27 @@ def test_off_grid_error_beside_escnn(k, order):
     assert max(ours) < 0.05 and max(theirs) < 0.05, (ours, theirs)
 
 
-@pytest.mark.parametrize("make", [gspaces.conicalOnR3, gspaces.fullCylindricalOnR3])
+@pytest.mark.parametrize("make", [gspaces.cylindricalOnR3, gspaces.fullCylindricalOnR3])
 def test_from_escnn_refuses_other_continuous_gspaces_on_volumes(make):
     gs = make()
     scalars = enn.FieldType(gs, [gs.trivial_repr])
     conv = enn.R3Conv(scalars, scalars, 3, padding=1)
-    with pytest.raises(ValueError, match=r"neither SO\(3\)/O\(3\) nor SO\(2\) about z.*"
-                                         r"SteerableConv3d\(\.\.\., group='o2'\)"):
+    with pytest.raises(ValueError, match=r"neither SO\(3\)/O\(3\) nor SO\(2\)/O\(2\) about "
+                                         r"z.*conicalOnR3\(\) \(SteerableConv3d\)"):
         from_escnn(conv)
+
+
+def test_from_escnn_refuses_flips_that_move_the_depth():
+    """escnn's ``dihedralOnR3(N)`` flips by half turns about an axis in the plane (``z ->
+    -z``): not our planar groups' mirrors, refused by name for irreps and for scalars."""
+    gs = gspaces.dihedralOnR3(4)
+    g = gs.fibergroup
+    scalars = enn.FieldType(gs, [gs.trivial_repr])
+    fields = enn.FieldType(gs, [g.irrep(0, 0), g.irrep(1, 1)])
+    for t_in, t_out in ((scalars, fields), (fields, fields)):
+        with pytest.raises(ValueError, match="moves z; only turns about z and mirrors through "
+                                             "planes containing it"):
+            from_escnn(enn.R3Conv(t_in, t_out, 3, padding=1))
 
 
 def test_same_filters_as_escnn_rot2d_on_r3():
@@ -149,35 +162,54 @@ def test_from_escnn_converts_fourier_elu_and_iid_batch_norm_on_rot2d_on_r3():
     torch.testing.assert_close(ours(x).flatten(1, 2), want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [3, 4, 8])
-def test_from_escnn_converts_rot2d_on_r3_n_models(n):
-    """escnn's ``rot2dOnR3(N)`` on fields of irreps ``0 .. L < N/2`` (C_N about ``z``): an
-    encoder-decoder (R3Conv, GNormBatchNorm, n_relu, a stride-2 R3Conv, a stride-2
-    R3ConvTransposed, NormPool) converts whole to our ``group="cN"`` layers with escnn's
-    parameter counts and outputs; C8's Fourier ELU (its 8 rotations) and IIDBatchNorm3d too;
-    order N/2 (a 1-D irrep of escnn's) is refused by name."""
-    gs = gspaces.rot2dOnR3(n)
+_PLANAR_ON_VOLUMES = [("c3", lambda: gspaces.rot2dOnR3(3)), ("c4", lambda: gspaces.rot2dOnR3(4)),
+                      ("c8", lambda: gspaces.rot2dOnR3(8)), ("o2", gspaces.conicalOnR3),
+                      ("d3", lambda: gspaces.conicalOnR3(3)),
+                      ("d8", lambda: gspaces.conicalOnR3(8))]
+
+
+@pytest.mark.parametrize("name,make", _PLANAR_ON_VOLUMES)
+def test_from_escnn_converts_c_n_o2_and_d_n_models_on_volumes(name, make):
+    """escnn's ``rot2dOnR3(N)`` (C_N about ``z``), ``conicalOnR3()`` (O(2): the turns and the
+    mirrors through planes containing ``z``) and ``conicalOnR3(N)`` (D_N) on fields of irreps
+    ``0 .. L`` (``L < N/2``): an encoder-decoder (R3Conv, GNormBatchNorm, n_relu, a stride-2
+    R3Conv, IIDBatchNorm3d, a stride-2 R3ConvTransposed, n_relu, NormPool) converts whole to
+    our ``group=name`` layers with escnn's parameter counts and outputs, and the first conv's
+    fields are escnn's through :func:`escnn_field_matrix`; C8's Fourier ELU (its 8 rotations)
+    too; order N/2 (a 1-D irrep of escnn's) is refused by name."""
+    from equilayers.interop import escnn_field_matrix
+
+    gs = make()
     g = gs.fibergroup
-    order = 2 if n > 4 else 1
+    flips = name[0] in "do"
+    order = 2 if name in ("c8", "o2", "d8") else 1
+    irrep = [(g.irrep(0, 0) if m == 0 else g.irrep(1, m)) if flips else g.irrep(m)
+             for m in range(order + (2 if name == "c4" else 1))]  # c4: order N/2 too
     t0 = enn.FieldType(gs, [gs.trivial_repr])
-    t1 = enn.FieldType(gs, 2 * [g.irrep(m) for m in range(order + 1)])
-    with seeded_rng(n):
+    t1, t2 = (enn.FieldType(gs, c * irrep[:order + 1]) for c in (2, 3))
+    with seeded_rng(len(name)):
         model = enn.SequentialModule(
             enn.R3Conv(t0, t1, 3, padding=1), enn.GNormBatchNorm(t1),
-            enn.NormNonLinearity(t1, "n_relu"), enn.R3Conv(t1, t1, 5, stride=2, padding=2),
-            enn.R3ConvTransposed(t1, t1, 3, stride=2, padding=1), enn.NormPool(t1))
+            enn.NormNonLinearity(t1, "n_relu"), enn.R3Conv(t1, t2, 5, stride=2, padding=2),
+            enn.IIDBatchNorm3d(t2), enn.R3ConvTransposed(t2, t2, 3, stride=2, padding=1),
+            enn.NormNonLinearity(t2, "n_relu"), enn.NormPool(t2))
         x = torch.randn(2, 1, 5, 7, 7)
     model.train()(enn.GeometricTensor(x, t0))
     model.eval()
     ours = from_escnn(model)
     assert [type(m).__name__ for m in ours] == [
         "SteerableConv3d", "HarmonicBatchNorm", "NormNonlinearity", "SteerableConv3d",
-        "SteerableConvTranspose3d", "NormPool"]
-    assert ours[0].group.name == f"c{n}"
-    assert [m.weight.numel() for m in ours[::3]] == [m.weights.numel() for m in model[::3]]
+        "HarmonicBatchNorm", "SteerableConvTranspose3d", "NormNonlinearity", "NormPool"]
+    assert ours[0].group.name == name
+    assert [ours[i].weight.numel() for i in (0, 3, 5)] == [
+        model[i].weights.numel() for i in (0, 3, 5)]
     torch.testing.assert_close(ours(x), model(enn.GeometricTensor(x, t0)).tensor,
                                rtol=1e-4, atol=1e-5)
-    if n == 8:
+    q = escnn_field_matrix(name, order).float()
+    theirs = model[0](enn.GeometricTensor(x, t0)).tensor.unflatten(1, (2, 2 * order + 1))
+    torch.testing.assert_close(ours[0](x), torch.einsum("ij,bcj...->bci...", q, theirs),
+                               rtol=1e-4, atol=1e-5)
+    if name == "c8":
         with seeded_rng(1):
             elu = enn.FourierELU(gs, 2, irreps=g.bl_irreps(2), type="regular", N=8)
             fourier = enn.SequentialModule(enn.R3Conv(t0, elu.in_type, 3, padding=1),
@@ -187,6 +219,6 @@ def test_from_escnn_converts_rot2d_on_r3_n_models(n):
         torch.testing.assert_close(from_escnn(fourier)(x).flatten(1, 2),
                                    fourier(enn.GeometricTensor(x, t0)).tensor,
                                    rtol=1e-4, atol=1e-5)
-    if n == 4:
+    if name == "c4":
         with pytest.raises(ValueError, match="reach order N/2 = 2, a 1-D irrep of escnn's"):
-            from_escnn(enn.R3Conv(t0, enn.FieldType(gs, [g.irrep(m) for m in range(3)]), 3))
+            from_escnn(enn.R3Conv(t0, enn.FieldType(gs, irrep), 3))
