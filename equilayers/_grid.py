@@ -333,6 +333,15 @@ def check_declared_rank(shape: tuple[int, ...], declared: FieldType,
                          f"{want.layout}: the model's input is {declared!r}")
 
 
+def _off_grid(grp, size: tuple[int, ...]) -> Finding:
+    """The finding of a group with rotations off the pixel (voxel) grid."""
+    return Finding("(group)", grp.name, "off-grid-group", "group", size,
+                   f"{grp.name} has rotations that are not multiples of 90 degrees; no pixel "
+                   "grid carries them exactly",
+                   "measure the approximate error (equilayers.metrics), or use c4/d4 for "
+                   "exactness")
+
+
 def check_grid(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -389,11 +398,15 @@ def check_grid(
     ``H, W`` for c4z/d4z) equal options, and a **non-cubic** input is a finding only where
     a layer does not see its sizes permuted on the rotated volume (as non-square above);
     stride 2 is exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
-    :mod:`equilayers._grid3d`. A planar group on a model with windows over volumes
-    (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused with a
-    ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers whose
-    window does not reach across dim -3, such as a ``(1, k, k)`` conv on a planar group map,
-    are allowed).
+    :mod:`equilayers._grid3d`. A model of planar fields on volumes (``SteerableConv3d(...,
+    group="so2")`` and the harmonic layers with ``spatial_dims=3``) is checked with its planar
+    group too: a group whose grid elements are ``c4`` / ``d4`` (``"so2"``, ``"o2"``, ``"c8"``,
+    ``"d8"``, ...) is read as ``"c4z"`` / ``"d4z"`` on the volume (the depth free), plus the
+    off-grid finding of its other rotations. Any other planar group on a model with windows
+    over volumes (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused with
+    a ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers
+    whose window does not reach across dim -3, such as a ``(1, k, k)`` conv on a planar group
+    map, are allowed).
 
     Args:
         model: the network.
@@ -428,13 +441,21 @@ def check_grid(
 
         return check_grid3d(model, shape, grp, shifts=shifts, search=search)
     volume = _volume_windows(model)
-    if volume:  # the planar checks read (H, W) windows only: they would find nothing
+    if volume:  # a model of planar fields on volumes is checked as c4z / d4z; else refused
+        from ._grid3d import check_planar_on_volumes
+
+        found = check_planar_on_volumes(model, shape, grp, shifts=shifts, search=search)
+        if found is not None:
+            return found
+        # the planar checks read (H, W) windows only: they would find nothing
         more = f" and {len(volume) - 3} more" if len(volume) > 3 else ""
         raise ValueError(
             f"check_grid: group={grp.name!r} acts on images (H, W), but the model slides "
             f"windows over volumes ({', '.join(volume[:3])}{more}): check it with a cube "
             "group on its volume input_shape, 'c4z' or 'd4z' for the rotations (and flip) "
-            "about the depth axis, 'o' or 'oh' for all the cube's")
+            "about the depth axis, 'o' or 'oh' for all the cube's (a model of planar fields "
+            "on volumes, such as SteerableConv3d(..., group='so2'), may also be checked with "
+            "its planar group, whose grid elements are then c4z's or d4z's)")
     declared = getattr(model, "in_type", None)
     if isinstance(declared, FieldType):
         check_declared_rank(shape, declared)
@@ -442,11 +463,7 @@ def check_grid(
     findings: list[Finding] = []
     h, w = shape[-2:]
     if not grp.pixel_exact:
-        findings.append(Finding("(group)", grp.name, "off-grid-group", "group", (h, w),
-                                f"{grp.name} has rotations that are not multiples of 90 "
-                                "degrees; no pixel grid carries them exactly",
-                                "measure the approximate error (equilayers.metrics), or use "
-                                "c4/d4 for exactness"))
+        findings.append(_off_grid(grp, (h, w)))
     try:
         sizes = _record_sizes(model, shape)
     except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes

@@ -22,6 +22,7 @@ from torch import nn
 
 from ._grid import (
     Finding,
+    _off_grid,
     _padding_text,
     _rotated_runs,
     _unsupported_size,
@@ -33,7 +34,7 @@ from ._grid import (
 from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
-from .groups import CubicGroup, FieldType, Group
+from .groups import CubicGroup, FieldType, Group, get
 from .groups._actions import grid_moves
 from .groups._transforms import element_rows, grid_ops
 from .nn import LearnablePolyphasePool3d
@@ -227,3 +228,31 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
                              f"use an input size of {text}") if f.problem == "stride-parity"
                      else f for f in layer]
     return findings + layer
+
+
+#: a planar group's grid subgroup -> the cube's group that acts so on every depth slice
+_ABOUT_Z = {"c4": "c4z", "d4": "d4z"}
+
+
+def check_planar_on_volumes(model: nn.Module, shape: tuple[int, ...], group: Group, *,
+                            shifts: bool, search: int) -> list[Finding] | None:
+    """:func:`~equilayers.check_grid` of a model of planar fields on volumes (its modules
+    declare a planar group with ``spatial_dims=3``) for its planar ``group``: a group whose
+    grid elements are ``c4`` / ``d4`` is read as ``c4z`` / ``d4z`` on the volume, plus the
+    off-grid finding of its other rotations; ``None`` where that does not apply."""
+    about_z = _ABOUT_Z.get(group.grid_subgroup().name)
+    if about_z is None or len(shape) < 5 or not _planar_on_volumes(model):
+        return None
+    off = [] if group.pixel_exact else [_off_grid(group, tuple(shape[-3:]))]
+    return off + check_grid3d(model, shape, get(about_z), shifts=shifts, search=search)
+
+
+def _planar_on_volumes(model: nn.Module) -> bool:
+    """Whether ``model`` declares planar fields on volumes (a module whose ``in_type`` or
+    ``out_type`` is a planar group's with ``spatial_dims=3``)."""
+    for m in model.modules():
+        for t in (getattr(m, "in_type", None), getattr(m, "out_type", None)):
+            if (isinstance(t, FieldType) and t.spatial_dims == 3 and t.group is not None
+                    and t.group.spatial_dim == 2):
+                return True
+    return False

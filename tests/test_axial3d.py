@@ -264,3 +264,27 @@ def test_reprs_name_the_volume_fields():
         assert repr(m).endswith("spatial_dims=3)"), repr(m)
     assert "spatial_dims" not in repr(NormNonlinearity(3, 2))
     assert "spatial_dims" not in repr(HarmonicBatchNorm(3, 1, group="so3"))
+
+
+def test_check_grid_takes_the_planar_group_on_volumes():
+    """A model of planar fields on volumes is checked with its own group: its grid elements
+    are c4z's (d4z's with flips), the depth is free; the off-grid rotations are named for
+    so2 / o2 / c8 as on images; groups whose grid elements are not the cube's about the depth
+    axis are refused by name, and so is a planar group on a plain volume model (the
+    control)."""
+    from equilayers import check_grid
+
+    net = nn.Sequential(SteerableConv3d(1, 2, 3, 2, 1, group="o2", max_order=1))
+    for group, cube in (("so2", "c4z"), ("o2", "d4z"), ("c8", "c4z"), ("d4", "d4z")):
+        for size, parity in (((6, 6, 6), ["stride-parity"]), ((6, 7, 7), [])):
+            found = check_grid(net, (1, 1, *size), group, shifts=False)
+            off = [] if group == "d4" else ["off-grid-group"]
+            assert [f.problem for f in found] == off + parity, (group, size, found)
+            assert [f.fix for f in found[len(off):]] == [
+                f.fix for f in check_grid(net, (1, 1, *size), cube, shifts=False)]
+    assert [f.fix for f in check_grid(net, (1, 1, 6, 6, 6), "c4", shifts=False)] == [
+        "use an input size of 6x7x7"]
+    with pytest.raises(ValueError, match="may also be checked with its planar group"):
+        check_grid(net, (1, 1, 6, 7, 7), "c2")
+    with pytest.raises(ValueError, match=r"acts on images \(H, W\), but the model slides"):
+        check_grid(nn.Conv3d(1, 1, 3, 2, 1), (1, 1, 6, 7, 7), "so2")
