@@ -217,3 +217,20 @@ def test_another_librarys_in_type_is_not_a_declaration(gen):
     assert pixel_consistency(Foreign(), x, "o") == 1.0
     assert equivariance_error(Foreign(), x, "o") == 0.0
     assert pixel_consistency(Foreign(), x[:, :, 0], "p4m") == 1.0
+
+
+def test_a_finite_group_with_off_grid_rotations_is_measured_on_its_grid_elements(gen):
+    """``transforms="c8"`` (or ``"ico"`` on volumes) measures the grid elements by default,
+    as ``"so2"`` does (the docstring's promise; all eight elements raised before); off-grid
+    elements passed by name are still refused. A model that breaks the quarter turns scores
+    below 1 (the control)."""
+    x = _x(gen, 2, 3, 9, 9)
+    assert pixel_consistency(lambda t: 2 * t, x, "c8") == 1.0
+    with seeded_rng(0):
+        plain = nn.Conv2d(3, 4, 3, padding=1).double()
+    assert pixel_consistency(plain, x, "c8") == pixel_consistency(plain, x, "c4") < 1.0
+    assert pixel_equivariance_error(plain, x, "c8") == pixel_equivariance_error(plain, x, "c4")
+    with pytest.raises(ValueError, match="does not map the pixel grid"):
+        pixel_consistency(plain, x, "c8", elements=[1])
+    vol = _x(gen, 1, 2, 5, 5, 5)
+    assert pixel_consistency(lambda t: t.pow(2), vol, "ico") == 1.0

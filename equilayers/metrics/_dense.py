@@ -118,7 +118,10 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     if shifts is not None:
         raise ValueError(f"{what}: shifts={shifts!r} is for transforms='shifts'; a group moves "
                          "the input by its elements")
-    els = [g for g in resolve_elements(grp, elements) if g != grp.identity]
+    # by default the grid elements, also of a finite group with others (c8, ico): only they
+    # map the pixels onto themselves; elements passed by name are checked below
+    els = [g for g in (grp.grid_elements() if elements is None
+                       else resolve_elements(grp, elements)) if g != grp.identity]
     if not els:
         raise ValueError(f"{what}: the elements leave only the identity of {grp.name}: nothing "
                          "to compare")
@@ -200,7 +203,9 @@ def pixel_consistency(
       dx)``, or ``n`` for every ``(i, j, l)``; the per-voxel logits say that the input is a
       volume.
     * ``"rot90"`` (``c4``), ``"flip"`` (``d1``), or any group (a name or a
-      :class:`~equilayers.groups.Group`): its grid elements (a quarter turn runs the model on
+      :class:`~equilayers.groups.Group`): its grid elements, also of a finite group with
+      others (``"c8"``, ``"ico"``: the others do not map the pixels onto themselves; passed
+      in ``elements`` they raise) (a quarter turn runs the model on
       the ``W x H`` input of an ``H x W`` one), acting on the input
       by ``in_rep`` (declared or inferred, as in :func:`equivariance_error`) and on the output's
       pixels (a trivial field).
