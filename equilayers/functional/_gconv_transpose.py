@@ -30,6 +30,7 @@ from ._basis_settings import Cutoff
 __all__ = [
     "transpose_filter",
     "check_output_padding",
+    "check_transposed3d",
     "transposed_padding",
     "output_padding_for",
     "transposed_size",
@@ -81,6 +82,19 @@ def check_output_padding(output_padding, stride, dilation, what: str, dims: int 
                              f"the stride or the dilation of its dim (as nn.ConvTranspose{dims}d)"
                              f"; got stride={stride!r}, dilation={dilation!r}")
     return op
+
+
+def check_transposed3d(padding, padding_mode, output_padding, stride, dilation, what: str
+                       ) -> tuple[int, int, int]:
+    """The arguments a 3-D transposed conv module takes beyond its forward conv's rules:
+    ``padding`` an int or three ints (it crops), ``padding_mode="zeros"`` only, and
+    ``output_padding`` (returned as a triple)."""
+    transposed_padding(padding, what, 3)
+    if padding_mode != "zeros":
+        raise ValueError(f"{what}: padding_mode={padding_mode!r}: a transposed conv takes "
+                         "'zeros' only (as nn.ConvTranspose3d: its padding crops the output)")
+    op = check_output_padding(output_padding, stride, dilation, what, 3)
+    return (op[0], op[1], op[2])
 
 
 def transposed_padding(padding, what: str, dims: int = 2) -> tuple[int, ...]:

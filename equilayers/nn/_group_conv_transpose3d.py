@@ -74,13 +74,8 @@ class _GroupConvTranspose3dBase(_GroupConv3dBase):
                  frequencies_cutoff: BS.Cutoff | None = None,
                  rings: Sequence[float] | None = None) -> None:
         name = type(self).__name__
-        GT.transposed_padding(padding, name, 3)  # an int or three ints: it crops
-        if padding_mode != "zeros":
-            raise ValueError(f"{name}: padding_mode={padding_mode!r}: a transposed conv takes "
-                             "'zeros' only (as nn.ConvTranspose3d: its padding crops the "
-                             "output)")
-        op = GT.check_output_padding(output_padding, stride, dilation, name, 3)
-        self.output_padding = (op[0], op[1], op[2])
+        self.output_padding = GT.check_transposed3d(padding, padding_mode, output_padding,
+                                                     stride, dilation, name)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype, group=group, basis=basis,
                          sigma=sigma, frequencies_cutoff=frequencies_cutoff, rings=rings)
