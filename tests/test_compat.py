@@ -136,6 +136,64 @@ def test_compile_fullgraph_inductor(make):
     _assert_same(compiled(x), m(x))
 
 
+@pytest.mark.parametrize("make,shape", [
+    (lambda: equilayers.nn.GroupConv2d(2, 1, 3, padding=1, group="p4"), (2, 2, 4, 5, 5)),
+    (lambda: equilayers.nn.LiftingConv2d(1, 1, 1, group="p4"), (2, 1, 5, 5)),
+    (lambda: equilayers.nn.GroupConv3d(2, 1, 3, padding=1, group="c4z"), (2, 2, 4, 3, 3, 3)),
+    (lambda: equilayers.nn.LiftingConvTranspose3d(1, 1, 1, group="c4z"), (2, 1, 3, 3, 3)),
+], ids=["GroupConv2d-one-field", "LiftingConv2d-1x1-one-field", "GroupConv3d-one-field",
+        "LiftingConvTranspose3d-1x1-one-field"])
+def test_compile_inductor_training_step_of_one_field_layers(make, shape):
+    """A training step under the default (inductor) backend of group convs with one output
+    field (the bias gathered from one value) or a 1x1 filter of one field (the weight
+    gathered from one value): torch 2.13's inductor fails on the CPU backward of such a
+    gather (plain ``index_select`` too), which the layers broadcast instead; the eager
+    outputs and gradients."""
+    torch._dynamo.reset()
+    with seeded_rng(0):
+        m = make()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    y = torch.compile(m)(x)
+    _assert_same(y, m(x))
+    grads = torch.autograd.grad(y.square().sum(), (m.weight, m.bias))
+    for g, ref in zip(grads, torch.autograd.grad(m(x).square().sum(), (m.weight, m.bias)),
+                      strict=True):
+        _assert_same(g, ref)
+
+
+def test_compile_inductor_volumes_with_a_dynamic_batch():
+    """The default (inductor) backend on a strided encoder-decoder of volumes (an SO(3)
+    steerable conv at stride 2, a norm nonlinearity, the transposed conv back; a c4z lifting
+    conv and transposed group conv), forward and backward, the batch marked dynamic: one
+    graph for batches 2 and 3, the eager outputs and gradients. (Dynamic *spatial* sizes fail
+    in torch 2.13's inductor after any stride-2 ``nn.Conv3d`` followed by a reshape, plain
+    torch layers too: docs/deployment.md.)"""
+    from equilayers.nn import (
+        GroupConvTranspose3d,
+        LiftingConv3d,
+        NormNonlinearity,
+        SteerableConv3d,
+        SteerableConvTranspose3d,
+    )
+    with seeded_rng(0):
+        models = [nn.Sequential(SteerableConv3d(1, 2, 3, 2, 1, max_order=1),
+                                NormNonlinearity(2, 1, group="so3"),
+                                SteerableConvTranspose3d(2, 1, 3, 2, 1, in_max_order=1)),
+                  nn.Sequential(LiftingConv3d(1, 2, 3, 2, 1, group="c4z"),
+                                GroupConvTranspose3d(2, 1, 3, 2, 1, group="c4z"))]
+    for m in models:
+        torch._dynamo.reset()
+        compiled = torch.compile(m)
+        for batch in (2, 3):
+            x = torch.randn(batch, 1, 7, 7, 7, generator=torch.Generator().manual_seed(batch))
+            torch._dynamo.mark_dynamic(x, 0)
+            y = compiled(x)
+            _assert_same(y, m(x))
+            (g,) = torch.autograd.grad(y.square().sum(), m[0].weight)
+            (ref,) = torch.autograd.grad(m(x).square().sum(), m[0].weight)
+            _assert_same(g, ref)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_torch_export(name):
     m, args = build(name)

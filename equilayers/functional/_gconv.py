@@ -151,8 +151,22 @@ def gather_expanded(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     flat gather at C = 16; its backward is one ``index_add``)."""
     c_out = weight.shape[0]
     fiber, cols = index.shape[0], index.shape[1]
-    out = weight.reshape(c_out, -1).index_select(1, index.view(-1))
-    return out.view(c_out * fiber, cols, *index.shape[2:])
+    out = select(weight.reshape(c_out, -1), 1, index.view(-1))
+    return out.reshape(c_out * fiber, cols, *index.shape[2:])
+
+
+def select(src: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``src.index_select(dim, index)``; where ``src`` has one entry along ``dim`` (every
+    index is 0: the bias of one output field, a 1x1 filter of one input field) that entry
+    broadcast instead, since inductor's CPU backward of a gather from a one-element dim fails
+    (torch 2.13: an ``atomic_add`` codegen assertion under ``torch.compile``, plain
+    ``index_select`` too; ``tests/test_compat.py``). A copy, as the gather's: a view would
+    hold its parameter (``torch.utils.swap_tensors`` refuses a parameter with views)."""
+    if src.shape[dim] == 1:
+        shape = list(src.shape)
+        shape[dim] = index.numel()
+        return src.expand(shape).clone(memory_format=torch.contiguous_format)
+    return src.index_select(dim, index)
 
 
 def from_fourier(weight: torch.Tensor, fourier: torch.Tensor, dim: int = 2) -> torch.Tensor:

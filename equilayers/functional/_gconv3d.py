@@ -36,7 +36,7 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
-from ._gconv import check_conv_input, check_weight_fiber
+from ._gconv import check_conv_input, check_weight_fiber, select
 from ._grid_law import dim_breaks
 
 __all__ = ["lifting_conv3d", "group_conv3d", "exactness_problems3d"]
@@ -135,8 +135,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     interleaved timings.)"""
     c_out, k = weight.shape[0], weight.shape[-1]
     n, c_in, per = table.shape
-    y = weight.reshape(c_out, c_in * per).index_select(1, table.reshape(-1))
-    return y.view(c_out * n, c_in * (per // k ** 3), k, k, k)
+    y = select(weight.reshape(c_out, c_in * per), 1, table.reshape(-1))
+    return y.reshape(c_out * n, c_in * (per // k ** 3), k, k, k)
 
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,

@@ -215,7 +215,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if self.out_rep == "harmonic":
             return G._bias_slot0(self.bias, self.fiber_out)
         # one index_select: fewer aten ops than repeat_interleave (results/host-conv.md)
-        return self.bias.index_select(0, table_on(self.bias_index, self.bias.device))
+        return G.select(self.bias, 0, table_on(self.bias_index, self.bias.device))
 
     #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
     #: moment is preserved, escnn/e2cnn's choice); 2 is He et al.'s factor for a ReLU, which

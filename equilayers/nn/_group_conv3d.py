@@ -17,7 +17,7 @@ from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
 from ..functional import _gconv_transpose as GT
 from ..functional import _ico_conv as IC
-from ..functional._gconv import from_fourier
+from ..functional._gconv import from_fourier, select
 from ..functional._voxel_basis import rotated_voxel_basis, voxel_basis
 from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike, IcosahedralGroup
@@ -324,7 +324,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
     def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The expanded filter and the bias per output slot."""
         bias = (None if self.bias is None
-                else self.bias.index_select(0, table_on(self.bias_index, self.bias.device)))
+                else select(self.bias, 0, table_on(self.bias_index, self.bias.device)))
         return self._expand(), bias  # (the forward has checked the tables)
 
     def _forward_checks(self, x: torch.Tensor, output_padding=None) -> bool:
