@@ -97,3 +97,17 @@ def test_harmonic_batch_norm_on_so3_fields(gen):
     bn.eval()
     torch.testing.assert_close(bn(x), y, atol=1e-2, rtol=1e-2)  # one batch: its statistics
     assert "group='so3'" in repr(bn)
+
+
+@pytest.mark.parametrize("group", ["so3", "o3"])
+def test_harmonic_batch_norm_of_scalar_fields_is_batch_norm(group, gen):
+    """max_order=0 (one slot per field, invariant scalars; a steerable U-Net's max_order=0):
+    nn.BatchNorm3d on the fields' one slot, in training and eval. Its training statistics
+    failed deep in torch (torch.arange of the empty range of orders 1 .. 0)."""
+    bn = enn.HarmonicBatchNorm(3, 0, group=group).double()
+    ref = torch.nn.BatchNorm3d(3).double()
+    x = torch.randn(4, 3, 1, 3, 4, 5, generator=gen, dtype=D64) * 2 + 1
+    for _ in range(2):
+        torch.testing.assert_close(bn(x)[:, :, 0], ref(x[:, :, 0]))
+    bn.eval(), ref.eval()
+    torch.testing.assert_close(bn(x)[:, :, 0], ref(x[:, :, 0]))

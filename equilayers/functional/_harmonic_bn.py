@@ -152,9 +152,10 @@ def harmonic_batch_norm(
         if volume:
             a0, *blocks = H3.order_blocks(xc, max_order)  # one split (H3.order_blocks)
             var0, mean0 = torch.var_mean(a0, dim=(0, *space), unbiased=False)  # (C, 1)
-            # the 2l + 1 slots of each order l >= 1
-            sizes = torch.arange(3, 2 * max_order + 2, 2, device=x.device)
-            var_m = (H3._order_sq(blocks).to(ct).mean(dim=(0, *space)) / sizes
+            # the 2l + 1 slots of each order l >= 1 (none at max_order 0: torch.arange
+            # refuses the empty range 3 .. 2)
+            var_m = (H3._order_sq(blocks).to(ct).mean(dim=(0, *space))
+                     / torch.arange(3, 2 * max_order + 2, 2, device=x.device)
                      if max_order else a0.new_zeros(c, 0))
             stat = torch.cat([var0, var_m], dim=1)
         elif _hand_backward(x, weight, bias):
