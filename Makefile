@@ -10,7 +10,7 @@ PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
-.PHONY: test test-peers test-wheel demo docs selfcheck lint bench bench-accuracy clean
+.PHONY: test test-peers test-wheel demo docs selfcheck lint bench bench-accuracy bench-segmentation clean
 
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
@@ -88,6 +88,13 @@ demo: $(STAMP)
 bench-accuracy: $(PEERS_STAMP)
 	$(PEERS_PY) -m pip install e2cnn mlxtend tqdm "numpy<2"
 	$(PEERS_PY) -m benchmarks --family accuracy $(ARGS)
+
+# The segmentation family with its escnn rows (the p4m and SO(2) U-Nets built with escnn), in
+# the peers venv; mlxtend ships the digits (installed with "numpy<2" in one command: alone it
+# upgrades numpy past escnn's lie-learn). About an hour on 2 cores; ARGS='--filter "SO(2)"'.
+bench-segmentation: $(PEERS_STAMP)
+	$(PEERS_PY) -m pip install mlxtend tqdm "numpy<2"
+	$(PEERS_PY) -m benchmarks --family segmentation $(ARGS)
 
 # The documentation site (docs/, mkdocs.yml) built into site/ with warnings as errors; the docs
 # extra (mkdocs-material, mkdocstrings, matplotlib for the figures) goes into the same venv.

@@ -66,6 +66,7 @@ from torch import nn
 from . import _core
 from . import _scenes3d as S
 from ._core import UsageError, run_study, write_study
+from ._escnn_unet import escnn_harmonic_unet
 from ._escnn_unet import escnn_unet as build_escnn_unet
 
 FAMILY = "segmentation3d"
@@ -80,10 +81,11 @@ QUICK_SIZE = 8  # the quick run's grid (scale 1)
 # ----------------------------------------------------------------------------------- models
 def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
     """``UNet3d``; an O U-Net's basis is ``"voxel"`` unless ``basis`` says otherwise (the
-    rows of this family predate ``UNet3d``'s harmonic default and keep their models)."""
+    rows of this family predate ``UNet3d``'s harmonic default and keep their models); an
+    SO(3) U-Net's is its harmonic one (orders 0 .. 1, ``UNet3d``'s default)."""
     from equilayers.models import UNet3d
 
-    basis = basis or ("voxel" if group is not None else None)
+    basis = basis or ("voxel" if group not in (None, "so3") else None)
     return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
 
 
@@ -121,6 +123,26 @@ def escnn_unet(width: int, down: str = "max") -> nn.Module:
                             upsample=lambda t: enn.R3Upsampling(t, 2, mode=mode))
 
 
+def escnn_so3_unet(width: int) -> nn.Module:
+    """``UNet3d(group="so3")``'s architecture built with escnn: ``R3Conv`` on ``rot3dOnR3``
+    fields of the irreps 0 .. 1, ``GNormBatchNorm``, ``QuotientFourierELU`` on the sphere
+    (``SO(3) / SO(2)``, escnn's Thomson grid of 74 points: our default's number);
+    ``PointwiseAvgPoolAntialiased3D(sigma=0.6, stride=2)`` down and trilinear
+    ``R3Upsampling`` up (escnn's blur, as the O U-Net's escnn row)."""
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    gs = gspaces.rot3dOnR3()
+    so3 = gs.fibergroup
+    return escnn_harmonic_unet(
+        gs, width, depth=DEPTH, classes=CLASSES, conv=enn.R3Conv,
+        nonlinearity=lambda c: enn.QuotientFourierELU(
+            gs, (False, -1), c, so3.bl_irreps(1), grid=so3.sphere_grid("thomson", N=74),
+            inplace=True),
+        pool=lambda t: enn.PointwiseAvgPoolAntialiased3D(t, sigma=0.6, stride=2),
+        upsample=lambda t: enn.R3Upsampling(t, 2, mode="trilinear"))
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -132,6 +154,8 @@ class Model:
     basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis, _unet)
 
     def build(self) -> nn.Module:
+        if self.library == "escnn" and self.group == "so3":
+            return escnn_so3_unet(self.width)
         if self.library == "escnn":
             return escnn_unet(self.width, self.down)
         return _unet(self.group, self.width, self.down, self.basis)
@@ -145,9 +169,10 @@ def row_names(quick: bool) -> list[str]:
         HARMONIC_4, "O U-Net (width 4)",
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
         "anti-aliased plain U-Net (wide)" + AUGMENTED,
-        "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED]
+        "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED, SO3]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
-        names += ["O U-Net (escnn)"] + ([] if quick else ["O U-Net (escnn, width 2)"])
+        names += ["O U-Net (escnn)"] + ([] if quick else ["O U-Net (escnn, width 2)",
+                                                          SO3 + " (escnn)"])
     return names
 
 
@@ -155,6 +180,7 @@ AUGMENTED = ", turned in training"  # a row trained on the ``train turned`` spli
 HARMONIC = "O U-Net (harmonic, width 2)"  # escnn's basis and parameter count at two fields
 HARMONIC_1 = "O U-Net (harmonic)"  # ... and at one field
 HARMONIC_4 = "O U-Net (harmonic, width 4)"  # UNet3d's defaults (width 4, harmonic basis)
+SO3 = "SO(3) U-Net"  # harmonic fields of orders 0 .. 1, at HARMONIC's parameter count
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -168,6 +194,8 @@ def _model(name: str) -> Model:
     if name.endswith(AUGMENTED):
         m = _model(name[:-len(AUGMENTED)])
         return Model(name, m.group, m.down, m.width, m.library, train="train turned")
+    if name == SO3 + " (escnn)":
+        return Model(name, "so3", "blur", _model(SO3).width, "escnn")
     if name.endswith("(escnn)"):
         return Model(name, "o", "blur", REF_WIDTH, "escnn")
     if name.endswith("(escnn, width 2)"):
@@ -175,6 +203,9 @@ def _model(name: str) -> Model:
     if name in (HARMONIC_1, HARMONIC, HARMONIC_4):
         fields = {HARMONIC_1: 1, HARMONIC: 2, HARMONIC_4: 4}[name]
         return Model(name, "o", "blur", fields * REF_WIDTH, basis="harmonic")
+    if name == SO3:
+        return Model(name, "so3", "blur", matched_width(
+            "so3", "blur", n_params(_unet("o", 2 * REF_WIDTH, "blur", "harmonic"))))
     if name in ("O U-Net (width 2)", "O U-Net (width 4)"):  # more fields, more parameters
         return Model(name, "o", "blur", int(name[-2]) * REF_WIDTH)
     if name.endswith(("(wide)", "(twin of width 4)")):  # the plain twins of those

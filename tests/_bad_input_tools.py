@@ -323,4 +323,12 @@ MODELS: list[Case] = [
          {"x": T((2, 2, 4, 4, 4), ranks=(3, 4, 6), channel=1, small=(2, 2, 1, 1, 1))},
          accept={"group": {"None": OK}},
          extra={"x:size": lambda d: {**d, "x": torch.randn(2, 2, 4, 4, 5)}}),
+    Case(EM.UNet, dict(in_channels=2, out_channels=3, group="so2", depth=1, width=1),
+         {"max_order": INT, "basis": CHOICE, "down": CHOICE},
+         {"x": T((2, 2, 4, 4), ranks=(3, 5), channel=1, small=(2, 2, 1, 1))},
+         accept={"max_order": {"0": OK, "None": OK}, "basis": {"None": OK}}),
+    Case(EM.UNet3d, dict(in_channels=2, out_channels=3, group="so3", depth=1, width=1),
+         {"max_order": INT, "basis": CHOICE, "down": CHOICE},
+         {"x": T((2, 2, 4, 4, 4), ranks=(3, 4, 6), channel=1, small=(2, 2, 1, 1, 1))},
+         accept={"max_order": {"0": OK, "None": OK}, "basis": {"None": OK}}),
 ]

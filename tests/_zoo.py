@@ -296,6 +296,10 @@ ZOO: dict[str, ZooEntry] = {
                                                  down="polyphase"), _x(2, 2, 2, 4, 2)),
     "UNet3d[learned]": ZooEntry(lambda: _no_gumbel(UNet3d(2, 3, group="c4z", depth=1, width=1,
                                                           down="learned")), _x(2, 2, 2, 2, 4)),
+    "UNet[so2]": ZooEntry(lambda: UNet(2, 3, group="so2", depth=1, width=1, max_order=1),
+                          _x(2, 2, 6, 6)),
+    "UNet3d[so3]": ZooEntry(lambda: UNet3d(2, 3, group="so3", depth=1, width=1,
+                                           down="polyphase"), _x(2, 2, 4, 4, 2)),
 }
 
 

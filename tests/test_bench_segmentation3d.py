@@ -122,6 +122,10 @@ def test_full_run_rows_each_have_a_plain_twin_of_their_parameter_count():
     assert rows["O U-Net (width 2)"].basis is None
     assert rows["O U-Net (width 2)"].build().basis == "voxel"
     assert rows[seg.HARMONIC].build().basis == "harmonic"  # control
+    # the SO(3) U-Net: harmonic fields of orders 0 .. 1, at the harmonic O U-Net's parameters
+    so3 = rows[seg.SO3].build()
+    assert (so3.group.name, so3.max_order) == ("so3", 1)
+    assert abs(seg.n_params(so3) / seg.n_params(rows[seg.HARMONIC].build()) - 1) < 0.05
 
 
 def test_the_harmonic_row_has_the_parameters_of_escnns_o_unet():
@@ -132,6 +136,11 @@ def test_the_harmonic_row_has_the_parameters_of_escnns_o_unet():
     for width in (1, 2):
         ours = seg._unet("o", width, "blur", "harmonic")
         assert seg.n_params(ours) == seg.n_params(seg.escnn_unet(width, "blur")), width
+    # the SO(3) U-Net and escnn's (R3Conv, GNormBatchNorm, QuotientFourierELU): one count
+    rows = {m.name: m for m in seg.models(False, seg.SO3)}
+    ours, theirs = rows[seg.SO3], rows[seg.SO3 + " (escnn)"]
+    assert (theirs.library, theirs.group, theirs.width) == ("escnn", "so3", ours.width)
+    assert seg.n_params(ours.build()) == seg.n_params(theirs.build())
 
 
 def test_steps_option_trains_that_many_steps_and_names_its_own_results(tmp_path):

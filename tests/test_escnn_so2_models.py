@@ -188,3 +188,32 @@ def test_escnn_style_d8_to_c8_fourier_model_converts_and_exports(gen):
         torch.testing.assert_close(ours(x).flatten(1, 2), want, rtol=0, atol=2e-5)
         torch.testing.assert_close(equilayers.export(ours)(x).flatten(1, 2), want, rtol=0,
                                    atol=2e-5)
+
+
+def test_the_segmentation_benchmarks_escnn_so2_unet_matches_ours():
+    """The segmentation family's side-by-side pair: escnn's max-pool SO(2) U-Net
+    (``benchmarks/_escnn_unet.py``) has the parameter count of ``UNet(group="so2",
+    down="max")`` at the same width (the same bases: escnn's), logits of the same shape, and
+    is exact under rot90 in eval mode, as ours."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    try:
+        from benchmarks import bench_segmentation as seg
+    finally:
+        sys.path.pop(0)
+    rows = {m.name: m for m in seg.models(False, "SO(2) U-Net, max pool")}
+    with seeded_rng(0):
+        ours, theirs = (rows[f"SO(2) U-Net, max pool ({lib})"].build()
+                        for lib in ("equilayers", "escnn"))
+    assert seg.n_params(ours) == seg.n_params(theirs) > 0
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for net in (ours, theirs):
+        with torch.no_grad():
+            net.train()(x)
+            net.eval()
+            y = net(x)
+            assert y.shape == (2, seg.CLASSES, 32, 32)
+            torch.testing.assert_close(net(x.rot90(1, (2, 3))), y.rot90(1, (2, 3)),
+                                       atol=1e-4, rtol=1e-4)

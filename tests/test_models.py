@@ -96,9 +96,11 @@ def test_size_and_channel_errors(gen):
         net(torch.randn(1, 2, 12, 10, generator=gen))
     with pytest.raises(ValueError, match="in_channels=2.* 3 channels"):
         net(torch.randn(1, 3, 8, 8, generator=gen))
-    with pytest.raises(ValueError, match="group='so2' has no regular fields"):
-        UNet(1, 2, group="so2")
-    with pytest.raises(ValueError, match="group='oh' has no regular fields on images"):
+    with pytest.raises(ValueError, match="group='so3' has neither regular nor harmonic U-Net "
+                                         "fields on images; use a finite 2-D group.*'so2' or "
+                                         "'o2'"):
+        UNet(1, 2, group="so3")
+    with pytest.raises(ValueError, match="group='oh' has neither regular nor harmonic"):
         UNet(1, 2, group="oh")
     with pytest.raises(ValueError,
                        match="down='nearest'.*'blur', 'polyphase', 'max', 'learned'"):

@@ -97,11 +97,9 @@ def test_size_channel_and_argument_errors(gen):
         net(torch.randn(1, 3, 4, 4, 4, generator=gen))
     with pytest.raises(ValueError, match=r"\(B, in_channels, D, H, W\)"):
         net(torch.randn(1, 2, 4, 4, generator=gen))
-    with pytest.raises(ValueError, match="group='d4' has no regular fields on volumes; use a "
-                                         "cube group"):
+    with pytest.raises(ValueError, match="group='d4' has neither regular nor harmonic U-Net "
+                                         "fields on volumes; use a cube group"):
         UNet3d(1, 2, group="p4m")
-    with pytest.raises(ValueError, match="group='so3' has no regular fields on volumes"):
-        UNet3d(1, 2, group="so3")
     with pytest.raises(ValueError, match="down='nearest'.*'blur', 'polyphase', 'max', "
                                          "'learned'"):
         UNet3d(1, 2, down="nearest")
@@ -112,7 +110,8 @@ def test_size_channel_and_argument_errors(gen):
     with pytest.raises(ValueError, match="basis='voxel' chooses group-conv filters, but "
                                          r"group=None builds plain nn.Conv3d"):
         UNet3d(1, 2, group=None, basis="voxel")
-    with pytest.raises(ValueError, match="group='o' has no regular fields on images"):
+    with pytest.raises(ValueError, match="group='o' has neither regular nor harmonic U-Net "
+                                         "fields on images"):
         UNet(1, 2, group="o")
 
 

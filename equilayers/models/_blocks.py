@@ -13,6 +13,7 @@ from ..nn import (
     BlurPool3d,
     BlurUpsample2d,
     BlurUpsample3d,
+    FourierNonlinearity,
     GroupBatchNorm2d,
     GroupBatchNorm3d,
     GroupConv2d,
@@ -21,20 +22,23 @@ from ..nn import (
     GroupConvTranspose3d,
     GroupMaxPool2d,
     GroupMaxPool3d,
+    HarmonicBatchNorm,
     LearnablePolyphasePool2d,
     LearnablePolyphasePool3d,
     LearnablePolyphaseUpsample2d,
     LearnablePolyphaseUpsample3d,
     LiftingConv2d,
     LiftingConv3d,
+    NormMaxPool,
     PolyphasePool2d,
     PolyphasePool3d,
     PolyphaseUpsample2d,
     PolyphaseUpsample3d,
+    SteerableConv3d,
 )
 
 __all__ = ["DOWNS", "UPS", "DoubleConv", "make_down", "make_up", "transposed_up", "concat",
-           "LAYERS"]
+           "LAYERS", "steerable_conv"]
 
 #: The downsampling modes of :class:`~equilayers.models.UNet` and
 #: :class:`~equilayers.models.UNet3d`, each with its upsampling partner.
@@ -60,6 +64,23 @@ LAYERS: dict[int, dict[str, type[nn.Module]]] = {
 }
 
 
+def steerable_conv(in_channels: int, out_channels: int, kernel_size: int, group: Group, *,
+                   nd: int, max_order: int, in_max_order: int | None, **kw) -> nn.Module:
+    """A conv to harmonic fields of order ``0 .. max_order`` of a continuous group, from
+    harmonic fields of order ``0 .. in_max_order`` or (``None``) from images / volumes:
+    :class:`~equilayers.nn.LiftingConv2d` / :class:`~equilayers.nn.GroupConv2d` on images,
+    :class:`~equilayers.nn.SteerableConv3d` on volumes (SO(3)/O(3), or a planar group turning
+    every depth slice)."""
+    if nd == 3:
+        return SteerableConv3d(in_channels, out_channels, kernel_size, group=group,
+                               max_order=max_order, in_max_order=in_max_order, **kw)
+    if in_max_order is None:
+        return LiftingConv2d(in_channels, out_channels, kernel_size, group=group,
+                             max_order=max_order, **kw)
+    return GroupConv2d(in_channels, out_channels, kernel_size, group=group,
+                       max_order=max_order, in_max_order=in_max_order, **kw)
+
+
 class DoubleConv(nn.Sequential):
     """Two ``3 x 3`` (``3 x 3 x 3`` with ``nd=3``) convs (stride 1, padding 1), each followed
     by batch norm and ReLU.
@@ -67,18 +88,30 @@ class DoubleConv(nn.Sequential):
     Group version (``group`` a :class:`~equilayers.groups.Group`): a lifting conv first when
     ``lift`` (images or volumes in), else a group conv; group batch norm. Plain version
     (``group=None``): ``nn.Conv2d``/``nn.Conv3d`` and ``nn.BatchNorm2d``/``nn.BatchNorm3d``.
+    Steerable version (``max_order`` given, ``group`` continuous): harmonic fields of orders
+    ``0 .. max_order`` (:func:`steerable_conv`), :class:`~equilayers.nn.HarmonicBatchNorm` and
+    :class:`~equilayers.nn.FourierNonlinearity` (ELU on the samples) in place of the ReLU.
     Convs have no bias (the batch norm adds one).
     """
 
     def __init__(self, in_channels: int, out_channels: int, group: Group | None, *,
                  lift: bool = False, padding_mode: str = "circular", basis: str | None = None,
-                 nd: int = 2, device=None, dtype=None) -> None:
+                 nd: int = 2, max_order: int | None = None, device=None, dtype=None) -> None:
         kw = {"padding": 1, "bias": False, "padding_mode": padding_mode, "device": device,
               "dtype": dtype}
         norm = {"device": device, "dtype": dtype}
         t = LAYERS[nd]
         layers: list[nn.Module] = []
         for i, c_in in enumerate((in_channels, out_channels)):
+            if group is not None and max_order is not None:
+                layers += [steerable_conv(c_in, out_channels, 3, group, nd=nd,
+                                          max_order=max_order,
+                                          in_max_order=None if lift and i == 0 else max_order,
+                                          **kw),
+                           HarmonicBatchNorm(out_channels, max_order, group=group,
+                                             spatial_dims=nd, **norm),
+                           FourierNonlinearity(group, max_order, spatial_dims=nd, **norm)]
+                continue
             if group is None:
                 layers += [t["conv"](c_in, out_channels, 3, **kw),
                            t["norm"](out_channels, **norm)]
@@ -91,7 +124,7 @@ class DoubleConv(nn.Sequential):
 
 
 def make_down(down: str, group: Group | None, padding_mode: str, channels: int, *,
-              nd: int = 2, device=None, dtype=None) -> nn.Module:
+              nd: int = 2, harmonic: bool = False, device=None, dtype=None) -> nn.Module:
     """The stride-2 downsampling of a level (``channels``: the fields, or plain channels, of
     its input).
 
@@ -100,7 +133,9 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     by replication otherwise (exact for flips too, and it takes every size).
     ``"polyphase"``: ``PolyphasePool2d(2, blur_size=3, return_index=True)`` (circular blur;
     ``PolyphasePool3d``).
-    ``"max"``: a ``2 x 2`` (``2 x 2 x 2``) max pool (``GroupMaxPool2d``/``3d`` on group maps).
+    ``"max"``: a ``2 x 2`` (``2 x 2 x 2``) max pool (``GroupMaxPool2d``/``3d`` on group maps;
+    on harmonic fields, ``harmonic``, the field of largest norm: ``NormMaxPool(2)``, images
+    only).
     ``"learned"``: learnable polyphase sampling,
     ``LearnablePolyphasePool2d(channels, 2, return_index=True)`` (``...3d``; its scoring net is
     the only module here with parameters).
@@ -114,6 +149,8 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
         return t["polyphase"](2, blur_size=3, padding_mode="circular", return_index=True)
     if down == "learned":
         return t["learned"](channels, 2, return_index=True, device=device, dtype=dtype)
+    if harmonic:
+        return NormMaxPool(2)
     return t["max"](2) if group is None else t["gmax"](2)
 
 

@@ -24,15 +24,26 @@ class UNet3d(_UNetNd):
     fiber) give ``out_channels`` logits per voxel (a ``1 x 1 x 1`` ``nn.Conv3d`` with
     ``group=None``).
 
+    Steerable U-Net (``group="so3"`` / ``"o3"``, or ``"so2"`` / ``"o2"`` turning every depth
+    slice): harmonic fields of orders ``0 .. max_order`` (``(L+1)^2`` slots for SO(3)/O(3),
+    ``2L+1`` for the planar groups) from :class:`~equilayers.nn.SteerableConv3d`, each conv
+    followed by :class:`~equilayers.nn.HarmonicBatchNorm` and
+    :class:`~equilayers.nn.FourierNonlinearity` (ELU on an O_h-invariant set of sphere points,
+    or on ``8 (L + 1)`` rotations), as :class:`UNet`'s with ``"so2"``; the logits a ``1 x 1 x
+    1`` conv to invariant (order-0) fields. ``down="max"`` needs a max pool by field norm,
+    which equilayers has for images only: ``ValueError``.
+
     Args:
         in_channels: channels of the input volume.
         out_channels: logits per voxel (classes).
         group: a cube group for regular fields: ``"o"`` (the 24 rotations, default), ``"oh"``
             (48, with reflections), ``"c4z"`` / ``"d4z"`` (quarter turns about the depth axis,
             and flips: for anisotropic scans, whose depth spacing differs), ``"t"`` (12), or
-            ``"ico"`` (60, exact on its 12 grid elements, harmonic basis only); or ``None``
+            ``"ico"`` (60, exact on its 12 grid elements, harmonic basis only); ``"so3"``,
+            ``"o3"``, ``"so2"``, ``"o2"`` for harmonic fields (above); or ``None``
             for a plain U-Net of ``nn.Conv3d`` / ``nn.BatchNorm3d`` (the same shape, for
-            comparison). Cost grows with ``|G|``: level 0 has ``width * |G|`` channels.
+            comparison). Cost grows with ``|G|``: level 0 has ``width * |G|`` channels
+            (``width * (L+1)^2`` for SO(3)/O(3)).
         depth: number of downsamplings, >= 1.
         width: fields (channels when ``group=None``) of level 0; level ``l`` has
             ``width * 2**l``. ``group=None`` with about ``width * sqrt(|G|)`` channels has
@@ -67,6 +78,10 @@ class UNet3d(_UNetNd):
             learned ``2 x 2 x 2`` stride-2 :class:`~equilayers.nn.GroupConvTranspose3d` (voxel
             basis; ``nn.ConvTranspose3d`` with ``group=None``) halving the fields, as
             :class:`UNet`'s (``down="max"`` or ``"blur"`` only).
+        max_order: the highest rotation order of a steerable U-Net's fields, 0 to 2 (a ``3 x
+            3 x 3`` filter lifts a volume to orders 0 .. 2 only); default ``None``: 1 for
+            ``"so3"`` / ``"o3"``, 2 for ``"so2"`` / ``"o2"``. Must be ``None`` for finite
+            groups and ``group=None``.
         device, dtype: of the parameters.
 
     Shape:
@@ -89,7 +104,13 @@ class UNet3d(_UNetNd):
         sampled choice makes it equivariant in distribution only.
         Measured in ``tests/test_unet3d.py`` (float64): errors at rounding level (< 1e-12)
         over all 24 / 48 elements and every listed shift; ``group=None`` is shift-equivariant
-        as above and not rotation-equivariant (the negative control).
+        as above and not rotation-equivariant (the negative control). Steerable U-Nets: exact
+        on the cube's 24 rotations (``"so3"``; ``"o3"``: 48, with the inversions) and the
+        quarter turns (and flips) of the depth slices (``"so2"`` / ``"o2"``), the same
+        shifts; measured in the case table's ``models3d/so3``, ``o3``, ``so2``, ``o2`` rows
+        (float64 < 1e-12, float32 < 1e-5; controls: an SO(3) U-Net under inversions, one
+        with an ELU of the coefficients). Other rotations: approximate, as the layers
+        (:class:`~equilayers.nn.SteerableConv3d`) and the stride-2 sampling allow.
 
     Example:
         >>> import torch
@@ -101,12 +122,15 @@ class UNet3d(_UNetNd):
     _nd = 3
     _inputs = "volumes"
     _groups = "a cube group ('o', 'oh', 'c4z', 'd4z', 't') or 'ico'"
+    _steerable = ("'so3', 'o3' (harmonic fields, with max_order), or 'so2', 'o2' (turning "
+                  "every depth slice)")
+    _steerable_dims = (2, 3)
     _default_basis = "harmonic"
 
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "o",
                  depth: int = 2, width: int = 4, padding_mode: str = "circular",
                  down: str = "blur", basis: str | None = None, up: str = "matched",
-                 device=None, dtype=None) -> None:
+                 max_order: int | None = None, device=None, dtype=None) -> None:
         super().__init__(in_channels, out_channels, group=group, depth=depth, width=width,
                          padding_mode=padding_mode, down=down, basis=basis, up=up,
-                         device=device, dtype=dtype)
+                         max_order=max_order, device=device, dtype=dtype)

@@ -1,7 +1,10 @@
 """Model cases: :class:`~equilayers.models.UNet` end to end (per-pixel logits, the input's
 spatial action) for every ``down`` (``"learned"`` in evaluation mode), rotations/flips and
 circular shifts, float64 and float32; negative controls: a plain U-Net (rotations), a strided
-U-Net (rotations), a blur U-Net under shifts that are not multiples of ``2**depth``."""
+U-Net (rotations), a blur U-Net under shifts that are not multiples of ``2**depth``. Steerable
+U-Nets (SO(2)/O(2) harmonic fields) on the grid's rotations and flips; controls: an SO(2)
+U-Net under flips, one whose Fourier nonlinearities are replaced by an ELU of the
+coefficients."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import torch
 
 from .._rng import global_rng_from
 from ..models import UNet
-from ..nn import GroupConv2d
+from ..nn import FourierNonlinearity, GroupConv2d
 from ._case import Case
 
 _SIZE = 16  # depth 2: a multiple of 2**2, the sizes check_grid accepts
@@ -17,7 +20,17 @@ _ALL_SHIFTS = ((1, 0), (0, 1), (1, 1), (3, 5), (-2, 7))
 _GRID_SHIFTS = ((4, 0), (0, 4), (4, 12), (-8, 4))  # multiples of 2**depth
 
 
-def _unet(group, down="blur", dtype=torch.float64, strided=False, **kw):
+def _coefficient_elu(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with every Fourier nonlinearity replaced by an ELU of the harmonic coefficients
+    (not equivariant: the orders' slots mix under rotations)."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, FourierNonlinearity):
+                setattr(module, name, torch.nn.ELU())
+    return net
+
+
+def _unet(group, down="blur", dtype=torch.float64, strided=False, broken=False, **kw):
     """A seeded 2-level UNet with running statistics off their init (one train-mode forward on
     a fixed batch), in eval mode."""
     def build():
@@ -28,7 +41,7 @@ def _unet(group, down="blur", dtype=torch.float64, strided=False, **kw):
                     c = net.encoder[i][-2].num_features
                     net.down[i] = GroupConv2d(c, c, 3, stride=2, padding=1,
                                               padding_mode="circular", group=group)
-            net = net.to(dtype)
+            net = (_coefficient_elu(net) if broken else net).to(dtype)
             with torch.no_grad():  # (inside the seeded RNG: the learned pools' Gumbel noise)
                 net.train()(torch.randn(4, 2, _SIZE, _SIZE, generator=torch.Generator()
                                         .manual_seed(1), dtype=dtype))
@@ -67,7 +80,25 @@ def _cases_for(group: str, name: str) -> list[Case]:
     return out
 
 
-CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + [
+def _steerable(group: str) -> list[Case]:
+    """Harmonic-field U-Nets of a continuous group: its grid elements (quarter turns, and
+    flips for O(2)), every ``down``, shifts."""
+    p, img = f"models/{group}", (2, 2, _SIZE, _SIZE)
+    return [Case(f"{p}/unet-{down}", _unet(group, down), img, group)
+            for down in ("blur", "polyphase", "max", "learned")] + [
+        Case(f"{p}/unet-blur-max-order-1-zeros", _unet(group, max_order=1,
+                                                       padding_mode="zeros"), img, group),
+        Case(f"{p}/unet-polyphase-float32", _unet(group, "polyphase", torch.float32), img,
+             group, dtype=torch.float32),
+        Case(f"{p}/unet-blur-grid-shifts", _unet(group), img, kind="shift",
+             shifts=_GRID_SHIFTS),
+        Case(f"{p}/unet-polyphase-every-shift", _unet(group, "polyphase"), img, kind="shift",
+             shifts=_ALL_SHIFTS),
+    ]
+
+
+CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + _steerable("so2") + _steerable(
+    "o2") + [
     Case("models/d1/unet-blur", _unet("d1"), (2, 2, _SIZE, 8), "d1"),
     Case("models/plain/unet-polyphase-every-shift", _unet(None, "polyphase"),
          (2, 2, _SIZE, _SIZE), kind="shift", shifts=_ALL_SHIFTS),
@@ -78,4 +109,8 @@ CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + [
          "d4", expect="fail"),
     Case("models/p4m/unet-blur-1px-shift-fails", _unet("d4"), (2, 2, _SIZE, _SIZE),
          kind="shift", shifts=((1, 0),), expect="fail"),
+    Case("models/so2/unet-flips-fail", _unet("so2"), (2, 2, _SIZE, _SIZE), "o2",
+         in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("models/so2/unet-coefficient-elu-fails", _unet("so2", broken=True),
+         (2, 2, _SIZE, _SIZE), "so2", expect="fail"),
 ]

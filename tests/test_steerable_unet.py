@@ -1,0 +1,125 @@
+"""Steerable U-Nets: ``UNet(group="so2" | "o2")`` and ``UNet3d(group="so3" | "o3" | "so2" |
+"o2")`` on harmonic fields. Shapes, defaults, repr, the arguments they refuse, check_grid,
+float32 exactness over the grid elements, state dict, a training step. The float64 exactness
+and the negative controls are in the case table (testing/_cases_models.py,
+testing/_cases_models3d.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import seeded_rng
+
+from equilayers import check_grid
+from equilayers.models import UNet, UNet3d
+from equilayers.nn import FourierNonlinearity, HarmonicBatchNorm, NormMaxPool
+from equilayers.testing import equivariance_error, shift_equivariance_error
+
+
+def _net(cls=UNet, seed=0, **kw):
+    kw = {"depth": 2, "width": 2, **kw}
+    with seeded_rng(seed):
+        return cls(kw.pop("in_channels", 2), kw.pop("out_channels", 3), **kw)
+
+
+def _warm(net, x):
+    with torch.no_grad():
+        net.train()(x)
+    return net.eval()
+
+
+@pytest.mark.parametrize("group,fiber", [("so2", 5), ("o2", 5)])
+@pytest.mark.parametrize("down", ["blur", "polyphase", "max", "learned"])
+def test_planar_shapes_and_defaults(group, fiber, down, gen):
+    net = _net(group=group, down=down)
+    assert net.max_order == 2 and net.basis == "harmonic"
+    h = net.encoder[0][0](torch.randn(2, 2, 8, 8, generator=gen))
+    assert h.shape == (2, 2, fiber, 8, 8)  # harmonic fields of orders 0 .. 2
+    assert net(torch.randn(2, 2, 8, 12, generator=gen)).shape == (2, 3, 8, 12)
+    assert any(isinstance(m, FourierNonlinearity) for m in net.modules())
+    assert any(isinstance(m, HarmonicBatchNorm) for m in net.modules())
+    assert any(isinstance(m, NormMaxPool) for m in net.modules()) == (down == "max")
+    assert f"group={net.group.name!r}" in repr(net) and "max_order=2" in repr(net)
+
+
+@pytest.mark.parametrize("group,fiber,order", [("so3", 4, 1), ("o3", 4, 1), ("so2", 5, 2)])
+def test_volume_shapes_and_defaults(group, fiber, order, gen):
+    net = _net(UNet3d, group=group, depth=1, width=1)
+    assert net.max_order == order
+    assert net.encoder[0][0](torch.randn(2, 2, 4, 4, 4, generator=gen)).shape[2] == fiber
+    assert net(torch.randn(2, 2, 4, 6, 8, generator=gen)).shape == (2, 3, 4, 6, 8)
+    assert _net(UNet3d, group="so3", depth=1, width=1, max_order=2).encoder[0][0].out_type \
+        .fiber_size == 9
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match=r"max_order=1 chooses the harmonic fields of a "
+                                         r"continuous group, but group=None"):
+        UNet(1, 2, group=None, max_order=1)
+    with pytest.raises(ValueError, match=r"max_order=1 chooses harmonic fields, but "
+                                         r"group='d4' builds regular ones.*'so2' or 'o2'"):
+        UNet(1, 2, group="p4m", max_order=1)
+    with pytest.raises(ValueError, match=r"max_order=1 .* group='o' builds regular ones.*"
+                                         r"'so3', 'o3'"):
+        UNet3d(1, 2, group="o", max_order=1)
+    with pytest.raises(ValueError, match=r"basis='pixel' on group='so2'.*basis=None"):
+        UNet(1, 2, group="so2", basis="pixel")
+    with pytest.raises(ValueError, match=r"basis='voxel' on group='so3'"):
+        UNet3d(1, 2, group="so3", basis="voxel")
+    with pytest.raises(ValueError, match=r"down='max' on the harmonic fields of 'so3'.*"
+                                         r"NormMaxPool.*'blur', 'polyphase' or 'learned'"):
+        UNet3d(1, 2, group="so3", down="max")
+    with pytest.raises(ValueError, match=r"up='transposed'.*'so2'.*up='matched'"):
+        UNet(1, 2, group="so2", down="max", up="transposed")
+    with pytest.raises(ValueError, match=r"max_order=3 must be an integer in 0..2.*lifting "
+                                         r"conv reaches orders 0 .. 2"):
+        UNet(1, 2, group="so2", max_order=3)
+    with pytest.raises(TypeError, match=r"max_order=1.5"):
+        UNet3d(1, 2, group="so3", max_order=1.5)
+
+
+def test_check_grid_accepts_the_sizes_it_is_exact_on():
+    """(check_grid with the continuous group itself reports its off-grid rotations; its grid
+    subgroup's elements are exact)."""
+    assert check_grid(_net(group="so2"), (1, 2, 16, 16), "c4") == []
+    assert check_grid(_net(group="o2"), (1, 2, 16, 16), "d4") == []
+    assert check_grid(_net(UNet3d, group="so3", width=1), (1, 2, 8, 8, 8), "o") == []
+    assert check_grid(_net(group="so2"), (1, 2, 16, 16), "so2")  # off-grid rotations
+
+
+@pytest.mark.parametrize("down", ["blur", "polyphase", "max", "learned"])
+def test_planar_float32_exact_on_the_grid_and_shifts(down, gen):
+    x = torch.randn(2, 2, 16, 16, generator=gen)
+    net = _warm(_net(group="o2", down=down), torch.randn(4, 2, 16, 16, generator=gen))
+    assert equivariance_error(net, x, "o2") < 1e-5
+    shifts = ((4, 0), (8, 12)) if down in ("blur", "max") else ((1, 0), (3, 5))
+    assert shift_equivariance_error(net, x, shifts) < 1e-5
+
+
+@pytest.mark.parametrize("group", ["so3", "o3"])
+def test_volume_float32_exact_on_the_cube(group, gen):
+    x = torch.randn(1, 2, 8, 8, 8, generator=gen)
+    net = _warm(_net(UNet3d, group=group, width=1, down="polyphase"),
+                torch.randn(2, 2, 8, 8, 8, generator=gen))
+    assert equivariance_error(net, x, group) < 1e-5
+    assert shift_equivariance_error(net, x, ((1, 2, 3),)) < 1e-5
+
+
+def test_state_dict_round_trip_and_training_step(gen):
+    net = _net(group="so2", depth=1)
+    other = _net(group="so2", depth=1, seed=1)
+    other.load_state_dict(net.state_dict())
+    x = torch.randn(4, 2, 8, 8, generator=gen)
+    net.eval(), other.eval()
+    torch.testing.assert_close(net(x), other(x), rtol=0, atol=0)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    target = torch.randint(0, 3, (4, 8, 8), generator=gen)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
