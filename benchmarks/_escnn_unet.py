@@ -8,6 +8,24 @@ from collections.abc import Callable
 from torch import nn
 
 
+def _encode_decode(net: nn.Module, x, depth: int):
+    """The U-Net's pass of ``x`` (a plain tensor) through ``net``'s escnn modules: the
+    encoder's levels with ``down`` between them, the decoder's with ``up`` and the skip
+    (``tensor_directsum``), then ``head``; a ``GeometricTensor``."""
+    from escnn import nn as enn
+
+    h = enn.GeometricTensor(x, net.in_type)
+    skips = []
+    for level, block in enumerate(net.encoder):
+        if level:
+            h = net.down[level - 1](h)
+        h = block(h)
+        skips.append(h)
+    for level in reversed(range(depth)):
+        h = net.decoder[level](enn.tensor_directsum([skips[level], net.up[level](h)]))
+    return net.head(h)
+
+
 def escnn_unet(gs, width: int, *, depth: int, classes: int, conv: Callable,
                pool: Callable, upsample: Callable) -> nn.Module:
     """An escnn U-Net on the gspace ``gs`` with ``width * 2**level`` regular fields: two
@@ -45,17 +63,7 @@ def escnn_unet(gs, width: int, *, depth: int, classes: int, conv: Callable,
             self.pool = enn.GroupPooling(regular(classes))
 
         def forward(self, x):
-            h = enn.GeometricTensor(x, self.in_type)
-            skips = []
-            for level, block in enumerate(self.encoder):
-                if level:
-                    h = self.down[level - 1](h)
-                h = block(h)
-                skips.append(h)
-            for level in reversed(range(depth)):
-                h = self.decoder[level](enn.tensor_directsum([skips[level],
-                                                              self.up[level](h)]))
-            return self.pool(self.head(h)).tensor
+            return self.pool(_encode_decode(self, x, depth)).tensor
 
     return EscnnUNet()
 
@@ -99,16 +107,6 @@ def escnn_harmonic_unet(gs, width: int, *, depth: int, classes: int, conv: Calla
             self.head = conv(types[0], enn.FieldType(gs, classes * [gs.trivial_repr]), 1)
 
         def forward(self, x):
-            h = enn.GeometricTensor(x, self.in_type)
-            skips = []
-            for level, block in enumerate(self.encoder):
-                if level:
-                    h = self.down[level - 1](h)
-                h = block(h)
-                skips.append(h)
-            for level in reversed(range(depth)):
-                h = self.decoder[level](enn.tensor_directsum([skips[level],
-                                                              self.up[level](h)]))
-            return self.head(h).tensor
+            return _encode_decode(self, x, depth).tensor
 
     return EscnnHarmonicUNet()
