@@ -34,6 +34,27 @@ def test_errors_are_named(gen):
         lift(torch.randn(1, 2, 2, 2, 2))
 
 
+def test_so3_and_o3_are_sent_to_the_steerable_convs():
+    """SO(3)/O(3) have harmonic, not regular, fields: every group conv that refuses them names
+    SteerableConv3d (SteerableConvTranspose3d for a transposed conv), which takes them; the
+    cube's groups keep the 3-D group convs' fix (they used to point SO(3) users at GroupConv3d,
+    which refuses SO(3), and the transposed 2-D convs said no SO(3) one existed)."""
+    for cls in (enn.GroupConv3d, enn.LiftingConv3d, enn.GroupConvTranspose3d):
+        with pytest.raises(ValueError, match=r"group='so3' is continuous.*use SteerableConv3d "
+                                             r"/ steerable_conv3d \(SteerableConvTranspose3d"):
+            cls(2, 3, 3, group="so3")
+    for cls, steer in ((enn.LiftingConv2d, "SteerableConv3d"),
+                       (enn.GroupConvTranspose2d, "SteerableConvTranspose3d")):
+        with pytest.raises(ValueError, match=rf"group='o3' acts on volumes: its harmonic fields "
+                                             rf"take {steer}; use {cls.__name__[:-2]}3d"):
+            cls(2, 3, 3, group="o3")
+        with pytest.raises(ValueError, match=rf"group='oh' acts on volumes: use "
+                                             rf"{cls.__name__[:-2]}3d for the cube's groups"):
+            cls(2, 3, 3, group="oh")
+    with pytest.raises(ValueError, match=r"'so3' acts on volumes.*take steerable_conv3d"):
+        EF.lifting_conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), group="so3")
+
+
 @pytest.mark.parametrize("call", ["lifting_conv3d", "group_conv3d", "steerable_conv3d"])
 def test_functional_same_padding_needs_stride_one_as_the_modules(call, gen):
     """The 3-D functionals refuse ``padding="same"`` with a stride, as their modules and

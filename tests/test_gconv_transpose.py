@@ -291,7 +291,9 @@ def test_init_keeps_the_second_moment(stride, k, gen):
     ({"output_padding": -1, "stride": 2}, "output_padding"),
     ({"kernel_size": (3, 5)}, r"kernel_size=\(3, 5\) must be square \(k, k\)"),
     ({"group": "oh"}, "use GroupConvTranspose3d for the cube"),
-    ({"group": "so3"}, "acts on volumes: no SO\\(3\\) one yet: use GroupConvTranspose3d"),
+    ({"group": "so3"}, "acts on volumes: its harmonic fields take SteerableConvTranspose3d; "
+                       "use GroupConvTranspose3d for the cube's groups"),
+    ({"group": "oh"}, "group='oh' acts on volumes: use GroupConvTranspose3d"),
 ])
 def test_bad_arguments(kwargs, match):
     args = {"in_channels": 2, "out_channels": 2, "kernel_size": 3, **kwargs}

@@ -79,15 +79,15 @@ def check_pixel_group(group: GroupLike) -> Group:
     """The group, or ``ValueError`` when pixel filters cannot be transformed exactly by it."""
     grp = get(group)
     if grp.spatial_dim != 2:
-        raise ValueError(f"group {grp.name!r} acts on volumes ({grp.spatial_dim} spatial "
-                         "dims): use lifting_conv3d/group_conv3d (LiftingConv3d/GroupConv3d); "
-                         f"pixel-filter groups of images: {', '.join(PIXEL_GROUPS)}")
+        fix = ("use lifting_conv3d/group_conv3d (LiftingConv3d/GroupConv3d)" if grp.is_finite
+               else "its harmonic fields take steerable_conv3d (SteerableConv3d)")
+        raise ValueError(f"group {grp.name!r} acts on volumes ({grp.spatial_dim} spatial dims): "
+                         f"{fix}; pixel-filter groups of images: {', '.join(PIXEL_GROUPS)}")
     if not grp.pixel_exact:
         raise ValueError(
             f"group {grp.name!r} has rotations off the pixel grid: use steerable filters "
             f"(basis='harmonic', a 3-D weight); pixel-filter groups: {', '.join(PIXEL_GROUPS)} "
-            "(aliases p4 = c4, p4m = d4)"
-        )
+            "(aliases p4 = c4, p4m = d4)")
     return grp
 
 

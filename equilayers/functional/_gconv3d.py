@@ -59,6 +59,11 @@ def check_cubic_group(group: GroupLike, what: str, *, ico: bool = False) -> Cubi
                          "they are continuous functions, not voxel arrays: use LiftingConv3d / "
                          f"GroupConv3d(..., group={grp.name!r}) (basis='harmonic'), whose "
                          "expanded_filter() F.conv3d takes")
+    if not grp.is_finite:
+        raise ValueError(f"{what}: group={grp.name!r} is continuous: its fields are harmonic, "
+                         "not regular; use SteerableConv3d / steerable_conv3d "
+                         "(SteerableConvTranspose3d for a transposed conv); the 3-D group "
+                         f"convs take the cube's groups {names}")
     if not isinstance(grp, CubicGroup):
         raise ValueError(f"{what}: group={grp.name!r} acts on {grp.spatial_dim} spatial dims; "
                          f"the 3-D convs take the cube's groups {names} (use LiftingConv2d/"

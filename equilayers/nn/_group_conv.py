@@ -18,7 +18,7 @@ from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
-from ..groups import CubicGroup, FieldType, GroupLike, get
+from ..groups import FieldType, GroupLike, get
 from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
@@ -66,8 +66,9 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if grp.spatial_dim != 2:
-            fix = "" if isinstance(grp, CubicGroup) or not self.transposed else "no SO(3) one yet: "
-            raise ValueError(f"{name}: group={grp.name!r} acts on volumes: {fix}use "
+            steerable = ("" if grp.is_finite else "its harmonic fields take SteerableConv"
+                         f"{'Transpose' if self.transposed else ''}3d; ")
+            raise ValueError(f"{name}: group={grp.name!r} acts on volumes: {steerable}use "
                              f"{name.replace('2d', '3d')} for the cube's groups")
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
