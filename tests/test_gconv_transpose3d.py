@@ -12,10 +12,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from _gconv_common import assert_exports_to_conv_transpose3d_and_gradchecks
 from conftest import seeded_rng
 from torch import nn
 
-import equilayers
 from equilayers import check_grid
 from equilayers.functional import (
     exactness_problems3d,
@@ -211,16 +211,7 @@ def test_export_is_a_plain_conv_transpose3d_and_gradcheck(cls, shape, kw, gen):
     kw = {"kernel_size": 3, "stride": 2, "padding": 1, **kw}
     with seeded_rng(0):
         m = cls(shape[1], 2, **kw).double()
-    x = _rand(gen, *shape)
-    plain = equilayers.export(m)
-    assert any(isinstance(c, nn.ConvTranspose3d) for c in plain.modules())
-    assert not any(type(c).__module__.startswith("equilayers") for c in plain.modules())
-    torch.testing.assert_close(_quiet(plain, x), _quiet(m, x), rtol=0, atol=0)
-    x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: _quiet(m, t), (x,), fast_mode=True)
-    assert torch.autograd.gradcheck(
-        lambda w: torch.func.functional_call(m, {"weight": w}, (x.detach(),)), (m.weight,),
-        fast_mode=True)
+    assert_exports_to_conv_transpose3d_and_gradchecks(m, _rand(gen, *shape))
 
 
 @pytest.mark.parametrize("stride,k", [(1, 3), (2, 4), (2, 3)])

@@ -12,11 +12,11 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from _gconv_common import assert_exports_to_conv_transpose3d_and_gradchecks
 from _so3_common import off_grid
 from conftest import seeded_rng
 from torch import nn
 
-import equilayers
 from equilayers import check_grid
 from equilayers.functional import steerable_basis3d, steerable_conv_transpose3d
 from equilayers.nn import SteerableConv3d, SteerableConvTranspose3d
@@ -157,16 +157,7 @@ def test_export_is_a_plain_conv_transpose3d_and_gradcheck(group, shape, kw, gen)
     with seeded_rng(0):
         m = SteerableConvTranspose3d(shape[1], 2, **kw).double()
         nn.init.normal_(m.bias)
-    x = _rand(gen, *shape)
-    plain = equilayers.export(m)
-    assert any(isinstance(c, nn.ConvTranspose3d) for c in plain.modules())
-    assert not any(type(c).__module__.startswith("equilayers") for c in plain.modules())
-    torch.testing.assert_close(_quiet(plain, x), _quiet(m, x), rtol=0, atol=0)
-    x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: _quiet(m, t), (x,), fast_mode=True)
-    assert torch.autograd.gradcheck(
-        lambda w: torch.func.functional_call(m, {"weight": w}, (x.detach(),)), (m.weight,),
-        fast_mode=True)
+    assert_exports_to_conv_transpose3d_and_gradchecks(m, _rand(gen, *shape))
 
 
 def test_check_grid_and_an_encoder_decoder_round_trip(gen):
