@@ -204,7 +204,9 @@ def test_torch_export(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_onnx_onnxruntime(name):
     """ONNX export with torch's dynamo-based exporter (``dynamo=True``, the default in torch
-    2.9+), run in onnxruntime: same outputs to float32 rounding."""
+    2.9+), run in onnxruntime: same outputs to float32 rounding, relative to the output's
+    scale (onnxruntime sums in its own order: 1.32's ``GroupConv3d[ico]``, outputs up to 3.6,
+    differed by 2e-6 in one element, 4e-7 of the output's norm)."""
     pytest.importorskip("onnx", reason="ONNX checks need the 'export' extra (onnx)")
     pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript")
     ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime")
@@ -215,7 +217,8 @@ def test_onnx_onnxruntime(name):
     feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
     outs = tuple(torch.from_numpy(o) for o in session.run(None, feeds))
     ref = m(*args)
-    _assert_same(outs if isinstance(ref, tuple) else outs[0], ref)
+    scale = max(float(r.abs().max()) for r in (ref if isinstance(ref, tuple) else (ref,)))
+    _assert_same(outs if isinstance(ref, tuple) else outs[0], ref, atol=1e-6 * max(1.0, scale))
 
 
 @pytest.mark.parametrize("name", NAMES)
