@@ -221,6 +221,8 @@ ZOO: dict[str, ZooEntry] = {
     "FourierNonlinearity[so3]": ZooEntry(lambda: enn.FourierNonlinearity("so3", 1),
                                          _x(2, 3, 4, 3, 3, 3)),
     "NormPool[so3]": ZooEntry(lambda: enn.NormPool(1, group="so3"), _x(2, 3, 4, 3, 3, 3)),
+    "NormMaxPool[so3]": ZooEntry(lambda: enn.NormMaxPool(2, group="so3"),
+                                 _x(2, 3, 4, 4, 4, 4)),
     "NormNonlinearity[so3]": ZooEntry(lambda: enn.NormNonlinearity(3, 1, group="so3"),
                                       _x(2, 3, 4, 3, 3, 3)),
     "NormNonlinearity[so3,exp]": ZooEntry(

@@ -66,9 +66,6 @@ def test_refusals():
         UNet(1, 2, group="so2", basis="pixel")
     with pytest.raises(ValueError, match=r"basis='voxel' on group='so3'"):
         UNet3d(1, 2, group="so3", basis="voxel")
-    with pytest.raises(ValueError, match=r"down='max' on the harmonic fields of 'so3'.*"
-                                         r"NormMaxPool.*'blur', 'polyphase' or 'learned'"):
-        UNet3d(1, 2, group="so3", down="max")
     with pytest.raises(ValueError, match=r"up='transposed'.*'so2'.*up='matched'"):
         UNet(1, 2, group="so2", down="max", up="transposed")
     with pytest.raises(ValueError, match=r"max_order=3 must be an integer in 0..2.*lifting "
@@ -96,13 +93,26 @@ def test_planar_float32_exact_on_the_grid_and_shifts(down, gen):
     assert shift_equivariance_error(net, x, shifts) < 1e-5
 
 
-@pytest.mark.parametrize("group", ["so3", "o3"])
-def test_volume_float32_exact_on_the_cube(group, gen):
+@pytest.mark.parametrize("group,down,shift", [("so3", "polyphase", (1, 2, 3)),
+                                              ("o3", "polyphase", (1, 2, 3)),
+                                              ("so3", "max", (4, 0, 4))])
+def test_volume_float32_exact_on_the_cube(group, down, shift, gen):
     x = torch.randn(1, 2, 8, 8, 8, generator=gen)
-    net = _warm(_net(UNet3d, group=group, width=1, down="polyphase"),
+    net = _warm(_net(UNet3d, group=group, width=1, down=down),
                 torch.randn(2, 2, 8, 8, 8, generator=gen))
     assert equivariance_error(net, x, group) < 1e-5
-    assert shift_equivariance_error(net, x, ((1, 2, 3),)) < 1e-5
+    assert shift_equivariance_error(net, x, (shift,)) < 1e-5
+
+
+@pytest.mark.parametrize("group,fiber", [("so3", 4), ("so2", 5)])
+def test_volume_max_pools_by_field_norm(group, fiber, gen):
+    net = _net(UNet3d, group=group, depth=1, width=1, down="max")
+    pools = [m for m in net.modules() if isinstance(m, NormMaxPool)]
+    assert len(pools) == 1 and pools[0].group == net.group
+    assert pools[0].in_type.spatial_dims == 3
+    h = net.encoder[0](torch.randn(2, 2, 4, 4, 4, generator=gen))
+    assert h.shape[2] == fiber and pools[0](h).shape == (*h.shape[:3], 2, 2, 2)
+    assert net(torch.randn(2, 2, 4, 6, 8, generator=gen)).shape == (2, 3, 4, 6, 8)
 
 
 def test_state_dict_round_trip_and_training_step(gen):

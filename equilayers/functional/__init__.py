@@ -88,6 +88,7 @@ from ._lps3d import (
 )
 from ._norm_max_pool import (
     norm_max_pool2d,
+    norm_max_pool3d,
 )
 from ._polyphase import (
     polyphase_pool2d,
@@ -151,6 +152,7 @@ __all__: list[str] = [
     "harmonic_to_regular",
     "norm_nonlinearity",
     "norm_max_pool2d",
+    "norm_max_pool3d",
     "norm_pool",
     "regular_to_harmonic",
     "steerable_conv2d",

@@ -1,15 +1,21 @@
-"""Spatial max pooling of harmonic fields by magnitude (escnn's ``NormMaxPool``)."""
+"""Spatial max pooling of harmonic fields by magnitude (escnn's ``NormMaxPool``), on images and
+on volumes."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from ..groups import GroupLike
 from ._group_pool import check_max_windows
-from ._harmonic import _low_precision, check_harmonic
+from ._harmonic import _low_precision, _volume_fields, check_harmonic
+from ._harmonic3d import check_harmonic3d, order_blocks
+from ._pool3d import _check_window3d, check_pool3d_args
 
-__all__ = ["norm_max_pool2d", "PER"]
+__all__ = ["norm_max_pool2d", "norm_max_pool3d", "PER"]
 
 PER = ("field", "order")
 
@@ -39,44 +45,135 @@ def norm_max_pool2d(
     The squared norms are compared (float32 for float16/bfloat16 inputs); the vectors are
     gathered unchanged, so gradients flow to the chosen ones only. ``max_order`` defaults to
     the one the fiber implies (``F = 2M + 1``). The other arguments are ``F.max_pool2d``'s
-    (padding is never chosen).
+    (padding is never chosen). Volumes: :func:`norm_max_pool3d`.
     """
-    if max_order is None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[2] % 2 == 0:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            if isinstance(x, torch.fx.Proxy):
-                C.check_tensor(x, "x", "norm_max_pool2d")  # the TypeError naming the fx fix
-            raise ValueError(f"norm_max_pool2d expects a harmonic field (B, C, 2M+1, H, W) with "
-                             f"an odd fiber; got shape {shape}")
-        max_order = (int(x.shape[2]) - 1) // 2  # int: a traced size is a tensor
     what = "norm_max_pool2d"
+    if isinstance(x, torch.Tensor) and x.dim() == 6:
+        raise ValueError(f"{what} expects a harmonic field (B, C, 2M+1, H, W); got a 6-D "
+                         f"tensor of shape {tuple(x.shape)}: pool volumes with norm_max_pool3d")
+    if max_order is None:
+        max_order = _implied_order(x, False, what)
     check_harmonic(x, max_order, what)
-    C.check_choice(per, "per", PER, what, fix="'field': one location per field, 'order': one "
-                   "per field and rotation order")
+    C.check_choice(per, "per", PER, what, fix=_PER_FIX)
     k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation)
     C.check_flag(ceil_mode, "ceil_mode", what)
     if not ceil_mode:  # torch's "Output size is too small"; ceil_mode's own rule otherwise
         C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
                        (p[1], p[1], p[0], p[0]), what)
     check_max_windows(x, k, s, p, d, ceil_mode, what)
-    b, c, f, h, w = x.shape
+    return _pool_by_norm(x, max_order, False, per, F.max_pool2d, (k, s, p, d, ceil_mode))
+
+
+def norm_max_pool3d(
+    x: torch.Tensor,
+    kernel_size: int | tuple[int, ...],
+    stride: int | tuple[int, ...] | None = None,
+    padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, ...] = 1,
+    ceil_mode: bool = False,
+    *,
+    max_order: int | None = None,
+    group: GroupLike | None = None,
+    per: str = "field",
+) -> torch.Tensor:
+    """:func:`norm_max_pool2d` on volumes: ``F.max_pool3d``'s windows over ``(D, H, W)``.
+
+    ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``, whose order
+    ``l`` fills slots ``l^2 .. (l+1)^2 - 1``: ``per="field"`` keeps the fiber of largest
+    ``sum_l |v_l|^2``, ``per="order"`` the order ``l`` block of largest ``|v_l|``. ``group=None``
+    or a planar group: volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (as from
+    ``SteerableConv3d(..., group="so2")``). ``max_order`` defaults to the one the fiber implies.
+
+    Example:
+        >>> norm_max_pool3d(torch.randn(1, 2, 9, 4, 4, 4), 2, group="so3").shape
+        torch.Size([1, 2, 9, 2, 2, 2])
+    """
+    what = "norm_max_pool3d"
+    volume = _volume_fields(group, what)
+    if max_order is None:
+        max_order = _implied_order(x, volume, what)
+    if volume:
+        check_harmonic3d(x, max_order, what)
+    else:
+        check_harmonic(x, max_order, what)
+        if x.dim() != 6:
+            raise ValueError(f"{what} expects a volume of harmonic fields (B, C, 2M+1, D, H, "
+                             f"W) (or, with group='so3'/'o3', (B, C, (M+1)^2, D, H, W)); got "
+                             f"shape {tuple(x.shape)}: pool images with norm_max_pool2d")
+    C.check_choice(per, "per", PER, what, fix=_PER_FIX)
+    k, s, p, d = check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=True)
+    C.check_flag(ceil_mode, "ceil_mode", what)
+    if not ceil_mode:
+        _check_window3d(x, k, p, d, what)
+    check_max_windows(x, k, s, p, d, ceil_mode, what)
+    return _pool_by_norm(x, max_order, volume, per, F.max_pool3d, (k, s, p, d, ceil_mode))
+
+
+_PER_FIX = "'field': one location per field, 'order': one per field and rotation order"
+
+
+def _implied_order(x, volume: bool, what: str) -> int:
+    """The ``max_order`` a fiber implies: ``F = 2M + 1`` (planar), ``(M + 1)^2`` (SO(3))."""
+    rank = 6 if volume else 5
+    f = int(x.shape[2]) if isinstance(x, torch.Tensor) and x.dim() >= 3 else 0
+    root = math.isqrt(f)
+    if not isinstance(x, torch.Tensor) or x.dim() not in (rank, 6) or (
+            (root * root != f or f == 0) if volume else f % 2 == 0):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        if isinstance(x, torch.fx.Proxy):
+            C.check_tensor(x, "x", what)  # the TypeError naming the fx fix
+        layout = ("(B, C, (M+1)^2, D, H, W) with a square fiber" if volume else
+                  "(B, C, 2M+1, D, H, W) with an odd fiber" if what.endswith("3d") else
+                  "(B, C, 2M+1, H, W) with an odd fiber")
+        square = isinstance(x, torch.Tensor) and x.dim() == 6 and root * root == f > 1
+        hint = ("; SO(3)/O(3) fields (B, C, (max_order+1)^2, D, H, W) need group='so3' or "
+                "'o3'" if square and not volume else "")
+        raise ValueError(f"{what} expects a harmonic field {layout}; got shape {shape}{hint}")
+    return root - 1 if volume else (f - 1) // 2  # int: a traced size is a tensor
+
+
+def _order_sums(sq: torch.Tensor, max_order: int, volume: bool) -> torch.Tensor:
+    """The squared norm of every order, ``(B, C, M + 1, ...)``, each summed over its slots in
+    a fixed order (a rotation or flip of a planar order only swaps or negates its two slots,
+    so its sum is bit-exact; an SO(3) order's may change in the last bit)."""
+    if not max_order:
+        return sq
+    if volume:
+        return torch.cat([b.sum(2, keepdim=True) for b in order_blocks(sq, max_order)], 2)
+    return torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
+
+
+def _slot_orders(max_order: int, volume: bool, device) -> torch.Tensor:
+    """The order of every slot: ``[0, 1, 1, 2, 2, ...]`` (planar), ``[0, 1, 1, 1, 2 x 5, ...]``
+    (SO(3))."""
+    starts = torch.arange(1, max_order + 1, device=device)  # the first slot of orders 1..M
+    starts = starts * starts if volume else 2 * starts - 1
+    slots = torch.arange((max_order + 1) ** 2 if volume else 2 * max_order + 1, device=device)
+    # integer ops only (repeat_interleave has no meta kernel without output_size, which the
+    # ONNX exporter does not take)
+    return (slots[:, None] >= starts).sum(1)
+
+
+def _pool_by_norm(x: torch.Tensor, max_order: int, volume: bool, per: str, pool,
+                  args: tuple) -> torch.Tensor:
+    """Pool the squared norms with indices, then gather the vectors they choose."""
+    b, c, f = x.shape[:3]
+    space = x.shape[3:]
     v = x.detach()
     if _low_precision(v):
         v = v.float()
-    sq = v * v
-    if max_order:
-        sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
+    sq = _order_sums(v * v, max_order, volume)
     if per == "field":  # orders summed in a fixed order: rotations and flips keep it exact
         sq = sq.sum(2, keepdim=True)
     groups = sq.shape[2]
-    # no planes (C = 0): an empty batch instead, which max_pool2d takes (it refuses 0 channels)
-    planes = sq.flatten(1, 2) if c else sq.reshape(0, 1, h, w)
-    _, idx = F.max_pool2d(planes, k, s, p, d, ceil_mode, return_indices=True)
-    ho, wo = idx.shape[-2:]
-    idx = idx.view(b, c, groups, ho * wo)
+    # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0
+    # channels)
+    planes = sq.flatten(1, 2) if c else sq.reshape(0, 1, *space)
+    _, idx = pool(planes, *args, return_indices=True)
+    out = idx.shape[-len(space):]
+    idx = idx.view(b, c, groups, math.prod(out))
     if per == "field":
-        idx = idx.expand(b, c, f, ho * wo)
-    elif max_order:  # slot -> order: [0, 1, 1, 2, 2, ...]
-        slot_order = torch.arange(f, device=idx.device).add(1).div(2, rounding_mode="floor")
-        idx = idx.index_select(2, slot_order)
-    return x.flatten(3).gather(3, idx).view(b, c, f, ho, wo)
+        idx = idx.expand(b, c, f, idx.shape[-1])
+    elif max_order:
+        idx = idx.index_select(2, _slot_orders(max_order, volume, idx.device))
+    return x.flatten(3).gather(3, idx).view(b, c, f, *out)

@@ -134,8 +134,8 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     ``"polyphase"``: ``PolyphasePool2d(2, blur_size=3, return_index=True)`` (circular blur;
     ``PolyphasePool3d``).
     ``"max"``: a ``2 x 2`` (``2 x 2 x 2``) max pool (``GroupMaxPool2d``/``3d`` on group maps;
-    on harmonic fields, ``harmonic``, the field of largest norm: ``NormMaxPool(2)``, images
-    only).
+    on harmonic fields, ``harmonic``, the field of largest norm: ``NormMaxPool(2)``, with
+    ``group`` and ``spatial_dims=3`` on volumes).
     ``"learned"``: learnable polyphase sampling,
     ``LearnablePolyphasePool2d(channels, 2, return_index=True)`` (``...3d``; its scoring net is
     the only module here with parameters).
@@ -150,7 +150,7 @@ def make_down(down: str, group: Group | None, padding_mode: str, channels: int, 
     if down == "learned":
         return t["learned"](channels, 2, return_index=True, device=device, dtype=dtype)
     if harmonic:
-        return NormMaxPool(2)
+        return NormMaxPool(2) if nd == 2 else NormMaxPool(2, group=group, spatial_dims=3)
     return t["max"](2) if group is None else t["gmax"](2)
 
 

@@ -133,11 +133,6 @@ class _UNetNd(Typed, nn.Module):
             raise ValueError(f"{what}: basis={basis!r} on group={grp.name!r}: a continuous "
                              "group's fields need steerable filters; use basis=None (or "
                              "'harmonic')")
-        if down == "max" and self._nd == 3:
-            raise ValueError(f"{what}: down='max' on the harmonic fields of {grp.name!r} "
-                             "needs a max pool by field norm, which equilayers has for "
-                             "images only (NormMaxPool); use down='blur', 'polyphase' or "
-                             "'learned'")
         if max_order is None:
             return 2 if grp.spatial_dim == 2 else 1
         # (a 3 x 3 filter on images or volumes reaches orders 0 .. 2 from the input's scalars:

@@ -30,8 +30,8 @@ class UNet3d(_UNetNd):
     followed by :class:`~equilayers.nn.HarmonicBatchNorm` and
     :class:`~equilayers.nn.FourierNonlinearity` (ELU on an O_h-invariant set of sphere points,
     or on ``8 (L + 1)`` rotations), as :class:`UNet`'s with ``"so2"``; the logits a ``1 x 1 x
-    1`` conv to invariant (order-0) fields. ``down="max"`` needs a max pool by field norm,
-    which equilayers has for images only: ``ValueError``.
+    1`` conv to invariant (order-0) fields; ``down="max"`` keeps the field of largest norm
+    (:class:`~equilayers.nn.NormMaxPool`).
 
     Args:
         in_channels: channels of the input volume.

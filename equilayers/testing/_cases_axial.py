@@ -18,6 +18,7 @@ from ..nn import (
     FourierNonlinearity,
     GatedNonlinearity,
     HarmonicBatchNorm,
+    NormMaxPool,
     NormNonlinearity,
     NormPool,
     SteerableConv3d,
@@ -111,6 +112,8 @@ def _pointwise(g: str) -> list[Case]:
              elements=grid),
         Case(f"{p}/norm-pool", lambda: NormPool(2, group=g, spatial_dims=3), f2, g,
              elements=grid),
+        Case(f"{p}/norm-max-pool", lambda: NormMaxPool(2, group=g, spatial_dims=3),
+             (2, 3, 5, 4, 6, 6), g, elements=grid),
     ]
 
 

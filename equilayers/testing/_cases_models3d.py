@@ -84,7 +84,9 @@ CASES = _cases_for("o") + [
     Case("models3d/o/unet3d-blur-1px-shift-fails", _unet3d("o"), (2, 2, _SIZE, _SIZE, _SIZE),
          kind="shift", shifts=((1, 0, 0),), expect="fail"),
 ] + [Case(f"models3d/so3/unet3d-{down}", _unet3d("so3", down), (2, 2, _SIZE, _SIZE, _SIZE),
-          "so3") for down in ("blur", "polyphase", "learned")] + [
+          "so3") for down in ("blur", "polyphase", "max", "learned")] + [
+    Case("models3d/so3/unet3d-max-grid-shifts", _unet3d("so3", "max"),
+         (2, 2, _SIZE, _SIZE, _SIZE), kind="shift", shifts=_GRID_SHIFTS),
     Case("models3d/so3/unet3d-polyphase-float32-L2", _unet3d("so3", "polyphase",
          torch.float32, max_order=2), (2, 2, _SIZE, _SIZE, _SIZE), "so3",
          dtype=torch.float32),
@@ -92,6 +94,7 @@ CASES = _cases_for("o") + [
          (2, 2, _SIZE, _SIZE, _SIZE), kind="shift", shifts=_ALL_SHIFTS),
     Case("models3d/o3/unet3d-blur", _unet3d("o3", size=4), (2, 2, 4, 4, 4), "o3"),
     Case("models3d/so2/unet3d-blur-box", _unet3d("so2", size=4), (2, 2, 4, 8, 8), "so2"),
+    Case("models3d/o2/unet3d-max-box", _unet3d("o2", "max", size=4), (2, 2, 4, 8, 8), "o2"),
     Case("models3d/o2/unet3d-polyphase-zeros", _unet3d("o2", "polyphase", size=4,
          padding_mode="zeros"), (2, 2, 4, 8, 8), "o2"),
     # Negative controls: each must fail the harness.

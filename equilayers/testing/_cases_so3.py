@@ -1,8 +1,9 @@
 """Steerable SO(3)/O(3) convs on voxels: lifting and harmonic -> harmonic ``SteerableConv3d``
 x group x option over the cube's 24 (48) symmetries composed with the Wigner-D action, a small
-stack, the Fourier nonlinearity on the sphere, escnn's norm-ReLU, and negative controls (a
-plain ``nn.Conv3d`` read as harmonic fields, a basis with one Clebsch-Gordan slice of the wrong
-sign, ELU on the harmonic coefficients themselves)."""
+stack, the Fourier nonlinearity on the sphere, escnn's norm-ReLU, the max pool by field norm,
+and negative controls (a plain ``nn.Conv3d`` read as harmonic fields, a basis with one
+Clebsch-Gordan slice of the wrong sign, ELU on the harmonic coefficients themselves, a max pool
+of every slot)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from torch import nn
 from ..functional._fourier3d import sphere_fourier_matrices
 from ..groups import FieldType, spherical_harmonics
 from ..interop import EscnnSphereFourier
-from ..nn import FourierNonlinearity, NormNonlinearity, SteerableConv3d
+from ..nn import (
+    FourierNonlinearity,
+    GroupMaxPool3d,
+    NormMaxPool,
+    NormNonlinearity,
+    SteerableConv3d,
+)
 from ._case import Case
 from ._cases_gconv import _seeded
 
@@ -98,6 +105,10 @@ def _cases_for(g: str) -> list[Case]:
         Case(f"{p}/norm-relu-exp-L1", _norm_relu_exp(g), (2, 2, 4, 3, 3, 3), g),
         Case(f"{p}/escnn-sphere-fourier-quadrature-L2", lambda: _sphere_fourier(g),
              (2, 2, 9, 3, 3, 3), g),
+        Case(f"{p}/norm-max-pool-L2-k2", lambda: NormMaxPool(2, group=g), (2, 3, 9, 4, 4, 4),
+             g),
+        Case(f"{p}/norm-max-pool-per-order-L1-k3s2p1",
+             lambda: NormMaxPool(3, 2, 1, group=g, per="order"), (2, 3, 4, 5, 5, 5), g),
     ]
 
 
@@ -119,6 +130,8 @@ CASES = [c for g in ("so3", "o3") for c in _cases_for(g)] + [
     Case("so3/so3/escnn-sphere-fourier-random-points-fails",
          lambda: _sphere_fourier("so3", random_points=True), (2, 2, 9, 3, 3, 3), "so3",
          expect="fail"),
+    Case("so3/so3/slot-max-pool-fails", lambda: GroupMaxPool3d(2), (2, 3, 9, 4, 4, 4), "so3",
+         in_rep="harmonic", out_rep="harmonic", expect="fail"),
     Case("so3/so3/wrong-sign-cg-fails", _seeded(lambda: _WrongSignSteerableConv3d(
         2, 2, 3, padding=1, in_max_order=1, max_order=1)), (2, 2, 4, 5, 5, 5), "so3",
          expect="fail"),
