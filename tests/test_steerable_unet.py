@@ -1,5 +1,6 @@
 """Steerable U-Nets: ``UNet(group="so2" | "o2")`` and ``UNet3d(group="so3" | "o3" | "so2" |
-"o2")`` on harmonic fields. Shapes, defaults, repr, the arguments they refuse, check_grid,
+"o2")`` on harmonic fields. Shapes, defaults, repr, the arguments they refuse (and the
+``nonlinearity`` choice, of every U-Net), check_grid,
 float32 exactness over the grid elements, state dict, a training step. The float64 exactness
 and the negative controls are in the case table (testing/_cases_models.py,
 testing/_cases_models3d.py)."""
@@ -9,10 +10,17 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import seeded_rng
+from torch import nn
 
 from equilayers import check_grid
 from equilayers.models import UNet, UNet3d
-from equilayers.nn import FourierNonlinearity, HarmonicBatchNorm, NormMaxPool
+from equilayers.nn import (
+    FourierNonlinearity,
+    GatedNonlinearity,
+    HarmonicBatchNorm,
+    NormMaxPool,
+    NormNonlinearity,
+)
 from equilayers.testing import equivariance_error, shift_equivariance_error
 
 
@@ -73,6 +81,45 @@ def test_refusals():
         UNet(1, 2, group="so2", max_order=3)
     with pytest.raises(TypeError, match=r"max_order=1.5"):
         UNet3d(1, 2, group="so3", max_order=1.5)
+
+
+@pytest.mark.parametrize("cls,group,shape", [(UNet, "so2", (2, 2, 8, 8)),
+                                             (UNet3d, "so3", (2, 2, 4, 4, 4))])
+@pytest.mark.parametrize("name,module", [("fourier", FourierNonlinearity),
+                                         ("gated", GatedNonlinearity),
+                                         ("norm", NormNonlinearity)])
+def test_nonlinearity_choice(cls, group, shape, name, module, gen):
+    net = _net(cls, group=group, depth=1, width=1, nonlinearity=name)
+    found = {type(m) for m in net.modules()} & {FourierNonlinearity, GatedNonlinearity,
+                                                NormNonlinearity}
+    assert found == {module} and net.nonlinearity == name
+    assert ("nonlinearity=" in repr(net)) == (name != "fourier")
+    assert net(torch.randn(*shape, generator=gen)).shape == (shape[0], 3, *shape[2:])
+    if name == "norm":  # its learned thresholds: one per field and order, in the state dict
+        assert any(k.endswith(".bias") and v.dim() == 2 for k, v in net.state_dict().items())
+
+
+def test_nonlinearity_of_regular_and_plain_u_nets(gen):
+    for group in ("p4m", None):
+        net = _net(group=group, depth=1, width=2, nonlinearity="elu")
+        acts = [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.ELU))]
+        assert acts and all(isinstance(m, nn.ELU) for m in acts)
+        assert "nonlinearity='elu'" in repr(net)
+        assert all(isinstance(m, nn.ReLU) for m in _net(group=group, depth=1).modules()
+                   if isinstance(m, (nn.ReLU, nn.ELU)))
+    with pytest.raises(ValueError, match=r"nonlinearity='fourier' is for harmonic fields .*"
+                                         r"regular fields of 'd4'; use one of \('relu', 'elu'\)"):
+        UNet(1, 2, group="p4m", nonlinearity="fourier")
+    with pytest.raises(ValueError, match=r"nonlinearity='relu' is pointwise, which does not "
+                                         r"commute .* harmonic fields of 'so3'.*'fourier', "
+                                         r"'gated', 'norm'"):
+        UNet3d(1, 2, group="so3", nonlinearity="relu")
+    with pytest.raises(ValueError, match=r"nonlinearity='gated' is for harmonic fields.*plain "
+                                         r"channels"):
+        UNet(1, 2, group=None, nonlinearity="gated")
+    with pytest.raises(ValueError, match=r"nonlinearity='tanh' must be one of 'fourier', "
+                                         r"'gated', 'norm'"):
+        UNet(1, 2, group="so2", nonlinearity="tanh")
 
 
 def test_check_grid_accepts_the_sizes_it_is_exact_on():

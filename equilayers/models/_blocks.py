@@ -14,6 +14,7 @@ from ..nn import (
     BlurUpsample2d,
     BlurUpsample3d,
     FourierNonlinearity,
+    GatedNonlinearity,
     GroupBatchNorm2d,
     GroupBatchNorm3d,
     GroupConv2d,
@@ -30,6 +31,7 @@ from ..nn import (
     LiftingConv2d,
     LiftingConv3d,
     NormMaxPool,
+    NormNonlinearity,
     PolyphasePool2d,
     PolyphasePool3d,
     PolyphaseUpsample2d,
@@ -37,14 +39,18 @@ from ..nn import (
     SteerableConv3d,
 )
 
-__all__ = ["DOWNS", "UPS", "DoubleConv", "make_down", "make_up", "transposed_up", "concat",
-           "LAYERS", "steerable_conv"]
+__all__ = ["DOWNS", "UPS", "NONLINEARITIES", "DoubleConv", "make_down", "make_up",
+           "transposed_up", "concat", "LAYERS", "steerable_conv", "nonlinearity_module"]
 
 #: The downsampling modes of :class:`~equilayers.models.UNet` and
 #: :class:`~equilayers.models.UNet3d`, each with its upsampling partner.
 DOWNS = ("blur", "polyphase", "max", "learned")
 #: Their ``up`` modes: the partner of ``down``, or a learned transposed conv.
 UPS = ("matched", "transposed")
+#: The nonlinearities after each batch norm, per kind of field (the first is the default):
+#: pointwise on plain channels and regular fields, on the fiber's norms or its samples on
+#: harmonic fields.
+NONLINEARITIES = {"pointwise": ("relu", "elu"), "harmonic": ("fourier", "gated", "norm")}
 
 #: Per number of spatial dims: plain conv and norm, lifting and group conv, group norm, the
 #: blur, max and polyphase pools and their upsampling partners.
@@ -81,6 +87,26 @@ def steerable_conv(in_channels: int, out_channels: int, kernel_size: int, group:
                        max_order=max_order, in_max_order=in_max_order, **kw)
 
 
+def nonlinearity_module(name: str, channels: int, group: Group | None, max_order: int | None,
+                        nd: int, **factory) -> nn.Module:
+    """The nonlinearity ``name`` (:data:`NONLINEARITIES`) after a batch norm of ``channels``
+    fields: ``nn.ReLU``/``nn.ELU`` (in place) on plain channels and regular fields; on harmonic
+    fields of orders ``0 .. max_order``, :class:`~equilayers.nn.FourierNonlinearity` (ELU on
+    the samples), :class:`~equilayers.nn.GatedNonlinearity` (each field's order-0 slot, through
+    a sigmoid, gates its higher orders; ReLU on the order-0 slot) or
+    :class:`~equilayers.nn.NormNonlinearity` (ReLU of each order's norm minus a learned bias)."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "elu":
+        return nn.ELU(inplace=True)
+    assert group is not None and max_order is not None  # harmonic fields (checked by UNet)
+    if name == "fourier":
+        return FourierNonlinearity(group, max_order, spatial_dims=nd, **factory)
+    if name == "gated":
+        return GatedNonlinearity(max_order, group=group, spatial_dims=nd)
+    return NormNonlinearity(channels, max_order, group=group, spatial_dims=nd, **factory)
+
+
 class DoubleConv(nn.Sequential):
     """Two ``3 x 3`` (``3 x 3 x 3`` with ``nd=3``) convs (stride 1, padding 1), each followed
     by batch norm and ReLU.
@@ -91,16 +117,20 @@ class DoubleConv(nn.Sequential):
     Steerable version (``max_order`` given, ``group`` continuous): harmonic fields of orders
     ``0 .. max_order`` (:func:`steerable_conv`), :class:`~equilayers.nn.HarmonicBatchNorm` and
     :class:`~equilayers.nn.FourierNonlinearity` (ELU on the samples) in place of the ReLU.
+    ``nonlinearity``: another one of :data:`NONLINEARITIES` (:func:`nonlinearity_module`).
     Convs have no bias (the batch norm adds one).
     """
 
     def __init__(self, in_channels: int, out_channels: int, group: Group | None, *,
                  lift: bool = False, padding_mode: str = "circular", basis: str | None = None,
-                 nd: int = 2, max_order: int | None = None, device=None, dtype=None) -> None:
+                 nd: int = 2, max_order: int | None = None, nonlinearity: str | None = None,
+                 device=None, dtype=None) -> None:
         kw = {"padding": 1, "bias": False, "padding_mode": padding_mode, "device": device,
               "dtype": dtype}
         norm = {"device": device, "dtype": dtype}
         t = LAYERS[nd]
+        harmonic = group is not None and max_order is not None
+        name = nonlinearity or NONLINEARITIES["harmonic" if harmonic else "pointwise"][0]
         layers: list[nn.Module] = []
         for i, c_in in enumerate((in_channels, out_channels)):
             if group is not None and max_order is not None:
@@ -110,7 +140,8 @@ class DoubleConv(nn.Sequential):
                                           **kw),
                            HarmonicBatchNorm(out_channels, max_order, group=group,
                                              spatial_dims=nd, **norm),
-                           FourierNonlinearity(group, max_order, spatial_dims=nd, **norm)]
+                           nonlinearity_module(name, out_channels, group, max_order, nd,
+                                               **norm)]
                 continue
             if group is None:
                 layers += [t["conv"](c_in, out_channels, 3, **kw),
@@ -119,7 +150,7 @@ class DoubleConv(nn.Sequential):
                 cls = t["lift"] if lift and i == 0 else t["gconv"]
                 layers += [cls(c_in, out_channels, 3, group=group, basis=basis, **kw),
                            t["gnorm"](out_channels, **norm)]
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(nonlinearity_module(name, out_channels, None, None, nd))
         super().__init__(*layers)
 
 

@@ -12,6 +12,7 @@ from ..nn._typed import Typed
 from ._blocks import (
     DOWNS,
     LAYERS,
+    NONLINEARITIES,
     UPS,
     DoubleConv,
     concat,
@@ -33,7 +34,8 @@ class _UNetNd(Typed, nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "p4m",
                  depth: int = 2, width: int = 8, padding_mode: str = "circular",
                  down: str = "blur", basis: str | None = None, up: str = "matched",
-                 max_order: int | None = None, device=None, dtype=None) -> None:
+                 max_order: int | None = None, nonlinearity: str | None = None, device=None,
+                 dtype=None) -> None:
         super().__init__()
         what, nd = type(self).__name__, self._nd
         C.check_int(in_channels, "in_channels", what, minimum=1)
@@ -88,10 +90,12 @@ class _UNetNd(Typed, nn.Module):
         self.in_type = FieldType.trivial(grp, spatial_dims=nd)
         self.out_type = FieldType.trivial(grp, spatial_dims=nd)
         self.max_order = max_order
+        self.nonlinearity = self._check_nonlinearity(nonlinearity, grp, max_order, what)
         self.basis = None if grp is None else (
             basis or ("harmonic" if max_order is not None else self._default_basis))
         kw = {"padding_mode": padding_mode, "nd": nd, "device": device, "dtype": dtype}
-        block = {**kw, "basis": self.basis, "max_order": max_order}
+        block = {**kw, "basis": self.basis, "max_order": max_order,
+                 "nonlinearity": self.nonlinearity}
         widths = [width * 2**level for level in range(depth + 1)]
         self.encoder = nn.ModuleList(
             [DoubleConv(in_channels, widths[0], grp, lift=True, **block)]
@@ -124,6 +128,26 @@ class _UNetNd(Typed, nn.Module):
         else:
             self.head = LAYERS[nd]["gconv"](widths[0], out_channels, 1, group=grp, **factory)
             self.pool = GroupPool("max")
+
+    def _check_nonlinearity(self, name, grp, max_order: int | None, what: str) -> str:
+        """``nonlinearity`` (``None``: the default of the U-Net's fields), one of
+        :data:`~equilayers.models._blocks.NONLINEARITIES` for them."""
+        kind = "pointwise" if max_order is None else "harmonic"
+        if name is None:
+            return NONLINEARITIES[kind][0]
+        fields = ("plain channels" if grp is None else
+                  f"the regular fields of {grp.name!r}" if kind == "pointwise" else
+                  f"the harmonic fields of {grp.name!r}")
+        other = "harmonic" if kind == "pointwise" else "pointwise"
+        if isinstance(name, str) and name in NONLINEARITIES[other]:
+            why = ("is for harmonic fields (of a continuous group)" if other == "harmonic" else
+                   "is pointwise, which does not commute with the rotation of a harmonic "
+                   "fiber")
+            raise ValueError(f"{what}: nonlinearity={name!r} {why}, but this U-Net builds "
+                             f"{fields}; use one of {NONLINEARITIES[kind]} (default "
+                             f"{NONLINEARITIES[kind][0]!r})")
+        return C.check_choice(name, "nonlinearity", NONLINEARITIES[kind], what,
+                              fix=f"the nonlinearity on {fields}")
 
     def _check_steerable(self, grp, max_order: int | None, basis: str | None, down: str,
                          what: str) -> int:
@@ -217,6 +241,9 @@ class _UNetNd(Typed, nn.Module):
             parts.append(f"up={self.up_mode!r}")
         if self.max_order is not None:
             parts.append(f"max_order={self.max_order}")
+        if self.nonlinearity != NONLINEARITIES[
+                "pointwise" if self.max_order is None else "harmonic"][0]:
+            parts.append(f"nonlinearity={self.nonlinearity!r}")
         elif self.basis not in (None, self._default_basis):
             parts.append(f"basis={self.basis!r}")
         return ", ".join(parts)
@@ -277,6 +304,14 @@ class UNet(_UNetNd):
         max_order: the highest rotation order of a steerable U-Net's fields, 0 to 2 (a ``3 x
             3`` filter lifts an image to orders 0 .. 2 only); default ``None``: 2. Must be
             ``None`` for finite groups and ``group=None``.
+        nonlinearity: after every batch norm. ``None`` (default): ``"relu"`` on plain
+            channels and regular fields (``"elu"``: ``nn.ELU``), ``"fourier"`` on the harmonic
+            fields of ``"so2"`` / ``"o2"`` (:class:`~equilayers.nn.FourierNonlinearity`, an ELU
+            on samples of the fiber); ``"gated"`` (:class:`~equilayers.nn.GatedNonlinearity`:
+            each field's order-0 slot, through a sigmoid, gates its higher orders) and
+            ``"norm"`` (:class:`~equilayers.nn.NormNonlinearity`: a ReLU of each order's norm
+            minus a learned threshold) are cheaper; all are exact wherever the U-Net is. A
+            pointwise one on harmonic fields (or the reverse) is a ``ValueError``.
         device, dtype: of the parameters.
 
     Shape:

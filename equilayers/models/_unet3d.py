@@ -82,6 +82,11 @@ class UNet3d(_UNetNd):
             3 x 3`` filter lifts a volume to orders 0 .. 2 only); default ``None``: 1 for
             ``"so3"`` / ``"o3"``, 2 for ``"so2"`` / ``"o2"``. Must be ``None`` for finite
             groups and ``group=None``.
+        nonlinearity: after every batch norm, as :class:`UNet`'s: ``"relu"`` (default) or
+            ``"elu"`` on plain channels and regular fields; ``"fourier"`` (default),
+            ``"gated"`` or ``"norm"`` on harmonic fields. On SO(3) fields the Fourier one
+            samples 74 sphere points per field (orders 0 .. 1) and dominates the training
+            step; ``"gated"`` and ``"norm"`` cost a fraction of it.
         device, dtype: of the parameters.
 
     Shape:
@@ -130,7 +135,9 @@ class UNet3d(_UNetNd):
     def __init__(self, in_channels: int, out_channels: int, *, group: GroupLike | None = "o",
                  depth: int = 2, width: int = 4, padding_mode: str = "circular",
                  down: str = "blur", basis: str | None = None, up: str = "matched",
-                 max_order: int | None = None, device=None, dtype=None) -> None:
+                 max_order: int | None = None, nonlinearity: str | None = None, device=None,
+                 dtype=None) -> None:
         super().__init__(in_channels, out_channels, group=group, depth=depth, width=width,
                          padding_mode=padding_mode, down=down, basis=basis, up=up,
-                         max_order=max_order, device=device, dtype=dtype)
+                         max_order=max_order, nonlinearity=nonlinearity, device=device,
+                         dtype=dtype)

@@ -94,12 +94,16 @@ def _steerable(group: str) -> list[Case]:
              shifts=_GRID_SHIFTS),
         Case(f"{p}/unet-polyphase-every-shift", _unet(group, "polyphase"), img, kind="shift",
              shifts=_ALL_SHIFTS),
+        Case(f"{p}/unet-blur-gated", _unet(group, nonlinearity="gated"), img, group),
+        Case(f"{p}/unet-max-norm", _unet(group, "max", nonlinearity="norm"), img, group),
     ]
 
 
 CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + _steerable("so2") + _steerable(
     "o2") + [
     Case("models/d1/unet-blur", _unet("d1"), (2, 2, _SIZE, 8), "d1"),
+    Case("models/p4m/unet-blur-elu", _unet("d4", nonlinearity="elu"), (2, 2, _SIZE, _SIZE),
+         "d4"),
     Case("models/plain/unet-polyphase-every-shift", _unet(None, "polyphase"),
          (2, 2, _SIZE, _SIZE), kind="shift", shifts=_ALL_SHIFTS),
     # Negative controls: each must fail the harness.
