@@ -145,10 +145,12 @@ def _offsets(n: int, gen: torch.Generator, canvas: int) -> list[tuple[int, int]]
 
 
 # ----------------------------------------------------------------------------------- models
-def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
+def _unet(group: str | None, width: int, down: str, basis: str | None = None,
+          nonlinearity: str | None = None) -> nn.Module:
     from equilayers.models import UNet
 
-    return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
+    return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis,
+                nonlinearity=nonlinearity)
 
 
 def n_params(model: nn.Module) -> int:
@@ -204,13 +206,15 @@ class Model:
     #: re-estimate the batch-norm statistics on the training scenes before testing
     #: (``equilayers.recalibrate_batch_norm``, as the segmentation3d family does)
     recalibrate: bool = False
+    #: ``UNet``'s ``nonlinearity`` (None: its default, the Fourier ELU on harmonic fields)
+    nonlinearity: str | None = None
 
     def build(self) -> nn.Module:
         if self.library == "escnn" and self.group == "so2":
             return _escnn_so2_unet(self.width)
         if self.library == "escnn":
             return _escnn_unet(self.group or "p4m", self.width)
-        return _unet(self.group, self.width, self.down, self.basis)
+        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity)
 
 
 def row_names(quick: bool) -> list[str]:
@@ -219,6 +223,8 @@ def row_names(quick: bool) -> list[str]:
              "p4m U-Net, pixel basis", "SO(2) U-Net"]
     if quick:  # 1.5x the p4m U-Net's training time: in the full run only when asked for
         names.append("p4m U-Net (polyphase)")
+    else:  # the SO(2) U-Net with the cheaper nonlinearities UNet offers
+        names += ["SO(2) U-Net" + NONLINEAR[n] for n in NONLINEAR]
     if importlib.util.find_spec("escnn") is not None:  # the same architecture in both
         names += ["p4m U-Net, max pool (equilayers)", "p4m U-Net, max pool (escnn)",
                   "SO(2) U-Net, max pool (equilayers)", "SO(2) U-Net, max pool (escnn)",
@@ -231,6 +237,8 @@ def row_names(quick: bool) -> list[str]:
 #: ``GNormBatchNorm`` left running statistics that made every pixel "background" in eval mode
 #: (the training-mode outputs were the model's); the pair of rows shows both with the fix
 RECALIBRATED = ", BN re-estimated"
+#: the suffixes of the SO(2) U-Net's rows with another ``nonlinearity`` (the same width)
+NONLINEAR = {"gated": ", gated", "norm": ", norm-ReLU"}
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -254,7 +262,12 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
                  "SO(2) U-Net, max pool (equilayers)", "so2", "max", SO2_WIDTH),
              "SO(2) U-Net, max pool (escnn)": Model(
                  "SO(2) U-Net, max pool (escnn)", "so2", "max", SO2_WIDTH, None, "escnn")}
+    for nl, suffix in NONLINEAR.items():
+        fixed["SO(2) U-Net" + suffix] = Model("SO(2) U-Net" + suffix, "so2", "blur", SO2_WIDTH,
+                                              nonlinearity=nl)
     for name in list(fixed):
+        if name.startswith("SO(2) U-Net,") and not name.endswith(")"):
+            continue  # (the nonlinearity rows: no recalibrated twins)
         m = fixed[name]
         fixed[name + RECALIBRATED] = Model(name + RECALIBRATED, m.group, m.down, m.width,
                                            m.basis, m.library, recalibrate=True)

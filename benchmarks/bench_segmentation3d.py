@@ -79,14 +79,16 @@ QUICK_SIZE = 8  # the quick run's grid (scale 1)
 
 
 # ----------------------------------------------------------------------------------- models
-def _unet(group: str | None, width: int, down: str, basis: str | None = None) -> nn.Module:
+def _unet(group: str | None, width: int, down: str, basis: str | None = None,
+          nonlinearity: str | None = None) -> nn.Module:
     """``UNet3d``; an O U-Net's basis is ``"voxel"`` unless ``basis`` says otherwise (the
     rows of this family predate ``UNet3d``'s harmonic default and keep their models); an
     SO(3) U-Net's is its harmonic one (orders 0 .. 1, ``UNet3d``'s default)."""
     from equilayers.models import UNet3d
 
     basis = basis or ("voxel" if group not in (None, "so3") else None)
-    return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis)
+    return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis,
+                  nonlinearity=nonlinearity)
 
 
 def n_params(model: nn.Module) -> int:
@@ -152,13 +154,14 @@ class Model:
     library: str = "equilayers"
     train: str = "train"  # the training split: "train" (upright) or "train turned"
     basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis, _unet)
+    nonlinearity: str | None = None  # UNet3d's (None: its default, the Fourier ELU on SO(3))
 
     def build(self) -> nn.Module:
         if self.library == "escnn" and self.group == "so3":
             return escnn_so3_unet(self.width)
         if self.library == "escnn":
             return escnn_unet(self.width, self.down)
-        return _unet(self.group, self.width, self.down, self.basis)
+        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity)
 
 
 def row_names(quick: bool) -> list[str]:
@@ -169,7 +172,8 @@ def row_names(quick: bool) -> list[str]:
         HARMONIC_4, "O U-Net (width 4)",
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
         "anti-aliased plain U-Net (wide)" + AUGMENTED,
-        "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED, SO3]
+        "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED, SO3,
+        *(SO3 + suffix for suffix in NONLINEAR.values())]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names += ["O U-Net (escnn)"] + ([] if quick else ["O U-Net (escnn, width 2)",
                                                           SO3 + " (escnn)"])
@@ -181,6 +185,8 @@ HARMONIC = "O U-Net (harmonic, width 2)"  # escnn's basis and parameter count at
 HARMONIC_1 = "O U-Net (harmonic)"  # ... and at one field
 HARMONIC_4 = "O U-Net (harmonic, width 4)"  # UNet3d's defaults (width 4, harmonic basis)
 SO3 = "SO(3) U-Net"  # harmonic fields of orders 0 .. 1, at HARMONIC's parameter count
+#: the suffixes of the SO(3) U-Net's rows with another ``nonlinearity`` (the same width)
+NONLINEAR = {"gated": ", gated", "norm": ", norm-ReLU"}
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -194,6 +200,9 @@ def _model(name: str) -> Model:
     if name.endswith(AUGMENTED):
         m = _model(name[:-len(AUGMENTED)])
         return Model(name, m.group, m.down, m.width, m.library, train="train turned")
+    for nl, suffix in NONLINEAR.items():
+        if name == SO3 + suffix:
+            return Model(name, "so3", "blur", _model(SO3).width, nonlinearity=nl)
     if name == SO3 + " (escnn)":
         return Model(name, "so3", "blur", _model(SO3).width, "escnn")
     if name.endswith("(escnn)"):
