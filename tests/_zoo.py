@@ -302,6 +302,11 @@ ZOO: dict[str, ZooEntry] = {
                           _x(2, 2, 6, 6)),
     "UNet3d[so3]": ZooEntry(lambda: UNet3d(2, 3, group="so3", depth=1, width=1,
                                            down="polyphase"), _x(2, 2, 4, 4, 2)),
+    "UNet[so2,norm]": ZooEntry(lambda: UNet(2, 3, group="so2", depth=1, width=2, max_order=1,
+                                            nonlinearity="norm"), _x(2, 2, 6, 6)),
+    "UNet3d[so3,max,gated]": ZooEntry(lambda: UNet3d(2, 3, group="so3", depth=1, width=2,
+                                                     down="max", nonlinearity="gated"),
+                                      _x(2, 2, 4, 4, 2)),
 }
 
 
