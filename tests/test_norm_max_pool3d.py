@@ -1,7 +1,7 @@
 """NormMaxPool on volumes (``norm_max_pool3d``): SO(3)/O(3) fields and volumes of planar
 fields; shapes as ``nn.MaxPool3d``, the chosen vectors against a brute-force reference,
-gradients, the window warning, refusals. Exactness on the cube's rotations, with a negative
-control (a max pool of every slot), is in the case table (``testing/_cases_so3.py``,
+gradients, the window warning, check_grid, refusals. Exactness on the cube's rotations, with a
+negative control (a max pool of every slot), is in the case table (``testing/_cases_so3.py``,
 ``_cases_axial.py``, ``_cases_models3d.py``)."""
 
 import warnings
@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from equilayers import check_grid
 from equilayers import functional as EF
 from equilayers import nn as enn
+from equilayers.models import UNet3d
 
 #: SO(3) orders' slots for max_order=2: l^2 .. (l+1)^2 - 1
 _SO3_BLOCKS = (slice(0, 1), slice(1, 4), slice(4, 9))
@@ -137,3 +139,15 @@ def test_refusals(gen):
     with pytest.raises(ValueError, match=r"depth 1 \(\+ padding 2 x 0\) is smaller than the "
                                          r"pooling window \(2\)"):
         EF.norm_max_pool3d(_x(gen, (1, 2, 4, 1, 4, 4)), 2, group="so3")
+
+
+def test_check_grid_reads_its_windows():
+    """check_grid on volumes judges NormMaxPool by its windows, as nn.MaxPool3d's."""
+    pool = nn.Sequential(enn.NormMaxPool(3, 2, 1, group="so3"))
+    parity = [f for f in check_grid(pool, (1, 2, 4, 8, 8, 8), "o")
+              if f.problem == "stride-parity"]
+    assert len(parity) == 1 and parity[0].kind == "NormMaxPool" and "size of 9" in parity[0].fix
+    assert not [f for f in check_grid(pool, (1, 2, 4, 9, 9, 9), "o")
+                if f.breaks == "rotations"]
+    net = UNet3d(2, 3, group="so3", depth=2, width=1, down="max")
+    assert check_grid(net, (1, 2, 8, 8, 8), "o") == []
