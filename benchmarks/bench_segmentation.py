@@ -262,15 +262,13 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
                  "SO(2) U-Net, max pool (equilayers)", "so2", "max", SO2_WIDTH),
              "SO(2) U-Net, max pool (escnn)": Model(
                  "SO(2) U-Net, max pool (escnn)", "so2", "max", SO2_WIDTH, None, "escnn")}
-    for nl, suffix in NONLINEAR.items():
-        fixed["SO(2) U-Net" + suffix] = Model("SO(2) U-Net" + suffix, "so2", "blur", SO2_WIDTH,
-                                              nonlinearity=nl)
     for name in list(fixed):
-        if name.startswith("SO(2) U-Net,") and not name.endswith(")"):
-            continue  # (the nonlinearity rows: no recalibrated twins)
         m = fixed[name]
         fixed[name + RECALIBRATED] = Model(name + RECALIBRATED, m.group, m.down, m.width,
                                            m.basis, m.library, recalibrate=True)
+    for nl, suffix in NONLINEAR.items():  # (no recalibrated twins)
+        fixed["SO(2) U-Net" + suffix] = Model("SO(2) U-Net" + suffix, "so2", "blur", SO2_WIDTH,
+                                              nonlinearity=nl)
     names = [n for n in row_names(quick) if name_filter in n]
     target = n_params(_unet("p4m", ref, "blur", "harmonic")) if set(names) & set(specs) else 0
     out = []
