@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import seeded_rng
+from _unet_common import seeded_unet, warm
 
 import equilayers
 from equilayers import check_grid
@@ -21,15 +21,7 @@ ADAPTIVE = ("polyphase", "learned")  # exact for every circular shift
 
 
 def _net(seed=0, **kw):
-    kw = {"group": "p4m", "depth": 2, "width": 2, **kw}
-    with seeded_rng(seed):
-        return UNet(kw.pop("in_channels", 2), kw.pop("out_channels", 3), **kw)
-
-
-def _warm(net, x):
-    with torch.no_grad():
-        net.train()(x)
-    return net.eval()
+    return seeded_unet(UNet, {"group": "p4m", "depth": 2, "width": 2}, seed, **kw)
 
 
 @pytest.mark.parametrize("down", DOWNS)
@@ -51,7 +43,7 @@ def test_every_configuration_is_exact_in_float32(down, padding_mode, gen):
     multiples of 2**depth otherwise)."""
     x = torch.randn(2, 2, 16, 16, generator=gen)
     for group in ("p4m", "p4"):
-        net = _warm(_net(group=group, down=down, padding_mode=padding_mode), x)
+        net = warm(_net(group=group, down=down, padding_mode=padding_mode), x)
         assert equivariance_error(net, x, group) <= 1e-5
         if padding_mode == "circular":
             shifts = [(1, 0), (3, 5), (-2, 7)] if down in ADAPTIVE else [(4, 0), (8, 12)]
@@ -76,9 +68,9 @@ def test_rectangles_are_exact_and_warn_nothing(down, gen):
     x = torch.randn(2, 2, 16, 24, generator=gen)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        net = _warm(_net(group="p4m", down=down), x)
+        net = warm(_net(group="p4m", down=down), x)
         assert equivariance_error(net, x, "p4m") <= 1e-5
-    plain = _warm(_net(group=None, down=down), x)
+    plain = warm(_net(group=None, down=down), x)
     assert equivariance_error(plain, x, "p4m") > 1e-2
     zeros = _net(down=down, padding_mode="zeros")
     assert check_grid(zeros, (1, 2, 16, 16), "p4m", shifts=False) == []
@@ -180,7 +172,7 @@ def test_reflect_padding_too_deep_for_the_input_is_the_unets_error(group, gen):
 @pytest.mark.parametrize("down", DOWNS)
 def test_state_dict_round_trip(down, gen):
     x = torch.randn(2, 2, 8, 8, generator=gen)
-    a, b = _warm(_net(0, down=down), x), _net(1, down=down).eval()
+    a, b = warm(_net(0, down=down), x), _net(1, down=down).eval()
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(a(x), b(x))
     assert not any("filter" in k for k in a.state_dict())  # derived buffers stay out
@@ -207,7 +199,7 @@ def test_device_and_dtype_reach_every_tensor(down, gen):
 def test_torch_compile_smoke(gen):
     x = torch.randn(2, 2, 8, 8, generator=gen)
     for down in ("polyphase", "blur"):
-        net = _warm(_net(group="p4", down=down), x)
+        net = warm(_net(group="p4", down=down), x)
         compiled = torch.compile(net, backend="eager", fullgraph=True)
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), net(x))
@@ -294,7 +286,7 @@ def test_both_bases_are_exact_and_differ(basis, gen):
     """basis= reaches every 3 x 3 group conv; each basis is exact on the grid (float32); the
     harmonic one (the default) has fewer parameters per field; repr names a non-default one."""
     x = torch.randn(2, 2, 16, 16, generator=gen)
-    net = _warm(_net(group="p4m", basis=basis), x)
+    net = warm(_net(group="p4m", basis=basis), x)
     convs = [m for m in net.modules() if isinstance(m, (GroupConv2d, LiftingConv2d))
              and m.kernel_size == (3, 3)]
     assert convs and all(c.basis == basis for c in convs)
@@ -318,7 +310,7 @@ def test_blur_and_max_are_approximate_for_other_shifts_within_the_documented_bou
                    padding_mode="circular").double()
         x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(100 + seed),
                         dtype=torch.float64)
-        net = _warm(net, x)
+        net = warm(net, x)
         worst = max(worst, float(shift_equivariance_error(net, x, shifts)))
         assert shift_equivariance_error(net, x, [(4, 0), (8, 12)]) < 1e-12
     assert 1e-3 < worst <= bound
@@ -332,7 +324,7 @@ def test_transposed_up_convolutions(group, down, gen):
     of 2**depth (float32 <= 1e-5), not under a 1-pixel shift (the stride's phase);
     check_grid agrees; the repr says so."""
     x = torch.randn(2, 2, 16, 16, generator=gen)
-    net = _warm(_net(group=group, down=down, up="transposed"), x)
+    net = warm(_net(group=group, down=down, up="transposed"), x)
     kinds = {type(m).__name__ for m in net.up}
     assert kinds == ({"GroupConvTranspose2d"} if group else {"ConvTranspose2d"})
     assert [m.out_channels for m in net.up] == [2, 4]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import seeded_rng
+from _unet_common import seeded_unet, warm
 from torch import nn
 
 from equilayers import check_grid
@@ -25,15 +25,7 @@ from equilayers.testing import equivariance_error, shift_equivariance_error
 
 
 def _net(cls=UNet, seed=0, **kw):
-    kw = {"depth": 2, "width": 2, **kw}
-    with seeded_rng(seed):
-        return cls(kw.pop("in_channels", 2), kw.pop("out_channels", 3), **kw)
-
-
-def _warm(net, x):
-    with torch.no_grad():
-        net.train()(x)
-    return net.eval()
+    return seeded_unet(cls, {"depth": 2, "width": 2}, seed, **kw)
 
 
 @pytest.mark.parametrize("group,fiber", [("so2", 5), ("o2", 5)])
@@ -134,7 +126,7 @@ def test_check_grid_accepts_the_sizes_it_is_exact_on():
 @pytest.mark.parametrize("down", ["blur", "polyphase", "max", "learned"])
 def test_planar_float32_exact_on_the_grid_and_shifts(down, gen):
     x = torch.randn(2, 2, 16, 16, generator=gen)
-    net = _warm(_net(group="o2", down=down), torch.randn(4, 2, 16, 16, generator=gen))
+    net = warm(_net(group="o2", down=down), torch.randn(4, 2, 16, 16, generator=gen))
     assert equivariance_error(net, x, "o2") < 1e-5
     shifts = ((4, 0), (8, 12)) if down in ("blur", "max") else ((1, 0), (3, 5))
     assert shift_equivariance_error(net, x, shifts) < 1e-5
@@ -145,7 +137,7 @@ def test_planar_float32_exact_on_the_grid_and_shifts(down, gen):
                                               ("so3", "max", (4, 0, 4))])
 def test_volume_float32_exact_on_the_cube(group, down, shift, gen):
     x = torch.randn(1, 2, 8, 8, 8, generator=gen)
-    net = _warm(_net(UNet3d, group=group, width=1, down=down),
+    net = warm(_net(UNet3d, group=group, width=1, down=down),
                 torch.randn(2, 2, 8, 8, 8, generator=gen))
     assert equivariance_error(net, x, group) < 1e-5
     assert shift_equivariance_error(net, x, (shift,)) < 1e-5

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _unet_common import seeded_unet, warm
 from conftest import seeded_rng
 
 import equilayers
@@ -20,15 +21,7 @@ ADAPTIVE = ("polyphase", "learned")  # exact for every circular shift (learned: 
 
 
 def _net(seed=0, **kw):
-    kw = {"group": "o", "depth": 2, "width": 1, **kw}
-    with seeded_rng(seed):
-        return UNet3d(kw.pop("in_channels", 2), kw.pop("out_channels", 3), **kw)
-
-
-def _warm(net, x):
-    with torch.no_grad():
-        net.train()(x)
-    return net.eval()
+    return seeded_unet(UNet3d, {"group": "o", "depth": 2, "width": 1}, seed, **kw)
 
 
 @pytest.mark.parametrize("down", DOWNS)
@@ -51,7 +44,7 @@ def test_every_configuration_is_exact_in_float32(down, padding_mode, gen):
     with circular padding, over circular shifts (every shift with polyphase, multiples of
     2**depth otherwise); the output is not constant (the check could fail)."""
     x = torch.randn(2, 2, 8, 8, 8, generator=gen)
-    net = _warm(_net(down=down, padding_mode=padding_mode), x)
+    net = warm(_net(down=down, padding_mode=padding_mode), x)
     with torch.no_grad():
         assert net(x).std() > 1e-3
     assert equivariance_error(net, x, "o") <= 1e-5
@@ -67,9 +60,9 @@ def test_reflections_and_boxes(group, gen):
     swaps H and W only) and a cube for oh; the plain U-Net is the negative control."""
     size = (4, 8, 8) if group == "d4z" else (4, 4, 4)
     x = torch.randn(2, 2, *size, generator=gen, dtype=torch.float64)
-    net = _warm(_net(group=group, dtype=torch.float64), x)
+    net = warm(_net(group=group, dtype=torch.float64), x)
     assert equivariance_error(net, x, group) < 1e-12
-    plain = _warm(_net(group=None, width=4, dtype=torch.float64), x)
+    plain = warm(_net(group=None, width=4, dtype=torch.float64), x)
     assert equivariance_error(plain, x, group) > 1e-3
 
 
@@ -136,7 +129,7 @@ def test_state_dict_device_and_dtype(down, gen):
     meta = _net(down=down, device="meta")
     assert [n for n, t in [*meta.named_parameters(), *meta.named_buffers()]
             if not t.is_meta] == []
-    a, b = _warm(_net(0, down=down, dtype=torch.float64), x), _net(1, down=down).double()
+    a, b = warm(_net(0, down=down, dtype=torch.float64), x), _net(1, down=down).double()
     b.load_state_dict(a.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(b.eval()(x), a(x), rtol=0, atol=0)
@@ -209,7 +202,7 @@ def test_learned_sampling_trains_its_scoring_nets(gen):
 def test_torch_compile_smoke(gen):
     x = torch.randn(2, 2, 4, 4, 4, generator=gen)
     for down in ("polyphase", "blur"):
-        net = _warm(_net(group="c4z", down=down), x)
+        net = warm(_net(group="c4z", down=down), x)
         compiled = torch.compile(net, backend="eager", fullgraph=True)
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), net(x))
@@ -232,7 +225,7 @@ def test_export_gives_plain_conv3d_with_identical_outputs(down, gen):
     """equilayers.export: every group conv becomes an nn.Conv3d, the group batch norms
     nn.BatchNorm3d; the outputs are identical."""
     x = torch.randn(2, 2, 8, 8, 8, generator=gen)
-    net = _warm(_net(down=down), x)
+    net = warm(_net(down=down), x)
     plain = equilayers.export(net)
     kinds = {type(m).__name__ for m in plain.modules()}
     assert "Conv3d" in kinds and not {"GroupConv3d", "LiftingConv3d", "GroupBatchNorm3d"} & kinds
@@ -245,7 +238,7 @@ def test_transposed_up_convolutions(group, gen):
     """up='transposed' on volumes: 2 x 2 x 2 transposed convs halving the fields; exact on
     all 24 rotations and on shifts by multiples of 2**depth, not on a 1-voxel shift."""
     x = torch.randn(2, 2, 8, 8, 8, generator=gen)
-    net = _warm(_net(group=group, down="max", up="transposed", width=2), x)
+    net = warm(_net(group=group, down="max", up="transposed", width=2), x)
     assert {type(m).__name__ for m in net.up} == (
         {"GroupConvTranspose3d"} if group else {"ConvTranspose3d"})
     assert net(x).shape == (2, 3, 8, 8, 8)
