@@ -129,7 +129,6 @@ def conv(m: Any, probed: dict) -> nn.Module:
         if steer is not None:
             return steer
         if transposed:  # no dense fallback for a transposed conv
-            T.check_odd_kernel(m, k, what)
             raise ValueError(f"from_escnn: escnn's filter for {m} is not in our steerable "
                              f"basis for {gname}; a transposed conv has no dense fallback")
         return T.expanded_conv(m, gname, filt, bias, lifting)

@@ -376,12 +376,13 @@ def forward_filter(ours: Any) -> torch.Tensor:
 
 
 def check_odd_kernel(m: Any, k: int, what: str) -> None:
-    """Our steerable (harmonic) bases are centred filters: refuse escnn's even kernel sizes by
-    name (escnn samples its basis around the half-pixel centre of an even grid)."""
+    """Our steerable shells on volumes are centred on a voxel: refuse escnn's even kernel sizes
+    there by name (escnn samples its basis around the half-voxel centre of an even grid; our
+    planar bases do the same and take even sizes)."""
     if k % 2 == 0:
-        raise ValueError(f"from_escnn: {what} with kernel_size={k}: our steerable (harmonic) "
-                         "basis needs an odd kernel_size (a filter centred on a pixel); "
-                         "escnn's even-size filters have no equivalent here")
+        raise ValueError(f"from_escnn: {what} with kernel_size={k}: our steerable basis on "
+                         "volumes needs an odd kernel_size (shells centred on a voxel); "
+                         "escnn's even-size filters on volumes have no equivalent here")
 
 
 def expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,

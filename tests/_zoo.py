@@ -133,6 +133,9 @@ ZOO: dict[str, ZooEntry] = {
     "GroupConvTranspose2d[so2]": ZooEntry(
         lambda: enn.GroupConvTranspose2d(3, 4, 5, stride=2, padding=2, group="so2",
                                          max_order=2), _x(2, 3, 5, 5, 5)),
+    "GroupConvTranspose2d[so2,k2]": ZooEntry(  # an even steerable kernel (U-Net up-conv)
+        lambda: enn.GroupConvTranspose2d(3, 4, 2, stride=2, group="so2", max_order=1),
+        _x(2, 3, 3, 4, 4)),
     "LiftingConv3d": ZooEntry(lambda: enn.LiftingConv3d(2, 3, 3, padding=1, group="c4z"),
                               _x(2, 2, 5, 5, 5)),
     "LiftingConv3d[o]": ZooEntry(lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="o"),

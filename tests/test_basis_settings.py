@@ -26,20 +26,50 @@ def _fco1(k):
     return lambda r: 0 if r == 0 else min(2 * r, 2 if r == k // 2 else 2 * r - (r + 1) % 2)
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
-def test_explicit_defaults_are_the_default_basis_bit_for_bit(k):
-    rings = list(range(k // 2 + 1))
-    sigma = [0.005] + [0.6] * (k // 2 - 1) + [0.4] if k > 1 else [0.005]
-    caps = [S.basis_frequency_cap(r, k) for r in rings]
-    assert resolve_settings(k, sigma, caps, rings) is None  # one cache entry for both
+def _assert_the_default_basis(k, sigma, caps, rings):
+    """These explicit settings give the default basis bit for bit (harmonic and regular)."""
     for args in (("so2", "harmonic", "harmonic"), ("d8", "regular", "regular")):
         kw = {"in_order": 2, "out_order": 2} if args[1] == "harmonic" else {}
         ref = steerable_basis(*args, k, dtype=torch.float64, **kw)
         got = steerable_basis(*args, k, sigma=sigma, frequencies_cutoff=caps, rings=rings,
                               dtype=torch.float64, **kw)
         assert torch.equal(ref, got)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
+def test_explicit_defaults_are_the_default_basis_bit_for_bit(k):
+    rings = list(range(k // 2 + 1))
+    sigma = [0.005] + [0.6] * (k // 2 - 1) + [0.4] if k > 1 else [0.005]
+    caps = [S.basis_frequency_cap(r, k) for r in rings]
+    assert resolve_settings(k, sigma, caps, rings) is None  # one cache entry for both
+    _assert_the_default_basis(k, sigma, caps, rings)
     if k <= 7:  # escnn's default policy is ours up to k = 7
         assert resolve_settings(k, frequencies_cutoff=_fco1(k)) is None
+
+
+@pytest.mark.parametrize("k", [4, 6, 8])
+def test_even_defaults_are_escnns_less_its_empty_centre_ring(k):
+    """An even grid has no centre tap: escnn's default rings ``0 .. k/2 - 1`` (the centre one
+    with width 0.005 reaches no tap, its functions are left out) give our default basis bit
+    for bit, whose rings are ``1 .. k/2 - 1``; escnn's caps are ours up to k = 6."""
+    rings = list(range(k // 2))
+    sigma = [0.005] + [0.6] * (len(rings) - 2) + [0.4]
+    caps = [S.basis_frequency_cap(r, k) for r in rings]
+    assert resolve_settings(k, sigma[1:], caps[1:], rings[1:]) is None
+    _assert_the_default_basis(k, sigma, caps, rings)
+    fco = _fco1(k)
+    assert ([fco(r) for r in rings[1:]] == caps[1:]) == (k <= 6)
+
+
+def test_even_default_at_k2_is_the_ring_of_the_four_taps():
+    """escnn's default basis at k = 2 is empty (its centre ring reaches no tap); ours is one
+    ring through the four taps, radius sqrt(2)/2, width 0.4, frequencies 0 and 1."""
+    assert resolve_settings(2, 0.4, [1], [0.5 ** 0.5]) is None
+    assert steerable_basis("so2", "harmonic", "harmonic", 2, in_order=1, out_order=1).shape[0] \
+        == 1 + 2 + 2 + 2  # 0->0 f0; 0->1, 1->0 f1 (two each); 1->1 f0 (two); f2 is over the cap
+    with pytest.raises(ValueError,
+                       match=r"steerable basis is empty with rings=\(0\) .*kernel_size=2"):
+        steerable_basis("so2", "trivial", "harmonic", 2, out_order=1, rings=[0.0])
 
 
 def test_ring_profiles_and_widths():

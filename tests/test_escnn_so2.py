@@ -77,8 +77,20 @@ def test_r2conv_transposed_same_outputs(space, gen):
         got = _to_theirs(ours(_to_ours(x, space, 2, 1)), space, 2)
     assert got.shape[-1] == 13
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
-    with pytest.raises(ValueError, match="kernel_size=4: our steerable .* needs an odd"):
-        from_escnn(esc.R2ConvTransposed(t_in, t_out, 4, stride=2, padding=1))
+    # an even kernel: escnn samples its basis around the grid's half-pixel centre, as ours
+    # does; the same outputs. At k = 2 (the U-Net's up-conv) escnn's default basis is empty:
+    # given our default's ring through the four taps (and its cap), it is ours.
+    ring = {"rings": [0.5 ** 0.5], "frequencies_cutoff": lambda r: 1.0}
+    for k, pad, settings in ((4, 1, {}), (6, 2, {}), (2, 0, ring)):
+        with seeded_rng(0):
+            theirs = esc.R2ConvTransposed(t_in, t_out, k, stride=2, padding=pad,
+                                          **settings).eval()
+        ours = from_escnn(theirs)
+        assert ours.weight.numel() == theirs.weights.numel()
+        with torch.no_grad():
+            want = theirs(esc.GeometricTensor(x, t_in)).tensor
+            got = _to_theirs(ours(_to_ours(x, space, 2, 1)), space, 2)
+        torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
 
 
 @pytest.mark.parametrize("space", ["so2", "o2", "c8", "d8"])

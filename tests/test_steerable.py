@@ -31,8 +31,10 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("group,irep,orep,mi,mo", CONFIGS)
-@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6, 7])
 def test_grid_exact_float64_and_float32(group, irep, orep, mi, mo, k, gen):
+    """Even sizes too: sampled around the point between the four middle taps, which a quarter
+    turn and the flip map onto each other (``padding=k//2`` grows the map by one pixel)."""
     basis = steerable_basis(group, irep, orep, k, in_order=mi, out_order=mo,
                             dtype=torch.float64)
     assert basis.shape[0] > 0
@@ -63,13 +65,35 @@ def test_expand_layout_matches_conv(gen):
     torch.testing.assert_close(steerable_conv2d(x, w, basis), y)
 
 
-def test_regular_copies_are_exact_rotations():
+@pytest.mark.parametrize("size", [5, 4, 2])
+def test_regular_copies_are_exact_rotations(size):
     """Output slot r^k of a C8 lifting basis is the analytic rotation of slot 0 (checked at
-    grid angles, where rotation of the sampled filter is exact)."""
-    basis = steerable_basis("c8", "trivial", "regular", 5, dtype=torch.float64)
+    grid angles, where rotation of the sampled filter is exact; an even grid turns about the
+    point between its middle taps)."""
+    basis = steerable_basis("c8", "trivial", "regular", size, dtype=torch.float64)
     for k in (2, 4, 6):
         torch.testing.assert_close(basis[:, k, 0], torch.rot90(basis[:, 0, 0], k // 2,
                                                                dims=(-2, -1)))
+
+
+@pytest.mark.parametrize("group,reps,orders", [
+    ("so2", ("trivial", "harmonic"), {"out_order": 2}),
+    ("o2", ("harmonic", "harmonic"), {"in_order": 2, "out_order": 1}),
+    ("c4", ("harmonic", "harmonic"), {"in_order": 2, "out_order": 2}),
+    ("d8", ("regular", "regular"), {})])
+@pytest.mark.parametrize("k", [2, 4, 6])
+def test_even_sizes_leave_out_functions_that_vanish_on_every_tap(group, reps, orders, k):
+    """No element of an even-size basis is zero on the grid (a centre ring reaches no tap of
+    an even grid; cos 2 phi is zero on the four taps of a 2 x 2 one): each has a norm of the
+    odd sizes' order (1 or sqrt 2 on harmonic fields; about 0.8 to 2.3 for a dense regular
+    element in the Fourier layout)."""
+    basis = steerable_basis(group, *reps, k, dtype=torch.float64, **orders)
+    norms = basis.flatten(1).norm(dim=1)
+    assert basis.shape[0] > 0 and bool((norms > 0.5).all()), norms.min()
+    # k = 2: frequencies 0 and 1 on the ring of the four taps; so2 0 -> 2: orders 0 and 1 only
+    if (group, k) == ("so2", 2):
+        assert basis.shape[0] == 1 + 2
+        assert torch.all(basis[:, 3:] == 0)  # order 2 is out of reach (the conv warns)
 
 
 def test_so2_basis_counts_and_centre():
@@ -207,8 +231,9 @@ def test_expand_regular_bad_input():
         expand_regular(torch.randn(2, 2, 5), table)
     with pytest.raises(ValueError, match="continuous"):
         regular_table("so2", 3)
-    with pytest.raises(ValueError, match="kernel_size"):
-        regular_table("c8", 4)
+    for k in (0, 2.5):
+        with pytest.raises(ValueError, match=f"kernel_size must be an integer >= 1.*got {k}"):
+            regular_table("c8", k)
 
 
 def test_layers_hold_the_compact_table(gen):
@@ -240,7 +265,8 @@ def test_layers_hold_the_compact_table(gen):
       "out_order": 1}, "not supported"),
     ({"group": "c8", "in_rep": "harmonic", "out_rep": "regular", "kernel_size": 5,
       "in_order": 1}, "not supported"),
-    ({"group": "c8", "in_rep": "trivial", "out_rep": "regular", "kernel_size": 4}, "odd"),
+    ({"group": "c8", "in_rep": "trivial", "out_rep": "regular", "kernel_size": 0},
+     r"kernel_size must be an integer >= 1 .*got 0"),
     ({"group": "c8", "in_rep": "bogus", "out_rep": "regular", "kernel_size": 3}, "bogus"),
 ])
 def test_bad_input(kwargs, match):

@@ -4,7 +4,7 @@ state_dict, meta device, export, compile, the docs' snippet, even kernels."""
 
 import pytest
 import torch
-from conftest import doc_code
+from conftest import doc_code, seeded_rng
 
 import equilayers.nn as enn
 from equilayers.functional import steerable_basis, steerable_conv2d
@@ -214,20 +214,33 @@ def test_readme_snippet_runs():
     exec(doc_code("docs/layers/steerable.md", "The math"), {})
 
 
-@pytest.mark.parametrize("make", [
-    lambda k: enn.LiftingConv2d(1, 2, k, group="so2", max_order=1),
-    lambda k: enn.GroupConv2d(2, 2, k, group="c8"),
-    lambda k: enn.GroupConv2d(2, 2, k, group="d4", max_order=1),
-    lambda k: enn.GroupConvTranspose2d(2, 2, k, group="c8"),
-    lambda k: enn.LiftingConvTranspose2d(1, 2, k, group="o2", max_order=1),
+@pytest.mark.parametrize("make,shape,group", [
+    (lambda k, **kw: enn.LiftingConv2d(1, 2, k, group="so2", max_order=1, **kw),
+     (2, 1, 9, 9), "so2"),
+    (lambda k, **kw: enn.GroupConv2d(2, 2, k, group="c8", **kw), (2, 2, 8, 9, 9), "c4"),
+    (lambda k, **kw: enn.GroupConv2d(2, 2, k, group="d4", max_order=1, **kw), (2, 2, 3, 9, 9),
+     "d4"),
+    (lambda k, **kw: enn.GroupConvTranspose2d(2, 2, k, group="c8", **kw), (2, 2, 8, 5, 5),
+     "c4"),
+    (lambda k, **kw: enn.LiftingConvTranspose2d(1, 2, k, group="o2", max_order=1, **kw),
+     (2, 1, 5, 5), "o2"),
 ])
-def test_even_kernel_on_the_steerable_basis_is_refused(make):
-    """An even kernel has no centre pixel for the basis' rings; built anyway (as it was), the
-    module was off by ~1 even at 90 degrees. The module names itself, the size and the fix;
-    the odd neighbour builds (the control)."""
-    with pytest.raises(ValueError, match=r"Conv.*kernel_size=4 is even.*use 5"):
-        make(4)
-    make(5)
+def test_even_kernel_on_the_steerable_basis_turns_with_the_grid(make, shape, group, gen):
+    """An even kernel is sampled around the point between its four middle pixels (once it
+    was sampled about an off-centre pixel and off by ~1 at 90 degrees, then refused): exact
+    (float64) on the grid's quarter turns and flips with symmetric padding; the control:
+    ``padding="same"``, which pads an even kernel unevenly, is not (and warns)."""
+    from equilayers.testing import equivariance_error
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    with seeded_rng(0):
+        exact = make(4, padding=1).double()
+    assert equivariance_error(exact, x, group) < 1e-12
+    if "Transpose" in type(exact).__name__:
+        return  # (a transposed conv takes no padding="same")
+    with seeded_rng(0):
+        uneven = make(4, padding="same").double()
+    with pytest.warns(UserWarning, match="not exactly equivariant"):
+        assert equivariance_error(uneven, x, group) > 1e-3
 
 
 def test_even_kernel_pixel_basis_stays_allowed(gen):

@@ -6,8 +6,11 @@ sampled; :func:`~equilayers.functional.steerable_basis`, ``regular_table`` and t
 
 * ``rings``: the radii ``r_i`` of the Gaussian rings, in filter taps of the ``k x k`` grid (at
   most ``(k - 1) / 2 * sqrt(2)``, the corner; distinct, any order). Default ``0, 1, ..., k // 2``
-  (escnn's default for ``dilation=1``; escnn multiplies its default rings by ``dilation`` and
-  samples at dilated offsets, which is the same basis with rings and widths in taps).
+  for an odd ``k`` (escnn's default for ``dilation=1``; escnn multiplies its default rings by
+  ``dilation`` and samples at dilated offsets, which is the same basis with rings and widths in
+  taps); ``1, ..., k/2 - 1`` for an even ``k`` (escnn's, less its centre ring, which reaches no
+  tap of an even grid) and ``sqrt(2)/2`` for ``k = 2`` (the four taps; escnn's default basis
+  is empty there).
 * ``sigma``: the ring widths: one positive number for every ring, or one per ring. Default
   (escnn's): ``0.6``, ``0.4`` for the last ring listed, ``0.005`` (the centre pixel alone) for
   a ring at radius 0.
@@ -65,7 +68,11 @@ def _seq(v) -> bool:
 
 
 def _default_rings(k: int) -> tuple[float, ...]:
-    return tuple(float(i) for i in range(k // 2 + 1))
+    if k % 2:
+        return tuple(float(i) for i in range(k // 2 + 1))
+    if k == 2:  # escnn's default (a centre ring alone) reaches no tap: the ring of all four
+        return (math.sqrt(0.5),)
+    return tuple(float(i) for i in range(1, k // 2))  # escnn's, less its empty centre ring
 
 
 def _default_sigma(rings: Sequence[float]) -> tuple[float, ...]:
@@ -101,7 +108,7 @@ def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, ri
     if rings is not None:
         if not _seq(rings) or len(rings) == 0 or not all(_is_real(r) for r in rings):
             raise ValueError(f"{what}: rings must be a non-empty list of radii (real numbers, "
-                             f"in filter taps), or None for 0..k//2; got rings={rings!r}")
+                             f"in filter taps), or None for the default; got rings={rings!r}")
         rings = tuple(float(r) for r in rings)
         bad = [r for r in rings if not 0 <= r <= max_radius + 1e-9]
         if bad:
@@ -112,7 +119,7 @@ def normalize_settings(kernel_size: int, sigma=None, frequencies_cutoff=None, ri
         if len(set(rings)) != len(rings):
             raise ValueError(f"{what}: rings={list(rings)} repeats a radius (the basis would "
                              "repeat its functions); list each radius once")
-    n = len(rings) if rings is not None else k // 2 + 1
+    n = len(rings) if rings is not None else len(_default_rings(k))
     if sigma is not None:
         if _seq(sigma):
             if len(sigma) != n or not all(_is_real(s) and s > 0 for s in sigma):

@@ -1,7 +1,8 @@
 """Steerable filter bases in closed form: circular harmonics times Gaussian rings.
 
 A filter is sampled on the ``k x k`` grid at offsets ``q = (x, y)`` with ``x = column - c`` and
-``y = c - row`` (``c = k // 2``; ``y`` up, so a positive angle is counter-clockwise as
+``y = c - row`` (``c = (k - 1) / 2``, the centre pixel, or for an even ``k`` the point between
+the four middle ones, as escnn's; ``y`` up, so a positive angle is counter-clockwise as
 displayed). Every basis function is a product of a radial ring and an angular harmonic,
 
     b(q) = exp(-(|q| - r_i)^2 / (2 sigma_i^2)) * e^{i f phi(q)},
@@ -31,6 +32,10 @@ that are real when ``f + m + n`` is even and imaginary when it is odd. Order 0 i
 Regular fibers of C_N/D_N: ``K[a, b](q) = psi_{a^-1 b}(a^-1 q)`` with ``psi`` free in the
 band-limited space above, i.e. the ``|G|`` rotated (and flipped) copies of continuous filters,
 evaluated analytically at the rotated coordinates (no pixel interpolation).
+
+Even ``k``: the default rings are ``1, ..., k/2 - 1`` (escnn's, less its centre ring, which
+reaches no tap), and for ``k = 2`` one ring of radius ``sqrt(2)/2`` through the four taps
+(escnn's default basis is empty there). Functions that vanish on every tap are left out.
 
 Everything above describes the default settings; ``sigma``, ``frequencies_cutoff`` and
 ``rings`` (escnn's ``R2Conv`` settings, same meaning: :mod:`._basis_settings`) move, widen or
@@ -75,7 +80,7 @@ _CPU = torch.device("cpu")
 
 
 def _grid(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    c = k // 2
+    c = (k - 1) / 2  # the centre pixel of an odd grid; between the four middle ones of an even one
     idx = torch.arange(k, dtype=torch.float64, device=_CPU)
     x = (idx - c)[None, :].expand(k, k)
     y = (c - idx)[:, None].expand(k, k)
@@ -97,10 +102,16 @@ def _freqs(cap: int, residue: int, n: int | None) -> list[int]:
 
 
 def _check_kernel_size(kernel_size) -> int:
-    if not C.is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd integer >= 1 (a centred filter); got "
+    if not C.is_int(kernel_size) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an integer >= 1 (the filter's width in taps); got "
                          f"{kernel_size!r}")
     return int(kernel_size)  # numpy ints too
+
+
+# A function whose samples have a norm below this is zero on the grid (a ring that reaches no
+# tap, such as a centre ring on an even grid, or cos 2 phi on the four taps of a 2 x 2 grid):
+# it is left out of the basis, as escnn does, instead of becoming a parameter that moves nothing.
+_ZERO = 1e-9
 
 
 def _check_order(order, rep: str, which: str) -> int:
@@ -187,8 +198,9 @@ def _harmonic_basis(group: Group, m_out: int, m_in: int, k: int,
     v = radial * (cre * sin + cim * cos)
     pu_t = torch.tensor(pu, dtype=torch.float64, device=_CPU)
     pv_t = torch.tensor(pv, dtype=torch.float64, device=_CPU)
-    return (pu_t[:, :, :, None, None] * u[:, None, None]
-            + pv_t[:, :, :, None, None] * v[:, None, None])
+    basis = (pu_t[:, :, :, None, None] * u[:, None, None]
+             + pv_t[:, :, :, None, None] * v[:, None, None])
+    return basis[basis.flatten(1).norm(dim=1) > _ZERO]
 
 
 def _rotated_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch.Tensor:
@@ -215,7 +227,8 @@ def _rotated_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch
     val = torch.where(is_sin_t, torch.sin(arg), torch.cos(arg))
     radial = rings[torch.tensor(ring, dtype=torch.long, device=_CPU)].masked_fill(
         (freq_t[0] != 0) & (r == 0), 0.0)
-    return val * radial
+    table = val * radial
+    return table[:, table[0].flatten(1).norm(dim=1) > _ZERO]
 
 
 def _regular_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch.Tensor:
@@ -371,7 +384,7 @@ def check_basis(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int,
         empty = _cached(grp, "trivial", "regular", kernel_size, 0, 0, spec).shape[1] == 0
     else:
         empty = _cached(grp, in_rep, out_rep, kernel_size, m_in, m_out, spec).shape[0] == 0
-    if empty:  # only settings empty it: the default rings carry order 0 at the centre
+    if empty:  # only settings empty it: the default rings carry order 0 (on the middle taps)
         given = settings_repr(*normalize_settings(kernel_size, sigma, frequencies_cutoff,
                                                   rings, what))[2:]
         named = "".join(f", {n}={m}" for n, m, rep in ((orders[0], m_in, in_rep),
@@ -419,7 +432,8 @@ def steerable_basis(
         group: ``"cN"``, ``"dN"`` (any N), ``"so2"`` or ``"o2"``.
         in_rep, out_rep: ``"trivial"`` (F = 1), ``"harmonic"`` (F = 2M + 1) or, for finite
             groups, ``"regular"`` (F = |G|; supported: trivial->regular, regular->regular).
-        kernel_size: odd ``k >= 1``.
+        kernel_size: ``k >= 1``; an even ``k`` is sampled around the point between the four
+            middle pixels (exact on the grid as an odd one; see the module docstring).
         in_order, out_order: the maximal rotation order ``M`` of a harmonic in/out fiber.
         sigma, frequencies_cutoff, rings: the basis settings, with escnn's ``R2Conv`` meaning
             (see :mod:`._basis_settings`): the ring radii in filter taps (default

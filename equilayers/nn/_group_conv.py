@@ -92,12 +92,6 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
             arg, v = next(iter(settings.items()))
             raise ValueError(f"{name}: {arg}={v!r} sets the steerable basis, but basis='pixel' "
                              f"has full k x k filters: drop {arg} or use basis='harmonic'")
-        if basis == "harmonic" and self.kernel_size[0] % 2 == 0:
-            fix = (" or basis='pixel' (full k x k filters, exact for c4/d4 and their subgroups)"
-                   if grp.pixel_exact else "")
-            raise ValueError(f"{name}: kernel_size={self.kernel_size[0]} is even, but the "
-                             f"steerable (basis='harmonic') filters are centred on a pixel and "
-                             f"need an odd kernel_size: use {self.kernel_size[0] + 1}{fix}")
         # the basis settings, validated and normalized (a callable cutoff becomes its per-ring
         # caps, so the module pickles); None where the effective basis is the default one
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(

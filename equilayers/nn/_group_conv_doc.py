@@ -13,8 +13,9 @@ SHARED_DOC = """
             d1, d2, d4 only, their default). ``"harmonic"``: filters in the closed-form
             steerable basis (:func:`~equilayers.functional.steerable_basis`: circular
             harmonics on Gaussian rings), weight ``(C_out, C_in // groups, num_basis)``; any
-            group, the default and only option for the others. For c4/d4 it is band-limited
-            and has fewer parameters than ``"pixel"``.
+            group, the default and only option for the others, any ``kernel_size`` (an even
+            one is sampled around the point between the four middle pixels, as escnn's). For
+            c4/d4 it is band-limited and has fewer parameters than ``"pixel"``.
         max_order: ``M``: harmonic output fields ``[a_0, c_1, s_1, ..., c_M, s_M]`` (``2M+1``
             slots). Required for so2/o2; for cN/dN it selects harmonic instead of regular
             fields (needs ``basis="harmonic"``).

@@ -91,12 +91,17 @@ def _steerable() -> list[Case]:
             Case(f"transposed/{g}/steerable-group-k3-s2", _up(g, False, 3, stride=2, padding=1,
                                                               **kw),
                  (2, 2, f, 5, 5), g, elements=els),
+            # the U-Net's up-convolution: 2 x 2 at stride 2, footprints tiling the output
+            Case(f"transposed/{g}/steerable-group-k2-s2", _up(g, False, 2, stride=2, **kw),
+                 (2, 2, f, 5, 5), g, elements=els),
         ]
     return out
 
 
 CASES = [c for g in _GROUPS for c in _pixel(g)] + _steerable() + [
     Case("transposed/d4/unet-17-9-5-9-17", _seeded(lambda: _UNet("d4")), (2, 1, 17, 17), "d4"),
+    Case("transposed/so2/steerable-lifting-k4-s2-p1",
+         _up("so2", True, 4, stride=2, padding=1, max_order=2), (2, 2, 5, 5), "so2"),
     # Negative controls: each must fail the harness.
     Case("transposed/d4/plain-conv-transpose-fails",
          _seeded(lambda: nn.ConvTranspose2d(2, 3, 3, 2, 1)), (2, 2, 5, 5), "d4",
