@@ -310,6 +310,9 @@ ZOO: dict[str, ZooEntry] = {
     "UNet3d[so3,max,gated]": ZooEntry(lambda: UNet3d(2, 3, group="so3", depth=1, width=2,
                                                      down="max", nonlinearity="gated"),
                                       _x(2, 2, 4, 4, 2)),
+    "UNet[o2,transposed-up]": ZooEntry(lambda: UNet(2, 3, group="o2", depth=1, width=1,
+                                                    max_order=1, down="max", up="transposed"),
+                                       _x(2, 2, 6, 6)),
 }
 
 

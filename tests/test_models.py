@@ -103,8 +103,6 @@ def test_size_and_channel_errors(gen):
         with pytest.raises(ValueError, match=f"up='transposed'.*undoes down='{down}'.*"
                                              "up='matched'"):
             UNet(1, 2, down=down, up="transposed")
-    with pytest.raises(ValueError, match="up='transposed'.*pixel basis, which 'c8'"):
-        UNet(1, 2, group="c8", up="transposed")
     with pytest.raises(ValueError, match="basis='steerable'.*'pixel', 'harmonic'"):
         UNet(1, 2, basis="steerable")
     with pytest.raises(ValueError, match="basis='harmonic' chooses group-conv filters, but "

@@ -1,9 +1,9 @@
 """Steerable U-Nets: ``UNet(group="so2" | "o2")`` and ``UNet3d(group="so3" | "o3" | "so2" |
 "o2")`` on harmonic fields. Shapes, defaults, repr, the arguments they refuse (and the
-``nonlinearity`` choice, of every U-Net), check_grid,
-float32 exactness over the grid elements, state dict, a training step. The float64 exactness
-and the negative controls are in the case table (testing/_cases_models.py,
-testing/_cases_models3d.py)."""
+``nonlinearity`` choice, of every U-Net), check_grid, the 2 x 2 up-convolution
+(``up="transposed"``), float32 exactness over the grid elements, state dict, a training step.
+The float64 exactness and the negative controls are in the case table
+(testing/_cases_models.py, testing/_cases_models3d.py)."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def test_refusals():
         UNet(1, 2, group="so2", basis="pixel")
     with pytest.raises(ValueError, match=r"basis='voxel' on group='so3'"):
         UNet3d(1, 2, group="so3", basis="voxel")
-    with pytest.raises(ValueError, match=r"up='transposed'.*'so2'.*up='matched'"):
-        UNet(1, 2, group="so2", down="max", up="transposed")
+    with pytest.raises(ValueError, match=r"up='transposed' learns 2 x 2 x 2 transposed convs, "
+                                         r"but 'so3'.*odd kernels only.*up='matched'"):
+        UNet3d(1, 2, group="so3", down="max", up="transposed")
     with pytest.raises(ValueError, match=r"max_order=3 must be an integer in 0..2.*lifting "
                                          r"conv reaches orders 0 .. 2"):
         UNet(1, 2, group="so2", max_order=3)
@@ -130,6 +131,27 @@ def test_planar_float32_exact_on_the_grid_and_shifts(down, gen):
     assert equivariance_error(net, x, "o2") < 1e-5
     shifts = ((4, 0), (8, 12)) if down in ("blur", "max") else ((1, 0), (3, 5))
     assert shift_equivariance_error(net, x, shifts) < 1e-5
+
+
+@pytest.mark.parametrize("group,grid", [("so2", "c4"), ("o2", "d4"), ("c8", "c4")])
+@pytest.mark.parametrize("down", ["max", "blur"])
+def test_planar_transposed_up_convolutions(group, grid, down, gen):
+    """up='transposed' on harmonic fields (so2/o2) and on c8's regular fields: 2 x 2 stride-2
+    transposed convs in the steerable basis on an even grid, halving the fields; exact
+    (float32) on the grid's quarter turns (and flips) and shifts by multiples of 2**depth, not
+    under a 1-pixel shift; check_grid agrees."""
+    x = torch.randn(2, 2, 16, 16, generator=gen)
+    net = warm(_net(group=group, down=down, up="transposed"),
+               torch.randn(4, 2, 16, 16, generator=gen))
+    for up, fields in zip(net.up, (2, 4), strict=True):
+        assert type(up).__name__ == "GroupConvTranspose2d" and up.basis == "harmonic"
+        assert up.kernel_size == (2, 2) and up.out_channels == fields
+        assert up.max_order == (None if group == "c8" else 2)
+    assert net(x).shape == (2, 3, 16, 16)
+    assert equivariance_error(net, x, grid) < 1e-5
+    assert shift_equivariance_error(net, x, [(4, 0), (8, 12)]) < 1e-5
+    assert shift_equivariance_error(net, x, [(1, 0)]) > 1e-4
+    assert check_grid(net, (1, 2, 16, 16), grid) == []
 
 
 @pytest.mark.parametrize("group,down,shift", [("so3", "polyphase", (1, 2, 3)),

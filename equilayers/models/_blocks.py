@@ -204,17 +204,20 @@ def make_up(down: str, padding_mode: str, *, nd: int = 2, device=None, dtype=Non
 
 
 def transposed_up(in_channels: int, out_channels: int, group: Group | None, *, nd: int = 2,
-                  device=None, dtype=None) -> nn.Module:
+                  max_order: int | None = None, device=None, dtype=None) -> nn.Module:
     """The original U-Net's up-convolution (``up="transposed"``): a ``2 x 2`` (``2 x 2 x 2``)
     transposed conv at stride 2, no padding, from ``in_channels`` to ``out_channels`` fields
-    (a group transposed conv in the pixel/voxel basis, or ``nn.ConvTranspose2d``/``3d``). Its
-    footprints tile the output without overlap, centred on the input's grid: exact under the
-    grid elements at every size, and under circular shifts by even amounts."""
+    (a group transposed conv in the group's default basis, between harmonic fields of
+    ``max_order`` where given, or ``nn.ConvTranspose2d``/``3d``). Its footprints tile the
+    output without overlap, centred on the input's grid: exact under the grid elements at
+    every size, and under circular shifts by even amounts."""
     t = LAYERS[nd]
     factory = {"device": device, "dtype": dtype}
     if group is None:
         return t["conv_t"](in_channels, out_channels, 2, stride=2, **factory)
-    return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group, **factory)
+    fields = {} if max_order is None else {"max_order": max_order}
+    return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group, **fields,
+                        **factory)
 
 
 def concat(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -79,11 +79,11 @@ class _UNetNd(Typed, nn.Module):
                 raise ValueError(f"{what}: max_order={max_order!r} chooses harmonic fields, "
                                  f"but group={grp.name!r} builds regular ones (|G| slots); "
                                  f"drop max_order, or use {self._steerable}")
-            if up == "transposed" and not grp.pixel_exact:
-                raise ValueError(f"{what}: up='transposed' learns 2 x 2 transposed group convs "
-                                 f"in the pixel basis, which {grp.name!r} (rotations off the "
-                                 "pixel grid) has none of; use up='matched', or a group on the "
-                                 "grid (its grid subgroup)")
+            if up == "transposed" and nd == 3 and not grp.pixel_exact:
+                raise ValueError(f"{what}: up='transposed' learns 2 x 2 x 2 transposed convs, "
+                                 f"but {grp.name!r}'s steerable filters on volumes are centred "
+                                 "on a voxel (odd kernels only); use up='matched', or a cube "
+                                 "group")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.group, self.depth, self.width = grp, depth, width
         self.padding_mode, self.down_mode, self.up_mode = padding_mode, down, up
@@ -107,7 +107,8 @@ class _UNetNd(Typed, nn.Module):
                                   for lv in range(depth))
         if up == "transposed":  # the original U-Net's up-convolution: 2 x 2, stride 2, halving
             self.up = nn.ModuleList(transposed_up(widths[lv + 1], widths[lv], grp, nd=nd,
-                                                  device=device, dtype=dtype)
+                                                  max_order=max_order, device=device,
+                                                  dtype=dtype)
                                     for lv in range(depth))
         else:
             self.up = nn.ModuleList(make_up(down, padding_mode, nd=nd, device=device,
@@ -296,11 +297,13 @@ class UNet(_UNetNd):
             ``None`` with ``group=None``.
         up: ``"matched"`` (default): the upsampling partner of ``down`` above; ``"transposed"``:
             the original U-Net's up-convolution, a learned ``2 x 2`` stride-2
-            :class:`~equilayers.nn.GroupConvTranspose2d` (pixel basis; ``nn.ConvTranspose2d``
-            with ``group=None``) halving the fields before the skip connection, with
-            ``down="max"`` or ``"blur"`` (its fixed output grid would undo polyphase
-            sampling's exactness under every shift: ``ValueError``) and groups on the pixel
-            grid. Exact under the same elements and shifts as ``"blur"``/``"max"``.
+            :class:`~equilayers.nn.GroupConvTranspose2d` (pixel basis on p4/p4m and their
+            subgroups; the steerable basis on an even grid for ``"cN"``/``"dN"`` and the
+            harmonic fields of ``"so2"``/``"o2"``; ``nn.ConvTranspose2d`` with ``group=None``)
+            halving the fields before the skip connection, with ``down="max"`` or ``"blur"``
+            (its fixed output grid would undo polyphase sampling's exactness under every
+            shift: ``ValueError``). Exact under the same elements and shifts as
+            ``"blur"``/``"max"``.
         max_order: the highest rotation order of a steerable U-Net's fields, 0 to 2 (a ``3 x
             3`` filter lifts an image to orders 0 .. 2 only); default ``None``: 2. Must be
             ``None`` for finite groups and ``group=None``.

@@ -96,12 +96,18 @@ def _steerable(group: str) -> list[Case]:
              shifts=_ALL_SHIFTS),
         Case(f"{p}/unet-blur-gated", _unet(group, nonlinearity="gated"), img, group),
         Case(f"{p}/unet-max-norm", _unet(group, "max", nonlinearity="norm"), img, group),
+        # the 2 x 2 up-conv: the steerable basis on an even grid
+        Case(f"{p}/unet-max-transposed-up", _unet(group, "max", up="transposed"), img, group),
+        Case(f"{p}/unet-blur-transposed-up-grid-shifts", _unet(group, up="transposed"), img,
+             kind="shift", shifts=_GRID_SHIFTS),
     ]
 
 
 CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + _steerable("so2") + _steerable(
     "o2") + [
     Case("models/d1/unet-blur", _unet("d1"), (2, 2, _SIZE, 8), "d1"),
+    Case("models/c8/unet-max-transposed-up", _unet("c8", "max", up="transposed"),
+         (2, 2, _SIZE, _SIZE), "c8", elements=(0.0, 90.0, 180.0, 270.0)),
     Case("models/p4m/unet-blur-elu", _unet("d4", nonlinearity="elu"), (2, 2, _SIZE, _SIZE),
          "d4"),
     Case("models/plain/unet-polyphase-every-shift", _unet(None, "polyphase"),
@@ -115,6 +121,8 @@ CASES = _cases_for("d4", "p4m") + _cases_for("c4", "p4") + _steerable("so2") + _
          kind="shift", shifts=((1, 0),), expect="fail"),
     Case("models/so2/unet-flips-fail", _unet("so2"), (2, 2, _SIZE, _SIZE), "o2",
          in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("models/so2/unet-transposed-up-flips-fail", _unet("so2", "max", up="transposed"),
+         (2, 2, _SIZE, _SIZE), "o2", in_rep="trivial", out_rep="trivial", expect="fail"),
     Case("models/so2/unet-coefficient-elu-fails", _unet("so2", broken=True),
          (2, 2, _SIZE, _SIZE), "so2", expect="fail"),
 ]
