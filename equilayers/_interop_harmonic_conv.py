@@ -40,8 +40,6 @@ def conv(m: Any) -> nn.Module:
     order = order or 0
     f_out, f_in = 2 * order + 1, 1 if in_order is None else 2 * in_order + 1
     filt, bias = M.expanded(m)  # what escnn's forward uses (checked in eval mode)
-    if filt.dim() == 5:  # planar convs take even kernels too; our shells on volumes do not
-        T.check_odd_kernel(m, k, what)
     if T.is_transposed(m):
         filt = filt.transpose(0, 1)  # escnn's forward kernel (out, in, k, k)
     q_out = S2._field_matrices(gname, c_out, order).to(filt)

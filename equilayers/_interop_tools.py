@@ -375,16 +375,6 @@ def forward_filter(ours: Any) -> torch.Tensor:
     return f.transpose(0, 1) if getattr(ours, "transposed", False) else f
 
 
-def check_odd_kernel(m: Any, k: int, what: str) -> None:
-    """Our steerable shells on volumes are centred on a voxel: refuse escnn's even kernel sizes
-    there by name (escnn samples its basis around the half-voxel centre of an even grid; our
-    planar bases do the same and take even sizes)."""
-    if k % 2 == 0:
-        raise ValueError(f"from_escnn: {what} with kernel_size={k}: our steerable basis on "
-                         "volumes needs an odd kernel_size (shells centred on a voxel); "
-                         "escnn's even-size filters on volumes have no equivalent here")
-
-
 def expanded_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor | None,
                   lifting: bool) -> nn.Module:
     """An :class:`~equilayers.nn.ExpandedGroupConv2d` holding escnn's expanded filter (groups

@@ -97,7 +97,7 @@ def from_escnn(module: Any) -> nn.Module:
     :class:`~equilayers.nn.ExpandedGroupConv2d` holding it, frozen); ``R2ConvTransposed`` on
     the same fields -> :class:`~equilayers.nn.LiftingConvTranspose2d` /
     :class:`~equilayers.nn.GroupConvTranspose2d` (escnn's transposed filter is its forward
-    kernel transposed, as ours; even ``kernel_size`` included, except on volumes);
+    kernel transposed, as ours; even ``kernel_size`` included);
     ``ReLU``, ``ELU``, ``LeakyReLU``, ``PointwiseNonLinearity`` (``p_relu``, ``p_elu``,
     ``p_sigmoid``, ``p_tanh``) and ``PointwiseDropout`` on regular or trivial fields -> their
     ``torch.nn`` modules; ``FieldDropout`` -> :class:`~equilayers.nn.FieldDropout` (regular

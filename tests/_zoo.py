@@ -181,6 +181,9 @@ ZOO: dict[str, ZooEntry] = {
     "SteerableConvTranspose3d[so2]": ZooEntry(
         lambda: enn.SteerableConvTranspose3d(2, 3, (1, 3, 3), (1, 2, 2), (0, 1, 1),
                                              group="o2", max_order=1), _x(2, 2, 3, 4, 4)),
+    "SteerableConvTranspose3d[k2]": ZooEntry(  # an even kernel (UNet3d's up-conv)
+        lambda: enn.SteerableConvTranspose3d(2, 3, 2, stride=2, in_max_order=1, max_order=1),
+        _x(2, 2, 4, 2, 2, 2)),
     "GroupBatchNorm3d": ZooEntry(lambda: enn.GroupBatchNorm3d(3), _x(2, 3, 4, 3, 3, 3)),
     "GroupMaxPool3d": ZooEntry(lambda: enn.GroupMaxPool3d(2), _x(2, 3, 4, 4, 4, 4)),
     "GroupAvgPool3d": ZooEntry(lambda: enn.GroupAvgPool3d(3, 2, 1), _x(2, 3, 4, 5, 5, 5)),

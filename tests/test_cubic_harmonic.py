@@ -78,8 +78,7 @@ def test_harmonic_basis_layers(gen):
         enn.GroupConv3d(2, 2, 3, group="o", sigma=0.5)
     with pytest.raises(ValueError, match="basis='bogus' must be one of 'voxel', 'harmonic'"):
         enn.GroupConv3d(2, 2, 3, group="o", basis="bogus")
-    with pytest.raises(ValueError, match="needs an odd kernel_size .*got kernel_size=4"):
-        enn.GroupConv3d(2, 2, 4, group="o", basis="harmonic")
+    assert enn.GroupConv3d(2, 2, 4, group="o", basis="harmonic").weight.shape[-1] == 9
     with pytest.raises(ValueError, match="harmonic basis is empty"):
         enn.LiftingConv3d(2, 2, 3, group="o", basis="harmonic", rings=[1.0],
                           frequencies_cutoff=[-1])
@@ -131,8 +130,10 @@ def test_harmonic_voxel_basis_is_checked():
     assert B(5).shape == (19, 5, 5, 5) and B(3).dtype == torch.get_default_dtype()
     assert B((3, 3, 3), dtype=torch.float64).dtype == torch.float64
     torch.testing.assert_close(B(3).flatten(1).norm(dim=1), torch.ones(10))
-    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
-        B(4)
+    # even: shells 1 (k = 4: J <= 2) and the eight middle voxels' shell (k = 2: J <= 1)
+    assert B(4).shape == (9, 4, 4, 4) and B(2).shape == (4, 2, 2, 2)
+    with pytest.raises(ValueError, match="kernel_size=0 must be an integer >= 1"):
+        B(0)
     with pytest.raises(ValueError, match=r"kernel_size=\(3, 3, 5\) must be cubic"):
         B((3, 3, 5))
     with pytest.raises(ValueError, match="sigma must be a positive number"):

@@ -58,14 +58,20 @@ def test_so3_encoder_decoder_matches_escnn(space, gen):
 @pytest.mark.filterwarnings("ignore:SteerableConvTranspose3d .so3. is not exactly")  # op=1
 @pytest.mark.parametrize("kw", [{"output_padding": 1, "stride": 2, "padding": 1},
                                 {"sigma": 0.8, "stride": 2},
-                                {"frequencies_cutoff": 1.0, "dilation": 2}])
+                                {"frequencies_cutoff": 1.0, "dilation": 2},
+                                {"kernel_size": 4, "stride": 2, "padding": 1},
+                                {"kernel_size": 2, "stride": 2, "rings": [0.75 ** 0.5],
+                                 "frequencies_cutoff": lambda r: 1.0}])
 def test_options_and_escnns_basis_settings_convert(kw, gen):
-    """output_padding, dilation and escnn's own shells (its sigma, a lower cap): the
+    """output_padding, dilation, escnn's own shells (its sigma, a lower cap) and even kernels
+    (sampled around the point between the middle voxels, as ours; at k = 2 escnn's default
+    basis is empty, and its shell through the eight voxels with cap 1 is our default): the
     converted layer holds escnn's filter with escnn's parameter count."""
     gs, irreps = _so3_space("so3")
     t_in, t_out = enn.FieldType(gs, 2 * irreps[:2]), enn.FieldType(gs, 2 * irreps)
+    kw = {"kernel_size": 5, **kw}
     with seeded_rng(0):
-        up = enn.R3ConvTransposed(t_in, t_out, 5, **kw).eval()
+        up = enn.R3ConvTransposed(t_in, t_out, **kw).eval()
     ours = from_escnn(up)
     assert isinstance(ours, SteerableConvTranspose3d)
     assert ours.weight.numel() == up.weights.numel()

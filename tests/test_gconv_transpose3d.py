@@ -245,7 +245,7 @@ def test_repr_state_dict_and_weight_layout():
     ({"output_padding": (1, 1)}, "output_padding=\\(1, 1\\) must be an int or three ints"),
     ({"kernel_size": (3, 3, 5)}, "must be cubic"),
     ({"group": "p4"}, "acts on 2 spatial dims"),
-    ({"basis": "harmonic", "kernel_size": 4}, "needs an odd kernel_size"),
+    ({"basis": "harmonic", "kernel_size": 0}, "kernel_size=0 must be an integer >= 1"),
 ])
 def test_bad_arguments(kwargs, match):
     args = {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "group": "o", **kwargs}

@@ -75,7 +75,8 @@ def _break(conv: enn.SteerableConv3d) -> None:
 
 
 #: Bounds on the off-grid errors of seed 0 in SteerableConv3d's docstring (0.023, 0.014, 0.015).
-OFF_GRID = {(None, 1, 3): 0.03, (None, 2, 5): 0.03, (1, 1, 3): 0.03}
+OFF_GRID = {(None, 1, 3): 0.03, (None, 2, 5): 0.03, (1, 1, 3): 0.03,
+            (None, 1, 4): 0.03, (1, 1, 2): 0.03}  # even: about the point between 8 voxels
 
 
 @pytest.mark.parametrize("orders", list(OFF_GRID))
@@ -167,8 +168,8 @@ def test_init_preserves_the_second_moment(gen):
 def test_bad_input():
     with pytest.raises(ValueError, match="group='o'.*'so3' or 'o3'"):
         enn.SteerableConv3d(2, 2, 3, group="o")
-    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
-        enn.SteerableConv3d(2, 2, 4)
+    with pytest.raises(ValueError, match="kernel_size=0 must be an integer >= 1"):
+        enn.SteerableConv3d(2, 2, 0)
     with pytest.raises(ValueError, match="max_order=-1"):
         enn.SteerableConv3d(2, 2, 3, max_order=-1)
     with pytest.raises(TypeError, match="in_max_order=1.5"):

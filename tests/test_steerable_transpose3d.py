@@ -183,7 +183,7 @@ def test_check_grid_and_an_encoder_decoder_round_trip(gen):
     ({"padding": "same"}, "a transposed conv takes an int or three ints"),
     ({"output_padding": 1}, "must be smaller than the stride or the dilation"),
     ({"output_padding": (1, 1)}, "output_padding=\\(1, 1\\) must be an int or three ints"),
-    ({"kernel_size": 4}, "kernel_size=4 must be odd"),
+    ({"kernel_size": 0}, "kernel_size=0 must be an integer >= 1"),
     ({"group": "o"}, "'so3' or 'o3'"),
     ({"basis": "slices"}, "basis='slices'"),
 ])

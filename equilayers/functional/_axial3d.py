@@ -63,10 +63,10 @@ BASES = ("shells", "slices")
 
 
 def check_axial_kernel(kernel_size, what: str) -> tuple[int, int]:
-    """``(k_d, k)`` of a planar group's 3-D kernel: an odd ``k`` (a cubic ``k x k x k``), or
-    ``(k_d, k, k)`` with ``k`` odd (the turned plane's filter is centred) and any depth
-    ``k_d >= 1`` (the depth is never turned)."""
-    fix = "an odd k, or (k_d, k, k) with k odd (any depth k_d >= 1)"
+    """``(k_d, k)`` of a planar group's 3-D kernel: ``k`` (a cubic ``k x k x k``), or ``(k_d,
+    k, k)`` with any depth ``k_d >= 1`` (the depth is never turned); the turned plane's filter
+    turns about its centre pixel (odd ``k``) or the point between its four middle ones."""
+    fix = "k, or (k_d, k, k) (any depth k_d >= 1)"
     if isinstance(kernel_size, (tuple, list)):
         if len(kernel_size) != 3 or kernel_size[1] != kernel_size[2]:
             raise ValueError(f"{what}: kernel_size={tuple(kernel_size)!r} must be {fix}: the "
@@ -75,9 +75,6 @@ def check_axial_kernel(kernel_size, what: str) -> tuple[int, int]:
         k = C.check_int(kernel_size[1], "kernel_size", what, minimum=1, fix=fix)
     else:
         kd = k = C.check_int(kernel_size, "kernel_size", what, minimum=1, fix=fix)
-    if k % 2 == 0:
-        raise ValueError(f"{what}: kernel_size={kernel_size!r} must be {fix}: the turns move "
-                         "the filter about its centre pixel; use k - 1 or k + 1")
     return kd, k
 
 
@@ -244,7 +241,7 @@ def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
     Computed once per arguments; callers copy, never write."""
     spec = default_spec(k) if spec is None else spec
     kd = k if depth is None else depth
-    c = k // 2
+    c = (k - 1) / 2
     i = torch.arange(k, dtype=torch.float64)
     d, h, w = torch.meshgrid(torch.arange(kd, dtype=torch.float64), i, i, indexing="ij")
     x, y, z = w - c, c - h, d - (kd - 1) / 2

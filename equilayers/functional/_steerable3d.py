@@ -2,7 +2,9 @@
 the kernel basis and the convolution with it.
 
 A filter is sampled on the ``k x k x k`` grid at offsets ``q = (x, y, z)`` with ``x = w - c``,
-``y = c - h``, ``z = d - c`` (``c = k // 2``; the volume's axes, :mod:`equilayers.groups._cubic`).
+``y = c - h``, ``z = d - c`` (``c = (k - 1) / 2``: the middle voxel, or for an even ``k`` the
+point between the eight middle ones, as escnn's; the volume's axes,
+:mod:`equilayers.groups._cubic`).
 A map from harmonic fields of orders ``0 .. L_in`` to orders ``0 .. L_out``
 (:mod:`equilayers.groups._so3`: ``(L + 1)^2`` slots) has one block per pair of orders
 ``l_in -> l_out``, and the block's basis functions are
@@ -22,8 +24,10 @@ exactly there. At the centre (``r = 0``) only ``J = 0`` is sampled (the directio
 The shells, their widths and their caps are the planar basis settings
 (:mod:`._basis_settings`, escnn's ``sigma`` / ``frequencies_cutoff`` / ``rings``): rings
 ``0, 1, .., k // 2`` (escnn's ``R3Conv`` default), widths 0.6 (0.4 on the last ring, 0.005 at
-the centre: the centre voxel alone) and caps 0 at the centre, ``floor(r + 1)`` inside and at
-most 2 on the outer shell, which for ``k <= 7`` are escnn's 3-D default caps
+the centre: the centre voxel alone; for an even ``k`` the planar defaults, ``1 .. k/2 - 1``,
+and for ``k = 2`` one shell of radius ``sqrt(2)/2``, whose Gaussian weighs the eight voxels,
+all at ``sqrt(3)/2``, alike) and caps 0 at the centre, ``floor(r + 1)`` inside and at most 2
+on the outer shell, which for ``k <= 7`` are escnn's 3-D default caps
 (``min(2 r, k // 2 - r + 2)``): higher orders alias on small shells. Each function is
 normalised to Frobenius norm ``sqrt(2 l_out + 1)`` (the planar convs' ``sqrt(d_out)``).
 """
@@ -52,19 +56,17 @@ _CPU = torch.device("cpu")
 
 
 def check_kernel_size3d(kernel_size, what: str) -> int:
-    """An odd ``k >= 1`` (an int, or three equal ints): a centred cubic filter."""
+    """A ``k >= 1`` (an int, or three equal ints): a cubic filter, turned about its centre
+    voxel (odd ``k``) or the point between its eight middle voxels (even ``k``)."""
     if isinstance(kernel_size, (tuple, list)):
         kernel_size = C.check_cubic(kernel_size, "kernel_size", what)
-    k = C.check_int(kernel_size, "kernel_size", what, minimum=1, fix="an odd k (a centred filter)")
-    if k % 2 == 0:
-        raise ValueError(f"{what}: kernel_size={k} must be odd (a centred filter: the "
-                         "rotations turn the filter about its centre voxel); use k - 1 or k + 1")
-    return k
+    return C.check_int(kernel_size, "kernel_size", what, minimum=1, fix="a cubic k x k x k filter")
 
 
 def _offsets(k: int) -> torch.Tensor:
-    """``(k, k, k, 3)`` offsets ``(x, y, z)`` of the voxels ``[d, h, w]`` from the centre."""
-    c = k // 2
+    """``(k, k, k, 3)`` offsets ``(x, y, z)`` of the voxels ``[d, h, w]`` from the centre (the
+    middle voxel, or the point between the eight middle ones of an even ``k``)."""
+    c = (k - 1) / 2
     i = torch.arange(k, dtype=torch.float64, device=_CPU)
     d, h, w = torch.meshgrid(i, i, i, indexing="ij")
     return torch.stack([w - c, c - h, d - c], dim=-1)
@@ -240,8 +242,8 @@ def steerable_basis3d(
     Args:
         group: ``"so3"`` or ``"o3"``; or ``"so2"``, ``"o2"``, ``"cN"``, ``"dN"`` (rotations
             and flips about the depth axis; the shells are then the planar rings).
-        kernel_size: odd ``k`` (an int or three equal ints; a planar group also ``(k_d, k,
-            k)``, any depth).
+        kernel_size: ``k`` (an int or three equal ints; an even ``k`` turns about the point
+            between the middle voxels; a planar group also ``(k_d, k, k)``, any depth).
         in_order: ``L_in``, or ``None`` for volumes (one slot: the same basis as ``0``).
         out_order: ``L_out``.
         sigma, frequencies_cutoff, rings: the shells, as the planar ``steerable_basis``

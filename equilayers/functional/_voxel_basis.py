@@ -136,10 +136,11 @@ def harmonic_voxel_basis(kernel_size: int, *, sigma: float | Sequence[float] | N
     take as their weight (the layer's forward, to float rounding).
 
     Args:
-        kernel_size: odd ``k`` (an int, or three equal ints).
+        kernel_size: ``k`` (an int, or three equal ints; an even ``k`` is sampled around the
+            point between the eight middle voxels).
         sigma, frequencies_cutoff, rings: the shells, as the layers take them (escnn's
             meaning and defaults, :mod:`equilayers.functional._basis_settings`: rings ``0 ..
-            k // 2``; only ``J = 0`` at the centre).
+            k // 2``, for an even ``k`` ``1 .. k/2 - 1``; only ``J = 0`` at the centre).
         dtype, device: of the result (default: torch's default dtype, CPU).
 
     Example:

@@ -37,6 +37,7 @@ from ..nn import (
     PolyphaseUpsample2d,
     PolyphaseUpsample3d,
     SteerableConv3d,
+    SteerableConvTranspose3d,
 )
 
 __all__ = ["DOWNS", "UPS", "NONLINEARITIES", "DoubleConv", "make_down", "make_up",
@@ -215,9 +216,13 @@ def transposed_up(in_channels: int, out_channels: int, group: Group | None, *, n
     factory = {"device": device, "dtype": dtype}
     if group is None:
         return t["conv_t"](in_channels, out_channels, 2, stride=2, **factory)
-    fields = {} if max_order is None else {"max_order": max_order}
-    return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group, **fields,
-                        **factory)
+    if max_order is None:
+        return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group, **factory)
+    if nd == 3:  # harmonic fields on volumes
+        return SteerableConvTranspose3d(in_channels, out_channels, 2, stride=2, group=group,
+                                        max_order=max_order, in_max_order=max_order, **factory)
+    return t["gconv_t"](in_channels, out_channels, 2, stride=2, group=group,
+                        max_order=max_order, **factory)
 
 
 def concat(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

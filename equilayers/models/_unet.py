@@ -79,11 +79,6 @@ class _UNetNd(Typed, nn.Module):
                 raise ValueError(f"{what}: max_order={max_order!r} chooses harmonic fields, "
                                  f"but group={grp.name!r} builds regular ones (|G| slots); "
                                  f"drop max_order, or use {self._steerable}")
-            if up == "transposed" and nd == 3 and not grp.pixel_exact:
-                raise ValueError(f"{what}: up='transposed' learns 2 x 2 x 2 transposed convs, "
-                                 f"but {grp.name!r}'s steerable filters on volumes are centred "
-                                 "on a voxel (odd kernels only); use up='matched', or a cube "
-                                 "group")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.group, self.depth, self.width = grp, depth, width
         self.padding_mode, self.down_mode, self.up_mode = padding_mode, down, up

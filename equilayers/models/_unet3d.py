@@ -76,8 +76,10 @@ class UNet3d(_UNetNd):
             ``group=None``.
         up: ``"matched"`` (default): the upsampling partner of ``down``; ``"transposed"``: a
             learned ``2 x 2 x 2`` stride-2 :class:`~equilayers.nn.GroupConvTranspose3d` (voxel
-            basis; ``nn.ConvTranspose3d`` with ``group=None``) halving the fields, as
-            :class:`UNet`'s (``down="max"`` or ``"blur"`` only).
+            basis; on harmonic fields :class:`~equilayers.nn.SteerableConvTranspose3d`, shells
+            about the point between the eight middle voxels; ``nn.ConvTranspose3d`` with
+            ``group=None``) halving the fields, as :class:`UNet`'s (``down="max"`` or
+            ``"blur"`` only).
         max_order: the highest rotation order of a steerable U-Net's fields, 0 to 2 (a ``3 x
             3 x 3`` filter lifts a volume to orders 0 .. 2 only); default ``None``: 1 for
             ``"so3"`` / ``"o3"``, 2 for ``"so2"`` / ``"o2"``. Must be ``None`` for finite

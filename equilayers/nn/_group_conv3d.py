@@ -90,10 +90,6 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         if basis == "voxel" and given:
             raise ValueError(f"{name}: {given[0]} sets the harmonic basis, but basis='voxel' "
                              f"has free k x k x k filters: drop it or use basis='harmonic'")
-        if basis == "harmonic" and ks[0] % 2 == 0:
-            raise ValueError(f"{name}: basis='harmonic' needs an odd kernel_size (its shells "
-                             f"are centred on the middle voxel); got kernel_size={ks[0]}: use "
-                             "an odd size or basis='voxel'")
         self.basis = basis
         self.sigma, self.frequencies_cutoff, self.rings = BS.normalize_settings(
             ks[0], sigma, frequencies_cutoff, rings, name, spatial_dims=3)
@@ -424,7 +420,7 @@ _SHARED_DOC = """
             (``benchmarks/results/pentacubes-seeds10/``, ``cpu-segmentation3d.md``).
         sigma, frequencies_cutoff, rings: the shells of ``basis="harmonic"``, with escnn's
             meaning and defaults (:mod:`equilayers.functional._basis_settings`: rings ``0 ..
-            k // 2``; only ``J = 0`` at the centre).
+            k // 2``, for an even ``k`` ``1 .. k/2 - 1``; only ``J = 0`` at the centre).
 
     Shape:
         Output ``(B, C_out, |G|, D', H', W')`` with, per dim,

@@ -30,7 +30,7 @@ _SHARED_DOC = """
         padding_mode: ``"zeros"`` only, as ``nn.ConvTranspose3d`` (its padding crops).
         group, basis, sigma, frequencies_cutoff, rings: as :class:`~equilayers.nn.GroupConv3d`
             (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``; free voxel filters, or band-limited
-            ones with ``basis="harmonic"``, which needs an odd kernel).
+            ones with ``basis="harmonic"``; even kernels too).
 
     The weight is the forward conv's with the same ``(in_channels, out_channels)``: ``(C_out,
     C_in // groups, [|G|,] k, k, k)`` (not ``nn.ConvTranspose3d``'s ``(C_in, C_out // groups,

@@ -45,9 +45,10 @@ class SteerableConv3d(Typed, nn.Module):
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.Conv3d`` (channels
-            count fields; the kernel is cubic and odd, for a planar group also ``(k_d, k, k)``
-            with ``k`` odd and any depth ``k_d``, e.g. ``(1, 5, 5)`` for thick slices;
-            ``padding`` also ``"same"``/``"valid"``).
+            count fields; the kernel is cubic, for a planar group also ``(k_d, k, k)`` with any
+            depth ``k_d``, e.g. ``(1, 5, 5)`` for thick slices; an even ``k`` is sampled
+            around the point between the middle voxels, as escnn's; ``padding`` also
+            ``"same"``/``"valid"``).
         dilation, groups, bias, padding_mode, device, dtype: as ``nn.Conv3d``.
         group: ``"so3"`` (default) or ``"o3"``; or a planar group, ``"so2"``, ``"o2"``,
             ``"cN"``, ``"dN"`` (escnn's ``rot2dOnR3`` / ``conicalOnR3``): rotations (and the
@@ -83,7 +84,8 @@ class SteerableConv3d(Typed, nn.Module):
         (the filters are sampled on the grid). Measured on a Gaussian-smoothed (sigma 2
         voxels) random 21^3 volume, trilinear rotation, inside the inscribed ball (2 voxels
         margin), worst of 5 random rotations, float64, seeds 0 / 1 / 2
-        (``tests/test_so3_conv.py``, ``OFF_GRID``; 2026-12-01):
+        (``tests/test_so3_conv.py``, ``OFF_GRID``; 2026-12-01, the even sizes 2026-12-06,
+        ``padding=k // 2``):
 
         ====================  =====================  =====================
         fields, kernel        relative error         interpolation floor
@@ -92,6 +94,8 @@ class SteerableConv3d(Typed, nn.Module):
         volume -> L=2, k=5    0.014 / 0.020 / 0.022  0.069 / 0.080 / 0.093
         L=1 -> L=1, k=3       0.015 / 0.018 / 0.022  0.075 / 0.085 / 0.091
         L=1 -> L=2, k=5       0.024 / 0.019 / 0.018  0.092 / 0.083 / 0.082
+        volume -> L=1, k=4    0.014 / 0.014 / 0.018  0.070 / 0.068 / 0.086
+        L=1 -> L=1, k=2       0.018 / 0.018 / 0.016  0.078 / 0.079 / 0.073
         ====================  =====================  =====================
 
         (the floor rotates the output forth and back, two interpolations; a plain

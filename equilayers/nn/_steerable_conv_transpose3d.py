@@ -37,8 +37,9 @@ class SteerableConvTranspose3d(SteerableConv3d):
     Args:
         in_channels, out_channels, kernel_size, stride, padding: as ``nn.ConvTranspose3d``
             (its argument order; channels count *fields*; the kernel as
-            :class:`~equilayers.nn.SteerableConv3d`'s: cubic and odd, for a planar group also
-            ``(k_d, k, k)`` with ``k`` odd; ``padding`` an int or three ints).
+            :class:`~equilayers.nn.SteerableConv3d`'s: cubic, for a planar group also ``(k_d,
+            k, k)``; even sizes too, e.g. the ``2 x 2 x 2`` up-conv of a U-Net; ``padding`` an
+            int or three ints).
         output_padding, groups, bias, dilation, device, dtype: as ``nn.ConvTranspose3d``.
         padding_mode: ``"zeros"`` only, as ``nn.ConvTranspose3d`` (its padding crops).
         group, max_order, in_max_order, sigma, frequencies_cutoff, rings, basis: as

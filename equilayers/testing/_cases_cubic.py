@@ -111,6 +111,11 @@ def _cases_for(g: str) -> list[Case]:
              (2, 2, n, 3, 3, 3), g),
         Case(f"{p}/group-transposed-harmonic-s2", _up(g, False, stride=2, padding=1,
                                                       basis="harmonic"), (2, 2, n, 3, 3, 3), g),
+        # even harmonic kernels: shells about the point between the eight middle voxels
+        Case(f"{p}/lifting-harmonic-k4", _lift(g, k=4, padding=2, basis="harmonic"), vol, g),
+        Case(f"{p}/group-transposed-harmonic-k2-s2", _up(g, False, 2, stride=2, padding=0,
+                                                         basis="harmonic"),
+             (2, 2, n, 3, 3, 3), g),
         Case(f"{p}/batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap, g),
         Case(f"{p}/pool-max", lambda: GroupPool("max"), gmap, g),
     ]
@@ -161,6 +166,7 @@ def _ico_cases() -> list[Case]:
         case("group-stride2-odd-circular", _gconv("ico", stride=2, padding_mode="circular"),
              gmap_odd),
         case("group-transposed-s2", _up("ico", False, stride=2, padding=1), (2, 2, 60, 3, 3, 3)),
+        case("group-transposed-k2-s2", _up("ico", False, 2, stride=2), (2, 2, 60, 3, 3, 3)),
         case("batchnorm", _seeded(lambda: GroupBatchNorm3d(2)), gmap),
         case("pool-max", lambda: GroupPool("max"), gmap),
         case("swapped-slot-table-fails", _seeded(lambda: _SwappedIco(2, 2, 3, padding=1,

@@ -101,9 +101,23 @@ CASES = _cases_for("o") + [
     Case("models3d/o2/unet3d-max-box", _unet3d("o2", "max", size=4), (2, 2, 4, 8, 8), "o2"),
     Case("models3d/o2/unet3d-polyphase-zeros", _unet3d("o2", "polyphase", size=4,
          padding_mode="zeros"), (2, 2, 4, 8, 8), "o2"),
+    # the 2 x 2 x 2 up-conv on harmonic fields: shells about the point between eight voxels
+    Case("models3d/so3/unet3d-max-transposed-up", _unet3d("so3", "max", up="transposed"),
+         (2, 2, _SIZE, _SIZE, _SIZE), "so3"),
+    Case("models3d/so3/unet3d-max-transposed-up-grid-shifts",
+         _unet3d("so3", "max", up="transposed"), (2, 2, _SIZE, _SIZE, _SIZE), kind="shift",
+         shifts=_GRID_SHIFTS),
+    Case("models3d/o3/unet3d-blur-transposed-up", _unet3d("o3", size=4, up="transposed"),
+         (2, 2, 4, 4, 4), "o3"),
+    Case("models3d/o2/unet3d-max-transposed-up-box", _unet3d("o2", "max", size=4,
+                                                           up="transposed"), (2, 2, 4, 8, 8),
+         "o2"),
     # Negative controls: each must fail the harness.
     Case("models3d/so3/unet3d-inversions-fail", _unet3d("so3"), (2, 2, _SIZE, _SIZE, _SIZE),
          "o3", in_rep="trivial", out_rep="trivial", expect="fail"),
+    Case("models3d/so3/unet3d-transposed-up-inversions-fail",
+         _unet3d("so3", "max", up="transposed"), (2, 2, _SIZE, _SIZE, _SIZE), "o3",
+         in_rep="trivial", out_rep="trivial", expect="fail"),
     Case("models3d/so3/unet3d-coefficient-elu-fails", _unet3d("so3", size=4, broken=True),
          (2, 2, 4, 4, 4), "so3", expect="fail"),
 ]

@@ -94,6 +94,10 @@ def _cases_for(g: str) -> list[Case]:
     return [
         Case(f"{p}/lifting-L1", _conv(g, max_order=1), vol, g),
         Case(f"{p}/lifting-L2-k5", _conv(g, max_order=2, k=5, padding=2), (2, 2, 7, 7, 7), g),
+        # even kernels turn about the point between the eight middle voxels (k4 p2: n -> n+1)
+        Case(f"{p}/lifting-L1-k4", _conv(g, max_order=1, k=4, padding=2), vol, g),
+        Case(f"{p}/harmonic-L1-L1-k2", _conv(g, in_max_order=1, max_order=1, k=2, padding=0),
+             f1, g),
         Case(f"{p}/harmonic-L1-L1", _conv(g, in_max_order=1, max_order=1), f1, g),
         Case(f"{p}/harmonic-L2-L1-stride2", _conv(g, in_max_order=2, max_order=1, stride=2),
              f2, g),
@@ -123,6 +127,8 @@ def _stack():
 CASES = [c for g in ("so3", "o3") for c in _cases_for(g)] + [
     Case("so3/so3/stack-stride", _stack(), (2, 2, 7, 7, 7), "so3"),
     # Negative controls: each must fail the harness.
+    Case("so3/so3/same-even-kernel-fails", _conv("so3", k=4, padding="same", max_order=1),
+         (2, 2, 5, 5, 5), "so3", expect="fail"),
     Case("so3/so3/plain-conv3d-fails", _seeded(_AsFields), (2, 2, 5, 5, 5), "so3",
          expect="fail"),
     Case("so3/so3/coefficient-elu-fails", _CoefficientELU, (2, 2, 9, 3, 3, 3), "so3",

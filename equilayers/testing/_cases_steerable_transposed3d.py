@@ -94,6 +94,9 @@ def _so3(g: str) -> list[Case]:
              f2, g),
         Case(f"{p}-harmonic-L1-L1-stride1", _up(g, stride=1, in_max_order=1, max_order=1),
              f1, g),
+        # a U-Net's up-conv: 2 x 2 x 2 at stride 2 (shells about the middle point)
+        Case(f"{p}-harmonic-L1-L1-k2", _up(g, k=2, padding=0, in_max_order=1, max_order=1),
+             f1, g),
         Case(f"{p}-encoder-decoder", _seeded(lambda: _EncoderDecoder(g)), (2, 1, 7, 7, 7), g),
     ]
 
@@ -109,6 +112,10 @@ def _axial(g: str) -> list[Case]:
              elements=grid),
         Case(f"{p}-slices-harmonic-M2-M2", _up(g, in_max_order=2, max_order=2,
                                                basis="slices"), f2, g, elements=grid),
+        Case(f"{p}-harmonic-M2-M2-k2", _up(g, k=2, padding=0, in_max_order=2, max_order=2),
+             f2, g, elements=grid),
+        Case(f"{p}-slices-harmonic-M2-M1-k4", _up(g, k=4, in_max_order=2, max_order=1,
+                                                  basis="slices"), f2, g, elements=grid),
         Case(f"{p}-harmonic-M2-M1-depth-output-padding",
              _up(g, in_max_order=2, max_order=1, output_padding=(1, 0, 0)), f2, g,
              elements=grid),
