@@ -146,11 +146,11 @@ def _offsets(n: int, gen: torch.Generator, canvas: int) -> list[tuple[int, int]]
 
 # ----------------------------------------------------------------------------------- models
 def _unet(group: str | None, width: int, down: str, basis: str | None = None,
-          nonlinearity: str | None = None) -> nn.Module:
+          nonlinearity: str | None = None, up: str = "matched") -> nn.Module:
     from equilayers.models import UNet
 
     return UNet(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis,
-                nonlinearity=nonlinearity)
+                nonlinearity=nonlinearity, up=up)
 
 
 def n_params(model: nn.Module) -> int:
@@ -208,13 +208,15 @@ class Model:
     recalibrate: bool = False
     #: ``UNet``'s ``nonlinearity`` (None: its default, the Fourier ELU on harmonic fields)
     nonlinearity: str | None = None
+    #: ``UNet``'s ``up``: ``"matched"`` (the partner of ``down``) or ``"transposed"``
+    up: str = "matched"
 
     def build(self) -> nn.Module:
         if self.library == "escnn" and self.group == "so2":
             return _escnn_so2_unet(self.width)
         if self.library == "escnn":
             return _escnn_unet(self.group or "p4m", self.width)
-        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity)
+        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity, self.up)
 
 
 def row_names(quick: bool) -> list[str]:
@@ -224,7 +226,7 @@ def row_names(quick: bool) -> list[str]:
     if quick:  # 1.5x the p4m U-Net's training time: in the full run only when asked for
         names.append("p4m U-Net (polyphase)")
     else:  # the SO(2) U-Net with the cheaper nonlinearities UNet offers
-        names += ["SO(2) U-Net" + NONLINEAR[n] for n in NONLINEAR]
+        names += ["SO(2) U-Net" + NONLINEAR[n] for n in NONLINEAR] + [UP_CONVS]
     if importlib.util.find_spec("escnn") is not None:  # the same architecture in both
         names += ["p4m U-Net, max pool (equilayers)", "p4m U-Net, max pool (escnn)",
                   "SO(2) U-Net, max pool (equilayers)", "SO(2) U-Net, max pool (escnn)",
@@ -239,6 +241,9 @@ def row_names(quick: bool) -> list[str]:
 RECALIBRATED = ", BN re-estimated"
 #: the suffixes of the SO(2) U-Net's rows with another ``nonlinearity`` (the same width)
 NONLINEAR = {"gated": ", gated", "norm": ", norm-ReLU"}
+#: the SO(2) U-Net (the same width) with the original U-Net's learned 2 x 2 up-convolutions
+#: (``up="transposed"``: steerable filters on an even grid) instead of the blur upsampling
+UP_CONVS = "SO(2) U-Net, 2 x 2 up-convs"
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -269,6 +274,7 @@ def models(quick: bool, name_filter: str = "") -> list[Model]:
     for nl, suffix in NONLINEAR.items():  # (no recalibrated twins)
         fixed["SO(2) U-Net" + suffix] = Model("SO(2) U-Net" + suffix, "so2", "blur", SO2_WIDTH,
                                               nonlinearity=nl)
+    fixed[UP_CONVS] = Model(UP_CONVS, "so2", "blur", SO2_WIDTH, up="transposed")
     names = [n for n in row_names(quick) if name_filter in n]
     target = n_params(_unet("p4m", ref, "blur", "harmonic")) if set(names) & set(specs) else 0
     out = []

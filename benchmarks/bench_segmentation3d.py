@@ -80,7 +80,7 @@ QUICK_SIZE = 8  # the quick run's grid (scale 1)
 
 # ----------------------------------------------------------------------------------- models
 def _unet(group: str | None, width: int, down: str, basis: str | None = None,
-          nonlinearity: str | None = None) -> nn.Module:
+          nonlinearity: str | None = None, up: str = "matched") -> nn.Module:
     """``UNet3d``; an O U-Net's basis is ``"voxel"`` unless ``basis`` says otherwise (the
     rows of this family predate ``UNet3d``'s harmonic default and keep their models); an
     SO(3) U-Net's is its harmonic one (orders 0 .. 1, ``UNet3d``'s default)."""
@@ -88,7 +88,7 @@ def _unet(group: str | None, width: int, down: str, basis: str | None = None,
 
     basis = basis or ("voxel" if group not in (None, "so3") else None)
     return UNet3d(1, CLASSES, group=group, depth=DEPTH, width=width, down=down, basis=basis,
-                  nonlinearity=nonlinearity)
+                  nonlinearity=nonlinearity, up=up)
 
 
 def n_params(model: nn.Module) -> int:
@@ -155,13 +155,15 @@ class Model:
     train: str = "train"  # the training split: "train" (upright) or "train turned"
     basis: str | None = None  # the O U-Net's filter basis (None: the voxel basis, _unet)
     nonlinearity: str | None = None  # UNet3d's (None: its default, the Fourier ELU on SO(3))
+    up: str = "matched"  # UNet3d's ("transposed": learned 2 x 2 x 2 up-convolutions)
 
     def build(self) -> nn.Module:
         if self.library == "escnn" and self.group == "so3":
             return escnn_so3_unet(self.width)
         if self.library == "escnn":
             return escnn_unet(self.width, self.down)
-        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity)
+        return _unet(self.group, self.width, self.down, self.basis, self.nonlinearity,
+                     self.up)
 
 
 def row_names(quick: bool) -> list[str]:
@@ -173,7 +175,7 @@ def row_names(quick: bool) -> list[str]:
         "anti-aliased plain U-Net (twin of width 4)", "anti-aliased plain U-Net" + AUGMENTED,
         "anti-aliased plain U-Net (wide)" + AUGMENTED,
         "anti-aliased plain U-Net (twin of width 4)" + AUGMENTED, SO3,
-        *(SO3 + suffix for suffix in NONLINEAR.values())]
+        *(SO3 + suffix for suffix in NONLINEAR.values()), SO3 + UP_CONVS]
     if importlib.util.find_spec("escnn") is not None:  # the O U-Net built with escnn
         names += ["O U-Net (escnn)"] + ([] if quick else ["O U-Net (escnn, width 2)",
                                                           SO3 + " (escnn)"])
@@ -187,6 +189,8 @@ HARMONIC_4 = "O U-Net (harmonic, width 4)"  # UNet3d's defaults (width 4, harmon
 SO3 = "SO(3) U-Net"  # harmonic fields of orders 0 .. 1, at HARMONIC's parameter count
 #: the suffixes of the SO(3) U-Net's rows with another ``nonlinearity`` (the same width)
 NONLINEAR = {"gated": ", gated", "norm": ", norm-ReLU"}
+#: the suffix of the SO(3) U-Net's row with learned 2 x 2 x 2 up-convolutions (the same width)
+UP_CONVS = ", 2 x 2 x 2 up-convs"
 
 
 def models(quick: bool, name_filter: str = "") -> list[Model]:
@@ -203,6 +207,8 @@ def _model(name: str) -> Model:
     for nl, suffix in NONLINEAR.items():
         if name == SO3 + suffix:
             return Model(name, "so3", "blur", _model(SO3).width, nonlinearity=nl)
+    if name == SO3 + UP_CONVS:
+        return Model(name, "so3", "blur", _model(SO3).width, up="transposed")
     if name == SO3 + " (escnn)":
         return Model(name, "so3", "blur", _model(SO3).width, "escnn")
     if name.endswith("(escnn)"):
