@@ -37,7 +37,7 @@ from ..groups import Group, GroupLike, get
 from ..groups._planar import PlanarGroup
 from ..groups._so3 import SO3Group
 from . import _steerable as S
-from ._basis_settings import BasisSpec, default_spec
+from ._basis_settings import VANISHING, BasisSpec, default_spec
 
 __all__: list[str] = []
 
@@ -272,7 +272,7 @@ def shell_basis(group: PlanarGroup, m_in: int | None, m_out: int, k: int,
                         for kept in elements:
                             e = e - (e * kept).sum() * kept
                     norm = e.norm()
-                    if norm >= 1e-9 if kd == k else norm >= 1e-6 * radial.norm().clamp_min(1):
+                    if norm >= VANISHING if kd == k else norm >= 1e-6 * radial.norm().clamp_min(1):
                         elements.append(e / norm)
                         orders.append(m)
     basis = (torch.stack(elements) if elements

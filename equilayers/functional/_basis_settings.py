@@ -35,12 +35,17 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 
-__all__ = ["basis_frequency_cap", "default_spec", "resolve_settings", "settings_repr",
+__all__ = ["basis_frequency_cap", "default_spec", "resolve_settings", "settings_repr", "VANISHING",
            "normalize_settings", "BasisSpec"]
 
 SIGMA_INNER = 0.6
 SIGMA_OUTER = 0.4  # the last ring
 SIGMA_CENTRE = 0.005  # a ring at radius 0: the centre pixel alone
+#: A basis function whose samples have a norm below this is zero on the grid (a ring that
+#: reaches no tap, such as a centre ring on an even grid, or cos 2 phi on the four taps of a
+#: 2 x 2 grid): every basis leaves it out, as escnn does, instead of making it a parameter
+#: that moves nothing.
+VANISHING = 1e-9
 
 BasisSpec = tuple[tuple[float, float, int], ...]
 Cutoff = float | Callable[[float], float] | Sequence[float]

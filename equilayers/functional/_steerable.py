@@ -56,6 +56,7 @@ from ..groups import Group, GroupLike, get
 from ..groups._fourier_basis import fourier_row_dims, group_fourier_basis
 from ..groups._group import inverse_cayley_table
 from ._basis_settings import (
+    VANISHING,
     BasisSpec,
     Cutoff,
     basis_frequency_cap,
@@ -106,12 +107,6 @@ def _check_kernel_size(kernel_size) -> int:
         raise ValueError(f"kernel_size must be an integer >= 1 (the filter's width in taps); got "
                          f"{kernel_size!r}")
     return int(kernel_size)  # numpy ints too
-
-
-# A function whose samples have a norm below this is zero on the grid (a ring that reaches no
-# tap, such as a centre ring on an even grid, or cos 2 phi on the four taps of a 2 x 2 grid):
-# it is left out of the basis, as escnn does, instead of becoming a parameter that moves nothing.
-_ZERO = 1e-9
 
 
 def _check_order(order, rep: str, which: str) -> int:
@@ -200,7 +195,7 @@ def _harmonic_basis(group: Group, m_out: int, m_in: int, k: int,
     pv_t = torch.tensor(pv, dtype=torch.float64, device=_CPU)
     basis = (pu_t[:, :, :, None, None] * u[:, None, None]
              + pv_t[:, :, :, None, None] * v[:, None, None])
-    return basis[basis.flatten(1).norm(dim=1) > _ZERO]
+    return basis[basis.flatten(1).norm(dim=1) > VANISHING]
 
 
 def _rotated_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch.Tensor:
@@ -228,7 +223,7 @@ def _rotated_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch
     radial = rings[torch.tensor(ring, dtype=torch.long, device=_CPU)].masked_fill(
         (freq_t[0] != 0) & (r == 0), 0.0)
     table = val * radial
-    return table[:, table[0].flatten(1).norm(dim=1) > _ZERO]
+    return table[:, table[0].flatten(1).norm(dim=1) > VANISHING]
 
 
 def _regular_table(group: Group, k: int, spec: BasisSpec | None = None) -> torch.Tensor:

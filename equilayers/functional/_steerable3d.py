@@ -48,7 +48,7 @@ from ..groups._so3 import SO3Group
 from ..groups._spherical import clebsch_gordan, spherical_harmonics
 from . import _axial3d as AX
 from . import _gconv3d as G3
-from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
+from ._basis_settings import VANISHING, BasisSpec, Cutoff, default_spec, resolve_settings
 
 __all__ = ["steerable_basis3d", "steerable_conv3d"]
 
@@ -138,7 +138,7 @@ def basis3d_blocks(grp: SO3Group, m_in: int, m_out: int, k: int, spec: BasisSpec
                 blocks = angular * (off_centre if j > 0 else radials)[rings, None, None]
                 norms = torch.linalg.vector_norm(blocks, dim=(1, 2, 3, 4, 5))
                 parts.append(blocks / norms.view(-1, 1, 1, 1, 1, 1) * math.sqrt(2 * lo + 1))
-                keys += [(i, j, norm >= 1e-9) for i, norm in zip(rings, norms.tolist(),
+                keys += [(i, j, norm >= VANISHING) for i, norm in zip(rings, norms.tolist(),
                                                                   strict=True)]
             order = sorted((key[:2], e) for e, key in enumerate(keys) if key[2])  # ring, J
             if order:

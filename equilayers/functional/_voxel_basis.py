@@ -31,7 +31,7 @@ from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import Group
 from ..groups._spherical import spherical_harmonics
-from ._basis_settings import BasisSpec, Cutoff, default_spec, resolve_settings
+from ._basis_settings import VANISHING, BasisSpec, Cutoff, default_spec, resolve_settings
 from ._steerable3d import _grid, _offsets, check_kernel_size3d
 
 __all__ = ["voxel_basis", "harmonic_voxel_basis", "rotated_voxel_basis"]
@@ -60,7 +60,7 @@ def _terms(kernel_size: int, spec: BasisSpec | None
             for m in range(2 * j + 1):
                 f = (shell * harmonics[..., j * j + m]).flatten()
                 norm = torch.linalg.vector_norm(f)
-                if norm < 1e-9:
+                if norm < VANISHING:
                     continue
                 f = f / norm
                 rest = f - sum((torch.dot(q, f) * q for q in ortho), torch.zeros_like(f))
