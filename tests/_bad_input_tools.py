@@ -132,7 +132,7 @@ GROUPS: list[Case] = [
     Case(G.FieldType, dict(group="so2", rep="harmonic", max_order=2),
          {"group": GROUP, "rep": CHOICE, "max_order": INT, "spatial_dims": INT},
          accept={"group": {"None": OK}, "max_order": {"0": OK, "None": OK},
-                 "spatial_dims": {"None": OK}}),
+                 "spatial_dims": {"None": OK, "0": OK}}),  # 0: a fiber alone (B, C, F)
     Case(G.act, dict(g=_R90, rep="regular"), {"g": ELEMENT, "rep": CHOICE, "mode": CHOICE},
          {"x": T((2, 3, 4, 5, 5), ranks=(4, 6), fiber=2, dtype_ok=True)}),
     Case(G.act, dict(g=_CYCLE, rep="regular"), {"g": ELEMENT, "rep": CHOICE},

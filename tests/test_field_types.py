@@ -302,3 +302,24 @@ def test_check_grid_uses_the_models_in_type():
     assert equilayers.check_grid(conv, (1, 3, 4, 9, 9), "p4", shifts=False) == []
     with pytest.raises(ValueError, match=r"input_shape=\(1, 3, 9, 9\) must have 5 dims"):
         equilayers.check_grid(conv, (1, 3, 9, 9), "p4")
+
+
+def test_a_fiber_alone_has_no_spatial_dims(gen):
+    """spatial_dims=0 on a fibered type: (B, C, F), acted on through the fiber only, exactly
+    for any element; a trivial type needs its spatial dims (an image without pixels is an
+    invariant vector); a type of no group keeps 0 when bound."""
+    ft = FieldType("so2", "harmonic", 2, spatial_dims=0)
+    assert (ft.layout, ft.tensor_ndim, repr(ft)) == (
+        "(B, C, F)", 3, "FieldType(so2, harmonic, max_order=2, spatial_dims=0)")
+    x = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+    g = get("so2").elements_at([33.0])[0]
+    moved = ft.act(g, x)
+    assert torch.allclose(ft.act(g.inverse(), moved), x, atol=1e-14)  # exact off the grid
+    assert torch.allclose(moved.norm(dim=2), x.norm(dim=2), atol=1e-14)
+    assert not torch.allclose(moved, x)  # negative control: it did move the fiber
+    assert FieldType(None, "regular", spatial_dims=0).bind("o") == FieldType(
+        "o", "regular", spatial_dims=0)
+    with pytest.raises(ValueError, match=r"spatial_dims=0 must be an integer >= 2"):
+        FieldType("p4", "trivial", spatial_dims=0)
+    with pytest.raises(ValueError, match=r"or 0 for a fiber alone \(B, C, F\)"):
+        FieldType("p4", "regular", spatial_dims=1)

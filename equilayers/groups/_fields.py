@@ -63,7 +63,11 @@ class FieldType:
         spatial_dims: the number of spatial dims (default the group's
             :attr:`~equilayers.groups.Group.spatial_dim`: 2, ``H, W``, for the planar groups
             and for no group, 3, ``D, H, W``, for the cube's; 3 for volumes of a planar
-            group); at least the group's. ``"invariant"`` has none (0, its default).
+            group); at least the group's. ``"invariant"`` has none (0, its default), and
+            a fibered type (regular, harmonic, quotient) may have none: ``spatial_dims=0``
+            is a fiber alone, ``(B, C, F)`` (escnn's fields on no base space, the features
+            of an equivariant MLP: :class:`~equilayers.nn.GroupLinear`), on which every
+            element acts exactly, through the fiber only.
 
     Raises:
         TypeError: a ``group``, ``rep``, ``max_order`` or ``spatial_dims`` of the wrong type.
@@ -80,6 +84,8 @@ class FieldType:
         5
         >>> FieldType.regular("o").tensor_ndim
         6
+        >>> FieldType.harmonic("so3", 1, spatial_dims=0).layout
+        '(B, C, F)'
     """
 
     group: Group | None
@@ -161,12 +167,13 @@ class FieldType:
 
     def bind(self, group: GroupLike) -> FieldType:
         """This type with its group fixed: ``group`` for a type of no group (with at least
-        the group's spatial dims: a regular type of any group bound to ``"o"`` is 6-D), else
+        the group's spatial dims: a regular type of any group bound to ``"o"`` is 6-D; a
+        fiber alone, ``spatial_dims=0``, stays one), else
         itself (after checking that ``group`` is its group or a subgroup of it)."""
         grp = _group(group, "group", "FieldType.bind")
         if self.group is None:
-            dims = self.spatial_dims if self.rep == "invariant" else max(self.spatial_dims,
-                                                                         grp.spatial_dim)
+            dims = (self.spatial_dims if self.rep == "invariant" or self.spatial_dims == 0
+                    else max(self.spatial_dims, grp.spatial_dim))
             return FieldType(grp, self.rep, self.max_order, dims)
         if grp != self.group:
             check_subgroup(self.group, grp, "FieldType.bind")
@@ -206,13 +213,14 @@ class FieldType:
         """The tensor layout in words, e.g. ``"(B, C, F, H, W)"``."""
         if self.rep == "invariant":
             return "(B, C)"
-        space = {1: ("W",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(
-            self.spatial_dims, tuple(f"S{i}" for i in range(self.spatial_dims)))
+        named = {0: (), 1: ("W",), 2: ("H", "W"), 3: ("D", "H", "W")}
+        space = named.get(self.spatial_dims, tuple(f"S{i}" for i in range(self.spatial_dims)))
         return "(" + ", ".join(("B", "C") + (("F",) if self.has_fiber else ()) + space) + ")"
 
     def act(self, g: Element, x: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
         """``g . x``: ``x`` moved on its last ``g.group.spatial_dim`` dims and its fiber
-        transformed by ``g`` (the actions of :mod:`equilayers.groups._actions`). ``g`` may be
+        transformed by ``g`` (the actions of :mod:`equilayers.groups._actions`); a fiber
+        alone (``spatial_dims=0``) is only transformed, exactly for every element. ``g`` may be
         an element of the type's group or of a subgroup (acting as the element of the group it
         is); a type of no group takes any element."""
         if not isinstance(g, Element):
@@ -223,7 +231,7 @@ class FieldType:
         self.check(x, "x", "FieldType.act")
         if self.rep == "invariant":
             return x
-        moved = act_spatial(x, g, mode=mode)
+        moved = x if self.spatial_dims == 0 else act_spatial(x, g, mode=mode)
         return act_fiber(moved, g, self.rep) if self.has_fiber else moved
 
     # --- identity --------------------------------------------------------------------------
@@ -263,10 +271,11 @@ def _group(group: Any, name: str = "group", what: str = _WHAT) -> Group:
 def _spatial_fix(rep: str, grp: Group | None) -> str:
     if rep == "invariant":
         return "an invariant value has no spatial dims"
+    alone = ", or 0 for a fiber alone (B, C, F)" if _has_fiber(rep) else ""
     if grp is None:
-        return "2 for images (H, W), 3 for volumes (D, H, W)"
+        return "2 for images (H, W), 3 for volumes (D, H, W)" + alone
     return (f"{grp.name} acts on {grp.spatial_dim} spatial dims: 2 for images (H, W), 3 for "
-            "volumes (D, H, W)")
+            "volumes (D, H, W)" + alone)
 
 
 def field_type(group: GroupLike | None, rep: str, max_order: int | None = None,
@@ -290,7 +299,8 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
     invariant = rep == "invariant"
     if spatial_dims is None:
         spatial_dims = _default_dims(rep, grp)
-    lowest = 0 if invariant else (grp.spatial_dim if grp is not None else 1)
+    lowest = 0 if invariant or _has_fiber(rep) and spatial_dims == 0 else (
+        grp.spatial_dim if grp is not None else 1)
     spatial_dims = C.check_int(spatial_dims, "spatial_dims", what,
                                minimum=lowest, maximum=0 if invariant else None,
                                fix=_spatial_fix(rep, grp))

@@ -78,7 +78,7 @@ def _bind(ft: FieldType, group: Group, given: bool, side: str, what: str) -> Fie
 def _check_spatial(ft: FieldType, t: torch.Tensor, group: Group | None, what: str) -> None:
     """An input that ``group`` moves has its spatial dims: a cube group on a 4-D image batch
     would turn the channels as a depth axis (``ValueError`` naming both and the fix)."""
-    if group is None or ft.rep == "invariant" or group.spatial_dim < 3:
+    if group is None or ft.rep == "invariant" or group.spatial_dim < 3 or ft.spatial_dims == 0:
         return
     if t.dim() < 2 + group.spatial_dim:
         raise ValueError(f"{what}: group={group.name!r} acts on volumes (3 spatial dims), so "
@@ -115,6 +115,13 @@ def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
            like: FieldType | None) -> FieldType:
     if t.dim() <= 2:
         return FieldType(group, "invariant")
+    if like is not None and like.has_fiber and like.spatial_dims == 0 and t.dim() == 3:
+        try:  # a fiber alone (B, C, F) after a fiber-alone input: an MLP's ReLU, batch norm
+            like.check(t)
+        except ValueError:
+            pass
+        else:
+            return like
     sd = 2 if group is None else group.spatial_dim
     if t.dim() != 3 + sd:
         return FieldType(group, "trivial", spatial_dims=max(t.dim() - 2, sd))

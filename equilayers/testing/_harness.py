@@ -305,9 +305,11 @@ def _report(
         in_type.check(x, "x", what)
     if out_rep is not None and not isinstance(out_rep, FieldType):
         check_rep(out_rep, "out_rep", what)
-    approximate = any(not g.is_grid for g in els)
+    # a fiber alone (spatial_dims=0) has no pixels to interpolate: every element acts exactly
+    moves = in_type.rep != "invariant" and in_type.spatial_dims > 0
+    approximate = moves and any(not g.is_grid for g in els)
     volume = grp.spatial_dim == 3
-    if approximate and in_type.rep != "invariant":
+    if approximate:
         x = smooth3d(x, smooth) if volume else gaussian_smooth(x, smooth)
     with torch.no_grad(), kept_buffers(f):
         y = f(x)
@@ -324,7 +326,7 @@ def _report(
             gy = act_on(out_type, g, y)
             mask = None
             floor = 0.0
-            if not g.is_grid and out_type.rep != "invariant":
+            if not g.is_grid and out_type.rep != "invariant" and out_type.spatial_dims > 0:
                 if volume:  # SO(3)/O(3): the inscribed ball
                     d, h, w = y.shape[-3:]
                     mask = ball_mask(d, h, w, margin, device=y.device)
