@@ -17,6 +17,8 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
 * ``LiftingConvTranspose2d`` / ``GroupConvTranspose2d`` -> the same with one
   ``ConvTranspose2d`` (its ``output_padding``; the ``output_size`` argument of the forward is
   not kept: the exported layer has the module's fixed ``output_padding``).
+* ``GroupLinear`` -> ``Sequential(Flatten(1), Linear(C_in*F_in, C_out*F_out), Unflatten(1,
+  (C_out, F_out)))``: the ``Linear`` holds the expanded matrix and the bias per slot.
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
 * ``GroupPool`` -> ``Sequential(MaxPool3d((F, 1, 1)), Flatten(1, 2))`` (or ``AvgPool3d``) when
   every group conv and every typed module of the model has the same fiber size ``F``
@@ -66,6 +68,7 @@ from .nn._group_conv_transpose import _GroupConvTransposeNd
 from .nn._group_conv_transpose3d import _GroupConvTranspose3dBase
 from .nn._group_norm import GroupBatchNorm2d, GroupBatchNorm3d
 from .nn._group_pool import GroupAvgPool2d, GroupMaxPool2d, GroupPool
+from .nn._linear import GroupLinear
 from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
 from .nn._steerable_conv3d import SteerableConv3d
 from .nn._steerable_conv_transpose3d import SteerableConvTranspose3d
@@ -91,6 +94,24 @@ def register_export(cls: type[M]) -> Callable[[Callable[[M, int | None], nn.Modu
 
 _PADS = {"zeros": nn.ZeroPad2d, "reflect": nn.ReflectionPad2d,
          "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
+
+
+@register_export(GroupLinear)
+def _export_linear(m: GroupLinear, fiber: int | None) -> nn.Module:
+    dense = _convert(m.conv, fiber, False)  # Sequential([Flatten,] Conv, Unflatten)
+    assert isinstance(dense, nn.Sequential)  # every conv GroupLinear holds converts
+    conv = next(c for c in dense if isinstance(c, (nn.Conv2d, nn.Conv3d)))
+    w = conv.weight
+    linear = nn.Linear(w.shape[1], w.shape[0], conv.bias is not None, device=w.device,
+                       dtype=w.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(w.reshape(w.shape[0], w.shape[1]))
+        if conv.bias is not None:
+            assert linear.bias is not None  # made with the conv's bias
+            linear.bias.copy_(conv.bias)
+    fiber_out = m.out_type.fiber_size if m.out_type is not None else None
+    assert fiber_out is not None  # a GroupLinear's types are bound and sized
+    return nn.Sequential(nn.Flatten(1), linear, nn.Unflatten(1, (m.out_features, fiber_out)))
 
 
 @register_export(_GroupConvNd)

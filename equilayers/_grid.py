@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from ._grid_runs import _record_sizes, _volume_windows
+from ._grid_runs import _record_sizes, _volume_windows, fibers_alone
 from .functional._grid_law import DimBreak, dim_breaks
 from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
@@ -386,6 +386,10 @@ def check_grid(
       to ``W x H``, where every layer must see its sizes rotated (not so a fixed-size
       ``nn.Upsample`` or ``nn.LayerNorm`` over ``(C, H, W)``; convs and pools are exact on
       rectangles by the per-dim rules); groups with off-grid rotations (``"c8"``).
+    * **fibers alone**: a model whose input is a fiber with no spatial dims (a
+      :class:`equilayers.nn.GroupLinear` first: an equivariant MLP on ``(B, C, F)``) has no
+      grid; every element acts exactly, and the list is empty (after checking that
+      ``input_shape`` has the fibers' rank).
     * **unsupported size**: a model whose forward rejects the size (``ValueError`` or
       ``RuntimeError``: a :class:`equilayers.models.UNet` needs multiples of ``2**depth``)
       gets one finding naming the nearest larger size it runs at; when no larger size runs,
@@ -435,6 +439,10 @@ def check_grid(
                          f"as (1, 3, 64, 64); got {input_shape!r}")
     shape = tuple(int(v) for v in shape)  # numpy ints too
     grp = get(group)
+    alone = fibers_alone(model)
+    if alone is not None:  # an equivariant MLP: nothing moves on a grid
+        check_declared_rank(shape, alone)
+        return []
     if grp.spatial_dim == 3:
         # the cube's groups on volumes (imported here: _grid3d builds on this module)
         from ._grid3d import check_grid3d

@@ -26,6 +26,16 @@ def _spatial(mod: nn.Module, x: torch.Tensor, nd: int = 2) -> bool:
     return x.dim() >= nd + 1
 
 
+def fibers_alone(model: nn.Module) -> FieldType | None:
+    """The model's declared input type (its own, or its first module's in a
+    ``Sequential``) where it is a fiber alone, ``(B, C, F)``; else ``None``."""
+    first = model[0] if isinstance(model, nn.Sequential) and len(model) > 0 else model
+    declared = getattr(model, "in_type", None) or getattr(first, "in_type", None)
+    if isinstance(declared, FieldType) and declared.has_fiber and declared.spatial_dims == 0:
+        return declared
+    return None
+
+
 #: torch's windowed pools on volumes (its 3-D convs say so by their 3-tuple ``kernel_size``;
 #: an adaptive pool has no window grid, and on a planar group map is a global pool)
 _TORCH_POOLS_3D = (nn.MaxPool3d, nn.AvgPool3d, nn.LPPool3d, nn.FractionalMaxPool3d,

@@ -69,6 +69,9 @@ def like_source(ours: nn.Module, m: Any, where: str = "module") -> nn.Module:
 
 # what to do instead, for the escnn modules a migrating model has that do not convert
 _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("Linear",), "its fields on no_base_space are our fibers (B, C, F): port it with "
+     "equilayers.nn.GroupLinear(C_in, C_out, group=..., max_order=...) (docs/layers/mlp.md; "
+     "the same equivariant maps and parameter count) and retrain or fit its weight"),
     (("MultipleModule", "BranchingModule", "MergeModule"), "it splits or joins fields of "
      "several types; convert each branch with from_escnn and join the outputs in your own "
      "forward"),

@@ -29,6 +29,7 @@ from _bad_input_layer_args import (
     _index,
     _selection,
 )
+from torch import nn
 
 import equilayers.functional as EF
 
@@ -275,6 +276,8 @@ FUNCTIONAL: list[Case] = [
          {"x": _img(2, 3, 4, 4, 4, 4, fiber=2, small=(2, 3, 4, 1, 1, 1))},
          accept={"stride": {"None": 2}, "padding": {"0": OK}, "max_order": {"None": OK},
                  "group": {"None": OK, "planar": OK}}),
+    Case(EF.on_fibers, dict(f=nn.Identity()), {"f": CALLABLE, "spatial_dims": INT},
+         {"x": T((2, 3, 5), ranks=(1,), dtype_ok=True)}),
     Case(EF.restrict, dict(group="d4", subgroup="c4"),
          {"group": GROUP, "subgroup": GROUP, "rep": CHOICE},
          {"x": _img(2, 3, 8, 4, 4, fiber=2, dtype_ok=True)}),

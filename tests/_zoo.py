@@ -136,6 +136,16 @@ ZOO: dict[str, ZooEntry] = {
     "GroupConvTranspose2d[so2,k2]": ZooEntry(  # an even steerable kernel (U-Net up-conv)
         lambda: enn.GroupConvTranspose2d(3, 4, 2, stride=2, group="so2", max_order=1),
         _x(2, 3, 3, 4, 4)),
+    # equivariant MLPs on fibers alone (B, C, F)
+    "GroupLinear": ZooEntry(lambda: enn.GroupLinear(3, 4, group="p4m"), _x(2, 3, 8)),
+    "GroupLinear[so2]": ZooEntry(lambda: enn.GroupLinear(3, 4, group="so2", max_order=2),
+                                 _x(2, 3, 5)),
+    "GroupLinear[so3]": ZooEntry(lambda: enn.GroupLinear(3, 4, group="so3", max_order=1),
+                                 _x(2, 3, 4)),
+    "GroupLinear[o]": ZooEntry(lambda: enn.GroupLinear(2, 3, group="o"), _x(2, 2, 24)),
+    "OnFibers": ZooEntry(lambda: enn.OnFibers(enn.NormNonlinearity(3, 2)), _x(2, 3, 5)),
+    "OnFibers[so3-batch-norm]": ZooEntry(
+        lambda: enn.OnFibers(enn.HarmonicBatchNorm(3, 1, group="so3")), _x(4, 3, 4)),
     "LiftingConv3d": ZooEntry(lambda: enn.LiftingConv3d(2, 3, 3, padding=1, group="c4z"),
                               _x(2, 2, 5, 5, 5)),
     "LiftingConv3d[o]": ZooEntry(lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="o"),

@@ -22,6 +22,9 @@ from ._edge_aware import (
 from ._expanded_conv import (
     expanded_group_conv2d,
 )
+from ._fibers import (
+    on_fibers,
+)
 from ._fourier import (
     fourier_matrix,
     fourier_nonlinearity,
@@ -154,6 +157,7 @@ __all__: list[str] = [
     "norm_max_pool2d",
     "norm_max_pool3d",
     "norm_pool",
+    "on_fibers",
     "regular_to_harmonic",
     "steerable_conv2d",
     "polyphase_pool2d",

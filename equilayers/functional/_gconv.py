@@ -42,6 +42,7 @@ from ..groups import Group, GroupLike, act, get
 from ..groups._fourier_basis import weight_basis
 from ._basis_settings import Cutoff
 from ._conv_fields import field_types
+from ._fibers import one_pixel
 from ._grid_law import exactness_problems, grid_subgroup
 from ._steerable import (
     check_basis,
@@ -226,26 +227,25 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                   fiber_out: int, stride=1, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
                   dilation=1, groups: int = 1, padding_mode: str = "zeros", *,
                   what: str = "conv", checked: bool = False) -> torch.Tensor:
-    """One ``F.conv2d`` with an expanded filter: ``(B, C_in, [F_in,] H, W)`` ->
-    ``(B, C_out, F_out, H', W')``. ``bias`` is one value per output field ``(C_out,)`` (added
-    to every slot) or per output slot ``(C_out * F_out,)``. ``checked``: the caller has run
-    :func:`check_conv_fits` on an input of ``x``'s shape with these options (and passes
-    ``stride``/``dilation`` as pairs)."""
-    if checked:
-        sp, dp = stride, dilation
-    else:
+    """One ``F.conv2d`` (on ``1 x 1`` maps one ``F.linear``, :func:`._fibers.one_pixel`) with an
+    expanded filter, ``(B, C_in, [F_in,] H, W) -> (B, C_out, F_out, H', W')``; ``bias`` per
+    output field ``(C_out,)`` or per slot ``(C_out * F_out,)``. ``checked``: the caller ran
+    :func:`check_conv_fits` on ``x``'s shape with these options (stride, dilation as pairs)."""
+    sp, dp = stride, dilation
+    if not checked:
         sp, dp = C.check_pair(stride, "stride"), C.check_pair(dilation, "dilation")
         check_conv_fits(x, weight.shape[-1], pad, dp, padding_mode, what)
     # a group map's fields and slots are the conv's channels (one view; an image as it is)
     x4 = x if x.dim() == 4 else x.flatten(1, -3)
     explicit, conv_pad = _pad_and_padding(pad, padding_mode)
     if explicit is not None:
-        mode = "constant" if padding_mode == "zeros" else padding_mode
-        x4 = F.pad(x4, explicit, mode=mode)
+        x4 = F.pad(x4, explicit, mode="constant" if padding_mode == "zeros" else padding_mode)
     if bias is not None and bias.shape[0] != weight.shape[0]:
         bias = bias.repeat_interleave(fiber_out)
-    y = F.conv2d(x4, weight, bias, sp, conv_pad, dp, groups)
+    y = one_pixel(x4, weight, bias) if groups == 1 and conv_pad == (0, 0) else None
+    y = F.conv2d(x4, weight, bias, sp, conv_pad, dp, groups) if y is None else y
     return y.unflatten(1, (weight.shape[0] // fiber_out, fiber_out))
+
 
 
 def check_conv_fits(x: torch.Tensor, k: int, pad: tuple[int, int, int, int],

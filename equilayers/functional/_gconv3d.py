@@ -36,6 +36,7 @@ from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
 from ..groups._transforms import element_rows, grid_ops
+from ._fibers import one_pixel
 from ._gconv import check_conv_input, check_weight_fiber, select
 from ._grid_law import dim_breaks
 
@@ -271,7 +272,9 @@ def conv3d_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         conv_pad = (0, 0, 0)
     if bias is not None and bias.shape[0] != weight.shape[0]:
         bias = bias.repeat_interleave(fiber_out)
-    y = F.conv3d(x5, weight, bias, stride, conv_pad, dilation, groups)
+    y = one_pixel(x5, weight, bias) if groups == 1 and conv_pad == (0, 0, 0) else None
+    if y is None:
+        y = F.conv3d(x5, weight, bias, stride, conv_pad, dilation, groups)
     return y.unflatten(1, (weight.shape[0] // fiber_out, fiber_out))
 
 

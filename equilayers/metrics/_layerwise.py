@@ -11,6 +11,7 @@ from torch import nn
 from .. import _checks as C
 from ..groups import FieldType, GroupElement, GroupLike, circular_shift, get
 from ..groups._group import Group
+from ..nn import GroupLinear, OnFibers
 from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import (
     default_tolerance,
@@ -56,7 +57,9 @@ class LayerRow:
 def capture_outputs(model: nn.Module, x: torch.Tensor
                     ) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """Run ``model(x)`` once and return ``(name, module, output)`` for every leaf module call
-    in call order, then ``("(output)", model, model(x))``."""
+    in call order (a :class:`~equilayers.nn.GroupLinear` or :class:`~equilayers.nn.OnFibers`
+    counts as one, its inner ``1 x 1`` map not recorded), then ``("(output)", model,
+    model(x))``."""
     C.check_module(model, "model", "capture_outputs")  # hooks: no TorchScript module either
     check_batch(x, "capture_outputs")
     records: list[tuple[str, nn.Module, torch.Tensor]] = []
@@ -74,8 +77,13 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
             records.append((name if k == 0 else f"{name}#{k}", mod, out.detach()))
         return hook
 
+    # GroupLinear and OnFibers run their children on 1 x 1 maps: each is one layer of fibers
+    units = [n + "." for n, m in model.named_modules()
+             if m is not model and isinstance(m, (GroupLinear, OnFibers))]
     for name, mod in model.named_modules():
-        if mod is model or any(True for _ in mod.children()):
+        unit = name + "." in units
+        if mod is model or any(name.startswith(u) for u in units) or (
+                not unit and any(True for _ in mod.children())):
             continue
         handles.append(mod.register_forward_hook(hook_for(name)))
     try:

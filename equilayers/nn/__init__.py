@@ -62,6 +62,10 @@ from ._harmonic import (
 from ._heads import (
     InvariantHead,
 )
+from ._linear import (
+    GroupLinear,
+    OnFibers,
+)
 from ._lps import (
     LearnablePolyphasePool2d,
     LearnablePolyphasePool3d,
@@ -110,6 +114,7 @@ __all__: list[str] = [
     "GroupConv3d",
     "LiftingConv3d",
     "GroupConvTranspose3d",
+    "GroupLinear",
     "LiftingConvTranspose3d",
     "SteerableConv3d",
     "SteerableConvTranspose3d",
@@ -126,6 +131,7 @@ __all__: list[str] = [
     "NormMaxPool",
     "NormNonlinearity",
     "NormPool",
+    "OnFibers",
     "RegularToHarmonic",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",

@@ -41,7 +41,8 @@ def spatial_dims(value, cls: str) -> int | None:
         return None
     return C.check_int(value, "spatial_dims", cls, minimum=2, maximum=3,
                        fix="2 for images (B, C, F, H, W), 3 for volumes (B, C, F, D, H, W); "
-                       "or None for the group's")
+                       "or None for the group's; for fibers alone (B, C, F), wrap the module in "
+                       "OnFibers")
 
 
 def choice(value, name: str, cls: str, options: tuple[str, ...]) -> str:
