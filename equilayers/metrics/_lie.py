@@ -162,8 +162,9 @@ def lie_derivative(
     with kept_buffers(model):
         try:
             with _forward_ad_import_quiet():
-                # torch's stub returns a pair or a triple (has_aux=True) without an overload
-                _, deriv = torch.func.jvp(along, (t0,), (one,))  # type: ignore[misc]
+                # (indexed, not unpacked: torch's stub returns a pair or a triple, with
+                # has_aux=True, without an overload, and torch 2.6's is not annotated)
+                deriv = torch.func.jvp(along, (t0,), (one,))[1]
         except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
             _, deriv = torch.autograd.functional.jvp(along, t0, one)
     lee = deriv.detach().reshape(deriv.shape[0], -1).to(torch.float64).pow(2).sum(dim=1)
