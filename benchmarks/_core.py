@@ -123,6 +123,36 @@ def infer(m: torch.nn.Module) -> torch.nn.Module:
     return _Infer(m)
 
 
+def module_maker(builder: Callable[[], torch.nn.Module], shape: tuple[int, ...], mode: str
+                 ) -> Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
+    """A row's ``make`` for a module: ``builder()`` in train mode (``mode="train"``) or in
+    eval mode under ``torch.no_grad`` (:func:`infer`), and a random input of ``shape``."""
+    def make():
+        m = builder()
+        return (m.train() if mode == "train" else infer(m)), torch.randn(*shape)
+    return make
+
+
+def peer_maker(build: Callable[[], torch.nn.Module],
+               wrap: Callable[[torch.nn.Module], Callable[[torch.Tensor], torch.Tensor]],
+               shape: tuple[int, ...], mode: str
+               ) -> Callable[[], tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
+    """A row's ``make`` for a peer library's module: ``wrap(build())`` (the call on plain
+    tensors, e.g. through escnn's ``GeometricTensor``), the module in train mode or in eval
+    mode with the call under ``torch.no_grad``, and a random input of ``shape``."""
+    def make():
+        m = build()
+        if mode == "train":
+            return wrap(m.train()), torch.randn(*shape)
+        f = wrap(m.eval())
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return f(x)
+        return fn, torch.randn(*shape)
+    return make
+
+
 def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:
     """A fixed ``(b, c, n, n)`` normal input (seed 0), on ``device``."""
     g = torch.Generator().manual_seed(0)

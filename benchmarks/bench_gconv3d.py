@@ -45,10 +45,11 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
 from torch import nn
 
-from benchmarks._core import BenchCase, infer
+from benchmarks._core import BenchCase
+from benchmarks._core import module_maker as _make
+from benchmarks._core import peer_maker as _make_peer
 
 FAMILY = "gconv3d"
 _ORDER = {"o": 24, "c4z": 4}
@@ -135,29 +136,6 @@ def _escnn_harmonic(l_in: int | None, l_out: int, c: int, k: int, group: str = "
     def wrap(conv):
         return lambda x: conv(esc.GeometricTensor(x, tin)).tensor
     return build, wrap
-
-
-def _make(builder, shape, mode: str):
-    def make():
-        m = builder()
-        return (m.train() if mode == "train" else infer(m)), torch.randn(*shape)
-    return make
-
-
-def _make_peer(build, wrap, shape, mode: str):
-    def make():
-        m = build()
-        if mode == "train":
-            return wrap(m.train()), torch.randn(*shape)
-        return _infer_fn(wrap(m.eval())), torch.randn(*shape)
-    return make
-
-
-def _infer_fn(f):
-    def fn(x):
-        with torch.no_grad():
-            return f(x)
-    return fn
 
 
 def regular_cases(quick: bool, peer: bool) -> list[BenchCase]:

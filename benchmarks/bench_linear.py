@@ -20,7 +20,9 @@ import importlib.util
 import torch
 from torch import nn
 
-from benchmarks._core import BenchCase, infer
+from benchmarks._core import BenchCase
+from benchmarks._core import module_maker as _make
+from benchmarks._core import peer_maker as _make_peer
 
 FAMILY = "linear"
 B = 256
@@ -76,27 +78,6 @@ def _escnn(group: str, max_order: int | None, c: int):
     def wrap(m):
         return lambda x: m(esc.GeometricTensor(x.flatten(1), t)).tensor
     return build, wrap
-
-
-def _make(builder, shape, mode: str):
-    def make():
-        m = builder()
-        return (m.train() if mode == "train" else infer(m)), torch.randn(*shape)
-    return make
-
-
-def _make_peer(build, wrap, shape, mode: str):
-    def make():
-        m = build()
-        if mode == "train":
-            return wrap(m.train()), torch.randn(*shape)
-        f = wrap(m.eval())
-
-        def fn(x):
-            with torch.no_grad():
-                return f(x)
-        return fn, torch.randn(*shape)
-    return make
 
 
 def cases(quick: bool) -> list[BenchCase]:

@@ -6,7 +6,7 @@ fibers are the ``1 x 1`` group convs between the same fields (a ``1 x 1`` filter
 centre tap alone, which no rotation moves, so its basis is the whole commutant: ``|G|`` numbers
 per pair of regular fields, one per order of SO(3) fields, two per order ``m >= 1`` of SO(2)
 fields), so :class:`GroupLinear` holds one and runs it on ``1 x 1`` maps (one ``F.linear``
-there: :func:`equilayers.functional._gconv.one_pixel`).
+there: :func:`equilayers.functional._fibers.one_pixel`).
 """
 
 from __future__ import annotations
