@@ -246,6 +246,12 @@ ZOO: dict[str, ZooEntry] = {
         _x(2, 3, 4, 3, 3, 3)),
     "GatedNonlinearity[o3]": ZooEntry(lambda: enn.GatedNonlinearity(1, group="o3"),
                                       _x(2, 3, 4, 3, 3, 3)),
+    "TensorProductNonlinearity": ZooEntry(
+        lambda: enn.TensorProductNonlinearity(3, "so2", 2), _x(2, 3, 5, 5, 5)),
+    "TensorProductNonlinearity[o3]": ZooEntry(
+        lambda: enn.TensorProductNonlinearity(3, "o3", 1, 2), _x(2, 3, 4, 3, 3, 3)),
+    "TensorProductNonlinearity[d4,volume]": ZooEntry(
+        lambda: enn.TensorProductNonlinearity(3, "d4", 1, spatial_dims=3), _x(2, 3, 3, 3, 4, 4)),
     "RegularToHarmonic": ZooEntry(lambda: enn.RegularToHarmonic("c8", 2), _x(2, 3, 8, 5, 5)),
     # the steerable (harmonic) basis of the same two classes
     "LiftingConv2d[so2]": ZooEntry(

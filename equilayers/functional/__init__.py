@@ -111,6 +111,10 @@ from ._steerable import steerable_basis
 from ._steerable3d import steerable_basis3d, steerable_conv3d
 from ._steerable_expand import expand_steerable
 from ._steerable_transpose3d import steerable_conv_transpose3d
+from ._tensor_product import (
+    tensor_product_basis,
+    tensor_product_nonlinearity,
+)
 from ._upsample import (
     group_upsample2d,
     group_upsample3d,
@@ -160,6 +164,8 @@ __all__: list[str] = [
     "on_fibers",
     "regular_to_harmonic",
     "steerable_conv2d",
+    "tensor_product_basis",
+    "tensor_product_nonlinearity",
     "polyphase_pool2d",
     "polyphase_upsample2d",
     "learnable_polyphase_pool2d",

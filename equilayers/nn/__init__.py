@@ -90,6 +90,7 @@ from ._restrict import (
 )
 from ._steerable_conv3d import SteerableConv3d
 from ._steerable_conv_transpose3d import SteerableConvTranspose3d
+from ._tensor_product import TensorProductNonlinearity
 from ._upsample import (
     GroupUpsample2d,
     GroupUpsample3d,
@@ -133,6 +134,7 @@ __all__: list[str] = [
     "NormPool",
     "OnFibers",
     "RegularToHarmonic",
+    "TensorProductNonlinearity",
     "PolyphasePool2d",
     "PolyphaseUpsample2d",
     "LearnablePolyphasePool2d",

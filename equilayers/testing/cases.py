@@ -29,6 +29,7 @@ from . import (
     _cases_so3,
     _cases_steerable_transposed3d,
     _cases_subgroup,
+    _cases_tensor_product,
     _cases_transposed,
     _cases_upsample,
 )
@@ -49,6 +50,7 @@ _FAMILIES = (
     _cases_harmonic,
     _cases_fiber,
     _cases_linear,
+    _cases_tensor_product,
     _cases_heads,
     _cases_subgroup,
     _cases_gaussian,
