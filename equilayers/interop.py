@@ -40,6 +40,7 @@ from . import _interop_pools as P
 from . import _interop_regular2d as R2
 from . import _interop_so2 as S2
 from . import _interop_so3 as S3
+from . import _interop_tensor as TT
 from . import _interop_tools as T
 from .nn import GaussianBlurPool2d, GroupPool
 
@@ -82,7 +83,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "also SO(3)/O(3) fields), R2Upsampling, R3Upsampling (any fields), "
               "PointwiseAvgPoolAntialiased2D, MaskModule (2-D and 3-D), RestrictionModule "
               "(regular fields; irreps fields D_N -> C_N, O(2) -> SO(2)), "
-              "GroupPooling, NormPool (harmonic-like fields), IdentityModule, SequentialModule "
+              "GroupPooling, NormPool (harmonic-like fields), TensorProductModule (SO(3)/O(3) "
+              "and SO(2)/O(2)/C_N/D_N fields of irreps 0..L), IdentityModule, SequentialModule "
               "(and torch.nn Sequential / ModuleList / ModuleDict of these)")
 
 
@@ -197,6 +199,12 @@ def from_escnn(module: Any) -> nn.Module:
     D_N/O(2) Fourier fields (each 2-D irrep twice), order ``N/2`` (a 1-D irrep of escnn's),
     restrictions of irreps fields to other subgroups.
 
+    ``TensorProductModule`` on SO(3)/O(3) fields of volumes or SO(2)/O(2)/C_N/D_N fields of
+    images (one representation per field, the irreps of orders ``0 .. L``) ->
+    :class:`~equilayers.nn.TensorProductNonlinearity` computing the same map (escnn's matrix
+    moved into our slots, its symmetric part solved for in our basis, the residual checked:
+    :mod:`equilayers._interop_tensor`).
+
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
@@ -308,6 +316,8 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
     elif isinstance(m, enn.RestrictionModule):
         out = (S2.restriction(m) if S2.harmonic_fields(m.in_type)
                else T.restriction(m, probed, _regular_fields, _group_name))
+    elif isinstance(m, enn.TensorProductModule):
+        out = TT.tensor_product(m)
     elif isinstance(m, enn.NormPool):
         out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)
                else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)
