@@ -19,6 +19,8 @@ from equilayers.nn import (
     GroupConvTranspose2d,
     LiftingConv2d,
     LiftingConv3d,
+    SteerableConv3d,
+    SteerableConvTranspose3d,
 )
 
 BUILD = {
@@ -31,12 +33,23 @@ BUILD = {
     "group3d-c4z": lambda: GroupConv3d(2, 3, 3, padding=1, group="c4z"),
     "group3d-c4z-harmonic": lambda: GroupConv3d(2, 3, 3, padding=1, group="c4z",
                                                 basis="harmonic"),
+    "steerable3d-so3-lifting": lambda: SteerableConv3d(2, 3, 3, padding=1, group="so3",
+                                                       max_order=1),
+    "steerable3d-o3": lambda: SteerableConv3d(2, 3, 3, padding=1, group="o3", in_max_order=1,
+                                              max_order=2),
+    "steerable3d-so2-slices": lambda: SteerableConv3d(2, 3, 3, padding=1, group="so2",
+                                                      in_max_order=1, max_order=1,
+                                                      basis="slices"),
+    "steerable-transpose3d-so3": lambda: SteerableConvTranspose3d(
+        2, 3, 3, stride=2, padding=1, group="so3", in_max_order=1, max_order=1),
 }
 
 
 def _input(m, gen):
-    lead = (1, m.in_channels) if m.lifting else (1, m.in_channels, m.fiber_in)
-    space = (5, 5, 5) if isinstance(m, (LiftingConv3d, GroupConv3d)) else (7, 7)
+    lifting = m.lifting if hasattr(m, "lifting") else m.in_type.rep == "trivial"
+    lead = (1, m.in_channels) if lifting else (1, m.in_channels, m.fiber_in)
+    space = ((5, 5, 5) if isinstance(m, (LiftingConv3d, GroupConv3d, SteerableConv3d))
+             else (7, 7))
     return torch.randn(*lead, *space, generator=gen, dtype=torch.float64)
 
 

@@ -19,13 +19,14 @@ from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
 from ..groups._planar import PlanarGroup
 from ._derived import _conv_options_repr
+from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._typed import Typed
 
 __all__ = ["SteerableConv3d"]
 
 
-class SteerableConv3d(Typed, nn.Module):
+class SteerableConv3d(EvalFilterMixin, Typed, nn.Module):
     """Steerable convolution of volumes or SO(3)/O(3) harmonic fields to harmonic fields:
     ``(B, C_in, [F_in,] D, H, W) -> (B, C_out, (L+1)^2, D', H', W')``; with a planar group,
     of its harmonic fields ``(B, C, 2L+1, D, H, W)``, turned about the depth axis.
@@ -39,7 +40,10 @@ class SteerableConv3d(Typed, nn.Module):
     non-zero only in the ``(2 l_out + 1, 2 l_in + 1)`` block of its pair of orders, so the
     buffer ``filter_basis`` holds those blocks alone, packed in one flat tensor (about 12x
     smaller than the dense basis at ``L = 3``), and the filter is expanded one matmul per
-    pair; :func:`~equilayers.functional.steerable_basis3d` gives the dense basis.
+    pair; :func:`~equilayers.functional.steerable_basis3d` gives the dense basis. In eval
+    mode without autograd, on the CPU, the last expanded filter is reused while the weight,
+    the bias and the basis still equal what it was made from (checked on every call, so never
+    stale: :mod:`equilayers.nn._eval_filter`).
 
     Functional twin: :func:`~equilayers.functional.steerable_conv3d`.
 
@@ -298,10 +302,18 @@ class SteerableConv3d(Typed, nn.Module):
         name = type(self).__name__
         self._forward_checks(x)
         self._check_exact(x)
-        return G3.conv3d_expanded(x, self.expanded_filter(),
-                                  S3.order0_bias(self.bias, self.fiber_out), self.fiber_out,
+        weight, bias = self._filter_and_bias()
+        return G3.conv3d_expanded(x, weight, bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
                                   self.padding_mode, what=name)
+
+    def _filter_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The expanded filter and the bias per output slot: in eval mode without autograd,
+        the pair kept from the last such call while the weight, the bias and the basis are
+        unchanged (checked on every call: :mod:`equilayers.nn._eval_filter`)."""
+        return eval_filter(self, (self.groups, self.basis), (self.weight, self.bias),
+                           lambda: (self.expanded_filter(),
+                                    S3.order0_bias(self.bias, self.fiber_out)))
 
     def _forward_checks(self, x: torch.Tensor) -> None:
         name = type(self).__name__

@@ -13,7 +13,6 @@ import torch
 
 from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
-from ..functional import _steerable3d as S3
 from ..groups import GroupLike
 from ._steerable_conv3d import SteerableConv3d
 
@@ -134,10 +133,9 @@ class SteerableConvTranspose3d(SteerableConv3d):
             op = GT.output_padding_for(x.shape[-3:], output_size, self.kernel_size,
                                        self.stride, pads, self.dilation, name)
         self._check_exact(x, op)
-        return GT.conv_transpose_expanded(x, self.expanded_filter(),
-                                          S3.order0_bias(self.bias, self.fiber_out),
-                                          self.fiber_out, self.stride, pads, op, self.dilation,
-                                          self.groups, what=name)
+        weight, bias = self._filter_and_bias()
+        return GT.conv_transpose_expanded(x, weight, bias, self.fiber_out, self.stride, pads,
+                                          op, self.dilation, self.groups, what=name)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
