@@ -69,9 +69,6 @@ def like_source(ours: nn.Module, m: Any, where: str = "module") -> nn.Module:
 
 # what to do instead, for the escnn modules a migrating model has that do not convert
 _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("Linear",), "its fields on no_base_space are our fibers (B, C, F): port it with "
-     "equilayers.nn.GroupLinear(C_in, C_out, group=..., max_order=...) (docs/layers/mlp.md; "
-     "the same equivariant maps and parameter count) and retrain or fit its weight"),
     (("MultipleModule", "BranchingModule", "MergeModule"), "it splits or joins fields of "
      "several types; convert each branch with from_escnn and join the outputs in your own "
      "forward"),
@@ -142,17 +139,22 @@ def trivial_pool(m: Any, enn: Any) -> nn.Module | None:
 
 
 def expanded(m: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """escnn's conv ``m``'s expanded filter and bias (``expand_parameters()``, no gradient),
+    """escnn's conv ``m``'s expanded filter and bias (``expand_parameters()``, no gradient;
+    ``Linear``: its matrix and bias; ``TensorProductModule``: its matrix and ``None``),
     checked against what its forward uses: in eval mode escnn convolves with the ``filter``
-    and ``expanded_bias`` it cached at ``.eval()``, so where the weights changed since (a
-    ``state_dict`` loaded with ``strict=False``, weights edited in eval mode) escnn's output
-    follows stale filters, and converting the weights would silently compute another
-    function: that raises, naming the fix."""
+    (``matrix``) and ``expanded_bias`` it cached at ``.eval()``, so where the weights changed
+    since (a ``state_dict`` loaded with ``strict=False``, weights edited in eval mode)
+    escnn's output follows stale filters, and converting the weights would silently compute
+    another function: that raises, naming the fix."""
     with torch.no_grad():
-        filt, bias = m.expand_parameters()
+        out = m.expand_parameters()
+        filt, bias = out if isinstance(out, tuple) else (out, None)
         if m.training:
             return filt, bias
-        pairs = [(getattr(m, "filter", None), filt), (getattr(m, "expanded_bias", None), bias)]
+        cached_filter = getattr(m, "filter", None)
+        if cached_filter is None:
+            cached_filter = getattr(m, "matrix", None)
+        pairs = [(cached_filter, filt), (getattr(m, "expanded_bias", None), bias)]
         for cached, fresh in pairs:
             if cached is None or fresh is None:
                 continue

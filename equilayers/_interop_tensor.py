@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import _interop_modules as M
 from . import _interop_so2 as S2
 from . import _interop_so3 as S3
 from .functional import _tensor_product as TP
@@ -58,8 +59,7 @@ def tensor_product(m: Any) -> nn.Module:
     gname, c, m_in, q_in = _fields(m.in_type, _WHAT)
     gname_out, c_out, m_out, q_out = _fields(m.out_type, _WHAT)
     assert (gname_out, c_out) == (gname, c)  # escnn: one gspace, len(in) == len(out)
-    with torch.no_grad():
-        matrix = m.expand_parameters().detach().to(torch.float64)
+    matrix = M.expanded(m)[0].detach().to(torch.float64)  # (eval: checked against its cache)
     f_in, f_out = q_in.shape[0], q_out.shape[0]
     theirs = matrix.reshape(c, f_out, f_in, f_in)  # escnn's hidden slot i * F + j
     full = torch.einsum("oa,caij,xi,yj->coxy", q_out, theirs, q_in, q_in)

@@ -35,6 +35,7 @@ from torch import nn
 
 from . import _interop3d as I3
 from . import _interop_harmonic_conv as HC
+from . import _interop_linear as LI
 from . import _interop_modules as M
 from . import _interop_pools as P
 from . import _interop_regular2d as R2
@@ -84,7 +85,8 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "PointwiseAvgPoolAntialiased2D, MaskModule (2-D and 3-D), RestrictionModule "
               "(regular fields; irreps fields D_N -> C_N, O(2) -> SO(2)), "
               "GroupPooling, NormPool (harmonic-like fields), TensorProductModule (SO(3)/O(3) "
-              "and SO(2)/O(2)/C_N/D_N fields of irreps 0..L), IdentityModule, SequentialModule "
+              "and SO(2)/O(2)/C_N/D_N fields of irreps 0..L), Linear on no_base_space (regular "
+              "or harmonic fields), IdentityModule, SequentialModule "
               "(and torch.nn Sequential / ModuleList / ModuleDict of these)")
 
 
@@ -205,6 +207,11 @@ def from_escnn(module: Any) -> nn.Module:
     moved into our slots, its symmetric part solved for in our basis, the residual checked:
     :mod:`equilayers._interop_tensor`).
 
+    ``Linear`` on ``no_base_space`` (equivariant MLPs: regular fields of C_N, D_N, the cube's
+    and the icosahedron's groups, or harmonic fields of those and of SO(2)/O(2)/SO(3)/O(3))
+    -> :class:`~equilayers.nn.GroupLinear` on fibers ``(B, C, F)``, its fibers escnn's moved
+    into our slots as for images and volumes (:mod:`equilayers._interop_linear`).
+
     Raises:
         TypeError: ``module`` is not an escnn module, or is an escnn layer with no equivalent
             here (the message names it and lists what is supported).
@@ -318,6 +325,8 @@ def _convert(m: Any, enn: Any, probed: dict, where: str) -> nn.Module:
                else T.restriction(m, probed, _regular_fields, _group_name))
     elif isinstance(m, enn.TensorProductModule):
         out = TT.tensor_product(m)
+    elif isinstance(m, enn.Linear):
+        out = LI.linear(m)
     elif isinstance(m, enn.NormPool):
         out = (S3.norm_pool(m) if S3.is_so3_space(m.in_type.gspace)
                else S2.norm_pool(m) if S2.is_planar_harmonic_space(m.in_type.gspace)

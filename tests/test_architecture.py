@@ -67,6 +67,7 @@ FLOORS: dict[str, int] = {
     "equilayers._interop_so3": 6,
     "equilayers._interop_so2": 6,
     "equilayers._interop_tensor": 6,
+    "equilayers._interop_linear": 6,
     "equilayers._interop_pools": 6,
     "equilayers._interop_regular2d": 6,
     "equilayers._interop_harmonic_conv": 6,

@@ -332,12 +332,6 @@ def test_torch_containers_of_escnn_modules_convert():
                                         "head": torch.nn.Linear(2, 2)}))
 
 
-def _fibers(c: int):
-    """``c`` regular C_4 fields on no base space (an equivariant MLP's features)."""
-    gs = gspaces.no_base_space(gspaces.rot2dOnR2(4).fibergroup)
-    return esc.FieldType(gs, c * [gs.regular_repr])
-
-
 @pytest.mark.parametrize("build,hint", [
     (lambda gs, t: esc.MultipleModule(t, ["a", "b"], [(esc.ReLU(_regular(gs, 1)), "a"),
                                                       (esc.ReLU(_regular(gs, 1)), "b")]),
@@ -351,9 +345,8 @@ def _fibers(c: int):
     (lambda gs, t: esc.GatedNonLinearity2((_trivial(gs, 1), esc.FieldType(gs, [gs.irrep(1)]))),
      "escnn's gates are separate scalar fields"),
     (lambda gs, t: esc.ReshuffleModule(t, [1, 0]), "permutes escnn's channels"),
-    (lambda gs, t: esc.Linear(*2 * [_fibers(2)]), r"port it with equilayers.nn.GroupLinear"),
 ], ids=["MultipleModule", "Gated", "NormBatchNorm", "other", "BranchingModule", "Gated2",
-        "ReshuffleModule", "Linear"])
+        "ReshuffleModule"])
 def test_unsupported_modules_say_what_to_do(build, hint):
     gs = gspaces.rot2dOnR2(4)
     m = build(gs, esc.FieldType(gs, 2 * [gs.regular_repr]))
