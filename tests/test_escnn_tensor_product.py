@@ -100,3 +100,17 @@ def test_from_escnn_refuses_other_fields():
     t = esc.FieldType(gs, 2 * [fg.irrep(1)])
     with pytest.raises(ValueError, match="TensorProductModule"):
         from_escnn(esc.TensorProductModule(t, t))
+
+
+def test_a_stale_eval_matrix_is_refused():
+    """escnn's eval mode maps by the matrix it cached at ``.eval()``: weights changed after
+    it make escnn's outputs stale, and converting them would compute another function."""
+    gs = _space("so3", 1)
+    t = esc.FieldType(gs, 2 * [_field(gs, "so3", 1)])
+    m = esc.TensorProductModule(t, t).eval()
+    with torch.no_grad():
+        m.weights.add_(1.0)
+    with pytest.raises(ValueError, match="cached at .eval"):
+        from_escnn(m)
+    m.train().eval()  # rebuilt from the weights: converts
+    assert isinstance(from_escnn(m), TensorProductNonlinearity)
