@@ -33,11 +33,13 @@ class TensorProductNonlinearity(Typed, nn.Module):
     basis spans the whole square ``x x^T``; its antisymmetric maps never change the output,
     so this one keeps the symmetric maps alone: fewer weights, the same functions.
 
-    The weights start at ``N(0, var_k)`` with ``var_k = (2L+1) / (n_L e_k)`` (``n_L`` the maps
-    into order ``L``, ``e_k`` the second moment of ``B_k`` on unit normal fibers): on unit
-    normal input every output slot has second moment 1 at init. A network of only these is
-    a polynomial whose degree doubles with each layer (escnn's warning): put a norm or batch
-    norm between them, or use them beside a gated or norm nonlinearity.
+    The weights start at ``N(0, var_k)`` with ``var_k = d_L / (n_L e_k)`` (``d_L`` the slots
+    of ``B_k``'s output order ``L``: ``2L+1`` for SO(3), 2 for a planar order ``m >= 1``, 1
+    for order 0; ``n_L`` the maps into order ``L``; ``e_k`` the second moment of ``B_k`` on
+    unit normal fibers): on unit normal input every output slot has second moment 1 at init.
+    A network of only these is a polynomial whose degree doubles with each layer (escnn's
+    warning): put a norm or batch norm between them, or use them beside a gated or norm
+    nonlinearity.
 
     Functional twin: :func:`~equilayers.functional.tensor_product_nonlinearity`.
 
@@ -143,9 +145,9 @@ def _reaches(basis: torch.Tensor, group: Group, order: int) -> bool:
 
 
 def _init_std(group: Group, m_in: int, m_out: int) -> torch.Tensor:
-    """Per basis map: ``sqrt((2L+1) / (n_L e_k))`` (class docstring), with ``e_k = 2 |B_k|^2
+    """Per basis map: ``sqrt(d_L / (n_L e_k))`` (class docstring), with ``e_k = 2 |B_k|^2
     + sum_o (tr B_k[o])^2`` (Isserlis: ``E[(x^T B x)^2] = (tr B)^2 + 2 |B|^2`` for unit
-    normal ``x``), so ``E |y_L|^2 = 2L+1`` at init."""
+    normal ``x``), so ``E |y_L|^2 = d_L`` at init."""
     full = TP._basis_cpu(group, m_in, m_out)  # (K, F_out, F, F), unit norm each
     slots = TP._slots(group, m_out)
     order = torch.empty(full.shape[0], dtype=torch.long)
