@@ -205,3 +205,57 @@ def escnn_so2_depth_cnn(width: int, classes: int, max_order: int = 2) -> nn.Modu
     gs = gspaces.rot2dOnR3()
     return _escnn_norm_cnn(gs, [gs.fibergroup.irrep(m) for m in range(max_order + 1)], width,
                            classes)
+
+
+def so3_tensor_product_cnn(width: int, classes: int, max_order: int = MAX_ORDER) -> nn.Module:
+    """:func:`so3_cnn` with the tensor-product nonlinearity (``TensorProductNonlinearity``,
+    each field's square mapped back to orders ``0..L``) in place of the norm-ReLU. Not in the
+    default run: ``--filter "tetris: tensor-product"``."""
+    from equilayers.nn import (
+        HarmonicBatchNorm,
+        NormPool,
+        SteerableConv3d,
+        TensorProductNonlinearity,
+    )
+
+    L = max_order
+
+    def block(c_in, c_out, stride, lin):
+        return [SteerableConv3d(c_in, c_out, 3, stride=stride, padding=1, group="so3",
+                                in_max_order=lin, max_order=L),
+                HarmonicBatchNorm(c_out, L, group="so3"),
+                TensorProductNonlinearity(c_out, "so3", L)]
+
+    features = 2 * width * (L + 1)
+    return nn.Sequential(*block(1, width, 1, None), *block(width, width, 2, L),
+                         *block(width, 2 * width, 1, L), NormPool(L, group="so3"),
+                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.BatchNorm1d(features),
+                         nn.Linear(features, classes))
+
+
+def escnn_so3_tensor_product_cnn(width: int, classes: int,
+                                 max_order: int = MAX_ORDER) -> nn.Module:
+    """:func:`so3_tensor_product_cnn` built with escnn: ``R3Conv`` on ``rot3dOnR3`` fields of
+    one representation each (the irreps ``0..L``: ``TensorProductModule`` needs a uniform
+    type), ``GNormBatchNorm``, ``TensorProductModule``; the norm of every order (our
+    ``NormPool`` on the plain tensor: escnn's slots differ from ours by signs only), the same
+    head."""
+    from escnn import group as eg
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    from equilayers.nn import NormPool
+
+    gs = gspaces.rot3dOnR3(maximum_frequency=2 * max_order + 1)
+    field = eg.directsum([gs.irrep(ell) for ell in range(max_order + 1)])
+    t = in_type = enn.FieldType(gs, [gs.trivial_repr])
+    mods = []
+    for mult, stride in ((1, 1), (1, 2), (2, 1)):
+        out = enn.FieldType(gs, mult * width * [field])
+        mods += [enn.R3Conv(t, out, 3, stride=stride, padding=1), enn.GNormBatchNorm(out),
+                 enn.TensorProductModule(out, out)]
+        t = out
+    features = 2 * width * (max_order + 1)
+    head = nn.Sequential(NormPool(max_order, group="so3"), nn.AdaptiveAvgPool3d(1),
+                         nn.Flatten(), nn.BatchNorm1d(features), nn.Linear(features, classes))
+    return _EscnnNet(in_type, enn.SequentialModule(*mods), head, fiber=(max_order + 1) ** 2)

@@ -48,8 +48,10 @@ run (:data:`PEER_BUILDERS`: ``octaOnR3`` regular fields with ``InnerBatchNorm`` 
 head; ``rot3dOnR3`` fields of the irreps ``0..1`` with ``GNormBatchNorm``, ``NormNonLinearity``
 and ``NormPool``), matched to the same parameter count. An optional model runs only when
 ``--filter`` names it (:data:`OPTIONAL_BUILDERS`): ``icosahedral (I)``, the octahedral
-architecture on ``group="ico"`` (harmonic basis). Training: Adam (lr ``LR``, cosine
-decay to 0), cross-entropy, one thread; the batch-norm statistics
+architecture on ``group="ico"`` (harmonic basis); ``tensor-product SO(3)``, the SO(3) model
+with ``TensorProductNonlinearity`` in place of the norm-ReLU, and (peers venv) its escnn
+twin with ``TensorProductModule`` (``--filter "tetris: tensor-product"``). Training: Adam
+(lr ``LR``, cosine decay to 0), cross-entropy, one thread; the batch-norm statistics
 re-estimated on the training set (``equilayers.recalibrate_batch_norm``) before testing in eval
 mode.
 
@@ -82,6 +84,7 @@ from ._tetris_models import (  # noqa: F401  (re-exported: the family's models)
     escnn_octahedral_cnn,
     escnn_so2_depth_cnn,
     escnn_so3_cnn,
+    escnn_so3_tensor_product_cnn,
     icosahedral_cnn,
     octahedral_cnn,
     octahedral_harmonic_cnn,
@@ -90,6 +93,7 @@ from ._tetris_models import (  # noqa: F401  (re-exported: the family's models)
     so2_depth_escnn_norm_relu_cnn,
     so3_cnn,
     so3_escnn_norm_relu_cnn,
+    so3_tensor_product_cnn,
 )
 
 FAMILY = "tetris"
@@ -176,7 +180,10 @@ def dataset(task: str, *, copies: int | None = None, test_rotations: int | None 
 
 #: Models that run only when ``--filter`` names them (the first word of the name).
 OPTIONAL_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
-    "icosahedral (I)": icosahedral_cnn}
+    "icosahedral (I)": icosahedral_cnn, "tensor-product SO(3)": so3_tensor_product_cnn}
+#: The same, built with escnn (where escnn imports).
+OPTIONAL_PEER_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "tensor-product SO(3), escnn": escnn_so3_tensor_product_cnn}
 
 BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "plain 3-D CNN": plain_cnn, "octahedral (O)": octahedral_cnn,
@@ -205,7 +212,8 @@ def builders(peers: bool | None = None, name_filter: str = "") -> dict[
     first word ``name_filter`` contains (:func:`rows` picks each task's)."""
     if peers is None:
         peers = importlib.util.find_spec("escnn") is not None
-    named = {k: b for k, b in OPTIONAL_BUILDERS.items() if k.split()[0] in name_filter}
+    optional = {**OPTIONAL_BUILDERS, **(OPTIONAL_PEER_BUILDERS if peers else {})}
+    named = {k: b for k, b in optional.items() if k.split()[0] in name_filter}
     return {**BUILDERS, **(PEER_BUILDERS if peers else {}), **named, **AXIAL_BUILDERS,
             **(AXIAL_PEER_BUILDERS if peers else {})}
 

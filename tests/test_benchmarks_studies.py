@@ -239,8 +239,12 @@ def test_tetris_models_heads_are_exactly_invariant_on_the_cube():
     with seeded_rng(0):
         octa = tet.octahedral_cnn(1, 3).double().eval()
         plain = tet.plain_cnn(4, 3).double().eval()
+        product = tet.so3_tensor_product_cnn(1, 3).double().eval()  # an optional row
     assert invariance_error(octa, x, "o") < 1e-10
+    assert invariance_error(product, x, "o") < 1e-10
     assert invariance_error(plain, x, "o") > 1e-3
+    assert "tensor-product SO(3)" in tet.builders(False, "tetris: tensor-product")
+    assert "tensor-product SO(3)" not in tet.builders(False)
 
 
 def test_tetris_z_rotated_task_turns_about_the_depth_axis_with_its_own_models():
