@@ -43,9 +43,13 @@ def _fields(ftype: Any, what: str) -> tuple[str, int, int, torch.Tensor]:
         gname = S2._group(gspace)
         q = S2.escnn_field_matrix(gname, order or 0)
     else:
+        regular = all(r.name == "regular" for r in ftype.representations)
         raise ValueError(f"from_escnn: {what} on {ftype}: only SO(3)/O(3) fields of volumes "
-                         "(rot3dOnR3 / flipRot3dOnR3) and SO(2)/O(2)/C_N/D_N fields of images "
-                         "(rot2dOnR2 / flipRot2dOnR2) are supported")
+                         "(rot3dOnR3 / flipRot3dOnR3) and SO(2)/O(2)/C_N/D_N fields of irreps "
+                         "of images (rot2dOnR2 / flipRot2dOnR2) are supported" + (
+                             "; TensorProductNonlinearity takes harmonic fields, not regular "
+                             "ones (whose pointwise nonlinearities, nn.ReLU..., are already "
+                             "equivariant)" if regular else ""))
     if order is None or len(ftype.representations) != c:
         raise ValueError(f"from_escnn: {what} on {ftype}: each field must be one "
                          "representation holding the irreps of orders 0..L (L >= 0) in order, "

@@ -165,10 +165,14 @@ def test_unsupported_layer_named():
     from escnn import nn as enn
     gs = _space("c4")
     t = _ftype(gs, 2, "regular")
-    with pytest.raises(TypeError, match="escnn.nn.TensorProductModule has no equilayers"):
-        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.TensorProductModule(t, t)))
+    with pytest.raises(TypeError, match="escnn.nn.VectorFieldNonLinearity has no equilayers"):
+        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.VectorFieldNonLinearity(t)))
     with pytest.raises(TypeError, match="VectorFieldNonLinearity has no equilayers"):
         from_escnn(enn.VectorFieldNonLinearity(t))
+    # a module that converts on other fields names the fields
+    with pytest.raises(ValueError, match="TensorProductModule on .*takes harmonic fields, not "
+                                         "regular ones"):
+        from_escnn(enn.SequentialModule(enn.ReLU(t), enn.TensorProductModule(t, t)))
 
 
 def test_unsupported_groups_and_fields():
