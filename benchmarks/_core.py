@@ -153,6 +153,29 @@ def peer_maker(build: Callable[[], torch.nn.Module],
     return make
 
 
+def layer_rows(family: str, tag: str, shape: tuple[int, ...], mode: str, params: dict,
+               floor: Callable[[], torch.nn.Module], ours: Callable[[], torch.nn.Module],
+               peer: tuple[str, Callable[[], torch.nn.Module],
+                           Callable[[torch.nn.Module], Callable[[torch.Tensor], torch.Tensor]]]
+               | None = None) -> list[BenchCase]:
+    """The rows of one layer at one shape in one mode (``"train"``: forward+backward timed
+    too; ``"infer"``): ``floor {tag}``, ``ours {tag}`` (its construction timed) and, given
+    ``peer = (name, build, wrap)``, ``{name} {tag}`` (its construction timed), each against
+    the floor."""
+    train = mode == "train"
+    name = f"floor {tag}"
+    rows = [BenchCase(name, family, module_maker(floor, shape, mode), backward=train,
+                      params=params),
+            BenchCase(f"ours {tag}", family, module_maker(ours, shape, mode), floor=name,
+                      backward=train, construct=ours, params=params)]
+    if peer is not None:
+        lib, build, wrap = peer
+        rows.append(BenchCase(f"{lib} {tag}", family, peer_maker(build, wrap, shape, mode),
+                              floor=name, peer=lib, backward=train, construct=build,
+                              params=params))
+    return rows
+
+
 def seeded_input(b: int, c: int, n: int, device=None) -> torch.Tensor:
     """A fixed ``(b, c, n, n)`` normal input (seed 0), on ``device``."""
     g = torch.Generator().manual_seed(0)

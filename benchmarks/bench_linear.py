@@ -20,9 +20,8 @@ import importlib.util
 import torch
 from torch import nn
 
-from benchmarks._core import BenchCase
+from benchmarks._core import BenchCase, layer_rows
 from benchmarks._core import module_maker as _make
-from benchmarks._core import peer_maker as _make_peer
 
 FAMILY = "linear"
 B = 256
@@ -89,22 +88,13 @@ def cases(quick: bool) -> list[BenchCase]:
             tag = f"{group}{'' if order is None else f' M{order}'} {mode} b{B} c{c} F{f}"
             params = dict(group=group, max_order=order, fields=c, fiber=f, mode=mode, batch=B)
             shape = (B, c, f)
-            train = mode == "train"
-            floor = f"floor {tag}"
-            out.append(BenchCase(floor, FAMILY, _make(lambda c=c, f=f: _Flat(c, f), shape,
-                                                      mode),
-                                 backward=train, params=params))
             ours = _ours(group, order, c)
-            out.append(BenchCase(f"ours {tag}", FAMILY, _make(ours, shape, mode), floor=floor,
-                                 backward=train, construct=ours, params=params))
-            if not train:
-                out.append(BenchCase(f"ours exported {tag}", FAMILY,
-                                     _make(_exported(ours), shape, mode), floor=floor,
-                                     backward=False, params=params))
-            if peer:
-                build, wrap = _escnn(group, order, c)
-                out.append(BenchCase(f"escnn {tag}", FAMILY,
-                                     _make_peer(build, wrap, shape, mode), floor=floor,
-                                     peer="escnn", backward=train, construct=build,
-                                     params=params))
+            found = layer_rows(FAMILY, tag, shape, mode, params,
+                               lambda c=c, f=f: _Flat(c, f), ours,
+                               ("escnn", *_escnn(group, order, c)) if peer else None)
+            if mode == "infer":  # the exported layer after ours
+                found.insert(2, BenchCase(f"ours exported {tag}", FAMILY,
+                                          _make(_exported(ours), shape, mode),
+                                          floor=f"floor {tag}", backward=False, params=params))
+            out += found
     return out

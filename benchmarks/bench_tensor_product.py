@@ -18,9 +18,7 @@ import importlib.util
 import torch
 from torch import nn
 
-from benchmarks._core import BenchCase
-from benchmarks._core import module_maker as _make
-from benchmarks._core import peer_maker as _make_peer
+from benchmarks._core import BenchCase, layer_rows
 
 FAMILY = "tensor_product"
 #: (group, max_order, shape)
@@ -86,17 +84,8 @@ def cases(quick: bool) -> list[BenchCase]:
         for mode in ("train", "infer"):
             tag = f"{group} M{order} {mode} b{shape[0]} c{c} {size}"
             params = dict(group=group, max_order=order, fields=c, mode=mode, shape=shape)
-            train = mode == "train"
-            floor = f"floor {tag}"
-            out.append(BenchCase(floor, FAMILY, _make(lambda g=group, o=order, c=c: _Fixed(
-                g, o, c), shape, mode), backward=train, params=params))
-            ours = _ours(group, order, c)
-            out.append(BenchCase(f"ours {tag}", FAMILY, _make(ours, shape, mode), floor=floor,
-                                 backward=train, construct=ours, params=params))
-            if peer:
-                build, wrap = _escnn(group, order, c)
-                out.append(BenchCase(f"escnn {tag}", FAMILY,
-                                     _make_peer(build, wrap, shape, mode), floor=floor,
-                                     peer="escnn", backward=train, construct=build,
-                                     params=params))
+            out += layer_rows(FAMILY, tag, shape, mode, params,
+                              lambda g=group, o=order, c=c: _Fixed(g, o, c),
+                              _ours(group, order, c),
+                              ("escnn", *_escnn(group, order, c)) if peer else None)
     return out

@@ -1,5 +1,7 @@
 """Parameter-free modules whose buffers are all derived (blur filters, masks, slot indices):
-pure functions of the constructor's arguments, non-persistent, filled by ``reset_parameters()``.
+pure functions of the constructor's arguments, non-persistent, filled by ``reset_parameters()``
+(:class:`_FixedBuffers`); and the refill of a weighted module's derived buffers on its weight's
+device (:class:`_WeightDerived`).
 
 Three places where ``torch.nn`` would leave such a buffer wrong are handled once, here:
 
@@ -26,7 +28,32 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["_FixedBuffers"]
+__all__ = ["_FixedBuffers", "_WeightDerived"]
+
+
+class _WeightDerived(nn.Module):
+    """Mixin for a module whose derived buffers live with its ``weight``: ``_fill_derived``
+    (the subclass's) rebuilds them on the weight's device after every conversion (``.to()``,
+    ``.double()``, ``to_empty()``) and ``load_state_dict``; not while the weight is on the meta
+    device (a meta build fills them with their shapes in ``reset_parameters``)."""
+
+    if TYPE_CHECKING:  # every subclass has them
+        weight: torch.Tensor
+
+        def _fill_derived(self, device: torch.device) -> None: ...
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._refill_derived()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refill_derived()
+
+    def _refill_derived(self) -> None:
+        if not self.weight.is_meta:
+            self._fill_derived(self.weight.device)
 
 
 class _FixedBuffers(nn.Module):

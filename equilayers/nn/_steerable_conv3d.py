@@ -18,7 +18,7 @@ from ..functional import _steerable3d as S3
 from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
 from ..groups._planar import PlanarGroup
-from ._derived import _conv_options_repr
+from ._derived import _conv_options_repr, _WeightDerived
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._typed import Typed
@@ -26,7 +26,7 @@ from ._typed import Typed
 __all__ = ["SteerableConv3d"]
 
 
-class SteerableConv3d(EvalFilterMixin, Typed, nn.Module):
+class SteerableConv3d(EvalFilterMixin, _WeightDerived, Typed, nn.Module):
     """Steerable convolution of volumes or SO(3)/O(3) harmonic fields to harmonic fields:
     ``(B, C_in, [F_in,] D, H, W) -> (B, C_out, (L+1)^2, D', H', W')``; with a planar group,
     of its harmonic fields ``(B, C, 2L+1, D, H, W)``, turned about the depth axis.
@@ -272,17 +272,6 @@ class SteerableConv3d(EvalFilterMixin, Typed, nn.Module):
             if (lo, li) == (l_out, l_in):
                 return block
         return None
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        if not self.weight.is_meta:
-            self._fill_derived(self.weight.device)
-        return out
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        if not self.weight.is_meta:
-            self._fill_derived(self.weight.device)
 
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:

@@ -11,13 +11,14 @@ from ..functional import _tensor_product as TP
 from ..groups import Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
+from ._derived import _WeightDerived
 from ._harmonic import _dims_repr, _spatial
 from ._typed import Typed
 
 __all__ = ["TensorProductNonlinearity"]
 
 
-class TensorProductNonlinearity(Typed, nn.Module):
+class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
     """Tensor-product (quadratic) nonlinearity for harmonic fields: each field's square
     ``x x^T`` mapped back to harmonic fields by a learned equivariant map, ``y_c = sum_k
     w[c, k] B_k(x_c, x_c)`` (escnn's ``TensorProductModule``; the nonlinearity of tensor
@@ -111,17 +112,6 @@ class TensorProductNonlinearity(Typed, nn.Module):
         """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
         ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device with its shape)."""
         self.basis = self._cached().to(device=device, dtype=self.basis.dtype, copy=True)
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        if not self.weight.is_meta:
-            self._fill_derived(self.weight.device)
-        return out
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        if not self.weight.is_meta:
-            self._fill_derived(self.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
