@@ -91,7 +91,8 @@ def regular_or_trivial(m: Any, what: str) -> None:
     reps = m.in_type.representations
     if not all(r.name == "regular" or r.is_trivial() for r in reps):
         raise ValueError(f"from_escnn: {what} on {m.in_type}: only regular or trivial fields "
-                         "are supported (a pointwise ReLU is equivariant only on those)")
+                         f"are supported ({what} acts on each channel alone, which is "
+                         "equivariant only on those)")
 
 
 def conv(m: Any, probed: dict) -> nn.Module:

@@ -36,8 +36,9 @@ def _fields(ftype: Any, what: str) -> tuple[str, int, int, torch.Tensor]:
     gspace = ftype.gspace
     if S3.is_so3_space(gspace):
         c, order = S3._layout(ftype, what, whole=True)
+        order = 0 if order is None else order  # scalar fields: order 0 (e.g. invariant outputs)
         gname = S3._group(gspace)
-        q = torch.diag(S3.escnn_field_signs(order or 0))
+        q = torch.diag(S3.escnn_field_signs(order))
     elif S2.harmonic_fields(ftype) and not S2.on_volumes(gspace):
         c, order = S2._layout(ftype, what, form="whole")
         gname = S2._group(gspace)

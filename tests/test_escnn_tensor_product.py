@@ -44,7 +44,9 @@ def _field(gs, group: str, order: int):
     return eg.directsum(irreps)
 
 
-CASES = [("so3", 1, 1), ("so3", 2, 2), ("so3", 2, 1), ("o3", 2, 2), ("so2", 2, 2),
+# invariant outputs (out order 0) on SO(3)/O(3): escnn's scalar fields, our order-0 fields
+CASES = [("so3", 1, 1), ("so3", 2, 2), ("so3", 2, 1), ("o3", 2, 2), ("so3", 2, 0),
+         ("o3", 1, 0), ("so2", 2, 2),
          ("so2", 1, 2), ("o2", 2, 2), ("c8", 2, 3), ("d6", 2, 2)]
 
 
