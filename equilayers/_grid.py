@@ -335,6 +335,13 @@ def check_declared_rank(shape: tuple[int, ...], declared: FieldType,
 
 def _off_grid(grp, size: tuple[int, ...]) -> Finding:
     """The finding of a group with rotations off the pixel (voxel) grid."""
+    if len(size) == 3 and grp.spatial_dim == 3:  # SO(3), O(3), the icosahedral groups
+        return Finding("(group)", grp.name, "off-grid-group", "group", size,
+                       f"{grp.name} has rotations that are not quarter turns about the axes; "
+                       "no voxel grid carries them exactly (exact: its elements in "
+                       f"{grp.grid_subgroup().name!r})",
+                       "measure the approximate error (equilayers.metrics), or use o/oh for "
+                       "exactness")
     return Finding("(group)", grp.name, "off-grid-group", "group", size,
                    f"{grp.name} has rotations that are not multiples of 90 degrees; no pixel "
                    "grid carries them exactly",
@@ -395,22 +402,23 @@ def check_grid(
       gets one finding naming the nearest larger size it runs at; when no larger size runs,
       the error is raised (it was not about the size).
 
-    The cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``) are checked on volumes
-    ``(..., D, H, W)`` by the same rules per dim (``nn.Conv3d``, ``nn.MaxPool3d``,
-    ``nn.*Pad3d``, the 3-D group convs and pools, ``BlurPool3d``): every dim some element
-    flips needs symmetric padding and stride parity, the dims it trades (all three for o/oh,
-    ``H, W`` for c4z/d4z) equal options, and a **non-cubic** input is a finding only where
-    a layer does not see its sizes permuted on the rotated volume (as non-square above);
-    stride 2 is exact on odd sizes (``k=3, p=1``) and a finding on even ones. See
-    :mod:`equilayers._grid3d`. A model of planar fields on volumes (``SteerableConv3d(...,
-    group="so2")`` and the harmonic layers with ``spatial_dims=3``) is checked with its planar
-    group too: a group whose grid elements are ``c4`` / ``d4`` (``"so2"``, ``"o2"``, ``"c8"``,
-    ``"d8"``, ...) is read as ``"c4z"`` / ``"d4z"`` on the volume (the depth free), plus the
-    off-grid finding of its other rotations. Any other planar group on a model with windows
-    over volumes (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused with
-    a ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers
-    whose window does not reach across dim -3, such as a ``(1, k, k)`` conv on a planar group
-    map, are allowed).
+    The cube's groups (``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``) are checked on volumes ``(..., D, H,
+    W)`` by the same rules per dim (``nn.Conv3d``, ``nn.MaxPool3d``, ``nn.*Pad3d``, the 3-D group
+    convs and pools, ``BlurPool3d``): every dim some element flips needs symmetric padding and
+    stride parity, the dims it trades (all three for o/oh, ``H, W`` for c4z/d4z) equal options, and
+    a **non-cubic** input is a finding only where a layer does not see its sizes permuted on the
+    rotated volume (as non-square above); stride 2 is exact on odd sizes (``k=3, p=1``) and a
+    finding on even ones. See :mod:`equilayers._grid3d`. ``"so3"``, ``"o3"``, ``"ico"`` and ``"ih"``
+    are checked as their grid subgroups (``"o"``, ``"oh"``, ``"t"``, ``"th"``), plus the off-grid
+    finding of their other rotations (as ``"c8"`` on images). A model of planar fields on volumes
+    (``SteerableConv3d(..., group="so2")`` and the harmonic layers with ``spatial_dims=3``) is
+    checked with its planar group too: a group whose grid elements are ``c4`` / ``d4`` (``"so2"``,
+    ``"o2"``, ``"c8"``, ``"d8"``, ...) is read as ``"c4z"`` / ``"d4z"`` on the volume (the depth
+    free), plus the off-grid finding of its other rotations. Any other planar group on a model with
+    windows over volumes (``nn.Conv3d``, the 3-D group convs and pools, ``*Pad3d``...) is refused
+    with a ``ValueError`` naming them, as a cube group on an image shape is (torch's 3-D layers
+    whose window does not reach across dim -3, such as a ``(1, k, k)`` conv on a planar group map,
+    are allowed).
 
     Args:
         model: the network.

@@ -185,7 +185,8 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
                  shifts: bool = True, search: int = 64) -> list[Finding]:
     """:func:`~equilayers.check_grid` on a volume input ``shape`` (``(B, C, D, H, W)`` or
     ``(B, C, |G|, D, H, W)``) for a cube group, or for SO(3)/O(3), whose exact elements are
-    their grid subgroup's (the other arguments already validated by ``check_grid``)."""
+    their grid subgroup's, plus the off-grid finding of their other rotations (the other
+    arguments already validated by ``check_grid``)."""
     grid = group.grid_subgroup()
     if not isinstance(grid, CubicGroup):
         raise ValueError(f"check_grid: group={group.name!r} acts on {group.spatial_dim} "
@@ -205,11 +206,13 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     moved = {3 + d for d in moved_dims}  # -3 -> 0 (depth), -2 -> 1, -1 -> 2
     pairs = _traded(grid)
     size = tuple(shape[-3:])
+    # SO(3), O(3), ico, ih: their other rotations leave the grid (as c8's in 2-D)
+    off = [] if group.pixel_exact else [_off_grid(group, size)]
     try:
         sizes = _record_sizes(model, shape, 3)
     except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
-        return [_unsupported_size(model, shape, e, search, 3)]
-    findings = _rotated_runs(model, shape, sizes, _permutations(grid))
+        return off + [_unsupported_size(model, shape, e, search, 3)]
+    findings = off + _rotated_runs(model, shape, sizes, _permutations(grid))
     layer = _findings(sizes, moved, pairs, shifts)
     if any(f.problem == "stride-parity" for f in layer):
         better = None

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equilayers import check_grid
 from equilayers.functional import group_conv3d
 from equilayers.functional._ico_conv import ico_white_map
 from equilayers.functional._voxel_basis import _terms, rotated_voxel_basis, voxel_basis
@@ -123,6 +124,17 @@ def test_grid_subgroup_is_the_first_twelve_slots():
     assert ICO.element(ICO.matrix(ICO.elements()[17])) == ICO.elements()[17]
     with pytest.raises(ValueError, match="not one of the 60 symmetries"):
         ICO.element(get("so3").from_axis_angle((0, 0, 1), 0.3).matrix)
+
+
+def test_check_grid_reads_the_grid_subgroup_and_names_the_off_grid_rotations():
+    """check_grid of an icosahedral model: the grid law of T, plus one off-grid finding for
+    the 48 elements no voxel grid carries (which T itself does not get)."""
+    net = nn.Sequential(LiftingConv3d(1, 2, 3, padding=1, group="ico", basis="harmonic"))
+    for name, grid in (("ico", "t"), ("ih", "th")):
+        found = check_grid(net, (1, 1, 7, 7, 7), name, shifts=False)
+        assert [f.problem for f in found] == ["off-grid-group"]
+        assert f"exact: its elements in {grid!r}" in found[0].message
+    assert check_grid(net, (1, 1, 7, 7, 7), "t", shifts=False) == []
 
 
 def test_fourier_basis_spans_each_irrep():

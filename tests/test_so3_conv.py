@@ -146,12 +146,18 @@ def test_gradcheck_state_dict_and_export(gen):
 
 
 def test_check_grid_on_so3():
-    """check_grid reads SO(3) as its grid subgroup O: stride 2 wants odd sizes."""
+    """check_grid reads SO(3) as its grid subgroup O: stride 2 wants odd sizes; its other
+    rotations are one off-grid finding (as c8's on images), which O itself does not get."""
     net = nn.Sequential(enn.SteerableConv3d(1, 2, 3, padding=1, max_order=1),
                         enn.SteerableConv3d(2, 2, 3, stride=2, padding=1, in_max_order=1))
     found = equilayers.check_grid(net, (1, 1, 10, 10, 10), "so3", shifts=False)
-    assert [f.fix for f in found] == ["use an input size of 11"]
-    assert equilayers.check_grid(net, (1, 1, 11, 11, 11), "o3", shifts=False) == []
+    assert [(f.problem, f.fix) for f in found] == [
+        ("off-grid-group", "measure the approximate error (equilayers.metrics), or use o/oh "
+         "for exactness"), ("stride-parity", "use an input size of 11")]
+    found = equilayers.check_grid(net, (1, 1, 11, 11, 11), "o3", shifts=False)
+    assert [f.problem for f in found] == ["off-grid-group"]
+    assert "exact: its elements in 'oh'" in found[0].message
+    assert equilayers.check_grid(net, (1, 1, 11, 11, 11), "o", shifts=False) == []
 
 
 def test_init_preserves_the_second_moment(gen):

@@ -172,6 +172,15 @@ def test_module_equals_functional_and_every_rotation_exactly(gen):
     fib = OnFibers(m)
     els = [get("so3").random_element(gen) for _ in range(5)]
     assert equivariance_error(fib, x[..., 0, 0, 0], "so3", elements=els) < 1e-12
+    # the functional takes fibers alone (no spatial dims), as its docstring says
+    for group, f in (("so3", 9), ("so2", 5)):
+        w = torch.randn(3, tensor_product_basis(group, 2, 1).shape[0], generator=gen,
+                        dtype=torch.float64)
+        v = x[:, :, :f, 0, 0, 0]
+        alone = tensor_product_nonlinearity(v, w, group, 2, 1)
+        assert alone.shape == (4, 3, get(group).harmonic_size(1))
+        torch.testing.assert_close(alone, tensor_product_nonlinearity(
+            v[..., None, None], w, group, 2, 1)[..., 0, 0], rtol=0, atol=1e-14)
 
 
 def test_gradcheck(gen):

@@ -194,7 +194,8 @@ def apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> t
     i, j = torch.triu_indices(x.shape[2], x.shape[2], device=x.device)  # (made there: no copy)
     t = x.index_select(2, i) * x.index_select(2, j)  # (B, C, P, *S)
     m = (weight @ basis.flatten(1)).view(weight.shape[0], basis.shape[1], basis.shape[2])
-    y = torch.matmul(m, t.flatten(3))  # (C, F_out, P) @ (B, C, P, N)
+    # (C, F_out, P) @ (B, C, P, N), N the positions (1 for fibers alone, 0 for an empty map)
+    y = torch.matmul(m, t.reshape(*t.shape[:3], math.prod(t.shape[3:])))
     return y.view(*y.shape[:3], *x.shape[3:])
 
 
