@@ -487,3 +487,25 @@ def test_modules_name_themselves_for_a_dtype_mismatch_and_run_under_autocast(gen
     with torch.autocast("cpu", dtype=torch.bfloat16):
         for xx in (x, x.bfloat16()):
             assert module(xx).isfinite().all()
+
+
+_REDUCING = [
+    (lambda f: enn.NormNonlinearity(2, 2, function=f), (2, 2, 5, 3, 3)),
+    (lambda f: enn.GatedNonlinearity(2, function=f), (2, 2, 5, 3, 3)),
+    (lambda f: enn.FourierNonlinearity("so2", 2, function=f), (2, 2, 5, 3, 3)),
+    (lambda f: enn.NormNonlinearity(2, 1, group="so3", function=f), (2, 2, 4, 3, 3, 3)),
+    (lambda f: enn.GatedNonlinearity(1, group="o3", function=f), (2, 2, 4, 3, 3, 3)),
+    (lambda f: enn.FourierNonlinearity("so3", 1, function=f), (2, 2, 4, 3, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("build,shape", _REDUCING)
+def test_a_function_that_changes_the_shape_is_refused(gen, build, shape):
+    """A ``function`` that reduces (or returns no tensor) is named with the shape it returned,
+    where it had given a wrongly shaped output or failed deep in torch; an elementwise one of
+    the user's (not torch's ReLU, which the fast paths take as it is) runs (the control)."""
+    x = torch.randn(shape, generator=gen)
+    for bad, got in ((lambda z: z.sum(-1), "returned shape"), (lambda z: 1.0, "returned a float")):
+        with pytest.raises(ValueError, match=r"function must be elementwise .*" + got):
+            build(bad)(x)
+    assert build(lambda z: torch.tanh(z))(x).shape[2:] == x.shape[2:]

@@ -241,6 +241,27 @@ def test_wrong_inputs_name_the_layer_and_the_shape():
         m(torch.randn(2, 3, 4))
     with pytest.raises(ValueError, match=r"GroupLinear.*3.*\(2, 5, 8\)"):
         m(torch.randn(2, 5, 8))
+    # dtype and device: named as GroupLinear's, not as the conv it runs
+    for layer, f in ((m, 8), (GroupLinear(3, 4, group="so3", max_order=1), 4)):
+        with pytest.raises(TypeError, match=r"^GroupLinear: x has dtype torch.int64"):
+            layer(torch.ones(2, 3, f, dtype=torch.long))
+        with pytest.raises(TypeError, match=r"^GroupLinear: x has dtype torch.float64, but the "
+                                            r"module's parameters are torch.float32"):
+            layer(torch.ones(2, 3, f, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"^GroupLinear: x is on meta but the module's "
+                                             r"parameters are on cpu"):
+            layer(torch.ones(2, 3, f, device="meta"))
+        assert layer(torch.ones(2, 3, f)).shape == (2, 4, f)  # the control
+
+
+def test_a_group_conv_names_an_input_on_another_device():
+    """An input on another device than the conv's parameters: a ValueError naming both (torch
+    raised its own device error from inside the expansion); the same device runs."""
+    m = GroupConv2d(3, 4, 1, group="p4m")
+    with pytest.raises(ValueError, match=r"^GroupConv2d: x is on meta but the module's "
+                                         r"parameters are on cpu; move the input"):
+        m(torch.ones(2, 3, 8, 1, 1, device="meta"))
+    assert m(torch.ones(2, 3, 8, 1, 1)).shape == (2, 4, 8, 1, 1)
 
 
 def test_on_fibers_types_and_dims():

@@ -235,6 +235,15 @@ def test_fourier_module_equals_functional_and_state_dict(gen):
     assert enn.FourierNonlinearity("c8").max_order == 3
 
 
+def test_norm_and_gated_reprs_name_a_function_other_than_relu():
+    assert repr(enn.NormNonlinearity(3, 2, F.elu)) == (
+        "NormNonlinearity(3, max_order=2, function=elu)")
+    assert repr(enn.NormNonlinearity(3, 2)) == "NormNonlinearity(3, max_order=2)"
+    assert repr(enn.GatedNonlinearity(2, torch.tanh, group="so3")) == (
+        "GatedNonlinearity(max_order=2, function=tanh, group='so3')")
+    assert repr(enn.GatedNonlinearity(2)) == "GatedNonlinearity(max_order=2)"
+
+
 def test_fourier_gradcheck(gen):
     x = _x(gen, (1, 2, 5, 2, 2)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: EF.fourier_nonlinearity(t, "o2", 2), (x,))

@@ -37,6 +37,7 @@ __all__ = [
     "check_float_dtype",
     "autocast_on",
     "check_dtype_match",
+    "check_device_match",
     "check_tensors_match",
     "check_group_map",
     "check_order_bias",
@@ -360,6 +361,20 @@ def check_dtype_match(x: Any, param: torch.Tensor | None, what: str, *,
     raise TypeError(f"{what}: {x_name} has dtype {x.dtype}, but {held} {param.dtype}; convert "
                     f"{first} ({x_name}{to(param.dtype)}) or the {owner} "
                     f"({owner}{to(x.dtype)}){amp}")
+
+
+def check_device_match(x: Any, param: torch.Tensor | None, what: str) -> None:
+    """A tensor ``x`` on the device of a module's parameters ``param`` (``ValueError`` naming
+    both devices and the two moves, where torch would raise a device error from deep inside
+    the op; a module on the meta device must be materialized first)."""
+    if param is None or not isinstance(x, torch.Tensor) or x.device == param.device:
+        return
+    meta = ("; a module built on the meta device must be materialized first "
+            "(module.to_empty(device=...), then load_state_dict or reset_parameters)"
+            if param.is_meta else "")
+    raise ValueError(f"{what}: x is on {x.device} but the module's parameters are on "
+                     f"{param.device}; move the input (x.to({str(param.device)!r})) or the "
+                     f"module (module.to(x.device)){meta}")
 
 
 _GROUP_MAPS = {2: "5-D (B, C, F, H, W)", 3: "6-D (B, C, F, D, H, W)"}

@@ -263,10 +263,10 @@ def fourier_nonlinearity(
         max_order = _fourier_default_order(grp)
     if grp.spatial_dim == 3:
         _check_so3(grp, "fourier_nonlinearity")
-        _check_function(function, "fourier_nonlinearity")
+        function = _check_function(function, "fourier_nonlinearity")
         return fourier_nonlinearity3d(x, max_order, function, samples, matrices=matrices)
     check_harmonic(x, max_order, "fourier_nonlinearity")
-    _check_function(function, "fourier_nonlinearity")
+    function = _check_function(function, "fourier_nonlinearity")
     if matrices is None:
         n, refl = fourier_samples(grp, max_order, samples)
         matrices = _fourier_nl_cpu(n, refl, max_order)

@@ -82,8 +82,33 @@ def on_planes(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> to
     return fn(x.flatten(-2)).unflatten(-1, x.shape[-2:])
 
 
-def _check_function(function, what: str) -> None:
+def _check_function(function, what: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``function`` checked callable, returned as a callable that raises a ``ValueError``
+    where it does not keep its input's shape (the maps apply it elementwise; a reduction
+    would return a wrongly shaped output or fail deep in torch); torch's ReLU as it is (the
+    fast paths recognise it)."""
     C.check_callable(function, "function", what, fix="e.g. torch.nn.functional.relu")
+    if function in (F.relu, torch.relu):
+        return function
+    return _Pointwise(function, what)
+
+
+class _Pointwise:
+    """A user's ``function``, checked to keep the shape of what it is applied to."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], what: str) -> None:
+        self.function, self.what = function, what
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        out = self.function(t)
+        if not isinstance(out, torch.Tensor) or out.shape != t.shape:
+            name = getattr(self.function, "__name__", repr(self.function))
+            got = (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                   else f"a {type(out).__name__}")
+            raise ValueError(f"{self.what}: function must be elementwise and return a tensor "
+                             f"of its input's shape {tuple(t.shape)} (e.g. F.relu, F.elu, "
+                             f"torch.tanh); {name} returned {got}")
+        return out
 
 
 def _low_precision(x: torch.Tensor) -> bool:
@@ -145,7 +170,7 @@ def norm_nonlinearity(
     """
     what = "norm_nonlinearity"
     volume = _volume_fields(group, what)
-    _check_function(function, what)
+    function = _check_function(function, what)
     eps = C.check_number(eps, "eps", what, positive=True, fix="e.g. eps=1e-6")
     C.check_choice(order0, "order0", ORDER0, what, fix="'function': a_0 -> function(a_0 + b_0), "
                    "'norm': a_0 -> sign(a_0) function(|a_0| + b_0)")
@@ -193,7 +218,7 @@ def gated_nonlinearity(
     float32 and cast back (the gate's gradient sums over the slots and can pass 65504).
     """
     volume = _volume_fields(group, "gated_nonlinearity")
-    _check_function(function, "gated_nonlinearity")
+    function = _check_function(function, "gated_nonlinearity")
     C.check_choice(gates, "gates", GATES, "gated_nonlinearity",
                    fix="'own': each field gated by its own a_0, 'first_half': the first C of 2C "
                    "fields are gates")

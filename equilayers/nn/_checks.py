@@ -25,6 +25,15 @@ def function(value, cls: str):
     return C.check_callable(value, "function", cls, fix="e.g. torch.nn.functional.relu")
 
 
+def function_repr(value, default) -> str:
+    """``", function=<name>"`` for a ``function`` other than the module's default (``""``
+    for the default), as an ``extra_repr`` part."""
+    if value is default:
+        return ""
+    name = getattr(value, "__name__", None)
+    return f", function={name}" if name else f", function={value!r}"
+
+
 def flag(value, name: str, cls: str) -> bool:
     return C.check_flag(value, name, cls)
 
@@ -191,8 +200,8 @@ def check_input_once(module: nn.Module, x, options: tuple,
                      check: Callable[[], bool | None]) -> None:
     """Run ``check()`` (a conv's input checks) and the dtype check (a floating ``x`` in the
     weight's dtype, or autocast on for its device) unless ``x`` is like the last input they
-    passed for ``module``: the key is ``x``'s shape, dtype and meta flag, the weight's meta
-    flag and dtype, the autocast flag and ``options``, which must hold every other value
+    passed for ``module``: the key is ``x``'s shape, dtype and device, the weight's device
+    and dtype, the autocast flag and ``options``, which must hold every other value
     ``check`` reads (so the key cannot match an input or a setting the checks were not run
     for). Not memoized for non-tensors, while ``torch.compile`` or ``torch.jit.trace``
     traces, or when ``check()`` returns ``False`` (a part of it that could not be settled for
@@ -209,10 +218,11 @@ def check_input_once(module: nn.Module, x, options: tuple,
     if (isinstance(x, torch.Tensor) and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()):
         amp = C.autocast_on(x.device.type)
-        key = (x.shape, x.dtype, x.is_meta, weight.is_meta, weight.dtype, amp, *options)
+        key = (x.shape, x.dtype, x.device, weight.device, weight.dtype, amp, *options)
         if key == module.__dict__.get("_checked"):
             return
     settled = check()
     C.check_dtype_match(x, weight, type(module).__name__)
+    C.check_device_match(x, weight, type(module).__name__)
     if key is not None and settled is not False:
         module.__dict__["_checked"] = key

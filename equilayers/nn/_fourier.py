@@ -298,9 +298,7 @@ class FourierNonlinearity(_FiberBuffers):
         text = f"group={self.group.name!r}, max_order={self.max_order}"
         if not self.group.is_finite:
             text += f", samples={self.samples}"
-        if self.function is not F.elu:
-            fn = getattr(self.function, "__name__", None)
-            text += f", function={fn}" if fn else f", function={self.function!r}"
+        text += C.function_repr(self.function, F.elu)
         fields = self.in_type
         if fields is not None and fields.spatial_dims == 3 and self.group.spatial_dim == 2:
             text += ", spatial_dims=3"

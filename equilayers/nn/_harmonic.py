@@ -150,8 +150,8 @@ class NormNonlinearity(Typed, nn.Module):
             "" if self.bias is not None or self.log_bias is not None else ", bias=False") + (
             "" if self.order0 == "function" else f", order0={self.order0!r}") + (
             "" if self.bias_form == "add" else f", bias_form={self.bias_form!r}") + (
-            "" if self.threshold == 1.0 else f", threshold={self.threshold:g}") + _group_repr(
-            self)
+            "" if self.threshold == 1.0 else f", threshold={self.threshold:g}") + (
+            C.function_repr(self.function, F.relu)) + _group_repr(self)
 
 
 class GatedNonlinearity(Typed, nn.Module):
@@ -207,7 +207,8 @@ class GatedNonlinearity(Typed, nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_order={self.max_order}" + (
-            "" if self.gates == "own" else f", gates={self.gates!r}") + _group_repr(self)
+            "" if self.gates == "own" else f", gates={self.gates!r}") + (
+            C.function_repr(self.function, F.relu)) + _group_repr(self)
 
 
 class HarmonicBatchNorm(Typed, nn.Module):

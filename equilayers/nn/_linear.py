@@ -213,6 +213,10 @@ class GroupLinear(Typed, nn.Module):
         assert self.in_type is not None  # set in __init__
         self.in_type.check(x, "x", "GroupLinear")
         C.check_channels(x, self.in_features, "GroupLinear", unit="fields")
+        # the input's dtype and device, named as this module's (not as the conv it runs)
+        C.check_tensor(x, "x", "GroupLinear")
+        C.check_dtype_match(x, self.conv.weight, "GroupLinear")
+        C.check_device_match(x, self.conv.weight, "GroupLinear")
         return on_fibers(self.conv, x, spatial_dims=self._spatial_dims)
 
     def extra_repr(self) -> str:
