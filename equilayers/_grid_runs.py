@@ -1,6 +1,7 @@
 """Running a model to see its layers: which leaves take spatial maps, which slide windows over
-volumes, and the spatial size each leaf sees on a given input (:func:`_record_sizes`), for
-:func:`equilayers.check_grid` (``_grid.py``, ``_grid3d.py``)."""
+volumes, the spatial size each leaf sees on a given input (:func:`_record_sizes`), and the
+window each leaf slides at that size (:func:`_spatial_params`, :func:`_sized_params`,
+:func:`_pad_params`), for :func:`equilayers.check_grid` (``_grid.py``, ``_grid3d.py``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import _checks as C
 from .groups import FieldType
-from .nn import PolyphasePool3d, PolyphaseUpsample3d
-from .nn._exactness import quiet_exactness_warnings
+from .nn import LearnablePolyphasePool2d, PolyphasePool3d, PolyphaseUpsample3d
+from .nn._exactness import _WarnsInexact, quiet_exactness_warnings
 
 __all__: list[str] = []
 
@@ -132,3 +134,103 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool
         for h in handles:
             h.remove()
     return seen
+
+
+def ceil_fix(k: int, s: int, p: int) -> str:
+    """check_grid's fix for a ``ceil_mode`` pool's extra window (window ``k``, stride ``s``,
+    padding ``p``): a converted pool's or ``MaxBlurPool2d(ceil_mode=True)``'s."""
+    return (f"an input size at which ceil_mode adds no window ((size + 2*{p} - {k}) % {s} "
+            "== 0), or ceil_mode=False and circular padding before it")
+
+
+def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
+    """Kernel, stride, padding (per side: top, bottom, left, right), dilation, padding mode of
+    a conv- or pool-like module at input ``size``, by duck typing (``kernel_size`` and
+    ``stride`` attributes)."""
+    if isinstance(mod, _WarnsInexact) and type(mod)._sampling_window is not (
+            _WarnsInexact._sampling_window):
+        # a pool that states its window grid (the one its own warning checks): a blur's
+        # padding, a max-then-blur pool's composite window, and a ceil_mode pool's extra
+        # window's reach past it at this size (bottom and right)
+        kernel, stride, sides, dilation = mod._sampling_window()
+        try:
+            k, s = C.check_pair(kernel, "kernel_size"), C.check_pair(stride, "stride")
+            d = C.check_pair(dilation, "dilation")
+        except (TypeError, ValueError):
+            return None
+        top, bottom, left, right = sides
+        eh, ew = mod._ceil_extra(size)
+        prm = {"k": (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), "s": s,
+               "sides": (top, bottom + eh, left, right + ew),
+               "mode": getattr(mod, "padding_mode", "pool"), "padded_by": "layer",
+               "transposed": False, "op": (0, 0),
+               "reads": None if eh or ew else mod._window_padding_mode()}
+        ceil_window = mod._ceil_window()
+        if ceil_window is not None and (eh or ew):
+            prm["fix"] = ceil_fix(*ceil_window)
+        return prm
+    if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
+        return None
+    if isinstance(mod, LearnablePolyphasePool2d):  # (and its 3-D subclass, see _grid3d)
+        # keeps a whole polyphase component (it takes only sizes its stride divides); its
+        # kernel_size is the scoring filter's, a circular correlation, not a sampling window
+        return None
+    try:
+        k = C.check_pair(mod.kernel_size, "kernel_size")
+        s = C.check_pair(mod.stride if mod.stride is not None else mod.kernel_size, "stride")
+        d = C.check_pair(getattr(mod, "dilation", 1), "dilation")
+    except (TypeError, ValueError):  # not a 2-D window (a 1-D or 3-D layer): not checked
+        return None
+    ke = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    pad = getattr(mod, "padding", 0)
+    if pad == "valid":
+        sides = (0, 0, 0, 0)
+    elif pad == "same":  # torch pads the extra pixel at the end (bottom/right)
+        sides = ((ke[0] - 1) // 2, ke[0] - 1 - (ke[0] - 1) // 2,
+                 (ke[1] - 1) // 2, ke[1] - 1 - (ke[1] - 1) // 2)
+    else:
+        try:
+            p = C.check_pair(pad, "padding")
+        except (TypeError, ValueError):
+            return None
+        sides = (p[0], p[0], p[1], p[1])
+    if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)) or "pool" in type(mod).__name__.lower():
+        default_mode = "pool"
+    else:
+        default_mode = "zeros"
+    mode = getattr(mod, "padding_mode", default_mode)
+    transposed = getattr(mod, "transposed", False) is True  # nn.ConvTranspose2d, ours
+    try:
+        op = (C.check_pair(getattr(mod, "output_padding", 0), "output_padding") if transposed
+              else (0, 0))
+    except TypeError:
+        return None
+    return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
+            "transposed": transposed, "op": op,
+            "reads": mode if default_mode == "zeros" and not transposed else None}
+
+
+def _sized_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
+    """The window of a module whose padding depends on its input's ``size`` and says so by a
+    ``_grid_window(size)`` method (a converted ``ceil_mode`` pool's extra window):
+    ``(kernel, stride, (top, bottom, left, right), padding mode, fix)``, ``fix`` what to do
+    about its padding."""
+    sized = getattr(mod, "_grid_window", None)
+    window = sized(size) if callable(sized) else None
+    if window is None:  # (a module may have no window in some modes)
+        return None
+    k, s, sides, mode, fix = window
+    return {"k": k, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
+            "transposed": False, "op": (0, 0), "fix": fix}
+
+
+def _pad_params(mod: nn.Module) -> dict | None:
+    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom)."""
+    name = type(mod).__name__
+    pad = getattr(mod, "padding", None)
+    if not name.endswith("Pad2d") or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+        return None
+    left, right, top, bottom = (int(v) for v in pad)
+    mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
+    return {"k": (1, 1), "s": (1, 1), "sides": (top, bottom, left, right), "mode": mode,
+            "padded_by": "module"}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks as C
-from ._grid import ceil_fix
+from ._grid_runs import ceil_fix
 from ._hooks import carry_hooks, without_hooks
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
