@@ -327,8 +327,9 @@ def norm_max_pool(m: Any) -> nn.Module:
 
 
 def batch_norm(m: Any) -> nn.Module:
-    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm2d``: the same state and eval-mode map)
-    on SO(2)/O(2) fields, each irrep its own field ->
+    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm2d``: the same state and eval-mode map;
+    its training-mode variances about the batch mean, ``statistics="order_centred"``) on
+    SO(2)/O(2) fields, each irrep its own field ->
     :class:`HarmonicBatchNorm` with its state (the same normalization in eval mode; in training
     mode escnn's Bessel's correction and detached statistics differ, as on SO(3):
     :func:`equilayers._interop_so3.batch_norm`)."""
@@ -337,7 +338,8 @@ def batch_norm(m: Any) -> nn.Module:
     names = [r.name for r in m.in_type.representations[:order + 1]]
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
                              group=_group(m.in_type.gspace),
-                             spatial_dims=_dims(m.in_type.gspace))
+                             spatial_dims=_dims(m.in_type.gspace),
+                             statistics=T.gnorm_statistics(m))
     T.copy_gnorm_state(m, ours, names, c)
     return ours
 

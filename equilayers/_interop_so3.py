@@ -192,7 +192,8 @@ def norm_pool(m: Any) -> nn.Module:
 
 
 def batch_norm(m: Any) -> nn.Module:
-    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm3d``: the same state and eval-mode map)
+    """escnn's ``GNormBatchNorm`` (or ``IIDBatchNorm3d``: the same state and eval-mode map;
+    its training-mode variances about the batch mean, ``statistics="order_centred"``)
     on fields ``[irrep 0, ..., irrep L]`` repeated ->
     :class:`HarmonicBatchNorm` with its state: escnn keeps one buffer (and weight) of shape
     ``(C, 1)`` per irrep name, in field order; ours ``running_var`` / ``weight`` ``(C, L + 1)``,
@@ -212,7 +213,7 @@ def batch_norm(m: Any) -> nn.Module:
     order = order or 0
     names = [r.name for r in m.in_type.representations[:order + 1]]
     ours = HarmonicBatchNorm(c, order, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                             group=_group(gspace))
+                             group=_group(gspace), statistics=T.gnorm_statistics(m))
 
     T.copy_gnorm_state(m, ours, names, c)
     return ours

@@ -404,3 +404,10 @@ def inner_batch_norm(m: Any, c: int) -> nn.Module:
                dtype=None if ref is None or not ref.is_floating_point() else ref.dtype)
     ours.load_state_dict(bn.state_dict())
     return ours
+
+
+def gnorm_statistics(m: Any) -> str:
+    """Our ``statistics`` for escnn's ``GNormBatchNorm`` (``"order"``: each order's ``E|v|^2``)
+    or ``IIDBatchNorm`` on fields listed irrep by irrep (``"order_centred"``: escnn takes
+    every irrep's variance about its batch mean)."""
+    return "order" if type(m).__name__ == "GNormBatchNorm" else "order_centred"

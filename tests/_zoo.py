@@ -216,6 +216,8 @@ ZOO: dict[str, ZooEntry] = {
     "HarmonicBatchNorm": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2), _x(2, 3, 5, 5, 5)),
     "HarmonicBatchNorm[field]": ZooEntry(lambda: enn.HarmonicBatchNorm(3, 2, statistics="field"),
                                          _x(2, 3, 5, 5, 5)),
+    "HarmonicBatchNorm[order_centred]": ZooEntry(
+        lambda: enn.HarmonicBatchNorm(3, 2, statistics="order_centred"), _x(2, 3, 5, 5, 5)),
     "HarmonicToRegular": ZooEntry(lambda: enn.HarmonicToRegular("c8", 2), _x(2, 3, 5, 5, 5)),
     "NormNonlinearity": ZooEntry(lambda: enn.NormNonlinearity(3, 2), _x(2, 3, 5, 5, 5)),
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),

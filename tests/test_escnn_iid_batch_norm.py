@@ -1,9 +1,10 @@
 """equilayers.interop.from_escnn for escnn's ``IIDBatchNorm2d`` / ``IIDBatchNorm3d`` beyond
-one-representation-per-field SO(2) fields (tests/test_escnn_so2.py): on regular fields (2-D
-and the cube's) -> ``GroupBatchNorm2d`` / ``3d``, and on fields that list each irrep as its own
-field (SO(2), SO(3), O(3)) -> ``HarmonicBatchNorm`` (``GNormBatchNorm``'s state and eval-mode
-map). Eval mode gives escnn's outputs after training steps moved the running statistics and
-the affine parameters were drawn at random; the refusals name the layer.
+one-representation-per-field SO(2) fields (tests/test_escnn_so2.py): on regular fields (2-D and
+the cube's) -> ``GroupBatchNorm2d`` / ``3d``, and on fields that list each irrep as its own
+field (SO(2), SO(3), O(3)) -> ``HarmonicBatchNorm(statistics="order_centred")``
+(``GNormBatchNorm``'s state and eval-mode map, escnn's training-mode variances). Eval mode gives
+escnn's outputs after training steps moved the running statistics and the affine parameters were
+drawn at random; the refusals name the layer.
 
 Needs escnn (run in the peers venv: ``make test-peers``); skipped elsewhere."""
 
@@ -90,6 +91,20 @@ def test_iid_batch_norm_on_separate_irreps_matches_escnn(space, gen):
         want = m(esc.GeometricTensor(x * signs, t)).tensor * signs
         got = ours(x.unflatten(1, (2, -1)))
     torch.testing.assert_close(got.flatten(1, 2), want, rtol=1e-5, atol=1e-5)
+    # training mode on a batch with a mean vector: escnn takes every irrep's variance about
+    # its batch mean (statistics="order_centred"); the rest is Bessel's N / (N - 1), about
+    # 1 / (2N) of the output. The control: GNormBatchNorm's E|v|^2 ("order") is far off.
+    assert ours.statistics == "order_centred"
+    x = x + 1
+    n = x.shape[0] * x[0, 0].numel()
+    with torch.no_grad():
+        want = m.train()(esc.GeometricTensor(x * signs, t)).tensor * signs
+        got = ours.train()(x.unflatten(1, (2, -1))).flatten(1, 2)
+        ours.statistics = "order"
+        far = ours(x.unflatten(1, (2, -1))).flatten(1, 2)
+    scale = float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=0, atol=1.5 / n * scale)
+    assert float((far - want).abs().max()) > 0.1 * scale
 
 
 def test_iid_batch_norm_refusals_name_the_layer():

@@ -246,6 +246,51 @@ def test_field_statistics_formula_and_state(gen):
         EF.harmonic_batch_norm(x, 2, torch.zeros(3), torch.ones(3, 3), statistics="field")
 
 
+@pytest.mark.parametrize("group,shape,sizes", [(None, (4, 3, 5, 6, 6), [1, 2, 2]),
+                                               ("so3", (4, 3, 9, 3, 3, 3), [1, 3, 5])])
+def test_order_centred_statistics_formula_and_rotations(group, shape, sizes, gen):
+    """``statistics="order_centred"`` (escnn's IIDBatchNorm on separate irreps): each order's
+    variance is the mean of its slots' variances about their batch means; the map is
+    ``"order"``'s (the same state shapes, orders >= 1 not centred), and equals it on a batch
+    whose orders >= 1 have mean 0; off the grid, turning every fiber commutes with it. The
+    control: ``"order"`` on a batch with a mean vector differs."""
+    from equilayers.groups import get, harmonic_matrix
+
+    x = 1 + torch.randn(shape, generator=gen, dtype=torch.float64)
+    kw = dict(group=group, dtype=torch.float64)
+    bn = enn.HarmonicBatchNorm(3, 2, statistics="order_centred", **kw)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=gen)
+        bn.bias.uniform_(-1, 1, generator=gen)
+    y = bn(x)
+    dims = (0, *range(3, x.dim()))
+    var = torch.stack([v.mean(1) for v in x.var(dim=dims, unbiased=False).split(sizes, 1)], 1)
+    scale = torch.cat([s.expand(3, d) for s, d in zip(((var + bn.eps).rsqrt() * bn.weight).split(
+        1, 1), sizes, strict=True)], 1).view(1, 3, -1, *[1] * (x.dim() - 3))
+    want = x.clone()
+    want[:, :, :1] -= x[:, :, :1].mean(dim=dims, keepdim=True)
+    want = want * scale
+    want[:, :, :1] += bn.bias.view(1, 3, 1, *[1] * (x.dim() - 3))
+    torch.testing.assert_close(y, want)
+    assert bn.running_var.shape == bn.weight.shape == (3, 3)
+    assert "statistics='order_centred'" in repr(bn)
+    order = enn.HarmonicBatchNorm(3, 2, **kw)
+    order.load_state_dict(bn.state_dict())  # the same state
+    assert not torch.allclose(order.train()(x), y, atol=1e-3)  # the control: a mean vector
+    z = torch.cat([x, -x], 0)  # every slot's batch mean 0 but order 0's, which both centre
+    z[:, :, 0] = torch.cat([x[:, :, 0], x[:, :, 0]], 0)
+    torch.testing.assert_close(order(z), bn(z))
+    # any rotation of the fiber commutes (training mode, statistics of the batch)
+    g = (get("o2").elements_at([37.0], reflection=True)[0] if group is None
+         else get("so3").from_axis_angle((0.3, -0.5, 0.8), 1.1))
+    rho = harmonic_matrix(g, 2).to(torch.float64)
+
+    def act(t):
+        return torch.einsum("ij,bcj...->bci...", rho, t)
+
+    torch.testing.assert_close(bn(act(x)), act(bn(x)))
+
+
 @pytest.mark.parametrize("angle,flip", [(37.0, False), (115.0, True)])
 def test_field_statistics_commute_with_any_fiber_rotation(angle, flip, gen):
     """Off the grid, on the fiber alone (no spatial interpolation, whose zero-filled corners

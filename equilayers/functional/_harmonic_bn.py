@@ -16,7 +16,7 @@ from ._harmonic import _low_precision, _volume_fields, check_harmonic, on_planes
 
 __all__ = ["harmonic_batch_norm", "STATISTICS"]
 
-STATISTICS = ("order", "field")
+STATISTICS = ("order", "field", "order_centred")
 
 
 def _check_stat(t: torch.Tensor | None, name: str, shape: tuple[int, ...], x: torch.Tensor
@@ -112,6 +112,13 @@ def harmonic_batch_norm(
     shape across orders (what a Fourier nonlinearity samples), then multiplied by one
     ``weight[:, 0]`` per field; order 0 is centred and shifted by ``bias`` as above.
     ``running_var`` and ``weight`` are then ``(C, 1)``.
+
+    ``statistics="order_centred"`` (escnn's ``IIDBatchNorm`` on fields listed irrep by irrep,
+    each its own field): one variance per order as ``"order"``, but about the batch mean, the
+    mean over the order's slots of each slot's variance about its own batch mean (per order
+    ``(E|v|^2 - |E v|^2) / d``, invariant); the output is not centred (but order 0), so it is
+    ``"order"``'s map with another variance, which equals ``"order"``'s where the batch mean
+    of every order ``>= 1`` is 0. The same state and eval-mode map as ``"order"``.
     """
     what = "harmonic_batch_norm"
     volume = _volume_fields(group, what)
@@ -149,7 +156,9 @@ def harmonic_batch_norm(
                                  momentum, eps, ct, n)
     xc = x.to(ct)  # one cast for the statistics and the affine (x itself unless half)
     if training and n > 0:
-        if volume:
+        if statistics == "order_centred":
+            mean0, stat = _centred_stats(xc, max_order, volume)
+        elif volume:
             a0, *blocks = H3.order_blocks(xc, max_order)  # one split (H3.order_blocks)
             var0, mean0 = torch.var_mean(a0, dim=(0, *space), unbiased=False)  # (C, 1)
             # the 2l + 1 slots of each order l >= 1 (none at max_order 0: torch.arange
@@ -199,6 +208,17 @@ def _planar_stats(xc: torch.Tensor, max_order: int) -> tuple[torch.Tensor, torch
         return mean0, var0
     norm = torch.linalg.vector_norm(rest.view(b, c, max_order, 2, h, w), dim=(0, 3, 4, 5))
     return mean0, torch.cat([var0, norm.square().div_(2 * b * h * w)], dim=1)
+
+
+def _centred_stats(xc: torch.Tensor, max_order: int, volume: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean0, stat)`` of ``statistics="order_centred"``: order 0's mean ``(C, 1)`` and per
+    order the mean of its slots' variances about their batch means ``(C, M + 1)`` (order 0:
+    its variance), over ``B`` and the spatial dims."""
+    var_s, mean_s = torch.var_mean(xc, dim=(0, *range(3, xc.dim())), unbiased=False)  # (C, F)
+    sizes = [2 * m + 1 for m in range(max_order + 1)] if volume else [1] + [2] * max_order
+    stat = torch.stack([v.mean(1) for v in var_s.split(sizes, dim=1)], dim=1)
+    return mean_s[:, :1], stat
 
 
 def _pair_slots(per_order: torch.Tensor) -> torch.Tensor:

@@ -241,6 +241,10 @@ class HarmonicBatchNorm(Typed, nn.Module):
             family's escnn-style D8 -> C8 Fourier-ELU model, held-out digits, seeds 0 and 1):
             82.5% with ``"field"``, 89.1% with ``"order"``; it trained slower. It is here to
             convert escnn's models (``from_escnn`` of ``IIDBatchNorm2d``) and to compare.
+            ``"order_centred"`` (escnn's ``IIDBatchNorm`` on fields listed irrep by irrep):
+            ``"order"``'s map and state, each order's variance taken about its batch mean
+            (``E|v|^2 - |E v|^2``; ``"order"`` uses ``E|v|^2``); the two agree where the
+            batch mean of every order ``>= 1`` is 0.
         spatial_dims: ``3`` for volumes of planar fields ``(B, C, 2M+1, D, H, W)`` (a planar
             group turning every depth slice, as from ``SteerableConv3d(..., group="so2")``);
             default ``None``: 2 for planar groups and ``None``, 3 for SO(3)/O(3).
@@ -275,8 +279,9 @@ class HarmonicBatchNorm(Typed, nn.Module):
                                    spatial_dims=spatial_dims)
         if statistics not in HB.STATISTICS:
             raise ValueError(f"{name}: statistics must be one of {HB.STATISTICS} (one "
-                             "variance per order, or one per field as escnn's IIDBatchNorm); "
-                             f"got {statistics!r}")
+                             "variance per order, one per field as escnn's IIDBatchNorm, or "
+                             "one per order about its batch mean as escnn's IIDBatchNorm on "
+                             f"separate irreps); got {statistics!r}")
         self.statistics = statistics
         per = 1 if statistics == "field" else max_order + 1
         self.eps, self.momentum = CC.check_norm_args(eps, momentum, name, momentum_none=True)

@@ -126,6 +126,8 @@ CASES = [
     Case("harmonic/batchnorm-train-o2", _seeded(_bn_train), (4, 3, 5, 7, 7), "o2"),
     Case("harmonic/batchnorm-field-train-o2", _seeded(lambda: _bn_train("field")),
          (4, 3, 5, 7, 7), "o2"),
+    Case("harmonic/batchnorm-order-centred-train-o2",
+         _seeded(lambda: _bn_train("order_centred")), (4, 3, 5, 7, 7), "o2"),
     Case("harmonic/normpool-o2", lambda: enn.NormPool(), (2, 3, 7, 7, 7), "o2",
          in_rep="harmonic", out_rep="trivial"),
     Case("harmonic/norm-max-pool-k3s2p1-o2", lambda: enn.NormMaxPool(3, 2, 1),
