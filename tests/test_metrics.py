@@ -200,6 +200,36 @@ def test_layerwise_names_the_breaking_layer(gen):
     assert rows[0].error < 1e-13 and rows[1].error < 1e-13
 
 
+class _InPlaceResidual(nn.Module):
+    """A rotation-equivariant average pool, then ``out += conv(x)`` in place (torchvision's
+    residual idiom) with a conv that is not equivariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.AvgPool2d(3, 1, 1), nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        out = self.a(x)
+        out += self.b(x)
+        return out
+
+
+def test_layerwise_blames_the_right_layer_when_a_later_op_writes_in_place(gen):
+    """The recorded outputs are copies: the in-place sum after the pool does not rewrite the
+    pool's row (which named the pool as where equivariance was lost), nor does an in-place
+    ReLU the conv's before it (the control: the rows of the same block written out of place)."""
+    with seeded_rng(0):
+        model = _InPlaceResidual().double()
+    x = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+    rows = metrics.layerwise_equivariance(model, x, "p4")
+    assert [(r.name, r.lost) for r in rows] == [("a", False), ("b", True), ("(output)", False)]
+    assert rows[0].error < 1e-13 and rows[1].error > 0.1
+    relu = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(inplace=True)).double()
+    conv_out = metrics.capture_outputs(relu, x)[0][2]
+    torch.testing.assert_close(conv_out, relu[0](x).detach())
+    assert (conv_out < 0).any()
+
+
 def test_geed_is_never_negative():
     # a shift- and p4m-invariant model (circular conv, global mean): the distances are 0 up to
     # rounding, which took the cosine distance and the KL divergence to -1e-17 before the clamp

@@ -59,7 +59,8 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
     """Run ``model(x)`` once and return ``(name, module, output)`` for every leaf module call
     in call order (a :class:`~equilayers.nn.GroupLinear` or :class:`~equilayers.nn.OnFibers`
     counts as one, its inner ``1 x 1`` map not recorded), then ``("(output)", model,
-    model(x))``."""
+    model(x))``; each output a detached copy, which later in-place ops (``out += identity``,
+    ``ReLU(inplace=True)``) cannot change."""
     C.check_module(model, "model", "capture_outputs")  # hooks: no TorchScript module either
     check_batch(x, "capture_outputs")
     records: list[tuple[str, nn.Module, torch.Tensor]] = []
@@ -74,7 +75,9 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
                 return
             k = counts.get(name, 0)
             counts[name] = k + 1
-            records.append((name if k == 0 else f"{name}#{k}", mod, out.detach()))
+            # a copy: a later in-place op (a residual ``out += identity``, ``ReLU(inplace=
+            # True)``) would rewrite the recorded output and blame this layer for its change
+            records.append((name if k == 0 else f"{name}#{k}", mod, out.detach().clone()))
         return hook
 
     # GroupLinear and OnFibers run their children on 1 x 1 maps: each is one layer of fibers
