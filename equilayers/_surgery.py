@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple, cast, overload
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from . import _checks as C
 from ._grid_runs import ceil_fix
@@ -113,6 +114,25 @@ class _CeilModeAvgPool(nn.Module):
                 f"padding={self.padding}, count_include_pad={self.count_include_pad}")
 
 
+def _not_size_over_stride(m: nn.Module, k: int, s: int, p: int | None) -> str | None:
+    """Why ``mode="polyphase"`` leaves pool ``m`` alone (``None``: it converts): its
+    polyphase stand-in gives ``size / s`` at every size ``s`` divides, so ``m`` must too
+    (torch's output size, ``ceil_mode`` included, at two such sizes; e.g. ``MaxPool2d(3, 2)``
+    gives 7 at 16)."""
+    for n in (8 * s, 9 * s):
+        if p is None:
+            return f"{type(m).__name__} with unequal padding"
+        ceil = bool(m.ceil_mode)
+        out = (n + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (out - 1) * s >= n + p:  # torch drops a last window that starts past it
+            out -= 1
+        if out != n // s:
+            return (f"{type(m).__name__} whose output is not size / stride ({n} -> {out} at "
+                    f"stride {s}: 2 * padding must lie in kernel_size - stride .. kernel_size "
+                    "- 1); polyphase pooling gives size / stride")
+    return None
+
+
 def _uniform(v, name: str) -> int | None:
     a, b = C.check_pair(v, name, "antialias")
     return a if a == b else None
@@ -145,6 +165,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         if mode != "polyphase":
             return MaxBlurPool2d(k, s, p, ceil_mode=bool(m.ceil_mode), blur_size=blur_size,
                                  **place)
+        if (why := _not_size_over_stride(m, k, s, p)) is not None:
+            return why
         return nn.Sequential(_CircularPad((k, k)), nn.MaxPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.AvgPool2d):
@@ -161,13 +183,23 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
             avg = (_CeilModeAvgPool(k, s, cast(int, p), m.count_include_pad) if m.ceil_mode
                    else nn.AvgPool2d(k, 1, m.padding, count_include_pad=m.count_include_pad))
             return nn.Sequential(avg, BlurPool2d(None, blur_size, s, **place))
+        if (why := _not_size_over_stride(m, k, s, cast(int, p))) is not None:
+            return why
         return nn.Sequential(_CircularPad((k, k)), nn.AvgPool2d(k, 1),
                              PolyphasePool2d(s, blur_size=blur_size))
     if isinstance(m, nn.Conv2d):
         if C.check_pair(m.stride, "stride", "antialias") == (1, 1):
             return None
         if type(m) is not nn.Conv2d:
+            if parametrize.is_parametrized(m):
+                return (f"a parametrized Conv2d ({type(m).__name__}: weight_norm, spectral_norm "
+                        "or register_parametrization): antialias the model before "
+                        "parametrizing it, or put a BlurPool2d after a stride-1 copy by hand")
             return f"a subclass of Conv2d ({type(m).__name__})"
+        if not isinstance(m.weight, nn.Parameter):
+            return ("Conv2d whose weight a forward pre-hook recomputes (torch.nn.utils.prune or "
+                    "the legacy weight_norm): antialias before pruning, or make it a parameter "
+                    "again first (prune.remove(conv, 'weight') / remove_weight_norm(conv))")
         s = _uniform(m.stride, "stride")
         if s is None:
             return "Conv2d with unequal strides"
@@ -289,8 +321,11 @@ def antialias(
     measurably reduce the output change under 1-px shifts.
 
     Layers that cannot be converted exactly (unequal strides, dilated max pools, pools with
-    ``return_indices`` or ``divisor_override``, subclasses of ``nn.Conv2d``)
-    are left alone with a ``UserWarning``.
+    ``return_indices`` or ``divisor_override``, subclasses of ``nn.Conv2d`` such as
+    parametrized ones, convs whose weight ``torch.nn.utils.prune`` or the legacy
+    ``weight_norm`` recompute, and in ``"polyphase"`` mode pools whose output is not ``size /
+    stride``, such as ``MaxPool2d(3, 2)``) are left alone with a ``UserWarning`` naming why
+    and the fix.
 
     Every use of a layer is converted: a module that appears under several names (one
     ``nn.MaxPool2d`` called twice, a shared strided conv) is replaced by one new module at
@@ -353,7 +388,14 @@ def antialias(
             return any(name == s or not s or name.startswith(s + ".") for s in skip_set)
 
     if not inplace:
-        model = copy.deepcopy(model)
+        try:
+            model = copy.deepcopy(model)
+        except RuntimeError as e:  # e.g. a weight that prune / the legacy weight_norm computes
+            raise ValueError(
+                f"antialias(inplace=False) copies the model first, and torch cannot copy this "
+                f"one ({e}); a pruned or legacy weight_norm layer holds a computed weight: "
+                "antialias before pruning, prune.remove / remove_weight_norm first, or pass "
+                "inplace=True") from e
     report: list[Replacement] = []
     left: list[str] = []
     done: dict[int, nn.Module | str | None] = {}  # id(old) -> its conversion, made once

@@ -1,0 +1,65 @@
+"""``antialias`` on layers it cannot rewrite faithfully: it leaves them alone with a warning
+that names why and the fix (a polyphase pool whose output would change size; a pruned, legacy
+weight-normed or parametrized conv), and a model torch cannot copy raises a ``ValueError``
+naming ``antialias`` instead of torch's deepcopy error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.utils.prune as prune
+from torch import nn
+
+from equilayers import antialias
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, 2), nn.AvgPool2d(3, 2),
+                                  nn.AvgPool2d(3, 2, 1, ceil_mode=True)], ids=repr)
+def test_polyphase_leaves_a_pool_whose_output_is_not_size_over_stride(pool):
+    """A polyphase pool gives size / stride; ``MaxPool2d(3, 2)`` gives 7 at 16, so it stays
+    (it had become an 8 x 8 output that broke the next layer). The control: the pools whose
+    output is size / stride (ceil_mode included) convert and keep their shape."""
+    x = torch.randn(1, 2, 16, 16)
+    with pytest.warns(UserWarning, match=r"whose output is not size / stride \(16 -> "):
+        new = antialias(nn.Sequential(pool), mode="polyphase")
+    assert type(new[0]) is type(pool) and new(x).shape == pool(x).shape
+    for ok in (nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(2),
+               nn.MaxPool2d(3, 2, ceil_mode=True)):
+        new = antialias(nn.Sequential(ok), mode="polyphase")
+        assert isinstance(new[0], nn.Sequential) and new(x).shape == ok(x).shape
+
+
+def _pruned() -> nn.Sequential:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1))
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+@pytest.mark.parametrize("make", [_pruned, lambda: nn.Sequential(
+    nn.utils.weight_norm(nn.Conv2d(3, 4, 3, 2, 1)))], ids=["prune", "legacy-weight-norm"])
+def test_a_conv_with_a_computed_weight_is_left_alone_and_named(make):
+    """Its weight is a tensor a forward pre-hook computes, not a parameter: in place it is
+    left alone with the fix (torch raised a TypeError assigning it); a copy raises a
+    ValueError naming antialias (torch raised its deepcopy error). The control: after
+    ``prune.remove`` the conv converts."""
+    with pytest.warns(UserWarning, match=r"weight a forward pre-hook recomputes .*prune.remove"):
+        model = antialias(make(), inplace=True)
+    assert type(model[0]) is nn.Conv2d
+    with pytest.raises(ValueError, match=r"antialias\(inplace=False\) copies the model first"):
+        antialias(make())
+    model = _pruned()
+    prune.remove(model[0], "weight")
+    assert type(antialias(model)[0]).__name__ == "BlurConv2d"
+
+
+def test_a_parametrized_conv_names_the_parametrization():
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3, 2, 1)))
+    with pytest.warns(UserWarning, match=r"a parametrized Conv2d .*antialias the model before "
+                                         r"parametrizing it"):
+        new = antialias(model)
+    assert type(new[0]).__name__ == "ParametrizedConv2d"
+    # antialiased first, then parametrized: the documented order works
+    new = antialias(nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1)))
+    nn.utils.parametrizations.weight_norm(new[0])
+    assert new(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
