@@ -133,3 +133,27 @@ def test_shape_formula_property(b, extra_h, extra_w, sigma, stride, padding, fiv
     y = gaussian_blur_pool2d(torch.randn(shape), sigma, stride, padding)
     assert y.shape == (*shape[:-2], (h + 2 * padding - k) // stride + 1,
                        (w + 2 * padding - k) // stride + 1)
+
+
+def test_float32_modules_on_float64_inputs_equal_their_functional_twins(gen):
+    """A float32 module (the default) on a float64 input computes with its filter or mask
+    built in float64, as the functional twin does (it had the float32 values widened: 3e-8
+    off); the module's own buffer stays float32, and a float32 input uses it as it is. The
+    control: the float32 filter widened is not the float64 one."""
+    from equilayers import functional as EF
+    from equilayers.nn import BallMask, GaussianBlurPool3d
+
+    x = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+    v = torch.randn(2, 2, 9, 9, 9, generator=gen, dtype=torch.float64)
+    pairs = [(GaussianBlurPool2d(0.66), EF.gaussian_blur_pool2d(x, 0.66), x),
+             (GaussianBlurPool3d(0.66), EF.gaussian_blur_pool3d(v, 0.66), v),
+             (DiskMask(9, margin=10.0), EF.disk_mask2d(x, margin=10.0), x),
+             (BallMask(9, margin=10.0), EF.ball_mask3d(v, margin=10.0), v)]
+    for module, want, inp in pairs:
+        torch.testing.assert_close(module(inp), want, rtol=0, atol=1e-15)
+        assert next(iter(module.buffers())).dtype == torch.float32
+    blur = GaussianBlurPool2d(0.66)
+    torch.testing.assert_close(blur(x.float()), EF.gaussian_blur_pool2d(x.float(), 0.66),
+                               rtol=0, atol=0)
+    widened = blur.filter.double()
+    assert (widened - gaussian_filter2d(0.66, dtype=torch.float64)).abs().max() > 1e-10

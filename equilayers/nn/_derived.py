@@ -83,17 +83,30 @@ class _FixedBuffers(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._refill()
 
+    #: Whether the floating buffers' values are inexact below float64 (a Gaussian filter, a
+    #: smooth mask; not a binomial filter or a 0/1 table): a float64 input then gets them built
+    #: in float64 (on a throwaway copy, as the functional twin computes them), not the
+    #: module's float32 values widened.
+    _inexact_below_float64 = False
+
     def _buffers_for(self, x) -> Self:
-        """``self``, or (when the buffers are still on the meta device and ``x`` is not) a
-        shallow copy holding buffers built for ``x``'s device. Raises where an integer table
-        was overwritten (:func:`._tables.check_tables`)."""
+        """``self``, or a shallow copy holding buffers built for ``x``: for its device when
+        the buffers are still on the meta device and ``x`` is not, and in float64 for a float64
+        ``x`` where the buffers are of a narrower dtype and inexact there
+        (:attr:`_inexact_below_float64`). Raises where an integer table was overwritten
+        (:func:`._tables.check_tables`)."""
         check_tables(self, self._built_buffers)
-        if not isinstance(x, torch.Tensor) or x.is_meta or not any(
-                b.is_meta for b in self._derived()):
+        if not isinstance(x, torch.Tensor) or x.is_meta:
+            return self
+        wider = (self._inexact_below_float64 and x.dtype == torch.float64
+                 and any(b is not None and b.is_floating_point() and b.dtype != torch.float64
+                         for b in self._buffers.values()))
+        if not wider and not any(b.is_meta for b in self._derived()):
             return self
         tmp = copy.copy(self)
-        tmp._buffers = {n: None if b is None else torch.empty_like(b, device=x.device)
-                        for n, b in self._buffers.items()}
+        tmp._buffers = {n: None if b is None else torch.empty_like(
+            b, device=x.device, dtype=torch.float64 if wider and b.is_floating_point()
+            else b.dtype) for n, b in self._buffers.items()}
         for n, t in integer_tables(self).items():
             tmp.__dict__[n] = torch.empty_like(t, device=x.device)
         tmp.reset_parameters()

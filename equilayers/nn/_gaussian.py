@@ -55,6 +55,7 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
     in_type = out_type = None  # any field type; the output has the input's
 
     filter: torch.Tensor  # buffer
+    _inexact_below_float64 = True  # a float64 input gets the filter built in float64
 
     def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int] | None = 2,
                  padding: int | tuple[int, int] | None = None, device=None,
@@ -136,6 +137,7 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
     in_type = out_type = None  # any field type; the output has the input's
 
     filter: torch.Tensor  # buffer
+    _inexact_below_float64 = True  # a float64 input gets the filter built in float64
 
     def __init__(self, sigma: float = 0.66, stride: int | tuple[int, int, int] | None = 2,
                  padding: int | tuple[int, int, int] | None = None, device=None,
@@ -183,6 +185,7 @@ class _SmoothMask(Typed, _FixedBuffers):
 
     in_type = out_type = None  # any field type; the output has the input's
     _dims = 2
+    _inexact_below_float64 = True  # a float64 input gets the mask built in float64
 
     mask: torch.Tensor  # buffer
 
