@@ -40,8 +40,9 @@ class Finding:
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
             ``"output-padding"`` (a transposed conv's), ``"non-circular-padding"``,
-            ``"transposed-border"``, ``"non-square"``, ``"non-cubic"``, ``"off-grid-group"`` or
-            ``"unsupported-size"`` (the model's forward rejects the size).
+            ``"transposed-border"``, ``"non-square"``, ``"non-cubic"``, ``"off-grid-group"``,
+            ``"upsample-size"`` (an upsampling's size) or ``"unsupported-size"`` (the model's
+            forward rejects the size).
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
         input_size: the ``(H, W)`` that reaches the layer (``(D, H, W)`` for the cube's
             groups).
@@ -77,10 +78,11 @@ def _rotated_runs(model: nn.Module, shape: Sequence[int], sizes,
         new = tuple(size[i] for i in perm)
         done.add(new)
         where, kind, why = "(input)", "input", ""
+        turned: list = []
         try:
             turned = _record_sizes(model, (*shape[:-nd], *new), nd)
         except (ValueError, RuntimeError) as e:
-            turned, why = [], (f"which the model rejects ({type(e).__name__}: "
+            why = (f"which the model rejects ({type(e).__name__}: "
                                f"{str(e).splitlines()[0][:160]})")
         if not why and len(turned) != len(sizes):
             why = "on which the model calls other layers"
@@ -281,8 +283,13 @@ def check_grid(
     * **output padding** of transposed convs (``nn.ConvTranspose2d`` and equilayers' own,
       recognised by ``transposed``/``output_padding``): their output grid is centred on the
       input's at any size and stride iff ``output_padding == 0``
-      (:func:`equilayers.functional.exactness_problems`); under ``shifts``, overlapping or
+      (:func:`equilayers.functional.exactness_problems`), also the one a call's
+      ``output_size`` implies (read from the output); under ``shifts``, overlapping or
       cropped footprints are not circular at the border.
+    * **upsampling** (``nn.Upsample``, ``GroupUpsample2d``/``3d``; ``"upsample-size"``):
+      ``mode="nearest"`` at a ratio that is not an integer, a linear mode whose
+      ``scale_factor`` does not give the output size exactly, or dims a rotation swaps resized
+      by different ratios.
     * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
       between height and width.
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
@@ -392,6 +399,11 @@ def check_grid(
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
     layer = _grid_findings(sizes, rows, cols, shifts, square)
+    from ._grid_calls import call_findings  # (it builds on this module's findings)
+
+    layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
+                           [(0, 1)] if square else [],
+                           "rotations" if rows and cols else "flips")
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

@@ -80,8 +80,7 @@ def _volume_windows(model: nn.Module) -> list[str]:
     return out
 
 
-def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
-                  ) -> list[tuple[str, nn.Module, tuple]]:
+def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2) -> Sizes:
     """The spatial size (the last ``nd`` dims) of the input of every leaf module, in call
     order, on an input of ``shape``: first on the meta device (shapes only, no arithmetic and
     no memory: the parameters and buffers stand in as meta tensors through
@@ -98,20 +97,40 @@ def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2
     return _run_sizes(model, shape, nd, meta=False)
 
 
-def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool
-               ) -> list[tuple[str, nn.Module, tuple]]:
-    seen: list[tuple[str, nn.Module, tuple]] = []
+class Sizes(list):
+    """:func:`_record_sizes`'s ``(name, module, input size)`` per leaf call, and in
+    ``outputs`` the spatial size of each call's output (``None`` where it returned no tensor
+    of the input's rank): what a call decides beyond the module's attributes (a transposed
+    conv's ``output_size``, an upsampling's size)."""
+
+    outputs: list[tuple | None]
+
+
+def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> Sizes:
+    seen = Sizes()
+    seen.outputs = []
     handles = []
+    pending: dict[int, list[int]] = {}  # id(module) -> indices of its calls still running
 
     def pre(name):
         def hook(mod, args):
             if args and isinstance(args[0], torch.Tensor) and _spatial(mod, args[0], nd):
+                pending.setdefault(id(mod), []).append(len(seen))
                 seen.append((name, mod, tuple(args[0].shape[-nd:])))
+                seen.outputs.append(None)
         return hook
+
+    def post(mod, args, out):
+        calls = pending.get(id(mod))
+        if calls:
+            i = calls.pop()
+            if isinstance(out, torch.Tensor) and out.dim() == args[0].dim():
+                seen.outputs[i] = tuple(out.shape[-nd:])
 
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     for name, mod in leaves:  # a model without children is its own (only) leaf
         handles.append(mod.register_forward_pre_hook(pre(name or type(mod).__name__)))
+        handles.append(mod.register_forward_hook(post))
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     x = torch.zeros(tuple(shape), dtype=dtype,

@@ -54,6 +54,7 @@ FLOORS: dict[str, int] = {
     "equilayers.testing": 6,
     "equilayers._grid": 6,
     "equilayers._grid3d": 6,
+    "equilayers._grid_calls": 6,
     "equilayers._grid_runs": 6,
     "equilayers._audit": 6,
     "equilayers._surgery": 6,

@@ -1,0 +1,102 @@
+"""``check_grid``'s findings that a layer's *call* decides beyond its attributes, read from
+the output size each call returned (:class:`equilayers._grid_runs.Sizes`): a transposed conv
+given an ``output_size`` (which pads the end, as ``output_padding``), and an upsampling whose
+output size is not exact under the group's flips and rotations. Shared by the 2-D and 3-D
+checks (``_grid.py``, ``_grid3d.py``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+from torch import nn
+
+from ._grid import Finding, output_padding_finding
+
+__all__ = ["call_findings"]
+
+_LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
+_DIM_NAMES = {2: ("rows", "columns"), 3: ("depth", "height", "width")}
+
+
+def _per_dim(v, nd: int) -> tuple[int, ...] | None:
+    """``v`` (an int or ``nd`` ints) as ``nd`` ints; ``None`` for anything else."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v,) * nd
+    if isinstance(v, (tuple, list)) and len(v) == nd and all(isinstance(a, int) for a in v):
+        return tuple(v)
+    return None
+
+
+def _upsample_break(mod: nn.Module, size: tuple[int, ...], got: tuple[int, ...],
+                    moved: Sequence[int], pairs: Sequence[tuple[int, int]]) -> str | None:
+    """Why an upsampling from ``size`` to ``got`` is not exact on the dims the group moves:
+    ``"nearest"`` samples a flip maps onto each other only at an integer ratio, a linear mode
+    given a ``scale_factor`` centres its samples only where ``n * scale_factor`` is the output
+    size, and dims a rotation swaps need one ratio; ``None`` where it is exact."""
+    mode, factor = getattr(mod, "mode", None), getattr(mod, "scale_factor", None)
+    scaled = (getattr(mod, "size", None) is None and factor is not None
+              and not getattr(mod, "recompute_scale_factor", None))
+    factors = (factor,) * len(size) if isinstance(factor, (int, float)) else factor
+    for i in moved:
+        n, o = size[i], got[i]
+        if mode == "nearest" and o % n:
+            return (f"mode='nearest' from {n} to {o} samples ({_DIM_NAMES[len(size)][i]}) at "
+                    "a ratio that is not an integer, so a flip does not map them onto each "
+                    "other")
+        if (mode in _LINEAR_MODES and not getattr(mod, "align_corners", None) and scaled
+                and factors is not None and abs(o - n * float(factors[i])) > 1e-9):
+            return (f"scale_factor={factors[i]:g} on {n} samples ({_DIM_NAMES[len(size)][i]}) "
+                    f"gives {o}, not {n * float(factors[i]):g}, so the samples are not "
+                    "centred on the input's")
+    for a, b in pairs:
+        if got[a] * size[b] != got[b] * size[a]:
+            return (f"the dims a rotation swaps are resized by different ratios ({size[a]} -> "
+                    f"{got[a]}, {size[b]} -> {got[b]})")
+    return None
+
+
+def _takes_output_size(mod: nn.Module) -> bool:
+    """Whether ``mod``'s forward takes an ``output_size`` (a transposed conv's: torch's and
+    ours), so that its output is the conv-transpose size of its attributes plus the padding
+    the call asks for (not so an upsampling layer that is ``transposed`` in another sense)."""
+    try:
+        return "output_size" in inspect.signature(mod.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call_findings(sizes, moved: Sequence[int], pairs: Sequence[tuple[int, int]],
+                  breaks: str) -> list[Finding]:
+    """What a layer's call decides beyond its attributes, read from the recorded output size
+    (``sizes.outputs``, 2-D and 3-D): a transposed conv whose output is larger than its
+    attributes give (``forward(x, output_size=...)`` pads the end, as ``output_padding``),
+    and an upsampling (``nn.Upsample``, ``GroupUpsample2d`` / ``3d``) that is not exact
+    (:func:`_upsample_break`). ``moved``: the spatial dims (0-based) some grid element flips;
+    ``pairs``: the dims rotations swap."""
+    out = []
+    for (name, mod, size), got in zip(sizes, getattr(sizes, "outputs", []), strict=False):
+        if got is None or len(got) != len(size):
+            continue
+        nd, kind = len(size), type(mod).__name__
+        if getattr(mod, "transposed", False) is True and _takes_output_size(mod):
+            k, s, p, d, op = (_per_dim(getattr(mod, a, v), nd) for a, v in (
+                ("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1),
+                ("output_padding", 0)))
+            if k is None or s is None or p is None or d is None or op is None:
+                continue
+            extra = [got[i] - ((size[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1 + op[i])
+                     for i in range(nd)]
+            ops = [f"{_DIM_NAMES[nd][i]}: {extra[i]} from the call's output_size"
+                   for i in moved if extra[i]]
+            if ops:
+                out.append(output_padding_finding(name, kind, breaks, size, ops))
+        elif hasattr(mod, "scale_factor") and hasattr(mod, "mode"):
+            why = _upsample_break(mod, size, got, moved, pairs)
+            if why:
+                out.append(Finding(
+                    name, kind, "upsample-size", breaks, size, why,
+                    "an integer scale_factor (or a size that is a multiple of the input's) "
+                    "with the same ratio on every dim, or mode='nearest-exact' / a linear mode "
+                    "given size=..."))
+    return out
