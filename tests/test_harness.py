@@ -96,6 +96,36 @@ def test_off_grid_elements_report_floor_and_need_tol(gen):
     assert equivariance_report(rnd, x, G, elements=els).error > 3 * rep.floor
 
 
+@pytest.mark.parametrize("group,small,big", [("ico", (1, 1, 4, 4, 4), (1, 1, 5, 5, 5)),
+                                             ("so3", (1, 1, 3, 3, 3), (1, 1, 7, 7, 7)),
+                                             ("c8", (1, 1, 4, 4), (1, 1, 9, 9))])
+def test_an_output_with_nothing_inside_the_disk_is_refused_not_passed(group, small, big, gen):
+    """Off-grid elements are compared inside the inscribed disk (ball), ``margin`` px in; an
+    output with no pixel there (a 4^3 volume, or 3^3 whose radius is negative, which had
+    admitted the voxels about the centre) had an error of 0, so a plain conv passed at any
+    tolerance; now a ValueError names the size and the margin. The control: a larger input
+    compares pixels, and the same conv fails."""
+    from equilayers.groups import disk_mask
+    from equilayers.groups._so3 import ball_mask
+
+    nd = len(small) - 2
+    with seeded_rng(0):
+        conv = (nn.Conv3d if nd == 3 else nn.Conv2d)(1, 1, 3, padding=1).double()
+    els = {"ico": lambda: get("ico").elements()[12:],  # the 48 off the voxel grid
+           "so3": lambda: [get("so3").from_axis_angle((1.0, 2.0, 3.0), 0.7)],
+           "c8": lambda: get("c8").elements()[1:2]}[group]()  # 45 degrees
+    kw = dict(in_rep="trivial", out_rep="trivial", elements=els, tol=1e-12)
+    with pytest.raises(ValueError, match=r"has no (voxel inside the inscribed ball|pixel "
+                                         r"inside the inscribed disk) \(margin=2 px"):
+        assert_equivariant(conv, torch.randn(small, generator=gen, dtype=torch.float64),
+                           group, **kw)
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(conv, torch.randn(big, generator=gen, dtype=torch.float64),
+                           group, **kw)
+    assert not ball_mask(3, 3, 3, 2.0).any() and ball_mask(5, 5, 5, 2.0).sum() == 1
+    assert not disk_mask(3, 3, 2.0).any() and disk_mask(9, 9, 2.0).any()
+
+
 def test_off_grid_invariance_compares_every_logit(gen):
     """Off the grid the harness masks spatial outputs to the inscribed disk, never an
     invariant (B, K) output: a disk mask of the (B, K) array would keep logits 3..6 of 10

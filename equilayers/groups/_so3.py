@@ -282,4 +282,5 @@ def ball_mask(d: int, h: int, w: int, margin: float = 1.0, *, device=None) -> to
     axes = [torch.arange(n, dtype=torch.float64, device=device) - (n - 1) / 2 for n in (d, h, w)]
     zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
     radius = (min(d, h, w) - 1) / 2 - margin
-    return (zz * zz + yy * yy + xx * xx) <= radius * radius
+    # (a negative radius is no ball: its square would admit the voxels about the centre)
+    return (zz * zz + yy * yy + xx * xx) <= (radius * radius if radius >= 0 else -1.0)

@@ -268,7 +268,8 @@ def disk_mask(h: int, w: int, margin: float = 1.0, *, device=None, dtype=None) -
     yy = torch.arange(h, device=device, dtype=torch.float64) - (h - 1) / 2
     xx = torch.arange(w, device=device, dtype=torch.float64) - (w - 1) / 2
     r = min(h, w) / 2 - margin
-    return (yy[:, None] ** 2 + xx[None, :] ** 2) <= r * r
+    # (a negative radius is no disk: its square would admit the pixels about the centre)
+    return (yy[:, None] ** 2 + xx[None, :] ** 2) <= (r * r if r >= 0 else -1.0)
 
 
 def _real_pair(shifts, what: str) -> tuple[float, float]:

@@ -333,6 +333,13 @@ def _report(
                 else:
                     h, w = y.shape[-2:]
                     mask = disk_mask(h, w, margin, device=y.device)
+                if not bool(mask.any()):  # nothing to compare: an error of 0 would pass
+                    where = "voxel inside the inscribed ball" if volume else (
+                        "pixel inside the inscribed disk")
+                    raise ValueError(
+                        f"{what}: the output's {'x'.join(map(str, mask.shape))} grid has no "
+                        f"{where} (margin={margin:g} px inside it), where the off-grid "
+                        f"element {g} is compared; use a larger input or a smaller margin")
                 back = act_on(out_type, g.inverse(), gy)
                 floor = relative_error(back, y, mask)
             if y_g.shape != gy.shape:
