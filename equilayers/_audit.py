@@ -266,7 +266,8 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                width), file=file)
 
     rot_rows = metrics.layerwise_equivariance(model, x, grp)
-    shift_rows = metrics.layerwise_shift_equivariance(model, x)
+    shift_rows = metrics.layerwise_shift_equivariance(model, x,
+                                                      spatial_dims=grp.spatial_dim)
     print(file=file)
     _layer_table(rot_rows, shift_rows, grp.name, f"on {_count(shape[0])} ({source})", file,
                  width)

@@ -244,3 +244,28 @@ def test_geed_is_never_negative():
                 got = metrics.geed(model, x, "p4m", d, normalized)
                 assert got >= 0 and math.copysign(1.0, got) == 1.0, (seed, d, normalized, got)
                 assert got < 1e-12
+
+
+def test_layerwise_shift_equivariance_shifts_the_depth_of_volumes(gen):
+    """``spatial_dims=3`` shifts (dz, dy, dx): a conv zero-padded in depth only is where
+    equivariance is lost (the 2-D default shifts H and W, where it is circular, and finds
+    nothing: what the audit of a volume model had shown); a circular 3-D conv and an average
+    pool are exact (the control). Triples are checked, and ``spatial_dims`` too."""
+    with seeded_rng(0):
+        net = nn.Sequential(nn.CircularPad3d((1, 1, 1, 1, 0, 0)), nn.ZeroPad3d((0, 0, 0, 0, 1, 1)),
+                            nn.Conv3d(1, 2, 3)).double()
+        exact = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1, padding_mode="circular"),
+                              nn.AvgPool3d(2)).double()
+    x = torch.randn(1, 1, 8, 8, 8, generator=gen, dtype=torch.float64)
+    rows = metrics.layerwise_shift_equivariance(net, x, spatial_dims=3)
+    assert [r.name for r in rows if r.lost] == ["2"] and rows[2].error > 0.1
+    assert rows[2].worst == "shift(1, 1, 1)"
+    assert max(r.error for r in metrics.layerwise_shift_equivariance(net, x)
+               if r.error == r.error) < 1e-13
+    rows = metrics.layerwise_shift_equivariance(exact, x, spatial_dims=3)
+    assert not any(r.lost for r in rows) and max(r.error for r in rows) < 1e-13
+    assert rows[0].worst == "shift(2, 2, 2)"
+    with pytest.raises(ValueError, match="spatial_dims=4"):
+        metrics.layerwise_shift_equivariance(exact, x, spatial_dims=4)
+    with pytest.raises((TypeError, ValueError), match="shifts"):
+        metrics.layerwise_shift_equivariance(exact, x, [(1, 1)], spatial_dims=3)

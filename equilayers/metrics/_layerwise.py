@@ -219,9 +219,10 @@ def layerwise_equivariance(
 def layerwise_shift_equivariance(
     model: nn.Module,
     x: torch.Tensor,
-    shifts: Sequence[tuple[int, int]] | None = None,
+    shifts: Sequence[tuple[int, ...]] | None = None,
     *,
     tol: float | None = None,
+    spatial_dims: int = 2,
 ) -> list[LayerRow]:
     """Circular-shift equivariance of every layer's output, naming where it is lost.
 
@@ -232,43 +233,56 @@ def layerwise_shift_equivariance(
 
     Args:
         model: an ``nn.Module``.
-        x: the batch ``(B, C, H, W)``.
-        shifts: a list of integer ``(dy, dx)`` input shifts (one shift: ``[(1, 2)]``; a flat
-            ``(1, 2)`` raises ``TypeError``); default one diagonal shift by the largest
-            integer downsampling factor among the layers (so every layer is comparable) and
-            one by 1 pixel (which shows where sub-sampling aliasing starts).
+        x: the batch ``(B, C, H, W)`` (``spatial_dims=3``: volumes ``(B, C, D, H, W)``, or
+            6-D group maps; the last three dims are shifted).
+        shifts: a list of integer ``(dy, dx)`` input shifts (``(dz, dy, dx)`` on volumes; one
+            shift: ``[(1, 2)]``; a flat ``(1, 2)`` raises ``TypeError``); default one
+            diagonal shift by the largest integer downsampling factor among the layers (so
+            every layer is comparable) and one by 1 pixel (which shows where sub-sampling
+            aliasing starts).
         tol: as in :func:`layerwise_equivariance`.
+        spatial_dims: 2 (images, default) or 3 (volumes: the depth is shifted too).
     """
     what = "layerwise_shift_equivariance"
     C.check_module(model, "model", what)
-    x = check_batch(x, what, min_dim=4)
+    nd = C.check_int(spatial_dims, "spatial_dims", what, minimum=2, maximum=3,
+                     fix="2 for images (B, C, H, W), 3 for volumes (B, C, D, H, W)")
+    x = check_batch(x, what, min_dim=2 + nd)
     _check_tol(tol, what)
+    labels = "(dy, dx)" if nd == 2 else "(dz, dy, dx)"
     if shifts is not None:
         if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
-            raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs "
-                            "(dy, dx), or None")
-        shifts = [C.check_pair(s, "shifts[i]", what, fix="integer pairs (dy, dx)")
+            raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer "
+                            f"{'pairs' if nd == 2 else 'triples'} {labels}, or None")
+        check = C.check_pair if nd == 2 else C.check_triple
+        shifts = [check(s, "shifts[i]", what, fix=f"integer {labels}")
                   for s in C.check_shift_list(shifts, "shifts", what)]
-    h_in, w_in = x.shape[-2:]
+    size_in = tuple(x.shape[-nd:])
     base = capture_outputs(model, x)
     if shifts is None:
         factor = 1
         for _, _, out in base:
-            h, w = out.shape[-2:] if out.dim() >= 4 else (0, 0)
-            if h > 1 and w > 1 and h_in % h == 0 and w_in % w == 0:
-                factor = max(factor, h_in // out.shape[-2], w_in // out.shape[-1])
-        shifts = [(factor, factor)] + ([(1, 1)] if factor != 1 else [])
-    shifts = [(s[0], s[1]) for s in shifts]  # (every entry is a pair: check_pair's or ours)
+            size = tuple(out.shape[-nd:]) if out.dim() >= 2 + nd else (0,) * nd
+            pairs = list(zip(size_in, size, strict=True))
+            if all(n > 1 and a % n == 0 for a, n in pairs):
+                factor = max(factor, *(a // n for a, n in pairs))
+        shifts = [(factor,) * nd] + ([(1,) * nd] if factor != 1 else [])
+    shifts = [tuple(s) for s in shifts]  # (every entry is checked: check_pair's or ours)
     for s in shifts:
-        if len(s) != 2 or any(int(v) != v for v in s):
-            raise ValueError(f"layerwise_shift_equivariance: shifts must be integer pairs "
-                             f"(dy, dx); got {s!r}")
-    moved = {s: capture_outputs(model, circular_shift(x, s)) for s in shifts}
+        if len(s) != nd or any(int(v) != v for v in s):
+            raise ValueError(f"layerwise_shift_equivariance: shifts must be integer {labels}; "
+                             f"got {s!r}")
+
+    def roll(t: torch.Tensor, by: tuple) -> torch.Tensor:
+        return (circular_shift(t, by) if nd == 2
+                else torch.roll(t, tuple(int(v) for v in by), dims=(-3, -2, -1)))
+
+    moved = {s: capture_outputs(model, roll(x, s)) for s in shifts}
     rows = []
     for i, (name, mod, out) in enumerate(base):
         rep = _rep_of(mod, out, name == "(output)")
-        spatial = (rep in ("trivial", "regular", "harmonic") and out.dim() >= 3
-                   and out.shape[-2:] != (1, 1))  # a 1x1 map (global pooling) must not move
+        spatial = (rep in ("trivial", "regular", "harmonic") and out.dim() >= 1 + nd
+                   and out.shape[-nd:] != (1,) * nd)  # a 1x1 map (global pooling): no move
         worst, err, note, compared = "-", 0.0, "", False
         for s in shifts:
             other = moved[s][i][2]
@@ -276,11 +290,10 @@ def layerwise_shift_equivariance(
                 note, err = "output shape changes with the shift", float("nan")
                 break
             if spatial:
-                h, w = out.shape[-2:]
-                ey, ex = s[0] * h / h_in, s[1] * w / w_in
-                if ey != int(ey) or ex != int(ex):
+                e_s = [v * n / a for v, n, a in zip(s, out.shape[-nd:], size_in, strict=True)]
+                if any(v != int(v) for v in e_s):
                     continue  # not comparable at this shift; other shifts may be
-                expect = circular_shift(out, (int(ey), int(ex)))
+                expect = roll(out, tuple(int(v) for v in e_s))
             else:
                 expect = out
             e = relative_error(other, expect)
