@@ -244,7 +244,10 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         (orthonormal, so an i.i.d. draw has the same distribution as one per element).
         Measured on unit-variance Gaussian input (``tests/test_init.py``): every output slot
         (regular) or order (harmonic) std is within 15% of ``gain`` for every group, basis,
-        field type and kernel size of the case table. The bias starts at 0."""
+        field type and kernel size of the case table; not so the off-grid slots of small
+        kernels, whose turned, sampled filter has more energy (C8/D8 at 45 degrees: second
+        moment 1.2 at ``k = 3``, 1.4-1.6 at ``k = 4``; docs/training.md). The bias starts
+        at 0."""
         self._fill_derived(self.weight.device)
         with torch.no_grad():
             with torch.device("cpu"):  # host-side arithmetic, whatever the default device
