@@ -20,6 +20,11 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
     (dict(group="p4", basis="pixel", max_order=2),
      r"max_order=2 asks for harmonic fields.*basis='harmonic'"),
     (dict(group="c8", in_max_order=2), r"in_max_order=2 needs harmonic output.*max_order=M"),
+    # a pixel group, no basis passed: the same message (it had blamed a basis='pixel' that
+    # the user never passed, whose fix then raised this one)
+    (dict(group="p4", in_max_order=1), r"in_max_order=1 needs harmonic output.*max_order=M"),
+    (dict(group="p4", basis="pixel", in_max_order=1),
+     r"in_max_order=1 asks for harmonic fields, but basis='pixel'"),
     (dict(group="p5"), "unknown group 'p5'"),
     (dict(groups=3), "groups=3 must divide in_channels=4"),
     (dict(kernel_size=(3, 5)), r"kernel_size=\(3, 5\) must be square \(k, k\)"),

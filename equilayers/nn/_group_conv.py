@@ -73,7 +73,7 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         settings = G._settings(sigma, frequencies_cutoff, rings)
         if basis is None:
             basis = ("pixel" if grp.pixel_exact and max_order is None
-                     and not settings else "harmonic")
+                     and in_max_order is None and not settings else "harmonic")
         if basis not in _BASES:
             raise ValueError(f"{name}: unknown basis {basis!r}; use 'pixel' (c1, c2, c4, d1, d2, "
                              "d4) or 'harmonic' (any group)")
