@@ -73,8 +73,8 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
     evaluated with stale statistics and no error. This covers the modules that
     :func:`recalibrate_batch_norm` covers, with torch's arguments and results: each batch
     (or the first element of a list or tuple batch, moved to ``device`` when given) counts
-    alike, as with ``momentum=None``, and ``num_batches_tracked`` ends at the number of
-    batches (torch's layers agree with torch's ``update_bn`` to rounding,
+    alike, as with ``momentum=None`` (and each call of a layer that one forward calls several
+    times: a shared encoder), and ``num_batches_tracked`` ends at the number of calls (torch's layers agree with torch's ``update_bn`` to rounding,
     ``tests/test_recalibrate.py``). A loader that yields no batch raises a ``ValueError``
     (torch's resets the statistics to 0 and 1); one whose batch fails (a wrong type, the
     model's own error) raises with the statistics put back as they were. The forwards run
@@ -124,8 +124,9 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
 def _estimate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, int]], what: str, *,
               reset: bool = False) -> None:
     """Run ``model`` in training mode on each ``(x, weight)`` of ``batches`` and set every norm
-    layer's running statistics to their ``weight``-weighted average over the batches (each
-    batch's own statistics, taken with ``momentum=1``). Duck-typed: a norm layer is any module
+    layer's running statistics to their ``weight``-weighted average over its calls (each
+    call's own statistics, taken with ``momentum=1``, read by a forward hook as the call
+    ends: a layer called twice per forward averages both). Duck-typed: a norm layer is any module
     with a ``momentum`` and running-statistics buffers of its own. ``reset``: call each layer's
     ``reset_running_stats`` before the first batch (its training forwards then count the
     batches in ``num_batches_tracked``, as with ``momentum=None``). When a batch raises (the
@@ -144,9 +145,23 @@ def _estimate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, int]], wha
     saved = [m.momentum for m in norms]
     sums = [[_zero_sum(getattr(m, n)) for n in names] for m, names in zip(norms, stats,
                                                                           strict=True)]
-    total_weight = count = 0
+    count = 0
+    weights = [0.0] * len(norms)  # per layer: the summed weight of its calls
+    now = [0.0]  # the weight of the batch being run
     kept = [{n: b.clone() for n, b in m.named_buffers(recurse=False) if b is not None}
             for m in norms]  # put back if a batch fails
+
+    def after_call(j: int):
+        # each call's statistics (momentum 1), as it leaves the layer: a layer called twice in
+        # one forward (a shared encoder, a weight-tied block) averages both calls, as torch's
+        # update_bn does (reading the buffers after the forward kept the last call only)
+        def hook(mod, _args, _out):
+            for total, n in zip(sums[j], stats[j], strict=True):
+                total += getattr(mod, n).to(total.dtype) * now[0]
+            weights[j] += now[0]
+        return hook
+
+    handles = [m.register_forward_hook(after_call(j)) for j, m in enumerate(norms)]
     model.train()
     try:
         for m in norms:
@@ -156,26 +171,26 @@ def _estimate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, int]], wha
                 for m in norms:
                     if callable(getattr(m, "reset_running_stats", None)):
                         m.reset_running_stats()
+            now[0] = weight
             model(x)
             count += 1
-            total_weight += weight
-            for m, names, acc in zip(norms, stats, sums, strict=True):
-                for total, n in zip(acc, names, strict=True):
-                    total += getattr(m, n).to(total.dtype) * weight
     except BaseException:
         for m, buffers in zip(norms, kept, strict=True):
             for n, b in buffers.items():
                 getattr(m, n).copy_(b)
         raise
     finally:
+        for h in handles:
+            h.remove()
         for m, mom in zip(norms, saved, strict=True):
             m.momentum = mom
     if not count:
         raise ValueError(f"{what}: loader gave no batch, so there are no statistics to set "
                          "(the model is unchanged): pass a loader with at least one batch")
-    for m, names, acc in zip(norms, stats, sums, strict=True):
-        for total, n in zip(acc, names, strict=True):
-            getattr(m, n).copy_(total / total_weight)
+    for m, names, acc, w in zip(norms, stats, sums, weights, strict=True):
+        if w:  # (a layer the forwards never called keeps its buffers)
+            for total, n in zip(acc, names, strict=True):
+                getattr(m, n).copy_(total / w)
 
 
 def _is_running_stat(name: str) -> bool:
