@@ -223,6 +223,8 @@ ZOO: dict[str, ZooEntry] = {
     "NormMaxPool": ZooEntry(lambda: enn.NormMaxPool(3, 2, 1), _x(2, 3, 5, 7, 7)),
     "NormMaxPool[order]": ZooEntry(lambda: enn.NormMaxPool(2, per="order"), _x(2, 3, 5, 6, 6)),
     "NormPool": ZooEntry(lambda: enn.NormPool(2), _x(2, 3, 5, 5, 5)),
+    # the order read from the fiber (a 0-d tensor under torch.jit.trace, which it refused)
+    "NormPool[inferred order]": ZooEntry(lambda: enn.NormPool(), _x(2, 3, 5, 5, 5)),
     "HarmonicBatchNorm[volume]": ZooEntry(
         lambda: enn.HarmonicBatchNorm(3, 2, group="so2", spatial_dims=3), _x(2, 3, 5, 3, 4, 4)),
     "NormNonlinearity[volume]": ZooEntry(

@@ -481,7 +481,7 @@ def _order_of(x: torch.Tensor, max_order: int | None, cls: str) -> int:
             raise TypeError(f"{cls} expects a tensor; got Proxy{proxy_fix(x)}")
         raise ValueError(f"{cls} expects a harmonic field (B, C, 2M+1, H, W) with an odd fiber; "
                          f"got shape {shape}")
-    return (x.shape[2] - 1) // 2
+    return (int(x.shape[2]) - 1) // 2  # int: under torch.jit.trace a size is a 0-d tensor
 
 
 def __getattr__(name: str):
