@@ -74,11 +74,11 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
     :func:`recalibrate_batch_norm` covers, with torch's arguments and results: each batch
     (or the first element of a list or tuple batch, moved to ``device`` when given) counts
     alike, as with ``momentum=None`` (and each call of a layer that one forward calls several
-    times: a shared encoder), and ``num_batches_tracked`` ends at the number of calls (torch's layers agree with torch's ``update_bn`` to rounding,
-    ``tests/test_recalibrate.py``). A loader that yields no batch raises a ``ValueError``
-    (torch's resets the statistics to 0 and 1); one whose batch fails (a wrong type, the
-    model's own error) raises with the statistics put back as they were. The forwards run
-    without autograd.
+    times: a shared encoder), and ``num_batches_tracked`` ends at the number of calls (torch's
+    layers agree with torch's ``update_bn`` to rounding, ``tests/test_recalibrate.py``). A
+    loader that yields no batch raises a ``ValueError`` (torch's resets the statistics to 0 and
+    1); one whose batch fails (a wrong type, the model's own error) raises with the statistics
+    put back as they were. The forwards run without autograd.
 
     Example:
         >>> from equilayers.nn import HarmonicBatchNorm
