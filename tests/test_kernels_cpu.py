@@ -164,6 +164,36 @@ def test_cpu_fast_max_pool2d_stride1_window_1_is_a_copy(gen):
         assert torch.equal(x.detach(), before)
 
 
+def test_max_pool2d_stride1_of_a_plane_in_every_backward(gen):
+    """A plane ``(H, W)``, which the check accepts: the backward with NaN, with
+    ``create_graph`` and under ``torch.func`` give F.max_pool2d's gradients (they raised
+    "non-empty 3D or 4D tensor expected" where the finite backward worked)."""
+    import torch.func as TF
+
+    x = torch.randn(5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    want = torch.autograd.grad(F.max_pool2d(x[None], 2, stride=1).sum(), x)[0]
+    got = torch.autograd.grad(kernels.max_pool2d_stride1(x, 2).sum(), x, create_graph=True)[0]
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(TF.grad(lambda t: kernels.max_pool2d_stride1(t, 2).sum())(
+        x.detach()), want)
+    nan = torch.tensor([[1.0, float("nan")], [0.0, 2.0]], requires_grad=True)
+    kernels.max_pool2d_stride1(nan, 2).sum().backward()
+    ref = nan.detach().clone().requires_grad_(True)
+    F.max_pool2d(ref[None], 2, stride=1).sum().backward()
+    torch.testing.assert_close(nan.grad, ref.grad, equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 4, 4), (2, 3, 0, 4, 4), (2, 3, 0, 4)])
+def test_polyphase_linf_of_an_empty_map_is_empty(shape):
+    """``criterion="linf"`` on a zero channel, fiber or height count: the empty result and
+    gradient, as ``l2`` and ``l1`` (torch's inf norm refuses an empty dim: a RuntimeError)."""
+    for crit in ("l2", "l1", "linf"):
+        x = torch.zeros(shape, requires_grad=True)
+        y = EF.polyphase_pool2d(x, 2, criterion=crit)
+        assert y.shape == (*shape[:-2], shape[-2] // 2, shape[-1] // 2)
+        assert torch.autograd.grad(y.sum(), x)[0].shape == shape
+
+
 def test_cpu_fast_gradcheck_float64(gen):
     x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     for mode in MODES:

@@ -69,7 +69,9 @@ def _empty(shape, like: torch.Tensor) -> torch.Tensor:
 def _torch_max_pool(x: torch.Tensor, m: int, padding: int = 0) -> torch.Tensor:
     """``F.max_pool2d(x, m, stride=1, padding)`` on any rank: F.max_pool2d takes 3-D and 4-D
     inputs only, so a 5-D group map (a channels_last one is not viewed as planes) is folded
-    to ``(N, 1, H, W)`` and back."""
+    to ``(N, 1, H, W)`` and back, and a plane ``(H, W)`` gets a leading dim."""
+    if x.dim() == 2:
+        return F.max_pool2d(x[None], m, stride=1, padding=padding)[0]
     if x.dim() <= 4:
         return F.max_pool2d(x, m, stride=1, padding=padding)
     y = F.max_pool2d(x.reshape(-1, 1, *x.shape[-2:]), m, stride=1, padding=padding)

@@ -170,7 +170,10 @@ def polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str = "l2",
     lead = x.shape[1:-2]
     xr = x.reshape(b, math.prod(lead), h // s, s, w // s, s)  # no -1: empty batches work
     acc = None if x.device.type == "mps" else torch.float64
-    crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4), dtype=acc)  # (B, s, s)
+    if xr.numel():
+        crit = torch.linalg.vector_norm(xr, order, dim=(1, 2, 4), dtype=acc)  # (B, s, s)
+    else:  # no sample (no channel, fiber or pixel): every norm is 0 (linf refuses the empty)
+        crit = xr.new_zeros(b, s, s, dtype=acc)
     index = crit.reshape(b, s * s).argmax(dim=1)
     rows = torch.arange(b, device=x.device)
     out = xr[rows, :, :, index // s, :, index % s]  # (B, R, H/s, W/s)
