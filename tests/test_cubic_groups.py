@@ -156,3 +156,18 @@ def test_field_types_on_volumes():
     FieldType.regular("o").check(x)
     with pytest.raises(ValueError, match="6-D"):
         act(x[:, :, :, 0], get("o").elements()[1], "regular")
+
+
+@pytest.mark.parametrize("name,parent", [("o", "so3"), ("oh", "o3"), ("c4z", "so3"),
+                                         ("d4z", "o3")])
+def test_act_harmonic_takes_the_cube_groups_elements(name, parent, gen):
+    """act(x, g, "harmonic") with an element of the cube's groups acts on SO(3)/O(3) fields,
+    as its docstring and FieldType.act say (it refused: "needs an element of a planar
+    group"); harmonic_matrix of it is the SO(3)/O(3) element's."""
+    from equilayers.groups import harmonic_matrix
+
+    x = torch.randn(1, 2, 9, 3, 3, 3, generator=gen, dtype=torch.float64)
+    for g in get(name).elements():
+        torch.testing.assert_close(act(x, g, "harmonic"), FieldType.harmonic(parent, 2).act(g, x))
+        same = get(parent).element(get(name).matrix(g).double())
+        torch.testing.assert_close(harmonic_matrix(g, 2), harmonic_matrix(same, 2))

@@ -104,3 +104,20 @@ def test_regular_permutation_is_homomorphism():
 def test_group_constructor_validation():
     with pytest.raises(ValueError, match="n >= 1"):
         Group(0, False)
+
+
+def test_angles_must_be_finite_and_disk_mask_takes_its_dtype():
+    """A NaN or infinite angle is refused where it is given (it made an element whose every
+    later use raised Python's bare round() error); disk_mask's dtype is used (it was
+    ignored: always bool)."""
+    from equilayers.groups import disk_mask
+
+    for make in (lambda: get("so2").element(float("nan")),
+                 lambda: get("o2").elements_at([float("inf")]),
+                 lambda: get("c4").elements_at([float("nan")])):
+        with pytest.raises(ValueError, match="finite"):
+            make()
+    assert get("so2").element(1.0).is_grid is False
+    assert disk_mask(5, 5, dtype=torch.float32).dtype == torch.float32
+    assert disk_mask(5, 5).dtype == torch.bool
+    assert torch.equal(disk_mask(5, 5, dtype=torch.float32).bool(), disk_mask(5, 5))

@@ -266,3 +266,24 @@ def test_the_relative_error_divides_by_the_larger_side():
     # f(g.x) = -g.f(x): the bound 2
     assert invariance_error(lambda t: (t[..., 0, 0] - t[..., -1, -1]).reshape(-1, 1), x,
                             "c2") == 2.0
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(kind="Shift"), r"kind='Shift' must be one of 'group', 'shift'"),
+    (dict(expect="exat"), r"expect='exat' must be one of"),
+    (dict(tol=-1.0), r"tol=-1.0 must be a real number > 0"),
+    (dict(fail_above=-1.0), r"fail_above=-1.0 must be a real number > 0"),
+    (dict(group="p5"), r"unknown group 'p5'"),
+])
+def test_a_case_with_a_bad_field_is_refused_when_built(kw, match):
+    """A typo in a Case ran another check (kind="Shift" tested c1's identity and passed a
+    zero-padded conv) or reversed one (a negative fail_above passed any negative control);
+    now the Case raises when built. The control: the right kind fails that conv."""
+    from equilayers.testing.cases import Case, run_case
+
+    def conv():
+        return nn.Conv2d(1, 1, 3, padding=1).double()
+
+    with pytest.raises(ValueError, match=match):
+        Case("bad", conv, (1, 1, 9, 9), **kw)
+    assert not run_case(Case("ok", conv, (1, 1, 9, 9), kind="shift")).passed

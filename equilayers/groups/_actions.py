@@ -34,7 +34,7 @@ from .. import _checks as C
 from ._group import Element, Group
 from ._planar import GroupElement
 from ._registry import get
-from ._so3 import SO3Element, rotate3d
+from ._so3 import SO3Element, SO3Group, rotate3d
 from ._spherical import wigner_blocks
 from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
 from ._transforms import _check_spatial, apply_grid_ops, element_rows, flip, grid_ops, rotate
@@ -61,6 +61,18 @@ def _check_element(g, what: str) -> Element:
         raise TypeError(f"{what}: g={g!r} must be a group element (a GroupElement or "
                         "CubicElement, from group.elements() or group.element(...))")
     return g
+
+
+def _rotation_element(g: Element) -> Element:
+    """An element of the cube's groups as the same rotation (or rotoinversion) of SO(3) /
+    O(3), whose harmonic fields it then acts on (``act(x, g, "harmonic")`` on 6-D maps, as
+    :meth:`FieldType.act` does); any other element as it is."""
+    if isinstance(g, (SO3Element, GroupElement)) or g.group.spatial_dim != 3:
+        return g
+    rows = g.group.matrix(g).to(torch.float64)
+    grp = get("o3" if float(torch.linalg.det(rows)) < 0 else "so3")
+    assert isinstance(grp, SO3Group)  # (get of these names)
+    return grp.element(rows)
 
 
 def _planar_element(g: Element, what: str) -> GroupElement:
@@ -151,6 +163,7 @@ def harmonic_matrix(g: Element, max_order: int, *, dtype: torch.dtype = torch.fl
     _check_element(g, "harmonic_matrix")
     max_order = C.check_order(max_order, "max_order", "harmonic_matrix")
     C.check_float_dtype(dtype, "dtype", "harmonic_matrix", optional=False)
+    g = _rotation_element(g)
     if isinstance(g, SO3Element):
         return wigner_blocks(max_order, g.group.matrix(g)).to(dtype=dtype, device=device)
     g = _planar_element(g, "harmonic_matrix")
@@ -195,6 +208,7 @@ def act_fiber(x: torch.Tensor, g: Element, rep: str, dim: int = 2) -> torch.Tens
                              f"F={size} in dim={dim} of shape {tuple(x.shape)}")
         perm = group.regular_permutation(g).to(x.device)
         return x.index_select(dim, perm)
+    g = _rotation_element(g)  # (a cube element acts on SO(3)/O(3) fields)
     if isinstance(g, SO3Element):
         order = math.isqrt(size) - 1
         if (order + 1) ** 2 != size:

@@ -158,6 +158,9 @@ class PlanarGroup(Group):
             raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
                              if self.n else "so2 has no reflections; use 'o2'")
         if self.n is None:
+            if not math.isfinite(float(rotation)):
+                raise ValueError(f"{self.name}: rotation={rotation!r} must be a finite angle in "
+                                 "radians")
             angle = float(rotation) % (2 * math.pi)
             # (a tiny negative angle rounds up to 2 pi itself: that is the identity's angle 0)
             return GroupElement(self, 0.0 if angle == 2 * math.pi else angle, bool(reflection))
@@ -190,6 +193,8 @@ class PlanarGroup(Group):
         """Elements by rotation angle in degrees (must belong to the group)."""
         out = []
         for d in degrees:
+            if not math.isfinite(float(d)):
+                raise ValueError(f"{self.name}: degrees must be finite angles; got {d!r}")
             if self.n is None:
                 out.append(self.element(math.radians(d), reflection))
                 continue

@@ -261,7 +261,8 @@ def gaussian_smooth(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
 
 def disk_mask(h: int, w: int, margin: float = 1.0, *, device=None, dtype=None) -> torch.Tensor:
-    """Boolean ``(H, W)`` mask of the pixels inside the inscribed disk, ``margin`` px inside."""
+    """Boolean ``(H, W)`` mask of the pixels inside the inscribed disk, ``margin`` px inside
+    (``dtype``: the mask as that dtype instead, e.g. ``torch.float32`` for 1 and 0)."""
     h = C.check_int(h, "h", "disk_mask", minimum=0)
     w = C.check_int(w, "w", "disk_mask", minimum=0)
     margin = C.check_number(margin, "margin", "disk_mask", minimum=0)
@@ -269,7 +270,8 @@ def disk_mask(h: int, w: int, margin: float = 1.0, *, device=None, dtype=None) -
     xx = torch.arange(w, device=device, dtype=torch.float64) - (w - 1) / 2
     r = min(h, w) / 2 - margin
     # (a negative radius is no disk: its square would admit the pixels about the centre)
-    return (yy[:, None] ** 2 + xx[None, :] ** 2) <= (r * r if r >= 0 else -1.0)
+    mask = (yy[:, None] ** 2 + xx[None, :] ** 2) <= (r * r if r >= 0 else -1.0)
+    return mask if dtype is None else mask.to(dtype)  # (dtype was ignored: always bool)
 
 
 def _real_pair(shifts, what: str) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from typing import Literal, TypeVar
 
 import torch
 
+from .. import _checks as C
 from .._rng import global_rng_from
 from ..groups import Element, PlanarGroup, get
 from ._harness import default_tolerance, equivariance_report, shift_equivariance_error
@@ -72,6 +73,18 @@ class Case:
     in_group: str | None = None
 
     def __post_init__(self) -> None:
+        # at construction: a typo here ran another check (kind="Shift" tested the identity of
+        # c1 and passed any model) or reversed one (a negative fail_above passed everything)
+        what = f"Case {self.name!r}"
+        C.check_choice(self.kind, "kind", ("group", "shift"), what)
+        C.check_choice(self.expect, "expect", ("exact", "approx", "fail"), what,
+                       fix="'fail' for a negative control")
+        if self.tol is not None:
+            C.check_number(self.tol, "tol", what, positive=True, fix="None for the dtype's")
+        C.check_number(self.fail_above, "fail_above", what, positive=True,
+                       fix="the error a negative control must exceed, e.g. 1e-3")
+        if self.kind == "group":
+            get(self.group)  # an unknown group: its ValueError, here
         if self.elements is not None and self.elements != "grid" and self.kind == "group":
             grp = get(self.group)
             if not isinstance(grp, PlanarGroup):

@@ -457,7 +457,9 @@ def shift_equivariance_error(
     circular ``shifts`` (each a multiple of ``stride``); with ``invariant=True`` the output
     must not move at all. ``shifts`` is a list of pairs ``(dy, dx)`` on ``(H, W)``, or of
     triples ``(dz, dy, dx)`` on volumes ``(D, H, W)`` (then ``stride`` is an int or a triple);
-    one shift is ``[(1, 2)]`` (a flat ``(1, 2)`` raises ``TypeError``)."""
+    one shift is ``[(1, 2)]`` (a flat ``(1, 2)`` raises ``TypeError``). Triples roll the last
+    three dims whatever they hold: on an image batch ``(B, C, H, W)`` they would roll the
+    channels, so pass them for volumes only."""
     what = "shift_equivariance_error"
     C.check_callable(f, "f", what)
     C.check_flag(invariant, "invariant", what, fix="True: the output must not move at all")
