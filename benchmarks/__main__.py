@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from ._cli import _check_counts, _check_options, _make_out, is_study
+from ._cli import _check_counts, _check_options, _check_study_only, _make_out, is_study, peer_hint
 from ._core import BenchCase, UsageError, forward_backward, time_call
 from ._memory import peak_memory
 
@@ -94,7 +94,7 @@ def _once(fn, sync) -> float:
 
 def _fail(row: dict, exc: BaseException) -> None:
     if isinstance(exc, ImportError):
-        row["status"] = f"skipped: {exc}"
+        row["status"] = f"skipped: {exc}{peer_hint(str(exc))}"
     else:
         row["status"] = f"error: {type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc()
@@ -373,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="training families (segmentation3d): training steps per model")
     args = parser.parse_args(argv)
+    # a repeated --family or --device once (it ran twice, or named the results 'pool-pool')
+    for name in ("family", "device"):
+        if getattr(args, name):
+            setattr(args, name, list(dict.fromkeys(getattr(args, name))))
     _check_counts(parser, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -384,6 +388,41 @@ def main(argv: list[str] | None = None) -> int:
                                                          if not _is_study(f)])
     _make_out(parser, args.out)  # before minutes of training or timing, not after
     studies = [f for f in (args.family or []) if _is_study(f)]
+    timing = [f for f in discover(args.family) if not _is_study(f)]
+    if args.family and not [f for f in args.family if not _is_study(f)]:
+        timing = []
+        _check_study_only(parser, args, studies)
+    # the timing families' checks, before the studies' minutes of training (they came after)
+    if timing:
+        devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        if "cuda" in devices and not torch.cuda.is_available():
+            raise SystemExit("benchmarks: --device cuda asked for, but torch.cuda.is_available() "
+                             "is False; run with --device cpu")
+        budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
+        rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
+        writers = {f: importlib.import_module(f"{__package__}.bench_{f}").write_table
+                   for f in timing
+                   if hasattr(importlib.import_module(f"{__package__}.bench_{f}"), "write_table")}
+        if args.write_table and not writers:
+            raise SystemExit("benchmarks: --write-table needs a family that writes a table "
+                             "(--family layout)")
+        if args.write_table and args.quick and args.table is None:
+            raise SystemExit("benchmarks: a --quick run does not write the package's table; pass "
+                             "--table PATH to write it elsewhere")
+        if args.write_table and args.filter and args.table is None:
+            # it wrote the filtered rows as the package's whole table
+            raise SystemExit(f"benchmarks: --write-table writes the package's table from every "
+                             f"case of the family, so it takes no --filter (got "
+                             f"{args.filter!r}); drop --filter, or pass --table PATH to write "
+                             "the filtered cases' table elsewhere")
+        cases = [c for fam in timing for c in load_cases(fam, args.quick)
+                 if args.filter in c.name]
+        if not cases:  # it said "no cases selected", naming neither the filter nor the families
+            raise SystemExit(f"benchmarks: --filter {args.filter!r} matches no case name of "
+                             f"{'family' if len(timing) == 1 else 'families'} "
+                             f"{', '.join(timing)}{' (--quick)' if args.quick else ''}; pass a "
+                             "part of a case name (the 'case' column of benchmarks/results/*.md)"
+                             f", or no --filter{peer_hint(args.filter)}")
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
         try:
@@ -391,32 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                        name_filter=args.filter, data=args.data, **extra)
         except UsageError as exc:  # the family's word on the command line, in one line
             raise SystemExit(f"benchmarks: --family {fam}: {exc}") from None
-    timing = [f for f in discover(args.family) if not _is_study(f)]
-    if args.family and not [f for f in args.family if not _is_study(f)]:
+    if not timing:
         return 0
 
-    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not torch.cuda.is_available():
-        raise SystemExit("benchmarks: --device cuda asked for, but torch.cuda.is_available() "
-                         "is False; run with --device cpu")
-    budget = args.budget if args.budget is not None else (0.05 if args.quick else 0.5)
-    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 7)
-    writers = {f: importlib.import_module(f"{__package__}.bench_{f}").write_table
-               for f in timing
-               if hasattr(importlib.import_module(f"{__package__}.bench_{f}"), "write_table")}
-    if args.write_table and not writers:
-        raise SystemExit("benchmarks: --write-table needs a family that writes a table "
-                         "(--family layout)")
-    if args.write_table and args.quick and args.table is None:
-        raise SystemExit("benchmarks: a --quick run does not write the package's table; pass "
-                         "--table PATH to write it elsewhere")
-    cases = [c for fam in timing for c in load_cases(fam, args.quick)
-             if args.filter in c.name]
-    if not cases:  # it said "no cases selected", naming neither the filter nor the families
-        raise SystemExit(f"benchmarks: --filter {args.filter!r} matches no case name of "
-                         f"{'family' if len(timing) == 1 else 'families'} {', '.join(timing)}"
-                         f"{' (--quick)' if args.quick else ''}; pass a part of a case name "
-                         f"(the 'case' column of benchmarks/results/*.md), or no --filter")
     lost = lost_floors(cases, args.filter)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0

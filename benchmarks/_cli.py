@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import os
 from pathlib import Path
 
@@ -30,13 +31,59 @@ def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if value is not None and value < 1:
             parser.error(f"--{name} must be {what}; got {value}. Pass --{name} 1 or more, or "
                          "leave it out for the default")
-    if args.budget is not None and not args.budget > 0:  # not > 0: also nan
-        parser.error(f"--budget must be a positive number of seconds per case and timing; got "
-                     f"{args.budget:g}. Pass e.g. --budget 0.05, or leave it out for the "
-                     "default")
+    if args.threads is not None and args.threads > MAX_THREADS:  # torch overflowed past it
+        parser.error(f"--threads must be at most {MAX_THREADS}; got {args.threads}. Pass the "
+                     "number of cores to use")
+    # not 0 < budget < inf: also nan, and inf, which failed every row ("cannot convert float
+    # infinity to integer")
+    if args.budget is not None and not 0 < args.budget < math.inf:
+        parser.error(f"--budget must be a positive, finite number of seconds per case and "
+                     f"timing; got {args.budget:g}. Pass e.g. --budget 0.05, or leave it out "
+                     "for the default")
     if args.table is not None and not args.write_table:  # it was ignored, in silence
         parser.error(f"--table {str(args.table)!r} names where --write-table writes the "
                      "layout table: add --write-table (--family layout), or leave --table out")
+    if args.table is not None:  # (it raised a traceback after the whole timing run)
+        parent = args.table.parent
+        if args.table.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            parser.error(f"--table {str(args.table)!r} must be a file path in a writable "
+                         "directory (the table is a .py file); pass e.g. --table "
+                         "/tmp/layout_table.py")
+
+
+#: the most ``--threads`` taken (torch's own setter overflows far above it)
+MAX_THREADS = 4096
+
+#: what to install for a peer library a row or a ``--filter`` names
+PEERS = {"escnn": "pip install escnn (py3nj needs gfortran), or run in the .venv-peers venv "
+                  "that `make test-peers` builds",
+         "e2cnn": "pip install e2cnn 'numpy<2' (as `make bench-accuracy` does)",
+         "kornia": "pip install kornia==0.9.0, or run in the .venv-peers venv",
+         "antialiased": "pip install --no-deps antialiased-cnns"}
+
+
+def peer_hint(text: str) -> str:
+    """``"; <how to get it>"`` for the first peer library ``text`` (a ``--filter``, an import
+    error) names, else ``""``: peer rows exist only where the peer is installed."""
+    for name, how in PEERS.items():
+        if name in text.lower():
+            return f"; rows of {name} exist only where it is installed: {how}"
+    return ""
+
+
+#: the options only the timing families read
+TIMING_OPTIONS = ("device", "budget", "rounds", "write_table", "table")
+
+
+def _check_study_only(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      studies: list[str]) -> None:
+    """With training families only: a timing option given was ignored in silence (the run
+    trains on the CPU whatever --device says), so name it and stop."""
+    given = [k for k in TIMING_OPTIONS if getattr(args, k) not in (None, False)]
+    if given:
+        raise SystemExit(f"benchmarks: --family {', '.join(studies)} trains models and takes "
+                         f"no {', '.join('--' + k.replace('_', '-') for k in given)} (the timing "
+                         "families' options); leave it out, or add a timing family")
 
 
 def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:

@@ -100,6 +100,13 @@ def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
          "--write-table", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
         timeout=120)
     assert refused.returncode != 0 and "does not write the package's table" in refused.stderr
+    # a filtered run does not write the package's table (it wrote its few rows as all of it)
+    refused = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--family", "layout", "--filter", "k3 zeros",
+         "--write-table", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert refused.returncode != 0 and "takes no --filter" in refused.stderr
+    assert package_table.read_text() == before
 
 
 def test_layout_choices_keep_the_default_within_the_margin():
@@ -253,10 +260,15 @@ def test_unknown_family_is_named_with_the_known_ones(family):
     (["--rounds", "-2"], "--rounds must be a positive int (timing rounds); got -2"),
     (["--seeds", "0"], "--seeds must be a positive int (seeds per model); got 0"),
     (["--steps", "0"], "--steps must be a positive int (training steps per model); got 0"),
-    (["--budget", "0"], "--budget must be a positive number of seconds"),
-    (["--budget", "-1"], "--budget must be a positive number of seconds"),
-    (["--budget", "nan"], "--budget must be a positive number of seconds"),
+    (["--budget", "0"], "--budget must be a positive, finite number of seconds"),
+    (["--budget", "-1"], "--budget must be a positive, finite number of seconds"),
+    (["--budget", "nan"], "--budget must be a positive, finite number of seconds"),
     (["--table", "t.py"], "--table 't.py' names where --write-table writes"),  # was ignored
+    (["--budget", "inf"], "--budget must be a positive, finite number"),  # failed every row
+    (["--threads", "99999999999"], "--threads must be at most 4096"),  # torch's overflow
+    # a directory, or a file in no directory: a traceback after the whole timing run
+    (["--write-table", "--table", "/"], "must be a file path in a writable directory"),
+    (["--write-table", "--table", "/no/such/dir/t.py"], "must be a file path in a writable"),
 ])
 def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
     """--threads 0 was torch's RuntimeError traceback, --rounds 0 a ZeroDivisionError in the
@@ -347,3 +359,32 @@ def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path
     assert exc.value.code == ("benchmarks: --filter 'zzz' matches no case name of family pool "
                               "(--quick); pass a part of a case name (the 'case' column of "
                               "benchmarks/results/*.md), or no --filter")
+
+
+def test_the_timing_checks_come_before_the_studies_and_peers_are_named(tmp_path):
+    """A study with a timing family: a --device, --filter or --write-table problem of the
+    timing part stopped the run only after the study had trained (minutes to an hour); a
+    study alone took --device cuda and ran on the CPU in silence. Now each is named before
+    anything runs or is written. A --filter naming a peer that is not installed says where its
+    rows are; a repeated --family runs and names its results once (it wrote
+    cpu-pool-pool-quick)."""
+    runner = _bench_module("__main__")
+    study = ["--quick", "--no-progress", "--out", str(tmp_path), "--family", "segmentation3d"]
+    with pytest.raises(SystemExit) as exc:
+        runner.main([*study, "--device", "cuda"])
+    assert "trains models and takes no --device" in str(exc.value.code)
+    with pytest.raises(SystemExit) as exc:
+        runner.main([*study, "--family", "pool", "--filter", "(max pool)"])
+    assert "matches no case name of family pool" in str(exc.value.code)
+    assert not list(tmp_path.iterdir())  # the study did not run
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--quick", "--family", "gconv", "--filter", "kornia", "--out",
+                     str(tmp_path)])
+    assert "rows of kornia exist only where it is installed: pip install kornia" in str(
+        exc.value.code)
+    common = ["--quick", "--family", "pool", "--family", "pool", "--filter", "amax fiber",
+              "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002", "--rounds", "1",
+              "--no-progress"]
+    assert runner.main(common) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-pool-quick.json",
+                                                          "cpu-pool-quick.md"]
