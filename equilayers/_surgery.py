@@ -11,7 +11,6 @@ from typing import Literal, NamedTuple, cast, overload
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from . import _checks as C
 from ._grid_runs import ceil_fix
@@ -191,7 +190,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         if C.check_pair(m.stride, "stride", "antialias") == (1, 1):
             return None
         if type(m) is not nn.Conv2d:
-            if parametrize.is_parametrized(m):
+            # (torch's parametrize.is_parametrized: a parametrized module holds the table)
+            if isinstance(getattr(m, "parametrizations", None), nn.ModuleDict):
                 return (f"a parametrized Conv2d ({type(m).__name__}: weight_norm, spectral_norm "
                         "or register_parametrization): antialias the model before "
                         "parametrizing it, or put a BlurPool2d after a stride-1 copy by hand")
