@@ -34,9 +34,15 @@ from .. import _checks as C
 from ._group import Element, Group
 from ._planar import GroupElement
 from ._registry import get
-from ._so3 import SO3Element, SO3Group, rotate3d
+from ._so3 import SO3Element, rotate3d
 from ._spherical import wigner_blocks
-from ._subgroups import check_subgroup, coset_permutation, parse_quotient, quotient_size
+from ._subgroups import (
+    check_subgroup,
+    coset_permutation,
+    embed,
+    parse_quotient,
+    quotient_size,
+)
 from ._transforms import _check_spatial, apply_grid_ops, element_rows, flip, grid_ops, rotate
 
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
@@ -69,10 +75,7 @@ def _rotation_element(g: Element) -> Element:
     :meth:`FieldType.act` does); any other element as it is."""
     if isinstance(g, (SO3Element, GroupElement)) or g.group.spatial_dim != 3:
         return g
-    rows = g.group.matrix(g).to(torch.float64)
-    grp = get("o3" if float(torch.linalg.det(rows)) < 0 else "so3")
-    assert isinstance(grp, SO3Group)  # (get of these names)
-    return grp.element(rows)
+    return embed(g, "o3" if g.group.has_reflections else "so3")
 
 
 def _planar_element(g: Element, what: str) -> GroupElement:
