@@ -108,6 +108,26 @@ def test_low_resolution_output_and_binary_labels(gen):
     assert flipped == 1.0  # labels are logit > 0 for one channel
 
 
+def test_shifts_are_taken_modulo_the_size_and_the_identity_is_left_out(gen):
+    # shifts that wrap round to the identity compared the model with itself: a patch
+    # classifier (one output cell per 8x8 image) scored 1.0, and on 6x6 the default shifts
+    # (0, 6), (6, 0), (6, 6) counted as perfect agreements
+    patch, x = nn.Conv2d(3, 4, 8, stride=8).double(), _x(gen, 2, 3, 8, 8)
+    for metric in (pixel_consistency, pixel_equivariance_error):
+        with pytest.raises(ValueError, match=r"size 8x8 leave only the identity"):
+            metric(patch, x)
+        with pytest.raises(ValueError, match="leave only the identity"):
+            metric(patch, x, shifts=[(8, 0), (0, 16)])
+    with seeded_rng(0):  # output pixel 2 (3x3 on 6x6), zero padding: not shift-exact
+        net = nn.Conv2d(3, 4, 3, 2, 1).double()
+    x6 = _x(gen, 2, 3, 6, 6)
+    distinct = [(a, b) for a in (0, 2, 4) for b in (0, 2, 4) if (a, b) != (0, 0)]
+    assert pixel_consistency(net, x6) == pixel_consistency(net, x6, shifts=distinct)
+    assert pixel_consistency(net, x6) < 1.0  # the negative control still fails
+    assert (pixel_consistency(net, x6, shifts=[(2, 0), (8, 0)])
+            == pixel_consistency(net, x6, shifts=[(2, 0)]))
+
+
 def test_validation(gen):
     x = _x(gen, 2, 3, 8, 8)
     with pytest.raises(ValueError, match="shifts=4 is for transforms='shifts'"):

@@ -37,13 +37,18 @@ def _shift_dims(shifts: object, x: torch.Tensor, model: object, labels: bool) ->
     return 0 if labels else 2
 
 
-def _shift_list(shifts: object, ratio: tuple[int, ...], what: str) -> list[tuple[int, ...]]:
+def _shift_list(shifts: object, ratio: tuple[int, ...], size: tuple[int, ...], what: str
+                ) -> list[tuple[int, ...]]:
+    """The distinct circular shifts asked for, each reduced modulo the input size, the
+    identity left out (a shift by the whole size compares the model with itself); a
+    ``ValueError`` when none is left."""
     nd = len(ratio)
     if C.is_int(shifts):
         n = C.check_int(shifts, "shifts", what, minimum=2,
                         fix="n gives every shift (i, j) * output pixel, 0 <= i, j < n")
-        return [tuple(i * r for i, r in zip(t, ratio, strict=True))
-                for t in itertools.product(range(n), repeat=nd) if any(t)]
+        out = [tuple(i * r for i, r in zip(t, ratio, strict=True))
+               for t in itertools.product(range(n), repeat=nd)]
+        return _distinct(out, size, shifts, what)
     if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence):
         raise TypeError(f"{what}: shifts={shifts!r} must be an integer n >= 2 or a list of "
                         f"{_TUPLES[nd]}")
@@ -58,6 +63,20 @@ def _shift_list(shifts: object, ratio: tuple[int, ...], what: str) -> list[tuple
             raise ValueError(f"{what}: shift {t} is not a multiple of the output's pixel "
                              f"{ratio} (input size / output size), so it cannot be undone "
                              "on the output; pass multiples of it")
+    return _distinct(out, size, shifts, what)
+
+
+def _distinct(shifts: list[tuple[int, ...]], size: tuple[int, ...], asked: object, what: str
+              ) -> list[tuple[int, ...]]:
+    out = list(dict.fromkeys(tuple(v % n for v, n in zip(t, size, strict=True))
+                             for t in shifts))
+    out = [t for t in out if any(t)]
+    if not out:
+        raise ValueError(f"{what}: shifts={asked!r} on an input of spatial size "
+                         f"{'x'.join(map(str, size))} leave only the identity (every shift is a "
+                         "multiple of the size, or of the output's pixel that covers it): "
+                         "nothing to compare; use a larger input or a model with a larger "
+                         "output")
     return out
 
 
@@ -109,7 +128,7 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                                  f"shift to be undone; got output shape {tuple(y.shape)}")
             ratio = tuple(n // m for n, m in zip(size, out, strict=True))
             dims = tuple(range(-nd, 0))
-            for t in _shift_list(4 if shifts is None else shifts, ratio, what):
+            for t in _shift_list(4 if shifts is None else shifts, ratio, size, what):
                 moved = run(torch.roll(x, t, dims))
                 undo = tuple(-v // r for v, r in zip(t, ratio, strict=True))
                 yield y, torch.roll(moved, undo, dims)
