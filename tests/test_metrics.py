@@ -269,3 +269,53 @@ def test_layerwise_shift_equivariance_shifts_the_depth_of_volumes(gen):
         metrics.layerwise_shift_equivariance(exact, x, spatial_dims=4)
     with pytest.raises((TypeError, ValueError), match="shifts"):
         metrics.layerwise_shift_equivariance(exact, x, [(1, 1)], spatial_dims=3)
+
+
+def test_layerwise_shift_blames_the_subsampling_not_the_invariant_pool_after_it(gen):
+    """A 1-pixel shift moves a stride-2 output by half a pixel: that row is not compared at
+    it and says so, and the error the exactly invariant global pool then shows at that shift
+    is laid on the stride (it was flagged on the pool, exact alone)."""
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
+                            nn.Conv2d(3, 3, 3, 2, 1, padding_mode="circular"),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten()).double()
+    x = torch.randn(2, 2, 8, 8, generator=gen, dtype=torch.float64)
+    rows = metrics.layerwise_shift_equivariance(net, x)
+    assert [r.name for r in rows if r.lost] == ["1"]
+    assert "not compared at shift(1, 1)" in rows[1].note and rows[1].error < 1e-13
+    assert rows[2].error > 0.1 and rows[2].worst == "shift(1, 1)" and not rows[2].note
+    # the control: at shifts by the stride alone nothing is lost
+    assert not any(r.lost for r in metrics.layerwise_shift_equivariance(net, x, [(2, 2)]))
+
+
+def test_layerwise_sees_the_layers_of_a_compiled_model_after_a_no_grad_call(gen):
+    """The cached graph of a compiled module runs without forward hooks: the rows were the
+    output alone, compared with a false note; the tools record the module it wraps."""
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten())
+    compiled = torch.compile(net, backend="eager")
+    x = torch.randn(2, 1, 8, 8, generator=gen)
+    with torch.no_grad():
+        compiled(x)
+    names = [r.name for r in metrics.layerwise_equivariance(net, x, "p4")]
+    assert names == ["0", "1", "2", "3", "(output)"]
+    assert [r.name for r in metrics.layerwise_equivariance(compiled, x, "p4")] == names
+    assert [r.name for r in metrics.layerwise_shift_equivariance(compiled, x)] == names
+    assert [n for n, _, _ in metrics.capture_outputs(compiled, x)] == names
+
+
+def test_layerwise_refuses_a_model_that_runs_other_layers_on_the_moved_input(gen):
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 1, 3, padding=1), nn.Identity()
+
+        def forward(self, x):  # data-dependent: runs b only for some orientations
+            y = self.a(x)
+            return self.b(y) if x[..., 0, 0].sum() > 0 else y
+
+    x = torch.zeros(1, 1, 6, 6)
+    x[..., 0, 0], x[..., -1, 0] = 1.0, -1.0
+    with pytest.raises(ValueError, match="ran other layers on the moved input"):
+        metrics.layerwise_equivariance(Branchy(), x, "p4")

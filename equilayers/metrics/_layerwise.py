@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,9 @@ class LayerRow:
             ``||L(g.x) - g.L(x)|| / max(||g.L(x)||, ||L(g.x)||)`` (float64), NaN when not
             comparable (see ``note``).
         worst: the element or shift with that error.
-        lost: True on the first row whose error exceeds ``tol``: where equivariance is lost.
+        lost: True on the first row whose error exceeds ``tol``: where equivariance is lost
+            (shifts: on the sub-sampling row before it instead, when the worst shift moves
+            that row's output by a fraction of a pixel, where its aliasing starts).
         note: why a row could not be compared.
     """
 
@@ -62,6 +65,9 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
     model(x))``; each output a detached copy, which later in-place ops (``out += identity``,
     ``ReLU(inplace=True)``) cannot change."""
     C.check_module(model, "model", "capture_outputs")  # hooks: no TorchScript module either
+    # a torch.compile'd module: its cached graph runs without the hooks (after a no_grad
+    # call, validation or a metric); record the module it wraps, the same maths
+    model = _uncompiled(model)
     check_batch(x, "capture_outputs")
     records: list[tuple[str, nn.Module, torch.Tensor]] = []
     counts: dict[str, int] = {}
@@ -99,6 +105,12 @@ def capture_outputs(model: nn.Module, x: torch.Tensor
     return records
 
 
+def _uncompiled(model: nn.Module) -> nn.Module:
+    inner = getattr(model, "_orig_mod", None)
+    return inner if type(model).__name__ == "OptimizedModule" and isinstance(
+        inner, nn.Module) else model
+
+
 def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool) -> str:
     """The rep name of a layer's output (shifts move every rep alike on its last two dims)."""
     declared = getattr(mod, "out_type", None)
@@ -125,16 +137,16 @@ def _check_tol(tol, what: str) -> None:
                        fix="a relative error (None: 10x default_tolerance of x.dtype)")
 
 
-def _mark_lost(rows: list[LayerRow], tol: float) -> list[LayerRow]:
-    out = []
-    found = False
-    for r in rows:
-        bad = not (r.error <= tol) and not r.note
-        if bad and not found:
-            found = True
-            r = LayerRow(r.name, r.kind, r.shape, r.rep, r.error, r.worst, True, r.note)
-        out.append(r)
-    return out
+def _mark_lost(rows: list[LayerRow], tol: float,
+               blame: Callable[[int], int] | None = None) -> list[LayerRow]:
+    """Flag the first row whose error exceeds ``tol`` (NaN rows, not compared, never), or
+    the earlier row ``blame(i)`` names as where its worst case started."""
+    first = next((i for i, r in enumerate(rows) if r.error > tol), None)
+    if first is None:
+        return rows
+    i = blame(first) if blame is not None else first
+    r = rows[i]
+    return [*rows[:i], dataclasses.replace(r, lost=True), *rows[i + 1:]]
 
 
 def layerwise_equivariance(
@@ -186,6 +198,7 @@ def layerwise_equivariance(
         in_type.check(x, "x", what)
     base = capture_outputs(model, x)
     moved = {g: capture_outputs(model, act_on(in_type, g, x)) for g in els}
+    _check_same_layers(base, moved.values(), what)
     rows = []
     like = in_type
     for i, (name, mod, out) in enumerate(base):
@@ -278,12 +291,17 @@ def layerwise_shift_equivariance(
                 else torch.roll(t, tuple(int(v) for v in by), dims=(-3, -2, -1)))
 
     moved = {s: capture_outputs(model, roll(x, s)) for s in shifts}
+    _check_same_layers(base, moved.values(), what)
     rows = []
+    # the row where each shift stopped being comparable (a fractional output shift: the
+    # sub-sampling where aliasing starts); later rows' errors at that shift start there
+    broken: dict[str, int] = {}
     for i, (name, mod, out) in enumerate(base):
         rep = _rep_of(mod, out, name == "(output)")
         spatial = (rep in ("trivial", "regular", "harmonic") and out.dim() >= 1 + nd
                    and out.shape[-nd:] != (1,) * nd)  # a 1x1 map (global pooling): no move
         worst, err, note, compared = "-", 0.0, "", False
+        skipped: list[str] = []
         for s in shifts:
             other = moved[s][i][2]
             if other.shape != out.shape:
@@ -292,6 +310,9 @@ def layerwise_shift_equivariance(
             if spatial:
                 e_s = [v * n / a for v, n, a in zip(s, out.shape[-nd:], size_in, strict=True)]
                 if any(v != int(v) for v in e_s):
+                    skipped.append(f"shift{s}")
+                    if all(a % n == 0 for n, a in zip(out.shape[-nd:], size_in, strict=True)):
+                        broken.setdefault(f"shift{s}", i)  # sub-sampling (not a resize)
                     continue  # not comparable at this shift; other shifts may be
                 expect = roll(out, tuple(int(v) for v in e_s))
             else:
@@ -302,6 +323,23 @@ def layerwise_shift_equivariance(
             compared = True
         if not compared and not note:
             note, err = "no shift is a multiple of this layer's downsampling", float("nan")
+        elif skipped and not note:
+            note = (f"not compared at {', '.join(skipped)}: it moves this output by a "
+                    "fraction of a pixel (sub-sampling; aliasing at that shift starts here)")
         rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
                              note=note))
-    return _mark_lost(rows, tol if tol is not None else 10 * default_tolerance(x.dtype))
+
+    def blame(i: int) -> int:
+        return min(i, broken.get(rows[i].worst, i))
+    return _mark_lost(rows, tol if tol is not None else 10 * default_tolerance(x.dtype),
+                      blame)
+
+
+def _check_same_layers(base: list, moved: Iterable[list], what: str) -> None:
+    """Rows are paired by call order: the moved inputs must run the same layers."""
+    names = [n for n, _, _ in base]
+    for other in moved:
+        if [n for n, _, _ in other] != names:
+            raise ValueError(f"{what}: the model ran other layers on the moved input "
+                             f"({len(other) - 1} recorded, {len(names) - 1} on x): "
+                             "data-dependent control flow cannot be compared layer by layer")
