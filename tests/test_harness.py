@@ -226,6 +226,22 @@ def test_shift_equivariance(gen):
     assert math.isnan(shift_equivariance_error(lambda t: t * math.nan, x, [(2, 2)], stride=2))
 
 
+def test_shift_equivariance_refuses_logits_and_tuples_it_would_roll_over_batch_and_classes(gen):
+    # an exactly shift-invariant classifier scored 1.55 with invariant=False: the (B, K)
+    # logits were rolled over the batch and the classes; a tuple output was a deep error
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4)).double()
+    x = torch.randn(3, 2, 8, 8, generator=gen, dtype=torch.float64)
+    assert shift_equivariance_error(net, x, [(1, 2)], invariant=True) < 1e-13
+    with pytest.raises(ValueError, match=r"shape \(3, 4\) has no 2 spatial dims.*invariant=True"):
+        shift_equivariance_error(net, x, [(1, 2)])
+    with pytest.raises(TypeError, match="f must return a tensor; got tuple"):
+        shift_equivariance_error(lambda t: (t, t), x, [(1, 2)])
+    with pytest.raises(TypeError, match="got dict"):
+        shift_equivariance_error(lambda t: {"out": t}, x, [(1, 2)], invariant=True)
+
+
 def test_shift_lists_refuse_a_flat_shift_and_an_empty_list(gen):
     # a flat (dy, dx) was read as the shifts (dy, dy) and (dx, dx); an empty list scored 0
     # (a check that cannot fail)

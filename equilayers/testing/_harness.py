@@ -484,6 +484,12 @@ def shift_equivariance_error(
     worst = 0.0
     with torch.no_grad(), kept_buffers(f):
         y = f(x)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
+        if not invariant and y.dim() < nd + 1:
+            raise ValueError(f"{what}: f(x) of shape {tuple(y.shape)} has no {nd} spatial dims "
+                             "after a batch dim to shift (logits?); pass invariant=True for "
+                             "outputs that must not move")
         for shift in shifts:
             if not invariant and any(t % s for t, s in zip(shift, strides, strict=True)):
                 raise ValueError(f"{what}: shift {tuple(shift)} in shifts is not a multiple "
