@@ -72,6 +72,9 @@ def test_rot90_consistency_on_rectangles(gen):
     fixed = nn.Sequential(nn.LayerNorm([2, 9, 13]), nn.Flatten(), nn.Linear(2 * 9 * 13, 3))
     with pytest.raises(ValueError, match=r"transform='rot90' turns the 9x13 input into 13x9"):
         metrics.consistency(fixed.double(), x, "rot90", pairs="all")
+    # a crop the model rejects is named as a crop (it was called a quarter turn)
+    with pytest.raises(ValueError, match=r"'crop_shift' crops the 9x13 input to 8x12"):
+        metrics.consistency(fixed.double(), x, "crop_shift", max_shift=1)
 
 
 def test_plain_strided_cnn_is_not_invariant(gen):

@@ -153,6 +153,14 @@ def consistency(
         except (RuntimeError, ValueError) as e:
             if moved.shape[-2:] == x.shape[-2:]:
                 raise
+            if transform == "crop_shift":
+                mh, mw = moved.shape[-2:]
+                raise ValueError(f"consistency: transform='crop_shift' crops the {h}x{w} "
+                                 f"input to {mh}x{mw} (max_shift={crop}), which the model "
+                                 f"rejects ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200]}); pass a model that takes "
+                                 "other sizes (e.g. global pooling before its Linear), or use "
+                                 "transform='circular_shift' (same size)") from e
             # a quarter turn of a non-square input: the model may take one orientation only
             raise ValueError(f"consistency: transform='rot90' turns the {h}x{w} input into "
                              f"{w}x{h}, which the model rejects ({type(e).__name__}: "
