@@ -322,3 +322,45 @@ def test_layerwise_refuses_a_model_that_runs_other_layers_on_the_moved_input(gen
     x[..., 0, 0], x[..., -1, 0] = 1.0, -1.0
     with pytest.raises(ValueError, match="ran other layers on the moved input"):
         metrics.layerwise_equivariance(Branchy(), x, "p4")
+
+
+def test_consistency_moves_the_fibers_of_a_declared_group_map_input(gen):
+    """A p4m-invariant classifier of p4m maps (B, C, 8, H, W) scores 1.0 under quarter turns
+    and flips of its input, fibers included (the pixels alone were moved: 0.99); a transform
+    outside the declared group, or a continuous one, is refused, and so is a Lie derivative
+    by rotation of the declared regular input."""
+    from equilayers.nn import GroupConv2d, InvariantHead
+
+    with seeded_rng(2):
+        net = nn.Sequential(GroupConv2d(2, 8, 3, padding=1, group="p4m", padding_mode="circular"),
+                            nn.ReLU(),
+                            InvariantHead(8, 10, group="p4m", bias=False)).double()
+    x = torch.randn(64, 2, 8, 9, 9, generator=torch.Generator().manual_seed(2),
+                    dtype=torch.float64)
+    assert metrics.invariance_error(net, x, "p4m") < 1e-12
+    for transform in ("rot90", "flip"):
+        assert metrics.consistency(net, x, transform, pairs="all") == 1.0
+        assert metrics.consistency(net, x, transform, pairs=8) == 1.0
+    # the control: undeclared (a plain callable), the pixels alone move and it disagrees
+    assert metrics.consistency(lambda t: net(t), x, "rot90", pairs="all") < 1.0
+    # a model declared over p4 takes quarter turns and refuses the flip its group lacks
+    with seeded_rng(0):
+        p4_only = nn.Sequential(GroupConv2d(2, 8, 3, padding=1, group="p4"), nn.ReLU(),
+                                InvariantHead(8, 10, group="p4")).double()
+    x4 = x[:, :, :4]
+    assert metrics.consistency(p4_only, x4, "rot90", pairs="all") == 1.0
+    with pytest.raises(ValueError, match="'flip' is not an element.*c4"):
+        metrics.consistency(p4_only, x4, "flip", pairs="all")
+    with pytest.raises(ValueError, match="would move its pixels and not its fibers"):
+        metrics.consistency(net, x, "rotate")
+    with pytest.raises(ValueError, match="declared regular input fibers"):
+        metrics.lie_derivative(net, x[:2], "rotate")
+    assert metrics.consistency(net, x, "circular_shift", pairs=4) == 1.0  # shifts: all alike
+
+
+def test_lie_derivative_of_a_volume_output_names_the_trivial_override(gen):
+    conv = nn.Conv3d(1, 2, 3, padding=1).double()
+    v = torch.randn(2, 1, 4, 6, 6, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match="a volume .* pass out_rep='trivial'"):
+        metrics.lie_derivative(conv, v, "rotate")
+    assert metrics.lie_derivative(conv, v, "rotate", out_rep="trivial") > 0

@@ -9,7 +9,8 @@ from typing import Literal
 import torch
 
 from .. import _checks as C
-from ..groups import circular_shift, flip, fractional_shift, rot90, rotate
+from ..groups import FieldType, act, circular_shift, flip, fractional_shift, rot90, rotate
+from ..testing._fields import declared_type
 from ..testing._harness import kept_buffers
 from ._common import check_batch, check_model, choice, positive_int, tensor_output
 
@@ -67,6 +68,39 @@ def _apply(x: torch.Tensor, transform: str, p: tuple[float, ...], crop: int) -> 
     return fractional_shift(x, (p[0], p[1]))
 
 
+def _fiber_moves(model: object, transform: str) -> Callable[[torch.Tensor, int], torch.Tensor
+                                                              ] | None:
+    """For a model that declares a fibered input type (regular, harmonic, quotient): the
+    action of quarter turn ``k`` (``rot90``) or of the flip (``flip``) on its input, fiber and
+    pixels, through the group element that moves the pixels so; None for a model of images."""
+    declared = declared_type(model, "in")
+    if not (isinstance(declared, FieldType) and declared.has_fiber and declared.spatial_dims
+            == 2) or transform in ("circular_shift", "crop_shift", "fractional_shift"):
+        return None  # translations move every field type alike
+    grp = declared.group
+    if transform == "rotate" or grp is None:
+        raise ValueError(f"consistency: transform={transform!r} on the model's declared input "
+                         f"type {declared!r} would move its pixels and not its fibers; use "
+                         "'rot90' or 'flip' with a model whose in_type names its group, or "
+                         "measure a model of images (B, C, H, W)")
+    probe = torch.arange(12.0).reshape(1, 1, 3, 4)
+    ks = range(4) if transform == "rot90" else (1,)
+    found = {}
+    for k in ks:
+        want = rot90(probe, k) if transform == "rot90" else flip(probe)
+        found[k] = next((g for g in grp.grid_elements() if torch.equal(act(probe, g), want)),
+                        None)
+        if found[k] is None:
+            raise ValueError(f"consistency: transform={transform!r} is not an element of the "
+                             f"model's declared input group {grp.name} (in_type {declared!r}); "
+                             "use a transform of that group")
+    def move(x: torch.Tensor, k: int) -> torch.Tensor:
+        if transform == "flip" and not k:
+            return x
+        return declared.act(found[1 if transform == "flip" else k], x)
+    return move
+
+
 def consistency(
     model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -102,6 +136,11 @@ def consistency(
       zeros outside (:func:`~equilayers.groups.rotate`).
     * ``"fractional_shift"``: real shifts uniform in ``[0, max_shift)`` (default 1 pixel),
       band-limited (:func:`~equilayers.groups.fractional_shift`).
+
+    A model that declares a fibered input type (``in_type`` regular, harmonic or quotient:
+    a model of group maps ``(B, C, F, H, W)``) has ``"rot90"`` and ``"flip"`` act on its
+    fibers too, through the element of its group that moves the pixels so (a transform its
+    group lacks, and ``"rotate"``, raise ``ValueError``); shifts move every field alike.
 
     Args:
         model: maps ``x`` to logits ``(B, K)`` (a ``(logits, pose)`` tuple is accepted).
@@ -145,9 +184,11 @@ def consistency(
                         "None")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
+    fibers = _fiber_moves(model, transform)
+
     def predict(p: tuple[float, ...]) -> torch.Tensor | None:
         """The top-1 classes, or None where a logit is NaN (no class: argmax would say 0)."""
-        moved = _apply(x, transform, p, crop)
+        moved = _apply(x, transform, p, crop) if fibers is None else fibers(x, int(p[0]))
         try:
             out = model(moved)
         except (RuntimeError, ValueError) as e:

@@ -111,13 +111,16 @@ def _uncompiled(model: nn.Module) -> nn.Module:
         inner, nn.Module) else model
 
 
-def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool) -> str:
-    """The rep name of a layer's output (shifts move every rep alike on its last two dims)."""
+def _rep_of(mod: nn.Module, out: torch.Tensor, is_output: bool, nd: int = 2) -> str:
+    """The rep name of a layer's output (shifts move every rep alike on its last ``nd``
+    dims); an undeclared 5-D output of a volume model is a volume (trivial), not a group map."""
     declared = getattr(mod, "out_type", None)
     if isinstance(declared, FieldType):
         return declared.rep
     declared = getattr(mod, "out_rep", None)
-    return infer_rep(out, declared if isinstance(declared, str) else None)
+    if isinstance(declared, str):
+        return infer_rep(out, declared)
+    return "trivial" if nd == 3 and out.dim() == 5 else infer_rep(out, None)
 
 
 def _type_of(mod: nn.Module, out: torch.Tensor, group: Group, like: FieldType | None
@@ -297,7 +300,7 @@ def layerwise_shift_equivariance(
     # sub-sampling where aliasing starts); later rows' errors at that shift start there
     broken: dict[str, int] = {}
     for i, (name, mod, out) in enumerate(base):
-        rep = _rep_of(mod, out, name == "(output)")
+        rep = _rep_of(mod, out, name == "(output)", nd)
         spatial = (rep in ("trivial", "regular", "harmonic") and out.dim() >= 1 + nd
                    and out.shape[-nd:] != (1,) * nd)  # a 1x1 map (global pooling): no move
         worst, err, note, compared = "-", 0.0, "", False

@@ -12,7 +12,7 @@ import torch
 
 from ..groups import FieldType
 from ..groups._actions import check_rep
-from ..testing._fields import resolve_field_type
+from ..testing._fields import declared_type, resolve_field_type
 from ..testing._harness import kept_buffers
 from ._common import check_batch, check_model, choice, tensor_output
 
@@ -132,14 +132,25 @@ def lie_derivative(
     path = _path(generator)
     with torch.no_grad(), kept_buffers(model):
         y0 = tensor_output(model(x), _WHAT, batch=x.shape[0], floating=True)
+    declared_in = declared_type(model, "in")
+    in_rep = declared_in.rep if isinstance(declared_in, FieldType) else declared_in
+    if generator == "rotate" and (in_rep in ("regular", "harmonic")
+                                  or str(in_rep).startswith("quotient")):
+        rep = in_rep
+        raise ValueError(f"lie_derivative: generator={generator!r} has no continuous action on "
+                         f"the model's declared {rep} input fibers (it would move their pixels "
+                         "only); measure a model of images (B, C, H, W)")
     out_type, declared = resolve_field_type(y0, out_rep, model, "out", None, _WHAT)
     if declared:
         out_type.check(y0, "model(x)", _WHAT)
     rep = out_type.rep
     if rep == "harmonic" or (rep == "regular" and generator == "rotate"):
+        guessed = "" if declared or out_rep is not None else (
+            " (an undeclared 5-D output is read as a regular group map (B, C, F, H, W); a "
+            "volume (B, C, D, H, W) rotates slice by slice: pass out_rep='trivial')")
         raise ValueError(f"lie_derivative: generator={generator!r} has no continuous action on "
-                         f"out_rep={rep!r} outputs; measure an invariant output (logits) or "
-                         "pass out_rep='invariant'")
+                         f"out_rep={rep!r} outputs{guessed}; measure an invariant output "
+                         "(logits) or pass out_rep='invariant'")
     spatial = rep in ("trivial", "regular")
     if spatial and y0.dim() < 3:
         raise ValueError(f"lie_derivative: out_rep={rep!r} needs spatial output dims; got shape "
