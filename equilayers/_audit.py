@@ -284,9 +284,11 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                                                "rotate"]
         if grp.has_reflections:
             transforms.append("flip")
+        if shape[-1] != shape[-2]:
+            transforms.remove("rot90")
+            notes.append(f"consistency under rot90 is left out: the {shape[-2]}x{shape[-1]} "
+                         "input is not square (pass a square --input-shape to measure it).")
         for t in transforms:
-            if t == "rot90" and shape[-1] != shape[-2]:
-                continue
             pairs: int | Literal["all"] = "all" if t in _EXACT else PAIRS
             c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
             model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (

@@ -181,6 +181,17 @@ def test_audit_consistency_averages_over_the_batch(model_file, capsys, monkeypat
     assert "on 2 inputs (N(0, 1) noise" in text  # the per-layer table keeps --input-shape's B
 
 
+def test_audit_of_a_rectangle_says_rot90_was_left_out(model_file, capsys, monkeypatch):
+    # the note named rot90 among the consistencies it had computed, with no rot90 row
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["audit", f"{model_file}:pooled", "--input-shape", "1,3,8,10", "--group",
+                 "p4m", "--batch", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "rot90 is left out: the 8x10 input is not square" in text
+    assert "flip: every pair" in text and "rot90 and flip" not in text
+    assert _consistency(text, "flip") == (1.0, 3)
+
+
 def test_audit_one_class_for_every_input_is_called_out(model_file, capsys, monkeypatch):
     """A model that predicts one class for every input scores 1.000 whatever it does: the
     report says so (and does not for a model whose predictions vary)."""
