@@ -290,6 +290,10 @@ def test_the_relative_error_divides_by_the_larger_side():
     (dict(tol=-1.0), r"tol=-1.0 must be a real number > 0"),
     (dict(fail_above=-1.0), r"fail_above=-1.0 must be a real number > 0"),
     (dict(group="p5"), r"unknown group 'p5'"),
+    (dict(dtype=torch.int64), r"dtype=torch.int64 must be a real floating torch.dtype"),
+    (dict(kind="shift", shifts=(1, 2)), r"not a flat sequence of integers"),
+    (dict(kind="shift", stride=0), r"stride=0 must be an integer or a pair of integers >= 1"),
+    (dict(kind="shift", invariant=1), r"invariant=1 must be True or False"),
 ])
 def test_a_case_with_a_bad_field_is_refused_when_built(kw, match):
     """A typo in a Case ran another check (kind="Shift" tested c1's identity and passed a
@@ -300,6 +304,6 @@ def test_a_case_with_a_bad_field_is_refused_when_built(kw, match):
     def conv():
         return nn.Conv2d(1, 1, 3, padding=1).double()
 
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         Case("bad", conv, (1, 1, 9, 9), **kw)
     assert not run_case(Case("ok", conv, (1, 1, 9, 9), kind="shift")).passed

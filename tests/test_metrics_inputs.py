@@ -129,3 +129,11 @@ def test_a_group_the_model_is_not_built_for_names_the_metric_and_the_fix(gen):
                                rf"model's in_type .*{group} is not a subgroup of o.*group='o'"):
                 metric(conv, x, group)
     assert metrics.equivariance_error(conv, x, "c4z") < 1e-12  # a subgroup: measured
+
+
+def test_element_errors_name_the_metric(gen):
+    x = torch.randn(2, 1, 6, 6, generator=gen)
+    with pytest.raises(ValueError, match=r"^geed: elements\[i\]=7"):
+        metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[7])
+    with pytest.raises(ValueError, match="^geed: elements is empty"):
+        metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[])

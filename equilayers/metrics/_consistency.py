@@ -88,12 +88,13 @@ def _fiber_moves(model: object, transform: str) -> Callable[[torch.Tensor, int],
     found = {}
     for k in ks:
         want = rot90(probe, k) if transform == "rot90" else flip(probe)
-        found[k] = next((g for g in grp.grid_elements() if torch.equal(act(probe, g), want)),
-                        None)
-        if found[k] is None:
+        g = next((g for g in grp.grid_elements() if torch.equal(act(probe, g), want)), None)
+        if g is None:
             raise ValueError(f"consistency: transform={transform!r} is not an element of the "
                              f"model's declared input group {grp.name} (in_type {declared!r}); "
                              "use a transform of that group")
+        found[k] = g
+
     def move(x: torch.Tensor, k: int) -> torch.Tensor:
         if transform == "flip" and not k:
             return x

@@ -140,7 +140,7 @@ def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     # by default the grid elements, also of a finite group with others (c8, ico): only they
     # map the pixels onto themselves; elements passed by name are checked below
     els = [g for g in (grp.grid_elements() if elements is None
-                       else resolve_elements(grp, elements)) if g != grp.identity]
+                       else resolve_elements(grp, elements, what)) if g != grp.identity]
     if not els:
         raise ValueError(f"{what}: the elements leave only the identity of {grp.name}: nothing "
                          "to compare")

@@ -95,7 +95,7 @@ def geed(
     C.check_flag(normalized, "normalized", _WHAT,
                  fix="True divides by the distance between unrelated inputs")
     grp = get(group)
-    els = resolve_elements(grp, elements)
+    els = resolve_elements(grp, elements, _WHAT)
     if normalized and x.shape[0] < 2:
         raise ValueError(f"geed: normalized=True compares unrelated inputs and needs a batch of "
                          f"B >= 2; got shape {tuple(x.shape)}")

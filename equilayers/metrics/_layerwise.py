@@ -191,7 +191,8 @@ def layerwise_equivariance(
     x = check_batch(x, what)
     _check_tol(tol, what)
     grp = get(group)
-    els = resolve_elements(grp, elements if elements is not None else grp.grid_elements())
+    els = resolve_elements(grp, elements if elements is not None else grp.grid_elements(),
+                           what)
     off = [g for g in els if not g.is_grid]
     if off:
         raise ValueError(f"layerwise_equivariance: elements {off!r} do not map the pixel grid "

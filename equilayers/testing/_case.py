@@ -83,6 +83,20 @@ class Case:
             C.check_number(self.tol, "tol", what, positive=True, fix="None for the dtype's")
         C.check_number(self.fail_above, "fail_above", what, positive=True,
                        fix="the error a negative control must exceed, e.g. 1e-3")
+        if not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
+                and not self.dtype.is_complex):
+            raise TypeError(f"{what}: dtype={self.dtype!r} must be a real floating torch.dtype "
+                            "(the harness draws N(0, 1) inputs), e.g. torch.float64")
+        C.check_flag(self.invariant, "invariant", what,
+                     fix="True: the output must not move at all")
+        if self.kind == "shift":  # the harness's own checks, at construction
+            shifts = C.check_shift_list(self.shifts, "shifts", what,
+                                        form="integer pairs (dy, dx) or triples (dz, dy, dx)")
+            triples = all(isinstance(t, (tuple, list)) and len(t) == 3 for t in shifts)
+            check = C.check_triple if triples else C.check_pair
+            for t in shifts:
+                check(t, "shifts[i]", what, fix="integer pairs (dy, dx) or triples (dz, dy, dx)")
+            check(self.stride, "stride", what, minimum=1)
         if self.kind == "group":
             get(self.group)  # an unknown group: its ValueError, here
         if self.elements is not None and self.elements != "grid" and self.kind == "group":

@@ -205,14 +205,15 @@ def kept_buffers(model: object) -> Iterator[None]:
                     buf.copy_(copy)
 
 
-def resolve_elements(group, elements) -> list[Element]:
+def resolve_elements(group, elements, what: str = "") -> list[Element]:
     """The elements of ``group`` to test: ``elements`` checked (elements of ``group``, or
     slot indices of a finite group), or, for ``None``, every element of a finite group and the
-    grid elements of a continuous one."""
+    grid elements of a continuous one. ``what``: the caller, named in the errors."""
+    pre = f"{what}: " if what else ""
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
     if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
-        raise TypeError(f"elements={elements!r} must be a list of GroupElements of "
+        raise TypeError(f"{pre}elements={elements!r} must be a list of GroupElements of "
                         f"{group.name} (or slot indices for a finite group), or None for all")
     out = []
     for e in elements:
@@ -220,15 +221,15 @@ def resolve_elements(group, elements) -> list[Element]:
             group.check_element(e)
             out.append(e)
         elif C.is_int(e) and group.is_finite:
-            C.check_int(e, "elements[i]", "", minimum=-int(group.order),
+            C.check_int(e, "elements[i]", what, minimum=-int(group.order),
                         maximum=int(group.order) - 1,
                         fix=f"a slot index of {group.name} (|G|={group.order})")
             out.append(group.elements()[e])
         else:
-            raise TypeError(f"elements must be GroupElements of {group.name} (or slot indices "
+            raise TypeError(f"{pre}elements must be GroupElements of {group.name} (or slot indices "
                             f"for a finite group); got {e!r}")
     if not out:
-        raise ValueError("elements is empty: pass at least one group element")
+        raise ValueError(f"{pre}elements is empty: pass at least one group element")
     return out
 
 
@@ -295,7 +296,7 @@ def _report(
     C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
     C.check_number(margin, "margin", what, minimum=0, fix="pixels")
     grp = get(group)
-    els = resolve_elements(grp, elements)
+    els = resolve_elements(grp, elements, what)
     in_grp = in_group if in_group is not None else getattr(f, "in_group", None)
     in_grp = grp if in_grp is None else get(in_grp)
     if in_grp != grp:
@@ -486,7 +487,7 @@ def shift_equivariance_error(
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
-        if not invariant and y.dim() < nd + 1:
+        if not invariant and y.dim() < min(x.dim(), nd + 1):
             raise ValueError(f"{what}: f(x) of shape {tuple(y.shape)} has no {nd} spatial dims "
                              "after a batch dim to shift (logits?); pass invariant=True for "
                              "outputs that must not move")
