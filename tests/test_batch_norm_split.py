@@ -187,3 +187,22 @@ def test_transforms_take_the_plain_ops(gen):
     assert not torch.allclose(got, torch.func.vmap(torch.func.grad(ref))(x.flip(0)))
     torch.testing.assert_close(torch.func.jvp(ours, (x[0],), (t,))[1],
                                torch.func.jvp(ref, (x[0],), (t,))[1])
+
+
+@pytest.mark.parametrize("statistics", ["order", "field", "order_centred"])
+def test_harmonic_batch_norm_refuses_one_value_per_channel_in_training(statistics, gen):
+    """As torch's batch norms: a batch of one 1x1 map has variance 0 about its mean. It was
+    normalized by sqrt(eps) (order-1 outputs of 1200-2100) and pulled running_var to 0."""
+    from equilayers.nn import GroupBatchNorm3d, HarmonicBatchNorm
+
+    bn = HarmonicBatchNorm(2, 2, group="so2", statistics=statistics)
+    before = bn.running_var.clone()
+    with pytest.raises(ValueError, match=r"harmonic_batch_norm: expected more than 1 value "
+                                         r"per channel.*\(1, 2, 5, 1, 1\)"):
+        bn(torch.randn(1, 2, 5, 1, 1, generator=gen))
+    assert torch.equal(bn.running_var, before)
+    bn(torch.randn(2, 2, 5, 1, 1, generator=gen))  # the control: two values train
+    assert bn.eval()(torch.randn(1, 2, 5, 1, 1, generator=gen)).isfinite().all()
+    # the user's 6-D shape and the layer, not torch's folded 5-D one
+    with pytest.raises(ValueError, match=r"GroupBatchNorm3d: .*\(1, 2, 1, 1, 1, 1\)"):
+        GroupBatchNorm3d(2)(torch.randn(1, 2, 1, 1, 1, 1, generator=gen))

@@ -22,6 +22,17 @@ def check_input(x: torch.Tensor, num_features: int, what: str, ndim: int | tuple
                          f"{tuple(x.shape)}")
 
 
+def check_batch_values(x: torch.Tensor, n: int, what: str, counted: str) -> None:
+    """torch's batch-norm rule, with the caller's name and the user's shape: batch statistics
+    need more than one value per channel (one value has variance 0: the output would be the
+    bias, the running variance pulled towards 0). An empty batch (``n = 0``) passes, as
+    torch's does."""
+    if n == 1:
+        raise ValueError(f"{what}: expected more than 1 value per channel when training; got "
+                         f"input of shape {tuple(x.shape)} ({counted} = 1): train on a batch "
+                         "of more than one sample (or a larger map), or call .eval()")
+
+
 def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
                      running_var: torch.Tensor | None, weight: torch.Tensor | None = None,
                      bias: torch.Tensor | None = None, training: bool = False,
@@ -55,10 +66,12 @@ def group_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
 def batch_norm_checked(x: torch.Tensor, running_mean: torch.Tensor | None,
                        running_var: torch.Tensor | None, weight: torch.Tensor | None,
                        bias: torch.Tensor | None, training: bool, momentum: float,
-                       eps: float) -> torch.Tensor:
+                       eps: float, what: str = "group_batch_norm") -> torch.Tensor:
     """:func:`group_batch_norm` after its checks (a module that checked its input already calls
     this): with batch statistics on CUDA, :func:`batch_norm_by_reductions`; otherwise
     ``F.batch_norm``, a 6-D map folded to the 5 dims cuDNN's batch norm takes."""
+    if training:
+        check_batch_values(x, x.numel() // max(x.shape[1], 1), what, "B * F * spatial")
     if training and split_batch_norm(x) and (running_mean is None) == (running_var is None):
         return batch_norm_by_reductions(x, running_mean, running_var, weight, bias, momentum,
                                         eps)

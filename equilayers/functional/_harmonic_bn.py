@@ -12,6 +12,7 @@ from .. import _checks as C
 from ..groups import GroupLike
 from . import _harmonic3d as H3
 from ._autograd import plain_autograd
+from ._group_norm import check_batch_values
 from ._harmonic import _low_precision, _volume_fields, check_harmonic, on_planes
 
 __all__ = ["harmonic_batch_norm", "STATISTICS"]
@@ -151,6 +152,8 @@ def harmonic_batch_norm(
     momentum = momentum_
     ct = torch.float32 if _low_precision(x) else x.dtype  # of the statistics and the scale
     n = b * math.prod(x.shape[3:])
+    if training:
+        check_batch_values(x, n, what, "B * spatial")
     if statistics == "field":
         return _field_batch_norm(x, (running_mean, running_var, weight, bias), training,
                                  momentum, eps, ct, n)

@@ -59,7 +59,7 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
         keep = not self.training or self.track_running_stats
         return batch_norm_checked(input, self.running_mean if keep else None,
                                   self.running_var if keep else None, self.weight, self.bias,
-                                  batch_stats, factor, self.eps)
+                                  batch_stats, factor, self.eps, type(self).__name__)
 
 
 class GroupBatchNorm2d(_GroupBatchNorm):
