@@ -1,6 +1,7 @@
 """GaussianBlurPool2d / gaussian_blur_pool2d and DiskMask / disk_mask2d: escnn's filter,
 padding and mask formulas, shapes, module == functional, bad input, gradcheck."""
 
+import copy
 import math
 
 import pytest
@@ -157,3 +158,32 @@ def test_float32_modules_on_float64_inputs_equal_their_functional_twins(gen):
                                rtol=0, atol=0)
     widened = blur.filter.double()
     assert (widened - gaussian_filter2d(0.66, dtype=torch.float64)).abs().max() > 1e-10
+
+
+def test_the_arguments_a_module_built_its_buffers_from_cannot_be_reassigned(gen):
+    """``g.sigma = 1.5`` kept blurring with the first sigma (error 0 against sigma 0.66, 0.85
+    against 1.5) while the repr showed 1.5, and a later ``.double()`` failed deep in torch;
+    now the assignment raises, naming the fix. Other attributes stay assignable (control)."""
+    from equilayers.nn import (
+        BlurPool2d,
+        BlurUpsample2d,
+        GaussianBlurPool3d,
+        MaxBlurPool2d,
+        Restrict,
+    )
+
+    g = GaussianBlurPool2d(0.66)
+    with pytest.raises(AttributeError, match=r"GaussianBlurPool2d.sigma is fixed at "
+                                             r"construction.*new GaussianBlurPool2d with "
+                                             r"sigma=1.5"):
+        g.sigma = 1.5
+    for module, name, value in ((GaussianBlurPool3d(), "truncate", 4.0), (BlurPool2d(),
+                                "kernel_size", 5), (MaxBlurPool2d(2), "blur_size", 5),
+                                (BlurUpsample2d(), "blur_size", 5), (DiskMask(9), "size", 7),
+                                (Restrict("d4", "c4"), "subgroup", "d1")):
+        with pytest.raises(AttributeError, match=f"{type(module).__name__}.{name} is fixed"):
+            setattr(module, name, value)
+    g.stride = (1, 1)  # read by forward each call: free to change
+    x = torch.randn(1, 1, 9, 9, generator=gen)
+    assert g(x).shape == (1, 1, 9, 9)
+    assert copy.deepcopy(g).double()(x.double()).shape == (1, 1, 9, 9)

@@ -50,6 +50,7 @@ class _BinomialBuffer(_FixedBuffers):
 
 class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
     _nd = 2
+    _fixed_args = ("kernel_size",)
     _shape = ""
     # Acts on the spatial dims only, so it commutes with any fiber action: the harness infers
     # the rep from the rank (4-D trivial, 5-D regular).
@@ -359,6 +360,8 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
         >>> BlurUpsample2d()(torch.randn(1, 2, 4, 5)).shape
         torch.Size([1, 2, 8, 10])
     """
+
+    _fixed_args = ("blur_size",)
 
     in_type = out_type = None  # any field type; the output has the input's
     _nd = 2  # the upsampled (last) dims

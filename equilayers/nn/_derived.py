@@ -18,7 +18,7 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -62,6 +62,19 @@ class _FixedBuffers(nn.Module):
 
     if TYPE_CHECKING:  # every subclass defines it
         def reset_parameters(self) -> None: ...
+
+    #: The constructor arguments the buffers are built from (their size and values): set once,
+    #: in ``__init__``; a later assignment would leave the buffers built from the old value
+    #: (a Gaussian pool kept blurring with its first sigma) and raises ``AttributeError``.
+    _fixed_args: ClassVar[tuple[str, ...]] = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._fixed_args and name in self.__dict__:
+            cls = type(self).__name__
+            raise AttributeError(f"{cls}.{name} is fixed at construction (the module's "
+                                 f"buffers are built from it); build a new {cls} with "
+                                 f"{name}={value!r} instead")
+        super().__setattr__(name, value)
 
     def _derived(self) -> list[torch.Tensor]:
         """The buffers and the integer tables (plain attributes, :mod:`._tables`)."""

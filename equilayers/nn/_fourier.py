@@ -34,6 +34,8 @@ class _FiberBuffers(Typed, _FixedBuffers):
     """Derived matrices as buffers: built in ``reset_parameters``, rebuilt after conversions
     and loads (:class:`~equilayers.nn._derived._FixedBuffers`)."""
 
+    _fixed_args = ("group", "max_order")
+
     def _fill(self, name: str, source: torch.Tensor) -> None:
         with torch.no_grad():
             getattr(self, name).copy_(source)

@@ -51,6 +51,8 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
         torch.Size([2, 3, 8, 17, 17])
     """
 
+    _fixed_args = ("sigma", "truncate", "kernel_size")
+
     # spatial only: the harness infers the rep from the rank (4-D trivial, 5-D regular)
     in_type = out_type = None  # any field type; the output has the input's
 
@@ -134,6 +136,8 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
         torch.Size([2, 3, 24, 5, 5, 5])
     """
 
+    _fixed_args = ("sigma", "truncate", "kernel_size")
+
     in_type = out_type = None  # any field type; the output has the input's
 
     filter: torch.Tensor  # buffer
@@ -182,6 +186,8 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
 class _SmoothMask(Typed, _FixedBuffers):
     """escnn's ``MaskModule``: a fixed ``mask`` buffer of ``size`` on each of ``_dims`` spatial
     dims (the arguments checked, the buffer filled by :meth:`_weights`)."""
+
+    _fixed_args = ("size", "margin", "sigma")
 
     in_type = out_type = None  # any field type; the output has the input's
     _dims = 2

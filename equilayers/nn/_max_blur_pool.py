@@ -70,6 +70,8 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         torch.Size([2, 3, 4, 4])
     """
 
+    _fixed_args = ("blur_size",)
+
     in_type = out_type = None  # any field type; the output has the input's
 
     def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0, *,

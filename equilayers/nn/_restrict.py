@@ -57,6 +57,8 @@ class Restrict(Typed, _FixedBuffers):
         torch.Size([2, 18, 4, 5, 5, 5])
     """
 
+    _fixed_args = ("group", "subgroup", "rep")
+
     index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
     _table_names = ("index",)
 
@@ -124,6 +126,8 @@ class CosetPool(Typed, _FixedBuffers):
         >>> CosetPool("d4", "d1")(torch.randn(2, 3, 8, 5, 5)).shape
         torch.Size([2, 3, 4, 5, 5])
     """
+
+    _fixed_args = ("group", "subgroup")
 
     index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
     _table_names = ("index",)
