@@ -290,6 +290,10 @@ def check_grid(
       ``mode="nearest"`` at a ratio that is not an integer, a linear mode whose
       ``scale_factor`` does not give the output size exactly, or dims a rotation swaps resized
       by different ratios.
+    * **a layer's own settings** that break exactness at every size (``"upsample-grid"``: a
+      :class:`~equilayers.nn.BlurUpsample2d`/``3d`` other than the U-Net's pair, whose samples
+      land off the centre; ``"even-blur"``: a polyphase pool or upsampling with an even
+      ``blur_size``; under ``shifts``, their blur padded other than circularly).
     * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
       between height and width.
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
@@ -399,11 +403,12 @@ def check_grid(
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
     layer = _grid_findings(sizes, rows, cols, shifts, square)
-    from ._grid_calls import call_findings  # (it builds on this module's findings)
+    from ._grid_calls import call_findings, module_findings  # (they build on this module)
 
+    breaks = "rotations" if rows and cols else "flips"
     layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
-                           [(0, 1)] if square else [],
-                           "rotations" if rows and cols else "flips")
+                           [(0, 1)] if square else [], breaks)
+    layer += module_findings(sizes, rows or cols, shifts, breaks)
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

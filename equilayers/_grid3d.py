@@ -31,7 +31,7 @@ from ._grid import (
     output_padding_finding,
     transposed_border_finding,
 )
-from ._grid_calls import call_findings
+from ._grid_calls import call_findings, module_findings
 from ._grid_runs import _record_sizes
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
@@ -215,8 +215,9 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
         return off + [_unsupported_size(model, shape, e, search, 3)]
     findings = off + _rotated_runs(model, shape, sizes, _permutations(grid))
     layer = _findings(sizes, moved, pairs, shifts)
-    layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs,
-                           "rotations" if pairs else "flips")
+    breaks = "rotations" if pairs else "flips"
+    layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
+    layer += module_findings(sizes, bool(moved), shifts, breaks)
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ._grid import Finding, output_padding_finding
 
-__all__ = ["call_findings"]
+__all__ = ["call_findings", "module_findings"]
 
 _LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
 _DIM_NAMES = {2: ("rows", "columns"), 3: ("depth", "height", "width")}
@@ -64,6 +64,23 @@ def _takes_output_size(mod: nn.Module) -> bool:
         return "output_size" in inspect.signature(mod.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def module_findings(sizes, group: bool, shifts: bool, breaks: str) -> list[Finding]:
+    """What a layer breaks at every size, by its own account (``_grid_breaks()``: a blur
+    upsampling off the grid's centre, a polyphase pool's even blur, a blur padded other than
+    circularly): ``group`` (some element moves pixels) and ``shifts`` select the kinds."""
+    out = []
+    for name, mod, size in sizes:
+        own = getattr(mod, "_grid_breaks", None)
+        if not callable(own):
+            continue
+        for problem, kind, why, fix in own():
+            if (group if kind == "group" else shifts):
+                out.append(Finding(name, type(mod).__name__, problem,
+                                   breaks if kind == "group" else "shifts", tuple(size), why,
+                                   fix))
+    return out
 
 
 def call_findings(sizes, moved: Sequence[int], pairs: Sequence[tuple[int, int]],

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from conftest import per_sample_grads_by_loop, seeded_rng
@@ -121,8 +123,24 @@ def test_lifting_then_polyphase_is_d4_equivariant(gen):
 def test_even_blur_breaks_d4_documented(gen):
     x = torch.randn(2, 3, 8, 8, 8, generator=gen, dtype=torch.float64)
     from equilayers.testing import equivariance_error
-    assert equivariance_error(PolyphasePool2d(2, blur_size=2), x, "d4", in_rep="regular",
-                              out_rep="regular") > 1e-3
+    pool = PolyphasePool2d(2, blur_size=2)
+    with pytest.warns(UserWarning, match=r"PolyphasePool2d\(blur_size=2\) on a group map is "
+                                         "not exactly equivariant.*odd blur_size"):
+        assert equivariance_error(pool, x, "d4", in_rep="regular", out_rep="regular") > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per module; images and odd blurs are quiet
+        pool(x)
+        PolyphasePool2d(2, blur_size=2)(x[:, 0])
+        PolyphasePool2d(2, blur_size=3)(x)
+    from equilayers import check_grid
+    found = check_grid(nn.Sequential(PolyphasePool2d(2, blur_size=2)), (1, 3, 8, 8, 8), "p4m")
+    assert [(f.problem, f.breaks) for f in found] == [("even-blur", "rotations")]
+    assert check_grid(nn.Sequential(PolyphasePool2d(2, blur_size=3)), (1, 3, 8, 8, 8),
+                      "p4m") == []
+    found = check_grid(PolyphasePool2d(2, blur_size=3, padding_mode="reflect"), (1, 3, 8, 8),
+                       "c1")
+    assert [(f.problem, f.fix) for f in found] == [("non-circular-padding",
+                                                    "padding_mode='circular'")]
 
 
 def test_upsample_puts_samples_back(gen):

@@ -99,7 +99,8 @@ def test_round_trip_every_cube_element(name, gen):
         x = torch.randn(2, 2, ORDERS[name], *size, generator=gen, dtype=torch.float64)
         assert_equivariant(pair(stride, blur), x, name)
     x = torch.randn(2, 2, ORDERS[name], 4, 4, 4, generator=gen, dtype=torch.float64)
-    assert equivariance_error(pair(2, 2), x, name) > 1e-2
+    with pytest.warns(UserWarning, match=r"PolyphaseUpsample3d\(blur_size=2\) on a group map"):
+        assert equivariance_error(pair(2, 2), x, name) > 1e-2
 
 
 def test_module_functional_repr_and_state(gen):

@@ -391,6 +391,23 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
         s, b = self.scale_factor, self.blur_size
         return (s == 1 and b % 2 == 1) or (s == 2 and self.transposed and b % 2 == 0)
 
+    def _grid_breaks(self) -> list[tuple[str, str, str, str]]:
+        """What it breaks at every size, for ``check_grid``: ``(problem, "group" |
+        "shifts", why, fix)``."""
+        out = []
+        if not self._grid_exact():
+            out.append(("upsample-grid", "group", "its samples land off the centre of the "
+                        "upsampled grid at every size (measured p4 error 0.75-1.5)",
+                        "scale_factor=2, transposed=True and an even blur_size (padding_mode "
+                        f"'zeros' or 'circular': the pair of BlurPool{self._nd}d with that "
+                        "size)"))
+        if self.blur_size > 1 and self.padding_mode != "circular":
+            out.append(("non-circular-padding", "shifts", f"the blur's padding_mode="
+                        f"{self.padding_mode!r} fills the border with content that does not "
+                        "move with the image, so circular shifts are not exact at the borders",
+                        "padding_mode='circular'"))
+        return out
+
     def _warn_inexact_everywhere(self) -> None:
         if _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return

@@ -14,7 +14,12 @@ from ..functional import _pool3d as P3
 from ..functional._grid_law import used_padding
 from ..groups import FieldType
 from ._exactness import _quiet
-from ._polyphase import PolyphaseUpsample2d, polyphase_pool_repr
+from ._polyphase import (
+    PolyphaseUpsample2d,
+    polyphase_grid_breaks,
+    polyphase_pool_repr,
+    warn_if_polyphase_inexact,
+)
 from ._typed import Typed
 
 __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d", "PolyphaseUpsample3d"]
@@ -242,9 +247,13 @@ class PolyphasePool3d(Typed, nn.Module):
         self.blur_size, self.padding_mode = blur_size, padding_mode
 
     def forward(self, x: torch.Tensor):
+        warn_if_polyphase_inexact(self, x, 3)
         return P3.polyphase_pool3d(x, self.stride, criterion=self.criterion,
                                    blur_size=self.blur_size, padding_mode=self.padding_mode,
                                    return_index=self.return_index)
+
+    def _grid_breaks(self) -> list[tuple[str, str, str, str]]:
+        return polyphase_grid_breaks(self)
 
     def extra_repr(self) -> str:
         return polyphase_pool_repr(self)
@@ -286,5 +295,6 @@ class PolyphaseUpsample3d(PolyphaseUpsample2d):
     """
 
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        warn_if_polyphase_inexact(self, x, 3)
         return P3.polyphase_upsample3d(x, index, self.stride, blur_size=self.blur_size,
                                        padding_mode=self.padding_mode)
