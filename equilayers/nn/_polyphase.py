@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -130,7 +131,7 @@ class PolyphaseUpsample2d(Typed, nn.Module):
         return ", ".join(parts)
 
 
-def polyphase_grid_breaks(m: nn.Module) -> list[tuple[str, str, str, str]]:
+def polyphase_grid_breaks(m: Any) -> list[tuple[str, str, str, str]]:
     """What a polyphase pool or upsampling breaks at every size, for ``check_grid``:
     ``(problem, "group" | "shifts", why, fix)``. An even blur is centred half a pixel off, so
     the chosen components do not commute with rot90 and flips (measured p4m error 0.86-0.89
@@ -149,7 +150,7 @@ def polyphase_grid_breaks(m: nn.Module) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def warn_if_polyphase_inexact(m: nn.Module, x: object, nd: int) -> None:
+def warn_if_polyphase_inexact(m: Any, x: object, nd: int) -> None:
     """Once per module, on a group map (``nd + 3`` dims: images make no group claim): an
     even blur breaks rot90 and flips at every size."""
     if (m.__dict__.get("_warned", False) or not isinstance(x, torch.Tensor)
