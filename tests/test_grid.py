@@ -393,6 +393,11 @@ def test_a_size_the_model_rejects_is_a_finding_with_the_size_it_takes():
     assert "multiples of 2**depth = 4" in f.message
     with pytest.raises(ValueError, match="got an input with 2 channels"):
         check_grid(net, (1, 2, 16, 16))
+    # a rectangle with one side wrong: no common increase makes 15 and 16 multiples of 4
+    # (check_grid raised the model's error); each side is rounded up on its own
+    for size, fits in (((15, 16), "16"), ((18, 16), "20x16"), ((6, 8), "8")):
+        (f,) = check_grid(net, (1, 1, *size))
+        assert (f.problem, f.fix) == ("unsupported-size", f"use an input size of {fits}")
 
 
 class _Devices(nn.Module):
