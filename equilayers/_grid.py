@@ -142,13 +142,44 @@ def file_break(b: DimBreak, label: str, asym: list[str], ops: list[str],
                       f"{b.remainder}")
 
 
+def unpadded_window_finding(name: str, mod: nn.Module, prm: dict, size: tuple[int, ...],
+                            after_circular_pad: bool, nd: int) -> Finding | None:
+    """Under circular shifts: a window wider than its stride with no padding at all (a
+    "valid" conv or pool) stops at the border, so its output is a crop that a circular shift
+    does not move circularly (measured 1.38 on a 3x3 conv); not so after a circular pad
+    module, which the ``sides == 0`` layer then reads."""
+    sides = prm["sides"] if nd == 3 else ((prm["sides"][0], prm["sides"][1]),
+                                          (prm["sides"][2], prm["sides"][3]))
+    if (prm.get("transposed", False) or after_circular_pad or prm["padded_by"] != "layer"
+            or any(lo or hi for lo, hi in sides)
+            or all(k <= s for k, s in zip(prm["k"], prm["s"], strict=True))):
+        return None
+    pool = prm["mode"] == "pool"
+    pad = f"nn.CircularPad{nd}d"
+    return Finding(name, type(mod).__name__, "no-padding", "shifts", tuple(size),
+                   f"its {'x'.join(map(str, prm['k']))} windows stop at "
+                   "the border without padding (the output is a crop), so circular shifts "
+                   "are not exact at the borders",
+                   prm.get("fix") or (f"{pad} before it" if pool else
+                                      "padding=(kernel_size - 1) // 2 with padding_mode="
+                                      f"'circular' (or {pad} before it)"))
+
+
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
                    ) -> list[Finding]:
     out = []
+    circular_before = False
     for name, mod, (h, w) in sizes:
         prm = _sized_params(mod, (h, w)) or _spatial_params(mod, (h, w)) or _pad_params(mod)
+        after_pad, circular_before = circular_before, False
         if prm is None:
             continue
+        if prm["padded_by"] == "module":
+            circular_before = prm["mode"] == "circular"
+        if shifts:
+            bare = unpadded_window_finding(name, mod, prm, (h, w), after_pad, 2)
+            if bare is not None:
+                out.append(bare)
         kind = type(mod).__name__
         top, bottom, left, right = prm["sides"]
         checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]
@@ -308,7 +339,9 @@ def check_grid(
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
       0, 1))``): the output grid is off-centre.
     * **non-circular padding** (integer circular shifts, when ``shifts``): zeros, reflect or
-      replicate padding, and pooling padding, do not move with a circularly shifted image.
+      replicate padding, and pooling padding, do not move with a circularly shifted image;
+      nor does a window wider than its stride with no padding at all (``"no-padding"``: a
+      "valid" conv or pool crops at the border), unless a circular pad module comes first.
       Subsampling by a stride ``s`` is equivariant only to shifts by multiples of ``s``, and
       on a torus only when ``s`` divides the size (so under stride 2, exact rotations want odd
       sizes and exact circular shifts even ones); that is inherent aliasing, not a grid

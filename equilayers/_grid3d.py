@@ -30,6 +30,7 @@ from ._grid import (
     file_break,
     output_padding_finding,
     transposed_border_finding,
+    unpadded_window_finding,
 )
 from ._grid_calls import call_findings, module_findings
 from ._grid_runs import _record_sizes
@@ -117,10 +118,18 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
               ) -> list[Finding]:
     out = []
     breaks = "rotations" if pairs else "flips"
+    circular_before = False
     for name, mod, size in sizes:
         prm = _params3d(mod)
+        after_pad, circular_before = circular_before, False
         if prm is None or len(size) != 3:
             continue
+        if prm["padded_by"] == "module":
+            circular_before = prm["mode"] == "circular"
+        if shifts:
+            bare = unpadded_window_finding(name, mod, prm, size, after_pad, 3)
+            if bare is not None:
+                out.append(bare)
         kind = type(mod).__name__
         transposed = prm.get("transposed", False)
         asym: list[str] = []

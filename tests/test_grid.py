@@ -429,3 +429,27 @@ def test_sizes_are_read_on_the_meta_device_with_a_fallback(item):
     assert probe.seen[0] == "meta"
     assert set(probe.seen) == ({"meta", "cpu"} if item else {"meta"})
     assert all(p.device.type == "cpu" for p in net.parameters())  # the model is untouched
+
+
+def test_a_window_without_padding_is_a_shift_finding(gen):
+    """A "valid" conv (no padding) crops at the border: check_grid returned [] where the
+    measured circular-shift error was 1.38. Controls: a circular pad module before it, a
+    pool whose windows tile (kernel = stride), and shifts=False find nothing."""
+    from equilayers.testing import shift_equivariance_error
+
+    with seeded_rng(0):
+        valid = nn.Conv2d(1, 1, 3).double()
+        padded = nn.Sequential(nn.CircularPad2d(1), nn.Conv2d(1, 1, 3)).double()
+    x = torch.randn(1, 1, 16, 16, generator=gen, dtype=torch.float64)
+    assert shift_equivariance_error(padded, x, [(1, 2)]) < 1e-12
+    assert shift_equivariance_error(valid, x, [(1, 2)]) > 0.1
+    found = check_grid(valid, (1, 1, 16, 16), "c1")
+    assert [(f.problem, f.breaks) for f in found] == [("no-padding", "shifts")]
+    assert "padding_mode='circular'" in found[0].fix
+    assert check_grid(padded, (1, 1, 16, 16), "c1") == []
+    assert check_grid(nn.MaxPool2d(2), (1, 1, 16, 16), "c1") == []
+    assert check_grid(valid, (1, 1, 16, 16), "c1", shifts=False) == []
+    (f,) = check_grid(nn.MaxPool2d(3, 2), (1, 1, 17, 17), "c1")
+    assert (f.problem, f.fix) == ("no-padding", "nn.CircularPad2d before it")
+    (f,) = check_grid(nn.Conv3d(1, 1, 3), (1, 1, 8, 8, 8), "o")
+    assert (f.problem, f.input_size) == ("no-padding", (8, 8, 8))
