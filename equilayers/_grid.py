@@ -313,7 +313,12 @@ def check_grid(
     (``kernel_size``, ``stride``, ``padding``, ``dilation``, ``padding_mode``), so
     ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``, ``nn.*Pad2d`` and equilayers' layers
     are all checked. The conditions (necessary for exactness; the weights must also be
-    equivariant, which this does not inspect):
+    equivariant, which this does not inspect beyond their layers' declared group):
+
+    * **group mismatch** (``"group-mismatch"``): a layer whose declared ``in_type`` or
+      ``out_type`` belongs to a group that does not contain ``group`` (a ``d2`` group conv
+      after a ``p4`` lifting conv runs, both fibers having 4 slots, but is not
+      ``p4``-equivariant).
 
     * **stride parity** (rotations by 90/180 degrees and flips): a layer with stride ``s``,
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
@@ -445,12 +450,17 @@ def check_grid(
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
     layer = _grid_findings(sizes, rows, cols, shifts, square)
-    from ._grid_calls import call_findings, module_findings  # (they build on this module)
+    from ._grid_calls import (  # (they build on this module)
+        call_findings,
+        group_findings,
+        module_findings,
+    )
 
     breaks = "rotations" if rows and cols else "flips"
     layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
                            [(0, 1)] if square else [], breaks)
     layer += module_findings(sizes, rows or cols, shifts, breaks)
+    layer = group_findings(sizes, grp) + layer
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

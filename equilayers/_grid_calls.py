@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from ._grid import Finding, output_padding_finding
+from .groups import FieldType, Group
+from .groups._subgroups import check_subgroup
 
-__all__ = ["call_findings", "module_findings"]
+__all__ = ["call_findings", "group_findings", "module_findings"]
 
 _LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
 _DIM_NAMES = {2: ("rows", "columns"), 3: ("depth", "height", "width")}
@@ -80,6 +82,37 @@ def module_findings(sizes, group: bool, shifts: bool, breaks: str) -> list[Findi
                 out.append(Finding(name, type(mod).__name__, problem,
                                    breaks if kind == "group" else "shifts", tuple(size), why,
                                    fix))
+    return out
+
+
+def group_findings(sizes, group: Group) -> list[Finding]:
+    """Layers whose declared field types belong to a group that does not contain ``group``
+    (a ``GroupConv2d(group="d2")`` after a p4 lifting conv: both have 4 slots, so the model
+    runs, but the d2 layer's weights are not p4-equivariant; measured p4 error 0.64). Types
+    of no group, and planar types checked with a cube group (or the reverse: the planar
+    fields on volumes have their own check), are left alone."""
+    out = []
+    seen: set[int] = set()
+    for name, mod, size in sizes:
+        if id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        for side in ("in_type", "out_type"):
+            ft = getattr(mod, side, None)
+            own = ft.group if isinstance(ft, FieldType) else None
+            if own is None or own == group or own.spatial_dim != group.spatial_dim:
+                continue
+            try:
+                check_subgroup(own, group, "check_grid")
+            except ValueError:
+                out.append(Finding(
+                    name, type(mod).__name__, "group-mismatch", "group", tuple(size),
+                    f"its {side} {ft!r} belongs to {own.name}, which does not contain "
+                    f"{group.name}: its weights are not {group.name}-equivariant (a fiber of "
+                    "the same size runs without an error)",
+                    f"build it with group={group.name!r} like the layers around it (or check "
+                    f"the model with group={own.name!r})"))
+                break
     return out
 
 

@@ -453,3 +453,33 @@ def test_a_window_without_padding_is_a_shift_finding(gen):
     assert (f.problem, f.fix) == ("no-padding", "nn.CircularPad2d before it")
     (f,) = check_grid(nn.Conv3d(1, 1, 3), (1, 1, 8, 8, 8), "o")
     assert (f.problem, f.input_size) == ("no-padding", (8, 8, 8))
+
+
+def test_a_layer_built_for_another_group_is_a_finding(gen):
+    """C4 and D2 both have 4 slots: a d2 group conv after a p4 lifting conv runs, and
+    check_grid said nothing while the measured p4 error was O(1). The control: the same
+    model built with p4 throughout, and a p4m model asked about its subgroup p4."""
+    from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
+    from equilayers.testing import equivariance_error
+
+    def net(second):
+        with seeded_rng(0):
+            return nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4",
+                                               padding_mode="circular"), nn.ReLU(),
+                                 GroupConv2d(2, 2, 3, padding=1, group=second,
+                                             padding_mode="circular"),
+                                 GroupPool()).double()
+
+    x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
+    mixed = net("d2")
+    assert equivariance_error(mixed, x, "p4") > 0.1
+    (f,) = check_grid(mixed, (1, 1, 9, 9), "p4")
+    assert (f.layer, f.problem, f.breaks) == ("2", "group-mismatch", "group")
+    assert "d2, which does not contain c4" in f.message and "group='c4'" in f.fix
+    same = net("p4")
+    assert equivariance_error(same, x, "p4") < 1e-12
+    assert check_grid(same, (1, 1, 9, 9), "p4") == []
+    with seeded_rng(0):
+        p4m = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4m",
+                                          padding_mode="circular"), GroupPool())
+    assert check_grid(p4m, (1, 1, 9, 9), "p4") == []

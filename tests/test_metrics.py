@@ -364,3 +364,20 @@ def test_lie_derivative_of_a_volume_output_names_the_trivial_override(gen):
     with pytest.raises(ValueError, match="a volume .* pass out_rep='trivial'"):
         metrics.lie_derivative(conv, v, "rotate")
     assert metrics.lie_derivative(conv, v, "rotate", out_rep="trivial") > 0
+
+
+def test_layerwise_marks_a_layer_built_for_another_group_as_where_it_is_lost(gen):
+    # the d2 conv's row cannot be compared (NaN, noted); the lost marker fell on the pool
+    from equilayers.nn import GroupConv2d, GroupPool, LiftingConv2d
+
+    with seeded_rng(0):
+        net = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
+                            GroupConv2d(2, 2, 3, padding=1, group="d2"), GroupPool()).double()
+    x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
+    rows = metrics.layerwise_equivariance(net, x, "p4")
+    assert [r.name for r in rows if r.lost] == ["2"] and "cannot act" in rows[2].note
+    assert rows[3].error > 0.1
+    with seeded_rng(0):  # the control: p4 throughout loses nothing
+        same = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
+                             GroupConv2d(2, 2, 3, padding=1, group="p4"), GroupPool()).double()
+    assert not any(r.lost for r in metrics.layerwise_equivariance(same, x, "p4"))

@@ -155,7 +155,8 @@ def test_check_grid_on_so3():
         ("off-grid-group", "measure the approximate error (equilayers.metrics), or use o/oh "
          "for exactness"), ("stride-parity", "use an input size of 11")]
     found = equilayers.check_grid(net, (1, 1, 11, 11, 11), "o3", shifts=False)
-    assert [f.problem for f in found] == ["off-grid-group"]
+    # SO(3) layers asked about O(3): no inversion in their weights (group-mismatch, each)
+    assert [f.problem for f in found] == ["off-grid-group", "group-mismatch", "group-mismatch"]
     assert "exact: its elements in 'oh'" in found[0].message
     assert equilayers.check_grid(net, (1, 1, 11, 11, 11), "o", shifts=False) == []
 

@@ -12,6 +12,7 @@ from torch import nn
 from .. import _checks as C
 from ..groups import FieldType, GroupElement, GroupLike, circular_shift, get
 from ..groups._group import Group
+from ..groups._subgroups import check_subgroup
 from ..nn import GroupLinear, OnFibers
 from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import (
@@ -145,9 +146,11 @@ def _mark_lost(rows: list[LayerRow], tol: float,
     """Flag the first row whose error exceeds ``tol`` (NaN rows, not compared, never), or
     the earlier row ``blame(i)`` names as where its worst case started."""
     first = next((i for i, r in enumerate(rows) if r.error > tol), None)
+    if first is not None and blame is not None:
+        first = blame(first)
     if first is None:
         return rows
-    i = blame(first) if blame is not None else first
+    i = first
     r = rows[i]
     return [*rows[:i], dataclasses.replace(r, lost=True), *rows[i + 1:]]
 
@@ -205,12 +208,16 @@ def layerwise_equivariance(
     _check_same_layers(base, moved.values(), what)
     rows = []
     like = in_type
+    # the first layer declared over a group without grp's elements: where it is lost
+    mismatch: int | None = None
     for i, (name, mod, out) in enumerate(base):
         worst, err, note = repr(els[0]), -1.0, ""
         try:
             out_type = _type_of(mod, out, grp, like)
         except ValueError as exc:
             out_type, note, err = None, f"cannot act on this output: {exc}", float("nan")
+            if mismatch is None and _declared_elsewhere(mod, grp):
+                mismatch = i
         rep = out_type.rep if out_type is not None else _rep_of(mod, out, False)
         like = out_type if out_type is not None else like
         for g in els if out_type is not None else ():
@@ -230,7 +237,26 @@ def layerwise_equivariance(
                 err, worst = e, repr(g)
         rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
                              note=note))
-    return _mark_lost(rows, tol if tol is not None else 10 * default_tolerance(x.dtype))
+
+    def blame(i: int) -> int:
+        return i if mismatch is None else min(i, mismatch)
+    tol_ = tol if tol is not None else 10 * default_tolerance(x.dtype)
+    if mismatch is not None and not any(r.error > tol_ for r in rows[:mismatch]):
+        return [*rows[:mismatch], dataclasses.replace(rows[mismatch], lost=True),
+                *rows[mismatch + 1:]]
+    return _mark_lost(rows, tol_, blame)
+
+
+def _declared_elsewhere(mod: nn.Module, group: Group) -> bool:
+    """Whether ``mod`` declares a field type of a group that does not contain ``group`` (its
+    weights are not ``group``-equivariant)."""
+    for ft in (getattr(mod, "in_type", None), getattr(mod, "out_type", None)):
+        if isinstance(ft, FieldType) and ft.group is not None and ft.group != group:
+            try:
+                check_subgroup(ft.group, group)
+            except ValueError:
+                return True
+    return False
 
 
 def layerwise_shift_equivariance(
