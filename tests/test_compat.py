@@ -341,3 +341,19 @@ def test_fsdp2_gloo_two_processes_same_step(tmp_path):
     # not vacuous: a step on the full batch (one BN statistic) differs
     full = _ddp._sharded_step(_ddp.fsdp_model(), [_ddp.ddp_batch()])
     assert not torch.allclose(full["grad/0.weight"], want["grad/0.weight"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_to_memory_format(name):
+    """``model.to(memory_format=...)`` converts as torch's modules do: channels_last for
+    every model, channels_last_3d for the volume ones (a harmonic 3-D conv's 4-D weight
+    raised torch's 'required rank 5 tensor'); outputs unchanged."""
+    m, args = build(name)
+    ref = m(*args)
+    x = args[0]
+    volume = x.dim() >= 5 and any(isinstance(k, nn.Conv3d) or "3d" in type(k).__name__
+                                  for k in m.modules())
+    fmts = [torch.channels_last] + ([torch.channels_last_3d] if volume else [])
+    for fmt in fmts:
+        m.to(memory_format=fmt)
+        _assert_same(m(*args), ref)

@@ -139,11 +139,15 @@ class _FixedBuffers(nn.Module):
 def _five_d_as_four_d(fn):
     """``fn`` for ``Module._apply``, retried on a 5-D tensor it rejects (channels_last exists
     only for 4-D ones) as the 4-D view that merges dims 1 and 2, then viewed back: how a group
-    conv's 5-D weight is converted (its expansion reads it through any strides)."""
+    conv's 5-D weight is converted (its expansion reads it through any strides); a 4-D one
+    rejected by channels_last_3d (a harmonic basis's coefficients ``(C_out, C_in, |G|, J)``)
+    as a 5-D view with a unit last dim, alike."""
     def convert(t):
         try:
             return fn(t)
         except RuntimeError:
+            if t.dim() == 4:
+                return fn(t.unsqueeze(-1)).squeeze(-1)
             if t.dim() != 5:
                 raise
             return fn(t.flatten(1, 2)).unflatten(1, t.shape[1:3])
