@@ -307,3 +307,15 @@ def test_functional_convs_refuse_groups_that_split_an_output_field():
         EF.group_conv2d(xg, torch.randn(5, 2, 4, 3, 3), groups=2)
     assert EF.lifting_conv2d(x, torch.randn(6, 2, 3, 3), groups=2).shape == (1, 6, 4, 7, 7)
     assert EF.group_conv2d(xg, torch.randn(6, 2, 4, 3, 3), groups=2).shape == (1, 6, 4, 7, 7)
+
+
+def test_a_beginners_input_mistakes_get_the_fix(gen):
+    """A channels-last image, a channel count of another layer, and a map of another group
+    were named without a fix."""
+    with pytest.raises(ValueError, match=r"channels-last image.*x.permute\(0, 3, 1, 2\)"):
+        LiftingConv2d(3, 4, 3, group="p4")(torch.randn(2, 9, 9, 3, generator=gen))
+    with pytest.raises(ValueError, match=r"or build the layer with in_channels=8"):
+        GroupConv2d(16, 4, 3, group="p4")(torch.randn(2, 8, 4, 9, 9, generator=gen))
+    with pytest.raises(ValueError, match=r"a map of a group of 4 elements\? build the layers "
+                                         r"of one model with one group"):
+        GroupConv2d(16, 4, 3, group="p4m")(torch.randn(2, 16, 4, 9, 9, generator=gen))

@@ -283,8 +283,14 @@ def check_channels(x: torch.Tensor, channels: int, what: str, dim: int = 1,
     """``x`` has ``channels`` channels (``unit``: a group conv's ``"fields"``) in ``dim``
     (``ValueError`` naming the shape)."""
     if x.shape[dim] != channels:
+        if dim == 1 and x.dim() == 4 and x.shape[-1] == channels and not hint:
+            fix = (": a channels-last image (B, H, W, C)? pass x.permute(0, 3, 1, 2) (a "
+                   "channels_last tensor keeps the logical (B, C, H, W) order)")
+        else:
+            fix = (f"; pass {channels} {unit}, or build the layer with in_channels="
+                   f"{x.shape[dim]} (the {unit} of the layer before it)")
         raise ValueError(f"{_prefix(what)}x must have C_in={channels} {unit} in dim {dim}"
-                         f"{hint}; got shape {tuple(x.shape)}")
+                         f"{hint}; got shape {tuple(x.shape)}{fix}")
 
 
 def check_pad_fits(x: torch.Tensor, pad: tuple[int, int, int, int], padding_mode: str,

@@ -286,7 +286,9 @@ def check_conv_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | Non
     if fiber is not None and not lifting and x.shape[2] != fiber:
         if in_order is None:
             raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
-                             f"shape {tuple(x.shape)}")
+                             f"shape {tuple(x.shape)}: a map of a group of {x.shape[2]} "
+                             "elements? build the layers of one model with one group (this "
+                             "layer's group= as the layer before it)")
         raise ValueError(f"{what} expects a harmonic fiber of 2*in_max_order+1={fiber} slots "
                          f"in dim 2 (in_max_order={in_order}); got shape {tuple(x.shape)}: set "
                          f"in_max_order (default max_order) to the input's order "
