@@ -4,6 +4,8 @@ module == functional, layouts, gradients, refusals. The rot90/flip and cube case
 negative control are in the shared case table (``equilayers.testing._cases_upsample``);
 escnn's ``R2Upsampling`` / ``R3Upsampling`` conversions in ``test_escnn_migration.py``."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,9 @@ _MODES2 = [("nearest", None), ("nearest-exact", None), ("bilinear", False), ("bi
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=3), dict(size=(7, 4))])
 def test_every_slot_alone_2d(mode, align, kw, gen):
     x = torch.randn(2, 3, 4, 5, 6, generator=gen, dtype=torch.float64)
-    got = GroupUpsample2d(**kw, mode=mode, align_corners=align)(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (size=(7, 4) in nearest: a group map's warning)
+        got = GroupUpsample2d(**kw, mode=mode, align_corners=align)(x)
     for f in range(4):
         want = F.interpolate(x[:, :, f], **kw, mode=mode, align_corners=align)
         torch.testing.assert_close(got[:, :, f], want, rtol=0, atol=1e-14)  # (rounding)
@@ -107,3 +111,22 @@ def test_circular_shifts_and_check_grid_agree(mode, exact, gen):
     found = equilayers.check_grid(model, (1, 2, 4, 8, 8))
     assert (err < 1e-12) == exact and (found == []) == exact, (err, found)
     assert equilayers.check_grid(model, (1, 2, 4, 8, 8), shifts=False) == []
+
+
+def test_an_inexact_size_warns_once_on_a_group_map(gen):
+    """GroupUpsample3d(size=8) on a 5^3 o-map (nearest) was 5.2 off over the 24 rotations
+    with no warning; an integer ratio, an image and a depth-only change are quiet."""
+    from equilayers.testing import equivariance_error
+
+    x = torch.randn(1, 1, 24, 5, 5, 5, generator=gen, dtype=torch.float64)
+    up = GroupUpsample3d(size=8)
+    with pytest.warns(UserWarning, match=r"GroupUpsample3d\(size=\(8, 8, 8\).*not an integer"):
+        assert equivariance_error(up, x, "o") > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        up(x)  # once per module
+        assert equivariance_error(GroupUpsample3d(size=10), x, "o") < 1e-12
+        GroupUpsample3d(size=8)(x[:, :, 0])  # a volume of no group
+        GroupUpsample3d(size=(7, 10, 10))(x)  # the depth: c4z keeps it (check_grid's call)
+    with pytest.warns(UserWarning, match="height and width of 5 resized by different ratios"):
+        GroupUpsample2d(size=(10, 15))(x[:, :, :4, 0])
