@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 from _unet_common import seeded_unet, warm
+from conftest import seeded_rng
 
 import equilayers
 from equilayers import check_grid
@@ -333,3 +334,30 @@ def test_transposed_up_convolutions(group, down, gen):
     assert shift_equivariance_error(net, x, [(1, 0)]) > 1e-4
     assert check_grid(net, (1, 2, 16, 16), "p4m" if group else "c1") == []
     assert "up='transposed'" in repr(net)
+
+
+def test_a_learned_unet_takes_a_generator_for_its_training_draws(gen):
+    """UNet(down='learned').forward(x, generator=g): reproducible Gumbel draws without the
+    global RNG (it raised TypeError: no generator argument); a U-Net without draws refuses
+    one by name."""
+    from equilayers.models import UNet3d
+
+    with seeded_rng(0):
+        net = UNet(1, 2, group="p4", depth=2, width=2, down="learned").double()
+    x = torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    state = torch.get_rng_state()
+    a = net(x, generator=torch.Generator().manual_seed(5))
+    b = net(x, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())
+    outs = {tuple(net(x, generator=torch.Generator().manual_seed(s)).flatten()[:64].tolist())
+            for s in range(8)}
+    assert len(outs) > 1  # the draws really vary with the seed (the control)
+    with pytest.raises(ValueError, match=r"down='blur'\) draws no random numbers"):
+        UNet(1, 2, group="p4", depth=1, width=2)(x.float(), generator=torch.Generator())
+    with pytest.raises(TypeError, match="must be a torch.Generator"):
+        net(x, generator=5)
+    with seeded_rng(0):
+        net3 = UNet3d(1, 2, group="c4z", depth=1, width=1, down="learned").double()
+    v = torch.randn(1, 1, 4, 4, 4, generator=gen, dtype=torch.float64)
+    assert torch.equal(net3(v, generator=torch.Generator().manual_seed(1)),
+                       net3(v, generator=torch.Generator().manual_seed(1)))

@@ -206,14 +206,24 @@ class _UNetNd(Typed, nn.Module):
                              "and reflect padding needs at least 2 pixels there; use an input "
                              f"size of {want} or larger (multiples of {m}){smaller}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
         self._check_input(x)
+        if generator is not None:
+            if self.down_mode != "learned":
+                raise ValueError(f"{type(self).__name__}(down={self.down_mode!r}) draws no random "
+                                 "numbers: generator= is for down='learned' (its Gumbel noise "
+                                 "in training); drop it")
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"{type(self).__name__}: generator={generator!r} must be a "
+                                "torch.Generator or None")
         skips: list[torch.Tensor] = []
         indices: list[torch.Tensor] = []
         h = x
         for level, block in enumerate(self.encoder):
             if level:
-                h = self.down[level - 1](h)
+                down = self.down[level - 1]
+                h = down(h, generator) if generator is not None else down(h)
                 if isinstance(h, tuple):  # polyphase: (map, component index)
                     h, index = h
                     indices.append(index)
@@ -280,7 +290,8 @@ class UNet(_UNetNd):
             :class:`~equilayers.nn.LearnablePolyphasePool2d` with ``return_index=True``, no
             blur) and :class:`~equilayers.nn.LearnablePolyphaseUpsample2d` putting the decoder's
             samples back on the component the encoder chose. In training the choice is sampled
-            (Gumbel noise, straight-through gradient to the scoring nets); in evaluation it is
+            (Gumbel noise, straight-through gradient to the scoring nets; from
+            ``forward(x, generator=g)``'s generator, else the global one); in evaluation it is
             the argmax.
         basis: the ``3 x 3`` group convs' filter basis. ``None`` (default): ``"harmonic"``
             for group U-Nets (steerable: Gaussian rings of circular harmonics, escnn's basis,
