@@ -141,6 +141,17 @@ def test_non_contiguous_and_output_size(gen):
             m(x, output_size=(16, 16))
         with pytest.raises(ValueError, match="output_size"):
             m(x, output_size=(13.0, 13.0))
+    # torch's rule for output_size: up to stride - 1 more (dilation widened it), per dim named
+    x = _rand(gen, 1, 3, 4, 5, 5).float()
+    dilated = GroupConvTranspose2d(3, 2, 3, dilation=2, group="p4")
+    with pytest.raises(ValueError, match=r"valid sizes range from \[9, 9\] to \[9, 9\]"):
+        nn.ConvTranspose2d(3, 2, 3, dilation=2)(x[:, :, 0], output_size=[10, 10])
+    with pytest.raises(ValueError, match=r"along H, a 5-pixel input reaches sizes 9 to 9 only"):
+        dilated(x, output_size=[10, 10])
+    assert dilated(x, output_size=[9, 9]).shape[-2:] == (9, 9)
+    wide = GroupConvTranspose2d(3, 2, 3, stride=(2, 3), group="p4")
+    with pytest.raises(ValueError, match=r"along W, a 5-pixel input reaches sizes 15 to 17"):
+        _quiet(wide, x, output_size=[11, 9])
 
 
 def test_adjoint_of_the_forward_group_conv(gen):

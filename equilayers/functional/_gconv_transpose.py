@@ -124,12 +124,15 @@ def output_padding_for(sizes: Sequence[int], output_size, kernel_size: int | Seq
         raise ValueError(f"{what}: output_size={output_size!r} must end with the output's "
                          f"{names} as ints")
     op = []
-    for n, want, k, s, p, d in zip(sizes, size[-nd:], ks, strides, pads, dilations,
-                                   strict=True):
+    dims = ("H", "W") if nd == 2 else ("D", "H", "W")
+    unit = "pixel" if nd == 2 else "voxel"
+    for dim, n, want, k, s, p, d in zip(dims, sizes, size[-nd:], ks, strides, pads, dilations,
+                                        strict=True):
         low = transposed_size(n, k, s, p, 0, d)
-        if not low <= want < low + max(s, d):
-            raise ValueError(f"{what}: output_size={output_size!r}: a {n}-pixel input "
-                             f"reaches sizes {low} to {low + max(s, d) - 1} only")
+        if not low <= want < low + s:  # torch's output_size rule: up to stride - 1 more
+            raise ValueError(f"{what}: output_size={output_size!r}: along {dim}, a {n}-{unit} "
+                             f"input reaches sizes {low} to {low + s - 1} only (stride "
+                             f"{s}, as nn.ConvTranspose{nd}d)")
         op.append(want - low)
     return tuple(op)
 
