@@ -167,3 +167,15 @@ def test_bad_inputs():
         BlurConv2d(3, 4, 3, blur_padding_mode="x")
     with pytest.raises(ValueError, match="scale_factor=0"):
         BlurUpsample2d(0)
+
+
+def test_max_blur_pool_takes_nn_max_pool2ds_equal_pairs():
+    """A drop-in for nn.MaxPool2d: kernel_size=(2, 2) raised 'must be an integer'; an unequal
+    pair is refused with the fix."""
+    from equilayers.nn import MaxBlurPool2d
+
+    assert repr(MaxBlurPool2d((2, 2))) == repr(MaxBlurPool2d(2))
+    assert repr(MaxBlurPool2d(3, (2, 2), (1, 1))) == repr(MaxBlurPool2d(3, 2, 1))
+    with pytest.raises(ValueError, match=r"kernel_size=\(2, 3\) must be one int or an equal "
+                                         r"pair.*keep nn.MaxPool2d"):
+        MaxBlurPool2d((2, 3))
