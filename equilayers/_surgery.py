@@ -159,8 +159,15 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
                    _uniform(m.padding, "padding"))
         dilated = C.check_pair(m.dilation, "dilation", "antialias") != (1, 1)
-        if s is None or k is None or p is None or dilated or m.return_indices:
-            return "MaxPool2d with unequal sizes, dilation or return_indices"
+        if s is None or k is None or p is None:
+            return ("MaxPool2d with unequal sizes (kernel_size, stride or padding differ "
+                    "between height and width): put a BlurPool2d after a stride-1 copy by hand")
+        if dilated:
+            return ("a dilated MaxPool2d: MaxBlurPool2d has no dilation; put a BlurPool2d "
+                    "after a stride-1 copy by hand")
+        if m.return_indices:
+            return ("MaxPool2d(return_indices=True): the indices of a blurred pool would not "
+                    "point at the maxima an unpooling expects; keep it, or drop the indices")
         if mode != "polyphase":
             return MaxBlurPool2d(k, s, p, ceil_mode=bool(m.ceil_mode), blur_size=blur_size,
                                  **place)
@@ -175,9 +182,12 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
             return None
         s, k = _uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size")
         p = _uniform(m.padding, "padding")
-        if (s is None or k is None or (m.ceil_mode and p is None)
-                or m.divisor_override is not None):
-            return "AvgPool2d with unequal sizes or divisor_override"
+        if s is None or k is None or (m.ceil_mode and p is None):
+            return ("AvgPool2d with unequal sizes (kernel_size, stride or padding differ "
+                    "between height and width): put a BlurPool2d after a stride-1 copy by hand")
+        if m.divisor_override is not None:
+            return ("AvgPool2d(divisor_override=...): put a BlurPool2d after a stride-1 copy "
+                    "of it by hand")
         if mode != "polyphase":
             avg = (_CeilModeAvgPool(k, s, cast(int, p), m.count_include_pad) if m.ceil_mode
                    else nn.AvgPool2d(k, 1, m.padding, count_include_pad=m.count_include_pad))
@@ -195,7 +205,11 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
                 return (f"a parametrized Conv2d ({type(m).__name__}: weight_norm, spectral_norm "
                         "or register_parametrization): antialias the model before "
                         "parametrizing it, or put a BlurPool2d after a stride-1 copy by hand")
-            return f"a subclass of Conv2d ({type(m).__name__})"
+            if isinstance(m, nn.modules.lazy.LazyModuleMixin):
+                return (f"an uninitialized {type(m).__name__}: run one forward pass first "
+                        "(it becomes a Conv2d), then antialias the model")
+            return (f"a subclass of Conv2d ({type(m).__name__}): its forward may differ from "
+                    "Conv2d's; put a BlurPool2d after a stride-1 copy by hand")
         if not isinstance(m.weight, nn.Parameter):
             return ("Conv2d whose weight a forward pre-hook recomputes (torch.nn.utils.prune or "
                     "the legacy weight_norm): antialias before pruning, or make it a parameter "
@@ -332,8 +346,11 @@ def antialias(
     every name, so it stays shared (and a shared conv's weight stays tied); the report lists
     each name. ``model`` itself, when it is a strided layer, is converted too (the new module
     is returned; its name in ``skip`` and the report is ``""``). A new module takes the
-    training flag and the hooks (forward, pre-forward, backward: the same tables, so the
-    user's handles still remove them) of the layer it replaces; a converted conv keeps the
+    training flag and the hooks (forward, pre-forward, backward) of the layer it replaces:
+    with ``inplace=True`` the same tables, so the user's handles still remove them; the
+    default copy carries copies of them (as ``copy.deepcopy`` does), which handles taken on
+    the original model do not reach (remove them on the copy's layers, or register them
+    after converting); a converted conv keeps the
     layer's own parameter objects (values, device, dtype and ``requires_grad``: frozen
     weights stay frozen); the blur filters of the new pools take the device and dtype of the
     first floating-point parameter or buffer of the replaced layer's nearest enclosing module

@@ -63,3 +63,22 @@ def test_a_parametrized_conv_names_the_parametrization():
     new = antialias(nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1)))
     nn.utils.parametrizations.weight_norm(new[0])
     assert new(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
+
+
+@pytest.mark.parametrize("layer,match", [
+    (nn.MaxPool2d(2, return_indices=True), r"return_indices=True\): the indices"),
+    (nn.MaxPool2d(2, dilation=2), r"a dilated MaxPool2d"),
+    (nn.MaxPool2d((2, 3)), r"MaxPool2d with unequal sizes \(kernel_size"),
+    (nn.AvgPool2d(2, divisor_override=3), r"AvgPool2d\(divisor_override=...\)"),
+    (nn.LazyConv2d(4, 3, 2), r"an uninitialized LazyConv2d: run one forward pass first"),
+], ids=["return_indices", "dilation", "unequal", "divisor_override", "lazy"])
+def test_each_reason_to_leave_a_layer_alone_is_named_with_its_fix(layer, match):
+    """Each reason gets its own warning (return_indices, dilation and unequal sizes shared
+    one text, and a LazyConv2d was 'a subclass' with no fix)."""
+    with pytest.warns(UserWarning, match=match):
+        new = antialias(nn.Sequential(layer))
+    assert type(new[0]) is type(layer)
+    if isinstance(layer, nn.LazyConv2d):  # the control: after one forward it converts
+        model = nn.Sequential(nn.LazyConv2d(4, 3, 2))
+        model(torch.randn(1, 3, 8, 8))
+        assert type(antialias(model)[0]).__name__ == "BlurConv2d"
