@@ -1,5 +1,7 @@
 # The two commands of the README: `make demo` (main job) and `make test` (the test suite).
-# Each creates .venv, installs the CPU build of torch if the venv lacks torch, then the package.
+# Each creates .venv, installs torch (TORCH_SPEC) if the venv lacks it, then the package.
+# PyPI's Linux torch wheel carries CUDA: for the CPU build, pre-install torch from
+# https://download.pytorch.org/whl/cpu into .venv, or set TORCH_SPEC.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +15,7 @@ PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 .PHONY: test test-peers test-wheel demo docs selfcheck lint bench bench-accuracy bench-segmentation clean
 
 $(STAMP): pyproject.toml
-	@echo "make: creating $(VENV) with the CPU build of torch and equilayers' test, demo, triton \
+	@echo "make: creating $(VENV) with torch ($(TORCH_SPEC), if not there) and equilayers' test, demo, triton \
 	(about 1 GB: its interpreter runs the GPU kernels' tests on the CPU), export and docs extras \
 	(the tests build the documentation site with mkdocs --strict)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

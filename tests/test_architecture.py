@@ -365,7 +365,7 @@ def test_every_type_ignore_has_a_code_and_a_reason():
     assert [h.split(":")[1] for h in type_ignores_without_reason(src, "m.py")] == ["1", "2"]
 
 
-#: STYLE.md: "Split a file before it passes ~500 lines"; the redesign issue's limit.
+#: The house style: "Split a file before it passes ~500 lines"; the redesign issue's limit.
 MAX_LINES = 500
 
 
@@ -384,7 +384,7 @@ def test_no_module_is_over_500_lines(tmp_path):
 
 #: Public modules of ``equilayers.nn`` with no functional twin, each with the reason (a
 #: container or head composed of other modules, whose forward is theirs). Empty: every
-#: module has one (STYLE.md: "Every module has a functional twin; forward just calls it").
+#: module has one (the house style: "Every module has a functional twin; forward just calls it").
 NO_FUNCTIONAL_TWIN: dict[str, str] = {}
 
 _TWIN = re.compile(r"Functional twin: :func:`~equilayers\.functional\.(\w+)`")

@@ -1,5 +1,5 @@
 """Every docstring example (``>>>``) in the package runs and prints what it shows: the Example
-section of a layer's docstring (STYLE.md) is a doctest, rendered on the documentation site.
+section of a layer's docstring (the house style) is a doctest, rendered on the documentation site.
 Until 2026-12-04 nothing ran them (``tests/test_docs.py`` runs the Markdown pages' blocks).
 
 Each module's examples run with the module's own globals (as ``pytest --doctest-modules``),

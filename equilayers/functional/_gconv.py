@@ -247,7 +247,6 @@ def conv_expanded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return y.unflatten(1, (weight.shape[0] // fiber_out, fiber_out))
 
 
-
 def check_conv_fits(x: torch.Tensor, k: int, pad: tuple[int, int, int, int],
                     dilation: tuple[int, int], padding_mode: str, what: str) -> None:
     """The checks of :func:`conv_expanded` on ``x``'s size: a known padding mode, at least
@@ -284,11 +283,10 @@ def check_conv_input(x: torch.Tensor, ndim: int, channels: int, fiber: int | Non
         raise ValueError(f"{what} expects {ndim}-D {layout}; got shape {tuple(x.shape)}{hint}")
     C.check_channels(x, channels, what)
     if fiber is not None and not lifting and x.shape[2] != fiber:
-        if in_order is None:
+        if in_order is None:  # (another group's map: the layers of a model share one group)
             raise ValueError(f"{what} expects a regular fiber of |G|={fiber} slots in dim 2; got "
-                             f"shape {tuple(x.shape)}: a map of a group of {x.shape[2]} "
-                             "elements? build the layers of one model with one group (this "
-                             "layer's group= as the layer before it)")
+                             f"shape {tuple(x.shape)}: a map of a group of {x.shape[2]} elements"
+                             "? build the layers of one model with one group")
         raise ValueError(f"{what} expects a harmonic fiber of 2*in_max_order+1={fiber} slots "
                          f"in dim 2 (in_max_order={in_order}); got shape {tuple(x.shape)}: set "
                          f"in_max_order (default max_order) to the input's order "

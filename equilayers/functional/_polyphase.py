@@ -29,7 +29,8 @@ summed by row chunks: 0.35-0.55x ``MaxPool2d(2)`` where ``vector_norm`` made the
 1.0-1.6x, ``benchmarks/results/cpu-antialias-kernels.md``), the reference otherwise;
 ``equilayers.kernels.explain("polyphase_pool2d", x, stride=2)`` says which. All pick the same
 component up to the order of the float64 sums (a choice can differ only between components whose
-norms agree to ~1e-16).
+norms agree to ~1e-16; with a float32 blur first, ``blur_size > 1``, the paths' blurs round
+apart by ~1e-7 relative, so components that tie up to that can be chosen differently).
 """
 
 from __future__ import annotations

@@ -140,8 +140,9 @@ class CaseResult:
 def run_case(case: Case, elements: Sequence[Element] | None = None,
              seed: int = 0) -> CaseResult:
     """Measure one case (optionally restricted to some elements) and judge it. The module is
-    built with its random parameters drawn from a generator seeded with ``seed``, and the input
-    from another."""
+    built with its random parameters drawn from a generator seeded with ``seed`` (unless its
+    ``build`` pins them with :func:`seeded`, as the table's off-grid stacks do: then ``seed``
+    varies the input only), and the input from another."""
     with global_rng_from(torch.Generator().manual_seed(seed)):
         f = case.build()
     x = case.make_input(seed)

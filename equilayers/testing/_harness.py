@@ -142,14 +142,10 @@ def noise_sources(model: object) -> list[str]:
     whose ``draws_noise`` is true (the learnable polyphase pool's Gumbel noise)."""
     if not isinstance(model, nn.Module):
         return []
-    found = []
-    for name, m in model.named_modules():
-        if not m.training:
-            continue
-        if ((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
-                or isinstance(m, nn.RReLU) or getattr(m, "draws_noise", False) is True):
-            found.append(f"{name or '(model)'}: {type(m).__name__}")
-    return found
+    return [f"{name or '(model)'}: {type(m).__name__}" for name, m in model.named_modules()
+            if m.training and ((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+                               or isinstance(m, nn.RReLU)
+                               or getattr(m, "draws_noise", False) is True)]
 
 
 def _caller_stacklevel() -> int:
@@ -209,7 +205,7 @@ def resolve_elements(group, elements, what: str = "") -> list[Element]:
     """The elements of ``group`` to test: ``elements`` checked (elements of ``group``, or
     slot indices of a finite group), or, for ``None``, every element of a finite group and the
     grid elements of a continuous one. ``what``: the caller, named in the errors."""
-    pre = f"{what}: " if what else ""
+    pre = f"{what}: " * bool(what)
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
     if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
@@ -464,9 +460,6 @@ def shift_equivariance_error(
     what = "shift_equivariance_error"
     C.check_callable(f, "f", what)
     C.check_flag(invariant, "invariant", what, fix="True: the output must not move at all")
-    if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
-        raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer pairs (dy, dx) "
-                        "or triples (dz, dy, dx)")
     shifts = C.check_shift_list(shifts, "shifts", what,
                                 form="integer pairs (dy, dx) or triples (dz, dy, dx)")
     nd = 3 if shifts and all(isinstance(s, (tuple, list)) and len(s) == 3 for s in shifts) else 2
@@ -487,10 +480,9 @@ def shift_equivariance_error(
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
-        if not invariant and y.dim() < min(x.dim(), nd + 1):
+        if not invariant and y.dim() < min(x.dim(), nd + 1):  # logits (B, K)?
             raise ValueError(f"{what}: f(x) of shape {tuple(y.shape)} has no {nd} spatial dims "
-                             "after a batch dim to shift (logits?); pass invariant=True for "
-                             "outputs that must not move")
+                             "after a batch dim to shift; pass invariant=True (it must not move)")
         for shift in shifts:
             if not invariant and any(t % s for t, s in zip(shift, strides, strict=True)):
                 raise ValueError(f"{what}: shift {tuple(shift)} in shifts is not a multiple "
