@@ -319,3 +319,18 @@ def test_a_beginners_input_mistakes_get_the_fix(gen):
     with pytest.raises(ValueError, match=r"a map of a group of 4 elements\? build the layers "
                                          r"of one model with one group"):
         GroupConv2d(16, 4, 3, group="p4m")(torch.randn(2, 16, 4, 9, 9, generator=gen))
+
+
+def test_the_forward_convs_signature_is_nn_conv2ds_plus_the_group_keywords():
+    """output_padding showed in GroupConv2d/LiftingConv2d's signature (their docs and help())
+    and could only raise; it belongs to the transposed convs alone."""
+    import inspect
+
+    import torch.nn as tnn
+
+    for cls in (GroupConv2d, LiftingConv2d):
+        params = list(inspect.signature(cls).parameters)
+        assert "output_padding" not in params
+        assert params[:11] == list(inspect.signature(tnn.Conv2d).parameters)
+    assert "output_padding" in inspect.signature(enn.GroupConvTranspose2d).parameters
+    assert enn.GroupConvTranspose2d(2, 2, 3, 2, output_padding=1).output_padding == (1, 1)

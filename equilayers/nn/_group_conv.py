@@ -57,7 +57,10 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
                  max_order: int | None = None, in_max_order: int | None = None,
                  sigma: float | Sequence[float] | None = None,
                  frequencies_cutoff: BS.Cutoff | None = None,
-                 rings: Sequence[float] | None = None, output_padding=0) -> None:
+                 rings: Sequence[float] | None = None) -> None:
+        # a transposed subclass's output_padding, set before this runs (the forward convs'
+        # signature is nn.Conv2d's: no output_padding)
+        output_padding = self.__dict__.pop("_output_padding_arg", 0)
         super().__init__()
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,

@@ -76,11 +76,11 @@ class _GroupConvTransposeNd(_GroupConvNd):
                  sigma: float | Sequence[float] | None = None,
                  frequencies_cutoff: BS.Cutoff | None = None,
                  rings: Sequence[float] | None = None) -> None:
+        self.__dict__["_output_padding_arg"] = output_padding  # read by the base's __init__
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype, group=group, basis=basis,
                          max_order=max_order, in_max_order=in_max_order, sigma=sigma,
-                         frequencies_cutoff=frequencies_cutoff, rings=rings,
-                         output_padding=output_padding)
+                         frequencies_cutoff=frequencies_cutoff, rings=rings)
 
     def _init_std(self) -> float | torch.Tensor:
         return super()._init_std() * math.sqrt(self.stride[0] * self.stride[1])
