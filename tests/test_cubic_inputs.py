@@ -188,3 +188,16 @@ def test_dtype_check_allows_autocast_and_batch_norm_mixed_precision(gen):
     with pytest.raises(TypeError, match=r"x has dtype torch.float16, but the module's "
                                         r"parameters are torch.float64"):
         bn.double()(x.half())
+
+
+def test_a_box_kernel_on_c4z_gets_a_true_reason_and_the_layer_that_takes_it():
+    """c4z/d4z never move the depth, so 'the rotations move the kernel's axes into each
+    other' was false for them; the message says the bases are cubic and names the axial
+    layer. The cube's other groups keep the rotation reason (the control)."""
+    import equilayers.nn as enn
+
+    with pytest.raises(ValueError, match=r"bases are built on cubes.*SteerableConv3d"):
+        enn.GroupConv3d(1, 1, (1, 3, 3), group="c4z")
+    with pytest.raises(ValueError, match="the rotations move the kernel's axes"):
+        enn.LiftingConv3d(1, 1, (1, 3, 3), group="o")
+    enn.SteerableConv3d(1, 1, (1, 3, 3), group="c4", max_order=1)  # the layer named: it takes it

@@ -168,14 +168,16 @@ def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None =
     return (v, v, v)
 
 
-def check_cubic(value: Any, name: str, what: str = "", dims: int = 3) -> int:
+def check_cubic(value: Any, name: str, what: str = "", dims: int = 3, *,
+                why: str = "the rotations move the kernel's axes into each other",
+                fix: str = "") -> int:
     """A cubic kernel's size (``dims=2``: a square one's): an int >= 1 or ``dims`` equal ones
-    (the rotations move the kernel's axes into each other), as an int."""
+    (``why``: the rotations move the kernel's axes into each other), as an int."""
     ks = (check_triple if dims == 3 else check_pair)(value, name, what, minimum=1)
     if len(set(ks)) != 1:
         shape = "cubic (k, k, k)" if dims == 3 else "square (k, k)"
-        raise _err(ValueError, what, name, value, f"{shape}: the rotations move the kernel's "
-                   "axes into each other", f"use one size for all {dims} dims")
+        raise _err(ValueError, what, name, value, f"{shape}: {why}",
+                   fix or f"use one size for all {dims} dims")
     return ks[0]
 
 
