@@ -221,3 +221,17 @@ def test_functional_and_module_refuse_what_the_other_refuses(gen):
     assert coset_pool(torch.ones(2, 3, 8, 5, 5), "d4", "c4").shape == (2, 3, 2, 5, 5)
     x = torch.randn(2, 3, 5, 5, 5, generator=gen)
     assert Restrict("o2", "so2", "harmonic")(x) is x
+
+
+def test_restrict_and_coset_pool_take_a_device_as_torch_nn_modules_do(gen):
+    """skip_init refused them ('Module must support a device arg'); the table is built on the
+    device given, or filled when a meta-built module moves off the meta device."""
+    from torch.nn.utils import skip_init
+
+    from equilayers.nn import CosetPool, Restrict
+
+    x = torch.randn(2, 3, 8, 5, 5, generator=gen)
+    for cls, args in ((Restrict, ("d4", "d1")), (CosetPool, ("d4", "d1"))):
+        assert torch.equal(skip_init(cls, *args)(x), cls(*args)(x))
+        assert cls(*args, device="meta").index.is_meta
+        assert cls(*args, device="cpu").index.device.type == "cpu"

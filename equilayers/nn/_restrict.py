@@ -38,6 +38,8 @@ class Restrict(Typed, _FixedBuffers):
         subgroup: a subgroup with the same angles and flip (``"c4"``, ``"d2"``, ``"d1"``,
             ``"so2"``, ...).
         rep: ``"regular"`` (default) or ``"harmonic"``.
+        device: of the integer index table (keyword; as ``torch.nn`` modules' ``device``, so
+            ``torch.nn.utils.skip_init`` and meta-device construction work).
 
     Shape:
         Regular: ``(B, C, |G|, H, W) -> (B, C * |G|/|H|, |H|, H, W)`` (cube groups: with ``D,
@@ -62,7 +64,8 @@ class Restrict(Typed, _FixedBuffers):
     index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
     _table_names = ("index",)
 
-    def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular") -> None:
+    def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular", *,
+                 device=None) -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
         self.group, self.subgroup, self.rep = grp, sub, rep
@@ -70,8 +73,8 @@ class Restrict(Typed, _FixedBuffers):
         self.in_group = grp.name  # the harness acts on the input with group elements
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
         self._identity = False
-        self.index = torch.empty(0, dtype=torch.long)
-        self.reset_parameters()
+        self.index = torch.empty(0, dtype=torch.long, device=device)
+        self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
         """Refill the index table (a fixed function of the groups and the field type)."""
@@ -114,6 +117,7 @@ class CosetPool(Typed, _FixedBuffers):
         group: a finite group (``"d4"``, ``"c8"``, ...).
         subgroup: the subgroup ``K`` whose cosets are pooled.
         reduction: ``"max"`` (default) or ``"mean"``.
+        device: of the integer index table (keyword; as in :class:`Restrict`).
 
     Shape:
         ``(B, C, |G|, H, W) -> (B, C, |G|/|K|, H, W)``.
@@ -132,7 +136,8 @@ class CosetPool(Typed, _FixedBuffers):
     index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
     _table_names = ("index",)
 
-    def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max") -> None:
+    def __init__(self, group: GroupLike, subgroup: GroupLike, reduction: str = "max", *,
+                 device=None) -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, "regular", "CosetPool")
         self.group, self.subgroup = grp, sub
@@ -140,8 +145,8 @@ class CosetPool(Typed, _FixedBuffers):
         self.in_type, self.out_type = FieldType.regular(grp), FieldType.quotient(grp, sub)
         self._count = quotient_size(grp, sub)
         self._identity = False
-        self.index = torch.empty(0, dtype=torch.long)
-        self.reset_parameters()
+        self.index = torch.empty(0, dtype=torch.long, device=device)
+        self._refill()  # not on the meta device: filled when moved off it
 
     def reset_parameters(self) -> None:
         """Refill the index table (a fixed function of the groups)."""
