@@ -330,7 +330,9 @@ def lost_floors(chosen: list[BenchCase], text: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+    parser = argparse.ArgumentParser(prog=os.environ.get("EQUILAYERS_BENCH_PROG",
+                                                          "python -m benchmarks"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, short timing")
     parser.add_argument("--family", action="append", default=None,

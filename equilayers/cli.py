@@ -103,6 +103,7 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(root), env.get("PYTHONPATH")] if p)
+    env["EQUILAYERS_BENCH_PROG"] = "equilayers bench"  # its --help's usage line
     # without NumPy torch warns at import: the runner prints only its own output, like this CLI
     quiet = ["-W", "ignore:Failed to initialize NumPy:UserWarning"]
     return subprocess.run([sys.executable, *quiet, "-m", "benchmarks", *args.args],
@@ -128,9 +129,19 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `equilayers selfcheck --list | head`: stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (the exit's flush would raise again)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="equilayers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="equilayers", description=(__doc__ or "").replace(
+        "``", ""))
     parser.add_argument("--version", action="version", version=f"equilayers {__version__}")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("selfcheck", help="build every layer and print its measured "

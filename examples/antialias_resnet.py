@@ -68,7 +68,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> t
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and the batch order (default 0)")
     p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
                    "(needs matplotlib)")
     args = p.parse_args(argv)

@@ -139,6 +139,18 @@ def test_cli_selfcheck_prints_only_its_table():
     assert all(re.search(r"\bfail\s.*\bok$", r.rstrip()) for r in rows), rows
 
 
+def test_cli_output_cut_short_by_a_pipe_ends_quietly():
+    """`equilayers selfcheck --list | head -1` ended in a BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "equilayers", "selfcheck", "--list"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip()  # the first case, then the reader goes away
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_cli_is_quiet_without_numpy(tmp_path):
     """The core install has no NumPy, and torch warns at import when it is missing: our command
     line hides exactly that warning; a library import (and torch's own) still shows it."""
