@@ -274,8 +274,9 @@ def _spatial_fix(rep: str, grp: Group | None) -> str:
     alone = ", or 0 for a fiber alone (B, C, F)" if _has_fiber(rep) else ""
     if grp is None:
         return "2 for images (H, W), 3 for volumes (D, H, W)" + alone
-    return (f"{grp.name} acts on {grp.spatial_dim} spatial dims: 2 for images (H, W), 3 for "
-            "volumes (D, H, W)" + alone)
+    kinds = ("2 for images (H, W), 3 for volumes (D, H, W)" if grp.spatial_dim == 2
+             else "3 for volumes (D, H, W)")
+    return f"{grp.name} acts on {grp.spatial_dim} spatial dims: {kinds}" + alone
 
 
 def field_type(group: GroupLike | None, rep: str, max_order: int | None = None,
