@@ -142,44 +142,63 @@ def file_break(b: DimBreak, label: str, asym: list[str], ops: list[str],
                       f"{b.remainder}")
 
 
-def unpadded_window_finding(name: str, mod: nn.Module, prm: dict, size: tuple[int, ...],
-                            after_circular_pad: bool, nd: int) -> Finding | None:
-    """Under circular shifts: a window wider than its stride with no padding at all (a
-    "valid" conv or pool) stops at the border, so its output is a crop that a circular shift
-    does not move circularly (measured 1.38 on a 3x3 conv); not so after a circular pad
-    module, which the ``sides == 0`` layer then reads."""
-    sides = prm["sides"] if nd == 3 else ((prm["sides"][0], prm["sides"][1]),
-                                          (prm["sides"][2], prm["sides"][3]))
-    if (prm.get("transposed", False) or after_circular_pad or prm["padded_by"] != "layer"
-            or any(lo or hi for lo, hi in sides)
-            or all(k <= s for k, s in zip(prm["k"], prm["s"], strict=True))):
-        return None
-    pool = prm["mode"] == "pool"
-    pad = f"nn.CircularPad{nd}d"
-    return Finding(name, type(mod).__name__, "no-padding", "shifts", tuple(size),
-                   f"its {'x'.join(map(str, prm['k']))} windows stop at "
-                   "the border without padding (the output is a crop), so circular shifts "
-                   "are not exact at the borders",
-                   prm.get("fix") or (f"{pad} before it" if pool else
-                                      "padding=(kernel_size - 1) // 2 with padding_mode="
-                                      f"'circular' (or {pad} before it)"))
+class BareWindows:
+    """Under circular shifts, one layer after another in call order: a window wider than its
+    stride with no padding of its own (a "valid" conv or pool) stops at the border, so its
+    output is a crop that a circular shift does not move circularly (measured 1.38 on a 3x3
+    conv), unless a circular pad module before it (pointwise layers between, a stride-1
+    window consuming ``k - 1`` of it) still gives it ``k - stride`` pixels per dim. After a
+    zero or reflect pad module the pad's own finding names the cause."""
+
+    def __init__(self, nd: int) -> None:
+        self.nd = nd
+        self.mode: str | None = None  # the last pad module's mode, while its pixels last
+        self.left: list[int] = []  # its pixels per dim not yet consumed
+
+    def step(self, name: str, mod: nn.Module, prm: dict, size: tuple[int, ...]
+             ) -> Finding | None:
+        sides = prm["sides"] if self.nd == 3 else ((prm["sides"][0], prm["sides"][1]),
+                                                   (prm["sides"][2], prm["sides"][3]))
+        if prm["padded_by"] == "module":
+            self.mode, self.left = prm["mode"], [lo + hi for lo, hi in sides]
+            return None
+        k, s = prm["k"], prm["s"]
+        if prm.get("transposed", False) or all(a <= b for a, b in zip(k, s, strict=True)):
+            return None  # no window reaches across the border (1x1, windows that tile)
+        own = any(lo or hi for lo, hi in sides)
+        mode, left = self.mode, self.left
+        keep = mode is not None and not own and all(b == 1 for b in s)
+        self.mode = mode if keep else None
+        self.left = [max(n - (a - 1), 0) for n, a in zip(left, k, strict=True)] if keep else []
+        if own or (mode is not None and mode != "circular"):
+            return None  # padded: its own (or the pad module's) padding finding
+        need = [a - b for a, b in zip(k, s, strict=True)]
+        if mode == "circular" and all(n >= m for n, m in zip(left, need, strict=True)):
+            return None
+        pad = f"nn.CircularPad{self.nd}d"
+        why = (f"the circular pad before it leaves {tuple(left)} pixels per dim where its "
+               f"{'x'.join(map(str, k))} windows need {tuple(need)}" if mode == "circular"
+               else f"its {'x'.join(map(str, k))} windows stop at the border without padding")
+        return Finding(name, type(mod).__name__, "no-padding", "shifts", tuple(size),
+                       f"{why} (the output is a crop), so circular shifts are not exact at the "
+                       "borders (a forward that pads itself, F.pad(..., mode='circular'), is "
+                       "not seen here: then check with shifts=False)",
+                       prm.get("fix") or (f"{pad} before it" if prm["mode"] == "pool" else
+                                          "padding=(kernel_size - 1) // 2 with padding_mode="
+                                          f"'circular' (or {pad} before it)"))
 
 
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
                    ) -> list[Finding]:
     out = []
-    circular_before = False
+    bare = BareWindows(2)
     for name, mod, (h, w) in sizes:
         prm = _sized_params(mod, (h, w)) or _spatial_params(mod, (h, w)) or _pad_params(mod)
-        after_pad, circular_before = circular_before, False
         if prm is None:
             continue
-        if prm["padded_by"] == "module":
-            circular_before = prm["mode"] == "circular"
-        if shifts:
-            bare = unpadded_window_finding(name, mod, prm, (h, w), after_pad, 2)
-            if bare is not None:
-                out.append(bare)
+        found = bare.step(name, mod, prm, (h, w))
+        if shifts and found is not None:
+            out.append(found)
         kind = type(mod).__name__
         top, bottom, left, right = prm["sides"]
         checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._grid import (
+    BareWindows,
     Finding,
     _off_grid,
     _padding_text,
@@ -30,7 +31,6 @@ from ._grid import (
     file_break,
     output_padding_finding,
     transposed_border_finding,
-    unpadded_window_finding,
 )
 from ._grid_calls import call_findings, group_findings, module_findings
 from ._grid_runs import _record_sizes
@@ -118,18 +118,14 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
               ) -> list[Finding]:
     out = []
     breaks = "rotations" if pairs else "flips"
-    circular_before = False
+    bare = BareWindows(3)
     for name, mod, size in sizes:
         prm = _params3d(mod)
-        after_pad, circular_before = circular_before, False
         if prm is None or len(size) != 3:
             continue
-        if prm["padded_by"] == "module":
-            circular_before = prm["mode"] == "circular"
-        if shifts:
-            bare = unpadded_window_finding(name, mod, prm, size, after_pad, 3)
-            if bare is not None:
-                out.append(bare)
+        cropped = bare.step(name, mod, prm, size)
+        if shifts and cropped is not None:
+            out.append(cropped)
         kind = type(mod).__name__
         transposed = prm.get("transposed", False)
         asym: list[str] = []

@@ -453,6 +453,22 @@ def test_a_window_without_padding_is_a_shift_finding(gen):
     assert (f.problem, f.fix) == ("no-padding", "nn.CircularPad2d before it")
     (f,) = check_grid(nn.Conv3d(1, 1, 3), (1, 1, 8, 8, 8), "o")
     assert (f.problem, f.input_size) == ("no-padding", (8, 8, 8))
+    # the pad module's pixels reach past pointwise layers and last for k - 1 per window: no
+    # finding where it is exact; a pad too narrow is one; after a zero pad, the pad's finding
+    with seeded_rng(0):
+        exact = [nn.Sequential(nn.CircularPad2d(1), nn.ReLU(), nn.BatchNorm2d(1),
+                               nn.Conv2d(1, 1, 3)),
+                 nn.Sequential(nn.CircularPad2d(2), nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))]
+        narrow = nn.Sequential(nn.CircularPad2d(1), nn.Conv2d(1, 1, 5))
+        zeros = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, 1, 3))
+    for net in exact:
+        assert shift_equivariance_error(net.double().eval(), x, [(1, 2)]) < 1e-12
+        assert check_grid(net, (1, 1, 16, 16), "c1") == []
+    assert shift_equivariance_error(narrow.double(), x, [(1, 2)]) > 0.1
+    (f,) = check_grid(narrow, (1, 1, 16, 16), "c1")
+    assert f.problem == "no-padding" and "leaves (2, 2) pixels" in f.message
+    assert [f.problem for f in check_grid(zeros, (1, 1, 16, 16), "c1")] == [
+        "non-circular-padding"]
 
 
 def test_a_layer_built_for_another_group_is_a_finding(gen):

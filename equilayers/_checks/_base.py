@@ -169,15 +169,21 @@ def check_triple(value: Any, name: str, what: str = "", *, minimum: int | None =
 
 
 def check_cubic(value: Any, name: str, what: str = "", dims: int = 3, *,
-                why: str = "the rotations move the kernel's axes into each other",
-                fix: str = "") -> int:
+                axial: bool = False) -> int:
     """A cubic kernel's size (``dims=2``: a square one's): an int >= 1 or ``dims`` equal ones
-    (``why``: the rotations move the kernel's axes into each other), as an int."""
+    (the rotations move the kernel's axes into each other), as an int. ``axial``: a group
+    conv of ``c4z``/``d4z``, whose rotations keep the depth but whose bases are cubic."""
     ks = (check_triple if dims == 3 else check_pair)(value, name, what, minimum=1)
     if len(set(ks)) != 1:
         shape = "cubic (k, k, k)" if dims == 3 else "square (k, k)"
-        raise _err(ValueError, what, name, value, f"{shape}: {why}",
-                   fix or f"use one size for all {dims} dims")
+        if axial:
+            raise _err(ValueError, what, name, value, f"{shape}: {what}'s voxel and harmonic "
+                       "bases are built on cubes (c4z/d4z keep the depth, but the filters here "
+                       "are cubic for every group)", "use one size for all 3 dims, or "
+                       "SteerableConv3d(..., group='c4' / 'd4') for a (k_d, k, k) kernel about "
+                       "the depth axis")
+        raise _err(ValueError, what, name, value, f"{shape}: the rotations move the kernel's "
+                   "axes into each other", f"use one size for all {dims} dims")
     return ks[0]
 
 

@@ -69,12 +69,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         in_channels, out_channels, groups = C.check_conv_channels(
             in_channels, out_channels, groups, name, C.FIELD_CONV_FIXES)
         axial = isinstance(group, str) and group.lower() in ("c4z", "d4z")
-        ks = (C.check_cubic(kernel_size, "kernel_size", name, why=(
-            f"{name}'s voxel and harmonic bases are built on cubes (c4z/d4z keep the depth, "
-            "but the filters here are cubic for every group)" if axial else
-            "the rotations move the kernel's axes into each other"), fix=(
-            "use one size for all 3 dims, or SteerableConv3d(..., group='c4' / 'd4') for a "
-            "(k_d, k, k) kernel about the depth axis" if axial else "")),) * 3
+        ks = (C.check_cubic(kernel_size, "kernel_size", name, axial=axial),) * 3
         self.stride = C.check_triple(stride, "stride", name, minimum=1)
         self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
