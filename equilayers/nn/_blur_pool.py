@@ -20,7 +20,7 @@ from ..functional._blur import (
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
 from ._derived import _conv_options_repr, _FixedBuffers
-from ._exactness import _quiet, _WarnsInexact
+from ._exactness import _quiet, _WarnsInexact, blur_padding_break
 from ._pool3d import warn_if_pool3d_inexact
 from ._typed import Typed
 
@@ -401,12 +401,7 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
                         "scale_factor=2, transposed=True and an even blur_size (padding_mode "
                         f"'zeros' or 'circular': the pair of BlurPool{self._nd}d with that "
                         "size)"))
-        if self.blur_size > 1 and self.padding_mode != "circular":
-            out.append(("non-circular-padding", "shifts", f"the blur's padding_mode="
-                        f"{self.padding_mode!r} fills the border with content that does not "
-                        "move with the image, so circular shifts are not exact at the borders",
-                        "padding_mode='circular'"))
-        return out
+        return out + blur_padding_break(self.blur_size, self.padding_mode)
 
     def _warn_inexact_everywhere(self) -> None:
         if _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():

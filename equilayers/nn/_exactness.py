@@ -151,3 +151,13 @@ class _WarnsInexact(nn.Module):
                               stacklevel=6, ceil_extra=extra, padding_mode=mode)
         if not self._warned:
             self.__dict__.setdefault("_exact_windows", set()).add(key)
+
+
+def blur_padding_break(blur_size: int, padding_mode: str) -> list[tuple[str, str, str, str]]:
+    """``check_grid``'s shift finding for a blur padded other than circularly (a blur
+    upsampling's, a polyphase pool's): ``[(problem, "shifts", why, fix)]`` or ``[]``."""
+    if blur_size == 1 or padding_mode == "circular":
+        return []
+    return [("non-circular-padding", "shifts", f"the blur's padding_mode={padding_mode!r} "
+             "fills the border with content that does not move with the image, so circular "
+             "shifts are not exact at the borders", "padding_mode='circular'")]

@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._polyphase import polyphase_pool2d, polyphase_upsample2d
-from ._exactness import _quiet
+from ._exactness import _quiet, blur_padding_break
 from ._typed import Typed
 
 __all__ = ["PolyphasePool2d", "PolyphaseUpsample2d"]
@@ -142,12 +142,7 @@ def polyphase_grid_breaks(m: Any) -> list[tuple[str, str, str, str]]:
         out.append(("even-blur", "group", f"blur_size={m.blur_size} is even: the blur is "
                     "centred half a pixel off, so it does not commute with 90-degree "
                     "rotations and flips", "use an odd blur_size (1, 3 or 5)"))
-    if m.blur_size > 1 and m.padding_mode != "circular":
-        out.append(("non-circular-padding", "shifts", f"the blur's padding_mode="
-                    f"{m.padding_mode!r} fills the border with content that does not move "
-                    "with the image, so circular shifts are not exact at the borders",
-                    "padding_mode='circular'"))
-    return out
+    return out + blur_padding_break(m.blur_size, m.padding_mode)
 
 
 def warn_if_polyphase_inexact(m: Any, x: object, nd: int) -> None:
