@@ -41,7 +41,10 @@ def test_traces_the_wiring_and_keeps_equilayers_modules_whole(gen):
 def test_a_root_that_is_one_equilayers_module(gen):
     unet = UNet(1, 3, group="p4", depth=1, width=2).eval()
     gm = equilayers.symbolic_trace(unet)
-    assert [n.op for n in gm.graph.nodes] == ["placeholder", "call_module", "output"]
+    # the forward's inputs (x, and generator=None for a learned U-Net's draws), one call
+    assert [(n.op, n.name) for n in gm.graph.nodes] == [
+        ("placeholder", "x"), ("placeholder", "generator"), ("call_module", "module"),
+        ("output", "output")]
     x = torch.randn(1, 1, 8, 8, generator=gen)
     torch.testing.assert_close(gm(x), unet(x), rtol=0, atol=0)
     assert all(k.startswith("module.") for k in gm.state_dict())
