@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple, cast, overload
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from . import _checks as C
 from ._grid_runs import ceil_fix
@@ -205,7 +206,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
                 return (f"a parametrized Conv2d ({type(m).__name__}: weight_norm, spectral_norm "
                         "or register_parametrization): antialias the model before "
                         "parametrizing it, or put a BlurPool2d after a stride-1 copy by hand")
-            if isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            if is_lazy(m.weight):  # an nn.LazyConv2d before its first forward
                 return (f"an uninitialized {type(m).__name__}: run one forward pass first "
                         "(it becomes a Conv2d), then antialias the model")
             return (f"a subclass of Conv2d ({type(m).__name__}): its forward may differ from "

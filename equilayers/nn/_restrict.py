@@ -74,7 +74,7 @@ class Restrict(Typed, _FixedBuffers):
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
         self._identity = False
         self.index = torch.empty(0, dtype=torch.long, device=device)
-        self._refill()  # not on the meta device: filled when moved off it
+        self.reset_parameters()  # (on the meta device too: a meta table of its shape)
 
     def reset_parameters(self) -> None:
         """Refill the index table (a fixed function of the groups and the field type)."""
@@ -146,7 +146,7 @@ class CosetPool(Typed, _FixedBuffers):
         self._count = quotient_size(grp, sub)
         self._identity = False
         self.index = torch.empty(0, dtype=torch.long, device=device)
-        self._refill()  # not on the meta device: filled when moved off it
+        self.reset_parameters()  # (on the meta device too: a meta table of its shape)
 
     def reset_parameters(self) -> None:
         """Refill the index table (a fixed function of the groups)."""
