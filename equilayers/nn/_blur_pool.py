@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ from ..functional._blur import (
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
 from ._derived import _conv_options_repr, _FixedBuffers
-from ._exactness import _quiet, _WarnsInexact, blur_padding_break
+from ._exactness import _WarnsInexact, blur_padding_break, warn_once
 from ._pool3d import warn_if_pool3d_inexact
 from ._typed import Typed
 
@@ -404,16 +403,12 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
         return out + blur_padding_break(self.blur_size, self.padding_mode)
 
     def _warn_inexact_everywhere(self) -> None:
-        if _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return
-        self.__dict__["_warned"] = True
-        warnings.warn(
-            f"{type(self).__name__}({self.extra_repr()}) on a group map is not exactly "
+        warn_once(
+            self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not exactly "
             "equivariant to flips and 90-degree rotations at any size: its samples land off "
             "the centre of the upsampled grid; use scale_factor=2, transposed=True and an even "
             f"blur_size (padding_mode 'zeros' or 'circular': the pair of BlurPool{self._nd}d "
-            "with that size, as equilayers.models.UNet uses in 2-D) (warned once per module)",
-            stacklevel=5)
+            "with that size, as equilayers.models.UNet uses in 2-D) (warned once per module)", 5)
 
     def extra_repr(self) -> str:
         parts = [f"scale_factor={self.scale_factor}"]

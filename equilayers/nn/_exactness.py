@@ -161,3 +161,14 @@ def blur_padding_break(blur_size: int, padding_mode: str) -> list[tuple[str, str
     return [("non-circular-padding", "shifts", f"the blur's padding_mode={padding_mode!r} "
              "fills the border with content that does not move with the image, so circular "
              "shifts are not exact at the borders", "padding_mode='circular'")]
+
+
+def warn_once(module: nn.Module, message: str, stacklevel: int) -> None:
+    """Warn once per module (``"_warned"`` in its ``__dict__``), not under
+    :func:`quiet_exactness_warnings`, compiling or tracing; ``stacklevel`` counts from the
+    caller (5 from a helper that ``forward`` calls: the user's call of the module)."""
+    if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()):
+        return
+    module.__dict__["_warned"] = True
+    warnings.warn(message, stacklevel=stacklevel + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._polyphase import polyphase_pool2d, polyphase_upsample2d
-from ._exactness import _quiet, blur_padding_break
+from ._exactness import blur_padding_break, warn_once
 from ._typed import Typed
 
 __all__ = ["PolyphasePool2d", "PolyphaseUpsample2d"]
@@ -148,15 +147,11 @@ def polyphase_grid_breaks(m: Any) -> list[tuple[str, str, str, str]]:
 def warn_if_polyphase_inexact(m: Any, x: object, nd: int) -> None:
     """Once per module, on a group map (``nd + 3`` dims: images make no group claim): an
     even blur breaks rot90 and flips at every size."""
-    if (m.__dict__.get("_warned", False) or not isinstance(x, torch.Tensor)
-            or x.dim() != nd + 3 or m.blur_size % 2 or _quiet()
-            or torch.compiler.is_compiling() or torch.jit.is_tracing()):
-        return
-    m.__dict__["_warned"] = True
-    warnings.warn(f"{type(m).__name__}(blur_size={m.blur_size}) on a group map is not exactly "
-                  "equivariant to flips and 90-degree rotations at any size: an even blur is "
-                  "centred half a pixel off; use an odd blur_size (1, 3 or 5) (warned once "
-                  "per module)", stacklevel=3)
+    if isinstance(x, torch.Tensor) and x.dim() == nd + 3 and m.blur_size % 2 == 0:
+        warn_once(m, f"{type(m).__name__}(blur_size={m.blur_size}) on a group map is not "
+                  "exactly equivariant to flips and 90-degree rotations at any size: an even "
+                  "blur is centred half a pixel off; use an odd blur_size (1, 3 or 5) (warned "
+                  "once per module)", 5)
 
 
 def polyphase_pool_repr(m: nn.Module) -> str:

@@ -3,13 +3,11 @@ spatial dims only (see :mod:`equilayers.functional._upsample`)."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from ..functional._upsample import check_upsample_args, group_upsample2d, group_upsample3d
-from ._exactness import _quiet
+from ._exactness import warn_once
 from ._typed import Typed
 
 __all__ = ["GroupUpsample2d", "GroupUpsample3d"]
@@ -46,13 +44,11 @@ class _GroupUpsample(Typed, nn.Module):
         if why is None and size[0] == size[1] and got[0] != got[1]:
             why = (f"height and width of {size[0]} resized by different ratios (to "
                    f"{got[0]} and {got[1]})")
-        if why is None or _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return
-        self.__dict__["_warned"] = True
-        warnings.warn(f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
+        if why is not None:  # (the user's call of the module: 5 frames up)
+            warn_once(self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
                       f"exactly equivariant to flips and rotations: {why}; use scale_factor= "
                       "(an integer), or mode='nearest-exact' / a linear mode with size= "
-                      "(warned once per module)", stacklevel=2)
+                      "(warned once per module)", 5)
 
     def extra_repr(self) -> str:
         s = (f"size={self.size}" if self.size is not None
