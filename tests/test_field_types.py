@@ -321,5 +321,8 @@ def test_a_fiber_alone_has_no_spatial_dims(gen):
         "o", "regular", spatial_dims=0)
     with pytest.raises(ValueError, match=r"spatial_dims=0 must be an integer >= 2"):
         FieldType("p4", "trivial", spatial_dims=0)
-    with pytest.raises(ValueError, match=r"or 0 for a fiber alone \(B, C, F\)"):
-        FieldType("p4", "regular", spatial_dims=1)
+    with pytest.raises(ValueError, match=r"spatial_dims=1 must be 0 or an integer >= 2; .*"
+                       r"0 for a fiber alone \(B, C, F\)"):
+        FieldType("p4", "regular", spatial_dims=1)  # the rule names the 0 it allows
+    with pytest.raises(ValueError, match=r"spatial_dims=2 must be 0 or an integer >= 3"):
+        FieldType("o", "harmonic", 1, spatial_dims=2)

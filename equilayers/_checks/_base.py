@@ -78,11 +78,14 @@ def _bounds(minimum, maximum) -> str:
 
 
 def check_int(value: Any, name: str, what: str = "", *, minimum: int | None = None,
-              maximum: int | None = None, fix: str = "") -> int:
-    """``value`` as an int, or ``TypeError`` (not an int) / ``ValueError`` (out of range)."""
-    must = "an integer" + _bounds(minimum, maximum)
+              maximum: int | None = None, fix: str = "", or_zero: bool = False) -> int:
+    """``value`` as an int, or ``TypeError`` (not an int) / ``ValueError`` (out of range);
+    ``or_zero``: 0 is allowed besides the range (``spatial_dims=0``, a fiber alone)."""
+    must = ("0 or " if or_zero else "") + "an integer" + _bounds(minimum, maximum)
     if not is_int(value):
         raise _err(TypeError, what, name, value, must, fix)
+    if or_zero and value == 0:
+        return 0
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise _err(ValueError, what, name, value, must, fix)
     return int(value)

@@ -271,7 +271,7 @@ def _group(group: Any, name: str = "group", what: str = _WHAT) -> Group:
 def _spatial_fix(rep: str, grp: Group | None) -> str:
     if rep == "invariant":
         return "an invariant value has no spatial dims"
-    alone = ", or 0 for a fiber alone (B, C, F)" if _has_fiber(rep) else ""
+    alone = "; 0 for a fiber alone (B, C, F)" if _has_fiber(rep) else ""
     if grp is None:
         return "2 for images (H, W), 3 for volumes (D, H, W)" + alone
     kinds = ("2 for images (H, W), 3 for volumes (D, H, W)" if grp.spatial_dim == 2
@@ -300,11 +300,10 @@ def _validate(group, rep, max_order, spatial_dims, what: str, order_required: bo
     invariant = rep == "invariant"
     if spatial_dims is None:
         spatial_dims = _default_dims(rep, grp)
-    lowest = 0 if invariant or _has_fiber(rep) and spatial_dims == 0 else (
-        grp.spatial_dim if grp is not None else 1)
+    lowest = 0 if invariant else (grp.spatial_dim if grp is not None else 1)
     spatial_dims = C.check_int(spatial_dims, "spatial_dims", what,
                                minimum=lowest, maximum=0 if invariant else None,
-                               fix=_spatial_fix(rep, grp))
+                               fix=_spatial_fix(rep, grp), or_zero=_has_fiber(rep))
     if rep == "harmonic":
         max_order = _check_order(max_order, order_name, what, order_required)
         if grp is not None:
