@@ -334,11 +334,11 @@ def check_grid(
     are all checked. The conditions (necessary for exactness; the weights must also be
     equivariant, which this does not inspect beyond their layers' declared group):
 
-    * **group mismatch** (``"group-mismatch"``): a layer whose declared ``in_type`` or
-      ``out_type`` belongs to a group that does not contain ``group`` (a ``d2`` group conv
-      after a ``p4`` lifting conv runs, both fibers having 4 slots, but is not
-      ``p4``-equivariant).
-
+    * **group / type mismatch** (``"group-mismatch"``, ``"type-mismatch"``): a layer whose
+      declared ``in_type``/``out_type`` belongs to a group that does not contain ``group``,
+      or that is fed a field ``group`` acts on otherwise (followed from layer to layer; a
+      tensor made in a ``forward``, a ``torch.cat``, carries no type): a ``d2`` conv after a
+      ``p4`` lifting conv, a ``c4`` conv after ``CosetPool("c8", "c2")`` run (4 slots each).
     * **stride parity** (rotations by 90/180 degrees and flips): a layer with stride ``s``,
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
@@ -474,12 +474,13 @@ def check_grid(
         group_findings,
         module_findings,
     )
+    from ._grid_types import type_findings
 
     breaks = "rotations" if rows and cols else "flips"
     layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
                            [(0, 1)] if square else [], breaks)
     layer += module_findings(sizes, rows or cols, shifts, breaks)
-    layer = group_findings(sizes, grp) + layer
+    layer = group_findings(sizes, grp) + type_findings(sizes, grp) + layer
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

@@ -34,6 +34,7 @@ from ._grid import (
 )
 from ._grid_calls import call_findings, group_findings, module_findings
 from ._grid_runs import _record_sizes
+from ._grid_types import type_findings
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
 from .groups import CubicGroup, FieldType, Group, get
@@ -223,7 +224,7 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     breaks = "rotations" if pairs else "flips"
     layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
     layer += module_findings(sizes, bool(moved), shifts, breaks)
-    layer = group_findings(sizes, group) + layer
+    layer = group_findings(sizes, group) + type_findings(sizes, group) + layer
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

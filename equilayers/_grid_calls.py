@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ._grid import Finding, output_padding_finding
+from ._grid_types import slot_symmetric_fed
 from .groups import FieldType, Group
 from .groups._subgroups import check_subgroup
 
@@ -102,14 +103,20 @@ def group_findings(sizes, group: Group) -> list[Finding]:
             own = ft.group if isinstance(ft, FieldType) else None
             if own is None or own == group or own.spatial_dim != group.spatial_dim:
                 continue
+            assert isinstance(ft, FieldType)  # (it has a group)
+            if ft.rep == "invariant" or (
+                    side == "in_type" and slot_symmetric_fed(mod, sizes, group)):
+                continue  # nothing moves / a head that pools any permuted slots alike
             try:
                 check_subgroup(own, group, "check_grid")
             except ValueError:
                 out.append(Finding(
                     name, type(mod).__name__, "group-mismatch", "group", tuple(size),
                     f"its {side} {ft!r} belongs to {own.name}, which does not contain "
-                    f"{group.name}: its weights are not {group.name}-equivariant (a fiber of "
-                    "the same size runs without an error)",
+                    f"{group.name}: " + ("its weights are" if any(
+                        True for _ in mod.parameters(recurse=False)) else "it is")
+                    + f" not {group.name}-equivariant (a fiber of the same size runs without "
+                    "an error)",
                     f"build it with group={group.name!r} like the layers around it (or check "
                     f"the model with group={own.name!r})"))
                 break

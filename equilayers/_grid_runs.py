@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
+from ._grid_types import TypeFlow
 from .groups import FieldType
 from .nn import LearnablePolyphasePool2d, PolyphasePool3d, PolyphaseUpsample3d
 from .nn._exactness import _WarnsInexact, quiet_exactness_warnings
@@ -104,6 +105,7 @@ class Sizes(list):
     conv's ``output_size``, an upsampling's size)."""
 
     outputs: list[tuple | None]
+    feeds: list  # TypeFlow's: the typed tensors each typed layer was fed
 
 
 def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> Sizes:
@@ -127,6 +129,7 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
             if isinstance(out, torch.Tensor) and out.dim() == args[0].dim():
                 seen.outputs[i] = tuple(out.shape[-nd:])
 
+    flow = TypeFlow(model)  # (first: its hooks run before the size hooks, on every call)
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     for name, mod in leaves:  # a model without children is its own (only) leaf
         handles.append(mod.register_forward_pre_hook(pre(name or type(mod).__name__)))
@@ -152,6 +155,8 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
         model.train(was_training)
         for h in handles:
             h.remove()
+        flow.remove()
+    seen.feeds = flow.feeds
     return seen
 
 

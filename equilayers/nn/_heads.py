@@ -62,6 +62,11 @@ class InvariantHead(Typed, nn.Module):
         torch.Size([2, 3])
     """
 
+    #: its logits are a max or mean over the slots and over space: invariant under any
+    #: permutation of the slots (check_grid reads it: after a ``CosetPool``, a quotient field
+    #: of a larger group, it is invariant under that group too)
+    _slot_symmetric = True
+
     def __init__(self, in_channels: int, num_classes: int, *, group: GroupLike = "p4",
                  pool: str = "max", spatial: str = "mean", return_pose: bool = False,
                  bias: bool = True, device=None, dtype=None) -> None:
