@@ -157,10 +157,10 @@ def test_input_checks_are_skipped_only_for_a_like_input():
     with pytest.raises(TypeError, match="x"):
         conv(x.to(torch.int64))
     conv(x)
-    conv.padding_mode, conv._pad = "reflect", (5, 5, 5, 5)
+    conv.padding_mode, conv.padding = "reflect", 5
     with pytest.raises(ValueError, match="padding_mode='reflect' with padding"):
         conv(x)
-    conv.padding_mode, conv._pad = "zeros", (0, 0, 0, 0)
+    conv.padding_mode, conv.padding = "zeros", 0
     with pytest.raises(ValueError, match="smaller than the kernel's window"):
         conv(torch.randn(1, 2, 4, 2, 2, generator=gen))
     conv(x)
@@ -191,6 +191,50 @@ def test_padding_set_after_construction_takes_effect(make, x_shape, gen):
         GroupConv2d(2, 2, 3, stride=2, group="p4").padding = "same"
     with pytest.raises(ValueError, match=r"GroupConv2d: padding='full' must be"):
         GroupConv2d(2, 2, 3, group="p4").padding = "full"
+
+
+@pytest.mark.parametrize("make, x_shape", [
+    (lambda: enn.GroupConv3d(2, 2, 3, padding=1, group="c4z"), (1, 2, 4, 7, 7, 7)),
+    (lambda: enn.LiftingConv3d(2, 2, 3, padding=1, group="o"), (1, 2, 7, 7, 7)),
+    (lambda: enn.SteerableConv3d(2, 2, 3, padding=1, group="so3", max_order=1),
+     (1, 2, 7, 7, 7)),
+    (lambda: enn.GroupConvTranspose3d(2, 2, 3, stride=2, padding=1, group="c4z"),
+     (1, 2, 4, 4, 4, 4)),
+])
+def test_a_volume_conv_follows_a_padding_set_after_construction(make, x_shape, gen):
+    """The 3-D convs kept the padding resolved at construction: ``conv.padding = 0`` changed
+    the repr and not the output (nn.Conv3d follows it)."""
+    conv = make().eval()
+    x = torch.randn(x_shape, generator=gen)
+    before = conv(x)
+    conv.padding = 0
+    after = conv(x)
+    assert after.shape[-1] == before.shape[-1] - 2 * (-1 if getattr(conv, "transposed", False)
+                                                      else 1)
+    assert "padding" not in repr(conv)
+    conv.padding = 1
+    torch.testing.assert_close(conv(x), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make, x_shape", [
+    (lambda: GroupConv2d(2, 2, 3, padding="same", group="p4"), (1, 2, 4, 9, 9)),
+    (lambda: LiftingConv2d(2, 2, 3, padding="same", group="so2", max_order=1), (1, 2, 9, 9)),
+    (lambda: enn.GroupConv3d(2, 2, 3, padding="same", group="c4z"), (1, 2, 4, 7, 7, 7)),
+    (lambda: enn.SteerableConv3d(2, 2, 3, padding="same", group="so3", max_order=1),
+     (1, 2, 7, 7, 7)),
+])
+def test_same_padding_follows_a_dilation_or_stride_set_later(make, x_shape, gen):
+    """``padding="same"`` was resolved once: a later ``dilation = 2`` shrank the output
+    (9 -> 7) while the repr said 'same', a later stride 2 ran with the old numbers; as
+    ``nn.Conv2d``, the size is kept, and a strided 'same' is refused at the call."""
+    conv = make()
+    x = torch.randn(x_shape, generator=gen)
+    nd = len(conv.kernel_size)
+    conv.dilation = (2,) * nd
+    assert conv(x).shape[-nd:] == x.shape[-nd:]
+    conv.stride = (2,) * nd
+    with pytest.raises(ValueError, match=r"padding='same' needs stride=1"):
+        conv(x)
 
 
 def _ctor_args(conv) -> dict:

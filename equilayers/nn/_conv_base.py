@@ -13,11 +13,12 @@ from ..functional import _gconv_transpose as GT
 from ..groups import Group
 from ._derived import _conv_options_repr
 from ._exactness import _WarnsInexact
+from ._padding import ResolvedPadding
 
 __all__ = ["_ExactConvMixin"]
 
 
-class _ExactConvMixin(_WarnsInexact):
+class _ExactConvMixin(ResolvedPadding, _WarnsInexact):
     """What every group conv module shares: the once-per-module exactness warning and the
     ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
     ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
@@ -58,29 +59,15 @@ class _ExactConvMixin(_WarnsInexact):
                              "convs only")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
         self.stride, self.dilation = stride_p, dil_p
-        self.padding = padding  # checked and resolved by the setter
+        self.padding = padding  # checked by the setter; _pad follows it (ResolvedPadding)
         self.groups, self.padding_mode = groups, padding_mode
 
-    @property
-    def padding(self):
-        """As ``nn.Conv2d.padding`` (as given: an int, a pair, ``"same"`` or ``"valid"``).
-        Setting it after construction takes effect at the next call, as on ``nn.Conv2d``
-        (checked and resolved here, against the current ``stride``/``dilation``)."""
-        return self._padding
-
-    @padding.setter
-    def padding(self, padding) -> None:
+    def _resolve_padding(self, padding) -> tuple[int, ...]:
         name = type(self).__name__
         C.check_same_padding(padding, self.stride, name, "nn.Conv2d")
         if self.transposed:
             GT.transposed_padding(padding, name)  # an int or a pair, no string
-        self._pad = G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)
-        self.__dict__["_padding"] = padding
-
-    def __setstate__(self, state) -> None:
-        if "padding" in state:  # pickled before ``padding`` was a property
-            state["_padding"] = state.pop("padding")
-        super().__setstate__(state)
+        return G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)
 
     def _check_exact(self, x: torch.Tensor, output_padding=None) -> None:
         """Warn once at the first input size (and, transposed, output padding) that breaks

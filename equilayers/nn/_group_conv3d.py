@@ -26,6 +26,7 @@ from ._checks import check_input_once
 from ._derived import _conv_options_repr, _five_d_as_four_d
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
+from ._padding import ResolvedPadding
 from ._tables import check_tables, table_on
 from ._typed import Typed
 
@@ -34,7 +35,7 @@ __all__ = ["LiftingConv3d", "GroupConv3d"]
 _BASES = ("voxel", "harmonic")
 
 
-class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
+class _GroupConv3dBase(ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
@@ -73,7 +74,7 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
         self.stride = C.check_triple(stride, "stride", name, minimum=1)
         self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
-        self._pad = G3.resolve_padding3d(padding, ks[0], dilation, self.stride, name)
+        G3.resolve_padding3d(padding, ks[0], dilation, self.stride, name)  # (early; set below)
         C.check_flag(bias, "bias", name)
         C.check_float_dtype(dtype, "dtype", name)
         grp = G3.check_conv3d_group(group, name)
@@ -378,6 +379,13 @@ class _GroupConv3dBase(EvalFilterMixin, Typed, nn.Module):
                       f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
                       + " (warned once per module)", stacklevel=8)  # the forward's caller
         return True
+
+    def _resolve_padding(self, padding) -> tuple[int, ...]:
+        """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""
+        if getattr(self, "transposed", False):
+            GT.transposed_padding(padding, type(self).__name__, 3)  # it crops: no string
+        return G3.resolve_padding3d(padding, self.kernel_size, self.dilation, self.stride,
+                                    type(self).__name__)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size[0]}, "

@@ -13,6 +13,7 @@ from .. import _checks as C
 from ..functional import _axial3d as AX
 from ..functional import _basis_settings as BS
 from ..functional import _gconv3d as G3
+from ..functional import _gconv_transpose as GT
 from ..functional import _grid_law as GL
 from ..functional import _steerable3d as S3
 from ..groups import FieldType, GroupLike
@@ -21,12 +22,13 @@ from ..groups._planar import PlanarGroup
 from ._derived import _conv_options_repr, _WeightDerived
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
+from ._padding import ResolvedPadding
 from ._typed import Typed
 
 __all__ = ["SteerableConv3d"]
 
 
-class SteerableConv3d(EvalFilterMixin, _WeightDerived, Typed, nn.Module):
+class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, nn.Module):
     """Steerable convolution of volumes or SO(3)/O(3) harmonic fields to harmonic fields:
     ``(B, C_in, [F_in,] D, H, W) -> (B, C_out, (L+1)^2, D', H', W')``; with a planar group,
     of its harmonic fields ``(B, C, 2L+1, D, H, W)``, turned about the depth axis.
@@ -165,7 +167,7 @@ class SteerableConv3d(EvalFilterMixin, _WeightDerived, Typed, nn.Module):
         self.stride = C.check_triple(stride, "stride", name, minimum=1)
         self.dilation = C.check_triple(dilation, "dilation", name, minimum=1)
         C.check_padding_mode(padding_mode, "padding_mode", name, G3.PADDING_MODES)
-        self._pad = G3.resolve_padding3d(padding, (kd, k, k), dilation, self.stride, name)
+        G3.resolve_padding3d(padding, (kd, k, k), dilation, self.stride, name)  # (early; set below)
         C.check_flag(bias, "bias", name)
         C.check_float_dtype(dtype, "dtype", name)
         self.out_type = field_type(grp, "harmonic", max_order, 3, what=name,
@@ -346,6 +348,13 @@ class SteerableConv3d(EvalFilterMixin, _WeightDerived, Typed, nn.Module):
                       f"on its grid elements ({sub.name}) on input of size "
                       f"{'x'.join(map(str, size))}: "
                       + "; ".join(problems) + " (warned once per module)", stacklevel=3)
+
+    def _resolve_padding(self, padding) -> tuple[int, ...]:
+        """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""
+        if getattr(self, "transposed", False):
+            GT.transposed_padding(padding, type(self).__name__, 3)  # it crops: no string
+        return G3.resolve_padding3d(padding, self.kernel_size, self.dilation, self.stride,
+                                    type(self).__name__)
 
     def extra_repr(self) -> str:
         kd, k = self.kernel_size[:2]
