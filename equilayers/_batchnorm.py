@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
+from ._modes import kept_modes
 
 __all__ = ["recalibrate_batch_norm", "update_bn"]
 
@@ -62,7 +63,8 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
               device: int | str | torch.device | None = None) -> None:
     """``torch.optim.swa_utils.update_bn`` for every norm layer, ours and escnn's included: set
     the running statistics of ``model``'s norm layers to the plain average of their batch
-    statistics over one pass of ``loader``, leaving ``model`` in the mode it was in.
+    statistics over one pass of ``loader``, leaving every module of ``model`` in the mode it
+    was in (torch's sets each one to the top level's mode).
 
     torch's ``update_bn`` (the last step of its SWA recipe, after
     ``torch.optim.swa_utils.AveragedModel``) only sees subclasses of torch's ``_BatchNorm``:
@@ -114,11 +116,8 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
                                 f"{type(batch).__name__}")
             yield (batch if device is None else batch.to(device)), 1
 
-    was_training = model.training
-    try:
+    with kept_modes(model):  # each module's own mode, as it was
         _estimate(model, batches(), what, reset=True)
-    finally:
-        model.train(was_training)
 
 
 def _estimate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, int]], what: str, *,

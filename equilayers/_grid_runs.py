@@ -13,6 +13,7 @@ from torch import nn
 
 from . import _checks as C
 from ._grid_types import TypeFlow
+from ._modes import kept_modes
 from .groups import FieldType
 from .nn import LearnablePolyphasePool2d, PolyphasePool3d, PolyphaseUpsample3d
 from .nn._exactness import _WarnsInexact, quiet_exactness_warnings
@@ -140,19 +141,18 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
                     device="meta" if meta else p.device if p is not None else None)
     stand_ins = {n: torch.empty_like(t, device="meta")
                  for n, t in [*model.named_parameters(), *model.named_buffers()]}
-    was_training = model.training
-    model.eval()
     try:
         # quiet: the layers neither warn nor record a warning, so the model's own forward
-        # at a bad size still warns later
-        with torch.no_grad(), quiet_exactness_warnings(), warnings.catch_warnings():
+        # at a bad size still warns later; each module's mode comes back as it was
+        with kept_modes(model), torch.no_grad(), quiet_exactness_warnings(), \
+                warnings.catch_warnings():
+            model.eval()
             warnings.simplefilter("ignore")
             if meta:
                 torch.func.functional_call(model, stand_ins, (x,))
             else:
                 model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
         flow.remove()

@@ -30,6 +30,7 @@ FLOORS: dict[str, int] = {
     "equilayers._cpu_cache": 0,
     "equilayers._table": 0,
     "equilayers._rng": 0,
+    "equilayers._modes": 0,
     "equilayers._host": 0,
     "equilayers._proxy": 0,
     # 1: groups and how they act

@@ -300,3 +300,30 @@ def test_swa_update_bn_gives_the_cumulative_statistics(name):
     assert got.keys() == want.keys() and not swa.training  # the mode it had
     for key in want:
         torch.testing.assert_close(got[key], want[key], msg=key)
+
+
+@pytest.mark.parametrize("tool", ["check_grid", "update_bn"])
+def test_a_tool_leaves_each_module_in_its_own_mode(tool, gen):
+    """Fine-tuning with frozen batch norms (eval inside a training model) and MC dropout
+    (train inside an eval model): ``check_grid`` (eval run) and ``update_bn`` (train run) set
+    every submodule to the top level's mode afterwards (``model.train(was)``), so the frozen
+    norms trained again. The control: the modes differ from the top level's before."""
+    from equilayers import check_grid, update_bn
+    from equilayers.nn import GroupBatchNorm2d, GroupConv2d, GroupPool, LiftingConv2d
+
+    net = torch.nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"),
+                              GroupBatchNorm2d(2), torch.nn.Dropout(0.1),
+                              GroupConv2d(2, 2, 3, padding=1, group="p4"),
+                              GroupBatchNorm2d(2), GroupPool())
+    x = torch.randn(2, 1, 9, 9, generator=gen)
+    for top, odd in ((True, (1, 4)), (False, (2,))):
+        net.train(top)
+        for i in odd:
+            net[i].train(not top)
+        before = [m.training for m in net.modules()]
+        assert len(set(before)) == 2  # the control: not all alike
+        if tool == "check_grid":
+            check_grid(net, (1, 1, 9, 9), group="p4")
+        else:
+            update_bn([x], net)
+        assert [m.training for m in net.modules()] == before
