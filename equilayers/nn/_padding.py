@@ -43,4 +43,4 @@ class ResolvedPadding:
             state["_padding"] = state.pop("padding")
         state.pop("_pad", None)  # (resolved once, then)
         state.setdefault("_pad_numbers", None)
-        super().__setstate__(state)  # type: ignore[misc]
+        super().__setstate__(state)  # type: ignore[misc]  # (a mixin: nn.Module is later in the MRO)
