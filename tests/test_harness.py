@@ -307,3 +307,16 @@ def test_a_case_with_a_bad_field_is_refused_when_built(kw, match):
     with pytest.raises((TypeError, ValueError), match=match):
         Case("bad", conv, (1, 1, 9, 9), **kw)
     assert not run_case(Case("ok", conv, (1, 1, 9, 9), kind="shift")).passed
+
+
+def test_an_empty_batch_is_refused_not_scored_zero(gen):
+    """``equivariance_error``/``assert_equivariant`` on ``x[:0]`` measured 0.0 and passed a
+    plain conv (the metrics refused it): a test whose batch is sliced empty certified any
+    model. The control: the same conv on the batch fails."""
+    conv = torch.nn.Conv2d(2, 2, 3).double()
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(conv, x, "p4") > 0.1
+    for measure in (equivariance_error, assert_equivariant, invariance_error,
+                    assert_invariant):
+        with pytest.raises(ValueError, match=r"x is empty \(shape \(0, 2, 9, 9\)\)"):
+            measure(conv, x[:0], "p4")

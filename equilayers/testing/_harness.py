@@ -14,8 +14,7 @@ rotate by trilinear interpolation), and the *interpolation floor*, the error of 
 
 ``f`` runs in the mode it is in; an ``nn.Module``'s buffers are put back after the measurement
 (:func:`kept_buffers`: a train-mode BatchNorm's running statistics do not move; a train-mode
-model with dropout gets a warning, as its noise differs between the passes).
-"""
+model with dropout gets a warning, as its noise differs between the passes)."""
 
 from __future__ import annotations
 
@@ -129,11 +128,14 @@ def relative_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None =
 
 def check_values(x: torch.Tensor, what: str) -> None:
     """``x`` holds values to measure: a meta tensor (a shape, no data) is refused by name
-    (it failed in torch's ``.item()`` deep in the measurement)."""
+    (it failed in torch's ``.item()`` deep in the measurement), as is an empty one."""
+    if x.numel() == 0:
+        raise ValueError(f"{what}: x is empty (shape {tuple(x.shape)}): nothing to measure "
+                         "(an error of 0 would pass any model); give at least one sample")
     if x.is_meta:
-        raise ValueError(f"{what}: x is on the meta device: it has a shape "
-                         f"{tuple(x.shape)} but no values to measure; pass a batch of real "
-                         "data (on the model's device)")
+        raise ValueError(f"{what}: x is on the meta device: it has a shape {tuple(x.shape)} "
+                         "but no values to measure; pass a batch of real data (on the model's "
+                         "device)")
 
 
 def noise_sources(model: object) -> list[str]:
