@@ -179,3 +179,28 @@ def test_max_blur_pool_takes_nn_max_pool2ds_equal_pairs():
     with pytest.raises(ValueError, match=r"kernel_size=\(2, 3\) must be one int or an equal "
                                          r"pair.*keep nn.MaxPool2d"):
         MaxBlurPool2d((2, 3))
+
+
+def test_equal_pairs_and_peer_padding_names(gen):
+    """kornia's ``BlurPool2D(kernel_size=(3, 3))`` and ``F.max_pool2d``'s pairs: the modules
+    took equal pairs where their functional twins refused them (or the reverse); unequal
+    pairs are refused by name. antialiased-cnns' ``pad_type`` names get the torch name."""
+    import equilayers.functional as EF
+    from equilayers.nn import BlurPool2d, MaxBlurPool2d
+
+    x = torch.randn(1, 2, 9, 9, generator=gen)
+    torch.testing.assert_close(EF.max_blur_pool2d(x, (2, 2), [2, 2], (0, 0)),
+                               EF.max_blur_pool2d(x, 2, 2, 0), rtol=0, atol=0)
+    torch.testing.assert_close(EF.blur_pool2d(x, (3, 3), (2, 2)), EF.blur_pool2d(x, 3, 2),
+                               rtol=0, atol=0)
+    m = BlurPool2d(kernel_size=(5, 5), stride=[2, 2])
+    assert (m.kernel_size, m.stride) == (5, 2)
+    torch.testing.assert_close(m(x), EF.blur_pool2d(x, 5, 2), rtol=0, atol=0)
+    for make in (lambda: EF.blur_pool2d(x, (3, 2)), lambda: BlurPool2d(kernel_size=(3, 1)),
+                 lambda: EF.max_blur_pool2d(x, 2, (2, 1)), lambda: MaxBlurPool2d((2, 3))):
+        with pytest.raises(ValueError, match=r"must be one int or an equal pair"):
+            make()
+    for peer, ours in (("zero", "zeros"), ("refl", "reflect"), ("repl", "replicate")):
+        with pytest.raises(ValueError, match=rf"padding_mode='{peer}' is not a torch padding "
+                                             rf"mode: use padding_mode='{ours}'"):
+            BlurPool2d(2, padding_mode=peer)

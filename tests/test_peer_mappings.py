@@ -97,3 +97,21 @@ def test_antialiased_cnns_control_the_default_filter_size_differs(ac):
     """Its ``BlurPool`` defaults to ``filt_size=4``, ours to 3: the table names the size."""
     x = _x(9, 9)
     assert (BlurPool2d(3).double()(x) - ac.BlurPool(3).double()(x)).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_antialiased_cnns_checkpoint_loads_after_the_swap(ac, k):
+    """Swapping its ``BlurPool`` for ours (the table's row) and loading its checkpoint failed
+    strictly on the persistent ``filt`` buffers ("Unexpected key(s)"): they are read and
+    checked. The control: a ``filt`` that is not the binomial is an error, not dropped."""
+    peer = nn.Sequential(nn.Conv2d(3, 4, 3), ac.BlurPool(4, filt_size=k, stride=2))
+    ours = nn.Sequential(nn.Conv2d(3, 4, 3), BlurPool2d(4, kernel_size=k, stride=2))
+    ckpt = peer.state_dict()
+    assert ours.load_state_dict(ckpt).missing_keys == []  # strict: nothing unexpected
+    x = _x(9, 9).float()
+    torch.testing.assert_close(ours(x), peer(x), rtol=0, atol=1e-6)
+    delta = torch.zeros_like(ckpt["1.filt"])
+    delta[..., 0, 0] = 2.0 if k == 1 else 1.0  # (for k = 1 the binomial is the delta)
+    ckpt["1.filt"] = delta
+    with pytest.raises(RuntimeError, match=r"1.filt .* is not the binomial of size"):
+        ours.load_state_dict(ckpt)

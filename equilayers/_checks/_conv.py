@@ -18,6 +18,7 @@ from ._base import (
     check_pair,
     check_tensor,
     check_triple,
+    is_int,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "check_blur_size",
     "check_stride",
     "check_square_stride",
+    "square_int",
     "check_padding_mode",
     "check_blur_padding",
     "check_blur_pool_args",
@@ -93,8 +95,33 @@ def check_square_stride(value: Any, name: str = "stride", what: str = "") -> int
     return a
 
 
+def square_int(value: Any, name: str, what: str, keep: str) -> Any:
+    """An equal pair ``(n, n)`` as ``n`` (torch's 2-D pools take either, kornia's blur pools
+    pairs); an unequal one is a ``ValueError`` naming ``keep``, the layer for rectangles;
+    anything else is returned for the caller's own check."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        if value[0] != value[1]:
+            raise ValueError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or an "
+                             f"equal pair (the windows and the blur are square here); pass "
+                             f"an int, or keep {keep} for a rectangular one")
+        return int(value[0])
+    return value
+
+
+#: The padding names of the peers (antialiased-cnns' ``pad_type``, kornia's/NumPy's) that
+#: mean one of ours.
+_PEER_PADDING = {"zero": "zeros", "refl": "reflect", "repl": "replicate",
+                 "reflection": "reflect", "replication": "replicate", "constant": "zeros",
+                 "wrap": "circular", "edge": "replicate"}
+
+
 def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
                        modes: Sequence[str] = BLUR_PADDING_MODES) -> str:
+    ours = _PEER_PADDING.get(value) if isinstance(value, str) else None
+    if ours is not None and ours in modes and value not in modes:
+        raise ValueError(f"{_prefix(what)}{name}={value!r} is not a torch padding mode: use "
+                         f"{name}={ours!r} (antialiased-cnns' pad_type 'refl'/'repl'/'zero' "
+                         "are torch's 'reflect'/'replicate'/'zeros')")
     return check_choice(value, name, modes, what)
 
 

@@ -96,6 +96,8 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
         >>> blur_pool2d(torch.ones(1, 2, 7, 8)).shape
         torch.Size([1, 2, 4, 4])
     """
+    kernel_size, stride = (C.square_int(v, n, "blur_pool2d", "a depthwise F.conv2d") for v, n
+                           in ((kernel_size, "kernel_size"), (stride, "stride")))
     return kernels.dispatch("blur_pool2d", x, kernel_size=kernel_size, stride=stride,
                             padding_mode=padding_mode)
 
@@ -140,6 +142,8 @@ def max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int | None = 
         torch.Size([1, 2, 5, 5])
     """
     what = "max_blur_pool2d"
+    kernel_size, stride, padding = (C.square_int(v, n, what, "F.max_pool2d") for v, n in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding")))
     stride = kernel_size if stride is None else stride  # as F.max_pool2d
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_tensor(x, "x", what, ndim=(3, 4, 5),

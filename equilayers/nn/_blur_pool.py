@@ -46,6 +46,26 @@ class _BinomialBuffer(_FixedBuffers):
         with torch.no_grad():
             self.filter.copy_(binomial_filter(self.filter.numel(), dtype=torch.float64))
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        """An antialiased-cnns checkpoint's persistent ``filt`` (``(C, 1, k[, k])``: the
+        normalized binomial, per channel) is read and checked, not unexpected: a model whose
+        ``antialiased_cnns.BlurPool`` layers were swapped for ours loads its pretrained
+        weights strictly."""
+        filt = state_dict.pop(prefix + "filt", None)
+        if filt is not None:
+            k, nd = self.filter.numel(), getattr(self, "_nd", 2)
+            b = binomial_filter(k, dtype=torch.float64)
+            want = b if nd == 1 else torch.outer(b, b) if nd == 2 else None
+            got = filt.detach().to("cpu", torch.float64)
+            if want is None or got.shape[1:] != (1, *want.shape) or not torch.allclose(
+                    got, want.expand_as(got), atol=1e-6):
+                error_msgs.append(f"{type(self).__name__}: the checkpoint's {prefix}filt (an "
+                                  f"antialiased-cnns blur filter of shape {tuple(filt.shape)}) "
+                                  f"is not the binomial of size {k} this layer blurs with")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
 
 class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
     _nd = 2
@@ -61,6 +81,9 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         what = type(self).__name__
         self.channels = C.check_optional_int(channels, "channels", what, minimum=1,
                                              fix="None accepts any number of channels")
+        if self._nd == 2:  # kornia's equal pairs, (3, 3), as its ints
+            kernel_size, stride = (C.square_int(v, n, what, "a depthwise nn.Conv2d") for v, n
+                                   in ((kernel_size, "kernel_size"), (stride, "stride")))
         C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
         self.kernel_size, self.stride, self.padding_mode = kernel_size, stride, padding_mode
         self._register_filter(kernel_size, device, dtype, what)
@@ -113,7 +136,8 @@ class BlurPool1d(_BlurPoolNd):
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``;
             ``"reflect"`` on ``L <= (k-1) - (k-1)//2`` pads with ``"replicate"`` instead.
-        device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
+        device, dtype: of the ``filter`` buffer (the binomial, a copy to inspect: the blur
+            does not read it), as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, L) -> (B, C, floor((L - 1) / stride) + 1)``.
@@ -138,20 +162,24 @@ class BlurPool2d(_BlurPoolNd):
     The filter is the outer product of the normalized binomial of size ``kernel_size``; each
     spatial dim is padded ``(k-1)//2`` top/left and ``(k-1) - (k-1)//2`` bottom/right (Zhang's
     reference: the extra pixel of even sizes at the bottom/right), then correlated at stride
-    ``s`` from offset 0. The filter is a buffer shared by every channel, never copied per
-    channel.
+    ``s`` from offset 0, the same filter for every channel. The ``filter`` buffer is a copy
+    to inspect (as timm's ``filt``): the functional twin builds the binomial of
+    ``kernel_size`` itself, so editing the buffer changes nothing (another filter: a
+    depthwise ``nn.Conv2d``).
 
     Functional twin: :func:`~equilayers.functional.blur_pool2d`.
 
     Args:
         channels: optional; only checked against the input's dim 1.
-        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s, ::s]``).
+        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s, ::s]``);
+            an int or an equal pair (kornia's), as ``stride``.
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``.
             With ``"reflect"``, a spatial dim of size ``<= (k-1) - (k-1)//2`` (too short to
             reflect) is padded with ``"replicate"`` instead (a 1-pixel dim blurs to itself);
             ``"circular"`` needs every spatial size ``>= (k-1) - (k-1)//2``.
-        device, dtype: of the ``filter`` buffer (the binomial), as in ``torch.nn`` modules.
+        device, dtype: of the ``filter`` buffer (the binomial, a copy to inspect: the blur
+            does not read it), as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')`` or ``(B, C, F, H, W) -> (B, C, F, H', W')`` (only
@@ -339,8 +367,8 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
             ``blur_size``): for even ``blur_size`` the blur's pads are swapped, so the samples
             land on ``y[..., s i + 1, s j + 1]``, where that pool took them from
             (``blur_size=2``: nearest-neighbour upsampling); odd sizes are unchanged.
-        device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
-            modules.
+        device, dtype: of the ``filter`` buffer (the blur's binomial, a copy to inspect:
+            the blur does not read it), as in ``torch.nn`` modules.
 
     Shape:
         ``(..., H, W) -> (..., s H, s W)``; trivial ``(B, C, H, W)`` or group maps

@@ -58,7 +58,8 @@ class _WeightDerived(nn.Module):
 
 class _FixedBuffers(nn.Module):
     """Mixin; subclasses fill every buffer in ``reset_parameters()`` and read them in
-    ``forward`` through :meth:`_buffers_for`."""
+    ``forward`` through :meth:`_buffers_for` (the blurs' binomial ``filter`` excepted: a copy
+    to inspect, their functional twins build it)."""
 
     if TYPE_CHECKING:  # every subclass defines it
         def reset_parameters(self) -> None: ...

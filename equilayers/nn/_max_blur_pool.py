@@ -38,8 +38,8 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
             ``"reflect"``, a dim of the max-pooled map of size ``<= (b-1) - (b-1)//2``
             (``b = blur_size``; too short to reflect) is padded with ``"replicate"`` instead,
             so every input ``nn.MaxPool2d`` takes works (a 1-pixel map blurs to itself).
-        device, dtype: of the ``filter`` buffer (the blur's binomial), as in ``torch.nn``
-            modules.
+        device, dtype: of the ``filter`` buffer (the blur's binomial, a copy to inspect:
+            the blur does not read it), as in ``torch.nn`` modules.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H', W')``, unbatched ``(C, H, W) -> (C, H', W')`` (as
@@ -80,7 +80,7 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         super().__init__()
         what = type(self).__name__
         # nn.MaxPool2d's equal pairs, (2, 2), as its ints: the windows here are square
-        kernel_size, stride, padding = (_square(v, n, what) for v, n in (
+        kernel_size, stride, padding = (C.square_int(v, n, what, "nn.MaxPool2d") for v, n in (
             (kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding")))
         stride = kernel_size if stride is None else stride  # as nn.MaxPool2d
         C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding, what)
@@ -122,15 +122,3 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
             parts.append("ceil_mode=True")
         return ", ".join(parts)
 
-
-def _square(value, name: str, what: str):
-    """An equal pair ``(n, n)`` as ``n`` (``nn.MaxPool2d`` takes either); an unequal one is a
-    ``ValueError``: the blur and the window are square here."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            C.is_int(v) for v in value):
-        if value[0] != value[1]:
-            raise ValueError(f"{what}: {name}={tuple(value)!r} must be one int or an equal pair "
-                             "(the window and the blur are square here); pass an int, or keep "
-                             "nn.MaxPool2d for a rectangular window")
-        return int(value[0])
-    return value
