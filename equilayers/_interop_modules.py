@@ -20,8 +20,8 @@ from .nn import (
     HarmonicBatchNorm,
 )
 
-__all__ = ["like_source", "expanded", "unsupported", "adaptive_pool", "trivial_pool",
-           "check_iid_tracked", "iid_regular_batch_norm", "iid_field_batch_norm",
+__all__ = ["like_source", "expanded", "relative_close", "unsupported", "adaptive_pool",
+           "trivial_pool", "check_iid_tracked", "iid_regular_batch_norm", "iid_field_batch_norm",
            "upsampling"]
 
 
@@ -158,9 +158,7 @@ def expanded(m: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         for cached, fresh in pairs:
             if cached is None or fresh is None:
                 continue
-            scale = fresh.abs().max().clamp_min(1e-30)
-            if cached.shape != fresh.shape or not torch.allclose(
-                    cached / scale, fresh / scale, rtol=0, atol=1e-6):
+            if not relative_close(cached, fresh, 1e-6):
                 raise ValueError(
                     f"from_escnn: escnn's {type(m).__name__} is in eval mode and the filter it "
                     "cached at .eval() is not its weights' expansion (the weights changed "
@@ -168,6 +166,17 @@ def expanded(m: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
                     "eval outputs use stale filters; call .train() then .eval() on escnn's "
                     "model to rebuild them from the weights, and convert again")
     return filt, bias
+
+
+def relative_close(got: torch.Tensor, want: torch.Tensor, atol: float) -> bool:
+    """Whether ``got`` equals ``want`` to ``atol`` relative to ``want``'s largest entry, in
+    float64 (in float16 the scale's floor underflowed to 0: a zero bias compared as NaN, and
+    a half-precision escnn model was refused as stale)."""
+    if got.shape != want.shape:
+        return False
+    a, b = got.detach().double(), want.detach().double().to(got.device)
+    scale = b.abs().max().clamp_min(1e-30) if b.numel() else 1.0
+    return torch.allclose(a / scale, b / scale, rtol=0, atol=atol)
 
 
 def check_iid_tracked(m: Any) -> None:

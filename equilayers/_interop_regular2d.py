@@ -186,8 +186,7 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(T.field_bias(bias, c_out, n))
         expanded = T.forward_filter(ours)
-    scale = filt.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+    if not M.relative_close(expanded, filt, 1e-5):
         return None
     if ours.weight.numel() != m.weights.numel():
         warnings.warn(f"from_escnn: {type(m).__name__} on {gname}: escnn's basis has "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._interop_modules import relative_close
 from .functional._gaussian import disk_mask_weights
 from .functional._gaussian3d import ball_mask_weights
 from .groups import get
@@ -270,8 +271,7 @@ def load_harmonic_fit(ours: Any, basis: torch.Tensor, filt: torch.Tensor,
             assert ours.bias is not None  # built with bias=True
             ours.bias.copy_(bias.view(c_out, f_out)[:, 0])
         expanded = forward_filter(ours)
-    scale = filt.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, filt / scale, rtol=0, atol=1e-5):
+    if not relative_close(expanded, filt, 1e-5):
         return None
     return ours
 
@@ -288,8 +288,7 @@ def check_reproduced(m: Any, ours: Any, group: str, expanded: torch.Tensor,
                      target: torch.Tensor, atol: float) -> None:
     """Our converted conv's expanded filter equals escnn's (relative to its largest entry, to
     ``atol``: escnn samples in float32); a convention mismatch is an O(1) error."""
-    scale = target.abs().max().clamp_min(1e-30)
-    if not torch.allclose(expanded / scale, target / scale, rtol=0, atol=atol):
+    if not relative_close(expanded, target, atol):
         raise ValueError(f"from_escnn: escnn's filter for {m} is not reproduced by "
                          f"{type(ours).__name__}(group={group!r}); the conventions differ")
 

@@ -431,3 +431,20 @@ def test_eval_mode_conv_with_a_stale_cached_filter_is_refused(space, gen):
     x = torch.randn(2, 1, 9, 9, generator=gen)
     with torch.no_grad():
         assert _rel(ours(x).flatten(1, 2), conv(esc.GeometricTensor(x, t_in)).tensor) < 1e-5
+
+
+def test_a_half_precision_eval_conv_with_a_zero_bias_converts(gen):
+    """escnn's default zero bias in float16: the stale-filter check scaled by
+    ``clamp_min(1e-30)``, 0 in float16, compared 0/0 and refused a fresh cache as stale. The
+    control: a stale float16 cache is still refused. (C3 and k=7, sigma=0.7: settings no other
+    test shares, as escnn shares one sampled basis between convs of the same settings.)"""
+    gs = gspaces.rot2dOnR2(3)
+    with seeded_rng(0):
+        conv = esc.R2Conv(_trivial(gs, 1), _regular(gs, 2), 7, padding=3, sigma=0.7)
+    conv = conv.half().train().eval()
+    assert float(conv.bias.detach().abs().max()) == 0.0  # escnn's default
+    ours = from_escnn(conv)
+    assert ours.weight.dtype == torch.float16
+    conv.load_state_dict({"weights": conv.weights.detach() + 1.0}, strict=False)
+    with pytest.raises(ValueError, match=r"stale filters"):
+        from_escnn(conv)
