@@ -160,7 +160,7 @@ def norm_pool(m: Any) -> NormPool:
     reps = m.in_type.representations
     block: list[int] = []  # the frequencies of one repeat
     for r in reps:
-        freq = getattr(r, "attributes", {}).get("frequency")
+        freq = _frequency(r)
         if freq is None or (freq == 0) != (r.size == 1) or (freq and r.size != 2) or (
                 freq == 0 and not r.is_trivial()):
             raise ValueError(f"from_escnn: NormPool on {m.in_type}: only fields of one trivial "
@@ -171,12 +171,22 @@ def norm_pool(m: Any) -> NormPool:
         block.append(freq)
     order = len(block) - 1
     if block != list(range(order + 1)) or len(reps) % len(block) or any(
-            getattr(r, "attributes", {}).get("frequency") != block[i % len(block)]
-            for i, r in enumerate(reps)):
+            _frequency(r) != block[i % len(block)] for i, r in enumerate(reps)):
         raise ValueError(f"from_escnn: NormPool on {m.in_type}: the fields must repeat "
                          "[psi_0, psi_1, ..., psi_M] (frequencies 0..M in order) to map to our "
                          "NormPool(M)")
     return NormPool(order)
+
+
+def _frequency(r: Any) -> int | None:
+    """The frequency of an irrep of C_N, or of a representation that is one irrep (escnn's
+    restriction of a D_N irrep to C_N, ``D8:irrep_1,1``, carries no attributes: the irrep it
+    restricts to does; a norm does not depend on the orthogonal change of basis)."""
+    freq = getattr(r, "attributes", {}).get("frequency")
+    irreps = getattr(r, "irreps", [])
+    if freq is None and len(irreps) == 1:
+        freq = getattr(r.group.irrep(*irreps[0]), "attributes", {}).get("frequency")
+    return freq
 
 
 def field_bias(bias: torch.Tensor, c_out: int, n: int) -> torch.Tensor:

@@ -448,3 +448,24 @@ def test_a_half_precision_eval_conv_with_a_zero_bias_converts(gen):
     conv.load_state_dict({"weights": conv.weights.detach() + 1.0}, strict=False)
     with pytest.raises(ValueError, match=r"stale filters"):
         from_escnn(conv)
+
+
+@pytest.mark.parametrize("n", [8, -1])
+def test_norm_pool_after_a_dihedral_to_rotation_restriction_converts(n, gen):
+    """D_N irreps restricted to C_N carry no ``frequency`` attribute in escnn (the irrep they
+    restrict to does): ``NormPool`` after ``RestrictionModule(t, (None, N))`` was refused as
+    "not fields of one trivial or 2-D irrep" while the O(2) -> SO(2) model converted."""
+    gs = gspaces.flipRot2dOnR2(n) if n > 0 else gspaces.flipRot2dOnR2(-1, maximum_frequency=4)
+    g = gs.fibergroup
+    t = esc.FieldType(gs, 2 * [g.irrep(0, 0), g.irrep(1, 1), g.irrep(1, 2)])
+    res = esc.RestrictionModule(t, (None, n))
+    t_in = _trivial(gs, 1)
+    with seeded_rng(0):
+        model = esc.SequentialModule(esc.R2Conv(t_in, t, 5, padding=2), res,
+                                     esc.NormPool(res.out_type)).eval()
+    ours = from_escnn(model)
+    x = torch.randn(2, 1, 7, 7, generator=gen)
+    with torch.no_grad():
+        want = model(esc.GeometricTensor(x, t_in)).tensor
+        got = ours(x).flatten(1, -3)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * float(want.abs().max()))
