@@ -203,6 +203,11 @@ def _layout(ftype: Any, what: str, form: str = "any") -> tuple[int, int | None]:
     fiber = _fiber(ftype.gspace)
     assert fiber is not None  # a planar gspace (harmonic_fields)
     fg, flips, n = ftype.gspace.fibergroup, fiber[1], fiber[2]
+    if any(len({tuple(i) for i in r.irreps}) < len(r.irreps) for r in reps):
+        raise ValueError(f"from_escnn: {what} on {ftype}: a field holds an irrep more than "
+                         "once (escnn's O(2)/D_N Fourier fields hold each 2-D irrep twice, as "
+                         "its regular representation does); our harmonic fields hold each "
+                         "order once, and have no equivalent of these")
     ids: list[str] = []
     for r in reps:
         if len(r.irreps) > 1 and (form == "separate" or not torch.allclose(

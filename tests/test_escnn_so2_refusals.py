@@ -53,6 +53,10 @@ def test_unsupported_fields_and_layers_are_refused_by_name():
     o2, o2_irreps = _space("o2")
     with pytest.raises(ValueError, match="only SO.2. and C_N fields map to FourierNonlinear"):
         from_escnn(esc.FourierELU(o2, 2, o2.fibergroup.bl_irreps(2), N=8))
+    act = esc.FourierELU(o2, 2, o2.fibergroup.bl_irreps(2), N=8)
+    # the conv into those fields: it named irreps of orders up to 5 (read off the field size)
+    with pytest.raises(ValueError, match="a field holds an irrep more than once"):
+        from_escnn(esc.R2Conv(esc.FieldType(o2, [o2.trivial_repr]), act.in_type, 3))
 
 
 def test_finite_group_fields_refused_by_name():
