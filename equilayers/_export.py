@@ -176,7 +176,11 @@ def _plain_bn(m: nn.BatchNorm3d) -> nn.BatchNorm3d:
                         device=None if ref is None else ref.device,
                         dtype=None if ref is None else ref.dtype,
                         **C.batch_norm_bias(m.bias is not None, m.affine, "export"))
-    bn.load_state_dict(m.state_dict())
+    with torch.no_grad():  # by value: a parametrized weight's state-dict keys are not ours
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            src, dst = getattr(m, name, None), getattr(bn, name, None)
+            if src is not None and dst is not None:
+                dst.copy_(src)
     return bn
 
 
@@ -309,6 +313,21 @@ def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None
     return None
 
 
+def _refuse_hook_computed(m: nn.Module) -> None:
+    """A weight or bias that a forward pre-hook recomputes (``torch.nn.utils.prune``, the
+    legacy ``weight_norm`` / ``spectral_norm``) is a plain attribute, current only after a
+    forward: the export baked that copy and carried the hook, which then failed on the plain
+    layer ("no attribute 'weight_mask'") at its first call. ``ValueError`` naming the fix."""
+    for name in ("weight", "bias"):
+        if isinstance(m.__dict__.get(name), torch.Tensor):
+            raise ValueError(
+                f"export: {type(m).__name__}'s {name} is recomputed by a forward pre-hook "
+                "(torch.nn.utils.prune or the legacy weight_norm / spectral_norm), which the "
+                f"plain layer cannot run: make it a parameter again first (prune.remove(m, "
+                f"{name!r}), remove_weight_norm(m), remove_spectral_norm(m)), or use "
+                "torch.nn.utils.parametrize's weight_norm / spectral_norm, which export reads")
+
+
 def _replace(module: nn.Module, fiber: int | None, volumes: bool,
              done: dict[int, nn.Module | None]) -> None:
     """Convert the children of ``module`` in place. ``done`` maps each module already seen
@@ -369,6 +388,9 @@ def export(model: nn.Module) -> nn.Module:
         if isinstance(t, FieldType) and t.has_fiber and t.fiber_size is not None}
     fiber = fibers.pop() if len(fibers) == 1 else None
     volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
+    for m in model.modules():  # before the copy, which torch refuses for a pruned weight
+        if any(cls in _CONVERTERS for cls in type(m).__mro__):
+            _refuse_hook_computed(m)
     new = _convert(model, fiber, volumes)
     if new is not None:
         carry_hooks(model, new, share=False)  # model itself stays the user's, untouched

@@ -220,3 +220,32 @@ def test_export_carries_hooks_to_the_exported_layers():
     alone.register_forward_hook(lambda m, a, y: seen.append("alone only"))
     net[1](y)
     assert "alone only" not in seen
+
+
+def test_hook_computed_weights_are_refused_and_parametrized_ones_read(gen):
+    """A pruned group conv (or one under the legacy weight_norm): export baked the weight
+    copy and carried the prune hook, and the plain layer failed at its first call ("no
+    attribute 'weight_mask'"); refused naming the fix, which then exports. A parametrized
+    GroupBatchNorm2d failed in export itself (its state-dict keys): its values are read."""
+    from torch.nn.utils import parametrize, prune
+
+    from equilayers.nn import GroupBatchNorm2d, LiftingConv2d
+
+    x = torch.randn(2, 1, 9, 9, generator=gen)
+    conv = LiftingConv2d(1, 2, 3, padding=1, group="p4")
+    prune.l1_unstructured(conv, "weight", amount=0.5)
+    with pytest.raises(ValueError, match=r"recomputed by a forward pre-hook .*prune\.remove"):
+        equilayers.export(nn.Sequential(conv))
+    prune.remove(conv, "weight")
+    net = nn.Sequential(conv).eval()
+    torch.testing.assert_close(equilayers.export(net)(x), net(x), rtol=1e-5, atol=1e-6)
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    bn = GroupBatchNorm2d(2)
+    parametrize.register_parametrization(bn, "weight", Doubled())
+    net = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), bn).eval()
+    torch.testing.assert_close(equilayers.export(net)(x), net(x), rtol=1e-5, atol=1e-6)
+    assert net(x).abs().max() > 0  # (the doubled weight is in the exported output)
