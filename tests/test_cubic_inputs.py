@@ -201,3 +201,13 @@ def test_a_box_kernel_on_c4z_gets_a_true_reason_and_the_layer_that_takes_it():
     with pytest.raises(ValueError, match="the rotations move the kernel's axes"):
         enn.LiftingConv3d(1, 1, (1, 3, 3), group="o")
     enn.SteerableConv3d(1, 1, (1, 3, 3), group="c4", max_order=1)  # the layer named: it takes it
+
+
+@pytest.mark.parametrize("group", ["so3", "so2"])
+def test_a_steerable_volume_conv_warning_points_at_the_call(group, gen):
+    """SteerableConv3d's exactness warning pointed into torch's module.py (stacklevel 3), so
+    every such warning shared one location under the default filters."""
+    conv = enn.SteerableConv3d(1, 1, 3, stride=2, padding=1, group=group, max_order=1)
+    with pytest.warns(UserWarning, match="not exactly equivariant") as caught:
+        conv(torch.randn(1, 1, 6, 6, 6, generator=gen))
+    assert caught[0].filename == __file__

@@ -347,7 +347,7 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
         warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
                       f"on its grid elements ({sub.name}) on input of size "
                       f"{'x'.join(map(str, size))}: "
-                      + "; ".join(problems) + " (warned once per module)", stacklevel=3)
+                      + "; ".join(problems) + " (warned once per module)", stacklevel=5)
 
     def _resolve_padding(self, padding) -> tuple[int, ...]:
         """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""
