@@ -129,10 +129,10 @@ def test_input_checks_are_skipped_only_for_a_like_input(gen):
     with pytest.raises(TypeError, match="x"):
         conv(x.to(torch.int64))
     conv(x)
-    conv.padding_mode, conv._pad = "reflect", (5,) * 6
+    conv.padding_mode, conv.padding = "reflect", 5
     with pytest.raises(ValueError, match="padding_mode='reflect' needs padding < the input"):
         conv(x)
-    conv.padding_mode, conv._pad = "zeros", (1,) * 6
+    conv.padding_mode, conv.padding = "zeros", 1
     conv(x)
     conv.to_empty(device="meta")
     with pytest.raises(RuntimeError, match="meta device; materialize"):
