@@ -187,3 +187,18 @@ def test_the_arguments_a_module_built_its_buffers_from_cannot_be_reassigned(gen)
     x = torch.randn(1, 1, 9, 9, generator=gen)
     assert g(x).shape == (1, 1, 9, 9)
     assert copy.deepcopy(g).double()(x.double()).shape == (1, 1, 9, 9)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_an_int_padding_or_stride_set_after_construction_works(dims, gen):
+    """The constructor takes ints and stores pairs (triples): ``m.padding = 0`` afterwards,
+    as on torch's pools, failed deep in the forward ("'int' object is not subscriptable").
+    The reference: a module built with that padding and stride."""
+    from equilayers.nn import GaussianBlurPool3d
+
+    cls = GaussianBlurPool2d if dims == 2 else GaussianBlurPool3d
+    x = torch.randn(1, 2, *(9,) * dims, generator=gen)
+    m = cls(0.66)
+    m.padding, m.stride = 0, 1
+    torch.testing.assert_close(m(x), cls(0.66, stride=1, padding=0)(x), rtol=0, atol=0)
+    assert m(x).shape[-1] == 9 - (m.kernel_size - 1)  # the control: the padding changed

@@ -96,6 +96,9 @@ def blur_with(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int],
     """A depthwise ``F.conv2d`` of every ``(H, W)`` plane with the one ``(k, k)`` filter (an
     ``expand()``-ed view, no per-channel copy), zero padding."""
     _check_map(x, what)
+    # (an int set on the module after construction, as on torch's pools)
+    stride = C.check_pair(stride, "stride", what, minimum=1)
+    padding = C.check_pair(padding, "padding", what, minimum=0)
     k = filt.shape[-1]
     h, w = x.shape[-2:]
     if h + 2 * padding[0] < k or w + 2 * padding[1] < k:

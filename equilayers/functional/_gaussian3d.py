@@ -64,6 +64,9 @@ def blur_with3d(x: torch.Tensor, filt: torch.Tensor, stride: tuple[int, int, int
     filter (an ``expand()``-ed view, no per-channel copy), zero padding."""
     C.check_tensor(x, "x", what, ndim=(5, 6),
                    layout="(a (B, C, D, H, W) volume or a (B, C, F, D, H, W) group map)")
+    # (an int set on the module after construction, as on torch's pools)
+    stride = C.check_triple(stride, "stride", what, minimum=1)
+    padding = C.check_triple(padding, "padding", what, minimum=0)
     k = filt.shape[-1]
     size = tuple(x.shape[-3:])
     if any(n + 2 * p < k for n, p in zip(size, padding, strict=True)):

@@ -86,12 +86,12 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
                             "GaussianBlurPool2d")
 
     def _sampling_window(self) -> tuple:
-        ph, pw = self.padding
+        ph, pw = C.check_pair(self.padding, "padding", type(self).__name__, minimum=0)
         return self.kernel_size, self.stride, (ph, ph, pw, pw), 1
 
     def extra_repr(self) -> str:
         s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != ((self.kernel_size - 1) // 2,) * 2:
+        if C.check_pair(self.padding, "padding") != ((self.kernel_size - 1) // 2,) * 2:
             s += f", padding={self.padding}"
         if self.truncate != 3.0:
             s += f", truncate={self.truncate:g}"
@@ -172,11 +172,13 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
                                "GaussianBlurPool3d")
 
     def _window3d(self) -> tuple:
-        return (self.kernel_size,) * 3, self.stride, self.padding, (1, 1, 1)
+        what = type(self).__name__
+        return ((self.kernel_size,) * 3, C.check_triple(self.stride, "stride", what),
+                C.check_triple(self.padding, "padding", what), (1, 1, 1))
 
     def extra_repr(self) -> str:
         s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != ((self.kernel_size - 1) // 2,) * 3:
+        if C.check_triple(self.padding, "padding") != ((self.kernel_size - 1) // 2,) * 3:
             s += f", padding={self.padding}"
         if self.truncate != 3.0:
             s += f", truncate={self.truncate:g}"
