@@ -206,3 +206,7 @@ def test_harmonic_batch_norm_refuses_one_value_per_channel_in_training(statistic
     # the user's 6-D shape and the layer, not torch's folded 5-D one
     with pytest.raises(ValueError, match=r"GroupBatchNorm3d: .*\(1, 2, 1, 1, 1, 1\)"):
         GroupBatchNorm3d(2)(torch.randn(1, 2, 1, 1, 1, 1, generator=gen))
+    # a volume of planar fields: the user's 6-D shape, not the planes' (B, C, F, D, H*W) view
+    with pytest.raises(ValueError, match=r"harmonic_batch_norm: .*\(1, 2, 5, 1, 1, 1\)"):
+        HarmonicBatchNorm(2, 2, group="so2", statistics=statistics, spatial_dims=3)(
+            torch.randn(1, 2, 5, 1, 1, 1, generator=gen))

@@ -128,6 +128,9 @@ def harmonic_batch_norm(
     else:
         check_harmonic(x, max_order, what)
         if x.dim() == 6:  # a volume of planar fields: statistics over B, D, H, W
+            if training:  # (named with the user's shape, not the planes' view)
+                check_batch_values(x, x.shape[0] * math.prod(x.shape[3:]), what,
+                                   "B * spatial")
             return on_planes(x, lambda v: harmonic_batch_norm(
                 v, max_order, running_mean, running_var, weight, bias, training, momentum,
                 eps, group=group, statistics=statistics))
