@@ -121,7 +121,8 @@ def lie_derivative(
         x: the batch ``(B, C, H, W)`` (floating point; float64 recommended).
         generator: ``"translate_x"``, ``"translate_y"`` or ``"rotate"``.
         out_rep: override the output's rep (a name or a FieldType).
-        reduction: ``"mean"`` (a float) or ``"none"`` (a ``(B,)`` tensor).
+        reduction: ``"mean"`` (a float) or ``"none"`` (a ``(B,)`` tensor, detached: a
+            measurement, not a loss; ``torch.func.grad`` through it sees a constant).
     """
     check_model(model, _WHAT)
     x = check_batch(x, _WHAT, min_dim=4)
