@@ -60,6 +60,17 @@ def _moves_depth(mod: nn.Module) -> bool:
                                         ("dilation", 1)))
 
 
+def _depthless(mod: nn.Module):
+    """The ``(H, W)`` part of a torch 3-D window's argument where the window does not reach
+    across depth (:func:`_moves_depth`), else the argument as it is."""
+    kernel = getattr(mod, "kernel_size", None)
+    torch_3d = isinstance(mod, _TORCH_POOLS_3D) or (isinstance(kernel, tuple)
+                                                     and len(kernel) == 3)
+    if not torch_3d or _moves_depth(mod):
+        return lambda v: v
+    return lambda v: tuple(v[1:]) if isinstance(v, (tuple, list)) and len(v) == 3 else v
+
+
 def _volume_windows(model: nn.Module) -> list[str]:
     """The leaves of ``model`` that slide or pad a window over volumes ``(D, H, W)``, which
     the planar checks cannot read: a module declaring 3 spatial dims with a window (the 3-D
@@ -199,14 +210,18 @@ def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
         # keeps a whole polyphase component (it takes only sizes its stride divides); its
         # kernel_size is the scoring filter's, a circular correlation, not a sampling window
         return None
+    # a torch 3-D window that leaves depth alone, (1, k, k) on a planar group map (its group
+    # axis as depth): its (H, W) part (it was skipped as "not a 2-D window")
+    hw = _depthless(mod)
     try:
-        k = C.check_pair(mod.kernel_size, "kernel_size")
-        s = C.check_pair(mod.stride if mod.stride is not None else mod.kernel_size, "stride")
-        d = C.check_pair(getattr(mod, "dilation", 1), "dilation")
+        k = C.check_pair(hw(mod.kernel_size), "kernel_size")
+        s = C.check_pair(hw(mod.stride if mod.stride is not None else mod.kernel_size),
+                         "stride")
+        d = C.check_pair(hw(getattr(mod, "dilation", 1)), "dilation")
     except (TypeError, ValueError):  # not a 2-D window (a 1-D or 3-D layer): not checked
         return None
     ke = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
-    pad = getattr(mod, "padding", 0)
+    pad = hw(getattr(mod, "padding", 0))
     if pad == "valid":
         sides = (0, 0, 0, 0)
     elif pad == "same":  # torch pads the extra pixel at the end (bottom/right)

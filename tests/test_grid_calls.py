@@ -127,3 +127,23 @@ def test_a_blur_upsampling_off_the_grid_centre_is_a_finding_and_the_unet_pair_is
     assert check_grid(zeros, x.shape, "p4m", shifts=False) == []
     found = check_grid(nn.Sequential(BlurUpsample3d(2, 3, "circular")), (1, 1, 24, 5, 5, 5), "o")
     assert [f.problem for f in found] == ["upsample-grid"]
+
+
+@pytest.mark.parametrize("pool", [lambda: nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+                                  lambda: nn.AvgPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))])
+def test_a_torch_3d_pool_on_a_planar_group_map_is_checked(pool, gen):
+    """A ``(1, k, k)`` torch 3-D pool on a p4 map (its fiber as depth) slides over (H, W)
+    only, which check_grid allows, but then skipped it as "not a 2-D window": [] where the
+    stride broke rotations (0.26). Now its (H, W) window is checked: found at 16, exact and
+    finding-free at 17 (the control)."""
+    for size, exact in ((16, False), (17, True)):
+        net = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), pool(),
+                            GroupPool()).double()
+        x = torch.randn(1, 1, size, size, generator=gen, dtype=torch.float64)
+        err = equivariance_error(net, x, "p4")
+        found = check_grid(net, (1, 1, size, size), group="p4", shifts=False)
+        if exact:
+            assert err < 1e-10 and found == [], (err, found)
+        else:
+            assert err > 1e-2 and [(f.layer, f.problem) for f in found] == [
+                ("1", "stride-parity")], (err, found)
