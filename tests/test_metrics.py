@@ -4,6 +4,7 @@ GEED, deformation stability, layerwise equivariance). The Lie derivative:
 models, noise and meta batches over every metric: ``test_metrics_train_mode.py``."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -381,3 +382,27 @@ def test_layerwise_marks_a_layer_built_for_another_group_as_where_it_is_lost(gen
         same = nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
                              GroupConv2d(2, 2, 3, padding=1, group="p4"), GroupPool()).double()
     assert not any(r.lost for r in metrics.layerwise_equivariance(same, x, "p4"))
+
+
+def test_a_subgroup_measures_through_layers_of_any_group(gen):
+    """d4 fields measured with c4 (the harness allows a subgroup): a ``GroupBatchNorm2d`` or
+    ``GroupMaxPool2d`` (typed for any group) was bound to c4 and expected 4 slots of its 8, so
+    ``equivariance_error(lift + bn, x, "c4")`` raised and ``layerwise_equivariance`` gave NaN
+    rows and blamed the exact ``Restrict`` after an inexact pool. They take the field they
+    are given. The control: the stride-2 pool at an even size is blamed, not ``Restrict``."""
+    from equilayers.nn import GroupBatchNorm2d, GroupConv2d, GroupMaxPool2d, GroupPool
+    from equilayers.nn import LiftingConv2d, Restrict
+
+    x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
+    lift = LiftingConv2d(1, 2, 3, padding=1, group="d4")
+    assert testing.equivariance_error(nn.Sequential(lift, GroupBatchNorm2d(2)).double().eval(),
+                                      x, "c4") < 1e-12
+    for size, lost in ((9, None), (8, "1")):
+        net = nn.Sequential(lift, GroupMaxPool2d(3, 2, 1), Restrict("d4", "c4"),
+                            GroupConv2d(4, 2, 3, padding=1, group="c4"), GroupPool()).double()
+        xs = x[..., :size, :size]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the pool's own warning at the even size)
+            rows = metrics.layerwise_equivariance(net, xs, "c4")
+        assert not any(math.isnan(r.error) for r in rows), rows
+        assert [r.name for r in rows if r.lost] == ([] if lost is None else [lost]), rows

@@ -37,8 +37,30 @@ def declared_type(f: Any, side: str) -> FieldType | str | None:
         if isinstance(value, (FieldType, str)):
             return value
     if isinstance(f, nn.Sequential) and len(f) > 0:
-        return declared_type(f[0] if side == "in" else f[-1], side)
+        if side == "in":
+            return declared_type(f[0], side)
+        last = declared_type(f[-1], side)
+        return _through_any_group(list(f), last) if isinstance(last, FieldType) else last
     return None
+
+
+def _through_any_group(layers: list, last: FieldType) -> FieldType:
+    """A ``Sequential``'s output type ``last``, declared by a layer of any group (a batch norm,
+    a spatial pool: the field it was given): the type of the layer before it that gave that
+    field, through layers of any group of the same rep and undeclared ones (activations);
+    ``last`` where none is found (a lifting conv of d4, then ``GroupBatchNorm2d``: d4's
+    regular fields, which c4 also acts on, not c4's, whose 4 slots the 8 are not)."""
+    if last.group is not None:
+        return last
+    for layer in reversed(layers[:-1]):
+        t = declared_type(layer, "out")
+        if t is None:
+            continue
+        if not isinstance(t, FieldType) or t.rep != last.rep:
+            return last
+        if t.group is not None:
+            return t
+    return last
 
 
 def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Group | None,
@@ -50,6 +72,9 @@ def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Gr
     name = f"{side}_rep"
     value = given if given is not None else declared_type(f, side)
     declared = isinstance(value, FieldType)
+    if (isinstance(value, FieldType) and value.group is None and like is not None
+            and like.group is not None and like.rep == value.rep and given is None):
+        value = like  # a layer of any group: the field it was given (layerwise's previous)
     if isinstance(value, FieldType):
         ft = value if group is None else _bind(value, group, given is not None, side, what)
     elif value is not None:
