@@ -390,8 +390,14 @@ def test_a_subgroup_measures_through_layers_of_any_group(gen):
     ``equivariance_error(lift + bn, x, "c4")`` raised and ``layerwise_equivariance`` gave NaN
     rows and blamed the exact ``Restrict`` after an inexact pool. They take the field they
     are given. The control: the stride-2 pool at an even size is blamed, not ``Restrict``."""
-    from equilayers.nn import GroupBatchNorm2d, GroupConv2d, GroupMaxPool2d, GroupPool
-    from equilayers.nn import LiftingConv2d, Restrict
+    from equilayers.nn import (
+        GroupBatchNorm2d,
+        GroupConv2d,
+        GroupMaxPool2d,
+        GroupPool,
+        LiftingConv2d,
+        Restrict,
+    )
 
     x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
     lift = LiftingConv2d(1, 2, 3, padding=1, group="d4")
