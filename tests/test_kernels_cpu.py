@@ -476,3 +476,17 @@ def test_cpu_fast_max_blur_group_maps_with_inf_and_double_backward(gen, path):
                                                 materialize_grads=True)
                             for gv, v in ((ga, xa), (gb, xb)))
             torch.testing.assert_close(ha, hb)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "zeros", "circular"])
+def test_every_path_keeps_a_channels_last_layout(mode, gen):
+    """The fast path returned channels_last, the reference (under ``use_reference()``,
+    torch.func, tracing) a contiguous tensor for ``"circular"`` only (its ``F.pad`` copies):
+    the output layout changed with the path. The values were and are equal."""
+    x = torch.randn(2, 3, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    fast = EF.blur_pool2d(x, 3, 2, mode)
+    with kernels.use_reference():
+        ref = EF.blur_pool2d(x, 3, 2, mode)
+    for y in (fast, ref):
+        assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(fast, ref)

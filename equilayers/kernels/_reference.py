@@ -64,7 +64,12 @@ def blur_nd(
     weight = _outer(filt.to(dtype=x.dtype, device=x.device), nd)
     weight = weight[None, None].expand(channels, 1, *weight.shape)
     out = _CONV[nd](flat, weight, stride=stride, groups=channels)
-    return out.reshape(*lead, *out.shape[2:])
+    out = out.reshape(*lead, *out.shape[2:])
+    if (x.dim() == 4 and nd == 2 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        # the input's layout, on every padding (a circular F.pad returns a contiguous copy)
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def _check_dense(x: torch.Tensor, what: str) -> None:
