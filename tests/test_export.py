@@ -273,3 +273,18 @@ def test_a_fiber_changed_in_a_forward_of_ones_own_is_pooled_right(gen):
         torch.testing.assert_close(equilayers.export(net)(x), net(x), rtol=1e-5, atol=1e-6)
     plain = nn.Sequential(LiftingConv2d(1, 4, 3, group="p4"), GroupPool()).eval()
     assert isinstance(equilayers.export(plain)[1][0], nn.MaxPool3d)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # 2.15
+def test_jit_script_refuses_our_modules_by_name():
+    """TorchScript's own errors ("Unknown type annotation: 'FieldType'", "Module 'BlurPool2d'
+    has no attribute 'in_type'") named no way out; the refusal names trace, export and
+    ``equilayers.export``. The control: the exported p4 model scripts."""
+    from equilayers.nn import BlurPool2d, GroupPool, LiftingConv2d
+
+    net = nn.Sequential(LiftingConv2d(1, 2, 3, group="p4"), GroupPool())
+    for model in (net, nn.Sequential(BlurPool2d(), nn.ReLU())):
+        with pytest.raises(TypeError, match=r"torch.jit.script cannot compile .*torch.jit.trace"):
+            torch.jit.script(model)
+    torch.jit.script(equilayers.export(net))

@@ -21,6 +21,15 @@ class Typed:
     in_type: FieldType | None = None
     out_type: FieldType | None = None
 
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` asks every module for its scriptable form first: ours have
+        none (their forwards check shapes and types in Python), so it is refused here by
+        name with the ways that work, not with TorchScript's error deep in a forward."""
+        raise TypeError(f"torch.jit.script cannot compile {type(self).__name__} (equilayers' "
+                        "modules are not TorchScript): use torch.jit.trace, torch.export or "
+                        "torch.compile, or equilayers.export(model) for torch.nn layers where "
+                        "it has them (docs/deployment.md)")
+
     @property
     def in_rep(self) -> str | None:
         """The input's rep name (``in_type.rep``), ``None`` for any."""
