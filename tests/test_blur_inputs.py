@@ -201,6 +201,6 @@ def test_equal_pairs_and_peer_padding_names(gen):
         with pytest.raises(ValueError, match=r"must be one int or an equal pair"):
             make()
     for peer, ours in (("zero", "zeros"), ("refl", "reflect"), ("repl", "replicate")):
-        with pytest.raises(ValueError, match=rf"padding_mode='{peer}' is not a torch padding "
-                                             rf"mode: use padding_mode='{ours}'"):
+        with pytest.raises(ValueError, match=rf"padding_mode='{peer}' must be one of .*"
+                                             rf"use padding_mode='{ours}'"):
             BlurPool2d(2, padding_mode=peer)

@@ -108,21 +108,23 @@ def square_int(value: Any, name: str, what: str, keep: str) -> Any:
     return value
 
 
-#: The padding names of the peers (antialiased-cnns' ``pad_type``, kornia's/NumPy's) that
-#: mean one of ours.
-_PEER_PADDING = {"zero": "zeros", "refl": "reflect", "repl": "replicate",
-                 "reflection": "reflect", "replication": "replicate", "constant": "zeros",
-                 "wrap": "circular", "edge": "replicate"}
+#: The padding names of the peers that mean one of torch's: antialiased-cnns' ``pad_type``
+#: and NumPy's ``np.pad`` modes (kornia's and escnn's are torch's).
+_PEER_PADDING = {"zero": ("zeros", "antialiased-cnns'"), "refl": ("reflect", "antialiased-cnns'"),
+                 "repl": ("replicate", "antialiased-cnns'"), "constant": ("zeros", "NumPy's"),
+                 "wrap": ("circular", "NumPy's"), "edge": ("replicate", "NumPy's")}
 
 
 def check_padding_mode(value: Any, name: str = "padding_mode", what: str = "",
                        modes: Sequence[str] = BLUR_PADDING_MODES) -> str:
-    ours = _PEER_PADDING.get(value) if isinstance(value, str) else None
-    if ours is not None and ours in modes and value not in modes:
-        raise ValueError(f"{_prefix(what)}{name}={value!r} is not a torch padding mode: use "
-                         f"{name}={ours!r} (antialiased-cnns' pad_type 'refl'/'repl'/'zero' "
-                         "are torch's 'reflect'/'replicate'/'zeros')")
-    return check_choice(value, name, modes, what)
+    try:
+        return check_choice(value, name, modes, what)
+    except ValueError as e:
+        peer = _PEER_PADDING.get(value) if isinstance(value, str) else None
+        if peer is None or peer[0] not in modes:
+            raise
+        raise ValueError(f"{e}; {value!r} is {peer[1]} name for torch's {peer[0]!r}: use "
+                         f"{name}={peer[0]!r}") from None
 
 
 def check_blur_padding(spatial: Sequence[int], k: int, padding_mode: str, what: str,
