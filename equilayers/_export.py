@@ -21,10 +21,10 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
   (C_out, F_out)))``: the ``Linear`` holds the expanded matrix and the bias per slot.
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
 * ``GroupPool`` -> ``Sequential(MaxPool3d((F, 1, 1)), Flatten(1, 2))`` (or ``AvgPool3d``) when
-  every group conv and every typed module of the model has the same fiber size ``F`` and
-  no module can change it unseen (TorchScript-able; a ``HarmonicToRegular`` or ``Restrict``
-  changes it, and so may a ``forward`` of the user's own or a torch 3-D window across the
-  fiber), else
+  every group conv and every typed module of the model has the same fiber size ``F``
+  (TorchScript-able; a ``HarmonicToRegular`` or ``Restrict`` changes it; the window has
+  stride 1 on the fiber, so a fiber that a ``forward`` of the user's own changed unseen gives
+  a wrong shape or torch's error, not the wrong slots), else
   ``Sequential(AdaptiveMaxPool3d((1, None, None)), Flatten(1, 2))``, which pools any fiber in
   eager mode but is not scriptable.
 * ``GroupMaxPool2d`` / ``GroupAvgPool2d`` -> ``MaxPool3d`` / ``AvgPool3d`` with a
@@ -62,7 +62,6 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from ._grid_runs import _TORCH_POOLS_3D, _moves_depth
 from ._hooks import carry_hooks
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
@@ -191,7 +190,12 @@ def _plain_bn(m: nn.BatchNorm3d) -> nn.BatchNorm3d:
 def _export_group_pool(m: GroupPool, fiber: int | None) -> nn.Module:
     pool: nn.Module
     if fiber is not None:
-        pool = (nn.MaxPool3d if m.reduction == "max" else nn.AvgPool3d)((fiber, 1, 1))
+        # stride 1 on the fiber: one window where the fiber has the F slots the declared types
+        # give, and more (a wrong shape, or torch's error) where a forward of the user's own
+        # changed it unseen; stride F pooled the wrong slots silently (so2's 5 slots turned
+        # into c8's 8 by a functional: 0.15 off)
+        pool = (nn.MaxPool3d if m.reduction == "max" else nn.AvgPool3d)((fiber, 1, 1),
+                                                                          stride=1)
     else:
         pool = (nn.AdaptiveMaxPool3d if m.reduction == "max" else nn.AdaptiveAvgPool3d)(
             (1, None, None))
@@ -316,20 +320,6 @@ def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None
     return None
 
 
-def _unknown_fiber(model: nn.Module) -> bool:
-    """Whether a module may change the fiber size where no declared type says so: a forward
-    of the user's own (a functional ``harmonic_to_regular`` in it turned 5 slots into 8, and
-    a ``GroupPool`` exported as ``MaxPool3d((5, 1, 1))`` silently pooled the wrong slots) or a
-    torch 3-D window across the fiber axis. ``export`` then pools the fiber adaptively."""
-    for m in model.modules():
-        where = getattr(type(m).forward, "__module__", "") or ""
-        if not where.startswith(("torch.", "equilayers.")):
-            return True
-        if isinstance(m, _TORCH_POOLS_3D + (nn.Conv3d,)) and _moves_depth(m):
-            return True
-    return False
-
-
 def _refuse_hook_computed(m: nn.Module) -> None:
     """A weight or bias that a forward pre-hook recomputes (``torch.nn.utils.prune``, the
     legacy ``weight_norm`` / ``spectral_norm``) is a plain attribute, current only after a
@@ -403,7 +393,7 @@ def export(model: nn.Module) -> nn.Module:
         t.fiber_size for m in model.modules()
         for t in (getattr(m, "in_type", None), getattr(m, "out_type", None))
         if isinstance(t, FieldType) and t.has_fiber and t.fiber_size is not None}
-    fiber = fibers.pop() if len(fibers) == 1 and not _unknown_fiber(model) else None
+    fiber = fibers.pop() if len(fibers) == 1 else None
     volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
     for m in model.modules():  # before the copy, which torch refuses for a pruned weight
         if any(cls in _CONVERTERS for cls in type(m).__mro__):
