@@ -83,10 +83,10 @@ def regular_fields(ftype: Any, what: str, probed: dict) -> tuple[str, int]:
     bad = sorted({r.name for r in reps if r.name != "regular"})
     if bad:
         trivial = [r.name for r in reps if r.name != "regular" and r.is_trivial()]
-        hint = ("; a layer whose fields are all trivial converts (as order-0 harmonic "
-                "fields; IIDBatchNorm2d for a batch norm), trivial fields beside regular ones "
-                "do not: port a regular -> trivial conv by hand as a GroupConv2d to regular "
-                "fields then GroupPool(reduction='mean'), InnerBatchNorm on trivial fields as "
+        hint = ("; layers on trivial (invariant) fields of C_N/D_N have no converter "
+                "here (their tensors are plain images): port them by hand, a regular -> "
+                "trivial conv as a GroupConv2d to regular fields then "
+                "GroupPool(reduction='mean'), a batch norm on trivial fields as "
                 "nn.BatchNorm2d") if trivial else ""
         raise ValueError(f"from_escnn: {what} on {ftype} has non-regular fields {bad}; only "
                          "regular fields are supported here" + hint)

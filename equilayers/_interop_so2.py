@@ -101,19 +101,15 @@ def _irrep_field(r: Any) -> bool:
 def harmonic_fields(*ftypes: Any) -> bool:
     """Whether a layer on these field types converts here: SO(2)/O(2) fields, or C_N/D_N
     fields of irreps (no regular, restricted or other fields; trivial ones may be among
-    them, or be all of them)."""
+    them)."""
     fiber = _fiber(ftypes[0].gspace)
     if fiber is None:
         return False
     if fiber[2] is None:
         return True
     reps = [r for t in ftypes for r in t.representations]
-    if not all(r.is_trivial() or _irrep_field(r) for r in reps):
-        return False
-    # fields of trivial irreps alone are harmonic fields of order 0 (an invariant conv, a
-    # plain batch norm: refused before, as not regular); C_1's regular fields, trivial too,
-    # stay regular ones
-    return any(_irrep_field(r) for r in reps) or not any(r.name == "regular" for r in reps)
+    return any(_irrep_field(r) for r in reps) and all(
+        r.is_trivial() or _irrep_field(r) for r in reps)
 
 
 def _group(gspace: Any) -> str:
