@@ -39,13 +39,12 @@ class Finding:
         layer: the module's qualified name (``"(input)"`` / ``"(group)"`` for model-level ones).
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
-            ``"output-padding"`` (a transposed conv's), ``"non-circular-padding"``,
+            ``"output-padding"``, ``"non-circular-padding"``, ``"no-padding"``,
             ``"transposed-border"``, ``"non-square"``, ``"non-cubic"``, ``"off-grid-group"``,
-            ``"upsample-size"`` (an upsampling's size) or ``"unsupported-size"`` (the model's
-            forward rejects the size).
+            ``"group-mismatch"``, ``"type-mismatch"``, ``"upsample-size"``, ``"upsample-grid"``,
+            ``"even-blur"`` or ``"unsupported-size"`` (:func:`check_grid` says what each is).
         breaks: what it breaks: ``"rotations"``, ``"flips"``, ``"shifts"`` or ``"group"``.
-        input_size: the ``(H, W)`` that reaches the layer (``(D, H, W)`` for the cube's
-            groups).
+        input_size: the ``(H, W)`` (``(D, H, W)`` on volumes) that reaches the layer.
         message: why.
         fix: how to make it exact.
     """
@@ -299,6 +298,15 @@ def check_declared_rank(shape: tuple[int, ...], declared: FieldType,
                          f"{want.layout}: the model's input is {declared!r}")
 
 
+def _mismatches(sizes, grp) -> list[Finding]:
+    """The group and type mismatches of the recorded layers (``_grid_calls``, ``_grid_types``:
+    they build on this module)."""
+    from ._grid_calls import group_findings
+    from ._grid_types import type_findings
+
+    return group_findings(sizes, grp) + type_findings(sizes, grp)
+
+
 def _off_grid(grp, size: tuple[int, ...]) -> Finding:
     """The finding of a group with rotations off the pixel (voxel) grid."""
     if len(size) == 3 and grp.spatial_dim == 3:  # SO(3), O(3), the icosahedral groups
@@ -328,11 +336,10 @@ def check_grid(
     No training and no random data: one forward pass with hooks records the size that reaches
     every leaf module, on the meta device (shapes only: the parameters stand in as meta
     tensors, the model is untouched) or, where a module cannot run there, on zeros; conv- and
-    pool-like modules are recognised by their attributes
-    (``kernel_size``, ``stride``, ``padding``, ``dilation``, ``padding_mode``), so
-    ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``, ``nn.*Pad2d`` and equilayers' layers
-    are all checked. The conditions (necessary for exactness; the weights must also be
-    equivariant, which this does not inspect beyond their layers' declared group):
+    pool-like modules are recognised by their attributes (``kernel_size``, ``stride``,
+    ``padding``, ``dilation``, ``padding_mode``): torch's and equilayers' convs, pools and
+    ``nn.*Pad2d`` are all checked. The conditions (necessary for exactness; the weights must
+    also be equivariant, which this does not inspect beyond their layers' declared types):
 
     * **group / type mismatch** (``"group-mismatch"``, ``"type-mismatch"``): a layer whose
       declared ``in_type``/``out_type`` belongs to a group that does not contain ``group``,
@@ -375,10 +382,9 @@ def check_grid(
       to ``W x H``, where every layer must see its sizes rotated (not so a fixed-size
       ``nn.Upsample`` or ``nn.LayerNorm`` over ``(C, H, W)``; convs and pools are exact on
       rectangles by the per-dim rules); groups with off-grid rotations (``"c8"``).
-    * **fibers alone**: a model whose input is a fiber with no spatial dims (a
-      :class:`equilayers.nn.GroupLinear` first: an equivariant MLP on ``(B, C, F)``) has no
-      grid; every element acts exactly, and the list is empty (after checking that
-      ``input_shape`` has the fibers' rank).
+    * **fibers alone**: a model on fibers with no spatial dims (an equivariant MLP of
+      :class:`equilayers.nn.GroupLinear` on ``(B, C, F)``) has no grid: only its layers'
+      group and type mismatches are listed (``input_shape`` must have the fibers' rank).
     * **unsupported size**: a model whose forward rejects the size (``ValueError`` or
       ``RuntimeError``: a :class:`equilayers.models.UNet` needs multiples of ``2**depth``)
       gets one finding naming the nearest larger size it runs at; when no larger size runs,
@@ -430,9 +436,9 @@ def check_grid(
     shape = tuple(int(v) for v in shape)  # numpy ints too
     grp = get(group)
     alone = fibers_alone(model)
-    if alone is not None:  # an equivariant MLP: nothing moves on a grid
-        check_declared_rank(shape, alone)
-        return []
+    if alone is not None:  # an equivariant MLP: nothing moves on a grid, but its layers'
+        check_declared_rank(shape, alone)  # groups and types must still agree
+        return _mismatches(_record_sizes(model, shape), grp)
     if grp.spatial_dim == 3:
         # the cube's groups on volumes (imported here: _grid3d builds on this module)
         from ._grid3d import check_grid3d
@@ -469,18 +475,12 @@ def check_grid(
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
     layer = _grid_findings(sizes, rows, cols, shifts, square)
-    from ._grid_calls import (  # (they build on this module)
-        call_findings,
-        group_findings,
-        module_findings,
-    )
-    from ._grid_types import type_findings
-
+    from ._grid_calls import call_findings, module_findings  # (they build on this module)
     breaks = "rotations" if rows and cols else "flips"
     layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
                            [(0, 1)] if square else [], breaks)
     layer += module_findings(sizes, rows or cols, shifts, breaks)
-    layer = group_findings(sizes, grp) + type_findings(sizes, grp) + layer
+    layer = _mismatches(sizes, grp) + layer
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

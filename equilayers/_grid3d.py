@@ -23,6 +23,7 @@ from torch import nn
 from ._grid import (
     BareWindows,
     Finding,
+    _mismatches,
     _off_grid,
     _padding_text,
     _rotated_runs,
@@ -32,9 +33,8 @@ from ._grid import (
     output_padding_finding,
     transposed_border_finding,
 )
-from ._grid_calls import call_findings, group_findings, module_findings
+from ._grid_calls import call_findings, module_findings
 from ._grid_runs import _record_sizes
-from ._grid_types import type_findings
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
 from .groups import CubicGroup, FieldType, Group, get
@@ -224,7 +224,7 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     breaks = "rotations" if pairs else "flips"
     layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
     layer += module_findings(sizes, bool(moved), shifts, breaks)
-    layer = group_findings(sizes, group) + type_findings(sizes, group) + layer
+    layer = _mismatches(sizes, group) + layer
     if any(f.problem == "stride-parity" for f in layer):
         better = None
         for extra in range(1, search + 1):

@@ -134,9 +134,12 @@ def type_findings(sizes, group: Group) -> list:
         if want.group is None:  # a layer for one kind of field of any group
             if permutes(came) == permutes(want):
                 continue
+            fed, built = (("permutes the slots of", "turns the coefficients of")
+                          if permutes(came) else
+                          ("turns the coefficients of", "permutes the slots of"))
             why = (f"it is fed {came!r} (from {producer!r}) but built for {want.rep} fields: "
-                   f"{group.name} " + ("permutes the slots of the one and turns the "
-                                       "coefficients of the other"))
+                   f"{group.name} {fed} the field it is fed and {built} the ones it is built "
+                   "for")
         else:
             if came.fiber_size is None or came.fiber_size != want.fiber_size:
                 continue  # the layer's own shape check speaks (or a typeless layer between)

@@ -96,3 +96,21 @@ def test_an_invariant_head_after_a_coset_pool_is_not_a_group_mismatch(gen):
                                                       ("2", "group-mismatch")]
     assert "it is not d4-equivariant" in found[0].message  # a Restrict has no weights
     assert "its weights are not d4-equivariant" in found[1].message
+
+
+def test_an_mlp_on_fibers_alone_gets_the_mismatches(gen):
+    """A model on fibers with no spatial dims returned [] before any check (no grid): a c4
+    GroupLinear into a d2 one, 1.83 off under c2, passed. Its layers' groups and types are
+    checked as on images; the control: a c4 MLP is finding-free and exact."""
+    from equilayers.groups import FieldType
+    from equilayers.nn import GroupLinear
+
+    x = torch.randn(8, 3, 4, generator=gen, dtype=torch.float64)
+    ok = nn.Sequential(GroupLinear(3, 4, group="c4"), GroupLinear(4, 2, group="c4")).double()
+    assert check_grid(ok, (8, 3, 4), group="c2") == []
+    assert equivariance_error(ok, x, "c2") < 1e-12
+    bad = nn.Sequential(GroupLinear(3, 4, group="c4"), GroupLinear(4, 2, group="d2")).double()
+    found = check_grid(bad, (8, 3, 4), group="c2")
+    assert [(f.layer, f.problem) for f in found] == [("1", "type-mismatch")], found
+    assert equivariance_error(bad, x, "c2", in_rep=FieldType.regular("c4", spatial_dims=0),
+                              out_rep=FieldType.regular("d2", spatial_dims=0)) > 0.1
