@@ -65,11 +65,17 @@ def blur_nd(
     weight = weight[None, None].expand(channels, 1, *weight.shape)
     out = _CONV[nd](flat, weight, stride=stride, groups=channels)
     out = out.reshape(*lead, *out.shape[2:])
-    if (x.dim() == 4 and nd == 2 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)):
+    if x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x):
         # the input's layout, on every padding (a circular F.pad returns a contiguous copy)
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    try:
+        return x.is_contiguous(memory_format=torch.channels_last)
+    except RuntimeError:  # inside vmap: "NYI: querying is_contiguous ..." (no layout to keep)
+        return False
 
 
 def _check_dense(x: torch.Tensor, what: str) -> None:
