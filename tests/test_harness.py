@@ -320,3 +320,14 @@ def test_an_empty_batch_is_refused_not_scored_zero(gen):
                     assert_invariant):
         with pytest.raises(ValueError, match=r"x is empty \(shape \(0, 2, 9, 9\)\)"):
             measure(conv, x[:0], "p4")
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
+def test_an_empty_output_is_refused_not_scored_zero(gen):
+    """A model with no outputs (``Linear(n, 0)``) scored 0.0 and passed ``assert_invariant``,
+    as an empty batch did."""
+    net = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten(), nn.Linear(98, 0)).double()
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    for measure in (invariance_error, assert_invariant):
+        with pytest.raises(ValueError, match=r"f\(x\) is empty \(shape \(2, 0\)\)"):
+            measure(net, x, "p4")

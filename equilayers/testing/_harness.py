@@ -126,16 +126,15 @@ def relative_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None =
     return num / den
 
 
-def check_values(x: torch.Tensor, what: str) -> None:
-    """``x`` holds values to measure: a meta tensor (a shape, no data) is refused by name
-    (it failed in torch's ``.item()`` deep in the measurement), as is an empty one."""
+def check_values(x: torch.Tensor, what: str, name: str = "x") -> None:
+    """``x`` (``name``) holds values to measure: a meta tensor (no data: it failed in torch's
+    ``.item()``) and an empty one (an error of 0 passed any model) are refused by name."""
     if x.numel() == 0:
-        raise ValueError(f"{what}: x is empty (shape {tuple(x.shape)}): nothing to measure "
-                         "(an error of 0 would pass any model); give at least one sample")
+        raise ValueError(f"{what}: {name} is empty (shape {tuple(x.shape)}): nothing to "
+                         "measure; give at least one sample (and a model with outputs)")
     if x.is_meta:
-        raise ValueError(f"{what}: x is on the meta device: it has a shape {tuple(x.shape)} "
-                         "but no values to measure; pass a batch of real data (on the model's "
-                         "device)")
+        raise ValueError(f"{what}: {name} is on the meta device: it has a shape "
+                         f"{tuple(x.shape)} but no values to measure; pass real data")
 
 
 def noise_sources(model: object) -> list[str]:
@@ -151,8 +150,7 @@ def noise_sources(model: object) -> list[str]:
 
 
 def _caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside equilayers (and
-    ``contextlib``, whose context managers sit between)."""
+    """The ``stacklevel`` of the first frame outside equilayers (and ``contextlib``)."""
     frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and (frame.f_globals.get("__name__", "").startswith(
@@ -314,6 +312,7 @@ def _report(
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
+        check_values(y, what, "f(x)")
         out_type, declared = resolve_field_type(y, out_rep, f, "out", grp, what,
                                                 like=in_type if in_grp == grp else None)
         if declared:
@@ -482,6 +481,7 @@ def shift_equivariance_error(
         y = f(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{what}: f must return a tensor; got {type(y).__name__}")
+        check_values(y, what, "f(x)")
         if not invariant and y.dim() < min(x.dim(), nd + 1):  # logits (B, K)?
             raise ValueError(f"{what}: f(x) of shape {tuple(y.shape)} has no {nd} spatial dims "
                              "after a batch dim to shift; pass invariant=True (it must not move)")
