@@ -402,6 +402,11 @@ def export(model: nn.Module) -> nn.Module:
     if new is not None:
         carry_hooks(model, new, share=False)  # model itself stays the user's, untouched
         return new
-    out = copy.deepcopy(model)  # keeps the sharing of modules, which _replace keeps too
+    try:
+        out = copy.deepcopy(model)  # keeps the sharing of modules, which _replace keeps too
+    except RuntimeError as e:  # a torch layer's weight that prune / legacy weight_norm computes
+        raise ValueError(f"export copies the model first, and torch cannot copy this one ({e}): "
+                         "a pruned or legacy weight_norm layer holds a computed weight; "
+                         "prune.remove / remove_weight_norm first") from e
     _replace(out, fiber, volumes, {})
     return out

@@ -294,3 +294,21 @@ def test_jit_script_refuses_our_modules_by_name():
         with pytest.raises(TypeError, match=r"torch.jit.script cannot compile .*torch.jit.trace"):
             torch.jit.script(model)
     torch.jit.script(equilayers.export(net))
+
+
+def test_a_pruned_torch_layer_kept_by_export_is_refused_by_name(gen):
+    """A pruned plain ``nn.Conv2d`` beside the converted layers: torch's deepcopy error
+    ("Only Tensors created explicitly by the user ...") came through; now named, with the fix,
+    which then exports."""
+    from torch.nn.utils import prune
+
+    from equilayers.nn import GroupPool, LiftingConv2d
+
+    conv = nn.Conv2d(2, 2, 3)
+    prune.l1_unstructured(conv, "weight", amount=0.5)
+    net = nn.Sequential(LiftingConv2d(1, 2, 3, group="p4"), GroupPool(), conv)
+    net(torch.randn(1, 1, 9, 9, generator=gen)).sum().backward()  # a computed, non-leaf weight
+    with pytest.raises(ValueError, match=r"export copies the model first.*prune\.remove"):
+        equilayers.export(net)
+    prune.remove(conv, "weight")
+    equilayers.export(net)
