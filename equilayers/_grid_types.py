@@ -90,10 +90,11 @@ def slot_symmetric_fed(mod: nn.Module, sizes, group: Group) -> bool:
     ``InvariantHead``) and every typed field it was fed is one that ``group`` permutes."""
     fed = [came for _, m, _, came, _ in getattr(sizes, "feeds", []) if m is mod]
     return bool(getattr(mod, "_slot_symmetric", False) and fed) and all(
-        permutes(t) and t.group is not None and _contains(t.group, group) for t in fed)
+        permutes(t) and t.group is not None and contains(t.group, group) for t in fed)
 
 
-def _contains(own: Group, group: Group) -> bool:
+def contains(own: Group, group: Group) -> bool:
+    """Whether ``own`` contains ``group`` (as :func:`check_subgroup` embeds them)."""
     try:
         check_subgroup(own, group, "check_grid")
     except ValueError:
@@ -128,7 +129,7 @@ def type_findings(sizes, group: Group) -> list:
         want = mod.in_type
         if id(mod) in seen or came == want or not came.has_fiber or came.group is None:
             continue
-        if not _contains(came.group, group) or (
+        if not contains(came.group, group) or (
                 permutes(came) and getattr(mod, "_slot_symmetric", False)):
             continue
         if want.group is None:  # a layer for one kind of field of any group
@@ -143,7 +144,7 @@ def type_findings(sizes, group: Group) -> list:
         else:
             if came.fiber_size is None or came.fiber_size != want.fiber_size:
                 continue  # the layer's own shape check speaks (or a typeless layer between)
-            if not _contains(want.group, group):
+            if not contains(want.group, group):
                 continue  # group_findings' (the layer's own group lacks some elements)
             g = _acts_alike(came, want, group)
             if g is None:
