@@ -54,7 +54,6 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -62,7 +61,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from ._hooks import carry_hooks
+from ._hooks import carry_hooks, copied
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
@@ -402,11 +401,7 @@ def export(model: nn.Module) -> nn.Module:
     if new is not None:
         carry_hooks(model, new, share=False)  # model itself stays the user's, untouched
         return new
-    try:
-        out = copy.deepcopy(model)  # keeps the sharing of modules, which _replace keeps too
-    except RuntimeError as e:  # a torch layer's weight that prune / legacy weight_norm computes
-        raise ValueError(f"export copies the model first, and torch cannot copy this one ({e}): "
-                         "a pruned or legacy weight_norm layer holds a computed weight; "
-                         "prune.remove / remove_weight_norm first") from e
+    # (a deep copy keeps the sharing of modules, which _replace keeps too)
+    out = copied(model, "export", "prune.remove / remove_weight_norm first")
     _replace(out, fiber, volumes, {})
     return out

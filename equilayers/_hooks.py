@@ -1,16 +1,18 @@
 """Module hooks carried from a layer to the layer that replaces it (``antialias``, ``export``),
 as ``torch.ao.quantization``'s module swap carries them: a hook a user registered on a layer
 (a feature extractor, a gradient probe) still fires on its replacement, which takes the same
-input and gives an output of the same shape and meaning."""
+input and gives an output of the same shape and meaning. Also the copy those tools make
+(:func:`copied`)."""
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from typing import TypeVar
 
 from torch import nn
 
-__all__ = ["carry_hooks", "without_hooks"]
+__all__ = ["carry_hooks", "copied", "without_hooks"]
 
 #: The per-module hook tables of ``nn.Module`` (forward, pre-forward, backward), in the names
 #: torch keeps them under (a table a torch version lacks is skipped).
@@ -48,3 +50,15 @@ def without_hooks(module: M) -> M:
         if table in module.__dict__:
             module.__dict__[table] = OrderedDict()
     return module
+
+
+def copied(model: nn.Module, what: str, fix: str) -> nn.Module:
+    """A deep copy of ``model`` for a tool that rewrites one (``antialias``, ``export``):
+    torch refuses to copy a weight that ``prune`` or the legacy ``weight_norm`` computes, and
+    its error names neither the tool nor the way out (``ValueError`` naming both, ``fix``)."""
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as e:
+        raise ValueError(f"{what} copies the model first, and torch cannot copy this one "
+                         f"({e}); a pruned or legacy weight_norm layer holds a computed "
+                         f"weight: {fix}") from e

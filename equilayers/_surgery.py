@@ -15,7 +15,7 @@ from torch.nn.parameter import is_lazy
 
 from . import _checks as C
 from ._grid_runs import ceil_fix
-from ._hooks import carry_hooks, without_hooks
+from ._hooks import carry_hooks, copied, without_hooks
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -406,14 +406,8 @@ def antialias(
             return any(name == s or not s or name.startswith(s + ".") for s in skip_set)
 
     if not inplace:
-        try:
-            model = copy.deepcopy(model)
-        except RuntimeError as e:  # e.g. a weight that prune / the legacy weight_norm computes
-            raise ValueError(
-                f"antialias(inplace=False) copies the model first, and torch cannot copy this "
-                f"one ({e}); a pruned or legacy weight_norm layer holds a computed weight: "
-                "antialias before pruning, prune.remove / remove_weight_norm first, or pass "
-                "inplace=True") from e
+        model = copied(model, "antialias(inplace=False)", "antialias before pruning, "
+                       "prune.remove / remove_weight_norm first, or pass inplace=True")
     report: list[Replacement] = []
     left: list[str] = []
     done: dict[int, nn.Module | str | None] = {}  # id(old) -> its conversion, made once
