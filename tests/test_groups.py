@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -68,7 +69,7 @@ def test_unknown_name_lists_valid_forms(bad):
 
 
 def test_bad_type():
-    with pytest.raises(TypeError, match="group must be"):
+    with pytest.raises(TypeError, match="group=4 must be a group name"):
         get(4)
 
 
@@ -102,8 +103,11 @@ def test_regular_permutation_is_homomorphism():
 
 
 def test_group_constructor_validation():
-    with pytest.raises(ValueError, match="n >= 1"):
+    with pytest.raises(ValueError, match="n=0 must be an integer >= 1"):
         Group(0, False)
+    assert Group(np.int64(4), False) == get("c4")  # a numpy int, as torch takes one
+    with pytest.raises(TypeError, match="reflections='False' must be True or False"):
+        Group(4, "False")  # read by its truth value, it made d4
 
 
 def test_angles_must_be_finite_and_disk_mask_takes_its_dtype():
@@ -121,3 +125,42 @@ def test_angles_must_be_finite_and_disk_mask_takes_its_dtype():
     assert disk_mask(5, 5, dtype=torch.float32).dtype == torch.float32
     assert disk_mask(5, 5).dtype == torch.bool
     assert torch.equal(disk_mask(5, 5, dtype=torch.float32).bool(), disk_mask(5, 5))
+
+
+@pytest.mark.parametrize("bad", [np.float32(1.5), torch.tensor(1.5), True, "1", None])
+def test_element_refuses_what_int_truncated(bad):
+    """``int()`` read ``np.float32(1.5)`` and a tensor as rot90, ``True`` and ``"1"`` as 1,
+    and gave Python's bare int() error for None: each is refused by name."""
+    with pytest.raises(TypeError, match=r"c4.element: rotation=.* must be an integer step"):
+        get("c4").element(bad)
+    assert get("c4").element(np.int64(5)) == get("c4").element(1)
+    assert get("c4").element(2.0) == get("c4").element(2)  # a float equal to a step
+
+
+@pytest.mark.parametrize("bad", ["False", None, 0])
+def test_element_reflection_must_be_a_flag(bad):
+    with pytest.raises(TypeError, match=r"d4.element: reflection=.* must be True or False"):
+        get("d4").element(1, reflection=bad)
+
+
+def test_group_element_record_is_canonical():
+    """``GroupElement(...)`` built by hand was not checked: rot450 and a flip of c4 failed
+    deep inside act() and the harness (IndexError), a group name with AttributeError."""
+    from equilayers.groups import GroupElement, act
+
+    c4 = get("c4")
+    for make in (lambda: GroupElement(c4, 5), lambda: GroupElement(c4, 1, reflection=True),
+                 lambda: GroupElement(c4, 1.5)):
+        with pytest.raises(ValueError, match="not an element of c4 in canonical form"):
+            make()
+    with pytest.raises(TypeError, match="group='p4' must be a PlanarGroup"):
+        GroupElement("p4", 1)
+    g = GroupElement(c4, 1)  # a canonical record is still fine
+    x = torch.randn(1, 1, 4, 3, 3)
+    assert torch.equal(act(x, g, "regular"), act(x, c4.element(1), "regular"))
+    with pytest.raises(TypeError, match="degrees=45 must be a list of angles"):
+        get("c8").elements_at(45)
+    with pytest.raises(TypeError, match="degrees holds '45'"):
+        get("c8").elements_at(["45"])
+    with pytest.raises(TypeError, match="so2.element: rotation='1' must be an angle"):
+        get("so2").element("1")

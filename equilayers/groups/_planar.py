@@ -16,11 +16,13 @@ Conventions (used by every layer, test and metric):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 
+from .. import _checks as C
 from ._group import Element, Group
 from ._registry import get, register_group
 
@@ -42,6 +44,24 @@ class GroupElement(Element):
     group: PlanarGroup
     rotation: int | float
     reflection: bool = False
+
+    def __post_init__(self) -> None:
+        # a record in the canonical form group.element() returns: anything else (rot450, a
+        # flip in a rotation group, a name for the group) failed deep inside act() before
+        grp = self.group
+        if not isinstance(grp, PlanarGroup):
+            raise TypeError(f"GroupElement: group={grp!r} must be a PlanarGroup (from "
+                            "groups.get(name)); build elements with group.element(...)")
+        fine = isinstance(self.reflection, bool) and (grp.reflections or not self.reflection)
+        if grp.n is None:
+            fine = fine and type(self.rotation) is float and 0 <= self.rotation < 2 * math.pi
+        else:
+            fine = fine and type(self.rotation) is int and 0 <= self.rotation < grp.n
+        if not fine:
+            raise ValueError(f"GroupElement(rotation={self.rotation!r}, reflection="
+                             f"{self.reflection!r}) is not an element of {grp.name} in "
+                             f"canonical form; use {grp.name}.element(rotation, reflection), "
+                             "which reduces the rotation and checks both")
 
     @property
     def angle(self) -> float:
@@ -94,6 +114,24 @@ class GroupElement(Element):
         return text + ("*flip" if self.reflection else "")
 
 
+def _rotation(rotation: Any, grp: PlanarGroup) -> int:
+    """The rotation argument checked: a real number for SO(2)/O(2) (returned as 0, unused),
+    an integer step (or a float equal to one) for C_N/D_N. ``int()`` alone truncated
+    ``np.float32(1.5)`` and a tensor to ``rot90``, and read ``True`` and ``"1"`` as 1."""
+    real = isinstance(rotation, numbers.Real) and not isinstance(rotation, bool)
+    if grp.n is None:
+        if not real:
+            raise TypeError(f"{grp.name}.element: rotation={rotation!r} must be an angle in "
+                            "radians (a real number)")
+        return 0
+    if C.is_int(rotation):
+        return int(rotation)
+    if real and math.isfinite(float(rotation)) and float(rotation).is_integer():
+        return int(rotation)
+    raise TypeError(f"{grp.name}.element: rotation={rotation!r} must be an integer step k "
+                    f"(the angle 2 pi k / {grp.n}); use elements_at(degrees=[...]) for angles")
+
+
 class PlanarGroup(Group):
     """A group of rotations (and reflections) of the plane: C_N, D_N, SO(2) or O(2).
 
@@ -108,10 +146,12 @@ class PlanarGroup(Group):
     _element_type = GroupElement
 
     def __init__(self, n: int | None, reflections: bool) -> None:
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ValueError(f"a finite rotation group needs n >= 1 rotations; got n={n!r}")
-        self.n = n
-        self.reflections = bool(reflections)
+        if n is not None:
+            C.check_int(n, "n", "PlanarGroup", minimum=1,
+                        fix="the number of rotations of C_N / D_N (None: SO(2) / O(2))")
+        self.n = n if n is None else int(n)
+        self.reflections = C.check_flag(reflections, "reflections", "PlanarGroup",
+                                        fix="whether the group has the flip (D_N, O(2))")
 
     # --- identity -----------------------------------------------------------------------
     @property
@@ -154,19 +194,20 @@ class PlanarGroup(Group):
     # --- elements -----------------------------------------------------------------------
     def element(self, rotation: int | float = 0, reflection: bool = False) -> GroupElement:
         """The element ``r^rotation m^reflection`` (an angle in radians for SO(2)/O(2))."""
+        C.check_flag(reflection, "reflection", f"{self.name}.element",
+                     fix="whether the element includes the flip")
         if reflection and not self.reflections:
             raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
                              if self.n else "so2 has no reflections; use 'o2'")
+        step = _rotation(rotation, self)
         if self.n is None:
             if not math.isfinite(float(rotation)):
                 raise ValueError(f"{self.name}: rotation={rotation!r} must be a finite angle in "
                                  "radians")
             angle = float(rotation) % (2 * math.pi)
             # (a tiny negative angle rounds up to 2 pi itself: that is the identity's angle 0)
-            return GroupElement(self, 0.0 if angle == 2 * math.pi else angle, bool(reflection))
-        if isinstance(rotation, float) and not float(rotation).is_integer():
-            raise TypeError(f"rotation of {self.name} is an integer step k; got {rotation!r}")
-        return GroupElement(self, int(rotation) % self.n, bool(reflection))
+            return GroupElement(self, 0.0 if angle == 2 * math.pi else angle, reflection)
+        return GroupElement(self, step % self.n, reflection)
 
     @property
     def identity(self) -> GroupElement:
@@ -191,8 +232,16 @@ class PlanarGroup(Group):
 
     def elements_at(self, degrees: list[float], reflection: bool = False) -> list[GroupElement]:
         """Elements by rotation angle in degrees (must belong to the group)."""
-        out = []
-        for d in degrees:
+        try:
+            angles = list(degrees)
+        except TypeError:  # a number, or a 0-d tensor
+            raise TypeError(f"{self.name}.elements_at: degrees={degrees!r} must be a list of "
+                            "angles in degrees, e.g. [90]") from None
+        out: list[GroupElement] = []
+        for d in angles:
+            if not isinstance(d, numbers.Real) or isinstance(d, bool):
+                raise TypeError(f"{self.name}.elements_at: degrees holds {d!r}; each must be "
+                                "an angle in degrees (a real number)")
             if not math.isfinite(float(d)):
                 raise ValueError(f"{self.name}: degrees must be finite angles; got {d!r}")
             if self.n is None:
