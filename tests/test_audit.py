@@ -86,7 +86,7 @@ def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
     (["{f}:missing", "--input-shape", "1,3,9,9"], "no callable 'missing'"),
     (["{f}:not_a_model", "--input-shape", "1,3,9,9"], "must return an nn.Module"),
     (["nope.py:build", "--input-shape", "1,3,9,9"], "does not exist"),
-    (["{f}:build", "--input-shape", "1,3,9,9", "--group", "p5"], "unknown group 'p5'"),
+    (["{f}:build", "--input-shape", "1,3,9,9", "--group", "p5"], "unknown group='p5'"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--batch", "0"], "--batch must be a positive"),
     (["{f}:build", "--input-shape", "1,9,9"], "the model fails on an input of shape (1, 9, 9) "
                                               "(--input-shape: the whole input shape"),

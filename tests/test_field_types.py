@@ -106,7 +106,7 @@ def test_binding_a_group_free_type_takes_the_groups_spatial_dims():
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(group="bogus", rep="regular"), ValueError, r"FieldType: group='bogus' is not a group"),
+    (dict(group="bogus", rep="regular"), ValueError, r"FieldType: unknown group='bogus'"),
     (dict(group=3, rep="regular"), TypeError, r"group=3"),
     (dict(group="p4", rep="bogus"), ValueError, r"rep='bogus' must be one of"),
     (dict(group="p4", rep=None), TypeError, r"rep=None"),

@@ -25,7 +25,7 @@ from equilayers.nn import GroupConv2d, LiftingConv2d
     (dict(group="p4", in_max_order=1), r"in_max_order=1 needs harmonic output.*max_order=M"),
     (dict(group="p4", basis="pixel", in_max_order=1),
      r"in_max_order=1 asks for harmonic fields, but basis='pixel'"),
-    (dict(group="p5"), "unknown group 'p5'"),
+    (dict(group="p5"), "unknown group='p5'"),
     (dict(groups=3), "groups=3 must divide in_channels=4"),
     (dict(kernel_size=(3, 5)), r"kernel_size=\(3, 5\) must be square \(k, k\)"),
     (dict(padding_mode="mirror"), "padding_mode='mirror' must be one of"),
@@ -378,3 +378,16 @@ def test_the_forward_convs_signature_is_nn_conv2ds_plus_the_group_keywords():
         assert params[:11] == list(inspect.signature(tnn.Conv2d).parameters)
     assert "output_padding" in inspect.signature(enn.GroupConvTranspose2d).parameters
     assert enn.GroupConvTranspose2d(2, 2, 3, 2, output_padding=1).output_padding == (1, 1)
+
+
+def test_channel_messages_name_a_fix_that_builds(gen):
+    """The wrong-count message said "build the layer with in_channels=2" for GroupLinear
+    (which takes in_features) and "in_channels=0" (which no layer takes) for an empty dim."""
+    from equilayers.nn import GroupLinear, HarmonicBatchNorm
+
+    with pytest.raises(ValueError, match=r"build the layer with in_features=2 "):
+        GroupLinear(3, 4, group="p4")(torch.randn(5, 2, 4, generator=gen))
+    with pytest.raises(ValueError, match=r"x has no channels \(an empty dim 1\): pass 3"):
+        GroupConv2d(3, 4, 3, group="p4")(torch.randn(5, 0, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"\(pass 3 fields: x has none\)"):
+        HarmonicBatchNorm(3, max_order=1)(torch.randn(5, 0, 3, 4, 4))

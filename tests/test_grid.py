@@ -199,7 +199,7 @@ def test_bad_input():
         check_grid(conv, (8, 8))
     with pytest.raises(ValueError, match="got '1,2,8,8'"):
         check_grid(conv, "1,2,8,8")
-    with pytest.raises(ValueError, match="unknown group 'p5'"):
+    with pytest.raises(ValueError, match="unknown group='p5'"):
         check_grid(conv, (1, 2, 8, 8), "p5")
     with pytest.raises(TypeError, match="nn.Module"):
         check_grid(lambda t: t, (1, 2, 8, 8))

@@ -273,7 +273,7 @@ def test_registered_toy_group(gen):
             get("flipx")  # matches, but the factory says no such group
         with pytest.raises(ValueError, match="already registered"):
             register_group(r"flip(y|x)", FlipY, form="'flipy'")
-    with pytest.raises(ValueError, match="unknown group 'flipy'") as info:
+    with pytest.raises(ValueError, match="unknown group='flipy'") as info:
         get("flipy")
     assert "'flipy'" not in str(info.value).split("valid forms:")[1]
 

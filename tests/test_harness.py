@@ -289,7 +289,7 @@ def test_the_relative_error_divides_by_the_larger_side():
     (dict(expect="exat"), r"expect='exat' must be one of"),
     (dict(tol=-1.0), r"tol=-1.0 must be a real number > 0"),
     (dict(fail_above=-1.0), r"fail_above=-1.0 must be a real number > 0"),
-    (dict(group="p5"), r"unknown group 'p5'"),
+    (dict(group="p5"), r"unknown group='p5'"),
     (dict(dtype=torch.int64), r"dtype=torch.int64 must be a real floating torch.dtype"),
     (dict(kind="shift", shifts=(1, 2)), r"not a flat sequence of integers"),
     (dict(kind="shift", stride=0), r"stride=0 must be an integer or a pair of integers >= 1"),

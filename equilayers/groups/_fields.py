@@ -262,10 +262,7 @@ def _default_dims(rep: str, grp: Group | None) -> int:
 
 
 def _group(group: Any, name: str = "group", what: str = _WHAT) -> Group:
-    try:
-        return get(group)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{what}: {name}={group!r} is not a group: {e}") from None
+    return get(group, name, what)
 
 
 def _spatial_fix(rep: str, grp: Group | None) -> str:

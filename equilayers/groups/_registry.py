@@ -138,8 +138,9 @@ def _lookup(name: str) -> Group:
     raise ValueError(f"unknown group {name!r}; valid forms: {_valid_forms()}")
 
 
-def get(group: GroupLike) -> Group:
+def get(group: GroupLike, name: str = "group", what: str = "") -> Group:
     """Return the group for a name (``"c4"``, ``"p4m"``, ``"so2"``, ...) or a :class:`Group`.
+    ``name`` and ``what``: the argument and the caller its errors name.
 
     Raises:
         ValueError: for an unknown name, listing the valid forms.
@@ -151,6 +152,14 @@ def get(group: GroupLike) -> Group:
     """
     if isinstance(group, Group):
         return group
+    pre = f"{what}: " if what else ""
     if not isinstance(group, str):
-        raise TypeError(f"group must be a name or a Group ({_valid_forms()}); got {group!r}")
-    return _lookup(group.strip().lower())
+        raise TypeError(f"{pre}{name}={group!r} must be a group name or a Group (valid "
+                        f"forms: {_valid_forms()})"[:600])
+    try:
+        return _lookup(group.strip().lower())
+    except ValueError as err:
+        if not str(err).startswith("unknown group"):
+            raise  # a registered factory's own refusal
+        raise ValueError(f"{pre}unknown {name}={group!r}; valid forms: {_valid_forms()}"
+                         ) from None

@@ -45,11 +45,8 @@ def check_subgroup(group: GroupLike, subgroup: GroupLike, what: str = "subgroup"
     """``(G, H)``, or ``ValueError`` naming both when ``H`` is not a subgroup of ``G`` in our
     embedding (same angles, same flip); a ``subgroup`` that is no group at all raises
     :func:`get`'s error, naming the argument."""
-    grp = get(group)
-    try:
-        sub = get(subgroup)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{what}: subgroup={subgroup!r} is not a group: {e}") from None
+    grp = get(group, "group", what)
+    sub = get(subgroup, "subgroup", what)
     if not (isinstance(grp, PlanarGroup) and isinstance(sub, PlanarGroup)):
         return _check_by_matrix(grp, sub, what)
     ok = not (sub.reflections and not grp.reflections)
