@@ -25,12 +25,14 @@ def grid_subgroup(group: GroupLike) -> Group:
     return get(group).grid_subgroup()
 
 
-def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, stride,
+def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size, stride,
                        pad: tuple[int, int, int, int], dilation, *,
                        output_padding=None, ceil_extra=(0, 0),
                        padding_mode: str | None = None) -> list[str]:
     """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
-    of spatial ``size`` (empty list: exact).
+    of spatial ``size`` (empty list: exact). ``kernel_size``: an int, or ``(kh, kw)`` (a
+    pool's rectangular window: each flip is judged on its own dim, and no 90-degree rotation
+    is exact).
 
     A dim is exact for the flip of that dim iff its padding is symmetric and the windows tile
     the padded length from both ends: ``(n + pad_lo + pad_hi - (d*(k-1)+1)) % stride == 0``
@@ -69,7 +71,7 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
         size = tuple(int(v) if isinstance(v, torch.Tensor) and v.dim() == 0
                      and not v.is_floating_point() else v for v in size)
     h, w = C.check_pair(size, "size", what, minimum=1, fix="the input's (H, W)")
-    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    kh, kw = C.check_pair(kernel_size, "kernel_size", what, minimum=1)
     sh, sw = C.check_pair(stride, "stride", what, minimum=1)
     dh, dw = C.check_pair(dilation, "dilation", what, minimum=1)
     if not (isinstance(pad, (tuple, list)) and len(pad) == 4 and all(
@@ -87,10 +89,11 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
         return []
     left, right, top, bottom = pad
     moved, swaps = grid_moves(grp)  # d1 flips the width; c2, c4, d2, d4 both dims
-    dims = [d for axis, d in ((-2, ("height", h, sh, dh, top, bottom, oph, eh)),
-                              (-1, ("width", w, sw, dw, left, right, opw, ew))) if axis in moved]
+    dims = [d for axis, d in ((-2, ("height", h, kh, sh, dh, top, bottom, oph, eh)),
+                              (-1, ("width", w, kw, sw, dw, left, right, opw, ew)))
+            if axis in moved]
     out = []
-    for name, n, s, d, lo, hi, op, extra in dims:
+    for name, n, kernel, s, d, lo, hi, op, extra in dims:
         if extra:
             down = n + extra - s
             sizes = f"{n + extra}" + (f" or {down}" if down > 0 else "")
@@ -98,7 +101,7 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
                        f"{name}'s end, which no window mirrors at its start: use an input "
                        f"{name} of {sizes} (where it adds none), or ceil_mode=False")
             continue
-        extent = d * (kernel_size - 1) + 1
+        extent = d * (kernel - 1) + 1
         for b in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode,
                             output_padding=None if output_padding is None else op):
             if b.problem == "asymmetric-padding":
@@ -117,7 +120,10 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size: int, 
                            f"ends (remainder {rem}): use an input {name} of {sizes} (this layer "
                            f"needs n + {lo} + {hi} - {extent} divisible by {s})")
     if swaps:
-        if (sh, dh, top, bottom, oph) != (sw, dw, left, right, opw):
+        if kh != kw:
+            out.append(f"rotations by 90 degrees swap height and width, but the window is "
+                       f"{kh}x{kw}: use a square kernel_size")
+        elif (sh, dh, top, bottom, oph) != (sw, dw, left, right, opw):
             out.append("rotations by 90 degrees swap height and width, but stride/dilation/"
                        "padding differ between them: use the same value for both")
     return out

@@ -80,7 +80,7 @@ class _WarnsInexact(nn.Module):
             return 0, 0
         return ceil_extra(size[0], *window), ceil_extra(size[1], *window)
 
-    def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size: int, stride,
+    def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
                          stacklevel: int = 5, output_padding=None,
                          ceil_extra: tuple[int, int] = (0, 0),
@@ -141,12 +141,12 @@ class _WarnsInexact(nn.Module):
         key = (size, k, s, tuple(sides), d, extra, mode)
         if key in self.__dict__.get("_exact_windows", ()):
             return  # a size and window found exact before
-        if k[0] != k[1]:
-            return  # a rectangular window is never rot90-exact; flips are checked per dim
         top, bottom = used_padding(x.shape[-2], d[0] * (k[0] - 1) + 1, s[0], sides[0], sides[1])
         left, right = used_padding(x.shape[-1], d[1] * (k[1] - 1) + 1, s[1], sides[2], sides[3])
-        square = s[0] == s[1] and d[0] == d[1] and (top, bottom) == (left, right)
-        self._warn_if_inexact(x, "d4" if square else "d2", k[0], s, (left, right, top, bottom),
+        # a rectangular window is never rot90-exact: its flips are checked, each on its dim
+        square = (k[0] == k[1] and s[0] == s[1] and d[0] == d[1]
+                  and (top, bottom) == (left, right))
+        self._warn_if_inexact(x, "d4" if square else "d2", k, s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
                               stacklevel=6, ceil_extra=extra, padding_mode=mode)
         if not self._warned:
