@@ -404,3 +404,15 @@ def test_fourier_nonlinearity_refuses_an_inverse_of_the_wrong_shape(gen, group, 
     # control: the right pair is taken, and gives the cached pair's answer
     torch.testing.assert_close(EF.fourier_nonlinearity(x, group, max_order, matrices=(a, a_inv)),
                                EF.fourier_nonlinearity(x, group, max_order))
+
+
+@pytest.mark.parametrize("bad", ["ab", [3, 3], 0, (torch.eye(3),)])
+def test_fourier_matrices_must_be_a_pair_of_tensors(bad):
+    """``matrices`` was unpacked and ``.dim()`` called before any check (AttributeError,
+    'cannot unpack', 'not enough values')."""
+    from equilayers.functional import fourier_nonlinearity
+
+    with pytest.raises(TypeError, match=r"(?s)fourier_nonlinearity: matrices=.* must be None or "
+                       r"a pair of tensors \(A, A\^\+\)"):
+        fourier_nonlinearity(torch.randn(1, 1, 3, 2, 2), "so2", 1, torch.relu,
+                             matrices=bad)

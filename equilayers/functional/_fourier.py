@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
 from ..groups import GroupLike, get
-from ._fourier3d import fourier_nonlinearity3d, sample_and_fit
+from ._fourier3d import fourier_nonlinearity3d, matrix_pair, sample_and_fit
 from ._harmonic import _check_function, check_floating, check_harmonic, check_order
 
 __all__ = [
@@ -270,9 +270,5 @@ def fourier_nonlinearity(
     if matrices is None:
         n, refl = fourier_samples(grp, max_order, samples)
         matrices = _fourier_nl_cpu(n, refl, max_order)
-    a, a_inv = matrices
-    f = 2 * max_order + 1
-    if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
-        raise ValueError(f"fourier_nonlinearity: matrices must be (A, A^+) of shapes (S, {f}) "
-                         f"and ({f}, S); got {tuple(a.shape)} and {tuple(a_inv.shape)}")
+    a, a_inv = matrix_pair(matrices, 2 * max_order + 1, "fourier_nonlinearity")
     return sample_and_fit(x, a, a_inv, function, lambda mat, v: _fiber_matmul(v, mat))

@@ -165,9 +165,20 @@ def fourier_nonlinearity3d(
     check_harmonic3d(x, max_order, what)
     if matrices is None:
         matrices = _sphere_fourier_cpu(max_order, sphere_samples(max_order, samples, what))
+    a, a_inv = matrix_pair(matrices, (max_order + 1) ** 2, what)
+    return sample_and_fit(x, a, a_inv, function, _fiber)
+
+
+def matrix_pair(matrices: object, f: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``matrices`` checked as ``(A, A^+)``, two tensors of shapes ``(S, f)`` and ``(f, S)``
+    (a string or a list of ints was unpacked and failed on ``.dim()``)."""
+    if not (isinstance(matrices, (tuple, list)) and len(matrices) == 2
+            and all(isinstance(m, torch.Tensor) for m in matrices)):
+        raise TypeError(f"{what}: matrices={matrices!r} must be None or a pair of tensors "
+                        f"(A, A^+) of shapes (S, {f}) and ({f}, S), e.g. from "
+                        "fourier_matrices(...)"[:400])
     a, a_inv = matrices
-    f = (max_order + 1) ** 2
     if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
         raise ValueError(f"{what}: matrices must be (A, A^+) of shapes (S, {f}) and ({f}, S); "
                          f"got {tuple(a.shape)} and {tuple(a_inv.shape)}")
-    return sample_and_fit(x, a, a_inv, function, _fiber)
+    return a, a_inv
