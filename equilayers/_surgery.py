@@ -393,7 +393,7 @@ def antialias(
         if isinstance(skip, str):
             raise TypeError(f"skip must be a collection of names or a predicate; got the string "
                             f"{skip!r} (write skip=[{skip!r}])")
-        if not hasattr(skip, "__iter__") or not all(isinstance(n, str) for n in skip):
+        if not C.is_collection(skip) or not all(isinstance(n, str) for n in skip):
             raise TypeError(f"antialias: skip={skip!r} must be a collection of module names "
                             "(strings), a predicate skip(name, module) -> bool, or None")
         skip_set = set(skip)

@@ -137,3 +137,19 @@ def test_element_errors_name_the_metric(gen):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[7])
     with pytest.raises(ValueError, match="^geed: elements is empty"):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[])
+
+
+def test_a_0d_tensor_for_a_list_and_a_2d_batch_for_volumes_are_named(gen):
+    """A 0-d tensor where a list goes gave torch's bare "iteration over a 0-d tensor" (it has
+    ``__iter__``); a 4-D batch for ``spatial_dims=3`` was told to be the 4-D form it was."""
+    from equilayers import antialias
+
+    x = torch.randn(2, 1, 8, 8, generator=gen)
+    with pytest.raises(TypeError, match=r"elements=tensor\(1\) must be a list"):
+        metrics.equivariance_error(nn.Identity(), x, "p4", elements=torch.tensor(1))
+    with pytest.raises(TypeError, match=r"shifts=tensor\(1\) must be a list"):
+        metrics.layerwise_shift_equivariance(nn.Conv2d(1, 1, 3), x, shifts=torch.tensor(1))
+    with pytest.raises(TypeError, match=r"skip=tensor\(0\) must be a collection"):
+        antialias(nn.Sequential(nn.MaxPool2d(2)), skip=torch.tensor(0))
+    with pytest.raises(ValueError, match=r"a batch of volumes \(B, C, D, H, W\)"):
+        metrics.layerwise_shift_equivariance(nn.Conv3d(1, 1, 3), x, spatial_dims=3)

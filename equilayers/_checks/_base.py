@@ -27,6 +27,7 @@ __all__ = [
     "check_cubic",
     "check_square_filters",
     "check_strided_padding",
+    "is_collection",
     "check_shift_list",
     "check_number",
     "check_choice",
@@ -212,13 +213,21 @@ def check_strided_padding(value: Any, name: str = "padding", what: str = "") -> 
     return check_pair(value, name, what, minimum=0, fix="pass an int, a pair or 'valid'")
 
 
+def is_collection(value: Any) -> bool:
+    """Iterable as a list of items: not a string, not a scalar, not a 0-d tensor (which has
+    ``__iter__`` but raises torch's bare "iteration over a 0-d tensor")."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return False
+    return not (isinstance(value, torch.Tensor) and value.dim() == 0)
+
+
 def check_shift_list(value: Any, name: str = "shifts", what: str = "", *,
                      form: str = "integer pairs (dy, dx)") -> list[Any]:
     """A list of shifts, each a sequence of ints that the caller checks (:func:`check_pair`).
     ``ValueError`` when it is empty; ``TypeError`` for a string or a non-iterable, and for a
     bare integer among the entries: ``shifts=(1, 2)`` reads as one shift by ``(1, 2)``, but
     :func:`check_pair` would take each integer ``n`` as the shift ``(n, n)``."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if not is_collection(value):
         raise _err(TypeError, what, name, value, f"a list of {form}",
                    f"e.g. {name}=[(1, 2)] for one shift")
     items = list(value)

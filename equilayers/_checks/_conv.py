@@ -308,15 +308,17 @@ def check_conv_weight(weight: Any, groups: int, what: str, ndim: int = 4,
 
 
 def check_channels(x: torch.Tensor, channels: int, what: str, dim: int = 1,
-                   hint: str = "", unit: str = "channels") -> None:
+                   hint: str = "", unit: str = "channels", arg: str = "in_channels") -> None:
     """``x`` has ``channels`` channels (``unit``: a group conv's ``"fields"``) in ``dim``
-    (``ValueError`` naming the shape)."""
+    (``ValueError`` naming the shape; ``arg``: the constructor's argument for the count)."""
     if x.shape[dim] != channels:
         if dim == 1 and x.dim() == 4 and x.shape[-1] == channels and not hint:
             fix = (": a channels-last image (B, H, W, C)? pass x.permute(0, 3, 1, 2) (a "
                    "channels_last tensor keeps the logical (B, C, H, W) order)")
+        elif x.shape[dim] == 0:  # no layer has 0 inputs: the tensor is what went wrong
+            fix = f"; x has no {unit} (an empty dim {dim}): pass {channels} {unit}"
         else:
-            fix = (f"; pass {channels} {unit}, or build the layer with in_channels="
+            fix = (f"; pass {channels} {unit}, or build the layer with {arg}="
                    f"{x.shape[dim]} (the {unit} of the layer before it)")
         raise ValueError(f"{_prefix(what)}x must have C_in={channels} {unit} in dim {dim}"
                          f"{hint}; got shape {tuple(x.shape)}{fix}")

@@ -157,7 +157,9 @@ def _check_weights(x: torch.Tensor, weight: object, bias: object, out_weight: ob
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"{what}: the scoring net was built for C_in={w.shape[1]} channels "
                          f"(weight shape {tuple(w.shape)}) but x has C={x.shape[1]} in dim 1 "
-                         f"(shape {tuple(x.shape)}); build it with in_channels={x.shape[1]}")
+                         f"(shape {tuple(x.shape)}); "
+                         + (f"pass {w.shape[1]} channels" if x.shape[1] == 0
+                            else f"build it with in_channels={x.shape[1]}"))
     r = _radius(w.shape[2], what, nd)
     C.check_bias(bias, (w.shape[0],), what)
     v = C.check_tensor(out_weight, "out_weight", what, ndim=1, layout="(hidden,)")

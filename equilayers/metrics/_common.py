@@ -18,8 +18,9 @@ def check_batch(x: object, what: str, *, min_dim: int = 3) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what}: x must be a tensor batch; got {type(x).__name__}")
     if x.dim() < min_dim:
-        raise ValueError(f"{what}: x must be a batch of images (B, C, H, W) or (B, C, F, H, W); "
-                         f"got shape {tuple(x.shape)}")
+        forms = ("volumes (B, C, D, H, W) or (B, C, F, D, H, W)" if min_dim >= 5
+                 else "images (B, C, H, W) or (B, C, F, H, W)")
+        raise ValueError(f"{what}: x must be a batch of {forms}; got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{what}: x must be floating point; got dtype {x.dtype}")
     if x.shape[0] < 1:

@@ -294,7 +294,7 @@ def layerwise_shift_equivariance(
     _check_tol(tol, what)
     labels = "(dy, dx)" if nd == 2 else "(dz, dy, dx)"
     if shifts is not None:
-        if isinstance(shifts, str) or not hasattr(shifts, "__iter__"):
+        if not C.is_collection(shifts):
             raise TypeError(f"{what}: shifts={shifts!r} must be a list of integer "
                             f"{'pairs' if nd == 2 else 'triples'} {labels}, or None")
         check = C.check_pair if nd == 2 else C.check_triple

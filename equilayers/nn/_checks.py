@@ -70,8 +70,10 @@ def fields(x: torch.Tensor, channels: int, cls: str, name: str = "channels", ndi
         raise ValueError(f"{cls} expects a {ndim}-D harmonic field {layout}; got shape "
                          f"{tuple(x.shape)}")
     if x.shape[1] != channels:
+        fix = (f"pass {channels} fields: x has none" if x.shape[1] == 0
+               else f"build it with {name}={x.shape[1]}")
         raise ValueError(f"{cls}({name}={channels}) expects C={channels} fields in dim 1; got "
-                         f"shape {tuple(x.shape)} (build it with {name}={x.shape[1]})")
+                         f"shape {tuple(x.shape)} ({fix})")
     C.check_dtype_match(x, param, cls, low_precision_input=low_precision_input)
 
 

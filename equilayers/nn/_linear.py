@@ -212,7 +212,8 @@ class GroupLinear(Typed, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert self.in_type is not None  # set in __init__
         self.in_type.check(x, "x", "GroupLinear")
-        C.check_channels(x, self.in_features, "GroupLinear", unit="fields")
+        C.check_channels(x, self.in_features, "GroupLinear", unit="fields",
+                         arg="in_features")
         # the input's dtype and device, named as this module's (not as the conv it runs)
         C.check_tensor(x, "x", "GroupLinear")
         C.check_dtype_match(x, self.conv.weight, "GroupLinear")

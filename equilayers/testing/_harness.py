@@ -208,7 +208,7 @@ def resolve_elements(group, elements, what: str = "") -> list[Element]:
     pre = f"{what}: " * bool(what)
     if elements is None:
         return group.elements() if group.is_finite else group.grid_elements()
-    if isinstance(elements, (str, Element)) or not hasattr(elements, "__iter__"):
+    if isinstance(elements, Element) or not C.is_collection(elements):
         raise TypeError(f"{pre}elements={elements!r} must be a list of GroupElements of "
                         f"{group.name} (or slot indices for a finite group), or None for all")
     out = []
