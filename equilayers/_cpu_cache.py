@@ -82,13 +82,25 @@ def _untraced() -> Iterator[None]:
         set_state(state)
 
 
-def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction[T]]:
+def _nbytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(o) for o in obj)
+    return 0
+
+
+def cpu_cache(maxsize: int = 128, max_bytes: int | None = None
+              ) -> Callable[[Callable[..., T]], CachedFunction[T]]:
     """An LRU cache (positional, hashable arguments) of CPU-only results; see the module
     docstring. The wrapper has ``cache_clear()`` and ``cache_info()``, as
-    ``functools.lru_cache``'s."""
+    ``functools.lru_cache``'s. ``max_bytes``: a bound on the tensors it holds too, for a
+    table keyed on an input size (a count alone let 256 of them grow to gigabytes); a result
+    larger than the bound is returned uncached."""
 
     def deco(fn: Callable[..., T]) -> CachedFunction[T]:
         store: OrderedDict[tuple, T] = OrderedDict()
+        held = {"bytes": 0}
         lock = threading.Lock()
         counts = {"hits": 0, "misses": 0}
 
@@ -112,16 +124,22 @@ def cpu_cache(maxsize: int = 128) -> Callable[[Callable[..., T]], CachedFunction
                 else:
                     with torch.device("cpu"):
                         out = fn(*args)
-            if _plain_cpu(out):
+            size = _nbytes(out) if max_bytes is not None else 0
+            if _plain_cpu(out) and (max_bytes is None or size <= max_bytes):
                 with lock:
-                    store[args] = out
-                    while len(store) > maxsize:
-                        store.popitem(last=False)
+                    if args not in store:  # (another thread may have stored it meanwhile)
+                        store[args] = out
+                        held["bytes"] += size
+                    while len(store) > maxsize or (max_bytes is not None
+                                                   and held["bytes"] > max_bytes):
+                        _, old = store.popitem(last=False)
+                        held["bytes"] -= _nbytes(old) if max_bytes is not None else 0
             return out
 
         def cache_clear() -> None:
             with lock:
                 store.clear()
+                held["bytes"] = 0
                 counts["hits"] = counts["misses"] = 0
 
         def cache_info() -> CacheInfo:

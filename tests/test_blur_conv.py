@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import equilayers.functional as EF
+import equilayers.nn as enn
 from equilayers import antialias
 from equilayers.functional import _blur_conv as BC
 from equilayers.nn import BlurConv2d
@@ -402,3 +403,38 @@ def test_gpu_costs_launches_higher():
     args = ((16, 64, 40, 40), w.shape, (1, 1), (1, 1), 1, 2, 3, "reflect")
     assert BC._choose(BC._plan(*args, BC.DEVICE_OP_COST), None) == "reference"
     assert BC._choose(BC._plan(*args), None) != "reference"
+
+
+def test_ring_tables_are_bounded_in_bytes_and_held_in_the_input_dtype(gen):
+    """The border ring's tables are keyed on the input size and grow as ``W^2``: bounded by
+    count alone, a model fed variable-size inputs held 0.8-3.6 GB of them. The cache now
+    evicts by bytes too, and holds them in the input's dtype (a float32 call copied 12 MB of
+    float64 tables per forward at 1024 px)."""
+    from equilayers._cpu_cache import _nbytes, cpu_cache
+    from equilayers.functional import _blur_conv_ring as R
+
+    @cpu_cache(maxsize=100, max_bytes=1000)
+    def table(n):
+        return torch.zeros(n, dtype=torch.float64)  # 8 n bytes
+
+    for n in (50, 50, 60, 70, 200):  # 400, hit, 880 (evicts 50), 1440 (evicts 60), too big
+        table(n)
+    assert table.cache_info().currsize == 1 and table.cache_info().hits == 1
+    table(10)
+    assert table.cache_info().currsize == 2  # 70 and 10: 640 bytes
+    table.cache_clear()
+
+    R._ring_tables.cache_clear()
+    conv = enn.BlurConv2d(8, 16, 3, stride=2, padding=1, fold=True)
+    for s in (40, 41, 60):
+        with torch.no_grad():
+            conv(torch.randn(1, 8, s, s, generator=gen))
+    info = R._ring_tables.cache_info()
+    assert info.currsize > 0  # the folded path's ring ran, and its tables are held
+    args = ((0, 1), (0, 20), (40, 40), (40, 40), (1, 1), (1, 1), (3, 3),
+            2, 3, "zeros")
+    assert all(t.dtype in (torch.long, torch.float32)
+               for t in R._ring_tables(*args, torch.float32))
+    assert _nbytes(R._ring_tables(*args, torch.float32)) < _nbytes(
+        R._ring_tables(*args, torch.float64))
+    assert R.RING_CACHE_BYTES <= 64 * 2**20

@@ -152,14 +152,21 @@ def _taps(outs: _Range, n_conv: int, n_in: int, pad: int, dilation: int, n_taps:
     return out
 
 
-@cpu_cache(maxsize=256)
+#: The bound on the ring tables held (they are keyed on the input size, and ``A_w`` grows as
+#: ``W^2``: 7 MB a strip at 764 px; by count alone, variable-size inputs made 256 of them hold
+#: 0.8-3.6 GB).
+RING_CACHE_BYTES = 64 * 2**20
+
+
+@cpu_cache(maxsize=256, max_bytes=RING_CACHE_BYTES)
 def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tuple[int, int],
                  pad: tuple[int, int], dilation: tuple[int, int], kernel: tuple[int, int],
-                 stride: int, blur: int, mode: str):
+                 stride: int, blur: int, mode: str, dtype: torch.dtype):
     """The host tables of :func:`_ring_rows` (a function of sizes and arguments only, so
-    cached, on the CPU, in float64; see :mod:`equilayers._cpu_cache`): the input rows read,
-    ``A_h`` ``(rows kH, rows read)``, ``A_w`` ``(W, cols kW)``, and each output's sum of blur
-    taps ``(rows, cols)`` (1 except at a zero-padded border)."""
+    cached, on the CPU, in ``dtype``, computed in float64; see :mod:`equilayers._cpu_cache`):
+    the input rows read, ``A_h`` ``(rows kH, rows read)``, ``A_w`` ``(W, cols kW)``, and each
+    output's sum of blur taps ``(rows, cols)`` (1 except at a zero-padded border). In the
+    input's dtype, so a CPU call does not convert them each time (12 MB at 1024 px)."""
     down = _taps(rows, n_conv[0], size[0], pad[0], dilation[0], kernel[0], stride, blur, mode)
     across = _taps(cols, n_conv[1], size[1], pad[1], dilation[1], kernel[1], stride, blur, mode)
     used = sorted({q for _, q, _ in down})
@@ -178,7 +185,8 @@ def _ring_tables(rows: _Range, cols: _Range, n_conv: tuple[int, int], size: tupl
              for i in range(*outs)] for outs, n in ((rows, n_conv[0]), (cols, n_conv[1]))]
     scale = torch.outer(torch.tensor(sums[0], dtype=torch.float64),
                         torch.tensor(sums[1], dtype=torch.float64))
-    return torch.tensor(used, dtype=torch.long), a_h, a_w, scale
+    return (torch.tensor(used, dtype=torch.long), a_h.to(dtype), a_w.to(dtype),
+            scale.to(dtype))
 
 
 def _block_tables(x, kernel, pad, dilation, stride, blur, mode, n_conv, rows: _Range,
@@ -196,7 +204,7 @@ def _block_tables(x, kernel, pad, dilation, stride, blur, mode, n_conv, rows: _R
     tables = _ring_tables.__wrapped__ if torch.compiler.is_compiling() else _ring_tables
     return tuple(t.to(x.device) if t.dtype == torch.long else
                  t.to(dtype=x.dtype, device=x.device)
-                 for t in tables(*args, stride, blur, mode))
+                 for t in tables(*args, stride, blur, mode, x.dtype))
 
 
 def _ring_rows(g, tables, weight, bias, groups, mode) -> torch.Tensor:
