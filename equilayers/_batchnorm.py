@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from ._modes import kept_modes
+from ._modes import kept_modes, modes_kept_on_error
 
 __all__ = ["recalibrate_batch_norm", "update_bn"]
 
@@ -54,7 +54,8 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, batch_size: int
     C.check_optional_int(max_samples, "max_samples", what, minimum=1,
                          fix="None uses every sample")
     data = x if max_samples is None else x[:max_samples]
-    _estimate(model, ((chunk, len(chunk)) for chunk in data.split(batch_size)), what)
+    with modes_kept_on_error(model):  # a failing batch leaves the model as it was
+        _estimate(model, ((chunk, len(chunk)) for chunk in data.split(batch_size)), what)
     return model.eval()
 
 

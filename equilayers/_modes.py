@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-__all__ = ["kept_modes"]
+__all__ = ["kept_modes", "modes_kept_on_error"]
 
 
 @contextmanager
@@ -23,3 +23,16 @@ def kept_modes(model: nn.Module) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+@contextmanager
+def modes_kept_on_error(model: nn.Module) -> Iterator[None]:
+    """Restore each module's own ``training`` flag if the body raises (a tool that leaves the
+    model in a mode of its own when it succeeds: ``recalibrate_batch_norm``'s eval)."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    except BaseException:
+        for m, training in modes:
+            m.training = training
+        raise

@@ -240,3 +240,29 @@ def test_a_layer_called_twice_per_forward_averages_both_calls(gen):
     again = _TwoScale()
     recalibrate_batch_norm(again, torch.cat(loader), batch_size=8)
     torch.testing.assert_close(again.hbn.running_mean, want)
+
+
+def test_recalibrate_leaves_modes_as_they_were_when_a_batch_fails(gen):
+    """A batch that raised left every submodule in training mode (dropout on, batch
+    statistics in eval): the buffers were put back, the modes were not. ``update_bn``
+    already kept them."""
+
+    class FailsOnSecond(nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("bad batch")
+            return x
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout(), FailsOnSecond())
+    model.eval()
+    model[2].train()  # MC dropout, kept in train mode on purpose
+    modes = [m.training for m in model.modules()]
+    with pytest.raises(RuntimeError, match="bad batch"):
+        recalibrate_batch_norm(model, torch.randn(8, 1, 6, 6, generator=gen), batch_size=4)
+    assert [m.training for m in model.modules()] == modes
+    model[3].calls = 5  # it succeeds now: eval mode, as documented
+    recalibrate_batch_norm(model, torch.randn(8, 1, 6, 6, generator=gen), batch_size=4)
+    assert not any(m.training for m in model.modules())
