@@ -54,6 +54,7 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -61,7 +62,7 @@ import torch
 from torch import nn
 
 from . import _checks as C
-from ._hooks import carry_hooks, copied
+from ._hooks import carry_hooks, copied, own_forward
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
@@ -312,6 +313,14 @@ def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None
     for cls in type(m).__mro__:
         fn = _CONVERTERS.get(cls)
         if fn is not None:
+            if (own := own_forward(m, "equilayers.")) is not None:
+                base = next(k.__name__ for k in type(m).__mro__ if k.__module__.startswith(
+                    "equilayers.") and not k.__name__.startswith("_"))
+                where = "" if own == type(m).__name__ else f" (in {own})"
+                warnings.warn(f"export: {type(m).__name__}, a subclass of {base}, has a forward "
+                              f"of its own{where}, which the plain torch layer would not "
+                              "compute: it is kept as it is, not converted", stacklevel=4)
+                return None
             new = fn(m, fiber)
             if new is not None:
                 new.train(m.training)
@@ -364,7 +373,9 @@ def export(model: nn.Module) -> nn.Module:
     ``equilayers._export``). Every other module is deep-copied unchanged: the blur layers
     (``BlurPool2d``, ``MaxBlurPool2d``, ``BlurConv2d``, ...), the polyphase pools,
     ``InvariantHead``, the harmonic modules (``NormPool``, ``NormNonlinearity``, ...),
-    ``Restrict``, and a ``GroupPool`` on the cube groups' 6-D maps. A model that keeps one of
+    ``Restrict``, a ``GroupPool`` on the cube groups' 6-D maps, and (with a warning) a user's
+    subclass of a converted layer that has a ``forward`` of its own (a residual added in it
+    would be lost). A model that keeps one of
     them is not scriptable (``torch.jit.script``); deploy it with ``torch.jit.trace``,
     ``torch.export.export`` or ONNX's dynamo exporter (``docs/deployment.md``).
 

@@ -2,7 +2,7 @@
 as ``torch.ao.quantization``'s module swap carries them: a hook a user registered on a layer
 (a feature extractor, a gradient probe) still fires on its replacement, which takes the same
 input and gives an output of the same shape and meaning. Also the copy those tools make
-(:func:`copied`)."""
+(:func:`copied`), and the test both make before replacing a layer (:func:`own_forward`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from torch import nn
 
-__all__ = ["carry_hooks", "copied", "without_hooks"]
+__all__ = ["carry_hooks", "copied", "without_hooks", "own_forward"]
 
 #: The per-module hook tables of ``nn.Module`` (forward, pre-forward, backward), in the names
 #: torch keeps them under (a table a torch version lacks is skipped).
@@ -62,3 +62,17 @@ def copied(model: nn.Module, what: str, fix: str) -> nn.Module:
         raise ValueError(f"{what} copies the model first, and torch cannot copy this one "
                          f"({e}); a pruned or legacy weight_norm layer holds a computed "
                          f"weight: {fix}") from e
+
+
+def own_forward(m: nn.Module, library: str) -> str | None:
+    """The name of the class of ``m`` that gives it a ``forward`` of its own, above the
+    library's (the first class of its MRO whose module starts with ``library``, ``"torch."``
+    or ``"equilayers."``), or ``None``. A replacement computes what the library's class
+    computes: a user's subclass that adds a residual, a scale or TF "same" padding in its
+    forward (timm's ``MaxPool2dSame``) would silently lose it."""
+    for cls in type(m).__mro__:
+        if cls.__module__.startswith(library):
+            return None
+        if "forward" in vars(cls):
+            return cls.__name__
+    return None

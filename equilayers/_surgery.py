@@ -15,7 +15,7 @@ from torch.nn.parameter import is_lazy
 
 from . import _checks as C
 from ._grid_runs import ceil_fix
-from ._hooks import carry_hooks, copied, without_hooks
+from ._hooks import carry_hooks, copied, own_forward, without_hooks
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -138,6 +138,19 @@ def _uniform(v, name: str) -> int | None:
     return a if a == b else None
 
 
+def _own_pool_forward(m: nn.Module, new: str) -> str | None:
+    """Why a pool subclass with a forward of its own (timm's ``MaxPool2dSame``: TF "same"
+    padding computed per call) is left alone: the replacement would not compute it (its
+    output shape changed and the next layer failed)."""
+    own = own_forward(m, "torch.")
+    if own is None:
+        return None
+    base = "MaxPool2d" if isinstance(m, nn.MaxPool2d) else "AvgPool2d"
+    where = "" if own == type(m).__name__ else f" (in {own})"
+    return (f"{type(m).__name__}, a subclass of {base} with a forward of its own{where}, which "
+            f"a {new} would not compute; put a BlurPool2d after a stride-1 copy of it by hand")
+
+
 def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module | str | None:
     """The replacement of ``m``, ``None`` when ``m`` is not a strided layer, or a string saying
     why a strided layer is left alone. ``place`` (``device``, ``dtype``) places the new
@@ -157,6 +170,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
                               "antialias")
         if stride == (1, 1):
             return None
+        if (why := _own_pool_forward(m, "MaxBlurPool2d")) is not None:
+            return why
         s, k, p = (_uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size"),
                    _uniform(m.padding, "padding"))
         dilated = C.check_pair(m.dilation, "dilation", "antialias") != (1, 1)
@@ -181,6 +196,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
                               "antialias")
         if stride == (1, 1):
             return None
+        if (why := _own_pool_forward(m, "blurred AvgPool2d")) is not None:
+            return why
         s, k = _uniform(stride, "stride"), _uniform(m.kernel_size, "kernel_size")
         p = _uniform(m.padding, "padding")
         if s is None or k is None or (m.ceil_mode and p is None):

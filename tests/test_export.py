@@ -312,3 +312,32 @@ def test_a_pruned_torch_layer_kept_by_export_is_refused_by_name(gen):
         equilayers.export(net)
     prune.remove(conv, "weight")
     equilayers.export(net)
+
+
+class _Residual(GroupConv2d):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class _Scaled(GroupBatchNorm2d):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_a_subclass_with_its_own_forward_is_kept_not_converted():
+    """export picked a converter by the MRO, so a user's subclass adding a residual or a
+    scale in its forward became the plain layer without it (max diff 6.7, no warning). It is
+    kept, with a warning; the control: its parent classes still convert."""
+    with seeded_rng(0):
+        net = nn.Sequential(LiftingConv2d(1, 2, 3, group="p4", padding=1),
+                            _Residual(2, 2, 3, group="p4", padding=1), _Scaled(2),
+                            GroupPool()).eval()
+    x = torch.randn(2, 1, 9, 9)
+    with pytest.warns(UserWarning) as got:
+        ex = equilayers.export(net)
+    assert [str(w.message)[:60] for w in got] == [
+        "export: _Residual, a subclass of GroupConv2d, has a forward ",
+        "export: _Scaled, a subclass of GroupBatchNorm2d, has a forwa"]
+    assert type(ex[1]) is _Residual and type(ex[2]) is _Scaled
+    assert isinstance(ex[0], nn.Sequential)  # the lifting conv converts
+    torch.testing.assert_close(ex(x), net(x))

@@ -82,3 +82,28 @@ def test_each_reason_to_leave_a_layer_alone_is_named_with_its_fix(layer, match):
         model = nn.Sequential(nn.LazyConv2d(4, 3, 2))
         model(torch.randn(1, 3, 8, 8))
         assert type(antialias(model)[0]).__name__ == "BlurConv2d"
+
+
+class _MaxPool2dSame(nn.MaxPool2d):
+    """timm's kind: TF "same" padding worked out in forward."""
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, (0, 1, 0, 1), value=-1e9))
+
+
+class _RenamedAvgPool(nn.AvgPool2d):
+    """A subclass with no forward of its own: nothing to lose, so it converts."""
+
+
+def test_a_pool_subclass_with_its_own_forward_is_left_alone():
+    """A ``MaxPool2d`` subclass was replaced by a ``MaxBlurPool2d`` that did not compute its
+    forward: the output shape changed and the next layer failed (Conv2d subclasses were
+    already left alone). The control: a subclass without a forward of its own converts."""
+    x = torch.randn(1, 1, 9, 9)
+    model = nn.Sequential(_MaxPool2dSame(2))
+    with pytest.warns(UserWarning, match=r"_MaxPool2dSame, a subclass of MaxPool2d with a "
+                                         r"forward of its own"):
+        new = antialias(model)
+    assert type(new[0]) is _MaxPool2dSame and new(x).shape == model(x).shape == (1, 1, 5, 5)
+    new = antialias(nn.Sequential(_RenamedAvgPool(2)))
+    assert isinstance(new[0], nn.Sequential)  # avg pool at stride 1, then BlurPool2d
