@@ -375,3 +375,46 @@ def test_so2_angles_stay_in_range():
     assert so2.element(-1e-17).rotation == 0.0 and so2.element(-1e-17) == so2.identity
     assert so2.inverse(so2.element(1e-17)).rotation < 2 * math.pi
     assert so2.element(-0.5).rotation == pytest.approx(2 * math.pi - 0.5)  # the control
+
+
+class _Turn3(Mirror):
+    """A user's C3: 120-degree turns, off the pixel grid (its grid subgroup is trivial)."""
+
+    name = "turn3"
+    order = 3
+
+    def elements(self):
+        return [_MirrorElement(self, k) for k in range(3)]  # (the record's field holds k)
+
+    def compose(self, a, b):
+        return _MirrorElement(self, (a.flip + b.flip) % 3)
+
+    def inverse(self, a):
+        return _MirrorElement(self, -a.flip % 3)
+
+    def matrix(self, g):
+        t = 2 * math.pi * g.flip / 3
+        return torch.tensor([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]],
+                            dtype=torch.float64)
+
+    def grid_subgroup(self):
+        return get("c1")
+
+
+def test_a_registered_group_asks_for_a_basis_it_cannot_have_by_name():
+    """Steerable filters read a planar group's angles: a user's group with basis='harmonic',
+    or one off the pixel grid (whose default basis was 'harmonic'), failed with
+    AttributeError 'no attribute angle'; and the pixel basis told it to use 'harmonic'."""
+    from equilayers.nn import GroupConv2d, LiftingConv2d
+
+    with register_group(r"mirror", Mirror, form="'mirror'"):
+        with pytest.raises(ValueError, match=r"group 'mirror' is not a planar group.*use "
+                                             r"basis='pixel'"):
+            GroupConv2d(2, 2, 3, group="mirror", basis="harmonic")
+        GroupConv2d(2, 2, 3, group="mirror")  # the control: its pixel basis builds
+    with register_group(r"turn3", _Turn3, form="'turn3'"):
+        for make in (lambda: LiftingConv2d(1, 2, 3, group="turn3"),
+                     lambda: GroupConv2d(1, 2, 3, group="turn3", basis="pixel")):
+            with pytest.raises(ValueError, match=r"'turn3' has elements off the pixel grid.*"
+                                                 r"use a planar cN / dN"):
+                make()

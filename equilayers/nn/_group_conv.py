@@ -18,7 +18,7 @@ from ..functional import _gconv as G
 from ..functional import _steerable as S
 from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
-from ..groups import FieldType, GroupLike, get
+from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
@@ -80,6 +80,12 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
         if basis not in _BASES:
             raise ValueError(f"{name}: unknown basis {basis!r}; use 'pixel' (c1, c2, c4, d1, d2, "
                              "d4) or 'harmonic' (any group)")
+        if (basis == "harmonic" or not grp.pixel_exact) and not isinstance(grp, PlanarGroup):
+            raise ValueError(  # a user's group (register_group): pixel filters only
+                f"{name}: group {grp.name!r} " + ("" if grp.pixel_exact else "has elements "
+                "off the pixel grid, which pixel filters cannot follow, and ") + "is not a "
+                "planar group (cN, dN, so2, o2), the groups steerable filters take: " + (
+                    "use basis='pixel'" if grp.pixel_exact else "use a planar cN / dN"))
         if basis == "pixel" and not grp.pixel_exact:
             raise ValueError(
                 f"{name}: group {grp.name!r} has rotations off the pixel grid, so it needs "
