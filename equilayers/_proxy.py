@@ -9,10 +9,12 @@ import torch
 __all__ = ["proxy_fix"]
 
 #: What a ``torch.fx.Proxy`` in place of a tensor means, and the fix.
-_PROXY_FIX = (" (torch.fx.symbolic_trace traced into an equilayers module, whose forward checks "
-              "shapes: trace with equilayers.symbolic_trace(model), which keeps equilayers "
-              "modules whole, or pass leaf_modules=list(equilayers.leaf_modules()) to a tool's "
-              "tracer, e.g. torchvision's create_feature_extractor(..., tracer_kwargs=...))")
+_PROXY_FIX = (" (torch.fx traced into equilayers code, which checks shapes: for a module, trace "
+              "with equilayers.symbolic_trace(model), which keeps equilayers modules whole, or "
+              "pass leaf_modules=list(equilayers.leaf_modules()) to a tool's tracer, e.g. "
+              "torchvision's create_feature_extractor(..., tracer_kwargs=...); for a function "
+              "your forward calls, use its module twin, or import it by name and mark it "
+              "with torch.fx.wrap('<its name>') at the top level of your file)")
 
 
 def proxy_fix(x: Any) -> str:

@@ -34,7 +34,7 @@ def test_traces_the_wiring_and_keeps_equilayers_modules_whole(gen):
     x = torch.randn(2, 1, 9, 9, generator=gen)
     torch.testing.assert_close(gm(x), net(x), rtol=0, atol=0)
     # the control: torch.fx's own tracer goes into them, and the error names the fix
-    with pytest.raises(TypeError, match=r"got Proxy \(torch.fx.symbolic_trace.*equilayers"):
+    with pytest.raises(TypeError, match=r"got Proxy \(torch.fx traced into equilayers code"):
         torch.fx.symbolic_trace(net)
 
 
@@ -85,3 +85,37 @@ def test_every_zoo_module_traces_whole(name):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(TypeError, match="equilayers.symbolic_trace"):
         torch.fx.symbolic_trace(m)
+
+
+class _CallsAFunctional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lift = LiftingConv2d(1, 2, 3, padding=1, group="p4")
+
+    def forward(self, x):
+        return _wrapped_group_pool(self.lift(x), "max")
+
+
+def test_a_functional_in_a_users_forward_is_named_with_the_fix_that_works(gen):
+    """The message told a user already tracing with equilayers.symbolic_trace to trace with
+    it; a function their forward calls needs torch.fx.wrap (the control: wrapped, it
+    traces)."""
+    from equilayers.functional import group_pool
+
+    class Bare(_CallsAFunctional):
+        def forward(self, x):
+            return group_pool(self.lift(x), "max")
+
+    with pytest.raises(TypeError, match=r"for a function your forward calls.*torch.fx.wrap"):
+        equilayers.symbolic_trace(Bare())
+    net, x = _CallsAFunctional().eval(), torch.randn(1, 1, 7, 7, generator=gen)
+    torch.testing.assert_close(equilayers.symbolic_trace(net)(x), net(x), rtol=0, atol=0)
+
+
+def _wrapped_group_pool(x, mode):
+    from equilayers.functional import group_pool
+
+    return group_pool(x, mode)
+
+
+torch.fx.wrap("_wrapped_group_pool")
