@@ -459,3 +459,28 @@ def test_no_reuse_on_an_accelerator(name, gen, monkeypatch):
     with torch.no_grad():
         m(x), m(x), m(x)
     assert m.expansions == 3 and "_eval_filter" not in m.__dict__
+
+
+def test_a_subclass_parameter_the_filter_reads_is_seen(gen):
+    """A subclass whose ``_expand`` also reads a gain of its own (the 3-D test cases' kind):
+    only the weight and bias were compared, so after the gain changed an eval call returned
+    the old filter's output (ratio 1.0, not 3.0)."""
+    from torch import nn
+
+    from equilayers.nn import GroupConv2d
+
+    class GainConv(GroupConv2d):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.gain = nn.Parameter(torch.ones(()))
+
+        def _expand(self):
+            return super()._expand() * self.gain
+
+    m = GainConv(2, 3, 3, group="p4", bias=False).double().eval()
+    x = torch.randn(1, 2, 4, 7, 7, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        before = m(x)
+        m.gain.fill_(3.0)
+        after = m(x)
+    torch.testing.assert_close(after, 3 * before)

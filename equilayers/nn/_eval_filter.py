@@ -6,7 +6,8 @@ with the basis). At batch 1 on small images that per-call work is a large share 
 (benchmarks/results/redesign-before-after.md). In eval mode with autograd off, the module keeps
 the last expanded filter and bias together with
 
-- a copy of the weight's and bias's values (as ``module.weight`` returns them: the computed
+- a copy of the weight's and bias's values and of any other parameter the module holds
+  itself (a subclass's own gain) (as ``module.weight`` returns them: the computed
   value of a parametrized or pruned weight), compared with ``torch.equal`` on every call: a
   change by any route (an optimizer step, fused optimizers included, which do not bump
   ``_version``; a ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter``
@@ -98,6 +99,10 @@ def eval_filter(module: nn.Module, settings: tuple,
     device_type = next(p.device.type for p in params if p is not None)
     if not reuses(device_type):
         return compute()
+    # any other parameter of the module itself (a subclass whose filter also reads a gain of
+    # its own, as the 3-D test cases' do): compared by value as the weight is
+    params = params + tuple(p for k, p in module._parameters.items()
+                            if p is not None and k not in ("weight", "bias"))
     buffers = tuple(module._buffers.values()) + tuple(integer_tables(module).values())
     amp = autocast_on(device_type)
     settings = (settings, torch.get_autocast_dtype(device_type) if amp else None)
