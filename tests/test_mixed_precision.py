@@ -196,3 +196,25 @@ def test_group_avg_pool3d_half_on_cpu(dtype, gen):
     xf = x.float().requires_grad_()
     EF.group_avg_pool3d(xf, 3, 2, 1, count_include_pad=False).backward(g.float())
     assert torch.equal(xr.grad, xf.grad.to(dtype))
+
+
+@pytest.mark.parametrize("group,shape", [("so2", (1, 2, 3, 2, 2)), ("so3", (1, 2, 4, 2, 2, 2))])
+def test_tensor_product_float16_products_above_the_range(group, shape, gen):
+    """A field ``[300, 0, 0]`` (exact in float16) squared passes 65504 while the output,
+    scaled by weights of 0.1, is 9000: inf and NaN in float16 and under autocast to it; the
+    products are now formed in float32. The control: the float32 product is above 65504."""
+    m = enn.TensorProductNonlinearity(2, group, 1)
+    with torch.no_grad():
+        m.weight.fill_(0.1)
+    x = torch.randn(shape, generator=gen)
+    x[:, 0] = 0
+    x[:, 0, 0] = 300.0
+    ref = m(x.half().float())
+    assert torch.isfinite(ref).all() and ref.abs().max() < 6e4 and 300.0**2 > 65504
+    y = copy.deepcopy(m).half()(x.half())
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), ref, rtol=2e-3, atol=1e-2)
+    with torch.autocast("cpu", dtype=torch.float16):
+        y = m(x)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), m(x), rtol=2e-3, atol=1e-2)

@@ -19,6 +19,7 @@ thread, measured 2026-12-06), once per process (:func:`equilayers._cpu_cache.cpu
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -190,7 +191,23 @@ def pair_basis(group, max_order: int, out_max_order: int) -> torch.Tensor:
 
 def apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``y[b, c, o] = sum_p (weight[c] @ basis)[o, p] x_i x_j`` over the pairs ``p = (i <= j)``
-    of each field, at every position: one gather of the products, one batched matmul."""
+    of each field, at every position: one gather of the products, one batched matmul.
+
+    A product of two float16 coefficients passes 65504 from 256 on, where the output (scaled
+    by the weights) still fits: ``|x| = 300`` gave inf and NaN. So a float16 input (or
+    ``torch.autocast`` to float16 on its device) is multiplied in float32, autocast off, and
+    cast back to ``x``'s dtype, as the Fourier nonlinearity samples."""
+    dev = x.device.type
+    amp = (not torch.compiler.is_compiling() and C.autocast_on(dev)
+           and torch.get_autocast_dtype(dev) == torch.float16)
+    if x.dtype != torch.float16 and not amp:
+        return _apply_pairs(x, weight, basis)
+    with torch.autocast(dev, enabled=False) if amp else contextlib.nullcontext():
+        y = _apply_pairs(x.float(), weight.float(), basis.float())
+    return y.to(x.dtype)
+
+
+def _apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     i, j = torch.triu_indices(x.shape[2], x.shape[2], device=x.device)  # (made there: no copy)
     t = x.index_select(2, i) * x.index_select(2, j)  # (B, C, P, *S)
     m = (weight @ basis.flatten(1)).view(weight.shape[0], basis.shape[1], basis.shape[2])
