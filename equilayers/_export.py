@@ -27,7 +27,9 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
   a wrong shape or torch's error, not the wrong slots), else
   ``Sequential(AdaptiveMaxPool3d((1, None, None)), Flatten(1, 2))``, which pools any fiber in
   eager mode but is not scriptable.
-* ``GroupMaxPool2d`` / ``GroupAvgPool2d`` -> ``MaxPool3d`` / ``AvgPool3d`` with a
+* ``GroupMaxPool2d`` -> ``MaxPool3d`` with a ``(1, k, k)`` window; ``GroupAvgPool2d`` ->
+  ``Sequential(Flatten(1, 2), AvgPool2d, Unflatten(1, (-1, F)))`` when the model has one fiber
+  size ``F`` (torch's CPU ``avg_pool3d`` has no float16 / bfloat16), else ``AvgPool3d`` with a
   ``(1, k, k)`` window.
 
 The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
@@ -304,6 +306,9 @@ def _export_max_pool(m: GroupMaxPool2d, fiber: int | None) -> nn.Module:
 @register_export(GroupAvgPool2d)
 def _export_avg_pool(m: GroupAvgPool2d, fiber: int | None) -> nn.Module:
     k, s, p = _win(m.kernel_size), _win(m.stride), _win(m.padding)
+    if fiber is not None:  # torch's CPU avg_pool3d has no float16 / bfloat16: a 2-D pool
+        return nn.Sequential(nn.Flatten(1, 2), nn.AvgPool2d(
+            k[1:], s[1:], p[1:], m.ceil_mode, m.count_include_pad), nn.Unflatten(1, (-1, fiber)))
     return nn.AvgPool3d(k, s, (0,) + p[1:], m.ceil_mode, m.count_include_pad)
 
 

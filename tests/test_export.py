@@ -341,3 +341,15 @@ def test_a_subclass_with_its_own_forward_is_kept_not_converted():
     assert type(ex[1]) is _Residual and type(ex[2]) is _Scaled
     assert isinstance(ex[0], nn.Sequential)  # the lifting conv converts
     torch.testing.assert_close(ex(x), net(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_an_exported_avg_pool_runs_in_half_precision_on_the_cpu(dtype, gen):
+    """``GroupAvgPool2d`` ran in float16/bfloat16 and its export, an ``AvgPool3d``, raised
+    "avg_pool3d_out_frame not implemented for 'Half'" at its first call: a 2-D pool now."""
+    with seeded_rng(0):
+        net = nn.Sequential(LiftingConv2d(1, 2, 3, group="p4"), GroupAvgPool2d(2)).to(dtype)
+    x = torch.randn(1, 1, 10, 10, generator=gen).to(dtype)  # 8x8 maps: exact
+    ex = equilayers.export(net)
+    _only_torch_nn(ex)
+    torch.testing.assert_close(ex(x), net(x))
