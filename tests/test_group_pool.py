@@ -357,3 +357,16 @@ def test_a_rectangular_window_is_checked_for_flips(gen):
         warnings.simplefilter("error")
         GroupMaxPool2d(kernel_size=(3, 1))(_x(gen, 1, 1, 4, 9, 9))  # tiles both dims: exact
     assert_equivariant(GroupMaxPool2d(kernel_size=(3, 1)), _x(gen, 1, 1, 4, 9, 9), "d2")
+
+
+@pytest.mark.parametrize("bn,shape", [(GroupBatchNorm2d, (2, 3, 4, 5, 5)),
+                                      (GroupBatchNorm3d, (2, 3, 4, 3, 3, 3))])
+def test_batch_norm_names_a_device_mismatch(bn, shape):
+    """A meta-built group batch norm on a CPU input (and the reverse) gave torch's bare
+    "Tensor on device meta is not on the expected device cpu!"; every other layer names it."""
+    with pytest.raises(ValueError, match=r"x is on cpu but the module's parameters are on meta"
+                                         r".*materialized first"):
+        bn(3, device="meta")(torch.randn(shape))
+    with pytest.raises(ValueError, match=r"x is on meta but the module's parameters are on cpu"):
+        bn(3)(torch.empty(shape, device="meta"))
+    assert bn(3)(torch.randn(shape)).shape == shape  # the control

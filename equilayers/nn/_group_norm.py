@@ -8,6 +8,7 @@ from torch import nn
 from .. import _checks as C
 from .._checks import (
     batch_norm_bias,
+    check_device_match,
     check_dtype_match,
     check_flag,
     check_float_dtype,
@@ -96,6 +97,7 @@ class GroupBatchNorm2d(_GroupBatchNorm):
         check_input(input, self.num_features, what)
         param = self.weight if self.weight is not None else self.running_mean
         check_dtype_match(input, param, what, low_precision_input=True)  # as GroupBatchNorm3d
+        check_device_match(input, param, what)
 
 
 class GroupBatchNorm3d(_GroupBatchNorm):
@@ -135,3 +137,4 @@ class GroupBatchNorm3d(_GroupBatchNorm):
         # float16/bfloat16 input with float32 ones)
         param = self.weight if self.weight is not None else self.running_mean
         check_dtype_match(input, param, what, low_precision_input=True)
+        check_device_match(input, param, what)
