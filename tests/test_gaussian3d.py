@@ -211,3 +211,15 @@ def test_ball_mask_bad_input(gen):
         BallMask(5)(torch.randn(2, 5, 5, 5, generator=gen))
     with pytest.raises(ValueError, match=r"BallMask: margin=150 must be a real number in "):
         BallMask(5, margin=150)
+
+
+def test_masks_infer_shapes_on_meta_inputs(gen):
+    """A meta input (shape inference, as torch layers allow) failed in torch's device check:
+    the CPU mask was cast to the input's dtype but not moved. The control: a CPU input."""
+    from equilayers.nn import BallMask, DiskMask
+
+    for mask, shape in ((DiskMask(7), (2, 3, 7, 7)), (BallMask(5), (1, 2, 5, 5, 5))):
+        y = mask(torch.empty(shape, device="meta"))
+        assert y.is_meta and y.shape == shape
+        x = torch.randn(shape, generator=gen)
+        assert torch.equal(mask(x), x * mask.mask)

@@ -185,6 +185,8 @@ def disk_mask2d(x: torch.Tensor, margin: float = 0.0, sigma: float = 2.0) -> tor
 
 
 def apply_mask(x: torch.Tensor, mask: torch.Tensor, size: int, what: str) -> torch.Tensor:
-    """``x * mask`` after checking that ``x`` is ``(..., size, size)``."""
+    """``x * mask`` after checking that ``x`` is ``(..., size, size)``; the mask (a table
+    derived from the size alone) is moved to ``x``'s device, as a meta input for shape
+    inference needs (it failed in torch's device check)."""
     check_square(x, size, what)
-    return x * mask.to(x.dtype)
+    return x * mask.to(dtype=x.dtype, device=x.device)

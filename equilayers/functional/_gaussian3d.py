@@ -132,7 +132,7 @@ def apply_ball_mask(x: torch.Tensor, mask: torch.Tensor, size: int | None,
         want = f"{size}x{size}x{size}" if size is not None else "cubic (equal)"
         raise ValueError(f"{what} expects {want} spatial dims; got shape {tuple(x.shape)}"
                          + (f" (built for size={size})" if size is not None else ""))
-    return x * mask.to(x.dtype)
+    return x * mask.to(dtype=x.dtype, device=x.device)  # (as apply_mask: a meta input too)
 
 
 def ball_mask3d(x: torch.Tensor, margin: float = 0.0, sigma: float = 2.0) -> torch.Tensor:
