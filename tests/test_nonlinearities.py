@@ -416,3 +416,31 @@ def test_fourier_matrices_must_be_a_pair_of_tensors(bad):
                        r"a pair of tensors \(A, A\^\+\)"):
         fourier_nonlinearity(torch.randn(1, 1, 3, 2, 2), "so2", 1, torch.relu,
                              matrices=bad)
+
+
+def test_precomputed_matrices_must_be_floating_and_materialized():
+    """A complex matrix was cast to its real part (torch warns once per process), a bool one
+    read as 0/1, and a meta one failed with "Cannot copy out of meta tensor"."""
+    from equilayers.functional import (
+        fourier_matrix,
+        fourier_nonlinearity,
+        harmonic_to_regular,
+        regular_to_harmonic,
+    )
+    from equilayers.nn import FourierNonlinearity
+
+    x = torch.randn(1, 2, 4, 3, 3)
+    e = fourier_matrix("c4", 1).T  # regular_to_harmonic's (3, 4) matrix
+    torch.testing.assert_close(regular_to_harmonic(x, "c4", 1, matrix=e),
+                               regular_to_harmonic(x, "c4", 1))  # the control
+    for bad in (e.to(torch.complex64), e.bool()):
+        with pytest.raises(TypeError, match=r"regular_to_harmonic: matrix has dtype"):
+            regular_to_harmonic(x, "c4", 1, matrix=bad)
+    with pytest.raises(ValueError, match=r"harmonic_to_regular: matrix is on the meta device"):
+        harmonic_to_regular(torch.randn(1, 2, 3, 3, 3), "c4", 1,
+                            matrix=torch.empty(4, 3, device="meta"))
+    m = FourierNonlinearity("so2", 1)
+    a, a_inv = m.sample_matrix, m.inverse_matrix
+    with pytest.raises(TypeError, match=r"matrices\[0\] has dtype torch.int64"):
+        fourier_nonlinearity(torch.randn(1, 1, 3, 2, 2), "so2", 1, torch.relu,
+                             matrices=(a.long(), a_inv))

@@ -124,11 +124,19 @@ def _fiber_matmul(x: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, mat.shape[0], *x.shape[3:])
 
 
-def _check_matrix(matrix: torch.Tensor, shape: tuple[int, int], what: str) -> torch.Tensor:
+def _check_matrix(matrix: torch.Tensor, shape: tuple[int, int], what: str,
+                  x: torch.Tensor) -> torch.Tensor:
+    """A floating ``shape`` matrix (a complex one was cast to its real part, a bool one
+    read as 0/1), not on the meta device for a real ``x`` (``Cannot copy out of meta``); it
+    is moved to ``x``'s device and dtype (the default one is the CPU cache's)."""
     if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != shape:
         got = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
         raise ValueError(f"{what}: matrix must be the {shape} transform of this group and "
                          f"max_order (leave matrix=None to build it); got {got}")
+    C.check_tensor(matrix, "matrix", what)
+    if matrix.is_meta and not x.is_meta:
+        raise ValueError(f"{what}: matrix is on the meta device but x is on {x.device}: "
+                         "materialize it first (leave matrix=None to build it)")
     return matrix
 
 
@@ -155,7 +163,8 @@ def regular_to_harmonic(x: torch.Tensor, group: GroupLike, max_order: int | None
                          f"(B, C, {order}, H, W); got shape {tuple(x.shape)}")
     if matrix is None:
         matrix = _forward_cpu(*grp.planar_params(), m)
-    return _fiber_matmul(x, _check_matrix(matrix, (2 * m + 1, order), "regular_to_harmonic"))
+    return _fiber_matmul(x, _check_matrix(matrix, (2 * m + 1, order), "regular_to_harmonic",
+                                          x))
 
 
 def harmonic_to_regular(x: torch.Tensor, group: GroupLike, max_order: int | None = None, *,
@@ -175,7 +184,7 @@ def harmonic_to_regular(x: torch.Tensor, group: GroupLike, max_order: int | None
     if matrix is None:
         matrix = _inverse_cpu(*grp.planar_params(), m)
     return _fiber_matmul(x, _check_matrix(matrix, (int(grp.order), 2 * m + 1),
-                                          "harmonic_to_regular"))
+                                          "harmonic_to_regular", x))
 
 
 def default_samples(max_order: int) -> int:

@@ -175,9 +175,11 @@ def matrix_pair(matrices: object, f: int, what: str) -> tuple[torch.Tensor, torc
     if not (isinstance(matrices, (tuple, list)) and len(matrices) == 2
             and all(isinstance(m, torch.Tensor) for m in matrices)):
         raise TypeError(f"{what}: matrices={matrices!r} must be None or a pair of tensors "
-                        f"(A, A^+) of shapes (S, {f}) and ({f}, S), e.g. from "
-                        "fourier_matrices(...)"[:400])
+                        f"(A, A^+) of shapes (S, {f}) and ({f}, S), e.g. a FourierNonlinearity's "
+                        "(sample_matrix, inverse_matrix)"[:400])
     a, a_inv = matrices
+    for name, m in (("matrices[0]", a), ("matrices[1]", a_inv)):
+        C.check_tensor(m, name, what)  # floating: a complex one was cast to its real part
     if a.dim() != 2 or a.shape[1] != f or tuple(a_inv.shape) != (f, a.shape[0]):
         raise ValueError(f"{what}: matrices must be (A, A^+) of shapes (S, {f}) and ({f}, S); "
                          f"got {tuple(a.shape)} and {tuple(a_inv.shape)}")
