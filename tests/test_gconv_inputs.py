@@ -391,3 +391,11 @@ def test_channel_messages_name_a_fix_that_builds(gen):
         GroupConv2d(3, 4, 3, group="p4")(torch.randn(5, 0, 4, 8, 8))
     with pytest.raises(ValueError, match=r"\(pass 3 fields: x has none\)"):
         HarmonicBatchNorm(3, max_order=1)(torch.randn(5, 0, 3, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_expand_group_filter_names_its_weight_dtype(dtype):
+    """An integer or complex weight was blamed on an internal call's dtype argument
+    ("group_fourier_basis: dtype=torch.int64"), which the user never passed."""
+    with pytest.raises(TypeError, match=r"expand_group_filter: weight has dtype"):
+        EF.expand_group_filter(torch.ones(2, 2, 4, 3, 3, dtype=dtype), "p4")

@@ -198,6 +198,7 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
     parametrization through the irreps), as every ``GroupConv2d`` stores it. ``what``: the
     public function the errors name (the group convs pass theirs)."""
     _check_weight(weight, 5, what)
+    C.check_tensor(weight, "weight", what)  # Fourier coefficients: floating (not a basis')
     grp = check_pixel_group(group)
     check_weight_fiber(weight, grp, what)
     c_out, c_in, f, k, _ = weight.shape
