@@ -182,6 +182,12 @@ def test_bad_input():
         PolyphasePool2d(padding_mode="wrap")
     with pytest.raises(ValueError, match="index must be"):
         PolyphaseUpsample2d()(torch.zeros(2, 1, 4, 4), torch.zeros(3, dtype=torch.long))
+    for dtype in (torch.float32, torch.bool):  # a wrong dtype is a TypeError, as for inputs
+        with pytest.raises(TypeError, match="index must be an integer tensor"):
+            PolyphaseUpsample2d()(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=dtype))
+    with pytest.raises(TypeError, match="index must be a floating selection"):
+        EF.learnable_polyphase_upsample2d(torch.zeros(2, 1, 4, 4),
+                                          torch.zeros(2, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("blur_size", [1, 3])

@@ -124,9 +124,9 @@ def test_gradcheck(gen):
 
 def test_errors_are_named(gen):
     x = torch.randn(2, 3, 2, 2, 2, generator=gen)
-    with pytest.raises(ValueError, match=r"index must be an integer tensor of shape \(2,\).*"
+    with pytest.raises(TypeError, match=r"index must be an integer tensor of shape \(2,\).*"
                        r"a\*stride\*\*2\+b\*stride\+c.*polyphase_pool3d"):
-        EF.polyphase_upsample3d(x, torch.tensor([1.0, 2.0]))
+        EF.polyphase_upsample3d(x, torch.tensor([1.0, 2.0]))  # a dtype: TypeError
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         EF.polyphase_upsample3d(x, torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match=r"0\.\.stride\*\*3-1 = 0\.\.7.*got \[1, 8\]"):

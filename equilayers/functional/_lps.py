@@ -469,9 +469,10 @@ def upsample_nd(x: torch.Tensor, index: torch.Tensor, stride: int, nd: int,
             y = (xr.to(ct) * index.to(ct).view(phases)).to(x.dtype)
     else:
         if index.is_complex() or index.dtype == torch.bool or index.shape != (b,):
-            raise ValueError(f"{what}: index must be a floating selection of shape ({b}, "
-                             f"{n}) or an integer tensor of shape ({b},) (flat component "
-                             f"indices {_FLAT[nd]}); got {index.dtype} of shape "
-                             f"{tuple(index.shape)}")
+            wrong_type = index.is_complex() or index.dtype == torch.bool
+            raise (TypeError if wrong_type else ValueError)(
+                f"{what}: index must be a floating selection of shape ({b}, {n}) or an "
+                f"integer tensor of shape ({b},) (flat component indices {_FLAT[nd]}); got "
+                f"{index.dtype} of shape {tuple(index.shape)}")
         return place_components(x, index, s, nd, 1, "circular", what)  # the adaptive pools'
     return y.reshape(b, *lead, *(m * s for m in sizes))

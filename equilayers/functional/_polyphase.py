@@ -143,11 +143,14 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
 
 def check_index(index: object, want: tuple[int, ...], per: str, pool: str, what: str) -> None:
     """``index`` an integer tensor of shape ``want`` (``per`` says what it holds, ``pool`` the
-    function that returns it); ``ValueError`` otherwise."""
-    if (not isinstance(index, torch.Tensor) or index.shape != want or index.is_floating_point()
-            or index.is_complex() or index.dtype == torch.bool):
-        raise ValueError(f"{what}: index must be an integer tensor of shape {want} ({per}, "
-                         f"from {pool}(..., return_index=True)); got {index!r}")
+    function that returns it); ``TypeError`` for another type or dtype, ``ValueError`` for
+    another shape."""
+    wrong_type = (not isinstance(index, torch.Tensor) or index.is_floating_point()
+                  or index.is_complex() or index.dtype == torch.bool)
+    if wrong_type or index.shape != want:
+        raise (TypeError if wrong_type else ValueError)(
+            f"{what}: index must be an integer tensor of shape {want} ({per}, from "
+            f"{pool}(..., return_index=True)); got {index!r}"[:600])
 
 
 def place_components(x: torch.Tensor, index: torch.Tensor, s: int, nd: int, blur_size: int,
