@@ -36,7 +36,7 @@ apart by ~1e-7 relative, so components that tie up to that can be chosen differe
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import torch
 
@@ -147,7 +147,7 @@ def check_index(index: object, want: tuple[int, ...], per: str, pool: str, what:
     another shape."""
     wrong_type = (not isinstance(index, torch.Tensor) or index.is_floating_point()
                   or index.is_complex() or index.dtype == torch.bool)
-    if wrong_type or index.shape != want:
+    if wrong_type or cast(torch.Tensor, index).shape != want:
         raise (TypeError if wrong_type else ValueError)(
             f"{what}: index must be an integer tensor of shape {want} ({per}, from "
             f"{pool}(..., return_index=True)); got {index!r}"[:600])
