@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import equilayers.functional as EF
+import equilayers.nn as enn
 from equilayers.nn import BlurPool2d, BlurUpsample2d
 
 
@@ -106,3 +107,31 @@ def test_blur_upsample_warns_on_group_maps_where_it_cannot_be_exact(gen):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             BlurUpsample2d(s, b, mode, transposed=transposed)(x[:, :, 0])  # images: quiet
+
+
+@pytest.mark.parametrize("make", [
+    lambda: enn.BlurUpsample2d(), lambda: enn.BlurUpsample2d(blur_size=1),
+    lambda: enn.BlurUpsample2d(blur_size=2, transposed=True, padding_mode="zeros"),
+    lambda: enn.BlurUpsample2d(blur_size=4, transposed=True, padding_mode="circular"),
+    lambda: _With(enn.PolyphaseUpsample2d(), torch.tensor([1, 3])),
+    lambda: _With(enn.PolyphaseUpsample2d(blur_size=1), torch.tensor([1, 3])),
+    lambda: _With(enn.LearnablePolyphaseUpsample2d(), torch.tensor([[0.0, 1, 0, 0]] * 2)),
+], ids=["blur", "blur1", "transposed-even", "transposed-circular", "polyphase",
+        "polyphase1", "learned"])
+def test_upsampling_keeps_channels_last(make, gen):
+    """A channels_last input came back contiguous (nn.Upsample keeps the layout), so every
+    layer after it converted back; the values are the contiguous input's."""
+    x = torch.randn(2, 3, 5, 5, generator=gen)
+    m = make()
+    y = m(x.contiguous(memory_format=torch.channels_last))
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(y, m(x), rtol=0, atol=0)
+
+
+class _With(torch.nn.Module):
+    def __init__(self, up, index):
+        super().__init__()
+        self.up, self.index = up, index
+
+    def forward(self, x):
+        return self.up(x, self.index)

@@ -34,7 +34,7 @@ import torch
 from .. import _checks as C
 from .. import kernels
 from .._host import host_tensor
-from ..kernels._reference import blur_nd
+from ..kernels._reference import _channels_last, blur_nd
 from ..kernels._tables import binomial
 from ._ceil_mode import ceil_mode_pad
 
@@ -214,10 +214,17 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
     sizes, lead = x.shape[-nd:], x.shape[:-nd]
-    y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))
-    inserted: tuple[Any, ...] = (Ellipsis,) + (slice(None), 0) * nd
-    y[inserted] = x  # x[..., i] at y[..., s i]
-    y = y.reshape(*lead, *(n * s for n in sizes))
+    keep = x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x)
+    if keep:
+        # the input's layout (as nn.Upsample keeps it): the zeros in it, then the blur keeps it
+        y = torch.empty(*lead, *(n * s for n in sizes), dtype=x.dtype, device=x.device,
+                        memory_format=torch.channels_last).zero_()
+        y[..., ::s, ::s] = x
+    else:
+        y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))
+        inserted: tuple[Any, ...] = (Ellipsis,) + (slice(None), 0) * nd
+        y[inserted] = x  # x[..., i] at y[..., s i]
+        y = y.reshape(*lead, *(n * s for n in sizes))
     if blur_size == 1:  # the filter [s] in each dim (blur_nd reads no filter of size 1)
         return y * s ** nd
     filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s
@@ -233,4 +240,4 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     y = torch.nn.functional.pad(y, (1, 0) * nd)
     out = blur_nd(y, filt, 1, padding_mode, nd, what, "blur_size")
     kept: tuple[Any, ...] = (Ellipsis,) + tuple(slice(0, n * s) for n in sizes)
-    return out[kept]
+    return out[kept].contiguous(memory_format=torch.channels_last) if keep else out[kept]
