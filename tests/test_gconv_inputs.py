@@ -399,3 +399,18 @@ def test_expand_group_filter_names_its_weight_dtype(dtype):
     ("group_fourier_basis: dtype=torch.int64"), which the user never passed."""
     with pytest.raises(TypeError, match=r"expand_group_filter: weight has dtype"):
         EF.expand_group_filter(torch.ones(2, 2, 4, 3, 3, dtype=dtype), "p4")
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: enn.GroupConv2d(2, 2, 3, group="p4"), (1, 2, 4, 8, 8)),
+    (lambda: enn.LiftingConv2d(2, 2, 3, group="p4"), (1, 2, 8, 8)),
+    (lambda: enn.GroupPool(), (1, 2, 4, 8, 8)),
+    (lambda: enn.NormNonlinearity(2, 1), (1, 2, 3, 8, 8)),
+    (lambda: enn.BlurUpsample2d(), (1, 2, 8, 8)),
+], ids=["group", "lifting", "pool", "norm", "upsample"])
+def test_a_sparse_input_is_named(make, shape):
+    """Only the dispatched blur pools named a sparse input; the others failed in torch's
+    reshape, pad or amax. The shared tensor check now does it for every layer."""
+    with pytest.raises(TypeError, match=r"x must be a dense \(strided\) tensor; got layout "
+                                        r"torch.sparse_coo.*x.to_dense\(\)"):
+        make()(torch.randn(shape).to_sparse())

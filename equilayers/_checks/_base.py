@@ -455,8 +455,8 @@ _COMPUTE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = True,
                  ndim: int | Sequence[int] | None = None, min_ndim: int | None = None,
                  layout: str = "") -> torch.Tensor:
-    """A tensor (``TypeError`` otherwise), floating point when ``floating`` (``TypeError``
-    naming the dtype and the fix), with ``ndim`` dims (an int or the allowed ranks) or at
+    """A dense tensor (``TypeError`` otherwise), floating point when ``floating``
+    (``TypeError`` naming the dtype and the fix), with ``ndim`` dims (an int or the allowed ranks) or at
     least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes it)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}"
@@ -465,6 +465,10 @@ def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = Tr
         raise TypeError(f"{_prefix(what)}{name} has dtype {x.dtype}, but it must be a "
                         f"floating-point tensor (float32, float64, float16 or bfloat16); "
                         f"convert it with {name}.float()")
+    if x.layout != torch.strided:  # (a sparse one failed deep in reshape, pad or amax)
+        raise TypeError(f"{_prefix(what)}{name} must be a dense (strided) tensor; got layout "
+                        f"{x.layout} (shape {tuple(x.shape)}). Convert it with "
+                        f"{name}.to_dense()")
     ranks = (ndim,) if isinstance(ndim, int) else ndim
     bad = (ranks is not None and x.dim() not in ranks) or (min_ndim is not None
                                                            and x.dim() < min_ndim)
