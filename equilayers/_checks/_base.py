@@ -456,8 +456,9 @@ def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = Tr
                  ndim: int | Sequence[int] | None = None, min_ndim: int | None = None,
                  layout: str = "") -> torch.Tensor:
     """A dense tensor (``TypeError`` otherwise), floating point when ``floating``
-    (``TypeError`` naming the dtype and the fix), with ``ndim`` dims (an int or the allowed ranks) or at
-    least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes it)."""
+    (``TypeError`` naming the dtype and the fix), with ``ndim`` dims (an int or the allowed
+    ranks) or at least ``min_ndim`` (``ValueError`` naming the shape; ``layout`` describes
+    it)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{_prefix(what)}{name} must be a tensor; got {type(x).__name__}"
                         + proxy_fix(x))
