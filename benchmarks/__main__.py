@@ -2,8 +2,9 @@
 
 Study families (``bench_accuracy.py``, ``bench_segmentation.py``, ``bench_segmentation3d.py``,
 ``bench_tetris.py``: a ``run(quick, out, ...)`` that trains models and writes its own table;
-``bench_equivariance3d.py``, the same contract, measuring untrained models) run only when named,
-``--family accuracy``, ``segmentation``, ``segmentation3d``, ``tetris`` or ``equivariance3d``.
+``bench_equivariance3d.py`` and ``bench_construction3d.py``, the same contract, measuring
+untrained models and fresh processes) run only when named, ``--family accuracy``,
+``segmentation``, ``segmentation3d``, ``tetris``, ``equivariance3d`` or ``construction3d``.
 
 Discovers ``benchmarks/bench_*.py`` (each defines ``cases(quick) -> list[BenchCase]``), and for
 every case measures, on each requested device:
@@ -18,8 +19,9 @@ every case measures, on each requested device:
 - module construction time (median), when the case has ``construct``;
 - further untimed measurements, when the case has ``metrics`` (a model's shift consistency).
 
-Results go to ``<out>/<device>[-<family>...][-quick].json`` and ``.md`` with the device name,
-versions and date.
+Results go to ``<out>/<device>[-<family>...][-quick][-filtered].json`` and ``.md`` with the
+device name, versions, date, rounds and budget (``-filtered``: a ``--filter`` run, which records
+its filter and leaves the whole family's files alone; the study families likewise).
 """
 
 from __future__ import annotations
@@ -259,7 +261,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, "
         f"{meta['torch_threads']} threads of {meta['cpu_count']} CPUs ({meta['cpu']}); "
-        f"peers: {peers}{'; quick mode' if meta['quick'] else ''}.",
+        f"peers: {peers}{'; quick mode' if meta['quick'] else ''}"
+        + (f"; {meta['rounds']} rounds of {meta['budget_s']:g} s" if "rounds" in meta else "")
+        + (f"; only the cases matching --filter {meta['filter']!r}" if meta.get("filter")
+           else "") + ".",
         "Times are medians in ms; `x floor` is the ratio to the row named in `floor`, measured "
         "in the same run. Peak memory is for one forward+backward step (forward when the row "
         "has no backward), beyond the input."
@@ -359,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --write-table: write the table here instead (needed with "
                         "--quick: a quick run never writes the package's table)")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="study families (accuracy, segmentation[3d], tetris, equivariance3d): "
-                        "seeds per model (default 3, quick 1)")
+                        help="study families (accuracy, segmentation[3d], tetris, equivariance3d):"
+                        " seeds per model (default 3, quick 1); construction3d: fresh processes "
+                        "per row (default 7, quick 2)")
     parser.add_argument("--data", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="training families (accuracy, segmentation): the data set")
     parser.add_argument("--split", default="test", choices=["test", "val"],
@@ -427,9 +433,12 @@ def main(argv: list[str] | None = None) -> int:
                              f", or no --filter{peer_hint(args.filter)}")
     for fam in studies:
         module = importlib.import_module(f"{__package__}.bench_{fam}")
+        # --data goes to the families that read it (_check_options refused it for the others)
+        takes = inspect.signature(module.run).parameters
         try:
             module.run(args.quick, args.out, seeds=args.seeds, progress=not args.no_progress,
-                       name_filter=args.filter, data=args.data, **extra)
+                       name_filter=args.filter, **extra,
+                       **({"data": args.data} if "data" in takes else {}))
         except UsageError as exc:  # the family's word on the command line, in one line
             raise SystemExit(f"benchmarks: --family {fam}: {exc}") from None
     if not timing:
@@ -440,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for dev_name in devices:
         device = torch.device(dev_name)
-        meta = metadata(device, args.quick)
+        meta = {**metadata(device, args.quick), "filter": args.filter, "budget_s": budget,
+                "rounds": rounds}
         families = sorted({c.family for c in cases})
         bar = _progress(len(families) * 2 * rounds + len(cases), not args.no_progress)
         rows = []
@@ -453,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
         add_ratios(rows)
         failed += sum(r["status"].startswith("error") for r in rows)
+        # a --filter run writes its own files (it overwrote the whole family's committed ones)
         stem = "-".join([dev_name, *(sorted(args.family) if args.family else []),
-                         *(["quick"] if args.quick else [])])
+                         *(["quick"] if args.quick else []),
+                         *(["filtered"] if args.filter else [])])
         (args.out / f"{stem}.json").write_text(
             json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
         table = markdown(meta, rows)

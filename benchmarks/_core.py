@@ -230,11 +230,15 @@ def run_study(rows: list, seeds: range, train_one: Callable[..., dict],
 
 
 def write_study(out, stem: str, meta: dict, results: list[dict],
-                markdown: Callable[[dict, list[dict]], str]) -> str:
+                markdown: Callable[[dict, list[dict]], str], name_filter: str = "") -> str:
     """Write ``<out>/<stem>.json`` (meta and results) and ``<stem>.md`` (``markdown``'s table),
-    print the table and return it."""
+    print the table and return it. A run of some rows (``name_filter``, ``--filter``) writes
+    ``<stem>-filtered.*`` and records the filter: it overwrote the whole run's committed
+    files with its few rows."""
     import json
 
+    if name_filter:
+        stem, meta = f"{stem}-filtered", {**meta, "filter": name_filter}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1)
                                       + "\n")

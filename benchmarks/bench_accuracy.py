@@ -239,7 +239,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     meta.update(split=split, first_seed=first_seed, schedule=schedule)
     stem = ("cpu-accuracy" + ("-val" if split == "val" else "")
             + ("-cosine" if schedule == "cosine" else "") + ("-quick" if quick else ""))
-    write_study(out, stem, meta, results, markdown)
+    write_study(out, stem, meta, results, markdown, name_filter=name_filter)
     return results
 
 

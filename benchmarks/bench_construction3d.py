@@ -178,9 +178,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist") -> list[dict]:
+        name_filter: str = "") -> list[dict]:
     """Measure every row (``seeds``: processes per row); write
-    ``cpu-construction3d[-quick].{json,md}``. ``data`` is unused (the runner passes it)."""
+    ``cpu-construction3d[-quick].{json,md}``."""
     import importlib.util
 
     from ._core import UsageError, write_study
@@ -200,5 +200,5 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                   f"{results[-1].get('cold_ms', float('nan')):.1f} ms cold", file=sys.stderr)
     meta = _meta(quick, processes, (load, os.getloadavg()[0]))
     write_study(Path(out), "cpu-construction3d" + ("-quick" if quick else ""), meta, results,
-                markdown)
+                markdown, name_filter=name_filter)
     return results

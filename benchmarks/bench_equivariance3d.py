@@ -264,10 +264,9 @@ KEYS = ("off_grid", "floor_identity", "floor_output", "cube")
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist") -> list[dict]:
+        name_filter: str = "") -> list[dict]:
     """Measure every (stack, library) row for every seed; write
-    ``cpu-equivariance3d[-quick].{json,md}``. (``data`` is the runner's option of the digit
-    families; this family makes its own volumes.)"""
+    ``cpu-equivariance3d[-quick].{json,md}`` (it makes its own volumes: no ``--data``)."""
     from equilayers.groups import get
 
     seeds = seeds if seeds is not None else (1 if quick else 3)
@@ -304,7 +303,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=1, progress=progress)
     meta = _meta(quick, seeds, n, n_rot)
     write_study(out, "cpu-equivariance3d" + ("-quick" if quick else ""), meta, results,
-                markdown)
+                markdown, name_filter=name_filter)
     return results
 
 

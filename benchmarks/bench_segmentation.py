@@ -389,7 +389,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=epochs * math.ceil(n_train / BATCH), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds, canvas)
     write_study(out, "cpu-segmentation" + ("-quick" if quick else ""), meta, results,
-                markdown)
+                markdown, name_filter=name_filter)
     return results
 
 

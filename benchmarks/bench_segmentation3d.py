@@ -291,11 +291,11 @@ KEYS = tuple(f"miou {k}" for k in TESTS) + ("o consistency", "shift consistency"
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist", steps: int | None = None) -> list[dict]:
+        name_filter: str = "", steps: int | None = None) -> list[dict]:
     """Train every model for every seed; write ``cpu-segmentation3d[-quick].{json,md}``, or
     ``cpu-segmentation3d-steps<steps>[-quick]...`` when ``steps`` (training steps per model,
-    the cosine decay over all of them) is not the run's default. (``data`` is the runner's
-    option of the digit families; this family makes its own.)"""
+    the cosine decay over all of them) is not the run's default (it makes its own volumes: no
+    ``--data``)."""
     n_train, n_test, default_steps = QUICK if quick else FULL
     if steps is None:
         steps = default_steps
@@ -332,7 +332,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     meta = _meta(quick, n_train, n_test, steps, seeds, size, scale,
                  float((dataset["train"][1] == 0).double().mean()))
     stem = "cpu-segmentation3d" + (f"-steps{steps}" if steps != default_steps else "")
-    write_study(out, stem + ("-quick" if quick else ""), meta, results, markdown)
+    write_study(out, stem + ("-quick" if quick else ""), meta, results, markdown,
+                name_filter=name_filter)
     return results
 
 

@@ -316,9 +316,9 @@ def _label(r: Row) -> str:
 
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
-        name_filter: str = "", data: str = "mnist") -> list[dict]:
+        name_filter: str = "") -> list[dict]:
     """Train every (task, model) row for every seed; write ``cpu-tetris[-quick].{json,md}``.
-    (``data`` is the runner's option of the digit families; this family makes its own.)"""
+    (It makes its own shapes: no ``--data``.)"""
     seeds = seeds if seeds is not None else (1 if quick else 3)
     # the default tasks, and the others when the filter names them
     # (a filter "task: model" names its task by the part before ": ")
@@ -361,7 +361,8 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=max(steps.values()), progress=progress)
     meta = _meta(quick, seeds, {t: len(d["train"][1]) for t, d in datasets.items()},
                  {t: len(d["random"][1]) for t, d in datasets.items()}, steps)
-    write_study(out, "cpu-tetris" + ("-quick" if quick else ""), meta, results, markdown)
+    write_study(out, "cpu-tetris" + ("-quick" if quick else ""), meta, results, markdown,
+                name_filter=name_filter)
     return results
 
 

@@ -152,11 +152,13 @@ def test_steps_option_trains_that_many_steps_and_names_its_own_results(tmp_path)
         results = seg.run(True, tmp_path, progress=False, steps=2,
                           name_filter="plain U-Net (max pool)")
     assert [r["model"] for r in results] == ["plain U-Net (max pool)"]
+    # (a filtered run's own files, which never overwrite the whole run's either)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "cpu-segmentation3d-steps2-quick.json", "cpu-segmentation3d-steps2-quick.md"]
-    data = json.loads((tmp_path / "cpu-segmentation3d-steps2-quick.json").read_text())
-    assert data["meta"]["steps"] == 2
-    assert "2 steps of" in (tmp_path / "cpu-segmentation3d-steps2-quick.md").read_text()
+        "cpu-segmentation3d-steps2-quick-filtered.json",
+        "cpu-segmentation3d-steps2-quick-filtered.md"]
+    data = json.loads((tmp_path / "cpu-segmentation3d-steps2-quick-filtered.json").read_text())
+    assert data["meta"]["steps"] == 2 and data["meta"]["filter"] == "plain U-Net (max pool)"
+    assert "2 steps of" in (tmp_path / "cpu-segmentation3d-steps2-quick-filtered.md").read_text()
     for bad in (0, -5, 2.5, True):
         with pytest.raises(seg.UsageError, match=f"steps must be a positive int.*{bad!r}"):
             seg.run(True, tmp_path, progress=False, steps=bad)

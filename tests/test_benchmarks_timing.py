@@ -37,7 +37,7 @@ def test_gconv3d_family_rows_pair_with_their_floors(tmp_path):
          "--rounds", "1", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    rows = json.loads((tmp_path / "cpu-gconv3d-quick.json").read_text())["results"]
+    rows = json.loads((tmp_path / "cpu-gconv3d-quick-filtered.json").read_text())["results"]
     assert all(r["status"] == "ok" for r in rows), rows
     assert any(r.get("fwd_bwd_x_floor") for r in rows)
 
@@ -62,11 +62,11 @@ def test_construction3d_family_times_fresh_processes(tmp_path):
     assert r["processes"] == 1 and len(r["samples"]) == 1 and len(r["samples"][0]) == 4
     assert 0 < r["warm_ms"] and 0 < r["cold_ms"] and r["cold_min_ms"] == r["cold_ms"]
     failed = {**c3.rows(True, False)[0], "name": "x", "status": "failed: ValueError: y"}
-    table = c3.markdown(json.loads((tmp_path / "cpu-construction3d-quick.json").read_text())[
-        "meta"], results + [failed])
+    written = tmp_path / "cpu-construction3d-quick-filtered.json"
+    table = c3.markdown(json.loads(written.read_text())["meta"], results + [failed])
     assert table.count("\n| ") == 3 and "| x | - | - | - | - | - | failed: ValueError: y |" \
         in table
-    assert (tmp_path / "cpu-construction3d-quick.md").read_text().count("\n| ") == 2
+    assert (tmp_path / "cpu-construction3d-quick-filtered.md").read_text().count("\n| ") == 2
 
 
 def test_equimodels_family_times_every_model_against_its_dense_floor(tmp_path):
