@@ -21,6 +21,18 @@ def is_study(module) -> bool:
     return not hasattr(module, "cases") and hasattr(module, "run")
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an int of at least 1 (a count of calls, rounds or repetitions; 0
+    divided by zero or found no median, a negative one printed a table of -0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {value}")
+    return value
+
+
 def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """A usage error (exit 2): a count below 1, a --budget not above 0, a lone --table."""
     for name, what in (("threads", "a positive int (torch threads)"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import runpy
 from pathlib import Path
 
 import torch
@@ -178,7 +179,11 @@ def write_table(rows: list[dict], meta: dict, path: Path | None, source: str) ->
     path = Path(path) if path is not None else Path(_layout_table.__file__)
     measured = choices(rows)
     devices = {key[1] for key in measured}
-    kept = {k: v for k, v in _layout_table.MEASURED.items() if k[1] not in devices}
+    # the other devices' entries as the file holds them now: a run over two devices writes it
+    # once per device, and the table imported at start-up lost the first device's fresh ones
+    before = (runpy.run_path(str(path)).get("MEASURED", {}) if path.is_file()
+              else _layout_table.MEASURED)
+    kept = {k: v for k, v in before.items() if k[1] not in devices}
     date = meta["date"][:10] if meta.get("date") else datetime.date.today().isoformat()
     machine = (f"{meta.get('device_name', '?')}, {meta.get('torch_threads', '?')} threads, "
                f"torch {meta.get('torch', '?')}, {date}")

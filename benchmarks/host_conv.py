@@ -27,6 +27,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from equilayers.nn import GroupConv2d, GroupConv3d, LiftingConv2d
 
+from ._cli import positive_int
+
 
 class _Count(TorchDispatchMode):
     def __init__(self) -> None:
@@ -120,11 +122,15 @@ def measure(m: nn.Module, x: torch.Tensor, calls: int, rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--calls", type=int, default=200, help="calls per round")
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--calls", type=positive_int, default=200, help="calls per round")
+    p.add_argument("--rounds", type=positive_int, default=15)
     p.add_argument("--ops", action="store_true", help="list the aten ops of each layer")
     p.add_argument("--filter", default="", help="only layers whose name contains this")
     args = p.parse_args(argv)
+    layers = [row for row in _layers() if args.filter in row[0]]
+    if not layers:  # (an empty table, exit 0)
+        p.error(f"--filter {args.filter!r} matches no layer; one of "
+                f"{[row[0] for row in _layers()]}")
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, 1 thread; "
@@ -132,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
           "forward+backward")
     print("| layer | fwd | dense | fwd+bwd | dense | eval no_grad | dense | ops | dense |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, ours, dense, x, xd in _layers():
-        if args.filter not in name:
-            continue
+    for name, ours, dense, x, xd in layers:
         a = measure(ours, x, args.calls, args.rounds)
         b = measure(dense, xd, args.calls, args.rounds)
         print(f"| {name} | {a['forward_us']:.0f} | {b['forward_us']:.0f} | "

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ._cli import positive_int
+
 
 class _Count(TorchDispatchMode):
     """Counts every aten op that reaches the dispatcher (views included, as each is host
@@ -119,7 +121,7 @@ def _measure(reps: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=300)
+    p.add_argument("--reps", type=positive_int, default=300)
     p.add_argument("--json", default=None)
     p.add_argument("--top", action="store_true", help="print the most frequent ops per row")
     args = p.parse_args(argv)

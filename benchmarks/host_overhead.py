@@ -48,6 +48,8 @@ from equilayers import functional as EF  # noqa: E402
 from equilayers import kernels  # noqa: E402
 from equilayers import nn as enn  # noqa: E402
 
+from ._cli import positive_int  # noqa: E402
+
 #: The kernels of ``_triton.py`` launched as ``kernel[grid](...)``.
 KERNELS = ("_sep_gather", "_max_blur_fwd", "_max_blur_bwd", "_phase_norms", "_phase_gather",
            "_phase_scatter")
@@ -66,7 +68,12 @@ class _NoLaunch:
 
 def stub_launches() -> None:
     """Replace every Triton launch of :mod:`equilayers.kernels._triton` with a no-op."""
-    from equilayers.kernels import _triton
+    try:
+        from equilayers.kernels import _triton
+    except ImportError:  # (the bare ModuleNotFoundError came through)
+        raise SystemExit("benchmarks.host_overhead measures the host work of the Triton paths "
+                         "and needs triton: pip install 'equilayers[triton]' (on a CPU, run "
+                         "it with TRITON_INTERPRET=1)") from None
 
     for name in KERNELS:
         assert hasattr(_triton, name), name  # a renamed kernel must not launch for real
@@ -133,8 +140,9 @@ def steps(b: int, c: int, n: int) -> dict[str, Callable[[], object]]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer calls")
-    p.add_argument("--calls", type=int, default=None, help="timed calls per case")
-    p.add_argument("--size", type=int, nargs=3, default=(32, 64, 56), metavar=("B", "C", "N"),
+    p.add_argument("--calls", type=positive_int, default=None, help="timed calls per case")
+    p.add_argument("--size", type=positive_int, nargs=3, default=(32, 64, 56),
+                   metavar=("B", "C", "N"),
                    help="input (B, C, N, N); default 32 64 56")
     p.add_argument("--profile", default=None, help="cProfile this case instead of timing")
     args = p.parse_args(argv)

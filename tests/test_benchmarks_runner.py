@@ -6,6 +6,7 @@ line."""
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,13 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
          "--device", "cpu", "--out", str(tmp_path), "--budget", "0.005", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    data = json.loads((tmp_path / "cpu-pool-quick.json").read_text())
+    data = json.loads((tmp_path / "cpu-pool-quick-filtered.json").read_text())
     assert data["meta"]["device"] == "cpu" and data["meta"]["torch"] == torch.__version__
     assert data["meta"]["date"] and data["meta"]["device_name"]
+    # a --filter run writes its own files (it overwrote the family's committed results) and
+    # says what it ran
+    assert data["meta"]["filter"] == "f5" and data["meta"]["rounds"] == 3
+    assert not (tmp_path / "cpu-pool-quick.json").exists()
     rows = {r["name"]: r for r in data["results"]}
     ours = [r for r in rows.values() if r["peer"] is None]  # + escnn's NormPool if installed
     assert len(ours) == 5 and all(r["status"] == "ok" for r in rows.values())
@@ -37,8 +42,9 @@ def test_runner_quick_writes_json_and_markdown(tmp_path):
         assert abs(other[key.rsplit("_", 1)[0] + "_x_floor"] - other[key] / floor[key]) < 1e-9
     # b2 c4 f5 16x16 float32: the output alone is 8 KiB, so the training step allocates more.
     assert floor["peak_mib"] * 2**20 >= 2 * 4 * 16 * 16 * 4
-    table = (tmp_path / "cpu-pool-quick.md").read_text()
+    table = (tmp_path / "cpu-pool-quick-filtered.md").read_text()
     assert "| pool | linalg.vector_norm b2 c4 f5 16x16 |" in table and torch.__version__ in table
+    assert "; 3 rounds of 0.005 s; only the cases matching --filter 'f5'." in table
     assert "left out the floor" not in out.stderr  # "f5" keeps every floor
 
 
@@ -65,7 +71,7 @@ def test_filter_that_drops_a_floor_says_so_and_how_to_keep_it(tmp_path):
     kept = run("b2 c4 f8 16x16")
     assert kept.returncode == 0 and "left out the floor" not in kept.stderr, kept.stderr
     rows = {r["name"]: r for r in
-            json.loads((tmp_path / "cpu-pool-quick.json").read_text())["results"]}
+            json.loads((tmp_path / "cpu-pool-quick-filtered.json").read_text())["results"]}
     assert rows[row]["forward_x_floor"] > 0
 
 
@@ -83,7 +89,7 @@ def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert package_table.read_text() == before
-    rows = json.loads((tmp_path / "cpu-layout-quick.json").read_text())["results"]
+    rows = json.loads((tmp_path / "cpu-layout-quick-filtered.json").read_text())["results"]
     assert len(rows) == 2 * 4 * 3 and all(r["status"] == "ok" for r in rows)
     namespace: dict = {}
     exec(compile(table.read_text(), str(table), "exec"), namespace)
@@ -94,7 +100,7 @@ def test_layout_family_writes_a_table_the_dispatcher_reads(tmp_path):
     for (op, device, _, _, args, _), (choice, times) in measured.items():
         assert (op, device) == ("blur_pool2d", "cpu") and "padding_mode='zeros'" in args
         assert set(times) == {"separable", "depthwise_conv", "reference"} and choice in times
-    assert namespace["SOURCE"].endswith("cpu-layout-quick.md")
+    assert namespace["SOURCE"].endswith("cpu-layout-quick-filtered.md")
     refused = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--family", "layout",
          "--write-table", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
@@ -130,6 +136,26 @@ def test_layout_choices_keep_the_default_within_the_margin():
     namespace: dict = {}
     exec(compile(text, "<table>", "exec"), namespace)
     assert namespace["MEASURED"] == table and namespace["MACHINE"] == "a machine"
+
+
+def test_layout_table_written_per_device_keeps_the_first_devices_fresh_entries(tmp_path):
+    """A run over CPU and CUDA writes the table once per device; the second write kept the
+    other device's entries from the table imported at start-up, so the CPU's fresh ones were
+    lost. It now keeps what the file holds."""
+    layout = _bench_module("bench_layout")
+
+    def row(device, path, ms):
+        return {"family": "layout", "device": device, "status": "ok", "forward_ms": ms,
+                "fwd_bwd_ms": ms, "params": {
+                    "op": "blur_pool2d", "path": path, "default": "separable",
+                    "layout": "contiguous 4-D", "bucket": 16, "arguments": "fresh"}}
+
+    path = tmp_path / "table.py"
+    meta = {"date": "2026-12-07", "device_name": "x", "torch_threads": 2, "torch": "t"}
+    layout.write_table([row("cpu", "separable", 1.0)], meta, path, source="s")
+    layout.write_table([row("cuda", "separable", 2.0)], meta, path, source="s")
+    kept = runpy.run_path(str(path))["MEASURED"]
+    assert {k[1] for k in kept if k[4] == "fresh"} == {"cpu", "cuda"}
 
 
 def test_the_shipped_layout_table_follows_the_margin_rule():
@@ -284,7 +310,7 @@ def test_impossible_counts_are_usage_errors(args, named, capsys, tmp_path):
     assert named in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
     assert runner.main(common + ["--rounds", "1"]) == 0
-    assert (tmp_path / "cpu-pool-quick.json").is_file()
+    assert (tmp_path / "cpu-pool-quick-filtered.json").is_file()
 
 
 @pytest.mark.parametrize("where", ["file", "file/sub"])
@@ -304,7 +330,7 @@ def test_out_that_cannot_be_a_directory_is_named_before_the_run(where, capsys, t
     assert f"--out {str(tmp_path / where)!r} cannot be the results directory" in err, err
     assert (tmp_path / "file").read_text() == "mine"
     assert runner.main(common + ["--out", str(tmp_path / "new" / "dir")]) == 0
-    assert (tmp_path / "new" / "dir" / "cpu-pool-quick.md").is_file()
+    assert (tmp_path / "new" / "dir" / "cpu-pool-quick-filtered.md").is_file()
 
 
 @pytest.mark.parametrize("family", ["accuracy", "segmentation", "construction3d", "tetris",
@@ -348,7 +374,7 @@ def test_an_option_a_family_does_not_take_is_named_before_anything_runs(args, fa
     assert not list(tmp_path.iterdir())
     assert runner.main(["--quick", "--out", str(tmp_path), "--no-progress", "--family",
                         "segmentation3d", "--steps", "2", "--filter", "(max pool)"]) == 0
-    assert (tmp_path / "cpu-segmentation3d-steps2-quick.json").is_file()
+    assert (tmp_path / "cpu-segmentation3d-steps2-quick-filtered.json").is_file()
 
 
 def test_timing_filter_that_matches_no_case_names_the_filter_and_family(tmp_path):
@@ -386,5 +412,24 @@ def test_the_timing_checks_come_before_the_studies_and_peers_are_named(tmp_path)
               "--device", "cpu", "--out", str(tmp_path), "--budget", "0.002", "--rounds", "1",
               "--no-progress"]
     assert runner.main(common) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-pool-quick.json",
-                                                          "cpu-pool-quick.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-pool-quick-filtered.json",
+                                                          "cpu-pool-quick-filtered.md"]
+
+
+@pytest.mark.parametrize("script,argv,message", [
+    ("host_conv", ["--calls", "0"], "argument --calls: must be 1 or more; got 0"),
+    ("host_conv", ["--rounds", "-3"], "argument --rounds: must be 1 or more; got -3"),
+    ("host_conv", ["--filter", "zzz"], "--filter 'zzz' matches no layer"),
+    ("host_harmonic", ["--reps", "0"], "argument --reps: must be 1 or more; got 0"),
+    ("host_overhead", ["--calls", "-5"], "argument --calls: must be 1 or more; got -5"),
+    ("host_overhead", ["--size", "0", "4", "8"], "argument --size: must be 1 or more; got 0"),
+])
+def test_host_scripts_refuse_bad_counts_as_usage_errors(script, argv, message, capsys):
+    """A count of 0 divided by zero or found no median, a negative one printed a table of
+    -0 us with exit 0, an unmatched filter an empty table: argparse's usage error now."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{script}")
+    with pytest.raises(SystemExit) as info:
+        module.main(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
