@@ -18,7 +18,7 @@ from ._table import print_table, table_width, terminal_width, wrap
 from .groups import fractional_shift, gaussian_smooth, get, rotate
 from .metrics._consistency import Transform
 
-__all__ = ["load_factory", "parse_shape", "audit", "invariance_curves"]
+__all__ = ["load_factory", "parse_shape", "audit", "invariance_curves", "check_plot_path"]
 
 SMOOTH = 1.0  # sigma in pixels of the Gaussian smoothing of the plot's inputs
 
@@ -118,24 +118,25 @@ def _require_matplotlib():
     return matplotlib
 
 
-def _check_plot_path(out: Path) -> None:
+def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> None:
     """Raise before measuring on an ``--out`` the plot cannot be written to: without a suffix
     matplotlib wrote ``OUT.png`` while the report named ``OUT``; a suffix it does not know
-    failed after the measurements; a folder at a file's place was a traceback."""
+    failed after the measurements; a folder at a file's place was a traceback. ``flag``: the
+    option named (the examples' ``--plot``); ``name``: the file suggested in a folder."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     formats = FigureCanvasBase.get_supported_filetypes()
     suffix = out.suffix[1:].lower()
     if out.is_dir() or suffix not in formats:
-        what, like = (("is a folder", out / "audit.png") if out.is_dir() else
+        what, like = (("is a folder", out / name) if out.is_dir() else
                       ("has no file suffix" if not suffix else
                        f"has the suffix .{suffix}, not an image format", out.with_suffix(".png")))
-        raise ValueError(f"--out {str(out)!r} {what}: name the plot's file with its format, "
+        raise ValueError(f"{flag} {str(out)!r} {what}: name the plot's file with its format, "
                          f"e.g. {str(like)!r} (formats: {', '.join(sorted(formats))})")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"--out {str(out)!r}: cannot make its folder {str(out.parent)!r} "
+        raise ValueError(f"{flag} {str(out)!r}: cannot make its folder {str(out.parent)!r} "
                          f"({exc.strerror or exc}); pass a path you can write to") from None
 
 
@@ -237,7 +238,7 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     grp = get(group)
     if out is not None:
         _require_matplotlib()  # fail before measuring, not after
-        _check_plot_path(Path(out))
+        check_plot_path(Path(out))
     model = load_factory(spec).eval()
     p = next(model.parameters(), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32

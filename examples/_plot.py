@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend; without matplotlib, the hint and exit 1.
+def pyplot(path: str | Path) -> Any:
+    """``matplotlib.pyplot`` on the Agg backend; without matplotlib, the hint and exit 1; a
+    ``path`` it cannot write (no image suffix, a folder, a folder it cannot make), the reason
+    and exit 2.
 
-    Called as soon as ``--plot`` is parsed, so a missing matplotlib stops the script before it
-    trains, not after."""
+    Called as soon as ``--plot`` is parsed, so a missing matplotlib or a bad path stops the
+    script before it trains, not after (``fig.xyz`` failed after minutes of training)."""
     try:
         import matplotlib
 
@@ -23,6 +25,13 @@ def pyplot() -> Any:
     except ImportError:
         print("--plot needs matplotlib: pip install 'equilayers[plot]'", file=sys.stderr)
         raise SystemExit(1) from None
+    from equilayers._audit import check_plot_path  # the rule `equilayers audit --out` keeps
+
+    try:
+        check_plot_path(Path(path), "--plot", "figure.png")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
     plt.rcParams.update({"font.size": 8})
     return plt
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
                    "(needs matplotlib)")
     args = p.parse_args(argv)
-    plt = pyplot() if args.plot else None
+    plt = pyplot(args.plot) if args.plot else None
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     n_train, n_test, epochs = (1000, 300, 2) if args.quick else (4000, 1000, 4)

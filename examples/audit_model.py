@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     # on sys.path
     from _plot import grouped_bars, pyplot, run_label, save
 
-    plt = pyplot() if args.plot else None
+    plt = pyplot(args.plot) if args.plot else None
     gen = torch.Generator().manual_seed(0)
 
     rows = {"plain CNN, 28x28": report("plain CNN", build(), 28, gen)}

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
                    "(needs matplotlib)")
     args = p.parse_args(argv)
-    plt = pyplot() if args.plot else None
+    plt = pyplot(args.plot) if args.plot else None
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     so2 = get("so2")

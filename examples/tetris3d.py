@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
                         "(needs matplotlib)")
     args = parser.parse_args()
-    plt = pyplot() if args.plot else None
+    plt = pyplot(args.plot) if args.plot else None
     torch.set_num_threads(1)
     steps, rotations = (5, 4) if args.quick else (150, 32)
     data = dataset("tetris", copies=1, test_rotations=rotations)

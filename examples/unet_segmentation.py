@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--plot", metavar="PATH", help="also write a bar chart of the results "
                         "(needs matplotlib)")
     args = parser.parse_args()
-    plt = pyplot() if args.plot else None
+    plt = pyplot(args.plot) if args.plot else None
     torch.set_num_threads(1)
     n_train, n_test, epochs = (32, 8, 1) if args.quick else (600, 200, 8)
     data = dataset(n_train, n_test)

@@ -102,6 +102,22 @@ def test_plot_without_matplotlib_says_what_to_install(script, tmp_path):
     assert not png.exists()
 
 
+@pytest.mark.parametrize("plot,why", [("fig.xyz", "has the suffix .xyz, not an image format"),
+                                      ("folder", "is a folder")])
+def test_a_plot_path_matplotlib_cannot_write_stops_before_training(plot, why, tmp_path):
+    """``--plot fig.xyz`` failed after the whole run (minutes for the U-Net), and a folder was
+    written as ``folder.png`` while the script named the folder: both stop at once, with the
+    rule ``equilayers audit --out`` keeps (exit 2)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed (pip install 'equilayers[plot]'): the path is "
+                    "checked after matplotlib's formats are known")
+    (tmp_path / "folder").mkdir()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "unet_segmentation.py"), "--quick",
+                           "--plot", str(tmp_path / plot)], cwd=ROOT, env=_env([str(ROOT)]),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and why in proc.stderr and not proc.stdout, proc.stderr
+
+
 _FIGURE = re.compile(r"!\[[^\]]*\]\((?P<path>figures/examples/[^)\s]+)\)")
 
 
