@@ -12,7 +12,7 @@ PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
 
-.PHONY: test test-peers test-wheel demo docs selfcheck lint bench bench-accuracy bench-segmentation clean
+.PHONY: test test-peers test-wheel demo docs selfcheck lint bench-accuracy bench-segmentation clean
 
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) with torch ($(TORCH_SPEC), if not there) and equilayers' test, demo, triton \

@@ -172,6 +172,15 @@ def compiled() -> None:
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print((__doc__ or "").strip() + "\n\nusage: python -m benchmarks.gpu_profile "
+              "[--compile] (on a CUDA machine)")
+        return 0
+    unknown = [a for a in sys.argv[1:] if a != "--compile"]
+    if unknown:  # (they were ignored in silence)
+        print(f"benchmarks.gpu_profile: unknown argument(s) {unknown}; it takes --compile "
+              "only", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("benchmarks.gpu_profile: needs CUDA", file=sys.stderr)
         return 2

