@@ -210,6 +210,11 @@ def test_repr_and_public():
                      padding_mode="zeros"))
     assert "1, 11, group=None, depth=3, width=8, padding_mode='zeros', down='polyphase'" in text
     assert "group='d4'" in repr(UNet(1, 2))
+    # a non-default basis beside a non-default nonlinearity (the basis was left out: two
+    # models of 235,530 and 157,170 parameters printed alike)
+    pixel, harmonic = (UNet(1, 2, depth=1, width=2, basis=b, nonlinearity="elu")
+                       for b in ("pixel", "harmonic"))
+    assert "nonlinearity='elu', basis='pixel'" in repr(pixel) and repr(pixel) != repr(harmonic)
 
 
 def test_plain_width_matches_parameters_roughly():

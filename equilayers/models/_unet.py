@@ -250,7 +250,7 @@ class _UNetNd(Typed, nn.Module):
         if self.nonlinearity != NONLINEARITIES[
                 "pointwise" if self.max_order is None else "harmonic"][0]:
             parts.append(f"nonlinearity={self.nonlinearity!r}")
-        elif self.basis not in (None, self._default_basis):
+        if self.basis not in (None, self._default_basis):
             parts.append(f"basis={self.basis!r}")
         return ", ".join(parts)
 

@@ -46,12 +46,13 @@ class UNet3d(_UNetNd):
             (``width * (L+1)^2`` for SO(3)/O(3)).
         depth: number of downsamplings, >= 1.
         width: fields (channels when ``group=None``) of level 0; level ``l`` has
-            ``width * 2**l``. ``group=None`` with about ``width * sqrt(|G|)`` channels has
-            about the same parameter count. A field is one learned feature in ``|G|``
-            orientations. On the ``segmentation3d`` benchmark (300 steps, 3 seeds, mIoU with
-            the pieces turned) the default basis left a "background" plateau on every seed
-            at two and four fields (94.7%, 99.5%; escnn's two-field U-Net 76.5%) and on none
-            at one (11.6%; escnn's 13.2%); the plain U-Nets reach 18-25% turned (docs:
+            ``width * 2**l``. ``group=None`` with about ``0.6 * width * sqrt(|G|)`` channels has
+            about the same parameter count as the default basis (0.95-1.11 of it for o, oh, c4z at
+            two and four fields; ``width * sqrt(|G|)`` with ``basis="voxel"``). A field is one
+            learned feature in ``|G|`` orientations. On the ``segmentation3d`` benchmark (300 steps,
+            3 seeds, mIoU with the pieces turned) the default basis left a "background" plateau on
+            every seed at two and four fields (94.7%, 99.5%; escnn's two-field U-Net 76.5%) and on
+            none at one (11.6%; escnn's 13.2%); the plain U-Nets reach 18-25% turned (docs:
             Benchmarks).
         padding_mode: padding of the convs (``"circular"`` default, ``"zeros"``,
             ``"reflect"``, ``"replicate"``).
