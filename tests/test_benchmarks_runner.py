@@ -358,6 +358,9 @@ def test_study_filter_that_names_no_row_says_so_in_one_line(family, tmp_path):
     (["--family", "segmentation3d", "--family", "pool", "--steps", "5"], "pool", "--steps"),
     (["--family", "segmentation", "--split", "val", "--steps", "5"], "segmentation",
      "--split, --steps"),
+    # the 3-D studies make their own data: --data ran them with it ignored
+    (["--family", "equivariance3d", "--data", "fashion-mnist"], "equivariance3d", "--data"),
+    (["--family", "segmentation3d", "--data", "fashion-mnist"], "segmentation3d", "--data"),
 ])
 def test_an_option_a_family_does_not_take_is_named_before_anything_runs(args, family, named,
                                                                          tmp_path):
