@@ -63,6 +63,29 @@ def test_zoo_covers_every_public_module():
     assert not covered - public
 
 
+def test_compile_inductor_group_conv_training_at_two_sizes_per_size():
+    """torch 2.13's inductor fails on a conv of a 5-D map flattened to channels with autograd
+    on from the second spatial size it sees (dynamic sizes; torch's issue #185510), so a
+    group conv's (and a group U-Net's) training loop with varying crops fails under the
+    default ``torch.compile(model)``: docs/deployment.md names compiling per size. The
+    documented workaround trains at both sizes with the eager gradients."""
+    from equilayers.nn import GroupConv2d
+
+    with seeded_rng(0):
+        conv = GroupConv2d(2, 2, 3, padding=1, group="p4")
+    torch._dynamo.reset()
+    compiled = torch.compile(conv, dynamic=False)
+    for size in (8, 6):
+        x = torch.randn(2, 2, 4, size, size, generator=torch.Generator().manual_seed(size),
+                        requires_grad=True)
+        y = compiled(x)
+        _assert_same(y, conv(x))
+        g = torch.autograd.grad(y.square().sum(), (x, conv.weight))
+        ref = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
+        for a, b in zip(g, ref, strict=True):
+            _assert_same(a, b)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_compile_fullgraph_eager_backend(name):
     """Dynamo captures forward and backward in one graph (no graph breaks); the eager backend
