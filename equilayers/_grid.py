@@ -260,17 +260,17 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
 def _unsupported_size(model: nn.Module, shape: tuple, error: Exception,
                       search: int, nd: int = 2) -> Finding:
     """The finding for an input size the model's forward rejects (a U-Net's levels must
-    halve evenly), with the nearest larger size it runs at (same size added to each of the
-    ``nd`` spatial dims, or each rounded up to a multiple of a power of 2); re-raises ``error``
-    when no such size exists (wrong channels, not a size problem)."""
-    size = tuple(shape[-nd:])
-    text = "x".join(map(str, size))
-    # the same size added to each dim, and each dim rounded up to a multiple of m (a U-Net's
-    # 2**depth: 15x16 runs at 16x16, which no common increase reaches), smallest first
+    halve evenly), with the nearest larger size it runs at (the comment below); re-raises
+    ``error`` when no such size exists (wrong channels, not a size problem)."""
+    size, text = tuple(shape[-nd:]), "x".join(map(str, shape[-nd:]))
+    # the same size added to each dim; each dim, or one (24x8 runs at 24x16), rounded up to a
+    # multiple of m or the next (a U-Net's 2**depth: 15x16 runs at 16x16), smallest first
     tried = {tuple(n + extra for n in size) for extra in range(1, search + 1)}
     m = 2
     while m <= max(size) + search:
-        tried.add(tuple(-(-n // m) * m for n in size))
+        for up in (0, m):
+            tried.add(new := tuple(-(-n // m) * m + up for n in size))
+            tried |= {(*size[:d], new[d], *size[d + 1:]) for d in range(nd)}
         m *= 2
     tried = {t for t in tried if t != size and all(0 <= a - n <= search
                                                    for a, n in zip(t, size, strict=True))}

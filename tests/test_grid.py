@@ -398,6 +398,12 @@ def test_a_size_the_model_rejects_is_a_finding_with_the_size_it_takes():
     for size, fits in (((15, 16), "16"), ((18, 16), "20x16"), ((6, 8), "8")):
         (f,) = check_grid(net, (1, 1, *size))
         assert (f.problem, f.fix) == ("unsupported-size", f"use an input size of {fits}")
+    # one side alone grown, as the forward's message says (it named 32x16: a common rounding)
+    deep = UNet(1, 2, group="p4m", width=1, depth=3, padding_mode="reflect").eval()
+    with pytest.raises(ValueError, match="use an input size of 24x16 or larger"):
+        deep(torch.randn(1, 1, 24, 8))
+    fixes = {f.fix for f in check_grid(deep, (1, 1, 24, 8)) if f.problem == "unsupported-size"}
+    assert fixes == {"use an input size of 24x16"}
 
 
 class _Devices(nn.Module):
