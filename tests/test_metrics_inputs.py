@@ -137,6 +137,10 @@ def test_element_errors_name_the_metric(gen):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[7])
     with pytest.raises(ValueError, match="^geed: elements is empty"):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[])
+    # a group argument other than group= is named (the message said only "unknown group")
+    with pytest.raises(ValueError, match=r"^equivariance_report: unknown in_group='bogus'"):
+        testing.equivariance_report(nn.Identity(), torch.randn(1, 1, 4, 5, 5), "p4",
+                                    in_group="bogus")
 
 
 def test_a_0d_tensor_for_a_list_and_a_2d_batch_for_volumes_are_named(gen):

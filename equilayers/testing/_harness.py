@@ -291,10 +291,10 @@ def _report(
     check_values(x, what)
     C.check_number(smooth, "smooth", what, minimum=0, fix="pixels")
     C.check_number(margin, "margin", what, minimum=0, fix="pixels")
-    grp = get(group)
+    grp = get(group, "group", what)
     els = resolve_elements(grp, elements, what)
     in_grp = in_group if in_group is not None else getattr(f, "in_group", None)
-    in_grp = grp if in_grp is None else get(in_grp)
+    in_grp = grp if in_grp is None else get(in_grp, "in_group", what)
     if in_grp != grp:
         check_subgroup(in_grp, grp, "equivariance_report")
     in_type, declared = resolve_field_type(x, in_rep, f, "in", in_grp, what)
