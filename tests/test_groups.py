@@ -135,6 +135,10 @@ def test_element_refuses_what_int_truncated(bad):
         get("c4").element(bad)
     assert get("c4").element(np.int64(5)) == get("c4").element(1)
     assert get("c4").element(2.0) == get("c4").element(2)  # a float equal to a step
+    # 0-d tensors by value, as torch users hold angles and steps
+    assert get("c4").element(torch.tensor(5)) == get("c4").element(1)
+    assert get("c8").elements_at(torch.tensor([45.0])) == [get("c8").element(1)]
+    assert get("so2").element(torch.tensor(0.5)).angle == 0.5
 
 
 @pytest.mark.parametrize("bad", ["False", None, 0])

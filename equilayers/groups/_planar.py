@@ -114,20 +114,25 @@ class GroupElement(Element):
         return text + ("*flip" if self.reflection else "")
 
 
-def _rotation(rotation: Any, grp: PlanarGroup) -> int:
-    """The rotation argument checked: a real number for SO(2)/O(2) (returned as 0, unused),
-    an integer step (or a float equal to one) for C_N/D_N. ``int()`` alone truncated
-    ``np.float32(1.5)`` and a tensor to ``rot90``, and read ``True`` and ``"1"`` as 1."""
-    real = isinstance(rotation, numbers.Real) and not isinstance(rotation, bool)
+def _rotation(rotation: Any, grp: PlanarGroup) -> int | float:
+    """The rotation argument checked: an angle (a float) for SO(2)/O(2), an integer step (or
+    a float equal to one) for C_N/D_N; a 0-d real tensor is taken by its value. ``int()``
+    alone truncated ``np.float32(1.5)`` and a tensor of 1.5 to ``rot90``, and read ``True``
+    and ``"1"`` as 1."""
+    value = rotation
+    if (isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool
+            and not value.is_complex()):
+        value = value.item()
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if grp.n is None:
         if not real:
             raise TypeError(f"{grp.name}.element: rotation={rotation!r} must be an angle in "
                             "radians (a real number)")
-        return 0
-    if C.is_int(rotation):
-        return int(rotation)
-    if real and math.isfinite(float(rotation)) and float(rotation).is_integer():
-        return int(rotation)
+        return float(value)
+    if C.is_int(value):
+        return int(value)
+    if real and math.isfinite(float(value)) and float(value).is_integer():
+        return int(value)
     raise TypeError(f"{grp.name}.element: rotation={rotation!r} must be an integer step k "
                     f"(the angle 2 pi k / {grp.n}); use elements_at(degrees=[...]) for angles")
 
@@ -201,13 +206,13 @@ class PlanarGroup(Group):
                              if self.n else "so2 has no reflections; use 'o2'")
         step = _rotation(rotation, self)
         if self.n is None:
-            if not math.isfinite(float(rotation)):
+            if not math.isfinite(step):
                 raise ValueError(f"{self.name}: rotation={rotation!r} must be a finite angle in "
                                  "radians")
-            angle = float(rotation) % (2 * math.pi)
+            angle = step % (2 * math.pi)
             # (a tiny negative angle rounds up to 2 pi itself: that is the identity's angle 0)
             return GroupElement(self, 0.0 if angle == 2 * math.pi else angle, reflection)
-        return GroupElement(self, step % self.n, reflection)
+        return GroupElement(self, int(step) % self.n, reflection)
 
     @property
     def identity(self) -> GroupElement:
@@ -239,6 +244,8 @@ class PlanarGroup(Group):
                             "angles in degrees, e.g. [90]") from None
         out: list[GroupElement] = []
         for d in angles:
+            if isinstance(d, torch.Tensor) and d.dim() == 0 and d.dtype != torch.bool:
+                d = d.item()  # a tensor of angles, by value (a complex one is refused below)
             if not isinstance(d, numbers.Real) or isinstance(d, bool):
                 raise TypeError(f"{self.name}.elements_at: degrees holds {d!r}; each must be "
                                 "an angle in degrees (a real number)")
