@@ -218,3 +218,23 @@ def test_tensor_product_float16_products_above_the_range(group, shape, gen):
         y = m(x)
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y.float(), m(x), rtol=2e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("make", [lambda: enn.TensorProductNonlinearity(2, "so2", 1),
+                                  lambda: enn.FourierNonlinearity("so2", 2)],
+                         ids=["tensor_product", "fourier"])
+def test_compiled_under_autocast_float16_is_guarded_as_eager(make, gen):
+    """A compiled graph cannot read the autocast state on torch's floor, so it took the
+    unguarded path: under autocast to float16 the tensor product of |x| = 300 was inf and
+    NaN where eager was right. Compiled graphs are now always guarded (float32, autocast
+    off), with eager's values and dtype."""
+    m = make()
+    x = torch.randn(1, 2, 3 if isinstance(m, enn.TensorProductNonlinearity) else 5, 2, 2,
+                    generator=gen)
+    x = x / x.abs().max() * (300 if isinstance(m, enn.TensorProductNonlinearity) else 4e4)
+    torch._dynamo.reset()
+    compiled = torch.compile(m, backend="eager")
+    with torch.autocast("cpu", dtype=torch.float16):
+        eager, y = m(x), compiled(x)
+    assert torch.isfinite(y).all() and y.dtype == eager.dtype == torch.float32
+    torch.testing.assert_close(y, eager)

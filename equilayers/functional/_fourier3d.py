@@ -137,18 +137,35 @@ def sample_and_fit(x: torch.Tensor, a: torch.Tensor, a_inv: torch.Tensor,
     3e4-4e4 gave inf, then NaN). So a float16 input (or ``torch.autocast`` to float16 on its
     device) is sampled, mapped and fitted back in float32, autocast off, and cast back to
     ``x``'s dtype (as :func:`~equilayers.functional.norm_nonlinearity` computes its norms);
-    bfloat16 has float32's range and keeps its own (cheaper) path. (The autocast state is
-    read in eager mode only, as everywhere in the package: torch 2.6's dynamo cannot trace
-    ``torch.amp.is_autocast_available``; a compiled graph under autocast to float16 keeps
-    autocast's float16 matmuls.)"""
-    dev = x.device.type
-    amp = (not torch.compiler.is_compiling() and C.autocast_on(dev)
-           and torch.get_autocast_dtype(dev) == torch.float16)
-    if x.dtype != torch.float16 and not amp:
+    bfloat16 has float32's range and keeps its own (cheaper) path (:func:`float16_guard`)."""
+    guard = float16_guard(x)
+    if guard is None:
         return fiber(a_inv, function(fiber(a, x)))
-    with torch.autocast(dev, enabled=False) if amp else contextlib.nullcontext():
-        y = fiber(a_inv.float(), function(fiber(a.float(), x.float())))
+    ct, off = guard
+    with off:
+        y = fiber(a_inv.to(ct), function(fiber(a.to(ct), x.to(ct))))
     return y.to(x.dtype)
+
+
+def float16_guard(x: torch.Tensor) -> tuple[torch.dtype, contextlib.AbstractContextManager
+                                             ] | None:
+    """``None`` where ``x``'s op can run as it is, else ``(dtype, context)``: compute in
+    ``dtype`` (float32; float64 stays) inside ``context`` (autocast off), then cast back to
+    ``x``'s dtype. Guarded: a float16 ``x``, and ``torch.autocast`` to float16 on its device,
+    read in eager mode. A compiled graph cannot read the autocast state on torch's floor
+    (torch 2.6's dynamo cannot trace ``torch.amp.is_autocast_available``), so it is always
+    guarded: autocast off and float32 there (under autocast to bfloat16 the output is then
+    float32, not bfloat16; to float16 it was inf and NaN, unguarded)."""
+    dev = x.device.type
+    if torch.compiler.is_compiling():
+        off = (torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda")
+               else contextlib.nullcontext())
+        return (torch.float64 if x.dtype == torch.float64 else torch.float32), off
+    amp = C.autocast_on(dev) and torch.get_autocast_dtype(dev) == torch.float16
+    if x.dtype != torch.float16 and not amp:
+        return None
+    return torch.float32, (torch.autocast(dev, enabled=False) if amp
+                           else contextlib.nullcontext())
 
 
 def fourier_nonlinearity3d(

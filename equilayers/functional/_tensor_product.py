@@ -19,7 +19,6 @@ thread, measured 2026-12-06), once per process (:func:`equilayers._cpu_cache.cpu
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -29,6 +28,7 @@ from .._cpu_cache import cpu_cache
 from ..groups import GroupLike
 from ..groups._actions import harmonic_matrix
 from ..groups._fields import field_type
+from ._fourier3d import float16_guard
 
 __all__ = ["tensor_product_basis", "tensor_product_nonlinearity"]
 
@@ -196,14 +196,14 @@ def apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> t
     A product of two float16 coefficients passes 65504 from 256 on, where the output (scaled
     by the weights) still fits: ``|x| = 300`` gave inf and NaN. So a float16 input (or
     ``torch.autocast`` to float16 on its device) is multiplied in float32, autocast off, and
-    cast back to ``x``'s dtype, as the Fourier nonlinearity samples."""
-    dev = x.device.type
-    amp = (not torch.compiler.is_compiling() and C.autocast_on(dev)
-           and torch.get_autocast_dtype(dev) == torch.float16)
-    if x.dtype != torch.float16 and not amp:
+    cast back to ``x``'s dtype, as the Fourier nonlinearity samples (:func:`._fourier3d.
+    float16_guard`: a compiled graph is always guarded)."""
+    guard = float16_guard(x)
+    if guard is None:
         return _apply_pairs(x, weight, basis)
-    with torch.autocast(dev, enabled=False) if amp else contextlib.nullcontext():
-        y = _apply_pairs(x.float(), weight.float(), basis.float())
+    ct, off = guard
+    with off:
+        y = _apply_pairs(x.to(ct), weight.to(ct), basis.to(ct))
     return y.to(x.dtype)
 
 
