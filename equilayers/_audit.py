@@ -125,7 +125,8 @@ def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> 
     option named (the examples' ``--plot``); ``name``: the file suggested in a folder."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    formats = FigureCanvasBase.get_supported_filetypes()
+    # (pgf needs a LaTeX install: it failed in savefig, after the measurements)
+    formats = {f: d for f, d in FigureCanvasBase.get_supported_filetypes().items() if f != "pgf"}
     suffix = out.suffix[1:].lower()
     if out.is_dir() or suffix not in formats:
         what, like = (("is a folder", out / name) if out.is_dir() else

@@ -29,8 +29,9 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
   eager mode but is not scriptable.
 * ``GroupMaxPool2d`` -> ``MaxPool3d`` with a ``(1, k, k)`` window; ``GroupAvgPool2d`` ->
   ``Sequential(Flatten(1, 2), AvgPool2d, Unflatten(1, (-1, F)))`` when the model has one fiber
-  size ``F`` (torch's CPU ``avg_pool3d`` has no float16 / bfloat16), else ``AvgPool3d`` with a
-  ``(1, k, k)`` window.
+  size ``F`` (torch's CPU ``avg_pool3d`` has no float16 / bfloat16; as for ``GroupPool``, a
+  fiber a ``forward`` of the user's own changes unseen gives a wrong shape or torch's error),
+  else ``AvgPool3d`` with a ``(1, k, k)`` window.
 
 The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
 
