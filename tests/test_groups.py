@@ -145,6 +145,10 @@ def test_element_refuses_what_int_truncated(bad):
 def test_element_reflection_must_be_a_flag(bad):
     with pytest.raises(TypeError, match=r"d4.element: reflection=.* must be True or False"):
         get("d4").element(1, reflection=bad)
+    # numpy's bool and a 0-d bool tensor are flags (refused at first, as bool() took them)
+    for flag in (np.array([False, True])[1], torch.tensor(True)):
+        assert get("d4").element(1, reflection=flag) == get("d4").element(1, True)
+    assert Group(4, np.True_) == get("d4")
 
 
 def test_group_element_record_is_canonical():

@@ -298,10 +298,14 @@ def check_bool(value: Any, name: str, what: str = "", *, optional: bool,
 
 def check_bool(value: Any, name: str, what: str = "", *, optional: bool = False,
                fix: str = "") -> bool | None:
-    """``True`` or ``False`` (or ``None`` when ``optional``); ``TypeError`` otherwise (``0``
-    and ``1`` are not flags)."""
+    """``True`` or ``False`` (or ``None`` when ``optional``), numpy's bools and 0-d bool
+    tensors taken as Python's; ``TypeError`` otherwise (``0`` and ``1`` are not flags)."""
     if (value is None and optional) or isinstance(value, bool):
         return value
+    if (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")) or (
+            isinstance(value, torch.Tensor) and value.dim() == 0
+            and value.dtype == torch.bool):
+        return bool(value)
     must = "True or False" + (" (or None)" if optional else "")
     raise _err(TypeError, what, name, value, must, fix)
 

@@ -199,8 +199,8 @@ class PlanarGroup(Group):
     # --- elements -----------------------------------------------------------------------
     def element(self, rotation: int | float = 0, reflection: bool = False) -> GroupElement:
         """The element ``r^rotation m^reflection`` (an angle in radians for SO(2)/O(2))."""
-        C.check_flag(reflection, "reflection", f"{self.name}.element",
-                     fix="whether the element includes the flip")
+        reflection = C.check_flag(reflection, "reflection", f"{self.name}.element",
+                                  fix="whether the element includes the flip")
         if reflection and not self.reflections:
             raise ValueError(f"{self.name} has no reflections; use a dihedral group ('d{self.n}')"
                              if self.n else "so2 has no reflections; use 'o2'")
