@@ -401,16 +401,25 @@ def test_expand_group_filter_names_its_weight_dtype(dtype):
         EF.expand_group_filter(torch.ones(2, 2, 4, 3, 3, dtype=dtype), "p4")
 
 
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
 @pytest.mark.parametrize("make,shape", [
     (lambda: enn.GroupConv2d(2, 2, 3, group="p4"), (1, 2, 4, 8, 8)),
     (lambda: enn.LiftingConv2d(2, 2, 3, group="p4"), (1, 2, 8, 8)),
     (lambda: enn.GroupPool(), (1, 2, 4, 8, 8)),
     (lambda: enn.NormNonlinearity(2, 1), (1, 2, 3, 8, 8)),
     (lambda: enn.BlurUpsample2d(), (1, 2, 8, 8)),
-], ids=["group", "lifting", "pool", "norm", "upsample"])
+    (lambda: enn.BlurPool2d(2, stride=2), (2, 2, 8, 8)),
+], ids=["group", "lifting", "pool", "norm", "upsample", "blur_pool"])
 def test_a_sparse_input_is_named(make, shape):
     """Only the dispatched blur pools named a sparse input; the others failed in torch's
     reshape, pad or amax. The shared tensor check now does it for every layer."""
     with pytest.raises(TypeError, match=r"x must be a dense \(strided\) tensor; got layout "
                                         r"torch.sparse_coo.*x.to_dense\(\)"):
         make()(torch.randn(shape).to_sparse())
+    # a nested tensor has the strided layout: it failed in torch's sizes() or a sympy check
+    items = list(torch.randn(shape))
+    for nested in (torch.nested.nested_tensor(items),
+                   torch.nested.nested_tensor(items, layout=torch.jagged)):
+        with pytest.raises(TypeError, match=r"x must be a dense \(strided\) tensor; got a "
+                                            r"nested tensor"):
+            make()(nested)

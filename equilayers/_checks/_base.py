@@ -470,10 +470,11 @@ def check_tensor(x: Any, name: str = "x", what: str = "", *, floating: bool = Tr
         raise TypeError(f"{_prefix(what)}{name} has dtype {x.dtype}, but it must be a "
                         f"floating-point tensor (float32, float64, float16 or bfloat16); "
                         f"convert it with {name}.float()")
-    if x.layout != torch.strided:  # (a sparse one failed deep in reshape, pad or amax)
-        raise TypeError(f"{_prefix(what)}{name} must be a dense (strided) tensor; got layout "
-                        f"{x.layout} (shape {tuple(x.shape)}). Convert it with "
-                        f"{name}.to_dense()")
+    if x.layout != torch.strided or x.is_nested:  # (deep errors in reshape, pad or amax)
+        got = ("a nested tensor: stack its items into one batch (torch.nested.to_padded_"
+               "tensor, or loop over them)" if x.is_nested else f"layout {x.layout} (shape "
+               f"{tuple(x.shape)}). Convert it with {name}.to_dense()")
+        raise TypeError(f"{_prefix(what)}{name} must be a dense (strided) tensor; got {got}")
     ranks = (ndim,) if isinstance(ndim, int) else ndim
     bad = (ranks is not None and x.dim() not in ranks) or (min_ndim is not None
                                                            and x.dim() < min_ndim)

@@ -462,7 +462,7 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
                          f"(equilayers.kernels._op_table); got an unknown name. The table "
                          f"has kernels for {kernel_ops()}")
     # (_switched() inline: this runs on every call of every pool)
-    if (not isinstance(x, torch.Tensor)
+    if (not isinstance(x, torch.Tensor) or x.is_nested  # (the reference names both)
             or _env_is_1("EQUILAYERS_DISABLE_TRITON", b"EQUILAYERS_DISABLE_TRITON")
             or bool(getattr(_state, "force_reference", 0)) or transforms_active()):
         return op.reference(x, **kwargs)

@@ -78,14 +78,6 @@ def _channels_last(x: torch.Tensor) -> bool:
         return False
 
 
-def _check_dense(x: torch.Tensor, what: str) -> None:
-    """A strided (dense) ``x``: no path takes a sparse one (the kernels and fast paths read
-    its storage, the references reshape and pad it)."""
-    if x.layout != torch.strided:
-        raise TypeError(f"{what}: x must be a dense (strided) tensor; got layout {x.layout} "
-                        f"(shape {tuple(x.shape)}). Convert it with x.to_dense()")
-
-
 def _filter(k: int, x: torch.Tensor) -> torch.Tensor:
     return host_tensor(binomial(k), dtype=x.dtype, device=x.device)
 
@@ -98,7 +90,6 @@ def check_blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
     what = "blur_pool2d"
     C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
     C.check_tensor(x, "x", what, min_ndim=3, layout=f"(..., {_DIMS[2]})")
-    _check_dense(x, what)
     C.check_blur_padding(x.shape[-2:], kernel_size, padding_mode, what, x.shape)
 
 
@@ -119,7 +110,6 @@ def check_max_blur_pool2d(x: torch.Tensor, kernel_size: int = 2, stride: int = 2
     what = "max_blur_pool2d"
     C.check_max_blur_args(kernel_size, stride, blur_size, padding_mode, padding, what)
     C.check_tensor(x, "x", what, ndim=(4, 5), layout="(B, C, H, W) or (B, C, F, H, W)")
-    _check_dense(x, what)
     C.check_window(x, (kernel_size, kernel_size), (padding,) * 4, what)
     pooled = tuple(n + 2 * padding - kernel_size + 1 for n in x.shape[-2:])
     C.check_blur_padding(pooled, blur_size, padding_mode, what, x.shape, "blur_size")
@@ -155,7 +145,6 @@ def check_polyphase_pool2d(x: torch.Tensor, stride: int = 2, *, criterion: str =
     C.check_polyphase_args(stride, criterion, blur_size, padding_mode, what)
     C.check_flag(return_index, "return_index", what)
     C.check_tensor(x, "x", what, min_ndim=3, layout="(B, ..., H, W) with a batch dim")
-    _check_dense(x, what)
     h, w = x.shape[-2:]
     if h % stride or w % stride:
         raise ValueError(f"polyphase_pool2d needs H and W divisible by stride={stride} "

@@ -89,7 +89,7 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         self._register_filter(kernel_size, device, dtype, what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels is not None and isinstance(x, torch.Tensor):
+        if self.channels is not None and isinstance(x, torch.Tensor) and not x.is_nested:
             cdim = 1 if x.dim() >= self._nd + 2 else 0
             if x.dim() > cdim and x.shape[cdim] != self.channels:
                 raise ValueError(f"{type(self).__name__}(channels={self.channels}) got an input "

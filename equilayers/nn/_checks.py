@@ -111,6 +111,8 @@ def field_rank(x, module: nn.Module, ndim: int, what: str, lift: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module_label(module)} expects a {what}; got "
                         f"{type(x).__name__}{C.proxy_fix(x)}")
+    if x.is_nested or x.layout != torch.strided:  # (its shape is not there to read)
+        C.check_tensor(x, "x", module_label(module), floating=False)
     if x.dim() != ndim:
         fix = ""
         if x.dim() == ndim - 1:  # an image or volume: no fiber axis yet
@@ -217,7 +219,7 @@ def check_input_once(module: nn.Module, x, options: tuple,
         C.check_tensor(x if isinstance(x, torch.fx.Proxy) else weight, "x",
                        type(module).__name__)  # the TypeError that names the fx fix
     assert isinstance(weight, torch.Tensor)  # the convs that call this have a weight
-    if (isinstance(x, torch.Tensor) and not torch.compiler.is_compiling()
+    if (isinstance(x, torch.Tensor) and not x.is_nested and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()):
         amp = C.autocast_on(x.device.type)
         key = (x.shape, x.dtype, x.device, weight.device, weight.dtype, amp, *options)
