@@ -20,9 +20,9 @@ forward+backward), the fastest path, keeping the default unless another is more 
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
-import runpy
 from pathlib import Path
 
 import torch
@@ -171,6 +171,24 @@ def render(measured: dict, source: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _measured_in(path: Path) -> dict | None:
+    """The ``MEASURED`` dict a layout table file holds, read as a literal (never run: a
+    ``--table`` path may name any file), or ``None`` for a file that is not such a table."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == "MEASURED" and node.value is not None):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
 def write_table(rows: list[dict], meta: dict, path: Path | None, source: str) -> Path:
     """Write the table the rows measure to ``path`` (default: the package's
     ``_layout_table.py``), keeping the entries of devices this run did not measure."""
@@ -181,9 +199,9 @@ def write_table(rows: list[dict], meta: dict, path: Path | None, source: str) ->
     devices = {key[1] for key in measured}
     # the other devices' entries as the file holds them now: a run over two devices writes it
     # once per device, and the table imported at start-up lost the first device's fresh ones
-    before = (runpy.run_path(str(path)).get("MEASURED", {}) if path.is_file()
-              else _layout_table.MEASURED)
-    kept = {k: v for k, v in before.items() if k[1] not in devices}
+    before = _measured_in(path) if path.is_file() else None
+    kept = {k: v for k, v in (_layout_table.MEASURED if before is None else before).items()
+            if k[1] not in devices}
     date = meta["date"][:10] if meta.get("date") else datetime.date.today().isoformat()
     machine = (f"{meta.get('device_name', '?')}, {meta.get('torch_threads', '?')} threads, "
                f"torch {meta.get('torch', '?')}, {date}")

@@ -156,6 +156,11 @@ def test_layout_table_written_per_device_keeps_the_first_devices_fresh_entries(t
     layout.write_table([row("cuda", "separable", 2.0)], meta, path, source="s")
     kept = runpy.run_path(str(path))["MEASURED"]
     assert {k[1] for k in kept if k[4] == "fresh"} == {"cpu", "cuda"}
+    # a --table path that holds something else is read, never run, and overwritten
+    for other in ("raise SystemExit('ran the user file')\n", "# notes\n| a | b |\n"):
+        path.write_text(other)
+        layout.write_table([row("cpu", "separable", 1.0)], meta, path, source="s")
+        assert "fresh" in path.read_text()
 
 
 def test_the_shipped_layout_table_follows_the_margin_rule():
