@@ -12,6 +12,7 @@ from torch import nn
 
 import equilayers.testing as testing
 from equilayers import metrics
+from equilayers.nn import GroupConv2d, LiftingConv2d
 
 
 def test_bad_input(gen):
@@ -137,10 +138,19 @@ def test_element_errors_name_the_metric(gen):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[7])
     with pytest.raises(ValueError, match="^geed: elements is empty"):
         metrics.geed(lambda t: t.mean((-2, -1)), x, "c4", elements=[])
-    # a group argument other than group= is named (the message said only "unknown group")
+    # a group argument other than group= is named (the message said only "unknown group",
+    # or group= for an in_group= the model's type cannot take)
+    fields = torch.randn(1, 1, 4, 5, 5)
     with pytest.raises(ValueError, match=r"^equivariance_report: unknown in_group='bogus'"):
-        testing.equivariance_report(nn.Identity(), torch.randn(1, 1, 4, 5, 5), "p4",
-                                    in_group="bogus")
+        testing.equivariance_report(nn.Identity(), fields, "p4", in_group="bogus")
+    lift = LiftingConv2d(1, 1, 3, group="c4")
+    with pytest.raises(ValueError, match=r"in_group='d4' cannot act on the model's in_type.*"
+                                         r"Measure with in_group="):
+        testing.equivariance_report(GroupConv2d(1, 1, 3, group="c4"), lift(x[:1]), "c4",
+                                    in_group="d4")
+    # slot indices as a tensor's items, as torch.arange(4) gives them
+    assert testing.equivariance_error(nn.Identity(), fields, "p4",
+                                      elements=torch.arange(4)) < 1e-6
 
 
 def test_a_0d_tensor_for_a_list_and_a_2d_batch_for_volumes_are_named(gen):

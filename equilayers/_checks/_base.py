@@ -18,6 +18,7 @@ __all__ = [
     "BLUR_PADDING_MODES",
     "MAX_BLUR_SIZE",
     "is_int",
+    "as_index",
     "check_int",
     "check_optional_int",
     "check_norm_args",
@@ -66,6 +67,17 @@ def is_int(value: Any) -> bool:
     if type(value) is int:  # the common case, without the abstract-class check
         return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_index(value: Any) -> int | None:
+    """An int from an integer or a 0-d integer tensor (``torch.arange(4)``'s items), else
+    ``None``."""
+    if is_int(value):
+        return int(value)
+    if (isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point()
+            and not value.is_complex() and value.dtype != torch.bool):
+        return int(value.item())
+    return None
 
 
 def _bounds(minimum, maximum) -> str:

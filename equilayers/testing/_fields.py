@@ -64,11 +64,13 @@ def _through_any_group(layers: list, last: FieldType) -> FieldType:
 
 
 def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Group | None,
-                       what: str, like: FieldType | None = None) -> tuple[FieldType, bool]:
+                       what: str, like: FieldType | None = None,
+                       group_arg: str = "group") -> tuple[FieldType, bool]:
     """``(type, declared)``: the field type of ``t``, the input (``side="in"``) or output of
     ``f``, acted on by ``group`` (``None``: not known, as in the Lie derivative); ``declared``
     is True for a ``FieldType`` (given or declared), whose shape the caller checks. ``like``:
-    the input's type, the guess for an undeclared output of the same layout."""
+    the input's type, the guess for an undeclared output of the same layout. ``group_arg``:
+    the caller's argument that gave ``group`` (``in_group``), as its errors name it."""
     name = f"{side}_rep"
     value = given if given is not None else declared_type(f, side)
     declared = isinstance(value, FieldType)
@@ -76,7 +78,8 @@ def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Gr
             and like.group is not None and like.rep == value.rep and given is None):
         value = like  # a layer of any group: the field it was given (layerwise's previous)
     if isinstance(value, FieldType):
-        ft = value if group is None else _bind(value, group, given is not None, side, what)
+        ft = value if group is None else _bind(value, group, given is not None, side, what,
+                                               group_arg)
     elif value is not None:
         ft = _from_rep(value, t, group, name, what)
     else:
@@ -86,17 +89,19 @@ def resolve_field_type(t: torch.Tensor, given: Any, f: Any, side: str, group: Gr
     return ft, declared
 
 
-def _bind(ft: FieldType, group: Group, given: bool, side: str, what: str) -> FieldType:
-    """``ft.bind(group)``, or a ``ValueError`` naming the caller's ``group=`` argument, the
-    type it does not act on and the fix (bind's own message names only ``FieldType.bind``)."""
+def _bind(ft: FieldType, group: Group, given: bool, side: str, what: str,
+          group_arg: str = "group") -> FieldType:
+    """``ft.bind(group)``, or a ``ValueError`` naming the caller's ``group=`` (``group_arg``)
+    argument, the type it does not act on and the fix (bind's own message names only
+    ``FieldType.bind``)."""
     try:
         return ft.bind(group)
     except ValueError as exc:
         assert ft.group is not None  # bind refuses only a type of another group
         source = f"{side}_rep={ft!r}" if given else f"the model's {side}_type {ft!r}"
         why = str(exc).removeprefix("FieldType.bind: ")
-        raise ValueError(f"{what}: group={group.name!r} cannot act on {source}: {why}. "
-                         f"Measure with group={ft.group.name!r}, the group the field is "
+        raise ValueError(f"{what}: {group_arg}={group.name!r} cannot act on {source}: {why}. "
+                         f"Measure with {group_arg}={ft.group.name!r}, the group the field is "
                          "built for, or one of its subgroups") from None
 
 

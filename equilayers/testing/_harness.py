@@ -216,11 +216,11 @@ def resolve_elements(group, elements, what: str = "") -> list[Element]:
         if isinstance(e, Element):
             group.check_element(e)
             out.append(e)
-        elif C.is_int(e) and group.is_finite:
-            C.check_int(e, "elements[i]", what, minimum=-int(group.order),
+        elif (i := C.as_index(e)) is not None and group.is_finite:  # (0-d tensors too)
+            C.check_int(i, "elements[i]", what, minimum=-int(group.order),
                         maximum=int(group.order) - 1,
                         fix=f"a slot index of {group.name} (|G|={group.order})")
-            out.append(group.elements()[e])
+            out.append(group.elements()[i])
         else:
             raise TypeError(f"{pre}elements must be GroupElements of {group.name} (or slot indices "
                             f"for a finite group); got {e!r}")
@@ -284,8 +284,7 @@ def _report(
     in_group: GroupLike | None = None,
     what: str,
 ) -> EquivarianceReport:
-    """:func:`equivariance_report`, its errors naming ``what``: the public function the user
-    called (``equivariance_error``, ``assert_invariant``...)."""
+    """:func:`equivariance_report`, its errors naming ``what`` (the public function called)."""
     C.check_callable(f, "f", what)
     C.check_tensor(x, "x", what)
     check_values(x, what)
@@ -297,7 +296,8 @@ def _report(
     in_grp = grp if in_grp is None else get(in_grp, "in_group", what)
     if in_grp != grp:
         check_subgroup(in_grp, grp, "equivariance_report")
-    in_type, declared = resolve_field_type(x, in_rep, f, "in", in_grp, what)
+    in_type, declared = resolve_field_type(x, in_rep, f, "in", in_grp, what,
+                                           group_arg="in_group" * (in_grp != grp) or "group")
     if declared:
         in_type.check(x, "x", what)
     if out_rep is not None and not isinstance(out_rep, FieldType):
