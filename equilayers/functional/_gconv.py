@@ -128,7 +128,7 @@ def expansion_index(group: GroupLike, in_per_group: int, kernel_size: int, *, li
 
 
 def _check_weight(weight: torch.Tensor, ndim: int, what: str) -> None:
-    C.check_tensor(weight, "weight", what, floating=False)  # a gather: any dtype
+    C.check_tensor(weight, "weight", what, floating=ndim == 5)  # (a lifting one: a gather)
     if weight.dim() != ndim:
         layout = ("(C_out, C_in // groups, k, k)" if ndim == 4
                   else "(C_out, C_in // groups, |G|, k, k)")
@@ -198,7 +198,6 @@ def expand_group_filter(weight: torch.Tensor, group: GroupLike = "p4", *,
     parametrization through the irreps), as every ``GroupConv2d`` stores it. ``what``: the
     public function the errors name (the group convs pass theirs)."""
     _check_weight(weight, 5, what)
-    C.check_tensor(weight, "weight", what)  # Fourier coefficients: floating (not a basis')
     grp = check_pixel_group(group)
     check_weight_fiber(weight, grp, what)
     c_out, c_in, f, k, _ = weight.shape
