@@ -1,3 +1,4 @@
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -42,6 +43,27 @@ def _group_registry():
     if _registry._ENTRIES != saved:
         _registry._ENTRIES[:] = saved
         _registry._lookup.cache_clear()
+
+
+#: The switches the dispatcher reads per call: a test that leaks one changes every later test
+#: (one import of benchmarks.host_overhead ran the rest of the suite through Triton's
+#: interpreter, the demo test for 13 minutes instead of one).
+_SWITCHES = ("EQUILAYERS_TRITON_INTERPRET", "EQUILAYERS_DISABLE_TRITON", "TRITON_INTERPRET")
+
+
+@pytest.fixture(autouse=True)
+def _dispatch_switches():
+    """Every test leaves the dispatcher's environment switches as it found them (set them with
+    ``monkeypatch.setenv``, as the ``interpret`` fixture does, which puts them back)."""
+    saved = {k: os.environ.get(k) for k in _SWITCHES}
+    yield
+    leaked = {k: os.environ.get(k) for k in _SWITCHES if os.environ.get(k) != saved[k]}
+    for k, v in saved.items():  # put back first, so one leak fails one test only
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    assert not leaked, f"the test changed the dispatcher's environment switches: {leaked}"
 
 
 @pytest.fixture
