@@ -192,7 +192,7 @@ def _bad_functional(**kw):
     (dict(group="so2"), ValueError, "group='so2' is continuous"),
     (dict(group="o"), ValueError, "group='o' acts on volumes"),
     (dict(group="c8"), ValueError, r"weight must be .*\|G\|=8"),
-    (dict(group=None), TypeError, "group must be a name"),
+    (dict(group=None), TypeError, "group=None must be a group name"),
     (dict(lifting=1), TypeError, "lifting=1 must be True or False"),
     (dict(lifting=True), ValueError, r"lifting=True expects 4-D .*pass lifting=False"),
     (dict(x=torch.randn(1, 2, 6, 6)), ValueError, r"lifting=False expects 5-D .*lifting=True"),
