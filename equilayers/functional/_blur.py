@@ -34,7 +34,7 @@ import torch
 from .. import _checks as C
 from .. import kernels
 from .._host import host_tensor
-from ..kernels._reference import _channels_last, blur_nd
+from ..kernels._reference import blur_nd, keeps_channels_last
 from ..kernels._tables import binomial
 from ._ceil_mode import ceil_mode_pad
 
@@ -214,7 +214,7 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
     sizes, lead = x.shape[-nd:], x.shape[:-nd]
-    keep = x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x)
+    keep = keeps_channels_last(x, nd)
     if keep:
         # the input's layout (as nn.Upsample keeps it): the zeros in it, then the blur keeps it
         y = torch.empty(*lead, *(n * s for n in sizes), dtype=x.dtype, device=x.device,

@@ -42,7 +42,7 @@ import torch
 
 from .. import _checks as C
 from .. import kernels
-from ..kernels._reference import CRITERIA, _channels_last
+from ..kernels._reference import CRITERIA, keeps_channels_last
 from ._blur import binomial_filter, blur_nd
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "place_components", "check_index",
@@ -173,7 +173,7 @@ def place_components(x: torch.Tensor, index: torch.Tensor, s: int, nd: int, blur
     spread = (Ellipsis,) + (slice(None), None) * nd  # (a tuple: 3.10 has no * in [])
     y = torch.where(onehot.view(b, 1, *(1, s) * nd), xr[spread], 0.0)
     y = y.reshape(b, *lead, *(n * s for n in sizes))
-    if x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x):
+    if keeps_channels_last(x, nd):
         y = y.contiguous(memory_format=torch.channels_last)  # the input's layout (the blur
         # keeps it), as nn.Upsample gives it
     if blur_size > 1:

@@ -114,15 +114,21 @@ class GroupElement(Element):
         return text + ("*flip" if self.reflection else "")
 
 
+def _by_value(v: Any) -> Any:
+    """A 0-d real tensor as its Python number (a step or an angle held as a tensor); anything
+    else as it is, for the checks that follow."""
+    if (isinstance(v, torch.Tensor) and v.dim() == 0 and v.dtype != torch.bool
+            and not v.is_complex()):
+        return v.item()
+    return v
+
+
 def _rotation(rotation: Any, grp: PlanarGroup) -> int | float:
     """The rotation argument checked: an angle (a float) for SO(2)/O(2), an integer step (or
     a float equal to one) for C_N/D_N; a 0-d real tensor is taken by its value. ``int()``
     alone truncated ``np.float32(1.5)`` and a tensor of 1.5 to ``rot90``, and read ``True``
     and ``"1"`` as 1."""
-    value = rotation
-    if (isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool
-            and not value.is_complex()):
-        value = value.item()
+    value = _by_value(rotation)
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if grp.n is None:
         if not real:
@@ -243,9 +249,7 @@ class PlanarGroup(Group):
             raise TypeError(f"{self.name}.elements_at: degrees={degrees!r} must be a list of "
                             "angles in degrees, e.g. [90]") from None
         out: list[GroupElement] = []
-        for d in angles:
-            if isinstance(d, torch.Tensor) and d.dim() == 0 and d.dtype != torch.bool:
-                d = d.item()  # a tensor of angles, by value (a complex one is refused below)
+        for d in map(_by_value, angles):  # (a tensor of angles, by value)
             if not isinstance(d, numbers.Real) or isinstance(d, bool):
                 raise TypeError(f"{self.name}.elements_at: degrees holds {d!r}; each must be "
                                 "an angle in degrees (a real number)")
@@ -254,7 +258,7 @@ class PlanarGroup(Group):
             if self.n is None:
                 out.append(self.element(math.radians(d), reflection))
                 continue
-            k = d * self.n / 360.0
+            k = float(d) * self.n / 360.0
             if abs(k - round(k)) > 1e-9:
                 raise ValueError(f"{d} degrees is not a rotation of {self.name} "
                                  f"(multiples of {360 / self.n:g} degrees)")

@@ -65,7 +65,7 @@ def blur_nd(
     weight = weight[None, None].expand(channels, 1, *weight.shape)
     out = _CONV[nd](flat, weight, stride=stride, groups=channels)
     out = out.reshape(*lead, *out.shape[2:])
-    if x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x):
+    if keeps_channels_last(x, nd):
         # the input's layout, on every padding (a circular F.pad returns a contiguous copy)
         out = out.contiguous(memory_format=torch.channels_last)
     return out
@@ -76,6 +76,12 @@ def _channels_last(x: torch.Tensor) -> bool:
         return x.is_contiguous(memory_format=torch.channels_last)
     except RuntimeError:  # inside vmap: "NYI: querying is_contiguous ..." (no layout to keep)
         return False
+
+
+def keeps_channels_last(x: torch.Tensor, nd: int) -> bool:
+    """Whether an op on the last ``nd`` dims of ``x`` gives its output ``x``'s channels_last
+    layout (as ``nn.Upsample`` and torch's pools do): a 4-D image batch in that layout alone."""
+    return x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x)
 
 
 def _filter(k: int, x: torch.Tensor) -> torch.Tensor:

@@ -111,8 +111,8 @@ def field_rank(x, module: nn.Module, ndim: int, what: str, lift: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module_label(module)} expects a {what}; got "
                         f"{type(x).__name__}{C.proxy_fix(x)}")
-    if x.is_nested or x.layout != torch.strided:  # (its shape is not there to read)
-        C.check_tensor(x, "x", module_label(module), floating=False)
+    C.check_tensor(x, "x", module_label(module), floating=False)  # dense: a nested one has
+    # no shape to read
     if x.dim() != ndim:
         fix = ""
         if x.dim() == ndim - 1:  # an image or volume: no fiber axis yet

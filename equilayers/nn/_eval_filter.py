@@ -6,9 +6,9 @@ with the basis). At batch 1 on small images that per-call work is a large share 
 (benchmarks/results/redesign-before-after.md). In eval mode with autograd off, the module keeps
 the last expanded filter and bias together with
 
-- a copy of the weight's and bias's values and of any other parameter the module holds
-  itself (a subclass's own gain) (as ``module.weight`` returns them: the computed
-  value of a parametrized or pruned weight), compared with ``torch.equal`` on every call: a
+- a copy of the values of the weight and bias (as ``module.weight`` returns them: the
+  computed value of a parametrized or pruned weight) and of any other parameter the module
+  holds itself (a subclass's own gain), compared with ``torch.equal`` on every call: a
   change by any route (an optimizer step, fused optimizers included, which do not bump
   ``_version``; a ``.data`` edit; ``load_state_dict``; ``.to(dtype)``; a new ``Parameter``
   assigned; a parametrization's output; a new pruning mask) makes them differ. The weight
