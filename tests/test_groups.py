@@ -172,3 +172,25 @@ def test_group_element_record_is_canonical():
         get("c8").elements_at(["45"])
     with pytest.raises(TypeError, match="so2.element: rotation='1' must be an angle"):
         get("so2").element("1")
+
+
+def test_modules_store_numpy_flags_as_python_bools():
+    """A numpy bool (from a config array) passed the flag check but some modules stored the
+    argument itself, so their attributes and reprs held ``np.True_``."""
+    import equilayers.nn as el
+
+    flag = np.array([False, True])[1]
+    made = [
+        (el.GroupMaxPool2d(2, ceil_mode=flag), ("ceil_mode",)),
+        (el.GroupAvgPool2d(2, ceil_mode=flag, count_include_pad=flag),
+         ("ceil_mode", "count_include_pad")),
+        (el.GroupMaxPool3d(2, ceil_mode=flag), ("ceil_mode",)),
+        (el.GroupAvgPool3d(2, ceil_mode=flag, count_include_pad=flag),
+         ("ceil_mode", "count_include_pad")),
+        (el.InvariantHead(4, 3, group="p4", return_pose=flag), ("return_pose",)),
+        (el.GroupBatchNorm2d(4, affine=flag, track_running_stats=flag),
+         ("affine", "track_running_stats")),
+    ]
+    for module, names in made:
+        for name in names:
+            assert type(getattr(module, name)) is bool, (type(module).__name__, name)

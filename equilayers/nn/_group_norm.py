@@ -38,8 +38,8 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
         check_int(num_features, "num_features", what, minimum=1, fix="the number of fields C")
         C.check_norm_args(eps, momentum, what, momentum_none=True)
         check_float_dtype(dtype, "dtype", what)
-        check_flag(affine, "affine", what)
-        check_flag(track_running_stats, "track_running_stats", what)
+        affine = check_flag(affine, "affine", what)
+        track_running_stats = check_flag(track_running_stats, "track_running_stats", what)
         check_flag(bias, "bias", what)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
                          **batch_norm_bias(bias, affine, what))

@@ -99,7 +99,7 @@ class GroupMaxPool2d(_SpatialPool):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation)
-        C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
+        ceil_mode = C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,8 +136,9 @@ class GroupAvgPool2d(_SpatialPool):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__(kernel_size, stride, padding)
-        C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
-        C.check_flag(count_include_pad, "count_include_pad", type(self).__name__)
+        ceil_mode = C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
+        count_include_pad = C.check_flag(count_include_pad, "count_include_pad",
+                                         type(self).__name__)
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

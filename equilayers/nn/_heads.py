@@ -79,7 +79,7 @@ class InvariantHead(Typed, nn.Module):
         _check_pool(pool, what)
         _check_spatial(spatial, what)
         C.check_float_dtype(dtype, "dtype", what)
-        C.check_flag(return_pose, "return_pose", what)
+        return_pose = C.check_flag(return_pose, "return_pose", what)
         C.check_flag(bias, "bias", what)
         self.in_channels = in_channels
         self.num_classes = num_classes

@@ -89,7 +89,7 @@ class _Pool3d(Typed, nn.Module):
         super().__init__()
         what = type(self).__name__
         P3.check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=self._max)
-        C.check_flag(ceil_mode, "ceil_mode", what)
+        ceil_mode = C.check_flag(ceil_mode, "ceil_mode", what)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.ceil_mode = padding, ceil_mode
@@ -180,7 +180,8 @@ class GroupAvgPool3d(_Pool3d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        C.check_flag(count_include_pad, "count_include_pad", type(self).__name__)
+        count_include_pad = C.check_flag(count_include_pad, "count_include_pad",
+                                         type(self).__name__)
         self.count_include_pad = count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
