@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from ._cli import _check_counts, _check_options, _check_study_only, _make_out, is_study, peer_hint
-from ._core import BenchCase, UsageError, forward_backward, time_call
+from ._core import BenchCase, UsageError, _cpu_name, forward_backward, time_call
 from ._memory import peak_memory
 
 HERE = Path(__file__).resolve().parent
@@ -204,16 +204,6 @@ def add_ratios(rows: list[dict]) -> None:
         for key in ("forward_ms", "fwd_bwd_ms", "peak_mib"):
             if key in r and floor.get(key):
                 r[key.rsplit("_", 1)[0] + "_x_floor"] = r[key] / floor[key]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def metadata(device: torch.device, quick: bool) -> dict:

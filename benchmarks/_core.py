@@ -8,10 +8,12 @@ every case, and writes the results.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -229,6 +231,22 @@ def run_study(rows: list, seeds: range, train_one: Callable[..., dict],
     return results
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_line(meta: dict) -> str:
+    """A study table's first words: date, versions, threads and the CPU they ran on."""
+    return (f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
+            f"thread(s) on {meta.get('cpu') or 'an unrecorded CPU'}")
+
+
 def write_study(out, stem: str, meta: dict, results: list[dict],
                 markdown: Callable[[dict, list[dict]], str], name_filter: str = "") -> str:
     """Write ``<out>/<stem>.json`` (meta and results) and ``<stem>.md`` (``markdown``'s table),
@@ -237,6 +255,7 @@ def write_study(out, stem: str, meta: dict, results: list[dict],
     files with its few rows."""
     import json
 
+    meta = {"cpu": _cpu_name(), **meta}  # the tables gave threads but not the machine
     if name_filter:
         stem, meta = f"{stem}-filtered", {**meta, "filter": name_filter}
     out.mkdir(parents=True, exist_ok=True)

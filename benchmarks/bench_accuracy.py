@@ -80,7 +80,7 @@ from ._accuracy_models import (
     _peer_so2,
     _search_model,
 )
-from ._core import UsageError, run_study, write_study
+from ._core import UsageError, run_line, run_study, write_study
 
 FAMILY = "accuracy"
 PEERS = ("e2cnn", "escnn")
@@ -268,8 +268,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
     lines = [
         "# Accuracy on rotated digits",
         "",
-        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
-        f"threads; peers: {peers}. Data: {meta['data']}, {meta['n_train']} train / "
+        run_line(meta) + f"; peers: {peers}. Data: {meta['data']}, {meta['n_train']} train / "
         + (f"{meta['n_test']} held-out training digits (the model search; the test digits "
            "unseen)" if meta.get("split") == "val" else f"{meta['n_test']} test digits")
         + ", each rotated by a random angle; Adam 1e-3"

@@ -134,7 +134,7 @@ def _meta(quick: bool, processes: int, load: tuple[float, float]) -> dict:
 
     import torch
 
-    from .__main__ import _cpu_name
+    from ._core import _cpu_name
 
     peers = {}
     for name in ("escnn",):

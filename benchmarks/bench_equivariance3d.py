@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import UsageError, run_study, write_study
+from ._core import UsageError, run_line, run_study, write_study
 
 FAMILY = "equivariance3d"
 SIZE = 25  # the grid (quick: QUICK_SIZE)
@@ -325,8 +325,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
     lines = [
         "# SO(3) steerable stacks: equivariance error, equilayers and escnn",
         "",
-        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
-        f"thread(s)" + (f", escnn {meta['escnn']}" if meta.get("escnn") else ", no escnn")
+        run_line(meta) + (f", escnn {meta['escnn']}" if meta.get("escnn") else ", no escnn")
         + f". Three convolutions of {meta['fields']} fields of orders 0..L (`padding=k//2`), "
         "a nonlinearity after the first two, each library's own init; float32. Input: "
         f"Gaussian noise smoothed with sigma {meta['sigma']:g} voxels on a {meta['size']}^3 "

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _core
-from ._core import UsageError, run_study, write_study
+from ._core import UsageError, run_line, run_study, write_study
 from ._escnn_unet import escnn_harmonic_unet
 from ._escnn_unet import escnn_unet as build_escnn_unet
 
@@ -411,8 +411,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
     lines = [
         "# Segmentation of digit scenes: trained upright, tested rotated and shifted",
         "",
-        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
-        f"thread(s). Data: {meta['data']}, {meta['n_train']} train / {meta['n_test']} test "
+        run_line(meta) + f". Data: {meta['data']}, {meta['n_train']} train / {meta['n_test']} test "
         f"scenes of 2-3 digits on {meta['canvas']}x{meta['canvas']}, 11 classes (background + "
         f"10); U-Nets of depth {meta['depth']}, circular padding; Adam 3e-3, batch 8, "
         f"background weight 0.2, "

@@ -65,7 +65,7 @@ from torch import nn
 
 from . import _core
 from . import _scenes3d as S
-from ._core import UsageError, run_study, write_study
+from ._core import UsageError, run_line, run_study, write_study
 from ._escnn_unet import escnn_harmonic_unet
 from ._escnn_unet import escnn_unet as build_escnn_unet
 
@@ -357,9 +357,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
     lines = [
         "# 3-D segmentation of Tetris scenes: trained upright, tested turned and shifted",
         "",
-        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
-        f"thread(s). {meta['n_train']} train / {meta['n_test']} test scenes (per condition) "
-        f"of 2-3 Tetris pieces on {n}x{n}x{n}, {meta['scale']} voxel(s) per cube, soft edges; "
+        run_line(meta) + f". {meta['n_train']} train / {meta['n_test']} test scenes (per "
+        f"condition) of 2-3 Tetris pieces on {n}x{n}x{n}, {meta['scale']} voxel(s) per cube, "
+        "soft edges; "
         f"9 classes (background, {100 * meta['background_share']:.1f}% of the voxels, + the "
         f"8 pieces); U-Nets of depth {meta['depth']}, circular padding; Adam {meta['lr']:g} "
         f"with cosine decay, {meta['steps']} steps of {meta['batch']}, background weight "

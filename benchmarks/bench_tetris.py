@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _polycubes as P
-from ._core import UsageError, run_study, write_study
+from ._core import UsageError, run_line, run_study, write_study
 from ._tetris_models import (  # noqa: F401  (re-exported: the family's models)
     MAX_ORDER,
     SpaceThenFiber,
@@ -388,8 +388,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
     lines = [
         "# 3-D Tetris: trained in one orientation, tested under random rotations",
         "",
-        f"{meta['date']}; torch {meta['torch']}, Python {meta['python']}, {meta['threads']} "
-        f"thread(s). Polycubes rendered on a {meta['size']}^3 grid (soft edges); tetris: "
+        run_line(meta) + f". Polycubes rendered on a {meta['size']}^3 grid (soft edges); tetris: "
         "the 8 shapes once each, upright and centred; pentacubes: 29 shapes, Gaussian voxel "
         f"noise {meta['noise']}, shifts up to 1 voxel. {per_task}. Adam {meta['lr']:g} with "
         "cosine decay; batch-norm statistics re-estimated on the training set; "

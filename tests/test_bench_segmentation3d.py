@@ -158,7 +158,10 @@ def test_steps_option_trains_that_many_steps_and_names_its_own_results(tmp_path)
         "cpu-segmentation3d-steps2-quick-filtered.md"]
     data = json.loads((tmp_path / "cpu-segmentation3d-steps2-quick-filtered.json").read_text())
     assert data["meta"]["steps"] == 2 and data["meta"]["filter"] == "plain U-Net (max pool)"
-    assert "2 steps of" in (tmp_path / "cpu-segmentation3d-steps2-quick-filtered.md").read_text()
+    table = (tmp_path / "cpu-segmentation3d-steps2-quick-filtered.md").read_text()
+    assert "2 steps of" in table
+    # the machine is recorded and named in the table (it gave threads alone)
+    assert data["meta"]["cpu"] and f"thread(s) on {data['meta']['cpu']}. " in table
     for bad in (0, -5, 2.5, True):
         with pytest.raises(seg.UsageError, match=f"steps must be a positive int.*{bad!r}"):
             seg.run(True, tmp_path, progress=False, steps=bad)
