@@ -262,12 +262,30 @@ def run(argv: list[str] | None = None) -> dict:
         print("--quick: the models are under-trained (2,000 digits, 2 epochs); the group "
               "models' accuracies are far below a full run's. `equilayers demo` without "
               "--quick trains them properly (about 4 minutes).")
-    import json
-
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(_results_json(results, args, n_train, n_test, epochs))
     _plot(results, out / "demo.png", settings + (" (--quick: under-trained)" if args.quick
                                                    else ""))
     return results
+
+
+def _results_json(results: dict, args: argparse.Namespace, n_train: int, n_test: int,
+                  epochs: int) -> str:
+    """The rows per model and the run's settings and machine (the rows alone could not say
+    which run, torch or CPU they came from)."""
+    import datetime
+    import json
+    import platform
+
+    from . import __version__
+
+    settings = {
+        "data": args.data, "n_train": n_train, "n_test": n_test, "epochs": epochs,
+        "seed": args.seed, "quick": args.quick, "equilayers": __version__,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return json.dumps({"settings": settings, "models": results}, indent=2)
 
 
 class _NullBar:

@@ -13,7 +13,10 @@ def test_demo_quick(tmp_path):
 
     results = run(["--quick", "--seed", "0", "--out", str(tmp_path)])
     assert (tmp_path / "results.json").exists()
-    assert json.loads((tmp_path / "results.json").read_text()).keys() == results.keys()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["models"] == results
+    assert {k: saved["settings"][k] for k in ("data", "n_train", "epochs", "seed", "quick")} == {
+        "data": "mnist", "n_train": 2000, "epochs": 2, "seed": 0, "quick": True}
     plain = results["plain CNN"]
     for name in ["p4 CNN", "p4m CNN"]:
         r = results[name]
