@@ -52,7 +52,10 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
 * ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
   layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
   5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
-  unknown size). ``export`` leaves it in any model that holds a 3-D group conv.
+  unknown size). ``export`` leaves it in any model that holds a 3-D group conv or a layer
+  typed for volumes (``Restrict``, ``CosetPool``, the 3-D pools); a ``GroupPool`` exported with
+  nothing of either beside it (a 3-D model's head on its own) is taken as planar: export the
+  whole model.
 """
 
 from __future__ import annotations
@@ -410,7 +413,11 @@ def export(model: nn.Module) -> nn.Module:
         for t in (getattr(m, "in_type", None), getattr(m, "out_type", None))
         if isinstance(t, FieldType) and t.has_fiber and t.fiber_size is not None}
     fiber = fibers.pop() if len(fibers) == 1 else None
-    volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs)
+    # 6-D maps: a 3-D conv, or a layer typed for volumes (Restrict('oh', 'o') before a head)
+    volumes = any(isinstance(m, (_GroupConv3dBase, SteerableConv3d)) for m in convs) or any(
+        isinstance(t, FieldType) and t.group is not None and t.spatial_dims == 3
+        for m in model.modules()
+        for t in (getattr(m, "in_type", None), getattr(m, "out_type", None)))
     for m in model.modules():  # before the copy, which torch refuses for a pruned weight
         if any(cls in _CONVERTERS for cls in type(m).__mro__):
             _refuse_hook_computed(m)

@@ -66,9 +66,11 @@ def check_cubic_group(group: GroupLike, what: str, *, ico: bool = False) -> Cubi
                          "(SteerableConvTranspose3d for a transposed conv); the 3-D group "
                          f"convs take the cube's groups {names}")
     if not isinstance(grp, CubicGroup):
+        hint = ("(use LiftingConv2d/GroupConv2d for images)" if grp.spatial_dim == 2 else
+                "(a registered group of 3-D matrices is not one of them: its voxel filters "
+                "are not built; Restrict, CosetPool, the pools and the harness take it)")
         raise ValueError(f"{what}: group={grp.name!r} acts on {grp.spatial_dim} spatial dims; "
-                         f"the 3-D convs take the cube's groups {names} (use LiftingConv2d/"
-                         "GroupConv2d for images)")
+                         f"the 3-D convs take the cube's groups {names} {hint}")
     return grp
 
 

@@ -33,7 +33,7 @@ import torch
 from .. import _checks as C
 from ._actions import act_fiber, act_spatial, check_rep
 from ._group import Element, Group, GroupLike
-from ._registry import get
+from ._registry import get, registered_name
 from ._subgroups import check_subgroup, embed, parse_quotient, quotient_size
 
 __all__ = ["FieldType"]
@@ -125,7 +125,8 @@ class FieldType:
                  spatial_dims: int | None = None) -> FieldType:
         """Functions on the cosets of ``subgroup``: ``(B, C, |G|/|K|, H, W)``."""
         sub = _group(subgroup, "subgroup")
-        return cls(group, f"quotient:{sub.name}", spatial_dims=spatial_dims)
+        name = registered_name(sub, "subgroup", "FieldType.quotient")
+        return cls(group, f"quotient:{name}", spatial_dims=spatial_dims)
 
     @classmethod
     def invariant(cls, group: GroupLike | None = None) -> FieldType:

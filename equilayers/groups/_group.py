@@ -180,6 +180,13 @@ class Group(abc.ABC):
             raise ValueError(f"{g!r} is not an element of {self.name}")
         return slots[g]
 
+    def __getstate__(self) -> dict:
+        # without the slot cache: unpickling its {element: slot} dict hashes elements, which
+        # reach back into this group before its own attributes are restored
+        state = dict(self.__dict__)
+        state.pop("_slots", None)
+        return state
+
     def planar_params(self) -> tuple[int | None, bool]:
         """``(N, reflections)`` of a planar group (``N=None`` for SO(2)/O(2)): what the
         harmonic (Fourier) math of planar fields needs. Other groups raise ``ValueError``."""

@@ -164,6 +164,15 @@ class PlanarGroup(Group):
         self.reflections = C.check_flag(reflections, "reflections", "PlanarGroup",
                                         fix="whether the group has the flip (D_N, O(2))")
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # get() hands out one shared instance per name: get("c4").n = 8 turned every c4 (and
+        # the field types made from it) into c8 for the whole process
+        if name in ("n", "reflections") and name in self.__dict__:
+            raise AttributeError(f"PlanarGroup.{name} is read-only: groups are shared (get() "
+                                 "returns one instance per name); take another group, e.g. "
+                                 "get('c8')")
+        super().__setattr__(name, value)
+
     # --- identity -----------------------------------------------------------------------
     @property
     def name(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ._group import Group, GroupLike
 
-__all__ = ["get", "register_group", "GroupRegistration"]
+__all__ = ["get", "register_group", "GroupRegistration", "registered_name"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,25 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
 
 @functools.cache
 def _lookup(name: str) -> Group:
+    group, entry = _find(name)
+    own = group.name.strip().lower() if isinstance(group.name, str) else group.name
+    if own != name:  # layers and field types store the name and look it up again
+        try:
+            back: Group | None = _find(own)[0] if isinstance(own, str) else None
+        except ValueError:
+            back = None
+        if back != group:
+            found = f"get({group.name!r}) is {back!r}" if back is not None else (
+                f"{group.name!r} names no registered group")
+            raise ValueError(
+                f"the factory registered for {entry.pattern.pattern!r} returned a group named "
+                f"{group.name!r} for {name!r}, but {found}: a group's name must look itself "
+                f"up (get(group.name) == group; layers store the name). Give the group a name "
+                f"its own pattern answers")
+    return group
+
+
+def _find(name: str) -> tuple[Group, _Entry]:
     for entry in _ENTRIES:
         m = entry.pattern.fullmatch(name)
         if m is None:
@@ -134,7 +153,7 @@ def _lookup(name: str) -> Group:
         if not isinstance(group, Group):
             raise TypeError(f"the factory registered for {entry.pattern.pattern!r} returned "
                             f"{group!r} for {name!r}, not a Group")
-        return group
+        return group, entry
     raise ValueError(f"unknown group {name!r}; valid forms: {_valid_forms()}")
 
 
@@ -163,3 +182,22 @@ def get(group: GroupLike, name: str = "group", what: str = "") -> Group:
             raise  # a registered factory's own refusal
         raise ValueError(f"{pre}unknown {name}={group!r}; valid forms: {_valid_forms()}"
                          ) from None
+
+
+def registered_name(group: Group, name: str = "group", what: str = "") -> str:
+    """``group.name``, checked to look ``group`` up again (``get(group.name) == group``):
+    for the places that record a group by its name (a quotient field type, the group a layer's
+    input is acted on with). An unregistered instance raised ``unknown group`` later, naming a
+    string the user never passed."""
+    try:
+        back: Group | None = get(group.name)
+    except (ValueError, TypeError):
+        back = None
+    if back != group:
+        pre = f"{what}: " if what else ""
+        found = (f"get({group.name!r}) is another group, {back!r}" if back is not None
+                 else f"get({group.name!r}) finds no group")
+        raise ValueError(f"{pre}{name}={group!r} is recorded by its name, but {found}: "
+                         f"register it first (equilayers.groups.register_group) under a pattern "
+                         f"that answers {group.name!r}")
+    return group.name

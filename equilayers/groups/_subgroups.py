@@ -103,10 +103,11 @@ def embed(h: Element, group: GroupLike) -> Element:
     check_subgroup(grp, h.group, "embed")
     if isinstance(grp, SO3Group):
         return grp.element(h.group.matrix(h))
-    if not isinstance(grp, PlanarGroup):
+    if not (isinstance(grp, PlanarGroup) and isinstance(h, GroupElement)):
+        # (a registered group inside a planar one, such as a diagonal flip in d4, is checked by
+        # its matrices, finite groups only: it is found by them too)
         rows = _rows(h.group, h)
         return next(g for g in grp.elements() if _rows(grp, g) == rows)
-    assert isinstance(h, GroupElement)  # check_subgroup: a planar group's subgroups are planar
     if grp.n is None:
         return grp.element(h.angle, h.reflection)
     if h.group.n is None:  # pragma: no cover - excluded by check_subgroup
@@ -127,7 +128,8 @@ def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element
     """``t_j = r^(j mod n) m^(j // n)`` (see the module docstring), ``j < |G| / |K|``."""
     grp, sub = check_subgroup(group, subgroup)
     count = quotient_size(grp, sub)
-    if not isinstance(grp, PlanarGroup):  # the first element of each coset, in slot order
+    if not (isinstance(grp, PlanarGroup) and isinstance(sub, PlanarGroup)):
+        # the first element of each coset, in slot order
         members = [embed(h, grp) for h in sub.elements()]
         reps: list[Element] = []
         seen: set[Element] = set()
@@ -137,7 +139,7 @@ def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element
                 seen.update(t * h for h in members)
         return reps
     # check_subgroup and quotient_size: sub is a finite planar subgroup of a finite grp
-    assert isinstance(sub, PlanarGroup) and grp.n is not None and sub.n is not None
+    assert grp.n is not None and sub.n is not None
     n = grp.n // sub.n
     return [grp.element(j % n, bool(j // n)) for j in range(count)]
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import _checks as C
 from ..functional._fibers import on_fibers
+from ..functional._gconv3d import check_conv3d_group
 from ..groups import FieldType, GroupLike, get
 from ._group_conv import GroupConv2d
 from ._group_conv3d import GroupConv3d
@@ -178,6 +179,7 @@ class GroupLinear(Typed, nn.Module):
                                         max_order=max_order, in_max_order=in_max_order,
                                         **factory)
             elif grp.is_finite:
+                check_conv3d_group(grp, name)  # (its refusal names GroupLinear)
                 self.conv = GroupConv3d(in_features, out_features, 1, bias=bias, group=grp,
                                         **factory)
             else:

@@ -7,6 +7,7 @@ import torch
 
 from ..functional import _restrict as R
 from ..groups import FieldType, GroupLike
+from ..groups._registry import registered_name
 from ..groups._subgroups import quotient_size, restriction_index
 from ._derived import _FixedBuffers
 from ._tables import table_on
@@ -70,7 +71,8 @@ class Restrict(Typed, _FixedBuffers):
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
         self.group, self.subgroup, self.rep = grp, sub, rep
         self.in_type, self.out_type = FieldType(grp, rep), FieldType(sub, rep)
-        self.in_group = grp.name  # the harness acts on the input with group elements
+        # the harness acts on the input with group elements (of the group named here)
+        self.in_group = registered_name(grp, "group", "Restrict")
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
         self._identity = False
         self.index = torch.empty(0, dtype=torch.long, device=device)
