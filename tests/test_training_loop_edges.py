@@ -84,7 +84,15 @@ def test_buffers_share_no_memory_with_the_process_caches(name, dtype):
     def make():
         return ZOO[name].make().to(dtype)
 
-    fresh = {n: b.clone() for n, b in make().named_buffers()}  # tables: no RNG
+    def state(mod):  # its buffers and integer tables (plain attributes, not buffers)
+        from equilayers.nn._tables import integer_tables
+
+        out = dict(mod.named_buffers())
+        for mod_name, sub in mod.named_modules():
+            out.update({f"{mod_name}.{n}#table": t for n, t in integer_tables(sub).items()})
+        return out
+
+    fresh = {n: b.clone() for n, b in state(make()).items()}  # tables: no RNG
     m = make()
     owners: dict[int, str] = {}
     for mod_name, mod in m.named_modules():  # no two modules hold the same buffer object
@@ -94,12 +102,12 @@ def test_buffers_share_no_memory_with_the_process_caches(name, dtype):
                 assert owners.setdefault(id(b), where) == where, (
                     f"{name}: {where} is the same tensor as {owners[id(b)]}")
     with torch.no_grad():
-        for b in m.buffers():
+        for b in state(m).values():
             if b.is_floating_point():
                 b.add_(1.0)
             elif b.dtype in (torch.int64, torch.int32):
                 b.add_(1)
-    again = dict(make().named_buffers())
+    again = state(make())  # (the ico convs' expansion table was the cached table itself)
     assert again.keys() == fresh.keys()
     for n, b in again.items():
         assert torch.equal(b, fresh[n]), f"{name}: buffer {n} changed with another module's edit"

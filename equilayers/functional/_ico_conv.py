@@ -39,8 +39,9 @@ __all__ = ["ico_slot_table", "ico_expand", "ico_white_map", "ico_energy_scale"]
 def ico_slot_table(group: Group, device: torch.device | str | None = None) -> torch.Tensor:
     """``(|G|, |G|)`` int64: entry ``[g, h]`` is the slot of ``g^-1 h`` (the input slot of
     the unturned filter that slot ``h`` of ``g . psi`` reads)."""
-    table = inverse_cayley_table(group)
-    return table.to(device) if device is not None else table.clone()
+    # a copy always: .to() of the shared cached table to its own device returned the table
+    # itself, which a module then held as its buffer (an in-place write changed every conv)
+    return inverse_cayley_table(group).to(device, copy=True)
 
 
 def ico_expand(weight: torch.Tensor, rotated: torch.Tensor, table: torch.Tensor | None,
