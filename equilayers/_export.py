@@ -69,6 +69,7 @@ from torch import nn
 
 from . import _checks as C
 from ._hooks import carry_hooks, copied, own_forward
+from ._rng import keeps_global_rng
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
@@ -374,6 +375,7 @@ def _replace(module: nn.Module, fiber: int | None, volumes: bool,
             setattr(module, name, new)
 
 
+@keeps_global_rng  # the torch layers' initialisers draw; their weights are overwritten
 def export(model: nn.Module) -> nn.Module:
     """An equivalent copy of ``model`` in which the group convs (lifting, group, transposed,
     steerable; 2-D and 3-D), group batch norms and group pools are replaced by standard

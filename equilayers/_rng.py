@@ -10,12 +10,16 @@ that sets the global generator's state (``tests/test_architecture.py`` checks it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["global_rng_from"]
+__all__ = ["global_rng_from", "keeps_global_rng"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -38,3 +42,19 @@ def global_rng_from(generator: torch.Generator) -> Iterator[torch.Generator]:
             yield generator
         finally:
             generator.set_state(torch.random.default_generator.get_state())
+
+
+def keeps_global_rng(fn: _F) -> _F:
+    """For a tool that builds torch modules only to overwrite their weights (``export``,
+    ``from_escnn``): their initialisers' draws are thrown away, and leave torch's global
+    generators (the CPU's and those of the CUDA devices the first argument's tensors are on)
+    where they were. A seeded training script that exported mid-run drew other batches and
+    dropout masks afterwards, by an amount that grew with the model."""
+    @functools.wraps(fn)
+    def keeping(module: Any, *args: Any, **kwargs: Any) -> Any:
+        tensors = (list(module.parameters()) + list(module.buffers())
+                   if isinstance(module, torch.nn.Module) else [])
+        cuda = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):
+            return fn(module, *args, **kwargs)
+    return keeping  # type: ignore[return-value]  # functools.wraps keeps the signature

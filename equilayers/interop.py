@@ -43,6 +43,7 @@ from . import _interop_so2 as S2
 from . import _interop_so3 as S3
 from . import _interop_tensor as TT
 from . import _interop_tools as T
+from ._rng import keeps_global_rng
 from .nn import GaussianBlurPool2d, GroupPool
 
 __all__ = ["from_escnn", "escnn_slot_order", "escnn_field_signs", "escnn_field_matrix",
@@ -90,6 +91,7 @@ _SUPPORTED = ("R2Conv and R2ConvTransposed (trivial -> regular or regular -> reg
               "(and torch.nn Sequential / ModuleList / ModuleDict of these)")
 
 
+@keeps_global_rng  # the built modules' initialisers draw; their weights are overwritten
 def from_escnn(module: Any) -> nn.Module:
     """Convert an escnn module into equilayers modules computing the same outputs.
 

@@ -353,3 +353,17 @@ def test_an_exported_avg_pool_runs_in_half_precision_on_the_cpu(dtype, gen):
     ex = equilayers.export(net)
     _only_torch_nn(ex)
     torch.testing.assert_close(ex(x), net(x))
+
+
+def test_export_leaves_the_global_generator_alone():
+    """The plain layers' initialisers drew from torch's global generator (their weights are
+    then overwritten), by an amount growing with the model: a seeded script that exported a
+    checkpoint mid-run drew other batches and dropout masks after. The control: building the
+    model itself does draw."""
+    net = nn.Sequential(LiftingConv2d(1, 4, 3, group="p4m"), GroupConv2d(4, 4, 3, group="p4m"),
+                        GroupPool()).eval()
+    before = torch.random.get_rng_state()
+    equilayers.export(net)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    LiftingConv2d(1, 4, 3, group="p4m")
+    assert not torch.equal(torch.random.get_rng_state(), before)

@@ -388,3 +388,22 @@ def test_conv_options_escnn_sets_are_kept(case, gen):
                 got = ours(x)
     assert want.shape[-1] == got.shape[-1] == size
     torch.testing.assert_close(got.reshape(want.shape), want, rtol=0, atol=1e-5)
+
+
+def test_from_escnn_leaves_the_global_generator_alone():
+    """The converted modules' initialisers drew from torch's global generator (their weights
+    are then overwritten): a seeded script that converted a model drew other batches after.
+    The control: building the same escnn model does draw."""
+    _escnn()
+    from escnn import gspaces
+    from escnn import nn as nn_e
+
+    space = gspaces.rot2dOnR2(4)
+    ins, mid = nn_e.FieldType(space, [space.trivial_repr]), nn_e.FieldType(space,
+                                                                           [space.regular_repr])
+    model = nn_e.SequentialModule(nn_e.R2Conv(ins, mid, 3), nn_e.R2Conv(mid, mid, 3)).eval()
+    before = torch.random.get_rng_state()
+    from_escnn(model)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    nn_e.R2Conv(ins, mid, 3)
+    assert not torch.equal(torch.random.get_rng_state(), before)
