@@ -14,6 +14,8 @@ Only the text given to the docs build changes; the source files are left as they
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from typing import Any
 
@@ -90,9 +92,40 @@ def rewrite(text: str) -> str:
     return "\n".join(_tables(_math(text.split("\n"))))
 
 
+def runtime_doc(path: str) -> str | None:
+    """The docstring that ``path``'s object has once imported, for the objects whose source
+    holds none that griffe can read: the group convs compose theirs from shared parts
+    (``__doc__ = "..." + SHARED + "..."``), and ``interop`` re-exports the escnn helpers as
+    plain names. Only a class's or function's own ``__doc__`` (not one inherited, nor a
+    constant's type's)."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                value = getattr(value, name)
+        except AttributeError:
+            return None
+        break
+    else:
+        return None
+    own = value.__dict__.get("__doc__") if inspect.isclass(value) else (
+        value.__doc__ if inspect.isroutine(value) else None)
+    return inspect.cleandoc(own) if isinstance(own, str) and own.strip() else None
+
+
 class SphinxToMarkdown(griffe.Extension):
-    """Apply :func:`rewrite` to every docstring griffe loads."""
+    """Apply :func:`rewrite` to every docstring griffe loads, reading at import time the
+    public ones the source does not spell out (:func:`runtime_doc`)."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is None and obj.path.startswith("equilayers.") and not any(
+                part.startswith("_") for part in obj.path.split(".")[-1:]):
+            text = runtime_doc(obj.path)
+            if text is not None:
+                obj.docstring = griffe.Docstring(text, parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = rewrite(obj.docstring.value)

@@ -48,6 +48,7 @@ from ._transforms import _check_spatial, apply_grid_ops, element_rows, flip, gri
 __all__ = ["REPS", "act", "act_spatial", "act_fiber", "fiber_size", "harmonic_matrix"]
 
 REPS = ("trivial", "regular", "harmonic", "invariant")
+"""The field kinds a ``rep=`` argument names (and ``"quotient:K"`` for the cosets of ``K``)."""
 
 
 def check_rep(rep: str, name: str = "rep", what: str = "") -> str:

@@ -253,6 +253,8 @@ class Group(abc.ABC):
 
 
 GroupLike = str | Group
+"""A group name (``"p4m"``, ``"c8"``, ``"so2"``, ``"o"``, ...) or a :class:`Group`: what every
+``group=`` argument takes (:func:`~equilayers.groups.get` resolves it)."""
 
 
 @cpu_cache(maxsize=256)

@@ -20,6 +20,7 @@ Transform = Literal["circular_shift", "crop_shift", "rot90", "flip", "rotate", "
 
 TRANSFORMS: tuple[Transform, ...] = ("circular_shift", "crop_shift", "rot90", "flip", "rotate",
                                      "fractional_shift")
+"""The transforms :func:`consistency` takes as ``transform``."""
 _FINITE = ("circular_shift", "crop_shift", "rot90", "flip")
 _WHAT = "consistency"
 

@@ -23,6 +23,7 @@ from ._common import check_batch, check_model, choice, tensor_output
 __all__ = ["geed", "invariance_error", "equivariance_error", "DISTANCES"]
 
 DISTANCES: tuple[Literal["cosine", "l2", "kl"], ...] = ("cosine", "l2", "kl")
+"""The distances :func:`geed` takes as ``distance``."""
 _WHAT = "geed"
 
 

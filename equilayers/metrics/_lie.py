@@ -20,6 +20,7 @@ __all__ = ["lie_derivative", "GENERATORS"]
 
 GENERATORS: tuple[Literal["translate_x", "translate_y", "rotate"], ...] = (
     "translate_x", "translate_y", "rotate")
+"""The infinitesimal transforms :func:`lie_derivative` takes as ``generator``."""
 _WHAT = "lie_derivative"
 
 
