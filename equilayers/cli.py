@@ -84,11 +84,14 @@ def _print_cases(head: list[str], rows: list[list[str]], width: int) -> None:
 
 
 def _find_benchmarks(candidates: list[Path] | None = None) -> Path | None:
-    """The source root holding ``benchmarks/__main__.py``: next to the package, else the cwd."""
+    """The source root holding ``benchmarks/__main__.py``: next to the package, else the cwd
+    when it is an equilayers checkout (an ``equilayers/`` package and ``benchmarks/_core.py``
+    beside it: a project of the user's own with a ``benchmarks`` folder was run instead)."""
     if candidates is None:
         candidates = [Path(__file__).resolve().parent.parent, Path.cwd()]
     for root in candidates:
-        if (root / "benchmarks" / "__main__.py").is_file():
+        if all((root / part).is_file() for part in (
+                "benchmarks/__main__.py", "benchmarks/_core.py", "equilayers/__init__.py")):
             return root
     return None
 

@@ -221,6 +221,10 @@ def test_peak_memory_cpu_counts_the_allocations():
 def test_cli_bench_finds_the_source_tree(tmp_path):
     assert _find_benchmarks() == ROOT
     assert _find_benchmarks([tmp_path]) is None
+    # a project of the user's own with a benchmarks/ package is not equilayers' suite (it ran)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__main__.py").write_text("print('theirs')\n")
+    assert _find_benchmarks([tmp_path]) is None
     out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
