@@ -35,6 +35,31 @@ equilayers.antialias(model, return_report=True).eval()
 """
 CONTROL_LINE = 6
 
+# Uses the docstrings describe that the hints once refused: kornia's equal pairs for
+# BlurPool2d, a model returning (logits, pose) to the consistency metrics
+USAGE = """\
+import torch
+
+from equilayers.metrics import consistency, pixel_consistency
+from equilayers.nn import BlurPool2d
+from equilayers.functional import blur_pool2d
+
+pool = BlurPool2d(3, kernel_size=(3, 3), stride=(2, 2))
+y = blur_pool2d(torch.randn(1, 3, 8, 8), (3, 3), (2, 2))
+
+
+def with_pose(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.mean((2, 3)), x.mean((1, 2, 3))
+
+
+def dense_with_pose(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, x.mean((1, 2, 3))
+
+
+score = consistency(with_pose, torch.randn(2, 3, 8, 8), "rot90")
+per_pixel = pixel_consistency(dense_with_pose, torch.randn(2, 3, 8, 8), "shifts")
+"""
+
 _ERROR = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+): error: (?P<msg>.*)$", re.M)
 
 
@@ -58,6 +83,9 @@ def mypy_run(tmp_path_factory) -> MypyRun:
     control = tmp / "control.py"
     control.write_text(CONTROL)
     names[str(control)] = "control"
+    usage = tmp / "usage.py"
+    usage.write_text(USAGE)
+    names[str(usage)] = "usage"  # no error allowed (the check below: only the control's)
     cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
            "--cache-dir", str(tmp / "cache"), "--no-color-output", "equilayers",
            *names]
@@ -98,3 +126,8 @@ def test_negative_control_is_reported(mypy_run):
     found = mypy_run.errors.get("control", [])
     assert len(found) == 1 and found[0].startswith(f"{CONTROL_LINE}: "), mypy_run.output
     assert '"eval"' in found[0] and "tuple" in found[0], found
+
+
+def test_usage_snippet_runs():
+    # what it type-checks is what the library takes at run time
+    exec(compile(USAGE, "usage.py", "exec"), {})

@@ -85,8 +85,9 @@ def blur_pool1d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
     return _blur_pool(x, kernel_size, stride, padding_mode, 1, "blur_pool1d")
 
 
-def blur_pool2d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
-                padding_mode: str = "reflect") -> torch.Tensor:
+def blur_pool2d(x: torch.Tensor, kernel_size: int | tuple[int, int] = 3,
+                stride: int | tuple[int, int] = 2, padding_mode: str = "reflect"
+                ) -> torch.Tensor:
     """Blur the last two dims with a 2-D binomial filter and subsample them by ``stride``.
 
     ``x`` is ``(B, C, H, W)`` or a group feature map ``(B, C, F, H, W)`` (any leading dims);

@@ -104,7 +104,7 @@ def _fiber_moves(model: object, transform: str) -> Callable[[torch.Tensor, int],
 
 
 def consistency(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
     x: torch.Tensor,
     transform: Transform = "circular_shift",
     *,

@@ -93,8 +93,8 @@ def _group_of(transforms: object, what: str) -> Group:
                          f"or a group name ({exc})") from None
 
 
-def _outputs(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-             transforms: object, shifts: object, in_rep: str | FieldType | None,
+def _outputs(model: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
+             x: torch.Tensor, transforms: object, shifts: object, in_rep: str | FieldType | None,
              out_rep: str | FieldType | None, elements: object, what: str, labels: bool = False
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(f(x), T^{-1} f(T x))`` for each transform ``T`` (the identity excluded)."""
@@ -189,7 +189,7 @@ def _labels(y: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def pixel_consistency(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
     x: torch.Tensor,
     transforms: str | GroupLike = "shifts",
     *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -75,18 +76,23 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
     # the rep from the rank (4-D trivial, 5-D regular).
     in_type = out_type = None  # any field type; the output has the input's
 
-    def __init__(self, channels: int | None = None, kernel_size: int = 3, stride: int = 2,
-                 padding_mode: str = "reflect", device=None, dtype=None) -> None:
+    def __init__(self, channels: int | None = None, kernel_size: int | tuple[int, int] = 3,
+                 stride: int | tuple[int, int] = 2, padding_mode: str = "reflect", device=None,
+                 dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         self.channels = C.check_optional_int(channels, "channels", what, minimum=1,
                                              fix="None accepts any number of channels")
+        k: int
+        s: int
         if self._nd == 2:  # kornia's equal pairs, (3, 3), as its ints
-            kernel_size, stride = (C.square_int(v, n, what, "a depthwise nn.Conv2d") for v, n
-                                   in ((kernel_size, "kernel_size"), (stride, "stride")))
-        C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
-        self.kernel_size, self.stride, self.padding_mode = kernel_size, stride, padding_mode
-        self._register_filter(kernel_size, device, dtype, what)
+            k, s = (C.square_int(v, n, what, "a depthwise nn.Conv2d") for v, n
+                    in ((kernel_size, "kernel_size"), (stride, "stride")))
+        else:  # ints (check_blur_pool_args refuses anything else)
+            k, s = cast(int, kernel_size), cast(int, stride)
+        C.check_blur_pool_args(k, s, padding_mode, what)
+        self.kernel_size, self.stride, self.padding_mode = k, s, padding_mode
+        self._register_filter(k, device, dtype, what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels is not None and isinstance(x, torch.Tensor) and not x.is_nested:
