@@ -354,6 +354,7 @@ def steerable_conv2d(
         basis: ``(num_basis, F_out, F_in, k, k)`` from :func:`steerable_basis`.
         bias: ``(C_out,)``, added to fiber slot 0 only (the invariant ``a_0`` of a harmonic
             field); use ``None`` for regular outputs and add a per-field bias yourself.
+        stride, padding, dilation, groups: as ``F.conv2d`` (``s``, ``p``, ``d`` below).
 
     Shape: ``(B, C_out, F_out, H', W')`` with ``H' = (H + 2 p - d (k - 1) - 1) // s + 1``.
     """

@@ -153,8 +153,9 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
 
     def grid_equivariance_error(self) -> float:
         """``max |W[o, u g, c] - (u . W[o, g, c])| / max |W|`` over the grid subgroup's
-        elements ``u`` (:func:`equilayers.functional.grid_subgroup`): 0 (to float rounding)
-        exactly when the filter gives an exactly equivariant layer on the grid subgroup."""
+        elements ``u`` (:meth:`~equilayers.groups.Group.grid_subgroup`): 0 (to float
+        rounding) exactly when the filter gives an exactly equivariant layer on the grid
+        subgroup."""
         with torch.no_grad():
             n, f_in = self.fiber_out, self.fiber_in
             c_in = self.weight.shape[1] // f_in
