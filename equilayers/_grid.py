@@ -24,7 +24,6 @@ from .groups._actions import grid_moves
 __all__ = ["Finding", "check_grid"]
 
 
-
 def _padding_text(mode: str) -> str:
     """How a finding names a layer's padding: its ``padding_mode``, or for a pool (which has
     none) the pool's own padding."""
@@ -358,9 +357,10 @@ def check_grid(
       ``output_size`` implies (read from the output); under ``shifts``, overlapping or
       cropped footprints are not circular at the border.
     * **upsampling** (``nn.Upsample``, ``GroupUpsample2d``/``3d``; ``"upsample-size"``):
-      ``mode="nearest"`` at a ratio that is not an integer, a linear mode whose
-      ``scale_factor`` does not give the output size exactly, or dims a rotation swaps resized
-      by different ratios.
+      a nearest mode whose index map does not commute with the flip (``"nearest"`` at a
+      ratio that is not an integer, ``"nearest-exact"`` at some sizes: ``4 -> 9``), a linear
+      mode whose ``scale_factor`` does not give the output size exactly, or dims a rotation
+      swaps resized by different ratios (the law the module's warning asks too).
     * **a layer's own settings** that break exactness at every size (``"upsample-grid"``: a
       :class:`~equilayers.nn.BlurUpsample2d`/``3d`` other than the U-Net's pair, whose samples
       land off the centre; ``"even-blur"``: a polyphase pool or upsampling with an even
