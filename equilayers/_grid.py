@@ -10,6 +10,7 @@ from torch import nn
 
 from . import _checks as C
 from ._grid_runs import (
+    SIZED_PADDING_FIX,
     _pad_params,
     _record_sizes,
     _sized_params,
@@ -22,7 +23,6 @@ from .groups import FieldType, GroupLike, get
 from .groups._actions import grid_moves
 
 __all__ = ["Finding", "check_grid"]
-
 
 
 def _padding_text(mode: str) -> str:
@@ -211,7 +211,7 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                 continue
             breaks = dim_breaks(n, prm["k"][axis], prm["s"][axis], lo, hi, trim=True,
                                 output_padding=prm["op"][axis] if transposed else None,
-                                padding_mode=prm.get("reads"))
+                                padding_mode=prm.get("reads"), taps=prm.get("taps"))
             if breaks:  # the first: an asymmetric padding hides the rest
                 file_break(breaks[0], label, asym, ops, parity)
         if ops:
@@ -230,8 +230,9 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                 name, kind, "asymmetric-padding", rot_what, (h, w),
                 f"asymmetric padding ({'; '.join(asym)}), so the output grid is not centred "
                 "on the input's",
-                prm.get("fix") or "use symmetric padding (an odd kernel with "
-                "padding=kernel_size//2 instead of padding='same' with an even kernel)"))
+                prm.get("fix") or (SIZED_PADDING_FIX if prm.get("sized") else "use symmetric "
+                "padding (an odd kernel with padding=kernel_size//2 instead of padding='same' "
+                "with an even kernel)")))
         if parity:
             s_txt = "x".join(map(str, prm["s"])) if prm["s"][0] != prm["s"][1] else prm["s"][0]
             out.append(Finding(
@@ -349,8 +350,9 @@ def check_grid(
     * **stride parity** (rotations by 90/180 degrees and flips): a layer with stride ``s``,
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
-      smallest larger input size for which every layer passes ("use an input size of 65").
-      Even kernels with symmetric padding are symmetric and pass.
+      smallest larger input size for which every layer passes ("use an input size of 65"):
+      no layer has a finding the size decides there (a stride's parity, an even blur's
+      built-in asymmetric padding). Even kernels with symmetric padding are symmetric and pass.
     * **output padding** of transposed convs (``nn.ConvTranspose2d`` and equilayers' own,
       recognised by ``transposed``/``output_padding``): their output grid is centred on the
       input's at any size and stride iff ``output_padding == 0``
@@ -358,9 +360,10 @@ def check_grid(
       ``output_size`` implies (read from the output); under ``shifts``, overlapping or
       cropped footprints are not circular at the border.
     * **upsampling** (``nn.Upsample``, ``GroupUpsample2d``/``3d``; ``"upsample-size"``):
-      ``mode="nearest"`` at a ratio that is not an integer, a linear mode whose
-      ``scale_factor`` does not give the output size exactly, or dims a rotation swaps resized
-      by different ratios.
+      a nearest mode whose index map does not commute with the flip (``"nearest"`` at a
+      ratio that is not an integer, ``"nearest-exact"`` at some sizes: ``4 -> 9``), a linear
+      mode whose ``scale_factor`` does not give the output size exactly, or dims a rotation
+      swaps resized by different ratios (the law the module's warning asks too).
     * **a layer's own settings** that break exactness at every size (``"upsample-grid"``: a
       :class:`~equilayers.nn.BlurUpsample2d`/``3d`` other than the U-Net's pair, whose samples
       land off the centre; ``"even-blur"``: a polyphase pool or upsampling with an even
@@ -368,7 +371,11 @@ def check_grid(
     * **anisotropic options** under 90-degree rotations: kernel, stride or padding that differ
       between height and width.
     * **asymmetric padding** (``padding="same"`` with an even kernel, ``nn.ZeroPad2d((0, 1,
-      0, 1))``): the output grid is off-centre.
+      0, 1))``): the output grid is off-centre. An even blur pool (``BlurPool2d(kernel_size=4)``)
+      pads itself so, but its windows read only the padding they reach, which the size
+      decides: its fix is an input size (at stride 1, where none helps, an odd blur size). A
+      reflect/replicate/circular padding whose samples make every window read what its mirror
+      reads (weighted by the blur's fixed taps) is exact, and not listed.
     * **non-circular padding** (integer circular shifts, when ``shifts``): zeros, reflect or
       replicate padding, and pooling padding, do not move with a circularly shifted image;
       nor does a window wider than its stride with no padding at all (``"no-padding"``: a
@@ -481,20 +488,7 @@ def check_grid(
                            [(0, 1)] if square else [], breaks)
     layer += module_findings(sizes, rows or cols, shifts, breaks)
     layer = _mismatches(sizes, grp) + layer
-    if any(f.problem == "stride-parity" for f in layer):
-        better = None
-        for extra in range(1, search + 1):
-            cand = (*shape[:-2], h + extra if rows else h, w + extra if cols else w)
-            try:
-                trial = _grid_findings(_record_sizes(model, cand), rows, cols, False)
-            except Exception:  # the model may only accept some sizes (a Linear after Flatten)
-                continue
-            if not any(f.problem == "stride-parity" for f in trial):
-                better = cand[-2:]
-                break
-        if better is not None:
-            size = str(better[0]) if better[0] == better[1] else f"{better[0]}x{better[1]}"
-            layer = [Finding(f.layer, f.kind, f.problem, f.breaks, f.input_size, f.message,
-                             f"use an input size of {size}") if f.problem == "stride-parity"
-                     else f for f in layer]
-    return findings + layer
+    from ._grid_sizes import with_size_fix  # (it builds on this module)
+
+    return findings + with_size_fix(layer, shape, (rows, cols), lambda cand: _grid_findings(
+        _record_sizes(model, cand), rows, cols, False), search)

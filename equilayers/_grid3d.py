@@ -18,6 +18,8 @@ in 2-D), and under circular shifts only when its footprints neither overlap nor 
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from ._grid import (
@@ -34,7 +36,8 @@ from ._grid import (
     transposed_border_finding,
 )
 from ._grid_calls import call_findings, module_findings
-from ._grid_runs import _record_sizes
+from ._grid_runs import SIZED_PADDING_FIX, _record_sizes
+from ._grid_sizes import with_size_fix
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
 from .groups import CubicGroup, FieldType, Group, get
@@ -99,8 +102,10 @@ def _params3d(mod: nn.Module) -> dict | None:
         return None
     mode = getattr(mod, "padding_mode", default)
     return {"k": ke, "s": s, "sides": sides, "mode": mode, "padded_by": "layer",
-            "transposed": transposed, "op": op,
-            "reads": mode if default == "zeros" and not transposed else None}
+            "transposed": transposed, "op": op, "sized": blur,
+            "reads": mode if default == "zeros" and not transposed else None,
+            # a blur's fixed binomial row (windows_coincide weighs its padded samples)
+            "taps": tuple(math.comb(ke[0] - 1, u) for u in range(ke[0])) if blur else None}
 
 
 def _permutations(grid: Group) -> list[tuple[int, ...]]:
@@ -138,7 +143,7 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
             lo, hi = prm["sides"][i]
             found = dim_breaks(size[i], prm["k"][i], prm["s"][i], lo, hi, trim=True,
                                output_padding=prm["op"][i] if transposed else None,
-                               padding_mode=prm.get("reads"))
+                               padding_mode=prm.get("reads"), taps=prm.get("taps"))
             if found:  # the first: an asymmetric padding hides the rest
                 file_break(found[0], _NAMES[i], asym, ops, parity)
         text = "x".join(map(str, size))
@@ -157,8 +162,9 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
                 name, kind, "asymmetric-padding", breaks, size,
                 f"asymmetric padding ({'; '.join(asym)}), so the output grid is not centred "
                 "on the input's",
-                "use symmetric padding (an odd kernel with padding=kernel_size//2 instead of "
-                "padding='same' with an even kernel)"))
+                SIZED_PADDING_FIX if prm.get("sized") else "use symmetric padding (an odd "
+                "kernel with padding=kernel_size//2 instead of padding='same' with an even "
+                "kernel)"))
         if parity:
             st = prm["s"]
             s_txt = str(st[0]) if len(set(st)) == 1 else "x".join(map(str, st))
@@ -225,23 +231,9 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
     layer += module_findings(sizes, bool(moved), shifts, breaks)
     layer = _mismatches(sizes, group) + layer
-    if any(f.problem == "stride-parity" for f in layer):
-        better = None
-        for extra in range(1, search + 1):
-            cand = (*shape[:-3], *(n + extra if i in moved else n for i, n in enumerate(size)))
-            try:
-                trial = _findings(_record_sizes(model, cand, 3), moved, pairs, False)
-            except Exception:  # the model may only accept some sizes
-                continue
-            if not any(f.problem == "stride-parity" for f in trial):
-                better = cand[-3:]
-                break
-        if better is not None:
-            text = str(better[0]) if len(set(better)) == 1 else "x".join(map(str, better))
-            layer = [Finding(f.layer, f.kind, f.problem, f.breaks, f.input_size, f.message,
-                             f"use an input size of {text}") if f.problem == "stride-parity"
-                     else f for f in layer]
-    return findings + layer
+    return findings + with_size_fix(
+        layer, shape, [i in moved for i in range(3)],
+        lambda cand: _findings(_record_sizes(model, cand, 3), moved, pairs, False), search)
 
 
 #: a planar group's grid subgroup -> the cube's group that acts so on every depth slice

@@ -13,11 +13,11 @@ from torch import nn
 
 from ._grid import Finding, output_padding_finding
 from ._grid_types import contains, slot_symmetric_fed
+from .functional._upsample import resize_break, resize_fix
 from .groups import FieldType, Group
 
 __all__ = ["call_findings", "group_findings", "module_findings"]
 
-_LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
 _DIM_NAMES = {2: ("rows", "columns"), 3: ("depth", "height", "width")}
 
 
@@ -33,28 +33,36 @@ def _per_dim(v, nd: int) -> tuple[int, ...] | None:
 def _upsample_break(mod: nn.Module, size: tuple[int, ...], got: tuple[int, ...],
                     moved: Sequence[int], pairs: Sequence[tuple[int, int]]) -> str | None:
     """Why an upsampling from ``size`` to ``got`` is not exact on the dims the group moves:
-    ``"nearest"`` samples a flip maps onto each other only at an integer ratio, a linear mode
-    given a ``scale_factor`` centres its samples only where ``n * scale_factor`` is the output
-    size, and dims a rotation swaps need one ratio; ``None`` where it is exact."""
-    mode, factor = getattr(mod, "mode", None), getattr(mod, "scale_factor", None)
-    scaled = (getattr(mod, "size", None) is None and factor is not None
-              and not getattr(mod, "recompute_scale_factor", None))
-    factors = (factor,) * len(size) if isinstance(factor, (int, float)) else factor
+    a dim whose resize does not commute with its flip (the one per-dim law,
+    :func:`~equilayers.functional._upsample.resize_break`, that the module warning of
+    ``GroupUpsample2d`` / ``3d`` asks too: the nearest modes' index map, a linear mode's
+    ``scale_factor`` that does not give the output size), or dims a rotation swaps resized by
+    different ratios; ``None`` where it is exact."""
+    mode, factors = getattr(mod, "mode", None), _scales(mod, len(size))
     for i in moved:
-        n, o = size[i], got[i]
-        if mode == "nearest" and o % n:
-            return (f"mode='nearest' from {n} to {o} samples ({_DIM_NAMES[len(size)][i]}) at "
-                    "a ratio that is not an integer, so a flip does not map them onto each "
-                    "other")
-        if (mode in _LINEAR_MODES and not getattr(mod, "align_corners", None) and scaled
-                and factors is not None and abs(o - n * float(factors[i])) > 1e-9):
-            return (f"scale_factor={factors[i]:g} on {n} samples ({_DIM_NAMES[len(size)][i]}) "
-                    f"gives {o}, not {n * float(factors[i]):g}, so the samples are not "
-                    "centred on the input's")
+        why = resize_break(size[i], got[i], mode, align_corners=getattr(
+            mod, "align_corners", None), scale=None if factors is None else factors[i],
+            dim=_DIM_NAMES[len(size)][i])
+        if why:
+            return why
     for a, b in pairs:
         if got[a] * size[b] != got[b] * size[a]:
             return (f"the dims a rotation swaps are resized by different ratios ({size[a]} -> "
                     f"{got[a]}, {size[b]} -> {got[b]})")
+    return None
+
+
+def _scales(mod: nn.Module, nd: int) -> tuple[float, ...] | None:
+    """The ``scale_factor`` per dim that ``F.interpolate`` passes on to its kernel (given
+    without ``size`` and without ``recompute_scale_factor``), else ``None``."""
+    factor = getattr(mod, "scale_factor", None)
+    if (getattr(mod, "size", None) is not None or factor is None
+            or getattr(mod, "recompute_scale_factor", None)):
+        return None
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+        return (float(factor),) * nd
+    if isinstance(factor, (tuple, list)) and len(factor) == nd:
+        return tuple(float(f) for f in factor)
     return None
 
 
@@ -149,8 +157,7 @@ def call_findings(sizes, moved: Sequence[int], pairs: Sequence[tuple[int, int]],
             why = _upsample_break(mod, size, got, moved, pairs)
             if why:
                 out.append(Finding(
-                    name, kind, "upsample-size", breaks, size, why,
-                    "an integer scale_factor (or a size that is a multiple of the input's) "
-                    "with the same ratio on every dim, or mode='nearest-exact' / a linear mode "
-                    "given size=..."))
+                    name, kind, "upsample-size", breaks, size, why, resize_fix(
+                        [(size[i], got[i]) for i in moved], getattr(mod, "mode", None), nd,
+                        scales=_scales(mod, nd))))
     return out

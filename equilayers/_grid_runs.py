@@ -171,6 +171,14 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
     return seen
 
 
+#: check_grid's fix of an asymmetric padding that a layer builds in (an even blur:
+#: ``BlurPool2d``, ``BlurPool3d``, ``MaxBlurPool2d``), which has no padding argument to change;
+#: its windows read only as much padding as they reach, which the input size decides (the size
+#: search, ``_grid_sizes``, names one).
+SIZED_PADDING_FIX = ("an input size at which its windows reach as far past both ends (the "
+                     "layer pads itself, by its even blur), or an odd blur size")
+
+
 def ceil_fix(k: int, s: int, p: int) -> str:
     """check_grid's fix for a ``ceil_mode`` pool's extra window (window ``k``, stride ``s``,
     padding ``p``): a converted pool's or ``MaxBlurPool2d(ceil_mode=True)``'s."""
@@ -198,8 +206,9 @@ def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
         prm = {"k": (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), "s": s,
                "sides": (top, bottom + eh, left, right + ew),
                "mode": getattr(mod, "padding_mode", "pool"), "padded_by": "layer",
-               "transposed": False, "op": (0, 0),
-               "reads": None if eh or ew else mod._window_padding_mode()}
+               "transposed": False, "op": (0, 0), "sized": True,  # (its padding built in)
+               "reads": None if eh or ew else mod._window_padding_mode(),
+               "taps": None if eh or ew else mod._window_taps()}
         ceil_window = mod._ceil_window()
         if ceil_window is not None and (eh or ew):
             prm["fix"] = ceil_fix(*ceil_window)

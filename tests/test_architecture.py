@@ -56,6 +56,7 @@ FLOORS: dict[str, int] = {
     "equilayers._grid": 6,
     "equilayers._grid3d": 6,
     "equilayers._grid_calls": 6,
+    "equilayers._grid_sizes": 6,
     "equilayers._grid_runs": 6,
     "equilayers._grid_types": 6,
     "equilayers._audit": 6,

@@ -120,7 +120,8 @@ def test_an_inexact_size_warns_once_on_a_group_map(gen):
 
     x = torch.randn(1, 1, 24, 5, 5, 5, generator=gen, dtype=torch.float64)
     up = GroupUpsample3d(size=8)
-    with pytest.warns(UserWarning, match=r"GroupUpsample3d\(size=\(8, 8, 8\).*not an integer"):
+    with pytest.warns(UserWarning,
+                      match=r"GroupUpsample3d\(size=\(8, 8, 8\).*'nearest' from 5 to 8 "):
         assert equivariance_error(up, x, "o") > 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("error")

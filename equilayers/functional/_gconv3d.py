@@ -26,6 +26,8 @@ functions take.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -149,7 +151,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
                          stride, pad: tuple[int, ...], dilation, output_padding=None,
-                         padding_mode: str | None = None) -> list[str]:
+                         padding_mode: str | None = None,
+                         taps: Sequence[int] | None = None) -> list[str]:
     """Why a 3-D conv window grid with these options is *not* exactly equivariant on a volume
     of spatial ``size`` ``(D, H, W)`` (empty list: exact). A dim that some element flips or
     moves needs symmetric padding and windows that tile the padded length from both ends,
@@ -161,7 +164,8 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     ``output_padding == 0`` on the moved dims, and not (but by coincidence) with more: it adds
     voxels at the high end only. ``padding_mode``: a dim whose windows a ``"reflect"``,
     ``"replicate"`` or ``"circular"`` padding maps onto their mirrors is exact whatever its
-    padded grid (:func:`~equilayers.functional._grid_law.windows_coincide`)."""
+    padded grid (:func:`~equilayers.functional._grid_law.windows_coincide`; ``taps``: a blur's
+    fixed weights)."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
     sizes = C.check_triple(size, "size", what, minimum=1)
@@ -189,7 +193,7 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
         if -(3 - i) not in moved:
             continue
         extent = d * (kernel_size - 1) + 1
-        for brk in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode,
+        for brk in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode, taps=taps,
                               output_padding=ops[i] if transposed else None):
             if brk.problem == "asymmetric-padding":
                 out.append(f"asymmetric {name} padding ({lo}, {hi}): use an odd kernel or "

@@ -28,7 +28,8 @@ def grid_subgroup(group: GroupLike) -> Group:
 def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size, stride,
                        pad: tuple[int, int, int, int], dilation, *,
                        output_padding=None, ceil_extra=(0, 0),
-                       padding_mode: str | None = None) -> list[str]:
+                       padding_mode: str | None = None,
+                       taps: Sequence[int] | None = None) -> list[str]:
     """Why a conv/pool window grid with these options is *not* exactly equivariant on an input
     of spatial ``size`` (empty list: exact). ``kernel_size``: an int, or ``(kh, kw)`` (a
     pool's rectangular window: each flip is judged on its own dim, and no 90-degree rotation
@@ -57,6 +58,8 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size, strid
     asymmetric padding), a ``"reflect"``, ``"replicate"`` or ``"circular"`` padding can still
     make the flip map every window onto its mirror (:func:`windows_coincide`: reflect, ``n=4,
     k=1``, stride 3, padding 1 reads samples 1 and 2); that dim is exact, and not named.
+    ``taps``: the fixed weights of a blur's window along a dim (the flip does not flip them),
+    compared window by window (:func:`windows_coincide`).
 
     A ``ceil_mode`` pool passes ``ceil_extra``, ``(height, width)``: how far its extra last
     window reaches past the floor-mode windows at this size (by torch's ``ceil_mode`` rule;
@@ -102,7 +105,7 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size, strid
                        f"{name} of {sizes} (where it adds none), or ceil_mode=False")
             continue
         extent = d * (kernel - 1) + 1
-        for b in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode,
+        for b in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode, taps=taps,
                             output_padding=None if output_padding is None else op):
             if b.problem == "asymmetric-padding":
                 out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with "
@@ -146,7 +149,7 @@ SAMPLED_MODES = ("reflect", "replicate", "circular")
 
 
 def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
-                     padding_mode: str | None) -> bool:
+                     padding_mode: str | None, taps: Sequence[int] | None = None) -> bool:
     """Whether the flip of a dim of ``n`` samples maps every window a strided conv or blur
     reads (``extent`` taps, ``stride``, padding ``lo``/``hi`` filled by ``padding_mode``)
     onto its mirror window, tap by tap: then the layer is exactly flip-equivariant on that
@@ -156,7 +159,11 @@ def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
     the windows read samples 1 and 2, which the flip swaps). For a constant padding (``None``,
     ``"zeros"``, a pool's) it is ``False``: the grid alone decides (:func:`dim_breaks`). Every
     tap of the extent is compared, so a dilated window counts as its full extent
-    (sufficient)."""
+    (sufficient). ``taps``: a fixed filter's weights (a blur's binomial row, which the flip
+    does not flip, unlike a conv's weights): then each window's weight on each sample is
+    compared with its mirror window's, which a repeated padded sample can match where the
+    taps do not (reflect, ``n=4``, blur ``[1, 1]``, stride 3: windows ``(0, 1)`` and ``(3,
+    2)``)."""
     if padding_mode not in SAMPLED_MODES or n < 1 or stride < 1:
         return False
     count = (n + lo + hi - extent) // stride + 1
@@ -170,6 +177,16 @@ def windows_coincide(n: int, extent: int, stride: int, lo: int, hi: int,
             return min(max(i, 0), n - 1)
         return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
 
+    if taps is not None and len(taps) == extent:
+        def weights(j: int, flip: bool) -> dict[int, int]:
+            out: dict[int, int] = {}
+            for u in range(extent):
+                i = source(j * stride + u - lo)
+                i = n - 1 - i if flip else i
+                out[i] = out.get(i, 0) + taps[u]
+            return out
+
+        return all(weights(j, True) == weights(count - 1 - j, False) for j in range(count))
     return all(n - 1 - source(j * stride + u - lo)
                == source((count - 1 - j) * stride + extent - 1 - u - lo)
                for j in range(count) for u in range(extent))
@@ -199,7 +216,7 @@ class DimBreak:
 
 def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
                output_padding: int | None = None, padding_mode: str | None = None,
-               trim: bool = False) -> list[DimBreak]:
+               trim: bool = False, taps: Sequence[int] | None = None) -> list[DimBreak]:
     """The one grid-exactness law of one dim, which the module warnings
     (:func:`exactness_problems`, ``exactness_problems3d``) and ``check_grid`` (2-D and 3-D)
     all format: why a window grid of ``extent`` pixels at ``stride``, padded ``lo``/``hi``, on
@@ -208,7 +225,8 @@ def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
     make every window coincide with its mirror (:func:`windows_coincide`, ``padding_mode``); a
     transposed conv (``output_padding`` given) needs symmetric cropping and no output padding,
     at any ``n``. ``trim``: an asymmetric padding counts only as far as the windows reach it
-    (:func:`used_padding`). An asymmetric padding comes first."""
+    (:func:`used_padding`). An asymmetric padding comes first. ``taps``: a blur's fixed
+    weights (:func:`windows_coincide`)."""
     transposed = output_padding is not None
     if trim and lo != hi and not transposed:
         lo, hi = used_padding(n, extent, stride, lo, hi)
@@ -220,6 +238,7 @@ def dim_breaks(n: int, extent: int, stride: int, lo: int, hi: int, *,
             out.append(DimBreak("output-padding", n, extent, stride, lo, hi, output_padding))
     elif (n + lo + hi - extent) % stride:
         out.append(DimBreak("stride-parity", n, extent, stride, lo, hi))
-    if out and not transposed and windows_coincide(n, extent, stride, lo, hi, padding_mode):
+    if out and not transposed and windows_coincide(n, extent, stride, lo, hi, padding_mode,
+                                                   taps):
         return []  # exact by the padding's samples, whatever the padded grid
     return out

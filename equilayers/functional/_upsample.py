@@ -11,21 +11,133 @@ around ``(i + 1/2) / s - 1/2`` (``"nearest"``: ``floor(i / s)``; ``align_corners
 the interpolation weights are symmetric: so flips and quarter turns commute with it exactly,
 on every field type (it acts on each channel alike). Off the grid it is as accurate as the
 interpolation.
+
+Given ``size=``, the linear modes are exact too (their sample positions ``(i + 1/2) n / o -
+1/2``, or ``i (n - 1) / (o - 1)``, are symmetric at any ``n -> o``), but the nearest modes copy
+the input pixel torch's index rule picks, which a flip maps onto the mirror pixel only at some
+``n -> o`` (``"nearest"``: integer ratios; ``"nearest-exact"``: also some others, and not
+e.g. ``4 -> 9``). :func:`resize_break` is the one per-dim law that the module warning and
+:func:`equilayers.check_grid` ask: it reads torch's actual index map (:func:`nearest_maps`).
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
 
-__all__ = ["group_upsample2d", "group_upsample3d", "check_upsample_args"]
+__all__ = ["group_upsample2d", "group_upsample3d", "check_upsample_args", "nearest_maps",
+           "resize_break", "resize_fix"]
 
 #: the interpolation modes per spatial rank (``F.interpolate``'s names)
 MODES = {2: ("nearest", "nearest-exact", "bilinear", "bicubic"),
          3: ("nearest", "nearest-exact", "trilinear")}
 _LINEAR = {"bilinear", "bicubic", "trilinear"}
+#: F.interpolate's modes that interpolate (any spatial rank)
+_LINEAR_ANY = ("linear", "bilinear", "bicubic", "trilinear")
+
+
+@functools.lru_cache(maxsize=1024)
+def nearest_maps(n: int, o: int, mode: str, scale: float | None = None
+                 ) -> tuple[tuple[int, ...], ...]:
+    """The input index each of the ``o`` output samples of ``F.interpolate(mode=mode)``
+    (``"nearest"`` or ``"nearest-exact"``) copies from ``n`` samples, once per rule that torch
+    follows: the exact rule in rational arithmetic (``floor(j n / o)``, ``"nearest-exact"``:
+    ``floor((j + 1/2) n / o)``) and torch's own CPU kernels, read off ``F.interpolate`` of
+    ``arange(n)`` in float32 and float64, contiguous and channels_last (their float rounding
+    differs where ``j n / o`` is an integer: ``"nearest"`` from 2 to 82 samples rounds
+    ``41 * float32(2 / 82)`` below 1 in float32 only). ``scale``: the ``scale_factor`` that
+    ``F.interpolate`` passes on (given without ``recompute_scale_factor``; its step is ``1 /
+    scale``), ``None`` where the output size decides (``size=``, step ``n / o``). Distinct
+    maps only, cached."""
+    step = Fraction(n, o) if scale is None else 1 / Fraction(scale)
+    half = Fraction(1, 2) if mode == "nearest-exact" else 0
+    maps = {tuple(min(math.floor((j + half) * step), n - 1) for j in range(o))}
+    with torch.no_grad():
+        for dtype, layout in itertools.product((torch.float32, torch.float64),
+                                               (torch.contiguous_format, torch.channels_last)):
+            ramp = torch.arange(n, dtype=dtype).expand(1, 2, 1, n).contiguous(
+                memory_format=layout)
+            kw = ({"size": (1, o)} if scale is None else
+                  {"scale_factor": (1.0, float(scale)), "recompute_scale_factor": False})
+            got = F.interpolate(ramp, mode=mode, **kw)[0, 1, 0]
+            if got.numel() == o:  # (a scale_factor's size: floor(n * scale), as o)
+                maps.add(tuple(int(v) for v in got.tolist()))
+    return tuple(sorted(maps))
+
+
+def resize_break(n: int, o: int, mode: str | None, *, align_corners: bool | None = None,
+                 scale: float | None = None, dim: str = "") -> str | None:
+    """Why ``F.interpolate`` from ``n`` to ``o`` samples along one dim does not commute with
+    the flip of that dim (``None``: it does, up to float rounding). The one law of the module
+    warning of :class:`~equilayers.nn.GroupUpsample2d` / ``3d`` and of
+    :func:`equilayers.check_grid` (``"upsample-size"``). ``scale``: as
+    :func:`nearest_maps`; ``dim``: the dim's name for the message.
+
+    The nearest modes are exact iff the index map commutes with the flip, ``src(o - 1 - j) ==
+    n - 1 - src(j)`` for every ``j``, under every rule of :func:`nearest_maps` (a size that
+    only some dtype or layout rounds onto the mirror is reported): at integer ratios (but for
+    float32 rounding at large ones), and ``"nearest-exact"`` at some others too (not ``4 ->
+    9``: the middle output 4 reads input ``floor((4 + 1/2) 4 / 9) = 2``, off the input's
+    middle 1.5). The linear modes sample at ``(j + 1/2) / r - 1/2`` with ``r = o / n`` when
+    the output size decides (symmetric), or ``r = scale`` (symmetric only where ``o == n *
+    scale``); ``align_corners=True`` samples at ``j (n - 1) / (o - 1)``, symmetric at any
+    size. Other modes (``"area"``: adaptive average
+    windows, symmetric) are exact."""
+    where = f" ({dim})" if dim else ""
+    if mode in ("nearest", "nearest-exact"):
+        for src in nearest_maps(n, o, mode, scale):
+            bad = next((j for j in range(o) if src[o - 1 - j] != n - 1 - src[j]), None)
+            if bad is not None:
+                break
+        else:
+            return None
+        what = (f"the middle output {bad} copies input {src[bad]}, not the input's middle"
+                if 2 * bad == o - 1 else
+                f"output {bad} copies input {src[bad]}, but its mirror output {o - 1 - bad} "
+                f"copies input {src[o - 1 - bad]}, not the mirror input {n - 1 - src[bad]}")
+        return (f"mode={mode!r} from {n} to {o} samples{where}: {what}, so a flip does not "
+                "commute with it")
+    if (mode in _LINEAR_ANY and not align_corners and scale is not None
+            and abs(o - n * float(scale)) > 1e-9):
+        return (f"scale_factor={scale:g} on {n} samples{where} gives {o}, not "
+                f"{n * float(scale):g}, so the samples are not centred on the input's")
+    return None
+
+
+def resize_fix(sizes: Sequence[tuple[int, int]], mode: str | None, nd: int, *,
+               scales: Sequence[float] | None = None) -> str:
+    """What to do about an upsampling from ``n`` to ``o`` samples per dim (``sizes``: the dims
+    the group moves) that :func:`resize_break`, or the ratio of two dims a rotation swaps,
+    finds inexact; it names only what the same law calls exact: the same integer ratio on
+    every dim (exact in every mode), a linear mode given ``size=`` (exact at any size),
+    ``"nearest-exact"`` where it is exact at these sizes. ``scales``: the ``scale_factor``
+    per dim that ``F.interpolate`` passes on (``nn.Upsample``'s), ``None`` for ``size=``."""
+    mults = ", ".join(sorted({f"{n} -> " + " or ".join(
+        str(m) for m in sorted({n * max(o // n, 1), n * (o // n + 1)})) for n, o in sizes
+        if o % n}))
+    out = ("the same integer ratio on every dim: an output size that is an integer multiple of "
+           "the input's " + (f"({mults}) " if mults else "") + "or scale_factor=an integer")
+    per_dim = any(resize_break(n, o, mode, scale=None if scales is None else scales[i])
+                  for i, (n, o) in enumerate(sizes))
+    linear = " or ".join(repr(m) for m in (("bilinear", "bicubic") if nd == 2 else
+                                            ("trilinear",)))
+    if per_dim and mode in _LINEAR_ANY:  # (a scale_factor that misses the output size)
+        out += ", or size= (any output size) instead of scale_factor"
+    elif per_dim:
+        out += f", or mode={linear} given size= (any output size, the same ratio on every dim)"
+    if per_dim and mode == "nearest" and scales is None and len(
+            {Fraction(o, n) for n, o in sizes}) == 1 and all(
+            resize_break(n, o, "nearest-exact") is None for n, o in sizes):
+        out += ", or mode='nearest-exact' (exact at these sizes)"
+    return out
 
 
 def check_upsample_args(size, scale_factor, mode, align_corners, nd: int,

@@ -104,7 +104,8 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
         if self._nd == 2:  # on group maps: warn once where the grid breaks exactness
             self._warn_if_window_inexact(x)
         elif self._nd == 3:
-            warn_if_pool3d_inexact(self, x, self._window3d, padding_mode=self.padding_mode)
+            warn_if_pool3d_inexact(self, x, self._window3d, padding_mode=self.padding_mode,
+                                   taps=self._window_taps())
         # the functional twin (blur_pool2d dispatches: Triton kernel, CPU fast path, reference)
         return _FUNCTIONAL[self._nd](x, self.kernel_size, self.stride, self.padding_mode)
 
@@ -115,6 +116,9 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
 
     def _window_padding_mode(self) -> str | None:
         return self.padding_mode  # the blur reads its padding directly
+
+    def _window_taps(self) -> tuple[int, ...]:
+        return tuple(math.comb(self.kernel_size - 1, u) for u in range(self.kernel_size))
 
     def _window3d(self) -> tuple:
         k, s, (a, b, _, _), _ = self._sampling_window()  # the same padding on every dim

@@ -63,6 +63,12 @@ class _WarnsInexact(nn.Module):
         padding, or a composite window (max then blur), judged by its grid alone."""
         return None
 
+    def _window_taps(self) -> tuple[int, ...] | None:
+        """The fixed weights of :meth:`_sampling_window` along a dim (a blur's binomial row,
+        which a flip does not flip), compared window by window with the padding's samples
+        (:func:`~equilayers.functional._grid_law.windows_coincide`); ``None``: none."""
+        return None
+
     def _ceil_window(self) -> tuple[int, int, int] | None:
         """``(kernel_size, stride, padding)`` of a ``ceil_mode`` pool whose extra last window
         the law must count (:func:`ceil_extra` of it is how far that window reaches past the
@@ -84,7 +90,8 @@ class _WarnsInexact(nn.Module):
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
                          stacklevel: int = 5, output_padding=None,
                          ceil_extra: tuple[int, int] = (0, 0),
-                         padding_mode: str | None = None) -> None:
+                         padding_mode: str | None = None,
+                         taps: tuple[int, ...] | None = None) -> None:
         if self._warned or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         size = (x.shape[-2], x.shape[-1])
@@ -93,14 +100,14 @@ class _WarnsInexact(nn.Module):
         # memo (the check costs ~20 us of Python per call), keyed on everything it reads: an
         # option set on the module after its first call is checked again
         key = (size, output_padding, group, kernel_size, stride, pad, dilation, ceil_extra,
-               padding_mode)
+               padding_mode, taps)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if key in exact or _quiet():
             return
         grp = get(group)
         problems = G.exactness_problems(grp, size, kernel_size, stride, pad, dilation,
                                         output_padding=output_padding, ceil_extra=ceil_extra,
-                                        padding_mode=padding_mode)
+                                        padding_mode=padding_mode, taps=taps)
         if not problems:
             exact.add(key)
             return
@@ -138,7 +145,8 @@ class _WarnsInexact(nn.Module):
         extra = self._ceil_extra(size)
         # keyed on the checked pairs: a window given as lists (as nn.MaxPool2d takes) hashes
         mode = self._window_padding_mode()
-        key = (size, k, s, tuple(sides), d, extra, mode)
+        taps = self._window_taps()
+        key = (size, k, s, tuple(sides), d, extra, mode, taps)
         if key in self.__dict__.get("_exact_windows", ()):
             return  # a size and window found exact before
         top, bottom = used_padding(x.shape[-2], d[0] * (k[0] - 1) + 1, s[0], sides[0], sides[1])
@@ -148,7 +156,7 @@ class _WarnsInexact(nn.Module):
                   and (top, bottom) == (left, right))
         self._warn_if_inexact(x, "d4" if square else "d2", k, s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
-                              stacklevel=6, ceil_extra=extra, padding_mode=mode)
+                              stacklevel=6, ceil_extra=extra, padding_mode=mode, taps=taps)
         if not self._warned:
             self.__dict__.setdefault("_exact_windows", set()).add(key)
 

@@ -26,7 +26,8 @@ __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d", "PolyphaseUpsa
 
 
 def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
-                              padding_mode: str | None = None) -> tuple[str, list[str]]:
+                              padding_mode: str | None = None,
+                              taps: tuple[int, ...] | None = None) -> tuple[str, list[str]]:
     """``(label, problems)`` of a pool with triples ``k, s, d`` and padding ``p`` (a triple,
     symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
     not know the model's group, so the volume's shape stands for it (a c4z model on an
@@ -35,7 +36,7 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
     when the windows tile each dim); a pool with a non-cubic window is not checked. An
     asymmetric padding (an even blur) counts only as far as the windows reach it;
     ``padding_mode``: a blur's, whose padded samples may make the windows coincide under the
-    flips (``None``: a pool's constant padding)."""
+    flips (``None``: a pool's constant padding); ``taps``: a blur's fixed weights."""
     if len(set(k)) != 1:
         return "", []
     cube = size[0] == size[1] == size[2]
@@ -49,11 +50,12 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
         pad += used_padding(size[dim], d[dim] * (k[dim] - 1) + 1, s[dim], sides[2 * i],
                             sides[2 * i + 1])
     return label, G3.exactness_problems3d(group, size, k[0], s, tuple(pad), d,
-                                          padding_mode=padding_mode)
+                                          padding_mode=padding_mode, taps=taps)
 
 
 def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stacklevel: int = 5,
-                           padding_mode: str | None = None) -> None:
+                           padding_mode: str | None = None,
+                           taps: tuple[int, ...] | None = None) -> None:
     """Warn once per module at the first volume size where a pool's windows break exactness
     (:func:`pool_exactness_problems3d`); only 6-D group maps, nothing under
     ``quiet_exactness_warnings``/compile/trace. ``window()``: ``(k, s, p, d)`` triples (``p``:
@@ -65,12 +67,13 @@ def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stackleve
     size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
     if min(size) < 1:  # an empty volume: nothing to be exact on (the pool names the size)
         return
-    key = (size, window(), padding_mode)  # the window too: an option set later is seen
+    key = (size, window(), padding_mode, taps)  # the window too: an option set later is seen
     exact = module.__dict__.setdefault("_exact_sizes", set())
     if key in exact:
         return
     k, s, p, d = key[1]
-    label, problems = pool_exactness_problems3d(size, k, s, p, d, padding_mode=padding_mode)
+    label, problems = pool_exactness_problems3d(size, k, s, p, d, padding_mode=padding_mode,
+                                                taps=taps)
     if not problems:
         exact.add(key)
         return

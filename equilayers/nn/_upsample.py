@@ -6,8 +6,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..functional._upsample import check_upsample_args, group_upsample2d, group_upsample3d
-from ._exactness import warn_once
+from ..functional._upsample import (
+    check_upsample_args,
+    group_upsample2d,
+    group_upsample3d,
+    resize_break,
+    resize_fix,
+)
+from ._exactness import _quiet, warn_once
 from ._typed import Typed
 
 __all__ = ["GroupUpsample2d", "GroupUpsample3d"]
@@ -32,23 +38,34 @@ class _GroupUpsample(Typed, nn.Module):
         return y
 
     def _warn_if_size_inexact(self, size: tuple[int, ...], got: tuple[int, ...]) -> None:
-        """Once per module: a ``size`` that ``"nearest"`` reaches at a ratio that is not an
-        integer on ``H`` or ``W`` (a flip does not map its samples onto each other), or an
-        ``H = W`` resized by different ratios (a quarter turn swaps them). The depth of a
-        volume is left to :func:`~equilayers.check_grid`, which knows whether the group
-        moves it (``c4z``/``d4z`` do not)."""
+        """Once per module: a ``size`` that the mode does not reach flip-symmetrically on ``H``
+        or ``W`` (:func:`~equilayers.functional._upsample.resize_break`, the law that
+        :func:`~equilayers.check_grid` asks: the nearest modes' index map must commute with
+        the flip), or an ``H = W`` resized by different ratios (a quarter turn swaps them).
+        The depth of a volume is left to :func:`~equilayers.check_grid`, which knows whether
+        the group moves it (``c4z``/``d4z`` do not). Memoised per module on the sizes."""
+        if _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
         size, got = size[-2:], got[-2:]
-        why = next((f"mode='nearest' from {n} to {o} samples at a ratio that is not an "
-                    "integer" for n, o in zip(size, got, strict=True)
-                    if self.mode == "nearest" and o % n), None)
+        key = (size, got, self.mode)
+        exact = self.__dict__.setdefault("_exact_sizes", set())
+        if key in exact:
+            return
+        names = ("height", "width")
+        why = next((b for b in (resize_break(n, o, self.mode, align_corners=self.align_corners,
+                                             dim=name)
+                                for n, o, name in zip(size, got, names, strict=True)) if b),
+                   None)
         if why is None and size[0] == size[1] and got[0] != got[1]:
             why = (f"height and width of {size[0]} resized by different ratios (to "
                    f"{got[0]} and {got[1]})")
-        if why is not None:  # (the user's call of the module: 5 frames up)
-            warn_once(self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
-                      f"exactly equivariant to flips and rotations: {why}; use scale_factor= "
-                      "(an integer), or mode='nearest-exact' / a linear mode with size= "
-                      "(warned once per module)", 5)
+        if why is None:
+            exact.add(key)
+            return  # (the user's call of the module: 5 frames up)
+        fix = resize_fix(list(zip(size, got, strict=True)), self.mode, self._nd)
+        warn_once(self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
+                  f"exactly equivariant to flips and rotations: {why}; use {fix} (warned "
+                  "once per module)", 5)
 
     def extra_repr(self) -> str:
         s = (f"size={self.size}" if self.size is not None
@@ -85,9 +102,12 @@ class GroupUpsample2d(_GroupUpsample):
         and any ``H x W``, in every mode (the interpolation is symmetric about the centre);
         tested, with a fractional-factor interpolation as the negative control. Not exact for
         circular shifts at the border in the interpolating modes (clamped there). With
-        ``size``, exact where it is ``scale_factor`` times the input's size (in the nearest-
-        exact and linear modes, where both dims get one ratio); elsewhere it warns once on a
-        group map, and :func:`~equilayers.check_grid` reports it (``"upsample-size"``).
+        ``size``: in the linear modes exact at any size where both dims get one ratio; in the
+        nearest modes exact where torch's index map commutes with the flip
+        (:func:`~equilayers.functional._upsample.resize_break`): at an integer ratio, and for
+        ``"nearest-exact"`` at some other sizes (``7 -> 20``) but not all (``4 -> 9``: error
+        0.68 on a p4m map). Elsewhere it warns once on a group map, and
+        :func:`~equilayers.check_grid` reports it (``"upsample-size"``), by the same law.
 
     Example:
         >>> GroupUpsample2d(scale_factor=2, mode="bilinear")(torch.randn(2, 3, 8, 5, 5)).shape
@@ -129,10 +149,12 @@ class GroupUpsample3d(_GroupUpsample):
         type and any ``D x H x W`` (tested on cubes), in every mode. Circular shifts: exact in
         the nearest modes, not at the clamped border with ``"trilinear"`` (which
         :func:`~equilayers.check_grid` reports on images only, not on volumes). With ``size``,
-        exact where it is ``scale_factor`` times the input's size (in the nearest-exact and
-        trilinear modes, where every dim gets one ratio); elsewhere it warns once on a group
-        map (measured error 5.2 over the 24 rotations at 5^3 -> 8^3, nearest), and
-        :func:`~equilayers.check_grid` reports it (``"upsample-size"``).
+        exact in ``"trilinear"`` where every dim gets one ratio, and in the nearest modes where
+        torch's index map commutes with the flip (an integer ratio; for ``"nearest-exact"``
+        some other sizes, not ``4 -> 9``: error 0.76 on a 4^3 ``o`` map); elsewhere it warns
+        once on a group map (it reads ``H, W``; measured error 5.2 over the 24 rotations at
+        5^3 -> 8^3, nearest), and :func:`~equilayers.check_grid` reports it
+        (``"upsample-size"``, every dim the group moves).
 
     Example:
         >>> GroupUpsample3d(scale_factor=2)(torch.randn(1, 2, 24, 3, 3, 3)).shape
