@@ -197,3 +197,29 @@ def test_from_fourier_is_the_einsum_over_the_group_axis(group, dtype, gen):
     torch.testing.assert_close(from_fourier(w_first, f, dim=0), f.t() @ w_first, **tol)
     # the control: the transpose of the basis gives other filters
     assert (torch.einsum("abkde,zk->abzde", w, f) - want).abs().max() > 0.1
+
+
+def test_a_checkpoint_of_a_newer_version_is_refused_by_name():
+    """A state dict whose metadata names a newer parametrization loaded as this version's and
+    computed something else silently (what a version-2 checkpoint did in version-1 code, 0.25-2.1
+    off); it is refused, naming the module and both versions. Its own version (the control),
+    and the metadata kept by torch's prefix helper, load."""
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+    from equilayers.nn import GroupConv3d, HarmonicBatchNorm
+
+    for make, version in ((lambda: GroupConv2d(2, 3, 3, group="p4"), 3),
+                          (lambda: GroupConv3d(1, 1, 3, group="c4z"), 4),
+                          (lambda: HarmonicBatchNorm(2, 1), 3)):
+        sd = make().state_dict()
+        newer = OrderedDict(sd)
+        newer._metadata = {"": {"version": version}}
+        with pytest.raises(RuntimeError, match=f"saved by a newer equilayers: .* version "
+                                               f"{version}'s form.* up to version {version - 1}"):
+            make().load_state_dict(newer)
+        make().load_state_dict(sd)
+        wrapped = OrderedDict((f"module.{k}", v) for k, v in sd.items())
+        wrapped._metadata = {f"module.{k}" if k else "module": v
+                             for k, v in sd._metadata.items()}
+        consume_prefix_in_state_dict_if_present(wrapped, "module.")
+        assert wrapped._metadata[""]["version"] == version - 1

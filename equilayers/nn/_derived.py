@@ -168,3 +168,19 @@ def _conv_options_repr(m, nd: int) -> str:
     if m.padding_mode != "zeros":
         s += f", padding_mode={m.padding_mode!r}"
     return s
+
+
+def newer_checkpoint(module: nn.Module, prefix: str, local_metadata: dict,
+                     error_msgs: list[str]) -> bool:
+    """True (and an error for ``load_state_dict`` to raise) when the state dict's metadata says
+    it was saved by a newer parametrization of ``module`` than this one reads: loaded as this
+    version's, its weights would compute something else silently (a version-2 group conv read
+    by version-1 code was off by 0.25-2.1)."""
+    version = local_metadata.get("version")
+    if isinstance(version, int) and version > type(module)._version:
+        error_msgs.append(
+            f"{prefix or 'the module'} ({type(module).__name__}) was saved by a newer equilayers: "
+            f"its parameters are in version {version}'s form, and this equilayers reads up to "
+            f"version {type(module)._version}; upgrade equilayers to load it")
+        return True
+    return False

@@ -22,7 +22,7 @@ from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
-from ._derived import _five_d_as_four_d
+from ._derived import _five_d_as_four_d, newer_checkpoint
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._tables import check_tables, table_on
@@ -331,6 +331,8 @@ class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
+        if newer_checkpoint(self, prefix, local_metadata, error_msgs):
+            return
         key = prefix + "weight"
         if ((self._fourier_axis or self.basis == "harmonic")
                 and local_metadata.get("version", 2) < 2 and key in state_dict

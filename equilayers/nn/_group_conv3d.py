@@ -23,7 +23,7 @@ from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike, IcosahedralGroup
 from ..groups._fourier_basis import fourier_row_dims, weight_basis
 from ._checks import check_input_once
-from ._derived import _conv_options_repr, _five_d_as_four_d
+from ._derived import _conv_options_repr, _five_d_as_four_d, newer_checkpoint
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -222,6 +222,8 @@ class _GroupConv3dBase(ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
+        if newer_checkpoint(self, prefix, local_metadata, error_msgs):
+            return
         key = prefix + "weight"
         version = local_metadata.get("version", 3)
         if (not self.lifting and version < 3 and key in state_dict

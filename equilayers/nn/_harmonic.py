@@ -18,6 +18,7 @@ from ..functional import _harmonic_bn as HB
 from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
+from ._derived import newer_checkpoint
 from ._typed import Typed
 
 __all__ = [
@@ -327,6 +328,8 @@ class HarmonicBatchNorm(Typed, nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
+        if newer_checkpoint(self, prefix, local_metadata, error_msgs):
+            return
         version = local_metadata.get("version", None)
         key = prefix + "num_batches_tracked"
         if (version is None or version < 2) and self.track_running_stats and (
