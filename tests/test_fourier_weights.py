@@ -223,3 +223,27 @@ def test_a_checkpoint_of_a_newer_version_is_refused_by_name():
                              for k, v in sd._metadata.items()}
         consume_prefix_in_state_dict_if_present(wrapped, "module.")
         assert wrapped._metadata[""]["version"] == version - 1
+
+
+def test_a_whole_model_pickled_before_the_stamp_warns():
+    """An older whole-model pickle is not converted, and its ``state_dict()`` was stamped with
+    this version over its older weights (1.7 off when loaded elsewhere): unpickling one from
+    before the stamp warns; today's pickles, deep copies and torch.save round trips do not."""
+    import copy
+    import io
+    import warnings
+
+    from equilayers.nn import GroupConv3d
+
+    for m in (GroupConv2d(2, 2, 3, group="p4"), GroupConv3d(1, 1, 3, group="o")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            buf = io.BytesIO()
+            torch.save(m, buf)
+            buf.seek(0)
+            torch.load(buf, weights_only=False)
+            copy.deepcopy(m)
+        state = m.__getstate__()
+        del state["_pickled_version"]  # what a pickle from before the stamp holds
+        with pytest.warns(UserWarning, match="pickled whole by an equilayers older"):
+            type(m).__new__(type(m)).__setstate__(state)

@@ -184,3 +184,24 @@ def newer_checkpoint(module: nn.Module, prefix: str, local_metadata: dict,
             f"version {type(module)._version}; upgrade equilayers to load it")
         return True
     return False
+
+
+class PickleStamped(nn.Module):
+    """A whole-model pickle (``torch.save(model)``) records the parametrization it was saved
+    in; one from before the stamp (2026-12-07) warns when loaded: it is not converted, and its
+    ``state_dict()`` would carry this version's number over its older weights."""
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_pickled_version": type(self)._version}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_pickled_version" not in state:
+            import warnings
+
+            warnings.warn(
+                f"{type(self).__name__} was pickled whole by an equilayers older than 2026-12-07; "
+                "whole-model pickles are not converted between versions: if its parametrization "
+                "changed since (docs/training.md, 'Old checkpoints'), its outputs and its "
+                "state_dict() are wrong. Load it with the version that saved it and save its "
+                "state_dict() there", stacklevel=2)

@@ -22,7 +22,7 @@ from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
-from ._derived import _five_d_as_four_d, newer_checkpoint
+from ._derived import PickleStamped, _five_d_as_four_d, newer_checkpoint
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._tables import check_tables, table_on
@@ -33,7 +33,7 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(EvalFilterMixin, Typed, _ExactConvMixin):
+class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while

@@ -23,7 +23,7 @@ from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike, IcosahedralGroup
 from ..groups._fourier_basis import fourier_row_dims, weight_basis
 from ._checks import check_input_once
-from ._derived import _conv_options_repr, _five_d_as_four_d, newer_checkpoint
+from ._derived import PickleStamped, _conv_options_repr, _five_d_as_four_d, newer_checkpoint
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -35,7 +35,7 @@ __all__ = ["LiftingConv3d", "GroupConv3d"]
 _BASES = ("voxel", "harmonic")
 
 
-class _GroupConv3dBase(ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
+class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
