@@ -123,3 +123,19 @@ def test_custom_op_under_a_mode_the_twin_in_plain_eager(interpret, gen, op, kwar
         with torch.device(DEVICE):  # a function mode: the custom op (negative control)
             assert torch.equal(kernels.dispatch(op, x, **kwargs), plain)
         assert calls
+
+
+@pytest.mark.parametrize("op,args", CASES[::2])
+def test_eager_twin_takes_a_batch_of_gradients(interpret, gen, op, args):
+    """``is_grads_batched=True`` (as ``jacobian(vectorize=True)`` and
+    ``gradcheck(check_batched_grad=True)``): the twin's backward goes through the
+    differentiable backward op, equal to the loop of backward calls. Before, the kernel got
+    torch's batched tensor: "Cannot access storage of BatchedTensorImpl"."""
+    from equilayers.kernels import _eager
+
+    x = _input(gen, op, (2, 3, 13, 14), "contiguous").requires_grad_(True)
+    y = _first(getattr(_eager, op)(x, *args))
+    u = torch.randn((3, *y.shape), generator=gen).to(x.device)
+    loop = torch.stack([torch.autograd.grad(y, x, g, retain_graph=True)[0] for g in u])
+    (batched,) = torch.autograd.grad(y, x, u, is_grads_batched=True)
+    torch.testing.assert_close(batched, loop)

@@ -135,3 +135,37 @@ def test_forward_ad_through_dual_parameters_with_autograd_off(name):
             got = fwAD.unpack_dual(f(duals, fwAD.make_dual(x.clone(), v))).tangent
     assert got is not None
     _same(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_harmonic_batch_norm_under_torch_func_the_fix_its_error_names_works(gen):
+    """Training mode under ``torch.func.grad``: torch's ``replace_all_batch_norm_modules_``
+    drops the running statistics of a torch ``_BatchNorm`` (GroupBatchNorm2d: the control,
+    it then runs) but not of HarmonicBatchNorm, which still raises; its error names what to
+    set, and that runs, with the gradient of a module built with ``track_running_stats=False``.
+    Before, the error named neither, and the docs said it failed "as nn.BatchNorm" (whose fix
+    does not apply)."""
+    from equilayers.nn import GroupBatchNorm2d, HarmonicBatchNorm
+
+    x = torch.randn(2, 3, 5, 4, 4, generator=gen, dtype=torch.float64)
+
+    def grads(m):
+        params = {k: p.detach() for k, p in m.named_parameters()}
+        loss = lambda ps: torch.func.functional_call(m, ps, (x,)).square().sum()  # noqa: E731
+        return torch.func.grad(loss)(params)
+
+    control = torch.func.replace_all_batch_norm_modules_(GroupBatchNorm2d(3).double().train())
+    grads(control)
+    m = torch.func.replace_all_batch_norm_modules_(HarmonicBatchNorm(3, 2).double().train())
+    assert m.running_mean is not None  # not patched
+    with pytest.raises(RuntimeError, match=r"m\.running_mean = m\.running_var = "
+                                           r"m\.num_batches_tracked = None and "
+                                           r"m\.track_running_stats = False"):
+        grads(m)
+    m.running_mean = m.running_var = m.num_batches_tracked = None
+    m.track_running_stats = False
+    ref = HarmonicBatchNorm(3, 2, track_running_stats=False).double()
+    ref.load_state_dict(m.state_dict())
+    ref(x).square().sum().backward()
+    got = grads(m)
+    for k, p in ref.named_parameters():
+        _same(got[k], p.grad)

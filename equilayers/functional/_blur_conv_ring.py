@@ -10,16 +10,17 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from .._host import host_tensor
-from ..kernels._dispatch import transforms_active
+from ..kernels._dispatch import batched_grad, transforms_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, axis_mode, binomial, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
 
 
-def _blur_s1(x: torch.Tensor, blur: int) -> torch.Tensor:
-    """The stride-1 blur of ``x`` with zero padding (blur first's input)."""
+def _blur_s1(x: torch.Tensor, blur: int, conv: bool = False) -> torch.Tensor:
+    """The stride-1 blur of ``x`` with zero padding (blur first's input); ``conv`` (an odd
+    ``blur``): as the depthwise conv, whatever the layout."""
     left, right = pad_amounts(blur)
-    if left == right and _channels_last(x):
+    if left == right and (conv or _channels_last(x)):
         # oneDNN's depthwise conv runs at the copy floor in channels_last (the separable
         # fast path of blur_pool2d is ~4x slower there, and ~3x faster than it in the
         # contiguous layout; measured at 16 x 64 x 40 x 40)
@@ -66,12 +67,15 @@ class _RingInputs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
         blur, dims, shape, dtype, device, fmt = ctx.args
+        # a batch of gradients (is_grads_batched=True): plain ops (no out= buffers in the
+        # blur's fast path), out-of-place (an unbatched gx cannot take them in place)
+        batched = any(batched_grad(g) for g in grads)
         if blur:
-            gx = _blur_s1(grads[0].contiguous(memory_format=fmt), blur)
+            gx = _blur_s1(grads[0].contiguous(memory_format=fmt), blur, conv=batched)
             grads = grads[1:]
         else:
             gx = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt).zero_()
-        graph = torch.is_grad_enabled()  # create_graph=True: out-of-place, differentiable
+        graph = torch.is_grad_enabled() or batched  # create_graph=True: out-of-place too
         for dim, rows, g in zip(dims, ctx.saved_tensors, grads, strict=True):
             gx = gx.index_add(dim, rows, g) if graph else gx.index_add_(dim, rows, g)
         return (gx, None, None, *(None for _ in dims))

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..kernels._dispatch import batched_grad
 from . import _harmonic3d as H3  # (a module: each imports the other)
 from ._norm_map import cpu_relu_path, slot_sum
 
@@ -73,7 +74,8 @@ class _GatedReLU(torch.autograd.Function):
     def backward(ctx, gy: torch.Tensor):
         x, s = ctx.saved_tensors
         gates = ctx.gates
-        if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
+        if torch.is_grad_enabled() or batched_grad(gy):
+            # create_graph=True, or a batch of gradients: the plain ops, differentiable
             with torch.enable_grad():
                 (gx,) = torch.autograd.grad(H3.gated_plain(x, 1, F.relu, gates), x, gy,
                                             create_graph=True)  # (any order past 0)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ..kernels._dispatch import transforms_active
+from ..kernels._dispatch import batched_grad, transforms_active
 
 __all__ = ["group_pool", "group_max_pool2d", "group_avg_pool2d"]
 
@@ -67,7 +67,10 @@ class _FiberMax(torch.autograd.Function):
             else:
                 mask = torch.eq(x, out.unsqueeze(2), out=torch.empty_like(x))
             count = mask.sum(2, keepdim=True)
-        # Linear in grad, so create_graph=True differentiates this again.
+        # Linear in grad, so create_graph=True differentiates this again. A batch of
+        # gradients (is_grads_batched=True) cannot be written into the unbatched mask.
+        if batched_grad(grad):
+            return mask * (grad.unsqueeze(2) / count)
         return mask.mul_(grad.unsqueeze(2) / count)
 
 

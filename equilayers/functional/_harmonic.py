@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike, get
-from ..kernels._dispatch import transforms_active
+from ..kernels._dispatch import batched_grad, transforms_active
 from . import _harmonic3d as H3
 from ._norm_map import norm_map
 from ._steerable3d import order0_bias
@@ -321,10 +321,12 @@ class _NormPool(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
         scale = torch.where(out == 0, 0.0, grad / out)  # NaN stays NaN
-        if torch.is_grad_enabled():  # create_graph=True: the same product, differentiable
+        if torch.is_grad_enabled() or batched_grad(grad):
+            # create_graph=True: the same product, differentiable (and no out= buffer, which
+            # a batch of gradients, is_grads_batched=True, cannot be written into)
             return torch.cat([x[:, :, :1] * scale[:, :, :1],
                               (x[:, :, 1:].unflatten(2, (-1, 2))
-                               * scale[:, :, 1:].unsqueeze(3)).flatten(2, 3)], 2)
+                               * scale[:, :, 1:].unsqueeze(3)).reshape(x[:, :, 1:].shape)], 2)
         gx = torch.empty_like(x)
         f = x.shape[2]
         if f == 1:

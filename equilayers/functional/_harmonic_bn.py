@@ -56,9 +56,12 @@ def _check_captured(batch: torch.Tensor, running_mean: torch.Tensor,
         raise RuntimeError(
             "harmonic_batch_norm: training mode updates running_mean/running_var in "
             "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
-            "buffers; use eval mode, track_running_stats=False (running_mean="
-            "running_var=None), or pass the buffers as inputs of the transformed "
-            "function")
+            "buffers; use eval mode, running_mean=running_var=None, or pass the buffers as "
+            "inputs of the transformed function. On a HarmonicBatchNorm m: build it with "
+            "track_running_stats=False, or set m.running_mean = m.running_var = "
+            "m.num_batches_tracked = None and m.track_running_stats = False (what "
+            "torch.func.replace_all_batch_norm_modules_ does to nn.BatchNorm; it does not "
+            "patch HarmonicBatchNorm, which is not a torch _BatchNorm)")
 
 
 def _update(buf: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
@@ -100,7 +103,8 @@ def harmonic_batch_norm(
     have ``x``'s dtype, or float32 with a float16/bfloat16 ``x`` (``TypeError`` naming both
     dtypes otherwise, as torch's batch norm). Under ``torch.func`` transforms, training with
     running buffers raises (they would be written with transformed values): use eval mode or
-    no running buffers there.
+    no running buffers there (``torch.func.replace_all_batch_norm_modules_`` does not patch
+    :class:`~equilayers.nn.HarmonicBatchNorm`: the error says what to set instead).
 
     ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``; statistics over
     ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``. A volume of

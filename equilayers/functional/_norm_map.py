@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..kernels._dispatch import batched_grad
 from ._autograd import plain_autograd
 
 __all__ = ["cpu_relu_path", "norm_map", "relu_order0", "slot_sum"]
@@ -151,7 +152,8 @@ class _NormReLU(torch.autograd.Function):
     def backward(ctx, gy):
         x, bias, out0, fv, scale, norm = ctx.saved_tensors
         need = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
+        if torch.is_grad_enabled() or batched_grad(gy):
+            # create_graph=True, or a batch of gradients: the plain ops, differentiable
             ins = [t for t, nd in zip((x, bias), need, strict=True) if nd]
             with torch.enable_grad():
                 y = _parts(x, bias, ctx.args[0], F.relu, ctx.args[1], ctx.args[2])[0]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..kernels._dispatch import batched_grad
 from ._norm_map import cpu_relu_path, relu_order0, slot_sum
 
 __all__ = ["norm_relu3d"]
@@ -97,7 +98,8 @@ class _NormReLU3d(torch.autograd.Function):
         x, bias, out0, *rest = ctx.saved_tensors
         max_order, order0, plain = ctx.args
         need = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph=True: the plain ops, differentiable
+        if torch.is_grad_enabled() or batched_grad(gy):
+            # create_graph=True, or a batch of gradients: the plain ops, differentiable
             ins = [t for t, nd in zip((x, bias), need, strict=True) if nd]
             with torch.enable_grad():
                 got = iter(torch.autograd.grad(plain(x, bias), ins, gy, create_graph=True))

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._dispatch import transforms_active
+from ._dispatch import batched_grad, transforms_active
 from ._tables import _source, axis_mode, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
@@ -183,8 +183,9 @@ class _MaxPool2x2Stride1(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, take_top, take_left = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
-            return _max_pool_reference_grad(x, 2, grad, create_graph=True)
+        graph = torch.is_grad_enabled()  # create_graph=True: recorded, differentiable again
+        if graph or batched_grad(grad):  # or a batch of gradients: no out= buffers, no reads
+            return _max_pool_reference_grad(x, 2, grad, create_graph=graph)
         if not ctx.finite or not bool(torch.isfinite(grad.sum())):
             return _max_pool_reference_grad(x, 2, grad)
         gx = _empty((*grad.shape[:-2], grad.shape[-2] + 1, grad.shape[-1] + 1), grad)
@@ -203,8 +204,9 @@ class _MaxPoolStride1(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
-            return _max_pool_reference_grad(x, ctx.m, grad, create_graph=True), None
+        graph = torch.is_grad_enabled()  # as _MaxPool2x2Stride1's
+        if graph or batched_grad(grad):
+            return _max_pool_reference_grad(x, ctx.m, grad, create_graph=graph), None
         if not (bool(torch.isfinite(x.sum())) and bool(torch.isfinite(grad.sum()))):
             return _max_pool_reference_grad(x, ctx.m, grad), None
         gx = torch.empty_like(x)
@@ -393,9 +395,10 @@ class _BlurPool(torch.autograd.Function):
         else:
             shape, dtype, device, fmt = ctx.like
             gx = x = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or batched_grad(grad):
             # create_graph=True (a gradient penalty): the unchunked ops, which autograd can
-            # differentiate again (the chunked backward writes through out= buffers).
+            # differentiate again (the chunked backward writes through out= buffers); and a
+            # batch of gradients (is_grads_batched=True), which out= buffers cannot take.
             x = x if max_window > 1 else x.zero_()  # a linear op's gradient ignores x
             return _graph_backward(x, grad, *ctx.args), None, None, None, None, None
         (xv, gxv), planes = _plane_views(x, gx)

@@ -70,7 +70,7 @@ from . import _layout_table
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
-__all__ = ["Choice", "choose", "dispatch", "explain", "kernel_support",
+__all__ = ["Choice", "batched_grad", "choose", "dispatch", "explain", "kernel_support",
            "select", "transforms_active", "triton_available", "use_fast_path", "use_reference"]
 
 _state = threading.local()
@@ -130,6 +130,23 @@ def transforms_active() -> bool:
         return False
     return (torch._C._are_functorch_transforms_active()
             or torch.autograd.forward_ad._current_level >= 0)
+
+
+_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", None)
+
+
+def batched_grad(grad: torch.Tensor) -> bool:
+    """Whether ``grad``, the gradient a hand-written backward receives, is torch's legacy
+    batched tensor: ``torch.autograd.grad(..., is_grads_batched=True)``,
+    ``torch.autograd.functional.jacobian``/``hessian(vectorize=True)`` and
+    ``gradcheck(check_batched_grad=True)`` run the backward pass on a batch of gradients that
+    way (no ``torch.func`` transform is active then: :func:`transforms_active` is False). Such
+    a tensor has no batching rule for ``out=``, ``copy_`` or in-place writes into an unbatched
+    buffer, so a backward takes its plain-op branch (the one ``create_graph=True`` takes). (On
+    a torch without the check, False: the backward is then as before.)"""
+    if torch.compiler.is_compiling():  # a traced backward holds no batched tensor (and
+        return False  # Dynamo cannot trace the check)
+    return _is_legacy_batched is not None and bool(_is_legacy_batched(grad))
 
 
 _triton_found: list[bool] = []

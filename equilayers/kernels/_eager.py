@@ -9,10 +9,11 @@ call's host time (measured with the launches stubbed: ``benchmarks/host_overhead
 where nothing can see the difference, :func:`plain` calls, the kernels run through the
 ``autograd.Function`` below, which computes exactly what the op computes (the same
 ``_triton`` functions on the same arguments, the same saved tensors, the same backward;
-a double backward, ``create_graph=True``, goes through the differentiable backward ops of
-:mod:`._ops`). Everywhere else the custom op runs, so that a compiler, a tracer, a
-dispatch or function mode (``FakeTensorMode``, ``FlopCounterMode``, ``make_fx``,
-``with torch.device(...)``) or a tensor subclass sees one op, as before.
+a double backward, ``create_graph=True``, and a batch of gradients, ``is_grads_batched=True``,
+go through the differentiable backward ops of :mod:`._ops`). Everywhere else the custom op
+runs, so that a compiler, a tracer, a dispatch or function mode (``FakeTensorMode``,
+``FlopCounterMode``, ``make_fx``, ``with torch.device(...)``) or a tensor subclass sees one op,
+as before.
 
 Imported only when a kernel runs (this module imports Triton, through :mod:`._triton`).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import _ops, _triton
+from ._dispatch import batched_grad
 from ._ops import _as_4d, _like_5d
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "plain", "polyphase_pool2d"]
@@ -54,7 +56,8 @@ class _BlurPool2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        if torch.is_grad_enabled() or not plain(grad):  # create_graph: the differentiable op
+        # create_graph, or a batch of gradients (is_grads_batched=True): the differentiable op
+        if torch.is_grad_enabled() or not plain(grad) or batched_grad(grad):
             return _ops.blur_pool2d_backward(grad, *ctx.args), None, None, None
         gx = _triton.blur_backward(_as_4d(grad), *ctx.args)
         return _like_5d(gx, grad), None, None, None
@@ -87,7 +90,7 @@ class _MaxBlurPool2d(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         none = (None,) * 5
-        if torch.is_grad_enabled() or not plain(grad):
+        if torch.is_grad_enabled() or not plain(grad) or batched_grad(grad):
             return _ops.max_blur_pool2d_backward(grad, x, *ctx.args), *none
         kernel_size, stride, blur_size, padding_mode, padding = ctx.args
         gx = _triton.max_blur_backward(_as_4d(grad), _as_4d(x), kernel_size, blur_size, stride,
@@ -122,7 +125,7 @@ class _PolyphasePool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, grad_index):
         (index,) = ctx.saved_tensors
-        if torch.is_grad_enabled() or not plain(grad):
+        if torch.is_grad_enabled() or not plain(grad) or batched_grad(grad):
             return _ops.polyphase_pool2d_backward(grad, index, *ctx.args), None, None
         gx = _triton.polyphase_backward(_as_4d(grad), index, *ctx.args)
         return _like_5d(gx, grad), None, None

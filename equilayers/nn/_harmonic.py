@@ -222,7 +222,9 @@ class HarmonicBatchNorm(Typed, nn.Module):
     (``num_batches_tracked`` counts the training batches), an empty batch leaves the running
     statistics untouched, and float16/bfloat16 inputs are normalized with float32 statistics.
     After weight averaging (SWA) re-estimate them with :func:`equilayers.update_bn`: torch's
-    ``update_bn`` skips this layer (it is not a torch ``_BatchNorm``).
+    ``update_bn`` skips this layer (it is not a torch ``_BatchNorm``), as does
+    ``torch.func.replace_all_batch_norm_modules_`` (its training-mode error under ``torch.func``
+    says what to set instead).
 
     Functional twin: :func:`~equilayers.functional.harmonic_batch_norm`.
 
