@@ -20,6 +20,7 @@ def _layer_builder(group, c, k, mi=None):
         from equilayers.nn import GroupConv2d
 
         _steerable._cached.cache_clear()
+        _steerable._irrep_scale.cache_clear()  # (the element scales: cached beside the table)
         return GroupConv2d(c, c, k, padding=k // 2, group=group, max_order=mi)
     return build
 

@@ -247,3 +247,24 @@ def test_a_whole_model_pickled_before_the_stamp_warns():
         del state["_pickled_version"]  # what a pickle from before the stamp holds
         with pytest.warns(UserWarning, match="pickled whole by an equilayers older"):
             type(m).__new__(type(m)).__setstate__(state)
+
+
+@pytest.mark.parametrize("group", ["c1", "d1", "c3", "c4", "d4", "d6", "c8"])
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+def test_regular_element_norms_without_the_dense_basis(group, lifting):
+    """The regular basis elements' scales were read off the dense ``|G|^3 J k^2`` basis (9 s and
+    3.7 GB to build a d16 k11 layer of any width); they are computed from the compact table.
+    The oracle: the energies of the dense basis's elements in each output Fourier row."""
+    from equilayers.functional import _steerable as S
+    from equilayers.functional._steerable import irrep_scale
+    from equilayers.groups._fourier_basis import fourier_row_dims
+
+    grp = get(group)
+    table = S._cached(grp, "trivial", "regular", 5, 0, 0, None)
+    dense = S._regular_basis(grp, table, lifting, torch.float64, "cpu")
+    rows = group_fourier_basis(grp) @ dense.transpose(0, 1).reshape(dense.shape[1], -1)
+    energy = rows.reshape(dense.shape[1], dense.shape[0], -1).square().sum(2).t()
+    want = ((energy @ fourier_row_dims(grp).double()) / energy.sum(1)).sqrt()
+    got = irrep_scale(group, "trivial" if lifting else "regular", "regular", 5)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert (want - 1).abs().max() > 0.1 or grp.order <= 2  # the scales are not all one

@@ -317,12 +317,8 @@ def _irrep_scale(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_o
     With Adam, which steps every coordinate alike, this sets how fast each output irrep
     learns; the init divides it out again (the filters' distribution does not change)."""
     if out_rep == "regular":
-        lifting = in_rep == "trivial"
-        dense = _regular_basis(group, _cached(group, "trivial", "regular", k, 0, 0, spec),
-                               lifting, torch.float64, "cpu")  # the layers' (Fourier) layout
-        rows = group_fourier_basis(group) @ dense.transpose(0, 1).reshape(dense.shape[1], -1)
-        energy = rows.reshape(dense.shape[1], dense.shape[0], -1).square().sum(2).t()
-        dims = fourier_row_dims(group)
+        table, dims = _cached(group, "trivial", "regular", k, 0, 0, spec), fourier_row_dims(group)
+        energy = _regular_energy(group, table, in_rep == "trivial")
     else:
         basis = _cached(group, in_rep, out_rep, k, m_in, m_out, spec)
         energy = basis.square().sum(dim=(2, 3, 4))  # (nb, F_out)
@@ -336,6 +332,20 @@ def _irrep_scale(group: Group, in_rep: str, out_rep: str, k: int, m_in: int, m_o
                              for s in range(energy.shape[1])], dtype=torch.float64)
     d = (energy @ dims) / energy.sum(1).clamp_min(1e-300)
     return d.sqrt()
+
+
+def _regular_energy(group: Group, table: torch.Tensor, lifting: bool) -> torch.Tensor:
+    """``E[e, r]``, the energy of regular element ``e = (kk, j)`` (``F[kk, a^-1 b] T[a, j]`` at
+    slots ``(a, b)``) in output Fourier row ``r``: ``(F (C_kk * Gram_j) F^T)[r, r]``, ``C_kk[a,
+    a'] = sum_h F[kk, h] F[kk, a'^-1 a h]`` (the dense basis took 9 s, 3.7 GB for d16, k 11)."""
+    fourier, t = group_fourier_basis(group), table.to(torch.float64).flatten(2)  # T: (g, J, k k)
+    g, j = t.shape[0], t.shape[1]
+    if lifting:  # element j holds T[a, j] at output slot a
+        return (fourier @ t.reshape(g, -1)).reshape(g, j, -1).square().sum(2).t()
+    auto = (fourier[:, None, :] * fourier[:, group.cayley_table]).sum(2)  # [kk, u]
+    mix = auto[:, inverse_cayley_table(group).t()]  # [kk, a, a']: auto[kk, a'^-1 a]
+    gram = torch.einsum("ajq,bjq->jab", t, t)  # [j, a, a']
+    return torch.einsum("ra,kjab,rb->kjr", fourier, mix[:, None] * gram, fourier).reshape(-1, g)
 
 
 def irrep_scale(group: GroupLike, in_rep: str, out_rep: str, kernel_size: int, *,
