@@ -11,6 +11,7 @@ that sets the global generator's state (``tests/test_architecture.py`` checks it
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -50,11 +51,14 @@ def keeps_global_rng(fn: _F) -> _F:
     generators (the CPU's and those of the CUDA devices the first argument's tensors are on)
     where they were. A seeded training script that exported mid-run drew other batches and
     dropout masks afterwards, by an amount that grew with the model."""
+    first = next(iter(inspect.signature(fn).parameters))  # the model (positional or keyword)
+
     @functools.wraps(fn)
-    def keeping(module: Any, *args: Any, **kwargs: Any) -> Any:
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        module = args[0] if args else kwargs.get(first)
         tensors = (list(module.parameters()) + list(module.buffers())
                    if isinstance(module, torch.nn.Module) else [])
         cuda = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
         with torch.random.fork_rng(devices=cuda):
-            return fn(module, *args, **kwargs)
+            return fn(*args, **kwargs)
     return keeping  # type: ignore[return-value]  # functools.wraps keeps the signature

@@ -364,6 +364,7 @@ def test_export_leaves_the_global_generator_alone():
                         GroupPool()).eval()
     before = torch.random.get_rng_state()
     equilayers.export(net)
+    equilayers.export(model=net)  # (the keyword, as the signature names it)
     assert torch.equal(torch.random.get_rng_state(), before)
     LiftingConv2d(1, 4, 3, group="p4m")
     assert not torch.equal(torch.random.get_rng_state(), before)
