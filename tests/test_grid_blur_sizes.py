@@ -94,3 +94,17 @@ def test_the_testers_cases(gen):
     assert _error(net(2, 3), (1, 1, 4, 4), "p4", gen) < 1e-12
     assert check_grid(net(2, 3, "zeros"), (1, 1, 4, 4), "p4", shifts=False)
     assert _error(net(2, 3, "zeros"), (1, 1, 4, 4), "p4", gen) > 0.1
+
+
+def test_an_even_blur_pools_warning_names_no_padding_argument():
+    """The module's own warning for an even blur told ``BlurPool2d`` (no padding argument) to
+    use "symmetric padding (e.g. padding='same' with an even kernel)"; it names an odd
+    kernel_size or another input size. A conv with padding='same' and an even kernel (the
+    control) still gets the padding advice."""
+    from equilayers.nn import GroupConv2d
+
+    with pytest.warns(UserWarning, match="odd kernel_size, or an input height") as caught:
+        BlurPool2d(kernel_size=4)(torch.randn(1, 2, 4, 9, 9))
+    assert "padding='same'" not in str(caught[0].message)
+    with pytest.warns(UserWarning, match="padding='same' with an even kernel"):
+        GroupConv2d(2, 2, 4, padding="same", group="p4")(torch.randn(1, 2, 4, 9, 9))

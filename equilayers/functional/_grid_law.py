@@ -107,7 +107,11 @@ def exactness_problems(group: GroupLike, size: Sequence[int], kernel_size, strid
         extent = d * (kernel - 1) + 1
         for b in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode, taps=taps,
                             output_padding=None if output_padding is None else op):
-            if b.problem == "asymmetric-padding":
+            if b.problem == "asymmetric-padding" and taps is not None:  # a blur's own padding
+                out.append(f"asymmetric {name} padding ({lo}, {hi}) (an even blur's): use an "
+                           f"odd kernel_size, or an input {name} at which the windows do not "
+                           "reach the extra padding (equilayers.check_grid names one)")
+            elif b.problem == "asymmetric-padding":
                 out.append(f"asymmetric {name} padding ({lo}, {hi}) (e.g. padding='same' with "
                            "an even kernel): use an odd kernel or symmetric padding")
             elif b.problem == "output-padding":  # a transposed conv: any n, no output padding
