@@ -342,3 +342,19 @@ def test_kernel_polyphase_benchmark_rows():
     for case in rows:
         fn, x = case.make(device="cpu")
         assert fn(x).shape == (*x.shape[:2], x.shape[-2] // 2, x.shape[-1] // 2)
+
+
+def test_the_norms_launch_fits_cudas_grid_at_any_size():
+    """The norms kernel's launch had ``n_comp / (BLOCK * 8)`` programs on the grid's second
+    dim, which CUDA caps at 65535: a ``(1, 16, 8, 4096, 4096)`` input (8.6 GB, fits an H100)
+    asked for 131k. The blocks per program double until it fits; small inputs keep 8."""
+    pytest.importorskip("triton", reason="pip install triton (the launch plan lives beside "
+                                         "the kernels)")
+    from equilayers.kernels._triton import phase_chunks
+
+    assert phase_chunks(1000, 512) == (8, 1)
+    for n_comp in (16 * 8 * 2048 * 2048, 2**31 + 7, 10**11):
+        for block in (256, 512, 4096):
+            iters, chunks = phase_chunks(n_comp, block)
+            per = block * iters  # elements a program covers
+            assert chunks <= 65535 and chunks * per >= n_comp > (chunks - 1) * per

@@ -358,6 +358,16 @@ def _phase_scatter(g, gx, index, total, R, H, W, g_b, g_c, g_h, g_w, o_b, o_c, o
     tl.store(gx + b * o_b + r * o_c + i * o_h + j * o_w, v.to(gx.dtype.element_ty), mask=live)
 
 
+def phase_chunks(n_comp: int, block: int) -> tuple[int, int]:
+    """``(ITERS, chunks)`` of the norms' launch: ``chunks`` programs per component on the
+    grid's second dim, which CUDA caps at 65535 (a ``(1, 16, 8, 4096, 4096)`` input asked for
+    131k); ``ITERS`` (blocks per program) doubles until they fit."""
+    iters = 1 if block >= 4096 else 8
+    while -(-n_comp // (block * iters)) > 65535:
+        iters *= 2
+    return iters, -(-n_comp // (block * iters))
+
+
 def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
     """``(y, index)``: per sample of the 4-D ``(B, R, H, W)`` input, the stride-``s`` polyphase
     component of largest ``criterion`` norm (``(B, R, H/s, W/s)``, channels_last kept) and its
@@ -372,8 +382,7 @@ def polyphase_forward(x: torch.Tensor, s: int, criterion: str):
     cl = _channels_last(x)
     norms = _launch("phase_norms", n_comp, x, cl)
     del norms["I64"]  # the norms index in int64 always (a chunk's start is int64)
-    iters = 1 if norms["BLOCK"] >= 4096 else 8
-    nch = -(-n_comp // (norms["BLOCK"] * iters))
+    iters, nch = phase_chunks(n_comp, norms["BLOCK"])
     part = torch.empty((B, s * s, nch), dtype=torch.float64, device=x.device)
     order = _ORDERS[criterion]
     _phase_norms[(B * s * s, nch)](
