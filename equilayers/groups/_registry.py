@@ -122,7 +122,7 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
     return GroupRegistration(entry)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # bounded: names come from users (configs, sweeps)
 def _lookup(name: str) -> Group:
     group, entry = _find(name)
     own = group.name.strip().lower() if isinstance(group.name, str) else group.name
