@@ -245,8 +245,20 @@ def test_a_whole_model_pickled_before_the_stamp_warns():
             copy.deepcopy(m)
         state = m.__getstate__()
         del state["_pickled_version"]  # what a pickle from before the stamp holds
+        old = type(m).__new__(type(m))
         with pytest.warns(UserWarning, match="pickled whole by an equilayers older"):
-            type(m).__new__(type(m)).__setstate__(state)
+            old.__setstate__(state)
+        with pytest.warns(UserWarning, match="older than"):  # saved again: still unknown
+            copy.deepcopy(old)
+        state["_pickled_version"] = type(m)._version - 1  # another parametrization's
+        older = type(m).__new__(type(m))
+        with pytest.warns(UserWarning, match=f"in parametrization version {type(m)._version - 1}"):
+            older.__setstate__(state)
+        # its state dict says so, and load_state_dict converts it (a control: today's says 2/3)
+        assert older.state_dict()._metadata[""]["version"] == type(m)._version - 1
+        assert m.state_dict()._metadata[""]["version"] == type(m)._version
+        with pytest.warns(UserWarning, match="in parametrization version"):
+            copy.deepcopy(older)
 
 
 @pytest.mark.parametrize("group", ["c1", "d1", "c3", "c4", "d4", "d6", "c8"])

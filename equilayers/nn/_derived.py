@@ -188,20 +188,29 @@ def newer_checkpoint(module: nn.Module, prefix: str, local_metadata: dict,
 
 class PickleStamped(nn.Module):
     """A whole-model pickle (``torch.save(model)``) records the parametrization it was saved
-    in; one from before the stamp (2026-12-07) warns when loaded: it is not converted, and its
-    ``state_dict()`` would carry this version's number over its older weights."""
+    in, and keeps it when saved again. One of another parametrization (or from before the
+    stamp, 2026-12-07) warns when loaded: it is not converted; where its version is known,
+    its ``state_dict()`` says that version, so that ``load_state_dict`` converts it."""
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_pickled_version": type(self)._version}
+        return {**super().__getstate__(),
+                "_pickled_version": self.__dict__.get("_pickled_version", type(self)._version)}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if "_pickled_version" not in state:
-            import warnings
+        stamp = state.get("_pickled_version")
+        if stamp == type(self)._version:
+            return
+        self.__dict__["_pickled_version"] = stamp  # kept by a second save (None: unknown)
+        if isinstance(stamp, int):
+            self._version = stamp  # (an instance attribute: state_dict() writes it)
+        import warnings
 
-            warnings.warn(
-                f"{type(self).__name__} was pickled whole by an equilayers older than 2026-12-07; "
-                "whole-model pickles are not converted between versions: if its parametrization "
-                "changed since (docs/training.md, 'Old checkpoints'), its outputs and its "
-                "state_dict() are wrong. Load it with the version that saved it and save its "
-                "state_dict() there", stacklevel=2)
+        when = ("by an equilayers older than 2026-12-07" if stamp is None else
+                f"in parametrization version {stamp} (this equilayers: {type(self)._version})")
+        warnings.warn(
+            f"{type(self).__name__} was pickled whole {when}; whole-model pickles are not "
+            "converted between versions: if its parametrization changed since (docs/training"
+            ".md, 'Old checkpoints'), its outputs are wrong. Load it with the version that saved "
+            "it and save its state_dict() there (or load its state_dict() into a new model, "
+            "where its version is known)", stacklevel=2)
