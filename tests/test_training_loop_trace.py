@@ -39,6 +39,29 @@ def test_inference_mode_then_grad(name):
         assert all(p.grad is not None for p in params)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_restored_and_converted_under_inference_mode_then_trains(name):
+    """A checkpoint restored (``load_state_dict``) and a no-op conversion (``.double()`` of a
+    float64 model, ``.cpu()``) inside ``torch.inference_mode``, as a validation function that
+    restores the best weights does, then training: the derived tables rebuilt there were
+    inference tensors, and the next backward raised "Inference tensors cannot be saved for
+    backward" (52 of the zoo's modules; a plain ``nn.Conv2d`` trains on)."""
+    m, args = _model(name)
+    with torch.inference_mode():
+        m.load_state_dict(m.state_dict())
+        m.double().cpu()
+    inference = [n for n, t in [*m.named_buffers(), *m.named_parameters()]
+                 if t.is_inference()]
+    inference += [f"{n}.{a}" for n, sub in m.named_modules()
+                  for a, t in vars(sub).items() if isinstance(t, torch.Tensor)
+                  and t.is_inference()]
+    assert not inference, f"inference tensors left in the model: {inference}"
+    m.train()
+    leaf = args[0].clone().requires_grad_(True)
+    _first(m(leaf, *args[1:])).square().sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
 def _trace(m, args):
     """``torch.jit.trace`` as users call it: with its default ``check_trace`` (a second trace,
     under ``torch.no_grad``, must record the same graph, or it raises), and an output that

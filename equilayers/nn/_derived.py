@@ -18,6 +18,8 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -28,7 +30,19 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["_FixedBuffers", "_WeightDerived"]
+__all__ = ["_FixedBuffers", "_WeightDerived", "normal_tensors"]
+
+
+def normal_tensors(fill: Callable[..., None]) -> Callable[..., None]:
+    """Decorator of a method that (re)builds derived buffers: it builds them as normal tensors
+    also where its caller is under ``torch.inference_mode`` (a checkpoint restored or a model
+    converted there). Inference tensors cannot be saved for backward: the next training step
+    failed where a plain ``nn.Conv2d`` trains on."""
+    @functools.wraps(fill)
+    def build(self: Any, *args: Any, **kwargs: Any) -> None:
+        with torch.inference_mode(False):
+            fill(self, *args, **kwargs)
+    return build
 
 
 class _WeightDerived(nn.Module):
@@ -84,12 +98,14 @@ class _FixedBuffers(nn.Module):
 
     def _refill(self) -> None:
         if not any(b.is_meta for b in self._derived()):
-            self.reset_parameters()
+            with torch.inference_mode(False):  # normal tensors, as in _WeightDerived
+                self.reset_parameters()
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
-        for n, t in integer_tables(self).items():  # to the device ``fn`` moves tensors to
-            self.__dict__[n] = fn(t)                # (refilled with the right values below)
+        with torch.inference_mode(False):
+            for n, t in integer_tables(self).items():  # to the device ``fn`` moves tensors
+                self.__dict__[n] = fn(t)                # to (refilled right values below)
         self._refill()
         return out
 

@@ -22,7 +22,7 @@ from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..groups._fourier_basis import weight_basis
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
-from ._derived import PickleStamped, _five_d_as_four_d, newer_checkpoint
+from ._derived import PickleStamped, _five_d_as_four_d, newer_checkpoint, normal_tensors
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._tables import check_tables, table_on
@@ -286,6 +286,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
                                   self.max_order or 0, self._basis_spec, c_in,
                                   self.init_gain2, self.out_rep)
 
+    @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's
         arguments, on ``device`` (the basis keeps its own dtype, which follows ``.to()``).

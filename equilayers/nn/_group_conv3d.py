@@ -23,7 +23,13 @@ from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike, IcosahedralGroup
 from ..groups._fourier_basis import fourier_row_dims, weight_basis
 from ._checks import check_input_once
-from ._derived import PickleStamped, _conv_options_repr, _five_d_as_four_d, newer_checkpoint
+from ._derived import (
+    PickleStamped,
+    _conv_options_repr,
+    _five_d_as_four_d,
+    newer_checkpoint,
+    normal_tensors,
+)
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -40,11 +46,9 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
     the once-per-module exactness warning and ``extra_repr``."""
 
     lifting: bool = False
-    #: ``"ico"``/``"ih"``: filters turned off the grid (set in ``__init__``; this default keeps
-    #: modules pickled before it)
+    #: ``"ico"``/``"ih"``: filters turned off the grid (set in ``__init__``; default: old pickles)
     _turned: bool = False
-    #: as torch's ``_ConvNd``: ``True`` in the transposed subclasses
-    #: (:mod:`._group_conv_transpose3d`), whose ``output_padding`` is set there
+    #: as torch's ``_ConvNd``: ``True`` in :mod:`._group_conv_transpose3d` (output_padding too)
     transposed: bool = False
     output_padding: tuple[int, int, int] = (0, 0, 0)
     filter_basis: torch.Tensor  # basis="harmonic" only: the (n, k^3) rows, a derived buffer
@@ -55,8 +59,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
     bias_index: torch.Tensor
     _table_names = ("expansion_table", "bias_index")
 
-    #: ``gain**2`` of the init: the output's second moment over the input's (1, as the planar
-    #: group convs).
+    #: ``gain**2`` of the init: the output's over the input's second moment (as in 2-D)
     init_gain2: float = 1.0
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -172,6 +175,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
         """The number of weights times inputs an output slot sums, on average."""
         return self.in_channels // self.groups * self.fiber_in * self._num_basis
 
+    @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the gather table and the bias index on ``device``: after
         ``reset_parameters``, ``.to()``, ``to_empty()`` and ``load_state_dict`` (so meta-device
@@ -205,10 +209,8 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
                 .repeat_interleave(self.fiber_out)}
 
     def _apply(self, fn, recurse=True):
-        # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor and
-        # fails on 5-D ones (nn.Conv3d's too): a lifting weight ``(C_out, C_in, k, k, k)`` is
-        # converted as the ``(C_out, C_in * k, k, k)`` view it also is (the gather reads it
-        # through any strides)
+        # ``.to(memory_format=torch.channels_last)`` fails on 5-D tensors (nn.Conv3d's too): a
+        # lifting weight (C_out, C_in, k, k, k) goes as its (C_out, C_in * k, k, k) view
         out = super()._apply(_five_d_as_four_d(fn), recurse)
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)

@@ -19,7 +19,7 @@ from ..functional import _steerable3d as S3
 from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
 from ..groups._planar import PlanarGroup
-from ._derived import _conv_options_repr, _WeightDerived
+from ._derived import _conv_options_repr, _WeightDerived, normal_tensors
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -256,6 +256,7 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
         var = self.init_gain2 * (2 * lo + 1).double() / (c_in * reach * count)
         return var.sqrt() / (2 * lo + 1).double().sqrt()
 
+    @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
         ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device too, with its real

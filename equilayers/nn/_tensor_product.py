@@ -11,7 +11,7 @@ from ..functional import _tensor_product as TP
 from ..groups import Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
-from ._derived import _WeightDerived
+from ._derived import _WeightDerived, normal_tensors
 from ._harmonic import _dims_repr, _spatial
 from ._typed import Typed
 
@@ -108,6 +108,7 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
                 std = _init_std(self.group, self.max_order, self.out_max_order)
             self.weight.normal_().mul_(std.to(self.weight.device, self.weight.dtype))
 
+    @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
         ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device with its shape)."""
