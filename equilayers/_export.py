@@ -69,7 +69,6 @@ from torch import nn
 
 from . import _checks as C
 from ._hooks import carry_hooks, copied, own_forward
-from ._rng import keeps_global_rng
 from .groups import FieldType
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
@@ -105,14 +104,26 @@ _PADS = {"zeros": nn.ZeroPad2d, "reflect": nn.ReflectionPad2d,
          "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
 
 
+def _undrawn(cls: Any, *args: Any, device: torch.device, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)`` on ``device`` without running its initialiser: built on the
+    meta device, then zeros (its weights are overwritten). No draw from torch's global
+    generator, which a save-and-restore around ``export`` could not keep for other threads
+    (a training thread re-drew its dropout masks while another exported snapshots)."""
+    module = cls(*args, device="meta", **kwargs).to_empty(device=device)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return module
+
+
 @register_export(GroupLinear)
 def _export_linear(m: GroupLinear, fiber: int | None) -> nn.Module:
     dense = _convert(m.conv, fiber, False)  # Sequential([Flatten,] Conv, Unflatten)
     assert isinstance(dense, nn.Sequential)  # every conv GroupLinear holds converts
     conv = next(c for c in dense if isinstance(c, (nn.Conv2d, nn.Conv3d)))
     w = conv.weight
-    linear = nn.Linear(w.shape[1], w.shape[0], conv.bias is not None, device=w.device,
-                       dtype=w.dtype)
+    linear = _undrawn(nn.Linear, w.shape[1], w.shape[0], conv.bias is not None,
+                      device=w.device, dtype=w.dtype)
     with torch.no_grad():
         linear.weight.copy_(w.reshape(w.shape[0], w.shape[1]))
         if conv.bias is not None:
@@ -130,10 +141,10 @@ def _export_conv(m: _GroupConvNd, fiber: int | None) -> nn.Module:
         expanded = m._expand().detach().clone()
     left, right, top, bottom = m._pad
     symmetric = left == right and top == bottom
-    conv = nn.Conv2d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
-                     m.kernel_size[0], m.stride, (top, left) if symmetric else 0, m.dilation,
-                     m.groups, m.bias is not None,
-                     m.padding_mode if symmetric else "zeros", device=w.device, dtype=w.dtype)
+    conv = _undrawn(nn.Conv2d, m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                    m.kernel_size[0], m.stride, (top, left) if symmetric else 0, m.dilation,
+                    m.groups, m.bias is not None,
+                    m.padding_mode if symmetric else "zeros", device=w.device, dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if m.bias is not None:
@@ -158,9 +169,9 @@ def _dense_conv_transpose(m: _GroupConvTransposeNd | _GroupConvTranspose3dBase
     with torch.no_grad():
         expanded = m._expand().detach().clone()
     cls: Any = nn.ConvTranspose2d if len(padding) == 2 else nn.ConvTranspose3d
-    conv = cls(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out, m.kernel_size,
-               m.stride, padding, m.output_padding, m.groups, m.bias is not None, m.dilation,
-               device=w.device, dtype=w.dtype)
+    conv = _undrawn(cls, m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                    m.kernel_size, m.stride, padding, m.output_padding, m.groups,
+                    m.bias is not None, m.dilation, device=w.device, dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if slot_bias is not None and conv.bias is not None:
@@ -225,10 +236,10 @@ def _dense_conv3d(m: _GroupConv3dBase | SteerableConv3d, slot_bias: torch.Tensor
     pad = m._pad  # F.pad's (w_lo, w_hi, h_lo, h_hi, d_lo, d_hi)
     symmetric = pad[0::2] == pad[1::2]
     mode: Any = m.padding_mode if symmetric else "zeros"  # a checked nn.Conv3d mode
-    conv = nn.Conv3d(m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
-                     m.kernel_size, m.stride, (pad[4], pad[2], pad[0]) if symmetric else 0,
-                     m.dilation, m.groups, m.bias is not None, mode, device=w.device,
-                     dtype=w.dtype)
+    conv = _undrawn(nn.Conv3d, m.in_channels * m.fiber_in, m.out_channels * m.fiber_out,
+                    m.kernel_size, m.stride, (pad[4], pad[2], pad[0]) if symmetric else 0,
+                    m.dilation, m.groups, m.bias is not None, mode, device=w.device,
+                    dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(expanded)
         if slot_bias is not None and conv.bias is not None:
@@ -375,7 +386,6 @@ def _replace(module: nn.Module, fiber: int | None, volumes: bool,
             setattr(module, name, new)
 
 
-@keeps_global_rng  # the torch layers' initialisers draw; their weights are overwritten
 def export(model: nn.Module) -> nn.Module:
     """An equivalent copy of ``model`` in which the group convs (lifting, group, transposed,
     steerable; 2-D and 3-D), group batch norms and group pools are replaced by standard

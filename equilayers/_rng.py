@@ -46,11 +46,13 @@ def global_rng_from(generator: torch.Generator) -> Iterator[torch.Generator]:
 
 
 def keeps_global_rng(fn: _F) -> _F:
-    """For a tool that builds torch modules only to overwrite their weights (``export``,
-    ``from_escnn``): their initialisers' draws are thrown away, and leave torch's global
-    generators (the CPU's and those of the CUDA devices the first argument's tensors are on)
-    where they were. A seeded training script that exported mid-run drew other batches and
-    dropout masks afterwards, by an amount that grew with the model."""
+    """For a tool that builds torch modules only to overwrite their weights (``from_escnn``):
+    their initialisers' draws are thrown away, and leave torch's global generators (the CPU's
+    and those of the CUDA devices the first argument's tensors are on) where they were. A
+    seeded training script that converted mid-run drew other batches and dropout masks
+    afterwards, by an amount that grew with the model. The generators are saved and restored,
+    so another thread's draws meanwhile are rewound: a tool that may run beside training
+    (``export``) builds its modules without drawing instead (``_export._undrawn``)."""
     first = next(iter(inspect.signature(fn).parameters))  # the model (positional or keyword)
 
     @functools.wraps(fn)
