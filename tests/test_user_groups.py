@@ -185,3 +185,33 @@ def test_a_registered_3d_group_is_refused_by_the_3d_convs_for_its_reason():
                           (lambda: GroupLinear(2, 2, group="half3"), "GroupLinear")):
             with pytest.raises(ValueError, match=f"{who}: .*registered group of 3-D matrices"):
                 make()
+
+
+def test_a_lookup_that_ran_across_a_removal_is_not_kept():
+    """Another thread's ``remove()`` while a lookup's factory runs (here the factory removes
+    the registration itself, deterministically): the lookup's answer was cached after the
+    cache was cleared, and ``get`` kept returning the removed group. The control: before the
+    removal the name looks up."""
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 2:
+            reg.remove()  # mid-lookup
+        return Matrices("klein", [E, HALF, FLIP_X, FLIP_Y])
+
+    reg = register_group(r"klein", factory, form="'klein'")
+    assert get("klein").name == "klein"  # the control (first lookup: cached)
+    reg2 = register_group(r"kleen", lambda: None, form="'kleen'")  # clears the cache
+    reg2.remove()
+    with pytest.raises(ValueError, match="unknown group='klein'"):
+        get("klein")  # the lookup removed its own registration: looked up again
+    with pytest.raises(ValueError, match="unknown group='klein'"):
+        get("klein")
+
+
+def test_an_unknown_name_says_registrations_are_per_process():
+    """A model of a user's quotient type sent to a spawned worker: the worker has not run the
+    registration, and the error named only the valid forms."""
+    with pytest.raises(ValueError, match="register it again in spawned workers"):
+        get("klein")

@@ -28,6 +28,14 @@ class _Entry:
 
 
 _ENTRIES: list[_Entry] = []
+#: Bumped by every registration and removal: a lookup that ran across one (another thread's
+#: ``remove()`` while a slow factory ran) may have cached a stale answer, and is redone.
+_GENERATION = [0]
+
+
+def _changed() -> None:
+    _GENERATION[0] += 1
+    _lookup.cache_clear()
 
 
 def _valid_forms() -> str:
@@ -44,7 +52,7 @@ class GroupRegistration:
     def remove(self) -> None:
         if self._entry in _ENTRIES:
             _ENTRIES.remove(self._entry)
-            _lookup.cache_clear()
+            _changed()
 
     def __enter__(self) -> GroupRegistration:
         return self
@@ -118,7 +126,7 @@ def register_group(pattern: str, factory: Callable[..., Group | None], *,
         pass
     entry = _Entry(compiled, factory, form)
     _ENTRIES.append(entry)
-    _lookup.cache_clear()
+    _changed()
     return GroupRegistration(entry)
 
 
@@ -176,12 +184,19 @@ def get(group: GroupLike, name: str = "group", what: str = "") -> Group:
         raise TypeError(f"{pre}{name}={group!r} must be a group name or a Group (valid "
                         f"forms: {_valid_forms()})"[:600])
     try:
-        return _lookup(group.strip().lower())
+        while True:
+            generation = _GENERATION[0]
+            found = _lookup(group.strip().lower())
+            if generation == _GENERATION[0]:
+                return found
+            _lookup.cache_clear()  # the registry changed during the lookup: look again
     except ValueError as err:
         if not str(err).startswith("unknown group"):
             raise  # a registered factory's own refusal
-        raise ValueError(f"{pre}unknown {name}={group!r}; valid forms: {_valid_forms()}"
-                         ) from None
+        raise ValueError(f"{pre}unknown {name}={group!r}; valid forms: {_valid_forms()} (a "
+                         "name registered with register_group exists in the process that "
+                         "registered it: register it again in spawned workers and in a job "
+                         "that loads the model)") from None
 
 
 def registered_name(group: Group, name: str = "group", what: str = "") -> str:
