@@ -361,3 +361,23 @@ def test_function_none_fails_at_construction_not_in_torch():
     with pytest.raises(TypeError, match="norm_nonlinearity: function=None must be callable"):
         EF.norm_nonlinearity(torch.randn(1, 3, 5, 2, 2), None, 2, function=None)
     assert F.relu  # the default still works
+
+
+@pytest.mark.parametrize("dtype,tiny", [(torch.float32, 1e-40), (torch.float32, 1e-39),
+                                        (torch.float64, 1e-310)])
+def test_norm_pool_gradient_at_a_subnormal_order0_coefficient(dtype, tiny):
+    """A subnormal order-0 coefficient: the backward scaled the gradient by ``grad / |a_0|``,
+    which overflowed to inf (a conv before it got an inf weight gradient, and the next step
+    NaN weights); ``d|a_0|/da_0`` is its sign, as ``torch.abs`` says. Orders >= 1 as
+    ``torch.linalg.vector_norm``. The control: a normal coefficient."""
+    for a0, want in ((tiny, 1.0), (-tiny, -1.0), (0.5, 1.0)):
+        x = torch.zeros(1, 1, 5, 2, 2, dtype=dtype)
+        x[0, 0, 0, 0, 0] = a0
+        x[0, 0, 1] = 1.0
+        x.requires_grad_(True)
+        g, = torch.autograd.grad(enn.NormPool(2)(x).sum(), x)
+        assert torch.isfinite(g).all()
+        assert g[0, 0, 0, 0, 0].item() == want
+        # the same under create_graph (the differentiable branch)
+        g2, = torch.autograd.grad(enn.NormPool(2)(x).sum(), x, create_graph=True)
+        assert torch.isfinite(g2).all() and g2[0, 0, 0, 0, 0].item() == want

@@ -290,3 +290,18 @@ def test_module_parameters_dtype_init_bounds_and_draws_noise():
         assert 0.9 * bound < p.abs().max() <= bound  # control: close to the bound from below
     assert pool.draws_noise and not pool.eval().draws_noise
     assert not LearnablePolyphasePool2d(4, gumbel=False).draws_noise
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e19, 1e30])
+def test_group_map_logits_finite_at_large_float32_values(scale, gen):
+    """A float32 group map of values ~1e19: the fiber RMS squared them in float32 (inf), the
+    logits were NaN, the output all NaN with gradients on, and under ``no_grad`` argmax read
+    every input as component 0 (shift equivariance broken, silently). The control: scale 1."""
+    m = LearnablePolyphasePool2d(3, gumbel=False, return_index=True).eval()
+    x = torch.randn(2, 3, 4, 8, 8, generator=gen) * scale
+    y, i = m(x)
+    assert torch.isfinite(y).all()
+    with torch.no_grad():
+        _, j = m(torch.roll(x, (1, 1), dims=(-2, -1)))
+    # a shift by (1, 1) moves component (a, b), index 2a + b, to (1 - a, 1 - b): 3 - index
+    assert torch.equal(j.argmax(1), 3 - i.argmax(1))

@@ -320,21 +320,26 @@ class _NormPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
-        scale = torch.where(out == 0, 0.0, grad / out)  # NaN stays NaN
+        # x / |v| (at most 1) times the gradient, not x times grad / |v|: that overflows to
+        # inf where |v| is subnormal (a 1e-40 order-0 coefficient in float32 gave inf)
+        gz = torch.where(out == 0, 0.0, grad)  # NaN stays NaN
+        safe = torch.where(out == 0, 1.0, out)
         if torch.is_grad_enabled() or batched_grad(grad):
             # create_graph=True: the same product, differentiable (and no out= buffer, which
             # a batch of gradients, is_grads_batched=True, cannot be written into)
-            return torch.cat([x[:, :, :1] * scale[:, :, :1],
-                              (x[:, :, 1:].unflatten(2, (-1, 2))
-                               * scale[:, :, 1:].unsqueeze(3)).reshape(x[:, :, 1:].shape)], 2)
+            return torch.cat([x[:, :, :1] / safe[:, :, :1] * gz[:, :, :1],
+                              (x[:, :, 1:].unflatten(2, (-1, 2)) / safe[:, :, 1:].unsqueeze(3)
+                               * gz[:, :, 1:].unsqueeze(3)).reshape(x[:, :, 1:].shape)], 2)
         gx = torch.empty_like(x)
         f = x.shape[2]
         if f == 1:
-            return torch.mul(x, scale, out=gx)
-        (a0, v), (s0, sv) = x.split([1, f - 1], 2), scale.split([1, f // 2], 2)
+            return torch.div(x, safe, out=gx).mul_(gz)
+        (a0, v), (s0, sv), (z0, zv) = (x.split([1, f - 1], 2), safe.split([1, f // 2], 2),
+                                       gz.split([1, f // 2], 2))
         g0, gv = gx.split([1, f - 1], 2)
-        torch.mul(a0, s0, out=g0)
-        torch.mul(v.unflatten(2, (-1, 2)), sv.unsqueeze(3), out=gv.unflatten(2, (-1, 2)))
+        torch.div(a0, s0, out=g0).mul_(z0)
+        gv2 = gv.unflatten(2, (-1, 2))
+        torch.div(v.unflatten(2, (-1, 2)), sv.unsqueeze(3), out=gv2).mul_(zv.unsqueeze(3))
         return gx
 
 

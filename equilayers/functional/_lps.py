@@ -198,7 +198,9 @@ def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     with _autocast_off(x.device.type):
         z = comps.reshape(b * s ** nd, *lead, *m).to(dt)
         if x.dim() == nd + 3:  # invariant to any orthogonal action on the fiber
-            z = (z.square().mean(2) + 1e-12).sqrt()
+            # squared in acc: float32 squares overflow from ~1.8e19 (NaN logits, every
+            # input read as component 0)
+            z = (z.to(acc).square().mean(2) + 1e-12).sqrt().to(dt)
         if r:
             z = F.pad(z, (r,) * (2 * nd), mode="circular")
         filt = isotropic_filter(weight.to(dt), nd)
