@@ -412,3 +412,76 @@ def test_a_subgroup_measures_through_layers_of_any_group(gen):
             rows = metrics.layerwise_equivariance(net, xs, "c4")
         assert not any(math.isnan(r.error) for r in rows), rows
         assert [r.name for r in rows if r.lost] == ([] if lost is None else [lost]), rows
+
+
+def test_geed_uses_grid_elements_and_refuses_others(gen):
+    """c8's 45-degree elements act by interpolation, which moves even an exactly equivariant
+    map's output (a pointwise square scored 0.145 cosine at 45 degrees on 33x33 noise): the
+    default is the grid elements, and an element off the grid is refused. The control: a
+    plain CNN still scores above 0 on c8's grid elements."""
+    from equilayers.groups import get
+
+    x = torch.randn(4, 1, 33, 33, generator=gen, dtype=torch.float64)
+    square = lambda t: t**2  # noqa: E731
+    assert metrics.geed(square, x, "c8") < 1e-15
+    with pytest.raises(ValueError, match="does not map the pixel grid onto itself"):
+        metrics.geed(square, x, "so2", elements=[get("so2").element(math.pi / 4)])
+    with pytest.raises(ValueError, match="equivariance_report"):
+        metrics.geed(square, x, "c8", elements=[1])
+    with seeded_rng(0):
+        cnn = nn.Conv2d(1, 2, 3, padding=1).double()
+    assert metrics.geed(cnn, x, "c8") > 1e-3
+
+
+def test_geed_kl_normalization_pairs_as_documented(gen):
+    """The normalization is the mean ``d(f(x_b), f(x_{b+1 mod B}))``: for the KL divergence
+    (not symmetric) the code paired b with b - 1 (0.6074 against the documented 0.6102)."""
+    x = torch.randn(3, 1, 5, 5, generator=gen, dtype=torch.float64)
+
+    def logits(t):
+        return torch.stack([3 * t[:, 0, 0, 0], t[:, 0, 0, -1], t[:, 0, 2, 2]], 1)
+
+    p_gx, p_x = logits(flip(x)).softmax(1), logits(x).softmax(1)
+    dev = 0.5 * (p_gx * (p_gx.log() - p_x.log())).sum(1).mean().item()
+    nxt = p_x.roll(-1, 0)
+    base = (p_x * (p_x.log() - nxt.log())).sum(1).mean().item()
+    prev = p_x.roll(1, 0)
+    other = (p_x * (p_x.log() - prev.log())).sum(1).mean().item()
+    assert abs(base - other) > 1e-3 * base  # the two pairings differ on this batch
+    assert metrics.geed(logits, x, "d1", "kl", True, out_rep="invariant") == pytest.approx(
+        dev / base, rel=1e-12)
+
+
+def test_consistency_of_tied_infinite_logits_is_nan(gen):
+    """A float16 head whose logits overflowed to +inf in every class: argmax reads the row as
+    class 0, and the model scored 1.0 (the NaN rule's own reason). The control: one +inf
+    logit is a defined top-1 class."""
+    x = torch.randn(3, 1, 8, 8, generator=gen, dtype=torch.float64)
+    all_inf = lambda t: torch.full((t.shape[0], 4), math.inf, dtype=t.dtype)  # noqa: E731
+    assert math.isnan(metrics.consistency(all_inf, x, "rot90"))
+    assert math.isnan(metrics.consistency(all_inf, x, "rot90", pairs="all"))
+    one_inf = lambda t: torch.tensor([[0.0, math.inf, 1.0]], dtype=t.dtype).expand(  # noqa: E731
+        t.shape[0], 3)
+    assert metrics.consistency(one_inf, x, "rot90") == 1.0
+    per_pixel_inf = lambda t: torch.full((t.shape[0], 3, 8, 8), math.inf)  # noqa: E731
+    assert math.isnan(metrics.pixel_consistency(per_pixel_inf, x))
+    assert metrics.pixel_consistency(lambda t: torch.cat([t, 2 * t], 1), x) == 1.0
+
+
+def test_deformation_stability_says_what_is_undefined(gen):
+    """Constant frames (or 1x1 images): no deformation changes them, and the error asked
+    whether the model was constant (it was not); a bad generator named random_deformation,
+    which the user did not call, and misstated what None means. The control: a model that
+    is constant is still told so."""
+    with seeded_rng(0):
+        cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten()).double()
+    for x in (torch.full((2, 1, 16, 16), 0.5, dtype=torch.float64),
+              torch.randn(2, 1, 1, 1, generator=gen, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="deformations drawn leave x unchanged"):
+            metrics.deformation_stability(cnn, x)
+    x = torch.randn(2, 1, 16, 16, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match="deformation_stability: generator=0 .*seeded 0"):
+        metrics.deformation_stability(cnn, x, generator=0)
+    with pytest.raises(ValueError, match="is the model constant"):
+        metrics.deformation_stability(lambda t: torch.zeros(t.shape[0], 2), x)

@@ -134,3 +134,40 @@ def test_lie_derivative_refuses_fibers_without_a_continuous_action(gen):
     for gname in metrics.GENERATORS:
         with pytest.raises(ValueError, match="no continuous action on out_rep='harmonic'"):
             metrics.lie_derivative(regular, x, gname, out_rep="harmonic")
+
+
+def test_a_3d_output_is_not_read_as_an_image(gen):
+    """A (B, C, L) output (a row mean, tokens) read as 'trivial': translate_y shifted its
+    channel axis (0.79 for a map exactly invariant to vertical shifts). It needs out_rep;
+    the control: the same map measured as invariant is 0."""
+    x = torch.randn(2, 3, 10, 12, generator=gen, dtype=torch.float64)
+    row_mean = lambda t: t.mean(-2)  # noqa: E731
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 12\).*out_rep='invariant'"):
+        metrics.lie_derivative(row_mean, x, "translate_y")
+    assert metrics.lie_derivative(row_mean, x, "translate_y", out_rep="invariant") < 1e-20
+
+
+def test_complex_outputs_count_their_modulus(gen):
+    """A complex output's derivative lost its imaginary part (a real cast before squaring):
+    ``|.|^2`` now, equal to the same model returning the real and imaginary parts."""
+    x = torch.randn(4, 2, 8, 8, generator=gen, dtype=torch.float64)
+    coef = lambda t: torch.fft.fft2(t)[:, :, 0, 1]  # noqa: E731
+    parts = lambda t: torch.view_as_real(coef(t)).flatten(1)  # noqa: E731
+    got = metrics.lie_derivative(coef, x, reduction="none")
+    want = metrics.lie_derivative(parts, x, reduction="none")
+    assert want.min() > 1.0
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+def test_a_model_of_nans_scores_nan(gen):
+    """Forward-mode AD through a NaN bias gives a finite tangent: a model whose every output
+    is NaN scored the healthy model's value. The control: the healthy model is finite."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(3, 2)).double()
+    x = torch.randn(2, 2, 9, 9, generator=gen, dtype=torch.float64)
+    assert math.isfinite(metrics.lie_derivative(net, x, "rotate", out_rep="invariant"))
+    with torch.no_grad():
+        net[3].bias[0] = float("nan")
+    per = metrics.lie_derivative(net, x, "rotate", out_rep="invariant", reduction="none")
+    assert per.isnan().all()
+    assert math.isnan(metrics.lie_derivative(net, x, "translate_x"))

@@ -55,6 +55,18 @@ def tensor_output(y: object, what: str, *, batch: int | None = None,
     return y
 
 
+def no_top1(y: torch.Tensor) -> bool:
+    """Whether some row of logits ``y`` (classes on dim 1) has no top-1 class: a NaN logit,
+    or an infinite maximum held by two or more classes (an overflowed float16 head's row of
+    +inf). ``argmax`` reads either as class 0, and a model of them would score as consistent."""
+    if y.isnan().any():
+        return True
+    if y.dim() < 2 or y.shape[1] < 2:
+        return False
+    top = y.amax(dim=1, keepdim=True)
+    return bool(((y == top).sum(dim=1) > 1).logical_and(top.squeeze(1).isinf()).any())
+
+
 def positive_int(value: object, name: str, what: str) -> int:
     """``value`` as an int >= 1: ``TypeError`` for a non-int (a bool too), ``ValueError`` for
     one below 1 (as every argument check of the package)."""

@@ -12,7 +12,7 @@ from .. import _checks as C
 from ..groups import FieldType, act, circular_shift, flip, fractional_shift, rot90, rotate
 from ..testing._fields import declared_type
 from ..testing._harness import kept_buffers
-from ._common import check_batch, check_model, choice, positive_int, tensor_output
+from ._common import check_batch, check_model, choice, no_top1, positive_int, tensor_output
 
 __all__ = ["consistency", "TRANSFORMS"]
 
@@ -155,8 +155,9 @@ def consistency(
         generator: a CPU ``torch.Generator`` for the draws (default: a fresh one seeded 0).
 
     Returns:
-        The consistency in ``[0, 1]``; NaN when a logit is NaN (its top-1 class is undefined:
-        ``argmax`` reads a NaN row as class 0, and a model of NaNs would score 1.0).
+        The consistency in ``[0, 1]``; NaN when a logit is NaN or a row's maximum is an
+        infinity two classes share (its top-1 class is undefined: ``argmax`` reads such a row
+        as class 0, and a model of NaNs or overflowed logits would score 1.0).
 
     Example:
         >>> import torch
@@ -189,7 +190,7 @@ def consistency(
     fibers = _fiber_moves(model, transform)
 
     def predict(p: tuple[float, ...]) -> torch.Tensor | None:
-        """The top-1 classes, or None where a logit is NaN (no class: argmax would say 0)."""
+        """The top-1 classes, or None where a row has none (``no_top1``: argmax would say 0)."""
         moved = _apply(x, transform, p, crop) if fibers is None else fibers(x, int(p[0]))
         try:
             out = model(moved)
@@ -214,7 +215,7 @@ def consistency(
         if y.dim() != 2 or y.shape[0] != x.shape[0]:
             raise ValueError(f"consistency: the model must return logits (B, K) with "
                              f"B={x.shape[0]}; got shape {tuple(y.shape)}")
-        return None if y.isnan().any() else y.argmax(dim=1)
+        return None if no_top1(y) else y.argmax(dim=1)
 
     if pairs != "all":
         positive_int(pairs, "pairs", _WHAT)

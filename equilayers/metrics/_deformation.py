@@ -128,9 +128,12 @@ def deformation_stability(
     C.check_number(temperature, "temperature", _WHAT, positive=True)
     cutoff = positive_int(cutoff, "cutoff", _WHAT)
     samples = positive_int(samples, "samples", _WHAT)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"deformation_stability: generator={generator!r} must be a "
+                        "torch.Generator, or None: a fresh one seeded 0")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     h, w = x.shape[-2:]
-    d_sum = g_sum = disp_sum = grad_sum = 0.0
+    d_sum = g_sum = disp_sum = grad_sum = moved = 0.0
     with torch.no_grad(), kept_buffers(model):
         y = tensor_output(model(x), _WHAT, batch=x.shape[0])
         for _ in range(samples):
@@ -138,6 +141,7 @@ def deformation_stability(
                                       device=x.device)
             xt = _warp(x, disp)
             delta = (xt - x).reshape(x.shape[0], -1)
+            moved += float(delta.abs().sum())
             noise = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x)
             noise = noise.reshape(x.shape[0], -1)
             noise = noise * (delta.norm(dim=1, keepdim=True) /
@@ -151,6 +155,14 @@ def deformation_stability(
             jy = torch.diff(d64, dim=-2)[..., :, :-1]
             jx = torch.diff(d64, dim=-1)[..., :-1, :]
             grad_sum += float((jy.pow(2) + jx.pow(2)).sum(0).mean().sqrt())
+    # tau x = x up to the warp's rounding (constant frames, 1x1 images): the noise scaled to
+    # that change is ~0 too, which reads as a constant model below
+    if g_sum == 0.0 and moved <= 64 * torch.finfo(x.dtype).eps * samples * float(x.abs().sum()):
+        raise ValueError("deformation_stability: the deformations drawn leave x unchanged "
+                         f"(tau x = x for every sample; x of shape {tuple(x.shape)} is constant "
+                         "or too small for a displacement that vanishes on the border), so the "
+                         "noise scaled to that change is 0 too and R_f is undefined; measure "
+                         "images with content, or raise temperature")
     if g_sum == 0.0:
         raise ValueError("deformation_stability: the model's output does not change under "
                          "noise (G_f = 0), so R_f is undefined; is the model constant?")

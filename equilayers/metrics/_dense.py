@@ -15,7 +15,7 @@ from ..groups import FieldType, Group, GroupElement, GroupLike, get
 from ..groups._actions import check_rep
 from ..testing._fields import act_on, resolve_field_type
 from ..testing._harness import kept_buffers, resolve_elements
-from ._common import check_batch, check_model, choice, tensor_output
+from ._common import check_batch, check_model, choice, no_top1, tensor_output
 
 __all__ = ["pixel_consistency", "pixel_equivariance_error"]
 
@@ -239,7 +239,8 @@ def pixel_consistency(
         in_rep, elements: for a group, as in :func:`equivariance_error`.
 
     Returns:
-        The consistency in ``[0, 1]``; NaN when a logit is NaN (that pixel has no label).
+        The consistency in ``[0, 1]``; NaN when a logit is NaN or a pixel's maximum is an
+        infinity two classes share (that pixel has no label).
 
     Example:
         >>> import torch
@@ -252,8 +253,8 @@ def pixel_consistency(
         for y, back in _outputs(model, x, transforms, shifts, in_rep, None, elements, what,
                                 labels=True):
             ref = _labels(y, what)
-            if y.isnan().any() or back.isnan().any():
-                return math.nan  # no label where a logit is NaN (argmax says 0, > 0 False)
+            if no_top1(y) or no_top1(back):
+                return math.nan  # no label: a NaN logit, a tied infinite maximum (argmax: 0)
             agree += int((_labels(back, what) == ref).sum())
             total += ref.numel()
     return agree / total if total else 1.0

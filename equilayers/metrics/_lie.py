@@ -31,11 +31,12 @@ def _axis_shift(x: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
     n = x.shape[dim]
     # float16/bfloat16 through float32 (torch's FFT takes neither on CPU), back to x's dtype
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    freq = torch.fft.fftfreq(n, dtype=xf.dtype, device=x.device)
+    freq = torch.fft.fftfreq(n, dtype=xf.real.dtype, device=x.device)
     shape = [1] * x.dim()
     shape[dim] = n
     phase = torch.exp(-2j * math.pi * freq.view(shape) * s)
-    return torch.fft.ifft(torch.fft.fft(xf, dim=dim) * phase, dim=dim).real.to(x.dtype)
+    out = torch.fft.ifft(torch.fft.fft(xf, dim=dim) * phase, dim=dim)
+    return out.to(x.dtype) if x.is_complex() else out.real.to(x.dtype)
 
 
 def _translate(x: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -102,7 +103,8 @@ def lie_derivative(
 
     **Aggregation reported**: per sample the squared L2 norm of ``L_X f(x)`` over all output
     entries, ``LEE(x) = ||L_X f(x)||_2^2`` (the local equivariance error); ``reduction="mean"``
-    returns its mean over the batch, ``"none"`` the ``(B,)`` per-sample values.
+    returns its mean over the batch, ``"none"`` the ``(B,)`` per-sample values. Complex
+    outputs count ``|.|^2``; a sample whose output is not finite (NaN, inf) scores NaN.
 
     Transforms (continuous, periodic, band-limited, so smooth in ``t``):
 
@@ -154,9 +156,12 @@ def lie_derivative(
                          f"out_rep={rep!r} outputs{guessed}; measure an invariant output "
                          "(logits) or pass out_rep='invariant'")
     spatial = rep in ("trivial", "regular")
-    if spatial and y0.dim() < 3:
-        raise ValueError(f"lie_derivative: out_rep={rep!r} needs spatial output dims; got shape "
-                         f"{tuple(y0.shape)}")
+    if spatial and y0.dim() < 4:
+        # a 3-D output (B, C, L) or (B, N, D) has no (H, W) to move back: translate_y would
+        # shift its channel axis
+        raise ValueError(f"lie_derivative: out_rep={rep!r} moves the output's last two dims as "
+                         f"image axes (B, C, H, W); got shape {tuple(y0.shape)}, which has "
+                         "none; pass out_rep='invariant' to measure it as is")
     if generator == "translate_x":
         scale = y0.shape[-1] / x.shape[-1] if spatial else 0.0
     elif generator == "translate_y":
@@ -180,5 +185,9 @@ def lie_derivative(
                 deriv = torch.func.jvp(along, (t0,), (one,))[1]
         except (NotImplementedError, RuntimeError):  # an op without a forward-mode formula
             _, deriv = torch.autograd.functional.jvp(along, t0, one)
-    lee = deriv.detach().reshape(deriv.shape[0], -1).to(torch.float64).pow(2).sum(dim=1)
+    # |.|^2 of complex outputs (a real part alone drops the imaginary part's derivative)
+    lee = deriv.detach().reshape(deriv.shape[0], -1).abs().to(torch.float64).pow(2).sum(dim=1)
+    # a sample whose output is not finite has no derivative (jvp through a NaN bias is finite)
+    bad = ~torch.isfinite(y0.detach().reshape(y0.shape[0], -1)).all(dim=1)
+    lee = lee.masked_fill(bad.to(lee.device), float("nan"))
     return float(lee.mean()) if reduction == "mean" else lee
