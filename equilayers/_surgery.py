@@ -16,6 +16,7 @@ from torch.nn.parameter import is_lazy
 from . import _checks as C
 from ._grid_runs import ceil_fix
 from ._hooks import carry_hooks, copied, own_forward, without_hooks
+from ._surgery_kept import ANTIALIASED, already_antialiased, other_strided
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -155,8 +156,8 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
     """The replacement of ``m``, ``None`` when ``m`` is not a strided layer, or a string saying
     why a strided layer is left alone. ``place`` (``device``, ``dtype``) places the new
     modules' filters; a converted conv keeps ``m``'s own ``weight`` and ``bias`` objects."""
-    if isinstance(m, (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)):
-        return None
+    if isinstance(m, ANTIALIASED):
+        return already_antialiased(m, mode, blur_size)
     if isinstance(m, (nn.Conv1d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d,
                       nn.AvgPool3d)):
         stride = m.stride if m.stride is not None else m.kernel_size
@@ -230,8 +231,9 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
                     "Conv2d's; put a BlurPool2d after a stride-1 copy by hand")
         if not isinstance(m.weight, nn.Parameter):
             return ("Conv2d whose weight a forward pre-hook recomputes (torch.nn.utils.prune or "
-                    "the legacy weight_norm): antialias before pruning, or make it a parameter "
-                    "again first (prune.remove(conv, 'weight') / remove_weight_norm(conv))")
+                    "the legacy weight_norm / spectral_norm): antialias before, or make it a "
+                    "parameter again first (prune.remove(conv, 'weight'), "
+                    "remove_weight_norm(conv) or remove_spectral_norm(conv))")
         s = _uniform(m.stride, "stride")
         if s is None:
             return "Conv2d with unequal strides"
@@ -260,7 +262,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         conv = without_hooks(copy.deepcopy(m, memo={id(t): t for t in m.parameters()}))
         conv.stride = (1, 1)
         return nn.Sequential(conv, PolyphasePool2d(s, blur_size=blur_size))
-    return None
+    return other_strided(m)
 
 
 @overload

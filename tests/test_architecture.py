@@ -61,6 +61,7 @@ FLOORS: dict[str, int] = {
     "equilayers._grid_types": 6,
     "equilayers._audit": 6,
     "equilayers._surgery": 6,
+    "equilayers._surgery_kept": 6,
     "equilayers._export": 6,
     "equilayers._hooks": 6,
     "equilayers._fx": 6,

@@ -5,6 +5,8 @@ naming ``antialias`` instead of torch's deepcopy error."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.utils.prune as prune
@@ -107,3 +109,58 @@ def test_a_pool_subclass_with_its_own_forward_is_left_alone():
     assert type(new[0]) is _MaxPool2dSame and new(x).shape == model(x).shape == (1, 1, 5, 5)
     new = antialias(nn.Sequential(_RenamedAvgPool(2)))
     assert isinstance(new[0], nn.Sequential)  # avg pool at stride 1, then BlurPool2d
+
+
+def _group_model() -> nn.Sequential:
+    from equilayers.nn import GroupConv2d, GroupMaxPool2d, GroupPool, LiftingConv2d
+
+    return nn.Sequential(LiftingConv2d(3, 4, 3, stride=2, padding=1, group="p4"), nn.ReLU(),
+                         GroupMaxPool2d(2), GroupConv2d(4, 4, 3, stride=2, padding=1,
+                                                        group="p4"), GroupPool("max"))
+
+
+@pytest.mark.parametrize("make,names", [
+    (_group_model, ["0 (a strided LiftingConv2d", "2 (a strided GroupMaxPool2d",
+                    "3 (a strided GroupConv2d"]),
+    (lambda: nn.Sequential(nn.LPPool2d(2, 2)), ["0 (a strided LPPool2d"]),
+], ids=["group-layers", "lppool"])
+def test_strided_layers_without_a_rewrite_are_named(make, names):
+    """The library's own strided group convs and pools, and torch's LPPool2d, were left alone
+    with no warning and an empty report: the user believed the model anti-aliased. The
+    control: the same layers at stride 1 are not named."""
+    with pytest.warns(UserWarning, match="antialias left these strided layers alone") as rec:
+        new, report = antialias(make(), return_report=True)
+    text = " ".join(str(w.message) for w in rec)
+    assert report == [] and all(n in text for n in names), text
+    assert type(new[0]) is type(make()[0])
+    from equilayers.nn import GroupConv2d
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        antialias(nn.Sequential(GroupConv2d(4, 4, 3, padding=1, group="p4"), nn.LPPool2d(2, 1)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="polyphase"), dict(blur_size=5),
+                                    dict(mode="folded")], ids=repr)
+def test_a_second_antialias_in_another_mode_or_size_says_so(kwargs):
+    """``antialias(antialias(net), mode="polyphase")`` (or another blur size) returned the
+    first conversion unchanged, silently. The control: the same settings again are silent
+    (idempotent)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2))
+    once = antialias(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = antialias(once)
+    assert [type(m) for m in again] == [type(m) for m in once]
+    with pytest.warns(UserWarning, match=r"an anti-aliased BlurConv2d \(blur_size=3\), kept as "
+                                         r"built.*convert the plain model"):
+        antialias(once, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:.*spectral_norm.* is deprecated:FutureWarning")
+def test_a_legacy_spectral_norm_conv_is_told_its_own_fix():
+    """The warning named remove_weight_norm, which raises on a spectral-normed conv."""
+    model = nn.Sequential(nn.utils.spectral_norm(nn.Conv2d(3, 4, 3, 2, 1)))
+    with pytest.warns(UserWarning, match=r"remove_spectral_norm\(conv\)"):
+        antialias(model, inplace=True)
+    nn.utils.remove_spectral_norm(model[0])
+    assert type(antialias(model)[0]).__name__ == "BlurConv2d"
