@@ -27,7 +27,8 @@ _MODES = ("blur", "folded", "polyphase")
 
 class Replacement(NamedTuple):
     """One layer replaced by :func:`antialias`: its qualified name, the old and the new
-    module."""
+    module (with ``inplace=False``, ``old`` is the layer of the copy that was converted, not
+    the user's own module: compare by ``name``)."""
 
     name: str
     old: nn.Module
