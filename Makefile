@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.equilayers-installed
 TORCH_SPEC ?= torch==2.13.0
 
+XDIST ?= -n auto --dist loadgroup
+
 PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
 PEERS_STAMP := $(PEERS)/.equilayers-peers-installed
@@ -33,7 +35,7 @@ $(PEERS_STAMP):
 	command -v gfortran >/dev/null || apt-get install -y gfortran \
 	  || (apt-get update && apt-get install -y gfortran)
 	$(PEERS_PY) -m pip install escnn
-	$(PEERS_PY) -m pip install pytest hypothesis scikit-image "numpy<2" kornia==0.9.0 \
+	$(PEERS_PY) -m pip install pytest pytest-xdist hypothesis scikit-image "numpy<2" kornia==0.9.0 \
 	  antialiased-cnns==0.3
 	touch $@
 
@@ -44,7 +46,7 @@ $(PEERS_STAMP):
 # (no gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
-	  $(PEERS_PY) -m pytest -q -p no:cacheprovider tests/test_escnn_compat.py \
+	  $(PEERS_PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/test_escnn_compat.py \
 	    tests/test_interop_2d.py tests/test_interop_2d_off_grid.py tests/test_interop_3d.py \
 	    tests/test_interop_so3.py tests/test_interop_checks.py \
 	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py \
@@ -79,8 +81,10 @@ test-wheel:
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 # TRITON_INTERPRET=1: the Triton kernel tests run on CPU through Triton's interpreter.
+# XDIST: the tests spread over the machine's cores (pytest-xdist; each worker's torch gets its
+# share of the cores, tests/conftest.py); XDIST= runs them in one process.
 test: lint test-peers test-wheel
-	TRITON_INTERPRET=1 $(PY) -m pytest; rc=$$?; \
+	TRITON_INTERPRET=1 $(PY) -m pytest $(XDIST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 demo: $(STAMP)

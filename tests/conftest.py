@@ -9,6 +9,11 @@ from equilayers._rng import global_rng_from
 
 ROOT = Path(__file__).parents[1]
 
+# Under pytest-xdist (``make test`` runs ``-n auto``) each worker's torch gets its share of the
+# cores: two workers of two intra-op threads each on two cores oversubscribe them.
+if (_workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT")) is not None:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(_workers))))
+
 
 def seeded_rng(seed: int = 0) -> AbstractContextManager[torch.Generator]:
     """``with seeded_rng(seed):`` the block's global-RNG draws (``torch.nn``'s initialisers,

@@ -69,6 +69,10 @@ class MypyRun:
     errors: dict[str, list[str]]  # file (a block id, "control", or a path) -> "line: message"
 
 
+#: one mypy run (the module fixture) serves every test here: one worker under pytest-xdist
+pytestmark = pytest.mark.xdist_group("mypy")
+
+
 @pytest.fixture(scope="module")
 def mypy_run(tmp_path_factory) -> MypyRun:
     if importlib.util.find_spec("mypy") is None:
