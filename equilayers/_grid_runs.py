@@ -307,12 +307,18 @@ def _sized_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
 
 
 def _pad_params(mod: nn.Module) -> dict | None:
-    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom)."""
+    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom),
+    or a pad module that says what it is by its attributes: ``padding`` as those four and a
+    ``padding_mode``, without a ``stride`` (``antialias``'s ``_CircularPad``)."""
     name = type(mod).__name__
     pad = getattr(mod, "padding", None)
-    if not name.endswith("Pad2d") or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+    mode = getattr(mod, "padding_mode", None)
+    if not isinstance(pad, (tuple, list)) or len(pad) != 4:
+        return None
+    if name.endswith("Pad2d"):
+        mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
+    elif not isinstance(mode, str) or hasattr(mod, "stride"):
         return None
     left, right, top, bottom = (int(v) for v in pad)
-    mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
     return {"k": (1, 1), "s": (1, 1), "sides": (top, bottom, left, right), "mode": mode,
             "padded_by": "module"}

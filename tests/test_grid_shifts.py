@@ -6,6 +6,7 @@ import torch
 from conftest import seeded_rng
 from torch import nn
 
+import equilayers
 import equilayers.nn as enn
 from equilayers import check_grid
 from equilayers.groups import circular_shift
@@ -151,6 +152,27 @@ def test_a_circular_pad_module_wider_than_the_windows_consume_is_a_finding(gen):
         assert [f.problem for f in check_grid(net, (1, 1, 12, 12), "c1")] == [
             "circular-padding-size"]
     assert _shift_error(fine, x, 2) < 1e-12 and check_grid(fine, (1, 1, 12, 12), "c1") == []
+
+
+def test_antialias_polyphase_circular_pad_is_read_as_a_pad(gen):
+    """antialias(mode="polyphase") puts its own circular pad before a stride-1 max: check_grid
+    took the max for a valid (cropping) window, a false alarm (shift-by-2 error 6e-17). The
+    pad says what it pads (``padding``, ``padding_mode``). Control: a too-wide pad of the
+    same class before the max is a finding, and measures inexact."""
+    from equilayers._surgery import _CircularPad
+
+    with seeded_rng(0):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1, padding_mode="circular"), nn.ReLU(),
+                            nn.MaxPool2d(2))
+        aa = equilayers.antialias(net, mode="polyphase").double().eval()
+    assert isinstance(aa[2][0], _CircularPad)
+    x = torch.randn(2, 3, 16, 16, generator=gen, dtype=torch.float64)
+    assert _shift_error(aa, x, 2) < 1e-12
+    assert check_grid(aa, (2, 3, 16, 16), "c1") == []
+    wide = nn.Sequential(_CircularPad((4, 4)), nn.MaxPool2d(2, 1)).double()
+    assert _shift_error(wide, x, 1) > 0.1
+    assert [f.problem for f in check_grid(wide, (2, 3, 16, 16), "c1")] == [
+        "circular-padding-size"]
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "zeros"])
