@@ -297,8 +297,10 @@ def check_grid(
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
       smallest larger input size for which every layer passes ("use an input size of 65"):
-      no layer has a finding the size decides there (a stride's parity, an even blur's
-      built-in asymmetric padding). Even kernels with symmetric padding are symmetric and pass.
+      check_grid itself finds nothing there that the size decides (a stride's parity, an even
+      blur's built-in asymmetric padding, a ``ceil_mode`` window, an upsampling's size) nor
+      anything it did not find at ``input_shape``; where none is found within ``search``,
+      no size is named. Even kernels with symmetric padding are symmetric and pass.
     * **output padding** of transposed convs (``nn.ConvTranspose2d`` and equilayers' own,
       recognised by ``transposed``/``output_padding``): their output grid is centred on the
       input's at any size and stride iff ``output_padding == 0``
@@ -434,14 +436,17 @@ def check_grid(
         return findings + [_unsupported_size(model, shape, e, search)]
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
-    layer = _grid_findings(sizes, rows, cols, shifts, square)
     from ._grid_calls import call_findings, module_findings  # (they build on this module)
-    breaks = "rotations" if rows and cols else "flips"
-    layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
-                           [(0, 1)] if square else [], breaks)
-    layer += module_findings(sizes, rows or cols, shifts, breaks)
-    layer = _mismatches(sizes, grp) + layer
     from ._grid_sizes import with_size_fix  # (it builds on this module)
 
-    return findings + with_size_fix(layer, shape, (rows, cols), lambda cand: _grid_findings(
-        _record_sizes(model, cand), rows, cols, False), search)
+    breaks = "rotations" if rows and cols else "flips"
+
+    def layer(sizes) -> list[Finding]:
+        found = _grid_findings(sizes, rows, cols, shifts, square)
+        found += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
+                               [(0, 1)] if square else [], breaks)
+        found += module_findings(sizes, rows or cols, shifts, breaks)
+        return _mismatches(sizes, grp) + found
+
+    return findings + with_size_fix(layer(sizes), shape, (rows, cols), lambda cand: layer(
+        _record_sizes(model, cand)), search)

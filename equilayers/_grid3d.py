@@ -216,14 +216,17 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
         return off + [_unsupported_size(model, shape, e, search, 3)]
     findings = off + _rotated_runs(model, shape, sizes, _permutations(grid))
-    layer = _findings(sizes, moved, pairs, shifts)
     breaks = "rotations" if pairs else "flips"
-    layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
-    layer += module_findings(sizes, bool(moved), shifts, breaks)
-    layer = _mismatches(sizes, group) + layer
+
+    def layer(sizes) -> list[Finding]:
+        found = _findings(sizes, moved, pairs, shifts)
+        found += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
+        found += module_findings(sizes, bool(moved), shifts, breaks)
+        return _mismatches(sizes, group) + found
+
     return findings + with_size_fix(
-        layer, shape, [i in moved for i in range(3)],
-        lambda cand: _findings(_record_sizes(model, cand, 3), moved, pairs, False), search)
+        layer(sizes), shape, [i in moved for i in range(3)],
+        lambda cand: layer(_record_sizes(model, cand, 3)), search)
 
 
 #: a planar group's grid subgroup -> the cube's group that acts so on every depth slice
