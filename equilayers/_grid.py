@@ -40,6 +40,7 @@ class Finding:
         kind: the module's class name.
         problem: ``"stride-parity"``, ``"asymmetric-padding"``, ``"anisotropic"``,
             ``"output-padding"``, ``"non-circular-padding"``, ``"no-padding"``,
+            ``"circular-padding-size"``,
             ``"transposed-border"``, ``"non-square"``, ``"non-cubic"``, ``"off-grid-group"``,
             ``"group-mismatch"``, ``"type-mismatch"``, ``"upsample-size"``, ``"upsample-grid"``,
             ``"even-blur"`` or ``"unsupported-size"`` (:func:`check_grid` says what each is).
@@ -141,63 +142,20 @@ def file_break(b: DimBreak, label: str, asym: list[str], ops: list[str],
                       f"{b.remainder}")
 
 
-class BareWindows:
-    """Under circular shifts, one layer after another in call order: a window wider than its
-    stride with no padding of its own (a "valid" conv or pool) stops at the border, so its
-    output is a crop that a circular shift does not move circularly (measured 1.38 on a 3x3
-    conv), unless a circular pad module before it (pointwise layers between, a stride-1
-    window consuming ``k - 1`` of it) still gives it ``k - stride`` pixels per dim. After a
-    zero or reflect pad module the pad's own finding names the cause."""
-
-    def __init__(self, nd: int) -> None:
-        self.nd = nd
-        self.mode: str | None = None  # the last pad module's mode, while its pixels last
-        self.left: list[int] = []  # its pixels per dim not yet consumed
-
-    def step(self, name: str, mod: nn.Module, prm: dict, size: tuple[int, ...]
-             ) -> Finding | None:
-        sides = prm["sides"] if self.nd == 3 else ((prm["sides"][0], prm["sides"][1]),
-                                                   (prm["sides"][2], prm["sides"][3]))
-        if prm["padded_by"] == "module":
-            self.mode, self.left = prm["mode"], [lo + hi for lo, hi in sides]
-            return None
-        k, s = prm["k"], prm["s"]
-        if prm.get("transposed", False) or all(a <= b for a, b in zip(k, s, strict=True)):
-            return None  # no window reaches across the border (1x1, windows that tile)
-        own = any(lo or hi for lo, hi in sides)
-        mode, left = self.mode, self.left
-        keep = mode is not None and not own and all(b == 1 for b in s)
-        self.mode = mode if keep else None
-        self.left = [max(n - (a - 1), 0) for n, a in zip(left, k, strict=True)] if keep else []
-        if own or (mode is not None and mode != "circular"):
-            return None  # padded: its own (or the pad module's) padding finding
-        need = [a - b for a, b in zip(k, s, strict=True)]
-        if mode == "circular" and all(n >= m for n, m in zip(left, need, strict=True)):
-            return None
-        pad = f"nn.CircularPad{self.nd}d"
-        why = (f"the circular pad before it leaves {tuple(left)} pixels per dim where its "
-               f"{'x'.join(map(str, k))} windows need {tuple(need)}" if mode == "circular"
-               else f"its {'x'.join(map(str, k))} windows stop at the border without padding")
-        return Finding(name, type(mod).__name__, "no-padding", "shifts", tuple(size),
-                       f"{why} (the output is a crop), so circular shifts are not exact at the "
-                       "borders (a forward that pads itself, F.pad(..., mode='circular'), is "
-                       "not seen here: then check with shifts=False)",
-                       prm.get("fix") or (f"{pad} before it" if prm["mode"] == "pool" else
-                                          "padding=(kernel_size - 1) // 2 with padding_mode="
-                                          f"'circular' (or {pad} before it)"))
-
-
 def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = False
                    ) -> list[Finding]:
-    out = []
-    bare = BareWindows(2)
-    for name, mod, (h, w) in sizes:
+    from ._grid_shifts import ShiftWindows  # (it builds on this module)
+
+    out: list[Finding] = []
+    windows = ShiftWindows(2)
+    outputs = getattr(sizes, "outputs", None) or [None] * len(sizes)
+    for (name, mod, (h, w)), got in zip(sizes, outputs, strict=True):
         prm = _sized_params(mod, (h, w)) or _spatial_params(mod, (h, w)) or _pad_params(mod)
         if prm is None:
+            out += windows.other((h, w), got) if shifts else []
             continue
-        found = bare.step(name, mod, prm, (h, w))
-        if shifts and found is not None:
-            out.append(found)
+        reach, content = windows.step(name, mod, prm, (h, w))
+        out += reach if shifts else []
         kind = type(mod).__name__
         top, bottom, left, right = prm["sides"]
         checks = [(0, h, top, bottom, rows, "rows"), (1, w, left, right, cols, "columns")]
@@ -242,20 +200,8 @@ def _grid_findings(sizes, rows: bool, cols: bool, shifts: bool, square: bool = F
                 f"{'; '.join(parity)})",
                 "make (size + 2*padding - effective kernel) divisible by the stride at this "
                 "layer"))
-        if not transposed and shifts and (top or bottom or left or right) and (
-                prm["mode"] != "circular"):
-            mode = prm["mode"]
-            fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
-                   else "nn.CircularPad2d before it and padding=0" if mode == "pool"
-                   else "nn.CircularPad2d instead")
-            fix = prm.get("fix") or fix
-            out.append(Finding(
-                name, kind, "non-circular-padding", "shifts", (h, w),
-                f"{_padding_text(mode)} fills the border with content that does not move "
-                "with the image, "
-                "so circular shifts are not exact at the borders",
-                fix))
-    return out
+        out += content if shifts else []
+    return out + (windows.end() if shifts else [])
 
 
 def _unsupported_size(model: nn.Module, shape: tuple, error: Exception,
@@ -351,8 +297,10 @@ def check_grid(
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the
       smallest larger input size for which every layer passes ("use an input size of 65"):
-      no layer has a finding the size decides there (a stride's parity, an even blur's
-      built-in asymmetric padding). Even kernels with symmetric padding are symmetric and pass.
+      check_grid itself finds nothing there that the size decides (a stride's parity, an even
+      blur's built-in asymmetric padding, a ``ceil_mode`` window, an upsampling's size) nor
+      anything it did not find at ``input_shape``; where none is found within ``search``,
+      no size is named. Even kernels with symmetric padding are symmetric and pass.
     * **output padding** of transposed convs (``nn.ConvTranspose2d`` and equilayers' own,
       recognised by ``transposed``/``output_padding``): their output grid is centred on the
       input's at any size and stride iff ``output_padding == 0``
@@ -380,6 +328,13 @@ def check_grid(
       replicate padding, and pooling padding, do not move with a circularly shifted image;
       nor does a window wider than its stride with no padding at all (``"no-padding"``: a
       "valid" conv or pool crops at the border), unless a circular pad module comes first.
+      Circular padding must be what the windows consume (``"circular-padding-size"``): in
+      all per dim from ``k_eff - s`` to ``k_eff - 1`` (``padding=(k_eff - 1) // 2``), a
+      circular pad module's pixels counted through the stride-1 windows after it; less
+      crops, more enlarges the output (``nn.Conv2d(k=5, padding=1, padding_mode="circular")``,
+      ``nn.CircularPad2d(2)`` before a valid 3x3 conv). A layer of windows in turn is read
+      window by window: ``MaxBlurPool2d``'s max pads with ``-inf`` or not at all, never
+      circularly, whatever its blur's ``padding_mode``.
       Subsampling by a stride ``s`` is equivariant only to shifts by multiples of ``s``, and
       on a torus only when ``s`` divides the size (so under stride 2, exact rotations want odd
       sizes and exact circular shifts even ones); that is inherent aliasing, not a grid
@@ -481,14 +436,17 @@ def check_grid(
         return findings + [_unsupported_size(model, shape, e, search)]
     if square and h != w:
         findings += _rotated_runs(model, shape, sizes, [(1, 0)])
-    layer = _grid_findings(sizes, rows, cols, shifts, square)
     from ._grid_calls import call_findings, module_findings  # (they build on this module)
-    breaks = "rotations" if rows and cols else "flips"
-    layer += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
-                           [(0, 1)] if square else [], breaks)
-    layer += module_findings(sizes, rows or cols, shifts, breaks)
-    layer = _mismatches(sizes, grp) + layer
     from ._grid_sizes import with_size_fix  # (it builds on this module)
 
-    return findings + with_size_fix(layer, shape, (rows, cols), lambda cand: _grid_findings(
-        _record_sizes(model, cand), rows, cols, False), search)
+    breaks = "rotations" if rows and cols else "flips"
+
+    def layer(sizes) -> list[Finding]:
+        found = _grid_findings(sizes, rows, cols, shifts, square)
+        found += call_findings(sizes, [i for i, on in enumerate((rows, cols)) if on],
+                               [(0, 1)] if square else [], breaks)
+        found += module_findings(sizes, rows or cols, shifts, breaks)
+        return _mismatches(sizes, grp) + found
+
+    return findings + with_size_fix(layer(sizes), shape, (rows, cols), lambda cand: layer(
+        _record_sizes(model, cand)), search)

@@ -23,11 +23,9 @@ import math
 from torch import nn
 
 from ._grid import (
-    BareWindows,
     Finding,
     _mismatches,
     _off_grid,
-    _padding_text,
     _rotated_runs,
     _unsupported_size,
     check_declared_rank,
@@ -37,6 +35,7 @@ from ._grid import (
 )
 from ._grid_calls import call_findings, module_findings
 from ._grid_runs import SIZED_PADDING_FIX, _record_sizes
+from ._grid_shifts import ShiftWindows
 from ._grid_sizes import with_size_fix
 from .functional._gconv3d import _traded
 from .functional._grid_law import dim_breaks
@@ -124,14 +123,15 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
               ) -> list[Finding]:
     out = []
     breaks = "rotations" if pairs else "flips"
-    bare = BareWindows(3)
-    for name, mod, size in sizes:
-        prm = _params3d(mod)
-        if prm is None or len(size) != 3:
+    windows = ShiftWindows(3)
+    outputs = getattr(sizes, "outputs", None) or [None] * len(sizes)
+    for (name, mod, size), got in zip(sizes, outputs, strict=True):
+        prm = _params3d(mod) if len(size) == 3 else None
+        if prm is None:
+            out += windows.other(size, got) if shifts else []
             continue
-        cropped = bare.step(name, mod, prm, size)
-        if shifts and cropped is not None:
-            out.append(cropped)
+        reach, content = windows.step(name, mod, prm, size)
+        out += reach if shifts else []
         kind = type(mod).__name__
         transposed = prm.get("transposed", False)
         asym: list[str] = []
@@ -178,20 +178,10 @@ def _findings(sizes, moved: set[int], pairs: list[tuple[int, int]], shifts: bool
         if ops:
             out.append(output_padding_finding(name, kind, breaks, size, ops))
         padded = any(lo or hi for lo, hi in prm["sides"])
-        if transposed:
-            if shifts and (prm["k"] != prm["s"] or padded):
-                out.append(transposed_border_finding(name, kind, size))
-        elif shifts and padded and prm["mode"] != "circular":
-            mode = prm["mode"]
-            fix = ("padding_mode='circular'" if prm["padded_by"] == "layer" and mode != "pool"
-                   else "nn.CircularPad3d before it and padding=0" if mode == "pool"
-                   else "nn.CircularPad3d instead")
-            out.append(Finding(
-                name, kind, "non-circular-padding", "shifts", size,
-                f"{_padding_text(mode)} fills the border with content that does not move "
-                "with the volume, "
-                "so circular shifts are not exact at the borders", fix))
-    return out
+        if transposed and shifts and (prm["k"] != prm["s"] or padded):
+            out.append(transposed_border_finding(name, kind, size))
+        out += content if shifts else []
+    return out + (windows.end() if shifts else [])
 
 
 def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
@@ -226,14 +216,17 @@ def check_grid3d(model: nn.Module, shape: tuple[int, ...], group: Group, *,
     except (ValueError, RuntimeError) as e:  # a size the model rejects: say which one it takes
         return off + [_unsupported_size(model, shape, e, search, 3)]
     findings = off + _rotated_runs(model, shape, sizes, _permutations(grid))
-    layer = _findings(sizes, moved, pairs, shifts)
     breaks = "rotations" if pairs else "flips"
-    layer += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
-    layer += module_findings(sizes, bool(moved), shifts, breaks)
-    layer = _mismatches(sizes, group) + layer
+
+    def layer(sizes) -> list[Finding]:
+        found = _findings(sizes, moved, pairs, shifts)
+        found += call_findings(sizes, sorted(d - 3 for d in moved), pairs, breaks)
+        found += module_findings(sizes, bool(moved), shifts, breaks)
+        return _mismatches(sizes, group) + found
+
     return findings + with_size_fix(
-        layer, shape, [i in moved for i in range(3)],
-        lambda cand: _findings(_record_sizes(model, cand, 3), moved, pairs, False), search)
+        layer(sizes), shape, [i in moved for i in range(3)],
+        lambda cand: layer(_record_sizes(model, cand, 3)), search)
 
 
 #: a planar group's grid subgroup -> the cube's group that acts so on every depth slice

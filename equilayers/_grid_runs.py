@@ -179,11 +179,41 @@ SIZED_PADDING_FIX = ("an input size at which its windows reach as far past both 
                      "layer pads itself, by its even blur), or an odd blur size")
 
 
+_CEIL_FIX = "an input size at which ceil_mode adds no window"
+
+
 def ceil_fix(k: int, s: int, p: int) -> str:
     """check_grid's fix for a ``ceil_mode`` pool's extra window (window ``k``, stride ``s``,
     padding ``p``): a converted pool's or ``MaxBlurPool2d(ceil_mode=True)``'s."""
-    return (f"an input size at which ceil_mode adds no window ((size + 2*{p} - {k}) % {s} "
-            "== 0), or ceil_mode=False and circular padding before it")
+    return (f"{_CEIL_FIX} ((size + 2*{p} - {k}) % {s} == 0), or ceil_mode=False and circular "
+            "padding before it")
+
+
+def sized_fix(fix: str) -> bool:
+    """Whether ``fix`` is that of a padding the input size decides: an even blur's built-in
+    one (:data:`SIZED_PADDING_FIX`) or a ``ceil_mode`` window's (:func:`ceil_fix`)."""
+    return fix == SIZED_PADDING_FIX or fix.startswith(_CEIL_FIX)
+
+
+def _shift_part(part: tuple, extra: tuple[int, int], ceil: str | None) -> dict:
+    """One window of a layer made of windows in turn (``MaxBlurPool2d._shift_windows``: its
+    max, then its blur) as the circular-shift checks read it (``_grid_shifts``); a
+    ``ceil_mode`` window's reach at this size (``extra``: bottom, right) pads its first window,
+    by copies of the last row and column, and its fix is then ``ceil``."""
+    what, k, s, (top, bottom, left, right), mode = part
+    first = what == "max"
+    bottom, right = (bottom + extra[0], right + extra[1]) if first else (bottom, right)
+    prm = {"k": (k, k), "s": (s, s), "sides": (top, bottom, left, right), "mode": mode,
+           "padded_by": "layer", "label": what}
+    if mode == "pool":  # the max pads with -inf (or not at all): circular padding comes first
+        lo, hi = (k - 1) // 2, k - 1 - (k - 1) // 2
+        spec = str(lo) if lo == hi else f"({lo}, {hi}, {lo}, {hi})"
+        prm["bare_fix"] = prm["fix"] = (
+            f"nn.CircularPad2d({spec}) before it and padding=0 (its max's windows then read "
+            "circular padding; the max itself pads with -inf, never circularly)")
+        if ceil is not None and any(extra):
+            prm["fix"] = ceil
+    return prm
 
 
 def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
@@ -210,8 +240,12 @@ def _spatial_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
                "reads": None if eh or ew else mod._window_padding_mode(),
                "taps": None if eh or ew else mod._window_taps()}
         ceil_window = mod._ceil_window()
-        if ceil_window is not None and (eh or ew):
-            prm["fix"] = ceil_fix(*ceil_window)
+        ceil = ceil_fix(*ceil_window) if ceil_window is not None and (eh or ew) else None
+        if ceil is not None:
+            prm["fix"] = ceil
+        parts = getattr(mod, "_shift_windows", None)
+        if callable(parts):  # windows in turn (a max then a blur), read apart under shifts
+            prm["parts"] = [_shift_part(part, (eh, ew), ceil) for part in parts()]
         return prm
     if not (hasattr(mod, "kernel_size") and hasattr(mod, "stride")):
         return None
@@ -273,12 +307,18 @@ def _sized_params(mod: nn.Module, size: tuple[int, int]) -> dict | None:
 
 
 def _pad_params(mod: nn.Module) -> dict | None:
-    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom)."""
+    """``nn.ZeroPad2d`` / ``ReflectionPad2d`` / ``CircularPad2d`` ... (left, right, top, bottom),
+    or a pad module that says what it is by its attributes: ``padding`` as those four and a
+    ``padding_mode``, without a ``stride`` (``antialias``'s ``_CircularPad``)."""
     name = type(mod).__name__
     pad = getattr(mod, "padding", None)
-    if not name.endswith("Pad2d") or not isinstance(pad, (tuple, list)) or len(pad) != 4:
+    mode = getattr(mod, "padding_mode", None)
+    if not isinstance(pad, (tuple, list)) or len(pad) != 4:
+        return None
+    if name.endswith("Pad2d"):
+        mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
+    elif not isinstance(mode, str) or hasattr(mod, "stride"):
         return None
     left, right, top, bottom = (int(v) for v in pad)
-    mode = "circular" if "Circular" in name else name.replace("Pad2d", "").lower()
     return {"k": (1, 1), "s": (1, 1), "sides": (top, bottom, left, right), "mode": mode,
             "padded_by": "module"}

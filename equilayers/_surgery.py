@@ -39,14 +39,22 @@ class _CircularPad(nn.Module):
     """Pad ``(k-1)//2`` before and the rest after, circularly, so a stride-1 window op of size
     ``k`` keeps the size (the polyphase path needs that)."""
 
+    padding_mode = "circular"  # (with ``padding``: check_grid reads it as a pad module)
+
     def __init__(self, kernel_size: tuple[int, int]) -> None:
         super().__init__()
         self.kernel_size = kernel_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)``, as ``nn.CircularPad2d``'s (derived, so a model
+        pickled before it existed has it too)."""
         (kh, kw) = self.kernel_size
         th, tw = kh - 1, kw - 1
-        return F.pad(x, (tw // 2, tw - tw // 2, th // 2, th - th // 2), mode="circular")
+        return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.padding, mode="circular")
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"

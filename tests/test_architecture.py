@@ -57,6 +57,7 @@ FLOORS: dict[str, int] = {
     "equilayers._grid3d": 6,
     "equilayers._grid_calls": 6,
     "equilayers._grid_sizes": 6,
+    "equilayers._grid_shifts": 6,
     "equilayers._grid_runs": 6,
     "equilayers._grid_types": 6,
     "equilayers._audit": 6,

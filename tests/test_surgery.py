@@ -449,9 +449,10 @@ def test_check_grid_reads_the_converted_ceil_mode_pools(pool, n, gen):
     assert all(f.problem == "asymmetric-padding" and f.layer == layer for f in rotation)
     # the findings of the ceil_mode window name it, not a padding_mode argument that an average
     # pool's pad module does not have (where ceil_mode adds no window, a MaxBlurPool2d's own
-    # padding_mode is the shift finding's fix)
+    # padding_mode is the shift finding's fix; so always for its blur's reflect padding, a
+    # finding of its own)
     assert all("ceil_mode" in f.fix for f in findings if f.layer == layer and (
-        rotation or layer == "1.0"))
+        rotation or layer == "1.0") and "its blur's" not in f.message)
 
 
 def _hooked(layer, calls):

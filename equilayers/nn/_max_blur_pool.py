@@ -50,7 +50,9 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
 
     Equivariance:
         Exact for circular shifts by multiples of ``stride`` only with circular padding of the
-        max too; as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
+        max too (``nn.CircularPad2d`` of ``kernel_size - 1`` pixels per dim in all before it,
+        ``padding=0``, ``padding_mode="circular"``: :func:`equilayers.check_grid` names it);
+        as a drop-in (``padding_mode="circular"``, ``padding=0``) it is approximately
         shift-equivariant: its error under 1-px shifts is measured below ``nn.MaxPool2d``'s in
         ``tests/test_blur_shifts.py`` (with ``ceil_mode``: ``tests/test_blur_ceil_mode.py``). Exact
         for rot90 and flips (any ``H x W``) when the max window and the blur tile the input
@@ -104,6 +106,18 @@ class MaxBlurPool2d(Typed, _WarnsInexact, _BinomialBuffer):
         a = (self.blur_size - 1) // 2
         top, bottom = self.padding + a, self.padding + self.blur_size - 1 - a
         return self.kernel_size + self.blur_size - 1, self.stride, (top, bottom, top, bottom), 1
+
+    def _shift_windows(self) -> list[tuple]:
+        # under circular shifts the two windows count apart (check_grid reads them in turn):
+        # the max at stride 1, padded by ``padding`` with -inf (never circularly), then the
+        # blur at ``stride``, padded by ``padding_mode``: (what, kernel, stride, (top, bottom,
+        # left, right), padding mode); blur_size=1 samples the max at ``stride``, one window
+        p, a = self.padding, (self.blur_size - 1) // 2
+        b = self.blur_size - 1 - a
+        if self.blur_size == 1:
+            return [("max", self.kernel_size, self.stride, (p, p, p, p), "pool")]
+        return [("max", self.kernel_size, 1, (p, p, p, p), "pool"),
+                ("blur", self.blur_size, self.stride, (a, b, a, b), self.padding_mode)]
 
     def _ceil_window(self) -> tuple[int, int, int] | None:
         # the max's window, whose ceil_mode reach the forward pads by: an even blur's floor
