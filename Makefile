@@ -46,6 +46,7 @@ $(PEERS_STAMP):
 # (no gfortran, no root for apt-get), they are skipped with this message.
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
+	  $(PEERS_PY) -c "import xdist" 2>/dev/null || $(PEERS_PY) -m pip install -q pytest-xdist; \
 	  $(PEERS_PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/test_escnn_compat.py \
 	    tests/test_interop_2d.py tests/test_interop_2d_off_grid.py tests/test_interop_3d.py \
 	    tests/test_interop_so3.py tests/test_interop_checks.py \
