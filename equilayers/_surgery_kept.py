@@ -27,8 +27,10 @@ _GROUP_LAYERS = (_GroupConvNd, _GroupConv3dBase, SteerableConv3d, GroupMaxPool2d
 
 def already_antialiased(m: nn.Module, mode: str, blur_size: int) -> str | None:
     """``None`` where ``m`` is what ``antialias(mode=mode, blur_size=blur_size)`` would have
-    written; else the reason it is kept as built (a second ``antialias`` in another mode or
-    blur size did nothing, silently)."""
+    written, or where it does not downsample (a stride-1 blur smooths); else the reason it is
+    kept as built (a second ``antialias`` in another mode or blur size did nothing, silently)."""
+    if not _strided(m):
+        return None
     size = m.kernel_size if isinstance(m, BlurPool2d) else getattr(m, "blur_size", None)
     made_by: tuple[str, ...]
     if isinstance(m, PolyphasePool2d):
@@ -40,8 +42,9 @@ def already_antialiased(m: nn.Module, mode: str, blur_size: int) -> str | None:
     if mode in made_by and size == blur_size:
         return None
     return (f"an anti-aliased {type(m).__name__} (blur_size={size}), kept as built: "
-            f"antialias() does not convert between modes or blur sizes (mode={mode!r}, "
-            f"blur_size={blur_size} asked); convert the plain model for those")
+            f"antialias() does not convert an anti-aliased layer to another mode or blur "
+            f"size (mode={mode!r}, blur_size={blur_size} asked); convert the plain layer for "
+            "those")
 
 
 def _strided(m: nn.Module) -> bool:
@@ -58,8 +61,9 @@ def other_strided(m: nn.Module) -> str | None:
         return None  # a transposed conv's stride upsamples
     name = type(m).__name__
     if isinstance(m, _GROUP_LAYERS):
-        three = isinstance(m, (_GroupConv3dBase, SteerableConv3d, GroupMaxPool3d,
-                               GroupAvgPool3d))
+        three = (isinstance(m, (_GroupConv3dBase, SteerableConv3d, GroupMaxPool3d,
+                                GroupAvgPool3d))
+                 or getattr(m.in_type, "spatial_dims", 2) == 3)  # a NormMaxPool on volumes
         fix = (f"give it stride=1 and put a BlurPool{3 if three else 2}d after it"
                if not isinstance(m, GroupMaxPool2d) else
                "use MaxBlurPool2d(kernel_size, stride) instead")

@@ -152,7 +152,7 @@ def test_a_second_antialias_in_another_mode_or_size_says_so(kwargs):
         again = antialias(once)
     assert [type(m) for m in again] == [type(m) for m in once]
     with pytest.warns(UserWarning, match=r"an anti-aliased BlurConv2d \(blur_size=3\), kept as "
-                                         r"built.*convert the plain model"):
+                                         r"built.*convert the plain layer"):
         antialias(once, **kwargs)
 
 
@@ -164,3 +164,24 @@ def test_a_legacy_spectral_norm_conv_is_told_its_own_fix():
         antialias(model, inplace=True)
     nn.utils.remove_spectral_norm(model[0])
     assert type(antialias(model)[0]).__name__ == "BlurConv2d"
+
+
+def test_stride_1_anti_aliased_layers_are_not_named_and_3d_pools_get_3d_advice():
+    """A stride-1 blur smooths, it does not downsample: it was named "strided" under another
+    blur size (found by the regression probe). A NormMaxPool on volumes was told to use
+    BlurPool2d, which leaves the depth undownsampled. The controls: the strided layers are
+    named, the 2-D NormMaxPool gets BlurPool2d."""
+    from equilayers.nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, NormMaxPool
+
+    smooth = nn.Sequential(BlurPool2d(kernel_size=3, stride=1), MaxBlurPool2d(3, 1, 1),
+                           BlurConv2d(3, 3, 3, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        antialias(smooth, blur_size=5)
+        antialias(smooth, mode="polyphase")
+    with pytest.warns(UserWarning, match=r"0 \(an anti-aliased BlurPool2d"):
+        antialias(nn.Sequential(BlurPool2d(kernel_size=3, stride=2)), blur_size=5)
+    for pool, blur in ((NormMaxPool(2, spatial_dims=3, group="so3", max_order=1), "BlurPool3d"),
+                       (NormMaxPool(2, max_order=1), "BlurPool2d")):
+        with pytest.warns(UserWarning, match=f"put a {blur} after it"):
+            antialias(nn.Sequential(pool))
