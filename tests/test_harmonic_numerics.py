@@ -378,6 +378,13 @@ def test_norm_pool_gradient_at_a_subnormal_order0_coefficient(dtype, tiny):
         g, = torch.autograd.grad(enn.NormPool(2)(x).sum(), x)
         assert torch.isfinite(g).all()
         assert g[0, 0, 0, 0, 0].item() == want
-        # the same under create_graph (the differentiable branch)
+        # the same under create_graph (the differentiable branch), and its own derivative
+        # (a gradient penalty's): d sign(a_0) / da_0 = 0, not NaN
         g2, = torch.autograd.grad(enn.NormPool(2)(x).sum(), x, create_graph=True)
         assert torch.isfinite(g2).all() and g2[0, 0, 0, 0, 0].item() == want
+        h, = torch.autograd.grad(g2[0, 0, 0, 0, 0], x)
+        assert torch.isfinite(h).all() and h[0, 0, 0, 0, 0].item() == 0.0
+        # the traced path (torch.compile) gives the eager path's sign (sqrt(a_0^2) gave 0)
+        compiled = torch.compile(enn.NormPool(2), backend="eager", fullgraph=True)
+        gc, = torch.autograd.grad(compiled(x).sum(), x)
+        assert gc[0, 0, 0, 0, 0].item() == want

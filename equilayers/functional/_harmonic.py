@@ -250,10 +250,12 @@ def norm_pool(x: torch.Tensor, max_order: int, *, group: GroupLike | None = None
     if _low_precision(x):
         return _plain_norms(x.float()).to(x.dtype).reshape(shape)
     if torch.compiler.is_compiling():  # no out= buffers in a traced graph: plain ops
-        sq = x * x
-        if max_order:
-            sq = torch.cat([sq[:, :, :1], sq[:, :, 1:].unflatten(2, (-1, 2)).sum(3)], 2)
-        return _SafeSqrt.apply(sq).reshape(shape)
+        if not max_order:
+            return x.abs().reshape(shape)
+        # order 0 as |a_0| (sqrt(a_0^2) has gradient 0 where a_0^2 underflows: the eager
+        # path's is sign(a_0))
+        sq = (x[:, :, 1:] * x[:, :, 1:]).unflatten(2, (-1, 2)).sum(3)
+        return torch.cat([x[:, :, :1].abs(), _SafeSqrt.apply(sq)], 2).reshape(shape)
     if transforms_active() or torch.jit.is_tracing():
         # grad / vmap / jvp, forward-mode AD (an out= op has no forward derivative), or
         # torch.jit.trace (a Python autograd Function is an op a saved TorchScript graph
@@ -320,26 +322,24 @@ class _NormPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
-        # x / |v| (at most 1) times the gradient, not x times grad / |v|: that overflows to
-        # inf where |v| is subnormal (a 1e-40 order-0 coefficient in float32 gave inf)
-        gz = torch.where(out == 0, 0.0, grad)  # NaN stays NaN
-        safe = torch.where(out == 0, 1.0, out)
+        # order 0: d|a_0|/da_0 = sign(a_0), exact; orders >= 1: v * grad / |v|, with |v| read
+        # as at least the smallest normal float: grad / |v| overflowed to inf at a subnormal
+        # |v| (x * grad / |a_0| at a_0 = 1e-40 in float32 too); below it the gradient keeps
+        # v's direction and is |v| / tiny of its size. (0 where v = 0: NaN stays NaN.)
+        scale = grad[:, :, 1:] / out[:, :, 1:].clamp_min(torch.finfo(out.dtype).tiny)
         if torch.is_grad_enabled() or batched_grad(grad):
             # create_graph=True: the same product, differentiable (and no out= buffer, which
             # a batch of gradients, is_grads_batched=True, cannot be written into)
-            return torch.cat([x[:, :, :1] / safe[:, :, :1] * gz[:, :, :1],
-                              (x[:, :, 1:].unflatten(2, (-1, 2)) / safe[:, :, 1:].unsqueeze(3)
-                               * gz[:, :, 1:].unsqueeze(3)).reshape(x[:, :, 1:].shape)], 2)
+            return torch.cat([x[:, :, :1].sign() * grad[:, :, :1],
+                              (x[:, :, 1:].unflatten(2, (-1, 2)) * scale.unsqueeze(3)
+                               ).reshape(x[:, :, 1:].shape)], 2)
         gx = torch.empty_like(x)
         f = x.shape[2]
         if f == 1:
-            return torch.div(x, safe, out=gx).mul_(gz)
-        (a0, v), (s0, sv), (z0, zv) = (x.split([1, f - 1], 2), safe.split([1, f // 2], 2),
-                                       gz.split([1, f // 2], 2))
-        g0, gv = gx.split([1, f - 1], 2)
-        torch.div(a0, s0, out=g0).mul_(z0)
-        gv2 = gv.unflatten(2, (-1, 2))
-        torch.div(v.unflatten(2, (-1, 2)), sv.unsqueeze(3), out=gv2).mul_(zv.unsqueeze(3))
+            return torch.sign(x, out=gx).mul_(grad)
+        (a0, v), (g0, gv) = x.split([1, f - 1], 2), gx.split([1, f - 1], 2)
+        torch.sign(a0, out=g0).mul_(grad[:, :, :1])
+        torch.mul(v.unflatten(2, (-1, 2)), scale.unsqueeze(3), out=gv.unflatten(2, (-1, 2)))
         return gx
 
 
