@@ -128,8 +128,10 @@ class ShiftWindows:
         own = any(lo or hi for lo, hi in sides)
         if prm.get("transposed", False):
             return self._close()  # (its own border finding)
-        if not own and all(a <= b for a, b in zip(k, s, strict=True)):
-            # no window reaches across the border (1x1, windows that tile)
+        if not own and all(a <= b for a, b in zip(k, s, strict=True)) and not (
+                self.mode == "circular" and any(self.left)):
+            # no window reaches across the border (1x1, windows that tile); after a circular
+            # pad they consume k - 1 of its pixels, as any window (below)
             return [] if stride1 else self._close()
         if own:
             out = self._close()

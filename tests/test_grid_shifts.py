@@ -233,3 +233,37 @@ def test_padding_its_windows_never_read_is_not_a_shift_finding(mode, gen):
         assert _shift_error(read, x, 2) > 1e-3
         assert [(f.layer, f.problem) for f in check_grid(read, (2, 1, n, n), "c1")] == [
             ("1", "non-circular-padding")]
+
+
+@pytest.mark.parametrize("make,s", [
+    (lambda: nn.Sequential(nn.CircularPad2d((0, 1, 0, 1)), nn.MaxPool2d(2)), 2),
+    (lambda: nn.Sequential(nn.CircularPad2d(1), nn.Conv2d(1, 1, 3, stride=3)), 3),
+    (lambda: nn.Sequential(nn.CircularPad2d((0, 1, 0, 1)),
+                           enn.MaxBlurPool2d(2, blur_size=1, padding_mode="circular")), 2),
+], ids=["pad-maxpool", "pad-conv-k3s3", "pad-maxblur-b1"])
+def test_a_circular_pad_before_windows_that_tile_is_consumed(make, s, gen):
+    """A circular pad before a window no larger than its stride: the window consumes k - 1 of
+    its pixels, as any window; the pad's reach was closed with all its pixels left
+    (``circular-padding-size`` with the fix nn.CircularPad2d(0)) on exact models, one of
+    them the fix check_grid itself names for MaxBlurPool2d (found by the regression probe).
+    The control: a pad wider than the windows consume is a finding and measures inexact."""
+    with seeded_rng(0):
+        net = make().double()
+    x = torch.randn(2, 1, 12, 12, generator=gen, dtype=torch.float64)
+    assert _shift_error(net, x, s) < 1e-12
+    assert check_grid(net, x.shape, "c1") == []
+    with seeded_rng(0):
+        wide = nn.Sequential(nn.CircularPad2d(2), *list(make())[1:]).double()
+    assert _shift_error(wide, x, s) > 0.05
+    assert [f.problem for f in check_grid(wide, x.shape, "c1")] == ["circular-padding-size"]
+
+
+def test_a_circular_pad_before_a_tiling_3d_pool_is_consumed(gen):
+    net = nn.Sequential(nn.CircularPad3d((0, 1) * 3), nn.MaxPool3d(2)).double()
+    x = torch.randn(1, 1, 8, 8, 8, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x)
+        err = (net(torch.roll(x, (2, 4, 2), (-3, -2, -1)))
+               - torch.roll(y, (1, 2, 1), (-3, -2, -1))).norm() / y.norm()
+    assert err < 1e-12
+    assert [f for f in check_grid(net, x.shape, "o") if f.breaks == "shifts"] == []
