@@ -9,6 +9,9 @@ STAMP := $(VENV)/.equilayers-installed
 TORCH_SPEC ?= torch==2.13.0
 
 XDIST ?= -n auto --dist loadgroup
+# the escnn comparisons by file: escnn builds its bases once per process, and a file's tests
+# share them
+PEERS_XDIST ?= -n auto --dist loadfile
 
 PEERS ?= .venv-peers
 PEERS_PY := $(PEERS)/bin/python
@@ -47,7 +50,7 @@ $(PEERS_STAMP):
 test-peers: lint
 	@if $(MAKE) --no-print-directory $(PEERS_STAMP); then \
 	  $(PEERS_PY) -c "import xdist" 2>/dev/null || $(PEERS_PY) -m pip install -q pytest-xdist; \
-	  $(PEERS_PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/test_escnn_compat.py \
+	  $(PEERS_PY) -m pytest -q -p no:cacheprovider $(PEERS_XDIST) tests/test_escnn_compat.py \
 	    tests/test_interop_2d.py tests/test_interop_2d_off_grid.py tests/test_interop_3d.py \
 	    tests/test_interop_so3.py tests/test_interop_checks.py \
 	    tests/test_escnn_harmonic.py tests/test_escnn_nonlinearities.py tests/test_escnn_so3.py \
@@ -83,7 +86,7 @@ test-wheel:
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 # TRITON_INTERPRET=1: the Triton kernel tests run on CPU through Triton's interpreter.
 # XDIST: the tests spread over the machine's cores (pytest-xdist; each worker's torch gets its
-# share of the cores, tests/conftest.py); XDIST= runs them in one process.
+# share of the cores, tests/conftest.py); XDIST= (and PEERS_XDIST=) run them in one process.
 test: lint test-peers test-wheel
 	TRITON_INTERPRET=1 $(PY) -m pytest $(XDIST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
