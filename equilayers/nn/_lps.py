@@ -53,7 +53,9 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
         hard: in training, output the sampled component exactly and pass the gradient
             straight through (default), or (False) the soft mixture ``sum_k w_k c_k``.
         gumbel: add Gumbel noise in training (default); False trains on the plain argmax
-            (deterministic).
+            (deterministic). ``forward(x, generator=g)`` draws the noise from ``g``; not
+            under ``torch.utils.checkpoint``, which restores only torch's global generator
+            for the recomputed forward (its choice, and the gradients, would differ).
         return_index: if True, ``forward`` returns ``(y, index)``: the selection
             ``(B, stride**2)``, one-hot on the chosen component ``i * stride + j`` (carrying
             the straight-through gradient), for :class:`LearnablePolyphaseUpsample2d`.
