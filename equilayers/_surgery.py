@@ -16,7 +16,7 @@ from torch.nn.parameter import is_lazy
 from . import _checks as C
 from ._grid_runs import ceil_fix
 from ._hooks import carry_hooks, copied, own_forward, without_hooks
-from ._surgery_kept import ANTIALIASED, already_antialiased, other_strided
+from ._surgery_kept import ANTIALIASED, already_antialiased, other_strided, strided
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
 
@@ -169,8 +169,7 @@ def _convert(m: nn.Module, mode: str, blur_size: int, place: dict) -> nn.Module 
         return already_antialiased(m, mode, blur_size)
     if isinstance(m, (nn.Conv1d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d,
                       nn.AvgPool3d)):
-        stride = m.stride if m.stride is not None else m.kernel_size
-        if any(s != 1 for s in ((stride,) if isinstance(stride, int) else stride)):
+        if strided(m):
             dim = "1-D" if isinstance(m, (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d)) else "3-D"
             return (f"a strided {dim} {type(m).__name__}: antialias() rewrites 2-D layers; put "
                     f"a BlurPool{dim[0]}d after a stride-1 copy of it by hand")

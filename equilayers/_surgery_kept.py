@@ -15,7 +15,7 @@ from .nn._norm_max_pool import NormMaxPool
 from .nn._pool3d import GroupAvgPool3d, GroupMaxPool3d
 from .nn._steerable_conv3d import SteerableConv3d
 
-__all__ = ["ANTIALIASED", "already_antialiased", "other_strided"]
+__all__ = ["ANTIALIASED", "already_antialiased", "other_strided", "strided"]
 
 #: The layers ``antialias`` writes (and a user may have built): never rewritten again.
 ANTIALIASED = (BlurConv2d, MaxBlurPool2d, BlurPool2d, PolyphasePool2d)
@@ -29,7 +29,7 @@ def already_antialiased(m: nn.Module, mode: str, blur_size: int) -> str | None:
     """``None`` where ``m`` is what ``antialias(mode=mode, blur_size=blur_size)`` would have
     written, or where it does not downsample (a stride-1 blur smooths); else the reason it is
     kept as built (a second ``antialias`` in another mode or blur size did nothing, silently)."""
-    if not _strided(m):
+    if not strided(m):
         return None
     size = m.kernel_size if isinstance(m, BlurPool2d) else getattr(m, "blur_size", None)
     made_by: tuple[str, ...]
@@ -47,7 +47,9 @@ def already_antialiased(m: nn.Module, mode: str, blur_size: int) -> str | None:
             "those")
 
 
-def _strided(m: nn.Module) -> bool:
+def strided(m: nn.Module) -> bool:
+    """Whether ``m`` has a stride other than 1 (torch's pools: ``stride=None`` is the
+    kernel size)."""
     stride = getattr(m, "stride", 1)
     if stride is None:  # torch's pools: stride None is kernel_size
         stride = getattr(m, "kernel_size", 1)
@@ -57,7 +59,7 @@ def _strided(m: nn.Module) -> bool:
 def other_strided(m: nn.Module) -> str | None:
     """The reason a strided layer ``antialias`` has no rewrite for is left alone (these were
     skipped silently, the report empty), or ``None`` (not strided, or not such a layer)."""
-    if getattr(m, "transposed", False) or not _strided(m):
+    if getattr(m, "transposed", False) or not strided(m):
         return None  # a transposed conv's stride upsamples
     name = type(m).__name__
     if isinstance(m, _GROUP_LAYERS):
