@@ -90,7 +90,8 @@ class GaussianBlurPool2d(Typed, _WarnsInexact, _FixedBuffers):
         return self.kernel_size, self.stride, (ph, ph, pw, pw), 1
 
     def extra_repr(self) -> str:
-        s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
+        # a constructor call: kernel_size is derived from sigma and truncate (an attribute)
+        s = f"sigma={self.sigma:g}, stride={self.stride}"
         if C.check_pair(self.padding, "padding") != ((self.kernel_size - 1) // 2,) * 2:
             s += f", padding={self.padding}"
         if self.truncate != 3.0:
@@ -177,7 +178,8 @@ class GaussianBlurPool3d(Typed, _FixedBuffers):
                 C.check_triple(self.padding, "padding", what), (1, 1, 1))
 
     def extra_repr(self) -> str:
-        s = f"sigma={self.sigma:g}, kernel_size={self.kernel_size}, stride={self.stride}"
+        # a constructor call: kernel_size is derived from sigma and truncate (an attribute)
+        s = f"sigma={self.sigma:g}, stride={self.stride}"
         if C.check_triple(self.padding, "padding") != ((self.kernel_size - 1) // 2,) * 3:
             s += f", padding={self.padding}"
         if self.truncate != 3.0:
