@@ -368,6 +368,21 @@ def test_registry_refuses_registrations_get_could_never_reach():
         assert get("square") == get("d4")
 
 
+def test_registry_warns_when_a_later_pattern_is_shadowed_for_a_name():
+    r"""A pattern cannot be checked against the earlier ones at registration (it names many
+    groups): r"(t)(\d*)" takes 't2' but 't' stays the tetrahedral group, silently before.
+    The lookup of 't' now warns naming both patterns; 't2', which only the new pattern
+    answers, does not (the control)."""
+    import warnings
+    with register_group(r"(t)(\d*)", lambda t, n: get(f"c{n or 1}"), form="'tN' mine"):
+        with pytest.warns(UserWarning, match=r"'t' also matches the later registered pattern "
+                                             r".*'tN' mine.*answers it: get\('t'\)"):
+            assert get("t").order == 12
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert get("t2") == get("c2")
+
+
 def test_so2_angles_stay_in_range():
     """A tiny negative angle rounds to 2 pi under float modulo; the element is the identity
     (angle 0), as documented ([0, 2 pi))."""

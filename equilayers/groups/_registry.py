@@ -4,7 +4,8 @@ Each group family registers a pattern for its names and a factory (the planar gr
 :mod:`equilayers.groups._planar`); a new family is a new file that calls
 :func:`register_group` and is imported by ``equilayers/groups/__init__.py``. Names are matched
 whole, after ``strip().lower()``, against the patterns in registration order (the first match
-wins); a looked-up group is cached per name until the registry changes.
+wins; a later pattern that also matches the name draws a warning); a looked-up group is
+cached per name until the registry changes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,7 +153,8 @@ def _lookup(name: str) -> Group:
 
 
 def _find(name: str) -> tuple[Group, _Entry]:
-    for entry in _ENTRIES:
+    entries = list(_ENTRIES)  # a snapshot: another thread may register or remove meanwhile
+    for i, entry in enumerate(entries):
         m = entry.pattern.fullmatch(name)
         if m is None:
             continue
@@ -161,8 +164,23 @@ def _find(name: str) -> tuple[Group, _Entry]:
         if not isinstance(group, Group):
             raise TypeError(f"the factory registered for {entry.pattern.pattern!r} returned "
                             f"{group!r} for {name!r}, not a Group")
+        _warn_shadowed(name, group, entry, entries[i + 1:])
         return group, entry
     raise ValueError(f"unknown group {name!r}; valid forms: {_valid_forms()}")
+
+
+def _warn_shadowed(name: str, group: Group, entry: _Entry, rest: list[_Entry]) -> None:
+    """A pattern registered later that also matches ``name`` never answers it (the first match
+    wins): say so once per name (lookups are cached), as a pattern such as ``r"(t)(\\d*)"``
+    can only be checked against the earlier ones name by name."""
+    later = [e for e in rest if e.pattern.fullmatch(name)]
+    if later:
+        warnings.warn(
+            f"group name {name!r} also matches the later registered pattern "
+            f"{later[0].pattern.pattern!r} ({later[0].form}), but {entry.pattern.pattern!r} "
+            f"({entry.form}) was registered first and answers it: get({name!r}) is {group!r}. "
+            f"Register a pattern that leaves {name!r} out, or use another name",
+            stacklevel=5)
 
 
 def get(group: GroupLike, name: str = "group", what: str = "") -> Group:
