@@ -90,7 +90,9 @@ class GroupUpsample2d(_GroupUpsample):
         size: the output's ``(H', W')`` (an int for both); or
         scale_factor: an integer factor for both dims (exactly one of the two).
         mode: ``"nearest"`` (default, as ``nn.Upsample``), ``"nearest-exact"``,
-            ``"bilinear"`` (escnn's default) or ``"bicubic"``.
+            ``"bilinear"`` (escnn's default) or ``"bicubic"``. With ``scale_factor`` both
+            nearest modes copy each pixel ``s`` times (torch's own ``"nearest"`` misses
+            that copy at some factors, e.g. 41, in float).
         align_corners: as ``F.interpolate``, for ``"bilinear"`` / ``"bicubic"`` only.
 
     Shape:
@@ -137,7 +139,8 @@ class GroupUpsample3d(_GroupUpsample):
     Args:
         size: the output's ``(D', H', W')`` (an int for all three); or
         scale_factor: an integer factor for every dim (exactly one of the two).
-        mode: ``"nearest"`` (default), ``"nearest-exact"`` or ``"trilinear"``.
+        mode: ``"nearest"`` (default), ``"nearest-exact"`` or ``"trilinear"``; with
+            ``scale_factor`` both nearest modes copy each voxel ``s`` times, as in 2-D.
         align_corners: as ``F.interpolate``, for ``"trilinear"`` only.
 
     Shape:
