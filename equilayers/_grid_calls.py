@@ -38,7 +38,9 @@ def _upsample_break(mod: nn.Module, size: tuple[int, ...], got: tuple[int, ...],
     ``GroupUpsample2d`` / ``3d`` asks too: the nearest modes' index map, a linear mode's
     ``scale_factor`` that does not give the output size), or dims a rotation swaps resized by
     different ratios; ``None`` where it is exact."""
-    mode, factors = getattr(mod, "mode", None), _scales(mod, len(size))
+    # the library's upsamplings run "nearest" at an integer factor as "nearest-exact"
+    mode = getattr(mod, "_interpolate_mode", getattr(mod, "mode", None))
+    factors = _scales(mod, len(size))
     for i in moved:
         why = resize_break(size[i], got[i], mode, align_corners=getattr(
             mod, "align_corners", None), scale=None if factors is None else factors[i],

@@ -61,6 +61,12 @@ def test_nearest_at_an_integer_factor_copies_each_pixel(factor, gen):
     assert not torch.equal(F.interpolate(x[:, :, 0], scale_factor=factor), want[:, :, 0])
     assert torch.equal(GroupUpsample2d(scale_factor=factor)(x), want)
     assert torch.equal(group_upsample2d(x[:, :, 0], scale_factor=factor), want[:, :, 0])
+    # check_grid reads the same law: no finding here, torch's own nn.Upsample is flagged
+    assert equilayers.check_grid(nn.Sequential(GroupUpsample2d(scale_factor=factor)),
+                                 (1, 2, 8, 3, 3), group="p4m") == []
+    assert [f.problem for f in equilayers.check_grid(
+        nn.Sequential(nn.Upsample(scale_factor=factor)), (1, 2, 3, 3), group="p4m")] == [
+        "upsample-size"]
     v = torch.randn(1, 2, 3, 1, 2, generator=gen)
     assert torch.equal(group_upsample3d(v, scale_factor=factor),
                        v.repeat_interleave(factor, -1).repeat_interleave(factor, -2)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 
 __all__ = ["group_upsample2d", "group_upsample3d", "check_upsample_args", "nearest_maps",
-           "resize_break", "resize_fix"]
+           "resize_break", "resize_fix", "interpolate_mode"]
 
 #: the interpolation modes per spatial rank (``F.interpolate``'s names)
 MODES = {2: ("nearest", "nearest-exact", "bilinear", "bicubic"),
@@ -168,6 +168,16 @@ def check_upsample_args(size, scale_factor, mode, align_corners, nd: int,
     return size, scale_factor, mode, align_corners
 
 
+def interpolate_mode(mode: str, scale_factor: int | None) -> str:
+    """The mode handed to ``F.interpolate``: an integer ``scale_factor`` copies each sample
+    ``s`` times in both nearest modes, but torch's ``"nearest"`` computes the source index as
+    ``floor(i * (1 / s))`` in float and misses at some factors (``s = 41``: 488 of 15,129
+    samples of a 3 x 3 input, which broke rot90 exactness); ``"nearest-exact"`` (``floor((i +
+    1/2) / s)``) is that copy for every integer ``s``, at the same kernel's cost. The module's
+    ``check_grid`` law reads the same mode."""
+    return "nearest-exact" if mode == "nearest" and scale_factor is not None else mode
+
+
 def _upsample(x, size, scale_factor, mode, align_corners, nd: int, what: str) -> torch.Tensor:
     size, scale_factor, mode, align_corners = check_upsample_args(
         size, scale_factor, mode, align_corners, nd, what)
@@ -178,13 +188,8 @@ def _upsample(x, size, scale_factor, mode, align_corners, nd: int, what: str) ->
     flat = x.flatten(1, 2) if x.dim() == nd + 3 else x  # escnn's layout (a view)
     if flat.shape[1] == 0:  # F.interpolate refuses 0 channels; it takes an empty batch
         flat = flat.reshape(0, 1, *flat.shape[2:])
-    if mode == "nearest" and scale_factor is not None:
-        # an integer factor copies each pixel s times; torch's "nearest" computes the source
-        # index as floor(i * (1 / s)) in float and misses at some factors (s = 41: 488 of
-        # 15,129 samples of a 3 x 3 input, which broke rot90 exactness); "nearest-exact"
-        # (floor((i + 0.5) / s)) is that copy for every integer s, and the same kernel's cost
-        mode = "nearest-exact"
-    y = F.interpolate(flat, size=size, scale_factor=scale_factor, mode=mode,
+    y = F.interpolate(flat, size=size, scale_factor=scale_factor,
+                      mode=interpolate_mode(mode, scale_factor),
                       align_corners=align_corners)
     return y.reshape(*x.shape[:-nd], *y.shape[-nd:])
 

@@ -10,6 +10,7 @@ from ..functional._upsample import (
     check_upsample_args,
     group_upsample2d,
     group_upsample3d,
+    interpolate_mode,
     resize_break,
     resize_fix,
 )
@@ -28,6 +29,12 @@ class _GroupUpsample(Typed, nn.Module):
         super().__init__()
         self.size, self.scale_factor, self.mode, self.align_corners = check_upsample_args(
             size, scale_factor, mode, align_corners, self._nd, type(self).__name__)
+
+    @property
+    def _interpolate_mode(self) -> str:
+        """The mode ``F.interpolate`` runs (for ``check_grid``):
+        :func:`~equilayers.functional._upsample.interpolate_mode`."""
+        return interpolate_mode(self.mode, self.scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = group_upsample2d if self._nd == 2 else group_upsample3d
