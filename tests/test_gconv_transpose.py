@@ -297,6 +297,9 @@ def test_init_keeps_the_second_moment(stride, k, gen):
 @pytest.mark.parametrize("kwargs,match", [
     ({"padding_mode": "reflect"}, "padding_mode must be one of \\('zeros',\\)"),
     ({"padding": "same"}, "a transposed conv takes an int or a pair"),
+    # at stride 2 too (it told to use stride=1, which is then refused as well)
+    ({"padding": "same", "stride": 2}, "a transposed conv takes an int or a pair"),
+    ({"padding": "valid", "stride": 2}, "a transposed conv takes an int or a pair"),
     ({"output_padding": 1}, "must be smaller than the stride or the dilation"),
     ({"output_padding": 2, "stride": 2}, "must be smaller than the stride or the dilation"),
     ({"output_padding": -1, "stride": 2}, "output_padding"),

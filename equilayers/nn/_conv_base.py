@@ -64,9 +64,9 @@ class _ExactConvMixin(ResolvedPadding, _WarnsInexact):
 
     def _resolve_padding(self, padding) -> tuple[int, ...]:
         name = type(self).__name__
-        C.check_same_padding(padding, self.stride, name, "nn.Conv2d")
-        if self.transposed:
+        if self.transposed:  # first: 'same' is refused at every stride, not only stride > 1
             GT.transposed_padding(padding, name)  # an int or a pair, no string
+        C.check_same_padding(padding, self.stride, name, "nn.Conv2d")
         return G.resolve_padding(padding, self.kernel_size[0], self.dilation, name)
 
     def _check_exact(self, x: torch.Tensor, output_padding=None) -> None:
