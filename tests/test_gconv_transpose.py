@@ -337,3 +337,21 @@ def test_empty_spatial_size_is_named(gen):
     with pytest.raises(ValueError, match="empty spatial size 3x0"):
         lifting_conv_transpose2d(_rand(gen, 1, 2, 3, 0), _rand(gen, 3, 2, 3, 3))
     assert m(_rand(gen, 0, 2, 4, 4, 4)).shape == (0, 3, 4, 9, 9)  # control
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: GroupConvTranspose2d(2, 2, 3, group="p4"), (1, 2, 4, 5, 5)),
+    (lambda: LiftingConvTranspose2d(2, 2, 3, group="p4"), (1, 2, 5, 5)),
+    (lambda: equilayers.nn.GroupConvTranspose3d(2, 2, 3, group="c4z"), (1, 2, 4, 4, 4, 4)),
+    (lambda: equilayers.nn.SteerableConvTranspose3d(2, 2, 3, group="so3", in_max_order=0,
+                                                    max_order=0), (1, 2, 1, 4, 4, 4)),
+])
+def test_padding_mode_set_after_construction_is_refused_at_forward(make, shape, gen):
+    """torch's transposed convs raise at forward when ``padding_mode`` is set to another mode
+    after construction; the layers ignored it silently. The control: 'zeros' runs."""
+    m = make()
+    x = _rand(gen, *shape, dtype=torch.float32)
+    m(x)
+    m.padding_mode = "circular"
+    with pytest.raises(ValueError, match="padding_mode='circular' was set after construction"):
+        m(x)

@@ -97,6 +97,16 @@ def check_transposed3d(padding, padding_mode, output_padding, stride, dilation, 
     return (op[0], op[1], op[2])
 
 
+def check_zeros_mode(padding_mode, what: str, dims: int) -> None:
+    """A transposed module's ``padding_mode`` at forward: ``"zeros"``, as its constructor
+    checked (set to another mode afterwards it would be ignored; torch's transposed convs
+    raise then too)."""
+    if padding_mode != "zeros":
+        raise ValueError(f"{what}: padding_mode={padding_mode!r} was set after construction; a "
+                         f"transposed conv takes 'zeros' only (as nn.ConvTranspose{dims}d: its "
+                         "padding crops the output): set it back to 'zeros'")
+
+
 def transposed_padding(padding, what: str, dims: int = 2) -> tuple[int, ...]:
     """A transposed conv's ``padding``: an int or ``dims`` ints ``>= 0`` (it crops)."""
     if isinstance(padding, str):

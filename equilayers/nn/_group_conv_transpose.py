@@ -109,6 +109,7 @@ class _GroupConvTransposeNd(_GroupConvNd):
 
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
+        GT.check_zeros_mode(self.padding_mode, type(self).__name__, 2)
         self._check_forward_input(x)
         op = self._output_padding(x, output_size)
         self._check_exact(x, op)

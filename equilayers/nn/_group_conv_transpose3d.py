@@ -91,6 +91,7 @@ class _GroupConvTranspose3dBase(_GroupConv3dBase):
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
         name = type(self).__name__
+        GT.check_zeros_mode(self.padding_mode, name, 3)
         pads = (self._pad[4], self._pad[2], self._pad[0])  # (D, H, W)
         op: tuple[int, ...] = self.output_padding
         if output_size is not None:

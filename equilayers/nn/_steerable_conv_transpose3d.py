@@ -126,6 +126,7 @@ class SteerableConvTranspose3d(SteerableConv3d):
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
         name = type(self).__name__
+        GT.check_zeros_mode(self.padding_mode, name, 3)
         self._forward_checks(x)
         pads = (self._pad[4], self._pad[2], self._pad[0])  # (D, H, W)
         op: tuple[int, ...] = self.output_padding
