@@ -5,9 +5,11 @@ state dict (the reference a stale filter, a meta buffer or a NaN statistic would
 Here, the routes that change the weights: optimizer steps (plain, foreach, fused: fused steps
 do not bump ``_version``), ``.data`` edits, ``vector_to_parameters``, ``swap_tensors``,
 parametrizations, ``load_state_dict`` (with ``assign=True`` and after ``to_empty`` on a
-meta-built model), ``torch.func.functional_call`` with other weights; and a forward on the meta
-device. The contexts: ``tests/test_training_loop_trace.py`` (``inference_mode``,
-``torch.jit.trace``, ``torch.compile``), ``tests/test_training_loop_func.py`` (``torch.func``,
+meta-built model), ``torch.func.functional_call`` with other weights, parameters of another
+dtype (``assign=True`` from a float64 or bfloat16 state dict, ``.data =``, a new ``Parameter``,
+``functional_call``); and a forward on the meta device. The contexts:
+``tests/test_training_loop_trace.py`` (``inference_mode``, ``torch.jit.trace``,
+``torch.compile``), ``tests/test_training_loop_func.py`` (``torch.func``,
 forward AD), ``tests/test_training_loop_edges.py`` (empty batches, 0 channels,
 ``channels_last``, checkpoints, buffers).
 """
@@ -210,3 +212,76 @@ def test_meta_forward_gives_the_cpu_shapes(name, mode):
         got = _outputs(getattr(m, mode)()(*(a.to("meta") for a in args)))
     assert [(o.is_meta, o.shape, o.dtype) for o in got] == [
         (True, e.shape, e.dtype) for e in expected]
+
+
+def _assign_loaded(name: str, sd: dict, meta: bool) -> nn.Module:
+    """A new float32 build of the zoo entry (or one under ``torch.device("meta")``) given
+    ``sd`` by ``load_state_dict(sd, assign=True)``: it keeps ``sd``'s dtype (torch's rule)."""
+    with torch.device("meta" if meta else "cpu"):
+        m = ZOO[name].make()
+    m.load_state_dict(sd, assign=True)
+    return m
+
+
+@pytest.mark.parametrize("meta", [False, True], ids=["float32", "meta"])
+@pytest.mark.parametrize("name", NAMES)
+def test_assign_load_of_another_dtype(name, meta):
+    """``load_state_dict(sd, assign=True)`` keeps the state dict's dtype, as for ``nn.Conv2d``,
+    which then runs in it (the meta-init recipe of docs/deployment.md): a float32 (or meta)
+    build loaded so from a float64 state dict computes what the ``.double()`` build loaded the
+    normal way computes, eval and train (its derived bases rebuilt in float64, not float32 ones
+    widened: the steerable and harmonic convs raised torch's dtype errors deep in the
+    expansion, the pixel ones were off by 4e-8); from a bfloat16 state dict it runs in
+    bfloat16, as the ``.bfloat16()`` build does."""
+    ref, args = _model(name)
+    m = _assign_loaded(name, ref.state_dict(), meta).train(ref.training)
+    _same(_eval_out(m, args), _eval_out(ref, args))
+    m.train()
+    ref.train()
+    with seeded_rng(1):  # the same draws for a module drawing noise in training (dropout)
+        out = m(*args)
+    with seeded_rng(1):
+        _same(out, ref(*args))
+    half = ref.bfloat16()
+    sd = half.state_dict()
+    m = _assign_loaded(name, sd, meta).train(half.training)
+    args16 = tuple(a.bfloat16() if a.is_floating_point() else a for a in args)
+    got, want = _first(_eval_out(m, args16)), _first(_eval_out(half, args16))
+    assert got.dtype == want.dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0.05, atol=0.05)
+
+
+ROUTES = ("data", "parameter", "functional_call")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_of_another_dtype_without_to(name, route):
+    """Routes that give a module parameters of another dtype without ``Module._apply`` (and
+    so without a rebuild of its derived buffers): ``p.data = p.data.double()``, a new float64
+    ``Parameter`` assigned, ``torch.func.functional_call`` with float64 parameters and
+    buffers. An ``nn.Conv2d`` runs in float64 there; every zoo module computes what its
+    ``.double()`` build does (the group convs raised torch's dtype errors from the expansion,
+    or computed through a float32 basis widened). The forward leaves the module's derived
+    buffers as they were (it builds them on a throwaway copy)."""
+    ref, args = _model(name)
+    with seeded_rng(0):
+        m = ZOO[name].make().eval()
+    state = ref.state_dict()
+    derived = {n: b for n, b in m.named_buffers() if n not in state}
+    with torch.no_grad():
+        if route == "functional_call":
+            _same(torch.func.functional_call(m, state, args), _eval_out(ref, args))
+        else:
+            for key, value in state.items():
+                owner, _, attr = key.rpartition(".")
+                mod = m.get_submodule(owner)
+                if attr in mod._parameters and route == "parameter":
+                    setattr(mod, attr, nn.Parameter(
+                        value.clone(), requires_grad=mod._parameters[attr].requires_grad))
+                else:
+                    mod._parameters.get(attr, mod._buffers.get(attr)).data = value.clone()
+            _same(_eval_out(m, args), _eval_out(ref, args))
+    after = {n: b for n, b in m.named_buffers() if n not in state}
+    assert after.keys() == derived.keys()
+    assert all(after[n] is b for n, b in derived.items()), "the forward replaced a buffer"

@@ -13,6 +13,13 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 - a module built on the meta device and never materialized (``load_state_dict(..., assign=
   True)`` has nothing of it to assign): its forward builds the buffers for the input's device
   on a throwaway copy, so the output is right and the module is not mutated.
+
+A weighted module's derived buffers are built in its weight's dtype (:class:`_WeightDerived`):
+``load_state_dict(sd, assign=True)`` keeps the state dict's dtype (torch's rule), so a float32
+build loaded from a float64 checkpoint gets float64 bases, built in float64. Where a route
+gives the weight another dtype without a rebuild (``p.data = p.data.double()``, a new
+``Parameter`` assigned, ``torch.func.functional_call``), the expansion reads the buffers
+built for it on a throwaway copy (:func:`in_weight_dtype`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -30,7 +37,9 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["_FixedBuffers", "_WeightDerived", "normal_tensors"]
+__all__ = ["_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors"]
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def normal_tensors(fill: Callable[..., None]) -> Callable[..., None]:
@@ -45,11 +54,47 @@ def normal_tensors(fill: Callable[..., None]) -> Callable[..., None]:
     return build
 
 
+def in_weight_dtype(module: _M) -> _M:
+    """``module``, or, where one of its floating derived (non-persistent) buffers is not in
+    its weight's dtype, a shallow copy holding them built afresh by its ``_fill_derived`` in
+    that dtype (what ``.to(dtype)`` would build; ``module`` is not changed). A route that
+    changes the weight's dtype without ``Module._apply`` or ``load_state_dict`` (``p.data =
+    p.data.double()``, a new ``Parameter`` assigned, ``torch.func.functional_call``) then
+    computes what ``.to(dtype)`` does, not a deep dtype error or a float32 basis widened; it
+    rebuilds them on every call (``.to(dtype)`` builds them once). Otherwise one dtype
+    comparison per buffer."""
+    weight = _raw_weight(module)
+    if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
+        return module
+    dtype, derived = weight.dtype, module._non_persistent_buffers_set
+    for n, b in module._buffers.items():
+        if b is not None and b.dtype != dtype and n in derived and b.is_floating_point():
+            break
+    else:
+        return module
+    tmp = copy.copy(module)
+    tmp._buffers = dict(module._buffers)  # (the copy's own: _fill_derived assigns them)
+    tmp._fill_derived(weight.device)  # type: ignore[operator]  # (every caller defines it)
+    return tmp
+
+
+def _raw_weight(module: nn.Module) -> object:
+    """``module.weight``, or for a parametrized weight its original (same dtype and device
+    for the parametrizations torch ships): read without running the parametrization once
+    more per call (an orthogonal one computes a matrix exponential)."""
+    weight = module._parameters.get("weight")
+    if weight is None:
+        param = getattr(module, "parametrizations", {})
+        weight = getattr(param["weight"], "original", None) if "weight" in param else None
+    return module.weight if weight is None else weight
+
+
 class _WeightDerived(nn.Module):
     """Mixin for a module whose derived buffers live with its ``weight``: ``_fill_derived``
-    (the subclass's) rebuilds them on the weight's device after every conversion (``.to()``,
-    ``.double()``, ``to_empty()``) and ``load_state_dict``; not while the weight is on the meta
-    device (a meta build fills them with their shapes in ``reset_parameters``)."""
+    (the subclass's) rebuilds them on the weight's device, in the weight's dtype, after every
+    conversion (``.to()``, ``.double()``, ``to_empty()``) and ``load_state_dict`` (with
+    ``assign=True`` the weight takes the state dict's dtype); not while the weight is on the
+    meta device (a meta build fills them with their shapes in ``reset_parameters``)."""
 
     if TYPE_CHECKING:  # every subclass has them
         weight: torch.Tensor

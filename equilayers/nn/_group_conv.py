@@ -20,6 +20,7 @@ from ..functional import _steerable_expand as SE
 from ..functional._conv_fields import conv_field_types
 from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..groups._fourier_basis import weight_basis
+from . import _derived as D
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._derived import PickleStamped, _five_d_as_four_d, newer_checkpoint, normal_tensors
@@ -289,25 +290,26 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
     @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's
-        arguments, on ``device`` (the basis keeps its own dtype, which follows ``.to()``).
+        arguments, on ``device`` in the weight's dtype (which follows ``.to()``, and the state
+        dict's with ``load_state_dict(..., assign=True)``: a float32 build loaded from a
+        float64 checkpoint gets float64 bases, as ``nn.Conv2d`` runs in float64 there).
 
         Called by :meth:`reset_parameters` and after every ``load_state_dict`` (on the loaded
         weight's device), so that a model built on the meta device and then materialized by
         ``to_empty()`` + ``load_state_dict()`` or by ``load_state_dict(..., assign=True)``
         gets real buffers, not meta or uninitialized ones."""
+        dtype = self.weight.dtype
         if self._fourier_axis:
-            self.group_basis = weight_basis(self.group, dtype=self.group_basis.dtype,
-                                            device=device)
+            self.group_basis = weight_basis(self.group, dtype=dtype, device=device)
         for name, table in self._index_tables(device).items():
             setattr(self, name, table)
         if self.basis == "pixel":
             return
-        self.filter_basis = self._build_basis(device, self.filter_basis.dtype)
+        self.filter_basis = self._build_basis(device, dtype)
         if self.out_rep == "regular":
             # copy=True: in float64 on the CPU ``.to`` would return the process-wide cached
             # tensor itself, one object shared by every such conv
-            self.basis_scale = self._irrep_scale().to(device, self.basis_scale.dtype,
-                                                      copy=True)
+            self.basis_scale = self._irrep_scale().to(device, dtype, copy=True)
 
     def _index_tables(self, device) -> dict[str, torch.Tensor]:
         """The integer tables built afresh (what :func:`._tables.check_tables` compares)."""
@@ -398,7 +400,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
         :func:`equilayers.export` (docs/deployment.md).
         """
         check_tables(self, lambda: self._index_tables(self.weight.device))
-        return self._expand()
+        return D.in_weight_dtype(self)._expand()
 
     def _check_forward_input(self, x: torch.Tensor) -> None:
         """The input checks (rank, fields, fiber, dtype, the meta weight, the window fits the
@@ -431,7 +433,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
         settings = (self.basis, self.fiber_out, self.groups, self.lifting, self.transposed)
         check_tables(self, lambda: self._index_tables(self.weight.device))
         return eval_filter(self, settings, (self.weight, self.bias),
-                           lambda: (self._expand(), self._slot_bias()))
+                           lambda: (D.in_weight_dtype(self)._expand(), self._slot_bias()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_forward_input(x)

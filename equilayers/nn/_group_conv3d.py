@@ -22,14 +22,8 @@ from ..functional._voxel_basis import rotated_voxel_basis, voxel_basis
 from ..functional._white_init import white_map
 from ..groups import FieldType, GroupLike, IcosahedralGroup
 from ..groups._fourier_basis import fourier_row_dims, weight_basis
+from . import _derived as D
 from ._checks import check_input_once
-from ._derived import (
-    PickleStamped,
-    _conv_options_repr,
-    _five_d_as_four_d,
-    newer_checkpoint,
-    normal_tensors,
-)
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -41,7 +35,7 @@ __all__ = ["LiftingConv3d", "GroupConv3d"]
 _BASES = ("voxel", "harmonic")
 
 
-class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
+class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
@@ -175,12 +169,14 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
         """The number of weights times inputs an output slot sums, on average."""
         return self.in_channels // self.groups * self.fiber_in * self._num_basis
 
-    @normal_tensors
+    @D.normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
-        """(Re)build the gather table and the bias index on ``device``: after
-        ``reset_parameters``, ``.to()``, ``to_empty()`` and ``load_state_dict`` (so meta-device
-        init gets real tables), and on the meta device itself (tables of their real shapes, so
-        that a meta forward gives the output's shape, as ``nn.Conv3d``'s does).
+        """(Re)build the bases, in the weight's dtype (the state dict's after ``load_state_dict(
+        ..., assign=True)``, as ``nn.Conv3d`` runs in it), the gather table and the bias index
+        on ``device``: after ``reset_parameters``, ``.to()``, ``to_empty()`` and
+        ``load_state_dict`` (so meta-device init gets real tables), and on the meta device
+        itself (tables of their real shapes, so that a meta forward gives the output's shape,
+        as ``nn.Conv3d``'s does).
         ``bias_index[j]`` is the field of output slot ``j``: the bias per slot is one
         ``index_select`` (cheaper in a training step than ``repeat_interleave``, and than
         adding the per-field bias by broadcasting: C4z 4 -> 4 k3 at 8^3, ~4% and ~1-2% of the
@@ -188,10 +184,10 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
         if self.basis == "harmonic":
             rows = (rotated_voxel_basis(self.group, self.kernel_size[0], self._basis_spec)
                     if self._turned else voxel_basis(self.kernel_size[0], self._basis_spec))
-            self.filter_basis = rows.to(device=device, dtype=self.filter_basis.dtype, copy=True)
+            self.filter_basis = rows.to(device=device, dtype=self.weight.dtype, copy=True)
         if not self.lifting:
             rows = weight_basis(self.group, dtype=torch.float64) * self._element_norms()[:, None]
-            self.group_basis = rows.to(device=device, dtype=self.group_basis.dtype)
+            self.group_basis = rows.to(device=device, dtype=self.weight.dtype)
         for name, table in self._index_tables(device).items():
             setattr(self, name, table)
 
@@ -211,7 +207,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
     def _apply(self, fn, recurse=True):
         # ``.to(memory_format=torch.channels_last)`` fails on 5-D tensors (nn.Conv3d's too): a
         # lifting weight (C_out, C_in, k, k, k) goes as its (C_out, C_in * k, k, k) view
-        out = super()._apply(_five_d_as_four_d(fn), recurse)
+        out = super()._apply(D._five_d_as_four_d(fn), recurse)
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
         return out
@@ -224,7 +220,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
-        if newer_checkpoint(self, prefix, local_metadata, error_msgs):
+        if D.newer_checkpoint(self, prefix, local_metadata, error_msgs):
             return
         key = prefix + "weight"
         version = local_metadata.get("version", 3)
@@ -279,7 +275,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
         coefficients times the basis rows (one matmul)."""
         check_tables(self, lambda: self._index_tables(self.weight.device))
-        return self._expand()
+        return D.in_weight_dtype(self)._expand()
 
     def _expand(self) -> torch.Tensor:
         """:meth:`expanded_filter` without the tables' check (the forward has run it)."""
@@ -327,7 +323,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
         """The expanded filter and the bias per output slot."""
         bias = (None if self.bias is None
                 else select(self.bias, 0, table_on(self.bias_index, self.bias.device)))
-        return self._expand(), bias  # (the forward has checked the tables)
+        return D.in_weight_dtype(self)._expand(), bias  # (the forward has checked the tables)
 
     def _forward_checks(self, x: torch.Tensor, output_padding=None) -> bool:
         """The input checks, then the exactness warning; whether both are settled for inputs
@@ -398,7 +394,7 @@ class _GroupConv3dBase(PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, n
             s += f", stride={self.stride}"
         if self.padding != 0:
             s += f", padding={self.padding!r}"
-        s += _conv_options_repr(self, 3)
+        s += D._conv_options_repr(self, 3)
         if self.basis != ("harmonic" if self._turned else "voxel"):  # ("ico": harmonic only)
             s += f", basis={self.basis!r}"
         if self.basis == "harmonic":

@@ -19,7 +19,7 @@ from ..functional import _steerable3d as S3
 from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
 from ..groups._planar import PlanarGroup
-from ._derived import _conv_options_repr, _WeightDerived, normal_tensors
+from ._derived import _conv_options_repr, _WeightDerived, in_weight_dtype, normal_tensors
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -258,13 +258,14 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
 
     @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
-        """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
+        """(Re)build the basis buffer on ``device`` in the weight's dtype (the state dict's
+        after ``load_state_dict(..., assign=True)``; after ``reset_parameters``,
         ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device too, with its real
         shape, so that a meta forward gives the output's shape): the blocks of orders, packed
         (:class:`~equilayers.functional._steerable3d.Basis3d`; the dense basis is mostly
         zeros)."""
         self.filter_basis = self._cached().packed.flatten().to(
-            device=device, dtype=self.filter_basis.dtype, copy=True)
+            device=device, dtype=self.weight.dtype, copy=True)
 
     def _basis_block(self, l_out: int, l_in: int) -> torch.Tensor | None:
         """The ``(n, 2 l_out + 1, 2 l_in + 1, k, k, k)`` view of the basis buffer's block
@@ -279,16 +280,16 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:
         """The dense ``(C_out * F_out, C_in * F_in // groups, k, k, k)`` filter of the current
-        weight (one matmul per block of orders; differentiable; nothing cached)."""
+        weight (one matmul per block of orders; differentiable; nothing cached; the basis in
+        the weight's dtype: :func:`._derived.in_weight_dtype`)."""
         kd, k = self.kernel_size[:2]
+        basis = in_weight_dtype(self).filter_basis
         if self.basis == "slices":  # a planar group: its planar basis on every depth slice
-            return AX.expand_axial(self.weight, self.filter_basis, self.fiber_out,
-                                   self.fiber_in, k, kd)
+            return AX.expand_axial(self.weight, basis, self.fiber_out, self.fiber_in, k, kd)
         if self._pairs is None:  # a planar group on shells: the dense basis
-            return S3.expand_steerable3d(self.weight, self.filter_basis.view(
+            return S3.expand_steerable3d(self.weight, basis.view(
                 -1, self.fiber_out, self.fiber_in, kd, k, k))
-        return S3.expand_blocks3d(self.weight, self.filter_basis, self._pairs,
-                                  self.kernel_size[0])
+        return S3.expand_blocks3d(self.weight, basis, self._pairs, self.kernel_size[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__

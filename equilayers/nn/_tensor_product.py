@@ -11,7 +11,7 @@ from ..functional import _tensor_product as TP
 from ..groups import Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
-from ._derived import _WeightDerived, normal_tensors
+from ._derived import _WeightDerived, in_weight_dtype, normal_tensors
 from ._harmonic import _dims_repr, _spatial
 from ._typed import Typed
 
@@ -110,15 +110,16 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
 
     @normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
-        """(Re)build the basis buffer on ``device`` in its dtype (after ``reset_parameters``,
-        ``.to()``, ``to_empty()`` and ``load_state_dict``; on the meta device with its shape)."""
-        self.basis = self._cached().to(device=device, dtype=self.basis.dtype, copy=True)
+        """(Re)build the basis buffer on ``device`` in the weight's dtype (after
+        ``reset_parameters``, ``.to()``, ``to_empty()`` and ``load_state_dict``, with
+        ``assign=True`` the state dict's dtype; on the meta device with its shape)."""
+        self.basis = self._cached().to(device=device, dtype=self.weight.dtype, copy=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=self.weight)
         TP.check_input(x, self.weight, self.group, self.max_order, self.weight.shape[1], name)
-        basis = self.basis
+        basis = in_weight_dtype(self).basis  # (a weight given another dtype without .to())
         if basis.is_meta and not x.is_meta:  # built on the meta device, not yet materialised
             basis = self._cached().to(device=x.device, dtype=self.weight.dtype)
         return TP.apply_pairs(x, self.weight, basis)
