@@ -22,6 +22,11 @@ sampled; :func:`~equilayers.functional.steerable_basis`, ``regular_table`` and t
   centre, ``floor(r + 1)`` inside, ``min(floor(r + 1), 2)`` from ``k // 2`` out; equal to
   escnn's default for ``k <= 7``, lower on the inner rings of ``k >= 9`` (escnn allows up to
   ``2 r`` there; frequency 6 on radius 3 measured 0.27 off-grid error in one element).
+  A frequency above its ring's ``alias_free_cap`` folds onto a lower one on the grid: the
+  default's ``k / 2`` on the last ring of an even ``k >= 6`` (kept: escnn's, and the parameter
+  count of old checkpoints), or a raised cutoff (``2.0`` puts ``f = 3, 4`` on radius 2). The
+  convs warn at construction when an output order is reached only through such frequencies
+  (``aliasing_warning``).
 
 Only frequency 0 is sampled at the centre pixel whatever the settings (the angle is undefined
 there; escnn does the same). The settings resolve to one hashable spec, a tuple of
@@ -36,7 +41,7 @@ import numbers
 from collections.abc import Callable, Sequence
 
 __all__ = ["basis_frequency_cap", "default_spec", "resolve_settings", "settings_repr", "VANISHING",
-           "normalize_settings", "BasisSpec"]
+           "normalize_settings", "BasisSpec", "alias_free_cap", "aliasing_warning"]
 
 SIGMA_INNER = 0.6
 SIGMA_OUTER = 0.4  # the last ring
@@ -62,6 +67,72 @@ def basis_frequency_cap(radius: float, kernel_size: int) -> int:
     if radius >= kernel_size // 2:
         return min(cap, 2)
     return cap
+
+
+def alias_free_cap(radius: float, kernel_size: int) -> int:
+    """The largest angular frequency that ring ``radius`` carries without aliasing on the
+    ``kernel_size`` grid: :func:`basis_frequency_cap` with the outer ring counted from
+    ``(kernel_size - 1) // 2``, the last whole radius inside the grid's edge ``(k - 1) / 2``.
+    The same caps for every odd ``k`` (and ``k = 2, 4``); 2 instead of the default ``k / 2``
+    on the last ring ``k / 2 - 1`` of an even ``k >= 6``, where frequency ``k / 2`` folds
+    onto a lower one (``f = 3`` on ring 2 of a 6 x 6 grid turns as ``f = -1``). The default
+    keeps ``k / 2`` there: it is escnn's, and changing it would change the parameter count
+    of every even-``k`` layer (old checkpoints); the layers warn instead
+    (:func:`aliasing_warning`)."""
+    if radius == 0:
+        return 0
+    cap = math.floor(radius + 1)
+    return min(cap, 2) if radius >= (kernel_size - 1) // 2 else cap
+
+
+def _reaches(caps: Sequence[int], m: int, m_in: int, n: int | None) -> bool:
+    """Whether a ring with one of ``caps`` carries a frequency ``f`` (``|f| <= cap``) that maps
+    some input order ``0..m_in`` to output order ``m``: ``f = m - i`` or ``m + i`` (modulo
+    ``n`` for C_N / D_N; ``n`` None for SO(2) / O(2))."""
+    for i in range(m_in + 1):
+        for res in (m - i, m + i):
+            for cap in caps:
+                if (abs(res) <= cap if n is None
+                        else any((f - res) % n == 0 for f in range(-cap, cap + 1))):
+                    return True
+    return False
+
+
+def aliasing_warning(owner: str, group, kernel_size: int, spec: BasisSpec | None,
+                     in_rep: str | None, out_rep: str | None, m_in: int, m_out: int,
+                     skip: Sequence[int] = ()) -> str | None:
+    """The warning for the output orders that the basis of ``spec`` (``None``: the default)
+    reaches only through angular frequencies above their ring's :func:`alias_free_cap`, or
+    ``None`` when there are none (or the group's elements are all on the pixel grid, where
+    aliasing does not matter). Such an order is aliasing alone: off the 90-degree grid it does
+    not turn with the input (order 3 of ``k = 6``: 1.08 at 30-137 degrees). The orders are
+    the rotation orders ``1..m_out`` of a harmonic output (not in ``skip``: the unreached
+    ones), or the irreps ``1..N // 2`` of a regular one."""
+    if group.pixel_exact or out_rep not in ("harmonic", "regular"):
+        return None
+    n = group.planar_params()[0]
+    regular = out_rep == "regular"
+    if regular:  # a regular field of C_N / D_N holds the irreps of orders 0 .. N // 2
+        m_out = n // 2
+        m_in = m_out if in_rep == "regular" else 0
+    spec = default_spec(kernel_size) if spec is None else spec
+    caps = [0 if r == 0 else c for r, _, c in spec]  # only f = 0 at the centre pixel
+    safe = [min(c, alias_free_cap(r, kernel_size))
+            for (r, _, _), c in zip(spec, caps, strict=True)]
+    bad = [m for m in range(1, m_out + 1) if m not in skip
+           and _reaches(caps, m, m_in, n) and not _reaches(safe, m, m_in, n)]
+    if not bad:
+        return None
+    what = (f"the irreps of order(s) {bad} in the regular output field" if regular
+            else f"output rotation order(s) {bad}")
+    fixes = (["an odd kernel_size"] if kernel_size % 2 == 0 else []) + (
+        [] if regular else [f"max_order={bad[0] - 1}"]) + [
+        f"frequencies_cutoff={safe} (the alias-free caps)"]
+    return (f"{owner}: {what} of {group.name} (kernel_size={kernel_size}) are "
+            "reached only through angular frequencies above their ring's alias-free cap "
+            f"(rings {[r for r, _, _ in spec]}, caps {caps}, alias-free caps {safe}): off the "
+            "90-degree grid they do not turn with the input. Use "
+            + (", ".join(fixes[:-1]) + " or " if len(fixes) > 1 else "") + fixes[-1])
 
 
 def _is_real(v) -> bool:
