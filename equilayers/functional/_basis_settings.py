@@ -6,11 +6,14 @@ sampled; :func:`~equilayers.functional.steerable_basis`, ``regular_table`` and t
 
 * ``rings``: the radii ``r_i`` of the Gaussian rings, in filter taps of the ``k x k`` grid (at
   most ``(k - 1) / 2 * sqrt(2)``, the corner; distinct, any order). Default ``0, 1, ..., k // 2``
-  for an odd ``k`` (escnn's default for ``dilation=1``; escnn multiplies its default rings by
-  ``dilation`` and samples at dilated offsets, which is the same basis with rings and widths in
-  taps); ``1, ..., k/2 - 1`` for an even ``k`` (escnn's, less its centre ring, which reaches no
-  tap of an even grid) and ``sqrt(2)/2`` for ``k = 2`` (the four taps; escnn's default basis
-  is empty there).
+  for an odd ``k`` (escnn's default for ``dilation=1``); ``1, ..., k/2 - 1`` for an even ``k``
+  (escnn's, less its centre ring, which reaches no tap of an even grid) and ``sqrt(2)/2`` for
+  ``k = 2`` (the four taps; escnn's default basis is empty there). Ours are in taps at any
+  ``dilation``. escnn's ``R2Conv(dilation=d)`` multiplies its default rings by ``d`` but keeps
+  ``sigma`` in pixels: in taps, its rings are ours and its widths ours divided by ``d``, so a
+  native ``dilation=d`` layer has wider rings than escnn's (the same parameter count, another
+  basis). ``from_escnn`` converts a dilated ``R2Conv`` with escnn's widths in taps
+  (``dilation=2``, ``k = 5``: ``sigma=(0.0025, 0.3, 0.2)``).
 * ``sigma``: the ring widths: one positive number for every ring, or one per ring. Default
   (escnn's): ``0.6``, ``0.4`` for the last ring listed, ``0.005`` (the centre pixel alone) for
   a ring at radius 0.
