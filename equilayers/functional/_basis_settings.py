@@ -29,7 +29,63 @@ sampled; :func:`~equilayers.functional.steerable_basis`, ``regular_table`` and t
   default's ``k / 2`` on the last ring of an even ``k >= 6`` (kept: escnn's, and the parameter
   count of old checkpoints), or a raised cutoff (``2.0`` puts ``f = 3, 4`` on radius 2). The
   convs warn at construction when an output order is reached only through such frequencies
-  (``aliasing_warning``).
+  (``aliasing_warning``); measured per-order errors below.
+
+Measured per output order (float64; one so2 ``LiftingConv2d(1, 8, k, padding=k // 2)``, the
+default init, worst over seeds 0-2; the library harness on a noise image smoothed at 2 pixels
+and faded by a disk, 30/45/137 degrees; torch 2.13, 2026-12-07). ``*``: orders the construction
+warning names (reached only through frequencies above the alias-free cap):
+
+========================================  ================================================
+layer                                     error of output orders 0, 1, 2, ...
+========================================  ================================================
+``k=5`` ``max_order=2`` (default)         0.007  0.018  0.063
+``k=7`` ``max_order=3``                   0.007  0.015  0.048  0.062
+``k=9`` ``max_order=4``                   0.006  0.015  0.032  0.043  0.055
+``k=11`` ``max_order=4``                  0.007  0.011  0.025  0.030  0.040
+``k=6`` ``max_order=3``                   0.007  0.017  0.117  1.077*
+``k=8`` ``max_order=4``                   0.007  0.021  0.083  0.383  1.355*
+``k=10`` ``max_order=5``                  0.008  0.019  0.073  0.178  0.571  0.875*
+``k=5`` ``M=4`` ``frequencies_cutoff=2``  0.008  0.018  0.054  0.730*  1.936*
+``k=7`` ``M=4`` ``frequencies_cutoff=2``  0.007  0.015  0.046  0.269  0.969*
+``k=3`` ``M=3`` ``frequencies_cutoff=3``  0.009  0.026  0.142  1.912*
+``k=5`` ``M=2`` ``sigma=0.2`` / ``1.2``   0.010  0.058  0.611 / 0.010  0.059  0.479
+``k=5`` ``M=2`` ``rings=[0, 1, 2, 2.8]``  0.028  0.147  0.871
+========================================  ================================================
+
+The whole layer's error averages them away (``k=6`` ``max_order=3``: 0.056; ``k=5``
+``max_order=4`` ``frequencies_cutoff=2.0``: 0.107). The warning names only the orders no
+alias-free frequency reaches: an order that aliased frequencies reach beside alias-free ones
+carries part of the error unnamed (order 3 of ``k=8``: 0.383, order 4 of ``k=10``: 0.571), and
+a ``sigma`` or ``rings`` that narrows, widens or moves the rings (last two rows) errs as much
+without one (the warning reads the frequencies only).
+The alias-free caps that the warning suggests as ``frequencies_cutoff`` remove the aliased
+functions (``k=6``: ``[2, 2]``, orders 0-2 0.007 0.016 0.115, order 3 then unreached).
+Regular fields: a C8 lifting conv at 45/135 degrees measures 0.013 (``k=5``), 0.015 (``k=7``),
+0.068 (``k=6``, warns for irrep 3; 0.021 with ``frequencies_cutoff=[2, 2]``) and 0.067
+(``k=8``, irrep 4; 0.022 with ``[2, 3, 2]``).
+
+Per basis element, and how smooth the input is: the worst element of the default so2
+trivial -> harmonic basis (``max_order=4``), applied at 100 off-grid points to an analytic
+field (12 plane waves of frequencies up to ``b`` rad/pixel, Nyquist being pi, under a Gaussian
+envelope; no interpolation), relative error at 15/30/45/60/137 degrees, seeds 0-1:
+
+=============  =====  =====  =====  =====  =====
+``b``          k=3    k=5    k=7    k=9    k=11
+=============  =====  =====  =====  =====  =====
+1.5            0.064  0.104  0.067  0.065  0.058
+1.0            0.107  0.060  0.056  0.055  0.057
+0.6            0.136  0.032  0.049  0.095  0.331
+0.3            0.151  0.019  0.057  0.396  1.639
+=============  =====  =====  =====  =====  =====
+
+A bound near 0.1 holds for inputs with content up to ``b >= 1`` (a third of Nyquist), and for
+``k = 5, 7`` at every band; not on smooth inputs for ``k >= 9``, whose worst elements are the
+top frequency of an inner ring (``f = 3`` on radius 2 for ``k = 9``, ``f = 4`` on radius 3 for
+``k = 11``): a smooth input excites them weakly, so their aliased part dominates. In a whole
+lifting conv (so2, ``max_order=4``, one default init, the same fields) order 4 measures
+0.025 / 0.13 / 1.04 for ``k = 11`` at ``b = 1.0 / 0.6 / 0.3`` and 0.017 / 0.056 / 0.32 for
+``k = 9``.
 
 Only frequency 0 is sampled at the centre pixel whatever the settings (the angle is undefined
 there; escnn does the same). The settings resolve to one hashable spec, a tuple of
@@ -108,9 +164,9 @@ def aliasing_warning(owner: str, group, kernel_size: int, spec: BasisSpec | None
     reaches only through angular frequencies above their ring's :func:`alias_free_cap`, or
     ``None`` when there are none (or the group's elements are all on the pixel grid, where
     aliasing does not matter). Such an order is aliasing alone: off the 90-degree grid it does
-    not turn with the input (order 3 of ``k = 6``: 1.08 at 30-137 degrees). The orders are
-    the rotation orders ``1..m_out`` of a harmonic output (not in ``skip``: the unreached
-    ones), or the irreps ``1..N // 2`` of a regular one."""
+    not turn with the input (measured per-order errors of 0.7 to 1.9: this module's
+    docstring). The orders are the rotation orders ``1..m_out`` of a harmonic output (not in
+    ``skip``: the unreached ones), or the irreps ``1..N // 2`` of a regular one."""
     if group.pixel_exact or out_rep not in ("harmonic", "regular"):
         return None
     n = group.planar_params()[0]
