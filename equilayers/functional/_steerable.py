@@ -11,17 +11,15 @@ on rings ``r_i = 0, 1, ..., k // 2``: the centre "ring" is the centre pixel alon
 rings have ``sigma = 0.6`` and the outer ring ``r = k // 2`` has ``sigma = 0.4`` (a wider one
 reaches into the corners, which only the diagonals have). The angular frequency is capped per
 ring, ``|f| <= r_i + 1`` inside and ``|f| <= 2`` on the outer ring (only ``f = 0`` at the
-centre): higher frequencies alias on the grid. Measured on a smooth image at 15 to 137 degrees,
-one element's relative off-grid rotation error is at most 0.112 under these caps for
-``k = 5..11`` (0.155 for ``f = 2`` on the radius-1 outer ring of ``k = 3``), against 0.6 to 1.9
-for the frequencies 3 and 4 that the former caps (``2 r`` inside, ``2 r - 1`` outside) let
-onto radius-2 rings, which made order-2 fields about twice as inexact as escnn's. For kernel
-sizes 1 to 7 these are escnn's default rings, widths and caps for ``R2Conv`` (the two bases
-span the same filters there); from ``k = 9`` escnn allows up to ``2 r`` on inner rings, which
-we do not (``f = 6`` on radius 3: error 0.27). Rotating such a function is exact
-(``phi -> phi - t``), so a basis built from them obeys the kernel constraint
-``K(g q) = rho_out(g) K(q) rho_in(g)^{-1}`` exactly as continuous functions, and on the grid
-for every element that maps the grid onto itself.
+centre): higher frequencies alias on the grid (measured errors per element and per output order,
+and the input bands they hold for: :mod:`._basis_settings`). The former caps (``2 r`` inside,
+``2 r - 1`` outside) let frequencies 3 and 4 onto radius-2 rings (0.6 to 1.9 in one element,
+camera image), which made order-2 fields about twice as inexact as escnn's. For kernel sizes 1
+to 7 these are escnn's default rings, widths and caps for ``R2Conv`` (the two bases span the
+same filters there); from ``k = 9`` escnn allows up to ``2 r`` on inner rings, which we do not
+(``f = 6`` on radius 3: error 0.27). Rotating such a function is exact (``phi -> phi - t``), so
+a basis built from them obeys the kernel constraint ``K(g q) = rho_out(g) K(q) rho_in(g)^{-1}``
+exactly as continuous functions, and on the grid for each element mapping the grid onto itself.
 
 Harmonic fibers (complex notation ``z_m = c_m + i s_m``): a block from order ``n`` to order
 ``m`` is the real-linear map ``z -> alpha(q) z + beta(q) conj(z)``; rotation-equivariance needs
@@ -35,7 +33,8 @@ evaluated analytically at the rotated coordinates (no pixel interpolation).
 
 Even ``k``: the default rings are ``1, ..., k/2 - 1`` (escnn's, less its centre ring, which
 reaches no tap), and for ``k = 2`` one ring of radius ``sqrt(2)/2`` through the four taps
-(escnn's default basis is empty there). Functions that vanish on every tap are left out.
+(escnn's default basis is empty there). From ``k = 6`` the last ring keeps escnn's cap ``k/2``,
+above its ``alias_free_cap`` 2 (orders only it reaches warn). Functions zero on every tap: left out.
 
 Everything above describes the default settings; ``sigma``, ``frequencies_cutoff`` and
 ``rings`` (escnn's ``R2Conv`` settings, same meaning: :mod:`._basis_settings`) move, widen or
@@ -475,9 +474,10 @@ def steerable_basis(
         ``rings=[0, 1, 2, 2.5]`` (corners)    0.121                0.098
         ====================================  ===================  =============
 
-        Frequencies above 2 on radius 2 and rings beyond ``k // 2`` alias. At ``k=9``, c8:
-        0.037 with our caps, 0.066 with escnn's (``2 r - 1``/``2 r`` inside; single seeds
-        0.029-0.037 against 0.014-0.066), within the spread over seeds.
+        ``NormPool`` hides a wrong direction, and ``M=2`` takes no frequency above 2 from images:
+        ``max_order=4`` with ``frequencies_cutoff=2.0`` leaves orders 3, 4 aliasing alone (0.73,
+        1.94; a warning, as for c8's irreps 3, 4). Per order: :mod:`._basis_settings`. ``k=9``, c8:
+        0.037 with our caps, 0.066 with escnn's (seeds: 0.029-0.037, 0.014-0.066).
 
     Example:
         >>> steerable_basis("so2", "trivial", "harmonic", 5, out_order=2).shape

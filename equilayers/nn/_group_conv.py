@@ -155,21 +155,24 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
                          self.max_order or 0, self._basis_spec).shape[0]
 
     def _warn_unreached_orders(self) -> None:
-        """Harmonic output orders that no basis function of this kernel size reaches (their
-        slots are always 0: e.g. order 3 from images needs angular frequency 3, which a 5x5
-        filter's rings do not carry) are worth a warning at construction."""
-        if self.out_rep != "harmonic":
-            return
-        basis = S._cached(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
-                          self.in_max_order or 0, self.max_order or 0, self._basis_spec)
-        energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
-        dead = sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
+        """Harmonic output orders that no basis function of this kernel size reaches (always 0:
+        order 3 from images needs frequency 3, which a 5x5 filter's rings do not carry), or
+        only aliased frequencies reach (``BS.aliasing_warning``), warn at construction."""
+        k, dead = self.kernel_size[0], []
+        if self.out_rep == "harmonic":
+            basis = S._cached(self.group, self.in_rep, self.out_rep, k,
+                              self.in_max_order or 0, self.max_order or 0, self._basis_spec)
+            energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
+            dead = sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
         if dead:
-            warnings.warn(
-                f"{type(self).__name__}: no basis function of kernel_size="
-                f"{self.kernel_size[0]} reaches output rotation order(s) {dead} of "
-                f"{self.group.name} (max_order={self.max_order}): those slots are always 0. "
-                "Use a larger kernel_size or a lower max_order", stacklevel=3)
+            warnings.warn(f"{type(self).__name__}: no basis function of kernel_size={k} reaches "
+                          f"output rotation order(s) {dead} of {self.group.name} (max_order="
+                          f"{self.max_order}): those slots are always 0. Use a larger "
+                          "kernel_size or a lower max_order", stacklevel=3)
+        if alias := BS.aliasing_warning(type(self).__name__, self.group, k, self._basis_spec,
+                                        self.in_rep, self.out_rep, self.in_max_order or 0,
+                                        self.max_order or 0, dead):
+            warnings.warn(alias, stacklevel=3)
 
     def _build_basis(self, device, dtype) -> torch.Tensor:
         """Regular fields: the compact table ``(|G|, J, k, k)`` of
