@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from .._checks import check_flag, check_float_dtype
 from ..functional import _axial3d as AX
 from ..functional import _basis_settings as BS
 from ..functional import _gconv as G
@@ -23,7 +22,6 @@ from ..groups._fourier_basis import weight_basis
 from . import _derived as D
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
-from ._derived import PickleStamped, _five_d_as_four_d, newer_checkpoint, normal_tensors
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._tables import check_tables, table_on
@@ -34,7 +32,7 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
+class _GroupConvNd(D.PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while
@@ -66,8 +64,8 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
         name = type(self).__name__
         self._set_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
                             groups, padding_mode, output_padding)
-        check_flag(bias, "bias", name)
-        check_float_dtype(dtype, "dtype", name)
+        C.check_flag(bias, "bias", name)
+        C.check_float_dtype(dtype, "dtype", name)
         grp = get(group)
         if grp.spatial_dim != 2:
             steerable = ("" if grp.is_finite else "its harmonic fields take SteerableConv"
@@ -155,9 +153,9 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
                          self.max_order or 0, self._basis_spec).shape[0]
 
     def _warn_unreached_orders(self) -> None:
-        """Harmonic output orders that no basis function of this kernel size reaches (always 0:
-        order 3 from images needs frequency 3, which a 5x5 filter's rings do not carry), or
-        only aliased frequencies reach (``BS.aliasing_warning``), warn at construction."""
+        """Warn at construction of the harmonic output orders that no basis function reaches
+        (always 0: order 3 from images needs frequency 3, which a 5x5 filter's rings do not
+        carry) or only aliased frequencies reach (``BS.aliasing_warning``)."""
         k, dead = self.kernel_size[0], []
         if self.out_rep == "harmonic":
             basis = S._cached(self.group, self.in_rep, self.out_rep, k,
@@ -290,7 +288,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
                                   self.max_order or 0, self._basis_spec, c_in,
                                   self.init_gain2, self.out_rep)
 
-    @normal_tensors
+    @D.normal_tensors
     def _fill_derived(self, device: torch.device) -> None:
         """(Re)build the non-persistent buffers, which depend only on the constructor's
         arguments, on ``device`` in the weight's dtype (which follows ``.to()``, and the state
@@ -337,7 +335,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
-        if newer_checkpoint(self, prefix, local_metadata, error_msgs):
+        if D.newer_checkpoint(self, prefix, local_metadata, error_msgs):
             return
         key = prefix + "weight"
         if ((self._fourier_axis or self.basis == "harmonic")
@@ -375,7 +373,7 @@ class _GroupConvNd(PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
         # and channels_last does not exist for 5-D ones: a pixel group conv's weight
         # ``(C_out, C_in, |G|, k, k)`` is converted as the ``(C_out, C_in * |G|, k, k)`` that
         # it is to F.conv2d (a view back to 5-D; the expansion reads it through any strides).
-        out = super()._apply(_five_d_as_four_d(fn), recurse)
+        out = super()._apply(D._five_d_as_four_d(fn), recurse)
         # The derived buffers are rebuilt rather than converted: ``.double()`` then gets the
         # basis computed in float64 (not a float32 basis widened), ``to_empty()`` gets real
         # buffers, not uninitialized memory.
