@@ -230,6 +230,24 @@ def test_cli_bench_finds_the_source_tree(tmp_path):
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
 
 
+def test_cli_bench_from_a_project_with_its_own_benchmarks_package(tmp_path):
+    """`python -m` puts the cwd first on sys.path, ahead of PYTHONPATH: run from a project of
+    the user's own with a benchmarks/ package, `equilayers bench` ran that one (exit 0)."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__init__.py").write_text("")
+    (tmp_path / "benchmarks" / "__main__.py").write_text("print('THEIRS')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in [str(ROOT), os.environ.get("PYTHONPATH")] if p))
+    out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert "THEIRS" not in out.stdout
+    assert out.returncode == 0 and "--family" in out.stdout, out.stdout + out.stderr
+    # the negative control: the user's package does shadow the suite under a plain -m
+    plain = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert "THEIRS" in plain.stdout
+
+
 def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
     """`equilayers bench` runs `python -m benchmarks` in a child process, which the CLI's own
     quiet import of torch does not reach: the child gets the same filter (without NumPy, torch
@@ -246,9 +264,10 @@ def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
     assert cli.main(["bench", "--quick", "--family", "pool"]) == 0
     (cmd,) = calls
     assert cmd[0] == sys.executable
-    assert cmd[-5:] == ["-m", "benchmarks", "--quick", "--family", "pool"]
+    assert cmd[-3:] == ["--quick", "--family", "pool"] and cmd[-4] == str(ROOT)
+    assert "run_module('benchmarks'" in cmd[-5] and cmd[-6] == "-c"
     i = cmd.index("-W")
-    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-m")
+    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-c")
 
 
 def test_gpu_session_script_is_valid_and_names_existing_tests():
