@@ -188,7 +188,8 @@ def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, ro
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run;
+    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run
+(no ``peak_x_floor`` where one of the two ran backward and the other forward only);
     ``forward_x_bandwidth``: the forward time over the bandwidth floor's, where a row names
     one."""
     index = {(r["family"], r["device"], r["name"]): r for r in rows}
@@ -202,6 +203,12 @@ def add_ratios(rows: list[dict]) -> None:
         if floor is None or floor.get("status") != "ok" or r.get("status") != "ok":
             continue
         for key in ("forward_ms", "fwd_bwd_ms", "peak_mib"):
+            # a peak is a training step's where the row ran backward, a forward call's else:
+            # no ratio between two passes (a step's peak over a forward-only floor's)
+            if (key == "peak_mib" and bool(r.get("fwd_bwd_ms"))
+                    != bool(floor.get("fwd_bwd_ms"))):
+                r.pop("peak_x_floor", None)
+                continue
             if key in r and floor.get(key):
                 r[key.rsplit("_", 1)[0] + "_x_floor"] = r[key] / floor[key]
 
@@ -257,7 +264,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
            else "") + ".",
         "Times are medians in ms; `x floor` is the ratio to the row named in `floor`, measured "
         "in the same run. Peak memory is for one forward+backward step (forward when the row "
-        "has no backward), beyond the input."
+        "has no backward), beyond the input; its `x floor` only where the floor ran the same "
+        "passes."
         + (" `x bw`: the forward time over the bandwidth floor's (reading the input and "
            "writing the output once, `x[..., ::2, ::2].clone()` on the same tensor)."
            if bw else ""),

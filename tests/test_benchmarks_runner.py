@@ -187,6 +187,30 @@ def test_the_shipped_layout_table_follows_the_margin_rule():
     assert all(p == {"forward", "forward+backward"} for p in passes.values()), passes
 
 
+def test_peak_ratio_only_between_rows_that_ran_the_same_passes():
+    """A row that ran a training step over a forward-only floor (the layout sweep's
+    ``copy x[..., ::2, ::2]``) got a peak-memory ratio of a step's over a forward call's;
+    the times' ratios stay, and a floor of the same passes keeps its peak ratio."""
+    main = _bench_module("__main__")
+    base = {"family": "f", "device": "cpu", "bandwidth": None, "peer": None, "status": "ok"}
+    rows = [{**base, "name": "copy", "floor": None, "forward_ms": 1.0, "peak_mib": 2.0},
+            {**base, "name": "pool", "floor": "copy", "forward_ms": 3.0, "fwd_bwd_ms": 9.0,
+             "peak_mib": 16.0},
+            {**base, "name": "plain", "floor": None, "forward_ms": 1.0, "fwd_bwd_ms": 3.0,
+             "peak_mib": 4.0},
+            {**base, "name": "blur", "floor": "plain", "forward_ms": 2.0, "fwd_bwd_ms": 6.0,
+             "peak_mib": 8.0},
+            {**base, "name": "eval", "floor": "copy", "forward_ms": 2.0, "peak_mib": 6.0}]
+    main.add_ratios(rows)
+    pool, blur, ev = rows[1], rows[3], rows[4]
+    assert pool["forward_x_floor"] == 3.0 and "peak_x_floor" not in pool
+    assert blur["peak_x_floor"] == 2.0 and blur["fwd_bwd_x_floor"] == 2.0
+    assert ev["peak_x_floor"] == 3.0
+    meta = {"device": "cpu", "device_name": "x", "date": "d", "torch": "t", "python": "p",
+            "torch_threads": 1, "cpu_count": 1, "cpu": "c", "quick": True, "peers": {}}
+    assert "| 16.0 | - |" in main.markdown(meta, rows)
+
+
 def test_bandwidth_ratios_and_column():
     main = _bench_module("__main__")
     rows = [{"family": "f", "device": "cpu", "name": "copy", "floor": None, "bandwidth": None,
