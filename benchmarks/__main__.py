@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from ._cli import PEERS as HOW_TO_INSTALL
 from ._cli import _check_counts, _check_options, _check_study_only, _make_out, is_study, peer_hint
 from ._core import BenchCase, UsageError, _cpu_name, forward_backward, time_call
 from ._memory import peak_memory
@@ -62,6 +63,22 @@ def discover(families: list[str] | None) -> list[str]:
 def _is_study(family: str) -> bool:
     """Whether ``bench_<family>.py`` trains models (defines ``run``) instead of timing cases."""
     return is_study(importlib.import_module(f"{__package__}.bench_{family}"))
+
+
+def missing_peers(families: list[str]) -> list[str]:
+    """One line per peer library that some of ``families`` times where installed (their
+    ``OPTIONAL_PEERS``) and that is not: whose rows are skipped and how to install it (the
+    rows were dropped without a word)."""
+    missing: dict[str, list[str]] = {}
+    for fam in families:
+        module = importlib.import_module(f"{__package__}.bench_{fam}")
+        for lib in getattr(module, "OPTIONAL_PEERS", ()):
+            if importlib.util.find_spec(lib) is None:
+                missing.setdefault(lib, []).append(fam)
+    return [f"benchmarks: {lib} is not installed: its rows of the {', '.join(fams)} "
+            f"{'family' if len(fams) == 1 else 'families'} are skipped; to add them: "
+            f"{HOW_TO_INSTALL[lib]}"
+            for lib, fams in missing.items()]
 
 
 def load_cases(family: str, quick: bool) -> list[BenchCase]:
@@ -421,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"case of the family, so it takes no --filter (got "
                              f"{args.filter!r}); drop --filter, or pass --table PATH to write "
                              "the filtered cases' table elsewhere")
+        for line in missing_peers(timing):
+            print(line, file=sys.stderr)
         cases = [c for fam in timing for c in load_cases(fam, args.quick)
                  if args.filter in c.name]
         if not cases:  # it said "no cases selected", naming neither the filter nor the families

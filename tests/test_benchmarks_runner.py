@@ -487,3 +487,26 @@ def test_host_scripts_refuse_bad_counts_as_usage_errors(script, argv, message, t
     out = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *argv], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+def test_missing_peers_are_named_once_each(monkeypatch):
+    """The timing families dropped the rows of a peer library that is not installed without a
+    word: one line per missing peer names the families whose rows are skipped and the install
+    that adds them; an installed peer is not named."""
+    import importlib.util
+
+    main = _bench_module("__main__")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        None if name in ("escnn", "e2cnn", "kornia") else find_spec(name, *a)))
+    lines = main.missing_peers(["pool", "gconv", "harmonic", "linear", "tensor_product",
+                                "gconv3d", "antialias"])
+    assert len(lines) == 3, lines
+    escnn, e2cnn, kornia = lines
+    assert ("escnn is not installed: its rows of the pool, gconv, harmonic, linear, "
+            "tensor_product, gconv3d families are skipped; to add them: pip install escnn"
+            in escnn)
+    assert "e2cnn" in e2cnn and "pool, gconv families" in e2cnn and "pip install e2cnn" in e2cnn
+    assert "antialias family" in kornia and "pip install kornia" in kornia
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    assert main.missing_peers(["pool", "antialias"]) == []
