@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from ._cli import PEERS as HOW_TO_INSTALL
 from ._cli import _check_counts, _check_options, _check_study_only, _make_out, is_study, peer_hint
 from ._core import BenchCase, UsageError, _cpu_name, forward_backward, time_call
 from ._memory import peak_memory
@@ -62,6 +63,22 @@ def discover(families: list[str] | None) -> list[str]:
 def _is_study(family: str) -> bool:
     """Whether ``bench_<family>.py`` trains models (defines ``run``) instead of timing cases."""
     return is_study(importlib.import_module(f"{__package__}.bench_{family}"))
+
+
+def missing_peers(families: list[str]) -> list[str]:
+    """One line per peer library that some of ``families`` times where installed (their
+    ``OPTIONAL_PEERS``) and that is not: whose rows are skipped and how to install it (the
+    rows were dropped without a word)."""
+    missing: dict[str, list[str]] = {}
+    for fam in families:
+        module = importlib.import_module(f"{__package__}.bench_{fam}")
+        for lib in getattr(module, "OPTIONAL_PEERS", ()):
+            if importlib.util.find_spec(lib) is None:
+                missing.setdefault(lib, []).append(fam)
+    return [f"benchmarks: {lib} is not installed: its rows of the {', '.join(fams)} "
+            f"{'family' if len(fams) == 1 else 'families'} are skipped; to add them: "
+            f"{HOW_TO_INSTALL[lib]}"
+            for lib, fams in missing.items()]
 
 
 def load_cases(family: str, quick: bool) -> list[BenchCase]:
@@ -188,7 +205,8 @@ def run_family(cases: list[BenchCase], device: torch.device, budget_s: float, ro
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run;
+    """``*_x_floor``: time (or memory) over the floor's, within the same family, device, run
+(no ``peak_x_floor`` where one of the two ran backward and the other forward only);
     ``forward_x_bandwidth``: the forward time over the bandwidth floor's, where a row names
     one."""
     index = {(r["family"], r["device"], r["name"]): r for r in rows}
@@ -202,6 +220,12 @@ def add_ratios(rows: list[dict]) -> None:
         if floor is None or floor.get("status") != "ok" or r.get("status") != "ok":
             continue
         for key in ("forward_ms", "fwd_bwd_ms", "peak_mib"):
+            # a peak is a training step's where the row ran backward, a forward call's else:
+            # no ratio between two passes (a step's peak over a forward-only floor's)
+            if (key == "peak_mib" and bool(r.get("fwd_bwd_ms"))
+                    != bool(floor.get("fwd_bwd_ms"))):
+                r.pop("peak_x_floor", None)
+                continue
             if key in r and floor.get(key):
                 r[key.rsplit("_", 1)[0] + "_x_floor"] = r[key] / floor[key]
 
@@ -257,7 +281,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
            else "") + ".",
         "Times are medians in ms; `x floor` is the ratio to the row named in `floor`, measured "
         "in the same run. Peak memory is for one forward+backward step (forward when the row "
-        "has no backward), beyond the input."
+        "has no backward), beyond the input; its `x floor` only where the floor ran the same "
+        "passes."
         + (" `x bw`: the forward time over the bandwidth floor's (reading the input and "
            "writing the output once, `x[..., ::2, ::2].clone()` on the same tensor)."
            if bw else ""),
@@ -413,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"case of the family, so it takes no --filter (got "
                              f"{args.filter!r}); drop --filter, or pass --table PATH to write "
                              "the filtered cases' table elsewhere")
+        for line in missing_peers(timing):
+            print(line, file=sys.stderr)
         cases = [c for fam in timing for c in load_cases(fam, args.quick)
                  if args.filter in c.name]
         if not cases:  # it said "no cases selected", naming neither the filter nor the families

@@ -53,7 +53,8 @@ the peer rows (``make bench-accuracy`` uses the peers venv of ``make test``). ``
 keeps the rows whose "architecture library" contains it; seeds are paired (seed ``s`` is the
 same data order and init seed for every row), so ``--first-seed`` splits a run into 1-thread
 processes.
-Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}``.
+Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}`` (``--data fashion-mnist``,
+``--first-seed N`` other than 0 add ``-fashion-mnist``, ``-from-seedN`` to the name).
 """
 
 from __future__ import annotations
@@ -196,7 +197,10 @@ def train_and_test(model: nn.Module, data, *, epochs: int, seed: int, lr: float 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         name_filter: str = "", data: str = "mnist", split: str = "test",
         first_seed: int = 0, schedule: str = "constant") -> list[dict]:
-    """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``.
+    """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``
+    (:func:`stem_of`: ``--data fashion-mnist``, ``--split val``, ``--schedule cosine`` and a
+    ``first_seed`` other than 0 each add to the name, e.g. ``cpu-accuracy-fashion-mnist.*``,
+    ``cpu-accuracy-from-seed3.*``).
 
     ``split="val"``: the model search: the escnn-style candidates (:data:`SEARCH`) trained on
     the first 3/4 of the training digits and scored on the last 1/4 (the test digits unseen);
@@ -237,10 +241,18 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=epochs * math.ceil(n_train / 64), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds)
     meta.update(split=split, first_seed=first_seed, schedule=schedule)
-    stem = ("cpu-accuracy" + ("-val" if split == "val" else "")
-            + ("-cosine" if schedule == "cosine" else "") + ("-quick" if quick else ""))
+    stem = stem_of(quick, data, split, first_seed, schedule)
     write_study(out, stem, meta, results, markdown, name_filter=name_filter)
     return results
+
+
+def stem_of(quick: bool, data: str, split: str, first_seed: int, schedule: str) -> str:
+    """The results' file name: every option that changes what was run is in it, so that a
+    Fashion-MNIST run or one of other seeds never overwrites the default (MNIST, seeds from
+    0) run's ``cpu-accuracy.*``."""
+    return ("cpu-accuracy" + ("" if data == "mnist" else f"-{data}")
+            + ("-val" if split == "val" else "") + ("-cosine" if schedule == "cosine" else "")
+            + (f"-from-seed{first_seed}" if first_seed else "") + ("-quick" if quick else ""))
 
 
 def _meta(quick, data, n_train, n_test, epochs, seeds) -> dict:
@@ -260,6 +272,11 @@ def _meta(quick, data, n_train, n_test, epochs, seeds) -> dict:
             "n_train": n_train, "n_test": n_test, "epochs": epochs, "seeds": seeds}
 
 
+def _seed_range(meta: dict) -> str:
+    first, n = meta["first_seed"], meta["seeds"]
+    return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+
+
 def markdown(meta: dict, results: list[dict]) -> str:
     """The results table; a row with ``"earlier": date`` (kept from a former run when only
     some rows were re-run) says so in its library cell, one whose ``train_s`` was not kept
@@ -274,7 +291,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         + ", each rotated by a random angle; Adam 1e-3"
         + (" annealed to 0 (cosine, per step)" if meta.get("schedule") == "cosine" else "")
         + ", batch 64, "
-        f"{meta['epochs']} epochs, {meta['seeds']} seeds; eval mode with the running "
+        f"{meta['epochs']} epochs, {meta['seeds']} seeds"
+        + (f" ({_seed_range(meta)})" if "first_seed" in meta else "")
+        + "; eval mode with the running "
         "statistics as trained." + (f" {meta['note']}" if meta.get("note") else ""),
         "",
         "| architecture | library | params | accuracy (mean) | +- (half range) | per seed "

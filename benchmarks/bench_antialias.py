@@ -40,6 +40,9 @@ from ._core import pool_sizes as _sizes
 from ._core import seeded_input as _input
 
 FAMILY = "antialias"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("kornia",)
 
 
 

@@ -23,6 +23,9 @@ from torch import nn
 from benchmarks._core import BenchCase, forward_backward, infer
 
 FAMILY = "gconv"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn", "e2cnn")
 _ORDER = {"c4": 4, "d4": 8}
 
 

@@ -52,6 +52,9 @@ from benchmarks._core import module_maker as _make
 from benchmarks._core import peer_maker as _make_peer
 
 FAMILY = "gconv3d"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn",)
 _ORDER = {"o": 24, "c4z": 4}
 C = 4  # fields of the regular rows
 B = 4  # batch of the training rows

@@ -11,6 +11,10 @@ from torch import nn
 
 from ._core import BenchCase, infer, per_order_norms
 
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn",)
+
 
 def _layer_builder(group, c, k, mi=None):
     """Build the layer with an empty basis cache: the per-layer cost of the first layer of its

@@ -24,6 +24,9 @@ from benchmarks._core import BenchCase, layer_rows
 from benchmarks._core import module_maker as _make
 
 FAMILY = "linear"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn",)
 B = 256
 #: (group, max_order, fields, fiber)
 _ROWS = (("p4m", None, 64, 8), ("o", None, 32, 24), ("so2", 3, 64, 7), ("so3", 2, 64, 9))

@@ -17,6 +17,9 @@ import torch
 from ._core import BenchCase, per_order_norms
 
 FAMILY = "pool"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn", "e2cnn")
 
 
 def _sizes(quick: bool) -> list[tuple[int, int, int, int]]:

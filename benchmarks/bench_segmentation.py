@@ -36,7 +36,8 @@ The pixel-basis p4m U-Net at width 4 still ended there on 1 seed of 3; on that s
 p4m U-Net of the same architecture, and ours in the harmonic basis, learned the classes.)
 
 Run: ``python -m benchmarks --family segmentation [--quick] [--seeds 3]``. Results:
-``benchmarks/results/cpu-segmentation[-quick].{json,md}``.
+``benchmarks/results/cpu-segmentation[-quick].{json,md}`` (``--data fashion-mnist``:
+``cpu-segmentation-fashion-mnist[-quick].*``).
 """
 
 from __future__ import annotations
@@ -364,7 +365,8 @@ KEYS = ("miou_upright", "miou_rotated", "miou_shifted", "rot90_consistency",
 
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         name_filter: str = "", data: str = "mnist") -> list[dict]:
-    """Train every model for every seed; write ``cpu-segmentation[-quick].{json,md}``."""
+    """Train every model for every seed; write ``cpu-segmentation[-quick].{json,md}``
+    (``data="fashion-mnist"``: ``cpu-segmentation-fashion-mnist[-quick].*``)."""
     n_train, n_test, epochs = (32, 16, 1) if quick else (800, 200, 5)
     canvas = CANVAS
     seeds = seeds if seeds is not None else (1 if quick else 3)
@@ -388,8 +390,10 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     results = run_study(rows, range(seeds), train_one, summarize, label=lambda m: m.name,
                         steps_per_run=epochs * math.ceil(n_train / BATCH), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds, canvas)
-    write_study(out, "cpu-segmentation" + ("-quick" if quick else ""), meta, results,
-                markdown, name_filter=name_filter)
+    # --data is in the name: a Fashion-MNIST run never overwrites the MNIST results
+    stem = "cpu-segmentation" + ("" if data == "mnist" else f"-{data}")
+    write_study(out, stem + ("-quick" if quick else ""), meta, results, markdown,
+                name_filter=name_filter)
     return results
 
 

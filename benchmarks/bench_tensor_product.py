@@ -21,6 +21,9 @@ from torch import nn
 from benchmarks._core import BenchCase, layer_rows
 
 FAMILY = "tensor_product"
+#: peer libraries whose rows this family has only where they are installed (the runner
+#: names each one missing)
+OPTIONAL_PEERS = ("escnn",)
 #: (group, max_order, shape)
 _ROWS = (("so2", 3, (8, 32, 7, 32, 32)), ("so3", 2, (4, 16, 9, 12, 12, 12)))
 

@@ -109,7 +109,12 @@ def _bench(args: argparse.Namespace) -> int:
     env["EQUILAYERS_BENCH_PROG"] = "equilayers bench"  # its --help's usage line
     # without NumPy torch warns at import: the runner prints only its own output, like this CLI
     quiet = ["-W", "ignore:Failed to initialize NumPy:UserWarning"]
-    return subprocess.run([sys.executable, *quiet, "-m", "benchmarks", *args.args],
+    # not `python -m benchmarks`: -m puts the cwd first on sys.path, ahead of PYTHONPATH, so a
+    # project of the user's own with a benchmarks/ package ran instead (`python -P` drops it,
+    # but only from Python 3.11; the floor is 3.10): the source root takes sys.path[0]
+    boot = ("import runpy, sys; sys.path[0] = sys.argv.pop(1); "
+            "runpy.run_module('benchmarks', run_name='__main__', alter_sys=True)")
+    return subprocess.run([sys.executable, *quiet, "-c", boot, str(root), *args.args],
                           env=env).returncode
 
 

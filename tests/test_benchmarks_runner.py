@@ -187,6 +187,30 @@ def test_the_shipped_layout_table_follows_the_margin_rule():
     assert all(p == {"forward", "forward+backward"} for p in passes.values()), passes
 
 
+def test_peak_ratio_only_between_rows_that_ran_the_same_passes():
+    """A row that ran a training step over a forward-only floor (the layout sweep's
+    ``copy x[..., ::2, ::2]``) got a peak-memory ratio of a step's over a forward call's;
+    the times' ratios stay, and a floor of the same passes keeps its peak ratio."""
+    main = _bench_module("__main__")
+    base = {"family": "f", "device": "cpu", "bandwidth": None, "peer": None, "status": "ok"}
+    rows = [{**base, "name": "copy", "floor": None, "forward_ms": 1.0, "peak_mib": 2.0},
+            {**base, "name": "pool", "floor": "copy", "forward_ms": 3.0, "fwd_bwd_ms": 9.0,
+             "peak_mib": 16.0},
+            {**base, "name": "plain", "floor": None, "forward_ms": 1.0, "fwd_bwd_ms": 3.0,
+             "peak_mib": 4.0},
+            {**base, "name": "blur", "floor": "plain", "forward_ms": 2.0, "fwd_bwd_ms": 6.0,
+             "peak_mib": 8.0},
+            {**base, "name": "eval", "floor": "copy", "forward_ms": 2.0, "peak_mib": 6.0}]
+    main.add_ratios(rows)
+    pool, blur, ev = rows[1], rows[3], rows[4]
+    assert pool["forward_x_floor"] == 3.0 and "peak_x_floor" not in pool
+    assert blur["peak_x_floor"] == 2.0 and blur["fwd_bwd_x_floor"] == 2.0
+    assert ev["peak_x_floor"] == 3.0
+    meta = {"device": "cpu", "device_name": "x", "date": "d", "torch": "t", "python": "p",
+            "torch_threads": 1, "cpu_count": 1, "cpu": "c", "quick": True, "peers": {}}
+    assert "| 16.0 | - |" in main.markdown(meta, rows)
+
+
 def test_bandwidth_ratios_and_column():
     main = _bench_module("__main__")
     rows = [{"family": "f", "device": "cpu", "name": "copy", "floor": None, "bandwidth": None,
@@ -230,6 +254,24 @@ def test_cli_bench_finds_the_source_tree(tmp_path):
     assert out.returncode == 0 and "python -m benchmarks" in out.stdout, out.stderr
 
 
+def test_cli_bench_from_a_project_with_its_own_benchmarks_package(tmp_path):
+    """`python -m` puts the cwd first on sys.path, ahead of PYTHONPATH: run from a project of
+    the user's own with a benchmarks/ package, `equilayers bench` ran that one (exit 0)."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__init__.py").write_text("")
+    (tmp_path / "benchmarks" / "__main__.py").write_text("print('THEIRS')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in [str(ROOT), os.environ.get("PYTHONPATH")] if p))
+    out = subprocess.run([sys.executable, "-m", "equilayers", "bench", "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert "THEIRS" not in out.stdout
+    assert out.returncode == 0 and "--family" in out.stdout, out.stdout + out.stderr
+    # the negative control: the user's package does shadow the suite under a plain -m
+    plain = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert "THEIRS" in plain.stdout
+
+
 def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
     """`equilayers bench` runs `python -m benchmarks` in a child process, which the CLI's own
     quiet import of torch does not reach: the child gets the same filter (without NumPy, torch
@@ -246,9 +288,10 @@ def test_cli_bench_runs_the_suite_without_torchs_numpy_warning(monkeypatch):
     assert cli.main(["bench", "--quick", "--family", "pool"]) == 0
     (cmd,) = calls
     assert cmd[0] == sys.executable
-    assert cmd[-5:] == ["-m", "benchmarks", "--quick", "--family", "pool"]
+    assert cmd[-3:] == ["--quick", "--family", "pool"] and cmd[-4] == str(ROOT)
+    assert "run_module('benchmarks'" in cmd[-5] and cmd[-6] == "-c"
     i = cmd.index("-W")
-    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-m")
+    assert cmd[i + 1] == "ignore:Failed to initialize NumPy:UserWarning" and i < cmd.index("-c")
 
 
 def test_gpu_session_script_is_valid_and_names_existing_tests():
@@ -444,3 +487,26 @@ def test_host_scripts_refuse_bad_counts_as_usage_errors(script, argv, message, t
     out = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *argv], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+def test_missing_peers_are_named_once_each(monkeypatch):
+    """The timing families dropped the rows of a peer library that is not installed without a
+    word: one line per missing peer names the families whose rows are skipped and the install
+    that adds them; an installed peer is not named."""
+    import importlib.util
+
+    main = _bench_module("__main__")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        None if name in ("escnn", "e2cnn", "kornia") else find_spec(name, *a)))
+    lines = main.missing_peers(["pool", "gconv", "harmonic", "linear", "tensor_product",
+                                "gconv3d", "antialias"])
+    assert len(lines) == 3, lines
+    escnn, e2cnn, kornia = lines
+    assert ("escnn is not installed: its rows of the pool, gconv, harmonic, linear, "
+            "tensor_product, gconv3d families are skipped; to add them: pip install escnn"
+            in escnn)
+    assert "e2cnn" in e2cnn and "pool, gconv families" in e2cnn and "pip install e2cnn" in e2cnn
+    assert "antialias family" in kornia and "pip install kornia" in kornia
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    assert main.missing_peers(["pool", "antialias"]) == []

@@ -306,3 +306,41 @@ def test_equivariance3d_family_quick_runs_and_reports(tmp_path):
     assert table.count("\n| norm L=1 k=3 |") == len(results)
     with pytest.raises(ValueError, match="names no row"):
         eq.run(True, tmp_path, progress=False, name_filter="nonesuch")
+
+
+def test_accuracy_and_segmentation_results_are_named_by_data_and_first_seed(monkeypatch,
+                                                                              tmp_path):
+    """A Fashion-MNIST run, or one of seeds 3.., wrote ``cpu-accuracy.*`` (and
+    ``cpu-segmentation.*``), the default MNIST seeds-0.. run's committed files, and the table
+    did not say which seeds ran. (The data and the training are stubbed: only the names and
+    the header are under test.)"""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import bench_accuracy as acc
+        from benchmarks import bench_segmentation as seg
+    finally:
+        sys.path.remove(str(ROOT))
+    written = []
+
+    def write_study(out, stem, meta, results, markdown, name_filter=""):
+        written.append((stem, markdown(meta, [])))
+
+    for mod in (acc, seg):
+        monkeypatch.setattr(mod, "run_study", lambda *a, **k: [])
+        monkeypatch.setattr(mod, "write_study", write_study)
+    digits = (torch.zeros(8, 1, 29, 29), torch.zeros(8, dtype=torch.long)) * 2
+    monkeypatch.setattr(acc, "rotated_digits", lambda *a: digits)
+    monkeypatch.setattr(seg, "dataset", lambda *a, **k: None)
+    acc.run(False, tmp_path)
+    acc.run(False, tmp_path, data="fashion-mnist")
+    acc.run(True, tmp_path, first_seed=3, seeds=2)
+    acc.run(False, tmp_path, split="val", schedule="cosine", first_seed=1)
+    monkeypatch.setattr(seg, "models", lambda quick, name_filter="": ["a row"])  # (unbuilt)
+    seg.run(False, tmp_path)
+    seg.run(True, tmp_path, data="fashion-mnist")
+    assert [stem for stem, _ in written] == [
+        "cpu-accuracy", "cpu-accuracy-fashion-mnist", "cpu-accuracy-from-seed3-quick",
+        "cpu-accuracy-val-cosine-from-seed1", "cpu-segmentation",
+        "cpu-segmentation-fashion-mnist-quick"]
+    assert "3 seeds (seeds 0-2)" in written[0][1]
+    assert "2 seeds (seeds 3-4)" in written[2][1]

@@ -105,10 +105,11 @@ def resolve_padding3d(padding, kernel_size: int | tuple[int, int, int], dilation
 def _block_cpu(group: CubicGroup, fiber_in: int, k: int) -> torch.Tensor:
     """``(|G|, F_in * k^3)``: row ``g`` lists, for each entry of ``g . psi``, the entry of
     ``psi`` (a ``(F_in, k, k, k)`` filter, flattened) it comes from."""
-    base = torch.arange(k ** 3, dtype=torch.long, device="cpu").view(k, k, k)
-    spatial = torch.stack([act(base, g, "trivial").reshape(-1) for g in group.elements()])
     if fiber_in == 1:
-        return spatial
+        base = torch.arange(k ** 3, dtype=torch.long, device="cpu").view(k, k, k)
+        return torch.stack([act(base, g, "trivial").reshape(-1) for g in group.elements()])
+    # (the lifting table's rows: a group conv's init reads that table too, white_map)
+    spatial = _block_cpu(group, 1, k)
     # the regular action permutes the fiber (row g of the inverse Cayley table: slot f of
     # g . psi comes from slot g^-1 f) and moves every slot alike: entry (f, p) comes from
     # (perm_g[f], spatial_g[p])
