@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import _op_table  # noqa: F401  (fills the op table)
+from ._amp import autocast_dtype
 from ._cpu import max_pool2d_stride1
 from ._dispatch import (
     Choice,
@@ -66,7 +67,8 @@ def __getattr__(name: str):
 def _triton_entry(name: str, x: torch.Tensor, kwargs: dict):
     """Run the op's Triton kernel, bypassing dispatch: the spec's errors first (those of the
     functional op), ``RuntimeError`` inside a ``torch.func`` transform or forward-mode AD,
-    then ``ValueError`` when the kernel cannot take the call."""
+    then ``ValueError`` when the kernel cannot take the call. Under ``torch.autocast`` the
+    input is cast as :func:`dispatch` casts it (the reference's dtype)."""
     op = get_op(name)
     assert op is not None  # called with the names of the table's Triton ops only
     op.check(x, **kwargs)
@@ -78,6 +80,9 @@ def _triton_entry(name: str, x: torch.Tensor, kwargs: dict):
             f"torch.func rules, so it cannot run inside a torch.func transform (grad, vmap, "
             f"jvp, ...) or torch.autograd.forward_ad; call equilayers.functional.{name}, "
             f"which takes its differentiable reference there")
+    amp = autocast_dtype(op, x, kwargs)  # under autocast the reference's dtype, as dispatch
+    if amp is not None:
+        x = x.to(amp)
     ok, reason = kernel_support(name, x, **kwargs)
     if not ok:
         raise ValueError(f"{name}: the Triton kernel cannot take this input: {reason}")

@@ -19,10 +19,10 @@ after than before, which no symmetric conv padding gives: they pad a copy, then 
 The leading dims are folded into the channels (``(B, C, F, H, W)`` -> ``(B, C F, H, W)``, a view
 for contiguous inputs and for the channels_last view of a group conv's output), so a
 channels_last group map stays channels_last; a channels_last input whose padding copy comes
-back contiguous is made channels_last again before the conv. Under ``create_graph=True`` the
-ring's backward differentiates the padded formulation through autograd, so a gradient penalty
-differentiates it again. The same sums as the reference (pad then depthwise conv), up to the
-order of float additions.
+back contiguous is made channels_last again before the conv. Under ``create_graph=True`` (and
+for a batch of gradients, ``is_grads_batched=True``) the ring's backward differentiates the
+padded formulation through autograd, so a gradient penalty differentiates it again. The same
+sums as the reference (pad then depthwise conv), up to the order of float additions.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from .._host import host_tensor
+from ._dispatch import batched_grad
 from ._tables import _source, binomial, border_ring, inner_outputs, pad_amounts, pad_axes
 
 __all__ = ["blur_pool2d", "max_blur_pool2d"]
@@ -160,7 +161,9 @@ class _RingBlur(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         k, s, mode = ctx.args
         shape, dtype, device, channels_last = ctx.like
-        if torch.is_grad_enabled():  # create_graph=True: differentiable plain ops
+        # create_graph=True, or a batch of gradients (is_grads_batched=True: such a gradient
+        # cannot be asked its layout nor written in place): differentiable plain ops
+        if torch.is_grad_enabled() or batched_grad(grad):
             with torch.enable_grad():
                 xd = torch.zeros(shape, dtype=dtype, device=device, requires_grad=True)
                 (gx,) = torch.autograd.grad(_padded_blur(xd, k, s, mode), xd, grad,

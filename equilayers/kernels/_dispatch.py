@@ -45,6 +45,9 @@ The rule, checked in this order (the first that applies decides):
    windows, and a compiler fuses the reference itself).
 7. Otherwise -> ``"reference"``.
 
+Under ``torch.autocast``, where the reference computes in autocast's dtype, rules 4-7 read
+the input cast to it (:mod:`._amp`): every path returns the reference's dtype.
+
 :func:`dispatch` remembers the route of a call it has seen, keyed by everything rules 4-7
 read (see ``_route``: nothing but the description of the call, the switches, the ops and the
 table's entry, each checked on every hit); :func:`choose` and :func:`explain` decide afresh.
@@ -67,6 +70,7 @@ import torch
 
 from .. import _checks as C
 from . import _layout_table
+from ._amp import autocast_dtype, cast_like
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
@@ -252,7 +256,14 @@ def _switched() -> Choice | None:
 
 def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     switched = _switched()
-    return switched if switched is not None else _decide(op_name, x, kwargs)
+    if switched is not None:
+        return switched
+    op = get_op(op_name)
+    if op is None or (amp := autocast_dtype(op, x, kwargs)) is None:
+        return _decide(op_name, x, kwargs)
+    path, fast_path, why = _decide(op_name, cast_like(x, amp), kwargs)
+    return Choice(path, fast_path, f"under torch.autocast the input is cast to {_name(amp)} "
+                  f"first, as the reference's conv casts it: {why}")
 
 
 # --- the route's memo (dispatch only) ------------------------------------------------------------
@@ -483,4 +494,7 @@ def dispatch(op_name: str, x: torch.Tensor, **kwargs):
             or _env_is_1("EQUILAYERS_DISABLE_TRITON", b"EQUILAYERS_DISABLE_TRITON")
             or bool(getattr(_state, "force_reference", 0)) or transforms_active()):
         return op.reference(x, **kwargs)
+    amp = autocast_dtype(op, x, kwargs)  # under autocast: the dtype the reference's conv takes
+    if amp is not None:
+        x = x.to(amp)
     return _route(op, x, kwargs)[1](x, **kwargs)

@@ -71,6 +71,21 @@ def _not_empty(x: torch.Tensor, *args, **kwargs) -> str | None:
     return f"the input is empty (shape {tuple(x.shape)})" if x.numel() == 0 else None
 
 
+# --- where the reference computes in autocast's dtype: its blur's conv runs ----------------------
+
+def _blur_conv_runs(x: torch.Tensor, kernel_size: int = 3, **kwargs) -> bool:
+    return kernel_size != 1 and x.numel() > 0
+
+
+# (each with its op's defaults: check_max_blur_pool2d's blur_size=3, the polyphase one's 1)
+def _max_blur_conv_runs(x: torch.Tensor, blur_size: int = 3, **kwargs) -> bool:
+    return blur_size != 1 and x.numel() > 0
+
+
+def _polyphase_conv_runs(x: torch.Tensor, blur_size: int = 1, **kwargs) -> bool:
+    return blur_size != 1 and x.numel() > 0
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 register_op(KernelOp(
@@ -78,6 +93,7 @@ register_op(KernelOp(
     reference=R.blur_pool2d,
     check=R.check_blur_pool2d,
     triton=_triton_blur_pool2d,
+    autocast=_blur_conv_runs,
     fast={"cpu": (
         FastPath(_cpu.blur_pool2d, "PyTorch fast path: separable strided adds, padding by "
                  "index arithmetic, hand-written backward", "separable"),
@@ -93,6 +109,7 @@ register_op(KernelOp(
     check=R.check_max_blur_pool2d,
     triton=_triton_max_blur_pool2d,
     triton_supports=_max_window_at_most_4,
+    autocast=_max_blur_conv_runs,
     fast={"cpu": (
         FastPath(_cpu.max_blur_pool2d, "PyTorch fast path: the stride-1 max pooling (any "
                  "window and padding) as elementwise maxima with a mask backward, then the "
@@ -109,6 +126,7 @@ register_op(KernelOp(
     check=R.check_polyphase_pool2d,
     triton=_triton_polyphase_pool2d,
     triton_supports=_not_empty,
+    autocast=_polyphase_conv_runs,
     fast={"cpu": (FastPath(_cpu_polyphase.polyphase_pool2d, "PyTorch fast path: component "
                            "norms in float64 by row chunks, one gather, a scatter backward",
                            "chunked_norms"),)},

@@ -18,6 +18,12 @@ An entry holds everything the dispatcher (:mod:`._dispatch`) needs, so adding an
   where it measured one faster. ``fast_supports`` limits them all, a path's own ``supports``
   that path alone.
 
+- ``autocast(x, **kwargs)``: whether, for a call ``check`` accepts, the reference computes
+  in ``torch.autocast``'s dtype (it runs an op autocast casts, such as a conv, on the
+  input), or ``None`` (it never does). Under autocast the dispatcher then casts the input to
+  that dtype before it picks a path, so every path returns the reference's dtype
+  (:mod:`._amp`).
+
 ``*_supports(x, **kwargs)`` see only calls ``check`` accepted and return why their path
 cannot take one (a string, shown by :func:`equilayers.kernels.explain`) or ``None``.
 """
@@ -69,6 +75,7 @@ class KernelOp:
     fast: Mapping[str, tuple[FastPath, ...]] = field(default_factory=dict)
     fast_supports: Supports | None = None
     fast_dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
+    autocast: Callable[..., bool] | None = None
 
     def __post_init__(self) -> None:
         what = "KernelOp"
@@ -79,7 +86,7 @@ class KernelOp:
                          "reference, f(x, **kwargs)")
         C.check_callable(self.check, "check", what, fix="the op's argument spec, "
                          "f(x, **kwargs), raising TypeError/ValueError")
-        for name in ("triton", "triton_supports", "fast_supports"):
+        for name in ("triton", "triton_supports", "fast_supports", "autocast"):
             if getattr(self, name) is not None:
                 C.check_callable(getattr(self, name), name, what, fix="or None")
         object.__setattr__(self, "fast", MappingProxyType(_candidates(self.fast, what)))
