@@ -38,13 +38,11 @@ def _upsample_break(mod: nn.Module, size: tuple[int, ...], got: tuple[int, ...],
     ``GroupUpsample2d`` / ``3d`` asks too: the nearest modes' index map, a linear mode's
     ``scale_factor`` that does not give the output size), or dims a rotation swaps resized by
     different ratios; ``None`` where it is exact."""
-    # the library's upsamplings run "nearest" at an integer factor as "nearest-exact"
-    mode = getattr(mod, "_interpolate_mode", getattr(mod, "mode", None))
-    factors = _scales(mod, len(size))
+    mode, factors = getattr(mod, "mode", None), _scales(mod, len(size))
     for i in moved:
         why = resize_break(size[i], got[i], mode, align_corners=getattr(
             mod, "align_corners", None), scale=None if factors is None else factors[i],
-            dim=_DIM_NAMES[len(size)][i])
+            dim=_DIM_NAMES[len(size)][i], copies=getattr(mod, "_copies_integer_ratios", False))
         if why:
             return why
     for a, b in pairs:

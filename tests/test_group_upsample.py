@@ -71,6 +71,43 @@ def test_nearest_at_an_integer_factor_copies_each_pixel(factor, gen):
     assert torch.equal(group_upsample3d(v, scale_factor=factor),
                        v.repeat_interleave(factor, -1).repeat_interleave(factor, -2)
                        .repeat_interleave(factor, -3))
+    # a size that is an integer multiple of the input's is the same copy, in both modes (the
+    # warning names such sizes as its fix), and check_grid finds nothing there
+    for mode in ("nearest", "nearest-exact"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert torch.equal(GroupUpsample2d(size=3 * factor, mode=mode)(x), want)
+        assert torch.equal(group_upsample3d(v, size=(3 * factor, factor, 2 * factor),
+                                            mode=mode),
+                           v.repeat_interleave(factor, -1).repeat_interleave(factor, -2)
+                           .repeat_interleave(factor, -3))
+        assert equilayers.check_grid(nn.Sequential(GroupUpsample2d(size=3 * factor, mode=mode)),
+                                     (1, 2, 8, 3, 3), group="p4m") == []
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_copies_keep_the_layout_and_export_with_the_legacy_onnx_exporter(layout, gen):
+    """The integer-ratio copy keeps a channels_last input's layout (as ``F.interpolate``), and
+    the legacy ONNX exporter (``dynamo=False``, static shapes) takes it: ``"nearest-exact"``,
+    an earlier fix, has no legacy ONNX symbolic (``aten::_upsample_nearest_exact2d``)."""
+    x = torch.randn(2, 3, 5, 4, generator=gen)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = GroupUpsample2d(scale_factor=2)(x)
+    assert torch.equal(y, F.interpolate(x, scale_factor=2))
+    assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    pytest.importorskip("onnx", reason="ONNX checks need the 'export' extra (onnx)")
+    ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime")
+    import io
+    buf = io.BytesIO()
+    m = GroupUpsample2d(scale_factor=2).eval()
+    g = torch.randn(1, 2, 4, 3, 3, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the legacy exporter's deprecation notice)
+        torch.onnx.export(m, (g,), buf, dynamo=False)
+    sess = ort.InferenceSession(buf.getvalue())
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: g.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), m(g), rtol=0, atol=0)
 
 
 def test_the_pitfall_it_avoids(gen):

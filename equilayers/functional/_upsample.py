@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 
 __all__ = ["group_upsample2d", "group_upsample3d", "check_upsample_args", "nearest_maps",
-           "resize_break", "resize_fix", "interpolate_mode"]
+           "resize_break", "resize_fix", "copy_factors"]
 
 #: the interpolation modes per spatial rank (``F.interpolate``'s names)
 MODES = {2: ("nearest", "nearest-exact", "bilinear", "bicubic"),
@@ -74,7 +74,8 @@ def nearest_maps(n: int, o: int, mode: str, scale: float | None = None
 
 
 def resize_break(n: int, o: int, mode: str | None, *, align_corners: bool | None = None,
-                 scale: float | None = None, dim: str = "") -> str | None:
+                 scale: float | None = None, dim: str = "", copies: bool = False
+                 ) -> str | None:
     """Why ``F.interpolate`` from ``n`` to ``o`` samples along one dim does not commute with
     the flip of that dim (``None``: it does, up to float rounding). The one law of the module
     warning of :class:`~equilayers.nn.GroupUpsample2d` / ``3d`` and of
@@ -90,8 +91,12 @@ def resize_break(n: int, o: int, mode: str | None, *, align_corners: bool | None
     the output size decides (symmetric), or ``r = scale`` (symmetric only where ``o == n *
     scale``); ``align_corners=True`` samples at ``j (n - 1) / (o - 1)``, symmetric at any
     size. Other modes (``"area"``: adaptive average
-    windows, symmetric) are exact."""
+    windows, symmetric) are exact. ``copies``: the library's upsampling, which copies each
+    sample itself at an integer ratio in the nearest modes (:func:`copy_factors`): exact there
+    at any factor."""
     where = f" ({dim})" if dim else ""
+    if copies and mode in ("nearest", "nearest-exact") and n >= 1 and o >= n and o % n == 0:
+        return None
     if mode in ("nearest", "nearest-exact"):
         for src in nearest_maps(n, o, mode, scale):
             bad = next((j for j in range(o) if src[o - 1 - j] != n - 1 - src[j]), None)
@@ -168,14 +173,38 @@ def check_upsample_args(size, scale_factor, mode, align_corners, nd: int,
     return size, scale_factor, mode, align_corners
 
 
-def interpolate_mode(mode: str, scale_factor: int | None) -> str:
-    """The mode handed to ``F.interpolate``: an integer ``scale_factor`` copies each sample
-    ``s`` times in both nearest modes, but torch's ``"nearest"`` computes the source index as
-    ``floor(i * (1 / s))`` in float and misses at some factors (``s = 41``: 488 of 15,129
-    samples of a 3 x 3 input, which broke rot90 exactness); ``"nearest-exact"`` (``floor((i +
-    1/2) / s)``) is that copy for every integer ``s``, at the same kernel's cost. The module's
-    ``check_grid`` law reads the same mode."""
-    return "nearest-exact" if mode == "nearest" and scale_factor is not None else mode
+def copy_factors(sizes: Sequence[int], size: tuple[int, ...] | None,
+                 scale_factor: int | None, mode: str) -> tuple[int, ...] | None:
+    """The integer factor per dim where a nearest mode copies each sample ``s`` times (an
+    integer ``scale_factor``, or a ``size`` that is an integer multiple of every input dim),
+    else ``None``. There both nearest modes are that copy (``floor(j / s)``), but torch's
+    ``"nearest"`` computes the source index in float and misses at some factors (``s = 41``:
+    488 of 15,129 samples of a 3 x 3 input, which broke rot90 exactness), so the library
+    copies itself (:func:`_copy`); ``check_grid`` and the module warning read the same rule
+    (``resize_break(..., copies=True)``)."""
+    if mode not in ("nearest", "nearest-exact"):
+        return None
+    if scale_factor is not None:
+        return (int(scale_factor),) * len(sizes)
+    if size is None or any(n < 1 or o < n or o % n for n, o in zip(sizes, size, strict=True)):
+        return None
+    return tuple(o // n for n, o in zip(sizes, size, strict=True))
+
+
+def _copy(flat: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
+    """Each sample of ``flat`` ``(N, C, *spatial)`` copied ``factors[i]`` times along spatial
+    dim ``i``: one expand and one reshape (a copy), exported by every ONNX exporter; a
+    channels_last input keeps its layout, as ``F.interpolate`` keeps it."""
+    n, c, *spatial = flat.shape
+    v = flat
+    for i in range(len(spatial)):
+        v = v.unsqueeze(3 + 2 * i)
+    y = v.expand(n, c, *[d for pair in zip(spatial, factors, strict=True) for d in pair])
+    y = y.reshape(n, c, *[d * s for d, s in zip(spatial, factors, strict=True)])
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(flat.dim())
+    if fmt is not None and not flat.is_contiguous() and flat.is_contiguous(memory_format=fmt):
+        y = y.contiguous(memory_format=fmt)
+    return y
 
 
 def _upsample(x, size, scale_factor, mode, align_corners, nd: int, what: str) -> torch.Tensor:
@@ -188,9 +217,12 @@ def _upsample(x, size, scale_factor, mode, align_corners, nd: int, what: str) ->
     flat = x.flatten(1, 2) if x.dim() == nd + 3 else x  # escnn's layout (a view)
     if flat.shape[1] == 0:  # F.interpolate refuses 0 channels; it takes an empty batch
         flat = flat.reshape(0, 1, *flat.shape[2:])
-    y = F.interpolate(flat, size=size, scale_factor=scale_factor,
-                      mode=interpolate_mode(mode, scale_factor),
-                      align_corners=align_corners)
+    factors = copy_factors(flat.shape[2:], size, scale_factor, mode)
+    if factors is not None:
+        y = _copy(flat, factors)
+    else:
+        y = F.interpolate(flat, size=size, scale_factor=scale_factor, mode=mode,
+                          align_corners=align_corners)
     return y.reshape(*x.shape[:-nd], *y.shape[-nd:])
 
 

@@ -10,7 +10,6 @@ from ..functional._upsample import (
     check_upsample_args,
     group_upsample2d,
     group_upsample3d,
-    interpolate_mode,
     resize_break,
     resize_fix,
 )
@@ -23,18 +22,15 @@ __all__ = ["GroupUpsample2d", "GroupUpsample3d"]
 class _GroupUpsample(Typed, nn.Module):
     in_type = out_type = None  # any field type; the output has the input's
     _nd = 2
+    #: the nearest modes copy each sample at an integer ratio (for ``check_grid``:
+    #: :func:`~equilayers.functional._upsample.copy_factors`)
+    _copies_integer_ratios = True
 
     def __init__(self, size=None, scale_factor: int | None = None, mode: str = "nearest",
                  align_corners: bool | None = None) -> None:
         super().__init__()
         self.size, self.scale_factor, self.mode, self.align_corners = check_upsample_args(
             size, scale_factor, mode, align_corners, self._nd, type(self).__name__)
-
-    @property
-    def _interpolate_mode(self) -> str:
-        """The mode ``F.interpolate`` runs (for ``check_grid``):
-        :func:`~equilayers.functional._upsample.interpolate_mode`."""
-        return interpolate_mode(self.mode, self.scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = group_upsample2d if self._nd == 2 else group_upsample3d
@@ -60,7 +56,7 @@ class _GroupUpsample(Typed, nn.Module):
             return
         names = ("height", "width")
         why = next((b for b in (resize_break(n, o, self.mode, align_corners=self.align_corners,
-                                             dim=name)
+                                             dim=name, copies=True)
                                 for n, o, name in zip(size, got, names, strict=True)) if b),
                    None)
         if why is None and size[0] == size[1] and got[0] != got[1]:
@@ -97,9 +93,10 @@ class GroupUpsample2d(_GroupUpsample):
         size: the output's ``(H', W')`` (an int for both); or
         scale_factor: an integer factor for both dims (exactly one of the two).
         mode: ``"nearest"`` (default, as ``nn.Upsample``), ``"nearest-exact"``,
-            ``"bilinear"`` (escnn's default) or ``"bicubic"``. With ``scale_factor`` both
-            nearest modes copy each pixel ``s`` times (torch's own ``"nearest"`` misses
-            that copy at some factors, e.g. 41, in float).
+            ``"bilinear"`` (escnn's default) or ``"bicubic"``. At an integer ratio
+            (``scale_factor``, or a ``size`` that is an integer multiple of the input's)
+            both nearest modes copy each pixel ``s`` times, exactly (the library copies
+            itself: torch's own ``"nearest"`` misses that copy at some factors, e.g. 41).
         align_corners: as ``F.interpolate``, for ``"bilinear"`` / ``"bicubic"`` only.
 
     Shape:
@@ -146,8 +143,8 @@ class GroupUpsample3d(_GroupUpsample):
     Args:
         size: the output's ``(D', H', W')`` (an int for all three); or
         scale_factor: an integer factor for every dim (exactly one of the two).
-        mode: ``"nearest"`` (default), ``"nearest-exact"`` or ``"trilinear"``; with
-            ``scale_factor`` both nearest modes copy each voxel ``s`` times, as in 2-D.
+        mode: ``"nearest"`` (default), ``"nearest-exact"`` or ``"trilinear"``; at an
+            integer ratio both nearest modes copy each voxel ``s`` times, as in 2-D.
         align_corners: as ``F.interpolate``, for ``"trilinear"`` only.
 
     Shape:
