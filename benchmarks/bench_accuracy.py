@@ -54,7 +54,8 @@ keeps the rows whose "architecture library" contains it; seeds are paired (seed 
 same data order and init seed for every row), so ``--first-seed`` splits a run into 1-thread
 processes.
 Results: ``benchmarks/results/cpu-accuracy[-quick].{json,md}`` (``--data fashion-mnist``,
-``--first-seed N`` other than 0 add ``-fashion-mnist``, ``-from-seedN`` to the name).
+``--first-seed N`` other than 0 and ``--seeds N`` other than the default add
+``-fashion-mnist``, ``-from-seedN``, ``-seedsN`` to the name).
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         first_seed: int = 0, schedule: str = "constant") -> list[dict]:
     """Train every model for every seed; write ``cpu-accuracy[-quick].{json,md}`` to ``out``
     (:func:`stem_of`: ``--data fashion-mnist``, ``--split val``, ``--schedule cosine`` and a
-    ``first_seed`` other than 0 each add to the name, e.g. ``cpu-accuracy-fashion-mnist.*``,
-    ``cpu-accuracy-from-seed3.*``).
+    ``first_seed`` other than 0 and a number of ``seeds`` other than the default each add to
+    the name, e.g. ``cpu-accuracy-fashion-mnist.*``, ``cpu-accuracy-from-seed3.*``,
+    ``cpu-accuracy-seeds10.*``).
 
     ``split="val"``: the model search: the escnn-style candidates (:data:`SEARCH`) trained on
     the first 3/4 of the training digits and scored on the last 1/4 (the test digits unseen);
@@ -212,7 +214,7 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
     n_train, n_test, epochs = (1000, 500, 1) if quick else (4000, 1000, 5)
-    seeds = seeds if seeds is not None else (1 if quick else 3)
+    seeds = seeds if seeds is not None else default_seeds(quick)
     every = models(quick, search=split == "val")
     rows = [m for m in every if name_filter in f"{m.arch} {m.library}"]
     if not rows:  # an empty table, exit status 0, over the last run's results
@@ -241,18 +243,27 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
                         steps_per_run=epochs * math.ceil(n_train / 64), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds)
     meta.update(split=split, first_seed=first_seed, schedule=schedule)
-    stem = stem_of(quick, data, split, first_seed, schedule)
+    stem = stem_of(quick, data, split, first_seed, schedule, seeds)
     write_study(out, stem, meta, results, markdown, name_filter=name_filter)
     return results
 
 
-def stem_of(quick: bool, data: str, split: str, first_seed: int, schedule: str) -> str:
+def stem_of(quick: bool, data: str, split: str, first_seed: int, schedule: str,
+            seeds: int | None = None) -> str:
     """The results' file name: every option that changes what was run is in it, so that a
-    Fashion-MNIST run or one of other seeds never overwrites the default (MNIST, seeds from
-    0) run's ``cpu-accuracy.*``."""
+    Fashion-MNIST run, one of other seeds or of another number of seeds (``seeds`` other
+    than the default, 3, quick 1) never overwrites the default (MNIST, 3 seeds from 0) run's
+    ``cpu-accuracy.*``."""
+    many = "" if seeds is None or seeds == default_seeds(quick) else f"-seeds{seeds}"
     return ("cpu-accuracy" + ("" if data == "mnist" else f"-{data}")
             + ("-val" if split == "val" else "") + ("-cosine" if schedule == "cosine" else "")
-            + (f"-from-seed{first_seed}" if first_seed else "") + ("-quick" if quick else ""))
+            + (f"-from-seed{first_seed}" if first_seed else "") + many
+            + ("-quick" if quick else ""))
+
+
+def default_seeds(quick: bool) -> int:
+    """The seeds per model a study runs without ``--seeds`` (3, quick 1)."""
+    return 1 if quick else 3
 
 
 def _meta(quick, data, n_train, n_test, epochs, seeds) -> dict:

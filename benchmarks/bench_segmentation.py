@@ -366,7 +366,8 @@ KEYS = ("miou_upright", "miou_rotated", "miou_shifted", "rot90_consistency",
 def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
         name_filter: str = "", data: str = "mnist") -> list[dict]:
     """Train every model for every seed; write ``cpu-segmentation[-quick].{json,md}``
-    (``data="fashion-mnist"``: ``cpu-segmentation-fashion-mnist[-quick].*``)."""
+    (``data="fashion-mnist"``: ``cpu-segmentation-fashion-mnist[-quick].*``; a number of
+    ``seeds`` other than the default, 3, quick 1: ``cpu-segmentation-seeds<N>[-quick].*``)."""
     n_train, n_test, epochs = (32, 16, 1) if quick else (800, 200, 5)
     canvas = CANVAS
     seeds = seeds if seeds is not None else (1 if quick else 3)
@@ -390,8 +391,10 @@ def run(quick: bool, out, seeds: int | None = None, progress: bool = True,
     results = run_study(rows, range(seeds), train_one, summarize, label=lambda m: m.name,
                         steps_per_run=epochs * math.ceil(n_train / BATCH), progress=progress)
     meta = _meta(quick, data, n_train, n_test, epochs, seeds, canvas)
-    # --data is in the name: a Fashion-MNIST run never overwrites the MNIST results
-    stem = "cpu-segmentation" + ("" if data == "mnist" else f"-{data}")
+    # --data and a number of seeds other than the default are in the name: a Fashion-MNIST
+    # run, or one of 1 or 10 seeds, never overwrites the default MNIST 3-seed results
+    stem = ("cpu-segmentation" + ("" if data == "mnist" else f"-{data}")
+            + ("" if seeds == (1 if quick else 3) else f"-seeds{seeds}"))
     write_study(out, stem + ("-quick" if quick else ""), meta, results, markdown,
                 name_filter=name_filter)
     return results

@@ -338,9 +338,13 @@ def test_accuracy_and_segmentation_results_are_named_by_data_and_first_seed(monk
     monkeypatch.setattr(seg, "models", lambda quick, name_filter="": ["a row"])  # (unbuilt)
     seg.run(False, tmp_path)
     seg.run(True, tmp_path, data="fashion-mnist")
+    acc.run(False, tmp_path, seeds=1)  # (a full run of one seed: not the 3-seed files)
+    acc.run(False, tmp_path, seeds=3)
+    seg.run(False, tmp_path, seeds=1)
     assert [stem for stem, _ in written] == [
-        "cpu-accuracy", "cpu-accuracy-fashion-mnist", "cpu-accuracy-from-seed3-quick",
+        "cpu-accuracy", "cpu-accuracy-fashion-mnist", "cpu-accuracy-from-seed3-seeds2-quick",
         "cpu-accuracy-val-cosine-from-seed1", "cpu-segmentation",
-        "cpu-segmentation-fashion-mnist-quick"]
+        "cpu-segmentation-fashion-mnist-quick", "cpu-accuracy-seeds1", "cpu-accuracy",
+        "cpu-segmentation-seeds1"]
     assert "3 seeds (seeds 0-2)" in written[0][1]
     assert "2 seeds (seeds 3-4)" in written[2][1]
