@@ -6,7 +6,6 @@ filter fitted in our basis and checked."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -78,12 +77,11 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
                              (c_out, order), k)
     cls = T.conv_class(lifting, T.is_transposed(m))
     kw: dict[str, Any] = {} if lifting else {"in_max_order": in_order}
-    try:
-        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
-            warnings.simplefilter("ignore")
-            ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device,
-                       dtype=filt.dtype, group=gname, max_order=order, basis="harmonic",
-                       **T.conv_options(m), **kw, **settings)
+    try:  # dead output orders dropped (escnn's layer has them too), aliasing kept
+        ours, caught = T.build_candidate(lambda: cls(
+            c_in, c_out, k, bias=bias is not None, device=filt.device, dtype=filt.dtype,
+            group=gname, max_order=order, basis="harmonic", **T.conv_options(m), **kw,
+            **settings))
     except ValueError:  # settings we refuse (e.g. an empty basis)
         return None
     if ours.weight.numel() != m.weights.numel():
@@ -91,4 +89,7 @@ def _fit(m: Any, settings: dict, gname: str, filt: torch.Tensor, bias: torch.Ten
     basis = steerable_basis(gname, "trivial" if lifting else "harmonic", "harmonic", k,
                             in_order=in_order, out_order=order, dtype=torch.float64,
                             device=filt.device, **settings)  # (J, F_out, F_in, k, k)
-    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
+    fit = T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
+    if fit is not None:
+        T.warn_kept(caught)
+    return fit

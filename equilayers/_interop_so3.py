@@ -18,7 +18,6 @@ fit: escnn's filter with the signs lies in our basis, without them it does not).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -153,19 +152,21 @@ def fit_conv3d(m: Any, settings: dict, gname: str, filt: torch.Tensor,
     (c_in, in_order), (c_out, order) = fields_in, fields_out
     fiber = get(gname).harmonic_size
     f_out, f_in = fiber(order), 1 if in_order is None else fiber(in_order)
-    try:
-        with warnings.catch_warnings():  # dead output orders: escnn's layer has them too
-            warnings.simplefilter("ignore")
-            ours = cls(c_in, c_out, k, bias=bias is not None, device=filt.device,
-                       dtype=filt.dtype, group=gname, max_order=order, in_max_order=in_order,
-                       **T.conv_options(m), **settings)
+    try:  # dead output orders dropped (escnn's layer has them too), aliasing kept
+        ours, caught = T.build_candidate(lambda: cls(
+            c_in, c_out, k, bias=bias is not None, device=filt.device, dtype=filt.dtype,
+            group=gname, max_order=order, in_max_order=in_order, **T.conv_options(m),
+            **settings))
     except ValueError:  # settings we refuse (e.g. an empty basis)
         return None
     if ours.weight.numel() != m.weights.numel():
         return None
     basis = steerable_basis3d(gname, k, in_order=in_order, out_order=order,
                               dtype=torch.float64, device=filt.device, **settings)
-    return T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
+    fit = T.load_harmonic_fit(ours, basis, filt, bias, (c_out, f_out), (c_in, f_in))
+    if fit is not None:
+        T.warn_kept(caught)
+    return fit
 
 
 def norm_nonlinearity(m: Any) -> nn.Module:

@@ -13,6 +13,8 @@ permutation against escnn's representation matrices.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -261,6 +263,29 @@ def copy_gnorm_state(m: Any, ours: Any, names: list[str], c: int) -> None:
             ours.bias.copy_(state(names[0], "bias"))
         assert ours.num_batches_tracked is not None  # tracked
         ours.num_batches_tracked.copy_(m.num_batches_tracked)
+
+
+#: The steerable convs' warning of output orders no basis function reaches (2-D and 3-D):
+#: escnn's layer has those always-0 slots too, so a conversion drops it.
+DEAD_ORDERS = re.compile(r".*: no basis function of kernel_size=\S+ reaches output")
+
+
+def build_candidate(make: Callable[[], Any]) -> tuple[Any, list[warnings.WarningMessage]]:
+    """``make()`` (a candidate layer of a conversion) with its construction warnings held:
+    the dead-orders one (:data:`DEAD_ORDERS`) dropped, the others returned for
+    :func:`warn_kept` once the conversion keeps the layer (the aliasing warning of
+    :func:`~equilayers.functional._basis_settings.aliasing_warning` says the same of a
+    converted layer as of a native one; a rejected candidate stays quiet)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = make()
+    return out, [w for w in caught if not DEAD_ORDERS.match(str(w.message))]
+
+
+def warn_kept(caught: list[warnings.WarningMessage]) -> None:
+    """Raise again the warnings :func:`build_candidate` held, at the conversion's caller."""
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
 
 
 def load_harmonic_fit(ours: Any, basis: torch.Tensor, filt: torch.Tensor,

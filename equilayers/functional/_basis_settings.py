@@ -59,8 +59,12 @@ alias-free frequency reaches: an order that aliased frequencies reach beside ali
 carries part of the error unnamed (order 3 of ``k=8``: 0.383, order 4 of ``k=10``: 0.571), and
 a ``sigma`` or ``rings`` that narrows, widens or moves the rings (last two rows) errs as much
 without one (the warning reads the frequencies only).
-The alias-free caps that the warning suggests as ``frequencies_cutoff`` remove the aliased
-functions (``k=6``: ``[2, 2]``, orders 0-2 0.007 0.016 0.115, order 3 then unreached).
+The alias-free caps that the warning suggests as ``frequencies_cutoff`` (with a lower
+``max_order`` for a harmonic output) remove the aliased functions (``k=6``: ``[2, 2]``, orders
+0-2 0.007 0.016 0.115, order 3 then unreached). The 3-D convs of a planar group warn the same
+way: ``basis="slices"`` is this basis on each depth slice and ``"shells"`` puts the same
+frequencies on shells (so2 ``max_order=3``, order 3 at 30/45 degrees: ``(1, 6, 6)`` 0.45
+slices and shells, ``(6, 6, 6)`` shells 0.31, ``(1, 7, 7)`` 0.10).
 Regular fields: a C8 lifting conv at 45/135 degrees measures 0.013 (``k=5``), 0.015 (``k=7``),
 0.068 (``k=6``, warns for irrep 3; 0.021 with ``frequencies_cutoff=[2, 2]``) and 0.067
 (``k=8``, irrep 4; 0.022 with ``[2, 3, 2]``).
@@ -159,14 +163,25 @@ def _reaches(caps: Sequence[int], m: int, m_in: int, n: int | None) -> bool:
 
 def aliasing_warning(owner: str, group, kernel_size: int, spec: BasisSpec | None,
                      in_rep: str | None, out_rep: str | None, m_in: int, m_out: int,
-                     skip: Sequence[int] = ()) -> str | None:
+                     skip: Sequence[int] = (), kernel_repr: Callable[[int], object] = int
+                     ) -> str | None:
     """The warning for the output orders that the basis of ``spec`` (``None``: the default)
     reaches only through angular frequencies above their ring's :func:`alias_free_cap`, or
     ``None`` when there are none (or the group's elements are all on the pixel grid, where
     aliasing does not matter). Such an order is aliasing alone: off the 90-degree grid it does
     not turn with the input (measured per-order errors of 0.7 to 1.9: this module's
     docstring). The orders are the rotation orders ``1..m_out`` of a harmonic output (not in
-    ``skip``: the unreached ones), or the irreps ``1..N // 2`` of a regular one."""
+    ``skip``: the unreached ones), or the irreps ``1..N // 2`` of a regular one.
+
+    Every fix the message names constructs without a warning: ``kernel_size=k + 1`` (an even
+    ``k`` with the default rings and caps, where ``k + 1`` is alias-free and, for a harmonic
+    output, reaches every order),
+    for a harmonic output ``max_order`` below the first warned or unreached order (optionally
+    with the alias-free caps, which also drop the aliased functions from the lower orders), and
+    for a regular output the alias-free caps as ``frequencies_cutoff``. The caps alone are no
+    fix for a harmonic output: the warned orders are exactly those they do not reach (their
+    slots would always be 0). ``kernel_repr`` writes a kernel size as the owner takes it
+    (a 3-D conv's ``(k_d, k, k)``)."""
     if group.pixel_exact or out_rep not in ("harmonic", "regular"):
         return None
     n = group.planar_params()[0]
@@ -184,10 +199,20 @@ def aliasing_warning(owner: str, group, kernel_size: int, spec: BasisSpec | None
         return None
     what = (f"the irreps of order(s) {bad} in the regular output field" if regular
             else f"output rotation order(s) {bad}")
-    fixes = (["an odd kernel_size"] if kernel_size % 2 == 0 else []) + (
-        [] if regular else [f"max_order={bad[0] - 1}"]) + [
-        f"frequencies_cutoff={safe} (the alias-free caps)"]
-    return (f"{owner}: {what} of {group.name} (kernel_size={kernel_size}) are "
+    fixes = []
+    default = default_spec(kernel_size)
+    if kernel_size % 2 == 0 and [(r, c) for r, _, c in spec] == [(r, c) for r, _, c in default]:
+        up = default_spec(kernel_size + 1)  # odd: its caps are the alias-free caps
+        up_caps = [0 if r == 0 else c for r, _, c in up]
+        if regular or all(_reaches(up_caps, m, m_in, n) for m in range(1, m_out + 1)):
+            fixes.append(f"kernel_size={kernel_repr(kernel_size + 1)}")
+    if regular:
+        fixes.append(f"frequencies_cutoff={safe} (the alias-free caps)")
+    else:
+        lower = min([*bad, *(m for m in skip if m > 0)]) - 1
+        fixes.append(f"max_order={lower} (optionally with frequencies_cutoff={safe}, the "
+                     "alias-free caps, to drop the aliased functions from the lower orders too)")
+    return (f"{owner}: {what} of {group.name} (kernel_size={kernel_repr(kernel_size)}) are "
             "reached only through angular frequencies above their ring's alias-free cap "
             f"(rings {[r for r, _, _ in spec]}, caps {caps}, alias-free caps {safe}): off the "
             "90-degree grid they do not turn with the input. Use "

@@ -67,7 +67,11 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
             escnn's ``rot2dOnR3()`` convs); ``"slices"`` (planar groups): the planar basis of
             ``LiftingConv2d`` / ``GroupConv2d`` (``basis="harmonic"``, the planar settings) on
             each of the ``k`` depth slices, a larger space (1.7-2.9x the coefficients at k3-k5)
-            whose filters change freely from slice to slice.
+            whose filters change freely from slice to slice. With a planar group, both warn
+            at construction, as the 2-D convs, when an output order is reached only through
+            frequencies above their ring's alias-free cap (an even in-plane ``k >= 6``, or a
+            raised ``frequencies_cutoff``: :func:`~equilayers.functional._basis_settings.
+            aliasing_warning`).
         max_order: ``L_out`` of the output fields (default 1).
         in_max_order: ``L_in`` of harmonic input fields ``(B, C_in, (L_in+1)^2, D, H, W)``, or
             ``None`` (default) for volumes ``(B, C_in, D, H, W)`` (a lifting conv).
@@ -207,12 +211,29 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
                           f"order(s) {dead} of {grp.name} (max_order={self.max_order}): those "
                           "slots are always 0. Use a larger kernel_size or a lower max_order",
                           stacklevel=2)
+        if isinstance(grp, PlanarGroup):  # both bases carry the planar frequencies per ring
+            self._warn_aliased_orders(dead)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups,
                                                self._num_basis, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.register_buffer("filter_basis", torch.empty(0, **factory), persistent=False)
         self.reset_parameters()
+
+    def _warn_aliased_orders(self, dead: Sequence[int]) -> None:
+        """A planar group's output orders reached only through frequencies above their ring's
+        alias-free cap in the plane (``BS.aliasing_warning``, as the 2-D convs): ``"slices"``
+        is the planar basis on each depth slice, and a shell's frequency ``f`` about ``z``
+        reaches its planar radius ``r`` (``k_d = 1``) or less; both measured as the 2-D convs
+        (so2, order 3 of ``(1, 6, 6)``: 0.45 slices and shells, of ``(6, 6, 6)`` shells 0.31;
+        odd controls 0.1)."""
+        kd, k = self.kernel_size[:2]
+        if alias := BS.aliasing_warning(
+                type(self).__name__, self.group, k, self._basis_spec,
+                "trivial" if self.in_max_order is None else "harmonic", "harmonic",
+                self.in_max_order or 0, self.max_order, dead,
+                kernel_repr=lambda n: n if kd == k else (kd, n, n)):
+            warnings.warn(alias, stacklevel=3)
 
     # --- parameters and derived buffers ----------------------------------------------------
     def _cached(self) -> S3.Basis3d | AX.AxialBasis | AX.ShellBasis:
