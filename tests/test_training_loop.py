@@ -180,15 +180,21 @@ def test_meta_device_init_then_load(name, assign):
     else:
         m.to_empty(device="cpu")
         m.load_state_dict(sd)
+    _same_eval_and_train(m, ref, args)
+    again, args2 = build(name)  # CPU build after the meta build
+    assert torch.isfinite(_first(again(*args2))).all()
+
+
+def _same_eval_and_train(m: nn.Module, ref: nn.Module, args: tuple) -> None:
+    """``m`` computes what ``ref`` does, in eval mode and then in train mode (both left in
+    train mode), with the same draws for a module drawing noise in training (dropout)."""
     _same(_eval_out(m, args), _eval_out(ref, args))
     m.train()
     ref.train()
-    with seeded_rng(1):  # the same draws for a module drawing noise in training (dropout)
+    with seeded_rng(1):
         out = m(*args)
     with seeded_rng(1):
         _same(out, ref(*args))
-    again, args2 = build(name)  # CPU build after the meta build
-    assert torch.isfinite(_first(again(*args2))).all()
 
 
 def _outputs(out) -> tuple[torch.Tensor, ...]:
@@ -235,13 +241,7 @@ def test_assign_load_of_another_dtype(name, meta):
     bfloat16, as the ``.bfloat16()`` build does."""
     ref, args = _model(name)
     m = _assign_loaded(name, ref.state_dict(), meta).train(ref.training)
-    _same(_eval_out(m, args), _eval_out(ref, args))
-    m.train()
-    ref.train()
-    with seeded_rng(1):  # the same draws for a module drawing noise in training (dropout)
-        out = m(*args)
-    with seeded_rng(1):
-        _same(out, ref(*args))
+    _same_eval_and_train(m, ref, args)
     half = ref.bfloat16()
     sd = half.state_dict()
     m = _assign_loaded(name, sd, meta).train(half.training)
