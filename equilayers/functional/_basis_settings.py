@@ -124,12 +124,7 @@ def basis_frequency_cap(radius: float, kernel_size: int) -> int:
     default: 0 at the centre, ``floor(radius + 1)`` on inner rings, ``min(floor(radius + 1),
     2)`` from the outer ring ``kernel_size // 2`` out (whose square support is anisotropic
     beyond its radius)."""
-    if radius == 0:
-        return 0
-    cap = math.floor(radius + 1)
-    if radius >= kernel_size // 2:
-        return min(cap, 2)
-    return cap
+    return _ring_cap(radius, kernel_size // 2)
 
 
 def alias_free_cap(radius: float, kernel_size: int) -> int:
@@ -142,10 +137,15 @@ def alias_free_cap(radius: float, kernel_size: int) -> int:
     keeps ``k / 2`` there: it is escnn's, and changing it would change the parameter count
     of every even-``k`` layer (old checkpoints); the layers warn instead
     (:func:`aliasing_warning`)."""
+    return _ring_cap(radius, (kernel_size - 1) // 2)
+
+
+def _ring_cap(radius: float, outer: int) -> int:
+    """0 at the centre, ``floor(radius + 1)`` on inner rings, at most 2 from ``outer`` out."""
     if radius == 0:
         return 0
     cap = math.floor(radius + 1)
-    return min(cap, 2) if radius >= (kernel_size - 1) // 2 else cap
+    return min(cap, 2) if radius >= outer else cap
 
 
 def _reaches(caps: Sequence[int], m: int, m_in: int, n: int | None) -> bool:

@@ -95,7 +95,7 @@ def resize_break(n: int, o: int, mode: str | None, *, align_corners: bool | None
     sample itself at an integer ratio in the nearest modes (:func:`copy_factors`): exact there
     at any factor."""
     where = f" ({dim})" if dim else ""
-    if copies and mode in ("nearest", "nearest-exact") and n >= 1 and o >= n and o % n == 0:
+    if copies and mode is not None and copy_factors((n,), (o,), None, mode) is not None:
         return None
     if mode in ("nearest", "nearest-exact"):
         for src in nearest_maps(n, o, mode, scale):
