@@ -258,3 +258,19 @@ def test_group_batch_norm3d_gives_batch_norm_at_most_5_dims(gen, monkeypatch, mo
     dims.clear()
     y = group_batch_norm(x, None, None, training=True)
     assert dims == [5] and y.shape == x.shape
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("name", ["o", "oh", "t", "th", "c4z", "d4z"])
+def test_gather_table_is_the_action_on_an_index_volume(name, k):
+    """The layers' gather table, read off the matrices for all elements at once, is each
+    element's action on an index volume (the definition; its negative control: the table of
+    the inverses differs, except for the groups whose elements are all involutions)."""
+    from equilayers.functional._gconv3d import _spatial_block
+    grp = get(name)
+    base = torch.arange(k ** 3).view(k, k, k)
+    want = torch.stack([act(base, g, "trivial").reshape(-1) for g in grp.elements()])
+    assert torch.equal(_spatial_block(grp, k), want)
+    inverse = torch.stack([act(base, grp.inverse(g), "trivial").reshape(-1)
+                           for g in grp.elements()])
+    assert k < 3 or not torch.equal(inverse, want)

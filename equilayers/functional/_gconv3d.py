@@ -33,11 +33,11 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
-from ..groups import CubicGroup, Group, GroupLike, IcosahedralGroup, act, get
+from ..groups import CubicGroup, Group, GroupLike, IcosahedralGroup, get
 from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
 from ..groups._group import inverse_cayley_table
-from ..groups._transforms import element_rows, grid_ops
+from ..groups._transforms import axis_signs, element_rows, grid_ops
 from ._fibers import one_pixel
 from ._gconv import check_conv_input, check_weight_fiber, select
 from ._grid_law import dim_breaks
@@ -101,13 +101,29 @@ def resolve_padding3d(padding, kernel_size: int | tuple[int, int, int], dilation
     return (wl, wh, hl, hh, dl, dh)
 
 
+def _spatial_block(group: CubicGroup, k: int) -> torch.Tensor:
+    """``(|G|, k^3)``: ``act(arange(k^3).view(k, k, k), g, "trivial")`` for every element at
+    once, read off the matrices (a Python loop over the elements cost a cold construction
+    ~2 ms; tests/test_cubic.py compares the two). The moved filter is ``out[p] = in[A^T p]``
+    at centred voxel coordinates ``p`` (doubled, to stay integers), ``A = D M D`` the
+    element's matrix in index coordinates (:func:`~equilayers.groups._transforms.grid_ops`;
+    coordinate ``i`` runs along tensor dim ``-(i + 1)``)."""
+    mats = torch.tensor([g.rows for g in group.elements()], dtype=torch.long, device="cpu")
+    signs = torch.tensor(axis_signs(3), dtype=torch.long, device="cpu")
+    a_t = (signs[:, None] * mats * signs[None, :]).transpose(1, 2)
+    r = torch.arange(k, dtype=torch.long, device="cpu")
+    # every position, row-major over (D, H, W), as coordinates (x, y, z) = (W, H, D) indices
+    idx = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3).flip(-1)
+    src = ((a_t[:, None] * (2 * idx - (k - 1))[None, :, None, :]).sum(-1) + (k - 1)) // 2
+    return (src[..., 2] * k + src[..., 1]) * k + src[..., 0]
+
+
 @cpu_cache(maxsize=256)
 def _block_cpu(group: CubicGroup, fiber_in: int, k: int) -> torch.Tensor:
     """``(|G|, F_in * k^3)``: row ``g`` lists, for each entry of ``g . psi``, the entry of
     ``psi`` (a ``(F_in, k, k, k)`` filter, flattened) it comes from."""
     if fiber_in == 1:
-        base = torch.arange(k ** 3, dtype=torch.long, device="cpu").view(k, k, k)
-        return torch.stack([act(base, g, "trivial").reshape(-1) for g in group.elements()])
+        return _spatial_block(group, k)
     # (the lifting table's rows: a group conv's init reads that table too, white_map)
     spatial = _block_cpu(group, 1, k)
     # the regular action permutes the fiber (row g of the inverse Cayley table: slot f of
