@@ -280,3 +280,40 @@ def test_regular_element_norms_without_the_dense_basis(group, lifting):
     got = irrep_scale(group, "trivial" if lifting else "regular", "regular", 5)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert (want - 1).abs().max() > 0.1 or grp.order <= 2  # the scales are not all one
+
+
+@pytest.mark.parametrize("group", ["c1", "c2", "c5", "c6", "d1", "d2", "d5", "d6", "o", "oh",
+                                   "t", "th", "c4z", "d4z", "ico", "ih"])
+def test_isotypic_row_blocks_are_the_irreps(group):
+    """Each block of Fourier rows spans one real irrep's isotypic part: its projector
+    ``Q = F_b^T F_b`` commutes with the left and right regular actions (a union of isotypic
+    parts) and no finer split of a block does (minimal: the block's own irreducible part);
+    control: a block cut in two is not invariant."""
+    from equilayers.groups._fourier_basis import isotypic_row_blocks
+
+    grp = get(group)
+    n, table = int(grp.order), grp.cayley_table
+    rows = group_fourier_basis(grp)
+
+    def invariant(q: torch.Tensor) -> bool:
+        return all(torch.allclose(q[table[h]][:, table[h]], q, atol=1e-12)
+                   and torch.allclose(q[table[:, h]][:, table[:, h]], q, atol=1e-12)
+                   for h in range(n))
+
+    sizes = isotypic_row_blocks(grp)
+    assert sum(sizes) == n
+    for part in rows.split(sizes):
+        q = part.T @ part
+        assert invariant(q)
+        # minimal: the centre of the block's algebra, the class functions in it, is spanned by
+        # its own idempotent (a merged pair of irreps would hold two independent ones)
+        c = q[:, 0]
+        classes = {tuple(sorted({int(table[table[h, i], (table[h] == 0).nonzero()])
+                                 for h in range(n)})) for i in range(n)}
+        central = torch.stack([q @ torch.zeros(n, dtype=torch.float64).index_fill_(
+            0, torch.tensor(cls), 1.0) for cls in classes])
+        assert torch.linalg.matrix_rank(central) <= (2 if part.shape[0] == 2 else 1)
+        assert torch.allclose(q @ c, c)
+        if part.shape[0] > 1:
+            half = part[: part.shape[0] // 2]
+            assert not invariant(half.T @ half)

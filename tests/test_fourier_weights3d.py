@@ -218,11 +218,7 @@ def _constant_row_filters(m: GroupConv3d) -> torch.Tensor:
 def test_fast_construction_tables_equal_their_per_element_definitions(name):
     """The cold construction's tables are built in batched form (the per-element loops cost a
     cold GroupConv3d O k3 ~2-3x its construction time): the same values, bit for bit."""
-    from equilayers.functional._white_init import (
-        _class_operator,
-        _classes,
-        _perm_class_operator,
-    )
+    from equilayers.functional._white_init import _classes
     from equilayers.groups._fourier_basis import _cubic_basis
 
     group = get(name)
@@ -249,8 +245,56 @@ def test_fast_construction_tables_equal_their_per_element_definitions(name):
     by_definition = {tuple(sorted({int(table[table[h, i], inverse[h]]) for h in range(n)}))
                      for i in range(n)}
     assert {tuple(c) for c in classes} == by_definition
-    perm = G3.expansion_table(group, 3, lifting=True).reshape(n, 27)
-    coef = torch.rand(len(classes), dtype=torch.float64) + 0.5
-    eye = torch.eye(27, dtype=torch.float64)
-    assert torch.equal(_perm_class_operator(perm, classes, coef),
-                       _class_operator(eye[perm], classes, coef))
+
+
+def _white_map_by_eigenspaces(group, k: int, harmonic: bool) -> torch.Tensor:
+    """The white map's definition through eigenspaces (its form until 2026-12-07): a generic
+    combination of the class sums acts on each isotypic part as one scalar, on the filters and
+    on the regular fiber alike; each part is rescaled to its regular share."""
+    from equilayers.functional._white_init import _class_operator, _classes
+
+    n_g, n_v = int(group.order), k ** 3
+    table = group.cayley_table
+    perm = G3.expansion_table(group, k, lifting=True).reshape(n_g, n_v)
+    eye_v, eye_g = torch.eye(n_v, dtype=torch.float64), torch.eye(n_g, dtype=torch.float64)
+    regular = eye_g[table[(table == 0).int().argmax(dim=1)]]
+    basis = voxel_basis(k, None) if harmonic else eye_v
+    q = torch.linalg.qr(basis.T)[0]
+    classes = _classes(table)
+    coef = torch.rand(len(classes), generator=torch.Generator().manual_seed(0),
+                      dtype=torch.float64) + 0.5
+    ev_reg = torch.linalg.eigvalsh(_class_operator(regular, classes, coef))
+    levels = torch.unique(ev_reg.round(decimals=8))
+    assert torch.diff(levels).min() > 1e-3  # the combination tells the irreps apart
+    ev_f, vec = torch.linalg.eigh(q.T @ _class_operator(eye_v[perm], classes, coef) @ q)
+    parts = []
+    for level in levels:
+        sel = (ev_f - level).abs() < 1e-6
+        if sel.any():
+            parts.append((q @ vec[:, sel], float(((ev_reg - level).abs() < 1e-6).sum()) / n_g))
+    total, n = sum(share for _, share in parts), basis.shape[0]
+    proj = sum((share / total * n / p.shape[1]) ** 0.5 * (p @ p.T) for p, share in parts)
+    m = basis @ proj @ torch.linalg.pinv(basis)
+    ratio = (basis @ basis.T).trace() / (m @ basis @ basis.T @ m.T).trace()
+    return m * ratio.sqrt()
+
+
+@pytest.mark.parametrize("harmonic", [False, True])
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+@pytest.mark.parametrize("name", CUBE)
+def test_white_map_equals_its_eigenspace_definition(name, k, harmonic, monkeypatch):
+    """The white map built from the Fourier basis' central idempotents (one scatter) equals
+    the one from the eigenspaces of a class operator; control: with two of the irreps'
+    row blocks merged (a wrong split of the Fourier rows) it does not."""
+    from equilayers.functional import _white_init as W
+
+    group = get(name)
+    want = _white_map_by_eigenspaces(group, k, harmonic)
+    torch.testing.assert_close(W.white_map(group, k, None, harmonic), want, rtol=0,
+                               atol=1e-12)
+    if k == 3:
+        blocks = W.isotypic_row_blocks(group)
+        merged = [blocks[0] + blocks[1], *blocks[2:]]  # the constant and the next irrep
+        monkeypatch.setattr(W, "isotypic_row_blocks", lambda g: merged)
+        wrong = W.white_map.__wrapped__(group, k, None, harmonic)  # (uncached)
+        assert (wrong - want).abs().max() > 1e-3

@@ -19,12 +19,13 @@ the copies of one irrep of the group acting on filters) is rescaled so that, for
 drawn i.i.d., its expected energy share is that irrep's share of the regular representation,
 ``d_j^2 / |G|`` (renormalized over the irreps the filter space holds), with the expected
 total energy unchanged; for ``"o"`` and the harmonic ``k = 3`` basis the two invariant
-coefficients shrink by about 0.44, the factor escnn's init gives them. The subspaces are found
-without character tables: a generic combination of the group's class sums (symmetric, as
-every element of the cube groups is conjugate to its inverse) acts on each isotypic subspace
-as one scalar, the same scalar as on the regular representation's subspace of that irrep,
-whose dimension ``d_j^2`` gives the share. The map is a linear function of the group, the
-kernel size and the basis only, cached.
+coefficients shrink by about 0.44, the factor escnn's init gives them. The subspaces are read
+from the group's Fourier basis, whose rows are the irreps' entries: the rows of one irrep give
+its central idempotent, a function on the group whose sum of permutations ``sum_g c(g) P_g``
+projects the filters onto that irrep's isotypic subspace (:func:`white_map`); the number of
+rows over ``|G|`` is the share. The map is a linear function of the group, the kernel size and
+the basis only, cached. (The icosahedral groups' map, :mod:`._ico_conv`, still finds the
+subspaces as the eigenspaces of a generic combination of class sums, :func:`_class_operator`.)
 
 A group conv's response to a slot-constant input is ``sum_h psi[h]``, the weight's constant
 Fourier row (times ``sqrt(|G|)``): it is drawn white the same way, and the other rows (whose
@@ -36,7 +37,8 @@ from __future__ import annotations
 import torch
 
 from .._cpu_cache import cpu_cache
-from ..groups import Group
+from ..groups import Group, group_fourier_basis
+from ..groups._fourier_basis import isotypic_row_blocks
 from . import _gconv3d as G3
 from ._basis_settings import BasisSpec
 from ._voxel_basis import voxel_basis
@@ -71,24 +73,15 @@ def _class_operator(mats: torch.Tensor, classes: list[list[int]], coef: torch.Te
     return z + z.T
 
 
-def _perm_class_operator(perm: torch.Tensor, classes: list[list[int]], coef: torch.Tensor
-                         ) -> torch.Tensor:
-    """:func:`_class_operator` of the permutation matrices ``P_g`` of the rows of ``perm``
-    (``(P_g)[p, perm[g, p]] = 1``), each class's sum counted by one scatter: the dense
-    ``(|G|, n, n)`` stack of the matrices cost a cold construction ~10 ms at k = 5; the
-    counts are the same exact integers, summed in the same order (the same matrix, bit for
-    bit)."""
-    n = perm.shape[1]
-    z: torch.Tensor | int = 0
-    for c, cls in enumerate(classes):
-        counts = torch.zeros(n, n, dtype=torch.float64)
-        cols = perm[cls].reshape(-1)
-        rows = torch.arange(n).repeat(len(cls))
-        counts.index_put_((rows, cols), torch.ones(len(cols), dtype=torch.float64),
-                          accumulate=True)
-        z = z + coef[c] * counts
-    assert isinstance(z, torch.Tensor)
-    return z + z.T
+def _idempotents(group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(c, share)``: ``c[j, g]``, the central idempotent of the group's ``j``-th real irrep
+    as a function on the group (``d_j / |G| chi_j(g)``, summed over a complex pair), from the
+    Fourier basis's rows of that irrep, ``sum_r F[r, g] F[r, e]`` (the identity is slot 0);
+    ``share[j]``, that irrep's share of the regular fiber, its number of rows over ``|G|``."""
+    rows = group_fourier_basis(group)
+    sizes = isotypic_row_blocks(group)
+    c = torch.stack([part.T @ part[:, 0] for part in rows.split(sizes)])
+    return c, torch.tensor(sizes, dtype=torch.float64) / int(group.order)
 
 
 @cpu_cache(maxsize=64)
@@ -97,42 +90,41 @@ def white_map(group: Group, kernel_size: int, spec: BasisSpec | None, harmonic: 
     """The ``(n, n)`` float64 CPU matrix ``M`` (module docstring): coefficients ``c`` of a
     ``k x k x k`` filter (``n = k^3`` voxels, or ``n`` rows of the harmonic basis of ``spec``)
     drawn i.i.d. become ``c @ M``, whose filter's isotypic parts have the regular fiber's
-    energy shares, with the same expected total energy. Callers copy, never write."""
+    energy shares, with the same expected total energy. Callers copy, never write.
+
+    On the voxels the isotypic projector of irrep ``j`` is ``P_j = sum_g c_j(g) P_g``
+    (:func:`_idempotents`; ``P_g`` the permutation that moves a filter by ``g``), of rank
+    ``dim_j = sum_g c_j(g) chi(g)`` with ``chi(g)`` the trace of ``g`` on the filter space
+    (the voxels it fixes; for the harmonic basis the trace of ``P_g`` times the projector onto
+    the basis' span). The map is ``sum_j a_j P_j = sum_g w(g) P_g``, ``a_j = sqrt(share_j /
+    total * n / dim_j)`` over the irreps the filter space holds: one scatter of the
+    permutations, no eigendecomposition (the eigenspaces of a class operator, the form before,
+    cost a cold construction 2-5 ms; tests/test_fourier_weights3d.py compares the two)."""
     k = int(kernel_size)
-    n_g = int(group.order)
-    table = group.cayley_table
+    n_g, n_v = int(group.order), k ** 3
     # the filter's action, from the gather table the convs use: (g . psi)[p] = psi[t[g, p]]
-    perm = G3.expansion_table(group, k, lifting=True).reshape(n_g, k ** 3)
-    eye = torch.eye(k ** 3, dtype=torch.float64)
-    # the regular action on a fiber, per element: (g . f)[h] = f[g^-1 h] (regular_permutation)
-    regular = table[(table == 0).int().argmax(dim=1)]
-    basis = voxel_basis(k, spec) if harmonic else eye
-    # an orthonormal basis of the filter space, (k^3, n) (the voxel basis is one already: the
-    # QR of the identity, and its pseudo-inverse below, are the identity, exactly)
-    q = torch.linalg.qr(basis.T)[0] if harmonic else eye
-    classes = _classes(table)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(8):  # a combination that tells every irrep apart (the first one does)
-        coef = torch.rand(len(classes), generator=gen, dtype=torch.float64) + 0.5
-        ev_reg = torch.linalg.eigvalsh(_perm_class_operator(regular, classes, coef))
-        levels = torch.unique(ev_reg.round(decimals=8))
-        if levels.numel() < 2 or torch.diff(levels).min() > 1e-3:
-            break
-    ev_f, vec = torch.linalg.eigh(q.T @ _perm_class_operator(perm, classes, coef) @ q)
-    parts, assigned = [], torch.zeros_like(ev_f, dtype=torch.bool)
-    for level in levels:
-        share = float(((ev_reg - level).abs() < _TOL).sum()) / n_g
-        sel = (ev_f - level).abs() < _TOL
-        if sel.any():
-            parts.append((q @ vec[:, sel], share))
-            assigned |= sel
-    assert bool(assigned.all()), "an isotypic subspace of the filters not in the regular rep"
-    total = sum(share for _, share in parts)
-    n = basis.shape[0]
-    proj = sum((share / total * n / part.shape[1]) ** 0.5 * (part @ part.T)
-               for part, share in parts)
-    assert isinstance(proj, torch.Tensor)
-    m = basis @ proj @ torch.linalg.pinv(basis) if harmonic else proj  # coefficients -> same
+    perm = G3.expansion_table(group, k, lifting=True).reshape(n_g, n_v)
+    voxel = torch.arange(n_v)
+    if harmonic:
+        basis = voxel_basis(k, spec)
+        inverse = torch.linalg.pinv(basis)
+        chi = (inverse @ basis)[perm, voxel].sum(1)  # trace of P_g on the basis' span
+    else:
+        chi = (perm == voxel).sum(1).to(torch.float64)  # the voxels g fixes
+    c, share = _idempotents(group)
+    dims = c @ chi
+    assert bool(((dims - dims.round()).abs() < _TOL).all()), "a non-integer isotypic rank"
+    held = dims.round() > 0
+    n = basis.shape[0] if harmonic else n_v
+    a = torch.zeros_like(dims)
+    a[held] = (share[held] / share[held].sum() * n / dims[held].round()).sqrt()
+    weights = a @ c  # w(g)
+    m = torch.zeros(n_v, n_v, dtype=torch.float64)
+    m.index_put_((voxel.repeat(n_g), perm.reshape(-1)), weights.repeat_interleave(n_v),
+                 accumulate=True)  # sum_g w(g) P_g, (P_g)[p, t[g, p]] = 1
+    if not harmonic:
+        return m  # (its expected energy is the identity's: sum_j a_j^2 dim_j = n)
+    m = basis @ m @ inverse  # coefficients -> the same
     # the same expected energy of the filter c @ basis for i.i.d. c
     before = (basis @ basis.T).trace()
     after = (m @ basis @ basis.T @ m.T).trace()

@@ -118,6 +118,31 @@ def _rows_of(grp: Group, what: str) -> torch.Tensor:
     return _basis(_planar_finite(grp, what))
 
 
+def isotypic_row_blocks(group: GroupLike) -> list[int]:
+    """The sizes of the consecutive blocks of rows of :func:`group_fourier_basis` that span
+    one real irrep's isotypic part of the functions on the group (``d^2`` rows for an irrep of
+    real type; 2 for a pair of complex ones, C_N's rotation orders and T's ``E``): ``"o"`` 1,
+    1, 4, 9, 9; ``"oh"`` twice; ``"t"`` 1, 2, 9; ``"th"`` twice; ``"ico"`` 1, 9, 9, 16, 25,
+    ``"ih"`` twice; C_N 1, then 2 per order, 1 (Nyquist); D_N 1, 1, then 4 per order, 1, 1.
+    The sum over a block ``sum_r F[r, g] F[r, e]`` is that irrep's central idempotent, ``d /
+    |G| chi(g)`` (:mod:`equilayers.functional._white_init`)."""
+    grp = get(group)
+    if isinstance(grp, IcosahedralGroup):
+        return [1, 9, 9, 16, 25] * (2 if grp.has_reflections else 1)  # A, T1, T2, G, H
+    if isinstance(grp, CubicGroup) and grp.name in ("o", "oh", "t", "th"):
+        sizes = [1, 2, 9] if grp.name in ("t", "th") else [1, 1, 4, 9, 9]
+        return sizes * (2 if grp.name in ("oh", "th") else 1)
+    if isinstance(grp, CubicGroup):
+        grp = get("c4" if grp.name == "c4z" else "d4")
+    grp = _planar_finite(grp, "isotypic_row_blocks")
+    n = int(grp.order) // (2 if grp.reflections else 1)
+    sizes = [1, 1] if grp.reflections else [1]
+    sizes += [4 if grp.reflections else 2] * ((n - 1) // 2)
+    if n % 2 == 0:
+        sizes += [1, 1] if grp.reflections else [1]
+    return sizes
+
+
 def fourier_row_dims(group: GroupLike) -> torch.Tensor:
     """The dimension of the irrep each row of :func:`group_fourier_basis` belongs to (1 for
     the constant, the sign and the Nyquist functions, 2 for the rows of a rotation order; for
