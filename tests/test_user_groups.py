@@ -371,3 +371,15 @@ def test_the_continuous_groups_hold_their_finite_and_continuous_subgroups(not_no
     assert equivariance_error(plain, v, "so3") > 0.1
     assert Restrict("o3", "so3", rep="harmonic").out_type.group == get("so3")
 
+
+def test_a_unet_of_a_registered_group_names_itself_and_the_basis(diagonals):
+    """``UNet(group='kdiag')`` failed with LiftingConv2d's error: its default basis is the
+    steerable one, which needs a planar group. The U-Net names itself and basis='pixel', which
+    builds (the control)."""
+    from equilayers.models import UNet
+
+    with pytest.raises(ValueError, match=r"UNet: group='diag4' is not a planar group .*\(the "
+                                         r"default\); use basis='pixel'"):
+        UNet(1, 2, group="diag4")
+    net = UNet(1, 2, group="diag4", basis="pixel", depth=1, width=2)
+    assert net(torch.randn(1, 1, 8, 8)).shape == (1, 2, 8, 8)
