@@ -235,3 +235,69 @@ def test_restrict_and_coset_pool_take_a_device_as_torch_nn_modules_do(gen):
         assert torch.equal(skip_init(cls, *args)(x), cls(*args)(x))
         assert cls(*args, device="meta").index.is_meta
         assert cls(*args, device="cpu").index.device.type == "cpu"
+
+
+def test_harmonic_restriction_of_so3_fields_runs_on_their_volumes(gen):
+    """``Restrict('so3', 'ico', rep='harmonic')`` declared a 6-D in_type, but its forward
+    refused 6-D maps ("expects a 5-D map") and returned a wrong 5-D one unchanged. Now the
+    identity on ``(B, C, (L+1)^2, D, H, W)`` (ico's elements act on SO(3)'s harmonic fields
+    by the same Wigner-D matrices: checked), refusing other maps; the control, a layer that
+    doubles one order-1 slot, fails the harness."""
+    from equilayers.testing import equivariance_error
+
+    x = torch.randn(2, 3, 9, 3, 3, 3, generator=gen, dtype=torch.float64)
+    for group, sub in (("so3", "ico"), ("o3", "ih"), ("o3", "so3"), ("o3", "ico")):
+        m = Restrict(group, sub, rep="harmonic")
+        assert m(x) is x and restrict(x, group, sub, "harmonic") is x
+        assert m.in_type.tensor_ndim == m.out_type.tensor_ndim == 6
+    for h in get("ih").elements()[::17]:  # the maths: the same matrices
+        torch.testing.assert_close(act(x, embed(h, "o3"), "harmonic"), act(x, h, "harmonic"))
+    m = Restrict("so3", "ico", rep="harmonic")
+    big = torch.randn(1, 1, 9, 7, 7, 7, generator=gen, dtype=torch.float64)
+    assert equivariance_error(m, big, "ico") < 1e-10
+    flipped = Restrict("so3", "ico", rep="harmonic")
+    signs = torch.tensor([1.0, 2, 1, 1, 1, 1, 1, 1, 1], dtype=torch.float64)
+    flipped.register_forward_hook(lambda mod, i, o: o * signs.view(-1, 1, 1, 1))
+    assert equivariance_error(flipped, big, "ico") > 0.1
+    with pytest.raises(ValueError, match=r"Restrict expects a 6-D \(B, C, F, D, H, W\)"):
+        m(torch.randn(1, 1, 9, 5, 5, generator=gen))
+    with pytest.raises(ValueError, match=r"restrict expects a harmonic so3 fiber of \(L\+1\)"
+                                         r"\^2 slots"):
+        restrict(torch.randn(1, 1, 5, 3, 3, 3, generator=gen), "so3", "ico", "harmonic")
+
+
+def test_harmonic_restriction_is_refused_for_groups_without_harmonic_fields(gen):
+    """``restrict(x, 'o', 'c4z', 'harmonic')`` returned ``x``: the cube's groups have no
+    harmonic fields here. Refused, naming the group (the control: ico has them)."""
+    x = torch.randn(1, 1, 4, 3, 3, 3, generator=gen)
+    with pytest.raises(ValueError, match=r"restrict: group='o' has no harmonic fields"):
+        restrict(x, "o", "c4z", "harmonic")
+    with pytest.raises(ValueError, match=r"Restrict: subgroup='o' has no harmonic fields.*"
+                                         r"rep='regular'"):
+        Restrict("so3", "o", rep="harmonic")
+    assert restrict(x, "so3", "ico", "harmonic") is x
+
+
+def test_harmonic_restriction_of_planar_volumes(gen):
+    """Volumes of planar harmonic fields (``FieldType.harmonic('o2', M, spatial_dims=3)``, as
+    ``SteerableConv3d(..., group='so2')`` gives) could not be restricted. The functional takes
+    them; the module with ``spatial_dims=3`` (as the harmonic modules), and its default
+    refuses them naming the fix (the control: images as before)."""
+    from equilayers.groups import FieldType
+
+    v = torch.randn(2, 3, 5, 3, 4, 4, generator=gen, dtype=torch.float64)
+    assert restrict(v, "o2", "so2", "harmonic") is v
+    m = Restrict("o2", "so2", rep="harmonic", spatial_dims=3)
+    assert m(v) is v and m.in_type == FieldType.harmonic("o2", spatial_dims=3)
+    assert m.out_type == FieldType.harmonic("so2", spatial_dims=3)
+    assert repr(m) == "Restrict('o2', 'so2', rep='harmonic', spatial_dims=3)"
+    with pytest.raises(ValueError, match=r"expects a 5-D .*build it with spatial_dims=3"):
+        Restrict("o2", "so2", rep="harmonic")(v)
+    with pytest.raises(ValueError, match=r"Restrict: spatial_dims=3 is for harmonic fields"):
+        Restrict("d4", "c4", spatial_dims=3)
+    with pytest.raises(ValueError, match=r"spatial_dims"):
+        Restrict("o2", "so2", rep="harmonic", spatial_dims=4)
+    with pytest.raises(ValueError, match=r"harmonic fiber of 2M\+1 \(odd\) slots"):
+        m(torch.randn(2, 3, 4, 3, 4, 4, generator=gen))
+    x = torch.randn(2, 3, 5, 4, 4, generator=gen)
+    assert Restrict("o2", "so2", rep="harmonic")(x) is x

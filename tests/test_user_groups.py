@@ -215,3 +215,171 @@ def test_an_unknown_name_says_registrations_are_per_process():
     registration, and the error named only the valid forms."""
     with pytest.raises(ValueError, match="register it again in spawned workers"):
         get("klein")
+
+
+# --- subgroups by matrices: restriction to a non-normal registered subgroup, the continuous
+# groups' finite subgroups -------------------------------------------------------------------
+R90X = ((1, 0, 0), (0, 0, -1), (0, 1, 0))  # a quarter turn about the x axis
+
+
+def _mul3(a, b):
+    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3))
+                 for i in range(3))
+
+
+class Matrices3(Matrices):
+    """:class:`Matrices` of 3 x 3 signed permutations."""
+
+    spatial_dim = 3
+    identity = property(lambda self: self._els[0])
+
+    def compose(self, a, b):
+        return self._by[_mul3(a.rows, b.rows)]
+
+
+def _turns_x():
+    out = [((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    for _ in range(3):
+        out.append(_mul3(out[-1], R90X))
+    return out
+
+
+#: d4's matrices in another slot order (identity first): r, r^3 m, r^2 m, ...
+_D4 = [E, ((0, -1), (1, 0)), HALF, ((0, 1), (-1, 0)), FLIP_X, SWAP, FLIP_Y, ANTI]
+_SCRAMBLED = [_D4[i] for i in (0, 5, 3, 6, 1, 7, 2, 4)]
+
+
+@pytest.fixture
+def not_normal():
+    """``"c4x"`` (the quarter turns about the x axis: in ``"o"``, not normal there) and
+    ``"scr4"`` (d4 listed in another slot order, so d1 is a subgroup found by matrices)."""
+    regs = [register_group(r"c4x", lambda: Matrices3("c4x", _turns_x()), form="'c4x'"),
+            register_group(r"scr4", lambda: Matrices("scr4", _SCRAMBLED), form="'scr4'")]
+    yield
+    for r in regs:
+        r.remove()
+
+
+@pytest.mark.parametrize("group,sub", [("o", "c4x"), ("oh", "c4x"), ("scr4", "d1")])
+def test_restriction_to_a_subgroup_that_is_not_normal_is_a_permutation(not_normal, group,
+                                                                       sub, gen):
+    """The right cosets ``H t_j`` were built from the first element of each *left* coset:
+    ``Restrict('o', 'c4x')`` dropped input slots 12-15 and repeated a field. Now a
+    permutation, and exactly ``H``-equivariant (the controls: the left-coset table is not a
+    permutation for these pairs; a layer that weighs the slots fails the harness)."""
+    from equilayers.groups._subgroups import coset_representatives, embed, restriction_index
+    from equilayers.nn import Restrict
+    from equilayers.testing import equivariance_error
+
+    grp, hh = get(group), get(sub)
+    idx = restriction_index(grp, hh)
+    assert sorted(idx.tolist()) == list(range(grp.order))
+    members = [embed(h, grp) for h in hh.elements()]
+    left = [(h * t).index for t in coset_representatives(grp, hh) for h in members]
+    assert sorted(left) != list(range(grp.order))  # the old table: the negative control
+    spatial = (3, 3, 3) if grp.spatial_dim == 3 else (5, 5)
+    x = torch.randn(2, 2, grp.order, *spatial, generator=gen, dtype=torch.float64)
+    restrict = Restrict(grp, hh)
+    assert equivariance_error(restrict, x, sub) < 1e-12
+    y = restrict(torch.arange(float(grp.order)).view(1, 1, -1, *[1] * grp.spatial_dim))
+    assert sorted(y.flatten().tolist()) == list(range(grp.order))  # no slot lost or repeated
+    # (the old table's fields were H-equivariant too, only not a permutation: the harness's
+    # control is a layer that weighs the slots of each field unequally)
+    broken = Restrict(grp, hh)
+    weights = torch.arange(1.0, hh.order + 1, dtype=torch.float64)
+    broken.register_forward_hook(lambda m, i, o: o * weights.view(-1, *[1] * grp.spatial_dim))
+    assert equivariance_error(broken, x, sub) > 0.1
+
+
+def test_restriction_tables_of_the_built_in_pairs_are_unchanged():
+    """The fix of the non-normal registered subgroups keeps every built-in pair's slot order:
+    their right cosets are still those of :func:`coset_representatives` (a built-in pair
+    that is not normal, such as c4z in o, among them), and each is a permutation."""
+    from equilayers.groups._subgroups import (
+        check_subgroup,
+        coset_representatives,
+        embed,
+        restriction_index,
+        right_coset_representatives,
+    )
+
+    names = ([f"{k}{n}" for k in "cd" for n in range(1, 13)]
+             + ["o", "oh", "c4z", "d4z", "t", "th", "ico", "ih"])
+    pairs = 0
+    for group in names:
+        for sub in names:
+            try:
+                grp, hh = check_subgroup(group, sub)
+            except ValueError:
+                continue
+            pairs += 1
+            reps = coset_representatives(grp, hh)
+            assert right_coset_representatives(grp, hh) == reps
+            members = [embed(h, grp) for h in hh.elements()]
+            assert restriction_index(grp, hh).tolist() == [
+                (h * t).index for t in reps for h in members]
+    assert pairs == 126
+
+
+def test_a_non_permutation_table_is_an_internal_error(not_normal, monkeypatch):
+    """The table builder checks that its index is a permutation (the tables before the fix
+    are the control: a silent loss of slots becomes a RuntimeError)."""
+    from equilayers.groups import _subgroups
+
+    monkeypatch.setattr(_subgroups, "right_coset_representatives",
+                        _subgroups.coset_representatives)
+    with pytest.raises(RuntimeError, match="restriction index of c4x in o is not a "
+                                           "permutation"):
+        _subgroups._tables.__wrapped__(get("o"), get("c4x"))
+    monkeypatch.undo()
+    assert _subgroups._tables.__wrapped__(get("o"), get("c4x"))[0].numel() == 24
+
+
+def test_the_continuous_groups_hold_their_finite_and_continuous_subgroups(not_normal, diagonals,
+                                                                         gen):
+    """``_check_by_matrix`` refused SO(3) in O(3) (so ``FieldType.harmonic('o3', 1).act`` of a
+    rotation, ``bind('so3')``, the harness with ``'so3'``) and a registered finite group in
+    O(2). Controls: a flip is not in SO(2)/SO(3), O(3) not in SO(3), a non-orthogonal finite
+    group in nothing continuous, and a model that is not equivariant is flagged."""
+    from equilayers.groups._subgroups import check_subgroup, embed
+    from equilayers.nn import Restrict, SteerableConv3d
+    from equilayers.testing import equivariance_error
+
+    for group, sub in (("o3", "so3"), ("o2", "scr4"), ("o2", "diag1"), ("so3", "c4x"),
+                       ("o3", "c4x")):
+        check_subgroup(group, sub)
+    for group, sub in (("so3", "o3"), ("so2", "scr4"), ("so3", "oh"), ("o3", "o2")):
+        with pytest.raises(ValueError, match=f"{sub} is not a subgroup of {group}"):
+            check_subgroup(group, sub)
+    with register_group(r"shear", lambda: Matrices("shear", [E, ((-1, 1), (0, 1))]),
+                        form="'shear'"):  # (an involution, not orthogonal)
+        with pytest.raises(ValueError, match="shear is not a subgroup of o2"):
+            check_subgroup("o2", "shear")
+    for h in get("scr4").elements():  # the element of O(2) with the same matrix
+        assert torch.equal(get("o2").matrix(embed(h, "o2")), get("scr4").matrix(h))
+    rot = get("so3").from_axis_angle([0.0, 0.0, 1.0], 0.5)
+    x = torch.randn(1, 2, 4, 3, 3, 3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(FieldType.harmonic("o3", 1).act(rot, x),
+                               FieldType.harmonic("so3", 1).act(rot, x))
+    assert FieldType.harmonic("o3", 1).bind("so3").group == get("o3")
+    conv = SteerableConv3d(1, 1, 3, padding=1, group="o3", max_order=1).double()
+    v = torch.randn(1, 1, 5, 5, 5, generator=gen, dtype=torch.float64)
+    assert equivariance_error(conv, v, "so3") < 1e-10
+    plain = torch.nn.Conv3d(1, 4, 3, padding=1).double()  # a plain filter: the control
+    plain.register_forward_hook(lambda m, i, o: o.unsqueeze(1))
+    plain.in_type, plain.out_type = conv.in_type, conv.out_type
+    assert equivariance_error(plain, v, "so3") > 0.1
+    assert Restrict("o3", "so3", rep="harmonic").out_type.group == get("so3")
+
+
+def test_a_unet_of_a_registered_group_names_itself_and_the_basis(diagonals):
+    """``UNet(group='kdiag')`` failed with LiftingConv2d's error: its default basis is the
+    steerable one, which needs a planar group. The U-Net names itself and basis='pixel', which
+    builds (the control)."""
+    from equilayers.models import UNet
+
+    with pytest.raises(ValueError, match=r"UNet: group='diag4' is not a planar group .*\(the "
+                                         r"default\); use basis='pixel'"):
+        UNet(1, 2, group="diag4")
+    net = UNet(1, 2, group="diag4", basis="pixel", depth=1, width=2)
+    assert net(torch.randn(1, 1, 8, 8)).shape == (1, 2, 8, 8)

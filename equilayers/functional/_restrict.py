@@ -9,7 +9,10 @@ Subgroups keep the angles and the flip (``C_M``, ``D_M`` in ``D_N`` and ``C_M`` 
   coset ``H t_j``: output field ``c * |G|/|H| + j`` has slot ``i`` = input slot ``h_i t_j``. A
   pure permutation of slots (for ``D_N -> C_N`` the identity: the rotations, then the flipped
   ones). Harmonic fields are unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same
-  matrices (a harmonic O(2) or D_N field is a harmonic SO(2) or C_M field).
+  matrices (a harmonic O(2) or D_N field is a harmonic SO(2) or C_M field; a harmonic SO(3) or
+  O(3) field, ``(L+1)^2`` slots on volumes, a harmonic field of any subgroup with harmonic
+  fields, ``"so3"``, ``"ico"``, ``"ih"``: its elements act by the same Wigner-D matrices).
+  A volume of planar fields ``(B, C, F, D, H, W)`` restricts as an image of them does.
 * :func:`coset_pool`: a regular ``G`` field reduced (max or mean) over each left coset
   ``t_j K``: a function on ``G / K`` (rep ``"quotient:K"``), on which ``G`` still acts,
   ``(u . y)[j] = u . y[coset of u^-1 t_j]``. It forgets which element of its coset carried a
@@ -20,6 +23,8 @@ Subgroups keep the angles and the flip (``C_M``, ``D_M`` in ``D_N`` and ``C_M`` 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -39,22 +44,55 @@ def check_restriction(group: GroupLike, subgroup: GroupLike, rep: str, what: str
     grp, sub = check_subgroup(group, subgroup, what)
     if rep == "regular":
         grp.require_finite(what, "use rep='harmonic'")
+    else:  # (a group without harmonic fields: no fiber to pass through)
+        for name, g in (("group", grp), ("subgroup", sub)):
+            try:
+                g.harmonic_size(0)
+            except ValueError as e:
+                raise ValueError(f"{what}: {name}={g.name!r} has no harmonic fields ({e}); "
+                                 "use rep='regular' for its regular fields") from None
     return grp, sub
 
 
+def map_dims(group, spatial_dims: int | None = None) -> tuple[int, ...]:
+    """The spatial dims a map of ``group``'s fields may have: ``spatial_dims`` where given,
+    else the group's (3 for volume groups) or, for a planar group, 2 or 3 (a volume of planar
+    fields, turned about the depth axis)."""
+    if spatial_dims is not None:
+        return (spatial_dims,)
+    return (3,) if group.spatial_dim == 3 else (2, 3)
+
+
+def check_harmonic(x: torch.Tensor, group, what: str, spatial_dims: int | None = None
+                   ) -> None:
+    """``x`` is a map (:func:`map_dims`) of harmonic ``group`` fields: ``2M+1`` (odd) slots
+    for planar groups, ``(L+1)^2`` for SO(3)/O(3) and the groups inside it."""
+    hint = (" (a volume of planar fields (B, C, 2M+1, D, H, W): build it with spatial_dims=3)"
+            if group.spatial_dim == 2 and spatial_dims == 2 and isinstance(x, torch.Tensor)
+            and x.dim() == 6 else "")
+    check_fiber(x, None, what, "harmonic", spatial_dim=map_dims(group, spatial_dims), hint=hint)
+    f = int(x.shape[2])
+    if group.spatial_dim == 3:
+        if math.isqrt(f) ** 2 != f:
+            raise ValueError(f"{what} expects a harmonic {group.name} fiber of (L+1)^2 slots "
+                             f"(1, 4, 9, ...) in dim 2; got shape {tuple(x.shape)}")
+    elif f % 2 == 0:
+        raise ValueError(f"{what} expects a harmonic fiber of 2M+1 (odd) slots in dim 2; "
+                         f"got shape {tuple(x.shape)}")
+
+
 def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
-                floating: bool = False, spatial_dim: int = 2) -> None:
-    """``x`` is a 5-D map (6-D for ``spatial_dim=3``, the cube groups' maps on volumes) with
-    a fiber of ``size`` slots (``None``: odd, harmonic); ``floating``: a floating-point one
-    (``TypeError`` naming the dtype otherwise)."""
+                floating: bool = False, spatial_dim: int | tuple[int, ...] = 2,
+                hint: str = "") -> None:
+    """``x`` is a 5-D map (6-D for ``spatial_dim=3``, the cube groups' maps on volumes; a
+    tuple: any of them) with a fiber of ``size`` slots (``None``: any, as harmonic fibers
+    before :func:`check_harmonic`'s rule); ``floating``: a floating-point one (``TypeError``
+    naming the dtype otherwise)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} expects a tensor; got {type(x).__name__}{C.proxy_fix(x)}")
-    C.check_group_map(x, what, (spatial_dim,), floating=floating)
-    if size is None:  # harmonic: 2M + 1 slots
-        if x.shape[2] % 2 == 0:
-            raise ValueError(f"{what} expects a harmonic fiber of 2M+1 (odd) slots in dim 2; "
-                             f"got shape {tuple(x.shape)}")
-    elif x.shape[2] != size:
+    dims = (spatial_dim,) if isinstance(spatial_dim, int) else spatial_dim
+    C.check_group_map(x, what, dims, hint, floating=floating)
+    if size is not None and x.shape[2] != size:
         raise ValueError(f"{what} expects a {kind} fiber of {size} slots in dim 2; got shape "
                          f"{tuple(x.shape)}")
 
@@ -118,7 +156,7 @@ def restrict(x: torch.Tensor, group: GroupLike, subgroup: GroupLike,
     """
     grp, sub = check_restriction(group, subgroup, rep, "restrict")
     if rep == "harmonic":
-        check_fiber(x, None, "restrict", rep)
+        check_harmonic(x, grp, "restrict")
         return x
     check_fiber(x, int(grp.order), "restrict", f"regular {grp.name}",
                 spatial_dim=grp.spatial_dim)

@@ -20,13 +20,18 @@ its regular order; for ``K = D_M`` the ``n`` cosets ``r^j K`` are indexed by the
 pooled field is a function on ``G / K``, on which ``G`` acts by ``u . t_j K = (u t_j) K``).
 
 For groups of other families (the cube's), ``H`` is a subgroup of ``G`` when its matrices are
-among ``G``'s, and ``t_j`` is the first element (in ``G``'s slot order) of each coset, which
-is also what the rule above gives for the planar groups.
+among ``G``'s, and ``t_j`` is the first element (in ``G``'s slot order) of each left coset
+``t_j H``, which is also what the rule above gives for the planar groups. Restriction needs
+right-coset representatives: those same ``t_j`` wherever they also represent the right cosets
+``H t_j`` (for a normal ``H``, for every built-in pair, and for the planar rule), else the
+first element of each right coset (:func:`right_coset_representatives`; a registered
+subgroup that is not normal, such as the 4 rotations about the x axis in ``"o"``).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -36,7 +41,8 @@ from ._planar import GroupElement, PlanarGroup
 from ._registry import get
 from ._so3 import SO3Group
 
-__all__ = ["check_subgroup", "embed", "coset_representatives", "restriction_index",
+__all__ = ["check_subgroup", "embed", "coset_representatives", "right_coset_representatives",
+           "restriction_index",
            "coset_index", "coset_permutation", "quotient_size", "parse_quotient"]
 
 
@@ -72,19 +78,39 @@ def _planar_subgroups(grp: PlanarGroup) -> str:
 
 def _check_by_matrix(grp: Group, sub: Group, what: str) -> tuple[Group, Group]:
     """Groups of other families (the cube's): ``sub`` is a subgroup of ``grp`` when both act
-    on the same space and every matrix of ``sub`` is one of ``grp``'s."""
-    if isinstance(grp, SO3Group):  # a finite group of 3-D rotations (and inversions)
-        ok = (grp.spatial_dim == sub.spatial_dim and (sub == grp or sub.is_finite and all(
-            grp.has_reflections or float(torch.linalg.det(sub.matrix(h))) > 0
-            for h in sub.elements())))
+    on the same space and every matrix of ``sub`` is one of ``grp``'s; in SO(2)/O(2) and
+    SO(3)/O(3) every finite group of orthogonal matrices (of det 1 without the flips), and
+    SO(3) in O(3)."""
+    if grp.spatial_dim != sub.spatial_dim:
+        ok = False
+    elif isinstance(grp, (SO3Group, PlanarGroup)) and not grp.is_finite:
+        ok = _in_continuous(grp, sub)
     else:
-        ok = (grp.spatial_dim == sub.spatial_dim and grp.is_finite and sub.is_finite
-              and _matrices(sub) <= _matrices(grp))
+        ok = grp.is_finite and sub.is_finite and _matrices(sub) <= _matrices(grp)
     if not ok:
         raise ValueError(f"{what}: {sub.name} is not a subgroup of {grp.name} (subgroups of "
                          f"{grp.name} have the matrices of some of its elements, on the same "
                          f"{grp.spatial_dim} spatial dims)")
     return grp, sub
+
+
+def _in_continuous(grp: Group, sub: Group) -> bool:
+    """Whether ``sub`` (same spatial dims) is in the continuous ``grp`` (SO(2)/O(2) or
+    SO(3)/O(3)): itself, SO(3) in O(3), or a finite group of orthogonal matrices, rotations
+    only unless ``grp`` has the flips."""
+    if sub == grp:
+        return True
+    if not sub.is_finite:  # (SO(2) in O(2) is the planar rule's)
+        return (isinstance(grp, SO3Group) and isinstance(sub, SO3Group)
+                and (grp.has_reflections or not sub.has_reflections))
+    eye = torch.eye(grp.spatial_dim, dtype=torch.float64)
+    for h in sub.elements():
+        m = sub.matrix(h).to(torch.float64)
+        if not torch.allclose(m @ m.T, eye, rtol=0, atol=1e-9):
+            return False
+        if not grp.has_reflections and float(torch.linalg.det(m)) < 0:
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,6 +129,8 @@ def embed(h: Element, group: GroupLike) -> Element:
     check_subgroup(grp, h.group, "embed")
     if isinstance(grp, SO3Group):
         return grp.element(h.group.matrix(h))
+    if isinstance(grp, PlanarGroup) and not grp.is_finite and not isinstance(h, GroupElement):
+        return _planar_element_of(grp, h.group.matrix(h))
     if not (isinstance(grp, PlanarGroup) and isinstance(h, GroupElement)):
         # (a registered group inside a planar one, such as a diagonal flip in d4, is checked by
         # its matrices, finite groups only: it is found by them too)
@@ -113,6 +141,15 @@ def embed(h: Element, group: GroupLike) -> Element:
     if h.group.n is None:  # pragma: no cover - excluded by check_subgroup
         raise ValueError(f"{h.group.name} is not a subgroup of {grp.name}")
     return grp.element(int(h.rotation) * (grp.n // h.group.n), h.reflection)
+
+
+def _planar_element_of(grp: PlanarGroup, matrix: torch.Tensor) -> GroupElement:
+    """The element of SO(2)/O(2) with the orthogonal ``matrix`` ``R(angle) diag(-1, 1)^s``
+    (:meth:`PlanarGroup.matrix`; :func:`check_subgroup` checked it is one of ``grp``'s)."""
+    m = matrix.to(torch.float64)
+    reflection = float(torch.linalg.det(m)) < 0
+    angle = math.atan2(-float(m[0, 1]), float(m[1, 1]))
+    return grp.element(angle, reflection)
 
 
 def quotient_size(group: GroupLike, subgroup: GroupLike) -> int:
@@ -144,12 +181,37 @@ def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element
     return [grp.element(j % n, bool(j // n)) for j in range(count)]
 
 
+def right_coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element]:
+    """``t_j`` with the right cosets ``H t_j`` all different (restriction's): the
+    :func:`coset_representatives` where they represent the right cosets too (always for the
+    planar rule, a normal ``H`` and every built-in pair, whose tables they keep), else the
+    first element (in ``G``'s slot order) of each right coset."""
+    grp, sub = check_subgroup(group, subgroup)
+    reps = coset_representatives(grp, sub)
+    members = [embed(h, grp) for h in sub.elements()]
+    if len({frozenset(h * t for h in members) for t in reps}) == len(reps):
+        return reps
+    right: list[Element] = []
+    seen: set[Element] = set()
+    for t in grp.elements():
+        if t not in seen:
+            right.append(t)
+            seen.update(h * t for h in members)
+    return right
+
+
 @cpu_cache(maxsize=256)
 def _tables(grp: Group, sub: Group) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     reps = coset_representatives(grp, sub)
     els = [embed(h, grp) for h in sub.elements()]
-    right = [(h * t).index for t in reps for h in els]  # field j, slot h: h t_j
+    # field j, slot h: h t_j (t_j a right-coset representative)
+    right = [(h * t).index for t in right_coset_representatives(grp, sub) for h in els]
     left = [(t * h).index for t in reps for h in els]  # coset j, member h: t_j h
+    for name, table in (("restriction", right), ("coset", left)):
+        if sorted(table) != list(range(int(grp.order))):  # an internal error, not the user's
+            raise RuntimeError(f"the {name} index of {sub.name} in {grp.name} is not a "
+                               f"permutation of the {int(grp.order)} slots: {table}; please "
+                               "report this (the groups' compose or elements disagree)")
     label = [0] * int(grp.order)
     for j, t in enumerate(reps):
         for h in els:
@@ -162,8 +224,9 @@ def _tables(grp: Group, sub: Group) -> tuple[torch.Tensor, torch.Tensor, torch.T
 def restriction_index(group: GroupLike, subgroup: GroupLike) -> torch.Tensor:
     """``idx`` (``(|G|,)``, int64): slot ``j * |H| + i`` of the restricted fibers is input slot
     ``idx[j * |H| + i]`` = the slot of ``h_i t_j`` (``h_i`` the ``i``-th element of ``H`` in
-    its regular order), so ``x[:, :, idx]`` viewed as ``(|G| / |H|, |H|)`` holds one regular
-    ``H`` field per right coset ``H t_j``."""
+    its regular order, ``t_j`` the :func:`right_coset_representatives`), so ``x[:, :, idx]``
+    viewed as ``(|G| / |H|, |H|)`` holds one regular ``H`` field per right coset ``H t_j``: a
+    permutation of the slots."""
     grp, sub = check_subgroup(group, subgroup)
     quotient_size(grp, sub)
     return _tables(grp, sub)[0].clone()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import _checks as C
-from ..groups import FieldType, GroupLike, get
+from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..nn import GroupPool
 from ..nn._typed import Typed
 from ._blocks import (
@@ -88,6 +88,12 @@ class _UNetNd(Typed, nn.Module):
         self.nonlinearity = self._check_nonlinearity(nonlinearity, grp, max_order, what)
         self.basis = None if grp is None else (
             basis or ("harmonic" if max_order is not None else self._default_basis))
+        if (grp is not None and nd == 2 and self.basis == "harmonic"
+                and not isinstance(grp, PlanarGroup)):  # (a registered group: named here)
+            raise ValueError(f"{what}: group={grp.name!r} is not a planar group (cN, dN), whose "
+                             f"steerable filters basis={self.basis!r} builds"
+                             + (" (the default)" if basis is None else "")
+                             + "; use basis='pixel' for its pixel filters")
         kw = {"padding_mode": padding_mode, "nd": nd, "device": device, "dtype": dtype}
         block = {**kw, "basis": self.basis, "max_order": max_order,
                  "nonlinearity": self.nonlinearity}

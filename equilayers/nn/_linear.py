@@ -103,8 +103,10 @@ class GroupLinear(Typed, nn.Module):
     """``nn.Linear`` for fields: the equivariant linear maps between fibers ``(B, C, F)``
     (escnn's ``Linear``; the layers of an equivariant MLP).
 
-    Regular fields of any finite group (``"p4m"``, ``"c8"``, ``"d6"``, the cube's ``"o"``,
-    ``"oh"``, ``"c4z"``, ``"d4z"``, ``"ico"``, ``"ih"``): ``W[o, a, i, b] = w[o, i, a^-1 b]``,
+    Regular fields of any finite group a group conv takes (``"p4m"``, ``"c8"``, ``"d6"``, a
+    registered 2-D group, the cube's ``"o"``, ``"oh"``, ``"c4z"``, ``"d4z"``, ``"ico"``,
+    ``"ih"``; not yet a registered group of 3-D matrices, which the 3-D convs refuse):
+    ``W[o, a, i, b] = w[o, i, a^-1 b]``,
     ``|G|`` numbers per pair of fields (the group axis stored in the group's Fourier basis, as
     in :class:`GroupConv2d`). Harmonic fields (``max_order``, and ``in_max_order`` for the
     input, default ``max_order``) of SO(2), O(2), C_N, D_N (``2M+1`` slots) and SO(3), O(3)

@@ -7,8 +7,10 @@ import torch
 
 from ..functional import _restrict as R
 from ..groups import FieldType, GroupLike
+from ..groups._fields import field_type
 from ..groups._registry import registered_name
 from ..groups._subgroups import quotient_size, restriction_index
+from . import _checks as NC
 from ._derived import _FixedBuffers
 from ._tables import table_on
 from ._typed import Typed
@@ -27,10 +29,13 @@ class Restrict(Typed, _FixedBuffers):
     the flipped ones; escnn's restricted tensor is unchanged and keeps that order too, for the
     other subgroups it keeps ``G``'s slot order under ``H``'s permutation action, so our fields
     are its slots permuted by :func:`equilayers.groups._subgroups.restriction_index`). Harmonic
-    fields pass unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same matrices.
+    fields pass unchanged: ``H`` acts on ``[a_0, c_1, s_1, ...]`` by the same matrices; so do
+    SO(3)/O(3) ones (``(L+1)^2`` slots, 6-D maps) restricted to ``"so3"``, ``"ico"`` or
+    ``"ih"``, whose elements act by the same Wigner-D matrices.
     The cube's groups too, on 6-D maps ``(B, C, |G|, D, H, W)``: ``"oh" -> "o"`` (a reshape:
     O, then the inversion times O), ``"o" -> "c4z"``, ``"oh" -> "d4z"``, ``"d4z" -> "c4z"``
-    (the coset representatives of :func:`equilayers.groups._subgroups.coset_representatives`).
+    (the representatives of
+    :func:`equilayers.groups._subgroups.right_coset_representatives`).
 
     Functional twin: :func:`~equilayers.functional.restrict`.
 
@@ -39,12 +44,16 @@ class Restrict(Typed, _FixedBuffers):
         subgroup: a subgroup with the same angles and flip (``"c4"``, ``"d2"``, ``"d1"``,
             ``"so2"``, ...).
         rep: ``"regular"`` (default) or ``"harmonic"``.
+        spatial_dims: ``3`` for volumes of harmonic planar fields ``(B, C, 2M+1, D, H, W)``
+            (keyword; default ``None``: the group's, 2 for planar groups, 3 for SO(3)/O(3);
+            harmonic fields only).
         device: of the integer index table (keyword; as ``torch.nn`` modules' ``device``, so
             ``torch.nn.utils.skip_init`` and meta-device construction work).
 
     Shape:
         Regular: ``(B, C, |G|, H, W) -> (B, C * |G|/|H|, |H|, H, W)`` (cube groups: with ``D,
-        H, W``). Harmonic: unchanged.
+        H, W``). Harmonic: unchanged, ``(B, C, 2M+1, H, W)`` (``spatial_dims=3``: with ``D, H,
+        W``) or SO(3)/O(3)'s ``(B, C, (L+1)^2, D, H, W)``.
 
     Equivariance:
         Exact (a permutation): the output is ``H``-equivariant for every element of ``H``,
@@ -66,11 +75,19 @@ class Restrict(Typed, _FixedBuffers):
     _table_names = ("index",)
 
     def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular", *,
-                 device=None) -> None:
+                 spatial_dims: int | None = None, device=None) -> None:
         super().__init__()
         grp, sub = R.check_restriction(group, subgroup, rep, "Restrict")
         self.group, self.subgroup, self.rep = grp, sub, rep
-        self.in_type, self.out_type = FieldType(grp, rep), FieldType(sub, rep)
+        dims = NC.spatial_dims(spatial_dims, "Restrict")
+        if dims is not None and rep != "harmonic":
+            raise ValueError(f"Restrict: spatial_dims={spatial_dims!r} is for harmonic fields "
+                             "(volumes of planar ones); regular fields are restricted on their "
+                             "group's spatial dims: drop spatial_dims or use rep='harmonic'")
+        in_type = field_type(grp, rep, spatial_dims=dims, what="Restrict")
+        self._spatial_dims = in_type.spatial_dims  # (the maps' spatial dims)
+        self.in_type = in_type
+        self.out_type = field_type(sub, rep, spatial_dims=self._spatial_dims, what="Restrict")
         # the harness acts on the input with group elements (of the group named here)
         self.in_group = registered_name(grp, "group", "Restrict")
         self._count = quotient_size(grp, sub) if rep == "regular" else 1
@@ -87,7 +104,7 @@ class Restrict(Typed, _FixedBuffers):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rep == "harmonic":
-            R.check_fiber(x, None, "Restrict", "harmonic")
+            R.check_harmonic(x, self.group, "Restrict", self._spatial_dims)
             return x
         R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}",
                       spatial_dim=self.group.spatial_dim)
@@ -96,7 +113,9 @@ class Restrict(Typed, _FixedBuffers):
 
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"
-        return s + (f", rep={self.rep!r}" if self.rep != "regular" else "")
+        s += f", rep={self.rep!r}" if self.rep != "regular" else ""
+        volume = self._spatial_dims == 3 and self.group.spatial_dim == 2
+        return s + (", spatial_dims=3" if volume else "")
 
 
 class CosetPool(Typed, _FixedBuffers):
