@@ -33,11 +33,9 @@ class NormNonlinearity(Typed, nn.Module):
     """Norm nonlinearity for harmonic fields: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|``.
 
     Orders ``m >= 1`` keep their direction and have their magnitude ``|v_m| = sqrt(c_m^2 +
-    s_m^2 + eps)`` mapped (``eps = 1e-6``, so that the map is smooth at 0: on unit-variance
-    inputs with biases of scale 0.5 its outputs differ from the formula without ``eps`` by at
-    most 7.5e-6 with the default ReLU and 2.5e-5 with ``tanh``, ``order0="norm"``,
-    ``bias_form="exp"``, measured in float64; the map stays exactly equivariant), with a
-    learnable bias ``b`` per field and order; order 0 is a signed
+    s_m^2 + 1e-6)`` mapped (smooth at 0; off the formula without the ``1e-6`` by at most 7.5e-6
+    with ReLU, 2.5e-5 with ``tanh``, measured in float64 on unit-variance inputs; exactly
+    equivariant), with a learnable bias ``b`` per field and order; order 0 is a signed
     invariant scalar and becomes ``function(a_0 + b_0)``, or, with ``order0="norm"``, a
     one-dimensional norm field like the others: ``sign(a_0) * function(|a_0| + b_0)`` (escnn's
     ``NormNonLinearity`` convention; both signs survive).
