@@ -26,6 +26,7 @@ from ._checks import check_input_once
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import warn_if_inexact3d
 from ._padding import ResolvedPadding
+from ._param_shapes import checked
 from ._tables import check_tables, table_on
 from ._typed import Typed
 
@@ -272,9 +273,20 @@ class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
         made from and the tables are the same tensors at the same versions
         (:mod:`equilayers.nn._eval_filter`), so whatever changed them is seen by the next
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
-        coefficients times the basis rows (one matmul)."""
+        coefficients times the basis rows (one matmul). The weight and bias must have the
+        shapes the layer was built with (``ValueError`` otherwise: :meth:`_checked_params`)."""
+        self._checked_params()
         check_tables(self, lambda: self._index_tables(self.weight.device))
         return D.in_weight_dtype(self)._expand()
+
+    def _checked_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias, their shapes checked against the built ones, which the tables
+        and bases read them in (:func:`._param_shapes.checked`: ``ValueError`` otherwise)."""
+        per = self.kernel_size if self.basis == "voxel" else (self._num_basis,)
+        fiber = () if self.lifting else (self.fiber_in,)
+        shape = (self.out_channels, self.in_channels // self.groups, *fiber, *per)
+        return (checked(self, "weight", self.weight, shape),
+                checked(self, "bias", self.bias, (self.out_channels,)))
 
     def _expand(self) -> torch.Tensor:
         """:meth:`expanded_filter` without the tables' check (the forward has run it)."""
@@ -312,8 +324,7 @@ class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
                          lambda: self._forward_checks(x))
         check_tables(self, lambda: self._index_tables(self.weight.device))
         weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
-                                   (self.weight, self.bias),
-                                   self._filter_and_bias)
+                                   self._checked_params(), self._filter_and_bias)
         return G3.conv3d_expanded(x, weight, bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
                                   self.padding_mode, what=type(self).__name__, checked=True)
