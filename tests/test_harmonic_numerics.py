@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import grad, jvp, vmap
+from torch.func import functional_call, grad, jvp, vmap
 
 from equilayers import functional as EF
 from equilayers import nn as enn
@@ -207,6 +207,28 @@ def test_batch_norm_train_with_running_stats_under_torch_func_raises(gen):
         vmap(bn)(torch.stack([x, x]))
     assert (bn.running_mean == 0).all() and int(bn.num_batches_tracked) == 0
 
+
+
+def test_batch_norm_train_per_sample_grads_with_unbatched_buffers_raises(gen):
+    """torch's per-sample-gradient recipe with the buffers passed, ``in_dims=(None, None,
+    0)``: grad wraps the buffers, vmap batches the statistics only. The in-place update raised
+    a broadcast error ("output with shape [3] doesn't match the broadcast shape [4, 3]")."""
+    bn = enn.HarmonicBatchNorm(3, 2).double()
+    x = _x(gen)
+    params = {k: v.detach() for k, v in bn.named_parameters()}
+    buffers = {k: v.detach().clone() for k, v in bn.named_buffers()}
+
+    def loss(p, b, xi):
+        return functional_call(bn, (p, b), (xi[None],)).square().sum()
+
+    with pytest.raises(RuntimeError, match=r"vmap does not batch the buffers.*eval mode.*"
+                                           r"in_dims=0.*track_running_stats=False"):
+        vmap(grad(loss), in_dims=(None, None, 0))(params, buffers, x)
+    # control: one copy of the buffers per sample, batched by vmap, runs
+    per_sample = {k: v.expand(x.shape[0], *v.shape).clone() for k, v in buffers.items()}
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, per_sample, x)
+    assert g["weight"].shape == (x.shape[0], *params["weight"].shape)
+    assert (bn.running_mean == 0).all() and int(bn.num_batches_tracked) == 0
 
 # --- matrices built once, CPU caches -------------------------------------------------------
 

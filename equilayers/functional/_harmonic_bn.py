@@ -49,19 +49,51 @@ def _wrapped(t: torch.Tensor) -> bool:
             and torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
+def _vmap_levels(t: torch.Tensor) -> set[int]:
+    """The ``torch.func.vmap`` levels at which ``t`` is batched, read through every functorch
+    wrapper around it (a ``grad`` level wraps a tensor without batching it)."""
+    levels: set[int] = set()
+    for _ in range(64):  # (a bound: each step peels one level)
+        if not torch._C._functorch.is_functorch_wrapped_tensor(t):
+            break
+        if torch._C._functorch.is_batchedtensor(t):
+            levels.add(torch._C._functorch.maybe_get_level(t))
+        t = torch._C._functorch.get_unwrapped(t)
+    return levels
+
+
+#: What to do instead, on a HarmonicBatchNorm (torch's replace_all_batch_norm_modules_ does
+#: this to nn.BatchNorm, not to HarmonicBatchNorm, which is not a torch _BatchNorm).
+_MODULE_FIX = ("On a HarmonicBatchNorm m: build it with track_running_stats=False, or set "
+               "m.running_mean = m.running_var = m.num_batches_tracked = None and "
+               "m.track_running_stats = False (what torch.func.replace_all_batch_norm_modules_ "
+               "does to nn.BatchNorm; it does not patch HarmonicBatchNorm, which is not a "
+               "torch _BatchNorm)")
+
+
 def _check_captured(batch: torch.Tensor, running_mean: torch.Tensor,
                     running_var: torch.Tensor) -> None:
-    """Raise where a torch.func transform would write its values into captured buffers."""
-    if _wrapped(batch) and not (_wrapped(running_mean) and _wrapped(running_var)):
+    """Raise where a torch.func transform would write its values into captured buffers, or
+    ``vmap`` its per-sample statistics into buffers it does not batch."""
+    if not _wrapped(batch):
+        return
+    if not (_wrapped(running_mean) and _wrapped(running_var)):
         raise RuntimeError(
             "harmonic_batch_norm: training mode updates running_mean/running_var in "
             "place, which torch.func transforms (grad, vmap, jvp) cannot do on captured "
             "buffers; use eval mode, running_mean=running_var=None, or pass the buffers as "
-            "inputs of the transformed function. On a HarmonicBatchNorm m: build it with "
-            "track_running_stats=False, or set m.running_mean = m.running_var = "
-            "m.num_batches_tracked = None and m.track_running_stats = False (what "
-            "torch.func.replace_all_batch_norm_modules_ does to nn.BatchNorm; it does not "
-            "patch HarmonicBatchNorm, which is not a torch _BatchNorm)")
+            "inputs of the transformed function. " + _MODULE_FIX)
+    # passed in, but a vmap level batches the statistic and not the buffers (the per-sample
+    # gradient recipe's in_dims=(None, None, 0), with grad inside wrapping the buffers)
+    if _vmap_levels(batch) - (_vmap_levels(running_mean) & _vmap_levels(running_var)):
+        raise RuntimeError(
+            "harmonic_batch_norm: training mode updates running_mean/running_var in place "
+            "with statistics that torch.func.vmap batches (one per sample), but vmap does not "
+            "batch the buffers (in_dims=None for them, or captured), and one buffer cannot "
+            "hold a value per sample (nn.BatchNorm raises here too: 'running_mean or "
+            "running_var ... were not batched'); use eval mode, running_mean=running_var="
+            "None, or give vmap batched buffers (in_dims=0, one copy per sample). "
+            + _MODULE_FIX)
 
 
 def _update(buf: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
@@ -102,9 +134,11 @@ def harmonic_batch_norm(
     and the running buffers keep their own dtype; ``weight``, ``bias`` and the running buffers
     have ``x``'s dtype, or float32 with a float16/bfloat16 ``x`` (``TypeError`` naming both
     dtypes otherwise, as torch's batch norm). Under ``torch.func`` transforms, training with
-    running buffers raises (they would be written with transformed values): use eval mode or
-    no running buffers there (``torch.func.replace_all_batch_norm_modules_`` does not patch
-    :class:`~equilayers.nn.HarmonicBatchNorm`: the error says what to set instead).
+    running buffers raises where they would be written with transformed values (buffers
+    captured by the transformed function, or not batched by a ``vmap`` that batches the
+    statistics, as in the per-sample-gradient recipe's ``in_dims=(None, None, 0)``): use eval
+    mode or no running buffers there (``torch.func.replace_all_batch_norm_modules_`` does not
+    patch :class:`~equilayers.nn.HarmonicBatchNorm`: the error says what to set instead).
 
     ``group="so3"``/``"o3"``: SO(3)/O(3) fields ``(B, C, (M+1)^2, D, H, W)``; statistics over
     ``B, D, H, W`` and order ``l`` divided by ``sqrt(E|v_l|^2 / (2l + 1) + eps)``. A volume of

@@ -13,17 +13,19 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import _checks as C
 from ..functional import _gconv as G
+from ..functional import _gconv3d as G3
 from ..functional._ceil_mode import ceil_extra
 from ..functional._grid_law import used_padding
 from ..groups import GroupLike, get
 
-__all__ = ["quiet_exactness_warnings"]
+__all__ = ["quiet_exactness_warnings", "warn_if_inexact3d"]
 
 _state = threading.local()
 
@@ -180,3 +182,37 @@ def warn_once(module: nn.Module, message: str, stacklevel: int) -> None:
         return
     module.__dict__["_warned"] = True
     warnings.warn(message, stacklevel=stacklevel + 1)
+
+
+def warn_if_inexact3d(module: Any, x: torch.Tensor, output_padding, stacklevel: int) -> bool:
+    """The check of a 3-D group conv (``module``: a ``_GroupConv3dBase``): warn once per
+    module at the first input size (and, transposed, output padding: the module's unless
+    given) where the window grid breaks exact equivariance
+    (:func:`~equilayers.functional._gconv3d.exactness_problems3d`). Returns whether that is
+    settled for this size: ``False`` only while the check is skipped
+    (``quiet_exactness_warnings``, compile, trace), so a later call checks again."""
+    if module._warned:
+        return True
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _quiet():
+        return False
+    size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))  # a checked 5-/6-D x
+    if not min(size):  # (an empty batch of empty volumes: nothing to warn about)
+        return True
+    op = (module.output_padding if output_padding is None else output_padding
+          ) if module.transposed else None
+    window = (module.group, module.kernel_size[0], module.stride, module._pad, module.dilation,
+              op, module.padding_mode)
+    exact = module.__dict__.setdefault("_exact_sizes", set())
+    if (size, window) in exact:  # (sizes alternating between calls: train and eval)
+        return True
+    problems = G3.exactness_problems3d(module.group.grid_subgroup(), size, *window[1:])
+    if not problems:
+        exact.add((size, window))
+        return True
+    module._warned = True
+    even = (f" even on its grid subgroup {module.group.grid_subgroup().name}"
+            if module._turned else "")
+    warnings.warn(f"{type(module).__name__} ({module.group.name}) is not exactly equivariant"
+                  f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                  + " (warned once per module)", stacklevel=stacklevel)
+    return True

@@ -13,6 +13,7 @@ from ..functional import _expanded_conv as E
 from ..functional import _gconv as G
 from ..groups import FieldType, GroupLike, get
 from ._group_conv import _ExactConvMixin
+from ._param_shapes import checked
 from ._typed import Typed
 
 __all__ = ["ExpandedGroupConv2d"]
@@ -186,7 +187,12 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,
                           name)
         self._check_exact(x)
-        return E.expanded_conv_checked(x, self.weight, self.bias, self.fiber_out, self.stride,
+        # the filter and bias of the built shapes (the fiber layout, the exactness check's k)
+        k, c_in = self.kernel_size[0], self.in_channels // self.groups * self.fiber_in
+        weight = checked(self, "weight", self.weight, (self.out_channels * self.fiber_out, c_in,
+                                                        k, k))
+        bias = checked(self, "bias", self.bias, (self.out_channels,))
+        return E.expanded_conv_checked(x, weight, bias, self.fiber_out, self.stride,
                                        self._pad, self.dilation, self.groups, self.padding_mode,
                                        name)
 

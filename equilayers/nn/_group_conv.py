@@ -24,6 +24,7 @@ from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
+from ._param_shapes import checked
 from ._tables import check_tables, table_on
 from ._typed import Typed
 
@@ -198,30 +199,29 @@ class _GroupConvNd(D.PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
         return not self.lifting and self.in_rep == "regular" and self.out_rep == "regular"
 
     def _expand(self) -> torch.Tensor:
-        """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)``."""
+        """The expanded filter ``(C_out * F_out, C_in * F_in // groups, k, k)`` (the weight's
+        shape checked first: the tables and bases read it in the built one)."""
+        w = checked(self, "weight", self.weight, self._weight_shape())
         if self.basis == "pixel":
-            w: torch.Tensor = self.weight
             if self._fourier_axis:
                 w = G.from_fourier(w, self.group_basis)
             return G.gather_expanded(w, table_on(self.expansion_index, w.device))
         if self.out_rep == "regular":
             if self.lifting:
-                return SE.expand_regular(self.weight, self.filter_basis,
-                                        scale=self.basis_scale)
-            return SE.expand_regular(self.weight, self.filter_basis,
-                                    table_on(self.expansion_index, self.weight.device),
-                                    self.group_basis, self.basis_scale)
-        return SE.expand_steerable(self.weight, self.filter_basis, self.groups)
+                return SE.expand_regular(w, self.filter_basis, scale=self.basis_scale)
+            idx = table_on(self.expansion_index, w.device)
+            return SE.expand_regular(w, self.filter_basis, idx, self.group_basis, self.basis_scale)
+        return SE.expand_steerable(w, self.filter_basis, self.groups)
 
     def _slot_bias(self) -> torch.Tensor | None:
         """The bias per output slot ``(C_out * F_out,)``: a regular field's value on every
-        slot; a harmonic field's on its order-0 slot only (the other orders rotate)."""
-        if self.bias is None:
-            return None
-        if self.out_rep == "harmonic":
-            return G._bias_slot0(self.bias, self.fiber_out)
+        slot; a harmonic field's on its order-0 slot only (the other orders rotate); the
+        bias's shape checked first."""
+        bias = checked(self, "bias", self.bias, (self.out_channels,))
+        if bias is None or self.out_rep == "harmonic":
+            return None if bias is None else G._bias_slot0(bias, self.fiber_out)
         # one index_select: fewer aten ops than repeat_interleave (results/host-conv.md)
-        return G.select(self.bias, 0, table_on(self.bias_index, self.bias.device))
+        return G.select(bias, 0, table_on(self.bias_index, bias.device))
 
     #: ``gain**2`` of the init: the output's second moment over the input's. 1 (the second
     #: moment is preserved, escnn/e2cnn's choice); 2 is He et al.'s factor for a ReLU, which

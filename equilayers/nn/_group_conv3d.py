@@ -6,7 +6,6 @@ groups O, O_h, C4z and D4z (full ``k x k x k`` filters, or band-limited ones wit
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -25,8 +24,9 @@ from ..groups._fourier_basis import fourier_row_dims, weight_basis
 from . import _derived as D
 from ._checks import check_input_once
 from ._eval_filter import EvalFilterMixin, eval_filter
-from ._exactness import _quiet
+from ._exactness import warn_if_inexact3d
 from ._padding import ResolvedPadding
+from ._param_shapes import checked
 from ._tables import check_tables, table_on
 from ._typed import Typed
 
@@ -273,9 +273,20 @@ class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
         made from and the tables are the same tensors at the same versions
         (:mod:`equilayers.nn._eval_filter`), so whatever changed them is seen by the next
         forward. With ``basis="harmonic"`` the voxel filters are first the weight's
-        coefficients times the basis rows (one matmul)."""
+        coefficients times the basis rows (one matmul). The weight and bias must have the
+        shapes the layer was built with (``ValueError`` otherwise: :meth:`_checked_params`)."""
+        self._checked_params()
         check_tables(self, lambda: self._index_tables(self.weight.device))
         return D.in_weight_dtype(self)._expand()
+
+    def _checked_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias, their shapes checked against the built ones, which the tables
+        and bases read them in (:func:`._param_shapes.checked`: ``ValueError`` otherwise)."""
+        per = self.kernel_size if self.basis == "voxel" else (self._num_basis,)
+        fiber = () if self.lifting else (self.fiber_in,)
+        shape = (self.out_channels, self.in_channels // self.groups, *fiber, *per)
+        return (checked(self, "weight", self.weight, shape),
+                checked(self, "bias", self.bias, (self.out_channels,)))
 
     def _expand(self) -> torch.Tensor:
         """:meth:`expanded_filter` without the tables' check (the forward has run it)."""
@@ -313,8 +324,7 @@ class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
                          lambda: self._forward_checks(x))
         check_tables(self, lambda: self._index_tables(self.weight.device))
         weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
-                                   (self.weight, self.bias),
-                                   self._filter_and_bias)
+                                   self._checked_params(), self._filter_and_bias)
         return G3.conv3d_expanded(x, weight, bias, self.fiber_out,
                                   self.stride, self._pad, self.dilation, self.groups,
                                   self.padding_mode, what=type(self).__name__, checked=True)
@@ -350,35 +360,9 @@ class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
 
     def _check_exact(self, x: torch.Tensor, output_padding=None) -> bool:
         """Warn once per module at the first input size (and, transposed, output padding: the
-        module's unless given) where the window grid breaks exact equivariance
-        (:func:`~equilayers.functional._gconv3d.exactness_problems3d`). Returns whether that is
-        settled for this size: ``False`` only while the check is skipped
-        (``quiet_exactness_warnings``, compile, trace), so a later call checks again."""
-        if self._warned:
-            return True
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or _quiet():
-            return False
-        size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))  # a checked 5-/6-D x
-        if not min(size):  # (an empty batch of empty volumes: nothing to warn about)
-            return True
-        op = (self.output_padding if output_padding is None else output_padding
-              ) if self.transposed else None
-        window = (self.group, self.kernel_size[0], self.stride, self._pad, self.dilation, op,
-                  self.padding_mode)
-        exact = self.__dict__.setdefault("_exact_sizes", set())
-        if (size, window) in exact:  # (sizes alternating between calls: train and eval)
-            return True
-        problems = G3.exactness_problems3d(self.group.grid_subgroup(), size, *window[1:])
-        if not problems:
-            exact.add((size, window))
-            return True
-        self._warned = True
-        even = (f" even on its grid subgroup {self.group.grid_subgroup().name}"
-                if self._turned else "")
-        warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant"
-                      f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
-                      + " (warned once per module)", stacklevel=8)  # the forward's caller
-        return True
+        module's unless given) where the window grid breaks exact equivariance; whether that
+        is settled for this size (:func:`._exactness.warn_if_inexact3d`)."""
+        return warn_if_inexact3d(self, x, output_padding, stacklevel=9)  # the forward's caller
 
     def _resolve_padding(self, padding) -> tuple[int, ...]:
         """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""

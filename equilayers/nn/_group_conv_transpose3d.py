@@ -103,7 +103,7 @@ class _GroupConvTranspose3dBase(_GroupConv3dBase):
                          lambda: self._forward_checks(x, op))
         check_tables(self, lambda: self._index_tables(self.weight.device))
         weight, bias = eval_filter(self, (self.groups, self.lifting, self.basis),
-                                   (self.weight, self.bias), self._filter_and_bias)
+                                   self._checked_params(), self._filter_and_bias)
         return GT.conv_transpose_expanded(x, weight, bias, self.fiber_out, self.stride, pads, op,
                                           self.dilation, self.groups, what=name)
 

@@ -23,6 +23,7 @@ from ._derived import _conv_options_repr, _WeightDerived, in_weight_dtype, norma
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
+from ._param_shapes import checked
 from ._typed import Typed
 
 __all__ = ["SteerableConv3d"]
@@ -302,15 +303,19 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
     def expanded_filter(self) -> torch.Tensor:
         """The dense ``(C_out * F_out, C_in * F_in // groups, k, k, k)`` filter of the current
         weight (one matmul per block of orders; differentiable; nothing cached; the basis in
-        the weight's dtype: :func:`._derived.in_weight_dtype`)."""
+        the weight's dtype: :func:`._derived.in_weight_dtype`). The weight must have the shape
+        the layer was built with, ``(C_out, C_in // groups, num_basis)`` (``ValueError``
+        otherwise: the basis reads it in that shape)."""
         kd, k = self.kernel_size[:2]
+        w = checked(self, "weight", self.weight,
+                    (self.out_channels, self.in_channels // self.groups, self._num_basis))
         basis = in_weight_dtype(self).filter_basis
         if self.basis == "slices":  # a planar group: its planar basis on every depth slice
-            return AX.expand_axial(self.weight, basis, self.fiber_out, self.fiber_in, k, kd)
+            return AX.expand_axial(w, basis, self.fiber_out, self.fiber_in, k, kd)
         if self._pairs is None:  # a planar group on shells: the dense basis
-            return S3.expand_steerable3d(self.weight, basis.view(
+            return S3.expand_steerable3d(w, basis.view(
                 -1, self.fiber_out, self.fiber_in, kd, k, k))
-        return S3.expand_blocks3d(self.weight, basis, self._pairs, self.kernel_size[0])
+        return S3.expand_blocks3d(w, basis, self._pairs, self.kernel_size[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
@@ -326,8 +331,8 @@ class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, n
         the pair kept from the last such call while the weight, the bias and the basis are
         unchanged (checked on every call: :mod:`equilayers.nn._eval_filter`)."""
         return eval_filter(self, (self.groups, self.basis), (self.weight, self.bias),
-                           lambda: (self.expanded_filter(),
-                                    S3.order0_bias(self.bias, self.fiber_out)))
+                           lambda: (self.expanded_filter(), S3.order0_bias(checked(
+                               self, "bias", self.bias, (self.out_channels,)), self.fiber_out)))
 
     def _forward_checks(self, x: torch.Tensor) -> None:
         name = type(self).__name__

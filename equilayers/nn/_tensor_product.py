@@ -13,6 +13,7 @@ from ..groups._fields import field_type
 from . import _checks as C
 from ._derived import _WeightDerived, in_weight_dtype, normal_tensors
 from ._harmonic import _dims_repr, _spatial
+from ._param_shapes import checked
 from ._typed import Typed
 
 __all__ = ["TensorProductNonlinearity"]
@@ -117,12 +118,14 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
-        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=self.weight)
-        TP.check_input(x, self.weight, self.group, self.max_order, self.weight.shape[1], name)
+        # (C, K), K the basis buffer's maps: it reads the weight in that shape (else ValueError)
+        w = checked(self, "weight", self.weight, (self.channels, self.basis.shape[0]))
+        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=w)
+        TP.check_input(x, w, self.group, self.max_order, w.shape[1], name)
         basis = in_weight_dtype(self).basis  # (a weight given another dtype without .to())
         if basis.is_meta and not x.is_meta:  # built on the meta device, not yet materialised
-            basis = self._cached().to(device=x.device, dtype=self.weight.dtype)
-        return TP.apply_pairs(x, self.weight, basis)
+            basis = self._cached().to(device=x.device, dtype=w.dtype)
+        return TP.apply_pairs(x, w, basis)
 
     def extra_repr(self) -> str:
         out = ("" if self.out_max_order == self.max_order
