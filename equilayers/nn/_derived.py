@@ -7,7 +7,9 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 
 - conversions (``.to()``, ``.double()``, ``to_empty()``): the buffers are refilled after the
   conversion, so ``.double()`` gets a filter computed in float64 (not a float32 one widened)
-  and ``to_empty()`` gets the real values, not uninitialized memory;
+  and ``to_empty()`` gets the real values, not uninitialized memory; a buffer still on the
+  meta device is built afresh on the device a conversion moves tensors to, not copied (torch
+  raised "Cannot copy out of meta tensor" for ``.to(device)`` after an assign-load);
 - ``load_state_dict``: the buffers (never in a state dict) are refilled, which also covers a
   model built on the meta device and materialized by ``to_empty()`` + ``load_state_dict()``;
 - a module built on the meta device and never materialized (``load_state_dict(..., assign=
@@ -147,12 +149,40 @@ class _FixedBuffers(nn.Module):
                 self.reset_parameters()
 
     def _apply(self, fn, recurse=True):
+        self._off_meta(fn)
         out = super()._apply(fn, recurse)
         with torch.inference_mode(False):
             for n, t in integer_tables(self).items():  # to the device ``fn`` moves tensors
                 self.__dict__[n] = fn(t)                # to (refilled right values below)
         self._refill()
         return out
+
+    def _off_meta(self, fn) -> None:
+        """Where ``fn`` moves tensors off the meta device (``.to(device)``, ``.cpu()``,
+        ``.cuda()``), the buffers and tables still on meta are replaced by empty ones on that
+        device (``_apply`` then converts them and refills their values): copied, they raised
+        torch's "Cannot copy out of meta tensor" (a parameter-free module built on meta and
+        given a state dict by ``load_state_dict(sd, assign=True)`` keeps its buffers there),
+        and torch's advice (``to_empty()``) wiped the model's loaded weights. Where ``fn``
+        keeps meta tensors on meta (``.double()``, ``to_empty(device="meta")``), nothing
+        changes."""
+        d = self.__dict__
+        metas = {n: b for n, b in self._buffers.items() if b is not None and b.is_meta}
+        tables = {n: t for n, t in integer_tables(self).items() if t.is_meta}
+        if not metas and not tables:
+            return
+        try:
+            fn(torch.empty(0, device="meta"))
+            return  # fn keeps meta tensors on meta (or makes them without copying)
+        except NotImplementedError as e:  # fn copies to a real device: read it off fn
+            if "meta" not in str(e):
+                return  # (another failure: ``_apply`` raises it)
+            device = fn(torch.empty(0, device="cpu")).device
+        with torch.inference_mode(False):  # normal tensors, as the refill's
+            for n, b in metas.items():
+                self._buffers[n] = torch.empty(b.shape, dtype=b.dtype, device=device)
+            for n, t in tables.items():
+                d[n] = torch.empty(t.shape, dtype=t.dtype, device=device)
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
