@@ -1,12 +1,14 @@
-"""Small constant tensors built from Python values, on any device without a host-device sync."""
+"""Small constant tensors built from Python values, on any device without a host-device sync;
+and traced sizes read back as the Python ints they are at a static shape."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 
-__all__ = ["host_tensor"]
+__all__ = ["host_tensor", "traced_ints"]
 
 
 def host_tensor(values: Any, *, dtype: torch.dtype | None = None,
@@ -32,3 +34,17 @@ def host_tensor(values: Any, *, dtype: torch.dtype | None = None,
     if device.type == "cpu" or device.type == "meta":
         return t.to(device)
     return t.to(device, non_blocking=True)
+
+
+def traced_ints(*sizes: Any) -> tuple[int, ...]:
+    """``sizes`` as Python ints: where ``torch.jit`` traces sizes as 0-dim tensors (the legacy
+    ONNX exporter, ``torch.onnx.export(..., dynamo=False)``), a shape computed from them reaches
+    the ONNX graph as a computation whose result its shape inference does not know, and a conv
+    whose filter or input has such a shape fails to export ("convolution for kernel of unknown
+    shape"). As ints they are constants of the trace: right for sizes fixed by a module's
+    arguments (a weight's), and for an input's size at the shape traced (static shapes). The
+    tracer's warning that a size becomes a constant is silenced here. Callers test
+    ``isinstance(size, torch.Tensor)`` first, so an eager call does no more work."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return tuple(int(n) for n in sizes)

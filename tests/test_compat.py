@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -240,6 +241,31 @@ def test_onnx_onnxruntime(name):
     feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
     outs = tuple(torch.from_numpy(o) for o in session.run(None, feeds))
     with torch.no_grad():  # (a float() of a tensor that requires grad warns)
+        ref = m(*args)
+    scale = max(float(r.abs().max()) for r in (ref if isinstance(ref, tuple) else (ref,)))
+    _assert_same(outs if isinstance(ref, tuple) else outs[0], ref, atol=1e-6 * max(1.0, scale))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_legacy_onnx_export_at_static_shapes(name):
+    """The legacy TorchScript exporter (``dynamo=False``) at the traced shape (docs/deployment
+    .md), run in onnxruntime: same outputs as for the dynamo exporter. It traces sizes as
+    tensors: the 3-D group convs' filter shape (``per // k ** 3``) and a blur's filter after a
+    pad (``MaxBlurPool2d(ceil_mode=True)``) reached the conv as computed shapes ("ONNX export
+    of convolution for kernel of unknown shape"), and ``TensorProductNonlinearity``'s
+    ``triu_indices`` has no legacy symbolic; these are now constants of the trace."""
+    pytest.importorskip("onnx", reason="ONNX checks need the 'export' extra (onnx)")
+    ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime")
+    m, args = build(name)
+    m.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the legacy exporter's deprecation notice)
+        torch.onnx.export(m, args, buf, dynamo=False)
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+    outs = tuple(torch.from_numpy(o) for o in session.run(None, feeds))
+    with torch.no_grad():
         ref = m(*args)
     scale = max(float(r.abs().max()) for r in (ref if isinstance(ref, tuple) else (ref,)))
     _assert_same(outs if isinstance(ref, tuple) else outs[0], ref, atol=1e-6 * max(1.0, scale))

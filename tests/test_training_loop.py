@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _training_loop_common import NAMES, _eval_out, _first, _fresh, _model, _same
+from _training_loop_common import (
+    NAMES,
+    _double_args,
+    _eval_out,
+    _first,
+    _fresh,
+    _model,
+    _same,
+)
 from _zoo import ZOO, build
 from conftest import seeded_rng
 from torch import nn
@@ -183,6 +191,37 @@ def test_meta_device_init_then_load(name, assign):
     _same_eval_and_train(m, ref, args)
     again, args2 = build(name)  # CPU build after the meta build
     assert torch.isfinite(_first(again(*args2))).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_assign_load_then_to(name):
+    """Built under ``torch.device("meta")`` and given a state dict by ``load_state_dict(sd,
+    assign=True)`` (docs/deployment.md), then moved by ``.to("cpu")`` and ``.double()``: the
+    eager build's outputs. A parameter-free module keeps its derived buffers on meta through
+    the load; ``.to("cpu")`` copied them and raised torch's "Cannot copy out of meta tensor"
+    (34 of the zoo's entries, every U-Net), and torch's advice there (``to_empty()``) wiped
+    the loaded weights."""
+    ref, args = build(name)
+    with torch.device("meta"):
+        m = ZOO[name].make()
+    m.load_state_dict(ref.state_dict(), assign=True)
+    m = m.to("cpu").double()
+    assert not any(t.is_meta for t in [*m.parameters(), *m.buffers()])
+    _same_eval_and_train(m, ref.double(), _double_args(args))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_to_empty_of_a_module_without_state(name):
+    """A module with an empty state dict built on meta and materialized by ``to_empty()`` alone
+    computes the eager build's outputs (its derived buffers are refilled, not left as the
+    uninitialized memory ``to_empty()`` gives)."""
+    ref, args = build(name)
+    if ref.state_dict():
+        pytest.skip(f"{name} has state: to_empty() + load_state_dict() is tested above")
+    with torch.device("meta"):
+        m = ZOO[name].make()
+    m.to_empty(device="cpu")
+    _same_eval_and_train(m, ref, args)
 
 
 def _same_eval_and_train(m: nn.Module, ref: nn.Module, args: tuple) -> None:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from .._host import traced_ints
 from ..groups import CubicGroup, Group, GroupLike, IcosahedralGroup, get
 from ..groups._actions import grid_moves
 from ..groups._cubic import CUBIC_GROUPS
@@ -162,6 +163,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     interleaved timings.)"""
     c_out, k = weight.shape[0], weight.shape[-1]
     n, c_in, per = table.shape
+    if isinstance(k, torch.Tensor):  # sizes traced as tensors (the legacy ONNX exporter): the
+        c_out, k, n, c_in, per = traced_ints(c_out, k, n, c_in, per)  # filter's shape a constant
     y = select(weight.reshape(c_out, c_in * per), 1, table.reshape(-1))
     return y.reshape(c_out * n, c_in * (per // k ** 3), k, k, k)
 

@@ -20,11 +20,13 @@ thread, measured 2026-12-06), once per process (:func:`equilayers._cpu_cache.cpu
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from .._host import host_tensor, traced_ints
 from ..groups import GroupLike
 from ..groups._actions import harmonic_matrix
 from ..groups._fields import field_type
@@ -189,6 +191,17 @@ def pair_basis(group, max_order: int, out_max_order: int) -> torch.Tensor:
     return _pair_basis_cpu(group, max_order, out_max_order)
 
 
+def _traced_pairs(f: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_pairs` as constants of a ``torch.jit`` trace (built from Python lists: a traced
+    ``triu_indices`` has no legacy ONNX symbolic)."""
+    rows = [(a, b) for a in range(f) for b in range(a, f)]
+    with warnings.catch_warnings():  # (the tracer's note that the tensor is a constant)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        i = host_tensor([a for a, _ in rows], dtype=torch.long, device=device)
+        j = host_tensor([b for _, b in rows], dtype=torch.long, device=device)
+    return i, j
+
+
 def apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``y[b, c, o] = sum_p (weight[c] @ basis)[o, p] x_i x_j`` over the pairs ``p = (i <= j)``
     of each field, at every position: one gather of the products, one batched matmul.
@@ -208,7 +221,11 @@ def apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> t
 
 
 def _apply_pairs(x: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    i, j = torch.triu_indices(x.shape[2], x.shape[2], device=x.device)  # (made there: no copy)
+    f = x.shape[2]
+    if isinstance(f, torch.Tensor):  # sizes traced as tensors (the legacy ONNX exporter, which
+        i, j = _traced_pairs(traced_ints(f)[0], x.device)  # has no triu_indices): constants
+    else:
+        i, j = torch.triu_indices(f, f, device=x.device)  # (made there: no copy)
     t = x.index_select(2, i) * x.index_select(2, j)  # (B, C, P, *S)
     m = (weight @ basis.flatten(1)).view(weight.shape[0], basis.shape[1], basis.shape[2])
     # (C, F_out, P) @ (B, C, P, N), N the positions (1 for fibers alone, 0 for an empty map)

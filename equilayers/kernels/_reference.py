@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from .._host import host_tensor
+from .._host import host_tensor, traced_ints
 from ._dispatch import dispatch
 from ._tables import binomial, pad_axes
 
@@ -57,6 +57,9 @@ def blur_nd(
         return x[index]  # shape, (n - 1) // stride + 1 per dim; F.pad and conv refuse it
     lead = x.shape[:-nd]
     channels = x.shape[-nd - 1]
+    if isinstance(channels, torch.Tensor):  # traced (the legacy ONNX exporter): the filter's
+        channels = traced_ints(channels)[0]  # shape a constant (after a pad, ONNX knows none;
+        # the conv's groups is one already)
     flat = x.reshape(math.prod(lead[:-1]), channels, *spatial)  # no -1: empty batches work
     flat = pad_axes(flat, k, padding_mode, nd)  # reflect on a too-short axis: replicate
     # depthwise conv with an expand()ed view of the one filter (no per-channel copy is kept;

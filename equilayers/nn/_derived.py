@@ -7,7 +7,9 @@ Three places where ``torch.nn`` would leave such a buffer wrong are handled once
 
 - conversions (``.to()``, ``.double()``, ``to_empty()``): the buffers are refilled after the
   conversion, so ``.double()`` gets a filter computed in float64 (not a float32 one widened)
-  and ``to_empty()`` gets the real values, not uninitialized memory;
+  and ``to_empty()`` gets the real values, not uninitialized memory; a buffer still on the
+  meta device is built afresh on the device a conversion moves tensors to, not copied (torch
+  raised "Cannot copy out of meta tensor" for ``.to(device)`` after an assign-load);
 - ``load_state_dict``: the buffers (never in a state dict) are refilled, which also covers a
   model built on the meta device and materialized by ``to_empty()`` + ``load_state_dict()``;
 - a module built on the meta device and never materialized (``load_state_dict(..., assign=
@@ -37,7 +39,7 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors"]
+__all__ = ["BasisRecorded", "_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors"]
 
 _M = TypeVar("_M", bound=nn.Module)
 
@@ -147,12 +149,40 @@ class _FixedBuffers(nn.Module):
                 self.reset_parameters()
 
     def _apply(self, fn, recurse=True):
+        self._off_meta(fn)
         out = super()._apply(fn, recurse)
         with torch.inference_mode(False):
             for n, t in integer_tables(self).items():  # to the device ``fn`` moves tensors
                 self.__dict__[n] = fn(t)                # to (refilled right values below)
         self._refill()
         return out
+
+    def _off_meta(self, fn) -> None:
+        """Where ``fn`` moves tensors off the meta device (``.to(device)``, ``.cpu()``,
+        ``.cuda()``), the buffers and tables still on meta are replaced by empty ones on that
+        device (``_apply`` then converts them and refills their values): copied, they raised
+        torch's "Cannot copy out of meta tensor" (a parameter-free module built on meta and
+        given a state dict by ``load_state_dict(sd, assign=True)`` keeps its buffers there),
+        and torch's advice (``to_empty()``) wiped the model's loaded weights. Where ``fn``
+        keeps meta tensors on meta (``.double()``, ``to_empty(device="meta")``), nothing
+        changes."""
+        d = self.__dict__
+        metas = {n: b for n, b in self._buffers.items() if b is not None and b.is_meta}
+        tables = {n: t for n, t in integer_tables(self).items() if t.is_meta}
+        if not metas and not tables:
+            return
+        try:
+            fn(torch.empty(0, device="meta"))
+            return  # fn keeps meta tensors on meta (or makes them without copying)
+        except NotImplementedError as e:  # fn copies to a real device: read it off fn
+            if "meta" not in str(e):
+                return  # (another failure: ``_apply`` raises it)
+            device = fn(torch.empty(0, device="cpu")).device
+        with torch.inference_mode(False):  # normal tensors, as the refill's
+            for n, b in metas.items():
+                self._buffers[n] = torch.empty(b.shape, dtype=b.dtype, device=device)
+            for n, t in tables.items():
+                d[n] = torch.empty(t.shape, dtype=t.dtype, device=device)
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -275,3 +305,73 @@ class PickleStamped(nn.Module):
             ".md, 'Old checkpoints'), its outputs are wrong. Load it with the version that saved "
             "it and save its state_dict() there (or load its state_dict() into a new model, "
             "where its version is known)", stacklevel=2)
+
+
+class BasisRecorded(nn.Module):
+    """Mixin of a conv with a harmonic (steerable) basis: its basis settings (``rings``,
+    ``sigma``, ``frequencies_cutoff``, resolved per ring) are recorded in the state dict's
+    per-module metadata (``sd._metadata[prefix]["basis_settings"]``, beside torch's
+    ``version``), and a load whose record differs from the module's settings is refused,
+    naming both: the weights are coefficients of another filter basis, which no change of
+    shape would show (another ``sigma`` loaded strictly and computed outputs 0.04-0.30 off,
+    relative). A state dict without the record (saved before it, or its metadata dropped)
+    loads as before. No state dict key is added (an ``_extra_state`` key would break strict
+    loads of existing checkpoints). A pixel or voxel basis has no settings and no record."""
+
+    if TYPE_CHECKING:  # every subclass has them
+        basis: str
+        _basis_spec: tuple[tuple[float, float, int], ...] | None
+
+    def _basis_record(self) -> dict[str, tuple] | None:
+        if self.basis in ("pixel", "voxel"):
+            return None
+        from ..functional._basis_settings import default_spec
+
+        k = self.__dict__["kernel_size"][-1]  # (an int tuple: 2-D, 3-D or (kd, k, k))
+        spec = self._basis_spec or default_spec(k)
+        return {"rings": tuple(float(r) for r, _, _ in spec),
+                "sigma": tuple(float(s) for _, s, _ in spec),
+                "frequencies_cutoff": tuple(int(c) for _, _, c in spec)}
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        meta = getattr(destination, "_metadata", None)
+        record = self._basis_record()
+        if record is not None and isinstance(meta, dict) and isinstance(
+                meta.get(prefix[:-1]), dict):
+            meta[prefix[:-1]]["basis_settings"] = record
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        saved, ours = local_metadata.get("basis_settings"), self._basis_record()
+        if saved is not None and ours is not None and not _same_record(saved, ours):
+            args = ", ".join(f"{k}={list(v)}" for k, v in saved.items())
+            error_msgs.append(
+                f"{prefix[:-1] or 'the module'} ({type(self).__name__}) was saved with basis "
+                f"settings {_record_repr(saved)}, and this one is built with "
+                f"{_record_repr(ours)}: its weights are coefficients of the saved basis and "
+                f"would compute another filter here; build it with {args} (or load into a "
+                "module with the saved settings)")
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+def _same_record(saved: object, ours: dict[str, tuple]) -> bool:
+    """Whether a recorded basis (``saved``, as read back from a checkpoint) is ``ours``."""
+    import math
+
+    if not isinstance(saved, dict) or saved.keys() != ours.keys():
+        return False
+    try:
+        return all(len(saved[k]) == len(v) and all(
+            math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
+            for a, b in zip(saved[k], v, strict=True)) for k, v in ours.items())
+    except (TypeError, ValueError):
+        return False
+
+
+def _record_repr(record: object) -> str:
+    if not isinstance(record, dict):
+        return repr(record)
+    return "(" + ", ".join(f"{k}={tuple(v)}" for k, v in record.items()) + ")"

@@ -33,7 +33,7 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(D.PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
+class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while

@@ -35,7 +35,8 @@ __all__ = ["LiftingConv3d", "GroupConv3d"]
 _BASES = ("voxel", "harmonic")
 
 
-class _GroupConv3dBase(D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed, nn.Module):
+class _GroupConv3dBase(D.BasisRecorded, D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
+                       nn.Module):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 

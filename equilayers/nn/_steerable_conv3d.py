@@ -19,7 +19,13 @@ from ..functional import _steerable3d as S3
 from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
 from ..groups._planar import PlanarGroup
-from ._derived import _conv_options_repr, _WeightDerived, in_weight_dtype, normal_tensors
+from ._derived import (
+    BasisRecorded,
+    _conv_options_repr,
+    _WeightDerived,
+    in_weight_dtype,
+    normal_tensors,
+)
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
 from ._padding import ResolvedPadding
@@ -29,7 +35,8 @@ from ._typed import Typed
 __all__ = ["SteerableConv3d"]
 
 
-class SteerableConv3d(ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed, nn.Module):
+class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDerived, Typed,
+                      nn.Module):
     """Steerable convolution of volumes or SO(3)/O(3) harmonic fields to harmonic fields:
     ``(B, C_in, [F_in,] D, H, W) -> (B, C_out, (L+1)^2, D', H', W')``; with a planar group,
     of its harmonic fields ``(B, C, 2L+1, D, H, W)``, turned about the depth axis.
