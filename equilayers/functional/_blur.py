@@ -34,7 +34,7 @@ import torch
 from .. import _checks as C
 from .. import kernels
 from .._host import host_tensor
-from ..kernels._reference import blur_nd, keeps_channels_last
+from ..kernels._reference import blur_nd, kept_channels_last
 from ..kernels._tables import binomial
 from ._ceil_mode import ceil_mode_pad
 
@@ -215,12 +215,12 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
     sizes, lead = x.shape[-nd:], x.shape[:-nd]
-    keep = keeps_channels_last(x, nd)
-    if keep:
+    keep = kept_channels_last(x, nd)
+    if keep is not None:
         # the input's layout (as nn.Upsample keeps it): the zeros in it, then the blur keeps it
         y = torch.empty(*lead, *(n * s for n in sizes), dtype=x.dtype, device=x.device,
-                        memory_format=torch.channels_last).zero_()
-        y[..., ::s, ::s] = x
+                        memory_format=keep).zero_()
+        y[(Ellipsis,) + (slice(None, None, s),) * nd] = x
     else:
         y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))
         inserted: tuple[Any, ...] = (Ellipsis,) + (slice(None), 0) * nd
@@ -245,4 +245,4 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
         return blur(torch.roll(y, (1,) * nd, tuple(range(-nd, 0))))
     out = blur(torch.nn.functional.pad(y, (1, 0) * nd))
     kept: tuple[Any, ...] = (Ellipsis,) + tuple(slice(0, n * s) for n in sizes)
-    return out[kept].contiguous(memory_format=torch.channels_last) if keep else out[kept]
+    return out[kept] if keep is None else out[kept].contiguous(memory_format=keep)

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._host import host_tensor
 from ..kernels._dispatch import transforms_active
-from ..kernels._reference import keeps_channels_last
+from ..kernels._reference import kept_channels_last
 from ._polyphase import place_components
 
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
@@ -487,6 +487,5 @@ def upsample_nd(x: torch.Tensor, index: torch.Tensor, stride: int, nd: int,
                 f"{index.dtype} of shape {tuple(index.shape)}")
         return place_components(x, index, s, nd, 1, "circular", what)  # the adaptive pools'
     y = y.reshape(b, *lead, *(m * s for m in sizes))
-    if keeps_channels_last(x, nd):
-        return y.contiguous(memory_format=torch.channels_last)  # the input's layout
-    return y
+    fmt = kept_channels_last(x, nd)
+    return y if fmt is None else y.contiguous(memory_format=fmt)  # the input's layout
