@@ -95,15 +95,27 @@ def check_square_stride(value: Any, name: str = "stride", what: str = "") -> int
     return a
 
 
-def square_int(value: Any, name: str, what: str, keep: str) -> Any:
-    """An equal pair ``(n, n)`` as ``n`` (torch's 2-D pools take either, kornia's blur pools
-    pairs); an unequal one is a ``ValueError`` naming ``keep``, the layer for rectangles;
-    anything else is returned for the caller's own check."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
-        if value[0] != value[1]:
-            raise ValueError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or an "
-                             f"equal pair (the windows and the blur are square here); pass "
-                             f"an int, or keep {keep} for a rectangular one")
+#: How each rank's pools take one size for every dim (torch's 1-D pools take ``(k,)``).
+_EQUAL = {1: "a 1-tuple", 2: "an equal pair", 3: "an equal triple"}
+
+
+def square_int(value: Any, name: str, what: str, keep: str, nd: int = 2) -> Any:
+    """An ``nd``-tuple of equal ints ``(n, ..., n)`` as ``n`` (torch's pools take either,
+    kornia's blur pools pairs); an unequal one is a ``ValueError`` naming ``keep``, the layer
+    for rectangular windows; ints of another count a ``TypeError``; anything else is returned
+    for the caller's own check."""
+    if isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
+        equal = _EQUAL[nd]
+        if len(value) != nd:
+            dims = "1 spatial dim" if nd == 1 else f"{nd} spatial dims, one size for all"
+            raise TypeError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or "
+                            f"{equal} ({what or 'this op'} has {dims}); got {len(value)} "
+                            "values")
+        if len(set(value)) != 1:
+            shape = "square" if nd == 2 else "cubic"
+            raise ValueError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or "
+                             f"{equal} (the windows and the blur are {shape} here); pass "
+                             f"an int, or keep {keep} for unequal sizes")
         return int(value[0])
     return value
 

@@ -68,6 +68,9 @@ def binomial_filter(
 
 
 def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):
+    # equal tuples as their ints, as blur_pool2d takes them
+    kernel_size, stride = (C.square_int(v, n, what, f"a depthwise F.conv{nd}d", nd) for v, n
+                           in ((kernel_size, "kernel_size"), (stride, "stride")))
     C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
     filt = binomial_filter(kernel_size, dtype=x.dtype if isinstance(x, torch.Tensor) and
                            x.is_floating_point() else None,
@@ -75,12 +78,12 @@ def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):
     return blur_nd(x, filt, stride, padding_mode, nd, what)
 
 
-def blur_pool1d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
-                padding_mode: str = "reflect") -> torch.Tensor:
+def blur_pool1d(x: torch.Tensor, kernel_size: int | tuple[int] = 3,
+                stride: int | tuple[int] = 2, padding_mode: str = "reflect") -> torch.Tensor:
     """Blur the last dim with a binomial filter and subsample it by ``stride``.
 
     ``x`` is ``(..., L)`` with at least one leading dim; output ``(..., floor((L-1)/s)+1)``.
-    See :class:`equilayers.nn.BlurPool1d`.
+    ``kernel_size`` and ``stride``: ints or 1-tuples. See :class:`equilayers.nn.BlurPool1d`.
     """
     return _blur_pool(x, kernel_size, stride, padding_mode, 1, "blur_pool1d")
 
@@ -103,13 +106,14 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int | tuple[int, int] = 3,
                             padding_mode=padding_mode)
 
 
-def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
-                padding_mode: str = "reflect") -> torch.Tensor:
+def blur_pool3d(x: torch.Tensor, kernel_size: int | tuple[int, int, int] = 3,
+                stride: int | tuple[int, int, int] = 2, padding_mode: str = "reflect"
+                ) -> torch.Tensor:
     """Blur the last three dims with a 3-D binomial filter and subsample them by ``stride``.
 
     ``x`` is ``(B, C, D, H, W)`` or a cube-group feature map ``(B, C, F, D, H, W)`` (any
     leading dims); output ``(..., floor((D-1)/s)+1, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
-    See :class:`equilayers.nn.BlurPool3d`.
+    ``kernel_size`` and ``stride``: ints or equal triples. See :class:`equilayers.nn.BlurPool3d`.
 
     Example:
         >>> blur_pool3d(torch.ones(1, 2, 24, 7, 7, 7)).shape
