@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import equilayers.functional as EF
+import equilayers.nn as enn
 from equilayers.nn import BlurConv2d, BlurPool2d, BlurUpsample2d, MaxBlurPool2d
 
 
@@ -237,3 +238,28 @@ def test_the_1d_and_3d_blur_pools_take_equal_tuples_as_blur_pool2d_takes_pairs(n
     # control: the 2-D rule, unchanged
     with pytest.raises(TypeError, match=r"must be one int or an equal pair"):
         EF.blur_pool2d(torch.randn(1, 2, 9, 9), (3, 3, 3))
+
+
+@pytest.mark.parametrize("make,one", [
+    (lambda: BlurPool2d(kernel_size=0), "plain subsampling"),
+    (lambda: EF.blur_pool3d(torch.randn(1, 1, 4, 4, 4), 8), "plain subsampling"),
+    (lambda: BlurUpsample2d(blur_size=0), "zero insertion, no blur"),
+    (lambda: enn.BlurUpsample3d(blur_size=8), "zero insertion, no blur"),
+    (lambda: EF.blur_upsample3d(torch.randn(1, 1, 2, 2, 2), 2, 0), "zero insertion, no blur"),
+    (lambda: enn.PolyphasePool2d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphasePool3d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphaseUpsample2d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphaseUpsample3d(blur_size=0), "no blur"),
+    (lambda: EF.polyphase_upsample3d(torch.randn(1, 1, 2, 2, 2), torch.tensor([0]),
+                                     blur_size=0), "no blur"),
+    (lambda: MaxBlurPool2d(blur_size=0), "no blur: the strided max pool"),
+    (lambda: BlurConv2d(3, 4, 3, blur_size=0), "no blur: the strided conv"),
+])
+def test_a_bad_blur_size_says_what_size_1_means_for_the_op(make, one):
+    """Every blur-size error said "(1 = plain subsampling)", true of the blur pools only: for
+    an upsampling size 1 is zero insertion, for the polyphase ops no blur."""
+    with pytest.raises(ValueError, match=r"must be an integer in 1\.\.7") as info:
+        make()
+    assert f"the binomial filter size (1 = {one})" in str(info.value)
+    if one != "plain subsampling":  # control: the blur pools' wording is gone here
+        assert "plain subsampling" not in str(info.value)

@@ -74,10 +74,20 @@ def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, 
 
 
 # --- the binomial blurs' arguments ---------------------------------------------------------------
-def check_blur_size(value: Any, name: str = "kernel_size", what: str = "") -> int:
-    """A binomial filter size, ``1..7`` (1 = plain subsampling)."""
+#: What a binomial filter of size 1 means for each kind of op (its error says so).
+_BLUR_ONE = {"pool": "plain subsampling", "upsample": "zero insertion, no blur",
+             "polyphase": "no blur", "max": "no blur: the strided max pool",
+             "conv": "no blur: the strided conv", "filter": "the filter [1.]",
+             "antialias": "no blur"}
+
+
+def check_blur_size(value: Any, name: str = "kernel_size", what: str = "",
+                    one: str = "pool") -> int:
+    """A binomial filter size, ``1..7``; ``one`` (a key of ``_BLUR_ONE``) says what size 1
+    means for the op: plain subsampling for a blur pool, zero insertion for a blur
+    upsampling, no blur for the polyphase ops."""
     return check_int(value, name, what, minimum=1, maximum=MAX_BLUR_SIZE,
-                     fix="the binomial filter size (1 = plain subsampling)")
+                     fix=f"the binomial filter size (1 = {_BLUR_ONE[one]})")
 
 
 def check_stride(value: Any, name: str = "stride", what: str = "", minimum: int = 1) -> int:
@@ -164,7 +174,7 @@ def check_max_blur_args(kernel_size: Any, stride: Any, blur_size: Any, padding_m
                         padding: Any, what: str = "max_blur_pool2d") -> None:
     k = check_int(kernel_size, "kernel_size", what, minimum=1, fix="the max-pool window")
     check_stride(stride, "stride", what)
-    check_blur_size(blur_size, "blur_size", what)
+    check_blur_size(blur_size, "blur_size", what, "max")
     check_padding_mode(padding_mode, "padding_mode", what)
     check_int(padding, "padding", what, minimum=0, maximum=k // 2,
               fix="0..kernel_size//2, as nn.MaxPool2d")
@@ -175,7 +185,7 @@ def check_blur_upsample_args(scale_factor: Any, blur_size: Any, padding_mode: An
     """A blur upsampling's arguments: ``transposed=True`` is the transpose of a blur pool
     padded with zeros or circularly (the other padding modes have no transpose)."""
     s = check_stride(scale_factor, "scale_factor", what)
-    k = check_blur_size(blur_size, "blur_size", what)
+    k = check_blur_size(blur_size, "blur_size", what, "upsample")
     mode = check_padding_mode(padding_mode, "padding_mode", what)
     transposed = check_flag(transposed, "transposed", what)
     if transposed and mode not in ("zeros", "circular"):
@@ -192,7 +202,7 @@ def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mo
                          what: str = "polyphase_pool2d") -> None:
     check_stride(stride, "stride", what, minimum=2)
     check_choice(criterion, "criterion", POLYPHASE_CRITERIA, what)
-    check_blur_size(blur_size, "blur_size", what)
+    check_blur_size(blur_size, "blur_size", what, "polyphase")
     check_padding_mode(padding_mode, "padding_mode", what)
 
 

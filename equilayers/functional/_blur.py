@@ -62,7 +62,7 @@ def binomial_filter(
         >>> binomial_filter(3).tolist()
         [0.25, 0.5, 0.25]
     """
-    k = C.check_blur_size(kernel_size, "kernel_size", "binomial_filter")
+    k = C.check_blur_size(kernel_size, "kernel_size", "binomial_filter", "filter")
     C.check_float_dtype(dtype, "dtype", "binomial_filter")
     return host_tensor(binomial(k), dtype=dtype, device=device)
 

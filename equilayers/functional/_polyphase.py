@@ -126,7 +126,7 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     """
     what = "polyphase_upsample2d"
     s = C.check_stride(stride, "stride", what, minimum=2)
-    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_blur_size(blur_size, "blur_size", what, "polyphase")
     C.check_padding_mode(padding_mode, "padding_mode", what)
     _check_input(x, what)
     unbatched = x.dim() == 3  # (C, H, W), with a 0-d index

@@ -311,7 +311,7 @@ class BlurConv2d(Typed, nn.Module):
         self.groups = groups
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what,
                                                  C.PADDING_MODES)
-        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what, "conv")
         if blur_padding_mode is not None:
             C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
         self.blur_padding_mode = blur_padding_mode
