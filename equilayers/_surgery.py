@@ -407,7 +407,7 @@ def antialias(
     """
     C.check_module(model, "model", "antialias")
     C.check_choice(mode, "mode", _MODES, "antialias")
-    C.check_blur_size(blur_size, "blur_size", "antialias")
+    C.check_blur_size(blur_size, "blur_size", "antialias", "antialias")
     C.check_flag(inplace, "inplace", "antialias")
     C.check_flag(return_report, "return_report", "antialias")
     names = {n for n, _ in model.named_modules(remove_duplicate=False)}

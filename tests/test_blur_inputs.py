@@ -2,12 +2,15 @@
 axis (replicate, on every path), sizes torch's layers take, the circular size check, tuple
 strides and unbatched inputs as torch takes them, input checks."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import equilayers.functional as EF
+import equilayers.nn as enn
 from equilayers.nn import BlurConv2d, BlurPool2d, BlurUpsample2d, MaxBlurPool2d
 
 
@@ -204,3 +207,59 @@ def test_equal_pairs_and_peer_padding_names(gen):
         with pytest.raises(ValueError, match=rf"padding_mode='{peer}' must be one of .*"
                                              rf"use padding_mode='{ours}'"):
             BlurPool2d(2, padding_mode=peer)
+
+
+@pytest.mark.parametrize("nd", [1, 3])
+def test_the_1d_and_3d_blur_pools_take_equal_tuples_as_blur_pool2d_takes_pairs(nd, gen):
+    """BlurPool3d's docstring promised BlurPool2d's arguments, but ``kernel_size=(3, 3, 3)``
+    and ``stride=(2, 2, 2)`` were refused ("must be an integer"); 1-D takes ``(k,)`` as
+    ``nn.AvgPool1d``. Equal tuples are their ints (module and functional twin alike); unequal
+    ones and tuples of another length are refused by name."""
+    import equilayers.functional as EF
+    from equilayers.nn import BlurPool1d, BlurPool3d
+
+    module, fn = {1: (BlurPool1d, EF.blur_pool1d), 3: (BlurPool3d, EF.blur_pool3d)}[nd]
+    x = torch.randn(1, 2, *(9,) * nd, generator=gen)
+    m = module(kernel_size=(5,) * nd, stride=[2] * nd)
+    assert (m.kernel_size, m.stride) == (5, 2) and repr(m) == repr(module(kernel_size=5, stride=2))
+    torch.testing.assert_close(m(x), fn(x, 5, 2), rtol=0, atol=0)
+    torch.testing.assert_close(fn(x, (5,) * nd, (2,) * nd), fn(x, 5, 2), rtol=0, atol=0)
+    assert fn(x, 5, 2).shape[-nd:] == (5,) * nd
+    if nd == 3:
+        for make in (lambda: module(kernel_size=(3, 3, 1)), lambda: fn(x, 3, (2, 1, 2))):
+            with pytest.raises(ValueError, match=r"must be one int or an equal triple .*cubic"
+                                                 r".*keep a depthwise (nn|F).[cC]onv3d"):
+                make()
+    other = (3, 3) if nd == 3 else (3, 3, 3)
+    for make in (lambda: module(kernel_size=other), lambda: fn(x, 3, other)):
+        with pytest.raises(TypeError, match=re.escape(f"={other} must be one int or ")
+                           + r"(an equal triple|a 1-tuple)"):
+            make()
+    # control: the 2-D rule, unchanged
+    with pytest.raises(TypeError, match=r"must be one int or an equal pair"):
+        EF.blur_pool2d(torch.randn(1, 2, 9, 9), (3, 3, 3))
+
+
+@pytest.mark.parametrize("make,one", [
+    (lambda: BlurPool2d(kernel_size=0), "plain subsampling"),
+    (lambda: EF.blur_pool3d(torch.randn(1, 1, 4, 4, 4), 8), "plain subsampling"),
+    (lambda: BlurUpsample2d(blur_size=0), "zero insertion, no blur"),
+    (lambda: enn.BlurUpsample3d(blur_size=8), "zero insertion, no blur"),
+    (lambda: EF.blur_upsample3d(torch.randn(1, 1, 2, 2, 2), 2, 0), "zero insertion, no blur"),
+    (lambda: enn.PolyphasePool2d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphasePool3d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphaseUpsample2d(blur_size=0), "no blur"),
+    (lambda: enn.PolyphaseUpsample3d(blur_size=0), "no blur"),
+    (lambda: EF.polyphase_upsample3d(torch.randn(1, 1, 2, 2, 2), torch.tensor([0]),
+                                     blur_size=0), "no blur"),
+    (lambda: MaxBlurPool2d(blur_size=0), "no blur: the strided max pool"),
+    (lambda: BlurConv2d(3, 4, 3, blur_size=0), "no blur: the strided conv"),
+])
+def test_a_bad_blur_size_says_what_size_1_means_for_the_op(make, one):
+    """Every blur-size error said "(1 = plain subsampling)", true of the blur pools only: for
+    an upsampling size 1 is zero insertion, for the polyphase ops no blur."""
+    with pytest.raises(ValueError, match=r"must be an integer in 1\.\.7") as info:
+        make()
+    assert f"the binomial filter size (1 = {one})" in str(info.value)
+    if one != "plain subsampling":  # control: the blur pools' wording is gone here
+        assert "plain subsampling" not in str(info.value)

@@ -1,6 +1,7 @@
 """BlurUpsample3d / blur_upsample3d: the transpose of blur_pool3d (adjointness for every blur
 size and both paddings), circular shifts, the mean, exactness on the cube's groups for the
-U-Net pair (an odd blur as the negative control), the 2-D twin unchanged."""
+U-Net pair (an odd blur as the negative control), the 2-D twin unchanged; the 3-D upsamplings
+and pools keep a channels_last_3d layout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import warnings
 import pytest
 import torch
 
+import equilayers.nn as enn
 from equilayers.functional import blur_pool3d, blur_upsample2d, blur_upsample3d
 from equilayers.groups import get
 from equilayers.nn import BlurUpsample3d
@@ -78,3 +80,42 @@ def test_module_equals_functional_repr_and_errors(gen):
         BlurUpsample3d(2, 4, "reflect", transposed=True)
     with pytest.raises(ValueError, match=r"\(\.\.\., D, H, W\) with a batch dim"):
         blur_upsample3d(torch.randn(4, 4, 4), 2)
+
+
+class _With(torch.nn.Module):
+    def __init__(self, up, index):
+        super().__init__()
+        self.up, self.index = up, index
+
+    def forward(self, x):
+        return self.up(x, self.index)
+
+
+_CL3 = torch.channels_last_3d
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BlurUpsample3d(), lambda: BlurUpsample3d(blur_size=1),
+    lambda: BlurUpsample3d(3, 3, "circular"),
+    lambda: BlurUpsample3d(blur_size=2, transposed=True, padding_mode="zeros"),
+    lambda: BlurUpsample3d(blur_size=4, transposed=True, padding_mode="circular"),
+    lambda: _With(enn.PolyphaseUpsample3d(), torch.tensor([1, 6])),
+    lambda: _With(enn.PolyphaseUpsample3d(blur_size=3), torch.tensor([1, 6])),
+    lambda: _With(enn.LearnablePolyphaseUpsample3d(), torch.eye(8)[[1, 6]]),
+    lambda: _With(enn.LearnablePolyphaseUpsample3d(), torch.tensor([1, 6])),
+    lambda: enn.BlurPool3d(padding_mode="circular"),
+    lambda: enn.PolyphasePool3d(blur_size=3),
+], ids=["blur", "blur1", "s3-circular", "transposed-even", "transposed-circular", "polyphase",
+        "polyphase-blur", "learned", "learned-int", "pool-circular", "polyphase-pool-blur"])
+def test_volume_ops_keep_channels_last_3d(make, gen):
+    """A channels_last_3d volume batch came back contiguous from the 3-D upsamplings (and the
+    circular or blurred 3-D pools), where nn.Upsample keeps the layout and the 2-D twins keep
+    channels_last; the values are the contiguous input's, bit for bit."""
+    x = torch.randn(2, 3, 4, 4, 4, generator=gen)
+    m = make()
+    y = m(x.contiguous(memory_format=_CL3))
+    assert y.is_contiguous(memory_format=_CL3) and not y.is_contiguous()
+    torch.testing.assert_close(y, m(x), rtol=0, atol=0)
+    # control: what nn.Upsample does with the same input
+    assert torch.nn.Upsample(scale_factor=2)(x.contiguous(memory_format=_CL3)).is_contiguous(
+        memory_format=_CL3)

@@ -12,11 +12,11 @@ from _zoo import ZOO, build
 
 NAMES = sorted(ZOO)
 
-#: Upsamplers that place the input in one polyphase component (an index) and zeros in the
-#: others: an all-NaN input gives NaN in that component only (a quarter of the output at
-#: stride 2). Given soft selection weights, LearnablePolyphaseUpsample2d multiplies instead
-#: (NaN * 0 is NaN): all NaN.
-ZERO_FILLED = ("PolyphaseUpsample2d", "LearnablePolyphaseUpsample2d[int]")
+#: Upsamplers that place the input in one polyphase component (an index, or the zoo's one-hot
+#: selection) and zeros in the others: an all-NaN input gives NaN in that component only (a
+#: quarter of the output at stride 2, an eighth in 3-D). (PolyphaseUpsample3d blurs after.)
+ZERO_FILLED = {"PolyphaseUpsample2d": 0.25, "LearnablePolyphaseUpsample2d[int]": 0.25,
+               "LearnablePolyphaseUpsample2d": 0.25, "LearnablePolyphaseUpsample3d": 0.125}
 
 
 def _first(out):
@@ -42,9 +42,9 @@ def _run(m, x, rest, mode: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_reaches_the_output(name, mode):
     """One NaN in the input gives at least one NaN in the output; an all-NaN input gives an
-    all-NaN output (a quarter of it for the zero-filling upsamplers). NormPool on SO(3) fields
-    (every mode) and on SO(2) fields under torch.func took ``sqrt`` behind ``where(sq > 0)``,
-    which maps a NaN to a norm of 0."""
+    all-NaN output (its chosen component for the zero-filling upsamplers). NormPool on SO(3)
+    fields (every mode) and on SO(2) fields under torch.func took ``sqrt`` behind
+    ``where(sq > 0)``, which maps a NaN to a norm of 0."""
     m, args = build(name)
     x, rest = args[0], args[1:]
     if not x.is_floating_point():
@@ -54,5 +54,5 @@ def test_nan_reaches_the_output(name, mode):
     assert torch.isnan(_run(m, one, rest, mode)).any(), "the NaN was lost"
     out = _run(m, torch.full_like(x, float("nan")), rest, mode)
     share = torch.isnan(out).float().mean().item()
-    want = 0.25 if name in ZERO_FILLED else 1.0
+    want = ZERO_FILLED.get(name, 1.0)
     assert share == want, f"{share:.2f} of the output is NaN, want {want}"

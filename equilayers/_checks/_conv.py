@@ -74,10 +74,20 @@ def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, 
 
 
 # --- the binomial blurs' arguments ---------------------------------------------------------------
-def check_blur_size(value: Any, name: str = "kernel_size", what: str = "") -> int:
-    """A binomial filter size, ``1..7`` (1 = plain subsampling)."""
+#: What a binomial filter of size 1 means for each kind of op (its error says so).
+_BLUR_ONE = {"pool": "plain subsampling", "upsample": "zero insertion, no blur",
+             "polyphase": "no blur", "max": "no blur: the strided max pool",
+             "conv": "no blur: the strided conv", "filter": "the filter [1.]",
+             "antialias": "no blur"}
+
+
+def check_blur_size(value: Any, name: str = "kernel_size", what: str = "",
+                    one: str = "pool") -> int:
+    """A binomial filter size, ``1..7``; ``one`` (a key of ``_BLUR_ONE``) says what size 1
+    means for the op: plain subsampling for a blur pool, zero insertion for a blur
+    upsampling, no blur for the polyphase ops."""
     return check_int(value, name, what, minimum=1, maximum=MAX_BLUR_SIZE,
-                     fix="the binomial filter size (1 = plain subsampling)")
+                     fix=f"the binomial filter size (1 = {_BLUR_ONE[one]})")
 
 
 def check_stride(value: Any, name: str = "stride", what: str = "", minimum: int = 1) -> int:
@@ -95,15 +105,27 @@ def check_square_stride(value: Any, name: str = "stride", what: str = "") -> int
     return a
 
 
-def square_int(value: Any, name: str, what: str, keep: str) -> Any:
-    """An equal pair ``(n, n)`` as ``n`` (torch's 2-D pools take either, kornia's blur pools
-    pairs); an unequal one is a ``ValueError`` naming ``keep``, the layer for rectangles;
-    anything else is returned for the caller's own check."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
-        if value[0] != value[1]:
-            raise ValueError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or an "
-                             f"equal pair (the windows and the blur are square here); pass "
-                             f"an int, or keep {keep} for a rectangular one")
+#: How each rank's pools take one size for every dim (torch's 1-D pools take ``(k,)``).
+_EQUAL = {1: "a 1-tuple", 2: "an equal pair", 3: "an equal triple"}
+
+
+def square_int(value: Any, name: str, what: str, keep: str, nd: int = 2) -> Any:
+    """An ``nd``-tuple of equal ints ``(n, ..., n)`` as ``n`` (torch's pools take either,
+    kornia's blur pools pairs); an unequal one is a ``ValueError`` naming ``keep``, the layer
+    for rectangular windows; ints of another count a ``TypeError``; anything else is returned
+    for the caller's own check."""
+    if isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
+        equal = _EQUAL[nd]
+        if len(value) != nd:
+            dims = "1 spatial dim" if nd == 1 else f"{nd} spatial dims, one size for all"
+            raise TypeError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or "
+                            f"{equal} ({what or 'this op'} has {dims}); got {len(value)} "
+                            "values")
+        if len(set(value)) != 1:
+            shape = "square" if nd == 2 else "cubic"
+            raise ValueError(f"{_prefix(what)}{name}={tuple(value)!r} must be one int or "
+                             f"{equal} (the windows and the blur are {shape} here); pass "
+                             f"an int, or keep {keep} for unequal sizes")
         return int(value[0])
     return value
 
@@ -152,7 +174,7 @@ def check_max_blur_args(kernel_size: Any, stride: Any, blur_size: Any, padding_m
                         padding: Any, what: str = "max_blur_pool2d") -> None:
     k = check_int(kernel_size, "kernel_size", what, minimum=1, fix="the max-pool window")
     check_stride(stride, "stride", what)
-    check_blur_size(blur_size, "blur_size", what)
+    check_blur_size(blur_size, "blur_size", what, "max")
     check_padding_mode(padding_mode, "padding_mode", what)
     check_int(padding, "padding", what, minimum=0, maximum=k // 2,
               fix="0..kernel_size//2, as nn.MaxPool2d")
@@ -163,7 +185,7 @@ def check_blur_upsample_args(scale_factor: Any, blur_size: Any, padding_mode: An
     """A blur upsampling's arguments: ``transposed=True`` is the transpose of a blur pool
     padded with zeros or circularly (the other padding modes have no transpose)."""
     s = check_stride(scale_factor, "scale_factor", what)
-    k = check_blur_size(blur_size, "blur_size", what)
+    k = check_blur_size(blur_size, "blur_size", what, "upsample")
     mode = check_padding_mode(padding_mode, "padding_mode", what)
     transposed = check_flag(transposed, "transposed", what)
     if transposed and mode not in ("zeros", "circular"):
@@ -180,7 +202,7 @@ def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mo
                          what: str = "polyphase_pool2d") -> None:
     check_stride(stride, "stride", what, minimum=2)
     check_choice(criterion, "criterion", POLYPHASE_CRITERIA, what)
-    check_blur_size(blur_size, "blur_size", what)
+    check_blur_size(blur_size, "blur_size", what, "polyphase")
     check_padding_mode(padding_mode, "padding_mode", what)
 
 

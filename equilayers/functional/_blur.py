@@ -34,7 +34,7 @@ import torch
 from .. import _checks as C
 from .. import kernels
 from .._host import host_tensor
-from ..kernels._reference import blur_nd, keeps_channels_last
+from ..kernels._reference import blur_nd, kept_channels_last
 from ..kernels._tables import binomial
 from ._ceil_mode import ceil_mode_pad
 
@@ -62,12 +62,15 @@ def binomial_filter(
         >>> binomial_filter(3).tolist()
         [0.25, 0.5, 0.25]
     """
-    k = C.check_blur_size(kernel_size, "kernel_size", "binomial_filter")
+    k = C.check_blur_size(kernel_size, "kernel_size", "binomial_filter", "filter")
     C.check_float_dtype(dtype, "dtype", "binomial_filter")
     return host_tensor(binomial(k), dtype=dtype, device=device)
 
 
 def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):
+    # equal tuples as their ints, as blur_pool2d takes them
+    kernel_size, stride = (C.square_int(v, n, what, f"a depthwise F.conv{nd}d", nd) for v, n
+                           in ((kernel_size, "kernel_size"), (stride, "stride")))
     C.check_blur_pool_args(kernel_size, stride, padding_mode, what)
     filt = binomial_filter(kernel_size, dtype=x.dtype if isinstance(x, torch.Tensor) and
                            x.is_floating_point() else None,
@@ -75,12 +78,12 @@ def _blur_pool(x, kernel_size, stride, padding_mode, nd, what):
     return blur_nd(x, filt, stride, padding_mode, nd, what)
 
 
-def blur_pool1d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
-                padding_mode: str = "reflect") -> torch.Tensor:
+def blur_pool1d(x: torch.Tensor, kernel_size: int | tuple[int] = 3,
+                stride: int | tuple[int] = 2, padding_mode: str = "reflect") -> torch.Tensor:
     """Blur the last dim with a binomial filter and subsample it by ``stride``.
 
     ``x`` is ``(..., L)`` with at least one leading dim; output ``(..., floor((L-1)/s)+1)``.
-    See :class:`equilayers.nn.BlurPool1d`.
+    ``kernel_size`` and ``stride``: ints or 1-tuples. See :class:`equilayers.nn.BlurPool1d`.
     """
     return _blur_pool(x, kernel_size, stride, padding_mode, 1, "blur_pool1d")
 
@@ -103,13 +106,14 @@ def blur_pool2d(x: torch.Tensor, kernel_size: int | tuple[int, int] = 3,
                             padding_mode=padding_mode)
 
 
-def blur_pool3d(x: torch.Tensor, kernel_size: int = 3, stride: int = 2,
-                padding_mode: str = "reflect") -> torch.Tensor:
+def blur_pool3d(x: torch.Tensor, kernel_size: int | tuple[int, int, int] = 3,
+                stride: int | tuple[int, int, int] = 2, padding_mode: str = "reflect"
+                ) -> torch.Tensor:
     """Blur the last three dims with a 3-D binomial filter and subsample them by ``stride``.
 
     ``x`` is ``(B, C, D, H, W)`` or a cube-group feature map ``(B, C, F, D, H, W)`` (any
     leading dims); output ``(..., floor((D-1)/s)+1, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
-    See :class:`equilayers.nn.BlurPool3d`.
+    ``kernel_size`` and ``stride``: ints or equal triples. See :class:`equilayers.nn.BlurPool3d`.
 
     Example:
         >>> blur_pool3d(torch.ones(1, 2, 24, 7, 7, 7)).shape
@@ -215,12 +219,12 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     dims = "(..., H, W)" if nd == 2 else "(..., D, H, W)"
     C.check_tensor(x, "x", what, min_ndim=nd + 1, layout=f"{dims} with a batch dim")
     sizes, lead = x.shape[-nd:], x.shape[:-nd]
-    keep = keeps_channels_last(x, nd)
-    if keep:
+    keep = kept_channels_last(x, nd)
+    if keep is not None:
         # the input's layout (as nn.Upsample keeps it): the zeros in it, then the blur keeps it
         y = torch.empty(*lead, *(n * s for n in sizes), dtype=x.dtype, device=x.device,
-                        memory_format=torch.channels_last).zero_()
-        y[..., ::s, ::s] = x
+                        memory_format=keep).zero_()
+        y[(Ellipsis,) + (slice(None, None, s),) * nd] = x
     else:
         y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))
         inserted: tuple[Any, ...] = (Ellipsis,) + (slice(None), 0) * nd
@@ -245,4 +249,4 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
         return blur(torch.roll(y, (1,) * nd, tuple(range(-nd, 0))))
     out = blur(torch.nn.functional.pad(y, (1, 0) * nd))
     kept: tuple[Any, ...] = (Ellipsis,) + tuple(slice(0, n * s) for n in sizes)
-    return out[kept].contiguous(memory_format=torch.channels_last) if keep else out[kept]
+    return out[kept] if keep is None else out[kept].contiguous(memory_format=keep)

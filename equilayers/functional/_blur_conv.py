@@ -95,7 +95,7 @@ def _check(x, weight, bias, stride, padding, dilation, groups, blur_size, paddin
            blur_padding_mode, fold, what):
     """The shared argument checks; returns the normalized arguments."""
     stride = C.check_square_stride(stride, "stride", what)
-    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_blur_size(blur_size, "blur_size", what, "conv")
     C.check_padding_mode(padding_mode, "padding_mode", what, C.PADDING_MODES)
     if blur_padding_mode is None:
         blur_padding_mode = "circular" if padding_mode == "circular" else "reflect"

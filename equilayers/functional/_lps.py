@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 from .._host import host_tensor
 from ..kernels._dispatch import transforms_active
-from ..kernels._reference import keeps_channels_last
+from ..kernels._reference import kept_channels_last
 from ._polyphase import place_components
 
 __all__ = ["polyphase_logits", "learnable_polyphase_pool2d", "learnable_polyphase_upsample2d"]
@@ -421,7 +421,8 @@ def learnable_polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor,
     ``y[b, ..., i + s p, j + s q] = index[b, i s + j] * x[b, ..., p, q]`` for a selection
     ``index`` of shape ``(B, s**2)`` (the pool's ``return_index=True`` output: one-hot in
     evaluation, so the samples come back exactly and zeros fill the rest; the straight-through
-    term or the mixture weights in training, through which gradients reach the scoring net), or
+    term or the mixture weights in training, through which gradients reach the scoring net;
+    where ``index`` is 0, ``y`` is 0 even for an inf or NaN sample, as the integer placement), or
     the plain placement for an integer ``index`` of shape ``(B,)`` (flat component indices, as
     :func:`polyphase_upsample2d` takes). Output ``(B, ..., s H, s W)``. An unbatched ``x``
     ``(C, H, W)`` takes a selection ``(s**2,)`` or a 0-d integer index (as the pool returns for
@@ -469,7 +470,14 @@ def upsample_nd(x: torch.Tensor, index: torch.Tensor, stride: int, nd: int,
                              f"(B, stride**{nd}) = ({b}, {n}); got shape {tuple(index.shape)}")
         ct = _compute_dtype(x)
         with _autocast_off(x.device.type):  # the product (and index's gradient) in ct
-            y = (xr.to(ct) * index.to(ct).view(phases)).to(x.dtype)
+            w, xc = index.to(ct).view(phases), xr.to(ct)
+            # a select on the selection's zeros (the components not chosen, in evaluation):
+            # there the samples' finite part is multiplied, so an inf or NaN sample leaves
+            # them 0 (inf * 0 was NaN across the sample's whole block), as place_components
+            # does. Still the product: on finite samples the gradients are those of
+            # x * index, the straight-through term's included (index's gradient on a
+            # component is x . grad there, chosen or not)
+            y = (torch.where(w != 0, xc, xc.nan_to_num(0.0, 0.0, 0.0)) * w).to(x.dtype)
     else:
         if index.is_complex() or index.dtype == torch.bool or index.shape != (b,):
             wrong_type = index.is_complex() or index.dtype == torch.bool
@@ -479,6 +487,5 @@ def upsample_nd(x: torch.Tensor, index: torch.Tensor, stride: int, nd: int,
                 f"{index.dtype} of shape {tuple(index.shape)}")
         return place_components(x, index, s, nd, 1, "circular", what)  # the adaptive pools'
     y = y.reshape(b, *lead, *(m * s for m in sizes))
-    if keeps_channels_last(x, nd):
-        return y.contiguous(memory_format=torch.channels_last)  # the input's layout
-    return y
+    fmt = kept_channels_last(x, nd)
+    return y if fmt is None else y.contiguous(memory_format=fmt)  # the input's layout

@@ -121,9 +121,10 @@ def learnable_polyphase_upsample3d(x: torch.Tensor, index: torch.Tensor,
 
     ``y[b, ..., a + s p, b' + s q, c + s u] = index[b, a s^2 + b' s + c] * x[b, ..., p, q, u]``
     for a selection ``index`` ``(B, s**3)`` (one-hot in evaluation: the samples come back
-    exactly, zeros elsewhere), or the plain placement for an integer ``index`` ``(B,)`` of
-    flat component indices. Output ``(B, ..., s D, s H, s W)``; an unbatched ``(C, D, H, W)``
-    takes a selection ``(s**3,)`` or a 0-d integer index.
+    exactly, zeros elsewhere, also beside an inf or NaN sample), or the plain placement for
+    an integer ``index`` ``(B,)`` of flat component indices. Output ``(B, ..., s D, s H,
+    s W)``; an unbatched ``(C, D, H, W)`` takes a selection ``(s**3,)`` or a 0-d integer
+    index.
 
     ``learnable_polyphase_upsample3d(*learnable_polyphase_pool3d(x, ..., return_index=True))``
     (evaluation) is exactly equivariant to every integer circular shift of ``x`` and, with the

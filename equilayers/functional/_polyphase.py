@@ -42,7 +42,7 @@ import torch
 
 from .. import _checks as C
 from .. import kernels
-from ..kernels._reference import CRITERIA, keeps_channels_last
+from ..kernels._reference import CRITERIA, kept_channels_last
 from ._blur import binomial_filter, blur_nd
 
 __all__ = ["polyphase_pool2d", "polyphase_upsample2d", "place_components", "check_index",
@@ -126,7 +126,7 @@ def polyphase_upsample2d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     """
     what = "polyphase_upsample2d"
     s = C.check_stride(stride, "stride", what, minimum=2)
-    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_blur_size(blur_size, "blur_size", what, "polyphase")
     C.check_padding_mode(padding_mode, "padding_mode", what)
     _check_input(x, what)
     unbatched = x.dim() == 3  # (C, H, W), with a 0-d index
@@ -173,9 +173,10 @@ def place_components(x: torch.Tensor, index: torch.Tensor, s: int, nd: int, blur
     spread = (Ellipsis,) + (slice(None), None) * nd  # (a tuple: 3.10 has no * in [])
     y = torch.where(onehot.view(b, 1, *(1, s) * nd), xr[spread], 0.0)
     y = y.reshape(b, *lead, *(n * s for n in sizes))
-    if keeps_channels_last(x, nd):
-        y = y.contiguous(memory_format=torch.channels_last)  # the input's layout (the blur
-        # keeps it), as nn.Upsample gives it
+    fmt = kept_channels_last(x, nd)
+    if fmt is not None:
+        y = y.contiguous(memory_format=fmt)  # the input's layout (the blur keeps it), as
+        # nn.Upsample gives it
     if blur_size > 1:
         filt = binomial_filter(blur_size, dtype=x.dtype, device=x.device) * s  # s**nd in all
         y = blur_nd(y, filt, 1, padding_mode, nd, what, "blur_size")

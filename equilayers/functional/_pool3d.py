@@ -224,7 +224,7 @@ def polyphase_upsample3d(x: torch.Tensor, index: torch.Tensor, stride: int = 2, 
     """
     what = "polyphase_upsample3d"
     s = C.check_stride(stride, "stride", what, minimum=2)
-    C.check_blur_size(blur_size, "blur_size", what)
+    C.check_blur_size(blur_size, "blur_size", what, "polyphase")
     C.check_padding_mode(padding_mode, "padding_mode", what)
     C.check_tensor(x, "x", what, min_ndim=4, layout=_LAYOUT)
     unbatched = x.dim() == 4  # (C, D, H, W), with a 0-d index

@@ -68,23 +68,32 @@ def blur_nd(
     weight = weight[None, None].expand(channels, 1, *weight.shape)
     out = _CONV[nd](flat, weight, stride=stride, groups=channels)
     out = out.reshape(*lead, *out.shape[2:])
-    if keeps_channels_last(x, nd):
+    fmt = kept_channels_last(x, nd)
+    if fmt is not None:
         # the input's layout, on every padding (a circular F.pad returns a contiguous copy)
-        out = out.contiguous(memory_format=torch.channels_last)
+        out = out.contiguous(memory_format=fmt)
     return out
 
 
-def _channels_last(x: torch.Tensor) -> bool:
+#: The channels-last layout of a batch of images (``nd=2``, 4-D) and of volumes (3, 5-D).
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def _in_format(x: torch.Tensor, fmt: torch.memory_format) -> bool:
     try:
-        return x.is_contiguous(memory_format=torch.channels_last)
+        return x.is_contiguous(memory_format=fmt)
     except RuntimeError:  # inside vmap: "NYI: querying is_contiguous ..." (no layout to keep)
         return False
 
 
-def keeps_channels_last(x: torch.Tensor, nd: int) -> bool:
-    """Whether an op on the last ``nd`` dims of ``x`` gives its output ``x``'s channels_last
-    layout (as ``nn.Upsample`` and torch's pools do): a 4-D image batch in that layout alone."""
-    return x.dim() == 4 and nd == 2 and not x.is_contiguous() and _channels_last(x)
+def kept_channels_last(x: torch.Tensor, nd: int) -> torch.memory_format | None:
+    """The channels-last layout that an op on the last ``nd`` dims of ``x`` gives its output,
+    as ``nn.Upsample`` and torch's pools keep it: ``channels_last`` for a 4-D image batch in
+    that layout, ``channels_last_3d`` for a 5-D volume batch in that one; None otherwise."""
+    fmt = _CHANNELS_LAST.get(nd)
+    if fmt is None or x.dim() != nd + 2 or x.is_contiguous() or not _in_format(x, fmt):
+        return None
+    return fmt
 
 
 def _filter(k: int, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import torch
 from torch import nn
@@ -76,20 +75,18 @@ class _BlurPoolNd(Typed, _WarnsInexact, _BinomialBuffer):
     # the rep from the rank (4-D trivial, 5-D regular).
     in_type = out_type = None  # any field type; the output has the input's
 
-    def __init__(self, channels: int | None = None, kernel_size: int | tuple[int, int] = 3,
-                 stride: int | tuple[int, int] = 2, padding_mode: str = "reflect", device=None,
+    def __init__(self, channels: int | None = None, kernel_size: int | tuple[int, ...] = 3,
+                 stride: int | tuple[int, ...] = 2, padding_mode: str = "reflect", device=None,
                  dtype=None) -> None:
         super().__init__()
         what = type(self).__name__
         self.channels = C.check_optional_int(channels, "channels", what, minimum=1,
                                              fix="None accepts any number of channels")
-        k: int
-        s: int
-        if self._nd == 2:  # kornia's equal pairs, (3, 3), as its ints
-            k, s = (C.square_int(v, n, what, "a depthwise nn.Conv2d") for v, n
-                    in ((kernel_size, "kernel_size"), (stride, "stride")))
-        else:  # ints (check_blur_pool_args refuses anything else)
-            k, s = cast(int, kernel_size), cast(int, stride)
+        # ints, or equal tuples as torch's pools take them (kornia's pairs, (3, 3); (3, 3, 3)
+        # in 3-D), as their ints
+        keep = f"a depthwise nn.Conv{self._nd}d"
+        k, s = (C.square_int(v, n, what, keep, self._nd) for v, n
+                in ((kernel_size, "kernel_size"), (stride, "stride")))
         C.check_blur_pool_args(k, s, padding_mode, what)
         self.kernel_size, self.stride, self.padding_mode = k, s, padding_mode
         self._register_filter(k, device, dtype, what)
@@ -142,7 +139,8 @@ class BlurPool1d(_BlurPoolNd):
 
     Args:
         channels: optional; only checked against the input (the filter is shared).
-        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``).
+        kernel_size: binomial filter size, 1..7 (1 = plain subsampling ``x[..., ::s]``); an
+            int or a 1-tuple ``(k,)`` (as ``nn.AvgPool1d`` takes it), as ``stride``.
         stride: subsampling factor, >= 1.
         padding_mode: ``"reflect"`` (default), ``"replicate"``, ``"zeros"`` or ``"circular"``;
             ``"reflect"`` on ``L <= (k-1) - (k-1)//2`` pads with ``"replicate"`` instead.
@@ -217,8 +215,9 @@ class BlurPool2d(_BlurPoolNd):
 class BlurPool3d(_BlurPoolNd):
     """Anti-aliased subsampling of volumes: 3-D binomial blur, then subsample by ``stride``.
 
-    Same semantics (and arguments, the ``"reflect"`` fallback included) as :class:`BlurPool2d`
-    over ``(D, H, W)``; a group feature
+    Same semantics (and arguments, the ``"reflect"`` fallback included; ``kernel_size`` and
+    ``stride`` an int or an equal triple, ``(3, 3, 3)``, where :class:`BlurPool2d` takes an
+    equal pair) as :class:`BlurPool2d` over ``(D, H, W)``; a group feature
     map of the cube's groups ``(B, C, F, D, H, W)`` is blurred slot by slot (only ``D, H, W`` move).
 
     Functional twin: :func:`~equilayers.functional.blur_pool3d`.
@@ -312,7 +311,7 @@ class BlurConv2d(Typed, nn.Module):
         self.groups = groups
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what,
                                                  C.PADDING_MODES)
-        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what, "conv")
         if blur_padding_mode is not None:
             C.check_padding_mode(blur_padding_mode, "blur_padding_mode", what)
         self.blur_padding_mode = blur_padding_mode

@@ -168,9 +168,10 @@ class LearnablePolyphaseUpsample2d(Typed, nn.Module):
 
     ``forward(x, index)``: ``y[b, ..., i + s p, j + s q] = index[b, i s + j] * x[b, ..., p, q]``
     with the pool's selection ``index`` ``(B, s**2)`` (one-hot in evaluation: exact placement,
-    zeros elsewhere; in training its straight-through term or mixture weights pass gradients
-    back to the pool's scoring net), or an integer ``index`` ``(B,)`` of flat component indices.
-    For U-Nets: pair it with a ``LearnablePolyphasePool2d(return_index=True)``. No parameters.
+    zeros elsewhere, also beside an inf or NaN sample; in training its straight-through term
+    or mixture weights pass gradients back to the pool's scoring net), or an integer ``index``
+    ``(B,)`` of flat component indices. For U-Nets: pair it with a
+    ``LearnablePolyphasePool2d(return_index=True)``. No parameters.
 
     Functional twin: :func:`~equilayers.functional.learnable_polyphase_upsample2d`.
 

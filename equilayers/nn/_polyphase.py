@@ -110,7 +110,7 @@ class PolyphaseUpsample2d(Typed, nn.Module):
         super().__init__()
         what = type(self).__name__
         self.stride = C.check_stride(stride, "stride", what, minimum=2)
-        self.blur_size = C.check_blur_size(blur_size, "blur_size", what)
+        self.blur_size = C.check_blur_size(blur_size, "blur_size", what, "polyphase")
         self.padding_mode = C.check_padding_mode(padding_mode, "padding_mode", what)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
