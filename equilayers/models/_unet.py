@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .. import _checks as C
+from ..functional._group_norm import check_batch_values
 from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..nn import GroupPool
 from ..nn._typed import Typed
@@ -215,6 +218,8 @@ class _UNetNd(Typed, nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
         self._check_input(x)
+        if self.training:
+            self._check_batch(x)
         if generator is not None:
             if self.down_mode != "learned":
                 raise ValueError(f"{type(self).__name__}(down={self.down_mode!r}) draws no random "
@@ -240,6 +245,19 @@ class _UNetNd(Typed, nn.Module):
             h = up(h, indices[level]) if indices else up(h)
             h = self.decoder[level](concat(skips[level], h))
         return self.pool(self.head(h))
+
+    def _check_batch(self, x: torch.Tensor) -> None:
+        """torch's batch-norm rule in training, for the whole net: the deepest level's batch
+        norms need more than one value per channel (``B`` times its pixels, times ``|G|`` on
+        regular fields). Checked here because the plain U-Net's ``nn.BatchNorm2d`` / ``3d``
+        raised torch's bare "Expected more than 1 value per channel" from inside."""
+        deep = [n // self.multiple for n in x.shape[2:]]
+        regular = self.group is not None and self.max_order is None
+        slots = int(self.group.order) if regular and self.group is not None else 1
+        if x.shape[0] * math.prod(deep) * slots == 1:
+            check_batch_values(x, 1, f"{type(self).__name__}(depth={self.depth})",
+                               f"B * {'F * ' if regular else ''}spatial at the deepest level, "
+                               + "x".join(map(str, deep)) + ",")
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_channels}, {self.out_channels}",
