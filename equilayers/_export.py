@@ -20,8 +20,9 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
   ``layer(x, output_size=...)`` fails after export with torch's ``TypeError``
   ("Sequential.forward() got an unexpected keyword argument 'output_size'"). Build such a
   layer with the ``output_padding`` that its ``output_size`` implies and call it without
-  ``output_size``; ``export`` warns, naming the layer and that padding, where the layer has
-  been called with ``output_size`` before the export (its forward records it).
+  ``output_size`` (not even ``output_size=None``); ``export`` warns, naming the layer and
+  that padding, where the layer has been called with an ``output_size`` before the export
+  (its forward records it; a call with ``output_size=None`` leaves no trace).
 * ``GroupLinear`` -> ``Sequential(Flatten(1), Linear(C_in*F_in, C_out*F_out), Unflatten(1,
   (C_out, F_out)))``: the ``Linear`` holds the expanded matrix and the bias per slot.
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
@@ -448,11 +449,11 @@ def export(model: nn.Module) -> nn.Module:
 
     A transposed conv exports to an ``nn.Sequential`` of reshapes around
     ``nn.ConvTranspose2d`` / ``3d`` with the layer's fixed ``output_padding``, which takes no
-    ``output_size``: a forward that calls the layer with ``output_size=`` raises torch's
-    ``TypeError`` after the export. Build the layer with the ``output_padding`` that its
-    ``output_size`` implies and call it without ``output_size``; ``export`` warns, naming the
-    layer and that padding, where the layer has been called with ``output_size`` (outside
-    ``torch.compile``) before the export.
+    ``output_size``: a forward that calls the layer with ``output_size=`` (even ``None``)
+    raises torch's ``TypeError`` after the export. Build the layer with the
+    ``output_padding`` that its ``output_size`` implies and call it without ``output_size``;
+    ``export`` warns, naming the layer and that padding, where the layer has been called with
+    an ``output_size`` (outside ``torch.compile``) before the export.
 
     Example:
         >>> import torch
