@@ -15,8 +15,14 @@ layers and ``torch.nn`` ones exports to ``torch.nn`` layers alone.
   ``CircularPad2d``) appears only for asymmetric padding; symmetric padding stays in the
   ``Conv2d`` (with its ``padding_mode``).
 * ``LiftingConvTranspose2d`` / ``GroupConvTranspose2d`` -> the same with one
-  ``ConvTranspose2d`` (its ``output_padding``; the ``output_size`` argument of the forward is
-  not kept: the exported layer has the module's fixed ``output_padding``).
+  ``ConvTranspose2d`` (its ``output_padding``). The exported layer is an ``nn.Sequential``,
+  whose forward takes no ``output_size``: a model whose forward calls the layer as
+  ``layer(x, output_size=...)`` fails after export with torch's ``TypeError``
+  ("Sequential.forward() got an unexpected keyword argument 'output_size'"). Build such a
+  layer with the ``output_padding`` that its ``output_size`` implies and call it without
+  ``output_size`` (not even ``output_size=None``); ``export`` warns, naming the layer and
+  that padding, where the layer has been called with an ``output_size`` before the export
+  (its forward records it; a call with ``output_size=None`` leaves no trace).
 * ``GroupLinear`` -> ``Sequential(Flatten(1), Linear(C_in*F_in, C_out*F_out), Unflatten(1,
   (C_out, F_out)))``: the ``Linear`` holds the expanded matrix and the bias per slot.
 * ``GroupBatchNorm2d`` -> ``BatchNorm3d`` (same state).
@@ -41,14 +47,15 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
   bias per slot (same ``F.conv3d`` call, so the outputs are identical); ``pad``
   (``ZeroPad3d``/``ReflectionPad3d``/``ReplicationPad3d``/``CircularPad3d``) only for
   asymmetric padding. ``LiftingConvTranspose3d`` / ``GroupConvTranspose3d`` -> the same with
-  one ``ConvTranspose3d`` (its ``output_padding``, as in 2-D).
+  one ``ConvTranspose3d`` (its ``output_padding``; no ``output_size``, as in 2-D).
 * With one fiber size ``F`` in the model: ``GroupBatchNorm3d`` -> ``Sequential(Flatten(2, 3),
   BatchNorm3d, Unflatten(2, (F, -1)))`` (fiber and depth share the statistics, as before);
   ``GroupMaxPool3d`` / ``GroupAvgPool3d`` -> ``Sequential(Flatten(1, 2), MaxPool3d/AvgPool3d,
   Unflatten(1, (-1, F)))``.
 * ``SteerableConv3d`` (SO(3)/O(3), planar groups about the depth axis) -> the same
   ``Sequential`` (``Flatten(1, 2)`` for harmonic input), the bias on each field's order-0
-  slot; ``SteerableConvTranspose3d`` -> the same with one ``ConvTranspose3d``.
+  slot; ``SteerableConvTranspose3d`` -> the same with one ``ConvTranspose3d`` (no
+  ``output_size``, as in 2-D).
 * ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
   layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
   5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
@@ -70,6 +77,7 @@ from torch import nn
 from . import _checks as C
 from ._hooks import carry_hooks, copied, own_forward
 from .groups import FieldType
+from .nn._checks import OUTPUT_SIZE_CALLS
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
 from .nn._group_conv_transpose import _GroupConvTransposeNd
@@ -364,6 +372,38 @@ def _refuse_hook_computed(m: nn.Module) -> None:
                 "torch.nn.utils.parametrize's weight_norm / spectral_norm, which export reads")
 
 
+def _warn_output_size(name: str, m: nn.Module) -> None:
+    """Warn where a transposed conv that export converts has been called with
+    ``output_size`` (recorded by its forward): its exported form, an ``nn.Sequential``, takes
+    no such argument, so the model's forward fails on it with torch's bare ``TypeError``."""
+    seen = m.__dict__.get(OUTPUT_SIZE_CALLS)
+    if not seen or not isinstance(m, _TRANSPOSED) or own_forward(m, "equilayers.") is not None:
+        return
+    kind = type(m).__name__
+    nd = len(m.output_padding)
+    ops = sorted(seen, key=str)
+    if len(ops) > 1 or None in ops[0]:
+        fix = ("its calls asked for several output paddings (" + ", ".join(map(str, ops))
+               + "), which one layer with a fixed output_padding cannot give: feed it input "
+               "sizes that need one, or reach the size another way in the forward (crop or "
+               "pad its output)")
+    elif tuple(ops[0]) == tuple(m.output_padding):
+        fix = (f"call it without output_size: its output_padding={tuple(m.output_padding)} "
+               "already gives that size")
+    else:
+        fix = (f"build it with output_padding={ops[0]} (then load its state_dict) and call it "
+               "without output_size")
+    where = f"{kind} {name!r}" if name else kind
+    warnings.warn(
+        f"export: {where} has been called with output_size=, which its exported form (an "
+        f"nn.Sequential of reshapes around nn.ConvTranspose{nd}d) does not take: a forward "
+        "that passes output_size to it raises torch's TypeError ('Sequential.forward() got "
+        f"an unexpected keyword argument'); {fix}", stacklevel=3)
+
+
+_TRANSPOSED = (_GroupConvTransposeNd, _GroupConvTranspose3dBase, SteerableConvTranspose3d)
+
+
 def _replace(module: nn.Module, fiber: int | None, volumes: bool,
              done: dict[int, nn.Module | None]) -> None:
     """Convert the children of ``module`` in place. ``done`` maps each module already seen
@@ -407,6 +447,14 @@ def export(model: nn.Module) -> nn.Module:
     one exported module at every name, so its weights stay tied. ``model`` itself is not
     modified.
 
+    A transposed conv exports to an ``nn.Sequential`` of reshapes around
+    ``nn.ConvTranspose2d`` / ``3d`` with the layer's fixed ``output_padding``, which takes no
+    ``output_size``: a forward that calls the layer with ``output_size=`` (even ``None``)
+    raises torch's ``TypeError`` after the export. Build the layer with the
+    ``output_padding`` that its ``output_size`` implies and call it without ``output_size``;
+    ``export`` warns, naming the layer and that padding, where the layer has been called with
+    an ``output_size`` (outside ``torch.compile``) before the export.
+
     Example:
         >>> import torch
         >>> from equilayers.nn import LiftingConv2d, GroupPool
@@ -430,9 +478,10 @@ def export(model: nn.Module) -> nn.Module:
         isinstance(t, FieldType) and t.group is not None and t.spatial_dims == 3
         for m in model.modules()
         for t in (getattr(m, "in_type", None), getattr(m, "out_type", None)))
-    for m in model.modules():  # before the copy, which torch refuses for a pruned weight
+    for name, m in model.named_modules():  # before the copy (torch refuses a pruned weight)
         if any(cls in _CONVERTERS for cls in type(m).__mro__):
             _refuse_hook_computed(m)
+            _warn_output_size(name, m)
     new = _convert(model, fiber, volumes)
     if new is not None:
         carry_hooks(model, new, share=False)  # model itself stays the user's, untouched

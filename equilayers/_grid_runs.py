@@ -30,6 +30,17 @@ def _spatial(mod: nn.Module, x: torch.Tensor, nd: int = 2) -> bool:
     return x.dim() >= nd + 1
 
 
+def _spatial_out(mod: nn.Module, out: torch.Tensor, nd: int) -> bool:
+    """Whether ``out``, the output of ``mod``, ends in ``nd`` spatial dims by the module's
+    declared ``out_type`` though its rank is not the input's: a lifting layer's group map
+    (``LiftingConvTranspose2d``: ``(B, C, H, W) -> (B, C', F, H', W')``; 3-D: 5-D -> 6-D),
+    whose call's ``output_size`` was read from nothing before (``check_grid`` returned ``[]``
+    at p4 error 1.07)."""
+    declared = getattr(mod, "out_type", None)
+    return (isinstance(declared, FieldType) and declared.spatial_dims == nd
+            and out.dim() >= nd + 1)
+
+
 def fibers_alone(model: nn.Module) -> FieldType | None:
     """The model's declared input type (its own, or its first module's in a
     ``Sequential``) where it is a fiber alone, ``(B, C, F)``; else ``None``."""
@@ -113,7 +124,8 @@ def _record_sizes(model: nn.Module, shape: Sequence[int], nd: int = 2) -> Sizes:
 class Sizes(list):
     """:func:`_record_sizes`'s ``(name, module, input size)`` per leaf call, and in
     ``outputs`` the spatial size of each call's output (``None`` where it returned no tensor
-    of the input's rank): what a call decides beyond the module's attributes (a transposed
+    of the input's rank, nor one whose spatial dims the module declares: a lifting layer's,
+    :func:`_spatial_out`): what a call decides beyond the module's attributes (a transposed
     conv's ``output_size``, an upsampling's size)."""
 
     outputs: list[tuple | None]
@@ -138,7 +150,8 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
         calls = pending.get(id(mod))
         if calls:
             i = calls.pop()
-            if isinstance(out, torch.Tensor) and out.dim() == args[0].dim():
+            if isinstance(out, torch.Tensor) and (out.dim() == args[0].dim()
+                                                  or _spatial_out(mod, out, nd)):
                 seen.outputs[i] = tuple(out.shape[-nd:])
 
     flow = TypeFlow(model)  # (first: its hooks run before the size hooks, on every call)

@@ -397,3 +397,62 @@ def test_export_does_not_rewind_draws_made_while_it_runs():
     torch.rand(1, generator=one_draw)
     assert not torch.equal(after, before)
     assert torch.equal(after, one_draw.get_state())
+
+
+
+class _ToSize(nn.Module):
+    """A decoder step that upsamples ``nd`` spatial dims to ``2n`` with ``output_size``."""
+
+    def __init__(self, up, nd):
+        super().__init__()
+        self.up, self.nd = up, nd
+
+    def forward(self, x, output_size=True):
+        return self.up(x, output_size=[2 * x.shape[-1]] * self.nd) if output_size else self.up(x)
+
+
+_TRANSPOSED = [  # (the layer, its input shape, its spatial dims)
+    (lambda **kw: equilayers.nn.LiftingConvTranspose2d(1, 2, 3, 2, 1, group="p4", **kw),
+     (1, 1, 5, 5), 2),
+    (lambda **kw: equilayers.nn.GroupConvTranspose2d(2, 2, 3, 2, 1, group="p4", **kw),
+     (1, 2, 4, 5, 5), 2),
+    (lambda **kw: equilayers.nn.GroupConvTranspose3d(1, 1, 3, 2, 1, group="c4z", **kw),
+     (1, 1, 4, 3, 3, 3), 3),
+    (lambda **kw: equilayers.nn.SteerableConvTranspose3d(1, 1, 3, 2, 1, max_order=1, **kw),
+     (1, 1, 3, 3, 3), 3),
+]
+
+
+@pytest.mark.filterwarnings("ignore:.*not exactly equivariant")  # (output_padding 1)
+@pytest.mark.parametrize("make,shape,nd", _TRANSPOSED, ids=["lift2d", "group2d", "group3d",
+                                                             "steerable3d"])
+def test_export_warns_where_a_transposed_conv_was_called_with_output_size(make, shape, nd,
+                                                                          gen):
+    """The exported layer is an nn.Sequential, which takes no output_size: the model's forward
+    failed after export with torch's bare TypeError, and export said nothing. It now warns,
+    naming the layer and the output_padding to build it with; built so and called without
+    output_size, the export gives the same outputs. Never called with output_size (the
+    control): no warning."""
+    import warnings
+
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    with seeded_rng(0):
+        net = _ToSize(make().double(), nd)
+    want = net(x)
+    with pytest.warns(UserWarning, match=r"export: \w+ 'up' has been called with output_size"
+                      r"=.*build it with output_padding=\(1, 1(, 1)?\)"):
+        exported = equilayers.export(net)
+    with pytest.raises(TypeError, match="output_size"):
+        exported(x)  # (as documented: the exported layer takes no output_size)
+    with seeded_rng(0):
+        fixed = _ToSize(make(output_padding=1).double(), nd)
+    fixed.load_state_dict(net.state_dict())
+    torch.testing.assert_close(fixed(x, output_size=False), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the control: never called with output_size
+        exported = equilayers.export(fixed)
+    torch.testing.assert_close(exported(x, output_size=False), want)
+    fixed(x)  # with output_size, its own output_padding's size
+    with pytest.warns(UserWarning, match=r"call it without output_size: its output_padding="
+                      r"\(1, 1(, 1)?\) already gives that size"):
+        equilayers.export(fixed)

@@ -136,6 +136,43 @@ def test_symmetric_input_ties_go_to_the_lowest_index():
     torch.testing.assert_close(logits, logits[0].expand(4), rtol=1e-12, atol=1e-12)
 
 
+def test_components_the_scoring_net_rates_alike_tie_on_a_non_constant_map(gen):
+    """The documented ties beyond a constant map (UNet's docstring, docs/layers/unet.md), on a
+    map whose rows alternate zero and random: components on which every hidden unit is off
+    all score exactly 0, and components all zero share one logit; the choice falls to the
+    lowest index and does not move with the shift (which moves component (a, b) to
+    (a + dr, b + dc) mod 2). The control: the seeded scoring net has a unique largest logit
+    on a random map, and its choice moves with every shift."""
+    def choice(pool, x):
+        return int(pool(x)[1].argmax(1))
+
+    def moved(k, dr, dc):
+        return (k // 2 + dr) % 2 * 2 + (k % 2 + dc) % 2
+
+    x = torch.rand(1, 2, 6, 6, generator=gen, dtype=torch.float64)
+    x[..., 0::2, :] = 0  # components 0 and 1 all zero, 2 and 3 not
+    dead = _pool(2, return_index=True)
+    with torch.no_grad():
+        dead.bias.fill_(-10.0)  # every hidden unit off on this map
+    zeros = _pool(2, return_index=True)
+    with torch.no_grad():  # zero components score 0, the others below: 0 and 1 tie on top
+        zeros.bias.zero_()
+        zeros.weight.abs_()
+        zeros.out_weight.fill_(-1.0)
+    for pool, tied, shift in ((dead, [0, 1, 2, 3], (1, 0)), (zeros, [0, 1], (0, 1))):
+        logits = pool.component_logits(x)[0]
+        assert (logits == logits.max()).nonzero().flatten().tolist() == tied
+        k = choice(pool, torch.roll(x, shift, (-2, -1)))
+        assert choice(pool, x) == 0 and k != moved(0, *shift)  # not equivariant
+    control = _pool(2, return_index=True)
+    y = torch.randn(1, 2, 6, 6, generator=gen, dtype=torch.float64)
+    logits = control.component_logits(y)[0]
+    assert int((logits == logits.max()).sum()) == 1
+    for shift in ((1, 0), (0, 1), (1, 1)):
+        assert choice(control, torch.roll(y, shift, (-2, -1))) == moved(choice(control, y),
+                                                                         *shift)
+
+
 def test_upsample_puts_samples_back_and_int_index_agrees(gen):
     pool, up = _pool(s=3, return_index=True), LearnablePolyphaseUpsample2d(3)
     x = torch.randn(3, 3, 9, 9, generator=gen, dtype=torch.float64)

@@ -366,3 +366,28 @@ def test_a_learned_unet_takes_a_generator_for_its_training_draws(gen):
     v = torch.randn(1, 1, 4, 4, 4, generator=gen, dtype=torch.float64)
     assert torch.equal(net3(v, generator=torch.Generator().manual_seed(1)),
                        net3(v, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("group,nd", [(None, 2), ("c1", 2), ("so2", 2), (None, 3), ("so3", 3)])
+def test_one_value_per_channel_in_training_is_refused_by_the_unet(group, nd, gen):
+    """Training on one sample whose deepest level is 1 x 1: the plain U-Nets raised torch's bare
+    "Expected more than 1 value per channel when training" from nn.BatchNorm2d / 3d inside,
+    the others a message naming an inner layer. Every configuration now names the U-Net, the
+    deepest level and the fix; one sample on a p4 or c4z map (|G| values), two samples, and
+    .eval() run (the controls)."""
+    from equilayers.models import UNet3d
+
+    make, depth, n = (UNet, 2, 4) if nd == 2 else (UNet3d, 1, 2)
+    with seeded_rng(0):
+        net = make(1, 3, group=group, depth=depth, width=1).train()
+    x = torch.randn(1, 1, *(n,) * nd, generator=gen)
+    with pytest.raises(ValueError, match=rf"{make.__name__}\(depth={depth}\): expected more "
+                       r"than 1 value per channel when training; .*deepest level, "
+                       rf"{'x'.join(['1'] * nd)}.*: train on a batch of more than one sample "
+                       r"\(or a larger map\), or call \.eval\(\)"):
+        net(x)
+    assert net(torch.cat([x, x])).shape == (2, 3, *(n,) * nd)
+    assert net.eval()(x).shape == (1, 3, *(n,) * nd)
+    with seeded_rng(0):
+        regular = make(1, 3, group="p4" if nd == 2 else "c4z", depth=depth, width=1).train()
+    assert regular(x).shape == (1, 3, *(n,) * nd)

@@ -26,10 +26,11 @@ logits are permuted the same way and the argmax follows the input: in evaluation
 no noise) the pool is exactly equivariant to every integer circular shift (the output is a
 shifted component) and, with both sides divisible by ``s``, to rot90 and flips (trivial,
 regular or quotient fields), whenever the largest logit is unique. Ties (a symmetric input
-whose components have equal logits) go to the lowest index, and no rule can commute with D4 on
-those. The logits are accumulated in float64 (float32 on MPS): rounding can reorder only logits
-that agree to ~1e-16 of their size (~1e-7 for float32 inputs, whose correlation runs in
-float32).
+whose components have equal logits; components all zero, which share one logit; components on
+which every hidden unit is off, which all score exactly 0) go to the lowest index, and no rule
+can commute with D4 on those. The logits are accumulated in float64 (float32 on MPS):
+rounding can reorder only logits that agree to ~1e-16 of their size (~1e-7 for float32
+inputs, whose correlation runs in float32).
 
 Training: with ``training=True`` and ``gumbel=True``, Gumbel(0, 1) noise is added to the logits
 (from ``generator``, or the global RNG); the hard choice is the argmax of the noisy logits, and

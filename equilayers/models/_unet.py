@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .. import _checks as C
+from ..functional._group_norm import check_batch_values
 from ..groups import FieldType, GroupLike, PlanarGroup, get
 from ..nn import GroupPool
 from ..nn._typed import Typed
@@ -215,6 +218,8 @@ class _UNetNd(Typed, nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
         self._check_input(x)
+        if self.training:
+            self._check_batch(x)
         if generator is not None:
             if self.down_mode != "learned":
                 raise ValueError(f"{type(self).__name__}(down={self.down_mode!r}) draws no random "
@@ -240,6 +245,19 @@ class _UNetNd(Typed, nn.Module):
             h = up(h, indices[level]) if indices else up(h)
             h = self.decoder[level](concat(skips[level], h))
         return self.pool(self.head(h))
+
+    def _check_batch(self, x: torch.Tensor) -> None:
+        """torch's batch-norm rule in training, for the whole net: the deepest level's batch
+        norms need more than one value per channel (``B`` times its pixels, times ``|G|`` on
+        regular fields). Checked here because the plain U-Net's ``nn.BatchNorm2d`` / ``3d``
+        raised torch's bare "Expected more than 1 value per channel" from inside."""
+        deep = [n // self.multiple for n in x.shape[2:]]
+        regular = self.group is not None and self.max_order is None
+        slots = int(self.group.order) if regular and self.group is not None else 1
+        if x.shape[0] * math.prod(deep) * slots == 1:
+            check_batch_values(x, 1, f"{type(self).__name__}(depth={self.depth})",
+                               f"B * {'F * ' if regular else ''}spatial at the deepest level, "
+                               + "x".join(map(str, deep)) + ",")
 
     def extra_repr(self) -> str:
         parts = [f"{self.in_channels}, {self.out_channels}",
@@ -356,13 +374,25 @@ class UNet(_UNetNd):
         segmentation benchmark (``benchmarks/results/cpu-segmentation.md``), the p4m U-Net
         keeps the label of 99.2% of the pixels under shifts with ``"blur"`` and 98.3% with
         ``"max"``. Measured in ``tests/test_models.py``: float64 errors at rounding level
-        (< 1e-12), float32 below 1e-5. Polyphase exactness assumes no exact tie between the
-        norms (the learned logits) of the polyphase components (random inputs: almost surely,
-        unless a level's map is constant, every ReLU off before it: then all its
-        components tie and no choice can be equivariant; 5 of about 2,200 random narrow
-        U-Nets, width 2 with random batch-norm statistics, had such a level);
-        ``"learned"`` is exact in evaluation mode, in training its sampled choice makes it
-        equivariant in distribution only. Groups with off-grid rotations
+        (< 1e-12), float32 below 1e-5. Polyphase exactness assumes that a level's largest
+        component norm (``"polyphase"``) or learned logit (``"learned"``) is unique: a tie
+        goes to the lowest index, which no rule can make commute with shifts, rot90 and flips.
+        The norms tie in practice only where a level's map is constant (e.g. every ReLU off
+        before it); none of 660 random narrow polyphase U-Nets (plain, p4, p4m, SO(2); width
+        1-2, 8 x 8 and 16 x 16, init or random batch-norm statistics; up to a third had such
+        a level) erred above 1e-9. The learned logits also tie on a non-constant map, wherever the
+        scoring net rates two components alike: components all zero after the ReLU (they
+        share one logit), or components on which every hidden unit of the scoring net is off
+        (small deep-level activations against its biases: they all score exactly 0); when
+        that logit is the largest, the choice breaks equivariance. Measured (float64, 100
+        U-Nets each, one random input, 2026-12-07; broke: relative error above 1e-9 under a
+        1-pixel circular shift or a quarter turn): plain, depth 3, width 2, 16 x 16, at init
+        2 tied and 1 broke (6e-8), with random batch-norm statistics 3 and 1
+        (3e-6); depth 2, width 1, 8 x 8, random statistics: 25 and 3 (up to 3e-4); p4, depth
+        3, width 1, 16 x 16: 1 and 0 at init, 3 and 1 (1.5e-2) with random statistics; p4m,
+        depth 2, width 1: 4 and 0; SO(2), its default Fourier ELU (no ReLU): no tie in 60.
+        ``"learned"`` is exact in evaluation mode (but for such ties), in training its sampled
+        choice makes it equivariant in distribution only. Groups with off-grid rotations
         (``"c8"``) are exact on their grid subgroup only. ``group=None`` is shift-equivariant
         as above and not rotation-equivariant (the negative control of the case table).
         ``"so2"`` / ``"o2"``: exact on their grid elements (quarter turns; and flips) and the

@@ -230,3 +230,23 @@ def check_input_once(module: nn.Module, x, options: tuple,
     C.check_device_match(x, weight, type(module).__name__)
     if key is not None and settled is not False:
         module.__dict__["_checked"] = key
+
+
+#: the ``__dict__`` entry where a transposed conv keeps the output paddings that its calls'
+#: ``output_size`` asked for (read by :func:`equilayers.export`)
+OUTPUT_SIZE_CALLS = "_output_size_calls"
+
+
+def note_output_size(module: nn.Module, op: tuple) -> None:
+    """Record on ``module`` (a transposed conv) that a call passed ``output_size``, which
+    asked for the output padding ``op``: its exported form (:func:`equilayers.export`, an
+    ``nn.Sequential`` of reshapes around ``nn.ConvTranspose2d`` / ``3d``) takes no
+    ``output_size``, and ``export`` warns, naming the layer and the padding to build it
+    with. Not while ``torch.compile`` / ``torch.export`` traces (a write there would break
+    the graph); a padding that is not an int (traced) is kept as ``None``."""
+    if torch.compiler.is_compiling():
+        return
+    key = tuple(v if isinstance(v, int) else None for v in op)
+    seen = module.__dict__.get(OUTPUT_SIZE_CALLS, frozenset())
+    if key not in seen:
+        module.__dict__[OUTPUT_SIZE_CALLS] = seen | {key}

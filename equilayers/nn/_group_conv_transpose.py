@@ -14,6 +14,7 @@ import torch
 from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
+from ._checks import note_output_size
 from ._group_conv import _GroupConvNd
 
 __all__ = ["LiftingConvTranspose2d", "GroupConvTranspose2d"]
@@ -105,6 +106,7 @@ class _GroupConvTransposeNd(_GroupConvNd):
             return self.output_padding
         op = GT.output_padding_for(x.shape[-2:], output_size, self.kernel_size[0], self.stride,
                                    self._pad[2::-2], self.dilation, type(self).__name__)
+        note_output_size(self, op)  # (export warns: its exported form takes no output_size)
         return (op[0], op[1])
 
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None

@@ -14,7 +14,7 @@ import torch
 from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
-from ._checks import check_input_once
+from ._checks import check_input_once, note_output_size
 from ._eval_filter import eval_filter
 from ._group_conv3d import _GroupConv3dBase
 from ._tables import check_tables
@@ -98,6 +98,7 @@ class _GroupConvTranspose3dBase(_GroupConv3dBase):
             self._input_checks(x)  # (the sizes it reads)
             op = GT.output_padding_for(x.shape[-3:], output_size, self.kernel_size[0],
                                        self.stride, pads, self.dilation, name)
+            note_output_size(self, op)  # (export warns: its exported form takes none)
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
                                    self.dilation, self.group, op),
                          lambda: self._forward_checks(x, op))

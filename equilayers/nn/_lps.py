@@ -76,7 +76,9 @@ class LearnablePolyphasePool2d(Typed, nn.Module):
         to rot90 and flips of a component and to the fiber's permutation (regular and quotient
         fields; any orthogonal fiber action), so the choice commutes with D4: a p4/p4m network
         stays exactly equivariant, shifts included, whenever the largest logit is unique.
-        Ties (inputs with symmetric components) go to the lowest index; no rule can commute with
+        Ties (inputs with symmetric components; components all zero, which share one logit,
+        or on which every hidden unit is off, which all score 0: after a ReLU, see
+        :class:`~equilayers.models.UNet`) go to the lowest index; no rule can commute with
         D4 on those. The logits are accumulated in float64, so rounding can only reorder logits
         that agree to ~1e-16 of their size (~1e-7 on float32 inputs). In training the Gumbel
         noise makes the choice random (invariant in distribution only).

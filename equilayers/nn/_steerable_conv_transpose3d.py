@@ -14,6 +14,7 @@ import torch
 from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
+from ._checks import note_output_size
 from ._steerable_conv3d import SteerableConv3d
 
 __all__ = ["SteerableConvTranspose3d"]
@@ -133,6 +134,7 @@ class SteerableConvTranspose3d(SteerableConv3d):
         if output_size is not None:
             op = GT.output_padding_for(x.shape[-3:], output_size, self.kernel_size,
                                        self.stride, pads, self.dilation, name)
+            note_output_size(self, op)  # (export warns: its exported form takes none)
         self._check_exact(x, op)
         weight, bias = self._filter_and_bias()
         return GT.conv_transpose_expanded(x, weight, bias, self.fiber_out, self.stride, pads,
