@@ -355,3 +355,36 @@ def test_padding_mode_set_after_construction_is_refused_at_forward(make, shape, 
     m.padding_mode = "circular"
     with pytest.raises(ValueError, match="padding_mode='circular' was set after construction"):
         m(x)
+
+
+@pytest.mark.parametrize("make,shape,nd", [
+    (lambda: GroupConvTranspose2d(2, 2, 4, stride=2, padding=1, group="p4"), (1, 2, 4, 5, 5), 2),
+    (lambda: LiftingConvTranspose2d(2, 2, 4, stride=2, padding=1, group="p4"), (1, 2, 5, 5), 2),
+    (lambda: equilayers.nn.GroupConvTranspose3d(2, 2, 4, stride=2, padding=1, group="c4z"),
+     (1, 2, 4, 5, 5, 5), 3),
+])
+def test_output_size_read_off_a_traced_input(make, shape, nd, gen):
+    """``output_size`` computed from ``x.shape`` under ``torch.jit.trace`` (0-dim tensors
+    there) is taken as ``nn.ConvTranspose2d`` takes it (the trace failed: "must end with the
+    output's (H, W) as ints"); 0-dim integer tensors are taken eagerly too, float ones not."""
+    conv = make()
+    x = torch.randn(shape, generator=gen)
+
+    class Up(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return self.conv(x, output_size=[2 * n for n in x.shape[-nd:]])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(Up(), x)
+    want = Up()(x)
+    assert want.shape[-nd:] == tuple(2 * n for n in shape[-nd:])
+    torch.testing.assert_close(traced(x), want, rtol=0, atol=0)
+    eager = conv(x, output_size=[torch.tensor(2 * n) for n in shape[-nd:]])
+    torch.testing.assert_close(eager, want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="output_size"):
+        conv(x, output_size=[torch.tensor(2.0 * n) for n in shape[-nd:]])

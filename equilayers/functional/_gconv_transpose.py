@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._host import traced_ints
 from ..groups import GroupLike
 from . import _gconv as G
 from ._basis_settings import Cutoff
@@ -126,8 +127,15 @@ def output_padding_for(sizes: Sequence[int], output_size, kernel_size: int | Seq
     last ``len(sizes)`` entries are the output's spatial size; ``kernel_size`` one extent or
     one per dim)."""
     nd = len(sizes)
+    if any(isinstance(n, torch.Tensor) for n in sizes):  # (the input's, under jit.trace)
+        sizes = traced_ints(*sizes)
     ks = [kernel_size] * nd if isinstance(kernel_size, int) else list(kernel_size)
     size = list(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else []
+    # 0-dim integer tensors as ints, as nn.ConvTranspose2d takes them: a size read off a
+    # traced input (torch.jit.trace: ``x.shape[-1]`` is one), a constant of the trace there
+    size = [traced_ints(v)[0] if isinstance(v, torch.Tensor) and v.dim() == 0
+            and not v.is_floating_point() and not v.is_complex() and v.dtype != torch.bool
+            else v for v in size]
     names = "(H, W)" if nd == 2 else "(D, H, W)"
     if len(size) < nd or not all(isinstance(v, int) and not isinstance(v, bool)
                                  for v in size[-nd:]):
