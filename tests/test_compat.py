@@ -87,6 +87,29 @@ def test_compile_inductor_group_conv_training_at_two_sizes_per_size():
             _assert_same(a, b)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_compile_inductor_dynamic_lifting_conv_training(transposed):
+    """``torch.compile(dynamic=True)`` of a pixel lifting conv (the first layer of nearly every
+    group CNN) failed at its first training call: the gather tables are plain tensor
+    attributes, whose sizes dynamic mode makes symbolic, and the expanded filter's shape read
+    off them left inductor a stride order it could not decide (``cannot determine truth value
+    of Relational: 2*s85**2 < 2*s85``). Its spatial size is read off the weight now."""
+    from equilayers.nn import LiftingConv2d, LiftingConvTranspose2d
+
+    with seeded_rng(0):
+        conv = (LiftingConvTranspose2d(2, 3, 3, stride=2, padding=1, group="p4") if transposed
+                else LiftingConv2d(2, 3, 3, padding=1, group="p4"))
+    torch._dynamo.reset()
+    compiled = torch.compile(conv, dynamic=True)
+    x = torch.randn(2, 2, 9, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = compiled(x)
+    _assert_same(y, conv(x))
+    g = torch.autograd.grad(y.square().sum(), (x, conv.weight))
+    ref = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
+    for a, b in zip(g, ref, strict=True):
+        _assert_same(a, b)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_compile_fullgraph_eager_backend(name):
     """Dynamo captures forward and backward in one graph (no graph breaks); the eager backend
