@@ -118,9 +118,10 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
-        # (C, K), K the basis buffer's maps: it reads the weight in that shape (else ValueError)
+        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=self.weight)
+        # (C, K), K the basis buffer's maps: it reads the weight in that shape (else ValueError;
+        # after the input's checks, which name equilayers.symbolic_trace to a plain fx trace)
         w = checked(self, "weight", self.weight, (self.channels, self.basis.shape[0]))
-        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=w)
         TP.check_input(x, w, self.group, self.max_order, w.shape[1], name)
         basis = in_weight_dtype(self).basis  # (a weight given another dtype without .to())
         if basis.is_meta and not x.is_meta:  # built on the meta device, not yet materialised
