@@ -316,22 +316,31 @@ class BasisRecorded(nn.Module):
     shape would show (another ``sigma`` loaded strictly and computed outputs 0.04-0.30 off,
     relative). A state dict without the record (saved before it, or its metadata dropped)
     loads as before. No state dict key is added (an ``_extra_state`` key would break strict
-    loads of existing checkpoints). A pixel or voxel basis has no settings and no record."""
+    loads of existing checkpoints). A pixel or voxel basis has no settings and no record (its
+    weight has one axis per filter dim, a harmonic basis' one axis: a load between them fails
+    on the shapes). A class whose bases share weight shapes (``SteerableConv3d``'s
+    ``"shells"`` and ``"slices"``: kernel ``(1, k, k)``) sets ``_records_basis`` and records
+    ``basis`` too; a record without it (saved by an earlier equilayers) is checked without it."""
 
     if TYPE_CHECKING:  # every subclass has them
         basis: str
         _basis_spec: tuple[tuple[float, float, int], ...] | None
+    _records_basis = False  # True: the record names ``basis`` (bases of equal weight shapes)
 
-    def _basis_record(self) -> dict[str, tuple] | None:
+    def _basis_record(self) -> dict[str, tuple | str] | None:
         if self.basis in ("pixel", "voxel"):
             return None
         from ..functional._basis_settings import default_spec
 
         k = self.__dict__["kernel_size"][-1]  # (an int tuple: 2-D, 3-D or (kd, k, k))
         spec = self._basis_spec or default_spec(k)
-        return {"rings": tuple(float(r) for r, _, _ in spec),
-                "sigma": tuple(float(s) for _, s, _ in spec),
-                "frequencies_cutoff": tuple(int(c) for _, _, c in spec)}
+        record: dict[str, tuple | str] = {
+            "rings": tuple(float(r) for r, _, _ in spec),
+            "sigma": tuple(float(s) for _, s, _ in spec),
+            "frequencies_cutoff": tuple(int(c) for _, _, c in spec)}
+        if self._records_basis:
+            record["basis"] = self.basis
+        return record
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -345,7 +354,7 @@ class BasisRecorded(nn.Module):
                               unexpected_keys, error_msgs) -> None:
         saved, ours = local_metadata.get("basis_settings"), self._basis_record()
         if saved is not None and ours is not None and not _same_record(saved, ours):
-            args = ", ".join(f"{k}={list(v)}" for k, v in saved.items())
+            args = ", ".join(f"{k}={_arg(v, False)}" for k, v in saved.items())
             error_msgs.append(
                 f"{prefix[:-1] or 'the module'} ({type(self).__name__}) was saved with basis "
                 f"settings {_record_repr(saved)}, and this one is built with "
@@ -357,21 +366,31 @@ class BasisRecorded(nn.Module):
                                       unexpected_keys, error_msgs)
 
 
-def _same_record(saved: object, ours: dict[str, tuple]) -> bool:
-    """Whether a recorded basis (``saved``, as read back from a checkpoint) is ``ours``."""
+def _same_record(saved: object, ours: dict[str, tuple | str]) -> bool:
+    """Whether a recorded basis (``saved``, as read back from a checkpoint) is ``ours``; a
+    record without ``basis`` (saved before it was recorded) is compared without it."""
     import math
 
+    if isinstance(saved, dict) and "basis" not in saved:
+        ours = {k: v for k, v in ours.items() if k != "basis"}
     if not isinstance(saved, dict) or saved.keys() != ours.keys():
         return False
     try:
-        return all(len(saved[k]) == len(v) and all(
+        return all(saved[k] == v if isinstance(v, str) else len(saved[k]) == len(v) and all(
             math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
             for a, b in zip(saved[k], v, strict=True)) for k, v in ours.items())
     except (TypeError, ValueError):
         return False
 
 
+def _arg(value: Any, as_tuple: bool) -> str:
+    """A recorded value as written: a name quoted, numbers as a tuple or a list."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(tuple(value) if as_tuple else list(value))
+
+
 def _record_repr(record: object) -> str:
     if not isinstance(record, dict):
         return repr(record)
-    return "(" + ", ".join(f"{k}={tuple(v)}" for k, v in record.items()) + ")"
+    return "(" + ", ".join(f"{k}={_arg(v, True)}" for k, v in record.items()) + ")"

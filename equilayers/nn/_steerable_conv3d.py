@@ -156,6 +156,7 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
 
     #: ``gain**2`` of the init (the planar steerable convs' 1).
     init_gain2: float = 1.0
+    _records_basis = True  # "shells" and "slices" share weight shapes at kernel (1, k, k)
     in_type: FieldType  # set in __init__
     out_type: FieldType
     filter_basis: torch.Tensor
