@@ -25,6 +25,7 @@ from ._derived import (
     _WeightDerived,
     in_weight_dtype,
     normal_tensors,
+    parametrized_once,
 )
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
@@ -325,6 +326,7 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
                 -1, self.fiber_out, self.fiber_in, kd, k, k))
         return S3.expand_blocks3d(w, basis, self._pairs, self.kernel_size[0])
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         self._forward_checks(x)
