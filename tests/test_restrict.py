@@ -301,3 +301,35 @@ def test_harmonic_restriction_of_planar_volumes(gen):
         m(torch.randn(2, 3, 4, 3, 4, 4, generator=gen))
     x = torch.randn(2, 3, 5, 4, 4, generator=gen)
     assert Restrict("o2", "so2", rep="harmonic")(x) is x
+
+
+def test_a_restrict_pickled_before_spatial_dims_still_runs(gen):
+    """A ``Restrict`` pickled whole (``torch.save(model)``) before ``spatial_dims`` has no
+    ``_spatial_dims``: its repr (every Restrict) and a harmonic one's forward raised
+    ``AttributeError``. It now reads the group's spatial dims, as ``spatial_dims=None``
+    builds today: same repr, outputs and refusals as a module built now. The control: a
+    module built with ``spatial_dims=3`` keeps its own (the default is only a fallback)."""
+    import pickle
+
+    cases = ((("d4", "c2"), torch.randn(2, 3, 8, 5, 5, generator=gen)),
+             (("o", "c4z"), torch.randn(1, 2, 24, 3, 3, 3, generator=gen)),
+             (("so2", "c4", "harmonic"), torch.randn(1, 2, 5, 4, 4, generator=gen)),
+             (("so3", "ico", "harmonic"), torch.randn(1, 2, 9, 3, 3, 3, generator=gen)))
+    for args, x in cases:
+        m = Restrict(*args)
+        state = m.__getstate__()
+        del state["_spatial_dims"]  # what a pickle from before spatial_dims holds
+        old = Restrict.__new__(Restrict)
+        old.__setstate__(state)
+        for back in (old, pickle.loads(pickle.dumps(old))):
+            assert "_spatial_dims" not in back.__dict__
+            assert repr(back) == repr(m)
+            torch.testing.assert_close(back(x), m(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"expects a 5-D .*build it with spatial_dims=3"):
+        old_planar = Restrict.__new__(Restrict)
+        state = Restrict("o2", "so2", rep="harmonic").__getstate__()
+        del state["_spatial_dims"]
+        old_planar.__setstate__(state)
+        old_planar(torch.randn(1, 1, 5, 3, 3, 3, generator=gen))
+    volume = Restrict("o2", "so2", rep="harmonic", spatial_dims=3)
+    assert repr(pickle.loads(pickle.dumps(volume))).endswith("spatial_dims=3)")

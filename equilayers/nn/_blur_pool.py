@@ -18,7 +18,7 @@ from ..functional._blur import (
 )
 from ..functional._blur_conv import blur_conv2d
 from ..groups import FieldType
-from ._derived import _conv_options_repr, _FixedBuffers
+from ._derived import _conv_options_repr, _FixedBuffers, parametrized_once
 from ._exactness import _WarnsInexact, blur_padding_break, warn_once
 from ._pool3d import warn_if_pool3d_inexact
 from ._typed import Typed
@@ -333,6 +333,7 @@ class BlurConv2d(Typed, nn.Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             nn.init.uniform_(self.bias, -bound, bound)
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.check_dtype_match(x, self.weight, type(self).__name__)
         return blur_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,

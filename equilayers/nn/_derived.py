@@ -22,6 +22,9 @@ build loaded from a float64 checkpoint gets float64 bases, built in float64. Whe
 gives the weight another dtype without a rebuild (``p.data = p.data.double()``, a new
 ``Parameter`` assigned, ``torch.func.functional_call``), the expansion reads the buffers
 built for it on a throwaway copy (:func:`in_weight_dtype`).
+
+A forward that reads a parameter more than once is decorated with :func:`parametrized_once`:
+a parametrized one (``spectral_norm``, ``weight_norm``, ...) is then evaluated once per call.
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BasisRecorded", "_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors"]
+__all__ = ["BasisRecorded", "_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors",
+           "parametrized_once"]
 
 _M = TypeVar("_M", bound=nn.Module)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def normal_tensors(fill: Callable[..., None]) -> Callable[..., None]:
@@ -54,6 +59,33 @@ def normal_tensors(fill: Callable[..., None]) -> Callable[..., None]:
         with torch.inference_mode(False):
             fill(self, *args, **kwargs)
     return build
+
+
+def parametrized_once(forward: _F) -> _F:
+    """Decorator of a ``forward`` that reads its module's parameters (or a submodule's) more
+    than once: where one of them is parametrized (``torch.nn.utils.parametrize``: the
+    parametrizations' ``spectral_norm``, ``weight_norm``, ``orthogonal``, ...), the call runs
+    under ``parametrize.cached()``, so each parametrized tensor is evaluated once per call, as
+    ``nn.Conv2d`` evaluates it (a training ``spectral_norm`` runs one power iteration per
+    evaluation: 3-4 per step here before). The same values and gradients; ``cached()`` nests,
+    so a caller's own ``with parametrize.cached():`` keeps its meaning (one evaluation for
+    the whole block). A module without parametrizations runs ``forward`` as it is."""
+    @functools.wraps(forward)
+    def once(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if not _has_parametrizations(self):
+            return forward(self, *args, **kwargs)
+        from torch.nn.utils import parametrize
+
+        with parametrize.cached():
+            return forward(self, *args, **kwargs)
+    return once  # type: ignore[return-value]  # (the same signature: functools.wraps)
+
+
+def _has_parametrizations(module: nn.Module) -> bool:
+    # (register_parametrization adds the child ``parametrizations``; a dict lookup, where
+    # parametrize.is_parametrized's getattr costs a microsecond through nn.Module.__getattr__)
+    return "parametrizations" in module._modules or any(
+        _has_parametrizations(m) for m in module._modules.values() if m is not None)
 
 
 def in_weight_dtype(module: _M) -> _M:
@@ -316,22 +348,31 @@ class BasisRecorded(nn.Module):
     shape would show (another ``sigma`` loaded strictly and computed outputs 0.04-0.30 off,
     relative). A state dict without the record (saved before it, or its metadata dropped)
     loads as before. No state dict key is added (an ``_extra_state`` key would break strict
-    loads of existing checkpoints). A pixel or voxel basis has no settings and no record."""
+    loads of existing checkpoints). A pixel or voxel basis has no settings and no record (its
+    weight has one axis per filter dim, a harmonic basis' one axis: a load between them fails
+    on the shapes). A class whose bases share weight shapes (``SteerableConv3d``'s
+    ``"shells"`` and ``"slices"``: kernel ``(1, k, k)``) sets ``_records_basis`` and records
+    ``basis`` too; a record without it (saved by an earlier equilayers) is checked without it."""
 
     if TYPE_CHECKING:  # every subclass has them
         basis: str
         _basis_spec: tuple[tuple[float, float, int], ...] | None
+    _records_basis = False  # True: the record names ``basis`` (bases of equal weight shapes)
 
-    def _basis_record(self) -> dict[str, tuple] | None:
+    def _basis_record(self) -> dict[str, tuple | str] | None:
         if self.basis in ("pixel", "voxel"):
             return None
         from ..functional._basis_settings import default_spec
 
         k = self.__dict__["kernel_size"][-1]  # (an int tuple: 2-D, 3-D or (kd, k, k))
         spec = self._basis_spec or default_spec(k)
-        return {"rings": tuple(float(r) for r, _, _ in spec),
-                "sigma": tuple(float(s) for _, s, _ in spec),
-                "frequencies_cutoff": tuple(int(c) for _, _, c in spec)}
+        record: dict[str, tuple | str] = {
+            "rings": tuple(float(r) for r, _, _ in spec),
+            "sigma": tuple(float(s) for _, s, _ in spec),
+            "frequencies_cutoff": tuple(int(c) for _, _, c in spec)}
+        if self._records_basis:
+            record["basis"] = self.basis
+        return record
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -345,7 +386,7 @@ class BasisRecorded(nn.Module):
                               unexpected_keys, error_msgs) -> None:
         saved, ours = local_metadata.get("basis_settings"), self._basis_record()
         if saved is not None and ours is not None and not _same_record(saved, ours):
-            args = ", ".join(f"{k}={list(v)}" for k, v in saved.items())
+            args = ", ".join(f"{k}={_arg(v, False)}" for k, v in saved.items())
             error_msgs.append(
                 f"{prefix[:-1] or 'the module'} ({type(self).__name__}) was saved with basis "
                 f"settings {_record_repr(saved)}, and this one is built with "
@@ -357,21 +398,31 @@ class BasisRecorded(nn.Module):
                                       unexpected_keys, error_msgs)
 
 
-def _same_record(saved: object, ours: dict[str, tuple]) -> bool:
-    """Whether a recorded basis (``saved``, as read back from a checkpoint) is ``ours``."""
+def _same_record(saved: object, ours: dict[str, tuple | str]) -> bool:
+    """Whether a recorded basis (``saved``, as read back from a checkpoint) is ``ours``; a
+    record without ``basis`` (saved before it was recorded) is compared without it."""
     import math
 
+    if isinstance(saved, dict) and "basis" not in saved:
+        ours = {k: v for k, v in ours.items() if k != "basis"}
     if not isinstance(saved, dict) or saved.keys() != ours.keys():
         return False
     try:
-        return all(len(saved[k]) == len(v) and all(
+        return all(saved[k] == v if isinstance(v, str) else len(saved[k]) == len(v) and all(
             math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
             for a, b in zip(saved[k], v, strict=True)) for k, v in ours.items())
     except (TypeError, ValueError):
         return False
 
 
+def _arg(value: Any, as_tuple: bool) -> str:
+    """A recorded value as written: a name quoted, numbers as a tuple or a list."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(tuple(value) if as_tuple else list(value))
+
+
 def _record_repr(record: object) -> str:
     if not isinstance(record, dict):
         return repr(record)
-    return "(" + ", ".join(f"{k}={tuple(v)}" for k, v in record.items()) + ")"
+    return "(" + ", ".join(f"{k}={_arg(v, True)}" for k, v in record.items()) + ")"

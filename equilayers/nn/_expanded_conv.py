@@ -12,6 +12,7 @@ from .._checks import check_flag, check_float_dtype
 from ..functional import _expanded_conv as E
 from ..functional import _gconv as G
 from ..groups import FieldType, GroupLike, get
+from ._derived import parametrized_once
 from ._group_conv import _ExactConvMixin
 from ._param_shapes import checked
 from ._typed import Typed
@@ -176,6 +177,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
                 worst = max(worst, float((moved - target).abs().max() / scale))
             return worst
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """:func:`~equilayers.functional.expanded_group_conv2d` with this layer's filter and
         options: the arguments were checked in ``__init__`` and the input is checked here

@@ -436,6 +436,7 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
         return eval_filter(self, settings, (self.weight, self.bias),
                            lambda: (D.in_weight_dtype(self)._expand(), self._slot_bias()))
 
+    @D.parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_forward_input(x)
         self._check_exact(x)
@@ -446,8 +447,7 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
 
     def extra_repr(self) -> str:
         s = self._conv_repr()
-        if self.basis != "pixel" and (self.group.pixel_exact
-                                      and self.max_order is None):
+        if self.basis != "pixel" and self.group.pixel_exact and self.max_order is None:
             s += f", basis={self.basis!r}"
         if self.max_order is not None:
             s += f", max_order={self.max_order}"

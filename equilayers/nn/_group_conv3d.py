@@ -319,6 +319,7 @@ class _GroupConv3dBase(D.BasisRecorded, D.PickleStamped, ResolvedPadding, EvalFi
         rows = self.filter_basis[0] if self._turned else self.filter_basis
         return (w @ rows).unflatten(-1, (k, k, k))
 
+    @D.parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_once(self, x, (self.in_channels, self.kernel_size, self._pad, self.stride,
                                    self.dilation, self.padding_mode, self.group),

@@ -15,6 +15,7 @@ from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
 from ._checks import note_output_size
+from ._derived import parametrized_once
 from ._group_conv import _GroupConvNd
 
 __all__ = ["LiftingConvTranspose2d", "GroupConvTranspose2d"]
@@ -109,6 +110,7 @@ class _GroupConvTransposeNd(_GroupConvNd):
         note_output_size(self, op)  # (export warns: its exported form takes no output_size)
         return (op[0], op[1])
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
         GT.check_zeros_mode(self.padding_mode, type(self).__name__, 2)

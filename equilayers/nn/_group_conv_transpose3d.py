@@ -15,6 +15,7 @@ from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
 from ._checks import check_input_once, note_output_size
+from ._derived import parametrized_once
 from ._eval_filter import eval_filter
 from ._group_conv3d import _GroupConv3dBase
 from ._tables import check_tables
@@ -88,6 +89,7 @@ class _GroupConvTranspose3dBase(_GroupConv3dBase):
         // groups, k, k, k)``: the group conv's, regrouped."""
         return GT.transpose_filter(super()._expand(), self.groups)
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
         name = type(self).__name__

@@ -16,6 +16,7 @@ from .._checks import (
 )
 from ..functional._group_norm import batch_norm_checked, check_input
 from ..groups import FieldType
+from ._derived import parametrized_once
 from ._typed import Typed
 
 __all__ = ["GroupBatchNorm2d", "GroupBatchNorm3d"]
@@ -44,6 +45,7 @@ class _GroupBatchNorm(Typed, nn.BatchNorm3d):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
                          **batch_norm_bias(bias, affine, what))
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # nn.BatchNorm3d's forward, through the functional twin's unchecked core (the input is
         # checked first, once): on CUDA it computes batch statistics by reductions over all

@@ -18,7 +18,7 @@ from ..functional import _harmonic_bn as HB
 from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
-from ._derived import newer_checkpoint
+from ._derived import newer_checkpoint, parametrized_once
 from ._typed import Typed
 
 __all__ = [
@@ -142,7 +142,7 @@ class NormNonlinearity(Typed, nn.Module):
                     self.bias[:, 0] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias if self.log_bias is None else self.log_bias
+        bias = self.log_bias if self.bias_form == "exp" else self.bias  # (read once)
         C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
         C.fields(x, self.channels, type(self).__name__, ndim=3 + _spatial(self), param=bias)
         return H.norm_nonlinearity(x, bias, self.max_order, self.function, order0=self.order0,
@@ -205,8 +205,7 @@ class GatedNonlinearity(Typed, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)
         C.gate_fields(x, self)  # 2C fields with gates="first_half", named as this module's
-        return H.gated_nonlinearity(x, self.max_order, self.function, self.gates,
-                                    group=self.group)
+        return H.gated_nonlinearity(x, self.max_order, self.function, self.gates, group=self.group)
 
     def extra_repr(self) -> str:
         return f"max_order={self.max_order}" + (
@@ -345,6 +344,7 @@ class HarmonicBatchNorm(Typed, nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C.harmonic_fiber(x, self)  # the rank and the fiber, named as this module's
         C.fields(x, self.num_features, type(self).__name__, "num_features", 3 + _spatial(self),

@@ -17,6 +17,7 @@ from ..functional._heads import (
     invariant_head,
 )
 from ..groups import FieldType, GroupLike, get
+from ._derived import parametrized_once
 from ._typed import Typed
 
 __all__ = ["InvariantHead"]
@@ -100,6 +101,7 @@ class InvariantHead(Typed, nn.Module):
             bound = 1 / math.sqrt(self.in_channels)
             nn.init.uniform_(self.bias, -bound, bound)
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor):
         name = type(self).__name__
         sd = self.group.spatial_dim

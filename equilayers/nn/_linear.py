@@ -21,6 +21,7 @@ from .. import _checks as C
 from ..functional._fibers import on_fibers
 from ..functional._gconv3d import check_conv3d_group
 from ..groups import FieldType, GroupLike, get
+from ._derived import parametrized_once
 from ._group_conv import GroupConv2d
 from ._group_conv3d import GroupConv3d
 from ._steerable_conv3d import SteerableConv3d
@@ -213,6 +214,7 @@ class GroupLinear(Typed, nn.Module):
         """Initialise the weight and bias again (the conv's ``reset_parameters``)."""
         self.conv.reset_parameters()
 
+    @parametrized_once  # (the conv's parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert self.in_type is not None  # set in __init__
         self.in_type.check(x, "x", "GroupLinear")

@@ -73,6 +73,9 @@ class Restrict(Typed, _FixedBuffers):
 
     index: torch.Tensor  # the integer table (nn/_tables.py), not a buffer
     _table_names = ("index",)
+    # the maps' spatial dims; a Restrict pickled whole before ``spatial_dims`` has none in its
+    # ``__dict__`` and reads this default: the group's, as ``spatial_dims=None`` builds today
+    _spatial_dims: int | None = None
 
     def __init__(self, group: GroupLike, subgroup: GroupLike, rep: str = "regular", *,
                  spatial_dims: int | None = None, device=None) -> None:
@@ -104,7 +107,7 @@ class Restrict(Typed, _FixedBuffers):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rep == "harmonic":
-            R.check_harmonic(x, self.group, "Restrict", self._spatial_dims)
+            R.check_harmonic(x, self.group, "Restrict", self._map_dims())
             return x
         R.check_fiber(x, int(self.group.order), "Restrict", f"regular {self.group.name}",
                       spatial_dim=self.group.spatial_dim)
@@ -114,8 +117,13 @@ class Restrict(Typed, _FixedBuffers):
     def extra_repr(self) -> str:
         s = f"{self.group.name!r}, {self.subgroup.name!r}"
         s += f", rep={self.rep!r}" if self.rep != "regular" else ""
-        volume = self._spatial_dims == 3 and self.group.spatial_dim == 2
+        volume = self._map_dims() == 3 and self.group.spatial_dim == 2
         return s + (", spatial_dims=3" if volume else "")
+
+    def _map_dims(self) -> int:
+        """The maps' spatial dims: as built, or the group's (pickled before ``spatial_dims``)."""
+        dims = self._spatial_dims
+        return int(self.group.spatial_dim) if dims is None else dims
 
 
 class CosetPool(Typed, _FixedBuffers):

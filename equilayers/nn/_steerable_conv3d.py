@@ -25,6 +25,7 @@ from ._derived import (
     _WeightDerived,
     in_weight_dtype,
     normal_tensors,
+    parametrized_once,
 )
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import _quiet
@@ -156,6 +157,7 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
 
     #: ``gain**2`` of the init (the planar steerable convs' 1).
     init_gain2: float = 1.0
+    _records_basis = True  # "shells" and "slices" share weight shapes at kernel (1, k, k)
     in_type: FieldType  # set in __init__
     out_type: FieldType
     filter_basis: torch.Tensor
@@ -324,6 +326,7 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
                 -1, self.fiber_out, self.fiber_in, kd, k, k))
         return S3.expand_blocks3d(w, basis, self._pairs, self.kernel_size[0])
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         self._forward_checks(x)

@@ -15,6 +15,7 @@ from ..functional import _basis_settings as BS
 from ..functional import _gconv_transpose as GT
 from ..groups import GroupLike
 from ._checks import note_output_size
+from ._derived import parametrized_once
 from ._steerable_conv3d import SteerableConv3d
 
 __all__ = ["SteerableConvTranspose3d"]
@@ -124,6 +125,7 @@ class SteerableConvTranspose3d(SteerableConv3d):
     def _expand(self) -> torch.Tensor:  # (the transposed convs' name, which export reads)
         return GT.transpose_filter(super().expanded_filter(), self.groups)
 
+    @parametrized_once  # (a parametrized weight: evaluated once per call)
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None
                 ) -> torch.Tensor:
         name = type(self).__name__
