@@ -117,11 +117,11 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
         self.basis = self._cached().to(device=device, dtype=self.weight.dtype, copy=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        name = type(self).__name__
-        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=self.weight)
+        name, w = type(self).__name__, self.weight  # (read once: a parametrization runs once)
+        C.fields(x, self.channels, name, ndim=3 + _spatial(self), param=w)
         # (C, K), K the basis buffer's maps: it reads the weight in that shape (else ValueError;
         # after the input's checks, which name equilayers.symbolic_trace to a plain fx trace)
-        w = checked(self, "weight", self.weight, (self.channels, self.basis.shape[0]))
+        w = checked(self, "weight", w, (self.channels, self.basis.shape[0]))
         TP.check_input(x, w, self.group, self.max_order, w.shape[1], name)
         basis = in_weight_dtype(self).basis  # (a weight given another dtype without .to())
         if basis.is_meta and not x.is_meta:  # built on the meta device, not yet materialised
