@@ -273,14 +273,12 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     print(file=file)
     _layer_table(rot_rows, shift_rows, grp.name, f"on {_count(shape[0])} ({source})", file,
                  width)
+    print(wrap(f"{grp.name} error: {_grid_cover(grp)}", width, "  "), file=file)
 
     with torch.no_grad():
         y = model(xb)
     n = batch
-    model_rows = [["invariance_error", grp.name, _fmt(metrics.invariance_error(model, xb, grp)),
-                   _count(n)]]
-    notes = [f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
-             f"the elements of {grp.name}, norms over all {_count(n)}."]
+    model_rows, notes = _invariance_rows(model, xb, grp)
     if isinstance(y, torch.Tensor) and y.dim() == 2:
         transforms: list[Transform] = ["circular_shift", "fractional_shift", "rot90",
                                                "rotate"]
@@ -337,6 +335,64 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                    f"raw noise is mostly interpolation error), so its values differ from the "
                    f"tables' (at 90 degrees: {_fmt(at90)})", width), file=file)
     return 0
+
+
+OFF_GRID = 16  # the whole model's off-grid angles of SO(2)/O(2): every 360/16 = 22.5 degrees
+
+
+def _names(els: list) -> str:
+    return ", ".join(map(repr, els))
+
+
+def _grid_cover(grp) -> str:
+    """Which elements the per-layer table's group column covers (the grid elements)."""
+    grid = grp.grid_elements()
+    if grp.is_finite and len(grid) == len(grp.elements()):
+        return f"over all {len(grid)} elements of {grp.name} ({_names(grid)}), exact"
+    others = (f"its other {len(grp.elements()) - len(grid)} elements are measured in the "
+              f"whole-model numbers only" if grp.is_finite else
+              f"not a bound over {grp.name}'s other rotations")
+    return (f"over the {len(grid)} grid elements of {grp.name} only ({_names(grid)}: the ones "
+            f"that map the pixel grid onto itself); {others}")
+
+
+def _invariance_rows(model: nn.Module, xb: torch.Tensor, grp) -> tuple[list, list[str]]:
+    """The whole model's invariance_error row(s) and their notes, each saying which elements
+    it covers: all elements of a finite group; the grid elements of SO(2)/O(2) and, in a
+    second row, :data:`OFF_GRID` angles off the grid (a continuous group's grid elements
+    alone are no bound over it); the grid elements only of SO(3)/O(3)."""
+    n = len(xb)
+    head = (f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
+            f"the elements g named, norms over all {_count(n)}")
+    grid = grp.grid_elements()
+    if grp.is_finite:
+        els = grp.elements()
+        err = metrics.invariance_error(model, xb, grp, elements=els)
+        exact = len(grid) == len(els)
+        rows = [["invariance_error", f"{grp.name}: all {len(els)}", _fmt(err), _count(n)]]
+        how = ("exact actions" if exact else
+               f"{len(grid)} on the grid, the others by bilinear interpolation, so the input "
+               f"is smoothed first and the number is approximate")
+        return rows, [f"{head}; {grp.name}: all {len(els)} elements ({_names(els)}; {how})."]
+    err = metrics.invariance_error(model, xb, grp, elements=grid)
+    rows = [["invariance_error", f"{grp.name}: {len(grid)} grid", _fmt(err), _count(n)]]
+    note = (f"{head}; {grp.name}: {len(grid)} grid: its grid elements only ({_names(grid)}), "
+            f"exact")
+    if grp.spatial_dim != 2:
+        return rows, [f"{note}; not a bound over {grp.name}, whose other rotations are not "
+                      f"measured here."]
+    step = 360.0 / OFF_GRID
+    degs = [step * (k + 0.5) for k in range(OFF_GRID)]  # none a multiple of 90 degrees
+    off = [g for r in (False, True)[:1 + grp.has_reflections]
+           for g in grp.elements_at(degs, reflection=r)]
+    err_off = metrics.invariance_error(model, xb, grp, elements=off)
+    rows.append(["invariance_error", f"{grp.name}: {len(off)} off-grid", _fmt(err_off),
+                 _count(n)])
+    return rows, [f"{note}; {grp.name}: {len(off)} off-grid: rotations by {degs[0]:g}, "
+                  f"{degs[1]:g}, ..., {degs[-1]:g} degrees (every {step:g}"
+                  f"{', each with and without the flip' if grp.has_reflections else ''}), "
+                  f"bilinear rotation of the smoothed input (approximate), a sample of "
+                  f"{grp.name}, not a bound over it."]
 
 
 def _count(n: int) -> str:

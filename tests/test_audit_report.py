@@ -1,0 +1,74 @@
+"""What the `equilayers audit` report says its numbers cover, and which steps it skips."""
+
+import re
+import sys
+import textwrap
+
+import pytest
+
+from equilayers.cli import main
+
+MODELS = textwrap.dedent("""
+    import torch
+    from torch import nn
+    from equilayers.nn import GroupConv2d, InvariantHead, LiftingConv2d, NormPool
+
+    def so2():  # exact on the four quarter turns, approximate in between
+        torch.manual_seed(0)
+        return nn.Sequential(LiftingConv2d(1, 2, 5, padding=2, group="so2", max_order=2),
+                             NormPool(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(6, 5))
+
+    def c8():
+        torch.manual_seed(0)
+        return nn.Sequential(LiftingConv2d(1, 2, 5, padding=2, group="c8"), nn.ReLU(),
+                             InvariantHead(2, 5, group="c8"))
+
+    def p4():
+        torch.manual_seed(0)
+        return nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
+                             InvariantHead(2, 5, group="p4"))
+""")
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setitem(sys.modules, "rich", None)
+    path = tmp_path / "gm.py"
+    path.write_text(MODELS)
+    return path
+
+
+def _value(text: str, label: str) -> float:
+    m = re.search(rf"invariance_error\s+{re.escape(label)}\s+([0-9.e+-]+)", text)
+    assert m, text
+    return float(m.group(1))
+
+
+def test_audit_of_so2_measures_off_grid_angles_and_says_so(models, capsys):
+    """The so2 line was the four quarter turns alone, labelled "over the elements of so2"."""
+    assert main(["audit", f"{models}:so2", "--input-shape", "2,1,9,9", "--batch", "4",
+                 "--group", "so2"]) == 0
+    text = capsys.readouterr().out
+    assert _value(text, "so2: 4 grid") < 1e-5  # exact on the grid
+    assert _value(text, "so2: 16 off-grid") > 1e-2  # and not off it: the report shows it
+    assert "so2 error: over the 4 grid elements of so2 only" in text
+    assert "not a bound over so2" in text and "over the elements of so2" not in text
+
+
+def test_audit_of_c8_says_the_table_covers_its_grid_elements_only(models, capsys):
+    assert main(["audit", f"{models}:c8", "--input-shape", "2,1,9,9", "--batch", "4",
+                 "--group", "c8"]) == 0
+    text = capsys.readouterr().out
+    assert _value(text, "c8: all 8") > 1e-3
+    assert "c8 error: over the 4 grid elements of c8 only" in text
+    assert "its other 4 elements are measured in the whole-model numbers only" in text
+
+
+def test_audit_of_p4_covers_all_elements_exactly(models, capsys):  # control: no off-grid row
+    assert main(["audit", f"{models}:p4", "--input-shape", "2,1,9,9", "--batch", "4"]) == 0
+    text = capsys.readouterr().out
+    assert _value(text, "c4: all 4") < 1e-5
+    assert "off-grid" not in text and "p4 error: over all 4 elements of c4" not in text
+    assert "error: over all 4 elements of c4 (rot0, rot90, rot180, rot270), exact" in text
