@@ -16,7 +16,8 @@ from . import metrics
 from ._grid import check_grid
 from ._table import print_table, table_width, terminal_width, wrap
 from .groups import fractional_shift, gaussian_smooth, get, rotate
-from .metrics._consistency import Transform
+from .metrics._consistency import Transform, _fiber_moves
+from .testing._fields import declared_type
 
 __all__ = ["load_factory", "parse_shape", "audit", "invariance_curves", "check_plot_path"]
 
@@ -98,15 +99,33 @@ def invariance_curves(model: nn.Module, x: torch.Tensor, *, angles: int = 37,
                       shifts: int = 17, max_shift: float = 2.0) -> dict[str, list[float]]:
     """Relative change ``||f(T x) - f(x)|| / ||f(x)||`` of the output against the rotation
     angle (degrees, bilinear :func:`~equilayers.groups.rotate` of a smoothed input) and
-    against a horizontal sub-pixel shift (:func:`~equilayers.groups.fractional_shift`)."""
+    against a horizontal sub-pixel shift (:func:`~equilayers.groups.fractional_shift`).
+    The rotation curve is all NaN for a model whose declared input type has a fiber (a
+    group feature map): a pixel rotation would not move its fibers (see :func:`skipped`)."""
     xs = gaussian_smooth(x, SMOOTH)
     degs = [360.0 * i / (angles - 1) for i in range(angles)]
     offs = [max_shift * i / (shifts - 1) for i in range(shifts)]
     with torch.no_grad():
         y = model(xs)
-        rot = [_rel_change(model(rotate(xs, math.radians(d))), y) for d in degs]
+        rot = ([math.nan] * len(degs) if skipped(model, "rotate") else
+               [_rel_change(model(rotate(xs, math.radians(d))), y) for d in degs])
         sh = [_rel_change(model(fractional_shift(xs, (0.0, s))), y) for s in offs]
     return {"angle": degs, "rotation": rot, "shift": offs, "translation": sh}
+
+
+def skipped(model: nn.Module, transform: str) -> str | None:
+    """Why ``transform`` does not apply to the model's declared input type (a group feature
+    map: a pixel rotation by any angle would not move its fibers; a flip outside its group),
+    or None where it applies (images, translations)."""
+    try:
+        _fiber_moves(model, transform)
+    except ValueError:
+        t = declared_type(model, "in")
+        return (f"the model's declared input type {t!r} is a group feature map, whose fibers a "
+                f"pixel rotation by an arbitrary angle does not move" if transform == "rotate"
+                else f"{transform} is not an element of the group of the model's declared "
+                     f"input type {t!r}")
+    return None
 
 
 def _require_matplotlib():
@@ -147,7 +166,11 @@ def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.9))
-    a.plot(curves["angle"], curves["rotation"], marker=".")
+    if all(v != v for v in curves["rotation"]):  # left out (invariance_curves says why)
+        a.text(0.5, 0.5, "left out: a pixel rotation does not\nmove this input's fibers",
+               ha="center", va="center", transform=a.transAxes)
+    else:
+        a.plot(curves["angle"], curves["rotation"], marker=".")
     a.set_xlabel("rotation angle (degrees)")
     a.set_ylabel("relative change of the output")
     a.set_xticks(range(0, 361, 90))
@@ -288,7 +311,11 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
             transforms.remove("rot90")
             notes.append(f"consistency under rot90 is left out: the {shape[-2]}x{shape[-1]} "
                          "input is not square (pass a square --input-shape to measure it).")
-        for t in transforms:
+        for t in list(transforms):
+            if (why := skipped(model, t)) is not None:
+                transforms.remove(t)
+                notes.append(f"consistency under {t} is left out: {why}.")
+                continue
             pairs: int | Literal["all"] = "all" if t in _EXACT else PAIRS
             c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
             model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (
@@ -334,6 +361,9 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                    f"angle and sub-pixel shift, norms over {smoothed} (bilinear rotation of "
                    f"raw noise is mostly interpolation error), so its values differ from the "
                    f"tables' (at 90 degrees: {_fmt(at90)})", width), file=file)
+        if (why := skipped(model, "rotate")) is not None:
+            print(wrap(f"the plot's rotation curve is left out: {why}", width, "  "),
+                  file=file)
     return 0
 
 

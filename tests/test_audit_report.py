@@ -24,6 +24,11 @@ MODELS = textwrap.dedent("""
         return nn.Sequential(LiftingConv2d(1, 2, 5, padding=2, group="c8"), nn.ReLU(),
                              InvariantHead(2, 5, group="c8"))
 
+    def on_maps():  # its input is a (B, 2, 4, H, W) p4 regular feature map
+        torch.manual_seed(0)
+        return nn.Sequential(GroupConv2d(2, 2, 3, padding=1, group="p4"), nn.ReLU(),
+                             InvariantHead(2, 5, group="p4"))
+
     def p4():
         torch.manual_seed(0)
         return nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
@@ -72,3 +77,35 @@ def test_audit_of_p4_covers_all_elements_exactly(models, capsys):  # control: no
     assert _value(text, "c4: all 4") < 1e-5
     assert "off-grid" not in text and "p4 error: over all 4 elements of c4" not in text
     assert "error: over all 4 elements of c4 (rot0, rot90, rot180, rot270), exact" in text
+
+
+def test_audit_of_a_model_on_group_maps_skips_rotate_and_says_so(models, tmp_path, capsys):
+    """It stopped after the per-layer table: consistency refused 'rotate' on a fibered input
+    type (exit 2). The transforms that do not apply are left out, and named."""
+    args = ["audit", f"{models}:on_maps", "--input-shape", "1,2,4,9,9", "--batch", "4"]
+    plot = None
+    if _has_matplotlib():
+        plot = tmp_path / "maps.png"
+        args += ["--out", str(plot)]
+    assert main(args) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "consistency under rotate is left out: the model's declared input type " \
+           "FieldType(c4, regular) is a group feature map" in text
+    assert re.search(r"consistency\s+rot90\s+1\.000", text)  # the transforms that apply run
+    assert not re.search(r"consistency\s+rotate", text)
+    if plot is not None:
+        assert plot.exists() and "the plot's rotation curve is left out" in text
+
+
+def test_audit_of_images_keeps_rotate(models, capsys):  # control
+    assert main(["audit", f"{models}:p4", "--input-shape", "1,1,9,9", "--batch", "4"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"consistency\s+rotate", text) and "left out" not in text
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
