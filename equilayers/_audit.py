@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -140,7 +141,8 @@ def _require_matplotlib():
 def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> None:
     """Raise before measuring on an ``--out`` the plot cannot be written to: without a suffix
     matplotlib wrote ``OUT.png`` while the report named ``OUT``; a suffix it does not know
-    failed after the measurements; a folder at a file's place was a traceback. ``flag``: the
+    failed after the measurements; a folder at a file's place was a traceback; a folder (or
+    file) that is not writable failed in ``savefig``. ``flag``: the
     option named (the examples' ``--plot``); ``name``: the file suggested in a folder."""
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -158,6 +160,12 @@ def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> 
     except OSError as exc:
         raise ValueError(f"{flag} {str(out)!r}: cannot make its folder {str(out.parent)!r} "
                          f"({exc.strerror or exc}); pass a path you can write to") from None
+    # a folder or file it cannot write failed in savefig, after all the measurements
+    where = out if out.exists() else out.parent
+    if not os.access(where, os.W_OK):
+        what = "the file" if where == out else "its folder"
+        raise ValueError(f"{flag} {str(out)!r}: {what} {str(where)!r} is not writable; pass a "
+                         f"path you can write to") from None
 
 
 def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:

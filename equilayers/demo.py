@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,6 +235,8 @@ def run(argv: list[str] | None = None) -> dict:
     except OSError as exc:
         parser.error(f"--out {str(out)!r} cannot be the folder of the results: "
                      f"{exc.strerror or exc}. Pass --out with a folder to write to")
+    if not os.access(out, os.W_OK):  # (it failed after the training, writing results.json)
+        parser.error(f"--out {str(out)!r} is not writable. Pass --out with a folder to write to")
 
     x, y = load_digits(args.data)
     gen = torch.Generator().manual_seed(args.seed)
