@@ -262,13 +262,27 @@ def run(argv: list[str] | None = None) -> dict:
                 f"seed {args.seed}")
     print(f"\nSettings: {settings}.")
     if args.quick:
-        print("--quick: the models are under-trained (2,000 digits, 2 epochs); the group "
-              "models' accuracies are far below a full run's. `equilayers demo` without "
-              "--quick trains them properly (about 4 minutes).")
+        print(_quick_note(specs, n_train, epochs))
     (out / "results.json").write_text(_results_json(results, args, n_train, n_test, epochs))
     _plot(results, out / "demo.png", settings + (" (--quick: under-trained)" if args.quick
                                                    else ""))
     return results
+
+
+def _quick_note(specs: list[Spec], n_train: int, epochs: int) -> str:
+    """What --quick costs, from the run's settings and models (it said "2 epochs" and "the
+    group models" whatever --epochs and --models were)."""
+    names = [s.name for s in specs]
+    group = [n for n in names if not n.startswith("plain")]
+    them = "it" if len(names) == 1 else "them"
+    which = ("the group models' accuracies are" if len(group) > 1 else
+             f"the {group[0]}'s accuracy is" if group else
+             "its accuracy is" if len(names) == 1 else "their accuracies are")
+    full = ("about 3 minutes on 2 CPU cores for the five models"
+            if len(names) == len(model_specs()) else "4,000 digits")
+    return (f"--quick: the model{'s are' if len(names) > 1 else ' is'} under-trained "
+            f"({n_train:,} digits, {epochs} epoch{'s' * (epochs != 1)}); {which} far below a "
+            f"full run's. `equilayers demo` without --quick trains {them} properly ({full}).")
 
 
 def _results_json(results: dict, args: argparse.Namespace, n_train: int, n_test: int,

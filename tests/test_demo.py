@@ -73,6 +73,17 @@ def test_demo_quick_has_its_own_folder_and_says_it_is_under_trained(tmp_path, mo
     assert not (tmp_path / "demo_out" / "results.json").exists()
     out = capsys.readouterr().out
     assert "under-trained" in out and "Settings: mnist: 2000 training / 500 test" in out
+    # the note follows the run: it said "2 epochs" and "the group models" whatever was run
+    assert "the model is under-trained (2,000 digits, 1 epoch); its accuracy" in out
+    assert "group models" not in out and "minutes" not in out
+
+
+def test_demo_quick_note_of_the_default_run():  # control: all five, the default epochs
+    from equilayers.demo import _quick_note, model_specs
+
+    note = _quick_note(model_specs(), 2000, 2)
+    assert "(2,000 digits, 2 epochs); the group models' accuracies are far below" in note
+    assert "about 3 minutes" in note  # as the README says
 
 
 def test_demo_plot_labels_every_bar_and_titles_the_settings(tmp_path, monkeypatch):
