@@ -85,9 +85,14 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) < 3 or any(v < 1 for v in shape):
+    if not shape or any(v < 1 for v in shape):
         raise ValueError(f"--input-shape must be comma-separated positive ints such as "
                          f"1,3,64,64; got {text!r}")
+    if len(shape) < 4:  # a 1-D model got a raw torch channel error from the audit's steps
+        raise ValueError(f"--input-shape {text!r} has {len(shape)} number(s): the audit "
+                         f"rotates and shifts an image or volume batch, so it needs at least 4 "
+                         f"(B,C,H,W such as 1,3,64,64; B,C,D,H,W for volumes); 1-D models "
+                         f"(B,C,L) cannot be audited")
     return shape
 
 
