@@ -134,6 +134,32 @@ def skipped(model: nn.Module, transform: str) -> str | None:
     return None
 
 
+_PLANAR = {"rot90": " about depth axis", "rotate": " about depth axis",
+           "flip": " about depth axis", "circular_shift": " in H, W",
+           "fractional_shift": " in H, W"}  # what consistency does to a volume
+
+
+def _volume_guess(model: nn.Module, shape: tuple[int, ...], grp) -> str:
+    """Refuse a planar group on a model whose declared input type is a volume; for an
+    undeclared 5-D input under a planar group, the line that says how it is taken (a plain
+    Conv3d model's (B, C, D, H, W) with D = |G| was labelled a regular map in silence)."""
+    if grp.spatial_dim != 2 or len(shape) < 5:
+        return ""
+    declared = declared_type(model, "in")
+    if getattr(declared, "spatial_dims", 2) == 3:
+        raise ValueError(f"--group {grp.name} is a planar group, but the model's declared "
+                         f"input type {declared!r} is a volume: audit it with a group of "
+                         f"volumes (--group o, oh, so3, ...)")
+    if declared is not None:
+        return ""
+    as_what = (f"a regular {grp.name} feature map (B, C, F, H, W), its F = {shape[2]} = "
+               f"|{grp.name}| slots permuted" if shape[2] == grp.order else
+               f"a {grp.name} feature map (B, C, F, H, W) with F = {shape[2]} slots")
+    return (f"note: the model declares no in_type, so its 5-D input is taken as {as_what}; "
+            f"if it is a volume (B, C, D, H, W), audit it with a group of volumes "
+            f"(--group o, oh, so3, ...)")
+
+
 def _require_matplotlib():
     try:
         import matplotlib
@@ -293,6 +319,9 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
         raise ValueError(f"the model returns a {type(y0).__name__}, not a tensor: audit "
                          f"measures one output; let the factory return a module whose forward "
                          f"picks it (e.g. model(x)[0])")
+    guess = _volume_guess(model, shape, grp)
+    # before the report: its refusals (a planar group on a Conv3d model) came after the tables
+    findings = check_grid(model, shape, grp)
     size = "x".join(map(str, shape[1:]))
     source = f"N(0, 1) noise, seed {seed}"
     head = wrap(f"equilayers audit:\0{spec}  input {tuple(shape)}  group {grp.name}  "
@@ -302,6 +331,8 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                f"{_count(shape[0])}, the whole-model numbers"
                f"{' and the plot' if out is not None else ''} on {_count(batch)} (--batch)",
                width), file=file)
+    if guess:
+        print(wrap(guess, width), file=file)
 
     rot_rows = metrics.layerwise_equivariance(model, x, grp)
     shift_rows = metrics.layerwise_shift_equivariance(model, x,
@@ -331,10 +362,15 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                 continue
             pairs: int | Literal["all"] = "all" if t in _EXACT else PAIRS
             c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
-            model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (
+            label = t + (_PLANAR[t] if grp.spatial_dim == 3 else "")
+            model_rows.append(["consistency", label, f"{c:.3f}", f"{_count(n)} x " + (
                 "all pairs" if pairs == "all" else f"{PAIRS} random pairs")])
         classes = int(y.argmax(dim=1).unique().numel())
         model_rows.append(["top-1 classes", "-", f"{classes} of {y.shape[1]}", _count(n)])
+        if grp.spatial_dim == 3:
+            notes.append(f"consistency on volumes: rot90, rotate and flip turn or flip each "
+                         f"volume about its depth axis only (the last two dims), and the shifts "
+                         f"move it in H and W only: a few of {grp.name}'s elements, not all.")
         exact = " and ".join(t for t in _EXACT if t in transforms)
         notes.append(f"consistency: the share of pairs of transformed copies (t1 x, t2 x) "
                      f"given the same top-1 class (Zhang 2019), averaged over the {_count(n)}; "
@@ -352,7 +388,6 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     for note in notes:
         print(wrap(note, width, "  "), file=file)
 
-    findings = check_grid(model, shape, grp)
     print(file=file)
     if findings:
         print(wrap(f"check_grid: {len(findings)} finding(s) at this input size:", width),
@@ -374,6 +409,9 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                    f"angle and sub-pixel shift, norms over {smoothed} (bilinear rotation of "
                    f"raw noise is mostly interpolation error), so its values differ from the "
                    f"tables' (at 90 degrees: {_fmt(at90)})", width), file=file)
+        if grp.spatial_dim == 3:
+            print(wrap("the plot on volumes: rotations about the depth axis only (the last "
+                       "two dims), shifts along W", width, "  "), file=file)
         if (why := skipped(model, "rotate")) is not None:
             print(wrap(f"the plot's rotation curve is left out: {why}", width, "  "),
                   file=file)
@@ -384,7 +422,7 @@ OFF_GRID = 16  # the whole model's off-grid angles of SO(2)/O(2): every 360/16 =
 
 
 def _names(els: list) -> str:
-    return ", ".join(map(repr, els))
+    return ", ".join(map(repr, els[:8])) + (f", ... ({len(els)} in all)" if len(els) > 8 else "")
 
 
 def _grid_cover(grp) -> str:

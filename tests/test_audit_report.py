@@ -30,6 +30,25 @@ MODELS = textwrap.dedent("""
         return nn.Sequential(GroupConv2d(2, 2, 3, padding=1, group="p4"), nn.ReLU(),
                              InvariantHead(2, 5, group="p4"))
 
+    def vol_o():  # a volume model of the cube's rotations
+        from equilayers.nn import LiftingConv3d
+        torch.manual_seed(0)
+        return nn.Sequential(LiftingConv3d(1, 2, 3, padding=1, group="o"), _MeanHead())
+
+    class _MeanHead(nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3, 4, 5))
+
+    def plain3d():  # plain volumes (B, 4, D, H, W): D = 4 = |p4| by chance
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv3d(4, 4, 3, padding=1), nn.AdaptiveAvgPool3d(1),
+                             nn.Flatten(), nn.Linear(4, 5))
+
+    def slices():  # a 5-D input folded into channels: nothing tells what it is
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(1, 2), nn.Conv2d(16, 4, 3, padding=1),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+
     def p4():
         torch.manual_seed(0)
         return nn.Sequential(LiftingConv2d(1, 2, 3, padding=1, group="p4"), nn.ReLU(),
@@ -135,3 +154,52 @@ def test_audit_refuses_a_plot_folder_it_cannot_write_before_measuring(models, tm
     finally:
         ro.chmod(0o700)
     check_plot_path(ro / "a.png")  # control: writable again, accepted
+
+
+def test_audit_of_volumes_labels_the_planar_checks(models, capsys):
+    """The consistency rows of an o audit turn each volume about its depth axis only; they
+    were labelled as if they covered the group."""
+    assert main(["audit", f"{models}:vol_o", "--input-shape", "1,1,5,5,5", "--batch", "2",
+                 "--group", "o"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"consistency\s+rot90 about depth axis", text)
+    assert re.search(r"consistency\s+circular_shift in H, W", text)
+    assert "consistency on volumes: rot90, rotate and flip turn or flip each volume about its " \
+           "depth axis only" in text
+    assert _value(text, "o: all 24") < 1e-5 and "(24 in all)" in text
+
+
+def test_audit_of_images_has_no_depth_axis_label(models, capsys):  # control
+    assert main(["audit", f"{models}:p4", "--input-shape", "1,1,9,9", "--batch", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "depth axis" not in text and re.search(r"consistency\s+rot90\s", text)
+
+
+def test_audit_says_how_it_takes_an_undeclared_5d_input_under_a_planar_group(models, capsys):
+    """A 5-D input with D = |G| was labelled a regular p4 map without a word."""
+    assert main(["audit", f"{models}:slices", "--input-shape", "1,4,4,9,9", "--batch",
+                 "2"]) == 0
+    text = capsys.readouterr().out
+    assert "its 5-D input is taken as a regular c4 feature map (B, C, F, H, W)" in text
+    assert "if it is a volume (B, C, D, H, W), audit it with a group of volumes" in text
+    # control: a model that declares its group-map input gets no such line
+    assert main(["audit", f"{models}:on_maps", "--input-shape", "1,2,4,9,9", "--batch",
+                 "2"]) == 0
+    assert "is taken as" not in capsys.readouterr().out
+
+
+def test_audit_refuses_a_planar_group_on_a_declared_volume_model(models, capsys):
+    assert main(["audit", f"{models}:vol_o", "--input-shape", "1,1,5,5,5", "--batch", "2",
+                 "--group", "p4"]) == 2
+    assert "--group c4 is a planar group, but the model's declared input type " \
+           "FieldType(o, trivial) is a volume" in capsys.readouterr().err
+
+
+def test_audit_refuses_a_planar_group_on_a_conv3d_model_before_the_tables(models, capsys):
+    """check_grid's refusal (a planar group on a model that slides over volumes) came after
+    the per-layer and whole-model tables, which had labelled the volume a regular p4 map."""
+    assert main(["audit", f"{models}:plain3d", "--input-shape", "1,4,4,9,9", "--batch",
+                 "2"]) == 2
+    captured = capsys.readouterr()
+    assert "acts on images (H, W), but the model slides windows over volumes" in captured.err
+    assert "Per-layer" not in captured.out
