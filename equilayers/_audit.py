@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,7 +17,8 @@ from . import metrics
 from ._grid import check_grid
 from ._table import print_table, table_width, terminal_width, wrap
 from .groups import fractional_shift, gaussian_smooth, get, rotate
-from .metrics._consistency import Transform
+from .metrics._consistency import Transform, _fiber_moves
+from .testing._fields import declared_type
 
 __all__ = ["load_factory", "parse_shape", "audit", "invariance_curves", "check_plot_path"]
 
@@ -83,9 +85,14 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) < 3 or any(v < 1 for v in shape):
+    if not shape or any(v < 1 for v in shape):
         raise ValueError(f"--input-shape must be comma-separated positive ints such as "
                          f"1,3,64,64; got {text!r}")
+    if len(shape) < 4:  # a 1-D model got a raw torch channel error from the audit's steps
+        raise ValueError(f"--input-shape {text!r} has {len(shape)} number(s): the audit "
+                         f"rotates and shifts an image or volume batch, so it needs at least 4 "
+                         f"(B,C,H,W such as 1,3,64,64; B,C,D,H,W for volumes); 1-D models "
+                         f"(B,C,L) cannot be audited")
     return shape
 
 
@@ -98,15 +105,59 @@ def invariance_curves(model: nn.Module, x: torch.Tensor, *, angles: int = 37,
                       shifts: int = 17, max_shift: float = 2.0) -> dict[str, list[float]]:
     """Relative change ``||f(T x) - f(x)|| / ||f(x)||`` of the output against the rotation
     angle (degrees, bilinear :func:`~equilayers.groups.rotate` of a smoothed input) and
-    against a horizontal sub-pixel shift (:func:`~equilayers.groups.fractional_shift`)."""
+    against a horizontal sub-pixel shift (:func:`~equilayers.groups.fractional_shift`).
+    The rotation curve is all NaN for a model whose declared input type has a fiber (a
+    group feature map): a pixel rotation would not move its fibers (see :func:`skipped`)."""
     xs = gaussian_smooth(x, SMOOTH)
     degs = [360.0 * i / (angles - 1) for i in range(angles)]
     offs = [max_shift * i / (shifts - 1) for i in range(shifts)]
     with torch.no_grad():
         y = model(xs)
-        rot = [_rel_change(model(rotate(xs, math.radians(d))), y) for d in degs]
+        rot = ([math.nan] * len(degs) if skipped(model, "rotate") else
+               [_rel_change(model(rotate(xs, math.radians(d))), y) for d in degs])
         sh = [_rel_change(model(fractional_shift(xs, (0.0, s))), y) for s in offs]
     return {"angle": degs, "rotation": rot, "shift": offs, "translation": sh}
+
+
+def skipped(model: nn.Module, transform: str) -> str | None:
+    """Why ``transform`` does not apply to the model's declared input type (a group feature
+    map: a pixel rotation by any angle would not move its fibers; a flip outside its group),
+    or None where it applies (images, translations)."""
+    try:
+        _fiber_moves(model, transform)
+    except ValueError:
+        t = declared_type(model, "in")
+        return (f"the model's declared input type {t!r} is a group feature map, whose fibers a "
+                f"pixel rotation by an arbitrary angle does not move" if transform == "rotate"
+                else f"{transform} is not an element of the group of the model's declared "
+                     f"input type {t!r}")
+    return None
+
+
+_PLANAR = {"rot90": " about depth axis", "rotate": " about depth axis",
+           "flip": " about depth axis", "circular_shift": " in H, W",
+           "fractional_shift": " in H, W"}  # what consistency does to a volume
+
+
+def _volume_guess(model: nn.Module, shape: tuple[int, ...], grp) -> str:
+    """Refuse a planar group on a model whose declared input type is a volume; for an
+    undeclared 5-D input under a planar group, the line that says how it is taken (a plain
+    Conv3d model's (B, C, D, H, W) with D = |G| was labelled a regular map in silence)."""
+    if grp.spatial_dim != 2 or len(shape) < 5:
+        return ""
+    declared = declared_type(model, "in")
+    if getattr(declared, "spatial_dims", 2) == 3:
+        raise ValueError(f"--group {grp.name} is a planar group, but the model's declared "
+                         f"input type {declared!r} is a volume: audit it with a group of "
+                         f"volumes (--group o, oh, so3, ...)")
+    if declared is not None:
+        return ""
+    as_what = (f"a regular {grp.name} feature map (B, C, F, H, W), its F = {shape[2]} = "
+               f"|{grp.name}| slots permuted" if shape[2] == grp.order else
+               f"a {grp.name} feature map (B, C, F, H, W) with F = {shape[2]} slots")
+    return (f"note: the model declares no in_type, so its 5-D input is taken as {as_what}; "
+            f"if it is a volume (B, C, D, H, W), audit it with a group of volumes "
+            f"(--group o, oh, so3, ...)")
 
 
 def _require_matplotlib():
@@ -121,7 +172,8 @@ def _require_matplotlib():
 def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> None:
     """Raise before measuring on an ``--out`` the plot cannot be written to: without a suffix
     matplotlib wrote ``OUT.png`` while the report named ``OUT``; a suffix it does not know
-    failed after the measurements; a folder at a file's place was a traceback. ``flag``: the
+    failed after the measurements; a folder at a file's place was a traceback; a folder (or
+    file) that is not writable failed in ``savefig``. ``flag``: the
     option named (the examples' ``--plot``); ``name``: the file suggested in a folder."""
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -139,6 +191,12 @@ def check_plot_path(out: Path, flag: str = "--out", name: str = "audit.png") -> 
     except OSError as exc:
         raise ValueError(f"{flag} {str(out)!r}: cannot make its folder {str(out.parent)!r} "
                          f"({exc.strerror or exc}); pass a path you can write to") from None
+    # a folder or file it cannot write failed in savefig, after all the measurements
+    where = out if out.exists() else out.parent
+    if not os.access(where, os.W_OK):
+        what = "the file" if where == out else "its folder"
+        raise ValueError(f"{flag} {str(out)!r}: {what} {str(where)!r} is not writable; pass a "
+                         f"path you can write to") from None
 
 
 def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
@@ -147,7 +205,11 @@ def _plot(curves: dict[str, list[float]], out: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.9))
-    a.plot(curves["angle"], curves["rotation"], marker=".")
+    if all(v != v for v in curves["rotation"]):  # left out (invariance_curves says why)
+        a.text(0.5, 0.5, "left out: a pixel rotation does not\nmove this input's fibers",
+               ha="center", va="center", transform=a.transAxes)
+    else:
+        a.plot(curves["angle"], curves["rotation"], marker=".")
     a.set_xlabel("rotation angle (degrees)")
     a.set_ylabel("relative change of the output")
     a.set_xticks(range(0, 361, 90))
@@ -257,6 +319,9 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
         raise ValueError(f"the model returns a {type(y0).__name__}, not a tensor: audit "
                          f"measures one output; let the factory return a module whose forward "
                          f"picks it (e.g. model(x)[0])")
+    guess = _volume_guess(model, shape, grp)
+    # before the report: its refusals (a planar group on a Conv3d model) came after the tables
+    findings = check_grid(model, shape, grp)
     size = "x".join(map(str, shape[1:]))
     source = f"N(0, 1) noise, seed {seed}"
     head = wrap(f"equilayers audit:\0{spec}  input {tuple(shape)}  group {grp.name}  "
@@ -266,6 +331,8 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                f"{_count(shape[0])}, the whole-model numbers"
                f"{' and the plot' if out is not None else ''} on {_count(batch)} (--batch)",
                width), file=file)
+    if guess:
+        print(wrap(guess, width), file=file)
 
     rot_rows = metrics.layerwise_equivariance(model, x, grp)
     shift_rows = metrics.layerwise_shift_equivariance(model, x,
@@ -273,14 +340,12 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     print(file=file)
     _layer_table(rot_rows, shift_rows, grp.name, f"on {_count(shape[0])} ({source})", file,
                  width)
+    print(wrap(f"{grp.name} error: {_grid_cover(grp)}", width, "  "), file=file)
 
     with torch.no_grad():
         y = model(xb)
     n = batch
-    model_rows = [["invariance_error", grp.name, _fmt(metrics.invariance_error(model, xb, grp)),
-                   _count(n)]]
-    notes = [f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
-             f"the elements of {grp.name}, norms over all {_count(n)}."]
+    model_rows, notes = _invariance_rows(model, xb, grp)
     if isinstance(y, torch.Tensor) and y.dim() == 2:
         transforms: list[Transform] = ["circular_shift", "fractional_shift", "rot90",
                                                "rotate"]
@@ -290,13 +355,22 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
             transforms.remove("rot90")
             notes.append(f"consistency under rot90 is left out: the {shape[-2]}x{shape[-1]} "
                          "input is not square (pass a square --input-shape to measure it).")
-        for t in transforms:
+        for t in list(transforms):
+            if (why := skipped(model, t)) is not None:
+                transforms.remove(t)
+                notes.append(f"consistency under {t} is left out: {why}.")
+                continue
             pairs: int | Literal["all"] = "all" if t in _EXACT else PAIRS
             c = metrics.consistency(model, xb, t, pairs=pairs, generator=gen)
-            model_rows.append(["consistency", t, f"{c:.3f}", f"{_count(n)} x " + (
+            label = t + (_PLANAR[t] if grp.spatial_dim == 3 else "")
+            model_rows.append(["consistency", label, f"{c:.3f}", f"{_count(n)} x " + (
                 "all pairs" if pairs == "all" else f"{PAIRS} random pairs")])
         classes = int(y.argmax(dim=1).unique().numel())
         model_rows.append(["top-1 classes", "-", f"{classes} of {y.shape[1]}", _count(n)])
+        if grp.spatial_dim == 3:
+            notes.append(f"consistency on volumes: rot90, rotate and flip turn or flip each "
+                         f"volume about its depth axis only (the last two dims), and the shifts "
+                         f"move it in H and W only: a few of {grp.name}'s elements, not all.")
         exact = " and ".join(t for t in _EXACT if t in transforms)
         notes.append(f"consistency: the share of pairs of transformed copies (t1 x, t2 x) "
                      f"given the same top-1 class (Zhang 2019), averaged over the {_count(n)}; "
@@ -314,7 +388,6 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
     for note in notes:
         print(wrap(note, width, "  "), file=file)
 
-    findings = check_grid(model, shape, grp)
     print(file=file)
     if findings:
         print(wrap(f"check_grid: {len(findings)} finding(s) at this input size:", width),
@@ -336,7 +409,71 @@ def audit(spec: str, input_shape: str, group: str = "p4", out: str | None = None
                    f"angle and sub-pixel shift, norms over {smoothed} (bilinear rotation of "
                    f"raw noise is mostly interpolation error), so its values differ from the "
                    f"tables' (at 90 degrees: {_fmt(at90)})", width), file=file)
+        if grp.spatial_dim == 3:
+            print(wrap("the plot on volumes: rotations about the depth axis only (the last "
+                       "two dims), shifts along W", width, "  "), file=file)
+        if (why := skipped(model, "rotate")) is not None:
+            print(wrap(f"the plot's rotation curve is left out: {why}", width, "  "),
+                  file=file)
     return 0
+
+
+OFF_GRID = 16  # the whole model's off-grid angles of SO(2)/O(2): every 360/16 = 22.5 degrees
+
+
+def _names(els: list) -> str:
+    return ", ".join(map(repr, els[:8])) + (f", ... ({len(els)} in all)" if len(els) > 8 else "")
+
+
+def _grid_cover(grp) -> str:
+    """Which elements the per-layer table's group column covers (the grid elements)."""
+    grid = grp.grid_elements()
+    if grp.is_finite and len(grid) == len(grp.elements()):
+        return f"over all {len(grid)} elements of {grp.name} ({_names(grid)}), exact"
+    others = (f"its other {len(grp.elements()) - len(grid)} elements are measured in the "
+              f"whole-model numbers only" if grp.is_finite else
+              f"not a bound over {grp.name}'s other rotations")
+    return (f"over the {len(grid)} grid elements of {grp.name} only ({_names(grid)}: the ones "
+            f"that map the pixel grid onto itself); {others}")
+
+
+def _invariance_rows(model: nn.Module, xb: torch.Tensor, grp) -> tuple[list, list[str]]:
+    """The whole model's invariance_error row(s) and their notes, each saying which elements
+    it covers: all elements of a finite group; the grid elements of SO(2)/O(2) and, in a
+    second row, :data:`OFF_GRID` angles off the grid (a continuous group's grid elements
+    alone are no bound over it); the grid elements only of SO(3)/O(3)."""
+    n = len(xb)
+    head = (f"invariance_error: the worst relative change ||f(g x) - f(x)|| / ||f(x)|| over "
+            f"the elements g named, norms over all {_count(n)}")
+    grid = grp.grid_elements()
+    if grp.is_finite:
+        els = grp.elements()
+        err = metrics.invariance_error(model, xb, grp, elements=els)
+        exact = len(grid) == len(els)
+        rows = [["invariance_error", f"{grp.name}: all {len(els)}", _fmt(err), _count(n)]]
+        how = ("exact actions" if exact else
+               f"{len(grid)} on the grid, the others by bilinear interpolation, so the input "
+               f"is smoothed first and the number is approximate")
+        return rows, [f"{head}; {grp.name}: all {len(els)} elements ({_names(els)}; {how})."]
+    err = metrics.invariance_error(model, xb, grp, elements=grid)
+    rows = [["invariance_error", f"{grp.name}: {len(grid)} grid", _fmt(err), _count(n)]]
+    note = (f"{head}; {grp.name}: {len(grid)} grid: its grid elements only ({_names(grid)}), "
+            f"exact")
+    if grp.spatial_dim != 2:
+        return rows, [f"{note}; not a bound over {grp.name}, whose other rotations are not "
+                      f"measured here."]
+    step = 360.0 / OFF_GRID
+    degs = [step * (k + 0.5) for k in range(OFF_GRID)]  # none a multiple of 90 degrees
+    off = [g for r in (False, True)[:1 + grp.has_reflections]
+           for g in grp.elements_at(degs, reflection=r)]
+    err_off = metrics.invariance_error(model, xb, grp, elements=off)
+    rows.append(["invariance_error", f"{grp.name}: {len(off)} off-grid", _fmt(err_off),
+                 _count(n)])
+    return rows, [f"{note}; {grp.name}: {len(off)} off-grid: rotations by {degs[0]:g}, "
+                  f"{degs[1]:g}, ..., {degs[-1]:g} degrees (every {step:g}"
+                  f"{', each with and without the flip' if grp.has_reflections else ''}), "
+                  f"bilinear rotation of the smoothed input (approximate), a sample of "
+                  f"{grp.name}, not a bound over it."]
 
 
 def _count(n: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,6 +235,8 @@ def run(argv: list[str] | None = None) -> dict:
     except OSError as exc:
         parser.error(f"--out {str(out)!r} cannot be the folder of the results: "
                      f"{exc.strerror or exc}. Pass --out with a folder to write to")
+    if not os.access(out, os.W_OK):  # (it failed after the training, writing results.json)
+        parser.error(f"--out {str(out)!r} is not writable. Pass --out with a folder to write to")
 
     x, y = load_digits(args.data)
     gen = torch.Generator().manual_seed(args.seed)
@@ -259,13 +262,27 @@ def run(argv: list[str] | None = None) -> dict:
                 f"seed {args.seed}")
     print(f"\nSettings: {settings}.")
     if args.quick:
-        print("--quick: the models are under-trained (2,000 digits, 2 epochs); the group "
-              "models' accuracies are far below a full run's. `equilayers demo` without "
-              "--quick trains them properly (about 4 minutes).")
+        print(_quick_note(specs, n_train, epochs))
     (out / "results.json").write_text(_results_json(results, args, n_train, n_test, epochs))
     _plot(results, out / "demo.png", settings + (" (--quick: under-trained)" if args.quick
                                                    else ""))
     return results
+
+
+def _quick_note(specs: list[Spec], n_train: int, epochs: int) -> str:
+    """What --quick costs, from the run's settings and models (it said "2 epochs" and "the
+    group models" whatever --epochs and --models were)."""
+    names = [s.name for s in specs]
+    group = [n for n in names if not n.startswith("plain")]
+    them = "it" if len(names) == 1 else "them"
+    which = ("the group models' accuracies are" if len(group) > 1 else
+             f"the {group[0]}'s accuracy is" if group else
+             "its accuracy is" if len(names) == 1 else "their accuracies are")
+    full = ("about 3 minutes on 2 CPU cores for the five models"
+            if len(names) == len(model_specs()) else "4,000 digits")
+    return (f"--quick: the model{'s are' if len(names) > 1 else ' is'} under-trained "
+            f"({n_train:,} digits, {epochs} epoch{'s' * (epochs != 1)}); {which} far below a "
+            f"full run's. `equilayers demo` without --quick trains {them} properly ({full}).")
 
 
 def _results_json(results: dict, args: argparse.Namespace, n_train: int, n_test: int,

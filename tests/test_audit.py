@@ -88,8 +88,11 @@ def test_audit_in_process_plain_table(model_file, capsys, monkeypatch):
     (["nope.py:build", "--input-shape", "1,3,9,9"], "does not exist"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--group", "p5"], "unknown group='p5'"),
     (["{f}:build", "--input-shape", "1,3,9,9", "--batch", "0"], "--batch must be a positive"),
-    (["{f}:build", "--input-shape", "1,9,9"], "the model fails on an input of shape (1, 9, 9) "
-                                              "(--input-shape: the whole input shape"),
+    (["{f}:build", "--input-shape", "1,9,9,9"], "the model fails on an input of shape "
+                                                "(1, 9, 9, 9) (--input-shape: the whole input"),
+    # a 1-D model's raw torch channel error: an image or volume batch is needed
+    (["{f}:build", "--input-shape", "1,1,28"], "--input-shape '1,1,28' has 3 number(s): the "
+                                               "audit rotates and shifts an image or volume"),
     # a tuple output was invariance_error's TypeError traceback, after the per-layer table
     (["{f}:pair", "--input-shape", "1,3,9,9"], "the model returns a tuple, not a tensor"),
 ])

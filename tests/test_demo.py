@@ -1,6 +1,7 @@
 """The README's main job, in its --quick mode: the expected direction of the result."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,17 @@ def test_demo_quick_has_its_own_folder_and_says_it_is_under_trained(tmp_path, mo
     assert not (tmp_path / "demo_out" / "results.json").exists()
     out = capsys.readouterr().out
     assert "under-trained" in out and "Settings: mnist: 2000 training / 500 test" in out
+    # the note follows the run: it said "2 epochs" and "the group models" whatever was run
+    assert "the model is under-trained (2,000 digits, 1 epoch); its accuracy" in out
+    assert "group models" not in out and "minutes" not in out
+
+
+def test_demo_quick_note_of_the_default_run():  # control: all five, the default epochs
+    from equilayers.demo import _quick_note, model_specs
+
+    note = _quick_note(model_specs(), 2000, 2)
+    assert "(2,000 digits, 2 epochs); the group models' accuracies are far below" in note
+    assert "about 3 minutes" in note  # as the README says
 
 
 def test_demo_plot_labels_every_bar_and_titles_the_settings(tmp_path, monkeypatch):
@@ -140,3 +152,27 @@ def test_demo_rejects_bad_epochs_and_out_before_training(args, named, tmp_path, 
     assert exc.value.code == 2
     assert named.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_demo_refuses_an_out_folder_it_cannot_write_before_training(tmp_path, monkeypatch,
+                                                                   capsys):
+    """A read-only --out failed writing results.json after every model had trained."""
+    from equilayers import demo
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root: chmod does not restrict
+            pytest.skip("chmod does not make a folder read-only here (running as root)")
+
+        def no_data(data):
+            raise AssertionError("loaded the digits before the arguments were checked")
+
+        monkeypatch.setattr(demo, "load_digits", no_data)
+        with pytest.raises(SystemExit) as exc:
+            demo.run(["--quick", "--models", "plain CNN", "--out", str(ro)])
+        assert exc.value.code == 2
+        assert f"--out {str(ro)!r} is not writable" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)

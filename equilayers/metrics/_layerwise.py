@@ -272,7 +272,9 @@ def layerwise_shift_equivariance(
     A circular shift ``s`` of the input should shift a layer's output of size ``(h, w)`` by
     ``s * (h, w) / (H, W)``: ``err_L = max_s ||L(roll(x, s)) - roll(L(x), s h / H)|| / ...``;
     outputs without spatial dims (logits) must not change (invariance). Rows where the
-    expected shift is not an integer get ``error = NaN`` and a note.
+    expected shift is not an integer get ``error = NaN`` and a note. A later row's error at a
+    shift is laid (``lost``) on the sub-sampling row where that shift stopped being comparable,
+    also where the sizes stop dividing there (a stride 2 on 29x29): that row's note says so.
 
     Args:
         model: an ``nn.Module``.
@@ -341,8 +343,10 @@ def layerwise_shift_equivariance(
                 e_s = [v * n / a for v, n, a in zip(s, out.shape[-nd:], size_in, strict=True)]
                 if any(v != int(v) for v in e_s):
                     skipped.append(f"shift{s}")
-                    if all(a % n == 0 for n, a in zip(out.shape[-nd:], size_in, strict=True)):
-                        broken.setdefault(f"shift{s}", i)  # sub-sampling (not a resize)
+                    # sub-sampling (not an upscaling resize): a stride whose sizes divide,
+                    # or one whose sizes stop dividing (29 -> 15), where no shift compares
+                    if all(n <= a for n, a in zip(out.shape[-nd:], size_in, strict=True)):
+                        broken.setdefault(f"shift{s}", i)
                     continue  # not comparable at this shift; other shifts may be
                 expect = roll(out, tuple(int(v) for v in e_s))
             else:
@@ -356,6 +360,9 @@ def layerwise_shift_equivariance(
         elif skipped and not note:
             note = (f"not compared at {', '.join(skipped)}: it moves this output by a "
                     "fraction of a pixel (sub-sampling; aliasing at that shift starts here)")
+        if err != err and i in broken.values() and note.startswith("no shift"):
+            note += ("; shift comparability ends here (its size does not divide the input's), "
+                     "so a later layer's shift error starts here")
         rows.append(LayerRow(name, type(mod).__name__, tuple(out.shape), rep, err, worst,
                              note=note))
 
