@@ -38,6 +38,23 @@ def interpret(monkeypatch):
     monkeypatch.delenv("EQUILAYERS_DISABLE_TRITON", raising=False)
 
 
+@pytest.fixture
+def unwritable_dir(tmp_path, monkeypatch):
+    """A folder that ``os.access(..., os.W_OK)`` calls unwritable (a chmod does not restrict
+    root, which runs CI here; the commands check writability through ``os.access``)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(path).resolve() == folder.resolve():
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _group_registry():
     """Group names a test registers (``register_group``) are unregistered after it."""

@@ -1,6 +1,5 @@
 """What the `equilayers audit` report says its numbers cover, and which steps it skips."""
 
-import os
 import re
 import sys
 import textwrap
@@ -131,28 +130,22 @@ def _has_matplotlib() -> bool:
     return True
 
 
-def test_audit_refuses_a_plot_folder_it_cannot_write_before_measuring(models, tmp_path,
-                                                                      capsys):
+def test_audit_refuses_a_plot_folder_it_cannot_write_before_measuring(models, unwritable_dir,
+                                                                      capsys, monkeypatch):
     """A read-only folder for --out (and the examples' --plot, the same check) failed in
     savefig after all the measurements."""
     pytest.importorskip("matplotlib")
     from equilayers._audit import check_plot_path
 
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):  # root: chmod does not restrict
-            pytest.skip("chmod does not make a folder read-only here (running as root)")
-        assert main(["audit", f"{models}:p4", "--input-shape", "1,1,9,9", "--out",
-                     str(ro / "a.png")]) == 2
-        captured = capsys.readouterr()
-        assert f"--out {str(ro / 'a.png')!r}: its folder {str(ro)!r} is not writable" \
-            in captured.err and "Per-layer" not in captured.out
-        with pytest.raises(ValueError, match="--plot .* is not writable"):
-            check_plot_path(ro / "b.png", "--plot")
-    finally:
-        ro.chmod(0o700)
+    ro = unwritable_dir
+    assert main(["audit", f"{models}:p4", "--input-shape", "1,1,9,9", "--out",
+                 str(ro / "a.png")]) == 2
+    captured = capsys.readouterr()
+    assert f"--out {str(ro / 'a.png')!r}: its folder {str(ro)!r} is not writable" \
+        in captured.err and "Per-layer" not in captured.out
+    with pytest.raises(ValueError, match="--plot .* is not writable"):
+        check_plot_path(ro / "b.png", "--plot")
+    monkeypatch.undo()
     check_plot_path(ro / "a.png")  # control: writable again, accepted
 
 

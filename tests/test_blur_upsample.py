@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from _lps_common import WithIndex as _With
 
 import equilayers.functional as EF
 import equilayers.nn as enn
@@ -127,11 +128,3 @@ def test_upsampling_keeps_channels_last(make, gen):
     assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
     torch.testing.assert_close(y, m(x), rtol=0, atol=0)
 
-
-class _With(torch.nn.Module):
-    def __init__(self, up, index):
-        super().__init__()
-        self.up, self.index = up, index
-
-    def forward(self, x):
-        return self.up(x, self.index)

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from _lps_common import WithIndex as _With
 
 import equilayers.nn as enn
 from equilayers.functional import blur_pool3d, blur_upsample2d, blur_upsample3d
@@ -81,14 +82,6 @@ def test_module_equals_functional_repr_and_errors(gen):
     with pytest.raises(ValueError, match=r"\(\.\.\., D, H, W\) with a batch dim"):
         blur_upsample3d(torch.randn(4, 4, 4), 2)
 
-
-class _With(torch.nn.Module):
-    def __init__(self, up, index):
-        super().__init__()
-        self.up, self.index = up, index
-
-    def forward(self, x):
-        return self.up(x, self.index)
 
 
 _CL3 = torch.channels_last_3d

@@ -79,12 +79,17 @@ def test_compile_inductor_group_conv_training_at_two_sizes_per_size():
     for size in (8, 6):
         x = torch.randn(2, 2, 4, size, size, generator=torch.Generator().manual_seed(size),
                         requires_grad=True)
-        y = compiled(x)
-        _assert_same(y, conv(x))
-        g = torch.autograd.grad(y.square().sum(), (x, conv.weight))
-        ref = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
-        for a, b in zip(g, ref, strict=True):
-            _assert_same(a, b)
+        _assert_same_step(compiled, conv, x)
+
+
+def _assert_same_step(compiled, conv, x) -> None:
+    """The compiled module's outputs and gradients (input, weight) are the eager ones."""
+    y = compiled(x)
+    _assert_same(y, conv(x))
+    g = torch.autograd.grad(y.square().sum(), (x, conv.weight))
+    ref = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
+    for a, b in zip(g, ref, strict=True):
+        _assert_same(a, b)
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -102,12 +107,7 @@ def test_compile_inductor_dynamic_lifting_conv_training(transposed):
     torch._dynamo.reset()
     compiled = torch.compile(conv, dynamic=True)
     x = torch.randn(2, 2, 9, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    y = compiled(x)
-    _assert_same(y, conv(x))
-    g = torch.autograd.grad(y.square().sum(), (x, conv.weight))
-    ref = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
-    for a, b in zip(g, ref, strict=True):
-        _assert_same(a, b)
+    _assert_same_step(compiled, conv, x)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,7 +1,6 @@
 """The README's main job, in its --quick mode: the expected direction of the result."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -154,25 +153,18 @@ def test_demo_rejects_bad_epochs_and_out_before_training(args, named, tmp_path, 
     assert (tmp_path / "file").read_text() == "mine"
 
 
-def test_demo_refuses_an_out_folder_it_cannot_write_before_training(tmp_path, monkeypatch,
-                                                                   capsys):
+def test_demo_refuses_an_out_folder_it_cannot_write_before_training(unwritable_dir,
+                                                                   monkeypatch, capsys):
     """A read-only --out failed writing results.json after every model had trained."""
     from equilayers import demo
 
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):  # root: chmod does not restrict
-            pytest.skip("chmod does not make a folder read-only here (running as root)")
+    ro = unwritable_dir
 
-        def no_data(data):
-            raise AssertionError("loaded the digits before the arguments were checked")
+    def no_data(data):
+        raise AssertionError("loaded the digits before the arguments were checked")
 
-        monkeypatch.setattr(demo, "load_digits", no_data)
-        with pytest.raises(SystemExit) as exc:
-            demo.run(["--quick", "--models", "plain CNN", "--out", str(ro)])
-        assert exc.value.code == 2
-        assert f"--out {str(ro)!r} is not writable" in capsys.readouterr().err
-    finally:
-        ro.chmod(0o700)
+    monkeypatch.setattr(demo, "load_digits", no_data)
+    with pytest.raises(SystemExit) as exc:
+        demo.run(["--quick", "--models", "plain CNN", "--out", str(ro)])
+    assert exc.value.code == 2
+    assert f"--out {str(ro)!r} is not writable" in capsys.readouterr().err

@@ -166,15 +166,7 @@ def coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[Element
     grp, sub = check_subgroup(group, subgroup)
     count = quotient_size(grp, sub)
     if not (isinstance(grp, PlanarGroup) and isinstance(sub, PlanarGroup)):
-        # the first element of each coset, in slot order
-        members = [embed(h, grp) for h in sub.elements()]
-        reps: list[Element] = []
-        seen: set[Element] = set()
-        for t in grp.elements():
-            if t not in seen:
-                reps.append(t)
-                seen.update(t * h for h in members)
-        return reps
+        return _first_of_each_coset(grp, sub, left=True)
     # check_subgroup and quotient_size: sub is a finite planar subgroup of a finite grp
     assert grp.n is not None and sub.n is not None
     n = grp.n // sub.n
@@ -191,13 +183,20 @@ def right_coset_representatives(group: GroupLike, subgroup: GroupLike) -> list[E
     members = [embed(h, grp) for h in sub.elements()]
     if len({frozenset(h * t for h in members) for t in reps}) == len(reps):
         return reps
-    right: list[Element] = []
+    return _first_of_each_coset(grp, sub, left=False)
+
+
+def _first_of_each_coset(grp: Group, sub: Group, *, left: bool) -> list[Element]:
+    """The first element (in ``grp``'s slot order) of each left coset ``t H`` (``left``) or
+    right coset ``H t``."""
+    members = [embed(h, grp) for h in sub.elements()]
+    reps: list[Element] = []
     seen: set[Element] = set()
     for t in grp.elements():
         if t not in seen:
-            right.append(t)
-            seen.update(h * t for h in members)
-    return right
+            reps.append(t)
+            seen.update((t * h) if left else (h * t) for h in members)
+    return reps
 
 
 @cpu_cache(maxsize=256)
