@@ -149,12 +149,9 @@ def gather_expanded(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """The expanded filter ``(C_out * F_out, C_in_per_group * F_in, k, k)`` of ``weight``
     through one output field's table ``index`` (:func:`expansion_index`): one
     ``index_select`` along each output field's flattened weight (3-4x faster on CPU than a
-    flat gather at C = 16; its backward is one ``index_add``). The filter's spatial size is
-    read off the weight, a parameter's static shape under ``torch.compile(dynamic=True)``,
-    where a module's table is a symbolic one (read off the table, it left inductor a stride
-    order it could not decide: a lifting conv failed at its first training call)."""
-    c_out = weight.shape[0]
-    fiber, cols = index.shape[0], index.shape[1]
+    flat gather at C = 16; its backward is one ``index_add``). The spatial size is the weight's
+    (static under ``torch.compile(dynamic=True)``; the table's is symbolic: inductor failed)."""
+    c_out, fiber, cols = weight.shape[0], index.shape[0], index.shape[1]
     out = select(weight.reshape(c_out, -1), 1, index.view(-1))
     return out.reshape(c_out * fiber, cols, *weight.shape[-2:])
 

@@ -446,7 +446,7 @@ class BlurUpsample2d(Typed, _BinomialBuffer):
             "equivariant to flips and 90-degree rotations at any size: its samples land off "
             "the centre of the upsampled grid; use scale_factor=2, transposed=True and an even "
             f"blur_size (padding_mode 'zeros' or 'circular': the pair of BlurPool{self._nd}d "
-            "with that size, as equilayers.models.UNet uses in 2-D) (warned once per module)", 5)
+            "with that size, as equilayers.models.UNet uses in 2-D) (warned once per module)")
 
     def extra_repr(self) -> str:
         parts = [f"scale_factor={self.scale_factor}"]

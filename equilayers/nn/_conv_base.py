@@ -75,7 +75,7 @@ class _ExactConvMixin(ResolvedPadding, _WarnsInexact):
         if self.transposed and output_padding is None:
             output_padding = self.output_padding
         self._warn_if_inexact(x, self.group, self.kernel_size[0], self.stride, self._pad,
-                              self.dilation, stacklevel=6, output_padding=output_padding,
+                              self.dilation, output_padding=output_padding,
                               padding_mode=getattr(self, "padding_mode", None))
 
     def _conv_repr(self, extra: str = "") -> str:

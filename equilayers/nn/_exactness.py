@@ -10,9 +10,13 @@ printed and nothing is recorded, so the model's own later forward at a bad size 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import torch
@@ -90,7 +94,7 @@ class _WarnsInexact(nn.Module):
 
     def _warn_if_inexact(self, x: torch.Tensor, group: GroupLike, kernel_size, stride,
                          pad: tuple[int, int, int, int], dilation, label: str | None = None,
-                         stacklevel: int = 5, output_padding=None,
+                         output_padding=None,
                          ceil_extra: tuple[int, int] = (0, 0),
                          padding_mode: str | None = None,
                          taps: tuple[int, ...] | None = None) -> None:
@@ -118,9 +122,9 @@ class _WarnsInexact(nn.Module):
         what = ("" if sub == grp or label else
                 f" even on its grid subgroup {sub.name} (its only elements that can be exact;"
                 " other rotations are approximate in any case)")
-        warnings.warn(f"{type(self).__name__} ({label or grp.name}) is not exactly equivariant"
-                      f"{what} on input of size {size[0]}x{size[1]}: " + "; ".join(problems)
-                      + " (warned once per module)", stacklevel=stacklevel)
+        warn_at_user(f"{type(self).__name__} ({label or grp.name}) is not exactly equivariant"
+                     f"{what} on input of size {size[0]}x{size[1]}: " + "; ".join(problems)
+                     + " (warned once per module)")
 
     def _warn_if_window_inexact(self, x: torch.Tensor) -> None:
         """The check of a spatial pool on group maps: warn once when its windows
@@ -158,7 +162,7 @@ class _WarnsInexact(nn.Module):
                   and (top, bottom) == (left, right))
         self._warn_if_inexact(x, "d4" if square else "d2", k, s, (left, right, top, bottom),
                               d, label="flips" + (" and 90-degree rotations" if square else ""),
-                              stacklevel=6, ceil_extra=extra, padding_mode=mode, taps=taps)
+                              ceil_extra=extra, padding_mode=mode, taps=taps)
         if not self._warned:
             self.__dict__.setdefault("_exact_windows", set()).add(key)
 
@@ -173,18 +177,34 @@ def blur_padding_break(blur_size: int, padding_mode: str) -> list[tuple[str, str
              "shifts are not exact at the borders", "padding_mode='circular'")]
 
 
-def warn_once(module: nn.Module, message: str, stacklevel: int) -> None:
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # equilayers/
+_NN_MODULES = os.path.dirname(os.path.abspath(inspect.getfile(nn.Module)))
+
+
+def warn_at_user(message: str) -> None:
+    """``warnings.warn(message)`` pointed at the first frame outside equilayers and torch's
+    ``nn.Module`` call machinery: the user's call of the module, however many frames the
+    library's forward takes (a fixed ``stacklevel`` went stale when a decorator added one)."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 2
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
+                                 or frame.f_code.co_filename.startswith(_NN_MODULES)):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
+def warn_once(module: nn.Module, message: str) -> None:
     """Warn once per module (``"_warned"`` in its ``__dict__``), not under
-    :func:`quiet_exactness_warnings`, compiling or tracing; ``stacklevel`` counts from the
-    caller (5 from a helper that ``forward`` calls: the user's call of the module)."""
+    :func:`quiet_exactness_warnings`, compiling or tracing, at the user's call of the module
+    (:func:`warn_at_user`)."""
     if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
             or torch.jit.is_tracing()):
         return
     module.__dict__["_warned"] = True
-    warnings.warn(message, stacklevel=stacklevel + 1)
+    warn_at_user(message)
 
 
-def warn_if_inexact3d(module: Any, x: torch.Tensor, output_padding, stacklevel: int) -> bool:
+def warn_if_inexact3d(module: Any, x: torch.Tensor, output_padding) -> bool:
     """The check of a 3-D group conv (``module``: a ``_GroupConv3dBase``): warn once per
     module at the first input size (and, transposed, output padding: the module's unless
     given) where the window grid breaks exact equivariance
@@ -212,7 +232,7 @@ def warn_if_inexact3d(module: Any, x: torch.Tensor, output_padding, stacklevel: 
     module._warned = True
     even = (f" even on its grid subgroup {module.group.grid_subgroup().name}"
             if module._turned else "")
-    warnings.warn(f"{type(module).__name__} ({module.group.name}) is not exactly equivariant"
-                  f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
-                  + " (warned once per module)", stacklevel=stacklevel)
+    warn_at_user(f"{type(module).__name__} ({module.group.name}) is not exactly equivariant"
+                 f"{even} on input of size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                 + " (warned once per module)")
     return True

@@ -364,7 +364,7 @@ class _GroupConv3dBase(D.BasisRecorded, D.PickleStamped, ResolvedPadding, EvalFi
         """Warn once per module at the first input size (and, transposed, output padding: the
         module's unless given) where the window grid breaks exact equivariance; whether that
         is settled for this size (:func:`._exactness.warn_if_inexact3d`)."""
-        return warn_if_inexact3d(self, x, output_padding, stacklevel=9)  # the forward's caller
+        return warn_if_inexact3d(self, x, output_padding)
 
     def _resolve_padding(self, padding) -> tuple[int, ...]:
         """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""

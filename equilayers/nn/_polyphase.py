@@ -151,7 +151,7 @@ def warn_if_polyphase_inexact(m: Any, x: object, nd: int) -> None:
         warn_once(m, f"{type(m).__name__}(blur_size={m.blur_size}) on a group map is not "
                   "exactly equivariant to flips and 90-degree rotations at any size: an even "
                   "blur is centred half a pixel off; use an odd blur_size (1, 3 or 5) (warned "
-                  "once per module)", 5)
+                  "once per module)")
 
 
 def polyphase_pool_repr(m: nn.Module) -> str:

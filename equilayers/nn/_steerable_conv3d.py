@@ -28,7 +28,7 @@ from ._derived import (
     parametrized_once,
 )
 from ._eval_filter import EvalFilterMixin, eval_filter
-from ._exactness import _quiet
+from ._exactness import _quiet, warn_at_user
 from ._padding import ResolvedPadding
 from ._param_shapes import checked
 from ._typed import Typed
@@ -382,10 +382,10 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
             exact.add((size, window, op))
             return
         self._warned = True
-        warnings.warn(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
-                      f"on its grid elements ({sub.name}) on input of size "
-                      f"{'x'.join(map(str, size))}: "
-                      + "; ".join(problems) + " (warned once per module)", stacklevel=5)
+        warn_at_user(f"{type(self).__name__} ({self.group.name}) is not exactly equivariant "
+                     f"on its grid elements ({sub.name}) on input of size "
+                     f"{'x'.join(map(str, size))}: "
+                     + "; ".join(problems) + " (warned once per module)")
 
     def _resolve_padding(self, padding) -> tuple[int, ...]:
         """``F.pad``'s 6-tuple for ``padding`` at the current kernel, dilation and stride."""

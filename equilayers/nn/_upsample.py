@@ -64,11 +64,11 @@ class _GroupUpsample(Typed, nn.Module):
                    f"{got[0]} and {got[1]})")
         if why is None:
             exact.add(key)
-            return  # (the user's call of the module: 5 frames up)
+            return
         fix = resize_fix(list(zip(size, got, strict=True)), self.mode, self._nd)
         warn_once(self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
                   f"exactly equivariant to flips and rotations: {why}; use {fix} (warned "
-                  "once per module)", 5)
+                  "once per module)")
 
     def extra_repr(self) -> str:
         s = (f"size={self.size}" if self.size is not None
