@@ -67,7 +67,6 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -78,6 +77,7 @@ from . import _checks as C
 from ._hooks import carry_hooks, copied, own_forward
 from .groups import FieldType
 from .nn._checks import OUTPUT_SIZE_CALLS
+from .nn._exactness import warn_at_user
 from .nn._group_conv import _GroupConvNd
 from .nn._group_conv3d import _GroupConv3dBase
 from .nn._group_conv_transpose import _GroupConvTransposeNd
@@ -346,9 +346,9 @@ def _convert(m: nn.Module, fiber: int | None, volumes: bool) -> nn.Module | None
                 base = next(k.__name__ for k in type(m).__mro__ if k.__module__.startswith(
                     "equilayers.") and not k.__name__.startswith("_"))
                 where = "" if own == type(m).__name__ else f" (in {own})"
-                warnings.warn(f"export: {type(m).__name__}, a subclass of {base}, has a forward "
+                warn_at_user(f"export: {type(m).__name__}, a subclass of {base}, has a forward "
                               f"of its own{where}, which the plain torch layer would not "
-                              "compute: it is kept as it is, not converted", stacklevel=4)
+                              "compute: it is kept as it is, not converted")
                 return None
             new = fn(m, fiber)
             if new is not None:
@@ -394,11 +394,11 @@ def _warn_output_size(name: str, m: nn.Module) -> None:
         fix = (f"build it with output_padding={ops[0]} (then load its state_dict) and call it "
                "without output_size")
     where = f"{kind} {name!r}" if name else kind
-    warnings.warn(
+    warn_at_user(
         f"export: {where} has been called with output_size=, which its exported form (an "
         f"nn.Sequential of reshapes around nn.ConvTranspose{nd}d) does not take: a forward "
         "that passes output_size to it raises torch's TypeError ('Sequential.forward() got "
-        f"an unexpected keyword argument'); {fix}", stacklevel=3)
+        f"an unexpected keyword argument'); {fix}")
 
 
 _TRANSPOSED = (_GroupConvTransposeNd, _GroupConvTranspose3dBase, SteerableConvTranspose3d)

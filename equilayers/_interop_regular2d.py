@@ -5,7 +5,6 @@ steerable basis with escnn's settings, or held densely."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -17,6 +16,7 @@ from . import _interop_tools as T
 from .functional import steerable_basis
 from .groups import act_spatial, get
 from .groups._subgroups import restriction_index
+from .nn._exactness import warn_at_user
 
 __all__: list[str] = []
 
@@ -195,9 +195,9 @@ def _steerable_conv(m: Any, gname: str, filt: torch.Tensor, bias: torch.Tensor |
     if not M.relative_close(expanded, filt, 1e-5):
         return None
     if ours.weight.numel() != m.weights.numel():
-        warnings.warn(f"from_escnn: {type(m).__name__} on {gname}: escnn's basis has "
+        warn_at_user(f"from_escnn: {type(m).__name__} on {gname}: escnn's basis has "
                       f"{m.weights.numel()} trainable coefficients (its basis_filter drops "
                       f"elements), ours {ours.weight.numel()} for the same rings and "
                       "frequencies: the converted layer computes escnn's filter, but "
-                      "fine-tuning it trains the larger space", stacklevel=4)
+                      "fine-tuning it trains the larger space", )
     return ours

@@ -25,7 +25,6 @@ action at several rotations and flips).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +45,7 @@ from .nn import (
     Restrict,
 )
 from .nn import _checks as NC
+from .nn._exactness import warn_at_user
 from .nn._typed import Typed
 
 __all__ = ["EscnnRestrictedBasis", "escnn_field_matrix", "is_planar_harmonic_space", "on_volumes",
@@ -369,11 +369,11 @@ def iid_batch_norm(m: Any) -> nn.Module:
         return batch_norm(m)
     c, order = _layout(m.in_type, "IIDBatchNorm2d", "whole")
     if not m.track_running_stats:
-        warnings.warn("from_escnn: IIDBatchNorm2d with track_running_stats=False normalizes by "
+        warn_at_user("from_escnn: IIDBatchNorm2d with track_running_stats=False normalizes by "
                       "the batch's statistics in eval mode too, where escnn divides by the "
                       "unbiased variance (N / (N - 1), N = batch x pixels) and ours by the "
                       "biased one (as nn.BatchNorm): the converted layer's outputs differ by "
-                      "about sqrt(N / (N - 1)) in every mode", stacklevel=4)
+                      "about sqrt(N / (N - 1)) in every mode", )
     return M.iid_field_batch_norm(m, c, order or 0, _group(m.in_type.gspace),
                                   _dims(m.in_type.gspace))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple, cast, overload
 
@@ -19,6 +18,7 @@ from ._hooks import carry_hooks, copied, own_forward, without_hooks
 from ._surgery_kept import ANTIALIASED, already_antialiased, other_strided, strided
 from .functional._ceil_mode import ceil_extra, ceil_mode_pad
 from .nn import BlurConv2d, BlurPool2d, MaxBlurPool2d, PolyphasePool2d
+from .nn._exactness import warn_at_user
 
 __all__ = ["antialias", "Replacement"]
 
@@ -463,8 +463,7 @@ def antialias(
             setattr(root.get_submodule(parent_name) if parent_name else root, attr, new)
         report.append(Replacement(name, module, new))
     if left:
-        warnings.warn(f"antialias left these strided layers alone: {'; '.join(left)}",
-                      stacklevel=2)
+        warn_at_user(f"antialias left these strided layers alone: {'; '.join(left)}")
     return (model, report) if return_report else model
 
 

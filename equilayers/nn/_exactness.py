@@ -181,16 +181,16 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # equila
 _NN_MODULES = os.path.dirname(os.path.abspath(inspect.getfile(nn.Module)))
 
 
-def warn_at_user(message: str) -> None:
-    """``warnings.warn(message)`` pointed at the first frame outside equilayers and torch's
-    ``nn.Module`` call machinery: the user's call of the module, however many frames the
+def warn_at_user(message: str | Warning, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn(message, category)`` pointed at the first frame outside equilayers and
+    torch's ``nn.Module`` call machinery: the user's call of the module, however many frames the
     library's forward takes (a fixed ``stacklevel`` went stale when a decorator added one)."""
     frame: FrameType | None = sys._getframe(1)
     level = 2
     while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
                                  or frame.f_code.co_filename.startswith(_NN_MODULES)):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)
 
 
 def warn_once(module: nn.Module, message: str) -> None:

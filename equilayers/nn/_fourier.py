@@ -12,7 +12,6 @@ float64-exact).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -24,7 +23,7 @@ from ..groups import FieldType, GroupLike, get
 from ..groups._fields import field_type
 from . import _checks as C
 from ._derived import _FixedBuffers
-from ._exactness import _quiet
+from ._exactness import _quiet, warn_at_user
 from ._typed import Typed
 
 __all__ = ["RegularToHarmonic", "HarmonicToRegular", "FourierNonlinearity"]
@@ -252,7 +251,7 @@ class FourierNonlinearity(_FiberBuffers):
             # SO(2)/O(2) sampled off the quarter turns: warned here, or (built inside
             # quiet_exactness_warnings) at the first forward outside it
             self._samples_warning_due = not self.group.is_finite and self.samples % 4 != 0
-            self._warn_samples(stacklevel=3)
+            self._warn_samples()
         kw = {"device": device, "dtype": dtype}
         self.register_buffer("sample_matrix", torch.empty(s, f, **kw), persistent=False)
         self.register_buffer("inverse_matrix", torch.empty(f, s, **kw), persistent=False)
@@ -270,7 +269,7 @@ class FourierNonlinearity(_FiberBuffers):
 
     _samples_warning_due = False
 
-    def _warn_samples(self, stacklevel: int) -> None:
+    def _warn_samples(self) -> None:
         """Warn once that ``samples`` misses the 90-degree rotations (exact equivariance to
         the grid's rotations needs them among the samples); not inside
         ``quiet_exactness_warnings``, under ``torch.compile`` or ``torch.jit.trace``, where
@@ -281,17 +280,17 @@ class FourierNonlinearity(_FiberBuffers):
         self._samples_warning_due = False
         n = self.samples
         missing = [a for a in (90, 180, 270) if a * n % 360]
-        warnings.warn(
+        warn_at_user(
             f"{type(self).__name__} ({self.group.name}) is not exactly equivariant to the "
             f"rotations by {', '.join(map(str, missing))} degrees: samples={n} rotations (every "
             f"{360 / n:g} degrees) do not include them, so these grid rotations"
             f"{' and the flips composed with them' if self.group.has_reflections else ''} are "
             f"approximate; use a multiple of 4, e.g. samples={4 * math.ceil(n / 4)} "
-            "(warned once per module)", stacklevel=stacklevel)
+            "(warned once per module)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._samples_warning_due:
-            self._warn_samples(stacklevel=5)  # the caller of the module
+            self._warn_samples()
         C.harmonic_fiber(x, self)
         a = self._matrix("sample_matrix", x)
         return FF.fourier_nonlinearity(

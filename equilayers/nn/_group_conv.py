@@ -4,7 +4,6 @@ their subgroups, steerable filters for cN, dN (any N), so2 and o2."""
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +22,7 @@ from . import _derived as D
 from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._eval_filter import EvalFilterMixin, eval_filter
+from ._exactness import warn_at_user
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._param_shapes import checked
 from ._tables import check_tables, table_on
@@ -164,14 +164,14 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
             energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
             dead = sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
         if dead:
-            warnings.warn(f"{type(self).__name__}: no basis function of kernel_size={k} reaches "
+            warn_at_user(f"{type(self).__name__}: no basis function of kernel_size={k} reaches "
                           f"output rotation order(s) {dead} of {self.group.name} (max_order="
                           f"{self.max_order}): those slots are always 0. Use a larger "
-                          "kernel_size or a lower max_order", stacklevel=3)
+                          "kernel_size or a lower max_order")
         if alias := BS.aliasing_warning(type(self).__name__, self.group, k, self._basis_spec,
                                         self.in_rep, self.out_rep, self.in_max_order or 0,
                                         self.max_order or 0, dead):
-            warnings.warn(alias, stacklevel=3)
+            warn_at_user(alias)
 
     def _build_basis(self, device, dtype) -> torch.Tensor:
         """Regular fields: the compact table ``(|G|, J, k, k)`` of

@@ -22,6 +22,7 @@ from ..functional._fibers import on_fibers
 from ..functional._gconv3d import check_conv3d_group
 from ..groups import FieldType, GroupLike, get
 from ._derived import parametrized_once
+from ._exactness import warn_at_user
 from ._group_conv import GroupConv2d
 from ._group_conv3d import GroupConv3d
 from ._steerable_conv3d import SteerableConv3d
@@ -196,13 +197,12 @@ class GroupLinear(Typed, nn.Module):
         for w in caught:  # the conv speaks of kernel sizes; a linear map has none
             found = _UNREACHED.search(str(w.message))
             if found is None:
-                warnings.warn(w.message, w.category, stacklevel=2)
+                warn_at_user(w.message, w.category)
                 continue
-            warnings.warn(f"{name}: no equivariant linear map reaches output order(s) "
+            warn_at_user(f"{name}: no equivariant linear map reaches output order(s) "
                           f"{found.group(1)} of {grp.name} from input orders 0.."
                           f"{conv_in.max_order}: those slots are always 0 (Schur's "
-                          "lemma). Use a lower max_order or a higher in_max_order",
-                          stacklevel=2)
+                          "lemma). Use a lower max_order or a higher in_max_order")
         self.in_features, self.out_features, self.group = in_features, out_features, grp
         self.max_order = max_order
         self.in_max_order = conv_in.max_order

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
@@ -13,7 +11,7 @@ from ..functional import _gconv3d as G3
 from ..functional import _pool3d as P3
 from ..functional._grid_law import used_padding
 from ..groups import FieldType
-from ._exactness import _quiet
+from ._exactness import _quiet, warn_at_user
 from ._polyphase import (
     PolyphaseUpsample2d,
     polyphase_grid_breaks,
@@ -53,14 +51,14 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
                                           padding_mode=padding_mode, taps=taps)
 
 
-def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stacklevel: int = 5,
+def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window,
                            padding_mode: str | None = None,
                            taps: tuple[int, ...] | None = None) -> None:
     """Warn once per module at the first volume size where a pool's windows break exactness
     (:func:`pool_exactness_problems3d`); only 6-D group maps, nothing under
     ``quiet_exactness_warnings``/compile/trace. ``window()``: ``(k, s, p, d)`` triples (``p``:
     a triple or six sides), read on every call (the memo is keyed on it). Call it from ``forward``
-    itself (the warning points at the caller of the module; ``stacklevel`` counts from here)."""
+    itself (the warning points at the user's call: :func:`warn_at_user`)."""
     if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
             or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
         return
@@ -78,9 +76,9 @@ def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window, stackleve
         exact.add(key)
         return
     module.__dict__["_warned"] = True
-    warnings.warn(f"{type(module).__name__} ({label}) is not exactly equivariant on input of "
-                  f"size {'x'.join(map(str, size))}: " + "; ".join(problems)
-                  + " (warned once per module)", stacklevel=stacklevel)
+    warn_at_user(f"{type(module).__name__} ({label}) is not exactly equivariant on input of "
+                 f"size {'x'.join(map(str, size))}: " + "; ".join(problems)
+                 + " (warned once per module)")
 
 
 class _Pool3d(Typed, nn.Module):
@@ -103,7 +101,7 @@ class _Pool3d(Typed, nn.Module):
         where the floor windows are inexact, so the same law judges it)."""
         warn_if_pool3d_inexact(self, x, lambda: P3.check_pool3d_args(
             self.kernel_size, self.stride, self.padding, dilation, type(self).__name__,
-            max_pool=self._max), stacklevel=6)
+            max_pool=self._max))
 
     def _repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -3,7 +3,6 @@ math is :mod:`equilayers.functional._steerable3d`)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -217,10 +216,9 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
                              "rings or use a larger kernel_size")
         dead = sorted(set(range(self.max_order + 1)) - set(orders_out.tolist()))
         if dead:
-            warnings.warn(f"{name}: no basis function of kernel_size={k} reaches output "
+            warn_at_user(f"{name}: no basis function of kernel_size={k} reaches output "
                           f"order(s) {dead} of {grp.name} (max_order={self.max_order}): those "
-                          "slots are always 0. Use a larger kernel_size or a lower max_order",
-                          stacklevel=2)
+                          "slots are always 0. Use a larger kernel_size or a lower max_order")
         if isinstance(grp, PlanarGroup):  # both bases carry the planar frequencies per ring
             self._warn_aliased_orders(dead)
         factory = {"device": device, "dtype": dtype}
@@ -243,7 +241,7 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
                 "trivial" if self.in_max_order is None else "harmonic", "harmonic",
                 self.in_max_order or 0, self.max_order, dead,
                 kernel_repr=lambda n: n if kd == k else (kd, n, n)):
-            warnings.warn(alias, stacklevel=3)
+            warn_at_user(alias)
 
     # --- parameters and derived buffers ----------------------------------------------------
     def _cached(self) -> S3.Basis3d | AX.AxialBasis | AX.ShellBasis:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
@@ -12,6 +10,7 @@ from ..groups import Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
 from ._derived import _WeightDerived, in_weight_dtype, normal_tensors
+from ._exactness import warn_at_user
 from ._harmonic import _dims_repr, _spatial
 from ._param_shapes import checked
 from ._typed import Typed
@@ -89,9 +88,9 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
         cached = TP.pair_basis(grp, m_in, m_out)
         dead = [lo for lo in range(m_out + 1) if not _reaches(cached, grp, lo)]
         if dead:
-            warnings.warn(f"{name}: no product of orders 0..{m_in} of {grp.name} reaches "
+            warn_at_user(f"{name}: no product of orders 0..{m_in} of {grp.name} reaches "
                           f"output order(s) {dead} (out_max_order={m_out}): those slots are "
-                          f"always 0. Use out_max_order <= {2 * m_in}", stacklevel=2)
+                          f"always 0. Use out_max_order <= {2 * m_in}")
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(self.channels, cached.shape[0], **factory))
         self.register_buffer("basis", torch.empty(0, **factory), persistent=False)
