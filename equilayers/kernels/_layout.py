@@ -113,20 +113,24 @@ def table_key(op: KernelOp, x: torch.Tensor, kwargs: dict) -> Key | None:
             arguments_key(op, kwargs), pass_of(x))
 
 
-#: The table's inputs hold 6.4M floats (25 MiB). Over 64 MiB a contiguous (NCHW) input makes
+#: The table's inputs hold 6.4M floats (25 MiB). From 32 MiB a contiguous (NCHW) input makes
 #: the paths that allocate an input-sized temporary per call (the reference's padding copy,
 #: oneDNN's depthwise conv on NCHW inputs) slow by 2-4x: glibc's malloc serves allocations
-#: over 32 MiB by ``mmap``, so each call page-faults the whole temporary in (with
-#: ``MALLOC_MMAP_THRESHOLD_`` raised the cliff mostly goes). One-off timings of the forced paths
+#: of 32 MiB and more by ``mmap``, so each call page-faults the whole temporary in (with
+#: ``MALLOC_MMAP_THRESHOLD_`` raised the cliff mostly goes). The cliff sits there: forced
+#: depthwise / separable forward at c64 112x112, one thread, 2026-12-07 (CPU time, a loaded
+#: machine): b10 (30.6 MiB) reflect 10.4 / 11.0 ms, zeros 10.8 / 11.8; b11 (33.7 MiB) reflect
+#: 24.5 / 11.9, zeros 23.3 / 12.2 (the rule stood at 64 MiB before, from a row mislabelled
+#: 39 MiB below: 20 x 64 x 112 x 112 is 61 MiB). One-off timings of the forced paths
 #: (not a ``benchmarks/`` family; 2 threads, forward / forward+backward ms, 2026-12-02):
 #: ``blur_pool2d`` 32 x 64 x 112 x 112 reflect: depthwise
 #: 187 / 261, separable 45 / 171, reference 227 / 543; zeros: 67 / 199, 68 / 186, 206 / 440;
-#: 20 x 64 x 112 x 112 (39 MiB) reflect 118 / 260, 33 / 99, 115 / 302, zeros 58 / 176, 27 /
+#: 20 x 64 x 112 x 112 (61 MiB) reflect 118 / 260, 33 / 99, 115 / 302, zeros 58 / 176, 27 /
 #: 110, 118 / 283 (kornia's ``BlurPool2D``, the depthwise conv, 115 ms forward at the first
 #: size; the ``antialias`` family's b32 c64 112x112 rows record the effect: docs/benchmarks.md).
 #: Above this size the entries of these ops do not apply to contiguous inputs, and
 #: their default path (the separable one, which allocates only its output) is taken.
-LARGE_CONTIGUOUS_BYTES = 64 << 20
+LARGE_CONTIGUOUS_BYTES = 32 << 20
 LARGE_CONTIGUOUS_OPS = frozenset({"blur_pool2d", "max_blur_pool2d"})
 
 
@@ -156,9 +160,9 @@ def measured_choice(op: KernelOp, x: torch.Tensor, kwargs: dict,
     if not table:
         return None
     size = x.numel() * x.element_size()
-    if op.name in LARGE_CONTIGUOUS_OPS and size > LARGE_CONTIGUOUS_BYTES and x.is_contiguous():
+    if op.name in LARGE_CONTIGUOUS_OPS and size >= LARGE_CONTIGUOUS_BYTES and x.is_contiguous():
         return Measured(candidates[0].name, (
-            f"a contiguous input of {size / 2**20:.0f} MiB: over 64 MiB the paths that allocate "
+            f"a contiguous input of {size / 2**20:.0f} MiB: from 32 MiB the paths that allocate "
             "an input-sized temporary per call (the reference's padding, the NCHW depthwise "
             "conv) page-fault it in and were measured 2-4x slower, so the layout table "
             "(measured at 25 MiB) does not apply and the default is taken "
