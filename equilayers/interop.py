@@ -113,7 +113,7 @@ def from_escnn(module: Any) -> nn.Module:
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
     (max); ``PointwiseAvgPoolAntialiased2D`` -> :class:`~equilayers.nn.GaussianBlurPool2d`
-    (``sigma`` recovered from escnn's filter); ``MaskModule`` ->
+    (``sigma`` recovered from escnn's filter, with its tap count); ``MaskModule`` ->
     :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes);
     ``RestrictionModule`` on regular fields (ids
     ``(None, M)``, ``(0, M)`` of ``D_N``, ``M`` of ``C_N``) -> :class:`~equilayers.nn.Restrict`,
