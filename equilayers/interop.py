@@ -114,7 +114,8 @@ def from_escnn(module: Any) -> nn.Module:
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
     (max); ``PointwiseAvgPoolAntialiased2D`` -> :class:`~equilayers.nn.GaussianBlurPool2d`
     (``sigma`` recovered from escnn's filter, with its tap count); ``MaskModule`` ->
-    :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes);
+    :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes; ``sigma``
+    recovered from the mask; a hard mask, all 0 outside the disk, gets one that gives its 0s);
     ``RestrictionModule`` on regular fields (ids
     ``(None, M)``, ``(0, M)`` of ``D_N``, ``M`` of ``C_N``) -> :class:`~equilayers.nn.Restrict`,
     and after it ``ReLU``, pointwise pools and ``R2Conv`` on the restricted fields;

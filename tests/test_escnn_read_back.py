@@ -1,11 +1,14 @@
 """equilayers.interop.from_escnn where it reads a setting back from an escnn buffer: the
 antialiased pools' ``sigma`` from their float32 filter (every ``sigma = k / 16``, ``k = 1 ..
 40``, 2-D and 3-D, average and max: the half-integer ties of escnn's size rule ``2
-round(truncate sigma) + 1`` included), and the refusal of filters escnn's formula does not
-give.
+round(truncate sigma) + 1`` included), ``MaskModule``'s ``sigma`` from its mask (hard masks,
+every pixel outside 0; masks that are 1 everywhere; a pixel just outside the disk), and the
+refusal of buffers escnn's formulas do not give.
 
 Needs escnn (run in the peers venv: ``make test-peers``); skipped elsewhere, but for the
 escnn-free :func:`sigma_for_taps` test."""
+
+import math
 
 import pytest
 import torch
@@ -108,3 +111,59 @@ def test_pool_filter_escnns_formula_does_not_give_is_refused():
     with pytest.raises(ValueError, match="centre is not above its neighbour"):
         from_escnn(m)
 
+
+_MASKS = [(9, 0.0, 0.05), (9, 0.0, 0.09), (11, 0.0, 1e-3), (8, 10.0, 0.05),  # hard
+          (9, 0.0, 1e5), (8, 0.0, 1e6)]  # 1 everywhere in float32
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("size,margin,sigma", _MASKS)
+def test_hard_or_flat_mask_converts_exactly(dim, size, margin, sigma, gen):
+    """escnn's float32 mask holds only 0 and 1 (``sigma`` below ~0.1 px: every pixel outside
+    underflows to 0; above ~1e4 px: every pixel rounds to 1): it converts to a ``DiskMask`` /
+    ``BallMask`` with a ``sigma`` that gives the same mask exactly, float32 and float64. It
+    was refused ("does not follow escnn's formula"): ``sigma`` fell back to 2."""
+    gspaces, esc = _esc()
+    t = _trivial(gspaces.rot2dOnR3(4) if dim == 3 else gspaces.rot2dOnR2(4), 2)
+    m = esc.MaskModule(t, size, margin=margin, sigma=sigma)
+    assert set(m.mask.unique().tolist()) <= {0.0, 1.0}  # the case: no value in between
+    ours = from_escnn(m)
+    assert type(ours).__name__ == ("BallMask" if dim == 3 else "DiskMask")
+    assert (ours.size, ours.margin) == (size, margin)
+    x = torch.randn((2, 2) + (size,) * dim, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(ours(x), m(esc.GeometricTensor(x, t)).tensor)
+        m64 = m.double()
+        assert torch.equal(ours.double()(x.double()),
+                           m64(esc.GeometricTensor(x.double(), t)).tensor)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_mask_sigma_read_where_the_mask_gives_it_precisely(dim, gen):
+    """A margin that leaves a pixel 1e-4 px^2 outside the disk: escnn's float32 value there,
+    ``exp(-2.5e-5)``, gives ``log`` to 0.2%, so ``sigma`` read from it (the nearest pixel
+    outside, as before) missed the farther pixels and the mask was refused. ``sigma`` is read
+    from the value that gives it most precisely: escnn's outputs."""
+    gspaces, esc = _esc()
+    t = _trivial(gspaces.rot2dOnR3(4) if dim == 3 else gspaces.rot2dOnR2(4), 1)
+    margin = 100 * (1 - math.sqrt(16 - 1e-4) / 4)  # S = 9, c = 4: t = 16 - 1e-4
+    m = esc.MaskModule(t, 9, margin=margin, sigma=2.0)
+    ours = from_escnn(m)
+    assert ours.sigma == pytest.approx(2.0, rel=1e-6)
+    x = torch.randn((2, 1) + (9,) * dim, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), m(esc.GeometricTensor(x, t)).tensor)
+
+
+def test_mask_escnns_formula_does_not_give_is_refused():
+    """The control: a hard mask with one pixel outside set to 1 (a mix of 0 and 1 outside),
+    and one with a pixel inside set to 0.5, are refused by name."""
+    gspaces, esc = _esc()
+    t = _trivial(gspaces.rot2dOnR2(4), 1)
+    for where, value in (((0, 0), 1.0), ((4, 4), 0.5)):
+        m = esc.MaskModule(t, 9, margin=0.0, sigma=0.05)
+        from_escnn(m)  # converts as it is
+        with torch.no_grad():
+            m.mask[(0, 0) + where] = value
+        with pytest.raises(ValueError, match="MaskModule's mask does not follow escnn's"):
+            from_escnn(m)
