@@ -60,7 +60,7 @@ test-peers: lint
 	    tests/test_escnn_pools3d.py tests/test_escnn_iid_batch_norm.py \
 	    tests/test_escnn_sphere.py tests/test_escnn_ico.py tests/test_escnn_axial.py \
 	    tests/test_escnn_steerable_transpose3d.py tests/test_escnn_tensor_product.py \
-	    tests/test_escnn_linear.py tests/test_escnn_aliasing.py \
+	    tests/test_escnn_linear.py tests/test_escnn_aliasing.py tests/test_escnn_read_back.py \
 	  || exit 1; \
 	else echo "make test: escnn could not be installed here; its comparison tests are skipped"; fi
 

@@ -117,9 +117,10 @@ def gaussian_pool(m: Any, cls: type[GaussianBlurPool2d] | type[GaussianBlurPool3
                   truncate: float = 3.0, padding=None, stride=None
                   ) -> GaussianBlurPool2d | GaussianBlurPool3d:
     """escnn stores a Gaussian pool's filter, not ``sigma``: recover ``sigma`` from the
-    filter's centre and its neighbour (``f(1) / f(0) = exp(-1 / (2 sigma^2))``), rebuild
-    ours (``truncate``: the half-width escnn's size rule uses, 3 for its average pools, 4 for
-    its max pools) and check the filter."""
+    filter's centre and its neighbour (``f(1) / f(0) = exp(-1 / (2 sigma^2))``), moved to the
+    nearest value whose size rule gives the filter's tap count (:func:`sigma_for_taps`),
+    rebuild ours (``truncate``: the half-width escnn's size rule uses, 3 for its average
+    pools, 4 for its max pools) and check the filter."""
     filt = m.filter[0, 0].detach().double().cpu()
     k = filt.shape[-1]
     c = (k // 2,) * filt.dim()
@@ -127,7 +128,10 @@ def gaussian_pool(m: Any, cls: type[GaussianBlurPool2d] | type[GaussianBlurPool3
         sigma = 0.1  # every sigma < 1/(2 truncate) gives the 1-tap filter [1]
     else:
         ratio = float(filt[c] / filt[c[:-1] + (c[-1] + 1,)])
-        sigma = math.sqrt(1.0 / (2.0 * math.log(ratio)))
+        if not 1.0 < ratio < math.inf:
+            raise ValueError(f"from_escnn: {type(m).__name__}'s filter is not a Gaussian "
+                             "(its centre is not above its neighbour); cannot convert")
+        sigma = sigma_for_taps(math.sqrt(1.0 / (2.0 * math.log(ratio))), k, truncate)
     ours = cls(sigma, tuple(m.stride) if stride is None else stride,
                tuple(m.padding) if padding is None else padding, truncate=truncate)
     make = gaussian_filter3d if filt.dim() == 3 else gaussian_filter2d
@@ -136,6 +140,31 @@ def gaussian_pool(m: Any, cls: type[GaussianBlurPool2d] | type[GaussianBlurPool3
         raise ValueError(f"from_escnn: {type(m).__name__}'s filter is not a Gaussian with "
                          "escnn's size rule; cannot convert")
     return ours
+
+
+def sigma_for_taps(sigma: float, k: int, truncate: float) -> float:
+    """``sigma`` if escnn's size rule ``2 round(truncate sigma) + 1`` gives ``k`` taps, else
+    the nearest float that does. ``sigma`` read back from a float32 filter is off by ~1e-8,
+    which decides the rounding where ``truncate sigma`` is a half-integer (escnn's
+    ``sigma=0.5`` average pool: ``3 sigma = 1.5``, 5 taps; its ``sigma=0.625`` max pool: ``4
+    sigma = 2.5``, 5 taps): the filters of the two differ by ~1e-8, its tap count by 2.
+    A ``sigma`` whose count misses by more than that is returned as it is (the filter check
+    then refuses)."""
+    size = _taps(sigma, truncate)
+    if size == k or abs(size - k) > 2:
+        return sigma
+    n = (k - 1) // 2  # the half-integer between the two counts, then float steps inward
+    s, inward = ((n + 0.5) / truncate, 0.0) if size > k else ((n - 0.5) / truncate, math.inf)
+    for _ in range(64):
+        if _taps(s, truncate) == k:
+            return s
+        s = math.nextafter(s, inward)
+    return sigma  # pragma: no cover - a few float steps always reach the count
+
+
+def _taps(sigma: float, truncate: float) -> int:
+    """escnn's tap count for ``sigma`` (Python's ``round``: a tie rounds to even)."""
+    return 2 * int(round(truncate * sigma)) + 1
 
 
 def _max_antialiased(m: Any, kind: str, what: str) -> nn.Module:

@@ -56,7 +56,18 @@ def escnn_field_signs(max_order: int) -> torch.Tensor:
     """The signs ``s`` (float64, ``((L + 1)^2,)``, +-1) that turn our harmonic field of orders
     ``0 .. L`` into escnn's (``rot3dOnR3`` / ``flipRot3dOnR3`` fields ``[irrep 0, ..., irrep
     L]``) and back: ``theirs = ours * s``, ``ours = theirs * s`` per slot (the diagonal of
-    ``D_l`` of a half turn about the depth axis; module docstring)."""
+    ``D_l`` of a half turn about the depth axis; module docstring). On ``C`` fields ``(B, C,
+    (L + 1)^2, D, H, W)``: one sign per channel of escnn's ``(B, C (L + 1)^2, D, H, W)``.
+
+    Example:
+        >>> s = escnn_field_signs(1)
+        >>> s.tolist()
+        [1.0, -1.0, 1.0, -1.0]
+        >>> ours = torch.randn(2, 3, 4, 5, 5, 5)  # 3 fields of orders 0..1
+        >>> theirs = ours.flatten(1, 2) * s.repeat(3).to(ours).view(-1, 1, 1, 1)
+        >>> theirs.shape, theirs.dtype
+        (torch.Size([2, 12, 5, 5, 5]), torch.float32)
+    """
     half_turn = torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=torch.float64))
     return torch.cat([wigner_d(ell, half_turn).diagonal() for ell in range(max_order + 1)]
                      ).round()

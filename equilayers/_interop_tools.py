@@ -41,7 +41,7 @@ from .nn import (
     Restrict,
 )
 
-__all__ = ["mask", "restriction", "norm_pool", "restricted_fields",
+__all__ = ["mask", "mask_sigma", "restriction", "norm_pool", "restricted_fields",
            "field_bias", "expanded_conv", "inner_batch_norm"]
 
 
@@ -58,9 +58,9 @@ def import_escnn(what: str) -> Any:
 
 
 def mask(m: Any) -> DiskMask | BallMask:
-    """escnn's ``MaskModule`` stores ``S``, ``margin`` and the mask: ``sigma`` from a pixel
-    (voxel) outside the disk (ball), ``mask = exp((t - d^2) / sigma^2)``, then the mask
-    checked: a :class:`DiskMask` on images, a :class:`BallMask` on volumes."""
+    """escnn's ``MaskModule`` stores ``S``, ``margin`` and the mask: ``sigma`` read back from
+    the mask outside the disk (ball) (:func:`mask_sigma`), then the mask checked: a
+    :class:`DiskMask` on images, a :class:`BallMask` on volumes."""
     dim = int(getattr(m, "dim", 2))
     if dim not in (2, 3):
         raise ValueError(f"from_escnn: MaskModule on a {dim}-D space; only 2-D and 3-D are "
@@ -72,11 +72,7 @@ def mask(m: Any) -> DiskMask | BallMask:
     q = (torch.arange(size, dtype=torch.float64) - c) ** 2
     r = (q[:, None] + q[None, :] if dim == 2
          else q[:, None, None] + q[None, :, None] + q[None, None, :])
-    outside = (r > t) & (theirs > 1e-30) & (theirs < 1)
-    sigma = 2.0
-    if outside.any():
-        i = torch.argmin(torch.where(outside, r, torch.full_like(r, math.inf)))
-        sigma = math.sqrt(float((t - r.flatten()[i]) / math.log(theirs.flatten()[i])))
+    sigma = mask_sigma(theirs[r > t], r[r > t] - t)
     ours = (DiskMask if dim == 2 else BallMask)(size, margin, sigma)
     weights = disk_mask_weights if dim == 2 else ball_mask_weights
     if not torch.allclose(weights(size, margin, sigma, dtype=torch.float64), theirs,
@@ -84,6 +80,33 @@ def mask(m: Any) -> DiskMask | BallMask:
         raise ValueError("from_escnn: MaskModule's mask does not follow escnn's formula; "
                          "cannot convert")
     return ours
+
+
+def mask_sigma(values: torch.Tensor, excess: torch.Tensor) -> float:
+    """``sigma`` of escnn's mask from its ``values`` outside the disk, ``exp(-excess /
+    sigma^2)`` (``excess = d^2 - t > 0``), float64 copies of escnn's float32 values: read
+    from the value that gives it most precisely (a float32 spacing, ``2^-24`` of the value or
+    ``2^-149``, over ``value |log value|``; a value near 1 gives ``log`` badly). Where escnn's
+    float32 mask holds no such value:
+
+    - every value 0 (``sigma`` below ~0.1 px: a hard mask), a ``sigma`` small enough that
+      ``exp`` gives 0 in float64 too, so ours is escnn's mask exactly, in any dtype;
+    - every value 1 (``sigma`` above ~1e4 px: no mask), a ``sigma`` large enough that ``exp``
+      gives 1 in float64;
+    - no pixel outside, escnn's default 2 (the mask is 1 everywhere for any ``sigma``).
+
+    Anything else (a mix of 0 and 1) gives 2, which the caller's check refuses."""
+    inside = (values > 0) & (values < 1)
+    if inside.any():
+        v, e = values[inside], excess[inside]
+        spacing = torch.clamp_min(v * 2.0 ** -24, 2.0 ** -149)
+        i = int(torch.argmin(spacing / (v * -torch.log(v))))
+        return math.sqrt(float(e[i] / -torch.log(v[i])))
+    if values.numel() and bool((values == 0).all()):
+        return math.sqrt(float(excess.min()) / 800.0)  # exp(-800) == 0.0 in float64
+    if values.numel() and bool((values == 1).all()):
+        return math.sqrt(float(excess.max()) * 1e17)  # exp(-1e-17) == 1.0 in float64
+    return 2.0
 
 
 def _subgroup_name(gname: str, sid: Any) -> str:

@@ -113,8 +113,9 @@ def from_escnn(module: Any) -> nn.Module:
     ``PointwiseMaxPool2D`` / ``PointwiseAvgPool2D`` -> :class:`~equilayers.nn.GroupMaxPool2d` /
     :class:`~equilayers.nn.GroupAvgPool2d`; ``GroupPooling`` -> :class:`~equilayers.nn.GroupPool`
     (max); ``PointwiseAvgPoolAntialiased2D`` -> :class:`~equilayers.nn.GaussianBlurPool2d`
-    (``sigma`` recovered from escnn's filter); ``MaskModule`` ->
-    :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes);
+    (``sigma`` recovered from escnn's filter, with its tap count); ``MaskModule`` ->
+    :class:`~equilayers.nn.DiskMask` (:class:`~equilayers.nn.BallMask` on volumes; ``sigma``
+    recovered from the mask; a hard mask, all 0 outside the disk, gets one that gives its 0s);
     ``RestrictionModule`` on regular fields (ids
     ``(None, M)``, ``(0, M)`` of ``D_N``, ``M`` of ``C_N``) -> :class:`~equilayers.nn.Restrict`,
     and after it ``ReLU``, pointwise pools and ``R2Conv`` on the restricted fields;
@@ -171,11 +172,13 @@ def from_escnn(module: Any) -> nn.Module:
     (its state; the same in eval mode, Bessel's correction differs in training mode),
     ``NormPool`` -> :class:`~equilayers.nn.NormPool`. escnn's volume axes
     are ours turned by a half turn about the depth axis, so a harmonic field in escnn's tensor
-    is ours times :func:`escnn_field_signs` ``(L)`` per slot (``theirs = ours.flatten(...) *
-    signs.repeat(C)``); scalars and norms are the same, so a model from volumes to invariants
-    computes escnn's outputs as they are. SO(2)/O(2)/C_N/D_N fields of volumes
-    (``rot2dOnR3()``, ``conicalOnR3()`` and their ``N``: turns about ``z`` and mirrors
-    through planes containing it; the same field types as on images below): ``R3Conv`` ->
+    is ours times :func:`escnn_field_signs` ``(L)`` per slot (``C`` fields ``(B, C, (L + 1)^2,
+    D, H, W)``: ``theirs = ours.flatten(1, 2) * s.repeat(C).to(ours).view(-1, 1, 1, 1)``,
+    ``s = escnn_field_signs(L)``, one sign per channel); scalars and norms are the same, so a
+    model from volumes to invariants computes escnn's outputs as they are.
+    SO(2)/O(2)/C_N/D_N fields of volumes (``rot2dOnR3()``, ``conicalOnR3()`` and their
+    ``N``: turns about ``z`` and mirrors through planes containing it; the same field types
+    as on images below): ``R3Conv`` ->
     :class:`~equilayers.nn.SteerableConv3d` (``group="so2"``, ``"o2"``, ``"cN"``, ``"dN"``,
     whose default basis is escnn's; ``R3ConvTransposed`` ->
     :class:`~equilayers.nn.SteerableConvTranspose3d`), the norms, batch norms and

@@ -176,3 +176,50 @@ def test_so3_unsupported_fields_and_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="only function='n_relu'"):
         from_escnn(esc.NormNonLinearity(esc.FieldType(gs, [fg.irrep(0), fg.irrep(1)]),
                                         "n_sigmoid"))
+
+
+def _documented_sign_formulas() -> list[str]:
+    """The formula ``theirs = ours.flatten(1, 2) * ...`` as docs/escnn.md's SO(3) item and
+    ``from_escnn``'s docstring give it (one each; inline code, whitespace joined)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "escnn.md").read_text()
+    found = []
+    for text, quote in ((doc, "`"), (from_escnn.__doc__ or "", "``")):
+        hits = re.findall(rf"{quote}(theirs = ours\.flatten\(1, 2\) \*[^`]*){quote}",
+                          " ".join(text.split()))
+        assert len(hits) == 1, (quote, hits)
+        found += hits
+    return found
+
+
+def test_documented_sign_formula_gives_escnns_tensor(gen):
+    """The formula the docs and ``from_escnn``'s docstring give for escnn's SO(3) fields, run
+    as code on a converted ``R3Conv``'s output (``C = 2`` fields of orders 0..1 on an 8^3
+    volume: the width equals ``C (L + 1)^2``, where signs that broadcast over the last axis
+    run and are wrong), gives escnn's tensor in its dtype. The formula given before (``ours
+    .flatten(1, 2) * escnn_field_signs(L).repeat(C)``) did not (the control)."""
+    _escnn()
+    from escnn import nn as esc
+
+    from equilayers.interop import escnn_field_signs
+
+    gs, irreps = _so3_space("so3")
+    t_in = esc.FieldType(gs, [gs.trivial_repr])
+    with seeded_rng(0):
+        conv = esc.R3Conv(t_in, esc.FieldType(gs, 2 * irreps[:2]), 3, padding=1).eval()
+    x = torch.randn(1, 1, 8, 8, 8, generator=gen)
+    with torch.no_grad():
+        ours, want = from_escnn(conv)(x), conv(esc.GeometricTensor(x, t_in)).tensor
+    assert ours.shape == (1, 2, 4, 8, 8, 8)
+    names = {"ours": ours, "escnn_field_signs": escnn_field_signs, "L": 1, "C": 2,
+             "s": escnn_field_signs(1)}
+    for formula in _documented_sign_formulas():
+        space: dict = dict(names)
+        exec(formula, space)
+        assert space["theirs"].dtype == torch.float32, formula
+        torch.testing.assert_close(space["theirs"], want, rtol=0, atol=1e-5, msg=formula)
+    before: dict = dict(names)
+    exec("theirs = ours.flatten(1, 2) * escnn_field_signs(L).repeat(C)", before)
+    assert not torch.allclose(before["theirs"].float(), want, atol=1e-2)
