@@ -249,9 +249,10 @@ def _mismatches(sizes, grp) -> list[Finding]:
     """The group and type mismatches of the recorded layers (``_grid_calls``, ``_grid_types``:
     they build on this module)."""
     from ._grid_calls import group_findings
-    from ._grid_types import type_findings
+    from ._grid_types import pointwise_findings, type_findings
 
-    return group_findings(sizes, grp) + type_findings(sizes, grp)
+    return (group_findings(sizes, grp) + type_findings(sizes, grp)
+            + pointwise_findings(sizes, grp))
 
 
 def _off_grid(grp, size: tuple[int, ...]) -> Finding:
@@ -292,7 +293,10 @@ def check_grid(
       declared ``in_type``/``out_type`` belongs to a group that does not contain ``group``,
       or that is fed a field ``group`` acts on otherwise (followed from layer to layer; a
       tensor made in a ``forward``, a ``torch.cat``, carries no type): a ``d2`` conv after a
-      ``p4`` lifting conv, a ``c4`` conv after ``CosetPool("c8", "c2")`` run (4 slots each).
+      ``p4`` lifting conv, a ``c4`` conv after ``CosetPool("c8", "c2")`` run (4 slots each);
+      and one of torch's activations (``nn.ReLU``...) fed harmonic fields that ``group``
+      turns (order >= 1: a map of each coefficient alone does not follow the turn; odd maps
+      such as ``nn.Tanh`` pass where the group only permutes and negates them).
     * **stride parity** (rotations by 90/180 degrees and flips): a layer with stride ``s``,
       effective kernel ``k_eff = dilation*(k-1)+1`` and padding ``p`` on ``N`` pixels samples
       a grid symmetric about the centre iff ``(N + 2p - k_eff) % s == 0``. The fix names the

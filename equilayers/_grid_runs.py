@@ -130,6 +130,7 @@ class Sizes(list):
 
     outputs: list[tuple | None]
     feeds: list  # TypeFlow's: the typed tensors each typed layer was fed
+    pointwise: list  # TypeFlow's: the typed tensors each of torch's activations was fed
 
 
 def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> Sizes:
@@ -180,7 +181,7 @@ def _run_sizes(model: nn.Module, shape: Sequence[int], nd: int, meta: bool) -> S
         for h in handles:
             h.remove()
         flow.remove()
-    seen.feeds = flow.feeds
+    seen.feeds, seen.pointwise = flow.feeds, flow.pointwise
     return seen
 
 

@@ -16,6 +16,13 @@ from .groups._subgroups import check_subgroup
 __all__: list[str] = []
 
 
+#: torch's activation modules: maps of each entry alone (softmax and its kin of each entry's
+#: neighbours along one dim), none of which commutes with a fiber's rotation
+_ACTIVATIONS = nn.ReLU.__module__
+#: the odd ones among them (``f(-v) = -f(v)``): these commute with a sign change
+_ODD = frozenset({"Tanh", "Softsign", "Hardtanh", "Tanhshrink", "Softshrink", "Hardshrink"})
+
+
 def _declared(mod: nn.Module, side: str) -> FieldType | None:
     value = getattr(mod, f"{side}_type", None)
     return value if isinstance(value, FieldType) else None
@@ -28,10 +35,12 @@ class TypeFlow:
     pools) passes the incoming type on; anything else (a ``torch.cat``, an addition in a
     forward) leaves its output untyped, and its readers unchecked. ``feeds``: per call of a
     layer that declares a typed ``in_type`` and got a typed tensor, ``(name, module, input
-    size, incoming type, the layer that made it)``."""
+    size, incoming type, the layer that made it)``; ``pointwise``: the same per call of one
+    of torch's activations (``torch.nn.modules.activation``) that got a typed tensor."""
 
     def __init__(self, model: nn.Module) -> None:
         self.feeds: list[tuple[str, nn.Module, tuple[int, ...], FieldType, str]] = []
+        self.pointwise: list[tuple[str, nn.Module, tuple[int, ...], FieldType, str]] = []
         self._typed: dict[int, tuple[torch.Tensor, FieldType, str]] = {}
         self._pending: dict[int, list] = {}
         self.handles = []
@@ -57,10 +66,14 @@ class TypeFlow:
             came = self._incoming(args)
             self._pending.setdefault(id(mod), []).append(came)
             want = _declared(mod, "in")
-            if came is not None and want is not None and want.has_fiber:
-                dims = came[0].spatial_dims
-                size = tuple(args[0].shape[-dims:]) if dims else ()
+            if came is None:
+                return
+            dims = came[0].spatial_dims
+            size = tuple(args[0].shape[-dims:]) if dims else ()
+            if want is not None and want.has_fiber:
                 self.feeds.append((name, mod, size, came[0], came[1]))
+            elif want is None and type(mod).__module__ == _ACTIVATIONS:
+                self.pointwise.append((name, mod, size, came[0], came[1]))
         return hook
 
     def _post(self, name: str, leaf: bool):
@@ -113,6 +126,51 @@ def _acts_alike(a: FieldType, b: FieldType, group: Group) -> str | None:
         if not torch.allclose(fa.act(g, v), fb.act(g, v), atol=1e-9):
             return str(g)
     return None
+
+
+def _not_pointwise(ft: FieldType, group: Group, odd: bool) -> str | None:
+    """The first element of ``group`` (its grid elements if infinite) whose action on a fiber
+    of type ``ft`` a map of each entry alone need not commute with: one that is not a
+    permutation of the slots (for an odd map, ``odd``: a signed one); ``None`` if there is
+    none."""
+    fiber = FieldType(ft.group, ft.rep, ft.max_order, spatial_dims=0)
+    eye = torch.eye(ft.fiber_size or 0, dtype=torch.float64)[:, None, :]  # (F, 1, F): a basis
+    for g in group.elements() if group.is_finite else group.grid_elements():
+        m = fiber.act(g, eye)[:, 0, :]  # each basis vector's image: the action's matrix
+        ones = ((m.abs() if odd else m) - 1).abs() < 1e-9
+        nonzero = m.abs() > 1e-9
+        if not (bool((ones | ~nonzero).all()) and bool((nonzero.sum(0) == 1).all())
+                and bool((nonzero.sum(1) == 1).all())):
+            return str(g)
+    return None
+
+
+def pointwise_findings(sizes, group: Group) -> list:
+    """One of torch's activations fed a field that ``group`` acts on otherwise than by
+    permuting its slots (a harmonic field of order >= 1: a rotation turns its coefficients
+    into each other, which ``ReLU`` of each coefficient does not follow; measured so2 order 1
+    -> ReLU -> NormPool: rot90 invariance error 0.92). Odd maps (tanh) commute with sign
+    changes and are fed those unflagged."""
+    from ._grid import Finding
+
+    out, seen = [], set()
+    for name, mod, size, came, producer in getattr(sizes, "pointwise", []):
+        if id(mod) in seen or not came.has_fiber or came.group is None or permutes(came):
+            continue
+        if not contains(came.group, group):
+            continue
+        g = _not_pointwise(came, group, type(mod).__name__ in _ODD)
+        if g is None:
+            continue
+        seen.add(id(mod))
+        out.append(Finding(
+            name, type(mod).__name__, "type-mismatch", "group", size,
+            f"it maps each entry of {came!r} (from {producer!r}) alone, but {group.name}'s "
+            f"element {g} mixes (or negates) that field's coefficients, which a pointwise "
+            "nonlinearity does not commute with",
+            "a nonlinearity for these fields (NormNonlinearity, GatedNonlinearity, "
+            "FourierNonlinearity), or make the field regular first (HarmonicToRegular)"))
+    return out
 
 
 def type_findings(sizes, group: Group) -> list:

@@ -114,3 +114,43 @@ def test_an_mlp_on_fibers_alone_gets_the_mismatches(gen):
     assert [(f.layer, f.problem) for f in found] == [("1", "type-mismatch")], found
     assert equivariance_error(bad, x, "c2", in_rep=FieldType.regular("c4", spatial_dims=0),
                               out_rep=FieldType.regular("d2", spatial_dims=0)) > 0.1
+
+
+# (orders of the so2 field, the activation, the group checked, found?): torch's activations
+# map each coefficient alone, which commutes with permuting them (order 0, regular fields) and,
+# for odd maps, with negating them (c2 and the quarter turns on order 1), not otherwise
+_POINTWISE = {
+    "order 1 into ReLU under c4": (1, nn.ReLU, "c4", True),
+    "order 1 into ReLU under c2": (1, nn.ReLU, "c2", True),
+    "order 1 into Tanh under c4 (control: a signed permutation)": (1, nn.Tanh, "c4", False),
+    "order 2 into Tanh under c4": (2, nn.Tanh, "c4", False),
+    "order 1 into ELU under c2": (1, nn.ELU, "c2", True),
+    "order 0 into ReLU (control)": (0, nn.ReLU, "c4", False),
+}
+
+
+@pytest.mark.parametrize("name", list(_POINTWISE))
+def test_a_pointwise_activation_on_harmonic_fields_is_found_where_the_error_is(name, gen):
+    """A pointwise ReLU on order-1 fields (the classic slip porting Harmonic Networks) passed
+    check_grid with [] at rot90 invariance error 0.92; the finding is where the measured
+    error is, and the controls beside it are exact."""
+    order, act, group, broken = _POINTWISE[name]
+    net = nn.Sequential(_lift("so2", max_order=order), act(), NormPool()).double()
+    x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
+    err = equivariance_error(net, x, group)
+    found = check_grid(net, (1, 1, 9, 9), group=group, shifts=False)
+    if not broken:
+        assert found == [] and err < 1e-10, (found, err)
+        return
+    assert [(f.layer, f.problem, f.breaks) for f in found] == [("1", "type-mismatch",
+                                                                "group")], found
+    assert err > 1e-2
+    assert "maps each entry of FieldType(so2, harmonic" in found[0].message
+    assert "NormNonlinearity" in found[0].fix
+
+
+def test_a_pointwise_activation_on_regular_fields_is_not_found(gen):
+    net = nn.Sequential(_lift("d4"), nn.ReLU(), nn.Sigmoid(), GroupPool()).double()
+    x = torch.randn(2, 1, 9, 9, generator=gen, dtype=torch.float64)
+    assert equivariance_error(net, x, "d4") < 1e-10
+    assert check_grid(net, (1, 1, 9, 9), group="d4", shifts=False) == []

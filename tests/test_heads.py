@@ -187,7 +187,8 @@ def test_functional_head_refuses_a_mismatch_by_its_own_name(gen):
     with pytest.raises(TypeError, match="invariant_head: x has dtype torch.float64, but weight"):
         invariant_head(torch.randn(1, 3, 8, 5, 5, generator=gen, dtype=torch.float64), w,
                        group="p4m")
-    with pytest.raises(ValueError, match=r"invariant_head: a regular fiber of d4 has \|G\|=8"):
+    with pytest.raises(ValueError, match=r"invariant_head: a regular fiber of d4 "
+                                         r"\(group='p4m'\) has \|G\|=8"):
         invariant_head(torch.randn(1, 3, 4, 5, 5, generator=gen), w, group="p4m")
     assert invariant_head(torch.randn(1, 3, 8, 5, 5, generator=gen), w, group="p4m").shape == (
         1, 4)
@@ -229,3 +230,11 @@ def test_an_empty_map_is_refused_by_name(gen, spatial):
         fiber_pool(torch.zeros(2, 3, 0, 4, 4))
     assert head(torch.randn(0, 3, 4, 5, 5, generator=gen)).shape == (0, 5)
     assert head(torch.randn(2, 3, 4, 1, 1, generator=gen)).isfinite().all()
+
+
+def test_a_fiber_of_another_group_names_the_groups_it_fits():
+    """A p4m map into a default head named only c4's slot count; the message now says the
+    default was used and which groups a fiber of that size is regular for."""
+    with pytest.raises(ValueError, match=r"of c4 \(group='p4', the default\) has \|G\|=4 "
+                                         r"slots; got F=8 .*group='c8' or 'd4' \('p4m'\)"):
+        InvariantHead(4, 10)(torch.zeros(1, 4, 8, 5, 5))

@@ -46,8 +46,14 @@ def _check_regular(x: torch.Tensor, group: GroupLike, what: str) -> int:
         raise ValueError(f"{what} expects a regular group feature map {_layout(grp)} of "
                          f"{grp.name}; got shape {tuple(x.shape)}")
     if x.shape[2] != grp.order:
-        raise ValueError(f"{what}: a regular fiber of {grp.name} has |G|={grp.order} slots; got "
-                         f"F={x.shape[2]} in shape {tuple(x.shape)} (is group= right?)")
+        f = int(x.shape[2])
+        fits = ("" if grp.spatial_dim != 2 or f < 1 else
+                f": F={f} slots are a regular fiber of group='c{f}'"
+                + (f" or 'd{f // 2}'" if f % 2 == 0 else "")
+                + (" ('p4m')" if f == 8 else "") + "?")
+        alias = {"c4": " (group='p4', the default)", "d4": " (group='p4m')"}.get(grp.name, "")
+        raise ValueError(f"{what}: a regular fiber of {grp.name}{alias} has |G|={grp.order} "
+                         f"slots; got F={f} in shape {tuple(x.shape)} (is group= right{fits})")
     C.check_tensor(x, "x", what)
     return int(grp.order)
 
