@@ -21,9 +21,18 @@ from equilayers import kernels
 NAMES = sorted(ZOO)
 
 # Relative Frobenius error allowed for autocast(bfloat16) against float32 (bfloat16 has an 8-bit
-# mantissa, unit roundoff 2^-8 = 3.9e-3; measured worst over the zoo: 1.4e-2 for the UNet,
-# 4.1e-3 for a single layer).
-BF16_RTOL = 2e-2
+# mantissa, unit roundoff 2^-8 = 3.9e-3), eval forwards on the zoo's weights and inputs of
+# seeds 0-11 (docs/deployment.md): single layers at most 6.0e-3 (GroupLinear[so3]), the models
+# 4.9e-2 (UNet[o2,transposed-up], seed 3), as much as a random 2^-9 relative perturbation of
+# their weights and input moves them (their own sensitivity to rounding); at seed 0 2.0e-2
+# (UNet[so2]) and 4.6e-3 (GroupConv3d[ico]).
+BF16_RTOL = 1e-2
+BF16_RTOL_MODELS = 6e-2
+MODELS = [n for n in NAMES if n.startswith("UNet")]
+
+
+def _bf16_rtol(name: str) -> float:
+    return BF16_RTOL_MODELS if name in MODELS else BF16_RTOL
 
 
 def _traced_path(m, args):
@@ -304,7 +313,20 @@ def test_autocast_bfloat16_cpu(name):
     assert out.dtype in (torch.bfloat16, torch.float32), out.dtype
     assert out.shape == ref.shape
     assert torch.isfinite(out).all()
-    assert _rel(out, ref) < BF16_RTOL
+    assert _rel(out, ref) < _bf16_rtol(name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_autocast_bfloat16_cpu_models_over_seeds(name):
+    """The models' bound over the 12 seeds docs/deployment.md reports (its worst, 4.9e-2, is
+    seed 3 of UNet[o2,transposed-up]; seed 0 alone saw at most 2.0e-2)."""
+    for seed in range(12):
+        m, args = build(name, seed)
+        with torch.no_grad():
+            ref = _first(m(*args))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = _first(m(*args))
+        assert _rel(out, ref) < BF16_RTOL_MODELS, seed
 
 
 def test_autocast_bfloat16_model_chain(gen):

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -331,3 +332,73 @@ def test_an_empty_output_is_refused_not_scored_zero(gen):
     for measure in (invariance_error, assert_invariant):
         with pytest.raises(ValueError, match=r"f\(x\) is empty \(shape \(2, 0\)\)"):
             measure(net, x, "p4")
+
+
+def _autocast(f):
+    def run(t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return f(t)
+    return run
+
+
+FIBERS = [("d4", "regular", {}, (16, 8, 8)), ("o", "regular", {}, (4, 3, 24)),
+          ("so2", "harmonic", {"max_order": 2}, (8, 3, 5))]
+
+
+@pytest.mark.parametrize("group,rep,kw,shape", FIBERS, ids=[f[0] for f in FIBERS])
+def test_fibers_alone_through_a_function(group, rep, kw, shape, gen):
+    """Fibers alone (B, C, F) measured through a function (as under torch.autocast), which
+    declares no type: the undeclared 3-D tensor was read as a trivial image (H, W) = (C, F)
+    and an exact GroupLinear scored 1.42, without a word; in_rep='regular' refused it (5-D
+    only). Now the 3-D input is refused, asking for in_rep=, and a fiber rep name takes it.
+    The control: a dense linear map of the fibers fails."""
+    from equilayers.nn import GroupLinear
+
+    with seeded_rng(0):
+        lin = GroupLinear(shape[1], shape[1], group=group, **kw).double()
+        dense = nn.Linear(shape[1] * shape[2], shape[1] * shape[2]).double()
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    assert equivariance_error(lin, x, group) < 1e-12  # the module declares its types
+    ask = re.escape(f"3-D, shape {tuple(shape)}") + f".*in_rep='{rep}'"
+    with pytest.raises(ValueError, match=ask):
+        equivariance_error(lambda t: lin(t), x, group)
+    assert equivariance_error(lambda t: lin(t), x, group, in_rep=rep) < 1e-12
+    assert equivariance_error(lambda t: lin(t), x, group, in_rep=rep, out_rep=rep) < 1e-12
+    low = _autocast(lin.float())
+    assert equivariance_error(low, x.float(), group, in_rep=rep) < default_tolerance(
+        torch.bfloat16)
+
+    def dense_map(t):
+        return dense(t.flatten(1)).view(t.shape)
+
+    assert equivariance_error(dense_map, x, group, in_rep=rep) > 0.1
+
+
+def test_an_invariant_fiber_mlp_through_autocast(gen):
+    """The case table's d6 MLP ending in a fiber max pool (invariant), through an autocast
+    wrapper: 0.66 before (the fibers read as an image); a clear error, then exact to bf16."""
+    from equilayers.nn import GroupLinear, GroupPool, OnFibers
+
+    with seeded_rng(0):
+        mlp = nn.Sequential(GroupLinear(2, 6, group="d6"), nn.BatchNorm1d(6), nn.ReLU(),
+                            GroupLinear(6, 3, group="d6"), OnFibers(GroupPool("max"))).eval()
+    x = torch.randn(8, 2, 12, generator=gen)
+    with pytest.raises(ValueError, match="in_rep='regular'"):
+        equivariance_error(_autocast(mlp), x, "d6", out_rep="invariant")
+    assert equivariance_error(_autocast(mlp), x, "d6", in_rep="regular",
+                              out_rep="invariant") < default_tolerance(torch.bfloat16)
+
+
+def test_three_d_tensors_name_their_reading(gen):
+    """A fiber rep name on fibers of the wrong size is refused by name (not read as another
+    type); an undeclared 3-D output of an image input asks for out_rep= ((B, H, W) map or
+    fibers), and out_rep='trivial' measures the map (the control: a shifted mean fails)."""
+    x = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"in_rep='regular' must have F=8 slots"):
+        equivariance_error(lambda t: t, x, "d4", in_rep="regular")
+    img = torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"the output \(3-D.*out_rep='trivial'"):
+        equivariance_error(lambda t: t.mean(1), img, "p4")
+    assert equivariance_error(lambda t: t.mean(1), img, "p4", out_rep="trivial") < 1e-13
+    assert equivariance_error(lambda t: t.mean(1).roll(1, -1), img, "p4",
+                              out_rep="trivial") > 0.1

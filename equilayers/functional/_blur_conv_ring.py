@@ -71,12 +71,18 @@ class _RingInputs(torch.autograd.Function):
         # blur's fast path), out-of-place (an unbatched gx cannot take them in place)
         batched = any(batched_grad(g) for g in grads)
         if blur:
+            # in x's dtype: under torch.autocast the blur's conv ran in autocast's dtype (its
+            # gradient comes in that dtype, and a backward run under autocast blurs in it,
+            # as torch's own backward formulas then compute) while the gathered rows'
+            # gradients are in x's, and index_add takes one dtype
             gx = _blur_s1(grads[0].contiguous(memory_format=fmt), blur, conv=batched)
+            gx = gx.to(dtype)
             grads = grads[1:]
         else:
             gx = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt).zero_()
         graph = torch.is_grad_enabled() or batched  # create_graph=True: out-of-place too
         for dim, rows, g in zip(dims, ctx.saved_tensors, grads, strict=True):
+            g = g.to(dtype)
             gx = gx.index_add(dim, rows, g) if graph else gx.index_add_(dim, rows, g)
         return (gx, None, None, *(None for _ in dims))
 

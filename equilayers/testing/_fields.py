@@ -4,12 +4,17 @@ a tensor, from the caller's argument, the module's declaration, or (last) its ra
 In that order: an ``in_rep=``/``out_rep=`` argument (a rep name or a ``FieldType``), the
 module's ``in_type``/``out_type`` (or, for modules written before field types, its
 ``in_rep``/``out_rep`` names; an ``nn.Sequential`` declares its first module's input and its
-last module's output), and only then the rank: ``<= 2`` dims invariant, 3, 4 or ``>= 6``
+last module's output), and only then the rank: ``<= 2`` dims invariant, 4 or ``>= 6``
 trivial, and 5 dims, which are ambiguous (``(B, C, F, H, W)`` group maps or ``(B, C, D, H,
 W)`` volumes): the input's type for a rank-preserving map's output, a regular field when
 ``F = |G|`` (the documented default), otherwise a ``ValueError`` asking for the argument.
 For a group acting on 3 spatial dims (the cube's) everything is one rank higher: 5 dims are
-volumes (trivial), 6 dims the ambiguous case.
+volumes (trivial), 6 dims the ambiguous case. 3 dims are fibers alone ``(B, C, F)`` (an
+MLP's, ``spatial_dims=0``) or a map without channels ``(B, H, W)``: the input's type for
+the output of a fiber-alone input, otherwise a ``ValueError`` asking for the argument (a
+module declares its type; a function wrapping it, as for ``torch.autocast``, does not). A
+fiber rep name (``"regular"``, ``"harmonic"``, ``"quotient:K"``) given for a 3-D tensor means
+fibers alone. (Without a group, as in the Lie derivative, 3 dims stay a trivial map.)
 """
 
 from __future__ import annotations
@@ -130,10 +135,14 @@ def _from_rep(rep: str, t: torch.Tensor, group: Group | None, name: str,
         return FieldType(group, rep)
     fiber = rep != "trivial"
     sd = 2 if group is None else group.spatial_dim
+    if fiber and t.dim() == 3:  # fibers alone (B, C, F): an MLP's (GroupLinear, OnFibers)
+        ft = field_type(group, rep, None, 0, what=what)
+        ft.check(t, f"{_noun(name)} with {name}={rep!r}", what)  # its F slots
+        return ft
     if fiber and t.dim() < 3 + sd:
         layout = "(B, C, F, H, W)" if sd == 2 else "(B, C, F, D, H, W)"
         raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be {3 + sd}-D "
-                         f"{layout}; got shape {tuple(t.shape)}")
+                         f"{layout} or fibers alone (B, C, F); got shape {tuple(t.shape)}")
     if t.dim() < 2:
         raise ValueError(f"{what}: {_noun(name)} with {name}={rep!r} must be at least 2-D "
                          f"(..., H, W); got shape {tuple(t.shape)}")
@@ -153,6 +162,8 @@ def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
         else:
             return like
     sd = 2 if group is None else group.spatial_dim
+    if t.dim() == 3 and group is not None:
+        raise ValueError(_three_d(t, group, name, what))
     if t.dim() != 3 + sd:
         return FieldType(group, "trivial", spatial_dims=max(t.dim() - 2, sd))
     if like is not None and like.tensor_ndim == t.dim() and like.rep != "invariant":
@@ -172,6 +183,19 @@ def _guess(t: torch.Tensor, group: Group | None, name: str, what: str,
         f"is ({regular}; {_other(t.dim())}): pass {name}= "
         "('harmonic', 'trivial' for a volume, 'quotient:K', or a FieldType) or declare "
         f"{name.replace('_rep', '_type')} on the module")
+
+
+def _three_d(t: torch.Tensor, group: Group, name: str, what: str) -> str:
+    """The error for an undeclared 3-D tensor: fibers alone or (planar groups) a map."""
+    reps = "'regular', 'harmonic' or 'quotient:K'" if group.is_finite else "'harmonic'"
+    ask = (f"for fibers alone (B, C, F), as GroupLinear and OnFibers take them, pass {name}="
+           f"{reps}, or the module's {name.replace('_rep', '_type')} (a FieldType with "
+           "spatial_dims=0)")
+    if group.spatial_dim == 2:
+        ask += f"; for a map without channels (B, H, W), {name}='trivial'"
+    return (f"{what}: cannot tell what {_noun(name)} (3-D, shape {tuple(t.shape)}) is, "
+            "and nothing declares its type (a function or lambda wrapping a module, as for "
+            f"torch.autocast, declares none): {ask}")
 
 
 def _other(ndim: int) -> str:

@@ -254,9 +254,9 @@ def equivariance_report(
             declared field type must be of ``group`` or of a larger group.
         in_rep, out_rep: override the declared types: a rep name (``"trivial"``,
             ``"regular"``, ``"harmonic"``, ``"invariant"``, ``"quotient:K"``, for the
-            tensor's rank) or a :class:`~equilayers.groups.FieldType`. Undeclared types are
-            read from the rank (``equilayers.testing._fields``): a 5-D tensor is a regular
-            field only when its ``F`` is ``|G|``, else this raises and asks for the argument.
+            tensor's rank; 3-D: fibers alone) or a :class:`~equilayers.groups.FieldType`.
+            Undeclared types are read from the rank (``equilayers.testing._fields``): a 5-D
+            tensor is regular if ``F = |G|``; else, and for 3-D ones, this asks for it.
         elements: the elements to test; default all elements of a finite group, the grid
             elements (multiples of 90 degrees, flips) of SO(2)/O(2).
         smooth: Gaussian sigma (pixels; voxels on volumes) for the input when off-grid
