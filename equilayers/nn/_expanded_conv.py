@@ -186,8 +186,9 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         G.check_conv_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name)
         C.check_dtype_match(x, self.weight, name)
-        G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,
-                          name)
+        # (an int assigned after construction, as nn.Conv2d and GroupConv2d take it)
+        dilation = C.check_pair(self.dilation, "dilation", name)
+        G.check_conv_fits(x, self.kernel_size[0], self._pad, dilation, self.padding_mode, name)
         self._check_exact(x)
         # the filter and bias of the built shapes (the fiber layout, the exactness check's k)
         k, c_in = self.kernel_size[0], self.in_channels // self.groups * self.fiber_in
@@ -195,8 +196,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
                                                         k, k))
         bias = checked(self, "bias", self.bias, (self.out_channels,))
         return E.expanded_conv_checked(x, weight, bias, self.fiber_out, self.stride,
-                                       self._pad, self.dilation, self.groups, self.padding_mode,
-                                       name)
+                                       self._pad, dilation, self.groups, self.padding_mode, name)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")
