@@ -79,6 +79,10 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
 
     in_type: FieldType  # set in __init__ (regular, or trivial when lifting)
     out_type: FieldType
+    #: what the field types and the filter's fiber layout are built from (fixed at
+    #: construction: :class:`~._derived.FixedArgs`); the rest as ``nn.Conv2d``'s
+    _fixed_args = ("group", "lifting", "transposed")
+    _fixed_reason = "the field types and the filter's fiber layout are built from it"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",

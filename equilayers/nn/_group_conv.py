@@ -52,6 +52,12 @@ class _GroupConvNd(OldCheckpoints2d, D.BasisRecorded, D.PickleStamped, EvalFilte
     expansion_index: torch.Tensor
     bias_index: torch.Tensor  # (regular output fields: the bias per slot is one gather)
     _table_names = ("expansion_index", "bias_index")
+    #: what the basis, the tables and the weight's shape are built from: fixed at construction
+    #: (:class:`~._derived.FixedArgs`; a later sigma was ignored, then applied by a ``.to()``)
+    _fixed_args = ("group", "basis", "max_order", "in_max_order", "sigma", "frequencies_cutoff",
+                   "rings", "kernel_size", "in_channels", "out_channels", "groups", "lifting",
+                   "transposed")
+    _fixed_reason = "the weight's shape and the derived bases and tables are built from it"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
