@@ -38,10 +38,13 @@ FIXED: dict[str, tuple[str, ...]] = {
     "GroupLinear": ("group", "max_order", "in_max_order"),
     "TensorProductNonlinearity": ("group", "max_order", "out_max_order"),
     "FourierNonlinearity": ("group", "max_order", "samples"),
+    "HarmonicBatchNorm": ("max_order", "statistics"),
+    "NormNonlinearity": ("max_order",),
 }
 
-# the zoo entries holding such a module (the models hold convs)
-_ENTRIES = [n for n in ZOO if n.split("[")[0] in FIXED or n.startswith("UNet")]
+# the zoo entries holding such a module (the models hold convs; OnFibers a batch norm)
+_ENTRIES = [n for n in ZOO if n.split("[")[0] in FIXED or n.startswith("UNet")
+            or n == "OnFibers[so3-batch-norm]"]
 
 
 def _other(value: object) -> object:
@@ -165,3 +168,27 @@ def test_the_torch_nn_settings_stay_assignable(gen):
             with torch.no_grad():
                 torch.testing.assert_close(m.train(mode)(x), fresh.train(mode)(x),
                                            rtol=0, atol=0)
+
+
+def test_harmonic_batch_norm_statistics_change_only_within_its_state(gen):
+    """``statistics`` to or from ``"field"`` (one variance and weight per field, not per
+    order) failed at every forward with an error about ``running_var``'s shape; now the
+    assignment is refused, naming the fix. ``"order"`` <-> ``"order_centred"`` share their
+    state and are applied: as a module built with the new value, train and eval."""
+    x = torch.randn(4, 3, 5, 5, 5, generator=gen) + 1
+    for start, new in (("order", "field"), ("field", "order"), ("order_centred", "field")):
+        m = enn.HarmonicBatchNorm(3, 2, statistics=start)
+        with pytest.raises(AttributeError, match=rf"HarmonicBatchNorm.statistics is fixed at "
+                                                 rf".*statistics='{new}' instead"):
+            m.statistics = new
+    for start, new in (("order", "order_centred"), ("order_centred", "order")):
+        m = enn.HarmonicBatchNorm(3, 2, statistics=start)
+        with torch.no_grad():
+            m(x)
+        fresh = enn.HarmonicBatchNorm(3, 2, statistics=new)
+        fresh.load_state_dict(m.state_dict())
+        m.statistics = new
+        for mode in (False, True):
+            with torch.no_grad():
+                assert torch.equal(m.train(mode)(x), fresh.train(mode)(x))
+        assert torch.equal(m.running_var, fresh.running_var)

@@ -16,6 +16,7 @@ from ..functional import _harmonic as H
 from ..groups import FieldType, Group, GroupLike
 from ..groups._fields import field_type
 from . import _checks as C
+from ._derived import FixedArgs
 from ._typed import Typed
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class NormNonlinearity(Typed, nn.Module):
+class NormNonlinearity(Typed, FixedArgs):
     """Norm nonlinearity for harmonic fields: ``v_m -> v_m * function(|v_m| + b_m) / |v_m|``.
 
     Orders ``m >= 1`` keep their direction and have their magnitude ``|v_m| = sqrt(c_m^2 +
@@ -92,6 +93,8 @@ class NormNonlinearity(Typed, nn.Module):
     """
 
     group: Group | None  # set in __init__ (None: any planar group)
+    _fixed_args = ("max_order",)  # (:class:`~._derived.FixedArgs`)
+    _fixed_reason = "the bias's shape is built from it"
 
     def __init__(self, channels: int, max_order: int,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.relu, bias: bool = True,

@@ -10,14 +10,14 @@ from .. import _checks as CC
 from ..functional import _harmonic_bn as HB
 from ..groups import Group, GroupLike
 from . import _checks as C
-from ._derived import newer_checkpoint, parametrized_once
+from ._derived import FixedArgs, newer_checkpoint, parametrized_once
 from ._harmonic import _group_repr, _harmonic, _spatial
 from ._typed import Typed
 
 __all__ = ["HarmonicBatchNorm"]
 
 
-class HarmonicBatchNorm(Typed, nn.Module):
+class HarmonicBatchNorm(Typed, FixedArgs):
     """Batch norm for harmonic fields that only rescales the magnitudes of orders ``m >= 1``.
 
     Order 0 is normalized like ``nn.BatchNorm3d`` (mean/variance, affine); each order ``m >= 1``
@@ -74,6 +74,16 @@ class HarmonicBatchNorm(Typed, nn.Module):
     weight: nn.Parameter | None
     bias: nn.Parameter | None
     group: Group | None  # set in __init__ (None: any planar group)
+    #: the shapes of ``weight`` and ``running_var`` (one per order or one per field) are built
+    #: from them: fixed at construction (:class:`~._derived.FixedArgs`), but for a change of
+    #: ``statistics`` between ``"order"`` and ``"order_centred"``, which share their state
+    _fixed_args = ("max_order", "statistics")
+    _fixed_reason = "the shapes of weight and running_var are built from it"
+
+    def _may_set(self, name: str, value) -> bool:
+        per_order = ("order", "order_centred")
+        return super()._may_set(name, value) or (
+            name == "statistics" and value in per_order and self.statistics in per_order)
 
     def __init__(self, num_features: int, max_order: int, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True,
