@@ -382,6 +382,26 @@ def test_a_model_pickled_before_norm_max_pool_moved_still_loads():
         pickle.loads(old.replace(b"NormMaxPool", b"NormMaxPool2d"))
 
 
+def test_a_model_pickled_before_harmonic_batch_norm_moved_still_loads(gen):
+    """``HarmonicBatchNorm`` moved from ``nn/_harmonic.py`` to ``nn/_harmonic_batch_norm.py``;
+    a whole-model pickle made before names the old path, which still resolves, with its
+    running statistics (the control: another name there does not)."""
+    from equilayers.nn import HarmonicBatchNorm
+
+    m = HarmonicBatchNorm(3, 2)
+    x = torch.randn(4, 3, 5, 4, 4, generator=gen)
+    with torch.no_grad():
+        m(x)
+    old = pickle.dumps(m.eval(), protocol=0).replace(
+        b"equilayers.nn._harmonic_batch_norm", b"equilayers.nn._harmonic")
+    assert b"equilayers.nn._harmonic\n" in old
+    clone = pickle.loads(old)
+    assert type(clone) is HarmonicBatchNorm and repr(clone) == repr(m)
+    _assert_same(clone(x), m(x), rtol=0, atol=0)
+    with pytest.raises(AttributeError, match="HarmonicBatchNorm2d"):
+        pickle.loads(old.replace(b"HarmonicBatchNorm", b"HarmonicBatchNorm2d"))
+
+
 def test_ddp_gloo_two_processes_same_gradients(tmp_path):
     """One SGD step under DistributedDataParallel (gloo, 2 CPU processes, each on half the
     batch) gives the gradients and parameters of one process on the full batch."""

@@ -257,3 +257,17 @@ def test_torch_compile_fullgraph(gen):
     x = torch.randn(2, 2, 8, 7, 7, generator=gen, dtype=torch.float64)
     compiled = torch.compile(ours, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x), ours(x))
+
+
+def test_an_int_dilation_set_after_construction_works(gen):
+    """``conv.dilation = 2`` (an int, as ``nn.Conv2d`` and ``GroupConv2d`` take it) gave
+    ``TypeError: 'int' object is not subscriptable`` deep in the forward; now it computes as
+    a layer built with ``dilation=2`` (the same filter), with or without ``padding="same"``."""
+    x = torch.randn(2, 2, 8, 9, 9, dtype=torch.float64, generator=gen)
+    for padding in (1, "same"):
+        _, m = _pair(padding=padding)
+        m.dilation = 2
+        fresh = ExpandedGroupConv2d.from_filter(m.weight, m.bias, padding=padding, dilation=2,
+                                                group="c8")
+        assert torch.equal(m(x), fresh(x))
+        assert m(x).shape == ((2, 3, 8, 7, 7) if padding == 1 else (2, 3, 8, 9, 9))

@@ -55,9 +55,11 @@ from ._group_pool import (
 )
 from ._harmonic import (
     GatedNonlinearity,
-    HarmonicBatchNorm,
     NormNonlinearity,
     NormPool,
+)
+from ._harmonic_batch_norm import (
+    HarmonicBatchNorm,
 )
 from ._heads import (
     InvariantHead,

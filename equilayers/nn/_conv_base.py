@@ -11,21 +11,24 @@ from .. import _checks as C
 from ..functional import _gconv as G
 from ..functional import _gconv_transpose as GT
 from ..groups import Group
-from ._derived import _conv_options_repr
+from ._derived import FixedArgs, _conv_options_repr
 from ._exactness import _WarnsInexact
 from ._padding import ResolvedPadding
 
 __all__ = ["_ExactConvMixin"]
 
 
-class _ExactConvMixin(ResolvedPadding, _WarnsInexact):
+class _ExactConvMixin(FixedArgs, ResolvedPadding, _WarnsInexact):
     """What every group conv module shares: the once-per-module exactness warning and the
     ``nn.Conv2d``-like part of ``extra_repr`` (needs ``group``, ``kernel_size``, ``stride``,
     ``_pad``, ``padding``, ``dilation``, ``groups``, ``bias``, ``padding_mode``, ``_warned``
     and ``_exact_sizes``).
 
     As torch's ``_ConvNd``: ``transposed`` (a class attribute, ``True`` in the transposed
-    subclasses) and ``output_padding`` (``(0, 0)`` for a forward conv)."""
+    subclasses) and ``output_padding`` (``(0, 0)`` for a forward conv). The arguments a
+    subclass builds derived state from are fixed at construction (its ``_fixed_args``:
+    :class:`~._derived.FixedArgs`); ``stride``, ``padding``, ``dilation``, ``padding_mode``,
+    ``output_padding``, ``weight`` and ``bias`` stay assignable, as on ``nn.Conv2d``."""
 
     group: Group
     transposed: bool = False

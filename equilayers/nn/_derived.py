@@ -1,7 +1,8 @@
 """Parameter-free modules whose buffers are all derived (blur filters, masks, slot indices):
 pure functions of the constructor's arguments, non-persistent, filled by ``reset_parameters()``
 (:class:`_FixedBuffers`); and the refill of a weighted module's derived buffers on its weight's
-device (:class:`_WeightDerived`).
+device (:class:`_WeightDerived`). The constructor's arguments that state is built from are
+fixed at construction: assigned later, they raise (:class:`FixedArgs`).
 
 Three places where ``torch.nn`` would leave such a buffer wrong are handled once, here:
 
@@ -42,8 +43,8 @@ from ._tables import check_tables, integer_tables
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BasisRecorded", "_FixedBuffers", "_WeightDerived", "in_weight_dtype", "normal_tensors",
-           "parametrized_once"]
+__all__ = ["BasisRecorded", "FixedArgs", "_FixedBuffers", "_WeightDerived", "in_weight_dtype",
+           "normal_tensors", "parametrized_once"]
 
 _M = TypeVar("_M", bound=nn.Module)
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -123,7 +124,46 @@ def _raw_weight(module: nn.Module) -> object:
     return module.weight if weight is None else weight
 
 
-class _WeightDerived(nn.Module):
+class FixedArgs(nn.Module):
+    """Mixin of a module whose derived state is built from some of its constructor's
+    arguments, :attr:`_fixed_args`: its buffers and integer tables (a blur filter, a gather
+    table, a steerable basis) and, for a weighted module, its parameters' shapes. They are set
+    once, in ``__init__``; assigning another value later raises ``AttributeError`` naming the
+    fix (a new module built with it). Accepted, such a value was shown by ``repr`` and ignored
+    by the forward, until a ``.to()`` or ``load_state_dict`` rebuilt part of the state from it
+    (a steerable conv's basis then changed while its state dict's basis record kept the old
+    settings). A class attribute named there (the convs' ``lifting``, ``transposed``) is fixed
+    alike. Assigning the value an argument already has is allowed (nothing to rebuild), and
+    every other attribute stays assignable (``stride``, ``padding``, ``dilation``,
+    ``padding_mode``, a new ``weight`` or ``bias``: read by every call). Pickling,
+    ``copy.deepcopy`` and ``load_state_dict`` restore a module without ``__setattr__``."""
+
+    #: The constructor arguments the derived state is built from.
+    _fixed_args: ClassVar[tuple[str, ...]] = ()
+    #: What is built from them (the refusal says it).
+    _fixed_reason: ClassVar[str] = "the module's buffers are built from it"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._fixed_args and not self._may_set(name, value):
+            cls = type(self).__name__
+            raise AttributeError(f"{cls}.{name} is fixed at construction ({self._fixed_reason}"
+                                 f"); build a new {cls} with {name}={value!r} instead")
+        super().__setattr__(name, value)
+
+    def _may_set(self, name: str, value: Any) -> bool:
+        """Whether the fixed argument ``name`` may take ``value``: while it is not set yet (in
+        ``__init__``), or where ``value`` is the one it has (a subclass may add values that
+        build the same state)."""
+        if name not in self.__dict__ and not any(name in vars(c) for c in type(self).__mro__):
+            return True
+        current = getattr(self, name)
+        try:
+            return value is current or (type(value) is type(current) and bool(value == current))
+        except (TypeError, ValueError, RuntimeError):  # (an == without a truth value)
+            return False
+
+
+class _WeightDerived(FixedArgs):
     """Mixin for a module whose derived buffers live with its ``weight``: ``_fill_derived``
     (the subclass's) rebuilds them on the weight's device, in the weight's dtype, after every
     conversion (``.to()``, ``.double()``, ``to_empty()``) and ``load_state_dict`` (with
@@ -149,26 +189,14 @@ class _WeightDerived(nn.Module):
             self._fill_derived(self.weight.device)
 
 
-class _FixedBuffers(nn.Module):
+class _FixedBuffers(FixedArgs):
     """Mixin; subclasses fill every buffer in ``reset_parameters()`` and read them in
     ``forward`` through :meth:`_buffers_for` (the blurs' binomial ``filter`` excepted: a copy
-    to inspect, their functional twins build it)."""
+    to inspect, their functional twins build it); the arguments the buffers are built from
+    are :attr:`~FixedArgs._fixed_args` (a Gaussian pool kept blurring with its first sigma)."""
 
     if TYPE_CHECKING:  # every subclass defines it
         def reset_parameters(self) -> None: ...
-
-    #: The constructor arguments the buffers are built from (their size and values): set once,
-    #: in ``__init__``; a later assignment would leave the buffers built from the old value
-    #: (a Gaussian pool kept blurring with its first sigma) and raises ``AttributeError``.
-    _fixed_args: ClassVar[tuple[str, ...]] = ()
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in type(self)._fixed_args and name in self.__dict__:
-            cls = type(self).__name__
-            raise AttributeError(f"{cls}.{name} is fixed at construction (the module's "
-                                 f"buffers are built from it); build a new {cls} with "
-                                 f"{name}={value!r} instead")
-        super().__setattr__(name, value)
 
     def _derived(self) -> list[torch.Tensor]:
         """The buffers and the integer tables (plain attributes, :mod:`._tables`)."""

@@ -79,6 +79,10 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
 
     in_type: FieldType  # set in __init__ (regular, or trivial when lifting)
     out_type: FieldType
+    #: what the field types and the filter's fiber layout are built from (fixed at
+    #: construction: :class:`~._derived.FixedArgs`); the rest as ``nn.Conv2d``'s
+    _fixed_args = ("group", "lifting", "transposed")
+    _fixed_reason = "the field types and the filter's fiber layout are built from it"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -186,8 +190,9 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
         G.check_conv_input(x, 4 if self.lifting else 5, self.in_channels,
                        None if self.lifting else self.fiber_in, name)
         C.check_dtype_match(x, self.weight, name)
-        G.check_conv_fits(x, self.kernel_size[0], self._pad, self.dilation, self.padding_mode,
-                          name)
+        # (an int assigned after construction, as nn.Conv2d and GroupConv2d take it)
+        dilation = C.check_pair(self.dilation, "dilation", name)
+        G.check_conv_fits(x, self.kernel_size[0], self._pad, dilation, self.padding_mode, name)
         self._check_exact(x)
         # the filter and bias of the built shapes (the fiber layout, the exactness check's k)
         k, c_in = self.kernel_size[0], self.in_channels // self.groups * self.fiber_in
@@ -195,8 +200,7 @@ class ExpandedGroupConv2d(Typed, _ExactConvMixin):
                                                         k, k))
         bias = checked(self, "bias", self.bias, (self.out_channels,))
         return E.expanded_conv_checked(x, weight, bias, self.fiber_out, self.stride,
-                                       self._pad, self.dilation, self.groups, self.padding_mode,
-                                       name)
+                                       self._pad, dilation, self.groups, self.padding_mode, name)
 
     def extra_repr(self) -> str:
         return self._conv_repr(", lifting=True" if self.lifting else "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ class _FiberBuffers(Typed, _FixedBuffers):
     """Derived matrices as buffers: built in ``reset_parameters``, rebuilt after conversions
     and loads (:class:`~equilayers.nn._derived._FixedBuffers`)."""
 
-    _fixed_args = ("group", "max_order")
+    _fixed_args: ClassVar[tuple[str, ...]] = ("group", "max_order")
 
     def _fill(self, name: str, source: torch.Tensor) -> None:
         with torch.no_grad():
@@ -218,6 +219,7 @@ class FourierNonlinearity(_FiberBuffers):
 
     sample_matrix: torch.Tensor  # buffers
     inverse_matrix: torch.Tensor
+    _fixed_args = ("group", "max_order", "samples")
 
     def __init__(self, group: GroupLike, max_order: int | None = None,
                  function: Callable[[torch.Tensor], torch.Tensor] = F.elu,

@@ -23,6 +23,7 @@ from ._checks import check_input_once
 from ._conv_base import _ExactConvMixin
 from ._eval_filter import EvalFilterMixin, eval_filter
 from ._exactness import warn_at_user
+from ._group_conv_ckpt import OldCheckpoints2d
 from ._group_conv_doc import SHARED_DOC as _SHARED_DOC
 from ._param_shapes import checked
 from ._tables import check_tables, table_on
@@ -33,7 +34,8 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _BASES = ("pixel", "harmonic")
 
 
-class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _ExactConvMixin):
+class _GroupConvNd(OldCheckpoints2d, D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed,
+                  _ExactConvMixin):
     """Shared machinery: validation, the weight (its shape decided by the basis), the derived
     buffers (basis tables, gather indices), the expanded filter (one private method
     dispatching on ``self.basis``, run by every training forward; eval forwards reuse it while
@@ -50,6 +52,12 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
     expansion_index: torch.Tensor
     bias_index: torch.Tensor  # (regular output fields: the bias per slot is one gather)
     _table_names = ("expansion_index", "bias_index")
+    #: what the basis, the tables and the weight's shape are built from: fixed at construction
+    #: (:class:`~._derived.FixedArgs`; a later sigma was ignored, then applied by a ``.to()``)
+    _fixed_args = ("group", "basis", "max_order", "in_max_order", "sigma", "frequencies_cutoff",
+                   "rings", "kernel_size", "in_channels", "out_channels", "groups", "lifting",
+                   "transposed")
+    _fixed_reason = "the weight's shape and the derived bases and tables are built from it"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
@@ -325,48 +333,10 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
                      if self.out_rep == "regular" and not self.lifting else unused)
         return {"expansion_index": index, "bias_index": slots}
 
-    #: 2: the group axis of regular -> regular weights is in the group's Fourier basis and
-    #: steerable elements have norm sqrt(d_out) (equilayers 0.1.0 stored one slot per element
-    #: and unit-norm elements; such checkpoints are converted on load). Only a state dict whose
-    #: metadata says version 1 is converted: one without metadata (a dict rebuilt from
-    #: ``state_dict()``, e.g. to strip a ``module.`` prefix, or read by a loader that keeps no
-    #: metadata) is taken as this version's, as it almost always is.
-    _version = 2
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:
-        if D.newer_checkpoint(self, prefix, local_metadata, error_msgs):
-            return
-        key = prefix + "weight"
-        if ((self._fourier_axis or self.basis == "harmonic")
-                and local_metadata.get("version", 2) < 2 and key in state_dict
-                and isinstance(state_dict[key], torch.Tensor)):
-            state_dict[key] = self._to_fourier(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-        if not self.weight.is_meta:
-            self._fill_derived(self.weight.device)
-
     def _irrep_scale(self) -> torch.Tensor:
         """``sqrt(d_out)`` per basis element (float64, CPU): see ``steerable_basis``."""
         return S._irrep_scale(self.group, self.in_rep, self.out_rep, self.kernel_size[0],
                               self.in_max_order or 0, self.max_order or 0, self._basis_spec)
-
-    def _to_fourier(self, weight: torch.Tensor) -> torch.Tensor:
-        """A weight in equilayers 0.1.0's parametrization (one slot per group element on the
-        group axis; unit-norm steerable elements), e.g. escnn's expanded filters read back,
-        in this version's (the group's Fourier basis; elements of norm ``sqrt(d_out)``)."""
-        w = weight.double()
-        if self._fourier_axis:
-            fourier = weight_basis(self.group, dtype=torch.float64, device=w.device)
-            if self.basis == "pixel":  # (C_out, C_in, |G|, k, k)
-                w = G.from_fourier(w, fourier.t())
-            else:  # (C_out, C_in, |G| J), element (h, j) at h J + j
-                w = G.from_fourier(w.unflatten(-1, (int(self.group.order), -1)),
-                                   fourier.t()).flatten(-2)
-        if self.basis == "harmonic":
-            w = w / self._irrep_scale().to(w.device)
-        return w.to(weight.dtype)
 
     def _apply(self, fn, recurse=True):
         # ``model.to(memory_format=torch.channels_last)`` converts every 4-D and 5-D tensor,
@@ -380,11 +350,6 @@ class _GroupConvNd(D.BasisRecorded, D.PickleStamped, EvalFilterMixin, Typed, _Ex
         if not self.weight.is_meta:
             self._fill_derived(self.weight.device)
         return out
-
-    def __setstate__(self, state) -> None:
-        super().__setstate__(state)
-        if "bias_index" not in self.__dict__:  # pickled before the slot bias was a gather
-            self.bias_index = self._index_tables(self.weight.device)["bias_index"]
 
     # --- forward ---------------------------------------------------------------------------
     def expanded_filter(self) -> torch.Tensor:

@@ -36,7 +36,7 @@ _BASES = ("voxel", "harmonic")
 
 
 class _GroupConv3dBase(D.BasisRecorded, D.PickleStamped, ResolvedPadding, EvalFilterMixin, Typed,
-                       nn.Module):
+                       D.FixedArgs):
     """Shared machinery: validation, the weight, the gather table (a derived buffer), the init,
     the once-per-module exactness warning and ``extra_repr``."""
 
@@ -53,6 +53,11 @@ class _GroupConv3dBase(D.BasisRecorded, D.PickleStamped, ResolvedPadding, EvalFi
     expansion_table: torch.Tensor
     bias_index: torch.Tensor
     _table_names = ("expansion_table", "bias_index")
+    #: what the bases, the tables and the weight's shape are built from: fixed at construction
+    #: (:class:`~._derived.FixedArgs`); stride, padding, dilation, padding_mode stay assignable
+    _fixed_args = ("group", "basis", "sigma", "frequencies_cutoff", "rings", "kernel_size",
+                   "in_channels", "out_channels", "groups", "lifting", "transposed")
+    _fixed_reason = "the weight's shape and the derived bases and tables are built from it"
 
     #: ``gain**2`` of the init: the output's over the input's second moment (as in 2-D)
     init_gain2: float = 1.0

@@ -21,7 +21,7 @@ from .. import _checks as C
 from ..functional._fibers import on_fibers
 from ..functional._gconv3d import check_conv3d_group
 from ..groups import FieldType, GroupLike, get
-from ._derived import parametrized_once
+from ._derived import FixedArgs, parametrized_once
 from ._exactness import warn_at_user
 from ._group_conv import GroupConv2d
 from ._group_conv3d import GroupConv3d
@@ -101,7 +101,7 @@ class OnFibers(Typed, nn.Module):
 _UNREACHED = re.compile(r"reaches output (?:rotation )?order\(s\) (\[[\d, ]*\])")
 
 
-class GroupLinear(Typed, nn.Module):
+class GroupLinear(Typed, FixedArgs):
     """``nn.Linear`` for fields: the equivariant linear maps between fibers ``(B, C, F)``
     (escnn's ``Linear``; the layers of an equivariant MLP).
 
@@ -150,6 +150,9 @@ class GroupLinear(Typed, nn.Module):
         >>> GroupLinear(3, 5, group="so3", max_order=2)(torch.randn(2, 3, 9)).shape
         torch.Size([2, 5, 9])
     """
+
+    _fixed_args = ("group", "max_order", "in_max_order")  # (:class:`~._derived.FixedArgs`)
+    _fixed_reason = "the conv it holds is built from it"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  group: GroupLike, max_order: int | None = None,

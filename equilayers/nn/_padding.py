@@ -1,9 +1,11 @@
 """``padding`` and ``_pad`` of the group and steerable convs: ``padding`` as given (an int, a
 tuple, ``"same"``, ``"valid"``), ``_pad`` its per-side numbers, always those of the current
 ``padding``, ``kernel_size``, ``dilation`` and ``stride`` (``"same"`` depends on the dilation
-and needs stride 1): setting any of them after construction takes effect at the next call,
-as on torch's convs (``_pad`` was resolved once: a later ``dilation`` silently shrank a
-``"same"`` output, a later ``padding`` was ignored by the 3-D convs)."""
+and needs stride 1): setting ``padding``, ``dilation`` or ``stride`` after construction takes
+effect at the next call, as on torch's convs (``_pad`` was resolved once: a later
+``dilation`` silently shrank a ``"same"`` output, a later ``padding`` was ignored by the 3-D
+convs); ``kernel_size`` is fixed at construction (the bases and tables are built from it:
+:class:`~._derived.FixedArgs`)."""
 
 from __future__ import annotations
 

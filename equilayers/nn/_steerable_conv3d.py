@@ -160,6 +160,12 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
     in_type: FieldType  # set in __init__
     out_type: FieldType
     filter_basis: torch.Tensor
+    transposed = False  # (as torch's _ConvNd; True in SteerableConvTranspose3d)
+    #: what the basis and the weight's shape are built from: fixed at construction
+    #: (:class:`~._derived.FixedArgs`); stride, padding, dilation, padding_mode stay assignable
+    _fixed_args = ("group", "basis", "max_order", "in_max_order", "sigma", "frequencies_cutoff",
+                   "rings", "kernel_size", "in_channels", "out_channels", "groups", "transposed")
+    _fixed_reason = "the weight's shape and the derived basis are built from it"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",

@@ -71,6 +71,8 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
 
     group: Group
     basis: torch.Tensor  # (K, F_out, P) buffer, the pair form of the basis
+    _fixed_args = ("group", "max_order", "out_max_order")  # (:class:`~._derived.FixedArgs`)
+    _fixed_reason = "the weight's shape and the basis buffer are built from it"
 
     def __init__(self, channels: int, group: GroupLike, max_order: int,
                  out_max_order: int | None = None, *, device=None, dtype=None,
