@@ -103,9 +103,9 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
 
 def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> torch.Tensor:
     _check_5d(x, what)
-    if not ceil_mode:  # torch's "Output size is too small"
-        C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
-                       (p[1], p[1], p[0], p[0]), what)
+    # torch's "Output size is too small" (ceil_mode takes a window overhanging the end)
+    C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+                   (p[1], p[1], p[0], p[0]), what, ceil_stride=s if ceil_mode else None)
     if fn is F.max_pool2d:
         check_max_windows(x, k, s, p, d, ceil_mode, what)
         args = (k, s, p, d, ceil_mode, *args)

@@ -46,20 +46,26 @@ def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_
                              dims=3)
 
 
-def _check_window3d(x: torch.Tensor, k, p, d, what: str) -> None:
+def _check_window3d(x: torch.Tensor, k, p, d, what: str, ceil_stride=None) -> None:
+    """Every padded dim holds a window (torch's "Output size is too small"); ``ceil_stride``:
+    a ``ceil_mode=True`` pool's strides, where torch also takes a padded size short of the
+    window by less than the stride (:func:`equilayers._checks.check_window`)."""
     for i, name in enumerate(("depth", "height", "width")):
         extent = d[i] * (k[i] - 1) + 1
         n = x.shape[-3 + i]
-        if n + 2 * p[i] < extent:
+        short = extent - n - 2 * p[i]
+        if (short > 0 if ceil_stride is None else n == 0 or short >= ceil_stride[i]):
+            ceil = ("" if ceil_stride is None else
+                    f" by the stride {ceil_stride[i]} or more (ceil_mode=True takes a window "
+                    "that overhangs the end by less than the stride)")
             raise ValueError(f"{what}: the input's {name} {n} (+ padding 2 x {p[i]}) is smaller "
-                             f"than the pooling window ({extent}); got x of shape "
+                             f"than the pooling window ({extent}){ceil}; got x of shape "
                              f"{tuple(x.shape)}")
 
 
 def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) -> torch.Tensor:
     check_map6d(x, what)
-    if not ceil_mode:
-        _check_window3d(x, k, p, d, what)
+    _check_window3d(x, k, p, d, what, args[1] if ceil_mode else None)  # (args: k, s, ...)
     if fn is F.max_pool3d:
         check_max_windows(x, k, args[1], p, d, ceil_mode, what)
     b, c, f = x.shape[:3]
@@ -97,8 +103,7 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_flag(count_include_pad, "count_include_pad", what)
     check_map6d(x, what)
-    if not ceil_mode:
-        _check_window3d(x, k, p, (1, 1, 1), what)  # the padded input holds a window
+    _check_window3d(x, k, p, (1, 1, 1), what, s if ceil_mode else None)  # a window fits
     if any(n < kk for n, kk in zip(x.shape[-3:], k, strict=True)):
         # torch's avg_pool3d refuses it even where the padding fills the window
         raise ValueError(f"{what}: every spatial size must be at least kernel_size={k} (torch's "
