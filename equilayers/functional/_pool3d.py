@@ -19,7 +19,7 @@ need only be divisible by ``s``: a rotation permutes them with the dims.
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,8 @@ def _check_window3d(x: torch.Tensor, k, p, d, what: str, ceil_stride=None) -> No
                              f"{tuple(x.shape)}")
 
 
-def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) -> torch.Tensor:
+def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     check_map6d(x, what)
     _check_window3d(x, k, p, d, what, args[1] if ceil_mode else None)  # (args: k, s, ...)
     if fn is F.max_pool3d:
@@ -71,13 +72,37 @@ def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) ->
     b, c, f = x.shape[:3]
     # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0 channels)
     y = fn(x.reshape(b, c * f, *x.shape[-3:]) if c * f else x.reshape(0, 1, *x.shape[-3:]), *args)
+    if isinstance(y, tuple):  # (values, indices): both in the group map's layout
+        values, indices = y
+        return (values.reshape(b, c, f, *values.shape[-3:]),
+                indices.reshape(b, c, f, *indices.shape[-3:]))
     return y.reshape(b, c, f, *y.shape[-3:])
 
 
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: Literal[False] = ...
+                     ) -> torch.Tensor: ...
+
+
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., *, return_indices: Literal[True]
+                     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: bool = ...
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def group_max_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
-                     ceil_mode: bool = False) -> torch.Tensor:
+                     ceil_mode: bool = False, return_indices: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``F.max_pool3d`` over the spatial dims of ``(B, C, F, D, H, W)`` (each slot
-    separately). See :class:`equilayers.nn.GroupMaxPool3d`.
+    separately), with ``F.max_pool3d``'s arguments in its order. See
+    :class:`equilayers.nn.GroupMaxPool3d` (``return_indices``: its indices, as there).
 
     Example:
         >>> group_max_pool3d(torch.randn(1, 2, 24, 4, 4, 4), 2).shape
@@ -86,7 +111,9 @@ def group_max_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilat
     what = "group_max_pool3d"
     k, s, p, d = check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=True)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    return _spatial(x, F.max_pool3d, what, k, p, d, ceil_mode, k, s, p, d, bool(ceil_mode))
+    C.check_flag(return_indices, "return_indices", what)
+    return _spatial(x, F.max_pool3d, what, k, p, d, ceil_mode, k, s, p, d, bool(ceil_mode),
+                    bool(return_indices))
 
 
 def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
@@ -114,9 +141,9 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
         # torch's CPU avg_pool3d has no half kernel ("avg_pool3d_out_frame" not implemented):
         # average in float32 (as accurate as a half kernel could be) and round once
-        return _spatial(x.float(), F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode,
-                        *args).to(x.dtype)
-    return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args)
+        return cast(torch.Tensor, _spatial(x.float(), F.avg_pool3d, what, k, p, (1, 1, 1),
+                                           ceil_mode, *args)).to(x.dtype)
+    return cast(torch.Tensor, _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args))
 
 
 #: The layouts the 3-D polyphase ops take: batched, or one unbatched volume (as torch's pools).

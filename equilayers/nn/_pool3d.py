@@ -122,8 +122,13 @@ class GroupMaxPool3d(_Pool3d):
     Functional twin: :func:`~equilayers.functional.group_max_pool3d`.
 
     Args:
-        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool3d`` (an int or
-            three ints ``(D, H, W)``).
+        kernel_size, stride, padding, dilation, return_indices, ceil_mode: as
+            ``nn.MaxPool3d``, in its order (an int or three ints ``(D, H, W)``).
+            ``return_indices=True``: ``forward`` returns ``(y, indices)``, ``indices`` of
+            ``y``'s shape (int64): per slot, the flat index ``d H W + h W + w`` into that
+            slot's ``D x H x W`` volume that ``nn.MaxPool3d`` gives for it
+            (``nn.MaxUnpool3d`` takes ``y.flatten(1, 2)`` and ``indices.flatten(1, 2)``);
+            positions in the input, not equivariant as numbers.
 
     Shape:
         ``(B, C, F, D, H, W) -> (B, C, F, D', H', W')``,
@@ -149,17 +154,20 @@ class GroupMaxPool3d(_Pool3d):
     _max = True
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode: bool = False) -> None:
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = C.check_flag(return_indices, "return_indices",
+                                           type(self).__name__)
         self.dilation = dilation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):  # (y, indices) with return_indices, as nn.MaxPool3d
         self._check_exact(x, self.dilation)
         return P3.group_max_pool3d(x, self.kernel_size, self.stride, self.padding,
-                                   self.dilation, self.ceil_mode)
+                                   self.dilation, self.ceil_mode, self.return_indices)
 
     def extra_repr(self) -> str:
-        return self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+        return (self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+                + (", return_indices=True" if self.return_indices else ""))
 
 
 class GroupAvgPool3d(_Pool3d):
