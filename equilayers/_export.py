@@ -56,6 +56,9 @@ The cube groups' 3-D layers on 6-D maps ``(B, C, F, D, H, W)``:
   ``Sequential`` (``Flatten(1, 2)`` for harmonic input), the bias on each field's order-0
   slot; ``SteerableConvTranspose3d`` -> the same with one ``ConvTranspose3d`` (no
   ``output_size``, as in 2-D).
+* ``GroupMaxPool2d`` / ``GroupMaxPool3d`` with ``return_indices=True`` stay equilayers modules
+  (kept, deep-copied): their indices are per slot's plane, a ``MaxPool3d``'s over the fiber
+  too.
 * ``GroupPool`` on 6-D maps stays an equilayers module (kept, deep-copied): no ``torch.nn``
   layer pools a 6-D tensor's fiber without knowing the spatial size (``nn.MaxPool3d`` takes
   5-D input, and every reshape that brings the fiber into a pooled dim merges two dims of
@@ -300,7 +303,7 @@ def _export_bn3d(m: GroupBatchNorm3d, fiber: int | None) -> nn.Module | None:
 
 
 def _pool3d(m: GroupMaxPool3d | GroupAvgPool3d, fiber: int | None) -> nn.Module | None:
-    if fiber is None:
+    if fiber is None or getattr(m, "return_indices", False):  # (kept: the module docstring)
         return None
     pool: nn.Module
     if isinstance(m, GroupMaxPool3d):
@@ -322,7 +325,9 @@ def _win(v) -> tuple[int, int, int]:
 
 
 @register_export(GroupMaxPool2d)
-def _export_max_pool(m: GroupMaxPool2d, fiber: int | None) -> nn.Module:
+def _export_max_pool(m: GroupMaxPool2d, fiber: int | None) -> nn.Module | None:
+    if m.return_indices:  # MaxPool3d's indices would count the fiber: kept (module docstring)
+        return None
     k, s, p, d = _win(m.kernel_size), _win(m.stride), _win(m.padding), _win(m.dilation)
     return nn.MaxPool3d(k, s, (0,) + p[1:], d, ceil_mode=m.ceil_mode)
 

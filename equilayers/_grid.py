@@ -315,7 +315,9 @@ def check_grid(
       a nearest mode whose index map does not commute with the flip (``"nearest"`` at a
       ratio that is not an integer, ``"nearest-exact"`` at some sizes: ``4 -> 9``), a linear
       mode whose ``scale_factor`` does not give the output size exactly, or dims a rotation
-      swaps resized by different ratios (the law the module's warning asks too).
+      swaps resized differently: ``size=`` giving them different output sizes (their input
+      sizes may differ), or different scale factors (the law the module's warning asks
+      too).
     * **a layer's own settings** that break exactness at every size (``"upsample-grid"``: a
       :class:`~equilayers.nn.BlurUpsample2d`/``3d`` other than the U-Net's pair, whose samples
       land off the centre; ``"even-blur"``: a polyphase pool or upsampling with an even

@@ -13,7 +13,7 @@ from torch import nn
 
 from ._grid import Finding, output_padding_finding
 from ._grid_types import contains, slot_symmetric_fed
-from .functional._upsample import resize_break, resize_fix
+from .functional._upsample import copies_at, upsample_problem
 from .groups import FieldType, Group
 
 __all__ = ["call_findings", "group_findings", "module_findings"]
@@ -31,33 +31,26 @@ def _per_dim(v, nd: int) -> tuple[int, ...] | None:
 
 
 def _upsample_break(mod: nn.Module, size: tuple[int, ...], got: tuple[int, ...],
-                    moved: Sequence[int], pairs: Sequence[tuple[int, int]]) -> str | None:
-    """Why an upsampling from ``size`` to ``got`` is not exact on the dims the group moves:
-    a dim whose resize does not commute with its flip (the one per-dim law,
-    :func:`~equilayers.functional._upsample.resize_break`, that the module warning of
-    ``GroupUpsample2d`` / ``3d`` asks too: the nearest modes' index map, a linear mode's
-    ``scale_factor`` that does not give the output size), or dims a rotation swaps resized by
-    different ratios; ``None`` where it is exact."""
-    mode, factors = getattr(mod, "mode", None), _scales(mod, len(size))
-    for i in moved:
-        why = resize_break(size[i], got[i], mode, align_corners=getattr(
-            mod, "align_corners", None), scale=None if factors is None else factors[i],
-            dim=_DIM_NAMES[len(size)][i], copies=getattr(mod, "_copies_integer_ratios", False))
-        if why:
-            return why
-    for a, b in pairs:
-        if got[a] * size[b] != got[b] * size[a]:
-            return (f"the dims a rotation swaps are resized by different ratios ({size[a]} -> "
-                    f"{got[a]}, {size[b]} -> {got[b]})")
-    return None
+                    moved: Sequence[int], pairs: Sequence[tuple[int, int]]
+                    ) -> tuple[str, str] | None:
+    """``(why, fix)`` where an upsampling from ``size`` to ``got`` is not exact on the dims the
+    group moves, by the one law that ``GroupUpsample2d`` / ``3d``'s warning asks too
+    (:func:`~equilayers.functional._upsample.upsample_problem`): each moved dim's resize must
+    commute with its flip, and dims a rotation swaps must be resized alike (``size=``: to
+    equal output sizes; ``scale_factor``: by equal factors); ``None`` where it is exact."""
+    mode, nd = getattr(mod, "mode", None), len(size)
+    copied = getattr(mod, "_copies_integer_ratios", False) and copies_at(size, got, mode)
+    return upsample_problem(
+        size, got, moved, pairs, mode, align_corners=getattr(mod, "align_corners", None),
+        sized=getattr(mod, "size", None) is not None, scales=_scales(mod, nd),
+        recompute=bool(getattr(mod, "recompute_scale_factor", None)), copied=copied,
+        names=_DIM_NAMES[nd], nd=nd)
 
 
 def _scales(mod: nn.Module, nd: int) -> tuple[float, ...] | None:
-    """The ``scale_factor`` per dim that ``F.interpolate`` passes on to its kernel (given
-    without ``size`` and without ``recompute_scale_factor``), else ``None``."""
+    """The ``scale_factor`` per dim (given without ``size``), else ``None``."""
     factor = getattr(mod, "scale_factor", None)
-    if (getattr(mod, "size", None) is not None or factor is None
-            or getattr(mod, "recompute_scale_factor", None)):
+    if getattr(mod, "size", None) is not None or factor is None:
         return None
     if isinstance(factor, (int, float)) and not isinstance(factor, bool):
         return (float(factor),) * nd
@@ -154,10 +147,7 @@ def call_findings(sizes, moved: Sequence[int], pairs: Sequence[tuple[int, int]],
             if ops:
                 out.append(output_padding_finding(name, kind, breaks, size, ops))
         elif hasattr(mod, "scale_factor") and hasattr(mod, "mode"):
-            why = _upsample_break(mod, size, got, moved, pairs)
-            if why:
-                out.append(Finding(
-                    name, kind, "upsample-size", breaks, size, why, resize_fix(
-                        [(size[i], got[i]) for i in moved], getattr(mod, "mode", None), nd,
-                        scales=_scales(mod, nd))))
+            problem = _upsample_break(mod, size, got, moved, pairs)
+            if problem:
+                out.append(Finding(name, kind, "upsample-size", breaks, size, *problem))
     return out

@@ -69,7 +69,8 @@ def convert(m: Any, regular_fields: Callable[[Any, str], object]) -> nn.Module:
         if kind == "trivial":
             return nn.MaxPool3d(m.kernel_size, m.stride, m.padding, m.dilation,
                                 ceil_mode=m.ceil_mode)
-        return GroupMaxPool3d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+        return GroupMaxPool3d(m.kernel_size, m.stride, m.padding, m.dilation,
+                              ceil_mode=m.ceil_mode)
     if kind == "trivial":  # PointwiseAvgPool3D: F.avg_pool3d's defaults otherwise
         return nn.AvgPool3d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
     return GroupAvgPool3d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
@@ -85,7 +86,8 @@ def pool2d(m: Any, enn: Any, regular_fields: Callable[[Any, str], object]) -> nn
         return plain
     if isinstance(m, enn.PointwiseMaxPool2D):
         regular_fields(m.in_type, what)
-        return GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+        return GroupMaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation,
+                              ceil_mode=m.ceil_mode)
     if S2.harmonic_fields(m.in_type):
         S2.harmonic_or_trivial(m.in_type, what)  # linear: any field
     else:

@@ -223,6 +223,39 @@ def test_kernels_of_any_depth(kernel_size, basis):
         x.shape[-3:], kernel_size, strict=True))
 
 
+@pytest.mark.parametrize("group", ["so2", "o2", "c4", "d4"])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_depth_only_kernels_build_or_name_the_empty_basis(group, transposed):
+    """``(k_d, 1, 1)``: the default shell of a 1 x 1 plane (radius 0, sigma 0.005) vanishes
+    on every voxel of an even depth (all 0.5 off the centre), so the shells' basis is empty:
+    the layer says so and what builds one (it crashed in the init rule with torch's
+    ``max(): Expected reduction dim``); a wider ``sigma``, an odd depth and the slices build
+    and are exact on the grid elements."""
+    from equilayers.nn import SteerableConvTranspose3d
+    from equilayers.testing import equivariance_error
+
+    cls = SteerableConvTranspose3d if transposed else SteerableConv3d
+    for kd in (2, 4):
+        with pytest.raises(ValueError, match=rf"basis is empty for kernel_size=\({kd}, 1, 1\)"
+                           r".*vanish on every voxel.*sigma=0\.5"):
+            cls(1, 2, (kd, 1, 1), group=group, max_order=1)
+    x = torch.randn(2, 1, 3, 5, 4, 4, dtype=torch.float64, generator=_gen(1))
+    g = get(group)
+    for kw in ({"sigma": 0.5}, {"basis": "slices"}, {}):
+        kd = 3 if not kw else 2
+        with warnings.catch_warnings(), global_rng_from(_gen()):
+            warnings.simplefilter("ignore")  # (order 1 unreached by a 1 x 1 plane)
+            conv = cls(1, 2, (kd, 1, 1), group=group, in_max_order=1, max_order=1,
+                       **kw).double()
+        assert conv.weight.abs().sum() > 0, kw
+        assert equivariance_error(conv, x, g, elements=g.grid_elements()) < 1e-12, kw
+        # the control: the same output with its order-0 slot moved into the order-1 cosine
+        rolled = equivariance_error(lambda v, conv=conv: conv(v).roll(1, dims=2), x, g,
+                                    in_rep=conv.in_type, out_rep=conv.out_type,
+                                    elements=g.grid_elements())
+        assert rolled > 1e-3, (kw, rolled)
+
+
 def test_one_slice_kernels_are_the_planar_basis():
     """On a single slice ``(1, k, k)`` the shells reduce to the planar basis's span (their
     ``J`` and ``J + 2`` coincide there and are kept once)."""

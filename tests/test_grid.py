@@ -154,8 +154,10 @@ def test_rectangles_flagged_where_the_model_cannot_take_the_rotated_shape(gen):
     (f,) = check_grid(norm, (1, 2, 9, 11), "p4")
     assert f.problem == "non-square" and "11x9" in f.message and "rejects" in f.message
     fixed = nn.Sequential(conv, nn.Upsample(size=(18, 22)), nn.Conv2d(3, 3, 3, padding=1)).double()
-    (f,) = check_grid(fixed, (1, 2, 9, 11), "p4", shifts=False)
+    f, up = check_grid(fixed, (1, 2, 9, 11), "p4", shifts=False)
     assert f.problem == "non-square" and "sees 18x22, where a rotation" in f.message
+    # (the upsampling itself: size= gives the dims a rotation swaps different sizes)
+    assert up.problem == "upsample-size" and "(18 and 22)" in up.message, up
     # a flip keeps H x W: no rotated shape to reject, nothing found, exact
     assert check_grid(norm, (1, 2, 9, 11), "d1") == []
     x = torch.randn(2, 2, 9, 11, generator=gen, dtype=torch.float64)

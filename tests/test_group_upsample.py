@@ -189,5 +189,6 @@ def test_an_inexact_size_warns_once_on_a_group_map(gen):
         assert equivariance_error(GroupUpsample3d(size=10), x, "o") < 1e-12
         GroupUpsample3d(size=8)(x[:, :, 0])  # a volume of no group
         GroupUpsample3d(size=(7, 10, 10))(x)  # the depth: c4z keeps it (check_grid's call)
-    with pytest.warns(UserWarning, match="height and width of 5 resized by different ratios"):
+    with pytest.warns(UserWarning, match=r"height and width, which a rotation swaps, "
+                      r"different output sizes \(10 and 15\)"):
         GroupUpsample2d(size=(10, 15))(x[:, :, :4, 0])

@@ -60,17 +60,30 @@ def check_size(x: torch.Tensor, dim: int, size: int, name: str, what: str, means
 
 
 def check_window(x: torch.Tensor, extent: tuple[int, int], pad: tuple[int, int, int, int],
-                 what: str, name: str = "x") -> None:
+                 what: str, name: str = "x", *,
+                 ceil_stride: tuple[int, int] | None = None) -> None:
     """The padded input ``(H + top + bottom, W + left + right)`` holds at least one window of
     ``extent = (dilation * (k - 1) + 1)`` per dim (``pad`` is ``(left, right, top, bottom)``),
-    where ``nn.Conv2d`` / ``nn.MaxPool2d`` would raise a ``RuntimeError``."""
+    where ``nn.Conv2d`` / ``nn.MaxPool2d`` would raise a ``RuntimeError``. ``ceil_stride``: a
+    ``ceil_mode=True`` pool's ``(stride_h, stride_w)``; torch's ``ceil_mode`` also takes a
+    padded size short of the window by less than the stride (one window overhanging the end:
+    ``ceil((n + 2p - extent) / stride) + 1 >= 1``), and refuses the rest as floor mode
+    does."""
     h, w = x.shape[-2:]
     left, right, top, bottom = pad
-    if h + top + bottom < extent[0] or w + left + right < extent[1]:
+    short = (extent[0] - h - top - bottom, extent[1] - w - left - right)
+    if ceil_stride is None:
+        bad = short[0] > 0 or short[1] > 0
+    else:
+        bad = 0 in (h, w) or short[0] >= ceil_stride[0] or short[1] >= ceil_stride[1]
+    if bad:
+        ceil = ("" if ceil_stride is None else
+                f" by the stride {ceil_stride[0]}x{ceil_stride[1]} or more (ceil_mode=True "
+                "takes a window that overhangs the end by less than the stride)")
         raise ValueError(f"{_prefix(what)}{name} of spatial size {h}x{w} (shape "
                          f"{tuple(x.shape)}) padded by {pad} (left, right, top, bottom) is "
-                         f"smaller than the kernel's window {extent[0]}x{extent[1]}; use a "
-                         f"larger input or more padding")
+                         f"smaller than the kernel's window {extent[0]}x{extent[1]}{ceil}; "
+                         "use a larger input or more padding")
 
 
 # --- the binomial blurs' arguments ---------------------------------------------------------------

@@ -112,7 +112,11 @@ def planar_init_std(group: Group, in_rep: str, k: int, m_in: int, m_out: int,
 def init_std_of(basis: torch.Tensor, scale: torch.Tensor, fan_in: int, gain2: float
                 ) -> torch.Tensor:
     """:func:`planar_init_std` of a unit-norm basis ``(nb, F_out, F_in, *spatial)`` of planar
-    harmonic fields whose layers' elements are ``scale`` times longer."""
+    harmonic fields whose layers' elements are ``scale`` times longer (an empty basis: an
+    empty tensor, and the layer names the empty basis)."""
+    if basis.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.float64)
+
     def order(slot: torch.Tensor) -> torch.Tensor:
         return (slot + 1) // 2
     energy = basis.square().sum(dim=tuple(range(3, basis.dim())))  # (nb, F_out, F_in)

@@ -169,7 +169,8 @@ def expand_filter3d(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return y.reshape(c_out * n, c_in * (per // k ** 3), k, k, k)
 
 
-def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_size: int,
+def exactness_problems3d(group: GroupLike, size: tuple[int, int, int],
+                         kernel_size: int | tuple[int, int, int],
                          stride, pad: tuple[int, ...], dilation, output_padding=None,
                          padding_mode: str | None = None,
                          taps: Sequence[int] | None = None) -> list[str]:
@@ -185,11 +186,12 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
     voxels at the high end only. ``padding_mode``: a dim whose windows a ``"reflect"``,
     ``"replicate"`` or ``"circular"`` padding maps onto their mirrors is exact whatever its
     padded grid (:func:`~equilayers.functional._grid_law.windows_coincide`; ``taps``: a blur's
-    fixed weights)."""
+    fixed weights). ``kernel_size``: an int, or three (a pool's box window ``(k_d, k_h, k_w)``:
+    each dim is judged on its own, and dims the group trades need equal sizes)."""
     what = "exactness_problems3d"
     grp = check_cubic_group(group, what)
     sizes = C.check_triple(size, "size", what, minimum=1)
-    C.check_int(kernel_size, "kernel_size", what, minimum=1)
+    ks = C.check_triple(kernel_size, "kernel_size", what, minimum=1)
     strides = C.check_triple(stride, "stride", what, minimum=1)
     dils = C.check_triple(dilation, "dilation", what, minimum=1)
     transposed = output_padding is not None
@@ -212,7 +214,7 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
         opts[i] = (s, d, lo, hi, ops[i])
         if -(3 - i) not in moved:
             continue
-        extent = d * (kernel_size - 1) + 1
+        extent = d * (ks[i] - 1) + 1
         for brk in dim_breaks(n, extent, s, lo, hi, padding_mode=padding_mode, taps=taps,
                               output_padding=ops[i] if transposed else None):
             if brk.problem == "asymmetric-padding":
@@ -229,6 +231,10 @@ def exactness_problems3d(group: GroupLike, size: tuple[int, int, int], kernel_si
         out.append(f"output_padding ({', '.join(padded)}) adds voxels at the high end only, so "
                    "the output grid is not centred on the input's: use output_padding=0 (k=3, "
                    "stride 2, padding 1 maps n -> 2n-1; k=4, stride 2, padding 1 doubles)")
+    uneven = [f"{names[a]}/{names[b]}" for a, b in _traded(grp) if ks[a] != ks[b]]
+    if uneven:
+        out.append(f"{grp.name} trades {', '.join(uneven)}, but the window is "
+                   f"{'x'.join(map(str, ks))} (D x H x W): use equal window sizes on those dims")
     for a, b in _traded(grp):
         if opts[a] != opts[b]:
             out.append(f"{grp.name} trades the {names[a]} and {names[b]} dims, but their "

@@ -3,6 +3,8 @@ spatially (equivariant)."""
 
 from __future__ import annotations
 
+from typing import Literal, cast, overload
+
 import torch
 import torch.nn.functional as F
 
@@ -101,11 +103,12 @@ def group_pool(x: torch.Tensor, reduction: str = "max") -> torch.Tensor:
     return x.mean(2)
 
 
-def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> torch.Tensor:
+def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     _check_5d(x, what)
-    if not ceil_mode:  # torch's "Output size is too small"
-        C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
-                       (p[1], p[1], p[0], p[0]), what)
+    # torch's "Output size is too small" (ceil_mode takes a window overhanging the end)
+    C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+                   (p[1], p[1], p[0], p[0]), what, ceil_stride=s if ceil_mode else None)
     if fn is F.max_pool2d:
         check_max_windows(x, k, s, p, d, ceil_mode, what)
         args = (k, s, p, d, ceil_mode, *args)
@@ -114,16 +117,44 @@ def _spatial(x: torch.Tensor, fn, what: str, k, s, p, d, ceil_mode, *args) -> to
     b, c, f, h, w = x.shape
     # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0 channels)
     y = fn(x.reshape(b, c * f, h, w) if c * f else x.reshape(0, 1, h, w), *args)
+    if isinstance(y, tuple):  # (values, indices): both in the group map's layout
+        values, indices = y
+        return (values.reshape(b, c, f, *values.shape[-2:]),
+                indices.reshape(b, c, f, *indices.shape[-2:]))
     return y.reshape(b, c, f, y.shape[-2], y.shape[-1])
 
 
+@overload
+def group_max_pool2d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: Literal[False] = ...
+                     ) -> torch.Tensor: ...
+
+
+@overload
+def group_max_pool2d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., *, return_indices: Literal[True]
+                     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def group_max_pool2d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: bool = ...
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def group_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
-                     ceil_mode: bool = False) -> torch.Tensor:
-    """``F.max_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately)."""
+                     ceil_mode: bool = False, return_indices: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``F.max_pool2d`` over the spatial dims of ``(B, C, F, H, W)`` (each slot separately),
+    with ``F.max_pool2d``'s arguments in its order. ``return_indices``: also return
+    ``F.max_pool2d``'s indices of each slot's plane, ``(B, C, F, H', W')`` int64, each the
+    flat index ``h W + w`` into that slot's ``H x W`` plane (``nn.MaxUnpool2d`` takes them
+    with the values on the ``(B, C F, H', W')`` view: ``y.flatten(1, 2)``)."""
     what = "group_max_pool2d"
     k, s, p, d = C.check_pool_args(kernel_size, stride, padding, dilation, what, max_pool=True)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    return _spatial(x, F.max_pool2d, what, k, s, p, d, ceil_mode)
+    C.check_flag(return_indices, "return_indices", what)
+    return _spatial(x, F.max_pool2d, what, k, s, p, d, ceil_mode, bool(return_indices))
 
 
 def group_avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0,
@@ -133,4 +164,5 @@ def group_avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     k, s, p, d = C.check_pool_args(kernel_size, stride, padding, 1, what, max_pool=False)
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_flag(count_include_pad, "count_include_pad", what)
-    return _spatial(x, F.avg_pool2d, what, k, s, p, d, ceil_mode, count_include_pad)
+    return cast(torch.Tensor,
+                _spatial(x, F.avg_pool2d, what, k, s, p, d, ceil_mode, count_include_pad))

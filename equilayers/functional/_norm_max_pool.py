@@ -70,9 +70,9 @@ def norm_max_pool2d(
     C.check_choice(per, "per", PER, what, fix=_PER_FIX)
     k, s, p, d = check_pool_args(kernel_size, stride, padding, dilation)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    if not ceil_mode:  # torch's "Output size is too small"; ceil_mode's own rule otherwise
-        C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
-                       (p[1], p[1], p[0], p[0]), what)
+    # torch's "Output size is too small" (ceil_mode takes a window overhanging the end)
+    C.check_window(x, (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+                   (p[1], p[1], p[0], p[0]), what, ceil_stride=s if ceil_mode else None)
     check_max_windows(x, k, s, p, d, ceil_mode, what)
     return _pool_by_norm(x, max_order, False, per, F.max_pool2d, (k, s, p, d, ceil_mode))
 
@@ -116,8 +116,7 @@ def norm_max_pool3d(
     C.check_choice(per, "per", PER, what, fix=_PER_FIX)
     k, s, p, d = check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=True)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    if not ceil_mode:
-        _check_window3d(x, k, p, d, what)
+    _check_window3d(x, k, p, d, what, s if ceil_mode else None)
     check_max_windows(x, k, s, p, d, ceil_mode, what)
     return _pool_by_norm(x, max_order, volume, per, F.max_pool3d, (k, s, p, d, ceil_mode))
 

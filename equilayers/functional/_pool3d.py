@@ -19,7 +19,7 @@ need only be divisible by ``s``: a rotation permutes them with the dims.
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -46,32 +46,63 @@ def check_pool3d_args(kernel_size, stride, padding, dilation, what: str, *, max_
                              dims=3)
 
 
-def _check_window3d(x: torch.Tensor, k, p, d, what: str) -> None:
+def _check_window3d(x: torch.Tensor, k, p, d, what: str, ceil_stride=None) -> None:
+    """Every padded dim holds a window (torch's "Output size is too small"); ``ceil_stride``:
+    a ``ceil_mode=True`` pool's strides, where torch also takes a padded size short of the
+    window by less than the stride (:func:`equilayers._checks.check_window`)."""
     for i, name in enumerate(("depth", "height", "width")):
         extent = d[i] * (k[i] - 1) + 1
         n = x.shape[-3 + i]
-        if n + 2 * p[i] < extent:
+        short = extent - n - 2 * p[i]
+        if (short > 0 if ceil_stride is None else n == 0 or short >= ceil_stride[i]):
+            ceil = ("" if ceil_stride is None else
+                    f" by the stride {ceil_stride[i]} or more (ceil_mode=True takes a window "
+                    "that overhangs the end by less than the stride)")
             raise ValueError(f"{what}: the input's {name} {n} (+ padding 2 x {p[i]}) is smaller "
-                             f"than the pooling window ({extent}); got x of shape "
+                             f"than the pooling window ({extent}){ceil}; got x of shape "
                              f"{tuple(x.shape)}")
 
 
-def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args) -> torch.Tensor:
+def _spatial(x: torch.Tensor, fn, what: str, k, p, d, ceil_mode: bool, *args
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     check_map6d(x, what)
-    if not ceil_mode:
-        _check_window3d(x, k, p, d, what)
+    _check_window3d(x, k, p, d, what, args[1] if ceil_mode else None)  # (args: k, s, ...)
     if fn is F.max_pool3d:
         check_max_windows(x, k, args[1], p, d, ceil_mode, what)
     b, c, f = x.shape[:3]
     # no planes (C = 0): an empty batch instead, which torch's pools take (they refuse 0 channels)
     y = fn(x.reshape(b, c * f, *x.shape[-3:]) if c * f else x.reshape(0, 1, *x.shape[-3:]), *args)
+    if isinstance(y, tuple):  # (values, indices): both in the group map's layout
+        values, indices = y
+        return (values.reshape(b, c, f, *values.shape[-3:]),
+                indices.reshape(b, c, f, *indices.shape[-3:]))
     return y.reshape(b, c, f, *y.shape[-3:])
 
 
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: Literal[False] = ...
+                     ) -> torch.Tensor: ...
+
+
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., *, return_indices: Literal[True]
+                     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def group_max_pool3d(x: torch.Tensor, kernel_size, stride=..., padding=..., dilation=...,
+                     ceil_mode: bool = ..., return_indices: bool = ...
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def group_max_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
-                     ceil_mode: bool = False) -> torch.Tensor:
+                     ceil_mode: bool = False, return_indices: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``F.max_pool3d`` over the spatial dims of ``(B, C, F, D, H, W)`` (each slot
-    separately). See :class:`equilayers.nn.GroupMaxPool3d`.
+    separately), with ``F.max_pool3d``'s arguments in its order. See
+    :class:`equilayers.nn.GroupMaxPool3d` (``return_indices``: its indices, as there).
 
     Example:
         >>> group_max_pool3d(torch.randn(1, 2, 24, 4, 4, 4), 2).shape
@@ -80,7 +111,9 @@ def group_max_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilat
     what = "group_max_pool3d"
     k, s, p, d = check_pool3d_args(kernel_size, stride, padding, dilation, what, max_pool=True)
     C.check_flag(ceil_mode, "ceil_mode", what)
-    return _spatial(x, F.max_pool3d, what, k, p, d, ceil_mode, k, s, p, d, bool(ceil_mode))
+    C.check_flag(return_indices, "return_indices", what)
+    return _spatial(x, F.max_pool3d, what, k, p, d, ceil_mode, k, s, p, d, bool(ceil_mode),
+                    bool(return_indices))
 
 
 def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
@@ -97,8 +130,7 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     C.check_flag(ceil_mode, "ceil_mode", what)
     C.check_flag(count_include_pad, "count_include_pad", what)
     check_map6d(x, what)
-    if not ceil_mode:
-        _check_window3d(x, k, p, (1, 1, 1), what)  # the padded input holds a window
+    _check_window3d(x, k, p, (1, 1, 1), what, s if ceil_mode else None)  # a window fits
     if any(n < kk for n, kk in zip(x.shape[-3:], k, strict=True)):
         # torch's avg_pool3d refuses it even where the padding fills the window
         raise ValueError(f"{what}: every spatial size must be at least kernel_size={k} (torch's "
@@ -109,9 +141,9 @@ def group_avg_pool3d(x: torch.Tensor, kernel_size, stride=None, padding=0,
     if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
         # torch's CPU avg_pool3d has no half kernel ("avg_pool3d_out_frame" not implemented):
         # average in float32 (as accurate as a half kernel could be) and round once
-        return _spatial(x.float(), F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode,
-                        *args).to(x.dtype)
-    return _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args)
+        return cast(torch.Tensor, _spatial(x.float(), F.avg_pool3d, what, k, p, (1, 1, 1),
+                                           ceil_mode, *args)).to(x.dtype)
+    return cast(torch.Tensor, _spatial(x, F.avg_pool3d, what, k, p, (1, 1, 1), ceil_mode, *args))
 
 
 #: The layouts the 3-D polyphase ops take: batched, or one unbatched volume (as torch's pools).

@@ -12,8 +12,10 @@ the interpolation weights are symmetric: so flips and quarter turns commute with
 on every field type (it acts on each channel alike). Off the grid it is as accurate as the
 interpolation.
 
-Given ``size=``, the linear modes are exact too (their sample positions ``(i + 1/2) n / o -
-1/2``, or ``i (n - 1) / (o - 1)``, are symmetric at any ``n -> o``), but the nearest modes copy
+Given ``size=``, the output box is fixed: a rotation that swaps two dims needs them to get
+the same output size (their input sizes may differ; :func:`upsample_problem`). Along each dim
+the linear modes are exact (their sample positions ``(i + 1/2) n / o - 1/2``, or ``i (n - 1)
+/ (o - 1)``, are symmetric at any ``n -> o``), but the nearest modes copy
 the input pixel torch's index rule picks, which a flip maps onto the mirror pixel only at some
 ``n -> o`` (``"nearest"``: integer ratios; ``"nearest-exact"``: also some others, and not
 e.g. ``4 -> 9``). :func:`resize_break` is the one per-dim law that the module warning and
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from .. import _checks as C
 
 __all__ = ["group_upsample2d", "group_upsample3d", "check_upsample_args", "nearest_maps",
-           "resize_break", "resize_fix", "copy_factors"]
+           "resize_break", "resize_fix", "upsample_problem", "copies_at", "copy_factors"]
 
 #: the interpolation modes per spatial rank (``F.interpolate``'s names)
 MODES = {2: ("nearest", "nearest-exact", "bilinear", "bicubic"),
@@ -120,16 +122,17 @@ def resize_break(n: int, o: int, mode: str | None, *, align_corners: bool | None
 def resize_fix(sizes: Sequence[tuple[int, int]], mode: str | None, nd: int, *,
                scales: Sequence[float] | None = None) -> str:
     """What to do about an upsampling from ``n`` to ``o`` samples per dim (``sizes``: the dims
-    the group moves) that :func:`resize_break`, or the ratio of two dims a rotation swaps,
-    finds inexact; it names only what the same law calls exact: the same integer ratio on
-    every dim (exact in every mode), a linear mode given ``size=`` (exact at any size),
+    the group moves) that :func:`resize_break` finds inexact on some dim; it names only what
+    the same law calls exact: an output size that is an integer multiple of the input's on
+    every moved dim (exact in every mode), a linear mode given ``size=`` (exact at any size),
     ``"nearest-exact"`` where it is exact at these sizes. ``scales``: the ``scale_factor``
-    per dim that ``F.interpolate`` passes on (``nn.Upsample``'s), ``None`` for ``size=``."""
+    per dim that ``F.interpolate`` passes on (``nn.Upsample``'s), ``None`` for ``size=``.
+    (Dims a rotation swaps also need equal output sizes: :func:`upsample_problem`.)"""
     mults = ", ".join(sorted({f"{n} -> " + " or ".join(
         str(m) for m in sorted({n * max(o // n, 1), n * (o // n + 1)})) for n, o in sizes
         if o % n}))
-    out = ("the same integer ratio on every dim: an output size that is an integer multiple of "
-           "the input's " + (f"({mults}) " if mults else "") + "or scale_factor=an integer")
+    out = ("an output size that is an integer multiple of the input's on every dim "
+           + (f"({mults}) " if mults else "") + "or scale_factor=an integer")
     per_dim = any(resize_break(n, o, mode, scale=None if scales is None else scales[i])
                   for i, (n, o) in enumerate(sizes))
     linear = " or ".join(repr(m) for m in (("bilinear", "bicubic") if nd == 2 else
@@ -137,12 +140,105 @@ def resize_fix(sizes: Sequence[tuple[int, int]], mode: str | None, nd: int, *,
     if per_dim and mode in _LINEAR_ANY:  # (a scale_factor that misses the output size)
         out += ", or size= (any output size) instead of scale_factor"
     elif per_dim:
-        out += f", or mode={linear} given size= (any output size, the same ratio on every dim)"
-    if per_dim and mode == "nearest" and scales is None and len(
-            {Fraction(o, n) for n, o in sizes}) == 1 and all(
+        out += f", or mode={linear} given size= (any output size)"
+    if per_dim and mode == "nearest" and scales is None and all(
             resize_break(n, o, "nearest-exact") is None for n, o in sizes):
         out += ", or mode='nearest-exact' (exact at these sizes)"
     return out
+
+
+def copies_at(sizes: Sequence[int], got: Sequence[int], mode: str | None) -> bool:
+    """Whether the library's upsampling copied samples on a call from ``sizes`` to ``got``
+    (:func:`copy_factors`: a nearest mode, every dim at an integer ratio)."""
+    return mode in ("nearest", "nearest-exact") and all(
+        n >= 1 and o >= n and o % n == 0 for n, o in zip(sizes, got, strict=True))
+
+
+def upsample_problem(size: Sequence[int], got: Sequence[int], moved: Sequence[int],
+                     pairs: Sequence[tuple[int, int]], mode: str | None, *,
+                     align_corners: bool | None = None, sized: bool,
+                     scales: Sequence[float] | None = None, recompute: bool = False,
+                     copied: bool = False, names: Sequence[str], nd: int
+                     ) -> tuple[str, str] | None:
+    """``(why, fix)`` where an upsampling from ``size`` to ``got`` (one entry per spatial dim)
+    is not exact under flips of the ``moved`` dims and rotations that swap the ``pairs``;
+    ``None`` where it is. The one law of :func:`equilayers.check_grid`'s
+    ``"upsample-size"`` and of ``GroupUpsample2d`` / ``3d``'s warning.
+
+    ``F.interpolate`` resizes each dim alone, by a rule ``R_i`` that maps ``n`` samples to
+    ``o = R_i(n)`` samples at given positions. An element that flips dim ``i`` commutes with
+    it iff ``R_i`` on ``size[i]`` commutes with the flip (:func:`resize_break`). An element
+    that moves dim ``b`` to dim ``a`` feeds dim ``a`` the ``size[b]`` samples of dim ``b``:
+    it commutes iff ``R_a(size[b])`` is ``R_b(size[b])``, the same output size at the same
+    positions. ``sized`` (``size=``): ``R_i`` gives ``got[i]`` from any input, at
+    positions that depend only on ``n`` and ``o``, so the output sizes of swapped dims must be
+    equal (their input sizes need not be: a rotation permutes them with the dims), and not
+    their ratios (``4 x 4 x 8 -> 8 x 8 x 16`` comes out ``8 x 8 x 16`` from the rotated
+    input too). ``scales`` (``scale_factor`` per dim): ``R_i(n) = floor(n s_i)`` samples at
+    positions of step ``1 / s_i`` (``recompute``: of step ``n / o``; ``align_corners=True``
+    in a linear mode: ``(n - 1) / (o - 1)``; ``"area"``: adaptive windows of ``n`` and
+    ``o``; the nearest modes: the index map of :func:`nearest_maps`); one input sample gives
+    a constant output at any positions. ``copied``: the library's upsampling copied samples
+    on this call (:func:`copies_at`). ``names``: the dims' names, ``nd``: the spatial rank
+    (for the advice)."""
+    dim_why = next((b for b in (resize_break(
+        size[i], got[i], mode, align_corners=align_corners,
+        scale=None if scales is None or recompute else scales[i], dim=names[i],
+        copies=copied) for i in moved) if b), None)
+
+    def rule(i: int, n: int):
+        if sized or scales is None:
+            return got[i], None
+        o = math.floor(float(n) * float(scales[i]))
+        if n == 1 or recompute or mode not in _LINEAR_ANY + ("nearest", "nearest-exact") or (
+                mode in _LINEAR_ANY and align_corners):
+            return o, None
+        if mode in _LINEAR_ANY:
+            return o, float(scales[i])
+        return o, nearest_maps(n, o, mode, float(scales[i])) if o >= 1 else None
+
+    pair_why = None
+    for a, b in pairs:
+        if any(rule(dst, size[src]) != rule(src, size[src]) for src, dst in ((a, b), (b, a))):
+            pair_why = (
+                f"size= gives the {names[a]} and {names[b]}, which a rotation swaps, different "
+                f"output sizes ({got[a]} and {got[b]}): a rotated input comes out in the same "
+                "box, not the rotated one" if sized or scales is None else
+                f"scale_factor resizes the {names[a]} and {names[b]}, which a rotation swaps, "
+                f"differently ({scales[a]:g} and {scales[b]:g})")
+            break
+    if dim_why is None and pair_why is None:
+        return None
+    fixes = []
+    if dim_why is not None:
+        fixes.append(resize_fix([(size[i], got[i]) for i in moved], mode, nd,
+                                scales=None if recompute else scales))
+    if pair_why is not None:
+        fixes.append(_swap_fix(size, got, pairs, mode, sized or scales is None, names, nd))
+    return "; ".join(w for w in (dim_why, pair_why) if w), "; and ".join(fixes)
+
+
+def _swap_fix(size: Sequence[int], got: Sequence[int], pairs: Sequence[tuple[int, int]],
+              mode: str | None, sized: bool, names: Sequence[str], nd: int) -> str:
+    """The advice for swapped dims resized differently: equal output sizes there (an example
+    that :func:`resize_break` calls exact on each of their input sizes: in a nearest mode a
+    common multiple of them, else the linear mode at the largest output size), or one integer
+    ``scale_factor``."""
+    if not sized:
+        return "the same scale_factor on the dims a rotation swaps"
+    dims = sorted({i for pair in pairs for i in pair})
+    where = ", ".join(names[i] for i in dims[:-1]) + f" and {names[dims[-1]]}"
+    ins, top = [size[i] for i in dims], max(got[i] for i in dims)
+    example = f"e.g. {top} there"
+    if mode in ("nearest", "nearest-exact"):
+        step = math.lcm(*ins)
+        start = -(-top // step) * step
+        ok = next((o for o in range(start, 4 * top + 1, step)
+                   if all(resize_break(n, o, mode) is None for n in ins)), None)
+        linear = "'bilinear'" if nd == 2 else "'trilinear'"
+        example = f"e.g. {ok} there" if ok is not None else f"{example} with mode={linear}"
+    return (f"the same output size on the {where} (a rotation swaps them; {example}) or "
+            "scale_factor=an integer")
 
 
 def check_upsample_args(size, scale_factor, mode, align_corners, nd: int,

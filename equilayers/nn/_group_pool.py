@@ -78,7 +78,13 @@ class GroupMaxPool2d(_SpatialPool):
     Functional twin: :func:`~equilayers.functional.group_max_pool2d`.
 
     Args:
-        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool2d``.
+        kernel_size, stride, padding, dilation, return_indices, ceil_mode: as
+            ``nn.MaxPool2d``, in its order. ``return_indices=True``: ``forward`` returns
+            ``(y, indices)``, ``indices`` of ``y``'s shape (int64): per slot, the flat index
+            ``h W + w`` into that slot's ``H x W`` plane that ``nn.MaxPool2d`` gives for it
+            (``nn.MaxUnpool2d`` takes ``y.flatten(1, 2)`` and ``indices.flatten(1, 2)``). A
+            rotation moves the maxima but not the flat indices' meaning, so the indices are
+            not equivariant as numbers (they are positions in the input).
 
     Shape:
         ``(B, C, F, H, W) -> (B, C, F, H', W')``,
@@ -97,19 +103,22 @@ class GroupMaxPool2d(_SpatialPool):
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode: bool = False) -> None:
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation)
-        ceil_mode = C.check_flag(ceil_mode, "ceil_mode", type(self).__name__)
-        self.dilation, self.ceil_mode = dilation, ceil_mode
+        what = type(self).__name__
+        self.return_indices = C.check_flag(return_indices, "return_indices", what)
+        self.ceil_mode = C.check_flag(ceil_mode, "ceil_mode", what)
+        self.dilation = dilation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):  # (y, indices) with return_indices, as nn.MaxPool2d
         self._warn_if_window_inexact(x)
         return P.group_max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                  self.ceil_mode)
+                                  self.ceil_mode, self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
                 + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+                + (", return_indices=True" if self.return_indices else "")
                 + (", ceil_mode=True" if self.ceil_mode else ""))
 
 

@@ -25,19 +25,21 @@ __all__ = ["GroupMaxPool3d", "GroupAvgPool3d", "PolyphasePool3d", "PolyphaseUpsa
 
 def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
                               padding_mode: str | None = None,
-                              taps: tuple[int, ...] | None = None) -> tuple[str, list[str]]:
+                              taps: tuple[int, ...] | None = None,
+                              slots: int | None = None) -> tuple[str, list[str]]:
     """``(label, problems)`` of a pool with triples ``k, s, d`` and padding ``p`` (a triple,
     symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
-    not know the model's group, so the volume's shape stands for it (a c4z model on an
-    anisotropic scan must not be warned about its depth): O_h on cubes (``D == H == W``), D4z
-    on every other box (a quarter turn about the depth axis maps ``H x W`` to ``W x H``, exact
-    when the windows tile each dim); a pool with a non-cubic window is not checked. An
-    asymmetric padding (an even blur) counts only as far as the windows reach it;
-    ``padding_mode``: a blur's, whose padded samples may make the windows coincide under the
-    flips (``None``: a pool's constant padding); ``taps``: a blur's fixed weights."""
-    if len(set(k)) != 1:
-        return "", []
-    cube = size[0] == size[1] == size[2]
+    not know the model's group, so the map stands for it (a c4z model on an anisotropic scan
+    must not be warned about its depth): a map of 4 or 8 slots (``slots``, its fiber) is c4z's
+    or d4z's, which never move the depth; otherwise O_h on cubes (``D == H == W``) and D4z on
+    every other box (a quarter turn about the depth axis maps ``H x W`` to ``W x H``, exact
+    when the windows tile each dim). Under O_h a window of unequal sizes (``(1, 3, 3)``) is
+    inexact (a rotation trades the depth with the height); under D4z only its height and
+    width must agree. An asymmetric padding (an even blur) counts only as far as the windows
+    reach it; ``padding_mode``: a blur's, whose padded samples may make the windows coincide
+    under the flips (``None``: a pool's constant padding); ``taps``: a blur's fixed
+    weights."""
+    cube = size[0] == size[1] == size[2] and slots not in (4, 8)
     group = "oh" if cube else "d4z"
     label = ("the cube's rotations and flips" if cube
              else "flips and quarter turns about the depth axis")
@@ -47,31 +49,34 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
         dim = 2 - i
         pad += used_padding(size[dim], d[dim] * (k[dim] - 1) + 1, s[dim], sides[2 * i],
                             sides[2 * i + 1])
-    return label, G3.exactness_problems3d(group, size, k[0], s, tuple(pad), d,
+    return label, G3.exactness_problems3d(group, size, tuple(k), s, tuple(pad), d,
                                           padding_mode=padding_mode, taps=taps)
 
 
 def warn_if_pool3d_inexact(module: nn.Module, x: torch.Tensor, window,
                            padding_mode: str | None = None,
-                           taps: tuple[int, ...] | None = None) -> None:
+                           taps: tuple[int, ...] | None = None, *,
+                           regular: bool = False) -> None:
     """Warn once per module at the first volume size where a pool's windows break exactness
     (:func:`pool_exactness_problems3d`); only 6-D group maps, nothing under
     ``quiet_exactness_warnings``/compile/trace. ``window()``: ``(k, s, p, d)`` triples (``p``:
-    a triple or six sides), read on every call (the memo is keyed on it). Call it from ``forward``
-    itself (the warning points at the user's call: :func:`warn_at_user`)."""
+    a triple or six sides), read on every call (the memo is keyed on it). ``regular``: the map
+    is a cube group's regular field, whose fiber names the group (4 or 8 slots: c4z/d4z). Call
+    it from ``forward`` itself (the warning points at the user's call: :func:`warn_at_user`)."""
     if (module.__dict__.get("_warned", False) or _quiet() or torch.compiler.is_compiling()
             or torch.jit.is_tracing() or not isinstance(x, torch.Tensor) or x.dim() != 6):
         return
     size = (int(x.shape[-3]), int(x.shape[-2]), int(x.shape[-1]))
     if min(size) < 1:  # an empty volume: nothing to be exact on (the pool names the size)
         return
-    key = (size, window(), padding_mode, taps)  # the window too: an option set later is seen
+    slots = int(x.shape[2]) if regular else None
+    key = (size, window(), padding_mode, taps, slots)  # the window too: one set later is seen
     exact = module.__dict__.setdefault("_exact_sizes", set())
     if key in exact:
         return
     k, s, p, d = key[1]
     label, problems = pool_exactness_problems3d(size, k, s, p, d, padding_mode=padding_mode,
-                                                taps=taps)
+                                                taps=taps, slots=slots)
     if not problems:
         exact.add(key)
         return
@@ -101,7 +106,7 @@ class _Pool3d(Typed, nn.Module):
         where the floor windows are inexact, so the same law judges it)."""
         warn_if_pool3d_inexact(self, x, lambda: P3.check_pool3d_args(
             self.kernel_size, self.stride, self.padding, dilation, type(self).__name__,
-            max_pool=self._max))
+            max_pool=self._max), regular=True)
 
     def _repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -117,8 +122,13 @@ class GroupMaxPool3d(_Pool3d):
     Functional twin: :func:`~equilayers.functional.group_max_pool3d`.
 
     Args:
-        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool3d`` (an int or
-            three ints ``(D, H, W)``).
+        kernel_size, stride, padding, dilation, return_indices, ceil_mode: as
+            ``nn.MaxPool3d``, in its order (an int or three ints ``(D, H, W)``).
+            ``return_indices=True``: ``forward`` returns ``(y, indices)``, ``indices`` of
+            ``y``'s shape (int64): per slot, the flat index ``d H W + h W + w`` into that
+            slot's ``D x H x W`` volume that ``nn.MaxPool3d`` gives for it
+            (``nn.MaxUnpool3d`` takes ``y.flatten(1, 2)`` and ``indices.flatten(1, 2)``);
+            positions in the input, not equivariant as numbers.
 
     Shape:
         ``(B, C, F, D, H, W) -> (B, C, F, D', H', W')``,
@@ -127,11 +137,13 @@ class GroupMaxPool3d(_Pool3d):
     Equivariance:
         Exact for every element of the cube groups when the windows tile the input from both
         ends, ``(n + 2 p - dilation (k - 1) - 1) % stride == 0`` (``k=3, stride=2, p=1`` on odd
-        sizes; ``k=2, stride=2`` on even ones), with equal options on the dims the group trades
-        (all three for o/oh; height and width for c4z/d4z; the sizes may differ: a rotation
-        permutes them with the dims). Warns once per module otherwise (the pool does not know
-        the model's group, so the volume's shape stands for it: checked for O_h on cubic
-        inputs, D4z on every other box; ``check_grid`` checks any shape for the group given).
+        sizes; ``k=2, stride=2`` on even ones), with equal options, window sizes included, on
+        the dims the group trades (all three for o/oh; height and width for c4z/d4z; the
+        sizes may differ: a rotation permutes them with the dims). Warns once per module
+        otherwise (the pool does not know the model's group, so the map stands for it: a map
+        of 4 or 8 slots is c4z's or d4z's, checked for D4z, so a ``(1, 3, 3)`` window there
+        is fine; any other map is checked for O_h on cubic inputs, where ``(1, 3, 3)`` warns,
+        and D4z on every other box; ``check_grid`` checks any shape for the group given).
 
     Example:
         >>> import torch
@@ -142,17 +154,20 @@ class GroupMaxPool3d(_Pool3d):
     _max = True
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode: bool = False) -> None:
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = C.check_flag(return_indices, "return_indices",
+                                           type(self).__name__)
         self.dilation = dilation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):  # (y, indices) with return_indices, as nn.MaxPool3d
         self._check_exact(x, self.dilation)
         return P3.group_max_pool3d(x, self.kernel_size, self.stride, self.padding,
-                                   self.dilation, self.ceil_mode)
+                                   self.dilation, self.ceil_mode, self.return_indices)
 
     def extra_repr(self) -> str:
-        return self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+        return (self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+                + (", return_indices=True" if self.return_indices else ""))
 
 
 class GroupAvgPool3d(_Pool3d):

@@ -217,6 +217,15 @@ class SteerableConv3d(BasisRecorded, ResolvedPadding, EvalFilterMixin, _WeightDe
         self._pairs = getattr(cached, "pairs", None)  # None: a planar group's basis
         if self._num_basis == 0:
             given = BS.settings_repr(self.sigma, self.frequencies_cutoff, self.rings)[2:]
+            if self.basis == "shells" and kd != k:  # shells of the k x k plane off its depth
+                spec = self._basis_spec or BS.default_spec(k)
+                raise ValueError(
+                    f"{name}: the steerable basis is empty for kernel_size={self.kernel_size} "
+                    f"({given or 'default settings'}): the shells of the {k}x{k} plane (radii "
+                    f"{[round(r, 3) for r, _, _ in spec]}, sigma "
+                    f"{[round(sg, 3) for _, sg, _ in spec]}) vanish on every voxel of depth "
+                    f"{kd}; pass a wider sigma (e.g. sigma=0.5), an odd depth, "
+                    "basis='slices' or a larger kernel_size")
             raise ValueError(f"{name}: the steerable basis is empty for kernel_size={k} "
                              f"({given or 'default settings'}): raise frequencies_cutoff, add "
                              "rings or use a larger kernel_size")

@@ -8,10 +8,10 @@ from torch import nn
 
 from ..functional._upsample import (
     check_upsample_args,
+    copies_at,
     group_upsample2d,
     group_upsample3d,
-    resize_break,
-    resize_fix,
+    upsample_problem,
 )
 from ._exactness import _quiet, warn_once
 from ._typed import Typed
@@ -41,31 +41,27 @@ class _GroupUpsample(Typed, nn.Module):
         return y
 
     def _warn_if_size_inexact(self, size: tuple[int, ...], got: tuple[int, ...]) -> None:
-        """Once per module: a ``size`` that the mode does not reach flip-symmetrically on ``H``
-        or ``W`` (:func:`~equilayers.functional._upsample.resize_break`, the law that
-        :func:`~equilayers.check_grid` asks: the nearest modes' index map must commute with
-        the flip), or an ``H = W`` resized by different ratios (a quarter turn swaps them).
-        The depth of a volume is left to :func:`~equilayers.check_grid`, which knows whether
-        the group moves it (``c4z``/``d4z`` do not). Memoised per module on the sizes."""
+        """Once per module: a ``size`` that is not exact under the flips of ``H`` and ``W``
+        and the quarter turn that swaps them, by the law that :func:`~equilayers.check_grid`
+        asks (:func:`~equilayers.functional._upsample.upsample_problem`: the nearest modes'
+        index map must commute with the flip, and ``H`` and ``W`` must get the same output
+        size, whatever their input sizes). The depth of a volume is left to
+        :func:`~equilayers.check_grid`, which knows whether the group moves it (``c4z``/``d4z``
+        do not). Memoised per module on the sizes."""
         if _quiet() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
-        size, got = size[-2:], got[-2:]
         key = (size, got, self.mode)
         exact = self.__dict__.setdefault("_exact_sizes", set())
         if key in exact:
             return
-        names = ("height", "width")
-        why = next((b for b in (resize_break(n, o, self.mode, align_corners=self.align_corners,
-                                             dim=name, copies=True)
-                                for n, o, name in zip(size, got, names, strict=True)) if b),
-                   None)
-        if why is None and size[0] == size[1] and got[0] != got[1]:
-            why = (f"height and width of {size[0]} resized by different ratios (to "
-                   f"{got[0]} and {got[1]})")
-        if why is None:
+        problem = upsample_problem(
+            size[-2:], got[-2:], (0, 1), [(0, 1)], self.mode, align_corners=self.align_corners,
+            sized=True, copied=copies_at(size, got, self.mode), names=("height", "width"),
+            nd=self._nd)
+        if problem is None:
             exact.add(key)
             return
-        fix = resize_fix(list(zip(size, got, strict=True)), self.mode, self._nd)
+        why, fix = problem
         warn_once(self, f"{type(self).__name__}({self.extra_repr()}) on a group map is not "
                   f"exactly equivariant to flips and rotations: {why}; use {fix} (warned "
                   "once per module)")
@@ -108,12 +104,15 @@ class GroupUpsample2d(_GroupUpsample):
         and any ``H x W``, in every mode (the interpolation is symmetric about the centre);
         tested, with a fractional-factor interpolation as the negative control. Not exact for
         circular shifts at the border in the interpolating modes (clamped there). With
-        ``size``: in the linear modes exact at any size where both dims get one ratio; in the
-        nearest modes exact where torch's index map commutes with the flip
+        ``size``, rot90 needs ``H' == W'`` (the output box is fixed, so a rotated input must
+        come out in the same box; ``H`` and ``W`` may differ: ``size=8`` on ``4 x 6`` is
+        exact in the linear modes); then the linear modes are exact at any size, and the
+        nearest modes where torch's index map commutes with the flip
         (:func:`~equilayers.functional._upsample.resize_break`): at an integer ratio, and for
         ``"nearest-exact"`` at some other sizes (``7 -> 20``) but not all (``4 -> 9``: error
         0.68 on a p4m map). Elsewhere it warns once on a group map, and
-        :func:`~equilayers.check_grid` reports it (``"upsample-size"``), by the same law.
+        :func:`~equilayers.check_grid` reports it (``"upsample-size"``), by the same law
+        (:func:`~equilayers.functional._upsample.upsample_problem`).
 
     Example:
         >>> GroupUpsample2d(scale_factor=2, mode="bilinear")(torch.randn(2, 3, 8, 5, 5)).shape
@@ -156,13 +155,15 @@ class GroupUpsample3d(_GroupUpsample):
         type and any ``D x H x W`` (tested on cubes), in every mode. Circular shifts: exact in
         the nearest modes, not at the clamped border with ``"trilinear"`` (which
         :func:`~equilayers.check_grid` reports on images only, not on volumes). With ``size``,
-        exact in ``"trilinear"`` where every dim gets one ratio, and in the nearest modes where
-        torch's index map commutes with the flip (an integer ratio; for ``"nearest-exact"``
-        some other sizes, not ``4 -> 9``: error 0.76 on a 4^3 ``o`` map); elsewhere it warns
-        once on a group map (it reads ``H, W``; measured at 5^3 -> 8^3, nearest: relative error
-        1.3 over the 24 rotations, the harness's measure; 5.2 absolute), and
-        :func:`~equilayers.check_grid` reports it (``"upsample-size"``, every dim the group
-        moves).
+        the dims the group trades need equal output sizes, whatever their input sizes (``size=
+        (8, 8, 16)`` on a ``4 x 4 x 8`` ``o`` map breaks 16 of the 24 rotations; ``size=6`` on
+        ``9 x 2 x 9`` is exact); then ``"trilinear"`` is exact at any size, and the nearest
+        modes where torch's index map commutes with the flip (an integer ratio; for
+        ``"nearest-exact"`` some other sizes, not ``4 -> 9``: error 0.76 on a 4^3 ``o`` map).
+        Elsewhere it warns once on a group map (it reads ``H, W``, as ``c4z``/``d4z`` move
+        them; measured at 5^3 -> 8^3, nearest: relative error 1.3 over the 24 rotations, the
+        harness's measure; 5.2 absolute), and :func:`~equilayers.check_grid` reports it
+        (``"upsample-size"``, every dim the group moves, the depth too for ``o``/``oh``).
 
     Example:
         >>> GroupUpsample3d(scale_factor=2)(torch.randn(1, 2, 24, 3, 3, 3)).shape
