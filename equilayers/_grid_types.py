@@ -18,7 +18,7 @@ __all__: list[str] = []
 
 #: torch's activation modules: maps of each entry alone (softmax and its kin of each entry's
 #: neighbours along one dim), none of which commutes with a fiber's rotation
-_ACTIVATIONS = nn.ReLU.__module__
+_ACTIVATIONS = "torch.nn.modules.activation"
 #: the odd ones among them (``f(-v) = -f(v)``): these commute with a sign change
 _ODD = frozenset({"Tanh", "Softsign", "Hardtanh", "Tanhshrink", "Softshrink", "Hardshrink"})
 
