@@ -192,3 +192,38 @@ def test_harmonic_batch_norm_statistics_change_only_within_its_state(gen):
             with torch.no_grad():
                 assert torch.equal(m.train(mode)(x), fresh.train(mode)(x))
         assert torch.equal(m.running_var, fresh.running_var)
+
+
+def test_the_value_it_has_is_accepted_however_it_is_spelled():
+    """The guard compared the stored (normalised) value by type: ``kernel_size = 3`` on a conv
+    built with 3 (stored (3, 3)), ``group = "p4"`` (stored c4), a numpy int, and a subclass
+    that sets ``kernel_size`` before ``super().__init__`` were refused, naming the value the
+    module was built with as the fix. Other values stay refused (the control)."""
+    np = pytest.importorskip("numpy")
+    m = enn.GroupConv2d(3, 4, 3, padding=1, group="p4")
+    m.kernel_size = 3
+    m.kernel_size = [3, 3]
+    m.group = "p4"
+    m.group = groups.get("c4")
+    m.in_channels = np.int64(3)
+    assert (m.kernel_size, m.group, type(m.in_channels)) == ((3, 3), groups.get("c4"), int)
+    for name, value in [("kernel_size", 5), ("kernel_size", (3, 5)), ("kernel_size", 3.0),
+                        ("group", "p4m"), ("in_channels", True), ("in_channels", 3.0)]:
+        with pytest.raises(AttributeError, match=f"GroupConv2d.{name} is fixed"):
+            setattr(m, name, value)
+
+    class MyConv(enn.GroupConv2d):
+        def __init__(self, k=3):
+            self.kernel_size = k  # a plain attribute before Module.__init__: torch allows it
+            super().__init__(3, 4, k, padding=k // 2, group="p4")
+
+    assert MyConv().kernel_size == (3, 3)
+
+
+def test_a_parametrized_module_is_refused_by_its_own_class_name():
+    m = enn.GroupConv2d(3, 4, 3, group="p4")
+    torch.nn.utils.parametrizations.weight_norm(m)
+    assert type(m).__name__ == "ParametrizedGroupConv2d"  # torch's class over ours
+    with pytest.raises(AttributeError, match=r"^GroupConv2d.kernel_size is fixed .* build a "
+                                             r"new GroupConv2d with kernel_size=5 instead"):
+        m.kernel_size = 5

@@ -144,11 +144,23 @@ class FixedArgs(nn.Module):
     _fixed_reason: ClassVar[str] = "the module's buffers are built from it"
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._fixed_args and self._spells_current(name, value):
+            return  # the value it has, spelled otherwise: the stored form stays
         if name in type(self)._fixed_args and not self._may_set(name, value):
-            cls = type(self).__name__
+            # (the user's class, not torch's ParametrizedX that parametrize puts over it)
+            cls = next(c for c in type(self).__mro__
+                       if c.__module__ != "torch.nn.utils.parametrize").__name__
             raise AttributeError(f"{cls}.{name} is fixed at construction ({self._fixed_reason}"
                                  f"); build a new {cls} with {name}={value!r} instead")
         super().__setattr__(name, value)
+
+    def _spells_current(self, name: str, value: Any) -> bool:
+        if name not in self.__dict__:
+            return False
+        try:
+            return _same_setting(value, self.__dict__[name])
+        except (TypeError, ValueError, RuntimeError):
+            return False
 
     def _may_set(self, name: str, value: Any) -> bool:
         """Whether the fixed argument ``name`` may take ``value``: while it is not set yet (in
@@ -158,9 +170,28 @@ class FixedArgs(nn.Module):
             return True
         current = getattr(self, name)
         try:
-            return value is current or (type(value) is type(current) and bool(value == current))
+            # (the stored value spells the new one: a subclass set it before __init__)
+            return value is current or _same_setting(current, value)
         except (TypeError, ValueError, RuntimeError):  # (an == without a truth value)
             return False
+
+
+def _same_setting(value: Any, current: Any) -> bool:
+    """Whether ``value`` spells the setting ``current`` holds (as ``__init__`` stores it): the
+    same value, a group's name for the group (``"p4"`` for c4), one int for a tuple of it
+    (``3`` for ``(3, 3)``), a numpy integer for the int; not ``True`` for 1 nor 1.0 for 1."""
+    from ..groups import Group, get
+
+    if isinstance(current, Group):
+        return isinstance(value, (str, Group)) and get(value) == current
+    if isinstance(current, tuple) and isinstance(value, (tuple, list)):
+        return len(value) == len(current) and all(map(_same_setting, value, current))
+    if isinstance(current, tuple) and current and len(set(current)) == 1:
+        return _same_setting(value, current[0])
+    if isinstance(current, int) and not isinstance(current, bool):
+        return (not isinstance(value, (bool, float)) and hasattr(value, "__index__")
+                and value.__index__() == current)
+    return type(value) is type(current) and bool(value == current)
 
 
 class _WeightDerived(FixedArgs):
