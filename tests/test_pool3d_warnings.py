@@ -1,6 +1,7 @@
 """GroupMaxPool3d / GroupAvgPool3d warn exactly where their windows break exactness, box
 windows included: measured over the group the map stands for (its fiber's 4 or 8 slots:
-c4z/d4z, which never move the depth; otherwise O_h on a cube, D4z on a box), per slot (a
+c4z/d4z, which never move the depth; 24 or 48 slots O/O_h on any box; otherwise O_h on a
+cube, D4z on a box), per slot (a
 pool commutes with any slot permutation, so the spatial action decides). A ``(1, 3, 3)``
 window on a cubic O map was never warned about (the pool skipped non-cubic windows; error
 3.35 over O), and ``check_grid`` for the measured group agrees."""
@@ -40,7 +41,10 @@ def _warns(pool: nn.Module, x: torch.Tensor) -> bool:
 
 
 _MAPS = [  # (slots, spatial size, the group the pool judges it by)
-    (48, (5, 5, 5), "oh"), (4, (5, 5, 5), "d4z"), (48, (4, 5, 5), "d4z"), (8, (6, 6, 6), "d4z"),
+    (48, (5, 5, 5), "oh"), (4, (5, 5, 5), "d4z"), (8, (6, 6, 6), "d4z"),
+    # a box: 24 or 48 slots are the cube groups' (o, oh), which trade all three dims there too
+    # (GroupMaxPool3d(2) on a 5x8x8 o map was judged d4z, unwarned at 0.41 over o)
+    (48, (4, 5, 5), "oh"), (24, (5, 8, 8), "o"), (8, (4, 5, 5), "d4z"),
 ]
 
 

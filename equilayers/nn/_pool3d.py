@@ -31,7 +31,8 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
     symmetric per dim, or six sides in ``F.pad`` order) on a volume of ``size``: the pool does
     not know the model's group, so the map stands for it (a c4z model on an anisotropic scan
     must not be warned about its depth): a map of 4 or 8 slots (``slots``, its fiber) is c4z's
-    or d4z's, which never move the depth; otherwise O_h on cubes (``D == H == W``) and D4z on
+    or d4z's, which never move the depth, one of 24 or 48 the cube groups' (o, oh; th), which
+    trade all three dims, on any box; otherwise O_h on cubes (``D == H == W``) and D4z on
     every other box (a quarter turn about the depth axis maps ``H x W`` to ``W x H``, exact
     when the windows tile each dim). Under O_h a window of unequal sizes (``(1, 3, 3)``) is
     inexact (a rotation trades the depth with the height); under D4z only its height and
@@ -39,7 +40,7 @@ def pool_exactness_problems3d(size: tuple[int, int, int], k, s, p, d,
     reach it; ``padding_mode``: a blur's, whose padded samples may make the windows coincide
     under the flips (``None``: a pool's constant padding); ``taps``: a blur's fixed
     weights."""
-    cube = size[0] == size[1] == size[2] and slots not in (4, 8)
+    cube = slots in (24, 48) or (size[0] == size[1] == size[2] and slots not in (4, 8))
     group = "oh" if cube else "d4z"
     label = ("the cube's rotations and flips" if cube
              else "flips and quarter turns about the depth axis")
