@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from .._host import host_tensor
-from ..kernels._dispatch import batched_grad, transforms_active
+from ..kernels._autodiff import batched_grad, transforms_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, axis_mode, binomial, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._dispatch import batched_grad, transforms_active
+from ._autodiff import batched_grad, transforms_active
 from ._tables import _source, axis_mode, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]

@@ -71,11 +71,12 @@ import torch
 from .. import _checks as C
 from . import _layout_table
 from ._amp import autocast_dtype, cast_like
+from ._autodiff import transforms_active
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
-__all__ = ["Choice", "batched_grad", "choose", "dispatch", "explain", "kernel_support",
-           "select", "transforms_active", "triton_available", "use_fast_path", "use_reference"]
+__all__ = ["Choice", "choose", "dispatch", "explain", "kernel_support", "select",
+           "triton_available", "use_fast_path", "use_reference"]
 
 _state = threading.local()
 
@@ -122,35 +123,6 @@ def use_fast_path(name: str) -> Iterator[None]:
         yield
     finally:
         _state.fast_path = previous
-
-
-def transforms_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jvp, ...) is running or a forward-mode
-    AD level is open (``torch.autograd.forward_ad.dual_level()``): custom autograd Functions
-    with ``out=`` buffers and hand-written backwards (no ``jvp``) must step aside for plain ops
-    then. (Any open level counts, whether or not the call's tensors carry a tangent: reading
-    a tangent would cost more than the fast path saves on the rare forward-AD call.)"""
-    if torch.compiler.is_compiling():  # a traced graph holds plain ops either way
-        return False
-    return (torch._C._are_functorch_transforms_active()
-            or torch.autograd.forward_ad._current_level >= 0)
-
-
-_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", None)
-
-
-def batched_grad(grad: torch.Tensor) -> bool:
-    """Whether ``grad``, the gradient a hand-written backward receives, is torch's legacy
-    batched tensor: ``torch.autograd.grad(..., is_grads_batched=True)``,
-    ``torch.autograd.functional.jacobian``/``hessian(vectorize=True)`` and
-    ``gradcheck(check_batched_grad=True)`` run the backward pass on a batch of gradients that
-    way (no ``torch.func`` transform is active then: :func:`transforms_active` is False). Such
-    a tensor has no batching rule for ``out=``, ``copy_`` or in-place writes into an unbatched
-    buffer, so a backward takes its plain-op branch (the one ``create_graph=True`` takes). (On
-    a torch without the check, False: the backward is then as before.)"""
-    if torch.compiler.is_compiling():  # a traced backward holds no batched tensor (and
-        return False  # Dynamo cannot trace the check)
-    return _is_legacy_batched is not None and bool(_is_legacy_batched(grad))
 
 
 _triton_found: list[bool] = []
