@@ -1,14 +1,14 @@
-"""Which autograd machinery a call runs under: a ``torch.func`` transform or a forward-mode
-AD level (:func:`transforms_active`), or a backward on a batch of gradients
-(:func:`batched_grad`). The fast paths' custom autograd Functions, with ``out=`` buffers and
-hand-written backwards, step aside for plain ops where either holds.
+"""What the fast paths' custom autograd Functions, with ``out=`` buffers and hand-written
+backwards, cannot take, so that they step aside for plain ops: a ``torch.func`` transform or a
+forward-mode AD level (:func:`transforms_active`), a backward on a batch of gradients
+(:func:`batched_grad`), and a tensor subclass (:func:`plain_tensor`).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["batched_grad", "transforms_active"]
+__all__ = ["batched_grad", "plain_tensor", "transforms_active"]
 
 
 def transforms_active() -> bool:
@@ -38,3 +38,14 @@ def batched_grad(grad: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():  # a traced backward holds no batched tensor (and
         return False  # Dynamo cannot trace the check)
     return _is_legacy_batched is not None and bool(_is_legacy_batched(grad))
+
+
+def plain_tensor(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a plain tensor (a ``torch.Tensor`` or an ``nn.Parameter``, whose ops
+    return plain tensors), not a tensor subclass. A subclass must see the op's own torch ops,
+    as ``nn.AvgPool2d`` lets it: a ``__torch_function__`` subclass keeps its type through them,
+    and a ``__torch_dispatch__`` wrapper (``TwoTensor``, a ``FakeTensor``, ``DTensor``) runs
+    each op on what it wraps. The fast paths write into plain ``torch.empty`` buffers with
+    ``out=`` and in place: the subclass was dropped, and a wrapper's inner ops wrote their
+    results into one shared buffer in turn (a silent wrong answer)."""
+    return type(x) is torch.Tensor or type(x) is torch.nn.Parameter

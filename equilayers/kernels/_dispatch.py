@@ -25,7 +25,9 @@ The rule, checked in this order (the first that applies decides):
    channels_last input gives a channels_last output).
 6. The entry has fast PyTorch formulations for this device type (its candidates), with the
    reference's exact semantics, the dtype is one of its ``fast_dtypes`` (float32, float64),
-   its ``fast_supports`` takes the call, and the call is not being traced -> ``"fast"``, by
+   its ``fast_supports`` takes the call, the input is no tensor subclass (whose type and
+   per-op semantics the reference's torch ops keep and the fast paths' plain ``out=`` buffers
+   drop), and the call is not being traced -> ``"fast"``, by
    the candidate that the measured layout table (:mod:`._layout`) names for this op, device,
    layout, size, arguments and pass, or ``"reference"`` where the table measured the
    reference fastest; without an entry, the first candidate that takes the call (its own
@@ -71,7 +73,7 @@ import torch
 from .. import _checks as C
 from . import _layout_table
 from ._amp import autocast_dtype, cast_like
-from ._autodiff import transforms_active
+from ._autodiff import plain_tensor, transforms_active
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
@@ -240,7 +242,7 @@ def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
 
 # --- the route's memo (dispatch only) ------------------------------------------------------------
 # Which callable runs a call (rules 4-7) is a pure function of the call's description (op
-# name; x's device, dtype, shape, strides and whether autograd records it; the keyword
+# name; x's type, device, dtype, shape, strides and whether autograd records it; the keyword
 # arguments), of the switches read per call (a forced fast path, the Triton interpreter's
 # variables, triton being installed where it matters), of the registered ops and of the name
 # the measured layout table's entry for the call picks. The memo is keyed by the first two;
@@ -290,7 +292,7 @@ def _memo_route(op: KernelOp, x: torch.Tensor, kwargs: dict, arguments: tuple
                 ) -> tuple[tuple[str, str | None], Callable[..., Any]]:
     device = x.device
     interpret = _interpret_enabled()
-    key = (op.name, device, x.dtype, x.shape, x.stride(),
+    key = (op.name, type(x), device, x.dtype, x.shape, x.stride(),
            x.requires_grad and torch.is_grad_enabled(),  # pass_of(x), the table's pass
            arguments, getattr(_state, "fast_path", None), interpret,
            triton_available() if device.type == "cuda" or interpret else None)
@@ -335,6 +337,10 @@ def _decide(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     paths = op.fast.get(x.device.type, ()) if op is not None else ()
     if op is None or not paths:  # (no op: no fast path)
         return Choice("reference", None, reason)
+    if not plain_tensor(x):
+        return Choice("reference", None, f"x is a {type(x).__name__}, a tensor subclass: the "
+                      "reference's torch ops keep it, the fast paths' plain out= buffers "
+                      f"would not (no kernel: {reason})")
     if x.dtype not in op.fast_dtypes:
         names = " and ".join(_name(d) for d in op.fast_dtypes)
         return Choice("reference", None, f"the fast path takes {names}, not {_name(x.dtype)} "
