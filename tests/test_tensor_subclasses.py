@@ -8,6 +8,7 @@ silent wrong answer, and a U-Net's both halves wrong)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -39,17 +40,27 @@ def _outputs(out) -> list[torch.Tensor]:
 
 
 def _call(m, x, rest, reference: bool = False) -> list[torch.Tensor]:
-    with warnings.catch_warnings(), torch.no_grad():
+    return _run(m, x, rest, None, reference)[0]
+
+
+def _run(m, x, rest, grads=None, reference: bool = False):
+    """``(outputs, the input's gradient)`` of ``m`` at ``x``: with ``grads`` (one per output)
+    the backward of the outputs that carry a gradient, else a forward without autograd."""
+    x = x.detach().requires_grad_(grads is not None)
+    with warnings.catch_warnings(), torch.set_grad_enabled(grads is not None), (
+            kernels.use_reference() if reference else contextlib.nullcontext()):
         warnings.simplefilter("ignore")  # grid-exactness warnings of the zoo's sizes
-        if reference:
-            with kernels.use_reference():
-                return _outputs(m(x, *rest))
-        return _outputs(m(x, *rest))
+        outs = _outputs(m(x, *rest))
+    pairs = [(o, g) for o, g in zip(outs, grads or (), strict=False) if o.requires_grad]
+    if not pairs:
+        return outs, None
+    (gx,) = torch.autograd.grad([o for o, _ in pairs], x, [g for _, g in pairs])
+    return [o.detach() for o in outs], gx
 
 
 def _two_tensor_mismatch(got, want_a, want_b) -> str | None:
-    """Why ``got`` (a module's outputs on ``TwoTensor(a, b)``) is not ``TwoTensor(m(a), m(b))``
-    (the reference path's outputs on ``a`` and ``b``), or ``None``."""
+    """Why ``got`` (a module's outputs on ``TwoTensor(a, b)``, or the input's gradient) is not
+    ``TwoTensor(m(a), m(b))`` (the reference path's on ``a`` and ``b``), or ``None``."""
     for i, (o, ra, rb) in enumerate(zip(got, want_a, want_b, strict=True)):
         if not isinstance(o, TwoTensor):
             return f"output {i} is a {type(o).__name__}, not a TwoTensor"
@@ -65,21 +76,45 @@ def _second(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=gen, dtype=x.dtype)
 
 
+LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _laid_out(x: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout == "contiguous":
+        return x.contiguous()
+    if x.dim() not in LAST:
+        pytest.skip(f"a {x.dim()}-D input has no channels-last layout")
+    return x.contiguous(memory_format=LAST[x.dim()])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("name", NAMES)
-def test_a_dispatch_subclass_gets_the_reference_values(name, gen):
+def test_a_dispatch_subclass_gets_the_reference_values(name, layout, gen):
+    """Outputs and the input's gradient (eval mode, autograd on: the fast paths' hand-written
+    backwards run) on each half equal the reference path's on that half."""
     m, args = build(name)
-    x, rest = args[0], args[1:]
+    x, rest = _laid_out(args[0], layout), args[1:]
     assert x.is_floating_point()
-    x2 = _second(x, gen)
-    got = _call(m, TwoTensor(x, x2), rest)
-    why = _two_tensor_mismatch(got, _call(m, x, rest, True), _call(m, x2, rest, True))
+    x2 = _laid_out(_second(x, gen), layout)
+    want_a = _call(m, x, rest, True)
+    ga = [torch.randn(o.shape, generator=gen) for o in want_a]
+    gb = [torch.randn(o.shape, generator=gen) for o in want_a]
+    want_a, gxa = _run(m, x, rest, ga, True)
+    want_b, gxb = _run(m, x2, rest, gb, True)
+    gt = [TwoTensor(a, b) for a, b in zip(ga, gb, strict=True)]
+    got, gx = _run(m, TwoTensor(x, x2), rest, gt)
+    why = _two_tensor_mismatch(got, want_a, want_b)
     assert why is None, why
+    assert (gx is None) == (gxa is None)
+    why = gx is not None and _two_tensor_mismatch([gx], [gxa], [gxb])
+    assert not why, f"the input's gradient: {why}"
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("name", NAMES)
-def test_a_function_subclass_is_kept(name):
+def test_a_function_subclass_is_kept(name, layout):
     m, args = build(name)
-    x, rest = args[0], args[1:]
+    x, rest = _laid_out(args[0], layout), args[1:]
     want = _call(m, x, rest, True)
     Logged.calls = 0
     got = _call(m, x.as_subclass(Logged), rest)
