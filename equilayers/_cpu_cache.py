@@ -15,7 +15,12 @@ does from the cache on every later call (recorded, its construction ops were in 
 trace only, and the trace's default ``check_trace`` found two different graphs). A fourth
 is ``torch.inference_mode``: a table is built with it off, so a first call under inference
 mode does not store an inference tensor that a later training call would have to save for
-backward (``.to()`` on the same device and dtype returns the cached tensor itself).
+backward (``.to()`` on the same device and dtype returns the cached tensor itself). A fifth is
+torch's ``FakeTensorMode`` used directly for shape propagation: a table is built with it
+suspended (:func:`equilayers._host.host_constants`), real and cached like any other, where
+the builders' value reads (``.tolist()``, ``torch.equal``) raised torch's
+``DataDependentOutputException`` on its fake tensors; the mode converts the real table where
+an op mixes it with fake tensors, as it does a real parameter (``allow_non_fake_inputs=True``).
 Callers move (copy) a cached tensor to their device and dtype; they never write to it.
 """
 
@@ -29,6 +34,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
 import torch
+
+from ._host import host_constants
 
 __all__ = ["cpu_cache", "default_device"]
 
@@ -114,11 +121,12 @@ def cpu_cache(maxsize: int = 128, max_bytes: int | None = None
                 counts["misses"] += 1
             # functorch off: inside torch.func.grad/jvp every new tensor is wrapped, and a
             # wrapped table kept here would outlive its transform (torch 2.4-2.6 cannot even
-            # read its values); the table takes no differentiable input
+            # read its values); the table takes no differentiable input. A FakeTensorMode
+            # suspended too (host_constants): its tensors have no values to read
             # inference mode off: a table first built inside torch.inference_mode would be an
             # inference tensor, which every later training call that saves it for backward
             # (a gather index) rejects
-            with _untraced(), torch._C._DisableFuncTorch(), torch.inference_mode(False):
+            with _untraced(), host_constants(), torch.inference_mode(False):
                 if default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
                 else:
