@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["fake_mode_active", "host_constants", "host_tensor", "readable", "traced_ints"]
+__all__ = ["fake_mode_active", "host_constants", "host_tensor", "in_fake_mode", "readable",
+           "traced_ints"]
+
+T = TypeVar("T")
 
 _FAKE = torch._C._TorchDispatchModeKey.FAKE
 
@@ -39,6 +42,31 @@ def fake_mode_active() -> bool:
     """Whether a ``FakeTensorMode`` is active (``False`` while compiling: see
     :func:`host_constants`)."""
     return not torch.compiler.is_compiling() and torch._C._get_dispatch_mode(_FAKE) is not None
+
+
+def in_fake_mode(obj: T) -> T:
+    """``obj`` (a tensor, or a tuple or list of them, nested; anything else is returned as it
+    is) as the active ``FakeTensorMode`` takes it: with each real tensor converted into the
+    mode (a fake tensor of its shape, dtype and strides, what a table built under the mode
+    would be) where the mode refuses real tensors (``allow_non_fake_inputs=False``, torch's
+    default); ``obj`` itself where the mode takes them (its values stay readable: a
+    ``.tolist()`` of a real tensor reads them under the mode), where no fake mode is active,
+    and while compiling (see :func:`host_constants`)."""
+    mode = None if torch.compiler.is_compiling() else torch._C._get_dispatch_mode(_FAKE)
+    if mode is None or getattr(mode, "allow_non_fake_inputs", True):
+        return obj
+    return _into(mode, obj)
+
+
+def _into(mode: Any, obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return mode.from_tensor(obj, static_shapes=True) if readable(obj) else obj
+    if isinstance(obj, list):
+        return [_into(mode, o) for o in obj]
+    if isinstance(obj, tuple):
+        items = [_into(mode, o) for o in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    return obj
 
 
 def readable(t: torch.Tensor) -> bool:
