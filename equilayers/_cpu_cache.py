@@ -15,7 +15,14 @@ does from the cache on every later call (recorded, its construction ops were in 
 trace only, and the trace's default ``check_trace`` found two different graphs). A fourth
 is ``torch.inference_mode``: a table is built with it off, so a first call under inference
 mode does not store an inference tensor that a later training call would have to save for
-backward (``.to()`` on the same device and dtype returns the cached tensor itself).
+backward (``.to()`` on the same device and dtype returns the cached tensor itself). A fifth is
+torch's ``FakeTensorMode`` used directly for shape propagation: a table is built with it
+suspended (:func:`equilayers._host.host_constants`), real and cached like any other, where
+the builders' value reads (``.tolist()``, ``torch.equal``) raised torch's
+``DataDependentOutputException`` on its fake tensors. A call under a mode that takes real
+tensors (``allow_non_fake_inputs=True``) gets the real table, as from any other call; one
+under a mode that refuses them gets it converted into the mode
+(:func:`equilayers._host.in_fake_mode`), as a build under the mode returned it.
 Callers move (copy) a cached tensor to their device and dtype; they never write to it.
 """
 
@@ -30,9 +37,12 @@ from typing import Any, Protocol, TypeVar, cast
 
 import torch
 
+from ._host import host_constants, in_fake_mode
+
 __all__ = ["cpu_cache", "default_device"]
 
 T = TypeVar("T")
+_MISSING = object()
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
@@ -107,18 +117,22 @@ def cpu_cache(maxsize: int = 128, max_bytes: int | None = None
         @functools.wraps(fn)
         def cached(*args: Any) -> T:
             with lock:
-                if args in store:
+                hit = store.get(args, _MISSING)
+                if hit is not _MISSING:
                     store.move_to_end(args)
                     counts["hits"] += 1
-                    return store[args]
-                counts["misses"] += 1
+                else:
+                    counts["misses"] += 1
+            if hit is not _MISSING:
+                return in_fake_mode(cast("T", hit))
             # functorch off: inside torch.func.grad/jvp every new tensor is wrapped, and a
             # wrapped table kept here would outlive its transform (torch 2.4-2.6 cannot even
-            # read its values); the table takes no differentiable input
+            # read its values); the table takes no differentiable input. A FakeTensorMode
+            # suspended too (host_constants): its tensors have no values to read
             # inference mode off: a table first built inside torch.inference_mode would be an
             # inference tensor, which every later training call that saves it for backward
             # (a gather index) rejects
-            with _untraced(), torch._C._DisableFuncTorch(), torch.inference_mode(False):
+            with _untraced(), host_constants(), torch.inference_mode(False):
                 if default_device().type == "cpu":  # already: no mode in every call
                     out = fn(*args)
                 else:
@@ -134,7 +148,7 @@ def cpu_cache(maxsize: int = 128, max_bytes: int | None = None
                                                    and held["bytes"] > max_bytes):
                         _, old = store.popitem(last=False)
                         held["bytes"] -= _nbytes(old) if max_bytes is not None else 0
-            return out
+            return in_fake_mode(out)
 
         def cache_clear() -> None:
             with lock:

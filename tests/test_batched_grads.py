@@ -4,7 +4,7 @@
 legacy batched tensor; no ``torch.func`` transform is active then). The hand-written backwards
 wrote that gradient into unbatched buffers (``out=``, ``copy_``, in-place ops) and raised
 "Batching rule not implemented for aten::alias" and the like, 34 of the 130 zoo modules; they
-take their plain-op branch for it now (``equilayers.kernels._dispatch.batched_grad``). Each
+take their plain-op branch for it now (``equilayers.kernels._autodiff.batched_grad``). Each
 check through the default dispatch and under :func:`equilayers.kernels.use_reference`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from equilayers import functional as EF
 from equilayers import kernels
 from equilayers import nn as enn
-from equilayers.kernels._dispatch import batched_grad
+from equilayers.kernels._autodiff import batched_grad
 
 CONTEXTS = {"dispatch": contextlib.nullcontext, "reference": kernels.use_reference}
 

@@ -3,11 +3,13 @@ slide a filter (:mod:`equilayers._checks`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from .._host import fake_mode_active, host_constants, readable
 from ._base import (
     BLUR_PADDING_MODES,
     MAX_BLUR_SIZE,
@@ -221,19 +223,26 @@ def check_polyphase_args(stride: Any, criterion: Any, blur_size: Any, padding_mo
 
 def values_readable(t: torch.Tensor) -> bool:
     """Whether a check may read ``t``'s values (``bool(...)``, ``.tolist()``): not while
-    compiling or tracing, not on meta (no values), and not where a ``torch.func`` transform
-    wraps ``t`` (``vmap``, ``grad``, ``jvp``, at any depth: under ``vmap`` reading a value is
-    data-dependent control flow)."""
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or t.is_meta
+    compiling or tracing, not on meta or a fake tensor (torch's ``FakeTensorMode``: no
+    values), and not where a ``torch.func`` transform wraps ``t`` (``vmap``, ``grad``,
+    ``jvp``, at any depth: under ``vmap`` reading a value is data-dependent control flow).
+    A real ``t`` under an active ``FakeTensorMode`` is readable: the check reads it inside
+    :func:`equilayers._host.host_constants`."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or not readable(t)
                 or torch._C._functorch.is_functorch_wrapped_tensor(t))
 
 
 def check_component_index(index: torch.Tensor, count: int, what: str, nd: int = 2) -> None:
     """Polyphase component indices in ``0..count-1``, where :func:`values_readable` allows."""
-    if index.numel() and values_readable(index) and bool(((index < 0) | (index >= count)).any()):
+    if not (index.numel() and values_readable(index)):
+        return
+    # (a real index under a FakeTensorMode: read as it is, with the mode suspended)
+    with host_constants() if fake_mode_active() else contextlib.nullcontext():
+        got = index.tolist() if bool(((index < 0) | (index >= count)).any()) else None
+    if got is not None:
         flat = "i*stride+j" if nd == 2 else "a*stride**2+b*stride+c"
         raise ValueError(f"{_prefix(what)}index values must lie in 0..stride**{nd}-1 = "
-                         f"0..{count - 1} (component {flat}); got {index.tolist()}")
+                         f"0..{count - 1} (component {flat}); got {got}")
 
 
 # --- convolutions ---------------------------------------------------------------------------------

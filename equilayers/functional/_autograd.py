@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import _checks as C
-from ..kernels._dispatch import transforms_active
+from ..kernels._autodiff import transforms_active
 
 __all__ = ["plain_autograd"]
 

@@ -33,6 +33,7 @@ import torch
 
 from .. import _checks as C
 from .._cpu_cache import cpu_cache
+from .._host import host_constants
 from ..groups import Group, GroupLike, get
 from ..groups._planar import PlanarGroup
 from ..groups._so3 import SO3Group
@@ -109,6 +110,18 @@ def planar_init_std(group: Group, in_rep: str, k: int, m_in: int, m_out: int,
     return init_std_of(basis, scale, fan_in, gain2)
 
 
+def unreached_orders(group: Group, in_rep: str | None, k: int, m_in: int, m_out: int,
+                     spec: BasisSpec | None) -> list[int]:
+    """The harmonic output orders of the planar basis (:func:`planar_init_std`'s) that no
+    element reaches: their slots are always 0 (read as real tensors, also under a
+    ``FakeTensorMode``)."""
+    with host_constants():
+        basis = S._cached(group, in_rep, "harmonic", k, m_in, m_out, spec)
+        energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
+        return sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
+
+
+@host_constants()  # (values read: real tensors, also under a FakeTensorMode)
 def init_std_of(basis: torch.Tensor, scale: torch.Tensor, fan_in: int, gain2: float
                 ) -> torch.Tensor:
     """:func:`planar_init_std` of a unit-norm basis ``(nb, F_out, F_in, *spatial)`` of planar

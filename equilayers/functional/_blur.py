@@ -222,8 +222,10 @@ def _blur_upsample(x: torch.Tensor, scale_factor: int, blur_size: int, padding_m
     keep = kept_channels_last(x, nd)
     if keep is not None:
         # the input's layout (as nn.Upsample keeps it): the zeros in it, then the blur keeps it
-        y = torch.empty(*lead, *(n * s for n in sizes), dtype=x.dtype, device=x.device,
-                        memory_format=keep).zero_()
+        # (x.new_zeros, channels innermost, then moved: a tensor subclass keeps its type, where
+        # torch.empty(memory_format=...) made a plain buffer that a wrapper's halves both
+        # wrote into)
+        y = x.new_zeros(lead[0], *(n * s for n in sizes), lead[1]).movedim(-1, 1)
         y[(Ellipsis,) + (slice(None, None, s),) * nd] = x
     else:
         y = x.new_zeros(*lead, *(v for n in sizes for v in (n, s)))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from .._host import host_tensor
-from ..kernels._dispatch import batched_grad, transforms_active
+from ..kernels._autodiff import batched_grad, plain_tensor, transforms_active
 from ..kernels._tables import Range as _Range
 from ..kernels._tables import _source, axis_mode, binomial, pad_amounts
 from ._blur import binomial_filter, blur_nd, blur_pool2d
@@ -38,10 +38,10 @@ def _ring_inputs(x: torch.Tensor, blur: int, gathers: list[tuple[int, torch.Tens
     then adds to the others (four full-size passes per rectangle, measured a third of a
     blurred 3x3 conv's training step at 40 px); :class:`_RingInputs` computes them in one node
     whose backward writes one input-sized gradient and adds the gathers' into it in place.
-    Inside ``torch.func`` transforms, forward-mode AD and traced graphs the plain ops run (the
-    same values)."""
+    Inside ``torch.func`` transforms, forward-mode AD and traced graphs, and for a tensor
+    subclass (the backward's plain buffer would drop it), the plain ops run (the same values)."""
     if transforms_active() or torch.compiler.is_compiling() or torch.jit.is_tracing() or (
-            blur and pad_amounts(blur)[0] != pad_amounts(blur)[1]):
+            blur and pad_amounts(blur)[0] != pad_amounts(blur)[1]) or not plain_tensor(x):
         blurred = _blur_s1(x, blur) if blur else None
         return blurred, [x.index_select(dim, rows) for dim, rows in gathers]
     dims = tuple(dim for dim, _ in gathers)

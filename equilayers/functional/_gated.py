@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..kernels._dispatch import batched_grad
+from ..kernels._autodiff import batched_grad
 from . import _harmonic3d as H3  # (a module: each imports the other)
 from ._norm_map import cpu_relu_path, slot_sum
 

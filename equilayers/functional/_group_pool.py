@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ..kernels._dispatch import batched_grad, transforms_active
+from ..kernels._autodiff import batched_grad, transforms_active
 
 __all__ = ["group_pool", "group_max_pool2d", "group_avg_pool2d"]
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from ..groups import GroupLike, get
-from ..kernels._dispatch import batched_grad, transforms_active
+from ..kernels._autodiff import batched_grad, transforms_active
 from . import _harmonic3d as H3
 from ._norm_map import norm_map
 from ._steerable3d import order0_bias

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from .._cpu_cache import cpu_cache
+from .._host import host_constants
 from ..groups import Group
 from ..groups._group import inverse_cayley_table
 from ..groups._spherical import wigner_stack
@@ -127,6 +128,7 @@ def _unit_energy(m: torch.Tensor, group: Group, kernel_size: int, spec: BasisSpe
     return m * (m.shape[0] / mr.pow(2).sum((1, 2)).mean()).sqrt()
 
 
+@host_constants()  # (a value read: real tensors, also under a FakeTensorMode)
 def ico_energy_scale(group: Group, kernel_size: int, spec: BasisSpec | None) -> float:
     """The factor on i.i.d. coefficients that gives the turned filters, averaged over the
     slots, the unturned unit rows' expected energy (:func:`_unit_energy` of the identity)."""

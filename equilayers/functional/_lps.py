@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from .. import _checks as C
 from .._host import host_tensor
-from ..kernels._dispatch import transforms_active
+from ..kernels._autodiff import transforms_active
 from ..kernels._reference import kept_channels_last
 from ._polyphase import place_components
 

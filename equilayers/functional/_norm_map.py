@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..kernels._dispatch import batched_grad
+from ..kernels._autodiff import batched_grad
 from ._autograd import plain_autograd
 
 __all__ = ["cpu_relu_path", "norm_map", "relu_order0", "slot_sum"]

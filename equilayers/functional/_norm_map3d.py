@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..kernels._dispatch import batched_grad
+from ..kernels._autodiff import batched_grad
 from ._norm_map import cpu_relu_path, relu_order0, slot_sum
 
 __all__ = ["norm_relu3d"]

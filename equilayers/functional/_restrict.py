@@ -29,6 +29,7 @@ import math
 import torch
 
 from .. import _checks as C
+from .._host import host_constants
 from ..groups import GroupLike, get
 from ..groups._subgroups import check_subgroup, coset_index, quotient_size, restriction_index
 
@@ -99,15 +100,18 @@ def check_fiber(x: torch.Tensor, size: int | None, what: str, kind: str,
 
 def sorted_coset_index(group, subgroup) -> torch.Tensor:
     """:func:`~equilayers.groups._subgroups.coset_index` with each coset's members in slot
-    order (a max or mean does not care; ``D_N / C_N`` becomes the identity)."""
+    order (a max or mean does not care; ``D_N / C_N`` becomes the identity). A real CPU
+    tensor, whatever the default device or a ``FakeTensorMode``
+    (:func:`equilayers._host.host_constants`)."""
     grp, sub = check_subgroup(group, subgroup)
-    with torch.device("cpu"):  # host-side, whatever the default device
+    with torch.device("cpu"), host_constants():  # host-side, whatever the default device
         return coset_index(grp, sub).view(-1, int(sub.order)).sort(dim=1).values.reshape(-1)
 
 
 def is_identity(index: torch.Tensor) -> bool:
-    """Whether a (CPU) slot index is ``arange``: then the gather is a free view."""
-    return bool(torch.equal(index.cpu(), torch.arange(index.numel(), device="cpu")))
+    """Whether a real CPU slot index is ``arange``: then the gather is a free view."""
+    with host_constants():  # (read as it is under a FakeTensorMode)
+        return bool(torch.equal(index.cpu(), torch.arange(index.numel(), device="cpu")))
 
 
 def gather_fibers(x: torch.Tensor, index: torch.Tensor, identity: bool,

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
+from .._host import host_constants
 
 if TYPE_CHECKING:
     from ._group import Element, Group
@@ -94,11 +95,12 @@ def int_rows(matrix: torch.Tensor) -> tuple[tuple[int, ...], ...]:
 
 
 def element_rows(group: Group, g: Element) -> tuple[tuple[int, ...], ...]:
-    """:func:`int_rows` of a grid element's ``group.matrix(g)``, made and read outside any
-    ``torch.func`` transform (the matrix is a constant): inside ``torch.func.grad``/``jvp``
-    every new tensor is wrapped, and torch 2.4-2.6 cannot read a wrapped tensor's values
-    (``RuntimeError: Cannot access data pointer of Tensor that doesn't have storage``)."""
-    with torch._C._DisableFuncTorch():
+    """:func:`int_rows` of a grid element's ``group.matrix(g)``, made and read as a real
+    tensor (the matrix is a constant; :func:`equilayers._host.host_constants`): inside
+    ``torch.func.grad``/``jvp`` every new tensor is wrapped, and torch 2.4-2.6 cannot read a
+    wrapped tensor's values (``RuntimeError: Cannot access data pointer of Tensor that
+    doesn't have storage``); under a ``FakeTensorMode`` it would be fake, without values."""
+    with host_constants():
         return int_rows(group.matrix(g))
 
 

@@ -21,6 +21,7 @@ import torch
 
 from . import _op_table  # noqa: F401  (fills the op table)
 from ._amp import autocast_dtype
+from ._autodiff import transforms_active
 from ._cpu import max_pool2d_stride1
 from ._dispatch import (
     Choice,
@@ -29,7 +30,6 @@ from ._dispatch import (
     explain,
     kernel_support,
     select,
-    transforms_active,
     triton_available,
     use_fast_path,
     use_reference,

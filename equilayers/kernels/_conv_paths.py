@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .._cpu_cache import cpu_cache
 from .._host import host_tensor
-from ._dispatch import batched_grad
+from ._autodiff import batched_grad
 from ._tables import _source, binomial, border_ring, inner_outputs, pad_amounts, pad_axes
 
 __all__ = ["blur_pool2d", "max_blur_pool2d"]

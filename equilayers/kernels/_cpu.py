@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _checks as C
-from ._dispatch import batched_grad, transforms_active
+from ._autodiff import batched_grad, plain_tensor, transforms_active
 from ._tables import _source, axis_mode, binomial, pad_amounts
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "max_pool2d_stride1"]
@@ -216,6 +216,7 @@ class _MaxPoolStride1(torch.autograd.Function):
 
 def max_pool2d_stride1(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """``F.max_pool2d(x, kernel_size, stride=1)`` (no padding), faster on CPU; same gradients.
+    A tensor subclass gets ``F.max_pool2d`` itself (see :func:`._autodiff.plain_tensor`).
 
     Example:
         >>> x = torch.randn(2, 3, 7, 6)
@@ -228,8 +229,9 @@ def max_pool2d_stride1(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     if x.shape[-2] < kernel_size or x.shape[-1] < kernel_size:
         raise ValueError(f"max_pool2d_stride1: kernel_size={kernel_size} is larger than the "
                          f"spatial size {tuple(x.shape[-2:])}")
-    if transforms_active():  # torch.func or forward-mode AD: the op itself (the Functions
-        # below have neither setup_context nor jvp)
+    if transforms_active() or not plain_tensor(x):  # torch.func or forward-mode AD: the op
+        # itself (the Functions below have neither setup_context nor jvp); a tensor subclass:
+        # the op, which keeps it (the Functions' plain out= buffers dropped it)
         return _torch_max_pool(x, kernel_size)
     if kernel_size == 2:
         return _MaxPool2x2Stride1.apply(x)

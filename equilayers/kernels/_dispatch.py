@@ -25,7 +25,9 @@ The rule, checked in this order (the first that applies decides):
    channels_last input gives a channels_last output).
 6. The entry has fast PyTorch formulations for this device type (its candidates), with the
    reference's exact semantics, the dtype is one of its ``fast_dtypes`` (float32, float64),
-   its ``fast_supports`` takes the call, and the call is not being traced -> ``"fast"``, by
+   its ``fast_supports`` takes the call, the input is no tensor subclass (whose type and
+   per-op semantics the reference's torch ops keep and the fast paths' plain ``out=`` buffers
+   drop), and the call is not being traced -> ``"fast"``, by
    the candidate that the measured layout table (:mod:`._layout`) names for this op, device,
    layout, size, arguments and pass, or ``"reference"`` where the table measured the
    reference fastest; without an entry, the first candidate that takes the call (its own
@@ -71,11 +73,12 @@ import torch
 from .. import _checks as C
 from . import _layout_table
 from ._amp import autocast_dtype, cast_like
+from ._autodiff import plain_tensor, transforms_active
 from ._layout import measured_choice, table_key
 from ._registry import FastPath, KernelOp, get_op, kernel_ops
 
-__all__ = ["Choice", "batched_grad", "choose", "dispatch", "explain", "kernel_support",
-           "select", "transforms_active", "triton_available", "use_fast_path", "use_reference"]
+__all__ = ["Choice", "choose", "dispatch", "explain", "kernel_support", "select",
+           "triton_available", "use_fast_path", "use_reference"]
 
 _state = threading.local()
 
@@ -122,35 +125,6 @@ def use_fast_path(name: str) -> Iterator[None]:
         yield
     finally:
         _state.fast_path = previous
-
-
-def transforms_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jvp, ...) is running or a forward-mode
-    AD level is open (``torch.autograd.forward_ad.dual_level()``): custom autograd Functions
-    with ``out=`` buffers and hand-written backwards (no ``jvp``) must step aside for plain ops
-    then. (Any open level counts, whether or not the call's tensors carry a tangent: reading
-    a tangent would cost more than the fast path saves on the rare forward-AD call.)"""
-    if torch.compiler.is_compiling():  # a traced graph holds plain ops either way
-        return False
-    return (torch._C._are_functorch_transforms_active()
-            or torch.autograd.forward_ad._current_level >= 0)
-
-
-_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", None)
-
-
-def batched_grad(grad: torch.Tensor) -> bool:
-    """Whether ``grad``, the gradient a hand-written backward receives, is torch's legacy
-    batched tensor: ``torch.autograd.grad(..., is_grads_batched=True)``,
-    ``torch.autograd.functional.jacobian``/``hessian(vectorize=True)`` and
-    ``gradcheck(check_batched_grad=True)`` run the backward pass on a batch of gradients that
-    way (no ``torch.func`` transform is active then: :func:`transforms_active` is False). Such
-    a tensor has no batching rule for ``out=``, ``copy_`` or in-place writes into an unbatched
-    buffer, so a backward takes its plain-op branch (the one ``create_graph=True`` takes). (On
-    a torch without the check, False: the backward is then as before.)"""
-    if torch.compiler.is_compiling():  # a traced backward holds no batched tensor (and
-        return False  # Dynamo cannot trace the check)
-    return _is_legacy_batched is not None and bool(_is_legacy_batched(grad))
 
 
 _triton_found: list[bool] = []
@@ -268,7 +242,7 @@ def _choose(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
 
 # --- the route's memo (dispatch only) ------------------------------------------------------------
 # Which callable runs a call (rules 4-7) is a pure function of the call's description (op
-# name; x's device, dtype, shape, strides and whether autograd records it; the keyword
+# name; x's type, device, dtype, shape, strides and whether autograd records it; the keyword
 # arguments), of the switches read per call (a forced fast path, the Triton interpreter's
 # variables, triton being installed where it matters), of the registered ops and of the name
 # the measured layout table's entry for the call picks. The memo is keyed by the first two;
@@ -318,7 +292,7 @@ def _memo_route(op: KernelOp, x: torch.Tensor, kwargs: dict, arguments: tuple
                 ) -> tuple[tuple[str, str | None], Callable[..., Any]]:
     device = x.device
     interpret = _interpret_enabled()
-    key = (op.name, device, x.dtype, x.shape, x.stride(),
+    key = (op.name, type(x), device, x.dtype, x.shape, x.stride(),
            x.requires_grad and torch.is_grad_enabled(),  # pass_of(x), the table's pass
            arguments, getattr(_state, "fast_path", None), interpret,
            triton_available() if device.type == "cuda" or interpret else None)
@@ -363,6 +337,10 @@ def _decide(op_name: str, x: torch.Tensor, kwargs: dict) -> Choice:
     paths = op.fast.get(x.device.type, ()) if op is not None else ()
     if op is None or not paths:  # (no op: no fast path)
         return Choice("reference", None, reason)
+    if not plain_tensor(x):
+        return Choice("reference", None, f"x is a {type(x).__name__}, a tensor subclass: the "
+                      "reference's torch ops keep it, the fast paths' plain out= buffers "
+                      f"would not (no kernel: {reason})")
     if x.dtype not in op.fast_dtypes:
         names = " and ".join(_name(d) for d in op.fast_dtypes)
         return Choice("reference", None, f"the fast path takes {names}, not {_name(x.dtype)} "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import _ops, _triton
-from ._dispatch import batched_grad
+from ._autodiff import batched_grad
 from ._ops import _as_4d, _like_5d
 
 __all__ = ["blur_pool2d", "max_blur_pool2d", "plain", "polyphase_pool2d"]

@@ -35,9 +35,10 @@ comparison reads the parameters and the bases twice; the expansion reads them to
 ``|G|`` times the parameters, so reuse is always the cheaper of the two. Never reused on an
 accelerator (see :func:`reuses`: the checks would synchronise host and device every call), in
 training mode or with autograd on (the filter must be in the graph), under ``torch.compile``
-/ ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter) or ``torch.func``
-transforms, while a forward-mode AD level is open (a dual weight, e.g. through
-``functional_call``, equals its primal by value: its filter would lose the tangent), nor for
+/ ``torch.export`` or ``torch.jit.trace`` (the trace would freeze the filter), torch's
+``FakeTensorMode`` (shape propagation: no values to compare, and a fake filter must not be
+kept) or ``torch.func`` transforms, while a forward-mode AD level is open (a dual weight, e.g.
+through ``functional_call``, equals its primal by value: its filter would lose the tangent), nor for
 meta, subclassed or inference tensors (a module built, loaded or converted under
 ``torch.inference_mode`` holds those: no version counter to check). ``train()`` drops the
 entry; pickling and ``state_dict`` leave it out.
@@ -52,6 +53,7 @@ import torch
 from torch import nn
 
 from .._checks import autocast_on
+from .._host import fake_mode_active
 from ._tables import _is_wrapped, integer_tables
 
 __all__ = ["EvalFilterMixin", "eval_filter"]
@@ -93,7 +95,7 @@ def eval_filter(module: nn.Module, settings: tuple,
     attributes return them: a parametrized weight is its computed value), the module's
     buffers and ``settings`` are all still what they were then (see the module docstring)."""
     if (module.training or torch.is_grad_enabled() or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
+            or torch.compiler.is_compiling() or fake_mode_active()  # (no values to compare)
             or torch.autograd.forward_ad._current_level >= 0):  # (tangents: not in a copy)
         return compute()
     device_type = next(p.device.type for p in params if p is not None)

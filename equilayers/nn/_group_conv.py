@@ -167,10 +167,8 @@ class _GroupConvNd(OldCheckpoints2d, D.BasisRecorded, D.PickleStamped, EvalFilte
         carry) or only aliased frequencies reach (``BS.aliasing_warning``)."""
         k, dead = self.kernel_size[0], []
         if self.out_rep == "harmonic":
-            basis = S._cached(self.group, self.in_rep, self.out_rep, k,
-                              self.in_max_order or 0, self.max_order or 0, self._basis_spec)
-            energy = basis.square().sum(dim=(0, 2, 3, 4))  # per output slot
-            dead = sorted({(s + 1) // 2 for s in range(energy.shape[0]) if energy[s] == 0})
+            dead = AX.unreached_orders(self.group, self.in_rep, k, self.in_max_order or 0,
+                                       self.max_order or 0, self._basis_spec)
         if dead:
             warn_at_user(f"{type(self).__name__}: no basis function of kernel_size={k} reaches "
                           f"output rotation order(s) {dead} of {self.group.name} (max_order="

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .._host import host_constants
 from ..functional import _restrict as R
 from ..groups import FieldType, GroupLike
 from ..groups._fields import field_type
@@ -101,7 +102,8 @@ class Restrict(Typed, _FixedBuffers):
     def reset_parameters(self) -> None:
         """Refill the index table (a fixed function of the groups and the field type)."""
         if self.rep == "regular":
-            index = restriction_index(self.group, self.subgroup)
+            with host_constants():  # a real table, also under a FakeTensorMode
+                index = restriction_index(self.group, self.subgroup)
             self._identity = R.is_identity(index)
             self.index = index.to(self.index.device)
 

@@ -15,8 +15,11 @@ parameters without ``_apply``, as FSDP2 does).
 
 :func:`check_tables` compares each table it has not seen at its current version with the
 table built afresh (once per new tensor or in-place write, not per call) and raises a
-``RuntimeError`` naming the table and the fix where they differ. A write through ``.data``
-bumps no version counter and is not seen (docs/training.md, "Around the training loop").
+``RuntimeError`` naming the table and the fix where they differ; under torch's
+``FakeTensorMode`` too (both built and compared as real tensors), where a fake table (of a
+module built inside the mode) has no values to compare and is not checked. A write through
+``.data`` bumps no version counter and is not seen (docs/training.md, "Around the training
+loop").
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+
+from .._host import host_constants
 
 __all__ = ["check_tables", "integer_tables", "table_on"]
 
@@ -59,21 +64,26 @@ def check_tables(module: nn.Module, rebuild: Callable[[], Mapping[str, torch.Ten
              and (n not in seen or seen[n][0] is not b or seen[n][1] != b._version)}
     if not fresh:
         return
-    built = rebuild()
-    if any(t.is_meta for t in built.values()):
-        # The parameters are on the meta device and the tables are real (``.to("meta")``
-        # leaves them, so that ``functional_call`` with real parameters on a meta copy still
-        # works): there are no values to compare with, and no output values to protect. (The
-        # comparison raised torch's "Cannot copy out of meta tensor" on such a forward.)
-        return
-    for n, b in fresh.items():
-        want = built[n]
-        if want.shape != b.shape or not torch.equal(want.to(b.device), b):
-            name = type(module).__name__
-            raise RuntimeError(
-                f"{name}: its integer table {n!r}, fixed by the constructor's arguments, holds "
-                "other values than the ones it was built with: something wrote to it in "
-                "place, and its outputs would be wrong. Rebuild the tables with "
-                f"model.to({str(b.device)!r}) (every .to() rebuilds them) and leave them "
-                "read-only (docs/training.md, 'Around the training loop')")
+    # Built and compared as real tensors, also under a FakeTensorMode (shape propagation),
+    # where the module's real tables are still checked (the comparison raised torch's
+    # DataDependentOutputException on the mode's fake tensors); a fake table is not checkable.
+    with host_constants():
+        built = rebuild()
+        if any(t.is_meta for t in built.values()):
+            # The parameters are on the meta device and the tables are real (``.to("meta")``
+            # leaves them, so that ``functional_call`` with real parameters on a meta copy
+            # still works): there are no values to compare with, and no output values to
+            # protect. (The comparison raised torch's "Cannot copy out of meta tensor" on such
+            # a forward.)
+            return
+        changed = [n for n, b in fresh.items() if built[n].shape != b.shape
+                   or not torch.equal(built[n].to(b.device), b)]
+    if changed:
+        n, name = changed[0], type(module).__name__
+        raise RuntimeError(
+            f"{name}: its integer table {n!r}, fixed by the constructor's arguments, holds "
+            "other values than the ones it was built with: something wrote to it in "
+            "place, and its outputs would be wrong. Rebuild the tables with "
+            f"model.to({str(fresh[n].device)!r}) (every .to() rebuilds them) and leave them "
+            "read-only (docs/training.md, 'Around the training loop')")
     module.__dict__[_ATTR] = {**seen, **{n: (b, b._version) for n, b in fresh.items()}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._host import host_constants
 from ..functional import _tensor_product as TP
 from ..groups import Group, GroupLike
 from ..groups._fields import field_type
@@ -136,11 +137,13 @@ class TensorProductNonlinearity(_WeightDerived, Typed, nn.Module):
                 + _dims_repr(self))
 
 
+@host_constants()  # (values read: real tensors, also under a FakeTensorMode)
 def _reaches(basis: torch.Tensor, group: Group, order: int) -> bool:
     a, d = TP._slots(group, order)[order]
     return bool(basis[:, a:a + d].abs().amax() > 0) if basis.shape[0] else False
 
 
+@host_constants()
 def _init_std(group: Group, m_in: int, m_out: int) -> torch.Tensor:
     """Per basis map: ``sqrt(d_L / (n_L e_k))`` (class docstring), with ``e_k = 2 |B_k|^2
     + sum_o (tr B_k[o])^2`` (Isserlis: ``E[(x^T B x)^2] = (tr B)^2 + 2 |B|^2`` for unit
