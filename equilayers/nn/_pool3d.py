@@ -162,9 +162,10 @@ class GroupMaxPool3d(_Pool3d):
         self.dilation = dilation
 
     def forward(self, x: torch.Tensor):  # (y, indices) with return_indices, as nn.MaxPool3d
-        self._check_exact(x, self.dilation)
-        return P3.group_max_pool3d(x, self.kernel_size, self.stride, self.padding,
-                                   self.dilation, self.ceil_mode, self.return_indices)
+        y = P3.group_max_pool3d(x, self.kernel_size, self.stride, self.padding,
+                                self.dilation, self.ceil_mode, self.return_indices)
+        self._check_exact(x, self.dilation)  # (after the pool: an input it refuses warns not)
+        return y
 
     def extra_repr(self) -> str:
         return (self._repr() + (f", dilation={self.dilation}" if self.dilation != 1 else "")
@@ -202,9 +203,10 @@ class GroupAvgPool3d(_Pool3d):
         self.count_include_pad = count_include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_exact(x, 1)
-        return P3.group_avg_pool3d(x, self.kernel_size, self.stride, self.padding,
-                                   self.ceil_mode, self.count_include_pad)
+        y = P3.group_avg_pool3d(x, self.kernel_size, self.stride, self.padding,
+                                self.ceil_mode, self.count_include_pad)
+        self._check_exact(x, 1)  # (after the pool: an input it refuses warns not)
+        return y
 
     def extra_repr(self) -> str:
         return self._repr() + ("" if self.count_include_pad else ", count_include_pad=False")
